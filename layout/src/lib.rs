@@ -1,0 +1,1 @@
+//! Layout logic (placement, flexfiles layouts, DS capabilities). Filled in by the pNFS issue.

@@ -1,0 +1,9 @@
+//! Wire formats of ClaudeFS: XDR, ONC RPC, and the NFS protocols it speaks.
+//! Protocol decoding lives here and nowhere else.
+
+// Lets `#[derive(Xdr)]` (which names `::proto::xdr`) be used inside this crate too.
+extern crate self as proto;
+
+pub mod xdr;
+
+pub use xdr_derive::Xdr;
