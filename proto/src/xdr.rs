@@ -36,7 +36,11 @@ pub struct Reader<'a> {
 
 impl<'a> Reader<'a> {
     pub fn new(buf: &'a [u8]) -> Self {
-        Self { buf, pos: 0, depth: 0 }
+        Self {
+            buf,
+            pos: 0,
+            depth: 0,
+        }
     }
     pub fn remaining(&self) -> usize {
         self.buf.len() - self.pos
@@ -114,7 +118,9 @@ impl Writer {
         Self::default()
     }
     pub fn with_capacity(n: usize) -> Self {
-        Self { buf: Vec::with_capacity(n) }
+        Self {
+            buf: Vec::with_capacity(n),
+        }
     }
     pub fn len(&self) -> usize {
         self.buf.len()

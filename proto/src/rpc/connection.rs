@@ -1,0 +1,415 @@
+//! One TCP connection carrying RPC in both directions: calls from the peer go to a handler,
+//! calls we make get their replies matched by xid. The NFSv4.1 back channel needs exactly
+//! this: the server sends CB_COMPOUND over the client's own fore-channel connection.
+use super::message::{
+    accepted_reply, parse_message, rpc_mismatch_reply, AcceptStat, Call, Incoming, Reply,
+};
+use super::record::{frame, read_record};
+use super::{Auth, RpcError};
+use crate::xdr::Writer;
+use std::collections::HashMap;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::io::{AsyncWriteExt, BufWriter};
+use tokio::net::TcpStream;
+use tokio::sync::{mpsc, oneshot, Notify, Semaphore};
+
+#[derive(Debug, Clone, Copy)]
+pub struct ConnectionLimits {
+    /// Largest record accepted; a bigger one closes the connection (there is no way to
+    /// answer a call whose header we refuse to read).
+    pub max_record: usize,
+    /// Calls from the peer being served at once; the reader stops reading past this, which
+    /// pushes back on the peer through TCP.
+    pub max_in_flight: usize,
+}
+
+impl Default for ConnectionLimits {
+    fn default() -> Self {
+        Self {
+            max_record: 4 << 20,
+            max_in_flight: 64,
+        }
+    }
+}
+
+/// Serves calls arriving on a connection. `None` means "no reply" (the call is dropped).
+pub trait CallHandler: Send + Sync + 'static {
+    fn handle(&self, conn: Connection, call: Call) -> impl Future<Output = Option<Writer>> + Send;
+}
+
+/// Answers every call with PROG_UNAVAIL: for connections that only make calls.
+pub struct RejectCalls;
+
+impl CallHandler for RejectCalls {
+    async fn handle(&self, _conn: Connection, call: Call) -> Option<Writer> {
+        Some(accepted_reply(
+            call.xid,
+            &Auth::None,
+            AcceptStat::ProgUnavail,
+        ))
+    }
+}
+
+static NEXT_CONN_ID: AtomicU64 = AtomicU64::new(1);
+
+struct Inner {
+    id: u64,
+    peer: SocketAddr,
+    local: SocketAddr,
+    out: mpsc::Sender<Vec<u8>>,
+    pending: Mutex<HashMap<u32, oneshot::Sender<Reply>>>,
+    next_xid: AtomicU32,
+    closed: AtomicBool,
+    closed_notify: Notify,
+}
+
+#[derive(Clone)]
+pub struct Connection {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Connection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Connection#{}({})", self.inner.id, self.inner.peer)
+    }
+}
+
+impl Connection {
+    /// Takes over `stream`: spawns its reader and writer tasks and returns the handle.
+    pub fn spawn<H: CallHandler>(
+        stream: TcpStream,
+        handler: Arc<H>,
+        limits: ConnectionLimits,
+    ) -> std::io::Result<Connection> {
+        let peer = stream.peer_addr()?;
+        let local = stream.local_addr()?;
+        // Nagle only delays small replies; records are written whole.
+        stream.set_nodelay(true)?;
+        let (rd, wr) = stream.into_split();
+        let (tx, rx) = mpsc::channel::<Vec<u8>>(256);
+        let seed = (std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or(0))
+            ^ (NEXT_CONN_ID.load(Ordering::Relaxed) as u32).rotate_left(16);
+        let conn = Connection {
+            inner: Arc::new(Inner {
+                id: NEXT_CONN_ID.fetch_add(1, Ordering::Relaxed),
+                peer,
+                local,
+                out: tx,
+                pending: Mutex::new(HashMap::new()),
+                next_xid: AtomicU32::new(seed),
+                closed: AtomicBool::new(false),
+                closed_notify: Notify::new(),
+            }),
+        };
+        tokio::spawn(write_loop(conn.clone(), wr, rx));
+        tokio::spawn(read_loop(conn.clone(), rd, handler, limits));
+        Ok(conn)
+    }
+
+    /// Connects to `addr` and serves incoming calls (if any) with `handler`.
+    pub async fn connect<H: CallHandler>(
+        addr: SocketAddr,
+        handler: Arc<H>,
+        limits: ConnectionLimits,
+    ) -> std::io::Result<Connection> {
+        let s = TcpStream::connect(addr).await?;
+        Self::spawn(s, handler, limits)
+    }
+
+    pub fn id(&self) -> u64 {
+        self.inner.id
+    }
+    pub fn peer_addr(&self) -> SocketAddr {
+        self.inner.peer
+    }
+    pub fn local_addr(&self) -> SocketAddr {
+        self.inner.local
+    }
+    pub fn is_closed(&self) -> bool {
+        self.inner.closed.load(Ordering::Acquire)
+    }
+
+    /// Resolves once the connection is gone.
+    pub async fn closed(&self) {
+        loop {
+            let notified = self.inner.closed_notify.notified();
+            if self.is_closed() {
+                return;
+            }
+            notified.await;
+        }
+    }
+
+    pub fn close(&self) {
+        if !self.inner.closed.swap(true, Ordering::AcqRel) {
+            self.inner.closed_notify.notify_waiters();
+            if let Ok(mut p) = self.inner.pending.lock() {
+                p.clear();
+            }
+        }
+    }
+
+    /// Queues one framed record (whose first 4 bytes are the header placeholder).
+    pub async fn send(&self, mut w: Writer) -> Result<(), RpcError> {
+        if self.is_closed() {
+            return Err(RpcError::Closed);
+        }
+        frame(&mut w.buf);
+        self.inner
+            .out
+            .send(w.buf)
+            .await
+            .map_err(|_| RpcError::Closed)
+    }
+
+    pub fn next_xid(&self) -> u32 {
+        self.inner.next_xid.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Sends a call built with `encode_call` (whose xid must come from `next_xid`) and waits
+    /// for its reply.
+    pub async fn call_raw(
+        &self,
+        xid: u32,
+        msg: Writer,
+        timeout: Duration,
+    ) -> Result<Reply, RpcError> {
+        let (tx, rx) = oneshot::channel();
+        {
+            let mut p = self.inner.pending.lock().map_err(|_| RpcError::Closed)?;
+            p.insert(xid, tx);
+        }
+        if let Err(e) = self.send(msg).await {
+            self.forget(xid);
+            return Err(e);
+        }
+        match tokio::time::timeout(timeout, rx).await {
+            Ok(Ok(reply)) => Ok(reply),
+            Ok(Err(_)) => Err(RpcError::Closed),
+            Err(_) => {
+                self.forget(xid);
+                Err(RpcError::Timeout)
+            }
+        }
+    }
+
+    /// Makes a call and returns the reply; non-SUCCESS replies are errors.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn call(
+        &self,
+        prog: u32,
+        vers: u32,
+        proc_: u32,
+        cred: &Auth,
+        args: &[u8],
+        timeout: Duration,
+    ) -> Result<Reply, RpcError> {
+        let xid = self.next_xid();
+        let mut w = super::encode_call(xid, prog, vers, proc_, cred, &Auth::None);
+        w.buf.extend_from_slice(args);
+        let reply = self.call_raw(xid, w, timeout).await?;
+        match &reply.status {
+            super::ReplyStatus::Accepted(AcceptStat::Success) => Ok(reply),
+            other => Err(RpcError::NotAccepted(other.clone())),
+        }
+    }
+
+    fn forget(&self, xid: u32) {
+        if let Ok(mut p) = self.inner.pending.lock() {
+            p.remove(&xid);
+        }
+    }
+
+    fn complete(&self, reply: Reply) {
+        let waiter = self
+            .inner
+            .pending
+            .lock()
+            .ok()
+            .and_then(|mut p| p.remove(&reply.xid));
+        match waiter {
+            Some(tx) => {
+                let _ = tx.send(reply);
+            }
+            None => tracing::debug!(
+                conn = self.inner.id,
+                xid = reply.xid,
+                "reply to no pending call"
+            ),
+        }
+    }
+}
+
+async fn write_loop(
+    conn: Connection,
+    wr: tokio::net::tcp::OwnedWriteHalf,
+    mut rx: mpsc::Receiver<Vec<u8>>,
+) {
+    let mut wr = BufWriter::with_capacity(256 * 1024, wr);
+    loop {
+        let first = tokio::select! {
+            m = rx.recv() => m,
+            _ = conn.closed() => None,
+        };
+        let Some(rec) = first else { break };
+        if wr.write_all(&rec).await.is_err() {
+            break;
+        }
+        // Coalesce whatever else is queued into the same flush.
+        while let Ok(rec) = rx.try_recv() {
+            if wr.write_all(&rec).await.is_err() {
+                conn.close();
+                return;
+            }
+        }
+        if wr.flush().await.is_err() {
+            break;
+        }
+    }
+    conn.close();
+    let _ = wr.shutdown().await;
+}
+
+async fn read_loop<H: CallHandler>(
+    conn: Connection,
+    mut rd: tokio::net::tcp::OwnedReadHalf,
+    handler: Arc<H>,
+    limits: ConnectionLimits,
+) {
+    let permits = Arc::new(Semaphore::new(limits.max_in_flight));
+    loop {
+        let rec = tokio::select! {
+            r = read_record(&mut rd, limits.max_record) => r,
+            _ = conn.closed() => break,
+        };
+        let rec = match rec {
+            Ok(Some(r)) => r,
+            Ok(None) => break,
+            Err(e) => {
+                tracing::debug!(conn = conn.inner.id, peer = %conn.inner.peer, "closing: {e}");
+                break;
+            }
+        };
+        match parse_message(rec) {
+            Ok(Incoming::Call(call)) => {
+                let Ok(permit) = permits.clone().acquire_owned().await else {
+                    break;
+                };
+                let h = handler.clone();
+                let c = conn.clone();
+                tokio::spawn(async move {
+                    if let Some(w) = h.handle(c.clone(), call).await {
+                        let _ = c.send(w).await;
+                    }
+                    drop(permit);
+                });
+            }
+            Ok(Incoming::Reply(reply)) => conn.complete(reply),
+            Ok(Incoming::Garbage { xid, bad_version }) => {
+                let w = if bad_version {
+                    rpc_mismatch_reply(xid)
+                } else {
+                    accepted_reply(xid, &Auth::None, AcceptStat::GarbageArgs)
+                };
+                if conn.send(w).await.is_err() {
+                    break;
+                }
+            }
+            Err(e) => {
+                tracing::debug!(conn = conn.inner.id, "closing on malformed message: {e}");
+                break;
+            }
+        }
+    }
+    conn.close();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::net::TcpListener;
+
+    struct Echo;
+    impl CallHandler for Echo {
+        async fn handle(&self, _c: Connection, call: Call) -> Option<Writer> {
+            let mut w = accepted_reply(call.xid, &Auth::None, AcceptStat::Success);
+            w.buf.extend_from_slice(call.args());
+            Some(w)
+        }
+    }
+
+    #[tokio::test]
+    async fn calls_flow_both_ways_on_one_connection() {
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        let server = tokio::spawn(async move {
+            let (s, _) = l.accept().await.unwrap();
+            let c = Connection::spawn(s, Arc::new(Echo), ConnectionLimits::default()).unwrap();
+            // The server calls back into the client over the same socket.
+            let r = c
+                .call(7, 1, 0, &Auth::None, &[0, 0, 0, 9], Duration::from_secs(5))
+                .await
+                .unwrap();
+            assert_eq!(r.body(), &[0, 0, 0, 9]);
+            c
+        });
+        let client = Connection::connect(addr, Arc::new(Echo), ConnectionLimits::default())
+            .await
+            .unwrap();
+        let r = client
+            .call(
+                100003,
+                4,
+                1,
+                &Auth::None,
+                &[1, 2, 3, 4],
+                Duration::from_secs(5),
+            )
+            .await
+            .unwrap();
+        assert_eq!(r.body(), &[1, 2, 3, 4]);
+        let _sc = server.await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn garbage_gets_an_error_reply_and_the_server_lives_on() {
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        tokio::spawn(async move {
+            while let Ok((s, _)) = l.accept().await {
+                let _ = Connection::spawn(s, Arc::new(Echo), ConnectionLimits::default());
+            }
+        });
+        let mut s = TcpStream::connect(addr).await.unwrap();
+        // A call header with RPC version 3 and nothing else.
+        let mut rec = vec![0x80, 0, 0, 12, 0, 0, 0, 5, 0, 0, 0, 0, 0, 0, 0, 3];
+        s.write_all(&mut rec).await.unwrap();
+        let mut rd = tokio::io::BufReader::new(s);
+        let reply = read_record(&mut rd, 1024).await.unwrap().unwrap();
+        match parse_message(reply).unwrap() {
+            Incoming::Reply(r) => assert_eq!(
+                r.status,
+                super::super::ReplyStatus::RpcMismatch { low: 2, high: 2 }
+            ),
+            other => panic!("{other:?}"),
+        }
+        // Pure noise closes that connection, and a new one is still served.
+        let mut s2 = TcpStream::connect(addr).await.unwrap();
+        s2.write_all(&[0x80, 0, 0, 4, 1, 2, 3, 4]).await.unwrap();
+        let client = Connection::connect(addr, Arc::new(RejectCalls), ConnectionLimits::default())
+            .await
+            .unwrap();
+        let r = client
+            .call(1, 1, 1, &Auth::None, &[9, 9, 9, 9], Duration::from_secs(5))
+            .await
+            .unwrap();
+        assert_eq!(r.body(), &[9, 9, 9, 9]);
+    }
+}
