@@ -1,1 +1,3 @@
 //! mds
+
+pub mod namespace;

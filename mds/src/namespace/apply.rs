@@ -1,0 +1,589 @@
+//! The state machine: `apply` is a pure, deterministic function of (state, command). Everything
+//! that varies between runs (time, inode numbers, fs id) arrives inside the command.
+
+use super::error::FsError;
+use super::state::{meta, StateStore};
+use super::types::{
+    check_name, Command, CreateHow, DirChange, FileKind, Inode, Outcome, SetTime, Time, ROOT_INO,
+};
+
+/// Size reported for directories; clients only use it for display.
+const DIR_SIZE: u64 = 4096;
+/// Longest chain of parents followed when checking a directory rename for loops; a longer chain
+/// can only come from corrupt state, so it is an error rather than an endless walk.
+const MAX_DEPTH: usize = 1 << 16;
+
+/// Applies one command. On error the caller discards whatever the store buffered (see `Staged`).
+pub fn apply<S: StateStore + ?Sized>(s: &mut S, cmd: &Command) -> Result<Outcome, FsError> {
+    match cmd {
+        Command::InitRoot { fs_id, time } => init_root(s, *fs_id, *time),
+        Command::Create {
+            parent,
+            name,
+            ino,
+            kind,
+            mode,
+            uid,
+            gid,
+            time,
+            how,
+        } => {
+            let new = NewInode {
+                ino: *ino,
+                kind,
+                mode: *mode,
+                uid: *uid,
+                gid: *gid,
+            };
+            create(s, *parent, name, new, *time, *how)
+        }
+        Command::Link {
+            ino,
+            parent,
+            name,
+            time,
+        } => link(s, *ino, *parent, name, *time),
+        Command::Unlink { parent, name, time } => remove(s, *parent, name, *time, Which::File),
+        Command::Rmdir { parent, name, time } => remove(s, *parent, name, *time, Which::Dir),
+        Command::Remove { parent, name, time } => remove(s, *parent, name, *time, Which::Any),
+        Command::Rename {
+            src_parent,
+            src_name,
+            dst_parent,
+            dst_name,
+            time,
+        } => rename(s, *src_parent, src_name, *dst_parent, dst_name, *time),
+        Command::SetAttr {
+            ino,
+            mode,
+            uid,
+            gid,
+            size,
+            atime,
+            mtime,
+            time,
+        } => {
+            let a = AttrChange {
+                mode: *mode,
+                uid: *uid,
+                gid: *gid,
+                size: *size,
+            };
+            setattr(s, *ino, a, *atime, *mtime, *time)
+        }
+        Command::Write {
+            ino,
+            end_offset,
+            time,
+        } => write(s, *ino, *end_offset, *time),
+        Command::Forget { ino } => forget(s, *ino),
+        Command::Noop => Ok(Outcome::default()),
+    }
+}
+
+struct NewInode<'a> {
+    ino: u64,
+    kind: &'a FileKind,
+    mode: u32,
+    uid: u32,
+    gid: u32,
+}
+
+struct AttrChange {
+    mode: Option<u32>,
+    uid: Option<u32>,
+    gid: Option<u32>,
+    size: Option<u64>,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Which {
+    File,
+    Dir,
+    Any,
+}
+
+fn get<S: StateStore + ?Sized>(s: &S, ino: u64) -> Result<Inode, FsError> {
+    s.inode(ino)?.ok_or(FsError::Stale(ino))
+}
+
+fn get_dir<S: StateStore + ?Sized>(s: &S, ino: u64) -> Result<Inode, FsError> {
+    let i = get(s, ino)?;
+    if !i.kind.is_dir() {
+        return Err(FsError::NotDir);
+    }
+    Ok(i)
+}
+
+fn check_mode(mode: u32) -> Result<(), FsError> {
+    if mode & !0o7777 != 0 {
+        return Err(FsError::Invalid);
+    }
+    Ok(())
+}
+
+fn bump(i: &mut Inode, time: Time) {
+    i.ctime = time;
+    i.change += 1;
+}
+
+/// A directory's contents changed: mtime, ctime and change move.
+fn touch_dir(d: &mut Inode, time: Time) {
+    d.mtime = time;
+    bump(d, time);
+}
+
+fn add_meta<S: StateStore + ?Sized>(
+    s: &mut S,
+    key: &'static str,
+    delta: i128,
+) -> Result<(), FsError> {
+    let v = i128::from(s.meta(key)?) + delta;
+    let v = u64::try_from(v).map_err(|_| FsError::Corrupt(format!("meta {key} out of range")))?;
+    s.set_meta(key, v)
+}
+
+/// Bytes of a regular file that count toward usage.
+fn data_bytes(i: &Inode) -> i128 {
+    match i.kind {
+        FileKind::Regular => i128::from(i.size),
+        _ => 0,
+    }
+}
+
+fn add_entry<S: StateStore + ?Sized>(
+    s: &mut S,
+    dir: u64,
+    name: &[u8],
+    ino: u64,
+) -> Result<(), FsError> {
+    let cookie = s.next_cookie(dir)?;
+    let next = cookie.checked_add(1).ok_or(FsError::Invalid)?;
+    s.put_dirent(dir, name, ino, cookie)?;
+    s.set_next_cookie(dir, Some(next))
+}
+
+fn dir_change(before: &Inode, after: &Inode) -> DirChange {
+    DirChange {
+        ino: after.ino,
+        before: before.change,
+        after: after.change,
+    }
+}
+
+fn init_root<S: StateStore + ?Sized>(
+    s: &mut S,
+    fs_id: u64,
+    time: Time,
+) -> Result<Outcome, FsError> {
+    if s.inode(ROOT_INO)?.is_some() {
+        return Err(FsError::Exists);
+    }
+    let root = Inode {
+        ino: ROOT_INO,
+        kind: FileKind::Directory,
+        mode: 0o755,
+        nlink: 2,
+        uid: 0,
+        gid: 0,
+        size: DIR_SIZE,
+        atime: time,
+        mtime: time,
+        ctime: time,
+        crtime: time,
+        change: 1,
+        parent: ROOT_INO,
+        create_verifier: None,
+    };
+    s.put_inode(&root)?;
+    s.set_meta(meta::FS_ID, fs_id)?;
+    s.set_meta(meta::NEXT_INO, ROOT_INO + 1)?;
+    s.set_meta(meta::FILES, 1)?;
+    Ok(Outcome {
+        inode: Some(root),
+        created: true,
+        ..Outcome::default()
+    })
+}
+
+fn create<S: StateStore + ?Sized>(
+    s: &mut S,
+    parent: u64,
+    name: &[u8],
+    new: NewInode<'_>,
+    time: Time,
+    how: CreateHow,
+) -> Result<Outcome, FsError> {
+    check_name(name)?;
+    check_mode(new.mode)?;
+    let p0 = get_dir(s, parent)?;
+    if let Some((existing, _)) = s.dirent(parent, name)? {
+        let e = get(s, existing)?;
+        let both_regular = e.kind == FileKind::Regular && *new.kind == FileKind::Regular;
+        let reuse = match how {
+            CreateHow::Guarded => false,
+            CreateHow::Unchecked => both_regular,
+            CreateHow::Exclusive(v) => both_regular && e.create_verifier == Some(v),
+        };
+        if !reuse {
+            return Err(FsError::Exists);
+        }
+        let dc = dir_change(&p0, &p0);
+        return Ok(Outcome {
+            inode: Some(e),
+            created: false,
+            dir: Some(dc),
+            ..Outcome::default()
+        });
+    }
+    if new.ino <= ROOT_INO || s.inode(new.ino)?.is_some() {
+        return Err(FsError::Invalid);
+    }
+    let create_verifier = match how {
+        CreateHow::Exclusive(v) if *new.kind == FileKind::Regular => Some(v),
+        CreateHow::Exclusive(_) => return Err(FsError::Invalid),
+        _ => None,
+    };
+    let (nlink, size, iparent) = match new.kind {
+        FileKind::Directory => (2, DIR_SIZE, parent),
+        FileKind::Symlink { target } => {
+            if target.is_empty() {
+                return Err(FsError::Invalid);
+            }
+            (1, target.len() as u64, 0)
+        }
+        _ => (1, 0, 0),
+    };
+    let inode = Inode {
+        ino: new.ino,
+        kind: new.kind.clone(),
+        mode: new.mode,
+        nlink,
+        uid: new.uid,
+        gid: new.gid,
+        size,
+        atime: time,
+        mtime: time,
+        ctime: time,
+        crtime: time,
+        change: 1,
+        parent: iparent,
+        create_verifier,
+    };
+    let mut p = p0.clone();
+    if inode.kind.is_dir() {
+        p.nlink = p.nlink.checked_add(1).ok_or(FsError::Invalid)?;
+    }
+    touch_dir(&mut p, time);
+    add_entry(s, parent, name, inode.ino)?;
+    s.put_inode(&inode)?;
+    s.put_inode(&p)?;
+    add_meta(s, meta::FILES, 1)?;
+    let next = s.meta(meta::NEXT_INO)?.max(inode.ino.saturating_add(1));
+    s.set_meta(meta::NEXT_INO, next)?;
+    let dc = dir_change(&p0, &p);
+    Ok(Outcome {
+        inode: Some(inode),
+        created: true,
+        dir: Some(dc),
+        ..Outcome::default()
+    })
+}
+
+fn link<S: StateStore + ?Sized>(
+    s: &mut S,
+    ino: u64,
+    parent: u64,
+    name: &[u8],
+    time: Time,
+) -> Result<Outcome, FsError> {
+    check_name(name)?;
+    let mut i = get(s, ino)?;
+    if i.kind.is_dir() {
+        return Err(FsError::IsDir);
+    }
+    if i.nlink == 0 {
+        // An orphan cannot come back to life through a new name (as with POSIX link(2)).
+        return Err(FsError::NotFound);
+    }
+    let p0 = get_dir(s, parent)?;
+    if s.dirent(parent, name)?.is_some() {
+        return Err(FsError::Exists);
+    }
+    i.nlink = i.nlink.checked_add(1).ok_or(FsError::Invalid)?;
+    bump(&mut i, time);
+    let mut p = p0.clone();
+    touch_dir(&mut p, time);
+    add_entry(s, parent, name, ino)?;
+    s.put_inode(&i)?;
+    s.put_inode(&p)?;
+    Ok(Outcome {
+        inode: Some(i),
+        dir: Some(dir_change(&p0, &p)),
+        ..Outcome::default()
+    })
+}
+
+/// Takes one link away from a non-directory that has just lost an entry. Regular files at nlink 0
+/// become orphans (kept until `Forget`); other kinds are deleted.
+fn drop_link<S: StateStore + ?Sized>(
+    s: &mut S,
+    mut i: Inode,
+    time: Time,
+    out: &mut Outcome,
+) -> Result<Inode, FsError> {
+    i.nlink = i.nlink.saturating_sub(1);
+    bump(&mut i, time);
+    if i.nlink > 0 {
+        s.put_inode(&i)?;
+    } else if i.kind == FileKind::Regular {
+        s.put_inode(&i)?;
+        s.set_orphan(i.ino, true)?;
+        out.orphaned = Some(i.ino);
+    } else {
+        s.del_inode(i.ino)?;
+        add_meta(s, meta::FILES, -1)?;
+        out.freed = Some(i.ino);
+    }
+    Ok(i)
+}
+
+/// Deletes an (already verified empty) directory inode whose entry has been removed from `parent`.
+fn drop_dir<S: StateStore + ?Sized>(
+    s: &mut S,
+    mut d: Inode,
+    parent: &mut Inode,
+    out: &mut Outcome,
+) -> Result<Inode, FsError> {
+    s.del_inode(d.ino)?;
+    s.set_next_cookie(d.ino, None)?;
+    add_meta(s, meta::FILES, -1)?;
+    parent.nlink = parent.nlink.saturating_sub(1);
+    d.nlink = 0;
+    out.freed = Some(d.ino);
+    Ok(d)
+}
+
+fn is_empty_dir<S: StateStore + ?Sized>(s: &S, dir: u64) -> Result<bool, FsError> {
+    Ok(!s.dir_has_entry(dir, &|_| false)?)
+}
+
+fn remove<S: StateStore + ?Sized>(
+    s: &mut S,
+    parent: u64,
+    name: &[u8],
+    time: Time,
+    which: Which,
+) -> Result<Outcome, FsError> {
+    check_name(name)?;
+    let p0 = get_dir(s, parent)?;
+    let (ino, _) = s.dirent(parent, name)?.ok_or(FsError::NotFound)?;
+    let child = get(s, ino)?;
+    let mut out = Outcome::default();
+    let mut p = p0.clone();
+    let after = if child.kind.is_dir() {
+        if which == Which::File {
+            return Err(FsError::IsDir);
+        }
+        if !is_empty_dir(s, ino)? {
+            return Err(FsError::NotEmpty);
+        }
+        s.del_dirent(parent, name)?;
+        drop_dir(s, child, &mut p, &mut out)?
+    } else {
+        if which == Which::Dir {
+            return Err(FsError::NotDir);
+        }
+        s.del_dirent(parent, name)?;
+        drop_link(s, child, time, &mut out)?
+    };
+    touch_dir(&mut p, time);
+    s.put_inode(&p)?;
+    out.inode = Some(after);
+    out.dir = Some(dir_change(&p0, &p));
+    Ok(out)
+}
+
+fn rename<S: StateStore + ?Sized>(
+    s: &mut S,
+    src_parent: u64,
+    src_name: &[u8],
+    dst_parent: u64,
+    dst_name: &[u8],
+    time: Time,
+) -> Result<Outcome, FsError> {
+    check_name(src_name)?;
+    check_name(dst_name)?;
+    let sp0 = get_dir(s, src_parent)?;
+    let dp0 = get_dir(s, dst_parent)?;
+    let (src_ino, _) = s.dirent(src_parent, src_name)?.ok_or(FsError::NotFound)?;
+    let dst = s.dirent(dst_parent, dst_name)?;
+    let src = get(s, src_ino)?;
+    if dst.map(|(i, _)| i) == Some(src_ino) {
+        // Both names are links to one file: POSIX says rename does nothing.
+        return Ok(Outcome {
+            inode: Some(src),
+            dir: Some(dir_change(&sp0, &sp0)),
+            dst_dir: Some(dir_change(&dp0, &dp0)),
+            ..Outcome::default()
+        });
+    }
+    if src.kind.is_dir() {
+        // Moving a directory under itself would cut the subtree loose.
+        let mut cur = dst_parent;
+        let mut depth = 0;
+        while cur != ROOT_INO {
+            if cur == src_ino {
+                return Err(FsError::Invalid);
+            }
+            cur = get(s, cur)?.parent;
+            depth += 1;
+            if depth > MAX_DEPTH {
+                return Err(FsError::Corrupt(format!(
+                    "parent chain of {dst_parent} loops"
+                )));
+            }
+        }
+    }
+    let victim = match dst {
+        Some((dino, _)) => {
+            let d = get(s, dino)?;
+            match (src.kind.is_dir(), d.kind.is_dir()) {
+                (true, false) => return Err(FsError::NotDir),
+                (false, true) => return Err(FsError::IsDir),
+                (true, true) if !is_empty_dir(s, dino)? => return Err(FsError::NotEmpty),
+                _ => {}
+            }
+            Some(d)
+        }
+        None => None,
+    };
+
+    let mut out = Outcome::default();
+    // Parent inodes are edited in `dirs` (one slot when both are the same directory) and
+    // written once at the end.
+    let same = src_parent == dst_parent;
+    let mut sp = sp0.clone();
+    let mut dp = dp0.clone();
+    s.del_dirent(src_parent, src_name)?;
+    if let Some(d) = victim {
+        if d.kind.is_dir() {
+            let parent = if same { &mut sp } else { &mut dp };
+            drop_dir(s, d, parent, &mut out)?;
+        } else {
+            drop_link(s, d, time, &mut out)?;
+        }
+    }
+    add_entry(s, dst_parent, dst_name, src_ino)?;
+    let mut moved = src;
+    if moved.kind.is_dir() && !same {
+        sp.nlink = sp.nlink.saturating_sub(1);
+        dp.nlink = dp.nlink.checked_add(1).ok_or(FsError::Invalid)?;
+        moved.parent = dst_parent;
+    }
+    bump(&mut moved, time);
+    s.put_inode(&moved)?;
+    touch_dir(&mut sp, time);
+    if same {
+        s.put_inode(&sp)?;
+        let dc = dir_change(&sp0, &sp);
+        out.dir = Some(dc);
+        out.dst_dir = Some(dc);
+    } else {
+        touch_dir(&mut dp, time);
+        s.put_inode(&sp)?;
+        s.put_inode(&dp)?;
+        out.dir = Some(dir_change(&sp0, &sp));
+        out.dst_dir = Some(dir_change(&dp0, &dp));
+    }
+    out.inode = Some(moved);
+    Ok(out)
+}
+
+fn setattr<S: StateStore + ?Sized>(
+    s: &mut S,
+    ino: u64,
+    a: AttrChange,
+    atime: Option<SetTime>,
+    mtime: Option<SetTime>,
+    time: Time,
+) -> Result<Outcome, FsError> {
+    let mut i = get(s, ino)?;
+    if let Some(m) = a.mode {
+        check_mode(m)?;
+        i.mode = m;
+    }
+    if let Some(u) = a.uid {
+        i.uid = u;
+    }
+    if let Some(g) = a.gid {
+        i.gid = g;
+    }
+    let resolve = |t: SetTime| match t {
+        SetTime::Now => time,
+        SetTime::At(t) => t,
+    };
+    if let Some(size) = a.size {
+        match i.kind {
+            FileKind::Regular => {}
+            FileKind::Directory => return Err(FsError::IsDir),
+            _ => return Err(FsError::WrongKind),
+        }
+        add_meta(s, meta::BYTES, i128::from(size) - i128::from(i.size))?;
+        i.size = size;
+        // truncate(2) moves mtime even when the size stays; SETATTR is how NFS clients truncate.
+        i.mtime = time;
+    }
+    if let Some(t) = atime {
+        i.atime = resolve(t);
+    }
+    if let Some(t) = mtime {
+        i.mtime = resolve(t);
+    }
+    bump(&mut i, time);
+    s.put_inode(&i)?;
+    Ok(Outcome {
+        inode: Some(i),
+        ..Outcome::default()
+    })
+}
+
+fn write<S: StateStore + ?Sized>(
+    s: &mut S,
+    ino: u64,
+    end: u64,
+    time: Time,
+) -> Result<Outcome, FsError> {
+    let mut i = get(s, ino)?;
+    match i.kind {
+        FileKind::Regular => {}
+        FileKind::Directory => return Err(FsError::IsDir),
+        _ => return Err(FsError::WrongKind),
+    }
+    if end > i.size {
+        add_meta(s, meta::BYTES, i128::from(end) - i128::from(i.size))?;
+        i.size = end;
+    }
+    i.mtime = time;
+    bump(&mut i, time);
+    s.put_inode(&i)?;
+    Ok(Outcome {
+        inode: Some(i),
+        ..Outcome::default()
+    })
+}
+
+fn forget<S: StateStore + ?Sized>(s: &mut S, ino: u64) -> Result<Outcome, FsError> {
+    let i = get(s, ino)?;
+    if i.nlink > 0 {
+        return Err(FsError::Invalid);
+    }
+    s.del_inode(ino)?;
+    s.set_orphan(ino, false)?;
+    add_meta(s, meta::FILES, -1)?;
+    add_meta(s, meta::BYTES, -data_bytes(&i))?;
+    Ok(Outcome {
+        freed: Some(ino),
+        ..Outcome::default()
+    })
+}

@@ -1,0 +1,71 @@
+//! Errors of the namespace, shaped so the protocol layer can map each one to one NFS4ERR_* code.
+
+use thiserror::Error;
+
+/// Why a command or a read failed.
+///
+/// Validation errors (everything but `Io`, `Corrupt` and `Closed`) are deterministic results of
+/// `apply`: the same command on the same state fails the same way on every replica.
+#[derive(Debug, Error, Clone, PartialEq, Eq)]
+pub enum FsError {
+    #[error("no such file or directory")]
+    NotFound,
+    #[error("file exists")]
+    Exists,
+    #[error("not a directory")]
+    NotDir,
+    #[error("is a directory")]
+    IsDir,
+    #[error("directory not empty")]
+    NotEmpty,
+    #[error("invalid argument")]
+    Invalid,
+    #[error("name too long")]
+    NameTooLong,
+    /// The inode number does not (or no longer) exist: a stale file handle.
+    #[error("stale inode {0}")]
+    Stale(u64),
+    /// The kind of the object does not allow the operation (e.g. SETATTR size on a symlink).
+    #[error("operation not supported on this kind of object")]
+    WrongKind,
+    #[error("i/o error: {0}")]
+    Io(String),
+    /// Something read from disk does not decode: never papered over.
+    #[error("corrupt metadata: {0}")]
+    Corrupt(String),
+    /// The namespace's writer is gone (it hit a storage error or the process is shutting down).
+    #[error("namespace closed")]
+    Closed,
+}
+
+impl From<redb::Error> for FsError {
+    fn from(e: redb::Error) -> Self {
+        match e {
+            redb::Error::Corrupted(s) => FsError::Corrupt(s),
+            other => FsError::Io(other.to_string()),
+        }
+    }
+}
+
+macro_rules! redb_err {
+    ($($t:ty),*) => {$(
+        impl From<$t> for FsError {
+            fn from(e: $t) -> Self {
+                FsError::from(redb::Error::from(e))
+            }
+        }
+    )*};
+}
+redb_err!(
+    redb::DatabaseError,
+    redb::TransactionError,
+    redb::TableError,
+    redb::StorageError,
+    redb::CommitError
+);
+
+impl From<std::io::Error> for FsError {
+    fn from(e: std::io::Error) -> Self {
+        FsError::Io(e.to_string())
+    }
+}

@@ -1,0 +1,285 @@
+//! The namespace: a deterministic state machine over commands, kept in redb behind a durable,
+//! group-committed command log.
+//!
+//! Life of a mutation: the proposer (the NFS op handler) builds a `Command` carrying everything
+//! that varies (time from `Time::now()`, inode numbers from `Namespace::alloc_ino()`), and calls
+//! `execute`. A single writer thread batches all queued commands into one redb transaction: each
+//! is applied through a staging buffer (a failed command leaves nothing behind), appended to the
+//! `log` table, and the batch is committed with one fsync. Reads (`getattr`, `lookup`,
+//! `readdir`, `Snapshot`) see every command whose `execute`/`execute_lazy` has returned.
+//!
+//! Unlinked files: a regular file whose last link goes (unlink, or replaced by rename) stays as
+//! an orphan with nlink 0 and is reported in `Outcome::orphaned`; `getattr` still works on it so
+//! open files keep working. The server issues `Command::Forget { ino }` once no client has it
+//! open (and removes the file's data); after a restart `orphans()` lists the ones to forget.
+//! Non-regular objects cannot be open and are deleted at once (`Outcome::freed`).
+//!
+//! Later, openraft replaces the local log: `Command` is serde + postcard and `apply` is pure.
+
+mod apply;
+mod error;
+mod state;
+mod store;
+mod types;
+mod writer;
+
+#[cfg(test)]
+mod tests;
+
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::Sender;
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+
+use redb::{Database, Durability, ReadableTable};
+use tokio::sync::oneshot;
+use tracing::info;
+
+pub use apply::apply;
+pub use error::FsError;
+pub use state::{Dump, MemState, StateStore};
+pub use store::Snapshot;
+pub use types::{
+    check_name, Command, CreateHow, DirChange, DirEntry, FileKind, Inode, Outcome, SetTime, StatFs,
+    Time, FIRST_COOKIE, NAME_MAX, ROOT_INO,
+};
+pub use writer::{Stats, StatsSnapshot};
+
+use store::{create_tables, RedbState, APPLIED, BOOT_COUNT, LOG, META};
+use writer::{apply_one, Request, Writer};
+
+/// File name of the database inside the namespace directory.
+pub const DB_FILE: &str = "namespace.redb";
+
+/// Tunables of `Namespace::open_with`.
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// Log entries kept behind the applied index. The state tables are the snapshot, so the log
+    /// is only needed for replication catch-up (later) and for tests that replay it.
+    pub log_keep: u64,
+    /// redb quick-repair: durable commits also save the allocator state (2-phase commit), so
+    /// reopening after a crash is instant instead of a walk of the whole database.
+    pub quick_repair: bool,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            log_keep: 100_000,
+            quick_repair: true,
+        }
+    }
+}
+
+struct Inner {
+    db: Arc<Database>,
+    tx: Mutex<Option<Sender<Request>>>,
+    thread: Mutex<Option<JoinHandle<()>>>,
+    next_ino: AtomicU64,
+    fs_id: u64,
+    boot_count: u64,
+    stats: Arc<Stats>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        // Closing the channel stops the writer after it has made everything durable; joining it
+        // means the database file is free for the next open when the last handle is gone.
+        if let Ok(mut tx) = self.tx.lock() {
+            tx.take();
+        }
+        if let Ok(mut th) = self.thread.lock() {
+            if let Some(h) = th.take() {
+                let _ = h.join();
+            }
+        }
+    }
+}
+
+/// Handle to an open namespace. Cheap to clone; all clones share one database and writer.
+#[derive(Clone)]
+pub struct Namespace {
+    inner: Arc<Inner>,
+}
+
+impl Namespace {
+    /// Opens (creating if needed) the namespace stored in `dir`.
+    pub fn open(dir: impl AsRef<Path>) -> Result<Namespace, FsError> {
+        Self::open_with(dir, Options::default())
+    }
+
+    pub fn open_with(dir: impl AsRef<Path>, opts: Options) -> Result<Namespace, FsError> {
+        let dir = dir.as_ref();
+        std::fs::create_dir_all(dir)?;
+        let path = dir.join(DB_FILE);
+        let db = Arc::new(Database::create(&path)?);
+        // One durable transaction: tables, boot count, and the root on a fresh store (logged as
+        // an ordinary command so a replica replaying the log gets the same root).
+        let boot_count = {
+            let mut txn = db.begin_write()?;
+            txn.set_durability(Durability::Immediate);
+            txn.set_quick_repair(opts.quick_repair);
+            create_tables(&txn)?;
+            let n = {
+                let mut meta = txn.open_table(META)?;
+                let n = meta.get(BOOT_COUNT)?.map(|v| v.value()).unwrap_or(0) + 1;
+                meta.insert(BOOT_COUNT, n)?;
+                n
+            };
+            {
+                let mut state = RedbState::open(&txn)?;
+                if state.inode(ROOT_INO)?.is_none() {
+                    let mut log = txn.open_table(LOG)?;
+                    let mut applied = state.meta(APPLIED)?;
+                    let cmd = Command::InitRoot {
+                        fs_id: new_fs_id(&path),
+                        time: Time::now(),
+                    };
+                    apply_one(&mut state, &mut log, &mut applied, &cmd)?;
+                    state.set_meta(APPLIED, applied)?;
+                }
+            }
+            txn.commit()?;
+            n
+        };
+        let stats = Arc::new(Stats::default());
+        let writer = Writer {
+            db: db.clone(),
+            stats: stats.clone(),
+            log_keep: opts.log_keep,
+            quick_repair: opts.quick_repair,
+        };
+        let (tx, rx) = std::sync::mpsc::channel();
+        let thread = std::thread::Builder::new()
+            .name("cfs-ns-writer".into())
+            .spawn(move || writer.run(rx))?;
+        let mut inner = Inner {
+            db,
+            tx: Mutex::new(Some(tx)),
+            thread: Mutex::new(Some(thread)),
+            next_ino: AtomicU64::new(0),
+            fs_id: 0,
+            boot_count,
+            stats,
+        };
+        let snap = Snapshot::new(inner.db.begin_read()?);
+        inner.fs_id = snap.fs_id()?;
+        inner.next_ino = AtomicU64::new(snap.next_ino()?);
+        info!(path = %path.display(), fs_id = inner.fs_id, boot_count, "namespace open");
+        Ok(Namespace {
+            inner: Arc::new(inner),
+        })
+    }
+
+    fn send(
+        &self,
+        cmd: Command,
+        durable: bool,
+    ) -> Result<oneshot::Receiver<Result<Outcome, FsError>>, FsError> {
+        let (reply, rx) = oneshot::channel();
+        self.request(Request::Execute {
+            cmd,
+            durable,
+            reply,
+        })?;
+        Ok(rx)
+    }
+
+    fn request(&self, r: Request) -> Result<(), FsError> {
+        let tx = self.inner.tx.lock().map_err(|_| FsError::Closed)?;
+        tx.as_ref()
+            .ok_or(FsError::Closed)?
+            .send(r)
+            .map_err(|_| FsError::Closed)
+    }
+
+    /// Appends, applies and makes `cmd` durable; returns once it survives a crash.
+    pub async fn execute(&self, cmd: Command) -> Result<Outcome, FsError> {
+        self.send(cmd, true)?.await.map_err(|_| FsError::Closed)?
+    }
+
+    /// Appends and applies `cmd`, returning before it is durable (it is visible to reads at once).
+    /// `sync` later makes it durable; a crash before that loses it, and later commands with it.
+    pub async fn execute_lazy(&self, cmd: Command) -> Result<Outcome, FsError> {
+        self.send(cmd, false)?.await.map_err(|_| FsError::Closed)?
+    }
+
+    /// Waits until every command applied so far is durable.
+    pub async fn sync(&self) -> Result<(), FsError> {
+        let (reply, rx) = oneshot::channel();
+        self.request(Request::Sync { reply })?;
+        rx.await.map_err(|_| FsError::Closed)?
+    }
+
+    /// A fresh inode number for a `Create`; never returned twice by this process, never below any
+    /// inode an applied command used. Numbers of commands that never got applied are skipped.
+    pub fn alloc_ino(&self) -> u64 {
+        self.inner.next_ino.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// A consistent read-only view including every command that has returned.
+    pub fn snapshot(&self) -> Result<Snapshot, FsError> {
+        Ok(Snapshot::new(self.inner.db.begin_read()?))
+    }
+
+    pub fn getattr(&self, ino: u64) -> Result<Inode, FsError> {
+        self.snapshot()?.getattr(ino)
+    }
+
+    pub fn lookup(&self, dir: u64, name: &[u8]) -> Result<Inode, FsError> {
+        self.snapshot()?.lookup(dir, name)
+    }
+
+    /// See `Snapshot::readdir`.
+    pub fn readdir(
+        &self,
+        dir: u64,
+        after_cookie: u64,
+        max_entries: usize,
+    ) -> Result<(Vec<DirEntry>, bool), FsError> {
+        self.snapshot()?.readdir(dir, after_cookie, max_entries)
+    }
+
+    pub fn resolve(&self, path: &[u8]) -> Result<Inode, FsError> {
+        self.snapshot()?.resolve(path)
+    }
+
+    pub fn statfs(&self) -> Result<StatFs, FsError> {
+        self.snapshot()?.statfs()
+    }
+
+    pub fn orphans(&self) -> Result<Vec<u64>, FsError> {
+        self.snapshot()?.orphans()
+    }
+
+    /// Random at creation, then fixed: the NFS fsid of this file system.
+    pub fn fs_id(&self) -> u64 {
+        self.inner.fs_id
+    }
+
+    /// 1 on the first open of this store, +1 on each open since: for write verifiers and the
+    /// server-owner epoch.
+    pub fn boot_count(&self) -> u64 {
+        self.inner.boot_count
+    }
+
+    /// Group-commit counters since this open.
+    pub fn stats(&self) -> StatsSnapshot {
+        self.inner.stats.snapshot()
+    }
+}
+
+/// A file system id that differs between file systems created on different hosts or times; it
+/// is decided here, outside `apply`, and travels in `InitRoot`.
+fn new_fs_id(path: &Path) -> u64 {
+    let mut h = blake3::Hasher::new();
+    h.update(&Time::now().secs.to_le_bytes());
+    h.update(&Time::now().nsecs.to_le_bytes());
+    h.update(&std::process::id().to_le_bytes());
+    h.update(path.as_os_str().as_encoded_bytes());
+    let b = h.finalize();
+    let mut id = [0u8; 8];
+    id.copy_from_slice(&b.as_bytes()[..8]);
+    u64::from_le_bytes(id).max(1)
+}

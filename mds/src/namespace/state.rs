@@ -1,0 +1,263 @@
+//! The storage interface `apply` runs against, an in-memory implementation (model for tests), and
+//! the staging layer that makes each command all-or-nothing inside a shared batch transaction.
+
+use std::collections::BTreeMap;
+
+use super::error::FsError;
+use super::types::{Inode, FIRST_COOKIE};
+
+/// Keys of the meta table that `apply` maintains.
+pub mod meta {
+    /// Lowest inode number never handed out.
+    pub const NEXT_INO: &str = "next_ino";
+    pub const FS_ID: &str = "fs_id";
+    /// Inodes in use (orphans included).
+    pub const FILES: &str = "files";
+    /// Bytes of regular files (orphans included).
+    pub const BYTES: &str = "bytes";
+}
+
+/// The state `apply` reads and writes. Implemented by the redb tables of a write transaction, by
+/// `MemState`, and by `Staged` (a buffer over either).
+pub trait StateStore {
+    fn inode(&self, ino: u64) -> Result<Option<Inode>, FsError>;
+    fn put_inode(&mut self, inode: &Inode) -> Result<(), FsError>;
+    fn del_inode(&mut self, ino: u64) -> Result<(), FsError>;
+    /// `(ino, cookie)` of `dir/name`.
+    fn dirent(&self, dir: u64, name: &[u8]) -> Result<Option<(u64, u64)>, FsError>;
+    /// Inserts or replaces `dir/name`; a replaced entry's cookie is retired.
+    fn put_dirent(&mut self, dir: u64, name: &[u8], ino: u64, cookie: u64) -> Result<(), FsError>;
+    fn del_dirent(&mut self, dir: u64, name: &[u8]) -> Result<(), FsError>;
+    /// Whether `dir` has an entry whose name `skip` does not reject.
+    fn dir_has_entry(&self, dir: u64, skip: &dyn Fn(&[u8]) -> bool) -> Result<bool, FsError>;
+    /// The cookie the next entry of `dir` gets.
+    fn next_cookie(&self, dir: u64) -> Result<u64, FsError>;
+    /// `None` deletes the counter (directory removed).
+    fn set_next_cookie(&mut self, dir: u64, next: Option<u64>) -> Result<(), FsError>;
+    fn meta(&self, key: &'static str) -> Result<u64, FsError>;
+    fn set_meta(&mut self, key: &'static str, value: u64) -> Result<(), FsError>;
+    fn set_orphan(&mut self, ino: u64, orphan: bool) -> Result<(), FsError>;
+}
+
+/// A full copy of the state, to compare two implementations in tests.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Dump {
+    pub inodes: BTreeMap<u64, Inode>,
+    pub dirents: BTreeMap<(u64, Vec<u8>), (u64, u64)>,
+    pub cookies: BTreeMap<u64, u64>,
+    pub meta: BTreeMap<String, u64>,
+    pub orphans: Vec<u64>,
+}
+
+/// The state in memory: the reference model in tests.
+#[derive(Clone, Debug, Default)]
+pub struct MemState {
+    pub inodes: BTreeMap<u64, Inode>,
+    pub dirents: BTreeMap<(u64, Vec<u8>), (u64, u64)>,
+    pub cookies: BTreeMap<u64, u64>,
+    pub meta: BTreeMap<&'static str, u64>,
+    pub orphans: BTreeMap<u64, ()>,
+}
+
+impl MemState {
+    pub fn dump(&self) -> Dump {
+        Dump {
+            inodes: self.inodes.clone(),
+            dirents: self.dirents.clone(),
+            cookies: self.cookies.clone(),
+            meta: self.meta.iter().map(|(k, v)| (k.to_string(), *v)).collect(),
+            orphans: self.orphans.keys().copied().collect(),
+        }
+    }
+}
+
+impl StateStore for MemState {
+    fn inode(&self, ino: u64) -> Result<Option<Inode>, FsError> {
+        Ok(self.inodes.get(&ino).cloned())
+    }
+    fn put_inode(&mut self, inode: &Inode) -> Result<(), FsError> {
+        self.inodes.insert(inode.ino, inode.clone());
+        Ok(())
+    }
+    fn del_inode(&mut self, ino: u64) -> Result<(), FsError> {
+        self.inodes.remove(&ino);
+        Ok(())
+    }
+    fn dirent(&self, dir: u64, name: &[u8]) -> Result<Option<(u64, u64)>, FsError> {
+        Ok(self.dirents.get(&(dir, name.to_vec())).copied())
+    }
+    fn put_dirent(&mut self, dir: u64, name: &[u8], ino: u64, cookie: u64) -> Result<(), FsError> {
+        self.dirents.insert((dir, name.to_vec()), (ino, cookie));
+        Ok(())
+    }
+    fn del_dirent(&mut self, dir: u64, name: &[u8]) -> Result<(), FsError> {
+        self.dirents.remove(&(dir, name.to_vec()));
+        Ok(())
+    }
+    fn dir_has_entry(&self, dir: u64, skip: &dyn Fn(&[u8]) -> bool) -> Result<bool, FsError> {
+        Ok(self
+            .dirents
+            .range((dir, Vec::new())..)
+            .take_while(|((d, _), _)| *d == dir)
+            .any(|((_, n), _)| !skip(n)))
+    }
+    fn next_cookie(&self, dir: u64) -> Result<u64, FsError> {
+        Ok(self.cookies.get(&dir).copied().unwrap_or(FIRST_COOKIE))
+    }
+    fn set_next_cookie(&mut self, dir: u64, next: Option<u64>) -> Result<(), FsError> {
+        match next {
+            Some(n) => self.cookies.insert(dir, n),
+            None => self.cookies.remove(&dir),
+        };
+        Ok(())
+    }
+    fn meta(&self, key: &'static str) -> Result<u64, FsError> {
+        Ok(self.meta.get(key).copied().unwrap_or(0))
+    }
+    fn set_meta(&mut self, key: &'static str, value: u64) -> Result<(), FsError> {
+        self.meta.insert(key, value);
+        Ok(())
+    }
+    fn set_orphan(&mut self, ino: u64, orphan: bool) -> Result<(), FsError> {
+        if orphan {
+            self.orphans.insert(ino, ());
+        } else {
+            self.orphans.remove(&ino);
+        }
+        Ok(())
+    }
+}
+
+/// Buffered changes of one command; written to the base only if `apply` succeeded, which is what
+/// lets a failed command leave no trace in a batch shared with others.
+#[derive(Default)]
+pub struct Changes {
+    inodes: BTreeMap<u64, Option<Inode>>,
+    dirents: BTreeMap<(u64, Vec<u8>), Option<(u64, u64)>>,
+    cookies: BTreeMap<u64, Option<u64>>,
+    meta: BTreeMap<&'static str, u64>,
+    orphans: BTreeMap<u64, bool>,
+}
+
+impl Changes {
+    pub fn flush_into<S: StateStore + ?Sized>(self, base: &mut S) -> Result<(), FsError> {
+        // Deletions first: a name removed and re-added in one command arrives as a single put.
+        for ((dir, name), v) in &self.dirents {
+            if v.is_none() {
+                base.del_dirent(*dir, name)?;
+            }
+        }
+        for ((dir, name), v) in &self.dirents {
+            if let Some((ino, cookie)) = v {
+                base.put_dirent(*dir, name, *ino, *cookie)?;
+            }
+        }
+        for (ino, v) in &self.inodes {
+            match v {
+                Some(i) => base.put_inode(i)?,
+                None => base.del_inode(*ino)?,
+            }
+        }
+        for (dir, v) in self.cookies {
+            base.set_next_cookie(dir, v)?;
+        }
+        for (k, v) in self.meta {
+            base.set_meta(k, v)?;
+        }
+        for (ino, o) in self.orphans {
+            base.set_orphan(ino, o)?;
+        }
+        Ok(())
+    }
+}
+
+/// A read-through, write-buffering view of a base store.
+pub struct Staged<'a, S: ?Sized> {
+    base: &'a S,
+    changes: Changes,
+}
+
+impl<'a, S: StateStore + ?Sized> Staged<'a, S> {
+    pub fn new(base: &'a S) -> Self {
+        Staged {
+            base,
+            changes: Changes::default(),
+        }
+    }
+    pub fn into_changes(self) -> Changes {
+        self.changes
+    }
+}
+
+impl<S: StateStore + ?Sized> StateStore for Staged<'_, S> {
+    fn inode(&self, ino: u64) -> Result<Option<Inode>, FsError> {
+        match self.changes.inodes.get(&ino) {
+            Some(v) => Ok(v.clone()),
+            None => self.base.inode(ino),
+        }
+    }
+    fn put_inode(&mut self, inode: &Inode) -> Result<(), FsError> {
+        self.changes.inodes.insert(inode.ino, Some(inode.clone()));
+        Ok(())
+    }
+    fn del_inode(&mut self, ino: u64) -> Result<(), FsError> {
+        self.changes.inodes.insert(ino, None);
+        Ok(())
+    }
+    fn dirent(&self, dir: u64, name: &[u8]) -> Result<Option<(u64, u64)>, FsError> {
+        match self.changes.dirents.get(&(dir, name.to_vec())) {
+            Some(v) => Ok(*v),
+            None => self.base.dirent(dir, name),
+        }
+    }
+    fn put_dirent(&mut self, dir: u64, name: &[u8], ino: u64, cookie: u64) -> Result<(), FsError> {
+        self.changes
+            .dirents
+            .insert((dir, name.to_vec()), Some((ino, cookie)));
+        Ok(())
+    }
+    fn del_dirent(&mut self, dir: u64, name: &[u8]) -> Result<(), FsError> {
+        self.changes.dirents.insert((dir, name.to_vec()), None);
+        Ok(())
+    }
+    fn dir_has_entry(&self, dir: u64, skip: &dyn Fn(&[u8]) -> bool) -> Result<bool, FsError> {
+        let staged_live = self
+            .changes
+            .dirents
+            .range((dir, Vec::new())..)
+            .take_while(|((d, _), _)| *d == dir)
+            .any(|((_, n), v)| v.is_some() && !skip(n));
+        if staged_live {
+            return Ok(true);
+        }
+        let changes = &self.changes;
+        self.base.dir_has_entry(dir, &|n: &[u8]| {
+            skip(n) || changes.dirents.contains_key(&(dir, n.to_vec()))
+        })
+    }
+    fn next_cookie(&self, dir: u64) -> Result<u64, FsError> {
+        match self.changes.cookies.get(&dir) {
+            Some(Some(n)) => Ok(*n),
+            Some(None) => Ok(FIRST_COOKIE),
+            None => self.base.next_cookie(dir),
+        }
+    }
+    fn set_next_cookie(&mut self, dir: u64, next: Option<u64>) -> Result<(), FsError> {
+        self.changes.cookies.insert(dir, next);
+        Ok(())
+    }
+    fn meta(&self, key: &'static str) -> Result<u64, FsError> {
+        match self.changes.meta.get(key) {
+            Some(v) => Ok(*v),
+            None => self.base.meta(key),
+        }
+    }
+    fn set_meta(&mut self, key: &'static str, value: u64) -> Result<(), FsError> {
+        self.changes.meta.insert(key, value);
+        Ok(())
+    }
+    fn set_orphan(&mut self, ino: u64, orphan: bool) -> Result<(), FsError> {
+        self.changes.orphans.insert(ino, orphan);
+        Ok(())
+    }
+}

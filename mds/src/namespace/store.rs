@@ -1,0 +1,336 @@
+//! The redb tables behind the state machine, the write-side `StateStore` over them, and read
+//! snapshots.
+
+use redb::{ReadTransaction, ReadableTable, Table, TableDefinition, WriteTransaction};
+
+use super::error::FsError;
+use super::state::{meta, Dump, StateStore};
+use super::types::{DirEntry, Inode, StatFs, FIRST_COOKIE, ROOT_INO};
+
+/// Log index → encoded `Command`.
+pub(crate) const LOG: TableDefinition<u64, &[u8]> = TableDefinition::new("log");
+/// ino → encoded `Inode`.
+pub(crate) const INODES: TableDefinition<u64, &[u8]> = TableDefinition::new("inodes");
+/// (dir, name) → (ino, cookie).
+pub(crate) const DIRENTS: TableDefinition<(u64, &[u8]), (u64, u64)> =
+    TableDefinition::new("dirents");
+/// (dir, cookie) → name: READDIR walks this so that a listing resumes after a cookie whose entry
+/// may be gone, and entries added later (higher cookies) show up at the end.
+pub(crate) const DIRINDEX: TableDefinition<(u64, u64), &[u8]> = TableDefinition::new("dirindex");
+/// dir → next cookie.
+pub(crate) const COOKIES: TableDefinition<u64, u64> = TableDefinition::new("cookies");
+/// Counters of the state machine (see `state::meta`) and of this node (below).
+pub(crate) const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+/// Regular files with nlink 0 waiting for `Forget`.
+pub(crate) const ORPHANS: TableDefinition<u64, ()> = TableDefinition::new("orphans");
+
+/// Index of the last applied log entry.
+pub(crate) const APPLIED: &str = "applied";
+/// Opens of this store so far (node-local, not a state machine value).
+pub(crate) const BOOT_COUNT: &str = "boot_count";
+
+pub(crate) fn decode_inode(bytes: &[u8]) -> Result<Inode, FsError> {
+    postcard::from_bytes(bytes).map_err(|e| FsError::Corrupt(format!("inode: {e}")))
+}
+
+fn encode_inode(i: &Inode) -> Result<Vec<u8>, FsError> {
+    postcard::to_stdvec(i).map_err(|e| FsError::Io(format!("encode inode: {e}")))
+}
+
+/// Creates every table so that read transactions never meet a missing one.
+pub(crate) fn create_tables(txn: &WriteTransaction) -> Result<(), FsError> {
+    txn.open_table(LOG)?;
+    txn.open_table(INODES)?;
+    txn.open_table(DIRENTS)?;
+    txn.open_table(DIRINDEX)?;
+    txn.open_table(COOKIES)?;
+    txn.open_table(META)?;
+    txn.open_table(ORPHANS)?;
+    Ok(())
+}
+
+/// The tables of one write transaction, as a `StateStore`.
+pub(crate) struct RedbState<'t> {
+    inodes: Table<'t, u64, &'static [u8]>,
+    dirents: Table<'t, (u64, &'static [u8]), (u64, u64)>,
+    dirindex: Table<'t, (u64, u64), &'static [u8]>,
+    cookies: Table<'t, u64, u64>,
+    meta: Table<'t, &'static str, u64>,
+    orphans: Table<'t, u64, ()>,
+}
+
+impl<'t> RedbState<'t> {
+    pub(crate) fn open(txn: &'t WriteTransaction) -> Result<Self, FsError> {
+        Ok(RedbState {
+            inodes: txn.open_table(INODES)?,
+            dirents: txn.open_table(DIRENTS)?,
+            dirindex: txn.open_table(DIRINDEX)?,
+            cookies: txn.open_table(COOKIES)?,
+            meta: txn.open_table(META)?,
+            orphans: txn.open_table(ORPHANS)?,
+        })
+    }
+}
+
+impl StateStore for RedbState<'_> {
+    fn inode(&self, ino: u64) -> Result<Option<Inode>, FsError> {
+        match self.inodes.get(ino)? {
+            Some(v) => Ok(Some(decode_inode(v.value())?)),
+            None => Ok(None),
+        }
+    }
+    fn put_inode(&mut self, inode: &Inode) -> Result<(), FsError> {
+        let bytes = encode_inode(inode)?;
+        self.inodes.insert(inode.ino, bytes.as_slice())?;
+        Ok(())
+    }
+    fn del_inode(&mut self, ino: u64) -> Result<(), FsError> {
+        self.inodes.remove(ino)?;
+        Ok(())
+    }
+    fn dirent(&self, dir: u64, name: &[u8]) -> Result<Option<(u64, u64)>, FsError> {
+        Ok(self.dirents.get((dir, name))?.map(|v| v.value()))
+    }
+    fn put_dirent(&mut self, dir: u64, name: &[u8], ino: u64, cookie: u64) -> Result<(), FsError> {
+        let old = self
+            .dirents
+            .insert((dir, name), (ino, cookie))?
+            .map(|v| v.value());
+        if let Some((_, old_cookie)) = old {
+            if old_cookie != cookie {
+                self.dirindex.remove((dir, old_cookie))?;
+            }
+        }
+        self.dirindex.insert((dir, cookie), name)?;
+        Ok(())
+    }
+    fn del_dirent(&mut self, dir: u64, name: &[u8]) -> Result<(), FsError> {
+        let old = self.dirents.remove((dir, name))?.map(|v| v.value());
+        if let Some((_, cookie)) = old {
+            self.dirindex.remove((dir, cookie))?;
+        }
+        Ok(())
+    }
+    fn dir_has_entry(&self, dir: u64, skip: &dyn Fn(&[u8]) -> bool) -> Result<bool, FsError> {
+        for item in self.dirindex.range((dir, 0)..=(dir, u64::MAX))? {
+            let (_, name) = item?;
+            if !skip(name.value()) {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+    fn next_cookie(&self, dir: u64) -> Result<u64, FsError> {
+        Ok(self
+            .cookies
+            .get(dir)?
+            .map(|v| v.value())
+            .unwrap_or(FIRST_COOKIE))
+    }
+    fn set_next_cookie(&mut self, dir: u64, next: Option<u64>) -> Result<(), FsError> {
+        match next {
+            Some(n) => self.cookies.insert(dir, n)?,
+            None => self.cookies.remove(dir)?,
+        };
+        Ok(())
+    }
+    fn meta(&self, key: &'static str) -> Result<u64, FsError> {
+        Ok(self.meta.get(key)?.map(|v| v.value()).unwrap_or(0))
+    }
+    fn set_meta(&mut self, key: &'static str, value: u64) -> Result<(), FsError> {
+        self.meta.insert(key, value)?;
+        Ok(())
+    }
+    fn set_orphan(&mut self, ino: u64, orphan: bool) -> Result<(), FsError> {
+        if orphan {
+            self.orphans.insert(ino, ())?;
+        } else {
+            self.orphans.remove(ino)?;
+        }
+        Ok(())
+    }
+}
+
+/// A consistent, read-only view of the namespace as of one moment. Several reads that must agree
+/// (READDIR plus the attributes of each entry) should share one snapshot.
+pub struct Snapshot {
+    txn: ReadTransaction,
+}
+
+impl Snapshot {
+    pub(crate) fn new(txn: ReadTransaction) -> Self {
+        Snapshot { txn }
+    }
+
+    pub fn getattr(&self, ino: u64) -> Result<Inode, FsError> {
+        let t = self.txn.open_table(INODES)?;
+        let v = t.get(ino)?.ok_or(FsError::Stale(ino))?;
+        decode_inode(v.value())
+    }
+
+    fn dir(&self, ino: u64) -> Result<Inode, FsError> {
+        let d = self.getattr(ino)?;
+        if !d.kind.is_dir() {
+            return Err(FsError::NotDir);
+        }
+        Ok(d)
+    }
+
+    /// The inode named `name` in `dir`.
+    pub fn lookup(&self, dir: u64, name: &[u8]) -> Result<Inode, FsError> {
+        self.dir(dir)?;
+        let t = self.txn.open_table(DIRENTS)?;
+        let (ino, _) = t.get((dir, name))?.ok_or(FsError::NotFound)?.value();
+        self.getattr(ino)
+    }
+
+    /// Up to `max_entries` entries of `dir` with cookies above `after_cookie` (0, 1 and 2 mean
+    /// "from the start"), in cookie order, and whether the listing is complete. A cookie never
+    /// handed out for this directory is `Invalid` (NFS4ERR_BAD_COOKIE).
+    pub fn readdir(
+        &self,
+        dir: u64,
+        after_cookie: u64,
+        max_entries: usize,
+    ) -> Result<(Vec<DirEntry>, bool), FsError> {
+        self.dir(dir)?;
+        let cookies = self.txn.open_table(COOKIES)?;
+        let next = cookies.get(dir)?.map(|v| v.value()).unwrap_or(FIRST_COOKIE);
+        if after_cookie >= next && after_cookie >= FIRST_COOKIE {
+            return Err(FsError::Invalid);
+        }
+        let start = after_cookie.max(FIRST_COOKIE - 1) + 1;
+        let index = self.txn.open_table(DIRINDEX)?;
+        let dirents = self.txn.open_table(DIRENTS)?;
+        let mut out = Vec::new();
+        for item in index.range((dir, start)..=(dir, u64::MAX))? {
+            let (k, name) = item?;
+            if out.len() >= max_entries {
+                return Ok((out, false));
+            }
+            let (_, cookie) = k.value();
+            let name = name.value().to_vec();
+            let (ino, c) = dirents
+                .get((dir, name.as_slice()))?
+                .ok_or_else(|| FsError::Corrupt(format!("dir {dir} index without entry")))?
+                .value();
+            if c != cookie {
+                return Err(FsError::Corrupt(format!("dir {dir} cookie mismatch")));
+            }
+            out.push(DirEntry { name, ino, cookie });
+        }
+        Ok((out, true))
+    }
+
+    /// Walks a slash-separated path from the root ("." and ".." understood, empty parts skipped).
+    pub fn resolve(&self, path: &[u8]) -> Result<Inode, FsError> {
+        let mut cur = self.getattr(ROOT_INO)?;
+        for part in path.split(|b| *b == b'/') {
+            match part {
+                b"" | b"." => {}
+                b".." => cur = self.getattr(cur.parent.max(ROOT_INO))?,
+                name => {
+                    if !cur.kind.is_dir() {
+                        return Err(FsError::NotDir);
+                    }
+                    cur = self.lookup(cur.ino, name)?;
+                }
+            }
+        }
+        Ok(cur)
+    }
+
+    fn meta(&self, key: &str) -> Result<u64, FsError> {
+        let t = self.txn.open_table(META)?;
+        Ok(t.get(key)?.map(|v| v.value()).unwrap_or(0))
+    }
+
+    pub fn statfs(&self) -> Result<StatFs, FsError> {
+        Ok(StatFs {
+            files: self.meta(meta::FILES)?,
+            bytes: self.meta(meta::BYTES)?,
+        })
+    }
+
+    pub fn applied_index(&self) -> Result<u64, FsError> {
+        self.meta(APPLIED)
+    }
+
+    /// Lowest inode number not yet used by an applied command.
+    pub fn next_ino(&self) -> Result<u64, FsError> {
+        self.meta(meta::NEXT_INO)
+    }
+
+    pub fn fs_id(&self) -> Result<u64, FsError> {
+        self.meta(meta::FS_ID)
+    }
+
+    pub fn boot_count(&self) -> Result<u64, FsError> {
+        self.meta(BOOT_COUNT)
+    }
+
+    /// Regular files with nlink 0 not yet forgotten. After a restart none is open any more, so the
+    /// server forgets them all (and drops their data).
+    pub fn orphans(&self) -> Result<Vec<u64>, FsError> {
+        let t = self.txn.open_table(ORPHANS)?;
+        let mut out = Vec::new();
+        for item in t.iter()? {
+            out.push(item?.0.value());
+        }
+        Ok(out)
+    }
+
+    /// The retained log entries `(index, command bytes)` from `from` on, oldest first.
+    pub fn log_entries(&self, from: u64) -> Result<Vec<(u64, Vec<u8>)>, FsError> {
+        let t = self.txn.open_table(LOG)?;
+        let mut out = Vec::new();
+        for item in t.range(from..)? {
+            let (k, v) = item?;
+            out.push((k.value(), v.value().to_vec()));
+        }
+        Ok(out)
+    }
+
+    /// The whole state machine state, to compare with a model in tests.
+    pub fn dump(&self) -> Result<Dump, FsError> {
+        let mut d = Dump::default();
+        for item in self.txn.open_table(INODES)?.iter()? {
+            let (k, v) = item?;
+            d.inodes.insert(k.value(), decode_inode(v.value())?);
+        }
+        for item in self.txn.open_table(DIRENTS)?.iter()? {
+            let (k, v) = item?;
+            let (dir, name) = k.value();
+            d.dirents.insert((dir, name.to_vec()), v.value());
+        }
+        for item in self.txn.open_table(COOKIES)?.iter()? {
+            let (k, v) = item?;
+            d.cookies.insert(k.value(), v.value());
+        }
+        for item in self.txn.open_table(META)?.iter()? {
+            let (k, v) = item?;
+            let key = k.value();
+            if key != APPLIED && key != BOOT_COUNT {
+                d.meta.insert(key.to_string(), v.value());
+            }
+        }
+        d.orphans = self.orphans()?;
+        // The index must mirror the entries exactly.
+        let mut n = 0usize;
+        for item in self.txn.open_table(DIRINDEX)?.iter()? {
+            let (k, name) = item?;
+            let (dir, cookie) = k.value();
+            let e = d.dirents.get(&(dir, name.value().to_vec()));
+            if e.map(|(_, c)| *c) != Some(cookie) {
+                return Err(FsError::Corrupt(format!(
+                    "dirindex ({dir},{cookie}) dangling"
+                )));
+            }
+            n += 1;
+        }
+        if n != d.dirents.len() {
+            return Err(FsError::Corrupt("dirindex misses entries".into()));
+        }
+        Ok(d)
+    }
+}

@@ -1,0 +1,38 @@
+//! Tests of the namespace: rules of each command, the redb store against the in-memory model,
+//! group commit, and recovery after kill -9.
+
+mod basic;
+mod crash;
+mod group;
+mod model;
+
+use super::*;
+
+pub(super) const T0: Time = Time::new(1_700_000_000, 0);
+
+pub(super) fn t(n: i64) -> Time {
+    Time::new(T0.secs + n, 0)
+}
+
+pub(super) fn create(parent: u64, name: &str, ino: u64, kind: FileKind) -> Command {
+    let mode = if kind.is_dir() { 0o755 } else { 0o644 };
+    Command::Create {
+        parent,
+        name: name.as_bytes().to_vec(),
+        ino,
+        kind,
+        mode,
+        uid: 1000,
+        gid: 1000,
+        time: t(ino as i64),
+        how: CreateHow::Guarded,
+    }
+}
+
+pub(super) fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(4)
+        .enable_all()
+        .build()
+        .expect("runtime")
+}

@@ -1,0 +1,282 @@
+use super::*;
+
+#[test]
+fn fresh_store_has_root_and_counts_boots() {
+    let dir = tempfile::tempdir().unwrap();
+    let (fs_id, boots) = {
+        let ns = Namespace::open(dir.path()).unwrap();
+        let root = ns.getattr(ROOT_INO).unwrap();
+        assert_eq!(root.kind, FileKind::Directory);
+        assert_eq!(
+            (root.mode, root.uid, root.gid, root.nlink, root.parent),
+            (0o755, 0, 0, 2, ROOT_INO)
+        );
+        assert_ne!(ns.fs_id(), 0);
+        (ns.fs_id(), ns.boot_count())
+    };
+    let ns = Namespace::open(dir.path()).unwrap();
+    assert_eq!(ns.fs_id(), fs_id);
+    assert_eq!(ns.boot_count(), boots + 1);
+    assert_eq!(ns.statfs().unwrap().files, 1);
+}
+
+#[test]
+fn create_lookup_readdir_survive_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = rt();
+    {
+        let ns = Namespace::open(dir.path()).unwrap();
+        rt.block_on(async {
+            let d = ns.alloc_ino();
+            ns.execute(create(ROOT_INO, "d", d, FileKind::Directory))
+                .await
+                .unwrap();
+            for i in 0..10 {
+                let ino = ns.alloc_ino();
+                let out = ns
+                    .execute(create(d, &format!("f{i}"), ino, FileKind::Regular))
+                    .await
+                    .unwrap();
+                assert!(out.created);
+                let dc = out.dir.unwrap();
+                assert!(dc.after > dc.before);
+            }
+            let w = ns.lookup(d, b"f3").unwrap();
+            let out = ns
+                .execute(Command::Write {
+                    ino: w.ino,
+                    end_offset: 4096,
+                    time: t(100),
+                })
+                .await
+                .unwrap();
+            assert_eq!(out.inode.unwrap().size, 4096);
+        });
+    }
+    let ns = Namespace::open(dir.path()).unwrap();
+    let d = ns.lookup(ROOT_INO, b"d").unwrap();
+    assert_eq!(d.parent, ROOT_INO);
+    assert_eq!(ns.getattr(ROOT_INO).unwrap().nlink, 3);
+    let (ents, eof) = ns.readdir(d.ino, 0, 100).unwrap();
+    assert!(eof);
+    assert_eq!(ents.len(), 10);
+    assert!(ents.iter().all(|e| e.cookie >= FIRST_COOKIE));
+    assert_eq!(ns.resolve(b"/d/f3").unwrap().size, 4096);
+    assert_eq!(
+        ns.statfs().unwrap(),
+        StatFs {
+            files: 12,
+            bytes: 4096
+        }
+    );
+    // New inode numbers never collide with applied ones after a restart.
+    assert!(ns.alloc_ino() > ents.iter().map(|e| e.ino).max().unwrap());
+    // Paging with a cookie.
+    let (p1, eof1) = ns.readdir(d.ino, 0, 4).unwrap();
+    assert!(!eof1);
+    let (p2, _) = ns.readdir(d.ino, p1[3].cookie, 100).unwrap();
+    assert_eq!(p1.len() + p2.len(), 10);
+    assert_eq!(ns.readdir(d.ino, 1_000_000, 10), Err(FsError::Invalid));
+}
+
+#[test]
+fn create_modes() {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = rt();
+    let ns = Namespace::open(dir.path()).unwrap();
+    rt.block_on(async {
+        let ino = ns.alloc_ino();
+        let mut c = create(ROOT_INO, "x", ino, FileKind::Regular);
+        if let Command::Create { how, .. } = &mut c {
+            *how = CreateHow::Exclusive([7; 8]);
+        }
+        assert!(ns.execute(c.clone()).await.unwrap().created);
+        // Retransmission with the same verifier succeeds without creating.
+        let again = ns.execute(c.clone()).await.unwrap();
+        assert!(!again.created);
+        assert_eq!(again.inode.unwrap().ino, ino);
+        if let Command::Create { how, .. } = &mut c {
+            *how = CreateHow::Exclusive([8; 8]);
+        }
+        assert_eq!(ns.execute(c.clone()).await, Err(FsError::Exists));
+        if let Command::Create { how, .. } = &mut c {
+            *how = CreateHow::Unchecked;
+        }
+        assert!(!ns.execute(c.clone()).await.unwrap().created);
+        if let Command::Create { how, .. } = &mut c {
+            *how = CreateHow::Guarded;
+        }
+        assert_eq!(ns.execute(c).await, Err(FsError::Exists));
+        for bad in [&b""[..], b"a/b", b"a\0b", &[b'x'; 256]] {
+            let mut c = create(ROOT_INO, "y", ns.alloc_ino(), FileKind::Regular);
+            if let Command::Create { name, .. } = &mut c {
+                *name = bad.to_vec();
+            }
+            let e = ns.execute(c).await.unwrap_err();
+            assert!(
+                matches!(e, FsError::Invalid | FsError::NameTooLong),
+                "{e:?}"
+            );
+        }
+        // A failed command leaves nothing behind.
+        assert_eq!(ns.readdir(ROOT_INO, 0, 10).unwrap().0.len(), 1);
+        let e = ns
+            .execute(create(
+                ino,
+                "under-a-file",
+                ns.alloc_ino(),
+                FileKind::Regular,
+            ))
+            .await;
+        assert_eq!(e, Err(FsError::NotDir));
+        let e = ns
+            .execute(create(999_999, "z", ns.alloc_ino(), FileKind::Regular))
+            .await;
+        assert_eq!(e, Err(FsError::Stale(999_999)));
+    });
+}
+
+#[test]
+fn unlink_keeps_orphan_until_forget() {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = rt();
+    let ns = Namespace::open(dir.path()).unwrap();
+    rt.block_on(async {
+        let f = ns.alloc_ino();
+        ns.execute(create(ROOT_INO, "f", f, FileKind::Regular))
+            .await
+            .unwrap();
+        ns.execute(Command::Link {
+            ino: f,
+            parent: ROOT_INO,
+            name: b"g".to_vec(),
+            time: t(5),
+        })
+        .await
+        .unwrap();
+        ns.execute(Command::Write {
+            ino: f,
+            end_offset: 10,
+            time: t(6),
+        })
+        .await
+        .unwrap();
+        let out = ns
+            .execute(Command::Unlink {
+                parent: ROOT_INO,
+                name: b"f".to_vec(),
+                time: t(7),
+            })
+            .await
+            .unwrap();
+        assert_eq!(out.orphaned, None);
+        assert_eq!(out.inode.unwrap().nlink, 1);
+        let out = ns
+            .execute(Command::Remove {
+                parent: ROOT_INO,
+                name: b"g".to_vec(),
+                time: t(8),
+            })
+            .await
+            .unwrap();
+        assert_eq!(out.orphaned, Some(f));
+        assert_eq!(ns.getattr(f).unwrap().nlink, 0);
+        assert_eq!(ns.orphans().unwrap(), vec![f]);
+        assert_eq!(
+            ns.statfs().unwrap(),
+            StatFs {
+                files: 2,
+                bytes: 10
+            }
+        );
+        // Still writable while open.
+        ns.execute(Command::Write {
+            ino: f,
+            end_offset: 20,
+            time: t(9),
+        })
+        .await
+        .unwrap();
+        let out = ns.execute(Command::Forget { ino: f }).await.unwrap();
+        assert_eq!(out.freed, Some(f));
+        assert_eq!(ns.getattr(f), Err(FsError::Stale(f)));
+        assert!(ns.orphans().unwrap().is_empty());
+        assert_eq!(ns.statfs().unwrap(), StatFs { files: 1, bytes: 0 });
+    });
+}
+
+#[test]
+fn lazy_then_sync() {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = rt();
+    let ns = Namespace::open(dir.path()).unwrap();
+    rt.block_on(async {
+        let f = ns.alloc_ino();
+        ns.execute(create(ROOT_INO, "f", f, FileKind::Regular))
+            .await
+            .unwrap();
+        let before = ns.stats();
+        for i in 1..=50u64 {
+            ns.execute_lazy(Command::Write {
+                ino: f,
+                end_offset: i * 100,
+                time: t(i as i64),
+            })
+            .await
+            .unwrap();
+            // Read-your-writes before durability.
+            assert_eq!(ns.getattr(f).unwrap().size, i * 100);
+        }
+        let mid = ns.stats();
+        assert_eq!(
+            mid.durable_commits, before.durable_commits,
+            "lazy writes must not fsync"
+        );
+        ns.sync().await.unwrap();
+        assert_eq!(ns.stats().durable_commits, mid.durable_commits + 1);
+    });
+    drop(ns);
+    let ns = Namespace::open(dir.path()).unwrap();
+    assert_eq!(ns.resolve(b"f").unwrap().size, 5000);
+}
+
+#[test]
+fn setattr_rules() {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = rt();
+    let ns = Namespace::open(dir.path()).unwrap();
+    rt.block_on(async {
+        let f = ns.alloc_ino();
+        ns.execute(create(ROOT_INO, "f", f, FileKind::Regular))
+            .await
+            .unwrap();
+        let s = |ino, mode, size, atime| Command::SetAttr {
+            ino,
+            mode,
+            uid: Some(5),
+            gid: None,
+            size,
+            atime,
+            mtime: None,
+            time: t(50),
+        };
+        let before = ns.getattr(f).unwrap();
+        let out = ns
+            .execute(s(f, Some(0o4711), Some(123), Some(SetTime::At(t(3)))))
+            .await
+            .unwrap();
+        let i = out.inode.unwrap();
+        assert_eq!((i.mode, i.uid, i.gid, i.size), (0o4711, 5, 1000, 123));
+        assert_eq!((i.atime, i.mtime, i.ctime), (t(3), t(50), t(50)));
+        assert!(i.change > before.change);
+        assert_eq!(
+            ns.execute(s(f, Some(0o10000), None, None)).await,
+            Err(FsError::Invalid)
+        );
+        assert_eq!(
+            ns.execute(s(ROOT_INO, None, Some(0), None)).await,
+            Err(FsError::IsDir)
+        );
+        assert_eq!(ns.statfs().unwrap().bytes, 123);
+    });
+}
