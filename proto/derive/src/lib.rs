@@ -9,6 +9,9 @@
 //! - any other enum: a discriminated union. Each variant carries `#[xdr(case = EXPR)]` (several
 //!   allowed), unit variants are `void` arms, one-field variants carry the arm's body. One variant
 //!   may be `#[xdr(default)]`: its first field is the discriminant (`u32`), an optional second the body.
+//! - `#[xdr(list)]` on a `Vec<T>` struct field: an XDR linked list (`T *next` chains, e.g. READDIR
+//!   entries): each element is preceded by TRUE, the list ends with FALSE. Decoding is iterative
+//!   (no recursion) and bounded by `#[xdr(max = N)]` (default `DEFAULT_MAX`).
 use proc_macro::TokenStream;
 use proc_macro2::TokenStream as TokenStream2;
 use quote::{format_ident, quote};
@@ -28,6 +31,7 @@ struct XdrAttrs {
     cases: Vec<Expr>,
     default: bool,
     max: Option<Expr>,
+    list: bool,
 }
 
 fn parse_attrs(attrs: &[syn::Attribute]) -> syn::Result<XdrAttrs> {
@@ -42,6 +46,7 @@ fn parse_attrs(attrs: &[syn::Attribute]) -> syn::Result<XdrAttrs> {
         for meta in nested {
             match meta {
                 Meta::Path(p) if p.is_ident("default") => out.default = true,
+                Meta::Path(p) if p.is_ident("list") => out.list = true,
                 Meta::NameValue(nv) if nv.path.is_ident("case") => out.cases.push(nv.value),
                 Meta::NameValue(nv) if nv.path.is_ident("max") => out.max = Some(nv.value),
                 other => {
@@ -89,9 +94,40 @@ fn expand(input: &DeriveInput) -> syn::Result<TokenStream2> {
 }
 
 fn field_decode(ty: &syn::Type, attrs: &XdrAttrs) -> TokenStream2 {
+    if attrs.list {
+        let max = match &attrs.max {
+            Some(max) => quote! { (#max) as usize },
+            None => quote! { ::proto::xdr::DEFAULT_MAX },
+        };
+        return quote! {{
+            let max: usize = #max;
+            let mut v = ::std::vec::Vec::new();
+            while <bool as ::proto::xdr::Xdr>::decode(r)? {
+                if v.len() >= max {
+                    return Err(::proto::xdr::XdrError::TooLong { len: v.len() + 1, max });
+                }
+                v.push(::proto::xdr::Xdr::decode(r)?);
+            }
+            v
+        }};
+    }
     match &attrs.max {
         Some(max) => quote! { <#ty as ::proto::xdr::XdrBounded>::decode_max(r, (#max) as usize)? },
         None => quote! { <#ty as ::proto::xdr::Xdr>::decode(r)? },
+    }
+}
+
+fn field_encode(place: TokenStream2, attrs: &XdrAttrs) -> TokenStream2 {
+    if attrs.list {
+        quote! {
+            for x in &#place {
+                w.u32(1);
+                ::proto::xdr::Xdr::encode(x, w);
+            }
+            w.u32(0);
+        }
+    } else {
+        quote! { ::proto::xdr::Xdr::encode(&#place, w); }
     }
 }
 
@@ -104,7 +140,7 @@ fn expand_struct(fields: &Fields) -> syn::Result<(TokenStream2, TokenStream2)> {
                 let id = f.ident.as_ref().expect("named field");
                 let attrs = parse_attrs(&f.attrs)?;
                 let d = field_decode(&f.ty, &attrs);
-                enc.push(quote! { ::proto::xdr::Xdr::encode(&self.#id, w); });
+                enc.push(field_encode(quote! { self.#id }, &attrs));
                 dec.push(quote! { #id: #d });
             }
             Ok((quote! { #(#enc)* }, quote! { Ok(Self { #(#dec),* }) }))
@@ -116,7 +152,7 @@ fn expand_struct(fields: &Fields) -> syn::Result<(TokenStream2, TokenStream2)> {
                 let idx = syn::Index::from(i);
                 let attrs = parse_attrs(&f.attrs)?;
                 let d = field_decode(&f.ty, &attrs);
-                enc.push(quote! { ::proto::xdr::Xdr::encode(&self.#idx, w); });
+                enc.push(field_encode(quote! { self.#idx }, &attrs));
                 dec.push(d);
             }
             Ok((quote! { #(#enc)* }, quote! { Ok(Self(#(#dec),*)) }))
