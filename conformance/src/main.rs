@@ -1,1 +1,320 @@
-fn main() {}
+//! conformance: the stock Linux NFS client (Debian kernels in qemu) judges an NFS server;
+//! nfs-ganesha is the baseline. See conformance/README.md.
+
+mod error;
+mod guest;
+mod known;
+mod netns;
+mod paths;
+mod procs;
+mod rendezvous;
+mod report;
+mod runner;
+mod scenario;
+mod server;
+mod setup;
+
+use clap::{Args, Parser, Subcommand};
+use error::{Error, Result};
+use report::{Report, Status};
+use runner::{Plan, ServerPlan};
+use server::ServerSpec;
+use setup::{KernelKind, ALL_KERNELS};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Instant;
+
+#[derive(Parser)]
+#[command(about = "Stock Linux NFS client in qemu as the judge of an NFS server")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Install host packages, fetch guest kernels, build initramfs (idempotent)
+    Setup {
+        /// re-discover the current kernel versions even when cached ones exist
+        #[arg(long)]
+        refresh: bool,
+    },
+    /// List the scenarios
+    List,
+    /// Run conformance scenarios; exit 0 only if every selected scenario passed
+    Run(RunArgs),
+    /// Run the benchmark scenario and print numbers (ratios when given two servers)
+    Bench(RunArgs),
+    /// The CI subset: setup, then both kernels x v4.1+v3 against ganesha with --quick
+    /// (plus cfs v4.1 when CFS_CONFORMANCE=1)
+    Ci {
+        #[arg(long)]
+        json: Option<PathBuf>,
+    },
+}
+
+#[derive(Args, Clone)]
+struct RunArgs {
+    /// ganesha | ganesha-ro | ganesha-rootsquash | cfs | 127.0.0.1:PORT (repeatable)
+    #[arg(long, required = true)]
+    server: Vec<String>,
+    #[arg(long, value_enum)]
+    kernel: Option<KernelArg>,
+    /// 3 | 4.0 | 4.1 | 4.2 | all (repeatable)
+    #[arg(long)]
+    vers: Vec<String>,
+    /// scenario names (repeatable; default: all checks)
+    #[arg(long)]
+    scenario: Vec<String>,
+    #[arg(long)]
+    json: Option<PathBuf>,
+    /// smaller sizes (integrity 32 MiB, bigdir 1000 entries)
+    #[arg(long)]
+    quick: bool,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum KernelArg {
+    Bookworm,
+    Sid,
+    All,
+}
+
+const ALL_VERS: [&str; 4] = ["3", "4.0", "4.1", "4.2"];
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match dispatch(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("conformance: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn dispatch(cli: Cli) -> Result<ExitCode> {
+    match cli.cmd {
+        Cmd::Setup { refresh } => {
+            setup::setup(&ALL_KERNELS, refresh)?;
+            println!("setup complete; cache {:?}", paths::cache_dir());
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::List => {
+            for s in scenario::SCENARIOS {
+                let kind = match s.kind {
+                    scenario::Kind::Check => "check",
+                    scenario::Kind::Bench => "bench",
+                };
+                println!("{:<10} {:<6} {}", s.name, kind, s.about);
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Cmd::Run(a) => {
+            let plan = plan_from(&a, false)?;
+            run_plan(plan, a.json, false)
+        }
+        Cmd::Bench(a) => {
+            let plan = plan_from(&a, true)?;
+            run_plan(plan, a.json, true)
+        }
+        Cmd::Ci { json } => {
+            let mut servers = vec![ServerPlan {
+                spec: ServerSpec::Ganesha,
+                versions: vec!["4.1".into(), "3".into()],
+            }];
+            if std::env::var("CFS_CONFORMANCE").as_deref() == Ok("1") {
+                servers.push(ServerPlan {
+                    spec: ServerSpec::Cfs,
+                    versions: vec!["4.1".into()],
+                });
+            }
+            let plan = Plan {
+                servers,
+                kernels: ALL_KERNELS.to_vec(),
+                scenarios: scenario::checks(),
+                quick: true,
+                explicit_vers: true,
+            };
+            run_plan(plan, json, false)
+        }
+    }
+}
+
+fn plan_from(a: &RunArgs, bench: bool) -> Result<Plan> {
+    let kernels = match a.kernel.unwrap_or(KernelArg::All) {
+        KernelArg::Bookworm => vec![KernelKind::Bookworm],
+        KernelArg::Sid => vec![KernelKind::Sid],
+        KernelArg::All => ALL_KERNELS.to_vec(),
+    };
+    let explicit_vers = !a.vers.is_empty() && !a.vers.iter().any(|v| v == "all");
+    let mut versions: Vec<String> = Vec::new();
+    let requested: Vec<String> = if a.vers.is_empty() {
+        if bench {
+            vec!["4.1".into()]
+        } else {
+            vec!["all".into()]
+        }
+    } else {
+        a.vers.clone()
+    };
+    for v in requested {
+        if v == "all" {
+            versions.extend(ALL_VERS.iter().map(|s| s.to_string()));
+        } else if ALL_VERS.contains(&v.as_str()) {
+            versions.push(v);
+        } else {
+            return Err(Error::Usage(format!(
+                "--vers {v}: expected 3, 4.0, 4.1, 4.2 or all"
+            )));
+        }
+    }
+    versions.dedup();
+    let scenarios = if bench {
+        vec![scenario::find("bench").ok_or_else(|| Error::Usage("no bench scenario".into()))?]
+    } else if a.scenario.is_empty() {
+        scenario::checks()
+    } else {
+        a.scenario
+            .iter()
+            .map(|n| {
+                scenario::find(n)
+                    .ok_or_else(|| Error::Usage(format!("unknown scenario {n} (see `list`)")))
+            })
+            .collect::<Result<Vec<_>>>()?
+    };
+    let servers = a
+        .server
+        .iter()
+        .map(|s| {
+            Ok(ServerPlan {
+                spec: ServerSpec::parse(s)?,
+                versions: versions.clone(),
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok(Plan {
+        servers,
+        kernels,
+        scenarios,
+        quick: a.quick,
+        explicit_vers,
+    })
+}
+
+fn run_plan(plan: Plan, json: Option<PathBuf>, bench: bool) -> Result<ExitCode> {
+    let needs_netns = plan.servers.iter().any(|s| s.spec.wants_netns());
+    let external = plan
+        .servers
+        .iter()
+        .any(|s| matches!(s.spec, ServerSpec::External { .. }));
+    if needs_netns && external {
+        return Err(Error::Usage(
+            "ganesha runs in a private network namespace; run an external server in a separate invocation".into(),
+        ));
+    }
+    if !netns::inside() {
+        // apt and downloads need the host network, so prepare before entering the namespace
+        let missing = plan
+            .kernels
+            .iter()
+            .any(|k| setup::Kernels::load().get(*k).map(setup::kernel_ready) != Some(true));
+        if missing || !setup::helper_path().is_file() || needs_netns && !procs::have("ganesha.nfsd")
+        {
+            setup::setup(&plan.kernels, false)?;
+        }
+        if plan.servers.iter().any(|s| s.spec == ServerSpec::Cfs) {
+            // fail early and clearly rather than per case
+            server::cfs_binary()?;
+        }
+        if needs_netns {
+            let code = netns::reexec()?;
+            return Ok(ExitCode::from(u8::try_from(code).unwrap_or(2)));
+        }
+    } else {
+        netns::prepare()?;
+    }
+    let started = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let t0 = Instant::now();
+    let results = runner::execute(&plan);
+    let summary = report::summarize(&results);
+    report::print_table(&results);
+    if bench {
+        print_ratios(&results);
+    }
+    let rep = Report {
+        command: std::env::args().collect(),
+        started_unix: started,
+        wall_s: t0.elapsed().as_secs_f64(),
+        summary,
+        results,
+    };
+    let json = json.unwrap_or_else(|| {
+        paths::cache_dir()
+            .join("reports")
+            .join(format!("run-{started}.json"))
+    });
+    if let Some(d) = json.parent().filter(|d| !d.as_os_str().is_empty()) {
+        let _ = std::fs::create_dir_all(d);
+    }
+    report::write_json(&rep, &json)?;
+    let s = &rep.summary;
+    let not_offered_fails = plan.explicit_vers && s.not_offered > 0;
+    println!(
+        "\nreport: {}\nwall {:.0} s; known server defects (not counted as failures): {}; not offered: {}; harness errors: {}",
+        json.display(),
+        rep.wall_s,
+        s.known_fail,
+        s.not_offered,
+        s.errors
+    );
+    let failed = s.failed + s.errors + if not_offered_fails { s.not_offered } else { 0 };
+    println!("{} passed, {} failed", s.passed, failed);
+    let ok = failed == 0
+        && rep.results.iter().all(|r| {
+            matches!(
+                r.status,
+                Status::Pass | Status::KnownFail | Status::NotOffered
+            )
+        });
+    Ok(if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+/// With two servers, every number of the second relative to the first, same kernel and version.
+fn print_ratios(results: &[report::CaseResult]) {
+    let mut servers: Vec<&str> = Vec::new();
+    for r in results {
+        if !servers.contains(&r.server.as_str()) {
+            servers.push(&r.server);
+        }
+    }
+    if servers.len() < 2 {
+        return;
+    }
+    let (a, b) = (servers[0], servers[1]);
+    println!("\nratios {b}/{a}:");
+    for ra in results.iter().filter(|r| r.server == a) {
+        let Some(rb) = results.iter().find(|r| {
+            r.server == b && r.kernel == ra.kernel && r.vers == ra.vers && r.scenario == ra.scenario
+        }) else {
+            continue;
+        };
+        for (k, va) in &ra.metrics {
+            if let Some(vb) = rb.metrics.get(k).filter(|_| *va > 0.0) {
+                println!(
+                    "  {}/v{} {k}: {a}={va} {b}={vb} ratio={:.2}",
+                    ra.kernel,
+                    ra.vers,
+                    vb / va
+                );
+            }
+        }
+    }
+}

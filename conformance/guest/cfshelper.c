@@ -1,0 +1,164 @@
+/*
+ * cfshelper: tiny static helper for the conformance guest. busybox-static lacks fcntl locks,
+ * flock(2), fsync(2), raw readdir and errno names, and the guest has no python, so the few
+ * syscalls the scenarios must observe directly live here. Built on the host with gcc -static.
+ *
+ *   cfshelper lock FILE START LEN r|w try|wait HOLD_SECS   fcntl byte-range lock; prints
+ *             "locked" and holds HOLD_SECS; exit 0 ok, 11 conflict (EAGAIN/EACCES), 1 error
+ *   cfshelper flock FILE sh|ex try|wait HOLD_SECS           flock(2), same exit codes
+ *   cfshelper getlk FILE START LEN r|w                     prints "unlocked" or "conflict pid=N"
+ *   cfshelper fsync FILE                                   open + fsync; exit 0 on success
+ *   cfshelper readdir DIR                                  one raw readdir pass, one name a line
+ *   cfshelper errno CMD PATH [PATH2]                       rmdir|unlink|mkdir|rename|open|openw;
+ *             prints OK or the errno name (ENOTEMPTY, EROFS, ...)
+ *   cfshelper rdv HOST PORT post|wait NAME [TIMEOUT]        host rendezvous (two-client tests)
+ *   cfshelper readfd FD                                    read an inherited fd from offset 0 to EOF
+ */
+#define _GNU_SOURCE
+#include <arpa/inet.h>
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+static const char *ename(int e) {
+    switch (e) {
+    case ENOTEMPTY: return "ENOTEMPTY"; case EEXIST: return "EEXIST"; case ENOENT: return "ENOENT";
+    case EROFS: return "EROFS"; case EACCES: return "EACCES"; case EPERM: return "EPERM";
+    case EISDIR: return "EISDIR"; case ENOTDIR: return "ENOTDIR"; case EIO: return "EIO";
+    case EAGAIN: return "EAGAIN"; case EINVAL: return "EINVAL"; case ENOSPC: return "ENOSPC";
+    case EREMOTEIO: return "EREMOTEIO"; case ESTALE: return "ESTALE"; case ENOLCK: return "ENOLCK";
+    case EBUSY: return "EBUSY"; case EXDEV: return "EXDEV"; case ENOTSUP: return "ENOTSUP";
+    default: return "E?";
+    }
+}
+
+static int die(const char *what) { fprintf(stderr, "cfshelper: %s: %s (%s)\n", what, strerror(errno), ename(errno)); return 1; }
+
+static int conflict(int e) { return e == EAGAIN || e == EACCES; }
+
+static int cmd_lock(char **a) {
+    int fd = open(a[0], O_RDWR | O_CREAT, 0644);
+    if (fd < 0) return die("open");
+    struct flock fl = {0};
+    fl.l_type = a[3][0] == 'r' ? F_RDLCK : F_WRLCK;
+    fl.l_whence = SEEK_SET; fl.l_start = atoll(a[1]); fl.l_len = atoll(a[2]);
+    if (fcntl(fd, strcmp(a[4], "wait") == 0 ? F_SETLKW : F_SETLK, &fl) < 0) {
+        if (conflict(errno)) { printf("conflict\n"); return 11; }
+        return die("fcntl");
+    }
+    printf("locked\n"); fflush(stdout);
+    sleep(atoi(a[5]));
+    return 0;
+}
+
+static int cmd_getlk(char **a) {
+    int fd = open(a[0], O_RDWR | O_CREAT, 0644);
+    if (fd < 0) return die("open");
+    struct flock fl = {0};
+    fl.l_type = a[3][0] == 'r' ? F_RDLCK : F_WRLCK;
+    fl.l_whence = SEEK_SET; fl.l_start = atoll(a[1]); fl.l_len = atoll(a[2]);
+    if (fcntl(fd, F_GETLK, &fl) < 0) return die("F_GETLK");
+    if (fl.l_type == F_UNLCK) printf("unlocked\n"); else printf("conflict pid=%d\n", (int)fl.l_pid);
+    return 0;
+}
+
+static int cmd_flock(char **a) {
+    int fd = open(a[0], O_RDWR | O_CREAT, 0644);
+    if (fd < 0) return die("open");
+    int op = strcmp(a[1], "sh") == 0 ? LOCK_SH : LOCK_EX;
+    if (strcmp(a[2], "try") == 0) op |= LOCK_NB;
+    if (flock(fd, op) < 0) {
+        if (errno == EWOULDBLOCK) { printf("conflict\n"); return 11; }
+        return die("flock");
+    }
+    printf("locked\n"); fflush(stdout);
+    sleep(atoi(a[3]));
+    return 0;
+}
+
+static int cmd_fsync(char **a) {
+    int fd = open(a[0], O_RDWR);
+    if (fd < 0) return die("open");
+    if (fsync(fd) < 0) return die("fsync");
+    return close(fd) < 0 ? die("close") : 0;
+}
+
+static int cmd_readdir(char **a) {
+    DIR *d = opendir(a[0]);
+    if (!d) return die("opendir");
+    struct dirent *e;
+    errno = 0;
+    while ((e = readdir(d)) != NULL) {
+        if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..")) puts(e->d_name);
+        errno = 0;
+    }
+    if (errno) return die("readdir");
+    return closedir(d) < 0 ? die("closedir") : 0;
+}
+
+static int cmd_errno(int n, char **a) {
+    int r, fd;
+    const char *c = a[0];
+    if (!strcmp(c, "rmdir")) r = rmdir(a[1]);
+    else if (!strcmp(c, "unlink")) r = unlink(a[1]);
+    else if (!strcmp(c, "mkdir")) r = mkdir(a[1], 0755);
+    else if (!strcmp(c, "rename") && n >= 3) r = rename(a[1], a[2]);
+    else if (!strcmp(c, "open")) { fd = open(a[1], O_RDONLY); r = fd < 0 ? -1 : close(fd); }
+    else if (!strcmp(c, "openw")) { fd = open(a[1], O_WRONLY | O_CREAT, 0644); r = fd < 0 ? -1 : close(fd); }
+    else { fprintf(stderr, "cfshelper errno: bad command\n"); return 2; }
+    if (r < 0) printf("%s\n", ename(errno)); else printf("OK\n");
+    return 0;
+}
+
+/* Rendezvous with the host: one line "post NAME\n" or "wait NAME TIMEOUT\n", reply "ok\n". */
+static int cmd_rdv(char **a) {
+    int s = socket(AF_INET, SOCK_STREAM, 0);
+    if (s < 0) return die("socket");
+    struct sockaddr_in sa = {0};
+    sa.sin_family = AF_INET; sa.sin_port = htons(atoi(a[1]));
+    if (inet_pton(AF_INET, a[0], &sa.sin_addr) != 1) { fprintf(stderr, "bad host\n"); return 2; }
+    if (connect(s, (struct sockaddr *)&sa, sizeof sa) < 0) return die("connect");
+    char buf[512];
+    int len = snprintf(buf, sizeof buf, "%s %s %s\n", a[2], a[3], a[4] ? a[4] : "120");
+    if (write(s, buf, len) != len) return die("write");
+    len = read(s, buf, sizeof buf - 1);
+    if (len <= 0) { fprintf(stderr, "cfshelper rdv: no reply\n"); return 1; }
+    buf[len] = 0;
+    if (strncmp(buf, "ok", 2)) { fprintf(stderr, "cfshelper rdv: %s", buf); return 1; }
+    return 0;
+}
+
+static int cmd_readfd(char **a) {
+    int fd = atoi(a[0]);
+    char buf[65536];
+    ssize_t n;
+    if (lseek(fd, 0, SEEK_SET) < 0) return die("lseek");
+    while ((n = read(fd, buf, sizeof buf)) > 0)
+        if (write(1, buf, n) != n) return die("write");
+    return n < 0 ? die("read") : 0;
+}
+
+int main(int argc, char **argv) {
+    if (argc < 3) { fprintf(stderr, "usage: see source header\n"); return 2; }
+    const char *c = argv[1];
+    char **a = argv + 2;
+    int n = argc - 2;
+    if (!strcmp(c, "lock") && n == 6) return cmd_lock(a);
+    if (!strcmp(c, "getlk") && n == 4) return cmd_getlk(a);
+    if (!strcmp(c, "flock") && n == 4) return cmd_flock(a);
+    if (!strcmp(c, "fsync") && n == 1) return cmd_fsync(a);
+    if (!strcmp(c, "readdir") && n == 1) return cmd_readdir(a);
+    if (!strcmp(c, "errno") && n >= 2) return cmd_errno(n, a);
+    if (!strcmp(c, "rdv") && n >= 4) return cmd_rdv(a);
+    if (!strcmp(c, "readfd") && n == 1) return cmd_readfd(a);
+    fprintf(stderr, "cfshelper: bad arguments\n");
+    return 2;
+}

@@ -1,0 +1,43 @@
+# Sourced by every scenario (cwd = the NFS mount, $MNT=/mnt). Checks print one PASS/FAIL line
+# each with expected vs got; finish exits non-zero if any check failed.
+H=/job/cfshelper
+FAILS=0
+pass() { echo "PASS: $*"; }
+fail() { echo "FAIL: $*"; FAILS=$((FAILS + 1)); }
+# expect_eq DESC EXPECTED GOT
+expect_eq() { if [ "$2" = "$3" ]; then pass "$1 (= $2)"; else fail "$1: expected '$2', got '$3'"; fi; }
+# check DESC CMD...: the command must succeed
+check() {
+  d=$1; shift
+  if "$@" > /tmp/check.out 2>&1; then pass "$d"; else fail "$d: '$*' failed: $(head -c 300 /tmp/check.out | tr '\n' ' ')"; fi
+}
+# metric NAME VALUE UNIT: a number the host stores in the report
+metric() { echo "@@METRIC@@ $1 $2 $3"; }
+now() { cut -d' ' -f1 /proc/uptime; }
+# rate MIB T0 T1 -> MiB/s
+rate() { awk -v m="$1" -v a="$2" -v b="$3" 'BEGIN { d = b - a; if (d <= 0) d = 0.01; printf "%.1f", m / d }'; }
+# opsrate N T0 T1 -> ops/s
+opsrate() { awk -v n="$1" -v a="$2" -v b="$3" 'BEGIN { d = b - a; if (d <= 0) d = 0.01; printf "%.0f", n / d }'; }
+drop_caches() { sync; echo 3 > /proc/sys/vm/drop_caches; }
+# umount + mount again (drops every client cache); a failure ends the scenario, since the
+# checks after it would run against the wrong directory
+remount() {
+  cd /
+  umount /mnt || { fail "umount /mnt"; finish; }
+  mount -t "$NFS_FSTYPE" -o "$NFS_OPTS" "$NFS_SRC" /mnt || { fail "remount $NFS_SRC"; finish; }
+  cd "$WD" || { fail "cd $WD after remount"; finish; }
+}
+# A private working directory per scenario run, so concurrent and repeated runs never collide.
+WD=$MNT/cfs-conf.${SCENARIO:-x}.${RUN_ID:-$$}
+setup_wd() {
+  rm -rf "$WD" 2>/dev/null
+  if ! mkdir "$WD" 2>/tmp/mkdir.err; then
+    fail "mkdir working directory $WD: $(cat /tmp/mkdir.err)"; finish
+  fi
+  cd "$WD"
+}
+cleanup_wd() { cd "$MNT" && check "remove the working directory tree" rm -rf "$WD"; }
+finish() {
+  if [ $FAILS = 0 ]; then echo "RESULT: all checks passed"; exit 0; fi
+  echo "RESULT: $FAILS check(s) failed"; exit 1
+}

@@ -1,0 +1,117 @@
+//! Host-side rendezvous for the two-client scenario. The guests must not coordinate through the
+//! NFS mount, whose attribute and lookup caches are exactly what the scenario examines, so each
+//! step is posted to / awaited from this tiny line protocol on host loopback (guest: 10.0.2.2).
+//!   "post NAME T\n" -> "ok\n"         "wait NAME T\n" -> "ok\n" or "timeout\n" after T seconds
+
+use crate::error::{IoContext, Result};
+use std::collections::HashSet;
+use std::io::{BufRead, BufReader, Write};
+use std::net::{TcpListener, TcpStream};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+type Board = Arc<(Mutex<HashSet<String>>, Condvar)>;
+
+pub struct Rendezvous {
+    pub port: u16,
+}
+
+impl Rendezvous {
+    /// Listens until the process exits; one per two-client run (threads are cheap and detached).
+    pub fn start() -> Result<Rendezvous> {
+        let listener = TcpListener::bind("127.0.0.1:0").ctx(|| "bind rendezvous".into())?;
+        let port = listener
+            .local_addr()
+            .ctx(|| "rendezvous addr".into())?
+            .port();
+        let board: Board = Arc::new((Mutex::new(HashSet::new()), Condvar::new()));
+        std::thread::spawn(move || {
+            for conn in listener.incoming().flatten() {
+                let b = board.clone();
+                std::thread::spawn(move || serve(conn, b));
+            }
+        });
+        Ok(Rendezvous { port })
+    }
+}
+
+fn serve(conn: TcpStream, board: Board) {
+    let _ = conn.set_read_timeout(Some(Duration::from_secs(30)));
+    let mut line = String::new();
+    let Ok(reader) = conn.try_clone() else { return };
+    if BufReader::new(reader).read_line(&mut line).is_err() {
+        return;
+    }
+    let mut w = line.split_whitespace();
+    let (Some(op), Some(name)) = (w.next(), w.next()) else {
+        return;
+    };
+    let secs: u64 = w
+        .next()
+        .and_then(|t| t.parse().ok())
+        .unwrap_or(120)
+        .min(600);
+    let (lock, cv) = &*board;
+    let reply = match op {
+        "post" => {
+            if let Ok(mut set) = lock.lock() {
+                set.insert(name.to_owned());
+            }
+            cv.notify_all();
+            "ok\n"
+        }
+        "wait" => {
+            let deadline = Instant::now() + Duration::from_secs(secs);
+            let mut found = false;
+            if let Ok(mut set) = lock.lock() {
+                loop {
+                    if set.contains(name) {
+                        found = true;
+                        break;
+                    }
+                    let now = Instant::now();
+                    if now >= deadline {
+                        break;
+                    }
+                    match cv.wait_timeout(set, deadline - now) {
+                        Ok((s, _)) => set = s,
+                        Err(_) => return,
+                    }
+                }
+            }
+            if found {
+                "ok\n"
+            } else {
+                "timeout\n"
+            }
+        }
+        _ => "error unknown op\n",
+    };
+    let mut conn = conn;
+    let _ = conn.write_all(reply.as_bytes());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Read;
+
+    fn ask(port: u16, msg: &str) -> String {
+        let mut c = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+        c.write_all(msg.as_bytes()).expect("write");
+        let mut s = String::new();
+        c.read_to_string(&mut s).expect("read");
+        s
+    }
+
+    #[test]
+    fn wait_returns_after_post_and_times_out_otherwise() {
+        let r = Rendezvous::start().expect("start");
+        let p = r.port;
+        let waiter = std::thread::spawn(move || ask(p, "wait step1 10\n"));
+        std::thread::sleep(Duration::from_millis(200));
+        assert_eq!(ask(p, "post step1 10\n"), "ok\n");
+        assert_eq!(waiter.join().expect("join"), "ok\n");
+        assert_eq!(ask(p, "wait never 1\n"), "timeout\n");
+    }
+}

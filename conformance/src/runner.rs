@@ -1,0 +1,432 @@
+//! Runs a plan: servers × kernels × versions × scenarios, one guest boot per case (two for the
+//! two-client scenario), classifying each outcome honestly.
+
+use crate::guest::{self, GuestJob, GuestRun, RC_MOUNT_FAILED, RC_NO_EXIT, RC_TIMEOUT};
+use crate::known;
+use crate::paths;
+use crate::rendezvous::Rendezvous;
+use crate::report::{CaseResult, Status};
+use crate::scenario::Scenario;
+use crate::server::{self, Running, ServerSpec};
+use crate::setup::{KernelKind, Kernels};
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+pub struct ServerPlan {
+    pub spec: ServerSpec,
+    pub versions: Vec<String>,
+}
+
+pub struct Plan {
+    pub servers: Vec<ServerPlan>,
+    pub kernels: Vec<KernelKind>,
+    pub scenarios: Vec<&'static Scenario>,
+    pub quick: bool,
+    /// versions named on the command line: "not offered" for them is a failure
+    pub explicit_vers: bool,
+}
+
+pub fn execute(plan: &Plan) -> Vec<CaseResult> {
+    let kernels = Kernels::load();
+    let mut results = Vec::new();
+    let mut run_id = 0u32;
+    for sp in &plan.servers {
+        let label = sp.spec.label();
+        let mut srv = match server::start(&sp.spec, crate::netns::inside()) {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("[{label}] cannot start: {e}");
+                for &k in &plan.kernels {
+                    for v in &sp.versions {
+                        for s in &plan.scenarios {
+                            results.push(blank(
+                                &label,
+                                "",
+                                s,
+                                k,
+                                "",
+                                v,
+                                Status::Error,
+                                e.to_string(),
+                            ));
+                        }
+                    }
+                }
+                continue;
+            }
+        };
+        eprintln!(
+            "[{label}] {} listening on 127.0.0.1:{}",
+            srv.version, srv.port
+        );
+        for &k in &plan.kernels {
+            let Some(kver) = kernels.get(k).map(str::to_owned) else {
+                for v in &sp.versions {
+                    for s in &plan.scenarios {
+                        results.push(blank(
+                            &label,
+                            &srv.version,
+                            s,
+                            k,
+                            "",
+                            v,
+                            Status::Error,
+                            "kernel not set up: run `cargo run -p conformance -- setup`".into(),
+                        ));
+                    }
+                }
+                continue;
+            };
+            for v in &sp.versions {
+                // one refused mount answers the question for the rest of this kernel/version
+                let mut refused: Option<CaseResult> = None;
+                for s in &plan.scenarios {
+                    if let Some(r) = &refused {
+                        let mut r = r.clone();
+                        r.scenario = s.name.into();
+                        r.duration_s = 0.0;
+                        r.output.clear();
+                        r.mountstats.clear();
+                        println!("{}", progress_line(&r));
+                        results.push(r);
+                        continue;
+                    }
+                    run_id += 1;
+                    let mut r = run_case(plan, &mut srv, s, k, &kver, v, run_id);
+                    if r.reason
+                        .as_deref()
+                        .is_some_and(|x| x.starts_with("mount failed"))
+                        || r.status == Status::NotOffered
+                    {
+                        refused = Some(r.clone());
+                    }
+                    if !srv.alive() {
+                        r.reason = Some(format!(
+                            "{} (server process died; log {:?})",
+                            r.reason.unwrap_or_default(),
+                            srv.log
+                        ));
+                        if r.status == Status::Pass {
+                            r.status = Status::Fail;
+                        }
+                    }
+                    println!("{}", progress_line(&r));
+                    results.push(r);
+                }
+            }
+        }
+        srv.stop();
+    }
+    results
+}
+
+fn progress_line(r: &CaseResult) -> String {
+    let mut l = format!(
+        "[{} {} v{}] {:<10} {:<6} {:>6.1}s",
+        r.server,
+        r.kernel,
+        r.vers,
+        r.scenario,
+        r.status.short(),
+        r.duration_s
+    );
+    if r.retried {
+        l.push_str(" (retried after boot crash)");
+    }
+    if let Some(why) = r.known_issue.as_deref().or(r.reason.as_deref()) {
+        l.push_str("  ");
+        l.push_str(&why.chars().take(160).collect::<String>());
+    }
+    l
+}
+
+#[allow(clippy::too_many_arguments)]
+fn blank(
+    server: &str,
+    server_version: &str,
+    s: &Scenario,
+    k: KernelKind,
+    kver: &str,
+    vers: &str,
+    status: Status,
+    reason: String,
+) -> CaseResult {
+    CaseResult {
+        server: server.into(),
+        server_version: server_version.into(),
+        scenario: s.name.into(),
+        kernel: k.name().into(),
+        kernel_version: kver.into(),
+        vers: vers.into(),
+        status,
+        reason: Some(reason),
+        known_issue: None,
+        duration_s: 0.0,
+        retried: false,
+        retry_reason: None,
+        metrics: BTreeMap::new(),
+        mountstats: BTreeMap::new(),
+        checks_passed: 0,
+        failures: Vec::new(),
+        output: Vec::new(),
+        console_tail: String::new(),
+    }
+}
+
+fn job(
+    plan: &Plan,
+    srv: &Running,
+    s: &Scenario,
+    kver: &str,
+    vers: &str,
+    env: Vec<String>,
+    smp: u32,
+) -> GuestJob {
+    let timeout = if plan.quick {
+        s.timeout_quick
+    } else {
+        s.timeout_full
+    };
+    GuestJob {
+        kver: kver.into(),
+        port: srv.port,
+        vers: vers.into(),
+        export: srv.export_for(vers).into(),
+        mnt_port: srv.mnt_port,
+        script: paths::scenario_script(s.name),
+        env,
+        timeout: Duration::from_secs(timeout),
+        smp,
+    }
+}
+
+fn base_env(plan: &Plan, s: &Scenario, run_id: u32) -> Vec<String> {
+    let sizes = if plan.quick { s.quick_env } else { s.full_env };
+    let mut env: Vec<String> = sizes.split_whitespace().map(str::to_owned).collect();
+    env.push(format!("SCENARIO={}", s.name));
+    // unique across processes and repeated runs sharing one export
+    env.push(format!("RUN_ID={}-{run_id}", std::process::id()));
+    env.push(format!("QUICK={}", u8::from(plan.quick)));
+    env.push(format!(
+        "NFS4_UNIQUE_ID=cfsconf-{}-{run_id}",
+        std::process::id()
+    ));
+    env
+}
+
+/// Boot the guest(s) for one case; one retry when a guest died before its scenario started.
+fn boot(
+    plan: &Plan,
+    srv: &Running,
+    s: &Scenario,
+    kver: &str,
+    vers: &str,
+    run_id: u32,
+) -> (Vec<GuestRun>, Option<String>) {
+    let mut retry_reason = None;
+    for attempt in 0..2 {
+        let runs = if s.two_clients {
+            two_clients(plan, srv, s, kver, vers, run_id)
+        } else {
+            let j = job(plan, srv, s, kver, vers, base_env(plan, s, run_id), 2);
+            vec![guest::run(&j).unwrap_or_else(|e| GuestRun {
+                rc: 2,
+                output: vec![format!("HARNESS: {e}")],
+                ..GuestRun::default()
+            })]
+        };
+        let boot_crash = runs.iter().any(|r| r.rc == RC_NO_EXIT && !r.script_started);
+        if boot_crash && attempt == 0 {
+            let tail: Vec<&str> = runs
+                .iter()
+                .flat_map(|r| r.console_tail.lines().rev().take(6).collect::<Vec<_>>())
+                .collect();
+            retry_reason = Some(format!(
+                "guest crashed before the scenario started: {}",
+                tail.join(" | ")
+            ));
+            eprintln!(
+                "[{}] {} boot crash, retrying once",
+                srv.spec.label(),
+                s.name
+            );
+            continue;
+        }
+        return (runs, retry_reason);
+    }
+    (Vec::new(), retry_reason)
+}
+
+fn two_clients(
+    plan: &Plan,
+    srv: &Running,
+    s: &Scenario,
+    kver: &str,
+    vers: &str,
+    run_id: u32,
+) -> Vec<GuestRun> {
+    let rdv = match Rendezvous::start() {
+        Ok(r) => r,
+        Err(e) => {
+            return vec![GuestRun {
+                rc: 2,
+                output: vec![format!("HARNESS: {e}")],
+                ..GuestRun::default()
+            }]
+        }
+    };
+    let jobs: Vec<GuestJob> = ["A", "B"]
+        .iter()
+        .map(|role| {
+            let mut env = base_env(plan, s, run_id);
+            env.push(format!("ROLE={role}"));
+            // later assignments win when the guest sources its env file
+            env.push(format!(
+                "NFS4_UNIQUE_ID=cfsconf-{}-{run_id}-{role}",
+                std::process::id()
+            ));
+            env.push(format!("GUEST_NAME=cfsguest-{role}"));
+            env.push(format!("RDV_PORT={}", rdv.port));
+            // two guests on two host cores: one vCPU each
+            job(plan, srv, s, kver, vers, env, 1)
+        })
+        .collect();
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = jobs
+            .iter()
+            .map(|j| scope.spawn(move || guest::run(j)))
+            .collect();
+        handles
+            .into_iter()
+            .zip(["A", "B"])
+            .map(|(h, role)| {
+                let mut r = match h.join() {
+                    Ok(Ok(r)) => r,
+                    Ok(Err(e)) => GuestRun {
+                        rc: 2,
+                        output: vec![format!("HARNESS: {e}")],
+                        ..GuestRun::default()
+                    },
+                    Err(_) => GuestRun {
+                        rc: 2,
+                        output: vec!["HARNESS: guest thread panicked".into()],
+                        ..GuestRun::default()
+                    },
+                };
+                for l in r.output.iter_mut() {
+                    *l = prefix_role(l, role);
+                }
+                r
+            })
+            .collect()
+    })
+}
+
+/// "FAIL: x" from guest B becomes "FAIL: [B] x" so failure lines still start with FAIL.
+fn prefix_role(line: &str, role: &str) -> String {
+    for tag in ["PASS: ", "FAIL: ", "INFO: "] {
+        if let Some(rest) = line.strip_prefix(tag) {
+            return format!("{tag}[{role}] {rest}");
+        }
+    }
+    format!("[{role}] {line}")
+}
+
+#[allow(clippy::too_many_arguments)]
+fn run_case(
+    plan: &Plan,
+    srv: &mut Running,
+    s: &Scenario,
+    k: KernelKind,
+    kver: &str,
+    vers: &str,
+    run_id: u32,
+) -> CaseResult {
+    let label = srv.spec.label();
+    let (runs, retry_reason) = boot(plan, srv, s, kver, vers, run_id);
+    let mut r = blank(
+        &label,
+        &srv.version,
+        s,
+        k,
+        kver,
+        vers,
+        Status::Pass,
+        String::new(),
+    );
+    r.reason = None;
+    r.retried = retry_reason.is_some();
+    r.retry_reason = retry_reason;
+    r.duration_s = runs.iter().map(|g| g.wall).fold(0.0, f64::max);
+    if let Some(kv) = runs.iter().find_map(|g| g.kernel.clone()) {
+        r.kernel_version = kv;
+    }
+    for g in &runs {
+        for (op, n) in &g.mountstats {
+            *r.mountstats.entry(op.clone()).or_insert(0) += n;
+        }
+        r.metrics
+            .extend(g.metrics.iter().map(|(a, b)| (a.clone(), *b)));
+        r.checks_passed += g.output.iter().filter(|l| l.starts_with("PASS")).count();
+        r.failures
+            .extend(g.failures().into_iter().map(str::to_owned));
+    }
+    let mount_err = runs.iter().find_map(|g| g.mount_error.clone());
+    let worst = runs.iter().map(|g| g.rc).find(|&rc| rc != 0);
+    match (worst, mount_err) {
+        (None, _) if !runs.is_empty() => return r,
+        (_, Some(e)) => {
+            if plan.explicit_vers || srv.spec.promised(vers) {
+                r.status = Status::Fail;
+                r.reason = Some(format!("mount failed: {e}"));
+            } else {
+                r.status = Status::NotOffered;
+                r.reason = Some(format!("not offered by server (mount refused: {e})"));
+            }
+        }
+        (Some(RC_MOUNT_FAILED), None) => {
+            r.status = Status::Fail;
+            r.reason = Some("mount failed".into());
+        }
+        (Some(RC_TIMEOUT), _) => {
+            r.status = Status::Fail;
+            r.reason = Some(format!("guest timed out after {:.0} s", r.duration_s));
+        }
+        (Some(RC_NO_EXIT), _) => {
+            r.status = Status::Fail;
+            r.reason = Some("guest crashed or hung without an exit marker".into());
+        }
+        (Some(2), _)
+            if runs
+                .iter()
+                .any(|g| g.output.iter().any(|l| l.starts_with("HARNESS"))) =>
+        {
+            r.status = Status::Error;
+            r.reason = Some("harness error".into());
+        }
+        (Some(rc), _) => {
+            r.status = Status::Fail;
+            r.reason = Some(format!(
+                "{} check(s) failed (guest exit {rc})",
+                r.failures.len()
+            ));
+        }
+        (None, None) => {
+            r.status = Status::Error;
+            r.reason = Some("guest did not run".into());
+        }
+    }
+    if r.status == Status::Fail && !r.failures.is_empty() {
+        if let Some(why) = known::classify(srv.spec.is_ganesha(), k, vers, &r.failures) {
+            r.status = Status::KnownFail;
+            r.known_issue = Some(why);
+        }
+    }
+    for g in &runs {
+        r.output.extend(g.output.iter().cloned());
+        if g.rc == RC_NO_EXIT || g.rc == RC_TIMEOUT || g.rc == 2 {
+            r.console_tail.push_str(&g.console_tail);
+        }
+    }
+    r
+}

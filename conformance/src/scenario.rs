@@ -1,0 +1,105 @@
+//! The scenario registry: which guest script, how big, how long it may take, how many guests.
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    /// pass/fail conformance check
+    Check,
+    /// numbers only (`bench`); a failure still means the I/O itself failed
+    Bench,
+}
+
+#[derive(Clone, Copy, Debug)]
+pub struct Scenario {
+    pub name: &'static str,
+    pub about: &'static str,
+    pub kind: Kind,
+    /// two guests at once (ROLE=A and ROLE=B), SMP=1 each
+    pub two_clients: bool,
+    /// guest environment for the full and the --quick run
+    pub full_env: &'static str,
+    pub quick_env: &'static str,
+    /// guest wall-clock limit in seconds (TCG is slow; these are generous but bounded)
+    pub timeout_full: u64,
+    pub timeout_quick: u64,
+}
+
+pub const SCENARIOS: &[Scenario] = &[
+    Scenario {
+        name: "posix",
+        about: "create/write/read/append, truncate grow+shrink, rename over, hard link counts, symlink, chmod, chown, utimes, mkdir/rmdir ENOTEMPTY, unlink-while-open, fsync",
+        kind: Kind::Check,
+        two_clients: false,
+        full_env: "",
+        quick_env: "",
+        timeout_full: 180,
+        timeout_quick: 180,
+    },
+    Scenario {
+        name: "integrity",
+        about: "random data checksum after drop_caches and after umount+mount; partial overwrite",
+        kind: Kind::Check,
+        two_clients: false,
+        full_env: "SIZE_MIB=256",
+        quick_env: "SIZE_MIB=32",
+        timeout_full: 600,
+        timeout_quick: 240,
+    },
+    Scenario {
+        name: "bigdir",
+        about: "N entries in one directory listed completely and exactly once, then removed",
+        kind: Kind::Check,
+        two_clients: false,
+        full_env: "NENTRIES=10000",
+        quick_env: "NENTRIES=1000",
+        timeout_full: 900,
+        timeout_quick: 240,
+    },
+    Scenario {
+        name: "locking",
+        about: "fcntl byte-range and flock conflicts between processes (v3: local only, nolock)",
+        kind: Kind::Check,
+        two_clients: false,
+        full_env: "",
+        quick_env: "",
+        timeout_full: 240,
+        timeout_quick: 240,
+    },
+    Scenario {
+        name: "twoclient",
+        about: "two guests: close-to-open, rename/unlink/mkdir seen by the other, cross-client lock (v4)",
+        kind: Kind::Check,
+        two_clients: true,
+        full_env: "",
+        quick_env: "",
+        timeout_full: 300,
+        timeout_quick: 300,
+    },
+    Scenario {
+        name: "pnfs",
+        about: "I/O whose mountstats (LAYOUTGET, GETDEVICEINFO, READ, WRITE) show whether layouts were used",
+        kind: Kind::Check,
+        two_clients: false,
+        full_env: "SIZE_MIB=64",
+        quick_env: "SIZE_MIB=8",
+        timeout_full: 300,
+        timeout_quick: 180,
+    },
+    Scenario {
+        name: "bench",
+        about: "sequential write/read MiB/s, create/stat/unlink ops/s (numbers, not pass/fail)",
+        kind: Kind::Bench,
+        two_clients: false,
+        full_env: "SIZE_MIB=256 NFILES=2000",
+        quick_env: "SIZE_MIB=64 NFILES=500",
+        timeout_full: 600,
+        timeout_quick: 300,
+    },
+];
+
+pub fn find(name: &str) -> Option<&'static Scenario> {
+    SCENARIOS.iter().find(|s| s.name == name)
+}
+
+pub fn checks() -> Vec<&'static Scenario> {
+    SCENARIOS.iter().filter(|s| s.kind == Kind::Check).collect()
+}

@@ -1,0 +1,262 @@
+//! `setup`: install host packages, discover and fetch the two guest kernels, build the initramfs
+//! and the static guest helper. Everything lands in the cache; every step is skipped when its
+//! output is already there, so a second run only checks.
+
+use crate::error::{Error, IoContext, Result};
+use crate::paths;
+use crate::procs;
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// Debian packages the harness needs on the host (gcc + libc6-dev build the static helper).
+const PACKAGES: &[&str] = &[
+    "qemu-system-x86",
+    "busybox-static",
+    "cpio",
+    "kmod",
+    "zstd",
+    "xz-utils",
+    "bc",
+    "nfs-ganesha",
+    "nfs-ganesha-vfs",
+    "rpcbind",
+    "iproute2",
+    "util-linux",
+    "gcc",
+    "libc6-dev",
+    "ca-certificates",
+];
+
+/// The guest kernels: which Debian suite each comes from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum KernelKind {
+    Bookworm,
+    Sid,
+}
+
+impl KernelKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            KernelKind::Bookworm => "bookworm",
+            KernelKind::Sid => "sid",
+        }
+    }
+
+    fn suites(self, mirror: &str, security: &str) -> String {
+        match self {
+            // 6.1 point releases ship through bookworm-security first
+            KernelKind::Bookworm => format!(
+                "deb {mirror} bookworm main\ndeb {mirror} bookworm-updates main\ndeb {security} bookworm-security main\n"
+            ),
+            KernelKind::Sid => format!("deb {mirror} sid main\n"),
+        }
+    }
+}
+
+pub const ALL_KERNELS: [KernelKind; 2] = [KernelKind::Bookworm, KernelKind::Sid];
+
+/// Discovered kernel versions, remembered so runs need no apt access.
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub struct Kernels {
+    pub bookworm: Option<String>,
+    pub sid: Option<String>,
+}
+
+impl Kernels {
+    fn path() -> PathBuf {
+        paths::cache_dir().join("kernels.json")
+    }
+
+    pub fn load() -> Kernels {
+        std::fs::read(Self::path())
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or_default()
+    }
+
+    fn save(&self) -> Result<()> {
+        let p = Self::path();
+        std::fs::write(&p, serde_json::to_vec_pretty(self)?).ctx(|| format!("write {p:?}"))
+    }
+
+    pub fn get(&self, k: KernelKind) -> Option<&str> {
+        match k {
+            KernelKind::Bookworm => self.bookworm.as_deref(),
+            KernelKind::Sid => self.sid.as_deref(),
+        }
+    }
+
+    fn set(&mut self, k: KernelKind, v: String) {
+        match k {
+            KernelKind::Bookworm => self.bookworm = Some(v),
+            KernelKind::Sid => self.sid = Some(v),
+        }
+    }
+}
+
+/// A kernel is ready when its vmlinux and base initramfs exist.
+pub fn kernel_ready(kver: &str) -> bool {
+    let k = paths::cache_dir().join("k").join(kver);
+    k.join("vmlinux").is_file() && k.join("initramfs.cpio.gz").is_file()
+}
+
+pub fn helper_path() -> PathBuf {
+    paths::cache_dir().join("bin").join("cfshelper")
+}
+
+pub fn setup(kernels: &[KernelKind], refresh: bool) -> Result<Kernels> {
+    let cache = paths::cache_dir();
+    std::fs::create_dir_all(&cache).ctx(|| format!("create {cache:?}"))?;
+    install_packages()?;
+    build_helper()?;
+    let mut known = Kernels::load();
+    for &k in kernels {
+        let cached = known.get(k).map(str::to_owned);
+        let kver = match cached {
+            Some(v) if !refresh && kernel_ready(&v) => {
+                println!("kernel {}: {v} (cached)", k.name());
+                continue;
+            }
+            Some(v) if !refresh => v,
+            _ => discover_kernel(k)?,
+        };
+        println!("kernel {}: {kver}", k.name());
+        procs::run_visible(
+            Command::new(paths::host_script("build-initramfs.sh"))
+                .arg(&kver)
+                .arg(k.name())
+                .env("CFS_CONFORMANCE_CACHE", &cache),
+        )?;
+        known.set(k, kver);
+        known.save()?;
+    }
+    Ok(known)
+}
+
+fn package_installed(p: &str) -> bool {
+    Command::new("dpkg-query")
+        .args(["-W", "-f=${Status}", p])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).contains("install ok installed"))
+        .unwrap_or(false)
+}
+
+fn install_packages() -> Result<()> {
+    let missing: Vec<&str> = PACKAGES
+        .iter()
+        .copied()
+        .filter(|p| !package_installed(p))
+        .collect();
+    if missing.is_empty() {
+        println!("host packages: all present");
+        return Ok(());
+    }
+    println!("host packages missing: {}", missing.join(" "));
+    procs::run_visible(Command::new("apt-get").arg("update"))?;
+    procs::run_visible(
+        Command::new("apt-get")
+            .args(["install", "-y", "--no-install-recommends"])
+            .args(&missing)
+            .env("DEBIAN_FRONTEND", "noninteractive"),
+    )
+}
+
+fn build_helper() -> Result<()> {
+    let src = paths::source_dir().join("guest").join("cfshelper.c");
+    let out = helper_path();
+    let fresh = match (std::fs::metadata(&src), std::fs::metadata(&out)) {
+        (Ok(s), Ok(o)) => matches!((s.modified(), o.modified()), (Ok(s), Ok(o)) if o >= s),
+        _ => false,
+    };
+    if fresh {
+        return Ok(());
+    }
+    if let Some(dir) = out.parent() {
+        std::fs::create_dir_all(dir).ctx(|| format!("create {dir:?}"))?;
+    }
+    println!("building guest helper {out:?}");
+    procs::run(
+        Command::new("gcc")
+            .args(["-static", "-O2", "-Wall", "-o"])
+            .arg(&out)
+            .arg(&src),
+    )?;
+    Ok(())
+}
+
+/// The Debian mirror the host already uses (so a proxy or local mirror keeps working).
+fn host_mirror() -> (String, String) {
+    let read = |p: &str| std::fs::read_to_string(p).unwrap_or_default();
+    let sources = read("/etc/apt/sources.list.d/debian.sources");
+    let mirror = sources
+        .lines()
+        .filter_map(|l| l.strip_prefix("URIs:"))
+        .map(str::trim)
+        .find(|u| !u.contains("security"))
+        .map(str::to_owned)
+        .or_else(|| {
+            read("/etc/apt/sources.list")
+                .lines()
+                .filter_map(|l| l.strip_prefix("deb "))
+                .filter_map(|l| l.split_whitespace().find(|w| w.starts_with("http")))
+                .find(|u| !u.contains("security"))
+                .map(str::to_owned)
+        })
+        .unwrap_or_else(|| "http://deb.debian.org/debian".to_owned());
+    let security = sources
+        .lines()
+        .filter_map(|l| l.strip_prefix("URIs:"))
+        .map(str::trim)
+        .find(|u| u.contains("security"))
+        .map(str::to_owned)
+        .unwrap_or_else(|| "http://deb.debian.org/debian-security".to_owned());
+    (mirror, security)
+}
+
+fn apt_opts(dir: &Path) -> Vec<String> {
+    vec![
+        "-o".into(),
+        format!(
+            "Dir::Etc::sourcelist={}",
+            dir.join("sources.list").display()
+        ),
+        "-o".into(),
+        "Dir::Etc::sourceparts=-".into(),
+        "-o".into(),
+        format!("Dir::State::Lists={}", dir.join("lists").display()),
+        "-o".into(),
+        format!("Dir::Cache={}", dir.join("cache").display()),
+    ]
+}
+
+/// Ask the suite's `linux-image-amd64` metapackage which versioned kernel it currently pulls in,
+/// through private apt lists (sid versions move weekly; bookworm ABI bumps remove old ones).
+fn discover_kernel(k: KernelKind) -> Result<String> {
+    let dir = paths::cache_dir().join(format!("apt-{}", k.name()));
+    for sub in ["lists/partial", "cache/archives/partial"] {
+        let d = dir.join(sub);
+        std::fs::create_dir_all(&d).ctx(|| format!("create {d:?}"))?;
+    }
+    let (mirror, security) = host_mirror();
+    let list = dir.join("sources.list");
+    std::fs::write(&list, k.suites(&mirror, &security)).ctx(|| format!("write {list:?}"))?;
+    let opts = apt_opts(&dir);
+    procs::run_visible(Command::new("apt-get").args(&opts).arg("update"))?;
+    let deps = procs::run(
+        Command::new("apt-cache")
+            .args(&opts)
+            .args(["depends", "linux-image-amd64"]),
+    )?;
+    deps.lines()
+        .filter_map(|l| l.trim().strip_prefix("Depends: linux-image-"))
+        .find(|v| v.ends_with("-amd64") && v.chars().next().is_some_and(|c| c.is_ascii_digit()))
+        .map(str::to_owned)
+        .ok_or_else(|| {
+            Error::Setup(format!(
+                "no versioned linux-image-*-amd64 dependency of linux-image-amd64 in {}:\n{deps}",
+                k.name()
+            ))
+        })
+}
