@@ -231,13 +231,20 @@ pub struct SecLabel4 {
     pub slai_data: Opaque,
 }
 
-/// A `bitmap4` as a set of bit numbers. Converts to/from the wire `Vec<u32>`; trailing zero
-/// words are dropped when converting back.
+/// A `bitmap4` as a set of bit numbers. Converts to/from the wire `Vec<u32>`. Trailing zero
+/// words are dropped on construction, so equality is equality of the sets.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
 pub struct Bitmap(Vec<u32>);
 
 /// Bits above this are never set by [`Bitmap::set`] (attribute numbers are small).
 pub const BITMAP_MAX_BIT: u32 = 4095;
+
+fn trim(mut v: Vec<u32>) -> Vec<u32> {
+    while v.last() == Some(&0) {
+        v.pop();
+    }
+    v
+}
 
 impl Bitmap {
     pub fn new() -> Self {
@@ -252,18 +259,15 @@ impl Bitmap {
         b
     }
     pub fn from_words(words: &[u32]) -> Self {
-        Self(words.to_vec())
+        Self(trim(words.to_vec()))
     }
+    /// The wire words (no trailing zero words).
     pub fn words(&self) -> &[u32] {
         &self.0
     }
-    /// The wire form, without trailing zero words.
+    /// The wire form.
     pub fn to_vec(&self) -> Vec<u32> {
-        let mut v = self.0.clone();
-        while v.last() == Some(&0) {
-            v.pop();
-        }
-        v
+        self.0.clone()
     }
     /// Sets `bit`; bits above [`BITMAP_MAX_BIT`] are ignored.
     pub fn set(&mut self, bit: u32) {
@@ -281,6 +285,8 @@ impl Bitmap {
         if let Some(x) = self.0.get_mut(w) {
             *x &= !(1 << (bit % 32));
         }
+        let v = std::mem::take(&mut self.0);
+        self.0 = trim(v);
     }
     pub fn get(&self, bit: u32) -> bool {
         let w = (bit / 32) as usize;
@@ -290,7 +296,7 @@ impl Bitmap {
         self.get(bit)
     }
     pub fn is_empty(&self) -> bool {
-        self.0.iter().all(|&w| w == 0)
+        self.0.is_empty()
     }
     /// Set bits in ascending order.
     pub fn iter(&self) -> impl Iterator<Item = u32> + '_ {
@@ -301,13 +307,13 @@ impl Bitmap {
         })
     }
     pub fn intersection(&self, other: &Bitmap) -> Bitmap {
-        Bitmap(
+        Bitmap(trim(
             self.0
                 .iter()
                 .zip(other.0.iter())
                 .map(|(a, b)| a & b)
                 .collect(),
-        )
+        ))
     }
     pub fn union(&self, other: &Bitmap) -> Bitmap {
         let n = self.0.len().max(other.0.len());
@@ -319,13 +325,13 @@ impl Bitmap {
     }
     /// Bits of `self` not in `other`.
     pub fn difference(&self, other: &Bitmap) -> Bitmap {
-        Bitmap(
+        Bitmap(trim(
             self.0
                 .iter()
                 .enumerate()
                 .map(|(i, a)| a & !other.0.get(i).copied().unwrap_or(0))
                 .collect(),
-        )
+        ))
     }
     /// True if every bit of `self` is in `other`.
     pub fn is_subset(&self, other: &Bitmap) -> bool {
@@ -334,25 +340,25 @@ impl Bitmap {
 }
 impl From<Vec<u32>> for Bitmap {
     fn from(v: Vec<u32>) -> Self {
-        Bitmap(v)
+        Bitmap(trim(v))
     }
 }
 impl From<&[u32]> for Bitmap {
     fn from(v: &[u32]) -> Self {
-        Bitmap(v.to_vec())
+        Bitmap::from_words(v)
     }
 }
 impl From<Bitmap> for Vec<u32> {
     fn from(b: Bitmap) -> Self {
-        b.to_vec()
+        b.0
     }
 }
 impl Xdr for Bitmap {
     fn encode(&self, w: &mut Writer) {
-        self.to_vec().encode(w)
+        self.0.encode(w)
     }
     fn decode(r: &mut Reader<'_>) -> Result<Self, XdrError> {
-        Ok(Bitmap(Vec::<u32>::decode(r)?))
+        Ok(Bitmap::from(Vec::<u32>::decode(r)?))
     }
 }
 

@@ -93,6 +93,57 @@ pub struct Notify4 {
     pub notify_mask: Bitmap4,
     pub notify_vals: Opaque,
 }
+/// `notify_entry4`.
+#[derive(Debug, Clone, PartialEq, Eq, Xdr)]
+pub struct NotifyEntry4 {
+    #[xdr(max = MAX_NAME_BYTES)]
+    pub ne_file: Component4,
+    pub ne_attrs: Fattr4,
+}
+/// `prev_entry4`.
+#[derive(Debug, Clone, PartialEq, Eq, Xdr)]
+pub struct PrevEntry4 {
+    pub pe_prev_entry: NotifyEntry4,
+    pub pe_prev_entry_cookie: NfsCookie4,
+}
+/// `notify_remove4`.
+#[derive(Debug, Clone, PartialEq, Eq, Xdr)]
+pub struct NotifyRemove4 {
+    pub nrm_old_entry: NotifyEntry4,
+    pub nrm_old_entry_cookie: NfsCookie4,
+}
+/// `notify_add4`.
+#[derive(Debug, Clone, PartialEq, Eq, Xdr)]
+pub struct NotifyAdd4 {
+    #[xdr(max = 1)]
+    pub nad_old_entry: Vec<NotifyRemove4>,
+    pub nad_new_entry: NotifyEntry4,
+    #[xdr(max = 1)]
+    pub nad_new_entry_cookie: Vec<NfsCookie4>,
+    #[xdr(max = 1)]
+    pub nad_prev_entry: Vec<PrevEntry4>,
+    pub nad_last_entry: bool,
+}
+/// `notify_attr4`.
+#[derive(Debug, Clone, PartialEq, Eq, Xdr)]
+pub struct NotifyAttr4 {
+    pub na_changed_entry: NotifyEntry4,
+}
+/// `notify_rename4`.
+#[derive(Debug, Clone, PartialEq, Eq, Xdr)]
+pub struct NotifyRename4 {
+    pub nrn_old_entry: NotifyRemove4,
+    pub nrn_new_entry: NotifyAdd4,
+}
+/// `notify_verifier4`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Xdr)]
+pub struct NotifyVerifier4 {
+    pub nv_old_cookieverf: Verifier4,
+    pub nv_new_cookieverf: Verifier4,
+}
+/// `notifylist4`.
+pub type Notifylist4 = Opaque;
+
 /// `CB_NOTIFY4args`.
 #[derive(Debug, Clone, PartialEq, Eq, Xdr)]
 pub struct CbNotifyArgs {

@@ -342,3 +342,42 @@ pub struct RenewArgs {
     pub clientid: Clientid4,
 }
 pub type RenewRes = StatusRes;
+
+/// `ssa_digest_input4`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Xdr)]
+pub struct SsaDigestInput4 {
+    pub sdi_seqargs: SequenceArgs,
+}
+/// `ssr_digest_input4`.
+#[derive(Debug, Clone, PartialEq, Eq, Xdr)]
+pub struct SsrDigestInput4 {
+    pub sdi_seqres: SequenceRes,
+}
+/// `ssv_mic_plain_tkn4`.
+#[derive(Debug, Clone, PartialEq, Eq, Xdr)]
+pub struct SsvMicPlainTkn4 {
+    pub smpt_ssv_seq: u32,
+    pub smpt_orig_plain: Opaque,
+}
+/// `ssv_mic_tkn4`.
+#[derive(Debug, Clone, PartialEq, Eq, Xdr)]
+pub struct SsvMicTkn4 {
+    pub smt_ssv_seq: u32,
+    pub smt_hmac: Opaque,
+}
+/// `ssv_seal_plain_tkn4`.
+#[derive(Debug, Clone, PartialEq, Eq, Xdr)]
+pub struct SsvSealPlainTkn4 {
+    pub sspt_confounder: Opaque,
+    pub sspt_ssv_seq: u32,
+    pub sspt_orig_plain: Opaque,
+    pub sspt_pad: Opaque,
+}
+/// `ssv_seal_cipher_tkn4`.
+#[derive(Debug, Clone, PartialEq, Eq, Xdr)]
+pub struct SsvSealCipherTkn4 {
+    pub ssct_ssv_seq: u32,
+    pub ssct_iv: Opaque,
+    pub ssct_encr_data: Opaque,
+    pub ssct_hmac: Opaque,
+}
