@@ -1,3 +1,199 @@
-//! mds
-
+//! The metadata server: NFSv4.1/4.2 over the namespace state machine, with file data in the
+//! chunk store (in-process for the single-node default; behind data servers with pNFS later).
+pub mod attrs;
+pub mod compound;
+pub mod error;
+pub mod export;
+pub mod fh;
 pub mod namespace;
+pub mod ops;
+pub mod server;
+pub mod state;
+
+use export::Export;
+use namespace::{FsError, Namespace};
+use state::{ClientDb, StateManager};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+use thiserror::Error;
+
+pub const DEFAULT_LEASE_SECONDS: u32 = 30;
+/// Largest READ/WRITE payload and the session's request/response sizes are derived from it.
+pub const MAX_IO: u32 = 1 << 20;
+
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    pub data_dir: PathBuf,
+    pub listen: SocketAddr,
+    pub exports: Vec<Export>,
+    pub lease_seconds: u32,
+    /// Defaults to the lease time.
+    pub grace_seconds: Option<u32>,
+}
+
+#[derive(Debug, Error)]
+pub enum ServerError {
+    #[error("data directory {path}: {source}")]
+    DataDir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("namespace in {path}: {source}")]
+    Namespace { path: PathBuf, source: FsError },
+    #[error("chunk store in {path}: {source}")]
+    Store { path: PathBuf, source: ds::DsError },
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("no exports configured")]
+    NoExports,
+}
+
+/// Everything the operation handlers share.
+pub struct Mds {
+    pub ns: Namespace,
+    pub data: ds::ChunkStore,
+    pub state: StateManager,
+    pub exports: Vec<Export>,
+    pub fs_id: u64,
+    /// Where chunk data lives (for file-system space attributes).
+    pub data_path: PathBuf,
+    /// Changes on every restart, so clients know to resend UNSTABLE writes not yet committed.
+    pub write_verf: [u8; 8],
+    pub boot: u64,
+    pub lease_seconds: u32,
+    pub max_ops: u32,
+}
+
+impl Mds {
+    pub fn open(cfg: &ServerConfig) -> Result<Mds, ServerError> {
+        if cfg.exports.is_empty() {
+            return Err(ServerError::NoExports);
+        }
+        let dir = &cfg.data_dir;
+        let dd = |source| ServerError::DataDir {
+            path: dir.clone(),
+            source,
+        };
+        std::fs::create_dir_all(dir).map_err(dd)?;
+        let meta_dir = dir.join("meta");
+        let data_dir = dir.join("chunks");
+        std::fs::create_dir_all(&meta_dir).map_err(dd)?;
+        std::fs::create_dir_all(&data_dir).map_err(dd)?;
+        let ns = Namespace::open(&meta_dir).map_err(|source| ServerError::Namespace {
+            path: meta_dir.clone(),
+            source,
+        })?;
+        let data = ds::ChunkStore::open(&data_dir).map_err(|source| ServerError::Store {
+            path: data_dir.clone(),
+            source,
+        })?;
+        let (db, previous) = ClientDb::open(&meta_dir).map_err(dd)?;
+        let boot = ns.boot_count();
+        let lease = Duration::from_secs(u64::from(cfg.lease_seconds.max(5)));
+        let grace = Duration::from_secs(u64::from(cfg.grace_seconds.unwrap_or(cfg.lease_seconds)));
+        if !previous.is_empty() {
+            tracing::info!(
+                clients = previous.len(),
+                ?grace,
+                "grace period: clients of the previous instance may reclaim"
+            );
+        }
+        let state = StateManager::new(boot as u32, lease, grace, db, previous);
+        let mut write_verf = [0u8; 8];
+        write_verf.copy_from_slice(&boot.to_be_bytes());
+        Ok(Mds {
+            fs_id: ns.fs_id(),
+            data_path: data_dir,
+            ns,
+            data,
+            state,
+            exports: cfg.exports.clone(),
+            write_verf,
+            boot,
+            lease_seconds: cfg.lease_seconds.max(5),
+            max_ops: 64,
+        })
+    }
+
+    /// Deletes the data of unlinked files nobody has open any more.
+    pub async fn forget_orphan(&self, ino: u64) {
+        if self.state.file_in_use(ino) {
+            return;
+        }
+        if let Err(e) = self.ns.execute(namespace::Command::Forget { ino }).await {
+            tracing::warn!(ino, "cannot forget orphan: {e}");
+            return;
+        }
+        if let Err(e) = self.data.remove(ino).await {
+            tracing::warn!(ino, "cannot remove data of orphan: {e}");
+        }
+    }
+}
+
+pub struct Server {
+    local: SocketAddr,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+    mds: Arc<Mds>,
+}
+
+impl Server {
+    pub async fn start(cfg: ServerConfig) -> Result<Server, ServerError> {
+        let mds = Arc::new(Mds::open(&cfg)?);
+        // Orphans left by a crash: nobody can have them open after a restart.
+        if let Ok(orphans) = mds.ns.orphans() {
+            for ino in orphans {
+                mds.forget_orphan(ino).await;
+            }
+        }
+        let listener = tokio::net::TcpListener::bind(cfg.listen)
+            .await
+            .map_err(|source| ServerError::Listen {
+                addr: cfg.listen,
+                source,
+            })?;
+        let local = listener
+            .local_addr()
+            .map_err(|source| ServerError::Listen {
+                addr: cfg.listen,
+                source,
+            })?;
+        let svc = Arc::new(server::NfsService { mds: mds.clone() });
+        let limits = proto::rpc::ConnectionLimits {
+            max_record: (MAX_IO as usize) + (64 << 10),
+            max_in_flight: 64,
+        };
+        let mut tasks = vec![tokio::spawn(server::accept_loop(listener, svc, limits))];
+        let reaper = mds.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut tick =
+                tokio::time::interval(Duration::from_secs(u64::from(reaper.lease_seconds) / 2));
+            loop {
+                tick.tick().await;
+                let n = reaper.state.expire_clients();
+                if n > 0 {
+                    tracing::info!(clients = n, "expired clients whose lease ran out");
+                }
+            }
+        }));
+        Ok(Server { local, tasks, mds })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local
+    }
+
+    /// Stops accepting, then makes everything applied durable.
+    pub async fn shutdown(self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+        if let Err(e) = self.mds.ns.sync().await {
+            tracing::error!("final sync of the namespace failed: {e}");
+        }
+    }
+}

@@ -1,0 +1,144 @@
+//! Server configuration: a TOML file, overridden by command-line flags. With neither, the
+//! embedded default: one node, data in ./cfs-data, NFS on 127.0.0.1:2049, "/" exported
+//! read-write to loopback and qemu user-mode guests.
+use mds::export::{AddrRange, Export, ExportError, SecFlavor};
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use thiserror::Error;
+
+#[derive(Debug, Error)]
+pub enum ConfigError {
+    #[error("cannot read config {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("bad config {path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("bad export: {0}")]
+    Export(#[from] ExportError),
+    #[error("bad listen address {0:?} (expected HOST:PORT, e.g. 127.0.0.1:2049)")]
+    Listen(String),
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    pub data: Option<PathBuf>,
+    pub listen: Option<String>,
+    pub lease_seconds: Option<u32>,
+    pub grace_seconds: Option<u32>,
+    #[serde(default, rename = "export")]
+    pub exports: Vec<ExportConfig>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExportConfig {
+    pub path: String,
+    /// Address ranges allowed to mount, e.g. ["127.0.0.0/8", "10.0.2.0/24"]; default: any.
+    pub clients: Option<Vec<String>>,
+    /// "rw" (default) or "ro".
+    pub access: Option<String>,
+    pub root_squash: Option<bool>,
+    /// Any of "sys", "krb5", "krb5i", "krb5p"; default ["sys"].
+    pub sec: Option<Vec<String>>,
+}
+
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:2049";
+pub const DEFAULT_DATA: &str = "./cfs-data";
+
+pub fn load(path: Option<&Path>) -> Result<FileConfig, ConfigError> {
+    let Some(path) = path else {
+        return Ok(FileConfig::default());
+    };
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    toml::from_str(&text).map_err(|e| ConfigError::Parse {
+        path: path.to_path_buf(),
+        message: e.message().to_string(),
+    })
+}
+
+pub fn parse_listen(s: &str) -> Result<SocketAddr, ConfigError> {
+    use std::net::ToSocketAddrs;
+    s.to_socket_addrs()
+        .ok()
+        .and_then(|mut a| a.next())
+        .ok_or_else(|| ConfigError::Listen(s.to_string()))
+}
+
+pub fn build_exports(cfgs: &[ExportConfig]) -> Result<Vec<Export>, ConfigError> {
+    if cfgs.is_empty() {
+        return Ok(vec![Export::new("/")?]);
+    }
+    cfgs.iter()
+        .map(|c| {
+            let mut e = Export::new(&c.path)?;
+            if let Some(cl) = &c.clients {
+                e.clients = cl
+                    .iter()
+                    .map(|s| s.parse::<AddrRange>())
+                    .collect::<Result<_, _>>()?;
+            }
+            e.read_only = match c.access.as_deref() {
+                None | Some("rw") => false,
+                Some("ro") => true,
+                Some(other) => {
+                    return Err(ConfigError::Parse {
+                        path: PathBuf::from("<export>"),
+                        message: format!("access must be \"rw\" or \"ro\", not {other:?}"),
+                    })
+                }
+            };
+            e.root_squash = c.root_squash.unwrap_or(false);
+            if let Some(sec) = &c.sec {
+                e.sec = sec
+                    .iter()
+                    .map(|s| s.parse::<SecFlavor>())
+                    .collect::<Result<_, _>>()?;
+            }
+            Ok(e)
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn full_config_parses() {
+        let c: FileConfig = toml::from_str(
+            r#"
+            data = "/srv/cfs"
+            listen = "127.0.0.1:2050"
+            [[export]]
+            path = "/"
+            clients = ["127.0.0.0/8"]
+            access = "ro"
+            root_squash = true
+            sec = ["sys", "krb5p"]
+            "#,
+        )
+        .unwrap();
+        let e = build_exports(&c.exports).unwrap();
+        assert!(e[0].read_only && e[0].root_squash);
+        assert_eq!(e[0].sec, vec![SecFlavor::Sys, SecFlavor::Krb5p]);
+        assert!(!e[0].admits("10.1.1.1".parse().unwrap()));
+    }
+
+    #[test]
+    fn bad_configs_say_why() {
+        assert!(toml::from_str::<FileConfig>("bogus = 1").is_err());
+        let c: FileConfig = toml::from_str("[[export]]\npath = \"/\"\naccess = \"rwx\"").unwrap();
+        assert!(build_exports(&c.exports)
+            .unwrap_err()
+            .to_string()
+            .contains("rwx"));
+        assert!(parse_listen("nope").is_err());
+    }
+}

@@ -1,0 +1,301 @@
+//! NFSv4 attributes of an inode, and the attributes a client may set.
+use crate::error::{NfsError, NfsResult};
+use crate::fh::FileHandle;
+use crate::namespace::{FileKind, Inode, SetTime, Time};
+use crate::Mds;
+use proto::nfs4::attr::*;
+use proto::nfs4::basic::{Fattr4, Fsid4, NfsFh4, NfsFtype4, Nfstime4, Settime4, Specdata4};
+use proto::xdr::Opaque;
+
+/// Every attribute this server returns.
+pub fn supported() -> Bitmap {
+    Bitmap::from_bits(&[
+        FATTR4_SUPPORTED_ATTRS,
+        FATTR4_TYPE,
+        FATTR4_FH_EXPIRE_TYPE,
+        FATTR4_CHANGE,
+        FATTR4_SIZE,
+        FATTR4_LINK_SUPPORT,
+        FATTR4_SYMLINK_SUPPORT,
+        FATTR4_NAMED_ATTR,
+        FATTR4_FSID,
+        FATTR4_UNIQUE_HANDLES,
+        FATTR4_LEASE_TIME,
+        FATTR4_RDATTR_ERROR,
+        FATTR4_ACLSUPPORT,
+        FATTR4_CANSETTIME,
+        FATTR4_CASE_INSENSITIVE,
+        FATTR4_CASE_PRESERVING,
+        FATTR4_CHOWN_RESTRICTED,
+        FATTR4_FILEHANDLE,
+        FATTR4_FILEID,
+        FATTR4_FILES_AVAIL,
+        FATTR4_FILES_FREE,
+        FATTR4_FILES_TOTAL,
+        FATTR4_HOMOGENEOUS,
+        FATTR4_MAXFILESIZE,
+        FATTR4_MAXLINK,
+        FATTR4_MAXNAME,
+        FATTR4_MAXREAD,
+        FATTR4_MAXWRITE,
+        FATTR4_MODE,
+        FATTR4_NO_TRUNC,
+        FATTR4_NUMLINKS,
+        FATTR4_OWNER,
+        FATTR4_OWNER_GROUP,
+        FATTR4_RAWDEV,
+        FATTR4_SPACE_AVAIL,
+        FATTR4_SPACE_FREE,
+        FATTR4_SPACE_TOTAL,
+        FATTR4_SPACE_USED,
+        FATTR4_TIME_ACCESS,
+        FATTR4_TIME_ACCESS_SET,
+        FATTR4_TIME_CREATE,
+        FATTR4_TIME_DELTA,
+        FATTR4_TIME_METADATA,
+        FATTR4_TIME_MODIFY,
+        FATTR4_TIME_MODIFY_SET,
+        FATTR4_MOUNTED_ON_FILEID,
+        FATTR4_SUPPATTR_EXCLCREAT,
+        FATTR4_CLONE_BLKSIZE,
+        FATTR4_CHANGE_ATTR_TYPE,
+    ])
+}
+
+/// Attributes SETATTR (and CREATE/OPEN) accept.
+pub fn settable() -> Bitmap {
+    Bitmap::from_bits(&[
+        FATTR4_SIZE,
+        FATTR4_MODE,
+        FATTR4_OWNER,
+        FATTR4_OWNER_GROUP,
+        FATTR4_TIME_ACCESS_SET,
+        FATTR4_TIME_MODIFY_SET,
+    ])
+}
+
+fn t(x: Time) -> Nfstime4 {
+    Nfstime4 {
+        seconds: x.secs,
+        nseconds: x.nsecs,
+    }
+}
+
+fn ftype(k: &FileKind) -> NfsFtype4 {
+    match k {
+        FileKind::Regular => NfsFtype4::Reg,
+        FileKind::Directory => NfsFtype4::Dir,
+        FileKind::Symlink { .. } => NfsFtype4::Lnk,
+        FileKind::BlockDev { .. } => NfsFtype4::Blk,
+        FileKind::CharDev { .. } => NfsFtype4::Chr,
+        FileKind::Fifo => NfsFtype4::Fifo,
+        FileKind::Socket => NfsFtype4::Sock,
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+pub struct FsSpace {
+    pub total: u64,
+    pub free: u64,
+    pub avail: u64,
+    pub files_total: u64,
+    pub files_free: u64,
+}
+
+/// Space of the file system holding the data directory.
+pub fn fs_space(mds: &Mds) -> FsSpace {
+    let used_files = mds.ns.statfs().map(|s| s.files).unwrap_or(0);
+    let mut s = FsSpace {
+        files_total: 1 << 32,
+        files_free: (1u64 << 32).saturating_sub(used_files),
+        ..Default::default()
+    };
+    if let Ok(p) = std::ffi::CString::new(mds.data_path.as_os_str().as_encoded_bytes()) {
+        let mut v: libc::statvfs = unsafe { std::mem::zeroed() };
+        // SAFETY: p is a valid NUL-terminated path and v a properly sized out-parameter.
+        if unsafe { libc::statvfs(p.as_ptr(), &mut v) } == 0 {
+            let bs = v.f_frsize as u64;
+            s.total = v.f_blocks as u64 * bs;
+            s.free = v.f_bfree as u64 * bs;
+            s.avail = v.f_bavail as u64 * bs;
+        }
+    }
+    s
+}
+
+/// The attributes of `i`, as many as `want` asks for (computing the rest is cheap enough not
+/// to bother filtering, except for file-system space, which costs a system call).
+pub fn file_attrs(mds: &Mds, i: &Inode, want: &Bitmap, space_used: u64) -> FileAttrs {
+    let mut a = FileAttrs {
+        supported_attrs: Some(supported()),
+        ftype: Some(ftype(&i.kind)),
+        // Persistent handles (RFC 8881 §4.2.3).
+        fh_expire_type: Some(0),
+        change: Some(i.change),
+        size: Some(match &i.kind {
+            FileKind::Symlink { target } => target.len() as u64,
+            _ => i.size,
+        }),
+        link_support: Some(true),
+        symlink_support: Some(true),
+        named_attr: Some(false),
+        fsid: Some(Fsid4 {
+            major: mds.fs_id,
+            minor: 0,
+        }),
+        unique_handles: Some(true),
+        lease_time: Some(mds.lease_seconds),
+        rdattr_error: Some(0),
+        aclsupport: Some(0),
+        cansettime: Some(true),
+        case_insensitive: Some(false),
+        case_preserving: Some(true),
+        chown_restricted: Some(true),
+        filehandle: Some(NfsFh4(Opaque(
+            FileHandle {
+                fs_id: mds.fs_id,
+                ino: i.ino,
+            }
+            .encode(),
+        ))),
+        fileid: Some(i.ino),
+        homogeneous: Some(true),
+        maxfilesize: Some(i64::MAX as u64),
+        maxlink: Some(u32::MAX),
+        maxname: Some(255),
+        maxread: Some(u64::from(crate::MAX_IO)),
+        maxwrite: Some(u64::from(crate::MAX_IO)),
+        mode: Some(i.mode & 0o7777),
+        no_trunc: Some(true),
+        numlinks: Some(i.nlink),
+        owner: Some(Opaque(i.uid.to_string().into_bytes())),
+        owner_group: Some(Opaque(i.gid.to_string().into_bytes())),
+        rawdev: Some(match i.kind {
+            FileKind::BlockDev { major, minor } | FileKind::CharDev { major, minor } => Specdata4 {
+                specdata1: major,
+                specdata2: minor,
+            },
+            _ => Specdata4::default(),
+        }),
+        space_used: Some(space_used),
+        time_access: Some(t(i.atime)),
+        time_create: Some(t(i.crtime)),
+        time_delta: Some(Nfstime4 {
+            seconds: 0,
+            nseconds: 1,
+        }),
+        time_metadata: Some(t(i.ctime)),
+        time_modify: Some(t(i.mtime)),
+        mounted_on_fileid: Some(i.ino),
+        suppattr_exclcreat: Some(settable()),
+        clone_blksize: Some(4096),
+        // NFS4_CHANGE_TYPE_IS_MONOTONIC_INCR: lets the client order changes.
+        change_attr_type: Some(1),
+        ..Default::default()
+    };
+    let space_bits = [
+        FATTR4_SPACE_AVAIL,
+        FATTR4_SPACE_FREE,
+        FATTR4_SPACE_TOTAL,
+        FATTR4_FILES_AVAIL,
+        FATTR4_FILES_FREE,
+        FATTR4_FILES_TOTAL,
+    ];
+    if space_bits.iter().any(|b| want.get(*b)) {
+        let s = fs_space(mds);
+        a.space_avail = Some(s.avail);
+        a.space_free = Some(s.free);
+        a.space_total = Some(s.total);
+        a.files_avail = Some(s.files_free);
+        a.files_free = Some(s.files_free);
+        a.files_total = Some(s.files_total);
+    }
+    a
+}
+
+/// Encodes the requested attributes of `i`.
+pub fn encode(mds: &Mds, i: &Inode, want: &Bitmap) -> Fattr4 {
+    // Allocation is not tracked per object yet: report the size rounded up to blocks.
+    let used = i.size.div_ceil(4096) * 4096;
+    file_attrs(mds, i, want, used).encode(&want.intersection(&supported()))
+}
+
+/// What a client asked to change, already mapped to namespace terms.
+#[derive(Debug, Default, Clone)]
+pub struct SetAttrs {
+    pub mode: Option<u32>,
+    pub uid: Option<u32>,
+    pub gid: Option<u32>,
+    pub size: Option<u64>,
+    pub atime: Option<SetTime>,
+    pub mtime: Option<SetTime>,
+    pub mask: Bitmap,
+}
+
+/// Parses an owner string: numeric ids (what Linux sends with AUTH_SYS), optionally with
+/// "@domain" which is ignored.
+fn parse_id(s: &Opaque) -> NfsResult<u32> {
+    let s = s.as_str().ok_or(NfsError::BadOwner)?;
+    let s = s.split('@').next().unwrap_or(s);
+    s.parse::<u32>().map_err(|_| NfsError::BadOwner)
+}
+
+fn settime(s: Settime4) -> SetTime {
+    match s {
+        Settime4::ServerTime => SetTime::Now,
+        Settime4::ClientTime(t) => SetTime::At(Time {
+            secs: t.seconds,
+            nsecs: t.nseconds,
+        }),
+    }
+}
+
+/// Decodes a client's fattr4 for setting. Read-only attributes are NFS4ERR_INVAL, unknown
+/// ones NFS4ERR_ATTRNOTSUPP.
+pub fn decode_settable(f: &Fattr4) -> NfsResult<SetAttrs> {
+    let mask = Bitmap::from_words(&f.attrmask);
+    let a = FileAttrs::decode(f).map_err(|e| match e.status() {
+        proto::nfs4::basic::Nfsstat4::Attrnotsupp => NfsError::AttrNotSupp,
+        proto::nfs4::basic::Nfsstat4::Badxdr => NfsError::BadXdr,
+        _ => NfsError::Inval,
+    })?;
+    let settable = settable();
+    for bit in mask.iter() {
+        if !settable.get(bit) {
+            return Err(if supported().get(bit) || FileAttrs::KNOWN.contains(&bit) {
+                if is_writable(bit) {
+                    NfsError::AttrNotSupp
+                } else {
+                    NfsError::Inval
+                }
+            } else {
+                NfsError::AttrNotSupp
+            });
+        }
+    }
+    Ok(SetAttrs {
+        mode: a.mode,
+        uid: a.owner.as_ref().map(parse_id).transpose()?,
+        gid: a.owner_group.as_ref().map(parse_id).transpose()?,
+        size: a.size,
+        atime: a.time_access_set.map(settime),
+        mtime: a.time_modify_set.map(settime),
+        mask,
+    })
+}
+
+/// Whether `f` matches the attributes of `i` exactly (VERIFY/NVERIFY).
+pub fn matches(mds: &Mds, i: &Inode, f: &Fattr4) -> NfsResult<bool> {
+    let mask = Bitmap::from_words(&f.attrmask);
+    if !mask.is_subset(&supported()) {
+        return Err(NfsError::AttrNotSupp);
+    }
+    if mask.get(FATTR4_RDATTR_ERROR)
+        || mask.get(FATTR4_TIME_ACCESS_SET)
+        || mask.get(FATTR4_TIME_MODIFY_SET)
+    {
+        return Err(NfsError::Inval);
+    }
+    let mine = encode(mds, i, &mask);
+    Ok(mine.attrmask == f.attrmask && mine.attr_vals == f.attr_vals)
+}

@@ -1,0 +1,226 @@
+//! COMPOUND processing (RFC 8881 §16.2): decode, run operations in order until one fails,
+//! and keep the reply in the session's slot for exactly-once replays.
+use crate::error::NfsError;
+use crate::export::Export;
+use crate::ops;
+use crate::state::{SessionId, SlotUse, StateId};
+use crate::Mds;
+use proto::nfs4::basic::Nfsstat4;
+use proto::nfs4::compound::{Compound4Args, Compound4Res, NfsArgop4, NfsResop4};
+use proto::nfs4::fileops::StatusRes;
+use proto::rpc::{accepted_reply, denied_auth_reply, AcceptStat, Auth, AuthStat, Call, Connection};
+use proto::xdr::{Reader, Writer, Xdr};
+use std::sync::Arc;
+
+/// Who the request runs as, after the export's squashing.
+#[derive(Debug, Clone)]
+pub struct User {
+    pub uid: u32,
+    pub gid: u32,
+    pub gids: Vec<u32>,
+}
+
+impl User {
+    pub fn is_root(&self) -> bool {
+        self.uid == 0
+    }
+    pub fn in_group(&self, gid: u32) -> bool {
+        self.gid == gid || self.gids.contains(&gid)
+    }
+}
+
+/// Per-COMPOUND state: the current and saved file handles and stateids, and the session.
+pub struct Ctx<'a> {
+    pub mds: &'a Arc<Mds>,
+    pub conn: &'a Connection,
+    pub user: User,
+    pub export: &'a Export,
+    pub minor: u32,
+    pub cfh: Option<u64>,
+    pub sfh: Option<u64>,
+    pub cur_sid: Option<StateId>,
+    pub saved_sid: Option<StateId>,
+    pub session: Option<SessionId>,
+    pub clientid: Option<u64>,
+    /// The slot (slot id, sequence id) this compound runs on, if it began with SEQUENCE.
+    pub slot: Option<(u32, u32)>,
+    /// Operations in this compound, for "must be the only operation" checks.
+    pub nops: usize,
+}
+
+impl Ctx<'_> {
+    pub fn fh(&self) -> Result<u64, NfsError> {
+        self.cfh.ok_or(NfsError::NoFileHandle)
+    }
+
+    /// Resolves the special "current stateid" (RFC 8881 §16.2.3.1.2).
+    pub fn stateid(&self, sid: &proto::nfs4::basic::Stateid4) -> Result<StateId, NfsError> {
+        let s = StateId {
+            seqid: sid.seqid,
+            other: sid.other,
+        };
+        if s == StateId::CURRENT {
+            return self.cur_sid.ok_or(NfsError::BadStateId);
+        }
+        Ok(s)
+    }
+
+    pub fn clientid(&self) -> Result<u64, NfsError> {
+        self.clientid.ok_or(NfsError::OpNotInSession)
+    }
+
+    pub fn writable(&self) -> Result<(), NfsError> {
+        if self.export.read_only {
+            Err(NfsError::Rofs)
+        } else {
+            Ok(())
+        }
+    }
+}
+
+fn compound_reply(xid: u32, body: &[u8]) -> Writer {
+    let mut w = accepted_reply(xid, &Auth::None, AcceptStat::Success);
+    w.buf.extend_from_slice(body);
+    w
+}
+
+fn status_only(tag: &proto::xdr::Opaque, status: NfsError) -> Vec<u8> {
+    Compound4Res {
+        status: status.code(),
+        tag: tag.clone(),
+        resarray: Vec::new(),
+    }
+    .to_xdr()
+}
+
+pub async fn run(mds: &Arc<Mds>, conn: &Connection, call: &Call) -> Writer {
+    let peer = conn.peer_addr().ip();
+    let Some(export) = mds.exports.iter().find(|e| e.admits(peer)) else {
+        tracing::info!(%peer, "refused: no export admits this client");
+        return denied_auth_reply(call.xid, AuthStat::TooWeak);
+    };
+    let user = match &call.cred {
+        Auth::Sys(s) => {
+            let (uid, gid) = export.map_ids(s.uid, s.gid);
+            User {
+                uid,
+                gid,
+                gids: if uid == s.uid {
+                    s.gids.clone()
+                } else {
+                    Vec::new()
+                },
+            }
+        }
+        // AUTH_NONE gets the anonymous identity; anything else this server cannot verify yet.
+        Auth::None => User {
+            uid: export.anon_uid,
+            gid: export.anon_gid,
+            gids: Vec::new(),
+        },
+        Auth::Other { .. } => return denied_auth_reply(call.xid, AuthStat::TooWeak),
+    };
+    let mut r = Reader::new(call.args());
+    let args = match Compound4Args::decode_partial(&mut r) {
+        Ok(a) => a,
+        Err(_) => {
+            let body = status_only(&proto::xdr::Opaque::default(), NfsError::BadXdr);
+            return compound_reply(call.xid, &body);
+        }
+    };
+    if args.tag.as_str().is_none() {
+        return compound_reply(call.xid, &status_only(&args.tag, NfsError::Inval));
+    }
+    if !(1..=2).contains(&args.minorversion) {
+        return compound_reply(
+            call.xid,
+            &status_only(&args.tag, NfsError::MinorVersMismatch),
+        );
+    }
+    let mut ctx = Ctx {
+        mds,
+        conn,
+        user,
+        export,
+        minor: args.minorversion,
+        cfh: None,
+        sfh: None,
+        cur_sid: None,
+        saved_sid: None,
+        session: None,
+        clientid: None,
+        slot: None,
+        nops: args.argarray.len() + usize::from(args.error.is_some()),
+    };
+    let mut res = Compound4Res {
+        status: 0,
+        tag: args.tag.clone(),
+        resarray: Vec::with_capacity(args.argarray.len()),
+    };
+    for (i, op) in args.argarray.iter().enumerate() {
+        let r = if i == 0 {
+            match op {
+                NfsArgop4::Sequence(a) => match ops::session::sequence(&mut ctx, a) {
+                    Ok((ok, SlotUse::New)) => {
+                        if args.argarray.len() > mds.max_ops as usize {
+                            res.resarray.push(NfsResop4::Sequence(
+                                proto::nfs4::session::SequenceRes::Ok(ok),
+                            ));
+                            res.status = NfsError::TooManyOps.code();
+                            res.resarray.push(NfsResop4::Illegal(StatusRes::err(
+                                NfsError::TooManyOps.code(),
+                            )));
+                            break;
+                        }
+                        NfsResop4::Sequence(proto::nfs4::session::SequenceRes::Ok(ok))
+                    }
+                    Ok((_, SlotUse::Replay(cached))) => return compound_reply(call.xid, &cached),
+                    Err(e) => NfsResop4::Sequence(proto::nfs4::session::SequenceRes::Err(e.code())),
+                },
+                NfsArgop4::ExchangeId(_)
+                | NfsArgop4::CreateSession(_)
+                | NfsArgop4::DestroySession(_)
+                | NfsArgop4::BindConnToSession(_)
+                | NfsArgop4::DestroyClientid(_)
+                | NfsArgop4::Illegal
+                | NfsArgop4::Unknown(_) => ops::dispatch(&mut ctx, op).await,
+                _ => ops::error_result(op, NfsError::OpNotInSession),
+            }
+        } else if matches!(op, NfsArgop4::Sequence(_)) {
+            ops::error_result(op, NfsError::SequencePos)
+        } else if ctx.session.is_none() && !matches!(op, NfsArgop4::Illegal | NfsArgop4::Unknown(_))
+        {
+            // Only the sessionless ops above may stand alone, and then only alone.
+            ops::error_result(op, NfsError::NotOnlyOp)
+        } else {
+            ops::dispatch(&mut ctx, op).await
+        };
+        let st = r.status();
+        res.resarray.push(r);
+        if st != 0 {
+            res.status = st;
+            break;
+        }
+    }
+    if res.status == 0 {
+        if let Some((opnum, _)) = args.error {
+            // The op that failed to decode gets BADXDR (or OP_ILLEGAL if not even its number read).
+            res.status = NfsError::BadXdr.code();
+            res.resarray.push(match opnum {
+                Some(n) => ops::bad_xdr_result(n),
+                None => NfsResop4::Illegal(StatusRes::err(NfsError::BadXdr.code())),
+            });
+        }
+    }
+    let body = Arc::new(res.to_xdr());
+    if let (Some(sid), Some((slot, seqid))) = (ctx.session, ctx.slot) {
+        mds.state.finish_slot(&sid, slot, seqid, body.clone());
+    }
+    compound_reply(call.xid, &body)
+}
+
+impl From<NfsError> for Nfsstat4 {
+    fn from(e: NfsError) -> Self {
+        Nfsstat4::from_code(e.code()).unwrap_or(Nfsstat4::Serverfault)
+    }
+}

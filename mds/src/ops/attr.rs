@@ -1,0 +1,166 @@
+//! Attribute operations: GETATTR, SETATTR, VERIFY, NVERIFY, ACCESS.
+use crate::attrs;
+use crate::compound::Ctx;
+use crate::error::{NfsError, NfsResult};
+use crate::namespace::{Command, Inode, SetTime, Time};
+use proto::nfs4::attr::Bitmap;
+use proto::nfs4::basic::Fattr4;
+use proto::nfs4::fileops::*;
+
+pub fn getattr(ctx: &mut Ctx<'_>, a: &GetattrArgs) -> GetattrRes {
+    match ctx.cur() {
+        Ok(i) => GetattrRes::Ok(GetattrResOk {
+            obj_attributes: attrs::encode(ctx.mds, &i, &Bitmap::from_words(&a.attr_request)),
+        }),
+        Err(e) => GetattrRes::error(e.code()),
+    }
+}
+
+pub async fn setattr(ctx: &mut Ctx<'_>, a: &SetattrArgs) -> SetattrRes {
+    match setattr_inner(ctx, a).await {
+        Ok(mask) => SetattrRes {
+            status: 0,
+            attrsset: mask.to_vec(),
+        },
+        Err(e) => SetattrRes {
+            status: e.code(),
+            attrsset: Vec::new(),
+        },
+    }
+}
+
+async fn setattr_inner(ctx: &mut Ctx<'_>, a: &SetattrArgs) -> NfsResult<Bitmap> {
+    let i = ctx.cur()?;
+    ctx.writable()?;
+    let s = attrs::decode_settable(&a.obj_attributes)?;
+    if s.size.is_some() {
+        if !matches!(i.kind, crate::namespace::FileKind::Regular) {
+            return Err(if i.kind.is_dir() {
+                NfsError::IsDir
+            } else {
+                NfsError::Inval
+            });
+        }
+        let sid = ctx.stateid(&a.stateid)?;
+        ctx.mds.state.check_io(&sid, i.ino, true)?;
+        if sid.is_special() {
+            ctx.require(&i, 2)?;
+        }
+    }
+    check_setattr_permission(ctx, &i, &s)?;
+    apply_setattr(ctx, &i, &s).await?;
+    Ok(s.mask)
+}
+
+/// POSIX rules: only the owner (or root) changes mode and times to a given value; anyone who
+/// may write sets times to "now"; only root gives a file away; the owner may change its group
+/// to one it belongs to.
+pub fn check_setattr_permission(ctx: &Ctx<'_>, i: &Inode, s: &attrs::SetAttrs) -> NfsResult<()> {
+    let u = &ctx.user;
+    if u.is_root() {
+        return Ok(());
+    }
+    let owner = u.uid == i.uid;
+    if s.mode.is_some() && !owner {
+        return Err(NfsError::Perm);
+    }
+    if s.uid.is_some_and(|uid| uid != i.uid) {
+        return Err(NfsError::Perm);
+    }
+    if let Some(gid) = s.gid {
+        if gid != i.gid && !(owner && u.in_group(gid)) {
+            return Err(NfsError::Perm);
+        }
+    }
+    for t in [s.atime, s.mtime].into_iter().flatten() {
+        match t {
+            SetTime::Now if !owner => ctx.require(i, 2)?,
+            SetTime::At(_) if !owner => return Err(NfsError::Perm),
+            _ => {}
+        }
+    }
+    if s.size.is_some() && !owner {
+        ctx.require(i, 2)?;
+    }
+    Ok(())
+}
+
+pub async fn apply_setattr(ctx: &Ctx<'_>, i: &Inode, s: &attrs::SetAttrs) -> NfsResult<()> {
+    if s.mode.is_none()
+        && s.uid.is_none()
+        && s.gid.is_none()
+        && s.size.is_none()
+        && s.atime.is_none()
+        && s.mtime.is_none()
+    {
+        return Ok(());
+    }
+    if let Some(size) = s.size {
+        // Data first: a crash in between leaves zeros past the new end under the old size,
+        // never old bytes resurrected by a later grow.
+        ctx.mds.data.truncate(i.ino, size).await?;
+    }
+    let mut mode = s.mode;
+    // A non-root chown/chgrp clears set-id bits, as local file systems do.
+    if (s.uid.is_some() || s.gid.is_some()) && !ctx.user.is_root() && mode.is_none() {
+        mode = Some(i.mode & !0o6000);
+    }
+    ctx.mds
+        .ns
+        .execute(Command::SetAttr {
+            ino: i.ino,
+            mode,
+            uid: s.uid,
+            gid: s.gid,
+            size: s.size,
+            atime: s.atime,
+            mtime: s.mtime,
+            time: Time::now(),
+        })
+        .await?;
+    Ok(())
+}
+
+pub fn verify(ctx: &mut Ctx<'_>, f: &Fattr4, want_same: bool) -> NfsResult<()> {
+    let i = ctx.cur()?;
+    let same = attrs::matches(ctx.mds, &i, f)?;
+    match (same, want_same) {
+        (true, true) | (false, false) => Ok(()),
+        (false, true) => Err(NfsError::NotSame),
+        (true, false) => Err(NfsError::Same),
+    }
+}
+
+const ACCESS4_READ: u32 = 0x1;
+const ACCESS4_LOOKUP: u32 = 0x2;
+const ACCESS4_MODIFY: u32 = 0x4;
+const ACCESS4_EXTEND: u32 = 0x8;
+const ACCESS4_DELETE: u32 = 0x10;
+const ACCESS4_EXECUTE: u32 = 0x20;
+
+pub fn access(ctx: &mut Ctx<'_>, a: &AccessArgs) -> AccessRes {
+    let i = match ctx.cur() {
+        Ok(i) => i,
+        Err(e) => return AccessRes::error(e.code()),
+    };
+    let dir = i.kind.is_dir();
+    let supported = if dir {
+        ACCESS4_READ | ACCESS4_LOOKUP | ACCESS4_MODIFY | ACCESS4_EXTEND | ACCESS4_DELETE
+    } else {
+        ACCESS4_READ | ACCESS4_MODIFY | ACCESS4_EXTEND | ACCESS4_EXECUTE
+    } & a.access;
+    let mut granted = 0;
+    if ctx.may(&i, 4) {
+        granted |= ACCESS4_READ;
+    }
+    if ctx.may(&i, 2) && !ctx.export.read_only {
+        granted |= ACCESS4_MODIFY | ACCESS4_EXTEND | if dir { ACCESS4_DELETE } else { 0 };
+    }
+    if ctx.may(&i, 1) {
+        granted |= if dir { ACCESS4_LOOKUP } else { ACCESS4_EXECUTE };
+    }
+    AccessRes::Ok(AccessResOk {
+        supported,
+        access: granted & supported,
+    })
+}

@@ -1,0 +1,321 @@
+//! Directory operations: READDIR, CREATE (non-regular objects), REMOVE, RENAME, LINK, READLINK.
+use super::fh::check_name;
+use crate::attrs;
+use crate::compound::Ctx;
+use crate::error::{NfsError, NfsResult};
+use crate::namespace::{Command, CreateHow, DirChange, FileKind, Inode, Time};
+use proto::nfs4::attr::{Bitmap, FATTR4_RDATTR_ERROR};
+use proto::nfs4::basic::{ChangeInfo4, Fattr4};
+use proto::nfs4::fileops::*;
+use proto::xdr::{Opaque, Xdr};
+
+pub fn cinfo(c: Option<DirChange>, dir: &Inode) -> ChangeInfo4 {
+    match c {
+        Some(c) => ChangeInfo4 {
+            atomic: true,
+            before: c.before,
+            after: c.after,
+        },
+        None => ChangeInfo4 {
+            atomic: true,
+            before: dir.change,
+            after: dir.change,
+        },
+    }
+}
+
+/// Creating in `dir` needs write and search permission on it.
+fn check_dir_write(ctx: &Ctx<'_>, dir: &Inode) -> NfsResult<()> {
+    ctx.writable()?;
+    ctx.require(dir, 3)
+}
+
+/// Sticky directories: only the owner of the entry or of the directory may remove it.
+fn check_sticky(ctx: &Ctx<'_>, dir: &Inode, name: &[u8]) -> NfsResult<()> {
+    if dir.mode & 0o1000 == 0 || ctx.user.is_root() || ctx.user.uid == dir.uid {
+        return Ok(());
+    }
+    let victim = ctx.mds.ns.lookup(dir.ino, name)?;
+    if victim.uid == ctx.user.uid {
+        Ok(())
+    } else {
+        Err(NfsError::Access)
+    }
+}
+
+pub fn readdir(ctx: &mut Ctx<'_>, a: &ReaddirArgs) -> ReaddirRes {
+    match readdir_inner(ctx, a) {
+        Ok(r) => ReaddirRes::Ok(r),
+        Err(e) => ReaddirRes::error(e.code()),
+    }
+}
+
+fn readdir_inner(ctx: &mut Ctx<'_>, a: &ReaddirArgs) -> NfsResult<ReaddirResOk> {
+    let dir = ctx.cur_dir()?;
+    ctx.require(&dir, 4)?;
+    // Cookies are stable for the life of an entry, so the verifier carries no meaning; like
+    // knfsd we return zeros and accept whatever the client sends back.
+    let want = Bitmap::from_words(&a.attr_request);
+    // Reply overhead: status, verifier, eof, end-of-list marker and some slack.
+    let budget = (a.maxcount.min(crate::MAX_IO) as usize).saturating_sub(64);
+    let mut used = 0usize;
+    let mut entries = Vec::new();
+    let mut after = if a.cookie < 3 { 0 } else { a.cookie };
+    let mut eof = false;
+    'outer: loop {
+        let (batch, done) = ctx
+            .mds
+            .ns
+            .readdir(dir.ino, after, 256)
+            .map_err(|e| match e {
+                crate::namespace::FsError::Invalid => NfsError::BadCookie,
+                other => other.into(),
+            })?;
+        for e in batch {
+            let attrs = match ctx.mds.ns.getattr(e.ino) {
+                Ok(i) => attrs::encode(ctx.mds, &i, &want),
+                Err(_) if want.get(FATTR4_RDATTR_ERROR) => {
+                    // Removed between listing and reading: say so in the entry.
+                    let mut b = Bitmap::new();
+                    b.set(FATTR4_RDATTR_ERROR);
+                    Fattr4 {
+                        attrmask: b.to_vec(),
+                        attr_vals: Opaque(NfsError::NoEnt.code().to_xdr()),
+                    }
+                }
+                Err(_) => continue,
+            };
+            let cost = 4
+                + 8
+                + 4
+                + e.name.len().div_ceil(4) * 4
+                + 4
+                + attrs.attrmask.len() * 4
+                + 4
+                + attrs.attr_vals.len();
+            if used + cost > budget {
+                if entries.is_empty() {
+                    return Err(NfsError::TooSmall);
+                }
+                break 'outer;
+            }
+            used += cost;
+            after = e.cookie;
+            entries.push(Entry4 {
+                cookie: e.cookie,
+                name: Opaque(e.name),
+                attrs,
+            });
+        }
+        if done {
+            eof = true;
+            break;
+        }
+    }
+    Ok(ReaddirResOk {
+        cookieverf: [0; 8],
+        reply: Dirlist4 { entries, eof },
+    })
+}
+
+pub async fn create(ctx: &mut Ctx<'_>, a: &CreateArgs) -> CreateRes {
+    match create_inner(ctx, a).await {
+        Ok(r) => CreateRes::Ok(r),
+        Err(e) => CreateRes::error(e.code()),
+    }
+}
+
+/// Owner and group of a new object: the caller's, with the group inherited from a set-gid
+/// directory (as local file systems do).
+pub fn new_owner(ctx: &Ctx<'_>, dir: &Inode) -> (u32, u32) {
+    let gid = if dir.mode & 0o2000 != 0 {
+        dir.gid
+    } else {
+        ctx.user.gid
+    };
+    (ctx.user.uid, gid)
+}
+
+async fn create_inner(ctx: &mut Ctx<'_>, a: &CreateArgs) -> NfsResult<CreateResOk> {
+    let dir = ctx.cur_dir()?;
+    let name = check_name(&a.objname)?.to_vec();
+    check_dir_write(ctx, &dir)?;
+    let kind = match &a.objtype {
+        Createtype4::Dir => FileKind::Directory,
+        Createtype4::Lnk(t) => {
+            if t.is_empty() || t.len() > 4096 {
+                return Err(NfsError::Inval);
+            }
+            FileKind::Symlink {
+                target: t.0.clone(),
+            }
+        }
+        Createtype4::Blk(d) => FileKind::BlockDev {
+            major: d.specdata1,
+            minor: d.specdata2,
+        },
+        Createtype4::Chr(d) => FileKind::CharDev {
+            major: d.specdata1,
+            minor: d.specdata2,
+        },
+        Createtype4::Sock => FileKind::Socket,
+        Createtype4::Fifo => FileKind::Fifo,
+        Createtype4::Other(_) => return Err(NfsError::BadType),
+    };
+    if matches!(kind, FileKind::BlockDev { .. } | FileKind::CharDev { .. }) && !ctx.user.is_root() {
+        return Err(NfsError::Perm);
+    }
+    let set = attrs::decode_settable(&a.createattrs)?;
+    let default_mode = if kind.is_dir() { 0o755 } else { 0o777 };
+    let (uid, gid) = new_owner(ctx, &dir);
+    let out = ctx
+        .mds
+        .ns
+        .execute(Command::Create {
+            parent: dir.ino,
+            name,
+            ino: ctx.mds.ns.alloc_ino(),
+            kind,
+            mode: set.mode.unwrap_or(default_mode) & 0o7777,
+            uid,
+            gid,
+            time: Time::now(),
+            how: CreateHow::Guarded,
+        })
+        .await?;
+    let created = out.inode.ok_or(NfsError::ServerFault)?;
+    // Owner, group and times in the request apply after creation, with the usual checks.
+    let rest = attrs::SetAttrs {
+        mode: None,
+        size: None,
+        ..set.clone()
+    };
+    super::attr::check_setattr_permission(ctx, &created, &rest)?;
+    super::attr::apply_setattr(ctx, &created, &rest).await?;
+    ctx.cfh = Some(created.ino);
+    ctx.cur_sid = None;
+    Ok(CreateResOk {
+        cinfo: cinfo(out.dir, &dir),
+        attrset: set.mask.to_vec(),
+    })
+}
+
+pub async fn remove(ctx: &mut Ctx<'_>, a: &RemoveArgs) -> RemoveRes {
+    match remove_inner(ctx, a).await {
+        Ok(r) => RemoveRes::Ok(r),
+        Err(e) => RemoveRes::error(e.code()),
+    }
+}
+
+async fn remove_inner(ctx: &mut Ctx<'_>, a: &RemoveArgs) -> NfsResult<RemoveResOk> {
+    let dir = ctx.cur_dir()?;
+    let name = check_name(&a.target)?.to_vec();
+    check_dir_write(ctx, &dir)?;
+    check_sticky(ctx, &dir, &name)?;
+    let out = ctx
+        .mds
+        .ns
+        .execute(Command::Remove {
+            parent: dir.ino,
+            name,
+            time: Time::now(),
+        })
+        .await?;
+    if let Some(ino) = out.orphaned {
+        ctx.mds.forget_orphan(ino).await;
+    }
+    Ok(RemoveResOk {
+        cinfo: cinfo(out.dir, &dir),
+    })
+}
+
+pub async fn rename(ctx: &mut Ctx<'_>, a: &RenameArgs) -> RenameRes {
+    match rename_inner(ctx, a).await {
+        Ok(r) => RenameRes::Ok(r),
+        Err(e) => RenameRes::error(e.code()),
+    }
+}
+
+async fn rename_inner(ctx: &mut Ctx<'_>, a: &RenameArgs) -> NfsResult<RenameResOk> {
+    let src_ino = ctx.sfh.ok_or(NfsError::NoFileHandle)?;
+    let src = ctx.inode(src_ino)?;
+    if !src.kind.is_dir() {
+        return Err(NfsError::NotDir);
+    }
+    let dst = ctx.cur_dir()?;
+    let old = check_name(&a.oldname)?.to_vec();
+    let new = check_name(&a.newname)?.to_vec();
+    check_dir_write(ctx, &src)?;
+    check_dir_write(ctx, &dst)?;
+    check_sticky(ctx, &src, &old)?;
+    if ctx.mds.ns.lookup(dst.ino, &new).is_ok() {
+        check_sticky(ctx, &dst, &new)?;
+    }
+    let out = ctx
+        .mds
+        .ns
+        .execute(Command::Rename {
+            src_parent: src.ino,
+            src_name: old,
+            dst_parent: dst.ino,
+            dst_name: new,
+            time: Time::now(),
+        })
+        .await?;
+    if let Some(ino) = out.orphaned {
+        ctx.mds.forget_orphan(ino).await;
+    }
+    let source_cinfo = cinfo(out.dir, &src);
+    let target_cinfo = if src.ino == dst.ino {
+        source_cinfo
+    } else {
+        cinfo(out.dst_dir, &dst)
+    };
+    Ok(RenameResOk {
+        source_cinfo,
+        target_cinfo,
+    })
+}
+
+pub async fn link(ctx: &mut Ctx<'_>, a: &LinkArgs) -> LinkRes {
+    match link_inner(ctx, a).await {
+        Ok(r) => LinkRes::Ok(r),
+        Err(e) => LinkRes::error(e.code()),
+    }
+}
+
+async fn link_inner(ctx: &mut Ctx<'_>, a: &LinkArgs) -> NfsResult<LinkResOk> {
+    let src = ctx.inode(ctx.sfh.ok_or(NfsError::NoFileHandle)?)?;
+    let dir = ctx.cur_dir()?;
+    if src.kind.is_dir() {
+        return Err(NfsError::IsDir);
+    }
+    let name = check_name(&a.newname)?.to_vec();
+    check_dir_write(ctx, &dir)?;
+    let out = ctx
+        .mds
+        .ns
+        .execute(Command::Link {
+            ino: src.ino,
+            parent: dir.ino,
+            name,
+            time: Time::now(),
+        })
+        .await?;
+    Ok(LinkResOk {
+        cinfo: cinfo(out.dir, &dir),
+    })
+}
+
+pub fn readlink(ctx: &mut Ctx<'_>) -> ReadlinkRes {
+    match ctx.cur() {
+        Ok(Inode {
+            kind: FileKind::Symlink { target },
+            ..
+        }) => ReadlinkRes::Ok(ReadlinkResOk {
+            link: Opaque(target),
+        }),
+        Ok(_) => ReadlinkRes::error(NfsError::Inval.code()),
+        Err(e) => ReadlinkRes::error(e.code()),
+    }
+}

@@ -1,0 +1,124 @@
+//! Data operations: READ, WRITE, COMMIT. File data lives in the chunk store; the namespace
+//! owns the size, so every WRITE also records the new end of file.
+use crate::compound::Ctx;
+use crate::error::{NfsError, NfsResult};
+use crate::namespace::{Command, FileKind, Inode, Time};
+use proto::nfs4::basic::{StableHow4, Stateid4};
+use proto::nfs4::fileops::*;
+use proto::xdr::Opaque;
+
+/// The current file as a regular file that `sid` may read or write.
+pub fn io_target(
+    ctx: &Ctx<'_>,
+    sid: &Stateid4,
+    write: bool,
+) -> NfsResult<(Inode, crate::state::StateId)> {
+    let i = ctx.cur()?;
+    match i.kind {
+        FileKind::Regular => {}
+        FileKind::Directory => return Err(NfsError::IsDir),
+        FileKind::Symlink { .. } => return Err(NfsError::Inval),
+        _ => return Err(NfsError::Inval),
+    }
+    let sid = ctx.stateid(sid)?;
+    ctx.mds.state.check_io(&sid, i.ino, write)?;
+    if sid.is_special() {
+        ctx.require(&i, if write { 2 } else { 4 })?;
+    }
+    if write {
+        ctx.writable()?;
+    }
+    Ok((i, sid))
+}
+
+pub async fn read(ctx: &mut Ctx<'_>, a: &ReadArgs) -> ReadRes {
+    match read_inner(ctx, a).await {
+        Ok(r) => ReadRes::Ok(r),
+        Err(e) => ReadRes::error(e.code()),
+    }
+}
+
+async fn read_inner(ctx: &mut Ctx<'_>, a: &ReadArgs) -> NfsResult<ReadResOk> {
+    let (i, sid) = io_target(ctx, &a.stateid, false)?;
+    let count = a.count.min(crate::MAX_IO);
+    ctx.mds
+        .state
+        .check_lock_conflict(&sid, i.ino, a.offset, u64::from(count), false)?;
+    let (data, eof) = ctx
+        .mds
+        .data
+        .read(i.ino, a.offset, u64::from(count), i.size)
+        .await?;
+    Ok(ReadResOk {
+        eof,
+        data: Opaque(data),
+    })
+}
+
+pub async fn write(ctx: &mut Ctx<'_>, a: &WriteArgs) -> WriteRes {
+    match write_inner(ctx, a).await {
+        Ok(r) => WriteRes::Ok(r),
+        Err(e) => WriteRes::error(e.code()),
+    }
+}
+
+async fn write_inner(ctx: &mut Ctx<'_>, a: &WriteArgs) -> NfsResult<WriteResOk> {
+    let (i, sid) = io_target(ctx, &a.stateid, true)?;
+    let len = a.data.len() as u64;
+    let end = a
+        .offset
+        .checked_add(len)
+        .filter(|e| *e <= i64::MAX as u64)
+        .ok_or(NfsError::FBig)?;
+    ctx.mds
+        .state
+        .check_lock_conflict(&sid, i.ino, a.offset, len.max(1), true)?;
+    let stable = a.stable != StableHow4::Unstable4;
+    ctx.mds
+        .data
+        .write(i.ino, a.offset, a.data.as_bytes(), stable)
+        .await?;
+    let cmd = Command::Write {
+        ino: i.ino,
+        end_offset: end,
+        time: Time::now(),
+    };
+    if stable {
+        ctx.mds.ns.execute(cmd).await?;
+    } else {
+        // Size and mtime become durable at COMMIT, with the data.
+        ctx.mds.ns.execute_lazy(cmd).await?;
+    }
+    Ok(WriteResOk {
+        count: len as u32,
+        committed: if stable {
+            StableHow4::FileSync4
+        } else {
+            StableHow4::Unstable4
+        },
+        writeverf: ctx.mds.write_verf,
+    })
+}
+
+pub async fn commit(ctx: &mut Ctx<'_>, a: &CommitArgs) -> CommitRes {
+    let _ = a;
+    let r = async {
+        let i = ctx.cur()?;
+        if i.kind.is_dir() {
+            return Err(NfsError::IsDir);
+        }
+        if !matches!(i.kind, FileKind::Regular) {
+            return Err(NfsError::Inval);
+        }
+        ctx.mds.data.commit(i.ino).await?;
+        ctx.mds.ns.sync().await?;
+        Ok::<_, NfsError>(())
+    }
+    .await;
+    match r {
+        Ok(()) => CommitRes::Ok(CommitResOk {
+            writeverf: ctx.mds.write_verf,
+        }),
+        Err(e) => CommitRes::error(e.code()),
+    }
+}

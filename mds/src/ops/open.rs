@@ -1,0 +1,259 @@
+//! OPEN, CLOSE, OPEN_DOWNGRADE, DELEGRETURN, GET_DIR_DELEGATION.
+use super::dir::{cinfo, new_owner};
+use super::fh::check_name;
+use crate::attrs;
+use crate::compound::Ctx;
+use crate::error::{NfsError, NfsResult};
+use crate::namespace::{Command, CreateHow, FileKind, Inode, Time};
+use crate::state::StateId;
+use proto::nfs4::basic::{Fattr4, Stateid4};
+use proto::nfs4::state::*;
+
+fn wire(s: StateId) -> Stateid4 {
+    Stateid4 {
+        seqid: s.seqid,
+        other: s.other,
+    }
+}
+
+pub async fn open(ctx: &mut Ctx<'_>, a: &OpenArgs) -> OpenRes {
+    match open_inner(ctx, a).await {
+        Ok(r) => OpenRes::Ok(r),
+        Err(e) => OpenRes::error(e.code()),
+    }
+}
+
+/// The file an OPEN names, and whether this OPEN created it.
+struct Target {
+    file: Inode,
+    dir: Option<Inode>,
+    dir_change: Option<crate::namespace::DirChange>,
+    created: bool,
+    attrset: Vec<u32>,
+}
+
+async fn open_inner(ctx: &mut Ctx<'_>, a: &OpenArgs) -> NfsResult<OpenResOk> {
+    let clientid = ctx.clientid()?;
+    let access = a.share_access & 3;
+    let deny = a.share_deny;
+    if access == 0 || deny > 3 {
+        return Err(NfsError::Inval);
+    }
+    let reclaim = matches!(a.claim, OpenClaim4::Previous(_));
+    if reclaim {
+        if !ctx.mds.state.in_grace() {
+            return Err(NfsError::NoGrace);
+        }
+        if !ctx.mds.state.client_may_reclaim(clientid) {
+            return Err(NfsError::ReclaimBad);
+        }
+    } else if ctx.mds.state.in_grace() {
+        return Err(NfsError::Grace);
+    }
+    let t = match &a.claim {
+        OpenClaim4::Null(name) => open_by_name(ctx, a, check_name(name)?.to_vec()).await?,
+        OpenClaim4::Fh | OpenClaim4::Previous(_) => {
+            if matches!(a.openhow, Openflag4::Create(_)) {
+                return Err(NfsError::Inval);
+            }
+            Target {
+                file: ctx.cur()?,
+                dir: None,
+                dir_change: None,
+                created: false,
+                attrset: Vec::new(),
+            }
+        }
+        // No delegations are granted, so no claim can rest on one.
+        OpenClaim4::DelegateCur(_) | OpenClaim4::DelegCurFh(_) => return Err(NfsError::BadStateId),
+        OpenClaim4::DelegatePrev(_) | OpenClaim4::DelegPrevFh => return Err(NfsError::NotSupp),
+    };
+    match t.file.kind {
+        FileKind::Regular => {}
+        FileKind::Directory => return Err(NfsError::IsDir),
+        FileKind::Symlink { .. } => return Err(NfsError::Symlink),
+        _ => return Err(NfsError::WrongType),
+    }
+    if access & OPEN4_SHARE_ACCESS_WRITE_BIT != 0 {
+        ctx.writable()?;
+    }
+    // The creator may use the file in any way it asked for, whatever mode it gave it.
+    if !t.created && !reclaim {
+        let mut want = 0;
+        if access & 1 != 0 {
+            want |= 4;
+        }
+        if access & 2 != 0 {
+            want |= 2;
+        }
+        if !ctx.may(&t.file, want) && !(want == 4 && ctx.may(&t.file, 1)) {
+            return Err(NfsError::Access);
+        }
+    }
+    let opened =
+        ctx.mds
+            .state
+            .open(clientid, a.owner.owner.as_bytes(), t.file.ino, access, deny)?;
+    ctx.cfh = Some(t.file.ino);
+    ctx.cur_sid = Some(opened.stateid);
+    let dir_ref = t.dir.as_ref().unwrap_or(&t.file);
+    Ok(OpenResOk {
+        stateid: wire(opened.stateid),
+        cinfo: cinfo(t.dir_change, dir_ref),
+        rflags: OPEN4_RESULT_LOCKTYPE_POSIX,
+        attrset: t.attrset,
+        delegation: OpenDelegation4::None,
+    })
+}
+
+const OPEN4_SHARE_ACCESS_WRITE_BIT: u32 = 2;
+
+async fn open_by_name(ctx: &mut Ctx<'_>, a: &OpenArgs, name: Vec<u8>) -> NfsResult<Target> {
+    let dir = ctx.cur_dir()?;
+    ctx.require(&dir, 1)?;
+    let (how, fattr, verf): (CreateHow, Option<&Fattr4>, Option<[u8; 8]>) = match &a.openhow {
+        Openflag4::NoCreate => {
+            let file = ctx.mds.ns.lookup(dir.ino, &name)?;
+            return Ok(Target {
+                file,
+                dir: Some(dir),
+                dir_change: None,
+                created: false,
+                attrset: Vec::new(),
+            });
+        }
+        Openflag4::Create(Createhow4::Unchecked(f)) => (CreateHow::Unchecked, Some(f), None),
+        Openflag4::Create(Createhow4::Guarded(f)) => (CreateHow::Guarded, Some(f), None),
+        Openflag4::Create(Createhow4::Exclusive(v)) => (CreateHow::Exclusive(*v), None, Some(*v)),
+        Openflag4::Create(Createhow4::Exclusive41(c)) => (
+            CreateHow::Exclusive(c.cva_verf),
+            Some(&c.cva_attrs),
+            Some(c.cva_verf),
+        ),
+    };
+    let set = match fattr {
+        Some(f) => attrs::decode_settable(f)?,
+        None => attrs::SetAttrs::default(),
+    };
+    // An existing file is opened (UNCHECKED) without needing write access to the directory.
+    let existing = ctx.mds.ns.lookup(dir.ino, &name).ok();
+    if existing.is_none() {
+        ctx.writable()?;
+        ctx.require(&dir, 3)?;
+    }
+    let (uid, gid) = new_owner(ctx, &dir);
+    let out = ctx
+        .mds
+        .ns
+        .execute(Command::Create {
+            parent: dir.ino,
+            name,
+            ino: ctx.mds.ns.alloc_ino(),
+            kind: FileKind::Regular,
+            mode: set.mode.unwrap_or(0o644) & 0o7777,
+            uid,
+            gid,
+            time: Time::now(),
+            how,
+        })
+        .await?;
+    let file = out.inode.ok_or(NfsError::ServerFault)?;
+    let created = out.created;
+    let mut attrset = Vec::new();
+    if created || verf.is_none() {
+        // On create: owner/group/times as asked. On an UNCHECKED open of an existing file
+        // only the size applies (O_TRUNC).
+        let rest = if created {
+            attrs::SetAttrs {
+                mode: None,
+                ..set.clone()
+            }
+        } else {
+            attrs::SetAttrs {
+                size: set.size,
+                ..Default::default()
+            }
+        };
+        if !created && rest.size.is_some() {
+            ctx.require(&file, 2)?;
+        }
+        if created {
+            super::attr::check_setattr_permission(ctx, &file, &rest)?;
+        }
+        super::attr::apply_setattr(ctx, &file, &rest).await?;
+        if created {
+            attrset = set.mask.to_vec();
+        } else if rest.size.is_some() {
+            attrset =
+                proto::nfs4::attr::Bitmap::from_bits(&[proto::nfs4::attr::FATTR4_SIZE]).to_vec();
+        }
+    }
+    let file = ctx.mds.ns.getattr(file.ino)?;
+    Ok(Target {
+        file,
+        dir: Some(dir),
+        dir_change: out.dir,
+        created,
+        attrset,
+    })
+}
+
+pub async fn close(ctx: &mut Ctx<'_>, a: &CloseArgs) -> CloseRes {
+    let r = async {
+        let ino = ctx.fh()?;
+        let sid = ctx.stateid(&a.open_stateid)?;
+        ctx.mds.state.close(&sid, ino)?;
+        // The last close of an unlinked file lets its data go.
+        if ctx.mds.ns.getattr(ino).is_ok_and(|i| i.nlink == 0) {
+            ctx.mds.forget_orphan(ino).await;
+        }
+        Ok::<_, NfsError>(())
+    }
+    .await;
+    match r {
+        Ok(()) => {
+            ctx.cur_sid = None;
+            CloseRes::Ok(wire(StateId::INVALID))
+        }
+        Err(e) => CloseRes::error(e.code()),
+    }
+}
+
+pub fn open_downgrade(ctx: &mut Ctx<'_>, a: &OpenDowngradeArgs) -> OpenDowngradeRes {
+    let r = (|| {
+        let ino = ctx.fh()?;
+        let sid = ctx.stateid(&a.open_stateid)?;
+        ctx.mds
+            .state
+            .open_downgrade(&sid, ino, a.share_access & 3, a.share_deny)
+    })();
+    match r {
+        Ok(s) => {
+            ctx.cur_sid = Some(s);
+            OpenDowngradeRes::Ok(OpenDowngradeResOk {
+                open_stateid: wire(s),
+            })
+        }
+        Err(e) => OpenDowngradeRes::error(e.code()),
+    }
+}
+
+pub fn delegreturn(ctx: &mut Ctx<'_>, a: &DelegreturnArgs) -> NfsResult<()> {
+    ctx.fh()?;
+    let sid = ctx.stateid(&a.deleg_stateid)?;
+    // No delegations are granted: any delegation stateid is unknown here.
+    ctx.mds
+        .state
+        .check_stateid(&sid, ctx.fh()?)
+        .map(|_| ())
+        .and(Err(NfsError::BadStateId))
+}
+
+/// Directory delegations are not granted; RFC 8881 §18.39.3 lets the server decline without
+/// failing the COMPOUND (GDD4_UNAVAIL), which is what the sid kernel copes with.
+pub fn get_dir_delegation(ctx: &mut Ctx<'_>, _a: &GetDirDelegationArgs) -> GetDirDelegationRes {
+    match ctx.cur_dir() {
+        Ok(_) => GetDirDelegationRes::Ok(GetDirDelegationResNonFatal::Unavail(false)),
+        Err(e) => GetDirDelegationRes::error(e.code()),
+    }
+}

@@ -1,0 +1,242 @@
+//! Client ID and session operations: EXCHANGE_ID, CREATE_SESSION, SEQUENCE, DESTROY_SESSION,
+//! DESTROY_CLIENTID, BIND_CONN_TO_SESSION, BACKCHANNEL_CTL, RECLAIM_COMPLETE.
+use crate::compound::Ctx;
+use crate::error::{NfsError, NfsResult};
+use crate::state::{ChannelAttrs, Session, SessionId, Slot, SlotUse};
+use proto::nfs4::basic::{NfsImplId4, Nfstime4, ServerOwner4};
+use proto::nfs4::session::*;
+use proto::xdr::{Opaque, Xdr};
+use std::sync::Arc;
+
+fn server_owner(ctx: &Ctx<'_>) -> (ServerOwner4, Opaque) {
+    // Stable across restarts: the client recognises the same server coming back.
+    let major = format!("cfs-{:016x}", ctx.mds.fs_id).into_bytes();
+    (
+        ServerOwner4 {
+            so_minor_id: 0,
+            so_major_id: Opaque(major.clone()),
+        },
+        Opaque(major),
+    )
+}
+
+pub fn exchange_id(ctx: &mut Ctx<'_>, a: &ExchangeIdArgs) -> ExchangeIdRes {
+    match exchange_id_inner(ctx, a) {
+        Ok(r) => ExchangeIdRes::Ok(r),
+        Err(e) => ExchangeIdRes::error(e.code()),
+    }
+}
+
+fn exchange_id_inner(ctx: &mut Ctx<'_>, a: &ExchangeIdArgs) -> NfsResult<ExchangeIdResOk> {
+    if a.eia_flags & !EXCHGID4_FLAG_MASK_A != 0 {
+        return Err(NfsError::Inval);
+    }
+    let protect = match &a.eia_state_protect {
+        StateProtect4A::None => StateProtect4R::None,
+        // Nothing is enforced beyond what AUTH_SYS gives; say so with empty op sets.
+        StateProtect4A::MachCred(_) => StateProtect4R::MachCred(StateProtectOps4::default()),
+        StateProtect4A::Ssv(_) => return Err(NfsError::EncrAlgUnsupp),
+    };
+    let owner = a.eia_clientowner.co_ownerid.as_bytes();
+    if owner.is_empty() || owner.len() > 1024 {
+        return Err(NfsError::Inval);
+    }
+    let (clientid, seq, confirmed) =
+        ctx.mds
+            .state
+            .exchange_id(owner, a.eia_clientowner.co_verifier, |_| true);
+    if a.eia_flags & EXCHGID4_FLAG_UPD_CONFIRMED_REC_A != 0 && !confirmed {
+        return Err(NfsError::NoEnt);
+    }
+    let mut flags = EXCHGID4_FLAG_USE_NON_PNFS;
+    if confirmed {
+        flags |= EXCHGID4_FLAG_CONFIRMED_R;
+    }
+    let (so, scope) = server_owner(ctx);
+    Ok(ExchangeIdResOk {
+        eir_clientid: clientid,
+        eir_sequenceid: seq,
+        eir_flags: flags,
+        eir_state_protect: protect,
+        eir_server_owner: so,
+        eir_server_scope: scope,
+        eir_server_impl_id: vec![NfsImplId4 {
+            nii_domain: Opaque::from("claudefs"),
+            nii_name: Opaque::from(concat!("cfs ", env!("CARGO_PKG_VERSION"))),
+            nii_date: Nfstime4 {
+                seconds: 0,
+                nseconds: 0,
+            },
+        }],
+    })
+}
+
+fn negotiate(c: &ChannelAttrs4, max_slots: u32) -> ChannelAttrs {
+    let max_msg = crate::MAX_IO + (16 << 10);
+    ChannelAttrs {
+        max_request: c.ca_maxrequestsize.min(max_msg),
+        max_response: c.ca_maxresponsesize.min(max_msg),
+        max_response_cached: c.ca_maxresponsesize_cached.min(64 << 10),
+        max_ops: c.ca_maxoperations.clamp(1, 64),
+        max_requests: c.ca_maxrequests.clamp(1, max_slots),
+    }
+}
+
+fn to_wire(a: &ChannelAttrs) -> ChannelAttrs4 {
+    ChannelAttrs4 {
+        ca_headerpadsize: 0,
+        ca_maxrequestsize: a.max_request,
+        ca_maxresponsesize: a.max_response,
+        ca_maxresponsesize_cached: a.max_response_cached,
+        ca_maxoperations: a.max_ops,
+        ca_maxrequests: a.max_requests,
+        ca_rdma_ird: Vec::new(),
+    }
+}
+
+pub fn create_session(ctx: &mut Ctx<'_>, a: &CreateSessionArgs) -> CreateSessionRes {
+    match create_session_inner(ctx, a) {
+        Ok(r) => CreateSessionRes::Ok(r),
+        Err(e) => CreateSessionRes::error(e.code()),
+    }
+}
+
+fn create_session_inner(ctx: &mut Ctx<'_>, a: &CreateSessionArgs) -> NfsResult<CreateSessionResOk> {
+    ctx.mds.state.check_clientid(a.csa_clientid)?;
+    if let Some(cached) = ctx
+        .mds
+        .state
+        .create_session_seq(a.csa_clientid, a.csa_sequence)?
+    {
+        return CreateSessionResOk::from_xdr(&cached).map_err(|_| NfsError::ServerFault);
+    }
+    if a.csa_fore_chan_attrs.ca_maxrequestsize < 256
+        || a.csa_fore_chan_attrs.ca_maxresponsesize < 256
+    {
+        return Err(NfsError::TooSmall);
+    }
+    let fore = negotiate(&a.csa_fore_chan_attrs, 64);
+    let back = negotiate(&a.csa_back_chan_attrs, 1);
+    let wants_back = a.csa_flags & CREATE_SESSION4_FLAG_CONN_BACK_CHAN != 0;
+    let sec_ok = a.csa_sec_parms.iter().any(|p| {
+        matches!(
+            p,
+            CallbackSecParms4::AuthNone | CallbackSecParms4::AuthSys(_)
+        )
+    });
+    let back_conn = (wants_back && sec_ok).then(|| ctx.conn.clone());
+    let mut id: SessionId = [0; 16];
+    id[..8].copy_from_slice(&a.csa_clientid.to_be_bytes());
+    id[8..12].copy_from_slice(&a.csa_sequence.to_be_bytes());
+    id[12..16].copy_from_slice(&(ctx.mds.boot as u32).to_be_bytes());
+    let mut flags = 0;
+    if back_conn.is_some() {
+        flags |= CREATE_SESSION4_FLAG_CONN_BACK_CHAN;
+    }
+    let res = CreateSessionResOk {
+        csr_sessionid: id,
+        csr_sequence: a.csa_sequence,
+        csr_flags: flags,
+        csr_fore_chan_attrs: to_wire(&fore),
+        csr_back_chan_attrs: to_wire(&back),
+    };
+    let session = Session {
+        id,
+        clientid: a.csa_clientid,
+        fore,
+        back,
+        slots: (0..fore.max_requests).map(|_| Slot::default()).collect(),
+        cb_program: a.csa_cb_program,
+        back_conn,
+        wants_back_channel: wants_back,
+        cb_seqid: 0,
+    };
+    ctx.mds
+        .state
+        .create_session(a.csa_clientid, session, Arc::new(res.to_xdr()))?;
+    Ok(res)
+}
+
+pub fn sequence(ctx: &mut Ctx<'_>, a: &SequenceArgs) -> NfsResult<(SequenceResOk, SlotUse)> {
+    let (clientid, used, highest, cb_down) = ctx.mds.state.sequence(
+        &a.sa_sessionid,
+        a.sa_slotid,
+        a.sa_sequenceid,
+        a.sa_highest_slotid,
+    )?;
+    if matches!(used, SlotUse::New) {
+        ctx.session = Some(a.sa_sessionid);
+        ctx.clientid = Some(clientid);
+        ctx.slot = Some((a.sa_slotid, a.sa_sequenceid));
+    }
+    let mut flags = 0;
+    if cb_down {
+        flags |= SEQ4_STATUS_CB_PATH_DOWN_SESSION | SEQ4_STATUS_CB_PATH_DOWN;
+    }
+    Ok((
+        SequenceResOk {
+            sr_sessionid: a.sa_sessionid,
+            sr_sequenceid: a.sa_sequenceid,
+            sr_slotid: a.sa_slotid,
+            sr_highest_slotid: highest,
+            sr_target_highest_slotid: highest,
+            sr_status_flags: flags,
+        },
+        used,
+    ))
+}
+
+pub fn destroy_session(ctx: &mut Ctx<'_>, a: &DestroySessionArgs) -> NfsResult<()> {
+    ctx.mds.state.destroy_session(&a.dsa_sessionid)?;
+    if ctx.session == Some(a.dsa_sessionid) {
+        // Nothing to cache the reply in any more.
+        ctx.session = None;
+        ctx.slot = None;
+    }
+    Ok(())
+}
+
+pub fn destroy_clientid(ctx: &mut Ctx<'_>, a: &DestroyClientidArgs) -> NfsResult<()> {
+    ctx.mds.state.destroy_clientid(a.dca_clientid)
+}
+
+pub fn bind_conn_to_session(ctx: &mut Ctx<'_>, a: &BindConnToSessionArgs) -> BindConnToSessionRes {
+    let conn = ctx.conn.clone();
+    let r = ctx.mds.state.with_session(&a.bctsa_sessid, |s| {
+        let back = matches!(
+            a.bctsa_dir,
+            ChannelDirFromClient4::Back | ChannelDirFromClient4::BackOrBoth
+        ) || (a.bctsa_dir == ChannelDirFromClient4::ForeOrBoth && s.wants_back_channel);
+        if back {
+            s.back_conn = Some(conn);
+        }
+        match (a.bctsa_dir, back) {
+            (ChannelDirFromClient4::Back, _) => ChannelDirFromServer4::Back,
+            (_, true) => ChannelDirFromServer4::Both,
+            _ => ChannelDirFromServer4::Fore,
+        }
+    });
+    match r {
+        Ok(dir) => BindConnToSessionRes::Ok(BindConnToSessionResOk {
+            bctsr_sessid: a.bctsa_sessid,
+            bctsr_dir: dir,
+            bctsr_use_conn_in_rdma_mode: false,
+        }),
+        Err(e) => BindConnToSessionRes::error(e.code()),
+    }
+}
+
+pub fn backchannel_ctl(ctx: &mut Ctx<'_>, a: &BackchannelCtlArgs) -> NfsResult<()> {
+    let sid = ctx.session.ok_or(NfsError::OpNotInSession)?;
+    ctx.mds
+        .state
+        .with_session(&sid, |s| s.cb_program = a.bca_cb_program)
+}
+
+pub fn reclaim_complete(ctx: &mut Ctx<'_>, a: &ReclaimCompleteArgs) -> NfsResult<()> {
+    if a.rca_one_fs {
+        // Per-file-system completion: this server has one file system, covered by the global one.
+        return Ok(());
+    }
+    ctx.mds.state.reclaim_complete(ctx.clientid()?)
+}

@@ -1,0 +1,63 @@
+//! The TCP front: accepts connections and routes RPC calls to the NFSv4 program.
+use crate::compound;
+use crate::Mds;
+use proto::nfs4::basic::{NFS4_PROGRAM, NFSPROC4_COMPOUND, NFSPROC4_NULL, NFS_V4};
+use proto::rpc::{
+    accepted_reply, AcceptStat, Auth, Call, CallHandler, Connection, ConnectionLimits,
+};
+use proto::xdr::Writer;
+use std::sync::Arc;
+use tokio::net::TcpListener;
+
+pub struct NfsService {
+    pub mds: Arc<Mds>,
+}
+
+impl CallHandler for NfsService {
+    async fn handle(&self, conn: Connection, call: Call) -> Option<Writer> {
+        if call.prog != NFS4_PROGRAM {
+            return Some(accepted_reply(
+                call.xid,
+                &Auth::None,
+                AcceptStat::ProgUnavail,
+            ));
+        }
+        if call.vers != NFS_V4 {
+            return Some(accepted_reply(
+                call.xid,
+                &Auth::None,
+                AcceptStat::ProgMismatch {
+                    low: NFS_V4,
+                    high: NFS_V4,
+                },
+            ));
+        }
+        match call.proc_ {
+            NFSPROC4_NULL => Some(accepted_reply(call.xid, &Auth::None, AcceptStat::Success)),
+            NFSPROC4_COMPOUND => Some(compound::run(&self.mds, &conn, &call).await),
+            _ => Some(accepted_reply(
+                call.xid,
+                &Auth::None,
+                AcceptStat::ProcUnavail,
+            )),
+        }
+    }
+}
+
+pub async fn accept_loop(listener: TcpListener, svc: Arc<NfsService>, limits: ConnectionLimits) {
+    loop {
+        match listener.accept().await {
+            Ok((stream, peer)) => {
+                tracing::debug!(%peer, "connection");
+                if let Err(e) = Connection::spawn(stream, svc.clone(), limits) {
+                    tracing::warn!(%peer, "cannot set up connection: {e}");
+                }
+            }
+            Err(e) => {
+                // Out of descriptors and the like: back off instead of spinning.
+                tracing::warn!("accept: {e}");
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+        }
+    }
+}

@@ -1,0 +1,1072 @@
+//! NFSv4.1 server state: clients and their leases, sessions, and the stateids of opens, byte-
+//! range locks and delegations, with share reservations. One mutex guards it all: every
+//! operation on it is short and never awaits while holding it.
+mod grace;
+pub mod locks;
+pub mod session;
+
+use crate::error::{NfsError, NfsResult};
+pub use grace::ClientDb;
+use locks::{FileLocks, LockKind, OwnerKey, Range};
+pub use session::{ChannelAttrs, Session, SessionId, Slot, SlotUse};
+use std::collections::{BTreeSet, HashMap};
+use std::sync::{Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+pub const OPEN4_SHARE_ACCESS_READ: u32 = 1;
+pub const OPEN4_SHARE_ACCESS_WRITE: u32 = 2;
+pub const OPEN4_SHARE_ACCESS_BOTH: u32 = 3;
+
+/// A stateid as the client sees it: `seqid` counts changes, `other` names the state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct StateId {
+    pub seqid: u32,
+    pub other: [u8; 12],
+}
+
+impl StateId {
+    pub const ANONYMOUS: StateId = StateId {
+        seqid: 0,
+        other: [0; 12],
+    };
+    pub const BYPASS: StateId = StateId {
+        seqid: u32::MAX,
+        other: [0xff; 12],
+    };
+    /// RFC 8881 §16.2.3.1.2: "the current stateid" of the compound.
+    pub const CURRENT: StateId = StateId {
+        seqid: 1,
+        other: [0; 12],
+    };
+    pub const INVALID: StateId = StateId {
+        seqid: u32::MAX,
+        other: [0; 12],
+    };
+
+    pub fn is_special(&self) -> bool {
+        *self == Self::ANONYMOUS || *self == Self::BYPASS
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Client {
+    pub clientid: u64,
+    pub owner: Vec<u8>,
+    pub verifier: [u8; 8],
+    pub confirmed: bool,
+    /// Next CREATE_SESSION sequence id expected (eir_sequenceid + 1 after each).
+    pub cs_seq: u32,
+    pub last_cs_reply: Option<std::sync::Arc<Vec<u8>>>,
+    pub renewed: Instant,
+    pub reclaim_complete: bool,
+    /// Came from the previous server instance's client list: may reclaim during grace.
+    pub may_reclaim: bool,
+}
+
+#[derive(Debug, Clone)]
+pub enum StateKind {
+    Open {
+        owner: Vec<u8>,
+        access: u32,
+        deny: u32,
+    },
+    Lock {
+        owner: Vec<u8>,
+        open: [u8; 12],
+    },
+    Delegation {
+        write: bool,
+    },
+}
+
+#[derive(Debug, Clone)]
+pub struct State {
+    pub clientid: u64,
+    pub ino: u64,
+    pub seqid: u32,
+    pub kind: StateKind,
+}
+
+#[derive(Debug, Default)]
+struct FileState {
+    states: BTreeSet<[u8; 12]>,
+    locks: FileLocks,
+}
+
+#[derive(Debug)]
+struct Inner {
+    next_id: u64,
+    clients: HashMap<u64, Client>,
+    sessions: HashMap<SessionId, Session>,
+    states: HashMap<[u8; 12], State>,
+    files: HashMap<u64, FileState>,
+    /// (client, open owner, file) → open stateid
+    open_index: HashMap<(u64, Vec<u8>, u64), [u8; 12]>,
+    /// (client, lock owner, file) → lock stateid
+    lock_index: HashMap<(u64, Vec<u8>, u64), [u8; 12]>,
+    db: ClientDb,
+    grace_until: Option<Instant>,
+}
+
+pub struct StateManager {
+    inner: Mutex<Inner>,
+    /// Distinguishes this server instance in client ids and stateids.
+    boot: u32,
+    pub lease: Duration,
+}
+
+/// Result of an OPEN on the state side.
+#[derive(Debug, Clone, Copy)]
+pub struct Opened {
+    pub stateid: StateId,
+}
+
+/// Lock denied: who holds what.
+#[derive(Debug, Clone)]
+pub struct Denied {
+    pub range: Range,
+}
+
+impl StateManager {
+    pub fn new(
+        boot: u32,
+        lease: Duration,
+        grace: Duration,
+        db: ClientDb,
+        previous: BTreeSet<Vec<u8>>,
+    ) -> Self {
+        let grace_until = if previous.is_empty() {
+            None
+        } else {
+            Some(Instant::now() + grace)
+        };
+        StateManager {
+            inner: Mutex::new(Inner {
+                next_id: 1,
+                clients: HashMap::new(),
+                sessions: HashMap::new(),
+                states: HashMap::new(),
+                files: HashMap::new(),
+                open_index: HashMap::new(),
+                lock_index: HashMap::new(),
+                db,
+                grace_until,
+            }),
+            boot,
+            lease,
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        // A poisoned lock means a handler panicked mid-update; the state is still the best we
+        // have, and refusing all service would be worse.
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn new_other(&self, inner: &mut Inner, kind: u8) -> [u8; 12] {
+        let id = inner.next_id;
+        inner.next_id += 1;
+        let mut o = [0u8; 12];
+        o[0..4].copy_from_slice(&self.boot.to_be_bytes());
+        o[4] = kind;
+        o[5..12].copy_from_slice(&id.to_be_bytes()[1..8]);
+        o
+    }
+
+    pub fn in_grace(&self) -> bool {
+        let mut g = self.lock();
+        match g.grace_until {
+            Some(t) if Instant::now() < t => true,
+            Some(_) => {
+                g.grace_until = None;
+                false
+            }
+            None => false,
+        }
+    }
+
+    // ---- clients -------------------------------------------------------------------------
+
+    /// EXCHANGE_ID (RFC 8881 §18.35.5), for the cases a Linux client produces.
+    /// Returns (clientid, sequenceid, confirmed).
+    pub fn exchange_id(
+        &self,
+        owner: &[u8],
+        verifier: [u8; 8],
+        was_previous: impl Fn(&[u8]) -> bool,
+    ) -> (u64, u32, bool) {
+        let mut g = self.lock();
+        let existing: Vec<u64> = g
+            .clients
+            .values()
+            .filter(|c| c.owner == owner)
+            .map(|c| c.clientid)
+            .collect();
+        for id in &existing {
+            if let Some(c) = g.clients.get(id) {
+                if c.confirmed && c.verifier == verifier {
+                    return (c.clientid, c.cs_seq, true);
+                }
+            }
+        }
+        // Unconfirmed records for this owner are replaced; a confirmed one with another
+        // verifier (the client rebooted) stays until the new one is confirmed.
+        for id in existing {
+            if g.clients.get(&id).is_some_and(|c| !c.confirmed) {
+                g.clients.remove(&id);
+            }
+        }
+        let n = g.next_id;
+        g.next_id += 1;
+        let clientid = ((self.boot as u64) << 32) | (n & 0xffff_ffff);
+        let may_reclaim = g.grace_until.is_some() && was_previous(owner);
+        g.clients.insert(
+            clientid,
+            Client {
+                clientid,
+                owner: owner.to_vec(),
+                verifier,
+                confirmed: false,
+                cs_seq: 1,
+                last_cs_reply: None,
+                renewed: Instant::now(),
+                reclaim_complete: false,
+                may_reclaim,
+            },
+        );
+        (clientid, 1, false)
+    }
+
+    pub fn check_clientid(&self, clientid: u64) -> NfsResult<()> {
+        if (clientid >> 32) as u32 != self.boot {
+            return Err(NfsError::StaleClientId);
+        }
+        if self.lock().clients.contains_key(&clientid) {
+            Ok(())
+        } else {
+            Err(NfsError::StaleClientId)
+        }
+    }
+
+    /// CREATE_SESSION's sequence check. Ok(None) = new request, Ok(Some(r)) = replay.
+    pub fn create_session_seq(
+        &self,
+        clientid: u64,
+        seq: u32,
+    ) -> NfsResult<Option<std::sync::Arc<Vec<u8>>>> {
+        let g = self.lock();
+        let c = g.clients.get(&clientid).ok_or(NfsError::StaleClientId)?;
+        if seq == c.cs_seq {
+            Ok(None)
+        } else if seq.wrapping_add(1) == c.cs_seq {
+            c.last_cs_reply
+                .clone()
+                .map(Some)
+                .ok_or(NfsError::SeqMisordered)
+        } else {
+            Err(NfsError::SeqMisordered)
+        }
+    }
+
+    /// Confirms the client (first CREATE_SESSION), retiring any older record of the same owner,
+    /// and installs the new session.
+    pub fn create_session(
+        &self,
+        clientid: u64,
+        session: Session,
+        reply: std::sync::Arc<Vec<u8>>,
+    ) -> NfsResult<()> {
+        let mut g = self.lock();
+        let owner = {
+            let c = g
+                .clients
+                .get_mut(&clientid)
+                .ok_or(NfsError::StaleClientId)?;
+            c.cs_seq = c.cs_seq.wrapping_add(1);
+            c.last_cs_reply = Some(reply);
+            c.renewed = Instant::now();
+            if c.confirmed {
+                None
+            } else {
+                c.confirmed = true;
+                Some(c.owner.clone())
+            }
+        };
+        if let Some(owner) = owner {
+            let old: Vec<u64> = g
+                .clients
+                .values()
+                .filter(|c| c.owner == owner && c.clientid != clientid)
+                .map(|c| c.clientid)
+                .collect();
+            for id in old {
+                Self::purge_client(&mut g, id);
+            }
+            if let Err(e) = g.db.add(&owner) {
+                tracing::error!("cannot record client for reclaim: {e}");
+                return Err(NfsError::ServerFault);
+            }
+        }
+        g.sessions.insert(session.id, session);
+        Ok(())
+    }
+
+    pub fn set_cs_reply(&self, clientid: u64, reply: std::sync::Arc<Vec<u8>>) {
+        if let Some(c) = self.lock().clients.get_mut(&clientid) {
+            c.last_cs_reply = Some(reply);
+        }
+    }
+
+    pub fn destroy_clientid(&self, clientid: u64) -> NfsResult<()> {
+        let mut g = self.lock();
+        if !g.clients.contains_key(&clientid) {
+            return Err(NfsError::StaleClientId);
+        }
+        if g.sessions.values().any(|s| s.clientid == clientid)
+            || g.states.values().any(|s| s.clientid == clientid)
+        {
+            return Err(NfsError::ClientIdBusy);
+        }
+        if let Some(c) = g.clients.remove(&clientid) {
+            if let Err(e) = g.db.remove(&c.owner) {
+                tracing::warn!("cannot update client list: {e}");
+            }
+        }
+        Ok(())
+    }
+
+    fn purge_client(g: &mut Inner, clientid: u64) {
+        g.clients.remove(&clientid);
+        g.sessions.retain(|_, s| s.clientid != clientid);
+        let dead: Vec<[u8; 12]> = g
+            .states
+            .iter()
+            .filter(|(_, s)| s.clientid == clientid)
+            .map(|(k, _)| *k)
+            .collect();
+        for other in dead {
+            Self::drop_state(g, &other);
+        }
+        for f in g.files.values_mut() {
+            f.locks.release_client(clientid);
+        }
+        g.open_index.retain(|k, _| k.0 != clientid);
+        g.lock_index.retain(|k, _| k.0 != clientid);
+    }
+
+    fn drop_state(g: &mut Inner, other: &[u8; 12]) {
+        if let Some(st) = g.states.remove(other) {
+            if let Some(f) = g.files.get_mut(&st.ino) {
+                f.states.remove(other);
+                if let StateKind::Lock { owner, .. } = &st.kind {
+                    f.locks.release_owner(&(st.clientid, owner.clone()));
+                }
+                if f.states.is_empty() && f.locks.is_empty() {
+                    g.files.remove(&st.ino);
+                }
+            }
+            match &st.kind {
+                StateKind::Open { owner, .. } => {
+                    g.open_index.remove(&(st.clientid, owner.clone(), st.ino));
+                }
+                StateKind::Lock { owner, .. } => {
+                    g.lock_index.remove(&(st.clientid, owner.clone(), st.ino));
+                }
+                StateKind::Delegation { .. } => {}
+            }
+        }
+    }
+
+    /// Forgets clients whose lease ran out long ago, with all their state. A client that
+    /// merely missed a renewal keeps its state until twice the lease (it is usually a
+    /// client busy reconnecting, and nobody else wanted its locks).
+    pub fn expire_clients(&self) -> usize {
+        let mut g = self.lock();
+        let limit = self.lease * 2;
+        let dead: Vec<u64> = g
+            .clients
+            .values()
+            .filter(|c| c.renewed.elapsed() > limit)
+            .map(|c| c.clientid)
+            .collect();
+        for id in &dead {
+            if let Some(owner) = g.clients.get(id).map(|c| c.owner.clone()) {
+                if let Err(e) = g.db.remove(&owner) {
+                    tracing::warn!("cannot update client list: {e}");
+                }
+            }
+            Self::purge_client(&mut g, *id);
+        }
+        dead.len()
+    }
+
+    pub fn reclaim_complete(&self, clientid: u64) -> NfsResult<()> {
+        let mut g = self.lock();
+        let c = g
+            .clients
+            .get_mut(&clientid)
+            .ok_or(NfsError::StaleClientId)?;
+        if c.reclaim_complete {
+            return Err(NfsError::CompleteAlready);
+        }
+        c.reclaim_complete = true;
+        // Grace ends early once every client that may reclaim has said it is done.
+        if g.grace_until.is_some()
+            && g.clients
+                .values()
+                .filter(|c| c.may_reclaim)
+                .all(|c| c.reclaim_complete)
+        {
+            tracing::info!("all reclaiming clients are done: grace period over");
+            g.grace_until = None;
+        }
+        Ok(())
+    }
+
+    pub fn client_may_reclaim(&self, clientid: u64) -> bool {
+        self.lock()
+            .clients
+            .get(&clientid)
+            .is_some_and(|c| c.may_reclaim && !c.reclaim_complete)
+    }
+
+    // ---- sessions ------------------------------------------------------------------------
+
+    pub fn with_session<R>(
+        &self,
+        id: &SessionId,
+        f: impl FnOnce(&mut Session) -> R,
+    ) -> NfsResult<R> {
+        let mut g = self.lock();
+        let s = g.sessions.get_mut(id).ok_or(NfsError::BadSession)?;
+        Ok(f(s))
+    }
+
+    /// SEQUENCE: slot check plus lease renewal of the owning client.
+    pub fn sequence(
+        &self,
+        id: &SessionId,
+        slot: u32,
+        seqid: u32,
+        highest: u32,
+    ) -> NfsResult<(u64, SlotUse, u32, bool)> {
+        let mut g = self.lock();
+        let s = g.sessions.get_mut(id).ok_or(NfsError::BadSession)?;
+        let used = s.check_slot(slot, seqid, highest)?;
+        let clientid = s.clientid;
+        let high = s.highest_slot();
+        let cb_down = s.wants_back_channel && !s.back_channel_up();
+        if let Some(c) = g.clients.get_mut(&clientid) {
+            c.renewed = Instant::now();
+        }
+        Ok((clientid, used, high, cb_down))
+    }
+
+    pub fn finish_slot(
+        &self,
+        id: &SessionId,
+        slot: u32,
+        seqid: u32,
+        reply: std::sync::Arc<Vec<u8>>,
+    ) {
+        if let Some(s) = self.lock().sessions.get_mut(id) {
+            s.finish_slot(slot, seqid, reply);
+        }
+    }
+
+    pub fn destroy_session(&self, id: &SessionId) -> NfsResult<()> {
+        self.lock()
+            .sessions
+            .remove(id)
+            .map(|_| ())
+            .ok_or(NfsError::BadSession)
+    }
+
+    pub fn session_client(&self, id: &SessionId) -> Option<u64> {
+        self.lock().sessions.get(id).map(|s| s.clientid)
+    }
+
+    pub fn back_channel(&self, clientid: u64) -> Option<(proto::rpc::Connection, SessionId, u32)> {
+        let g = self.lock();
+        g.sessions
+            .values()
+            .filter(|s| s.clientid == clientid)
+            .find_map(|s| {
+                s.back_conn
+                    .as_ref()
+                    .filter(|c| !c.is_closed())
+                    .map(|c| (c.clone(), s.id, s.cb_program))
+            })
+    }
+
+    /// Takes the next back-channel sequence id of a session (slot 0 only: we send one
+    /// callback at a time per session).
+    pub fn next_cb_seq(&self, id: &SessionId) -> Option<u32> {
+        let mut g = self.lock();
+        let s = g.sessions.get_mut(id)?;
+        s.cb_seqid = s.cb_seqid.wrapping_add(1);
+        Some(s.cb_seqid)
+    }
+
+    // ---- stateids ------------------------------------------------------------------------
+
+    /// Validates a stateid the client presents for `ino`; returns its state.
+    pub fn check_stateid(&self, sid: &StateId, ino: u64) -> NfsResult<State> {
+        let g = self.lock();
+        self.check_locked(&g, sid, Some(ino))
+    }
+
+    fn check_locked(&self, g: &Inner, sid: &StateId, ino: Option<u64>) -> NfsResult<State> {
+        if sid.other[0..4] != self.boot.to_be_bytes() {
+            return Err(NfsError::StaleStateId);
+        }
+        let st = g.states.get(&sid.other).ok_or(NfsError::BadStateId)?;
+        if let Some(ino) = ino {
+            if st.ino != ino {
+                return Err(NfsError::BadStateId);
+            }
+        }
+        if sid.seqid != 0 {
+            if sid.seqid > st.seqid {
+                return Err(NfsError::BadStateId);
+            }
+            if sid.seqid < st.seqid {
+                return Err(NfsError::OldStateId);
+            }
+        }
+        Ok(st.clone())
+    }
+
+    /// Checks that I/O under `sid` may proceed: opens and locks must allow the access, and
+    /// with a special stateid no other client's share reservation may deny it.
+    pub fn check_io(&self, sid: &StateId, ino: u64, write: bool) -> NfsResult<()> {
+        let g = self.lock();
+        let need = if write {
+            OPEN4_SHARE_ACCESS_WRITE
+        } else {
+            OPEN4_SHARE_ACCESS_READ
+        };
+        if sid.is_special() {
+            if let Some(f) = g.files.get(&ino) {
+                for o in &f.states {
+                    if let Some(State {
+                        kind: StateKind::Open { deny, .. },
+                        ..
+                    }) = g.states.get(o)
+                    {
+                        if deny & need != 0 {
+                            return Err(NfsError::Locked);
+                        }
+                    }
+                }
+            }
+            return Ok(());
+        }
+        let st = self.check_locked(&g, sid, Some(ino))?;
+        let access = match &st.kind {
+            StateKind::Open { access, .. } => *access,
+            StateKind::Lock { open, .. } => match g.states.get(open) {
+                Some(State {
+                    kind: StateKind::Open { access, .. },
+                    ..
+                }) => *access,
+                _ => return Err(NfsError::BadStateId),
+            },
+            StateKind::Delegation { write: w } => {
+                if *w {
+                    OPEN4_SHARE_ACCESS_BOTH
+                } else {
+                    OPEN4_SHARE_ACCESS_READ
+                }
+            }
+        };
+        // Linux reads through write-only opens to fill its page cache; knfsd allows it too.
+        if write && access & OPEN4_SHARE_ACCESS_WRITE == 0 {
+            return Err(NfsError::OpenMode);
+        }
+        Ok(())
+    }
+
+    /// Byte-range check for I/O: a conflicting lock held by another owner → NFS4ERR_LOCKED.
+    pub fn check_lock_conflict(
+        &self,
+        sid: &StateId,
+        ino: u64,
+        offset: u64,
+        len: u64,
+        write: bool,
+    ) -> NfsResult<()> {
+        let g = self.lock();
+        let Some(f) = g.files.get(&ino) else {
+            return Ok(());
+        };
+        let owner: OwnerKey = match g.states.get(&sid.other) {
+            Some(State {
+                clientid,
+                kind: StateKind::Lock { owner, .. },
+                ..
+            }) => (*clientid, owner.clone()),
+            _ => (0, Vec::new()),
+        };
+        let kind = if write {
+            LockKind::Write
+        } else {
+            LockKind::Read
+        };
+        if f.locks
+            .conflict(&owner, offset, locks::end_of(offset, len.max(1)), kind)
+            .is_some()
+        {
+            return Err(NfsError::Locked);
+        }
+        Ok(())
+    }
+
+    // ---- opens ---------------------------------------------------------------------------
+
+    pub fn open(
+        &self,
+        clientid: u64,
+        owner: &[u8],
+        ino: u64,
+        access: u32,
+        deny: u32,
+    ) -> NfsResult<Opened> {
+        let mut g = self.lock();
+        // Share reservations (RFC 8881 §9.7) against every other open of the file.
+        if let Some(f) = g.files.get(&ino) {
+            for o in &f.states {
+                if let Some(State {
+                    clientid: c,
+                    kind:
+                        StateKind::Open {
+                            owner: ow,
+                            access: a,
+                            deny: d,
+                        },
+                    ..
+                }) = g.states.get(o)
+                {
+                    if *c == clientid && ow == owner {
+                        continue;
+                    }
+                    if access & d != 0 || deny & a != 0 {
+                        return Err(NfsError::ShareDenied);
+                    }
+                }
+            }
+        }
+        let key = (clientid, owner.to_vec(), ino);
+        if let Some(other) = g.open_index.get(&key).copied() {
+            if let Some(st) = g.states.get_mut(&other) {
+                st.seqid = st.seqid.wrapping_add(1);
+                if let StateKind::Open {
+                    access: a, deny: d, ..
+                } = &mut st.kind
+                {
+                    *a |= access;
+                    *d |= deny;
+                }
+                return Ok(Opened {
+                    stateid: StateId {
+                        seqid: st.seqid,
+                        other,
+                    },
+                });
+            }
+        }
+        let other = self.new_other(&mut g, 1);
+        g.states.insert(
+            other,
+            State {
+                clientid,
+                ino,
+                seqid: 1,
+                kind: StateKind::Open {
+                    owner: owner.to_vec(),
+                    access,
+                    deny,
+                },
+            },
+        );
+        g.files.entry(ino).or_default().states.insert(other);
+        g.open_index.insert(key, other);
+        Ok(Opened {
+            stateid: StateId { seqid: 1, other },
+        })
+    }
+
+    pub fn open_downgrade(
+        &self,
+        sid: &StateId,
+        ino: u64,
+        access: u32,
+        deny: u32,
+    ) -> NfsResult<StateId> {
+        let mut g = self.lock();
+        self.check_locked(&g, sid, Some(ino))?;
+        let st = g.states.get_mut(&sid.other).ok_or(NfsError::BadStateId)?;
+        match &mut st.kind {
+            StateKind::Open {
+                access: a, deny: d, ..
+            } => {
+                if access & !*a != 0 || deny & !*d != 0 || access == 0 {
+                    return Err(NfsError::Inval);
+                }
+                *a = access;
+                *d = deny;
+            }
+            _ => return Err(NfsError::BadStateId),
+        }
+        st.seqid = st.seqid.wrapping_add(1);
+        Ok(StateId {
+            seqid: st.seqid,
+            other: sid.other,
+        })
+    }
+
+    /// CLOSE: the open goes, and with it the lock stateids opened under it (Linux unlocks
+    /// before closing; anything left is released rather than refused).
+    pub fn close(&self, sid: &StateId, ino: u64) -> NfsResult<()> {
+        let mut g = self.lock();
+        let st = self.check_locked(&g, sid, Some(ino))?;
+        if !matches!(st.kind, StateKind::Open { .. }) {
+            return Err(NfsError::BadStateId);
+        }
+        let children: Vec<[u8; 12]> = g
+            .states
+            .iter()
+            .filter(|(_, s)| matches!(&s.kind, StateKind::Lock { open, .. } if *open == sid.other))
+            .map(|(k, _)| *k)
+            .collect();
+        for c in children {
+            Self::drop_state(&mut g, &c);
+        }
+        Self::drop_state(&mut g, &sid.other);
+        Ok(())
+    }
+
+    /// Whether any client still has the file open (an unlinked file's data must stay).
+    pub fn file_in_use(&self, ino: u64) -> bool {
+        self.lock()
+            .files
+            .get(&ino)
+            .is_some_and(|f| !f.states.is_empty())
+    }
+
+    // ---- locks ---------------------------------------------------------------------------
+
+    /// LOCK with a new lock owner, started from an open stateid.
+    #[allow(clippy::too_many_arguments)]
+    pub fn lock_new_owner(
+        &self,
+        clientid: u64,
+        open_sid: &StateId,
+        lock_owner: &[u8],
+        ino: u64,
+        kind: LockKind,
+        offset: u64,
+        length: u64,
+    ) -> NfsResult<Result<StateId, Denied>> {
+        let mut g = self.lock();
+        let open = self.check_locked(&g, open_sid, Some(ino))?;
+        if !matches!(open.kind, StateKind::Open { .. }) || open.clientid != clientid {
+            return Err(NfsError::BadStateId);
+        }
+        let key = (clientid, lock_owner.to_vec(), ino);
+        let other = match g.lock_index.get(&key).copied() {
+            Some(o) => o,
+            None => {
+                let o = self.new_other(&mut g, 2);
+                g.states.insert(
+                    o,
+                    State {
+                        clientid,
+                        ino,
+                        seqid: 0,
+                        kind: StateKind::Lock {
+                            owner: lock_owner.to_vec(),
+                            open: open_sid.other,
+                        },
+                    },
+                );
+                g.files.entry(ino).or_default().states.insert(o);
+                g.lock_index.insert(key, o);
+                o
+            }
+        };
+        Ok(self.apply_lock(&mut g, other, ino, kind, offset, length))
+    }
+
+    /// LOCK by an owner that already has a lock stateid.
+    pub fn lock_existing(
+        &self,
+        lock_sid: &StateId,
+        ino: u64,
+        kind: LockKind,
+        offset: u64,
+        length: u64,
+    ) -> NfsResult<Result<StateId, Denied>> {
+        let mut g = self.lock();
+        let st = self.check_locked(&g, lock_sid, Some(ino))?;
+        if !matches!(st.kind, StateKind::Lock { .. }) {
+            return Err(NfsError::BadStateId);
+        }
+        Ok(self.apply_lock(&mut g, lock_sid.other, ino, kind, offset, length))
+    }
+
+    fn apply_lock(
+        &self,
+        g: &mut Inner,
+        other: [u8; 12],
+        ino: u64,
+        kind: LockKind,
+        offset: u64,
+        length: u64,
+    ) -> Result<StateId, Denied> {
+        let Some(st) = g.states.get(&other).cloned() else {
+            return Err(Denied {
+                range: Range {
+                    owner: (0, Vec::new()),
+                    start: offset,
+                    end: offset,
+                    kind,
+                },
+            });
+        };
+        let StateKind::Lock { owner, .. } = &st.kind else {
+            return Err(Denied {
+                range: Range {
+                    owner: (0, Vec::new()),
+                    start: offset,
+                    end: offset,
+                    kind,
+                },
+            });
+        };
+        let okey: OwnerKey = (st.clientid, owner.clone());
+        let f = g.files.entry(ino).or_default();
+        f.locks
+            .lock(&okey, offset, locks::end_of(offset, length), kind)
+            .map_err(|range| Denied { range })?;
+        let st = g.states.get_mut(&other).ok_or(Denied {
+            range: Range {
+                owner: okey,
+                start: offset,
+                end: offset,
+                kind,
+            },
+        })?;
+        st.seqid = st.seqid.wrapping_add(1);
+        Ok(StateId {
+            seqid: st.seqid,
+            other,
+        })
+    }
+
+    pub fn unlock(
+        &self,
+        lock_sid: &StateId,
+        ino: u64,
+        offset: u64,
+        length: u64,
+    ) -> NfsResult<StateId> {
+        let mut g = self.lock();
+        let st = self.check_locked(&g, lock_sid, Some(ino))?;
+        let StateKind::Lock { owner, .. } = &st.kind else {
+            return Err(NfsError::BadStateId);
+        };
+        let okey: OwnerKey = (st.clientid, owner.clone());
+        if let Some(f) = g.files.get_mut(&ino) {
+            f.locks.unlock(&okey, offset, locks::end_of(offset, length));
+        }
+        let st = g
+            .states
+            .get_mut(&lock_sid.other)
+            .ok_or(NfsError::BadStateId)?;
+        st.seqid = st.seqid.wrapping_add(1);
+        Ok(StateId {
+            seqid: st.seqid,
+            other: lock_sid.other,
+        })
+    }
+
+    /// LOCKT: who would block this lock (the owner given is never its own obstacle).
+    pub fn test_lock(
+        &self,
+        clientid: u64,
+        owner: &[u8],
+        ino: u64,
+        kind: LockKind,
+        offset: u64,
+        length: u64,
+    ) -> Option<Range> {
+        let g = self.lock();
+        let f = g.files.get(&ino)?;
+        f.locks
+            .conflict(
+                &(clientid, owner.to_vec()),
+                offset,
+                locks::end_of(offset, length),
+                kind,
+            )
+            .cloned()
+    }
+
+    /// FREE_STATEID: only a lock stateid holding no locks may be freed.
+    pub fn free_stateid(&self, sid: &StateId) -> NfsResult<()> {
+        let mut g = self.lock();
+        let st = self.check_locked(&g, sid, None)?;
+        match &st.kind {
+            StateKind::Lock { owner, .. } => {
+                if g.files
+                    .get(&st.ino)
+                    .is_some_and(|f| f.locks.owner_holds_any(&(st.clientid, owner.clone())))
+                {
+                    return Err(NfsError::LocksHeld);
+                }
+                Self::drop_state(&mut g, &sid.other);
+                Ok(())
+            }
+            _ => Err(NfsError::LocksHeld),
+        }
+    }
+
+    /// TEST_STATEID for one stateid.
+    pub fn test_stateid(&self, sid: &StateId) -> Result<(), NfsError> {
+        let g = self.lock();
+        self.check_locked(&g, sid, None).map(|_| ())
+    }
+
+    pub fn release_lockowner(&self, clientid: u64, owner: &[u8]) -> NfsResult<()> {
+        let mut g = self.lock();
+        let okey: OwnerKey = (clientid, owner.to_vec());
+        if g.files.values().any(|f| f.locks.owner_holds_any(&okey)) {
+            return Err(NfsError::LocksHeld);
+        }
+        let dead: Vec<[u8; 12]> = g
+            .lock_index
+            .iter()
+            .filter(|(k, _)| k.0 == clientid && k.1 == owner)
+            .map(|(_, v)| *v)
+            .collect();
+        for d in dead {
+            Self::drop_state(&mut g, &d);
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn mgr() -> (StateManager, tempfile::TempDir) {
+        let d = tempfile::tempdir().unwrap();
+        let (db, prev) = ClientDb::open(d.path()).unwrap();
+        (
+            StateManager::new(
+                3,
+                Duration::from_secs(30),
+                Duration::from_secs(30),
+                db,
+                prev,
+            ),
+            d,
+        )
+    }
+
+    #[test]
+    fn share_reservations_and_stateid_seqids() {
+        let (m, _d) = mgr();
+        let a = m
+            .open(
+                1,
+                b"a",
+                10,
+                OPEN4_SHARE_ACCESS_READ,
+                OPEN4_SHARE_ACCESS_WRITE,
+            )
+            .unwrap();
+        assert_eq!(
+            m.open(1, b"b", 10, OPEN4_SHARE_ACCESS_WRITE, 0)
+                .unwrap_err(),
+            NfsError::ShareDenied
+        );
+        let b = m.open(1, b"b", 10, OPEN4_SHARE_ACCESS_READ, 0).unwrap();
+        assert_ne!(a.stateid.other, b.stateid.other);
+        // Upgrade by the same owner bumps the seqid; the old one becomes OLD_STATEID.
+        let a2 = m.open(1, b"a", 10, OPEN4_SHARE_ACCESS_BOTH, 0).unwrap();
+        assert_eq!(a2.stateid.seqid, 2);
+        assert_eq!(
+            m.check_stateid(&a.stateid, 10).unwrap_err(),
+            NfsError::OldStateId
+        );
+        assert_eq!(
+            m.check_stateid(&a2.stateid, 11).unwrap_err(),
+            NfsError::BadStateId
+        );
+        let d = m
+            .open_downgrade(&a2.stateid, 10, OPEN4_SHARE_ACCESS_READ, 0)
+            .unwrap();
+        assert_eq!(m.check_io(&d, 10, true).unwrap_err(), NfsError::OpenMode);
+        m.close(&d, 10).unwrap();
+        assert_eq!(m.check_stateid(&d, 10).unwrap_err(), NfsError::BadStateId);
+        let stale = StateId {
+            seqid: 1,
+            other: [9; 12],
+        };
+        assert_eq!(
+            m.check_stateid(&stale, 10).unwrap_err(),
+            NfsError::StaleStateId
+        );
+    }
+
+    #[test]
+    fn locks_between_owners() {
+        let (m, _d) = mgr();
+        let o1 = m
+            .open(1, b"p1", 5, OPEN4_SHARE_ACCESS_BOTH, 0)
+            .unwrap()
+            .stateid;
+        let o2 = m
+            .open(2, b"p2", 5, OPEN4_SHARE_ACCESS_BOTH, 0)
+            .unwrap()
+            .stateid;
+        let l1 = m
+            .lock_new_owner(1, &o1, b"l1", 5, LockKind::Write, 0, 100)
+            .unwrap()
+            .unwrap();
+        let denied = m
+            .lock_new_owner(2, &o2, b"l2", 5, LockKind::Read, 50, 1)
+            .unwrap()
+            .unwrap_err();
+        assert_eq!(denied.range.owner, (1, b"l1".to_vec()));
+        assert!(m.test_lock(2, b"l2", 5, LockKind::Read, 50, 1).is_some());
+        assert_eq!(
+            m.check_lock_conflict(&o2, 5, 10, 1, true).unwrap_err(),
+            NfsError::Locked
+        );
+        let l1 = m.unlock(&l1, 5, 0, u64::MAX).unwrap();
+        assert!(m
+            .test_lock(2, b"l2", 5, LockKind::Write, 0, u64::MAX)
+            .is_none());
+        m.free_stateid(&l1).unwrap();
+    }
+
+    #[test]
+    fn exchange_id_cases() {
+        let (m, _d) = mgr();
+        let (c1, seq, confirmed) = m.exchange_id(b"host", [1; 8], |_| false);
+        assert_eq!((seq, confirmed), (1, false));
+        // Unconfirmed record is replaced by a retry.
+        let (c2, _, _) = m.exchange_id(b"host", [1; 8], |_| false);
+        assert_ne!(c1, c2);
+        assert_eq!(m.check_clientid(c1).unwrap_err(), NfsError::StaleClientId);
+        assert!(m.create_session_seq(c2, 1).unwrap().is_none());
+        assert_eq!(
+            m.create_session_seq(c2, 7).unwrap_err(),
+            NfsError::SeqMisordered
+        );
+    }
+}
