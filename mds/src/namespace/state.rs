@@ -128,12 +128,15 @@ impl StateStore for MemState {
     }
 }
 
+/// A directory entry key and its staged value (`None`: deleted).
+type StagedDirents = BTreeMap<(u64, Vec<u8>), Option<(u64, u64)>>;
+
 /// Buffered changes of one command; written to the base only if `apply` succeeded, which is what
 /// lets a failed command leave no trace in a batch shared with others.
 #[derive(Default)]
 pub struct Changes {
     inodes: BTreeMap<u64, Option<Inode>>,
-    dirents: BTreeMap<(u64, Vec<u8>), Option<(u64, u64)>>,
+    dirents: StagedDirents,
     cookies: BTreeMap<u64, Option<u64>>,
     meta: BTreeMap<&'static str, u64>,
     orphans: BTreeMap<u64, bool>,

@@ -77,7 +77,7 @@ pub(crate) struct Writer {
 }
 
 enum Pending {
-    Exec(Reply, Result<Outcome, FsError>),
+    Exec(Reply, Box<Result<Outcome, FsError>>),
     Sync(oneshot::Sender<Result<(), FsError>>),
 }
 
@@ -141,7 +141,7 @@ impl Writer {
                 for p in pending {
                     match p {
                         Pending::Exec(reply, r) => {
-                            let _ = reply.send(r);
+                            let _ = reply.send(*r);
                         }
                         Pending::Sync(reply) => {
                             let _ = reply.send(Ok(()));
@@ -199,10 +199,10 @@ impl Writer {
                         let r = apply_one(&mut state, &mut log, &mut applied, &cmd);
                         match r {
                             Err(e @ (FsError::Io(_) | FsError::Corrupt(_))) => {
-                                pending.push(Pending::Exec(reply, Err(e.clone())));
+                                pending.push(Pending::Exec(reply, Box::new(Err(e.clone()))));
                                 return Err(e);
                             }
-                            r => pending.push(Pending::Exec(reply, r)),
+                            r => pending.push(Pending::Exec(reply, Box::new(r))),
                         }
                     }
                 }
@@ -240,7 +240,7 @@ impl Writer {
 
 fn into_failed(r: Request) -> Pending {
     match r {
-        Request::Execute { reply, .. } => Pending::Exec(reply, Err(FsError::Closed)),
+        Request::Execute { reply, .. } => Pending::Exec(reply, Box::new(Err(FsError::Closed))),
         Request::Sync { reply } => Pending::Sync(reply),
     }
 }

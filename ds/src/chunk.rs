@@ -1,0 +1,309 @@
+//! Operations on one chunk file: checksummed block reads and writes, holes, truncation.
+//!
+//! Each block has two checksum slots, `cur` and `pend`. A write stores the new sums in `pend`,
+//! then the data, then the same sums in `cur`. If the process dies part way, every page of the
+//! block holds either the old bytes (matching `cur`) or the new ones (matching `pend`), so a block
+//! verifies as long as it is one of the two: an interrupted, unacknowledged write never makes the
+//! neighbouring acknowledged bytes of its block unreadable. Anything else is corruption.
+//! Removing data runs the other way: `pend := cur`, `cur := 0`, drop the data, `pend := 0`.
+//! A block is a hole exactly when both slots are zero.
+
+use std::fs::File;
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::FileExt;
+
+use crate::error::ChunkError;
+use crate::geometry::{Geometry, PREAMBLE_LEN, SUM_LEN};
+
+pub(crate) type Sum = [u8; SUM_LEN];
+const ZERO: Sum = [0; SUM_LEN];
+
+fn sum(block: &[u8]) -> Sum {
+    *blake3::hash(block).as_bytes()
+}
+
+/// Reads as much of `buf` as the file holds at `off`; the rest (past EOF) is zero.
+fn read_full_at(f: &File, buf: &mut [u8], off: u64) -> std::io::Result<()> {
+    let mut done = 0;
+    while done < buf.len() {
+        match f.read_at(&mut buf[done..], off + done as u64) {
+            Ok(0) => break,
+            Ok(n) => done += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    buf[done..].fill(0);
+    Ok(())
+}
+
+/// Checks (or on a new file, writes) the preamble. `Ok(false)`: the file has no preamble yet,
+/// so it holds nothing (it was created and the process died before the first write finished).
+pub(crate) fn check_preamble(f: &File, g: &Geometry, create: bool) -> Result<bool, ChunkError> {
+    let mut p = [0u8; PREAMBLE_LEN as usize];
+    read_full_at(f, &mut p, 0)?;
+    if p == g.preamble() {
+        return Ok(true);
+    }
+    if p.iter().all(|b| *b == 0) {
+        if create {
+            f.write_all_at(&g.preamble(), 0)?;
+            return Ok(true);
+        }
+        return Ok(false);
+    }
+    Err(ChunkError::Corrupt {
+        block: 0,
+        detail: "chunk preamble does not match store geometry".into(),
+    })
+}
+
+/// `(cur, pend)` sums of blocks `b0..b1`.
+pub(crate) fn read_sums(
+    f: &File,
+    g: &Geometry,
+    b0: u64,
+    b1: u64,
+) -> Result<(Vec<Sum>, Vec<Sum>), ChunkError> {
+    let n = (b1 - b0) as usize;
+    let mut raw = vec![0u8; n * SUM_LEN];
+    let mut out = Vec::with_capacity(2);
+    for off in [g.cur_off(b0), g.pend_off(b0)] {
+        read_full_at(f, &mut raw, off)?;
+        out.push(
+            raw.chunks_exact(SUM_LEN)
+                .map(|c| {
+                    let mut s = ZERO;
+                    s.copy_from_slice(c);
+                    s
+                })
+                .collect::<Vec<Sum>>(),
+        );
+    }
+    let pend = out.pop().unwrap_or_default();
+    let cur = out.pop().unwrap_or_default();
+    Ok((cur, pend))
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Slot {
+    Cur,
+    Pend,
+}
+
+fn write_sums(f: &File, g: &Geometry, slot: Slot, b0: u64, sums: &[Sum]) -> std::io::Result<()> {
+    let raw: Vec<u8> = sums.iter().flatten().copied().collect();
+    let off = match slot {
+        Slot::Cur => g.cur_off(b0),
+        Slot::Pend => g.pend_off(b0),
+    };
+    f.write_all_at(&raw, off)
+}
+
+/// Whether each block of `b0..b1` holds data (false: a hole).
+pub(crate) fn block_map(f: &File, g: &Geometry, b0: u64, b1: u64) -> Result<Vec<bool>, ChunkError> {
+    let (cur, pend) = read_sums(f, g, b0, b1)?;
+    Ok(cur
+        .iter()
+        .zip(&pend)
+        .map(|(c, p)| *c != ZERO || *p != ZERO)
+        .collect())
+}
+
+/// Reads and verifies blocks `b0..b1` into `out` (which must be `(b1 - b0) * block_size` long).
+fn read_blocks(f: &File, g: &Geometry, b0: u64, b1: u64, out: &mut [u8]) -> Result<(), ChunkError> {
+    let bs = g.block_size as usize;
+    let (cur, pend) = read_sums(f, g, b0, b1)?;
+    // One pread for the whole range unless it is all holes.
+    if cur.iter().chain(&pend).all(|s| *s == ZERO) {
+        out.fill(0);
+        return Ok(());
+    }
+    read_full_at(f, out, g.data_start + b0 * g.block_size)?;
+    for (i, block) in out.chunks_exact_mut(bs).enumerate() {
+        let (c, p) = (cur[i], pend[i]);
+        if c == ZERO && p == ZERO {
+            block.fill(0);
+            continue;
+        }
+        let h = sum(block);
+        if (c != ZERO && h == c) || (p != ZERO && h == p) {
+            continue;
+        }
+        if c == ZERO && block.iter().all(|b| *b == 0) {
+            // A first write to this block died before its data reached the file.
+            continue;
+        }
+        return Err(ChunkError::Corrupt {
+            block: b0 + i as u64,
+            detail: "checksum mismatch".into(),
+        });
+    }
+    Ok(())
+}
+
+fn block_span(g: &Geometry, off: u64, len: u64) -> (u64, u64) {
+    (off / g.block_size, (off + len).div_ceil(g.block_size))
+}
+
+/// Reads `out.len()` bytes at chunk offset `off`, verified.
+pub(crate) fn read(f: &File, g: &Geometry, off: u64, out: &mut [u8]) -> Result<(), ChunkError> {
+    if out.is_empty() {
+        return Ok(());
+    }
+    let (b0, b1) = block_span(g, off, out.len() as u64);
+    let start = (off - b0 * g.block_size) as usize;
+    if start == 0 && out.len() as u64 == (b1 - b0) * g.block_size {
+        return read_blocks(f, g, b0, b1, out);
+    }
+    let mut buf = vec![0u8; ((b1 - b0) * g.block_size) as usize];
+    read_blocks(f, g, b0, b1, &mut buf)?;
+    out.copy_from_slice(&buf[start..start + out.len()]);
+    Ok(())
+}
+
+/// Writes `data` at chunk offset `off` (read-modify-write of partial edge blocks).
+pub(crate) fn write(f: &File, g: &Geometry, off: u64, data: &[u8]) -> Result<(), ChunkError> {
+    if data.is_empty() {
+        return Ok(());
+    }
+    let bs = g.block_size;
+    let (b0, b1) = block_span(g, off, data.len() as u64);
+    let start = (off - b0 * bs) as usize;
+    let aligned = start == 0 && data.len() as u64 == (b1 - b0) * bs;
+    let owned;
+    let blocks: &[u8] = if aligned {
+        data
+    } else {
+        let mut buf = vec![0u8; ((b1 - b0) * bs) as usize];
+        let bsu = bs as usize;
+        if start != 0 {
+            read_blocks(f, g, b0, b0 + 1, &mut buf[..bsu])?;
+        }
+        let end = start + data.len();
+        if !end.is_multiple_of(bsu) && (b1 - 1 > b0 || start == 0) {
+            let last = buf.len() - bsu;
+            read_blocks(f, g, b1 - 1, b1, &mut buf[last..])?;
+        }
+        buf[start..end].copy_from_slice(data);
+        owned = buf;
+        &owned
+    };
+    let sums: Vec<Sum> = blocks.chunks_exact(bs as usize).map(sum).collect();
+    write_sums(f, g, Slot::Pend, b0, &sums)?;
+    f.write_all_at(blocks, g.data_start + b0 * bs)?;
+    write_sums(f, g, Slot::Cur, b0, &sums)?;
+    Ok(())
+}
+
+/// Turns whole blocks `b0..b1` into holes; `drop_data` frees their bytes (punch or truncate).
+fn clear_blocks(
+    f: &File,
+    g: &Geometry,
+    b0: u64,
+    b1: u64,
+    drop_data: impl FnOnce() -> std::io::Result<()>,
+) -> Result<(), ChunkError> {
+    if b0 >= b1 {
+        return drop_data().map_err(Into::into);
+    }
+    let (cur, pend) = read_sums(f, g, b0, b1)?;
+    if cur.iter().chain(&pend).all(|s| *s == ZERO) {
+        return drop_data().map_err(Into::into);
+    }
+    // Until the data is gone, `pend` vouches for it, so a crash in between leaves it readable.
+    let keep: Vec<Sum> = cur
+        .iter()
+        .zip(&pend)
+        .map(|(c, p)| if *c != ZERO { *c } else { *p })
+        .collect();
+    write_sums(f, g, Slot::Pend, b0, &keep)?;
+    let zeros = vec![ZERO; (b1 - b0) as usize];
+    write_sums(f, g, Slot::Cur, b0, &zeros)?;
+    drop_data()?;
+    write_sums(f, g, Slot::Pend, b0, &zeros)?;
+    Ok(())
+}
+
+/// Zeroes the bytes `[off, end)` of one block that is partly kept; a hole stays a hole.
+fn zero_partial(f: &File, g: &Geometry, off: u64, end: u64) -> Result<(), ChunkError> {
+    if off >= end {
+        return Ok(());
+    }
+    let b = off / g.block_size;
+    if !block_map(f, g, b, b + 1)?[0] {
+        return Ok(());
+    }
+    write(f, g, off, &vec![0u8; (end - off) as usize])
+}
+
+fn punch(f: &File, off: u64, len: u64) -> std::io::Result<()> {
+    let mode = libc::FALLOC_FL_PUNCH_HOLE | libc::FALLOC_FL_KEEP_SIZE;
+    // SAFETY: fallocate on an fd we own; offsets are checked to fit i64 by the caller's bounds
+    // (chunk files are at most a few GiB).
+    let r = unsafe { libc::fallocate(f.as_raw_fd(), mode, off as libc::off_t, len as libc::off_t) };
+    if r == 0 {
+        return Ok(());
+    }
+    let e = std::io::Error::last_os_error();
+    match e.raw_os_error() {
+        // Without punch support the bytes stay on disk, but the sums already say "hole" and
+        // holes are never read from the file.
+        Some(libc::EOPNOTSUPP) => Ok(()),
+        _ => Err(e),
+    }
+}
+
+/// Reserves space for chunk range `[off, off+len)` without changing its contents.
+pub(crate) fn allocate(f: &File, g: &Geometry, off: u64, len: u64) -> std::io::Result<()> {
+    // SAFETY: as in `punch`.
+    let r = unsafe {
+        libc::fallocate(
+            f.as_raw_fd(),
+            libc::FALLOC_FL_KEEP_SIZE,
+            (g.data_start + off) as libc::off_t,
+            len as libc::off_t,
+        )
+    };
+    if r == 0 {
+        return Ok(());
+    }
+    let e = std::io::Error::last_os_error();
+    match e.raw_os_error() {
+        Some(libc::EOPNOTSUPP) => Ok(()),
+        _ => Err(e),
+    }
+}
+
+/// Makes chunk range `[off, off+len)` read as zeros and report as a hole where whole blocks are
+/// covered.
+pub(crate) fn deallocate(f: &File, g: &Geometry, off: u64, len: u64) -> Result<(), ChunkError> {
+    let bs = g.block_size;
+    let end = off + len;
+    let full0 = off.div_ceil(bs);
+    let full1 = end / bs;
+    if full0 >= full1 {
+        // No whole block covered: at most the tail of one block and the head of the next.
+        let mid = (off / bs + 1) * bs;
+        zero_partial(f, g, off, end.min(mid))?;
+        if end > mid {
+            zero_partial(f, g, mid, end)?;
+        }
+        return Ok(());
+    }
+    zero_partial(f, g, off, full0 * bs)?;
+    zero_partial(f, g, full1 * bs, end)?;
+    clear_blocks(f, g, full0, full1, || {
+        punch(f, g.data_start + full0 * bs, (full1 - full0) * bs)
+    })
+}
+
+/// Drops everything at chunk offset `off` and beyond.
+pub(crate) fn truncate(f: &File, g: &Geometry, off: u64) -> Result<(), ChunkError> {
+    let bs = g.block_size;
+    let keep_blocks = off.div_ceil(bs);
+    zero_partial(f, g, off, keep_blocks * bs)?;
+    clear_blocks(f, g, keep_blocks, g.blocks, || {
+        f.set_len(g.data_start + keep_blocks * bs)
+    })
+}

@@ -1,0 +1,303 @@
+//! Chunk store behaviour against a plain byte-vector model.
+
+use ds::{ChunkStore, Config, DsError, SeekWhat, Segment};
+use proptest::prelude::*;
+
+/// Small chunks so that tests cross chunk boundaries often.
+const SMALL: Config = Config {
+    chunk_size: 64 << 10,
+    block_size: 4096,
+};
+
+fn pattern(seed: u64, len: usize) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 24) as u8
+        })
+        .collect()
+}
+
+fn open_small() -> (tempfile::TempDir, ChunkStore) {
+    let dir = tempfile::tempdir().unwrap();
+    let s = ChunkStore::open_with(dir.path(), SMALL).unwrap();
+    (dir, s)
+}
+
+#[test]
+fn round_trip_across_chunks_and_reopen() {
+    let (dir, s) = open_small();
+    let b = s.blocking();
+    let data = pattern(1, 300_000);
+    b.write(7, 12_345, &data, false).unwrap();
+    b.commit(7).unwrap();
+    let size = 12_345 + data.len() as u64;
+    let (got, eof) = b.read(7, 12_345, data.len() as u64, size).unwrap();
+    assert!(eof);
+    assert_eq!(got, data);
+    // Head of the file was never written: zeros.
+    let (head, eof) = b.read(7, 0, 12_345, size).unwrap();
+    assert!(!eof);
+    assert!(head.iter().all(|x| *x == 0));
+    // Short read at EOF.
+    let (tail, eof) = b.read(7, size - 10, 100, size).unwrap();
+    assert_eq!((tail.len(), eof), (10, true));
+    assert_eq!(b.read(7, size, 100, size).unwrap(), (Vec::new(), true));
+    drop(s);
+    let s = ChunkStore::open(dir.path()).unwrap(); // keeps the geometry it was made with
+    assert_eq!(s.blocking().config(), SMALL);
+    assert_eq!(
+        s.blocking()
+            .read(7, 12_345, data.len() as u64, size)
+            .unwrap()
+            .0,
+        data
+    );
+}
+
+#[test]
+fn sparse_reads_and_size_beyond_data() {
+    let (_d, s) = open_small();
+    let b = s.blocking();
+    b.write(1, 1 << 20, b"hello", true).unwrap();
+    let (got, _) = b.read(1, (1 << 20) - 3, 10, 2 << 20).unwrap();
+    assert_eq!(&got, b"\0\0\0hello\0\0");
+    let (got, eof) = b.read(1, 5 << 20, 10, 6 << 20).unwrap();
+    assert_eq!((got, eof), (vec![0; 10], false));
+    assert_eq!(b.read(99, 0, 10, 5).unwrap(), (vec![0; 5], true));
+}
+
+#[test]
+fn truncate_shrink_then_grow_reads_zeros() {
+    let (_d, s) = open_small();
+    let b = s.blocking();
+    let data = pattern(2, 200_000);
+    b.write(3, 0, &data, true).unwrap();
+    b.truncate(3, 70_001).unwrap();
+    let (got, _) = b.read(3, 0, 200_000, 200_000).unwrap();
+    assert_eq!(&got[..70_001], &data[..70_001]);
+    assert!(
+        got[70_001..].iter().all(|x| *x == 0),
+        "old data came back after truncate"
+    );
+    assert_eq!(b.seek(3, 72 << 10, SeekWhat::Data, 200_000).unwrap(), None);
+    b.truncate(3, 0).unwrap();
+    assert!(b.read(3, 0, 1000, 1000).unwrap().0.iter().all(|x| *x == 0));
+}
+
+#[test]
+fn punch_hole_reads_zeros_and_seeks_as_hole() {
+    let (_d, s) = open_small();
+    let b = s.blocking();
+    let size = 200_000u64;
+    let data = pattern(3, size as usize);
+    b.write(4, 0, &data, true).unwrap();
+    b.deallocate(4, 10_000, 100_000).unwrap();
+    let (got, _) = b.read(4, 0, size, size).unwrap();
+    assert_eq!(&got[..10_000], &data[..10_000]);
+    assert!(got[10_000..110_000].iter().all(|x| *x == 0));
+    assert_eq!(&got[110_000..], &data[110_000..]);
+    // Whole blocks inside the punched range are holes: 12288 is the first block fully inside.
+    assert_eq!(b.seek(4, 0, SeekWhat::Hole, size).unwrap(), Some(12_288));
+    assert_eq!(
+        b.seek(4, 12_288, SeekWhat::Data, size).unwrap(),
+        Some(106_496)
+    );
+    assert_eq!(
+        b.seek(4, 150_000, SeekWhat::Hole, size).unwrap(),
+        Some(size)
+    );
+    assert_eq!(b.seek(4, size, SeekWhat::Data, size).unwrap(), None);
+    let (segs, eof) = b.segments(4, 0, size, size).unwrap();
+    assert!(eof);
+    assert_eq!(segs.len(), 3);
+    assert!(matches!(&segs[1], Segment::Hole { offset: 12_288, len } if *len == 106_496 - 12_288));
+    let mut rebuilt = Vec::new();
+    for seg in segs {
+        match seg {
+            Segment::Data { data, .. } => rebuilt.extend(data),
+            Segment::Hole { len, .. } => rebuilt.extend(std::iter::repeat_n(0, len as usize)),
+        }
+    }
+    assert_eq!(rebuilt, got);
+}
+
+#[test]
+fn flipped_byte_is_corrupt_not_data() {
+    let (dir, s) = open_small();
+    let b = s.blocking();
+    let data = pattern(4, 100_000);
+    b.write(0x1234, 0, &data, true).unwrap();
+    // Second chunk file of object 0x1234; data starts after the header page(s).
+    let path = dir.path().join("objects/34/0000000000001234/1");
+    let mut bytes = std::fs::read(&path).unwrap();
+    let len = bytes.len();
+    bytes[len - 100] ^= 0x40;
+    std::fs::write(&path, &bytes).unwrap();
+    drop(s);
+    let s = ChunkStore::open(dir.path()).unwrap();
+    let e = s.blocking().read(0x1234, 0, 100_000, 100_000).unwrap_err();
+    assert!(
+        matches!(
+            e,
+            DsError::Corrupt {
+                id: 0x1234,
+                chunk: 1,
+                ..
+            }
+        ),
+        "{e:?}"
+    );
+    // The first chunk is untouched and still reads.
+    assert_eq!(
+        s.blocking().read(0x1234, 0, 65_536, 100_000).unwrap().0,
+        &data[..65_536]
+    );
+}
+
+#[test]
+fn clone_keeps_data_and_holes() {
+    let (_d, s) = open_small();
+    let b = s.blocking();
+    let data = pattern(5, 150_000);
+    b.write(10, 0, &data, true).unwrap();
+    b.deallocate(10, 65_536, 40_960).unwrap();
+    b.clone_range(10, 0, 11, 4096, 150_000).unwrap();
+    let (a, _) = b.read(10, 0, 150_000, 150_000).unwrap();
+    let (c, _) = b.read(11, 4096, 150_000, 154_096).unwrap();
+    assert_eq!(a, c);
+    assert_eq!(b.seek(11, 0, SeekWhat::Data, 154_096).unwrap(), Some(4096));
+    assert_eq!(
+        b.seek(11, 4096, SeekWhat::Hole, 154_096).unwrap(),
+        Some(4096 + 65_536)
+    );
+    b.remove(10).unwrap();
+    assert!(b.read(10, 0, 10, 10).unwrap().0.iter().all(|x| *x == 0));
+    assert!(b.usage().unwrap() > 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_writers_to_different_objects() {
+    let (_d, s) = open_small();
+    let mut tasks = Vec::new();
+    for id in 0..16u64 {
+        let s = s.clone();
+        tasks.push(tokio::spawn(async move {
+            for i in 0..20u64 {
+                let d = pattern(id * 1000 + i, 10_000);
+                s.write(id, i * 10_000, &d, i % 5 == 0).await.unwrap();
+            }
+            s.commit(id).await.unwrap();
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    for id in 0..16u64 {
+        let (got, eof) = s.read(id, 0, 200_000, 200_000).await.unwrap();
+        assert!(eof);
+        for i in 0..20u64 {
+            let d = pattern(id * 1000 + i, 10_000);
+            assert_eq!(
+                &got[(i * 10_000) as usize..((i + 1) * 10_000) as usize],
+                &d[..]
+            );
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_writers_to_one_block_never_see_torn_checksums() {
+    let (_d, s) = open_small();
+    let mut tasks = Vec::new();
+    for w in 0..8u64 {
+        let s = s.clone();
+        tasks.push(tokio::spawn(async move {
+            for i in 0..50u64 {
+                // Each writer owns 512 bytes of the same 4 KiB block.
+                s.write(1, w * 512, &pattern(w * 100 + i, 512), false)
+                    .await
+                    .unwrap();
+                let (got, _) = s.read(1, 0, 4096, 4096).await.unwrap();
+                assert_eq!(
+                    &got[(w * 512) as usize..((w + 1) * 512) as usize],
+                    &pattern(w * 100 + i, 512)[..]
+                );
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+}
+
+#[derive(Clone, Debug)]
+enum Op {
+    Write { off: u64, len: usize, seed: u64 },
+    Truncate { size: u64 },
+    Punch { off: u64, len: u64 },
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        4 => (0u64..300_000, 1usize..70_000, any::<u64>()).prop_map(|(off, len, seed)| Op::Write { off, len, seed }),
+        1 => (0u64..300_000).prop_map(|size| Op::Truncate { size }),
+        1 => (0u64..300_000, 1u64..100_000).prop_map(|(off, len)| Op::Punch { off, len }),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+    #[test]
+    fn matches_byte_vector_model(ops in proptest::collection::vec(op(), 1..25)) {
+        let (_d, s) = open_small();
+        let b = s.blocking();
+        let mut model: Vec<u8> = Vec::new();
+        for op in ops {
+            match op {
+                Op::Write { off, len, seed } => {
+                    let d = pattern(seed, len);
+                    b.write(5, off, &d, false).unwrap();
+                    let end = off as usize + len;
+                    if model.len() < end { model.resize(end, 0); }
+                    model[off as usize..end].copy_from_slice(&d);
+                }
+                Op::Truncate { size } => {
+                    b.truncate(5, size).unwrap();
+                    model.resize(size as usize, 0);
+                }
+                Op::Punch { off, len } => {
+                    b.deallocate(5, off, len).unwrap();
+                    let s0 = (off as usize).min(model.len());
+                    let e0 = ((off + len) as usize).min(model.len());
+                    model[s0..e0].fill(0);
+                }
+            }
+            let size = model.len() as u64;
+            let (got, eof) = b.read(5, 0, size + 10, size).unwrap();
+            prop_assert!(eof);
+            prop_assert!(got == model, "content differs from model");
+            // READ_PLUS agrees with READ, and holes really are zeros.
+            let (segs, _) = b.segments(5, 0, size, size).unwrap();
+            let mut pos = 0u64;
+            for seg in segs {
+                match seg {
+                    Segment::Data { offset, data } => {
+                        prop_assert_eq!(offset, pos);
+                        prop_assert!(data[..] == model[offset as usize..offset as usize + data.len()]);
+                        pos += data.len() as u64;
+                    }
+                    Segment::Hole { offset, len } => {
+                        prop_assert_eq!(offset, pos);
+                        prop_assert!(model[offset as usize..(offset + len) as usize].iter().all(|x| *x == 0));
+                        pos += len;
+                    }
+                }
+            }
+            prop_assert_eq!(pos, size);
+        }
+    }
+}
