@@ -162,16 +162,6 @@ pub async fn run(mds: &Arc<Mds>, conn: &Connection, call: &Call) -> Writer {
             match op {
                 NfsArgop4::Sequence(a) => match ops::session::sequence(&mut ctx, a) {
                     Ok((ok, SlotUse::New)) => {
-                        if args.argarray.len() > mds.max_ops as usize {
-                            res.resarray.push(NfsResop4::Sequence(
-                                proto::nfs4::session::SequenceRes::Ok(ok),
-                            ));
-                            res.status = NfsError::TooManyOps.code();
-                            res.resarray.push(NfsResop4::Illegal(StatusRes::err(
-                                NfsError::TooManyOps.code(),
-                            )));
-                            break;
-                        }
                         NfsResop4::Sequence(proto::nfs4::session::SequenceRes::Ok(ok))
                     }
                     Ok((_, SlotUse::Replay(cached))) => return compound_reply(call.xid, &cached),

@@ -66,7 +66,6 @@ pub struct Mds {
     pub write_verf: [u8; 8],
     pub boot: u64,
     pub lease_seconds: u32,
-    pub max_ops: u32,
 }
 
 impl Mds {
@@ -116,7 +115,6 @@ impl Mds {
             write_verf,
             boot,
             lease_seconds: cfg.lease_seconds.max(5),
-            max_ops: 64,
         })
     }
 

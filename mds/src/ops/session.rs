@@ -158,19 +158,20 @@ fn create_session_inner(ctx: &mut Ctx<'_>, a: &CreateSessionArgs) -> NfsResult<C
 }
 
 pub fn sequence(ctx: &mut Ctx<'_>, a: &SequenceArgs) -> NfsResult<(SequenceResOk, SlotUse)> {
-    let (clientid, used, highest, cb_down) = ctx.mds.state.sequence(
+    let q = ctx.mds.state.sequence(
         &a.sa_sessionid,
         a.sa_slotid,
         a.sa_sequenceid,
         a.sa_highest_slotid,
+        ctx.nops,
     )?;
-    if matches!(used, SlotUse::New) {
+    if matches!(q.used, SlotUse::New) {
         ctx.session = Some(a.sa_sessionid);
-        ctx.clientid = Some(clientid);
+        ctx.clientid = Some(q.clientid);
         ctx.slot = Some((a.sa_slotid, a.sa_sequenceid));
     }
     let mut flags = 0;
-    if cb_down {
+    if q.cb_down {
         flags |= SEQ4_STATUS_CB_PATH_DOWN_SESSION | SEQ4_STATUS_CB_PATH_DOWN;
     }
     Ok((
@@ -178,11 +179,11 @@ pub fn sequence(ctx: &mut Ctx<'_>, a: &SequenceArgs) -> NfsResult<(SequenceResOk
             sr_sessionid: a.sa_sessionid,
             sr_sequenceid: a.sa_sequenceid,
             sr_slotid: a.sa_slotid,
-            sr_highest_slotid: highest,
-            sr_target_highest_slotid: highest,
+            sr_highest_slotid: q.highest_slot,
+            sr_target_highest_slotid: q.highest_slot,
             sr_status_flags: flags,
         },
-        used,
+        q.used,
     ))
 }
 

@@ -121,6 +121,15 @@ pub struct Opened {
     pub stateid: StateId,
 }
 
+/// What SEQUENCE found: the session's client, the slot's verdict and the channel's limits.
+#[derive(Debug)]
+pub struct Sequenced {
+    pub clientid: u64,
+    pub used: SlotUse,
+    pub highest_slot: u32,
+    pub cb_down: bool,
+}
+
 /// Lock denied: who holds what.
 #[derive(Debug, Clone)]
 pub struct Denied {
@@ -443,23 +452,32 @@ impl StateManager {
     }
 
     /// SEQUENCE: slot check plus lease renewal of the owning client.
+    /// A compound longer than the session's `ca_maxoperations` fails here, before it takes a
+    /// slot (as knfsd does).
     pub fn sequence(
         &self,
         id: &SessionId,
         slot: u32,
         seqid: u32,
         highest: u32,
-    ) -> NfsResult<(u64, SlotUse, u32, bool)> {
+        nops: usize,
+    ) -> NfsResult<Sequenced> {
         let mut g = self.lock();
         let s = g.sessions.get_mut(id).ok_or(NfsError::BadSession)?;
+        if nops > s.fore.max_ops as usize {
+            return Err(NfsError::TooManyOps);
+        }
         let used = s.check_slot(slot, seqid, highest)?;
-        let clientid = s.clientid;
-        let high = s.highest_slot();
-        let cb_down = s.wants_back_channel && !s.back_channel_up();
-        if let Some(c) = g.clients.get_mut(&clientid) {
+        let out = Sequenced {
+            clientid: s.clientid,
+            used,
+            highest_slot: s.highest_slot(),
+            cb_down: s.wants_back_channel && !s.back_channel_up(),
+        };
+        if let Some(c) = g.clients.get_mut(&out.clientid) {
             c.renewed = Instant::now();
         }
-        Ok((clientid, used, high, cb_down))
+        Ok(out)
     }
 
     pub fn finish_slot(

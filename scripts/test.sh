@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# The project's test command (README, and .ci/run calls exactly this).
+# Installs what it needs on a fresh Debian machine, then: format and lint checks, the Rust
+# test suite, and the kernel-client conformance subset (stock Linux 6.1 and sid kernels in
+# qemu) against nfs-ganesha and against cfs.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+step() { printf '\n==== %s\n' "$*"; }
+
+step "system packages, guest kernels, initramfs (idempotent)"
+cargo run -q --release -p conformance -- setup
+
+step "format and lint"
+cargo fmt --all -- --check
+cargo clippy -q --workspace --all-targets -- -D warnings
+
+step "build"
+cargo build -q --release -p cfs
+
+step "unit and integration tests"
+cargo test -q --release --workspace 2>&1 | tee /tmp/cfs-cargo-test.log
+grep -E '^test result:' /tmp/cfs-cargo-test.log | awk '{p+=$4; f+=$6} END {print "cargo tests: " p " passed, " f " failed"}'
+
+step "kernel-client conformance (quick subset: ganesha baseline and cfs, both kernels)"
+CFS_BIN="$PWD/target/release/cfs" CFS_CONFORMANCE=1 cargo run -q --release -p conformance -- ci
