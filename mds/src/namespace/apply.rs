@@ -433,7 +433,7 @@ fn rename<S: StateStore + ?Sized>(
         let mut cur = dst_parent;
         let mut depth = 0;
         while cur != ROOT_INO {
-            if cur == src_ino && false {
+            if cur == src_ino {
                 return Err(FsError::Invalid);
             }
             cur = get(s, cur)?.parent;
