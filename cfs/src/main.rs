@@ -1,5 +1,6 @@
 //! `cfs`: the one ClaudeFS binary.
 mod config;
+mod files;
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -30,6 +31,8 @@ enum Cmd {
         #[arg(long)]
         listen: Option<String>,
     },
+    #[command(flatten)]
+    Files(files::FileCmd),
 }
 
 fn main() -> ExitCode {
@@ -58,6 +61,7 @@ fn main() -> ExitCode {
                 data,
                 listen,
             } => run_server(config, data, listen).await,
+            Cmd::Files(cmd) => files::run(cmd).await.map_err(Into::into),
         }
     });
     match result {
