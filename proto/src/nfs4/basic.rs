@@ -533,8 +533,9 @@ pub type OpenOwner4 = StateOwner4;
 pub type LockOwner4 = StateOwner4;
 
 /// `nfs_lock_type4`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Xdr)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Xdr)]
 pub enum NfsLockType4 {
+    #[default]
     ReadLt = 1,
     WriteLt = 2,
     ReadwLt = 3,

@@ -1,7 +1,7 @@
 //! The NFSv4.1 backchannel (RFC 8881 §20, RFC 7862 §16): program `NFS4_CALLBACK`
 //! (0x40000000), procedure `CB_COMPOUND`, `nfs_cb_argop4` / `nfs_cb_resop4`.
 use super::basic::*;
-use super::fileops::{res_union, StatusRes};
+use super::fileops::{res_union, OpResult, StatusRes};
 use super::state::OpenDelegation4;
 use super::v42::WriteResponse4;
 use crate::xdr::{Opaque, Reader, Writer, Xdr, XdrError};
@@ -325,9 +325,16 @@ macro_rules! cb_ops {
                     Self::Unknown(n) => *n,
                 }
             }
+            /// The error result of callback operation `opnum` with `status`.
+            pub fn from_status(opnum: u32, status: u32) -> Self {
+                match opnum {
+                    $( $num => Self::$name(<$res as OpResult>::from_status(status)), )*
+                    _ => Self::Illegal(StatusRes::err(Nfsstat4::OpIllegal)),
+                }
+            }
             pub fn status(&self) -> u32 {
                 match self {
-                    $( Self::$name(r) => r.status(), )*
+                    $( Self::$name(r) => OpResult::status(r), )*
                     Self::Illegal(r) => r.status(),
                     Self::Unknown(_) => Nfsstat4::OpIllegal.code(),
                 }

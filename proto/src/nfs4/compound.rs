@@ -131,10 +131,19 @@ macro_rules! nfs_ops {
                     Self::Unknown(n) => *n,
                 }
             }
+            /// The error result of operation `opnum` with `status` (see
+            /// [`OpResult::from_status`]); an opcode outside the table gives the `OP_ILLEGAL`
+            /// result with NFS4ERR_OP_ILLEGAL, as RFC 8881 §15.2 requires.
+            pub fn from_status(opnum: u32, status: u32) -> Self {
+                match opnum {
+                    $( $num => Self::$name(<$res as OpResult>::from_status(status)), )*
+                    _ => Self::Illegal(StatusRes::err(Nfsstat4::OpIllegal)),
+                }
+            }
             /// The operation's `nfsstat4` (NFS4ERR_OP_ILLEGAL for `Unknown`).
             pub fn status(&self) -> u32 {
                 match self {
-                    $( Self::$name(r) => r.status(), )*
+                    $( Self::$name(r) => OpResult::status(r), )*
                     Self::Illegal(r) => r.status(),
                     Self::Unknown(_) => Nfsstat4::OpIllegal.code(),
                 }

@@ -30,6 +30,27 @@ impl From<Nfsstat4> for StatusRes {
     }
 }
 
+/// Implemented by every operation result: build an error result from a status alone (what
+/// a server does when an operation fails), and read the status back.
+pub trait OpResult: Sized {
+    /// A result with this non-OK status. Arms that carry data on an error (LOCK's
+    /// NFS4ERR_DENIED, LAYOUTGET's NFS4ERR_LAYOUTTRYLATER, ...) get zero/default data, so the
+    /// wire form is always valid; NFS4_OK for a result whose OK arm has a body is turned into
+    /// NFS4ERR_SERVERFAULT.
+    fn from_status(status: u32) -> Self;
+    /// The `nfsstat4` on the wire.
+    fn status(&self) -> u32;
+}
+
+impl OpResult for StatusRes {
+    fn from_status(status: u32) -> Self {
+        StatusRes { status }
+    }
+    fn status(&self) -> u32 {
+        self.status
+    }
+}
+
 /// Declares `union X switch (nfsstat4 status) { case NFS4_OK: Ok; default: void; }`.
 macro_rules! res_union {
     ($(#[$m:meta])* $name:ident, $ok:ty) => {
@@ -49,9 +70,21 @@ macro_rules! res_union {
                     Self::Err(s) => *s,
                 }
             }
-            /// An error result (`status` must not be NFS4_OK).
+            /// An error result (NFS4_OK becomes NFS4ERR_SERVERFAULT: the OK arm has a body).
             pub fn error(status: impl Into<u32>) -> Self {
-                Self::Err(status.into())
+                <Self as $crate::nfs4::fileops::OpResult>::from_status(status.into())
+            }
+        }
+        impl $crate::nfs4::fileops::OpResult for $name {
+            fn from_status(status: u32) -> Self {
+                if status == 0 {
+                    Self::Err($crate::nfs4::basic::Nfsstat4::Serverfault.code())
+                } else {
+                    Self::Err(status)
+                }
+            }
+            fn status(&self) -> u32 {
+                $name::status(self)
             }
         }
     };
@@ -393,6 +426,17 @@ pub struct SetattrRes {
 }
 impl SetattrRes {
     pub fn status(&self) -> u32 {
+        self.status
+    }
+}
+impl OpResult for SetattrRes {
+    fn from_status(status: u32) -> Self {
+        SetattrRes {
+            status,
+            attrsset: Vec::new(),
+        }
+    }
+    fn status(&self) -> u32 {
         self.status
     }
 }

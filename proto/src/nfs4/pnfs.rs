@@ -298,3 +298,29 @@ pub struct Nfsv41FileLayout4 {
     pub nfl_pattern_offset: Offset4,
     pub nfl_fh_list: Vec<NfsFh4>,
 }
+
+impl crate::nfs4::fileops::OpResult for GetdeviceinfoRes {
+    fn from_status(status: u32) -> Self {
+        match status {
+            0 => Self::Err(Nfsstat4::Serverfault.code()),
+            s if s == Nfsstat4::Toosmall.code() => Self::TooSmall(0),
+            s => Self::Err(s),
+        }
+    }
+    fn status(&self) -> u32 {
+        GetdeviceinfoRes::status(self)
+    }
+}
+
+impl crate::nfs4::fileops::OpResult for LayoutgetRes {
+    fn from_status(status: u32) -> Self {
+        match status {
+            0 => Self::Err(Nfsstat4::Serverfault.code()),
+            s if s == Nfsstat4::Layouttrylater.code() => Self::TryLater(false),
+            s => Self::Err(s),
+        }
+    }
+    fn status(&self) -> u32 {
+        LayoutgetRes::status(self)
+    }
+}

@@ -20,6 +20,8 @@ pub const EXCHGID4_FLAG_CONFIRMED_R: u32 = 0x8000_0000;
 pub const EXCHGID4_FLAG_MASK_A: u32 = 0x4007_0103;
 /// Flags a server may return in `eir_flags`.
 pub const EXCHGID4_FLAG_MASK_R: u32 = 0x8007_0103;
+/// Flags a 4.2 server may return (adds SUPP_FENCE_OPS).
+pub const EXCHGID4_2_FLAG_MASK_R: u32 = 0x8007_0107;
 
 pub const CREATE_SESSION4_FLAG_PERSIST: u32 = 0x0000_0001;
 pub const CREATE_SESSION4_FLAG_CONN_BACK_CHAN: u32 = 0x0000_0002;
@@ -380,4 +382,17 @@ pub struct SsvSealCipherTkn4 {
     pub ssct_iv: Opaque,
     pub ssct_encr_data: Opaque,
     pub ssct_hmac: Opaque,
+}
+
+impl crate::nfs4::fileops::OpResult for SetclientidRes {
+    fn from_status(status: u32) -> Self {
+        match status {
+            0 => Self::Err(Nfsstat4::Serverfault.code()),
+            s if s == Nfsstat4::ClidInuse.code() => Self::ClidInuse(Netaddr4::default()),
+            s => Self::Err(s),
+        }
+    }
+    fn status(&self) -> u32 {
+        SetclientidRes::status(self)
+    }
 }

@@ -292,7 +292,7 @@ pub struct LockArgs {
     pub locker: Locker4,
 }
 /// `LOCK4denied`.
-#[derive(Debug, Clone, PartialEq, Eq, Xdr)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Xdr)]
 pub struct LockDenied {
     pub offset: Offset4,
     pub length: Length4,
@@ -467,3 +467,29 @@ res_union!(
     GetDirDelegationRes,
     GetDirDelegationResNonFatal
 );
+
+impl crate::nfs4::fileops::OpResult for LockRes {
+    fn from_status(status: u32) -> Self {
+        match status {
+            0 => Self::Err(Nfsstat4::Serverfault.code()),
+            s if s == Nfsstat4::Denied.code() => Self::Denied(LockDenied::default()),
+            s => Self::Err(s),
+        }
+    }
+    fn status(&self) -> u32 {
+        LockRes::status(self)
+    }
+}
+
+impl crate::nfs4::fileops::OpResult for LocktRes {
+    fn from_status(status: u32) -> Self {
+        match status {
+            0 => Self::Ok,
+            s if s == Nfsstat4::Denied.code() => Self::Denied(LockDenied::default()),
+            s => Self::Err(s),
+        }
+    }
+    fn status(&self) -> u32 {
+        LocktRes::status(self)
+    }
+}

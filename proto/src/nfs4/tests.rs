@@ -1366,3 +1366,28 @@ fn mutated_compounds_never_panic() {
         }
     }
 }
+
+#[test]
+fn error_results_for_every_opcode_are_valid_xdr() {
+    for op in (3..=75u32).chain([OP_ILLEGAL, 9999]) {
+        for status in [0u32, 2, 10008, 10010, 10017, 10005, 10058, 10094] {
+            let r = NfsResop4::from_status(op, status);
+            let b = r.to_xdr();
+            assert_eq!(
+                NfsResop4::from_xdr(&b).as_ref(),
+                Ok(&r),
+                "op {op} status {status}"
+            );
+            if !(3..=75).contains(&op) {
+                assert_eq!(r.opnum(), OP_ILLEGAL);
+                assert_eq!(r.status(), Nfsstat4::OpIllegal.code());
+            } else if status != 0 {
+                assert_eq!(r.status(), status, "op {op}");
+            }
+        }
+    }
+    for op in (3..=15u32).chain([OP_CB_ILLEGAL]) {
+        let r = NfsCbResop4::from_status(op, 10008);
+        assert_eq!(NfsCbResop4::from_xdr(&r.to_xdr()).as_ref(), Ok(&r));
+    }
+}

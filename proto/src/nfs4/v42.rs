@@ -398,3 +398,19 @@ res_union!(
     RemovexattrRes,
     RemovexattrResOk
 );
+
+impl crate::nfs4::fileops::OpResult for CopyRes {
+    fn from_status(status: u32) -> Self {
+        match status {
+            0 => Self::Err(Nfsstat4::Serverfault.code()),
+            s if s == Nfsstat4::OffloadNoReqs.code() => Self::NoReqs(CopyRequirements4 {
+                cr_consecutive: false,
+                cr_synchronous: false,
+            }),
+            s => Self::Err(s),
+        }
+    }
+    fn status(&self) -> u32 {
+        CopyRes::status(self)
+    }
+}
