@@ -1,0 +1,170 @@
+//! Shared by the integration tests: a real `cfs server` process on a free loopback port with
+//! its own data directory, and a bounded way to run `cfs` commands.
+#![allow(dead_code)]
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_cfs");
+
+pub fn free_port() -> u16 {
+    let l = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
+    l.local_addr().expect("local addr").port()
+}
+
+/// A `cfs server` we started; killed (SIGKILL) and reaped on drop.
+pub struct Server {
+    pub child: Option<Child>,
+    pub addr: SocketAddr,
+    pub dir: PathBuf,
+    pub config: Option<PathBuf>,
+    starts: u32,
+}
+
+impl Server {
+    /// Starts a server with data in `dir/data`; `config` is TOML written to `dir/cfs.toml`.
+    pub fn start(dir: &Path, config: Option<&str>) -> Server {
+        let config = config.map(|text| {
+            let p = dir.join("cfs.toml");
+            std::fs::write(&p, text).expect("write config");
+            p
+        });
+        let addr: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let mut s = Server {
+            child: None,
+            addr,
+            dir: dir.to_path_buf(),
+            config,
+            starts: 0,
+        };
+        s.restart();
+        s
+    }
+
+    /// (Re)starts the process on the same port and data directory and waits until it accepts
+    /// connections.
+    pub fn restart(&mut self) {
+        assert!(self.child.is_none(), "server still running");
+        self.starts += 1;
+        let log = std::fs::File::create(self.dir.join(format!("server-{}.log", self.starts)))
+            .expect("server log");
+        let mut cmd = Command::new(BIN);
+        cmd.arg("server")
+            .arg("--data")
+            .arg(self.dir.join("data"))
+            .arg("--listen")
+            .arg(self.addr.to_string())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(log));
+        if let Some(c) = &self.config {
+            cmd.arg("--config").arg(c);
+        }
+        let mut child = cmd.spawn().expect("spawn cfs server");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if TcpStream::connect_timeout(&self.addr, Duration::from_millis(200)).is_ok() {
+                break;
+            }
+            if let Ok(Some(st)) = child.try_wait() {
+                panic!("cfs server exited early ({st}); see {}", self.dir.display());
+            }
+            assert!(
+                Instant::now() < deadline,
+                "cfs server did not start listening"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        self.child = Some(child);
+    }
+
+    /// `kill -9` and reap.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    pub fn server_arg(&self) -> String {
+        self.addr.to_string()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+pub struct Out {
+    pub code: Option<i32>,
+    pub stdout: Vec<u8>,
+    pub stderr: String,
+}
+
+impl Out {
+    pub fn ok(&self) -> bool {
+        self.code == Some(0)
+    }
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.stdout).into_owned()
+    }
+}
+
+/// Runs `cfs ARGS` with a time limit (killed past it); output goes through files so a large
+/// `get -` cannot fill a pipe and stall.
+pub fn cfs(dir: &Path, args: &[&str]) -> Out {
+    static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let (po, pe) = (
+        dir.join(format!("cmd{n}.out")),
+        dir.join(format!("cmd{n}.err")),
+    );
+    let mut child = Command::new(BIN)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::from(std::fs::File::create(&po).unwrap()))
+        .stderr(Stdio::from(std::fs::File::create(&pe).unwrap()))
+        .spawn()
+        .expect("spawn cfs");
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let status = loop {
+        if let Some(st) = child.try_wait().expect("wait") {
+            break st;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("cfs {args:?} timed out");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    let out = Out {
+        code: status.code(),
+        stdout: std::fs::read(&po).unwrap_or_default(),
+        stderr: std::fs::read_to_string(&pe).unwrap_or_default(),
+    };
+    let _ = std::fs::remove_file(po);
+    let _ = std::fs::remove_file(pe);
+    out
+}
+
+/// Deterministic pseudo-random bytes (xorshift64*), so failures reproduce.
+pub fn random_bytes(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed | 1;
+    let mut v = Vec::with_capacity(len + 8);
+    while v.len() < len {
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        v.extend_from_slice(&x.wrapping_mul(0x2545_f491_4f6c_dd1d).to_le_bytes());
+    }
+    v.truncate(len);
+    v
+}
+
+pub fn digest(b: &[u8]) -> blake3::Hash {
+    blake3::hash(b)
+}
