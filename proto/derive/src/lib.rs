@@ -229,7 +229,9 @@ fn expand_union(e: &syn::DataEnum) -> syn::Result<(TokenStream2, TokenStream2)> 
             .collect();
         match fields.len() {
             0 => {
-                enc.push(quote! { Self::#vid => { ::proto::xdr::Xdr::encode(&((#first) as u32), w); } });
+                enc.push(
+                    quote! { Self::#vid => { ::proto::xdr::Xdr::encode(&((#first) as u32), w); } },
+                );
                 for p in pats {
                     dec.push(quote! { #p => Ok(Self::#vid) });
                 }
