@@ -11,6 +11,11 @@ check() {
   d=$1; shift
   if "$@" > /tmp/check.out 2>&1; then pass "$d"; else fail "$d: '$*' failed: $(head -c 300 /tmp/check.out | tr '\n' ' ')"; fi
 }
+# rd FILE: its content, or the error; NUL bytes shown as @ (the shell would silently drop them,
+# and a server returning zeros must not look like an empty file)
+rd() { cat "$1" 2>&1 | tr '\000' '@'; }
+# md5 FILE: the digest, or the error message
+md5() { _o=$(md5sum "$1" 2>&1) && echo "${_o%% *}" || echo "error: $_o"; }
 # metric NAME VALUE UNIT: a number the host stores in the report
 metric() { echo "@@METRIC@@ $1 $2 $3"; }
 now() { cut -d' ' -f1 /proc/uptime; }

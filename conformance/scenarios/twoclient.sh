@@ -10,7 +10,7 @@ if [ "$ROLE" = A ]; then
   echo v1-from-A > shared
   post written1
   await written2
-  expect_eq "A sees B's write after open (close-to-open)" v2-from-B-longer "$(cat shared)"
+  expect_eq "A sees B's write after open (close-to-open)" v2-from-B-longer "$(rd shared)"
   mv shared renamed
   post renamed
   await checked-rename
@@ -37,11 +37,11 @@ else
   await ready
   cd "$WD" || fail "B: cd into A's directory $WD"
   await written1
-  expect_eq "B sees A's write after open (close-to-open)" v1-from-A "$(cat shared)"
+  expect_eq "B sees A's write after open (close-to-open)" v1-from-A "$(rd shared)"
   echo v2-from-B-longer > shared
   post written2
   await renamed
-  expect_eq "B opens the new name after A's rename" v2-from-B-longer "$(cat renamed 2>&1)"
+  expect_eq "B opens the new name after A's rename" v2-from-B-longer "$(rd renamed)"
   # Opening a directory by path forces the client to revalidate it (close-to-open applies to
   # directories too), so this listing must already reflect A's rename.
   expect_eq "B's fresh listing after A's rename" renamed "$($H readdir "$WD" 2>&1 | sort | tr '\n' ' ' | sed 's/ $//')"
@@ -55,7 +55,7 @@ else
   post checked-unlink
   await mkdir
   expect_eq "B lists A's new directory" y "$(ls sub 2>&1)"
-  expect_eq "B reads a file in A's new directory" y "$(cat sub/y 2>&1)"
+  expect_eq "B reads a file in A's new directory" y "$(rd sub/y)"
   post checked-mkdir
   case "$NFSVERS" in
     4*) await locked

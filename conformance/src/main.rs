@@ -68,7 +68,7 @@ struct RunArgs {
     scenario: Vec<String>,
     #[arg(long)]
     json: Option<PathBuf>,
-    /// smaller sizes (integrity 32 MiB, bigdir 1000 entries)
+    /// smaller sizes (integrity 16 MiB, bigdir 500 entries)
     #[arg(long)]
     quick: bool,
 }
