@@ -7,6 +7,7 @@ pub mod export;
 pub mod fh;
 pub mod namespace;
 pub mod ops;
+pub mod recall;
 pub mod server;
 pub mod state;
 
@@ -66,6 +67,8 @@ pub struct Mds {
     pub write_verf: [u8; 8],
     pub boot: u64,
     pub lease_seconds: u32,
+    /// Serialises callbacks (each back channel has one slot).
+    pub callback_lock: tokio::sync::Mutex<()>,
 }
 
 impl Mds {
@@ -115,6 +118,7 @@ impl Mds {
             write_verf,
             boot,
             lease_seconds: cfg.lease_seconds.max(5),
+            callback_lock: tokio::sync::Mutex::new(()),
         })
     }
 
@@ -127,6 +131,7 @@ impl Mds {
             tracing::warn!(ino, "cannot forget orphan: {e}");
             return;
         }
+        self.state.forget_file(ino);
         if let Err(e) = self.data.remove(ino).await {
             tracing::warn!(ino, "cannot remove data of orphan: {e}");
         }

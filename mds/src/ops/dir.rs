@@ -43,6 +43,14 @@ fn check_sticky(ctx: &Ctx<'_>, dir: &Inode, name: &[u8]) -> NfsResult<()> {
     }
 }
 
+/// Removing or replacing a name changes the file behind it: other clients' delegations go.
+fn recall_name(ctx: &Ctx<'_>, dir: u64, name: &[u8]) -> NfsResult<()> {
+    match ctx.mds.ns.lookup(dir, name) {
+        Ok(i) => crate::recall::recall_conflicts(ctx.mds, i.ino, ctx.clientid),
+        Err(_) => Ok(()),
+    }
+}
+
 pub fn readdir(ctx: &mut Ctx<'_>, a: &ReaddirArgs) -> ReaddirRes {
     match readdir_inner(ctx, a) {
         Ok(r) => ReaddirRes::Ok(r),
@@ -251,6 +259,8 @@ async fn rename_inner(ctx: &mut Ctx<'_>, a: &RenameArgs) -> NfsResult<RenameResO
     if ctx.mds.ns.lookup(dst.ino, &new).is_ok() {
         check_sticky(ctx, &dst, &new)?;
     }
+    recall_name(ctx, src.ino, &old)?;
+    recall_name(ctx, dst.ino, &new)?;
     let out = ctx
         .mds
         .ns

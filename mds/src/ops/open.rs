@@ -6,7 +6,7 @@ use crate::compound::Ctx;
 use crate::error::{NfsError, NfsResult};
 use crate::namespace::{Command, CreateHow, FileKind, Inode, Time};
 use crate::state::StateId;
-use proto::nfs4::basic::{Fattr4, Stateid4};
+use proto::nfs4::basic::{Fattr4, Nfsace4, Stateid4};
 use proto::nfs4::state::*;
 
 fn wire(s: StateId) -> Stateid4 {
@@ -40,6 +40,10 @@ async fn open_inner(ctx: &mut Ctx<'_>, a: &OpenArgs) -> NfsResult<OpenResOk> {
         return Err(NfsError::Inval);
     }
     let reclaim = matches!(a.claim, OpenClaim4::Previous(_));
+    let by_delegation = matches!(
+        a.claim,
+        OpenClaim4::DelegCurFh(_) | OpenClaim4::DelegateCur(_)
+    );
     if reclaim {
         if !ctx.mds.state.in_grace() {
             return Err(NfsError::NoGrace);
@@ -47,7 +51,7 @@ async fn open_inner(ctx: &mut Ctx<'_>, a: &OpenArgs) -> NfsResult<OpenResOk> {
         if !ctx.mds.state.client_may_reclaim(clientid) {
             return Err(NfsError::ReclaimBad);
         }
-    } else if ctx.mds.state.in_grace() {
+    } else if !by_delegation && ctx.mds.state.in_grace() {
         return Err(NfsError::Grace);
     }
     let t = match &a.claim {
@@ -64,8 +68,36 @@ async fn open_inner(ctx: &mut Ctx<'_>, a: &OpenArgs) -> NfsResult<OpenResOk> {
                 attrset: Vec::new(),
             }
         }
-        // No delegations are granted, so no claim can rest on one.
-        OpenClaim4::DelegateCur(_) | OpenClaim4::DelegCurFh(_) => return Err(NfsError::BadStateId),
+        // The holder of a delegation being recalled turns its local opens into real ones.
+        OpenClaim4::DelegCurFh(sid) => {
+            let file = ctx.cur()?;
+            ctx.mds
+                .state
+                .check_delegation(&ctx.stateid(sid)?, file.ino, clientid)?;
+            Target {
+                file,
+                dir: None,
+                dir_change: None,
+                created: false,
+                attrset: Vec::new(),
+            }
+        }
+        OpenClaim4::DelegateCur(c) => {
+            let dir = ctx.cur_dir()?;
+            let file = ctx.mds.ns.lookup(dir.ino, check_name(&c.file)?)?;
+            ctx.mds.state.check_delegation(
+                &ctx.stateid(&c.delegate_stateid)?,
+                file.ino,
+                clientid,
+            )?;
+            Target {
+                file,
+                dir: Some(dir),
+                dir_change: None,
+                created: false,
+                attrset: Vec::new(),
+            }
+        }
         OpenClaim4::DelegatePrev(_) | OpenClaim4::DelegPrevFh => return Err(NfsError::NotSupp),
     };
     match t.file.kind {
@@ -90,10 +122,25 @@ async fn open_inner(ctx: &mut Ctx<'_>, a: &OpenArgs) -> NfsResult<OpenResOk> {
             return Err(NfsError::Access);
         }
     }
+    if access & OPEN4_SHARE_ACCESS_WRITE_BIT != 0 {
+        crate::recall::recall_conflicts(ctx.mds, t.file.ino, Some(clientid))?;
+    }
     let opened =
         ctx.mds
             .state
             .open(clientid, a.owner.owner.as_bytes(), t.file.ino, access, deny)?;
+    // Read-only opens may cache: grant a read delegation when nobody else writes the file
+    // and the client can be called back.
+    let delegation = if access == 1
+        && deny == 0
+        && !reclaim
+        && !by_delegation
+        && ctx.mds.state.back_channel(clientid).is_some()
+    {
+        ctx.mds.state.grant_read_delegation(clientid, t.file.ino)
+    } else {
+        None
+    };
     ctx.cfh = Some(t.file.ino);
     ctx.cur_sid = Some(opened.stateid);
     let dir_ref = t.dir.as_ref().unwrap_or(&t.file);
@@ -102,7 +149,20 @@ async fn open_inner(ctx: &mut Ctx<'_>, a: &OpenArgs) -> NfsResult<OpenResOk> {
         cinfo: cinfo(t.dir_change, dir_ref),
         rflags: OPEN4_RESULT_LOCKTYPE_POSIX,
         attrset: t.attrset,
-        delegation: OpenDelegation4::None,
+        delegation: match delegation {
+            Some(d) => OpenDelegation4::Read(OpenReadDelegation4 {
+                stateid: wire(d),
+                recall: false,
+                // knfsd sends an empty ACE too: access is checked at OPEN, not from this.
+                permissions: Nfsace4 {
+                    acetype: 0,
+                    flag: 0,
+                    access_mask: 0,
+                    who: proto::xdr::Opaque::default(),
+                },
+            }),
+            None => OpenDelegation4::None,
+        },
     })
 }
 
@@ -239,14 +299,9 @@ pub fn open_downgrade(ctx: &mut Ctx<'_>, a: &OpenDowngradeArgs) -> OpenDowngrade
 }
 
 pub fn delegreturn(ctx: &mut Ctx<'_>, a: &DelegreturnArgs) -> NfsResult<()> {
-    ctx.fh()?;
+    let ino = ctx.fh()?;
     let sid = ctx.stateid(&a.deleg_stateid)?;
-    // No delegations are granted: any delegation stateid is unknown here.
-    ctx.mds
-        .state
-        .check_stateid(&sid, ctx.fh()?)
-        .map(|_| ())
-        .and(Err(NfsError::BadStateId))
+    ctx.mds.state.return_delegation(&sid, ino)
 }
 
 /// Directory delegations are not granted; RFC 8881 §18.39.3 lets the server decline without

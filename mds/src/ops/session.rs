@@ -125,6 +125,21 @@ fn create_session_inner(ctx: &mut Ctx<'_>, a: &CreateSessionArgs) -> NfsResult<C
         )
     });
     let back_conn = (wants_back && sec_ok).then(|| ctx.conn.clone());
+    // Linux offers AUTH_SYS (uid 0); answer its callbacks with the credential it asked for.
+    let cb_cred = a
+        .csa_sec_parms
+        .iter()
+        .find_map(|p| match p {
+            CallbackSecParms4::AuthSys(p) => Some(proto::rpc::Auth::Sys(proto::rpc::AuthSys {
+                stamp: p.stamp,
+                machine: p.machinename.as_bytes().to_vec(),
+                uid: p.uid,
+                gid: p.gid,
+                gids: p.gids.clone(),
+            })),
+            _ => None,
+        })
+        .unwrap_or(proto::rpc::Auth::None);
     let mut id: SessionId = [0; 16];
     id[..8].copy_from_slice(&a.csa_clientid.to_be_bytes());
     id[8..12].copy_from_slice(&a.csa_sequence.to_be_bytes());
@@ -150,6 +165,7 @@ fn create_session_inner(ctx: &mut Ctx<'_>, a: &CreateSessionArgs) -> NfsResult<C
         back_conn,
         wants_back_channel: wants_back,
         cb_seqid: 0,
+        cb_cred,
     };
     ctx.mds
         .state

@@ -74,8 +74,11 @@ pub enum StateKind {
         owner: Vec<u8>,
         open: [u8; 12],
     },
+    /// `recalled`: when CB_RECALL went out; a holder that has not returned it a lease later
+    /// loses it.
     Delegation {
         write: bool,
+        recalled: Option<Instant>,
     },
 }
 
@@ -128,6 +131,24 @@ pub struct Sequenced {
     pub used: SlotUse,
     pub highest_slot: u32,
     pub cb_down: bool,
+}
+
+/// Where and how to send a client its callbacks.
+#[derive(Debug, Clone)]
+pub struct BackChannel {
+    pub conn: proto::rpc::Connection,
+    pub session: SessionId,
+    pub program: u32,
+    pub cred: proto::rpc::Auth,
+}
+
+/// A delegation that stands in the way of an operation.
+#[derive(Debug, Clone, Copy)]
+pub struct Conflict {
+    pub clientid: u64,
+    pub stateid: StateId,
+    /// CB_RECALL must be sent now (not yet sent for this delegation).
+    pub needs_recall: bool,
 }
 
 /// Lock denied: who holds what.
@@ -504,7 +525,7 @@ impl StateManager {
         self.lock().sessions.get(id).map(|s| s.clientid)
     }
 
-    pub fn back_channel(&self, clientid: u64) -> Option<(proto::rpc::Connection, SessionId, u32)> {
+    pub fn back_channel(&self, clientid: u64) -> Option<BackChannel> {
         let g = self.lock();
         g.sessions
             .values()
@@ -513,7 +534,12 @@ impl StateManager {
                 s.back_conn
                     .as_ref()
                     .filter(|c| !c.is_closed())
-                    .map(|c| (c.clone(), s.id, s.cb_program))
+                    .map(|c| BackChannel {
+                        conn: c.clone(),
+                        session: s.id,
+                        program: s.cb_program,
+                        cred: s.cb_cred.clone(),
+                    })
             })
     }
 
@@ -590,7 +616,7 @@ impl StateManager {
                 }) => *access,
                 _ => return Err(NfsError::BadStateId),
             },
-            StateKind::Delegation { write: w } => {
+            StateKind::Delegation { write: w, .. } => {
                 if *w {
                     OPEN4_SHARE_ACCESS_BOTH
                 } else {
@@ -765,11 +791,39 @@ impl StateManager {
     }
 
     /// Whether any client still has the file open (an unlinked file's data must stay).
+    /// Only opens count: a client unlinks a file it has open locally by renaming it instead
+    /// (silly rename), so a delegation alone must not keep an unlinked file alive.
     pub fn file_in_use(&self, ino: u64) -> bool {
-        self.lock()
-            .files
-            .get(&ino)
-            .is_some_and(|f| !f.states.is_empty())
+        let g = self.lock();
+        g.files.get(&ino).is_some_and(|f| {
+            f.states.iter().any(|o| {
+                matches!(
+                    g.states.get(o),
+                    Some(State {
+                        kind: StateKind::Open { .. },
+                        ..
+                    })
+                )
+            })
+        })
+    }
+
+    /// The file is gone: delegations on it go with it.
+    pub fn forget_file(&self, ino: u64) {
+        let mut g = self.lock();
+        let Some(f) = g.files.get(&ino) else { return };
+        let ids: Vec<[u8; 12]> = f.states.iter().copied().collect();
+        for other in ids {
+            if matches!(
+                g.states.get(&other),
+                Some(State {
+                    kind: StateKind::Delegation { .. },
+                    ..
+                })
+            ) {
+                Self::drop_state(&mut g, &other);
+            }
+        }
     }
 
     // ---- locks ---------------------------------------------------------------------------
@@ -975,6 +1029,120 @@ impl StateManager {
     }
 }
 
+impl StateManager {
+    /// Grants `clientid` a read delegation on `ino` if nobody else may write it and the client
+    /// holds none there yet. (Exclusive locks need write opens, which recall read delegations,
+    /// so a client caching its locks under one cannot hide a conflict.)
+    pub fn grant_read_delegation(&self, clientid: u64, ino: u64) -> Option<StateId> {
+        let mut g = self.lock();
+        if let Some(f) = g.files.get(&ino) {
+            for o in &f.states {
+                match g.states.get(o) {
+                    Some(State {
+                        clientid: c,
+                        kind: StateKind::Open { access, .. },
+                        ..
+                    }) if *c != clientid && access & OPEN4_SHARE_ACCESS_WRITE != 0 => return None,
+                    Some(State {
+                        clientid: c,
+                        kind: StateKind::Delegation { write, recalled },
+                        ..
+                    }) if *c == clientid || *write || recalled.is_some() => return None,
+                    _ => {}
+                }
+            }
+        }
+        let other = self.new_other(&mut g, 3);
+        g.states.insert(
+            other,
+            State {
+                clientid,
+                ino,
+                seqid: 1,
+                kind: StateKind::Delegation {
+                    write: false,
+                    recalled: None,
+                },
+            },
+        );
+        g.files.entry(ino).or_default().states.insert(other);
+        Some(StateId { seqid: 1, other })
+    }
+
+    /// Delegations of other clients on `ino` that must be recalled before `clientid` may
+    /// change it. Delegations not returned a lease after their recall are revoked here.
+    pub fn delegation_conflicts(&self, ino: u64, clientid: u64) -> Vec<Conflict> {
+        let mut g = self.lock();
+        let Some(f) = g.files.get(&ino) else {
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        let mut revoke = Vec::new();
+        let ids: Vec<[u8; 12]> = f.states.iter().copied().collect();
+        for other in ids {
+            let Some(st) = g.states.get_mut(&other) else {
+                continue;
+            };
+            if st.clientid == clientid {
+                continue;
+            }
+            if let StateKind::Delegation { recalled, .. } = &mut st.kind {
+                match recalled {
+                    Some(t) if t.elapsed() > self.lease => revoke.push(other),
+                    Some(_) => out.push(Conflict {
+                        clientid: st.clientid,
+                        stateid: StateId {
+                            seqid: st.seqid,
+                            other,
+                        },
+                        needs_recall: false,
+                    }),
+                    None => {
+                        *recalled = Some(Instant::now());
+                        out.push(Conflict {
+                            clientid: st.clientid,
+                            stateid: StateId {
+                                seqid: st.seqid,
+                                other,
+                            },
+                            needs_recall: true,
+                        });
+                    }
+                }
+            }
+        }
+        for other in revoke {
+            tracing::warn!(
+                ino,
+                "revoking a delegation not returned within the lease after recall"
+            );
+            Self::drop_state(&mut g, &other);
+        }
+        out
+    }
+
+    /// DELEGRETURN.
+    pub fn return_delegation(&self, sid: &StateId, ino: u64) -> NfsResult<()> {
+        let mut g = self.lock();
+        let st = self.check_locked(&g, sid, Some(ino))?;
+        if !matches!(st.kind, StateKind::Delegation { .. }) {
+            return Err(NfsError::BadStateId);
+        }
+        Self::drop_state(&mut g, &sid.other);
+        Ok(())
+    }
+
+    /// An open claimed under a delegation the client holds (CLAIM_DELEG_CUR_FH during recall).
+    pub fn check_delegation(&self, sid: &StateId, ino: u64, clientid: u64) -> NfsResult<()> {
+        let g = self.lock();
+        let st = self.check_locked(&g, sid, Some(ino))?;
+        match st.kind {
+            StateKind::Delegation { .. } if st.clientid == clientid => Ok(()),
+            _ => Err(NfsError::BadStateId),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1086,5 +1254,26 @@ mod tests {
             m.create_session_seq(c2, 7).unwrap_err(),
             NfsError::SeqMisordered
         );
+    }
+
+    #[test]
+    fn read_delegations_are_exclusive_of_other_writers() {
+        let (m, _d) = mgr();
+        m.open(1, b"a", 7, OPEN4_SHARE_ACCESS_READ, 0).unwrap();
+        let d = m.grant_read_delegation(1, 7).unwrap();
+        // Not twice to the same client; other readers may get their own.
+        assert!(m.grant_read_delegation(1, 7).is_none());
+        assert!(m.grant_read_delegation(2, 7).is_some());
+        // A third client wanting to write meets both: the first call asks for recalls ...
+        let c = m.delegation_conflicts(7, 3);
+        assert_eq!(c.len(), 2);
+        assert!(c.iter().all(|c| c.needs_recall));
+        // ... later calls wait for the returns without recalling again.
+        assert!(m.delegation_conflicts(7, 3).iter().all(|c| !c.needs_recall));
+        m.return_delegation(&d, 7).unwrap();
+        assert_eq!(m.delegation_conflicts(7, 3).len(), 1);
+        // Once somebody else writes, no new read delegation is granted.
+        m.open(3, b"w", 8, OPEN4_SHARE_ACCESS_WRITE, 0).unwrap();
+        assert!(m.grant_read_delegation(1, 8).is_none());
     }
 }

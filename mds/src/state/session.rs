@@ -35,6 +35,8 @@ pub struct Session {
     /// The client asked for a back channel (CREATE_SESSION4_FLAG_CONN_BACK_CHAN).
     pub wants_back_channel: bool,
     pub cb_seqid: u32,
+    /// Credential for callbacks, from the client's CREATE_SESSION security parameters.
+    pub cb_cred: proto::rpc::Auth,
 }
 
 /// What SEQUENCE found on the slot.
@@ -116,6 +118,7 @@ mod tests {
             back_conn: None,
             wants_back_channel: false,
             cb_seqid: 0,
+            cb_cred: proto::rpc::Auth::None,
         }
     }
 

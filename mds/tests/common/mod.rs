@@ -1,0 +1,187 @@
+//! Shared helpers for tests that talk to a real server on loopback.
+#![allow(dead_code)]
+use mds::export::Export;
+use mds::{Server, ServerConfig};
+use proto::nfs4::*;
+use proto::rpc::{Auth, AuthSys, Connection, ConnectionLimits, RejectCalls};
+use proto::xdr::{Opaque, Xdr};
+use std::sync::Arc;
+use std::time::Duration;
+
+pub const T: Duration = Duration::from_secs(10);
+
+pub async fn server() -> (Server, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = ServerConfig {
+        data_dir: dir.path().to_path_buf(),
+        listen: "127.0.0.1:0".parse().unwrap(),
+        exports: vec![Export::new("/").unwrap()],
+        lease_seconds: 30,
+        grace_seconds: None,
+    };
+    (Server::start(cfg).await.unwrap(), dir)
+}
+
+pub fn root() -> Auth {
+    Auth::Sys(AuthSys {
+        stamp: 1,
+        machine: b"test".to_vec(),
+        uid: 0,
+        gid: 0,
+        gids: vec![],
+    })
+}
+
+pub async fn compound(c: &Connection, minor: u32, ops: Vec<NfsArgop4>) -> Compound4Res {
+    let args = Compound4Args {
+        tag: Opaque::default(),
+        minorversion: minor,
+        argarray: ops,
+    };
+    raw_compound(c, &args.to_xdr()).await
+}
+
+pub async fn raw_compound(c: &Connection, body: &[u8]) -> Compound4Res {
+    let r = c
+        .call(NFS4_PROGRAM, NFS_V4, NFSPROC4_COMPOUND, &root(), body, T)
+        .await
+        .unwrap();
+    Compound4Res::from_xdr(r.body()).unwrap()
+}
+
+/// A client with a session; returns the session id.
+pub async fn session(c: &Connection) -> Sessionid4 {
+    let r = compound(
+        c,
+        1,
+        vec![NfsArgop4::ExchangeId(ExchangeIdArgs {
+            eia_clientowner: ClientOwner4 {
+                co_verifier: [1; 8],
+                co_ownerid: Opaque::from("hostile-test"),
+            },
+            eia_flags: 0,
+            eia_state_protect: StateProtect4A::None,
+            eia_client_impl_id: vec![],
+        })],
+    )
+    .await;
+    let NfsResop4::ExchangeId(ExchangeIdRes::Ok(x)) = &r.resarray[0] else {
+        panic!("{r:?}")
+    };
+    let attrs = ChannelAttrs4 {
+        ca_headerpadsize: 0,
+        ca_maxrequestsize: 1 << 20,
+        ca_maxresponsesize: 1 << 20,
+        ca_maxresponsesize_cached: 4096,
+        ca_maxoperations: 16,
+        ca_maxrequests: 4,
+        ca_rdma_ird: vec![],
+    };
+    let r = compound(
+        c,
+        1,
+        vec![NfsArgop4::CreateSession(CreateSessionArgs {
+            csa_clientid: x.eir_clientid,
+            csa_sequence: x.eir_sequenceid,
+            csa_flags: 0,
+            csa_fore_chan_attrs: attrs.clone(),
+            csa_back_chan_attrs: attrs,
+            csa_cb_program: 0x4000_0000,
+            csa_sec_parms: vec![CallbackSecParms4::AuthNone],
+        })],
+    )
+    .await;
+    let NfsResop4::CreateSession(CreateSessionRes::Ok(s)) = &r.resarray[0] else {
+        panic!("{r:?}")
+    };
+    s.csr_sessionid
+}
+
+pub fn seq(sid: Sessionid4, seqid: u32) -> NfsArgop4 {
+    NfsArgop4::Sequence(SequenceArgs {
+        sa_sessionid: sid,
+        sa_sequenceid: seqid,
+        sa_slotid: 0,
+        sa_highest_slotid: 0,
+        sa_cachethis: false,
+    })
+}
+
+pub async fn connect(s: &Server) -> Connection {
+    Connection::connect(
+        s.local_addr(),
+        Arc::new(RejectCalls),
+        ConnectionLimits::default(),
+    )
+    .await
+    .unwrap()
+}
+
+/// A client that asked for a back channel on its connection; returns (session, client id).
+pub async fn session_with_back_channel(c: &Connection, owner: &str) -> (Sessionid4, u64) {
+    let r = compound(
+        c,
+        1,
+        vec![NfsArgop4::ExchangeId(ExchangeIdArgs {
+            eia_clientowner: ClientOwner4 {
+                co_verifier: [2; 8],
+                co_ownerid: Opaque::from(owner),
+            },
+            eia_flags: 0,
+            eia_state_protect: StateProtect4A::None,
+            eia_client_impl_id: vec![],
+        })],
+    )
+    .await;
+    let NfsResop4::ExchangeId(ExchangeIdRes::Ok(x)) = &r.resarray[0] else {
+        panic!("{r:?}")
+    };
+    let attrs = ChannelAttrs4 {
+        ca_headerpadsize: 0,
+        ca_maxrequestsize: 1 << 20,
+        ca_maxresponsesize: 1 << 20,
+        ca_maxresponsesize_cached: 4096,
+        ca_maxoperations: 16,
+        ca_maxrequests: 4,
+        ca_rdma_ird: vec![],
+    };
+    let r = compound(
+        c,
+        1,
+        vec![NfsArgop4::CreateSession(CreateSessionArgs {
+            csa_clientid: x.eir_clientid,
+            csa_sequence: x.eir_sequenceid,
+            csa_flags: CREATE_SESSION4_FLAG_CONN_BACK_CHAN,
+            csa_fore_chan_attrs: attrs.clone(),
+            csa_back_chan_attrs: attrs,
+            csa_cb_program: 0x4000_0000,
+            csa_sec_parms: vec![CallbackSecParms4::AuthSys(AuthsysParms {
+                stamp: 1,
+                machinename: Opaque::from("test"),
+                uid: 0,
+                gid: 0,
+                gids: vec![],
+            })],
+        })],
+    )
+    .await;
+    let NfsResop4::CreateSession(CreateSessionRes::Ok(s)) = &r.resarray[0] else {
+        panic!("{r:?}")
+    };
+    assert_ne!(
+        s.csr_flags & CREATE_SESSION4_FLAG_CONN_BACK_CHAN,
+        0,
+        "back channel refused"
+    );
+    let r = compound(
+        c,
+        1,
+        vec![
+            seq(s.csr_sessionid, 1),
+            NfsArgop4::ReclaimComplete(ReclaimCompleteArgs { rca_one_fs: false }),
+        ],
+    )
+    .await;
+    assert_eq!(r.status, 0, "{r:?}");
+    (s.csr_sessionid, x.eir_clientid)
+}

@@ -1,0 +1,180 @@
+//! Read delegations with a real back channel: granted to a read-only opener, recalled with
+//! CB_RECALL when another client opens the file for writing (which waits with NFS4ERR_DELAY),
+//! and the writer gets through once the holder returns it.
+mod common;
+use common::*;
+use proto::nfs4::*;
+use proto::rpc::{
+    accepted_reply, AcceptStat, Auth, Call, CallHandler, Connection, ConnectionLimits,
+};
+use proto::xdr::{Opaque, Writer, Xdr};
+use std::sync::Arc;
+use tokio::sync::mpsc;
+
+/// The holder's callback service: records recalls and acknowledges them.
+struct Holder {
+    recalls: mpsc::UnboundedSender<Stateid4>,
+}
+
+impl CallHandler for Holder {
+    async fn handle(&self, _c: Connection, call: Call) -> Option<Writer> {
+        let args = CbCompound4Args::from_xdr(call.args()).ok()?;
+        let mut res = Vec::new();
+        for op in &args.argarray {
+            match op {
+                NfsCbArgop4::Sequence(s) => {
+                    res.push(NfsCbResop4::Sequence(CbSequenceRes::Ok(CbSequenceResOk {
+                        csr_sessionid: s.csa_sessionid,
+                        csr_sequenceid: s.csa_sequenceid,
+                        csr_slotid: s.csa_slotid,
+                        csr_highest_slotid: 0,
+                        csr_target_highest_slotid: 0,
+                    })))
+                }
+                NfsCbArgop4::Recall(r) => {
+                    let _ = self.recalls.send(r.stateid);
+                    res.push(NfsCbResop4::Recall(fileops::StatusRes::ok()));
+                }
+                _ => return None,
+            }
+        }
+        let mut w = accepted_reply(call.xid, &Auth::None, AcceptStat::Success);
+        CbCompound4Res {
+            status: 0,
+            tag: Opaque::default(),
+            resarray: res,
+        }
+        .encode(&mut w);
+        Some(w)
+    }
+}
+
+fn open_args(owner: &str, access: u32, create: bool) -> NfsArgop4 {
+    NfsArgop4::Open(OpenArgs {
+        seqid: 0,
+        share_access: access,
+        share_deny: 0,
+        owner: StateOwner4 {
+            clientid: 0,
+            owner: Opaque::from(owner),
+        },
+        openhow: if create {
+            Openflag4::Create(Createhow4::Unchecked(Fattr4::default()))
+        } else {
+            Openflag4::NoCreate
+        },
+        claim: OpenClaim4::Null(Opaque::from("shared")),
+    })
+}
+
+#[tokio::test]
+async fn write_open_recalls_a_read_delegation() {
+    let (s, _d) = server().await;
+    let (tx, mut recalls) = mpsc::unbounded_channel();
+    let a = Connection::connect(
+        s.local_addr(),
+        Arc::new(Holder { recalls: tx }),
+        ConnectionLimits::default(),
+    )
+    .await
+    .unwrap();
+    let (sa, _) = session_with_back_channel(&a, "holder").await;
+    let b = connect(&s).await;
+    let (sb, _) = session_with_back_channel(&b, "writer").await;
+
+    // A creates the file read-write, closes, then opens it read-only: a read delegation.
+    let r = compound(
+        &a,
+        1,
+        vec![seq(sa, 2), NfsArgop4::Putrootfh, open_args("a", 3, true)],
+    )
+    .await;
+    let NfsResop4::Open(OpenRes::Ok(o)) = &r.resarray[2] else {
+        panic!("{r:?}")
+    };
+    let r = compound(
+        &a,
+        1,
+        vec![
+            seq(sa, 3),
+            NfsArgop4::Putrootfh,
+            NfsArgop4::Lookup(LookupArgs {
+                objname: Opaque::from("shared"),
+            }),
+            NfsArgop4::Close(CloseArgs {
+                seqid: 0,
+                open_stateid: o.stateid,
+            }),
+        ],
+    )
+    .await;
+    assert_eq!(r.status, 0, "{r:?}");
+    let r = compound(
+        &a,
+        1,
+        vec![seq(sa, 4), NfsArgop4::Putrootfh, open_args("a", 1, false)],
+    )
+    .await;
+    let NfsResop4::Open(OpenRes::Ok(o)) = &r.resarray[2] else {
+        panic!("{r:?}")
+    };
+    let OpenDelegation4::Read(deleg) = &o.delegation else {
+        panic!("no read delegation: {o:?}")
+    };
+
+    // B wants to write: told to wait, and A is called back for exactly that delegation.
+    let r = compound(
+        &b,
+        1,
+        vec![seq(sb, 2), NfsArgop4::Putrootfh, open_args("b", 2, false)],
+    )
+    .await;
+    assert_eq!(r.status, Nfsstat4::Delay.code(), "{r:?}");
+    let recalled = tokio::time::timeout(T, recalls.recv())
+        .await
+        .expect("no CB_RECALL")
+        .unwrap();
+    assert_eq!(recalled, deleg.stateid);
+    // Still waiting until A returns it.
+    let r = compound(
+        &b,
+        1,
+        vec![seq(sb, 3), NfsArgop4::Putrootfh, open_args("b", 2, false)],
+    )
+    .await;
+    assert_eq!(r.status, Nfsstat4::Delay.code());
+    let r = compound(
+        &a,
+        1,
+        vec![
+            seq(sa, 5),
+            NfsArgop4::Putrootfh,
+            NfsArgop4::Lookup(LookupArgs {
+                objname: Opaque::from("shared"),
+            }),
+            NfsArgop4::Delegreturn(DelegreturnArgs {
+                deleg_stateid: deleg.stateid,
+            }),
+        ],
+    )
+    .await;
+    assert_eq!(r.status, 0, "{r:?}");
+    let r = compound(
+        &b,
+        1,
+        vec![seq(sb, 4), NfsArgop4::Putrootfh, open_args("b", 2, false)],
+    )
+    .await;
+    assert_eq!(r.status, 0, "{r:?}");
+    // And nobody gets a read delegation while B has it open for writing.
+    let r = compound(
+        &a,
+        1,
+        vec![seq(sa, 6), NfsArgop4::Putrootfh, open_args("a2", 1, false)],
+    )
+    .await;
+    let NfsResop4::Open(OpenRes::Ok(o)) = &r.resarray[2] else {
+        panic!("{r:?}")
+    };
+    assert_eq!(o.delegation, OpenDelegation4::None);
+}
