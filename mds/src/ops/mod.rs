@@ -13,25 +13,14 @@ use crate::compound::Ctx;
 use crate::error::NfsError;
 use proto::nfs4::compound::{NfsArgop4 as A, NfsResop4 as R};
 use proto::nfs4::fileops::StatusRes;
-use proto::xdr::Xdr;
 
-/// The error form of any operation's result. Every result union's error arm is the status
-/// alone (SETATTR adds an empty bitmap), so decoding (opnum, status, zeros) yields exactly
-/// the right typed value for any opnum without a table of constructors.
+/// The error form of any operation's result.
 pub fn error_result(op: &A, e: NfsError) -> R {
-    result_for(op.opnum(), e.code())
+    R::from_status(op.opnum(), e.code())
 }
 
 pub fn bad_xdr_result(opnum: u32) -> R {
-    result_for(opnum, NfsError::BadXdr.code())
-}
-
-fn result_for(opnum: u32, status: u32) -> R {
-    let mut b = Vec::with_capacity(24);
-    for v in [opnum, status, 0, 0, 0, 0] {
-        b.extend_from_slice(&v.to_be_bytes());
-    }
-    R::from_xdr(&b).unwrap_or(R::Illegal(StatusRes::err(status)))
+    R::from_status(opnum, NfsError::BadXdr.code())
 }
 
 fn status(r: Result<(), NfsError>) -> StatusRes {
