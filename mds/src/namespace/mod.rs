@@ -59,7 +59,9 @@ pub struct Options {
     /// is only needed for replication catch-up (later) and for tests that replay it.
     pub log_keep: u64,
     /// redb quick-repair: durable commits also save the allocator state (2-phase commit), so
-    /// reopening after a crash is instant instead of a walk of the whole database.
+    /// reopening after a crash skips redb's repair walk. Off by default: measured on this VM it
+    /// makes each durable commit 2.6x slower (73 vs 193 serial creates/s), while the repair walk
+    /// it saves took 0.25 s for 300k inodes (18 ms with it).
     pub quick_repair: bool,
 }
 

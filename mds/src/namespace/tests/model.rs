@@ -266,35 +266,147 @@ fn link_unlink_rmdir_rules() {
     assert_eq!(s.inodes.len(), 1);
 }
 
-/// Random commands over a handful of names and inode numbers, so that collisions (and thus
-/// the interesting rules) are frequent.
-fn arb_command() -> impl Strategy<Value = Command> {
-    let ino = 1u64..14;
-    let name =
-        prop_oneof![Just("a"), Just("b"), Just("c")].prop_map(|n: &str| n.as_bytes().to_vec());
-    let kind = prop_oneof![
-        3 => Just(FileKind::Regular),
-        3 => Just(FileKind::Directory),
-        1 => Just(FileKind::Symlink { target: b"t".to_vec() }),
-        1 => Just(FileKind::Fifo),
-    ];
+/// A command with its targets given as selectors, resolved against the current state by
+/// `realize`, so that most commands hit existing objects and the interesting rules (collisions,
+/// renames into subtrees, replacing targets) come up often.
+#[derive(Clone, Debug)]
+enum Op {
+    Create {
+        dir: u8,
+        name: u8,
+        kind: u8,
+    },
+    Link {
+        obj: u8,
+        dir: u8,
+        name: u8,
+    },
+    Remove {
+        dir: u8,
+        name: u8,
+        how: u8,
+    },
+    Rename {
+        sdir: u8,
+        sname: u8,
+        ddir: u8,
+        dname: u8,
+    },
+    Write {
+        obj: u8,
+        end: u16,
+    },
+    SetAttr {
+        obj: u8,
+        size: Option<u16>,
+    },
+    Forget {
+        obj: u8,
+    },
+    /// A command naming an inode that does not exist.
+    Stale {
+        name: u8,
+    },
+}
+
+fn arb_op() -> impl Strategy<Value = Op> {
+    let x = any::<u8>;
     prop_oneof![
-        4 => (ino.clone(), name.clone(), 2u64..14, kind).prop_map(|(parent, name, ino, kind)| Command::Create {
-            parent, name, ino, kind, mode: 0o644, uid: 1, gid: 1, time: t(1), how: CreateHow::Guarded,
-        }),
-        2 => (ino.clone(), ino.clone(), name.clone()).prop_map(|(ino, parent, name)| Command::Link { ino, parent, name, time: t(2) }),
-        2 => (ino.clone(), name.clone()).prop_map(|(parent, name)| Command::Remove { parent, name, time: t(3) }),
-        1 => (ino.clone(), name.clone()).prop_map(|(parent, name)| Command::Unlink { parent, name, time: t(3) }),
-        1 => (ino.clone(), name.clone()).prop_map(|(parent, name)| Command::Rmdir { parent, name, time: t(3) }),
-        5 => (ino.clone(), name.clone(), ino.clone(), name.clone()).prop_map(|(src_parent, src_name, dst_parent, dst_name)| Command::Rename {
-            src_parent, src_name, dst_parent, dst_name, time: t(4),
-        }),
-        1 => (ino.clone(), 0u64..1000).prop_map(|(ino, end_offset)| Command::Write { ino, end_offset, time: t(5) }),
-        1 => (ino.clone(), proptest::option::of(0u64..1000)).prop_map(|(ino, size)| Command::SetAttr {
-            ino, mode: Some(0o600), uid: None, gid: None, size, atime: Some(SetTime::Now), mtime: None, time: t(6),
-        }),
-        1 => ino.prop_map(|ino| Command::Forget { ino }),
+        5 => (x(), x(), x()).prop_map(|(dir, name, kind)| Op::Create { dir, name, kind }),
+        2 => (x(), x(), x()).prop_map(|(obj, dir, name)| Op::Link { obj, dir, name }),
+        3 => (x(), x(), x()).prop_map(|(dir, name, how)| Op::Remove { dir, name, how }),
+        6 => (x(), x(), x(), x()).prop_map(|(sdir, sname, ddir, dname)| Op::Rename { sdir, sname, ddir, dname }),
+        1 => (x(), any::<u16>()).prop_map(|(obj, end)| Op::Write { obj, end }),
+        1 => (x(), proptest::option::of(any::<u16>())).prop_map(|(obj, size)| Op::SetAttr { obj, size }),
+        1 => x().prop_map(|obj| Op::Forget { obj }),
+        1 => x().prop_map(|name| Op::Stale { name }),
     ]
+}
+
+fn pick<T: Copy>(v: &[T], sel: u8) -> T {
+    v[sel as usize % v.len()]
+}
+
+/// Names come from a small set so that they collide.
+fn nm(sel: u8) -> Vec<u8> {
+    vec![b'a' + sel % 3]
+}
+
+fn realize(op: &Op, s: &MemState, next_ino: &mut u64) -> Command {
+    let dirs: Vec<u64> = s
+        .inodes
+        .values()
+        .filter(|i| i.kind.is_dir())
+        .map(|i| i.ino)
+        .collect();
+    let all: Vec<u64> = s.inodes.keys().copied().collect();
+    match *op {
+        Op::Create { dir, name, kind } => {
+            *next_ino += 1;
+            let kind = match kind % 8 {
+                0..=2 => FileKind::Regular,
+                3..=5 => FileKind::Directory,
+                6 => FileKind::Symlink {
+                    target: b"t".to_vec(),
+                },
+                _ => FileKind::Fifo,
+            };
+            let mut c = create(pick(&dirs, dir), "x", *next_ino, kind);
+            if let Command::Create { name: n, .. } = &mut c {
+                *n = nm(name);
+            }
+            c
+        }
+        Op::Link { obj, dir, name } => Command::Link {
+            ino: pick(&all, obj),
+            parent: pick(&dirs, dir),
+            name: nm(name),
+            time: t(2),
+        },
+        Op::Remove { dir, name, how } => {
+            let (parent, name, time) = (pick(&dirs, dir), nm(name), t(3));
+            match how % 3 {
+                0 => Command::Remove { parent, name, time },
+                1 => Command::Unlink { parent, name, time },
+                _ => Command::Rmdir { parent, name, time },
+            }
+        }
+        Op::Rename {
+            sdir,
+            sname,
+            ddir,
+            dname,
+        } => Command::Rename {
+            src_parent: pick(&dirs, sdir),
+            src_name: nm(sname),
+            dst_parent: pick(&dirs, ddir),
+            dst_name: nm(dname),
+            time: t(4),
+        },
+        Op::Write { obj, end } => Command::Write {
+            ino: pick(&all, obj),
+            end_offset: end.into(),
+            time: t(5),
+        },
+        Op::SetAttr { obj, size } => Command::SetAttr {
+            ino: pick(&all, obj),
+            mode: Some(0o600),
+            uid: None,
+            gid: None,
+            size: size.map(u64::from),
+            atime: Some(SetTime::Now),
+            mtime: None,
+            time: t(6),
+        },
+        Op::Forget { obj } => Command::Forget {
+            ino: pick(&all, obj),
+        },
+        Op::Stale { name } => Command::Remove {
+            parent: 9_999,
+            name: nm(name),
+            time: t(7),
+        },
+    }
 }
 
 proptest! {
@@ -303,10 +415,12 @@ proptest! {
     /// Invariants hold after every command; a failed command changes nothing; change attributes
     /// only grow; an entry's cookie stays while the entry stays; cookies are never reused.
     #[test]
-    fn invariants_and_cookie_stability(cmds in proptest::collection::vec(arb_command(), 1..60)) {
+    fn invariants_and_cookie_stability(ops in proptest::collection::vec(arb_op(), 1..80)) {
         let mut s = init();
         let mut issued: BTreeSet<(u64, u64)> = BTreeSet::new();
-        for cmd in &cmds {
+        let mut next_ino = ROOT_INO;
+        for op in &ops {
+            let cmd = &realize(op, &s, &mut next_ino);
             let before = s.clone();
             let r = step(&mut s, cmd);
             if r.is_err() {
@@ -348,7 +462,7 @@ proptest! {
     /// The redb-backed namespace returns the same results and holds the same state as the model,
     /// and its log replays to the same state.
     #[test]
-    fn redb_matches_model(cmds in proptest::collection::vec(arb_command(), 1..50)) {
+    fn redb_matches_model(ops in proptest::collection::vec(arb_op(), 1..60)) {
         let dir = tempfile::tempdir().unwrap();
         let ns = Namespace::open(dir.path()).unwrap();
         let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
@@ -357,7 +471,9 @@ proptest! {
         apply(&mut m, &Command::InitRoot { fs_id, time: T0 }).unwrap();
         let root = ns.getattr(ROOT_INO).unwrap();
         m.inodes.insert(ROOT_INO, root);
-        for cmd in &cmds {
+        let mut next_ino = ROOT_INO;
+        for op in &ops {
+            let cmd = &realize(op, &m, &mut next_ino);
             let a = step(&mut m, cmd);
             let b = rt.block_on(ns.execute_lazy(cmd.clone()));
             prop_assert_eq!(&a, &b, "results differ on {:?}", cmd);
