@@ -36,6 +36,13 @@ impl OpenFile {
     pub fn lock_stateid(&self) -> Option<Stateid4> {
         self.lock.lock().ok().and_then(|g| *g)
     }
+
+    /// The stateid for READ and WRITE: the lock stateid once the file is locked through this
+    /// open, so the server checks the I/O against the locks of the owner that holds them
+    /// (with the open stateid our own lock would conflict on a mandatory-locking server).
+    pub fn io_stateid(&self) -> Stateid4 {
+        self.lock_stateid().unwrap_or(self.stateid)
+    }
 }
 
 /// A WRITE's outcome.
@@ -177,7 +184,7 @@ impl Client {
                 CompoundBuilder::new()
                     .putfh(&f.fh)
                     .op(NfsArgop4::Read(ReadArgs {
-                        stateid: f.stateid,
+                        stateid: f.io_stateid(),
                         offset,
                         count: count.min(self.max_read()),
                     })),
@@ -230,7 +237,7 @@ impl Client {
                 CompoundBuilder::new()
                     .putfh(&f.fh)
                     .op(NfsArgop4::Write(WriteArgs {
-                        stateid: f.stateid,
+                        stateid: f.io_stateid(),
                         offset,
                         stable,
                         data: Opaque(data.to_vec()),
