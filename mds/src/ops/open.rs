@@ -118,7 +118,10 @@ async fn open_inner(ctx: &mut Ctx<'_>, a: &OpenArgs) -> NfsResult<OpenResOk> {
         if access & 2 != 0 {
             want |= 2;
         }
-        if !ctx.may(&t.file, want) && !(want == 4 && ctx.may(&t.file, 1)) {
+        // A read-only open of a file one may only execute is how exec(2) reads it (knfsd
+        // allows the same).
+        let exec_read = want == 4 && ctx.may(&t.file, 1);
+        if !(ctx.may(&t.file, want) || exec_read) {
             return Err(NfsError::Access);
         }
     }

@@ -389,8 +389,8 @@ mod tests {
         });
         let mut s = TcpStream::connect(addr).await.unwrap();
         // A call header with RPC version 3 and nothing else.
-        let mut rec = vec![0x80, 0, 0, 12, 0, 0, 0, 5, 0, 0, 0, 0, 0, 0, 0, 3];
-        s.write_all(&mut rec).await.unwrap();
+        let rec = vec![0x80, 0, 0, 12, 0, 0, 0, 5, 0, 0, 0, 0, 0, 0, 0, 3];
+        s.write_all(&rec).await.unwrap();
         let mut rd = tokio::io::BufReader::new(s);
         let reply = read_record(&mut rd, 1024).await.unwrap().unwrap();
         match parse_message(reply).unwrap() {
