@@ -89,16 +89,28 @@ fn current(l: &Shared, path: &str) -> Option<Entry> {
 
 /// Writes a whole new file: OPEN(GUARDED create), WRITEs with several in flight, COMMIT for
 /// UNSTABLE, CLOSE. Each chunk counts as acknowledged only once the server said it is stable.
+/// A file a worker is about to write.
+struct NewFile<'a> {
+    path: &'a str,
+    name: &'a str,
+    size: usize,
+    stable: StableHow4,
+    seed: u64,
+}
+
 async fn write_file(
     c: &Client,
     l: &Shared,
     dir: &client::NfsFh4,
-    path: &str,
-    name: &str,
-    size: usize,
-    stable: StableHow4,
-    seed: u64,
+    nf: NewFile<'_>,
 ) -> Result<(), Error> {
+    let NewFile {
+        path,
+        name,
+        size,
+        stable,
+        seed,
+    } = nf;
     let chunk = 128 * 1024;
     let planned = Arc::new(random_bytes(size, seed));
     let nchunks = size.div_ceil(chunk);
@@ -192,7 +204,19 @@ async fn worker(c: Client, l: Shared, top: String, seed: u64) -> Result<(), Erro
                 } else {
                     StableHow4::FileSync4
                 };
-                write_file(&c, &l, &dir_fh, &path, &name, size, stable, rng.next()).await?;
+                write_file(
+                    &c,
+                    &l,
+                    &dir_fh,
+                    NewFile {
+                        path: &path,
+                        name: &name,
+                        size,
+                        stable,
+                        seed: rng.next(),
+                    },
+                )
+                .await?;
                 files.push(name);
             }
             4 => {
