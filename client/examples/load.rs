@@ -1,0 +1,312 @@
+//! Host-side load generator: sequential write/read throughput with N outstanding 1 MiB
+//! operations, and small-file create/stat/unlink rates with K parallel tasks. Prints one JSON
+//! object per measurement.
+//!
+//! cargo run --release -p client --example load -- --server 127.0.0.1:2049 [--export /]
+//!     [--seconds 10] [--depth 8] [--tasks 16] [--server-pid PID] [--label NAME]
+use client::transfer::{self, TransferOptions};
+use client::{Client, ClientConfig, CreateMode, SetAttrs, StableHow4};
+use proto::nfs4::{OPEN4_SHARE_ACCESS_BOTH, OPEN4_SHARE_ACCESS_READ};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+struct Opts {
+    server: String,
+    export: String,
+    seconds: u64,
+    depth: usize,
+    tasks: usize,
+    server_pid: Option<u32>,
+    label: String,
+}
+
+fn parse() -> Result<Opts, String> {
+    let mut o = Opts {
+        server: "127.0.0.1:2049".into(),
+        export: "/".into(),
+        seconds: 10,
+        depth: 8,
+        tasks: 16,
+        server_pid: None,
+        label: String::new(),
+    };
+    let mut args = std::env::args().skip(1);
+    while let Some(a) = args.next() {
+        let mut val = || args.next().ok_or(format!("{a} needs a value"));
+        let num = |v: String| v.parse::<u64>().map_err(|e| format!("{v}: {e}"));
+        match a.as_str() {
+            "--server" => o.server = val()?,
+            "--export" => o.export = val()?,
+            "--seconds" => o.seconds = num(val()?)?.max(1),
+            "--depth" => o.depth = num(val()?)?.max(1) as usize,
+            "--tasks" => o.tasks = num(val()?)?.max(1) as usize,
+            "--server-pid" => o.server_pid = Some(num(val()?)? as u32),
+            "--label" => o.label = val()?,
+            other => return Err(format!("unknown argument {other}")),
+        }
+    }
+    Ok(o)
+}
+
+/// utime + stime of a process, in seconds (Linux /proc; 100 ticks per second).
+fn cpu_seconds(pid: Option<u32>) -> Option<f64> {
+    let s = std::fs::read_to_string(format!("/proc/{}/stat", pid?)).ok()?;
+    let after = s.rsplit_once(')')?.1;
+    let f: Vec<&str> = after.split_whitespace().collect();
+    let ticks: u64 = f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?;
+    Some(ticks as f64 / 100.0)
+}
+
+struct Report<'a> {
+    o: &'a Opts,
+    cpu0: Option<f64>,
+    t0: Instant,
+}
+
+impl<'a> Report<'a> {
+    fn start(o: &'a Opts) -> Self {
+        Report {
+            o,
+            cpu0: cpu_seconds(o.server_pid),
+            t0: Instant::now(),
+        }
+    }
+    fn finish(self, bench: &str, extra: &str) {
+        let secs = self.t0.elapsed().as_secs_f64();
+        let cpu = match (self.cpu0, cpu_seconds(self.o.server_pid)) {
+            (Some(a), Some(b)) => format!(",\"server_cpu_s\":{:.3}", b - a),
+            _ => String::new(),
+        };
+        println!(
+            "{{\"bench\":\"{bench}\",\"label\":\"{}\",\"server\":\"{}\",\"seconds\":{secs:.3}{extra}{cpu}}}",
+            self.o.label, self.o.server
+        );
+    }
+}
+
+type BoxErr = Box<dyn std::error::Error + Send + Sync>;
+
+async fn sequential(c: &Client, o: &Opts, dir: &client::NfsFh4) -> Result<(), BoxErr> {
+    let chunk = (1usize << 20).min(c.max_write() as usize);
+    let f = Arc::new(
+        c.open(
+            dir,
+            "seq.bin",
+            OPEN4_SHARE_ACCESS_BOTH,
+            Some(CreateMode::Unchecked(SetAttrs {
+                mode: Some(0o644),
+                size: Some(0),
+                ..Default::default()
+            })),
+        )
+        .await?,
+    );
+    // Write for the time given, N chunks in flight, then COMMIT (counted in the time).
+    let stop = Instant::now() + Duration::from_secs(o.seconds);
+    let r = Report::start(o);
+    let data = Arc::new(vec![0x5au8; chunk]);
+    let mut inflight = std::collections::VecDeque::new();
+    let mut off = 0u64;
+    while Instant::now() < stop {
+        let (c2, f2, d2, at) = (c.clone(), f.clone(), data.clone(), off);
+        inflight.push_back(tokio::spawn(async move {
+            c2.write_all(&f2, at, &d2, StableHow4::Unstable4).await
+        }));
+        off += chunk as u64;
+        if inflight.len() >= o.depth {
+            if let Some(h) = inflight.pop_front() {
+                h.await??;
+            }
+        }
+    }
+    while let Some(h) = inflight.pop_front() {
+        h.await??;
+    }
+    c.commit(&f.fh, 0, 0).await?;
+    let mib = off as f64 / (1 << 20) as f64;
+    let secs = r.t0.elapsed().as_secs_f64();
+    r.finish(
+        "seq_write",
+        &format!(
+            ",\"bytes\":{off},\"mib_per_s\":{:.1},\"depth\":{},\"io_size\":{chunk}",
+            mib / secs,
+            o.depth
+        ),
+    );
+    c.close(&f).await?;
+
+    let f = Arc::new(
+        c.open(dir, "seq.bin", OPEN4_SHARE_ACCESS_READ, None)
+            .await?,
+    );
+    let r = Report::start(o);
+    let opt = TransferOptions {
+        chunk,
+        depth: o.depth,
+        stable: StableHow4::Unstable4,
+    };
+    let n = transfer::download(c, f.clone(), &mut std::io::sink(), opt).await?;
+    let secs = r.t0.elapsed().as_secs_f64();
+    r.finish(
+        "seq_read",
+        &format!(
+            ",\"bytes\":{n},\"mib_per_s\":{:.1},\"depth\":{},\"io_size\":{chunk}",
+            n as f64 / (1 << 20) as f64 / secs,
+            o.depth
+        ),
+    );
+    c.close(&f).await?;
+    c.remove(dir, "seq.bin").await?;
+    Ok(())
+}
+
+async fn small_files(c: &Client, o: &Opts, dir: &client::NfsFh4) -> Result<(), BoxErr> {
+    let stop_flag = Arc::new(AtomicBool::new(false));
+    let count = Arc::new(AtomicU64::new(0));
+    // create: OPEN(GUARDED) + CLOSE per file, K tasks, for the time given.
+    let r = Report::start(o);
+    let mut tasks = Vec::new();
+    for t in 0..o.tasks {
+        let (c, dir, stop, count) = (c.clone(), dir.clone(), stop_flag.clone(), count.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut names = Vec::new();
+            let mut i = 0;
+            while !stop.load(Ordering::Relaxed) {
+                let name = format!("t{t}-{i}");
+                i += 1;
+                let f = c
+                    .open(
+                        &dir,
+                        &name,
+                        OPEN4_SHARE_ACCESS_BOTH,
+                        Some(CreateMode::Guarded(SetAttrs::mode(0o644))),
+                    )
+                    .await?;
+                c.close(&f).await?;
+                names.push(name);
+                count.fetch_add(1, Ordering::Relaxed);
+            }
+            Ok::<_, client::Error>(names)
+        }));
+    }
+    tokio::time::sleep(Duration::from_secs(o.seconds)).await;
+    stop_flag.store(true, Ordering::Relaxed);
+    let mut per_task = Vec::new();
+    for t in tasks {
+        per_task.push(t.await??);
+    }
+    let n = count.load(Ordering::Relaxed);
+    let secs = r.t0.elapsed().as_secs_f64();
+    r.finish(
+        "create",
+        &format!(
+            ",\"ops\":{n},\"ops_per_s\":{:.1},\"tasks\":{}",
+            n as f64 / secs,
+            o.tasks
+        ),
+    );
+
+    // stat: LOOKUP + GETATTR of every file created, K tasks.
+    let per_task = Arc::new(per_task);
+    let r = Report::start(o);
+    let mut tasks = Vec::new();
+    for t in 0..o.tasks {
+        let (c, dir, names) = (c.clone(), dir.clone(), per_task.clone());
+        tasks.push(tokio::spawn(async move {
+            for name in &names[t] {
+                let fh = c.lookup(&dir, name).await?;
+                c.getattr(&fh).await?;
+            }
+            Ok::<_, client::Error>(())
+        }));
+    }
+    for t in tasks {
+        t.await??;
+    }
+    let secs = r.t0.elapsed().as_secs_f64();
+    r.finish(
+        "stat",
+        &format!(
+            ",\"ops\":{n},\"ops_per_s\":{:.1},\"tasks\":{}",
+            n as f64 / secs,
+            o.tasks
+        ),
+    );
+
+    // unlink: REMOVE of every file, K tasks.
+    let r = Report::start(o);
+    let mut tasks = Vec::new();
+    for t in 0..o.tasks {
+        let (c, dir, names) = (c.clone(), dir.clone(), per_task.clone());
+        tasks.push(tokio::spawn(async move {
+            for name in &names[t] {
+                c.remove(&dir, name).await?;
+            }
+            Ok::<_, client::Error>(())
+        }));
+    }
+    for t in tasks {
+        t.await??;
+    }
+    let secs = r.t0.elapsed().as_secs_f64();
+    r.finish(
+        "unlink",
+        &format!(
+            ",\"ops\":{n},\"ops_per_s\":{:.1},\"tasks\":{}",
+            n as f64 / secs,
+            o.tasks
+        ),
+    );
+    Ok(())
+}
+
+async fn run(o: Opts) -> Result<(), BoxErr> {
+    use std::net::ToSocketAddrs;
+    let addr = o
+        .server
+        .to_socket_addrs()?
+        .next()
+        .ok_or("server address does not resolve")?;
+    let mut cfg = ClientConfig::new(addr);
+    cfg.export = o.export.clone();
+    cfg.slots = 64;
+    let c = Client::connect(cfg).await?;
+    let name = format!("cfs-load-{}", std::process::id());
+    let dir = c.mkdir(c.root(), &name, 0o755).await?;
+    let r = async {
+        sequential(&c, &o, &dir).await?;
+        small_files(&c, &o, &dir).await
+    }
+    .await;
+    let _ = c.remove(c.root(), &name).await;
+    let _ = c.shutdown().await;
+    r
+}
+
+fn main() -> std::process::ExitCode {
+    let o = match parse() {
+        Ok(o) => o,
+        Err(e) => {
+            eprintln!("load: {e}");
+            return std::process::ExitCode::from(2);
+        }
+    };
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("load: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(run(o)) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("load: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
