@@ -132,6 +132,7 @@ static int cmd_rdv(char **a) {
     len = read(s, buf, sizeof buf - 1);
     if (len <= 0) { fprintf(stderr, "cfshelper rdv: no reply\n"); return 1; }
     buf[len] = 0;
+    if (!strncmp(buf, "abort", 5)) { fprintf(stderr, "cfshelper rdv: peer aborted\n"); return 3; }
     if (strncmp(buf, "ok", 2)) { fprintf(stderr, "cfshelper rdv: %s", buf); return 1; }
     return 0;
 }

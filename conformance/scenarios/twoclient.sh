@@ -3,7 +3,7 @@
 # in lock-step through a rendezvous on the host (not through the mount, whose caches are under test).
 . /job/lib.sh
 post() { $H rdv 10.0.2.2 $RDV_PORT post "$1" || fail "rendezvous post $1"; }
-await() { $H rdv 10.0.2.2 $RDV_PORT wait "$1" 90 || fail "rendezvous wait $1 (other client stuck or failed)"; }
+await() { $H rdv 10.0.2.2 $RDV_PORT wait "$1" 90 || { fail "rendezvous wait $1: the other client failed or is stuck"; finish; }; }
 if [ "$ROLE" = A ]; then
   setup_wd
   post ready

@@ -119,6 +119,10 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
             run_plan(plan, a.json, true)
         }
         Cmd::Ci { json } => {
+            // a fresh machine gets everything here; inside the namespace there is no network
+            if !netns::inside() {
+                setup::setup(&ALL_KERNELS, false)?;
+            }
             let mut servers = vec![ServerPlan {
                 spec: ServerSpec::Ganesha,
                 versions: vec!["4.1".into(), "3".into()],
@@ -223,6 +227,8 @@ fn run_plan(plan: Plan, json: Option<PathBuf>, bench: bool) -> Result<ExitCode> 
         {
             setup::setup(&plan.kernels, false)?;
         }
+        // cheap when fresh; rebuilds after guest/cfshelper.c changed
+        setup::build_helper()?;
         if plan.servers.iter().any(|s| s.spec == ServerSpec::Cfs) {
             // fail early and clearly rather than per case
             server::cfs_binary()?;

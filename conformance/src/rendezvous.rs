@@ -1,7 +1,8 @@
 //! Host-side rendezvous for the two-client scenario. The guests must not coordinate through the
 //! NFS mount, whose attribute and lookup caches are exactly what the scenario examines, so each
 //! step is posted to / awaited from this tiny line protocol on host loopback (guest: 10.0.2.2).
-//!   "post NAME T\n" -> "ok\n"         "wait NAME T\n" -> "ok\n" or "timeout\n" after T seconds
+//!   "post NAME T\n" -> "ok\n"
+//!   "wait NAME T\n" -> "ok\n", "abort\n" once anyone posted "abort", or "timeout\n" after T s
 
 use crate::error::{IoContext, Result};
 use std::collections::HashSet;
@@ -69,6 +70,10 @@ fn serve(conn: TcpStream, board: Board) {
                         found = true;
                         break;
                     }
+                    // a guest that failed fatally posts "abort" so its peer stops waiting
+                    if set.contains("abort") {
+                        break;
+                    }
                     let now = Instant::now();
                     if now >= deadline {
                         break;
@@ -79,10 +84,11 @@ fn serve(conn: TcpStream, board: Board) {
                     }
                 }
             }
-            if found {
-                "ok\n"
-            } else {
-                "timeout\n"
+            let aborted = lock.lock().map(|s| s.contains("abort")).unwrap_or(false);
+            match (found, aborted) {
+                (true, _) => "ok\n",
+                (false, true) => "abort\n",
+                (false, false) => "timeout\n",
             }
         }
         _ => "error unknown op\n",
@@ -113,5 +119,8 @@ mod tests {
         assert_eq!(ask(p, "post step1 10\n"), "ok\n");
         assert_eq!(waiter.join().expect("join"), "ok\n");
         assert_eq!(ask(p, "wait never 1\n"), "timeout\n");
+        assert_eq!(ask(p, "post abort 1\n"), "ok\n");
+        assert_eq!(ask(p, "wait never 30\n"), "abort\n");
+        assert_eq!(ask(p, "wait step1 30\n"), "ok\n");
     }
 }

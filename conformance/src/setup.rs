@@ -163,7 +163,7 @@ fn install_packages() -> Result<()> {
     )
 }
 
-fn build_helper() -> Result<()> {
+pub fn build_helper() -> Result<()> {
     let src = paths::source_dir().join("guest").join("cfshelper.c");
     let out = helper_path();
     let fresh = match (std::fs::metadata(&src), std::fs::metadata(&out)) {
