@@ -159,20 +159,15 @@ pub async fn copy(ctx: &mut Ctx<'_>, a: &CopyArgs) -> CopyRes {
         } else {
             a.ca_count.min(avail)
         };
-        let end = a.ca_dst_offset.checked_add(count).ok_or(NfsError::Inval)?;
-        ctx.mds
-            .data
-            .clone_range(src.ino, a.ca_src_offset, dst.ino, a.ca_dst_offset, count)
-            .await?;
-        ctx.mds.data.commit(dst.ino).await?;
-        ctx.mds
-            .ns
-            .execute(Command::Write {
-                ino: dst.ino,
-                end_offset: end,
-                time: Time::now(),
-            })
-            .await?;
+        copy_range(
+            ctx,
+            src.ino,
+            a.ca_src_offset,
+            dst.ino,
+            a.ca_dst_offset,
+            count,
+        )
+        .await?;
         Ok::<_, NfsError>(count)
     }
     .await;
@@ -206,21 +201,33 @@ pub async fn clone(ctx: &mut Ctx<'_>, a: &CloneArgs) -> NfsResult<()> {
     {
         return Err(NfsError::Inval);
     }
-    let end = a.cl_dst_offset.checked_add(count).ok_or(NfsError::Inval)?;
+    copy_range(
+        ctx,
+        src.ino,
+        a.cl_src_offset,
+        dst.ino,
+        a.cl_dst_offset,
+        count,
+    )
+    .await
+}
+
+/// The bytes of COPY and CLONE: copied durably, then the destination's size and times.
+async fn copy_range(
+    ctx: &Ctx<'_>,
+    src: u64,
+    src_off: u64,
+    dst: u64,
+    dst_off: u64,
+    count: u64,
+) -> NfsResult<()> {
+    let end = dst_off.checked_add(count).ok_or(NfsError::Inval)?;
     ctx.mds
         .data
-        .clone_range(src.ino, a.cl_src_offset, dst.ino, a.cl_dst_offset, count)
+        .clone_range(src, src_off, dst, dst_off, count)
         .await?;
-    ctx.mds.data.commit(dst.ino).await?;
-    ctx.mds
-        .ns
-        .execute(Command::Write {
-            ino: dst.ino,
-            end_offset: end,
-            time: Time::now(),
-        })
-        .await?;
-    Ok(())
+    ctx.mds.data.commit(dst).await?;
+    grow_to(ctx, dst, end).await
 }
 
 /// Hints are advice; none is acted on, and the reply says so with an empty set.

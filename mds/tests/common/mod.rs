@@ -49,76 +49,20 @@ pub async fn raw_compound(c: &Connection, body: &[u8]) -> Compound4Res {
     Compound4Res::from_xdr(r.body()).unwrap()
 }
 
-/// A client with a session; returns the session id.
+/// A client with a session (no back channel); returns the session id.
 pub async fn session(c: &Connection) -> Sessionid4 {
-    let r = compound(
-        c,
-        1,
-        vec![NfsArgop4::ExchangeId(ExchangeIdArgs {
-            eia_clientowner: ClientOwner4 {
-                co_verifier: [1; 8],
-                co_ownerid: Opaque::from("hostile-test"),
-            },
-            eia_flags: 0,
-            eia_state_protect: StateProtect4A::None,
-            eia_client_impl_id: vec![],
-        })],
-    )
-    .await;
-    let NfsResop4::ExchangeId(ExchangeIdRes::Ok(x)) = &r.resarray[0] else {
-        panic!("{r:?}")
-    };
-    let attrs = ChannelAttrs4 {
-        ca_headerpadsize: 0,
-        ca_maxrequestsize: 1 << 20,
-        ca_maxresponsesize: 1 << 20,
-        ca_maxresponsesize_cached: 4096,
-        ca_maxoperations: 16,
-        ca_maxrequests: 4,
-        ca_rdma_ird: vec![],
-    };
-    let r = compound(
-        c,
-        1,
-        vec![NfsArgop4::CreateSession(CreateSessionArgs {
-            csa_clientid: x.eir_clientid,
-            csa_sequence: x.eir_sequenceid,
-            csa_flags: 0,
-            csa_fore_chan_attrs: attrs.clone(),
-            csa_back_chan_attrs: attrs,
-            csa_cb_program: 0x4000_0000,
-            csa_sec_parms: vec![CallbackSecParms4::AuthNone],
-        })],
-    )
-    .await;
-    let NfsResop4::CreateSession(CreateSessionRes::Ok(s)) = &r.resarray[0] else {
-        panic!("{r:?}")
-    };
-    s.csr_sessionid
+    new_session(c, "hostile-test", 0, vec![CallbackSecParms4::AuthNone])
+        .await
+        .0
 }
 
-pub fn seq(sid: Sessionid4, seqid: u32) -> NfsArgop4 {
-    NfsArgop4::Sequence(SequenceArgs {
-        sa_sessionid: sid,
-        sa_sequenceid: seqid,
-        sa_slotid: 0,
-        sa_highest_slotid: 0,
-        sa_cachethis: false,
-    })
-}
-
-pub async fn connect(s: &Server) -> Connection {
-    Connection::connect(
-        s.local_addr(),
-        Arc::new(RejectCalls),
-        ConnectionLimits::default(),
-    )
-    .await
-    .unwrap()
-}
-
-/// A client that asked for a back channel on its connection; returns (session, client id).
-pub async fn session_with_back_channel(c: &Connection, owner: &str) -> (Sessionid4, u64) {
+/// EXCHANGE_ID + CREATE_SESSION for `owner`; returns (session, client id, csr_flags).
+pub async fn new_session(
+    c: &Connection,
+    owner: &str,
+    flags: u32,
+    sec: Vec<CallbackSecParms4>,
+) -> (Sessionid4, u64, u32) {
     let r = compound(
         c,
         1,
@@ -151,25 +95,53 @@ pub async fn session_with_back_channel(c: &Connection, owner: &str) -> (Sessioni
         vec![NfsArgop4::CreateSession(CreateSessionArgs {
             csa_clientid: x.eir_clientid,
             csa_sequence: x.eir_sequenceid,
-            csa_flags: CREATE_SESSION4_FLAG_CONN_BACK_CHAN,
+            csa_flags: flags,
             csa_fore_chan_attrs: attrs.clone(),
             csa_back_chan_attrs: attrs,
             csa_cb_program: 0x4000_0000,
-            csa_sec_parms: vec![CallbackSecParms4::AuthSys(AuthsysParms {
-                stamp: 1,
-                machinename: Opaque::from("test"),
-                uid: 0,
-                gid: 0,
-                gids: vec![],
-            })],
+            csa_sec_parms: sec,
         })],
     )
     .await;
     let NfsResop4::CreateSession(CreateSessionRes::Ok(s)) = &r.resarray[0] else {
         panic!("{r:?}")
     };
+    (s.csr_sessionid, x.eir_clientid, s.csr_flags)
+}
+
+pub fn seq(sid: Sessionid4, seqid: u32) -> NfsArgop4 {
+    NfsArgop4::Sequence(SequenceArgs {
+        sa_sessionid: sid,
+        sa_sequenceid: seqid,
+        sa_slotid: 0,
+        sa_highest_slotid: 0,
+        sa_cachethis: false,
+    })
+}
+
+pub async fn connect(s: &Server) -> Connection {
+    Connection::connect(
+        s.local_addr(),
+        Arc::new(RejectCalls),
+        ConnectionLimits::default(),
+    )
+    .await
+    .unwrap()
+}
+
+/// A client that asked for a back channel on its connection; returns (session, client id).
+pub async fn session_with_back_channel(c: &Connection, owner: &str) -> (Sessionid4, u64) {
+    let sec = vec![CallbackSecParms4::AuthSys(AuthsysParms {
+        stamp: 1,
+        machinename: Opaque::from("test"),
+        uid: 0,
+        gid: 0,
+        gids: vec![],
+    })];
+    let (sid, clientid, flags) =
+        new_session(c, owner, CREATE_SESSION4_FLAG_CONN_BACK_CHAN, sec).await;
     assert_ne!(
-        s.csr_flags & CREATE_SESSION4_FLAG_CONN_BACK_CHAN,
+        flags & CREATE_SESSION4_FLAG_CONN_BACK_CHAN,
         0,
         "back channel refused"
     );
@@ -177,11 +149,11 @@ pub async fn session_with_back_channel(c: &Connection, owner: &str) -> (Sessioni
         c,
         1,
         vec![
-            seq(s.csr_sessionid, 1),
+            seq(sid, 1),
             NfsArgop4::ReclaimComplete(ReclaimCompleteArgs { rca_one_fs: false }),
         ],
     )
     .await;
     assert_eq!(r.status, 0, "{r:?}");
-    (s.csr_sessionid, x.eir_clientid)
+    (sid, clientid)
 }
