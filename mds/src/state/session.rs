@@ -78,12 +78,15 @@ impl Session {
         Err(NfsError::SeqMisordered)
     }
 
-    /// Marks the request on `slot` done and caches its reply.
+    /// Marks the request on `slot` done and caches its reply if it fits the negotiated cache
+    /// size. Larger replies (READ data) are idempotent and not kept: a retransmission of one
+    /// gets NFS4ERR_RETRY_UNCACHED_REP, which clients answer by retrying on a new seqid.
     pub fn finish_slot(&mut self, slot: u32, seqid: u32, reply: Arc<Vec<u8>>) {
+        let fits = reply.len() <= self.fore.max_response_cached as usize;
         if let Some(s) = self.slots.get_mut(slot as usize) {
             s.seqid = seqid;
             s.busy = false;
-            s.reply = Some(reply);
+            s.reply = fits.then_some(reply);
         }
     }
 
@@ -141,5 +144,12 @@ mod tests {
             s.check_slot(1, 0, 1).unwrap_err(),
             NfsError::RetryUncachedRep
         );
+        // Replies over the negotiated cache size are not kept.
+        s.finish_slot(0, 2, Arc::new(vec![0; (1 << 16) + 1]));
+        assert_eq!(
+            s.check_slot(0, 2, 1).unwrap_err(),
+            NfsError::RetryUncachedRep
+        );
+        assert!(matches!(s.check_slot(0, 3, 1), Ok(SlotUse::New)));
     }
 }
