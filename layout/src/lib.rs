@@ -19,8 +19,11 @@ pub mod uaddr;
 
 pub use capability::{Cap, CapError, CapKey, Rights};
 pub use dsmap::{DsId, DsInfo, DsMap, DsMapError, DsState};
+pub use flexfiles::{
+    build_device_addr, build_layout, FfCredentials, FfOptions, LayoutError, LayoutGrant,
+};
 pub use geometry::{ByteRange, ChunkGeometry, ChunkSpan, GeometryError, Segment, SegmentStyle};
-pub use placement::{Placement, PlacementError, Shortfall};
+pub use placement::{place, place_segment, Placement, PlacementError, Shortfall};
 
 /// A file as the data path knows it: the MDS inode number. Inode numbers are never reused, so a
 /// capability or chunk named by one can never come to mean another file's bytes.

@@ -20,7 +20,8 @@
 
 use thiserror::Error;
 
-use crate::dsmap::{DsId, DsInfo, DsMap};
+use crate::dsmap::{DsId, DsInfo, DsMap, DsState};
+use crate::geometry::Segment;
 use crate::FileId;
 
 /// Where one chunk goes, best first (mirror 0 is the preferred copy).
@@ -141,10 +142,34 @@ pub fn place(map: &DsMap, file: FileId, chunk: u64, k: usize) -> Result<Placemen
     })
 }
 
+/// Placements for every chunk of a layout segment, in stripe order: the `targets` argument of
+/// [`crate::flexfiles::build_layout`] for chunks that have no recorded location yet.
+pub fn place_segment(
+    map: &DsMap,
+    file: FileId,
+    segment: &Segment,
+    k: usize,
+) -> Result<Vec<Placement>, PlacementError> {
+    segment.chunks().map(|c| place(map, file, c, k)).collect()
+}
+
+/// The recorded copies of a chunk a layout may still point at, in recorded order. A Draining DS
+/// still serves what it holds until its chunks have moved; a Down or forgotten one does not.
+pub fn serving(map: &DsMap, locations: &[DsId]) -> Vec<DsId> {
+    locations
+        .iter()
+        .copied()
+        .filter(|&id| {
+            map.get(id)
+                .is_some_and(|d| matches!(d.state, DsState::Up | DsState::Draining))
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::dsmap::DsState;
+    use crate::geometry::{ChunkGeometry, SegmentStyle};
     use proptest::prelude::*;
     use std::collections::{HashMap, HashSet};
 
@@ -241,6 +266,48 @@ mod tests {
             changed as f64 * 100.0 / CHUNKS as f64,
             20.0
         );
+    }
+
+    #[test]
+    fn movement_with_failure_domains_only_involves_the_new_ds() {
+        // 10 DSs in 5 racks; a new DS joins an existing rack, then another joins a new rack.
+        let m10 = map_of(10, Some(5));
+        let before = primaries(&m10, 2);
+        for (id, rack) in [(10, "rack2"), (11, "rack9")] {
+            let mut m = m10.clone();
+            let mut d = DsInfo::new(DsId(id), "127.0.0.1:1".parse().unwrap());
+            d.failure_domain = rack.into();
+            m.add(d).unwrap();
+            let after = primaries(&m, 2);
+            let mut changed = 0;
+            for (b, a) in before.iter().zip(&after) {
+                if b != a {
+                    changed += 1;
+                    assert!(a.contains(&DsId(id)));
+                    assert_eq!(b.iter().filter(|x| !a.contains(x)).count(), 1);
+                }
+            }
+            eprintln!(
+                "movement: 10 DS/5 racks + 1 DS in {rack}: mirror set changed {:.2}%",
+                changed as f64 * 100.0 / CHUNKS as f64
+            );
+        }
+    }
+
+    #[test]
+    fn segment_placement_and_serving() {
+        let mut m = map_of(4, None);
+        let g = ChunkGeometry::default();
+        let seg = g.segment(0, SegmentStyle::Striped { width: 3 }).unwrap();
+        let ps = place_segment(&m, FileId(5), &seg, 2).unwrap();
+        assert_eq!(ps.len(), 3);
+        for (c, p) in seg.chunks().zip(&ps) {
+            assert_eq!(p, &place(&m, FileId(5), c, 2).unwrap());
+        }
+        m.set_state(DsId(1), DsState::Down).unwrap();
+        m.set_state(DsId(2), DsState::Draining).unwrap();
+        let locs = [DsId(2), DsId(1), DsId(9), DsId(0)];
+        assert_eq!(serving(&m, &locs), vec![DsId(2), DsId(0)]);
     }
 
     #[test]
