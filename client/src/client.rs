@@ -35,6 +35,7 @@ pub(crate) struct Inner {
     pub max_write: u32,
     last_used: Mutex<Instant>,
     next_owner: AtomicU64,
+    instance: u64,
     cb: Arc<Backchannel>,
     lease_task: Mutex<Option<JoinHandle<()>>>,
 }
@@ -108,6 +109,10 @@ impl Client {
             max_write,
             last_used: Mutex::new(Instant::now()),
             next_owner: AtomicU64::new(1),
+            instance: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos() as u64)
+                .unwrap_or(0),
             cb,
             lease_task: Mutex::new(None),
         });
@@ -168,7 +173,9 @@ impl Client {
 
     pub(crate) fn new_owner(&self, kind: &str) -> Vec<u8> {
         let n = self.inner.next_owner.fetch_add(1, Ordering::Relaxed);
-        format!("{kind}-{n}").into_bytes()
+        // Unique per instance too: two `Client`s made from one config are one NFS client,
+        // and must not share open owners by accident.
+        format!("{kind}-{:x}-{n}", self.inner.instance).into_bytes()
     }
 
     /// Sends SEQUENCE + `ops` and returns the results of `ops`. NFS4ERR_DELAY is retried with

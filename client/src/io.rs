@@ -300,7 +300,17 @@ impl Client {
         })
     }
 
+    /// CLOSE. Locks still held through this open are released first: a server may refuse
+    /// the CLOSE with NFS4ERR_LOCKS_HELD otherwise (ganesha does).
     pub async fn close(&self, f: &OpenFile) -> Result<()> {
+        if f.lock_stateid().is_some() {
+            if let Err(e) = self
+                .unlock(f, crate::locks::LockKind::Write, 0, u64::MAX)
+                .await
+            {
+                tracing::debug!("releasing locks before CLOSE: {e}");
+            }
+        }
         self.compound(
             CompoundBuilder::new()
                 .putfh(&f.fh)

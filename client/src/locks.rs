@@ -41,7 +41,12 @@ impl Client {
             }),
             None => Locker4::NewLockOwner(OpenToLockOwner4 {
                 open_seqid: 0,
-                open_stateid: f.stateid,
+                // Seqid 0: "the current version" (RFC 8881 §8.2.2), so an OPEN of the same
+                // file by this owner that bumped the seqid meanwhile cannot make this stale.
+                open_stateid: Stateid4 {
+                    seqid: 0,
+                    ..f.stateid
+                },
                 lock_seqid: 0,
                 lock_owner: StateOwner4 {
                     clientid: self.clientid(),
