@@ -13,6 +13,10 @@
  *             prints OK or the errno name (ENOTEMPTY, EROFS, ...)
  *   cfshelper rdv HOST PORT post|wait NAME [TIMEOUT]        host rendezvous (two-client tests)
  *   cfshelper readfd FD                                    read an inherited fd from offset 0 to EOF
+ *   cfshelper gen FILE SEED MIB                             write MIB MiB of xorshift data
+ *   cfshelper verify FILE SEED MIB                          compare; prints OK or where and how it differs
+ * (gen/verify instead of /dev/urandom + md5sum: both are CPU-bound under TCG, and a checksum cannot
+ *  say where data went wrong or that it came back as zeros)
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -147,6 +151,63 @@ static int cmd_readfd(char **a) {
     return n < 0 ? die("read") : 0;
 }
 
+static unsigned long long xs_state;
+static void fill(unsigned char *buf, size_t n) {
+    for (size_t i = 0; i < n; i += 8) {
+        xs_state ^= xs_state << 13; xs_state ^= xs_state >> 7; xs_state ^= xs_state << 17;
+        memcpy(buf + i, &xs_state, 8);
+    }
+}
+
+#define MIB (1024 * 1024)
+static unsigned char want[MIB], got[MIB];
+
+static int cmd_gen(char **a) {
+    int fd = open(a[0], O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    if (fd < 0) return die("open");
+    xs_state = strtoull(a[1], 0, 10) | 1;
+    long n = atol(a[2]);
+    for (long m = 0; m < n; m++) {
+        fill(want, MIB);
+        for (size_t off = 0; off < MIB;) {
+            ssize_t w = write(fd, want + off, MIB - off);
+            if (w <= 0) return die("write");
+            off += w;
+        }
+    }
+    return close(fd) < 0 ? die("close") : 0;
+}
+
+static int cmd_verify(char **a) {
+    int fd = open(a[0], O_RDONLY);
+    if (fd < 0) { printf("open failed: %s (%s)\n", strerror(errno), ename(errno)); return 1; }
+    xs_state = strtoull(a[1], 0, 10) | 1;
+    long n = atol(a[2]), bad = 0;
+    long long first = -1; int first_got = 0, first_want = 0, zeros = 1;
+    for (long m = 0; m < n; m++) {
+        fill(want, MIB);
+        size_t have = 0;
+        while (have < MIB) {
+            ssize_t r = read(fd, got + have, MIB - have);
+            if (r < 0) { printf("read failed at offset %lld: %s (%s)\n", (long long)m * MIB + have, strerror(errno), ename(errno)); return 1; }
+            if (r == 0) { printf("short file: EOF at offset %lld, expected %ld MiB\n", (long long)m * MIB + have, n); return 1; }
+            have += r;
+        }
+        if (memcmp(want, got, MIB)) {
+            bad++;
+            for (size_t i = 0; i < MIB; i++) {
+                if (got[i]) zeros = 0;
+                if (first < 0 && want[i] != got[i]) { first = (long long)m * MIB + i; first_got = got[i]; first_want = want[i]; }
+            }
+        }
+    }
+    if (read(fd, got, 1) > 0) { printf("file longer than %ld MiB\n", n); return 1; }
+    if (!bad) { printf("OK\n"); return 0; }
+    printf("MISMATCH in %ld of %ld MiB, first at offset %lld (expected 0x%02x, got 0x%02x)%s\n",
+           bad, n, first, first_want, first_got, zeros ? "; bad MiBs read back as all zeros" : "");
+    return 1;
+}
+
 int main(int argc, char **argv) {
     if (argc < 3) { fprintf(stderr, "usage: see source header\n"); return 2; }
     const char *c = argv[1];
@@ -160,6 +221,8 @@ int main(int argc, char **argv) {
     if (!strcmp(c, "errno") && n >= 2) return cmd_errno(n, a);
     if (!strcmp(c, "rdv") && n >= 4) return cmd_rdv(a);
     if (!strcmp(c, "readfd") && n == 1) return cmd_readfd(a);
+    if (!strcmp(c, "gen") && n == 3) return cmd_gen(a);
+    if (!strcmp(c, "verify") && n == 3) return cmd_verify(a);
     fprintf(stderr, "cfshelper: bad arguments\n");
     return 2;
 }

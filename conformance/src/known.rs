@@ -33,7 +33,7 @@ pub const KNOWN: &[KnownIssue] = &[
         kernel: KernelKind::Sid,
         vers: &["4.2"],
         // '@' is how the scenarios print NUL bytes; larger reads end in EIO instead
-        signatures: &["@@", "Input/output error"],
+        signatures: &["@@", "Input/output error", "as all zeros", "EIO"],
         reason: "nfs-ganesha's READ_PLUS answers to the sid kernel read back as zeros (small \
                  files) or fail with EIO (larger reads) with vers=4.2",
     },
