@@ -5,6 +5,8 @@
 //! `ffds_user`/`ffds_group` and the anonymous stateid, and what actually authorises an I/O is
 //! the capability in `ffds_fh_vers`.
 
+use std::net::SocketAddr;
+
 use proto::nfs4::{
     DeviceAddr4, FfDataServer4, FfDeviceAddr4, FfDeviceVersions4, FfLayout4, FfMirror4, Layout4,
     LayoutContent4, Layoutiomode4, Netaddr4, NfsFh4, Stateid4, LAYOUT4_FLEX_FILES,
@@ -42,6 +44,14 @@ pub enum LayoutError {
     IomodeAny,
     #[error("{what} exceeds the protocol limit of {max}")]
     TooMany { what: &'static str, max: usize },
+    #[error("{ds} would be advertised as {addr}, which no client can connect to")]
+    Unroutable { ds: DsId, addr: SocketAddr },
+    #[error("{ds} advertises netid {netid:?} with address {addr}; the client would drop it")]
+    NetidMismatch {
+        ds: DsId,
+        netid: String,
+        addr: SocketAddr,
+    },
 }
 
 /// Who owns the layout's I/O as far as the DS's AUTH_SYS check goes.
@@ -216,15 +226,36 @@ pub fn nfsv3_version() -> FfDeviceVersions4 {
 
 /// `ff_device_addr4` for a DS: its advertised addresses (or its listening address when none is
 /// configured) as a multipath list, in the configured order.
+///
+/// Refuses what would only fail later on the client, where it is much harder to see: a
+/// wildcard address (a DS listening on 0.0.0.0 with nothing advertised) and a netid whose
+/// address family does not match its address.
 pub fn build_ff_device_addr(info: &DsInfo) -> Result<FfDeviceAddr4, LayoutError> {
-    let netaddrs: Vec<Netaddr4> = if info.advertised.is_empty() {
-        vec![netaddr(netid_for(&info.addr), &info.addr)]
+    let fallback;
+    let pairs: &[(String, SocketAddr)] = if info.advertised.is_empty() {
+        fallback = [(netid_for(&info.addr).to_owned(), info.addr)];
+        &fallback
     } else {
-        info.advertised
-            .iter()
-            .map(|(netid, a)| netaddr(netid, a))
-            .collect()
+        &info.advertised
     };
+    let mut netaddrs = Vec::with_capacity(pairs.len());
+    for (netid, addr) in pairs {
+        if addr.ip().is_unspecified() || addr.port() == 0 {
+            return Err(LayoutError::Unroutable {
+                ds: info.id,
+                addr: *addr,
+            });
+        }
+        let v6_netid = netid.ends_with('6');
+        if v6_netid != addr.is_ipv6() {
+            return Err(LayoutError::NetidMismatch {
+                ds: info.id,
+                netid: netid.clone(),
+                addr: *addr,
+            });
+        }
+        netaddrs.push(netaddr(netid, addr));
+    }
     if netaddrs.len() > MAX_NETADDRS {
         return Err(LayoutError::TooMany {
             what: "advertised address count",
@@ -237,7 +268,7 @@ pub fn build_ff_device_addr(info: &DsInfo) -> Result<FfDeviceAddr4, LayoutError>
     })
 }
 
-fn netaddr(netid: &str, a: &std::net::SocketAddr) -> Netaddr4 {
+fn netaddr(netid: &str, a: &SocketAddr) -> Netaddr4 {
     Netaddr4 {
         na_r_netid: Opaque::from(netid),
         na_r_addr: Opaque::from(to_uaddr(a).as_str()),
@@ -466,6 +497,24 @@ mod tests {
             })
             .collect();
         assert_eq!(got, info.advertised);
+
+        let mut wild = DsInfo::new(DsId(5), "0.0.0.0:20049".parse().unwrap());
+        assert!(matches!(
+            build_device_addr(&wild),
+            Err(LayoutError::Unroutable { .. })
+        ));
+        wild.advertised = vec![("tcp".into(), "[fd00::2]:20049".parse().unwrap())];
+        assert!(matches!(
+            build_device_addr(&wild),
+            Err(LayoutError::NetidMismatch { .. })
+        ));
+        wild.advertised = vec![("tcp6".into(), "10.0.2.2:20049".parse().unwrap())];
+        assert!(matches!(
+            build_device_addr(&wild),
+            Err(LayoutError::NetidMismatch { .. })
+        ));
+        wild.advertised = vec![("rdma".into(), "10.0.2.2:20049".parse().unwrap())];
+        assert!(build_device_addr(&wild).is_ok());
     }
 
     proptest! {

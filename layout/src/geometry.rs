@@ -40,8 +40,9 @@ impl ByteRange {
         }
     }
 
+    /// Saturating, because the fields are public and a hand-built range may overflow.
     pub fn end(&self) -> u64 {
-        self.offset + self.length
+        self.offset.saturating_add(self.length)
     }
 
     pub fn contains(&self, other: &ByteRange) -> bool {
@@ -87,6 +88,17 @@ impl Segment {
     pub fn chunks(&self) -> impl Iterator<Item = u64> {
         let first = self.first_chunk;
         (0..u64::from(self.chunk_count)).map_while(move |j| first.checked_add(j))
+    }
+
+    /// Whether this segment is an acceptable answer to a LAYOUTGET for `offset` that needs at
+    /// least `minlength` bytes. The Linux client asks for at most a page, which a segment of
+    /// whole 4 KiB-multiple chunks always has from any page-aligned offset; when this is false
+    /// the MDS cannot satisfy the request with one segment (Linux uses only the first
+    /// `layout4` of a LAYOUTGET reply).
+    pub fn satisfies(&self, offset: u64, minlength: u64) -> bool {
+        offset >= self.range.offset
+            && offset < self.range.end()
+            && minlength <= self.range.end() - offset
     }
 
     /// Which stripe of each mirror serves `chunk`, computed the way the client does.
@@ -274,6 +286,16 @@ mod tests {
         assert_eq!(s.stripe_of(2), Some(0));
         assert_eq!(s.stripe_of(3), None);
         assert_eq!(s.stripe_of(1), None);
+        assert!(s.satisfies(9 * MIB, 4096));
+        assert!(s.satisfies(12 * MIB - 4096, 4096));
+        assert!(!s.satisfies(12 * MIB - 4096, 4097));
+        assert!(!s.satisfies(12 * MIB, 0));
+        assert!(!s.satisfies(8 * MIB - 1, 1));
+        let hand_built = ByteRange {
+            offset: u64::MAX,
+            length: u64::MAX,
+        };
+        assert_eq!(hand_built.end(), u64::MAX);
     }
 
     #[test]

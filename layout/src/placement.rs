@@ -14,9 +14,9 @@
 //! - The cost, O(n) hashes per chunk, is a few microseconds for the tens-to-hundreds of DSs
 //!   this system targets, paid once per new chunk (locations are then recorded by the MDS).
 //!
-//! Weights follow capacity (whole GiB, at least 1) using the logarithmic method
-//! (score = w / −ln u), which keeps the minimal-movement property and reduces to plain HRW when
-//! all weights are equal. `tests::balance_and_movement` prints the measured numbers.
+//! Weights follow capacity (whole GiB, at least 1; equal until every Up DS has reported one)
+//! using the logarithmic method (score = w / −ln u), which keeps the minimal-movement property
+//! and reduces to plain HRW when all weights are equal. `tests::balance_and_movement` prints the measured numbers.
 
 use thiserror::Error;
 
@@ -66,12 +66,16 @@ fn unit_hash(file: FileId, chunk: u64, ds: DsId) -> f64 {
     ((u64::from_le_bytes(b) >> 11) as f64 + 0.5) / (1u64 << 53) as f64
 }
 
-fn weight(ds: &DsInfo) -> f64 {
-    (ds.capacity_bytes >> 30).max(1) as f64
+fn weight(ds: &DsInfo, weighted: bool) -> f64 {
+    if weighted {
+        (ds.capacity_bytes >> 30).max(1) as f64
+    } else {
+        1.0
+    }
 }
 
-fn score(file: FileId, chunk: u64, ds: &DsInfo) -> f64 {
-    weight(ds) / -unit_hash(file, chunk, ds.id).ln()
+fn score(file: FileId, chunk: u64, ds: &DsInfo, weighted: bool) -> f64 {
+    weight(ds, weighted) / -unit_hash(file, chunk, ds.id).ln()
 }
 
 /// Every Up DS ordered by preference for this chunk. Repair uses the tail of this list to pick
@@ -84,7 +88,13 @@ pub fn rank(map: &DsMap, file: FileId, chunk: u64) -> Vec<DsId> {
 }
 
 fn rank_infos(map: &DsMap, file: FileId, chunk: u64) -> Vec<&DsInfo> {
-    let mut scored: Vec<(f64, &DsInfo)> = map.up().map(|d| (score(file, chunk, d), d)).collect();
+    // A DS that has not reported its capacity yet (0) would otherwise weigh next to nothing and
+    // get almost no chunks; until every Up DS has reported, all weigh the same.
+    let weighted = map.up().all(|d| d.capacity_bytes > 0);
+    let mut scored: Vec<(f64, &DsInfo)> = map
+        .up()
+        .map(|d| (score(file, chunk, d, weighted), d))
+        .collect();
     // Ties (astronomically unlikely) fall back to the id so the order is still total.
     scored.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.id.cmp(&b.1.id)));
     scored.into_iter().map(|(_, d)| d).collect()
@@ -325,6 +335,17 @@ mod tests {
         let ratio = load[0] as f64 / ((load[1] + load[2] + load[3]) as f64 / 3.0);
         eprintln!("weighting: 2x capacity DS gets {ratio:.2}x the chunks");
         assert!((ratio - 2.0).abs() < 0.1, "ratio {ratio}");
+
+        // One DS yet to report its capacity: everyone weighs the same meanwhile.
+        m.set_usage(DsId(3), 0, 0).unwrap();
+        let mut load = [0u64; 4];
+        for c in 0..20_000u64 {
+            load[place(&m, FileId(1), c, 1).unwrap().targets[0].0 as usize] += 1;
+        }
+        assert!(
+            load.iter().all(|&l| (4_500..5_500).contains(&l)),
+            "{load:?}"
+        );
     }
 
     #[test]
