@@ -9,12 +9,14 @@
 //! - [`capability`]: DS file handles as MACed capabilities, and their verification.
 //! - [`uaddr`]: RFC 5665 universal addresses.
 //! - [`flexfiles`]: the RFC 8435 `ff_layout4` and `ff_device_addr4` bodies.
+//! - [`reports`]: what client DS error and I/O reports say about our DSs.
 
 pub mod capability;
 pub mod dsmap;
 pub mod flexfiles;
 pub mod geometry;
 pub mod placement;
+pub mod reports;
 pub mod uaddr;
 
 pub use capability::{Cap, CapError, CapKey, Rights};
