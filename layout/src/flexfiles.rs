@@ -40,6 +40,8 @@ pub enum LayoutError {
     TargetCount { segment: u32, given: usize },
     #[error("chunk {chunk} of the segment has no data server")]
     NoTargets { chunk: u64 },
+    #[error("chunk {chunk} lists {ds} twice; two mirrors on one DS are one copy")]
+    DuplicateTarget { chunk: u64, ds: DsId },
     #[error("iomode ANY is not a layout the server can grant")]
     IomodeAny,
     #[error("{what} exceeds the protocol limit of {max}")]
@@ -96,10 +98,11 @@ pub struct LayoutGrant<'a> {
 }
 
 /// The AUTH_SYS uid a DS sees for a layout. READ layouts get uid + 1, as knfsd does, so a DS
-/// (or pynfs FFLA1) can tell the two kinds of I/O apart and fence writers alone.
+/// (or pynfs FFLA1) can tell the two kinds of I/O apart and fence writers alone. Saturating, so
+/// no uid ever turns into root.
 pub fn ds_uid(iomode: Layoutiomode4, uid: u32) -> u32 {
     match iomode {
-        Layoutiomode4::Read => uid.wrapping_add(1),
+        Layoutiomode4::Read => uid.saturating_add(1),
         _ => uid,
     }
 }
@@ -112,7 +115,8 @@ fn efficiency(mirror: usize) -> u32 {
 
 /// Builds `ff_layout4` for one segment. `targets[j]` lists the DSs holding chunk
 /// `segment.first_chunk + j`, preferred first (from recorded locations, or from placement for
-/// chunks not yet written); Down DSs must already be filtered out. Mirror `m` stripe `j` is
+/// chunks not yet written); Down DSs must already be filtered out
+/// ([`crate::placement::serving`]). Mirror `m` stripe `j` is
 /// `targets[j][m]`, with a capability for exactly that chunk on exactly that DS.
 ///
 /// Every mirror must have the same stripe count, so the mirror count is the smallest number of
@@ -144,6 +148,13 @@ pub fn build_ff_layout(
     for (chunk, t) in segment.chunks().zip(targets) {
         if t.is_empty() {
             return Err(LayoutError::NoTargets { chunk });
+        }
+        let repeated = t
+            .iter()
+            .enumerate()
+            .find_map(|(i, d)| t[..i].contains(d).then_some(*d));
+        if let Some(ds) = repeated {
+            return Err(LayoutError::DuplicateTarget { chunk, ds });
         }
         mirrors = mirrors.min(t.len());
     }
@@ -378,7 +389,7 @@ mod tests {
         assert_eq!(ds.ffds_user.as_str(), Some("1001"));
         assert_eq!(ds.ffds_group.as_str(), Some("100"));
         assert_eq!(verify(fh(ds), &k, DsId(3), 4).unwrap().rights, Rights::Read);
-        assert_eq!(ds_uid(Layoutiomode4::Read, u32::MAX), 0);
+        assert_eq!(ds_uid(Layoutiomode4::Read, u32::MAX), u32::MAX);
     }
 
     #[test]
@@ -445,6 +456,13 @@ mod tests {
         assert_eq!(
             build_ff_layout(&seg, &[vec![DsId(1)], vec![]], &gr, &o),
             Err(LayoutError::NoTargets { chunk: 1 })
+        );
+        assert_eq!(
+            build_ff_layout(&seg, &[vec![DsId(1)], vec![DsId(4), DsId(4)]], &gr, &o),
+            Err(LayoutError::DuplicateTarget {
+                chunk: 1,
+                ds: DsId(4)
+            })
         );
         assert_eq!(
             build_ff_layout(&seg, &[vec![DsId(1)]], &gr, &o),

@@ -13,14 +13,15 @@ pub const DEFAULT_CHUNK_SIZE: u64 = 4 << 20;
 pub const MIN_CHUNK_SIZE: u64 = 4096;
 /// Largest chunk the DS store accepts.
 pub const MAX_CHUNK_SIZE: u64 = 1 << 30;
-/// The flexfiles client caps a mirror at this many data servers.
-pub const MAX_STRIPE_WIDTH: u32 = 4096;
+/// Data servers per mirror. Linux accepts up to 4096; proto's `ff_mirror4` decoder (and so our
+/// own client) stops at 1024, and a layout we could not read back must not be handed out.
+pub const MAX_STRIPE_WIDTH: u32 = 1024;
 
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum GeometryError {
     #[error("chunk size {0} must be a multiple of 4096 between 4 KiB and 1 GiB")]
     BadChunkSize(u64),
-    #[error("stripe width {0} must be between 1 and 4096")]
+    #[error("stripe width {0} must be between 1 and 1024")]
     BadStripeWidth(u32),
 }
 
@@ -306,8 +307,8 @@ mod tests {
             Err(GeometryError::BadStripeWidth(0))
         );
         assert_eq!(
-            g.segment(0, SegmentStyle::Striped { width: 4097 }),
-            Err(GeometryError::BadStripeWidth(4097))
+            g.segment(0, SegmentStyle::Striped { width: 1025 }),
+            Err(GeometryError::BadStripeWidth(1025))
         );
         let s = g
             .segment(17 * MIB, SegmentStyle::Striped { width: 3 })
