@@ -42,7 +42,18 @@ impl CapKey {
     pub fn new(bytes: [u8; 32]) -> Self {
         CapKey(bytes)
     }
+
+    /// Parses the 64 hex digits a key is written as in configuration.
+    pub fn from_hex(s: &str) -> Result<Self, CapKeyError> {
+        blake3::Hash::from_hex(s.trim())
+            .map(|h| CapKey(*h.as_bytes()))
+            .map_err(|_| CapKeyError)
+    }
 }
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
+#[error("a DS capability key is 64 hex digits")]
+pub struct CapKeyError;
 
 impl std::fmt::Debug for CapKey {
     /// Keys end up in configs and structs that get logged; never print the bytes.
@@ -265,6 +276,15 @@ mod tests {
             generation: 3,
             key_id: 0,
         }
+    }
+
+    #[test]
+    fn key_from_hex() {
+        let hex = "30313233343536373839616263646566".repeat(2);
+        assert_eq!(CapKey::from_hex(&format!(" {hex}\n")), Ok(key()));
+        assert_eq!(CapKey::from_hex(&hex[1..]), Err(CapKeyError));
+        assert_eq!(CapKey::from_hex(&hex.replace('3', "g")), Err(CapKeyError));
+        assert_eq!(format!("{:?}", key()), "CapKey(..)");
     }
 
     #[test]

@@ -19,7 +19,7 @@ pub mod placement;
 pub mod reports;
 pub mod uaddr;
 
-pub use capability::{Cap, CapError, CapKey, Rights};
+pub use capability::{peek, verify, Cap, CapError, CapKey, CapKeyError, Rights};
 pub use dsmap::{DsId, DsInfo, DsMap, DsMapError, DsState};
 pub use flexfiles::{
     build_device_addr, build_layout, FfCredentials, FfOptions, LayoutError, LayoutGrant,
