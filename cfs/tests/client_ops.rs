@@ -168,8 +168,24 @@ fn concurrent_io_on_many_slots_and_locks_between_clients() {
                 assert_eq!(data, random_bytes(65536, i + 1));
             }
 
-            // A write lock held by one client is denied to another, until unlocked.
             let c2 = connect(&srv).await;
+            // A read-only OPEN leaves no delegation behind (we decline them): another
+            // client's write OPEN must not wait for a recall.
+            let r = c2
+                .open(&root, "par", OPEN4_SHARE_ACCESS_READ, None)
+                .await
+                .unwrap();
+            c2.close(&r).await.unwrap();
+            let w = tokio::time::timeout(
+                Duration::from_secs(10),
+                c.open(&root, "par", OPEN4_SHARE_ACCESS_BOTH, None),
+            )
+            .await
+            .expect("write OPEN waited on a delegation")
+            .unwrap();
+            c.close(&w).await.unwrap();
+
+            // A write lock held by one client is denied to another, until unlocked.
             let f2 = c2
                 .open(&root, "par", OPEN4_SHARE_ACCESS_READ, None)
                 .await

@@ -168,11 +168,27 @@ impl Client {
             owner,
             lock: Mutex::new(None),
         };
-        if !matches!(
-            ok.delegation,
-            OpenDelegation4::None | OpenDelegation4::NoneExt(_)
-        ) {
-            tracing::debug!("server granted a delegation we did not want");
+        // We asked for no delegation; one granted anyway is given straight back, or a later
+        // conflicting OPEN (from anyone) waits for a recall that may find us gone.
+        let deleg = match &ok.delegation {
+            OpenDelegation4::Read(d) => Some(d.stateid),
+            OpenDelegation4::Write(d) => Some(d.stateid),
+            _ => None,
+        };
+        if let Some(stateid) = deleg {
+            tracing::debug!("returning a delegation we did not ask for");
+            let r = self
+                .compound(
+                    CompoundBuilder::new()
+                        .putfh(&file.fh)
+                        .op(NfsArgop4::Delegreturn(DelegreturnArgs {
+                            deleg_stateid: stateid,
+                        })),
+                )
+                .await;
+            if let Err(e) = r {
+                tracing::debug!("DELEGRETURN: {e}");
+            }
         }
         Ok(file)
     }

@@ -209,11 +209,11 @@ impl Session {
         match it.next() {
             Some(NfsResop4::Sequence(SequenceRes::Ok(ok))) => {
                 slot.done(true);
-                if ok.sr_status_flags
-                    & !(SEQ4_STATUS_CB_PATH_DOWN | SEQ4_STATUS_CB_PATH_DOWN_SESSION)
-                    != 0
-                {
-                    tracing::warn!(flags = ok.sr_status_flags, "SEQUENCE status flags");
+                let flags = ok.sr_status_flags;
+                if flags & !(SEQ4_STATUS_CB_PATH_DOWN | SEQ4_STATUS_CB_PATH_DOWN_SESSION) != 0 {
+                    tracing::warn!(flags, "SEQUENCE status flags");
+                } else if flags != 0 {
+                    tracing::debug!(flags, "back channel down");
                 }
             }
             Some(NfsResop4::Sequence(SequenceRes::Err(code))) => {

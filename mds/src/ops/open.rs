@@ -136,6 +136,7 @@ async fn open_inner(ctx: &mut Ctx<'_>, a: &OpenArgs) -> NfsResult<OpenResOk> {
     // and the client can be called back.
     let delegation = if access == 1
         && deny == 0
+        && a.share_access & OPEN4_SHARE_ACCESS_WANT_DELEG_MASK != OPEN4_SHARE_ACCESS_WANT_NO_DELEG
         && !reclaim
         && !by_delegation
         && ctx.mds.state.back_channel(clientid).is_some()
