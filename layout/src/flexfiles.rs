@@ -205,6 +205,21 @@ pub fn build_ff_layout(
     })
 }
 
+/// The client's side of a layout: for I/O at file `offset`, the data server of each mirror,
+/// chosen as Linux does (`(offset / stripe_unit) % stripe_count`, on the file offset, with a
+/// stripe unit of 0 or a single stripe meaning stripe 0). Mirrors with no data servers are
+/// skipped rather than trusted, since the layout came off the wire.
+pub fn data_servers_for(ff: &FfLayout4, offset: u64) -> impl Iterator<Item = &FfDataServer4> {
+    ff.ffl_mirrors.iter().filter_map(move |m| {
+        let count = m.ffm_data_servers.len() as u64;
+        let stripe = match offset.checked_div(ff.ffl_stripe_unit) {
+            Some(unit) if count > 1 => unit % count,
+            _ => 0,
+        };
+        m.ffm_data_servers.get(usize::try_from(stripe).ok()?)
+    })
+}
+
 /// [`build_ff_layout`] wrapped as the `layout4` LAYOUTGET returns, covering the segment's range.
 pub fn build_layout(
     segment: &Segment,
@@ -445,6 +460,40 @@ mod tests {
     }
 
     #[test]
+    fn client_selection_lands_on_a_capability_for_the_offset() {
+        let g = ChunkGeometry::default();
+        let k = key();
+        for style in [SegmentStyle::PerChunk, SegmentStyle::Striped { width: 4 }] {
+            let seg = g.segment(21 << 20, style).unwrap();
+            let targets: Vec<Vec<DsId>> = seg
+                .chunks()
+                .map(|c| vec![DsId(c * 10), DsId(c * 10 + 1)])
+                .collect();
+            let gr = grant(Layoutiomode4::Rw, &k);
+            let ff = build_ff_layout(&seg, &targets, &gr, &FfOptions::default()).unwrap();
+            for off in (seg.range.offset..seg.range.end()).step_by(1 << 19) {
+                let chosen: Vec<_> = data_servers_for(&ff, off).collect();
+                assert_eq!(chosen.len(), 2);
+                for (m, ds) in chosen.into_iter().enumerate() {
+                    let want = targets[(g.chunk_of(off) - seg.first_chunk) as usize][m];
+                    assert_eq!(ds.ffds_deviceid, want.device_id());
+                    let cap = verify(fh(ds), &k, want, 4).unwrap();
+                    assert_eq!(cap.check(&g, true, off, 1 << 19), Ok(()));
+                }
+            }
+        }
+        let empty = FfLayout4 {
+            ffl_stripe_unit: 7,
+            ffl_mirrors: vec![FfMirror4 {
+                ffm_data_servers: vec![],
+            }],
+            ffl_flags: 0,
+            ffl_stats_collect_hint: 0,
+        };
+        assert_eq!(data_servers_for(&empty, 100).count(), 0);
+    }
+
+    #[test]
     fn uneven_targets_shrink_to_the_common_mirror_count() {
         let g = ChunkGeometry::default();
         let seg = g.segment(0, SegmentStyle::Striped { width: 2 }).unwrap();
@@ -536,6 +585,33 @@ mod tests {
     }
 
     proptest! {
+        #[test]
+        fn selection_on_arbitrary_layouts_never_panics(
+            unit in any::<u64>(),
+            counts in proptest::collection::vec(0usize..5, 0..4),
+            offset in any::<u64>(),
+        ) {
+            let ds = FfDataServer4 {
+                ffds_deviceid: [0; 16],
+                ffds_efficiency: 0,
+                ffds_stateid: Stateid4::ANONYMOUS,
+                ffds_fh_vers: vec![],
+                ffds_user: Opaque::from("0"),
+                ffds_group: Opaque::from("0"),
+            };
+            let ff = FfLayout4 {
+                ffl_stripe_unit: unit,
+                ffl_mirrors: counts
+                    .iter()
+                    .map(|&n| FfMirror4 { ffm_data_servers: vec![ds.clone(); n] })
+                    .collect(),
+                ffl_flags: 0,
+                ffl_stats_collect_hint: 0,
+            };
+            let n = data_servers_for(&ff, offset).count();
+            prop_assert_eq!(n, counts.iter().filter(|&&c| c > 0).count());
+        }
+
         #[test]
         fn built_layouts_always_decode(
             width in 1u32..=16,
