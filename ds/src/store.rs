@@ -2,8 +2,7 @@
 //!
 //! Why chunk files rather than one sparse file per object: chunks are the unit the rest of the
 //! system moves (placement, mirroring, erasure coding, tiering), so a chunk file can later be
-//! shipped, encoded or dropped on its own; and `chunkbench` shows 4 MiB chunk files cost nothing
-//! measurable against larger ones for 1 MiB I/O.
+//! shipped, encoded or dropped on its own. Sizes: see `Config::default`.
 
 use std::collections::{BTreeSet, HashMap};
 use std::fs::{self, File, OpenOptions};
