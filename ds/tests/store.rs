@@ -301,3 +301,18 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn allocate_reserves_space_without_changing_contents() {
+    let (_d, s) = open_small();
+    let b = s.blocking();
+    b.write(8, 0, b"head", true).unwrap();
+    let before = b.usage().unwrap();
+    b.allocate(8, 0, 200_000).unwrap();
+    assert!(b.usage().unwrap() >= before + 150_000, "space not reserved");
+    let (got, _) = b.read(8, 0, 200_000, 200_000).unwrap();
+    assert_eq!(&got[..4], b"head");
+    assert!(got[4..].iter().all(|x| *x == 0));
+    // Allocated but unwritten blocks are still holes to SEEK.
+    assert_eq!(b.seek(8, 0, SeekWhat::Hole, 200_000).unwrap(), Some(4096));
+}

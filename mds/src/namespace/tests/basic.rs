@@ -280,3 +280,28 @@ fn setattr_rules() {
         assert_eq!(ns.statfs().unwrap().bytes, 123);
     });
 }
+
+#[test]
+fn log_is_trimmed_to_log_keep() {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = rt();
+    let opts = Options {
+        log_keep: 10,
+        ..Options::default()
+    };
+    let ns = Namespace::open_with(dir.path(), opts).unwrap();
+    rt.block_on(async {
+        for i in 0..50 {
+            let ino = ns.alloc_ino();
+            ns.execute(create(ROOT_INO, &format!("f{i}"), ino, FileKind::Regular))
+                .await
+                .unwrap();
+        }
+    });
+    let snap = ns.snapshot().unwrap();
+    let log = snap.log_entries(0).unwrap();
+    assert_eq!(snap.applied_index().unwrap(), 51);
+    assert_eq!(log.first().map(|e| e.0), Some(41));
+    assert_eq!(log.last().map(|e| e.0), Some(51));
+    assert_eq!(snap.readdir(ROOT_INO, 0, 100).unwrap().0.len(), 50);
+}
