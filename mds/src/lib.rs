@@ -123,18 +123,25 @@ impl Mds {
     }
 
     /// Deletes the data of unlinked files nobody has open any more.
+    ///
+    /// Neither step needs to be durable before the reply that unlinked the file: an orphan
+    /// that a crash leaves behind is forgotten at the next start, so the FORGET rides the next
+    /// group commit and the data goes in the background.
     pub async fn forget_orphan(&self, ino: u64) {
         if self.state.file_in_use(ino) {
             return;
         }
-        if let Err(e) = self.ns.execute(namespace::Command::Forget { ino }).await {
+        if let Err(e) = self.ns.execute_lazy(namespace::Command::Forget { ino }).await {
             tracing::warn!(ino, "cannot forget orphan: {e}");
             return;
         }
         self.state.forget_file(ino);
-        if let Err(e) = self.data.remove(ino).await {
-            tracing::warn!(ino, "cannot remove data of orphan: {e}");
-        }
+        let data = self.data.clone();
+        tokio::spawn(async move {
+            if let Err(e) = data.remove(ino).await {
+                tracing::warn!(ino, "cannot remove data of orphan: {e}");
+            }
+        });
     }
 }
 
