@@ -7,7 +7,7 @@ use crate::error::{Error, Result};
 use crate::path::split_path;
 use crate::session::{self, Session};
 use proto::nfs4::*;
-use proto::xdr::{Opaque, Writer, Xdr};
+use proto::xdr::Opaque;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock, Weak};
 use std::time::{Duration, Instant};
@@ -57,14 +57,6 @@ impl Drop for Inner {
 const MAX_DELAY_RETRIES: u32 = 40;
 const MAX_GRACE_WAIT: Duration = Duration::from_secs(180);
 
-fn encode_ops(ops: &[NfsArgop4]) -> Vec<u8> {
-    let mut w = Writer::new();
-    for op in ops {
-        op.encode(&mut w);
-    }
-    w.buf
-}
-
 impl Client {
     /// Connects, creates a session, sends RECLAIM_COMPLETE (unless `cfg.reclaim_complete` is
     /// off) and resolves the export root.
@@ -86,8 +78,7 @@ impl Client {
             FATTR4_MAXREAD,
             FATTR4_MAXWRITE,
         ]);
-        let n = b.len() as u32;
-        let res = session.call(&cfg, n, &encode_ops(&b.into_ops())).await?;
+        let res = session.call(&cfg, &b.into_ops()).await?;
         let root = last_fh(&res)?;
         let a = last_attrs(&res)?;
         let lease = Duration::from_secs(u64::from(a.lease_time.unwrap_or(90).max(1)));
@@ -183,15 +174,12 @@ impl Client {
     /// `Error::Nfs` naming the operation.
     pub async fn compound(&self, ops: impl Into<Vec<NfsArgop4>>) -> Result<Vec<NfsResop4>> {
         let ops = ops.into();
-        let body = encode_ops(&ops);
-        let nops = ops.len() as u32;
-        drop(ops);
         let started = Instant::now();
         let mut backoff = Duration::from_millis(20);
         let mut delays = 0;
         loop {
             let s = self.session();
-            let r = s.call(&self.inner.cfg, nops, &body).await;
+            let r = s.call(&self.inner.cfg, &ops).await;
             if let Ok(mut t) = self.inner.last_used.lock() {
                 *t = Instant::now();
             }
@@ -299,7 +287,7 @@ async fn reclaim_complete_on(s: &Session, cfg: &ClientConfig) -> Result<()> {
     let ops = [NfsArgop4::ReclaimComplete(ReclaimCompleteArgs {
         rca_one_fs: false,
     })];
-    match s.call(cfg, 1, &encode_ops(&ops)).await {
+    match s.call(cfg, &ops).await {
         Ok(_)
         | Err(Error::Nfs {
             status: Nfsstat4::CompleteAlready,

@@ -6,7 +6,7 @@ use crate::error::{Error, Result};
 use crate::slots::SlotTable;
 use proto::nfs4::*;
 use proto::rpc::{encode_call, AcceptStat, Auth, Connection, ConnectionLimits, ReplyStatus};
-use proto::xdr::{Opaque, Reader, Writer, Xdr};
+use proto::xdr::{Opaque, Reader, Xdr};
 use std::sync::Arc;
 
 /// RPC header and COMPOUND overhead kept free when sizing READ/WRITE payloads.
@@ -49,11 +49,7 @@ pub async fn sessionless(
     cfg: &ClientConfig,
     ops: &[NfsArgop4],
 ) -> Result<Vec<NfsResop4>> {
-    let mut body = Writer::new();
-    for op in ops {
-        op.encode(&mut body);
-    }
-    let res = send(conn, cfg, None, ops.len() as u32, &body.buf).await?;
+    let res = send(conn, cfg, None, ops).await?;
     check(res.status, &res.resarray)?;
     Ok(res.resarray)
 }
@@ -67,14 +63,15 @@ pub fn check(status: u32, resarray: &[NfsResop4]) -> Result<()> {
     Err(Error::from_code(op, status))
 }
 
-/// One RPC: header, then (optionally) SEQUENCE, then the pre-encoded operations.
+/// One RPC: header, then (optionally) SEQUENCE, then the operations, encoded straight into
+/// the record (a WRITE's data is copied once, here).
 async fn send(
     conn: &Connection,
     cfg: &ClientConfig,
     seq: Option<SequenceArgs>,
-    nops: u32,
-    body: &[u8],
+    ops: &[NfsArgop4],
 ) -> Result<Compound4Res> {
+    let nops = ops.len() as u32;
     let xid = conn.next_xid();
     let mut w = encode_call(
         xid,
@@ -84,14 +81,15 @@ async fn send(
         &cfg.auth,
         &Auth::None,
     );
-    w.buf.reserve(body.len() + 128);
     w.opaque(b"");
     w.u32(1);
     w.u32(nops + u32::from(seq.is_some()));
     if let Some(s) = seq {
         NfsArgop4::Sequence(s).encode(&mut w);
     }
-    w.buf.extend_from_slice(body);
+    for op in ops {
+        op.encode(&mut w);
+    }
     let reply = conn.call_raw(xid, w, cfg.timeout).await?;
     match &reply.status {
         ReplyStatus::Accepted(AcceptStat::Success) => {}
@@ -192,9 +190,10 @@ impl Session {
         })
     }
 
-    /// Sends SEQUENCE + the operations encoded in `body` on a free slot. Returns the results
-    /// after SEQUENCE, or the first failure.
-    pub async fn call(&self, cfg: &ClientConfig, nops: u32, body: &[u8]) -> Result<Vec<NfsResop4>> {
+    /// Sends SEQUENCE + `ops` on a free slot. Returns the results after SEQUENCE, or the
+    /// first failure.
+    pub async fn call(&self, cfg: &ClientConfig, ops: &[NfsArgop4]) -> Result<Vec<NfsResop4>> {
+        let nops = ops.len();
         let slot = self.slots.acquire().await;
         let seq = SequenceArgs {
             sa_sessionid: self.id,
@@ -204,7 +203,7 @@ impl Session {
             sa_cachethis: false,
         };
         // On error the slot guard is dropped unfinished: the request's fate is unknown.
-        let res = send(&self.conn, cfg, Some(seq), nops, body).await?;
+        let res = send(&self.conn, cfg, Some(seq), ops).await?;
         let mut it = res.resarray.into_iter();
         match it.next() {
             Some(NfsResop4::Sequence(SequenceRes::Ok(ok))) => {
@@ -231,7 +230,7 @@ impl Session {
         }
         let rest: Vec<NfsResop4> = it.collect();
         check(res.status, &rest)?;
-        if rest.len() != nops as usize {
+        if rest.len() != nops {
             return Err(Error::Protocol(format!(
                 "{} results for {nops} operations",
                 rest.len()
@@ -251,7 +250,7 @@ impl Session {
             sa_highest_slotid: 0,
             sa_cachethis: false,
         };
-        let res = send(conn, cfg, Some(seq), 0, &[]).await?;
+        let res = send(conn, cfg, Some(seq), &[]).await?;
         match res.resarray.first() {
             Some(NfsResop4::Sequence(SequenceRes::Ok(_))) => Ok(()),
             Some(NfsResop4::Sequence(SequenceRes::Err(code))) => {
