@@ -124,22 +124,27 @@ impl Mds {
 
     /// Deletes the data of unlinked files nobody has open any more.
     ///
-    /// Neither step needs to be durable before the reply that unlinked the file: an orphan
-    /// that a crash leaves behind is forgotten at the next start, so the FORGET rides the next
-    /// group commit and the data goes in the background.
-    pub async fn forget_orphan(&self, ino: u64) {
+    /// Neither step needs to be durable before the reply that unlinked the file, so both run
+    /// in the background: first the data, then FORGET on the next group commit. A crash in
+    /// between leaves an orphan whose data is already gone, which the next start forgets; the
+    /// other order could leave data nothing refers to.
+    pub async fn forget_orphan(self: &Arc<Self>, ino: u64) {
         if self.state.file_in_use(ino) {
             return;
         }
-        if let Err(e) = self.ns.execute_lazy(namespace::Command::Forget { ino }).await {
-            tracing::warn!(ino, "cannot forget orphan: {e}");
-            return;
-        }
         self.state.forget_file(ino);
-        let data = self.data.clone();
+        let mds = self.clone();
         tokio::spawn(async move {
-            if let Err(e) = data.remove(ino).await {
+            if let Err(e) = mds.data.remove(ino).await {
                 tracing::warn!(ino, "cannot remove data of orphan: {e}");
+                return;
+            }
+            if let Err(e) = mds
+                .ns
+                .execute_lazy(namespace::Command::Forget { ino })
+                .await
+            {
+                tracing::warn!(ino, "cannot forget orphan: {e}");
             }
         });
     }

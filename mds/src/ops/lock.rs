@@ -56,11 +56,9 @@ pub fn lock(ctx: &mut Ctx<'_>, a: &LockArgs) -> LockRes {
             return Err(NfsError::IsDir);
         }
         check_range(a.offset, a.length)?;
-        let grace = ctx.mds.state.in_grace();
-        if a.reclaim && !grace {
-            return Err(NfsError::NoGrace);
-        }
-        if !a.reclaim && grace {
+        if a.reclaim {
+            ctx.mds.state.check_reclaim(ctx.clientid()?)?;
+        } else if ctx.mds.state.in_grace() {
             return Err(NfsError::Grace);
         }
         let k = kind(a.locktype);

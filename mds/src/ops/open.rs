@@ -45,12 +45,7 @@ async fn open_inner(ctx: &mut Ctx<'_>, a: &OpenArgs) -> NfsResult<OpenResOk> {
         OpenClaim4::DelegCurFh(_) | OpenClaim4::DelegateCur(_)
     );
     if reclaim {
-        if !ctx.mds.state.in_grace() {
-            return Err(NfsError::NoGrace);
-        }
-        if !ctx.mds.state.client_may_reclaim(clientid) {
-            return Err(NfsError::ReclaimBad);
-        }
+        ctx.mds.state.check_reclaim(clientid)?;
     } else if !by_delegation && ctx.mds.state.in_grace() {
         return Err(NfsError::Grace);
     }

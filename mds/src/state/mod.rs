@@ -453,11 +453,19 @@ impl StateManager {
         Ok(())
     }
 
-    pub fn client_may_reclaim(&self, clientid: u64) -> bool {
-        self.lock()
-            .clients
-            .get(&clientid)
-            .is_some_and(|c| c.may_reclaim && !c.reclaim_complete)
+    /// May this client reclaim state now? RFC 8881 §18.51.3: after the grace period or
+    /// after the client's own RECLAIM_COMPLETE, NO_GRACE; a client the previous instance never
+    /// knew, RECLAIM_BAD.
+    pub fn check_reclaim(&self, clientid: u64) -> NfsResult<()> {
+        if !self.in_grace() {
+            return Err(NfsError::NoGrace);
+        }
+        match self.lock().clients.get(&clientid) {
+            Some(c) if c.reclaim_complete => Err(NfsError::NoGrace),
+            Some(c) if c.may_reclaim => Ok(()),
+            Some(_) => Err(NfsError::ReclaimBad),
+            None => Err(NfsError::StaleClientId),
+        }
     }
 
     // ---- sessions ------------------------------------------------------------------------
