@@ -46,7 +46,7 @@ enum Cmd {
     /// Run the benchmark scenario and print numbers (ratios when given two servers)
     Bench(RunArgs),
     /// The CI subset: setup, then both kernels x v4.1+v3 against ganesha with --quick
-    /// (plus cfs v4.1 when CFS_CONFORMANCE=1)
+    /// (plus cfs v4.1 and v4.2 when CFS_CONFORMANCE=1)
     Ci {
         #[arg(long)]
         json: Option<PathBuf>,
@@ -130,7 +130,8 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
             if std::env::var("CFS_CONFORMANCE").as_deref() == Ok("1") {
                 servers.push(ServerPlan {
                     spec: ServerSpec::Cfs,
-                    versions: vec!["4.1".into()],
+                    // 4.2 too: the sid client then reads with READ_PLUS.
+                    versions: vec!["4.1".into(), "4.2".into()],
                 });
             }
             let plan = Plan {
