@@ -11,11 +11,15 @@ use std::time::Duration;
 pub const T: Duration = Duration::from_secs(10);
 
 pub async fn server() -> (Server, tempfile::TempDir) {
+    server_with(Export::new("/").unwrap()).await
+}
+
+pub async fn server_with(export: Export) -> (Server, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     let cfg = ServerConfig {
         data_dir: dir.path().to_path_buf(),
         listen: "127.0.0.1:0".parse().unwrap(),
-        exports: vec![Export::new("/").unwrap()],
+        exports: vec![export],
         lease_seconds: 30,
         grace_seconds: None,
     };

@@ -1,0 +1,75 @@
+//! Export rules enforced on a real server: read-only exports refuse changes, root squash maps
+//! uid 0 to the anonymous id, and clients outside the address ranges are refused.
+mod common;
+use common::*;
+use mds::export::{AddrRange, Export};
+use proto::nfs4::*;
+use proto::rpc::{ReplyStatus, RpcError};
+use proto::xdr::Opaque;
+
+fn mkdir(name: &str) -> NfsArgop4 {
+    NfsArgop4::Create(CreateArgs {
+        objtype: Createtype4::Dir,
+        objname: Opaque::from(name),
+        createattrs: Fattr4::default(),
+    })
+}
+
+#[tokio::test]
+async fn read_only_export_refuses_changes() {
+    let mut e = Export::new("/").unwrap();
+    e.read_only = true;
+    let (s, _d) = server_with(e).await;
+    let c = connect(&s).await;
+    let sid = session(&c).await;
+    let r = compound(&c, 1, vec![seq(sid, 1), NfsArgop4::Putrootfh, mkdir("d")]).await;
+    assert_eq!(r.status, Nfsstat4::Rofs.code(), "{r:?}");
+    // Reading still works.
+    let r = compound(
+        &c,
+        1,
+        vec![seq(sid, 2), NfsArgop4::Putrootfh, NfsArgop4::Getfh],
+    )
+    .await;
+    assert_eq!(r.status, 0);
+}
+
+#[tokio::test]
+async fn root_squash_maps_root_to_nobody() {
+    let mut e = Export::new("/").unwrap();
+    e.root_squash = true;
+    let (s, _d) = server_with(e).await;
+    let c = connect(&s).await;
+    let sid = session(&c).await;
+    // The root directory belongs to root with mode 0755: squashed root may not create in it.
+    let r = compound(&c, 1, vec![seq(sid, 1), NfsArgop4::Putrootfh, mkdir("d")]).await;
+    assert_eq!(r.status, Nfsstat4::Access.code(), "{r:?}");
+}
+
+#[tokio::test]
+async fn clients_outside_the_ranges_are_refused() {
+    let mut e = Export::new("/").unwrap();
+    e.clients = vec!["10.9.9.0/24".parse::<AddrRange>().unwrap()];
+    let (s, _d) = server_with(e).await;
+    let c = connect(&s).await;
+    let args = Compound4Args {
+        tag: Opaque::default(),
+        minorversion: 1,
+        argarray: vec![NfsArgop4::Putrootfh],
+    };
+    let err = c
+        .call(
+            NFS4_PROGRAM,
+            NFS_V4,
+            NFSPROC4_COMPOUND,
+            &root(),
+            &proto::xdr::Xdr::to_xdr(&args),
+            T,
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, RpcError::NotAccepted(ReplyStatus::AuthError(5))),
+        "{err:?}"
+    );
+}
