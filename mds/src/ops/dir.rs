@@ -133,6 +133,33 @@ pub async fn create(ctx: &mut Ctx<'_>, a: &CreateArgs) -> CreateRes {
     }
 }
 
+/// Creates `name` in `dir`, owned by the caller (see `new_owner`), with a fresh inode number.
+pub async fn create_entry(
+    ctx: &Ctx<'_>,
+    dir: &Inode,
+    name: Vec<u8>,
+    kind: FileKind,
+    mode: u32,
+    how: CreateHow,
+) -> NfsResult<crate::namespace::Outcome> {
+    let (uid, gid) = new_owner(ctx, dir);
+    Ok(ctx
+        .mds
+        .ns
+        .execute(Command::Create {
+            parent: dir.ino,
+            name,
+            ino: ctx.mds.ns.alloc_ino(),
+            kind,
+            mode: mode & 0o7777,
+            uid,
+            gid,
+            time: Time::now(),
+            how,
+        })
+        .await?)
+}
+
 /// Owner and group of a new object: the caller's, with the group inherited from a set-gid
 /// directory (as local file systems do).
 pub fn new_owner(ctx: &Ctx<'_>, dir: &Inode) -> (u32, u32) {
@@ -175,22 +202,8 @@ async fn create_inner(ctx: &mut Ctx<'_>, a: &CreateArgs) -> NfsResult<CreateResO
     }
     let set = attrs::decode_settable(&a.createattrs)?;
     let default_mode = if kind.is_dir() { 0o755 } else { 0o777 };
-    let (uid, gid) = new_owner(ctx, &dir);
-    let out = ctx
-        .mds
-        .ns
-        .execute(Command::Create {
-            parent: dir.ino,
-            name,
-            ino: ctx.mds.ns.alloc_ino(),
-            kind,
-            mode: set.mode.unwrap_or(default_mode) & 0o7777,
-            uid,
-            gid,
-            time: Time::now(),
-            how: CreateHow::Guarded,
-        })
-        .await?;
+    let mode = set.mode.unwrap_or(default_mode);
+    let out = create_entry(ctx, &dir, name, kind, mode, CreateHow::Guarded).await?;
     let created = out.inode.ok_or(NfsError::ServerFault)?;
     // Owner, group and times in the request apply after creation, with the usual checks.
     let rest = attrs::SetAttrs {

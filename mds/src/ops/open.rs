@@ -1,10 +1,10 @@
 //! OPEN, CLOSE, OPEN_DOWNGRADE, DELEGRETURN, GET_DIR_DELEGATION.
-use super::dir::{cinfo, new_owner};
+use super::dir::{cinfo, create_entry};
 use super::fh::check_name;
 use crate::attrs;
 use crate::compound::Ctx;
 use crate::error::{NfsError, NfsResult};
-use crate::namespace::{Command, CreateHow, FileKind, Inode, Time};
+use crate::namespace::{CreateHow, FileKind, Inode};
 use crate::state::StateId;
 use proto::nfs4::basic::{Fattr4, Nfsace4, Stateid4};
 use proto::nfs4::state::*;
@@ -200,22 +200,8 @@ async fn open_by_name(ctx: &mut Ctx<'_>, a: &OpenArgs, name: Vec<u8>) -> NfsResu
         ctx.writable()?;
         ctx.require(&dir, 3)?;
     }
-    let (uid, gid) = new_owner(ctx, &dir);
-    let out = ctx
-        .mds
-        .ns
-        .execute(Command::Create {
-            parent: dir.ino,
-            name,
-            ino: ctx.mds.ns.alloc_ino(),
-            kind: FileKind::Regular,
-            mode: set.mode.unwrap_or(0o644) & 0o7777,
-            uid,
-            gid,
-            time: Time::now(),
-            how,
-        })
-        .await?;
+    let mode = set.mode.unwrap_or(0o644);
+    let out = create_entry(ctx, &dir, name, FileKind::Regular, mode, how).await?;
     let file = out.inode.ok_or(NfsError::ServerFault)?;
     let created = out.created;
     let mut attrset = Vec::new();
