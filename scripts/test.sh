@@ -19,8 +19,9 @@ step "build"
 cargo build -q --release -p cfs
 
 step "unit and integration tests"
-cargo test -q --release --workspace 2>&1 | tee /tmp/cfs-cargo-test.log
-grep -E '^test result:' /tmp/cfs-cargo-test.log | awk '{p+=$4; f+=$6} END {print "cargo tests: " p " passed, " f " failed"}'
+log=$(mktemp)
+cargo test -q --release --workspace 2>&1 | tee "$log"
+grep -E '^test result:' "$log" | awk '{p+=$4; f+=$6} END {print "cargo tests: " p " passed, " f " failed"}'
 
 step "kernel-client conformance (quick subset: ganesha baseline and cfs, both kernels)"
 CFS_BIN="$PWD/target/release/cfs" CFS_CONFORMANCE=1 cargo run -q --release -p conformance -- ci

@@ -7,71 +7,77 @@ use proto::nfs4::attr::*;
 use proto::nfs4::basic::{Fattr4, Fsid4, NfsFh4, NfsFtype4, Nfstime4, Settime4, Specdata4};
 use proto::xdr::Opaque;
 
-/// Every attribute this server returns.
-pub fn supported() -> Bitmap {
-    Bitmap::from_bits(&[
-        FATTR4_SUPPORTED_ATTRS,
-        FATTR4_TYPE,
-        FATTR4_FH_EXPIRE_TYPE,
-        FATTR4_CHANGE,
-        FATTR4_SIZE,
-        FATTR4_LINK_SUPPORT,
-        FATTR4_SYMLINK_SUPPORT,
-        FATTR4_NAMED_ATTR,
-        FATTR4_FSID,
-        FATTR4_UNIQUE_HANDLES,
-        FATTR4_LEASE_TIME,
-        FATTR4_RDATTR_ERROR,
-        FATTR4_ACLSUPPORT,
-        FATTR4_CANSETTIME,
-        FATTR4_CASE_INSENSITIVE,
-        FATTR4_CASE_PRESERVING,
-        FATTR4_CHOWN_RESTRICTED,
-        FATTR4_FILEHANDLE,
-        FATTR4_FILEID,
-        FATTR4_FILES_AVAIL,
-        FATTR4_FILES_FREE,
-        FATTR4_FILES_TOTAL,
-        FATTR4_HOMOGENEOUS,
-        FATTR4_MAXFILESIZE,
-        FATTR4_MAXLINK,
-        FATTR4_MAXNAME,
-        FATTR4_MAXREAD,
-        FATTR4_MAXWRITE,
-        FATTR4_MODE,
-        FATTR4_NO_TRUNC,
-        FATTR4_NUMLINKS,
-        FATTR4_OWNER,
-        FATTR4_OWNER_GROUP,
-        FATTR4_RAWDEV,
-        FATTR4_SPACE_AVAIL,
-        FATTR4_SPACE_FREE,
-        FATTR4_SPACE_TOTAL,
-        FATTR4_SPACE_USED,
-        FATTR4_TIME_ACCESS,
-        FATTR4_TIME_ACCESS_SET,
-        FATTR4_TIME_CREATE,
-        FATTR4_TIME_DELTA,
-        FATTR4_TIME_METADATA,
-        FATTR4_TIME_MODIFY,
-        FATTR4_TIME_MODIFY_SET,
-        FATTR4_MOUNTED_ON_FILEID,
-        FATTR4_SUPPATTR_EXCLCREAT,
-        FATTR4_CLONE_BLKSIZE,
-        FATTR4_CHANGE_ATTR_TYPE,
-    ])
+/// Every attribute this server returns (built once: GETATTR is the hottest operation).
+pub fn supported() -> &'static Bitmap {
+    static SUPPORTED: std::sync::LazyLock<Bitmap> = std::sync::LazyLock::new(|| {
+        Bitmap::from_bits(&[
+            FATTR4_SUPPORTED_ATTRS,
+            FATTR4_TYPE,
+            FATTR4_FH_EXPIRE_TYPE,
+            FATTR4_CHANGE,
+            FATTR4_SIZE,
+            FATTR4_LINK_SUPPORT,
+            FATTR4_SYMLINK_SUPPORT,
+            FATTR4_NAMED_ATTR,
+            FATTR4_FSID,
+            FATTR4_UNIQUE_HANDLES,
+            FATTR4_LEASE_TIME,
+            FATTR4_RDATTR_ERROR,
+            FATTR4_ACLSUPPORT,
+            FATTR4_CANSETTIME,
+            FATTR4_CASE_INSENSITIVE,
+            FATTR4_CASE_PRESERVING,
+            FATTR4_CHOWN_RESTRICTED,
+            FATTR4_FILEHANDLE,
+            FATTR4_FILEID,
+            FATTR4_FILES_AVAIL,
+            FATTR4_FILES_FREE,
+            FATTR4_FILES_TOTAL,
+            FATTR4_HOMOGENEOUS,
+            FATTR4_MAXFILESIZE,
+            FATTR4_MAXLINK,
+            FATTR4_MAXNAME,
+            FATTR4_MAXREAD,
+            FATTR4_MAXWRITE,
+            FATTR4_MODE,
+            FATTR4_NO_TRUNC,
+            FATTR4_NUMLINKS,
+            FATTR4_OWNER,
+            FATTR4_OWNER_GROUP,
+            FATTR4_RAWDEV,
+            FATTR4_SPACE_AVAIL,
+            FATTR4_SPACE_FREE,
+            FATTR4_SPACE_TOTAL,
+            FATTR4_SPACE_USED,
+            FATTR4_TIME_ACCESS,
+            FATTR4_TIME_ACCESS_SET,
+            FATTR4_TIME_CREATE,
+            FATTR4_TIME_DELTA,
+            FATTR4_TIME_METADATA,
+            FATTR4_TIME_MODIFY,
+            FATTR4_TIME_MODIFY_SET,
+            FATTR4_MOUNTED_ON_FILEID,
+            FATTR4_SUPPATTR_EXCLCREAT,
+            FATTR4_CLONE_BLKSIZE,
+            FATTR4_CHANGE_ATTR_TYPE,
+        ])
+    });
+    &SUPPORTED
 }
 
 /// Attributes SETATTR (and CREATE/OPEN) accept.
-pub fn settable() -> Bitmap {
-    Bitmap::from_bits(&[
-        FATTR4_SIZE,
-        FATTR4_MODE,
-        FATTR4_OWNER,
-        FATTR4_OWNER_GROUP,
-        FATTR4_TIME_ACCESS_SET,
-        FATTR4_TIME_MODIFY_SET,
-    ])
+pub fn settable() -> &'static Bitmap {
+    static SETTABLE: std::sync::LazyLock<Bitmap> = std::sync::LazyLock::new(|| {
+        Bitmap::from_bits(&[
+            FATTR4_SIZE,
+            FATTR4_MODE,
+            FATTR4_OWNER,
+            FATTR4_OWNER_GROUP,
+            FATTR4_TIME_ACCESS_SET,
+            FATTR4_TIME_MODIFY_SET,
+        ])
+    });
+    &SETTABLE
 }
 
 fn t(x: Time) -> Nfstime4 {
@@ -127,7 +133,7 @@ pub fn fs_space(mds: &Mds) -> FsSpace {
 /// to bother filtering, except for file-system space, which costs a system call).
 pub fn file_attrs(mds: &Mds, i: &Inode, want: &Bitmap, space_used: u64) -> FileAttrs {
     let mut a = FileAttrs {
-        supported_attrs: Some(supported()),
+        supported_attrs: Some(supported().clone()),
         ftype: Some(ftype(&i.kind)),
         // Persistent handles (RFC 8881 §4.2.3).
         fh_expire_type: Some(0),
@@ -187,7 +193,7 @@ pub fn file_attrs(mds: &Mds, i: &Inode, want: &Bitmap, space_used: u64) -> FileA
         time_metadata: Some(t(i.ctime)),
         time_modify: Some(t(i.mtime)),
         mounted_on_fileid: Some(i.ino),
-        suppattr_exclcreat: Some(settable()),
+        suppattr_exclcreat: Some(settable().clone()),
         clone_blksize: Some(4096),
         // NFS4_CHANGE_TYPE_IS_MONOTONIC_INCR: lets the client order changes.
         change_attr_type: Some(1),
@@ -217,7 +223,7 @@ pub fn file_attrs(mds: &Mds, i: &Inode, want: &Bitmap, space_used: u64) -> FileA
 pub fn encode(mds: &Mds, i: &Inode, want: &Bitmap) -> Fattr4 {
     // Allocation is not tracked per object yet: report the size rounded up to blocks.
     let used = i.size.div_ceil(4096) * 4096;
-    file_attrs(mds, i, want, used).encode(&want.intersection(&supported()))
+    file_attrs(mds, i, want, used).encode(&want.intersection(supported()))
 }
 
 /// What a client asked to change, already mapped to namespace terms.
@@ -262,12 +268,10 @@ pub fn decode_settable(f: &Fattr4) -> NfsResult<SetAttrs> {
     let settable = settable();
     for bit in mask.iter() {
         if !settable.get(bit) {
-            return Err(if supported().get(bit) || FileAttrs::KNOWN.contains(&bit) {
-                if is_writable(bit) {
-                    NfsError::AttrNotSupp
-                } else {
-                    NfsError::Inval
-                }
+            // A known read-only attribute cannot be set (INVAL); a writable one we do not
+            // implement, or an unknown one, is not supported.
+            return Err(if FileAttrs::KNOWN.contains(&bit) && !is_writable(bit) {
+                NfsError::Inval
             } else {
                 NfsError::AttrNotSupp
             });
@@ -287,7 +291,7 @@ pub fn decode_settable(f: &Fattr4) -> NfsResult<SetAttrs> {
 /// Whether `f` matches the attributes of `i` exactly (VERIFY/NVERIFY).
 pub fn matches(mds: &Mds, i: &Inode, f: &Fattr4) -> NfsResult<bool> {
     let mask = Bitmap::from_words(&f.attrmask);
-    if !mask.is_subset(&supported()) {
+    if !mask.is_subset(supported()) {
         return Err(NfsError::AttrNotSupp);
     }
     if mask.get(FATTR4_RDATTR_ERROR)

@@ -5,7 +5,6 @@ use crate::export::Export;
 use crate::ops;
 use crate::state::{SessionId, SlotUse, StateId};
 use crate::Mds;
-use proto::nfs4::basic::Nfsstat4;
 use proto::nfs4::compound::{Compound4Args, Compound4Res, NfsArgop4, NfsResop4};
 use proto::nfs4::fileops::StatusRes;
 use proto::rpc::{accepted_reply, denied_auth_reply, AcceptStat, Auth, AuthStat, Call, Connection};
@@ -55,14 +54,10 @@ impl Ctx<'_> {
 
     /// Resolves the special "current stateid" (RFC 8881 §16.2.3.1.2).
     pub fn stateid(&self, sid: &proto::nfs4::basic::Stateid4) -> Result<StateId, NfsError> {
-        let s = StateId {
-            seqid: sid.seqid,
-            other: sid.other,
-        };
-        if s == StateId::CURRENT {
+        if *sid == StateId::CURRENT {
             return self.cur_sid.ok_or(NfsError::BadStateId);
         }
-        Ok(s)
+        Ok(*sid)
     }
 
     pub fn clientid(&self) -> Result<u64, NfsError> {
@@ -207,10 +202,4 @@ pub async fn run(mds: &Arc<Mds>, conn: &Connection, call: &Call) -> Writer {
         mds.state.finish_slot(&sid, slot, seqid, body.clone());
     }
     compound_reply(call.xid, &body)
-}
-
-impl From<NfsError> for Nfsstat4 {
-    fn from(e: NfsError) -> Self {
-        Nfsstat4::from_code(e.code()).unwrap_or(Nfsstat4::Serverfault)
-    }
 }

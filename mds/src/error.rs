@@ -254,7 +254,14 @@ impl From<crate::namespace::FsError> for NfsError {
 
 impl From<ds::DsError> for NfsError {
     fn from(e: ds::DsError) -> Self {
-        tracing::error!("chunk store: {e}");
-        NfsError::Io
+        // A full disk is the client's to know about, not a server fault.
+        match e.raw_os_error() {
+            Some(libc::ENOSPC) => NfsError::NoSpc,
+            Some(libc::EDQUOT) => NfsError::DQuot,
+            _ => {
+                tracing::error!("chunk store: {e}");
+                NfsError::Io
+            }
+        }
     }
 }

@@ -5,8 +5,7 @@ use crate::error::{NfsError, NfsResult};
 use crate::fh::FileHandle;
 use crate::state::StateId;
 use crate::Mds;
-use proto::nfs4::basic::CB_COMPOUND;
-use proto::nfs4::basic::{NfsFh4, Stateid4};
+use proto::nfs4::basic::{NfsFh4, CB_COMPOUND};
 use proto::nfs4::callback::{
     CbCompound4Args, CbCompound4Res, CbRecallArgs, CbSequenceArgs, NfsCbArgop4,
 };
@@ -57,10 +56,7 @@ async fn send_recall(mds: Arc<Mds>, clientid: u64, sid: StateId, ino: u64) {
                 csa_referring_call_lists: Vec::new(),
             }),
             NfsCbArgop4::Recall(CbRecallArgs {
-                stateid: Stateid4 {
-                    seqid: sid.seqid,
-                    other: sid.other,
-                },
+                stateid: sid,
                 truncate: false,
                 fh: NfsFh4(Opaque(
                     FileHandle {

@@ -73,3 +73,43 @@ async fn clients_outside_the_ranges_are_refused() {
         "{err:?}"
     );
 }
+
+#[tokio::test]
+async fn auth_none_runs_as_the_anonymous_id_and_gss_is_refused() {
+    let (s, _d) = server().await;
+    let c = connect(&s).await;
+    let sid = session(&c).await;
+    let args = Compound4Args {
+        tag: Opaque::default(),
+        minorversion: 1,
+        argarray: vec![seq(sid, 1), NfsArgop4::Putrootfh, mkdir("d")],
+    };
+    let body = proto::xdr::Xdr::to_xdr(&args);
+    // AUTH_NONE: nobody may not create in root's 0755 directory.
+    let r = c
+        .call(
+            NFS4_PROGRAM,
+            NFS_V4,
+            NFSPROC4_COMPOUND,
+            &proto::rpc::Auth::None,
+            &body,
+            T,
+        )
+        .await
+        .unwrap();
+    let r = <Compound4Res as proto::xdr::Xdr>::from_xdr(r.body()).unwrap();
+    assert_eq!(r.status, Nfsstat4::Access.code(), "{r:?}");
+    // RPCSEC_GSS is not implemented: refused as too weak rather than half-served.
+    let gss = proto::rpc::Auth::Other {
+        flavor: proto::rpc::RPCSEC_GSS,
+        body: vec![0; 20],
+    };
+    let err = c
+        .call(NFS4_PROGRAM, NFS_V4, NFSPROC4_COMPOUND, &gss, &body, T)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, RpcError::NotAccepted(ReplyStatus::AuthError(5))),
+        "{err:?}"
+    );
+}

@@ -44,7 +44,7 @@ async fn setattr_inner(ctx: &mut Ctx<'_>, a: &SetattrArgs) -> NfsResult<Bitmap> 
         }
         let sid = ctx.stateid(&a.stateid)?;
         ctx.mds.state.check_io(&sid, i.ino, true)?;
-        if sid.is_special() {
+        if crate::state::is_special(&sid) {
             ctx.require(&i, 2)?;
         }
     }

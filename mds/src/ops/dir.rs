@@ -70,17 +70,16 @@ fn readdir_inner(ctx: &mut Ctx<'_>, a: &ReaddirArgs) -> NfsResult<ReaddirResOk> 
     let mut entries = Vec::new();
     let mut after = if a.cookie < 3 { 0 } else { a.cookie };
     let mut eof = false;
+    // One read transaction for the listing and every entry's attributes: a consistent view,
+    // and no transaction per entry.
+    let snap = ctx.mds.ns.snapshot()?;
     'outer: loop {
-        let (batch, done) = ctx
-            .mds
-            .ns
-            .readdir(dir.ino, after, 256)
-            .map_err(|e| match e {
-                crate::namespace::FsError::Invalid => NfsError::BadCookie,
-                other => other.into(),
-            })?;
+        let (batch, done) = snap.readdir(dir.ino, after, 256).map_err(|e| match e {
+            crate::namespace::FsError::Invalid => NfsError::BadCookie,
+            other => other.into(),
+        })?;
         for e in batch {
-            let attrs = match ctx.mds.ns.getattr(e.ino) {
+            let attrs = match snap.getattr(e.ino) {
                 Ok(i) => attrs::encode(ctx.mds, &i, &want),
                 Err(_) if want.get(FATTR4_RDATTR_ERROR) => {
                     // Removed between listing and reading: say so in the entry.

@@ -22,7 +22,7 @@ pub fn io_target(
     }
     let sid = ctx.stateid(sid)?;
     ctx.mds.state.check_io(&sid, i.ino, write)?;
-    if sid.is_special() {
+    if crate::state::is_special(&sid) {
         ctx.require(&i, if write { 2 } else { 4 })?;
     }
     if write {

@@ -2,8 +2,7 @@
 use crate::compound::Ctx;
 use crate::error::{NfsError, NfsResult};
 use crate::state::locks::{LockKind, Range};
-use crate::state::StateId;
-use proto::nfs4::basic::{NfsLockType4, StateOwner4, Stateid4};
+use proto::nfs4::basic::{NfsLockType4, StateOwner4};
 use proto::nfs4::state::*;
 use proto::xdr::Opaque;
 
@@ -38,13 +37,6 @@ fn denied(r: Range) -> LockDenied {
             clientid: r.owner.0,
             owner: Opaque(r.owner.1),
         },
-    }
-}
-
-fn wire(s: StateId) -> Stateid4 {
-    Stateid4 {
-        seqid: s.seqid,
-        other: s.other,
     }
 }
 
@@ -86,9 +78,7 @@ pub fn lock(ctx: &mut Ctx<'_>, a: &LockArgs) -> LockRes {
     match r {
         Ok(Ok(sid)) => {
             ctx.cur_sid = Some(sid);
-            LockRes::Ok(LockResOk {
-                lock_stateid: wire(sid),
-            })
+            LockRes::Ok(LockResOk { lock_stateid: sid })
         }
         Ok(Err(d)) => LockRes::Denied(denied(d.range)),
         Err(e) => LockRes::Err(e.code()),
@@ -128,7 +118,7 @@ pub fn locku(ctx: &mut Ctx<'_>, a: &LockuArgs) -> LockuRes {
     match r {
         Ok(s) => {
             ctx.cur_sid = Some(s);
-            LockuRes::Ok(wire(s))
+            LockuRes::Ok(s)
         }
         Err(e) => LockuRes::error(e.code()),
     }
@@ -138,14 +128,9 @@ pub fn test_stateid(ctx: &mut Ctx<'_>, a: &TestStateidArgs) -> TestStateidRes {
     let codes = a
         .ts_stateids
         .iter()
-        .map(|s| {
-            match ctx.mds.state.test_stateid(&StateId {
-                seqid: s.seqid,
-                other: s.other,
-            }) {
-                Ok(()) => 0,
-                Err(e) => e.code(),
-            }
+        .map(|s| match ctx.mds.state.test_stateid(s) {
+            Ok(()) => 0,
+            Err(e) => e.code(),
         })
         .collect();
     TestStateidRes::Ok(TestStateidResOk {

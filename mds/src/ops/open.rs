@@ -6,15 +6,8 @@ use crate::compound::Ctx;
 use crate::error::{NfsError, NfsResult};
 use crate::namespace::{CreateHow, FileKind, Inode};
 use crate::state::StateId;
-use proto::nfs4::basic::{Fattr4, Nfsace4, Stateid4};
+use proto::nfs4::basic::{Fattr4, Nfsace4};
 use proto::nfs4::state::*;
-
-fn wire(s: StateId) -> Stateid4 {
-    Stateid4 {
-        seqid: s.seqid,
-        other: s.other,
-    }
-}
 
 pub async fn open(ctx: &mut Ctx<'_>, a: &OpenArgs) -> OpenRes {
     match open_inner(ctx, a).await {
@@ -141,16 +134,16 @@ async fn open_inner(ctx: &mut Ctx<'_>, a: &OpenArgs) -> NfsResult<OpenResOk> {
         None
     };
     ctx.cfh = Some(t.file.ino);
-    ctx.cur_sid = Some(opened.stateid);
+    ctx.cur_sid = Some(opened);
     let dir_ref = t.dir.as_ref().unwrap_or(&t.file);
     Ok(OpenResOk {
-        stateid: wire(opened.stateid),
+        stateid: opened,
         cinfo: cinfo(t.dir_change, dir_ref),
         rflags: OPEN4_RESULT_LOCKTYPE_POSIX,
         attrset: t.attrset,
         delegation: match delegation {
             Some(d) => OpenDelegation4::Read(OpenReadDelegation4 {
-                stateid: wire(d),
+                stateid: d,
                 recall: false,
                 // knfsd sends an empty ACE too: access is checked at OPEN, not from this.
                 permissions: Nfsace4 {
@@ -258,7 +251,7 @@ pub async fn close(ctx: &mut Ctx<'_>, a: &CloseArgs) -> CloseRes {
     match r {
         Ok(()) => {
             ctx.cur_sid = None;
-            CloseRes::Ok(wire(StateId::INVALID))
+            CloseRes::Ok(StateId::INVALID)
         }
         Err(e) => CloseRes::error(e.code()),
     }
@@ -275,9 +268,7 @@ pub fn open_downgrade(ctx: &mut Ctx<'_>, a: &OpenDowngradeArgs) -> OpenDowngrade
     match r {
         Ok(s) => {
             ctx.cur_sid = Some(s);
-            OpenDowngradeRes::Ok(OpenDowngradeResOk {
-                open_stateid: wire(s),
-            })
+            OpenDowngradeRes::Ok(OpenDowngradeResOk { open_stateid: s })
         }
         Err(e) => OpenDowngradeRes::error(e.code()),
     }

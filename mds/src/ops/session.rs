@@ -41,10 +41,10 @@ fn exchange_id_inner(ctx: &mut Ctx<'_>, a: &ExchangeIdArgs) -> NfsResult<Exchang
     if owner.is_empty() || owner.len() > 1024 {
         return Err(NfsError::Inval);
     }
-    let (clientid, seq, confirmed) =
-        ctx.mds
-            .state
-            .exchange_id(owner, a.eia_clientowner.co_verifier, |_| true);
+    let (clientid, seq, confirmed) = ctx
+        .mds
+        .state
+        .exchange_id(owner, a.eia_clientowner.co_verifier);
     if a.eia_flags & EXCHGID4_FLAG_UPD_CONFIRMED_REC_A != 0 && !confirmed {
         return Err(NfsError::NoEnt);
     }

@@ -18,34 +18,11 @@ pub const OPEN4_SHARE_ACCESS_WRITE: u32 = 2;
 pub const OPEN4_SHARE_ACCESS_BOTH: u32 = 3;
 
 /// A stateid as the client sees it: `seqid` counts changes, `other` names the state.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct StateId {
-    pub seqid: u32,
-    pub other: [u8; 12],
-}
+pub type StateId = proto::nfs4::basic::Stateid4;
 
-impl StateId {
-    pub const ANONYMOUS: StateId = StateId {
-        seqid: 0,
-        other: [0; 12],
-    };
-    pub const BYPASS: StateId = StateId {
-        seqid: u32::MAX,
-        other: [0xff; 12],
-    };
-    /// RFC 8881 §16.2.3.1.2: "the current stateid" of the compound.
-    pub const CURRENT: StateId = StateId {
-        seqid: 1,
-        other: [0; 12],
-    };
-    pub const INVALID: StateId = StateId {
-        seqid: u32::MAX,
-        other: [0; 12],
-    };
-
-    pub fn is_special(&self) -> bool {
-        *self == Self::ANONYMOUS || *self == Self::BYPASS
-    }
+/// The anonymous and bypass stateids (RFC 8881 §8.2.3): I/O outside any open.
+pub fn is_special(sid: &StateId) -> bool {
+    *sid == StateId::ANONYMOUS || *sid == StateId::BYPASS
 }
 
 #[derive(Debug, Clone)]
@@ -109,6 +86,9 @@ struct Inner {
     lock_index: HashMap<(u64, Vec<u8>, u64), [u8; 12]>,
     db: ClientDb,
     grace_until: Option<Instant>,
+    /// Owners the previous instance knew that have not yet sent RECLAIM_COMPLETE: only they
+    /// may reclaim, and grace ends early when none is left.
+    awaiting_reclaim: BTreeSet<Vec<u8>>,
 }
 
 pub struct StateManager {
@@ -116,12 +96,6 @@ pub struct StateManager {
     /// Distinguishes this server instance in client ids and stateids.
     boot: u32,
     pub lease: Duration,
-}
-
-/// Result of an OPEN on the state side.
-#[derive(Debug, Clone, Copy)]
-pub struct Opened {
-    pub stateid: StateId,
 }
 
 /// What SEQUENCE found: the session's client, the slot's verdict and the channel's limits.
@@ -181,6 +155,7 @@ impl StateManager {
                 lock_index: HashMap::new(),
                 db,
                 grace_until,
+                awaiting_reclaim: previous,
             }),
             boot,
             lease,
@@ -219,12 +194,7 @@ impl StateManager {
 
     /// EXCHANGE_ID (RFC 8881 §18.35.5), for the cases a Linux client produces.
     /// Returns (clientid, sequenceid, confirmed).
-    pub fn exchange_id(
-        &self,
-        owner: &[u8],
-        verifier: [u8; 8],
-        was_previous: impl Fn(&[u8]) -> bool,
-    ) -> (u64, u32, bool) {
+    pub fn exchange_id(&self, owner: &[u8], verifier: [u8; 8]) -> (u64, u32, bool) {
         let mut g = self.lock();
         let existing: Vec<u64> = g
             .clients
@@ -249,7 +219,7 @@ impl StateManager {
         let n = g.next_id;
         g.next_id += 1;
         let clientid = ((self.boot as u64) << 32) | (n & 0xffff_ffff);
-        let may_reclaim = g.grace_until.is_some() && was_previous(owner);
+        let may_reclaim = g.grace_until.is_some() && g.awaiting_reclaim.contains(owner);
         g.clients.insert(
             clientid,
             Client {
@@ -440,13 +410,11 @@ impl StateManager {
             return Err(NfsError::CompleteAlready);
         }
         c.reclaim_complete = true;
-        // Grace ends early once every client that may reclaim has said it is done.
-        if g.grace_until.is_some()
-            && g.clients
-                .values()
-                .filter(|c| c.may_reclaim)
-                .all(|c| c.reclaim_complete)
-        {
+        let owner = c.owner.clone();
+        // Grace ends early only once every client of the previous instance is done, including
+        // those that have not come back yet.
+        g.awaiting_reclaim.remove(&owner);
+        if g.grace_until.is_some() && g.awaiting_reclaim.is_empty() {
             tracing::info!("all reclaiming clients are done: grace period over");
             g.grace_until = None;
         }
@@ -529,10 +497,6 @@ impl StateManager {
             .ok_or(NfsError::BadSession)
     }
 
-    pub fn session_client(&self, id: &SessionId) -> Option<u64> {
-        self.lock().sessions.get(id).map(|s| s.clientid)
-    }
-
     pub fn back_channel(&self, clientid: u64) -> Option<BackChannel> {
         let g = self.lock();
         g.sessions
@@ -598,7 +562,7 @@ impl StateManager {
         } else {
             OPEN4_SHARE_ACCESS_READ
         };
-        if sid.is_special() {
+        if is_special(sid) {
             if let Some(f) = g.files.get(&ino) {
                 for o in &f.states {
                     if let Some(State {
@@ -683,7 +647,7 @@ impl StateManager {
         ino: u64,
         access: u32,
         deny: u32,
-    ) -> NfsResult<Opened> {
+    ) -> NfsResult<StateId> {
         let mut g = self.lock();
         // Share reservations (RFC 8881 §9.7) against every other open of the file.
         if let Some(f) = g.files.get(&ino) {
@@ -719,11 +683,9 @@ impl StateManager {
                     *a |= access;
                     *d |= deny;
                 }
-                return Ok(Opened {
-                    stateid: StateId {
-                        seqid: st.seqid,
-                        other,
-                    },
+                return Ok(StateId {
+                    seqid: st.seqid,
+                    other,
                 });
             }
         }
@@ -743,9 +705,7 @@ impl StateManager {
         );
         g.files.entry(ino).or_default().states.insert(other);
         g.open_index.insert(key, other);
-        Ok(Opened {
-            stateid: StateId { seqid: 1, other },
-        })
+        Ok(StateId { seqid: 1, other })
     }
 
     pub fn open_downgrade(
@@ -1188,20 +1148,14 @@ mod tests {
             NfsError::ShareDenied
         );
         let b = m.open(1, b"b", 10, OPEN4_SHARE_ACCESS_READ, 0).unwrap();
-        assert_ne!(a.stateid.other, b.stateid.other);
+        assert_ne!(a.other, b.other);
         // Upgrade by the same owner bumps the seqid; the old one becomes OLD_STATEID.
         let a2 = m.open(1, b"a", 10, OPEN4_SHARE_ACCESS_BOTH, 0).unwrap();
-        assert_eq!(a2.stateid.seqid, 2);
-        assert_eq!(
-            m.check_stateid(&a.stateid, 10).unwrap_err(),
-            NfsError::OldStateId
-        );
-        assert_eq!(
-            m.check_stateid(&a2.stateid, 11).unwrap_err(),
-            NfsError::BadStateId
-        );
+        assert_eq!(a2.seqid, 2);
+        assert_eq!(m.check_stateid(&a, 10).unwrap_err(), NfsError::OldStateId);
+        assert_eq!(m.check_stateid(&a2, 11).unwrap_err(), NfsError::BadStateId);
         let d = m
-            .open_downgrade(&a2.stateid, 10, OPEN4_SHARE_ACCESS_READ, 0)
+            .open_downgrade(&a2, 10, OPEN4_SHARE_ACCESS_READ, 0)
             .unwrap();
         assert_eq!(m.check_io(&d, 10, true).unwrap_err(), NfsError::OpenMode);
         m.close(&d, 10).unwrap();
@@ -1219,14 +1173,8 @@ mod tests {
     #[test]
     fn locks_between_owners() {
         let (m, _d) = mgr();
-        let o1 = m
-            .open(1, b"p1", 5, OPEN4_SHARE_ACCESS_BOTH, 0)
-            .unwrap()
-            .stateid;
-        let o2 = m
-            .open(2, b"p2", 5, OPEN4_SHARE_ACCESS_BOTH, 0)
-            .unwrap()
-            .stateid;
+        let o1 = m.open(1, b"p1", 5, OPEN4_SHARE_ACCESS_BOTH, 0).unwrap();
+        let o2 = m.open(2, b"p2", 5, OPEN4_SHARE_ACCESS_BOTH, 0).unwrap();
         let l1 = m
             .lock_new_owner(1, &o1, b"l1", 5, LockKind::Write, 0, 100)
             .unwrap()
@@ -1251,10 +1199,10 @@ mod tests {
     #[test]
     fn exchange_id_cases() {
         let (m, _d) = mgr();
-        let (c1, seq, confirmed) = m.exchange_id(b"host", [1; 8], |_| false);
+        let (c1, seq, confirmed) = m.exchange_id(b"host", [1; 8]);
         assert_eq!((seq, confirmed), (1, false));
         // Unconfirmed record is replaced by a retry.
-        let (c2, _, _) = m.exchange_id(b"host", [1; 8], |_| false);
+        let (c2, _, _) = m.exchange_id(b"host", [1; 8]);
         assert_ne!(c1, c2);
         assert_eq!(m.check_clientid(c1).unwrap_err(), NfsError::StaleClientId);
         assert!(m.create_session_seq(c2, 1).unwrap().is_none());
@@ -1283,5 +1231,103 @@ mod tests {
         // Once somebody else writes, no new read delegation is granted.
         m.open(3, b"w", 8, OPEN4_SHARE_ACCESS_WRITE, 0).unwrap();
         assert!(m.grant_read_delegation(1, 8).is_none());
+    }
+
+    fn mgr_after_restart(previous: &[&[u8]]) -> (StateManager, tempfile::TempDir) {
+        let d = tempfile::tempdir().unwrap();
+        let (db, _) = ClientDb::open(d.path()).unwrap();
+        let prev = previous.iter().map(|o| o.to_vec()).collect();
+        (
+            StateManager::new(
+                3,
+                Duration::from_secs(30),
+                Duration::from_secs(30),
+                db,
+                prev,
+            ),
+            d,
+        )
+    }
+
+    fn confirmed(m: &StateManager, owner: &[u8]) -> u64 {
+        let (c, seq, _) = m.exchange_id(owner, [1; 8]);
+        let s = Session {
+            id: [owner.len() as u8; 16],
+            clientid: c,
+            fore: ChannelAttrs {
+                max_request: 4096,
+                max_response: 4096,
+                max_response_cached: 4096,
+                max_ops: 8,
+                max_requests: 1,
+            },
+            back: ChannelAttrs {
+                max_request: 4096,
+                max_response: 4096,
+                max_response_cached: 4096,
+                max_ops: 8,
+                max_requests: 1,
+            },
+            slots: vec![Slot::default()],
+            cb_program: 0,
+            back_conn: None,
+            wants_back_channel: false,
+            cb_seqid: 0,
+            cb_cred: proto::rpc::Auth::None,
+        };
+        assert!(m.create_session_seq(c, seq).unwrap().is_none());
+        m.create_session(c, s, std::sync::Arc::new(Vec::new()))
+            .unwrap();
+        c
+    }
+
+    #[test]
+    fn only_previous_clients_reclaim_and_grace_waits_for_all_of_them() {
+        let (m, _d) = mgr_after_restart(&[b"old-a", b"old-b"]);
+        assert!(m.in_grace());
+        let a = confirmed(&m, b"old-a");
+        let stranger = confirmed(&m, b"new-host");
+        assert_eq!(m.check_reclaim(a), Ok(()));
+        assert_eq!(m.check_reclaim(stranger), Err(NfsError::ReclaimBad));
+        m.reclaim_complete(a).unwrap();
+        assert_eq!(m.check_reclaim(a), Err(NfsError::NoGrace));
+        // old-b has not come back: grace goes on for it.
+        assert!(m.in_grace());
+        let b = confirmed(&m, b"old-b");
+        m.reclaim_complete(b).unwrap();
+        assert!(!m.in_grace());
+    }
+
+    #[test]
+    fn silent_clients_expire_with_their_locks() {
+        let d = tempfile::tempdir().unwrap();
+        let (db, prev) = ClientDb::open(d.path()).unwrap();
+        let m = StateManager::new(3, Duration::ZERO, Duration::ZERO, db, prev);
+        let c = confirmed(&m, b"gone");
+        let o = m.open(c, b"o", 9, OPEN4_SHARE_ACCESS_BOTH, 0).unwrap();
+        m.lock_new_owner(c, &o, b"l", 9, LockKind::Write, 0, 10)
+            .unwrap()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(5));
+        assert_eq!(m.expire_clients(), 1);
+        assert_eq!(m.check_clientid(c), Err(NfsError::StaleClientId));
+        assert!(m
+            .test_lock(2, b"other", 9, LockKind::Write, 0, 10)
+            .is_none());
+        assert!(!m.file_in_use(9));
+    }
+
+    #[test]
+    fn unreturned_delegations_are_revoked_after_a_lease() {
+        let d = tempfile::tempdir().unwrap();
+        let (db, prev) = ClientDb::open(d.path()).unwrap();
+        let m = StateManager::new(3, Duration::ZERO, Duration::ZERO, db, prev);
+        m.grant_read_delegation(1, 4).unwrap();
+        assert!(m.delegation_conflicts(4, 2)[0].needs_recall);
+        std::thread::sleep(Duration::from_millis(5));
+        assert!(
+            m.delegation_conflicts(4, 2).is_empty(),
+            "still held a lease after the recall"
+        );
     }
 }
