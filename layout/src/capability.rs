@@ -225,6 +225,15 @@ pub fn peek(handle: &[u8]) -> Result<Cap, CapError> {
     })
 }
 
+/// What a DS uses: it does not track every file's generation, only fences (the generation
+/// below which a file's handles are no longer good), so any authentic handle at or above the
+/// fence is served.
+pub fn verify_fenced(handle: &[u8], key: &CapKey, ds: DsId, fence: u64) -> Result<Cap, CapError> {
+    let cap = peek(handle)?;
+    let current = cap.generation.max(fence);
+    verify(handle, key, ds, current)
+}
+
 /// Authenticates a handle presented to DS `ds`, then checks it against the file's current
 /// layout generation. The MAC is checked before the generation so a forgery is always reported
 /// as such and learns nothing about generations.
@@ -423,5 +432,35 @@ mod tests {
             let c = Cap { first_chunk: first, chunk_count: count, ..cap() };
             let _ = c.check(&ChunkGeometry::default(), write, offset, len);
         }
+    }
+}
+
+#[cfg(test)]
+mod fence_tests {
+    use super::*;
+
+    #[test]
+    fn fenced_verify_serves_at_or_above_the_fence_only() {
+        let key = CapKey::new([9; 32]);
+        let ds = DsId(3);
+        let cap = |generation| Cap {
+            file: FileId(5),
+            first_chunk: 0,
+            chunk_count: 1,
+            rights: Rights::ReadWrite,
+            generation,
+            key_id: 0,
+        };
+        let h = cap(10).mint(&key, ds);
+        assert!(verify_fenced(&h, &key, ds, 0).is_ok());
+        assert!(verify_fenced(&h, &key, ds, 10).is_ok());
+        assert!(matches!(
+            verify_fenced(&h, &key, ds, 11),
+            Err(CapError::Stale { .. })
+        ));
+        assert_eq!(verify_fenced(&h, &key, DsId(4), 0), Err(CapError::Forged));
+        let mut forged = h;
+        forged[23..31].copy_from_slice(&20u64.to_be_bytes());
+        assert_eq!(verify_fenced(&forged, &key, ds, 11), Err(CapError::Forged));
     }
 }

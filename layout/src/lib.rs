@@ -10,6 +10,7 @@
 //! - [`uaddr`]: RFC 5665 universal addresses.
 //! - [`flexfiles`]: the RFC 8435 `ff_layout4` and `ff_device_addr4` bodies.
 //! - [`reports`]: what client DS error and I/O reports say about our DSs.
+//! - [`secret`]: the cluster secret and the keys derived from it.
 
 pub mod capability;
 pub mod dsmap;
@@ -17,15 +18,17 @@ pub mod flexfiles;
 pub mod geometry;
 pub mod placement;
 pub mod reports;
+pub mod secret;
 pub mod uaddr;
 
-pub use capability::{peek, verify, Cap, CapError, CapKey, CapKeyError, Rights};
+pub use capability::{peek, verify, verify_fenced, Cap, CapError, CapKey, CapKeyError, Rights};
 pub use dsmap::{DsId, DsInfo, DsMap, DsMapError, DsState};
 pub use flexfiles::{
     build_device_addr, build_layout, FfCredentials, FfOptions, LayoutError, LayoutGrant,
 };
 pub use geometry::{ByteRange, ChunkGeometry, ChunkSpan, GeometryError, Segment, SegmentStyle};
 pub use placement::{place, place_segment, Placement, PlacementError, Shortfall};
+pub use secret::ClusterSecret;
 
 /// A file as the data path knows it: the MDS inode number. Inode numbers are never reused, so a
 /// capability or chunk named by one can never come to mean another file's bytes.

@@ -1,7 +1,9 @@
 //! The metadata server: NFSv4.1/4.2 over the namespace state machine, with file data in the
 //! chunk store (in-process for the single-node default; behind data servers with pNFS later).
 pub mod attrs;
+pub mod cluster;
 pub mod compound;
+pub mod data;
 pub mod error;
 pub mod export;
 pub mod fh;
@@ -32,6 +34,9 @@ pub struct ServerConfig {
     pub lease_seconds: u32,
     /// Defaults to the lease time.
     pub grace_seconds: Option<u32>,
+    /// With data servers: file data lives on them, and clients get pNFS layouts. Without: the
+    /// single-node default, data in the MDS's own chunk store.
+    pub cluster: Option<cluster::ClusterConfig>,
 }
 
 #[derive(Debug, Error)]
@@ -52,12 +57,14 @@ pub enum ServerError {
     },
     #[error("no exports configured")]
     NoExports,
+    #[error("cluster: {0}")]
+    Cluster(#[from] cluster::ClusterError),
 }
 
 /// Everything the operation handlers share.
 pub struct Mds {
     pub ns: Namespace,
-    pub data: ds::ChunkStore,
+    pub data: data::DataPath,
     pub state: StateManager,
     pub exports: Vec<Export>,
     pub fs_id: u64,
@@ -90,12 +97,17 @@ impl Mds {
             path: meta_dir.clone(),
             source,
         })?;
-        let data = ds::ChunkStore::open(&data_dir).map_err(|source| ServerError::Store {
-            path: data_dir.clone(),
-            source,
-        })?;
         let (db, previous) = ClientDb::open(&meta_dir).map_err(dd)?;
         let boot = ns.boot_count();
+        let data = match &cfg.cluster {
+            Some(c) => data::DataPath::Cluster(Arc::new(cluster::Cluster::new(c.clone(), boot)?)),
+            None => data::DataPath::Local(ds::ChunkStore::open(&data_dir).map_err(|source| {
+                ServerError::Store {
+                    path: data_dir.clone(),
+                    source,
+                }
+            })?),
+        };
         let lease = Duration::from_secs(u64::from(cfg.lease_seconds.max(5)));
         let grace = Duration::from_secs(u64::from(cfg.grace_seconds.unwrap_or(cfg.lease_seconds)));
         if !previous.is_empty() {
@@ -135,7 +147,7 @@ impl Mds {
         self.state.forget_file(ino);
         let mds = self.clone();
         tokio::spawn(async move {
-            if let Err(e) = mds.data.remove(ino).await {
+            if let Err(e) = mds.remove_data(ino).await {
                 tracing::warn!(ino, "cannot remove data of orphan: {e}");
                 return;
             }
@@ -195,6 +207,15 @@ impl Server {
                 }
             }
         }));
+        if let Some(c) = mds.cluster().cloned() {
+            tasks.push(tokio::spawn(async move {
+                let mut tick = tokio::time::interval(c.cfg.heartbeat);
+                loop {
+                    tick.tick().await;
+                    c.registry.sweep(c.cfg.dead_after);
+                }
+            }));
+        }
         Ok(Server { local, tasks, mds })
     }
 

@@ -15,6 +15,12 @@ pub struct NfsService {
 
 impl CallHandler for NfsService {
     async fn handle(&self, conn: Connection, call: Call) -> Option<Writer> {
+        if call.prog == proto::cluster::CFS_CLUSTER_PROGRAM {
+            return Some(crate::cluster::service::handle(
+                self.mds.cluster().map(|c| c.as_ref()),
+                &call,
+            ));
+        }
         if call.prog != NFS4_PROGRAM {
             return Some(accepted_reply(
                 call.xid,

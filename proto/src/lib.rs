@@ -4,7 +4,9 @@
 // Lets `#[derive(Xdr)]` (which names `::proto::xdr`) be used inside this crate too.
 extern crate self as proto;
 
+pub mod cluster;
 pub mod nfs3;
+pub mod nfs3_client;
 pub mod nfs4;
 pub mod rpc;
 pub mod xdr;

@@ -77,6 +77,11 @@ pub fn apply<S: StateStore + ?Sized>(s: &mut S, cmd: &Command) -> Result<Outcome
             time,
         } => write(s, *ino, *end_offset, *time),
         Command::Forget { ino } => forget(s, *ino),
+        Command::SetMirrors {
+            ino,
+            chunk,
+            mirrors,
+        } => set_mirrors(s, *ino, *chunk, mirrors),
         Command::Noop => Ok(Outcome::default()),
     }
 }
@@ -580,10 +585,27 @@ fn forget<S: StateStore + ?Sized>(s: &mut S, ino: u64) -> Result<Outcome, FsErro
     }
     s.del_inode(ino)?;
     s.set_orphan(ino, false)?;
+    for (chunk, _) in s.chunks(ino)? {
+        s.put_chunk(ino, chunk, None)?;
+    }
     add_meta(s, meta::FILES, -1)?;
     add_meta(s, meta::BYTES, -data_bytes(&i))?;
     Ok(Outcome {
         freed: Some(ino),
         ..Outcome::default()
     })
+}
+
+fn set_mirrors<S: StateStore + ?Sized>(
+    s: &mut S,
+    ino: u64,
+    chunk: u64,
+    mirrors: &[u64],
+) -> Result<Outcome, FsError> {
+    let i = get(s, ino)?;
+    if !matches!(i.kind, FileKind::Regular) {
+        return Err(FsError::Invalid);
+    }
+    s.put_chunk(ino, chunk, (!mirrors.is_empty()).then_some(mirrors))?;
+    Ok(Outcome::default())
 }

@@ -251,6 +251,16 @@ impl Namespace {
         self.snapshot()?.statfs()
     }
 
+    /// Where chunk `chunk` of `ino` lives, if recorded.
+    pub fn chunk(&self, ino: u64, chunk: u64) -> Result<Option<Vec<u64>>, FsError> {
+        self.snapshot()?.chunk(ino, chunk)
+    }
+
+    /// Where each recorded chunk of `ino` lives.
+    pub fn chunks(&self, ino: u64) -> Result<Vec<(u64, Vec<u64>)>, FsError> {
+        self.snapshot()?.chunks(ino)
+    }
+
     pub fn orphans(&self) -> Result<Vec<u64>, FsError> {
         self.snapshot()?.orphans()
     }

@@ -37,6 +37,10 @@ pub trait StateStore {
     fn meta(&self, key: &'static str) -> Result<u64, FsError>;
     fn set_meta(&mut self, key: &'static str, value: u64) -> Result<(), FsError>;
     fn set_orphan(&mut self, ino: u64, orphan: bool) -> Result<(), FsError>;
+    /// The recorded mirrors (DS ids) of each chunk of `ino` that has any, by chunk index.
+    fn chunks(&self, ino: u64) -> Result<Vec<(u64, Vec<u64>)>, FsError>;
+    /// Records (or, with `None`, forgets) where chunk `chunk` of `ino` lives.
+    fn put_chunk(&mut self, ino: u64, chunk: u64, mirrors: Option<&[u64]>) -> Result<(), FsError>;
 }
 
 /// A full copy of the state, to compare two implementations in tests.
@@ -47,6 +51,7 @@ pub struct Dump {
     pub cookies: BTreeMap<u64, u64>,
     pub meta: BTreeMap<String, u64>,
     pub orphans: Vec<u64>,
+    pub chunks: BTreeMap<(u64, u64), Vec<u64>>,
 }
 
 /// The state in memory: the reference model in tests.
@@ -57,6 +62,7 @@ pub struct MemState {
     pub cookies: BTreeMap<u64, u64>,
     pub meta: BTreeMap<&'static str, u64>,
     pub orphans: BTreeMap<u64, ()>,
+    pub chunks: BTreeMap<(u64, u64), Vec<u64>>,
 }
 
 impl MemState {
@@ -67,6 +73,7 @@ impl MemState {
             cookies: self.cookies.clone(),
             meta: self.meta.iter().map(|(k, v)| (k.to_string(), *v)).collect(),
             orphans: self.orphans.keys().copied().collect(),
+            chunks: self.chunks.clone(),
         }
     }
 }
@@ -126,6 +133,20 @@ impl StateStore for MemState {
         }
         Ok(())
     }
+    fn chunks(&self, ino: u64) -> Result<Vec<(u64, Vec<u64>)>, FsError> {
+        Ok(self
+            .chunks
+            .range((ino, 0)..=(ino, u64::MAX))
+            .map(|((_, c), m)| (*c, m.clone()))
+            .collect())
+    }
+    fn put_chunk(&mut self, ino: u64, chunk: u64, mirrors: Option<&[u64]>) -> Result<(), FsError> {
+        match mirrors {
+            Some(m) => self.chunks.insert((ino, chunk), m.to_vec()),
+            None => self.chunks.remove(&(ino, chunk)),
+        };
+        Ok(())
+    }
 }
 
 /// A directory entry key and its staged value (`None`: deleted).
@@ -140,6 +161,7 @@ pub struct Changes {
     cookies: BTreeMap<u64, Option<u64>>,
     meta: BTreeMap<&'static str, u64>,
     orphans: BTreeMap<u64, bool>,
+    chunks: BTreeMap<(u64, u64), Option<Vec<u64>>>,
 }
 
 impl Changes {
@@ -169,6 +191,9 @@ impl Changes {
         }
         for (ino, o) in self.orphans {
             base.set_orphan(ino, o)?;
+        }
+        for ((ino, chunk), m) in self.chunks {
+            base.put_chunk(ino, chunk, m.as_deref())?;
         }
         Ok(())
     }
@@ -261,6 +286,22 @@ impl<S: StateStore + ?Sized> StateStore for Staged<'_, S> {
     }
     fn set_orphan(&mut self, ino: u64, orphan: bool) -> Result<(), FsError> {
         self.changes.orphans.insert(ino, orphan);
+        Ok(())
+    }
+    fn chunks(&self, ino: u64) -> Result<Vec<(u64, Vec<u64>)>, FsError> {
+        let mut all: BTreeMap<u64, Vec<u64>> = self.base.chunks(ino)?.into_iter().collect();
+        for ((_, c), m) in self.changes.chunks.range((ino, 0)..=(ino, u64::MAX)) {
+            match m {
+                Some(m) => all.insert(*c, m.clone()),
+                None => all.remove(c),
+            };
+        }
+        Ok(all.into_iter().collect())
+    }
+    fn put_chunk(&mut self, ino: u64, chunk: u64, mirrors: Option<&[u64]>) -> Result<(), FsError> {
+        self.changes
+            .chunks
+            .insert((ino, chunk), mirrors.map(|m| m.to_vec()));
         Ok(())
     }
 }

@@ -23,11 +23,17 @@ pub(crate) const COOKIES: TableDefinition<u64, u64> = TableDefinition::new("cook
 pub(crate) const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 /// Regular files with nlink 0 waiting for `Forget`.
 pub(crate) const ORPHANS: TableDefinition<u64, ()> = TableDefinition::new("orphans");
+/// (ino, chunk) → the DS ids holding that chunk's mirrors (postcard `Vec<u64>`).
+pub(crate) const CHUNKS: TableDefinition<(u64, u64), &[u8]> = TableDefinition::new("chunks");
 
 /// Index of the last applied log entry.
 pub(crate) const APPLIED: &str = "applied";
 /// Opens of this store so far (node-local, not a state machine value).
 pub(crate) const BOOT_COUNT: &str = "boot_count";
+
+fn decode_mirrors(bytes: &[u8]) -> Result<Vec<u64>, FsError> {
+    postcard::from_bytes(bytes).map_err(|e| FsError::Corrupt(format!("chunk mirrors: {e}")))
+}
 
 pub(crate) fn decode_inode(bytes: &[u8]) -> Result<Inode, FsError> {
     postcard::from_bytes(bytes).map_err(|e| FsError::Corrupt(format!("inode: {e}")))
@@ -46,6 +52,7 @@ pub(crate) fn create_tables(txn: &WriteTransaction) -> Result<(), FsError> {
     txn.open_table(COOKIES)?;
     txn.open_table(META)?;
     txn.open_table(ORPHANS)?;
+    txn.open_table(CHUNKS)?;
     Ok(())
 }
 
@@ -57,6 +64,7 @@ pub(crate) struct RedbState<'t> {
     cookies: Table<'t, u64, u64>,
     meta: Table<'t, &'static str, u64>,
     orphans: Table<'t, u64, ()>,
+    chunks: Table<'t, (u64, u64), &'static [u8]>,
 }
 
 impl<'t> RedbState<'t> {
@@ -68,6 +76,7 @@ impl<'t> RedbState<'t> {
             cookies: txn.open_table(COOKIES)?,
             meta: txn.open_table(META)?,
             orphans: txn.open_table(ORPHANS)?,
+            chunks: txn.open_table(CHUNKS)?,
         })
     }
 }
@@ -149,6 +158,34 @@ impl StateStore for RedbState<'_> {
         }
         Ok(())
     }
+    fn chunks(&self, ino: u64) -> Result<Vec<(u64, Vec<u64>)>, FsError> {
+        read_chunks(&self.chunks, ino)
+    }
+    fn put_chunk(&mut self, ino: u64, chunk: u64, mirrors: Option<&[u64]>) -> Result<(), FsError> {
+        match mirrors {
+            Some(m) => {
+                let bytes = postcard::to_stdvec(m)
+                    .map_err(|e| FsError::Io(format!("encode chunk mirrors: {e}")))?;
+                self.chunks.insert((ino, chunk), bytes.as_slice())?;
+            }
+            None => {
+                self.chunks.remove((ino, chunk))?;
+            }
+        }
+        Ok(())
+    }
+}
+
+fn read_chunks<T: ReadableTable<(u64, u64), &'static [u8]>>(
+    t: &T,
+    ino: u64,
+) -> Result<Vec<(u64, Vec<u64>)>, FsError> {
+    let mut out = Vec::new();
+    for item in t.range((ino, 0)..=(ino, u64::MAX))? {
+        let (k, v) = item?;
+        out.push((k.value().1, decode_mirrors(v.value())?));
+    }
+    Ok(out)
 }
 
 /// A consistent, read-only view of the namespace as of one moment. Several reads that must agree
@@ -280,6 +317,19 @@ impl Snapshot {
         Ok(out)
     }
 
+    /// Where chunk `chunk` of `ino` lives, if recorded.
+    pub fn chunk(&self, ino: u64, chunk: u64) -> Result<Option<Vec<u64>>, FsError> {
+        match self.txn.open_table(CHUNKS)?.get((ino, chunk))? {
+            Some(v) => Ok(Some(decode_mirrors(v.value())?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Where each recorded chunk of `ino` lives (DS ids, preferred first).
+    pub fn chunks(&self, ino: u64) -> Result<Vec<(u64, Vec<u64>)>, FsError> {
+        read_chunks(&self.txn.open_table(CHUNKS)?, ino)
+    }
+
     /// The retained log entries `(index, command bytes)` from `from` on, oldest first.
     pub fn log_entries(&self, from: u64) -> Result<Vec<(u64, Vec<u8>)>, FsError> {
         let t = self.txn.open_table(LOG)?;
@@ -315,6 +365,10 @@ impl Snapshot {
             }
         }
         d.orphans = self.orphans()?;
+        for item in self.txn.open_table(CHUNKS)?.iter()? {
+            let (k, v) = item?;
+            d.chunks.insert(k.value(), decode_mirrors(v.value())?);
+        }
         // The index must mirror the entries exactly.
         let mut n = 0usize;
         for item in self.txn.open_table(DIRINDEX)?.iter()? {

@@ -182,6 +182,12 @@ pub enum Command {
     },
     /// Deletes an orphan (a regular file whose last link went). `Invalid` if it still has links.
     Forget { ino: u64 },
+    /// Records which DSs hold chunk `chunk` of regular file `ino` (empty: forget the record).
+    SetMirrors {
+        ino: u64,
+        chunk: u64,
+        mirrors: Vec<u64>,
+    },
     /// Does nothing; useful as a barrier.
     Noop,
 }

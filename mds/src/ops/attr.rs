@@ -99,7 +99,7 @@ pub async fn apply_setattr(ctx: &Ctx<'_>, i: &Inode, s: &attrs::SetAttrs) -> Nfs
     if let Some(size) = s.size {
         // Data first: a crash in between leaves zeros past the new end under the old size,
         // never old bytes resurrected by a later grow.
-        ctx.mds.data.truncate(i.ino, size).await?;
+        ctx.mds.truncate_data(i.ino, size).await?;
     }
     let mut mode = s.mode;
     // A non-root chown/chgrp clears set-id bits, as local file systems do.

@@ -46,8 +46,7 @@ async fn read_inner(ctx: &mut Ctx<'_>, a: &ReadArgs) -> NfsResult<ReadResOk> {
         .check_lock_conflict(&sid, i.ino, a.offset, u64::from(count), false)?;
     let (data, eof) = ctx
         .mds
-        .data
-        .read(i.ino, a.offset, u64::from(count), i.size)
+        .read_data(i.ino, a.offset, u64::from(count), i.size)
         .await?;
     Ok(ReadResOk {
         eof,
@@ -76,8 +75,7 @@ async fn write_inner(ctx: &mut Ctx<'_>, a: &WriteArgs) -> NfsResult<WriteResOk> 
         .check_lock_conflict(&sid, i.ino, a.offset, len.max(1), true)?;
     let stable = a.stable != StableHow4::Unstable4;
     ctx.mds
-        .data
-        .write(i.ino, a.offset, a.data.as_bytes(), stable)
+        .write_data(i.ino, a.offset, a.data.as_bytes(), stable)
         .await?;
     let cmd = Command::Write {
         ino: i.ino,
@@ -111,7 +109,7 @@ pub async fn commit(ctx: &mut Ctx<'_>, a: &CommitArgs) -> CommitRes {
         if !matches!(i.kind, FileKind::Regular) {
             return Err(NfsError::Inval);
         }
-        ctx.mds.data.commit(i.ino).await?;
+        ctx.mds.commit_data(i.ino).await?;
         ctx.mds.ns.sync().await?;
         Ok::<_, NfsError>(())
     }

@@ -20,7 +20,7 @@ pub async fn seek(ctx: &mut Ctx<'_>, a: &SeekArgs) -> SeekRes {
         if a.sa_offset >= i.size {
             return Err(NfsError::Nxio);
         }
-        match ctx.mds.data.seek(i.ino, a.sa_offset, what, i.size).await? {
+        match ctx.mds.seek_data(i.ino, a.sa_offset, what, i.size).await? {
             Some(off) => Ok(SeekResOk {
                 sr_eof: false,
                 sr_offset: off,
@@ -59,10 +59,9 @@ pub async fn allocate(ctx: &mut Ctx<'_>, a: &AllocateArgs) -> NfsResult<()> {
         .checked_add(a.aa_length)
         .ok_or(NfsError::Inval)?;
     ctx.mds
-        .data
-        .allocate(i.ino, a.aa_offset, a.aa_length)
+        .allocate_data(i.ino, a.aa_offset, a.aa_length)
         .await?;
-    ctx.mds.data.commit(i.ino).await?;
+    ctx.mds.commit_data(i.ino).await?;
     if end > i.size {
         grow_to(ctx, i.ino, end).await?;
     }
@@ -75,10 +74,9 @@ pub async fn deallocate(ctx: &mut Ctx<'_>, a: &DeallocateArgs) -> NfsResult<()> 
         .checked_add(a.da_length)
         .ok_or(NfsError::Inval)?;
     ctx.mds
-        .data
-        .deallocate(i.ino, a.da_offset, a.da_length)
+        .deallocate_data(i.ino, a.da_offset, a.da_length)
         .await?;
-    ctx.mds.data.commit(i.ino).await?;
+    ctx.mds.commit_data(i.ino).await?;
     // Punching a hole changes data: mtime and change move, the size does not.
     ctx.mds
         .ns
@@ -100,8 +98,7 @@ pub async fn read_plus(ctx: &mut Ctx<'_>, a: &ReadPlusArgs) -> ReadPlusRes {
             .check_lock_conflict(&sid, i.ino, a.rpa_offset, u64::from(count), false)?;
         let (segs, eof) = ctx
             .mds
-            .data
-            .segments(i.ino, a.rpa_offset, u64::from(count), i.size)
+            .data_segments(i.ino, a.rpa_offset, u64::from(count), i.size)
             .await?;
         let contents = segs
             .into_iter()
@@ -223,10 +220,9 @@ async fn copy_range(
 ) -> NfsResult<()> {
     let end = dst_off.checked_add(count).ok_or(NfsError::Inval)?;
     ctx.mds
-        .data
-        .clone_range(src, src_off, dst, dst_off, count)
+        .clone_data(src, src_off, dst, dst_off, count)
         .await?;
-    ctx.mds.data.commit(dst).await?;
+    ctx.mds.commit_data(dst).await?;
     grow_to(ctx, dst, end).await
 }
 

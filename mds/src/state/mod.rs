@@ -2,6 +2,7 @@
 //! range locks and delegations, with share reservations. One mutex guards it all: every
 //! operation on it is short and never awaits while holding it.
 mod grace;
+mod layouts;
 pub mod locks;
 pub mod session;
 
@@ -57,6 +58,11 @@ pub enum StateKind {
         write: bool,
         recalled: Option<Instant>,
     },
+    /// The layouts one client holds on one file (RFC 8881 §12.5.3): one stateid per
+    /// (client, file), its seqid bumped by every LAYOUTGET and LAYOUTRETURN.
+    Layout {
+        rw: bool,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -84,6 +90,8 @@ struct Inner {
     open_index: HashMap<(u64, Vec<u8>, u64), [u8; 12]>,
     /// (client, lock owner, file) → lock stateid
     lock_index: HashMap<(u64, Vec<u8>, u64), [u8; 12]>,
+    /// (client, file) → layout stateid
+    layout_index: HashMap<(u64, u64), [u8; 12]>,
     db: ClientDb,
     grace_until: Option<Instant>,
     /// Owners the previous instance knew that have not yet sent RECLAIM_COMPLETE: only they
@@ -153,6 +161,7 @@ impl StateManager {
                 files: HashMap::new(),
                 open_index: HashMap::new(),
                 lock_index: HashMap::new(),
+                layout_index: HashMap::new(),
                 db,
                 grace_until,
                 awaiting_reclaim: previous,
@@ -352,6 +361,7 @@ impl StateManager {
         }
         g.open_index.retain(|k, _| k.0 != clientid);
         g.lock_index.retain(|k, _| k.0 != clientid);
+        g.layout_index.retain(|k, _| k.0 != clientid);
     }
 
     fn drop_state(g: &mut Inner, other: &[u8; 12]) {
@@ -373,6 +383,9 @@ impl StateManager {
                     g.lock_index.remove(&(st.clientid, owner.clone(), st.ino));
                 }
                 StateKind::Delegation { .. } => {}
+                StateKind::Layout { .. } => {
+                    g.layout_index.remove(&(st.clientid, st.ino));
+                }
             }
         }
     }
@@ -595,6 +608,8 @@ impl StateManager {
                     OPEN4_SHARE_ACCESS_READ
                 }
             }
+            // Layout stateids name layouts, not access: never good for READ or WRITE.
+            StateKind::Layout { .. } => return Err(NfsError::BadStateId),
         };
         // Linux reads through write-only opens to fill its page cache; knfsd allows it too.
         if write && access & OPEN4_SHARE_ACCESS_WRITE == 0 {
@@ -785,7 +800,7 @@ impl StateManager {
             if matches!(
                 g.states.get(&other),
                 Some(State {
-                    kind: StateKind::Delegation { .. },
+                    kind: StateKind::Delegation { .. } | StateKind::Layout { .. },
                     ..
                 })
             ) {

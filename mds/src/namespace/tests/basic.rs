@@ -305,3 +305,64 @@ fn log_is_trimmed_to_log_keep() {
     assert_eq!(log.last().map(|e| e.0), Some(51));
     assert_eq!(snap.readdir(ROOT_INO, 0, 100).unwrap().0.len(), 50);
 }
+
+#[test]
+fn chunk_mirrors_are_recorded_survive_reopen_and_go_with_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = rt();
+    let f = {
+        let ns = Namespace::open(dir.path()).unwrap();
+        rt.block_on(async {
+            let f = ns.alloc_ino();
+            ns.execute(create(ROOT_INO, "f", f, FileKind::Regular))
+                .await
+                .unwrap();
+            let d = ns.alloc_ino();
+            ns.execute(create(ROOT_INO, "d", d, FileKind::Directory))
+                .await
+                .unwrap();
+            for (chunk, mirrors) in [(0u64, vec![7u64, 9]), (3, vec![9, 8])] {
+                ns.execute(Command::SetMirrors {
+                    ino: f,
+                    chunk,
+                    mirrors,
+                })
+                .await
+                .unwrap();
+            }
+            // Only regular files have chunks.
+            let r = ns
+                .execute(Command::SetMirrors {
+                    ino: d,
+                    chunk: 0,
+                    mirrors: vec![1],
+                })
+                .await;
+            assert_eq!(r, Err(FsError::Invalid));
+            // Losing a mirror rewrites the record.
+            ns.execute(Command::SetMirrors {
+                ino: f,
+                chunk: 3,
+                mirrors: vec![8],
+            })
+            .await
+            .unwrap();
+            f
+        })
+    };
+    let ns = Namespace::open(dir.path()).unwrap();
+    assert_eq!(ns.chunks(f).unwrap(), vec![(0, vec![7, 9]), (3, vec![8])]);
+    assert_eq!(ns.chunk(f, 3).unwrap(), Some(vec![8]));
+    assert_eq!(ns.chunk(f, 1).unwrap(), None);
+    rt.block_on(async {
+        ns.execute(Command::Remove {
+            parent: ROOT_INO,
+            name: b"f".to_vec(),
+            time: t(8),
+        })
+        .await
+        .unwrap();
+        ns.execute(Command::Forget { ino: f }).await.unwrap();
+    });
+    assert!(ns.chunks(f).unwrap().is_empty());
+}

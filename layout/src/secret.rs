@@ -1,0 +1,119 @@
+//! The cluster secret: one value in every node's configuration, from which the keys that bind
+//! the cluster together are derived (DS capabilities, heartbeat MACs). Deriving per purpose
+//! means no key is ever used for two things, and the secret itself never crosses the wire.
+use proto::cluster::HeartbeatArgs;
+use thiserror::Error;
+
+use crate::capability::CapKey;
+
+#[derive(Clone, PartialEq, Eq)]
+pub struct ClusterSecret([u8; 32]);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Error)]
+#[error("the cluster secret must be at least 16 characters")]
+pub struct SecretTooShort;
+
+/// How far a heartbeat's timestamp may be from the receiver's clock.
+pub const MAX_CLOCK_SKEW_MS: u64 = 60_000;
+
+impl ClusterSecret {
+    /// Any passphrase of 16 characters or more; it is hashed, so its form does not matter.
+    pub fn from_passphrase(s: &str) -> Result<Self, SecretTooShort> {
+        let s = s.trim();
+        if s.len() < 16 {
+            return Err(SecretTooShort);
+        }
+        Ok(ClusterSecret(blake3::derive_key(
+            "cfs cluster secret v1",
+            s.as_bytes(),
+        )))
+    }
+
+    /// The key DS file handles are minted and verified with.
+    pub fn cap_key(&self) -> CapKey {
+        CapKey::new(blake3::derive_key("cfs ds capability key v1", &self.0))
+    }
+
+    fn heartbeat_key(&self) -> [u8; 32] {
+        blake3::derive_key("cfs heartbeat key v1", &self.0)
+    }
+
+    /// The MAC a DS puts in its heartbeat.
+    pub fn heartbeat_mac(&self, args: &HeartbeatArgs) -> [u8; 32] {
+        *blake3::keyed_hash(&self.heartbeat_key(), &args.mac_input()).as_bytes()
+    }
+
+    /// Whether a heartbeat was made with this secret (constant-time comparison).
+    pub fn heartbeat_authentic(&self, args: &HeartbeatArgs) -> bool {
+        blake3::Hash::from_bytes(self.heartbeat_mac(args)) == blake3::Hash::from_bytes(args.mac)
+    }
+}
+
+impl std::fmt::Debug for ClusterSecret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ClusterSecret(..)")
+    }
+}
+
+/// Milliseconds since the Unix epoch, for heartbeat timestamps.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// Whether a heartbeat timestamp is close enough to `now` to be accepted.
+pub fn fresh(timestamp_ms: u64, now: u64) -> bool {
+    timestamp_ms.abs_diff(now) <= MAX_CLOCK_SKEW_MS
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proto::cluster::DsCounters;
+    use proto::nfs4::basic::Netaddr4;
+
+    fn args() -> HeartbeatArgs {
+        HeartbeatArgs {
+            ds_id: 7,
+            instance: 1,
+            timestamp_ms: 1000,
+            listen: Netaddr4::default(),
+            advertised: vec![],
+            failure_domain: String::new(),
+            capacity_bytes: 10,
+            used_bytes: 1,
+            counters: DsCounters::default(),
+            fence_seq: 0,
+            mac: [0; 32],
+        }
+    }
+
+    #[test]
+    fn heartbeat_mac_binds_every_field_and_the_secret() {
+        let s = ClusterSecret::from_passphrase("correct horse battery staple").unwrap();
+        let mut a = args();
+        a.mac = s.heartbeat_mac(&a);
+        assert!(s.heartbeat_authentic(&a));
+        let mut b = a.clone();
+        b.used_bytes = 2;
+        assert!(!s.heartbeat_authentic(&b));
+        let other = ClusterSecret::from_passphrase("another secret, long enough").unwrap();
+        assert!(!other.heartbeat_authentic(&a));
+        assert!(ClusterSecret::from_passphrase("short").is_err());
+    }
+
+    #[test]
+    fn derived_keys_differ_per_secret() {
+        let a = ClusterSecret::from_passphrase("0123456789abcdef").unwrap();
+        let b = ClusterSecret::from_passphrase("0123456789abcdeg").unwrap();
+        assert_ne!(a.cap_key(), b.cap_key());
+    }
+
+    #[test]
+    fn stale_timestamps_are_not_fresh() {
+        assert!(fresh(1_000_000, 1_030_000));
+        assert!(!fresh(1_000_000, 1_000_000 + MAX_CLOCK_SKEW_MS + 1));
+    }
+}

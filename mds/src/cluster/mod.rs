@@ -1,0 +1,134 @@
+//! The MDS's side of a cluster with data servers: who the DSs are and whether they are alive
+//! (`registry`), the control program they heartbeat to (`service`), where each chunk's
+//! mirrors live (`placement`), and I/O the MDS itself sends to DSs when a client does not use a
+//! layout (`remote`).
+pub mod placement;
+pub mod registry;
+pub mod remote;
+pub mod service;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use layout::{CapKey, ChunkGeometry, ClusterSecret, DsId};
+use proto::nfs3_client::Nfs3Client;
+
+use crate::error::{NfsError, NfsResult};
+pub use registry::Registry;
+
+/// Cluster settings of an MDS.
+#[derive(Debug, Clone)]
+pub struct ClusterConfig {
+    pub secret: ClusterSecret,
+    /// Bytes per chunk: the unit of placement and of a layout segment.
+    pub chunk_size: u64,
+    /// How often DSs heartbeat.
+    pub heartbeat: Duration,
+    /// Silence after which a DS counts as down.
+    pub dead_after: Duration,
+}
+
+impl ClusterConfig {
+    pub fn new(secret: ClusterSecret) -> Self {
+        ClusterConfig {
+            secret,
+            chunk_size: 16 << 20,
+            heartbeat: Duration::from_secs(1),
+            dead_after: Duration::from_secs(4),
+        }
+    }
+}
+
+/// Reads and writes the MDS served itself, and layout traffic.
+#[derive(Default)]
+pub struct MdsIoStats {
+    pub read_ops: AtomicU64,
+    pub read_bytes: AtomicU64,
+    pub write_ops: AtomicU64,
+    pub write_bytes: AtomicU64,
+    pub layouts_granted: AtomicU64,
+    pub layouts_recalled: AtomicU64,
+}
+
+impl MdsIoStats {
+    pub fn add(counter: &AtomicU64, n: u64) {
+        counter.fetch_add(n, Ordering::Relaxed);
+    }
+}
+
+pub struct Cluster {
+    pub cfg: ClusterConfig,
+    pub geometry: ChunkGeometry,
+    pub cap_key: CapKey,
+    pub registry: Registry,
+    /// Layout generation of every file in this MDS instance: handles minted by an earlier
+    /// instance are stale (the layouts they belonged to died with it).
+    pub generation: u64,
+    pub stats: MdsIoStats,
+    /// One connection per DS, for the I/O the MDS sends itself.
+    conns: tokio::sync::Mutex<HashMap<DsId, Nfs3Client>>,
+    /// Serialises changes to chunk placement records, so two grants racing for a new chunk
+    /// cannot record different mirrors.
+    placing: tokio::sync::Mutex<()>,
+    /// DSs that hold unstable data the MDS wrote, per file, with a chunk they hold (any
+    /// capability of theirs for the file will do for COMMIT).
+    dirty: std::sync::Mutex<HashMap<u64, HashMap<DsId, u64>>>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClusterError {
+    #[error("chunk size {0} is not a power of two between 4 KiB and 1 GiB")]
+    ChunkSize(u64),
+}
+
+impl Cluster {
+    pub fn new(cfg: ClusterConfig, boot: u64) -> Result<Cluster, ClusterError> {
+        let geometry = ChunkGeometry::new(cfg.chunk_size)
+            .map_err(|_| ClusterError::ChunkSize(cfg.chunk_size))?;
+        Ok(Cluster {
+            cap_key: cfg.secret.cap_key(),
+            registry: Registry::new(),
+            generation: boot << 32,
+            stats: MdsIoStats::default(),
+            conns: tokio::sync::Mutex::new(HashMap::new()),
+            placing: tokio::sync::Mutex::new(()),
+            dirty: std::sync::Mutex::new(HashMap::new()),
+            geometry,
+            cfg,
+        })
+    }
+
+    /// A connection to `ds` (its listening address), made on first use.
+    pub async fn conn(&self, ds: DsId) -> NfsResult<Nfs3Client> {
+        let mut conns = self.conns.lock().await;
+        if let Some(c) = conns.get(&ds) {
+            if !c.is_closed() {
+                return Ok(c.clone());
+            }
+        }
+        let addr = self
+            .registry
+            .listen_addr(ds)
+            .ok_or(NfsError::LayoutUnavailable)?;
+        let mut c = Nfs3Client::connect(&[addr], Duration::from_secs(2), 0, 0)
+            .await
+            .map_err(|e| {
+                tracing::warn!(ds = ds.0, %addr, "cannot reach data server: {e}");
+                self.registry.mark_down(ds);
+                NfsError::Io
+            })?;
+        c.set_timeout(Duration::from_secs(15));
+        conns.insert(ds, c.clone());
+        Ok(c)
+    }
+
+    /// A DS failed at the transport level: forget the connection and stop using it until its
+    /// next heartbeat says it is back.
+    pub async fn ds_failed(&self, ds: DsId) {
+        if let Some(c) = self.conns.lock().await.remove(&ds) {
+            c.close();
+        }
+        self.registry.mark_down(ds);
+    }
+}

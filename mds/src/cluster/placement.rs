@@ -1,0 +1,127 @@
+//! Where a chunk's mirrors live. The first write to a chunk places it (rendezvous hashing over
+//! the DSs that are up, two mirrors in different failure domains when possible) and records the
+//! choice durably before any layout or write points there: placement is a function of the DS
+//! map, and the map changes, so only the record says where the bytes are.
+//!
+//! A mirror on a DS that is down is dropped from the record before anything new is written to
+//! the chunk: from then on the surviving mirror alone is authoritative, and the returning DS's
+//! stale copy is never read (re-mirroring it is repair's job).
+use layout::{DsId, FileId};
+
+use super::Cluster;
+use crate::error::{NfsError, NfsResult};
+use crate::namespace::{Command, Namespace};
+
+/// Copies a written chunk should have.
+pub const MIRRORS: usize = 2;
+
+impl Cluster {
+    /// The DSs to write chunk `chunk` of `ino` to, recording them first if anything changed.
+    pub async fn mirrors_for_write(
+        &self,
+        ns: &Namespace,
+        ino: u64,
+        chunk: u64,
+    ) -> NfsResult<Vec<DsId>> {
+        if let Some(rec) = ns.chunk(ino, chunk)? {
+            let live = self.live(&rec);
+            if !live.is_empty() && live.len() == rec.len() {
+                return Ok(live);
+            }
+        }
+        let _g = self.placing.lock().await;
+        // Re-read under the lock: another grant may have recorded it meanwhile.
+        let targets = match ns.chunk(ino, chunk)? {
+            Some(rec) => {
+                let live = self.live(&rec);
+                if live.is_empty() {
+                    // Every copy is on a DS that is down: writing elsewhere would lose the
+                    // rest of the chunk.
+                    return Err(NfsError::LayoutUnavailable);
+                }
+                if live.len() == rec.len() {
+                    return Ok(live);
+                }
+                tracing::warn!(
+                    ino,
+                    chunk,
+                    ?rec,
+                    "chunk loses a mirror on a data server that is down"
+                );
+                live
+            }
+            None => {
+                let map = self.registry.map();
+                let p = layout::place(&map, FileId(ino), chunk, MIRRORS)
+                    .map_err(|_| NfsError::LayoutUnavailable)?;
+                if p.targets.is_empty() {
+                    return Err(NfsError::LayoutUnavailable);
+                }
+                p.targets
+            }
+        };
+        ns.execute(Command::SetMirrors {
+            ino,
+            chunk,
+            mirrors: targets.iter().map(|d| d.0).collect(),
+        })
+        .await?;
+        Ok(targets)
+    }
+
+    /// Drops `failed` from the records of `chunks` of `ino` (it failed a write or commit the
+    /// others took), keeping at least one mirror per chunk.
+    pub async fn drop_mirror(&self, ns: &Namespace, ino: u64, chunks: &[u64], failed: DsId) {
+        let _g = self.placing.lock().await;
+        for &chunk in chunks {
+            let Ok(Some(rec)) = ns.chunk(ino, chunk) else {
+                continue;
+            };
+            let rest: Vec<u64> = rec.iter().copied().filter(|d| *d != failed.0).collect();
+            if rest.is_empty() || rest.len() == rec.len() {
+                continue;
+            }
+            if let Err(e) = ns
+                .execute(Command::SetMirrors {
+                    ino,
+                    chunk,
+                    mirrors: rest,
+                })
+                .await
+            {
+                tracing::error!(ino, chunk, "cannot drop a failed mirror: {e}");
+            }
+        }
+    }
+
+    /// The DSs to read chunk `chunk` of `ino` from, preferred first. A chunk never written is a
+    /// hole: any DS that is up answers it (with nothing, which reads as zeros).
+    pub fn mirrors_for_read(&self, ns: &Namespace, ino: u64, chunk: u64) -> NfsResult<Vec<DsId>> {
+        match ns.chunk(ino, chunk)? {
+            Some(rec) => {
+                let live = self.live(&rec);
+                if live.is_empty() {
+                    tracing::error!(ino, chunk, ?rec, "every mirror of a chunk is down");
+                    return Err(NfsError::Io);
+                }
+                Ok(live)
+            }
+            None => {
+                let map = self.registry.map();
+                let p = layout::place(&map, FileId(ino), chunk, 1)
+                    .map_err(|_| NfsError::LayoutUnavailable)?;
+                if p.targets.is_empty() {
+                    return Err(NfsError::LayoutUnavailable);
+                }
+                Ok(p.targets)
+            }
+        }
+    }
+
+    fn live(&self, rec: &[u64]) -> Vec<DsId> {
+        rec.iter()
+            .map(|d| DsId(*d))
+            .filter(|d| self.registry.is_up(*d))
+            .collect()
+    }
+}

@@ -1,0 +1,203 @@
+//! The data servers this MDS knows, fed by their heartbeats. A DS is up while it heartbeats;
+//! silence for `dead_after` (or a failed I/O the MDS sent it) marks it down, and the next
+//! heartbeat brings it back.
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use layout::{DsId, DsInfo, DsMap, DsState};
+use proto::cluster::*;
+use proto::nfs4::basic::Netaddr4;
+
+struct Live {
+    last_seen: Instant,
+    instance: u64,
+    listen: SocketAddr,
+    advertised: Vec<Netaddr4>,
+    counters: DsCounters,
+}
+
+#[derive(Default)]
+struct Inner {
+    map: DsMap,
+    live: HashMap<DsId, Live>,
+}
+
+pub struct Registry {
+    inner: Mutex<Inner>,
+}
+
+/// Why a heartbeat was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refused {
+    Auth,
+    Clock,
+    Inval,
+}
+
+impl Refused {
+    pub fn code(self) -> u32 {
+        match self {
+            Refused::Auth => CLUSTER_ERR_AUTH,
+            Refused::Clock => CLUSTER_ERR_CLOCK,
+            Refused::Inval => CLUSTER_ERR_INVAL,
+        }
+    }
+}
+
+fn parse(na: &Netaddr4) -> Option<(String, SocketAddr)> {
+    let netid = String::from_utf8(na.na_r_netid.0.clone()).ok()?;
+    let uaddr = std::str::from_utf8(&na.na_r_addr.0).ok()?;
+    Some((netid, layout::uaddr::from_uaddr(uaddr).ok()?))
+}
+
+impl Default for Registry {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Registry {
+    pub fn new() -> Self {
+        Registry {
+            inner: Mutex::new(Inner::default()),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Takes an authenticated heartbeat (the caller checked MAC and clock).
+    pub fn heartbeat(&self, a: &HeartbeatArgs) -> Result<(), Refused> {
+        let (_, listen) = parse(&a.listen).ok_or(Refused::Inval)?;
+        let mut advertised = Vec::new();
+        for na in &a.advertised {
+            advertised.push(parse(na).ok_or(Refused::Inval)?);
+        }
+        if a.ds_id == 0 {
+            return Err(Refused::Inval);
+        }
+        let id = DsId(a.ds_id);
+        let mut g = self.lock();
+        let mut info = DsInfo::new(id, listen);
+        info.advertised = advertised;
+        info.failure_domain = a.failure_domain.clone();
+        info.capacity_bytes = a.capacity_bytes;
+        info.used_bytes = a.used_bytes;
+        info.state = DsState::Up;
+        let was = g.map.get(id).map(|d| d.state);
+        g.map.upsert(info);
+        match was {
+            None => tracing::info!(ds = id.0, %listen, "data server registered"),
+            Some(DsState::Down) => tracing::info!(ds = id.0, %listen, "data server is back"),
+            _ => {}
+        }
+        let restarted = g.live.get(&id).is_some_and(|l| l.instance != a.instance);
+        if restarted {
+            tracing::info!(ds = id.0, "data server restarted");
+        }
+        g.live.insert(
+            id,
+            Live {
+                last_seen: Instant::now(),
+                instance: a.instance,
+                listen,
+                advertised: a.advertised.clone(),
+                counters: a.counters,
+            },
+        );
+        Ok(())
+    }
+
+    /// Marks DSs silent for longer than `dead_after` down; returns how many changed.
+    pub fn sweep(&self, dead_after: Duration) -> usize {
+        let mut g = self.lock();
+        let silent: Vec<DsId> = g
+            .live
+            .iter()
+            .filter(|(_, l)| l.last_seen.elapsed() > dead_after)
+            .map(|(id, _)| *id)
+            .collect();
+        let mut n = 0;
+        for id in silent {
+            if matches!(g.map.set_state(id, DsState::Down), Ok(true)) {
+                tracing::warn!(ds = id.0, "data server missed its heartbeats: down");
+                n += 1;
+            }
+        }
+        n
+    }
+
+    pub fn mark_down(&self, id: DsId) {
+        if matches!(self.lock().map.set_state(id, DsState::Down), Ok(true)) {
+            tracing::warn!(
+                ds = id.0,
+                "data server failed an I/O: down until it heartbeats"
+            );
+        }
+    }
+
+    /// The DS map as of now (placement works on a copy).
+    pub fn map(&self) -> DsMap {
+        self.lock().map.clone()
+    }
+
+    pub fn is_up(&self, id: DsId) -> bool {
+        self.lock()
+            .map
+            .get(id)
+            .is_some_and(|d| d.state == DsState::Up)
+    }
+
+    pub fn any_up(&self) -> bool {
+        self.lock().map.up().next().is_some()
+    }
+
+    pub fn info(&self, id: DsId) -> Option<DsInfo> {
+        self.lock().map.get(id).cloned()
+    }
+
+    pub fn listen_addr(&self, id: DsId) -> Option<SocketAddr> {
+        self.lock().live.get(&id).map(|l| l.listen)
+    }
+
+    /// Every DS as `cfs admin status` shows it.
+    pub fn status(&self) -> Vec<DsStatus> {
+        let g = self.lock();
+        let mut out: Vec<DsStatus> = g
+            .map
+            .iter()
+            .filter_map(|d| {
+                let l = g.live.get(&d.id)?;
+                Some(DsStatus {
+                    ds_id: d.id.0,
+                    state: match d.state {
+                        DsState::Up => DS_STATE_UP,
+                        DsState::Down => DS_STATE_DOWN,
+                        DsState::Draining => DS_STATE_DRAINING,
+                    },
+                    listen: Netaddr4 {
+                        na_r_netid: layout::uaddr::netid_for(&l.listen)
+                            .as_bytes()
+                            .to_vec()
+                            .into(),
+                        na_r_addr: layout::uaddr::to_uaddr(&l.listen)
+                            .as_bytes()
+                            .to_vec()
+                            .into(),
+                    },
+                    advertised: l.advertised.clone(),
+                    failure_domain: d.failure_domain.clone(),
+                    silent_ms: l.last_seen.elapsed().as_millis() as u64,
+                    capacity_bytes: d.capacity_bytes,
+                    used_bytes: d.used_bytes,
+                    counters: l.counters,
+                })
+            })
+            .collect();
+        out.sort_by_key(|d| d.ds_id);
+        out
+    }
+}

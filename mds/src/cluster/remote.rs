@@ -1,0 +1,277 @@
+//! I/O the MDS sends to data servers itself: READ and WRITE from clients that do not use a
+//! layout (or fell back after a DS error), COMMIT of what it wrote, and truncation and removal
+//! of file data. Handles are minted here exactly as in layouts, so a DS cannot tell the MDS
+//! from any other client and needs no second way in.
+use std::collections::{BTreeSet, HashMap};
+
+use bytes::Bytes;
+use layout::{Cap, DsId, FileId, Rights};
+use proto::nfs3::{Nfsstat3, StableHow};
+use proto::nfs3_client::Nfs3ClientError;
+
+use super::Cluster;
+use crate::error::{NfsError, NfsResult};
+use crate::namespace::Namespace;
+
+impl Cluster {
+    /// A handle for chunk `chunk` of `ino` on `ds`.
+    pub fn handle(&self, ino: u64, chunk: u64, ds: DsId, rights: Rights) -> Vec<u8> {
+        Cap {
+            file: FileId(ino),
+            first_chunk: chunk,
+            chunk_count: 1,
+            rights,
+            generation: self.generation,
+            key_id: 0,
+        }
+        .mint(&self.cap_key, ds)
+        .to_vec()
+    }
+
+    /// Reads `[offset, offset + len)` of a file of `size` bytes; holes read as zeros.
+    pub async fn read(
+        &self,
+        ns: &Namespace,
+        ino: u64,
+        offset: u64,
+        len: u64,
+        size: u64,
+    ) -> NfsResult<(Vec<u8>, bool)> {
+        let end = offset.saturating_add(len).min(size);
+        if offset >= end {
+            return Ok((Vec::new(), true));
+        }
+        let mut out = Vec::with_capacity((end - offset) as usize);
+        for span in self.geometry.spans(offset, end - offset) {
+            let mirrors = self.mirrors_for_read(ns, ino, span.chunk)?;
+            let mut got = None;
+            for ds in mirrors {
+                match self
+                    .read_span(ino, span.chunk, ds, span.file_offset, span.len)
+                    .await
+                {
+                    Ok(d) => {
+                        got = Some(d);
+                        break;
+                    }
+                    Err(e) => tracing::warn!(ino, ds = ds.0, "read from data server failed: {e:?}"),
+                }
+            }
+            let mut d = got.ok_or(NfsError::Io)?;
+            d.resize(span.len as usize, 0);
+            out.extend_from_slice(&d);
+        }
+        MdsIo::read(self, out.len() as u64);
+        Ok((out, end >= size))
+    }
+
+    /// One span inside one chunk, from one DS: short reads are continued, and an early EOF
+    /// (the DS's object ends before the file does) leaves the rest as zeros.
+    async fn read_span(
+        &self,
+        ino: u64,
+        chunk: u64,
+        ds: DsId,
+        offset: u64,
+        len: u64,
+    ) -> NfsResult<Vec<u8>> {
+        let c = self.conn(ds).await?;
+        let fh = self.handle(ino, chunk, ds, Rights::Read);
+        let mut out = Vec::with_capacity(len as usize);
+        while (out.len() as u64) < len {
+            let want = (len - out.len() as u64).min(u64::from(crate::MAX_IO)) as u32;
+            let r = match c.read(&fh, offset + out.len() as u64, want).await {
+                Ok(r) => r,
+                Err(e) => {
+                    if e.is_transport() {
+                        self.ds_failed(ds).await;
+                    }
+                    return Err(map_err(&e));
+                }
+            };
+            let n = r.data.len();
+            out.extend_from_slice(&r.data);
+            if r.eof || n == 0 {
+                break;
+            }
+        }
+        Ok(out)
+    }
+
+    /// Writes to every mirror of each chunk touched. A mirror that fails is dropped from the
+    /// chunk's record as long as another took the bytes.
+    pub async fn write(
+        &self,
+        ns: &Namespace,
+        ino: u64,
+        offset: u64,
+        data: &[u8],
+        stable: bool,
+    ) -> NfsResult<()> {
+        let how = if stable {
+            StableHow::FileSync
+        } else {
+            StableHow::Unstable
+        };
+        for span in self.geometry.spans(offset, data.len() as u64) {
+            let start = (span.file_offset - offset) as usize;
+            let piece = Bytes::copy_from_slice(&data[start..start + span.len as usize]);
+            let targets = self.mirrors_for_write(ns, ino, span.chunk).await?;
+            let mut set = tokio::task::JoinSet::new();
+            for ds in targets {
+                let c = self.conn(ds).await;
+                let fh = self.handle(ino, span.chunk, ds, Rights::ReadWrite);
+                let piece = piece.clone();
+                let off = span.file_offset;
+                set.spawn(async move {
+                    let r = match c {
+                        Ok(c) => c.write(&fh, off, &piece, how).await.map_err(|e| {
+                            let transport = e.is_transport();
+                            (map_err(&e), transport)
+                        }),
+                        Err(e) => Err((e, true)),
+                    };
+                    (ds, r)
+                });
+            }
+            let mut ok = 0;
+            let mut first_err = None;
+            while let Some(j) = set.join_next().await {
+                let Ok((ds, r)) = j else { continue };
+                match r {
+                    Ok(w) => {
+                        ok += 1;
+                        if w.committed == StableHow::Unstable {
+                            self.dirty
+                                .lock()
+                                .unwrap_or_else(|e| e.into_inner())
+                                .entry(ino)
+                                .or_default()
+                                .insert(ds, span.chunk);
+                        }
+                    }
+                    Err((e, transport)) => {
+                        tracing::warn!(ino, ds = ds.0, "write to data server failed: {e:?}");
+                        if transport {
+                            self.ds_failed(ds).await;
+                            self.drop_mirror(ns, ino, &[span.chunk], ds).await;
+                        }
+                        first_err.get_or_insert(e);
+                    }
+                }
+            }
+            if ok == 0 {
+                return Err(first_err.unwrap_or(NfsError::Io));
+            }
+        }
+        MdsIo::write(self, data.len() as u64);
+        Ok(())
+    }
+
+    /// Makes what the MDS wrote to DSs for `ino` durable.
+    pub async fn commit(&self, ns: &Namespace, ino: u64) -> NfsResult<()> {
+        let dirty = self
+            .dirty
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&ino)
+            .unwrap_or_default();
+        for (ds, chunk) in dirty {
+            let r = match self.conn(ds).await {
+                Ok(c) => c
+                    .commit(&self.handle(ino, chunk, ds, Rights::ReadWrite), 0, 0)
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| e.is_transport()),
+                Err(_) => Err(true),
+            };
+            if r.is_err() {
+                // The unstable bytes on that DS are lost. Where another mirror holds them the
+                // chunk goes on without it; where it was the only one, the client must resend.
+                tracing::warn!(ino, ds = ds.0, "commit on data server failed");
+                self.ds_failed(ds).await;
+                let mut sole = false;
+                let mut chunks = Vec::new();
+                for (c, m) in ns.chunks(ino)? {
+                    if m.contains(&ds.0) {
+                        sole |= m.len() == 1;
+                        chunks.push(c);
+                    }
+                }
+                self.drop_mirror(ns, ino, &chunks, ds).await;
+                if sole {
+                    return Err(NfsError::Io);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Cuts the file's data on every DS holding some of it to `size` bytes.
+    pub async fn truncate(&self, ns: &Namespace, ino: u64, size: u64) -> NfsResult<()> {
+        let mut holders: HashMap<DsId, u64> = HashMap::new();
+        for (chunk, mirrors) in ns.chunks(ino)? {
+            for d in mirrors {
+                holders.entry(DsId(d)).or_insert(chunk);
+            }
+        }
+        let mut failed: BTreeSet<DsId> = BTreeSet::new();
+        for (ds, chunk) in holders {
+            let r = match self.conn(ds).await {
+                Ok(c) => c
+                    .set_size(&self.handle(ino, chunk, ds, Rights::ReadWrite), size)
+                    .await
+                    .map_err(|e| map_err(&e)),
+                Err(e) => Err(e),
+            };
+            if let Err(e) = r {
+                tracing::warn!(ino, ds = ds.0, "truncate on data server failed: {e:?}");
+                failed.insert(ds);
+            }
+        }
+        // A DS that missed the truncation holds bytes past the new end that a later grow must
+        // not bring back: it stops being a mirror of this file.
+        for ds in failed {
+            let chunks: Vec<u64> = ns
+                .chunks(ino)?
+                .into_iter()
+                .filter(|(_, m)| m.contains(&ds.0) && m.len() > 1)
+                .map(|(c, _)| c)
+                .collect();
+            self.drop_mirror(ns, ino, &chunks, ds).await;
+        }
+        Ok(())
+    }
+
+    /// Drops the file's data from the DSs (best effort: a DS that is down keeps an orphan
+    /// object, which costs space, not correctness, since its inode number is never reused).
+    pub async fn remove(&self, ns: &Namespace, ino: u64) -> NfsResult<()> {
+        self.dirty
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&ino);
+        self.truncate(ns, ino, 0).await
+    }
+}
+
+/// Counting I/O the MDS served itself.
+struct MdsIo;
+impl MdsIo {
+    fn read(c: &Cluster, n: u64) {
+        super::MdsIoStats::add(&c.stats.read_ops, 1);
+        super::MdsIoStats::add(&c.stats.read_bytes, n);
+    }
+    fn write(c: &Cluster, n: u64) {
+        super::MdsIoStats::add(&c.stats.write_ops, 1);
+        super::MdsIoStats::add(&c.stats.write_bytes, n);
+    }
+}
+
+fn map_err(e: &Nfs3ClientError) -> NfsError {
+    match e.status() {
+        Some(Nfsstat3::Nospc) => NfsError::NoSpc,
+        Some(Nfsstat3::Dquot) => NfsError::DQuot,
+        Some(Nfsstat3::Jukebox) => NfsError::Delay,
+        _ => NfsError::Io,
+    }
+}

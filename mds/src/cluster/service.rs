@@ -1,0 +1,75 @@
+//! The cluster control program on the MDS's port: DS heartbeats and the operator's status query.
+use std::sync::atomic::Ordering;
+
+use proto::cluster::*;
+use proto::rpc::{accepted_reply, AcceptStat, Auth, Call};
+use proto::xdr::{Writer, Xdr};
+
+use super::registry::Refused;
+use super::Cluster;
+
+/// Answers one call of the cluster program; `None` in `cluster` means this MDS runs alone, and
+/// the program is then unavailable.
+pub fn handle(cluster: Option<&Cluster>, call: &Call) -> Writer {
+    let Some(cluster) = cluster else {
+        return accepted_reply(call.xid, &Auth::None, AcceptStat::ProgUnavail);
+    };
+    if call.vers != CFS_CLUSTER_V1 {
+        return accepted_reply(
+            call.xid,
+            &Auth::None,
+            AcceptStat::ProgMismatch {
+                low: CFS_CLUSTER_V1,
+                high: CFS_CLUSTER_V1,
+            },
+        );
+    }
+    let res: Vec<u8> = match call.proc_ {
+        CLUSTERPROC_NULL => Vec::new(),
+        CLUSTERPROC_HEARTBEAT => match HeartbeatArgs::from_xdr(call.args()) {
+            Ok(a) => heartbeat(cluster, &a).to_xdr(),
+            Err(_) => return accepted_reply(call.xid, &Auth::None, AcceptStat::GarbageArgs),
+        },
+        CLUSTERPROC_STATUS => status(cluster).to_xdr(),
+        _ => return accepted_reply(call.xid, &Auth::None, AcceptStat::ProcUnavail),
+    };
+    let mut w = accepted_reply(call.xid, &Auth::None, AcceptStat::Success);
+    w.buf.extend_from_slice(&res);
+    w
+}
+
+fn heartbeat(cluster: &Cluster, a: &HeartbeatArgs) -> HeartbeatRes {
+    let checked = if !cluster.cfg.secret.heartbeat_authentic(a) {
+        Err(Refused::Auth)
+    } else if !layout::secret::fresh(a.timestamp_ms, layout::secret::now_ms()) {
+        Err(Refused::Clock)
+    } else {
+        cluster.registry.heartbeat(a)
+    };
+    match checked {
+        Ok(()) => HeartbeatRes::Ok(HeartbeatResOk {
+            interval_ms: cluster.cfg.heartbeat.as_millis() as u32,
+            chunk_size: cluster.geometry.chunk_size(),
+            min_generation: cluster.generation,
+            fences: Vec::new(),
+            fence_seq: a.fence_seq,
+        }),
+        Err(r) => {
+            tracing::warn!(ds = a.ds_id, reason = ?r, "heartbeat refused");
+            HeartbeatRes::Err(r.code())
+        }
+    }
+}
+
+fn status(cluster: &Cluster) -> StatusRes {
+    let s = &cluster.stats;
+    StatusRes::Ok(StatusResOk {
+        mds_read_ops: s.read_ops.load(Ordering::Relaxed),
+        mds_read_bytes: s.read_bytes.load(Ordering::Relaxed),
+        mds_write_ops: s.write_ops.load(Ordering::Relaxed),
+        mds_write_bytes: s.write_bytes.load(Ordering::Relaxed),
+        layouts_granted: s.layouts_granted.load(Ordering::Relaxed),
+        layouts_recalled: s.layouts_recalled.load(Ordering::Relaxed),
+        data_servers: cluster.registry.status(),
+    })
+}

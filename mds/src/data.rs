@@ -1,0 +1,142 @@
+//! Where file bytes live: in the MDS's own chunk store (the single-node default), or on data
+//! servers (a cluster), where the MDS's own reads and writes go through `cluster::remote`.
+use std::sync::Arc;
+
+use ds::{SeekWhat, Segment};
+
+use crate::cluster::Cluster;
+use crate::error::{NfsError, NfsResult};
+use crate::Mds;
+
+pub enum DataPath {
+    Local(ds::ChunkStore),
+    Cluster(Arc<Cluster>),
+}
+
+impl Mds {
+    pub fn cluster(&self) -> Option<&Arc<Cluster>> {
+        match &self.data {
+            DataPath::Cluster(c) => Some(c),
+            DataPath::Local(_) => None,
+        }
+    }
+
+    pub async fn read_data(
+        &self,
+        ino: u64,
+        offset: u64,
+        len: u64,
+        size: u64,
+    ) -> NfsResult<(Vec<u8>, bool)> {
+        match &self.data {
+            DataPath::Local(s) => Ok(s.read(ino, offset, len, size).await?),
+            DataPath::Cluster(c) => c.read(&self.ns, ino, offset, len, size).await,
+        }
+    }
+
+    pub async fn write_data(
+        &self,
+        ino: u64,
+        offset: u64,
+        data: &[u8],
+        stable: bool,
+    ) -> NfsResult<()> {
+        match &self.data {
+            DataPath::Local(s) => Ok(s.write(ino, offset, data, stable).await?),
+            DataPath::Cluster(c) => c.write(&self.ns, ino, offset, data, stable).await,
+        }
+    }
+
+    pub async fn commit_data(&self, ino: u64) -> NfsResult<()> {
+        match &self.data {
+            DataPath::Local(s) => Ok(s.commit(ino).await?),
+            DataPath::Cluster(c) => c.commit(&self.ns, ino).await,
+        }
+    }
+
+    pub async fn truncate_data(&self, ino: u64, size: u64) -> NfsResult<()> {
+        match &self.data {
+            DataPath::Local(s) => Ok(s.truncate(ino, size).await?),
+            DataPath::Cluster(c) => c.truncate(&self.ns, ino, size).await,
+        }
+    }
+
+    pub async fn remove_data(&self, ino: u64) -> NfsResult<()> {
+        match &self.data {
+            DataPath::Local(s) => Ok(s.remove(ino).await?),
+            DataPath::Cluster(c) => c.remove(&self.ns, ino).await,
+        }
+    }
+
+    /// SEEK. On data servers every byte below the size counts as data: finding holes there
+    /// would take a round trip per chunk, and reporting data is always correct.
+    pub async fn seek_data(
+        &self,
+        ino: u64,
+        offset: u64,
+        what: SeekWhat,
+        size: u64,
+    ) -> NfsResult<Option<u64>> {
+        match &self.data {
+            DataPath::Local(s) => Ok(s.seek(ino, offset, what, size).await?),
+            DataPath::Cluster(_) => Ok(match what {
+                SeekWhat::Data if offset < size => Some(offset),
+                SeekWhat::Data => None,
+                SeekWhat::Hole => None,
+            }),
+        }
+    }
+
+    /// READ_PLUS contents (on data servers: one data segment, see `seek_data`).
+    pub async fn data_segments(
+        &self,
+        ino: u64,
+        offset: u64,
+        len: u64,
+        size: u64,
+    ) -> NfsResult<(Vec<Segment>, bool)> {
+        match &self.data {
+            DataPath::Local(s) => Ok(s.segments(ino, offset, len, size).await?),
+            DataPath::Cluster(c) => {
+                let (data, eof) = c.read(&self.ns, ino, offset, len, size).await?;
+                let segs = if data.is_empty() {
+                    Vec::new()
+                } else {
+                    vec![Segment::Data { offset, data }]
+                };
+                Ok((segs, eof))
+            }
+        }
+    }
+
+    /// ALLOCATE: reserving space on data servers is not implemented.
+    pub async fn allocate_data(&self, ino: u64, offset: u64, len: u64) -> NfsResult<()> {
+        match &self.data {
+            DataPath::Local(s) => Ok(s.allocate(ino, offset, len).await?),
+            DataPath::Cluster(_) => Err(NfsError::NotSupp),
+        }
+    }
+
+    /// DEALLOCATE: punching holes on data servers is not implemented.
+    pub async fn deallocate_data(&self, ino: u64, offset: u64, len: u64) -> NfsResult<()> {
+        match &self.data {
+            DataPath::Local(s) => Ok(s.deallocate(ino, offset, len).await?),
+            DataPath::Cluster(_) => Err(NfsError::NotSupp),
+        }
+    }
+
+    /// COPY and CLONE inside the server; on data servers the client copies itself.
+    pub async fn clone_data(
+        &self,
+        src: u64,
+        src_off: u64,
+        dst: u64,
+        dst_off: u64,
+        count: u64,
+    ) -> NfsResult<()> {
+        match &self.data {
+            DataPath::Local(s) => Ok(s.clone_range(src, src_off, dst, dst_off, count).await?),
+            DataPath::Cluster(_) => Err(NfsError::NotSupp),
+        }
+    }
+}

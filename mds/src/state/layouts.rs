@@ -1,0 +1,155 @@
+//! Layout stateids (RFC 8881 §12.5.3). A client's first LAYOUTGET on a file presents an open,
+//! lock or delegation stateid; the reply gives it a layout stateid, which later LAYOUTGETs,
+//! LAYOUTCOMMITs and LAYOUTRETURNs present. The seqid rises with every grant and return so the
+//! client can order replies that cross on the wire.
+use super::{State, StateId, StateKind, StateManager};
+use crate::error::{NfsError, NfsResult};
+
+impl StateManager {
+    /// The layout stateid to answer a LAYOUTGET with (seqid already bumped).
+    pub fn layout_get(
+        &self,
+        clientid: u64,
+        ino: u64,
+        presented: &StateId,
+        rw: bool,
+    ) -> NfsResult<StateId> {
+        let mut g = self.lock();
+        let other = match self.layout_state(&g, clientid, ino, presented)? {
+            Some(other) => other,
+            None => {
+                // An open, lock or delegation stateid: it must be this client's, on this file.
+                let st = self.check_locked(&g, presented, Some(ino))?;
+                if st.clientid != clientid {
+                    return Err(NfsError::BadStateId);
+                }
+                match g.layout_index.get(&(clientid, ino)) {
+                    Some(o) => *o,
+                    None => {
+                        let o = self.new_other(&mut g, 4);
+                        g.states.insert(
+                            o,
+                            State {
+                                clientid,
+                                ino,
+                                seqid: 0,
+                                kind: StateKind::Layout { rw: false },
+                            },
+                        );
+                        g.files.entry(ino).or_default().states.insert(o);
+                        g.layout_index.insert((clientid, ino), o);
+                        o
+                    }
+                }
+            }
+        };
+        let st = g.states.get_mut(&other).ok_or(NfsError::BadStateId)?;
+        st.seqid = st.seqid.wrapping_add(1).max(1);
+        if let StateKind::Layout { rw: held } = &mut st.kind {
+            *held |= rw;
+        }
+        Ok(StateId {
+            seqid: st.seqid,
+            other,
+        })
+    }
+
+    /// Checks a layout stateid (LAYOUTCOMMIT, LAYOUTRETURN). Like knfsd, an older seqid is
+    /// fine: LAYOUTGETs in flight bump it while the client still holds the earlier one.
+    pub fn check_layout(&self, clientid: u64, ino: u64, sid: &StateId) -> NfsResult<()> {
+        let g = self.lock();
+        match self.layout_state(&g, clientid, ino, sid)? {
+            Some(_) => Ok(()),
+            None => Err(NfsError::BadStateId),
+        }
+    }
+
+    /// LAYOUTRETURN of a file range. Returning the whole file drops the stateid (the reply
+    /// then carries none); a partial return keeps it with a new seqid.
+    pub fn layout_return(
+        &self,
+        clientid: u64,
+        ino: u64,
+        sid: &StateId,
+        whole_file: bool,
+    ) -> NfsResult<Option<StateId>> {
+        let mut g = self.lock();
+        let Some(other) = self.layout_state(&g, clientid, ino, sid)? else {
+            return Err(NfsError::BadStateId);
+        };
+        if whole_file {
+            Self::drop_state(&mut g, &other);
+            return Ok(None);
+        }
+        let st = g.states.get_mut(&other).ok_or(NfsError::BadStateId)?;
+        st.seqid = st.seqid.wrapping_add(1).max(1);
+        Ok(Some(StateId {
+            seqid: st.seqid,
+            other,
+        }))
+    }
+
+    /// LAYOUTRETURN4_FSID / LAYOUTRETURN4_ALL: every layout of the client goes (we export one
+    /// file system, so the two are the same).
+    pub fn layout_return_all(&self, clientid: u64) {
+        let mut g = self.lock();
+        let ids: Vec<[u8; 12]> = g
+            .layout_index
+            .iter()
+            .filter(|((c, _), _)| *c == clientid)
+            .map(|(_, o)| *o)
+            .collect();
+        for o in ids {
+            Self::drop_state(&mut g, &o);
+        }
+    }
+
+    /// Who holds layouts on `ino`: (client, current layout stateid), for CB_LAYOUTRECALL.
+    pub fn layout_holders(&self, ino: u64) -> Vec<(u64, StateId)> {
+        let g = self.lock();
+        g.layout_index
+            .iter()
+            .filter(|((_, i), _)| *i == ino)
+            .filter_map(|((c, _), o)| {
+                g.states.get(o).map(|st| {
+                    (
+                        *c,
+                        StateId {
+                            seqid: st.seqid,
+                            other: *o,
+                        },
+                    )
+                })
+            })
+            .collect()
+    }
+
+    /// `Some(other)` when `sid` is a layout stateid of `clientid` on `ino`; `None` when it is
+    /// some other kind of stateid.
+    fn layout_state(
+        &self,
+        g: &super::Inner,
+        clientid: u64,
+        ino: u64,
+        sid: &StateId,
+    ) -> NfsResult<Option<[u8; 12]>> {
+        if sid.other[0..4] != self.boot.to_be_bytes() {
+            return Err(NfsError::StaleStateId);
+        }
+        match g.states.get(&sid.other) {
+            Some(
+                st @ State {
+                    kind: StateKind::Layout { .. },
+                    ..
+                },
+            ) => {
+                if st.clientid != clientid || st.ino != ino || sid.seqid > st.seqid {
+                    return Err(NfsError::BadStateId);
+                }
+                Ok(Some(sid.other))
+            }
+            Some(_) => Ok(None),
+            None => Err(NfsError::BadStateId),
+        }
+    }
+}

@@ -1,0 +1,150 @@
+//! The cluster control program: how data servers join an MDS and stay known to it, and how an
+//! operator asks the MDS what it knows. ONC RPC on the MDS's NFS port, so there is one port to
+//! open per node; a program number from the "defined by user" range of RFC 5531.
+//!
+//! A DS registers by sending its first HEARTBEAT; later ones renew it and carry its usage and
+//! counters. Each heartbeat is authenticated with a keyed MAC (the key is derived from the
+//! cluster secret every node is configured with), and carries a wall-clock timestamp the MDS
+//! checks, so a captured heartbeat cannot be replayed later to resurrect a dead DS.
+use crate::nfs4::basic::Netaddr4;
+use crate::Xdr;
+
+pub const CFS_CLUSTER_PROGRAM: u32 = 0x2043_4653;
+pub const CFS_CLUSTER_V1: u32 = 1;
+
+pub const CLUSTERPROC_NULL: u32 = 0;
+/// DS → MDS: register or renew. Args [`HeartbeatArgs`], result [`HeartbeatRes`].
+pub const CLUSTERPROC_HEARTBEAT: u32 = 1;
+/// Admin → MDS: the DS table and counters. No args, result [`StatusRes`].
+pub const CLUSTERPROC_STATUS: u32 = 2;
+
+/// Most addresses a DS may advertise.
+pub const MAX_NETADDRS: usize = 8;
+/// Most fences one heartbeat reply carries; the rest follow on the next one.
+pub const MAX_FENCES: usize = 1024;
+/// Most DSs one status reply lists.
+pub const MAX_DS: usize = 4096;
+
+/// Status codes of this program.
+pub const CLUSTER_OK: u32 = 0;
+/// The MAC does not verify: wrong cluster secret.
+pub const CLUSTER_ERR_AUTH: u32 = 1;
+/// The timestamp is too far from the MDS's clock (replay, or clocks apart).
+pub const CLUSTER_ERR_CLOCK: u32 = 2;
+/// The arguments make no sense (no address, bad address).
+pub const CLUSTER_ERR_INVAL: u32 = 3;
+
+/// I/O a DS has served since it started.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Xdr)]
+pub struct DsCounters {
+    pub read_ops: u64,
+    pub read_bytes: u64,
+    pub write_ops: u64,
+    pub write_bytes: u64,
+    pub commit_ops: u64,
+    /// Requests refused for a bad, forged or stale handle.
+    pub refused_ops: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Xdr)]
+pub struct HeartbeatArgs {
+    pub ds_id: u64,
+    /// Changes every time the DS process starts.
+    pub instance: u64,
+    /// Milliseconds since the Unix epoch when sent.
+    pub timestamp_ms: u64,
+    /// Where the MDS itself reaches the DS (its listening address), as a universal address.
+    pub listen: Netaddr4,
+    /// What clients are told, in preference order.
+    #[xdr(max = MAX_NETADDRS)]
+    pub advertised: Vec<Netaddr4>,
+    #[xdr(max = 255)]
+    pub failure_domain: String,
+    pub capacity_bytes: u64,
+    pub used_bytes: u64,
+    pub counters: DsCounters,
+    /// The highest fence sequence number the DS has applied (0 after it starts).
+    pub fence_seq: u64,
+    /// Keyed blake3 over the XDR of all the fields above.
+    pub mac: [u8; 32],
+}
+
+/// Handles of `file` minted before layout generation `generation` are no longer good.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Xdr)]
+pub struct Fence {
+    pub file: u64,
+    pub generation: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Xdr)]
+pub struct HeartbeatResOk {
+    /// How often the MDS wants to hear from the DS.
+    pub interval_ms: u32,
+    /// The chunk size of the layouts the MDS hands out (capability ranges are in chunks).
+    pub chunk_size: u64,
+    /// Every file's generation is at least this (it rises when the MDS restarts).
+    pub min_generation: u64,
+    /// Fences with sequence numbers above the DS's `fence_seq`, oldest first.
+    #[xdr(max = MAX_FENCES)]
+    pub fences: Vec<Fence>,
+    /// The sequence number of the last fence in `fences` (or the DS's own if none).
+    pub fence_seq: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Xdr)]
+pub enum HeartbeatRes {
+    #[xdr(case = CLUSTER_OK)]
+    Ok(HeartbeatResOk),
+    #[xdr(default)]
+    Err(u32),
+}
+
+pub const DS_STATE_UP: u32 = 0;
+pub const DS_STATE_DOWN: u32 = 1;
+pub const DS_STATE_DRAINING: u32 = 2;
+
+#[derive(Debug, Clone, PartialEq, Eq, Xdr)]
+pub struct DsStatus {
+    pub ds_id: u64,
+    pub state: u32,
+    pub listen: Netaddr4,
+    #[xdr(max = MAX_NETADDRS)]
+    pub advertised: Vec<Netaddr4>,
+    #[xdr(max = 255)]
+    pub failure_domain: String,
+    /// Milliseconds since the last heartbeat.
+    pub silent_ms: u64,
+    pub capacity_bytes: u64,
+    pub used_bytes: u64,
+    pub counters: DsCounters,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Xdr)]
+pub struct StatusResOk {
+    /// Reads and writes the MDS served itself (no layout, or fallback).
+    pub mds_read_ops: u64,
+    pub mds_read_bytes: u64,
+    pub mds_write_ops: u64,
+    pub mds_write_bytes: u64,
+    pub layouts_granted: u64,
+    pub layouts_recalled: u64,
+    #[xdr(max = MAX_DS)]
+    pub data_servers: Vec<DsStatus>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Xdr)]
+pub enum StatusRes {
+    #[xdr(case = CLUSTER_OK)]
+    Ok(StatusResOk),
+    #[xdr(default)]
+    Err(u32),
+}
+
+impl HeartbeatArgs {
+    /// The bytes the MAC covers: the XDR of every field but the MAC itself.
+    pub fn mac_input(&self) -> Vec<u8> {
+        let mut copy = self.clone();
+        copy.mac = [0; 32];
+        crate::xdr::Xdr::to_xdr(&copy)
+    }
+}
