@@ -28,11 +28,14 @@ pub struct ClientConfig {
     pub retry_grace: bool,
     /// Ask for a back channel on the connection and answer callbacks.
     pub back_channel: bool,
+    /// Use pNFS (flexfiles layouts, data I/O straight to the data servers) when the server
+    /// offers it. Off: every READ/WRITE goes to the MDS, which proxies it.
+    pub pnfs: bool,
 }
 
 impl ClientConfig {
     /// Defaults: export "/", an owner unique to this process, AUTH_SYS as the calling user,
-    /// 16 slots, 1 MiB I/O, 30 s per RPC.
+    /// 16 slots, 1 MiB I/O, 30 s per RPC, pNFS when offered.
     pub fn new(server: SocketAddr) -> Self {
         let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
             .map(|s| s.trim().to_string())
@@ -55,6 +58,7 @@ impl ClientConfig {
             reclaim_complete: true,
             retry_grace: true,
             back_channel: true,
+            pnfs: true,
         }
     }
 }

@@ -30,6 +30,8 @@ pub struct OpenFile {
     pub access: u32,
     pub owner: Vec<u8>,
     pub(crate) lock: Mutex<Option<Stateid4>>,
+    /// Layouts held for this open (pNFS).
+    pub(crate) pnfs: crate::pnfs::FileLayouts,
 }
 
 impl OpenFile {
@@ -167,6 +169,7 @@ impl Client {
             access,
             owner,
             lock: Mutex::new(None),
+            pnfs: Default::default(),
         };
         // We asked for no delegation; one granted anyway is given straight back, or a later
         // conflicting OPEN (from anyone) waits for a recall that may find us gone.
@@ -194,7 +197,21 @@ impl Client {
     }
 
     /// One READ. Returns the data and the EOF flag; the data may be shorter than `count`.
+    /// With pNFS the data comes from a data server (or the MDS for ranges without a layout).
     pub async fn read(&self, f: &OpenFile, offset: u64, count: u32) -> Result<(Vec<u8>, bool)> {
+        if let Some(d) = crate::pnfs::for_file(self, f).await {
+            return d.read(self, f, offset, count).await;
+        }
+        self.mds_read(f, offset, count).await
+    }
+
+    /// One READ sent to the MDS.
+    pub(crate) async fn mds_read(
+        &self,
+        f: &OpenFile,
+        offset: u64,
+        count: u32,
+    ) -> Result<(Vec<u8>, bool)> {
         let res = self
             .compound(
                 CompoundBuilder::new()
@@ -240,8 +257,25 @@ impl Client {
         }
     }
 
-    /// One WRITE. The server may write fewer bytes than given (see `count`).
+    /// One WRITE. The server may write fewer bytes than given (see `count`). With pNFS it
+    /// goes to every mirror of the layout; UNSTABLE data is then made stable by
+    /// [`Client::commit_file`] or [`Client::close`] (not by [`Client::commit`], which only
+    /// reaches the MDS).
     pub async fn write(
+        &self,
+        f: &OpenFile,
+        offset: u64,
+        data: &[u8],
+        stable: StableHow4,
+    ) -> Result<WriteResult> {
+        if let Some(d) = crate::pnfs::for_file(self, f).await {
+            return d.write(self, f, offset, data, stable).await;
+        }
+        self.mds_write(f, offset, data, stable).await
+    }
+
+    /// One WRITE sent to the MDS.
+    pub(crate) async fn mds_write(
         &self,
         f: &OpenFile,
         offset: u64,
@@ -316,9 +350,27 @@ impl Client {
         })
     }
 
+    /// COMMIT of everything written through `f`. Through the MDS this is COMMIT of the whole
+    /// file, and the verifier is returned for the caller to compare with its WRITEs'. With
+    /// pNFS the layout driver compares the verifiers of every data server itself, writes again
+    /// what a failed or restarted DS may have lost, and sends LAYOUTCOMMIT; None is returned.
+    pub async fn commit_file(&self, f: &OpenFile) -> Result<Option<Verifier4>> {
+        if let Some(d) = crate::pnfs::for_file(self, f).await {
+            d.commit(self, f).await?;
+            return Ok(None);
+        }
+        self.commit(&f.fh, 0, 0).await.map(Some)
+    }
+
     /// CLOSE. Locks still held through this open are released first: a server may refuse
-    /// the CLOSE with NFS4ERR_LOCKS_HELD otherwise (ganesha does).
+    /// the CLOSE with NFS4ERR_LOCKS_HELD otherwise (ganesha does). With pNFS, data written to
+    /// data servers is committed, LAYOUTCOMMITted and the layouts returned first; if that
+    /// fails the CLOSE is still sent and the failure returned.
     pub async fn close(&self, f: &OpenFile) -> Result<()> {
+        let flushed = match crate::pnfs::used_by(f) {
+            Some(d) => d.finish(self, f).await,
+            None => Ok(()),
+        };
         if f.lock_stateid().is_some() {
             if let Err(e) = self
                 .unlock(f, crate::locks::LockKind::Write, 0, u64::MAX)
@@ -335,7 +387,7 @@ impl Client {
                     open_stateid: f.stateid,
                 })),
         )
-        .await
-        .map(|_| ())
+        .await?;
+        flushed
     }
 }

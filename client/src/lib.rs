@@ -21,6 +21,7 @@ mod io;
 mod lease;
 mod locks;
 mod path;
+mod pnfs;
 mod session;
 mod slots;
 pub mod transfer;
@@ -33,6 +34,7 @@ pub use error::{op_name, status_name, Error, Result};
 pub use io::{CreateMode, OpenFile, WriteResult};
 pub use locks::LockKind;
 pub use path::split_path;
+pub use pnfs::PnfsStats;
 /// The wire layer, for callers that build their own COMPOUNDs.
 pub use proto;
 /// Wire types callers need in signatures (file handles, stateids, statuses, verifiers).
