@@ -3,7 +3,10 @@
 //! object per measurement.
 //!
 //! cargo run --release -p client --example load -- --server 127.0.0.1:2049 [--export /]
-//!     [--seconds 10] [--depth 8] [--tasks 16] [--server-pid PID] [--label NAME]
+//!     [--seconds 10] [--depth 8] [--tasks 16] [--server-pid PID] [--label NAME] [--pnfs on|off]
+//!
+//! With `--pnfs on` (the default) data goes straight to the data servers when the server offers
+//! flexfiles layouts; each sequential result then says where the bytes went.
 use client::transfer::{self, TransferOptions};
 use client::{Client, ClientConfig, CreateMode, SetAttrs, StableHow4};
 use proto::nfs4::{OPEN4_SHARE_ACCESS_BOTH, OPEN4_SHARE_ACCESS_READ};
@@ -19,6 +22,7 @@ struct Opts {
     tasks: usize,
     server_pid: Option<u32>,
     label: String,
+    pnfs: bool,
 }
 
 fn parse() -> Result<Opts, String> {
@@ -30,6 +34,7 @@ fn parse() -> Result<Opts, String> {
         tasks: 16,
         server_pid: None,
         label: String::new(),
+        pnfs: true,
     };
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
@@ -43,6 +48,13 @@ fn parse() -> Result<Opts, String> {
             "--tasks" => o.tasks = num(val()?)?.max(1) as usize,
             "--server-pid" => o.server_pid = Some(num(val()?)? as u32),
             "--label" => o.label = val()?,
+            "--pnfs" => {
+                o.pnfs = match val()?.as_str() {
+                    "on" => true,
+                    "off" => false,
+                    v => return Err(format!("--pnfs takes on or off, not {v}")),
+                }
+            }
             other => return Err(format!("unknown argument {other}")),
         }
     }
@@ -60,6 +72,9 @@ fn cpu_seconds(pid: Option<u32>) -> Option<f64> {
 
 struct Report<'a> {
     o: &'a Opts,
+    /// pNFS counters when the measurement started, to report its own share.
+    pnfs0: Option<client::PnfsStats>,
+    client: Option<&'a Client>,
     cpu0: Option<f64>,
     t0: Instant,
 }
@@ -68,20 +83,67 @@ impl<'a> Report<'a> {
     fn start(o: &'a Opts) -> Self {
         Report {
             o,
+            pnfs0: None,
+            client: None,
             cpu0: cpu_seconds(o.server_pid),
             t0: Instant::now(),
         }
     }
+    /// Also report where this measurement's bytes went (DSs or MDS).
+    fn with_pnfs(mut self, c: &'a Client) -> Self {
+        self.pnfs0 = c.pnfs_stats();
+        self.client = Some(c);
+        self
+    }
     fn finish(self, bench: &str, extra: &str) {
         let secs = self.t0.elapsed().as_secs_f64();
+        let now = self.client.and_then(|c| c.pnfs_stats());
+        let pnfs = match now {
+            Some(b) => {
+                let a = self.pnfs0.unwrap_or_default();
+                format!(
+                    ",\"pnfs\":\"{}\",\"pnfs_active\":true,\"ds_write_bytes\":{},\"ds_read_bytes\":{},\"mds_write_bytes\":{},\"mds_read_bytes\":{},\"layoutgets\":{},\"rewrite_bytes\":{}",
+                    on_off(self.o.pnfs),
+                    b.ds_write_bytes - a.ds_write_bytes,
+                    b.ds_read_bytes - a.ds_read_bytes,
+                    b.mds_write_bytes - a.mds_write_bytes,
+                    b.mds_read_bytes - a.mds_read_bytes,
+                    b.layoutgets - a.layoutgets,
+                    b.rewrite_bytes - a.rewrite_bytes,
+                )
+            }
+            None => format!(
+                ",\"pnfs\":\"{}\",\"pnfs_active\":false",
+                on_off(self.o.pnfs)
+            ),
+        };
         let cpu = match (self.cpu0, cpu_seconds(self.o.server_pid)) {
             (Some(a), Some(b)) => format!(",\"server_cpu_s\":{:.3}", b - a),
             _ => String::new(),
         };
         println!(
-            "{{\"bench\":\"{bench}\",\"label\":\"{}\",\"server\":\"{}\",\"seconds\":{secs:.3}{extra}{cpu}}}",
-            self.o.label, self.o.server
+            "{{\"bench\":\"{bench}\",\"label\":\"{}\",\"server\":\"{}\",\"seconds\":{secs:.3}{extra}{pnfs}{cpu}}}",
+            label(self.o), self.o.server
         );
+    }
+}
+
+fn on_off(b: bool) -> &'static str {
+    if b {
+        "on"
+    } else {
+        "off"
+    }
+}
+
+/// The label as given, with the pNFS setting appended so runs with and without it can be told
+/// apart in the output.
+fn label(o: &Opts) -> String {
+    let p = format!("pnfs-{}", on_off(o.pnfs));
+    if o.label.is_empty() {
+        p
+    } else {
+        format!("{},{p}", o.label)
     }
 }
 
@@ -104,7 +166,7 @@ async fn sequential(c: &Client, o: &Opts, dir: &client::NfsFh4) -> Result<(), Bo
     );
     // Write for the time given, N chunks in flight, then COMMIT (counted in the time).
     let stop = Instant::now() + Duration::from_secs(o.seconds);
-    let r = Report::start(o);
+    let r = Report::start(o).with_pnfs(c);
     let data = Arc::new(vec![0x5au8; chunk]);
     let mut inflight = std::collections::VecDeque::new();
     let mut off = 0u64;
@@ -123,7 +185,8 @@ async fn sequential(c: &Client, o: &Opts, dir: &client::NfsFh4) -> Result<(), Bo
     while let Some(h) = inflight.pop_front() {
         h.await??;
     }
-    c.commit(&f.fh, 0, 0).await?;
+    // Through the MDS: COMMIT; with pNFS: COMMIT on every DS written, then LAYOUTCOMMIT.
+    c.commit_file(&f).await?;
     let mib = off as f64 / (1 << 20) as f64;
     let secs = r.t0.elapsed().as_secs_f64();
     r.finish(
@@ -140,7 +203,7 @@ async fn sequential(c: &Client, o: &Opts, dir: &client::NfsFh4) -> Result<(), Bo
         c.open(dir, "seq.bin", OPEN4_SHARE_ACCESS_READ, None)
             .await?,
     );
-    let r = Report::start(o);
+    let r = Report::start(o).with_pnfs(c);
     let opt = TransferOptions {
         chunk,
         depth: o.depth,
@@ -271,6 +334,7 @@ async fn run(o: Opts) -> Result<(), BoxErr> {
     let mut cfg = ClientConfig::new(addr);
     cfg.export = o.export.clone();
     cfg.slots = 64;
+    cfg.pnfs = o.pnfs;
     let c = Client::connect(cfg).await?;
     let name = format!("cfs-load-{}", std::process::id());
     let dir = c.mkdir(c.root(), &name, 0o755).await?;
