@@ -20,6 +20,16 @@ pub enum ConfigError {
     Export(#[from] ExportError),
     #[error("bad listen address {0:?} (expected HOST:PORT, e.g. 127.0.0.1:2049)")]
     Listen(String),
+    #[error("unknown role {0:?} (roles are \"mds\" and \"ds\")")]
+    Role(String),
+    #[error("the ds role needs [cluster] mds = \"HOST:PORT\" (or --mds)")]
+    NoMds,
+    #[error("a cluster needs a secret: [cluster] secret_file (or --cluster-secret-file)")]
+    NoSecret,
+    #[error("cluster secret in {path}: {message}")]
+    Secret { path: PathBuf, message: String },
+    #[error("chunk_size {0} must be a power of two between 4096 and 1073741824")]
+    ChunkSize(u64),
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -31,6 +41,63 @@ pub struct FileConfig {
     pub grace_seconds: Option<u32>,
     #[serde(default, rename = "export")]
     pub exports: Vec<ExportConfig>,
+    /// Which roles this process runs: "mds", "ds" or both; default ["mds"].
+    pub roles: Option<Vec<String>>,
+    pub cluster: Option<ClusterFileConfig>,
+}
+
+/// `[cluster]`: how this node finds and trusts the others.
+#[derive(Debug, Deserialize, Default, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterFileConfig {
+    /// A file holding the cluster secret (16+ characters), the same on every node.
+    pub secret_file: Option<PathBuf>,
+    /// ds role: the MDS to register with.
+    pub mds: Option<String>,
+    /// ds role: where to serve the data path (when mds and ds share a process, they need
+    /// different ports).
+    pub ds_listen: Option<String>,
+    /// ds role: addresses clients are told, in preference order (a qemu guest reaches host
+    /// 127.0.0.1:P as 10.0.2.2:P). Default: the listening address.
+    pub advertise: Option<Vec<String>>,
+    pub failure_domain: Option<String>,
+    /// mds role: bytes per chunk (placement and layout unit).
+    pub chunk_size: Option<u64>,
+}
+
+/// The roles a server process runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Roles {
+    pub mds: bool,
+    pub ds: bool,
+}
+
+pub fn parse_roles(list: &[String]) -> Result<Roles, ConfigError> {
+    let mut r = Roles::default();
+    for s in list {
+        for part in s.split(',') {
+            match part.trim() {
+                "mds" => r.mds = true,
+                "ds" => r.ds = true,
+                other => return Err(ConfigError::Role(other.to_string())),
+            }
+        }
+    }
+    if !r.mds && !r.ds {
+        r.mds = true;
+    }
+    Ok(r)
+}
+
+pub fn load_secret(path: &Path) -> Result<layout::ClusterSecret, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Secret {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    })?;
+    layout::ClusterSecret::from_passphrase(&text).map_err(|e| ConfigError::Secret {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    })
 }
 
 #[derive(Debug, Deserialize)]

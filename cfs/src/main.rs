@@ -1,8 +1,11 @@
 //! `cfs`: the one ClaudeFS binary.
+mod admin;
+mod cluster_up;
 mod config;
 mod files;
 
 use clap::{Parser, Subcommand};
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -30,9 +33,60 @@ enum Cmd {
         /// NFS listen address.
         #[arg(long)]
         listen: Option<String>,
+        #[command(flatten)]
+        cluster: ClusterFlags,
     },
+    /// Run a local cluster: one MDS and N data servers on loopback.
+    #[command(subcommand)]
+    Cluster(ClusterCmd),
+    /// Ask a running MDS about its cluster.
+    #[command(subcommand)]
+    Admin(AdminCmd),
     #[command(flatten)]
     Files(files::FileCmd),
+}
+
+/// Cluster settings of `cfs server` (flags override the config file's `[cluster]`).
+#[derive(clap::Args, Debug, Default)]
+struct ClusterFlags {
+    /// Roles to run: mds, ds, or both (repeat or comma-separate). Default: mds.
+    #[arg(long = "role")]
+    roles: Vec<String>,
+    /// File with the cluster secret shared by the MDS and its data servers.
+    #[arg(long)]
+    cluster_secret_file: Option<PathBuf>,
+    /// ds role: the MDS to register with.
+    #[arg(long)]
+    mds: Option<String>,
+    /// ds role: address to serve the data path on (needed when mds runs in the same process).
+    #[arg(long)]
+    ds_listen: Option<String>,
+    /// ds role: address clients are told (repeat for several, preferred first).
+    #[arg(long)]
+    advertise: Vec<String>,
+    /// ds role: failure domain (host, rack); mirrors go to different domains.
+    #[arg(long)]
+    failure_domain: Option<String>,
+}
+
+#[derive(Subcommand)]
+enum ClusterCmd {
+    /// Start one MDS and N data servers (each its own process) and keep them running until
+    /// Ctrl-C or SIGTERM.
+    Up(cluster_up::UpArgs),
+}
+
+#[derive(Subcommand)]
+enum AdminCmd {
+    /// Data servers, their state and counters, and I/O served by the MDS itself.
+    Status {
+        /// MDS address.
+        #[arg(long, default_value = "127.0.0.1:2049")]
+        server: String,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 fn main() -> ExitCode {
@@ -60,7 +114,10 @@ fn main() -> ExitCode {
                 config,
                 data,
                 listen,
-            } => run_server(config, data, listen).await,
+                cluster,
+            } => run_server(config, data, listen, cluster).await,
+            Cmd::Cluster(ClusterCmd::Up(a)) => cluster_up::run(a).await,
+            Cmd::Admin(AdminCmd::Status { server, json }) => admin_status(&server, json).await,
             Cmd::Files(cmd) => files::run(cmd).await.map_err(Into::into),
         }
     });
@@ -73,32 +130,140 @@ fn main() -> ExitCode {
     }
 }
 
+async fn admin_status(server: &str, json: bool) -> Result<(), Box<dyn std::error::Error>> {
+    let addr = config::parse_listen(server)?;
+    let s = admin::status(addr).await?;
+    if json {
+        println!("{}", admin::to_json(&s));
+    } else {
+        print!("{}", admin::to_table(&s));
+    }
+    Ok(())
+}
+
 async fn run_server(
     config: Option<PathBuf>,
     data: Option<PathBuf>,
     listen: Option<String>,
+    flags: ClusterFlags,
 ) -> Result<(), Box<dyn std::error::Error>> {
     let file = config::load(config.as_deref())?;
+    let roles = if flags.roles.is_empty() {
+        config::parse_roles(file.roles.as_deref().unwrap_or(&[]))?
+    } else {
+        config::parse_roles(&flags.roles)?
+    };
+    let fc = file.cluster.clone().unwrap_or_default();
+    let secret = match flags
+        .cluster_secret_file
+        .as_ref()
+        .or(fc.secret_file.as_ref())
+    {
+        Some(p) => Some(config::load_secret(p)?),
+        None => None,
+    };
     let listen = listen
         .or(file.listen.clone())
         .unwrap_or_else(|| config::DEFAULT_LISTEN.to_string());
-    let cfg = mds::ServerConfig {
-        data_dir: data
-            .or(file.data.clone())
-            .unwrap_or_else(|| PathBuf::from(config::DEFAULT_DATA)),
-        listen: config::parse_listen(&listen)?,
-        exports: config::build_exports(&file.exports)?,
-        lease_seconds: file.lease_seconds.unwrap_or(mds::DEFAULT_LEASE_SECONDS),
-        grace_seconds: file.grace_seconds,
-    };
-    let server = mds::Server::start(cfg).await?;
-    tracing::info!("serving NFSv4.1/4.2 on {}", server.local_addr());
+    let listen = config::parse_listen(&listen)?;
+    let data_dir = data
+        .or(file.data.clone())
+        .unwrap_or_else(|| PathBuf::from(config::DEFAULT_DATA));
+
+    let mut mds_server = None;
+    if roles.mds {
+        let cluster = match (&secret, roles.ds || fc.chunk_size.is_some()) {
+            (Some(s), _) => {
+                let mut c = mds::cluster::ClusterConfig::new(s.clone());
+                if let Some(cs) = fc.chunk_size {
+                    if !cs.is_power_of_two() || !(4096..=1 << 30).contains(&cs) {
+                        return Err(config::ConfigError::ChunkSize(cs).into());
+                    }
+                    c.chunk_size = cs;
+                }
+                Some(c)
+            }
+            (None, true) => return Err(config::ConfigError::NoSecret.into()),
+            (None, false) => None,
+        };
+        let clustered = cluster.is_some();
+        let cfg = mds::ServerConfig {
+            data_dir: data_dir.clone(),
+            listen,
+            exports: config::build_exports(&file.exports)?,
+            lease_seconds: file.lease_seconds.unwrap_or(mds::DEFAULT_LEASE_SECONDS),
+            grace_seconds: file.grace_seconds,
+            cluster,
+        };
+        let server = mds::Server::start(cfg).await?;
+        tracing::info!(
+            pnfs = clustered,
+            "serving NFSv4.1/4.2 on {}",
+            server.local_addr()
+        );
+        mds_server = Some(server);
+    }
+    let mut ds_server = None;
+    if roles.ds {
+        let secret = secret.ok_or(config::ConfigError::NoSecret)?;
+        let mds_addr = match flags.mds.as_ref().or(fc.mds.as_ref()) {
+            Some(m) => config::parse_listen(m)?,
+            None => match &mds_server {
+                Some(s) => s.local_addr(),
+                None => return Err(config::ConfigError::NoMds.into()),
+            },
+        };
+        let ds_listen = match flags.ds_listen.as_ref().or(fc.ds_listen.as_ref()) {
+            Some(l) => config::parse_listen(l)?,
+            None if roles.mds => SocketAddr::new(listen.ip(), 0),
+            None => listen,
+        };
+        let advertise = if flags.advertise.is_empty() {
+            fc.advertise.clone().unwrap_or_default()
+        } else {
+            flags.advertise.clone()
+        };
+        let advertise = advertise
+            .iter()
+            .map(|a| config::parse_listen(a))
+            .collect::<Result<Vec<_>, _>>()?;
+        let cfg = ds::DsConfig {
+            // Beside an MDS the DS gets a directory of its own.
+            data_dir: if roles.mds {
+                data_dir.join("ds")
+            } else {
+                data_dir.clone()
+            },
+            listen: ds_listen,
+            advertise,
+            mds: mds_addr,
+            secret,
+            failure_domain: flags
+                .failure_domain
+                .clone()
+                .or(fc.failure_domain.clone())
+                .unwrap_or_default(),
+        };
+        let server = ds::DsServer::start(cfg).await?;
+        tracing::info!(
+            ds = format!("{:016x}", server.id().0),
+            mds = %mds_addr,
+            "serving the flexfiles data path (NFSv3) on {}",
+            server.local_addr()
+        );
+        ds_server = Some(server);
+    }
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}
         _ = term.recv() => {}
     }
     tracing::info!("shutting down");
-    server.shutdown().await;
+    if let Some(s) = ds_server {
+        s.shutdown().await;
+    }
+    if let Some(s) = mds_server {
+        s.shutdown().await;
+    }
     Ok(())
 }

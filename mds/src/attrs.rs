@@ -60,6 +60,8 @@ pub fn supported() -> &'static Bitmap {
             FATTR4_SUPPATTR_EXCLCREAT,
             FATTR4_CLONE_BLKSIZE,
             FATTR4_CHANGE_ATTR_TYPE,
+            FATTR4_FS_LAYOUT_TYPES,
+            FATTR4_LAYOUT_BLKSIZE,
         ])
     });
     &SUPPORTED
@@ -197,6 +199,16 @@ pub fn file_attrs(mds: &Mds, i: &Inode, want: &Bitmap, space_used: u64) -> FileA
         clone_blksize: Some(4096),
         // NFS4_CHANGE_TYPE_IS_MONOTONIC_INCR: lets the client order changes.
         change_attr_type: Some(1),
+        // With data servers the client loads its flexfiles driver on seeing this; without, the
+        // empty list tells it to do all I/O through us.
+        fs_layout_types: Some(match mds.cluster() {
+            Some(_) => vec![proto::nfs4::pnfs::LAYOUT4_FLEX_FILES],
+            None => Vec::new(),
+        }),
+        layout_blksize: Some(match mds.cluster() {
+            Some(c) => u32::try_from(c.geometry.chunk_size()).unwrap_or(u32::MAX),
+            None => crate::MAX_IO,
+        }),
         ..Default::default()
     };
     let space_bits = [

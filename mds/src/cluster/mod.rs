@@ -132,3 +132,24 @@ impl Cluster {
         self.registry.mark_down(ds);
     }
 }
+
+impl Cluster {
+    /// Checks a DS a client complained about: NULL on a fresh connection.
+    pub async fn probe(&self, ds: DsId) {
+        let Some(addr) = self.registry.listen_addr(ds) else {
+            return;
+        };
+        let alive = match Nfs3Client::connect(&[addr], Duration::from_secs(2), 0, 0).await {
+            Ok(mut c) => {
+                c.set_timeout(Duration::from_secs(2));
+                let ok = c.null().await.is_ok();
+                c.close();
+                ok
+            }
+            Err(_) => false,
+        };
+        if !alive {
+            self.ds_failed(ds).await;
+        }
+    }
+}

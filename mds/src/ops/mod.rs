@@ -6,6 +6,7 @@ pub mod fh;
 pub mod io;
 pub mod lock;
 pub mod open;
+pub mod pnfs;
 pub mod session;
 pub mod v42;
 
@@ -88,6 +89,13 @@ pub async fn dispatch(ctx: &mut Ctx<'_>, op: &A) -> R {
         A::Copy(a) => R::Copy(v42::copy(ctx, a).await),
         A::Clone(a) => R::Clone(status(v42::clone(ctx, a).await)),
         A::IoAdvise(a) => R::IoAdvise(v42::io_advise(ctx, a)),
+        // pNFS
+        A::Layoutget(a) => R::Layoutget(pnfs::layoutget(ctx, a).await),
+        A::Getdeviceinfo(a) => R::Getdeviceinfo(pnfs::getdeviceinfo(ctx, a)),
+        A::Layoutcommit(a) => R::Layoutcommit(pnfs::layoutcommit(ctx, a).await),
+        A::Layoutreturn(a) => R::Layoutreturn(pnfs::layoutreturn(ctx, a).await),
+        A::Layouterror(a) => R::Layouterror(status(pnfs::layouterror(ctx, a))),
+        A::Layoutstats(a) => R::Layoutstats(status(pnfs::layoutstats(ctx, a))),
         A::Illegal | A::Unknown(_) => R::Illegal(StatusRes::err(NfsError::OpIllegal.code())),
         // NFSv4.0-only operations are illegal in a 4.1 compound (RFC 8881 §15.2).
         A::OpenConfirm(_)
@@ -95,7 +103,7 @@ pub async fn dispatch(ctx: &mut Ctx<'_>, op: &A) -> R {
         | A::Setclientid(_)
         | A::SetclientidConfirm(_)
         | A::ReleaseLockowner(_) => error_result(op, NfsError::NotSupp),
-        // Not implemented: pNFS (LAYOUT*, GETDEVICE*), named attributes, xattrs, SSV,
+        // Not implemented: GETDEVICELIST (flexfiles clients never send it), named attributes, xattrs, SSV,
         // server-side copy offload notifications, WANT_DELEGATION, DELEGPURGE.
         other => error_result(other, NfsError::NotSupp),
     }

@@ -48,7 +48,10 @@ fn exchange_id_inner(ctx: &mut Ctx<'_>, a: &ExchangeIdArgs) -> NfsResult<Exchang
     if a.eia_flags & EXCHGID4_FLAG_UPD_CONFIRMED_REC_A != 0 && !confirmed {
         return Err(NfsError::NoEnt);
     }
-    let mut flags = EXCHGID4_FLAG_USE_NON_PNFS;
+    let mut flags = match ctx.mds.cluster() {
+        Some(_) => EXCHGID4_FLAG_USE_PNFS_MDS,
+        None => EXCHGID4_FLAG_USE_NON_PNFS,
+    };
     if confirmed {
         flags |= EXCHGID4_FLAG_CONFIRMED_R;
     }

@@ -22,6 +22,7 @@ pub async fn server_with(export: Export) -> (Server, tempfile::TempDir) {
         exports: vec![export],
         lease_seconds: 30,
         grace_seconds: None,
+        cluster: None,
     };
     (Server::start(cfg).await.unwrap(), dir)
 }

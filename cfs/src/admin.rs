@@ -1,0 +1,142 @@
+//! `cfs admin status`: what the MDS knows of its data servers, and where bytes went.
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use proto::cluster::*;
+use proto::rpc::{Auth, Connection, ConnectionLimits, RejectCalls, RpcError};
+use proto::xdr::{Xdr, XdrError};
+use thiserror::Error;
+
+#[derive(Debug, Error)]
+pub enum AdminError {
+    #[error("cannot reach the MDS at {addr}: {source}")]
+    Connect {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("status call failed: {0} (is {1} a cfs MDS in cluster mode?)")]
+    Rpc(RpcError, SocketAddr),
+    #[error("undecodable status reply: {0}")]
+    Xdr(#[from] XdrError),
+    #[error("the MDS refused the status call ({0})")]
+    Refused(u32),
+}
+
+/// Asks the MDS at `addr` for its status.
+pub async fn status(addr: SocketAddr) -> Result<StatusResOk, AdminError> {
+    let conn = Connection::connect(addr, Arc::new(RejectCalls), ConnectionLimits::default())
+        .await
+        .map_err(|source| AdminError::Connect { addr, source })?;
+    let reply = conn
+        .call(
+            CFS_CLUSTER_PROGRAM,
+            CFS_CLUSTER_V1,
+            CLUSTERPROC_STATUS,
+            &Auth::None,
+            &[],
+            Duration::from_secs(10),
+        )
+        .await
+        .map_err(|e| AdminError::Rpc(e, addr))?;
+    conn.close();
+    match StatusRes::from_xdr(reply.body())? {
+        StatusRes::Ok(s) => Ok(s),
+        StatusRes::Err(c) => Err(AdminError::Refused(c)),
+    }
+}
+
+fn addr_str(na: &proto::nfs4::basic::Netaddr4) -> String {
+    let a = String::from_utf8_lossy(&na.na_r_addr.0).to_string();
+    layout::uaddr::from_uaddr(&a)
+        .map(|s| s.to_string())
+        .unwrap_or(a)
+}
+
+fn state_str(s: u32) -> &'static str {
+    match s {
+        DS_STATE_UP => "up",
+        DS_STATE_DOWN => "down",
+        DS_STATE_DRAINING => "draining",
+        _ => "?",
+    }
+}
+
+/// The status as JSON (one object), for scripts and tests.
+pub fn to_json(s: &StatusResOk) -> serde_json::Value {
+    serde_json::json!({
+        "mds": {
+            "read_ops": s.mds_read_ops, "read_bytes": s.mds_read_bytes,
+            "write_ops": s.mds_write_ops, "write_bytes": s.mds_write_bytes,
+            "layouts_granted": s.layouts_granted, "layouts_recalled": s.layouts_recalled,
+        },
+        "data_servers": s.data_servers.iter().map(|d| serde_json::json!({
+            "id": format!("{:016x}", d.ds_id),
+            "state": state_str(d.state),
+            "listen": addr_str(&d.listen),
+            "advertised": d.advertised.iter().map(addr_str).collect::<Vec<_>>(),
+            "failure_domain": d.failure_domain,
+            "silent_ms": d.silent_ms,
+            "capacity_bytes": d.capacity_bytes, "used_bytes": d.used_bytes,
+            "read_ops": d.counters.read_ops, "read_bytes": d.counters.read_bytes,
+            "write_ops": d.counters.write_ops, "write_bytes": d.counters.write_bytes,
+            "commit_ops": d.counters.commit_ops, "refused_ops": d.counters.refused_ops,
+        })).collect::<Vec<_>>(),
+    })
+}
+
+/// The status as a table for people.
+pub fn to_table(s: &StatusResOk) -> String {
+    let mut out = format!(
+        "MDS: {} layouts granted; through the MDS: read {} in {} ops, wrote {} in {} ops\n",
+        s.layouts_granted,
+        human(s.mds_read_bytes),
+        s.mds_read_ops,
+        human(s.mds_write_bytes),
+        s.mds_write_ops
+    );
+    out.push_str(&format!(
+        "{:<16} {:<5} {:<21} {:>7} {:>10} {:>9} {:>10} {:>9} {:>8} {:>8}\n",
+        "DS",
+        "STATE",
+        "LISTEN",
+        "SILENT",
+        "READ",
+        "READ_OPS",
+        "WRITTEN",
+        "WRITE_OPS",
+        "COMMITS",
+        "REFUSED"
+    ));
+    for d in &s.data_servers {
+        out.push_str(&format!(
+            "{:<16} {:<5} {:<21} {:>6}s {:>10} {:>9} {:>10} {:>9} {:>8} {:>8}\n",
+            format!("{:016x}", d.ds_id),
+            state_str(d.state),
+            addr_str(&d.listen),
+            d.silent_ms / 1000,
+            human(d.counters.read_bytes),
+            d.counters.read_ops,
+            human(d.counters.write_bytes),
+            d.counters.write_ops,
+            d.counters.commit_ops,
+            d.counters.refused_ops
+        ));
+    }
+    out
+}
+
+fn human(b: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = b as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u < UNITS.len() - 1 {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{b} B")
+    } else {
+        format!("{v:.1} {}", UNITS[u])
+    }
+}

@@ -1,0 +1,235 @@
+//! `cfs cluster up`: one MDS and N data servers on loopback ports, each its own `cfs server`
+//! process with its own data directory and config file, stopped together on SIGINT/SIGTERM.
+//! The config files stay in the directory, so any one node can be restarted by hand with
+//! `cfs server --config DIR/dsI.toml` (fault tests do exactly that).
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use clap::Args;
+use thiserror::Error;
+
+#[derive(Args, Debug)]
+pub struct UpArgs {
+    /// Number of data servers.
+    #[arg(long, default_value_t = 3)]
+    ds: u16,
+    /// Directory for configs, secret, data and the pid list.
+    #[arg(long, default_value = "./cfs-cluster")]
+    dir: PathBuf,
+    /// MDS port; data server i listens on port + i.
+    #[arg(long, default_value_t = 2049)]
+    port: u16,
+    /// Hosts clients reach the data servers at, in preference order (a qemu guest reaches the
+    /// host's loopback as 10.0.2.2). Default: 127.0.0.1.
+    #[arg(long = "advertise-host")]
+    advertise_host: Vec<String>,
+    /// Bytes per chunk (placement unit and layout segment size).
+    #[arg(long)]
+    chunk_size: Option<u64>,
+    /// MDS lease (and grace) seconds.
+    #[arg(long)]
+    lease_seconds: Option<u32>,
+}
+
+#[derive(Debug, Error)]
+pub enum UpError {
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot start {what}: {source}")]
+    Spawn {
+        what: String,
+        source: std::io::Error,
+    },
+    #[error("{what} exited during startup ({status})")]
+    Died {
+        what: String,
+        status: std::process::ExitStatus,
+    },
+    #[error("the cluster did not come up within {0:?}: {1}")]
+    Timeout(Duration, String),
+    #[error("port {0} + {1} data servers does not fit in 65535")]
+    Ports(u16, u16),
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> UpError + '_ {
+    move |source| UpError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+fn write(path: &Path, text: &str) -> Result<(), UpError> {
+    std::fs::write(path, text).map_err(io(path))
+}
+
+/// A cluster secret: 32 random bytes as hex, created once and kept (owner-only).
+fn ensure_secret(path: &Path) -> Result<(), UpError> {
+    if path.exists() {
+        return Ok(());
+    }
+    let mut b = [0u8; 32];
+    let mut f = std::fs::File::open("/dev/urandom").map_err(io(Path::new("/dev/urandom")))?;
+    std::io::Read::read_exact(&mut f, &mut b).map_err(io(Path::new("/dev/urandom")))?;
+    let hex: String = b.iter().map(|x| format!("{x:02x}")).collect();
+    write(path, &format!("{hex}\n"))?;
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(io(path))
+}
+
+fn toml_str(p: &Path) -> String {
+    format!("{:?}", p.to_string_lossy())
+}
+
+struct Node {
+    name: String,
+    child: tokio::process::Child,
+}
+
+pub async fn run(a: UpArgs) -> Result<(), Box<dyn std::error::Error>> {
+    if u32::from(a.port) + u32::from(a.ds) > 65535 {
+        return Err(UpError::Ports(a.port, a.ds).into());
+    }
+    std::fs::create_dir_all(&a.dir).map_err(io(&a.dir))?;
+    let dir = std::fs::canonicalize(&a.dir).map_err(io(&a.dir))?;
+    let secret = dir.join("secret");
+    ensure_secret(&secret)?;
+    let mds_addr: SocketAddr = SocketAddr::from(([127, 0, 0, 1], a.port));
+    let hosts = if a.advertise_host.is_empty() {
+        vec!["127.0.0.1".to_string()]
+    } else {
+        a.advertise_host.clone()
+    };
+
+    let mut mds_toml = format!(
+        "data = {}\nlisten = \"{mds_addr}\"\nroles = [\"mds\"]\n",
+        toml_str(&dir.join("mds"))
+    );
+    if let Some(l) = a.lease_seconds {
+        mds_toml.push_str(&format!("lease_seconds = {l}\ngrace_seconds = {l}\n"));
+    }
+    mds_toml.push_str(&format!("[cluster]\nsecret_file = {}\n", toml_str(&secret)));
+    if let Some(c) = a.chunk_size {
+        mds_toml.push_str(&format!("chunk_size = {c}\n"));
+    }
+    let mut configs = vec![("mds".to_string(), dir.join("mds.toml"), mds_toml)];
+    for i in 1..=a.ds {
+        let port = a.port + i;
+        let advertise: Vec<String> = hosts.iter().map(|h| format!("\"{h}:{port}\"")).collect();
+        let toml = format!(
+            "data = {}\nlisten = \"127.0.0.1:{port}\"\nroles = [\"ds\"]\n[cluster]\nsecret_file = {}\nmds = \"{mds_addr}\"\nadvertise = [{}]\n",
+            toml_str(&dir.join(format!("ds{i}"))),
+            toml_str(&secret),
+            advertise.join(", ")
+        );
+        configs.push((format!("ds{i}"), dir.join(format!("ds{i}.toml")), toml));
+    }
+    let exe = std::env::current_exe().map_err(|source| UpError::Spawn {
+        what: "cfs".into(),
+        source,
+    })?;
+    let mut nodes = Vec::new();
+    let mut pids = String::new();
+    for (name, path, text) in &configs {
+        write(path, text)?;
+        let log = dir.join(format!("{name}.log"));
+        let out = std::fs::File::create(&log).map_err(io(&log))?;
+        let child = tokio::process::Command::new(&exe)
+            .arg("server")
+            .arg("--config")
+            .arg(path)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(out)
+            .spawn()
+            .map_err(|source| UpError::Spawn {
+                what: name.clone(),
+                source,
+            })?;
+        pids.push_str(&format!("{name} {}\n", child.id().unwrap_or(0)));
+        nodes.push(Node {
+            name: name.clone(),
+            child,
+        });
+    }
+    write(&dir.join("pids"), &pids)?;
+
+    let ready = wait_ready(mds_addr, usize::from(a.ds), &mut nodes).await;
+    if let Err(e) = ready {
+        stop(&mut nodes).await;
+        return Err(e.into());
+    }
+    println!(
+        "cfs cluster up: MDS on {mds_addr}, {} data servers on 127.0.0.1:{}..{} (advertised as {}), files in {}",
+        a.ds,
+        a.port + 1,
+        a.port + a.ds,
+        hosts.join(", "),
+        dir.display()
+    );
+    println!("mount: mount -t nfs4 -o vers=4.1 {}:/ /mnt   status: cfs admin status --server {mds_addr}   stop: Ctrl-C", mds_addr.ip());
+
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+    stop(&mut nodes).await;
+    Ok(())
+}
+
+async fn wait_ready(mds: SocketAddr, want: usize, nodes: &mut [Node]) -> Result<(), UpError> {
+    let limit = Duration::from_secs(30);
+    let start = Instant::now();
+    let mut last = String::from("no answer yet");
+    while start.elapsed() < limit {
+        for n in nodes.iter_mut() {
+            if let Ok(Some(status)) = n.child.try_wait() {
+                return Err(UpError::Died {
+                    what: n.name.clone(),
+                    status,
+                });
+            }
+        }
+        match crate::admin::status(mds).await {
+            Ok(s) => {
+                let up = s
+                    .data_servers
+                    .iter()
+                    .filter(|d| d.state == proto::cluster::DS_STATE_UP)
+                    .count();
+                if up >= want {
+                    return Ok(());
+                }
+                last = format!("{up} of {want} data servers up");
+            }
+            Err(e) => last = e.to_string(),
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    Err(UpError::Timeout(limit, last))
+}
+
+/// SIGTERM to every node still running (each syncs and exits), SIGKILL after 15 s.
+async fn stop(nodes: &mut [Node]) {
+    for n in nodes.iter() {
+        if let Some(pid) = n.child.id() {
+            // SAFETY: kill(2) on the pid of a child we spawned and have not reaped.
+            unsafe {
+                libc::kill(pid as libc::pid_t, libc::SIGTERM);
+            }
+        }
+    }
+    for n in nodes.iter_mut() {
+        match tokio::time::timeout(Duration::from_secs(15), n.child.wait()).await {
+            Ok(_) => {}
+            Err(_) => {
+                tracing::warn!(node = %n.name, "did not stop on SIGTERM; killing it");
+                let _ = n.child.kill().await;
+            }
+        }
+    }
+}

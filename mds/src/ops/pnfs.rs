@@ -1,0 +1,263 @@
+//! pNFS operations (RFC 8881 §18.40–18.44, RFC 7862 §15.6–15.7) for flexfiles layouts
+//! (RFC 8435): LAYOUTGET, GETDEVICEINFO, LAYOUTCOMMIT, LAYOUTRETURN, LAYOUTERROR, LAYOUTSTATS.
+//! Without data servers there are no layouts: LAYOUTGET answers LAYOUTUNAVAILABLE (the client
+//! then reads and writes through us) and the rest NOTSUPP.
+use std::sync::Arc;
+
+use layout::reports::{DsFault, FaultKind};
+use layout::{DsId, FfCredentials, FfOptions, LayoutGrant, SegmentStyle};
+use proto::nfs4::basic::Bitmap4;
+use proto::nfs4::pnfs::*;
+use proto::nfs4::v42::{LayouterrorArgs, LayoutstatsArgs};
+use proto::nfs4::Nfsstat4;
+use proto::xdr::Xdr;
+
+use crate::cluster::{Cluster, MdsIoStats};
+use crate::compound::Ctx;
+use crate::error::{NfsError, NfsResult};
+use crate::namespace::{Command, FileKind, Inode, Time};
+
+fn cluster(ctx: &Ctx<'_>) -> NfsResult<Arc<Cluster>> {
+    ctx.mds.cluster().cloned().ok_or(NfsError::NotSupp)
+}
+
+fn regular(ctx: &Ctx<'_>) -> NfsResult<Inode> {
+    let i = ctx.cur()?;
+    match i.kind {
+        FileKind::Regular => Ok(i),
+        FileKind::Directory => Err(NfsError::IsDir),
+        _ => Err(NfsError::WrongType),
+    }
+}
+
+fn clientid(ctx: &Ctx<'_>) -> NfsResult<u64> {
+    ctx.clientid.ok_or(NfsError::OpNotInSession)
+}
+
+pub async fn layoutget(ctx: &mut Ctx<'_>, a: &LayoutgetArgs) -> LayoutgetRes {
+    match layoutget_inner(ctx, a).await {
+        Ok(r) => LayoutgetRes::Ok(r),
+        Err(e) => LayoutgetRes::Err(e.code()),
+    }
+}
+
+async fn layoutget_inner(ctx: &mut Ctx<'_>, a: &LayoutgetArgs) -> NfsResult<LayoutgetResOk> {
+    let Some(c) = ctx.mds.cluster().cloned() else {
+        return Err(NfsError::LayoutUnavailable);
+    };
+    if a.loga_layout_type != LAYOUT4_FLEX_FILES {
+        return Err(NfsError::UnknownLayoutType);
+    }
+    let rw = match a.loga_iomode {
+        Layoutiomode4::Read => false,
+        Layoutiomode4::Rw => true,
+        Layoutiomode4::Any => return Err(NfsError::BadIoMode),
+    };
+    if a.loga_length < a.loga_minlength {
+        return Err(NfsError::Inval);
+    }
+    let i = regular(ctx)?;
+    let clientid = clientid(ctx)?;
+    if rw {
+        ctx.writable()?;
+    }
+    let presented = ctx.stateid(&a.loga_stateid)?;
+    // An RW layout lets the client write without asking us again, so it needs what a WRITE
+    // would: an open for writing.
+    if rw && !ctx.mds.state.has_write_open(clientid, i.ino) {
+        return Err(NfsError::OpenMode);
+    }
+    let segment = c
+        .geometry
+        .segment(a.loga_offset, SegmentStyle::PerChunk)
+        .map_err(|_| NfsError::Inval)?;
+    if !segment.satisfies(a.loga_offset, a.loga_minlength) {
+        return Err(NfsError::LayoutUnavailable);
+    }
+    let targets = if rw {
+        c.mirrors_for_write(&ctx.mds.ns, i.ino, segment.first_chunk)
+            .await?
+    } else {
+        c.mirrors_for_read(&ctx.mds.ns, i.ino, segment.first_chunk)?
+    };
+    let grant = LayoutGrant {
+        file: layout::FileId(i.ino),
+        generation: c.generation,
+        key: &c.cap_key,
+        key_id: 0,
+        iomode: a.loga_iomode,
+        creds: FfCredentials {
+            uid: ctx.user.uid,
+            gid: ctx.user.gid,
+        },
+    };
+    let layout = layout::build_layout(&segment, &[targets], &grant, &FfOptions::default())
+        .map_err(|e| {
+            tracing::error!(ino = i.ino, "cannot build a layout: {e}");
+            NfsError::LayoutUnavailable
+        })?;
+    if layout.to_xdr().len() + 64 > a.loga_maxcount as usize {
+        return Err(NfsError::TooSmall);
+    }
+    let stateid = ctx.mds.state.layout_get(clientid, i.ino, &presented, rw)?;
+    MdsIoStats::add(&c.stats.layouts_granted, 1);
+    Ok(LayoutgetResOk {
+        // Linux returns layouts on its last close when asked to, which keeps our layout
+        // state as short-lived as the opens.
+        logr_return_on_close: true,
+        logr_stateid: stateid,
+        logr_layout: vec![layout],
+    })
+}
+
+pub fn getdeviceinfo(ctx: &mut Ctx<'_>, a: &GetdeviceinfoArgs) -> GetdeviceinfoRes {
+    let r = (|| {
+        let c = cluster(ctx)?;
+        if a.gdia_layout_type != LAYOUT4_FLEX_FILES {
+            return Err(NfsError::UnknownLayoutType);
+        }
+        let ds = DsId::from_device_id(&a.gdia_device_id).ok_or(NfsError::NoEnt)?;
+        let info = c.registry.info(ds).ok_or(NfsError::NoEnt)?;
+        let addr = layout::build_device_addr(&info).map_err(|e| {
+            tracing::error!(ds = ds.0, "cannot describe data server: {e}");
+            NfsError::ServerFault
+        })?;
+        Ok(addr)
+    })();
+    match r {
+        Ok(addr) => {
+            // Body plus the notification bitmap and the status.
+            let need = addr.to_xdr().len() as u32 + 12;
+            if a.gdia_maxcount != 0 && need > a.gdia_maxcount {
+                return GetdeviceinfoRes::TooSmall(need);
+            }
+            GetdeviceinfoRes::Ok(GetdeviceinfoResOk {
+                gdir_device_addr: addr,
+                // We send no device notifications.
+                gdir_notification: Bitmap4::default(),
+            })
+        }
+        Err(e) => GetdeviceinfoRes::Err(e.code()),
+    }
+}
+
+pub async fn layoutcommit(ctx: &mut Ctx<'_>, a: &LayoutcommitArgs) -> LayoutcommitRes {
+    match layoutcommit_inner(ctx, a).await {
+        Ok(r) => LayoutcommitRes::Ok(r),
+        Err(e) => LayoutcommitRes::error(e.code()),
+    }
+}
+
+async fn layoutcommit_inner(
+    ctx: &mut Ctx<'_>,
+    a: &LayoutcommitArgs,
+) -> NfsResult<LayoutcommitResOk> {
+    cluster(ctx)?;
+    let i = regular(ctx)?;
+    let clientid = clientid(ctx)?;
+    let sid = ctx.stateid(&a.loca_stateid)?;
+    ctx.mds.state.check_layout(clientid, i.ino, &sid)?;
+    let end = match a.loca_last_write_offset {
+        Newoffset4::Offset(o) => o.checked_add(1).ok_or(NfsError::Inval)?,
+        Newoffset4::None => 0,
+    };
+    let time = match a.loca_time_modify {
+        Newtime4::Changed(t) => Time {
+            secs: t.seconds,
+            nsecs: t.nseconds.min(999_999_999),
+        },
+        Newtime4::Unchanged => Time::now(),
+    };
+    // Durable before the reply: the client forgets what it wrote once we have the size.
+    let out = ctx
+        .mds
+        .ns
+        .execute(Command::Write {
+            ino: i.ino,
+            end_offset: end,
+            time,
+        })
+        .await?;
+    let size = out.inode.map(|n| n.size).unwrap_or(i.size);
+    Ok(LayoutcommitResOk {
+        locr_newsize: if size != i.size {
+            Newsize4::Size(size)
+        } else {
+            Newsize4::Unchanged
+        },
+    })
+}
+
+pub async fn layoutreturn(ctx: &mut Ctx<'_>, a: &LayoutreturnArgs) -> LayoutreturnRes {
+    match layoutreturn_inner(ctx, a).await {
+        Ok(r) => LayoutreturnRes::Ok(r),
+        Err(e) => LayoutreturnRes::error(e.code()),
+    }
+}
+
+async fn layoutreturn_inner(
+    ctx: &mut Ctx<'_>,
+    a: &LayoutreturnArgs,
+) -> NfsResult<LayoutreturnStateid> {
+    let c = cluster(ctx)?;
+    if a.lora_layout_type != LAYOUT4_FLEX_FILES {
+        return Err(NfsError::UnknownLayoutType);
+    }
+    let clientid = clientid(ctx)?;
+    match &a.lora_layoutreturn {
+        Layoutreturn4::File(f) => {
+            let i = regular(ctx)?;
+            let sid = ctx.stateid(&f.lrf_stateid)?;
+            // The body reports the I/O errors the client met; a malformed one must not cost
+            // the client its return.
+            match layout::reports::from_layoutreturn_body(&f.lrf_body.0) {
+                Ok((faults, _stats)) => act_on_faults(&c, &faults),
+                Err(e) => tracing::debug!(ino = i.ino, "unreadable ff_layoutreturn4: {e}"),
+            }
+            let whole = f.lrf_offset == 0 && f.lrf_length == u64::MAX;
+            match ctx.mds.state.layout_return(clientid, i.ino, &sid, whole)? {
+                Some(s) => Ok(LayoutreturnStateid::Present(s)),
+                None => Ok(LayoutreturnStateid::Absent),
+            }
+        }
+        Layoutreturn4::Fsid | Layoutreturn4::All => {
+            ctx.mds.state.layout_return_all(clientid);
+            Ok(LayoutreturnStateid::Absent)
+        }
+        Layoutreturn4::Other(_) => Err(NfsError::Inval),
+    }
+}
+
+pub fn layouterror(ctx: &mut Ctx<'_>, a: &LayouterrorArgs) -> NfsResult<()> {
+    let c = cluster(ctx)?;
+    regular(ctx)?;
+    act_on_faults(&c, &layout::reports::from_layouterror(a));
+    Ok(())
+}
+
+pub fn layoutstats(ctx: &mut Ctx<'_>, a: &LayoutstatsArgs) -> NfsResult<()> {
+    cluster(ctx)?;
+    regular(ctx)?;
+    let r = layout::reports::from_layoutstats(a);
+    tracing::trace!(ds = ?r.ds, read = r.read.ii_bytes, write = r.write.ii_bytes, "layoutstats");
+    Ok(())
+}
+
+/// A client could not reach or use a DS. Its word alone does not take a DS out of service
+/// (one client's network trouble is not the cluster's), but a DS that also fails our own probe
+/// is marked down at once instead of after its heartbeats time out.
+fn act_on_faults(c: &Arc<Cluster>, faults: &[DsFault]) {
+    for f in faults {
+        let Some(ds) = f.ds else { continue };
+        tracing::info!(
+            ds = ds.0,
+            status = ?Nfsstat4::from_code(f.status),
+            kind = ?f.kind,
+            "client reports a data server error"
+        );
+        if matches!(f.kind, FaultKind::Unreachable | FaultKind::Failing) {
+            let c = c.clone();
+            tokio::spawn(async move { c.probe(ds).await });
+        }
+    }
+}
