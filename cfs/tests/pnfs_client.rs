@@ -1,0 +1,549 @@
+//! pNFS through the Rust client against a real cluster: `cfs cluster up --ds 3` (one MDS and
+//! three data servers, separate processes on 127.0.0.1). Data must go to the data servers,
+//! mirrored; a data server killed with SIGKILL during an upload or before a read must cost
+//! time, never bytes.
+//!
+//! Until the binary has `cluster up`, every test here says so and passes without running.
+mod common;
+
+use client::transfer::{self, TransferOptions};
+use client::{Client, ClientConfig, CreateMode, SetAttrs, StableHow4};
+use common::{cfs, digest, random_bytes, BIN};
+use proto::cluster::{StatusRes, StatusResOk, CFS_CLUSTER_PROGRAM, CFS_CLUSTER_V1};
+use proto::nfs4::{OPEN4_SHARE_ACCESS_BOTH, OPEN4_SHARE_ACCESS_READ};
+use proto::rpc::{Auth, Connection, ConnectionLimits, RejectCalls};
+use proto::xdr::Xdr;
+use std::io::Read;
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+const MIB: usize = 1 << 20;
+
+/// Clusters are four processes each and the machine may have two cores: one test at a time.
+static SERIAL: Mutex<()> = Mutex::new(());
+
+fn have_cluster_command() -> bool {
+    let ok = Command::new(BIN)
+        .args(["cluster", "up", "--help"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .map(|s| s.success())
+        .unwrap_or(false);
+    if !ok {
+        eprintln!("skipping: this cfs has no `cluster up` yet");
+    }
+    ok
+}
+
+/// A port P with P..=P+3 free (MDS on P, DS i on P+i).
+fn free_port_block() -> u16 {
+    for _ in 0..200 {
+        let base = common::free_port();
+        if base > u16::MAX - 4 {
+            continue;
+        }
+        let all_free = (1..=3).all(|i| TcpListener::bind(("127.0.0.1", base + i)).is_ok());
+        if all_free {
+            return base;
+        }
+    }
+    panic!("no block of 4 free ports");
+}
+
+/// `cfs cluster up` in the foreground; SIGTERM (it stops its children) on drop, then SIGKILL
+/// of anything left, by PID.
+struct Cluster {
+    child: Option<Child>,
+    dir: PathBuf,
+    addr: SocketAddr,
+    rt: tokio::runtime::Runtime,
+}
+
+fn signal(pid: u32, sig: &str) {
+    let _ = Command::new("kill")
+        .args([sig, &pid.to_string()])
+        .stderr(Stdio::null())
+        .status();
+}
+
+impl Cluster {
+    fn start(dir: &Path) -> Cluster {
+        let port = free_port_block();
+        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
+        let log = std::fs::File::create(dir.join("cluster.log")).expect("log");
+        let child = Command::new(BIN)
+            .args(["cluster", "up", "--ds", "3", "--dir"])
+            .arg(dir.join("cluster"))
+            .args(["--port", &port.to_string()])
+            .env("CFS_LOG", "info,client=debug")
+            .stdin(Stdio::null())
+            .stdout(Stdio::from(log.try_clone().expect("log")))
+            .stderr(Stdio::from(log))
+            .spawn()
+            .expect("spawn cfs cluster up");
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(4)
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let mut c = Cluster {
+            child: Some(child),
+            dir: dir.to_path_buf(),
+            addr,
+            rt,
+        };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Some(st) = c.status() {
+                if c.up(&st) == 3 {
+                    break;
+                }
+            }
+            if let Some(ch) = c.child.as_mut() {
+                if let Ok(Some(st)) = ch.try_wait() {
+                    panic!("cfs cluster up exited ({st}):\n{}", c.log_tail());
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "3 data servers not up in 60 s:\n{}",
+                c.log_tail()
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        c
+    }
+
+    fn log_tail(&self) -> String {
+        let s = std::fs::read_to_string(self.dir.join("cluster.log")).unwrap_or_default();
+        let lines: Vec<&str> = s.lines().collect();
+        lines[lines.len().saturating_sub(40)..].join("\n")
+    }
+
+    fn up(&self, st: &StatusResOk) -> usize {
+        st.data_servers
+            .iter()
+            .filter(|d| d.state == proto::cluster::DS_STATE_UP)
+            .count()
+    }
+
+    /// The MDS's DS table and counters (what `cfs admin status` prints), asked over the
+    /// cluster control program.
+    fn status(&self) -> Option<StatusResOk> {
+        let addr = self.addr;
+        self.rt.block_on(async move {
+            let s =
+                tokio::time::timeout(Duration::from_secs(2), tokio::net::TcpStream::connect(addr))
+                    .await
+                    .ok()?
+                    .ok()?;
+            let conn = Connection::spawn(
+                s,
+                Arc::new(RejectCalls),
+                ConnectionLimits {
+                    max_record: 4 << 20,
+                    max_in_flight: 1,
+                },
+            )
+            .ok()?;
+            let r = conn
+                .call(
+                    CFS_CLUSTER_PROGRAM,
+                    CFS_CLUSTER_V1,
+                    proto::cluster::CLUSTERPROC_STATUS,
+                    &Auth::None,
+                    &[],
+                    Duration::from_secs(5),
+                )
+                .await
+                .ok()?;
+            conn.close();
+            match StatusRes::from_xdr(r.body()).ok()? {
+                StatusRes::Ok(ok) => Some(ok),
+                StatusRes::Err(_) => None,
+            }
+        })
+    }
+
+    /// `cfs admin status` as a user sees it (printed on failure, for the record).
+    fn admin_status(&self) -> String {
+        let o = cfs(
+            &self.dir,
+            &["admin", "status", "--server", &self.addr.to_string()],
+        );
+        format!("{}{}", o.text(), o.stderr)
+    }
+
+    fn pid_of(&self, role: &str) -> u32 {
+        let text = std::fs::read_to_string(self.dir.join("cluster").join("pids"))
+            .expect("DIR/pids written by cfs cluster up");
+        text.lines()
+            .find_map(|l| {
+                let mut it = l.split_whitespace();
+                (it.next() == Some(role)).then(|| it.next()?.parse().ok())?
+            })
+            .unwrap_or_else(|| panic!("no {role} in pids file:\n{text}"))
+    }
+
+    fn kill9(&self, role: &str) {
+        let pid = self.pid_of(role);
+        signal(pid, "-KILL");
+        eprintln!("killed {role} (pid {pid})");
+    }
+
+    /// DS write and read bytes summed over the DS table, once the heartbeats have carried at
+    /// least `want_write` written and `want_read` read bytes (counters arrive with
+    /// heartbeats, so they lag), or after 20 s.
+    fn ds_bytes(&self, want_write: u64, want_read: u64) -> (u64, u64, StatusResOk) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let st = self.status().expect("status");
+            let w: u64 = st.data_servers.iter().map(|d| d.counters.write_bytes).sum();
+            let r: u64 = st.data_servers.iter().map(|d| d.counters.read_bytes).sum();
+            if (w >= want_write && r >= want_read) || Instant::now() > deadline {
+                return (w, r, st);
+            }
+            std::thread::sleep(Duration::from_millis(250));
+        }
+    }
+
+    fn client(&self, pnfs: bool) -> Client {
+        let mut cfg = ClientConfig::new(self.addr);
+        cfg.pnfs = pnfs;
+        cfg.slots = 64;
+        self.rt.block_on(Client::connect(cfg)).expect("connect")
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        let Some(mut child) = self.child.take() else {
+            return;
+        };
+        let pids = std::fs::read_to_string(self.dir.join("cluster").join("pids")).ok();
+        signal(child.id(), "-TERM");
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = child.try_wait() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        if !matches!(child.try_wait(), Ok(Some(_))) {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        // Whatever it left behind, by the PIDs it recorded.
+        for l in pids.iter().flat_map(|t| t.lines()) {
+            if let Some(pid) = l.split_whitespace().nth(1).and_then(|p| p.parse().ok()) {
+                signal(pid, "-KILL");
+            }
+        }
+    }
+}
+
+/// Writes `data` to `path` with the library (pNFS as configured), then closes (which
+/// commits, LAYOUTCOMMITs and returns the layouts).
+async fn upload(c: &Client, path: &str, src: &mut dyn Read) -> client::Result<u64> {
+    let f = Arc::new(
+        c.open_path(
+            path,
+            OPEN4_SHARE_ACCESS_BOTH,
+            Some(CreateMode::Unchecked(SetAttrs {
+                mode: Some(0o644),
+                size: Some(0),
+                ..Default::default()
+            })),
+        )
+        .await?,
+    );
+    let opt = TransferOptions {
+        stable: StableHow4::Unstable4,
+        ..TransferOptions::default()
+    };
+    let r = transfer::upload(c, f.clone(), src, opt).await;
+    let closed = c.close(&f).await;
+    let n = r?;
+    closed?;
+    Ok(n)
+}
+
+async fn download(c: &Client, path: &str) -> client::Result<Vec<u8>> {
+    let f = Arc::new(c.open_path(path, OPEN4_SHARE_ACCESS_READ, None).await?);
+    let mut out = Vec::new();
+    let r = transfer::download(c, f.clone(), &mut out, TransferOptions::default()).await;
+    let closed = c.close(&f).await;
+    r?;
+    closed?;
+    Ok(out)
+}
+
+fn mib_s(bytes: usize, t: Duration) -> f64 {
+    bytes as f64 / MIB as f64 / t.as_secs_f64()
+}
+
+#[test]
+fn put_get_go_to_the_data_servers_mirrored() {
+    let _g = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    if !have_cluster_command() {
+        return;
+    }
+    let t = tempfile::tempdir().expect("tempdir");
+    let cl = Cluster::start(t.path());
+    let before = cl.status().expect("status");
+    let data = random_bytes(40 * MIB, 0x9e37);
+    let local = t.path().join("in.bin");
+    std::fs::write(&local, &data).expect("write local");
+
+    // The CLI (pNFS on by default).
+    let s = cl.addr.to_string();
+    let t0 = Instant::now();
+    let o = cfs(
+        t.path(),
+        &["put", "--server", &s, local.to_str().unwrap(), "/f40"],
+    );
+    assert!(o.ok(), "put: {}\n{}", o.stderr, cl.log_tail());
+    let put_t = t0.elapsed();
+    let back = t.path().join("back.bin");
+    let t0 = Instant::now();
+    let o = cfs(
+        t.path(),
+        &["get", "--server", &s, "/f40", back.to_str().unwrap()],
+    );
+    assert!(o.ok(), "get: {}", o.stderr);
+    let get_t = t0.elapsed();
+    let got = std::fs::read(&back).expect("read back");
+    assert_eq!(got.len(), data.len());
+    assert!(
+        digest(&got) == digest(&data),
+        "cfs get returned other bytes"
+    );
+
+    // Both mirrors of every byte went to data servers; the MDS wrote (almost) nothing itself.
+    let want = 2 * data.len() as u64;
+    let (w, r, st) = cl.ds_bytes(
+        want + before
+            .data_servers
+            .iter()
+            .map(|d| d.counters.write_bytes)
+            .sum::<u64>(),
+        data.len() as u64,
+    );
+    eprintln!(
+        "DS write {w} read {r}; MDS write {} read {}\n{}",
+        st.mds_write_bytes,
+        st.mds_read_bytes,
+        cl.admin_status()
+    );
+    assert!(
+        w >= want,
+        "DSs wrote {w} bytes, want >= {want} (two mirrors)"
+    );
+    assert!(
+        st.mds_write_bytes - before.mds_write_bytes < MIB as u64,
+        "the MDS wrote {} bytes itself",
+        st.mds_write_bytes - before.mds_write_bytes
+    );
+    assert!(r >= data.len() as u64, "DSs read {r} bytes");
+
+    // The library: pNFS counters, and the same bytes through the MDS (pnfs off).
+    let c = cl.client(true);
+    let t0 = Instant::now();
+    let n = cl
+        .rt
+        .block_on(upload(&c, "/lib40", &mut std::io::Cursor::new(&data)))
+        .expect("upload via pNFS");
+    let lib_put = t0.elapsed();
+    assert_eq!(n, data.len() as u64);
+    let t0 = Instant::now();
+    let got = cl.rt.block_on(download(&c, "/lib40")).expect("pNFS read");
+    let lib_get = t0.elapsed();
+    assert!(digest(&got) == digest(&data));
+    let ps = c.pnfs_stats().expect("pNFS in use");
+    eprintln!("pNFS client stats: {ps:?}");
+    assert!(ps.ds_write_bytes >= want, "{ps:?}");
+    assert_eq!(ps.mds_write_bytes, 0, "{ps:?}");
+    assert!(ps.ds_read_bytes >= data.len() as u64, "{ps:?}");
+
+    let m = cl.client(false);
+    let t0 = Instant::now();
+    let got = cl.rt.block_on(download(&m, "/f40")).expect("read via MDS");
+    let mds_get = t0.elapsed();
+    assert!(
+        digest(&got) == digest(&data),
+        "MDS read returned other bytes"
+    );
+    assert!(m.pnfs_stats().is_none());
+    let t0 = Instant::now();
+    cl.rt
+        .block_on(upload(&m, "/mds40", &mut std::io::Cursor::new(&data)))
+        .expect("upload via MDS");
+    let mds_put = t0.elapsed();
+    let got = cl.rt.block_on(download(&c, "/mds40")).expect("pNFS read");
+    assert!(
+        digest(&got) == digest(&data),
+        "MDS-written file read via pNFS"
+    );
+    let bytes = data.len();
+    eprintln!(
+        "MiB/s: cli put {:.0} get {:.0}; library pNFS put {:.0} get {:.0}; through the MDS put {:.0} get {:.0}",
+        mib_s(bytes, put_t),
+        mib_s(bytes, get_t),
+        mib_s(bytes, lib_put),
+        mib_s(bytes, lib_get),
+        mib_s(bytes, mds_put),
+        mib_s(bytes, mds_get)
+    );
+    let _ = cl.rt.block_on(c.shutdown());
+    let _ = cl.rt.block_on(m.shutdown());
+}
+
+/// A reader that runs `hook` once when `at` bytes have been handed out (the upload then has
+/// writes in flight and unstable data on every DS).
+struct Gate<F: FnMut()> {
+    inner: std::io::Cursor<Vec<u8>>,
+    at: u64,
+    hook: Option<F>,
+}
+
+impl<F: FnMut()> Read for Gate<F> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let pos = self.inner.position();
+        if pos >= self.at {
+            if let Some(mut h) = self.hook.take() {
+                h();
+            }
+        }
+        let room = if self.hook.is_some() {
+            buf.len().min((self.at - pos) as usize)
+        } else {
+            buf.len()
+        };
+        self.inner.read(&mut buf[..room])
+    }
+}
+
+#[test]
+fn upload_survives_a_data_server_killed_midway() {
+    let _g = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    if !have_cluster_command() {
+        return;
+    }
+    let t = tempfile::tempdir().expect("tempdir");
+    let cl = Cluster::start(t.path());
+    let data = random_bytes(64 * MIB, 0x5eed);
+    let c = cl.client(true);
+    let mut gate = Gate {
+        inner: std::io::Cursor::new(data.clone()),
+        at: 24 * MIB as u64,
+        hook: Some(|| cl.kill9("ds1")),
+    };
+    let t0 = Instant::now();
+    let n = cl
+        .rt
+        .block_on(upload(&c, "/f64", &mut gate))
+        .unwrap_or_else(|e| panic!("upload failed after a DS died: {e}\n{}", cl.log_tail()));
+    let took = t0.elapsed();
+    assert_eq!(n, data.len() as u64);
+    let ps = c.pnfs_stats().expect("pNFS in use");
+    eprintln!(
+        "upload with ds1 killed at 24 MiB: {:.1} s; {ps:?}\n{}",
+        took.as_secs_f64(),
+        cl.admin_status()
+    );
+    assert!(ps.ds_errors > 0, "the dead DS was never hit: {ps:?}");
+
+    let r = cl.client(true);
+    let got = cl
+        .rt
+        .block_on(download(&r, "/f64"))
+        .expect("read back via pNFS");
+    assert_eq!(got.len(), data.len());
+    assert!(digest(&got) == digest(&data), "pNFS read-back differs");
+    let m = cl.client(false);
+    let got = cl
+        .rt
+        .block_on(download(&m, "/f64"))
+        .expect("read back via MDS");
+    assert!(digest(&got) == digest(&data), "MDS read-back differs");
+    for x in [c, r, m] {
+        let _ = cl.rt.block_on(x.shutdown());
+    }
+}
+
+#[test]
+fn read_fails_over_when_a_data_server_is_dead() {
+    let _g = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    if !have_cluster_command() {
+        return;
+    }
+    let t = tempfile::tempdir().expect("tempdir");
+    let cl = Cluster::start(t.path());
+    let data = random_bytes(40 * MIB + 12345, 0xfa11);
+    let c = cl.client(true);
+    cl.rt
+        .block_on(upload(&c, "/r40", &mut std::io::Cursor::new(&data)))
+        .expect("upload");
+    let _ = cl.rt.block_on(c.shutdown());
+
+    // A reader that already holds READ layouts (and DS connections) for every chunk when the
+    // DS dies: it must notice, report, and read from elsewhere. A fresh reader too.
+    let r = cl.client(true);
+    let f = Arc::new(
+        cl.rt
+            .block_on(r.open_path("/r40", OPEN4_SHARE_ACCESS_READ, None))
+            .expect("open"),
+    );
+    for off in (0..data.len()).step_by(16 * MIB) {
+        cl.rt
+            .block_on(r.read(&f, off as u64, 4096))
+            .expect("prefetch read");
+    }
+    let (_, _, st) = cl.ds_bytes(0, 3 * 4096);
+    let ds2_served = st.data_servers.iter().any(|d| {
+        d.counters.read_ops > 0 && {
+            let uaddr = String::from_utf8_lossy(d.listen.na_r_addr.as_bytes()).into_owned();
+            uaddr.ends_with(&format!(".{}", (cl.addr.port() + 2) % 256))
+        }
+    });
+    // Every chunk has two mirrors on three DSs: whichever dies, each chunk has a survivor.
+    cl.kill9("ds2");
+    let t0 = Instant::now();
+    let mut got = Vec::new();
+    cl.rt
+        .block_on(transfer::download(
+            &r,
+            f.clone(),
+            &mut got,
+            TransferOptions::default(),
+        ))
+        .unwrap_or_else(|e| panic!("read with ds2 dead: {e}\n{}", cl.log_tail()));
+    let ps = r.pnfs_stats().expect("pNFS in use");
+    eprintln!(
+        "read with ds2 dead (it served prefetch reads: {ds2_served}): {:.1} s; {ps:?}",
+        t0.elapsed().as_secs_f64()
+    );
+    assert_eq!(got.len(), data.len());
+    assert!(digest(&got) == digest(&data), "read with a dead DS differs");
+    if ds2_served {
+        assert!(ps.ds_errors > 0, "held layouts named the dead DS: {ps:?}");
+    }
+    cl.rt.block_on(r.close(&f)).expect("close");
+
+    let fresh = cl.client(true);
+    let got = cl
+        .rt
+        .block_on(download(&fresh, "/r40"))
+        .expect("fresh read with ds2 dead");
+    assert!(
+        digest(&got) == digest(&data),
+        "fresh read with a dead DS differs"
+    );
+    for x in [r, fresh] {
+        let _ = cl.rt.block_on(x.shutdown());
+    }
+}
