@@ -867,10 +867,19 @@ async fn upload_survives_a_data_server_dying_midway() {
     let data = random_bytes(30 * MIB + 99, 4);
     let c = client(&cl, true).await;
     let victim = cl.mds.dss[0].clone();
+    let c2 = c.clone();
     let gate = Gate {
         inner: std::io::Cursor::new(data.clone()),
         at: 10 * MIB as u64,
         hook: Some(move || {
+            // Let the writes before the gate land (unstable, on both mirrors), so the dead DS
+            // surely takes uncommitted data with it. This blocks one worker; others run them.
+            let t = std::time::Instant::now();
+            while c2.pnfs_stats().map_or(0, |s| s.ds_write_bytes) < 20 * MIB as u64
+                && t.elapsed() < std::time::Duration::from_secs(10)
+            {
+                std::thread::sleep(std::time::Duration::from_millis(1));
+            }
             victim.kill();
             // The MDS notices after a few missed heartbeats.
             let v = victim.clone();

@@ -11,12 +11,16 @@ use proto::xdr::Xdr;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Data-server connections are soft, as the kernel's are: a dead DS must be noticed quickly so
 /// the I/O can go elsewhere.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 pub const CALL_TIMEOUT: Duration = Duration::from_secs(10);
+/// After a DS fails at the transport level it is not tried again for this long: I/O that
+/// needs it fails at once (and goes to another mirror, layout or the MDS) instead of each
+/// asking GETDEVICEINFO and connecting anew.
+pub const HOLD_DOWN: Duration = Duration::from_secs(2);
 
 /// Largest `ff_device_addr4` we accept.
 const MAX_DEVICE_ADDR: u32 = 64 << 10;
@@ -78,6 +82,8 @@ pub struct Devices {
     infos: Mutex<HashMap<Deviceid4, Arc<DeviceInfo>>>,
     conns: Mutex<HashMap<ConnKey, ConnSlot>>,
     fetches: std::sync::atomic::AtomicU64,
+    /// Devices that failed recently, until when they are left alone.
+    down: Mutex<HashMap<Deviceid4, Instant>>,
 }
 
 impl Devices {
@@ -117,6 +123,9 @@ impl Devices {
     /// addresses) when there is none or the last one closed. Callers of one key wait for one
     /// connect rather than each opening their own.
     pub async fn conn(&self, c: &Client, t: &DsTarget) -> Result<Nfs3Client, PnfsError> {
+        if self.held_down(&t.device) {
+            return Err(PnfsError::HeldDown);
+        }
         let slot = {
             let mut m = self
                 .conns
@@ -136,6 +145,7 @@ impl Devices {
             .map_err(|e| {
                 // The address may be what changed (a restarted DS): ask again next time.
                 self.forget_info(&t.device);
+                self.hold_down(&t.device);
                 PnfsError::Ds(e)
             })?;
         conn.set_timeout(CALL_TIMEOUT);
@@ -160,6 +170,32 @@ impl Devices {
             }
         }
         self.forget_info(&t.device);
+        self.hold_down(&t.device);
+    }
+
+    /// Starts a hold-down; one already running is not extended, so a DS that came back is
+    /// tried again when it ends even while I/O keeps failing over from it.
+    fn hold_down(&self, dev: &Deviceid4) {
+        if self.held_down(dev) {
+            return;
+        }
+        if let Ok(mut m) = self.down.lock() {
+            m.insert(*dev, Instant::now() + HOLD_DOWN);
+        }
+    }
+
+    fn held_down(&self, dev: &Deviceid4) -> bool {
+        let Ok(mut m) = self.down.lock() else {
+            return false;
+        };
+        match m.get(dev) {
+            Some(until) if *until > Instant::now() => true,
+            Some(_) => {
+                m.remove(dev);
+                false
+            }
+            None => false,
+        }
     }
 
     fn forget_info(&self, dev: &Deviceid4) {

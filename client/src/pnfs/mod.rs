@@ -49,6 +49,9 @@ pub enum PnfsError {
     BadDevice(String),
     #[error("data server: {0}")]
     Ds(#[from] proto::nfs3_client::Nfs3ClientError),
+    /// The DS failed moments ago and is left alone for a while.
+    #[error("data server failed recently; not tried")]
+    HeldDown,
     #[error(transparent)]
     Mds(#[from] Error),
 }
@@ -321,7 +324,9 @@ impl Driver {
         // Whole chunks: the server grants one anyway, and asking for it says what we mean.
         let start = offset - offset % self.blksize;
         let want_end = offset.saturating_add(length.max(1));
-        let len = (want_end - start).div_ceil(self.blksize) * self.blksize;
+        let len = (want_end - start)
+            .div_ceil(self.blksize)
+            .saturating_mul(self.blksize);
         let mut trylater = 0;
         let mut stale_retry = false;
         loop {
@@ -424,7 +429,9 @@ impl Driver {
     /// Reports a DS failure on a segment (LAYOUTERROR). Best effort: the MDS learns of dead
     /// DSs from heartbeats too.
     async fn report(&self, c: &Client, f: &OpenFile, seg: &Segment, errors: &[DeviceError4]) {
-        let Some(sid) = f.pnfs.with(|st| st.stateid) else {
+        // Once the segment is returned (by another I/O that failed on it), the MDS has heard.
+        let (held, sid) = f.pnfs.with(|st| (st.segments.contains(seg.id), st.stateid));
+        let (true, Some(sid), false) = (held, sid, errors.is_empty()) else {
             return;
         };
         add(&self.stats.layouterrors, 1);
@@ -434,8 +441,10 @@ impl Driver {
         }
     }
 
-    /// Stops using a segment and gives it back with the errors seen on it, so the next
-    /// LAYOUTGET can be answered with other DSs.
+    /// Stops using a segment and gives it back, so the next LAYOUTGET can be answered with
+    /// other DSs. With errors, LAYOUTERROR goes in the same COMPOUND (the MDS hears of the
+    /// failure at once, and again in the `ff_layoutreturn4` body). Only the first of the I/Os
+    /// that failed on a segment does this; the others find it gone.
     async fn return_segment(
         &self,
         c: &Client,
@@ -447,13 +456,27 @@ impl Driver {
         let (held, sid) = f
             .pnfs
             .with(|st| (st.segments.remove(seg.id).is_some(), st.stateid));
-        // Another I/O on it returned it already.
         let (true, Some(sid)) = (held, sid) else {
             return;
         };
         add(&self.stats.layoutreturns, 1);
-        let op = report::layoutreturn(seg.offset, seg.length, seg.iomode, sid, errors);
-        match c.compound(CompoundBuilder::new().putfh(&f.fh).op(op)).await {
+        let ret = report::layoutreturn(seg.offset, seg.length, seg.iomode, sid, errors.clone());
+        let mut b = CompoundBuilder::new().putfh(&f.fh);
+        if !errors.is_empty() {
+            add(&self.stats.layouterrors, 1);
+            b = b.op(report::layouterror(seg.offset, seg.length, sid, errors));
+        }
+        let with_error = b.len() > 1;
+        let r = match c.compound(b.op(ret.clone())).await {
+            // A server refusing LAYOUTERROR must still get the layout back.
+            Err(e) if with_error && !e.needs_recovery() => {
+                tracing::debug!("LAYOUTERROR: {e}");
+                c.compound(CompoundBuilder::new().putfh(&f.fh).op(ret))
+                    .await
+            }
+            r => r,
+        };
+        match r {
             Ok(res) => self.after_return(f, &res),
             Err(e) => tracing::debug!("LAYOUTRETURN: {e}"),
         }

@@ -1,7 +1,7 @@
 //! Reads from one mirror, the next on failure, then a new layout, then the MDS.
 use super::layouts::{DsTarget, Segment};
 use super::write::{busy_retry, into_ds};
-use super::{add, Driver, Grant};
+use super::{add, Driver, Grant, PnfsError};
 use crate::client::Client;
 use crate::error::Result;
 use crate::io::OpenFile;
@@ -43,6 +43,8 @@ impl Driver {
                 let len = u64::from(count.min(rsize)).min(seg.end() - offset) as u32;
                 let r = match self.devices.conn(c, t).await {
                     Ok(conn) => busy_retry(|| conn.read(&t.fh, offset, len)).await,
+                    // Failed and reported moments ago: just try the next mirror.
+                    Err(PnfsError::HeldDown) => continue,
                     Err(e) => Err(into_ds(e)),
                 };
                 match r {

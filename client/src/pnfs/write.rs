@@ -234,8 +234,8 @@ impl Driver {
         }
     }
 
-    /// A segment whose DSs failed: LAYOUTERROR for each failed DS, drop broken connections,
-    /// LAYOUTRETURN with the errors. Its kept writes are rewritten at the next COMMIT.
+    /// A segment whose DSs failed: drop broken connections, LAYOUTERROR and LAYOUTRETURN with
+    /// the errors. Its kept writes are rewritten at the next COMMIT.
     pub(super) async fn fail_segment(
         &self,
         c: &Client,
@@ -256,7 +256,6 @@ impl Driver {
                 opnum,
             ));
         }
-        self.report(c, f, seg, &errors).await;
         self.return_segment(c, f, seg, errors).await;
     }
 
@@ -408,6 +407,10 @@ impl Driver {
 pub(super) fn into_ds(e: super::PnfsError) -> Nfs3ClientError {
     match e {
         super::PnfsError::Ds(e) => e,
+        super::PnfsError::HeldDown => Nfs3ClientError::Connect(std::io::Error::new(
+            std::io::ErrorKind::ConnectionRefused,
+            "data server failed moments ago",
+        )),
         other => Nfs3ClientError::Connect(std::io::Error::other(other.to_string())),
     }
 }
