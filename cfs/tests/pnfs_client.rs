@@ -562,3 +562,45 @@ fn read_fails_over_when_a_data_server_is_dead() {
         let _ = cl.rt.block_on(x.shutdown());
     }
 }
+
+#[test]
+fn holes_read_as_zeros_through_data_servers() {
+    let _g = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    if !have_cluster_command() {
+        return;
+    }
+    let t = tempfile::tempdir().expect("tempdir");
+    let cl = Cluster::start(t.path());
+    let c = cl.client(true);
+    let a = random_bytes(MIB, 1);
+    let b = random_bytes(MIB + 3, 2);
+    // 1 MiB at 0, a hole (the rest of chunk 0, all of chunk 1), 1 MiB + 3 at 40 MiB.
+    let far = 40 * MIB as u64;
+    cl.rt
+        .block_on(async {
+            let f = c
+                .open_path(
+                    "/sparse",
+                    OPEN4_SHARE_ACCESS_BOTH,
+                    Some(CreateMode::Unchecked(SetAttrs::default())),
+                )
+                .await?;
+            c.write_all(&f, 0, &a, StableHow4::Unstable4).await?;
+            c.write_all(&f, far, &b, StableHow4::Unstable4).await?;
+            c.commit_file(&f).await?;
+            c.close(&f).await
+        })
+        .expect("sparse write");
+    let mut want = vec![0u8; far as usize + b.len()];
+    want[..MIB].copy_from_slice(&a);
+    want[far as usize..].copy_from_slice(&b);
+    for pnfs in [true, false] {
+        let r = cl.client(pnfs);
+        let got = cl.rt.block_on(download(&r, "/sparse")).expect("read");
+        eprintln!("pnfs {pnfs}: {:?}", r.pnfs_stats());
+        assert_eq!(got.len(), want.len(), "size (pnfs {pnfs})");
+        assert!(got == want, "holes must read as zeros (pnfs {pnfs})");
+        let _ = cl.rt.block_on(r.shutdown());
+    }
+    let _ = cl.rt.block_on(c.shutdown());
+}
