@@ -538,6 +538,27 @@ impl ChunkStoreSync {
         self.commit(dst)
     }
 
+    /// Where the data of object `id` ends on disk: the end of the last block any write (not
+    /// since truncated away) touched, so a block-granular upper bound of its highest byte. Taken
+    /// from chunk file lengths, which is what survives a crash; callers that need the exact
+    /// byte keep it themselves.
+    pub fn data_end(&self, id: u64) -> Result<u64, DsError> {
+        let _o = self.obj_lock(id).read().unwrap_or_else(|p| p.into_inner());
+        let cs = self.geo.chunk_size;
+        for c in paths::list_chunks(&self.root, id)?.into_iter().rev() {
+            let len = match fs::metadata(paths::chunk_path(&self.root, id, c)) {
+                Ok(m) => m.len(),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(e.into()),
+            };
+            // Data blocks are written whole, so the length past the header is block aligned.
+            if len > self.geo.data_start {
+                return Ok(c * cs + (len - self.geo.data_start).min(cs));
+            }
+        }
+        Ok(0)
+    }
+
     /// Bytes of disk the store uses (allocated blocks, headers included). Walks the tree.
     pub fn usage(&self) -> Result<u64, DsError> {
         use std::os::unix::fs::MetadataExt;
@@ -672,6 +693,10 @@ impl ChunkStore {
     ) -> Result<(), DsError> {
         self.run(move |s| s.clone_range(src, src_off, dst, dst_off, len))
             .await
+    }
+
+    pub async fn data_end(&self, id: u64) -> Result<u64, DsError> {
+        self.run(move |s| s.data_end(id)).await
     }
 
     pub async fn usage(&self) -> Result<u64, DsError> {
