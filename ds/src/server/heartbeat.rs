@@ -1,0 +1,230 @@
+//! Registration and renewal with the MDS: one HEARTBEAT call per interval over a kept-open
+//! connection, reconnecting with backoff when the MDS is down or restarts. The replies are the
+//! only source of the chunk size, the generation floor and the fences.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use layout::secret::now_ms;
+use layout::uaddr::{netid_for, to_uaddr};
+use layout::ChunkGeometry;
+use proto::cluster::*;
+use proto::nfs4::basic::Netaddr4;
+use proto::rpc::{Auth, Connection, ConnectionLimits, RejectCalls};
+use proto::xdr::{Opaque, Xdr};
+use tokio::sync::watch;
+
+use super::Shared;
+
+/// Interval before the MDS has told us its own.
+const FIRST_INTERVAL: Duration = Duration::from_millis(1000);
+const MIN_INTERVAL: Duration = Duration::from_millis(20);
+const MAX_INTERVAL: Duration = Duration::from_secs(60);
+const MAX_BACKOFF: Duration = Duration::from_secs(5);
+const CALL_TIMEOUT: Duration = Duration::from_secs(10);
+/// Walking the store for its usage is not free; the figure may be this old.
+const USAGE_MAX_AGE: Duration = Duration::from_secs(30);
+
+fn netaddr(a: &SocketAddr) -> Netaddr4 {
+    Netaddr4 {
+        na_r_netid: Opaque::from(netid_for(a)),
+        na_r_addr: Opaque::from(to_uaddr(a).as_str()),
+    }
+}
+
+/// Total size of the file system holding `dir`.
+fn fs_capacity(dir: &std::path::Path) -> u64 {
+    use std::os::unix::ffi::OsStrExt;
+    let Ok(c) = std::ffi::CString::new(dir.as_os_str().as_bytes()) else {
+        return 0;
+    };
+    // SAFETY: statvfs only writes into the zeroed struct we pass; `c` is a valid C string.
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    if unsafe { libc::statvfs(c.as_ptr(), &mut st) } != 0 {
+        return 0;
+    }
+    (st.f_blocks as u64).saturating_mul(st.f_frsize as u64)
+}
+
+struct Usage {
+    capacity: u64,
+    used: u64,
+    at: Option<Instant>,
+}
+
+impl Usage {
+    async fn refresh(&mut self, s: &Shared) {
+        if self.at.is_some_and(|t| t.elapsed() < USAGE_MAX_AGE) {
+            return;
+        }
+        let dir = s.cfg.data_dir.clone();
+        let store = s.objects.store().clone();
+        let r = tokio::task::spawn_blocking(move || (fs_capacity(&dir), store.blocking().usage()))
+            .await;
+        if let Ok((cap, used)) = r {
+            self.capacity = cap;
+            match used {
+                Ok(u) => self.used = u,
+                Err(e) => tracing::warn!("cannot measure chunk store usage: {e}"),
+            }
+        }
+        self.at = Some(Instant::now());
+    }
+}
+
+fn args(s: &Shared, usage: &Usage) -> HeartbeatArgs {
+    let mut a = HeartbeatArgs {
+        ds_id: s.id.0,
+        instance: s.instance,
+        timestamp_ms: now_ms(),
+        listen: netaddr(&s.local),
+        advertised: s
+            .advertised()
+            .iter()
+            .take(MAX_NETADDRS)
+            .map(netaddr)
+            .collect(),
+        failure_domain: s.cfg.failure_domain.chars().take(255).collect(),
+        capacity_bytes: usage.capacity,
+        used_bytes: usage.used,
+        counters: s.counters.snapshot(),
+        fence_seq: s.cluster().fences.seq(),
+        mac: [0; 32],
+    };
+    a.mac = s.cfg.secret.heartbeat_mac(&a);
+    a
+}
+
+/// Applies a reply; returns when to send the next heartbeat.
+fn apply(s: &Shared, ok: &HeartbeatResOk) -> Duration {
+    let geometry = match ChunkGeometry::new(ok.chunk_size) {
+        Ok(g) => g,
+        Err(e) => {
+            tracing::error!(
+                chunk_size = ok.chunk_size,
+                "MDS sent an unusable chunk size: {e}"
+            );
+            return FIRST_INTERVAL;
+        }
+    };
+    let mut c = s.cluster.write().unwrap_or_else(|p| p.into_inner());
+    c.geometry = Some(geometry);
+    c.fences.apply(ok.min_generation, &ok.fences, ok.fence_seq);
+    // A full batch of fences means more are waiting: ask again at once.
+    if ok.fences.len() >= MAX_FENCES {
+        return Duration::ZERO;
+    }
+    Duration::from_millis(u64::from(ok.interval_ms)).clamp(MIN_INTERVAL, MAX_INTERVAL)
+}
+
+/// Sleeps unless told to stop; false means stop.
+async fn pause(stop: &mut watch::Receiver<bool>, d: Duration) -> bool {
+    if *stop.borrow() {
+        return false;
+    }
+    tokio::select! {
+        _ = tokio::time::sleep(d) => true,
+        _ = stop.changed() => false,
+    }
+}
+
+/// What the log has said about the MDS, so state changes are logged once, not every beat.
+#[derive(PartialEq, Eq, Clone, Copy)]
+enum Link {
+    Unknown,
+    Up,
+    Down,
+}
+
+pub(crate) async fn run(s: Arc<Shared>, mut stop: watch::Receiver<bool>) {
+    let mds = s.cfg.mds;
+    let limits = ConnectionLimits {
+        max_record: 1 << 20,
+        max_in_flight: 4,
+    };
+    let mut usage = Usage {
+        capacity: 0,
+        used: 0,
+        at: None,
+    };
+    let mut link = Link::Unknown;
+    let mut backoff = Duration::from_millis(100);
+    let mut interval = FIRST_INTERVAL;
+    'connect: loop {
+        let conn = tokio::select! {
+            c = Connection::connect(mds, Arc::new(RejectCalls), limits) => c,
+            _ = stop.changed() => return,
+        };
+        let conn = match conn {
+            Ok(c) => c,
+            Err(e) => {
+                if link != Link::Down {
+                    tracing::warn!(%mds, "cannot reach the MDS (will keep trying): {e}");
+                    link = Link::Down;
+                }
+                if !pause(&mut stop, backoff).await {
+                    return;
+                }
+                backoff = (backoff * 2).min(MAX_BACKOFF);
+                continue;
+            }
+        };
+        loop {
+            usage.refresh(&s).await;
+            let body = args(&s, &usage).to_xdr();
+            let call = conn.call(
+                CFS_CLUSTER_PROGRAM,
+                CFS_CLUSTER_V1,
+                CLUSTERPROC_HEARTBEAT,
+                &Auth::None,
+                &body,
+                CALL_TIMEOUT,
+            );
+            let reply = tokio::select! {
+                r = call => r,
+                _ = stop.changed() => { conn.close(); return; }
+            };
+            match reply.map(|r| HeartbeatRes::from_xdr(r.body())) {
+                Ok(Ok(HeartbeatRes::Ok(ok))) => {
+                    backoff = Duration::from_millis(100);
+                    interval = apply(&s, &ok);
+                    if link != Link::Up {
+                        tracing::info!(%mds, ds_id = format_args!("{:016x}", s.id.0),
+                            chunk_size = ok.chunk_size, min_generation = ok.min_generation,
+                            "registered with the MDS");
+                        link = Link::Up;
+                    }
+                }
+                Ok(Ok(HeartbeatRes::Err(code))) => {
+                    // A wrong secret is an operator error that will not fix itself, but the
+                    // operator may fix the MDS side: say so every time and keep trying.
+                    match code {
+                        CLUSTER_ERR_AUTH => tracing::error!(%mds,
+                            "MDS refused our heartbeat: the cluster secret differs"),
+                        CLUSTER_ERR_CLOCK => tracing::error!(%mds,
+                            "MDS refused our heartbeat: clocks differ too much"),
+                        _ => tracing::error!(%mds, code, "MDS refused our heartbeat"),
+                    }
+                }
+                Ok(Err(e)) => tracing::warn!(%mds, "undecodable heartbeat reply: {e}"),
+                Err(e) => {
+                    if link == Link::Up {
+                        tracing::warn!(%mds, "lost the MDS (will reconnect): {e}");
+                    }
+                    link = Link::Down;
+                    conn.close();
+                    if !pause(&mut stop, backoff).await {
+                        return;
+                    }
+                    backoff = (backoff * 2).min(MAX_BACKOFF);
+                    continue 'connect;
+                }
+            }
+            if !pause(&mut stop, interval).await {
+                conn.close();
+                return;
+            }
+        }
+    }
+}

@@ -1,0 +1,274 @@
+//! The data-server role: serves NFSv3 READ/WRITE/COMMIT/GETATTR/SETATTR on capability file
+//! handles to flexfiles clients, stores the bytes in the chunk store, and heartbeats to the MDS,
+//! which tells it the chunk size, the generation floor and the fences.
+//!
+//! - [`config`]: `DsConfig` and the persistent DS identity.
+//! - [`nfs3`]: the NFSv3 program, one function per procedure.
+//! - [`objects`]: per-file objects and their high-water marks.
+//! - [`heartbeat`]: registration and renewal with the MDS.
+//! - [`fences`], [`counters`]: what the heartbeat carries each way.
+
+mod config;
+mod counters;
+mod fences;
+mod heartbeat;
+pub mod nfs3;
+mod objects;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, RwLock};
+
+use layout::{CapKey, ChunkGeometry, DsId};
+use proto::cluster::DsCounters;
+use proto::rpc::{Connection, ConnectionLimits};
+use thiserror::Error;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+pub use config::DsConfig;
+
+use counters::Counters;
+use fences::Fences;
+use objects::Objects;
+
+/// Largest RPC record accepted: a 1 MiB WRITE plus headers.
+pub const MAX_RECORD: usize = (1 << 20) + (64 << 10);
+/// Calls served at once per connection; the reader stops past this (TCP backpressure).
+pub const MAX_IN_FLIGHT: usize = 32;
+/// Connections served at once; more are accepted and closed at once.
+pub const MAX_CONNECTIONS: usize = 4096;
+
+#[derive(Debug, Error)]
+pub enum DsServerError {
+    #[error("data directory {path}: {source}")]
+    DataDir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("DS identity in {path}: {why}")]
+    Identity { path: PathBuf, why: String },
+    #[error("chunk store in {path}: {source}")]
+    Store {
+        path: PathBuf,
+        source: crate::DsError,
+    },
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+}
+
+/// What the MDS has told us; `None` geometry until the first heartbeat reply.
+struct Cluster {
+    geometry: Option<ChunkGeometry>,
+    fences: Fences,
+}
+
+/// State shared by the connections and the heartbeat task.
+pub(crate) struct Shared {
+    id: DsId,
+    instance: u64,
+    verifier: [u8; 8],
+    cap_key: CapKey,
+    cfg: DsConfig,
+    local: SocketAddr,
+    objects: Objects,
+    counters: Counters,
+    cluster: RwLock<Cluster>,
+}
+
+impl Shared {
+    fn cluster(&self) -> std::sync::RwLockReadGuard<'_, Cluster> {
+        self.cluster.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The chunk geometry handles are expressed in, once the MDS has told us.
+    pub(crate) fn geometry(&self) -> Option<ChunkGeometry> {
+        self.cluster().geometry
+    }
+
+    pub(crate) fn fence_for(&self, file: u64) -> u64 {
+        self.cluster().fences.fence_for(file)
+    }
+
+    fn advertised(&self) -> Vec<SocketAddr> {
+        if self.cfg.advertise.is_empty() {
+            vec![self.local]
+        } else {
+            self.cfg.advertise.clone()
+        }
+    }
+}
+
+/// A running data server.
+pub struct DsServer {
+    shared: Arc<Shared>,
+    stop: watch::Sender<bool>,
+    accept: JoinHandle<()>,
+    heartbeat: JoinHandle<()>,
+    conns: Arc<Mutex<HashMap<u64, Connection>>>,
+}
+
+impl DsServer {
+    /// Opens the data directory (creating identity and store on first start), binds `listen`,
+    /// and starts serving and heartbeating. I/O is answered with JUKEBOX until the MDS replies.
+    pub async fn start(cfg: DsConfig) -> Result<DsServer, DsServerError> {
+        let dir = cfg.data_dir.clone();
+        let dir_err = |source| DsServerError::DataDir {
+            path: dir.clone(),
+            source,
+        };
+        std::fs::create_dir_all(&dir).map_err(dir_err)?;
+        let id = config::load_or_create_id(&dir)?;
+        let chunks = dir.join("chunks");
+        let store = crate::ChunkStore::open(&chunks).map_err(|source| DsServerError::Store {
+            path: chunks.clone(),
+            source,
+        })?;
+        let objects = Objects::open(store, &dir).map_err(dir_err)?;
+        let rnd = |what: &str| {
+            config::random_u64().map_err(|e| DsServerError::Identity {
+                path: dir.clone(),
+                why: format!("no randomness for the {what}: {e}"),
+            })
+        };
+        let instance = rnd("instance")?;
+        let verifier = rnd("write verifier")?.to_be_bytes();
+        let listener =
+            TcpListener::bind(cfg.listen)
+                .await
+                .map_err(|source| DsServerError::Listen {
+                    addr: cfg.listen,
+                    source,
+                })?;
+        let local = listener
+            .local_addr()
+            .map_err(|source| DsServerError::Listen {
+                addr: cfg.listen,
+                source,
+            })?;
+        tracing::info!(ds_id = format_args!("{:016x}", id.0), %local, data_dir = %dir.display(),
+            "data server listening");
+        let shared = Arc::new(Shared {
+            id,
+            instance,
+            verifier,
+            cap_key: cfg.secret.cap_key(),
+            cfg,
+            local,
+            objects,
+            counters: Counters::default(),
+            cluster: RwLock::new(Cluster {
+                geometry: None,
+                fences: Fences::new(fences::MAX_FENCES),
+            }),
+        });
+        let (stop, stop_rx) = watch::channel(false);
+        let conns = Arc::new(Mutex::new(HashMap::new()));
+        let accept = tokio::spawn(accept_loop(
+            listener,
+            shared.clone(),
+            conns.clone(),
+            stop_rx.clone(),
+        ));
+        let heartbeat = tokio::spawn(heartbeat::run(shared.clone(), stop_rx));
+        Ok(DsServer {
+            shared,
+            stop,
+            accept,
+            heartbeat,
+            conns,
+        })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.shared.local
+    }
+
+    pub fn id(&self) -> DsId {
+        self.shared.id
+    }
+
+    pub fn counters(&self) -> DsCounters {
+        self.shared.counters.snapshot()
+    }
+
+    /// Whether the MDS has answered a heartbeat (before that, all I/O gets JUKEBOX).
+    pub fn registered(&self) -> bool {
+        self.shared.geometry().is_some()
+    }
+
+    /// Stops accepting and heartbeating, closes client connections, and makes every
+    /// acknowledged-but-uncommitted write durable.
+    pub async fn shutdown(self) {
+        let _ = self.stop.send(true);
+        let _ = self.accept.await;
+        let _ = self.heartbeat.await;
+        let open: Vec<Connection> = lock_conns(&self.conns).drain().map(|(_, c)| c).collect();
+        for c in open {
+            c.close();
+        }
+        if let Err(e) = self.shared.objects.commit_all().await {
+            tracing::error!("data server shutdown: not everything is durable: {e}");
+        }
+        tracing::info!(
+            ds_id = format_args!("{:016x}", self.shared.id.0),
+            "data server stopped"
+        );
+    }
+}
+
+fn lock_conns(
+    m: &Mutex<HashMap<u64, Connection>>,
+) -> std::sync::MutexGuard<'_, HashMap<u64, Connection>> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+async fn accept_loop(
+    listener: TcpListener,
+    shared: Arc<Shared>,
+    conns: Arc<Mutex<HashMap<u64, Connection>>>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let svc = Arc::new(nfs3::Nfs3Service { shared });
+    let limits = ConnectionLimits {
+        max_record: MAX_RECORD,
+        max_in_flight: MAX_IN_FLIGHT,
+    };
+    loop {
+        let accepted = tokio::select! {
+            a = listener.accept() => a,
+            _ = stop.changed() => return,
+        };
+        match accepted {
+            Ok((stream, peer)) => {
+                if lock_conns(&conns).len() >= MAX_CONNECTIONS {
+                    tracing::warn!(%peer, "too many connections; refusing");
+                    continue;
+                }
+                tracing::debug!(%peer, "connection");
+                match Connection::spawn(stream, svc.clone(), limits) {
+                    Ok(c) => {
+                        lock_conns(&conns).insert(c.id(), c.clone());
+                        // Forget the connection once it is gone, so the table stays bounded.
+                        let conns = conns.clone();
+                        tokio::spawn(async move {
+                            c.closed().await;
+                            lock_conns(&conns).remove(&c.id());
+                        });
+                    }
+                    Err(e) => tracing::warn!(%peer, "cannot set up connection: {e}"),
+                }
+            }
+            Err(e) => {
+                // Out of descriptors and the like: back off instead of spinning.
+                tracing::warn!("accept: {e}");
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+        }
+    }
+}
