@@ -180,7 +180,7 @@ pub fn build_ff_layout(
                     let cap = Cap {
                         file: grant.file,
                         first_chunk: chunk,
-                        chunk_count: 1,
+                        chunk_count: if segment.whole_file { u32::MAX } else { 1 },
                         rights,
                         generation: grant.generation,
                         key_id: grant.key_id,

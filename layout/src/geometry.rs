@@ -72,6 +72,13 @@ pub enum SegmentStyle {
     /// Segments start at multiples of `width` chunks so the client's stripe index
     /// `(offset / stripe_unit) % width` is the chunk's position inside its segment.
     Striped { width: u32 },
+    /// One segment for the whole file, one DS per mirror, every chunk on the same mirrors.
+    /// What stock Linux clients need in practice: their flexfiles driver reuses a cached
+    /// segment for I/O outside its range (`ff_layout_pg_init_write` checks validity, not range)
+    /// and merges adjacent segments regardless of their mirrors (`ff_lseg_match_mirrors`
+    /// compared a segment with itself until 2025), so segments with different DSs per range
+    /// send bytes to the wrong DS.
+    WholeFile,
 }
 
 /// One layout segment: a contiguous run of chunks handed out together.
@@ -83,6 +90,8 @@ pub struct Segment {
     pub chunk_count: u32,
     /// `ffl_stripe_unit`: 0 when there is a single DS per mirror.
     pub stripe_unit: u64,
+    /// Covers every chunk of the file: the handles it carries grant all of them.
+    pub whole_file: bool,
 }
 
 impl Segment {
@@ -174,6 +183,14 @@ impl ChunkGeometry {
                 first_chunk: chunk,
                 chunk_count: 1,
                 stripe_unit: 0,
+                whole_file: false,
+            }),
+            SegmentStyle::WholeFile => Ok(Segment {
+                range: ByteRange::new(0, u64::MAX),
+                first_chunk: 0,
+                chunk_count: 1,
+                stripe_unit: 0,
+                whole_file: true,
             }),
             SegmentStyle::Striped { width } => {
                 if width == 0 || width > MAX_STRIPE_WIDTH {
@@ -188,6 +205,7 @@ impl ChunkGeometry {
                     first_chunk: first,
                     chunk_count: width,
                     stripe_unit: if width == 1 { 0 } else { self.chunk_size },
+                    whole_file: false,
                 })
             }
         }

@@ -3,6 +3,10 @@
 //! choice durably before any layout or write points there: placement is a function of the DS
 //! map, and the map changes, so only the record says where the bytes are.
 //!
+//! The unit of placement is the whole file (its record is kept as chunk 0): Linux clients can
+//! only be given whole-file layouts safely (see `layout::SegmentStyle::WholeFile`), so every
+//! chunk of a file lives on the same mirrors, and files, not chunks, spread over the DSs.
+//!
 //! A mirror on a DS that is down is dropped from the record before anything new is written to
 //! the chunk: from then on the surviving mirror alone is authoritative, and the returning DS's
 //! stale copy is never read (re-mirroring it is repair's job).
@@ -15,14 +19,18 @@ use crate::namespace::{Command, Namespace};
 /// Copies a written chunk should have.
 pub const MIRRORS: usize = 2;
 
+/// The record that holds a file's placement.
+const FILE_RECORD: u64 = 0;
+
 impl Cluster {
     /// The DSs to write chunk `chunk` of `ino` to, recording them first if anything changed.
     pub async fn mirrors_for_write(
         &self,
         ns: &Namespace,
         ino: u64,
-        chunk: u64,
+        _chunk: u64,
     ) -> NfsResult<Vec<DsId>> {
+        let chunk = FILE_RECORD;
         if let Some(rec) = ns.chunk(ino, chunk)? {
             let live = self.live(&rec);
             if !live.is_empty() && live.len() == rec.len() {
@@ -71,9 +79,9 @@ impl Cluster {
 
     /// Drops `failed` from the records of `chunks` of `ino` (it failed a write or commit the
     /// others took), keeping at least one mirror per chunk.
-    pub async fn drop_mirror(&self, ns: &Namespace, ino: u64, chunks: &[u64], failed: DsId) {
+    pub async fn drop_mirror(&self, ns: &Namespace, ino: u64, _chunks: &[u64], failed: DsId) {
         let _g = self.placing.lock().await;
-        for &chunk in chunks {
+        for chunk in [FILE_RECORD] {
             let Ok(Some(rec)) = ns.chunk(ino, chunk) else {
                 continue;
             };
@@ -96,7 +104,8 @@ impl Cluster {
 
     /// The DSs to read chunk `chunk` of `ino` from, preferred first. A chunk never written is a
     /// hole: any DS that is up answers it (with nothing, which reads as zeros).
-    pub fn mirrors_for_read(&self, ns: &Namespace, ino: u64, chunk: u64) -> NfsResult<Vec<DsId>> {
+    pub fn mirrors_for_read(&self, ns: &Namespace, ino: u64, _chunk: u64) -> NfsResult<Vec<DsId>> {
+        let chunk = FILE_RECORD;
         match ns.chunk(ino, chunk)? {
             Some(rec) => {
                 let live = self.live(&rec);

@@ -14,12 +14,12 @@ use crate::error::{NfsError, NfsResult};
 use crate::namespace::Namespace;
 
 impl Cluster {
-    /// A handle for chunk `chunk` of `ino` on `ds`.
-    pub fn handle(&self, ino: u64, chunk: u64, ds: DsId, rights: Rights) -> Vec<u8> {
+    /// A handle for `ino` on `ds` (covering the whole file, as layouts do).
+    pub fn handle(&self, ino: u64, _chunk: u64, ds: DsId, rights: Rights) -> Vec<u8> {
         Cap {
             file: FileId(ino),
-            first_chunk: chunk,
-            chunk_count: 1,
+            first_chunk: 0,
+            chunk_count: u32::MAX,
             rights,
             generation: self.generation,
             key_id: 0,

@@ -69,7 +69,7 @@ async fn layoutget_inner(ctx: &mut Ctx<'_>, a: &LayoutgetArgs) -> NfsResult<Layo
     }
     let segment = c
         .geometry
-        .segment(a.loga_offset, SegmentStyle::PerChunk)
+        .segment(a.loga_offset, SegmentStyle::WholeFile)
         .map_err(|_| NfsError::Inval)?;
     if !segment.satisfies(a.loga_offset, a.loga_minlength) {
         return Err(NfsError::LayoutUnavailable);
@@ -100,6 +100,16 @@ async fn layoutget_inner(ctx: &mut Ctx<'_>, a: &LayoutgetArgs) -> NfsResult<Layo
         return Err(NfsError::TooSmall);
     }
     let stateid = ctx.mds.state.layout_get(clientid, i.ino, &presented, rw)?;
+    tracing::debug!(
+        ino = i.ino,
+        offset = a.loga_offset,
+        length = a.loga_length,
+        minlength = a.loga_minlength,
+        rw,
+        seg = segment.first_chunk,
+        seqid = stateid.seqid,
+        "LAYOUTGET"
+    );
     MdsIoStats::add(&c.stats.layouts_granted, 1);
     Ok(LayoutgetResOk {
         // Linux returns layouts on its last close when asked to, which keeps our layout
