@@ -208,11 +208,15 @@ impl Server {
             }
         }));
         if let Some(c) = mds.cluster().cloned() {
+            let health = mds.clone();
             tasks.push(tokio::spawn(async move {
                 let mut tick = tokio::time::interval(c.cfg.heartbeat);
                 loop {
                     tick.tick().await;
                     c.registry.sweep(c.cfg.dead_after);
+                    for ds in c.registry.take_down_events() {
+                        recall::recall_layouts_on_ds(&health, ds);
+                    }
                 }
             }));
         }

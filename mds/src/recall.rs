@@ -1,14 +1,20 @@
 //! Delegation recalls: an operation that conflicts with another client's delegation sends
 //! CB_RECALL over that client's back channel and answers NFS4ERR_DELAY; the client retries
 //! once the holder has returned the delegation (or lost it, a lease after the recall).
+//!
+//! Layout recalls (CB_LAYOUTRECALL) are advisory on our side: a layout that must go (the file
+//! was truncated by someone else, a DS it points at is down) is recalled, and the operation
+//! that caused it does not wait; the holder returns it, or finds out from the DS.
 use crate::error::{NfsError, NfsResult};
 use crate::fh::FileHandle;
 use crate::state::StateId;
 use crate::Mds;
 use proto::nfs4::basic::{NfsFh4, CB_COMPOUND};
 use proto::nfs4::callback::{
-    CbCompound4Args, CbCompound4Res, CbRecallArgs, CbSequenceArgs, NfsCbArgop4,
+    CbCompound4Args, CbCompound4Res, CbLayoutrecallArgs, CbRecallArgs, CbSequenceArgs,
+    Layoutrecall4, LayoutrecallFile4, NfsCbArgop4,
 };
+use proto::nfs4::pnfs::{Layoutiomode4, LAYOUT4_FLEX_FILES};
 use proto::xdr::{Opaque, Xdr};
 use std::sync::Arc;
 use std::time::Duration;
@@ -28,12 +34,85 @@ pub fn recall_conflicts(mds: &Arc<Mds>, ino: u64, clientid: Option<u64>) -> NfsR
     Err(NfsError::Delay)
 }
 
+fn file_fh(mds: &Mds, ino: u64) -> NfsFh4 {
+    NfsFh4(Opaque(
+        FileHandle {
+            fs_id: mds.fs_id,
+            ino,
+        }
+        .encode(),
+    ))
+}
+
 async fn send_recall(mds: Arc<Mds>, clientid: u64, sid: StateId, ino: u64) {
+    let op = NfsCbArgop4::Recall(CbRecallArgs {
+        stateid: sid,
+        truncate: false,
+        fh: file_fh(&mds, ino),
+    });
+    callback(&mds, clientid, ino, op, "CB_RECALL").await;
+}
+
+/// Recalls every layout on `ino` except those of `except` (the client whose operation made
+/// them stale has its own reply to go by).
+pub fn recall_layouts(mds: &Arc<Mds>, ino: u64, except: Option<u64>) {
+    for (clientid, _) in mds.state.layout_holders(ino) {
+        if Some(clientid) == except {
+            continue;
+        }
+        tokio::spawn(send_layout_recall(mds.clone(), clientid, ino));
+    }
+}
+
+/// Recalls the layouts that point at a DS that went down: their holders would only find out
+/// from failed I/O, and new layouts leave the DS out.
+pub fn recall_layouts_on_ds(mds: &Arc<Mds>, ds: layout::DsId) {
+    if mds.cluster().is_none() {
+        return;
+    }
+    for (ino, clientid) in mds.state.layout_files() {
+        let on_ds = mds
+            .ns
+            .chunks(ino)
+            .map(|cs| cs.iter().any(|(_, m)| m.contains(&ds.0)))
+            .unwrap_or(false);
+        if on_ds {
+            tokio::spawn(send_layout_recall(mds.clone(), clientid, ino));
+        }
+    }
+}
+
+async fn send_layout_recall(mds: Arc<Mds>, clientid: u64, ino: u64) {
+    // The recall carries the layout stateid one seqid on, as knfsd does, so the client can
+    // order it against LAYOUTGET replies still in flight.
+    let Some(sid) = mds.state.layout_recall_stateid(clientid, ino) else {
+        return;
+    };
+    if let Some(c) = mds.cluster() {
+        crate::cluster::MdsIoStats::add(&c.stats.layouts_recalled, 1);
+    }
+    let op = NfsCbArgop4::Layoutrecall(CbLayoutrecallArgs {
+        clora_type: LAYOUT4_FLEX_FILES,
+        clora_iomode: Layoutiomode4::Any,
+        clora_changed: true,
+        clora_recall: Layoutrecall4::File(LayoutrecallFile4 {
+            lor_fh: file_fh(&mds, ino),
+            lor_offset: 0,
+            lor_length: u64::MAX,
+            lor_stateid: sid,
+        }),
+    });
+    callback(&mds, clientid, ino, op, "CB_LAYOUTRECALL").await;
+}
+
+/// Sends one callback operation over `clientid`'s back channel.
+async fn callback(mds: &Arc<Mds>, clientid: u64, ino: u64, op: NfsCbArgop4, what: &'static str) {
     let Some(bc) = mds.state.back_channel(clientid) else {
         tracing::warn!(
             clientid,
             ino,
-            "no back channel to recall a delegation; it is revoked after the lease"
+            what,
+            "no back channel; the state is revoked after the lease"
         );
         return;
     };
@@ -55,17 +134,7 @@ async fn send_recall(mds: Arc<Mds>, clientid: u64, sid: StateId, ino: u64) {
                 csa_cachethis: false,
                 csa_referring_call_lists: Vec::new(),
             }),
-            NfsCbArgop4::Recall(CbRecallArgs {
-                stateid: sid,
-                truncate: false,
-                fh: NfsFh4(Opaque(
-                    FileHandle {
-                        fs_id: mds.fs_id,
-                        ino,
-                    }
-                    .encode(),
-                )),
-            }),
+            op,
         ],
     };
     match bc
@@ -81,10 +150,10 @@ async fn send_recall(mds: Arc<Mds>, clientid: u64, sid: StateId, ino: u64) {
         .await
     {
         Ok(reply) => match CbCompound4Res::from_xdr(reply.body()) {
-            Ok(r) if r.status == 0 => tracing::debug!(clientid, ino, "delegation recalled"),
-            Ok(r) => tracing::info!(clientid, ino, status = r.status, "CB_RECALL refused"),
-            Err(e) => tracing::warn!(clientid, ino, "undecodable CB_COMPOUND reply: {e}"),
+            Ok(r) if r.status == 0 => tracing::debug!(clientid, ino, what, "recalled"),
+            Ok(r) => tracing::info!(clientid, ino, what, status = r.status, "callback refused"),
+            Err(e) => tracing::warn!(clientid, ino, what, "undecodable CB_COMPOUND reply: {e}"),
         },
-        Err(e) => tracing::warn!(clientid, ino, "CB_RECALL failed: {e}"),
+        Err(e) => tracing::warn!(clientid, ino, what, "callback failed: {e}"),
     }
 }

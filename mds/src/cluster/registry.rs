@@ -22,6 +22,8 @@ struct Live {
 struct Inner {
     map: DsMap,
     live: HashMap<DsId, Live>,
+    /// DSs that went down since the last `take_down_events`.
+    went_down: Vec<DsId>,
 }
 
 pub struct Registry {
@@ -124,6 +126,7 @@ impl Registry {
         for id in silent {
             if matches!(g.map.set_state(id, DsState::Down), Ok(true)) {
                 tracing::warn!(ds = id.0, "data server missed its heartbeats: down");
+                g.went_down.push(id);
                 n += 1;
             }
         }
@@ -131,12 +134,19 @@ impl Registry {
     }
 
     pub fn mark_down(&self, id: DsId) {
-        if matches!(self.lock().map.set_state(id, DsState::Down), Ok(true)) {
+        let mut g = self.lock();
+        if matches!(g.map.set_state(id, DsState::Down), Ok(true)) {
             tracing::warn!(
                 ds = id.0,
                 "data server failed an I/O: down until it heartbeats"
             );
+            g.went_down.push(id);
         }
+    }
+
+    /// The DSs that went down since the last call (their layouts get recalled).
+    pub fn take_down_events(&self) -> Vec<DsId> {
+        std::mem::take(&mut self.lock().went_down)
     }
 
     /// The DS map as of now (placement works on a copy).

@@ -100,6 +100,9 @@ pub async fn apply_setattr(ctx: &Ctx<'_>, i: &Inode, s: &attrs::SetAttrs) -> Nfs
         // Data first: a crash in between leaves zeros past the new end under the old size,
         // never old bytes resurrected by a later grow.
         ctx.mds.truncate_data(i.ino, size).await?;
+        if size != i.size {
+            crate::recall::recall_layouts(ctx.mds, i.ino, ctx.clientid);
+        }
     }
     let mut mode = s.mode;
     // A non-root chown/chgrp clears set-id bits, as local file systems do.

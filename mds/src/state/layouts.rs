@@ -121,6 +121,24 @@ impl StateManager {
         })
     }
 
+    /// Every (file, client) with a layout.
+    pub fn layout_files(&self) -> Vec<(u64, u64)> {
+        let g = self.lock();
+        g.layout_index.keys().map(|(c, i)| (*i, *c)).collect()
+    }
+
+    /// The stateid a CB_LAYOUTRECALL carries: the layout stateid, seqid bumped.
+    pub fn layout_recall_stateid(&self, clientid: u64, ino: u64) -> Option<StateId> {
+        let mut g = self.lock();
+        let other = *g.layout_index.get(&(clientid, ino))?;
+        let st = g.states.get_mut(&other)?;
+        st.seqid = st.seqid.wrapping_add(1).max(1);
+        Some(StateId {
+            seqid: st.seqid,
+            other,
+        })
+    }
+
     /// Who holds layouts on `ino`: (client, current layout stateid), for CB_LAYOUTRECALL.
     pub fn layout_holders(&self, ino: u64) -> Vec<(u64, StateId)> {
         let g = self.lock();
