@@ -19,6 +19,8 @@ pub enum ServerSpec {
     /// deliberately restricted: root is squashed to nobody (chown and root-owned state break)
     GaneshaRootSquash,
     Cfs,
+    /// `cfs cluster up --ds 3`: one MDS and three data servers, pNFS flexfiles layouts
+    CfsCluster,
     External {
         port: u16,
     },
@@ -31,10 +33,11 @@ impl ServerSpec {
             "ganesha-ro" => ServerSpec::GaneshaRo,
             "ganesha-rootsquash" => ServerSpec::GaneshaRootSquash,
             "cfs" => ServerSpec::Cfs,
+            "cfs-cluster" => ServerSpec::CfsCluster,
             other => {
                 let addr: SocketAddr = other.parse().map_err(|_| {
                     Error::Usage(format!(
-                        "--server {other}: expected ganesha, ganesha-ro, ganesha-rootsquash, cfs or 127.0.0.1:PORT"
+                        "--server {other}: expected ganesha, ganesha-ro, ganesha-rootsquash, cfs, cfs-cluster or 127.0.0.1:PORT"
                     ))
                 })?;
                 // qemu user networking maps the guest's 10.0.2.2 to host 127.0.0.1 only
@@ -54,6 +57,7 @@ impl ServerSpec {
             ServerSpec::GaneshaRo => "ganesha-ro".into(),
             ServerSpec::GaneshaRootSquash => "ganesha-rootsquash".into(),
             ServerSpec::Cfs => "cfs".into(),
+            ServerSpec::CfsCluster => "cfs-cluster".into(),
             ServerSpec::External { port } => format!("127.0.0.1:{port}"),
         }
     }
@@ -70,7 +74,7 @@ impl ServerSpec {
     pub fn promised(&self, vers: &str) -> bool {
         match self {
             s if s.is_ganesha() => true,
-            ServerSpec::Cfs => matches!(vers, "4.1" | "4.2"),
+            ServerSpec::Cfs | ServerSpec::CfsCluster => matches!(vers, "4.1" | "4.2"),
             _ => false,
         }
     }
@@ -78,6 +82,11 @@ impl ServerSpec {
     /// ganesha needs rpcbind for v3, which only a private network namespace gives us safely.
     pub fn wants_netns(&self) -> bool {
         self.is_ganesha()
+    }
+
+    /// Runs the cfs binary (so a missing binary is worth saying up front).
+    pub fn is_cfs(&self) -> bool {
+        matches!(self, ServerSpec::Cfs | ServerSpec::CfsCluster)
     }
 }
 
@@ -93,6 +102,10 @@ pub struct Running {
     rpcbind: Option<Child>,
     state_dir: Option<PathBuf>,
     pub log: Option<PathBuf>,
+    /// cfs-cluster: the binary and MDS address for `cfs admin status`, and the pid list
+    /// `cfs cluster up` writes (a sweep after stopping it, in case it died without its nodes)
+    admin: Option<(PathBuf, String)>,
+    node_pids: Option<PathBuf>,
 }
 
 impl Running {
@@ -105,19 +118,39 @@ impl Running {
     }
 
     pub fn stop(&mut self) {
+        // `cfs cluster up` stops its nodes itself and gives each up to 15 s
+        let grace = if self.spec == ServerSpec::CfsCluster {
+            30
+        } else {
+            10
+        };
         if let Some(c) = self.child.as_mut() {
-            procs::stop(c, Duration::from_secs(10));
+            procs::stop(c, Duration::from_secs(grace));
         }
         if let Some(c) = self.rpcbind.as_mut() {
             procs::stop(c, Duration::from_secs(5));
         }
         self.child = None;
         self.rpcbind = None;
+        if let Some(p) = self.node_pids.take() {
+            stop_leftover_nodes(&p);
+        }
         if let Some(d) = self.state_dir.take() {
             if std::env::var_os("CFS_CONFORMANCE_KEEP").is_none() {
                 let _ = std::fs::remove_dir_all(d);
             }
         }
+    }
+
+    /// The state directory (kept with CFS_CONFORMANCE_KEEP=1), where server logs are.
+    pub fn state_dir(&self) -> Option<&Path> {
+        self.state_dir.as_deref()
+    }
+
+    /// `cfs admin status --json` of a cfs-cluster (None for other servers).
+    pub fn cluster_status(&self) -> Option<Result<ClusterStatus>> {
+        let (bin, addr) = self.admin.as_ref()?;
+        Some(cluster_status(bin, addr))
     }
 
     /// Still alive? (a server that died mid-run explains every later failure)
@@ -180,6 +213,7 @@ pub fn start(spec: &ServerSpec, in_netns: bool) -> Result<Running> {
     match spec {
         s if s.is_ganesha() => start_ganesha(s, in_netns),
         ServerSpec::Cfs => start_cfs(),
+        ServerSpec::CfsCluster => start_cfs_cluster(),
         ServerSpec::External { port } => {
             let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, *port));
             TcpStream::connect_timeout(&addr, Duration::from_secs(3)).map_err(|e| {
@@ -196,6 +230,8 @@ pub fn start(spec: &ServerSpec, in_netns: bool) -> Result<Running> {
                 rpcbind: None,
                 state_dir: None,
                 log: None,
+                admin: None,
+                node_pids: None,
             })
         }
         _ => Err(Error::Usage(format!("cannot start {}", spec.label()))),
@@ -324,6 +360,8 @@ LOG {{ Default_Log_Level = EVENT; }}
         rpcbind,
         state_dir: Some(dir),
         log: Some(log),
+        admin: None,
+        node_pids: None,
     })
 }
 
@@ -353,6 +391,19 @@ pub fn cfs_binary() -> Result<PathBuf> {
         .ok_or_else(|| Error::NoCfsBinary(t.join("{debug,release}/cfs")))
 }
 
+fn cfs_version(bin: &Path) -> String {
+    let version = Command::new(bin)
+        .arg("--version")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+        .unwrap_or_default();
+    if version.is_empty() {
+        bin.display().to_string()
+    } else {
+        version
+    }
+}
+
 fn start_cfs() -> Result<Running> {
     let bin = cfs_binary()?;
     let dir = state_dir("cfs")?;
@@ -376,25 +427,202 @@ fn start_cfs() -> Result<Running> {
         procs::stop(&mut child, Duration::from_secs(5));
         return Err(err);
     }
-    let version = Command::new(&bin)
-        .arg("--version")
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
-        .unwrap_or_default();
     Ok(Running {
         spec: ServerSpec::Cfs,
         port,
         mnt_port: None,
         export_v4: "/".into(),
         export_v3: "/".into(),
-        version: if version.is_empty() {
-            bin.display().to_string()
-        } else {
-            version
-        },
+        version: cfs_version(&bin),
         child: Some(child),
         rpcbind: None,
         state_dir: Some(dir),
         log: Some(log),
+        admin: None,
+        node_pids: None,
     })
+}
+
+/// Data servers `cfs-cluster` starts (two mirrors per layout, one spare).
+pub const CLUSTER_DS: u16 = 3;
+/// A short lease: a guest that powers off without returning its state must not hold the next
+/// case up for the default 90 s.
+const CLUSTER_LEASE_S: u32 = 10;
+
+/// A free port P with P+1..=P+n free too (`cfs cluster up` puts data server i on P+i).
+fn free_port_run(n: u16) -> Result<u16> {
+    for _ in 0..50 {
+        let p = free_port()?;
+        if p.checked_add(n).is_none() {
+            continue;
+        }
+        let all_free = (0..=n).all(|i| TcpListener::bind((Ipv4Addr::LOCALHOST, p + i)).is_ok());
+        if all_free {
+            return Ok(p);
+        }
+    }
+    Err(Error::Server(format!(
+        "no run of {} free consecutive loopback ports found",
+        n + 1
+    )))
+}
+
+fn start_cfs_cluster() -> Result<Running> {
+    let bin = cfs_binary()?;
+    let dir = state_dir("cfs-cluster")?;
+    let cluster_dir = dir.join("cluster");
+    let port = free_port_run(CLUSTER_DS)?;
+    let log = dir.join("cluster-up.log");
+    let (o, e) = log_file(&log)?;
+    let mut child = Command::new(&bin)
+        .args(["cluster", "up", "--ds", &CLUSTER_DS.to_string(), "--dir"])
+        .arg(&cluster_dir)
+        .args(["--port", &port.to_string()])
+        // the guest reaches host loopback as 10.0.2.2; host-side tools use 127.0.0.1
+        .args([
+            "--advertise-host",
+            "10.0.2.2",
+            "--advertise-host",
+            "127.0.0.1",
+        ])
+        .args(["--lease-seconds", &CLUSTER_LEASE_S.to_string()])
+        .stdin(Stdio::null())
+        .stdout(o)
+        .stderr(e)
+        .spawn()
+        .ctx(|| format!("spawn {bin:?} cluster up"))?;
+    let node_pids = cluster_dir.join("pids");
+    let addr = format!("127.0.0.1:{port}");
+    let ready = wait_listening(port, &mut child, &log, "cfs cluster up")
+        .and_then(|()| wait_cluster_up(&bin, &addr, &mut child, &log));
+    if let Err(err) = ready {
+        procs::stop(&mut child, Duration::from_secs(20));
+        stop_leftover_nodes(&node_pids);
+        return Err(err);
+    }
+    Ok(Running {
+        spec: ServerSpec::CfsCluster,
+        port,
+        mnt_port: None,
+        export_v4: "/".into(),
+        export_v3: "/".into(),
+        version: format!("{} cluster, {CLUSTER_DS} DS", cfs_version(&bin)),
+        child: Some(child),
+        rpcbind: None,
+        state_dir: Some(dir),
+        // the data servers' own logs are cluster/{mds,ds1,..}.log next to it
+        log: Some(log),
+        admin: Some((bin, addr)),
+        node_pids: Some(node_pids),
+    })
+}
+
+/// Until `cfs admin status` shows every data server up (60 s: heartbeats under load are slow).
+fn wait_cluster_up(bin: &Path, addr: &str, child: &mut Child, log: &Path) -> Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut last = String::from("no answer yet");
+    while Instant::now() < deadline {
+        if let Ok(Some(st)) = child.try_wait() {
+            let log_text = std::fs::read_to_string(log).unwrap_or_default();
+            return Err(Error::Server(format!(
+                "cfs cluster up exited ({st}); {log:?}:\n{}",
+                procs::tail(&log_text, 15)
+            )));
+        }
+        match cluster_status(bin, addr) {
+            Ok(s) => {
+                let up = s.data_servers.iter().filter(|d| d.state == "up").count();
+                if up >= usize::from(CLUSTER_DS) {
+                    return Ok(());
+                }
+                last = format!("{up} of {CLUSTER_DS} data servers up");
+            }
+            Err(e) => last = e.to_string(),
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    Err(Error::Server(format!(
+        "cfs cluster on {addr} not ready within 60 s ({last}); see {log:?}"
+    )))
+}
+
+/// The counters of `cfs admin status --json` the pNFS evidence needs.
+#[derive(Clone, Debug, Default, serde::Deserialize)]
+pub struct ClusterStatus {
+    pub mds: MdsCounters,
+    pub data_servers: Vec<DsCounters>,
+}
+
+#[derive(Clone, Debug, Default, serde::Deserialize)]
+pub struct MdsCounters {
+    #[serde(default)]
+    pub read_bytes: u64,
+    #[serde(default)]
+    pub write_bytes: u64,
+    #[serde(default)]
+    pub read_ops: u64,
+    #[serde(default)]
+    pub write_ops: u64,
+    #[serde(default)]
+    pub layouts_granted: u64,
+}
+
+#[derive(Clone, Debug, Default, serde::Deserialize)]
+pub struct DsCounters {
+    pub id: String,
+    #[serde(default)]
+    pub state: String,
+    #[serde(default)]
+    pub read_bytes: u64,
+    #[serde(default)]
+    pub write_bytes: u64,
+    #[serde(default)]
+    pub commit_ops: u64,
+    #[serde(default)]
+    pub refused_ops: u64,
+}
+
+pub fn cluster_status(bin: &Path, addr: &str) -> Result<ClusterStatus> {
+    let out = procs::run(
+        Command::new(bin)
+            .args(["admin", "status", "--json", "--server"])
+            .arg(addr),
+    )?;
+    Ok(serde_json::from_str(out.trim())?)
+}
+
+/// After `cfs cluster up` has been stopped: any node it listed that still runs (it was killed
+/// before stopping them) gets SIGTERM, then SIGKILL. Only PIDs whose command line names this
+/// state directory are touched, so a recycled PID is left alone.
+fn stop_leftover_nodes(pids_file: &Path) {
+    let Ok(text) = std::fs::read_to_string(pids_file) else {
+        return;
+    };
+    let Some(dir) = pids_file.parent().map(|d| d.display().to_string()) else {
+        return;
+    };
+    let ours = |pid: u32| {
+        std::fs::read(format!("/proc/{pid}/cmdline"))
+            .map(|c| String::from_utf8_lossy(&c).contains(&dir))
+            .unwrap_or(false)
+    };
+    let pids: Vec<u32> = text
+        .lines()
+        .filter_map(|l| l.split_whitespace().nth(1)?.parse().ok())
+        .filter(|&p| p > 1)
+        .collect();
+    for sig in ["TERM", "KILL"] {
+        let alive: Vec<u32> = pids.iter().copied().filter(|&p| ours(p)).collect();
+        if alive.is_empty() {
+            return;
+        }
+        eprintln!("cfs-cluster: node pids {alive:?} outlived `cfs cluster up`; SIG{sig}");
+        for p in alive {
+            procs::signal(p, sig);
+        }
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline && pids.iter().any(|&p| ours(p)) {
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
 }
