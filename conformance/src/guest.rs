@@ -34,8 +34,14 @@ pub struct GuestRun {
     /// the script's own lines (markers and mountstats removed)
     pub output: Vec<String>,
     pub metrics: BTreeMap<String, f64>,
-    /// per-op call counts from /proc/self/mountstats (non-zero only)
+    /// per-op call counts from /proc/self/mountstats (non-zero only): the mount's own RPC
+    /// program (NFSv4 for a v4 mount; the flexfiles driver counts its DS READ/WRITE/COMMIT here)
     pub mountstats: BTreeMap<String, u64>,
+    /// per-op counts of any further RPC iostats section in the mount's block (another
+    /// program/version, e.g. an NFSv3 data-server client), keyed "v3:READ"
+    pub mountstats_other: BTreeMap<String, u64>,
+    /// the `pnfs=` value of the mount's nfsv4 line ("LAYOUT_FLEX_FILES", "not configured")
+    pub pnfs: Option<String>,
     pub mount_error: Option<String>,
     /// the guest got as far as starting the scenario (so a crash is not a boot flake)
     pub script_started: bool,
@@ -120,6 +126,10 @@ pub fn parse(text: &str) -> GuestRun {
     let mut run = GuestRun::default();
     let mut in_stats = false;
     let mut in_ops = false;
+    // the first "p/v: PROG/VERS" of the block is the mount's own; ops under a later, different
+    // one go to mountstats_other
+    let mut main_pv: Option<String> = None;
+    let mut other_pv: Option<String> = None;
     for raw in text.lines() {
         let line = raw.trim_end_matches('\r');
         if let Some(k) = line.strip_prefix("@@KERNEL@@ ") {
@@ -136,10 +146,26 @@ pub fn parse(text: &str) -> GuestRun {
         } else if line.starts_with("@@GUEST_EXIT@@") {
         } else if in_stats {
             let t = line.trim();
-            if t.starts_with("per-op statistics") {
+            if let Some(pv) = t.split("p/v: ").nth(1) {
+                let pv = pv.split_whitespace().next().unwrap_or("").to_owned();
+                in_ops = false;
+                match &main_pv {
+                    None => main_pv = Some(pv),
+                    Some(m) if *m == pv => other_pv = None,
+                    Some(_) => other_pv = Some(pv),
+                }
+            } else if t.starts_with("per-op statistics") {
                 in_ops = true;
             } else if t.starts_with("device ") {
                 in_ops = false;
+                main_pv = None;
+                other_pv = None;
+            } else if let Some(v) = t
+                .starts_with("nfsv4:")
+                .then(|| t.split("pnfs=").nth(1))
+                .flatten()
+            {
+                run.pnfs = Some(v.split(',').next().unwrap_or("").trim().to_owned());
             } else if in_ops {
                 if let Some((op, rest)) = t.split_once(':') {
                     let n = rest
@@ -147,7 +173,16 @@ pub fn parse(text: &str) -> GuestRun {
                         .next()
                         .and_then(|n| n.parse::<u64>().ok());
                     if let Some(n) = n.filter(|n| *n > 0) {
-                        *run.mountstats.entry(op.trim().to_owned()).or_insert(0) += n;
+                        let op = op.trim();
+                        match &other_pv {
+                            None => *run.mountstats.entry(op.to_owned()).or_insert(0) += n,
+                            Some(pv) => {
+                                let v = pv.rsplit('/').next().unwrap_or(pv);
+                                *run.mountstats_other
+                                    .entry(format!("v{v}:{op}"))
+                                    .or_insert(0) += n;
+                            }
+                        }
                     }
                 }
             }
@@ -182,6 +217,20 @@ mod tests {
         assert_eq!(r.mountstats.get("NULL"), Some(&1));
         assert!(!r.mountstats.contains_key("READ"));
         assert_eq!(r.output.len(), 2);
+    }
+
+    #[test]
+    fn parses_pnfs_and_a_second_rpc_program() {
+        let text = "@@SCRIPT_START@@\n@@MOUNTSTATS_BEGIN@@\ndevice 10.0.2.2:/ mounted on /mnt with fstype nfs4 statvers=1.1\n\
+\tnfsv4:\tbm0=0xfcffafff,sessions,pnfs=LAYOUT_FLEX_FILES,lease_time=10\n\
+\tRPC iostats version: 1.1  p/v: 100003/4 (nfs)\n\tper-op statistics\n\t        READ: 16 16 0 1 1 1 1 1 0\n\
+\tGETDEVICEINFO: 3 3 0 1 1 1 1 1 0\n\tRPC iostats version: 1.1  p/v: 100003/3 (nfs)\n\tper-op statistics\n\
+\t        READ: 5 5 0 1 1 1 1 1 0\n@@MOUNTSTATS_END@@\n@@GUEST_EXIT@@ 0\n";
+        let r = parse(text);
+        assert_eq!(r.pnfs.as_deref(), Some("LAYOUT_FLEX_FILES"));
+        assert_eq!(r.mountstats.get("READ"), Some(&16));
+        assert_eq!(r.mountstats.get("GETDEVICEINFO"), Some(&3));
+        assert_eq!(r.mountstats_other.get("v3:READ"), Some(&5));
     }
 
     #[test]

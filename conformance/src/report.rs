@@ -1,6 +1,7 @@
 //! Results: one record per scenario × kernel × NFS version × server, a terminal table and JSON.
 
 use crate::error::{IoContext, Result};
+use crate::evidence::PnfsEvidence;
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -52,6 +53,15 @@ pub struct CaseResult {
     pub metrics: BTreeMap<String, f64>,
     /// NFS per-operation call counts from the guest's /proc/self/mountstats (non-zero only)
     pub mountstats: BTreeMap<String, u64>,
+    /// per-op counts of further RPC sections of the mount's mountstats block ("v3:READ")
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub mountstats_other: BTreeMap<String, u64>,
+    /// `pnfs=` of the mount's mountstats ("LAYOUT_FLEX_FILES", "not configured")
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pnfs: Option<String>,
+    /// cfs-cluster `pnfs` scenario: client op counts joined with the cluster's byte counters
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pnfs_evidence: Option<PnfsEvidence>,
     pub checks_passed: usize,
     pub failures: Vec<String>,
     /// full guest output for anything that is not a pass
@@ -203,18 +213,32 @@ pub fn print_table(results: &[CaseResult]) {
         .filter(|r| r.scenario == "pnfs")
         .map(|r| {
             let g = |k: &str| r.mountstats.get(k).copied().unwrap_or(0);
-            format!(
-                "  {} {}/v{}: LAYOUTGET={} GETDEVICEINFO={} LAYOUTRETURN={} READ={} WRITE={} COMMIT={}",
+            let mut l = format!(
+                "  {} {}/v{}: pnfs={} LAYOUTGET={} GETDEVICEINFO={} LAYOUTRETURN={} OPEN={} READ={} WRITE={} COMMIT={}",
                 r.server,
                 r.kernel,
                 r.vers,
+                r.pnfs.as_deref().unwrap_or("?"),
                 g("LAYOUTGET"),
                 g("GETDEVICEINFO"),
                 g("LAYOUTRETURN"),
+                g("OPEN"),
                 g("READ"),
                 g("WRITE"),
                 g("COMMIT")
-            )
+            );
+            if !r.mountstats_other.is_empty() {
+                let o: Vec<String> = r
+                    .mountstats_other
+                    .iter()
+                    .map(|(k, v)| format!("{k}={v}"))
+                    .collect();
+                l.push_str(&format!(" [other RPC sections: {}]", o.join(" ")));
+            }
+            if let Some(e) = &r.pnfs_evidence {
+                l.push_str(&format!("\n    INFO: cluster: {}", e.summary()));
+            }
+            l
         })
         .collect();
     if !pnfs.is_empty() {

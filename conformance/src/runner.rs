@@ -100,6 +100,21 @@ pub fn execute(plan: &Plan) -> Vec<CaseResult> {
                     {
                         refused = Some(r.clone());
                     }
+                    if srv.spec.is_cfs() && matches!(r.status, Status::Fail | Status::Error) {
+                        if let Some(d) = srv.state_dir() {
+                            let keep = std::env::var_os("CFS_CONFORMANCE_KEEP").is_some();
+                            r.reason = Some(format!(
+                                "{}; server logs in {}{}",
+                                r.reason.take().unwrap_or_default(),
+                                d.display(),
+                                if keep {
+                                    ""
+                                } else {
+                                    " (removed at the end; CFS_CONFORMANCE_KEEP=1 keeps them)"
+                                }
+                            ));
+                        }
+                    }
                     if !srv.alive() {
                         r.reason = Some(format!(
                             "{} (server process died; log {:?})",
@@ -137,6 +152,14 @@ fn progress_line(r: &CaseResult) -> String {
         l.push_str("  ");
         l.push_str(&why.chars().take(160).collect::<String>());
     }
+    if let Some(e) = &r.pnfs_evidence {
+        l.push_str("\n    INFO: pnfs evidence: ");
+        l.push_str(&e.summary());
+        for f in &e.failures {
+            l.push_str("\n    ");
+            l.push_str(f);
+        }
+    }
     l
 }
 
@@ -166,6 +189,9 @@ fn blank(
         retry_reason: None,
         metrics: BTreeMap::new(),
         mountstats: BTreeMap::new(),
+        mountstats_other: BTreeMap::new(),
+        pnfs: None,
+        pnfs_evidence: None,
         checks_passed: 0,
         failures: Vec::new(),
         output: Vec::new(),
@@ -342,8 +368,110 @@ fn run_case(
     vers: &str,
     run_id: u32,
 ) -> CaseResult {
-    let label = srv.spec.label();
+    // cfs-cluster's pnfs scenario is judged by the cluster's counters too
+    let evidence = srv.spec == ServerSpec::CfsCluster && s.name == "pnfs";
+    let before = evidence.then(|| srv.cluster_status()).flatten();
     let (runs, retry_reason) = boot(plan, srv, s, kver, vers, run_id);
+    let mut r = judge(plan, srv, s, k, kver, vers, runs, retry_reason);
+    if let Some(before) = before {
+        add_evidence(plan, srv, s, &mut r, before);
+    }
+    r
+}
+
+/// File size of a scenario run (its SIZE_MIB), in bytes.
+fn file_bytes(plan: &Plan, s: &Scenario) -> Option<u64> {
+    let sizes = if plan.quick { s.quick_env } else { s.full_env };
+    sizes
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("SIZE_MIB="))
+        .and_then(|n| n.parse::<u64>().ok())
+        .map(|m| m << 20)
+}
+
+/// Data-server counters reach the MDS with heartbeats (every second): wait, then read until two
+/// readings a second apart agree (at most ~8 s).
+fn settled_status(srv: &Running) -> crate::error::Result<server::ClusterStatus> {
+    std::thread::sleep(Duration::from_millis(2500));
+    let total = |c: &server::ClusterStatus| {
+        c.data_servers
+            .iter()
+            .map(|d| d.read_bytes + d.write_bytes + d.commit_ops)
+            .sum::<u64>()
+            + c.mds.read_bytes
+            + c.mds.write_bytes
+    };
+    let mut last = srv.cluster_status().expect("a cluster")?;
+    for _ in 0..5 {
+        std::thread::sleep(Duration::from_secs(1));
+        let now = srv.cluster_status().expect("a cluster")?;
+        let settled = total(&now) == total(&last);
+        last = now;
+        if settled {
+            break;
+        }
+    }
+    Ok(last)
+}
+
+fn add_evidence(
+    plan: &Plan,
+    srv: &Running,
+    s: &Scenario,
+    r: &mut CaseResult,
+    before: crate::error::Result<server::ClusterStatus>,
+) {
+    if !matches!(r.status, Status::Pass | Status::Fail) {
+        return;
+    }
+    let problem = |r: &mut CaseResult, line: String| {
+        r.failures.push(line.clone());
+        r.output.push(line);
+        if r.status == Status::Pass {
+            r.status = Status::Fail;
+            r.reason = Some("pNFS evidence does not hold".into());
+        }
+    };
+    let Some(bytes) = file_bytes(plan, s) else {
+        problem(
+            r,
+            "FAIL: pnfs evidence: the scenario has no SIZE_MIB".into(),
+        );
+        return;
+    };
+    let (before, after) = match (before, settled_status(srv)) {
+        (Ok(b), Ok(a)) => (b, a),
+        (Err(e), _) | (_, Err(e)) => {
+            problem(
+                r,
+                format!("FAIL: pnfs evidence: `cfs admin status --json` failed: {e}"),
+            );
+            return;
+        }
+    };
+    let e = crate::evidence::evaluate(bytes, r.pnfs.as_deref(), &r.mountstats, &before, &after);
+    let info = format!("INFO: pnfs evidence: {}", e.summary());
+    for f in &e.failures {
+        problem(r, f.clone());
+    }
+    if r.status != Status::Pass {
+        r.output.push(info);
+    }
+    r.pnfs_evidence = Some(e);
+}
+
+#[allow(clippy::too_many_arguments)]
+fn judge(
+    plan: &Plan,
+    srv: &Running,
+    s: &Scenario,
+    k: KernelKind,
+    kver: &str,
+    vers: &str,
+    runs: Vec<GuestRun>,
+    retry_reason: Option<String>,
+) -> CaseResult {
+    let label = srv.spec.label();
     let mut r = blank(
         &label,
         &srv.version,
@@ -364,6 +492,12 @@ fn run_case(
     for g in &runs {
         for (op, n) in &g.mountstats {
             *r.mountstats.entry(op.clone()).or_insert(0) += n;
+        }
+        for (op, n) in &g.mountstats_other {
+            *r.mountstats_other.entry(op.clone()).or_insert(0) += n;
+        }
+        if r.pnfs.is_none() {
+            r.pnfs = g.pnfs.clone();
         }
         r.metrics
             .extend(g.metrics.iter().map(|(a, b)| (a.clone(), *b)));

@@ -76,13 +76,14 @@ pub const SCENARIOS: &[Scenario] = &[
     },
     Scenario {
         name: "pnfs",
-        about: "I/O whose mountstats (LAYOUTGET, GETDEVICEINFO, READ, WRITE) show whether layouts were used",
+        about: "I/O whose mountstats (LAYOUTGET, GETDEVICEINFO, READ, WRITE) show whether layouts were used; against cfs-cluster also the cluster's MDS/DS byte counters, and it fails unless the data went through the data servers",
         kind: Kind::Check,
         two_clients: false,
-        full_env: "SIZE_MIB=64",
-        quick_env: "SIZE_MIB=4",
-        timeout_full: 300,
-        timeout_quick: 180,
+        // the pNFS acceptance figure is "a 256 MiB file"; cfs-cluster writes it twice (mirrors)
+        full_env: "SIZE_MIB=256",
+        quick_env: "SIZE_MIB=16",
+        timeout_full: 900,
+        timeout_quick: 240,
     },
     Scenario {
         name: "bench",
