@@ -2,6 +2,7 @@
 //! nfs-ganesha is the baseline. See conformance/README.md.
 
 mod error;
+mod evidence;
 mod guest;
 mod known;
 mod netns;
@@ -46,7 +47,7 @@ enum Cmd {
     /// Run the benchmark scenario and print numbers (ratios when given two servers)
     Bench(RunArgs),
     /// The CI subset: setup, then both kernels x v4.1+v3 against ganesha with --quick
-    /// (plus cfs v4.1 and v4.2 when CFS_CONFORMANCE=1)
+    /// (plus cfs and cfs-cluster, v4.1 and v4.2, when CFS_CONFORMANCE=1)
     Ci {
         #[arg(long)]
         json: Option<PathBuf>,
@@ -55,7 +56,7 @@ enum Cmd {
 
 #[derive(Args, Clone)]
 struct RunArgs {
-    /// ganesha | ganesha-ro | ganesha-rootsquash | cfs | 127.0.0.1:PORT (repeatable)
+    /// ganesha | ganesha-ro | ganesha-rootsquash | cfs | cfs-cluster | 127.0.0.1:PORT (repeatable)
     #[arg(long, required = true)]
     server: Vec<String>,
     #[arg(long, value_enum)]
@@ -131,6 +132,11 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
                 servers.push(ServerPlan {
                     spec: ServerSpec::Cfs,
                     // 4.2 too: the sid client then reads with READ_PLUS.
+                    versions: vec!["4.1".into(), "4.2".into()],
+                });
+                // pNFS: 1 MDS + 3 data servers; its pnfs case checks where the bytes went
+                servers.push(ServerPlan {
+                    spec: ServerSpec::CfsCluster,
                     versions: vec!["4.1".into(), "4.2".into()],
                 });
             }
@@ -230,7 +236,7 @@ fn run_plan(plan: Plan, json: Option<PathBuf>, bench: bool) -> Result<ExitCode> 
         }
         // cheap when fresh; rebuilds after guest/cfshelper.c changed
         setup::build_helper()?;
-        if plan.servers.iter().any(|s| s.spec == ServerSpec::Cfs) {
+        if plan.servers.iter().any(|s| s.spec.is_cfs()) {
             // say it once up front; the cases are then reported as errors (counted as failed)
             if let Err(e) = server::cfs_binary() {
                 eprintln!("conformance: {e}");
