@@ -33,9 +33,7 @@ fn have_cluster_command() -> bool {
         .status()
         .map(|s| s.success())
         .unwrap_or(false);
-    if !ok {
-        eprintln!("skipping: this cfs has no `cluster up` yet");
-    }
+    assert!(ok, "this cfs has no `cluster up`");
     ok
 }
 
@@ -187,6 +185,60 @@ impl Cluster {
                 (it.next() == Some(role)).then(|| it.next()?.parse().ok())?
             })
             .unwrap_or_else(|| panic!("no {role} in pids file:\n{text}"))
+    }
+
+    /// The role name (`dsI`) of a DS that has written bytes: a mirror of what was written.
+    /// Asks through `cfs admin status --json`, so it works from inside the test's runtime.
+    fn writing_ds(&self) -> String {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let out = Command::new(BIN)
+                .args([
+                    "admin",
+                    "status",
+                    "--json",
+                    "--server",
+                    &self.addr.to_string(),
+                ])
+                .output()
+                .expect("cfs admin status");
+            let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("status JSON");
+            let found = v["data_servers"].as_array().and_then(|a| {
+                a.iter()
+                    .filter(|d| d["write_bytes"].as_u64().unwrap_or(0) > 0)
+                    .find_map(|d| {
+                        let listen: SocketAddr = d["listen"].as_str()?.parse().ok()?;
+                        Some(format!(
+                            "ds{}",
+                            listen.port().checked_sub(self.addr.port())?
+                        ))
+                    })
+            });
+            if let Some(role) = found {
+                return role;
+            }
+            assert!(Instant::now() < deadline, "no DS reports written bytes");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Starts a killed DS again from the config `cluster up` left, and waits until the MDS
+    /// has all three up. The process is killed by PID when the test ends.
+    fn restart(&self, role: &str) -> Child {
+        let child = Command::new(BIN)
+            .args(["server", "--config"])
+            .arg(self.dir.join("cluster").join(format!("{role}.toml")))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("restart DS");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while self.status().map(|s| self.up(&s)) != Some(3) {
+            assert!(Instant::now() < deadline, "restarted {role} not up in 30 s");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        child
     }
 
     fn kill9(&self, role: &str) {
@@ -437,6 +489,7 @@ fn upload_survives_a_data_server_killed_midway() {
     let cl = Cluster::start(t.path());
     let data = random_bytes(64 * MIB, 0x5eed);
     let c = cl.client(true);
+    let killed: Mutex<Option<String>> = Mutex::new(None);
     let mut gate = Gate {
         inner: std::io::Cursor::new(data.clone()),
         at: 24 * MIB as u64,
@@ -449,7 +502,9 @@ fn upload_survives_a_data_server_killed_midway() {
             {
                 std::thread::sleep(Duration::from_millis(1));
             }
-            cl.kill9("ds1")
+            let victim = cl.writing_ds();
+            cl.kill9(&victim);
+            *killed.lock().unwrap_or_else(|p| p.into_inner()) = Some(victim);
         }),
     };
     let t0 = Instant::now();
@@ -465,11 +520,13 @@ fn upload_survives_a_data_server_killed_midway() {
         took.as_secs_f64(),
         cl.admin_status()
     );
-    // With three DSs and two mirrors a chunk may leave ds1 out; the first two chunks both
-    // doing so is possible, so a DS error is likely but not certain.
-    if ps.ds_errors == 0 {
-        eprintln!("note: no layout of this upload named ds1");
-    }
+    // The killed DS was a mirror of this file, so the upload must have met it failing.
+    assert!(ps.ds_errors > 0, "the upload never met the dead DS: {ps:?}");
+    let victim = killed
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .clone()
+        .expect("a DS was killed");
 
     let r = cl.client(true);
     let got = cl
@@ -484,9 +541,23 @@ fn upload_survives_a_data_server_killed_midway() {
         .block_on(download(&m, "/f64"))
         .expect("read back via MDS");
     assert!(digest(&got) == digest(&data), "MDS read-back differs");
-    for x in [c, r, m] {
+
+    // The DS comes back (with its stale copy): every acknowledged byte still reads back.
+    let mut back = cl.restart(&victim);
+    let after = cl.client(true);
+    let got = cl
+        .rt
+        .block_on(download(&after, "/f64"))
+        .expect("read back via pNFS after the DS returned");
+    assert!(
+        digest(&got) == digest(&data),
+        "read-back after the DS returned differs"
+    );
+    for x in [c, r, m, after] {
         let _ = cl.rt.block_on(x.shutdown());
     }
+    signal(back.id(), "-KILL");
+    let _ = back.wait();
 }
 
 #[test]
