@@ -1,5 +1,6 @@
-//! The metadata server: NFSv4.1/4.2 over the namespace state machine, with file data in the
-//! chunk store (in-process for the single-node default; behind data servers with pNFS later).
+//! The metadata server: NFSv4.1/4.2 over the namespace state machine. File data lives in an
+//! in-process chunk store (the single-node default) or on data servers, which clients reach
+//! through pNFS flexfiles layouts (`cluster`, `ops::pnfs`).
 pub mod attrs;
 pub mod cluster;
 pub mod compound;
