@@ -62,6 +62,9 @@ pub struct CaseResult {
     /// cfs-cluster `pnfs` scenario: client op counts joined with the cluster's byte counters
     #[serde(skip_serializing_if = "Option::is_none")]
     pub pnfs_evidence: Option<PnfsEvidence>,
+    /// cfs kinds, a case that did not pass: the server's state directory with its logs
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub server_logs: Option<String>,
     pub checks_passed: usize,
     pub failures: Vec<String>,
     /// full guest output for anything that is not a pass
@@ -190,6 +193,9 @@ pub fn print_table(results: &[CaseResult]) {
             );
             for f in r.failures.iter().take(8) {
                 println!("      {f}");
+            }
+            if let Some(d) = &r.server_logs {
+                println!("      server logs: {d}");
             }
         }
     }

@@ -15,6 +15,21 @@ use std::time::Duration;
 pub struct ServerPlan {
     pub spec: ServerSpec,
     pub versions: Vec<String>,
+    /// only these scenarios for this server (None: the plan's)
+    pub only: Option<Vec<&'static str>>,
+}
+
+impl ServerPlan {
+    fn scenarios<'a>(&self, plan: &'a Plan) -> Vec<&'a Scenario> {
+        plan.scenarios
+            .iter()
+            .copied()
+            .filter(|s| match &self.only {
+                Some(o) => o.contains(&s.name),
+                None => true,
+            })
+            .collect()
+    }
 }
 
 pub struct Plan {
@@ -32,13 +47,14 @@ pub fn execute(plan: &Plan) -> Vec<CaseResult> {
     let mut run_id = 0u32;
     for sp in &plan.servers {
         let label = sp.spec.label();
+        let scenarios = sp.scenarios(plan);
         let mut srv = match server::start(&sp.spec, crate::netns::inside()) {
             Ok(s) => s,
             Err(e) => {
                 eprintln!("[{label}] cannot start: {e}");
                 for &k in &plan.kernels {
                     for v in &sp.versions {
-                        for s in &plan.scenarios {
+                        for s in &scenarios {
                             results.push(blank(
                                 &label,
                                 "",
@@ -62,7 +78,7 @@ pub fn execute(plan: &Plan) -> Vec<CaseResult> {
         for &k in &plan.kernels {
             let Some(kver) = kernels.get(k).map(str::to_owned) else {
                 for v in &sp.versions {
-                    for s in &plan.scenarios {
+                    for s in &scenarios {
                         results.push(blank(
                             &label,
                             &srv.version,
@@ -80,7 +96,7 @@ pub fn execute(plan: &Plan) -> Vec<CaseResult> {
             for v in &sp.versions {
                 // one refused mount answers the question for the rest of this kernel/version
                 let mut refused: Option<CaseResult> = None;
-                for s in &plan.scenarios {
+                for s in &scenarios {
                     if let Some(r) = &refused {
                         let mut r = r.clone();
                         r.scenario = s.name.into();
@@ -103,14 +119,13 @@ pub fn execute(plan: &Plan) -> Vec<CaseResult> {
                     if srv.spec.is_cfs() && matches!(r.status, Status::Fail | Status::Error) {
                         if let Some(d) = srv.state_dir() {
                             let keep = std::env::var_os("CFS_CONFORMANCE_KEEP").is_some();
-                            r.reason = Some(format!(
-                                "{}; server logs in {}{}",
-                                r.reason.take().unwrap_or_default(),
+                            r.server_logs = Some(format!(
+                                "{}{}",
                                 d.display(),
                                 if keep {
                                     ""
                                 } else {
-                                    " (removed at the end; CFS_CONFORMANCE_KEEP=1 keeps them)"
+                                    " (removed at the end; CFS_CONFORMANCE_KEEP=1 keeps it)"
                                 }
                             ));
                         }
@@ -152,6 +167,10 @@ fn progress_line(r: &CaseResult) -> String {
         l.push_str("  ");
         l.push_str(&why.chars().take(160).collect::<String>());
     }
+    if let Some(d) = &r.server_logs {
+        l.push_str("\n    server logs: ");
+        l.push_str(d);
+    }
     if let Some(e) = &r.pnfs_evidence {
         l.push_str("\n    INFO: pnfs evidence: ");
         l.push_str(&e.summary());
@@ -192,6 +211,7 @@ fn blank(
         mountstats_other: BTreeMap::new(),
         pnfs: None,
         pnfs_evidence: None,
+        server_logs: None,
         checks_passed: 0,
         failures: Vec::new(),
         output: Vec::new(),

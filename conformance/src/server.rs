@@ -155,10 +155,16 @@ impl Running {
 
     /// Still alive? (a server that died mid-run explains every later failure)
     pub fn alive(&mut self) -> bool {
-        match self.child.as_mut() {
+        let child = match self.child.as_mut() {
             Some(c) => matches!(c.try_wait(), Ok(None)),
             None => true,
-        }
+        };
+        // cfs-cluster: `cfs cluster up` outlives a node that died, so look at every node
+        child
+            && match self.node_pids.as_deref() {
+                Some(p) => gone_nodes(p).is_empty(),
+                None => true,
+            }
     }
 }
 
@@ -591,26 +597,46 @@ pub fn cluster_status(bin: &Path, addr: &str) -> Result<ClusterStatus> {
     Ok(serde_json::from_str(out.trim())?)
 }
 
+/// (name, pid) of each node `cfs cluster up` listed whose process runs with that state directory.
+fn listed_nodes(pids_file: &Path) -> (Vec<(String, u32)>, impl Fn(u32) -> bool) {
+    let text = std::fs::read_to_string(pids_file).unwrap_or_default();
+    let dir = pids_file
+        .parent()
+        .map(|d| d.display().to_string())
+        .unwrap_or_default();
+    let nodes = text
+        .lines()
+        .filter_map(|l| {
+            let mut w = l.split_whitespace();
+            Some((w.next()?.to_owned(), w.next()?.parse().ok()?))
+        })
+        .filter(|&(_, p)| p > 1)
+        .collect();
+    let ours = move |pid: u32| {
+        !dir.is_empty()
+            && std::fs::read(format!("/proc/{pid}/cmdline"))
+                .map(|c| String::from_utf8_lossy(&c).contains(&dir))
+                .unwrap_or(false)
+    };
+    (nodes, ours)
+}
+
+/// Nodes of a running cluster that are no longer running.
+fn gone_nodes(pids_file: &Path) -> Vec<String> {
+    let (nodes, ours) = listed_nodes(pids_file);
+    nodes
+        .into_iter()
+        .filter(|&(_, p)| !ours(p))
+        .map(|(n, _)| n)
+        .collect()
+}
+
 /// After `cfs cluster up` has been stopped: any node it listed that still runs (it was killed
 /// before stopping them) gets SIGTERM, then SIGKILL. Only PIDs whose command line names this
 /// state directory are touched, so a recycled PID is left alone.
 fn stop_leftover_nodes(pids_file: &Path) {
-    let Ok(text) = std::fs::read_to_string(pids_file) else {
-        return;
-    };
-    let Some(dir) = pids_file.parent().map(|d| d.display().to_string()) else {
-        return;
-    };
-    let ours = |pid: u32| {
-        std::fs::read(format!("/proc/{pid}/cmdline"))
-            .map(|c| String::from_utf8_lossy(&c).contains(&dir))
-            .unwrap_or(false)
-    };
-    let pids: Vec<u32> = text
-        .lines()
-        .filter_map(|l| l.split_whitespace().nth(1)?.parse().ok())
-        .filter(|&p| p > 1)
-        .collect();
+    let (nodes, ours) = listed_nodes(pids_file);
+    let pids: Vec<u32> = nodes.into_iter().map(|(_, p)| p).collect();
     for sig in ["TERM", "KILL"] {
         let alive: Vec<u32> = pids.iter().copied().filter(|&p| ours(p)).collect();
         if alive.is_empty() {
