@@ -675,3 +675,70 @@ fn holes_read_as_zeros_through_data_servers() {
     }
     let _ = cl.rt.block_on(c.shutdown());
 }
+
+#[test]
+fn mds_killed_and_restarted_keeps_every_byte_and_serves_again() {
+    let _g = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    have_cluster_command();
+    let t = tempfile::tempdir().expect("tempdir");
+    let cl = Cluster::start(t.path());
+    let data = random_bytes(24 * MIB + 5, 0x3d5);
+    let c = cl.client(true);
+    cl.rt
+        .block_on(upload(
+            &c,
+            "/before",
+            &mut std::io::Cursor::new(data.clone()),
+        ))
+        .expect("upload");
+    let _ = cl.rt.block_on(c.shutdown());
+
+    // kill -9 the MDS (the data servers keep running) and start it again at once: its first
+    // seconds are the ones the data servers need to register again.
+    cl.kill9("mds");
+    std::thread::sleep(Duration::from_millis(300));
+    let mut mds = Command::new(BIN)
+        .args(["server", "--config"])
+        .arg(t.path().join("cluster").join("mds.toml"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("restart MDS");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while cl.status().is_none() {
+        assert!(Instant::now() < deadline, "MDS not back in 30 s");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // Straight away, before every DS has heartbeated: reads wait (DELAY), they do not fail.
+    for pnfs in [true, false] {
+        let r = cl.client(pnfs);
+        let got = cl
+            .rt
+            .block_on(download(&r, "/before"))
+            .unwrap_or_else(|e| panic!("read after MDS restart (pnfs {pnfs}): {e}"));
+        assert!(
+            digest(&got) == digest(&data),
+            "bytes differ after MDS restart (pnfs {pnfs})"
+        );
+        let _ = cl.rt.block_on(r.shutdown());
+    }
+    // And new files go to the data servers again, mirrored.
+    let w = cl.client(true);
+    let more = random_bytes(8 * MIB, 0x3d6);
+    cl.rt
+        .block_on(upload(
+            &w,
+            "/after",
+            &mut std::io::Cursor::new(more.clone()),
+        ))
+        .expect("upload after restart");
+    let ps = w.pnfs_stats().expect("pNFS in use after restart");
+    assert!(
+        ps.ds_write_bytes >= 2 * more.len() as u64,
+        "writes after the restart must reach both mirrors: {ps:?}"
+    );
+    let _ = cl.rt.block_on(w.shutdown());
+    signal(mds.id(), "-KILL");
+    let _ = mds.wait();
+}

@@ -66,6 +66,8 @@ pub struct Cluster {
     /// instance are stale (the layouts they belonged to died with it).
     pub generation: u64,
     pub stats: MdsIoStats,
+    /// When this MDS started: DSs need a heartbeat or two to find it again.
+    started: std::time::Instant,
     /// One connection per DS, for the I/O the MDS sends itself.
     conns: tokio::sync::Mutex<HashMap<DsId, Nfs3Client>>,
     /// Serialises changes to chunk placement records, so two grants racing for a new chunk
@@ -91,6 +93,7 @@ impl Cluster {
             registry: Registry::new(),
             generation: boot << 32,
             stats: MdsIoStats::default(),
+            started: std::time::Instant::now(),
             conns: tokio::sync::Mutex::new(HashMap::new()),
             placing: tokio::sync::Mutex::new(()),
             dirty: std::sync::Mutex::new(HashMap::new()),

@@ -44,8 +44,8 @@ impl Cluster {
                 let live = self.live(&rec);
                 if live.is_empty() {
                     // Every copy is on a DS that is down: writing elsewhere would lose the
-                    // rest of the chunk.
-                    return Err(NfsError::LayoutUnavailable);
+                    // rest of the file.
+                    return Err(self.unavailable(&rec));
                 }
                 if live.len() == rec.len() {
                     return Ok(live);
@@ -110,8 +110,8 @@ impl Cluster {
             Some(rec) => {
                 let live = self.live(&rec);
                 if live.is_empty() {
-                    tracing::error!(ino, chunk, ?rec, "every mirror of a chunk is down");
-                    return Err(NfsError::Io);
+                    tracing::error!(ino, chunk, ?rec, "every mirror of the file is down");
+                    return Err(self.unavailable(&rec));
                 }
                 Ok(live)
             }
@@ -124,6 +124,18 @@ impl Cluster {
                 }
                 Ok(p.targets)
             }
+        }
+    }
+
+    /// No mirror of a file is up. Right after the MDS starts, or while a mirror is a DS we
+    /// have not heard from yet, that is the DSs not having re-registered: the client should
+    /// retry (DELAY). A known DS that went down is an outage the client must hear about.
+    pub(crate) fn unavailable(&self, rec: &[u64]) -> NfsError {
+        let settling = self.started.elapsed() < self.cfg.dead_after * 3;
+        if settling || rec.iter().any(|d| !self.registry.knows(DsId(*d))) {
+            NfsError::Delay
+        } else {
+            NfsError::Io
         }
     }
 

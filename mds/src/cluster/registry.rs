@@ -161,6 +161,11 @@ impl Registry {
             .is_some_and(|d| d.state == DsState::Up)
     }
 
+    /// Whether the DS has registered since this MDS started.
+    pub fn knows(&self, id: DsId) -> bool {
+        self.lock().map.get(id).is_some()
+    }
+
     pub fn any_up(&self) -> bool {
         self.lock().map.up().next().is_some()
     }

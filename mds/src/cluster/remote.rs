@@ -43,7 +43,9 @@ impl Cluster {
         }
         let mut out = Vec::with_capacity((end - offset) as usize);
         for span in self.geometry.spans(offset, end - offset) {
-            let mirrors = self.mirrors_for_read(ns, ino, span.chunk)?;
+            let mirrors = self
+                .mirrors_for_read(ns, ino, span.chunk)
+                .map_err(|e| self.no_layout_to_io(e))?;
             let mut got = None;
             for ds in mirrors {
                 match self
@@ -116,7 +118,10 @@ impl Cluster {
         for span in self.geometry.spans(offset, data.len() as u64) {
             let start = (span.file_offset - offset) as usize;
             let piece = Bytes::copy_from_slice(&data[start..start + span.len as usize]);
-            let targets = self.mirrors_for_write(ns, ino, span.chunk).await?;
+            let targets = self
+                .mirrors_for_write(ns, ino, span.chunk)
+                .await
+                .map_err(|e| self.no_layout_to_io(e))?;
             let mut set = tokio::task::JoinSet::new();
             for ds in targets {
                 let c = self.conn(ds).await;
@@ -251,6 +256,17 @@ impl Cluster {
             .unwrap_or_else(|e| e.into_inner())
             .remove(&ino);
         self.truncate(ns, ino, 0).await
+    }
+}
+
+impl Cluster {
+    /// LAYOUTUNAVAILABLE is an answer to LAYOUTGET only; a READ or WRITE the MDS cannot place
+    /// (no DS up) waits for DSs (DELAY) or fails.
+    fn no_layout_to_io(&self, e: NfsError) -> NfsError {
+        match e {
+            NfsError::LayoutUnavailable => self.unavailable(&[]),
+            e => e,
+        }
     }
 }
 

@@ -1,0 +1,36 @@
+//! The cluster control program (heartbeats a DS sends the MDS, the replies, the status an admin
+//! reads) and the flexfiles bodies that travel inside opaque fields (layouts and device
+//! addresses a client decodes, the ff_layoutreturn4 the MDS decodes): decoding arbitrary
+//! bytes never panics and whatever decodes round-trips. The first byte picks the type.
+#![no_main]
+use libfuzzer_sys::fuzz_target;
+use proto::cluster::{HeartbeatArgs, HeartbeatRes, StatusRes};
+use proto::nfs4::{FfDeviceAddr4, FfLayout4, FfLayoutreturn4};
+use proto::xdr::Xdr;
+
+fn round_trip<T: Xdr + PartialEq + std::fmt::Debug>(bytes: &[u8]) {
+    if let Ok(v) = T::from_xdr(bytes) {
+        let again = v.to_xdr();
+        assert_eq!(T::from_xdr(&again).as_ref(), Ok(&v));
+    }
+}
+
+fuzz_target!(|data: &[u8]| {
+    let Some((&sel, rest)) = data.split_first() else {
+        return;
+    };
+    match sel % 6 {
+        0 => {
+            round_trip::<HeartbeatArgs>(rest);
+            // What the MDS does with one before trusting it.
+            if let Ok(a) = HeartbeatArgs::from_xdr(rest) {
+                let _ = a.mac_input();
+            }
+        }
+        1 => round_trip::<HeartbeatRes>(rest),
+        2 => round_trip::<StatusRes>(rest),
+        3 => round_trip::<FfLayout4>(rest),
+        4 => round_trip::<FfDeviceAddr4>(rest),
+        _ => round_trip::<FfLayoutreturn4>(rest),
+    }
+});
