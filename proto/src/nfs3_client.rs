@@ -74,47 +74,68 @@ pub struct WriteReply {
 impl Nfs3Client {
     /// Connects to the first of `addrs` that answers: all are tried at once (an advertised
     /// address list may hold ones only some clients can reach, like a qemu guest's 10.0.2.2)
-    /// and the first established connection wins.
+    /// and the first to answer an RPC NULL wins. A TCP handshake alone proves nothing: a
+    /// middlebox may accept connections for addresses it cannot deliver to.
     pub async fn connect(
         addrs: &[SocketAddr],
         connect_timeout: Duration,
         uid: u32,
         gid: u32,
     ) -> Nfs3Result<Nfs3Client> {
+        let cred = Auth::Sys(AuthSys {
+            stamp: 0,
+            machine: b"cfs".to_vec(),
+            uid,
+            gid,
+            gids: vec![],
+        });
         let mut set = tokio::task::JoinSet::new();
         for a in addrs {
             let a = *a;
+            let cred = cred.clone();
             set.spawn(async move {
-                tokio::time::timeout(connect_timeout, tokio::net::TcpStream::connect(a)).await
+                let attempt = async {
+                    let stream = tokio::net::TcpStream::connect(a).await?;
+                    let limits = ConnectionLimits {
+                        max_record: 2 << 20,
+                        max_in_flight: 16,
+                    };
+                    let conn = Connection::spawn(stream, std::sync::Arc::new(RejectCalls), limits)?;
+                    let c = Nfs3Client {
+                        conn,
+                        cred,
+                        timeout: connect_timeout,
+                    };
+                    if let Err(e) = c.null().await {
+                        c.close();
+                        return Err(std::io::Error::other(format!("{a}: no NFSv3 answer: {e}")));
+                    }
+                    Ok(c)
+                };
+                match tokio::time::timeout(connect_timeout, attempt).await {
+                    Ok(r) => r,
+                    Err(_) => Err(std::io::Error::new(
+                        std::io::ErrorKind::TimedOut,
+                        format!("{a}: connect timed out"),
+                    )),
+                }
             });
         }
         let mut last = std::io::Error::new(std::io::ErrorKind::NotFound, "no address");
         while let Some(r) = set.join_next().await {
             match r {
-                Ok(Ok(Ok(stream))) => {
+                Ok(Ok(mut c)) => {
                     set.abort_all();
-                    let limits = ConnectionLimits {
-                        max_record: 2 << 20,
-                        max_in_flight: 16,
-                    };
-                    let conn = Connection::spawn(stream, std::sync::Arc::new(RejectCalls), limits)
-                        .map_err(Nfs3ClientError::Connect)?;
-                    return Ok(Nfs3Client {
-                        conn,
-                        cred: Auth::Sys(AuthSys {
-                            stamp: 0,
-                            machine: b"cfs".to_vec(),
-                            uid,
-                            gid,
-                            gids: vec![],
-                        }),
-                        timeout: Duration::from_secs(30),
-                    });
+                    // Losers that got through anyway must not linger as open connections.
+                    while let Some(other) = set.join_next().await {
+                        if let Ok(Ok(o)) = other {
+                            o.close();
+                        }
+                    }
+                    c.timeout = Duration::from_secs(30);
+                    return Ok(c);
                 }
-                Ok(Ok(Err(e))) => last = e,
-                Ok(Err(_)) => {
-                    last = std::io::Error::new(std::io::ErrorKind::TimedOut, "connect timed out")
-                }
+                Ok(Err(e)) => last = e,
                 Err(_) => {}
             }
         }
