@@ -76,7 +76,7 @@ import json, sys
 rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
 res = {}
 for r in rows:
-    lab = r["label"].split("-pnfs-")[0]
+    lab = r["label"].split(",pnfs-")[0]
     res.setdefault(lab, {})
     if r["bench"] in ("seq_write", "seq_read"):
         res[lab][r["bench"]] = r
