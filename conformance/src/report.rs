@@ -242,7 +242,7 @@ pub fn print_table(results: &[CaseResult]) {
                 l.push_str(&format!(" [other RPC sections: {}]", o.join(" ")));
             }
             if let Some(e) = &r.pnfs_evidence {
-                l.push_str(&format!("\n    INFO: cluster: {}", e.summary()));
+                l.push_str(&format!("\n    INFO: pnfs evidence: {}", e.summary()));
             }
             l
         })
