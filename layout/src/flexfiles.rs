@@ -644,4 +644,33 @@ mod tests {
             }
         }
     }
+
+    #[test]
+    fn whole_file_layout_grants_every_offset_on_its_mirrors_only() {
+        let k = key();
+        let g = ChunkGeometry::new(16 << 20).unwrap();
+        let seg = g.segment(123 << 20, SegmentStyle::WholeFile).unwrap();
+        assert_eq!((seg.range.offset, seg.range.length), (0, u64::MAX));
+        let targets = vec![vec![DsId(1), DsId(2)]];
+        let l = build_layout(
+            &seg,
+            &targets,
+            &grant(Layoutiomode4::Rw, &k),
+            &FfOptions::default(),
+        )
+        .unwrap();
+        assert_eq!((l.lo_offset, l.lo_length), (0, u64::MAX));
+        let ff = decode_layout(&l);
+        assert_eq!(ff.ffl_mirrors.len(), 2);
+        for (m, ds) in ff.ffl_mirrors.iter().zip([DsId(1), DsId(2)]) {
+            let fh = m.ffm_data_servers[0].ffds_fh_vers[0].0.as_bytes().to_vec();
+            let cap = verify(&fh, &k, ds, 4).unwrap();
+            // Far into the file, and at the last byte a 16 MiB chunk index can name.
+            cap.check(&g, true, 5 << 40, 1 << 20).unwrap();
+            cap.check(&g, true, 0, 4096).unwrap();
+            // Never valid at the other mirror's DS.
+            let other = if ds == DsId(1) { DsId(2) } else { DsId(1) };
+            assert_eq!(verify(&fh, &k, other, 4), Err(CapError::Forged));
+        }
+    }
 }
