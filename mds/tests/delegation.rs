@@ -178,3 +178,88 @@ async fn write_open_recalls_a_read_delegation() {
     };
     assert_eq!(o.delegation, OpenDelegation4::None);
 }
+
+#[tokio::test]
+async fn remove_by_another_client_recalls_the_delegation_first() {
+    let (s, _d) = server().await;
+    let (tx, mut recalls) = mpsc::unbounded_channel();
+    let a = Connection::connect(
+        s.local_addr(),
+        Arc::new(Holder { recalls: tx }),
+        ConnectionLimits::default(),
+    )
+    .await
+    .unwrap();
+    let (sa, _) = session_with_back_channel(&a, "holder").await;
+    let b = connect(&s).await;
+    let (sb, _) = session_with_back_channel(&b, "remover").await;
+    // A creates the file, closes it, and opens it read-only: a read delegation.
+    let r = compound(
+        &a,
+        1,
+        vec![seq(sa, 2), NfsArgop4::Putrootfh, open_args("a", 3, true)],
+    )
+    .await;
+    let NfsResop4::Open(OpenRes::Ok(o)) = &r.resarray[2] else {
+        panic!("{r:?}")
+    };
+    let close = NfsArgop4::Close(CloseArgs {
+        seqid: 0,
+        open_stateid: o.stateid,
+    });
+    let lookup = NfsArgop4::Lookup(LookupArgs {
+        objname: Opaque::from("shared"),
+    });
+    let r = compound(
+        &a,
+        1,
+        vec![seq(sa, 3), NfsArgop4::Putrootfh, lookup.clone(), close],
+    )
+    .await;
+    assert_eq!(r.status, 0, "{r:?}");
+    let r = compound(
+        &a,
+        1,
+        vec![seq(sa, 4), NfsArgop4::Putrootfh, open_args("a", 1, false)],
+    )
+    .await;
+    let NfsResop4::Open(OpenRes::Ok(o)) = &r.resarray[2] else {
+        panic!("{r:?}")
+    };
+    let OpenDelegation4::Read(deleg) = &o.delegation else {
+        panic!("no read delegation: {o:?}")
+    };
+    // Linux trusts a delegated file's cached name without asking the server, so B's REMOVE
+    // must wait until A gives the delegation back.
+    let remove = NfsArgop4::Remove(RemoveArgs {
+        target: Opaque::from("shared"),
+    });
+    let r = compound(
+        &b,
+        1,
+        vec![seq(sb, 2), NfsArgop4::Putrootfh, remove.clone()],
+    )
+    .await;
+    assert_eq!(r.status, Nfsstat4::Delay.code(), "{r:?}");
+    let recalled = tokio::time::timeout(T, recalls.recv())
+        .await
+        .expect("no CB_RECALL")
+        .unwrap();
+    assert_eq!(recalled, deleg.stateid);
+    let r = compound(
+        &a,
+        1,
+        vec![
+            seq(sa, 5),
+            NfsArgop4::Putrootfh,
+            lookup,
+            NfsArgop4::Delegreturn(DelegreturnArgs {
+                deleg_stateid: deleg.stateid,
+            }),
+        ],
+    )
+    .await;
+    assert_eq!(r.status, 0, "{r:?}");
+    let r = compound(&b, 1, vec![seq(sb, 3), NfsArgop4::Putrootfh, remove]).await;
+    assert_eq!(r.status, 0, "{r:?}");
+}

@@ -232,6 +232,9 @@ async fn remove_inner(ctx: &mut Ctx<'_>, a: &RemoveArgs) -> NfsResult<RemoveResO
     let name = check_name(&a.target)?.to_vec();
     check_dir_write(ctx, &dir)?;
     check_sticky(ctx, &dir, &name)?;
+    // Another client holding a delegation on the file trusts its cached name for it (Linux
+    // revalidates a delegated inode's dentry without asking us), so it must give it back first.
+    recall_name(ctx, dir.ino, &name)?;
     let out = ctx
         .mds
         .ns
