@@ -67,10 +67,21 @@ fn open_args(owner: &str, access: u32, create: bool) -> NfsArgop4 {
     })
 }
 
-#[tokio::test]
-async fn write_open_recalls_a_read_delegation() {
-    let (s, _d) = server().await;
-    let (tx, mut recalls) = mpsc::unbounded_channel();
+/// A server; client A (with a back channel recording recalls) holding a read delegation on
+/// "shared"; client B with a session. Returns the delegation and A's recall feed.
+struct Setup {
+    _server: (mds::Server, tempfile::TempDir),
+    a: Connection,
+    sa: Sessionid4,
+    b: Connection,
+    sb: Sessionid4,
+    deleg: Stateid4,
+    recalls: mpsc::UnboundedReceiver<Stateid4>,
+}
+
+async fn holder_with_read_delegation(b_name: &str) -> Setup {
+    let (s, d) = server().await;
+    let (tx, recalls) = mpsc::unbounded_channel();
     let a = Connection::connect(
         s.local_addr(),
         Arc::new(Holder { recalls: tx }),
@@ -80,7 +91,7 @@ async fn write_open_recalls_a_read_delegation() {
     .unwrap();
     let (sa, _) = session_with_back_channel(&a, "holder").await;
     let b = connect(&s).await;
-    let (sb, _) = session_with_back_channel(&b, "writer").await;
+    let (sb, _) = session_with_back_channel(&b, b_name).await;
 
     // A creates the file read-write, closes, then opens it read-only: a read delegation.
     let r = compound(
@@ -98,9 +109,7 @@ async fn write_open_recalls_a_read_delegation() {
         vec![
             seq(sa, 3),
             NfsArgop4::Putrootfh,
-            NfsArgop4::Lookup(LookupArgs {
-                objname: Opaque::from("shared"),
-            }),
+            lookup_shared(),
             NfsArgop4::Close(CloseArgs {
                 seqid: 0,
                 open_stateid: o.stateid,
@@ -121,6 +130,45 @@ async fn write_open_recalls_a_read_delegation() {
     let OpenDelegation4::Read(deleg) = &o.delegation else {
         panic!("no read delegation: {o:?}")
     };
+    Setup {
+        _server: (s, d),
+        a,
+        sa,
+        b,
+        sb,
+        deleg: deleg.stateid,
+        recalls,
+    }
+}
+
+fn lookup_shared() -> NfsArgop4 {
+    NfsArgop4::Lookup(LookupArgs {
+        objname: Opaque::from("shared"),
+    })
+}
+
+/// A gives the delegation back (on its sequence id `n`).
+async fn delegreturn(t: &Setup, n: u32) {
+    let r = compound(
+        &t.a,
+        1,
+        vec![
+            seq(t.sa, n),
+            NfsArgop4::Putrootfh,
+            lookup_shared(),
+            NfsArgop4::Delegreturn(DelegreturnArgs {
+                deleg_stateid: t.deleg,
+            }),
+        ],
+    )
+    .await;
+    assert_eq!(r.status, 0, "{r:?}");
+}
+
+#[tokio::test]
+async fn write_open_recalls_a_read_delegation() {
+    let mut t = holder_with_read_delegation("writer").await;
+    let (a, sa, b, sb) = (t.a.clone(), t.sa, t.b.clone(), t.sb);
 
     // B wants to write: told to wait, and A is called back for exactly that delegation.
     let r = compound(
@@ -130,11 +178,11 @@ async fn write_open_recalls_a_read_delegation() {
     )
     .await;
     assert_eq!(r.status, Nfsstat4::Delay.code(), "{r:?}");
-    let recalled = tokio::time::timeout(T, recalls.recv())
+    let recalled = tokio::time::timeout(T, t.recalls.recv())
         .await
         .expect("no CB_RECALL")
         .unwrap();
-    assert_eq!(recalled, deleg.stateid);
+    assert_eq!(recalled, t.deleg);
     // Still waiting until A returns it.
     let r = compound(
         &b,
@@ -143,22 +191,7 @@ async fn write_open_recalls_a_read_delegation() {
     )
     .await;
     assert_eq!(r.status, Nfsstat4::Delay.code());
-    let r = compound(
-        &a,
-        1,
-        vec![
-            seq(sa, 5),
-            NfsArgop4::Putrootfh,
-            NfsArgop4::Lookup(LookupArgs {
-                objname: Opaque::from("shared"),
-            }),
-            NfsArgop4::Delegreturn(DelegreturnArgs {
-                deleg_stateid: deleg.stateid,
-            }),
-        ],
-    )
-    .await;
-    assert_eq!(r.status, 0, "{r:?}");
+    delegreturn(&t, 5).await;
     let r = compound(
         &b,
         1,
@@ -181,54 +214,8 @@ async fn write_open_recalls_a_read_delegation() {
 
 #[tokio::test]
 async fn remove_by_another_client_recalls_the_delegation_first() {
-    let (s, _d) = server().await;
-    let (tx, mut recalls) = mpsc::unbounded_channel();
-    let a = Connection::connect(
-        s.local_addr(),
-        Arc::new(Holder { recalls: tx }),
-        ConnectionLimits::default(),
-    )
-    .await
-    .unwrap();
-    let (sa, _) = session_with_back_channel(&a, "holder").await;
-    let b = connect(&s).await;
-    let (sb, _) = session_with_back_channel(&b, "remover").await;
-    // A creates the file, closes it, and opens it read-only: a read delegation.
-    let r = compound(
-        &a,
-        1,
-        vec![seq(sa, 2), NfsArgop4::Putrootfh, open_args("a", 3, true)],
-    )
-    .await;
-    let NfsResop4::Open(OpenRes::Ok(o)) = &r.resarray[2] else {
-        panic!("{r:?}")
-    };
-    let close = NfsArgop4::Close(CloseArgs {
-        seqid: 0,
-        open_stateid: o.stateid,
-    });
-    let lookup = NfsArgop4::Lookup(LookupArgs {
-        objname: Opaque::from("shared"),
-    });
-    let r = compound(
-        &a,
-        1,
-        vec![seq(sa, 3), NfsArgop4::Putrootfh, lookup.clone(), close],
-    )
-    .await;
-    assert_eq!(r.status, 0, "{r:?}");
-    let r = compound(
-        &a,
-        1,
-        vec![seq(sa, 4), NfsArgop4::Putrootfh, open_args("a", 1, false)],
-    )
-    .await;
-    let NfsResop4::Open(OpenRes::Ok(o)) = &r.resarray[2] else {
-        panic!("{r:?}")
-    };
-    let OpenDelegation4::Read(deleg) = &o.delegation else {
-        panic!("no read delegation: {o:?}")
-    };
+    let mut t = holder_with_read_delegation("remover").await;
+    let (b, sb) = (t.b.clone(), t.sb);
     // Linux trusts a delegated file's cached name without asking the server, so B's REMOVE
     // must wait until A gives the delegation back.
     let remove = NfsArgop4::Remove(RemoveArgs {
@@ -241,25 +228,12 @@ async fn remove_by_another_client_recalls_the_delegation_first() {
     )
     .await;
     assert_eq!(r.status, Nfsstat4::Delay.code(), "{r:?}");
-    let recalled = tokio::time::timeout(T, recalls.recv())
+    let recalled = tokio::time::timeout(T, t.recalls.recv())
         .await
         .expect("no CB_RECALL")
         .unwrap();
-    assert_eq!(recalled, deleg.stateid);
-    let r = compound(
-        &a,
-        1,
-        vec![
-            seq(sa, 5),
-            NfsArgop4::Putrootfh,
-            lookup,
-            NfsArgop4::Delegreturn(DelegreturnArgs {
-                deleg_stateid: deleg.stateid,
-            }),
-        ],
-    )
-    .await;
-    assert_eq!(r.status, 0, "{r:?}");
+    assert_eq!(recalled, t.deleg);
+    delegreturn(&t, 5).await;
     let r = compound(&b, 1, vec![seq(sb, 3), NfsArgop4::Putrootfh, remove]).await;
     assert_eq!(r.status, 0, "{r:?}");
 }
