@@ -70,6 +70,11 @@ fn signal(pid: u32, sig: &str) {
 
 impl Cluster {
     fn start(dir: &Path) -> Cluster {
+        Self::start_with(dir, &[])
+    }
+
+    /// `extra`: more `cfs cluster up` arguments (e.g. a short lease).
+    fn start_with(dir: &Path, extra: &[&str]) -> Cluster {
         let port = free_port_block();
         let addr: SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
         let log = std::fs::File::create(dir.join("cluster.log")).expect("log");
@@ -77,6 +82,7 @@ impl Cluster {
             .args(["cluster", "up", "--ds", "3", "--dir"])
             .arg(dir.join("cluster"))
             .args(["--port", &port.to_string()])
+            .args(extra)
             .env("CFS_LOG", "info,client=debug")
             .stdin(Stdio::null())
             .stdout(Stdio::from(log.try_clone().expect("log")))
@@ -741,4 +747,118 @@ fn mds_killed_and_restarted_keeps_every_byte_and_serves_again() {
     let _ = cl.rt.block_on(w.shutdown());
     signal(mds.id(), "-KILL");
     let _ = mds.wait();
+}
+
+/// An RW layout's DS handle, and the DS's address, taken by hand (LAYOUTGET over the client
+/// library's session) so the test can use it after its holder is gone.
+fn raw_layout(cl: &Cluster, c: &Client, f: &client::OpenFile) -> (Vec<u8>, SocketAddr) {
+    use proto::nfs4::*;
+    let ops = vec![
+        NfsArgop4::Putfh(PutfhArgs {
+            object: f.fh.clone(),
+        }),
+        NfsArgop4::Layoutget(LayoutgetArgs {
+            loga_signal_layout_avail: false,
+            loga_layout_type: LAYOUT4_FLEX_FILES,
+            loga_iomode: Layoutiomode4::Rw,
+            loga_offset: 0,
+            loga_length: u64::MAX,
+            loga_minlength: 0,
+            loga_stateid: f.stateid,
+            loga_maxcount: 1 << 16,
+        }),
+    ];
+    let res = cl.rt.block_on(c.compound(ops)).expect("LAYOUTGET");
+    let NfsResop4::Layoutget(LayoutgetRes::Ok(ok)) = &res[1] else {
+        panic!("LAYOUTGET: {res:?}")
+    };
+    let ff = FfLayout4::from_xdr(ok.logr_layout[0].lo_content.loc_body.as_bytes()).expect("ff");
+    let ds = &ff.ffl_mirrors[0].ffm_data_servers[0];
+    let id = layout::DsId::from_device_id(&ds.ffds_deviceid)
+        .expect("device id")
+        .0;
+    let st = cl.status().expect("status");
+    let d = st
+        .data_servers
+        .iter()
+        .find(|d| d.ds_id == id)
+        .expect("DS of the layout");
+    let ua = String::from_utf8_lossy(&d.listen.na_r_addr.0).to_string();
+    let addr = layout::uaddr::from_uaddr(&ua).expect("uaddr");
+    (ds.ffds_fh_vers[0].0.as_bytes().to_vec(), addr)
+}
+
+#[test]
+fn a_client_that_loses_its_lease_is_fenced_at_the_data_servers() {
+    let _g = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    have_cluster_command();
+    let t = tempfile::tempdir().expect("tempdir");
+    let cl = Cluster::start_with(t.path(), &["--lease-seconds", "5"]);
+    // The holder lives on a runtime of its own, so that dropping the runtime silences it
+    // (no renewals, no LAYOUTRETURN): a client that died, or was cut off, holding a layout.
+    let holder_rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let mut cfg = ClientConfig::new(cl.addr);
+    cfg.pnfs = false;
+    let a = holder_rt.block_on(Client::connect(cfg)).expect("connect");
+    let f = holder_rt
+        .block_on(a.open_path(
+            "/fenced",
+            OPEN4_SHARE_ACCESS_BOTH,
+            Some(CreateMode::Unchecked(SetAttrs::default())),
+        ))
+        .expect("open");
+    let (fh, ds) = {
+        // raw_layout drives the compound on the cluster's runtime; the client's own tasks run
+        // on holder_rt.
+        raw_layout(&cl, &a, &f)
+    };
+    let write = |fh: &[u8]| {
+        cl.rt.block_on(async {
+            let c = proto::nfs3_client::Nfs3Client::connect(&[ds], Duration::from_secs(2), 0, 0)
+                .await
+                .expect("DS");
+            let r = c
+                .write(fh, 0, b"late bytes", proto::nfs3::StableHow::FileSync)
+                .await;
+            c.close();
+            r
+        })
+    };
+    write(&fh).expect("the holder's handle works while its lease does");
+    drop(a);
+    drop(holder_rt);
+
+    // Two leases (10 s) until the MDS gives up on the holder, then a heartbeat to tell the DSs.
+    let deadline = Instant::now() + Duration::from_secs(45);
+    let refused = loop {
+        match write(&fh) {
+            Err(e) if e.status() == Some(proto::nfs3::Nfsstat3::Stale) => break e,
+            Ok(_) => {}
+            Err(e) => panic!("unexpected DS answer: {e}"),
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the lost client's handle still writes after 45 s"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    eprintln!("fenced: {refused}");
+    // A live client gets a new layout (new generation) and writes through it.
+    let b = cl.client(true);
+    let data = random_bytes(3 * MIB, 9);
+    cl.rt
+        .block_on(upload(
+            &b,
+            "/fenced",
+            &mut std::io::Cursor::new(data.clone()),
+        ))
+        .expect("upload after fencing");
+    let got = cl.rt.block_on(download(&b, "/fenced")).expect("read");
+    assert!(digest(&got) == digest(&data));
+    assert!(b.pnfs_stats().expect("pNFS").ds_write_bytes >= 2 * data.len() as u64);
+    let _ = cl.rt.block_on(b.shutdown());
 }

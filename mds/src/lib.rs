@@ -202,7 +202,12 @@ impl Server {
                 tokio::time::interval(Duration::from_secs(u64::from(reaper.lease_seconds) / 2));
             loop {
                 tick.tick().await;
-                let n = reaper.state.expire_clients();
+                let (n, fenced) = reaper.state.expire_clients_fencing();
+                if let Some(c) = reaper.cluster() {
+                    for ino in fenced {
+                        c.fence(ino);
+                    }
+                }
                 if n > 0 {
                     tracing::info!(clients = n, "expired clients whose lease ran out");
                 }

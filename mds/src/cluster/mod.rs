@@ -2,6 +2,7 @@
 //! (`registry`), the control program they heartbeat to (`service`), where each chunk's
 //! mirrors live (`placement`), and I/O the MDS itself sends to DSs when a client does not use a
 //! layout (`remote`).
+pub mod fences;
 pub mod placement;
 pub mod registry;
 pub mod remote;
@@ -62,9 +63,10 @@ pub struct Cluster {
     pub geometry: ChunkGeometry,
     pub cap_key: CapKey,
     pub registry: Registry,
-    /// Layout generation of every file in this MDS instance: handles minted by an earlier
-    /// instance are stale (the layouts they belonged to died with it).
-    pub generation: u64,
+    /// Layout generations: every file starts at this instance's base (handles minted by an
+    /// earlier instance are stale: the layouts they belonged to died with it), and fencing a
+    /// file raises its own.
+    pub fences: std::sync::Mutex<fences::Fences>,
     pub stats: MdsIoStats,
     /// When this MDS started: DSs need a heartbeat or two to find it again.
     started: std::time::Instant,
@@ -91,7 +93,7 @@ impl Cluster {
         Ok(Cluster {
             cap_key: cfg.secret.cap_key(),
             registry: Registry::new(),
-            generation: boot << 32,
+            fences: std::sync::Mutex::new(fences::Fences::new(boot << 32)),
             stats: MdsIoStats::default(),
             started: std::time::Instant::now(),
             conns: tokio::sync::Mutex::new(HashMap::new()),
@@ -154,5 +156,28 @@ impl Cluster {
         if !alive {
             self.ds_failed(ds).await;
         }
+    }
+}
+
+impl Cluster {
+    fn fence_log(&self) -> std::sync::MutexGuard<'_, fences::Fences> {
+        self.fences.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The generation DS handles for `ino` are minted with.
+    pub fn generation(&self, ino: u64) -> u64 {
+        self.fence_log().generation(ino)
+    }
+
+    /// Makes every DS handle of `ino` minted so far stale (the DSs hear of it with their next
+    /// heartbeat). For clients that lost their lease while holding RW layouts: they may still
+    /// be alive, and must not write behind the MDS's back.
+    pub fn fence(&self, ino: u64) {
+        let g = self.fence_log().fence(ino);
+        tracing::info!(
+            ino,
+            generation = g,
+            "file fenced: its earlier DS handles are stale"
+        );
     }
 }

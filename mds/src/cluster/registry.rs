@@ -71,8 +71,9 @@ impl Registry {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Takes an authenticated heartbeat (the caller checked MAC and clock).
-    pub fn heartbeat(&self, a: &HeartbeatArgs) -> Result<(), Refused> {
+    /// Takes an authenticated heartbeat (the caller checked MAC and clock). True when this is
+    /// the DS's first heartbeat to this MDS instance, or the first since the DS restarted.
+    pub fn heartbeat(&self, a: &HeartbeatArgs) -> Result<bool, Refused> {
         let (_, listen) = parse(&a.listen).ok_or(Refused::Inval)?;
         let mut advertised = Vec::new();
         for na in &a.advertised {
@@ -100,6 +101,7 @@ impl Registry {
         if restarted {
             tracing::info!(ds = id.0, "data server restarted");
         }
+        let first = restarted || !g.live.contains_key(&id);
         g.live.insert(
             id,
             Live {
@@ -110,7 +112,7 @@ impl Registry {
                 counters: a.counters,
             },
         );
-        Ok(())
+        Ok(first)
     }
 
     /// Marks DSs silent for longer than `dead_after` down; returns how many changed.

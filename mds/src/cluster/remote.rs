@@ -21,7 +21,7 @@ impl Cluster {
             first_chunk: 0,
             chunk_count: u32::MAX,
             rights,
-            generation: self.generation,
+            generation: self.generation(ino),
             key_id: 0,
         }
         .mint(&self.cap_key, ds)

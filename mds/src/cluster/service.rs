@@ -47,13 +47,20 @@ fn heartbeat(cluster: &Cluster, a: &HeartbeatArgs) -> HeartbeatRes {
         cluster.registry.heartbeat(a)
     };
     match checked {
-        Ok(()) => HeartbeatRes::Ok(HeartbeatResOk {
-            interval_ms: cluster.cfg.heartbeat.as_millis() as u32,
-            chunk_size: cluster.geometry.chunk_size(),
-            min_generation: cluster.generation,
-            fences: Vec::new(),
-            fence_seq: a.fence_seq,
-        }),
+        Ok(first) => {
+            // A DS new to this MDS instance gets every fence from the start: the sequence
+            // number it reports may belong to an earlier instance.
+            let applied = if first { 0 } else { a.fence_seq };
+            let log = cluster.fences.lock().unwrap_or_else(|e| e.into_inner());
+            let (fences, fence_seq) = log.since(applied);
+            HeartbeatRes::Ok(HeartbeatResOk {
+                interval_ms: cluster.cfg.heartbeat.as_millis() as u32,
+                chunk_size: cluster.geometry.chunk_size(),
+                min_generation: log.base(),
+                fences,
+                fence_seq,
+            })
+        }
         Err(r) => {
             tracing::warn!(ds = a.ds_id, reason = ?r, "heartbeat refused");
             HeartbeatRes::Err(r.code())

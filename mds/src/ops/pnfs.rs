@@ -82,7 +82,7 @@ async fn layoutget_inner(ctx: &mut Ctx<'_>, a: &LayoutgetArgs) -> NfsResult<Layo
     };
     let grant = LayoutGrant {
         file: layout::FileId(i.ino),
-        generation: c.generation,
+        generation: c.generation(i.ino),
         key: &c.cap_key,
         key_id: 0,
         iomode: a.loga_iomode,

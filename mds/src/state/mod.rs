@@ -394,6 +394,13 @@ impl StateManager {
     /// merely missed a renewal keeps its state until twice the lease (it is usually a
     /// client busy reconnecting, and nobody else wanted its locks).
     pub fn expire_clients(&self) -> usize {
+        self.expire_clients_fencing().0
+    }
+
+    /// As `expire_clients`, also returning the files on which the expired clients held RW
+    /// layouts: their DS handles must stop working (fencing), since the client may still be
+    /// alive and writing.
+    pub fn expire_clients_fencing(&self) -> (usize, Vec<u64>) {
         let mut g = self.lock();
         let limit = self.lease * 2;
         let dead: Vec<u64> = g
@@ -402,6 +409,16 @@ impl StateManager {
             .filter(|c| c.renewed.elapsed() > limit)
             .map(|c| c.clientid)
             .collect();
+        let mut fenced: Vec<u64> = g
+            .states
+            .values()
+            .filter(|st| {
+                dead.contains(&st.clientid) && matches!(st.kind, StateKind::Layout { rw: true })
+            })
+            .map(|st| st.ino)
+            .collect();
+        fenced.sort_unstable();
+        fenced.dedup();
         for id in &dead {
             if let Some(owner) = g.clients.get(id).map(|c| c.owner.clone()) {
                 if let Err(e) = g.db.remove(&owner) {
@@ -410,7 +427,7 @@ impl StateManager {
             }
             Self::purge_client(&mut g, *id);
         }
-        dead.len()
+        (dead.len(), fenced)
     }
 
     pub fn reclaim_complete(&self, clientid: u64) -> NfsResult<()> {
