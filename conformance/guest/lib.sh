@@ -23,6 +23,10 @@ now() { cut -d' ' -f1 /proc/uptime; }
 rate() { awk -v m="$1" -v a="$2" -v b="$3" 'BEGIN { d = b - a; if (d <= 0) d = 0.01; printf "%.1f", m / d }'; }
 # opsrate N T0 T1 -> ops/s
 opsrate() { awk -v n="$1" -v a="$2" -v b="$3" 'BEGIN { d = b - a; if (d <= 0) d = 0.01; printf "%.0f", n / d }'; }
+# Host rendezvous (RDV_PORT; twoclient, and scenarios with host steps): post NAME / await NAME [SECONDS].
+# A failed or timed-out await ends the scenario (the peer failed, is stuck, or aborted).
+post() { $H rdv 10.0.2.2 "$RDV_PORT" post "$1" || fail "rendezvous post $1"; }
+await() { $H rdv 10.0.2.2 "$RDV_PORT" wait "$1" "${2:-90}" || { fail "rendezvous wait $1: the other side failed or is stuck"; finish; }; }
 drop_caches() { sync; echo 3 > /proc/sys/vm/drop_caches; }
 # umount + mount again (drops every client cache); a failure ends the scenario, since the
 # checks after it would run against the wrong directory

@@ -15,6 +15,49 @@ type Board = Arc<(Mutex<HashSet<String>>, Condvar)>;
 
 pub struct Rendezvous {
     pub port: u16,
+    board: Board,
+}
+
+/// What an in-process wait on the board saw.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Seen {
+    Posted,
+    /// "abort" was posted (a failed guest, or the harness after the guest exited)
+    Aborted,
+    TimedOut,
+}
+
+/// Waits until `name` (or "abort") is on the board, at most `timeout`.
+fn wait_on(board: &Board, name: &str, timeout: Duration) -> Seen {
+    let (lock, cv) = &**board;
+    let deadline = Instant::now() + timeout;
+    let Ok(mut set) = lock.lock() else {
+        return Seen::Aborted;
+    };
+    loop {
+        if set.contains(name) {
+            return Seen::Posted;
+        }
+        // a guest that failed fatally posts "abort" so its peer stops waiting
+        if set.contains("abort") {
+            return Seen::Aborted;
+        }
+        let now = Instant::now();
+        if now >= deadline {
+            return Seen::TimedOut;
+        }
+        match cv.wait_timeout(set, deadline - now) {
+            Ok((s, _)) => set = s,
+            Err(_) => return Seen::Aborted,
+        }
+    }
+}
+
+fn post_on(board: &Board, name: &str) {
+    if let Ok(mut set) = board.0.lock() {
+        set.insert(name.to_owned());
+    }
+    board.1.notify_all();
 }
 
 impl Rendezvous {
@@ -26,13 +69,26 @@ impl Rendezvous {
             .ctx(|| "rendezvous addr".into())?
             .port();
         let board: Board = Arc::new((Mutex::new(HashSet::new()), Condvar::new()));
+        let shared = board.clone();
         std::thread::spawn(move || {
             for conn in listener.incoming().flatten() {
                 let b = board.clone();
                 std::thread::spawn(move || serve(conn, b));
             }
         });
-        Ok(Rendezvous { port })
+        Ok(Rendezvous {
+            port,
+            board: shared,
+        })
+    }
+
+    /// The host's side of a step (the harness's own host operations).
+    pub fn post(&self, name: &str) {
+        post_on(&self.board, name);
+    }
+
+    pub fn wait(&self, name: &str, timeout: Duration) -> Seen {
+        wait_on(&self.board, name, timeout)
     }
 }
 
@@ -52,45 +108,16 @@ fn serve(conn: TcpStream, board: Board) {
         .and_then(|t| t.parse().ok())
         .unwrap_or(120)
         .min(600);
-    let (lock, cv) = &*board;
     let reply = match op {
         "post" => {
-            if let Ok(mut set) = lock.lock() {
-                set.insert(name.to_owned());
-            }
-            cv.notify_all();
+            post_on(&board, name);
             "ok\n"
         }
-        "wait" => {
-            let deadline = Instant::now() + Duration::from_secs(secs);
-            let mut found = false;
-            if let Ok(mut set) = lock.lock() {
-                loop {
-                    if set.contains(name) {
-                        found = true;
-                        break;
-                    }
-                    // a guest that failed fatally posts "abort" so its peer stops waiting
-                    if set.contains("abort") {
-                        break;
-                    }
-                    let now = Instant::now();
-                    if now >= deadline {
-                        break;
-                    }
-                    match cv.wait_timeout(set, deadline - now) {
-                        Ok((s, _)) => set = s,
-                        Err(_) => return,
-                    }
-                }
-            }
-            let aborted = lock.lock().map(|s| s.contains("abort")).unwrap_or(false);
-            match (found, aborted) {
-                (true, _) => "ok\n",
-                (false, true) => "abort\n",
-                (false, false) => "timeout\n",
-            }
-        }
+        "wait" => match wait_on(&board, name, Duration::from_secs(secs)) {
+            Seen::Posted => "ok\n",
+            Seen::Aborted => "abort\n",
+            Seen::TimedOut => "timeout\n",
+        },
         _ => "error unknown op\n",
     };
     let mut conn = conn;
@@ -122,5 +149,20 @@ mod tests {
         assert_eq!(ask(p, "post abort 1\n"), "ok\n");
         assert_eq!(ask(p, "wait never 30\n"), "abort\n");
         assert_eq!(ask(p, "wait step1 30\n"), "ok\n");
+    }
+
+    #[test]
+    fn host_side_post_and_wait_meet_the_guest_protocol() {
+        let r = Rendezvous::start().expect("start");
+        let p = r.port;
+        let guest = std::thread::spawn(move || ask(p, "wait killed 10\n"));
+        std::thread::sleep(Duration::from_millis(100));
+        r.post("killed");
+        assert_eq!(guest.join().expect("join"), "ok\n");
+        assert_eq!(ask(p, "post half 5\n"), "ok\n");
+        assert_eq!(r.wait("half", Duration::from_secs(5)), Seen::Posted);
+        assert_eq!(r.wait("never", Duration::from_millis(50)), Seen::TimedOut);
+        r.post("abort");
+        assert_eq!(r.wait("never", Duration::from_secs(5)), Seen::Aborted);
     }
 }

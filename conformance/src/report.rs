@@ -62,6 +62,9 @@ pub struct CaseResult {
     /// cfs-cluster `pnfs` scenario: client op counts joined with the cluster's byte counters
     #[serde(skip_serializing_if = "Option::is_none")]
     pub pnfs_evidence: Option<PnfsEvidence>,
+    /// cfs-cluster `pnfs-fault` / `pnfs-cross`: what the host did (killed data server, counters)
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub host_ops: Option<crate::hostops::HostReport>,
     /// cfs kinds, a case that did not pass: the server's state directory with its logs
     #[serde(skip_serializing_if = "Option::is_none")]
     pub server_logs: Option<String>,

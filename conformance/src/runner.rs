@@ -2,6 +2,7 @@
 //! two-client scenario), classifying each outcome honestly.
 
 use crate::guest::{self, GuestJob, GuestRun, RC_MOUNT_FAILED, RC_NO_EXIT, RC_TIMEOUT};
+use crate::hostops::{self, HostReport};
 use crate::known;
 use crate::paths;
 use crate::rendezvous::Rendezvous;
@@ -107,6 +108,21 @@ pub fn execute(plan: &Plan) -> Vec<CaseResult> {
                         results.push(r);
                         continue;
                     }
+                    if s.host.is_some() && srv.spec != ServerSpec::CfsCluster {
+                        let r = blank(
+                            &label,
+                            &srv.version,
+                            s,
+                            k,
+                            &kver,
+                            v,
+                            Status::NotOffered,
+                            "not offered: needs cfs-cluster (the host kills/restarts its data servers and reads its counters)".into(),
+                        );
+                        println!("{}", progress_line(&r));
+                        results.push(r);
+                        continue;
+                    }
                     run_id += 1;
                     let mut r = run_case(plan, &mut srv, s, k, &kver, v, run_id);
                     if r.reason
@@ -171,6 +187,10 @@ fn progress_line(r: &CaseResult) -> String {
         l.push_str("\n    server logs: ");
         l.push_str(d);
     }
+    if let Some(k) = r.host_ops.as_ref().and_then(|h| h.killed_ds.as_deref()) {
+        l.push_str("\n    INFO: killed ");
+        l.push_str(k);
+    }
     if let Some(e) = &r.pnfs_evidence {
         l.push_str("\n    INFO: pnfs evidence: ");
         l.push_str(&e.summary());
@@ -211,6 +231,7 @@ fn blank(
         mountstats_other: BTreeMap::new(),
         pnfs: None,
         pnfs_evidence: None,
+        host_ops: None,
         server_logs: None,
         checks_passed: 0,
         failures: Vec::new(),
@@ -263,15 +284,20 @@ fn base_env(plan: &Plan, s: &Scenario, run_id: u32) -> Vec<String> {
 /// Boot the guest(s) for one case; one retry when a guest died before its scenario started.
 fn boot(
     plan: &Plan,
-    srv: &Running,
+    srv: &mut Running,
     s: &Scenario,
     kver: &str,
     vers: &str,
     run_id: u32,
-) -> (Vec<GuestRun>, Option<String>) {
+) -> (Vec<GuestRun>, Option<String>, Option<HostReport>) {
     let mut retry_reason = None;
+    let mut host = None;
     for attempt in 0..2 {
-        let runs = if s.two_clients {
+        let runs = if let Some(kind) = s.host {
+            let (runs, rep) = with_host(plan, srv, s, kind, kver, vers, run_id);
+            host = Some(rep);
+            runs
+        } else if s.two_clients {
             two_clients(plan, srv, s, kver, vers, run_id)
         } else {
             let j = job(plan, srv, s, kver, vers, base_env(plan, s, run_id), 2);
@@ -298,9 +324,80 @@ fn boot(
             );
             continue;
         }
-        return (runs, retry_reason);
+        return (runs, retry_reason, host);
     }
-    (Vec::new(), retry_reason)
+    (Vec::new(), retry_reason, host)
+}
+
+/// One guest plus the scenario's host steps (`hostops`), meeting at a rendezvous.
+fn with_host(
+    plan: &Plan,
+    srv: &mut Running,
+    s: &Scenario,
+    kind: hostops::Kind,
+    kver: &str,
+    vers: &str,
+    run_id: u32,
+) -> (Vec<GuestRun>, HostReport) {
+    let harness_err = |e: String| {
+        let rep = HostReport {
+            failures: vec![format!("FAIL: host: {e}")],
+            ..HostReport::default()
+        };
+        let run = GuestRun {
+            rc: 2,
+            output: vec![format!("HARNESS: {e}")],
+            ..GuestRun::default()
+        };
+        (vec![run], rep)
+    };
+    let rdv = match Rendezvous::start() {
+        Ok(r) => r,
+        Err(e) => return harness_err(e.to_string()),
+    };
+    // distinct seeds per case, never equal (the guest's file must not pass for the host's)
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    let seed1 = (t ^ (u64::from(run_id) << 32)) % 1_000_000_007 + 1;
+    let seed2 = seed1 + 1_000_000_007;
+    let mut env = base_env(plan, s, run_id);
+    env.push(format!("RDV_PORT={}", rdv.port));
+    env.push(format!("SEED1={seed1}"));
+    env.push(format!("SEED2={seed2}"));
+    let j = job(plan, srv, s, kver, vers, env, 2);
+    let ctx = hostops::Ctx {
+        rdv: &rdv,
+        wd: format!("/cfs-conf.{}.{}-{run_id}", s.name, std::process::id()),
+        size_mib: file_bytes(plan, s).map_or(16, |b| b >> 20),
+        seed1,
+        seed2,
+        step_timeout: j.timeout,
+    };
+    let rdv_ref = &rdv;
+    std::thread::scope(|scope| {
+        let guest = scope.spawn(move || {
+            let r = guest::run(&j);
+            // a guest that exited releases host steps it never reached
+            rdv_ref.post("abort");
+            r
+        });
+        let rep = hostops::run(kind, srv, &ctx);
+        let run = match guest.join() {
+            Ok(Ok(r)) => r,
+            Ok(Err(e)) => GuestRun {
+                rc: 2,
+                output: vec![format!("HARNESS: {e}")],
+                ..GuestRun::default()
+            },
+            Err(_) => GuestRun {
+                rc: 2,
+                output: vec!["HARNESS: guest thread panicked".into()],
+                ..GuestRun::default()
+            },
+        };
+        (vec![run], rep)
+    })
 }
 
 fn two_clients(
@@ -391,8 +488,20 @@ fn run_case(
     // cfs-cluster's pnfs scenario is judged by the cluster's counters too
     let evidence = srv.spec == ServerSpec::CfsCluster && s.name == "pnfs";
     let before = evidence.then(|| srv.cluster_status()).flatten();
-    let (runs, retry_reason) = boot(plan, srv, s, kver, vers, run_id);
+    let (runs, retry_reason, host) = boot(plan, srv, s, kver, vers, run_id);
     let mut r = judge(plan, srv, s, k, kver, vers, runs, retry_reason);
+    if let Some(h) = host {
+        r.output.extend(h.steps.iter().cloned());
+        r.output.extend(h.failures.iter().cloned());
+        if !h.failures.is_empty() {
+            r.failures.extend(h.failures.iter().cloned());
+            if r.status == Status::Pass {
+                r.status = Status::Fail;
+                r.reason = Some(format!("{} host check(s) failed", h.failures.len()));
+            }
+        }
+        r.host_ops = Some(h);
+    }
     if let Some(before) = before {
         add_evidence(plan, srv, s, &mut r, before);
     }

@@ -21,6 +21,9 @@ pub struct Scenario {
     /// guest wall-clock limit in seconds (TCG is slow; these are generous but bounded)
     pub timeout_full: u64,
     pub timeout_quick: u64,
+    /// host-side steps the harness runs alongside the guest (cfs-cluster only: any other
+    /// server reports the scenario "not offered")
+    pub host: Option<crate::hostops::Kind>,
 }
 
 pub const SCENARIOS: &[Scenario] = &[
@@ -33,6 +36,7 @@ pub const SCENARIOS: &[Scenario] = &[
         quick_env: "",
         timeout_full: 180,
         timeout_quick: 180,
+        host: None,
     },
     Scenario {
         name: "integrity",
@@ -43,6 +47,7 @@ pub const SCENARIOS: &[Scenario] = &[
         quick_env: "SIZE_MIB=16",
         timeout_full: 600,
         timeout_quick: 240,
+        host: None,
     },
     Scenario {
         name: "bigdir",
@@ -53,6 +58,7 @@ pub const SCENARIOS: &[Scenario] = &[
         quick_env: "NENTRIES=500",
         timeout_full: 900,
         timeout_quick: 240,
+        host: None,
     },
     Scenario {
         name: "locking",
@@ -63,6 +69,7 @@ pub const SCENARIOS: &[Scenario] = &[
         quick_env: "",
         timeout_full: 240,
         timeout_quick: 240,
+        host: None,
     },
     Scenario {
         name: "twoclient",
@@ -73,6 +80,7 @@ pub const SCENARIOS: &[Scenario] = &[
         quick_env: "",
         timeout_full: 300,
         timeout_quick: 300,
+        host: None,
     },
     Scenario {
         name: "pnfs",
@@ -84,6 +92,7 @@ pub const SCENARIOS: &[Scenario] = &[
         quick_env: "SIZE_MIB=16",
         timeout_full: 900,
         timeout_quick: 240,
+        host: None,
     },
     Scenario {
         name: "bench",
@@ -94,6 +103,29 @@ pub const SCENARIOS: &[Scenario] = &[
         quick_env: "SIZE_MIB=64 NFILES=500",
         timeout_full: 600,
         timeout_quick: 300,
+        host: None,
+    },
+    Scenario {
+        name: "pnfs-fault",
+        about: "cfs-cluster only: the kernel writes a file while the host kill -9s a data server holding it; fsync, verify; restart it, verify again",
+        kind: Kind::Check,
+        two_clients: false,
+        full_env: "SIZE_MIB=256",
+        quick_env: "SIZE_MIB=96",
+        timeout_full: 900,
+        timeout_quick: 300,
+        host: Some(crate::hostops::Kind::Fault),
+    },
+    Scenario {
+        name: "pnfs-cross",
+        about: "cfs-cluster only: a file cfs put (Rust client, pNFS) verified by the kernel; a kernel-written file cfs get compared byte for byte",
+        kind: Kind::Check,
+        two_clients: false,
+        full_env: "SIZE_MIB=256",
+        quick_env: "SIZE_MIB=32",
+        timeout_full: 900,
+        timeout_quick: 300,
+        host: Some(crate::hostops::Kind::Cross),
     },
 ];
 

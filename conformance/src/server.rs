@@ -106,6 +106,8 @@ pub struct Running {
     /// `cfs cluster up` writes (a sweep after stopping it, in case it died without its nodes)
     admin: Option<(PathBuf, String)>,
     node_pids: Option<PathBuf>,
+    /// cfs-cluster nodes the harness restarted itself (`pnfs-fault`): (role, process)
+    restarted: Vec<(String, Child)>,
 }
 
 impl Running {
@@ -135,6 +137,10 @@ impl Running {
         if let Some(p) = self.node_pids.take() {
             stop_leftover_nodes(&p);
         }
+        for (_, c) in self.restarted.iter_mut() {
+            procs::stop(c, Duration::from_secs(15));
+        }
+        self.restarted.clear();
         if let Some(d) = self.state_dir.take() {
             if std::env::var_os("CFS_CONFORMANCE_KEEP").is_none() {
                 let _ = std::fs::remove_dir_all(d);
@@ -160,11 +166,97 @@ impl Running {
             None => true,
         };
         // cfs-cluster: `cfs cluster up` outlives a node that died, so look at every node
+        let restarted: Vec<String> = self
+            .restarted
+            .iter_mut()
+            .filter_map(|(role, c)| matches!(c.try_wait(), Ok(None)).then(|| role.clone()))
+            .collect();
         child
             && match self.node_pids.as_deref() {
-                Some(p) => gone_nodes(p).is_empty(),
+                Some(p) => gone_nodes(p).iter().all(|n| restarted.contains(n)),
                 None => true,
             }
+    }
+
+    /// cfs-cluster: the directory with the nodes' configs, logs and `pids`.
+    pub fn cluster_dir(&self) -> Option<&Path> {
+        self.node_pids.as_deref().and_then(Path::parent)
+    }
+
+    /// cfs-cluster: the MDS address for host-side clients and `cfs admin`.
+    pub fn admin(&self) -> Option<(&Path, &str)> {
+        self.admin.as_ref().map(|(b, a)| (b.as_path(), a.as_str()))
+    }
+
+    /// cfs-cluster: SIGKILL the node `role` ("ds2"), whether `cfs cluster up` started it or the
+    /// harness restarted it; waits until it is gone. Returns its pid.
+    pub fn kill_node(&mut self, role: &str) -> Result<u32> {
+        if let Some(i) = self.restarted.iter().position(|(r, _)| r == role) {
+            let (_, mut c) = self.restarted.remove(i);
+            let pid = c.id();
+            let _ = c.kill();
+            let _ = c.wait();
+            return Ok(pid);
+        }
+        let pids = self
+            .node_pids
+            .as_deref()
+            .ok_or_else(|| Error::Server("not a cfs-cluster".into()))?;
+        let (nodes, ours) = listed_nodes(pids);
+        let pid = nodes
+            .iter()
+            .find(|(n, _)| n == role)
+            .map(|&(_, p)| p)
+            .ok_or_else(|| Error::Server(format!("{role} not listed in {pids:?}")))?;
+        if !ours(pid) {
+            return Err(Error::Server(format!(
+                "{role} (pid {pid}) is not running with this cluster's state directory"
+            )));
+        }
+        procs::signal(pid, "KILL");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while ours(pid) {
+            if Instant::now() > deadline {
+                return Err(Error::Server(format!(
+                    "{role} (pid {pid}) survived SIGKILL"
+                )));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Ok(pid)
+    }
+
+    /// cfs-cluster: start node `role` again from its own config (`cfs server --config
+    /// cluster/ROLE.toml`), output appended to cluster/ROLE.restart.log. Returns its pid.
+    pub fn restart_node(&mut self, role: &str) -> Result<u32> {
+        let (bin, _) = self
+            .admin
+            .clone()
+            .ok_or_else(|| Error::Server("not a cfs-cluster".into()))?;
+        let dir = self
+            .cluster_dir()
+            .ok_or_else(|| Error::Server("not a cfs-cluster".into()))?
+            .to_path_buf();
+        let conf = dir.join(format!("{role}.toml"));
+        let log = dir.join(format!("{role}.restart.log"));
+        let o = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log)
+            .ctx(|| format!("open {log:?}"))?;
+        let e = o.try_clone().ctx(|| format!("dup {log:?}"))?;
+        let child = Command::new(&bin)
+            .arg("server")
+            .arg("--config")
+            .arg(&conf)
+            .stdin(Stdio::null())
+            .stdout(o)
+            .stderr(e)
+            .spawn()
+            .ctx(|| format!("spawn {bin:?} server --config {conf:?}"))?;
+        let pid = child.id();
+        self.restarted.push((role.to_owned(), child));
+        Ok(pid)
     }
 }
 
@@ -238,6 +330,7 @@ pub fn start(spec: &ServerSpec, in_netns: bool) -> Result<Running> {
                 log: None,
                 admin: None,
                 node_pids: None,
+                restarted: Vec::new(),
             })
         }
         _ => Err(Error::Usage(format!("cannot start {}", spec.label()))),
@@ -368,6 +461,7 @@ LOG {{ Default_Log_Level = EVENT; }}
         log: Some(log),
         admin: None,
         node_pids: None,
+        restarted: Vec::new(),
     })
 }
 
@@ -446,6 +540,7 @@ fn start_cfs() -> Result<Running> {
         log: Some(log),
         admin: None,
         node_pids: None,
+        restarted: Vec::new(),
     })
 }
 
@@ -520,6 +615,7 @@ fn start_cfs_cluster() -> Result<Running> {
         log: Some(log),
         admin: Some((bin, addr)),
         node_pids: Some(node_pids),
+        restarted: Vec::new(),
     })
 }
 
@@ -576,6 +672,12 @@ pub struct MdsCounters {
 #[derive(Clone, Debug, Default, serde::Deserialize)]
 pub struct DsCounters {
     pub id: String,
+    /// 127.0.0.1:P+i for data server i of `cfs cluster up`
+    #[serde(default)]
+    pub listen: String,
+    /// since the MDS last heard from it
+    #[serde(default)]
+    pub silent_ms: Option<u64>,
     #[serde(default)]
     pub state: String,
     #[serde(default)]
