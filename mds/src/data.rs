@@ -2,14 +2,14 @@
 //! servers (a cluster), where the MDS's own reads and writes go through `cluster::remote`.
 use std::sync::Arc;
 
-use ds::{SeekWhat, Segment};
+use chunkstore::{SeekWhat, Segment};
 
 use crate::cluster::Cluster;
 use crate::error::{NfsError, NfsResult};
 use crate::Mds;
 
 pub enum DataPath {
-    Local(ds::ChunkStore),
+    Local(chunkstore::ChunkStore),
     Cluster(Arc<Cluster>),
 }
 

@@ -252,8 +252,8 @@ impl From<crate::namespace::FsError> for NfsError {
     }
 }
 
-impl From<ds::DsError> for NfsError {
-    fn from(e: ds::DsError) -> Self {
+impl From<chunkstore::DsError> for NfsError {
+    fn from(e: chunkstore::DsError) -> Self {
         // A full disk is the client's to know about, not a server fault.
         match e.raw_os_error() {
             Some(libc::ENOSPC) => NfsError::NoSpc,

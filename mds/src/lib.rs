@@ -50,7 +50,10 @@ pub enum ServerError {
     #[error("namespace in {path}: {source}")]
     Namespace { path: PathBuf, source: FsError },
     #[error("chunk store in {path}: {source}")]
-    Store { path: PathBuf, source: ds::DsError },
+    Store {
+        path: PathBuf,
+        source: chunkstore::DsError,
+    },
     #[error("cannot listen on {addr}: {source}")]
     Listen {
         addr: SocketAddr,
@@ -102,12 +105,12 @@ impl Mds {
         let boot = ns.boot_count();
         let data = match &cfg.cluster {
             Some(c) => data::DataPath::Cluster(Arc::new(cluster::Cluster::new(c.clone(), boot)?)),
-            None => data::DataPath::Local(ds::ChunkStore::open(&data_dir).map_err(|source| {
-                ServerError::Store {
+            None => data::DataPath::Local(chunkstore::ChunkStore::open(&data_dir).map_err(
+                |source| ServerError::Store {
                     path: data_dir.clone(),
                     source,
-                }
-            })?),
+                },
+            )?),
         };
         let lease = Duration::from_secs(u64::from(cfg.lease_seconds.max(5)));
         let grace = Duration::from_secs(u64::from(cfg.grace_seconds.unwrap_or(cfg.lease_seconds)));

@@ -4,7 +4,7 @@ use super::io::io_target;
 use crate::compound::Ctx;
 use crate::error::{NfsError, NfsResult};
 use crate::namespace::{Command, Time};
-use ds::{SeekWhat, Segment};
+use chunkstore::{SeekWhat, Segment};
 use proto::nfs4::basic::{StableHow4, Stateid4};
 use proto::nfs4::v42::*;
 use proto::xdr::Opaque;

@@ -1,6 +1,6 @@
 //! Chunk store behaviour against a plain byte-vector model.
 
-use ds::{ChunkStore, Config, DsError, SeekWhat, Segment};
+use chunkstore::{ChunkStore, Config, DsError, SeekWhat, Segment};
 use proptest::prelude::*;
 
 /// Small chunks so that tests cross chunk boundaries often.

@@ -1,6 +1,6 @@
 //! Chunk store throughput, against plain file I/O measured in the same run.
 //!
-//! `cargo run --release -p ds --example chunkbench [MiB] [rounds] [dir]`
+//! `cargo run --release -p chunkstore --example chunkbench [MiB] [rounds] [dir]`
 //!
 //! Disks of shared machines are noisy, so every target runs `rounds` times, interleaved, and the
 //! best figure of each column is printed.
@@ -15,7 +15,7 @@ use std::os::unix::fs::FileExt;
 use std::path::Path;
 use std::time::Instant;
 
-use ds::{ChunkStore, Config};
+use chunkstore::{ChunkStore, Config};
 
 const MIB: u64 = 1 << 20;
 

@@ -12,7 +12,7 @@ use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use ds::{ChunkStore, Config};
+use chunkstore::{ChunkStore, Config};
 
 const CHILD_ENV: &str = "CFS_DS_CRASH_CHILD";
 const CFG: Config = Config {
