@@ -862,3 +862,93 @@ fn a_client_that_loses_its_lease_is_fenced_at_the_data_servers() {
     assert!(b.pnfs_stats().expect("pNFS").ds_write_bytes >= 2 * data.len() as u64);
     let _ = cl.rt.block_on(b.shutdown());
 }
+
+/// The role names (`dsI`) of the DSs that report written bytes.
+fn writing_roles(cl: &Cluster) -> Vec<String> {
+    let st = cl.status().expect("status");
+    st.data_servers
+        .iter()
+        .filter(|d| d.counters.write_bytes > 0)
+        .filter_map(|d| {
+            let ua = String::from_utf8_lossy(&d.listen.na_r_addr.0).to_string();
+            let port = layout::uaddr::from_uaddr(&ua).ok()?.port();
+            Some(format!("ds{}", port.checked_sub(cl.addr.port())?))
+        })
+        .collect()
+}
+
+#[test]
+fn a_file_that_lost_a_mirror_is_re_mirrored_and_survives_losing_the_other() {
+    let _g = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    have_cluster_command();
+    let t = tempfile::tempdir().expect("tempdir");
+    let cl = Cluster::start(t.path());
+    let first = random_bytes(12 * MIB, 0x77);
+    let c = cl.client(true);
+    cl.rt
+        .block_on(upload(&c, "/r", &mut std::io::Cursor::new(first.clone())))
+        .expect("upload");
+    let _ = cl.ds_bytes(2 * first.len() as u64, 0);
+    let mirrors = writing_roles(&cl);
+    assert_eq!(mirrors.len(), 2, "two mirrors: {mirrors:?}");
+    cl.kill9(&mirrors[0]);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while cl.status().map(|s| cl.up(&s)) != Some(2) {
+        assert!(Instant::now() < deadline, "killed DS not marked down");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    // Writing on with one mirror down leaves the file on the survivor alone...
+    let second = random_bytes(4 * MIB, 0x78);
+    cl.rt
+        .block_on(async {
+            let f = c.open_path("/r", OPEN4_SHARE_ACCESS_BOTH, None).await?;
+            c.write_all(&f, first.len() as u64, &second, StableHow4::Unstable4)
+                .await?;
+            c.commit_file(&f).await?;
+            c.close(&f).await
+        })
+        .expect("write with a mirror down");
+    let mut want = first.clone();
+    want.extend_from_slice(&second);
+    // ...until repair copies it to the third DS. Wait for the copy to show in its counters.
+    let third = (1..=3)
+        .map(|i| format!("ds{i}"))
+        .find(|r| !mirrors.contains(r))
+        .expect("a third DS");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let now = writing_roles(&cl);
+        if now.contains(&third)
+            && cl.ds_bytes(0, 0).0 >= (2 * first.len() + 2 * second.len()) as u64
+        {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no re-mirroring to {third} in 60 s:\n{}",
+            cl.admin_status()
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    // Give the new mirror's record a moment, then lose the original survivor too.
+    std::thread::sleep(Duration::from_secs(1));
+    cl.kill9(&mirrors[1]);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while cl.status().map(|s| cl.up(&s)) != Some(1) {
+        assert!(Instant::now() < deadline, "second DS not marked down");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    for pnfs in [true, false] {
+        let r = cl.client(pnfs);
+        let got = cl
+            .rt
+            .block_on(download(&r, "/r"))
+            .unwrap_or_else(|e| panic!("read from the repaired mirror (pnfs {pnfs}): {e}"));
+        assert!(
+            digest(&got) == digest(&want),
+            "repaired mirror differs (pnfs {pnfs})"
+        );
+        let _ = cl.rt.block_on(r.shutdown());
+    }
+    let _ = cl.rt.block_on(c.shutdown());
+}

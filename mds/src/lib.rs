@@ -217,6 +217,20 @@ impl Server {
             }
         }));
         if let Some(c) = mds.cluster().cloned() {
+            // Repair runs on its own so a long copy never delays the health sweep.
+            let repairer = mds.clone();
+            let rc = c.clone();
+            tasks.push(tokio::spawn(async move {
+                let mut tick = tokio::time::interval(rc.cfg.heartbeat * 2);
+                loop {
+                    tick.tick().await;
+                    for ino in rc.degraded() {
+                        if let Err(e) = rc.repair(&repairer.ns, ino).await {
+                            tracing::warn!(ino, "repair failed, will retry: {e:?}");
+                        }
+                    }
+                }
+            }));
             let health = mds.clone();
             tasks.push(tokio::spawn(async move {
                 let mut tick = tokio::time::interval(c.cfg.heartbeat);

@@ -6,6 +6,7 @@ pub mod fences;
 pub mod placement;
 pub mod registry;
 pub mod remote;
+pub mod repair;
 pub mod service;
 
 use std::collections::HashMap;
@@ -75,6 +76,10 @@ pub struct Cluster {
     /// Serialises changes to chunk placement records, so two grants racing for a new chunk
     /// cannot record different mirrors.
     placing: tokio::sync::Mutex<()>,
+    /// Files with fewer mirrors than they should have, for repair.
+    degraded: std::sync::Mutex<std::collections::BTreeSet<u64>>,
+    /// Files being re-mirrored: writes to them wait.
+    repairing: std::sync::Mutex<std::collections::HashSet<u64>>,
     /// DSs that hold unstable data the MDS wrote, per file, with a chunk they hold (any
     /// capability of theirs for the file will do for COMMIT).
     dirty: std::sync::Mutex<HashMap<u64, HashMap<DsId, u64>>>,
@@ -99,6 +104,8 @@ impl Cluster {
             conns: tokio::sync::Mutex::new(HashMap::new()),
             placing: tokio::sync::Mutex::new(()),
             dirty: std::sync::Mutex::new(HashMap::new()),
+            degraded: std::sync::Mutex::new(Default::default()),
+            repairing: std::sync::Mutex::new(Default::default()),
             geometry,
             cfg,
         })

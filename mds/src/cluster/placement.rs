@@ -31,6 +31,9 @@ impl Cluster {
         _chunk: u64,
     ) -> NfsResult<Vec<DsId>> {
         let chunk = FILE_RECORD;
+        if self.is_repairing(ino) {
+            return Err(NfsError::Delay);
+        }
         if let Some(rec) = ns.chunk(ino, chunk)? {
             let live = self.live(&rec);
             if !live.is_empty() && live.len() == rec.len() {
@@ -74,6 +77,9 @@ impl Cluster {
             mirrors: targets.iter().map(|d| d.0).collect(),
         })
         .await?;
+        if targets.len() < MIRRORS {
+            self.mark_degraded(ino);
+        }
         Ok(targets)
     }
 
@@ -89,7 +95,7 @@ impl Cluster {
             if rest.is_empty() || rest.len() == rec.len() {
                 continue;
             }
-            if let Err(e) = ns
+            match ns
                 .execute(Command::SetMirrors {
                     ino,
                     chunk,
@@ -97,7 +103,8 @@ impl Cluster {
                 })
                 .await
             {
-                tracing::error!(ino, chunk, "cannot drop a failed mirror: {e}");
+                Ok(_) => self.mark_degraded(ino),
+                Err(e) => tracing::error!(ino, chunk, "cannot drop a failed mirror: {e}"),
             }
         }
     }
