@@ -25,7 +25,7 @@ const MIB: usize = 1 << 20;
 /// Clusters are four processes each and the machine may have two cores: one test at a time.
 static SERIAL: Mutex<()> = Mutex::new(());
 
-fn have_cluster_command() -> bool {
+fn require_cluster_command() {
     let ok = Command::new(BIN)
         .args(["cluster", "up", "--help"])
         .stdout(Stdio::null())
@@ -34,7 +34,6 @@ fn have_cluster_command() -> bool {
         .map(|s| s.success())
         .unwrap_or(false);
     assert!(ok, "this cfs has no `cluster up`");
-    ok
 }
 
 /// A port P with P..=P+3 free (MDS on P, DS i on P+i).
@@ -347,9 +346,7 @@ fn mib_s(bytes: usize, t: Duration) -> f64 {
 #[test]
 fn put_get_go_to_the_data_servers_mirrored() {
     let _g = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
-    if !have_cluster_command() {
-        return;
-    }
+    require_cluster_command();
     let t = tempfile::tempdir().expect("tempdir");
     let cl = Cluster::start(t.path());
     let before = cl.status().expect("status");
@@ -488,9 +485,7 @@ impl<F: FnMut()> Read for Gate<F> {
 #[test]
 fn upload_survives_a_data_server_killed_midway() {
     let _g = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
-    if !have_cluster_command() {
-        return;
-    }
+    require_cluster_command();
     let t = tempfile::tempdir().expect("tempdir");
     let cl = Cluster::start(t.path());
     let data = random_bytes(64 * MIB, 0x5eed);
@@ -569,9 +564,7 @@ fn upload_survives_a_data_server_killed_midway() {
 #[test]
 fn read_fails_over_when_a_data_server_is_dead() {
     let _g = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
-    if !have_cluster_command() {
-        return;
-    }
+    require_cluster_command();
     let t = tempfile::tempdir().expect("tempdir");
     let cl = Cluster::start(t.path());
     let data = random_bytes(40 * MIB + 12345, 0xfa11);
@@ -643,9 +636,7 @@ fn read_fails_over_when_a_data_server_is_dead() {
 #[test]
 fn holes_read_as_zeros_through_data_servers() {
     let _g = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
-    if !have_cluster_command() {
-        return;
-    }
+    require_cluster_command();
     let t = tempfile::tempdir().expect("tempdir");
     let cl = Cluster::start(t.path());
     let c = cl.client(true);
@@ -685,7 +676,7 @@ fn holes_read_as_zeros_through_data_servers() {
 #[test]
 fn mds_killed_and_restarted_keeps_every_byte_and_serves_again() {
     let _g = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
-    have_cluster_command();
+    require_cluster_command();
     let t = tempfile::tempdir().expect("tempdir");
     let cl = Cluster::start(t.path());
     let data = random_bytes(24 * MIB + 5, 0x3d5);
@@ -791,7 +782,7 @@ fn raw_layout(cl: &Cluster, c: &Client, f: &client::OpenFile) -> (Vec<u8>, Socke
 #[test]
 fn a_client_that_loses_its_lease_is_fenced_at_the_data_servers() {
     let _g = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
-    have_cluster_command();
+    require_cluster_command();
     let t = tempfile::tempdir().expect("tempdir");
     let cl = Cluster::start_with(t.path(), &["--lease-seconds", "5"]);
     // The holder lives on a runtime of its own, so that dropping the runtime silences it
@@ -880,7 +871,7 @@ fn writing_roles(cl: &Cluster) -> Vec<String> {
 #[test]
 fn a_file_that_lost_a_mirror_is_re_mirrored_and_survives_losing_the_other() {
     let _g = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
-    have_cluster_command();
+    require_cluster_command();
     let t = tempfile::tempdir().expect("tempdir");
     let cl = Cluster::start(t.path());
     let first = random_bytes(12 * MIB, 0x77);

@@ -80,9 +80,8 @@ pub struct Cluster {
     degraded: std::sync::Mutex<std::collections::BTreeSet<u64>>,
     /// Files being re-mirrored: writes to them wait.
     repairing: std::sync::Mutex<std::collections::HashSet<u64>>,
-    /// DSs that hold unstable data the MDS wrote, per file, with a chunk they hold (any
-    /// capability of theirs for the file will do for COMMIT).
-    dirty: std::sync::Mutex<HashMap<u64, HashMap<DsId, u64>>>,
+    /// DSs that hold unstable data the MDS wrote, per file.
+    dirty: std::sync::Mutex<HashMap<u64, std::collections::HashSet<DsId>>>,
 }
 
 #[derive(Debug, thiserror::Error)]

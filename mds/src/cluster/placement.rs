@@ -24,12 +24,7 @@ const FILE_RECORD: u64 = 0;
 
 impl Cluster {
     /// The DSs to write chunk `chunk` of `ino` to, recording them first if anything changed.
-    pub async fn mirrors_for_write(
-        &self,
-        ns: &Namespace,
-        ino: u64,
-        _chunk: u64,
-    ) -> NfsResult<Vec<DsId>> {
+    pub async fn mirrors_for_write(&self, ns: &Namespace, ino: u64) -> NfsResult<Vec<DsId>> {
         let chunk = FILE_RECORD;
         if self.is_repairing(ino) {
             return Err(NfsError::Delay);
@@ -83,17 +78,18 @@ impl Cluster {
         Ok(targets)
     }
 
-    /// Drops `failed` from the records of `chunks` of `ino` (it failed a write or commit the
-    /// others took), keeping at least one mirror per chunk.
-    pub async fn drop_mirror(&self, ns: &Namespace, ino: u64, _chunks: &[u64], failed: DsId) {
+    /// Drops `failed` from the mirrors of `ino` (it failed a write or commit the others took),
+    /// keeping at least one.
+    pub async fn drop_mirror(&self, ns: &Namespace, ino: u64, failed: DsId) {
         let _g = self.placing.lock().await;
-        for chunk in [FILE_RECORD] {
+        let chunk = FILE_RECORD;
+        {
             let Ok(Some(rec)) = ns.chunk(ino, chunk) else {
-                continue;
+                return;
             };
             let rest: Vec<u64> = rec.iter().copied().filter(|d| *d != failed.0).collect();
             if rest.is_empty() || rest.len() == rec.len() {
-                continue;
+                return;
             }
             match ns
                 .execute(Command::SetMirrors {
@@ -111,7 +107,7 @@ impl Cluster {
 
     /// The DSs to read chunk `chunk` of `ino` from, preferred first. A chunk never written is a
     /// hole: any DS that is up answers it (with nothing, which reads as zeros).
-    pub fn mirrors_for_read(&self, ns: &Namespace, ino: u64, _chunk: u64) -> NfsResult<Vec<DsId>> {
+    pub fn mirrors_for_read(&self, ns: &Namespace, ino: u64) -> NfsResult<Vec<DsId>> {
         let chunk = FILE_RECORD;
         match ns.chunk(ino, chunk)? {
             Some(rec) => {

@@ -168,10 +168,6 @@ impl Registry {
         self.lock().map.get(id).is_some()
     }
 
-    pub fn any_up(&self) -> bool {
-        self.lock().map.up().next().is_some()
-    }
-
     pub fn info(&self, id: DsId) -> Option<DsInfo> {
         self.lock().map.get(id).cloned()
     }

@@ -2,7 +2,7 @@
 //! layout (or fell back after a DS error), COMMIT of what it wrote, and truncation and removal
 //! of file data. Handles are minted here exactly as in layouts, so a DS cannot tell the MDS
 //! from any other client and needs no second way in.
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 
 use bytes::Bytes;
 use layout::{Cap, DsId, FileId, Rights};
@@ -15,7 +15,7 @@ use crate::namespace::Namespace;
 
 impl Cluster {
     /// A handle for `ino` on `ds` (covering the whole file, as layouts do).
-    pub fn handle(&self, ino: u64, _chunk: u64, ds: DsId, rights: Rights) -> Vec<u8> {
+    pub fn handle(&self, ino: u64, ds: DsId, rights: Rights) -> Vec<u8> {
         Cap {
             file: FileId(ino),
             first_chunk: 0,
@@ -44,14 +44,11 @@ impl Cluster {
         let mut out = Vec::with_capacity((end - offset) as usize);
         for span in self.geometry.spans(offset, end - offset) {
             let mirrors = self
-                .mirrors_for_read(ns, ino, span.chunk)
+                .mirrors_for_read(ns, ino)
                 .map_err(|e| self.no_layout_to_io(e))?;
             let mut got = None;
             for ds in mirrors {
-                match self
-                    .read_span(ino, span.chunk, ds, span.file_offset, span.len)
-                    .await
-                {
+                match self.read_span(ino, ds, span.file_offset, span.len).await {
                     Ok(d) => {
                         got = Some(d);
                         break;
@@ -63,22 +60,19 @@ impl Cluster {
             d.resize(span.len as usize, 0);
             out.extend_from_slice(&d);
         }
-        MdsIo::read(self, out.len() as u64);
+        self.count(
+            &self.stats.read_ops,
+            &self.stats.read_bytes,
+            out.len() as u64,
+        );
         Ok((out, end >= size))
     }
 
-    /// One span inside one chunk, from one DS: short reads are continued, and an early EOF
+    /// One span of the file, from one DS: short reads are continued, and an early EOF
     /// (the DS's object ends before the file does) leaves the rest as zeros.
-    async fn read_span(
-        &self,
-        ino: u64,
-        chunk: u64,
-        ds: DsId,
-        offset: u64,
-        len: u64,
-    ) -> NfsResult<Vec<u8>> {
+    async fn read_span(&self, ino: u64, ds: DsId, offset: u64, len: u64) -> NfsResult<Vec<u8>> {
         let c = self.conn(ds).await?;
-        let fh = self.handle(ino, chunk, ds, Rights::Read);
+        let fh = self.handle(ino, ds, Rights::Read);
         let mut out = Vec::with_capacity(len as usize);
         while (out.len() as u64) < len {
             let want = (len - out.len() as u64).min(u64::from(crate::MAX_IO)) as u32;
@@ -119,13 +113,13 @@ impl Cluster {
             let start = (span.file_offset - offset) as usize;
             let piece = Bytes::copy_from_slice(&data[start..start + span.len as usize]);
             let targets = self
-                .mirrors_for_write(ns, ino, span.chunk)
+                .mirrors_for_write(ns, ino)
                 .await
                 .map_err(|e| self.no_layout_to_io(e))?;
             let mut set = tokio::task::JoinSet::new();
             for ds in targets {
                 let c = self.conn(ds).await;
-                let fh = self.handle(ino, span.chunk, ds, Rights::ReadWrite);
+                let fh = self.handle(ino, ds, Rights::ReadWrite);
                 let piece = piece.clone();
                 let off = span.file_offset;
                 set.spawn(async move {
@@ -152,14 +146,14 @@ impl Cluster {
                                 .unwrap_or_else(|e| e.into_inner())
                                 .entry(ino)
                                 .or_default()
-                                .insert(ds, span.chunk);
+                                .insert(ds);
                         }
                     }
                     Err((e, transport)) => {
                         tracing::warn!(ino, ds = ds.0, "write to data server failed: {e:?}");
                         if transport {
                             self.ds_failed(ds).await;
-                            self.drop_mirror(ns, ino, &[span.chunk], ds).await;
+                            self.drop_mirror(ns, ino, ds).await;
                         }
                         first_err.get_or_insert(e);
                     }
@@ -169,7 +163,11 @@ impl Cluster {
                 return Err(first_err.unwrap_or(NfsError::Io));
             }
         }
-        MdsIo::write(self, data.len() as u64);
+        self.count(
+            &self.stats.write_ops,
+            &self.stats.write_bytes,
+            data.len() as u64,
+        );
         Ok(())
     }
 
@@ -181,10 +179,10 @@ impl Cluster {
             .unwrap_or_else(|e| e.into_inner())
             .remove(&ino)
             .unwrap_or_default();
-        for (ds, chunk) in dirty {
+        for ds in dirty {
             let r = match self.conn(ds).await {
                 Ok(c) => c
-                    .commit(&self.handle(ino, chunk, ds, Rights::ReadWrite), 0, 0)
+                    .commit(&self.handle(ino, ds, Rights::ReadWrite), 0, 0)
                     .await
                     .map(|_| ())
                     .map_err(|e| e.is_transport()),
@@ -195,15 +193,11 @@ impl Cluster {
                 // chunk goes on without it; where it was the only one, the client must resend.
                 tracing::warn!(ino, ds = ds.0, "commit on data server failed");
                 self.ds_failed(ds).await;
-                let mut sole = false;
-                let mut chunks = Vec::new();
-                for (c, m) in ns.chunks(ino)? {
-                    if m.contains(&ds.0) {
-                        sole |= m.len() == 1;
-                        chunks.push(c);
-                    }
-                }
-                self.drop_mirror(ns, ino, &chunks, ds).await;
+                let sole = ns
+                    .chunks(ino)?
+                    .iter()
+                    .any(|(_, m)| m.len() == 1 && m.contains(&ds.0));
+                self.drop_mirror(ns, ino, ds).await;
                 if sole {
                     return Err(NfsError::Io);
                 }
@@ -214,17 +208,16 @@ impl Cluster {
 
     /// Cuts the file's data on every DS holding some of it to `size` bytes.
     pub async fn truncate(&self, ns: &Namespace, ino: u64, size: u64) -> NfsResult<()> {
-        let mut holders: HashMap<DsId, u64> = HashMap::new();
-        for (chunk, mirrors) in ns.chunks(ino)? {
-            for d in mirrors {
-                holders.entry(DsId(d)).or_insert(chunk);
-            }
-        }
+        let holders: BTreeSet<DsId> = ns
+            .chunks(ino)?
+            .into_iter()
+            .flat_map(|(_, m)| m.into_iter().map(DsId))
+            .collect();
         let mut failed: BTreeSet<DsId> = BTreeSet::new();
-        for (ds, chunk) in holders {
+        for ds in holders {
             let r = match self.conn(ds).await {
                 Ok(c) => c
-                    .set_size(&self.handle(ino, chunk, ds, Rights::ReadWrite), size)
+                    .set_size(&self.handle(ino, ds, Rights::ReadWrite), size)
                     .await
                     .map_err(|e| map_err(&e)),
                 Err(e) => Err(e),
@@ -237,13 +230,7 @@ impl Cluster {
         // A DS that missed the truncation holds bytes past the new end that a later grow must
         // not bring back: it stops being a mirror of this file.
         for ds in failed {
-            let chunks: Vec<u64> = ns
-                .chunks(ino)?
-                .into_iter()
-                .filter(|(_, m)| m.contains(&ds.0) && m.len() > 1)
-                .map(|(c, _)| c)
-                .collect();
-            self.drop_mirror(ns, ino, &chunks, ds).await;
+            self.drop_mirror(ns, ino, ds).await;
         }
         Ok(())
     }
@@ -260,6 +247,17 @@ impl Cluster {
 }
 
 impl Cluster {
+    /// Counts one read or write the MDS served itself.
+    fn count(
+        &self,
+        ops: &std::sync::atomic::AtomicU64,
+        bytes: &std::sync::atomic::AtomicU64,
+        n: u64,
+    ) {
+        super::MdsIoStats::add(ops, 1);
+        super::MdsIoStats::add(bytes, n);
+    }
+
     /// LAYOUTUNAVAILABLE is an answer to LAYOUTGET only; a READ or WRITE the MDS cannot place
     /// (no DS up) waits for DSs (DELAY) or fails.
     fn no_layout_to_io(&self, e: NfsError) -> NfsError {
@@ -267,19 +265,6 @@ impl Cluster {
             NfsError::LayoutUnavailable => self.unavailable(&[]),
             e => e,
         }
-    }
-}
-
-/// Counting I/O the MDS served itself.
-struct MdsIo;
-impl MdsIo {
-    fn read(c: &Cluster, n: u64) {
-        super::MdsIoStats::add(&c.stats.read_ops, 1);
-        super::MdsIoStats::add(&c.stats.read_bytes, n);
-    }
-    fn write(c: &Cluster, n: u64) {
-        super::MdsIoStats::add(&c.stats.write_ops, 1);
-        super::MdsIoStats::add(&c.stats.write_bytes, n);
     }
 }
 

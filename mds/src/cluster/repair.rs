@@ -87,8 +87,8 @@ impl Cluster {
         tokio::time::sleep(self.cfg.heartbeat * 2 + Duration::from_millis(200)).await;
         let from = self.conn(src).await?;
         let to = self.conn(dst).await?;
-        let src_fh = self.handle(ino, 0, src, Rights::Read);
-        let dst_fh = self.handle(ino, 0, dst, Rights::ReadWrite);
+        let src_fh = self.handle(ino, src, Rights::Read);
+        let dst_fh = self.handle(ino, dst, Rights::ReadWrite);
         let io = |e: proto::nfs3_client::Nfs3ClientError| {
             tracing::warn!(ino, "repair I/O failed: {e}");
             NfsError::Io

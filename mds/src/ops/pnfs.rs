@@ -75,10 +75,9 @@ async fn layoutget_inner(ctx: &mut Ctx<'_>, a: &LayoutgetArgs) -> NfsResult<Layo
         return Err(NfsError::LayoutUnavailable);
     }
     let targets = if rw {
-        c.mirrors_for_write(&ctx.mds.ns, i.ino, segment.first_chunk)
-            .await?
+        c.mirrors_for_write(&ctx.mds.ns, i.ino).await?
     } else {
-        c.mirrors_for_read(&ctx.mds.ns, i.ino, segment.first_chunk)?
+        c.mirrors_for_read(&ctx.mds.ns, i.ino)?
     };
     let grant = LayoutGrant {
         file: layout::FileId(i.ino),
