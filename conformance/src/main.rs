@@ -4,6 +4,7 @@
 mod error;
 mod evidence;
 mod guest;
+mod hostbench;
 mod hostops;
 mod known;
 mod netns;
@@ -47,6 +48,9 @@ enum Cmd {
     Run(RunArgs),
     /// Run the benchmark scenario and print numbers (ratios when given two servers)
     Bench(RunArgs),
+    /// Host-side load (the Rust client's `load` example) against ganesha and cfs in the same
+    /// run, interleaved rounds, freshly started servers; a Markdown table with ratios
+    Hostbench(hostbench::HostBenchArgs),
     /// The CI subset: setup, then both kernels x v4.1+v3 against ganesha with --quick
     /// (plus cfs and cfs-cluster, v4.1 and v4.2, when CFS_CONFORMANCE=1; cfs-cluster runs
     /// posix, integrity, pnfs, twoclient, pnfs-fault and pnfs-cross only)
@@ -142,6 +146,7 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
             let plan = plan_from(&a, true)?;
             run_plan(plan, a.json, true)
         }
+        Cmd::Hostbench(a) => hostbench::hostbench(&a),
         Cmd::Ci { json } => {
             // a fresh machine gets everything here; inside the namespace there is no network
             if !netns::inside() {

@@ -148,6 +148,11 @@ impl Running {
         }
     }
 
+    /// PID of the server process the harness started (None for an external server).
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     /// The state directory (kept with CFS_CONFORMANCE_KEEP=1), where server logs are.
     pub fn state_dir(&self) -> Option<&Path> {
         self.state_dir.as_deref()
@@ -505,14 +510,18 @@ fn cfs_version(bin: &Path) -> String {
 }
 
 fn start_cfs() -> Result<Running> {
-    let bin = cfs_binary()?;
+    start_cfs_with(&cfs_binary()?)
+}
+
+/// Single-node cfs from the binary given (`hostbench` pins one binary for all its rounds).
+pub fn start_cfs_with(bin: &Path) -> Result<Running> {
     let dir = state_dir("cfs")?;
     let data = dir.join("data");
     std::fs::create_dir_all(&data).ctx(|| format!("create {data:?}"))?;
     let port = free_port()?;
     let log = dir.join("cfs.log");
     let (o, e) = log_file(&log)?;
-    let mut child = Command::new(&bin)
+    let mut child = Command::new(bin)
         .arg("server")
         .arg("--data")
         .arg(&data)
@@ -533,7 +542,7 @@ fn start_cfs() -> Result<Running> {
         mnt_port: None,
         export_v4: "/".into(),
         export_v3: "/".into(),
-        version: cfs_version(&bin),
+        version: cfs_version(bin),
         child: Some(child),
         rpcbind: None,
         state_dir: Some(dir),
