@@ -4,6 +4,7 @@
 //!
 //! cargo run --release -p client --example load -- --server 127.0.0.1:2049 [--export /]
 //!     [--seconds 10] [--depth 8] [--tasks 16] [--server-pid PID] [--label NAME] [--pnfs on|off]
+//!     [--phases all|data|meta]
 //!
 //! With `--pnfs on` (the default) data goes straight to the data servers when the server offers
 //! flexfiles layouts; each sequential result then says where the bytes went.
@@ -23,6 +24,10 @@ struct Opts {
     server_pid: Option<u32>,
     label: String,
     pnfs: bool,
+    /// Run the sequential I/O phases.
+    data: bool,
+    /// Run the small-file phases.
+    meta: bool,
 }
 
 fn parse() -> Result<Opts, String> {
@@ -35,6 +40,8 @@ fn parse() -> Result<Opts, String> {
         server_pid: None,
         label: String::new(),
         pnfs: true,
+        data: true,
+        meta: true,
     };
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
@@ -53,6 +60,14 @@ fn parse() -> Result<Opts, String> {
                     "on" => true,
                     "off" => false,
                     v => return Err(format!("--pnfs takes on or off, not {v}")),
+                }
+            }
+            "--phases" => {
+                (o.data, o.meta) = match val()?.as_str() {
+                    "all" => (true, true),
+                    "data" => (true, false),
+                    "meta" => (false, true),
+                    v => return Err(format!("--phases takes all, data or meta, not {v}")),
                 }
             }
             other => return Err(format!("unknown argument {other}")),
@@ -339,8 +354,13 @@ async fn run(o: Opts) -> Result<(), BoxErr> {
     let name = format!("cfs-load-{}", std::process::id());
     let dir = c.mkdir(c.root(), &name, 0o755).await?;
     let r = async {
-        sequential(&c, &o, &dir).await?;
-        small_files(&c, &o, &dir).await
+        if o.data {
+            sequential(&c, &o, &dir).await?;
+        }
+        if o.meta {
+            small_files(&c, &o, &dir).await?;
+        }
+        Ok(())
     }
     .await;
     let _ = c.remove(c.root(), &name).await;

@@ -3,10 +3,17 @@
 //!
 //! Life of a mutation: the proposer (the NFS op handler) builds a `Command` carrying everything
 //! that varies (time from `Time::now()`, inode numbers from `Namespace::alloc_ino()`), and calls
-//! `execute`. A single writer thread batches all queued commands into one redb transaction: each
-//! is applied through a staging buffer (a failed command leaves nothing behind), appended to the
-//! `log` table, and the batch is committed with one fsync. Reads (`getattr`, `lookup`,
-//! `readdir`, `Snapshot`) see every command whose `execute`/`execute_lazy` has returned.
+//! `execute`. A single writer thread takes all queued commands as one batch: each is applied
+//! through a staging buffer (a failed command leaves nothing behind), the batch is appended to
+//! the command log (`wal`) and made durable with one fdatasync, and only then published to the
+//! in-memory state that every read uses. Reads (`getattr`, `lookup`, `readdir`, `Snapshot`) see
+//! every command whose `execute`/`execute_lazy` has returned.
+//!
+//! Checkpoints: every ≤ 2 s (or when idle) a background thread writes the net changes since the
+//! last checkpoint, and the commands for the `log` table, into redb in one durable transaction,
+//! then deletes the log segments it covers. Opening loads the last checkpoint into memory and
+//! replays the log after it. The whole namespace lives in memory (about 200 bytes per file plus
+//! its names), the price of serving metadata at memory speed.
 //!
 //! Unlinked files: a regular file whose last link goes (unlink, or replaced by rename) stays as
 //! an orphan with nlink 0 and is reported in `Outcome::orphaned`; `getattr` still works on it so
@@ -21,6 +28,7 @@ mod error;
 mod state;
 mod store;
 mod types;
+mod wal;
 mod writer;
 
 #[cfg(test)]
@@ -29,8 +37,9 @@ mod tests;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::Sender;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use std::thread::JoinHandle;
+use std::time::Instant;
 
 use redb::{Database, Durability, ReadableTable};
 use tokio::sync::oneshot;
@@ -44,10 +53,13 @@ pub use types::{
     check_name, Command, CreateHow, DirChange, DirEntry, FileKind, Inode, Outcome, SetTime, StatFs,
     Time, FIRST_COOKIE, NAME_MAX, ROOT_INO,
 };
+pub use wal::WAL_PREFIX;
 pub use writer::{Stats, StatsSnapshot};
 
+use state::Changes;
 use store::{create_tables, RedbState, APPLIED, BOOT_COUNT, LOG, META};
-use writer::{apply_one, Request, Writer};
+use wal::Wal;
+use writer::{apply_to_redb, Checkpointer, Request, Writer};
 
 /// File name of the database inside the namespace directory.
 pub const DB_FILE: &str = "namespace.redb";
@@ -58,10 +70,9 @@ pub struct Options {
     /// Log entries kept behind the applied index. The state tables are the snapshot, so the log
     /// is only needed for replication catch-up (later) and for tests that replay it.
     pub log_keep: u64,
-    /// redb quick-repair: durable commits also save the allocator state (2-phase commit), so
-    /// reopening after a crash skips redb's repair walk. Off by default: measured on this VM it
-    /// makes each durable commit 2.6x slower (73 vs 193 serial creates/s), while the repair walk
-    /// it saves took 0.25 s for 300k inodes (18 ms with it).
+    /// redb quick-repair: checkpoints also save the allocator state (2-phase commit), so
+    /// reopening after a crash skips redb's repair walk of the whole database. Checkpoints are
+    /// rare (the command log carries durability), so their extra cost hardly shows.
     pub quick_repair: bool,
 }
 
@@ -75,7 +86,10 @@ impl Default for Options {
 }
 
 struct Inner {
+    /// The checkpoints (the state as of the last one, and the `log` table).
     db: Arc<Database>,
+    /// The state every read sees: all applied commands.
+    live: Arc<RwLock<MemState>>,
     tx: Mutex<Option<Sender<Request>>>,
     thread: Mutex<Option<JoinHandle<()>>>,
     next_ino: AtomicU64,
@@ -116,13 +130,16 @@ impl Namespace {
         std::fs::create_dir_all(dir)?;
         let path = dir.join(DB_FILE);
         let db = Arc::new(Database::create(&path)?);
-        // One durable transaction: tables, boot count, and the root on a fresh store (logged as
-        // an ordinary command so a replica replaying the log gets the same root).
+        let (mut wal, records) = Wal::open(dir)?;
+        // One durable transaction: tables, the commands the log holds beyond the last
+        // checkpoint, boot count, and the root on a fresh store (logged as an ordinary command so
+        // a replica replaying the log gets the same root).
         let boot_count = {
             let mut txn = db.begin_write()?;
             txn.set_durability(Durability::Immediate);
             txn.set_quick_repair(opts.quick_repair);
             create_tables(&txn)?;
+            replay(&txn, &records)?;
             let n = {
                 let mut meta = txn.open_table(META)?;
                 let n = meta.get(BOOT_COUNT)?.map(|v| v.value()).unwrap_or(0) + 1;
@@ -138,39 +155,64 @@ impl Namespace {
                         fs_id: new_fs_id(&path),
                         time: Time::now(),
                     };
-                    apply_one(&mut state, &mut log, &mut applied, &cmd)?;
+                    apply_to_redb(&mut state, &mut log, &mut applied, &cmd)?;
                     state.set_meta(APPLIED, applied)?;
                 }
             }
             txn.commit()?;
             n
         };
+        // Everything the log held is in the checkpoint now.
+        let fresh = wal.rotate()?;
+        wal::remove_before(dir, fresh)?;
+        let state = store::load_state(&db.begin_read()?)?;
+        let applied = state.meta(APPLIED)?;
+        let fs_id = state.meta(state::meta::FS_ID)?;
+        let next_ino = state.meta(state::meta::NEXT_INO)?;
+        let live = Arc::new(RwLock::new(state));
         let stats = Arc::new(Stats::default());
-        let writer = Writer {
+        let (ck_tx, ck_rx) = std::sync::mpsc::channel();
+        let (done_tx, done_rx) = std::sync::mpsc::channel();
+        let checkpointer = Checkpointer {
             db: db.clone(),
+            dir: dir.to_path_buf(),
             stats: stats.clone(),
             log_keep: opts.log_keep,
             quick_repair: opts.quick_repair,
+        };
+        let ck_thread = std::thread::Builder::new()
+            .name("cfs-ns-checkpoint".into())
+            .spawn(move || checkpointer.run(ck_rx, done_tx))?;
+        let writer = Writer {
+            live: live.clone(),
+            stats: stats.clone(),
+            wal,
+            applied,
+            pending: Changes::default(),
+            pending_log: Vec::new(),
+            last_checkpoint: Instant::now(),
+            checkpoints: ck_tx,
+            checkpoint_done: done_rx,
+            checkpointer: Some(ck_thread),
+            checkpoint_in_flight: false,
+            poisoned: None,
         };
         let (tx, rx) = std::sync::mpsc::channel();
         let thread = std::thread::Builder::new()
             .name("cfs-ns-writer".into())
             .spawn(move || writer.run(rx))?;
-        let mut inner = Inner {
-            db,
-            tx: Mutex::new(Some(tx)),
-            thread: Mutex::new(Some(thread)),
-            next_ino: AtomicU64::new(0),
-            fs_id: 0,
-            boot_count,
-            stats,
-        };
-        let snap = Snapshot::new(inner.db.begin_read()?);
-        inner.fs_id = snap.fs_id()?;
-        inner.next_ino = AtomicU64::new(snap.next_ino()?);
-        info!(path = %path.display(), fs_id = inner.fs_id, boot_count, "namespace open");
+        info!(path = %path.display(), fs_id, boot_count, applied, "namespace open");
         Ok(Namespace {
-            inner: Arc::new(inner),
+            inner: Arc::new(Inner {
+                db,
+                live,
+                tx: Mutex::new(Some(tx)),
+                thread: Mutex::new(Some(thread)),
+                next_ino: AtomicU64::new(next_ino),
+                fs_id,
+                boot_count,
+                stats,
+            }),
         })
     }
 
@@ -214,6 +256,14 @@ impl Namespace {
         rx.await.map_err(|_| FsError::Closed)?
     }
 
+    /// Writes everything applied so far into the redb checkpoint and waits for it (the log
+    /// already makes it durable; this is for readers of the `log` table, and tests).
+    pub async fn checkpoint(&self) -> Result<(), FsError> {
+        let (reply, rx) = oneshot::channel();
+        self.request(Request::Checkpoint { reply })?;
+        rx.await.map_err(|_| FsError::Closed)?
+    }
+
     /// A fresh inode number for a `Create`; never returned twice by this process, never below any
     /// inode an applied command used. Numbers of commands that never got applied are skipped.
     pub fn alloc_ino(&self) -> u64 {
@@ -221,8 +271,19 @@ impl Namespace {
     }
 
     /// A consistent read-only view including every command that has returned.
-    pub fn snapshot(&self) -> Result<Snapshot, FsError> {
-        Ok(Snapshot::new(self.inner.db.begin_read()?))
+    pub fn snapshot(&self) -> Result<Snapshot<'_>, FsError> {
+        let st = self
+            .inner
+            .live
+            .read()
+            .map_err(|_| FsError::Io("namespace state lock poisoned".into()))?;
+        Ok(Snapshot::new(st, self.inner.boot_count))
+    }
+
+    /// The `log` table's entries `(index, command bytes)` from `from` on, oldest first: every
+    /// command up to the last checkpoint, within `Options::log_keep`.
+    pub fn log_entries(&self, from: u64) -> Result<Vec<(u64, Vec<u8>)>, FsError> {
+        store::log_entries(&self.inner.db.begin_read()?, from)
     }
 
     pub fn getattr(&self, ino: u64) -> Result<Inode, FsError> {
@@ -280,6 +341,31 @@ impl Namespace {
     pub fn stats(&self) -> StatsSnapshot {
         self.inner.stats.snapshot()
     }
+}
+
+/// Applies the log's commands that the checkpoint does not hold yet, in order.
+fn replay(txn: &redb::WriteTransaction, records: &[(u64, Vec<u8>)]) -> Result<(), FsError> {
+    let mut state = RedbState::open(txn)?;
+    let mut log = txn.open_table(LOG)?;
+    let mut applied = state.meta(APPLIED)?;
+    let from = applied;
+    for (index, bytes) in records.iter().filter(|(i, _)| *i > from) {
+        if *index != applied + 1 {
+            return Err(FsError::Corrupt(format!(
+                "namespace log resumes at entry {index}, but the checkpoint ends at {applied}"
+            )));
+        }
+        let cmd = Command::decode(bytes)?;
+        // `apply` is deterministic: a command that succeeded before succeeds again.
+        apply_to_redb(&mut state, &mut log, &mut applied, &cmd).map_err(|e| {
+            FsError::Corrupt(format!("namespace log entry {index} does not apply: {e}"))
+        })?;
+    }
+    state.set_meta(APPLIED, applied)?;
+    if applied > from {
+        info!(from, to = applied, "namespace log replayed");
+    }
+    Ok(())
 }
 
 /// A file system id that differs between file systems created on different hosts or times; it

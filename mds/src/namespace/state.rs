@@ -54,11 +54,14 @@ pub struct Dump {
     pub chunks: BTreeMap<(u64, u64), Vec<u64>>,
 }
 
-/// The state in memory: the reference model in tests.
+/// The state in memory: what the server reads (see `writer`), and the reference model in tests.
 #[derive(Clone, Debug, Default)]
 pub struct MemState {
     pub inodes: BTreeMap<u64, Inode>,
     pub dirents: BTreeMap<(u64, Vec<u8>), (u64, u64)>,
+    /// (dir, cookie) → name: READDIR walks this so that a listing resumes after a cookie whose
+    /// entry may be gone, and entries added later (higher cookies) show up at the end.
+    pub dirindex: BTreeMap<(u64, u64), Vec<u8>>,
     pub cookies: BTreeMap<u64, u64>,
     pub meta: BTreeMap<&'static str, u64>,
     pub orphans: BTreeMap<u64, ()>,
@@ -94,11 +97,18 @@ impl StateStore for MemState {
         Ok(self.dirents.get(&(dir, name.to_vec())).copied())
     }
     fn put_dirent(&mut self, dir: u64, name: &[u8], ino: u64, cookie: u64) -> Result<(), FsError> {
-        self.dirents.insert((dir, name.to_vec()), (ino, cookie));
+        if let Some((_, old)) = self.dirents.insert((dir, name.to_vec()), (ino, cookie)) {
+            if old != cookie {
+                self.dirindex.remove(&(dir, old));
+            }
+        }
+        self.dirindex.insert((dir, cookie), name.to_vec());
         Ok(())
     }
     fn del_dirent(&mut self, dir: u64, name: &[u8]) -> Result<(), FsError> {
-        self.dirents.remove(&(dir, name.to_vec()));
+        if let Some((_, cookie)) = self.dirents.remove(&(dir, name.to_vec())) {
+            self.dirindex.remove(&(dir, cookie));
+        }
         Ok(())
     }
     fn dir_has_entry(&self, dir: u64, skip: &dyn Fn(&[u8]) -> bool) -> Result<bool, FsError> {
@@ -165,7 +175,18 @@ pub struct Changes {
 }
 
 impl Changes {
-    pub fn flush_into<S: StateStore + ?Sized>(self, base: &mut S) -> Result<(), FsError> {
+    /// Folds `later` (changes made after these) in: each key ends with its latest value, which is
+    /// all `flush_into` needs, since every change is a whole value or a deletion.
+    pub fn merge(&mut self, later: Changes) {
+        self.inodes.extend(later.inodes);
+        self.dirents.extend(later.dirents);
+        self.cookies.extend(later.cookies);
+        self.meta.extend(later.meta);
+        self.orphans.extend(later.orphans);
+        self.chunks.extend(later.chunks);
+    }
+
+    pub fn flush_into<S: StateStore + ?Sized>(&self, base: &mut S) -> Result<(), FsError> {
         // Deletions first: a name removed and re-added in one command arrives as a single put.
         for ((dir, name), v) in &self.dirents {
             if v.is_none() {
@@ -183,17 +204,17 @@ impl Changes {
                 None => base.del_inode(*ino)?,
             }
         }
-        for (dir, v) in self.cookies {
-            base.set_next_cookie(dir, v)?;
+        for (dir, v) in &self.cookies {
+            base.set_next_cookie(*dir, *v)?;
         }
-        for (k, v) in self.meta {
-            base.set_meta(k, v)?;
+        for (k, v) in &self.meta {
+            base.set_meta(k, *v)?;
         }
-        for (ino, o) in self.orphans {
-            base.set_orphan(ino, o)?;
+        for (ino, o) in &self.orphans {
+            base.set_orphan(*ino, *o)?;
         }
-        for ((ino, chunk), m) in self.chunks {
-            base.put_chunk(ino, chunk, m.as_deref())?;
+        for ((ino, chunk), m) in &self.chunks {
+            base.put_chunk(*ino, *chunk, m.as_deref())?;
         }
         Ok(())
     }

@@ -1,10 +1,12 @@
 //! The redb tables behind the state machine, the write-side `StateStore` over them, and read
 //! snapshots.
 
+use std::sync::RwLockReadGuard;
+
 use redb::{ReadTransaction, ReadableTable, Table, TableDefinition, WriteTransaction};
 
 use super::error::FsError;
-use super::state::{meta, Dump, StateStore};
+use super::state::{meta, Dump, MemState, StateStore};
 use super::types::{DirEntry, Inode, StatFs, FIRST_COOKIE, ROOT_INO};
 
 /// Log index → encoded `Command`.
@@ -188,25 +190,86 @@ fn read_chunks<T: ReadableTable<(u64, u64), &'static [u8]>>(
     Ok(out)
 }
 
-/// A consistent, read-only view of the namespace as of one moment. Several reads that must agree
-/// (READDIR plus the attributes of each entry) should share one snapshot.
-pub struct Snapshot {
-    txn: ReadTransaction,
+/// The whole state as the last checkpoint left it, loaded into memory at open.
+pub(crate) fn load_state(txn: &ReadTransaction) -> Result<MemState, FsError> {
+    let mut m = MemState::default();
+    for item in txn.open_table(INODES)?.iter()? {
+        let (k, v) = item?;
+        m.inodes.insert(k.value(), decode_inode(v.value())?);
+    }
+    for item in txn.open_table(DIRENTS)?.iter()? {
+        let (k, v) = item?;
+        let (dir, name) = k.value();
+        m.dirents.insert((dir, name.to_vec()), v.value());
+    }
+    for item in txn.open_table(DIRINDEX)?.iter()? {
+        let (k, name) = item?;
+        m.dirindex.insert(k.value(), name.value().to_vec());
+    }
+    for item in txn.open_table(COOKIES)?.iter()? {
+        let (k, v) = item?;
+        m.cookies.insert(k.value(), v.value());
+    }
+    for item in txn.open_table(META)?.iter()? {
+        let (k, v) = item?;
+        let key = k.value();
+        if let Some(known) = [
+            meta::NEXT_INO,
+            meta::FS_ID,
+            meta::FILES,
+            meta::BYTES,
+            APPLIED,
+        ]
+        .into_iter()
+        .find(|n| *n == key)
+        {
+            m.meta.insert(known, v.value());
+        }
+    }
+    for item in txn.open_table(ORPHANS)?.iter()? {
+        m.orphans.insert(item?.0.value(), ());
+    }
+    for item in txn.open_table(CHUNKS)?.iter()? {
+        let (k, v) = item?;
+        m.chunks.insert(k.value(), decode_mirrors(v.value())?);
+    }
+    Ok(m)
 }
 
-impl Snapshot {
-    pub(crate) fn new(txn: ReadTransaction) -> Self {
-        Snapshot { txn }
+/// The retained log entries `(index, command bytes)` from `from` on, oldest first, as of the
+/// last checkpoint.
+pub(crate) fn log_entries(
+    txn: &ReadTransaction,
+    from: u64,
+) -> Result<Vec<(u64, Vec<u8>)>, FsError> {
+    let t = txn.open_table(LOG)?;
+    let mut out = Vec::new();
+    for item in t.range(from..)? {
+        let (k, v) = item?;
+        out.push((k.value(), v.value().to_vec()));
+    }
+    Ok(out)
+}
+
+/// A consistent, read-only view of the namespace as of one moment. Several reads that must agree
+/// (READDIR plus the attributes of each entry) should share one snapshot. It holds a read lock
+/// on the state (and is not `Send`, so it cannot be kept across an `.await`): keep it short.
+pub struct Snapshot<'a> {
+    st: RwLockReadGuard<'a, MemState>,
+    boot_count: u64,
+}
+
+impl<'a> Snapshot<'a> {
+    pub(crate) fn new(st: RwLockReadGuard<'a, MemState>, boot_count: u64) -> Self {
+        Snapshot { st, boot_count }
     }
 
     pub fn getattr(&self, ino: u64) -> Result<Inode, FsError> {
-        let t = self.txn.open_table(INODES)?;
-        let v = t.get(ino)?.ok_or(FsError::Stale(ino))?;
-        decode_inode(v.value())
+        self.st.inodes.get(&ino).cloned().ok_or(FsError::Stale(ino))
     }
 
-    fn dir(&self, ino: u64) -> Result<Inode, FsError> {
-        let d = self.getattr(ino)?;
+    fn dir(&self, ino: u64) -> Result<&Inode, FsError> {
+        let d = self.st.inodes.get(&ino).ok_or(FsError::Stale(ino))?;
         if !d.kind.is_dir() {
             return Err(FsError::NotDir);
         }
@@ -216,9 +279,12 @@ impl Snapshot {
     /// The inode named `name` in `dir`.
     pub fn lookup(&self, dir: u64, name: &[u8]) -> Result<Inode, FsError> {
         self.dir(dir)?;
-        let t = self.txn.open_table(DIRENTS)?;
-        let (ino, _) = t.get((dir, name))?.ok_or(FsError::NotFound)?.value();
-        self.getattr(ino)
+        let (ino, _) = self
+            .st
+            .dirents
+            .get(&(dir, name.to_vec()))
+            .ok_or(FsError::NotFound)?;
+        self.getattr(*ino)
     }
 
     /// Up to `max_entries` entries of `dir` with cookies above `after_cookie` (0, 1 and 2 mean
@@ -231,30 +297,29 @@ impl Snapshot {
         max_entries: usize,
     ) -> Result<(Vec<DirEntry>, bool), FsError> {
         self.dir(dir)?;
-        let cookies = self.txn.open_table(COOKIES)?;
-        let next = cookies.get(dir)?.map(|v| v.value()).unwrap_or(FIRST_COOKIE);
+        let next = self.st.cookies.get(&dir).copied().unwrap_or(FIRST_COOKIE);
         if after_cookie >= next && after_cookie >= FIRST_COOKIE {
             return Err(FsError::Invalid);
         }
         let start = after_cookie.max(FIRST_COOKIE - 1) + 1;
-        let index = self.txn.open_table(DIRINDEX)?;
-        let dirents = self.txn.open_table(DIRENTS)?;
         let mut out = Vec::new();
-        for item in index.range((dir, start)..=(dir, u64::MAX))? {
-            let (k, name) = item?;
+        for ((_, cookie), name) in self.st.dirindex.range((dir, start)..=(dir, u64::MAX)) {
             if out.len() >= max_entries {
                 return Ok((out, false));
             }
-            let (_, cookie) = k.value();
-            let name = name.value().to_vec();
-            let (ino, c) = dirents
-                .get((dir, name.as_slice()))?
-                .ok_or_else(|| FsError::Corrupt(format!("dir {dir} index without entry")))?
-                .value();
+            let (ino, c) = self
+                .st
+                .dirents
+                .get(&(dir, name.clone()))
+                .ok_or_else(|| FsError::Corrupt(format!("dir {dir} index without entry")))?;
             if c != cookie {
                 return Err(FsError::Corrupt(format!("dir {dir} cookie mismatch")));
             }
-            out.push(DirEntry { name, ino, cookie });
+            out.push(DirEntry {
+                name: name.clone(),
+                ino: *ino,
+                cookie: *cookie,
+            });
         }
         Ok((out, true))
     }
@@ -277,112 +342,64 @@ impl Snapshot {
         Ok(cur)
     }
 
-    fn meta(&self, key: &str) -> Result<u64, FsError> {
-        let t = self.txn.open_table(META)?;
-        Ok(t.get(key)?.map(|v| v.value()).unwrap_or(0))
+    fn meta(&self, key: &str) -> u64 {
+        self.st.meta.get(key).copied().unwrap_or(0)
     }
 
     pub fn statfs(&self) -> Result<StatFs, FsError> {
         Ok(StatFs {
-            files: self.meta(meta::FILES)?,
-            bytes: self.meta(meta::BYTES)?,
+            files: self.meta(meta::FILES),
+            bytes: self.meta(meta::BYTES),
         })
     }
 
     pub fn applied_index(&self) -> Result<u64, FsError> {
-        self.meta(APPLIED)
+        Ok(self.meta(APPLIED))
     }
 
     /// Lowest inode number not yet used by an applied command.
     pub fn next_ino(&self) -> Result<u64, FsError> {
-        self.meta(meta::NEXT_INO)
+        Ok(self.meta(meta::NEXT_INO))
     }
 
     pub fn fs_id(&self) -> Result<u64, FsError> {
-        self.meta(meta::FS_ID)
+        Ok(self.meta(meta::FS_ID))
     }
 
     pub fn boot_count(&self) -> Result<u64, FsError> {
-        self.meta(BOOT_COUNT)
+        Ok(self.boot_count)
     }
 
     /// Regular files with nlink 0 not yet forgotten. After a restart none is open any more, so the
     /// server forgets them all (and drops their data).
     pub fn orphans(&self) -> Result<Vec<u64>, FsError> {
-        let t = self.txn.open_table(ORPHANS)?;
-        let mut out = Vec::new();
-        for item in t.iter()? {
-            out.push(item?.0.value());
-        }
-        Ok(out)
+        Ok(self.st.orphans.keys().copied().collect())
     }
 
     /// Where chunk `chunk` of `ino` lives, if recorded.
     pub fn chunk(&self, ino: u64, chunk: u64) -> Result<Option<Vec<u64>>, FsError> {
-        match self.txn.open_table(CHUNKS)?.get((ino, chunk))? {
-            Some(v) => Ok(Some(decode_mirrors(v.value())?)),
-            None => Ok(None),
-        }
+        Ok(self.st.chunks.get(&(ino, chunk)).cloned())
     }
 
     /// Where each recorded chunk of `ino` lives (DS ids, preferred first).
     pub fn chunks(&self, ino: u64) -> Result<Vec<(u64, Vec<u64>)>, FsError> {
-        read_chunks(&self.txn.open_table(CHUNKS)?, ino)
-    }
-
-    /// The retained log entries `(index, command bytes)` from `from` on, oldest first.
-    pub fn log_entries(&self, from: u64) -> Result<Vec<(u64, Vec<u8>)>, FsError> {
-        let t = self.txn.open_table(LOG)?;
-        let mut out = Vec::new();
-        for item in t.range(from..)? {
-            let (k, v) = item?;
-            out.push((k.value(), v.value().to_vec()));
-        }
-        Ok(out)
+        self.st.chunks(ino)
     }
 
     /// The whole state machine state, to compare with a model in tests.
     pub fn dump(&self) -> Result<Dump, FsError> {
-        let mut d = Dump::default();
-        for item in self.txn.open_table(INODES)?.iter()? {
-            let (k, v) = item?;
-            d.inodes.insert(k.value(), decode_inode(v.value())?);
-        }
-        for item in self.txn.open_table(DIRENTS)?.iter()? {
-            let (k, v) = item?;
-            let (dir, name) = k.value();
-            d.dirents.insert((dir, name.to_vec()), v.value());
-        }
-        for item in self.txn.open_table(COOKIES)?.iter()? {
-            let (k, v) = item?;
-            d.cookies.insert(k.value(), v.value());
-        }
-        for item in self.txn.open_table(META)?.iter()? {
-            let (k, v) = item?;
-            let key = k.value();
-            if key != APPLIED && key != BOOT_COUNT {
-                d.meta.insert(key.to_string(), v.value());
-            }
-        }
-        d.orphans = self.orphans()?;
-        for item in self.txn.open_table(CHUNKS)?.iter()? {
-            let (k, v) = item?;
-            d.chunks.insert(k.value(), decode_mirrors(v.value())?);
-        }
+        let mut d = self.st.dump();
+        d.meta.remove(APPLIED);
         // The index must mirror the entries exactly.
-        let mut n = 0usize;
-        for item in self.txn.open_table(DIRINDEX)?.iter()? {
-            let (k, name) = item?;
-            let (dir, cookie) = k.value();
-            let e = d.dirents.get(&(dir, name.value().to_vec()));
-            if e.map(|(_, c)| *c) != Some(cookie) {
+        for ((dir, cookie), name) in &self.st.dirindex {
+            let e = d.dirents.get(&(*dir, name.clone()));
+            if e.map(|(_, c)| *c) != Some(*cookie) {
                 return Err(FsError::Corrupt(format!(
                     "dirindex ({dir},{cookie}) dangling"
                 )));
             }
-            n += 1;
         }
-        if n != d.dirents.len() {
+        if self.st.dirindex.len() != d.dirents.len() {
             return Err(FsError::Corrupt("dirindex misses entries".into()));
         }
         Ok(d)

@@ -298,8 +298,9 @@ fn log_is_trimmed_to_log_keep() {
                 .unwrap();
         }
     });
+    rt.block_on(ns.checkpoint()).unwrap();
     let snap = ns.snapshot().unwrap();
-    let log = snap.log_entries(0).unwrap();
+    let log = ns.log_entries(0).unwrap();
     assert_eq!(snap.applied_index().unwrap(), 51);
     assert_eq!(log.first().map(|e| e.0), Some(41));
     assert_eq!(log.last().map(|e| e.0), Some(51));

@@ -196,7 +196,7 @@ fn kill9_keeps_every_acknowledged_command() {
         let snap = ns.snapshot().unwrap();
         // State is exactly the log replayed: nothing half-applied.
         let mut replay = MemState::default();
-        for (_, bytes) in snap.log_entries(0).unwrap() {
+        for (_, bytes) in ns.log_entries(0).unwrap() {
             let mut staged = state::Staged::new(&replay);
             let cmd = Command::decode(&bytes).unwrap();
             apply(&mut staged, &cmd).unwrap();
@@ -230,4 +230,82 @@ fn kill9_keeps_every_acknowledged_command() {
         }
         println!("round {round}: {total_acked} acknowledged steps verified after kill -9");
     }
+}
+
+const ABORT_ENV: &str = "CFS_NS_ABORT_CHILD";
+const ABORT_FILES: u64 = 300;
+
+#[test]
+fn abort_child() {
+    let Ok(dir) = std::env::var(ABORT_ENV) else {
+        return; // Only does something when started by the parent below.
+    };
+    let ns = Namespace::open(&dir).expect("open");
+    rt().block_on(async {
+        let mut handles = Vec::new();
+        for task in 0..6u64 {
+            let ns = ns.clone();
+            handles.push(tokio::spawn(async move {
+                for i in (task..ABORT_FILES).step_by(6) {
+                    let ino = ns.alloc_ino();
+                    ns.execute(create(ROOT_INO, &format!("a{i}"), ino, FileKind::Regular))
+                        .await
+                        .expect("create");
+                }
+            }));
+        }
+        for h in handles {
+            h.await.unwrap();
+        }
+    });
+    // Dies at once: no idle checkpoint, no clean shutdown; only the command log has the creates.
+    std::process::abort();
+}
+
+#[test]
+fn acknowledged_commands_survive_in_the_log_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let exe = std::env::current_exe().unwrap();
+    let st = Proc::new(&exe)
+        .args([
+            "namespace::tests::crash::abort_child",
+            "--exact",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(ABORT_ENV, dir.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(!st.success(), "the child was meant to abort");
+    let wal = wal_bytes(dir.path());
+    assert!(
+        wal > 0,
+        "the creates should be in the log, not checkpointed"
+    );
+
+    let ns = Namespace::open(dir.path()).unwrap();
+    let snap = ns.snapshot().unwrap();
+    for i in 0..ABORT_FILES {
+        snap.lookup(ROOT_INO, format!("a{i}").as_bytes())
+            .unwrap_or_else(|e| panic!("a{i} lost: {e}"));
+    }
+    // Replayed into a checkpoint, so the log starts empty again.
+    assert_eq!(wal_bytes(dir.path()), 0);
+    let next = ns.alloc_ino();
+    assert!(
+        next > ABORT_FILES,
+        "inode numbers must not be handed out twice"
+    );
+}
+
+/// Bytes in the command log's segments.
+fn wal_bytes(dir: &std::path::Path) -> u64 {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap())
+        .filter(|e| e.file_name().to_string_lossy().starts_with(WAL_PREFIX))
+        .map(|e| e.metadata().unwrap().len())
+        .sum()
 }

@@ -494,8 +494,10 @@ proptest! {
             }
         }
         // Replaying the log from scratch gives the same state.
+        drop(snap);
+        rt.block_on(ns.checkpoint()).unwrap();
         let mut r = MemState::default();
-        for (_, bytes) in snap.log_entries(0).unwrap() {
+        for (_, bytes) in ns.log_entries(0).unwrap() {
             let cmd = Command::decode(&bytes).unwrap();
             step(&mut r, &cmd).unwrap();
         }
