@@ -37,7 +37,9 @@ const MAX_BATCH: usize = 4096;
 /// With nothing queued for this long, the writer syncs the log and checkpoints what it has.
 const IDLE: Duration = Duration::from_millis(250);
 /// Under steady load, checkpoint at least this often, so recovery replays at most this much.
-const CHECKPOINT_EVERY: Duration = Duration::from_secs(2);
+/// Longer intervals write less in all (a page changed by many commands goes out once), but each
+/// checkpoint's burst of writes slows the log's fdatasync while it lasts.
+const CHECKPOINT_EVERY: Duration = Duration::from_secs(5);
 /// Commands since the last checkpoint that force one (bounds the memory of the pending set).
 const CHECKPOINT_COMMANDS: usize = 100_000;
 /// Attempts of one checkpoint before it is handed back to the writer to be retried later.
@@ -128,8 +130,15 @@ impl Checkpointer {
 
     fn write_retrying(&self, ck: Checkpoint) -> Result<(), Box<Checkpoint>> {
         for attempt in 1..=CHECKPOINT_ATTEMPTS {
+            let t0 = Instant::now();
             match self.write(&ck) {
                 Ok(()) => {
+                    debug!(
+                        commands = ck.log.len(),
+                        applied = ck.applied,
+                        ms = t0.elapsed().as_millis() as u64,
+                        "namespace checkpoint written"
+                    );
                     self.stats.checkpoints.fetch_add(1, Ordering::Relaxed);
                     // The segments only cost replay time if they stay.
                     if let Err(e) = remove_before(&self.dir, ck.segments_before) {
@@ -292,6 +301,10 @@ impl Writer {
         }
         // The next segment starts after a synced one, so a torn write can only ever be at the
         // very end of the log.
+        if let Err(e) = self.wal.sync() {
+            self.poison(&e);
+            return;
+        }
         let segments_before = match self.wal.rotate() {
             Ok(s) => s,
             Err(e) => {
