@@ -9,7 +9,7 @@
 //! in-memory state that every read uses. Reads (`getattr`, `lookup`, `readdir`, `Snapshot`) see
 //! every command whose `execute`/`execute_lazy` has returned.
 //!
-//! Checkpoints: every ≤ 2 s (or when idle) a background thread writes the net changes since the
+//! Checkpoints: every ≤ 5 s (or when idle) a background thread writes the net changes since the
 //! last checkpoint, and the commands for the `log` table, into redb in one durable transaction,
 //! then deletes the log segments it covers. Opening loads the last checkpoint into memory and
 //! replays the log after it. The whole namespace lives in memory (about 200 bytes per file plus
