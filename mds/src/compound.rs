@@ -197,9 +197,22 @@ pub async fn run(mds: &Arc<Mds>, conn: &Connection, call: &Call) -> Writer {
             });
         }
     }
-    let body = Arc::new(res.to_xdr());
+    // Encoded straight into the reply, READ data by reference: see `encode_shared`.
+    let mut w = accepted_reply(call.xid, &Auth::None, AcceptStat::Success);
+    let start = w.len();
+    res.encode_shared(&mut w);
     if let (Some(sid), Some((slot, seqid))) = (ctx.session, ctx.slot) {
-        mds.state.finish_slot(&sid, slot, seqid, body.clone());
+        let len = w.total_len() - start;
+        let body = (len <= ops::session::MAX_RESPONSE_CACHED as usize).then(|| {
+            let (mut b, mut skip) = (Vec::with_capacity(len), start);
+            for s in w.segments() {
+                let k = skip.min(s.len());
+                skip -= k;
+                b.extend_from_slice(&s[k..]);
+            }
+            Arc::new(b)
+        });
+        mds.state.finish_slot(&sid, slot, seqid, body);
     }
-    compound_reply(call.xid, &body)
+    w
 }

@@ -111,7 +111,15 @@ impl<'a> Reader<'a> {
 #[derive(Default, Debug, Clone)]
 pub struct Writer {
     pub buf: Vec<u8>,
+    /// Payloads that follow `buf[..at]` on the wire but are not copied into `buf` (see
+    /// `opaque_shared`). Empty unless that method is used, so code that only looks at `buf`
+    /// keeps working for every other message.
+    shared: Vec<(usize, bytes::Bytes)>,
 }
+
+/// Below this a shared payload is copied anyway: a separate segment costs an iovec and a
+/// refcount, which only pays off for bulk data.
+const SHARE_MIN: usize = 4096;
 
 impl Writer {
     pub fn new() -> Self {
@@ -120,13 +128,19 @@ impl Writer {
     pub fn with_capacity(n: usize) -> Self {
         Self {
             buf: Vec::with_capacity(n),
+            shared: Vec::new(),
         }
     }
+    /// Bytes in `buf`, i.e. not counting shared payloads (positions for `patch_u32`).
     pub fn len(&self) -> usize {
         self.buf.len()
     }
     pub fn is_empty(&self) -> bool {
-        self.buf.is_empty()
+        self.buf.is_empty() && self.shared.is_empty()
+    }
+    /// Length of the whole message, shared payloads included.
+    pub fn total_len(&self) -> usize {
+        self.buf.len() + self.shared.iter().map(|(_, b)| b.len()).sum::<usize>()
     }
     pub fn u32(&mut self, v: u32) {
         self.buf.extend_from_slice(&v.to_be_bytes());
@@ -143,12 +157,49 @@ impl Writer {
         let pad = (4 - data.len() % 4) % 4;
         self.buf.extend_from_slice(&[0u8; 3][..pad]);
     }
+    /// Variable-length opaque whose bytes are referenced rather than copied (READ payloads):
+    /// the message then consists of `buf` with the payload spliced in, see `segments`.
+    pub fn opaque_shared(&mut self, data: bytes::Bytes) {
+        if data.len() < SHARE_MIN {
+            return self.opaque(&data);
+        }
+        self.u32(data.len() as u32);
+        let pad = (4 - data.len() % 4) % 4;
+        self.shared.push((self.buf.len(), data));
+        self.buf.extend_from_slice(&[0u8; 3][..pad]);
+    }
+    /// The message in wire order: pieces of `buf` interleaved with the shared payloads.
+    pub fn segments(&self) -> impl Iterator<Item = &[u8]> {
+        let mut pos = 0;
+        let tail_at = self.shared.last().map_or(0, |(at, _)| *at);
+        self.shared
+            .iter()
+            .flat_map(move |(at, b)| {
+                let head = &self.buf[pos..*at];
+                pos = *at;
+                [head, &b[..]]
+            })
+            .chain(std::iter::once(&self.buf[tail_at..]))
+            .filter(|s| !s.is_empty())
+    }
+    /// Splits into `buf` and the shared payloads with their positions in `buf`.
+    pub fn into_parts(self) -> (Vec<u8>, Vec<(usize, bytes::Bytes)>) {
+        (self.buf, self.shared)
+    }
     /// Overwrite a u32 written earlier (for counts known only after the elements).
     pub fn patch_u32(&mut self, at: usize, v: u32) {
         self.buf[at..at + 4].copy_from_slice(&v.to_be_bytes());
     }
+    /// The whole message as one buffer (shared payloads copied in).
     pub fn into_inner(self) -> Vec<u8> {
-        self.buf
+        if self.shared.is_empty() {
+            return self.buf;
+        }
+        let mut out = Vec::with_capacity(self.total_len());
+        for s in self.segments() {
+            out.extend_from_slice(s);
+        }
+        out
     }
 }
 
@@ -166,7 +217,7 @@ pub trait Xdr: Sized {
     fn to_xdr(&self) -> Vec<u8> {
         let mut w = Writer::new();
         self.encode(&mut w);
-        w.buf
+        w.into_inner()
     }
     fn from_xdr(buf: &[u8]) -> Result<Self> {
         let mut r = Reader::new(buf);
@@ -386,6 +437,32 @@ mod tests {
         let b = o.to_xdr();
         assert_eq!(b.len(), 4 + 8);
         assert_eq!(Opaque::from_xdr(&b).unwrap(), o);
+    }
+
+    #[test]
+    fn shared_payloads_are_spliced_in_wire_order() {
+        let big = bytes::Bytes::from(vec![7u8; SHARE_MIN + 1]);
+        let mut w = Writer::new();
+        w.u32(1);
+        w.opaque_shared(big.clone());
+        w.opaque_shared(bytes::Bytes::from_static(b"small"));
+        w.opaque_shared(big.clone());
+        w.u32(2);
+        let mut flat = Writer::new();
+        flat.u32(1);
+        flat.opaque(&big);
+        flat.opaque(b"small");
+        flat.opaque(&big);
+        flat.u32(2);
+        assert_eq!(w.total_len(), flat.buf.len());
+        let pieces: Vec<&[u8]> = w.segments().collect();
+        assert_eq!(pieces.len(), 5, "head, payload, middle, payload, tail");
+        assert_eq!(pieces.concat(), flat.buf);
+        assert_eq!(w.into_inner(), flat.buf);
+        // A payload at the very end leaves no empty tail piece.
+        let mut w = Writer::new();
+        w.opaque_shared(bytes::Bytes::from(vec![1u8; SHARE_MIN]));
+        assert_eq!(w.segments().count(), 2);
     }
 
     #[test]

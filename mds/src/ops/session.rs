@@ -74,12 +74,15 @@ fn exchange_id_inner(ctx: &mut Ctx<'_>, a: &ExchangeIdArgs) -> NfsResult<Exchang
     })
 }
 
+/// The largest reply cache per slot any session gets.
+pub const MAX_RESPONSE_CACHED: u32 = 64 << 10;
+
 fn negotiate(c: &ChannelAttrs4, max_slots: u32) -> ChannelAttrs {
     let max_msg = crate::MAX_IO + (16 << 10);
     ChannelAttrs {
         max_request: c.ca_maxrequestsize.min(max_msg),
         max_response: c.ca_maxresponsesize.min(max_msg),
-        max_response_cached: c.ca_maxresponsesize_cached.min(64 << 10),
+        max_response_cached: c.ca_maxresponsesize_cached.min(MAX_RESPONSE_CACHED),
         max_ops: c.ca_maxoperations.clamp(1, 64),
         max_requests: c.ca_maxrequests.clamp(1, max_slots),
     }

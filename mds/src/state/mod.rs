@@ -512,7 +512,7 @@ impl StateManager {
         id: &SessionId,
         slot: u32,
         seqid: u32,
-        reply: std::sync::Arc<Vec<u8>>,
+        reply: Option<std::sync::Arc<Vec<u8>>>,
     ) {
         if let Some(s) = self.lock().sessions.get_mut(id) {
             s.finish_slot(slot, seqid, reply);

@@ -81,12 +81,13 @@ impl Session {
     /// Marks the request on `slot` done and caches its reply if it fits the negotiated cache
     /// size. Larger replies (READ data) are idempotent and not kept: a retransmission of one
     /// gets NFS4ERR_RETRY_UNCACHED_REP, which clients answer by retrying on a new seqid.
-    pub fn finish_slot(&mut self, slot: u32, seqid: u32, reply: Arc<Vec<u8>>) {
-        let fits = reply.len() <= self.fore.max_response_cached as usize;
+    /// `None`: the reply is larger than any session caches.
+    pub fn finish_slot(&mut self, slot: u32, seqid: u32, reply: Option<Arc<Vec<u8>>>) {
+        let max = self.fore.max_response_cached as usize;
         if let Some(s) = self.slots.get_mut(slot as usize) {
             s.seqid = seqid;
             s.busy = false;
-            s.reply = fits.then_some(reply);
+            s.reply = reply.filter(|r| r.len() <= max);
         }
     }
 
@@ -131,7 +132,7 @@ mod tests {
         assert!(matches!(s.check_slot(0, 1, 1), Ok(SlotUse::New)));
         // Same seqid while in progress: the retry must wait.
         assert_eq!(s.check_slot(0, 1, 1).unwrap_err(), NfsError::Delay);
-        s.finish_slot(0, 1, Arc::new(vec![1, 2, 3]));
+        s.finish_slot(0, 1, Some(Arc::new(vec![1, 2, 3])));
         match s.check_slot(0, 1, 1) {
             Ok(SlotUse::Replay(r)) => assert_eq!(*r, vec![1, 2, 3]),
             other => panic!("{other:?}"),
@@ -145,7 +146,7 @@ mod tests {
             NfsError::RetryUncachedRep
         );
         // Replies over the negotiated cache size are not kept.
-        s.finish_slot(0, 2, Arc::new(vec![0; (1 << 16) + 1]));
+        s.finish_slot(0, 2, Some(Arc::new(vec![0; (1 << 16) + 1])));
         assert_eq!(
             s.check_slot(0, 2, 1).unwrap_err(),
             NfsError::RetryUncachedRep

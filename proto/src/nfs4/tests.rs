@@ -357,6 +357,39 @@ fn file_ops_compound_roundtrip() {
     };
     roundtrip(&res);
     assert_eq!(res.resarray.last().map(|r| r.status()), Some(2));
+    assert_eq!(shared_encoding(&res), res.to_xdr());
+}
+
+fn shared_encoding(res: &Compound4Res) -> Vec<u8> {
+    let mut w = crate::xdr::Writer::new();
+    res.clone().encode_shared(&mut w);
+    w.into_inner()
+}
+
+#[test]
+fn shared_read_payloads_encode_like_copied_ones() {
+    let read = |n: usize, eof| {
+        NfsResop4::Read(ReadRes::Ok(ReadResOk {
+            eof,
+            data: Opaque((0..n).map(|i| i as u8).collect()),
+        }))
+    };
+    let res = Compound4Res {
+        status: 0,
+        tag: Opaque::from("t"),
+        resarray: vec![
+            NfsResop4::Putrootfh(StatusRes::ok()),
+            read(1 << 20, false),
+            read(65_537, true),
+            read(3, true),
+            NfsResop4::Read(ReadRes::Err(Nfsstat4::Io.code())),
+        ],
+    };
+    let mut w = crate::xdr::Writer::new();
+    res.clone().encode_shared(&mut w);
+    assert!(w.segments().count() > 1, "big payloads are not copied");
+    assert_eq!(w.into_inner(), res.to_xdr());
+    assert_eq!(Compound4Res::from_xdr(&res.to_xdr()).unwrap(), res);
 }
 
 #[test]

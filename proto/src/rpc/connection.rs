@@ -4,16 +4,17 @@
 use super::message::{
     accepted_reply, parse_message, rpc_mismatch_reply, AcceptStat, Call, Incoming, Reply,
 };
-use super::record::{frame, read_record};
+use super::record::{frame_writer, read_record};
 use super::{Auth, RpcError};
 use crate::xdr::Writer;
 use std::collections::HashMap;
 use std::future::Future;
+use std::io::IoSlice;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::io::{AsyncWriteExt, BufWriter};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot, Notify, Semaphore};
 
@@ -60,7 +61,7 @@ struct Inner {
     id: u64,
     peer: SocketAddr,
     local: SocketAddr,
-    out: mpsc::Sender<Vec<u8>>,
+    out: mpsc::Sender<Writer>,
     pending: Mutex<HashMap<u32, oneshot::Sender<Reply>>>,
     next_xid: AtomicU32,
     closed: AtomicBool,
@@ -90,7 +91,7 @@ impl Connection {
         // Nagle only delays small replies; records are written whole.
         stream.set_nodelay(true)?;
         let (rd, wr) = stream.into_split();
-        let (tx, rx) = mpsc::channel::<Vec<u8>>(256);
+        let (tx, rx) = mpsc::channel::<Writer>(256);
         let seed = (std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.subsec_nanos())
@@ -161,12 +162,8 @@ impl Connection {
         if self.is_closed() {
             return Err(RpcError::Closed);
         }
-        frame(&mut w.buf);
-        self.inner
-            .out
-            .send(w.buf)
-            .await
-            .map_err(|_| RpcError::Closed)
+        frame_writer(&mut w);
+        self.inner.out.send(w).await.map_err(|_| RpcError::Closed)
     }
 
     pub fn next_xid(&self) -> u32 {
@@ -247,34 +244,66 @@ impl Connection {
     }
 }
 
+/// Records taken off the queue for one `writev`, and iovecs per `writev` (Linux's IOV_MAX is 1024).
+const MAX_BATCH: usize = 64;
+const MAX_IOV: usize = 512;
+
 async fn write_loop(
     conn: Connection,
-    wr: tokio::net::tcp::OwnedWriteHalf,
-    mut rx: mpsc::Receiver<Vec<u8>>,
+    mut wr: tokio::net::tcp::OwnedWriteHalf,
+    mut rx: mpsc::Receiver<Writer>,
 ) {
-    let mut wr = BufWriter::with_capacity(256 * 1024, wr);
+    let mut batch = Vec::with_capacity(MAX_BATCH);
     loop {
         let first = tokio::select! {
             m = rx.recv() => m,
             _ = conn.closed() => None,
         };
         let Some(rec) = first else { break };
-        if wr.write_all(&rec).await.is_err() {
-            break;
-        }
-        // Coalesce whatever else is queued into the same flush.
-        while let Ok(rec) = rx.try_recv() {
-            if wr.write_all(&rec).await.is_err() {
-                conn.close();
-                return;
+        batch.push(rec);
+        // Coalesce whatever else is queued into the same system call.
+        while batch.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(rec) => batch.push(rec),
+                Err(_) => break,
             }
         }
-        if wr.flush().await.is_err() {
+        if write_all_vectored(&mut wr, &batch).await.is_err() {
             break;
         }
+        batch.clear();
     }
     conn.close();
     let _ = wr.shutdown().await;
+}
+
+/// Writes the records' pieces (headers and shared payloads alike) without first copying them
+/// into one buffer.
+async fn write_all_vectored(
+    wr: &mut tokio::net::tcp::OwnedWriteHalf,
+    batch: &[Writer],
+) -> std::io::Result<()> {
+    let mut parts: Vec<&[u8]> = batch.iter().flat_map(|w| w.segments()).collect();
+    let mut i = 0;
+    while i < parts.len() {
+        let end = (i + MAX_IOV).min(parts.len());
+        let slices: Vec<IoSlice<'_>> = parts[i..end].iter().map(|p| IoSlice::new(p)).collect();
+        let mut n = wr.write_vectored(&slices).await?;
+        if n == 0 {
+            return Err(std::io::ErrorKind::WriteZero.into());
+        }
+        while n > 0 {
+            let len = parts[i].len();
+            if n >= len {
+                n -= len;
+                i += 1;
+            } else {
+                parts[i] = &parts[i][n..];
+                n = 0;
+            }
+        }
+    }
+    Ok(())
 }
 
 async fn read_loop<H: CallHandler>(
@@ -376,6 +405,60 @@ mod tests {
             .unwrap();
         assert_eq!(r.body(), &[1, 2, 3, 4]);
         let _sc = server.await.unwrap();
+    }
+
+    /// Replies with shared payloads around the call's arguments.
+    struct BigEcho;
+    impl CallHandler for BigEcho {
+        async fn handle(&self, _c: Connection, call: Call) -> Option<Writer> {
+            let mut w = accepted_reply(call.xid, &Auth::None, AcceptStat::Success);
+            w.opaque_shared(bytes::Bytes::from(big_payload(2 << 20)));
+            w.buf.extend_from_slice(call.args());
+            w.opaque_shared(bytes::Bytes::from(big_payload(5000)));
+            Some(w)
+        }
+    }
+
+    fn big_payload(n: usize) -> Vec<u8> {
+        (0..n).map(|i| (i % 251) as u8).collect()
+    }
+
+    #[tokio::test]
+    async fn shared_payloads_arrive_whole_and_in_order() {
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        tokio::spawn(async move {
+            let (s, _) = l.accept().await.unwrap();
+            let _c = Connection::spawn(s, Arc::new(BigEcho), ConnectionLimits::default());
+            std::future::pending::<()>().await;
+        });
+        let client = Connection::connect(addr, Arc::new(RejectCalls), ConnectionLimits::default())
+            .await
+            .unwrap();
+        let mut want = Writer::new();
+        want.opaque(&big_payload(2 << 20));
+        want.u32(7);
+        want.opaque(&big_payload(5000));
+        // Several at once, so records queue behind each other and writes come back partial.
+        let calls: Vec<_> = (0..4)
+            .map(|_| {
+                let c = client.clone();
+                tokio::spawn(async move {
+                    c.call(
+                        1,
+                        1,
+                        1,
+                        &Auth::None,
+                        &7u32.to_be_bytes(),
+                        Duration::from_secs(20),
+                    )
+                    .await
+                })
+            })
+            .collect();
+        for h in calls {
+            assert!(h.await.unwrap().unwrap().body() == want.buf.as_slice());
+        }
     }
 
     #[tokio::test]

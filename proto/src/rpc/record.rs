@@ -47,6 +47,12 @@ pub async fn write_record<W: AsyncWrite + Unpin>(w: &mut W, msg: &mut [u8]) -> s
     w.write_all(msg).await
 }
 
+/// `frame` for a message that may carry shared payloads: the length covers them too.
+pub(crate) fn frame_writer(w: &mut crate::xdr::Writer) {
+    let body = (w.total_len() - RECORD_HEADER_LEN) as u32;
+    w.buf[..4].copy_from_slice(&(body | LAST_FRAGMENT).to_be_bytes());
+}
+
 /// Fills the reserved header of a record built with 4 leading placeholder bytes.
 pub fn frame(msg: &mut [u8]) {
     let body = (msg.len() - RECORD_HEADER_LEN) as u32;
