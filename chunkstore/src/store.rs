@@ -277,17 +277,30 @@ impl ChunkStoreSync {
         len: u64,
         file_size: u64,
     ) -> Result<(Vec<u8>, bool), DsError> {
+        self.read_into(id, offset, len, file_size, Vec::new())
+    }
+
+    /// `read`, appending to `buf` (whose capacity is used if it suffices: callers recycle
+    /// buffers through this).
+    pub fn read_into(
+        &self,
+        id: u64,
+        offset: u64,
+        len: u64,
+        file_size: u64,
+        mut buf: Vec<u8>,
+    ) -> Result<(Vec<u8>, bool), DsError> {
         if len > MAX_READ {
             return Err(DsError::Invalid(format!("read of {len} bytes")));
         }
         if offset >= file_size {
-            return Ok((Vec::new(), true));
+            return Ok((buf, true));
         }
         let end = end_of(offset, len)?.min(file_size);
         // Room for whole blocks at both edges, so unaligned reads need no second buffer.
         let bs = self.geo.block_size;
         let cap = (end.div_ceil(bs) - offset / bs) * bs;
-        let mut buf = Vec::with_capacity(cap as usize);
+        buf.reserve(cap as usize);
         let _o = self.obj_lock(id).read().unwrap_or_else(|p| p.into_inner());
         for (c, in_off, plen, _) in self.pieces(offset, end) {
             let _c = self
@@ -644,6 +657,18 @@ impl ChunkStore {
         file_size: u64,
     ) -> Result<(Vec<u8>, bool), DsError> {
         self.run(move |s| s.read(id, offset, len, file_size)).await
+    }
+
+    pub async fn read_into(
+        &self,
+        id: u64,
+        offset: u64,
+        len: u64,
+        file_size: u64,
+        buf: Vec<u8>,
+    ) -> Result<(Vec<u8>, bool), DsError> {
+        self.run(move |s| s.read_into(id, offset, len, file_size, buf))
+            .await
     }
 
     pub async fn commit(&self, id: u64) -> Result<(), DsError> {

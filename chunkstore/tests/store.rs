@@ -59,6 +59,23 @@ fn round_trip_across_chunks_and_reopen() {
 }
 
 #[test]
+fn read_into_appends_to_a_recycled_buffer() {
+    let (_d, s) = open_small();
+    let b = s.blocking();
+    let data = pattern(2, 200_000);
+    b.write(3, 5000, &data, false).unwrap();
+    let size = 5000 + data.len() as u64;
+    // A dirty recycled buffer: its old contents must not leak into holes or the tail.
+    let mut buf = vec![0xee; 150_000];
+    buf.truncate(4);
+    let (got, eof) = b.read_into(3, 100, size, size, buf).unwrap();
+    assert!(eof);
+    assert_eq!(&got[..4], &[0xee; 4]);
+    assert!(got[4..4 + 4900].iter().all(|x| *x == 0));
+    assert_eq!(&got[4 + 4900..], &data[..]);
+}
+
+#[test]
 fn sparse_reads_and_size_beyond_data() {
     let (_d, s) = open_small();
     let b = s.blocking();

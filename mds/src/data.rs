@@ -29,7 +29,12 @@ impl Mds {
         size: u64,
     ) -> NfsResult<(Vec<u8>, bool)> {
         match &self.data {
-            DataPath::Local(s) => Ok(s.read(ino, offset, len, size).await?),
+            DataPath::Local(s) => {
+                // The reply hands the buffer back to the pool once it is sent.
+                let want = len.min(size.saturating_sub(offset)) as usize;
+                let buf = proto::bufpool::take(want);
+                Ok(s.read_into(ino, offset, len, size, buf).await?)
+            }
             DataPath::Cluster(c) => c.read(&self.ns, ino, offset, len, size).await,
         }
     }

@@ -4,6 +4,7 @@
 // Lets `#[derive(Xdr)]` (which names `::proto::xdr`) be used inside this crate too.
 extern crate self as proto;
 
+pub mod bufpool;
 pub mod cluster;
 pub mod nfs3;
 pub mod nfs3_client;

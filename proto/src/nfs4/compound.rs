@@ -331,7 +331,7 @@ impl Compound4Res {
                     w.u32(OP_READ);
                     w.u32(0);
                     ok.eof.encode(w);
-                    w.opaque_shared(bytes::Bytes::from(ok.data.0));
+                    w.opaque_shared(crate::bufpool::shared(ok.data.0));
                 }
                 op => op.encode(w),
             }
