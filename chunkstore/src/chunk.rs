@@ -16,11 +16,13 @@ use std::os::unix::fs::FileExt;
 use crate::error::ChunkError;
 use crate::geometry::{Geometry, PREAMBLE_LEN, SUM_LEN};
 
-pub(crate) type Sum = [u8; SUM_LEN];
+pub(crate) use crate::sums::Sum;
 const ZERO: Sum = [0; SUM_LEN];
 
-fn sum(block: &[u8]) -> Sum {
-    *blake3::hash(block).as_bytes()
+fn sums_of(blocks: &[u8], bs: usize) -> Vec<Sum> {
+    let mut v = Vec::new();
+    crate::sums::block_sums(blocks, bs, &mut v);
+    v
 }
 
 /// Reads as much of `buf` as the file holds at `off`; the rest (past EOF) is zero.
@@ -170,13 +172,28 @@ fn read_blocks<'a>(
         return Ok(zero_uninit(out));
     }
     let out = read_full_uninit(f, out, g.data_start + b0 * g.block_size)?;
+    let hole = |i: usize| cur[i] == ZERO && pend[i] == ZERO;
+    // Runs of data blocks are hashed together (see `sums`); holes get a placeholder.
+    let n = cur.len();
+    let mut hashes = Vec::with_capacity(n);
+    let mut i = 0;
+    while i < n {
+        if hole(i) {
+            hashes.push(ZERO);
+            i += 1;
+            continue;
+        }
+        let j = (i..n).find(|&j| hole(j)).unwrap_or(n);
+        crate::sums::block_sums(&out[i * bs..j * bs], bs, &mut hashes);
+        i = j;
+    }
     for (i, block) in out.chunks_exact_mut(bs).enumerate() {
         let (c, p) = (cur[i], pend[i]);
         if c == ZERO && p == ZERO {
             block.fill(0);
             continue;
         }
-        let h = sum(block);
+        let h = hashes[i];
         if (c != ZERO && h == c) || (p != ZERO && h == p) {
             continue;
         }
@@ -264,7 +281,7 @@ pub(crate) fn write(f: &File, g: &Geometry, off: u64, data: &[u8]) -> Result<(),
         owned = buf;
         &owned
     };
-    let sums: Vec<Sum> = blocks.chunks_exact(bs as usize).map(sum).collect();
+    let sums = sums_of(blocks, bs as usize);
     write_sums(f, g, Slot::Pend, b0, &sums)?;
     f.write_all_at(blocks, g.data_start + b0 * bs)?;
     write_sums(f, g, Slot::Cur, b0, &sums)?;
@@ -415,7 +432,7 @@ mod tests {
 
     /// Replays the first steps of `write` and stops where a SIGKILL could have stopped it.
     fn interrupted_write(f: &File, g: &Geometry, b0: u64, data: &[u8], pages_written: usize) {
-        let sums: Vec<Sum> = data.chunks_exact(4096).map(sum).collect();
+        let sums = sums_of(data, 4096);
         write_sums(f, g, Slot::Pend, b0, &sums).unwrap();
         let n = pages_written * 4096;
         f.write_all_at(&data[..n], g.data_start + b0 * 4096)

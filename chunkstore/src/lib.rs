@@ -7,6 +7,7 @@ mod error;
 mod geometry;
 mod paths;
 mod store;
+mod sums;
 
 pub use error::DsError;
 pub use geometry::Config;
