@@ -40,6 +40,9 @@ pub struct GuestRun {
     /// per-op counts of any further RPC iostats section in the mount's block (another
     /// program/version, e.g. an NFSv3 data-server client), keyed "v3:READ"
     pub mountstats_other: BTreeMap<String, u64>,
+    /// per-op (ops, total RTT ms) of the mount's own program: where a benchmark's time went on
+    /// the wire, as the client saw it
+    pub mountstats_rtt: BTreeMap<String, (u64, u64)>,
     /// the `pnfs=` value of the mount's nfsv4 line ("LAYOUT_FLEX_FILES", "not configured")
     pub pnfs: Option<String>,
     pub mount_error: Option<String>,
@@ -174,8 +177,19 @@ pub fn parse(text: &str) -> GuestRun {
                         .and_then(|n| n.parse::<u64>().ok());
                     if let Some(n) = n.filter(|n| *n > 0) {
                         let op = op.trim();
+                        // ops trans timeouts bytes_sent bytes_recv queue_ms rtt_ms execute_ms
+                        let rtt = rest
+                            .split_whitespace()
+                            .nth(6)
+                            .and_then(|v| v.parse::<u64>().ok())
+                            .unwrap_or(0);
                         match &other_pv {
-                            None => *run.mountstats.entry(op.to_owned()).or_insert(0) += n,
+                            None => {
+                                *run.mountstats.entry(op.to_owned()).or_insert(0) += n;
+                                let e = run.mountstats_rtt.entry(op.to_owned()).or_insert((0, 0));
+                                e.0 += n;
+                                e.1 += rtt;
+                            }
                             Some(pv) => {
                                 let v = pv.rsplit('/').next().unwrap_or(pv);
                                 *run.mountstats_other
@@ -215,6 +229,7 @@ mod tests {
         assert_eq!(r.metrics.get("write_mib_s"), Some(&12.5));
         assert_eq!(r.mountstats.get("LAYOUTGET"), Some(&7));
         assert_eq!(r.mountstats.get("NULL"), Some(&1));
+        assert_eq!(r.mountstats_rtt.get("NULL"), Some(&(1, 10)));
         assert!(!r.mountstats.contains_key("READ"));
         assert_eq!(r.output.len(), 2);
     }

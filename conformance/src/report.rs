@@ -56,6 +56,9 @@ pub struct CaseResult {
     /// per-op counts of further RPC sections of the mount's mountstats block ("v3:READ")
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub mountstats_other: BTreeMap<String, u64>,
+    /// mean round-trip time per op in ms, as the guest client measured it (mountstats)
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub mountstats_rtt_ms: BTreeMap<String, f64>,
     /// `pnfs=` of the mount's mountstats ("LAYOUT_FLEX_FILES", "not configured")
     #[serde(skip_serializing_if = "Option::is_none")]
     pub pnfs: Option<String>,
@@ -215,6 +218,17 @@ pub fn print_table(results: &[CaseResult]) {
                 r.scenario,
                 m.join(" ")
             );
+            if r.scenario == "bench" && !r.mountstats_rtt_ms.is_empty() {
+                let busy = r.mountstats.iter().filter(|(_, n)| **n >= 100);
+                let rtt: Vec<String> = busy
+                    .filter_map(|(op, _)| {
+                        r.mountstats_rtt_ms
+                            .get(op)
+                            .map(|ms| format!("{op}={ms:.2}"))
+                    })
+                    .collect();
+                println!("    mean RTT ms (ops >= 100): {}", rtt.join(" "));
+            }
         }
     }
     let pnfs: Vec<String> = results

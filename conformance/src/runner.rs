@@ -104,6 +104,7 @@ pub fn execute(plan: &Plan) -> Vec<CaseResult> {
                         r.duration_s = 0.0;
                         r.output.clear();
                         r.mountstats.clear();
+                        r.mountstats_rtt_ms.clear();
                         println!("{}", progress_line(&r));
                         results.push(r);
                         continue;
@@ -229,6 +230,7 @@ fn blank(
         metrics: BTreeMap::new(),
         mountstats: BTreeMap::new(),
         mountstats_other: BTreeMap::new(),
+        mountstats_rtt_ms: BTreeMap::new(),
         pnfs: None,
         pnfs_evidence: None,
         host_ops: None,
@@ -624,6 +626,12 @@ fn judge(
         }
         for (op, n) in &g.mountstats_other {
             *r.mountstats_other.entry(op.clone()).or_insert(0) += n;
+        }
+        for (op, (n, ms)) in &g.mountstats_rtt {
+            if *n > 0 {
+                r.mountstats_rtt_ms
+                    .insert(op.clone(), *ms as f64 / *n as f64);
+            }
         }
         if r.pnfs.is_none() {
             r.pnfs = g.pnfs.clone();
