@@ -152,9 +152,9 @@ pub async fn run(mds: &Arc<Mds>, conn: &Connection, call: &Call) -> Writer {
         tag: args.tag.clone(),
         resarray: Vec::with_capacity(args.argarray.len()),
     };
-    for (i, op) in args.argarray.iter().enumerate() {
+    for (i, op) in args.argarray.into_iter().enumerate() {
         let r = if i == 0 {
-            match op {
+            match &op {
                 NfsArgop4::Sequence(a) => match ops::session::sequence(&mut ctx, a) {
                     Ok((ok, SlotUse::New)) => {
                         NfsResop4::Sequence(proto::nfs4::session::SequenceRes::Ok(ok))
@@ -168,17 +168,20 @@ pub async fn run(mds: &Arc<Mds>, conn: &Connection, call: &Call) -> Writer {
                 | NfsArgop4::BindConnToSession(_)
                 | NfsArgop4::DestroyClientid(_)
                 | NfsArgop4::Illegal
-                | NfsArgop4::Unknown(_) => ops::dispatch(&mut ctx, op).await,
-                _ => ops::error_result(op, NfsError::OpNotInSession),
+                | NfsArgop4::Unknown(_) => ops::dispatch(&mut ctx, &op).await,
+                _ => ops::error_result(&op, NfsError::OpNotInSession),
             }
         } else if matches!(op, NfsArgop4::Sequence(_)) {
-            ops::error_result(op, NfsError::SequencePos)
+            ops::error_result(&op, NfsError::SequencePos)
         } else if ctx.session.is_none() && !matches!(op, NfsArgop4::Illegal | NfsArgop4::Unknown(_))
         {
             // Only the sessionless ops above may stand alone, and then only alone.
-            ops::error_result(op, NfsError::NotOnlyOp)
+            ops::error_result(&op, NfsError::NotOnlyOp)
+        } else if let NfsArgop4::Write(a) = op {
+            // By value, so the payload goes to storage without another copy.
+            NfsResop4::Write(ops::io::write_owned(&mut ctx, a).await)
         } else {
-            ops::dispatch(&mut ctx, op).await
+            ops::dispatch(&mut ctx, &op).await
         };
         let st = r.status();
         res.resarray.push(r);

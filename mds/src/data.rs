@@ -52,6 +52,24 @@ impl Mds {
         }
     }
 
+    /// `write_data` for a payload the caller is done with: the local store takes it as is.
+    pub async fn write_data_owned(
+        &self,
+        ino: u64,
+        offset: u64,
+        data: Vec<u8>,
+        stable: bool,
+    ) -> NfsResult<()> {
+        match &self.data {
+            DataPath::Local(s) => {
+                // Back to the buffer pool once written (it came from there: see `bufpool`).
+                let data = proto::bufpool::shared(data);
+                Ok(s.write_owned(ino, offset, data, stable).await?)
+            }
+            DataPath::Cluster(c) => c.write(&self.ns, ino, offset, &data, stable).await,
+        }
+    }
+
     pub async fn commit_data(&self, ino: u64) -> NfsResult<()> {
         match &self.data {
             DataPath::Local(s) => Ok(s.commit(ino).await?),

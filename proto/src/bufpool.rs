@@ -23,7 +23,11 @@ fn idle() -> std::sync::MutexGuard<'static, Vec<Vec<u8>>> {
 pub fn take(cap: usize) -> Vec<u8> {
     if (MIN_KEEP..=MAX_KEEP).contains(&cap) {
         let mut free = idle();
-        if let Some(i) = free.iter().rposition(|b| b.capacity() >= cap) {
+        // Not much bigger than asked for: the caller may keep it a long time.
+        if let Some(i) = free
+            .iter()
+            .rposition(|b| b.capacity() >= cap && b.capacity() / 2 <= cap)
+        {
             return free.swap_remove(i);
         }
     }

@@ -407,7 +407,11 @@ impl Xdr for Opaque {
 }
 impl XdrBounded for Opaque {
     fn decode_max(r: &mut Reader<'_>, max: usize) -> Result<Self> {
-        Ok(Opaque(r.opaque(max)?.to_vec()))
+        let b = r.opaque(max)?;
+        // WRITE payloads: a recycled buffer rather than a fresh allocation (see `bufpool`).
+        let mut v = crate::bufpool::take(b.len());
+        v.extend_from_slice(b);
+        Ok(Opaque(v))
     }
 }
 

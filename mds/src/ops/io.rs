@@ -55,13 +55,18 @@ async fn read_inner(ctx: &mut Ctx<'_>, a: &ReadArgs) -> NfsResult<ReadResOk> {
 }
 
 pub async fn write(ctx: &mut Ctx<'_>, a: &WriteArgs) -> WriteRes {
+    write_owned(ctx, a.clone()).await
+}
+
+/// WRITE taking the arguments by value, so the payload moves to storage uncopied.
+pub async fn write_owned(ctx: &mut Ctx<'_>, a: WriteArgs) -> WriteRes {
     match write_inner(ctx, a).await {
         Ok(r) => WriteRes::Ok(r),
         Err(e) => WriteRes::error(e.code()),
     }
 }
 
-async fn write_inner(ctx: &mut Ctx<'_>, a: &WriteArgs) -> NfsResult<WriteResOk> {
+async fn write_inner(ctx: &mut Ctx<'_>, a: WriteArgs) -> NfsResult<WriteResOk> {
     let (i, sid) = io_target(ctx, &a.stateid, true)?;
     crate::recall::recall_conflicts(ctx.mds, i.ino, ctx.clientid)?;
     let len = a.data.len() as u64;
@@ -75,7 +80,7 @@ async fn write_inner(ctx: &mut Ctx<'_>, a: &WriteArgs) -> NfsResult<WriteResOk> 
         .check_lock_conflict(&sid, i.ino, a.offset, len.max(1), true)?;
     let stable = a.stable != StableHow4::Unstable4;
     ctx.mds
-        .write_data(i.ino, a.offset, a.data.as_bytes(), stable)
+        .write_data_owned(i.ino, a.offset, a.data.0, stable)
         .await?;
     let cmd = Command::Write {
         ino: i.ino,

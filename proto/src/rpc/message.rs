@@ -59,6 +59,12 @@ impl Call {
     }
 }
 
+impl Drop for Call {
+    fn drop(&mut self) {
+        crate::bufpool::give(std::mem::take(&mut self.record));
+    }
+}
+
 #[derive(Debug)]
 pub struct Reply {
     pub xid: u32,
@@ -71,6 +77,12 @@ impl Reply {
     /// The procedure's results (empty unless the call was accepted with SUCCESS).
     pub fn body(&self) -> &[u8] {
         &self.record[self.body_at..]
+    }
+}
+
+impl Drop for Reply {
+    fn drop(&mut self) {
+        crate::bufpool::give(std::mem::take(&mut self.record));
     }
 }
 
@@ -110,7 +122,7 @@ pub fn parse_message(record: Vec<u8>) -> Result<Incoming, RpcError> {
     match parsed.message() {
         MessageType::Call(c) => {
             let args_at = offset_in(&record, c.payload());
-            let call = Call {
+            let mut call = Call {
                 xid,
                 prog: c.program(),
                 vers: c.program_version(),
@@ -120,7 +132,8 @@ pub fn parse_message(record: Vec<u8>) -> Result<Incoming, RpcError> {
                 args_at,
                 record: Vec::new(),
             };
-            Ok(Incoming::Call(Call { record, ..call }))
+            call.record = record;
+            Ok(Incoming::Call(call))
         }
         MessageType::Reply(r) => {
             let (status, body_at) = match r {
@@ -160,13 +173,14 @@ pub fn parse_message(record: Vec<u8>) -> Result<Incoming, RpcError> {
                     (ReplyStatus::AuthError(auth_error_code(e)), record.len())
                 }
             };
-            let reply = Reply {
+            let mut reply = Reply {
                 xid,
                 status,
                 body_at,
                 record: Vec::new(),
             };
-            Ok(Incoming::Reply(Reply { record, ..reply }))
+            reply.record = record;
+            Ok(Incoming::Reply(reply))
         }
     }
 }

@@ -1,6 +1,7 @@
 //! Record marking (RFC 5531 §11): a record is one or more fragments, each behind a 4-byte
 //! header whose top bit marks the last fragment.
 use super::RpcError;
+use bytes::BufMut;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 pub const RECORD_HEADER_LEN: usize = 4;
@@ -13,7 +14,7 @@ pub async fn read_record<R: AsyncRead + Unpin>(
     r: &mut R,
     max: usize,
 ) -> Result<Option<Vec<u8>>, RpcError> {
-    let mut buf = vec![0u8; RECORD_HEADER_LEN];
+    let mut buf = Vec::new();
     let mut first = true;
     loop {
         let mut hdr = [0u8; 4];
@@ -22,16 +23,26 @@ pub async fn read_record<R: AsyncRead + Unpin>(
             Err(e) if first && e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
             Err(e) => return Err(e.into()),
         }
-        first = false;
         let h = u32::from_be_bytes(hdr);
         let len = (h & !LAST_FRAGMENT) as usize;
-        let total = buf.len() - RECORD_HEADER_LEN + len;
+        let total = buf.len().saturating_sub(RECORD_HEADER_LEN) + len;
         if total > max {
             return Err(RpcError::RecordTooLarge { len: total, max });
         }
-        let start = buf.len();
-        buf.resize(start + len, 0);
-        r.read_exact(&mut buf[start..]).await?;
+        if first {
+            // WRITE records are ~1 MiB: recycled (see `bufpool`), and never zeroed first.
+            buf = crate::bufpool::take(RECORD_HEADER_LEN + len);
+            buf.extend_from_slice(&[0; RECORD_HEADER_LEN]);
+            first = false;
+        }
+        let end = buf.len() + len;
+        buf.reserve(len);
+        while buf.len() < end {
+            let want = end - buf.len();
+            if r.read_buf(&mut (&mut buf).limit(want)).await? == 0 {
+                return Err(std::io::Error::from(std::io::ErrorKind::UnexpectedEof).into());
+            }
+        }
         if h & LAST_FRAGMENT != 0 {
             break;
         }
