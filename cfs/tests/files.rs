@@ -191,3 +191,53 @@ fn errors_are_one_line_and_fail() {
     let o = cfs(t.path(), &["ls", "--server", &s, "/d"]);
     assert_eq!(o.text(), "f\n");
 }
+
+/// Regular files (not directories) anywhere under `dir`.
+fn count_files(dir: &std::path::Path) -> usize {
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    rd.map(|e| e.unwrap())
+        .map(|e| {
+            if e.file_type().unwrap().is_dir() {
+                count_files(&e.path())
+            } else {
+                1
+            }
+        })
+        .sum()
+}
+
+#[test]
+fn removed_files_lose_their_data() {
+    let t = tempfile::tempdir().unwrap();
+    let srv = Server::start(t.path(), None);
+    let s = srv.server_arg();
+    let objects = t.path().join("data/chunks/objects");
+    let local = t.path().join("in.bin");
+    std::fs::write(&local, random_bytes(1 << 20, 7)).unwrap();
+    let l = local.to_str().unwrap();
+    for i in 0..20 {
+        let o = cfs(t.path(), &["put", "--server", &s, l, &format!("/f{i}")]);
+        assert!(o.ok(), "put: {}", o.stderr);
+    }
+    let before = count_files(&objects);
+    assert!(
+        before >= 20,
+        "expected chunk files for 20 files, found {before}"
+    );
+    for i in 0..20 {
+        let o = cfs(t.path(), &["rm", "--server", &s, &format!("/f{i}")]);
+        assert!(o.ok(), "rm: {}", o.stderr);
+    }
+    // Data goes in the background, right after the replies.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while count_files(&objects) > 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{} chunk files left 10 s after removing every file",
+            count_files(&objects)
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}

@@ -706,6 +706,16 @@ impl ChunkStore {
         self.run(move |s| s.remove(id)).await
     }
 
+    /// `remove` of each object, in one trip to the blocking pool (unlink-heavy loads would
+    /// otherwise pay a thread handoff per file, most of them for files that never had data).
+    pub async fn remove_many(
+        &self,
+        ids: Vec<u64>,
+    ) -> Result<Vec<(u64, Result<(), DsError>)>, DsError> {
+        self.run(move |s| Ok(ids.into_iter().map(|id| (id, s.remove(id))).collect()))
+            .await
+    }
+
     pub async fn seek(
         &self,
         id: u64,

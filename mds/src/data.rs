@@ -84,6 +84,29 @@ impl Mds {
         }
     }
 
+    /// `remove_data` of several files; the local store does them in one blocking call.
+    pub async fn remove_data_many(&self, inos: Vec<u64>) -> Vec<(u64, NfsResult<()>)> {
+        match &self.data {
+            DataPath::Local(s) => match s.remove_many(inos.clone()).await {
+                Ok(r) => r
+                    .into_iter()
+                    .map(|(i, r)| (i, r.map_err(Into::into)))
+                    .collect(),
+                Err(e) => {
+                    let e: crate::error::NfsError = e.into();
+                    inos.into_iter().map(|i| (i, Err(e))).collect()
+                }
+            },
+            DataPath::Cluster(c) => {
+                let mut out = Vec::with_capacity(inos.len());
+                for ino in inos {
+                    out.push((ino, c.remove(&self.ns, ino).await));
+                }
+                out
+            }
+        }
+    }
+
     pub async fn remove_data(&self, ino: u64) -> NfsResult<()> {
         match &self.data {
             DataPath::Local(s) => Ok(s.remove(ino).await?),

@@ -80,6 +80,8 @@ pub struct Mds {
     pub lease_seconds: u32,
     /// Serialises callbacks (each back channel has one slot).
     pub callback_lock: tokio::sync::Mutex<()>,
+    /// Unlinked files whose data is to go, for the reaper task (started on first use).
+    reaper: std::sync::OnceLock<tokio::sync::mpsc::UnboundedSender<u64>>,
 }
 
 impl Mds {
@@ -135,34 +137,64 @@ impl Mds {
             boot,
             lease_seconds: cfg.lease_seconds.max(5),
             callback_lock: tokio::sync::Mutex::new(()),
+            reaper: std::sync::OnceLock::new(),
         })
     }
 
     /// Deletes the data of unlinked files nobody has open any more.
     ///
     /// Neither step needs to be durable before the reply that unlinked the file, so both run
-    /// in the background: first the data, then FORGET on the next group commit. A crash in
-    /// between leaves an orphan whose data is already gone, which the next start forgets; the
-    /// other order could leave data nothing refers to.
+    /// in the background (the reaper): first the data, then FORGET on the next group commit. A
+    /// crash in between leaves an orphan whose data is already gone, which the next start
+    /// forgets; the other order could leave data nothing refers to.
     pub async fn forget_orphan(self: &Arc<Self>, ino: u64) {
         if self.state.file_in_use(ino) {
             return;
         }
         self.state.forget_file(ino);
-        let mds = self.clone();
-        tokio::spawn(async move {
-            if let Err(e) = mds.remove_data(ino).await {
-                tracing::warn!(ino, "cannot remove data of orphan: {e}");
-                return;
-            }
-            if let Err(e) = mds
-                .ns
-                .execute_lazy(namespace::Command::Forget { ino })
-                .await
-            {
+        let tx = self.reaper.get_or_init(|| {
+            let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+            tokio::spawn(reap(Arc::downgrade(self), rx));
+            tx
+        });
+        if tx.send(ino).is_err() {
+            tracing::warn!(ino, "orphan reaper gone; the next start forgets the file");
+        }
+    }
+}
+
+/// Most orphans handled in one round.
+const REAP_BATCH: usize = 256;
+
+/// Removes the data of orphans, a batch at a time, then forgets them. Ends with the server.
+async fn reap(mds: std::sync::Weak<Mds>, mut rx: tokio::sync::mpsc::UnboundedReceiver<u64>) {
+    let mut batch = Vec::with_capacity(REAP_BATCH);
+    while rx.recv_many(&mut batch, REAP_BATCH).await > 0 {
+        let Some(mds) = mds.upgrade() else { break };
+        let inos: Vec<u64> = mds
+            .remove_data_many(std::mem::replace(
+                &mut batch,
+                Vec::with_capacity(REAP_BATCH),
+            ))
+            .await
+            .into_iter()
+            .filter_map(|(ino, r)| match r {
+                Ok(()) => Some(ino),
+                Err(e) => {
+                    tracing::warn!(ino, "cannot remove data of orphan: {e}");
+                    None
+                }
+            })
+            .collect();
+        let cmds = inos
+            .iter()
+            .map(|&ino| namespace::Command::Forget { ino })
+            .collect();
+        for (ino, r) in inos.iter().zip(mds.ns.execute_lazy_many(cmds).await) {
+            if let Err(e) = r {
                 tracing::warn!(ino, "cannot forget orphan: {e}");
             }
-        });
+        }
     }
 }
 
