@@ -4,50 +4,10 @@
 mod common;
 use common::*;
 use proto::nfs4::*;
-use proto::rpc::{
-    accepted_reply, AcceptStat, Auth, Call, CallHandler, Connection, ConnectionLimits,
-};
-use proto::xdr::{Opaque, Writer, Xdr};
+use proto::rpc::{Connection, ConnectionLimits};
+use proto::xdr::Opaque;
 use std::sync::Arc;
 use tokio::sync::mpsc;
-
-/// The holder's callback service: records recalls and acknowledges them.
-struct Holder {
-    recalls: mpsc::UnboundedSender<Stateid4>,
-}
-
-impl CallHandler for Holder {
-    async fn handle(&self, _c: Connection, call: Call) -> Option<Writer> {
-        let args = CbCompound4Args::from_xdr(call.args()).ok()?;
-        let mut res = Vec::new();
-        for op in &args.argarray {
-            match op {
-                NfsCbArgop4::Sequence(s) => {
-                    res.push(NfsCbResop4::Sequence(CbSequenceRes::Ok(CbSequenceResOk {
-                        csr_sessionid: s.csa_sessionid,
-                        csr_sequenceid: s.csa_sequenceid,
-                        csr_slotid: s.csa_slotid,
-                        csr_highest_slotid: 0,
-                        csr_target_highest_slotid: 0,
-                    })))
-                }
-                NfsCbArgop4::Recall(r) => {
-                    let _ = self.recalls.send(r.stateid);
-                    res.push(NfsCbResop4::Recall(fileops::StatusRes::ok()));
-                }
-                _ => return None,
-            }
-        }
-        let mut w = accepted_reply(call.xid, &Auth::None, AcceptStat::Success);
-        CbCompound4Res {
-            status: 0,
-            tag: Opaque::default(),
-            resarray: res,
-        }
-        .encode(&mut w);
-        Some(w)
-    }
-}
 
 fn open_args(owner: &str, access: u32, create: bool) -> NfsArgop4 {
     NfsArgop4::Open(OpenArgs {
@@ -76,7 +36,7 @@ struct Setup {
     b: Connection,
     sb: Sessionid4,
     deleg: Stateid4,
-    recalls: mpsc::UnboundedReceiver<Stateid4>,
+    recalls: mpsc::UnboundedReceiver<Recall>,
 }
 
 async fn holder_with_read_delegation(b_name: &str) -> Setup {
@@ -182,7 +142,7 @@ async fn write_open_recalls_a_read_delegation() {
         .await
         .expect("no CB_RECALL")
         .unwrap();
-    assert_eq!(recalled, t.deleg);
+    assert_eq!(recalled, Recall::Delegation(t.deleg));
     // Still waiting until A returns it.
     let r = compound(
         &b,
@@ -232,7 +192,7 @@ async fn remove_by_another_client_recalls_the_delegation_first() {
         .await
         .expect("no CB_RECALL")
         .unwrap();
-    assert_eq!(recalled, t.deleg);
+    assert_eq!(recalled, Recall::Delegation(t.deleg));
     delegreturn(&t, 5).await;
     let r = compound(&b, 1, vec![seq(sb, 3), NfsArgop4::Putrootfh, remove]).await;
     assert_eq!(r.status, 0, "{r:?}");

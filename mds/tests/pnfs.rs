@@ -8,55 +8,13 @@ use mds::cluster::ClusterConfig;
 use mds::{Server, ServerConfig};
 use proto::cluster::*;
 use proto::nfs4::*;
-use proto::rpc::{
-    accepted_reply, AcceptStat, Auth, Call, CallHandler, Connection, ConnectionLimits, RejectCalls,
-};
-use proto::xdr::{Opaque, Writer, Xdr};
+use proto::rpc::{Auth, Connection, ConnectionLimits, RejectCalls};
+use proto::xdr::{Opaque, Xdr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 
 const SECRET: &str = "a cluster secret for the pnfs tests";
-
-/// The layout holder's back channel: records CB_LAYOUTRECALLs and acknowledges them.
-struct Holder {
-    recalls: mpsc::UnboundedSender<LayoutrecallFile4>,
-}
-
-impl CallHandler for Holder {
-    async fn handle(&self, _c: Connection, call: Call) -> Option<Writer> {
-        let args = CbCompound4Args::from_xdr(call.args()).ok()?;
-        let mut res = Vec::new();
-        for op in &args.argarray {
-            match op {
-                NfsCbArgop4::Sequence(s) => {
-                    res.push(NfsCbResop4::Sequence(CbSequenceRes::Ok(CbSequenceResOk {
-                        csr_sessionid: s.csa_sessionid,
-                        csr_sequenceid: s.csa_sequenceid,
-                        csr_slotid: s.csa_slotid,
-                        csr_highest_slotid: 0,
-                        csr_target_highest_slotid: 0,
-                    })))
-                }
-                NfsCbArgop4::Layoutrecall(r) => {
-                    if let Layoutrecall4::File(f) = &r.clora_recall {
-                        let _ = self.recalls.send(f.clone());
-                    }
-                    res.push(NfsCbResop4::Layoutrecall(fileops::StatusRes::ok()));
-                }
-                _ => return None,
-            }
-        }
-        let mut w = accepted_reply(call.xid, &Auth::None, AcceptStat::Success);
-        CbCompound4Res {
-            status: 0,
-            tag: Opaque::default(),
-            resarray: res,
-        }
-        .encode(&mut w);
-        Some(w)
-    }
-}
 
 /// A loopback address nothing listens on.
 fn dead_addr() -> std::net::SocketAddr {
@@ -237,6 +195,9 @@ async fn truncate_recalls_layouts_and_an_unreachable_ds_is_probed_down() {
         .await
         .expect("no CB_LAYOUTRECALL")
         .unwrap();
+    let Recall::Layout(rec) = rec else {
+        panic!("expected CB_LAYOUTRECALL, got {rec:?}");
+    };
     assert_eq!(rec.lor_stateid.other, l.logr_stateid.other);
     assert!(rec.lor_stateid.seqid > l.logr_stateid.seqid);
     assert_eq!((rec.lor_offset, rec.lor_length), (0, u64::MAX));

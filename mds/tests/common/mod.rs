@@ -162,3 +162,56 @@ pub async fn session_with_back_channel(c: &Connection, owner: &str) -> (Sessioni
     assert_eq!(r.status, 0, "{r:?}");
     (sid, clientid)
 }
+
+/// What a test client's back channel was asked to give back.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Recall {
+    Delegation(Stateid4),
+    Layout(LayoutrecallFile4),
+}
+
+/// A test client's callback service: records CB_RECALL and CB_LAYOUTRECALL and acknowledges
+/// them; any other callback gets no reply.
+pub struct Holder {
+    pub recalls: tokio::sync::mpsc::UnboundedSender<Recall>,
+}
+
+impl proto::rpc::CallHandler for Holder {
+    async fn handle(&self, _c: Connection, call: proto::rpc::Call) -> Option<proto::xdr::Writer> {
+        let args = CbCompound4Args::from_xdr(call.args()).ok()?;
+        let mut res = Vec::new();
+        for op in &args.argarray {
+            match op {
+                NfsCbArgop4::Sequence(s) => {
+                    res.push(NfsCbResop4::Sequence(CbSequenceRes::Ok(CbSequenceResOk {
+                        csr_sessionid: s.csa_sessionid,
+                        csr_sequenceid: s.csa_sequenceid,
+                        csr_slotid: s.csa_slotid,
+                        csr_highest_slotid: 0,
+                        csr_target_highest_slotid: 0,
+                    })))
+                }
+                NfsCbArgop4::Recall(r) => {
+                    let _ = self.recalls.send(Recall::Delegation(r.stateid));
+                    res.push(NfsCbResop4::Recall(fileops::StatusRes::ok()));
+                }
+                NfsCbArgop4::Layoutrecall(r) => {
+                    if let Layoutrecall4::File(f) = &r.clora_recall {
+                        let _ = self.recalls.send(Recall::Layout(f.clone()));
+                    }
+                    res.push(NfsCbResop4::Layoutrecall(fileops::StatusRes::ok()));
+                }
+                _ => return None,
+            }
+        }
+        let mut w =
+            proto::rpc::accepted_reply(call.xid, &Auth::None, proto::rpc::AcceptStat::Success);
+        CbCompound4Res {
+            status: 0,
+            tag: Opaque::default(),
+            resarray: res,
+        }
+        .encode(&mut w);
+        Some(w)
+    }
+}
