@@ -84,7 +84,7 @@ impl Mds {
         }
     }
 
-    /// `remove_data` of several files; the local store does them in one blocking call.
+    /// Drops the data of unlinked files; the local store does them all in one blocking call.
     pub async fn remove_data_many(&self, inos: Vec<u64>) -> Vec<(u64, NfsResult<()>)> {
         match &self.data {
             DataPath::Local(s) => match s.remove_many(inos.clone()).await {
@@ -104,13 +104,6 @@ impl Mds {
                 }
                 out
             }
-        }
-    }
-
-    pub async fn remove_data(&self, ino: u64) -> NfsResult<()> {
-        match &self.data {
-            DataPath::Local(s) => Ok(s.remove(ino).await?),
-            DataPath::Cluster(c) => c.remove(&self.ns, ino).await,
         }
     }
 

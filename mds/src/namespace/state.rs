@@ -15,6 +15,8 @@ pub mod meta {
     pub const FILES: &str = "files";
     /// Bytes of regular files (orphans included).
     pub const BYTES: &str = "bytes";
+    /// Every key above: what a checkpoint holds and `open` loads back.
+    pub const ALL: [&str; 4] = [NEXT_INO, FS_ID, FILES, BYTES];
 }
 
 /// The state `apply` reads and writes. Implemented by the redb tables of a write transaction, by

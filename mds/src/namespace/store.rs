@@ -213,16 +213,7 @@ pub(crate) fn load_state(txn: &ReadTransaction) -> Result<MemState, FsError> {
     for item in txn.open_table(META)?.iter()? {
         let (k, v) = item?;
         let key = k.value();
-        if let Some(known) = [
-            meta::NEXT_INO,
-            meta::FS_ID,
-            meta::FILES,
-            meta::BYTES,
-            APPLIED,
-        ]
-        .into_iter()
-        .find(|n| *n == key)
-        {
+        if let Some(known) = meta::ALL.into_iter().chain([APPLIED]).find(|n| *n == key) {
             m.meta.insert(known, v.value());
         }
     }

@@ -309,3 +309,33 @@ fn wal_bytes(dir: &std::path::Path) -> u64 {
         .map(|e| e.metadata().unwrap().len())
         .sum()
 }
+
+#[test]
+fn an_idle_namespace_checkpoints_and_drops_its_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let ns = Namespace::open(dir.path()).unwrap();
+    rt().block_on(async {
+        for i in 0..20 {
+            let ino = ns.alloc_ino();
+            ns.execute(create(ROOT_INO, &format!("i{i}"), ino, FileKind::Regular))
+                .await
+                .unwrap();
+        }
+    });
+    assert!(
+        wal_bytes(dir.path()) > 0,
+        "the creates are in the log first"
+    );
+    let applied = ns.snapshot().unwrap().applied_index().unwrap();
+    // Nobody asks for a checkpoint: going idle is enough.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while ns.stats().checkpoints == 0 || wal_bytes(dir.path()) > 0 {
+        assert!(
+            Instant::now() < deadline,
+            "no checkpoint 10 s after going idle"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let log = ns.log_entries(0).unwrap();
+    assert_eq!(log.last().map(|e| e.0), Some(applied));
+}
