@@ -206,15 +206,8 @@ pub async fn run(mds: &Arc<Mds>, conn: &Connection, call: &Call) -> Writer {
     res.encode_shared(&mut w);
     if let (Some(sid), Some((slot, seqid))) = (ctx.session, ctx.slot) {
         let len = w.total_len() - start;
-        let body = (len <= ops::session::MAX_RESPONSE_CACHED as usize).then(|| {
-            let (mut b, mut skip) = (Vec::with_capacity(len), start);
-            for s in w.segments() {
-                let k = skip.min(s.len());
-                skip -= k;
-                b.extend_from_slice(&s[k..]);
-            }
-            Arc::new(b)
-        });
+        let body = (len <= ops::session::MAX_RESPONSE_CACHED as usize)
+            .then(|| Arc::new(w.copy_from(start)));
         mds.state.finish_slot(&sid, slot, seqid, body);
     }
     w

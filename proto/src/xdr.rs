@@ -195,9 +195,16 @@ impl Writer {
         if self.shared.is_empty() {
             return self.buf;
         }
-        let mut out = Vec::with_capacity(self.total_len());
+        self.copy_from(0)
+    }
+    /// The message from byte `start` on as one buffer (shared payloads copied in).
+    pub fn copy_from(&self, start: usize) -> Vec<u8> {
+        let mut out = Vec::with_capacity(self.total_len().saturating_sub(start));
+        let mut skip = start;
         for s in self.segments() {
-            out.extend_from_slice(s);
+            let k = skip.min(s.len());
+            skip -= k;
+            out.extend_from_slice(&s[k..]);
         }
         out
     }
