@@ -303,11 +303,19 @@ fn check_file(m: &FileModel, mode: u32, data: &[u8]) -> Result<(), String> {
                     got.len()
                 ));
             }
-        } else if got != &want[..got.len()] && got.iter().any(|b| *b != 0) {
-            // Unacknowledged data may be missing (zeros, short) but never garbage.
-            return Err(format!(
-                "unacknowledged chunk {i} holds bytes never written"
-            ));
+        } else {
+            // Unacknowledged data may be missing (short, or zeros where a torn write left a
+            // page unwritten) but never garbage: every 4 KiB page is either what was planned
+            // or zeros.
+            let bad = got
+                .chunks(4096)
+                .zip(want.chunks(4096))
+                .position(|(g, w)| g != &w[..g.len()] && g.iter().any(|b| *b != 0));
+            if let Some(page) = bad {
+                return Err(format!(
+                    "unacknowledged chunk {i}: page {page} holds bytes never written"
+                ));
+            }
         }
     }
     Ok(())
