@@ -4,9 +4,8 @@
 mod common;
 use common::*;
 use proto::nfs4::*;
-use proto::rpc::{Connection, ConnectionLimits};
+use proto::rpc::Connection;
 use proto::xdr::Opaque;
-use std::sync::Arc;
 use tokio::sync::mpsc;
 
 fn open_args(owner: &str, access: u32, create: bool) -> NfsArgop4 {
@@ -41,14 +40,7 @@ struct Setup {
 
 async fn holder_with_read_delegation(b_name: &str) -> Setup {
     let (s, d) = server().await;
-    let (tx, recalls) = mpsc::unbounded_channel();
-    let a = Connection::connect(
-        s.local_addr(),
-        Arc::new(Holder { recalls: tx }),
-        ConnectionLimits::default(),
-    )
-    .await
-    .unwrap();
+    let (a, recalls) = connect_holder(&s).await;
     let (sa, _) = session_with_back_channel(&a, "holder").await;
     let b = connect(&s).await;
     let (sb, _) = session_with_back_channel(&b, b_name).await;

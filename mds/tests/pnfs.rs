@@ -12,7 +12,6 @@ use proto::rpc::{Auth, Connection, ConnectionLimits, RejectCalls};
 use proto::xdr::{Opaque, Xdr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::sync::mpsc;
 
 const SECRET: &str = "a cluster secret for the pnfs tests";
 
@@ -110,14 +109,7 @@ async fn truncate_recalls_layouts_and_an_unreachable_ds_is_probed_down() {
     heartbeat(&admin, 11, ds1).await;
     heartbeat(&admin, 12, ds2).await;
 
-    let (tx, mut recalls) = mpsc::unbounded_channel();
-    let a = Connection::connect(
-        s.local_addr(),
-        Arc::new(Holder { recalls: tx }),
-        ConnectionLimits::default(),
-    )
-    .await
-    .unwrap();
+    let (a, mut recalls) = connect_holder(&s).await;
     let (sa, _) = session_with_back_channel(&a, "layout-holder").await;
     let open = NfsArgop4::Open(OpenArgs {
         seqid: 0,

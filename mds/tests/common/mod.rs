@@ -170,6 +170,21 @@ pub enum Recall {
     Layout(LayoutrecallFile4),
 }
 
+/// A client connection whose back channel records recalls (see `Holder`).
+pub async fn connect_holder(
+    s: &Server,
+) -> (Connection, tokio::sync::mpsc::UnboundedReceiver<Recall>) {
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    let c = Connection::connect(
+        s.local_addr(),
+        Arc::new(Holder { recalls: tx }),
+        ConnectionLimits::default(),
+    )
+    .await
+    .unwrap();
+    (c, rx)
+}
+
 /// A test client's callback service: records CB_RECALL and CB_LAYOUTRECALL and acknowledges
 /// them; any other callback gets no reply.
 pub struct Holder {
