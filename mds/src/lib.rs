@@ -144,7 +144,7 @@ impl Mds {
     /// Deletes the data of unlinked files nobody has open any more.
     ///
     /// Neither step needs to be durable before the reply that unlinked the file, so both run
-    /// in the background (the reaper): first the data, then FORGET on the next group commit. A
+    /// in the background (the reaper): first the data, then one FORGET_ORPHANS for the batch. A
     /// crash in between leaves an orphan whose data is already gone, which the next start
     /// forgets; the other order could leave data nothing refers to.
     pub async fn forget_orphan(self: &Arc<Self>, ino: u64) {
@@ -186,14 +186,16 @@ async fn reap(mds: std::sync::Weak<Mds>, mut rx: tokio::sync::mpsc::UnboundedRec
                 }
             })
             .collect();
-        let cmds = inos
-            .iter()
-            .map(|&ino| namespace::Command::Forget { ino })
-            .collect();
-        for (ino, r) in inos.iter().zip(mds.ns.execute_lazy_many(cmds).await) {
-            if let Err(e) = r {
-                tracing::warn!(ino, "cannot forget orphan: {e}");
-            }
+        if inos.is_empty() {
+            continue;
+        }
+        let n = inos.len();
+        if let Err(e) = mds
+            .ns
+            .execute_lazy(namespace::Command::ForgetOrphans { inos })
+            .await
+        {
+            tracing::warn!(orphans = n, "cannot forget orphans: {e}");
         }
     }
 }
@@ -280,6 +282,11 @@ impl Server {
 
     pub fn local_addr(&self) -> SocketAddr {
         self.local
+    }
+
+    /// The namespace's counters: commands, batches, durable commits (fdatasyncs), checkpoints.
+    pub fn namespace_stats(&self) -> namespace::StatsSnapshot {
+        self.mds.ns.stats()
     }
 
     /// Stops accepting, then makes everything applied durable.

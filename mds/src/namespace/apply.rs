@@ -83,6 +83,7 @@ pub fn apply<S: StateStore + ?Sized>(s: &mut S, cmd: &Command) -> Result<Outcome
             mirrors,
         } => set_mirrors(s, *ino, *chunk, mirrors),
         Command::Noop => Ok(Outcome::default()),
+        Command::ForgetOrphans { inos } => forget_orphans(s, inos),
     }
 }
 
@@ -594,6 +595,18 @@ fn forget<S: StateStore + ?Sized>(s: &mut S, ino: u64) -> Result<Outcome, FsErro
         freed: Some(ino),
         ..Outcome::default()
     })
+}
+
+fn forget_orphans<S: StateStore + ?Sized>(s: &mut S, inos: &[u64]) -> Result<Outcome, FsError> {
+    for &ino in inos {
+        match s.inode(ino)? {
+            Some(i) if i.nlink == 0 && matches!(i.kind, FileKind::Regular) => {
+                forget(s, ino)?;
+            }
+            _ => {}
+        }
+    }
+    Ok(Outcome::default())
 }
 
 fn set_mirrors<S: StateStore + ?Sized>(

@@ -249,19 +249,6 @@ impl Namespace {
         self.send(cmd, false)?.await.map_err(|_| FsError::Closed)?
     }
 
-    /// `execute_lazy` of several commands, queued together so the writer takes them as one batch.
-    pub async fn execute_lazy_many(&self, cmds: Vec<Command>) -> Vec<Result<Outcome, FsError>> {
-        let pending: Vec<_> = cmds.into_iter().map(|c| self.send(c, false)).collect();
-        let mut out = Vec::with_capacity(pending.len());
-        for p in pending {
-            out.push(match p {
-                Ok(rx) => rx.await.unwrap_or(Err(FsError::Closed)),
-                Err(e) => Err(e),
-            });
-        }
-        out
-    }
-
     /// Waits until every command applied so far is durable.
     pub async fn sync(&self) -> Result<(), FsError> {
         let (reply, rx) = oneshot::channel();

@@ -190,6 +190,9 @@ pub enum Command {
     },
     /// Does nothing; useful as a barrier.
     Noop,
+    /// `Forget` of each listed inode that is still an orphan; any other is skipped, so one
+    /// stale entry cannot cost the rest. The reaper's batch: one log record, not one per file.
+    ForgetOrphans { inos: Vec<u64> },
 }
 
 impl Command {

@@ -205,6 +205,49 @@ fn unlink_keeps_orphan_until_forget() {
     });
 }
 
+/// The reaper's batch: orphans go, a file that still has a link and an inode that is already
+/// gone are skipped without failing the others.
+#[test]
+fn forget_orphans_skips_what_is_not_an_orphan() {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = rt();
+    let ns = Namespace::open(dir.path()).unwrap();
+    rt.block_on(async {
+        let [a, b, kept] = [ns.alloc_ino(), ns.alloc_ino(), ns.alloc_ino()];
+        for (name, ino) in [("a", a), ("b", b), ("kept", kept)] {
+            ns.execute(create(ROOT_INO, name, ino, FileKind::Regular))
+                .await
+                .unwrap();
+        }
+        for name in ["a", "b"] {
+            ns.execute(Command::Remove {
+                parent: ROOT_INO,
+                name: name.as_bytes().to_vec(),
+                time: t(3),
+            })
+            .await
+            .unwrap();
+        }
+        ns.execute(Command::Forget { ino: b }).await.unwrap();
+        assert_eq!(ns.orphans().unwrap(), vec![a]);
+        assert_eq!(ns.statfs().unwrap().files, 3);
+        ns.execute(Command::ForgetOrphans {
+            inos: vec![kept, a, b, 999_999],
+        })
+        .await
+        .unwrap();
+        assert_eq!(ns.getattr(a), Err(FsError::Stale(a)));
+        assert!(ns.orphans().unwrap().is_empty());
+        assert_eq!(ns.getattr(kept).unwrap().nlink, 1);
+        assert_eq!(ns.statfs().unwrap().files, 2);
+    });
+    // Replayed from the log after a restart, the same command leaves the same state.
+    drop(ns);
+    let ns = Namespace::open(dir.path()).unwrap();
+    assert_eq!(ns.statfs().unwrap().files, 2);
+    assert!(ns.orphans().unwrap().is_empty());
+}
+
 #[test]
 fn lazy_then_sync() {
     let dir = tempfile::tempdir().unwrap();
