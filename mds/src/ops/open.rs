@@ -201,9 +201,12 @@ async fn open_by_name(ctx: &mut Ctx<'_>, a: &OpenArgs, name: Vec<u8>) -> NfsResu
     if created || verf.is_none() {
         // On create: owner/group/times as asked. On an UNCHECKED open of an existing file
         // only the size applies (O_TRUNC).
+        // A new file is already empty: O_TRUNC's size 0 would cost a second durable
+        // command (and a second fdatasync) on every create for nothing.
         let rest = if created {
             attrs::SetAttrs {
                 mode: None,
+                size: set.size.filter(|&s| s != 0),
                 ..set.clone()
             }
         } else {
