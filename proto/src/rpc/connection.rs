@@ -246,6 +246,8 @@ impl Connection {
 
 /// Records taken off the queue for one `writev`, and iovecs per `writev` (Linux's IOV_MAX is 1024).
 const MAX_BATCH: usize = 64;
+/// Read-side buffer of a connection.
+const READ_BUFFER: usize = 16 * 1024;
 const MAX_IOV: usize = 512;
 
 async fn write_loop(
@@ -313,6 +315,9 @@ async fn read_loop<H: CallHandler>(
     limits: ConnectionLimits,
 ) {
     let permits = Arc::new(Semaphore::new(limits.max_in_flight));
+    // Small records (most calls and replies) arrive several per system call instead of two
+    // system calls each (header, then body); large payloads still bypass the buffer.
+    let mut rd = tokio::io::BufReader::with_capacity(READ_BUFFER, &mut rd);
     loop {
         let rec = tokio::select! {
             r = read_record(&mut rd, limits.max_record) => r,
