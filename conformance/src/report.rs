@@ -173,7 +173,7 @@ pub fn print_table(results: &[CaseResult]) {
                 acc
             });
         println!(
-            "kernels: {}   (* = guest crashed during boot and was retried once)",
+            "kernels: {}   (* = guest crashed during boot and was booted again)",
             kv.join(" ")
         );
     }

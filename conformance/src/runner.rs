@@ -283,7 +283,12 @@ fn base_env(plan: &Plan, s: &Scenario, run_id: u32) -> Vec<String> {
     env
 }
 
-/// Boot the guest(s) for one case; one retry when a guest died before its scenario started.
+/// Boots at most this many times when a guest dies before its scenario starts. The sid kernel
+/// (7.2) sometimes oopses on an int3 in `sched_clock_cpu` while patching its text under TCG with
+/// two vCPUs; a CI run of ~40 sid boots once saw two such crashes in a row.
+const BOOT_ATTEMPTS: usize = 3;
+
+/// Boot the guest(s) for one case, again when a guest died before its scenario started.
 fn boot(
     plan: &Plan,
     srv: &mut Running,
@@ -294,7 +299,7 @@ fn boot(
 ) -> (Vec<GuestRun>, Option<String>, Option<HostReport>) {
     let mut retry_reason = None;
     let mut host = None;
-    for attempt in 0..2 {
+    for attempt in 0..BOOT_ATTEMPTS {
         let runs = if let Some(kind) = s.host {
             let (runs, rep) = with_host(plan, srv, s, kind, kver, vers, run_id);
             host = Some(rep);
@@ -310,7 +315,7 @@ fn boot(
             })]
         };
         let boot_crash = runs.iter().any(|r| r.rc == RC_NO_EXIT && !r.script_started);
-        if boot_crash && attempt == 0 {
+        if boot_crash && attempt + 1 < BOOT_ATTEMPTS {
             let tail: Vec<&str> = runs
                 .iter()
                 .flat_map(|r| r.console_tail.lines().rev().take(6).collect::<Vec<_>>())
@@ -319,11 +324,7 @@ fn boot(
                 "guest crashed before the scenario started: {}",
                 tail.join(" | ")
             ));
-            eprintln!(
-                "[{}] {} boot crash, retrying once",
-                srv.spec.label(),
-                s.name
-            );
+            eprintln!("[{}] {} boot crash, retrying", srv.spec.label(), s.name);
             continue;
         }
         return (runs, retry_reason, host);
