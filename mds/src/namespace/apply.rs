@@ -584,13 +584,19 @@ fn forget<S: StateStore + ?Sized>(s: &mut S, ino: u64) -> Result<Outcome, FsErro
     if i.nlink > 0 {
         return Err(FsError::Invalid);
     }
+    drop_orphan(s, &i)
+}
+
+/// Deletes orphan `i` (no links left) with its chunk records and its share of the counters.
+fn drop_orphan<S: StateStore + ?Sized>(s: &mut S, i: &Inode) -> Result<Outcome, FsError> {
+    let ino = i.ino;
     s.del_inode(ino)?;
     s.set_orphan(ino, false)?;
     for (chunk, _) in s.chunks(ino)? {
         s.put_chunk(ino, chunk, None)?;
     }
     add_meta(s, meta::FILES, -1)?;
-    add_meta(s, meta::BYTES, -data_bytes(&i))?;
+    add_meta(s, meta::BYTES, -data_bytes(i))?;
     Ok(Outcome {
         freed: Some(ino),
         ..Outcome::default()
@@ -601,7 +607,7 @@ fn forget_orphans<S: StateStore + ?Sized>(s: &mut S, inos: &[u64]) -> Result<Out
     for &ino in inos {
         match s.inode(ino)? {
             Some(i) if i.nlink == 0 && matches!(i.kind, FileKind::Regular) => {
-                forget(s, ino)?;
+                drop_orphan(s, &i)?;
             }
             _ => {}
         }

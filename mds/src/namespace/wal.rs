@@ -103,19 +103,23 @@ pub(crate) struct Wal {
     synced: u64,
     /// The segment file's size: `len` plus preallocated zeros.
     allocated: u64,
+    /// False once the file system said it cannot preallocate: appends then grow the file, and
+    /// no append pays for a failing `fallocate` again.
+    preallocates: bool,
 }
 
-/// Grows `file` from `from` to `to` bytes of allocated zeros; false if the file system cannot
-/// (appends then simply grow the file).
-fn preallocate(file: &File, from: u64, to: u64) -> bool {
-    let (Ok(off), Ok(len)) = (
-        libc::off_t::try_from(from),
-        libc::off_t::try_from(to.saturating_sub(from)),
-    ) else {
-        return false;
+/// Grows `file` from `from` to `to` bytes of allocated zeros.
+fn preallocate(file: &File, from: u64, to: u64) -> std::io::Result<()> {
+    let range = |n: u64| {
+        libc::off_t::try_from(n).map_err(|_| std::io::Error::from(std::io::ErrorKind::InvalidInput))
     };
+    let (off, len) = (range(from)?, range(to.saturating_sub(from))?);
     // SAFETY: a plain system call on a descriptor this `File` owns.
-    unsafe { libc::fallocate(file.as_raw_fd(), 0, off, len) == 0 }
+    if unsafe { libc::fallocate(file.as_raw_fd(), 0, off, len) } == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
 }
 
 /// True if `bytes` holds nothing but zeros (preallocated space, never written).
@@ -202,6 +206,7 @@ impl Wal {
             len,
             synced: len,
             allocated,
+            preallocates: true,
         };
         wal.grow(0)?;
         Ok((wal, records))
@@ -211,13 +216,19 @@ impl Wal {
     /// by `PREALLOC` when they do not. The new size is synced, so commits inside it stay
     /// data-only.
     fn grow(&mut self, extra: u64) -> Result<(), FsError> {
-        if self.len + extra <= self.allocated && self.allocated > self.len {
+        // At least one byte of room, so a segment that is exactly full grows before its next use.
+        if !self.preallocates || self.len + extra.max(1) <= self.allocated {
             return Ok(());
         }
         let to = self.len + extra.max(PREALLOC);
-        if preallocate(&self.file, self.allocated, to) {
-            self.file.sync_all()?;
-            self.allocated = to;
+        match preallocate(&self.file, self.allocated, to) {
+            Ok(()) => {
+                self.file.sync_all()?;
+                self.allocated = to;
+            }
+            Err(e) if e.raw_os_error() == Some(libc::EOPNOTSUPP) => self.preallocates = false,
+            // Out of space, say: the append that follows reports it if it matters.
+            Err(e) => tracing::debug!(error = %e, "namespace log: no preallocation"),
         }
         Ok(())
     }
@@ -314,6 +325,16 @@ mod tests {
         b
     }
 
+    /// Appends record `index` ("again"), syncs, closes and opens the log again.
+    fn append_again_and_reopen(mut wal: Wal, dir: &Path, index: u64) -> (Wal, Records) {
+        let mut more = Vec::new();
+        encode_record(&mut more, index, b"again").unwrap();
+        wal.append(&more).unwrap();
+        wal.sync().unwrap();
+        drop(wal);
+        Wal::open(dir).unwrap()
+    }
+
     #[test]
     fn records_round_trip() {
         let b = log(7, 5);
@@ -358,14 +379,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let full = log(1, 3);
         std::fs::write(segment_path(dir.path(), 1), &full[..full.len() - 3]).unwrap();
-        let (mut wal, recs) = Wal::open(dir.path()).unwrap();
-        assert_eq!(recs.len(), 2);
-        let mut more = Vec::new();
-        encode_record(&mut more, 3, b"again").unwrap();
-        wal.append(&more).unwrap();
-        wal.sync().unwrap();
-        drop(wal);
         let (wal, recs) = Wal::open(dir.path()).unwrap();
+        assert_eq!(recs.len(), 2);
+        let (wal, recs) = append_again_and_reopen(wal, dir.path(), 3);
         assert_eq!(recs.len(), 3);
         assert_eq!(recs[2], (3, b"again".to_vec()));
         assert!(!wal.unsynced());
@@ -398,6 +414,7 @@ mod tests {
         std::fs::write(&first, &b[..b.len() - 1]).unwrap();
         assert!(matches!(Wal::open(dir.path()), Err(FsError::Corrupt(_))));
     }
+
     #[test]
     fn preallocated_segments_are_written_in_place_and_reopen_where_the_records_end() {
         let dir = tempfile::tempdir().unwrap();
@@ -434,15 +451,10 @@ mod tests {
         let mut last = full[..full.len() - 5].to_vec();
         last.extend(vec![0u8; 4096]);
         std::fs::write(segment_path(dir.path(), 2), &last).unwrap();
-        let (mut wal, recs) = Wal::open(dir.path()).unwrap();
+        let (wal, recs) = Wal::open(dir.path()).unwrap();
         assert_eq!(recs.iter().map(|r| r.0).collect::<Vec<_>>(), vec![1, 2, 3]);
         // The torn bytes are gone: what is appended now is read back cleanly.
-        let mut more = Vec::new();
-        encode_record(&mut more, 4, b"again").unwrap();
-        wal.append(&more).unwrap();
-        wal.sync().unwrap();
-        drop(wal);
-        let (_, recs) = Wal::open(dir.path()).unwrap();
+        let (_, recs) = append_again_and_reopen(wal, dir.path(), 4);
         assert_eq!(recs.last(), Some(&(4, b"again".to_vec())));
         assert_eq!(recs.len(), 4);
     }

@@ -199,10 +199,9 @@ async fn open_by_name(ctx: &mut Ctx<'_>, a: &OpenArgs, name: Vec<u8>) -> NfsResu
     let created = out.created;
     let mut attrset = Vec::new();
     if created || verf.is_none() {
-        // On create: owner/group/times as asked. On an UNCHECKED open of an existing file
-        // only the size applies (O_TRUNC).
-        // A new file is already empty: O_TRUNC's size 0 would cost a second durable
-        // command (and a second fdatasync) on every create for nothing.
+        // On create: owner/group/times as asked, but not O_TRUNC's size 0: the new file is
+        // empty already, and it would cost a second durable command (a second fdatasync) on
+        // every create. On an UNCHECKED open of an existing file only the size applies.
         let rest = if created {
             attrs::SetAttrs {
                 mode: None,

@@ -246,9 +246,9 @@ impl Connection {
 
 /// Records taken off the queue for one `writev`, and iovecs per `writev` (Linux's IOV_MAX is 1024).
 const MAX_BATCH: usize = 64;
+const MAX_IOV: usize = 512;
 /// Read-side buffer of a connection.
 const READ_BUFFER: usize = 16 * 1024;
-const MAX_IOV: usize = 512;
 
 async fn write_loop(
     conn: Connection,
