@@ -20,6 +20,10 @@ if [ "$ROLE" = A ]; then
   mkdir sub && echo y > sub/y
   post mkdir
   await checked-mkdir
+  await b-looked-for-late
+  echo late > sub/late || fail "A: create sub/late while B has looked for it"
+  post created-late
+  await checked-late
   case "$NFSVERS" in
     4*) $H lock lk 0 100 w try 30 > /tmp/holder.out 2>&1 &
         HOLDER=$!
@@ -57,6 +61,22 @@ else
   expect_eq "B lists A's new directory" y "$(ls sub 2>&1)"
   expect_eq "B reads a file in A's new directory" y "$(rd sub/y)"
   post checked-mkdir
+  # B has just listed sub (a sid client then holds a directory delegation on it) and caches
+  # "late" as absent. A's create recalls that delegation; B's fresh listing, which revalidates
+  # the directory, must then show the new name, and the name must open. (Opening it before
+  # the listing may fail on any server: Linux trusts a negative entry until the directory's
+  # attributes time out, so this cannot show that the recall happened; mds/tests/
+  # dir_delegation.rs does.)
+  expect_eq "B: sub/late does not exist yet" ENOENT "$($H errno open sub/late)"
+  post b-looked-for-late
+  await created-late
+  listing="$($H readdir "$WD/sub" 2>&1 | sort | tr '\n' ' ' | sed 's/ $//')"
+  expect_eq "B's fresh listing after A's create in sub" "late y" "$listing"
+  # Only a listing that revalidated the directory lets go of the negative entry.
+  if [ "$listing" = "late y" ]; then
+    expect_eq "B opens the file A created where B had looked for it" late "$(rd sub/late)"
+  fi
+  post checked-late
   case "$NFSVERS" in
     4*) await locked
         $H lock lk 0 100 w try 0 > /dev/null 2>&1; r=$?

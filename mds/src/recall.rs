@@ -1,6 +1,8 @@
-//! Delegation recalls: an operation that conflicts with another client's delegation sends
-//! CB_RECALL over that client's back channel and answers NFS4ERR_DELAY; the client retries
-//! once the holder has returned the delegation (or lost it, a lease after the recall).
+//! Delegation recalls: an operation that conflicts with another client's delegation (on the
+//! file it changes, or on the directory whose entries it changes) sends CB_RECALL over that
+//! client's back channel, waits briefly for the return, and otherwise answers NFS4ERR_DELAY;
+//! the client retries once the holder has returned the delegation (or lost it, a lease after
+//! the recall).
 //!
 //! Layout recalls (CB_LAYOUTRECALL) are advisory on our side: a layout that must go (the file
 //! was truncated by someone else, a DS it points at is down) is recalled, and the operation
@@ -22,16 +24,43 @@ use std::time::Duration;
 const CB_VERSION: u32 = 1;
 const CB_TIMEOUT: Duration = Duration::from_secs(15);
 
-/// Ok when nobody else holds a delegation on `ino`; otherwise recalls and says "retry".
-pub fn recall_conflicts(mds: &Arc<Mds>, ino: u64, clientid: Option<u64>) -> NfsResult<()> {
-    let conflicts = mds.state.delegation_conflicts(ino, clientid.unwrap_or(0));
-    if conflicts.is_empty() {
-        return Ok(());
+/// How long an operation that had to recall delegations waits for them to come back before
+/// it answers NFS4ERR_DELAY. Linux retries a DELAY no sooner than 100 ms later, while a holder
+/// usually returns within a couple of round trips; knfsd waits 30 ms for the same reason.
+const RETURN_WAIT: Duration = Duration::from_millis(30);
+
+/// Ok when no other client holds a delegation on any of `inos` (files whose data or names
+/// change, directories whose entries change). Otherwise recalls them, waits up to
+/// `RETURN_WAIT` for their return, and says "retry" if they are still out.
+pub async fn recall_and_wait(mds: &Arc<Mds>, inos: &[u64], clientid: Option<u64>) -> NfsResult<()> {
+    let deadline = tokio::time::Instant::now() + RETURN_WAIT;
+    loop {
+        // Registered before looking, so a DELEGRETURN between the look and the wait still
+        // wakes us.
+        let returned = mds.state.returned.notified();
+        tokio::pin!(returned);
+        returned.as_mut().enable();
+        let mut out = false;
+        for &ino in inos {
+            out |= recall_conflicts(mds, ino, clientid);
+        }
+        if !out {
+            return Ok(());
+        }
+        if tokio::time::timeout_at(deadline, returned).await.is_err() {
+            return Err(NfsError::Delay);
+        }
     }
-    for c in conflicts.into_iter().filter(|c| c.needs_recall) {
+}
+
+/// Sends CB_RECALL for the delegations other clients hold on `ino` that have not been
+/// recalled yet; true if any (recalled now or before) is still out.
+fn recall_conflicts(mds: &Arc<Mds>, ino: u64, clientid: Option<u64>) -> bool {
+    let conflicts = mds.state.delegation_conflicts(ino, clientid.unwrap_or(0));
+    for c in conflicts.iter().filter(|c| c.needs_recall) {
         tokio::spawn(send_recall(mds.clone(), c.clientid, c.stateid, ino));
     }
-    Err(NfsError::Delay)
+    !conflicts.is_empty()
 }
 
 fn file_fh(mds: &Mds, ino: u64) -> NfsFh4 {
@@ -45,6 +74,7 @@ fn file_fh(mds: &Mds, ino: u64) -> NfsFh4 {
 }
 
 async fn send_recall(mds: Arc<Mds>, clientid: u64, sid: StateId, ino: u64) {
+    tracing::debug!(clientid, ino, "recalling a delegation");
     let op = NfsCbArgop4::Recall(CbRecallArgs {
         stateid: sid,
         truncate: false,
@@ -123,7 +153,7 @@ async fn callback(mds: &Arc<Mds>, clientid: u64, ino: u64, op: NfsCbArgop4, what
     };
     let args = CbCompound4Args {
         tag: Opaque::default(),
-        minorversion: 1,
+        minorversion: bc.minor,
         callback_ident: 0,
         argarray: vec![
             NfsCbArgop4::Sequence(CbSequenceArgs {

@@ -7,14 +7,6 @@ use proto::nfs4::*;
 use proto::rpc::{ReplyStatus, RpcError};
 use proto::xdr::Opaque;
 
-fn mkdir(name: &str) -> NfsArgop4 {
-    NfsArgop4::Create(CreateArgs {
-        objtype: Createtype4::Dir,
-        objname: Opaque::from(name),
-        createattrs: Fattr4::default(),
-    })
-}
-
 #[tokio::test]
 async fn read_only_export_refuses_changes() {
     let mut e = Export::new("/").unwrap();

@@ -16,20 +16,6 @@ fn create_attrs(mode: u32, size: u64) -> Fattr4 {
     .encode_all()
 }
 
-fn open_unchecked(name: &str, attrs: Fattr4) -> NfsArgop4 {
-    NfsArgop4::Open(OpenArgs {
-        seqid: 0,
-        share_access: 3,
-        share_deny: 0,
-        owner: StateOwner4 {
-            clientid: 0,
-            owner: Opaque::from("creator"),
-        },
-        openhow: Openflag4::Create(Createhow4::Unchecked(attrs)),
-        claim: OpenClaim4::Null(Opaque::from(name)),
-    })
-}
-
 fn getattr() -> NfsArgop4 {
     NfsArgop4::Getattr(GetattrArgs {
         attr_request: Bitmap::from_bits(&[FATTR4_SIZE, FATTR4_MODE]).to_vec(),
@@ -55,7 +41,7 @@ async fn truncating_open(
         vec![
             seq(sid, seqid),
             NfsArgop4::Putrootfh,
-            open_unchecked("f", create_attrs(0o600, 0)),
+            open_create("f", "creator", create_attrs(0o600, 0)),
             getattr(),
         ],
     )

@@ -4,6 +4,7 @@ use crate::attrs;
 use crate::compound::Ctx;
 use crate::error::{NfsError, NfsResult};
 use crate::namespace::{Command, CreateHow, DirChange, FileKind, Inode, Time};
+use crate::recall::recall_and_wait;
 use proto::nfs4::attr::{Bitmap, FATTR4_RDATTR_ERROR};
 use proto::nfs4::basic::{ChangeInfo4, Fattr4};
 use proto::nfs4::fileops::*;
@@ -43,12 +44,10 @@ fn check_sticky(ctx: &Ctx<'_>, dir: &Inode, name: &[u8]) -> NfsResult<()> {
     }
 }
 
-/// Removing or replacing a name changes the file behind it: other clients' delegations go.
-fn recall_name(ctx: &Ctx<'_>, dir: u64, name: &[u8]) -> NfsResult<()> {
-    match ctx.mds.ns.lookup(dir, name) {
-        Ok(i) => crate::recall::recall_conflicts(ctx.mds, i.ino, ctx.clientid),
-        Err(_) => Ok(()),
-    }
+/// The file behind `name` in `dir`, if any: removing or replacing the name changes it, so
+/// other clients' delegations on it must go first.
+fn named(ctx: &Ctx<'_>, dir: u64, name: &[u8]) -> Option<u64> {
+    ctx.mds.ns.lookup(dir, name).ok().map(|i| i.ino)
 }
 
 pub fn readdir(ctx: &mut Ctx<'_>, a: &ReaddirArgs) -> ReaddirRes {
@@ -174,6 +173,7 @@ async fn create_inner(ctx: &mut Ctx<'_>, a: &CreateArgs) -> NfsResult<CreateResO
     let dir = ctx.cur_dir()?;
     let name = check_name(&a.objname)?.to_vec();
     check_dir_write(ctx, &dir)?;
+    recall_and_wait(ctx.mds, &[dir.ino], ctx.clientid).await?;
     let kind = match &a.objtype {
         Createtype4::Dir => FileKind::Directory,
         Createtype4::Lnk(t) => {
@@ -233,8 +233,13 @@ async fn remove_inner(ctx: &mut Ctx<'_>, a: &RemoveArgs) -> NfsResult<RemoveResO
     check_dir_write(ctx, &dir)?;
     check_sticky(ctx, &dir, &name)?;
     // Another client holding a delegation on the file trusts its cached name for it (Linux
-    // revalidates a delegated inode's dentry without asking us), so it must give it back first.
-    recall_name(ctx, dir.ino, &name)?;
+    // revalidates a delegated inode's dentry without asking us), so it must give it back
+    // first; so must one holding the directory.
+    let inos: Vec<u64> = named(ctx, dir.ino, &name)
+        .into_iter()
+        .chain([dir.ino])
+        .collect();
+    recall_and_wait(ctx.mds, &inos, ctx.clientid).await?;
     let out = ctx
         .mds
         .ns
@@ -274,8 +279,12 @@ async fn rename_inner(ctx: &mut Ctx<'_>, a: &RenameArgs) -> NfsResult<RenameResO
     if ctx.mds.ns.lookup(dst.ino, &new).is_ok() {
         check_sticky(ctx, &dst, &new)?;
     }
-    recall_name(ctx, src.ino, &old)?;
-    recall_name(ctx, dst.ino, &new)?;
+    let inos: Vec<u64> = [named(ctx, src.ino, &old), named(ctx, dst.ino, &new)]
+        .into_iter()
+        .flatten()
+        .chain([src.ino, dst.ino])
+        .collect();
+    recall_and_wait(ctx.mds, &inos, ctx.clientid).await?;
     let out = ctx
         .mds
         .ns
@@ -317,6 +326,7 @@ async fn link_inner(ctx: &mut Ctx<'_>, a: &LinkArgs) -> NfsResult<LinkResOk> {
     }
     let name = check_name(&a.newname)?.to_vec();
     check_dir_write(ctx, &dir)?;
+    recall_and_wait(ctx.mds, &[dir.ino], ctx.clientid).await?;
     let out = ctx
         .mds
         .ns

@@ -114,7 +114,7 @@ async fn open_inner(ctx: &mut Ctx<'_>, a: &OpenArgs) -> NfsResult<OpenResOk> {
         }
     }
     if access & OPEN4_SHARE_ACCESS_WRITE_BIT != 0 {
-        crate::recall::recall_conflicts(ctx.mds, t.file.ino, Some(clientid))?;
+        crate::recall::recall_and_wait(ctx.mds, &[t.file.ino], Some(clientid)).await?;
     }
     let opened =
         ctx.mds
@@ -192,6 +192,8 @@ async fn open_by_name(ctx: &mut Ctx<'_>, a: &OpenArgs, name: Vec<u8>) -> NfsResu
     if existing.is_none() {
         ctx.writable()?;
         ctx.require(&dir, 3)?;
+        // Another client's directory delegation may cache this name as absent.
+        crate::recall::recall_and_wait(ctx.mds, &[dir.ino], Some(ctx.clientid()?)).await?;
     }
     let mode = set.mode.unwrap_or(0o644);
     let out = create_entry(ctx, &dir, name, FileKind::Regular, mode, how).await?;
@@ -282,11 +284,42 @@ pub fn delegreturn(ctx: &mut Ctx<'_>, a: &DelegreturnArgs) -> NfsResult<()> {
     ctx.mds.state.return_delegation(&sid, ino)
 }
 
-/// Directory delegations are not granted; RFC 8881 §18.39.3 lets the server decline without
-/// failing the COMPOUND (GDD4_UNAVAIL), which is what the sid kernel copes with.
+/// Grants a directory delegation (RFC 8881 §18.39) to a client that can be called back.
+/// No notifications are offered: a change to the directory by any other client recalls the
+/// delegation first (see `recall::recall_and_wait`), so the holder may trust its cached names
+/// and the directory's attributes until told otherwise, past the attribute cache timeout that
+/// would otherwise send it back to the server. The sid kernel asks after READDIR, REMOVE and
+/// RENAME.
 pub fn get_dir_delegation(ctx: &mut Ctx<'_>, _a: &GetDirDelegationArgs) -> GetDirDelegationRes {
-    match ctx.cur_dir() {
-        Ok(_) => GetDirDelegationRes::Ok(GetDirDelegationResNonFatal::Unavail(false)),
+    let r = (|| -> NfsResult<Option<StateId>> {
+        let dir = ctx.cur_dir()?;
+        let clientid = ctx.clientid()?;
+        if ctx.mds.state.back_channel(clientid).is_none() {
+            return Ok(None);
+        }
+        let granted = ctx.mds.state.grant_read_delegation(clientid, dir.ino);
+        tracing::debug!(
+            clientid,
+            dir = dir.ino,
+            granted = granted.is_some(),
+            "GET_DIR_DELEGATION"
+        );
+        Ok(granted)
+    })();
+    match r {
+        Ok(Some(stateid)) => {
+            GetDirDelegationRes::Ok(GetDirDelegationResNonFatal::Ok(GetDirDelegationResOk {
+                // Cookies are stable for the life of an entry: no verifier to hand out.
+                gddr_cookieverf: [0; 8],
+                gddr_stateid: stateid,
+                gddr_notification: Vec::new(),
+                gddr_child_attributes: Vec::new(),
+                gddr_dir_attributes: Vec::new(),
+            }))
+        }
+        // Declined (no back channel, already held, or a recall of it is under way). We never
+        // promise to signal availability later (CB_RECALLABLE_OBJ_AVAIL).
+        Ok(None) => GetDirDelegationRes::Ok(GetDirDelegationResNonFatal::Unavail(false)),
         Err(e) => GetDirDelegationRes::error(e.code()),
     }
 }

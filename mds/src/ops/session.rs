@@ -172,6 +172,7 @@ fn create_session_inner(ctx: &mut Ctx<'_>, a: &CreateSessionArgs) -> NfsResult<C
         wants_back_channel: wants_back,
         cb_seqid: 0,
         cb_cred,
+        minor: ctx.minor,
     };
     ctx.mds
         .state

@@ -97,13 +97,26 @@ struct Inner {
     /// Owners the previous instance knew that have not yet sent RECLAIM_COMPLETE: only they
     /// may reclaim, and grace ends early when none is left.
     awaiting_reclaim: BTreeSet<Vec<u8>>,
+    /// Files and directories whose delegations were recalled lately, and when: no new
+    /// delegation there for `RECALL_BACKOFF`, or a reader and a writer taking turns would
+    /// pay a recall (and the writer a DELAY) on every turn.
+    recalled_lately: HashMap<u64, Instant>,
 }
+
+/// How long after a recall no delegation is granted on the same object (knfsd blocks for
+/// 30–60 s after a recall, for the same reason).
+pub const RECALL_BACKOFF: Duration = Duration::from_secs(30);
+
+/// Above this many remembered recalls, expired ones are dropped.
+const RECALLED_LATELY_PRUNE: usize = 4096;
 
 pub struct StateManager {
     inner: Mutex<Inner>,
     /// Distinguishes this server instance in client ids and stateids.
     boot: u32,
     pub lease: Duration,
+    /// Woken by every DELEGRETURN: operations waiting out a recall look again.
+    pub returned: tokio::sync::Notify,
 }
 
 /// What SEQUENCE found: the session's client, the slot's verdict and the channel's limits.
@@ -122,6 +135,7 @@ pub struct BackChannel {
     pub session: SessionId,
     pub program: u32,
     pub cred: proto::rpc::Auth,
+    pub minor: u32,
 }
 
 /// A delegation that stands in the way of an operation.
@@ -165,9 +179,11 @@ impl StateManager {
                 db,
                 grace_until,
                 awaiting_reclaim: previous,
+                recalled_lately: HashMap::new(),
             }),
             boot,
             lease,
+            returned: tokio::sync::Notify::new(),
         }
     }
 
@@ -541,6 +557,7 @@ impl StateManager {
                         session: s.id,
                         program: s.cb_program,
                         cred: s.cb_cred.clone(),
+                        minor: s.minor,
                     })
             })
     }
@@ -1032,9 +1049,17 @@ impl StateManager {
 impl StateManager {
     /// Grants `clientid` a read delegation on `ino` if nobody else may write it and the client
     /// holds none there yet. (Exclusive locks need write opens, which recall read delegations,
-    /// so a client caching its locks under one cannot hide a conflict.)
+    /// so a client caching its locks under one cannot hide a conflict.) Directory delegations
+    /// are granted here too: nobody opens a directory, so only the holder and recall checks
+    /// apply.
     pub fn grant_read_delegation(&self, clientid: u64, ino: u64) -> Option<StateId> {
         let mut g = self.lock();
+        if let Some(t) = g.recalled_lately.get(&ino) {
+            if t.elapsed() < RECALL_BACKOFF {
+                return None;
+            }
+            g.recalled_lately.remove(&ino);
+        }
         if let Some(f) = g.files.get(&ino) {
             for o in &f.states {
                 match g.states.get(o) {
@@ -1078,6 +1103,7 @@ impl StateManager {
         };
         let mut out = Vec::new();
         let mut revoke = Vec::new();
+        let mut recalled_now = false;
         let ids: Vec<[u8; 12]> = f.states.iter().copied().collect();
         for other in ids {
             let Some(st) = g.states.get_mut(&other) else {
@@ -1099,6 +1125,7 @@ impl StateManager {
                     }),
                     None => {
                         *recalled = Some(Instant::now());
+                        recalled_now = true;
                         out.push(Conflict {
                             clientid: st.clientid,
                             stateid: StateId {
@@ -1118,6 +1145,13 @@ impl StateManager {
             );
             Self::drop_state(&mut g, &other);
         }
+        if recalled_now {
+            if g.recalled_lately.len() >= RECALLED_LATELY_PRUNE {
+                g.recalled_lately
+                    .retain(|_, t| t.elapsed() < RECALL_BACKOFF);
+            }
+            g.recalled_lately.insert(ino, Instant::now());
+        }
         out
     }
 
@@ -1129,6 +1163,8 @@ impl StateManager {
             return Err(NfsError::BadStateId);
         }
         Self::drop_state(&mut g, &sid.other);
+        drop(g);
+        self.returned.notify_waiters();
         Ok(())
     }
 
@@ -1305,6 +1341,7 @@ mod tests {
             back_conn: None,
             wants_back_channel: false,
             cb_seqid: 0,
+            minor: 1,
             cb_cred: proto::rpc::Auth::None,
         };
         assert!(m.create_session_seq(c, seq).unwrap().is_none());

@@ -37,6 +37,10 @@ pub struct Session {
     pub cb_seqid: u32,
     /// Credential for callbacks, from the client's CREATE_SESSION security parameters.
     pub cb_cred: proto::rpc::Auth,
+    /// The minor version of the COMPOUND that created the session. Callbacks carry the same:
+    /// Linux finds the client a CB_COMPOUND is for by session and minor version, and answers
+    /// NFS4ERR_BADSESSION to a v4.2 mount's callback that says 1.
+    pub minor: u32,
 }
 
 /// What SEQUENCE found on the slot.
@@ -122,6 +126,7 @@ mod tests {
             back_conn: None,
             wants_back_channel: false,
             cb_seqid: 0,
+            minor: 1,
             cb_cred: proto::rpc::Auth::None,
         }
     }

@@ -68,9 +68,20 @@ pub async fn new_session(
     flags: u32,
     sec: Vec<CallbackSecParms4>,
 ) -> (Sessionid4, u64, u32) {
+    new_session_minor(c, owner, flags, sec, 1).await
+}
+
+/// `new_session` in COMPOUNDs of minor version `minor` (1 or 2).
+pub async fn new_session_minor(
+    c: &Connection,
+    owner: &str,
+    flags: u32,
+    sec: Vec<CallbackSecParms4>,
+    minor: u32,
+) -> (Sessionid4, u64, u32) {
     let r = compound(
         c,
-        1,
+        minor,
         vec![NfsArgop4::ExchangeId(ExchangeIdArgs {
             eia_clientowner: ClientOwner4 {
                 co_verifier: [2; 8],
@@ -96,7 +107,7 @@ pub async fn new_session(
     };
     let r = compound(
         c,
-        1,
+        minor,
         vec![NfsArgop4::CreateSession(CreateSessionArgs {
             csa_clientid: x.eir_clientid,
             csa_sequence: x.eir_sequenceid,
@@ -112,6 +123,31 @@ pub async fn new_session(
         panic!("{r:?}")
     };
     (s.csr_sessionid, x.eir_clientid, s.csr_flags)
+}
+
+/// CREATE of a directory with default attributes.
+pub fn mkdir(name: &str) -> NfsArgop4 {
+    NfsArgop4::Create(CreateArgs {
+        objtype: Createtype4::Dir,
+        objname: Opaque::from(name),
+        createattrs: Fattr4::default(),
+    })
+}
+
+/// OPEN for reading and writing of `name` (created UNCHECKED with `attrs`) by open owner
+/// `owner`.
+pub fn open_create(name: &str, owner: &str, attrs: Fattr4) -> NfsArgop4 {
+    NfsArgop4::Open(OpenArgs {
+        seqid: 0,
+        share_access: 3,
+        share_deny: 0,
+        owner: StateOwner4 {
+            clientid: 0,
+            owner: Opaque::from(owner),
+        },
+        openhow: Openflag4::Create(Createhow4::Unchecked(attrs)),
+        claim: OpenClaim4::Null(Opaque::from(name)),
+    })
 }
 
 pub fn seq(sid: Sessionid4, seqid: u32) -> NfsArgop4 {
@@ -136,6 +172,15 @@ pub async fn connect(s: &Server) -> Connection {
 
 /// A client that asked for a back channel on its connection; returns (session, client id).
 pub async fn session_with_back_channel(c: &Connection, owner: &str) -> (Sessionid4, u64) {
+    session_with_back_channel_minor(c, owner, 1).await
+}
+
+/// `session_with_back_channel` in COMPOUNDs of minor version `minor` (1 or 2).
+pub async fn session_with_back_channel_minor(
+    c: &Connection,
+    owner: &str,
+    minor: u32,
+) -> (Sessionid4, u64) {
     let sec = vec![CallbackSecParms4::AuthSys(AuthsysParms {
         stamp: 1,
         machinename: Opaque::from("test"),
@@ -144,7 +189,7 @@ pub async fn session_with_back_channel(c: &Connection, owner: &str) -> (Sessioni
         gids: vec![],
     })];
     let (sid, clientid, flags) =
-        new_session(c, owner, CREATE_SESSION4_FLAG_CONN_BACK_CHAN, sec).await;
+        new_session_minor(c, owner, CREATE_SESSION4_FLAG_CONN_BACK_CHAN, sec, minor).await;
     assert_ne!(
         flags & CREATE_SESSION4_FLAG_CONN_BACK_CHAN,
         0,
@@ -152,7 +197,7 @@ pub async fn session_with_back_channel(c: &Connection, owner: &str) -> (Sessioni
     );
     let r = compound(
         c,
-        1,
+        minor,
         vec![
             seq(sid, 1),
             NfsArgop4::ReclaimComplete(ReclaimCompleteArgs { rca_one_fs: false }),
@@ -174,10 +219,18 @@ pub enum Recall {
 pub async fn connect_holder(
     s: &Server,
 ) -> (Connection, tokio::sync::mpsc::UnboundedReceiver<Recall>) {
+    connect_holder_minor(s, 1).await
+}
+
+/// `connect_holder` for a client whose session is of minor version `minor`.
+pub async fn connect_holder_minor(
+    s: &Server,
+    minor: u32,
+) -> (Connection, tokio::sync::mpsc::UnboundedReceiver<Recall>) {
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
     let c = Connection::connect(
         s.local_addr(),
-        Arc::new(Holder { recalls: tx }),
+        Arc::new(Holder { recalls: tx, minor }),
         ConnectionLimits::default(),
     )
     .await
@@ -186,14 +239,24 @@ pub async fn connect_holder(
 }
 
 /// A test client's callback service: records CB_RECALL and CB_LAYOUTRECALL and acknowledges
-/// them; any other callback gets no reply.
+/// them; any other callback gets no reply. Like Linux, it refuses a CB_COMPOUND whose minor
+/// version is not its session's with NFS4ERR_BADSESSION.
 pub struct Holder {
     pub recalls: tokio::sync::mpsc::UnboundedSender<Recall>,
+    pub minor: u32,
 }
 
 impl proto::rpc::CallHandler for Holder {
     async fn handle(&self, _c: Connection, call: proto::rpc::Call) -> Option<proto::xdr::Writer> {
         let args = CbCompound4Args::from_xdr(call.args()).ok()?;
+        if args.minorversion != self.minor {
+            let bad = Nfsstat4::Badsession.code();
+            return Some(cb_reply(
+                call.xid,
+                bad,
+                vec![NfsCbResop4::Sequence(CbSequenceRes::Err(bad))],
+            ));
+        }
         let mut res = Vec::new();
         for op in &args.argarray {
             match op {
@@ -219,14 +282,17 @@ impl proto::rpc::CallHandler for Holder {
                 _ => return None,
             }
         }
-        let mut w =
-            proto::rpc::accepted_reply(call.xid, &Auth::None, proto::rpc::AcceptStat::Success);
-        CbCompound4Res {
-            status: 0,
-            tag: Opaque::default(),
-            resarray: res,
-        }
-        .encode(&mut w);
-        Some(w)
+        Some(cb_reply(call.xid, 0, res))
     }
+}
+
+fn cb_reply(xid: u32, status: u32, resarray: Vec<NfsCbResop4>) -> proto::xdr::Writer {
+    let mut w = proto::rpc::accepted_reply(xid, &Auth::None, proto::rpc::AcceptStat::Success);
+    CbCompound4Res {
+        status,
+        tag: Opaque::default(),
+        resarray,
+    }
+    .encode(&mut w);
+    w
 }
