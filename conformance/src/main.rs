@@ -78,6 +78,10 @@ struct RunArgs {
     /// smaller sizes (integrity 16 MiB, bigdir 500 entries)
     #[arg(long)]
     quick: bool,
+    /// bench: run every case this many times, the servers' order alternating between rounds;
+    /// ratios are then of the medians (one short guest run swings by up to 2x)
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=20))]
+    repeat: u32,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -140,11 +144,11 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
         }
         Cmd::Run(a) => {
             let plan = plan_from(&a, false)?;
-            run_plan(plan, a.json, false)
+            run_plan(plan, a.json, None)
         }
         Cmd::Bench(a) => {
             let plan = plan_from(&a, true)?;
-            run_plan(plan, a.json, true)
+            run_plan(plan, a.json, Some(a.repeat))
         }
         Cmd::Hostbench(a) => hostbench::hostbench(&a),
         Cmd::Ci { json } => {
@@ -182,7 +186,7 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
                 quick: true,
                 explicit_vers: true,
             };
-            run_plan(plan, json, false)
+            run_plan(plan, json, None)
         }
     }
 }
@@ -249,7 +253,8 @@ fn plan_from(a: &RunArgs, bench: bool) -> Result<Plan> {
     })
 }
 
-fn run_plan(plan: Plan, json: Option<PathBuf>, bench: bool) -> Result<ExitCode> {
+/// `bench`: Some(rounds) for the benchmark (ratios printed), None for checks.
+fn run_plan(mut plan: Plan, json: Option<PathBuf>, bench: Option<u32>) -> Result<ExitCode> {
     let needs_netns = plan.servers.iter().any(|s| s.spec.wants_netns());
     let external = plan
         .servers
@@ -290,11 +295,19 @@ fn run_plan(plan: Plan, json: Option<PathBuf>, bench: bool) -> Result<ExitCode> 
         .map(|d| d.as_secs())
         .unwrap_or(0);
     let t0 = Instant::now();
-    let results = runner::execute(&plan);
+    let mut rounds = Vec::new();
+    for round in 0..bench.unwrap_or(1) {
+        if round > 0 {
+            // Alternating who goes first keeps a slow drift of the machine out of the ratios.
+            plan.servers.reverse();
+        }
+        rounds.push(runner::execute(&plan));
+    }
+    let results = rounds.concat();
     let summary = report::summarize(&results);
     report::print_table(&results);
-    if bench {
-        print_ratios(&results);
+    if bench.is_some() {
+        print_ratios(&rounds);
     }
     let rep = Report {
         command: std::env::args().collect(),
@@ -340,10 +353,11 @@ fn run_plan(plan: Plan, json: Option<PathBuf>, bench: bool) -> Result<ExitCode> 
     })
 }
 
-/// With two servers, every number of the second relative to the first, same kernel and version.
-fn print_ratios(results: &[report::CaseResult]) {
+/// With two servers, every number of the second relative to the first, same kernel and version:
+/// the ratio of the medians over the rounds, and each round's own ratio.
+fn print_ratios(rounds: &[Vec<report::CaseResult>]) {
     let mut servers: Vec<&str> = Vec::new();
-    for r in results {
+    for r in rounds.iter().flatten() {
         if !servers.contains(&r.server.as_str()) {
             servers.push(&r.server);
         }
@@ -352,22 +366,87 @@ fn print_ratios(results: &[report::CaseResult]) {
         return;
     }
     let (a, b) = (servers[0], servers[1]);
-    println!("\nratios {b}/{a}:");
-    for ra in results.iter().filter(|r| r.server == a) {
-        let Some(rb) = results.iter().find(|r| {
-            r.server == b && r.kernel == ra.kernel && r.vers == ra.vers && r.scenario == ra.scenario
-        }) else {
-            continue;
+    if rounds.len() > 1 {
+        println!(
+            "\nratios {b}/{a} (medians of {} rounds; then each round's ratio):",
+            rounds.len()
+        );
+    } else {
+        println!("\nratios {b}/{a}:");
+    }
+    let Some(first) = rounds.first() else { return };
+    for case in first.iter().filter(|r| r.server == a) {
+        let same = |r: &report::CaseResult, server: &str| {
+            r.server == server
+                && r.kernel == case.kernel
+                && r.vers == case.vers
+                && r.scenario == case.scenario
         };
-        for (k, va) in &ra.metrics {
-            if let Some(vb) = rb.metrics.get(k).filter(|_| *va > 0.0) {
-                println!(
-                    "  {}/v{} {k}: {a}={va} {b}={vb} ratio={:.2}",
-                    ra.kernel,
-                    ra.vers,
-                    vb / va
-                );
+        let value = |round: &[report::CaseResult], server: &str, k: &str| {
+            round
+                .iter()
+                .find(|r| same(r, server))
+                .and_then(|r| r.metrics.get(k).copied())
+        };
+        for k in case.metrics.keys() {
+            let va: Vec<f64> = rounds.iter().filter_map(|r| value(r, a, k)).collect();
+            let vb: Vec<f64> = rounds.iter().filter_map(|r| value(r, b, k)).collect();
+            let (Some(ma), Some(mb)) = (median(va), median(vb)) else {
+                continue;
+            };
+            if ma <= 0.0 {
+                continue;
             }
+            let mut line = format!(
+                "  {}/v{} {k}: {a}={} {b}={} ratio={:.2}",
+                case.kernel,
+                case.vers,
+                num(ma),
+                num(mb),
+                mb / ma
+            );
+            if rounds.len() > 1 {
+                line.push_str(" rounds:");
+                for r in rounds {
+                    if let (Some(x), Some(y)) = (value(r, a, k), value(r, b, k)) {
+                        if x > 0.0 {
+                            line.push_str(&format!(" {:.2}", y / x));
+                        }
+                    }
+                }
+            }
+            println!("{line}");
         }
+    }
+}
+
+fn median(mut v: Vec<f64>) -> Option<f64> {
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    match n {
+        0 => None,
+        _ if n % 2 == 1 => Some(v[n / 2]),
+        _ => Some((v[n / 2 - 1] + v[n / 2]) / 2.0),
+    }
+}
+
+/// Guest rates as the scenario prints them: whole numbers, one decimal below 100.
+fn num(v: f64) -> String {
+    if v >= 100.0 {
+        format!("{v:.0}")
+    } else {
+        format!("{v:.1}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::median;
+
+    #[test]
+    fn median_of_odd_even_and_no_rounds() {
+        assert_eq!(median(vec![3.0, 1.0, 2.0]), Some(2.0));
+        assert_eq!(median(vec![4.0, 1.0, 3.0, 2.0]), Some(2.5));
+        assert_eq!(median(Vec::new()), None);
     }
 }
