@@ -33,18 +33,24 @@ const RETURN_WAIT: Duration = Duration::from_millis(30);
 /// change, directories whose entries change). Otherwise recalls them, waits up to
 /// `RETURN_WAIT` for their return, and says "retry" if they are still out.
 pub async fn recall_and_wait(mds: &Arc<Mds>, inos: &[u64], clientid: Option<u64>) -> NfsResult<()> {
+    // Every ino is looked at (no short cut), so all the recalls go out at once.
+    let outstanding = || {
+        inos.iter().fold(false, |out, &ino| {
+            recall_conflicts(mds, ino, clientid) | out
+        })
+    };
+    // The common case, nothing delegated, costs one look and no waiter registration.
+    if !outstanding() {
+        return Ok(());
+    }
     let deadline = tokio::time::Instant::now() + RETURN_WAIT;
     loop {
-        // Registered before looking, so a DELEGRETURN between the look and the wait still
-        // wakes us.
+        // Registered before looking again, so a DELEGRETURN between the look and the wait
+        // still wakes us.
         let returned = mds.state.returned.notified();
         tokio::pin!(returned);
         returned.as_mut().enable();
-        let mut out = false;
-        for &ino in inos {
-            out |= recall_conflicts(mds, ino, clientid);
-        }
-        if !out {
+        if !outstanding() {
             return Ok(());
         }
         if tokio::time::timeout_at(deadline, returned).await.is_err() {
