@@ -222,3 +222,64 @@ async fn a_v42_holder_is_called_back_in_v42() {
         .unwrap();
     assert_eq!(recalled, Recall::Delegation(d.gddr_stateid));
 }
+
+/// A directory removed while delegated takes the delegation along: the holder cannot return
+/// it (its filehandle is stale), and a delegation left behind kept the client's
+/// DESTROY_CLIENTID busy (Linux retried it for 10 s at every unmount).
+#[tokio::test]
+async fn a_removed_directory_takes_its_delegation_along() {
+    let (s, _d) = server().await;
+    let (a, _recalls) = connect_holder(&s).await;
+    let (sa, clientid) = session_with_back_channel(&a, "holder").await;
+    let r = compound(
+        &a,
+        1,
+        vec![
+            seq(sa, 2),
+            NfsArgop4::Putrootfh,
+            mkdir("gone"),
+            get_dir_delegation(),
+        ],
+    )
+    .await;
+    assert!(
+        matches!(
+            &r.resarray[3],
+            NfsResop4::GetDirDelegation(GetDirDelegationRes::Ok(GetDirDelegationResNonFatal::Ok(
+                _
+            )))
+        ),
+        "{r:?}"
+    );
+    let r = compound(
+        &a,
+        1,
+        vec![
+            seq(sa, 3),
+            NfsArgop4::Putrootfh,
+            NfsArgop4::Remove(RemoveArgs {
+                target: Opaque::from("gone"),
+            }),
+        ],
+    )
+    .await;
+    assert_eq!(r.status, 0, "{r:?}");
+    let r = compound(
+        &a,
+        1,
+        vec![NfsArgop4::DestroySession(DestroySessionArgs {
+            dsa_sessionid: sa,
+        })],
+    )
+    .await;
+    assert_eq!(r.status, 0, "{r:?}");
+    let r = compound(
+        &a,
+        1,
+        vec![NfsArgop4::DestroyClientid(DestroyClientidArgs {
+            dca_clientid: clientid,
+        })],
+    )
+    .await;
+    assert_eq!(r.status, 0, "DESTROY_CLIENTID: {r:?}");
+}

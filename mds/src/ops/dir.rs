@@ -50,6 +50,19 @@ fn named(ctx: &Ctx<'_>, dir: u64, name: &[u8]) -> Option<u64> {
     ctx.mds.ns.lookup(dir, name).ok().map(|i| i.ino)
 }
 
+/// After a REMOVE or a RENAME that replaced its target: a file that lost its last link goes
+/// once nobody has it open; anything else is gone already, and so are its delegations. (A
+/// client cannot return a delegation on a directory that no longer exists, and one left in
+/// the table would keep its DESTROY_CLIENTID busy.)
+async fn forget_removed(ctx: &Ctx<'_>, out: &crate::namespace::Outcome) {
+    if let Some(ino) = out.orphaned {
+        ctx.mds.forget_orphan(ino).await;
+    }
+    if let Some(ino) = out.freed {
+        ctx.mds.state.forget_file(ino);
+    }
+}
+
 pub fn readdir(ctx: &mut Ctx<'_>, a: &ReaddirArgs) -> ReaddirRes {
     match readdir_inner(ctx, a) {
         Ok(r) => ReaddirRes::Ok(r),
@@ -249,9 +262,7 @@ async fn remove_inner(ctx: &mut Ctx<'_>, a: &RemoveArgs) -> NfsResult<RemoveResO
             time: Time::now(),
         })
         .await?;
-    if let Some(ino) = out.orphaned {
-        ctx.mds.forget_orphan(ino).await;
-    }
+    forget_removed(ctx, &out).await;
     Ok(RemoveResOk {
         cinfo: cinfo(out.dir, &dir),
     })
@@ -296,9 +307,7 @@ async fn rename_inner(ctx: &mut Ctx<'_>, a: &RenameArgs) -> NfsResult<RenameResO
             time: Time::now(),
         })
         .await?;
-    if let Some(ino) = out.orphaned {
-        ctx.mds.forget_orphan(ino).await;
-    }
+    forget_removed(ctx, &out).await;
     let source_cinfo = cinfo(out.dir, &src);
     let target_cinfo = if src.ino == dst.ino {
         source_cinfo
