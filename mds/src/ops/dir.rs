@@ -287,10 +287,11 @@ async fn rename_inner(ctx: &mut Ctx<'_>, a: &RenameArgs) -> NfsResult<RenameResO
     check_dir_write(ctx, &src)?;
     check_dir_write(ctx, &dst)?;
     check_sticky(ctx, &src, &old)?;
-    if ctx.mds.ns.lookup(dst.ino, &new).is_ok() {
+    let replaced = named(ctx, dst.ino, &new);
+    if replaced.is_some() {
         check_sticky(ctx, &dst, &new)?;
     }
-    let inos: Vec<u64> = [named(ctx, src.ino, &old), named(ctx, dst.ino, &new)]
+    let inos: Vec<u64> = [named(ctx, src.ino, &old), replaced]
         .into_iter()
         .flatten()
         .chain([src.ino, dst.ino])

@@ -105,7 +105,7 @@ struct Inner {
 
 /// How long after a recall no delegation is granted on the same object (knfsd blocks for
 /// 30–60 s after a recall, for the same reason).
-pub const RECALL_BACKOFF: Duration = Duration::from_secs(30);
+const RECALL_BACKOFF: Duration = Duration::from_secs(30);
 
 /// Above this many remembered recalls, expired ones are dropped.
 const RECALLED_LATELY_PRUNE: usize = 4096;
