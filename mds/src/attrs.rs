@@ -250,6 +250,15 @@ pub struct SetAttrs {
     pub mask: Bitmap,
 }
 
+impl SetAttrs {
+    /// The change as the permission rules see it.
+    pub fn request(&self) -> crate::namespace::perm::AttrRequest {
+        crate::namespace::perm::AttrRequest::new(
+            self.mode, self.uid, self.gid, self.size, self.atime, self.mtime,
+        )
+    }
+}
+
 /// Parses an owner string: numeric ids (what Linux sends with AUTH_SYS), optionally with
 /// "@domain" which is ignored.
 fn parse_id(s: &Opaque) -> NfsResult<u32> {

@@ -11,22 +11,9 @@ use proto::rpc::{accepted_reply, denied_auth_reply, AcceptStat, Auth, AuthStat, 
 use proto::xdr::{Reader, Writer, Xdr};
 use std::sync::Arc;
 
-/// Who the request runs as, after the export's squashing.
-#[derive(Debug, Clone)]
-pub struct User {
-    pub uid: u32,
-    pub gid: u32,
-    pub gids: Vec<u32>,
-}
-
-impl User {
-    pub fn is_root(&self) -> bool {
-        self.uid == 0
-    }
-    pub fn in_group(&self, gid: u32) -> bool {
-        self.gid == gid || self.gids.contains(&gid)
-    }
-}
+/// Who the request runs as, after the export's squashing: the namespace's own credential, so
+/// the checks in `namespace::perm` see exactly what the operation saw.
+pub type User = crate::namespace::perm::Cred;
 
 /// Per-COMPOUND state: the current and saved file handles and stateids, and the session.
 pub struct Ctx<'a> {
@@ -100,7 +87,7 @@ pub async fn run(mds: &Arc<Mds>, conn: &Connection, call: &Call) -> Writer {
             User {
                 uid,
                 gid,
-                gids: if uid == s.uid {
+                groups: if uid == s.uid {
                     s.gids.clone()
                 } else {
                     Vec::new()
@@ -111,7 +98,7 @@ pub async fn run(mds: &Arc<Mds>, conn: &Connection, call: &Call) -> Writer {
         Auth::None => User {
             uid: export.anon_uid,
             gid: export.anon_gid,
-            gids: Vec::new(),
+            groups: Vec::new(),
         },
         Auth::Other { .. } => return denied_auth_reply(call.xid, AuthStat::TooWeak),
     };

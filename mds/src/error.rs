@@ -243,6 +243,8 @@ impl From<crate::namespace::FsError> for NfsError {
             F::NameTooLong => NfsError::NameTooLong,
             F::Stale(_) => NfsError::Stale,
             F::WrongKind => NfsError::BadType,
+            F::Perm => NfsError::Perm,
+            F::Access => NfsError::Access,
             F::Io(msg) | F::Corrupt(msg) => {
                 tracing::error!("namespace: {msg}");
                 NfsError::Io

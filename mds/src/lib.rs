@@ -2,6 +2,7 @@
 //! in-process chunk store (the single-node default) or on data servers, which clients reach
 //! through pNFS flexfiles layouts (`cluster`, `ops::pnfs`).
 pub mod attrs;
+mod caller;
 pub mod cluster;
 pub mod compound;
 pub mod data;
@@ -209,10 +210,28 @@ pub struct Server {
 impl Server {
     pub async fn start(cfg: ServerConfig) -> Result<Server, ServerError> {
         let mds = Arc::new(Mds::open(&cfg)?);
-        // Orphans left by a crash: nobody can have them open after a restart.
+        // Files unlinked while open before the restart: OPEN promised their holders
+        // (OPEN4_RESULT_PRESERVE_UNLINKED, RFC 8881 §18.16.3) to keep them through the grace
+        // period, so they can reclaim the open by file handle. What nobody reclaimed by then
+        // goes.
         if let Ok(orphans) = mds.ns.orphans() {
-            for ino in orphans {
-                mds.forget_orphan(ino).await;
+            if !orphans.is_empty() {
+                let weak = Arc::downgrade(&mds);
+                tokio::spawn(async move {
+                    loop {
+                        match weak.upgrade() {
+                            Some(m) if m.state.in_grace() => {}
+                            Some(m) => {
+                                for ino in orphans {
+                                    m.forget_orphan(ino).await;
+                                }
+                                return;
+                            }
+                            None => return,
+                        }
+                        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                    }
+                });
             }
         }
         let listener = tokio::net::TcpListener::bind(cfg.listen)

@@ -2,6 +2,7 @@
 //! that varies between runs (time, inode numbers, fs id) arrives inside the command.
 
 use super::error::FsError;
+use super::perm::{self, Cred};
 use super::state::{meta, StateStore};
 use super::types::{
     check_name, Command, CreateHow, DirChange, FileKind, Inode, Outcome, SetTime, Time, ROOT_INO,
@@ -16,6 +17,22 @@ const MAX_DEPTH: usize = 1 << 16;
 /// Applies one command. On error the caller discards whatever the store buffered (see `Staged`).
 pub fn apply<S: StateStore + ?Sized>(s: &mut S, cmd: &Command) -> Result<Outcome, FsError> {
     match cmd {
+        Command::As { cred, cmd } if !matches!(**cmd, Command::As { .. }) => {
+            apply_as(s, cmd, Some(cred))
+        }
+        Command::As { .. } => Err(FsError::Invalid),
+        other => apply_as(s, other, None),
+    }
+}
+
+/// `cmd` as `cred` (permission checked, see `perm`), or as the server itself (`None`).
+fn apply_as<S: StateStore + ?Sized>(
+    s: &mut S,
+    cmd: &Command,
+    cred: Option<&Cred>,
+) -> Result<Outcome, FsError> {
+    match cmd {
+        Command::As { .. } => Err(FsError::Invalid),
         Command::InitRoot { fs_id, time } => init_root(s, *fs_id, *time),
         Command::Create {
             parent,
@@ -35,24 +52,24 @@ pub fn apply<S: StateStore + ?Sized>(s: &mut S, cmd: &Command) -> Result<Outcome
                 uid: *uid,
                 gid: *gid,
             };
-            create(s, *parent, name, new, *time, *how)
+            create(s, *parent, name, new, *time, *how, cred)
         }
         Command::Link {
             ino,
             parent,
             name,
             time,
-        } => link(s, *ino, *parent, name, *time),
-        Command::Unlink { parent, name, time } => remove(s, *parent, name, *time, Which::File),
-        Command::Rmdir { parent, name, time } => remove(s, *parent, name, *time, Which::Dir),
-        Command::Remove { parent, name, time } => remove(s, *parent, name, *time, Which::Any),
+        } => link(s, *ino, *parent, name, *time, cred),
+        Command::Unlink { parent, name, time } => remove(s, *parent, name, *time, Which::File, cred),
+        Command::Rmdir { parent, name, time } => remove(s, *parent, name, *time, Which::Dir, cred),
+        Command::Remove { parent, name, time } => remove(s, *parent, name, *time, Which::Any, cred),
         Command::Rename {
             src_parent,
             src_name,
             dst_parent,
             dst_name,
             time,
-        } => rename(s, *src_parent, src_name, *dst_parent, dst_name, *time),
+        } => rename(s, *src_parent, src_name, *dst_parent, dst_name, *time, cred),
         Command::SetAttr {
             ino,
             mode,
@@ -69,13 +86,13 @@ pub fn apply<S: StateStore + ?Sized>(s: &mut S, cmd: &Command) -> Result<Outcome
                 gid: *gid,
                 size: *size,
             };
-            setattr(s, *ino, a, *atime, *mtime, *time)
+            setattr(s, *ino, a, *atime, *mtime, *time, cred)
         }
         Command::Write {
             ino,
             end_offset,
             time,
-        } => write(s, *ino, *end_offset, *time),
+        } => write(s, *ino, *end_offset, *time, cred),
         Command::Forget { ino } => forget(s, *ino),
         Command::SetMirrors {
             ino,
@@ -219,10 +236,16 @@ fn create<S: StateStore + ?Sized>(
     new: NewInode<'_>,
     time: Time,
     how: CreateHow,
+    cred: Option<&Cred>,
 ) -> Result<Outcome, FsError> {
     check_name(name)?;
     check_mode(new.mode)?;
     let p0 = get_dir(s, parent)?;
+    if let Some(c) = cred {
+        // The lookup of the name needs search permission; EEXIST then wins over EACCES, as
+        // in Linux's `filename_create` and `lookup_open`.
+        perm::require(c, &p0, perm::MAY_EXEC)?;
+    }
     if let Some((existing, _)) = s.dirent(parent, name)? {
         let e = get(s, existing)?;
         let both_regular = e.kind == FileKind::Regular && *new.kind == FileKind::Regular;
@@ -245,6 +268,30 @@ fn create<S: StateStore + ?Sized>(
     if new.ino <= ROOT_INO || s.inode(new.ino)?.is_some() {
         return Err(FsError::Invalid);
     }
+    // The owner, group and mode Linux gives the caller's new object; an owner or group the
+    // command names instead must be one the caller could give it (chown/chgrp rules, as the
+    // owner of the new object), checked before anything is written.
+    let (mut uid, mut gid, mut mode) = (new.uid, new.gid, new.mode);
+    if let Some(c) = cred {
+        perm::may_create(c, &p0)?;
+        let (duid, dgid, dmode) = perm::init_owner(c, &p0, new.kind, new.mode);
+        let as_made = Inode {
+            uid: duid,
+            gid: dgid,
+            mode: dmode,
+            kind: new.kind.clone(),
+            ..p0.clone()
+        };
+        let want_uid = if new.uid == perm::DEFAULT_ID { duid } else { new.uid };
+        let want_gid = if new.gid == perm::DEFAULT_ID { dgid } else { new.gid };
+        if !perm::chown_ok(c, &as_made, want_uid) || !perm::chgrp_ok(c, &as_made, want_gid) {
+            return Err(FsError::Perm);
+        }
+        (uid, gid, mode) = (want_uid, want_gid, dmode);
+        if gid != dgid && !perm::in_group_or_capable(c, gid) {
+            mode &= !perm::S_ISGID;
+        }
+    }
     let create_verifier = match how {
         CreateHow::Exclusive(v) if *new.kind == FileKind::Regular => Some(v),
         CreateHow::Exclusive(_) => return Err(FsError::Invalid),
@@ -263,10 +310,10 @@ fn create<S: StateStore + ?Sized>(
     let inode = Inode {
         ino: new.ino,
         kind: new.kind.clone(),
-        mode: new.mode,
+        mode,
         nlink,
-        uid: new.uid,
-        gid: new.gid,
+        uid,
+        gid,
         size,
         atime: time,
         mtime: time,
@@ -302,6 +349,7 @@ fn link<S: StateStore + ?Sized>(
     parent: u64,
     name: &[u8],
     time: Time,
+    cred: Option<&Cred>,
 ) -> Result<Outcome, FsError> {
     check_name(name)?;
     let mut i = get(s, ino)?;
@@ -313,8 +361,14 @@ fn link<S: StateStore + ?Sized>(
         return Err(FsError::NotFound);
     }
     let p0 = get_dir(s, parent)?;
+    if let Some(c) = cred {
+        perm::require(c, &p0, perm::MAY_EXEC)?;
+    }
     if s.dirent(parent, name)?.is_some() {
         return Err(FsError::Exists);
+    }
+    if let Some(c) = cred {
+        perm::may_create(c, &p0)?;
     }
     i.nlink = i.nlink.checked_add(1).ok_or(FsError::Invalid)?;
     bump(&mut i, time);
@@ -380,11 +434,18 @@ fn remove<S: StateStore + ?Sized>(
     name: &[u8],
     time: Time,
     which: Which,
+    cred: Option<&Cred>,
 ) -> Result<Outcome, FsError> {
     check_name(name)?;
     let p0 = get_dir(s, parent)?;
+    if let Some(c) = cred {
+        perm::require(c, &p0, perm::MAY_EXEC)?;
+    }
     let (ino, _) = s.dirent(parent, name)?.ok_or(FsError::NotFound)?;
     let child = get(s, ino)?;
+    if let Some(c) = cred {
+        perm::may_delete(c, &p0, &child)?;
+    }
     let mut out = Outcome::default();
     let mut p = p0.clone();
     let after = if child.kind.is_dir() {
@@ -417,11 +478,16 @@ fn rename<S: StateStore + ?Sized>(
     dst_parent: u64,
     dst_name: &[u8],
     time: Time,
+    cred: Option<&Cred>,
 ) -> Result<Outcome, FsError> {
     check_name(src_name)?;
     check_name(dst_name)?;
     let sp0 = get_dir(s, src_parent)?;
     let dp0 = get_dir(s, dst_parent)?;
+    if let Some(c) = cred {
+        perm::require(c, &sp0, perm::MAY_EXEC)?;
+        perm::require(c, &dp0, perm::MAY_EXEC)?;
+    }
     let (src_ino, _) = s.dirent(src_parent, src_name)?.ok_or(FsError::NotFound)?;
     let dst = s.dirent(dst_parent, dst_name)?;
     let src = get(s, src_ino)?;
@@ -457,13 +523,21 @@ fn rename<S: StateStore + ?Sized>(
             match (src.kind.is_dir(), d.kind.is_dir()) {
                 (true, false) => return Err(FsError::NotDir),
                 (false, true) => return Err(FsError::IsDir),
-                (true, true) if !is_empty_dir(s, dino)? => return Err(FsError::NotEmpty),
                 _ => {}
             }
             Some(d)
         }
         None => None,
     };
+    // Permission after the type and loop checks, before ENOTEMPTY: `vfs_rename`'s order.
+    if let Some(c) = cred {
+        perm::may_rename(c, &sp0, &src, &dp0, victim.as_ref())?;
+    }
+    if let Some(d) = &victim {
+        if d.kind.is_dir() && !is_empty_dir(s, d.ino)? {
+            return Err(FsError::NotEmpty);
+        }
+    }
 
     let mut out = Outcome::default();
     // Parent inodes are edited in `dirs` (one slot when both are the same directory) and
@@ -513,10 +587,18 @@ fn setattr<S: StateStore + ?Sized>(
     atime: Option<SetTime>,
     mtime: Option<SetTime>,
     time: Time,
+    cred: Option<&Cred>,
 ) -> Result<Outcome, FsError> {
     let mut i = get(s, ino)?;
     if let Some(m) = a.mode {
         check_mode(m)?;
+    }
+    let mut mode = a.mode;
+    if let Some(c) = cred {
+        let req = perm::AttrRequest::new(a.mode, a.uid, a.gid, a.size, atime, mtime);
+        mode = perm::setattr_prepare(c, &i, &req)?;
+    }
+    if let Some(m) = mode {
         i.mode = m;
     }
     if let Some(u) = a.uid {
@@ -559,12 +641,17 @@ fn write<S: StateStore + ?Sized>(
     ino: u64,
     end: u64,
     time: Time,
+    cred: Option<&Cred>,
 ) -> Result<Outcome, FsError> {
     let mut i = get(s, ino)?;
     match i.kind {
         FileKind::Regular => {}
         FileKind::Directory => return Err(FsError::IsDir),
         _ => return Err(FsError::WrongKind),
+    }
+    // `file_remove_privs`: a write by an unprivileged caller clears the set-id bits.
+    if let Some(c) = cred {
+        i.mode &= !perm::write_kills(c, &i);
     }
     if end > i.size {
         add_meta(s, meta::BYTES, i128::from(end) - i128::from(i.size))?;

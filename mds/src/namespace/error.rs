@@ -25,6 +25,12 @@ pub enum FsError {
     /// The inode number does not (or no longer) exist: a stale file handle.
     #[error("stale inode {0}")]
     Stale(u64),
+    /// The caller may not do this (EPERM): not the owner, or the sticky rule.
+    #[error("operation not permitted")]
+    Perm,
+    /// The mode bits refuse the caller (EACCES).
+    #[error("permission denied")]
+    Access,
     /// The kind of the object does not allow the operation (e.g. SETATTR size on a symlink).
     #[error("operation not supported on this kind of object")]
     WrongKind,

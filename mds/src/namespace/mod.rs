@@ -25,6 +25,7 @@
 
 mod apply;
 mod error;
+pub mod perm;
 mod state;
 mod store;
 mod types;

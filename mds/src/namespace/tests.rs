@@ -1,6 +1,7 @@
 //! Tests of the namespace: rules of each command, the redb store against the in-memory model,
 //! group commit, and recovery after kill -9.
 
+mod as_caller;
 mod basic;
 mod crash;
 mod group;

@@ -193,6 +193,14 @@ pub enum Command {
     /// `Forget` of each listed inode that is still an orphan; any other is skipped, so one
     /// stale entry cannot cost the rest. The reaper's batch: one log record, not one per file.
     ForgetOrphans { inos: Vec<u64> },
+    /// `cmd` on behalf of `cred`: `apply` checks Linux's permission rules (`perm`) against the
+    /// state it changes, and makes the change as Linux would for that caller (set-id bits
+    /// cleared, a new object's owner and group). Commands without it are the server's own.
+    /// Last in the enum, so records written before it existed decode unchanged.
+    As {
+        cred: super::perm::Cred,
+        cmd: Box<Command>,
+    },
 }
 
 impl Command {

@@ -2,7 +2,8 @@
 use crate::attrs;
 use crate::compound::Ctx;
 use crate::error::{NfsError, NfsResult};
-use crate::namespace::{Command, Inode, SetTime, Time};
+use crate::namespace::perm;
+use crate::namespace::{Command, Inode, Time};
 use proto::nfs4::attr::Bitmap;
 use proto::nfs4::basic::Fattr4;
 use proto::nfs4::fileops::*;
@@ -53,39 +54,19 @@ async fn setattr_inner(ctx: &mut Ctx<'_>, a: &SetattrArgs) -> NfsResult<Bitmap> 
     Ok(s.mask)
 }
 
-/// POSIX rules: only the owner (or root) changes mode and times to a given value; anyone who
-/// may write sets times to "now"; only root gives a file away; the owner may change its group
-/// to one it belongs to.
+/// Linux's rules (`perm::setattr_prepare`), checked before anything is done: SETATTR cuts
+/// the data before it records the new size, so a refusal must come first. `apply` checks the
+/// same rules again inside the command. A size change needs write permission from a
+/// non-owner even with an open stateid (stricter than ftruncate(2), never looser).
 pub fn check_setattr_permission(ctx: &Ctx<'_>, i: &Inode, s: &attrs::SetAttrs) -> NfsResult<()> {
-    let u = &ctx.user;
-    if u.is_root() {
-        return Ok(());
-    }
-    let owner = u.uid == i.uid;
-    if s.mode.is_some() && !owner {
-        return Err(NfsError::Perm);
-    }
-    if s.uid.is_some_and(|uid| uid != i.uid) {
-        return Err(NfsError::Perm);
-    }
-    if let Some(gid) = s.gid {
-        if gid != i.gid && !(owner && u.in_group(gid)) {
-            return Err(NfsError::Perm);
-        }
-    }
-    for t in [s.atime, s.mtime].into_iter().flatten() {
-        match t {
-            SetTime::Now if !owner => ctx.require(i, 2)?,
-            SetTime::At(_) if !owner => return Err(NfsError::Perm),
-            _ => {}
-        }
-    }
-    if s.size.is_some() && !owner {
+    perm::setattr_prepare(&ctx.user, i, &s.request())?;
+    if s.size.is_some() && !perm::owner_or_capable(&ctx.user, i) {
         ctx.require(i, 2)?;
     }
     Ok(())
 }
 
+/// Records `s` on `i` as the caller; the data is cut first when the size changes.
 pub async fn apply_setattr(ctx: &Ctx<'_>, i: &Inode, s: &attrs::SetAttrs) -> NfsResult<()> {
     if s.mode.is_none()
         && s.uid.is_none()
@@ -104,24 +85,17 @@ pub async fn apply_setattr(ctx: &Ctx<'_>, i: &Inode, s: &attrs::SetAttrs) -> Nfs
             crate::recall::recall_layouts(ctx.mds, i.ino, ctx.clientid);
         }
     }
-    let mut mode = s.mode;
-    // A non-root chown/chgrp clears set-id bits, as local file systems do.
-    if (s.uid.is_some() || s.gid.is_some()) && !ctx.user.is_root() && mode.is_none() {
-        mode = Some(i.mode & !0o6000);
-    }
-    ctx.mds
-        .ns
-        .execute(Command::SetAttr {
-            ino: i.ino,
-            mode,
-            uid: s.uid,
-            gid: s.gid,
-            size: s.size,
-            atime: s.atime,
-            mtime: s.mtime,
-            time: Time::now(),
-        })
-        .await?;
+    ctx.execute_as(Command::SetAttr {
+        ino: i.ino,
+        mode: s.mode,
+        uid: s.uid,
+        gid: s.gid,
+        size: s.size,
+        atime: s.atime,
+        mtime: s.mtime,
+        time: Time::now(),
+    })
+    .await?;
     Ok(())
 }
 

@@ -3,6 +3,7 @@ use super::fh::check_name;
 use crate::attrs;
 use crate::compound::Ctx;
 use crate::error::{NfsError, NfsResult};
+use crate::namespace::perm::{self, DEFAULT_ID};
 use crate::namespace::{Command, CreateHow, DirChange, FileKind, Inode, Time};
 use crate::recall::recall_and_wait;
 use proto::nfs4::attr::{Bitmap, FATTR4_RDATTR_ERROR};
@@ -25,23 +26,23 @@ pub fn cinfo(c: Option<DirChange>, dir: &Inode) -> ChangeInfo4 {
     }
 }
 
-/// Creating in `dir` needs write and search permission on it.
-fn check_dir_write(ctx: &Ctx<'_>, dir: &Inode) -> NfsResult<()> {
+/// Early permission checks, on the state as this operation sees it: a refusal answers before
+/// anything else happens (another client's delegation recalled, say). `apply` checks the same
+/// rules again inside the command, which is what makes them hold.
+fn precheck_create(ctx: &Ctx<'_>, dir: &Inode, name: &[u8]) -> NfsResult<()> {
     ctx.writable()?;
-    ctx.require(dir, 3)
+    if named(ctx, dir.ino, name).is_none() {
+        perm::may_create(&ctx.user, dir)?;
+    }
+    Ok(())
 }
 
-/// Sticky directories: only the owner of the entry or of the directory may remove it.
-fn check_sticky(ctx: &Ctx<'_>, dir: &Inode, name: &[u8]) -> NfsResult<()> {
-    if dir.mode & 0o1000 == 0 || ctx.user.is_root() || ctx.user.uid == dir.uid {
-        return Ok(());
+fn precheck_delete(ctx: &Ctx<'_>, dir: &Inode, name: &[u8]) -> NfsResult<()> {
+    ctx.writable()?;
+    if let Ok(victim) = ctx.mds.ns.lookup(dir.ino, name) {
+        perm::may_delete(&ctx.user, dir, &victim)?;
     }
-    let victim = ctx.mds.ns.lookup(dir.ino, name)?;
-    if victim.uid == ctx.user.uid {
-        Ok(())
-    } else {
-        Err(NfsError::Access)
-    }
+    Ok(())
 }
 
 /// The file behind `name` in `dir`, if any: removing or replacing the name changes it, so
@@ -144,7 +145,9 @@ pub async fn create(ctx: &mut Ctx<'_>, a: &CreateArgs) -> CreateRes {
     }
 }
 
-/// Creates `name` in `dir`, owned by the caller (see `new_owner`), with a fresh inode number.
+/// Creates `name` in `dir` with a fresh inode number, as the caller: owned by it, with the
+/// group and mode `perm::init_owner` gives (set-group-ID directories), unless `set` asks for
+/// an owner or group the caller may give (checked inside the command, before anything exists).
 pub async fn create_entry(
     ctx: &Ctx<'_>,
     dir: &Inode,
@@ -152,40 +155,26 @@ pub async fn create_entry(
     kind: FileKind,
     mode: u32,
     how: CreateHow,
+    set: &attrs::SetAttrs,
 ) -> NfsResult<crate::namespace::Outcome> {
-    let (uid, gid) = new_owner(ctx, dir);
-    Ok(ctx
-        .mds
-        .ns
-        .execute(Command::Create {
-            parent: dir.ino,
-            name,
-            ino: ctx.mds.ns.alloc_ino(),
-            kind,
-            mode: mode & 0o7777,
-            uid,
-            gid,
-            time: Time::now(),
-            how,
-        })
-        .await?)
-}
-
-/// Owner and group of a new object: the caller's, with the group inherited from a set-gid
-/// directory (as local file systems do).
-pub fn new_owner(ctx: &Ctx<'_>, dir: &Inode) -> (u32, u32) {
-    let gid = if dir.mode & 0o2000 != 0 {
-        dir.gid
-    } else {
-        ctx.user.gid
-    };
-    (ctx.user.uid, gid)
+    ctx.execute_as(Command::Create {
+        parent: dir.ino,
+        name,
+        ino: ctx.mds.ns.alloc_ino(),
+        kind,
+        mode: mode & 0o7777,
+        uid: set.uid.unwrap_or(DEFAULT_ID),
+        gid: set.gid.unwrap_or(DEFAULT_ID),
+        time: Time::now(),
+        how,
+    })
+    .await
 }
 
 async fn create_inner(ctx: &mut Ctx<'_>, a: &CreateArgs) -> NfsResult<CreateResOk> {
     let dir = ctx.cur_dir()?;
     let name = check_name(&a.objname)?.to_vec();
-    check_dir_write(ctx, &dir)?;
+    precheck_create(ctx, &dir, &name)?;
     recall_and_wait(ctx.mds, &[dir.ino], ctx.clientid).await?;
     let kind = match &a.objtype {
         Createtype4::Dir => FileKind::Directory,
@@ -215,16 +204,15 @@ async fn create_inner(ctx: &mut Ctx<'_>, a: &CreateArgs) -> NfsResult<CreateResO
     let set = attrs::decode_settable(&a.createattrs)?;
     let default_mode = if kind.is_dir() { 0o755 } else { 0o777 };
     let mode = set.mode.unwrap_or(default_mode);
-    let out = create_entry(ctx, &dir, name, kind, mode, CreateHow::Guarded).await?;
+    let out = create_entry(ctx, &dir, name, kind, mode, CreateHow::Guarded, &set).await?;
     let created = out.inode.ok_or(NfsError::ServerFault)?;
-    // Owner, group and times in the request apply after creation, with the usual checks.
-    let rest = attrs::SetAttrs {
-        mode: None,
-        size: None,
-        ..set.clone()
+    // Times in the request apply after creation; the caller owns the object by now.
+    let times = attrs::SetAttrs {
+        atime: set.atime,
+        mtime: set.mtime,
+        ..Default::default()
     };
-    super::attr::check_setattr_permission(ctx, &created, &rest)?;
-    super::attr::apply_setattr(ctx, &created, &rest).await?;
+    super::attr::apply_setattr(ctx, &created, &times).await?;
     ctx.cfh = Some(created.ino);
     ctx.cur_sid = None;
     Ok(CreateResOk {
@@ -243,8 +231,7 @@ pub async fn remove(ctx: &mut Ctx<'_>, a: &RemoveArgs) -> RemoveRes {
 async fn remove_inner(ctx: &mut Ctx<'_>, a: &RemoveArgs) -> NfsResult<RemoveResOk> {
     let dir = ctx.cur_dir()?;
     let name = check_name(&a.target)?.to_vec();
-    check_dir_write(ctx, &dir)?;
-    check_sticky(ctx, &dir, &name)?;
+    precheck_delete(ctx, &dir, &name)?;
     // Another client holding a delegation on the file trusts its cached name for it (Linux
     // revalidates a delegated inode's dentry without asking us), so it must give it back
     // first; so must one holding the directory.
@@ -254,9 +241,7 @@ async fn remove_inner(ctx: &mut Ctx<'_>, a: &RemoveArgs) -> NfsResult<RemoveResO
         .collect();
     recall_and_wait(ctx.mds, &inos, ctx.clientid).await?;
     let out = ctx
-        .mds
-        .ns
-        .execute(Command::Remove {
+        .execute_as(Command::Remove {
             parent: dir.ino,
             name,
             time: Time::now(),
@@ -284,12 +269,11 @@ async fn rename_inner(ctx: &mut Ctx<'_>, a: &RenameArgs) -> NfsResult<RenameResO
     let dst = ctx.cur_dir()?;
     let old = check_name(&a.oldname)?.to_vec();
     let new = check_name(&a.newname)?.to_vec();
-    check_dir_write(ctx, &src)?;
-    check_dir_write(ctx, &dst)?;
-    check_sticky(ctx, &src, &old)?;
+    ctx.writable()?;
     let replaced = named(ctx, dst.ino, &new);
-    if replaced.is_some() {
-        check_sticky(ctx, &dst, &new)?;
+    if let Ok(source) = ctx.mds.ns.lookup(src.ino, &old) {
+        let target = replaced.and_then(|t| ctx.inode(t).ok());
+        perm::may_rename(&ctx.user, &src, &source, &dst, target.as_ref())?;
     }
     let inos: Vec<u64> = [named(ctx, src.ino, &old), replaced]
         .into_iter()
@@ -298,9 +282,7 @@ async fn rename_inner(ctx: &mut Ctx<'_>, a: &RenameArgs) -> NfsResult<RenameResO
         .collect();
     recall_and_wait(ctx.mds, &inos, ctx.clientid).await?;
     let out = ctx
-        .mds
-        .ns
-        .execute(Command::Rename {
+        .execute_as(Command::Rename {
             src_parent: src.ino,
             src_name: old,
             dst_parent: dst.ino,
@@ -335,12 +317,10 @@ async fn link_inner(ctx: &mut Ctx<'_>, a: &LinkArgs) -> NfsResult<LinkResOk> {
         return Err(NfsError::IsDir);
     }
     let name = check_name(&a.newname)?.to_vec();
-    check_dir_write(ctx, &dir)?;
+    precheck_create(ctx, &dir, &name)?;
     recall_and_wait(ctx.mds, &[dir.ino], ctx.clientid).await?;
     let out = ctx
-        .mds
-        .ns
-        .execute(Command::Link {
+        .execute_as(Command::Link {
             ino: src.ino,
             parent: dir.ino,
             name,

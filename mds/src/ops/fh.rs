@@ -59,31 +59,6 @@ impl Ctx<'_> {
             _ => Err(NfsError::NotDir),
         }
     }
-
-    /// POSIX permission check; `want` is a mask of 4 (read), 2 (write), 1 (execute/search).
-    pub fn may(&self, i: &Inode, want: u32) -> bool {
-        let u = &self.user;
-        if u.is_root() {
-            // Root may do anything but execute a file nobody may execute.
-            return want & 1 == 0 || i.kind.is_dir() || i.mode & 0o111 != 0;
-        }
-        let bits = if u.uid == i.uid {
-            (i.mode >> 6) & 7
-        } else if u.in_group(i.gid) {
-            (i.mode >> 3) & 7
-        } else {
-            i.mode & 7
-        };
-        bits & want == want
-    }
-
-    pub fn require(&self, i: &Inode, want: u32) -> NfsResult<()> {
-        if self.may(i, want) {
-            Ok(())
-        } else {
-            Err(NfsError::Access)
-        }
-    }
 }
 
 pub fn putfh(ctx: &mut Ctx<'_>, a: &proto::nfs4::fileops::PutfhArgs) -> NfsResult<()> {

@@ -87,11 +87,12 @@ async fn write_inner(ctx: &mut Ctx<'_>, a: WriteArgs) -> NfsResult<WriteResOk> {
         end_offset: end,
         time: Time::now(),
     };
+    // As the writer: a write by an unprivileged caller clears set-id bits (`perm::write_kills`).
     if stable {
-        ctx.mds.ns.execute(cmd).await?;
+        ctx.execute_as(cmd).await?;
     } else {
         // Size and mtime become durable at COMMIT, with the data.
-        ctx.mds.ns.execute_lazy(cmd).await?;
+        ctx.execute_lazy_as(cmd).await?;
     }
     Ok(WriteResOk {
         count: len as u32,

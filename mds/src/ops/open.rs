@@ -139,7 +139,10 @@ async fn open_inner(ctx: &mut Ctx<'_>, a: &OpenArgs) -> NfsResult<OpenResOk> {
     Ok(OpenResOk {
         stateid: opened,
         cinfo: cinfo(t.dir_change, dir_ref),
-        rflags: OPEN4_RESULT_LOCKTYPE_POSIX,
+        // PRESERVE_UNLINKED: an unlinked open file stays until its last close (see
+        // `Mds::forget_orphan`), and through a restart's grace period. Linux then removes
+        // instead of renaming to .nfsXXXX, and the open file reports nlink 0, as locally.
+        rflags: OPEN4_RESULT_LOCKTYPE_POSIX | OPEN4_RESULT_PRESERVE_UNLINKED,
         attrset: t.attrset,
         delegation: match delegation {
             Some(d) => OpenDelegation4::Read(OpenReadDelegation4 {
@@ -196,19 +199,21 @@ async fn open_by_name(ctx: &mut Ctx<'_>, a: &OpenArgs, name: Vec<u8>) -> NfsResu
         crate::recall::recall_and_wait(ctx.mds, &[dir.ino], Some(ctx.clientid()?)).await?;
     }
     let mode = set.mode.unwrap_or(0o644);
-    let out = create_entry(ctx, &dir, name, FileKind::Regular, mode, how).await?;
+    let out = create_entry(ctx, &dir, name, FileKind::Regular, mode, how, &set).await?;
     let file = out.inode.ok_or(NfsError::ServerFault)?;
     let created = out.created;
     let mut attrset = Vec::new();
     if created || verf.is_none() {
-        // On create: owner/group/times as asked, but not O_TRUNC's size 0: the new file is
-        // empty already, and it would cost a second durable command (a second fdatasync) on
-        // every create. On an UNCHECKED open of an existing file only the size applies.
+        // On create: times as asked (mode, owner and group went into the create), but not
+        // O_TRUNC's size 0: the new file is empty already, and it would cost a second durable
+        // command (a second fdatasync) on every create. On an UNCHECKED open of an existing
+        // file only the size applies.
         let rest = if created {
             attrs::SetAttrs {
-                mode: None,
                 size: set.size.filter(|&s| s != 0),
-                ..set.clone()
+                atime: set.atime,
+                mtime: set.mtime,
+                ..Default::default()
             }
         } else {
             attrs::SetAttrs {
@@ -216,11 +221,9 @@ async fn open_by_name(ctx: &mut Ctx<'_>, a: &OpenArgs, name: Vec<u8>) -> NfsResu
                 ..Default::default()
             }
         };
+        super::attr::check_setattr_permission(ctx, &file, &rest)?;
         if !created && rest.size.is_some() {
             ctx.require(&file, 2)?;
-        }
-        if created {
-            super::attr::check_setattr_permission(ctx, &file, &rest)?;
         }
         super::attr::apply_setattr(ctx, &file, &rest).await?;
         if created {

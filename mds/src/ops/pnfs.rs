@@ -177,11 +177,11 @@ async fn layoutcommit_inner(
         },
         Newtime4::Unchanged => Time::now(),
     };
-    // Durable before the reply: the client forgets what it wrote once we have the size.
+    // Durable before the reply: the client forgets what it wrote once we have the size. As
+    // the committing user, so the writes through the layout clear set-id bits as a WRITE
+    // through us would; the client commits at close or fsync, before it reports the mode.
     let out = ctx
-        .mds
-        .ns
-        .execute(Command::Write {
+        .execute_as(Command::Write {
             ino: i.ino,
             end_offset: end,
             time,

@@ -40,10 +40,10 @@ pub async fn seek(ctx: &mut Ctx<'_>, a: &SeekArgs) -> SeekRes {
     }
 }
 
+/// Records a change of `ino`'s data ending at `end` (0: the size stays) as the caller, which
+/// also clears set-id bits as Linux's `file_modified` does for fallocate, copy and clone.
 async fn grow_to(ctx: &Ctx<'_>, ino: u64, end: u64) -> NfsResult<()> {
-    ctx.mds
-        .ns
-        .execute(Command::Write {
+    ctx.execute_as(Command::Write {
             ino,
             end_offset: end,
             time: Time::now(),
@@ -62,10 +62,7 @@ pub async fn allocate(ctx: &mut Ctx<'_>, a: &AllocateArgs) -> NfsResult<()> {
         .allocate_data(i.ino, a.aa_offset, a.aa_length)
         .await?;
     ctx.mds.commit_data(i.ino).await?;
-    if end > i.size {
-        grow_to(ctx, i.ino, end).await?;
-    }
-    Ok(())
+    grow_to(ctx, i.ino, end).await
 }
 
 pub async fn deallocate(ctx: &mut Ctx<'_>, a: &DeallocateArgs) -> NfsResult<()> {
@@ -78,15 +75,7 @@ pub async fn deallocate(ctx: &mut Ctx<'_>, a: &DeallocateArgs) -> NfsResult<()> 
         .await?;
     ctx.mds.commit_data(i.ino).await?;
     // Punching a hole changes data: mtime and change move, the size does not.
-    ctx.mds
-        .ns
-        .execute(Command::Write {
-            ino: i.ino,
-            end_offset: 0,
-            time: Time::now(),
-        })
-        .await?;
-    Ok(())
+    grow_to(ctx, i.ino, 0).await
 }
 
 pub async fn read_plus(ctx: &mut Ctx<'_>, a: &ReadPlusArgs) -> ReadPlusRes {
