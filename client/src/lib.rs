@@ -10,6 +10,8 @@
 //! let st = c.getattr(&fh).await?;
 //! # let _ = st; Ok(()) }
 //! ```
+#![forbid(unsafe_code)]
+
 mod attrs;
 mod backchannel;
 mod client;

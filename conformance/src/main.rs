@@ -1,5 +1,6 @@
 //! conformance: the stock Linux NFS client (Debian kernels in qemu) judges an NFS server;
 //! nfs-ganesha is the baseline. See conformance/README.md.
+#![forbid(unsafe_code)]
 
 mod error;
 mod evidence;

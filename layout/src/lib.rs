@@ -11,6 +11,7 @@
 //! - [`flexfiles`]: the RFC 8435 `ff_layout4` and `ff_device_addr4` bodies.
 //! - [`reports`]: what client DS error and I/O reports say about our DSs.
 //! - [`secret`]: the cluster secret and the keys derived from it.
+#![forbid(unsafe_code)]
 
 pub mod capability;
 pub mod dsmap;

@@ -1,5 +1,6 @@
 //! Wire formats of ClaudeFS: XDR, ONC RPC, and the NFS protocols it speaks.
 //! Protocol decoding lives here and nowhere else.
+#![forbid(unsafe_code)]
 
 // Lets `#[derive(Xdr)]` (which names `::proto::xdr`) be used inside this crate too.
 extern crate self as proto;

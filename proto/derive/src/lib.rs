@@ -12,6 +12,8 @@
 //! - `#[xdr(list)]` on a `Vec<T>` struct field: an XDR linked list (`T *next` chains, e.g. READDIR
 //!   entries): each element is preceded by TRUE, the list ends with FALSE. Decoding is iterative
 //!   (no recursion) and bounded by `#[xdr(max = N)]` (default `DEFAULT_MAX`).
+#![forbid(unsafe_code)]
+
 use proc_macro::TokenStream;
 use proc_macro2::TokenStream as TokenStream2;
 use quote::{format_ident, quote};

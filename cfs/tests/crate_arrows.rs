@@ -1,0 +1,121 @@
+//! The crate arrows of docs/ARCHITECTURE.md that a machine can check, read from
+//! `cargo metadata`: which workspace crate may depend on which.
+//!
+//! Every kind of dependency counts (normal, build and dev): a test of `mds` that links `ds`
+//! couples the two as surely as the library would. Only path dependencies on workspace members
+//! count as arrows, so a registry crate that happens to share a member's name is not one.
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+use std::process::Command;
+
+/// Workspace crate → the workspace crates it depends on.
+fn arrows() -> BTreeMap<String, BTreeSet<String>> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("cfs/ sits in the workspace root");
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let out = Command::new(cargo)
+        .args([
+            "metadata",
+            "--format-version",
+            "1",
+            "--no-deps",
+            "--offline",
+        ])
+        .current_dir(root)
+        .output()
+        .expect("cargo metadata runs");
+    assert!(
+        out.status.success(),
+        "cargo metadata failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let meta: serde_json::Value =
+        serde_json::from_slice(&out.stdout).expect("cargo metadata prints JSON");
+    let packages = meta["packages"].as_array().expect("a package list");
+    let members: BTreeSet<String> = packages
+        .iter()
+        .map(|p| p["name"].as_str().expect("a package name").to_string())
+        .collect();
+    packages
+        .iter()
+        .map(|p| {
+            let deps = p["dependencies"]
+                .as_array()
+                .expect("a dependency list")
+                .iter()
+                .filter(|d| d["source"].is_null())
+                .filter_map(|d| d["name"].as_str())
+                .filter(|n| members.contains(*n))
+                .map(str::to_string)
+                .collect();
+            (p["name"].as_str().unwrap_or_default().to_string(), deps)
+        })
+        .collect()
+}
+
+fn deps<'a>(a: &'a BTreeMap<String, BTreeSet<String>>, krate: &str) -> &'a BTreeSet<String> {
+    a.get(krate)
+        .unwrap_or_else(|| panic!("{krate} is no longer a workspace member: update this test"))
+}
+
+#[test]
+fn crate_arrows_follow_the_architecture() {
+    let a = arrows();
+    for krate in [
+        "proto",
+        "xdr-derive",
+        "mds",
+        "ds",
+        "chunkstore",
+        "layout",
+        "client",
+        "krb",
+        "fuse-client",
+        "gateway-v3",
+        "cfs",
+        "conformance",
+    ] {
+        deps(&a, krate);
+    }
+
+    // The MDS and the data servers talk over RPC (NFSv3 and the cluster program), never
+    // through each other's code.
+    assert!(!deps(&a, "mds").contains("ds"), "mds depends on ds");
+    assert!(!deps(&a, "ds").contains("mds"), "ds depends on mds");
+
+    // The binary and the harness are leaves: nothing builds on them.
+    for (krate, d) in &a {
+        for leaf in ["cfs", "conformance"] {
+            assert!(!d.contains(leaf), "{krate} depends on {leaf}");
+        }
+    }
+
+    // Wire formats know nothing of the system that uses them.
+    let proto: Vec<_> = deps(&a, "proto")
+        .iter()
+        .filter(|d| *d != "xdr-derive")
+        .collect();
+    assert!(proto.is_empty(), "proto depends on {proto:?}");
+
+    // Layout logic is a function of wire types only.
+    let layout: Vec<_> = deps(&a, "layout")
+        .iter()
+        .filter(|d| *d != "proto")
+        .collect();
+    assert!(layout.is_empty(), "layout depends on {layout:?}");
+
+    // The chunk store is below both roles that use it and knows neither.
+    let chunkstore = deps(&a, "chunkstore");
+    assert!(
+        chunkstore.is_empty(),
+        "chunkstore depends on {chunkstore:?}"
+    );
+
+    // The client library never links server code (what FUSE and the gateway build on).
+    let client: Vec<_> = deps(&a, "client")
+        .iter()
+        .filter(|d| !["proto", "layout", "krb"].contains(&d.as_str()))
+        .collect();
+    assert!(client.is_empty(), "client depends on {client:?}");
+}
