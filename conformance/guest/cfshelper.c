@@ -9,8 +9,11 @@
  *   cfshelper getlk FILE START LEN r|w                     prints "unlocked" or "conflict pid=N"
  *   cfshelper fsync FILE                                   open + fsync; exit 0 on success
  *   cfshelper readdir DIR                                  one raw readdir pass, one name a line
- *   cfshelper errno CMD PATH [PATH2]                       rmdir|unlink|mkdir|rename|open|openw;
+ *   cfshelper errno CMD PATH [PATH2]                       rmdir|unlink|mkdir|rename|open|openw|
+ *             append (one byte); chown|lchown PATH UID GID; chmod PATH OCTAL;
  *             prints OK or the errno name (ENOTEMPTY, EROFS, ...)
+ *   cfshelper as UID GID GROUPS CMD...                     run "cfshelper CMD..." as that user
+ *             (GROUPS: comma-separated supplementary gids, or - for none)
  *   cfshelper rdv HOST PORT post|wait NAME [TIMEOUT]        host rendezvous (two-client tests)
  *   cfshelper readfd FD                                    read an inherited fd from offset 0 to EOF
  *   cfshelper gen FILE SEED MIB                             write MIB MiB of xorshift data
@@ -27,6 +30,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <grp.h>
 #include <sys/file.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -117,6 +121,16 @@ static int cmd_errno(int n, char **a) {
     else if (!strcmp(c, "rename") && n >= 3) r = rename(a[1], a[2]);
     else if (!strcmp(c, "open")) { fd = open(a[1], O_RDONLY); r = fd < 0 ? -1 : close(fd); }
     else if (!strcmp(c, "openw")) { fd = open(a[1], O_WRONLY | O_CREAT, 0644); r = fd < 0 ? -1 : close(fd); }
+    else if (!strcmp(c, "append")) {
+        fd = open(a[1], O_WRONLY | O_APPEND);
+        r = fd < 0 ? -1 : (int)write(fd, "x", 1);
+        if (r >= 0) r = close(fd); else if (fd >= 0) { int e = errno; close(fd); errno = e; }
+    }
+    else if ((!strcmp(c, "chown") || !strcmp(c, "lchown")) && n >= 4) {
+        uid_t u = (uid_t)strtol(a[2], NULL, 10); gid_t g = (gid_t)strtol(a[3], NULL, 10);
+        r = !strcmp(c, "chown") ? chown(a[1], u, g) : lchown(a[1], u, g);
+    }
+    else if (!strcmp(c, "chmod") && n >= 3) r = chmod(a[1], (mode_t)strtol(a[2], NULL, 8));
     else { fprintf(stderr, "cfshelper errno: bad command\n"); return 2; }
     if (r < 0) printf("%s\n", ename(errno)); else printf("OK\n");
     return 0;
@@ -208,6 +222,25 @@ static int cmd_verify(char **a) {
     return 1;
 }
 
+/* as UID GID GROUPS CMD...: drop to that identity (groups first, uid last), then run CMD */
+static int cmd_as(int n, char **a) {
+    gid_t groups[32]; int ng = 0;
+    if (strcmp(a[2], "-")) {
+        char *s = a[2], *end;
+        while (*s && ng < 32) { groups[ng++] = (gid_t)strtol(s, &end, 10); s = *end == ',' ? end + 1 : end; if (end == s && *s) break; }
+    }
+    uid_t u = (uid_t)strtol(a[0], NULL, 10); gid_t g = (gid_t)strtol(a[1], NULL, 10);
+    if (setgroups(ng, groups) < 0) return die("setgroups");
+    if (setresgid(g, g, g) < 0) return die("setresgid");
+    if (setresuid(u, u, u) < 0) return die("setresuid");
+    char *argv2[16]; int k = 0;
+    argv2[k++] = "cfshelper";
+    for (int i = 3; i < n && k < 15; i++) argv2[k++] = a[i];
+    argv2[k] = NULL;
+    execv("/proc/self/exe", argv2);
+    return die("execv");
+}
+
 int main(int argc, char **argv) {
     if (argc < 3) { fprintf(stderr, "usage: see source header\n"); return 2; }
     const char *c = argv[1];
@@ -219,6 +252,7 @@ int main(int argc, char **argv) {
     if (!strcmp(c, "fsync") && n == 1) return cmd_fsync(a);
     if (!strcmp(c, "readdir") && n == 1) return cmd_readdir(a);
     if (!strcmp(c, "errno") && n >= 2) return cmd_errno(n, a);
+    if (!strcmp(c, "as") && n >= 4) return cmd_as(n, a);
     if (!strcmp(c, "rdv") && n >= 4) return cmd_rdv(a);
     if (!strcmp(c, "readfd") && n == 1) return cmd_readfd(a);
     if (!strcmp(c, "gen") && n == 3) return cmd_gen(a);

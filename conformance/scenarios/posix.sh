@@ -65,5 +65,38 @@ dd if=/dev/zero of=fs bs=64k count=16 2>/dev/null
 check "fsync" $H fsync fs
 expect_eq "size after fsync" 1048576 "$(stat -c %s fs 2>&1)"
 
+# --- Linux's permission rules (each of these once let a user do what Linux forbids) ---------
+# Users: A owns the files (1001), B is someone else in group 2000 (1002). cfshelper as drops
+# root's identity before the call, so the server sees that user's AUTH_SYS credential.
+case "$NFS_OPTS" in *vers=3*) V3=1 ;; *) V3= ;; esac
+A="$H as 1001 1001 -"
+B="$H as 1002 1002 2000"
+mkdir perm && chmod 1777 perm
+echo x > perm/owned && chown 1001:1001 perm/owned
+expect_eq "chown by a non-owner to the current owner and group" EPERM "$($B errno chown perm/owned 1001 1001)"
+expect_eq "lchown by a non-owner to the current owner and group" EPERM "$($B errno lchown perm/owned 1001 1001)"
+expect_eq "chown by the owner to itself" OK "$($A errno chown perm/owned 1001 1001)"
+chgrp 2000 perm/owned
+expect_eq "chmod 02755 by an owner outside the group" OK "$($A errno chmod perm/owned 2755)"
+expect_eq "chmod 02755 by an owner outside the group drops set-group-ID" 755 "$(stat -c %a perm/owned 2>&1)"
+for m in 4777 2777 6777; do
+  echo x > perm/s$m && chown 1001:1001 perm/s$m && chmod $m perm/s$m
+  expect_eq "write by another user to a $m file" OK "$($B errno append perm/s$m)"
+  expect_eq "write by another user to a $m file clears set-id bits" 777 "$(stat -c %a perm/s$m 2>&1)"
+done
+mkdir perm/src perm/dst perm/src/theirs && chmod 777 perm/src perm/dst && chown 1001:1001 perm/src/theirs
+expect_eq "another user's 0755 directory moved to another parent" EACCES "$($B errno rename perm/src/theirs perm/dst/theirs)"
+expect_eq "another user's 0755 directory renamed within its parent" OK "$($B errno rename perm/src/theirs perm/src/renamed)"
+mkdir perm/theirs2 && chown 1001:1001 perm/theirs2
+expect_eq "another user's directory moved out of a sticky directory" EPERM "$($B errno rename perm/theirs2 perm/dst/theirs2)"
+if [ -z "$V3" ]; then
+  echo x > perm/open-unlinked
+  exec 4< perm/open-unlinked
+  rm perm/open-unlinked
+  expect_eq "an unlinked open file reports nlink 0" 0 "$(stat -L -c %h /proc/self/fd/4 2>&1)"
+  expect_eq "no silly-renamed .nfs file is left in the directory" 0 "$(ls -a perm | grep -c '^\.nfs')"
+  exec 4<&-
+fi
+
 cleanup_wd
 finish

@@ -29,7 +29,7 @@ pub struct Scenario {
 pub const SCENARIOS: &[Scenario] = &[
     Scenario {
         name: "posix",
-        about: "create/write/read/append, truncate grow+shrink, rename over, hard link counts, symlink, chmod, chown, utimes, mkdir/rmdir ENOTEMPTY, unlink-while-open, fsync",
+        about: "create/write/read/append, truncate grow+shrink, rename over, hard link counts, symlink, chmod, chown, utimes, mkdir/rmdir ENOTEMPTY, unlink-while-open, fsync; permission rules run as other users (chown by a non-owner, chmod g+s outside the group, write clears set-id, moving a directory needs write on it, nlink 0 of an unlinked open file)",
         kind: Kind::Check,
         two_clients: false,
         full_env: "",

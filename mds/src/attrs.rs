@@ -62,6 +62,7 @@ pub fn supported() -> &'static Bitmap {
             FATTR4_CHANGE_ATTR_TYPE,
             FATTR4_FS_LAYOUT_TYPES,
             FATTR4_LAYOUT_BLKSIZE,
+            FATTR4_XATTR_SUPPORT,
         ])
     });
     &SUPPORTED
@@ -209,6 +210,9 @@ pub fn file_attrs(mds: &Mds, i: &Inode, want: &Bitmap, space_used: u64) -> FileA
             Some(c) => u32::try_from(c.geometry.chunk_size()).unwrap_or(u32::MAX),
             None => crate::MAX_IO,
         }),
+        // No extended attributes (the xattr operations answer NOTSUPP): say so, so clients
+        // do not try them (RFC 8276 §8.1).
+        xattr_support: Some(false),
         ..Default::default()
     };
     let space_bits = [

@@ -231,3 +231,101 @@ async fn truncate_recalls_layouts_and_an_unreachable_ds_is_probed_down() {
     }
     s.shutdown().await;
 }
+
+/// A READ layout must not move a file's size or mtime: LAYOUTCOMMIT needs a read-write layout
+/// (BADLAYOUT otherwise), as a WRITE would need an open for writing.
+#[tokio::test]
+async fn layoutcommit_under_a_read_layout_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let secret = layout::ClusterSecret::from_passphrase(SECRET).unwrap();
+    let s = Server::start(ServerConfig {
+        data_dir: dir.path().to_path_buf(),
+        listen: "127.0.0.1:0".parse().unwrap(),
+        exports: vec![mds::export::Export::new("/").unwrap()],
+        lease_seconds: 30,
+        grace_seconds: None,
+        cluster: Some(ClusterConfig::new(secret)),
+    })
+    .await
+    .unwrap();
+    let a = connect(&s).await;
+    heartbeat(&a, 21, dead_addr()).await;
+    heartbeat(&a, 22, dead_addr()).await;
+    let sa = session(&a).await;
+    let lookup = || {
+        NfsArgop4::Lookup(LookupArgs {
+            objname: Opaque::from("f"),
+        })
+    };
+    let r = compound(
+        &a,
+        1,
+        vec![
+            seq(sa, 1),
+            NfsArgop4::Putrootfh,
+            open_create("f", "reader", Fattr4::default()),
+        ],
+    )
+    .await;
+    let NfsResop4::Open(OpenRes::Ok(o)) = &r.resarray[2] else {
+        panic!("{r:?}")
+    };
+    let r = compound(
+        &a,
+        1,
+        vec![
+            seq(sa, 2),
+            NfsArgop4::Putrootfh,
+            lookup(),
+            NfsArgop4::Layoutget(LayoutgetArgs {
+                loga_signal_layout_avail: false,
+                loga_layout_type: LAYOUT4_FLEX_FILES,
+                loga_iomode: Layoutiomode4::Read,
+                loga_offset: 0,
+                loga_length: u64::MAX,
+                loga_minlength: 0,
+                loga_stateid: o.stateid,
+                loga_maxcount: 1 << 16,
+            }),
+        ],
+    )
+    .await;
+    let NfsResop4::Layoutget(LayoutgetRes::Ok(l)) = &r.resarray[3] else {
+        panic!("{r:?}")
+    };
+    let commit = NfsArgop4::Layoutcommit(LayoutcommitArgs {
+        loca_offset: 0,
+        loca_length: u64::MAX,
+        loca_reclaim: false,
+        loca_stateid: l.logr_stateid,
+        loca_last_write_offset: Newoffset4::Offset((1 << 40) - 1),
+        loca_time_modify: Newtime4::Unchanged,
+        loca_layoutupdate: Layoutupdate4 {
+            lou_type: LAYOUT4_FLEX_FILES,
+            lou_body: Opaque::default(),
+        },
+    });
+    let r = compound(&a, 1, vec![seq(sa, 3), NfsArgop4::Putrootfh, lookup(), commit]).await;
+    assert_eq!(r.status, 10050, "LAYOUTCOMMIT under a READ layout: {r:?}");
+    let r = compound(
+        &a,
+        1,
+        vec![
+            seq(sa, 4),
+            NfsArgop4::Putrootfh,
+            lookup(),
+            NfsArgop4::Getattr(GetattrArgs {
+                attr_request: proto::nfs4::attr::Bitmap::from_bits(&[
+                    proto::nfs4::attr::FATTR4_SIZE,
+                ])
+                .to_vec(),
+            }),
+        ],
+    )
+    .await;
+    let NfsResop4::Getattr(GetattrRes::Ok(g)) = &r.resarray[3] else {
+        panic!("{r:?}")
+    };
+    let attrs = proto::nfs4::attr::FileAttrs::decode(&g.obj_attributes).unwrap();
+    assert_eq!(attrs.size, Some(0));
+}

@@ -156,6 +156,12 @@ async fn open_inner(ctx: &mut Ctx<'_>, a: &OpenArgs) -> NfsResult<OpenResOk> {
                     who: proto::xdr::Opaque::default(),
                 },
             }),
+            // RFC 8881 §18.16.3: a client that said it wants none hears why it got none.
+            None if a.share_access & OPEN4_SHARE_ACCESS_WANT_DELEG_MASK
+                == OPEN4_SHARE_ACCESS_WANT_NO_DELEG =>
+            {
+                OpenDelegation4::NoneExt(OpenNoneDelegation4::Why(WND4_NOT_WANTED))
+            }
             None => OpenDelegation4::None,
         },
     })

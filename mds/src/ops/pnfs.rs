@@ -165,7 +165,17 @@ async fn layoutcommit_inner(
     let i = regular(ctx)?;
     let clientid = clientid(ctx)?;
     let sid = ctx.stateid(&a.loca_stateid)?;
-    ctx.mds.state.check_layout(clientid, i.ino, &sid)?;
+    // What a WRITE would need: the export writable, a read-write layout (RFC 8881 §18.42.3:
+    // the range must lie in an RW layout, else BADLAYOUT), and write permission for the user
+    // unless it owns the file (as knfsd's LAYOUTCOMMIT checks NFSD_MAY_WRITE). A READ layout
+    // could otherwise set any size and mtime.
+    ctx.writable()?;
+    if !ctx.mds.state.layout_rw(clientid, i.ino, &sid)? {
+        return Err(NfsError::BadLayout);
+    }
+    if !crate::namespace::perm::owner_or_capable(&ctx.user, &i) {
+        ctx.require(&i, 2)?;
+    }
     let end = match a.loca_last_write_offset {
         Newoffset4::Offset(o) => o.checked_add(1).ok_or(NfsError::Inval)?,
         Newoffset4::None => 0,

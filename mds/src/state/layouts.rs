@@ -54,14 +54,19 @@ impl StateManager {
         })
     }
 
-    /// Checks a layout stateid (LAYOUTCOMMIT, LAYOUTRETURN). Like knfsd, an older seqid is
-    /// fine: LAYOUTGETs in flight bump it while the client still holds the earlier one.
-    pub fn check_layout(&self, clientid: u64, ino: u64, sid: &StateId) -> NfsResult<()> {
+    /// Whether the client's layout on `ino` (named by `sid`) was ever granted read-write: what
+    /// LAYOUTCOMMIT needs (layouts are whole-file, so any RW grant covers the range). Like
+    /// knfsd, an older seqid is fine: LAYOUTGETs in flight bump it while the client still
+    /// holds the earlier one.
+    pub fn layout_rw(&self, clientid: u64, ino: u64, sid: &StateId) -> NfsResult<bool> {
         let g = self.lock();
-        match self.layout_state(&g, clientid, ino, sid)? {
-            Some(_) => Ok(()),
-            None => Err(NfsError::BadStateId),
-        }
+        let other = self
+            .layout_state(&g, clientid, ino, sid)?
+            .ok_or(NfsError::BadStateId)?;
+        Ok(matches!(
+            g.states.get(&other).map(|s| &s.kind),
+            Some(StateKind::Layout { rw: true })
+        ))
     }
 
     /// LAYOUTRETURN of a file range. Returning the whole file drops the stateid (the reply
