@@ -305,7 +305,12 @@ async fn layoutcommit_under_a_read_layout_is_refused() {
             lou_body: Opaque::default(),
         },
     });
-    let r = compound(&a, 1, vec![seq(sa, 3), NfsArgop4::Putrootfh, lookup(), commit]).await;
+    let r = compound(
+        &a,
+        1,
+        vec![seq(sa, 3), NfsArgop4::Putrootfh, lookup(), commit],
+    )
+    .await;
     assert_eq!(r.status, 10050, "LAYOUTCOMMIT under a READ layout: {r:?}");
     let r = compound(
         &a,

@@ -27,7 +27,14 @@ async fn compound_as(c: &Connection, who: &Auth, ops: Vec<NfsArgop4>) -> Compoun
         argarray: ops,
     };
     let r = c
-        .call(NFS4_PROGRAM, NFS_V4, NFSPROC4_COMPOUND, who, &args.to_xdr(), T)
+        .call(
+            NFS4_PROGRAM,
+            NFS_V4,
+            NFSPROC4_COMPOUND,
+            who,
+            &args.to_xdr(),
+            T,
+        )
         .await
         .unwrap();
     Compound4Res::from_xdr(r.body()).unwrap()
@@ -109,7 +116,10 @@ async fn chown_to_the_current_values_needs_ownership() {
         [vec![seq(sid, 2)], path(), vec![setattr(owner(1001, 1001))]].concat(),
     )
     .await;
-    assert_eq!(r.status, ERR_PERM, "non-owner chown to the same values: {r:?}");
+    assert_eq!(
+        r.status, ERR_PERM,
+        "non-owner chown to the same values: {r:?}"
+    );
     let me = user(1001, 1001, &[]);
     let r = compound_as(
         &c,
@@ -150,7 +160,10 @@ async fn a_create_with_an_owner_the_caller_may_not_set_leaves_nothing_behind() {
         ],
     )
     .await;
-    assert_eq!(r.status, 2, "the refused create must not leave the file: {r:?}");
+    assert_eq!(
+        r.status, 2,
+        "the refused create must not leave the file: {r:?}"
+    );
 }
 
 #[tokio::test]

@@ -60,7 +60,9 @@ fn apply_as<S: StateStore + ?Sized>(
             name,
             time,
         } => link(s, *ino, *parent, name, *time, cred),
-        Command::Unlink { parent, name, time } => remove(s, *parent, name, *time, Which::File, cred),
+        Command::Unlink { parent, name, time } => {
+            remove(s, *parent, name, *time, Which::File, cred)
+        }
         Command::Rmdir { parent, name, time } => remove(s, *parent, name, *time, Which::Dir, cred),
         Command::Remove { parent, name, time } => remove(s, *parent, name, *time, Which::Any, cred),
         Command::Rename {
@@ -282,8 +284,16 @@ fn create<S: StateStore + ?Sized>(
             kind: new.kind.clone(),
             ..p0.clone()
         };
-        let want_uid = if new.uid == perm::DEFAULT_ID { duid } else { new.uid };
-        let want_gid = if new.gid == perm::DEFAULT_ID { dgid } else { new.gid };
+        let want_uid = if new.uid == perm::DEFAULT_ID {
+            duid
+        } else {
+            new.uid
+        };
+        let want_gid = if new.gid == perm::DEFAULT_ID {
+            dgid
+        } else {
+            new.gid
+        };
         if !perm::chown_ok(c, &as_made, want_uid) || !perm::chgrp_ok(c, &as_made, want_gid) {
             return Err(FsError::Perm);
         }

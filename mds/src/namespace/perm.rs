@@ -146,8 +146,7 @@ pub fn init_owner(c: &Cred, dir: &Inode, kind: &FileKind, mode: u32) -> (u32, u3
     }
     let mode = if kind.is_dir() {
         mode | S_ISGID
-    } else if mode & (S_ISGID | S_IXGRP) == (S_ISGID | S_IXGRP)
-        && !in_group_or_capable(c, dir.gid)
+    } else if mode & (S_ISGID | S_IXGRP) == (S_ISGID | S_IXGRP) && !in_group_or_capable(c, dir.gid)
     {
         mode & !S_ISGID
     } else {
@@ -271,7 +270,13 @@ pub fn setattr_prepare(c: &Cred, i: &Inode, a: &AttrRequest) -> Result<Option<u3
     }
     if a.size.is_some() {
         let cur = mode.unwrap_or(i.mode);
-        let kill = write_kills(c, &Inode { mode: cur, ..i.clone() });
+        let kill = write_kills(
+            c,
+            &Inode {
+                mode: cur,
+                ..i.clone()
+            },
+        );
         if kill != 0 {
             mode = Some(cur & !kill);
         }
@@ -322,7 +327,11 @@ mod tests {
         // The owner gets the owner's bits (none), though group and others could read.
         assert!(!permission(&user(1001, 2000, &[]), &f, MAY_READ));
         assert!(permission(&user(1002, 2000, &[]), &f, MAY_READ));
-        assert!(permission(&user(1003, 3000, &[2000]), &f, MAY_READ | MAY_WRITE));
+        assert!(permission(
+            &user(1003, 3000, &[2000]),
+            &f,
+            MAY_READ | MAY_WRITE
+        ));
         assert!(permission(&user(1004, 3000, &[]), &f, MAY_WRITE));
     }
 
@@ -366,7 +375,10 @@ mod tests {
             Err(FsError::Perm)
         );
         // In a plain directory, moving it to another parent needs write on it (EACCES) ...
-        let plain = Inode { ino: 11, ..dir(0o777, 0, 0) };
+        let plain = Inode {
+            ino: 11,
+            ..dir(0o777, 0, 0)
+        };
         assert_eq!(
             may_rename(&me, &plain, &theirs, &other, None),
             Err(FsError::Access)
@@ -414,7 +426,10 @@ mod tests {
         };
         assert_eq!(setattr_prepare(&me, &f, &chmod(0o2755)), Ok(Some(0o755)));
         let member = user(1001, 1001, &[2000]);
-        assert_eq!(setattr_prepare(&member, &f, &chmod(0o2755)), Ok(Some(0o2755)));
+        assert_eq!(
+            setattr_prepare(&member, &f, &chmod(0o2755)),
+            Ok(Some(0o2755))
+        );
         assert_eq!(
             setattr_prepare(&Cred::root(), &f, &chmod(0o2755)),
             Ok(Some(0o2755))

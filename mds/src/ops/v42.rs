@@ -44,11 +44,11 @@ pub async fn seek(ctx: &mut Ctx<'_>, a: &SeekArgs) -> SeekRes {
 /// also clears set-id bits as Linux's `file_modified` does for fallocate, copy and clone.
 async fn grow_to(ctx: &Ctx<'_>, ino: u64, end: u64) -> NfsResult<()> {
     ctx.execute_as(Command::Write {
-            ino,
-            end_offset: end,
-            time: Time::now(),
-        })
-        .await?;
+        ino,
+        end_offset: end,
+        time: Time::now(),
+    })
+    .await?;
     Ok(())
 }
 

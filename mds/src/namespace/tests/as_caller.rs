@@ -94,7 +94,11 @@ fn rename(sp: u64, sn: &str, dp: u64, dn: &str) -> Command {
 fn shared_tmp(owner: &Cred, mode: u32) -> MemState {
     let mut s = init();
     let root = Cred::root();
-    step(&mut s, &as_(&root, mk(ROOT_INO, "tmp", 2, FileKind::Directory, 0o1777))).unwrap();
+    step(
+        &mut s,
+        &as_(&root, mk(ROOT_INO, "tmp", 2, FileKind::Directory, 0o1777)),
+    )
+    .unwrap();
     step(&mut s, &as_(owner, mk(2, "f", 3, FileKind::Regular, mode))).unwrap();
     s
 }
@@ -107,7 +111,11 @@ fn a_create_takes_the_callers_ids_and_a_setgid_directorys_group() {
     let d = mk(ROOT_INO, "g", 2, FileKind::Directory, 0o2777);
     step(&mut s, &as_(&root, d)).unwrap();
     step(&mut s, &as_(&root, setattr(2, None, None, Some(2000)))).unwrap();
-    let sub = step(&mut s, &as_(&me, mk(2, "sub", 3, FileKind::Directory, 0o755))).unwrap();
+    let sub = step(
+        &mut s,
+        &as_(&me, mk(2, "sub", 3, FileKind::Directory, 0o755)),
+    )
+    .unwrap();
     let sub = sub.inode.unwrap();
     assert_eq!((sub.uid, sub.gid, sub.mode), (1001, 2000, 0o2755));
     let f = step(&mut s, &as_(&me, mk(2, "f", 4, FileKind::Regular, 0o2755))).unwrap();
@@ -120,7 +128,11 @@ fn a_create_with_an_owner_the_caller_may_not_give_leaves_nothing() {
     let me = user(1001, 1001, &[]);
     let mut s = init();
     let root = Cred::root();
-    step(&mut s, &as_(&root, mk(ROOT_INO, "tmp", 2, FileKind::Directory, 0o777))).unwrap();
+    step(
+        &mut s,
+        &as_(&root, mk(ROOT_INO, "tmp", 2, FileKind::Directory, 0o777)),
+    )
+    .unwrap();
     let give = mk_owned(2, "f", 3, 0, DEFAULT_ID);
     assert_eq!(step(&mut s, &as_(&me, give)), Err(FsError::Perm));
     assert!(s.inodes.get(&3).is_none());
@@ -136,7 +148,11 @@ fn a_create_in_a_directory_without_write_permission_is_eacces_but_eexist_wins() 
     let me = user(1001, 1001, &[]);
     let mut s = init();
     let root = Cred::root();
-    step(&mut s, &as_(&root, mk(ROOT_INO, "ro", 2, FileKind::Directory, 0o755))).unwrap();
+    step(
+        &mut s,
+        &as_(&root, mk(ROOT_INO, "ro", 2, FileKind::Directory, 0o755)),
+    )
+    .unwrap();
     step(&mut s, &as_(&root, mk(2, "x", 3, FileKind::Regular, 0o644))).unwrap();
     let c = mk(2, "y", 4, FileKind::Regular, 0o644);
     assert_eq!(step(&mut s, &as_(&me, c)), Err(FsError::Access));
@@ -158,7 +174,11 @@ fn chown_to_the_same_values_by_a_non_owner_is_eperm() {
 fn chmod_setgid_by_an_owner_outside_the_group_is_silently_dropped() {
     let owner = user(1001, 1001, &[]);
     let mut s = shared_tmp(&owner, 0o644);
-    step(&mut s, &as_(&Cred::root(), setattr(3, None, None, Some(2000)))).unwrap();
+    step(
+        &mut s,
+        &as_(&Cred::root(), setattr(3, None, None, Some(2000))),
+    )
+    .unwrap();
     let chmod = setattr(3, Some(0o2755), None, None);
     let f = step(&mut s, &as_(&owner, chmod)).unwrap().inode.unwrap();
     assert_eq!(f.mode, 0o755);
@@ -167,7 +187,12 @@ fn chmod_setgid_by_an_owner_outside_the_group_is_silently_dropped() {
 #[test]
 fn a_write_by_an_unprivileged_caller_clears_set_id_bits() {
     let owner = user(1001, 1001, &[]);
-    for (mode, after) in [(0o4777, 0o777), (0o2777, 0o777), (0o6777, 0o777), (0o2767, 0o2767)] {
+    for (mode, after) in [
+        (0o4777, 0o777),
+        (0o2777, 0o777),
+        (0o6777, 0o777),
+        (0o2767, 0o2767),
+    ] {
         let mut s = shared_tmp(&owner, mode);
         // The owner is in the file's group: a set-gid file without group execute keeps it.
         let w = Command::Write {
@@ -175,11 +200,17 @@ fn a_write_by_an_unprivileged_caller_clears_set_id_bits() {
             end_offset: 1,
             time: t(3),
         };
-        let f = step(&mut s, &as_(&owner, w.clone())).unwrap().inode.unwrap();
+        let f = step(&mut s, &as_(&owner, w.clone()))
+            .unwrap()
+            .inode
+            .unwrap();
         assert_eq!(f.mode, after, "mode {mode:o}");
         // Root keeps them (CAP_FSETID), and so does the server's own command.
         let mut s = shared_tmp(&owner, mode);
-        let f = step(&mut s, &as_(&Cred::root(), w.clone())).unwrap().inode.unwrap();
+        let f = step(&mut s, &as_(&Cred::root(), w.clone()))
+            .unwrap()
+            .inode
+            .unwrap();
         assert_eq!(f.mode, mode);
         let f = step(&mut s, &w).unwrap().inode.unwrap();
         assert_eq!(f.mode, mode);
@@ -192,9 +223,21 @@ fn moving_a_directory_to_another_parent_needs_write_on_it() {
     let root = Cred::root();
     let me = user(1001, 1001, &[]);
     let them = user(1002, 1002, &[]);
-    step(&mut s, &as_(&root, mk(ROOT_INO, "a", 2, FileKind::Directory, 0o777))).unwrap();
-    step(&mut s, &as_(&root, mk(ROOT_INO, "b", 3, FileKind::Directory, 0o777))).unwrap();
-    step(&mut s, &as_(&them, mk(2, "d", 4, FileKind::Directory, 0o755))).unwrap();
+    step(
+        &mut s,
+        &as_(&root, mk(ROOT_INO, "a", 2, FileKind::Directory, 0o777)),
+    )
+    .unwrap();
+    step(
+        &mut s,
+        &as_(&root, mk(ROOT_INO, "b", 3, FileKind::Directory, 0o777)),
+    )
+    .unwrap();
+    step(
+        &mut s,
+        &as_(&them, mk(2, "d", 4, FileKind::Directory, 0o755)),
+    )
+    .unwrap();
     let across = rename(2, "d", 3, "d");
     assert_eq!(step(&mut s, &as_(&me, across)), Err(FsError::Access));
     assert!(step(&mut s, &as_(&me, rename(2, "d", 2, "e"))).is_ok());
@@ -219,5 +262,8 @@ fn sticky_directory_removal_is_eperm_inside_the_command() {
 fn nested_as_is_refused() {
     let mut s = init();
     let inner = as_(&Cred::root(), Command::Noop);
-    assert_eq!(step(&mut s, &as_(&Cred::root(), inner)), Err(FsError::Invalid));
+    assert_eq!(
+        step(&mut s, &as_(&Cred::root(), inner)),
+        Err(FsError::Invalid)
+    );
 }
