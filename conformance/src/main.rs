@@ -82,6 +82,12 @@ struct RunArgs {
     /// ratios are then of the medians (one short guest run swings by up to 2x)
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=20))]
     repeat: u32,
+    /// posix-diff: run this many seeds (200 calls each) per case; default 1 (--quick), else 3
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    seeds: Option<u32>,
+    /// posix-diff: the first seed (then first+1, ...); default 1
+    #[arg(long)]
+    first_seed: Option<u64>,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -94,14 +100,18 @@ enum KernelArg {
 const ALL_VERS: [&str; 4] = ["3", "4.0", "4.1", "4.2"];
 
 /// The cfs-cluster part of `ci` (see there).
-const CI_CLUSTER_SCENARIOS: [&str; 6] = [
+const CI_CLUSTER_SCENARIOS: [&str; 7] = [
     "posix",
     "integrity",
     "pnfs",
     "twoclient",
     "pnfs-fault",
     "pnfs-cross",
+    "posix-diff",
 ];
+
+/// posix-diff in CI: one fixed seed (SEED0=1) per kernel at one version, for each server.
+const CI_POSIX_DIFF: (&str, &[&str]) = ("posix-diff", &["4.1"]);
 
 /// Checks that need no cfs-cluster (the others would only report "not offered").
 fn checks_for_any_server() -> Option<Vec<&'static str>> {
@@ -160,6 +170,7 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
                 spec: ServerSpec::Ganesha,
                 versions: vec!["4.1".into(), "3".into()],
                 only: checks_for_any_server(),
+                scenario_vers: vec![CI_POSIX_DIFF],
             }];
             if std::env::var("CFS_CONFORMANCE").as_deref() == Ok("1") {
                 servers.push(ServerPlan {
@@ -167,6 +178,7 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
                     // 4.2 too: the sid client then reads with READ_PLUS.
                     versions: vec!["4.1".into(), "4.2".into()],
                     only: checks_for_any_server(),
+                    scenario_vers: vec![CI_POSIX_DIFF],
                 });
                 // pNFS: 1 MDS + 3 data servers; its pnfs case checks where the bytes went. All
                 // six checks took 7 min here (2026-11-22), so CI keeps the ones whose data or
@@ -177,6 +189,7 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
                     spec: ServerSpec::CfsCluster,
                     versions: vec!["4.1".into(), "4.2".into()],
                     only: Some(CI_CLUSTER_SCENARIOS.to_vec()),
+                    scenario_vers: vec![CI_POSIX_DIFF],
                 });
             }
             let plan = Plan {
@@ -185,6 +198,8 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
                 scenarios: scenario::checks(),
                 quick: true,
                 explicit_vers: true,
+                seeds: None,
+                first_seed: None,
             };
             run_plan(plan, json, None)
         }
@@ -241,6 +256,7 @@ fn plan_from(a: &RunArgs, bench: bool) -> Result<Plan> {
                 spec: ServerSpec::parse(s)?,
                 versions: versions.clone(),
                 only: None,
+                scenario_vers: Vec::new(),
             })
         })
         .collect::<Result<Vec<_>>>()?;
@@ -250,6 +266,8 @@ fn plan_from(a: &RunArgs, bench: bool) -> Result<Plan> {
         scenarios,
         quick: a.quick,
         explicit_vers,
+        seeds: a.seeds,
+        first_seed: a.first_seed,
     })
 }
 

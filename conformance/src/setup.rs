@@ -163,13 +163,21 @@ fn install_packages() -> Result<()> {
     )
 }
 
+/// The guest helper's sources, compiled into one static binary.
+const HELPER_SOURCES: [&str; 2] = ["cfshelper.c", "posixdiff.c"];
+
 pub fn build_helper() -> Result<()> {
-    let src = paths::source_dir().join("guest").join("cfshelper.c");
+    let guest = paths::source_dir().join("guest");
+    let srcs: Vec<PathBuf> = HELPER_SOURCES.iter().map(|s| guest.join(s)).collect();
     let out = helper_path();
-    let fresh = match (std::fs::metadata(&src), std::fs::metadata(&out)) {
-        (Ok(s), Ok(o)) => matches!((s.modified(), o.modified()), (Ok(s), Ok(o)) if o >= s),
-        _ => false,
-    };
+    let built = std::fs::metadata(&out).and_then(|m| m.modified()).ok();
+    let fresh = built.is_some_and(|o| {
+        srcs.iter().all(|s| {
+            std::fs::metadata(s)
+                .and_then(|m| m.modified())
+                .is_ok_and(|s| o >= s)
+        })
+    });
     if fresh {
         return Ok(());
     }
@@ -181,7 +189,7 @@ pub fn build_helper() -> Result<()> {
         Command::new("gcc")
             .args(["-static", "-O2", "-Wall", "-o"])
             .arg(&out)
-            .arg(&src),
+            .args(&srcs),
     )?;
     Ok(())
 }
