@@ -16,6 +16,7 @@ mkdir -p $ORACLE
 expect_eq "oracle file system" tmpfs "$(stat -f -c %T $ORACLE 2>&1)"
 expect_eq "test file system" nfs "$(stat -f -c %T "$WD" 2>&1)"
 
+[ "$SEEDS" -ge 1 ] 2>/dev/null || fail "SEEDS='$SEEDS': at least one seed must run"
 i=0; t0=$(now)
 while [ $i -lt "$SEEDS" ]; do
   seed=$((SEED0 + i)); i=$((i + 1))

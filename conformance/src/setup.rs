@@ -268,3 +268,34 @@ fn discover_kernel(k: KernelKind) -> Result<String> {
             ))
         })
 }
+
+#[cfg(test)]
+mod tests {
+    use std::process::Command;
+
+    /// posixdiff's comparison: what the allowlist lets through and the near misses it must not
+    /// (guest/posixdiff_test.c, compiled with the same gcc that builds the guest helper).
+    #[test]
+    fn posixdiff_comparison_checks() {
+        let guest = crate::paths::source_dir().join("guest");
+        let out = std::env::temp_dir().join(format!("posixdiff_test-{}", std::process::id()));
+        let built = Command::new("gcc")
+            .args(["-O2", "-Wall", "-o"])
+            .arg(&out)
+            .arg(guest.join("posixdiff_test.c"))
+            .status()
+            .expect("gcc runs");
+        assert!(built.success(), "gcc failed on posixdiff_test.c");
+        let ran = Command::new(&out).output().expect("the test program runs");
+        let _ = std::fs::remove_file(&out);
+        assert!(
+            ran.status.success(),
+            "posixdiff_test failed: {}",
+            String::from_utf8_lossy(&ran.stderr)
+        );
+        assert_eq!(
+            String::from_utf8_lossy(&ran.stdout).trim(),
+            "allowance checks ok"
+        );
+    }
+}
