@@ -5,13 +5,16 @@
  *   cfshelper posixdiff-trace SEED NCALLS DIR [I,J,K...]
  *       DIR must be an empty directory. Sets it up (below), executes calls 0..NCALLS-1 of the
  *       sequence SEED (or only the listed indices, in the order given) and prints the trace.
- *   cfshelper posixdiff SEED NCALLS ORACLE_DIR TEST_DIR [MAX_RERUNS [MAX_SECONDS]]
+ *   cfshelper posixdiff SEED NCALLS ORACLE_DIR TEST_DIR [MAX_RERUNS [MAX_SECONDS [TARGET]]]
  *       Runs the sequence in a fresh subdirectory of each, compares the traces line by line and
  *       prints "PASS: ..." or "FAIL: ..." with the first differing lines; on a mismatch it then
  *       removes calls (chunks, then one at a time) while the same call still differs and no
  *       earlier one does, at most MAX_RERUNS reruns (default 300) and MAX_SECONDS (default 240),
  *       and prints the shortest sequence found with both its traces. Exit 0 identical, 1 mismatch,
  *       2 the program could not run (usage, setup, identity switch): never a silent pass.
+ *       With TARGET (a call index, 7th argument) it minimises for that call instead of the
+ *       first difference, tolerating differences before it (to isolate a mismatch that a first,
+ *       already known one hides; a debugging aid, POSIXDIFF_TARGETS in the scenario).
  *
  * The sequence: call i's operation, identity and arguments come from a PRNG seeded with (SEED, i)
  * alone, so any subset of indices replays the same calls (what the minimisation needs). Every
@@ -515,6 +518,8 @@ static int first_diff(const struct trace *a, const struct trace *b) {
 
 static const char *line_or(const struct trace *t, int i) { return i < t->n ? t->lines[i] : "(no line)"; }
 
+static int targeted; /* TARGET given: earlier differences are tolerated */
+
 /* Does the sequence (ending with the target call) still show the mismatch at its last call and
  * nowhere before? Line 0 is "init", line k+1 is call idx[k]. */
 static int still_fails(const char *da, const char *db, uint64_t seed, const int *idx, int n, int *err) {
@@ -522,6 +527,7 @@ static int still_fails(const char *da, const char *db, uint64_t seed, const int 
     int rc = run_pair(da, db, seed, idx, n, &a, &b);
     int r = 0;
     if (rc) *err = rc;
+    else if (targeted) r = n < a.n && n < b.n && cmp_lines(a.lines[n], b.lines[n]) == 1;
     else r = first_diff(&a, &b) == n;
     trace_free(&a);
     trace_free(&b);
@@ -539,7 +545,7 @@ static void print_pair(const struct trace *a, const struct trace *b, const char 
 }
 
 static int cmd_diff(int argc, char **argv) {
-    if (argc < 4) { fprintf(stderr, "usage: posixdiff SEED NCALLS ORACLE_DIR TEST_DIR [MAX_RERUNS [MAX_SECONDS]]\n"); return 2; }
+    if (argc < 4) { fprintf(stderr, "usage: posixdiff SEED NCALLS ORACLE_DIR TEST_DIR [MAX_RERUNS [MAX_SECONDS [TARGET]]]\n"); return 2; }
     uint64_t seed = strtoull(argv[0], 0, 10);
     int ncalls = atoi(argv[1]);
     const char *da = argv[2], *db = argv[3];
@@ -587,6 +593,17 @@ static int cmd_diff(int argc, char **argv) {
         if (cmp_lines(a.lines[i], b.lines[i]) != 1) continue;
         if (!shown++) printf("    later differing lines (some may only follow from the first):\n");
         printf("    oracle: %s\n    nfs:    %s\n", a.lines[i], b.lines[i]);
+    }
+    if (argc > 6) {
+        int t = atoi(argv[6]);
+        if (t < 0 || t >= ncalls || cmp_lines(line_or(&a, t + 1), line_or(&b, t + 1)) != 1) {
+            printf("    target call %d does not differ\n", t);
+            return 1;
+        }
+        printf("    minimising for target call %d instead:\n    oracle: %s\n    nfs:    %s\n", t,
+               a.lines[t + 1], b.lines[t + 1]);
+        targeted = 1;
+        d = t + 1;
     }
     trace_free(&a);
     trace_free(&b);

@@ -53,7 +53,8 @@ enum Cmd {
     Hostbench(hostbench::HostBenchArgs),
     /// The CI subset: setup, then both kernels x v4.1+v3 against ganesha with --quick
     /// (plus cfs and cfs-cluster, v4.1 and v4.2, when CFS_CONFORMANCE=1; cfs-cluster runs
-    /// posix, integrity, pnfs, twoclient, pnfs-fault and pnfs-cross only)
+    /// posix, integrity, pnfs, twoclient, pnfs-fault, pnfs-cross and posix-diff only);
+    /// posix-diff runs one fixed seed at v4.1 only, for every server and kernel
     Ci {
         #[arg(long)]
         json: Option<PathBuf>,

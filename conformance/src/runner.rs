@@ -304,6 +304,14 @@ fn base_env(plan: &Plan, s: &Scenario, run_id: u32) -> Vec<String> {
         if let Some(f) = plan.first_seed {
             env.push(format!("SEED0={f}"));
         }
+        // debugging aid: minimise for given calls ("SEED:CALL ...") instead of first differences
+        if let Ok(t) = std::env::var("POSIXDIFF_TARGETS") {
+            let t: String = t
+                .chars()
+                .filter(|c| c.is_ascii_digit() || *c == ':' || *c == ' ')
+                .collect();
+            env.push(format!("POSIXDIFF_TARGETS='{t}'"));
+        }
     }
     env.push(format!("SCENARIO={}", s.name));
     // unique across processes and repeated runs sharing one export
