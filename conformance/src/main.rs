@@ -54,7 +54,7 @@ enum Cmd {
     /// The CI subset: setup, then both kernels x v4.1+v3 against ganesha with --quick
     /// (plus cfs and cfs-cluster, v4.1 and v4.2, when CFS_CONFORMANCE=1; cfs-cluster runs
     /// posix, integrity, pnfs, twoclient, pnfs-fault, pnfs-cross and posix-diff only);
-    /// posix-diff runs one fixed seed at v4.1 only, for every server and kernel
+    /// posix-diff runs one fixed seed at v4.1 only, for cfs and cfs-cluster on both kernels
     Ci {
         #[arg(long)]
         json: Option<PathBuf>,
@@ -167,11 +167,15 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
             if !netns::inside() {
                 setup::setup(&ALL_KERNELS, false)?;
             }
+            // posix-diff against ganesha is evidence, not a gate (`run --server ganesha
+            // --scenario posix-diff`): its 81 s for both kernels would take the posix-diff part
+            // of CI over its 3 minute budget
             let mut servers = vec![ServerPlan {
                 spec: ServerSpec::Ganesha,
                 versions: vec!["4.1".into(), "3".into()],
-                only: checks_for_any_server(),
-                scenario_vers: vec![CI_POSIX_DIFF],
+                only: checks_for_any_server()
+                    .map(|v| v.into_iter().filter(|s| *s != "posix-diff").collect()),
+                scenario_vers: Vec::new(),
             }];
             if std::env::var("CFS_CONFORMANCE").as_deref() == Ok("1") {
                 servers.push(ServerPlan {
