@@ -23,6 +23,13 @@ pub struct ServerPlan {
 }
 
 impl ServerPlan {
+    /// Whether scenario `s` runs at version `v` (`scenario_vers` restricts some scenarios).
+    fn runs_at(&self, s: &Scenario, v: &str) -> bool {
+        self.scenario_vers
+            .iter()
+            .all(|(n, vs)| *n != s.name || vs.contains(&v))
+    }
+
     fn scenarios<'a>(&self, plan: &'a Plan) -> Vec<&'a Scenario> {
         plan.scenarios
             .iter()
@@ -107,11 +114,7 @@ pub fn execute(plan: &Plan) -> Vec<CaseResult> {
                 // one refused mount answers the question for the rest of this kernel/version
                 let mut refused: Option<CaseResult> = None;
                 for s in &scenarios {
-                    if sp
-                        .scenario_vers
-                        .iter()
-                        .any(|(n, vs)| *n == s.name && !vs.contains(&v.as_str()))
-                    {
+                    if !sp.runs_at(s, v) {
                         continue;
                     }
                     if let Some(r) = &refused {
@@ -742,4 +745,27 @@ fn judge(
         }
     }
     r
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ServerPlan;
+    use crate::scenario;
+    use crate::server::ServerSpec;
+
+    #[test]
+    fn scenario_vers_restricts_only_the_named_scenario() {
+        let sp = ServerPlan {
+            spec: ServerSpec::Cfs,
+            versions: vec!["4.1".into(), "4.2".into()],
+            only: None,
+            scenario_vers: vec![("posix-diff", &["4.1"])],
+        };
+        let diff = scenario::find("posix-diff").expect("posix-diff exists");
+        let posix = scenario::find("posix").expect("posix exists");
+        assert!(sp.runs_at(diff, "4.1"));
+        assert!(!sp.runs_at(diff, "4.2"));
+        assert!(sp.runs_at(posix, "4.1"));
+        assert!(sp.runs_at(posix, "4.2"));
+    }
 }
