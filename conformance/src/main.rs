@@ -54,7 +54,8 @@ enum Cmd {
     Hostbench(hostbench::HostBenchArgs),
     /// The CI subset: setup, then both kernels x v4.1+v3 against ganesha with --quick
     /// (plus cfs and cfs-cluster, v4.1 and v4.2, when CFS_CONFORMANCE=1; cfs-cluster runs
-    /// posix, integrity, pnfs, twoclient, pnfs-fault and pnfs-cross only)
+    /// posix, integrity, pnfs, twoclient, pnfs-fault, pnfs-cross and posix-diff only);
+    /// posix-diff runs one fixed seed at v4.1 only, for cfs and cfs-cluster on both kernels
     Ci {
         #[arg(long)]
         json: Option<PathBuf>,
@@ -83,6 +84,12 @@ struct RunArgs {
     /// ratios are then of the medians (one short guest run swings by up to 2x)
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=20))]
     repeat: u32,
+    /// posix-diff: run this many seeds (200 calls each) per case; default 1 (--quick), else 3
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    seeds: Option<u32>,
+    /// posix-diff: the first seed (then first+1, ...); default 1
+    #[arg(long)]
+    first_seed: Option<u64>,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -95,14 +102,18 @@ enum KernelArg {
 const ALL_VERS: [&str; 4] = ["3", "4.0", "4.1", "4.2"];
 
 /// The cfs-cluster part of `ci` (see there).
-const CI_CLUSTER_SCENARIOS: [&str; 6] = [
+const CI_CLUSTER_SCENARIOS: [&str; 7] = [
     "posix",
     "integrity",
     "pnfs",
     "twoclient",
     "pnfs-fault",
     "pnfs-cross",
+    "posix-diff",
 ];
+
+/// posix-diff in CI: one fixed seed (SEED0=1) per kernel at one version, for each server.
+const CI_POSIX_DIFF: (&str, &[&str]) = ("posix-diff", &["4.1"]);
 
 /// Checks that need no cfs-cluster (the others would only report "not offered").
 fn checks_for_any_server() -> Option<Vec<&'static str>> {
@@ -157,10 +168,15 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
             if !netns::inside() {
                 setup::setup(&ALL_KERNELS, false)?;
             }
+            // posix-diff against ganesha is evidence, not a gate (`run --server ganesha
+            // --scenario posix-diff`): its 81 s for both kernels would take the posix-diff part
+            // of CI over its 3 minute budget
             let mut servers = vec![ServerPlan {
                 spec: ServerSpec::Ganesha,
                 versions: vec!["4.1".into(), "3".into()],
-                only: checks_for_any_server(),
+                only: checks_for_any_server()
+                    .map(|v| v.into_iter().filter(|s| *s != "posix-diff").collect()),
+                scenario_vers: Vec::new(),
             }];
             if std::env::var("CFS_CONFORMANCE").as_deref() == Ok("1") {
                 servers.push(ServerPlan {
@@ -168,6 +184,7 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
                     // 4.2 too: the sid client then reads with READ_PLUS.
                     versions: vec!["4.1".into(), "4.2".into()],
                     only: checks_for_any_server(),
+                    scenario_vers: vec![CI_POSIX_DIFF],
                 });
                 // pNFS: 1 MDS + 3 data servers; its pnfs case checks where the bytes went. All
                 // six checks took 7 min here (2026-11-22), so CI keeps the ones whose data or
@@ -178,6 +195,7 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
                     spec: ServerSpec::CfsCluster,
                     versions: vec!["4.1".into(), "4.2".into()],
                     only: Some(CI_CLUSTER_SCENARIOS.to_vec()),
+                    scenario_vers: vec![CI_POSIX_DIFF],
                 });
             }
             let plan = Plan {
@@ -186,6 +204,8 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
                 scenarios: scenario::checks(),
                 quick: true,
                 explicit_vers: true,
+                seeds: None,
+                first_seed: None,
             };
             run_plan(plan, json, None)
         }
@@ -242,6 +262,7 @@ fn plan_from(a: &RunArgs, bench: bool) -> Result<Plan> {
                 spec: ServerSpec::parse(s)?,
                 versions: versions.clone(),
                 only: None,
+                scenario_vers: Vec::new(),
             })
         })
         .collect::<Result<Vec<_>>>()?;
@@ -251,6 +272,8 @@ fn plan_from(a: &RunArgs, bench: bool) -> Result<Plan> {
         scenarios,
         quick: a.quick,
         explicit_vers,
+        seeds: a.seeds,
+        first_seed: a.first_seed,
     })
 }
 

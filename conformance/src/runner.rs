@@ -18,9 +18,18 @@ pub struct ServerPlan {
     pub versions: Vec<String>,
     /// only these scenarios for this server (None: the plan's)
     pub only: Option<Vec<&'static str>>,
+    /// these scenarios only at these versions (CI runs posix-diff at one version per kernel)
+    pub scenario_vers: Vec<(&'static str, &'static [&'static str])>,
 }
 
 impl ServerPlan {
+    /// Whether scenario `s` runs at version `v` (`scenario_vers` restricts some scenarios).
+    fn runs_at(&self, s: &Scenario, v: &str) -> bool {
+        self.scenario_vers
+            .iter()
+            .all(|(n, vs)| *n != s.name || vs.contains(&v))
+    }
+
     fn scenarios<'a>(&self, plan: &'a Plan) -> Vec<&'a Scenario> {
         plan.scenarios
             .iter()
@@ -40,7 +49,14 @@ pub struct Plan {
     pub quick: bool,
     /// versions named on the command line: "not offered" for them is a failure
     pub explicit_vers: bool,
+    /// posix-diff: how many seeds (`run --seeds N`) and the first one (`--first-seed S`)
+    pub seeds: Option<u32>,
+    pub first_seed: Option<u64>,
 }
+
+/// posix-diff guest time per further seed: two runs of 200 calls and, on a mismatch, the
+/// bounded minimisation (MIN_SECONDS=120) with its final replay.
+const SECONDS_PER_SEED: u64 = 180;
 
 pub fn execute(plan: &Plan) -> Vec<CaseResult> {
     let kernels = Kernels::load();
@@ -98,6 +114,9 @@ pub fn execute(plan: &Plan) -> Vec<CaseResult> {
                 // one refused mount answers the question for the rest of this kernel/version
                 let mut refused: Option<CaseResult> = None;
                 for s in &scenarios {
+                    if !sp.runs_at(s, v) {
+                        continue;
+                    }
                     if let Some(r) = &refused {
                         let mut r = r.clone();
                         r.scenario = s.name.into();
@@ -251,11 +270,14 @@ fn job(
     env: Vec<String>,
     smp: u32,
 ) -> GuestJob {
-    let timeout = if plan.quick {
+    let mut timeout = if plan.quick {
         s.timeout_quick
     } else {
         s.timeout_full
     };
+    if let Some(n) = plan.seeds.filter(|_| takes_seeds(s)) {
+        timeout += u64::from(n.saturating_sub(1)) * SECONDS_PER_SEED;
+    }
     GuestJob {
         kver: kver.into(),
         port: srv.port,
@@ -269,9 +291,31 @@ fn job(
     }
 }
 
+/// A scenario that runs seeds (its environment names SEEDS): `--seeds` and `--first-seed` apply.
+fn takes_seeds(s: &Scenario) -> bool {
+    s.quick_env.contains("SEEDS=")
+}
+
 fn base_env(plan: &Plan, s: &Scenario, run_id: u32) -> Vec<String> {
     let sizes = if plan.quick { s.quick_env } else { s.full_env };
     let mut env: Vec<String> = sizes.split_whitespace().map(str::to_owned).collect();
+    // later assignments win when the guest sources its env file
+    if takes_seeds(s) {
+        if let Some(n) = plan.seeds {
+            env.push(format!("SEEDS={n}"));
+        }
+        if let Some(f) = plan.first_seed {
+            env.push(format!("SEED0={f}"));
+        }
+        // debugging aid: minimise for given calls ("SEED:CALL ...") instead of first differences
+        if let Ok(t) = std::env::var("POSIXDIFF_TARGETS") {
+            let t: String = t
+                .chars()
+                .filter(|c| c.is_ascii_digit() || *c == ':' || *c == ' ')
+                .collect();
+            env.push(format!("POSIXDIFF_TARGETS='{t}'"));
+        }
+    }
     env.push(format!("SCENARIO={}", s.name));
     // unique across processes and repeated runs sharing one export
     env.push(format!("RUN_ID={}-{run_id}", std::process::id()));
@@ -701,4 +745,27 @@ fn judge(
         }
     }
     r
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ServerPlan;
+    use crate::scenario;
+    use crate::server::ServerSpec;
+
+    #[test]
+    fn scenario_vers_restricts_only_the_named_scenario() {
+        let sp = ServerPlan {
+            spec: ServerSpec::Cfs,
+            versions: vec!["4.1".into(), "4.2".into()],
+            only: None,
+            scenario_vers: vec![("posix-diff", &["4.1"])],
+        };
+        let diff = scenario::find("posix-diff").expect("posix-diff exists");
+        let posix = scenario::find("posix").expect("posix exists");
+        assert!(sp.runs_at(diff, "4.1"));
+        assert!(!sp.runs_at(diff, "4.2"));
+        assert!(sp.runs_at(posix, "4.1"));
+        assert!(sp.runs_at(posix, "4.2"));
+    }
 }

@@ -95,6 +95,18 @@ pub const SCENARIOS: &[Scenario] = &[
         host: None,
     },
     Scenario {
+        name: "posix-diff",
+        about: "differential POSIX test: a seeded random sequence of calls as root, an owner, a group member and another user on the guest's tmpfs (the oracle) and on the mount; every errno, mode, owner, link count and size must match; a mismatch prints the shortest sequence showing it",
+        kind: Kind::Check,
+        two_clients: false,
+        // SEEDS is overridden by `run --seeds N`; timeouts then grow per seed (runner::job)
+        full_env: "SEEDS=3 SEED0=1 CALLS=200",
+        quick_env: "SEEDS=1 SEED0=1 CALLS=200",
+        timeout_full: 600,
+        timeout_quick: 420,
+        host: None,
+    },
+    Scenario {
         name: "bench",
         about: "sequential write/read MiB/s, create/stat/unlink ops/s (numbers, not pass/fail)",
         kind: Kind::Bench,

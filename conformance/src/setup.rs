@@ -163,13 +163,21 @@ fn install_packages() -> Result<()> {
     )
 }
 
+/// The guest helper's sources, compiled into one static binary.
+const HELPER_SOURCES: [&str; 2] = ["cfshelper.c", "posixdiff.c"];
+
 pub fn build_helper() -> Result<()> {
-    let src = paths::source_dir().join("guest").join("cfshelper.c");
+    let guest = paths::source_dir().join("guest");
+    let srcs: Vec<PathBuf> = HELPER_SOURCES.iter().map(|s| guest.join(s)).collect();
     let out = helper_path();
-    let fresh = match (std::fs::metadata(&src), std::fs::metadata(&out)) {
-        (Ok(s), Ok(o)) => matches!((s.modified(), o.modified()), (Ok(s), Ok(o)) if o >= s),
-        _ => false,
-    };
+    let built = std::fs::metadata(&out).and_then(|m| m.modified()).ok();
+    let fresh = built.is_some_and(|o| {
+        srcs.iter().all(|s| {
+            std::fs::metadata(s)
+                .and_then(|m| m.modified())
+                .is_ok_and(|s| o >= s)
+        })
+    });
     if fresh {
         return Ok(());
     }
@@ -181,7 +189,7 @@ pub fn build_helper() -> Result<()> {
         Command::new("gcc")
             .args(["-static", "-O2", "-Wall", "-o"])
             .arg(&out)
-            .arg(&src),
+            .args(&srcs),
     )?;
     Ok(())
 }
@@ -259,4 +267,35 @@ fn discover_kernel(k: KernelKind) -> Result<String> {
                 k.name()
             ))
         })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::process::Command;
+
+    /// posixdiff's comparison: what the allowlist lets through and the near misses it must not
+    /// (guest/posixdiff_test.c, compiled with the same gcc that builds the guest helper).
+    #[test]
+    fn posixdiff_comparison_checks() {
+        let guest = crate::paths::source_dir().join("guest");
+        let out = std::env::temp_dir().join(format!("posixdiff_test-{}", std::process::id()));
+        let built = Command::new("gcc")
+            .args(["-O2", "-Wall", "-o"])
+            .arg(&out)
+            .arg(guest.join("posixdiff_test.c"))
+            .status()
+            .expect("gcc runs");
+        assert!(built.success(), "gcc failed on posixdiff_test.c");
+        let ran = Command::new(&out).output().expect("the test program runs");
+        let _ = std::fs::remove_file(&out);
+        assert!(
+            ran.status.success(),
+            "posixdiff_test failed: {}",
+            String::from_utf8_lossy(&ran.stderr)
+        );
+        assert_eq!(
+            String::from_utf8_lossy(&ran.stdout).trim(),
+            "allowance checks ok"
+        );
+    }
 }
