@@ -9,7 +9,7 @@ pub mod session;
 use crate::error::{NfsError, NfsResult};
 pub use grace::ClientDb;
 use locks::{FileLocks, LockKind, OwnerKey, Range};
-pub use session::{ChannelAttrs, Session, SessionId, Slot, SlotUse};
+pub use session::{ChannelAttrs, InSlot, Session, SessionId, Slot, SlotUse, MAX_BOUND_CONNS};
 use std::collections::{BTreeSet, HashMap};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -101,7 +101,23 @@ struct Inner {
     /// delegation there for `RECALL_BACKOFF`, or a reader and a writer taking turns would
     /// pay a recall (and the writer a DELAY) on every turn.
     recalled_lately: HashMap<u64, Instant>,
+    /// Reply-cache bytes reserved by all sessions (sum of their `drc_reserved`).
+    drc_reserved: usize,
 }
+
+/// The most memory all sessions' reply caches may reserve together. knfsd takes 1/128 of
+/// RAM; a fixed 64 MiB is that share of an 8 GiB server, and at 64 KiB per slot it still
+/// gives sixteen clients a full 64-slot table. Before this bound, 100 clients × 64 slots of
+/// ~63 KiB replies grew the server by 390 MiB.
+pub const DRC_BUDGET: usize = 64 << 20;
+
+/// A session whose slots the budget cannot pay for still gets one slot caching at most this
+/// much (enough for an OPEN reply), so the budget can be exceeded by at most this per session.
+pub const DRC_FLOOR_PER_SESSION: u32 = 4 << 10;
+
+/// knfsd's scale factor: one new session may take at most this fraction of what is left, so
+/// the last clients to arrive still find some.
+const DRC_SHARE: usize = 8;
 
 /// How long after a recall no delegation is granted on the same object (knfsd blocks for
 /// 30–60 s after a recall, for the same reason).
@@ -119,6 +135,18 @@ pub struct StateManager {
     pub returned: tokio::sync::Notify,
 }
 
+/// What SEQUENCE asks: the slot, and the request's size, operation count and connection.
+#[derive(Debug, Clone, Copy)]
+pub struct SequenceQuery {
+    pub slot: u32,
+    pub seqid: u32,
+    pub highest: u32,
+    pub nops: usize,
+    /// Bytes of the COMPOUND arguments (the RPC header is not counted).
+    pub request_len: usize,
+    pub conn: u64,
+}
+
 /// What SEQUENCE found: the session's client, the slot's verdict and the channel's limits.
 #[derive(Debug)]
 pub struct Sequenced {
@@ -126,6 +154,8 @@ pub struct Sequenced {
     pub used: SlotUse,
     pub highest_slot: u32,
     pub cb_down: bool,
+    pub max_response: u32,
+    pub max_response_cached: u32,
 }
 
 /// Where and how to send a client its callbacks.
@@ -180,6 +210,7 @@ impl StateManager {
                 grace_until,
                 awaiting_reclaim: previous,
                 recalled_lately: HashMap::new(),
+                drc_reserved: 0,
             }),
             boot,
             lease,
@@ -201,6 +232,51 @@ impl StateManager {
         o[4] = kind;
         o[5..12].copy_from_slice(&id.to_be_bytes()[1..8]);
         o
+    }
+
+    // ---- reply-cache memory ----------------------------------------------------------------
+
+    /// Reserves reply-cache memory for a new session that wants `wanted` slots caching up to
+    /// `per_slot` bytes each, as knfsd's nfsd4_get_drc_mem does: at most an eighth of what is
+    /// left of `DRC_BUDGET`, at least one slot. Returns (slots, bytes per slot, reserved);
+    /// when not even one slot fits the budget, the one slot caches at most
+    /// `DRC_FLOOR_PER_SESSION`. Give the reservation back with `release_drc` if the session
+    /// is not installed.
+    pub fn reserve_drc(&self, per_slot: u32, wanted: u32) -> (u32, u32, usize) {
+        let mut g = self.lock();
+        let left = DRC_BUDGET.saturating_sub(g.drc_reserved);
+        let share = left / DRC_SHARE;
+        let (slots, per_slot) = if per_slot == 0 {
+            (wanted.max(1), 0)
+        } else if share >= per_slot as usize {
+            let fit = (share / per_slot as usize).min(wanted as usize);
+            (fit.max(1) as u32, per_slot)
+        } else if left >= per_slot as usize {
+            (1, per_slot)
+        } else {
+            (1, per_slot.min(DRC_FLOOR_PER_SESSION))
+        };
+        let bytes = slots as usize * per_slot as usize;
+        g.drc_reserved += bytes;
+        (slots, per_slot, bytes)
+    }
+
+    pub fn release_drc(&self, bytes: usize) {
+        let mut g = self.lock();
+        g.drc_reserved = g.drc_reserved.saturating_sub(bytes);
+    }
+
+    /// (bytes reserved for reply caches, bytes of replies cached now), over all sessions.
+    pub fn reply_cache_bytes(&self) -> (usize, usize) {
+        let g = self.lock();
+        let cached = g.sessions.values().map(|s| s.drc_cached).sum();
+        (g.drc_reserved, cached)
+    }
+
+    fn remove_session(g: &mut Inner, id: &SessionId) -> Option<Session> {
+        let s = g.sessions.remove(id)?;
+        g.drc_reserved = g.drc_reserved.saturating_sub(s.drc_reserved);
+        Some(s)
     }
 
     pub fn in_grace(&self) -> bool {
@@ -362,7 +438,15 @@ impl StateManager {
 
     fn purge_client(g: &mut Inner, clientid: u64) {
         g.clients.remove(&clientid);
-        g.sessions.retain(|_, s| s.clientid != clientid);
+        let sessions: Vec<SessionId> = g
+            .sessions
+            .values()
+            .filter(|s| s.clientid == clientid)
+            .map(|s| s.id)
+            .collect();
+        for id in sessions {
+            Self::remove_session(g, &id);
+        }
         let dead: Vec<[u8; 12]> = g
             .states
             .iter()
@@ -495,27 +579,28 @@ impl StateManager {
     }
 
     /// SEQUENCE: slot check plus lease renewal of the owning client.
-    /// A compound longer than the session's `ca_maxoperations` fails here, before it takes a
-    /// slot (as knfsd does).
-    pub fn sequence(
-        &self,
-        id: &SessionId,
-        slot: u32,
-        seqid: u32,
-        highest: u32,
-        nops: usize,
-    ) -> NfsResult<Sequenced> {
+    /// A compound longer than the session's `ca_maxoperations`, or a request larger than its
+    /// `ca_maxrequestsize`, fails here, before it takes a slot (as knfsd does). The connection
+    /// it came on is bound to the session (knfsd does so for clients without state
+    /// protection, which is all this server offers).
+    pub fn sequence(&self, id: &SessionId, q: &SequenceQuery) -> NfsResult<Sequenced> {
         let mut g = self.lock();
         let s = g.sessions.get_mut(id).ok_or(NfsError::BadSession)?;
-        if nops > s.fore.max_ops as usize {
+        if q.nops > s.fore.max_ops as usize {
             return Err(NfsError::TooManyOps);
         }
-        let used = s.check_slot(slot, seqid, highest)?;
+        if q.request_len > s.fore.max_request as usize {
+            return Err(NfsError::ReqTooBig);
+        }
+        let used = s.check_slot(q.slot, q.seqid, q.highest)?;
+        s.bind_conn(q.conn);
         let out = Sequenced {
             clientid: s.clientid,
             used,
             highest_slot: s.highest_slot(),
             cb_down: s.wants_back_channel && !s.back_channel_up(),
+            max_response: s.fore.max_response,
+            max_response_cached: s.fore.max_response_cached,
         };
         if let Some(c) = g.clients.get_mut(&out.clientid) {
             c.renewed = Instant::now();
@@ -535,12 +620,17 @@ impl StateManager {
         }
     }
 
-    pub fn destroy_session(&self, id: &SessionId) -> NfsResult<()> {
-        self.lock()
-            .sessions
-            .remove(id)
-            .map(|_| ())
-            .ok_or(NfsError::BadSession)
+    /// DESTROY_SESSION, sent on connection `conn`: only a connection bound to the session
+    /// may destroy it (RFC 8881 §18.37.3; a SEQUENCE of the same session earlier in the
+    /// compound has bound it).
+    pub fn destroy_session(&self, id: &SessionId, conn: u64) -> NfsResult<()> {
+        let mut g = self.lock();
+        let s = g.sessions.get(id).ok_or(NfsError::BadSession)?;
+        if !s.conn_bound(conn) {
+            return Err(NfsError::ConnNotBoundToSession);
+        }
+        Self::remove_session(&mut g, id);
+        Ok(())
     }
 
     pub fn back_channel(&self, clientid: u64) -> Option<BackChannel> {
@@ -1343,6 +1433,9 @@ mod tests {
             cb_seqid: 0,
             minor: 1,
             cb_cred: proto::rpc::Auth::None,
+            conns: Vec::new(),
+            drc_reserved: 0,
+            drc_cached: 0,
         };
         assert!(m.create_session_seq(c, seq).unwrap().is_none());
         m.create_session(c, s, std::sync::Arc::new(Vec::new()))
