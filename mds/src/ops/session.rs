@@ -42,13 +42,12 @@ fn exchange_id_inner(ctx: &mut Ctx<'_>, a: &ExchangeIdArgs) -> NfsResult<Exchang
     if owner.is_empty() || owner.len() > 1024 {
         return Err(NfsError::Inval);
     }
-    let (clientid, seq, confirmed) = ctx
-        .mds
-        .state
-        .exchange_id(owner, a.eia_clientowner.co_verifier);
-    if a.eia_flags & EXCHGID4_FLAG_UPD_CONFIRMED_REC_A != 0 && !confirmed {
-        return Err(NfsError::NoEnt);
-    }
+    let (clientid, seq, confirmed) = ctx.mds.state.exchange_id(
+        owner,
+        a.eia_clientowner.co_verifier,
+        ctx.user.uid,
+        a.eia_flags & EXCHGID4_FLAG_UPD_CONFIRMED_REC_A != 0,
+    )?;
     let mut flags = match ctx.mds.cluster() {
         Some(_) => EXCHGID4_FLAG_USE_PNFS_MDS,
         None => EXCHGID4_FLAG_USE_NON_PNFS,
@@ -132,7 +131,7 @@ fn create_session_inner(ctx: &mut Ctx<'_>, a: &CreateSessionArgs) -> NfsResult<C
     if a.csa_flags & !CREATE_SESSION4_FLAG_MASK != 0 {
         return Err(NfsError::Inval);
     }
-    ctx.mds.state.check_clientid(a.csa_clientid)?;
+    ctx.mds.state.check_clientid(a.csa_clientid, ctx.user.uid)?;
     if let Some(cached) = ctx
         .mds
         .state
