@@ -3,7 +3,7 @@
 use crate::error::NfsError;
 use crate::export::Export;
 use crate::ops;
-use crate::state::{SessionId, SlotUse, StateId};
+use crate::state::{InSlot, SessionId, SlotUse, StateId};
 use crate::Mds;
 use proto::nfs4::compound::{Compound4Args, Compound4Res, NfsArgop4, NfsResop4};
 use proto::nfs4::fileops::StatusRes;
@@ -28,8 +28,8 @@ pub struct Ctx<'a> {
     pub saved_sid: Option<StateId>,
     pub session: Option<SessionId>,
     pub clientid: Option<u64>,
-    /// The slot (slot id, sequence id) this compound runs on, if it began with SEQUENCE.
-    pub slot: Option<(u32, u32)>,
+    /// The slot this compound runs on and its reply limits, if it began with SEQUENCE.
+    pub slot: Option<InSlot>,
     /// Operations in this compound, for "must be the only operation" checks.
     pub nops: usize,
 }
@@ -142,13 +142,29 @@ pub async fn run(mds: &Arc<Mds>, conn: &Connection, call: &Call) -> Writer {
     for (i, op) in args.argarray.into_iter().enumerate() {
         let r = if i == 0 {
             match &op {
-                NfsArgop4::Sequence(a) => match ops::session::sequence(&mut ctx, a) {
-                    Ok((ok, SlotUse::New)) => {
-                        NfsResop4::Sequence(proto::nfs4::session::SequenceRes::Ok(ok))
+                NfsArgop4::Sequence(a) => {
+                    match ops::session::sequence(&mut ctx, a, call.args().len()) {
+                        Ok((ok, SlotUse::New)) => {
+                            NfsResop4::Sequence(proto::nfs4::session::SequenceRes::Ok(ok))
+                        }
+                        Ok((_, SlotUse::Replay(cached))) => {
+                            return compound_reply(call.xid, &cached)
+                        }
+                        Err(e) => {
+                            NfsResop4::Sequence(proto::nfs4::session::SequenceRes::Err(e.code()))
+                        }
                     }
-                    Ok((_, SlotUse::Replay(cached))) => return compound_reply(call.xid, &cached),
-                    Err(e) => NfsResop4::Sequence(proto::nfs4::session::SequenceRes::Err(e.code())),
-                },
+                }
+                // Without SEQUENCE these must stand alone: refused before they run, not after.
+                NfsArgop4::ExchangeId(_)
+                | NfsArgop4::CreateSession(_)
+                | NfsArgop4::DestroySession(_)
+                | NfsArgop4::BindConnToSession(_)
+                | NfsArgop4::DestroyClientid(_)
+                    if ctx.nops > 1 =>
+                {
+                    ops::error_result(&op, NfsError::NotOnlyOp)
+                }
                 NfsArgop4::ExchangeId(_)
                 | NfsArgop4::CreateSession(_)
                 | NfsArgop4::DestroySession(_)
@@ -164,6 +180,12 @@ pub async fn run(mds: &Arc<Mds>, conn: &Connection, call: &Call) -> Writer {
         {
             // Only the sessionless ops above may stand alone, and then only alone.
             ops::error_result(&op, NfsError::NotOnlyOp)
+        } else if let Some(e) = ctx
+            .slot
+            .as_mut()
+            .and_then(|s| ops::session::check_reply_room(s, &op).err())
+        {
+            ops::error_result(&op, e)
         } else if let NfsArgop4::Write(a) = op {
             // By value, so the payload goes to storage without another copy.
             NfsResop4::Write(ops::io::write_owned(&mut ctx, a).await)
@@ -191,11 +213,12 @@ pub async fn run(mds: &Arc<Mds>, conn: &Connection, call: &Call) -> Writer {
     let mut w = accepted_reply(call.xid, &Auth::None, AcceptStat::Success);
     let start = w.len();
     res.encode_shared(&mut w);
-    if let (Some(sid), Some((slot, seqid))) = (ctx.session, ctx.slot) {
+    if let (Some(sid), Some(slot)) = (ctx.session, ctx.slot) {
+        // Only what the client asked to keep is kept (sa_cachethis), within the session's size.
         let len = w.total_len() - start;
-        let body = (len <= ops::session::MAX_RESPONSE_CACHED as usize)
+        let body = (slot.cachethis && len <= slot.max_response_cached as usize)
             .then(|| Arc::new(w.copy_from(start)));
-        mds.state.finish_slot(&sid, slot, seqid, body);
+        mds.state.finish_slot(&sid, slot.slot, slot.seqid, body);
     }
     w
 }

@@ -2,8 +2,9 @@
 //! DESTROY_CLIENTID, BIND_CONN_TO_SESSION, BACKCHANNEL_CTL, RECLAIM_COMPLETE.
 use crate::compound::Ctx;
 use crate::error::{NfsError, NfsResult};
-use crate::state::{ChannelAttrs, Session, SessionId, Slot, SlotUse};
+use crate::state::{ChannelAttrs, InSlot, SequenceQuery, Session, SessionId, Slot, SlotUse};
 use proto::nfs4::basic::{NfsImplId4, Nfstime4, ServerOwner4};
+use proto::nfs4::compound::NfsArgop4;
 use proto::nfs4::session::*;
 use proto::xdr::{Opaque, Xdr};
 use std::sync::Arc;
@@ -41,13 +42,12 @@ fn exchange_id_inner(ctx: &mut Ctx<'_>, a: &ExchangeIdArgs) -> NfsResult<Exchang
     if owner.is_empty() || owner.len() > 1024 {
         return Err(NfsError::Inval);
     }
-    let (clientid, seq, confirmed) = ctx
-        .mds
-        .state
-        .exchange_id(owner, a.eia_clientowner.co_verifier);
-    if a.eia_flags & EXCHGID4_FLAG_UPD_CONFIRMED_REC_A != 0 && !confirmed {
-        return Err(NfsError::NoEnt);
-    }
+    let (clientid, seq, confirmed) = ctx.mds.state.exchange_id(
+        owner,
+        a.eia_clientowner.co_verifier,
+        ctx.user.uid,
+        a.eia_flags & EXCHGID4_FLAG_UPD_CONFIRMED_REC_A != 0,
+    )?;
     let mut flags = match ctx.mds.cluster() {
         Some(_) => EXCHGID4_FLAG_USE_PNFS_MDS,
         None => EXCHGID4_FLAG_USE_NON_PNFS,
@@ -77,6 +77,26 @@ fn exchange_id_inner(ctx: &mut Ctx<'_>, a: &ExchangeIdArgs) -> NfsResult<Exchang
 /// The largest reply cache per slot any session gets.
 pub const MAX_RESPONSE_CACHED: u32 = 64 << 10;
 
+/// The CREATE_SESSION flags RFC 8881 defines (§18.36); any other bit gets NFS4ERR_INVAL.
+const CREATE_SESSION4_FLAG_MASK: u32 = CREATE_SESSION4_FLAG_PERSIST
+    | CREATE_SESSION4_FLAG_CONN_BACK_CHAN
+    | CREATE_SESSION4_FLAG_CONN_RDMA;
+
+/// The largest CB_RECALL this server sends: RPC call header (24) with an AUTH_SYS credential
+/// of at most 400 bytes plus its 8 bytes of framing and an empty verifier (8), CB_COMPOUND
+/// header (16), CB_SEQUENCE (40), CB_RECALL with a 128-byte handle (156). A back channel
+/// that cannot carry it is refused with NFS4ERR_TOOSMALL, as knfsd's check_backchannel_attrs
+/// does with its own (slightly larger) estimate.
+pub const CB_RECALL_MAX_REQUEST: u32 = 24 + 408 + 8 + 16 + 40 + 156;
+/// The reply to it: RPC reply header with a verifier of at most 400 bytes (420), CB_COMPOUND
+/// result header (12), CB_SEQUENCE (40) and CB_RECALL (8) results.
+pub const CB_RECALL_MAX_RESPONSE: u32 = 420 + 12 + 40 + 8;
+
+/// Bytes a COMPOUND reply takes before the results after SEQUENCE: RPC reply header (24),
+/// status, tag length, result count, and SEQUENCE's result (48), with room for a short tag.
+pub const REPLY_HEAD: u64 = 128;
+/// Bytes counted for each operation whose result is not sized by its arguments.
+pub const REPLY_PER_OP: u64 = 8;
 fn negotiate(c: &ChannelAttrs4, max_slots: u32) -> ChannelAttrs {
     let max_msg = crate::MAX_IO + (16 << 10);
     ChannelAttrs {
@@ -108,7 +128,10 @@ pub fn create_session(ctx: &mut Ctx<'_>, a: &CreateSessionArgs) -> CreateSession
 }
 
 fn create_session_inner(ctx: &mut Ctx<'_>, a: &CreateSessionArgs) -> NfsResult<CreateSessionResOk> {
-    ctx.mds.state.check_clientid(a.csa_clientid)?;
+    if a.csa_flags & !CREATE_SESSION4_FLAG_MASK != 0 {
+        return Err(NfsError::Inval);
+    }
+    ctx.mds.state.check_clientid(a.csa_clientid, ctx.user.uid)?;
     if let Some(cached) = ctx
         .mds
         .state
@@ -121,8 +144,22 @@ fn create_session_inner(ctx: &mut Ctx<'_>, a: &CreateSessionArgs) -> NfsResult<C
     {
         return Err(NfsError::TooSmall);
     }
-    let fore = negotiate(&a.csa_fore_chan_attrs, 64);
-    let back = negotiate(&a.csa_back_chan_attrs, 1);
+    let b = &a.csa_back_chan_attrs;
+    if b.ca_maxrequestsize < CB_RECALL_MAX_REQUEST
+        || b.ca_maxresponsesize < CB_RECALL_MAX_RESPONSE
+        || b.ca_maxoperations < 2
+    {
+        return Err(NfsError::TooSmall);
+    }
+    let mut fore = negotiate(&a.csa_fore_chan_attrs, 64);
+    let back = negotiate(b, 1);
+    // The slot table is what the server-wide reply-cache budget can pay for.
+    let (slots, per_slot, reserved) = ctx
+        .mds
+        .state
+        .reserve_drc(fore.max_response_cached, fore.max_requests);
+    fore.max_requests = slots;
+    fore.max_response_cached = per_slot;
     let wants_back = a.csa_flags & CREATE_SESSION4_FLAG_CONN_BACK_CHAN != 0;
     let sec_ok = a.csa_sec_parms.iter().any(|p| {
         matches!(
@@ -173,25 +210,49 @@ fn create_session_inner(ctx: &mut Ctx<'_>, a: &CreateSessionArgs) -> NfsResult<C
         cb_seqid: 0,
         cb_cred,
         minor: ctx.minor,
+        conns: vec![ctx.conn.id()],
+        drc_reserved: reserved,
+        drc_cached: 0,
     };
-    ctx.mds
+    if let Err(e) = ctx
+        .mds
         .state
-        .create_session(a.csa_clientid, session, Arc::new(res.to_xdr()))?;
+        .create_session(a.csa_clientid, session, Arc::new(res.to_xdr()))
+    {
+        ctx.mds.state.release_drc(reserved);
+        return Err(e);
+    }
     Ok(res)
 }
 
-pub fn sequence(ctx: &mut Ctx<'_>, a: &SequenceArgs) -> NfsResult<(SequenceResOk, SlotUse)> {
+/// SEQUENCE; `request_len` is the size of the COMPOUND's arguments, for REQ_TOO_BIG.
+pub fn sequence(
+    ctx: &mut Ctx<'_>,
+    a: &SequenceArgs,
+    request_len: usize,
+) -> NfsResult<(SequenceResOk, SlotUse)> {
     let q = ctx.mds.state.sequence(
         &a.sa_sessionid,
-        a.sa_slotid,
-        a.sa_sequenceid,
-        a.sa_highest_slotid,
-        ctx.nops,
+        &SequenceQuery {
+            slot: a.sa_slotid,
+            seqid: a.sa_sequenceid,
+            highest: a.sa_highest_slotid,
+            nops: ctx.nops,
+            request_len,
+            conn: ctx.conn.id(),
+        },
     )?;
     if matches!(q.used, SlotUse::New) {
         ctx.session = Some(a.sa_sessionid);
         ctx.clientid = Some(q.clientid);
-        ctx.slot = Some((a.sa_slotid, a.sa_sequenceid));
+        ctx.slot = Some(InSlot {
+            slot: a.sa_slotid,
+            seqid: a.sa_sequenceid,
+            cachethis: a.sa_cachethis,
+            max_response: q.max_response,
+            max_response_cached: q.max_response_cached,
+            reply_used: REPLY_HEAD,
+        });
     }
     let mut flags = 0;
     if q.cb_down {
@@ -210,8 +271,39 @@ pub fn sequence(ctx: &mut Ctx<'_>, a: &SequenceArgs) -> NfsResult<(SequenceResOk
     ))
 }
 
+/// The most bytes `op`'s result can take, for the operations whose results carry data sized
+/// by their arguments (knfsd's op_rsize_bop); every other result counts `REPLY_PER_OP`.
+fn reply_estimate(op: &NfsArgop4) -> u64 {
+    match op {
+        // status, eof, data length
+        NfsArgop4::Read(a) => 12 + u64::from(a.count.min(crate::MAX_IO)),
+        // status, eof, segment count, one data segment's header
+        NfsArgop4::ReadPlus(a) => 28 + u64::from(a.rpa_count.min(crate::MAX_IO)),
+        // `maxcount` bounds READDIR4resok; plus the status.
+        NfsArgop4::Readdir(a) => 4 + u64::from(a.maxcount),
+        _ => REPLY_PER_OP,
+    }
+}
+
+/// Before `op` runs: can its result still fit the reply the session allows? NFS4ERR_REP_TOO_BIG
+/// past `ca_maxresponsesize`; NFS4ERR_REP_TOO_BIG_TO_CACHE past `ca_maxresponsesize_cached`
+/// when the client asked for the reply to be cached (RFC 8881 §2.10.6.4). Checked before
+/// running, as knfsd's nfsd4_check_resp_size, so a refused operation has no effect.
+pub fn check_reply_room(slot: &mut InSlot, op: &NfsArgop4) -> NfsResult<()> {
+    slot.reply_used += reply_estimate(op);
+    if slot.reply_used > u64::from(slot.max_response) {
+        return Err(NfsError::RepTooBig);
+    }
+    if slot.cachethis && slot.reply_used > u64::from(slot.max_response_cached) {
+        return Err(NfsError::RepTooBigToCache);
+    }
+    Ok(())
+}
+
 pub fn destroy_session(ctx: &mut Ctx<'_>, a: &DestroySessionArgs) -> NfsResult<()> {
-    ctx.mds.state.destroy_session(&a.dsa_sessionid)?;
+    ctx.mds
+        .state
+        .destroy_session(&a.dsa_sessionid, ctx.conn.id())?;
     if ctx.session == Some(a.dsa_sessionid) {
         // Nothing to cache the reply in any more.
         ctx.session = None;
@@ -231,6 +323,7 @@ pub fn bind_conn_to_session(ctx: &mut Ctx<'_>, a: &BindConnToSessionArgs) -> Bin
             a.bctsa_dir,
             ChannelDirFromClient4::Back | ChannelDirFromClient4::BackOrBoth
         ) || (a.bctsa_dir == ChannelDirFromClient4::ForeOrBoth && s.wants_back_channel);
+        s.bind_conn(conn.id());
         if back {
             s.back_conn = Some(conn);
         }

@@ -52,6 +52,22 @@ impl ClientDb {
         Ok(())
     }
 
+    /// Forgets every owner in `gone` with one rewrite of the list.
+    pub fn remove_all<'a>(
+        &mut self,
+        gone: impl IntoIterator<Item = &'a Vec<u8>>,
+    ) -> std::io::Result<usize> {
+        let before = self.owners.len();
+        for o in gone {
+            self.owners.remove(o);
+        }
+        let n = before - self.owners.len();
+        if n > 0 {
+            self.persist()?;
+        }
+        Ok(n)
+    }
+
     /// Write-to-temp, fsync, rename, fsync the directory: the list is replaced whole or not at all.
     fn persist(&self) -> std::io::Result<()> {
         let tmp = self.path.with_extension("tmp");
@@ -82,6 +98,10 @@ mod tests {
         db.add(b"Linux NFSv4.1 guest").unwrap();
         db.add(&[0, 255, 7]).unwrap();
         db.remove(&[0, 255, 7]).unwrap();
+        db.add(b"gone-1").unwrap();
+        db.add(b"gone-2").unwrap();
+        let gone = [b"gone-1".to_vec(), b"gone-2".to_vec(), b"never".to_vec()];
+        assert_eq!(db.remove_all(&gone).unwrap(), 2);
         let (_, prev) = ClientDb::open(d.path()).unwrap();
         assert_eq!(
             prev.into_iter().collect::<Vec<_>>(),

@@ -70,7 +70,8 @@ impl StateManager {
     }
 
     /// LAYOUTRETURN of a file range. Returning the whole file drops the stateid (the reply
-    /// then carries none); a partial return keeps it with a new seqid.
+    /// then carries none); a partial return keeps it with a new seqid. An out-of-date seqid
+    /// gets NFS4ERR_OLD_STATEID.
     pub fn layout_return(
         &self,
         clientid: u64,
@@ -82,6 +83,12 @@ impl StateManager {
         let Some(other) = self.layout_state(&g, clientid, ino, sid)? else {
             return Err(NfsError::BadStateId);
         };
+        // Unlike LAYOUTCOMMIT, a return must name the layout as it is now (RFC 8881 §12.5.3):
+        // one from before a LAYOUTGET or recall that crossed it would return what the client
+        // may not know it was granted. Linux refreshes its stateid and returns again.
+        if sid.seqid != 0 && g.states.get(&other).is_some_and(|st| sid.seqid < st.seqid) {
+            return Err(NfsError::OldStateId);
+        }
         if whole_file {
             Self::drop_state(&mut g, &other);
             return Ok(None);

@@ -9,7 +9,7 @@ pub mod session;
 use crate::error::{NfsError, NfsResult};
 pub use grace::ClientDb;
 use locks::{FileLocks, LockKind, OwnerKey, Range};
-pub use session::{ChannelAttrs, Session, SessionId, Slot, SlotUse};
+pub use session::{ChannelAttrs, InSlot, Session, SessionId, Slot, SlotUse, MAX_BOUND_CONNS};
 use std::collections::{BTreeSet, HashMap};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -31,6 +31,10 @@ pub struct Client {
     pub clientid: u64,
     pub owner: Vec<u8>,
     pub verifier: [u8; 8],
+    /// Who sent the EXCHANGE_ID (RFC 8881 §2.4: the client's identity includes it): the
+    /// AUTH_SYS uid after the export's squashing. The same co_ownerid sent by another
+    /// principal is another client.
+    pub principal: u32,
     pub confirmed: bool,
     /// Next CREATE_SESSION sequence id expected (eir_sequenceid + 1 after each).
     pub cs_seq: u32,
@@ -101,7 +105,23 @@ struct Inner {
     /// delegation there for `RECALL_BACKOFF`, or a reader and a writer taking turns would
     /// pay a recall (and the writer a DELAY) on every turn.
     recalled_lately: HashMap<u64, Instant>,
+    /// Reply-cache bytes reserved by all sessions (sum of their `drc_reserved`).
+    drc_reserved: usize,
 }
+
+/// The most memory all sessions' reply caches may reserve together. knfsd takes 1/128 of
+/// RAM; a fixed 64 MiB is that share of an 8 GiB server, and at 64 KiB per slot it still
+/// gives sixteen clients a full 64-slot table. Before this bound, 100 clients × 64 slots of
+/// ~63 KiB replies grew the server by 390 MiB.
+pub const DRC_BUDGET: usize = 64 << 20;
+
+/// A session whose slots the budget cannot pay for still gets one slot caching at most this
+/// much (enough for an OPEN reply), so the budget can be exceeded by at most this per session.
+pub const DRC_FLOOR_PER_SESSION: u32 = 4 << 10;
+
+/// knfsd's scale factor: one new session may take at most this fraction of what is left, so
+/// the last clients to arrive still find some.
+const DRC_SHARE: usize = 8;
 
 /// How long after a recall no delegation is granted on the same object (knfsd blocks for
 /// 30–60 s after a recall, for the same reason).
@@ -119,6 +139,18 @@ pub struct StateManager {
     pub returned: tokio::sync::Notify,
 }
 
+/// What SEQUENCE asks: the slot, and the request's size, operation count and connection.
+#[derive(Debug, Clone, Copy)]
+pub struct SequenceQuery {
+    pub slot: u32,
+    pub seqid: u32,
+    pub highest: u32,
+    pub nops: usize,
+    /// Bytes of the COMPOUND arguments (the RPC header is not counted).
+    pub request_len: usize,
+    pub conn: u64,
+}
+
 /// What SEQUENCE found: the session's client, the slot's verdict and the channel's limits.
 #[derive(Debug)]
 pub struct Sequenced {
@@ -126,6 +158,8 @@ pub struct Sequenced {
     pub used: SlotUse,
     pub highest_slot: u32,
     pub cb_down: bool,
+    pub max_response: u32,
+    pub max_response_cached: u32,
 }
 
 /// Where and how to send a client its callbacks.
@@ -180,6 +214,7 @@ impl StateManager {
                 grace_until,
                 awaiting_reclaim: previous,
                 recalled_lately: HashMap::new(),
+                drc_reserved: 0,
             }),
             boot,
             lease,
@@ -203,44 +238,137 @@ impl StateManager {
         o
     }
 
+    // ---- reply-cache memory ----------------------------------------------------------------
+
+    /// Reserves reply-cache memory for a new session that wants `wanted` slots caching up to
+    /// `per_slot` bytes each, as knfsd's nfsd4_get_drc_mem does: at most an eighth of what is
+    /// left of `DRC_BUDGET`, at least one slot. Returns (slots, bytes per slot, reserved);
+    /// when not even one slot fits the budget, the one slot caches at most
+    /// `DRC_FLOOR_PER_SESSION`. Give the reservation back with `release_drc` if the session
+    /// is not installed.
+    pub fn reserve_drc(&self, per_slot: u32, wanted: u32) -> (u32, u32, usize) {
+        let mut g = self.lock();
+        let left = DRC_BUDGET.saturating_sub(g.drc_reserved);
+        let share = left / DRC_SHARE;
+        let (slots, per_slot) = if per_slot == 0 {
+            (wanted.max(1), 0)
+        } else if share >= per_slot as usize {
+            let fit = (share / per_slot as usize).min(wanted as usize);
+            (fit.max(1) as u32, per_slot)
+        } else if left >= per_slot as usize {
+            (1, per_slot)
+        } else {
+            (1, per_slot.min(DRC_FLOOR_PER_SESSION))
+        };
+        let bytes = slots as usize * per_slot as usize;
+        g.drc_reserved += bytes;
+        (slots, per_slot, bytes)
+    }
+
+    pub fn release_drc(&self, bytes: usize) {
+        let mut g = self.lock();
+        g.drc_reserved = g.drc_reserved.saturating_sub(bytes);
+    }
+
+    /// (bytes reserved for reply caches, bytes of replies cached now), over all sessions.
+    pub fn reply_cache_bytes(&self) -> (usize, usize) {
+        let g = self.lock();
+        let cached = g.sessions.values().map(|s| s.drc_cached).sum();
+        (g.drc_reserved, cached)
+    }
+
+    fn remove_session(g: &mut Inner, id: &SessionId) -> Option<Session> {
+        let s = g.sessions.remove(id)?;
+        g.drc_reserved = g.drc_reserved.saturating_sub(s.drc_reserved);
+        Some(s)
+    }
+
     pub fn in_grace(&self) -> bool {
         let mut g = self.lock();
         match g.grace_until {
             Some(t) if Instant::now() < t => true,
             Some(_) => {
-                g.grace_until = None;
+                Self::end_grace(&mut g);
                 false
             }
             None => false,
         }
     }
 
+    /// The grace period is over: clients of the previous instance that did not come back in it
+    /// can reclaim nothing any more, so their records go. Kept, each later restart (a clean
+    /// one too) would wait out a whole grace period for clients long gone.
+    fn end_grace(g: &mut Inner) {
+        g.grace_until = None;
+        let awaiting = std::mem::take(&mut g.awaiting_reclaim);
+        // A client that came back but has not sent RECLAIM_COMPLETE is still a client.
+        let gone: Vec<Vec<u8>> = awaiting
+            .into_iter()
+            .filter(|o| !g.clients.values().any(|c| c.confirmed && c.owner == *o))
+            .collect();
+        match g.db.remove_all(&gone) {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(
+                clients = n,
+                "forgot clients that did not reclaim in the grace period"
+            ),
+            Err(e) => tracing::warn!("cannot update client list: {e}"),
+        }
+    }
+
     // ---- clients -------------------------------------------------------------------------
 
-    /// EXCHANGE_ID (RFC 8881 §18.35.5), for the cases a Linux client produces.
-    /// Returns (clientid, sequenceid, confirmed).
-    pub fn exchange_id(&self, owner: &[u8], verifier: [u8; 8]) -> (u64, u32, bool) {
+    /// EXCHANGE_ID (RFC 8881 §18.35.5), case by case as knfsd's nfsd4_exchange_id; `update`
+    /// is EXCHGID4_FLAG_UPD_CONFIRMED_REC_A. Returns (clientid, sequenceid, confirmed).
+    pub fn exchange_id(
+        &self,
+        owner: &[u8],
+        verifier: [u8; 8],
+        principal: u32,
+        update: bool,
+    ) -> NfsResult<(u64, u32, bool)> {
         let mut g = self.lock();
-        let existing: Vec<u64> = g
+        let conf = g
             .clients
             .values()
-            .filter(|c| c.owner == owner)
-            .map(|c| c.clientid)
-            .collect();
-        for id in &existing {
-            if let Some(c) = g.clients.get(id) {
-                if c.confirmed && c.verifier == verifier {
-                    return (c.clientid, c.cs_seq, true);
+            .find(|c| c.confirmed && c.owner == owner)
+            .map(|c| (c.clientid, c.cs_seq, c.verifier, c.principal));
+        let mut replaced = None;
+        if let Some((id, seq, v, p)) = conf {
+            if update {
+                if p != principal {
+                    return Err(NfsError::Perm); // case 9
+                }
+                if v != verifier {
+                    return Err(NfsError::NotSame); // case 8
+                }
+                return Ok((id, seq, true)); // case 6
+            }
+            if p != principal {
+                // Case 3, a collision: another principal's client with live state keeps its
+                // name; without state it is replaced.
+                if Self::has_state(&g, id) {
+                    return Err(NfsError::ClidInUse);
+                }
+                replaced = Some(id);
+            } else if v == verifier {
+                return Ok((id, seq, true)); // case 2
+            }
+            // Case 5, the client rebooted: the old record stays until the new one is
+            // confirmed (CREATE_SESSION retires it).
+        } else if update {
+            return Err(NfsError::NoEnt); // case 7
+        }
+        if let Some(id) = replaced {
+            if let Some(owner) = g.clients.get(&id).map(|c| c.owner.clone()) {
+                if let Err(e) = g.db.remove(&owner) {
+                    tracing::warn!("cannot update client list: {e}");
                 }
             }
+            Self::purge_client(&mut g, id);
         }
-        // Unconfirmed records for this owner are replaced; a confirmed one with another
-        // verifier (the client rebooted) stays until the new one is confirmed.
-        for id in existing {
-            if g.clients.get(&id).is_some_and(|c| !c.confirmed) {
-                g.clients.remove(&id);
-            }
-        }
+        // Case 4: an unconfirmed record for this owner is replaced.
+        g.clients.retain(|_, c| c.confirmed || c.owner != owner);
         let n = g.next_id;
         g.next_id += 1;
         let clientid = ((self.boot as u64) << 32) | (n & 0xffff_ffff);
@@ -251,6 +379,7 @@ impl StateManager {
                 clientid,
                 owner: owner.to_vec(),
                 verifier,
+                principal,
                 confirmed: false,
                 cs_seq: 1,
                 last_cs_reply: None,
@@ -259,17 +388,25 @@ impl StateManager {
                 may_reclaim,
             },
         );
-        (clientid, 1, false)
+        Ok((clientid, 1, false))
     }
 
-    pub fn check_clientid(&self, clientid: u64) -> NfsResult<()> {
+    /// Sessions, opens, locks, delegations or layouts: a client with any is in use.
+    fn has_state(g: &Inner, clientid: u64) -> bool {
+        g.sessions.values().any(|s| s.clientid == clientid)
+            || g.states.values().any(|s| s.clientid == clientid)
+    }
+
+    /// CREATE_SESSION's client check. Only the principal that created a client record may
+    /// confirm it (RFC 8881 §18.36.4; knfsd answers CLID_INUSE, as here).
+    pub fn check_clientid(&self, clientid: u64, principal: u32) -> NfsResult<()> {
         if (clientid >> 32) as u32 != self.boot {
             return Err(NfsError::StaleClientId);
         }
-        if self.lock().clients.contains_key(&clientid) {
-            Ok(())
-        } else {
-            Err(NfsError::StaleClientId)
+        match self.lock().clients.get(&clientid) {
+            None => Err(NfsError::StaleClientId),
+            Some(c) if !c.confirmed && c.principal != principal => Err(NfsError::ClidInUse),
+            Some(_) => Ok(()),
         }
     }
 
@@ -347,9 +484,7 @@ impl StateManager {
         if !g.clients.contains_key(&clientid) {
             return Err(NfsError::StaleClientId);
         }
-        if g.sessions.values().any(|s| s.clientid == clientid)
-            || g.states.values().any(|s| s.clientid == clientid)
-        {
+        if Self::has_state(&g, clientid) {
             return Err(NfsError::ClientIdBusy);
         }
         if let Some(c) = g.clients.remove(&clientid) {
@@ -362,7 +497,15 @@ impl StateManager {
 
     fn purge_client(g: &mut Inner, clientid: u64) {
         g.clients.remove(&clientid);
-        g.sessions.retain(|_, s| s.clientid != clientid);
+        let sessions: Vec<SessionId> = g
+            .sessions
+            .values()
+            .filter(|s| s.clientid == clientid)
+            .map(|s| s.id)
+            .collect();
+        for id in sessions {
+            Self::remove_session(g, &id);
+        }
         let dead: Vec<[u8; 12]> = g
             .states
             .iter()
@@ -408,7 +551,10 @@ impl StateManager {
 
     /// Forgets clients whose lease ran out long ago, with all their state. A client that
     /// merely missed a renewal keeps its state until twice the lease (it is usually a
-    /// client busy reconnecting, and nobody else wanted its locks).
+    /// client busy reconnecting, and nobody else wanted its locks). An unconfirmed record
+    /// (EXCHANGE_ID never followed by CREATE_SESSION) goes after one lease (RFC 8881
+    /// §18.35.4): it holds nothing, and a client sending EXCHANGE_IDs under ever new names
+    /// must not fill the table.
     pub fn expire_clients(&self) -> usize {
         self.expire_clients_fencing().0
     }
@@ -418,11 +564,14 @@ impl StateManager {
     /// alive and writing.
     pub fn expire_clients_fencing(&self) -> (usize, Vec<u64>) {
         let mut g = self.lock();
+        if g.grace_until.is_some_and(|t| Instant::now() >= t) {
+            Self::end_grace(&mut g);
+        }
         let limit = self.lease * 2;
         let dead: Vec<u64> = g
             .clients
             .values()
-            .filter(|c| c.renewed.elapsed() > limit)
+            .filter(|c| c.renewed.elapsed() > if c.confirmed { limit } else { self.lease })
             .map(|c| c.clientid)
             .collect();
         let mut fenced: Vec<u64> = g
@@ -495,27 +644,28 @@ impl StateManager {
     }
 
     /// SEQUENCE: slot check plus lease renewal of the owning client.
-    /// A compound longer than the session's `ca_maxoperations` fails here, before it takes a
-    /// slot (as knfsd does).
-    pub fn sequence(
-        &self,
-        id: &SessionId,
-        slot: u32,
-        seqid: u32,
-        highest: u32,
-        nops: usize,
-    ) -> NfsResult<Sequenced> {
+    /// A compound longer than the session's `ca_maxoperations`, or a request larger than its
+    /// `ca_maxrequestsize`, fails here, before it takes a slot (as knfsd does). The connection
+    /// it came on is bound to the session (knfsd does so for clients without state
+    /// protection, which is all this server offers).
+    pub fn sequence(&self, id: &SessionId, q: &SequenceQuery) -> NfsResult<Sequenced> {
         let mut g = self.lock();
         let s = g.sessions.get_mut(id).ok_or(NfsError::BadSession)?;
-        if nops > s.fore.max_ops as usize {
+        if q.nops > s.fore.max_ops as usize {
             return Err(NfsError::TooManyOps);
         }
-        let used = s.check_slot(slot, seqid, highest)?;
+        if q.request_len > s.fore.max_request as usize {
+            return Err(NfsError::ReqTooBig);
+        }
+        let used = s.check_slot(q.slot, q.seqid, q.highest)?;
+        s.bind_conn(q.conn);
         let out = Sequenced {
             clientid: s.clientid,
             used,
             highest_slot: s.highest_slot(),
             cb_down: s.wants_back_channel && !s.back_channel_up(),
+            max_response: s.fore.max_response,
+            max_response_cached: s.fore.max_response_cached,
         };
         if let Some(c) = g.clients.get_mut(&out.clientid) {
             c.renewed = Instant::now();
@@ -535,12 +685,17 @@ impl StateManager {
         }
     }
 
-    pub fn destroy_session(&self, id: &SessionId) -> NfsResult<()> {
-        self.lock()
-            .sessions
-            .remove(id)
-            .map(|_| ())
-            .ok_or(NfsError::BadSession)
+    /// DESTROY_SESSION, sent on connection `conn`: only a connection bound to the session
+    /// may destroy it (RFC 8881 §18.37.3; a SEQUENCE of the same session earlier in the
+    /// compound has bound it).
+    pub fn destroy_session(&self, id: &SessionId, conn: u64) -> NfsResult<()> {
+        let mut g = self.lock();
+        let s = g.sessions.get(id).ok_or(NfsError::BadSession)?;
+        if !s.conn_bound(conn) {
+            return Err(NfsError::ConnNotBoundToSession);
+        }
+        Self::remove_session(&mut g, id);
+        Ok(())
     }
 
     pub fn back_channel(&self, clientid: u64) -> Option<BackChannel> {
@@ -1267,12 +1422,17 @@ mod tests {
     #[test]
     fn exchange_id_cases() {
         let (m, _d) = mgr();
-        let (c1, seq, confirmed) = m.exchange_id(b"host", [1; 8]);
+        let (c1, seq, confirmed) = m.exchange_id(b"host", [1; 8], 0, false).unwrap();
         assert_eq!((seq, confirmed), (1, false));
         // Unconfirmed record is replaced by a retry.
-        let (c2, _, _) = m.exchange_id(b"host", [1; 8]);
+        let (c2, _, _) = m.exchange_id(b"host", [1; 8], 0, false).unwrap();
         assert_ne!(c1, c2);
-        assert_eq!(m.check_clientid(c1).unwrap_err(), NfsError::StaleClientId);
+        assert_eq!(
+            m.check_clientid(c1, 0).unwrap_err(),
+            NfsError::StaleClientId
+        );
+        // Only its own principal may confirm it.
+        assert_eq!(m.check_clientid(c2, 7).unwrap_err(), NfsError::ClidInUse);
         assert!(m.create_session_seq(c2, 1).unwrap().is_none());
         assert_eq!(
             m.create_session_seq(c2, 7).unwrap_err(),
@@ -1318,7 +1478,7 @@ mod tests {
     }
 
     fn confirmed(m: &StateManager, owner: &[u8]) -> u64 {
-        let (c, seq, _) = m.exchange_id(owner, [1; 8]);
+        let (c, seq, _) = m.exchange_id(owner, [1; 8], 0, false).unwrap();
         let s = Session {
             id: [owner.len() as u8; 16],
             clientid: c,
@@ -1343,6 +1503,9 @@ mod tests {
             cb_seqid: 0,
             minor: 1,
             cb_cred: proto::rpc::Auth::None,
+            conns: Vec::new(),
+            drc_reserved: 0,
+            drc_cached: 0,
         };
         assert!(m.create_session_seq(c, seq).unwrap().is_none());
         m.create_session(c, s, std::sync::Arc::new(Vec::new()))
@@ -1379,11 +1542,35 @@ mod tests {
             .unwrap();
         std::thread::sleep(Duration::from_millis(5));
         assert_eq!(m.expire_clients(), 1);
-        assert_eq!(m.check_clientid(c), Err(NfsError::StaleClientId));
+        assert_eq!(m.check_clientid(c, 0), Err(NfsError::StaleClientId));
         assert!(m
             .test_lock(2, b"other", 9, LockKind::Write, 0, 10)
             .is_none());
         assert!(!m.file_in_use(9));
+    }
+
+    #[test]
+    fn reply_cache_reservations_stay_within_the_budget() {
+        let (m, _d) = mgr_after_restart(&[]);
+        // The first sessions get all they ask for...
+        assert_eq!(m.reserve_drc(64 << 10, 64), (64, 64 << 10, 4 << 20));
+        let mut total = 4 << 20;
+        let mut last = (64, 64 << 10, 4 << 20);
+        for _ in 0..200 {
+            last = m.reserve_drc(64 << 10, 64);
+            total += last.2;
+        }
+        // ...later ones fewer slots, then one small slot each, and the total stays bounded.
+        assert_eq!(
+            last,
+            (1, DRC_FLOOR_PER_SESSION, DRC_FLOOR_PER_SESSION as usize)
+        );
+        assert!(total <= DRC_BUDGET + 200 * DRC_FLOOR_PER_SESSION as usize);
+        assert_eq!(m.reply_cache_bytes().0, total);
+        m.release_drc(total);
+        assert_eq!(m.reply_cache_bytes().0, 0);
+        // A small per-slot size fits many slots.
+        assert_eq!(m.reserve_drc(4096, 64).0, 64);
     }
 
     #[test]

@@ -6,6 +6,11 @@ use std::sync::Arc;
 
 pub type SessionId = [u8; 16];
 
+/// Connections remembered as bound to one session. A client binds one per TCP connection it
+/// uses (nconnect allows 16); past this the oldest binding is forgotten, and that connection
+/// binds again with its next SEQUENCE.
+pub const MAX_BOUND_CONNS: usize = 16;
+
 #[derive(Debug, Default)]
 pub struct Slot {
     pub seqid: u32,
@@ -41,6 +46,27 @@ pub struct Session {
     /// Linux finds the client a CB_COMPOUND is for by session and minor version, and answers
     /// NFS4ERR_BADSESSION to a v4.2 mount's callback that says 1.
     pub minor: u32,
+    /// Ids of the connections bound to the session (RFC 8881 §2.10.3.1), oldest first.
+    pub conns: Vec<u64>,
+    /// Reply-cache memory reserved for this session at CREATE_SESSION: slots × the fore
+    /// channel's `ca_maxresponsesize_cached`. Returned to the server-wide budget when the
+    /// session goes.
+    pub drc_reserved: usize,
+    /// Bytes of replies cached in the slots now (never more than `drc_reserved`).
+    pub drc_cached: usize,
+}
+
+/// The slot a COMPOUND runs on, with what its reply may be: set by SEQUENCE.
+#[derive(Debug, Clone, Copy)]
+pub struct InSlot {
+    pub slot: u32,
+    pub seqid: u32,
+    /// The client asked for the reply to be cached (`sa_cachethis`).
+    pub cachethis: bool,
+    pub max_response: u32,
+    pub max_response_cached: u32,
+    /// Bytes the reply may take so far, by the estimates of the operations already run.
+    pub reply_used: u64,
 }
 
 /// What SEQUENCE found on the slot.
@@ -67,7 +93,9 @@ impl Session {
                 return Err(NfsError::Delay);
             }
             s.busy = true;
-            s.reply = None;
+            if let Some(old) = s.reply.take() {
+                self.drc_cached -= old.len();
+            }
             return Ok(SlotUse::New);
         }
         if seqid == s.seqid {
@@ -82,17 +110,40 @@ impl Session {
         Err(NfsError::SeqMisordered)
     }
 
-    /// Marks the request on `slot` done and caches its reply if it fits the negotiated cache
-    /// size. Larger replies (READ data) are idempotent and not kept: a retransmission of one
-    /// gets NFS4ERR_RETRY_UNCACHED_REP, which clients answer by retrying on a new seqid.
-    /// `None`: the reply is larger than any session caches.
+    /// Marks the request on `slot` done and caches its reply if the client asked for that
+    /// (`sa_cachethis`) and it fits the negotiated cache size. A retransmission of a reply
+    /// not kept gets NFS4ERR_RETRY_UNCACHED_REP, which clients answer by retrying on a new
+    /// seqid. `None`: nothing to cache.
     pub fn finish_slot(&mut self, slot: u32, seqid: u32, reply: Option<Arc<Vec<u8>>>) {
         let max = self.fore.max_response_cached as usize;
         if let Some(s) = self.slots.get_mut(slot as usize) {
             s.seqid = seqid;
             s.busy = false;
+            if let Some(old) = s.reply.take() {
+                self.drc_cached -= old.len();
+            }
             s.reply = reply.filter(|r| r.len() <= max);
+            if let Some(r) = &s.reply {
+                self.drc_cached += r.len();
+            }
         }
+    }
+
+    /// Binds connection `id` to the session (fore channel), forgetting the oldest binding
+    /// when `MAX_BOUND_CONNS` are remembered. The common case, an already bound connection,
+    /// is a scan of a few integers.
+    pub fn bind_conn(&mut self, id: u64) {
+        if self.conns.contains(&id) {
+            return;
+        }
+        if self.conns.len() >= MAX_BOUND_CONNS {
+            self.conns.remove(0);
+        }
+        self.conns.push(id);
+    }
+
+    pub fn conn_bound(&self, id: u64) -> bool {
+        self.conns.contains(&id)
     }
 
     pub fn highest_slot(&self) -> u32 {
@@ -128,6 +179,9 @@ mod tests {
             cb_seqid: 0,
             minor: 1,
             cb_cred: proto::rpc::Auth::None,
+            conns: Vec::new(),
+            drc_reserved: slots << 16,
+            drc_cached: 0,
         }
     }
 
@@ -157,5 +211,33 @@ mod tests {
             NfsError::RetryUncachedRep
         );
         assert!(matches!(s.check_slot(0, 3, 1), Ok(SlotUse::New)));
+        assert_eq!(s.drc_cached, 0);
+    }
+
+    #[test]
+    fn cached_bytes_follow_the_slots() {
+        let mut s = session(2);
+        assert!(matches!(s.check_slot(0, 1, 1), Ok(SlotUse::New)));
+        s.finish_slot(0, 1, Some(Arc::new(vec![0; 100])));
+        assert!(matches!(s.check_slot(1, 1, 1), Ok(SlotUse::New)));
+        s.finish_slot(1, 1, Some(Arc::new(vec![0; 50])));
+        assert_eq!(s.drc_cached, 150);
+        // A new request on a slot drops its old reply; an uncached one keeps nothing.
+        assert!(matches!(s.check_slot(0, 2, 1), Ok(SlotUse::New)));
+        assert_eq!(s.drc_cached, 50);
+        s.finish_slot(0, 2, None);
+        assert_eq!(s.drc_cached, 50);
+    }
+
+    #[test]
+    fn bound_connections_are_bounded() {
+        let mut s = session(1);
+        for id in 0..(MAX_BOUND_CONNS as u64 + 3) {
+            s.bind_conn(id);
+            s.bind_conn(id);
+        }
+        assert_eq!(s.conns.len(), MAX_BOUND_CONNS);
+        assert!(!s.conn_bound(0));
+        assert!(s.conn_bound(MAX_BOUND_CONNS as u64 + 2));
     }
 }

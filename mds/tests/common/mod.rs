@@ -160,6 +160,17 @@ pub fn seq(sid: Sessionid4, seqid: u32) -> NfsArgop4 {
     })
 }
 
+/// `seq` with sa_cachethis: the server keeps the reply for a retransmission.
+pub fn seq_cached(sid: Sessionid4, seqid: u32) -> NfsArgop4 {
+    NfsArgop4::Sequence(SequenceArgs {
+        sa_sessionid: sid,
+        sa_sequenceid: seqid,
+        sa_slotid: 0,
+        sa_highest_slotid: 0,
+        sa_cachethis: true,
+    })
+}
+
 pub async fn connect(s: &Server) -> Connection {
     Connection::connect(
         s.local_addr(),
