@@ -1,0 +1,219 @@
+//! Which connections a listener keeps: at most `max_per_address` from one source address and
+//! `max_connections` in all. At a cap the newcomer gets in and an old idle connection goes, as
+//! in knfsd's `svc_check_conn_limits` (which closes the oldest temporary socket), but chosen
+//! per address: the victim comes from the newcomer's own address when that one is at its cap,
+//! else from the address holding the most connections. A flooder therefore only displaces its
+//! own sockets, and a client with one connection keeps it.
+use super::connection::{CallHandler, Connection, ConnectionLimits, WeakConnection};
+use super::limits::{RecordBudget, ServeLimits};
+use std::collections::HashMap;
+use std::future::Future;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex, MutexGuard};
+use tokio::net::TcpListener;
+
+/// The connections a listener holds, and the record memory they share.
+pub struct ConnTable {
+    limits: ServeLimits,
+    budget: Arc<RecordBudget>,
+    table: Mutex<Table>,
+}
+
+#[derive(Default)]
+struct Table {
+    by_addr: HashMap<IpAddr, Vec<(u64, WeakConnection)>>,
+    total: usize,
+}
+
+impl Table {
+    fn count(&self, ip: &IpAddr) -> usize {
+        self.by_addr.get(ip).map_or(0, Vec::len)
+    }
+
+    fn remove(&mut self, ip: &IpAddr, id: u64) -> bool {
+        let Some(v) = self.by_addr.get_mut(ip) else {
+            return false;
+        };
+        let Some(i) = v.iter().position(|(c, _)| *c == id) else {
+            return false;
+        };
+        v.swap_remove(i);
+        if v.is_empty() {
+            self.by_addr.remove(ip);
+        }
+        self.total -= 1;
+        true
+    }
+
+    /// Takes out the connection of `ip` to close: the longest idle of those neither serving a
+    /// call nor kept by the server (a back channel), else the longest idle of all.
+    fn take_victim(&mut self, ip: &IpAddr) -> Option<Connection> {
+        let v = self.by_addr.get(ip)?;
+        let live: Vec<(u64, Option<Connection>)> =
+            v.iter().map(|(id, w)| (*id, w.upgrade())).collect();
+        // A connection already gone frees its place without anyone being closed.
+        if let Some((id, _)) = live.iter().find(|(_, c)| c.is_none()) {
+            let id = *id;
+            self.remove(ip, id);
+            return None;
+        }
+        let conns: Vec<Connection> = live.into_iter().filter_map(|(_, c)| c).collect();
+        let quiet = conns
+            .iter()
+            .filter(|c| !c.busy() && !c.kept_elsewhere(1))
+            .max_by_key(|c| c.idle_for());
+        let victim = quiet
+            .or_else(|| conns.iter().max_by_key(|c| c.idle_for()))?
+            .clone();
+        self.remove(ip, victim.id());
+        Some(victim)
+    }
+
+    fn fullest(&self) -> Option<IpAddr> {
+        self.by_addr
+            .iter()
+            .max_by_key(|(_, v)| v.len())
+            .map(|(ip, _)| *ip)
+    }
+}
+
+impl ConnTable {
+    pub fn new(mut limits: ServeLimits) -> Arc<Self> {
+        limits.max_per_address = limits.max_per_address.max(1);
+        limits.max_connections = limits.max_connections.max(1);
+        Arc::new(Self {
+            limits,
+            budget: RecordBudget::new(limits.record_memory),
+            table: Mutex::new(Table::default()),
+        })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Table> {
+        // Every update leaves the table consistent; a panic elsewhere cannot corrupt it.
+        self.table.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn limits(&self) -> ServeLimits {
+        self.limits
+    }
+
+    pub fn budget(&self) -> &RecordBudget {
+        &self.budget
+    }
+
+    /// Connections held now.
+    pub fn len(&self) -> usize {
+        self.lock().total
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Enters `conn`, first closing connections to keep both caps.
+    pub(crate) fn admit(&self, conn: &Connection) {
+        let ip = conn.peer_addr().ip();
+        let mut victims = Vec::new();
+        {
+            let mut t = self.lock();
+            // Bounded: each pass removes an entry (a victim or a dead one).
+            while t.count(&ip) >= self.limits.max_per_address {
+                victims.extend(t.take_victim(&ip));
+            }
+            while t.total >= self.limits.max_connections {
+                let Some(from) = t.fullest() else { break };
+                if let Some(v) = t.take_victim(&from) {
+                    victims.push(v);
+                }
+            }
+            t.by_addr
+                .entry(ip)
+                .or_default()
+                .push((conn.id(), conn.downgrade()));
+            t.total += 1;
+        }
+        for v in victims {
+            tracing::debug!(
+                victim = ?v,
+                idle = ?v.idle_for(),
+                newcomer = %conn.peer_addr(),
+                "connection cap reached: closing an old connection"
+            );
+            v.close();
+        }
+    }
+
+    /// Forgets `conn` (it is gone, or going).
+    pub(crate) fn remove(&self, conn: &Connection) {
+        self.lock().remove(&conn.peer_addr().ip(), conn.id());
+    }
+
+    /// Closes one connection of the fullest address, to free a descriptor.
+    fn evict_one(&self) {
+        let victim = {
+            let mut t = self.lock();
+            t.fullest().and_then(|ip| t.take_victim(&ip))
+        };
+        if let Some(v) = victim {
+            tracing::debug!(victim = ?v, "out of descriptors: closing an old connection");
+            v.close();
+        }
+    }
+
+    /// Closes every connection (shutdown).
+    pub fn close_all(&self) {
+        let all: Vec<WeakConnection> = {
+            let mut t = self.lock();
+            t.total = 0;
+            t.by_addr
+                .drain()
+                .flat_map(|(_, v)| v.into_iter().map(|(_, w)| w))
+                .collect()
+        };
+        for c in all.iter().filter_map(WeakConnection::upgrade) {
+            c.close();
+        }
+    }
+}
+
+/// Linux's "too many open files" for the process (EMFILE) and the system (ENFILE).
+const EMFILE: i32 = 24;
+const ENFILE: i32 = 23;
+
+/// Accepts connections on `listener` into `table` and serves their calls with `handler` until
+/// `stop` resolves.
+pub async fn serve<H: CallHandler>(
+    listener: TcpListener,
+    handler: Arc<H>,
+    limits: ConnectionLimits,
+    table: Arc<ConnTable>,
+    stop: impl Future<Output = ()>,
+) {
+    tokio::pin!(stop);
+    loop {
+        let accepted = tokio::select! {
+            a = listener.accept() => a,
+            _ = &mut stop => return,
+        };
+        match accepted {
+            Ok((stream, peer)) => {
+                tracing::debug!(%peer, "connection");
+                if let Err(e) =
+                    Connection::spawn_served(stream, handler.clone(), limits, table.clone())
+                {
+                    tracing::warn!(%peer, "cannot set up connection: {e}");
+                }
+            }
+            Err(e) => {
+                // The caps keep connections under the descriptor limit; if files or another
+                // listener used the rest, make room rather than lock every newcomer out.
+                if matches!(e.raw_os_error(), Some(EMFILE | ENFILE)) {
+                    table.evict_one();
+                }
+                tracing::warn!("accept: {e}");
+                // Back off instead of spinning.
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+        }
+    }
+}
