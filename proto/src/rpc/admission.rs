@@ -1,9 +1,11 @@
 //! Which connections a listener keeps: at most `max_per_address` from one source address and
 //! `max_connections` in all. At a cap the newcomer gets in and an old idle connection goes, as
-//! in knfsd's `svc_check_conn_limits` (which closes the oldest temporary socket), but chosen
-//! per address: the victim comes from the newcomer's own address when that one is at its cap,
-//! else from the address holding the most connections. A flooder therefore only displaces its
-//! own sockets, and a client with one connection keeps it.
+//! in knfsd's `svc_check_conn_limits` (which closes the oldest temporary socket, "not fair, but
+//! so is life"; its comment names dropping old connections from the same address first as the
+//! better way, which it cannot do for lack of the address). Here the victim comes from the
+//! newcomer's own address when that one is at its cap, else from the address holding the most
+//! connections: a flooder only displaces its own sockets, and a client with one connection
+//! keeps it.
 use super::connection::{CallHandler, Connection, ConnectionLimits, WeakConnection};
 use super::limits::{RecordBudget, ServeLimits};
 use std::collections::HashMap;
@@ -215,5 +217,88 @@ pub async fn serve<H: CallHandler>(
                 tokio::time::sleep(std::time::Duration::from_millis(100)).await;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rpc::{accepted_reply, AcceptStat, Auth, Call, RejectCalls};
+    use crate::xdr::Writer;
+    use std::net::SocketAddr;
+    use std::time::Duration;
+    use tokio::net::TcpSocket;
+
+    /// Keeps a handle on every connection that calls procedure 1, as the MDS keeps a back
+    /// channel.
+    #[derive(Default)]
+    struct Keep(Mutex<Vec<Connection>>);
+    impl CallHandler for Keep {
+        async fn handle(&self, c: Connection, call: Call) -> Option<Writer> {
+            if call.proc_ == 1 {
+                self.0.lock().unwrap().push(c);
+            }
+            Some(accepted_reply(call.xid, &Auth::None, AcceptStat::Success))
+        }
+    }
+
+    async fn dial(from: [u8; 4], to: SocketAddr) -> Connection {
+        let s = TcpSocket::new_v4().unwrap();
+        s.bind(SocketAddr::from((from, 0))).unwrap();
+        let s = s.connect(to).await.unwrap();
+        Connection::spawn(s, Arc::new(RejectCalls), ConnectionLimits::default()).unwrap()
+    }
+
+    async fn call(c: &Connection, proc_: u32) {
+        c.call(9, 1, proc_, &Auth::None, &[], Duration::from_secs(5))
+            .await
+            .unwrap();
+    }
+
+    async fn is_closed(c: &Connection) -> bool {
+        tokio::time::timeout(Duration::from_secs(2), c.closed())
+            .await
+            .is_ok()
+    }
+
+    #[tokio::test]
+    async fn at_a_cap_the_longest_idle_connection_of_the_fullest_address_goes() {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        let table = ConnTable::new(ServeLimits {
+            max_connections: 3,
+            max_per_address: 2,
+            ..ServeLimits::default()
+        });
+        let keep = Arc::new(Keep::default());
+        tokio::spawn(serve(
+            l,
+            keep.clone(),
+            ConnectionLimits::default(),
+            table.clone(),
+            std::future::pending(),
+        ));
+        let a = [127, 0, 0, 2];
+        // a1 is kept by the server (a back channel), a2 is plain; both then idle, a1 longer.
+        let a1 = dial(a, addr).await;
+        call(&a1, 1).await;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let a2 = dial(a, addr).await;
+        call(&a2, 0).await;
+        // A third from the same address displaces the plain one, not the kept one.
+        let a3 = dial(a, addr).await;
+        call(&a3, 0).await;
+        assert!(is_closed(&a2).await);
+        assert!(!a1.is_closed());
+        assert_eq!(table.len(), 2);
+        // Past the total cap, a newcomer from elsewhere displaces one of the fullest address's.
+        let b1 = dial([127, 0, 0, 3], addr).await;
+        call(&b1, 0).await;
+        let c1 = dial([127, 0, 0, 4], addr).await;
+        call(&c1, 0).await;
+        assert!(is_closed(&a3).await);
+        assert!(!a1.is_closed() && !b1.is_closed() && !c1.is_closed());
+        call(&b1, 0).await;
+        assert_eq!(table.len(), 3);
     }
 }
