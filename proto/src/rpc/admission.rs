@@ -11,7 +11,9 @@ use super::limits::{RecordBudget, ServeLimits};
 use std::collections::HashMap;
 use std::future::Future;
 use std::net::IpAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 use tokio::net::TcpListener;
 
 /// The connections a listener holds, and the record memory they share.
@@ -19,7 +21,13 @@ pub struct ConnTable {
     limits: ServeLimits,
     budget: Arc<RecordBudget>,
     table: Mutex<Table>,
+    /// Connections closed at a cap since the last warning, and when that was.
+    evicted: AtomicU64,
+    warned: Mutex<Option<Instant>>,
 }
+
+/// At most one warning about the caps per this long: a flood must not flood the log too.
+const WARN_EVERY: Duration = Duration::from_secs(60);
 
 #[derive(Default)]
 struct Table {
@@ -87,6 +95,8 @@ impl ConnTable {
             limits,
             budget: RecordBudget::new(limits.record_memory),
             table: Mutex::new(Table::default()),
+            evicted: AtomicU64::new(0),
+            warned: Mutex::new(None),
         })
     }
 
@@ -134,6 +144,7 @@ impl ConnTable {
                 .push((conn.id(), conn.downgrade()));
             t.total += 1;
         }
+        self.note_evictions(victims.len(), conn);
         for v in victims {
             tracing::debug!(
                 victim = ?v,
@@ -143,6 +154,28 @@ impl ConnTable {
             );
             v.close();
         }
+    }
+
+    /// Tells the operator, now and then, that the caps are closing connections (knfsd prints a
+    /// rate-limited "too many open connections").
+    fn note_evictions(&self, n: usize, newcomer: &Connection) {
+        if n == 0 {
+            return;
+        }
+        let total = self.evicted.fetch_add(n as u64, Ordering::Relaxed) + n as u64;
+        let mut warned = self.warned.lock().unwrap_or_else(|p| p.into_inner());
+        if warned.is_some_and(|w| w.elapsed() < WARN_EVERY) {
+            return;
+        }
+        *warned = Some(Instant::now());
+        self.evicted.fetch_sub(total, Ordering::Relaxed);
+        tracing::warn!(
+            closed = total,
+            latest_newcomer = %newcomer.peer_addr(),
+            max_connections = self.limits.max_connections,
+            per_address = self.limits.max_per_address,
+            "connection caps reached: closed the longest-idle connections to admit new ones"
+        );
     }
 
     /// Forgets `conn` (it is gone, or going).
@@ -226,7 +259,6 @@ mod tests {
     use crate::rpc::{accepted_reply, AcceptStat, Auth, Call, RejectCalls};
     use crate::xdr::Writer;
     use std::net::SocketAddr;
-    use std::time::Duration;
     use tokio::net::TcpSocket;
 
     /// Keeps a handle on every connection that calls procedure 1, as the MDS keeps a back
