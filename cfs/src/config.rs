@@ -30,6 +30,8 @@ pub enum ConfigError {
     Secret { path: PathBuf, message: String },
     #[error("chunk_size {0} must be a power of two between 4096 and 1073741824")]
     ChunkSize(u64),
+    #[error("[connections] {0} must be at least 1")]
+    Connections(&'static str),
 }
 
 #[derive(Debug, Deserialize, Default)]
@@ -44,6 +46,60 @@ pub struct FileConfig {
     /// Which roles this process runs: "mds", "ds" or both; default ["mds"].
     pub roles: Option<Vec<String>>,
     pub cluster: Option<ClusterFileConfig>,
+    /// `[connections]`: bounds on each listener's connections (the NFS port and the DS port).
+    pub connections: Option<ConnectionsConfig>,
+}
+
+/// `[connections]`; each key defaults to `proto::rpc::ServeLimits::default()`.
+#[derive(Debug, Deserialize, Default, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct ConnectionsConfig {
+    /// Connections per listener (also lowered to fit the open-file limit).
+    pub max: Option<usize>,
+    /// Connections per listener from one source address.
+    pub per_address: Option<usize>,
+    /// Close a connection idle this long in both directions (not a session's back channel).
+    pub idle_timeout_seconds: Option<u64>,
+    /// Close a connection whose record is not whole this long after its first byte.
+    pub record_timeout_seconds: Option<u64>,
+    /// MiB of incomplete records (over 16 KiB each) held at once per listener.
+    pub record_memory_mib: Option<usize>,
+}
+
+impl ConnectionsConfig {
+    pub fn limits(&self) -> Result<proto::rpc::ServeLimits, ConfigError> {
+        let d = proto::rpc::ServeLimits::default();
+        let positive = |name: &'static str, v: Option<u64>, default: u64| match v {
+            Some(0) => Err(ConfigError::Connections(name)),
+            Some(v) => Ok(v),
+            None => Ok(default),
+        };
+        let secs = std::time::Duration::from_secs;
+        Ok(proto::rpc::ServeLimits {
+            max_connections: positive("max", self.max.map(|v| v as u64), d.max_connections as u64)?
+                as usize,
+            max_per_address: positive(
+                "per_address",
+                self.per_address.map(|v| v as u64),
+                d.max_per_address as u64,
+            )? as usize,
+            idle_timeout: secs(positive(
+                "idle_timeout_seconds",
+                self.idle_timeout_seconds,
+                d.idle_timeout.as_secs(),
+            )?),
+            record_timeout: secs(positive(
+                "record_timeout_seconds",
+                self.record_timeout_seconds,
+                d.record_timeout.as_secs(),
+            )?),
+            record_memory: match self.record_memory_mib {
+                Some(0) => return Err(ConfigError::Connections("record_memory_mib")),
+                Some(m) => m.saturating_mul(1 << 20),
+                None => d.record_memory,
+            },
+        })
+    }
 }
 
 /// `[cluster]`: how this node finds and trusts the others.

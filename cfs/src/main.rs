@@ -169,6 +169,23 @@ async fn run_server(
     let data_dir = data
         .or(file.data.clone())
         .unwrap_or_else(|| PathBuf::from(config::DEFAULT_DATA));
+    let nofile = raise_nofile_limit();
+    let listeners = usize::from(roles.mds) + usize::from(roles.ds);
+    let connections = file
+        .connections
+        .clone()
+        .unwrap_or_default()
+        .limits()?
+        .fit_to_fd_limit(nofile, listeners);
+    tracing::info!(
+        open_files = nofile,
+        max_connections = connections.max_connections,
+        per_address = connections.max_per_address,
+        idle_timeout_s = connections.idle_timeout.as_secs(),
+        record_timeout_s = connections.record_timeout.as_secs(),
+        record_memory_mib = connections.record_memory >> 20,
+        "connection bounds (per listener)"
+    );
 
     let mut mds_server = None;
     if roles.mds {
@@ -194,6 +211,7 @@ async fn run_server(
             lease_seconds: file.lease_seconds.unwrap_or(mds::DEFAULT_LEASE_SECONDS),
             grace_seconds: file.grace_seconds,
             cluster,
+            connections,
         };
         let server = mds::Server::start(cfg).await?;
         tracing::info!(
@@ -243,6 +261,7 @@ async fn run_server(
                 .clone()
                 .or(fc.failure_domain.clone())
                 .unwrap_or_default(),
+            connections,
         };
         let server = ds::DsServer::start(cfg).await?;
         tracing::info!(
@@ -266,4 +285,42 @@ async fn run_server(
         s.shutdown().await;
     }
     Ok(())
+}
+
+/// Raises the soft open-file limit to the hard one and returns the limit in force. Every client
+/// connection is a descriptor: under the common default of 1024, 1,100 idle sockets made
+/// accept() fail for everyone.
+fn raise_nofile_limit() -> u64 {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes one rlimit into the struct we own.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } != 0 {
+        tracing::warn!(
+            "cannot read the open-file limit: {}",
+            std::io::Error::last_os_error()
+        );
+        return 1024;
+    }
+    let was = lim.rlim_cur;
+    // An unlimited hard limit still stops at the kernel's nr_open (2^20 by default).
+    let want = lim.rlim_max.min(1 << 20);
+    if lim.rlim_cur < want {
+        let raised = libc::rlimit {
+            rlim_cur: want,
+            rlim_max: lim.rlim_max,
+        };
+        // SAFETY: setrlimit only reads the struct we pass.
+        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &raised) } == 0 {
+            lim.rlim_cur = want;
+        } else {
+            tracing::warn!(
+                "cannot raise the open-file limit: {}",
+                std::io::Error::last_os_error()
+            );
+        }
+    }
+    tracing::info!(was, now = lim.rlim_cur, "open-file limit");
+    lim.rlim_cur
 }

@@ -65,6 +65,7 @@ fn main() {
         mds: mds.unwrap_or_else(|| usage("--mds is required")),
         secret: secret.unwrap_or_else(|| usage("--secret is required")),
         failure_domain,
+        connections: Default::default(),
     };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

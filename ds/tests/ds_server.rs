@@ -193,6 +193,7 @@ fn config(dir: &Path, mds: SocketAddr, secret: ClusterSecret) -> DsConfig {
         mds,
         secret,
         failure_domain: "rack-a".into(),
+        connections: Default::default(),
     }
 }
 

@@ -39,6 +39,8 @@ pub struct ServerConfig {
     /// With data servers: file data lives on them, and clients get pNFS layouts. Without: the
     /// single-node default, data in the MDS's own chunk store.
     pub cluster: Option<cluster::ClusterConfig>,
+    /// Bounds on the NFS port's connections.
+    pub connections: proto::rpc::ServeLimits,
 }
 
 #[derive(Debug, Error)]
@@ -251,7 +253,10 @@ impl Server {
             max_record: (MAX_IO as usize) + (64 << 10),
             max_in_flight: 64,
         };
-        let mut tasks = vec![tokio::spawn(server::accept_loop(listener, svc, limits))];
+        let table = proto::rpc::ConnTable::new(cfg.connections);
+        let mut tasks = vec![tokio::spawn(server::accept_loop(
+            listener, svc, limits, table,
+        ))];
         let reaper = mds.clone();
         tasks.push(tokio::spawn(async move {
             let mut tick =

@@ -3,7 +3,7 @@ use crate::compound;
 use crate::Mds;
 use proto::nfs4::basic::{NFS4_PROGRAM, NFSPROC4_COMPOUND, NFSPROC4_NULL, NFS_V4};
 use proto::rpc::{
-    accepted_reply, AcceptStat, Auth, Call, CallHandler, Connection, ConnectionLimits,
+    accepted_reply, AcceptStat, Auth, Call, CallHandler, ConnTable, Connection, ConnectionLimits,
 };
 use proto::xdr::Writer;
 use std::sync::Arc;
@@ -50,20 +50,12 @@ impl CallHandler for NfsService {
     }
 }
 
-pub async fn accept_loop(listener: TcpListener, svc: Arc<NfsService>, limits: ConnectionLimits) {
-    loop {
-        match listener.accept().await {
-            Ok((stream, peer)) => {
-                tracing::debug!(%peer, "connection");
-                if let Err(e) = Connection::spawn(stream, svc.clone(), limits) {
-                    tracing::warn!(%peer, "cannot set up connection: {e}");
-                }
-            }
-            Err(e) => {
-                // Out of descriptors and the like: back off instead of spinning.
-                tracing::warn!("accept: {e}");
-                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-            }
-        }
-    }
+/// Serves the NFS port (NFSv4 and the cluster program) within `table`'s bounds.
+pub async fn accept_loop(
+    listener: TcpListener,
+    svc: Arc<NfsService>,
+    limits: ConnectionLimits,
+    table: Arc<ConnTable>,
+) {
+    proto::rpc::serve(listener, svc, limits, table, std::future::pending()).await
 }

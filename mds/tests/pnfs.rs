@@ -95,6 +95,7 @@ async fn truncate_recalls_layouts_and_an_unreachable_ds_is_probed_down() {
         lease_seconds: 30,
         grace_seconds: None,
         cluster: Some(ClusterConfig::new(secret)),
+        connections: Default::default(),
     })
     .await
     .unwrap();

@@ -23,6 +23,8 @@ pub struct DsConfig {
     pub secret: ClusterSecret,
     /// Placement keeps mirrors in different domains; "" puts this DS in a domain of its own.
     pub failure_domain: String,
+    /// Bounds on the data path's connections.
+    pub connections: proto::rpc::ServeLimits,
 }
 
 const ID_FILE: &str = "ds-id";

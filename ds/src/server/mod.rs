@@ -15,14 +15,13 @@ mod heartbeat;
 pub mod nfs3;
 mod objects;
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, RwLock};
 
 use layout::{CapKey, ChunkGeometry, DsId};
 use proto::cluster::DsCounters;
-use proto::rpc::{Connection, ConnectionLimits};
+use proto::rpc::{ConnTable, ConnectionLimits};
 use thiserror::Error;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -38,8 +37,6 @@ use objects::Objects;
 pub const MAX_RECORD: usize = (1 << 20) + (64 << 10);
 /// Calls served at once per connection; the reader stops past this (TCP backpressure).
 pub const MAX_IN_FLIGHT: usize = 32;
-/// Connections served at once; more are accepted and closed at once.
-pub const MAX_CONNECTIONS: usize = 4096;
 
 #[derive(Debug, Error)]
 pub enum DsServerError {
@@ -110,7 +107,7 @@ pub struct DsServer {
     stop: watch::Sender<bool>,
     accept: JoinHandle<()>,
     heartbeat: JoinHandle<()>,
-    conns: Arc<Mutex<HashMap<u64, Connection>>>,
+    conns: Arc<ConnTable>,
 }
 
 impl DsServer {
@@ -168,7 +165,7 @@ impl DsServer {
             }),
         });
         let (stop, stop_rx) = watch::channel(false);
-        let conns = Arc::new(Mutex::new(HashMap::new()));
+        let conns = ConnTable::new(shared.cfg.connections);
         let accept = tokio::spawn(accept_loop(
             listener,
             shared.clone(),
@@ -208,10 +205,7 @@ impl DsServer {
         let _ = self.stop.send(true);
         let _ = self.accept.await;
         let _ = self.heartbeat.await;
-        let open: Vec<Connection> = lock_conns(&self.conns).drain().map(|(_, c)| c).collect();
-        for c in open {
-            c.close();
-        }
+        self.conns.close_all();
         if let Err(e) = self.shared.objects.commit_all().await {
             tracing::error!("data server shutdown: not everything is durable: {e}");
         }
@@ -222,16 +216,10 @@ impl DsServer {
     }
 }
 
-fn lock_conns(
-    m: &Mutex<HashMap<u64, Connection>>,
-) -> std::sync::MutexGuard<'_, HashMap<u64, Connection>> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
-
 async fn accept_loop(
     listener: TcpListener,
     shared: Arc<Shared>,
-    conns: Arc<Mutex<HashMap<u64, Connection>>>,
+    conns: Arc<ConnTable>,
     mut stop: watch::Receiver<bool>,
 ) {
     let svc = Arc::new(nfs3::Nfs3Service { shared });
@@ -239,36 +227,8 @@ async fn accept_loop(
         max_record: MAX_RECORD,
         max_in_flight: MAX_IN_FLIGHT,
     };
-    loop {
-        let accepted = tokio::select! {
-            a = listener.accept() => a,
-            _ = stop.changed() => return,
-        };
-        match accepted {
-            Ok((stream, peer)) => {
-                if lock_conns(&conns).len() >= MAX_CONNECTIONS {
-                    tracing::warn!(%peer, "too many connections; refusing");
-                    continue;
-                }
-                tracing::debug!(%peer, "connection");
-                match Connection::spawn(stream, svc.clone(), limits) {
-                    Ok(c) => {
-                        lock_conns(&conns).insert(c.id(), c.clone());
-                        // Forget the connection once it is gone, so the table stays bounded.
-                        let conns = conns.clone();
-                        tokio::spawn(async move {
-                            c.closed().await;
-                            lock_conns(&conns).remove(&c.id());
-                        });
-                    }
-                    Err(e) => tracing::warn!(%peer, "cannot set up connection: {e}"),
-                }
-            }
-            Err(e) => {
-                // Out of descriptors and the like: back off instead of spinning.
-                tracing::warn!("accept: {e}");
-                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-            }
-        }
-    }
+    let stop = async move {
+        let _ = stop.changed().await;
+    };
+    proto::rpc::serve(listener, svc, limits, conns, stop).await
 }

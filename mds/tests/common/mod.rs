@@ -23,6 +23,7 @@ pub async fn server_with(export: Export) -> (Server, tempfile::TempDir) {
         lease_seconds: 30,
         grace_seconds: None,
         cluster: None,
+        connections: Default::default(),
     };
     (Server::start(cfg).await.unwrap(), dir)
 }

@@ -1,20 +1,21 @@
 //! One TCP connection carrying RPC in both directions: calls from the peer go to a handler,
 //! calls we make get their replies matched by xid. The NFSv4.1 back channel needs exactly
 //! this: the server sends CB_COMPOUND over the client's own fore-channel connection.
+use super::admission::ConnTable;
 use super::message::{
     accepted_reply, parse_message, rpc_mismatch_reply, AcceptStat, Call, Incoming, Reply,
 };
-use super::record::{frame_writer, read_record};
+use super::record::{frame_writer, read_record_within};
 use super::{Auth, RpcError};
 use crate::xdr::Writer;
 use std::collections::HashMap;
 use std::future::Future;
 use std::io::IoSlice;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
-use tokio::io::AsyncWriteExt;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot, Notify, Semaphore};
 
@@ -66,6 +67,33 @@ struct Inner {
     next_xid: AtomicU32,
     closed: AtomicBool,
     closed_notify: Notify,
+    /// When a record was last read whole or written (ms since `epoch()`).
+    last_active: AtomicU64,
+    /// Calls from the peer being served.
+    in_flight: AtomicUsize,
+}
+
+/// Clones of a connection its own reader and writer tasks hold.
+const OWN_HANDLES: usize = 2;
+
+fn epoch() -> Instant {
+    static EPOCH: OnceLock<Instant> = OnceLock::new();
+    *EPOCH.get_or_init(Instant::now)
+}
+
+fn now_ms() -> u64 {
+    epoch().elapsed().as_millis() as u64
+}
+
+/// A table's handle on a connection: it must not keep the connection alive, or the count of
+/// handles that tells a session's back channel from an idle socket would be off.
+#[derive(Clone)]
+pub(crate) struct WeakConnection(Weak<Inner>);
+
+impl WeakConnection {
+    pub(crate) fn upgrade(&self) -> Option<Connection> {
+        self.0.upgrade().map(|inner| Connection { inner })
+    }
 }
 
 #[derive(Clone)]
@@ -85,6 +113,27 @@ impl Connection {
         stream: TcpStream,
         handler: Arc<H>,
         limits: ConnectionLimits,
+    ) -> std::io::Result<Connection> {
+        Self::spawn_inner(stream, handler, limits, None)
+    }
+
+    /// `spawn` for a connection a listener accepted: it joins `table`, which may close it to make
+    /// room, and it is closed when idle, when a record trickles in, or when a record cannot get
+    /// memory in time (see `ServeLimits`).
+    pub fn spawn_served<H: CallHandler>(
+        stream: TcpStream,
+        handler: Arc<H>,
+        limits: ConnectionLimits,
+        table: Arc<ConnTable>,
+    ) -> std::io::Result<Connection> {
+        Self::spawn_inner(stream, handler, limits, Some(table))
+    }
+
+    fn spawn_inner<H: CallHandler>(
+        stream: TcpStream,
+        handler: Arc<H>,
+        limits: ConnectionLimits,
+        table: Option<Arc<ConnTable>>,
     ) -> std::io::Result<Connection> {
         let peer = stream.peer_addr()?;
         let local = stream.local_addr()?;
@@ -107,10 +156,16 @@ impl Connection {
                 next_xid: AtomicU32::new(seed),
                 closed: AtomicBool::new(false),
                 closed_notify: Notify::new(),
+                last_active: AtomicU64::new(now_ms()),
+                in_flight: AtomicUsize::new(0),
             }),
         };
+        if let Some(t) = &table {
+            // Before the tasks start, so the table's count never misses a live connection.
+            t.admit(&conn);
+        }
         tokio::spawn(write_loop(conn.clone(), wr, rx));
-        tokio::spawn(read_loop(conn.clone(), rd, handler, limits));
+        tokio::spawn(read_loop(conn.clone(), rd, handler, limits, table));
         Ok(conn)
     }
 
@@ -135,6 +190,40 @@ impl Connection {
     }
     pub fn is_closed(&self) -> bool {
         self.inner.closed.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn downgrade(&self) -> WeakConnection {
+        WeakConnection(Arc::downgrade(&self.inner))
+    }
+
+    fn touch(&self) {
+        self.inner.last_active.store(now_ms(), Ordering::Relaxed);
+    }
+
+    /// How long since a record was last read whole or written.
+    pub fn idle_for(&self) -> Duration {
+        let last = self.inner.last_active.load(Ordering::Relaxed);
+        Duration::from_millis(now_ms().saturating_sub(last))
+    }
+
+    /// Whether calls are being served or awaited on it.
+    pub(crate) fn busy(&self) -> bool {
+        self.inner.in_flight.load(Ordering::Acquire) > 0
+            || self
+                .inner
+                .pending
+                .lock()
+                .map(|p| !p.is_empty())
+                .unwrap_or(true)
+    }
+
+    /// Whether anything but the connection's own tasks, the calls it is serving and `callers`
+    /// handles of the caller keeps it: the MDS keeps a session's back channel
+    /// (`Session::back_conn`), and such a connection is idle on our side while the client
+    /// holds state it may recall.
+    pub(crate) fn kept_elsewhere(&self, callers: usize) -> bool {
+        let own = OWN_HANDLES + self.inner.in_flight.load(Ordering::Acquire) + callers;
+        Arc::strong_count(&self.inner) > own
     }
 
     /// Resolves once the connection is gone.
@@ -273,6 +362,7 @@ async fn write_loop(
         if write_all_vectored(&mut wr, &batch).await.is_err() {
             break;
         }
+        conn.touch();
         batch.clear();
     }
     conn.close();
@@ -313,15 +403,40 @@ async fn read_loop<H: CallHandler>(
     mut rd: tokio::net::tcp::OwnedReadHalf,
     handler: Arc<H>,
     limits: ConnectionLimits,
+    table: Option<Arc<ConnTable>>,
 ) {
     let permits = Arc::new(Semaphore::new(limits.max_in_flight));
     // Small records (most calls and replies) arrive several per system call instead of two
     // system calls each (header, then body); large payloads still bypass the buffer.
     let mut rd = tokio::io::BufReader::with_capacity(READ_BUFFER, &mut rd);
     loop {
-        let rec = tokio::select! {
-            r = read_record(&mut rd, limits.max_record) => r,
-            _ = conn.closed() => break,
+        let rec = match &table {
+            None => tokio::select! {
+                r = read_record_within(&mut rd, limits.max_record, None) => r,
+                _ = conn.closed() => break,
+            },
+            Some(t) => {
+                if !wait_for_record(&conn, &mut rd, t).await {
+                    break;
+                }
+                let l = t.limits();
+                let read = read_record_within(&mut rd, limits.max_record, Some(t.budget()));
+                tokio::select! {
+                    r = tokio::time::timeout(l.record_timeout, read) => match r {
+                        Ok(r) => r,
+                        Err(_) => {
+                            tracing::debug!(
+                                conn = conn.inner.id,
+                                peer = %conn.inner.peer,
+                                "closing: record not whole within {:?}",
+                                l.record_timeout
+                            );
+                            break;
+                        }
+                    },
+                    _ = conn.closed() => break,
+                }
+            }
         };
         let rec = match rec {
             Ok(Some(r)) => r,
@@ -331,17 +446,20 @@ async fn read_loop<H: CallHandler>(
                 break;
             }
         };
+        conn.touch();
         match parse_message(rec) {
             Ok(Incoming::Call(call)) => {
                 let Ok(permit) = permits.clone().acquire_owned().await else {
                     break;
                 };
                 let h = handler.clone();
+                conn.inner.in_flight.fetch_add(1, Ordering::AcqRel);
                 let c = conn.clone();
                 tokio::spawn(async move {
                     if let Some(w) = h.handle(c.clone(), call).await {
                         let _ = c.send(w).await;
                     }
+                    c.inner.in_flight.fetch_sub(1, Ordering::AcqRel);
                     drop(permit);
                 });
             }
@@ -363,10 +481,45 @@ async fn read_loop<H: CallHandler>(
         }
     }
     conn.close();
+    if let Some(t) = table {
+        t.remove(&conn);
+    }
+}
+
+/// Waits for the first byte of the next record; false if the connection is to go: closed,
+/// at EOF, or idle past the limit with nothing keeping it. Waiting in `fill_buf` loses no
+/// bytes when the idle timer fires, unlike a half-read header.
+async fn wait_for_record<R: tokio::io::AsyncRead + Unpin>(
+    conn: &Connection,
+    rd: &mut tokio::io::BufReader<R>,
+    table: &ConnTable,
+) -> bool {
+    let idle_timeout = table.limits().idle_timeout;
+    loop {
+        let left = idle_timeout.saturating_sub(conn.idle_for());
+        // Idle but kept (or busy): look again a full period later.
+        let wait = if left.is_zero() { idle_timeout } else { left };
+        tokio::select! {
+            r = rd.fill_buf() => return matches!(r, Ok(b) if !b.is_empty()),
+            _ = tokio::time::sleep(wait) => {
+                if conn.idle_for() >= idle_timeout && !conn.busy() && !conn.kept_elsewhere(0) {
+                    tracing::debug!(
+                        conn = conn.inner.id,
+                        peer = %conn.inner.peer,
+                        "closing: idle for {:?}",
+                        conn.idle_for()
+                    );
+                    return false;
+                }
+            }
+            _ = conn.closed() => return false,
+        }
+    }
 }
 
 #[cfg(test)]
 mod tests {
+    use super::super::read_record;
     use super::*;
     use tokio::net::TcpListener;
 

@@ -4,13 +4,17 @@
 //!
 //! Header parsing uses the `onc-rpc` crate; this module adds what it stops short of:
 //! multi-fragment records, bounded reads, and zero-copy reply building.
+mod admission;
 mod auth;
 mod connection;
+mod limits;
 mod message;
 mod record;
 
+pub use admission::{serve, ConnTable};
 pub use auth::{Auth, AuthSys, AUTH_NONE, AUTH_SYS, RPCSEC_GSS};
 pub use connection::{CallHandler, Connection, ConnectionLimits, RejectCalls};
+pub use limits::{RecordBudget, ServeLimits, RESERVED_FDS, SMALL_RECORD};
 pub use message::{
     accepted_reply, denied_auth_reply, encode_call, parse_message, rpc_mismatch_reply, AcceptStat,
     AuthStat, Call, Incoming, Reply, ReplyStatus,

@@ -1,5 +1,6 @@
 //! Record marking (RFC 5531 §11): a record is one or more fragments, each behind a 4-byte
 //! header whose top bit marks the last fragment.
+use super::limits::{RecordBudget, SMALL_RECORD};
 use super::RpcError;
 use bytes::BufMut;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -14,8 +15,21 @@ pub async fn read_record<R: AsyncRead + Unpin>(
     r: &mut R,
     max: usize,
 ) -> Result<Option<Vec<u8>>, RpcError> {
+    read_record_within(r, max, None).await
+}
+
+/// `read_record`, taking room for records larger than `SMALL_RECORD` from `budget` before
+/// allocating it. The room is given back when the record is whole: the budget bounds what
+/// peers can make us hold by starting records and not finishing them.
+pub(crate) async fn read_record_within<R: AsyncRead + Unpin>(
+    r: &mut R,
+    max: usize,
+    budget: Option<&RecordBudget>,
+) -> Result<Option<Vec<u8>>, RpcError> {
     let mut buf = Vec::new();
     let mut first = true;
+    let mut held = Vec::new();
+    let mut charged = 0usize;
     loop {
         let mut hdr = [0u8; 4];
         match r.read_exact(&mut hdr).await {
@@ -28,6 +42,10 @@ pub async fn read_record<R: AsyncRead + Unpin>(
         let total = buf.len().saturating_sub(RECORD_HEADER_LEN) + len;
         if total > max {
             return Err(RpcError::RecordTooLarge { len: total, max });
+        }
+        if let Some(b) = budget.filter(|_| total > SMALL_RECORD) {
+            held.push(b.take(total - charged).await.ok_or(RpcError::Closed)?);
+            charged = total;
         }
         if first {
             // WRITE records are ~1 MiB: recycled (see `bufpool`), and never zeroed first.
@@ -47,6 +65,7 @@ pub async fn read_record<R: AsyncRead + Unpin>(
             break;
         }
     }
+    drop(held);
     let body = (buf.len() - RECORD_HEADER_LEN) as u32;
     buf[..4].copy_from_slice(&(body | LAST_FRAGMENT).to_be_bytes());
     Ok(Some(buf))
@@ -120,5 +139,37 @@ mod tests {
         wire.extend_from_slice(b"abc");
         let mut r = &wire[..];
         assert!(read_record(&mut r, 100).await.is_err());
+    }
+
+    #[tokio::test]
+    async fn large_records_wait_for_budget_and_give_it_back() {
+        let budget = RecordBudget::new(64 << 10);
+        let mut wire = Vec::new();
+        wire.extend_from_slice(&((40u32 << 10) | LAST_FRAGMENT).to_be_bytes());
+        wire.extend_from_slice(&[7; 40 << 10]);
+        // Someone else holds most of the budget: the record waits.
+        let other = budget.take(30 << 10).await.unwrap();
+        let mut r = &wire[..];
+        let read = read_record_within(&mut r, 1 << 20, Some(&budget));
+        tokio::pin!(read);
+        assert!(
+            tokio::time::timeout(std::time::Duration::from_millis(50), &mut read)
+                .await
+                .is_err()
+        );
+        drop(other);
+        let rec = read.await.unwrap().unwrap();
+        assert_eq!(rec.len(), 4 + (40 << 10));
+        assert_eq!(budget.in_use(), 0);
+        // Small records need none.
+        let _all = budget.take(64 << 10).await.unwrap();
+        let mut wire = Vec::new();
+        wire.extend_from_slice(&(3u32 | LAST_FRAGMENT).to_be_bytes());
+        wire.extend_from_slice(b"abc");
+        let mut r = &wire[..];
+        assert!(read_record_within(&mut r, 100, Some(&budget))
+            .await
+            .unwrap()
+            .is_some());
     }
 }
