@@ -199,6 +199,7 @@ async fn unconfirmed_client_records_are_purged_after_a_lease() {
         lease_seconds: 5,
         grace_seconds: None,
         cluster: None,
+        connections: Default::default(),
     })
     .await
     .unwrap();

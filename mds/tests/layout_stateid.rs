@@ -96,6 +96,7 @@ async fn layoutreturn_with_an_old_layout_stateid_is_old_stateid() {
         lease_seconds: 30,
         grace_seconds: None,
         cluster: Some(ClusterConfig::new(secret)),
+        connections: Default::default(),
     })
     .await
     .unwrap();

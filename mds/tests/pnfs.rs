@@ -246,6 +246,7 @@ async fn layoutcommit_under_a_read_layout_is_refused() {
         lease_seconds: 30,
         grace_seconds: None,
         cluster: Some(ClusterConfig::new(secret)),
+        connections: Default::default(),
     })
     .await
     .unwrap();

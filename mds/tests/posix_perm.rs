@@ -185,7 +185,7 @@ async fn a_write_by_another_user_clears_set_id_bits() {
                 stateid: Stateid4::default(),
                 offset: 0,
                 stable: StableHow4::FileSync4,
-                data: Opaque(b"x".to_vec().into()),
+                data: Opaque(b"x".to_vec()),
             }),
             getattr(&[FATTR4_MODE]),
         ],

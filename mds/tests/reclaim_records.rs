@@ -20,6 +20,7 @@ async fn start(dir: &Path) -> Server {
             lease_seconds: 5,
             grace_seconds: Some(2),
             cluster: None,
+            connections: Default::default(),
         })
         .await;
         match r {
