@@ -31,7 +31,11 @@ impl User {
 /// The caller's credential as sent, before any export's squashing.
 #[derive(Debug, Clone)]
 pub enum Cred {
-    Sys { uid: u32, gid: u32, gids: Vec<u32> },
+    Sys {
+        uid: u32,
+        gid: u32,
+        gids: Vec<u32>,
+    },
     /// AUTH_NONE: the export's anonymous identity.
     None,
 }

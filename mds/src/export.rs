@@ -234,7 +234,11 @@ pub fn pseudo_entries<'a>(paths: impl Iterator<Item = &'a str>, dir: &str) -> Ve
     let mut names: Vec<String> = paths
         .filter(|p| strictly_below(dir, p))
         .filter_map(|p| {
-            let rest = if dir == "/" { &p[1..] } else { &p[dir.len() + 1..] };
+            let rest = if dir == "/" {
+                &p[1..]
+            } else {
+                &p[dir.len() + 1..]
+            };
             rest.split('/').next().map(str::to_string)
         })
         .collect();
@@ -297,8 +301,15 @@ mod tests {
         assert_eq!(Export::new("//").unwrap().path, "/");
         assert!(Export::new("/a/../b").is_err());
         assert_ne!(Export::new("/a").unwrap().id, Export::new("/b").unwrap().id);
-        assert_eq!(Export::new("/a").unwrap().id, Export::new("/a/").unwrap().id);
-        let set = |ps: &[&str]| ps.iter().map(|p| Export::new(p).unwrap()).collect::<Vec<_>>();
+        assert_eq!(
+            Export::new("/a").unwrap().id,
+            Export::new("/a/").unwrap().id
+        );
+        let set = |ps: &[&str]| {
+            ps.iter()
+                .map(|p| Export::new(p).unwrap())
+                .collect::<Vec<_>>()
+        };
         assert!(check_exports(&set(&["/a", "/b/c"])).is_ok());
         assert!(check_exports(&set(&["/a", "/ab"])).is_ok());
         assert_eq!(

@@ -310,16 +310,34 @@ async fn lookupp_at_an_export_root_stays_in_the_pseudo_file_system() {
         ])
         .await;
     assert_eq!(r.status, 0, "{r:?}");
-    assert_eq!(names(&r, 6), vec!["c"], "/b shows only the way to the export");
-    assert_eq!(names(&r, 8), vec!["b"], "/ shows only the way to the export");
+    assert_eq!(
+        names(&r, 6),
+        vec!["c"],
+        "/b shows only the way to the export"
+    );
+    assert_eq!(
+        names(&r, 8),
+        vec!["b"],
+        "/ shows only the way to the export"
+    );
     // From the export's root, up and sideways: nothing outside is reachable.
     let c_fh = fh_at(&r, 4);
     let r = c
-        .run(vec![putfh(&c_fh), NfsArgop4::Lookupp, NfsArgop4::Lookupp, lookup("secret")])
+        .run(vec![
+            putfh(&c_fh),
+            NfsArgop4::Lookupp,
+            NfsArgop4::Lookupp,
+            lookup("secret"),
+        ])
         .await;
     assert_eq!(status_at(&r, 4), Some(Nfsstat4::Noent.code()), "{r:?}");
     let r = c
-        .run(vec![putfh(&c_fh), NfsArgop4::Lookupp, NfsArgop4::Lookupp, NfsArgop4::Lookupp])
+        .run(vec![
+            putfh(&c_fh),
+            NfsArgop4::Lookupp,
+            NfsArgop4::Lookupp,
+            NfsArgop4::Lookupp,
+        ])
         .await;
     assert_eq!(status_at(&r, 4), Some(Nfsstat4::Noent.code()), "{r:?}");
     // SECINFO does not confirm names outside either.
@@ -378,11 +396,7 @@ async fn each_export_has_its_own_rules() {
     // /a: read-write, root squashed: root may create (the directory is 0777) and the new
     // directory is nobody's, but may not open root's 0600 file.
     let r = c
-        .run(vec![
-            putfh(&a_fh),
-            mkdir("made"),
-            getattr(&[FATTR4_OWNER]),
-        ])
+        .run(vec![putfh(&a_fh), mkdir("made"), getattr(&[FATTR4_OWNER])])
         .await;
     assert_eq!(r.status, 0, "{r:?}");
     assert_eq!(
@@ -399,7 +413,12 @@ async fn each_export_has_its_own_rules() {
     assert_eq!(status_at(&r, 2), Some(Nfsstat4::Rofs.code()), "{r:?}");
     // In one COMPOUND, each op is judged by its own current file handle's export.
     let r = c
-        .run(vec![putfh(&c_fh), lookup("g"), putfh(&a_fh), mkdir("again")])
+        .run(vec![
+            putfh(&c_fh),
+            lookup("g"),
+            putfh(&a_fh),
+            mkdir("again"),
+        ])
         .await;
     assert_eq!(r.status, 0, "the rw export after the ro one: {r:?}");
     let r = c
@@ -433,7 +452,12 @@ async fn the_pseudo_root_lists_exactly_the_exports_this_client_may_use() {
     let s = start(d.path(), vec![a, bc, hidden]).await;
     let mut c = Client::new(&s).await;
     let r = c
-        .run(vec![NfsArgop4::Putrootfh, readdir(), lookup("b"), readdir()])
+        .run(vec![
+            NfsArgop4::Putrootfh,
+            readdir(),
+            lookup("b"),
+            readdir(),
+        ])
         .await;
     assert_eq!(r.status, 0, "{r:?}");
     assert_eq!(names(&r, 2), vec!["a", "b"]);

@@ -170,12 +170,13 @@ impl<'a> Ctx<'a> {
 }
 
 pub fn putfh(ctx: &mut Ctx<'_>, a: &proto::nfs4::fileops::PutfhArgs) -> NfsResult<()> {
-    let fh = FileHandle::decode(a.object.0.as_bytes(), ctx.mds.fs_id, &ctx.mds.fh_key).map_err(
-        |e| match e {
-            FhError::Bad => NfsError::BadHandle,
-            FhError::Stale => NfsError::Stale,
-        },
-    )?;
+    let fh =
+        FileHandle::decode(a.object.0.as_bytes(), ctx.mds.fs_id, &ctx.mds.fh_key).map_err(|e| {
+            match e {
+                FhError::Bad => NfsError::BadHandle,
+                FhError::Stale => NfsError::Stale,
+            }
+        })?;
     // A handle names the export it was handed out in; this client must (still) be allowed
     // that export, or, for the pseudo file system, the directory must still lead to one.
     let allowed = if fh.export == PSEUDO_ID {
@@ -288,7 +289,11 @@ pub fn secinfo(ctx: &mut Ctx<'_>, a: &SecinfoArgs) -> SecinfoRes {
             let path = ctx.pseudo_path(dir.ino).ok_or(NfsError::Stale)?;
             let (_, exp) = ctx.pseudo_child(&path, name)?;
             let mds = ctx.mds;
-            return Ok(mds.exports.iter().find(|e| e.id == exp).unwrap_or(&mds.pseudo));
+            return Ok(mds
+                .exports
+                .iter()
+                .find(|e| e.id == exp)
+                .unwrap_or(&mds.pseudo));
         }
         ctx.mds.ns.lookup(dir.ino, name)?;
         Ok::<_, NfsError>(ctx.export)
@@ -309,7 +314,11 @@ pub fn secinfo_no_name(ctx: &mut Ctx<'_>, a: &SecinfoNoNameArgs) -> SecinfoRes {
     let r = match a.style {
         SecinfoStyle4::CurrentFh => ctx.fh().map(|_| ()),
         SecinfoStyle4::Parent => ctx.cur_dir().and_then(|d| {
-            let top = if ctx.in_pseudo() { ROOT_INO } else { ctx.root()? };
+            let top = if ctx.in_pseudo() {
+                ROOT_INO
+            } else {
+                ctx.root()?
+            };
             if d.ino == top {
                 Err(NfsError::NoEnt)
             } else {

@@ -56,8 +56,7 @@ pub async fn dispatch(ctx: &mut Ctx<'_>, op: &A) -> R {
     // Callbacks about an opened file carry its handle as the client knows it: remember the
     // export (only ambiguous with several).
     if ctx.mds.exports.len() > 1 && r.status() == 0 {
-        if let (A::Open(_) | A::Layoutget(_) | A::GetDirDelegation(_), Some(ino)) = (op, ctx.cfh)
-        {
+        if let (A::Open(_) | A::Layoutget(_) | A::GetDirDelegation(_), Some(ino)) = (op, ctx.cfh) {
             ctx.mds.recent_exports.note(ino, ctx.cexp);
         }
     }
