@@ -19,12 +19,20 @@ pub enum AdminError {
     Rpc(RpcError, SocketAddr),
     #[error("undecodable status reply: {0}")]
     Xdr(#[from] XdrError),
-    #[error("the MDS refused the status call ({0})")]
+    #[error("the MDS refused the status call ({})", refusal(*.0))]
     Refused(u32),
 }
 
-/// Asks the MDS at `addr` for its status.
-pub async fn status(addr: SocketAddr) -> Result<StatusResOk, AdminError> {
+/// Asks the MDS at `addr` for its status, signed with the cluster secret.
+pub async fn status(
+    addr: SocketAddr,
+    secret: &layout::ClusterSecret,
+) -> Result<StatusResOk, AdminError> {
+    let nonce = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64)
+        ^ u64::from(std::process::id()) << 32;
+    let args = secret.status_args(nonce).to_xdr();
     let conn = Connection::connect(addr, Arc::new(RejectCalls), ConnectionLimits::default())
         .await
         .map_err(|source| AdminError::Connect { addr, source })?;
@@ -34,7 +42,7 @@ pub async fn status(addr: SocketAddr) -> Result<StatusResOk, AdminError> {
             CFS_CLUSTER_V1,
             CLUSTERPROC_STATUS,
             &Auth::None,
-            &[],
+            &args,
             Duration::from_secs(10),
         )
         .await
@@ -43,6 +51,14 @@ pub async fn status(addr: SocketAddr) -> Result<StatusResOk, AdminError> {
     match StatusRes::from_xdr(reply.body())? {
         StatusRes::Ok(s) => Ok(s),
         StatusRes::Err(c) => Err(AdminError::Refused(c)),
+    }
+}
+
+fn refusal(code: u32) -> &'static str {
+    match code {
+        CLUSTER_ERR_AUTH => "wrong cluster secret",
+        CLUSTER_ERR_CLOCK => "clocks too far apart",
+        _ => "unknown reason",
     }
 }
 

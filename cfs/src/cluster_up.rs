@@ -157,7 +157,8 @@ pub async fn run(a: UpArgs) -> Result<(), Box<dyn std::error::Error>> {
     }
     write(&dir.join("pids"), &pids)?;
 
-    let ready = wait_ready(mds_addr, usize::from(a.ds), &mut nodes).await;
+    let cluster_secret = crate::config::load_secret(&secret)?;
+    let ready = wait_ready(mds_addr, &cluster_secret, usize::from(a.ds), &mut nodes).await;
     if let Err(e) = ready {
         stop(&mut nodes).await;
         return Err(e.into());
@@ -170,7 +171,7 @@ pub async fn run(a: UpArgs) -> Result<(), Box<dyn std::error::Error>> {
         hosts.join(", "),
         dir.display()
     );
-    println!("mount: mount -t nfs4 -o vers=4.1 {}:/ /mnt   status: cfs admin status --server {mds_addr}   stop: Ctrl-C", mds_addr.ip());
+    println!("mount: mount -t nfs4 -o vers=4.1 {}:/ /mnt   status: cfs admin status --config {}   stop: Ctrl-C", mds_addr.ip(), dir.join("mds.toml").display());
 
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     tokio::select! {
@@ -181,7 +182,12 @@ pub async fn run(a: UpArgs) -> Result<(), Box<dyn std::error::Error>> {
     Ok(())
 }
 
-async fn wait_ready(mds: SocketAddr, want: usize, nodes: &mut [Node]) -> Result<(), UpError> {
+async fn wait_ready(
+    mds: SocketAddr,
+    secret: &layout::ClusterSecret,
+    want: usize,
+    nodes: &mut [Node],
+) -> Result<(), UpError> {
     let limit = Duration::from_secs(30);
     let start = Instant::now();
     let mut last = String::from("no answer yet");
@@ -194,7 +200,7 @@ async fn wait_ready(mds: SocketAddr, want: usize, nodes: &mut [Node]) -> Result<
                 });
             }
         }
-        match crate::admin::status(mds).await {
+        match crate::admin::status(mds, secret).await {
             Ok(s) => {
                 let up = s
                     .data_servers

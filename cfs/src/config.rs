@@ -198,7 +198,8 @@ pub fn build_exports(cfgs: &[ExportConfig]) -> Result<Vec<Export>, ConfigError> 
     if cfgs.is_empty() {
         return Ok(vec![Export::new("/")?]);
     }
-    cfgs.iter()
+    let exports = cfgs
+        .iter()
         .map(|c| {
             let mut e = Export::new(&c.path)?;
             if let Some(cl) = &c.clients {
@@ -226,7 +227,9 @@ pub fn build_exports(cfgs: &[ExportConfig]) -> Result<Vec<Export>, ConfigError> 
             }
             Ok(e)
         })
-        .collect()
+        .collect::<Result<Vec<_>, ConfigError>>()?;
+    mds::export::check_exports(&exports)?;
+    Ok(exports)
 }
 
 #[cfg(test)]
@@ -263,5 +266,11 @@ mod tests {
             .to_string()
             .contains("rwx"));
         assert!(parse_listen("nope").is_err());
+        let c: FileConfig =
+            toml::from_str("[[export]]\npath = \"/a\"\n[[export]]\npath = \"/a/b\"").unwrap();
+        assert!(build_exports(&c.exports)
+            .unwrap_err()
+            .to_string()
+            .contains("nest"));
     }
 }

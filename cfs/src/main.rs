@@ -80,9 +80,15 @@ enum ClusterCmd {
 enum AdminCmd {
     /// Data servers, their state and counters, and I/O served by the MDS itself.
     Status {
-        /// MDS address.
-        #[arg(long, default_value = "127.0.0.1:2049")]
-        server: String,
+        /// MDS address (default: the config's `listen`, else 127.0.0.1:2049).
+        #[arg(long)]
+        server: Option<String>,
+        /// The MDS's config file: its `[cluster] secret_file` signs the request.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// File with the cluster secret (overrides the config's).
+        #[arg(long)]
+        cluster_secret_file: Option<PathBuf>,
         /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
@@ -117,7 +123,12 @@ fn main() -> ExitCode {
                 cluster,
             } => run_server(config, data, listen, cluster).await,
             Cmd::Cluster(ClusterCmd::Up(a)) => cluster_up::run(a).await,
-            Cmd::Admin(AdminCmd::Status { server, json }) => admin_status(&server, json).await,
+            Cmd::Admin(AdminCmd::Status {
+                server,
+                config,
+                cluster_secret_file,
+                json,
+            }) => admin_status(server, config, cluster_secret_file, json).await,
             Cmd::Files(cmd) => files::run(cmd).await.map_err(Into::into),
         }
     });
@@ -130,9 +141,23 @@ fn main() -> ExitCode {
     }
 }
 
-async fn admin_status(server: &str, json: bool) -> Result<(), Box<dyn std::error::Error>> {
-    let addr = config::parse_listen(server)?;
-    let s = admin::status(addr).await?;
+/// The MDS answers STATUS only to holders of the cluster secret, found as the servers find it.
+async fn admin_status(
+    server: Option<String>,
+    config: Option<PathBuf>,
+    secret_file: Option<PathBuf>,
+    json: bool,
+) -> Result<(), Box<dyn std::error::Error>> {
+    let file = config::load(config.as_deref())?;
+    let server = server
+        .or(file.listen.clone())
+        .unwrap_or_else(|| config::DEFAULT_LISTEN.to_string());
+    let addr = config::parse_listen(&server)?;
+    let secret_file = secret_file
+        .or_else(|| file.cluster.as_ref().and_then(|c| c.secret_file.clone()))
+        .ok_or(config::ConfigError::NoSecret)?;
+    let secret = config::load_secret(&secret_file)?;
+    let s = admin::status(addr, &secret).await?;
     if json {
         println!("{}", admin::to_json(&s));
     } else {

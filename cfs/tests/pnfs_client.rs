@@ -138,6 +138,8 @@ impl Cluster {
     /// cluster control program.
     fn status(&self) -> Option<StatusResOk> {
         let addr = self.addr;
+        let text = std::fs::read_to_string(self.dir.join("cluster").join("secret")).ok()?;
+        let secret = layout::ClusterSecret::from_passphrase(&text).ok()?;
         self.rt.block_on(async move {
             let s =
                 tokio::time::timeout(Duration::from_secs(2), tokio::net::TcpStream::connect(addr))
@@ -159,7 +161,7 @@ impl Cluster {
                     CFS_CLUSTER_V1,
                     proto::cluster::CLUSTERPROC_STATUS,
                     &Auth::None,
-                    &[],
+                    &secret.status_args(1).to_xdr(),
                     Duration::from_secs(5),
                 )
                 .await
@@ -176,7 +178,14 @@ impl Cluster {
     fn admin_status(&self) -> String {
         let o = cfs(
             &self.dir,
-            &["admin", "status", "--server", &self.addr.to_string()],
+            &[
+                "admin",
+                "status",
+                "--server",
+                &self.addr.to_string(),
+                "--config",
+                &self.dir.join("cluster").join("mds.toml").to_string_lossy(),
+            ],
         );
         format!("{}{}", o.text(), o.stderr)
     }
@@ -204,7 +213,9 @@ impl Cluster {
                     "--json",
                     "--server",
                     &self.addr.to_string(),
+                    "--config",
                 ])
+                .arg(self.dir.join("cluster").join("mds.toml"))
                 .output()
                 .expect("cfs admin status");
             let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("status JSON");

@@ -1,10 +1,9 @@
 //! NFSv4 attributes of an inode, and the attributes a client may set.
 use crate::error::{NfsError, NfsResult};
-use crate::fh::FileHandle;
 use crate::namespace::{FileKind, Inode, SetTime, Time};
 use crate::Mds;
 use proto::nfs4::attr::*;
-use proto::nfs4::basic::{Fattr4, Fsid4, NfsFh4, NfsFtype4, Nfstime4, Settime4, Specdata4};
+use proto::nfs4::basic::{Fattr4, Fsid4, NfsFtype4, Nfstime4, Settime4, Specdata4};
 use proto::xdr::Opaque;
 
 /// Every attribute this server returns (built once: GETATTR is the hottest operation).
@@ -160,13 +159,7 @@ pub fn file_attrs(mds: &Mds, i: &Inode, want: &Bitmap, space_used: u64) -> FileA
         case_insensitive: Some(false),
         case_preserving: Some(true),
         chown_restricted: Some(true),
-        filehandle: Some(NfsFh4(Opaque(
-            FileHandle {
-                fs_id: mds.fs_id,
-                ino: i.ino,
-            }
-            .encode(),
-        ))),
+        filehandle: Some(mds.handle_of(i.ino)),
         fileid: Some(i.ino),
         homogeneous: Some(true),
         maxfilesize: Some(i64::MAX as u64),

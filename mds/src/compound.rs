@@ -15,15 +15,55 @@ use std::sync::Arc;
 /// the checks in `namespace::perm` see exactly what the operation saw.
 pub type User = crate::namespace::perm::Cred;
 
+/// The caller's credential as sent, before any export's squashing.
+#[derive(Debug, Clone)]
+pub enum WireCred {
+    Sys {
+        uid: u32,
+        gid: u32,
+        gids: Vec<u32>,
+    },
+    /// AUTH_NONE: the export's anonymous identity.
+    None,
+}
+
+impl WireCred {
+    /// Who the caller runs as under `export`'s rules.
+    pub fn user(&self, export: &Export) -> User {
+        match self {
+            WireCred::Sys { uid, gid, gids } => {
+                let (u, g) = export.map_ids(*uid, *gid);
+                User {
+                    uid: u,
+                    gid: g,
+                    groups: if u == *uid { gids.clone() } else { Vec::new() },
+                }
+            }
+            WireCred::None => User {
+                uid: export.anon_uid,
+                gid: export.anon_gid,
+                groups: Vec::new(),
+            },
+        }
+    }
+}
+
 /// Per-COMPOUND state: the current and saved file handles and stateids, and the session.
 pub struct Ctx<'a> {
     pub mds: &'a Arc<Mds>,
     pub conn: &'a Connection,
+    /// Who the request runs as: `cred` under the rules of the current file handle's export.
     pub user: User,
+    pub cred: WireCred,
+    /// The export of the current file handle (its rules: read-only, squashing, flavors).
     pub export: &'a Export,
     pub minor: u32,
     pub cfh: Option<u64>,
     pub sfh: Option<u64>,
+    /// The export ids of the current and saved file handles (`export::PSEUDO_ID` for a
+    /// directory of the pseudo file system).
+    pub cexp: u32,
+    pub sexp: u32,
     pub cur_sid: Option<StateId>,
     pub saved_sid: Option<StateId>,
     pub session: Option<SessionId>,
@@ -77,31 +117,23 @@ fn status_only(tag: &proto::xdr::Opaque, status: NfsError) -> Vec<u8> {
 
 pub async fn run(mds: &Arc<Mds>, conn: &Connection, call: &Call) -> Writer {
     let peer = conn.peer_addr().ip();
+    // Rules come from the export of each op's current file handle (PUTFH, LOOKUP... switch
+    // them); until the first one sets it, the first export admitting the client stands in.
     let Some(export) = mds.exports.iter().find(|e| e.admits(peer)) else {
         tracing::info!(%peer, "refused: no export admits this client");
         return denied_auth_reply(call.xid, AuthStat::TooWeak);
     };
-    let user = match &call.cred {
-        Auth::Sys(s) => {
-            let (uid, gid) = export.map_ids(s.uid, s.gid);
-            User {
-                uid,
-                gid,
-                groups: if uid == s.uid {
-                    s.gids.clone()
-                } else {
-                    Vec::new()
-                },
-            }
-        }
-        // AUTH_NONE gets the anonymous identity; anything else this server cannot verify yet.
-        Auth::None => User {
-            uid: export.anon_uid,
-            gid: export.anon_gid,
-            groups: Vec::new(),
+    let cred = match &call.cred {
+        Auth::Sys(s) => WireCred::Sys {
+            uid: s.uid,
+            gid: s.gid,
+            gids: s.gids.clone(),
         },
+        // AUTH_NONE gets the anonymous identity; anything else this server cannot verify yet.
+        Auth::None => WireCred::None,
         Auth::Other { .. } => return denied_auth_reply(call.xid, AuthStat::TooWeak),
     };
+    let user = cred.user(export);
     let mut r = Reader::new(call.args());
     let args = match Compound4Args::decode_partial(&mut r) {
         Ok(a) => a,
@@ -123,10 +155,13 @@ pub async fn run(mds: &Arc<Mds>, conn: &Connection, call: &Call) -> Writer {
         mds,
         conn,
         user,
+        cred,
         export,
         minor: args.minorversion,
         cfh: None,
         sfh: None,
+        cexp: export.id,
+        sexp: export.id,
         cur_sid: None,
         saved_sid: None,
         session: None,

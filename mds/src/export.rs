@@ -10,8 +10,14 @@ pub enum ExportError {
     BadRange(String),
     #[error("unknown security flavor {0:?} (expected sys, krb5, krb5i or krb5p)")]
     BadFlavor(String),
-    #[error("export path {0:?} must be absolute")]
+    #[error("export path {0:?} must be absolute, without \".\", \"..\" or empty components")]
     BadPath(String),
+    #[error("exports {0:?} and {1:?} nest (one contains the other); export disjoint trees")]
+    Nested(String, String),
+    #[error("export {0:?} is listed twice")]
+    Duplicate(String),
+    #[error("exports {0:?} and {1:?} have the same export id; rename one")]
+    IdClash(String, String),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -103,10 +109,17 @@ impl FromStr for SecFlavor {
     }
 }
 
+/// The export id of the pseudo file system (RFC 8881 §7) in file handles.
+pub const PSEUDO_ID: u32 = 0;
+
 #[derive(Debug, Clone)]
 pub struct Export {
-    /// Path inside the file system, "/" for the whole namespace.
+    /// Path inside the file system, "/" for the whole namespace; normalised (no trailing '/').
     pub path: String,
+    /// Names the export in file handles: derived from the path, so it stays the same across
+    /// restarts and reorderings of the configuration (a handle stays valid while its export
+    /// is configured). Never [`PSEUDO_ID`].
+    pub id: u32,
     pub clients: Vec<AddrRange>,
     pub read_only: bool,
     pub root_squash: bool,
@@ -118,11 +131,10 @@ pub struct Export {
 
 impl Export {
     pub fn new(path: &str) -> Result<Export, ExportError> {
-        if !path.starts_with('/') {
-            return Err(ExportError::BadPath(path.to_string()));
-        }
+        let path = normalise(path)?;
         Ok(Export {
-            path: path.to_string(),
+            id: export_id(&path),
+            path,
             clients: AddrRange::any(),
             read_only: false,
             root_squash: false,
@@ -130,6 +142,20 @@ impl Export {
             anon_uid: 65534,
             anon_gid: 65534,
         })
+    }
+
+    /// The pseudo file system's directories: read-only, and nobody is root there.
+    pub fn pseudo() -> Export {
+        Export {
+            path: "/".to_string(),
+            id: PSEUDO_ID,
+            clients: AddrRange::any(),
+            read_only: true,
+            root_squash: true,
+            sec: vec![SecFlavor::Sys],
+            anon_uid: 65534,
+            anon_gid: 65534,
+        }
     }
 
     pub fn admits(&self, ip: IpAddr) -> bool {
@@ -143,6 +169,98 @@ impl Export {
         } else {
             (uid, gid)
         }
+    }
+}
+
+/// "/a//b/" is "/a/b"; relative paths and "." or ".." components are refused (an export
+/// path is compared with others as a string, so it must have one spelling).
+fn normalise(path: &str) -> Result<String, ExportError> {
+    let bad = || ExportError::BadPath(path.to_string());
+    let rest = path.strip_prefix('/').ok_or_else(bad)?;
+    let mut out = String::new();
+    for c in rest.split('/').filter(|c| !c.is_empty()) {
+        if c == "." || c == ".." || c.contains('\0') {
+            return Err(bad());
+        }
+        out.push('/');
+        out.push_str(c);
+    }
+    if out.is_empty() {
+        out.push('/');
+    }
+    Ok(out)
+}
+
+fn export_id(path: &str) -> u32 {
+    let h = blake3::hash(&[b"cfs export id\0".as_slice(), path.as_bytes()].concat());
+    let mut b = [0u8; 4];
+    b.copy_from_slice(&h.as_bytes()[..4]);
+    match u32::from_be_bytes(b) {
+        PSEUDO_ID => 1,
+        id => id,
+    }
+}
+
+/// Whether `inner` lies strictly below `outer` (both normalised).
+pub fn strictly_below(outer: &str, inner: &str) -> bool {
+    if outer == "/" {
+        return inner != "/";
+    }
+    inner.len() > outer.len() && inner.starts_with(outer) && inner.as_bytes()[outer.len()] == b'/'
+}
+
+/// Checks a set of exports can be served together: every object belongs to at most one
+/// export (no nesting), and ids are unique.
+pub fn check_exports(exports: &[Export]) -> Result<(), ExportError> {
+    for (i, a) in exports.iter().enumerate() {
+        for b in &exports[i + 1..] {
+            if a.path == b.path {
+                return Err(ExportError::Duplicate(a.path.clone()));
+            }
+            if strictly_below(&a.path, &b.path) || strictly_below(&b.path, &a.path) {
+                return Err(ExportError::Nested(a.path.clone(), b.path.clone()));
+            }
+            if a.id == b.id {
+                return Err(ExportError::IdClash(a.path.clone(), b.path.clone()));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The names in pseudo directory `dir` (a normalised path): the next component of every
+/// export path below it, each once, in order.
+pub fn pseudo_entries<'a>(paths: impl Iterator<Item = &'a str>, dir: &str) -> Vec<String> {
+    let mut names: Vec<String> = paths
+        .filter(|p| strictly_below(dir, p))
+        .filter_map(|p| {
+            let rest = if dir == "/" {
+                &p[1..]
+            } else {
+                &p[dir.len() + 1..]
+            };
+            rest.split('/').next().map(str::to_string)
+        })
+        .collect();
+    names.sort();
+    names.dedup();
+    names
+}
+
+/// `dir/name` for a normalised directory path.
+pub fn join(dir: &str, name: &str) -> String {
+    if dir == "/" {
+        format!("/{name}")
+    } else {
+        format!("{dir}/{name}")
+    }
+}
+
+/// The parent of a normalised path ("/" for "/" itself).
+pub fn parent(path: &str) -> &str {
+    match path.rfind('/') {
+        Some(0) | None => "/",
+        Some(i) => &path[..i],
     }
 }
 
@@ -174,5 +292,39 @@ mod tests {
         assert_eq!(e.map_ids(0, 0), (65534, 65534));
         assert_eq!(e.map_ids(5, 6), (5, 6));
         assert!(Export::new("rel").is_err());
+    }
+
+    #[test]
+    fn paths_and_sets() {
+        assert_eq!(Export::new("/a//b/").unwrap().path, "/a/b");
+        assert_eq!(Export::new("/").unwrap().path, "/");
+        assert_eq!(Export::new("//").unwrap().path, "/");
+        assert!(Export::new("/a/../b").is_err());
+        assert_ne!(Export::new("/a").unwrap().id, Export::new("/b").unwrap().id);
+        assert_eq!(
+            Export::new("/a").unwrap().id,
+            Export::new("/a/").unwrap().id
+        );
+        let set = |ps: &[&str]| {
+            ps.iter()
+                .map(|p| Export::new(p).unwrap())
+                .collect::<Vec<_>>()
+        };
+        assert!(check_exports(&set(&["/a", "/b/c"])).is_ok());
+        assert!(check_exports(&set(&["/a", "/ab"])).is_ok());
+        assert_eq!(
+            check_exports(&set(&["/a", "/a/b"])),
+            Err(ExportError::Nested("/a".into(), "/a/b".into()))
+        );
+        assert!(check_exports(&set(&["/", "/a"])).is_err());
+        assert!(check_exports(&set(&["/a", "/a"])).is_err());
+        let paths = ["/a", "/b/c", "/b/d/e"];
+        assert_eq!(pseudo_entries(paths.into_iter(), "/"), vec!["a", "b"]);
+        assert_eq!(pseudo_entries(paths.into_iter(), "/b"), vec!["c", "d"]);
+        assert!(pseudo_entries(paths.into_iter(), "/a").is_empty());
+        assert_eq!(parent("/b/c"), "/b");
+        assert_eq!(parent("/b"), "/");
+        assert_eq!(join("/", "a"), "/a");
+        assert_eq!(join("/b", "c"), "/b/c");
     }
 }

@@ -1,46 +1,236 @@
-//! NFSv4 file handles. Persistent (they survive restarts), because inode numbers are never
-//! reused: a handle names (file system instance, inode) and nothing else the client could
-//! forge into a different file.
-const MAGIC: [u8; 4] = *b"cfs1";
-pub const FH_LEN: usize = 4 + 8 + 8;
+//! NFSv4 file handles. Persistent (they survive restarts, fh_expire_type 0), because inode
+//! numbers are never reused and the key that authenticates them is kept in the data directory.
+//!
+//! Wire format (40 bytes), big-endian:
+//!
+//! | bytes | field |
+//! |---|---|
+//! | 0..4 | magic "cfs2" |
+//! | 4..12 | file system instance (created once, with the data directory) |
+//! | 12..16 | export id ([`crate::export::Export::id`]; 0 for a pseudo-file-system directory) |
+//! | 16..24 | inode |
+//! | 24..40 | keyed blake3 over bytes 0..24, truncated to 128 bits |
+//!
+//! Why a MAC: a handle that only named an inode let any client build one for an object outside
+//! the export it may use (or for the real root) and PUTFH it. Parent pointers cannot stand in
+//! for a subtree check, because a regular file has none (it may have several names). So the
+//! server only accepts handles it minted, and each names the export it was minted in: PUTFH
+//! then checks that export against the ones the client's address may use. Handles of earlier
+//! builds ("cfs1") are answered NFS4ERR_STALE: clients must remount after the upgrade.
+use std::io::{Read, Write};
+use std::path::Path;
+
+const MAGIC: [u8; 4] = *b"cfs2";
+const OLD_MAGIC: [u8; 4] = *b"cfs1";
+const BODY_LEN: usize = 24;
+const MAC_LEN: usize = 16;
+pub const FH_LEN: usize = BODY_LEN + MAC_LEN;
+/// Domain separation: the key is used for nothing else, but say what is being authenticated.
+const CONTEXT: &[u8] = b"cfs nfs4 file handle v2";
+/// The key's file in the data directory.
+pub const KEY_FILE: &str = "fh.key";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct FileHandle {
     /// Identifies the file system instance (created once, with the data directory).
     pub fs_id: u64,
+    /// The export the handle was handed out in (0: the pseudo file system).
+    pub export: u32,
     pub ino: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FhError {
-    /// Not one of ours at all (NFS4ERR_BADHANDLE).
+    /// Not one we minted: wrong length or magic, or the MAC does not verify (NFS4ERR_BADHANDLE).
     Bad,
-    /// Ours, but from another file system instance (NFS4ERR_STALE).
+    /// From another file system instance or an earlier handle format (NFS4ERR_STALE).
     Stale,
 }
 
+/// The per-file-system secret handles are authenticated with.
+#[derive(Clone)]
+pub struct FhKey([u8; 32]);
+
+impl std::fmt::Debug for FhKey {
+    /// Never print the bytes.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("FhKey(..)")
+    }
+}
+
+impl FhKey {
+    pub fn new(bytes: [u8; 32]) -> FhKey {
+        FhKey(bytes)
+    }
+
+    /// Reads `dir/fh.key`, creating it (32 random bytes, mode 0600, durable before use) on
+    /// the first start. Losing the file makes every handle clients hold stale.
+    pub fn load_or_create(dir: &Path) -> std::io::Result<FhKey> {
+        let path = dir.join(KEY_FILE);
+        match std::fs::read(&path) {
+            Ok(b) => {
+                let bytes: [u8; 32] = b.as_slice().try_into().map_err(|_| {
+                    std::io::Error::new(
+                        std::io::ErrorKind::InvalidData,
+                        format!("{} is not a 32-byte key", path.display()),
+                    )
+                })?;
+                return Ok(FhKey(bytes));
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
+        let mut bytes = [0u8; 32];
+        std::fs::File::open("/dev/urandom")?.read_exact(&mut bytes)?;
+        let tmp = dir.join(format!("{KEY_FILE}.tmp"));
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            let mut f = std::fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .mode(0o600)
+                .open(&tmp)?;
+            f.write_all(&bytes)?;
+            f.sync_all()?;
+        }
+        std::fs::rename(&tmp, &path)?;
+        std::fs::File::open(dir)?.sync_all()?;
+        Ok(FhKey(bytes))
+    }
+
+    fn mac(&self, body: &[u8]) -> [u8; MAC_LEN] {
+        let mut h = blake3::Hasher::new_keyed(&self.0);
+        h.update(CONTEXT);
+        h.update(body);
+        let mut out = [0u8; MAC_LEN];
+        out.copy_from_slice(&h.finalize().as_bytes()[..MAC_LEN]);
+        out
+    }
+}
+
 impl FileHandle {
-    pub fn encode(&self) -> Vec<u8> {
+    pub fn encode(&self, key: &FhKey) -> Vec<u8> {
         let mut v = Vec::with_capacity(FH_LEN);
         v.extend_from_slice(&MAGIC);
         v.extend_from_slice(&self.fs_id.to_be_bytes());
+        v.extend_from_slice(&self.export.to_be_bytes());
         v.extend_from_slice(&self.ino.to_be_bytes());
+        let mac = key.mac(&v);
+        v.extend_from_slice(&mac);
         v
     }
 
-    pub fn decode(b: &[u8], fs_id: u64) -> Result<FileHandle, FhError> {
+    /// Parses and authenticates a handle a client sent. Bounded work whatever `b` is.
+    pub fn decode(b: &[u8], fs_id: u64, key: &FhKey) -> Result<FileHandle, FhError> {
+        if b.len() == 20 && b[..4] == OLD_MAGIC {
+            return Err(FhError::Stale);
+        }
         if b.len() != FH_LEN || b[..4] != MAGIC {
             return Err(FhError::Bad);
         }
-        let mut a = [0u8; 8];
-        a.copy_from_slice(&b[4..12]);
-        let got_fs = u64::from_be_bytes(a);
-        a.copy_from_slice(&b[12..20]);
-        let ino = u64::from_be_bytes(a);
+        let got_fs = u64::from_be_bytes(field(&b[4..12]));
         if got_fs != fs_id {
+            // Another instance's handle (the data directory was recreated): not forged, gone.
             return Err(FhError::Stale);
         }
-        Ok(FileHandle { fs_id, ino })
+        let want = key.mac(&b[..BODY_LEN]);
+        // Constant-time comparison: a timing oracle would let a client forge byte by byte.
+        let diff = want
+            .iter()
+            .zip(&b[BODY_LEN..])
+            .fold(0u8, |acc, (x, y)| acc | (x ^ y));
+        if diff != 0 {
+            return Err(FhError::Bad);
+        }
+        Ok(FileHandle {
+            fs_id,
+            export: u32::from_be_bytes(field(&b[12..16])),
+            ino: u64::from_be_bytes(field(&b[16..24])),
+        })
+    }
+}
+
+/// A fixed-size field of a slice whose length was checked by the caller.
+fn field<const N: usize>(b: &[u8]) -> [u8; N] {
+    let mut a = [0u8; N];
+    a.copy_from_slice(&b[..N]);
+    a
+}
+
+tokio::task_local! {
+    /// The export id handles encoded by the running operation carry (GETATTR's and READDIR's
+    /// `filehandle` attribute): the export of the current file handle, set by `ops::dispatch`.
+    static ENCODING_EXPORT: u32;
+}
+
+/// Runs `f` with `export` as the export of the handles it encodes.
+pub async fn encoding_in<F: std::future::Future>(export: u32, f: F) -> F::Output {
+    ENCODING_EXPORT.scope(export, f).await
+}
+
+/// Runs `f` with `export` as the export of the handles it encodes (synchronous code).
+pub fn encoding_in_sync<R>(export: u32, f: impl FnOnce() -> R) -> R {
+    ENCODING_EXPORT.sync_scope(export, f)
+}
+
+impl crate::Mds {
+    /// The handle of `ino` in `export`.
+    pub fn handle(&self, export: u32, ino: u64) -> proto::nfs4::basic::NfsFh4 {
+        let fh = FileHandle {
+            fs_id: self.fs_id,
+            export,
+            ino,
+        };
+        proto::nfs4::basic::NfsFh4(proto::xdr::Opaque(fh.encode(&self.fh_key)))
+    }
+
+    /// The handle of `ino` as the running operation hands it out; outside an operation (a
+    /// callback), in the export `ino` was last handed out in as far as `recent_exports`
+    /// remembers, else the first export (the only one, in the usual single-export setup).
+    pub fn handle_of(&self, ino: u64) -> proto::nfs4::basic::NfsFh4 {
+        let export = ENCODING_EXPORT
+            .try_with(|e| *e)
+            .ok()
+            .or_else(|| self.recent_exports.get(ino))
+            .unwrap_or_else(|| self.exports.first().map_or(0, |e| e.id));
+        self.handle(export, ino)
+    }
+}
+
+/// Which export a client opened a file in, for the handle a callback about it carries (the
+/// client finds the file by comparing handle bytes). Bounded: the oldest entries go first.
+#[derive(Debug, Default)]
+pub struct RecentExports {
+    inner: std::sync::Mutex<RecentInner>,
+}
+
+#[derive(Debug, Default)]
+struct RecentInner {
+    map: std::collections::HashMap<u64, u32>,
+    order: std::collections::VecDeque<u64>,
+}
+
+/// Enough for every file with delegations or layouts out on a busy server; 1.5 MiB at most.
+const RECENT_MAX: usize = 65536;
+
+impl RecentExports {
+    /// Only needed with more than one export: callers skip it otherwise.
+    pub fn note(&self, ino: u64, export: u32) {
+        let mut g = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        if g.map.insert(ino, export).is_none() {
+            g.order.push_back(ino);
+            if g.order.len() > RECENT_MAX {
+                if let Some(old) = g.order.pop_front() {
+                    g.map.remove(&old);
+                }
+            }
+        }
+    }
+
+    pub fn get(&self, ino: u64) -> Option<u32> {
+        let g = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        g.map.get(&ino).copied()
     }
 }
 
@@ -50,12 +240,47 @@ mod tests {
 
     #[test]
     fn roundtrip_and_rejections() {
-        let fh = FileHandle { fs_id: 7, ino: 42 };
-        assert_eq!(FileHandle::decode(&fh.encode(), 7), Ok(fh));
-        assert_eq!(FileHandle::decode(&fh.encode(), 8), Err(FhError::Stale));
-        assert_eq!(FileHandle::decode(b"junk", 7), Err(FhError::Bad));
-        let mut b = fh.encode();
+        let key = FhKey::new([7; 32]);
+        let fh = FileHandle {
+            fs_id: 7,
+            export: 3,
+            ino: 42,
+        };
+        assert_eq!(FileHandle::decode(&fh.encode(&key), 7, &key), Ok(fh));
+        assert_eq!(
+            FileHandle::decode(&fh.encode(&key), 8, &key),
+            Err(FhError::Stale)
+        );
+        assert_eq!(FileHandle::decode(b"junk", 7, &key), Err(FhError::Bad));
+        let mut b = fh.encode(&key);
         b[0] = b'x';
-        assert_eq!(FileHandle::decode(&b, 7), Err(FhError::Bad));
+        assert_eq!(FileHandle::decode(&b, 7, &key), Err(FhError::Bad));
+        // Another inode or export with the old MAC: forged.
+        for at in [13, 23, 39] {
+            let mut b = fh.encode(&key);
+            b[at] ^= 1;
+            assert_eq!(FileHandle::decode(&b, 7, &key), Err(FhError::Bad), "{at}");
+        }
+        // Another key: forged.
+        let other = FhKey::new([8; 32]);
+        assert_eq!(
+            FileHandle::decode(&fh.encode(&other), 7, &key),
+            Err(FhError::Bad)
+        );
+        // A handle of the previous format is stale, not bad.
+        let mut old = b"cfs1".to_vec();
+        old.extend_from_slice(&7u64.to_be_bytes());
+        old.extend_from_slice(&42u64.to_be_bytes());
+        assert_eq!(FileHandle::decode(&old, 7, &key), Err(FhError::Stale));
+    }
+
+    #[test]
+    fn key_persists() {
+        let d = tempfile::tempdir().unwrap();
+        let a = FhKey::load_or_create(d.path()).unwrap();
+        let b = FhKey::load_or_create(d.path()).unwrap();
+        assert_eq!(a.0, b.0);
+        std::fs::write(d.path().join(KEY_FILE), b"short").unwrap();
+        assert!(FhKey::load_or_create(d.path()).is_err());
     }
 }

@@ -64,6 +64,8 @@ pub enum ServerError {
     },
     #[error("no exports configured")]
     NoExports,
+    #[error("exports: {0}")]
+    Exports(#[from] export::ExportError),
     #[error("cluster: {0}")]
     Cluster(#[from] cluster::ClusterError),
 }
@@ -74,7 +76,13 @@ pub struct Mds {
     pub data: data::DataPath,
     pub state: StateManager,
     pub exports: Vec<Export>,
+    /// The rules of the pseudo file system's directories (read-only).
+    pub pseudo: Export,
     pub fs_id: u64,
+    /// Authenticates the file handles this server hands out (`fh`).
+    pub fh_key: fh::FhKey,
+    /// The export each recently opened file was opened in (callbacks carry its handle).
+    pub recent_exports: fh::RecentExports,
     /// Where chunk data lives (for file-system space attributes).
     pub data_path: PathBuf,
     /// Changes on every restart, so clients know to resend UNSTABLE writes not yet committed.
@@ -92,6 +100,7 @@ impl Mds {
         if cfg.exports.is_empty() {
             return Err(ServerError::NoExports);
         }
+        export::check_exports(&cfg.exports)?;
         let dir = &cfg.data_dir;
         let dd = |source| ServerError::DataDir {
             path: dir.clone(),
@@ -106,6 +115,7 @@ impl Mds {
             path: meta_dir.clone(),
             source,
         })?;
+        let fh_key = fh::FhKey::load_or_create(&meta_dir).map_err(dd)?;
         let (db, previous) = ClientDb::open(&meta_dir).map_err(dd)?;
         let boot = ns.boot_count();
         let data = match &cfg.cluster {
@@ -136,6 +146,9 @@ impl Mds {
             data,
             state,
             exports: cfg.exports.clone(),
+            pseudo: Export::pseudo(),
+            fh_key,
+            recent_exports: fh::RecentExports::default(),
             write_verf,
             boot,
             lease_seconds: cfg.lease_seconds.max(5),

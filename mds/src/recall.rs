@@ -8,7 +8,6 @@
 //! was truncated by someone else, a DS it points at is down) is recalled, and the operation
 //! that caused it does not wait; the holder returns it, or finds out from the DS.
 use crate::error::{NfsError, NfsResult};
-use crate::fh::FileHandle;
 use crate::state::StateId;
 use crate::Mds;
 use proto::nfs4::basic::{NfsFh4, CB_COMPOUND};
@@ -70,13 +69,7 @@ fn recall_conflicts(mds: &Arc<Mds>, ino: u64, clientid: Option<u64>) -> bool {
 }
 
 fn file_fh(mds: &Mds, ino: u64) -> NfsFh4 {
-    NfsFh4(Opaque(
-        FileHandle {
-            fs_id: mds.fs_id,
-            ino,
-        }
-        .encode(),
-    ))
+    mds.handle_of(ino)
 }
 
 async fn send_recall(mds: Arc<Mds>, clientid: u64, sid: StateId, ino: u64) {

@@ -68,7 +68,10 @@ async fn ds_state(mds: &Connection, ds_id: u64) -> u32 {
             CFS_CLUSTER_V1,
             CLUSTERPROC_STATUS,
             &Auth::None,
-            &[],
+            &layout::ClusterSecret::from_passphrase(SECRET)
+                .unwrap()
+                .status_args(1)
+                .to_xdr(),
             T,
         )
         .await

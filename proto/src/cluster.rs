@@ -15,7 +15,8 @@ pub const CFS_CLUSTER_V1: u32 = 1;
 pub const CLUSTERPROC_NULL: u32 = 0;
 /// DS → MDS: register or renew. Args [`HeartbeatArgs`], result [`HeartbeatRes`].
 pub const CLUSTERPROC_HEARTBEAT: u32 = 1;
-/// Admin → MDS: the DS table and counters. No args, result [`StatusRes`].
+/// Admin → MDS: the DS table and counters. Args [`StatusArgs`] (authenticated with the
+/// cluster secret), result [`StatusRes`].
 pub const CLUSTERPROC_STATUS: u32 = 2;
 
 /// Most addresses a DS may advertise.
@@ -67,6 +68,28 @@ pub struct HeartbeatArgs {
     pub fence_seq: u64,
     /// Keyed blake3 over the XDR of all the fields above.
     pub mac: [u8; 32],
+}
+
+/// An operator's status request. Admin information (data-server addresses, capacity, traffic)
+/// is only for holders of the cluster secret: the MAC proves the caller has it, and the
+/// timestamp keeps a captured request from being replayed later.
+#[derive(Debug, Clone, PartialEq, Eq, Xdr)]
+pub struct StatusArgs {
+    /// Milliseconds since the Unix epoch when sent.
+    pub timestamp_ms: u64,
+    /// Random per request, so two requests in the same millisecond differ.
+    pub nonce: u64,
+    /// Keyed blake3 over the XDR of the fields above.
+    pub mac: [u8; 32],
+}
+
+impl StatusArgs {
+    /// The bytes the MAC covers: the XDR of every field but the MAC itself.
+    pub fn mac_input(&self) -> Vec<u8> {
+        let mut copy = self.clone();
+        copy.mac = [0; 32];
+        crate::xdr::Xdr::to_xdr(&copy)
+    }
 }
 
 /// Handles of `file` minted before layout generation `generation` are no longer good.

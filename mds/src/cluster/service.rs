@@ -30,7 +30,15 @@ pub fn handle(cluster: Option<&Cluster>, call: &Call) -> Writer {
             Ok(a) => heartbeat(cluster, &a).to_xdr(),
             Err(_) => return accepted_reply(call.xid, &Auth::None, AcceptStat::GarbageArgs),
         },
-        CLUSTERPROC_STATUS => status(cluster).to_xdr(),
+        CLUSTERPROC_STATUS => match StatusArgs::from_xdr(call.args()) {
+            Ok(a) if !cluster.cfg.secret.status_authentic(&a) => refuse(CLUSTER_ERR_AUTH),
+            Ok(a) if !layout::secret::fresh(a.timestamp_ms, layout::secret::now_ms()) => {
+                refuse(CLUSTER_ERR_CLOCK)
+            }
+            Ok(_) => status(cluster).to_xdr(),
+            // No arguments (an older `cfs admin status`): the caller has not shown the secret.
+            Err(_) => refuse(CLUSTER_ERR_AUTH),
+        },
         _ => return accepted_reply(call.xid, &Auth::None, AcceptStat::ProcUnavail),
     };
     let mut w = accepted_reply(call.xid, &Auth::None, AcceptStat::Success);
@@ -66,6 +74,12 @@ fn heartbeat(cluster: &Cluster, a: &HeartbeatArgs) -> HeartbeatRes {
             HeartbeatRes::Err(r.code())
         }
     }
+}
+
+/// Admin information is for holders of the cluster secret only.
+fn refuse(code: u32) -> Vec<u8> {
+    tracing::warn!(code, "status request refused");
+    StatusRes::Err(code).to_xdr()
 }
 
 fn status(cluster: &Cluster) -> StatusRes {

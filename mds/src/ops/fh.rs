@@ -2,10 +2,10 @@
 //! SAVEFH, RESTOREFH, LOOKUP, LOOKUPP, SECINFO, SECINFO_NO_NAME.
 use crate::compound::Ctx;
 use crate::error::{NfsError, NfsResult};
-use crate::export::SecFlavor;
+use crate::export::{self, Export, SecFlavor, PSEUDO_ID};
 use crate::fh::{FhError, FileHandle};
 use crate::namespace::{FileKind, Inode, ROOT_INO};
-use proto::nfs4::basic::{NfsFh4, AUTH_SYS};
+use proto::nfs4::basic::AUTH_SYS;
 use proto::nfs4::fileops::{
     GetfhRes, GetfhResOk, LookupArgs, Secinfo4, SecinfoArgs, SecinfoNoNameArgs, SecinfoRes,
     SecinfoResOk,
@@ -33,13 +33,96 @@ pub fn check_name(name: &Opaque) -> NfsResult<&[u8]> {
     Ok(b)
 }
 
-impl Ctx<'_> {
-    /// The export's root directory.
+impl<'a> Ctx<'a> {
+    /// The root directory of the current file handle's export.
     pub fn root(&self) -> NfsResult<u64> {
         if self.export.path == "/" {
             return Ok(ROOT_INO);
         }
         Ok(self.mds.ns.resolve(self.export.path.as_bytes())?.ino)
+    }
+
+    /// Makes `ino` in export `exp` the current file handle, and that export's rules the
+    /// request's.
+    pub fn set_cur(&mut self, ino: u64, exp: u32) {
+        self.cfh = Some(ino);
+        self.cexp = exp;
+        self.cur_sid = None;
+        self.enter(exp);
+    }
+
+    fn enter(&mut self, exp: u32) {
+        let mds: &'a std::sync::Arc<crate::Mds> = self.mds;
+        let e = if exp == PSEUDO_ID {
+            &mds.pseudo
+        } else {
+            // Ids were checked when the handle was accepted; an unknown one gets no rights.
+            mds.exports
+                .iter()
+                .find(|e| e.id == exp)
+                .unwrap_or(&mds.pseudo)
+        };
+        self.export = e;
+        self.user = self.cred.user(e);
+    }
+
+    /// Whether the current file handle is a directory of the pseudo file system.
+    pub fn in_pseudo(&self) -> bool {
+        self.cfh.is_some() && self.cexp == PSEUDO_ID
+    }
+
+    /// The exports this client's address may use.
+    pub fn admitted(&self) -> impl Iterator<Item = &'a Export> {
+        let mds: &'a std::sync::Arc<crate::Mds> = self.mds;
+        let peer = self.conn.peer_addr().ip();
+        mds.exports.iter().filter(move |e| e.admits(peer))
+    }
+
+    /// The path of pseudo directory `ino` for this client, if it is one: a proper ancestor
+    /// of an export it may use. None when it may use an export of "/" (no pseudo file system).
+    pub fn pseudo_path(&self, ino: u64) -> Option<String> {
+        if self.admitted().any(|e| e.path == "/") {
+            return None;
+        }
+        if ino == ROOT_INO {
+            return Some("/".to_string());
+        }
+        for e in self.admitted() {
+            let mut q = export::parent(&e.path);
+            while q != "/" {
+                if self.mds.ns.resolve(q.as_bytes()).ok().map(|i| i.ino) == Some(ino) {
+                    return Some(q.to_string());
+                }
+                q = export::parent(q);
+            }
+        }
+        None
+    }
+
+    /// Where `name` in pseudo directory `dir` leads: an export's root, a deeper pseudo
+    /// directory, or nowhere (NOENT: nothing else in the file system is visible from here).
+    fn pseudo_child(&self, dir: &str, name: &[u8]) -> NfsResult<(u64, u32)> {
+        let name = std::str::from_utf8(name).map_err(|_| NfsError::Inval)?;
+        let child = export::join(dir, name);
+        let exp = match self.admitted().find(|e| e.path == child) {
+            Some(e) => e.id,
+            None if self
+                .admitted()
+                .any(|e| export::strictly_below(&child, &e.path)) =>
+            {
+                PSEUDO_ID
+            }
+            None => return Err(NfsError::NoEnt),
+        };
+        let i = self
+            .mds
+            .ns
+            .resolve(child.as_bytes())
+            .map_err(|_| NfsError::NoEnt)?;
+        if !i.kind.is_dir() {
+            return Err(NfsError::NoEnt);
+        }
+        Ok((i.ino, exp))
     }
 
     pub fn inode(&self, ino: u64) -> NfsResult<Inode> {
@@ -62,33 +145,44 @@ impl Ctx<'_> {
 }
 
 pub fn putfh(ctx: &mut Ctx<'_>, a: &proto::nfs4::fileops::PutfhArgs) -> NfsResult<()> {
-    let fh = FileHandle::decode(a.object.0.as_bytes(), ctx.mds.fs_id).map_err(|e| match e {
-        FhError::Bad => NfsError::BadHandle,
-        FhError::Stale => NfsError::Stale,
-    })?;
+    let fh =
+        FileHandle::decode(a.object.0.as_bytes(), ctx.mds.fs_id, &ctx.mds.fh_key).map_err(|e| {
+            match e {
+                FhError::Bad => NfsError::BadHandle,
+                FhError::Stale => NfsError::Stale,
+            }
+        })?;
+    // A handle names the export it was handed out in; this client must (still) be allowed
+    // that export, or, for the pseudo file system, the directory must still lead to one.
+    let allowed = if fh.export == PSEUDO_ID {
+        ctx.pseudo_path(fh.ino).is_some()
+    } else {
+        ctx.admitted().any(|e| e.id == fh.export)
+    };
+    if !allowed {
+        return Err(NfsError::Stale);
+    }
     // A handle to a file that is gone is stale, and must say so now, not at the next op.
     ctx.mds.ns.getattr(fh.ino).map_err(|_| NfsError::Stale)?;
-    ctx.cfh = Some(fh.ino);
-    ctx.cur_sid = None;
+    ctx.set_cur(fh.ino, fh.export);
     Ok(())
 }
 
+/// The root of the only export of "/" this client may use, else the pseudo file system's root
+/// (RFC 8881 §7), whose directories lead to the exports it may use.
 pub fn putrootfh(ctx: &mut Ctx<'_>) -> NfsResult<()> {
-    ctx.cfh = Some(ctx.root()?);
-    ctx.cur_sid = None;
+    let exp = ctx
+        .admitted()
+        .find(|e| e.path == "/")
+        .map_or(PSEUDO_ID, |e| e.id);
+    ctx.set_cur(ROOT_INO, exp);
     Ok(())
 }
 
 pub fn getfh(ctx: &mut Ctx<'_>) -> GetfhRes {
     match ctx.fh() {
         Ok(ino) => GetfhRes::Ok(GetfhResOk {
-            object: NfsFh4(Opaque(
-                FileHandle {
-                    fs_id: ctx.mds.fs_id,
-                    ino,
-                }
-                .encode(),
-            )),
+            object: ctx.mds.handle(ctx.cexp, ino),
         }),
         Err(e) => GetfhRes::error(e.code()),
     }
@@ -96,12 +190,14 @@ pub fn getfh(ctx: &mut Ctx<'_>) -> GetfhRes {
 
 pub fn savefh(ctx: &mut Ctx<'_>) -> NfsResult<()> {
     ctx.sfh = Some(ctx.fh()?);
+    ctx.sexp = ctx.cexp;
     ctx.saved_sid = ctx.cur_sid;
     Ok(())
 }
 
 pub fn restorefh(ctx: &mut Ctx<'_>) -> NfsResult<()> {
-    ctx.cfh = Some(ctx.sfh.ok_or(NfsError::RestoreFh)?);
+    let ino = ctx.sfh.ok_or(NfsError::RestoreFh)?;
+    ctx.set_cur(ino, ctx.sexp);
     ctx.cur_sid = ctx.saved_sid;
     Ok(())
 }
@@ -109,27 +205,48 @@ pub fn restorefh(ctx: &mut Ctx<'_>) -> NfsResult<()> {
 pub fn lookup(ctx: &mut Ctx<'_>, a: &LookupArgs) -> NfsResult<()> {
     let dir = ctx.cur_dir()?;
     let name = check_name(&a.objname)?;
-    ctx.require(&dir, 1)?;
-    let found = ctx.mds.ns.lookup(dir.ino, name)?;
-    ctx.cfh = Some(found.ino);
-    ctx.cur_sid = None;
-    Ok(())
-}
-
-pub fn lookupp(ctx: &mut Ctx<'_>) -> NfsResult<()> {
-    let dir = ctx.cur_dir()?;
-    if dir.ino == ctx.root()? {
-        return Err(NfsError::NoEnt);
+    if ctx.in_pseudo() {
+        let path = ctx.pseudo_path(dir.ino).ok_or(NfsError::Stale)?;
+        let (ino, exp) = ctx.pseudo_child(&path, name)?;
+        ctx.set_cur(ino, exp);
+        return Ok(());
     }
     ctx.require(&dir, 1)?;
-    ctx.cfh = Some(dir.parent);
-    ctx.cur_sid = None;
+    // Exports do not nest, so whatever is below a directory of an export is in it too.
+    let found = ctx.mds.ns.lookup(dir.ino, name)?;
+    ctx.set_cur(found.ino, ctx.cexp);
     Ok(())
 }
 
-fn flavors(ctx: &Ctx<'_>) -> SecinfoResOk {
+/// The parent directory; at an export's root, the pseudo directory above it (never a real
+/// directory outside the export); at the top, NOENT.
+pub fn lookupp(ctx: &mut Ctx<'_>) -> NfsResult<()> {
+    let dir = ctx.cur_dir()?;
+    if ctx.in_pseudo() {
+        if dir.ino == ROOT_INO {
+            return Err(NfsError::NoEnt);
+        }
+        // A pseudo directory's parent leads to the same exports, so it is one too.
+        ctx.set_cur(dir.parent, PSEUDO_ID);
+        return Ok(());
+    }
+    if dir.ino == ctx.root()? {
+        if ctx.export.path == "/" {
+            return Err(NfsError::NoEnt);
+        }
+        let up = export::parent(&ctx.export.path);
+        let ino = ctx.mds.ns.resolve(up.as_bytes())?.ino;
+        ctx.set_cur(ino, PSEUDO_ID);
+        return Ok(());
+    }
+    ctx.require(&dir, 1)?;
+    ctx.set_cur(dir.parent, ctx.cexp);
+    Ok(())
+}
+
+fn flavors(export: &Export) -> SecinfoResOk {
     SecinfoResOk(
-        ctx.export
+        export
             .sec
             .iter()
             .filter(|f| matches!(f, SecFlavor::Sys))
@@ -142,13 +259,24 @@ pub fn secinfo(ctx: &mut Ctx<'_>, a: &SecinfoArgs) -> SecinfoRes {
     let r = (|| {
         let dir = ctx.cur_dir()?;
         let name = check_name(&a.name)?;
+        if ctx.in_pseudo() {
+            // Only names that lead to an export exist here; the flavors are the target's.
+            let path = ctx.pseudo_path(dir.ino).ok_or(NfsError::Stale)?;
+            let (_, exp) = ctx.pseudo_child(&path, name)?;
+            let mds = ctx.mds;
+            return Ok(mds
+                .exports
+                .iter()
+                .find(|e| e.id == exp)
+                .unwrap_or(&mds.pseudo));
+        }
         ctx.mds.ns.lookup(dir.ino, name)?;
-        Ok::<_, NfsError>(())
+        Ok::<_, NfsError>(ctx.export)
     })();
     match r {
-        Ok(()) => {
+        Ok(e) => {
             // SECINFO consumes the current file handle (RFC 8881 §2.6.3.1.1.8).
-            let res = SecinfoRes::Ok(flavors(ctx));
+            let res = SecinfoRes::Ok(flavors(e));
             ctx.cfh = None;
             res
         }
@@ -161,7 +289,12 @@ pub fn secinfo_no_name(ctx: &mut Ctx<'_>, a: &SecinfoNoNameArgs) -> SecinfoRes {
     let r = match a.style {
         SecinfoStyle4::CurrentFh => ctx.fh().map(|_| ()),
         SecinfoStyle4::Parent => ctx.cur_dir().and_then(|d| {
-            if d.ino == ctx.root()? {
+            let top = if ctx.in_pseudo() {
+                ROOT_INO
+            } else {
+                ctx.root()?
+            };
+            if d.ino == top {
                 Err(NfsError::NoEnt)
             } else {
                 Ok(())
@@ -170,7 +303,7 @@ pub fn secinfo_no_name(ctx: &mut Ctx<'_>, a: &SecinfoNoNameArgs) -> SecinfoRes {
     };
     match r {
         Ok(()) => {
-            let res = SecinfoRes::Ok(flavors(ctx));
+            let res = SecinfoRes::Ok(flavors(ctx.export));
             ctx.cfh = None;
             res
         }

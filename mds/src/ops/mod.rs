@@ -7,6 +7,7 @@ pub mod io;
 pub mod lock;
 pub mod open;
 pub mod pnfs;
+pub mod pseudo;
 pub mod session;
 pub mod v42;
 
@@ -31,10 +32,41 @@ fn status(r: Result<(), NfsError>) -> StatusRes {
     }
 }
 
+/// Runs one operation. What concerns exports is decided here, before the handler: a pseudo
+/// directory's READDIR and OPEN are the pseudo file system's; RENAME and LINK between two
+/// exports (or an export and the pseudo file system) get XDEV; and handles the operation
+/// hands out carry the current file handle's export.
+pub async fn dispatch(ctx: &mut Ctx<'_>, op: &A) -> R {
+    if ctx.in_pseudo() {
+        match op {
+            A::Readdir(a) => return R::Readdir(pseudo::readdir(ctx, a)),
+            A::Open(a) => return R::Open(pseudo::open(a)),
+            _ => {}
+        }
+    }
+    if matches!(op, A::Rename(_) | A::Link(_))
+        && ctx.cfh.is_some()
+        && ctx.sfh.is_some()
+        && ctx.cexp != ctx.sexp
+    {
+        return error_result(op, NfsError::Xdev);
+    }
+    let exp = ctx.cexp;
+    let r = crate::fh::encoding_in(exp, dispatch_op(ctx, op)).await;
+    // Callbacks about an opened file carry its handle as the client knows it: remember the
+    // export (only ambiguous with several).
+    if ctx.mds.exports.len() > 1 && r.status() == 0 {
+        if let (A::Open(_) | A::Layoutget(_) | A::GetDirDelegation(_), Some(ino)) = (op, ctx.cfh) {
+            ctx.mds.recent_exports.note(ino, ctx.cexp);
+        }
+    }
+    r
+}
+
 /// The handlers whose futures run to kilobytes are boxed: every call's task would otherwise be
 /// as large as the largest of them, and tokio copies a task's future when it spawns it and
 /// again when it drops it (~3% of server CPU on small-file loads, measured).
-pub async fn dispatch(ctx: &mut Ctx<'_>, op: &A) -> R {
+async fn dispatch_op(ctx: &mut Ctx<'_>, op: &A) -> R {
     match op {
         // session and client
         A::ExchangeId(a) => R::ExchangeId(session::exchange_id(ctx, a)),
