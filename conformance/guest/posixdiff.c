@@ -51,7 +51,8 @@
  *     (do_truncate with ATTR_MTIME|ATTR_CTIME and the kill bits), but the NFS client sends
  *     nothing: nfs4_proc_setattr drops ATTR_MTIME|ATTR_CTIME for ATTR_OPEN, and nfs_setattr an
  *     unchanged size and the kill bits. Seen with ganesha and cfs alike (seed 101 call 79, seed
- *     104 call 134).
+ *     104 call 134). For the same reason a truncate(2) to the size the file already has runs
+ *     one byte longer (locally it clears set-id bits; the client sends nothing: seed 107 call 80).
  *   - errno order: rmdir, unlink, rename or link that fails both for want of write permission on
  *     a directory and for a reason the client's VFS decides by itself is EACCES locally but
  *     ENOTDIR, EISDIR or EPERM over NFS. The client does not check write permission on a
@@ -323,6 +324,12 @@ static int run_call(const struct call *orig) {
         struct statx sx;
         if (get_stat(cc.p1, 1, &sx) == 0 && S_ISREG(sx.stx_mode) && sx.stx_size == 0)
             cc.oflag = cc.oflag == 2 ? 0 : 6;
+    }
+    /* truncate to the size a file already has runs one byte longer: the same reason */
+    if (cc.op == OP_TRUNCATE) {
+        struct statx sx;
+        if (get_stat(cc.p1, 1, &sx) == 0 && S_ISREG(sx.stx_mode) && (long)sx.stx_size == cc.len)
+            cc.len += 1;
     }
     long uid = c->uid, gid = c->gid;
     if (c->op == OP_CHOWN || c->op == OP_LCHOWN) {
