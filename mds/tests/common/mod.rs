@@ -15,6 +15,14 @@ pub async fn server() -> (Server, tempfile::TempDir) {
 }
 
 pub async fn server_with(export: Export) -> (Server, tempfile::TempDir) {
+    server_with_limits(export, Default::default()).await
+}
+
+/// A server with its own connection bounds (all test clients share one source address).
+pub async fn server_with_limits(
+    export: Export,
+    connections: proto::rpc::ServeLimits,
+) -> (Server, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     let cfg = ServerConfig {
         data_dir: dir.path().to_path_buf(),
@@ -23,7 +31,7 @@ pub async fn server_with(export: Export) -> (Server, tempfile::TempDir) {
         lease_seconds: 30,
         grace_seconds: None,
         cluster: None,
-        connections: Default::default(),
+        connections,
     };
     (Server::start(cfg).await.unwrap(), dir)
 }
