@@ -6,7 +6,7 @@ use mds::export::Export;
 use mds::{Server, ServerConfig};
 use proto::nfs4::*;
 use proto::rpc::{Auth, AuthSys, Connection};
-use proto::xdr::{Opaque, Xdr};
+use proto::xdr::Opaque;
 use std::time::Duration;
 
 fn user(uid: u32) -> Auth {
@@ -17,26 +17,6 @@ fn user(uid: u32) -> Auth {
         gid: uid,
         gids: vec![],
     })
-}
-
-async fn compound_as(c: &Connection, cred: &Auth, ops: Vec<NfsArgop4>) -> Compound4Res {
-    let args = Compound4Args {
-        tag: Opaque::default(),
-        minorversion: 1,
-        argarray: ops,
-    };
-    let r = c
-        .call(
-            NFS4_PROGRAM,
-            NFS_V4,
-            NFSPROC4_COMPOUND,
-            cred,
-            &args.to_xdr(),
-            T,
-        )
-        .await
-        .unwrap();
-    Compound4Res::from_xdr(r.body()).unwrap()
 }
 
 /// EXCHANGE_ID for `owner` with verifier `verf` sent as `cred`.

@@ -6,7 +6,7 @@ use proto::nfs4::attr::{Bitmap, FileAttrs, FATTR4_MODE, FATTR4_XATTR_SUPPORT};
 use proto::nfs4::state::{OPEN4_RESULT_PRESERVE_UNLINKED, OPEN4_SHARE_ACCESS_WANT_NO_DELEG};
 use proto::nfs4::*;
 use proto::rpc::{Auth, AuthSys, Connection};
-use proto::xdr::{Opaque, Xdr};
+use proto::xdr::Opaque;
 
 const ERR_PERM: u32 = 1;
 
@@ -18,26 +18,6 @@ fn user(uid: u32, gid: u32, gids: &[u32]) -> Auth {
         gid,
         gids: gids.to_vec(),
     })
-}
-
-async fn compound_as(c: &Connection, who: &Auth, ops: Vec<NfsArgop4>) -> Compound4Res {
-    let args = Compound4Args {
-        tag: Opaque::default(),
-        minorversion: 1,
-        argarray: ops,
-    };
-    let r = c
-        .call(
-            NFS4_PROGRAM,
-            NFS_V4,
-            NFSPROC4_COMPOUND,
-            who,
-            &args.to_xdr(),
-            T,
-        )
-        .await
-        .unwrap();
-    Compound4Res::from_xdr(r.body()).unwrap()
 }
 
 fn lookup(name: &str) -> NfsArgop4 {

@@ -30,6 +30,28 @@ pub(super) fn create(parent: u64, name: &str, ino: u64, kind: FileKind) -> Comma
     }
 }
 
+/// A fresh in-memory state with its root.
+pub(super) fn init() -> MemState {
+    let mut s = MemState::default();
+    apply(
+        &mut s,
+        &Command::InitRoot {
+            fs_id: 42,
+            time: T0,
+        },
+    )
+    .unwrap();
+    s
+}
+
+/// Applies through a staging layer, as the writer does, so failures leave no trace.
+pub(super) fn step(s: &mut MemState, cmd: &Command) -> Result<Outcome, FsError> {
+    let mut staged = state::Staged::new(&*s);
+    let out = apply(&mut staged, cmd)?;
+    staged.into_changes().flush_into(s)?;
+    Ok(out)
+}
+
 pub(super) fn rt() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(4)

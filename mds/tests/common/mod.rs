@@ -56,8 +56,22 @@ pub async fn compound(c: &Connection, minor: u32, ops: Vec<NfsArgop4>) -> Compou
 }
 
 pub async fn raw_compound(c: &Connection, body: &[u8]) -> Compound4Res {
+    raw_compound_as(c, &root(), body).await
+}
+
+/// A v4.1 COMPOUND sent with credential `cred` (another user than root).
+pub async fn compound_as(c: &Connection, cred: &Auth, ops: Vec<NfsArgop4>) -> Compound4Res {
+    let args = Compound4Args {
+        tag: Opaque::default(),
+        minorversion: 1,
+        argarray: ops,
+    };
+    raw_compound_as(c, cred, &args.to_xdr()).await
+}
+
+pub async fn raw_compound_as(c: &Connection, cred: &Auth, body: &[u8]) -> Compound4Res {
     let r = c
-        .call(NFS4_PROGRAM, NFS_V4, NFSPROC4_COMPOUND, &root(), body, T)
+        .call(NFS4_PROGRAM, NFS_V4, NFSPROC4_COMPOUND, cred, body, T)
         .await
         .unwrap();
     Compound4Res::from_xdr(r.body()).unwrap()

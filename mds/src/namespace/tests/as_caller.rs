@@ -4,26 +4,6 @@
 use super::*;
 use crate::namespace::perm::{Cred, DEFAULT_ID};
 
-fn init() -> MemState {
-    let mut s = MemState::default();
-    apply(
-        &mut s,
-        &Command::InitRoot {
-            fs_id: 42,
-            time: T0,
-        },
-    )
-    .unwrap();
-    s
-}
-
-fn step(s: &mut MemState, cmd: &Command) -> Result<Outcome, FsError> {
-    let mut staged = state::Staged::new(&*s);
-    let out = apply(&mut staged, cmd)?;
-    staged.into_changes().flush_into(s)?;
-    Ok(out)
-}
-
 fn user(uid: u32, gid: u32, groups: &[u32]) -> Cred {
     Cred {
         uid,

@@ -8,27 +8,6 @@ use proptest::prelude::*;
 
 use super::*;
 
-fn init() -> MemState {
-    let mut s = MemState::default();
-    apply(
-        &mut s,
-        &Command::InitRoot {
-            fs_id: 42,
-            time: T0,
-        },
-    )
-    .unwrap();
-    s
-}
-
-/// Applies through a staging layer, as the writer does, so failures leave no trace.
-fn step(s: &mut MemState, cmd: &Command) -> Result<Outcome, FsError> {
-    let mut staged = state::Staged::new(&*s);
-    let out = apply(&mut staged, cmd)?;
-    staged.into_changes().flush_into(s)?;
-    Ok(out)
-}
-
 fn ok(s: &mut MemState, cmd: Command) -> Outcome {
     step(s, &cmd).unwrap_or_else(|e| panic!("{cmd:?}: {e:?}"))
 }
