@@ -6,7 +6,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-step() { printf '\n==== %s\n' "$*"; }
+# Each step line shows the seconds since the start, so a slow CI run shows where time went.
+start=$(date +%s)
+step() { printf '\n==== [%ss] %s\n' "$(($(date +%s) - start))" "$*"; }
 
 step "system packages, guest kernels, initramfs (idempotent)"
 cargo run -q --release -p conformance -- setup
@@ -25,3 +27,4 @@ grep -E '^test result:' "$log" | awk '{p+=$4; f+=$6} END {print "cargo tests: " 
 
 step "kernel-client conformance (quick subset: ganesha baseline and cfs, both kernels)"
 CFS_BIN="$PWD/target/release/cfs" CFS_CONFORMANCE=1 cargo run -q --release -p conformance -- ci
+step "done"
