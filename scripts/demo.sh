@@ -57,9 +57,9 @@ target/release/cfs get --server 127.0.0.1:$CPORT /big.bin /tmp/cfs-demo-64m.back
 cmp /tmp/cfs-demo-64m /tmp/cfs-demo-64m.back && echo "round trip OK"
 rm -f /tmp/cfs-demo-64m /tmp/cfs-demo-64m.back
 sleep 2   # data-server counters reach the MDS with the next heartbeat
-target/release/cfs admin status --server 127.0.0.1:$CPORT
+target/release/cfs admin status --server 127.0.0.1:$CPORT --cluster-secret-file ./cfs-cluster/secret
 echo "==== the stock 6.1 kernel writes and reads through the cluster (pnfs=LAYOUT_FLEX_FILES in its mountstats)"
 cargo run -q --release -p conformance -- run --server 127.0.0.1:$CPORT --kernel bookworm --vers 4.1 --scenario pnfs
 sleep 2
-target/release/cfs admin status --server 127.0.0.1:$CPORT
+target/release/cfs admin status --server 127.0.0.1:$CPORT --cluster-secret-file ./cfs-cluster/secret
 echo "==== done; data stays in ./cfs-data and ./cfs-cluster (delete them to start over)"

@@ -102,9 +102,10 @@ pub struct Running {
     rpcbind: Option<Child>,
     state_dir: Option<PathBuf>,
     pub log: Option<PathBuf>,
-    /// cfs-cluster: the binary and MDS address for `cfs admin status`, and the pid list
-    /// `cfs cluster up` writes (a sweep after stopping it, in case it died without its nodes)
-    admin: Option<(PathBuf, String)>,
+    /// cfs-cluster: the binary, MDS address and cluster secret file for `cfs admin status`
+    /// (signed with the secret), and the pid list `cfs cluster up` writes (a sweep after
+    /// stopping it, in case it died without its nodes)
+    admin: Option<(PathBuf, String, PathBuf)>,
     node_pids: Option<PathBuf>,
     /// cfs-cluster nodes the harness restarted itself (`pnfs-fault`): (role, process)
     restarted: Vec<(String, Child)>,
@@ -160,8 +161,8 @@ impl Running {
 
     /// `cfs admin status --json` of a cfs-cluster (None for other servers).
     pub fn cluster_status(&self) -> Option<Result<ClusterStatus>> {
-        let (bin, addr) = self.admin.as_ref()?;
-        Some(cluster_status(bin, addr))
+        let (bin, addr, secret) = self.admin.as_ref()?;
+        Some(cluster_status(bin, addr, secret))
     }
 
     /// Still alive? (a server that died mid-run explains every later failure)
@@ -190,7 +191,9 @@ impl Running {
 
     /// cfs-cluster: the MDS address for host-side clients and `cfs admin`.
     pub fn admin(&self) -> Option<(&Path, &str)> {
-        self.admin.as_ref().map(|(b, a)| (b.as_path(), a.as_str()))
+        self.admin
+            .as_ref()
+            .map(|(b, a, _)| (b.as_path(), a.as_str()))
     }
 
     /// cfs-cluster: SIGKILL the node `role` ("ds2"), whether `cfs cluster up` started it or the
@@ -234,7 +237,7 @@ impl Running {
     /// cfs-cluster: start node `role` again from its own config (`cfs server --config
     /// cluster/ROLE.toml`), output appended to cluster/ROLE.restart.log. Returns its pid.
     pub fn restart_node(&mut self, role: &str) -> Result<u32> {
-        let (bin, _) = self
+        let (bin, _, _) = self
             .admin
             .clone()
             .ok_or_else(|| Error::Server("not a cfs-cluster".into()))?;
@@ -603,8 +606,10 @@ fn start_cfs_cluster() -> Result<Running> {
         .ctx(|| format!("spawn {bin:?} cluster up"))?;
     let node_pids = cluster_dir.join("pids");
     let addr = format!("127.0.0.1:{port}");
+    // `cfs cluster up` writes the secret every node (and `cfs admin status`) uses there.
+    let secret = cluster_dir.join("secret");
     let ready = wait_listening(port, &mut child, &log, "cfs cluster up")
-        .and_then(|()| wait_cluster_up(&bin, &addr, &mut child, &log));
+        .and_then(|()| wait_cluster_up(&bin, &addr, &secret, &mut child, &log));
     if let Err(err) = ready {
         procs::stop(&mut child, Duration::from_secs(20));
         stop_leftover_nodes(&node_pids);
@@ -622,14 +627,20 @@ fn start_cfs_cluster() -> Result<Running> {
         state_dir: Some(dir),
         // the data servers' own logs are cluster/{mds,ds1,..}.log next to it
         log: Some(log),
-        admin: Some((bin, addr)),
+        admin: Some((bin, addr, secret)),
         node_pids: Some(node_pids),
         restarted: Vec::new(),
     })
 }
 
 /// Until `cfs admin status` shows every data server up (60 s: heartbeats under load are slow).
-fn wait_cluster_up(bin: &Path, addr: &str, child: &mut Child, log: &Path) -> Result<()> {
+fn wait_cluster_up(
+    bin: &Path,
+    addr: &str,
+    secret: &Path,
+    child: &mut Child,
+    log: &Path,
+) -> Result<()> {
     let deadline = Instant::now() + Duration::from_secs(60);
     let mut last = String::from("no answer yet");
     while Instant::now() < deadline {
@@ -640,7 +651,7 @@ fn wait_cluster_up(bin: &Path, addr: &str, child: &mut Child, log: &Path) -> Res
                 procs::tail(&log_text, 15)
             )));
         }
-        match cluster_status(bin, addr) {
+        match cluster_status(bin, addr, secret) {
             Ok(s) => {
                 let up = s.data_servers.iter().filter(|d| d.state == "up").count();
                 if up >= usize::from(CLUSTER_DS) {
@@ -699,11 +710,13 @@ pub struct DsCounters {
     pub refused_ops: u64,
 }
 
-pub fn cluster_status(bin: &Path, addr: &str) -> Result<ClusterStatus> {
+pub fn cluster_status(bin: &Path, addr: &str, secret: &Path) -> Result<ClusterStatus> {
     let out = procs::run(
         Command::new(bin)
             .args(["admin", "status", "--json", "--server"])
-            .arg(addr),
+            .arg(addr)
+            .arg("--cluster-secret-file")
+            .arg(secret),
     )?;
     Ok(serde_json::from_str(out.trim())?)
 }
