@@ -26,6 +26,16 @@ const NO_PRESERVE_UNLINKED_REASON: &str = "nfs-ganesha does not promise to prese
 pub const KNOWN: &[KnownIssue] = &[
     KnownIssue {
         ganesha: true,
+        kernel: KernelKind::Sid,
+        vers: &["4.1", "4.2"],
+        signatures: &["another user's 0755 directory renamed within its parent"],
+        reason: "nfs-ganesha answers EACCES when the sid kernel renames another user's \
+                 directory within its parent, which Linux allows (vfs_rename wants write \
+                 permission on a moved directory only when its parent changes); with the \
+                 bookworm kernel it answers OK",
+    },
+    KnownIssue {
+        ganesha: true,
         kernel: KernelKind::Bookworm,
         vers: &["4.1", "4.2"],
         signatures: NO_PRESERVE_UNLINKED,
