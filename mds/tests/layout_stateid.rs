@@ -4,10 +4,9 @@ mod common;
 use common::*;
 use mds::cluster::ClusterConfig;
 use mds::{Server, ServerConfig};
-use proto::cluster::*;
 use proto::nfs4::*;
-use proto::rpc::{Auth, Connection, ConnectionLimits, RejectCalls};
-use proto::xdr::{Opaque, Xdr};
+use proto::rpc::{Connection, ConnectionLimits, RejectCalls};
+use proto::xdr::Opaque;
 use std::sync::Arc;
 
 const SECRET: &str = "a cluster secret for the layout stateid test";
@@ -17,39 +16,7 @@ async fn register_ds(mds: &Connection, ds_id: u64) {
         .unwrap()
         .local_addr()
         .unwrap();
-    let secret = layout::ClusterSecret::from_passphrase(SECRET).unwrap();
-    let mut a = HeartbeatArgs {
-        ds_id,
-        instance: 1,
-        timestamp_ms: layout::secret::now_ms(),
-        listen: proto::nfs4::basic::Netaddr4 {
-            na_r_netid: Opaque::from("tcp"),
-            na_r_addr: Opaque::from(layout::uaddr::to_uaddr(&listen).as_str()),
-        },
-        advertised: vec![],
-        failure_domain: String::new(),
-        capacity_bytes: 1 << 30,
-        used_bytes: 0,
-        counters: DsCounters::default(),
-        fence_seq: 0,
-        mac: [0; 32],
-    };
-    a.mac = secret.heartbeat_mac(&a);
-    let r = mds
-        .call(
-            CFS_CLUSTER_PROGRAM,
-            CFS_CLUSTER_V1,
-            CLUSTERPROC_HEARTBEAT,
-            &Auth::None,
-            &a.to_xdr(),
-            T,
-        )
-        .await
-        .unwrap();
-    assert!(matches!(
-        HeartbeatRes::from_xdr(r.body()).unwrap(),
-        HeartbeatRes::Ok(_)
-    ));
+    heartbeat(mds, SECRET, ds_id, listen).await;
 }
 
 fn layoutget(stateid: Stateid4) -> NfsArgop4 {

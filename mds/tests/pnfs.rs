@@ -21,44 +21,25 @@ fn dead_addr() -> std::net::SocketAddr {
     l.local_addr().unwrap()
 }
 
-fn netaddr(a: std::net::SocketAddr) -> proto::nfs4::basic::Netaddr4 {
-    proto::nfs4::basic::Netaddr4 {
-        na_r_netid: Opaque::from("tcp"),
-        na_r_addr: Opaque::from(layout::uaddr::to_uaddr(&a).as_str()),
-    }
+/// A data server registration under this file's cluster secret.
+async fn register(mds: &Connection, ds_id: u64, listen: std::net::SocketAddr) {
+    heartbeat(mds, SECRET, ds_id, listen).await
 }
 
-async fn heartbeat(mds: &Connection, ds_id: u64, listen: std::net::SocketAddr) {
+/// An MDS in cluster mode on loopback.
+async fn cluster_server(dir: &std::path::Path) -> Server {
     let secret = layout::ClusterSecret::from_passphrase(SECRET).unwrap();
-    let mut a = HeartbeatArgs {
-        ds_id,
-        instance: 1,
-        timestamp_ms: layout::secret::now_ms(),
-        listen: netaddr(listen),
-        advertised: vec![],
-        failure_domain: String::new(),
-        capacity_bytes: 1 << 30,
-        used_bytes: 0,
-        counters: DsCounters::default(),
-        fence_seq: 0,
-        mac: [0; 32],
-    };
-    a.mac = secret.heartbeat_mac(&a);
-    let r = mds
-        .call(
-            CFS_CLUSTER_PROGRAM,
-            CFS_CLUSTER_V1,
-            CLUSTERPROC_HEARTBEAT,
-            &Auth::None,
-            &a.to_xdr(),
-            T,
-        )
-        .await
-        .unwrap();
-    assert!(matches!(
-        HeartbeatRes::from_xdr(r.body()).unwrap(),
-        HeartbeatRes::Ok(_)
-    ));
+    Server::start(ServerConfig {
+        data_dir: dir.to_path_buf(),
+        listen: "127.0.0.1:0".parse().unwrap(),
+        exports: vec![mds::export::Export::new("/").unwrap()],
+        lease_seconds: 30,
+        grace_seconds: None,
+        cluster: Some(ClusterConfig::new(secret)),
+        connections: Default::default(),
+    })
+    .await
+    .unwrap()
 }
 
 async fn ds_state(mds: &Connection, ds_id: u64) -> u32 {
@@ -90,18 +71,7 @@ async fn ds_state(mds: &Connection, ds_id: u64) -> u32 {
 #[tokio::test]
 async fn truncate_recalls_layouts_and_an_unreachable_ds_is_probed_down() {
     let dir = tempfile::tempdir().unwrap();
-    let secret = layout::ClusterSecret::from_passphrase(SECRET).unwrap();
-    let s = Server::start(ServerConfig {
-        data_dir: dir.path().to_path_buf(),
-        listen: "127.0.0.1:0".parse().unwrap(),
-        exports: vec![mds::export::Export::new("/").unwrap()],
-        lease_seconds: 30,
-        grace_seconds: None,
-        cluster: Some(ClusterConfig::new(secret)),
-        connections: Default::default(),
-    })
-    .await
-    .unwrap();
+    let s = cluster_server(dir.path()).await;
     let admin = Connection::connect(
         s.local_addr(),
         Arc::new(RejectCalls),
@@ -110,8 +80,8 @@ async fn truncate_recalls_layouts_and_an_unreachable_ds_is_probed_down() {
     .await
     .unwrap();
     let (ds1, ds2) = (dead_addr(), dead_addr());
-    heartbeat(&admin, 11, ds1).await;
-    heartbeat(&admin, 12, ds2).await;
+    register(&admin, 11, ds1).await;
+    register(&admin, 12, ds2).await;
 
     let (a, mut recalls) = connect_holder(&s).await;
     let (sa, _) = session_with_back_channel(&a, "layout-holder").await;
@@ -201,7 +171,7 @@ async fn truncate_recalls_layouts_and_an_unreachable_ds_is_probed_down() {
     // A reports the layout's DS unreachable: the MDS probes it, finds nothing listening, and
     // marks it down at once; its heartbeat (just sent) would keep it up for 4 s more.
     let ds_id = layout::DsId::from_device_id(&device).unwrap().0;
-    heartbeat(&admin, ds_id, if ds_id == 11 { ds1 } else { ds2 }).await;
+    register(&admin, ds_id, if ds_id == 11 { ds1 } else { ds2 }).await;
     let sent = Instant::now();
     let r = compound(
         &a,
@@ -241,21 +211,10 @@ async fn truncate_recalls_layouts_and_an_unreachable_ds_is_probed_down() {
 #[tokio::test]
 async fn layoutcommit_under_a_read_layout_is_refused() {
     let dir = tempfile::tempdir().unwrap();
-    let secret = layout::ClusterSecret::from_passphrase(SECRET).unwrap();
-    let s = Server::start(ServerConfig {
-        data_dir: dir.path().to_path_buf(),
-        listen: "127.0.0.1:0".parse().unwrap(),
-        exports: vec![mds::export::Export::new("/").unwrap()],
-        lease_seconds: 30,
-        grace_seconds: None,
-        cluster: Some(ClusterConfig::new(secret)),
-        connections: Default::default(),
-    })
-    .await
-    .unwrap();
+    let s = cluster_server(dir.path()).await;
     let a = connect(&s).await;
-    heartbeat(&a, 21, dead_addr()).await;
-    heartbeat(&a, 22, dead_addr()).await;
+    register(&a, 21, dead_addr()).await;
+    register(&a, 22, dead_addr()).await;
     let sa = session(&a).await;
     let lookup = || {
         NfsArgop4::Lookup(LookupArgs {

@@ -330,3 +330,47 @@ fn cb_reply(xid: u32, status: u32, resarray: Vec<NfsCbResop4>) -> proto::xdr::Wr
     .encode(&mut w);
     w
 }
+
+/// A data-server heartbeat for `ds_id` listening on `listen`, MACed with the cluster secret
+/// derived from `passphrase`: how tests register data servers that exist only as addresses.
+pub async fn heartbeat(
+    mds: &Connection,
+    passphrase: &str,
+    ds_id: u64,
+    listen: std::net::SocketAddr,
+) {
+    use proto::cluster::*;
+    let secret = layout::ClusterSecret::from_passphrase(passphrase).unwrap();
+    let mut a = HeartbeatArgs {
+        ds_id,
+        instance: 1,
+        timestamp_ms: layout::secret::now_ms(),
+        listen: proto::nfs4::basic::Netaddr4 {
+            na_r_netid: Opaque::from("tcp"),
+            na_r_addr: Opaque::from(layout::uaddr::to_uaddr(&listen).as_str()),
+        },
+        advertised: vec![],
+        failure_domain: String::new(),
+        capacity_bytes: 1 << 30,
+        used_bytes: 0,
+        counters: DsCounters::default(),
+        fence_seq: 0,
+        mac: [0; 32],
+    };
+    a.mac = secret.heartbeat_mac(&a);
+    let r = mds
+        .call(
+            CFS_CLUSTER_PROGRAM,
+            CFS_CLUSTER_V1,
+            CLUSTERPROC_HEARTBEAT,
+            &Auth::None,
+            &a.to_xdr(),
+            T,
+        )
+        .await
+        .unwrap();
+    assert!(matches!(
+        HeartbeatRes::from_xdr(r.body()).unwrap(),
+        HeartbeatRes::Ok(_)
+    ));
+}
