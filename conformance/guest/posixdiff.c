@@ -45,7 +45,9 @@
  *     ATTR_KILL_SUID/SGID for every non-directory), while the NFS client drops the kill bits and,
  *     with no attribute left, sends nothing (nfs_setattr), so no server can match. Seen with
  *     ganesha and cfs alike (seed 264, call 27: oracle 0755, NFS 6755). Either id alone is -1
- *     often enough.
+ *     often enough. A non-owner's chown(p, -1, -1) of a set-id file is EPERM locally (the
+ *     kill needs ownership) and 0 over NFS, for the same reason (seed 552, call 138), so a
+ *     current owner that cannot be read (CUR) never turns a call into it either.
  *   - open(O_TRUNC) of an existing regular file whose size is already 0 runs without O_TRUNC
  *     (the trace shows the flags run): locally it still sets mtime and clears set-id bits
  *     (do_truncate with ATTR_MTIME|ATTR_CTIME and the kill bits), but the NFS client sends
@@ -337,6 +339,10 @@ static int run_call(const struct call *orig) {
         int ok = get_stat(c->p1, c->op == OP_CHOWN, &sx) == 0;
         if (uid == CUR) uid = ok ? (long)sx.stx_uid : -1;
         if (gid == CUR) gid = ok ? (long)sx.stx_gid : -1;
+        /* CUR unreadable (a missing path, or a symlink in a sticky directory that root may not
+         * follow: protected_symlinks) beside a -1 would make chown(p, -1, -1), which is never
+         * run (ALLOWLIST; seed 552 call 138): the caller's own uid instead, the same both sides */
+        if (uid == -1 && gid == -1) uid = IDS[c->who].uid;
     }
     memset(shm, 0, sizeof *shm);
     pid_t pid = fork();
