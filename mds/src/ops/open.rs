@@ -39,7 +39,11 @@ async fn open_inner(ctx: &mut Ctx<'_>, a: &OpenArgs) -> NfsResult<OpenResOk> {
     );
     if reclaim {
         ctx.mds.state.check_reclaim(clientid)?;
-    } else if !by_delegation && ctx.mds.state.in_grace() {
+    } else if !ctx.mds.state.reclaim_completed(clientid)
+        || (!by_delegation && ctx.mds.state.in_grace())
+    {
+        // RFC 8881 §18.51.3: a client that has not sent RECLAIM_COMPLETE may not take new
+        // state yet, in a grace period or not (knfsd's nfsd4_open answers the same).
         return Err(NfsError::Grace);
     }
     let t = match &a.claim {
@@ -255,7 +259,7 @@ pub async fn close(ctx: &mut Ctx<'_>, a: &CloseArgs) -> CloseRes {
         let sid = ctx.stateid(&a.open_stateid)?;
         ctx.mds.state.close(&sid, ino)?;
         // The last close of an unlinked file lets its data go.
-        if ctx.mds.ns.getattr(ino).is_ok_and(|i| i.nlink == 0) {
+        if ctx.mds.is_orphan(ino) {
             ctx.mds.forget_orphan(ino).await;
         }
         Ok::<_, NfsError>(())
