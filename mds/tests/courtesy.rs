@@ -39,7 +39,7 @@ fn lookup(name: &str) -> NfsArgop4 {
     })
 }
 
-/// A write lock on [0, 100) of `name` by a new lock owner under `open`.
+/// A write lock on [offset, offset + length) by a new lock owner `owner` under `open`.
 fn lock_new(open: Stateid4, owner: &str, offset: u64, length: u64) -> NfsArgop4 {
     NfsArgop4::Lock(LockArgs {
         locktype: NfsLockType4::WriteLt,

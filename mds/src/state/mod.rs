@@ -5,7 +5,8 @@
 //! Courtesy (as knfsd's courteous server): a client whose lease ran out keeps its state until
 //! another client's request conflicts with it, and is expired then, at once, whole (see
 //! `courtesy.rs`). The files its expiry concerns (RW layouts to fence, opens released) are
-//! left in `Expired` for the laundromat (`Server::start`), which `laundromat` wakes.
+//! left in `Expired` for the laundromat task (`lib.rs` `laundromat`), which the
+//! `laundromat` notifier wakes.
 mod courtesy;
 mod grace;
 mod layouts;
@@ -131,8 +132,9 @@ struct Revoked {
     clientid: u64,
 }
 
-/// Revoked delegations remembered at most; past it the oldest are forgotten (their stateids
-/// then answer BAD_STATEID). Each costs its holder a recall it ignored for a whole lease.
+/// Revoked delegations remembered at most; past it one is forgotten for each new one (its
+/// stateid then answers BAD_STATEID). Each costs its holder a recall it ignored for a whole
+/// lease, so reaching this takes thousands of ignored recalls.
 const MAX_REVOKED: usize = 4096;
 
 /// What expiring clients leave for the laundromat to do: fence the files they held RW layouts
