@@ -155,7 +155,7 @@ impl StateManager {
             }
         }
         if courtesy.len() > MAX_COURTESY_CLIENTS {
-            courtesy.sort_unstable_by(|a, b| b.0.cmp(&a.0));
+            courtesy.sort_unstable_by_key(|c| std::cmp::Reverse(c.0));
             let over = courtesy.len() - MAX_COURTESY_CLIENTS;
             expire.extend(courtesy[..over].iter().map(|(_, id)| *id));
         }
