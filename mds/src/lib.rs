@@ -157,6 +157,11 @@ impl Mds {
         })
     }
 
+    /// An unlinked file kept only for those who have it open.
+    pub fn is_orphan(&self, ino: u64) -> bool {
+        self.ns.getattr(ino).is_ok_and(|i| i.nlink == 0)
+    }
+
     /// Deletes the data of unlinked files nobody has open any more.
     ///
     /// Neither step needs to be durable before the reply that unlinked the file, so both run
@@ -175,6 +180,45 @@ impl Mds {
         });
         if tx.send(ino).is_err() {
             tracing::warn!(ino, "orphan reaper gone; the next start forgets the file");
+        }
+    }
+}
+
+/// Expires clients (`StateManager::sweep`: courtesy clients are kept until a conflict or a
+/// bound) every half lease, and at once when a conflict has expired one; then fences the
+/// files the expired clients held RW layouts on and reaps the unlinked files only they had
+/// open.
+async fn laundromat(mds: Arc<Mds>) {
+    let mut tick = tokio::time::interval(Duration::from_secs(u64::from(mds.lease_seconds) / 2));
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = mds.state.laundromat.notified() => {}
+        }
+        let orphans = mds
+            .state
+            .lapsed_open_files()
+            .into_iter()
+            .filter(|&ino| mds.is_orphan(ino))
+            .collect();
+        mds.state.sweep(&orphans);
+        let expired = mds.state.take_expired();
+        if expired.clients == 0 {
+            continue;
+        }
+        tracing::info!(
+            clients = expired.clients,
+            "expired clients whose lease ran out"
+        );
+        if let Some(c) = mds.cluster() {
+            for &ino in &expired.fenced {
+                c.fence(ino);
+            }
+        }
+        for ino in expired.released {
+            if mds.is_orphan(ino) {
+                mds.forget_orphan(ino).await;
+            }
         }
     }
 }
@@ -270,23 +314,7 @@ impl Server {
         let mut tasks = vec![tokio::spawn(server::accept_loop(
             listener, svc, limits, table,
         ))];
-        let reaper = mds.clone();
-        tasks.push(tokio::spawn(async move {
-            let mut tick =
-                tokio::time::interval(Duration::from_secs(u64::from(reaper.lease_seconds) / 2));
-            loop {
-                tick.tick().await;
-                let (n, fenced) = reaper.state.expire_clients_fencing();
-                if let Some(c) = reaper.cluster() {
-                    for ino in fenced {
-                        c.fence(ino);
-                    }
-                }
-                if n > 0 {
-                    tracing::info!(clients = n, "expired clients whose lease ran out");
-                }
-            }
-        }));
+        tasks.push(tokio::spawn(laundromat(mds.clone())));
         if let Some(c) = mds.cluster().cloned() {
             // Repair runs on its own so a long copy never delays the health sweep.
             let repairer = mds.clone();

@@ -79,7 +79,19 @@ async fn send_recall(mds: Arc<Mds>, clientid: u64, sid: StateId, ino: u64) {
         truncate: false,
         fh: file_fh(&mds, ino),
     });
-    callback(&mds, clientid, ino, op, "CB_RECALL").await;
+    if callback(&mds, clientid, ino, op, "CB_RECALL").await {
+        mds.state.recall_acked(&sid);
+    }
+}
+
+/// `clientid` has a new back channel (a new session, BIND_CONN_TO_SESSION, BACKCHANNEL_CTL):
+/// the recalls it has not answered go out again on it, as knfsd requeues a callback whose
+/// channel failed. Without this, a holder whose connection dropped just before a recall would
+/// never hear of it, and the other client would wait a lease for the revocation.
+pub fn resend_recalls(mds: &Arc<Mds>, clientid: u64) {
+    for (sid, ino) in mds.state.unanswered_recalls(clientid) {
+        tokio::spawn(send_recall(mds.clone(), clientid, sid, ino));
+    }
 }
 
 /// Recalls every layout on `ino` except those of `except` (the client whose operation made
@@ -134,21 +146,28 @@ async fn send_layout_recall(mds: Arc<Mds>, clientid: u64, ino: u64) {
     callback(&mds, clientid, ino, op, "CB_LAYOUTRECALL").await;
 }
 
-/// Sends one callback operation over `clientid`'s back channel.
-async fn callback(mds: &Arc<Mds>, clientid: u64, ino: u64, op: NfsCbArgop4, what: &'static str) {
+/// Sends one callback operation over `clientid`'s back channel; true if the client answered
+/// it with success.
+async fn callback(
+    mds: &Arc<Mds>,
+    clientid: u64,
+    ino: u64,
+    op: NfsCbArgop4,
+    what: &'static str,
+) -> bool {
     let Some(bc) = mds.state.back_channel(clientid) else {
         tracing::warn!(
             clientid,
             ino,
             what,
-            "no back channel; the state is revoked after the lease"
+            "no back channel; sent again on the next one, else revoked after the lease"
         );
-        return;
+        return false;
     };
     // One callback at a time: the back channel has a single slot.
     let _one = mds.callback_lock.lock().await;
     let Some(seq) = mds.state.next_cb_seq(&bc.session) else {
-        return;
+        return false;
     };
     let args = CbCompound4Args {
         tag: Opaque::default(),
@@ -179,10 +198,22 @@ async fn callback(mds: &Arc<Mds>, clientid: u64, ino: u64, op: NfsCbArgop4, what
         .await
     {
         Ok(reply) => match CbCompound4Res::from_xdr(reply.body()) {
-            Ok(r) if r.status == 0 => tracing::debug!(clientid, ino, what, "recalled"),
-            Ok(r) => tracing::info!(clientid, ino, what, status = r.status, "callback refused"),
-            Err(e) => tracing::warn!(clientid, ino, what, "undecodable CB_COMPOUND reply: {e}"),
+            Ok(r) if r.status == 0 => {
+                tracing::debug!(clientid, ino, what, "recalled");
+                true
+            }
+            Ok(r) => {
+                tracing::info!(clientid, ino, what, status = r.status, "callback refused");
+                false
+            }
+            Err(e) => {
+                tracing::warn!(clientid, ino, what, "undecodable CB_COMPOUND reply: {e}");
+                false
+            }
         },
-        Err(e) => tracing::warn!(clientid, ino, what, "callback failed: {e}"),
+        Err(e) => {
+            tracing::warn!(clientid, ino, what, "callback failed: {e}");
+            false
+        }
     }
 }

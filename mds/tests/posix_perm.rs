@@ -205,3 +205,72 @@ async fn open_promises_to_preserve_unlinked_files_and_says_why_no_delegation() {
     );
     assert_eq!(attrs_at(&r, 3).xattr_support, Some(false));
 }
+
+/// OPEN4_CREATE on a name that exists, as Linux's open(O_CREAT) (`lookup_open` checks
+/// `may_o_create` only for a negative dentry) and knfsd (`nfsd4_create_file` asks
+/// NFSD_MAY_CREATE only when the child is negative): the directory needs search permission
+/// only, and the open changes nothing, so it runs no namespace command at all (before, it ran
+/// a no-op create, a durable log record, after checks made outside it). An absent name needs
+/// write permission on the directory, checked inside the create command.
+#[tokio::test]
+async fn open_create_of_an_existing_name_needs_no_write_on_the_directory_and_changes_nothing() {
+    let (s, _d) = server().await;
+    let c = connect(&s).await;
+    let sid = session(&c).await;
+    let mut dir = mkdir("pub");
+    if let NfsArgop4::Create(a) = &mut dir {
+        a.createattrs = FileAttrs {
+            mode: Some(0o755),
+            ..Default::default()
+        }
+        .encode_all();
+    }
+    let f = FileAttrs {
+        mode: Some(0o666),
+        ..Default::default()
+    };
+    let r = compound(
+        &c,
+        1,
+        vec![
+            seq(sid, 1),
+            NfsArgop4::Putrootfh,
+            dir,
+            open_create("f", "root", f.encode_all()),
+        ],
+    )
+    .await;
+    assert_eq!(r.status, 0, "{r:?}");
+    let me = user(1001, 1001, &[]);
+    let in_pub = |n, op| vec![seq(sid, n), NfsArgop4::Putrootfh, lookup("pub"), op];
+
+    let before = s.namespace_stats();
+    let r = compound_as(
+        &c,
+        &me,
+        in_pub(2, open_create("f", "me", Fattr4::default())),
+    )
+    .await;
+    assert_eq!(r.status, 0, "UNCHECKED open of an existing file: {r:?}");
+    assert_eq!(
+        s.namespace_stats().commands,
+        before.commands,
+        "opening an existing name ran a namespace command"
+    );
+    let mut guarded = open_create("f", "me", Fattr4::default());
+    if let NfsArgop4::Open(a) = &mut guarded {
+        a.openhow = Openflag4::Create(Createhow4::Guarded(Fattr4::default()));
+    }
+    let r = compound_as(&c, &me, in_pub(3, guarded)).await;
+    assert_eq!(r.status, Nfsstat4::Exist.code(), "{r:?}");
+    // A new name in the same directory: refused, and nothing is left behind.
+    let r = compound_as(
+        &c,
+        &me,
+        in_pub(4, open_create("g", "me", Fattr4::default())),
+    )
+    .await;
+    assert_eq!(r.status, Nfsstat4::Access.code(), "{r:?}");
+    let r = compound(&c, 1, in_pub(5, lookup("g"))).await;
+    assert_eq!(r.status, Nfsstat4::Noent.code(), "{r:?}");
+}

@@ -35,8 +35,8 @@ async fn start(dir: &Path) -> Server {
     }
 }
 
-/// A new client's first OPEN (GRACE while the server waits for the previous clients); the
-/// client then closes, and destroys its session and client ID, so it leaves no record behind.
+/// A new client's first OPEN after its RECLAIM_COMPLETE (`new_session` sends it; GRACE while
+/// the server waits for the previous clients); the client then closes, and destroys its session and client ID, so it leaves no record behind.
 async fn open_status(s: &Server, owner: &str, name: &str) -> u32 {
     let c = connect(s).await;
     let (sid, clientid, _) = new_session(&c, owner, 0, vec![CallbackSecParms4::AuthNone]).await;
@@ -46,12 +46,11 @@ async fn open_status(s: &Server, owner: &str, name: &str) -> u32 {
         vec![
             seq(sid, 1),
             NfsArgop4::Putrootfh,
-            NfsArgop4::ReclaimComplete(ReclaimCompleteArgs { rca_one_fs: false }),
             open_create(name, "o", Fattr4::default()),
         ],
     )
     .await;
-    if let Some(NfsResop4::Open(OpenRes::Ok(o))) = r.resarray.get(3) {
+    if let Some(NfsResop4::Open(OpenRes::Ok(o))) = r.resarray.get(2) {
         let closed = compound(
             &c,
             1,

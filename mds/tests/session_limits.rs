@@ -362,3 +362,27 @@ async fn destroy_session_needs_a_connection_bound_to_the_session() {
     let r = compound(&c, 1, vec![seq(sid, 3)]).await;
     assert_eq!(r.status, Nfsstat4::Badsession.code(), "{r:?}");
 }
+
+/// RFC 8881 §18.51.3 (and knfsd's nfsd4_open): a client that has not sent RECLAIM_COMPLETE
+/// gets NFS4ERR_GRACE for a new OPEN, grace period or not.
+#[tokio::test]
+async fn open_before_reclaim_complete_gets_grace() {
+    let (s, _d) = server().await;
+    let c = connect(&s).await;
+    let (sid, _, _, _) = establish(&c, "no-rc-yet", 0, vec![CallbackSecParms4::AuthNone], 1).await;
+    let open = || open_create("early", "o", Fattr4::default());
+    let r = compound(&c, 1, vec![seq(sid, 1), NfsArgop4::Putrootfh, open()]).await;
+    assert_eq!(r.status, Nfsstat4::Grace.code(), "{r:?}");
+    let r = compound(
+        &c,
+        1,
+        vec![
+            seq(sid, 2),
+            NfsArgop4::ReclaimComplete(ReclaimCompleteArgs { rca_one_fs: false }),
+            NfsArgop4::Putrootfh,
+            open(),
+        ],
+    )
+    .await;
+    assert_eq!(r.status, 0, "{r:?}");
+}

@@ -250,13 +250,7 @@ fn create<S: StateStore + ?Sized>(
     }
     if let Some((existing, _)) = s.dirent(parent, name)? {
         let e = get(s, existing)?;
-        let both_regular = e.kind == FileKind::Regular && *new.kind == FileKind::Regular;
-        let reuse = match how {
-            CreateHow::Guarded => false,
-            CreateHow::Unchecked => both_regular,
-            CreateHow::Exclusive(v) => both_regular && e.create_verifier == Some(v),
-        };
-        if !reuse {
+        if !how.reuses(&e, new.kind) {
             return Err(FsError::Exists);
         }
         let dc = dir_change(&p0, &p0);

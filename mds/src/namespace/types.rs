@@ -114,6 +114,19 @@ pub enum CreateHow {
     Exclusive([u8; 8]),
 }
 
+impl CreateHow {
+    /// Whether creating a `kind` object this way over the existing `existing` opens it (true)
+    /// or fails with `Exists`.
+    pub fn reuses(self, existing: &Inode, kind: &FileKind) -> bool {
+        let both_regular = existing.kind == FileKind::Regular && *kind == FileKind::Regular;
+        match self {
+            CreateHow::Guarded => false,
+            CreateHow::Unchecked => both_regular,
+            CreateHow::Exclusive(v) => both_regular && existing.create_verifier == Some(v),
+        }
+    }
+}
+
 /// Every mutation of the namespace. Times and inode numbers are chosen by the proposer and carried
 /// here, so that `apply` is a pure function of (state, command).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

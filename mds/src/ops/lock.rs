@@ -140,5 +140,5 @@ pub fn test_stateid(ctx: &mut Ctx<'_>, a: &TestStateidArgs) -> TestStateidRes {
 
 pub fn free_stateid(ctx: &mut Ctx<'_>, a: &FreeStateidArgs) -> NfsResult<()> {
     let sid = ctx.stateid(&a.fsa_stateid)?;
-    ctx.mds.state.free_stateid(&sid)
+    ctx.mds.state.free_stateid(ctx.clientid()?, &sid)
 }

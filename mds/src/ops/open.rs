@@ -39,7 +39,11 @@ async fn open_inner(ctx: &mut Ctx<'_>, a: &OpenArgs) -> NfsResult<OpenResOk> {
     );
     if reclaim {
         ctx.mds.state.check_reclaim(clientid)?;
-    } else if !by_delegation && ctx.mds.state.in_grace() {
+    } else if !ctx.mds.state.reclaim_completed(clientid)
+        || (!by_delegation && ctx.mds.state.in_grace())
+    {
+        // RFC 8881 §18.51.3: a client that has not sent RECLAIM_COMPLETE may not take new
+        // state yet, in a grace period or not (knfsd's nfsd4_open answers the same).
         return Err(NfsError::Grace);
     }
     let t = match &a.claim {
@@ -196,18 +200,30 @@ async fn open_by_name(ctx: &mut Ctx<'_>, a: &OpenArgs, name: Vec<u8>) -> NfsResu
         Some(f) => attrs::decode_settable(f)?,
         None => attrs::SetAttrs::default(),
     };
-    // An existing file is opened (UNCHECKED) without needing write access to the directory.
-    let existing = ctx.mds.ns.lookup(dir.ino, &name).ok();
-    if existing.is_none() {
-        ctx.writable()?;
-        ctx.require(&dir, 3)?;
-        // Another client's directory delegation may cache this name as absent.
-        crate::recall::recall_and_wait(ctx.mds, &[dir.ino], Some(ctx.clientid()?)).await?;
-    }
-    let mode = set.mode.unwrap_or(0o644);
-    let out = create_entry(ctx, &dir, name, FileKind::Regular, mode, how, &set).await?;
-    let file = out.inode.ok_or(NfsError::ServerFault)?;
-    let created = out.created;
+    // An existing name is opened without a namespace command, as Linux's lookup_open and
+    // knfsd's nfsd4_create_file do for a positive dentry: nothing in the directory changes, so
+    // it needs search permission only (checked above), not write, and a read-only export is
+    // no obstacle. With no command there is no act for a check made here to go stale before.
+    // Only an absent name is created, by a command that checks write permission on the
+    // directory itself (`perm::may_create` in `apply`), and that opens the file instead if
+    // the name appeared meanwhile.
+    let (file, created, dir_change) = match ctx.mds.ns.lookup(dir.ino, &name).ok() {
+        Some(e) if how.reuses(&e, &FileKind::Regular) => (e, false, None),
+        Some(_) => return Err(NfsError::Exist),
+        None => {
+            ctx.writable()?;
+            ctx.require(&dir, 3)?;
+            // Another client's directory delegation may cache this name as absent.
+            crate::recall::recall_and_wait(ctx.mds, &[dir.ino], Some(ctx.clientid()?)).await?;
+            let mode = set.mode.unwrap_or(0o644);
+            let out = create_entry(ctx, &dir, name, FileKind::Regular, mode, how, &set).await?;
+            (
+                out.inode.ok_or(NfsError::ServerFault)?,
+                out.created,
+                out.dir,
+            )
+        }
+    };
     let mut attrset = Vec::new();
     if created || verf.is_none() {
         // On create: times as asked (mode, owner and group went into the create), but not
@@ -243,7 +259,7 @@ async fn open_by_name(ctx: &mut Ctx<'_>, a: &OpenArgs, name: Vec<u8>) -> NfsResu
     Ok(Target {
         file,
         dir: Some(dir),
-        dir_change: out.dir,
+        dir_change,
         created,
         attrset,
     })
@@ -255,7 +271,7 @@ pub async fn close(ctx: &mut Ctx<'_>, a: &CloseArgs) -> CloseRes {
         let sid = ctx.stateid(&a.open_stateid)?;
         ctx.mds.state.close(&sid, ino)?;
         // The last close of an unlinked file lets its data go.
-        if ctx.mds.ns.getattr(ino).is_ok_and(|i| i.nlink == 0) {
+        if ctx.mds.is_orphan(ino) {
             ctx.mds.forget_orphan(ino).await;
         }
         Ok::<_, NfsError>(())

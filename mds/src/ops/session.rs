@@ -161,28 +161,9 @@ fn create_session_inner(ctx: &mut Ctx<'_>, a: &CreateSessionArgs) -> NfsResult<C
     fore.max_requests = slots;
     fore.max_response_cached = per_slot;
     let wants_back = a.csa_flags & CREATE_SESSION4_FLAG_CONN_BACK_CHAN != 0;
-    let sec_ok = a.csa_sec_parms.iter().any(|p| {
-        matches!(
-            p,
-            CallbackSecParms4::AuthNone | CallbackSecParms4::AuthSys(_)
-        )
-    });
+    let sec_ok = callback_cred(&a.csa_sec_parms).is_some();
     let back_conn = (wants_back && sec_ok).then(|| ctx.conn.clone());
-    // Linux offers AUTH_SYS (uid 0); answer its callbacks with the credential it asked for.
-    let cb_cred = a
-        .csa_sec_parms
-        .iter()
-        .find_map(|p| match p {
-            CallbackSecParms4::AuthSys(p) => Some(proto::rpc::Auth::Sys(proto::rpc::AuthSys {
-                stamp: p.stamp,
-                machine: p.machinename.as_bytes().to_vec(),
-                uid: p.uid,
-                gid: p.gid,
-                gids: p.gids.clone(),
-            })),
-            _ => None,
-        })
-        .unwrap_or(proto::rpc::Auth::None);
+    let cb_cred = callback_cred(&a.csa_sec_parms).unwrap_or(proto::rpc::Auth::None);
     let mut id: SessionId = [0; 16];
     id[..8].copy_from_slice(&a.csa_clientid.to_be_bytes());
     id[8..12].copy_from_slice(&a.csa_sequence.to_be_bytes());
@@ -214,6 +195,7 @@ fn create_session_inner(ctx: &mut Ctx<'_>, a: &CreateSessionArgs) -> NfsResult<C
         drc_reserved: reserved,
         drc_cached: 0,
     };
+    let has_back = session.back_conn.is_some();
     if let Err(e) = ctx
         .mds
         .state
@@ -222,7 +204,32 @@ fn create_session_inner(ctx: &mut Ctx<'_>, a: &CreateSessionArgs) -> NfsResult<C
         ctx.mds.state.release_drc(reserved);
         return Err(e);
     }
+    if has_back {
+        crate::recall::resend_recalls(ctx.mds, a.csa_clientid);
+    }
     Ok(res)
+}
+
+/// The credential callbacks are sent with, from the client's callback security parameters:
+/// its AUTH_SYS credential (Linux offers uid 0), else AUTH_NONE; None if it offers only
+/// RPCSEC_GSS, which this server cannot use.
+fn callback_cred(parms: &[CallbackSecParms4]) -> Option<proto::rpc::Auth> {
+    let sys = parms.iter().find_map(|p| match p {
+        CallbackSecParms4::AuthSys(p) => Some(proto::rpc::Auth::Sys(proto::rpc::AuthSys {
+            stamp: p.stamp,
+            machine: p.machinename.as_bytes().to_vec(),
+            uid: p.uid,
+            gid: p.gid,
+            gids: p.gids.clone(),
+        })),
+        _ => None,
+    });
+    sys.or_else(|| {
+        parms
+            .iter()
+            .any(|p| matches!(p, CallbackSecParms4::AuthNone))
+            .then_some(proto::rpc::Auth::None)
+    })
 }
 
 /// SEQUENCE; `request_len` is the size of the COMPOUND's arguments, for REQ_TOO_BIG.
@@ -257,6 +264,10 @@ pub fn sequence(
     let mut flags = 0;
     if q.cb_down {
         flags |= SEQ4_STATUS_CB_PATH_DOWN_SESSION | SEQ4_STATUS_CB_PATH_DOWN;
+    }
+    if q.revoked {
+        // Until the client frees them (FREE_STATEID), as knfsd does.
+        flags |= SEQ4_STATUS_RECALLABLE_STATE_REVOKED;
     }
     Ok((
         SequenceResOk {
@@ -327,13 +338,17 @@ pub fn bind_conn_to_session(ctx: &mut Ctx<'_>, a: &BindConnToSessionArgs) -> Bin
         if back {
             s.back_conn = Some(conn);
         }
-        match (a.bctsa_dir, back) {
+        let dir = match (a.bctsa_dir, back) {
             (ChannelDirFromClient4::Back, _) => ChannelDirFromServer4::Back,
             (_, true) => ChannelDirFromServer4::Both,
             _ => ChannelDirFromServer4::Fore,
-        }
+        };
+        (dir, back.then_some(s.clientid))
     });
-    match r {
+    if let Ok((_, Some(clientid))) = r {
+        crate::recall::resend_recalls(ctx.mds, clientid);
+    }
+    match r.map(|(dir, _)| dir) {
         Ok(dir) => BindConnToSessionRes::Ok(BindConnToSessionResOk {
             bctsr_sessid: a.bctsa_sessid,
             bctsr_dir: dir,
@@ -343,11 +358,21 @@ pub fn bind_conn_to_session(ctx: &mut Ctx<'_>, a: &BindConnToSessionArgs) -> Bin
     }
 }
 
+/// BACKCHANNEL_CTL: the session's callbacks use the new program and security parameters
+/// from now on (knfsd: AUTH_NONE or AUTH_SYS, else NFS4ERR_ENCR_ALG_UNSUPP); recalls not
+/// answered yet go out again with them.
 pub fn backchannel_ctl(ctx: &mut Ctx<'_>, a: &BackchannelCtlArgs) -> NfsResult<()> {
     let sid = ctx.session.ok_or(NfsError::OpNotInSession)?;
-    ctx.mds
-        .state
-        .with_session(&sid, |s| s.cb_program = a.bca_cb_program)
+    let cred = callback_cred(&a.bca_sec_parms).ok_or(NfsError::EncrAlgUnsupp)?;
+    let (clientid, back) = ctx.mds.state.with_session(&sid, |s| {
+        s.cb_program = a.bca_cb_program;
+        s.cb_cred = cred;
+        (s.clientid, s.back_channel_up())
+    })?;
+    if back {
+        crate::recall::resend_recalls(ctx.mds, clientid);
+    }
+    Ok(())
 }
 
 pub fn reclaim_complete(ctx: &mut Ctx<'_>, a: &ReclaimCompleteArgs) -> NfsResult<()> {

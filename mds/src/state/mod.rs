@@ -1,6 +1,13 @@
 //! NFSv4.1 server state: clients and their leases, sessions, and the stateids of opens, byte-
 //! range locks and delegations, with share reservations. One mutex guards it all: every
 //! operation on it is short and never awaits while holding it.
+//!
+//! Courtesy (as knfsd's courteous server): a client whose lease ran out keeps its state until
+//! another client's request conflicts with it, and is expired then, at once, whole (see
+//! `courtesy.rs`). The files its expiry concerns (RW layouts to fence, opens released) are
+//! left in `Expired` for the laundromat task (`lib.rs` `laundromat`), which the
+//! `laundromat` notifier wakes.
+mod courtesy;
 mod grace;
 mod layouts;
 pub mod locks;
@@ -10,7 +17,7 @@ use crate::error::{NfsError, NfsResult};
 pub use grace::ClientDb;
 use locks::{FileLocks, LockKind, OwnerKey, Range};
 pub use session::{ChannelAttrs, InSlot, Session, SessionId, Slot, SlotUse, MAX_BOUND_CONNS};
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -57,10 +64,13 @@ pub enum StateKind {
         open: [u8; 12],
     },
     /// `recalled`: when CB_RECALL went out; a holder that has not returned it a lease later
-    /// loses it.
+    /// loses it. `recall_acked`: the holder answered the CB_RECALL; until then the recall is
+    /// sent again on any back channel the client sets up (a new session, BIND_CONN_TO_SESSION,
+    /// BACKCHANNEL_CTL), as knfsd requeues a callback whose channel went down.
     Delegation {
         write: bool,
         recalled: Option<Instant>,
+        recall_acked: bool,
     },
     /// The layouts one client holds on one file (RFC 8881 §12.5.3): one stateid per
     /// (client, file), its seqid bumped by every LAYOUTGET and LAYOUTRETURN.
@@ -107,6 +117,34 @@ struct Inner {
     recalled_lately: HashMap<u64, Instant>,
     /// Reply-cache bytes reserved by all sessions (sum of their `drc_reserved`).
     drc_reserved: usize,
+    /// Delegations revoked from clients that did not return them a lease after the recall:
+    /// their stateids answer NFS4ERR_DELEG_REVOKED, and SEQUENCE tells the holder
+    /// (SEQ4_STATUS_RECALLABLE_STATE_REVOKED) until it frees them with FREE_STATEID. At most
+    /// `MAX_REVOKED`.
+    revoked: HashMap<[u8; 12], Revoked>,
+    /// What expired clients left to do outside this lock (fencing, reaping orphans).
+    expired: Expired,
+}
+
+/// A revoked delegation, kept for its holder to learn of it.
+#[derive(Debug, Clone, Copy)]
+struct Revoked {
+    clientid: u64,
+}
+
+/// Revoked delegations remembered at most; past it one is forgotten for each new one (its
+/// stateid then answers BAD_STATEID). Each costs its holder a recall it ignored for a whole
+/// lease, so reaching this takes thousands of ignored recalls.
+const MAX_REVOKED: usize = 4096;
+
+/// What expiring clients leave for the laundromat to do: fence the files they held RW layouts
+/// on (the client may still be alive and writing to the data servers), and look at the files
+/// whose opens went (an unlinked one nobody has open any more is reaped).
+#[derive(Debug, Default)]
+pub struct Expired {
+    pub clients: usize,
+    pub fenced: Vec<u64>,
+    pub released: Vec<u64>,
 }
 
 /// The most memory all sessions' reply caches may reserve together. knfsd takes 1/128 of
@@ -137,6 +175,9 @@ pub struct StateManager {
     pub lease: Duration,
     /// Woken by every DELEGRETURN: operations waiting out a recall look again.
     pub returned: tokio::sync::Notify,
+    /// Woken when a conflict expired a courtesy client: the laundromat carries out what it
+    /// left (`take_expired`) now rather than at its next tick.
+    pub laundromat: tokio::sync::Notify,
 }
 
 /// What SEQUENCE asks: the slot, and the request's size, operation count and connection.
@@ -160,6 +201,8 @@ pub struct Sequenced {
     pub cb_down: bool,
     pub max_response: u32,
     pub max_response_cached: u32,
+    /// The client has revoked delegations not yet freed (SEQ4_STATUS_RECALLABLE_STATE_REVOKED).
+    pub revoked: bool,
 }
 
 /// Where and how to send a client its callbacks.
@@ -215,10 +258,13 @@ impl StateManager {
                 awaiting_reclaim: previous,
                 recalled_lately: HashMap::new(),
                 drc_reserved: 0,
+                revoked: HashMap::new(),
+                expired: Expired::default(),
             }),
             boot,
             lease,
             returned: tokio::sync::Notify::new(),
+            laundromat: tokio::sync::Notify::new(),
         }
     }
 
@@ -521,6 +567,7 @@ impl StateManager {
         g.open_index.retain(|k, _| k.0 != clientid);
         g.lock_index.retain(|k, _| k.0 != clientid);
         g.layout_index.retain(|k, _| k.0 != clientid);
+        g.revoked.retain(|_, r| r.clientid != clientid);
     }
 
     fn drop_state(g: &mut Inner, other: &[u8; 12]) {
@@ -549,52 +596,6 @@ impl StateManager {
         }
     }
 
-    /// Forgets clients whose lease ran out long ago, with all their state. A client that
-    /// merely missed a renewal keeps its state until twice the lease (it is usually a
-    /// client busy reconnecting, and nobody else wanted its locks). An unconfirmed record
-    /// (EXCHANGE_ID never followed by CREATE_SESSION) goes after one lease (RFC 8881
-    /// §18.35.4): it holds nothing, and a client sending EXCHANGE_IDs under ever new names
-    /// must not fill the table.
-    pub fn expire_clients(&self) -> usize {
-        self.expire_clients_fencing().0
-    }
-
-    /// As `expire_clients`, also returning the files on which the expired clients held RW
-    /// layouts: their DS handles must stop working (fencing), since the client may still be
-    /// alive and writing.
-    pub fn expire_clients_fencing(&self) -> (usize, Vec<u64>) {
-        let mut g = self.lock();
-        if g.grace_until.is_some_and(|t| Instant::now() >= t) {
-            Self::end_grace(&mut g);
-        }
-        let limit = self.lease * 2;
-        let dead: Vec<u64> = g
-            .clients
-            .values()
-            .filter(|c| c.renewed.elapsed() > if c.confirmed { limit } else { self.lease })
-            .map(|c| c.clientid)
-            .collect();
-        let mut fenced: Vec<u64> = g
-            .states
-            .values()
-            .filter(|st| {
-                dead.contains(&st.clientid) && matches!(st.kind, StateKind::Layout { rw: true })
-            })
-            .map(|st| st.ino)
-            .collect();
-        fenced.sort_unstable();
-        fenced.dedup();
-        for id in &dead {
-            if let Some(owner) = g.clients.get(id).map(|c| c.owner.clone()) {
-                if let Err(e) = g.db.remove(&owner) {
-                    tracing::warn!("cannot update client list: {e}");
-                }
-            }
-            Self::purge_client(&mut g, *id);
-        }
-        (dead.len(), fenced)
-    }
-
     pub fn reclaim_complete(&self, clientid: u64) -> NfsResult<()> {
         let mut g = self.lock();
         let c = g
@@ -614,6 +615,14 @@ impl StateManager {
             g.grace_until = None;
         }
         Ok(())
+    }
+
+    /// Has this client sent RECLAIM_COMPLETE (for all file systems)?
+    pub fn reclaim_completed(&self, clientid: u64) -> bool {
+        self.lock()
+            .clients
+            .get(&clientid)
+            .is_some_and(|c| c.reclaim_complete)
     }
 
     /// May this client reclaim state now? RFC 8881 §18.51.3: after the grace period or
@@ -659,14 +668,16 @@ impl StateManager {
         }
         let used = s.check_slot(q.slot, q.seqid, q.highest)?;
         s.bind_conn(q.conn);
-        let out = Sequenced {
+        let mut out = Sequenced {
             clientid: s.clientid,
             used,
             highest_slot: s.highest_slot(),
             cb_down: s.wants_back_channel && !s.back_channel_up(),
             max_response: s.fore.max_response,
             max_response_cached: s.fore.max_response_cached,
+            revoked: false,
         };
+        out.revoked = g.revoked.values().any(|r| r.clientid == out.clientid);
         if let Some(c) = g.clients.get_mut(&out.clientid) {
             c.renewed = Instant::now();
         }
@@ -738,7 +749,13 @@ impl StateManager {
         if sid.other[0..4] != self.boot.to_be_bytes() {
             return Err(NfsError::StaleStateId);
         }
-        let st = g.states.get(&sid.other).ok_or(NfsError::BadStateId)?;
+        let Some(st) = g.states.get(&sid.other) else {
+            return Err(if g.revoked.contains_key(&sid.other) {
+                NfsError::DelegRevoked
+            } else {
+                NfsError::BadStateId
+            });
+        };
         if let Some(ino) = ino {
             if st.ino != ino {
                 return Err(NfsError::BadStateId);
@@ -758,24 +775,17 @@ impl StateManager {
     /// Checks that I/O under `sid` may proceed: opens and locks must allow the access, and
     /// with a special stateid no other client's share reservation may deny it.
     pub fn check_io(&self, sid: &StateId, ino: u64, write: bool) -> NfsResult<()> {
-        let g = self.lock();
+        let mut g = self.lock();
         let need = if write {
             OPEN4_SHARE_ACCESS_WRITE
         } else {
             OPEN4_SHARE_ACCESS_READ
         };
         if is_special(sid) {
-            if let Some(f) = g.files.get(&ino) {
-                for o in &f.states {
-                    if let Some(State {
-                        kind: StateKind::Open { deny, .. },
-                        ..
-                    }) = g.states.get(o)
-                    {
-                        if deny & need != 0 {
-                            return Err(NfsError::Locked);
-                        }
-                    }
+            // I/O outside any open meets every open's deny bits; a courtesy client's go.
+            while let Some(c) = Self::share_conflict(&g, 0, &[], ino, need, 0) {
+                if !self.expire_if_lapsed(&mut g, c) {
+                    return Err(NfsError::Locked);
                 }
             }
             return Ok(());
@@ -816,10 +826,7 @@ impl StateManager {
         len: u64,
         write: bool,
     ) -> NfsResult<()> {
-        let g = self.lock();
-        let Some(f) = g.files.get(&ino) else {
-            return Ok(());
-        };
+        let mut g = self.lock();
         let owner: OwnerKey = match g.states.get(&sid.other) {
             Some(State {
                 clientid,
@@ -833,16 +840,43 @@ impl StateManager {
         } else {
             LockKind::Read
         };
-        if f.locks
-            .conflict(&owner, offset, locks::end_of(offset, len.max(1)), kind)
-            .is_some()
-        {
-            return Err(NfsError::Locked);
+        let end = locks::end_of(offset, len.max(1));
+        while let Some(c) = Self::lock_conflict(&g, ino, &owner, offset, end, kind) {
+            if !self.expire_if_lapsed(&mut g, c) {
+                return Err(NfsError::Locked);
+            }
         }
         Ok(())
     }
 
     // ---- opens ---------------------------------------------------------------------------
+
+    /// The client of another open of `ino` whose share reservation conflicts with this one.
+    fn share_conflict(
+        g: &Inner,
+        clientid: u64,
+        owner: &[u8],
+        ino: u64,
+        access: u32,
+        deny: u32,
+    ) -> Option<u64> {
+        let f = g.files.get(&ino)?;
+        f.states.iter().find_map(|o| match g.states.get(o) {
+            Some(State {
+                clientid: c,
+                kind:
+                    StateKind::Open {
+                        owner: ow,
+                        access: a,
+                        deny: d,
+                    },
+                ..
+            }) if !(*c == clientid && ow == owner) && (access & d != 0 || deny & a != 0) => {
+                Some(*c)
+            }
+            _ => None,
+        })
+    }
 
     pub fn open(
         &self,
@@ -853,27 +887,11 @@ impl StateManager {
         deny: u32,
     ) -> NfsResult<StateId> {
         let mut g = self.lock();
-        // Share reservations (RFC 8881 §9.7) against every other open of the file.
-        if let Some(f) = g.files.get(&ino) {
-            for o in &f.states {
-                if let Some(State {
-                    clientid: c,
-                    kind:
-                        StateKind::Open {
-                            owner: ow,
-                            access: a,
-                            deny: d,
-                        },
-                    ..
-                }) = g.states.get(o)
-                {
-                    if *c == clientid && ow == owner {
-                        continue;
-                    }
-                    if access & d != 0 || deny & a != 0 {
-                        return Err(NfsError::ShareDenied);
-                    }
-                }
+        // Share reservations (RFC 8881 §9.7) against every other open of the file; a courtesy
+        // client in the way is expired.
+        while let Some(c) = Self::share_conflict(&g, clientid, owner, ino, access, deny) {
+            if !self.expire_if_lapsed(&mut g, c) {
+                return Err(NfsError::ShareDenied);
             }
         }
         let key = (clientid, owner.to_vec(), ino);
@@ -1000,6 +1018,19 @@ impl StateManager {
 
     // ---- locks ---------------------------------------------------------------------------
 
+    /// The client holding a lock on `ino` that conflicts with `owner`'s request.
+    fn lock_conflict(
+        g: &Inner,
+        ino: u64,
+        owner: &OwnerKey,
+        start: u64,
+        end: u64,
+        kind: LockKind,
+    ) -> Option<u64> {
+        let f = g.files.get(&ino)?;
+        f.locks.conflict(owner, start, end, kind).map(|r| r.owner.0)
+    }
+
     /// LOCK with a new lock owner, started from an open stateid.
     #[allow(clippy::too_many_arguments)]
     pub fn lock_new_owner(
@@ -1089,6 +1120,14 @@ impl StateManager {
             });
         };
         let okey: OwnerKey = (st.clientid, owner.clone());
+        let end = locks::end_of(offset, length);
+        // A courtesy client's conflicting lock goes with the client (knfsd's
+        // lm_lock_expirable).
+        while let Some(c) = Self::lock_conflict(g, ino, &okey, offset, end, kind) {
+            if !self.expire_if_lapsed(g, c) {
+                break;
+            }
+        }
         let f = g.files.entry(ino).or_default();
         f.locks
             .lock(&okey, offset, locks::end_of(offset, length), kind)
@@ -1145,21 +1184,31 @@ impl StateManager {
         offset: u64,
         length: u64,
     ) -> Option<Range> {
-        let g = self.lock();
+        let mut g = self.lock();
+        let okey: OwnerKey = (clientid, owner.to_vec());
+        let end = locks::end_of(offset, length);
+        // LOCKT expires a courtesy client in the way too, as knfsd's posix_test_lock does.
+        while let Some(c) = Self::lock_conflict(&g, ino, &okey, offset, end, kind) {
+            if !self.expire_if_lapsed(&mut g, c) {
+                break;
+            }
+        }
         let f = g.files.get(&ino)?;
-        f.locks
-            .conflict(
-                &(clientid, owner.to_vec()),
-                offset,
-                locks::end_of(offset, length),
-                kind,
-            )
-            .cloned()
+        f.locks.conflict(&okey, offset, end, kind).cloned()
     }
 
-    /// FREE_STATEID: only a lock stateid holding no locks may be freed.
-    pub fn free_stateid(&self, sid: &StateId) -> NfsResult<()> {
+    /// FREE_STATEID by `clientid`: a lock stateid holding no locks, or a delegation revoked
+    /// from this client. The holder frees a revoked delegation once it has learnt of the
+    /// revocation (RFC 8881 §8.2.4); that clears SEQ4_STATUS_RECALLABLE_STATE_REVOKED.
+    pub fn free_stateid(&self, clientid: u64, sid: &StateId) -> NfsResult<()> {
         let mut g = self.lock();
+        if g.revoked
+            .get(&sid.other)
+            .is_some_and(|r| r.clientid == clientid)
+        {
+            g.revoked.remove(&sid.other);
+            return Ok(());
+        }
         let st = self.check_locked(&g, sid, None)?;
         match &st.kind {
             StateKind::Lock { owner, .. } => {
@@ -1225,7 +1274,10 @@ impl StateManager {
                     }) if *c != clientid && access & OPEN4_SHARE_ACCESS_WRITE != 0 => return None,
                     Some(State {
                         clientid: c,
-                        kind: StateKind::Delegation { write, recalled },
+                        kind:
+                            StateKind::Delegation {
+                                write, recalled, ..
+                            },
                         ..
                     }) if *c == clientid || *write || recalled.is_some() => return None,
                     _ => {}
@@ -1242,6 +1294,7 @@ impl StateManager {
                 kind: StateKind::Delegation {
                     write: false,
                     recalled: None,
+                    recall_acked: false,
                 },
             },
         );
@@ -1256,10 +1309,21 @@ impl StateManager {
         let Some(f) = g.files.get(&ino) else {
             return Vec::new();
         };
+        let ids: Vec<[u8; 12]> = f.states.iter().copied().collect();
+        // A courtesy client's delegation is no reason to wait: the client goes, and its
+        // delegation with it (knfsd's nfsd_break_deleg_cb expires it too).
+        let holders: HashSet<u64> = ids
+            .iter()
+            .filter_map(|o| g.states.get(o))
+            .filter(|st| st.clientid != clientid && matches!(st.kind, StateKind::Delegation { .. }))
+            .map(|st| st.clientid)
+            .collect();
+        for c in holders {
+            self.expire_if_lapsed(&mut g, c);
+        }
         let mut out = Vec::new();
         let mut revoke = Vec::new();
         let mut recalled_now = false;
-        let ids: Vec<[u8; 12]> = f.states.iter().copied().collect();
         for other in ids {
             let Some(st) = g.states.get_mut(&other) else {
                 continue;
@@ -1298,7 +1362,7 @@ impl StateManager {
                 ino,
                 "revoking a delegation not returned within the lease after recall"
             );
-            Self::drop_state(&mut g, &other);
+            Self::revoke_delegation(&mut g, &other);
         }
         if recalled_now {
             if g.recalled_lately.len() >= RECALLED_LATELY_PRUNE {
@@ -1308,6 +1372,55 @@ impl StateManager {
             g.recalled_lately.insert(ino, Instant::now());
         }
         out
+    }
+
+    /// Takes a delegation away from a holder that did not return it; its stateid answers
+    /// DELEG_REVOKED until the holder frees it (`free_stateid`).
+    fn revoke_delegation(g: &mut Inner, other: &[u8; 12]) {
+        let Some(clientid) = g.states.get(other).map(|st| st.clientid) else {
+            return;
+        };
+        Self::drop_state(g, other);
+        if g.revoked.len() >= MAX_REVOKED {
+            if let Some(k) = g.revoked.keys().next().copied() {
+                g.revoked.remove(&k);
+            }
+        }
+        g.revoked.insert(*other, Revoked { clientid });
+    }
+
+    /// The holder answered the CB_RECALL of `sid`: no need to send it again.
+    pub fn recall_acked(&self, sid: &StateId) {
+        if let Some(State {
+            kind: StateKind::Delegation { recall_acked, .. },
+            ..
+        }) = self.lock().states.get_mut(&sid.other)
+        {
+            *recall_acked = true;
+        }
+    }
+
+    /// `clientid`'s delegations recalled without an answer (the back channel was down or the
+    /// call failed), with their files: to recall again on a new back channel.
+    pub fn unanswered_recalls(&self, clientid: u64) -> Vec<(StateId, u64)> {
+        let g = self.lock();
+        g.states
+            .iter()
+            .filter_map(|(other, st)| match st.kind {
+                StateKind::Delegation {
+                    recalled: Some(_),
+                    recall_acked: false,
+                    ..
+                } if st.clientid == clientid => Some((
+                    StateId {
+                        seqid: st.seqid,
+                        other: *other,
+                    },
+                    st.ino,
+                )),
+                _ => None,
+            })
+            .collect()
     }
 
     /// DELEGRETURN.
@@ -1416,7 +1529,7 @@ mod tests {
         assert!(m
             .test_lock(2, b"l2", 5, LockKind::Write, 0, u64::MAX)
             .is_none());
-        m.free_stateid(&l1).unwrap();
+        m.free_stateid(1, &l1).unwrap();
     }
 
     #[test]
@@ -1531,7 +1644,7 @@ mod tests {
     }
 
     #[test]
-    fn silent_clients_expire_with_their_locks() {
+    fn silent_clients_keep_their_locks_until_a_conflict() {
         let d = tempfile::tempdir().unwrap();
         let (db, prev) = ClientDb::open(d.path()).unwrap();
         let m = StateManager::new(3, Duration::ZERO, Duration::ZERO, db, prev);
@@ -1541,12 +1654,65 @@ mod tests {
             .unwrap()
             .unwrap();
         std::thread::sleep(Duration::from_millis(5));
-        assert_eq!(m.expire_clients(), 1);
-        assert_eq!(m.check_clientid(c, 0), Err(NfsError::StaleClientId));
+        // Past its lease, but holding state nobody wants: a courtesy client.
+        assert_eq!(m.sweep(&HashSet::new()), 0);
+        assert_eq!(m.check_clientid(c, 0), Ok(()));
+        // Another client's test for a conflicting lock expires it, whole.
         assert!(m
             .test_lock(2, b"other", 9, LockKind::Write, 0, 10)
             .is_none());
+        assert_eq!(m.check_clientid(c, 0), Err(NfsError::StaleClientId));
         assert!(!m.file_in_use(9));
+        let e = m.take_expired();
+        assert_eq!((e.clients, e.released), (1, vec![9]));
+    }
+
+    #[test]
+    fn a_courtesy_client_holding_an_unlinked_file_open_is_expired_by_the_sweep() {
+        let d = tempfile::tempdir().unwrap();
+        let (db, prev) = ClientDb::open(d.path()).unwrap();
+        let m = StateManager::new(3, Duration::ZERO, Duration::ZERO, db, prev);
+        let c = confirmed(&m, b"gone");
+        m.open(c, b"o", 9, OPEN4_SHARE_ACCESS_READ, 0).unwrap();
+        m.open(c, b"o", 10, OPEN4_SHARE_ACCESS_READ, 0).unwrap();
+        std::thread::sleep(Duration::from_millis(5));
+        assert_eq!(m.lapsed_open_files(), vec![9, 10]);
+        assert_eq!(m.sweep(&HashSet::from([10])), 1);
+        assert_eq!(m.take_expired().released, vec![9, 10]);
+    }
+
+    #[test]
+    fn share_conflicts_with_a_courtesy_client_expire_it() {
+        let d = tempfile::tempdir().unwrap();
+        let (db, prev) = ClientDb::open(d.path()).unwrap();
+        let m = StateManager::new(3, Duration::ZERO, Duration::ZERO, db, prev);
+        let c = confirmed(&m, b"gone");
+        m.open(
+            c,
+            b"o",
+            9,
+            OPEN4_SHARE_ACCESS_READ,
+            OPEN4_SHARE_ACCESS_WRITE,
+        )
+        .unwrap();
+        std::thread::sleep(Duration::from_millis(5));
+        // Client 2 has no record (never lapses): its deny stands against client 1...
+        m.open(
+            2,
+            b"p",
+            11,
+            OPEN4_SHARE_ACCESS_READ,
+            OPEN4_SHARE_ACCESS_WRITE,
+        )
+        .unwrap();
+        assert_eq!(
+            m.open(5, b"w", 11, OPEN4_SHARE_ACCESS_WRITE, 0)
+                .unwrap_err(),
+            NfsError::ShareDenied
+        );
+        // ...while the courtesy client's goes.
+        m.open(5, b"w", 9, OPEN4_SHARE_ACCESS_WRITE, 0).unwrap();
+        assert_eq!(m.check_clientid(c, 0), Err(NfsError::StaleClientId));
     }
 
     #[test]
@@ -1585,5 +1751,23 @@ mod tests {
             m.delegation_conflicts(4, 2).is_empty(),
             "still held a lease after the recall"
         );
+    }
+
+    #[test]
+    fn a_revoked_delegation_answers_deleg_revoked_until_its_holder_frees_it() {
+        let d = tempfile::tempdir().unwrap();
+        let (db, prev) = ClientDb::open(d.path()).unwrap();
+        let m = StateManager::new(3, Duration::ZERO, Duration::ZERO, db, prev);
+        let d = m.grant_read_delegation(1, 4).unwrap();
+        assert!(m.delegation_conflicts(4, 2)[0].needs_recall);
+        assert_eq!(m.unanswered_recalls(1), vec![(d, 4)]);
+        std::thread::sleep(Duration::from_millis(5));
+        assert!(m.delegation_conflicts(4, 2).is_empty());
+        assert_eq!(m.test_stateid(&d), Err(NfsError::DelegRevoked));
+        assert_eq!(m.return_delegation(&d, 4), Err(NfsError::DelegRevoked));
+        // Only its holder may free it.
+        assert_eq!(m.free_stateid(2, &d), Err(NfsError::DelegRevoked));
+        m.free_stateid(1, &d).unwrap();
+        assert_eq!(m.test_stateid(&d), Err(NfsError::BadStateId));
     }
 }

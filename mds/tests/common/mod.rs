@@ -23,12 +23,25 @@ pub async fn server_with_limits(
     export: Export,
     connections: proto::rpc::ServeLimits,
 ) -> (Server, tempfile::TempDir) {
+    server_config(export, connections, 30).await
+}
+
+/// A server whose lease is `lease_seconds` (5 at least, as the server enforces).
+pub async fn server_with_lease(lease_seconds: u32) -> (Server, tempfile::TempDir) {
+    server_config(Export::new("/").unwrap(), Default::default(), lease_seconds).await
+}
+
+async fn server_config(
+    export: Export,
+    connections: proto::rpc::ServeLimits,
+    lease_seconds: u32,
+) -> (Server, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     let cfg = ServerConfig {
         data_dir: dir.path().to_path_buf(),
         listen: "127.0.0.1:0".parse().unwrap(),
         exports: vec![export],
-        lease_seconds: 30,
+        lease_seconds,
         grace_seconds: None,
         cluster: None,
         connections,
@@ -94,7 +107,10 @@ pub async fn new_session(
     new_session_minor(c, owner, flags, sec, 1).await
 }
 
-/// `new_session` in COMPOUNDs of minor version `minor` (1 or 2).
+/// `new_session` in COMPOUNDs of minor version `minor` (1 or 2). Like every client, it then
+/// sends RECLAIM_COMPLETE (RFC 8881 §18.51.3: no OPEN before it), on the session's last slot
+/// so that the tests' own requests start at sequence id 1 of slot 0; a client that sent it
+/// already (a second session) is told COMPLETE_ALREADY.
 pub async fn new_session_minor(
     c: &Connection,
     owner: &str,
@@ -102,6 +118,40 @@ pub async fn new_session_minor(
     sec: Vec<CallbackSecParms4>,
     minor: u32,
 ) -> (Sessionid4, u64, u32) {
+    let (sid, clientid, csr_flags, slots) = establish(c, owner, flags, sec, minor).await;
+    if slots > 1 {
+        let r = compound(
+            c,
+            minor,
+            vec![
+                NfsArgop4::Sequence(SequenceArgs {
+                    sa_sessionid: sid,
+                    sa_sequenceid: 1,
+                    sa_slotid: slots - 1,
+                    sa_highest_slotid: slots - 1,
+                    sa_cachethis: false,
+                }),
+                NfsArgop4::ReclaimComplete(ReclaimCompleteArgs { rca_one_fs: false }),
+            ],
+        )
+        .await;
+        assert!(
+            r.status == 0 || r.status == Nfsstat4::CompleteAlready.code(),
+            "{r:?}"
+        );
+    }
+    (sid, clientid, csr_flags)
+}
+
+/// EXCHANGE_ID + CREATE_SESSION and nothing else; returns (session, client id, csr_flags,
+/// slots granted).
+pub async fn establish(
+    c: &Connection,
+    owner: &str,
+    flags: u32,
+    sec: Vec<CallbackSecParms4>,
+    minor: u32,
+) -> (Sessionid4, u64, u32, u32) {
     let r = compound(
         c,
         minor,
@@ -145,7 +195,12 @@ pub async fn new_session_minor(
     let NfsResop4::CreateSession(CreateSessionRes::Ok(s)) = &r.resarray[0] else {
         panic!("{r:?}")
     };
-    (s.csr_sessionid, x.eir_clientid, s.csr_flags)
+    (
+        s.csr_sessionid,
+        x.eir_clientid,
+        s.csr_flags,
+        s.csr_fore_chan_attrs.ca_maxrequests,
+    )
 }
 
 /// CREATE of a directory with default attributes.
@@ -229,15 +284,8 @@ pub async fn session_with_back_channel_minor(
         0,
         "back channel refused"
     );
-    let r = compound(
-        c,
-        minor,
-        vec![
-            seq(sid, 1),
-            NfsArgop4::ReclaimComplete(ReclaimCompleteArgs { rca_one_fs: false }),
-        ],
-    )
-    .await;
+    // The callers' requests start at sequence id 2.
+    let r = compound(c, minor, vec![seq(sid, 1)]).await;
     assert_eq!(r.status, 0, "{r:?}");
     (sid, clientid)
 }
@@ -264,12 +312,40 @@ pub async fn connect_holder_minor(
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
     let c = Connection::connect(
         s.local_addr(),
-        Arc::new(Holder { recalls: tx, minor }),
+        Arc::new(Holder {
+            recalls: tx,
+            minor,
+            creds: None,
+        }),
         ConnectionLimits::default(),
     )
     .await
     .unwrap();
     (c, rx)
+}
+
+/// `connect_holder` whose back channel also reports the RPC credential of every callback.
+pub async fn connect_holder_with_creds(
+    s: &Server,
+) -> (
+    Connection,
+    tokio::sync::mpsc::UnboundedReceiver<Recall>,
+    tokio::sync::mpsc::UnboundedReceiver<Auth>,
+) {
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    let (ctx, crx) = tokio::sync::mpsc::unbounded_channel();
+    let c = Connection::connect(
+        s.local_addr(),
+        Arc::new(Holder {
+            recalls: tx,
+            minor: 1,
+            creds: Some(ctx),
+        }),
+        ConnectionLimits::default(),
+    )
+    .await
+    .unwrap();
+    (c, rx, crx)
 }
 
 /// A test client's callback service: records CB_RECALL and CB_LAYOUTRECALL and acknowledges
@@ -278,10 +354,15 @@ pub async fn connect_holder_minor(
 pub struct Holder {
     pub recalls: tokio::sync::mpsc::UnboundedSender<Recall>,
     pub minor: u32,
+    /// Where the credential of each callback goes, if anywhere.
+    pub creds: Option<tokio::sync::mpsc::UnboundedSender<Auth>>,
 }
 
 impl proto::rpc::CallHandler for Holder {
     async fn handle(&self, _c: Connection, call: proto::rpc::Call) -> Option<proto::xdr::Writer> {
+        if let Some(tx) = &self.creds {
+            let _ = tx.send(call.cred.clone());
+        }
         let args = CbCompound4Args::from_xdr(call.args()).ok()?;
         if args.minorversion != self.minor {
             let bad = Nfsstat4::Badsession.code();

@@ -1,0 +1,178 @@
+//! Lease expiry, courteous as knfsd's (fs/nfsd/nfs4state.c since Linux 5.19): a client whose
+//! lease ran out is not expired at once. It stays a *courtesy client*, its opens, locks,
+//! delegations and layouts in place, so a client that was only cut off for a while (a network
+//! partition, a suspended laptop) finds them again when it renews. It is expired, whole, as
+//! soon as another client's request conflicts with any of its state (a share reservation, a
+//! byte-range lock, a delegation to recall, I/O under a lock), and that request then proceeds
+//! at once: a dead client no longer blocks the others for two leases. knfsd expires the
+//! whole client too (`try_to_expire_client`), so a client finds either all of its state or
+//! none, never a part of it.
+//!
+//! The bounds that end a courtesy otherwise (`sweep`):
+//! - a client holding no opens, locks, delegations or layouts, two leases after its last
+//!   renewal: it has nothing to keep, only sessions whose reply caches hold memory;
+//! - a client holding read-write layouts, two leases after: it may still be writing to the
+//!   data servers, so its files are fenced (unchanged from before courtesy);
+//! - a client holding an open of an unlinked file, one lease after: nobody can reach that
+//!   file by name, so no conflict would ever end the courtesy, and its data would stay on disk
+//!   until the courtesy bound (knfsd's is a day) for a client that is most likely gone;
+//! - `COURTESY_MAX` after its last renewal (knfsd's NFSD_COURTESY_CLIENT_TIMEOUT);
+//! - past `MAX_COURTESY_CLIENTS`, the longest silent go first (knfsd trims courtesy clients
+//!   when it has too many clients).
+use super::{Expired, Inner, State, StateKind, StateManager};
+use std::collections::{HashMap, HashSet};
+use std::time::{Duration, Instant};
+
+/// The longest a courtesy client keeps its state without a conflict: knfsd's
+/// NFSD_COURTESY_CLIENT_TIMEOUT.
+pub const COURTESY_MAX: Duration = Duration::from_secs(24 * 60 * 60);
+
+/// Most courtesy clients kept; the longest silent are expired first past it.
+pub const MAX_COURTESY_CLIENTS: usize = 4096;
+
+/// What a lapsed client holds, for the sweep's rules.
+#[derive(Debug, Default, Clone, Copy)]
+struct Holdings {
+    any: bool,
+    rw_layout: bool,
+    orphan: bool,
+}
+
+impl StateManager {
+    /// Whether `clientid` is a confirmed client whose lease has run out (a courtesy client).
+    pub(super) fn lapsed(&self, g: &Inner, clientid: u64) -> bool {
+        g.clients
+            .get(&clientid)
+            .is_some_and(|c| c.confirmed && c.renewed.elapsed() > self.lease)
+    }
+
+    /// A request conflicts with state of `clientid`: if that is a courtesy client, it is
+    /// expired now and true is returned (look again, the conflict is gone); false if the
+    /// client is alive and the conflict stands.
+    pub(super) fn expire_if_lapsed(&self, g: &mut Inner, clientid: u64) -> bool {
+        if !self.lapsed(g, clientid) {
+            return false;
+        }
+        tracing::info!(
+            clientid,
+            "expiring a courtesy client: its state is in the way"
+        );
+        self.expire(g, clientid);
+        self.laundromat.notify_one();
+        true
+    }
+
+    /// Forgets `clientid` with all its state, leaving what must happen outside the lock in
+    /// `Inner::expired`.
+    pub(super) fn expire(&self, g: &mut Inner, clientid: u64) {
+        for st in g.states.values().filter(|s| s.clientid == clientid) {
+            match st.kind {
+                StateKind::Layout { rw: true } => g.expired.fenced.push(st.ino),
+                StateKind::Open { .. } => g.expired.released.push(st.ino),
+                _ => {}
+            }
+        }
+        if let Some(owner) = g.clients.get(&clientid).map(|c| c.owner.clone()) {
+            if let Err(e) = g.db.remove(&owner) {
+                tracing::warn!("cannot update client list: {e}");
+            }
+        }
+        Self::purge_client(g, clientid);
+        g.expired.clients += 1;
+    }
+
+    /// The files courtesy clients have open: the laundromat finds the unlinked ones among them
+    /// and names them to `sweep`.
+    pub fn lapsed_open_files(&self) -> Vec<u64> {
+        let g = self.lock();
+        let mut inos: Vec<u64> = g
+            .states
+            .values()
+            .filter(|st| matches!(st.kind, StateKind::Open { .. }) && self.lapsed(&g, st.clientid))
+            .map(|st| st.ino)
+            .collect();
+        inos.sort_unstable();
+        inos.dedup();
+        inos
+    }
+
+    /// The laundromat's sweep: drops unconfirmed records a lease old, and expires the courtesy
+    /// clients the rules above no longer keep; `orphans` are the unlinked files among
+    /// `lapsed_open_files`. Also ends a grace period that ran out. Returns how many clients
+    /// went; what they left is in `take_expired`.
+    pub fn sweep(&self, orphans: &HashSet<u64>) -> usize {
+        let mut g = self.lock();
+        if g.grace_until.is_some_and(|t| Instant::now() >= t) {
+            Self::end_grace(&mut g);
+        }
+        // An unconfirmed record (EXCHANGE_ID never followed by CREATE_SESSION) holds nothing;
+        // a client sending EXCHANGE_IDs under ever new names must not fill the table
+        // (RFC 8881 §18.35.4).
+        let lease = self.lease;
+        let before = g.clients.len();
+        g.clients
+            .retain(|_, c| c.confirmed || c.renewed.elapsed() <= lease);
+        let mut gone = before - g.clients.len();
+
+        let lapsed: HashMap<u64, Duration> = g
+            .clients
+            .values()
+            .filter(|c| c.confirmed && c.renewed.elapsed() > lease)
+            .map(|c| (c.clientid, c.renewed.elapsed()))
+            .collect();
+        if lapsed.is_empty() {
+            return gone;
+        }
+        let mut holds: HashMap<u64, Holdings> = HashMap::new();
+        for st in g.states.values() {
+            if !lapsed.contains_key(&st.clientid) {
+                continue;
+            }
+            let h = holds.entry(st.clientid).or_default();
+            h.any = true;
+            match st {
+                State {
+                    kind: StateKind::Layout { rw: true },
+                    ..
+                } => h.rw_layout = true,
+                State {
+                    kind: StateKind::Open { .. },
+                    ino,
+                    ..
+                } if orphans.contains(ino) => h.orphan = true,
+                _ => {}
+            }
+        }
+        let mut expire = Vec::new();
+        let mut courtesy = Vec::new();
+        for (&id, &idle) in &lapsed {
+            let h = holds.get(&id).copied().unwrap_or_default();
+            let twice = idle > lease * 2;
+            if h.orphan || idle > COURTESY_MAX || (twice && (!h.any || h.rw_layout)) {
+                expire.push(id);
+            } else if h.any {
+                courtesy.push((idle, id));
+            }
+        }
+        if courtesy.len() > MAX_COURTESY_CLIENTS {
+            courtesy.sort_unstable_by_key(|c| std::cmp::Reverse(c.0));
+            let over = courtesy.len() - MAX_COURTESY_CLIENTS;
+            expire.extend(courtesy[..over].iter().map(|(_, id)| *id));
+        }
+        for id in expire {
+            self.expire(&mut g, id);
+            gone += 1;
+        }
+        gone
+    }
+
+    /// What expired clients left to do (see `Expired`), handed over once.
+    pub fn take_expired(&self) -> Expired {
+        let mut e = std::mem::take(&mut self.lock().expired);
+        e.fenced.sort_unstable();
+        e.fenced.dedup();
+        e.released.sort_unstable();
+        e.released.dedup();
+        e
+    }
+}
