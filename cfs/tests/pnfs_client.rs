@@ -126,6 +126,19 @@ impl Cluster {
             );
             std::thread::sleep(Duration::from_millis(200));
         }
+        // `cluster up` stops every node if one dies before it has seen them all up itself:
+        // wait for its banner before a test kills any.
+        while !std::fs::read_to_string(dir.join("cluster.log"))
+            .unwrap_or_default()
+            .contains("cfs cluster up: MDS on")
+        {
+            assert!(
+                Instant::now() < deadline,
+                "cfs cluster up never said it was up:\n{}",
+                c.log_tail()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
         c
     }
 
