@@ -35,8 +35,13 @@ impl Cluster {
         g.iter().copied().collect()
     }
 
+    /// `ino` is whole again, or gone: out of the queue, and its rewrite target forgotten.
     fn clear_degraded(&self, ino: u64) {
         self.degraded
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&ino);
+        self.rewrite
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .remove(&ino);
@@ -240,10 +245,6 @@ impl Cluster {
         })
         .await?;
         self.clear_degraded(ino);
-        self.rewrite
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(&ino);
         tracing::info!(
             ino,
             from = src.0,
