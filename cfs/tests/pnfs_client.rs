@@ -58,6 +58,8 @@ struct Cluster {
     dir: PathBuf,
     addr: SocketAddr,
     rt: tokio::runtime::Runtime,
+    /// Data servers it was started with.
+    ds: usize,
 }
 
 fn signal(pid: u32, sig: &str) {
@@ -74,11 +76,16 @@ impl Cluster {
 
     /// `extra`: more `cfs cluster up` arguments (e.g. a short lease).
     fn start_with(dir: &Path, extra: &[&str]) -> Cluster {
+        Self::start_ds(dir, 3, extra)
+    }
+
+    /// A cluster of `ds` data servers (at most 3).
+    fn start_ds(dir: &Path, ds: usize, extra: &[&str]) -> Cluster {
         let port = free_port_block();
         let addr: SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
         let log = std::fs::File::create(dir.join("cluster.log")).expect("log");
         let child = Command::new(BIN)
-            .args(["cluster", "up", "--ds", "3", "--dir"])
+            .args(["cluster", "up", "--ds", &ds.to_string(), "--dir"])
             .arg(dir.join("cluster"))
             .args(["--port", &port.to_string()])
             .args(extra)
@@ -98,11 +105,12 @@ impl Cluster {
             dir: dir.to_path_buf(),
             addr,
             rt,
+            ds,
         };
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             if let Some(st) = c.status() {
-                if c.up(&st) == 3 {
+                if c.up(&st) == ds {
                     break;
                 }
             }
@@ -113,10 +121,23 @@ impl Cluster {
             }
             assert!(
                 Instant::now() < deadline,
-                "3 data servers not up in 60 s:\n{}",
+                "{ds} data servers not up in 60 s:\n{}",
                 c.log_tail()
             );
             std::thread::sleep(Duration::from_millis(200));
+        }
+        // `cluster up` stops every node if one dies before it has seen them all up itself:
+        // wait for its banner before a test kills any.
+        while !std::fs::read_to_string(dir.join("cluster.log"))
+            .unwrap_or_default()
+            .contains("cfs cluster up: MDS on")
+        {
+            assert!(
+                Instant::now() < deadline,
+                "cfs cluster up never said it was up:\n{}",
+                c.log_tail()
+            );
+            std::thread::sleep(Duration::from_millis(100));
         }
         c
     }
@@ -239,7 +260,7 @@ impl Cluster {
     }
 
     /// Starts a killed DS again from the config `cluster up` left, and waits until the MDS
-    /// has all three up. The process is killed by PID when the test ends.
+    /// has all of them up. The process is killed by PID when the test ends.
     fn restart(&self, role: &str) -> Child {
         let child = Command::new(BIN)
             .args(["server", "--config"])
@@ -250,7 +271,7 @@ impl Cluster {
             .spawn()
             .expect("restart DS");
         let deadline = Instant::now() + Duration::from_secs(30);
-        while self.status().map(|s| self.up(&s)) != Some(3) {
+        while self.status().map(|s| self.up(&s)) != Some(self.ds) {
             assert!(Instant::now() < deadline, "restarted {role} not up in 30 s");
             std::thread::sleep(Duration::from_millis(200));
         }
@@ -953,4 +974,315 @@ fn a_file_that_lost_a_mirror_is_re_mirrored_and_survives_losing_the_other() {
         let _ = cl.rt.block_on(r.shutdown());
     }
     let _ = cl.rt.block_on(c.shutdown());
+}
+
+// ---- Data integrity on the data servers (issue 11 items 16, 17, 19) ----
+
+/// The role names (`dsI`) of the DSs that report read bytes, once any does (counters travel
+/// with heartbeats).
+fn reading_roles(cl: &Cluster) -> Vec<String> {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let st = cl.status().expect("status");
+        let roles: Vec<String> = st
+            .data_servers
+            .iter()
+            .filter(|d| d.counters.read_bytes > 0)
+            .filter_map(|d| {
+                let ua = String::from_utf8_lossy(&d.listen.na_r_addr.0).to_string();
+                let port = layout::uaddr::from_uaddr(&ua).ok()?.port();
+                Some(format!("ds{}", port.checked_sub(cl.addr.port())?))
+            })
+            .collect();
+        if !roles.is_empty() {
+            return roles;
+        }
+        assert!(Instant::now() < deadline, "no DS reports read bytes");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// Where `role` keeps its chunk store.
+fn store_dir(cl: &Cluster, role: &str) -> PathBuf {
+    cl.dir.join("cluster").join(role).join("chunks")
+}
+
+/// The ids of the objects in `role`'s chunk store (`objects/<id & 0xff>/<id, 16 hex>`).
+fn ds_objects(cl: &Cluster, role: &str) -> Vec<u64> {
+    let mut ids = Vec::new();
+    let Ok(fans) = std::fs::read_dir(store_dir(cl, role).join("objects")) else {
+        return ids;
+    };
+    for fan in fans.flatten() {
+        for obj in std::fs::read_dir(fan.path())
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            if let Some(id) = obj
+                .file_name()
+                .to_str()
+                .and_then(|n| u64::from_str_radix(n, 16).ok())
+            {
+                ids.push(id);
+            }
+        }
+    }
+    ids
+}
+
+/// `role`'s copy of the one file in its store, read and verified by the chunk store itself
+/// (a second opener of the directory: reads only).
+fn ds_copy(cl: &Cluster, role: &str, len: usize) -> Result<Vec<u8>, String> {
+    let ids = ds_objects(cl, role);
+    let [id] = ids[..] else {
+        return Err(format!("{role} holds objects {ids:?}, not one"));
+    };
+    let store = ds::ChunkStore::open(store_dir(cl, role)).map_err(|e| e.to_string())?;
+    let (bytes, _) = store
+        .blocking()
+        .read(id, 0, len as u64, len as u64)
+        .map_err(|e| e.to_string())?;
+    Ok(bytes)
+}
+
+/// Chunk file 0 of the one object on `role`, and its store's (chunk size, block size).
+fn chunk_file_0(cl: &Cluster, role: &str) -> (PathBuf, u64, u64) {
+    let ids = ds_objects(cl, role);
+    let [id] = ids[..] else {
+        panic!("{role} holds objects {ids:?}, not one")
+    };
+    let dir = store_dir(cl, role);
+    let conf = std::fs::read_to_string(dir.join("chunkstore.conf")).expect("chunkstore.conf");
+    let get = |k: &str| -> u64 {
+        conf.lines()
+            .find_map(|l| l.strip_prefix(k)?.strip_prefix('=')?.trim().parse().ok())
+            .expect("geometry in chunkstore.conf")
+    };
+    let path = dir
+        .join("objects")
+        .join(format!("{:02x}", id & 0xff))
+        .join(format!("{id:016x}"))
+        .join("0");
+    (path, get("chunk_size"), get("block_size"))
+}
+
+/// Overwrites `bytes.len()` bytes of `path` at `off`, as a bad sector or a stray write would.
+fn scribble(path: &Path, off: u64, bytes: &[u8]) {
+    use std::os::unix::fs::FileExt;
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(path)
+        .expect("open chunk file");
+    f.write_all_at(bytes, off).expect("scribble");
+    f.sync_all().expect("sync");
+}
+
+fn wait_up(cl: &Cluster, n: usize) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while cl.status().map(|s| cl.up(&s)) != Some(n) {
+        assert!(
+            Instant::now() < deadline,
+            "not {n} DSs up in 20 s:\n{}",
+            cl.admin_status()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// Waits up to 60 s for `role`'s copy to verify and equal `want`.
+fn wait_for_good_copy(cl: &Cluster, role: &str, want: &[u8], what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let got = ds_copy(cl, role, want.len());
+        if got.as_deref().is_ok_and(|g| digest(g) == digest(want)) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{what}: {role}'s copy still not good after 60 s ({:?}):\n{}\n{}",
+            got.map(|g| g.len()),
+            cl.admin_status(),
+            cl.log_tail()
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+#[test]
+fn zeroed_checksums_on_one_mirror_read_from_the_other_not_as_zeros() {
+    let _g = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    require_cluster_command();
+    let t = tempfile::tempdir().expect("tempdir");
+    let cl = Cluster::start_ds(t.path(), 2, &[]);
+    let data = random_bytes(2 * MIB + 777, 0x16);
+    let c = cl.client(true);
+    cl.rt
+        .block_on(upload(&c, "/z", &mut std::io::Cursor::new(data.clone())))
+        .expect("upload");
+    // One read first, to learn which mirror serves reads: that is the copy to damage.
+    let got = cl.rt.block_on(download(&c, "/z")).expect("download");
+    assert!(digest(&got) == digest(&data));
+    let _ = cl.rt.block_on(c.shutdown());
+    let readers = reading_roles(&cl);
+    assert_eq!(readers.len(), 1, "reads come from one mirror: {readers:?}");
+    let (path, chunk, block) = chunk_file_0(&cl, &readers[0]);
+    // Both checksum slots of block 5 zeroed (the header layout of `chunkstore::geometry`).
+    let n = chunk / block;
+    let b = 5;
+    scribble(&path, 64 + b * 32, &[0; 32]);
+    scribble(&path, 64 + (n + b) * 32, &[0; 32]);
+
+    // `cfs get` (pNFS) returns the file's bytes, never zeros for the damaged block.
+    let o = cfs(
+        t.path(),
+        &["get", "--server", &cl.addr.to_string(), "/z", "-"],
+    );
+    assert!(o.ok(), "cfs get: {}", o.stderr);
+    assert_eq!(o.stdout.len(), data.len());
+    let bad = (b * block) as usize..((b + 1) * block) as usize;
+    assert!(
+        o.stdout[bad.clone()] == data[bad],
+        "the block whose checksums were zeroed must come from the other mirror"
+    );
+    assert!(digest(&o.stdout) == digest(&data), "cfs get: bytes differ");
+    // And through the MDS.
+    let r = cl.client(false);
+    let got = cl
+        .rt
+        .block_on(download(&r, "/z"))
+        .expect("read through the MDS");
+    assert!(digest(&got) == digest(&data), "MDS read: bytes differ");
+    let _ = cl.rt.block_on(r.shutdown());
+}
+
+#[test]
+fn a_corrupt_copy_is_rewritten_from_its_mirror() {
+    let _g = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    require_cluster_command();
+    let t = tempfile::tempdir().expect("tempdir");
+    let cl = Cluster::start_ds(t.path(), 2, &[]);
+    let data = random_bytes(3 * MIB + 5, 0x17);
+    let c = cl.client(true);
+    cl.rt
+        .block_on(upload(&c, "/c", &mut std::io::Cursor::new(data.clone())))
+        .expect("upload");
+    let got = cl.rt.block_on(download(&c, "/c")).expect("download");
+    assert!(digest(&got) == digest(&data));
+    let _ = cl.rt.block_on(c.shutdown());
+    let readers = reading_roles(&cl);
+    assert_eq!(readers.len(), 1, "reads come from one mirror: {readers:?}");
+    let bad = readers[0].clone();
+    let good = if bad == "ds1" { "ds2" } else { "ds1" };
+    let (path, chunk, block) = chunk_file_0(&cl, &bad);
+    // Flip bytes in the data of block 3 (data starts page-aligned after the two sum arrays).
+    let data_start = (64 + 2 * (chunk / block) * 32).div_ceil(4096) * 4096;
+    let at = data_start + 3 * block + 100;
+    scribble(&path, at, &[0xa5; 64]);
+    assert!(
+        ds_copy(&cl, &bad, data.len()).is_err(),
+        "the damage verifies"
+    );
+
+    // The read is served from the good mirror...
+    let r = cl.client(true);
+    let got = cl
+        .rt
+        .block_on(download(&r, "/c"))
+        .expect("read with one bad copy");
+    assert!(digest(&got) == digest(&data), "bytes differ");
+    eprintln!("first read: {:?}", r.pnfs_stats());
+    let _ = cl.rt.block_on(r.shutdown());
+    // ...and the bad copy is rewritten from it.
+    wait_for_good_copy(&cl, &bad, &data, "rewrite of the bad copy");
+    let marks = std::fs::read_to_string(cl.dir.join("cluster").join(&bad).join("bad_chunks"))
+        .unwrap_or_default();
+    assert!(marks.trim().is_empty(), "bad chunk marks left: {marks}");
+
+    // A second read no longer fails over.
+    let r = cl.client(true);
+    let got = cl.rt.block_on(download(&r, "/c")).expect("second read");
+    assert!(digest(&got) == digest(&data));
+    let st = r.pnfs_stats().expect("pNFS");
+    assert_eq!(st.ds_errors, 0, "second read failed over: {st:?}");
+    let _ = cl.rt.block_on(r.shutdown());
+
+    // The rewritten copy is a mirror again: it alone serves the file.
+    std::thread::sleep(Duration::from_secs(1));
+    cl.kill9(good);
+    wait_up(&cl, 1);
+    for pnfs in [true, false] {
+        let r = cl.client(pnfs);
+        let got = cl
+            .rt
+            .block_on(download(&r, "/c"))
+            .unwrap_or_else(|e| panic!("read from the rewritten copy (pnfs {pnfs}): {e}"));
+        assert!(
+            digest(&got) == digest(&data),
+            "rewritten copy differs (pnfs {pnfs})"
+        );
+        let _ = cl.rt.block_on(r.shutdown());
+    }
+}
+
+#[test]
+fn a_file_left_with_one_copy_is_re_mirrored_after_an_mds_restart() {
+    let _g = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    require_cluster_command();
+    let t = tempfile::tempdir().expect("tempdir");
+    let cl = Cluster::start_ds(t.path(), 2, &[]);
+    cl.kill9("ds2");
+    wait_up(&cl, 1);
+    // Written while ds2 is down: one copy, on ds1.
+    let data = random_bytes(3 * MIB + 3, 0x19);
+    let c = cl.client(true);
+    cl.rt
+        .block_on(upload(
+            &c,
+            "/single",
+            &mut std::io::Cursor::new(data.clone()),
+        ))
+        .expect("upload with a DS down");
+    let _ = cl.rt.block_on(c.shutdown());
+    assert!(ds_copy(&cl, "ds1", data.len()).is_ok_and(|g| digest(&g) == digest(&data)));
+
+    // The MDS dies (kill -9) before it repaired anything, and starts again; then ds2 is back.
+    cl.kill9("mds");
+    std::thread::sleep(Duration::from_millis(300));
+    let mut mds = Command::new(BIN)
+        .args(["server", "--config"])
+        .arg(t.path().join("cluster").join("mds.toml"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("restart MDS");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while cl.status().is_none() {
+        assert!(Instant::now() < deadline, "MDS not back in 30 s");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let mut ds2 = cl.restart("ds2");
+
+    // The restarted MDS finds the single-copy file in its records and copies it to ds2.
+    wait_for_good_copy(&cl, "ds2", &data, "re-mirroring after the MDS restart");
+    std::thread::sleep(Duration::from_secs(1));
+    cl.kill9("ds1");
+    wait_up(&cl, 1);
+    for pnfs in [true, false] {
+        let r = cl.client(pnfs);
+        let got = cl
+            .rt
+            .block_on(download(&r, "/single"))
+            .unwrap_or_else(|e| panic!("read from the new mirror (pnfs {pnfs}): {e}"));
+        assert!(
+            digest(&got) == digest(&data),
+            "new mirror differs (pnfs {pnfs})"
+        );
+        let _ = cl.rt.block_on(r.shutdown());
+    }
+    signal(ds2.id(), "-KILL");
+    let _ = ds2.wait();
+    signal(mds.id(), "-KILL");
+    let _ = mds.wait();
 }

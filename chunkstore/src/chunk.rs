@@ -6,7 +6,16 @@
 //! verifies as long as it is one of the two: an interrupted, unacknowledged write never makes the
 //! neighbouring acknowledged bytes of its block unreadable. Anything else is corruption.
 //! Removing data runs the other way: `pend := cur`, `cur := 0`, drop the data, `pend := 0`.
-//! A block is a hole exactly when both slots are zero.
+//! A block is a hole when both slots are zero.
+//!
+//! Lost checksums: zeroed slots alone would make a written block read as a hole (zeros, no
+//! error). But the store never leaves bytes in a block whose slots are both zero: removing data
+//! drops it (punch or truncate) before `pend := 0`, and a write puts its sums in `pend` before
+//! its data. So the data region is the allocation map: a block with no sums whose bytes are not
+//! all zero once held data and lost its checksums, and is corrupt. Checking costs nothing for
+//! real holes (`SEEK_DATA` finds them unallocated in the file) and needs no change to the
+//! on-disk format, so chunk files written before this check are read the same way. What it
+//! cannot see is a block whose sums and data were both zeroed; then zeros are what it reads.
 
 use std::fs::File;
 use std::mem::MaybeUninit;
@@ -49,6 +58,15 @@ pub(crate) fn check_preamble(f: &File, g: &Geometry, create: bool) -> Result<boo
         return Ok(true);
     }
     if p.iter().all(|b| *b == 0) {
+        // A zero preamble is a file created by a write that died before its first byte, which
+        // holds nothing. Anything past the preamble means the header was lost: reading that
+        // file as empty would turn its data into zeros.
+        if f.metadata()?.len() > PREAMBLE_LEN {
+            return Err(ChunkError::Corrupt {
+                block: 0,
+                detail: "chunk preamble lost (zeroed) but the file holds data".into(),
+            });
+        }
         if create {
             f.write_all_at(&g.preamble(), 0)?;
             return Ok(true);
@@ -103,14 +121,78 @@ fn write_sums(f: &File, g: &Geometry, slot: Slot, b0: u64, sums: &[Sum]) -> std:
     f.write_all_at(&raw, off)
 }
 
-/// Whether each block of `b0..b1` holds data (false: a hole).
-pub(crate) fn block_map(f: &File, g: &Geometry, b0: u64, b1: u64) -> Result<Vec<bool>, ChunkError> {
+/// Whether each block of `b0..b1` has sums (false: a hole, or a block whose sums were lost).
+fn sums_map(f: &File, g: &Geometry, b0: u64, b1: u64) -> Result<Vec<bool>, ChunkError> {
     let (cur, pend) = read_sums(f, g, b0, b1)?;
     Ok(cur
         .iter()
         .zip(&pend)
         .map(|(c, p)| *c != ZERO || *p != ZERO)
         .collect())
+}
+
+/// Whether each block of `b0..b1` holds data (false: a hole). A block without sums that holds
+/// bytes is corrupt (its checksums were lost), not a hole.
+pub(crate) fn block_map(f: &File, g: &Geometry, b0: u64, b1: u64) -> Result<Vec<bool>, ChunkError> {
+    let map = sums_map(f, g, b0, b1)?;
+    let bs = g.block_size as usize;
+    let mut i = 0;
+    while i < map.len() {
+        if map[i] {
+            i += 1;
+            continue;
+        }
+        let j = (i..map.len()).find(|&j| map[j]).unwrap_or(map.len());
+        let (s, e) = (b0 + i as u64, b0 + j as u64);
+        if !unallocated(f, g, s, e)? {
+            // Allocated in the file: its bytes must all be zero. Read in bounded pieces.
+            let step = (1 << 20) / bs;
+            let mut buf = vec![0u8; step.min(j - i) * bs];
+            let mut b = s;
+            while b < e {
+                let n = (step as u64).min(e - b);
+                let piece = &mut buf[..n as usize * bs];
+                read_full_at(f, piece, g.data_start + b * g.block_size)?;
+                if let Some(k) = piece
+                    .chunks_exact(bs)
+                    .position(|blk| blk.iter().any(|x| *x != 0))
+                {
+                    return Err(lost_sums(b + k as u64));
+                }
+                b += n;
+            }
+        }
+        i = j;
+    }
+    Ok(map)
+}
+
+fn lost_sums(block: u64) -> ChunkError {
+    ChunkError::Corrupt {
+        block,
+        detail: "data without a checksum (checksums lost)".into(),
+    }
+}
+
+/// Whether the file has no data at all for blocks `b0..b1` (a hole in the underlying file, or
+/// past its end): then they read as zeros without being read. `false` when unsure.
+fn unallocated(f: &File, g: &Geometry, b0: u64, b1: u64) -> std::io::Result<bool> {
+    let start = g.data_start + b0 * g.block_size;
+    let end = g.data_start + b1 * g.block_size;
+    // SAFETY: lseek on a descriptor we own. It moves the shared file offset, which nothing
+    // here uses: every read and write is positional (pread/pwrite).
+    let r = unsafe { libc::lseek(f.as_raw_fd(), start as libc::off_t, libc::SEEK_DATA) };
+    if r >= 0 {
+        return Ok(r as u64 >= end);
+    }
+    let e = std::io::Error::last_os_error();
+    match e.raw_os_error() {
+        // No data at or after `start`.
+        Some(libc::ENXIO) => Ok(true),
+        // A file system without SEEK_DATA: read and look.
+        Some(libc::EINVAL) | Some(libc::EOPNOTSUPP) => Ok(false),
+        _ => Err(e),
+    }
 }
 
 /// Fills `buf` from the file at `off`: what lies past EOF reads as zeros. `buf` may be
@@ -167,8 +249,8 @@ fn read_blocks<'a>(
 ) -> Result<&'a mut [u8], ChunkError> {
     let bs = g.block_size as usize;
     let (cur, pend) = read_sums(f, g, b0, b1)?;
-    // One pread for the whole range unless it is all holes.
-    if cur.iter().chain(&pend).all(|s| *s == ZERO) {
+    // One pread for the whole range unless it is all holes the file has no bytes for.
+    if cur.iter().chain(&pend).all(|s| *s == ZERO) && unallocated(f, g, b0, b1)? {
         return Ok(zero_uninit(out));
     }
     let out = read_full_uninit(f, out, g.data_start + b0 * g.block_size)?;
@@ -190,7 +272,9 @@ fn read_blocks<'a>(
     for (i, block) in out.chunks_exact_mut(bs).enumerate() {
         let (c, p) = (cur[i], pend[i]);
         if c == ZERO && p == ZERO {
-            block.fill(0);
+            if block.iter().any(|b| *b != 0) {
+                return Err(lost_sums(b0 + i as u64));
+            }
             continue;
         }
         let h = hashes[i];
@@ -323,7 +407,7 @@ fn zero_partial(f: &File, g: &Geometry, off: u64, end: u64) -> Result<(), ChunkE
         return Ok(());
     }
     let b = off / g.block_size;
-    if !block_map(f, g, b, b + 1)?[0] {
+    if !sums_map(f, g, b, b + 1)?[0] {
         return Ok(());
     }
     write(f, g, off, &vec![0u8; (end - off) as usize])
@@ -339,9 +423,18 @@ fn punch(f: &File, off: u64, len: u64) -> std::io::Result<()> {
     }
     let e = std::io::Error::last_os_error();
     match e.raw_os_error() {
-        // Without punch support the bytes stay on disk, but the sums already say "hole" and
-        // holes are never read from the file.
-        Some(libc::EOPNOTSUPP) => Ok(()),
+        // Without punch support the bytes are zeroed instead: a block without sums must hold
+        // no bytes, or it reads as one whose checksums were lost.
+        Some(libc::EOPNOTSUPP) => {
+            let zeros = vec![0u8; (1 << 20).min(len) as usize];
+            let mut at = off;
+            while at < off + len {
+                let n = (zeros.len() as u64).min(off + len - at);
+                f.write_all_at(&zeros[..n as usize], at)?;
+                at += n;
+            }
+            Ok(())
+        }
         _ => Err(e),
     }
 }
@@ -475,6 +568,71 @@ mod tests {
         }
         // The intact block still reads on its own.
         read(&f, &g, 0, &mut out[..4096]).unwrap();
+    }
+
+    #[test]
+    fn zeroed_checksum_slots_are_corrupt_not_a_hole() {
+        let (_d, f, g) = setup();
+        write(&f, &g, 0, &[5u8; 3 * 4096]).unwrap();
+        // Both slots of block 1 zeroed, as a bad sector or a stray write would.
+        f.write_all_at(&[0u8; SUM_LEN], g.cur_off(1)).unwrap();
+        f.write_all_at(&[0u8; SUM_LEN], g.pend_off(1)).unwrap();
+        let mut out = vec![0u8; 3 * 4096];
+        match read(&f, &g, 0, &mut out) {
+            Err(ChunkError::Corrupt { block: 1, .. }) => {}
+            other => panic!("read: {other:?}"),
+        }
+        match read(&f, &g, 4096, &mut out[..4096]) {
+            Err(ChunkError::Corrupt { block: 1, .. }) => {}
+            other => panic!("read of the block alone: {other:?}"),
+        }
+        match block_map(&f, &g, 0, 3) {
+            Err(ChunkError::Corrupt { block: 1, .. }) => {}
+            other => panic!("block map: {other:?}"),
+        }
+        // Its neighbours and the real holes after them still read.
+        read(&f, &g, 0, &mut out[..4096]).unwrap();
+        read(&f, &g, 8 * 4096, &mut out).unwrap();
+        assert!(out.iter().all(|b| *b == 0));
+        assert_eq!(block_map(&f, &g, 3, 16).unwrap(), vec![false; 13]);
+        // A full-block rewrite heals it.
+        write(&f, &g, 4096, &[6u8; 4096]).unwrap();
+        read(&f, &g, 4096, &mut out[..4096]).unwrap();
+        assert!(out[..4096].iter().all(|b| *b == 6));
+    }
+
+    #[test]
+    fn zeroed_preamble_of_a_file_with_data_is_corrupt() {
+        let (_d, f, g) = setup();
+        write(&f, &g, 0, &[5u8; 4096]).unwrap();
+        f.write_all_at(&[0u8; PREAMBLE_LEN as usize], 0).unwrap();
+        for create in [false, true] {
+            match check_preamble(&f, &g, create) {
+                Err(ChunkError::Corrupt { .. }) => {}
+                other => panic!("create {create}: {other:?}"),
+            }
+        }
+        // A file cut short before its preamble was written holds nothing.
+        f.set_len(0).unwrap();
+        assert!(!check_preamble(&f, &g, false).unwrap());
+        assert!(check_preamble(&f, &g, true).unwrap());
+    }
+
+    #[test]
+    fn deallocated_blocks_hold_no_bytes() {
+        let (_d, f, g) = setup();
+        write(&f, &g, 0, &[4u8; 4 * 4096]).unwrap();
+        deallocate(&f, &g, 4096, 2 * 4096).unwrap();
+        truncate(&f, &g, 3 * 4096 + 10).unwrap();
+        let mut out = vec![9u8; 4 * 4096];
+        read(&f, &g, 0, &mut out).unwrap();
+        assert!(out[..4096].iter().all(|b| *b == 4));
+        assert!(out[4096..3 * 4096].iter().all(|b| *b == 0));
+        assert!(out[3 * 4096..3 * 4096 + 10].iter().all(|b| *b == 4));
+        assert_eq!(
+            block_map(&f, &g, 0, 4).unwrap(),
+            vec![true, false, false, true]
+        );
     }
 
     #[test]

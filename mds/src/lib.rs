@@ -321,13 +321,12 @@ impl Server {
             let rc = c.clone();
             tasks.push(tokio::spawn(async move {
                 let mut tick = tokio::time::interval(rc.cfg.heartbeat * 2);
-                loop {
+                // The first pass rescans: the queue is derived from the placement records, so
+                // files left short of a mirror before a restart are found again.
+                for pass in 0u64.. {
                     tick.tick().await;
-                    for ino in rc.degraded() {
-                        if let Err(e) = rc.repair(&repairer.ns, ino).await {
-                            tracing::warn!(ino, "repair failed, will retry: {e:?}");
-                        }
-                    }
+                    let rescan = pass % cluster::repair::RESCAN_TICKS == 0;
+                    rc.repair_pass(&repairer.ns, rescan).await;
                 }
             }));
             let health = mds.clone();

@@ -16,6 +16,14 @@ pub struct NfsService {
 impl CallHandler for NfsService {
     async fn handle(&self, conn: Connection, call: Call) -> Option<Writer> {
         if call.prog == proto::cluster::CFS_CLUSTER_PROGRAM {
+            if call.proc_ == proto::cluster::CLUSTERPROC_BAD_CHUNKS
+                && call.vers == proto::cluster::CFS_CLUSTER_V1
+            {
+                if let Some(c) = self.mds.cluster() {
+                    // Answered after the namespace has recorded the change: it waits on a commit.
+                    return Some(crate::cluster::service::bad_chunks(c, &self.mds.ns, &call).await);
+                }
+            }
             return Some(crate::cluster::service::handle(
                 self.mds.cluster().map(|c| c.as_ref()),
                 &call,

@@ -76,3 +76,64 @@ async fn status_needs_the_cluster_secret() {
         StatusRes::Ok(_)
     ));
 }
+
+/// A DS's report of bad chunks makes the MDS drop that DS from a file's mirrors: only a report
+/// made with the cluster secret, and recently, is acted on.
+#[tokio::test]
+async fn bad_chunk_reports_need_the_cluster_secret() {
+    let dir = tempfile::tempdir().unwrap();
+    let secret = layout::ClusterSecret::from_passphrase(SECRET).unwrap();
+    let s = Server::start(ServerConfig {
+        data_dir: dir.path().to_path_buf(),
+        listen: "127.0.0.1:0".parse().unwrap(),
+        exports: vec![Export::new("/").unwrap()],
+        lease_seconds: 30,
+        grace_seconds: None,
+        cluster: Some(ClusterConfig::new(secret.clone())),
+        connections: Default::default(),
+    })
+    .await
+    .unwrap();
+    let c = Connection::connect(
+        s.local_addr(),
+        Arc::new(RejectCalls),
+        ConnectionLimits::default(),
+    )
+    .await
+    .unwrap();
+    let report = |a: &BadChunksArgs| {
+        let c = c.clone();
+        let body = a.to_xdr();
+        async move {
+            let r = c
+                .call(
+                    CFS_CLUSTER_PROGRAM,
+                    CFS_CLUSTER_V1,
+                    CLUSTERPROC_BAD_CHUNKS,
+                    &Auth::None,
+                    &body,
+                    Duration::from_secs(10),
+                )
+                .await
+                .unwrap();
+            BadChunksRes::from_xdr(r.body()).unwrap()
+        }
+    };
+    let mut a = BadChunksArgs {
+        ds_id: 7,
+        timestamp_ms: layout::secret::now_ms(),
+        chunks: vec![BadChunk { file: 42, chunk: 0 }],
+        mac: [0; 32],
+    };
+    assert_eq!(report(&a).await, BadChunksRes::Err(CLUSTER_ERR_AUTH));
+    let other = layout::ClusterSecret::from_passphrase("some other long secret").unwrap();
+    a.mac = other.bad_chunks_mac(&a);
+    assert_eq!(report(&a).await, BadChunksRes::Err(CLUSTER_ERR_AUTH));
+    let mut old = a.clone();
+    old.timestamp_ms -= 10 * 60 * 1000;
+    old.mac = secret.bad_chunks_mac(&old);
+    assert_eq!(report(&old).await, BadChunksRes::Err(CLUSTER_ERR_CLOCK));
+    // Signed: a file with no placement record has nothing to repair, and nothing to retry.
+    a.mac = secret.bad_chunks_mac(&a);
+    assert_eq!(report(&a).await, BadChunksRes::Ok(vec![]));
+}

@@ -18,6 +18,11 @@ pub const CLUSTERPROC_HEARTBEAT: u32 = 1;
 /// Admin → MDS: the DS table and counters. Args [`StatusArgs`] (authenticated with the
 /// cluster secret), result [`StatusRes`].
 pub const CLUSTERPROC_STATUS: u32 = 2;
+/// DS → MDS: copies of files that failed their checksums on this DS. Args [`BadChunksArgs`],
+/// result [`BadChunksRes`]. The MDS answers once it has durably stopped counting the DS as a
+/// mirror of each file (and queued the copy for repair), so the DS repeats a report until
+/// answered.
+pub const CLUSTERPROC_BAD_CHUNKS: u32 = 3;
 
 /// Most addresses a DS may advertise.
 pub const MAX_NETADDRS: usize = 8;
@@ -25,6 +30,8 @@ pub const MAX_NETADDRS: usize = 8;
 pub const MAX_FENCES: usize = 1024;
 /// Most DSs one status reply lists.
 pub const MAX_DS: usize = 4096;
+/// Most bad chunks one report carries; the rest follow in the next.
+pub const MAX_BAD_CHUNKS: usize = 256;
 
 /// Status codes of this program.
 pub const CLUSTER_OK: u32 = 0;
@@ -170,4 +177,43 @@ impl HeartbeatArgs {
         copy.mac = [0; 32];
         crate::xdr::Xdr::to_xdr(&copy)
     }
+}
+
+/// A chunk of a file whose copy on the reporting DS failed verification.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Xdr)]
+pub struct BadChunk {
+    pub file: u64,
+    /// The chunk index in the DS's own chunk store (for the operator; repair is per file).
+    pub chunk: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Xdr)]
+pub struct BadChunksArgs {
+    pub ds_id: u64,
+    /// Milliseconds since the Unix epoch when sent.
+    pub timestamp_ms: u64,
+    #[xdr(max = MAX_BAD_CHUNKS)]
+    pub chunks: Vec<BadChunk>,
+    /// Keyed blake3 over the XDR of the fields above.
+    pub mac: [u8; 32],
+}
+
+impl BadChunksArgs {
+    /// The bytes the MAC covers: the XDR of every field but the MAC itself.
+    pub fn mac_input(&self) -> Vec<u8> {
+        let mut copy = self.clone();
+        copy.mac = [0; 32];
+        crate::xdr::Xdr::to_xdr(&copy)
+    }
+}
+
+/// `Ok(later)`: every chunk of the report is taken care of (recorded, or nothing to do) except
+/// those in `later`, which the DS should report again after a while (no good mirror is up to
+/// repair them from yet).
+#[derive(Debug, Clone, PartialEq, Eq, Xdr)]
+pub enum BadChunksRes {
+    #[xdr(case = CLUSTER_OK)]
+    Ok(#[xdr(max = MAX_BAD_CHUNKS)] Vec<BadChunk>),
+    #[xdr(default)]
+    Err(u32),
 }

@@ -7,7 +7,9 @@
 //! - [`objects`]: per-file objects and their high-water marks.
 //! - [`heartbeat`]: registration and renewal with the MDS.
 //! - [`fences`], [`counters`]: what the heartbeat carries each way.
+//! - [`badchunks`]: chunks that failed verification here, recorded and reported for repair.
 
+mod badchunks;
 mod config;
 mod counters;
 mod fences;
@@ -74,6 +76,7 @@ pub(crate) struct Shared {
     cfg: DsConfig,
     local: SocketAddr,
     objects: Objects,
+    bad: badchunks::BadChunks,
     counters: Counters,
     cluster: RwLock<Cluster>,
 }
@@ -107,6 +110,7 @@ pub struct DsServer {
     stop: watch::Sender<bool>,
     accept: JoinHandle<()>,
     heartbeat: JoinHandle<()>,
+    reporter: JoinHandle<()>,
     conns: Arc<ConnTable>,
 }
 
@@ -127,6 +131,7 @@ impl DsServer {
             source,
         })?;
         let objects = Objects::open(store, &dir).map_err(dir_err)?;
+        let bad = badchunks::BadChunks::open(&dir).map_err(dir_err)?;
         let rnd = |what: &str| {
             config::random_u64().map_err(|e| DsServerError::Identity {
                 path: dir.clone(),
@@ -158,6 +163,7 @@ impl DsServer {
             cfg,
             local,
             objects,
+            bad,
             counters: Counters::default(),
             cluster: RwLock::new(Cluster {
                 geometry: None,
@@ -172,12 +178,14 @@ impl DsServer {
             conns.clone(),
             stop_rx.clone(),
         ));
-        let heartbeat = tokio::spawn(heartbeat::run(shared.clone(), stop_rx));
+        let heartbeat = tokio::spawn(heartbeat::run(shared.clone(), stop_rx.clone()));
+        let reporter = tokio::spawn(badchunks::run(shared.clone(), stop_rx));
         Ok(DsServer {
             shared,
             stop,
             accept,
             heartbeat,
+            reporter,
             conns,
         })
     }
@@ -205,6 +213,7 @@ impl DsServer {
         let _ = self.stop.send(true);
         let _ = self.accept.await;
         let _ = self.heartbeat.await;
+        let _ = self.reporter.await;
         self.conns.close_all();
         if let Err(e) = self.shared.objects.commit_all().await {
             tracing::error!("data server shutdown: not everything is durable: {e}");

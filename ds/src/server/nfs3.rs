@@ -131,6 +131,17 @@ fn status_of(e: &DsError) -> Nfsstat3 {
     st
 }
 
+/// `status_of`, after recording a chunk that failed verification (durably, before the reader
+/// hears back) so that the MDS learns of it and has the copy rewritten from a good mirror.
+async fn storage_failure(s: &Shared, e: &DsError) -> Nfsstat3 {
+    if let DsError::Corrupt { id, chunk, .. } = e {
+        if let Err(err) = s.bad.mark(*id, *chunk).await {
+            tracing::error!(file = id, chunk, "cannot record a bad chunk: {err}");
+        }
+    }
+    status_of(e)
+}
+
 fn nfstime(t: SystemTime) -> Nfstime3 {
     let d = t.duration_since(UNIX_EPOCH).unwrap_or_default();
     Nfstime3 {
@@ -190,11 +201,18 @@ async fn setattr(s: &Shared, a: Setattr3Args) -> Setattr3Res {
         Some(size) => s.objects.set_size(file, size).await,
         None => s.objects.state(file).await,
     };
+    if let (Ok(_), Some(size)) = (&res, a.new_attributes.size) {
+        // Chunks wholly cut off hold nothing bad any more (repair rewrites a copy this way).
+        let cs = s.objects.store().blocking().config().chunk_size;
+        if let Err(e) = s.bad.forget(file, size.div_ceil(cs)).await {
+            tracing::warn!(file, "cannot update the bad chunk records: {e}");
+        }
+    }
     match res {
         Ok(st) => Setattr3Res::Ok(Setattr3ResBody {
             obj_wcc: wcc_after(s, file, &st),
         }),
-        Err(e) => Setattr3Res::Fail(status_of(&e).code(), Default::default()),
+        Err(e) => Setattr3Res::Fail(storage_failure(s, &e).await.code(), Default::default()),
     }
 }
 
@@ -225,7 +243,7 @@ async fn read(s: &Shared, a: Read3Args) -> Read3Res {
                 data: Opaque(data),
             })
         }
-        Err(e) => Read3Res::Fail(status_of(&e).code(), Default::default()),
+        Err(e) => Read3Res::Fail(storage_failure(s, &e).await.code(), Default::default()),
     }
 }
 
@@ -260,7 +278,7 @@ async fn write(s: &Shared, a: Write3Args) -> Write3Res {
                 verf: s.verifier,
             })
         }
-        Err(e) => fail(status_of(&e)),
+        Err(e) => fail(storage_failure(s, &e).await),
     }
 }
 

@@ -76,8 +76,11 @@ pub struct Cluster {
     /// Serialises changes to chunk placement records, so two grants racing for a new chunk
     /// cannot record different mirrors.
     placing: tokio::sync::Mutex<()>,
-    /// Files with fewer mirrors than they should have, for repair.
+    /// Files with fewer mirrors than they should have, for repair: a cache of the placement
+    /// records that name too few DSs (see `repair`).
     degraded: std::sync::Mutex<std::collections::BTreeSet<u64>>,
+    /// Files whose copy on a DS failed verification: that DS, where repair rewrites the copy.
+    rewrite: std::sync::Mutex<HashMap<u64, DsId>>,
     /// Files being re-mirrored: writes to them wait.
     repairing: std::sync::Mutex<std::collections::HashSet<u64>>,
     /// DSs that hold unstable data the MDS wrote, per file.
@@ -104,6 +107,7 @@ impl Cluster {
             placing: tokio::sync::Mutex::new(()),
             dirty: std::sync::Mutex::new(HashMap::new()),
             degraded: std::sync::Mutex::new(Default::default()),
+            rewrite: std::sync::Mutex::new(HashMap::new()),
             repairing: std::sync::Mutex::new(Default::default()),
             geometry,
             cfg,

@@ -20,7 +20,7 @@ use crate::namespace::{Command, Namespace};
 pub const MIRRORS: usize = 2;
 
 /// The record that holds a file's placement.
-const FILE_RECORD: u64 = 0;
+pub(crate) const FILE_RECORD: u64 = 0;
 
 impl Cluster {
     /// The DSs to write chunk `chunk` of `ino` to, recording them first if anything changed.

@@ -1,24 +1,140 @@
-//! Repair: a file that lost a mirror (its DS went down while the file was written) gets a new
-//! one. Writes to the file wait (DELAY) while it is copied, and its earlier DS handles are
-//! fenced first, so no write can reach the survivor behind the copy's back; then the survivor's
-//! bytes are copied to a DS the file is not on, made durable, and the new mirror recorded.
+//! Repair: a file short of a mirror gets a new one. A file is short when its placement record
+//! names fewer than `MIRRORS` DSs: a mirror is dropped from the record (durably) when its DS was
+//! down while the file was written, or when that DS reported its copy bad (a checksum failure,
+//! `bad_copy`). The queue is derived from those records: `degraded` is a cache of them, filled
+//! at start and every `RESCAN_TICKS` passes from the namespace (`Namespace::under_mirrored`)
+//! as well as when a record is cut, so a restart of the MDS forgets none.
+//!
+//! Writes to the file wait (DELAY) while it is copied, and its earlier DS handles are fenced
+//! first, so no write can reach the survivor behind the copy's back; then the survivor's bytes
+//! are copied to a DS the file is not on (the one whose copy was bad, if it is up: that rewrites
+//! the bad copy in place), made durable, and the new mirror recorded.
 use std::time::Duration;
 
 use layout::{DsId, FileId, Rights};
 use proto::nfs3::StableHow;
 
-use super::placement::MIRRORS;
+use super::placement::{FILE_RECORD, MIRRORS};
 use super::Cluster;
 use crate::error::{NfsError, NfsResult};
 use crate::namespace::{Command, Namespace};
 
 const COPY_IO: u32 = 1 << 20;
+/// Repair passes between two rescans of the namespace for files short of a mirror (one pass
+/// every two heartbeats: a minute with the default 1 s). The scan walks every placement record
+/// in memory, so it is not done every pass; changes made by this MDS mark files at once.
+pub const RESCAN_TICKS: u64 = 30;
+/// Most bad copies whose DS is remembered as the preferred repair target (past this, repair
+/// picks a target by placement rank, which is just as correct).
+const MAX_REWRITE_HINTS: usize = 64 * 1024;
 
 impl Cluster {
     /// Files known to have fewer mirrors than they should.
     pub fn degraded(&self) -> Vec<u64> {
         let g = self.degraded.lock().unwrap_or_else(|e| e.into_inner());
         g.iter().copied().collect()
+    }
+
+    /// `ino` is whole again, or gone: out of the queue, and its rewrite target forgotten.
+    fn clear_degraded(&self, ino: u64) {
+        self.degraded
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&ino);
+        self.rewrite
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&ino);
+    }
+
+    /// Adds every file whose placement record is short of a mirror to the repair queue.
+    pub fn find_degraded(&self, ns: &Namespace) -> NfsResult<usize> {
+        let found = ns.under_mirrored(MIRRORS)?;
+        let n = found.len();
+        self.degraded
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .extend(found);
+        Ok(n)
+    }
+
+    /// One pass of the repair task: rescans the records when `rescan`, then repairs what it
+    /// can, one file at a time.
+    pub async fn repair_pass(&self, ns: &Namespace, rescan: bool) {
+        if rescan {
+            match self.find_degraded(ns) {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(files = n, "files short of a mirror, queued for repair"),
+                Err(e) => tracing::warn!("cannot scan placement records for repair: {e:?}"),
+            }
+        }
+        // With fewer DSs up than mirrors, no file can get its second copy: skip the walk.
+        if self.registry.map().up().count() < MIRRORS {
+            return;
+        }
+        for ino in self.degraded() {
+            match self.repair(ns, ino).await {
+                Ok(true) => self.clear_degraded(ino),
+                Ok(false) => {}
+                Err(e) => tracing::warn!(ino, "repair failed, will retry: {e:?}"),
+            }
+        }
+    }
+
+    /// The copy of `ino` on `ds` failed its checksums there (chunk `chunk` of the DS's store).
+    /// Unless it is the only copy, the DS stops being a mirror of the file (durably: the record
+    /// is what a restart derives the repair queue from) and repair rewrites its copy from a good
+    /// one. `Ok(false)`: nothing can be done yet (no other mirror is up), ask again later.
+    pub async fn bad_copy(
+        &self,
+        ns: &Namespace,
+        ino: u64,
+        ds: DsId,
+        chunk: u64,
+    ) -> NfsResult<bool> {
+        let _g = self.placing.lock().await;
+        let Some(rec) = ns.chunk(ino, FILE_RECORD)? else {
+            // The file is gone (or never placed): its data goes with it.
+            return Ok(true);
+        };
+        if !rec.contains(&ds.0) {
+            // Already dropped: a repeated report.
+            return Ok(true);
+        }
+        let rest: Vec<u64> = rec.iter().copied().filter(|d| *d != ds.0).collect();
+        if rest.is_empty() {
+            tracing::error!(
+                ino,
+                ds = ds.0,
+                chunk,
+                "the only copy of the file failed verification: reads of it fail with EIO"
+            );
+            return Ok(true);
+        }
+        if !rest.iter().any(|d| self.registry.is_up(DsId(*d))) {
+            // Dropping the bad copy now would leave no readable one.
+            return Ok(false);
+        }
+        ns.execute(Command::SetMirrors {
+            ino,
+            chunk: FILE_RECORD,
+            mirrors: rest,
+        })
+        .await?;
+        {
+            let mut h = self.rewrite.lock().unwrap_or_else(|e| e.into_inner());
+            if h.len() < MAX_REWRITE_HINTS {
+                h.insert(ino, ds);
+            }
+        }
+        self.mark_degraded(ino);
+        tracing::warn!(
+            ino,
+            ds = ds.0,
+            chunk,
+            "copy failed verification on a data server: no longer a mirror, queued for rewrite"
+        );
+        Ok(true)
     }
 
     pub(crate) fn mark_degraded(&self, ino: u64) {
@@ -47,7 +163,7 @@ impl Cluster {
     /// Gives `ino` back its missing mirror if a DS is available; true when it is whole again
     /// (or gone). Runs one file at a time, from the MDS's health task.
     pub async fn repair(&self, ns: &Namespace, ino: u64) -> NfsResult<bool> {
-        let Some(rec) = ns.chunk(ino, 0)? else {
+        let Some(rec) = ns.chunk(ino, FILE_RECORD)? else {
             return Ok(true);
         };
         let live: Vec<DsId> = rec
@@ -61,11 +177,20 @@ impl Cluster {
         let Some(src) = live.first().copied() else {
             return Ok(false);
         };
+        let usable = |d: &DsId| !rec.contains(&d.0) && self.registry.is_up(*d);
+        // A copy found bad is rewritten where it is, if its DS is up.
+        let hint = self
+            .rewrite
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&ino)
+            .copied();
         let map = self.registry.map();
-        let Some(dst) = layout::placement::rank(&map, FileId(ino), 0)
-            .into_iter()
-            .find(|d| !rec.contains(&d.0) && self.registry.is_up(*d))
-        else {
+        let Some(dst) = hint.filter(usable).or_else(|| {
+            layout::placement::rank(&map, FileId(ino), 0)
+                .into_iter()
+                .find(usable)
+        }) else {
             return Ok(false);
         };
         self.set_repairing(ino, true);
@@ -115,14 +240,11 @@ impl Cluster {
         mirrors.push(dst.0);
         ns.execute(Command::SetMirrors {
             ino,
-            chunk: 0,
+            chunk: FILE_RECORD,
             mirrors,
         })
         .await?;
-        self.degraded
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(&ino);
+        self.clear_degraded(ino);
         tracing::info!(
             ino,
             from = src.0,

@@ -1,12 +1,16 @@
-//! The cluster control program on the MDS's port: DS heartbeats and the operator's status query.
+//! The cluster control program on the MDS's port: DS heartbeats, DS reports of bad copies, and
+//! the operator's status query.
 use std::sync::atomic::Ordering;
 
 use proto::cluster::*;
 use proto::rpc::{accepted_reply, AcceptStat, Auth, Call};
 use proto::xdr::{Writer, Xdr};
 
+use layout::DsId;
+
 use super::registry::Refused;
 use super::Cluster;
+use crate::namespace::Namespace;
 
 /// Answers one call of the cluster program; `None` in `cluster` means this MDS runs alone, and
 /// the program is then unavailable.
@@ -43,6 +47,57 @@ pub fn handle(cluster: Option<&Cluster>, call: &Call) -> Writer {
     };
     let mut w = accepted_reply(call.xid, &Auth::None, AcceptStat::Success);
     w.buf.extend_from_slice(&res);
+    w
+}
+
+/// A DS reports copies that failed verification there. Each named file stops counting that DS
+/// as a mirror (durably) and is queued for repair; the reply lists what could not be acted on
+/// yet, for the DS to report again.
+pub async fn bad_chunks(cluster: &Cluster, ns: &Namespace, call: &Call) -> Writer {
+    let res = match BadChunksArgs::from_xdr(call.args()) {
+        Err(_) => return accepted_reply(call.xid, &Auth::None, AcceptStat::GarbageArgs),
+        Ok(a) if !cluster.cfg.secret.bad_chunks_authentic(&a) => {
+            tracing::warn!(ds = a.ds_id, "bad chunk report refused: wrong MAC");
+            BadChunksRes::Err(CLUSTER_ERR_AUTH)
+        }
+        Ok(a) if !layout::secret::fresh(a.timestamp_ms, layout::secret::now_ms()) => {
+            BadChunksRes::Err(CLUSTER_ERR_CLOCK)
+        }
+        Ok(a) => {
+            let ds = DsId(a.ds_id);
+            let mut later = Vec::new();
+            let mut done = std::collections::BTreeSet::new();
+            for b in &a.chunks {
+                // Repair is per file: one entry of a file decides for all its chunks.
+                if !done.insert(b.file) {
+                    continue;
+                }
+                match cluster.bad_copy(ns, b.file, ds, b.chunk).await {
+                    Ok(true) => {}
+                    Ok(false) => later.push(*b),
+                    Err(e) => {
+                        tracing::warn!(
+                            ino = b.file,
+                            ds = ds.0,
+                            "cannot act on a bad copy yet: {e:?}"
+                        );
+                        later.push(*b);
+                    }
+                }
+            }
+            // Entries of a file deferred above are deferred together.
+            let deferred: std::collections::BTreeSet<u64> = later.iter().map(|b| b.file).collect();
+            let later = a
+                .chunks
+                .iter()
+                .filter(|b| deferred.contains(&b.file))
+                .copied()
+                .collect();
+            BadChunksRes::Ok(later)
+        }
+    };
+    let mut w = accepted_reply(call.xid, &Auth::None, AcceptStat::Success);
+    w.buf.extend_from_slice(&res.to_xdr());
     w
 }
 

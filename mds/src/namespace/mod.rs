@@ -323,6 +323,11 @@ impl Namespace {
         self.snapshot()?.chunks(ino)
     }
 
+    /// See `Snapshot::under_mirrored`.
+    pub fn under_mirrored(&self, mirrors: usize) -> Result<Vec<u64>, FsError> {
+        Ok(self.snapshot()?.under_mirrored(mirrors))
+    }
+
     pub fn orphans(&self) -> Result<Vec<u64>, FsError> {
         self.snapshot()?.orphans()
     }

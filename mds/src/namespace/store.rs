@@ -377,6 +377,21 @@ impl<'a> Snapshot<'a> {
         self.st.chunks(ino)
     }
 
+    /// Files with a placement record naming fewer than `mirrors` DSs, in inode order: the
+    /// durable side of the repair queue (a mirror is dropped from the record, durably, before
+    /// the file is written without it or when its copy is found bad).
+    pub fn under_mirrored(&self, mirrors: usize) -> Vec<u64> {
+        let mut out: Vec<u64> = self
+            .st
+            .chunks
+            .iter()
+            .filter(|(_, m)| m.len() < mirrors)
+            .map(|((ino, _), _)| *ino)
+            .collect();
+        out.dedup();
+        out
+    }
+
     /// The whole state machine state, to compare with a model in tests.
     pub fn dump(&self) -> Result<Dump, FsError> {
         let mut d = self.st.dump();

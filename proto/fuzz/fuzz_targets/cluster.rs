@@ -1,10 +1,12 @@
-//! The cluster control program (heartbeats a DS sends the MDS, the replies, the status an admin
-//! reads) and the flexfiles bodies that travel inside opaque fields (layouts and device
+//! The cluster control program (heartbeats a DS sends the MDS, the replies, bad-chunk reports,
+//! the status an admin reads) and the flexfiles bodies that travel inside opaque fields (layouts and device
 //! addresses a client decodes, the ff_layoutreturn4 the MDS decodes): decoding arbitrary
 //! bytes never panics and whatever decodes round-trips. The first byte picks the type.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
-use proto::cluster::{HeartbeatArgs, HeartbeatRes, StatusArgs, StatusRes};
+use proto::cluster::{
+    BadChunksArgs, BadChunksRes, HeartbeatArgs, HeartbeatRes, StatusArgs, StatusRes,
+};
 use proto::nfs4::{FfDeviceAddr4, FfLayout4, FfLayoutreturn4};
 use proto::xdr::Xdr;
 
@@ -19,7 +21,7 @@ fuzz_target!(|data: &[u8]| {
     let Some((&sel, rest)) = data.split_first() else {
         return;
     };
-    match sel % 7 {
+    match sel % 9 {
         0 => {
             round_trip::<HeartbeatArgs>(rest);
             // What the MDS does with one before trusting it.
@@ -32,6 +34,14 @@ fuzz_target!(|data: &[u8]| {
         3 => round_trip::<FfLayout4>(rest),
         4 => round_trip::<FfDeviceAddr4>(rest),
         5 => round_trip::<FfLayoutreturn4>(rest),
+        6 => {
+            // A DS's bad-chunk report, as the MDS reads it before checking its MAC.
+            round_trip::<BadChunksArgs>(rest);
+            if let Ok(a) = BadChunksArgs::from_xdr(rest) {
+                let _ = a.mac_input();
+            }
+        }
+        7 => round_trip::<BadChunksRes>(rest),
         _ => {
             // An operator's STATUS request, as the MDS reads it before checking its MAC.
             round_trip::<StatusArgs>(rest);
