@@ -61,7 +61,7 @@ impl Cluster {
         let Some(src) = live.first().copied() else {
             return Ok(false);
         };
-        let map = self.registry.map();
+        let map = self.registry.placement_map();
         let Some(dst) = layout::placement::rank(&map, FileId(ino), 0)
             .into_iter()
             .find(|d| !rec.contains(&d.0) && self.registry.is_up(*d))
