@@ -94,6 +94,7 @@ pub fn to_json(s: &StatusResOk) -> serde_json::Value {
             "failure_domain": d.failure_domain,
             "silent_ms": d.silent_ms,
             "capacity_bytes": d.capacity_bytes, "used_bytes": d.used_bytes,
+            "avail_bytes": d.avail_bytes, "has_room": d.has_room,
             "read_ops": d.counters.read_ops, "read_bytes": d.counters.read_bytes,
             "write_ops": d.counters.write_ops, "write_bytes": d.counters.write_bytes,
             "commit_ops": d.counters.commit_ops, "refused_ops": d.counters.refused_ops,
@@ -112,11 +113,12 @@ pub fn to_table(s: &StatusResOk) -> String {
         s.mds_write_ops
     );
     out.push_str(&format!(
-        "{:<16} {:<5} {:<21} {:>7} {:>10} {:>9} {:>10} {:>9} {:>8} {:>8}\n",
+        "{:<16} {:<5} {:<21} {:>7} {:>10} {:>10} {:>9} {:>10} {:>9} {:>8} {:>8}\n",
         "DS",
         "STATE",
         "LISTEN",
         "SILENT",
+        "FREE",
         "READ",
         "READ_OPS",
         "WRITTEN",
@@ -126,11 +128,16 @@ pub fn to_table(s: &StatusResOk) -> String {
     ));
     for d in &s.data_servers {
         out.push_str(&format!(
-            "{:<16} {:<5} {:<21} {:>6}s {:>10} {:>9} {:>10} {:>9} {:>8} {:>8}\n",
+            "{:<16} {:<5} {:<21} {:>6}s {:>10} {:>10} {:>9} {:>10} {:>9} {:>8} {:>8}\n",
             format!("{:016x}", d.ds_id),
             state_str(d.state),
             addr_str(&d.listen),
             d.silent_ms / 1000,
+            if d.has_room {
+                human(d.avail_bytes)
+            } else {
+                format!("full {}", human(d.avail_bytes))
+            },
             human(d.counters.read_bytes),
             d.counters.read_ops,
             human(d.counters.write_bytes),

@@ -1286,3 +1286,110 @@ fn a_file_left_with_one_copy_is_re_mirrored_after_an_mds_restart() {
     signal(mds.id(), "-KILL");
     let _ = mds.wait();
 }
+
+/// Objects (files) the chunk store under `data_dir` holds.
+fn objects_on(data_dir: &Path) -> usize {
+    let Ok(fanout) = std::fs::read_dir(data_dir.join("chunks").join("objects")) else {
+        return 0;
+    };
+    fanout
+        .flatten()
+        .map(|d| std::fs::read_dir(d.path()).map(|e| e.count()).unwrap_or(0))
+        .sum()
+}
+
+/// The MDS's view of the data server listening on `port`.
+fn ds_on_port(st: &StatusResOk, port: u16) -> proto::cluster::DsStatus {
+    st.data_servers
+        .iter()
+        .find(|d| {
+            let uaddr = String::from_utf8_lossy(&d.listen.na_r_addr.0).into_owned();
+            layout::uaddr::from_uaddr(&uaddr).is_ok_and(|a| a.port() == port)
+        })
+        .cloned()
+        .expect("the data server is in the status")
+}
+
+/// A full data server (issue 11 item 8). ds3's data lives on a 64 MiB tmpfs. Filled to the
+/// last byte, its heartbeats say so and no new file is placed there. With 3 MiB left (above
+/// the point where it counts as full), the first 4 MiB file placed there meets NOSPC: the MDS
+/// hears it from the client's LAYOUTERROR/LAYOUTRETURN, drops ds3 from that file's mirrors and
+/// places no new file there, so every upload goes on through layouts on the other DSs and none
+/// falls back to writing through the MDS. Before, a full DS kept being chosen and each of its
+/// uploads retried for ~20 s before going through the MDS.
+#[test]
+fn a_full_data_server_gets_no_new_files_and_nospc_steers_layouts_elsewhere() {
+    let _g = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    require_cluster_command();
+    let t = tempfile::tempdir().unwrap();
+    // Declared first, dropped last: unmounted after the cluster stopped. Placement weighs
+    // DSs by capacity in whole GiB (at least 1): on file systems under 1 GiB all weigh the
+    // same, so ds3 gets its share of files.
+    let fs = common::Tmpfs::mount(&t.path().join("cluster").join("ds3"), "64m");
+    let _others =
+        ["ds1", "ds2"].map(|d| common::Tmpfs::mount(&t.path().join("cluster").join(d), "256m"));
+    let cl = Cluster::start(t.path());
+    let ds3_port = cl.addr.port() + 3;
+    let c = cl.client(true);
+    let content = random_bytes(4 * MIB, 11);
+    let wait_for = |what: &str, ok: &dyn Fn(&proto::cluster::DsStatus) -> bool| {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let d = ds_on_port(&cl.status().expect("status"), ds3_port);
+            if ok(&d) {
+                return;
+            }
+            assert!(Instant::now() < deadline, "ds3 never {what}: {d:?}");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    };
+    let put_all = |prefix: &str, n: usize| {
+        for i in 0..n {
+            let path = format!("/{prefix}{i}");
+            cl.rt
+                .block_on(upload(&c, &path, &mut &content[..]))
+                .unwrap_or_else(|e| panic!("{path}: {e}\n{}", cl.log_tail()));
+        }
+    };
+
+    // Full to the last byte: the heartbeats say so, and no new file goes there.
+    let filler = fs.fill("filler", 0);
+    wait_for("reported full", &|d| {
+        !d.has_room && d.avail_bytes < MIB as u64
+    });
+    put_all("a", 6);
+    assert_eq!(objects_on(&fs.0), 0, "a file was placed on the full ds3");
+
+    // 3 MiB free: room by its heartbeats, but not for a 4 MiB file.
+    std::fs::remove_file(filler).unwrap();
+    fs.fill("filler", 3 * MIB as u64);
+    wait_for("reported with room", &|d| d.has_room);
+    put_all("b", 8);
+    let st = cl.status().expect("status");
+    let ds3 = ds_on_port(&st, ds3_port);
+    assert!(
+        !ds3.has_room,
+        "no upload met NOSPC on ds3 (8 files, each placed there with p = 2/3): {ds3:?}"
+    );
+    assert!(
+        objects_on(&fs.0) <= 1,
+        "after a NOSPC, more files were placed on ds3\n{}",
+        cl.admin_status()
+    );
+    assert_eq!(
+        st.mds_write_bytes,
+        0,
+        "uploads fell back to writing through the MDS\n{}",
+        cl.admin_status()
+    );
+
+    // Every byte is there (the file that met NOSPC lives on its other mirror).
+    for name in (0..6)
+        .map(|i| format!("/a{i}"))
+        .chain((0..8).map(|i| format!("/b{i}")))
+    {
+        let back = cl.rt.block_on(download(&c, &name)).expect("download");
+        assert_eq!(digest(&back), digest(&content), "{name}");
+    }
+    drop(cl);
+}

@@ -127,6 +127,7 @@ mod tests {
             failure_domain: String::new(),
             capacity_bytes: 10,
             used_bytes: 1,
+            avail_bytes: 9,
             counters: DsCounters::default(),
             fence_seq: 0,
             mac: [0; 32],

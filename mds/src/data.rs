@@ -47,7 +47,10 @@ impl Mds {
         stable: bool,
     ) -> NfsResult<()> {
         match &self.data {
-            DataPath::Local(s) => Ok(s.write(ino, offset, data, stable).await?),
+            DataPath::Local(s) => {
+                self.space.admit_data(data.len() as u64)?;
+                Ok(s.write(ino, offset, data, stable).await?)
+            }
             DataPath::Cluster(c) => c.write(&self.ns, ino, offset, data, stable).await,
         }
     }
@@ -62,6 +65,7 @@ impl Mds {
     ) -> NfsResult<()> {
         match &self.data {
             DataPath::Local(s) => {
+                self.space.admit_data(data.len() as u64)?;
                 // Back to the buffer pool once written (it came from there: see `bufpool`).
                 let data = proto::bufpool::shared(data);
                 Ok(s.write_owned(ino, offset, data, stable).await?)
@@ -151,7 +155,10 @@ impl Mds {
     /// ALLOCATE: reserving space on data servers is not implemented.
     pub async fn allocate_data(&self, ino: u64, offset: u64, len: u64) -> NfsResult<()> {
         match &self.data {
-            DataPath::Local(s) => Ok(s.allocate(ino, offset, len).await?),
+            DataPath::Local(s) => {
+                self.space.admit_data(len)?;
+                Ok(s.allocate(ino, offset, len).await?)
+            }
             DataPath::Cluster(_) => Err(NfsError::NotSupp),
         }
     }
@@ -174,7 +181,10 @@ impl Mds {
         count: u64,
     ) -> NfsResult<()> {
         match &self.data {
-            DataPath::Local(s) => Ok(s.clone_range(src, src_off, dst, dst_off, count).await?),
+            DataPath::Local(s) => {
+                self.space.admit_data(count)?;
+                Ok(s.clone_range(src, src_off, dst, dst_off, count).await?)
+            }
             DataPath::Cluster(_) => Err(NfsError::NotSupp),
         }
     }

@@ -249,6 +249,7 @@ impl From<crate::namespace::FsError> for NfsError {
                 tracing::error!("namespace: {msg}");
                 NfsError::Io
             }
+            F::NoSpace => NfsError::NoSpc,
             F::Closed => NfsError::Delay,
         }
     }

@@ -13,6 +13,7 @@ pub mod namespace;
 pub mod ops;
 pub mod recall;
 pub mod server;
+pub mod space;
 pub mod state;
 
 use export::Export;
@@ -85,6 +86,8 @@ pub struct Mds {
     pub recent_exports: fh::RecentExports,
     /// Where chunk data lives (for file-system space attributes).
     pub data_path: PathBuf,
+    /// Space kept for metadata: data writes stop short of it (`space`).
+    pub space: Arc<space::Space>,
     /// Changes on every restart, so clients know to resend UNSTABLE writes not yet committed.
     pub write_verf: [u8; 8],
     pub boot: u64,
@@ -111,12 +114,19 @@ impl Mds {
         let data_dir = dir.join("chunks");
         std::fs::create_dir_all(&meta_dir).map_err(dd)?;
         std::fs::create_dir_all(&data_dir).map_err(dd)?;
-        let ns = Namespace::open(&meta_dir).map_err(|source| ServerError::Namespace {
-            path: meta_dir.clone(),
-            source,
-        })?;
+        let space = Arc::new(space::Space::open(dir, &meta_dir).map_err(dd)?);
+        let opts = namespace::Options {
+            space: Some(space.clone()),
+            ..Default::default()
+        };
+        let ns =
+            Namespace::open_with(&meta_dir, opts).map_err(|source| ServerError::Namespace {
+                path: meta_dir.clone(),
+                source,
+            })?;
         let fh_key = fh::FhKey::load_or_create(&meta_dir).map_err(dd)?;
-        let (db, previous) = ClientDb::open(&meta_dir).map_err(dd)?;
+        let (mut db, previous) = ClientDb::open(&meta_dir).map_err(dd)?;
+        db.set_space(space.clone());
         let boot = ns.boot_count();
         let data = match &cfg.cluster {
             Some(c) => data::DataPath::Cluster(Arc::new(cluster::Cluster::new(c.clone(), boot)?)),
@@ -142,6 +152,7 @@ impl Mds {
         Ok(Mds {
             fs_id: ns.fs_id(),
             data_path: data_dir,
+            space,
             ns,
             data,
             state,
@@ -315,6 +326,16 @@ impl Server {
             listener, svc, limits, table,
         ))];
         tasks.push(tokio::spawn(laundromat(mds.clone())));
+        let keeper = mds.clone();
+        tasks.push(tokio::spawn(async move {
+            // Gives the reserve back when something else fills the disk, and takes it again
+            // once space returns (see `space`); statvfs and a resize are cheap.
+            let mut tick = tokio::time::interval(Duration::from_secs(1));
+            loop {
+                tick.tick().await;
+                keeper.space.keep();
+            }
+        }));
         if let Some(c) = mds.cluster().cloned() {
             // Repair runs on its own so a long copy never delays the health sweep.
             let repairer = mds.clone();

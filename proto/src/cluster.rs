@@ -70,6 +70,9 @@ pub struct HeartbeatArgs {
     pub failure_domain: String,
     pub capacity_bytes: u64,
     pub used_bytes: u64,
+    /// Free space on the DS's file system now (what a non-root writer may use): placement
+    /// skips a DS without room.
+    pub avail_bytes: u64,
     pub counters: DsCounters,
     /// The highest fence sequence number the DS has applied (0 after it starts).
     pub fence_seq: u64,
@@ -146,6 +149,10 @@ pub struct DsStatus {
     pub silent_ms: u64,
     pub capacity_bytes: u64,
     pub used_bytes: u64,
+    pub avail_bytes: u64,
+    /// False while new files are not placed on it (little free space, or it answered
+    /// NOSPC lately).
+    pub has_room: bool,
     pub counters: DsCounters,
 }
 

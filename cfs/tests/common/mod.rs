@@ -168,3 +168,49 @@ pub fn random_bytes(len: usize, seed: u64) -> Vec<u8> {
 pub fn digest(b: &[u8]) -> blake3::Hash {
     blake3::hash(b)
 }
+
+/// A tmpfs of `size` mounted on `dir`; unmounted on drop.
+pub struct Tmpfs(pub PathBuf);
+
+impl Tmpfs {
+    pub fn mount(dir: &Path, size: &str) -> Tmpfs {
+        std::fs::create_dir_all(dir).unwrap();
+        let st = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir)
+            .status()
+            .expect("run mount");
+        assert!(st.success(), "mounting a tmpfs needs root: {st}");
+        Tmpfs(dir.to_path_buf())
+    }
+
+    pub fn avail(&self) -> u64 {
+        let p = std::ffi::CString::new(self.0.as_os_str().as_encoded_bytes()).unwrap();
+        // SAFETY: statvfs writes only into the zeroed struct; `p` is NUL-terminated.
+        let mut v: libc::statvfs = unsafe { std::mem::zeroed() };
+        assert_eq!(unsafe { libc::statvfs(p.as_ptr(), &mut v) }, 0);
+        v.f_bavail as u64 * v.f_frsize as u64
+    }
+
+    /// Fills the file system with the file `name` until `leave` bytes (or fewer) are free.
+    pub fn fill(&self, name: &str, leave: u64) -> PathBuf {
+        use std::io::Write;
+        let path = self.0.join(name);
+        let mut f = std::fs::File::create(&path).unwrap();
+        for chunk in [1u64 << 20, 4096, 512, 1] {
+            let buf = vec![0x77u8; chunk as usize];
+            while self.avail() >= leave + chunk && f.write_all(&buf).is_ok() {}
+        }
+        if leave == 0 {
+            while f.write_all(&[0x77]).is_ok() {}
+        }
+        let _ = f.sync_all();
+        path
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}

@@ -95,6 +95,10 @@ impl Driver {
         }
         let started = Instant::now();
         let mut pause = Duration::from_millis(250);
+        // DSs that answered NOSPC: a new layout still naming one means the MDS had nowhere
+        // else to put the file, and the MDS's own WRITE gives the answer at once (NOSPC, or
+        // the bytes written elsewhere) instead of retrying for the whole failover window.
+        let mut full: Vec<Deviceid4> = Vec::new();
         loop {
             let seg = match self
                 .segment(c, f, Layoutiomode4::Rw, offset, data.len() as u64)
@@ -111,6 +115,11 @@ impl Driver {
                     return self.mds_write(c, f, offset, data).await;
                 }
             };
+            if targets.iter().any(|t| full.contains(&t.device)) {
+                tracing::warn!(offset, "data server out of space; writing through the MDS");
+                self.return_segment(c, f, &seg, Vec::new()).await;
+                return self.mds_write(c, f, offset, data).await;
+            }
             let wsize = targets
                 .iter()
                 .map(|t| self.devices.io_sizes(&t.device).1 as u64)
@@ -125,6 +134,12 @@ impl Driver {
                 Ok(replies) => return Ok(self.written(f, &seg, offset, payload, replies)),
                 Err(failures) => {
                     self.fail_segment(c, f, &seg, &failures, OP_WRITE).await;
+                    full.extend(
+                        failures
+                            .iter()
+                            .filter(|(_, e)| report::nfs4_status(e) == Nfsstat4::Nospc)
+                            .map(|(t, _)| t.device),
+                    );
                     if started.elapsed() >= DS_FAILOVER_WINDOW {
                         tracing::warn!(
                             offset,

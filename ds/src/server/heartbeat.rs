@@ -33,37 +33,46 @@ fn netaddr(a: &SocketAddr) -> Netaddr4 {
     }
 }
 
-/// Total size of the file system holding `dir`.
-fn fs_capacity(dir: &std::path::Path) -> u64 {
+/// Total size of the file system holding `dir`, and what a non-root writer may still use of
+/// it; zeros when it cannot be asked.
+fn fs_space(dir: &std::path::Path) -> (u64, u64) {
     use std::os::unix::ffi::OsStrExt;
     let Ok(c) = std::ffi::CString::new(dir.as_os_str().as_bytes()) else {
-        return 0;
+        return (0, 0);
     };
     // SAFETY: statvfs only writes into the zeroed struct we pass; `c` is a valid C string.
     let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
     if unsafe { libc::statvfs(c.as_ptr(), &mut st) } != 0 {
-        return 0;
+        return (0, 0);
     }
-    (st.f_blocks as u64).saturating_mul(st.f_frsize as u64)
+    let bs = st.f_frsize as u64;
+    (
+        (st.f_blocks as u64).saturating_mul(bs),
+        (st.f_bavail as u64).saturating_mul(bs),
+    )
 }
 
 struct Usage {
     capacity: u64,
     used: u64,
+    /// Measured at every heartbeat (one statvfs), so the MDS stops placing files here within
+    /// a second of it filling up.
+    avail: u64,
     at: Option<Instant>,
 }
 
 impl Usage {
     async fn refresh(&mut self, s: &Shared) {
+        (self.capacity, self.avail) = fs_space(&s.cfg.data_dir);
         if self.at.is_some_and(|t| t.elapsed() < USAGE_MAX_AGE) {
             return;
         }
         let dir = s.cfg.data_dir.clone();
         let store = s.objects.store().clone();
-        let r = tokio::task::spawn_blocking(move || (fs_capacity(&dir), store.blocking().usage()))
-            .await;
-        if let Ok((cap, used)) = r {
-            self.capacity = cap;
+        let r =
+            tokio::task::spawn_blocking(move || (fs_space(&dir), store.blocking().usage())).await;
+        if let Ok(((cap, avail), used)) = r {
+            (self.capacity, self.avail) = (cap, avail);
             match used {
                 Ok(u) => self.used = u,
                 Err(e) => tracing::warn!("cannot measure chunk store usage: {e}"),
@@ -88,6 +97,7 @@ fn args(s: &Shared, usage: &Usage) -> HeartbeatArgs {
         failure_domain: s.cfg.failure_domain.chars().take(255).collect(),
         capacity_bytes: usage.capacity,
         used_bytes: usage.used,
+        avail_bytes: usage.avail,
         counters: s.counters.snapshot(),
         fence_seq: s.cluster().fences.seq(),
         mac: [0; 32],
@@ -146,6 +156,7 @@ pub(crate) async fn run(s: Arc<Shared>, mut stop: watch::Receiver<bool>) {
     let mut usage = Usage {
         capacity: 0,
         used: 0,
+        avail: 0,
         at: None,
     };
     let mut link = Link::Unknown;

@@ -10,6 +10,10 @@
 //! A mirror on a DS that is down is dropped from the record before anything new is written to
 //! the chunk: from then on the surviving mirror alone is authoritative, and the returning DS's
 //! stale copy is never read (re-mirroring it is repair's job).
+//!
+//! New files go only to DSs with room (`Registry::placement_map`). A mirror that answers NOSPC
+//! is dropped the same way as a failed one (`out_of_space`), so the file goes on on the other
+//! and repair copies it to a DS with room.
 use layout::{DsId, FileId};
 
 use super::Cluster;
@@ -57,12 +61,13 @@ impl Cluster {
                 live
             }
             None => {
-                let map = self.registry.map();
-                let p = layout::place(&map, FileId(ino), chunk, MIRRORS)
-                    .map_err(|_| NfsError::LayoutUnavailable)?;
-                if p.targets.is_empty() {
-                    return Err(NfsError::LayoutUnavailable);
-                }
+                let map = self.registry.placement_map();
+                let p = match layout::place(&map, FileId(ino), chunk, MIRRORS) {
+                    Ok(p) if !p.targets.is_empty() => p,
+                    // DSs are up, but none has room.
+                    _ if self.registry.map().up().next().is_some() => return Err(NfsError::NoSpc),
+                    _ => return Err(NfsError::LayoutUnavailable),
+                };
                 p.targets
             }
         };
@@ -103,6 +108,13 @@ impl Cluster {
                 Err(e) => tracing::error!(ino, chunk, "cannot drop a failed mirror: {e}"),
             }
         }
+    }
+
+    /// `ds` answered NOSPC writing `ino`: no new files go there for now, and it stops being a
+    /// mirror of `ino` (whose bytes it now lacks) if another mirror remains.
+    pub async fn out_of_space(&self, ns: &Namespace, ino: u64, ds: DsId) {
+        self.registry.out_of_space(ds);
+        self.drop_mirror(ns, ino, ds).await;
     }
 
     /// The DSs to read chunk `chunk` of `ino` from, preferred first. A chunk never written is a

@@ -1,6 +1,11 @@
 //! The data servers this MDS knows, fed by their heartbeats. A DS is up while it heartbeats;
 //! silence for `dead_after` (or a failed I/O the MDS sent it) marks it down, and the next
 //! heartbeat brings it back.
+//!
+//! Room: every heartbeat carries the DS's free space. New files are not placed on a DS with
+//! less than `full_below` free, nor on one that answered NOSPC lately (a client's report or our
+//! own write), until its heartbeats show space freed or `NOSPC_HOLD` has passed. Before this a
+//! full DS kept being chosen, and each write to it failed over for ~20 s.
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Mutex;
@@ -16,6 +21,35 @@ struct Live {
     listen: SocketAddr,
     advertised: Vec<Netaddr4>,
     counters: DsCounters,
+    /// Free bytes at the last heartbeat.
+    avail: u64,
+    /// When the DS last answered NOSPC, and its free space then.
+    nospc: Option<(Instant, u64)>,
+}
+
+/// How long a NOSPC keeps a DS out of new placements unless its heartbeats show space freed.
+const NOSPC_HOLD: Duration = Duration::from_secs(60);
+
+/// Below this much free space a DS takes no new files: 1/64 of its file system, between
+/// 1 MiB and 1 GiB (a file placed there would likely fill it; ext4 keeps 5% for root alone).
+fn full_below(capacity: u64) -> u64 {
+    (capacity / 64).clamp(1 << 20, 1 << 30)
+}
+
+impl Live {
+    fn has_room(&self, capacity: u64) -> bool {
+        // A DS that has not measured its file system yet is given the benefit of the doubt.
+        if capacity == 0 {
+            return true;
+        }
+        let floor = full_below(capacity);
+        if let Some((at, then)) = self.nospc {
+            if at.elapsed() < NOSPC_HOLD && self.avail < then.saturating_add(floor) {
+                return false;
+            }
+        }
+        self.avail >= floor
+    }
 }
 
 #[derive(Default)]
@@ -102,16 +136,41 @@ impl Registry {
             tracing::info!(ds = id.0, "data server restarted");
         }
         let first = restarted || !g.live.contains_key(&id);
-        g.live.insert(
-            id,
-            Live {
-                last_seen: Instant::now(),
-                instance: a.instance,
-                listen,
-                advertised: a.advertised.clone(),
-                counters: a.counters,
-            },
-        );
+        // A NOSPC is remembered across heartbeats of the same instance (a restart starts
+        // afresh).
+        let nospc = g
+            .live
+            .get(&id)
+            .filter(|l| l.instance == a.instance)
+            .and_then(|l| l.nospc);
+        let live = Live {
+            last_seen: Instant::now(),
+            instance: a.instance,
+            listen,
+            advertised: a.advertised.clone(),
+            counters: a.counters,
+            avail: a.avail_bytes,
+            nospc,
+        };
+        let had_room = g
+            .live
+            .get(&id)
+            .map(|l| l.has_room(a.capacity_bytes))
+            .unwrap_or(true);
+        match (had_room, live.has_room(a.capacity_bytes)) {
+            (true, false) => tracing::warn!(
+                ds = id.0,
+                avail = a.avail_bytes,
+                "data server is full: no new files go there"
+            ),
+            (false, true) => tracing::info!(
+                ds = id.0,
+                avail = a.avail_bytes,
+                "data server has room again"
+            ),
+            _ => {}
+        }
+        g.live.insert(id, live);
         Ok(first)
     }
 
@@ -144,6 +203,46 @@ impl Registry {
             );
             g.went_down.push(id);
         }
+    }
+
+    /// A DS answered NOSPC (to a client, who reported it, or to us): no new files go there
+    /// until its heartbeats show space freed, or `NOSPC_HOLD` passes.
+    pub fn out_of_space(&self, id: DsId) {
+        let mut g = self.lock();
+        if let Some(l) = g.live.get_mut(&id) {
+            if l.nospc.is_none_or(|(at, _)| at.elapsed() >= NOSPC_HOLD) {
+                tracing::warn!(
+                    ds = id.0,
+                    avail = l.avail,
+                    "data server answered NOSPC: no new files go there"
+                );
+            }
+            l.nospc = Some((Instant::now(), l.avail));
+        }
+    }
+
+    /// Whether new files may be placed on `id`.
+    pub fn has_room(&self, id: DsId) -> bool {
+        let g = self.lock();
+        let capacity = g.map.get(id).map(|d| d.capacity_bytes).unwrap_or(0);
+        g.live.get(&id).is_none_or(|l| l.has_room(capacity))
+    }
+
+    /// The DS map new files are placed with: DSs without room count as draining (they serve
+    /// what they hold and take nothing new).
+    pub fn placement_map(&self) -> DsMap {
+        let g = self.lock();
+        let mut map = g.map.clone();
+        for d in g.map.iter() {
+            let full = g
+                .live
+                .get(&d.id)
+                .is_some_and(|l| !l.has_room(d.capacity_bytes));
+            if full && d.state == DsState::Up {
+                let _ = map.set_state(d.id, DsState::Draining);
+            }
+        }
+        map
     }
 
     /// The DSs that went down since the last call (their layouts get recalled).
@@ -206,6 +305,8 @@ impl Registry {
                     silent_ms: l.last_seen.elapsed().as_millis() as u64,
                     capacity_bytes: d.capacity_bytes,
                     used_bytes: d.used_bytes,
+                    avail_bytes: l.avail,
+                    has_room: l.has_room(d.capacity_bytes),
                     counters: l.counters,
                 })
             })

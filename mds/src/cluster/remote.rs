@@ -135,6 +135,7 @@ impl Cluster {
             }
             let mut ok = 0;
             let mut first_err = None;
+            let mut full = Vec::new();
             while let Some(j) = set.join_next().await {
                 let Ok((ds, r)) = j else { continue };
                 match r {
@@ -154,9 +155,18 @@ impl Cluster {
                         if transport {
                             self.ds_failed(ds).await;
                             self.drop_mirror(ns, ino, ds).await;
+                        } else if e == NfsError::NoSpc {
+                            self.registry.out_of_space(ds);
+                            full.push(ds);
                         }
                         first_err.get_or_insert(e);
                     }
+                }
+            }
+            // A full mirror lacks these bytes: the file goes on on the ones that took them.
+            if ok > 0 {
+                for ds in full {
+                    self.drop_mirror(ns, ino, ds).await;
                 }
             }
             if ok == 0 {

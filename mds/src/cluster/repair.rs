@@ -185,7 +185,7 @@ impl Cluster {
             .unwrap_or_else(|e| e.into_inner())
             .get(&ino)
             .copied();
-        let map = self.registry.map();
+        let map = self.registry.placement_map();
         let Some(dst) = hint.filter(usable).or_else(|| {
             layout::placement::rank(&map, FileId(ino), 0)
                 .into_iter()

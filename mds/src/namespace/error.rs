@@ -36,6 +36,9 @@ pub enum FsError {
     WrongKind,
     #[error("i/o error: {0}")]
     Io(String),
+    /// The file system is full (ENOSPC) and no reserved space is left: NFS4ERR_NOSPC.
+    #[error("no space left on the metadata file system")]
+    NoSpace,
     /// Something read from disk does not decode: never papered over.
     #[error("corrupt metadata: {0}")]
     Corrupt(String),
@@ -72,6 +75,9 @@ redb_err!(
 
 impl From<std::io::Error> for FsError {
     fn from(e: std::io::Error) -> Self {
+        if e.raw_os_error() == Some(libc::ENOSPC) {
+            return FsError::NoSpace;
+        }
         FsError::Io(e.to_string())
     }
 }

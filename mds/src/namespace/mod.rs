@@ -75,6 +75,9 @@ pub struct Options {
     /// reopening after a crash skips redb's repair walk of the whole database. Checkpoints are
     /// rare (the command log carries durability), so their extra cost hardly shows.
     pub quick_repair: bool,
+    /// Reserved space for the log and checkpoints when the file system fills (`mds::space`);
+    /// without it, a full file system fails commands with `FsError::NoSpace`.
+    pub space: Option<Arc<dyn SpaceGuard>>,
 }
 
 impl Default for Options {
@@ -82,8 +85,18 @@ impl Default for Options {
         Options {
             log_keep: 100_000,
             quick_repair: true,
+            space: None,
         }
     }
+}
+
+/// What the namespace asks of whoever keeps space for metadata (`mds::space::Space`).
+pub trait SpaceGuard: Send + Sync + std::fmt::Debug {
+    /// A metadata write met ENOSPC: free reserved space; false when none is left.
+    fn release(&self) -> bool;
+    /// Whether a checkpoint may write now, freeing reserved space if that makes room. redb
+    /// cannot go on after a failed write without being reopened, so it must not meet ENOSPC.
+    fn room_for_checkpoint(&self) -> bool;
 }
 
 struct Inner {
@@ -180,6 +193,7 @@ impl Namespace {
             stats: stats.clone(),
             log_keep: opts.log_keep,
             quick_repair: opts.quick_repair,
+            space: opts.space.clone(),
         };
         let ck_thread = std::thread::Builder::new()
             .name("cfs-ns-checkpoint".into())
@@ -197,6 +211,7 @@ impl Namespace {
             checkpointer: Some(ck_thread),
             checkpoint_in_flight: false,
             poisoned: None,
+            space: opts.space,
         };
         let (tx, rx) = std::sync::mpsc::channel();
         let thread = std::thread::Builder::new()

@@ -31,6 +31,7 @@ use super::state::{Changes, MemState, Staged, StateStore};
 use super::store::{RedbState, APPLIED, LOG};
 use super::types::{Command, Outcome};
 use super::wal::{encode_record, remove_before, Records, Wal};
+use super::SpaceGuard;
 
 /// Most requests taken into one batch; bounds the latency of the first one in the batch.
 const MAX_BATCH: usize = 4096;
@@ -113,6 +114,7 @@ pub(crate) struct Checkpointer {
     /// Log entries kept behind the applied index in the `log` table.
     pub log_keep: u64,
     pub quick_repair: bool,
+    pub space: Option<Arc<dyn SpaceGuard>>,
 }
 
 impl Checkpointer {
@@ -129,6 +131,20 @@ impl Checkpointer {
     }
 
     fn write_retrying(&self, ck: Checkpoint) -> Result<(), Box<Checkpoint>> {
+        // A redb write that fails for space leaves the database unusable until it is reopened
+        // (`StorageError::PreviousIo`): without room, the checkpoint waits and the log keeps
+        // everything meanwhile.
+        if self
+            .space
+            .as_ref()
+            .is_some_and(|s| !s.room_for_checkpoint())
+        {
+            warn!(
+                applied = ck.applied,
+                "namespace checkpoint postponed: file system full"
+            );
+            return Err(Box::new(ck));
+        }
         for attempt in 1..=CHECKPOINT_ATTEMPTS {
             let t0 = Instant::now();
             match self.write(&ck) {
@@ -202,6 +218,7 @@ pub(crate) struct Writer {
     /// batch whose records could not be cut from the log): from then on every request fails
     /// with it, and a restart recovers from the last checkpoint and the log.
     pub poisoned: Option<FsError>,
+    pub space: Option<Arc<dyn SpaceGuard>>,
 }
 
 impl Writer {
@@ -425,14 +442,27 @@ impl Writer {
             staged.into_changes()
         };
         let wal_len = self.wal.len();
-        let logged =
-            self.wal
-                .append(&records)
-                .and_then(|()| if durable { self.wal.sync() } else { Ok(()) });
-        if let Err(e) = logged {
+        let mut appended = self.wal.append(&records);
+        if matches!(appended, Err(FsError::NoSpace)) {
+            // The file system is full: cut the partial batch, take space from the reserve
+            // (a REMOVE must get through to free space) and try once more.
+            if self.wal.cut_to(wal_len).is_ok() && self.space.as_ref().is_some_and(|s| s.release())
+            {
+                appended = self.wal.append(&records);
+            }
+        }
+        let synced = match appended {
+            Ok(()) if durable => self.wal.sync().map_err(|e| (e, true)),
+            Ok(()) => Ok(()),
+            Err(e) => Err((e, false)),
+        };
+        if let Err((e, sync_failed)) = synced {
             // Cut the batch off the log; if even that fails (or the sync failed, after which
             // the kernel may have dropped the pages), this process can promise nothing more.
-            if self.wal.cut_to(wal_len).is_err() || durable {
+            // A write refused for space wrote nothing that stays once cut: the batch fails
+            // (NFS4ERR_NOSPC) and the log goes on.
+            let for_space = matches!(e, FsError::NoSpace) && !sync_failed;
+            if self.wal.cut_to(wal_len).is_err() || sync_failed || (durable && !for_space) {
                 self.poison(&e);
             }
             error!(error = %e, commands = log.len(), "namespace log write failed");

@@ -129,7 +129,7 @@ async fn dispatch_op(ctx: &mut Ctx<'_>, op: &A) -> R {
         A::Getdeviceinfo(a) => R::Getdeviceinfo(pnfs::getdeviceinfo(ctx, a)),
         A::Layoutcommit(a) => R::Layoutcommit(pnfs::layoutcommit(ctx, a).await),
         A::Layoutreturn(a) => R::Layoutreturn(pnfs::layoutreturn(ctx, a).await),
-        A::Layouterror(a) => R::Layouterror(status(pnfs::layouterror(ctx, a))),
+        A::Layouterror(a) => R::Layouterror(status(pnfs::layouterror(ctx, a).await)),
         A::Layoutstats(a) => R::Layoutstats(status(pnfs::layoutstats(ctx, a))),
         A::Illegal | A::Unknown(_) => R::Illegal(StatusRes::err(NfsError::OpIllegal.code())),
         // NFSv4.0-only operations are illegal in a 4.1 compound (RFC 8881 §15.2).

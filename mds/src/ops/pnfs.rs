@@ -75,7 +75,13 @@ async fn layoutget_inner(ctx: &mut Ctx<'_>, a: &LayoutgetArgs) -> NfsResult<Layo
         return Err(NfsError::LayoutUnavailable);
     }
     let targets = if rw {
-        c.mirrors_for_write(&ctx.mds.ns, i.ino).await?
+        // No DS with room: the client writes through us, and the WRITE says NOSPC.
+        c.mirrors_for_write(&ctx.mds.ns, i.ino)
+            .await
+            .map_err(|e| match e {
+                NfsError::NoSpc => NfsError::LayoutUnavailable,
+                e => e,
+            })?
     } else {
         c.mirrors_for_read(&ctx.mds.ns, i.ino)?
     };
@@ -230,7 +236,7 @@ async fn layoutreturn_inner(
             // The body reports the I/O errors the client met; a malformed one must not cost
             // the client its return.
             match layout::reports::from_layoutreturn_body(&f.lrf_body.0) {
-                Ok((faults, _stats)) => act_on_faults(&c, &faults),
+                Ok((faults, _stats)) => act_on_faults(ctx, &c, i.ino, &faults).await,
                 Err(e) => tracing::debug!(ino = i.ino, "unreadable ff_layoutreturn4: {e}"),
             }
             let whole = f.lrf_offset == 0 && f.lrf_length == u64::MAX;
@@ -247,10 +253,10 @@ async fn layoutreturn_inner(
     }
 }
 
-pub fn layouterror(ctx: &mut Ctx<'_>, a: &LayouterrorArgs) -> NfsResult<()> {
+pub async fn layouterror(ctx: &mut Ctx<'_>, a: &LayouterrorArgs) -> NfsResult<()> {
     let c = cluster(ctx)?;
-    regular(ctx)?;
-    act_on_faults(&c, &layout::reports::from_layouterror(a));
+    let i = regular(ctx)?;
+    act_on_faults(ctx, &c, i.ino, &layout::reports::from_layouterror(a)).await;
     Ok(())
 }
 
@@ -264,8 +270,10 @@ pub fn layoutstats(ctx: &mut Ctx<'_>, a: &LayoutstatsArgs) -> NfsResult<()> {
 
 /// A client could not reach or use a DS. Its word alone does not take a DS out of service
 /// (one client's network trouble is not the cluster's), but a DS that also fails our own probe
-/// is marked down at once instead of after its heartbeats time out.
-fn act_on_faults(c: &Arc<Cluster>, faults: &[DsFault]) {
+/// is marked down at once instead of after its heartbeats time out. A DS that answered NOSPC
+/// takes no new files for a while and stops being a mirror of this one (the others took the
+/// bytes it refused), before the reply, so the client's next LAYOUTGET goes elsewhere.
+async fn act_on_faults(ctx: &Ctx<'_>, c: &Arc<Cluster>, ino: u64, faults: &[DsFault]) {
     for f in faults {
         let Some(ds) = f.ds else { continue };
         tracing::info!(
@@ -274,9 +282,15 @@ fn act_on_faults(c: &Arc<Cluster>, faults: &[DsFault]) {
             kind = ?f.kind,
             "client reports a data server error"
         );
-        if matches!(f.kind, FaultKind::Unreachable | FaultKind::Failing) {
-            let c = c.clone();
-            tokio::spawn(async move { c.probe(ds).await });
+        match f.kind {
+            FaultKind::Unreachable | FaultKind::Failing => {
+                let c = c.clone();
+                tokio::spawn(async move { c.probe(ds).await });
+            }
+            FaultKind::Full if f.status == Nfsstat4::Nospc.code() => {
+                c.out_of_space(&ctx.mds.ns, ino, ds).await;
+            }
+            _ => {}
         }
     }
 }

@@ -4,11 +4,17 @@
 use std::collections::BTreeSet;
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use crate::namespace::SpaceGuard;
 
 #[derive(Debug)]
 pub struct ClientDb {
     path: PathBuf,
     owners: BTreeSet<Vec<u8>>,
+    /// Reserved space to fall back on when the file system is full, so a new client can still
+    /// be recorded (and mount, and free space).
+    space: Option<Arc<dyn SpaceGuard>>,
 }
 
 fn hex(b: &[u8]) -> String {
@@ -35,7 +41,18 @@ impl ClientDb {
             Err(e) => return Err(e),
         };
         let previous = owners.clone();
-        Ok((ClientDb { path, owners }, previous))
+        Ok((
+            ClientDb {
+                path,
+                owners,
+                space: None,
+            },
+            previous,
+        ))
+    }
+
+    pub fn set_space(&mut self, space: Arc<dyn SpaceGuard>) {
+        self.space = Some(space);
     }
 
     pub fn add(&mut self, owner: &[u8]) -> std::io::Result<()> {
@@ -68,8 +85,21 @@ impl ClientDb {
         Ok(n)
     }
 
-    /// Write-to-temp, fsync, rename, fsync the directory: the list is replaced whole or not at all.
+    /// Writes the list; on a full file system, again after taking space from the reserve.
     fn persist(&self) -> std::io::Result<()> {
+        match self.write_list() {
+            Err(e)
+                if e.raw_os_error() == Some(libc::ENOSPC)
+                    && self.space.as_ref().is_some_and(|s| s.release()) =>
+            {
+                self.write_list()
+            }
+            r => r,
+        }
+    }
+
+    /// Write-to-temp, fsync, rename, fsync the directory: the list is replaced whole or not at all.
+    fn write_list(&self) -> std::io::Result<()> {
         let tmp = self.path.with_extension("tmp");
         {
             let mut f = std::fs::File::create(&tmp)?;

@@ -434,6 +434,7 @@ pub async fn heartbeat(
         failure_domain: String::new(),
         capacity_bytes: 1 << 30,
         used_bytes: 0,
+        avail_bytes: 1 << 30,
         counters: DsCounters::default(),
         fence_seq: 0,
         mac: [0; 32],
