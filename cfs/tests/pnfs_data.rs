@@ -123,10 +123,11 @@ fn a_truncation_is_not_undone_by_a_later_layoutcommit() {
 
     for pnfs in [false, true] {
         let (size, data) = read_back(&cl, pnfs, "/t");
-        assert_eq!(
-            (size, data.as_slice()),
-            (1, &b"Z"[..]),
-            "the truncation was undone (pnfs {pnfs})"
+        assert!(
+            size == 1 && data == b"Z",
+            "the truncation was undone (pnfs {pnfs}): size {size}, {} bytes read, starting {:?}",
+            data.len(),
+            &data[..data.len().min(8)]
         );
     }
     let _ = cl.rt.block_on(c.shutdown());
