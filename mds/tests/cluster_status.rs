@@ -26,12 +26,13 @@ async fn status(c: &Connection, args: &[u8]) -> StatusRes {
     StatusRes::from_xdr(r.body()).unwrap()
 }
 
-#[tokio::test]
-async fn status_needs_the_cluster_secret() {
-    let dir = tempfile::tempdir().unwrap();
+/// An MDS with the cluster role under `SECRET`, and a connection to it.
+async fn mds_with_cluster(
+    data_dir: &std::path::Path,
+) -> (Server, Connection, layout::ClusterSecret) {
     let secret = layout::ClusterSecret::from_passphrase(SECRET).unwrap();
     let s = Server::start(ServerConfig {
-        data_dir: dir.path().to_path_buf(),
+        data_dir: data_dir.to_path_buf(),
         listen: "127.0.0.1:0".parse().unwrap(),
         exports: vec![Export::new("/").unwrap()],
         lease_seconds: 30,
@@ -48,6 +49,13 @@ async fn status_needs_the_cluster_secret() {
     )
     .await
     .unwrap();
+    (s, c, secret)
+}
+
+#[tokio::test]
+async fn status_needs_the_cluster_secret() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_server, c, secret) = mds_with_cluster(dir.path()).await;
     // No arguments, as anyone (and `cfs admin status` before this change) sends.
     assert_eq!(status(&c, &[]).await, StatusRes::Err(CLUSTER_ERR_AUTH));
     // Signed with another secret, or signed and then altered.
@@ -82,25 +90,7 @@ async fn status_needs_the_cluster_secret() {
 #[tokio::test]
 async fn bad_chunk_reports_need_the_cluster_secret() {
     let dir = tempfile::tempdir().unwrap();
-    let secret = layout::ClusterSecret::from_passphrase(SECRET).unwrap();
-    let s = Server::start(ServerConfig {
-        data_dir: dir.path().to_path_buf(),
-        listen: "127.0.0.1:0".parse().unwrap(),
-        exports: vec![Export::new("/").unwrap()],
-        lease_seconds: 30,
-        grace_seconds: None,
-        cluster: Some(ClusterConfig::new(secret.clone())),
-        connections: Default::default(),
-    })
-    .await
-    .unwrap();
-    let c = Connection::connect(
-        s.local_addr(),
-        Arc::new(RejectCalls),
-        ConnectionLimits::default(),
-    )
-    .await
-    .unwrap();
+    let (_server, c, secret) = mds_with_cluster(dir.path()).await;
     let report = |a: &BadChunksArgs| {
         let c = c.clone();
         let body = a.to_xdr();
