@@ -1109,23 +1109,36 @@ fn wait_for_good_copy(cl: &Cluster, role: &str, want: &[u8], what: &str) {
     }
 }
 
+/// A two-DS cluster holding `path` (`len` random bytes from `seed`), read back once through
+/// layouts, and the role of the one mirror that served that read: the copy a test damages.
+fn mirrored_file_and_its_reader(
+    dir: &Path,
+    path: &str,
+    len: usize,
+    seed: u64,
+) -> (Cluster, Vec<u8>, String) {
+    let cl = Cluster::start_ds(dir, 2, &[]);
+    let data = random_bytes(len, seed);
+    let c = cl.client(true);
+    cl.rt
+        .block_on(upload(&c, path, &mut std::io::Cursor::new(data.clone())))
+        .expect("upload");
+    let got = cl.rt.block_on(download(&c, path)).expect("download");
+    assert!(digest(&got) == digest(&data));
+    let _ = cl.rt.block_on(c.shutdown());
+    let readers = reading_roles(&cl);
+    assert_eq!(readers.len(), 1, "reads come from one mirror: {readers:?}");
+    let reader = readers[0].clone();
+    (cl, data, reader)
+}
+
 #[test]
 fn zeroed_checksums_on_one_mirror_read_from_the_other_not_as_zeros() {
     let _g = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
     require_cluster_command();
     let t = tempfile::tempdir().expect("tempdir");
-    let cl = Cluster::start_ds(t.path(), 2, &[]);
-    let data = random_bytes(2 * MIB + 777, 0x16);
-    let c = cl.client(true);
-    cl.rt
-        .block_on(upload(&c, "/z", &mut std::io::Cursor::new(data.clone())))
-        .expect("upload");
-    // One read first, to learn which mirror serves reads: that is the copy to damage.
-    let got = cl.rt.block_on(download(&c, "/z")).expect("download");
-    assert!(digest(&got) == digest(&data));
-    let _ = cl.rt.block_on(c.shutdown());
-    let readers = reading_roles(&cl);
-    assert_eq!(readers.len(), 1, "reads come from one mirror: {readers:?}");
+    let (cl, data, reader) = mirrored_file_and_its_reader(t.path(), "/z", 2 * MIB + 777, 0x16);
+    let readers = [reader];
     let (path, chunk, block) = chunk_file_0(&cl, &readers[0]);
     // Both checksum slots of block 5 zeroed (the header layout of `chunkstore::geometry`).
     let n = chunk / block;
@@ -1161,17 +1174,8 @@ fn a_corrupt_copy_is_rewritten_from_its_mirror() {
     let _g = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
     require_cluster_command();
     let t = tempfile::tempdir().expect("tempdir");
-    let cl = Cluster::start_ds(t.path(), 2, &[]);
-    let data = random_bytes(3 * MIB + 5, 0x17);
-    let c = cl.client(true);
-    cl.rt
-        .block_on(upload(&c, "/c", &mut std::io::Cursor::new(data.clone())))
-        .expect("upload");
-    let got = cl.rt.block_on(download(&c, "/c")).expect("download");
-    assert!(digest(&got) == digest(&data));
-    let _ = cl.rt.block_on(c.shutdown());
-    let readers = reading_roles(&cl);
-    assert_eq!(readers.len(), 1, "reads come from one mirror: {readers:?}");
+    let (cl, data, reader) = mirrored_file_and_its_reader(t.path(), "/c", 3 * MIB + 5, 0x17);
+    let readers = [reader];
     let bad = readers[0].clone();
     let good = if bad == "ds1" { "ds2" } else { "ds1" };
     let (path, chunk, block) = chunk_file_0(&cl, &bad);
