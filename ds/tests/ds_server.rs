@@ -518,6 +518,28 @@ async fn fenced_handles_are_stale() {
     r.ds.shutdown().await;
 }
 
+/// A verified handle of a newer generation fences the older ones at once, without waiting for
+/// a heartbeat: the MDS truncates or removes a file with a freshly fenced handle, and no write
+/// through an older layout may land after that.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_newer_handle_fences_the_older_ones_at_once() {
+    let r = rig().await;
+    let id = r.ds.id();
+    let gen1 = handle(id, 79, 0, 1, Rights::ReadWrite, 1);
+    let gen2 = handle(id, 79, 0, 1, Rights::ReadWrite, 2);
+    r.c.write(&gen1, 0, b"before", StableHow::FileSync)
+        .await
+        .unwrap();
+    r.c.set_size(&gen2, 0).await.unwrap();
+    assert_eq!(
+        status(r.c.write(&gen1, 0, b"late", StableHow::FileSync).await),
+        Nfsstat3::Stale
+    );
+    assert_eq!(status(r.c.read(&gen1, 0, 4).await), Nfsstat3::Stale);
+    assert_eq!(r.c.getattr(&gen2).await.unwrap().size, 0);
+    r.ds.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wrong_secret_is_refused_and_io_stays_jukebox() {
     let dir = tempfile::tempdir().unwrap();

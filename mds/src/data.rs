@@ -5,7 +5,7 @@ use std::sync::Arc;
 use chunkstore::{SeekWhat, Segment};
 
 use crate::cluster::Cluster;
-use crate::error::{NfsError, NfsResult};
+use crate::error::NfsResult;
 use crate::Mds;
 
 pub enum DataPath {
@@ -81,6 +81,7 @@ impl Mds {
         }
     }
 
+    /// Sets the data's size (on data servers this fences the file: `Cluster::truncate`).
     pub async fn truncate_data(&self, ino: u64, size: u64) -> NfsResult<()> {
         match &self.data {
             DataPath::Local(s) => Ok(s.truncate(ino, size).await?),
@@ -152,30 +153,39 @@ impl Mds {
         }
     }
 
-    /// ALLOCATE: reserving space on data servers is not implemented.
+    /// ALLOCATE. On data servers only the size grows (the caller records it): the bytes read
+    /// as zeros, as on a single node, but no space is reserved, since NFSv3 has no way to ask.
     pub async fn allocate_data(&self, ino: u64, offset: u64, len: u64) -> NfsResult<()> {
         match &self.data {
             DataPath::Local(s) => {
                 self.space.admit_data(len)?;
                 Ok(s.allocate(ino, offset, len).await?)
             }
-            DataPath::Cluster(_) => Err(NfsError::NotSupp),
+            DataPath::Cluster(_) => Ok(()),
         }
     }
 
-    /// DEALLOCATE: punching holes on data servers is not implemented.
-    pub async fn deallocate_data(&self, ino: u64, offset: u64, len: u64) -> NfsResult<()> {
+    /// DEALLOCATE of a file of `size` bytes (on data servers: zeros written, `cluster::ranges`).
+    pub async fn deallocate_data(
+        &self,
+        ino: u64,
+        offset: u64,
+        len: u64,
+        size: u64,
+    ) -> NfsResult<()> {
         match &self.data {
             DataPath::Local(s) => Ok(s.deallocate(ino, offset, len).await?),
-            DataPath::Cluster(_) => Err(NfsError::NotSupp),
+            DataPath::Cluster(c) => c.zero_range(&self.ns, ino, offset, len, size).await,
         }
     }
 
-    /// COPY and CLONE inside the server; on data servers the client copies itself.
+    /// COPY and CLONE inside the server, from `src` of `src_size` bytes (on data servers: read
+    /// and written again by the MDS, `cluster::ranges`).
     pub async fn clone_data(
         &self,
         src: u64,
         src_off: u64,
+        src_size: u64,
         dst: u64,
         dst_off: u64,
         count: u64,
@@ -185,7 +195,10 @@ impl Mds {
                 self.space.admit_data(count)?;
                 Ok(s.clone_range(src, src_off, dst, dst_off, count).await?)
             }
-            DataPath::Cluster(_) => Err(NfsError::NotSupp),
+            DataPath::Cluster(c) => {
+                c.copy_range(&self.ns, src, src_off, src_size, dst, dst_off, count)
+                    .await
+            }
         }
     }
 }

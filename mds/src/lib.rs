@@ -236,38 +236,84 @@ async fn laundromat(mds: Arc<Mds>) {
 
 /// Most orphans handled in one round.
 const REAP_BATCH: usize = 256;
+/// First wait before removing an orphan's data again (a data server was down); it doubles up
+/// to `REAP_RETRY_MAX`.
+const REAP_RETRY: Duration = Duration::from_secs(2);
+const REAP_RETRY_MAX: Duration = Duration::from_secs(300);
 
 /// Removes the data of orphans, a batch at a time, then forgets them. Ends with the server.
+///
+/// The orphan in the namespace is the durable record that its data must go: it is forgotten
+/// only once every data server holding some confirmed the removal. What failed is tried again
+/// later (and, after a crash, at the next start), so a data server that was down loses its
+/// copy when it is back.
 async fn reap(mds: std::sync::Weak<Mds>, mut rx: tokio::sync::mpsc::UnboundedReceiver<u64>) {
     let mut batch = Vec::with_capacity(REAP_BATCH);
     while rx.recv_many(&mut batch, REAP_BATCH).await > 0 {
         let Some(mds) = mds.upgrade() else { break };
-        let inos: Vec<u64> = mds
-            .remove_data_many(std::mem::replace(
-                &mut batch,
-                Vec::with_capacity(REAP_BATCH),
-            ))
-            .await
-            .into_iter()
-            .filter_map(|(ino, r)| match r {
-                Ok(()) => Some(ino),
-                Err(e) => {
-                    tracing::warn!(ino, "cannot remove data of orphan: {e}");
-                    None
+        let todo = std::mem::replace(&mut batch, Vec::with_capacity(REAP_BATCH));
+        let (inos, failed) = reap_once(&mds, todo, true).await;
+        if !failed.is_empty() {
+            tokio::spawn(reap_later(Arc::downgrade(&mds), failed));
+        }
+        forget(&mds, inos).await;
+    }
+}
+
+/// Removes the data of `todo`; returns the orphans done and those to try again.
+async fn reap_once(mds: &Mds, todo: Vec<u64>, loud: bool) -> (Vec<u64>, Vec<u64>) {
+    let mut done = Vec::new();
+    let mut failed = Vec::new();
+    for (ino, r) in mds.remove_data_many(todo).await {
+        match r {
+            Ok(()) => done.push(ino),
+            Err(e) => {
+                if loud {
+                    tracing::warn!(ino, "cannot remove data of orphan yet, will retry: {e}");
                 }
-            })
-            .collect();
-        if inos.is_empty() {
-            continue;
+                failed.push(ino);
+            }
         }
-        let n = inos.len();
-        if let Err(e) = mds
-            .ns
-            .execute_lazy(namespace::Command::ForgetOrphans { inos })
-            .await
-        {
-            tracing::warn!(orphans = n, "cannot forget orphans: {e}");
+    }
+    (done, failed)
+}
+
+/// Retries removals that failed, backing off, until they succeed or the server ends.
+async fn reap_later(mds: std::sync::Weak<Mds>, mut todo: Vec<u64>) {
+    let mut wait = REAP_RETRY;
+    while !todo.is_empty() {
+        tokio::time::sleep(wait).await;
+        wait = (wait * 2).min(REAP_RETRY_MAX);
+        let Some(m) = mds.upgrade() else { return };
+        // Still orphans? A file reopened by handle in the meantime is someone else's again.
+        if let Ok(orphans) = m.ns.orphans() {
+            let orphans: std::collections::HashSet<u64> = orphans.into_iter().collect();
+            todo.retain(|i| orphans.contains(i) && !m.state.file_in_use(*i));
         }
+        let (done, failed) = reap_once(&m, std::mem::take(&mut todo), false).await;
+        if !failed.is_empty() {
+            tracing::warn!(
+                orphans = failed.len(),
+                "orphan data still not removed, will retry"
+            );
+        }
+        todo = failed;
+        forget(&m, done).await;
+    }
+}
+
+/// Forgets orphans whose data is gone.
+async fn forget(mds: &Mds, inos: Vec<u64>) {
+    if inos.is_empty() {
+        return;
+    }
+    let n = inos.len();
+    if let Err(e) = mds
+        .ns
+        .execute_lazy(namespace::Command::ForgetOrphans { inos })
+        .await
+    {
+        tracing::warn!(orphans = n, "cannot forget orphans: {e}");
     }
 }
 

@@ -1,6 +1,7 @@
 //! Shared by the integration tests: a real `cfs server` process on a free loopback port with
 //! its own data directory, and a bounded way to run `cfs` commands.
 #![allow(dead_code)]
+pub mod cluster;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};

@@ -53,19 +53,39 @@ impl Fences {
     pub(crate) fn apply(&mut self, min_generation: u64, fences: &[Fence], seq: u64) {
         self.min_generation = min_generation;
         for f in fences {
-            // Entries at or below the floor say nothing the floor does not.
-            if f.generation <= self.min_generation {
-                continue;
-            }
-            let n = self.next;
-            self.next += 1;
-            let e = self.map.entry(f.file).or_insert((0, n));
-            e.0 = e.0.max(f.generation);
-            e.1 = n;
-            self.order.push_back((f.file, n));
+            self.raise(f.file, f.generation);
         }
         self.seq = seq;
         self.map.retain(|_, (g, _)| *g > min_generation);
+        self.trim();
+    }
+
+    /// A handle for `file` minted at `generation` verified: the MDS mints handles only at a
+    /// file's current generation, which only ever rises, so every handle below it is fenced
+    /// already. Learning that here, without waiting for the heartbeat, is what lets a removal or
+    /// truncation the MDS sends with a freshly fenced handle refuse the old handles from the
+    /// moment it is done (`Objects::write` checks again under the object's lock).
+    pub(crate) fn learn(&mut self, file: u64, generation: u64) {
+        if generation > self.fence_for(file) {
+            self.raise(file, generation);
+            self.trim();
+        }
+    }
+
+    fn raise(&mut self, file: u64, generation: u64) {
+        // Entries at or below the floor say nothing the floor does not.
+        if generation <= self.min_generation {
+            return;
+        }
+        let n = self.next;
+        self.next += 1;
+        let e = self.map.entry(file).or_insert((0, n));
+        e.0 = e.0.max(generation);
+        e.1 = n;
+        self.order.push_back((file, n));
+    }
+
+    fn trim(&mut self) {
         while self.map.len() > self.cap {
             let Some((file, n)) = self.order.pop_front() else {
                 break;
@@ -108,6 +128,21 @@ mod tests {
         f.apply(8, &[], 6);
         assert_eq!(f.fence_for(1), 8);
         assert_eq!(f.len(), 0);
+    }
+
+    #[test]
+    fn a_verified_handle_raises_its_files_fence_and_nothing_lowers_it() {
+        let mut f = Fences::new(10);
+        f.apply(3, &[fence(1, 7)], 1);
+        f.learn(1, 5);
+        assert_eq!(f.fence_for(1), 7);
+        f.learn(1, 9);
+        f.learn(2, 3);
+        assert_eq!((f.fence_for(1), f.fence_for(2)), (9, 3));
+        assert_eq!(f.len(), 1, "a handle at the floor adds no entry");
+        // A heartbeat that has not caught up yet keeps what a handle taught.
+        f.apply(3, &[fence(1, 8)], 2);
+        assert_eq!(f.fence_for(1), 9);
     }
 
     #[test]

@@ -95,6 +95,15 @@ impl Shared {
         self.cluster().fences.fence_for(file)
     }
 
+    /// See `Fences::learn`.
+    pub(crate) fn learn_generation(&self, file: u64, generation: u64) {
+        self.cluster
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .fences
+            .learn(file, generation);
+    }
+
     fn advertised(&self) -> Vec<SocketAddr> {
         if self.cfg.advertise.is_empty() {
             vec![self.local]

@@ -107,6 +107,9 @@ fn authorize(s: &Shared, fh: &NfsFh3, write: bool, offset: u64, len: u64) -> Res
     let claimed = layout::peek(fh.data.as_bytes()).map_err(refuse)?;
     let fence = s.fence_for(claimed.file.0);
     let cap = layout::verify_fenced(fh.data.as_bytes(), &s.cap_key, s.id, fence).map_err(refuse)?;
+    if cap.generation > fence {
+        s.learn_generation(cap.file.0, cap.generation);
+    }
     if let Err(e) = cap.check(&geometry, write, offset, len) {
         tracing::debug!(
             file = cap.file.0,
@@ -263,8 +266,19 @@ async fn write(s: &Shared, a: Write3Args) -> Write3Res {
     let stable = a.stable != StableHow::Unstable;
     let mut data = a.data.0;
     data.truncate(count);
-    match s.objects.write(file, a.offset, data.into(), stable).await {
-        Ok(st) => {
+    // Checked again once the write holds the object: a removal or truncation with a newer
+    // handle may have arrived since `authorize`, and must not have this write land after it.
+    let admit = || cap.generation >= s.fence_for(file);
+    match s
+        .objects
+        .write(file, a.offset, data.into(), stable, admit)
+        .await
+    {
+        Ok(None) => {
+            s.counters.refused();
+            fail(Nfsstat3::Stale)
+        }
+        Ok(Some(st)) => {
             s.counters.write(count as u64);
             Write3Res::Ok(Write3ResOk {
                 file_wcc: wcc_after(s, file, &st),

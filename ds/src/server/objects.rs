@@ -159,21 +159,26 @@ impl Objects {
     }
 
     /// WRITE: stores `data` at `offset`, durably when `stable`, then raises the hwm (durably
-    /// when a record is needed). Returns the state after.
+    /// when a record is needed). Returns the state after, or `None` when `admit`, asked once the
+    /// write excludes truncation and removal of the object, refuses it.
     pub(crate) async fn write(
         &self,
         id: u64,
         offset: u64,
         data: bytes::Bytes,
         stable: bool,
-    ) -> Result<ObjState, DsError> {
+        admit: impl FnOnce() -> bool,
+    ) -> Result<Option<ObjState>, DsError> {
         let end = offset
             .checked_add(data.len() as u64)
             .ok_or_else(|| DsError::Invalid("write past 2^64".into()))?;
-        if data.is_empty() {
-            return self.state(id).await;
-        }
         let _d = self.data_locks[stripe(id)].read().await;
+        if !admit() {
+            return Ok(None);
+        }
+        if data.is_empty() {
+            return self.state(id).await.map(Some);
+        }
         let _pin = self.pin(id).await?;
         if !stable {
             lock(&self.unstable).insert(id);
@@ -186,7 +191,7 @@ impl Objects {
             if let Some(st) = c.get_mut(&id) {
                 if end <= st.hwm {
                     st.mtime = now;
-                    return Ok(*st);
+                    return Ok(Some(*st));
                 }
             }
         }
@@ -197,7 +202,7 @@ impl Objects {
             st.hwm = end;
         }
         st.disk_end = st.disk_end.max(end.div_ceil(self.block) * self.block);
-        self.settle(id, st).await
+        self.settle(id, st).await.map(Some)
     }
 
     /// Loads the object's state and keeps it cached until the returned guard is dropped.
@@ -360,21 +365,31 @@ mod tests {
             Objects::open(store, dir.path()).unwrap()
         };
         let o = open();
-        o.write(1, 0, vec![1u8; 8192].into(), true).await.unwrap();
-        o.write(1, 8192, vec![2u8; 100].into(), true).await.unwrap();
-        // Aligned overwrite of the record's block must not leave the record claiming 8292.
-        o.write(1, 8192, vec![3u8; 4096].into(), true)
+        o.write(1, 0, vec![1u8; 8192].into(), true, || true)
             .await
             .unwrap();
-        o.write(2, 5 << 20, vec![4u8; 10].into(), false)
+        o.write(1, 8192, vec![2u8; 100].into(), true, || true)
+            .await
+            .unwrap();
+        // Aligned overwrite of the record's block must not leave the record claiming 8292.
+        o.write(1, 8192, vec![3u8; 4096].into(), true, || true)
+            .await
+            .unwrap();
+        o.write(2, 5 << 20, vec![4u8; 10].into(), false, || true)
             .await
             .unwrap();
         o.commit(2).await.unwrap();
-        o.write(3, 0, vec![5u8; 10].into(), true).await.unwrap();
+        o.write(3, 0, vec![5u8; 10].into(), true, || true)
+            .await
+            .unwrap();
         o.set_size(3, 1 << 30).await.unwrap();
-        o.write(4, 0, vec![6u8; 10000].into(), true).await.unwrap();
+        o.write(4, 0, vec![6u8; 10000].into(), true, || true)
+            .await
+            .unwrap();
         o.set_size(4, 5000).await.unwrap();
-        o.write(5, 0, vec![7u8; 10].into(), true).await.unwrap();
+        o.write(5, 0, vec![7u8; 10].into(), true, || true)
+            .await
+            .unwrap();
         o.set_size(5, 0).await.unwrap();
         let want = [
             (1, 12288),

@@ -6,8 +6,11 @@ use std::collections::{HashMap, VecDeque};
 
 use proto::cluster::{Fence, MAX_FENCES};
 
-/// Fences kept for DSs that lag behind; one that falls further behind gets the base raised.
-const KEEP: usize = 4 * MAX_FENCES;
+/// Fences kept for DSs that lag behind (and for a DS that restarts, which learns them all
+/// again); past this the base is raised, which makes every outstanding handle stale at once.
+/// Removals and truncations fence too, so this is sized for bursts of them (`rm -rf`):
+/// 64 Ki entries of 24 bytes.
+const KEEP: usize = 64 * MAX_FENCES;
 
 pub struct Fences {
     base: u64,
@@ -63,13 +66,13 @@ impl Fences {
     /// What a DS that has applied fences up to `applied` must learn next: the fences after it
     /// (at most `MAX_FENCES`) and the sequence number to report back.
     pub fn since(&self, applied: u64) -> (Vec<Fence>, u64) {
-        let out: Vec<(u64, Fence)> = self
-            .log
-            .iter()
-            .filter(|(s, _)| *s > applied)
-            .take(MAX_FENCES)
-            .copied()
-            .collect();
+        // Sequence numbers in the log are consecutive: skip to the first one after `applied`.
+        let first = self.log.front().map_or(0, |(s, _)| *s);
+        let skip = applied
+            .saturating_add(1)
+            .saturating_sub(first)
+            .min(self.log.len() as u64) as usize;
+        let out: Vec<(u64, Fence)> = self.log.range(skip..).take(MAX_FENCES).copied().collect();
         let last = out.last().map(|(s, _)| *s).unwrap_or(applied.min(self.seq));
         (out.into_iter().map(|(_, f)| f).collect(), last)
     }

@@ -4,6 +4,7 @@
 //! layout (`remote`).
 pub mod fences;
 pub mod placement;
+pub mod ranges;
 pub mod registry;
 pub mod remote;
 pub mod repair;
@@ -189,5 +190,11 @@ impl Cluster {
             generation = g,
             "file fenced: its earlier DS handles are stale"
         );
+    }
+
+    /// `fence`, as routine: before a truncation or removal cuts the file's data.
+    fn fence_quietly(&self, ino: u64) {
+        let g = self.fence_log().fence(ino);
+        tracing::debug!(ino, generation = g, "file fenced before its data is cut");
     }
 }

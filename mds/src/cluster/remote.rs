@@ -216,23 +216,43 @@ impl Cluster {
         Ok(())
     }
 
-    /// Cuts the file's data on every DS holding some of it to `size` bytes.
-    pub async fn truncate(&self, ns: &Namespace, ino: u64, size: u64) -> NfsResult<()> {
-        let holders: BTreeSet<DsId> = ns
+    /// The DSs that hold some of the file's data (its placement record).
+    fn holders(&self, ns: &Namespace, ino: u64) -> NfsResult<BTreeSet<DsId>> {
+        Ok(ns
             .chunks(ino)?
             .into_iter()
             .flat_map(|(_, m)| m.into_iter().map(DsId))
-            .collect();
+            .collect())
+    }
+
+    /// Sets the size of the file's object on `ds`, with a handle of the file's current
+    /// generation (so a DS that had not heard of the latest fence learns it from this call).
+    async fn set_size_on(&self, ino: u64, ds: DsId, size: u64) -> NfsResult<()> {
+        let c = self.conn(ds).await?;
+        c.set_size(&self.handle(ino, ds, Rights::ReadWrite), size)
+            .await
+            .map_err(|e| map_err(&e))
+    }
+
+    /// Cuts (or extends) the file's data on every DS holding some of it to `size` bytes.
+    ///
+    /// It fences the file first (a DS may hold more than the recorded size, written through a
+    /// layout and not yet LAYOUTCOMMITted, so any size may cut), and every DS learns the new generation from the SETATTR
+    /// that cuts its copy (`ds::server::fences::learn`): a write through a layout granted
+    /// before the truncation, the truncating client's own included, then either lands before
+    /// the cut on that DS or is refused (STALE, and the client asks for a new layout or writes
+    /// through the MDS), never after it. Without this a write in flight could land after the
+    /// cut on one mirror and before it on the other. What a LAYOUTCOMMIT may claim from such
+    /// writes is bounded separately (`stored_end`).
+    pub async fn truncate(&self, ns: &Namespace, ino: u64, size: u64) -> NfsResult<()> {
+        let holders = self.holders(ns, ino)?;
+        if holders.is_empty() {
+            return Ok(());
+        }
+        self.fence_quietly(ino);
         let mut failed: BTreeSet<DsId> = BTreeSet::new();
         for ds in holders {
-            let r = match self.conn(ds).await {
-                Ok(c) => c
-                    .set_size(&self.handle(ino, ds, Rights::ReadWrite), size)
-                    .await
-                    .map_err(|e| map_err(&e)),
-                Err(e) => Err(e),
-            };
-            if let Err(e) = r {
+            if let Err(e) = self.set_size_on(ino, ds, size).await {
                 tracing::warn!(ino, ds = ds.0, "truncate on data server failed: {e:?}");
                 failed.insert(ds);
             }
@@ -245,14 +265,51 @@ impl Cluster {
         Ok(())
     }
 
-    /// Drops the file's data from the DSs (best effort: a DS that is down keeps an orphan
-    /// object, which costs space, not correctness, since its inode number is never reused).
+    /// Drops an unlinked file's data from every DS holding it, after fencing the file, so a
+    /// handle that outlived the file (a layout its client still holds) is refused from then
+    /// on instead of writing a chunk file nothing would ever remove. Fails unless every holder
+    /// confirmed: the caller keeps the orphan (the durable record of work left) and retries,
+    /// so a DS that is down loses its copy when it is back.
     pub async fn remove(&self, ns: &Namespace, ino: u64) -> NfsResult<()> {
         self.dirty
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .remove(&ino);
-        self.truncate(ns, ino, 0).await
+        let holders = self.holders(ns, ino)?;
+        if holders.is_empty() {
+            return Ok(());
+        }
+        self.fence_quietly(ino);
+        let mut first_err = None;
+        for ds in holders {
+            if let Err(e) = self.set_size_on(ino, ds, 0).await {
+                tracing::warn!(ino, ds = ds.0, "removing data on data server failed: {e:?}");
+                first_err.get_or_insert(e);
+            }
+        }
+        first_err.map_or(Ok(()), Err)
+    }
+
+    /// How far the file's data reaches on its DSs (the largest high-water mark of the holders
+    /// that answer), or `None` when none does. A LAYOUTCOMMIT's last write offset is the
+    /// client's own bookkeeping, which a truncation does not reset (Linux keeps `plh_lwb` from
+    /// before it): a size is only taken as far as data is actually stored.
+    pub async fn stored_end(&self, ns: &Namespace, ino: u64) -> NfsResult<Option<u64>> {
+        let mut end = None;
+        for ds in self.holders(ns, ino)? {
+            let r = match self.conn(ds).await {
+                Ok(c) => c
+                    .getattr(&self.handle(ino, ds, Rights::Read))
+                    .await
+                    .map_err(|e| map_err(&e)),
+                Err(e) => Err(e),
+            };
+            match r {
+                Ok(a) => end = Some(end.unwrap_or(0).max(a.size)),
+                Err(e) => tracing::warn!(ino, ds = ds.0, "size from data server: {e:?}"),
+            }
+        }
+        Ok(end)
     }
 }
 
@@ -283,6 +340,9 @@ fn map_err(e: &Nfs3ClientError) -> NfsError {
         Some(Nfsstat3::Nospc) => NfsError::NoSpc,
         Some(Nfsstat3::Dquot) => NfsError::DQuot,
         Some(Nfsstat3::Jukebox) => NfsError::Delay,
+        // Our own handle, fenced between minting and arriving by a truncation or removal that
+        // raced this I/O: the client's retry mints a current one (or finds the file gone).
+        Some(Nfsstat3::Stale) => NfsError::Delay,
         _ => NfsError::Io,
     }
 }

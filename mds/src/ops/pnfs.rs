@@ -182,10 +182,29 @@ async fn layoutcommit_inner(
     if !crate::namespace::perm::owner_or_capable(&ctx.user, &i) {
         ctx.require(&i, 2)?;
     }
-    let end = match a.loca_last_write_offset {
+    let mut end = match a.loca_last_write_offset {
         Newoffset4::Offset(o) => o.checked_add(1).ok_or(NfsError::Inval)?,
         Newoffset4::None => 0,
     };
+    // The client's last write offset counts writes from before a truncation too (RFC 8881
+    // §18.42.3 lets the server check it; Linux does not reset it when it truncates): grow the
+    // size only as far as the data servers hold data. A truncation cut their copies, and
+    // fenced the handles of writes that could have landed after the cut.
+    if end > i.size {
+        let c = cluster(ctx)?;
+        // When no holder answers, the claim stands, as it would without this check.
+        if let Some(stored) = c.stored_end(&ctx.mds.ns, i.ino).await? {
+            if stored < end {
+                tracing::debug!(
+                    ino = i.ino,
+                    claimed = end,
+                    stored,
+                    "LAYOUTCOMMIT beyond the data"
+                );
+                end = stored;
+            }
+        }
+    }
     let time = match a.loca_time_modify {
         Newtime4::Changed(t) => Time {
             secs: t.seconds,

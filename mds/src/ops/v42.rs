@@ -71,7 +71,7 @@ pub async fn deallocate(ctx: &mut Ctx<'_>, a: &DeallocateArgs) -> NfsResult<()> 
         .checked_add(a.da_length)
         .ok_or(NfsError::Inval)?;
     ctx.mds
-        .deallocate_data(i.ino, a.da_offset, a.da_length)
+        .deallocate_data(i.ino, a.da_offset, a.da_length, i.size)
         .await?;
     ctx.mds.commit_data(i.ino).await?;
     // Punching a hole changes data: mtime and change move, the size does not.
@@ -145,15 +145,7 @@ pub async fn copy(ctx: &mut Ctx<'_>, a: &CopyArgs) -> CopyRes {
         } else {
             a.ca_count.min(avail)
         };
-        copy_range(
-            ctx,
-            src.ino,
-            a.ca_src_offset,
-            dst.ino,
-            a.ca_dst_offset,
-            count,
-        )
-        .await?;
+        copy_range(ctx, &src, a.ca_src_offset, dst.ino, a.ca_dst_offset, count).await?;
         Ok::<_, NfsError>(count)
     }
     .await;
@@ -187,21 +179,13 @@ pub async fn clone(ctx: &mut Ctx<'_>, a: &CloneArgs) -> NfsResult<()> {
     {
         return Err(NfsError::Inval);
     }
-    copy_range(
-        ctx,
-        src.ino,
-        a.cl_src_offset,
-        dst.ino,
-        a.cl_dst_offset,
-        count,
-    )
-    .await
+    copy_range(ctx, &src, a.cl_src_offset, dst.ino, a.cl_dst_offset, count).await
 }
 
 /// The bytes of COPY and CLONE: copied durably, then the destination's size and times.
 async fn copy_range(
     ctx: &Ctx<'_>,
-    src: u64,
+    src: &crate::namespace::Inode,
     src_off: u64,
     dst: u64,
     dst_off: u64,
@@ -209,7 +193,7 @@ async fn copy_range(
 ) -> NfsResult<()> {
     let end = dst_off.checked_add(count).ok_or(NfsError::Inval)?;
     ctx.mds
-        .clone_data(src, src_off, dst, dst_off, count)
+        .clone_data(src.ino, src_off, src.size, dst, dst_off, count)
         .await?;
     ctx.mds.commit_data(dst).await?;
     grow_to(ctx, dst, end).await

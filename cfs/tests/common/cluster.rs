@@ -1,0 +1,448 @@
+//! A real cluster for tests: `cfs cluster up --ds 3` (one MDS and three data servers,
+//! separate processes on 127.0.0.1), with the control-program status, kill -9 and restart of a
+//! role, and clients of the Rust library.
+#![allow(dead_code)]
+use super::{cfs, BIN};
+use client::{Client, ClientConfig};
+use proto::cluster::{StatusRes, StatusResOk, CFS_CLUSTER_PROGRAM, CFS_CLUSTER_V1};
+use proto::rpc::{Auth, Connection, ConnectionLimits, RejectCalls};
+use proto::xdr::Xdr;
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// A port P with P..=P+3 free (MDS on P, DS i on P+i).
+pub fn free_port_block() -> u16 {
+    for _ in 0..200 {
+        let base = super::free_port();
+        if base > u16::MAX - 4 {
+            continue;
+        }
+        let all_free = (1..=3).all(|i| TcpListener::bind(("127.0.0.1", base + i)).is_ok());
+        if all_free {
+            return base;
+        }
+    }
+    panic!("no block of 4 free ports");
+}
+
+/// `cfs cluster up` in the foreground; SIGTERM (it stops its children) on drop, then SIGKILL
+/// of anything left, by PID.
+pub struct Cluster {
+    pub child: Option<Child>,
+    pub dir: PathBuf,
+    pub addr: SocketAddr,
+    pub rt: tokio::runtime::Runtime,
+}
+
+pub fn signal(pid: u32, sig: &str) {
+    let _ = Command::new("kill")
+        .args([sig, &pid.to_string()])
+        .stderr(Stdio::null())
+        .status();
+}
+
+impl Cluster {
+    pub fn start(dir: &Path) -> Cluster {
+        Self::start_with(dir, &[])
+    }
+
+    /// `extra`: more `cfs cluster up` arguments (e.g. a short lease).
+    pub fn start_with(dir: &Path, extra: &[&str]) -> Cluster {
+        let port = free_port_block();
+        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
+        let log = std::fs::File::create(dir.join("cluster.log")).expect("log");
+        let child = Command::new(BIN)
+            .args(["cluster", "up", "--ds", "3", "--dir"])
+            .arg(dir.join("cluster"))
+            .args(["--port", &port.to_string()])
+            .args(extra)
+            .env("CFS_LOG", "info,client=debug")
+            .stdin(Stdio::null())
+            .stdout(Stdio::from(log.try_clone().expect("log")))
+            .stderr(Stdio::from(log))
+            .spawn()
+            .expect("spawn cfs cluster up");
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(4)
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let mut c = Cluster {
+            child: Some(child),
+            dir: dir.to_path_buf(),
+            addr,
+            rt,
+        };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Some(st) = c.status() {
+                if c.up(&st) == 3 {
+                    break;
+                }
+            }
+            if let Some(ch) = c.child.as_mut() {
+                if let Ok(Some(st)) = ch.try_wait() {
+                    panic!("cfs cluster up exited ({st}):\n{}", c.log_tail());
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "3 data servers not up in 60 s:\n{}",
+                c.log_tail()
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        c
+    }
+
+    pub fn log_tail(&self) -> String {
+        let s = std::fs::read_to_string(self.dir.join("cluster.log")).unwrap_or_default();
+        let lines: Vec<&str> = s.lines().collect();
+        lines[lines.len().saturating_sub(40)..].join("\n")
+    }
+
+    pub fn up(&self, st: &StatusResOk) -> usize {
+        st.data_servers
+            .iter()
+            .filter(|d| d.state == proto::cluster::DS_STATE_UP)
+            .count()
+    }
+
+    /// The MDS's DS table and counters (what `cfs admin status` prints), asked over the
+    /// cluster control program.
+    pub fn status(&self) -> Option<StatusResOk> {
+        let addr = self.addr;
+        let text = std::fs::read_to_string(self.dir.join("cluster").join("secret")).ok()?;
+        let secret = layout::ClusterSecret::from_passphrase(&text).ok()?;
+        self.rt.block_on(async move {
+            let s =
+                tokio::time::timeout(Duration::from_secs(2), tokio::net::TcpStream::connect(addr))
+                    .await
+                    .ok()?
+                    .ok()?;
+            let conn = Connection::spawn(
+                s,
+                Arc::new(RejectCalls),
+                ConnectionLimits {
+                    max_record: 4 << 20,
+                    max_in_flight: 1,
+                },
+            )
+            .ok()?;
+            let r = conn
+                .call(
+                    CFS_CLUSTER_PROGRAM,
+                    CFS_CLUSTER_V1,
+                    proto::cluster::CLUSTERPROC_STATUS,
+                    &Auth::None,
+                    &secret.status_args(1).to_xdr(),
+                    Duration::from_secs(5),
+                )
+                .await
+                .ok()?;
+            conn.close();
+            match StatusRes::from_xdr(r.body()).ok()? {
+                StatusRes::Ok(ok) => Some(ok),
+                StatusRes::Err(_) => None,
+            }
+        })
+    }
+
+    /// `cfs admin status` as a user sees it (printed on failure, for the record).
+    pub fn admin_status(&self) -> String {
+        let o = cfs(
+            &self.dir,
+            &[
+                "admin",
+                "status",
+                "--server",
+                &self.addr.to_string(),
+                "--config",
+                &self.dir.join("cluster").join("mds.toml").to_string_lossy(),
+            ],
+        );
+        format!("{}{}", o.text(), o.stderr)
+    }
+
+    pub fn pid_of(&self, role: &str) -> u32 {
+        let text = std::fs::read_to_string(self.dir.join("cluster").join("pids"))
+            .expect("DIR/pids written by cfs cluster up");
+        text.lines()
+            .find_map(|l| {
+                let mut it = l.split_whitespace();
+                (it.next() == Some(role)).then(|| it.next()?.parse().ok())?
+            })
+            .unwrap_or_else(|| panic!("no {role} in pids file:\n{text}"))
+    }
+
+    /// The role name (`dsI`) of a DS that has written bytes: a mirror of what was written.
+    /// Asks through `cfs admin status --json`, so it works from inside the test's runtime.
+    pub fn writing_ds(&self) -> String {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let out = Command::new(BIN)
+                .args([
+                    "admin",
+                    "status",
+                    "--json",
+                    "--server",
+                    &self.addr.to_string(),
+                    "--config",
+                ])
+                .arg(self.dir.join("cluster").join("mds.toml"))
+                .output()
+                .expect("cfs admin status");
+            let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("status JSON");
+            let found = v["data_servers"].as_array().and_then(|a| {
+                a.iter()
+                    .filter(|d| d["write_bytes"].as_u64().unwrap_or(0) > 0)
+                    .find_map(|d| {
+                        let listen: SocketAddr = d["listen"].as_str()?.parse().ok()?;
+                        Some(format!(
+                            "ds{}",
+                            listen.port().checked_sub(self.addr.port())?
+                        ))
+                    })
+            });
+            if let Some(role) = found {
+                return role;
+            }
+            assert!(Instant::now() < deadline, "no DS reports written bytes");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Starts a killed DS again from the config `cluster up` left, and waits until the MDS
+    /// has all three up. The process is killed by PID when the test ends.
+    pub fn restart(&self, role: &str) -> Child {
+        let child = Command::new(BIN)
+            .args(["server", "--config"])
+            .arg(self.dir.join("cluster").join(format!("{role}.toml")))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("restart DS");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while self.status().map(|s| self.up(&s)) != Some(3) {
+            assert!(Instant::now() < deadline, "restarted {role} not up in 30 s");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        child
+    }
+
+    pub fn kill9(&self, role: &str) {
+        let pid = self.pid_of(role);
+        signal(pid, "-KILL");
+        eprintln!("killed {role} (pid {pid})");
+    }
+
+    /// DS write and read bytes summed over the DS table, once the heartbeats have carried at
+    /// least `want_write` written and `want_read` read bytes (counters arrive with
+    /// heartbeats, so they lag), or after 20 s.
+    pub fn ds_bytes(&self, want_write: u64, want_read: u64) -> (u64, u64, StatusResOk) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let st = self.status().expect("status");
+            let w: u64 = st.data_servers.iter().map(|d| d.counters.write_bytes).sum();
+            let r: u64 = st.data_servers.iter().map(|d| d.counters.read_bytes).sum();
+            if (w >= want_write && r >= want_read) || Instant::now() > deadline {
+                return (w, r, st);
+            }
+            std::thread::sleep(Duration::from_millis(250));
+        }
+    }
+
+    pub fn client(&self, pnfs: bool) -> Client {
+        let mut cfg = ClientConfig::new(self.addr);
+        cfg.pnfs = pnfs;
+        cfg.slots = 64;
+        self.rt.block_on(Client::connect(cfg)).expect("connect")
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        let Some(mut child) = self.child.take() else {
+            return;
+        };
+        let pids = std::fs::read_to_string(self.dir.join("cluster").join("pids")).ok();
+        signal(child.id(), "-TERM");
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = child.try_wait() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        if !matches!(child.try_wait(), Ok(Some(_))) {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        // Whatever it left behind, by the PIDs it recorded.
+        for l in pids.iter().flat_map(|t| t.lines()) {
+            if let Some(pid) = l.split_whitespace().nth(1).and_then(|p| p.parse().ok()) {
+                signal(pid, "-KILL");
+            }
+        }
+    }
+}
+
+impl Cluster {
+    /// The data directory of role `dsI`.
+    pub fn ds_dir(&self, role: &str) -> PathBuf {
+        self.dir.join("cluster").join(role)
+    }
+
+    /// Chunk files of object `id` on each DS, by role (`objects/<id & 0xff>/<id>/` in its
+    /// chunk store).
+    pub fn chunk_files(&self, id: u64) -> Vec<(String, usize)> {
+        (1..=3)
+            .map(|i| {
+                let role = format!("ds{i}");
+                let dir = self
+                    .ds_dir(&role)
+                    .join("chunks")
+                    .join("objects")
+                    .join(format!("{:02x}", id & 0xff))
+                    .join(format!("{id:016x}"));
+                let n = std::fs::read_dir(&dir).map(|d| d.count()).unwrap_or(0);
+                (role, n)
+            })
+            .collect()
+    }
+
+    /// Starts the MDS again from the config `cluster up` left (after a kill -9) and waits until
+    /// it answers STATUS. The process is the caller's to kill.
+    pub fn restart_mds(&self) -> Child {
+        let child = Command::new(BIN)
+            .args(["server", "--config"])
+            .arg(self.dir.join("cluster").join("mds.toml"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(
+                std::fs::File::create(self.dir.join("mds-restarted.log")).expect("log"),
+            ))
+            .spawn()
+            .expect("restart MDS");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while self.status().is_none() {
+            assert!(Instant::now() < deadline, "MDS not back in 30 s");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        child
+    }
+
+    /// Starts role `dsI` again without waiting for anything.
+    pub fn start_ds(&self, role: &str) -> Child {
+        Command::new(BIN)
+            .args(["server", "--config"])
+            .arg(self.dir.join("cluster").join(format!("{role}.toml")))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("restart DS")
+    }
+
+    /// The role name (`dsI`) of the DS with id `ds_id`, from the MDS's table.
+    pub fn role_of(&self, ds_id: u64) -> String {
+        let st = self.status().expect("status");
+        let d = st
+            .data_servers
+            .iter()
+            .find(|d| d.ds_id == ds_id)
+            .expect("DS in the table");
+        let ua = String::from_utf8_lossy(&d.listen.na_r_addr.0).to_string();
+        let port = layout::uaddr::from_uaddr(&ua).expect("uaddr").port();
+        format!("ds{}", port - self.addr.port())
+    }
+
+    /// The listening address of the DS with id `ds_id`.
+    pub fn ds_addr(&self, ds_id: u64) -> SocketAddr {
+        let st = self.status().expect("status");
+        let d = st
+            .data_servers
+            .iter()
+            .find(|d| d.ds_id == ds_id)
+            .expect("DS in the table");
+        let ua = String::from_utf8_lossy(&d.listen.na_r_addr.0).to_string();
+        layout::uaddr::from_uaddr(&ua).expect("uaddr")
+    }
+}
+
+/// One mirror of an RW layout: the DS's id and address and the handle for it.
+#[derive(Debug, Clone)]
+pub struct Mirror {
+    pub ds_id: u64,
+    pub addr: SocketAddr,
+    pub fh: Vec<u8>,
+}
+
+/// LAYOUTGET (read-write, whole file) by hand over `c`'s session, for the file open as `f`:
+/// the layout stateid and every mirror's handle, so a test can write through the layout as a
+/// client would, and keep the handles after the file is gone.
+pub fn rw_layout(
+    cl: &Cluster,
+    c: &Client,
+    f: &client::OpenFile,
+) -> (proto::nfs4::Stateid4, Vec<Mirror>) {
+    use proto::nfs4::*;
+    let ops = vec![
+        NfsArgop4::Putfh(PutfhArgs {
+            object: f.fh.clone(),
+        }),
+        NfsArgop4::Layoutget(LayoutgetArgs {
+            loga_signal_layout_avail: false,
+            loga_layout_type: LAYOUT4_FLEX_FILES,
+            loga_iomode: Layoutiomode4::Rw,
+            loga_offset: 0,
+            loga_length: u64::MAX,
+            loga_minlength: 0,
+            loga_stateid: f.stateid,
+            loga_maxcount: 1 << 16,
+        }),
+    ];
+    let res = cl.rt.block_on(c.compound(ops)).expect("LAYOUTGET");
+    let NfsResop4::Layoutget(LayoutgetRes::Ok(ok)) = &res[1] else {
+        panic!("LAYOUTGET: {res:?}")
+    };
+    let ff = FfLayout4::from_xdr(ok.logr_layout[0].lo_content.loc_body.as_bytes()).expect("ff");
+    let mirrors = ff
+        .ffl_mirrors
+        .iter()
+        .map(|m| {
+            let ds = &m.ffm_data_servers[0];
+            let ds_id = layout::DsId::from_device_id(&ds.ffds_deviceid)
+                .expect("device id")
+                .0;
+            Mirror {
+                ds_id,
+                addr: cl.ds_addr(ds_id),
+                fh: ds.ffds_fh_vers[0].0.as_bytes().to_vec(),
+            }
+        })
+        .collect();
+    (ok.logr_stateid, mirrors)
+}
+
+/// An NFSv3 WRITE straight to a data server, as a layout holder sends it.
+pub async fn ds_write(
+    addr: SocketAddr,
+    fh: &[u8],
+    offset: u64,
+    data: &[u8],
+) -> Result<(), proto::nfs3_client::Nfs3ClientError> {
+    let c = proto::nfs3_client::Nfs3Client::connect(&[addr], Duration::from_secs(2), 0, 0)
+        .await
+        .expect("connect to DS");
+    let r = c
+        .write(fh, offset, data, proto::nfs3::StableHow::FileSync)
+        .await
+        .map(|_| ());
+    c.close();
+    r
+}
