@@ -8,15 +8,15 @@ mod common;
 
 use client::transfer::{self, TransferOptions};
 use client::{Client, ClientConfig, CreateMode, SetAttrs, StableHow4};
+use common::cluster::{signal, Cluster};
 use common::{cfs, digest, random_bytes, BIN};
-use proto::cluster::{StatusRes, StatusResOk, CFS_CLUSTER_PROGRAM, CFS_CLUSTER_V1};
+use proto::cluster::StatusResOk;
 use proto::nfs4::{OPEN4_SHARE_ACCESS_BOTH, OPEN4_SHARE_ACCESS_READ};
-use proto::rpc::{Auth, Connection, ConnectionLimits, RejectCalls};
 use proto::xdr::Xdr;
 use std::io::Read;
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -34,305 +34,6 @@ fn require_cluster_command() {
         .map(|s| s.success())
         .unwrap_or(false);
     assert!(ok, "this cfs has no `cluster up`");
-}
-
-/// A port P with P..=P+3 free (MDS on P, DS i on P+i).
-fn free_port_block() -> u16 {
-    for _ in 0..200 {
-        let base = common::free_port();
-        if base > u16::MAX - 4 {
-            continue;
-        }
-        let all_free = (1..=3).all(|i| TcpListener::bind(("127.0.0.1", base + i)).is_ok());
-        if all_free {
-            return base;
-        }
-    }
-    panic!("no block of 4 free ports");
-}
-
-/// `cfs cluster up` in the foreground; SIGTERM (it stops its children) on drop, then SIGKILL
-/// of anything left, by PID.
-struct Cluster {
-    child: Option<Child>,
-    dir: PathBuf,
-    addr: SocketAddr,
-    rt: tokio::runtime::Runtime,
-    /// Data servers it was started with.
-    ds: usize,
-}
-
-fn signal(pid: u32, sig: &str) {
-    let _ = Command::new("kill")
-        .args([sig, &pid.to_string()])
-        .stderr(Stdio::null())
-        .status();
-}
-
-impl Cluster {
-    fn start(dir: &Path) -> Cluster {
-        Self::start_with(dir, &[])
-    }
-
-    /// `extra`: more `cfs cluster up` arguments (e.g. a short lease).
-    fn start_with(dir: &Path, extra: &[&str]) -> Cluster {
-        Self::start_ds(dir, 3, extra)
-    }
-
-    /// A cluster of `ds` data servers (at most 3).
-    fn start_ds(dir: &Path, ds: usize, extra: &[&str]) -> Cluster {
-        let port = free_port_block();
-        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
-        let log = std::fs::File::create(dir.join("cluster.log")).expect("log");
-        let child = Command::new(BIN)
-            .args(["cluster", "up", "--ds", &ds.to_string(), "--dir"])
-            .arg(dir.join("cluster"))
-            .args(["--port", &port.to_string()])
-            .args(extra)
-            .env("CFS_LOG", "info,client=debug")
-            .stdin(Stdio::null())
-            .stdout(Stdio::from(log.try_clone().expect("log")))
-            .stderr(Stdio::from(log))
-            .spawn()
-            .expect("spawn cfs cluster up");
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(4)
-            .enable_all()
-            .build()
-            .expect("runtime");
-        let mut c = Cluster {
-            child: Some(child),
-            dir: dir.to_path_buf(),
-            addr,
-            rt,
-            ds,
-        };
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            if let Some(st) = c.status() {
-                if c.up(&st) == ds {
-                    break;
-                }
-            }
-            if let Some(ch) = c.child.as_mut() {
-                if let Ok(Some(st)) = ch.try_wait() {
-                    panic!("cfs cluster up exited ({st}):\n{}", c.log_tail());
-                }
-            }
-            assert!(
-                Instant::now() < deadline,
-                "{ds} data servers not up in 60 s:\n{}",
-                c.log_tail()
-            );
-            std::thread::sleep(Duration::from_millis(200));
-        }
-        // `cluster up` stops every node if one dies before it has seen them all up itself:
-        // wait for its banner before a test kills any.
-        while !std::fs::read_to_string(dir.join("cluster.log"))
-            .unwrap_or_default()
-            .contains("cfs cluster up: MDS on")
-        {
-            assert!(
-                Instant::now() < deadline,
-                "cfs cluster up never said it was up:\n{}",
-                c.log_tail()
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        c
-    }
-
-    fn log_tail(&self) -> String {
-        let s = std::fs::read_to_string(self.dir.join("cluster.log")).unwrap_or_default();
-        let lines: Vec<&str> = s.lines().collect();
-        lines[lines.len().saturating_sub(40)..].join("\n")
-    }
-
-    fn up(&self, st: &StatusResOk) -> usize {
-        st.data_servers
-            .iter()
-            .filter(|d| d.state == proto::cluster::DS_STATE_UP)
-            .count()
-    }
-
-    /// The MDS's DS table and counters (what `cfs admin status` prints), asked over the
-    /// cluster control program.
-    fn status(&self) -> Option<StatusResOk> {
-        let addr = self.addr;
-        let text = std::fs::read_to_string(self.dir.join("cluster").join("secret")).ok()?;
-        let secret = layout::ClusterSecret::from_passphrase(&text).ok()?;
-        self.rt.block_on(async move {
-            let s =
-                tokio::time::timeout(Duration::from_secs(2), tokio::net::TcpStream::connect(addr))
-                    .await
-                    .ok()?
-                    .ok()?;
-            let conn = Connection::spawn(
-                s,
-                Arc::new(RejectCalls),
-                ConnectionLimits {
-                    max_record: 4 << 20,
-                    max_in_flight: 1,
-                },
-            )
-            .ok()?;
-            let r = conn
-                .call(
-                    CFS_CLUSTER_PROGRAM,
-                    CFS_CLUSTER_V1,
-                    proto::cluster::CLUSTERPROC_STATUS,
-                    &Auth::None,
-                    &secret.status_args(1).to_xdr(),
-                    Duration::from_secs(5),
-                )
-                .await
-                .ok()?;
-            conn.close();
-            match StatusRes::from_xdr(r.body()).ok()? {
-                StatusRes::Ok(ok) => Some(ok),
-                StatusRes::Err(_) => None,
-            }
-        })
-    }
-
-    /// `cfs admin status` as a user sees it (printed on failure, for the record).
-    fn admin_status(&self) -> String {
-        let o = cfs(
-            &self.dir,
-            &[
-                "admin",
-                "status",
-                "--server",
-                &self.addr.to_string(),
-                "--config",
-                &self.dir.join("cluster").join("mds.toml").to_string_lossy(),
-            ],
-        );
-        format!("{}{}", o.text(), o.stderr)
-    }
-
-    fn pid_of(&self, role: &str) -> u32 {
-        let text = std::fs::read_to_string(self.dir.join("cluster").join("pids"))
-            .expect("DIR/pids written by cfs cluster up");
-        text.lines()
-            .find_map(|l| {
-                let mut it = l.split_whitespace();
-                (it.next() == Some(role)).then(|| it.next()?.parse().ok())?
-            })
-            .unwrap_or_else(|| panic!("no {role} in pids file:\n{text}"))
-    }
-
-    /// The role name (`dsI`) of a DS that has written bytes: a mirror of what was written.
-    /// Asks through `cfs admin status --json`, so it works from inside the test's runtime.
-    fn writing_ds(&self) -> String {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            let out = Command::new(BIN)
-                .args([
-                    "admin",
-                    "status",
-                    "--json",
-                    "--server",
-                    &self.addr.to_string(),
-                    "--config",
-                ])
-                .arg(self.dir.join("cluster").join("mds.toml"))
-                .output()
-                .expect("cfs admin status");
-            let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("status JSON");
-            let found = v["data_servers"].as_array().and_then(|a| {
-                a.iter()
-                    .filter(|d| d["write_bytes"].as_u64().unwrap_or(0) > 0)
-                    .find_map(|d| {
-                        let listen: SocketAddr = d["listen"].as_str()?.parse().ok()?;
-                        Some(format!(
-                            "ds{}",
-                            listen.port().checked_sub(self.addr.port())?
-                        ))
-                    })
-            });
-            if let Some(role) = found {
-                return role;
-            }
-            assert!(Instant::now() < deadline, "no DS reports written bytes");
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-
-    /// Starts a killed DS again from the config `cluster up` left, and waits until the MDS
-    /// has all of them up. The process is killed by PID when the test ends.
-    fn restart(&self, role: &str) -> Child {
-        let child = Command::new(BIN)
-            .args(["server", "--config"])
-            .arg(self.dir.join("cluster").join(format!("{role}.toml")))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("restart DS");
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while self.status().map(|s| self.up(&s)) != Some(self.ds) {
-            assert!(Instant::now() < deadline, "restarted {role} not up in 30 s");
-            std::thread::sleep(Duration::from_millis(200));
-        }
-        child
-    }
-
-    fn kill9(&self, role: &str) {
-        let pid = self.pid_of(role);
-        signal(pid, "-KILL");
-        eprintln!("killed {role} (pid {pid})");
-    }
-
-    /// DS write and read bytes summed over the DS table, once the heartbeats have carried at
-    /// least `want_write` written and `want_read` read bytes (counters arrive with
-    /// heartbeats, so they lag), or after 20 s.
-    fn ds_bytes(&self, want_write: u64, want_read: u64) -> (u64, u64, StatusResOk) {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            let st = self.status().expect("status");
-            let w: u64 = st.data_servers.iter().map(|d| d.counters.write_bytes).sum();
-            let r: u64 = st.data_servers.iter().map(|d| d.counters.read_bytes).sum();
-            if (w >= want_write && r >= want_read) || Instant::now() > deadline {
-                return (w, r, st);
-            }
-            std::thread::sleep(Duration::from_millis(250));
-        }
-    }
-
-    fn client(&self, pnfs: bool) -> Client {
-        let mut cfg = ClientConfig::new(self.addr);
-        cfg.pnfs = pnfs;
-        cfg.slots = 64;
-        self.rt.block_on(Client::connect(cfg)).expect("connect")
-    }
-}
-
-impl Drop for Cluster {
-    fn drop(&mut self) {
-        let Some(mut child) = self.child.take() else {
-            return;
-        };
-        let pids = std::fs::read_to_string(self.dir.join("cluster").join("pids")).ok();
-        signal(child.id(), "-TERM");
-        let deadline = Instant::now() + Duration::from_secs(15);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = child.try_wait() {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        if !matches!(child.try_wait(), Ok(Some(_))) {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-        // Whatever it left behind, by the PIDs it recorded.
-        for l in pids.iter().flat_map(|t| t.lines()) {
-            if let Some(pid) = l.split_whitespace().nth(1).and_then(|p| p.parse().ok()) {
-                signal(pid, "-KILL");
-            }
-        }
-    }
 }
 
 /// Writes `data` to `path` with the library (pNFS as configured), then closes (which
@@ -1117,7 +818,7 @@ fn mirrored_file_and_its_reader(
     len: usize,
     seed: u64,
 ) -> (Cluster, Vec<u8>, String) {
-    let cl = Cluster::start_ds(dir, 2, &[]);
+    let cl = Cluster::start_sized(dir, 2, &[]);
     let data = random_bytes(len, seed);
     let c = cl.client(true);
     cl.rt
@@ -1234,7 +935,7 @@ fn a_file_left_with_one_copy_is_re_mirrored_after_an_mds_restart() {
     let _g = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
     require_cluster_command();
     let t = tempfile::tempdir().expect("tempdir");
-    let cl = Cluster::start_ds(t.path(), 2, &[]);
+    let cl = Cluster::start_sized(t.path(), 2, &[]);
     cl.kill9("ds2");
     wait_up(&cl, 1);
     // Written while ds2 is down: one copy, on ds1.

@@ -35,6 +35,8 @@ pub struct Cluster {
     pub dir: PathBuf,
     pub addr: SocketAddr,
     pub rt: tokio::runtime::Runtime,
+    /// Data servers it was started with.
+    pub ds: usize,
 }
 
 pub fn signal(pid: u32, sig: &str) {
@@ -51,11 +53,16 @@ impl Cluster {
 
     /// `extra`: more `cfs cluster up` arguments (e.g. a short lease).
     pub fn start_with(dir: &Path, extra: &[&str]) -> Cluster {
+        Self::start_sized(dir, 3, extra)
+    }
+
+    /// A cluster of `ds` data servers (at most 3).
+    pub fn start_sized(dir: &Path, ds: usize, extra: &[&str]) -> Cluster {
         let port = free_port_block();
         let addr: SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
         let log = std::fs::File::create(dir.join("cluster.log")).expect("log");
         let child = Command::new(BIN)
-            .args(["cluster", "up", "--ds", "3", "--dir"])
+            .args(["cluster", "up", "--ds", &ds.to_string(), "--dir"])
             .arg(dir.join("cluster"))
             .args(["--port", &port.to_string()])
             .args(extra)
@@ -75,11 +82,12 @@ impl Cluster {
             dir: dir.to_path_buf(),
             addr,
             rt,
+            ds,
         };
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             if let Some(st) = c.status() {
-                if c.up(&st) == 3 {
+                if c.up(&st) == ds {
                     break;
                 }
             }
@@ -90,10 +98,23 @@ impl Cluster {
             }
             assert!(
                 Instant::now() < deadline,
-                "3 data servers not up in 60 s:\n{}",
+                "{ds} data servers not up in 60 s:\n{}",
                 c.log_tail()
             );
             std::thread::sleep(Duration::from_millis(200));
+        }
+        // `cluster up` stops every node if one dies before it has seen them all up itself:
+        // wait for its banner before a test kills any.
+        while !std::fs::read_to_string(dir.join("cluster.log"))
+            .unwrap_or_default()
+            .contains("cfs cluster up: MDS on")
+        {
+            assert!(
+                Instant::now() < deadline,
+                "cfs cluster up never said it was up:\n{}",
+                c.log_tail()
+            );
+            std::thread::sleep(Duration::from_millis(100));
         }
         c
     }
@@ -216,7 +237,7 @@ impl Cluster {
     }
 
     /// Starts a killed DS again from the config `cluster up` left, and waits until the MDS
-    /// has all three up. The process is killed by PID when the test ends.
+    /// has all of them up. The process is killed by PID when the test ends.
     pub fn restart(&self, role: &str) -> Child {
         let child = Command::new(BIN)
             .args(["server", "--config"])
@@ -227,7 +248,7 @@ impl Cluster {
             .spawn()
             .expect("restart DS");
         let deadline = Instant::now() + Duration::from_secs(30);
-        while self.status().map(|s| self.up(&s)) != Some(3) {
+        while self.status().map(|s| self.up(&s)) != Some(self.ds) {
             assert!(Instant::now() < deadline, "restarted {role} not up in 30 s");
             std::thread::sleep(Duration::from_millis(200));
         }
