@@ -62,8 +62,8 @@ impl Fences {
 
     /// A handle for `file` minted at `generation` verified: the MDS mints handles only at a
     /// file's current generation, which only ever rises, so every handle below it is fenced
-    /// already. Learning that here, without waiting for the heartbeat, is what lets a removal or
-    /// truncation the MDS sends with a freshly fenced handle refuse the old handles from the
+    /// already. Learning that here, without waiting for the heartbeat, is what lets a removal
+    /// the MDS sends with a freshly fenced handle refuse the old handles from the
     /// moment it is done (`Objects::write` checks again under the object's lock).
     pub(crate) fn learn(&mut self, file: u64, generation: u64) {
         if generation > self.fence_for(file) {

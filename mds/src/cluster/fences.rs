@@ -8,7 +8,7 @@ use proto::cluster::{Fence, MAX_FENCES};
 
 /// Fences kept for DSs that lag behind (and for a DS that restarts, which learns them all
 /// again); past this the base is raised, which makes every outstanding handle stale at once.
-/// Removals and truncations fence too, so this is sized for bursts of them (`rm -rf`):
+/// Removals fence too, so this is sized for bursts of them (`rm -rf`):
 /// 64 Ki entries of 24 bytes.
 const KEEP: usize = 64 * MAX_FENCES;
 

@@ -192,7 +192,7 @@ impl Cluster {
         );
     }
 
-    /// `fence`, as routine: before a truncation or removal cuts the file's data.
+    /// `fence`, as routine: before a removal deletes the file's data.
     fn fence_quietly(&self, ino: u64) {
         let g = self.fence_log().fence(ino);
         tracing::debug!(ino, generation = g, "file fenced before its data is cut");

@@ -236,20 +236,21 @@ impl Cluster {
 
     /// Cuts (or extends) the file's data on every DS holding some of it to `size` bytes.
     ///
-    /// It fences the file first (a DS may hold more than the recorded size, written through a
-    /// layout and not yet LAYOUTCOMMITted, so any size may cut), and every DS learns the new generation from the SETATTR
-    /// that cuts its copy (`ds::server::fences::learn`): a write through a layout granted
-    /// before the truncation, the truncating client's own included, then either lands before
-    /// the cut on that DS or is refused (STALE, and the client asks for a new layout or writes
-    /// through the MDS), never after it. Without this a write in flight could land after the
-    /// cut on one mirror and before it on the other. What a LAYOUTCOMMIT may claim from such
-    /// writes is bounded separately (`stored_end`).
+    /// The file is not fenced: other clients keep their layouts (recalled, advisory) and
+    /// read the cut data through them, as close-to-open needs (a fence made a reader's cached
+    /// layout answer STALE, and Linux failed the application's read). A DS may hold more than
+    /// the recorded size (written through a layout and not yet LAYOUTCOMMITted), so any size
+    /// may cut; what a later LAYOUTCOMMIT may claim from writes before the cut, the truncating
+    /// client's own included, is bounded by what the DSs still hold (`stored_end`). A write
+    /// racing the truncation from another client may land on one mirror before the cut and
+    /// on the other after it, as two clients' racing writes may land in different orders on
+    /// two mirrors: flexfiles leaves mirror ordering of concurrent writers to the clients
+    /// (RFC 8435 §5.1), and Linux flushes its own writes before it sends the SETATTR.
     pub async fn truncate(&self, ns: &Namespace, ino: u64, size: u64) -> NfsResult<()> {
         let holders = self.holders(ns, ino)?;
         if holders.is_empty() {
             return Ok(());
         }
-        self.fence_quietly(ino);
         let mut failed: BTreeSet<DsId> = BTreeSet::new();
         for ds in holders {
             if let Err(e) = self.set_size_on(ino, ds, size).await {

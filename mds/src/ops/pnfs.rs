@@ -188,8 +188,7 @@ async fn layoutcommit_inner(
     };
     // The client's last write offset counts writes from before a truncation too (RFC 8881
     // §18.42.3 lets the server check it; Linux does not reset it when it truncates): grow the
-    // size only as far as the data servers hold data. A truncation cut their copies, and
-    // fenced the handles of writes that could have landed after the cut.
+    // size only as far as the data servers hold data: a truncation cut their copies.
     if end > i.size {
         let c = cluster(ctx)?;
         // When no holder answers, the claim stands, as it would without this check.
