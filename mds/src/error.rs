@@ -250,7 +250,9 @@ impl From<crate::namespace::FsError> for NfsError {
                 NfsError::Io
             }
             F::NoSpace => NfsError::NoSpc,
-            F::Closed => NfsError::Delay,
+            // A proposer retries `Changed` a few times; a name that keeps changing under it is
+            // the client's to try again.
+            F::Closed | F::Changed => NfsError::Delay,
         }
     }
 }

@@ -317,6 +317,36 @@ async fn forget(mds: &Mds, inos: Vec<u64>) {
     }
 }
 
+/// Hands the effects of applied commands from the namespace's writer thread to
+/// `carry_out_effects`, without blocking it.
+struct QueuedEffects(tokio::sync::mpsc::UnboundedSender<Vec<namespace::Effect>>);
+
+impl namespace::EffectSink for QueuedEffects {
+    fn effects(&self, effects: &[namespace::Effect]) {
+        // Gone only when the server is: the next start finds the orphans in the state.
+        let _ = self.0.send(effects.to_vec());
+    }
+}
+
+/// Carries out what applied commands left to do: an unlinked file's data goes once nobody has
+/// it open (`forget_orphan`); an object deleted outright takes its delegations and other
+/// state with it (a client cannot return a delegation on a directory that no longer exists,
+/// and one left in the table would keep its DESTROY_CLIENTID busy).
+async fn carry_out_effects(
+    mds: std::sync::Weak<Mds>,
+    mut rx: tokio::sync::mpsc::UnboundedReceiver<Vec<namespace::Effect>>,
+) {
+    while let Some(effects) = rx.recv().await {
+        let Some(mds) = mds.upgrade() else { return };
+        for e in effects {
+            match e {
+                namespace::Effect::Orphaned(ino) => mds.forget_orphan(ino).await,
+                namespace::Effect::Freed(ino) => mds.state.forget_file(ino),
+            }
+        }
+    }
+}
+
 pub struct Server {
     local: SocketAddr,
     tasks: Vec<tokio::task::JoinHandle<()>>,
@@ -326,6 +356,8 @@ pub struct Server {
 impl Server {
     pub async fn start(cfg: ServerConfig) -> Result<Server, ServerError> {
         let mds = Arc::new(Mds::open(&cfg)?);
+        let (effects, effects_rx) = tokio::sync::mpsc::unbounded_channel();
+        mds.ns.set_effect_sink(Arc::new(QueuedEffects(effects)));
         // Files unlinked while open before the restart: OPEN promised their holders
         // (OPEN4_RESULT_PRESERVE_UNLINKED, RFC 8881 §18.16.3) to keep them through the grace
         // period, so they can reclaim the open by file handle. What nobody reclaimed by then
@@ -368,9 +400,10 @@ impl Server {
             max_in_flight: 64,
         };
         let table = proto::rpc::ConnTable::new(cfg.connections);
-        let mut tasks = vec![tokio::spawn(server::accept_loop(
-            listener, svc, limits, table,
-        ))];
+        let mut tasks = vec![
+            tokio::spawn(server::accept_loop(listener, svc, limits, table)),
+            tokio::spawn(carry_out_effects(Arc::downgrade(&mds), effects_rx)),
+        ];
         tasks.push(tokio::spawn(laundromat(mds.clone())));
         let keeper = mds.clone();
         tasks.push(tokio::spawn(async move {
@@ -425,7 +458,7 @@ impl Server {
         for t in &self.tasks {
             t.abort();
         }
-        if let Err(e) = self.mds.ns.sync().await {
+        if let Err(e) = self.mds.ns.record_all_and_sync().await {
             tracing::error!("final sync of the namespace failed: {e}");
         }
     }

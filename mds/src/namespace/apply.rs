@@ -3,9 +3,11 @@
 
 use super::error::FsError;
 use super::perm::{self, Cred};
+use super::shard::{ShardId, MAX_LOCAL};
 use super::state::{meta, StateStore};
 use super::types::{
-    check_name, Command, CreateHow, DirChange, FileKind, Inode, Outcome, SetTime, Time, ROOT_INO,
+    check_name, Command, CreateHow, DirChange, Effect, FileKind, Inode, Outcome, SetTime, Time,
+    ROOT_INO,
 };
 
 /// Size reported for directories; clients only use it for display.
@@ -37,7 +39,6 @@ fn apply_as<S: StateStore + ?Sized>(
         Command::Create {
             parent,
             name,
-            ino,
             kind,
             mode,
             uid,
@@ -46,7 +47,6 @@ fn apply_as<S: StateStore + ?Sized>(
             how,
         } => {
             let new = NewInode {
-                ino: *ino,
                 kind,
                 mode: *mode,
                 uid: *uid,
@@ -60,18 +60,37 @@ fn apply_as<S: StateStore + ?Sized>(
             name,
             time,
         } => link(s, *ino, *parent, name, *time, cred),
-        Command::Unlink { parent, name, time } => {
-            remove(s, *parent, name, *time, Which::File, cred)
-        }
-        Command::Rmdir { parent, name, time } => remove(s, *parent, name, *time, Which::Dir, cred),
-        Command::Remove { parent, name, time } => remove(s, *parent, name, *time, Which::Any, cred),
+        Command::Unlink {
+            parent,
+            name,
+            child,
+            time,
+        } => remove(s, *parent, name, *child, *time, Which::File, cred),
+        Command::Rmdir {
+            parent,
+            name,
+            child,
+            time,
+        } => remove(s, *parent, name, *child, *time, Which::Dir, cred),
+        Command::Remove {
+            parent,
+            name,
+            child,
+            time,
+        } => remove(s, *parent, name, *child, *time, Which::Any, cred),
         Command::Rename {
             src_parent,
             src_name,
+            src,
             dst_parent,
             dst_name,
+            dst,
             time,
-        } => rename(s, *src_parent, src_name, *dst_parent, dst_name, *time, cred),
+        } => {
+            let from = (*src_parent, &src_name[..], *src);
+            let to = (*dst_parent, &dst_name[..], *dst);
+            rename(s, from, to, *time, cred)
+        }
         Command::SetAttr {
             ino,
             mode,
@@ -94,7 +113,8 @@ fn apply_as<S: StateStore + ?Sized>(
             ino,
             end_offset,
             time,
-        } => write(s, *ino, *end_offset, *time, cred),
+            writes,
+        } => write(s, *ino, *end_offset, *time, *writes, cred),
         Command::Forget { ino } => forget(s, *ino),
         Command::SetMirrors {
             ino,
@@ -107,7 +127,6 @@ fn apply_as<S: StateStore + ?Sized>(
 }
 
 struct NewInode<'a> {
-    ino: u64,
     kind: &'a FileKind,
     mode: u32,
     uid: u32,
@@ -261,9 +280,6 @@ fn create<S: StateStore + ?Sized>(
             ..Outcome::default()
         });
     }
-    if new.ino <= ROOT_INO || s.inode(new.ino)?.is_some() {
-        return Err(FsError::Invalid);
-    }
     // The owner, group and mode Linux gives the caller's new object; an owner or group the
     // command names instead must be one the caller could give it (chown/chgrp rules, as the
     // owner of the new object), checked before anything is written.
@@ -311,8 +327,9 @@ fn create<S: StateStore + ?Sized>(
         }
         _ => (1, 0, 0),
     };
+    let ino = alloc_ino(s, ShardId::of_ino(parent))?;
     let inode = Inode {
-        ino: new.ino,
+        ino,
         kind: new.kind.clone(),
         mode,
         nlink,
@@ -336,8 +353,6 @@ fn create<S: StateStore + ?Sized>(
     s.put_inode(&inode)?;
     s.put_inode(&p)?;
     add_meta(s, meta::FILES, 1)?;
-    let next = s.meta(meta::NEXT_INO)?.max(inode.ino.saturating_add(1));
-    s.set_meta(meta::NEXT_INO, next)?;
     let dc = dir_change(&p0, &p);
     Ok(Outcome {
         inode: Some(inode),
@@ -345,6 +360,24 @@ fn create<S: StateStore + ?Sized>(
         dir: Some(dc),
         ..Outcome::default()
     })
+}
+
+/// The next inode number of `shard`'s counter (`meta::NEXT_INO` holds the per-shard part),
+/// which `apply` of a create advances: allocation is part of the replicated state, so every
+/// replica and every later leader agrees on it.
+fn alloc_ino<S: StateStore + ?Sized>(s: &mut S, shard: ShardId) -> Result<u64, FsError> {
+    let local = s.meta(meta::NEXT_INO)?.max(ROOT_INO + 1);
+    if local > MAX_LOCAL {
+        return Err(FsError::NoSpace);
+    }
+    let ino = shard.ino(local);
+    if s.inode(ino)?.is_some() {
+        return Err(FsError::Corrupt(format!(
+            "inode counter of {shard} at {local}, but inode {ino} exists"
+        )));
+    }
+    s.set_meta(meta::NEXT_INO, local + 1)?;
+    Ok(ino)
 }
 
 fn link<S: StateStore + ?Sized>(
@@ -403,11 +436,11 @@ fn drop_link<S: StateStore + ?Sized>(
     } else if i.kind == FileKind::Regular {
         s.put_inode(&i)?;
         s.set_orphan(i.ino, true)?;
-        out.orphaned = Some(i.ino);
+        out.effects.push(Effect::Orphaned(i.ino));
     } else {
         s.del_inode(i.ino)?;
         add_meta(s, meta::FILES, -1)?;
-        out.freed = Some(i.ino);
+        out.effects.push(Effect::Freed(i.ino));
     }
     Ok(i)
 }
@@ -424,7 +457,7 @@ fn drop_dir<S: StateStore + ?Sized>(
     add_meta(s, meta::FILES, -1)?;
     parent.nlink = parent.nlink.saturating_sub(1);
     d.nlink = 0;
-    out.freed = Some(d.ino);
+    out.effects.push(Effect::Freed(d.ino));
     Ok(d)
 }
 
@@ -436,6 +469,7 @@ fn remove<S: StateStore + ?Sized>(
     s: &mut S,
     parent: u64,
     name: &[u8],
+    expect: u64,
     time: Time,
     which: Which,
     cred: Option<&Cred>,
@@ -446,6 +480,9 @@ fn remove<S: StateStore + ?Sized>(
         perm::require(c, &p0, perm::MAY_EXEC)?;
     }
     let (ino, _) = s.dirent(parent, name)?.ok_or(FsError::NotFound)?;
+    if ino != expect {
+        return Err(FsError::Changed);
+    }
     let child = get(s, ino)?;
     if let Some(c) = cred {
         perm::may_delete(c, &p0, &child)?;
@@ -475,12 +512,14 @@ fn remove<S: StateStore + ?Sized>(
     Ok(out)
 }
 
+/// A rename's source or target: the directory, the name, and the object the proposer found
+/// there (the target may be free).
+type RenameEnd<'a, T> = (u64, &'a [u8], T);
+
 fn rename<S: StateStore + ?Sized>(
     s: &mut S,
-    src_parent: u64,
-    src_name: &[u8],
-    dst_parent: u64,
-    dst_name: &[u8],
+    (src_parent, src_name, expect_src): RenameEnd<'_, u64>,
+    (dst_parent, dst_name, expect_dst): RenameEnd<'_, Option<u64>>,
     time: Time,
     cred: Option<&Cred>,
 ) -> Result<Outcome, FsError> {
@@ -494,6 +533,9 @@ fn rename<S: StateStore + ?Sized>(
     }
     let (src_ino, _) = s.dirent(src_parent, src_name)?.ok_or(FsError::NotFound)?;
     let dst = s.dirent(dst_parent, dst_name)?;
+    if src_ino != expect_src || dst.map(|(i, _)| i) != expect_dst {
+        return Err(FsError::Changed);
+    }
     let src = get(s, src_ino)?;
     if dst.map(|(i, _)| i) == Some(src_ino) {
         // Both names are links to one file: POSIX says rename does nothing.
@@ -645,6 +687,7 @@ fn write<S: StateStore + ?Sized>(
     ino: u64,
     end: u64,
     time: Time,
+    writes: u64,
     cred: Option<&Cred>,
 ) -> Result<Outcome, FsError> {
     let mut i = get(s, ino)?;
@@ -662,7 +705,10 @@ fn write<S: StateStore + ?Sized>(
         i.size = end;
     }
     i.mtime = time;
-    bump(&mut i, time);
+    i.ctime = time;
+    // Clients saw the change attribute move on every WRITE this command records; it must not
+    // fall back below what they saw.
+    i.change = i.change.saturating_add(writes.max(1));
     s.put_inode(&i)?;
     Ok(Outcome {
         inode: Some(i),
@@ -689,21 +735,22 @@ fn drop_orphan<S: StateStore + ?Sized>(s: &mut S, i: &Inode) -> Result<Outcome, 
     add_meta(s, meta::FILES, -1)?;
     add_meta(s, meta::BYTES, -data_bytes(i))?;
     Ok(Outcome {
-        freed: Some(ino),
+        effects: vec![Effect::Freed(ino)],
         ..Outcome::default()
     })
 }
 
 fn forget_orphans<S: StateStore + ?Sized>(s: &mut S, inos: &[u64]) -> Result<Outcome, FsError> {
+    let mut out = Outcome::default();
     for &ino in inos {
         match s.inode(ino)? {
             Some(i) if i.nlink == 0 && matches!(i.kind, FileKind::Regular) => {
-                drop_orphan(s, &i)?;
+                out.effects.extend(drop_orphan(s, &i)?.effects);
             }
             _ => {}
         }
     }
-    Ok(Outcome::default())
+    Ok(out)
 }
 
 fn set_mirrors<S: StateStore + ?Sized>(

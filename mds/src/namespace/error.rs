@@ -1,12 +1,13 @@
 //! Errors of the namespace, shaped so the protocol layer can map each one to one NFS4ERR_* code.
 
+use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 /// Why a command or a read failed.
 ///
 /// Validation errors (everything but `Io`, `Corrupt` and `Closed`) are deterministic results of
 /// `apply`: the same command on the same state fails the same way on every replica.
-#[derive(Debug, Error, Clone, PartialEq, Eq)]
+#[derive(Debug, Error, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum FsError {
     #[error("no such file or directory")]
     NotFound,
@@ -42,6 +43,10 @@ pub enum FsError {
     /// Something read from disk does not decode: never papered over.
     #[error("corrupt metadata: {0}")]
     Corrupt(String),
+    /// A name no longer refers to the object the command was built for (another change came
+    /// between the proposer's lookup and the command): the proposer looks again and retries.
+    #[error("the name changed under the command")]
+    Changed,
     /// The namespace's writer is gone (it hit a storage error or the process is shutting down).
     #[error("namespace closed")]
     Closed,

@@ -2,8 +2,8 @@
 //! group-committed command log.
 //!
 //! Life of a mutation: the proposer (the NFS op handler) builds a `Command` carrying everything
-//! that varies (time from `Time::now()`, inode numbers from `Namespace::alloc_ino()`), and calls
-//! `execute`. A single writer thread takes all queued commands as one batch: each is applied
+//! that varies (time from `Time::now()`, and the objects its lookups found), and calls
+//! `execute`; `apply` allocates inode numbers in the shard's counter (`shard`). A single writer thread takes all queued commands as one batch: each is applied
 //! through a staging buffer (a failed command leaves nothing behind), the batch is appended to
 //! the command log (`wal`) and made durable with one fdatasync, and only then published to the
 //! in-memory state that every read uses. Reads (`getattr`, `lookup`, `readdir`, `Snapshot`) see
@@ -16,19 +16,23 @@
 //! its names), the price of serving metadata at memory speed.
 //!
 //! Unlinked files: a regular file whose last link goes (unlink, or replaced by rename) stays as
-//! an orphan with nlink 0 and is reported in `Outcome::orphaned`; `getattr` still works on it so
-//! open files keep working. The server issues `Command::Forget { ino }` once no client has it
-//! open (and removes the file's data); after a restart `orphans()` lists the ones to forget.
-//! Non-regular objects cannot be open and are deleted at once (`Outcome::freed`).
+//! an orphan with nlink 0 and is reported as `Effect::Orphaned` to the `EffectSink`; `getattr`
+//! still works on it so open files keep working. The server issues `Command::Forget { ino }` once
+//! no client has it open (and removes the file's data); after a restart `orphans()` lists the
+//! ones to forget. Non-regular objects cannot be open and are deleted at once
+//! (`Effect::Freed`).
 //!
-//! Later, openraft replaces the local log: `Command` is serde + postcard and `apply` is pure.
+//! Later, openraft replaces the local log: `Command` is serde + postcard, `apply` is pure, and
+//! every command names the objects (and so the shards) it touches (`Command::keys`).
 
 mod apply;
 mod error;
 pub mod perm;
+pub mod shard;
 mod state;
 mod store;
 mod types;
+mod unstable;
 mod wal;
 mod writer;
 
@@ -36,7 +40,6 @@ mod writer;
 mod tests;
 
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::Sender;
 use std::sync::{Arc, Mutex, RwLock};
 use std::thread::JoinHandle;
@@ -48,17 +51,18 @@ use tracing::info;
 
 pub use apply::apply;
 pub use error::FsError;
+pub use shard::{Key, ShardId};
 pub use state::{Dump, MemState, StateStore};
 pub use store::Snapshot;
 pub use types::{
-    check_name, Command, CreateHow, DirChange, DirEntry, FileKind, Inode, Outcome, SetTime, StatFs,
-    Time, FIRST_COOKIE, NAME_MAX, ROOT_INO,
+    check_name, Command, CreateHow, DirChange, DirEntry, Effect, FileKind, Inode, Outcome, SetTime,
+    StatFs, Time, FIRST_COOKIE, NAME_MAX, ROOT_INO,
 };
 pub use wal::WAL_PREFIX;
 pub use writer::{Stats, StatsSnapshot};
 
 use state::Changes;
-use store::{create_tables, RedbState, APPLIED, BOOT_COUNT, LOG, META};
+use store::{create_tables, RedbState, APPLIED, BOOT_COUNT, LOG, META, NODE};
 use wal::Wal;
 use writer::{apply_to_redb, Checkpointer, Request, Writer};
 
@@ -90,6 +94,26 @@ impl Default for Options {
     }
 }
 
+/// Whoever carries out the effects of applied commands (`Effect`): the MDS, on the node that
+/// leads the shard. Called on the namespace's writer thread with each batch's effects, in
+/// order, before the batch's commands are answered: it must not block (queue the work).
+pub trait EffectSink: Send + Sync {
+    fn effects(&self, effects: &[Effect]);
+}
+
+/// The sink, once one is set; effects of commands applied before that (log replay at open)
+/// are found again from the state (`Snapshot::orphans`).
+#[derive(Default)]
+pub(crate) struct EffectSlot(std::sync::OnceLock<Arc<dyn EffectSink>>);
+
+impl EffectSlot {
+    fn deliver(&self, effects: &[Effect]) {
+        if let Some(sink) = self.0.get() {
+            sink.effects(effects);
+        }
+    }
+}
+
 /// What the namespace asks of whoever keeps space for metadata (`mds::space::Space`).
 pub trait SpaceGuard: Send + Sync + std::fmt::Debug {
     /// A metadata write met ENOSPC: free reserved space; false when none is left.
@@ -106,7 +130,8 @@ struct Inner {
     live: Arc<RwLock<MemState>>,
     tx: Mutex<Option<Sender<Request>>>,
     thread: Mutex<Option<JoinHandle<()>>>,
-    next_ino: AtomicU64,
+    effects: Arc<EffectSlot>,
+    unstable: unstable::Unstable,
     fs_id: u64,
     boot_count: u64,
     stats: Arc<Stats>,
@@ -155,9 +180,13 @@ impl Namespace {
             create_tables(&txn)?;
             replay(&txn, &records)?;
             let n = {
+                let mut node = txn.open_table(NODE)?;
                 let mut meta = txn.open_table(META)?;
-                let n = meta.get(BOOT_COUNT)?.map(|v| v.value()).unwrap_or(0) + 1;
-                meta.insert(BOOT_COUNT, n)?;
+                // Stores made before the node table kept the count with the state machine's.
+                let old = meta.remove(BOOT_COUNT)?.map(|v| v.value());
+                let last = node.get(BOOT_COUNT)?.map(|v| v.value()).or(old);
+                let n = last.unwrap_or(0) + 1;
+                node.insert(BOOT_COUNT, n)?;
                 n
             };
             {
@@ -182,9 +211,9 @@ impl Namespace {
         let state = store::load_state(&db.begin_read()?)?;
         let applied = state.meta(APPLIED)?;
         let fs_id = state.meta(state::meta::FS_ID)?;
-        let next_ino = state.meta(state::meta::NEXT_INO)?;
         let live = Arc::new(RwLock::new(state));
         let stats = Arc::new(Stats::default());
+        let effects = Arc::new(EffectSlot::default());
         let (ck_tx, ck_rx) = std::sync::mpsc::channel();
         let (done_tx, done_rx) = std::sync::mpsc::channel();
         let checkpointer = Checkpointer {
@@ -212,6 +241,7 @@ impl Namespace {
             checkpoint_in_flight: false,
             poisoned: None,
             space: opts.space,
+            effects: effects.clone(),
         };
         let (tx, rx) = std::sync::mpsc::channel();
         let thread = std::thread::Builder::new()
@@ -224,7 +254,8 @@ impl Namespace {
                 live,
                 tx: Mutex::new(Some(tx)),
                 thread: Mutex::new(Some(thread)),
-                next_ino: AtomicU64::new(next_ino),
+                effects,
+                unstable: unstable::Unstable::default(),
                 fs_id,
                 boot_count,
                 stats,
@@ -256,13 +287,64 @@ impl Namespace {
 
     /// Appends, applies and makes `cmd` durable; returns once it survives a crash.
     pub async fn execute(&self, cmd: Command) -> Result<Outcome, FsError> {
+        self.record_noted_before(&cmd)?;
         self.send(cmd, true)?.await.map_err(|_| FsError::Closed)?
     }
 
     /// Appends and applies `cmd`, returning before it is durable (it is visible to reads at once).
     /// `sync` later makes it durable; a crash before that loses it, and later commands with it.
     pub async fn execute_lazy(&self, cmd: Command) -> Result<Outcome, FsError> {
+        self.record_noted_before(&cmd)?;
         self.send(cmd, false)?.await.map_err(|_| FsError::Closed)?
+    }
+
+    /// Queues the commands recording the noted writes (`unstable`) of every inode `cmd` names,
+    /// ahead of it: the writer takes requests in order, so `cmd` applies to a file whose size
+    /// and times include them, and its own durability covers them.
+    fn record_noted_before(&self, cmd: &Command) -> Result<(), FsError> {
+        if self.inner.unstable.is_empty() {
+            return Ok(());
+        }
+        for key in cmd.keys() {
+            if let Key::Inode(ino) = key {
+                if let Some(w) = self.inner.unstable.take(ino) {
+                    // A file removed meanwhile fails this alone; nothing else depends on it.
+                    drop(self.send(w, false)?);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Notes an UNSTABLE write of `ino` ending at `end` (see `unstable`): reads see it at once,
+    /// the log records it with the file's next durable command (`record_writes`).
+    pub fn note_write(&self, ino: u64, end: u64, time: Time, cred: Option<perm::Cred>, kills: u32) {
+        if let Some(oldest) = self.inner.unstable.note(ino, end, time, cred, kills) {
+            // Room for one more file: the oldest file's writes go to the log now, not durably
+            // (they were not promised to be).
+            if let Ok(rx) = self.send(oldest, false) {
+                drop(rx);
+            }
+        }
+    }
+
+    /// Records the noted writes of `ino` durably (COMMIT, CLOSE). Returns the file as they left
+    /// it, or `None` when nothing was noted.
+    pub async fn record_writes(&self, ino: u64) -> Result<Option<Outcome>, FsError> {
+        match self.inner.unstable.take(ino) {
+            Some(cmd) => Ok(Some(self.execute(cmd).await?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Records every file's noted writes and waits until everything applied is durable
+    /// (shutdown).
+    pub async fn record_all_and_sync(&self) -> Result<(), FsError> {
+        for cmd in self.inner.unstable.take_all() {
+            // A file removed meanwhile fails alone.
+            let _ = self.send(cmd, false)?.await;
+        }
+        self.sync().await
     }
 
     /// Waits until every command applied so far is durable.
@@ -280,10 +362,10 @@ impl Namespace {
         rx.await.map_err(|_| FsError::Closed)?
     }
 
-    /// A fresh inode number for a `Create`; never returned twice by this process, never below any
-    /// inode an applied command used. Numbers of commands that never got applied are skipped.
-    pub fn alloc_ino(&self) -> u64 {
-        self.inner.next_ino.fetch_add(1, Ordering::Relaxed)
+    /// Sets who carries out the effects of commands applied from now on (once; later calls
+    /// are ignored).
+    pub fn set_effect_sink(&self, sink: Arc<dyn EffectSink>) {
+        let _ = self.inner.effects.0.set(sink);
     }
 
     /// A consistent read-only view including every command that has returned.
@@ -293,7 +375,11 @@ impl Namespace {
             .live
             .read()
             .map_err(|_| FsError::Io("namespace state lock poisoned".into()))?;
-        Ok(Snapshot::new(st, self.inner.boot_count))
+        Ok(Snapshot::new(
+            st,
+            &self.inner.unstable,
+            self.inner.boot_count,
+        ))
     }
 
     /// The `log` table's entries `(index, command bytes)` from `from` on, oldest first: every

@@ -8,6 +8,7 @@ use redb::{ReadTransaction, ReadableTable, Table, TableDefinition, WriteTransact
 use super::error::FsError;
 use super::state::{meta, Dump, MemState, StateStore};
 use super::types::{DirEntry, Inode, StatFs, FIRST_COOKIE, ROOT_INO};
+use super::unstable::Unstable;
 
 /// Log index → encoded `Command`.
 pub(crate) const LOG: TableDefinition<u64, &[u8]> = TableDefinition::new("log");
@@ -21,8 +22,10 @@ pub(crate) const DIRENTS: TableDefinition<(u64, &[u8]), (u64, u64)> =
 pub(crate) const DIRINDEX: TableDefinition<(u64, u64), &[u8]> = TableDefinition::new("dirindex");
 /// dir → next cookie.
 pub(crate) const COOKIES: TableDefinition<u64, u64> = TableDefinition::new("cookies");
-/// Counters of the state machine (see `state::meta`) and of this node (below).
+/// Counters of the state machine (see `state::meta`) and the applied index.
 pub(crate) const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+/// Values of this node, not of the state machine: never replicated, never in a snapshot.
+pub(crate) const NODE: TableDefinition<&str, u64> = TableDefinition::new("node");
 /// Regular files with nlink 0 waiting for `Forget`.
 pub(crate) const ORPHANS: TableDefinition<u64, ()> = TableDefinition::new("orphans");
 /// (ino, chunk) → the DS ids holding that chunk's mirrors (postcard `Vec<u64>`).
@@ -30,7 +33,7 @@ pub(crate) const CHUNKS: TableDefinition<(u64, u64), &[u8]> = TableDefinition::n
 
 /// Index of the last applied log entry.
 pub(crate) const APPLIED: &str = "applied";
-/// Opens of this store so far (node-local, not a state machine value).
+/// Opens of this store so far (in `NODE`; builds before it kept it in `META`).
 pub(crate) const BOOT_COUNT: &str = "boot_count";
 
 fn decode_mirrors(bytes: &[u8]) -> Result<Vec<u64>, FsError> {
@@ -53,6 +56,7 @@ pub(crate) fn create_tables(txn: &WriteTransaction) -> Result<(), FsError> {
     txn.open_table(DIRINDEX)?;
     txn.open_table(COOKIES)?;
     txn.open_table(META)?;
+    txn.open_table(NODE)?;
     txn.open_table(ORPHANS)?;
     txn.open_table(CHUNKS)?;
     Ok(())
@@ -247,16 +251,32 @@ pub(crate) fn log_entries(
 /// on the state (and is not `Send`, so it cannot be kept across an `.await`): keep it short.
 pub struct Snapshot<'a> {
     st: RwLockReadGuard<'a, MemState>,
+    /// UNSTABLE writes not yet in the log: attributes read through the snapshot include them.
+    unstable: &'a Unstable,
     boot_count: u64,
 }
 
 impl<'a> Snapshot<'a> {
-    pub(crate) fn new(st: RwLockReadGuard<'a, MemState>, boot_count: u64) -> Self {
-        Snapshot { st, boot_count }
+    pub(crate) fn new(
+        st: RwLockReadGuard<'a, MemState>,
+        unstable: &'a Unstable,
+        boot_count: u64,
+    ) -> Self {
+        Snapshot {
+            st,
+            unstable,
+            boot_count,
+        }
     }
 
     pub fn getattr(&self, ino: u64) -> Result<Inode, FsError> {
-        self.st.inodes.get(&ino).cloned().ok_or(FsError::Stale(ino))
+        let i = self
+            .st
+            .inodes
+            .get(&ino)
+            .cloned()
+            .ok_or(FsError::Stale(ino))?;
+        Ok(self.unstable.merge(i))
     }
 
     fn dir(&self, ino: u64) -> Result<&Inode, FsError> {

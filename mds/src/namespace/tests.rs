@@ -15,19 +15,33 @@ pub(super) fn t(n: i64) -> Time {
     Time::new(T0.secs + n, 0)
 }
 
-pub(super) fn create(parent: u64, name: &str, ino: u64, kind: FileKind) -> Command {
+/// Creates `name` in `parent`; `apply` numbers it in the parent's shard.
+pub(super) fn create(parent: u64, name: &str, kind: FileKind) -> Command {
     let mode = if kind.is_dir() { 0o755 } else { 0o644 };
     Command::Create {
         parent,
         name: name.as_bytes().to_vec(),
-        ino,
         kind,
         mode,
         uid: 1000,
         gid: 1000,
-        time: t(ino as i64),
+        time: t(1),
         how: CreateHow::Guarded,
     }
+}
+
+/// Applies a create and returns the new inode's number.
+pub(super) fn made(s: &mut MemState, cmd: Command) -> u64 {
+    let out = step(s, &cmd).unwrap_or_else(|e| panic!("{cmd:?}: {e:?}"));
+    out.inode.expect("created inode").ino
+}
+
+/// The object `dir/name` names now (0 when none: commands built with it find the name free).
+pub(super) fn child(s: &MemState, dir: u64, name: &str) -> u64 {
+    s.dirents
+        .get(&(dir, name.as_bytes().to_vec()))
+        .map(|(i, _)| *i)
+        .unwrap_or(0)
 }
 
 /// A fresh in-memory state with its root.
@@ -50,6 +64,12 @@ pub(super) fn step(s: &mut MemState, cmd: &Command) -> Result<Outcome, FsError> 
     let out = apply(&mut staged, cmd)?;
     staged.into_changes().flush_into(s)?;
     Ok(out)
+}
+
+/// Creates `name` in `parent` through the namespace and returns the new inode's number.
+pub(super) async fn mk(ns: &Namespace, parent: u64, name: &str, kind: FileKind) -> u64 {
+    let out = ns.execute(create(parent, name, kind)).await.unwrap();
+    out.inode.expect("created inode").ino
 }
 
 pub(super) fn rt() -> tokio::runtime::Runtime {

@@ -3,6 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::error::FsError;
+use super::shard::{Key, ShardId};
 
 /// The inode number of the root directory, created on first open.
 pub const ROOT_INO: u64 = 1;
@@ -127,17 +128,26 @@ impl CreateHow {
     }
 }
 
-/// Every mutation of the namespace. Times and inode numbers are chosen by the proposer and carried
-/// here, so that `apply` is a pure function of (state, command).
+/// Every mutation of the namespace. Times are chosen by the proposer and carried here, inode
+/// numbers are allocated by `apply` in the shard's own counter, so `apply` is a pure function of
+/// (state, command) and a new leader of a shard never reissues a number.
+///
+/// A command names every object it touches (`keys`), so which shards it needs follows from the
+/// command alone. Where the proposer resolved a name to decide what to do (the entry a removal
+/// takes away, the source and target of a rename), the command carries what it found, and
+/// `apply` refuses with `FsError::Changed` if the name has meanwhile come to mean something
+/// else; the proposer then looks again.
+///
+/// The encoding (postcard) is what the log replicates: variants and fields are only ever added
+/// at the end.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Command {
     /// Creates the root directory; issued by `Namespace::open` on an empty store.
     InitRoot { fs_id: u64, time: Time },
-    /// Creates `name` in `parent` as a new inode `ino` (from `Namespace::alloc_ino`).
+    /// Creates `name` in `parent` as a new inode numbered from the parent's shard's counter.
     Create {
         parent: u64,
         name: Vec<u8>,
-        ino: u64,
         kind: FileKind,
         mode: u32,
         uid: u32,
@@ -152,29 +162,38 @@ pub enum Command {
         name: Vec<u8>,
         time: Time,
     },
-    /// Removes a non-directory entry (`IsDir` on a directory).
+    /// Removes the non-directory entry `parent/name`, which must be `child` (`IsDir` on a
+    /// directory).
     Unlink {
         parent: u64,
         name: Vec<u8>,
+        child: u64,
         time: Time,
     },
-    /// Removes an empty directory (`NotDir` on anything else, `NotEmpty` if it has entries).
+    /// Removes the empty directory `parent/name`, which must be `child` (`NotDir` on anything
+    /// else, `NotEmpty` if it has entries).
     Rmdir {
         parent: u64,
         name: Vec<u8>,
+        child: u64,
         time: Time,
     },
-    /// NFSv4 REMOVE: `Unlink` or `Rmdir` depending on what the name is.
+    /// NFSv4 REMOVE: `Unlink` or `Rmdir` depending on what `child` is.
     Remove {
         parent: u64,
         name: Vec<u8>,
+        child: u64,
         time: Time,
     },
+    /// Moves `src_parent/src_name` (which must be `src`) to `dst_parent/dst_name` (which must be
+    /// `dst`: the object it replaces, or `None` when the name is free).
     Rename {
         src_parent: u64,
         src_name: Vec<u8>,
+        src: u64,
         dst_parent: u64,
         dst_name: Vec<u8>,
+        dst: Option<u64>,
         time: Time,
     },
     SetAttr {
@@ -187,11 +206,14 @@ pub enum Command {
         mtime: Option<SetTime>,
         time: Time,
     },
-    /// Records a data write ending at `end_offset`: size = max(size, end), mtime/ctime/change move.
+    /// Records data writes ending at `end_offset`: size = max(size, end), mtime and ctime move,
+    /// and the change attribute moves by `writes` (at least 1): one command carries every WRITE
+    /// since the last one for the file, and clients saw the change move on each of them.
     Write {
         ino: u64,
         end_offset: u64,
         time: Time,
+        writes: u64,
     },
     /// Deletes an orphan (a regular file whose last link went). `Invalid` if it still has links.
     Forget { ino: u64 },
@@ -209,7 +231,6 @@ pub enum Command {
     /// `cmd` on behalf of `cred`: `apply` checks Linux's permission rules (`perm`) against the
     /// state it changes, and makes the change as Linux would for that caller (set-id bits
     /// cleared, a new object's owner and group). Commands without it are the server's own.
-    /// Last in the enum, so records written before it existed decode unchanged.
     As {
         cred: super::perm::Cred,
         cmd: Box<Command>,
@@ -217,6 +238,62 @@ pub enum Command {
 }
 
 impl Command {
+    /// Every object this command reads or changes; the shards it needs are theirs.
+    pub fn keys(&self) -> Vec<Key> {
+        use Key::{Entries, Inode as I, NewInode};
+        match self {
+            Command::InitRoot { .. } => vec![I(ROOT_INO), Entries(ROOT_INO)],
+            Command::Create { parent, .. } => vec![
+                I(*parent),
+                Entries(*parent),
+                NewInode(ShardId::of_ino(*parent)),
+            ],
+            Command::Link { ino, parent, .. } => vec![I(*ino), I(*parent), Entries(*parent)],
+            Command::Unlink { parent, child, .. }
+            | Command::Rmdir { parent, child, .. }
+            | Command::Remove { parent, child, .. } => {
+                // A directory's own entries go with it (it must be empty).
+                vec![I(*parent), Entries(*parent), I(*child), Entries(*child)]
+            }
+            Command::Rename {
+                src_parent,
+                src,
+                dst_parent,
+                dst,
+                ..
+            } => {
+                let mut k = vec![
+                    I(*src_parent),
+                    Entries(*src_parent),
+                    I(*src),
+                    I(*dst_parent),
+                    Entries(*dst_parent),
+                ];
+                if let Some(d) = dst {
+                    k.extend([I(*d), Entries(*d)]);
+                }
+                k.sort();
+                k.dedup();
+                k
+            }
+            Command::SetAttr { ino, .. }
+            | Command::Write { ino, .. }
+            | Command::Forget { ino }
+            | Command::SetMirrors { ino, .. } => vec![I(*ino)],
+            Command::Noop => Vec::new(),
+            Command::ForgetOrphans { inos } => inos.iter().map(|i| I(*i)).collect(),
+            Command::As { cmd, .. } => cmd.keys(),
+        }
+    }
+
+    /// The shards `keys` fall in, each once, in order.
+    pub fn shards(&self) -> Vec<ShardId> {
+        let mut s: Vec<ShardId> = self.keys().into_iter().map(Key::shard).collect();
+        s.sort();
+        s.dedup();
+        s
+    }
+
     /// The compact on-disk and on-wire form (postcard).
     pub fn encode(&self) -> Result<Vec<u8>, FsError> {
         postcard::to_stdvec(self).map_err(|e| FsError::Io(format!("encode command: {e}")))
@@ -228,15 +305,15 @@ impl Command {
 }
 
 /// The change of one directory made by a command, for NFSv4 change_info4 (atomic = true).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DirChange {
     pub ino: u64,
     pub before: u64,
     pub after: u64,
 }
 
-/// What a successful command did.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+/// What a successful command did (and, through replication, what the proposer is told).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Outcome {
     /// The object the command was about, after it: the created/linked/renamed/changed inode;
     /// for removals the removed inode as it is after losing the link (nlink already decreased).
@@ -247,13 +324,23 @@ pub struct Outcome {
     pub dir: Option<DirChange>,
     /// `Rename`: the target directory (equal to `dir` when renaming within one directory).
     pub dst_dir: Option<DirChange>,
-    /// A regular file lost its last link (by unlink, or being replaced by rename). Its inode stays,
-    /// with nlink 0, readable by `getattr`, until the proposer issues `Forget { ino }` — once no
-    /// client has it open — and then drops its data.
-    pub orphaned: Option<u64>,
-    /// A non-regular object (directory, symlink, device, fifo, socket) was deleted outright: it
-    /// has no data and cannot be open, so nothing waits for it.
-    pub freed: Option<u64>,
+    /// Work this command leaves to whoever runs the state machine (the shard's leader).
+    pub effects: Vec<Effect>,
+}
+
+/// Work a command leaves outside the state machine. Every replica's `apply` reports the same
+/// effects; the shard's leader carries them out (`namespace::EffectSink`). Each is also
+/// derivable from the state (`Snapshot::orphans`), so a new leader, or a restart, finds what
+/// its predecessor left undone.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Effect {
+    /// A regular file lost its last link (by unlink, or being replaced by rename). Its inode
+    /// stays, with nlink 0, readable by `getattr`, until `Forget` once no client has it open;
+    /// then its data goes.
+    Orphaned(u64),
+    /// An object was deleted outright (a non-regular object, or a forgotten orphan): nothing
+    /// may be kept for it any more.
+    Freed(u64),
 }
 
 /// Whole-file-system counters for FSSTAT / space attributes.

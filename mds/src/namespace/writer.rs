@@ -29,9 +29,9 @@ use super::apply::apply;
 use super::error::FsError;
 use super::state::{Changes, MemState, Staged, StateStore};
 use super::store::{RedbState, APPLIED, LOG};
-use super::types::{Command, Outcome};
+use super::types::{Command, Effect, Outcome};
 use super::wal::{encode_record, remove_before, Records, Wal};
-use super::SpaceGuard;
+use super::{EffectSlot, SpaceGuard};
 
 /// Most requests taken into one batch; bounds the latency of the first one in the batch.
 const MAX_BATCH: usize = 4096;
@@ -219,6 +219,8 @@ pub(crate) struct Writer {
     /// with it, and a restart recovers from the last checkpoint and the log.
     pub poisoned: Option<FsError>,
     pub space: Option<Arc<dyn SpaceGuard>>,
+    /// Where the effects of applied commands go (`Namespace::set_effect_sink`).
+    pub effects: Arc<EffectSlot>,
 }
 
 impl Writer {
@@ -489,6 +491,16 @@ impl Writer {
         self.stats.transactions.fetch_add(1, Ordering::Relaxed);
         if durable {
             self.stats.durable_commits.fetch_add(1, Ordering::Relaxed);
+        }
+        // Effects go out before the answers, so whatever a client does after its reply finds
+        // them queued behind it.
+        let effects: Vec<Effect> = answers
+            .iter()
+            .filter_map(|(_, out)| out.as_ref()?.as_ref().ok())
+            .flat_map(|o| o.effects.iter().copied())
+            .collect();
+        if !effects.is_empty() {
+            self.effects.deliver(&effects);
         }
         for (req, out) in answers {
             match (req, out) {

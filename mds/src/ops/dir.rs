@@ -51,19 +51,6 @@ fn named(ctx: &Ctx<'_>, dir: u64, name: &[u8]) -> Option<u64> {
     ctx.mds.ns.lookup(dir, name).ok().map(|i| i.ino)
 }
 
-/// After a REMOVE or a RENAME that replaced its target: a file that lost its last link goes
-/// once nobody has it open; anything else is gone already, and so are its delegations. (A
-/// client cannot return a delegation on a directory that no longer exists, and one left in
-/// the table would keep its DESTROY_CLIENTID busy.)
-async fn forget_removed(ctx: &Ctx<'_>, out: &crate::namespace::Outcome) {
-    if let Some(ino) = out.orphaned {
-        ctx.mds.forget_orphan(ino).await;
-    }
-    if let Some(ino) = out.freed {
-        ctx.mds.state.forget_file(ino);
-    }
-}
-
 pub fn readdir(ctx: &mut Ctx<'_>, a: &ReaddirArgs) -> ReaddirRes {
     match readdir_inner(ctx, a) {
         Ok(r) => ReaddirRes::Ok(r),
@@ -160,7 +147,6 @@ pub async fn create_entry(
     ctx.execute_as(Command::Create {
         parent: dir.ino,
         name,
-        ino: ctx.mds.ns.alloc_ino(),
         kind,
         mode: mode & 0o7777,
         uid: set.uid.unwrap_or(DEFAULT_ID),
@@ -232,22 +218,21 @@ async fn remove_inner(ctx: &mut Ctx<'_>, a: &RemoveArgs) -> NfsResult<RemoveResO
     let dir = ctx.cur_dir()?;
     let name = check_name(&a.target)?.to_vec();
     precheck_delete(ctx, &dir, &name)?;
-    // Another client holding a delegation on the file trusts its cached name for it (Linux
-    // revalidates a delegated inode's dentry without asking us), so it must give it back
-    // first; so must one holding the directory.
-    let inos: Vec<u64> = named(ctx, dir.ino, &name)
-        .into_iter()
-        .chain([dir.ino])
-        .collect();
-    recall_and_wait(ctx.mds, &inos, ctx.clientid).await?;
     let out = ctx
-        .execute_as(Command::Remove {
-            parent: dir.ino,
-            name,
-            time: Time::now(),
+        .execute_resolved_as(|ctx| {
+            let Some(child) = named(ctx, dir.ino, &name) else {
+                // Search permission first, as `apply` would check it.
+                ctx.require(&dir, perm::MAY_EXEC)?;
+                return Err(NfsError::NoEnt);
+            };
+            Ok(Command::Remove {
+                parent: dir.ino,
+                name: name.clone(),
+                child,
+                time: Time::now(),
+            })
         })
         .await?;
-    forget_removed(ctx, &out).await;
     Ok(RemoveResOk {
         cinfo: cinfo(out.dir, &dir),
     })
@@ -275,22 +260,24 @@ async fn rename_inner(ctx: &mut Ctx<'_>, a: &RenameArgs) -> NfsResult<RenameResO
         let target = replaced.and_then(|t| ctx.inode(t).ok());
         perm::may_rename(&ctx.user, &src, &source, &dst, target.as_ref())?;
     }
-    let inos: Vec<u64> = [named(ctx, src.ino, &old), replaced]
-        .into_iter()
-        .flatten()
-        .chain([src.ino, dst.ino])
-        .collect();
-    recall_and_wait(ctx.mds, &inos, ctx.clientid).await?;
     let out = ctx
-        .execute_as(Command::Rename {
-            src_parent: src.ino,
-            src_name: old,
-            dst_parent: dst.ino,
-            dst_name: new,
-            time: Time::now(),
+        .execute_resolved_as(|ctx| {
+            let Some(source) = named(ctx, src.ino, &old) else {
+                ctx.require(&src, perm::MAY_EXEC)?;
+                ctx.require(&dst, perm::MAY_EXEC)?;
+                return Err(NfsError::NoEnt);
+            };
+            Ok(Command::Rename {
+                src_parent: src.ino,
+                src_name: old.clone(),
+                src: source,
+                dst_parent: dst.ino,
+                dst_name: new.clone(),
+                dst: named(ctx, dst.ino, &new),
+                time: Time::now(),
+            })
         })
         .await?;
-    forget_removed(ctx, &out).await;
     let source_cinfo = cinfo(out.dir, &src);
     let target_cinfo = if src.ino == dst.ino {
         source_cinfo

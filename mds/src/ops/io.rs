@@ -1,8 +1,9 @@
-//! Data operations: READ, WRITE, COMMIT. File data lives in the chunk store; the namespace
-//! owns the size, so every WRITE also records the new end of file.
+//! Data operations: READ, WRITE, COMMIT. File data lives in the chunk store (or on data
+//! servers); the namespace owns the size, so every WRITE notes its end of file, recorded in the
+//! log when the data is made durable.
 use crate::compound::Ctx;
 use crate::error::{NfsError, NfsResult};
-use crate::namespace::{Command, FileKind, Inode, Time};
+use crate::namespace::{perm, FileKind, Inode, Time};
 use proto::nfs4::basic::{StableHow4, Stateid4};
 use proto::nfs4::fileops::*;
 use proto::xdr::Opaque;
@@ -82,17 +83,15 @@ async fn write_inner(ctx: &mut Ctx<'_>, a: WriteArgs) -> NfsResult<WriteResOk> {
     ctx.mds
         .write_data_owned(i.ino, a.offset, a.data.0, stable)
         .await?;
-    let cmd = Command::Write {
-        ino: i.ino,
-        end_offset: end,
-        time: Time::now(),
-    };
-    // As the writer: a write by an unprivileged caller clears set-id bits (`perm::write_kills`).
+    // Size and times are noted, and recorded in the log with the data's durability: at once
+    // for a stable write, at COMMIT for an unstable one (`namespace::unstable`). As the writer:
+    // a write by an unprivileged caller clears set-id bits (`perm::write_kills`).
+    let kills = perm::write_kills(&ctx.user, &i);
+    ctx.mds
+        .ns
+        .note_write(i.ino, end, Time::now(), Some(ctx.user.clone()), kills);
     if stable {
-        ctx.execute_as(cmd).await?;
-    } else {
-        // Size and mtime become durable at COMMIT, with the data.
-        ctx.execute_lazy_as(cmd).await?;
+        ctx.mds.ns.record_writes(i.ino).await?;
     }
     Ok(WriteResOk {
         count: len as u32,
@@ -116,7 +115,8 @@ pub async fn commit(ctx: &mut Ctx<'_>, a: &CommitArgs) -> CommitRes {
             return Err(NfsError::Inval);
         }
         ctx.mds.commit_data(i.ino).await?;
-        ctx.mds.ns.sync().await?;
+        // The size and times of the writes now durable, durable with them.
+        ctx.mds.ns.record_writes(i.ino).await?;
         Ok::<_, NfsError>(())
     }
     .await;

@@ -219,6 +219,7 @@ async fn layoutcommit_inner(
             ino: i.ino,
             end_offset: end,
             time,
+            writes: 1,
         })
         .await?;
     let size = out.inode.map(|n| n.size).unwrap_or(i.size);

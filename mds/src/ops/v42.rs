@@ -47,6 +47,7 @@ async fn grow_to(ctx: &Ctx<'_>, ino: u64, end: u64) -> NfsResult<()> {
         ino,
         end_offset: end,
         time: Time::now(),
+        writes: 1,
     })
     .await?;
     Ok(())

@@ -27,14 +27,10 @@ fn create_lookup_readdir_survive_reopen() {
     {
         let ns = Namespace::open(dir.path()).unwrap();
         rt.block_on(async {
-            let d = ns.alloc_ino();
-            ns.execute(create(ROOT_INO, "d", d, FileKind::Directory))
-                .await
-                .unwrap();
+            let d = mk(&ns, ROOT_INO, "d", FileKind::Directory).await;
             for i in 0..10 {
-                let ino = ns.alloc_ino();
                 let out = ns
-                    .execute(create(d, &format!("f{i}"), ino, FileKind::Regular))
+                    .execute(create(d, &format!("f{i}"), FileKind::Regular))
                     .await
                     .unwrap();
                 assert!(out.created);
@@ -47,6 +43,7 @@ fn create_lookup_readdir_survive_reopen() {
                     ino: w.ino,
                     end_offset: 4096,
                     time: t(100),
+                    writes: 1,
                 })
                 .await
                 .unwrap();
@@ -70,7 +67,8 @@ fn create_lookup_readdir_survive_reopen() {
         }
     );
     // New inode numbers never collide with applied ones after a restart.
-    assert!(ns.alloc_ino() > ents.iter().map(|e| e.ino).max().unwrap());
+    let next = rt.block_on(mk(&ns, ROOT_INO, "after-restart", FileKind::Regular));
+    assert!(next > ents.iter().map(|e| e.ino).max().unwrap());
     // Paging with a cookie.
     let (p1, eof1) = ns.readdir(d.ino, 0, 4).unwrap();
     assert!(!eof1);
@@ -85,12 +83,13 @@ fn create_modes() {
     let rt = rt();
     let ns = Namespace::open(dir.path()).unwrap();
     rt.block_on(async {
-        let ino = ns.alloc_ino();
-        let mut c = create(ROOT_INO, "x", ino, FileKind::Regular);
+        let mut c = create(ROOT_INO, "x", FileKind::Regular);
         if let Command::Create { how, .. } = &mut c {
             *how = CreateHow::Exclusive([7; 8]);
         }
-        assert!(ns.execute(c.clone()).await.unwrap().created);
+        let first = ns.execute(c.clone()).await.unwrap();
+        assert!(first.created);
+        let ino = first.inode.unwrap().ino;
         // Retransmission with the same verifier succeeds without creating.
         let again = ns.execute(c.clone()).await.unwrap();
         assert!(!again.created);
@@ -108,7 +107,7 @@ fn create_modes() {
         }
         assert_eq!(ns.execute(c).await, Err(FsError::Exists));
         for bad in [&b""[..], b"a/b", b"a\0b", &[b'x'; 256]] {
-            let mut c = create(ROOT_INO, "y", ns.alloc_ino(), FileKind::Regular);
+            let mut c = create(ROOT_INO, "y", FileKind::Regular);
             if let Command::Create { name, .. } = &mut c {
                 *name = bad.to_vec();
             }
@@ -121,17 +120,10 @@ fn create_modes() {
         // A failed command leaves nothing behind.
         assert_eq!(ns.readdir(ROOT_INO, 0, 10).unwrap().0.len(), 1);
         let e = ns
-            .execute(create(
-                ino,
-                "under-a-file",
-                ns.alloc_ino(),
-                FileKind::Regular,
-            ))
+            .execute(create(ino, "under-a-file", FileKind::Regular))
             .await;
         assert_eq!(e, Err(FsError::NotDir));
-        let e = ns
-            .execute(create(999_999, "z", ns.alloc_ino(), FileKind::Regular))
-            .await;
+        let e = ns.execute(create(999_999, "z", FileKind::Regular)).await;
         assert_eq!(e, Err(FsError::Stale(999_999)));
     });
 }
@@ -142,10 +134,7 @@ fn unlink_keeps_orphan_until_forget() {
     let rt = rt();
     let ns = Namespace::open(dir.path()).unwrap();
     rt.block_on(async {
-        let f = ns.alloc_ino();
-        ns.execute(create(ROOT_INO, "f", f, FileKind::Regular))
-            .await
-            .unwrap();
+        let f = mk(&ns, ROOT_INO, "f", FileKind::Regular).await;
         ns.execute(Command::Link {
             ino: f,
             parent: ROOT_INO,
@@ -158,6 +147,7 @@ fn unlink_keeps_orphan_until_forget() {
             ino: f,
             end_offset: 10,
             time: t(6),
+            writes: 1,
         })
         .await
         .unwrap();
@@ -165,21 +155,23 @@ fn unlink_keeps_orphan_until_forget() {
             .execute(Command::Unlink {
                 parent: ROOT_INO,
                 name: b"f".to_vec(),
+                child: f,
                 time: t(7),
             })
             .await
             .unwrap();
-        assert_eq!(out.orphaned, None);
+        assert_eq!(out.effects, vec![]);
         assert_eq!(out.inode.unwrap().nlink, 1);
         let out = ns
             .execute(Command::Remove {
                 parent: ROOT_INO,
                 name: b"g".to_vec(),
+                child: f,
                 time: t(8),
             })
             .await
             .unwrap();
-        assert_eq!(out.orphaned, Some(f));
+        assert_eq!(out.effects, vec![Effect::Orphaned(f)]);
         assert_eq!(ns.getattr(f).unwrap().nlink, 0);
         assert_eq!(ns.orphans().unwrap(), vec![f]);
         assert_eq!(
@@ -194,11 +186,12 @@ fn unlink_keeps_orphan_until_forget() {
             ino: f,
             end_offset: 20,
             time: t(9),
+            writes: 1,
         })
         .await
         .unwrap();
         let out = ns.execute(Command::Forget { ino: f }).await.unwrap();
-        assert_eq!(out.freed, Some(f));
+        assert_eq!(out.effects, vec![Effect::Freed(f)]);
         assert_eq!(ns.getattr(f), Err(FsError::Stale(f)));
         assert!(ns.orphans().unwrap().is_empty());
         assert_eq!(ns.statfs().unwrap(), StatFs { files: 1, bytes: 0 });
@@ -213,16 +206,14 @@ fn forget_orphans_skips_what_is_not_an_orphan() {
     let rt = rt();
     let ns = Namespace::open(dir.path()).unwrap();
     rt.block_on(async {
-        let [a, b, kept] = [ns.alloc_ino(), ns.alloc_ino(), ns.alloc_ino()];
-        for (name, ino) in [("a", a), ("b", b), ("kept", kept)] {
-            ns.execute(create(ROOT_INO, name, ino, FileKind::Regular))
-                .await
-                .unwrap();
-        }
-        for name in ["a", "b"] {
+        let a = mk(&ns, ROOT_INO, "a", FileKind::Regular).await;
+        let b = mk(&ns, ROOT_INO, "b", FileKind::Regular).await;
+        let kept = mk(&ns, ROOT_INO, "kept", FileKind::Regular).await;
+        for (name, child) in [("a", a), ("b", b)] {
             ns.execute(Command::Remove {
                 parent: ROOT_INO,
                 name: name.as_bytes().to_vec(),
+                child,
                 time: t(3),
             })
             .await
@@ -254,16 +245,14 @@ fn lazy_then_sync() {
     let rt = rt();
     let ns = Namespace::open(dir.path()).unwrap();
     rt.block_on(async {
-        let f = ns.alloc_ino();
-        ns.execute(create(ROOT_INO, "f", f, FileKind::Regular))
-            .await
-            .unwrap();
+        let f = mk(&ns, ROOT_INO, "f", FileKind::Regular).await;
         let before = ns.stats();
         for i in 1..=50u64 {
             ns.execute_lazy(Command::Write {
                 ino: f,
                 end_offset: i * 100,
                 time: t(i as i64),
+                writes: 1,
             })
             .await
             .unwrap();
@@ -283,16 +272,65 @@ fn lazy_then_sync() {
     assert_eq!(ns.resolve(b"f").unwrap().size, 5000);
 }
 
+/// UNSTABLE writes: reads see them at once, the log gets nothing per WRITE, and one command
+/// records them all, ahead of the next command about the file or when the data is committed.
+#[test]
+fn unstable_writes_are_seen_at_once_and_recorded_by_one_command() {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = rt();
+    let ns = Namespace::open(dir.path()).unwrap();
+    let f = rt.block_on(async {
+        let f = mk(&ns, ROOT_INO, "f", FileKind::Regular).await;
+        let g = mk(&ns, ROOT_INO, "g", FileKind::Regular).await;
+        let before = ns.stats();
+        let change = ns.getattr(f).unwrap().change;
+        for i in 1..=50u64 {
+            ns.note_write(f, i * 100, t(i as i64), None, 0);
+            let now = ns.getattr(f).unwrap();
+            assert_eq!((now.size, now.change), (i * 100, change + i));
+        }
+        ns.note_write(g, 7, t(1), None, 0);
+        assert_eq!(
+            ns.stats().commands,
+            before.commands,
+            "nothing logged per WRITE"
+        );
+        // A command about the file applies to it with its writes.
+        let out = ns
+            .execute(Command::SetAttr {
+                ino: f,
+                mode: Some(0o600),
+                uid: None,
+                gid: None,
+                size: None,
+                atime: None,
+                mtime: None,
+                time: t(60),
+            })
+            .await
+            .unwrap();
+        let i = out.inode.unwrap();
+        assert_eq!(i.size, 5000);
+        assert!(i.change > change + 50, "change never goes back");
+        assert_eq!(ns.stats().commands, before.commands + 2);
+        // COMMIT's path: one durable command for g's writes; nothing left to record for f.
+        assert!(ns.record_writes(g).await.unwrap().is_some());
+        assert!(ns.record_writes(f).await.unwrap().is_none());
+        f
+    });
+    drop(ns);
+    let ns = Namespace::open(dir.path()).unwrap();
+    assert_eq!(ns.getattr(f).unwrap().size, 5000);
+    assert_eq!(ns.resolve(b"g").unwrap().size, 7);
+}
+
 #[test]
 fn setattr_rules() {
     let dir = tempfile::tempdir().unwrap();
     let rt = rt();
     let ns = Namespace::open(dir.path()).unwrap();
     rt.block_on(async {
-        let f = ns.alloc_ino();
-        ns.execute(create(ROOT_INO, "f", f, FileKind::Regular))
-            .await
-            .unwrap();
+        let f = mk(&ns, ROOT_INO, "f", FileKind::Regular).await;
         let s = |ino, mode, size, atime| Command::SetAttr {
             ino,
             mode,
@@ -335,10 +373,7 @@ fn log_is_trimmed_to_log_keep() {
     let ns = Namespace::open_with(dir.path(), opts).unwrap();
     rt.block_on(async {
         for i in 0..50 {
-            let ino = ns.alloc_ino();
-            ns.execute(create(ROOT_INO, &format!("f{i}"), ino, FileKind::Regular))
-                .await
-                .unwrap();
+            mk(&ns, ROOT_INO, &format!("f{i}"), FileKind::Regular).await;
         }
     });
     rt.block_on(ns.checkpoint()).unwrap();
@@ -357,14 +392,8 @@ fn chunk_mirrors_are_recorded_survive_reopen_and_go_with_the_file() {
     let f = {
         let ns = Namespace::open(dir.path()).unwrap();
         rt.block_on(async {
-            let f = ns.alloc_ino();
-            ns.execute(create(ROOT_INO, "f", f, FileKind::Regular))
-                .await
-                .unwrap();
-            let d = ns.alloc_ino();
-            ns.execute(create(ROOT_INO, "d", d, FileKind::Directory))
-                .await
-                .unwrap();
+            let f = mk(&ns, ROOT_INO, "f", FileKind::Regular).await;
+            let d = mk(&ns, ROOT_INO, "d", FileKind::Directory).await;
             for (chunk, mirrors) in [(0u64, vec![7u64, 9]), (3, vec![9, 8])] {
                 ns.execute(Command::SetMirrors {
                     ino: f,
@@ -402,6 +431,7 @@ fn chunk_mirrors_are_recorded_survive_reopen_and_go_with_the_file() {
         ns.execute(Command::Remove {
             parent: ROOT_INO,
             name: b"f".to_vec(),
+            child: f,
             time: t(8),
         })
         .await

@@ -24,13 +24,13 @@ fn dir_name(round: u64, task: u64) -> String {
 }
 
 /// The command for step `seq` of a task: a repeating pattern of create, write, create, rename.
-fn op(dir: u64, seq: u64, inos: &BTreeMap<u64, u64>, new_ino: u64) -> Command {
+/// `inos` holds what each earlier create made.
+fn op(dir: u64, seq: u64, inos: &BTreeMap<u64, u64>) -> Command {
     let f = |i: u64| format!("f{i}").into_bytes();
     match seq % 4 {
         0 | 2 => Command::Create {
             parent: dir,
             name: f(seq),
-            ino: new_ino,
             kind: FileKind::Regular,
             mode: 0o644,
             uid: 0,
@@ -42,12 +42,15 @@ fn op(dir: u64, seq: u64, inos: &BTreeMap<u64, u64>, new_ino: u64) -> Command {
             ino: inos[&(seq - 1)],
             end_offset: seq,
             time: t(seq as i64),
+            writes: 1,
         },
         _ => Command::Rename {
             src_parent: dir,
             src_name: f(seq - 3),
+            src: inos[&(seq - 3)],
             dst_parent: dir,
             dst_name: format!("r{}", seq - 3).into_bytes(),
+            dst: None,
             time: t(seq as i64),
         },
     }
@@ -90,11 +93,8 @@ fn crash_child() {
             let ns = ns.clone();
             let out = out.clone();
             handles.push(tokio::spawn(async move {
-                let d = ns.alloc_ino();
                 let name = dir_name(round, task);
-                ns.execute(create(ROOT_INO, &name, d, FileKind::Directory))
-                    .await
-                    .expect("mkdir");
+                let d = mk(&ns, ROOT_INO, &name, FileKind::Directory).await;
                 let mut inos = BTreeMap::new();
                 let started = Instant::now();
                 let mut unsynced = Vec::new();
@@ -102,23 +102,23 @@ fn crash_child() {
                     if started.elapsed() > CHILD_LIMIT {
                         break;
                     }
-                    let ino = ns.alloc_ino();
-                    let cmd = op(d, seq, &inos, ino);
-                    if seq % 4 == 0 || seq % 4 == 2 {
-                        inos.insert(seq, ino);
-                    }
+                    let cmd = op(d, seq, &inos);
                     // Task 0 exercises the lazy path: acknowledged only after `sync`.
+                    let done = if task == 0 {
+                        ns.execute_lazy(cmd).await.expect("lazy")
+                    } else {
+                        ns.execute(cmd).await.expect("execute")
+                    };
+                    if seq % 4 == 0 || seq % 4 == 2 {
+                        inos.insert(seq, done.inode.expect("created").ino);
+                    }
+                    unsynced.push(seq);
                     if task == 0 {
-                        ns.execute_lazy(cmd).await.expect("lazy");
-                        unsynced.push(seq);
                         if unsynced.len() == 4 {
                             ns.sync().await.expect("sync");
                         } else {
                             continue;
                         }
-                    } else {
-                        ns.execute(cmd).await.expect("execute");
-                        unsynced.push(seq);
                     }
                     let mut o = out.lock().unwrap();
                     for s in unsynced.drain(..) {
@@ -247,8 +247,7 @@ fn abort_child() {
             let ns = ns.clone();
             handles.push(tokio::spawn(async move {
                 for i in (task..ABORT_FILES).step_by(6) {
-                    let ino = ns.alloc_ino();
-                    ns.execute(create(ROOT_INO, &format!("a{i}"), ino, FileKind::Regular))
+                    ns.execute(create(ROOT_INO, &format!("a{i}"), FileKind::Regular))
                         .await
                         .expect("create");
                 }
@@ -293,9 +292,10 @@ fn acknowledged_commands_survive_in_the_log_alone() {
     }
     // Replayed into a checkpoint, so the log starts empty again.
     assert_eq!(wal_bytes(dir.path()), 0);
-    let next = ns.alloc_ino();
+    drop(snap);
+    let next = rt().block_on(mk(&ns, ROOT_INO, "next", FileKind::Regular));
     assert!(
-        next > ABORT_FILES,
+        next > ABORT_FILES + 1,
         "inode numbers must not be handed out twice"
     );
 }
@@ -318,10 +318,7 @@ fn an_idle_namespace_checkpoints_and_drops_its_log() {
     let ns = Namespace::open(dir.path()).unwrap();
     rt().block_on(async {
         for i in 0..20 {
-            let ino = ns.alloc_ino();
-            ns.execute(create(ROOT_INO, &format!("i{i}"), ino, FileKind::Regular))
-                .await
-                .unwrap();
+            mk(&ns, ROOT_INO, &format!("i{i}"), FileKind::Regular).await;
         }
     });
     assert!(

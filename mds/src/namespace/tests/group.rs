@@ -18,10 +18,7 @@ fn concurrent_creates_share_fsyncs() {
     let t0 = Instant::now();
     rt.block_on(async {
         for i in 0..PER_TASK * 4 {
-            let ino = ns.alloc_ino();
-            ns.execute(create(ROOT_INO, &format!("seq{i}"), ino, FileKind::Regular))
-                .await
-                .unwrap();
+            mk(&ns, ROOT_INO, &format!("seq{i}"), FileKind::Regular).await;
         }
     });
     let seq_time = t0.elapsed();
@@ -40,11 +37,8 @@ fn concurrent_creates_share_fsyncs() {
             handles.push(tokio::spawn(async move {
                 barrier.wait().await;
                 for i in 0..PER_TASK {
-                    let ino = ns.alloc_ino();
                     let name = format!("t{task}-{i}");
-                    ns.execute(create(ROOT_INO, &name, ino, FileKind::Regular))
-                        .await
-                        .unwrap();
+                    let ino = mk(&ns, ROOT_INO, &name, FileKind::Regular).await;
                     // Read-your-writes from another task's point of view is covered by execute
                     // returning after commit.
                     assert_eq!(ns.lookup(ROOT_INO, name.as_bytes()).unwrap().ino, ino);
@@ -95,9 +89,7 @@ fn failed_command_in_a_batch_leaves_the_others_alone() {
                 } else {
                     format!("n{i}")
                 };
-                let ino = ns.alloc_ino();
-                ns.execute(create(ROOT_INO, &name, ino, FileKind::Regular))
-                    .await
+                ns.execute(create(ROOT_INO, &name, FileKind::Regular)).await
             }));
         }
         let mut exists = 0;

@@ -12,14 +12,24 @@ fn ok(s: &mut MemState, cmd: Command) -> Outcome {
     step(s, &cmd).unwrap_or_else(|e| panic!("{cmd:?}: {e:?}"))
 }
 
-fn rename(sp: u64, sn: &str, dp: u64, dn: &str) -> Command {
+/// A rename of `sp/sn` to `dp/dn` as a proposer would build it: naming what the names hold now.
+fn rename(s: &MemState, sp: u64, sn: &str, dp: u64, dn: &str) -> Command {
+    let dst = child(s, dp, dn);
     Command::Rename {
         src_parent: sp,
         src_name: sn.into(),
+        src: child(s, sp, sn),
         dst_parent: dp,
         dst_name: dn.into(),
+        dst: (dst != 0).then_some(dst),
         time: t(1000),
     }
+}
+
+/// Builds the rename against `s` and applies it.
+fn mv(s: &mut MemState, sp: u64, sn: &str, dp: u64, dn: &str) -> Result<Outcome, FsError> {
+    let cmd = rename(s, sp, sn, dp, dn);
+    step(s, &cmd)
 }
 
 fn ino_of(s: &MemState, dir: u64, name: &str) -> Option<u64> {
@@ -111,58 +121,69 @@ fn check_invariants(s: &MemState) -> Result<(), String> {
 #[test]
 fn rename_rules() {
     let mut s = init();
-    ok(&mut s, create(ROOT_INO, "d", 10, FileKind::Directory));
-    ok(&mut s, create(10, "sub", 11, FileKind::Directory));
-    ok(&mut s, create(11, "deep", 12, FileKind::Directory));
-    ok(&mut s, create(ROOT_INO, "f", 20, FileKind::Regular));
-    ok(&mut s, create(ROOT_INO, "g", 21, FileKind::Regular));
-    ok(&mut s, create(ROOT_INO, "empty", 13, FileKind::Directory));
-    ok(&mut s, create(12, "x", 22, FileKind::Regular));
+    let d = made(&mut s, create(ROOT_INO, "d", FileKind::Directory));
+    let sub = made(&mut s, create(d, "sub", FileKind::Directory));
+    let deep = made(&mut s, create(sub, "deep", FileKind::Directory));
+    let f = made(&mut s, create(ROOT_INO, "f", FileKind::Regular));
+    let g = made(&mut s, create(ROOT_INO, "g", FileKind::Regular));
+    let empty = made(&mut s, create(ROOT_INO, "empty", FileKind::Directory));
+    made(&mut s, create(deep, "x", FileKind::Regular));
 
     // A directory into its own subtree, or onto itself as parent.
-    assert_eq!(
-        step(&mut s, &rename(ROOT_INO, "d", 12, "d2")),
-        Err(FsError::Invalid)
-    );
-    assert_eq!(
-        step(&mut s, &rename(ROOT_INO, "d", 10, "d2")),
-        Err(FsError::Invalid)
-    );
+    assert_eq!(mv(&mut s, ROOT_INO, "d", deep, "d2"), Err(FsError::Invalid));
+    assert_eq!(mv(&mut s, ROOT_INO, "d", d, "d2"), Err(FsError::Invalid));
     // Kind mismatches.
     assert_eq!(
-        step(&mut s, &rename(ROOT_INO, "f", ROOT_INO, "empty")),
+        mv(&mut s, ROOT_INO, "f", ROOT_INO, "empty"),
         Err(FsError::IsDir)
     );
     assert_eq!(
-        step(&mut s, &rename(ROOT_INO, "empty", ROOT_INO, "f")),
+        mv(&mut s, ROOT_INO, "empty", ROOT_INO, "f"),
         Err(FsError::NotDir)
     );
     // Directory over a non-empty directory.
     assert_eq!(
-        step(&mut s, &rename(ROOT_INO, "empty", 10, "sub")),
+        mv(&mut s, ROOT_INO, "empty", d, "sub"),
         Err(FsError::NotEmpty)
     );
     assert_eq!(
-        step(&mut s, &rename(ROOT_INO, "nope", ROOT_INO, "x")),
+        mv(&mut s, ROOT_INO, "nope", ROOT_INO, "x"),
         Err(FsError::NotFound)
     );
     check_invariants(&s).unwrap();
 
+    // A rename built before the names changed is refused, and changes nothing.
+    let stale = rename(&s, ROOT_INO, "f", ROOT_INO, "g");
+    let snapshot = s.dump();
+    let mut wrong_src = stale.clone();
+    if let Command::Rename { src, .. } = &mut wrong_src {
+        assert_eq!(*src, f);
+        *src = g;
+    }
+    assert_eq!(step(&mut s, &wrong_src), Err(FsError::Changed));
+    let mut wrong_dst = stale.clone();
+    if let Command::Rename { dst, .. } = &mut wrong_dst {
+        assert_eq!(*dst, Some(g));
+        *dst = None;
+    }
+    assert_eq!(step(&mut s, &wrong_dst), Err(FsError::Changed));
+    assert_eq!(s.dump(), snapshot);
+
     // File over file: atomic replacement, the victim is orphaned.
     let before = s.dirents[&(ROOT_INO, b"g".to_vec())].1;
-    let out = ok(&mut s, rename(ROOT_INO, "f", ROOT_INO, "g"));
-    assert_eq!(out.orphaned, Some(21));
-    assert_eq!(ino_of(&s, ROOT_INO, "g"), Some(20));
+    let out = step(&mut s, &stale).unwrap();
+    assert_eq!(out.effects, vec![Effect::Orphaned(g)]);
+    assert_eq!(ino_of(&s, ROOT_INO, "g"), Some(f));
     assert_eq!(ino_of(&s, ROOT_INO, "f"), None);
     assert!(
         s.dirents[&(ROOT_INO, b"g".to_vec())].1 > before,
         "a new entry gets a new cookie"
     );
     // Directory over an empty directory, across parents.
-    let out = ok(&mut s, rename(11, "deep", ROOT_INO, "empty"));
-    assert_eq!(out.freed, Some(13));
-    assert_eq!(s.inodes[&12].parent, ROOT_INO);
-    assert_eq!(s.inodes[&11].nlink, 2);
+    let out = mv(&mut s, sub, "deep", ROOT_INO, "empty").unwrap();
+    assert_eq!(out.effects, vec![Effect::Freed(empty)]);
+    assert_eq!(s.inodes[&deep].parent, ROOT_INO);
+    assert_eq!(s.inodes[&sub].nlink, 2);
     let dc = out.dir.unwrap();
     let ddc = out.dst_dir.unwrap();
     assert!(dc.after > dc.before && ddc.after > ddc.before);
@@ -172,14 +193,14 @@ fn rename_rules() {
     ok(
         &mut s,
         Command::Link {
-            ino: 20,
-            parent: 10,
+            ino: f,
+            parent: d,
             name: b"h".to_vec(),
             time: t(5),
         },
     );
     let snapshot = s.dump();
-    let out = ok(&mut s, rename(ROOT_INO, "g", 10, "h"));
+    let out = mv(&mut s, ROOT_INO, "g", d, "h").unwrap();
     assert_eq!(out.dir.unwrap().before, out.dir.unwrap().after);
     assert_eq!(s.dump(), snapshot);
     check_invariants(&s).unwrap();
@@ -188,12 +209,11 @@ fn rename_rules() {
 #[test]
 fn link_unlink_rmdir_rules() {
     let mut s = init();
-    ok(&mut s, create(ROOT_INO, "d", 10, FileKind::Directory));
-    ok(&mut s, create(10, "f", 20, FileKind::Regular));
+    let d = made(&mut s, create(ROOT_INO, "d", FileKind::Directory));
+    let f = made(&mut s, create(d, "f", FileKind::Regular));
     let sym = Command::Create {
         parent: ROOT_INO,
         name: b"l".to_vec(),
-        ino: 30,
         kind: FileKind::Symlink {
             target: b"d/f".to_vec(),
         },
@@ -203,44 +223,61 @@ fn link_unlink_rmdir_rules() {
         time: t(3),
         how: CreateHow::Guarded,
     };
-    assert_eq!(ok(&mut s, sym).inode.unwrap().size, 3);
+    let sym = ok(&mut s, sym).inode.unwrap();
+    assert_eq!(sym.size, 3);
     let link = |ino, parent, name: &str| Command::Link {
         ino,
         parent,
         name: name.into(),
         time: t(9),
     };
-    assert_eq!(step(&mut s, &link(10, ROOT_INO, "d2")), Err(FsError::IsDir));
-    assert_eq!(step(&mut s, &link(20, ROOT_INO, "d")), Err(FsError::Exists));
-    assert_eq!(step(&mut s, &link(20, 20, "x")), Err(FsError::NotDir));
-    assert_eq!(ok(&mut s, link(20, ROOT_INO, "f2")).inode.unwrap().nlink, 2);
-    let rm = |parent, name: &str| Command::Rmdir {
+    assert_eq!(step(&mut s, &link(d, ROOT_INO, "d2")), Err(FsError::IsDir));
+    assert_eq!(step(&mut s, &link(f, ROOT_INO, "d")), Err(FsError::Exists));
+    assert_eq!(step(&mut s, &link(f, f, "x")), Err(FsError::NotDir));
+    assert_eq!(ok(&mut s, link(f, ROOT_INO, "f2")).inode.unwrap().nlink, 2);
+    let rm = |s: &MemState, parent, name: &str| Command::Rmdir {
         parent,
         name: name.into(),
+        child: child(s, parent, name),
         time: t(10),
     };
-    let un = |parent, name: &str| Command::Unlink {
+    let un = |s: &MemState, parent, name: &str| Command::Unlink {
         parent,
         name: name.into(),
+        child: child(s, parent, name),
         time: t(10),
     };
-    assert_eq!(step(&mut s, &rm(ROOT_INO, "d")), Err(FsError::NotEmpty));
-    assert_eq!(step(&mut s, &un(ROOT_INO, "d")), Err(FsError::IsDir));
-    assert_eq!(step(&mut s, &rm(ROOT_INO, "f2")), Err(FsError::NotDir));
-    assert_eq!(ok(&mut s, un(10, "f")).orphaned, None);
-    assert_eq!(ok(&mut s, un(ROOT_INO, "l")).freed, Some(30));
-    assert_eq!(ok(&mut s, rm(ROOT_INO, "d")).freed, Some(10));
+    let c = rm(&s, ROOT_INO, "d");
+    assert_eq!(step(&mut s, &c), Err(FsError::NotEmpty));
+    let c = un(&s, ROOT_INO, "d");
+    assert_eq!(step(&mut s, &c), Err(FsError::IsDir));
+    let c = rm(&s, ROOT_INO, "f2");
+    assert_eq!(step(&mut s, &c), Err(FsError::NotDir));
+    // A removal built for another object than the name holds now changes nothing.
+    let mut c = un(&s, d, "f");
+    if let Command::Unlink { child, .. } = &mut c {
+        assert_eq!(*child, f);
+        *child = d;
+    }
+    assert_eq!(step(&mut s, &c), Err(FsError::Changed));
+    let c = un(&s, d, "f");
+    assert_eq!(ok(&mut s, c).effects, vec![]);
+    let c = un(&s, ROOT_INO, "l");
+    assert_eq!(ok(&mut s, c).effects, vec![Effect::Freed(sym.ino)]);
+    let c = rm(&s, ROOT_INO, "d");
+    assert_eq!(ok(&mut s, c).effects, vec![Effect::Freed(d)]);
     assert_eq!(s.inodes[&ROOT_INO].nlink, 2);
-    assert_eq!(ok(&mut s, un(ROOT_INO, "f2")).orphaned, Some(20));
+    let c = un(&s, ROOT_INO, "f2");
+    assert_eq!(ok(&mut s, c).effects, vec![Effect::Orphaned(f)]);
     assert_eq!(
-        step(&mut s, &link(20, ROOT_INO, "back")),
+        step(&mut s, &link(f, ROOT_INO, "back")),
         Err(FsError::NotFound)
     );
     assert_eq!(
         step(&mut s, &Command::Forget { ino: ROOT_INO }),
         Err(FsError::Invalid)
     );
-    ok(&mut s, Command::Forget { ino: 20 });
+    ok(&mut s, Command::Forget { ino: f });
     check_invariants(&s).unwrap();
     assert_eq!(s.inodes.len(), 1);
 }
@@ -311,7 +348,10 @@ fn nm(sel: u8) -> Vec<u8> {
     vec![b'a' + sel % 3]
 }
 
-fn realize(op: &Op, s: &MemState, next_ino: &mut u64) -> Command {
+/// The command `op` selects, built as a proposer would: from what the state holds now. One
+/// in four removals and renames is built for what a name held before (a wrong object), which
+/// `apply` must refuse without a trace.
+fn realize(op: &Op, s: &MemState) -> Command {
     let dirs: Vec<u64> = s
         .inodes
         .values()
@@ -319,9 +359,9 @@ fn realize(op: &Op, s: &MemState, next_ino: &mut u64) -> Command {
         .map(|i| i.ino)
         .collect();
     let all: Vec<u64> = s.inodes.keys().copied().collect();
+    let found = |dir: u64, name: &[u8]| s.dirents.get(&(dir, name.to_vec())).map(|(i, _)| *i);
     match *op {
         Op::Create { dir, name, kind } => {
-            *next_ino += 1;
             let kind = match kind % 8 {
                 0..=2 => FileKind::Regular,
                 3..=5 => FileKind::Directory,
@@ -330,7 +370,7 @@ fn realize(op: &Op, s: &MemState, next_ino: &mut u64) -> Command {
                 },
                 _ => FileKind::Fifo,
             };
-            let mut c = create(pick(&dirs, dir), "x", *next_ino, kind);
+            let mut c = create(pick(&dirs, dir), "x", kind);
             if let Command::Create { name: n, .. } = &mut c {
                 *n = nm(name);
             }
@@ -344,10 +384,29 @@ fn realize(op: &Op, s: &MemState, next_ino: &mut u64) -> Command {
         },
         Op::Remove { dir, name, how } => {
             let (parent, name, time) = (pick(&dirs, dir), nm(name), t(3));
+            let child = match found(parent, &name) {
+                Some(c) if how % 4 != 3 => c,
+                _ => pick(&all, how),
+            };
             match how % 3 {
-                0 => Command::Remove { parent, name, time },
-                1 => Command::Unlink { parent, name, time },
-                _ => Command::Rmdir { parent, name, time },
+                0 => Command::Remove {
+                    parent,
+                    name,
+                    child,
+                    time,
+                },
+                1 => Command::Unlink {
+                    parent,
+                    name,
+                    child,
+                    time,
+                },
+                _ => Command::Rmdir {
+                    parent,
+                    name,
+                    child,
+                    time,
+                },
             }
         }
         Op::Rename {
@@ -355,17 +414,29 @@ fn realize(op: &Op, s: &MemState, next_ino: &mut u64) -> Command {
             sname,
             ddir,
             dname,
-        } => Command::Rename {
-            src_parent: pick(&dirs, sdir),
-            src_name: nm(sname),
-            dst_parent: pick(&dirs, ddir),
-            dst_name: nm(dname),
-            time: t(4),
-        },
+        } => {
+            let (sp, dp) = (pick(&dirs, sdir), pick(&dirs, ddir));
+            let (sn, dn) = (nm(sname), nm(dname));
+            let src = found(sp, &sn).unwrap_or_else(|| pick(&all, sname));
+            let mut dst = found(dp, &dn);
+            if dname % 4 == 3 {
+                dst = dst.xor(Some(pick(&all, dname)));
+            }
+            Command::Rename {
+                src_parent: sp,
+                src_name: sn,
+                src,
+                dst_parent: dp,
+                dst_name: dn,
+                dst,
+                time: t(4),
+            }
+        }
         Op::Write { obj, end } => Command::Write {
             ino: pick(&all, obj),
             end_offset: end.into(),
             time: t(5),
+            writes: 1,
         },
         Op::SetAttr { obj, size } => Command::SetAttr {
             ino: pick(&all, obj),
@@ -383,6 +454,7 @@ fn realize(op: &Op, s: &MemState, next_ino: &mut u64) -> Command {
         Op::Stale { name } => Command::Remove {
             parent: 9_999,
             name: nm(name),
+            child: 9_998,
             time: t(7),
         },
     }
@@ -397,9 +469,8 @@ proptest! {
     fn invariants_and_cookie_stability(ops in proptest::collection::vec(arb_op(), 1..80)) {
         let mut s = init();
         let mut issued: BTreeSet<(u64, u64)> = BTreeSet::new();
-        let mut next_ino = ROOT_INO;
         for op in &ops {
-            let cmd = &realize(op, &s, &mut next_ino);
+            let cmd = &realize(op, &s);
             let before = s.clone();
             let r = step(&mut s, cmd);
             if r.is_err() {
@@ -450,9 +521,8 @@ proptest! {
         apply(&mut m, &Command::InitRoot { fs_id, time: T0 }).unwrap();
         let root = ns.getattr(ROOT_INO).unwrap();
         m.inodes.insert(ROOT_INO, root);
-        let mut next_ino = ROOT_INO;
         for op in &ops {
-            let cmd = &realize(op, &m, &mut next_ino);
+            let cmd = &realize(op, &m);
             let a = step(&mut m, cmd);
             let b = rt.block_on(ns.execute_lazy(cmd.clone()));
             prop_assert_eq!(&a, &b, "results differ on {:?}", cmd);

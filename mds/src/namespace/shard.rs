@@ -1,0 +1,107 @@
+//! Shards: which part of the replicated state an object belongs to, read off its key alone.
+//!
+//! The namespace is cut into a fixed number of shards, chosen when the file system is created.
+//! An inode number carries its shard in its top `SHARD_BITS` bits and a per-shard counter below,
+//! so the shard of every key (`Key`) is a function of the key: an inode by its number, a
+//! directory's entries by the directory's number. Nothing needs a lookup table, a new leader
+//! of a shard continues the shard's own counter (it lives in that shard's state) and so never
+//! hands out a number twice, and each shard's keys are one contiguous range of every table,
+//! so a shard's snapshot is a range scan.
+//!
+//! A new file lives on its parent directory's shard (create, lookup, unlink and rename within
+//! a directory touch one shard); where a new directory goes is `Placement`'s choice.
+
+use serde::{Deserialize, Serialize};
+
+/// Bits of an inode number that name its shard; the rest count inodes within the shard.
+pub const SHARD_BITS: u32 = 16;
+/// Largest number of shards a file system can be created with.
+pub const MAX_SHARDS: u32 = 1 << SHARD_BITS;
+const LOCAL_BITS: u32 = 64 - SHARD_BITS;
+/// Largest per-shard inode counter (2^48 - 1: far beyond what one shard holds).
+pub const MAX_LOCAL: u64 = (1 << LOCAL_BITS) - 1;
+
+/// A shard of the namespace: one replicated state machine.
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
+pub struct ShardId(pub u16);
+
+impl ShardId {
+    /// The shard an inode number belongs to.
+    pub const fn of_ino(ino: u64) -> ShardId {
+        ShardId((ino >> LOCAL_BITS) as u16)
+    }
+
+    /// The inode number with this shard and per-shard counter `local`.
+    pub const fn ino(self, local: u64) -> u64 {
+        ((self.0 as u64) << LOCAL_BITS) | (local & MAX_LOCAL)
+    }
+
+    /// The per-shard counter part of `ino`.
+    pub const fn local(ino: u64) -> u64 {
+        ino & MAX_LOCAL
+    }
+
+    /// Every inode number of this shard: the keys of every table that belong to it.
+    pub fn inos(self) -> std::ops::RangeInclusive<u64> {
+        self.ino(0)..=self.ino(MAX_LOCAL)
+    }
+}
+
+impl std::fmt::Display for ShardId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "s{}", self.0)
+    }
+}
+
+/// What one command reads or changes, named so that the shard that owns it follows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Key {
+    /// An inode's attributes (and, for a regular file, its placement records).
+    Inode(u64),
+    /// The entries of a directory (and its cookie counter).
+    Entries(u64),
+    /// A new inode allocated in this shard's counter.
+    NewInode(ShardId),
+}
+
+impl Key {
+    pub fn shard(self) -> ShardId {
+        match self {
+            Key::Inode(ino) | Key::Entries(ino) => ShardId::of_ino(ino),
+            Key::NewInode(s) => s,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shard_and_counter_round_trip() {
+        for s in [0u16, 1, 255, u16::MAX] {
+            for local in [0u64, 1, 2, 1 << 40, MAX_LOCAL] {
+                let ino = ShardId(s).ino(local);
+                assert_eq!(ShardId::of_ino(ino), ShardId(s));
+                assert_eq!(ShardId::local(ino), local);
+                assert!(ShardId(s).inos().contains(&ino));
+            }
+        }
+    }
+
+    #[test]
+    fn shard_zero_numbers_are_the_plain_counter() {
+        // File systems made before shards have every inode in shard 0, unchanged.
+        assert_eq!(ShardId(0).ino(2), 2);
+        assert_eq!(ShardId::of_ino(super::super::ROOT_INO), ShardId(0));
+    }
+
+    #[test]
+    fn shard_ranges_do_not_overlap() {
+        let a = ShardId(7).inos();
+        let b = ShardId(8).inos();
+        assert!(a.end() < b.start());
+    }
+}
