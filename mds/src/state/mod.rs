@@ -7,6 +7,7 @@
 //! `courtesy.rs`). The files its expiry concerns (RW layouts to fence, opens released) are
 //! left in `Expired` for the laundromat task (`lib.rs` `laundromat`), which the
 //! `laundromat` notifier wakes.
+mod admin;
 mod courtesy;
 mod grace;
 mod layouts;
@@ -15,6 +16,7 @@ pub mod session;
 
 use crate::error::{NfsError, NfsResult};
 pub use grace::ClientDb;
+pub use admin::{ClientSummary, StateCounts};
 use locks::{FileLocks, LockKind, OwnerKey, Range};
 pub use session::{ChannelAttrs, InSlot, Session, SessionId, Slot, SlotUse, MAX_BOUND_CONNS};
 use std::collections::{BTreeSet, HashMap, HashSet};
