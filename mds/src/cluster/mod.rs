@@ -130,7 +130,7 @@ impl Cluster {
         let mut c = Nfs3Client::connect(&[addr], Duration::from_secs(2), 0, 0)
             .await
             .map_err(|e| {
-                tracing::warn!(ds = ds.0, %addr, "cannot reach data server: {e}");
+                tracing::warn!(ds = %ds, %addr, "cannot reach data server: {e}");
                 self.registry.mark_down(ds);
                 NfsError::Io
             })?;
