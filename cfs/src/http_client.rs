@@ -85,14 +85,44 @@ async fn exchange(
     req.push_str(body);
     let io = |e| HttpError::Io(addr, e);
     s.write_all(req.as_bytes()).await.map_err(io)?;
+    // Read until the response is whole: a peer may keep the connection open despite
+    // `Connection: close` (chromedriver does). 64 MiB bounds a misbehaving peer.
     let mut raw = Vec::new();
-    // Responses of the admin API are small; 64 MiB bounds a misbehaving peer.
-    (&mut s)
-        .take(64 << 20)
-        .read_to_end(&mut raw)
-        .await
-        .map_err(io)?;
+    let mut buf = vec![0u8; 64 << 10];
+    loop {
+        if complete(&raw) {
+            break;
+        }
+        let n = s.read(&mut buf).await.map_err(io)?;
+        if n == 0 {
+            break;
+        }
+        raw.extend_from_slice(&buf[..n]);
+        if raw.len() > 64 << 20 {
+            return Err(HttpError::Malformed(addr));
+        }
+    }
     parse(&raw).ok_or(HttpError::Malformed(addr))
+}
+
+/// Whether `raw` holds a whole response (headers and a body of known length or chunked).
+fn complete(raw: &[u8]) -> bool {
+    let Some(end) = raw.windows(4).position(|w| w == b"\r\n\r\n") else {
+        return false;
+    };
+    let head = String::from_utf8_lossy(&raw[..end]).to_ascii_lowercase();
+    let body = raw.len() - end - 4;
+    if let Some(l) = head
+        .lines()
+        .find_map(|l| l.strip_prefix("content-length:"))
+        .and_then(|v| v.trim().parse::<usize>().ok())
+    {
+        return body >= l;
+    }
+    if head.contains("transfer-encoding: chunked") {
+        return raw.ends_with(b"0\r\n\r\n");
+    }
+    false
 }
 
 fn parse(raw: &[u8]) -> Option<Response> {
