@@ -68,6 +68,14 @@ impl Exposition {
         }
     }
 
+    /// A counter family of non-integer totals (CPU seconds).
+    pub fn counter_f64(&mut self, name: &str, help: &str, samples: &[(Labels<'_>, f64)]) {
+        self.header(name, "counter", help);
+        for (l, v) in samples {
+            let _ = writeln!(self.out, "{name}{} {}", labels(l, None), num(*v));
+        }
+    }
+
     /// A gauge family.
     pub fn gauge(&mut self, name: &str, help: &str, samples: &[(Labels<'_>, f64)]) {
         self.header(name, "gauge", help);
