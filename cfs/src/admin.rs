@@ -168,8 +168,17 @@ pub fn human(b: u64) -> String {
 pub fn ds_table_json(dss: &[serde_json::Value]) -> String {
     let mut out = format!(
         "{:<16} {:<8} {:<21} {:>7} {:>10} {:>10} {:>9} {:>10} {:>9} {:>8} {:>8}\n",
-        "DS", "STATE", "LISTEN", "SILENT", "FREE", "READ", "READ_OPS", "WRITTEN", "WRITE_OPS",
-        "COMMITS", "REFUSED"
+        "DS",
+        "STATE",
+        "LISTEN",
+        "SILENT",
+        "FREE",
+        "READ",
+        "READ_OPS",
+        "WRITTEN",
+        "WRITE_OPS",
+        "COMMITS",
+        "REFUSED"
     );
     let n = |d: &serde_json::Value, k: &str| d[k].as_u64().unwrap_or(0);
     for d in dss {

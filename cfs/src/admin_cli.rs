@@ -59,7 +59,8 @@ pub fn resolve(t: &AdminTarget) -> Result<Option<Target>, AdminCliError> {
     let addr = match (&t.admin, &file.admin) {
         (Some(a), _) => Some(config::parse_listen(a)?),
         (None, Some(a)) => {
-            let a = config::parse_listen(a.listen.as_deref().unwrap_or(config::DEFAULT_ADMIN_LISTEN))?;
+            let a =
+                config::parse_listen(a.listen.as_deref().unwrap_or(config::DEFAULT_ADMIN_LISTEN))?;
             if a.port() == 0 {
                 // Bound to any free port: the server wrote down which.
                 let f = data.join("admin.addr");
@@ -81,8 +82,9 @@ pub fn resolve(t: &AdminTarget) -> Result<Option<Target>, AdminCliError> {
         .or_else(|| file.cluster.as_ref().and_then(|c| c.secret_file.clone()));
     let secret = match secret_file {
         Some(p) => config::load_secret(&p)?,
-        None if t.config.is_some() => crate::serve::local_admin_secret(&data, false)
-            .map_err(|_| AdminCliError::NoToken)?,
+        None if t.config.is_some() => {
+            crate::serve::local_admin_secret(&data, false).map_err(|_| AdminCliError::NoToken)?
+        }
         None => return Err(AdminCliError::NoToken),
     };
     Ok(Some(Target {
@@ -179,7 +181,11 @@ pub fn clients_table(v: &Value) -> String {
             c["id"].as_str().unwrap_or("?"),
             c["state"].as_str().unwrap_or("?"),
             c["address"].as_str().unwrap_or("-"),
-            c["sessions"], c["opens"], c["locks"], c["delegations"], c["layouts"],
+            c["sessions"],
+            c["opens"],
+            c["locks"],
+            c["delegations"],
+            c["layouts"],
             c["since_renewal_seconds"],
             c["owner"].as_str().unwrap_or(""),
         ));
@@ -191,7 +197,10 @@ pub fn top_table(v: &Value) -> String {
     let mut out = format!(
         "busiest over the last {:.0} s\n{:<16} {:<15} {:>10} {:>12}\n",
         v["window_seconds"].as_f64().unwrap_or(0.0),
-        "CLIENT", "ADDRESS", "OPS/S", "BYTES/S"
+        "CLIENT",
+        "ADDRESS",
+        "OPS/S",
+        "BYTES/S"
     );
     for c in v["clients"].as_array().into_iter().flatten() {
         out.push_str(&format!(
@@ -202,7 +211,10 @@ pub fn top_table(v: &Value) -> String {
             human(c["bytes_per_second"].as_f64().unwrap_or(0.0) as u64),
         ));
     }
-    out.push_str(&format!("\n{:<16} {:>10} {:>12}\n", "FILE (INODE)", "OPS/S", "BYTES/S"));
+    out.push_str(&format!(
+        "\n{:<16} {:>10} {:>12}\n",
+        "FILE (INODE)", "OPS/S", "BYTES/S"
+    ));
     for f in v["files"].as_array().into_iter().flatten() {
         out.push_str(&format!(
             "{:<16} {:>10.1} {:>10}/s\n",

@@ -27,7 +27,9 @@ pub struct Remote {
 #[derive(Subcommand, Debug)]
 pub enum FileCmd {
     /// List a directory (paths are inside the export).
-    #[command(after_help = "Examples:\n  cfs ls /data\n  cfs ls -l /data/run1\n  cfs ls --server 10.0.0.1:2049 --export /projects /")]
+    #[command(
+        after_help = "Examples:\n  cfs ls /data\n  cfs ls -l /data/run1\n  cfs ls --server 10.0.0.1:2049 --export /projects /"
+    )]
     Ls {
         #[command(flatten)]
         remote: Remote,
@@ -38,7 +40,9 @@ pub enum FileCmd {
         path: String,
     },
     /// Copy a local file to the server.
-    #[command(after_help = "Examples:\n  cfs put ./results.bin /data/run1/results.bin\n  cfs put ./results.bin /data/run1/        into the directory\n  cfs put --sync ./db.img /vm/db.img       FILE_SYNC every write\n\nA progress line shows on a terminal for files of 8 MiB or more.")]
+    #[command(
+        after_help = "Examples:\n  cfs put ./results.bin /data/run1/results.bin\n  cfs put ./results.bin /data/run1/        into the directory\n  cfs put --sync ./db.img /vm/db.img       FILE_SYNC every write\n\nA progress line shows on a terminal for files of 8 MiB or more."
+    )]
     Put {
         #[command(flatten)]
         remote: Remote,
@@ -52,7 +56,9 @@ pub enum FileCmd {
         remote_path: String,
     },
     /// Copy a file from the server ("-" writes to stdout).
-    #[command(after_help = "Examples:\n  cfs get /data/run1/results.bin ./copy.bin\n  cfs get /data/run1/results.bin - | sha256sum")]
+    #[command(
+        after_help = "Examples:\n  cfs get /data/run1/results.bin ./copy.bin\n  cfs get /data/run1/results.bin - | sha256sum"
+    )]
     Get {
         #[command(flatten)]
         remote: Remote,

@@ -169,7 +169,9 @@ enum AdminCmd {
 enum NodeCmd {
     /// Move a data server's copies elsewhere and place no new files on it (not implemented
     /// yet: the MDS answers 501).
-    #[command(after_help = "Example:\n  cfs admin node drain 3f2a9c0d11e4b5a7 --config cfs-cluster/mds.toml")]
+    #[command(
+        after_help = "Example:\n  cfs admin node drain 3f2a9c0d11e4b5a7 --config cfs-cluster/mds.toml"
+    )]
     Drain {
         /// Data server id (16 hex digits, as `cfs admin status` shows).
         id: String,
@@ -182,7 +184,9 @@ enum NodeCmd {
 enum ClientCmd {
     /// Expire a client now: its opens, locks, delegations and layouts go, and files it wrote
     /// through layouts are fenced. A live client starts over with a new client id.
-    #[command(after_help = "Example:\n  cfs admin client evict 65f0a1b200000001 --config cfs-cluster/mds.toml")]
+    #[command(
+        after_help = "Example:\n  cfs admin client evict 65f0a1b200000001 --config cfs-cluster/mds.toml"
+    )]
     Evict {
         /// Client id (hex, as `cfs admin clients` shows).
         id: String,
@@ -309,7 +313,11 @@ async fn admin(cmd: AdminCmd) -> Result<(), Box<dyn std::error::Error>> {
             rows,
         } => {
             let tg = require(&target)?;
-            let count = if target.json { Some(count.unwrap_or(1)) } else { count };
+            let count = if target.json {
+                Some(count.unwrap_or(1))
+            } else {
+                count
+            };
             admin_cli::top(
                 &tg,
                 target.json,
@@ -328,11 +336,21 @@ async fn admin(cmd: AdminCmd) -> Result<(), Box<dyn std::error::Error>> {
             }
         }
         AdminCmd::Node(NodeCmd::Drain { id, target }) => {
-            let v = call(&require(&target)?, "POST", &format!("/api/v1/data-servers/{id}/drain")).await?;
+            let v = call(
+                &require(&target)?,
+                "POST",
+                &format!("/api/v1/data-servers/{id}/drain"),
+            )
+            .await?;
             println!("{v}");
         }
         AdminCmd::Client(ClientCmd::Evict { id, target }) => {
-            let v = call(&require(&target)?, "POST", &format!("/api/v1/clients/{id}/evict")).await?;
+            let v = call(
+                &require(&target)?,
+                "POST",
+                &format!("/api/v1/clients/{id}/evict"),
+            )
+            .await?;
             if target.json {
                 println!("{v}");
             } else {

@@ -35,7 +35,11 @@ impl Progress {
 
     pub fn add(&mut self, n: u64) {
         self.done += n;
-        if self.on && self.drawn.is_none_or(|t| t.elapsed() >= Duration::from_millis(100)) {
+        if self.on
+            && self
+                .drawn
+                .is_none_or(|t| t.elapsed() >= Duration::from_millis(100))
+        {
             self.draw();
         }
     }

@@ -210,10 +210,9 @@ pub fn validate(s: &Settings) -> Result<(), ConfigError> {
 /// Every export names a directory that exists in the file system.
 fn check_exports(s: &Settings, m: &mds::Mds) -> Result<(), ConfigError> {
     for e in &s.exports {
-        let ok = m
-            .ns
-            .resolve(e.path.as_bytes())
-            .is_ok_and(|i| i.kind == mds::namespace::FileKind::Directory);
+        let ok =
+            m.ns.resolve(e.path.as_bytes())
+                .is_ok_and(|i| i.kind == mds::namespace::FileKind::Directory);
         if !ok {
             return Err(ConfigError::ExportMissing {
                 path: e.path.clone(),
@@ -254,10 +253,7 @@ fn admin_secret(s: &Settings) -> Result<layout::ClusterSecret, Box<dyn std::erro
 
 /// A single node has no cluster secret: the admin token is derived from a random one kept in
 /// the data directory (`admin.secret`, owner-only), made at the first start with `[admin]`.
-pub fn local_admin_secret(
-    data: &Path,
-    create: bool,
-) -> Result<layout::ClusterSecret, ConfigError> {
+pub fn local_admin_secret(data: &Path, create: bool) -> Result<layout::ClusterSecret, ConfigError> {
     let path = data.join("admin.secret");
     if create && !path.exists() {
         let mut b = [0u8; 32];
@@ -359,7 +355,9 @@ pub async fn run(a: ServerArgs, check_only: bool) -> Result<(), Box<dyn std::err
     let mut since = started;
     let saved = saved.unwrap_or_default();
     if saved.is_empty() {
-        tracing::info!("counters start at zero (first start, or the last run did not stop cleanly)");
+        tracing::info!(
+            "counters start at zero (first start, or the last run did not stop cleanly)"
+        );
     } else {
         metrics::persist::restore(&saved);
         if let Some(t) = saved.get("counters_since") {
@@ -368,13 +366,17 @@ pub async fn run(a: ServerArgs, check_only: bool) -> Result<(), Box<dyn std::err
     }
     let get = |k: &str| saved.get(k).copied().unwrap_or(0);
     let admin_listener = match s.admin {
-        Some(addr) => Some(tokio::net::TcpListener::bind(addr).await.map_err(|e| {
-            ConfigError::Busy {
-                what: "the admin address",
-                addr,
-                why: e.to_string(),
-            }
-        })?),
+        Some(addr) => {
+            Some(
+                tokio::net::TcpListener::bind(addr)
+                    .await
+                    .map_err(|e| ConfigError::Busy {
+                        what: "the admin address",
+                        addr,
+                        why: e.to_string(),
+                    })?,
+            )
+        }
         None => None,
     };
 
@@ -521,12 +523,12 @@ pub async fn run(a: ServerArgs, check_only: bool) -> Result<(), Box<dyn std::err
     }
     if let Some(srv) = mds_server {
         if let Some(c) = srv.mds().cluster() {
-            pairs.extend(CLUSTER_KEYS.iter().zip(cluster_atomics(c)).map(|(k, a)| {
-                (
-                    k.to_string(),
-                    a.load(std::sync::atomic::Ordering::Relaxed),
-                )
-            }));
+            pairs.extend(
+                CLUSTER_KEYS
+                    .iter()
+                    .zip(cluster_atomics(c))
+                    .map(|(k, a)| (k.to_string(), a.load(std::sync::atomic::Ordering::Relaxed))),
+            );
         }
         // The namespace counters are this run's plus the earlier runs'.
         let ns = srv.namespace_stats();

@@ -113,10 +113,17 @@ fn metrics_move_by_what_the_workload_did_and_need_the_token() {
     let server = n.server.server_arg();
 
     // Without the token, or with another, nothing but the console's empty page.
-    for path in ["/metrics", "/api/v1/status", "/api/v1/clients", "/api/v1/top"] {
+    for path in [
+        "/metrics",
+        "/api/v1/status",
+        "/api/v1/clients",
+        "/api/v1/top",
+    ] {
         let r = get(n.admin, path, None);
         assert_eq!(r.status, 401, "{path}: {}", r.text());
-        assert!(r.header("www-authenticate").is_some_and(|h| h.starts_with("Bearer")));
+        assert!(r
+            .header("www-authenticate")
+            .is_some_and(|h| h.starts_with("Bearer")));
         assert!(r.text().contains("cfs admin token"), "{}", r.text());
         let r = get(n.admin, path, Some(&"0".repeat(64)));
         assert_eq!(r.status, 401, "{path} with a wrong token");
@@ -136,7 +143,10 @@ fn metrics_move_by_what_the_workload_did_and_need_the_token() {
 
     // The workload: five directories, a 3 MiB file up and down.
     let before = scrape(n.admin, &n.token);
-    let o = cfs(dir, &["mkdir", "--server", &server, "/a", "/b", "/c", "/d", "/e"]);
+    let o = cfs(
+        dir,
+        &["mkdir", "--server", &server, "/a", "/b", "/c", "/d", "/e"],
+    );
     assert!(o.ok(), "{}", o.stderr);
     let data = random_bytes(3 << 20, 17);
     std::fs::write(dir.join("up.bin"), &data).unwrap();
@@ -182,8 +192,14 @@ fn metrics_move_by_what_the_workload_did_and_need_the_token() {
     assert!(v(&after, "process_cpu_seconds_total") > 0.0);
     // Histogram buckets are cumulative and end with the count.
     assert_eq!(
-        v(&after, "cfs_nfs4_operation_duration_seconds_bucket{op=\"CREATE\",le=\"+Inf\"}"),
-        v(&after, "cfs_nfs4_operation_duration_seconds_count{op=\"CREATE\"}")
+        v(
+            &after,
+            "cfs_nfs4_operation_duration_seconds_bucket{op=\"CREATE\",le=\"+Inf\"}"
+        ),
+        v(
+            &after,
+            "cfs_nfs4_operation_duration_seconds_count{op=\"CREATE\"}"
+        )
     );
 
     // A client holding an open shows in the client list and is evicted by its id.
@@ -215,14 +231,24 @@ fn metrics_move_by_what_the_workload_did_and_need_the_token() {
     assert_eq!(holder["address"], "127.0.0.1");
     assert_eq!(v(&scrape(n.admin, &n.token), "cfs_mds_opens"), 1.0);
     let id = holder["id"].as_str().unwrap();
-    let o = cfs(dir, &["admin", "client", "evict", id, "--config", &n.config]);
+    let o = cfs(
+        dir,
+        &["admin", "client", "evict", id, "--config", &n.config],
+    );
     assert!(o.ok(), "{}", o.stderr);
     assert!(o.text().contains(id), "{}", o.text());
     let m = scrape(n.admin, &n.token);
     assert_eq!(v(&m, "cfs_mds_opens"), 0.0);
     let o = cfs(dir, &["admin", "clients", "--json", "--config", &n.config]);
-    assert!(!o.text().contains(id), "evicted client still listed: {}", o.text());
-    let o = cfs(dir, &["admin", "client", "evict", id, "--config", &n.config]);
+    assert!(
+        !o.text().contains(id),
+        "evicted client still listed: {}",
+        o.text()
+    );
+    let o = cfs(
+        dir,
+        &["admin", "client", "evict", id, "--config", &n.config],
+    );
     assert!(!o.ok() && o.stderr.contains("no client"), "{}", o.stderr);
     drop(c);
     drop(rt);
@@ -236,7 +262,10 @@ fn metrics_move_by_what_the_workload_did_and_need_the_token() {
     let mut n = attach(n.server, dir, n.config);
     let m = scrape(n.admin, &n.token);
     assert_eq!(v(&m, "cfs_nfs4_write_bytes_total"), total);
-    assert_eq!(v(&m, "cfs_counters_since_timestamp_seconds").floor(), since.floor());
+    assert_eq!(
+        v(&m, "cfs_counters_since_timestamp_seconds").floor(),
+        since.floor()
+    );
     n.server.kill();
     std::fs::remove_file(dir.join("data").join("admin.addr")).unwrap();
     n.server.restart();
@@ -248,10 +277,21 @@ fn metrics_move_by_what_the_workload_did_and_need_the_token() {
     // Drain answers "not implemented", with the reason.
     let o = cfs(
         dir,
-        &["admin", "node", "drain", "00000000000000ab", "--config", &n.config],
+        &[
+            "admin",
+            "node",
+            "drain",
+            "00000000000000ab",
+            "--config",
+            &n.config,
+        ],
     );
     assert!(!o.ok());
-    assert!(o.stderr.contains("not implemented") && o.stderr.contains("501"), "{}", o.stderr);
+    assert!(
+        o.stderr.contains("not implemented") && o.stderr.contains("501"),
+        "{}",
+        o.stderr
+    );
 }
 
 #[test]
@@ -269,36 +309,97 @@ fn bad_configurations_are_refused_before_anything_is_touched() {
     let c = cfg("lease0.toml", "lease_seconds = 0\n");
     let o = run(&["server", "--config", &c, "--data", &fresh, "--check-config"]);
     assert!(!o.ok());
-    assert!(o.stderr.contains("lease_seconds = 0") && o.stderr.contains("at least 5"), "{}", o.stderr);
+    assert!(
+        o.stderr.contains("lease_seconds = 0") && o.stderr.contains("at least 5"),
+        "{}",
+        o.stderr
+    );
 
     let file = dir.join("a-file");
     std::fs::write(&file, "x").unwrap();
-    let o = run(&["server", "--data", &file.to_string_lossy(), "--listen", "127.0.0.1:0"]);
+    let o = run(&[
+        "server",
+        "--data",
+        &file.to_string_lossy(),
+        "--listen",
+        "127.0.0.1:0",
+    ]);
     assert!(!o.ok());
-    assert!(o.stderr.contains("it is a file, not a directory"), "{}", o.stderr);
+    assert!(
+        o.stderr.contains("it is a file, not a directory"),
+        "{}",
+        o.stderr
+    );
 
     let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = busy.local_addr().unwrap().to_string();
     let o = run(&["server", "--data", &fresh, "--listen", &port]);
     assert!(!o.ok());
-    assert!(o.stderr.contains("is busy") && o.stderr.contains("ss -ltnp"), "{}", o.stderr);
-    assert!(!dir.join("fresh").exists(), "the data directory was created before the port was checked");
+    assert!(
+        o.stderr.contains("is busy") && o.stderr.contains("ss -ltnp"),
+        "{}",
+        o.stderr
+    );
+    assert!(
+        !dir.join("fresh").exists(),
+        "the data directory was created before the port was checked"
+    );
 
-    let c = cfg("admin-busy.toml", &format!("[admin]\nlisten = \"{port}\"\n"));
-    let o = run(&["server", "--config", &c, "--data", &fresh, "--listen", "127.0.0.1:0", "--check-config"]);
-    assert!(!o.ok() && o.stderr.contains("the admin address"), "{}", o.stderr);
+    let c = cfg(
+        "admin-busy.toml",
+        &format!("[admin]\nlisten = \"{port}\"\n"),
+    );
+    let o = run(&[
+        "server",
+        "--config",
+        &c,
+        "--data",
+        &fresh,
+        "--listen",
+        "127.0.0.1:0",
+        "--check-config",
+    ]);
+    assert!(
+        !o.ok() && o.stderr.contains("the admin address"),
+        "{}",
+        o.stderr
+    );
 
-    let c = cfg("ok.toml", "[[export]]\npath = \"/projects\"\n[admin]\nlisten = \"127.0.0.1:0\"\n");
-    let o = run(&["server", "--config", &c, "--data", &fresh, "--listen", "127.0.0.1:0", "--check-config"]);
+    let c = cfg(
+        "ok.toml",
+        "[[export]]\npath = \"/projects\"\n[admin]\nlisten = \"127.0.0.1:0\"\n",
+    );
+    let o = run(&[
+        "server",
+        "--config",
+        &c,
+        "--data",
+        &fresh,
+        "--listen",
+        "127.0.0.1:0",
+        "--check-config",
+    ]);
     assert!(o.ok(), "{}", o.stderr);
     assert!(o.text().starts_with("config OK"), "{}", o.text());
-    assert!(!dir.join("fresh").exists(), "--check-config created the data directory");
+    assert!(
+        !dir.join("fresh").exists(),
+        "--check-config created the data directory"
+    );
 
     // The export does not exist in the (new, empty) file system: refused at start.
-    let o = run(&["server", "--config", &c, "--data", &fresh, "--listen", "127.0.0.1:0"]);
+    let o = run(&[
+        "server",
+        "--config",
+        &c,
+        "--data",
+        &fresh,
+        "--listen",
+        "127.0.0.1:0",
+    ]);
     assert!(!o.ok());
     assert!(
-        o.stderr.contains("export \"/projects\" does not exist") && o.stderr.contains("cfs mkdir -p /projects"),
+        o.stderr.contains("export \"/projects\" does not exist")
+            && o.stderr.contains("cfs mkdir -p /projects"),
         "{}",
         o.stderr
     );
@@ -329,7 +430,11 @@ fn help_has_examples_and_the_man_page_is_current() {
         args.push("--help");
         let o = cfs(t.path(), &args);
         assert!(o.ok(), "{sub:?}: {}", o.stderr);
-        assert!(o.text().contains("Example"), "cfs {sub:?} --help has no example:\n{}", o.text());
+        assert!(
+            o.text().contains("Example"),
+            "cfs {sub:?} --help has no example:\n{}",
+            o.text()
+        );
     }
     let o = cfs(t.path(), &["man"]);
     assert!(o.ok());

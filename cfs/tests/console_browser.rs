@@ -35,7 +35,13 @@ fn rt() -> tokio::runtime::Runtime {
         .unwrap()
 }
 
-fn http(addr: SocketAddr, method: &str, path: &str, token: Option<&str>, body: Option<Value>) -> (u16, Value) {
+fn http(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: Option<Value>,
+) -> (u16, Value) {
     let body = body.map(|b| b.to_string());
     let r = rt()
         .block_on(http_client::request(
@@ -47,7 +53,10 @@ fn http(addr: SocketAddr, method: &str, path: &str, token: Option<&str>, body: O
             Duration::from_secs(60),
         ))
         .unwrap_or_else(|e| panic!("{method} {path}: {e}"));
-    (r.status, serde_json::from_slice(&r.body).unwrap_or(Value::Null))
+    (
+        r.status,
+        serde_json::from_slice(&r.body).unwrap_or(Value::Null),
+    )
 }
 
 /// chromedriver on a free port; killed by PID on drop.
@@ -92,7 +101,10 @@ impl Driver {
             }}})),
         );
         assert_eq!(st, 200, "new session: {v}");
-        d.session = v["value"]["sessionId"].as_str().expect("session id").to_string();
+        d.session = v["value"]["sessionId"]
+            .as_str()
+            .expect("session id")
+            .to_string();
         d
     }
 
@@ -114,7 +126,11 @@ impl Driver {
     }
 
     fn js(&self, script: &str) -> Value {
-        self.cmd("POST", "execute/sync", Some(json!({"script": script, "args": []})))
+        self.cmd(
+            "POST",
+            "execute/sync",
+            Some(json!({"script": script, "args": []})),
+        )
     }
 
     /// Clicks the element matching `css`, then accepts the confirmation dialog it opens.
@@ -122,7 +138,11 @@ impl Driver {
         // The page redraws its tables every 2 s; an element found just before a redraw is
         // stale by the click, so find it again.
         for attempt in 0.. {
-            let e = self.cmd("POST", "element", Some(json!({"using": "css selector", "value": css})));
+            let e = self.cmd(
+                "POST",
+                "element",
+                Some(json!({"using": "css selector", "value": css})),
+            );
             let id = e
                 .as_object()
                 .and_then(|o| o.values().next())
@@ -133,7 +153,10 @@ impl Driver {
             if st == 200 {
                 break;
             }
-            assert!(attempt < 10 && v["error"] == "stale element reference", "click {css}: {v}");
+            assert!(
+                attempt < 10 && v["error"] == "stale element reference",
+                "click {css}: {v}"
+            );
         }
         let text = self.cmd("GET", "alert/text", None);
         self.cmd("POST", "alert/accept", None);
@@ -171,7 +194,11 @@ fn b64decode(s: &str) -> Vec<u8> {
     let mut out = Vec::with_capacity(bytes.len() / 4 * 3);
     for q in bytes.chunks(4) {
         let n = q.iter().take_while(|&&c| c != b'=').count();
-        let v = q.iter().take(n).fold(0u32, |a, &c| a << 6 | u32::from(val(c))) << (6 * (4 - n));
+        let v = q
+            .iter()
+            .take(n)
+            .fold(0u32, |a, &c| a << 6 | u32::from(val(c)))
+            << (6 * (4 - n));
         out.extend_from_slice(&v.to_be_bytes()[1..n]);
     }
     out
@@ -182,12 +209,18 @@ fn b64decode(s: &str) -> Vec<u8> {
 fn the_console_shows_what_the_servers_say() {
     let t = tempfile::tempdir().unwrap();
     let cl = Cluster::start(t.path());
-    let mds_toml = cl.dir.join("cluster").join("mds.toml").to_string_lossy().into_owned();
-    let admin: SocketAddr = std::fs::read_to_string(cl.dir.join("cluster").join("mds").join("admin.addr"))
-        .expect("the MDS's admin address")
-        .trim()
-        .parse()
-        .unwrap();
+    let mds_toml = cl
+        .dir
+        .join("cluster")
+        .join("mds.toml")
+        .to_string_lossy()
+        .into_owned();
+    let admin: SocketAddr =
+        std::fs::read_to_string(cl.dir.join("cluster").join("mds").join("admin.addr"))
+            .expect("the MDS's admin address")
+            .trim()
+            .parse()
+            .unwrap();
     let o = common::cfs(t.path(), &["admin", "token", "--config", &mds_toml]);
     let token = o.text().trim().to_string();
 
@@ -196,10 +229,15 @@ fn the_console_shows_what_the_servers_say() {
     let src = t.path().join("src.bin");
     std::fs::write(&src, &data).unwrap();
     let server = cl.addr.to_string();
-    let o = common::cfs(t.path(), &["put", "--server", &server, &src.to_string_lossy(), "/six"]);
+    let o = common::cfs(
+        t.path(),
+        &["put", "--server", &server, &src.to_string_lossy(), "/six"],
+    );
     assert!(o.ok(), "{}", o.stderr);
     let holder = cl.rt.block_on(async {
-        let c = client::Client::connect(client::ClientConfig::new(cl.addr)).await.expect("connect");
+        let c = client::Client::connect(client::ClientConfig::new(cl.addr))
+            .await
+            .expect("connect");
         let f = c
             .open_path("/six", proto::nfs4::OPEN4_SHARE_ACCESS_READ, None)
             .await
@@ -219,16 +257,31 @@ fn the_console_shows_what_the_servers_say() {
         if written >= 2 * data.len() as u64 {
             break s;
         }
-        assert!(Instant::now() < deadline, "upload never showed on the data servers: {s}");
+        assert!(
+            Instant::now() < deadline,
+            "upload never showed on the data servers: {s}"
+        );
         std::thread::sleep(Duration::from_millis(200));
     };
 
     // Traffic over a few of the console's 5 s samples, so its charts have a shape.
     for i in 0..3 {
         std::thread::sleep(Duration::from_secs(4));
-        let o = common::cfs(t.path(), &["put", "--server", &server, &src.to_string_lossy(), &format!("/more{i}")]);
+        let o = common::cfs(
+            t.path(),
+            &[
+                "put",
+                "--server",
+                &server,
+                &src.to_string_lossy(),
+                &format!("/more{i}"),
+            ],
+        );
         assert!(o.ok(), "{}", o.stderr);
-        let o = common::cfs(t.path(), &["get", "--server", &server, &format!("/more{i}"), "-"]);
+        let o = common::cfs(
+            t.path(),
+            &["get", "--server", &server, &format!("/more{i}"), "-"],
+        );
         assert!(o.ok(), "{}", o.stderr);
     }
     std::thread::sleep(Duration::from_secs(5));
@@ -260,8 +313,19 @@ fn the_console_shows_what_the_servers_say() {
     };
     let m = &status["mds"];
     let f = &shown["figures"];
-    for k in ["clients", "sessions", "opens", "locks", "delegations", "layouts"] {
-        assert_eq!(f[k].as_str(), Some(m[k].to_string().as_str()), "{k}: page {f} server {m}");
+    for k in [
+        "clients",
+        "sessions",
+        "opens",
+        "locks",
+        "delegations",
+        "layouts",
+    ] {
+        assert_eq!(
+            f[k].as_str(),
+            Some(m[k].to_string().as_str()),
+            "{k}: page {f} server {m}"
+        );
     }
     assert_eq!(f["ds_up"], "3/3");
     assert_eq!(f["grace"], if m["in_grace"] == true { "yes" } else { "no" });
@@ -270,12 +334,20 @@ fn the_console_shows_what_the_servers_say() {
         .as_array()
         .unwrap()
         .iter()
-        .map(|d| (d["id"].as_str().unwrap().to_string(), d["state"].as_str().unwrap().to_string()))
+        .map(|d| {
+            (
+                d["id"].as_str().unwrap().to_string(),
+                d["state"].as_str().unwrap().to_string(),
+            )
+        })
         .collect();
     page_ds.sort();
     server_ds.sort();
     assert_eq!(page_ds, server_ds);
-    assert_eq!(shown["tokenInUrl"], false, "the token stays out of the address bar");
+    assert_eq!(
+        shown["tokenInUrl"], false,
+        "the token stays out of the address bar"
+    );
     let (_, clients) = http(admin, "GET", "/api/v1/clients", Some(&token), None);
     let ids: Vec<String> = clients["clients"]
         .as_array()
@@ -286,7 +358,11 @@ fn the_console_shows_what_the_servers_say() {
     let page_clients: Vec<String> = serde_json::from_value(shown["clients"].clone()).unwrap();
     assert_eq!(page_clients, ids);
 
-    let png = b64decode(d.cmd("GET", "screenshot", None).as_str().expect("base64 PNG"));
+    let png = b64decode(
+        d.cmd("GET", "screenshot", None)
+            .as_str()
+            .expect("base64 PNG"),
+    );
     assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
     let out = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/console.png");
     std::fs::write(&out, &png).unwrap();
@@ -323,7 +399,10 @@ fn the_console_shows_what_the_servers_say() {
         if m.as_str().is_some_and(|s| s.contains("not implemented")) {
             break;
         }
-        assert!(Instant::now() < deadline, "no answer to the drain shown: {m}");
+        assert!(
+            Instant::now() < deadline,
+            "no answer to the drain shown: {m}"
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
     drop(holder);

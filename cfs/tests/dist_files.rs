@@ -15,7 +15,11 @@ fn systemd_accepts_the_units() {
         // Installed, the binary is /usr/local/bin/cfs; here it is the one just built.
         let text = std::fs::read_to_string(dist().join("systemd").join(unit)).unwrap();
         let text = text.replace("/usr/local/bin/cfs", common::BIN);
-        let name = if unit == "cfs@.service" { "cfs@ds1.service" } else { unit };
+        let name = if unit == "cfs@.service" {
+            "cfs@ds1.service"
+        } else {
+            unit
+        };
         let p = t.path().join(name);
         std::fs::write(&p, text).unwrap();
         let o = Command::new("systemd-analyze")
@@ -36,8 +40,16 @@ fn the_default_config_is_valid() {
     let o = common::cfs(
         t.path(),
         &[
-            "server", "--config", &cfg, "--data", &data, "--listen", "127.0.0.1:0",
-            "--admin-listen", "127.0.0.1:0", "--check-config",
+            "server",
+            "--config",
+            &cfg,
+            "--data",
+            &data,
+            "--listen",
+            "127.0.0.1:0",
+            "--admin-listen",
+            "127.0.0.1:0",
+            "--check-config",
         ],
     );
     assert!(o.ok(), "{}", o.stderr);

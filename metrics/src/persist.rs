@@ -25,7 +25,10 @@ fn counters() -> [(&'static str, &'static Counter); 5] {
 
 fn histograms() -> [(&'static str, &'static Histogram); 2] {
     use crate::mds::*;
-    [("mds.log_fsync", &LOG_FSYNC), ("mds.checkpoint", &CHECKPOINT)]
+    [
+        ("mds.log_fsync", &LOG_FSYNC),
+        ("mds.checkpoint", &CHECKPOINT),
+    ]
 }
 
 fn hist_pairs(key: &str, h: &Histogram, out: &mut Vec<(String, u64)>) {
@@ -155,7 +158,11 @@ mod tests {
         save(&path, &pairs).unwrap();
         let m = take(&path).unwrap().unwrap();
         assert_eq!(m.get("ds.read_bytes"), Some(&9));
-        assert_eq!(take(&path).unwrap(), None, "taken once: a crash now starts from zero");
+        assert_eq!(
+            take(&path).unwrap(),
+            None,
+            "taken once: a crash now starts from zero"
+        );
         let before = crate::mds::OPS.histogram(25).count();
         restore(&m);
         assert_eq!(crate::mds::OPS.histogram(25).count(), before + 5);

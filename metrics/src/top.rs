@@ -172,7 +172,12 @@ impl Top {
                     bytes_per_sec: t.bytes as f64 / secs,
                 })
                 .collect();
-            v.sort_by(|x, y| y.ops.cmp(&x.ops).then(y.bytes.cmp(&x.bytes)).then(x.id.cmp(&y.id)));
+            v.sort_by(|x, y| {
+                y.ops
+                    .cmp(&x.ops)
+                    .then(y.bytes.cmp(&x.bytes))
+                    .then(x.id.cmp(&y.id))
+            });
             v.truncate(n);
             v
         };

@@ -240,9 +240,7 @@ async fn evict(
     let m = a.sources.mds.as_ref().ok_or_else(no_mds)?;
     let id = parse_id(&id)?;
     if m.state.evict(id) {
-        Ok(Json(
-            serde_json::json!({ "evicted": format!("{id:016x}") }),
-        ))
+        Ok(Json(serde_json::json!({ "evicted": format!("{id:016x}") })))
     } else {
         Err(ApiError(
             StatusCode::NOT_FOUND,

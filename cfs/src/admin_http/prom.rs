@@ -110,14 +110,39 @@ fn mds_families(e: &mut Exposition, a: &Admin, m: &mds::Mds) {
     let g = |e: &mut Exposition, name: &str, help: &str, v: usize| {
         e.gauge(name, help, &[(&[], v as f64)]);
     };
-    g(e, "cfs_mds_clients", "Confirmed NFSv4 clients (courtesy clients included).", c.clients);
-    g(e, "cfs_mds_courtesy_clients", "Clients whose lease ran out, state kept until a conflict.", c.courtesy);
+    g(
+        e,
+        "cfs_mds_clients",
+        "Confirmed NFSv4 clients (courtesy clients included).",
+        c.clients,
+    );
+    g(
+        e,
+        "cfs_mds_courtesy_clients",
+        "Clients whose lease ran out, state kept until a conflict.",
+        c.courtesy,
+    );
     g(e, "cfs_mds_sessions", "NFSv4.1 sessions.", c.sessions);
     g(e, "cfs_mds_opens", "Open stateids.", c.opens);
     g(e, "cfs_mds_locks", "Byte-range lock stateids.", c.locks);
-    g(e, "cfs_mds_delegations", "Delegations held (file and directory).", c.delegations);
-    g(e, "cfs_mds_layouts", "Layout stateids (one per client and file).", c.layouts);
-    g(e, "cfs_mds_grace", "1 while the grace period after a restart lasts.", usize::from(c.in_grace));
+    g(
+        e,
+        "cfs_mds_delegations",
+        "Delegations held (file and directory).",
+        c.delegations,
+    );
+    g(
+        e,
+        "cfs_mds_layouts",
+        "Layout stateids (one per client and file).",
+        c.layouts,
+    );
+    g(
+        e,
+        "cfs_mds_grace",
+        "1 while the grace period after a restart lasts.",
+        usize::from(c.in_grace),
+    );
     e.histogram(
         "cfs_mds_log_fsync_duration_seconds",
         "fdatasync of the metadata log, one per durable batch.",
@@ -130,19 +155,46 @@ fn mds_families(e: &mut Exposition, a: &Admin, m: &mds::Mds) {
     );
     let ns = m.ns.stats();
     let b = a.sources.ns_base;
-    e.counter("cfs_mds_log_commands_total", "Namespace commands applied.", &[(&[], b.commands + ns.commands)]);
-    e.counter("cfs_mds_log_batches_total", "Batches of commands appended to the log (group commit).", &[(&[], b.transactions + ns.transactions)]);
-    e.counter("cfs_mds_log_durable_commits_total", "Batches made durable (one fdatasync each).", &[(&[], b.durable_commits + ns.durable_commits)]);
-    e.counter("cfs_mds_checkpoints_total", "Namespace checkpoints written.", &[(&[], b.checkpoints + ns.checkpoints)]);
+    e.counter(
+        "cfs_mds_log_commands_total",
+        "Namespace commands applied.",
+        &[(&[], b.commands + ns.commands)],
+    );
+    e.counter(
+        "cfs_mds_log_batches_total",
+        "Batches of commands appended to the log (group commit).",
+        &[(&[], b.transactions + ns.transactions)],
+    );
+    e.counter(
+        "cfs_mds_log_durable_commits_total",
+        "Batches made durable (one fdatasync each).",
+        &[(&[], b.durable_commits + ns.durable_commits)],
+    );
+    e.counter(
+        "cfs_mds_checkpoints_total",
+        "Namespace checkpoints written.",
+        &[(&[], b.checkpoints + ns.checkpoints)],
+    );
     let Some(cl) = m.cluster() else { return };
     let st = &cl.stats;
     let l = |x: &std::sync::atomic::AtomicU64| x.load(Ordering::Relaxed);
-    e.counter("cfs_cluster_layouts_granted_total", "pNFS layouts granted.", &[(&[], l(&st.layouts_granted))]);
-    e.counter("cfs_cluster_layouts_recalled_total", "pNFS layouts recalled.", &[(&[], l(&st.layouts_recalled))]);
+    e.counter(
+        "cfs_cluster_layouts_granted_total",
+        "pNFS layouts granted.",
+        &[(&[], l(&st.layouts_granted))],
+    );
+    e.counter(
+        "cfs_cluster_layouts_recalled_total",
+        "pNFS layouts recalled.",
+        &[(&[], l(&st.layouts_recalled))],
+    );
     e.counter(
         "cfs_cluster_mds_io_bytes_total",
         "File bytes the MDS moved to or from data servers itself (clients without a layout).",
-        &[(&[("direction", "read")], l(&st.read_bytes)), (&[("direction", "write")], l(&st.write_bytes))],
+        &[
+            (&[("direction", "read")], l(&st.read_bytes)),
+            (&[("direction", "write")], l(&st.write_bytes)),
+        ],
     );
     e.gauge(
         "cfs_cluster_degraded_files",
@@ -150,7 +202,10 @@ fn mds_families(e: &mut Exposition, a: &Admin, m: &mds::Mds) {
         &[(&[], cl.degraded_files() as f64)],
     );
     let dss = cl.registry.status();
-    let ids: Vec<String> = dss.iter().map(|d| layout::DsId(d.ds_id).to_string()).collect();
+    let ids: Vec<String> = dss
+        .iter()
+        .map(|d| layout::DsId(d.ds_id).to_string())
+        .collect();
     let lab: Vec<[(&str, &str); 1]> = ids.iter().map(|i| [("ds", i.as_str())]).collect();
     let per = |f: &dyn Fn(&proto::cluster::DsStatus) -> f64| -> Vec<(&[(&str, &str)], f64)> {
         dss.iter().zip(&lab).map(|(d, l)| (&l[..], f(d))).collect()
@@ -158,31 +213,97 @@ fn mds_families(e: &mut Exposition, a: &Admin, m: &mds::Mds) {
     let per_c = |f: &dyn Fn(&proto::cluster::DsStatus) -> u64| -> Vec<(&[(&str, &str)], u64)> {
         dss.iter().zip(&lab).map(|(d, l)| (&l[..], f(d))).collect()
     };
-    e.gauge("cfs_cluster_ds_up", "1 while the data server heartbeats (0 down, 0.5 draining).", &per(&|d| match d.state {
-        proto::cluster::DS_STATE_UP => 1.0,
-        proto::cluster::DS_STATE_DRAINING => 0.5,
-        _ => 0.0,
-    }));
-    e.gauge("cfs_cluster_ds_has_room", "1 while new files may be placed on the data server.", &per(&|d| f64::from(u8::from(d.has_room))));
-    e.gauge("cfs_cluster_ds_capacity_bytes", "Size of the data server's file system.", &per(&|d| d.capacity_bytes as f64));
-    e.gauge("cfs_cluster_ds_used_bytes", "Bytes the data server's chunk store uses.", &per(&|d| d.used_bytes as f64));
-    e.gauge("cfs_cluster_ds_avail_bytes", "Bytes still available on the data server's file system.", &per(&|d| d.avail_bytes as f64));
-    e.gauge("cfs_cluster_ds_silent_seconds", "Time since the data server's last heartbeat.", &per(&|d| d.silent_ms as f64 / 1000.0));
-    e.counter("cfs_cluster_ds_read_bytes_total", "Bytes the data server served (its heartbeats report them).", &per_c(&|d| d.counters.read_bytes));
-    e.counter("cfs_cluster_ds_write_bytes_total", "Bytes written to the data server.", &per_c(&|d| d.counters.write_bytes));
-    e.counter("cfs_cluster_ds_operations_total", "READ, WRITE and COMMIT served by the data server.", &per_c(&|d| d.counters.read_ops + d.counters.write_ops + d.counters.commit_ops));
+    e.gauge(
+        "cfs_cluster_ds_up",
+        "1 while the data server heartbeats (0 down, 0.5 draining).",
+        &per(&|d| match d.state {
+            proto::cluster::DS_STATE_UP => 1.0,
+            proto::cluster::DS_STATE_DRAINING => 0.5,
+            _ => 0.0,
+        }),
+    );
+    e.gauge(
+        "cfs_cluster_ds_has_room",
+        "1 while new files may be placed on the data server.",
+        &per(&|d| f64::from(u8::from(d.has_room))),
+    );
+    e.gauge(
+        "cfs_cluster_ds_capacity_bytes",
+        "Size of the data server's file system.",
+        &per(&|d| d.capacity_bytes as f64),
+    );
+    e.gauge(
+        "cfs_cluster_ds_used_bytes",
+        "Bytes the data server's chunk store uses.",
+        &per(&|d| d.used_bytes as f64),
+    );
+    e.gauge(
+        "cfs_cluster_ds_avail_bytes",
+        "Bytes still available on the data server's file system.",
+        &per(&|d| d.avail_bytes as f64),
+    );
+    e.gauge(
+        "cfs_cluster_ds_silent_seconds",
+        "Time since the data server's last heartbeat.",
+        &per(&|d| d.silent_ms as f64 / 1000.0),
+    );
+    e.counter(
+        "cfs_cluster_ds_read_bytes_total",
+        "Bytes the data server served (its heartbeats report them).",
+        &per_c(&|d| d.counters.read_bytes),
+    );
+    e.counter(
+        "cfs_cluster_ds_write_bytes_total",
+        "Bytes written to the data server.",
+        &per_c(&|d| d.counters.write_bytes),
+    );
+    e.counter(
+        "cfs_cluster_ds_operations_total",
+        "READ, WRITE and COMMIT served by the data server.",
+        &per_c(&|d| d.counters.read_ops + d.counters.write_ops + d.counters.commit_ops),
+    );
 }
 
 fn ds_families(e: &mut Exposition, d: &ds::DsServer) {
-    op_families(e, "cfs_ds", "NFSv3 data-server procedure", &metrics::ds::OPS, nfs3_proc);
+    op_families(
+        e,
+        "cfs_ds",
+        "NFSv3 data-server procedure",
+        &metrics::ds::OPS,
+        nfs3_proc,
+    );
     let c = d.counters();
-    e.counter("cfs_ds_read_bytes_total", "Bytes READ from this data server.", &[(&[], c.read_bytes)]);
-    e.counter("cfs_ds_write_bytes_total", "Bytes WRITTEN to this data server.", &[(&[], c.write_bytes)]);
-    e.counter("cfs_ds_refused_total", "I/O refused for a bad, foreign or fenced handle.", &[(&[], c.refused_ops)]);
+    e.counter(
+        "cfs_ds_read_bytes_total",
+        "Bytes READ from this data server.",
+        &[(&[], c.read_bytes)],
+    );
+    e.counter(
+        "cfs_ds_write_bytes_total",
+        "Bytes WRITTEN to this data server.",
+        &[(&[], c.write_bytes)],
+    );
+    e.counter(
+        "cfs_ds_refused_total",
+        "I/O refused for a bad, foreign or fenced handle.",
+        &[(&[], c.refused_ops)],
+    );
     let (cap, avail) = d.space();
-    e.gauge("cfs_ds_capacity_bytes", "Size of this data server's file system.", &[(&[], cap as f64)]);
-    e.gauge("cfs_ds_avail_bytes", "Bytes available on this data server's file system.", &[(&[], avail as f64)]);
-    e.gauge("cfs_ds_registered", "1 once the MDS answered a heartbeat.", &[(&[], f64::from(u8::from(d.registered())))]);
+    e.gauge(
+        "cfs_ds_capacity_bytes",
+        "Size of this data server's file system.",
+        &[(&[], cap as f64)],
+    );
+    e.gauge(
+        "cfs_ds_avail_bytes",
+        "Bytes available on this data server's file system.",
+        &[(&[], avail as f64)],
+    );
+    e.gauge(
+        "cfs_ds_registered",
+        "1 once the MDS answered a heartbeat.",
+        &[(&[], f64::from(u8::from(d.registered())))],
+    );
 }
 
 pub fn render(a: &Admin) -> String {

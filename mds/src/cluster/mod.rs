@@ -178,7 +178,10 @@ impl Cluster {
     /// The generation DS handles for `ino` are minted with.
     /// Files known to be short of a mirror (waiting for repair), for the admin listener.
     pub fn degraded_files(&self) -> usize {
-        self.degraded.lock().unwrap_or_else(|e| e.into_inner()).len()
+        self.degraded
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .len()
     }
 
     pub fn generation(&self, ino: u64) -> u64 {

@@ -48,11 +48,7 @@ impl StateManager {
         let g = self.lock();
         let mut c = StateCounts {
             clients: g.clients.values().filter(|c| c.confirmed).count(),
-            courtesy: g
-                .clients
-                .keys()
-                .filter(|id| self.lapsed(&g, **id))
-                .count(),
+            courtesy: g.clients.keys().filter(|id| self.lapsed(&g, **id)).count(),
             sessions: g.sessions.len(),
             in_grace,
             ..Default::default()

@@ -15,8 +15,8 @@ pub mod locks;
 pub mod session;
 
 use crate::error::{NfsError, NfsResult};
-pub use grace::ClientDb;
 pub use admin::{ClientSummary, StateCounts};
+pub use grace::ClientDb;
 use locks::{FileLocks, LockKind, OwnerKey, Range};
 pub use session::{ChannelAttrs, InSlot, Session, SessionId, Slot, SlotUse, MAX_BOUND_CONNS};
 use std::collections::{BTreeSet, HashMap, HashSet};
