@@ -246,7 +246,7 @@ fn the_console_shows_what_the_servers_say() {
     });
     // Heartbeats carry the data servers' counters: wait until all of the upload shows.
     let deadline = Instant::now() + Duration::from_secs(20);
-    let status = loop {
+    loop {
         let (_, s) = http(admin, "GET", "/api/v1/status", Some(&token), None);
         let written: u64 = s["data_servers"]
             .as_array()
@@ -255,14 +255,14 @@ fn the_console_shows_what_the_servers_say() {
             .map(|d| d["write_bytes"].as_u64().unwrap())
             .sum();
         if written >= 2 * data.len() as u64 {
-            break s;
+            break;
         }
         assert!(
             Instant::now() < deadline,
             "upload never showed on the data servers: {s}"
         );
         std::thread::sleep(Duration::from_millis(200));
-    };
+    }
 
     // Traffic over a few of the console's 5 s samples, so its charts have a shape.
     for i in 0..3 {
