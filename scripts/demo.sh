@@ -9,8 +9,8 @@ cd "$(dirname "$0")/.."
 LISTEN=${CFS_LISTEN:-127.0.0.1:2049}
 PORT=${LISTEN##*:}
 
-echo "==== building cfs"
-cargo build -q --release -p cfs
+echo "==== building cfs (the first build compiles ~300 crates: several minutes; cargo shows each)"
+cargo build --release -p cfs -p conformance
 echo "==== preparing the kernel-client harness (Debian packages, guest kernel; cached after the first run)"
 cargo run -q --release -p conformance -- setup
 
@@ -57,9 +57,14 @@ target/release/cfs get --server 127.0.0.1:$CPORT /big.bin /tmp/cfs-demo-64m.back
 cmp /tmp/cfs-demo-64m /tmp/cfs-demo-64m.back && echo "round trip OK"
 rm -f /tmp/cfs-demo-64m /tmp/cfs-demo-64m.back
 sleep 2   # data-server counters reach the MDS with the next heartbeat
-target/release/cfs admin status --server 127.0.0.1:$CPORT --cluster-secret-file ./cfs-cluster/secret
+target/release/cfs admin status --config ./cfs-cluster/mds.toml
 echo "==== the stock 6.1 kernel writes and reads through the cluster (pnfs=LAYOUT_FLEX_FILES in its mountstats)"
 cargo run -q --release -p conformance -- run --server 127.0.0.1:$CPORT --kernel bookworm --vers 4.1 --scenario pnfs
 sleep 2
-target/release/cfs admin status --server 127.0.0.1:$CPORT --cluster-secret-file ./cfs-cluster/secret
+target/release/cfs admin status --config ./cfs-cluster/mds.toml
+echo "==== the busiest clients and files, and the metrics Prometheus would scrape"
+target/release/cfs admin top --config ./cfs-cluster/mds.toml --count 1
+ADMIN=$(sed -n 's/^listen = "\(.*\)"$/\1/p' ./cfs-cluster/mds.toml | sed -n 2p)
+curl -s -H "Authorization: Bearer $(target/release/cfs admin token --config ./cfs-cluster/mds.toml)" "http://$ADMIN/metrics" \
+  | grep -E '^cfs_(cluster_ds_write_bytes_total|nfs4_operation_duration_seconds_count\{op="LAYOUTGET"|mds_clients)' || true
 echo "==== done; data stays in ./cfs-data and ./cfs-cluster (delete them to start over)"

@@ -149,7 +149,7 @@ pub fn to_table(s: &StatusResOk) -> String {
     out
 }
 
-fn human(b: u64) -> String {
+pub fn human(b: u64) -> String {
     const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
     let mut v = b as f64;
     let mut u = 0;
@@ -162,4 +162,44 @@ fn human(b: u64) -> String {
     } else {
         format!("{v:.1} {}", UNITS[u])
     }
+}
+
+/// The data-server table of `cfs admin status`, from the API's JSON (`data_servers`).
+pub fn ds_table_json(dss: &[serde_json::Value]) -> String {
+    let mut out = format!(
+        "{:<16} {:<8} {:<21} {:>7} {:>10} {:>10} {:>9} {:>10} {:>9} {:>8} {:>8}\n",
+        "DS",
+        "STATE",
+        "LISTEN",
+        "SILENT",
+        "FREE",
+        "READ",
+        "READ_OPS",
+        "WRITTEN",
+        "WRITE_OPS",
+        "COMMITS",
+        "REFUSED"
+    );
+    let n = |d: &serde_json::Value, k: &str| d[k].as_u64().unwrap_or(0);
+    for d in dss {
+        out.push_str(&format!(
+            "{:<16} {:<8} {:<21} {:>6}s {:>10} {:>10} {:>9} {:>10} {:>9} {:>8} {:>8}\n",
+            d["id"].as_str().unwrap_or("?"),
+            d["state"].as_str().unwrap_or("?"),
+            d["listen"].as_str().unwrap_or("?"),
+            n(d, "silent_ms") / 1000,
+            if d["has_room"].as_bool() == Some(false) {
+                format!("full {}", human(n(d, "avail_bytes")))
+            } else {
+                human(n(d, "avail_bytes"))
+            },
+            human(n(d, "read_bytes")),
+            n(d, "read_ops"),
+            human(n(d, "write_bytes")),
+            n(d, "write_ops"),
+            n(d, "commit_ops"),
+            n(d, "refused_ops"),
+        ));
+    }
+    out
 }

@@ -30,6 +30,19 @@ pub struct UpArgs {
     /// MDS lease (and grace) seconds.
     #[arg(long)]
     lease_seconds: Option<u32>,
+    /// Admin HTTP port of the MDS (metrics, console, API); data server i gets this + i.
+    /// Default: 1000 above --port when that stays below 32768, else any free port (0).
+    #[arg(long)]
+    admin_port: Option<u16>,
+}
+
+/// The admin port of the MDS, and of DS i at + i (0: any free port for all).
+fn admin_base(a: &UpArgs) -> u16 {
+    match a.admin_port {
+        Some(p) => p,
+        None if u32::from(a.port) + 1000 + u32::from(a.ds) < 32768 => a.port + 1000,
+        None => 0,
+    }
 }
 
 #[derive(Debug, Error)]
@@ -111,6 +124,8 @@ pub async fn run(a: UpArgs) -> Result<(), Box<dyn std::error::Error>> {
     if let Some(l) = a.lease_seconds {
         mds_toml.push_str(&format!("lease_seconds = {l}\ngrace_seconds = {l}\n"));
     }
+    let admin = admin_base(&a);
+    mds_toml.push_str(&format!("[admin]\nlisten = \"127.0.0.1:{admin}\"\n"));
     mds_toml.push_str(&format!("[cluster]\nsecret_file = {}\n", toml_str(&secret)));
     if let Some(c) = a.chunk_size {
         mds_toml.push_str(&format!("chunk_size = {c}\n"));
@@ -119,8 +134,9 @@ pub async fn run(a: UpArgs) -> Result<(), Box<dyn std::error::Error>> {
     for i in 1..=a.ds {
         let port = a.port + i;
         let advertise: Vec<String> = hosts.iter().map(|h| format!("\"{h}:{port}\"")).collect();
+        let ds_admin = if admin == 0 { 0 } else { admin + i };
         let toml = format!(
-            "data = {}\nlisten = \"127.0.0.1:{port}\"\nroles = [\"ds\"]\n[cluster]\nsecret_file = {}\nmds = \"{mds_addr}\"\nadvertise = [{}]\n",
+            "data = {}\nlisten = \"127.0.0.1:{port}\"\nroles = [\"ds\"]\n[admin]\nlisten = \"127.0.0.1:{ds_admin}\"\n[cluster]\nsecret_file = {}\nmds = \"{mds_addr}\"\nadvertise = [{}]\n",
             toml_str(&dir.join(format!("ds{i}"))),
             toml_str(&secret),
             advertise.join(", ")
@@ -171,7 +187,36 @@ pub async fn run(a: UpArgs) -> Result<(), Box<dyn std::error::Error>> {
         hosts.join(", "),
         dir.display()
     );
-    println!("mount: mount -t nfs4 -o vers=4.1 {}:/ /mnt   status: cfs admin status --config {}   stop: Ctrl-C", mds_addr.ip(), dir.join("mds.toml").display());
+    // Linux's mount.nfs4 assumes 2049: any other port must be named.
+    let port_opt = if a.port == 2049 {
+        String::new()
+    } else {
+        format!(",port={}", a.port)
+    };
+    println!(
+        "mount:   mount -t nfs4 -o vers=4.2{port_opt} {}:/ /mnt",
+        mds_addr.ip()
+    );
+    println!(
+        "status:  cfs admin status --config {}",
+        dir.join("mds.toml").display()
+    );
+    let admin_addr = if admin == 0 {
+        std::fs::read_to_string(dir.join("mds").join("admin.addr"))
+            .map(|s| s.trim().to_string())
+            .unwrap_or_else(|_| "?".into())
+    } else {
+        format!("127.0.0.1:{admin}")
+    };
+    println!(
+        "console: http://{admin_addr}/#token={}",
+        cluster_secret.admin_token()
+    );
+    println!(
+        "metrics: http://{admin_addr}/metrics (MDS), data servers on the next ports; token: cfs admin token --config {}",
+        dir.join("mds.toml").display()
+    );
+    println!("stop:    Ctrl-C");
 
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     tokio::select! {

@@ -32,7 +32,28 @@ pub enum ConfigError {
     ChunkSize(u64),
     #[error("[connections] {0} must be at least 1")]
     Connections(&'static str),
+    #[error("lease_seconds = {0} is too short: clients renew at half the lease, so use at least {min} (30 is usual)", min = MIN_LEASE_SECONDS)]
+    Lease(u32),
+    #[error("--data {0}: it is a file, not a directory. Point --data (or `data =`) at a directory; it is created if missing")]
+    DataNotDir(PathBuf),
+    #[error("--data {path}: cannot create it under {parent}: {why}. Choose a directory you can write, or create it first")]
+    DataParent {
+        path: PathBuf,
+        parent: PathBuf,
+        why: String,
+    },
+    #[error("{what} {addr} is busy ({why}): another server (cfs, knfsd, ganesha?) listens there; `ss -ltnp 'sport = :{port}'` shows which. Stop it or choose another address", port = addr.port())]
+    Busy {
+        what: &'static str,
+        addr: SocketAddr,
+        why: String,
+    },
+    #[error("export {path:?} does not exist in the file system in {data}. Create it first (export \"/\" and run `cfs mkdir -p {path}`), or remove that [[export]]")]
+    ExportMissing { path: String, data: PathBuf },
 }
+
+/// Shortest lease accepted: the laundromat runs every half lease, and Linux renews at 2/3.
+pub const MIN_LEASE_SECONDS: u32 = 5;
 
 #[derive(Debug, Deserialize, Default)]
 #[serde(deny_unknown_fields)]
@@ -48,7 +69,19 @@ pub struct FileConfig {
     pub cluster: Option<ClusterFileConfig>,
     /// `[connections]`: bounds on each listener's connections (the NFS port and the DS port).
     pub connections: Option<ConnectionsConfig>,
+    /// `[admin]`: the HTTP listener for `/metrics`, the console and `cfs admin`.
+    pub admin: Option<AdminConfig>,
 }
+
+/// `[admin]`. Without the section there is no admin listener.
+#[derive(Debug, Deserialize, Default, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct AdminConfig {
+    /// Where to serve HTTP; default `DEFAULT_ADMIN_LISTEN` (loopback only).
+    pub listen: Option<String>,
+}
+
+pub const DEFAULT_ADMIN_LISTEN: &str = "127.0.0.1:3049";
 
 /// `[connections]`; each key defaults to `proto::rpc::ServeLimits::default()`.
 #[derive(Debug, Deserialize, Default, Clone)]

@@ -27,6 +27,9 @@ pub struct Remote {
 #[derive(Subcommand, Debug)]
 pub enum FileCmd {
     /// List a directory (paths are inside the export).
+    #[command(
+        after_help = "Examples:\n  cfs ls /data\n  cfs ls -l /data/run1\n  cfs ls --server 10.0.0.1:2049 --export /projects /"
+    )]
     Ls {
         #[command(flatten)]
         remote: Remote,
@@ -37,6 +40,9 @@ pub enum FileCmd {
         path: String,
     },
     /// Copy a local file to the server.
+    #[command(
+        after_help = "Examples:\n  cfs put ./results.bin /data/run1/results.bin\n  cfs put ./results.bin /data/run1/        into the directory\n  cfs put --sync ./db.img /vm/db.img       FILE_SYNC every write\n\nA progress line shows on a terminal for files of 8 MiB or more."
+    )]
     Put {
         #[command(flatten)]
         remote: Remote,
@@ -50,6 +56,9 @@ pub enum FileCmd {
         remote_path: String,
     },
     /// Copy a file from the server ("-" writes to stdout).
+    #[command(
+        after_help = "Examples:\n  cfs get /data/run1/results.bin ./copy.bin\n  cfs get /data/run1/results.bin - | sha256sum"
+    )]
     Get {
         #[command(flatten)]
         remote: Remote,
@@ -60,6 +69,7 @@ pub enum FileCmd {
         local: PathBuf,
     },
     /// Print files to stdout.
+    #[command(after_help = "Example:\n  cfs cat /data/run1/notes.txt")]
     Cat {
         #[command(flatten)]
         remote: Remote,
@@ -67,6 +77,7 @@ pub enum FileCmd {
         paths: Vec<String>,
     },
     /// Make directories.
+    #[command(after_help = "Examples:\n  cfs mkdir /data\n  cfs mkdir -p /data/run1/logs")]
     Mkdir {
         #[command(flatten)]
         remote: Remote,
@@ -77,6 +88,7 @@ pub enum FileCmd {
         paths: Vec<String>,
     },
     /// Remove files (and, with -r, directories and their contents).
+    #[command(after_help = "Examples:\n  cfs rm /data/run1/notes.txt\n  cfs rm -r /data")]
     Rm {
         #[command(flatten)]
         remote: Remote,
@@ -86,6 +98,7 @@ pub enum FileCmd {
         paths: Vec<String>,
     },
     /// Show a file's attributes.
+    #[command(after_help = "Example:\n  cfs stat /data/run1/results.bin")]
     Stat {
         #[command(flatten)]
         remote: Remote,
@@ -232,13 +245,13 @@ fn mode_string(st: &Stat) -> String {
 
 fn long_line(name: &str, st: &Stat) -> String {
     format!(
-        "{} {:>3} {:>8} {:>8} {:>12} {:>11} {}",
+        "{} {:>3} {:>8} {:>8} {:>12} {} {}",
         mode_string(st),
         st.nlink,
         st.owner,
         st.group,
         st.size,
-        st.mtime.seconds,
+        crate::timefmt::ls(st.mtime.seconds),
         name
     )
 }
@@ -327,7 +340,13 @@ async fn put(
             .await
             .map_err(remote_err(&target))?;
         let f = Arc::new(f);
-        let r = transfer::upload(c, f.clone(), &mut src, opt).await;
+        let mut bar = crate::progress::Progress::new(&target, Some(meta.len()));
+        let mut counted = crate::progress::CountingReader {
+            inner: &mut src,
+            progress: &mut bar,
+        };
+        let r = transfer::upload(c, f.clone(), &mut counted, opt).await;
+        bar.finish();
         let closed = c.close(&f).await;
         match r {
             Err(Error::VerifierChanged) if attempts < 3 => {
@@ -371,7 +390,13 @@ async fn get(c: &Client, remote: &str, local: &Path, depth: usize) -> Result<(),
         };
         let file = std::fs::File::create(&target).map_err(local_err(&target))?;
         let mut w = std::io::BufWriter::with_capacity(1 << 20, file);
-        let r = transfer::download(c, f.clone(), &mut w, opt).await;
+        let mut bar = crate::progress::Progress::new(remote, Some(f.stat.size));
+        let mut counted = crate::progress::CountingWriter {
+            inner: &mut w,
+            progress: &mut bar,
+        };
+        let r = transfer::download(c, f.clone(), &mut counted, opt).await;
+        bar.finish();
         if r.is_ok() {
             let file = w
                 .into_inner()
@@ -485,7 +510,7 @@ async fn stat(c: &Client, paths: &[String]) -> Result<(), FilesError> {
     let mut out = std::io::stdout().lock();
     for path in paths {
         let (_, st) = c.stat_path(path).await.map_err(remote_err(path))?;
-        let t = |x: client::Nfstime4| format!("{}.{:09}", x.seconds, x.nseconds);
+        let t = |x: client::Nfstime4| crate::timefmt::full(x.seconds, x.nseconds);
         let text = format!(
             "  File: {path}\n  Type: {}\n  Size: {}\n  Mode: {:04o} ({})\n Links: {}\n Owner: {}\n Group: {}\nFileid: {}\nChange: {}\n  Used: {}\nAccess: {}\nModify: {}\nChange: {}\n",
             type_name(st.ftype),

@@ -1,11 +1,16 @@
 //! `cfs`: the one ClaudeFS binary.
 mod admin;
+mod admin_cli;
+mod admin_http;
 mod cluster_up;
 mod config;
 mod files;
+mod http_client;
+mod progress;
+mod serve;
+mod timefmt;
 
-use clap::{Parser, Subcommand};
-use std::net::SocketAddr;
+use clap::{CommandFactory, Parser, Subcommand};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -13,7 +18,15 @@ use std::process::ExitCode;
 #[command(
     name = "cfs",
     version,
-    about = "ClaudeFS: a scale-out POSIX file system served over NFSv4.1/pNFS"
+    about = "ClaudeFS: a scale-out POSIX file system served over NFSv4.1/pNFS",
+    after_help = "Examples:
+  cfs server                                   one node: data in ./cfs-data, NFS on 127.0.0.1:2049
+  cfs cluster up --ds 3                        1 MDS + 3 data servers on loopback
+  sudo mount -t nfs4 -o vers=4.2 127.0.0.1:/ /mnt
+  cfs put ./big.iso /isos/   cfs ls -l /isos   cfs admin status --config cfs-cluster/mds.toml
+
+Environment: CFS_LOG (log filter, e.g. CFS_LOG=debug), CFS_METRICS=off (no metrics).
+Exit status: 0 on success, 1 on any error (the message says what to do)."
 )]
 struct Cli {
     #[command(subcommand)]
@@ -23,75 +36,162 @@ struct Cli {
 #[derive(Subcommand)]
 enum Cmd {
     /// Run a server. With no flags: a one-node cluster, data in ./cfs-data, NFS on 127.0.0.1:2049.
+    #[command(after_help = "Examples:
+  cfs server                                          one node, ./cfs-data, 127.0.0.1:2049
+  cfs server --data /srv/cfs --listen 0.0.0.0:2049
+  cfs server --config /etc/cfs/cfs.toml               flags override the file
+  cfs server --config /etc/cfs/cfs.toml --check-config    validate only, touch nothing
+  cfs server --role ds --mds 10.0.0.1:2049 --cluster-secret-file /etc/cfs/secret --listen 0.0.0.0:2050
+
+Everything is checked before anything is created or bound: the config, the data directory,
+the ports; the export paths when the file system is open. A commented example config is
+dist/cfs.toml in the source tree.")]
     Server {
         /// TOML configuration file (flags override it).
         #[arg(long)]
         config: Option<PathBuf>,
-        /// Data directory.
+        /// Data directory (created if missing).
         #[arg(long)]
         data: Option<PathBuf>,
-        /// NFS listen address.
+        /// NFS listen address, HOST:PORT.
         #[arg(long)]
         listen: Option<String>,
+        /// Admin HTTP listen address (metrics, console, API); overrides `[admin] listen`.
+        #[arg(long)]
+        admin_listen: Option<String>,
+        /// Check the configuration, data directory and ports, print a summary and exit.
+        #[arg(long)]
+        check_config: bool,
         #[command(flatten)]
         cluster: ClusterFlags,
     },
     /// Run a local cluster: one MDS and N data servers on loopback.
     #[command(subcommand)]
     Cluster(ClusterCmd),
-    /// Ask a running MDS about its cluster.
+    /// Watch and run a cluster: status, busiest clients and files, clients, actions.
     #[command(subcommand)]
     Admin(AdminCmd),
+    /// Print the manual page (roff) generated from this help.
+    #[command(after_help = "Example:\n  cfs man > cfs.1 && man ./cfs.1")]
+    Man,
     #[command(flatten)]
     Files(files::FileCmd),
 }
 
 /// Cluster settings of `cfs server` (flags override the config file's `[cluster]`).
 #[derive(clap::Args, Debug, Default)]
-struct ClusterFlags {
+pub struct ClusterFlags {
     /// Roles to run: mds, ds, or both (repeat or comma-separate). Default: mds.
     #[arg(long = "role")]
-    roles: Vec<String>,
+    pub roles: Vec<String>,
     /// File with the cluster secret shared by the MDS and its data servers.
     #[arg(long)]
-    cluster_secret_file: Option<PathBuf>,
+    pub cluster_secret_file: Option<PathBuf>,
     /// ds role: the MDS to register with.
     #[arg(long)]
-    mds: Option<String>,
+    pub mds: Option<String>,
     /// ds role: address to serve the data path on (needed when mds runs in the same process).
     #[arg(long)]
-    ds_listen: Option<String>,
+    pub ds_listen: Option<String>,
     /// ds role: address clients are told (repeat for several, preferred first).
     #[arg(long)]
-    advertise: Vec<String>,
+    pub advertise: Vec<String>,
     /// ds role: failure domain (host, rack); mirrors go to different domains.
     #[arg(long)]
-    failure_domain: Option<String>,
+    pub failure_domain: Option<String>,
 }
 
 #[derive(Subcommand)]
 enum ClusterCmd {
     /// Start one MDS and N data servers (each its own process) and keep them running until
     /// Ctrl-C or SIGTERM.
+    #[command(after_help = "Examples:
+  cfs cluster up --ds 3                               MDS :2049, data servers :2050-2052, admin :3049
+  cfs cluster up --ds 3 --port 12049                  prints the mount command with port=12049
+  cfs cluster up --ds 3 --advertise-host 10.0.2.2 --advertise-host 127.0.0.1   for qemu guests too")]
     Up(cluster_up::UpArgs),
 }
 
 #[derive(Subcommand)]
 enum AdminCmd {
-    /// Data servers, their state and counters, and I/O served by the MDS itself.
+    /// The cluster at a glance: MDS state counts, data servers, counters.
+    #[command(after_help = "Examples:
+  cfs admin status --config cfs-cluster/mds.toml
+  cfs admin status --admin 127.0.0.1:3049 --cluster-secret-file /etc/cfs/secret --json
+  cfs admin status --server 127.0.0.1:2049 --config mds.toml    (no [admin]: asks over the cluster RPC)")]
     Status {
-        /// MDS address (default: the config's `listen`, else 127.0.0.1:2049).
+        /// MDS NFS address, for asking over the cluster RPC when there is no admin listener.
         #[arg(long)]
         server: Option<String>,
-        /// The MDS's config file: its `[cluster] secret_file` signs the request.
+        #[command(flatten)]
+        target: admin_cli::AdminTarget,
+    },
+    /// The busiest clients and files, redrawn until Ctrl-C.
+    #[command(after_help = "Examples:
+  cfs admin top --config cfs-cluster/mds.toml
+  cfs admin top --config mds.toml --count 1 --json")]
+    Top {
+        #[command(flatten)]
+        target: admin_cli::AdminTarget,
+        /// Seconds between refreshes.
+        #[arg(long, default_value_t = 2)]
+        interval: u64,
+        /// Stop after this many refreshes (default: until Ctrl-C).
         #[arg(long)]
-        config: Option<PathBuf>,
-        /// File with the cluster secret (overrides the config's).
-        #[arg(long)]
-        cluster_secret_file: Option<PathBuf>,
-        /// Print JSON instead of a table.
-        #[arg(long)]
-        json: bool,
+        count: Option<u64>,
+        /// Rows per table.
+        #[arg(short = 'n', default_value_t = 10)]
+        rows: usize,
+    },
+    /// NFS clients and what they hold (sessions, opens, locks, delegations, layouts).
+    #[command(after_help = "Example:\n  cfs admin clients --config cfs-cluster/mds.toml")]
+    Clients {
+        #[command(flatten)]
+        target: admin_cli::AdminTarget,
+    },
+    /// Act on a data server.
+    #[command(subcommand)]
+    Node(NodeCmd),
+    /// Act on a client.
+    #[command(subcommand)]
+    Client(ClientCmd),
+    /// Print the admin token (for Prometheus's credentials file or the console).
+    #[command(after_help = "Examples:
+  cfs admin token --config cfs-cluster/mds.toml > /etc/prometheus/cfs.token
+  xdg-open \"http://127.0.0.1:3049/#token=$(cfs admin token --config cfs-cluster/mds.toml)\"")]
+    Token {
+        #[command(flatten)]
+        target: admin_cli::AdminTarget,
+    },
+}
+
+#[derive(Subcommand)]
+enum NodeCmd {
+    /// Move a data server's copies elsewhere and place no new files on it (not implemented
+    /// yet: the MDS answers 501).
+    #[command(
+        after_help = "Example:\n  cfs admin node drain 3f2a9c0d11e4b5a7 --config cfs-cluster/mds.toml"
+    )]
+    Drain {
+        /// Data server id (16 hex digits, as `cfs admin status` shows).
+        id: String,
+        #[command(flatten)]
+        target: admin_cli::AdminTarget,
+    },
+}
+
+#[derive(Subcommand)]
+enum ClientCmd {
+    /// Expire a client now: its opens, locks, delegations and layouts go, and files it wrote
+    /// through layouts are fenced. A live client starts over with a new client id.
+    #[command(
+        after_help = "Example:\n  cfs admin client evict 65f0a1b200000001 --config cfs-cluster/mds.toml"
+    )]
+    Evict {
+        /// Client id (hex, as `cfs admin clients` shows).
+        id: String,
+        #[command(flatten)]
+        target: admin_cli::AdminTarget,
     },
 }
 
@@ -120,15 +220,22 @@ fn main() -> ExitCode {
                 config,
                 data,
                 listen,
+                admin_listen,
+                check_config,
                 cluster,
-            } => run_server(config, data, listen, cluster).await,
+            } => {
+                let a = serve::ServerArgs {
+                    config,
+                    data,
+                    listen,
+                    admin_listen,
+                    flags: cluster,
+                };
+                serve::run(a, check_config).await
+            }
             Cmd::Cluster(ClusterCmd::Up(a)) => cluster_up::run(a).await,
-            Cmd::Admin(AdminCmd::Status {
-                server,
-                config,
-                cluster_secret_file,
-                json,
-            }) => admin_status(server, config, cluster_secret_file, json).await,
+            Cmd::Admin(cmd) => admin(cmd).await,
+            Cmd::Man => man(),
             Cmd::Files(cmd) => files::run(cmd).await.map_err(Into::into),
         }
     });
@@ -141,24 +248,154 @@ fn main() -> ExitCode {
     }
 }
 
-/// The MDS answers STATUS only to holders of the cluster secret, found as the servers find it.
-async fn admin_status(
+/// The manual page, from the same definitions as `--help`.
+fn man() -> Result<(), Box<dyn std::error::Error>> {
+    let cmd = Cli::command();
+    let mut out = Vec::new();
+    clap_mangen::Man::new(cmd.clone()).render(&mut out)?;
+    // A section per subcommand with its description, options and examples, so the one page
+    // holds what every `--help` says.
+    fn section(
+        out: &mut Vec<u8>,
+        path: &str,
+        c: &clap::Command,
+    ) -> Result<(), Box<dyn std::error::Error>> {
+        out.extend_from_slice(format!(".SH \"{}\"\n", path.to_uppercase()).as_bytes());
+        let m = clap_mangen::Man::new(c.clone());
+        m.render_description_section(out)?;
+        if c.get_arguments().any(|a| !a.is_hide_set()) {
+            m.render_options_section(out)?;
+        }
+        if let Some(after) = c.get_after_help() {
+            out.extend_from_slice(b".PP\n.nf\n");
+            for line in after.to_string().lines() {
+                let line = line.replace('\\', "\\\\");
+                let line = if line.starts_with('.') || line.starts_with('\'') {
+                    format!("\\&{line}")
+                } else {
+                    line
+                };
+                out.extend_from_slice(format!("{line}\n").as_bytes());
+            }
+            out.extend_from_slice(b".fi\n");
+        }
+        for s in c.get_subcommands().filter(|s| s.get_name() != "help") {
+            section(out, &format!("{path} {}", s.get_name()), s)?;
+        }
+        Ok(())
+    }
+    for s in cmd.get_subcommands().filter(|s| s.get_name() != "help") {
+        section(&mut out, &format!("cfs {}", s.get_name()), s)?;
+    }
+    use std::io::Write;
+    std::io::stdout().write_all(&out)?;
+    Ok(())
+}
+
+async fn admin(cmd: AdminCmd) -> Result<(), Box<dyn std::error::Error>> {
+    use admin_cli::{call, require};
+    match cmd {
+        AdminCmd::Status { server, target } => {
+            let Some(tg) = admin_cli::resolve(&target)? else {
+                return admin_status_rpc(server, target).await;
+            };
+            let v = call(&tg, "GET", "/api/v1/status").await?;
+            if target.json {
+                println!("{v}");
+            } else {
+                print!("{}", admin_cli::status_table(&v));
+            }
+        }
+        AdminCmd::Top {
+            target,
+            interval,
+            count,
+            rows,
+        } => {
+            let tg = require(&target)?;
+            let count = if target.json {
+                Some(count.unwrap_or(1))
+            } else {
+                count
+            };
+            admin_cli::top(
+                &tg,
+                target.json,
+                std::time::Duration::from_secs(interval.max(1)),
+                count,
+                rows,
+            )
+            .await?;
+        }
+        AdminCmd::Clients { target } => {
+            let v = call(&require(&target)?, "GET", "/api/v1/clients").await?;
+            if target.json {
+                println!("{v}");
+            } else {
+                print!("{}", admin_cli::clients_table(&v));
+            }
+        }
+        AdminCmd::Node(NodeCmd::Drain { id, target }) => {
+            let v = call(
+                &require(&target)?,
+                "POST",
+                &format!("/api/v1/data-servers/{id}/drain"),
+            )
+            .await?;
+            println!("{v}");
+        }
+        AdminCmd::Client(ClientCmd::Evict { id, target }) => {
+            let v = call(
+                &require(&target)?,
+                "POST",
+                &format!("/api/v1/clients/{id}/evict"),
+            )
+            .await?;
+            if target.json {
+                println!("{v}");
+            } else {
+                println!("evicted client {}", v["evicted"].as_str().unwrap_or(&id));
+            }
+        }
+        AdminCmd::Token { target } => {
+            let tg = admin_cli::resolve(&target)?;
+            let token = match tg {
+                Some(t) => t.token,
+                None => {
+                    // No listener configured: the token is still derivable from the secret.
+                    let file = config::load(target.config.as_deref())?;
+                    let p = target
+                        .cluster_secret_file
+                        .clone()
+                        .or_else(|| file.cluster.and_then(|c| c.secret_file))
+                        .ok_or(admin_cli::AdminCliError::NoToken)?;
+                    config::load_secret(&p)?.admin_token()
+                }
+            };
+            println!("{token}");
+        }
+    }
+    Ok(())
+}
+
+/// `cfs admin status` without an admin listener: the signed STATUS call of the cluster program
+/// on the MDS's NFS port, found as the servers find it.
+async fn admin_status_rpc(
     server: Option<String>,
-    config: Option<PathBuf>,
-    secret_file: Option<PathBuf>,
-    json: bool,
+    t: admin_cli::AdminTarget,
 ) -> Result<(), Box<dyn std::error::Error>> {
-    let file = config::load(config.as_deref())?;
+    let file = config::load(t.config.as_deref())?;
     let server = server
         .or(file.listen.clone())
         .unwrap_or_else(|| config::DEFAULT_LISTEN.to_string());
     let addr = config::parse_listen(&server)?;
-    let secret_file = secret_file
+    let secret_file = t
+        .cluster_secret_file
         .or_else(|| file.cluster.as_ref().and_then(|c| c.secret_file.clone()))
         .ok_or(config::ConfigError::NoSecret)?;
     let secret = config::load_secret(&secret_file)?;
     let s = admin::status(addr, &secret).await?;
-    if json {
+    if t.json {
         println!("{}", admin::to_json(&s));
     } else {
         print!("{}", admin::to_table(&s));
@@ -166,156 +403,10 @@ async fn admin_status(
     Ok(())
 }
 
-async fn run_server(
-    config: Option<PathBuf>,
-    data: Option<PathBuf>,
-    listen: Option<String>,
-    flags: ClusterFlags,
-) -> Result<(), Box<dyn std::error::Error>> {
-    let file = config::load(config.as_deref())?;
-    let roles = if flags.roles.is_empty() {
-        config::parse_roles(file.roles.as_deref().unwrap_or(&[]))?
-    } else {
-        config::parse_roles(&flags.roles)?
-    };
-    let fc = file.cluster.clone().unwrap_or_default();
-    let secret = match flags
-        .cluster_secret_file
-        .as_ref()
-        .or(fc.secret_file.as_ref())
-    {
-        Some(p) => Some(config::load_secret(p)?),
-        None => None,
-    };
-    let listen = listen
-        .or(file.listen.clone())
-        .unwrap_or_else(|| config::DEFAULT_LISTEN.to_string());
-    let listen = config::parse_listen(&listen)?;
-    let data_dir = data
-        .or(file.data.clone())
-        .unwrap_or_else(|| PathBuf::from(config::DEFAULT_DATA));
-    let nofile = raise_nofile_limit();
-    let listeners = usize::from(roles.mds) + usize::from(roles.ds);
-    let connections = file
-        .connections
-        .clone()
-        .unwrap_or_default()
-        .limits()?
-        .fit_to_fd_limit(nofile, listeners);
-    tracing::info!(
-        open_files = nofile,
-        max_connections = connections.max_connections,
-        per_address = connections.max_per_address,
-        idle_timeout_s = connections.idle_timeout.as_secs(),
-        record_timeout_s = connections.record_timeout.as_secs(),
-        record_memory_mib = connections.record_memory >> 20,
-        "connection bounds (per listener)"
-    );
-
-    let mut mds_server = None;
-    if roles.mds {
-        let cluster = match (&secret, roles.ds || fc.chunk_size.is_some()) {
-            (Some(s), _) => {
-                let mut c = mds::cluster::ClusterConfig::new(s.clone());
-                if let Some(cs) = fc.chunk_size {
-                    if !cs.is_power_of_two() || !(4096..=1 << 30).contains(&cs) {
-                        return Err(config::ConfigError::ChunkSize(cs).into());
-                    }
-                    c.chunk_size = cs;
-                }
-                Some(c)
-            }
-            (None, true) => return Err(config::ConfigError::NoSecret.into()),
-            (None, false) => None,
-        };
-        let clustered = cluster.is_some();
-        let cfg = mds::ServerConfig {
-            data_dir: data_dir.clone(),
-            listen,
-            exports: config::build_exports(&file.exports)?,
-            lease_seconds: file.lease_seconds.unwrap_or(mds::DEFAULT_LEASE_SECONDS),
-            grace_seconds: file.grace_seconds,
-            cluster,
-            connections,
-        };
-        let server = mds::Server::start(cfg).await?;
-        tracing::info!(
-            pnfs = clustered,
-            "serving NFSv4.1/4.2 on {}",
-            server.local_addr()
-        );
-        mds_server = Some(server);
-    }
-    let mut ds_server = None;
-    if roles.ds {
-        let secret = secret.ok_or(config::ConfigError::NoSecret)?;
-        let mds_addr = match flags.mds.as_ref().or(fc.mds.as_ref()) {
-            Some(m) => config::parse_listen(m)?,
-            None => match &mds_server {
-                Some(s) => s.local_addr(),
-                None => return Err(config::ConfigError::NoMds.into()),
-            },
-        };
-        let ds_listen = match flags.ds_listen.as_ref().or(fc.ds_listen.as_ref()) {
-            Some(l) => config::parse_listen(l)?,
-            None if roles.mds => SocketAddr::new(listen.ip(), 0),
-            None => listen,
-        };
-        let advertise = if flags.advertise.is_empty() {
-            fc.advertise.clone().unwrap_or_default()
-        } else {
-            flags.advertise.clone()
-        };
-        let advertise = advertise
-            .iter()
-            .map(|a| config::parse_listen(a))
-            .collect::<Result<Vec<_>, _>>()?;
-        let cfg = ds::DsConfig {
-            // Beside an MDS the DS gets a directory of its own.
-            data_dir: if roles.mds {
-                data_dir.join("ds")
-            } else {
-                data_dir.clone()
-            },
-            listen: ds_listen,
-            advertise,
-            mds: mds_addr,
-            secret,
-            failure_domain: flags
-                .failure_domain
-                .clone()
-                .or(fc.failure_domain.clone())
-                .unwrap_or_default(),
-            connections,
-        };
-        let server = ds::DsServer::start(cfg).await?;
-        tracing::info!(
-            ds = format!("{:016x}", server.id().0),
-            mds = %mds_addr,
-            "serving the flexfiles data path (NFSv3) on {}",
-            server.local_addr()
-        );
-        ds_server = Some(server);
-    }
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
-    }
-    tracing::info!("shutting down");
-    if let Some(s) = ds_server {
-        s.shutdown().await;
-    }
-    if let Some(s) = mds_server {
-        s.shutdown().await;
-    }
-    Ok(())
-}
-
 /// Raises the soft open-file limit to the hard one and returns the limit in force. Every client
 /// connection is a descriptor: under the common default of 1024, 1,100 idle sockets made
 /// accept() fail for everyone.
-fn raise_nofile_limit() -> u64 {
+pub fn raise_nofile_limit() -> u64 {
     let mut lim = libc::rlimit {
         rlim_cur: 0,
         rlim_max: 0,

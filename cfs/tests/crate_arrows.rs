@@ -73,6 +73,7 @@ fn crate_arrows_follow_the_architecture() {
         "krb",
         "fuse-client",
         "gateway-v3",
+        "metrics",
         "cfs",
         "conformance",
     ] {
@@ -111,6 +112,10 @@ fn crate_arrows_follow_the_architecture() {
         chunkstore.is_empty(),
         "chunkstore depends on {chunkstore:?}"
     );
+
+    // The metrics registry is a leaf below the servers: one-line hooks, no coupling.
+    let metrics = deps(&a, "metrics");
+    assert!(metrics.is_empty(), "metrics depends on {metrics:?}");
 
     // The client library never links server code (what FUSE and the gateway build on).
     let client: Vec<_> = deps(&a, "client")

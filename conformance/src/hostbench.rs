@@ -19,7 +19,8 @@ use std::time::{Duration, Instant};
 
 #[derive(clap::Args, Clone, Debug)]
 pub struct HostBenchArgs {
-    /// ganesha | cfs (repeatable, in this order within every round; ratios are against the first)
+    /// ganesha | cfs | cfs-nometrics (cfs with CFS_METRICS=off, to measure what the metrics
+    /// cost) (repeatable, in this order within every round; ratios are against the first)
     #[arg(long, default_values = ["ganesha", "cfs"])]
     pub server: Vec<String>,
     /// seconds per timed phase (sequential write, create); read, stat and unlink go over what
@@ -384,6 +385,16 @@ fn start(name: &str, s: &Setup) -> Result<Running> {
             Some(b) => server::start_cfs_with(b),
             None => Err(Error::Server("no cfs binary".into())),
         },
+        "cfs-nometrics" => match &s.cfs {
+            Some(b) => {
+                // The server inherits the environment: its metrics hooks become no-ops.
+                std::env::set_var("CFS_METRICS", "off");
+                let r = server::start_cfs_with(b);
+                std::env::remove_var("CFS_METRICS");
+                r
+            }
+            None => Err(Error::Server("no cfs binary".into())),
+        },
         other => Err(Error::Usage(format!("hostbench cannot start {other}"))),
     }
 }
@@ -560,9 +571,9 @@ struct JsonReport<'a> {
 pub fn hostbench(a: &HostBenchArgs) -> Result<ExitCode> {
     let mut servers: Vec<String> = Vec::new();
     for s in &a.server {
-        if !matches!(s.as_str(), "ganesha" | "cfs") {
+        if !matches!(s.as_str(), "ganesha" | "cfs" | "cfs-nometrics") {
             return Err(Error::Usage(format!(
-                "hostbench --server {s}: expected ganesha or cfs (single node)"
+                "hostbench --server {s}: expected ganesha, cfs or cfs-nometrics (single node)"
             )));
         }
         if servers.contains(s) {
@@ -578,7 +589,7 @@ pub fn hostbench(a: &HostBenchArgs) -> Result<ExitCode> {
     let load_src = load_binary()?;
     let mut pinned = Pinned(Vec::new());
     let mut notes = Vec::new();
-    let (cfs_src, cfs_debug) = if servers.iter().any(|s| s == "cfs") {
+    let (cfs_src, cfs_debug) = if servers.iter().any(|s| s.starts_with("cfs")) {
         let (b, debug) = pick_cfs_binary()?;
         if debug {
             let w = format!(

@@ -269,5 +269,20 @@ pub fn print_table(results: &[CaseResult]) {
         for l in pnfs {
             println!("{l}");
         }
+        println!("{PNFS_NOTE}");
     }
+    println!("{LEGEND}");
 }
+
+/// What the words of the table mean, printed under it (so nobody needs the README to read it).
+pub const LEGEND: &str = "\nlegend: PASS the scenario's checks held; FAIL one did not (counted); \
+KNOWN a failure matching a documented defect of that server or kernel (conformance/src/known.rs; \
+not counted); n/o \"not offered\": the server refused a version or scenario it never promised \
+(e.g. NFSv4.0 on cfs, pnfs-fault on a server without data servers; not counted unless the version \
+was asked for with --vers); ERROR the harness could not run the case (counted).";
+
+/// Why LAYOUTGET can read 0 beside layouts granted, and what a pnfs PASS means.
+pub const PNFS_NOTE: &str = "note: LAYOUTGET=0 beside layouts granted is expected: Linux sends its \
+LAYOUTGET inside the OPEN compound (PNFS_LAYOUTGET_ON_OPEN) and mountstats counts that as OPEN, so \
+the MDS's layouts_granted is the evidence. pnfs=\"not configured\" means the server offered no layouts: its \
+pnfs PASS then only says the file data was right, not that pNFS was used.";

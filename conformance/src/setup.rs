@@ -155,12 +155,41 @@ fn install_packages() -> Result<()> {
     }
     println!("host packages missing: {}", missing.join(" "));
     procs::run_visible(Command::new("apt-get").arg("update"))?;
-    procs::run_visible(
+    // Never remove what the host has: a dry run names what installing would remove (a
+    // conflict, e.g. qemu-utils against another qemu-img), and the real install runs with
+    // --no-remove, so apt stops rather than remove anything.
+    let dry = procs::run(
         Command::new("apt-get")
-            .args(["install", "-y", "--no-install-recommends"])
+            .args(["install", "-s", "--no-install-recommends"])
             .args(&missing)
             .env("DEBIAN_FRONTEND", "noninteractive"),
     )
+    .unwrap_or_default();
+    let removals = would_remove(&dry);
+    if !removals.is_empty() {
+        return Err(Error::Setup(format!(
+            "installing {} would remove {} (a conflict with what this host has); cfs setup removes              nothing. Resolve it by hand (e.g. `apt-get install {}` and decide about those), then              run setup again",
+            missing.join(" "),
+            removals.join(" "),
+            missing.join(" ")
+        )));
+    }
+    procs::run_visible(
+        Command::new("apt-get")
+            .args(["install", "-y", "--no-remove", "--no-install-recommends"])
+            .args(&missing)
+            .env("DEBIAN_FRONTEND", "noninteractive"),
+    )
+}
+
+/// The packages a simulated `apt-get install -s` would remove ("Remv NAME [VERSION]" lines).
+fn would_remove(simulation: &str) -> Vec<String> {
+    simulation
+        .lines()
+        .filter_map(|l| l.strip_prefix("Remv "))
+        .filter_map(|l| l.split_whitespace().next())
+        .map(str::to_owned)
+        .collect()
 }
 
 /// The guest helper's sources, compiled into one static binary.
@@ -272,6 +301,13 @@ fn discover_kernel(k: KernelKind) -> Result<String> {
 #[cfg(test)]
 mod tests {
     use std::process::Command;
+
+    #[test]
+    fn a_simulated_install_names_what_it_would_remove() {
+        let sim = "NOTE: This is only a simulation!\nRemv qemu-utils [1:7.2+dfsg-7]\nInst qemu-img (1:7.2)\nConf qemu-img\n";
+        assert_eq!(super::would_remove(sim), vec!["qemu-utils".to_string()]);
+        assert!(super::would_remove("Inst a (1)\nConf a\n").is_empty());
+    }
 
     /// posixdiff's comparison: what the allowlist lets through and the near misses it must not
     /// (guest/posixdiff_test.c, compiled with the same gcc that builds the guest helper).

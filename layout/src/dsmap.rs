@@ -45,9 +45,11 @@ impl DsId {
     }
 }
 
+/// Sixteen hex digits, as every log line, `cfs admin status`, the console and `/metrics` show a
+/// data server (its log said "data server listening ds_id=..." in this form).
 impl fmt::Display for DsId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "ds{}", self.0)
+        write!(f, "{:016x}", self.0)
     }
 }
 

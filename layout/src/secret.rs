@@ -92,6 +92,15 @@ impl ClusterSecret {
     }
 }
 
+impl ClusterSecret {
+    /// The bearer token of the admin HTTP listener (`/metrics`, the console's API): derived,
+    /// so it can be handed to Prometheus or a browser without giving away the secret.
+    pub fn admin_token(&self) -> String {
+        let k = blake3::derive_key("cfs admin http token v1", &self.0);
+        k.iter().map(|b| format!("{b:02x}")).collect()
+    }
+}
+
 impl std::fmt::Debug for ClusterSecret {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("ClusterSecret(..)")
@@ -173,5 +182,7 @@ mod tests {
         assert!(!other.status_authentic(&a));
         // Not interchangeable with a heartbeat's MAC under the same secret.
         assert_ne!(s.status_key(), s.heartbeat_key());
+        assert_ne!(s.admin_token(), other.admin_token());
+        assert_eq!(s.admin_token().len(), 64);
     }
 }

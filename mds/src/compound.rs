@@ -174,7 +174,13 @@ pub async fn run(mds: &Arc<Mds>, conn: &Connection, call: &Call) -> Writer {
         tag: args.tag.clone(),
         resarray: Vec::with_capacity(args.argarray.len()),
     };
+    metrics::mds::COMPOUNDS.inc();
     for (i, op) in args.argarray.into_iter().enumerate() {
+        let (opnum, t0) = (op.opnum(), metrics::start());
+        let written = match &op {
+            NfsArgop4::Write(a) => a.data.len() as u64,
+            _ => 0,
+        };
         let r = if i == 0 {
             match &op {
                 NfsArgop4::Sequence(a) => {
@@ -227,6 +233,7 @@ pub async fn run(mds: &Arc<Mds>, conn: &Connection, call: &Call) -> Writer {
         } else {
             ops::dispatch(&mut ctx, &op).await
         };
+        crate::metered::op_done(&ctx, opnum, t0, &r, written);
         let st = r.status();
         res.resarray.push(r);
         if st != 0 {

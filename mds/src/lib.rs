@@ -9,6 +9,7 @@ pub mod data;
 pub mod error;
 pub mod export;
 pub mod fh;
+mod metered;
 pub mod namespace;
 pub mod ops;
 pub mod recall;
@@ -446,6 +447,12 @@ impl Server {
 
     pub fn local_addr(&self) -> SocketAddr {
         self.local
+    }
+
+    /// The running server's shared state, for the admin listener (`cfs`'s console and
+    /// `/metrics`): read it, never hold its locks.
+    pub fn mds(&self) -> &Arc<Mds> {
+        &self.mds
     }
 
     /// The namespace's counters: commands, batches, durable commits (fdatasyncs), checkpoints.

@@ -15,6 +15,17 @@ pub struct NfsService {
 
 impl CallHandler for NfsService {
     async fn handle(&self, conn: Connection, call: Call) -> Option<Writer> {
+        metrics::mds::RPC_RECEIVED_BYTES.add(call.args().len() as u64);
+        let reply = self.route(conn, call).await;
+        if let Some(w) = &reply {
+            metrics::mds::RPC_SENT_BYTES.add(w.total_len() as u64);
+        }
+        reply
+    }
+}
+
+impl NfsService {
+    async fn route(&self, conn: Connection, call: Call) -> Option<Writer> {
         if call.prog == proto::cluster::CFS_CLUSTER_PROGRAM {
             if call.proc_ == proto::cluster::CLUSTERPROC_BAD_CHUNKS
                 && call.vers == proto::cluster::CFS_CLUSTER_V1

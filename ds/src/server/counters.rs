@@ -45,3 +45,16 @@ impl Counters {
         }
     }
 }
+
+impl Counters {
+    /// Adds totals saved at the previous clean shutdown (`cfs` carries them across restarts).
+    pub(crate) fn restore(&self, base: &DsCounters) {
+        let add = |a: &AtomicU64, n: u64| a.fetch_add(n, Ordering::Relaxed);
+        add(&self.read_ops, base.read_ops);
+        add(&self.read_bytes, base.read_bytes);
+        add(&self.write_ops, base.write_ops);
+        add(&self.write_bytes, base.write_bytes);
+        add(&self.commit_ops, base.commit_ops);
+        add(&self.refused_ops, base.refused_ops);
+    }
+}

@@ -35,7 +35,7 @@ fn netaddr(a: &SocketAddr) -> Netaddr4 {
 
 /// Total size of the file system holding `dir`, and what a non-root writer may still use of
 /// it; zeros when it cannot be asked.
-fn fs_space(dir: &std::path::Path) -> (u64, u64) {
+pub(crate) fn fs_space(dir: &std::path::Path) -> (u64, u64) {
     use std::os::unix::ffi::OsStrExt;
     let Ok(c) = std::ffi::CString::new(dir.as_os_str().as_bytes()) else {
         return (0, 0);

@@ -211,6 +211,16 @@ impl DsServer {
         self.shared.counters.snapshot()
     }
 
+    /// Adds counter totals saved at the previous clean shutdown, so they do not restart at zero.
+    pub fn restore_counters(&self, base: &DsCounters) {
+        self.shared.counters.restore(base)
+    }
+
+    /// The data directory's file system: (capacity, available) bytes; zeros if unknown.
+    pub fn space(&self) -> (u64, u64) {
+        heartbeat::fs_space(&self.shared.cfg.data_dir)
+    }
+
     /// Whether the MDS has answered a heartbeat (before that, all I/O gets JUKEBOX).
     pub fn registered(&self) -> bool {
         self.shared.geometry().is_some()

@@ -46,6 +46,7 @@ impl CallHandler for Nfs3Service {
             }
         };
         let s = &self.shared;
+        let t0 = metrics::start();
         let res = match args {
             Nfs3Args::Null => Nfs3Res::Null,
             Nfs3Args::Getattr(a) => Nfs3Res::Getattr(getattr(s, a).await),
@@ -55,9 +56,23 @@ impl CallHandler for Nfs3Service {
             Nfs3Args::Commit(a) => Nfs3Res::Commit(commit(s, a).await),
             other => unsupported(&other),
         };
+        metrics::ds::OPS.done(call.proc_, t0, status3(&res));
         let mut w = accepted_reply(call.xid, &Auth::None, AcceptStat::Success);
         res.encode(&mut w);
         Some(w)
+    }
+}
+
+/// The status of a result, for `metrics`.
+fn status3(r: &Nfs3Res) -> u32 {
+    match r {
+        Nfs3Res::Null => 0,
+        Nfs3Res::Getattr(x) => x.status(),
+        Nfs3Res::Setattr(x) => x.status(),
+        Nfs3Res::Read(x) => x.status(),
+        Nfs3Res::Write(x) => x.status(),
+        Nfs3Res::Commit(x) => x.status(),
+        _ => Nfsstat3::Notsupp.code(),
     }
 }
 

@@ -130,7 +130,7 @@ impl Cluster {
         let mut c = Nfs3Client::connect(&[addr], Duration::from_secs(2), 0, 0)
             .await
             .map_err(|e| {
-                tracing::warn!(ds = ds.0, %addr, "cannot reach data server: {e}");
+                tracing::warn!(ds = %ds, %addr, "cannot reach data server: {e}");
                 self.registry.mark_down(ds);
                 NfsError::Io
             })?;
@@ -176,6 +176,14 @@ impl Cluster {
     }
 
     /// The generation DS handles for `ino` are minted with.
+    /// Files known to be short of a mirror (waiting for repair), for the admin listener.
+    pub fn degraded_files(&self) -> usize {
+        self.degraded
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .len()
+    }
+
     pub fn generation(&self, ino: u64) -> u64 {
         self.fence_log().generation(ino)
     }

@@ -127,13 +127,13 @@ impl Registry {
         let was = g.map.get(id).map(|d| d.state);
         g.map.upsert(info);
         match was {
-            None => tracing::info!(ds = id.0, %listen, "data server registered"),
-            Some(DsState::Down) => tracing::info!(ds = id.0, %listen, "data server is back"),
+            None => tracing::info!(ds = %id, %listen, "data server registered"),
+            Some(DsState::Down) => tracing::info!(ds = %id, %listen, "data server is back"),
             _ => {}
         }
         let restarted = g.live.get(&id).is_some_and(|l| l.instance != a.instance);
         if restarted {
-            tracing::info!(ds = id.0, "data server restarted");
+            tracing::info!(ds = %id, "data server restarted");
         }
         let first = restarted || !g.live.contains_key(&id);
         // A NOSPC is remembered across heartbeats of the same instance (a restart starts
@@ -159,12 +159,12 @@ impl Registry {
             .unwrap_or(true);
         match (had_room, live.has_room(a.capacity_bytes)) {
             (true, false) => tracing::warn!(
-                ds = id.0,
+                ds = %id,
                 avail = a.avail_bytes,
                 "data server is full: no new files go there"
             ),
             (false, true) => tracing::info!(
-                ds = id.0,
+                ds = %id,
                 avail = a.avail_bytes,
                 "data server has room again"
             ),
@@ -186,7 +186,7 @@ impl Registry {
         let mut n = 0;
         for id in silent {
             if matches!(g.map.set_state(id, DsState::Down), Ok(true)) {
-                tracing::warn!(ds = id.0, "data server missed its heartbeats: down");
+                tracing::warn!(ds = %id, "data server missed its heartbeats: down");
                 g.went_down.push(id);
                 n += 1;
             }
@@ -198,7 +198,7 @@ impl Registry {
         let mut g = self.lock();
         if matches!(g.map.set_state(id, DsState::Down), Ok(true)) {
             tracing::warn!(
-                ds = id.0,
+                ds = %id,
                 "data server failed an I/O: down until it heartbeats"
             );
             g.went_down.push(id);
@@ -212,7 +212,7 @@ impl Registry {
         if let Some(l) = g.live.get_mut(&id) {
             if l.nospc.is_none_or(|(at, _)| at.elapsed() >= NOSPC_HOLD) {
                 tracing::warn!(
-                    ds = id.0,
+                    ds = %id,
                     avail = l.avail,
                     "data server answered NOSPC: no new files go there"
                 );

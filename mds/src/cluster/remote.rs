@@ -53,7 +53,7 @@ impl Cluster {
                         got = Some(d);
                         break;
                     }
-                    Err(e) => tracing::warn!(ino, ds = ds.0, "read from data server failed: {e:?}"),
+                    Err(e) => tracing::warn!(ino, ds = %ds, "read from data server failed: {e:?}"),
                 }
             }
             let mut d = got.ok_or(NfsError::Io)?;
@@ -151,7 +151,7 @@ impl Cluster {
                         }
                     }
                     Err((e, transport)) => {
-                        tracing::warn!(ino, ds = ds.0, "write to data server failed: {e:?}");
+                        tracing::warn!(ino, ds = %ds, "write to data server failed: {e:?}");
                         if transport {
                             self.ds_failed(ds).await;
                             self.drop_mirror(ns, ino, ds).await;
@@ -201,7 +201,7 @@ impl Cluster {
             if r.is_err() {
                 // The unstable bytes on that DS are lost. Where another mirror holds them the
                 // chunk goes on without it; where it was the only one, the client must resend.
-                tracing::warn!(ino, ds = ds.0, "commit on data server failed");
+                tracing::warn!(ino, ds = %ds, "commit on data server failed");
                 self.ds_failed(ds).await;
                 let sole = ns
                     .chunks(ino)?
@@ -254,7 +254,7 @@ impl Cluster {
         let mut failed: BTreeSet<DsId> = BTreeSet::new();
         for ds in holders {
             if let Err(e) = self.set_size_on(ino, ds, size).await {
-                tracing::warn!(ino, ds = ds.0, "truncate on data server failed: {e:?}");
+                tracing::warn!(ino, ds = %ds, "truncate on data server failed: {e:?}");
                 failed.insert(ds);
             }
         }
@@ -284,7 +284,7 @@ impl Cluster {
         let mut first_err = None;
         for ds in holders {
             if let Err(e) = self.set_size_on(ino, ds, 0).await {
-                tracing::warn!(ino, ds = ds.0, "removing data on data server failed: {e:?}");
+                tracing::warn!(ino, ds = %ds, "removing data on data server failed: {e:?}");
                 first_err.get_or_insert(e);
             }
         }
@@ -307,7 +307,7 @@ impl Cluster {
             };
             match r {
                 Ok(a) => end = Some(end.unwrap_or(0).max(a.size)),
-                Err(e) => tracing::warn!(ino, ds = ds.0, "size from data server: {e:?}"),
+                Err(e) => tracing::warn!(ino, ds = %ds, "size from data server: {e:?}"),
             }
         }
         Ok(end)

@@ -105,7 +105,7 @@ impl Cluster {
         if rest.is_empty() {
             tracing::error!(
                 ino,
-                ds = ds.0,
+                ds = %ds,
                 chunk,
                 "the only copy of the file failed verification: reads of it fail with EIO"
             );
@@ -130,7 +130,7 @@ impl Cluster {
         self.mark_degraded(ino);
         tracing::warn!(
             ino,
-            ds = ds.0,
+            ds = %ds,
             chunk,
             "copy failed verification on a data server: no longer a mirror, queued for rewrite"
         );

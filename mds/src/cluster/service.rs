@@ -57,7 +57,7 @@ pub async fn bad_chunks(cluster: &Cluster, ns: &Namespace, call: &Call) -> Write
     let res = match BadChunksArgs::from_xdr(call.args()) {
         Err(_) => return accepted_reply(call.xid, &Auth::None, AcceptStat::GarbageArgs),
         Ok(a) if !cluster.cfg.secret.bad_chunks_authentic(&a) => {
-            tracing::warn!(ds = a.ds_id, "bad chunk report refused: wrong MAC");
+            tracing::warn!(ds = %DsId(a.ds_id), "bad chunk report refused: wrong MAC");
             BadChunksRes::Err(CLUSTER_ERR_AUTH)
         }
         Ok(a) if !layout::secret::fresh(a.timestamp_ms, layout::secret::now_ms()) => {
@@ -78,7 +78,7 @@ pub async fn bad_chunks(cluster: &Cluster, ns: &Namespace, call: &Call) -> Write
                     Err(e) => {
                         tracing::warn!(
                             ino = b.file,
-                            ds = ds.0,
+                            ds = %ds,
                             "cannot act on a bad copy yet: {e:?}"
                         );
                         later.push(*b);
@@ -125,7 +125,7 @@ fn heartbeat(cluster: &Cluster, a: &HeartbeatArgs) -> HeartbeatRes {
             })
         }
         Err(r) => {
-            tracing::warn!(ds = a.ds_id, reason = ?r, "heartbeat refused");
+            tracing::warn!(ds = %DsId(a.ds_id), reason = ?r, "heartbeat refused");
             HeartbeatRes::Err(r.code())
         }
     }

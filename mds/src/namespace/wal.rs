@@ -269,7 +269,9 @@ impl Wal {
     /// Makes every appended record durable.
     pub(crate) fn sync(&mut self) -> Result<(), FsError> {
         if self.unsynced() {
+            let t0 = metrics::start();
             self.file.sync_data()?;
+            metrics::mds::LOG_FSYNC.observe_since(t0);
             self.synced = self.len;
         }
         Ok(())

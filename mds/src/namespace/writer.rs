@@ -156,6 +156,7 @@ impl Checkpointer {
                         "namespace checkpoint written"
                     );
                     self.stats.checkpoints.fetch_add(1, Ordering::Relaxed);
+                    metrics::mds::CHECKPOINT.observe(t0.elapsed());
                     // The segments only cost replay time if they stay.
                     if let Err(e) = remove_before(&self.dir, ck.segments_before) {
                         warn!(error = %e, "namespace log segments not removed");

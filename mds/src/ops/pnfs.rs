@@ -134,7 +134,7 @@ pub fn getdeviceinfo(ctx: &mut Ctx<'_>, a: &GetdeviceinfoArgs) -> GetdeviceinfoR
         let ds = DsId::from_device_id(&a.gdia_device_id).ok_or(NfsError::NoEnt)?;
         let info = c.registry.info(ds).ok_or(NfsError::NoEnt)?;
         let addr = layout::build_device_addr(&info).map_err(|e| {
-            tracing::error!(ds = ds.0, "cannot describe data server: {e}");
+            tracing::error!(ds = %ds, "cannot describe data server: {e}");
             NfsError::ServerFault
         })?;
         Ok(addr)
@@ -283,7 +283,7 @@ pub fn layoutstats(ctx: &mut Ctx<'_>, a: &LayoutstatsArgs) -> NfsResult<()> {
     cluster(ctx)?;
     regular(ctx)?;
     let r = layout::reports::from_layoutstats(a);
-    tracing::trace!(ds = ?r.ds, read = r.read.ii_bytes, write = r.write.ii_bytes, "layoutstats");
+    tracing::trace!(ds = ?r.ds.map(|d| d.to_string()), read = r.read.ii_bytes, write = r.write.ii_bytes, "layoutstats");
     Ok(())
 }
 
@@ -296,7 +296,7 @@ async fn act_on_faults(ctx: &Ctx<'_>, c: &Arc<Cluster>, ino: u64, faults: &[DsFa
     for f in faults {
         let Some(ds) = f.ds else { continue };
         tracing::info!(
-            ds = ds.0,
+            ds = %ds,
             status = ?Nfsstat4::from_code(f.status),
             kind = ?f.kind,
             "client reports a data server error"

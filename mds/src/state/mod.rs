@@ -7,6 +7,7 @@
 //! `courtesy.rs`). The files its expiry concerns (RW layouts to fence, opens released) are
 //! left in `Expired` for the laundromat task (`lib.rs` `laundromat`), which the
 //! `laundromat` notifier wakes.
+mod admin;
 mod courtesy;
 mod grace;
 mod layouts;
@@ -14,6 +15,7 @@ pub mod locks;
 pub mod session;
 
 use crate::error::{NfsError, NfsResult};
+pub use admin::{ClientSummary, StateCounts};
 pub use grace::ClientDb;
 use locks::{FileLocks, LockKind, OwnerKey, Range};
 pub use session::{ChannelAttrs, InSlot, Session, SessionId, Slot, SlotUse, MAX_BOUND_CONNS};

@@ -1,0 +1,257 @@
+//! `cfs admin ...` over the admin HTTP API: where the listener is and the token come from the
+//! server's config file (`[admin] listen`, `[cluster] secret_file` or, on a single node, the
+//! data directory's `admin.secret`), or from flags.
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Args;
+use serde_json::Value;
+
+use crate::config;
+use crate::http_client;
+
+/// How `cfs admin` finds the admin listener and proves it may ask.
+#[derive(Args, Debug, Clone, Default)]
+pub struct AdminTarget {
+    /// The server's config file: its `[admin] listen` and secret are used.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Admin listener address, HOST:PORT (overrides the config's `[admin] listen`).
+    #[arg(long)]
+    pub admin: Option<String>,
+    /// File with the cluster secret the token derives from (overrides the config's).
+    #[arg(long)]
+    pub cluster_secret_file: Option<PathBuf>,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AdminCliError {
+    #[error(transparent)]
+    Config(#[from] config::ConfigError),
+    #[error(transparent)]
+    Http(#[from] http_client::HttpError),
+    #[error("no admin listener known: give --admin HOST:PORT, or --config with an [admin] section (add `[admin]` and `listen = \"127.0.0.1:3049\"` to the server's config and restart it)")]
+    NoAdmin,
+    #[error("no token: give --config (its [cluster] secret_file, or the data directory's admin.secret) or --cluster-secret-file")]
+    NoToken,
+    #[error("{0}")]
+    Api(String),
+    #[error("the admin listener answered {0} with something that is not JSON")]
+    NotJson(u16),
+}
+
+pub struct Target {
+    pub addr: SocketAddr,
+    pub token: String,
+}
+
+/// The admin address (if one is configured) and the token.
+pub fn resolve(t: &AdminTarget) -> Result<Option<Target>, AdminCliError> {
+    let file = config::load(t.config.as_deref())?;
+    let data = file
+        .data
+        .clone()
+        .unwrap_or_else(|| PathBuf::from(config::DEFAULT_DATA));
+    let addr = match (&t.admin, &file.admin) {
+        (Some(a), _) => Some(config::parse_listen(a)?),
+        (None, Some(a)) => {
+            let a =
+                config::parse_listen(a.listen.as_deref().unwrap_or(config::DEFAULT_ADMIN_LISTEN))?;
+            if a.port() == 0 {
+                // Bound to any free port: the server wrote down which.
+                let f = data.join("admin.addr");
+                let text = std::fs::read_to_string(&f).map_err(|e| config::ConfigError::Read {
+                    path: f.clone(),
+                    source: e,
+                })?;
+                Some(config::parse_listen(text.trim())?)
+            } else {
+                Some(a)
+            }
+        }
+        (None, None) => None,
+    };
+    let Some(addr) = addr else { return Ok(None) };
+    let secret_file = t
+        .cluster_secret_file
+        .clone()
+        .or_else(|| file.cluster.as_ref().and_then(|c| c.secret_file.clone()));
+    let secret = match secret_file {
+        Some(p) => config::load_secret(&p)?,
+        None if t.config.is_some() => {
+            crate::serve::local_admin_secret(&data, false).map_err(|_| AdminCliError::NoToken)?
+        }
+        None => return Err(AdminCliError::NoToken),
+    };
+    Ok(Some(Target {
+        addr,
+        token: secret.admin_token(),
+    }))
+}
+
+pub fn require(t: &AdminTarget) -> Result<Target, AdminCliError> {
+    resolve(t)?.ok_or(AdminCliError::NoAdmin)
+}
+
+/// One API call; an error status becomes the API's own sentence.
+pub async fn call(tg: &Target, method: &str, path: &str) -> Result<Value, AdminCliError> {
+    let r = http_client::request(
+        tg.addr,
+        method,
+        path,
+        Some(&tg.token),
+        None,
+        Duration::from_secs(10),
+    )
+    .await?;
+    let v: Value = serde_json::from_slice(&r.body).map_err(|_| AdminCliError::NotJson(r.status))?;
+    if r.status >= 400 {
+        let msg = v["error"].as_str().unwrap_or("request failed");
+        return Err(AdminCliError::Api(format!("{} ({})", msg, r.status)));
+    }
+    Ok(v)
+}
+
+fn human(b: u64) -> String {
+    crate::admin::human(b)
+}
+
+pub fn status_table(v: &Value) -> String {
+    let mut out = String::new();
+    if let Some(m) = v["mds"].as_object() {
+        out.push_str(&format!(
+            "MDS {}: {} clients ({} courtesy), {} sessions, {} opens, {} locks, {} delegations, {} layouts{}\n",
+            m["listen"].as_str().unwrap_or("?"),
+            m["clients"], m["courtesy_clients"], m["sessions"], m["opens"], m["locks"],
+            m["delegations"], m["layouts"],
+            if m["in_grace"].as_bool() == Some(true) { "; IN GRACE" } else { "" },
+        ));
+        out.push_str(&format!(
+            "     {} NFSv4 operations; file data through the MDS: read {}, written {}\n",
+            m["nfs4_operations"],
+            human(m["read_bytes"].as_u64().unwrap_or(0)),
+            human(m["write_bytes"].as_u64().unwrap_or(0)),
+        ));
+        if let Some(t) = m.get("through_mds") {
+            out.push_str(&format!(
+                "     pNFS: {} layouts granted, {} recalled; {} files short of a mirror; I/O the MDS did on data servers: read {}, wrote {}\n",
+                t["layouts_granted"], t["layouts_recalled"], m["degraded_files"],
+                human(t["read_bytes"].as_u64().unwrap_or(0)),
+                human(t["write_bytes"].as_u64().unwrap_or(0)),
+            ));
+        }
+    }
+    if let Some(dss) = v["data_servers"].as_array().filter(|a| !a.is_empty()) {
+        out.push_str(&crate::admin::ds_table_json(dss));
+    }
+    if let Some(d) = v["ds"].as_object() {
+        out.push_str(&format!(
+            "DS {} on {}: {}; free {} of {}; read {} in {} ops, wrote {} in {} ops, {} commits, {} refused\n",
+            d["id"].as_str().unwrap_or("?"),
+            d["listen"].as_str().unwrap_or("?"),
+            if d["registered"].as_bool() == Some(true) { "registered" } else { "not registered with the MDS yet" },
+            human(d["avail_bytes"].as_u64().unwrap_or(0)),
+            human(d["capacity_bytes"].as_u64().unwrap_or(0)),
+            human(d["read_bytes"].as_u64().unwrap_or(0)), d["read_ops"],
+            human(d["write_bytes"].as_u64().unwrap_or(0)), d["write_ops"],
+            d["commit_ops"], d["refused_ops"],
+        ));
+    }
+    out.push_str(&format!(
+        "cfs {}, up {}, counters since {}\n",
+        v["version"].as_str().unwrap_or("?"),
+        crate::timefmt::duration(v["uptime_seconds"].as_u64().unwrap_or(0)),
+        crate::timefmt::local(v["counters_since"].as_f64().unwrap_or(0.0) as i64),
+    ));
+    out
+}
+
+pub fn clients_table(v: &Value) -> String {
+    let mut out = format!(
+        "{:<16} {:<11} {:<15} {:>4} {:>5} {:>5} {:>5} {:>7} {:>6}  {}\n",
+        "CLIENT", "STATE", "ADDRESS", "SESS", "OPENS", "LOCKS", "DELEG", "LAYOUTS", "IDLE", "OWNER"
+    );
+    for c in v["clients"].as_array().into_iter().flatten() {
+        out.push_str(&format!(
+            "{:<16} {:<11} {:<15} {:>4} {:>5} {:>5} {:>5} {:>7} {:>5}s  {}\n",
+            c["id"].as_str().unwrap_or("?"),
+            c["state"].as_str().unwrap_or("?"),
+            c["address"].as_str().unwrap_or("-"),
+            c["sessions"],
+            c["opens"],
+            c["locks"],
+            c["delegations"],
+            c["layouts"],
+            c["since_renewal_seconds"],
+            c["owner"].as_str().unwrap_or(""),
+        ));
+    }
+    out
+}
+
+pub fn top_table(v: &Value) -> String {
+    let mut out = format!(
+        "busiest over the last {:.0} s\n{:<16} {:<15} {:>10} {:>12}\n",
+        v["window_seconds"].as_f64().unwrap_or(0.0),
+        "CLIENT",
+        "ADDRESS",
+        "OPS/S",
+        "BYTES/S"
+    );
+    for c in v["clients"].as_array().into_iter().flatten() {
+        out.push_str(&format!(
+            "{:<16} {:<15} {:>10.1} {:>10}/s\n",
+            c["id"].as_str().unwrap_or("?"),
+            c["address"].as_str().unwrap_or("-"),
+            c["ops_per_second"].as_f64().unwrap_or(0.0),
+            human(c["bytes_per_second"].as_f64().unwrap_or(0.0) as u64),
+        ));
+    }
+    out.push_str(&format!(
+        "\n{:<16} {:>10} {:>12}\n",
+        "FILE (INODE)", "OPS/S", "BYTES/S"
+    ));
+    for f in v["files"].as_array().into_iter().flatten() {
+        out.push_str(&format!(
+            "{:<16} {:>10.1} {:>10}/s\n",
+            f["id"].as_str().unwrap_or("?"),
+            f["ops_per_second"].as_f64().unwrap_or(0.0),
+            human(f["bytes_per_second"].as_f64().unwrap_or(0.0) as u64),
+        ));
+    }
+    out
+}
+
+/// `cfs admin top`: the table, redrawn every `interval` until Ctrl-C (or `count` times).
+pub async fn top(
+    tg: &Target,
+    json: bool,
+    interval: Duration,
+    count: Option<u64>,
+    n: usize,
+) -> Result<(), AdminCliError> {
+    let mut i = 0u64;
+    loop {
+        let v = call(tg, "GET", &format!("/api/v1/top?n={n}")).await?;
+        if json {
+            println!("{v}");
+        } else {
+            // Clear the screen and home the cursor, as top(1) does.
+            print!("\x1b[2J\x1b[H{}", top_table(&v));
+            use std::io::Write;
+            let _ = std::io::stdout().flush();
+        }
+        i += 1;
+        if count.is_some_and(|c| i >= c) {
+            return Ok(());
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(interval) => {}
+            _ = tokio::signal::ctrl_c() => return Ok(()),
+        }
+    }
+}

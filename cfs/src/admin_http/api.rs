@@ -1,0 +1,147 @@
+//! The JSON the API answers, built from the running servers. Ids are 16 hex digits, as
+//! everywhere else; times are Unix seconds; sizes bytes.
+use std::sync::atomic::Ordering;
+
+use serde_json::{json, Value};
+
+use super::{unix, Admin};
+
+/// The cluster as the MDS sees it, in the shape `cfs admin status --json` printed before the
+/// HTTP API (so scripts keep working).
+pub fn cluster_status(c: &mds::cluster::Cluster) -> Value {
+    let s = &c.stats;
+    let st = proto::cluster::StatusResOk {
+        mds_read_ops: s.read_ops.load(Ordering::Relaxed),
+        mds_read_bytes: s.read_bytes.load(Ordering::Relaxed),
+        mds_write_ops: s.write_ops.load(Ordering::Relaxed),
+        mds_write_bytes: s.write_bytes.load(Ordering::Relaxed),
+        layouts_granted: s.layouts_granted.load(Ordering::Relaxed),
+        layouts_recalled: s.layouts_recalled.load(Ordering::Relaxed),
+        data_servers: c.registry.status(),
+    };
+    crate::admin::to_json(&st)
+}
+
+pub fn status(a: &Admin) -> Value {
+    let src = &a.sources;
+    let mut roles = Vec::new();
+    let mds = src.mds.as_ref().map(|m| {
+        roles.push("mds");
+        let c = m.state.counts();
+        let ns = m.ns.stats();
+        let b = src.ns_base;
+        let cluster = m.cluster();
+        let mut v = json!({
+            "listen": src.mds_listen.map(|l| l.to_string()),
+            "pnfs": cluster.is_some(),
+            "clients": c.clients,
+            "courtesy_clients": c.courtesy,
+            "sessions": c.sessions,
+            "opens": c.opens,
+            "locks": c.locks,
+            "delegations": c.delegations,
+            "layouts": c.layouts,
+            "in_grace": c.in_grace,
+            "nfs4_operations": metrics::mds::OPS.total(),
+            "compounds": metrics::mds::COMPOUNDS.get(),
+            "read_bytes": metrics::mds::READ_BYTES.get(),
+            "write_bytes": metrics::mds::WRITE_BYTES.get(),
+            "namespace": {
+                "commands": b.commands + ns.commands,
+                "batches": b.transactions + ns.transactions,
+                "durable_commits": b.durable_commits + ns.durable_commits,
+                "checkpoints": b.checkpoints + ns.checkpoints,
+            },
+        });
+        if let Some(c) = cluster {
+            let cs = cluster_status(c);
+            v["degraded_files"] = json!(c.degraded_files());
+            v["through_mds"] = cs["mds"].clone();
+        }
+        v
+    });
+    let data_servers = src
+        .mds
+        .as_ref()
+        .and_then(|m| m.cluster())
+        .map(|c| cluster_status(c)["data_servers"].clone())
+        .unwrap_or_else(|| json!([]));
+    let ds = src.ds.as_ref().map(|d| {
+        roles.push("ds");
+        let c = d.counters();
+        let (capacity, avail) = d.space();
+        json!({
+            "id": d.id().to_string(),
+            "listen": d.local_addr().to_string(),
+            "registered": d.registered(),
+            "capacity_bytes": capacity,
+            "avail_bytes": avail,
+            "read_ops": c.read_ops, "read_bytes": c.read_bytes,
+            "write_ops": c.write_ops, "write_bytes": c.write_bytes,
+            "commit_ops": c.commit_ops, "refused_ops": c.refused_ops,
+        })
+    });
+    let now = std::time::SystemTime::now();
+    json!({
+        "version": env!("CARGO_PKG_VERSION"),
+        "roles": roles,
+        "started": unix(src.started),
+        "uptime_seconds": now.duration_since(src.started).map(|d| d.as_secs()).unwrap_or(0),
+        "counters_since": unix(src.counters_since),
+        "mds": mds,
+        "data_servers": data_servers,
+        "ds": ds,
+        "totals": a.sample(),
+    })
+}
+
+pub fn clients(m: &mds::Mds) -> Value {
+    let list: Vec<Value> = m
+        .state
+        .client_summaries()
+        .into_iter()
+        .map(|c| {
+            json!({
+                "id": format!("{:016x}", c.clientid),
+                "owner": c.owner,
+                "address": metrics::mds::TOP.peer(c.clientid).map(|a| a.to_string()),
+                "principal": c.principal,
+                "state": if !c.confirmed { "unconfirmed" } else if c.courtesy { "courtesy" } else { "active" },
+                "since_renewal_seconds": c.since_renewal.as_secs(),
+                "sessions": c.sessions,
+                "opens": c.opens,
+                "locks": c.locks,
+                "delegations": c.delegations,
+                "layouts": c.layouts,
+                "open_files": c.files,
+            })
+        })
+        .collect();
+    json!({ "clients": list })
+}
+
+pub fn top(n: usize) -> Value {
+    let v = metrics::mds::TOP.view(n);
+    let rows = |rows: &[metrics::top::Row], client: bool| -> Vec<Value> {
+        rows.iter()
+            .map(|r| {
+                let mut o = json!({
+                    "id": if client { format!("{:016x}", r.id) } else { r.id.to_string() },
+                    "ops": r.ops,
+                    "bytes": r.bytes,
+                    "ops_per_second": r.ops_per_sec,
+                    "bytes_per_second": r.bytes_per_sec,
+                });
+                if client {
+                    o["address"] = json!(metrics::mds::TOP.peer(r.id).map(|a| a.to_string()));
+                }
+                o
+            })
+            .collect()
+    };
+    json!({
+        "window_seconds": v.seconds,
+        "clients": rows(&v.clients, true),
+        "files": rows(&v.files, false),
+    })
+}

@@ -1,0 +1,317 @@
+//! The admin HTTP listener (`[admin] listen`): Prometheus `/metrics`, a JSON API for everything
+//! `cfs admin` shows and does, and the web console, on one axum server. Every data request
+//! needs `Authorization: Bearer TOKEN`, the token derived from the cluster secret
+//! (`ClusterSecret::admin_token`; `cfs admin token` prints it); without it: 401. The console's
+//! page itself holds no data and is served to anyone; its script asks for the token.
+mod api;
+pub mod names;
+mod prom;
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use axum::extract::{Path, Query, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+
+/// Samples of the totals kept for the console's charts: one every `SAMPLE_EVERY`, ten minutes.
+pub const SAMPLE_EVERY: Duration = Duration::from_secs(5);
+const SAMPLES: usize = 120;
+
+/// What this process serves, for the listener to read.
+pub struct Sources {
+    pub mds: Option<Arc<mds::Mds>>,
+    pub mds_listen: Option<SocketAddr>,
+    pub ds: Option<Arc<ds::DsServer>>,
+    pub started: SystemTime,
+    /// Since when the counters run (the first start, or the last unclean one).
+    pub counters_since: SystemTime,
+    /// Namespace counters of earlier runs (`persist`): added to this run's.
+    pub ns_base: mds::namespace::StatsSnapshot,
+}
+
+/// Totals at one instant, for rates.
+#[derive(Debug, Clone, Copy, serde::Serialize)]
+pub struct Sample {
+    /// Unix seconds.
+    pub t: f64,
+    pub ops: u64,
+    pub read_bytes: u64,
+    pub write_bytes: u64,
+}
+
+pub struct Admin {
+    pub sources: Sources,
+    token: String,
+    history: Mutex<VecDeque<Sample>>,
+}
+
+impl Admin {
+    pub fn new(sources: Sources, token: String) -> Arc<Admin> {
+        Arc::new(Admin {
+            sources,
+            token,
+            history: Mutex::new(VecDeque::with_capacity(SAMPLES)),
+        })
+    }
+
+    /// Totals now: NFS operations this process served (both roles) and file bytes moved, on
+    /// the MDS itself and, in a cluster, on the data servers (from their heartbeats).
+    pub fn sample(&self) -> Sample {
+        let mut s = Sample {
+            t: unix(SystemTime::now()),
+            ops: metrics::mds::OPS.total() + metrics::ds::OPS.total(),
+            read_bytes: metrics::mds::READ_BYTES.get(),
+            write_bytes: metrics::mds::WRITE_BYTES.get(),
+        };
+        match self.sources.mds.as_ref().and_then(|m| m.cluster()) {
+            Some(c) => {
+                for d in c.registry.status() {
+                    s.ops += d.counters.read_ops + d.counters.write_ops + d.counters.commit_ops;
+                    s.read_bytes += d.counters.read_bytes;
+                    s.write_bytes += d.counters.write_bytes;
+                }
+            }
+            None => {
+                if let Some(d) = &self.sources.ds {
+                    let c = d.counters();
+                    s.read_bytes += c.read_bytes;
+                    s.write_bytes += c.write_bytes;
+                }
+            }
+        }
+        s
+    }
+
+    fn record_sample(&self) {
+        let s = self.sample();
+        let mut h = self.history.lock().unwrap_or_else(|e| e.into_inner());
+        if h.len() == SAMPLES {
+            h.pop_front();
+        }
+        h.push_back(s);
+    }
+
+    fn history(&self) -> Vec<Sample> {
+        let mut v: Vec<Sample> = self
+            .history
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .copied()
+            .collect();
+        v.push(self.sample());
+        v
+    }
+
+    fn authorized(&self, headers: &HeaderMap) -> bool {
+        let Some(v) = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+        else {
+            return false;
+        };
+        let Some(t) = v.strip_prefix("Bearer ") else {
+            return false;
+        };
+        // Compared as hashes: equal time whatever the first differing byte.
+        blake3::hash(t.trim().as_bytes()) == blake3::hash(self.token.as_bytes())
+    }
+}
+
+pub fn unix(t: SystemTime) -> f64 {
+    t.duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
+}
+
+/// An error the API answers with: a status and a sentence that says what to do.
+pub struct ApiError(StatusCode, String);
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut r = (self.0, Json(serde_json::json!({ "error": self.1 }))).into_response();
+        if self.0 == StatusCode::UNAUTHORIZED {
+            r.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                header::HeaderValue::from_static("Bearer realm=\"cfs admin\""),
+            );
+        }
+        r
+    }
+}
+
+type ApiResult<T> = Result<T, ApiError>;
+
+fn check(a: &Admin, headers: &HeaderMap) -> ApiResult<()> {
+    if a.authorized(headers) {
+        Ok(())
+    } else {
+        Err(ApiError(
+            StatusCode::UNAUTHORIZED,
+            "missing or wrong token: send \"Authorization: Bearer TOKEN\"; `cfs admin token \
+             --config CONFIG` prints it (it is derived from the cluster secret)"
+                .into(),
+        ))
+    }
+}
+
+async fn metrics_page(State(a): State<Arc<Admin>>, headers: HeaderMap) -> ApiResult<Response> {
+    check(&a, &headers)?;
+    Ok((
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        prom::render(&a),
+    )
+        .into_response())
+}
+
+async fn status(
+    State(a): State<Arc<Admin>>,
+    headers: HeaderMap,
+) -> ApiResult<Json<serde_json::Value>> {
+    check(&a, &headers)?;
+    Ok(Json(api::status(&a)))
+}
+
+async fn clients(
+    State(a): State<Arc<Admin>>,
+    headers: HeaderMap,
+) -> ApiResult<Json<serde_json::Value>> {
+    check(&a, &headers)?;
+    let m = a.sources.mds.as_ref().ok_or_else(no_mds)?;
+    Ok(Json(api::clients(m)))
+}
+
+#[derive(serde::Deserialize)]
+struct TopQuery {
+    n: Option<usize>,
+}
+
+async fn top(
+    State(a): State<Arc<Admin>>,
+    headers: HeaderMap,
+    Query(q): Query<TopQuery>,
+) -> ApiResult<Json<serde_json::Value>> {
+    check(&a, &headers)?;
+    a.sources.mds.as_ref().ok_or_else(no_mds)?;
+    Ok(Json(api::top(q.n.unwrap_or(10).min(100))))
+}
+
+async fn history(
+    State(a): State<Arc<Admin>>,
+    headers: HeaderMap,
+) -> ApiResult<Json<serde_json::Value>> {
+    check(&a, &headers)?;
+    Ok(Json(serde_json::json!({
+        "interval_seconds": SAMPLE_EVERY.as_secs(),
+        "samples": a.history(),
+    })))
+}
+
+fn no_mds() -> ApiError {
+    ApiError(
+        StatusCode::NOT_FOUND,
+        "this process does not run the mds role: ask the MDS's admin listener".into(),
+    )
+}
+
+fn parse_id(s: &str) -> ApiResult<u64> {
+    u64::from_str_radix(s.trim_start_matches("0x"), 16).map_err(|_| {
+        ApiError(
+            StatusCode::BAD_REQUEST,
+            format!("{s:?} is not an id: ids are hex, as `cfs admin clients` shows them"),
+        )
+    })
+}
+
+async fn evict(
+    State(a): State<Arc<Admin>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> ApiResult<Json<serde_json::Value>> {
+    check(&a, &headers)?;
+    let m = a.sources.mds.as_ref().ok_or_else(no_mds)?;
+    let id = parse_id(&id)?;
+    if m.state.evict(id) {
+        Ok(Json(serde_json::json!({ "evicted": format!("{id:016x}") })))
+    } else {
+        Err(ApiError(
+            StatusCode::NOT_FOUND,
+            format!("no client {id:016x}: `cfs admin clients` lists them"),
+        ))
+    }
+}
+
+async fn drain(
+    State(a): State<Arc<Admin>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> ApiResult<Json<serde_json::Value>> {
+    check(&a, &headers)?;
+    a.sources.mds.as_ref().ok_or_else(no_mds)?;
+    let id = parse_id(&id)?;
+    Err(ApiError(
+        StatusCode::NOT_IMPLEMENTED,
+        format!(
+            "draining data server {id:016x} is not implemented yet: moving a data server's \
+             copies elsewhere needs a scan of the placement records by data server, which \
+             the MDS does not have. Until then, stop the data server: its files are \
+             re-mirrored from their other copy"
+        ),
+    ))
+}
+
+async fn console() -> impl IntoResponse {
+    (
+        [
+            (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+            (header::CACHE_CONTROL, "no-store"),
+        ],
+        include_str!("console.html"),
+    )
+}
+
+pub fn router(a: Arc<Admin>) -> Router {
+    Router::new()
+        .route("/", get(console))
+        .route("/metrics", get(metrics_page))
+        .route("/api/v1/status", get(status))
+        .route("/api/v1/clients", get(clients))
+        .route("/api/v1/top", get(top))
+        .route("/api/v1/history", get(history))
+        .route("/api/v1/clients/{id}/evict", post(evict))
+        .route("/api/v1/data-servers/{id}/drain", post(drain))
+        .with_state(a)
+}
+
+/// Serves `listener` until `stop` resolves, sampling the totals for the charts meanwhile.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    a: Arc<Admin>,
+    stop: impl std::future::Future<Output = ()> + Send + 'static,
+) {
+    let sampler = {
+        let a = a.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(SAMPLE_EVERY);
+            loop {
+                tick.tick().await;
+                a.record_sample();
+            }
+        })
+    };
+    if let Err(e) = axum::serve(listener, router(a))
+        .with_graceful_shutdown(stop)
+        .await
+    {
+        tracing::error!("admin listener failed: {e}");
+    }
+    sampler.abort();
+}

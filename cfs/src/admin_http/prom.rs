@@ -1,0 +1,329 @@
+//! `/metrics`: this process's metrics in the Prometheus text format. Names follow Prometheus's
+//! conventions (`cfs_` prefix, base units, `_total` counters, `_seconds` histograms); labels
+//! are operation names (a fixed set) and data-server ids (one per registered data server).
+//! Gauges are read from the servers' state at scrape time.
+use std::sync::atomic::Ordering;
+
+use metrics::expo::Exposition;
+use metrics::OpTable;
+
+use super::names::{nfs3_proc, nfs4_op};
+use super::{unix, Admin};
+
+/// Histograms of the operations seen so far (a label appears with its first operation), and
+/// their error counts.
+fn op_families<const N: usize>(
+    e: &mut Exposition,
+    prefix: &str,
+    what: &str,
+    t: &OpTable<N>,
+    name: fn(usize) -> &'static str,
+) {
+    let seen: Vec<usize> = (0..N).filter(|&i| t.histogram(i).count() != 0).collect();
+    let labels: Vec<[(&str, &str); 1]> = seen.iter().map(|&i| [("op", name(i))]).collect();
+    let hs: Vec<_> = seen
+        .iter()
+        .zip(&labels)
+        .map(|(&i, l)| (&l[..], t.histogram(i)))
+        .collect();
+    e.histogram(
+        &format!("{prefix}_operation_duration_seconds"),
+        &format!("Time to serve one {what}, by operation."),
+        &hs,
+    );
+    let errs: Vec<_> = seen
+        .iter()
+        .zip(&labels)
+        .map(|(&i, l)| (&l[..], t.errors(i).get()))
+        .collect();
+    e.counter(
+        &format!("{prefix}_operation_errors_total"),
+        &format!("{what}s that returned an error status, by operation."),
+        &errs,
+    );
+}
+
+/// CPU seconds, resident bytes and open descriptors of this process, from /proc.
+fn process(e: &mut Exposition, a: &Admin) {
+    e.gauge(
+        "process_start_time_seconds",
+        "Start time of the process since the Unix epoch.",
+        &[(&[], unix(a.sources.started))],
+    );
+    if let Ok(stat) = std::fs::read_to_string("/proc/self/stat") {
+        // Fields after the command name, which is in parentheses and may hold spaces.
+        if let Some(rest) = stat.rsplit_once(')').map(|(_, r)| r) {
+            let f: Vec<&str> = rest.split_whitespace().collect();
+            let tck = 100.0; // USER_HZ on Linux
+            let num = |i: usize| f.get(i).and_then(|s| s.parse::<f64>().ok()).unwrap_or(0.0);
+            // utime and stime are fields 14 and 15 of stat(5), 12 and 13 after the name.
+            e.counter_f64(
+                "process_cpu_seconds_total",
+                "User and system CPU time of the process, in seconds.",
+                &[(&[], (num(11) + num(12)) / tck)],
+            );
+            e.gauge(
+                "process_resident_memory_bytes",
+                "Resident memory of the process.",
+                &[(&[], num(21) * 4096.0)],
+            );
+        }
+    }
+    if let Ok(d) = std::fs::read_dir("/proc/self/fd") {
+        e.gauge(
+            "process_open_fds",
+            "Open file descriptors.",
+            &[(&[], d.count() as f64)],
+        );
+    }
+}
+
+fn mds_families(e: &mut Exposition, a: &Admin, m: &mds::Mds) {
+    use metrics::mds::*;
+    op_families(e, "cfs_nfs4", "NFSv4 operation", &OPS, nfs4_op);
+    e.counter(
+        "cfs_nfs4_compounds_total",
+        "NFSv4 COMPOUND requests served.",
+        &[(&[], COMPOUNDS.get())],
+    );
+    e.counter(
+        "cfs_mds_rpc_received_bytes_total",
+        "RPC argument bytes received on the NFS port.",
+        &[(&[], RPC_RECEIVED_BYTES.get())],
+    );
+    e.counter(
+        "cfs_mds_rpc_sent_bytes_total",
+        "RPC reply bytes sent on the NFS port.",
+        &[(&[], RPC_SENT_BYTES.get())],
+    );
+    e.counter(
+        "cfs_nfs4_read_bytes_total",
+        "File bytes returned by NFSv4 READ and READ_PLUS served by the MDS.",
+        &[(&[], READ_BYTES.get())],
+    );
+    e.counter(
+        "cfs_nfs4_write_bytes_total",
+        "File bytes carried by NFSv4 WRITE to the MDS.",
+        &[(&[], WRITE_BYTES.get())],
+    );
+    let c = m.state.counts();
+    let g = |e: &mut Exposition, name: &str, help: &str, v: usize| {
+        e.gauge(name, help, &[(&[], v as f64)]);
+    };
+    g(
+        e,
+        "cfs_mds_clients",
+        "Confirmed NFSv4 clients (courtesy clients included).",
+        c.clients,
+    );
+    g(
+        e,
+        "cfs_mds_courtesy_clients",
+        "Clients whose lease ran out, state kept until a conflict.",
+        c.courtesy,
+    );
+    g(e, "cfs_mds_sessions", "NFSv4.1 sessions.", c.sessions);
+    g(e, "cfs_mds_opens", "Open stateids.", c.opens);
+    g(e, "cfs_mds_locks", "Byte-range lock stateids.", c.locks);
+    g(
+        e,
+        "cfs_mds_delegations",
+        "Delegations held (file and directory).",
+        c.delegations,
+    );
+    g(
+        e,
+        "cfs_mds_layouts",
+        "Layout stateids (one per client and file).",
+        c.layouts,
+    );
+    g(
+        e,
+        "cfs_mds_grace",
+        "1 while the grace period after a restart lasts.",
+        usize::from(c.in_grace),
+    );
+    e.histogram(
+        "cfs_mds_log_fsync_duration_seconds",
+        "fdatasync of the metadata log, one per durable batch.",
+        &[(&[], &LOG_FSYNC)],
+    );
+    e.histogram(
+        "cfs_mds_checkpoint_duration_seconds",
+        "Writing one namespace checkpoint into redb.",
+        &[(&[], &CHECKPOINT)],
+    );
+    let ns = m.ns.stats();
+    let b = a.sources.ns_base;
+    e.counter(
+        "cfs_mds_log_commands_total",
+        "Namespace commands applied.",
+        &[(&[], b.commands + ns.commands)],
+    );
+    e.counter(
+        "cfs_mds_log_batches_total",
+        "Batches of commands appended to the log (group commit).",
+        &[(&[], b.transactions + ns.transactions)],
+    );
+    e.counter(
+        "cfs_mds_log_durable_commits_total",
+        "Batches made durable (one fdatasync each).",
+        &[(&[], b.durable_commits + ns.durable_commits)],
+    );
+    e.counter(
+        "cfs_mds_checkpoints_total",
+        "Namespace checkpoints written.",
+        &[(&[], b.checkpoints + ns.checkpoints)],
+    );
+    let Some(cl) = m.cluster() else { return };
+    let st = &cl.stats;
+    let l = |x: &std::sync::atomic::AtomicU64| x.load(Ordering::Relaxed);
+    e.counter(
+        "cfs_cluster_layouts_granted_total",
+        "pNFS layouts granted.",
+        &[(&[], l(&st.layouts_granted))],
+    );
+    e.counter(
+        "cfs_cluster_layouts_recalled_total",
+        "pNFS layouts recalled.",
+        &[(&[], l(&st.layouts_recalled))],
+    );
+    e.counter(
+        "cfs_cluster_mds_io_bytes_total",
+        "File bytes the MDS moved to or from data servers itself (clients without a layout).",
+        &[
+            (&[("direction", "read")], l(&st.read_bytes)),
+            (&[("direction", "write")], l(&st.write_bytes)),
+        ],
+    );
+    e.gauge(
+        "cfs_cluster_degraded_files",
+        "Files with fewer mirrors than they should have, waiting for repair.",
+        &[(&[], cl.degraded_files() as f64)],
+    );
+    let dss = cl.registry.status();
+    let ids: Vec<String> = dss
+        .iter()
+        .map(|d| layout::DsId(d.ds_id).to_string())
+        .collect();
+    let lab: Vec<[(&str, &str); 1]> = ids.iter().map(|i| [("ds", i.as_str())]).collect();
+    let per = |f: &dyn Fn(&proto::cluster::DsStatus) -> f64| -> Vec<(&[(&str, &str)], f64)> {
+        dss.iter().zip(&lab).map(|(d, l)| (&l[..], f(d))).collect()
+    };
+    let per_c = |f: &dyn Fn(&proto::cluster::DsStatus) -> u64| -> Vec<(&[(&str, &str)], u64)> {
+        dss.iter().zip(&lab).map(|(d, l)| (&l[..], f(d))).collect()
+    };
+    e.gauge(
+        "cfs_cluster_ds_up",
+        "1 while the data server heartbeats (0 down, 0.5 draining).",
+        &per(&|d| match d.state {
+            proto::cluster::DS_STATE_UP => 1.0,
+            proto::cluster::DS_STATE_DRAINING => 0.5,
+            _ => 0.0,
+        }),
+    );
+    e.gauge(
+        "cfs_cluster_ds_has_room",
+        "1 while new files may be placed on the data server.",
+        &per(&|d| f64::from(u8::from(d.has_room))),
+    );
+    e.gauge(
+        "cfs_cluster_ds_capacity_bytes",
+        "Size of the data server's file system.",
+        &per(&|d| d.capacity_bytes as f64),
+    );
+    e.gauge(
+        "cfs_cluster_ds_used_bytes",
+        "Bytes the data server's chunk store uses.",
+        &per(&|d| d.used_bytes as f64),
+    );
+    e.gauge(
+        "cfs_cluster_ds_avail_bytes",
+        "Bytes still available on the data server's file system.",
+        &per(&|d| d.avail_bytes as f64),
+    );
+    e.gauge(
+        "cfs_cluster_ds_silent_seconds",
+        "Time since the data server's last heartbeat.",
+        &per(&|d| d.silent_ms as f64 / 1000.0),
+    );
+    e.counter(
+        "cfs_cluster_ds_read_bytes_total",
+        "Bytes the data server served (its heartbeats report them).",
+        &per_c(&|d| d.counters.read_bytes),
+    );
+    e.counter(
+        "cfs_cluster_ds_write_bytes_total",
+        "Bytes written to the data server.",
+        &per_c(&|d| d.counters.write_bytes),
+    );
+    e.counter(
+        "cfs_cluster_ds_operations_total",
+        "READ, WRITE and COMMIT served by the data server.",
+        &per_c(&|d| d.counters.read_ops + d.counters.write_ops + d.counters.commit_ops),
+    );
+}
+
+fn ds_families(e: &mut Exposition, d: &ds::DsServer) {
+    op_families(
+        e,
+        "cfs_ds",
+        "NFSv3 data-server procedure",
+        &metrics::ds::OPS,
+        nfs3_proc,
+    );
+    let c = d.counters();
+    e.counter(
+        "cfs_ds_read_bytes_total",
+        "Bytes READ from this data server.",
+        &[(&[], c.read_bytes)],
+    );
+    e.counter(
+        "cfs_ds_write_bytes_total",
+        "Bytes WRITTEN to this data server.",
+        &[(&[], c.write_bytes)],
+    );
+    e.counter(
+        "cfs_ds_refused_total",
+        "I/O refused for a bad, foreign or fenced handle.",
+        &[(&[], c.refused_ops)],
+    );
+    let (cap, avail) = d.space();
+    e.gauge(
+        "cfs_ds_capacity_bytes",
+        "Size of this data server's file system.",
+        &[(&[], cap as f64)],
+    );
+    e.gauge(
+        "cfs_ds_avail_bytes",
+        "Bytes available on this data server's file system.",
+        &[(&[], avail as f64)],
+    );
+    e.gauge(
+        "cfs_ds_registered",
+        "1 once the MDS answered a heartbeat.",
+        &[(&[], f64::from(u8::from(d.registered())))],
+    );
+}
+
+pub fn render(a: &Admin) -> String {
+    let mut e = Exposition::new();
+    e.gauge(
+        "cfs_build_info",
+        "The cfs version running (always 1).",
+        &[(&[("version", env!("CARGO_PKG_VERSION"))], 1.0)],
+    );
+    e.gauge(
+        "cfs_counters_since_timestamp_seconds",
+        "Since when the counters run: the first start, or the last start after a crash (a clean restart carries them on).",
+        &[(&[], unix(a.sources.counters_since))],
+    );
+    process(&mut e, a);
+    if let Some(m) = &a.sources.mds {
+        mds_families(&mut e, a, m);
+    }
+    if let Some(d) = &a.sources.ds {
+        ds_families(&mut e, d);
+    }
+    e.finish()
+}

@@ -1,0 +1,549 @@
+//! `cfs server`: resolve the configuration (file, then flags), validate all of it before
+//! anything is created or bound (`--check-config` stops there), then run the roles, the admin
+//! listener and the counters carried across clean restarts.
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use crate::config::{self, ConfigError, FileConfig, Roles};
+use crate::ClusterFlags;
+
+/// Everything `cfs server` will do, decided before it does any of it.
+pub struct Settings {
+    pub roles: Roles,
+    pub secret: Option<layout::ClusterSecret>,
+    pub listen: SocketAddr,
+    pub data_dir: PathBuf,
+    pub lease_seconds: u32,
+    pub grace_seconds: Option<u32>,
+    pub exports: Vec<mds::export::Export>,
+    pub chunk_size: Option<u64>,
+    pub mds_addr: Option<SocketAddr>,
+    pub ds_listen: Option<SocketAddr>,
+    pub advertise: Vec<SocketAddr>,
+    pub failure_domain: String,
+    pub connections: proto::rpc::ServeLimits,
+    pub admin: Option<SocketAddr>,
+}
+
+pub struct ServerArgs {
+    pub config: Option<PathBuf>,
+    pub data: Option<PathBuf>,
+    pub listen: Option<String>,
+    pub admin_listen: Option<String>,
+    pub flags: ClusterFlags,
+}
+
+pub fn resolve(a: &ServerArgs) -> Result<Settings, ConfigError> {
+    let file: FileConfig = config::load(a.config.as_deref())?;
+    let f = &a.flags;
+    let roles = if f.roles.is_empty() {
+        config::parse_roles(file.roles.as_deref().unwrap_or(&[]))?
+    } else {
+        config::parse_roles(&f.roles)?
+    };
+    let fc = file.cluster.clone().unwrap_or_default();
+    let secret = match f.cluster_secret_file.as_ref().or(fc.secret_file.as_ref()) {
+        Some(p) => Some(config::load_secret(p)?),
+        None => None,
+    };
+    if secret.is_none() && (roles.ds || (roles.mds && fc.chunk_size.is_some())) {
+        return Err(ConfigError::NoSecret);
+    }
+    if let Some(cs) = fc.chunk_size {
+        if !cs.is_power_of_two() || !(4096..=1 << 30).contains(&cs) {
+            return Err(ConfigError::ChunkSize(cs));
+        }
+    }
+    let listen = config::parse_listen(
+        &a.listen
+            .clone()
+            .or(file.listen.clone())
+            .unwrap_or_else(|| config::DEFAULT_LISTEN.to_string()),
+    )?;
+    let lease_seconds = file.lease_seconds.unwrap_or(mds::DEFAULT_LEASE_SECONDS);
+    if lease_seconds < config::MIN_LEASE_SECONDS {
+        return Err(ConfigError::Lease(lease_seconds));
+    }
+    let mut mds_addr = None;
+    let mut ds_listen = None;
+    let mut advertise = Vec::new();
+    if roles.ds {
+        mds_addr = match f.mds.as_ref().or(fc.mds.as_ref()) {
+            Some(m) => Some(config::parse_listen(m)?),
+            None if roles.mds => None,
+            None => return Err(ConfigError::NoMds),
+        };
+        ds_listen = Some(match f.ds_listen.as_ref().or(fc.ds_listen.as_ref()) {
+            Some(l) => config::parse_listen(l)?,
+            None if roles.mds => SocketAddr::new(listen.ip(), 0),
+            None => listen,
+        });
+        let adv = if f.advertise.is_empty() {
+            fc.advertise.clone().unwrap_or_default()
+        } else {
+            f.advertise.clone()
+        };
+        advertise = adv
+            .iter()
+            .map(|s| config::parse_listen(s))
+            .collect::<Result<_, _>>()?;
+    }
+    let admin = match (&a.admin_listen, &file.admin) {
+        (Some(l), _) => Some(config::parse_listen(l)?),
+        (None, Some(ad)) => Some(config::parse_listen(
+            ad.listen.as_deref().unwrap_or(config::DEFAULT_ADMIN_LISTEN),
+        )?),
+        (None, None) => None,
+    };
+    Ok(Settings {
+        roles,
+        secret,
+        listen,
+        data_dir: a
+            .data
+            .clone()
+            .or(file.data.clone())
+            .unwrap_or_else(|| PathBuf::from(config::DEFAULT_DATA)),
+        lease_seconds,
+        grace_seconds: file.grace_seconds,
+        exports: config::build_exports(&file.exports)?,
+        chunk_size: fc.chunk_size,
+        mds_addr,
+        ds_listen,
+        advertise,
+        failure_domain: f
+            .failure_domain
+            .clone()
+            .or(fc.failure_domain.clone())
+            .unwrap_or_default(),
+        connections: file.connections.clone().unwrap_or_default().limits()?,
+        admin,
+    })
+}
+
+/// The data directory is a directory, or can be made one; checked without creating it.
+fn check_data_dir(dir: &Path) -> Result<(), ConfigError> {
+    match std::fs::metadata(dir) {
+        Ok(m) if m.is_dir() => return writable(dir, dir),
+        Ok(_) => return Err(ConfigError::DataNotDir(dir.to_path_buf())),
+        Err(_) => {}
+    }
+    let mut parent = dir;
+    loop {
+        parent = match parent.parent() {
+            Some(p) if p.as_os_str().is_empty() => Path::new("."),
+            Some(p) => p,
+            None => Path::new("/"),
+        };
+        match std::fs::metadata(parent) {
+            Ok(m) if m.is_dir() => return writable(dir, parent),
+            Ok(_) => {
+                return Err(ConfigError::DataParent {
+                    path: dir.to_path_buf(),
+                    parent: parent.to_path_buf(),
+                    why: "it is a file, not a directory".into(),
+                })
+            }
+            Err(_) if parent == Path::new("/") => {
+                return Err(ConfigError::DataParent {
+                    path: dir.to_path_buf(),
+                    parent: parent.to_path_buf(),
+                    why: "no part of the path exists".into(),
+                })
+            }
+            Err(_) => {}
+        }
+    }
+}
+
+fn writable(dir: &Path, at: &Path) -> Result<(), ConfigError> {
+    use std::os::unix::ffi::OsStrExt;
+    let Ok(c) = std::ffi::CString::new(at.as_os_str().as_bytes()) else {
+        return Ok(());
+    };
+    // SAFETY: access(2) only reads the NUL-terminated path we own.
+    if unsafe { libc::access(c.as_ptr(), libc::W_OK | libc::X_OK) } != 0 {
+        return Err(ConfigError::DataParent {
+            path: dir.to_path_buf(),
+            parent: at.to_path_buf(),
+            why: std::io::Error::last_os_error().to_string(),
+        });
+    }
+    Ok(())
+}
+
+/// Binds and releases `addr` to learn whether it is free (port 0 always is).
+fn check_port(what: &'static str, addr: SocketAddr) -> Result<(), ConfigError> {
+    if addr.port() == 0 {
+        return Ok(());
+    }
+    std::net::TcpListener::bind(addr)
+        .map(drop)
+        .map_err(|e| ConfigError::Busy {
+            what,
+            addr,
+            why: e.to_string(),
+        })
+}
+
+/// Everything that can be known wrong before the server starts: the data directory, the
+/// ports. The config file's own content was checked by `resolve`. Export paths need the file
+/// system, so they are checked when it is open (`check_exports`).
+pub fn validate(s: &Settings) -> Result<(), ConfigError> {
+    check_data_dir(&s.data_dir)?;
+    if s.roles.mds {
+        check_port("the NFS address", s.listen)?;
+    }
+    if let Some(l) = s.ds_listen {
+        if !s.roles.mds || l != s.listen {
+            check_port("the data-server address", l)?;
+        }
+    }
+    if let Some(a) = s.admin {
+        check_port("the admin address", a)?;
+    }
+    Ok(())
+}
+
+/// Every export names a directory that exists in the file system.
+fn check_exports(s: &Settings, m: &mds::Mds) -> Result<(), ConfigError> {
+    for e in &s.exports {
+        let ok =
+            m.ns.resolve(e.path.as_bytes())
+                .is_ok_and(|i| i.kind == mds::namespace::FileKind::Directory);
+        if !ok {
+            return Err(ConfigError::ExportMissing {
+                path: e.path.clone(),
+                data: s.data_dir.clone(),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// What `--check-config` prints when everything is fine.
+pub fn summary(s: &Settings) -> String {
+    let mut roles = Vec::new();
+    if s.roles.mds {
+        roles.push(format!("mds on {}", s.listen));
+    }
+    if let Some(l) = s.ds_listen {
+        roles.push(format!("ds on {l}"));
+    }
+    format!(
+        "config OK: {}; data in {}; lease {} s; {} export(s) ({}); admin {}\n(export paths are checked against the file system when the server starts)",
+        roles.join(", "),
+        s.data_dir.display(),
+        s.lease_seconds,
+        s.exports.len(),
+        s.exports.iter().map(|e| e.path.as_str()).collect::<Vec<_>>().join(", "),
+        s.admin.map_or("off".to_string(), |a| format!("on http://{a}/")),
+    )
+}
+
+/// The key under which the admin token's secret is kept when there is no cluster secret.
+fn admin_secret(s: &Settings) -> Result<layout::ClusterSecret, Box<dyn std::error::Error>> {
+    if let Some(sec) = &s.secret {
+        return Ok(sec.clone());
+    }
+    Ok(local_admin_secret(&s.data_dir, true)?)
+}
+
+/// A single node has no cluster secret: the admin token is derived from a random one kept in
+/// the data directory (`admin.secret`, owner-only), made at the first start with `[admin]`.
+pub fn local_admin_secret(data: &Path, create: bool) -> Result<layout::ClusterSecret, ConfigError> {
+    let path = data.join("admin.secret");
+    if create && !path.exists() {
+        let mut b = [0u8; 32];
+        let io = |e: std::io::Error| ConfigError::Secret {
+            path: path.clone(),
+            message: e.to_string(),
+        };
+        let mut f = std::fs::File::open("/dev/urandom").map_err(io)?;
+        std::io::Read::read_exact(&mut f, &mut b).map_err(io)?;
+        let hex: String = b.iter().map(|x| format!("{x:02x}")).collect();
+        use std::os::unix::fs::OpenOptionsExt;
+        let mut out = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&path)
+            .map_err(io)?;
+        std::io::Write::write_all(&mut out, format!("{hex}\n").as_bytes()).map_err(io)?;
+        out.sync_all().map_err(io)?;
+    }
+    config::load_secret(&path)
+}
+
+/// The counters file in the data directory (`metrics::persist`).
+fn counters_path(s: &Settings) -> PathBuf {
+    s.data_dir.join("counters")
+}
+
+/// Keys of the counters kept outside `metrics` (per-instance ones).
+const DS_KEYS: [&str; 6] = [
+    "ds.read_ops",
+    "ds.read_bytes",
+    "ds.write_ops",
+    "ds.write_bytes",
+    "ds.commit_ops",
+    "ds.refused_ops",
+];
+const CLUSTER_KEYS: [&str; 6] = [
+    "cluster.read_ops",
+    "cluster.read_bytes",
+    "cluster.write_ops",
+    "cluster.write_bytes",
+    "cluster.layouts_granted",
+    "cluster.layouts_recalled",
+];
+const NS_KEYS: [&str; 4] = [
+    "ns.commands",
+    "ns.transactions",
+    "ns.durable_commits",
+    "ns.checkpoints",
+];
+
+fn cluster_atomics(c: &mds::cluster::Cluster) -> [&std::sync::atomic::AtomicU64; 6] {
+    let s = &c.stats;
+    [
+        &s.read_ops,
+        &s.read_bytes,
+        &s.write_ops,
+        &s.write_bytes,
+        &s.layouts_granted,
+        &s.layouts_recalled,
+    ]
+}
+
+pub async fn run(a: ServerArgs, check_only: bool) -> Result<(), Box<dyn std::error::Error>> {
+    let s = resolve(&a)?;
+    validate(&s)?;
+    if check_only {
+        println!("{}", summary(&s));
+        return Ok(());
+    }
+    if std::env::var("CFS_METRICS").is_ok_and(|v| v == "off") {
+        metrics::set_enabled(false);
+        tracing::info!("metrics are off (CFS_METRICS=off)");
+    }
+    let nofile = crate::raise_nofile_limit();
+    let listeners = usize::from(s.roles.mds) + usize::from(s.roles.ds);
+    let connections = s.connections.fit_to_fd_limit(nofile, listeners);
+    tracing::info!(
+        open_files = nofile,
+        max_connections = connections.max_connections,
+        per_address = connections.max_per_address,
+        idle_timeout_s = connections.idle_timeout.as_secs(),
+        record_timeout_s = connections.record_timeout.as_secs(),
+        record_memory_mib = connections.record_memory >> 20,
+        "connection bounds (per listener)"
+    );
+    std::fs::create_dir_all(&s.data_dir).map_err(|e| ConfigError::DataParent {
+        path: s.data_dir.clone(),
+        parent: s.data_dir.clone(),
+        why: e.to_string(),
+    })?;
+    // Counters of the previous run, if it ended cleanly (see `metrics::persist`).
+    let saved = metrics::persist::take(&counters_path(&s)).unwrap_or_else(|e| {
+        tracing::warn!("counters of the previous run unreadable, starting from zero: {e}");
+        None
+    });
+    let started = SystemTime::now();
+    let mut since = started;
+    let saved = saved.unwrap_or_default();
+    if saved.is_empty() {
+        tracing::info!(
+            "counters start at zero (first start, or the last run did not stop cleanly)"
+        );
+    } else {
+        metrics::persist::restore(&saved);
+        if let Some(t) = saved.get("counters_since") {
+            since = SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(*t);
+        }
+    }
+    let get = |k: &str| saved.get(k).copied().unwrap_or(0);
+    let admin_listener = match s.admin {
+        Some(addr) => {
+            Some(
+                tokio::net::TcpListener::bind(addr)
+                    .await
+                    .map_err(|e| ConfigError::Busy {
+                        what: "the admin address",
+                        addr,
+                        why: e.to_string(),
+                    })?,
+            )
+        }
+        None => None,
+    };
+
+    let mut mds_server = None;
+    if s.roles.mds {
+        let cluster = s.secret.as_ref().map(|sec| {
+            let mut c = mds::cluster::ClusterConfig::new(sec.clone());
+            if let Some(cs) = s.chunk_size {
+                c.chunk_size = cs;
+            }
+            c
+        });
+        let clustered = cluster.is_some();
+        let cfg = mds::ServerConfig {
+            data_dir: s.data_dir.clone(),
+            listen: s.listen,
+            exports: s.exports.clone(),
+            lease_seconds: s.lease_seconds,
+            grace_seconds: s.grace_seconds,
+            cluster,
+            connections,
+        };
+        let server = mds::Server::start(cfg).await?;
+        if let Err(e) = check_exports(&s, server.mds()) {
+            server.shutdown().await;
+            return Err(e.into());
+        }
+        if let Some(c) = server.mds().cluster() {
+            for (k, a) in CLUSTER_KEYS.iter().zip(cluster_atomics(c)) {
+                mds::cluster::MdsIoStats::add(a, get(k));
+            }
+        }
+        tracing::info!(
+            pnfs = clustered,
+            "serving NFSv4.1/4.2 on {}",
+            server.local_addr()
+        );
+        mds_server = Some(server);
+    }
+    let mut ds_server = None;
+    if s.roles.ds {
+        let secret = s.secret.clone().ok_or(ConfigError::NoSecret)?;
+        let mds_addr = match (s.mds_addr, &mds_server) {
+            (Some(m), _) => m,
+            (None, Some(srv)) => srv.local_addr(),
+            (None, None) => return Err(ConfigError::NoMds.into()),
+        };
+        let cfg = ds::DsConfig {
+            // Beside an MDS the DS gets a directory of its own.
+            data_dir: if s.roles.mds {
+                s.data_dir.join("ds")
+            } else {
+                s.data_dir.clone()
+            },
+            listen: s.ds_listen.unwrap_or(s.listen),
+            advertise: s.advertise.clone(),
+            mds: mds_addr,
+            secret,
+            failure_domain: s.failure_domain.clone(),
+            connections,
+        };
+        let server = ds::DsServer::start(cfg).await?;
+        server.restore_counters(&proto::cluster::DsCounters {
+            read_ops: get(DS_KEYS[0]),
+            read_bytes: get(DS_KEYS[1]),
+            write_ops: get(DS_KEYS[2]),
+            write_bytes: get(DS_KEYS[3]),
+            commit_ops: get(DS_KEYS[4]),
+            refused_ops: get(DS_KEYS[5]),
+        });
+        tracing::info!(
+            ds = %server.id(),
+            mds = %mds_addr,
+            "serving the flexfiles data path (NFSv3) on {}",
+            server.local_addr()
+        );
+        ds_server = Some(Arc::new(server));
+    }
+
+    let ns_base = mds::namespace::StatsSnapshot {
+        commands: get(NS_KEYS[0]),
+        transactions: get(NS_KEYS[1]),
+        durable_commits: get(NS_KEYS[2]),
+        checkpoints: get(NS_KEYS[3]),
+    };
+    let (stop_admin, admin_stopped) = tokio::sync::oneshot::channel::<()>();
+    let admin_task = match admin_listener {
+        Some(l) => {
+            let sources = crate::admin_http::Sources {
+                mds: mds_server.as_ref().map(|m| m.mds().clone()),
+                mds_listen: mds_server.as_ref().map(|m| m.local_addr()),
+                ds: ds_server.clone(),
+                started,
+                counters_since: since,
+                ns_base,
+            };
+            let token = admin_secret(&s)?.admin_token();
+            let local = l.local_addr()?;
+            tracing::info!("admin listener (metrics, console, API) on http://{local}/");
+            if s.admin.is_some_and(|a| a.port() == 0) {
+                // Any free port was asked for: say which, for `cfs admin --config`.
+                std::fs::write(s.data_dir.join("admin.addr"), format!("{local}\n"))?;
+            }
+            let admin = crate::admin_http::Admin::new(sources, token);
+            Some(tokio::spawn(crate::admin_http::serve(l, admin, async {
+                let _ = admin_stopped.await;
+            })))
+        }
+        None => None,
+    };
+
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+    tracing::info!("shutting down");
+    let _ = stop_admin.send(());
+    if let Some(t) = admin_task {
+        let _ = t.await;
+    }
+    let mut pairs = metrics::persist::snapshot();
+    pairs.push((
+        "counters_since".into(),
+        since
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs()),
+    ));
+    if let Some(d) = ds_server {
+        let c = d.counters();
+        let vals = [
+            c.read_ops,
+            c.read_bytes,
+            c.write_ops,
+            c.write_bytes,
+            c.commit_ops,
+            c.refused_ops,
+        ];
+        pairs.extend(DS_KEYS.iter().zip(vals).map(|(k, v)| (k.to_string(), v)));
+        match Arc::try_unwrap(d) {
+            Ok(d) => d.shutdown().await,
+            Err(_) => tracing::error!("data server still referenced at shutdown; not synced"),
+        }
+    }
+    if let Some(srv) = mds_server {
+        if let Some(c) = srv.mds().cluster() {
+            pairs.extend(
+                CLUSTER_KEYS
+                    .iter()
+                    .zip(cluster_atomics(c))
+                    .map(|(k, a)| (k.to_string(), a.load(std::sync::atomic::Ordering::Relaxed))),
+            );
+        }
+        // The namespace counters are this run's plus the earlier runs'.
+        let ns = srv.namespace_stats();
+        let b = ns_base;
+        let vals = [
+            b.commands + ns.commands,
+            b.transactions + ns.transactions,
+            b.durable_commits + ns.durable_commits,
+            b.checkpoints + ns.checkpoints,
+        ];
+        pairs.extend(NS_KEYS.iter().zip(vals).map(|(k, v)| (k.to_string(), v)));
+        srv.shutdown().await;
+    }
+    if let Err(e) = metrics::persist::save(&counters_path(&s), &pairs) {
+        tracing::warn!("counters not saved (the next start counts from zero): {e}");
+    }
+    Ok(())
+}

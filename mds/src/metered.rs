@@ -1,0 +1,50 @@
+//! What the request path tells `metrics` (the admin listener's `/metrics`): one call per
+//! operation from `compound::run`, so handlers stay free of bookkeeping.
+use crate::compound::Ctx;
+use proto::nfs4::compound::NfsResop4;
+use std::time::Instant;
+
+/// File bytes a READ or READ_PLUS result carries.
+fn read_bytes(r: &NfsResop4) -> u64 {
+    match r {
+        NfsResop4::Read(proto::nfs4::fileops::ReadRes::Ok(ok)) => ok.data.len() as u64,
+        NfsResop4::ReadPlus(proto::nfs4::v42::ReadPlusRes::Ok(ok)) => ok
+            .rpr_contents
+            .iter()
+            .map(|c| match c {
+                proto::nfs4::v42::ReadPlusContent::Data(d) => d.d_data.len() as u64,
+                _ => 0,
+            })
+            .sum(),
+        _ => 0,
+    }
+}
+
+/// Records one operation of a COMPOUND: its latency and status under its number, the file
+/// bytes it moved (`written`: a WRITE's payload), and who did it to what for `top`.
+pub fn op_done(ctx: &Ctx<'_>, opnum: u32, start: Option<Instant>, r: &NfsResop4, written: u64) {
+    if start.is_none() {
+        return;
+    }
+    let status = r.status();
+    metrics::mds::OPS.done(opnum, start, status);
+    let bytes = if status == 0 {
+        read_bytes(r) + written
+    } else {
+        0
+    };
+    if bytes != 0 {
+        let c = if written != 0 {
+            &metrics::mds::WRITE_BYTES
+        } else {
+            &metrics::mds::READ_BYTES
+        };
+        c.add(bytes);
+    }
+    metrics::mds::TOP.note(
+        ctx.clientid.unwrap_or(0),
+        ctx.cfh.unwrap_or(0),
+        bytes,
+        ctx.conn.peer_addr().ip(),
+    );
+}
