@@ -654,8 +654,17 @@ fn a_file_that_lost_a_mirror_is_re_mirrored_and_survives_losing_the_other() {
         );
         std::thread::sleep(Duration::from_millis(500));
     }
-    // Give the new mirror's record a moment, then lose the original survivor too.
-    std::thread::sleep(Duration::from_secs(1));
+    // The copy is recorded as the file's new mirror once the repair queue is empty (the bytes
+    // can show in the counters before the record is durable); then lose the original survivor.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while cl.degraded_files() != Some(0) {
+        assert!(
+            Instant::now() < deadline,
+            "repair never recorded the new mirror:\n{}",
+            cl.admin_status()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
     cl.kill9(&mirrors[1]);
     let deadline = Instant::now() + Duration::from_secs(20);
     while cl.status().map(|s| cl.up(&s)) != Some(1) {

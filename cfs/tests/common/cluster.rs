@@ -188,6 +188,18 @@ impl Cluster {
         format!("{}{}", o.text(), o.stderr)
     }
 
+    /// Files the MDS knows to be short of a mirror (its repair queue), from `cfs admin status
+    /// --json` over the admin listener.
+    pub fn degraded_files(&self) -> Option<u64> {
+        let out = Command::new(BIN)
+            .args(["admin", "status", "--json", "--config"])
+            .arg(self.dir.join("cluster").join("mds.toml"))
+            .output()
+            .ok()?;
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
+        v["mds"]["degraded_files"].as_u64()
+    }
+
     pub fn pid_of(&self, role: &str) -> u32 {
         let text = std::fs::read_to_string(self.dir.join("cluster").join("pids"))
             .expect("DIR/pids written by cfs cluster up");

@@ -175,7 +175,6 @@ impl Cluster {
         self.fences.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// The generation DS handles for `ino` are minted with.
     /// Files known to be short of a mirror (waiting for repair), for the admin listener.
     pub fn degraded_files(&self) -> usize {
         self.degraded
@@ -184,6 +183,7 @@ impl Cluster {
             .len()
     }
 
+    /// The generation DS handles for `ino` are minted with.
     pub fn generation(&self, ino: u64) -> u64 {
         self.fence_log().generation(ino)
     }
