@@ -12,6 +12,7 @@ pub mod fh;
 mod metered;
 pub mod namespace;
 pub mod ops;
+pub mod raft;
 pub mod recall;
 pub mod server;
 pub mod space;
@@ -100,7 +101,7 @@ pub struct Mds {
 }
 
 impl Mds {
-    pub fn open(cfg: &ServerConfig) -> Result<Mds, ServerError> {
+    pub async fn open(cfg: &ServerConfig) -> Result<Mds, ServerError> {
         if cfg.exports.is_empty() {
             return Err(ServerError::NoExports);
         }
@@ -120,8 +121,9 @@ impl Mds {
             space: Some(space.clone()),
             ..Default::default()
         };
-        let ns =
-            Namespace::open_with(&meta_dir, opts).map_err(|source| ServerError::Namespace {
+        let ns = Namespace::open_with(&meta_dir, opts)
+            .await
+            .map_err(|source| ServerError::Namespace {
                 path: meta_dir.clone(),
                 source,
             })?;
@@ -303,18 +305,24 @@ async fn reap_later(mds: std::sync::Weak<Mds>, mut todo: Vec<u64>) {
     }
 }
 
-/// Forgets orphans whose data is gone.
+/// Forgets orphans whose data is gone: one command per shard they live in.
 async fn forget(mds: &Mds, inos: Vec<u64>) {
-    if inos.is_empty() {
-        return;
+    let mut by_shard: std::collections::BTreeMap<namespace::ShardId, Vec<u64>> = Default::default();
+    for ino in inos {
+        by_shard
+            .entry(namespace::ShardId::of_ino(ino))
+            .or_default()
+            .push(ino);
     }
-    let n = inos.len();
-    if let Err(e) = mds
-        .ns
-        .execute_lazy(namespace::Command::ForgetOrphans { inos })
-        .await
-    {
-        tracing::warn!(orphans = n, "cannot forget orphans: {e}");
+    for (shard, inos) in by_shard {
+        let n = inos.len();
+        if let Err(e) = mds
+            .ns
+            .execute(namespace::Command::ForgetOrphans { inos })
+            .await
+        {
+            tracing::warn!(%shard, orphans = n, "cannot forget orphans: {e}");
+        }
     }
 }
 
@@ -356,7 +364,7 @@ pub struct Server {
 
 impl Server {
     pub async fn start(cfg: ServerConfig) -> Result<Server, ServerError> {
-        let mds = Arc::new(Mds::open(&cfg)?);
+        let mds = Arc::new(Mds::open(&cfg).await?);
         let (effects, effects_rx) = tokio::sync::mpsc::unbounded_channel();
         mds.ns.set_effect_sink(Arc::new(QueuedEffects(effects)));
         // Files unlinked while open before the restart: OPEN promised their holders

@@ -1,17 +1,20 @@
-//! The redb tables behind the state machine, the write-side `StateStore` over them, and read
-//! snapshots.
+//! The redb tables that hold checkpoints of the local shards' state machines, and the
+//! write-side `StateStore` over them (`crate::raft::checkpoint` writes them).
+//!
+//! Every key carries an inode number (an inode, a directory's entries, a file's chunks), and an
+//! inode number carries its shard (`shard`), so a shard's rows are one range of each table: a
+//! snapshot replacing a shard deletes those ranges and writes them again. What is per shard
+//! beyond that (its counters, the log id it applied) is keyed by the shard.
 
-use std::sync::RwLockReadGuard;
+use std::collections::HashMap;
 
 use redb::{ReadTransaction, ReadableTable, Table, TableDefinition, WriteTransaction};
 
 use super::error::FsError;
-use super::state::{meta, Dump, MemState, StateStore};
-use super::types::{DirEntry, Inode, StatFs, FIRST_COOKIE, ROOT_INO};
-use super::unstable::Unstable;
+use super::shard::ShardId;
+use super::state::{meta, MemState, StateStore};
+use super::types::{Inode, FIRST_COOKIE};
 
-/// Log index → encoded `Command`.
-pub(crate) const LOG: TableDefinition<u64, &[u8]> = TableDefinition::new("log");
 /// ino → encoded `Inode`.
 pub(crate) const INODES: TableDefinition<u64, &[u8]> = TableDefinition::new("inodes");
 /// (dir, name) → (ino, cookie).
@@ -22,19 +25,25 @@ pub(crate) const DIRENTS: TableDefinition<(u64, &[u8]), (u64, u64)> =
 pub(crate) const DIRINDEX: TableDefinition<(u64, u64), &[u8]> = TableDefinition::new("dirindex");
 /// dir → next cookie.
 pub(crate) const COOKIES: TableDefinition<u64, u64> = TableDefinition::new("cookies");
-/// Counters of the state machine (see `state::meta`) and the applied index.
-pub(crate) const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
-/// Values of this node, not of the state machine: never replicated, never in a snapshot.
-pub(crate) const NODE: TableDefinition<&str, u64> = TableDefinition::new("node");
 /// Regular files with nlink 0 waiting for `Forget`.
 pub(crate) const ORPHANS: TableDefinition<u64, ()> = TableDefinition::new("orphans");
 /// (ino, chunk) → the DS ids holding that chunk's mirrors (postcard `Vec<u64>`).
 pub(crate) const CHUNKS: TableDefinition<(u64, u64), &[u8]> = TableDefinition::new("chunks");
+/// (shard, key) → the shard's counters (`state::meta`).
+pub(crate) const SHARD_META: TableDefinition<(u16, &str), u64> = TableDefinition::new("shard_meta");
+/// shard → the log id and membership its checkpoint holds (postcard, `raft::machine::Applied`).
+pub(crate) const SHARD_APPLIED: TableDefinition<u16, &[u8]> = TableDefinition::new("shard_applied");
+/// Values of this node, not of any state machine: never replicated, never in a snapshot.
+pub(crate) const NODE: TableDefinition<&str, u64> = TableDefinition::new("node");
+/// Builds before shards kept the counters here, with the applied index and the boot count.
+const LEGACY_META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+/// Builds before Raft kept the last commands here.
+const LEGACY_LOG: TableDefinition<u64, &[u8]> = TableDefinition::new("log");
 
-/// Index of the last applied log entry.
-pub(crate) const APPLIED: &str = "applied";
-/// Opens of this store so far (in `NODE`; builds before it kept it in `META`).
+/// Opens of this store so far (in `NODE`).
 pub(crate) const BOOT_COUNT: &str = "boot_count";
+/// How many shards the file system was created with (in `NODE`).
+pub(crate) const SHARDS: &str = "shards";
 
 fn decode_mirrors(bytes: &[u8]) -> Result<Vec<u64>, FsError> {
     postcard::from_bytes(bytes).map_err(|e| FsError::Corrupt(format!("chunk mirrors: {e}")))
@@ -50,37 +59,75 @@ fn encode_inode(i: &Inode) -> Result<Vec<u8>, FsError> {
 
 /// Creates every table so that read transactions never meet a missing one.
 pub(crate) fn create_tables(txn: &WriteTransaction) -> Result<(), FsError> {
-    txn.open_table(LOG)?;
     txn.open_table(INODES)?;
     txn.open_table(DIRENTS)?;
     txn.open_table(DIRINDEX)?;
     txn.open_table(COOKIES)?;
-    txn.open_table(META)?;
-    txn.open_table(NODE)?;
     txn.open_table(ORPHANS)?;
     txn.open_table(CHUNKS)?;
+    txn.open_table(SHARD_META)?;
+    txn.open_table(SHARD_APPLIED)?;
+    txn.open_table(NODE)?;
     Ok(())
 }
 
-/// The tables of one write transaction, as a `StateStore`.
+/// Moves a store made before shards into shard 0: its counters, and its boot count into
+/// `NODE`. The command log of those builds (`namespace.wal.*` beside the database) is
+/// checkpointed at every clean stop; one that still holds commands cannot be read by this
+/// build (their format changed), and the caller refuses to start.
+pub(crate) fn migrate_legacy(txn: &WriteTransaction) -> Result<bool, FsError> {
+    let legacy: Vec<(String, u64)> = {
+        let t = txn.open_table(LEGACY_META)?;
+        let mut v = Vec::new();
+        for item in t.iter()? {
+            let (k, val) = item?;
+            v.push((k.value().to_string(), val.value()));
+        }
+        v
+    };
+    if legacy.is_empty() {
+        txn.delete_table(LEGACY_META)?;
+        txn.delete_table(LEGACY_LOG)?;
+        return Ok(false);
+    }
+    {
+        let mut sm = txn.open_table(SHARD_META)?;
+        let mut node = txn.open_table(NODE)?;
+        for (k, v) in &legacy {
+            if let Some(known) = meta::ALL.into_iter().find(|n| n == k) {
+                sm.insert((0u16, known), *v)?;
+            } else if k == BOOT_COUNT {
+                node.insert(BOOT_COUNT, *v)?;
+            }
+        }
+        node.insert(SHARDS, 1)?;
+    }
+    txn.delete_table(LEGACY_META)?;
+    txn.delete_table(LEGACY_LOG)?;
+    Ok(true)
+}
+
+/// The tables of one write transaction, as a shard's `StateStore`.
 pub(crate) struct RedbState<'t> {
+    shard: u16,
     inodes: Table<'t, u64, &'static [u8]>,
     dirents: Table<'t, (u64, &'static [u8]), (u64, u64)>,
     dirindex: Table<'t, (u64, u64), &'static [u8]>,
     cookies: Table<'t, u64, u64>,
-    meta: Table<'t, &'static str, u64>,
+    meta: Table<'t, (u16, &'static str), u64>,
     orphans: Table<'t, u64, ()>,
     chunks: Table<'t, (u64, u64), &'static [u8]>,
 }
 
 impl<'t> RedbState<'t> {
-    pub(crate) fn open(txn: &'t WriteTransaction) -> Result<Self, FsError> {
+    pub(crate) fn open(txn: &'t WriteTransaction, shard: ShardId) -> Result<Self, FsError> {
         Ok(RedbState {
+            shard: shard.0,
             inodes: txn.open_table(INODES)?,
             dirents: txn.open_table(DIRENTS)?,
             dirindex: txn.open_table(DIRINDEX)?,
             cookies: txn.open_table(COOKIES)?,
-            meta: txn.open_table(META)?,
+            meta: txn.open_table(SHARD_META)?,
             orphans: txn.open_table(ORPHANS)?,
             chunks: txn.open_table(CHUNKS)?,
         })
@@ -150,10 +197,14 @@ impl StateStore for RedbState<'_> {
         Ok(())
     }
     fn meta(&self, key: &'static str) -> Result<u64, FsError> {
-        Ok(self.meta.get(key)?.map(|v| v.value()).unwrap_or(0))
+        Ok(self
+            .meta
+            .get((self.shard, key))?
+            .map(|v| v.value())
+            .unwrap_or(0))
     }
     fn set_meta(&mut self, key: &'static str, value: u64) -> Result<(), FsError> {
-        self.meta.insert(key, value)?;
+        self.meta.insert((self.shard, key), value)?;
         Ok(())
     }
     fn set_orphan(&mut self, ino: u64, orphan: bool) -> Result<(), FsError> {
@@ -194,240 +245,139 @@ fn read_chunks<T: ReadableTable<(u64, u64), &'static [u8]>>(
     Ok(out)
 }
 
-/// The whole state as the last checkpoint left it, loaded into memory at open.
-pub(crate) fn load_state(txn: &ReadTransaction) -> Result<MemState, FsError> {
-    let mut m = MemState::default();
+/// Deletes every row of `shard` (before a snapshot's state is written in its place).
+pub(crate) fn delete_shard(txn: &WriteTransaction, shard: ShardId) -> Result<(), FsError> {
+    let r = shard.inos();
+    let (lo, hi) = (*r.start(), *r.end());
+    {
+        let mut t = txn.open_table(INODES)?;
+        t.retain_in(lo..=hi, |_, _| false)?;
+    }
+    {
+        let mut t = txn.open_table(COOKIES)?;
+        t.retain_in(lo..=hi, |_, _| false)?;
+    }
+    {
+        let mut t = txn.open_table(ORPHANS)?;
+        t.retain_in(lo..=hi, |_, _| false)?;
+    }
+    {
+        let mut t = txn.open_table(DIRINDEX)?;
+        t.retain_in((lo, 0)..=(hi, u64::MAX), |_, _| false)?;
+    }
+    {
+        let mut t = txn.open_table(CHUNKS)?;
+        t.retain_in((lo, 0)..=(hi, u64::MAX), |_, _| false)?;
+    }
+    {
+        let mut t = txn.open_table(DIRENTS)?;
+        t.retain(|(dir, _), _| !(lo..=hi).contains(&dir))?;
+    }
+    {
+        let mut t = txn.open_table(SHARD_META)?;
+        t.retain(|(s, _), _| s != shard.0)?;
+    }
+    Ok(())
+}
+
+/// Writes the whole of `s` into a shard's (emptied) rows.
+pub(crate) fn write_whole(st: &mut RedbState<'_>, s: &MemState) -> Result<(), FsError> {
+    for i in s.inodes.values() {
+        st.put_inode(i)?;
+    }
+    for ((dir, name), (ino, cookie)) in &s.dirents {
+        st.put_dirent(*dir, name, *ino, *cookie)?;
+    }
+    for (dir, next) in &s.cookies {
+        st.set_next_cookie(*dir, Some(*next))?;
+    }
+    for (k, v) in &s.meta {
+        st.set_meta(k, *v)?;
+    }
+    for ino in s.orphans.keys() {
+        st.set_orphan(*ino, true)?;
+    }
+    for ((ino, chunk), m) in &s.chunks {
+        st.put_chunk(*ino, *chunk, Some(m))?;
+    }
+    Ok(())
+}
+
+/// Records the log id (and membership) a shard's checkpoint holds.
+pub(crate) fn set_applied(
+    txn: &WriteTransaction,
+    shard: ShardId,
+    applied: &[u8],
+) -> Result<(), FsError> {
+    txn.open_table(SHARD_APPLIED)?.insert(shard.0, applied)?;
+    Ok(())
+}
+
+/// A shard's state as loaded, with the encoded log id its checkpoint applied (if any).
+pub(crate) type Loaded = HashMap<ShardId, (MemState, Option<Vec<u8>>)>;
+
+/// Each of `shards`' state as its last checkpoint left it, and what that checkpoint applied
+/// (`None` for a shard never checkpointed). Rows of other shards (held by other nodes) are
+/// skipped.
+pub(crate) fn load_shards(txn: &ReadTransaction, shards: &[ShardId]) -> Result<Loaded, FsError> {
+    let mut m: Loaded = shards
+        .iter()
+        .map(|s| (*s, (MemState::default(), None)))
+        .collect();
+    fn of(m: &mut Loaded, ino: u64) -> Option<&mut MemState> {
+        m.get_mut(&ShardId::of_ino(ino)).map(|(s, _)| s)
+    }
     for item in txn.open_table(INODES)?.iter()? {
         let (k, v) = item?;
-        m.inodes.insert(k.value(), decode_inode(v.value())?);
+        if let Some(s) = of(&mut m, k.value()) {
+            s.inodes.insert(k.value(), decode_inode(v.value())?);
+        }
     }
     for item in txn.open_table(DIRENTS)?.iter()? {
         let (k, v) = item?;
         let (dir, name) = k.value();
-        m.dirents.insert((dir, name.to_vec()), v.value());
+        if let Some(s) = of(&mut m, dir) {
+            s.dirents.insert((dir, name.to_vec()), v.value());
+        }
     }
     for item in txn.open_table(DIRINDEX)?.iter()? {
         let (k, name) = item?;
-        m.dirindex.insert(k.value(), name.value().to_vec());
+        if let Some(s) = of(&mut m, k.value().0) {
+            s.dirindex.insert(k.value(), name.value().to_vec());
+        }
     }
     for item in txn.open_table(COOKIES)?.iter()? {
         let (k, v) = item?;
-        m.cookies.insert(k.value(), v.value());
-    }
-    for item in txn.open_table(META)?.iter()? {
-        let (k, v) = item?;
-        let key = k.value();
-        if let Some(known) = meta::ALL.into_iter().chain([APPLIED]).find(|n| *n == key) {
-            m.meta.insert(known, v.value());
+        if let Some(s) = of(&mut m, k.value()) {
+            s.cookies.insert(k.value(), v.value());
         }
     }
     for item in txn.open_table(ORPHANS)?.iter()? {
-        m.orphans.insert(item?.0.value(), ());
+        let ino = item?.0.value();
+        if let Some(s) = of(&mut m, ino) {
+            s.orphans.insert(ino, ());
+        }
     }
     for item in txn.open_table(CHUNKS)?.iter()? {
         let (k, v) = item?;
-        m.chunks.insert(k.value(), decode_mirrors(v.value())?);
+        if let Some(s) = of(&mut m, k.value().0) {
+            s.chunks.insert(k.value(), decode_mirrors(v.value())?);
+        }
+    }
+    for item in txn.open_table(SHARD_META)?.iter()? {
+        let (k, v) = item?;
+        let (shard, key) = k.value();
+        if let Some((s, _)) = m.get_mut(&ShardId(shard)) {
+            if let Some(known) = meta::ALL.into_iter().find(|n| *n == key) {
+                s.meta.insert(known, v.value());
+            }
+        }
+    }
+    for item in txn.open_table(SHARD_APPLIED)?.iter()? {
+        let (k, v) = item?;
+        if let Some((_, a)) = m.get_mut(&ShardId(k.value())) {
+            *a = Some(v.value().to_vec());
+        }
     }
     Ok(m)
-}
-
-/// The retained log entries `(index, command bytes)` from `from` on, oldest first, as of the
-/// last checkpoint.
-pub(crate) fn log_entries(
-    txn: &ReadTransaction,
-    from: u64,
-) -> Result<Vec<(u64, Vec<u8>)>, FsError> {
-    let t = txn.open_table(LOG)?;
-    let mut out = Vec::new();
-    for item in t.range(from..)? {
-        let (k, v) = item?;
-        out.push((k.value(), v.value().to_vec()));
-    }
-    Ok(out)
-}
-
-/// A consistent, read-only view of the namespace as of one moment. Several reads that must agree
-/// (READDIR plus the attributes of each entry) should share one snapshot. It holds a read lock
-/// on the state (and is not `Send`, so it cannot be kept across an `.await`): keep it short.
-pub struct Snapshot<'a> {
-    st: RwLockReadGuard<'a, MemState>,
-    /// UNSTABLE writes not yet in the log: attributes read through the snapshot include them.
-    unstable: &'a Unstable,
-    boot_count: u64,
-}
-
-impl<'a> Snapshot<'a> {
-    pub(crate) fn new(
-        st: RwLockReadGuard<'a, MemState>,
-        unstable: &'a Unstable,
-        boot_count: u64,
-    ) -> Self {
-        Snapshot {
-            st,
-            unstable,
-            boot_count,
-        }
-    }
-
-    pub fn getattr(&self, ino: u64) -> Result<Inode, FsError> {
-        let i = self
-            .st
-            .inodes
-            .get(&ino)
-            .cloned()
-            .ok_or(FsError::Stale(ino))?;
-        Ok(self.unstable.merge(i))
-    }
-
-    fn dir(&self, ino: u64) -> Result<&Inode, FsError> {
-        let d = self.st.inodes.get(&ino).ok_or(FsError::Stale(ino))?;
-        if !d.kind.is_dir() {
-            return Err(FsError::NotDir);
-        }
-        Ok(d)
-    }
-
-    /// The inode named `name` in `dir`.
-    pub fn lookup(&self, dir: u64, name: &[u8]) -> Result<Inode, FsError> {
-        self.dir(dir)?;
-        let (ino, _) = self
-            .st
-            .dirents
-            .get(&(dir, name.to_vec()))
-            .ok_or(FsError::NotFound)?;
-        self.getattr(*ino)
-    }
-
-    /// Up to `max_entries` entries of `dir` with cookies above `after_cookie` (0, 1 and 2 mean
-    /// "from the start"), in cookie order, and whether the listing is complete. A cookie never
-    /// handed out for this directory is `Invalid` (NFS4ERR_BAD_COOKIE).
-    pub fn readdir(
-        &self,
-        dir: u64,
-        after_cookie: u64,
-        max_entries: usize,
-    ) -> Result<(Vec<DirEntry>, bool), FsError> {
-        self.dir(dir)?;
-        let next = self.st.cookies.get(&dir).copied().unwrap_or(FIRST_COOKIE);
-        if after_cookie >= next && after_cookie >= FIRST_COOKIE {
-            return Err(FsError::Invalid);
-        }
-        let start = after_cookie.max(FIRST_COOKIE - 1) + 1;
-        let mut out = Vec::new();
-        for ((_, cookie), name) in self.st.dirindex.range((dir, start)..=(dir, u64::MAX)) {
-            if out.len() >= max_entries {
-                return Ok((out, false));
-            }
-            let (ino, c) = self
-                .st
-                .dirents
-                .get(&(dir, name.clone()))
-                .ok_or_else(|| FsError::Corrupt(format!("dir {dir} index without entry")))?;
-            if c != cookie {
-                return Err(FsError::Corrupt(format!("dir {dir} cookie mismatch")));
-            }
-            out.push(DirEntry {
-                name: name.clone(),
-                ino: *ino,
-                cookie: *cookie,
-            });
-        }
-        Ok((out, true))
-    }
-
-    /// Walks a slash-separated path from the root ("." and ".." understood, empty parts skipped).
-    pub fn resolve(&self, path: &[u8]) -> Result<Inode, FsError> {
-        let mut cur = self.getattr(ROOT_INO)?;
-        for part in path.split(|b| *b == b'/') {
-            match part {
-                b"" | b"." => {}
-                b".." => cur = self.getattr(cur.parent.max(ROOT_INO))?,
-                name => {
-                    if !cur.kind.is_dir() {
-                        return Err(FsError::NotDir);
-                    }
-                    cur = self.lookup(cur.ino, name)?;
-                }
-            }
-        }
-        Ok(cur)
-    }
-
-    fn meta(&self, key: &str) -> u64 {
-        self.st.meta.get(key).copied().unwrap_or(0)
-    }
-
-    pub fn statfs(&self) -> Result<StatFs, FsError> {
-        Ok(StatFs {
-            files: self.meta(meta::FILES),
-            bytes: self.meta(meta::BYTES),
-        })
-    }
-
-    pub fn applied_index(&self) -> Result<u64, FsError> {
-        Ok(self.meta(APPLIED))
-    }
-
-    /// Lowest inode number not yet used by an applied command.
-    pub fn next_ino(&self) -> Result<u64, FsError> {
-        Ok(self.meta(meta::NEXT_INO))
-    }
-
-    pub fn fs_id(&self) -> Result<u64, FsError> {
-        Ok(self.meta(meta::FS_ID))
-    }
-
-    pub fn boot_count(&self) -> Result<u64, FsError> {
-        Ok(self.boot_count)
-    }
-
-    /// Regular files with nlink 0 not yet forgotten. After a restart none is open any more, so the
-    /// server forgets them all (and drops their data).
-    pub fn orphans(&self) -> Result<Vec<u64>, FsError> {
-        Ok(self.st.orphans.keys().copied().collect())
-    }
-
-    /// Where chunk `chunk` of `ino` lives, if recorded.
-    pub fn chunk(&self, ino: u64, chunk: u64) -> Result<Option<Vec<u64>>, FsError> {
-        Ok(self.st.chunks.get(&(ino, chunk)).cloned())
-    }
-
-    /// Where each recorded chunk of `ino` lives (DS ids, preferred first).
-    pub fn chunks(&self, ino: u64) -> Result<Vec<(u64, Vec<u64>)>, FsError> {
-        self.st.chunks(ino)
-    }
-
-    /// Files with a placement record naming fewer than `mirrors` DSs, in inode order: the
-    /// durable side of the repair queue (a mirror is dropped from the record, durably, before
-    /// the file is written without it or when its copy is found bad).
-    pub fn under_mirrored(&self, mirrors: usize) -> Vec<u64> {
-        let mut out: Vec<u64> = self
-            .st
-            .chunks
-            .iter()
-            .filter(|(_, m)| m.len() < mirrors)
-            .map(|((ino, _), _)| *ino)
-            .collect();
-        out.dedup();
-        out
-    }
-
-    /// The whole state machine state, to compare with a model in tests.
-    pub fn dump(&self) -> Result<Dump, FsError> {
-        let mut d = self.st.dump();
-        d.meta.remove(APPLIED);
-        // The index must mirror the entries exactly.
-        for ((dir, cookie), name) in &self.st.dirindex {
-            let e = d.dirents.get(&(*dir, name.clone()));
-            if e.map(|(_, c)| *c) != Some(*cookie) {
-                return Err(FsError::Corrupt(format!(
-                    "dirindex ({dir},{cookie}) dangling"
-                )));
-            }
-        }
-        if self.st.dirindex.len() != d.dirents.len() {
-            return Err(FsError::Corrupt("dirindex misses entries".into()));
-        }
-        Ok(d)
-    }
 }

@@ -72,6 +72,20 @@ pub(super) async fn mk(ns: &Namespace, parent: u64, name: &str, kind: FileKind) 
     out.inode.expect("created inode").ino
 }
 
+/// Shards of the file systems the tests make: more than one, so reads and checkpoints go
+/// through the per-shard paths, and few, so each open is quick.
+pub(super) const TEST_SHARDS: u16 = 4;
+
+/// Opens the namespace in `dir` on `rt`, where its shards' Raft groups run.
+pub(super) fn open(rt: &tokio::runtime::Runtime, dir: &std::path::Path) -> Namespace {
+    let opts = Options {
+        shards: TEST_SHARDS,
+        ..Options::default()
+    };
+    rt.block_on(Namespace::open_with(dir, opts))
+        .expect("open namespace")
+}
+
 pub(super) fn rt() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(4)

@@ -1,5 +1,5 @@
-//! The write-ahead command log: the durable copy of every command applied since the last redb
-//! checkpoint.
+//! Log files: records appended to preallocated segment files and made durable with fdatasync.
+//! The node's Raft log (`crate::raft::log`) writes every shard's records through it.
 //!
 //! Why: a durable redb commit rewrites a few dozen B-tree pages scattered over the file, and the
 //! fsync that follows cost ~4.5 ms on this VM; appending a batch of encoded commands to one file
@@ -28,13 +28,12 @@ use std::path::{Path, PathBuf};
 
 use super::error::FsError;
 
-/// Segment files of the log inside the namespace directory are `WAL_PREFIX<seq>`; a checkpoint
-/// starts a new segment and, once durable, deletes the ones before it.
+/// Segment files of a log are `WAL_PREFIX<seq>` in its directory.
 pub const WAL_PREFIX: &str = "namespace.wal.";
 
-/// Larger than any command the state machine produces (names are ≤ 255 bytes); a length beyond
-/// it can only be a torn or foreign record.
-const MAX_RECORD: usize = 64 * 1024;
+/// Larger than any record the writers produce (a batch of at most 256 commands, or the heads of
+/// 1024 shards); a length beyond it can only be a torn or foreign record.
+pub(crate) const MAX_RECORD: usize = 1 << 20;
 const HEADER: usize = 4 + 8;
 const CHECK: usize = 8;
 /// Space a segment is grown by at a time (~200k commands of a small-file load).
@@ -131,6 +130,14 @@ fn segment_path(dir: &Path, seq: u64) -> PathBuf {
     dir.join(format!("{WAL_PREFIX}{seq}"))
 }
 
+/// The segments in `dir` with their paths, ascending.
+pub(crate) fn segment_files(dir: &Path) -> Result<Vec<(u64, PathBuf)>, FsError> {
+    Ok(segments(dir)?
+        .into_iter()
+        .map(|s| (s, segment_path(dir, s)))
+        .collect())
+}
+
 /// The segment numbers present in `dir`, ascending.
 fn segments(dir: &Path) -> Result<Vec<u64>, FsError> {
     let mut out = Vec::new();
@@ -156,15 +163,23 @@ fn sync_dir(dir: &Path) -> Result<(), FsError> {
 impl Wal {
     /// Opens the log in `dir` and returns it with the records its segments hold, in order. A
     /// torn tail of the last segment is cut off; anything else out of order is `Corrupt`.
+    #[cfg(test)]
     pub(crate) fn open(dir: &Path) -> Result<(Wal, Records), FsError> {
+        let (wal, segs) = Self::open_segments(dir)?;
+        Ok((wal, segs.into_iter().flat_map(|(_, r)| r).collect()))
+    }
+
+    /// `open`, with the records of each segment apart: `(segment number, its records)`.
+    pub(crate) fn open_segments(dir: &Path) -> Result<(Wal, Vec<(u64, Records)>), FsError> {
         let seqs = segments(dir)?;
-        let mut records: Records = Vec::new();
+        let mut last_index: Option<u64> = None;
+        let mut by_segment = Vec::with_capacity(seqs.len());
         // Where the records of the last segment end.
         let mut len = 0;
         for (i, seq) in seqs.iter().enumerate() {
             let path = segment_path(dir, *seq);
             let bytes = std::fs::read(&path)?;
-            let next = records.last().map(|(idx, _)| idx + 1);
+            let next = last_index.map(|idx| idx + 1);
             let (recs, valid) = decode_records(&bytes, next);
             if valid < bytes.len() && !all_zero(&bytes[valid..]) {
                 if i + 1 < seqs.len() {
@@ -185,7 +200,8 @@ impl Wal {
                 f.set_len(valid as u64)?;
                 f.sync_all()?;
             }
-            records.extend(recs);
+            last_index = recs.last().map(|(idx, _)| *idx).or(last_index);
+            by_segment.push((*seq, recs));
             len = valid as u64;
         }
         let seq = seqs.last().copied().unwrap_or(1);
@@ -209,7 +225,7 @@ impl Wal {
             preallocates: true,
         };
         wal.grow(0)?;
-        Ok((wal, records))
+        Ok((wal, by_segment))
     }
 
     /// Makes sure `extra` bytes past the records fit in preallocated space, growing the segment
@@ -260,6 +276,11 @@ impl Wal {
 
     pub(crate) fn len(&self) -> u64 {
         self.len
+    }
+
+    /// The number of the segment records are appended to.
+    pub(crate) fn segment(&self) -> u64 {
+        self.seq
     }
 
     pub(crate) fn unsynced(&self) -> bool {

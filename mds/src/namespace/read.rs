@@ -1,0 +1,250 @@
+//! Reads: a consistent view of the local shards' states.
+//!
+//! A `Snapshot` takes a shard's read lock the first time it reads from that shard and keeps it
+//! until it is dropped, so several reads of one shard (READDIR and the attributes of its
+//! entries, mostly in one shard since files live with their directory) see one state, and
+//! reads cost nothing for shards they never touch. Locks are only ever taken for reading, and a
+//! shard's writer (`apply`) takes only its own, so holding several cannot deadlock.
+
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+use std::sync::{Arc, RwLockReadGuard};
+
+use super::error::FsError;
+use super::shard::ShardId;
+use super::state::{meta, Dump, MemState, StateStore};
+use super::types::{DirEntry, Inode, StatFs, FIRST_COOKIE, ROOT_INO};
+use super::unstable::Unstable;
+use crate::raft::machine::ShardCore;
+
+/// A read-only view of the namespace as of one moment per shard. It holds read locks (and is
+/// not `Send`, so it cannot be kept across an `.await`): keep it short.
+pub struct Snapshot<'a> {
+    shards: &'a BTreeMap<u16, Arc<ShardCore>>,
+    held: RefCell<BTreeMap<u16, RwLockReadGuard<'a, MemState>>>,
+    /// UNSTABLE writes not yet in the log: attributes read through the snapshot include them.
+    unstable: &'a Unstable,
+    boot_count: u64,
+}
+
+impl<'a> Snapshot<'a> {
+    pub(crate) fn new(
+        shards: &'a BTreeMap<u16, Arc<ShardCore>>,
+        unstable: &'a Unstable,
+        boot_count: u64,
+    ) -> Self {
+        Snapshot {
+            shards,
+            held: RefCell::new(BTreeMap::new()),
+            unstable,
+            boot_count,
+        }
+    }
+
+    /// Runs `f` on `shard`'s state, locking it for this snapshot on first use.
+    fn with<R>(&self, shard: ShardId, f: impl FnOnce(&MemState) -> R) -> Result<R, FsError> {
+        let mut held = self.held.borrow_mut();
+        let st = match held.entry(shard.0) {
+            std::collections::btree_map::Entry::Occupied(o) => o.into_mut(),
+            std::collections::btree_map::Entry::Vacant(v) => {
+                let core = self
+                    .shards
+                    .get(&shard.0)
+                    .ok_or_else(|| FsError::Io(format!("shard {shard} is not on this node")))?;
+                v.insert(
+                    core.live
+                        .read()
+                        .map_err(|_| FsError::Io("shard state lock poisoned".into()))?,
+                )
+            }
+        };
+        Ok(f(st))
+    }
+
+    /// `f` on every local shard's state, in shard order.
+    fn each(&self, mut f: impl FnMut(&MemState)) -> Result<(), FsError> {
+        for s in self.shards.keys() {
+            self.with(ShardId(*s), &mut f)?;
+        }
+        Ok(())
+    }
+
+    pub fn getattr(&self, ino: u64) -> Result<Inode, FsError> {
+        let i = self
+            .with(ShardId::of_ino(ino), |st| st.inodes.get(&ino).cloned())?
+            .ok_or(FsError::Stale(ino))?;
+        Ok(self.unstable.merge(i))
+    }
+
+    fn check_dir(&self, ino: u64) -> Result<(), FsError> {
+        match self.with(ShardId::of_ino(ino), |st| {
+            st.inodes.get(&ino).map(|d| d.kind.is_dir())
+        })? {
+            None => Err(FsError::Stale(ino)),
+            Some(false) => Err(FsError::NotDir),
+            Some(true) => Ok(()),
+        }
+    }
+
+    /// The inode named `name` in `dir`.
+    pub fn lookup(&self, dir: u64, name: &[u8]) -> Result<Inode, FsError> {
+        self.check_dir(dir)?;
+        let ino = self
+            .with(ShardId::of_ino(dir), |st| {
+                st.dirents.get(&(dir, name.to_vec())).map(|(i, _)| *i)
+            })?
+            .ok_or(FsError::NotFound)?;
+        self.getattr(ino)
+    }
+
+    /// Up to `max_entries` entries of `dir` with cookies above `after_cookie` (0, 1 and 2 mean
+    /// "from the start"), in cookie order, and whether the listing is complete. A cookie never
+    /// handed out for this directory is `Invalid` (NFS4ERR_BAD_COOKIE).
+    pub fn readdir(
+        &self,
+        dir: u64,
+        after_cookie: u64,
+        max_entries: usize,
+    ) -> Result<(Vec<DirEntry>, bool), FsError> {
+        self.check_dir(dir)?;
+        self.with(ShardId::of_ino(dir), |st| {
+            let next = st.cookies.get(&dir).copied().unwrap_or(FIRST_COOKIE);
+            if after_cookie >= next && after_cookie >= FIRST_COOKIE {
+                return Err(FsError::Invalid);
+            }
+            let start = after_cookie.max(FIRST_COOKIE - 1) + 1;
+            let mut out = Vec::new();
+            for ((_, cookie), name) in st.dirindex.range((dir, start)..=(dir, u64::MAX)) {
+                if out.len() >= max_entries {
+                    return Ok((out, false));
+                }
+                let (ino, c) = st
+                    .dirents
+                    .get(&(dir, name.clone()))
+                    .ok_or_else(|| FsError::Corrupt(format!("dir {dir} index without entry")))?;
+                if c != cookie {
+                    return Err(FsError::Corrupt(format!("dir {dir} cookie mismatch")));
+                }
+                out.push(DirEntry {
+                    name: name.clone(),
+                    ino: *ino,
+                    cookie: *cookie,
+                });
+            }
+            Ok((out, true))
+        })?
+    }
+
+    /// Walks a slash-separated path from the root ("." and ".." understood, empty parts skipped).
+    pub fn resolve(&self, path: &[u8]) -> Result<Inode, FsError> {
+        let mut cur = self.getattr(ROOT_INO)?;
+        for part in path.split(|b| *b == b'/') {
+            match part {
+                b"" | b"." => {}
+                b".." => cur = self.getattr(cur.parent.max(ROOT_INO))?,
+                name => {
+                    if !cur.kind.is_dir() {
+                        return Err(FsError::NotDir);
+                    }
+                    cur = self.lookup(cur.ino, name)?;
+                }
+            }
+        }
+        Ok(cur)
+    }
+
+    /// Inodes in use and bytes of regular files, over the local shards.
+    pub fn statfs(&self) -> Result<StatFs, FsError> {
+        let mut s = StatFs::default();
+        self.each(|st| {
+            s.files += st.meta.get(meta::FILES).copied().unwrap_or(0);
+            s.bytes += st.meta.get(meta::BYTES).copied().unwrap_or(0);
+        })?;
+        Ok(s)
+    }
+
+    /// The index of the last entry shard 0 applied (its log's entries count from 1).
+    pub fn applied_index(&self) -> Result<u64, FsError> {
+        let core = self
+            .shards
+            .get(&0)
+            .ok_or_else(|| FsError::Io("shard s0 is not on this node".into()))?;
+        Ok(core.applied().log_id.map(|l| l.index).unwrap_or(0))
+    }
+
+    pub fn fs_id(&self) -> Result<u64, FsError> {
+        self.with(ShardId(0), |st| {
+            st.meta.get(meta::FS_ID).copied().unwrap_or(0)
+        })
+    }
+
+    pub fn boot_count(&self) -> Result<u64, FsError> {
+        Ok(self.boot_count)
+    }
+
+    /// Regular files with nlink 0 not yet forgotten, over the local shards. After a restart
+    /// none is open any more, so the server forgets them all (and drops their data).
+    pub fn orphans(&self) -> Result<Vec<u64>, FsError> {
+        let mut out = Vec::new();
+        self.each(|st| out.extend(st.orphans.keys().copied()))?;
+        Ok(out)
+    }
+
+    /// Where chunk `chunk` of `ino` lives, if recorded.
+    pub fn chunk(&self, ino: u64, chunk: u64) -> Result<Option<Vec<u64>>, FsError> {
+        self.with(ShardId::of_ino(ino), |st| {
+            st.chunks.get(&(ino, chunk)).cloned()
+        })
+    }
+
+    /// Where each recorded chunk of `ino` lives (DS ids, preferred first).
+    pub fn chunks(&self, ino: u64) -> Result<Vec<(u64, Vec<u64>)>, FsError> {
+        self.with(ShardId::of_ino(ino), |st| st.chunks(ino))?
+    }
+
+    /// Files with a placement record naming fewer than `mirrors` DSs, in inode order: the
+    /// durable side of the repair queue (a mirror is dropped from the record, durably, before
+    /// the file is written without it or when its copy is found bad).
+    pub fn under_mirrored(&self, mirrors: usize) -> Vec<u64> {
+        let mut out: Vec<u64> = Vec::new();
+        let _ = self.each(|st| {
+            out.extend(
+                st.chunks
+                    .iter()
+                    .filter(|(_, m)| m.len() < mirrors)
+                    .map(|((ino, _), _)| *ino),
+            )
+        });
+        out.dedup();
+        out
+    }
+
+    /// The whole state of the local shards, to compare with a model in tests.
+    pub fn dump(&self) -> Result<Dump, FsError> {
+        let mut d = Dump::default();
+        let mut bad = None;
+        self.each(|st| {
+            let mine = st.dump();
+            // The index must mirror the entries exactly.
+            for ((dir, cookie), name) in &st.dirindex {
+                let e = mine.dirents.get(&(*dir, name.clone()));
+                if e.map(|(_, c)| *c) != Some(*cookie) {
+                    bad = Some(format!("dirindex ({dir},{cookie}) dangling"));
+                }
+            }
+            if st.dirindex.len() != mine.dirents.len() {
+                bad = Some("dirindex misses entries".into());
+            }
+            d.inodes.extend(mine.inodes);
+            d.dirents.extend(mine.dirents);
+            d.cookies.extend(mine.cookies);
+            d.meta.extend(mine.meta);
+            d.orphans.extend(mine.orphans);
+            d.chunks.extend(mine.chunks);
+        })?;
+        match bad {
+            Some(b) => Err(FsError::Corrupt(b)),
+            None => Ok(d),
+        }
+    }
+}

@@ -1,0 +1,361 @@
+//! A shard's state machine: the namespace's `apply` over the shard's in-memory state, which
+//! reads see, with the changes gathered for the next checkpoint (`checkpoint`).
+//!
+//! Entries reach `apply` once committed: on a one-replica shard once the node's log has
+//! made them durable, on three once two have. A command that fails (a name that exists, a
+//! permission refused) fails on every replica alike and leaves nothing behind (`Staged`); its
+//! error is the answer the proposer gets.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+
+use openraft::storage::{RaftStateMachine, Snapshot, SnapshotMeta};
+use openraft::{EntryPayload, OptionalSend, RaftSnapshotBuilder, StoredMembership};
+use serde::{Deserialize, Serialize};
+
+use super::checkpoint::Checkpoints;
+use super::types::{machine_err, Cfg, Entry, LogId, Membership, Reply, ShardDump, StorageError};
+use crate::namespace::state::{meta, Changes, MemState, Staged};
+use crate::namespace::{apply, Effect, EffectSlot, FsError, Inode, ShardId, Stats};
+
+/// Where a shard's state machine is: what it applied last, and with which membership.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Applied {
+    pub log_id: Option<LogId>,
+    pub membership: Membership,
+}
+
+/// Where the shard's state machine is, and what a checkpoint has not written yet. Changed
+/// together with the state (under its write lock), so a checkpoint that takes it under the
+/// read lock writes exactly the state it names.
+#[derive(Default)]
+pub(crate) struct Pending {
+    pub applied: Applied,
+    pub changes: Changes,
+    /// A snapshot replaced the whole shard: the checkpoint rewrites it from the state.
+    pub replaced: bool,
+    /// Something was applied since the last checkpoint took the changes.
+    pub dirty: bool,
+}
+
+/// A shard's state, shared by its state machine, the readers and the checkpointer.
+pub(crate) struct ShardCore {
+    pub id: ShardId,
+    pub live: RwLock<MemState>,
+    pub pending: Mutex<Pending>,
+    /// Whether this node leads the shard: only the leader carries out effects.
+    pub leader: AtomicBool,
+    pub effects: Arc<EffectSlot>,
+    pub stats: Arc<Stats>,
+}
+
+impl ShardCore {
+    pub fn new(
+        id: ShardId,
+        live: MemState,
+        applied: Applied,
+        effects: Arc<EffectSlot>,
+        stats: Arc<Stats>,
+    ) -> Arc<ShardCore> {
+        Arc::new(ShardCore {
+            id,
+            live: RwLock::new(live),
+            pending: Mutex::new(Pending {
+                applied,
+                ..Pending::default()
+            }),
+            leader: AtomicBool::new(false),
+            effects,
+            stats,
+        })
+    }
+
+    pub fn applied(&self) -> Applied {
+        self.pending
+            .lock()
+            .map(|p| p.applied.clone())
+            .unwrap_or_default()
+    }
+
+    /// Applies committed entries in order; one reply per entry.
+    fn apply_entries(&self, entries: Vec<Entry>) -> Result<Vec<Reply>, FsError> {
+        let mut replies = Vec::with_capacity(entries.len());
+        let mut effects: Vec<Effect> = Vec::new();
+        let mut changes = Changes::default();
+        let mut last_id = None;
+        let mut membership = None;
+        {
+            let mut live = self
+                .live
+                .write()
+                .map_err(|_| FsError::Io("shard state lock poisoned".into()))?;
+            for e in entries {
+                let reply = match e.payload {
+                    EntryPayload::Blank => Reply::default(),
+                    EntryPayload::Membership(m) => {
+                        membership = Some(StoredMembership::new(Some(e.log_id), m));
+                        Reply::default()
+                    }
+                    EntryPayload::Normal(p) => {
+                        let mut results = Vec::with_capacity(p.cmds.len());
+                        for cmd in &p.cmds {
+                            self.stats.commands.fetch_add(1, Ordering::Relaxed);
+                            let mut staged = Staged::new(&*live);
+                            results.push(match apply(&mut staged, cmd) {
+                                Ok(out) => {
+                                    let ch = staged.into_changes();
+                                    ch.flush_into(&mut *live)?;
+                                    changes.merge(ch);
+                                    effects.extend(out.effects.iter().copied());
+                                    Ok(out)
+                                }
+                                Err(e) => Err(e),
+                            });
+                        }
+                        Reply(results)
+                    }
+                };
+                replies.push(reply);
+                last_id = Some(e.log_id);
+            }
+            // Still under the state's write lock: see `Pending`.
+            let mut p = self
+                .pending
+                .lock()
+                .map_err(|_| FsError::Io("shard pending lock poisoned".into()))?;
+            if last_id.is_some() {
+                p.applied.log_id = last_id;
+            }
+            if let Some(m) = membership {
+                p.applied.membership = m;
+            }
+            p.changes.merge(changes);
+            p.dirty = true;
+        }
+        if !effects.is_empty() && self.leader.load(Ordering::Acquire) {
+            self.effects.deliver(&effects);
+        }
+        Ok(replies)
+    }
+
+    /// The shard's whole state as of what it applied.
+    pub fn dump(&self) -> Result<(Applied, ShardDump), FsError> {
+        let live = self
+            .live
+            .read()
+            .map_err(|_| FsError::Io("shard state lock poisoned".into()))?;
+        // Under the read lock, the applied id names exactly this state (see `Pending`).
+        let applied = self.applied();
+        let d = Dump::of(&live);
+        let bytes =
+            postcard::to_stdvec(&d).map_err(|e| FsError::Io(format!("encode snapshot: {e}")))?;
+        Ok((applied, ShardDump { bytes }))
+    }
+
+    /// Replaces the shard's state with a snapshot's.
+    fn install(&self, applied: Applied, dump: &ShardDump) -> Result<(), FsError> {
+        let d: Dump = postcard::from_bytes(&dump.bytes)
+            .map_err(|e| FsError::Corrupt(format!("snapshot of {}: {e}", self.id)))?;
+        let state = d.into_state();
+        let mut live = self
+            .live
+            .write()
+            .map_err(|_| FsError::Io("shard state lock poisoned".into()))?;
+        *live = state;
+        let mut p = self
+            .pending
+            .lock()
+            .map_err(|_| FsError::Io("shard pending lock poisoned".into()))?;
+        *p = Pending {
+            applied,
+            changes: Changes::default(),
+            replaced: true,
+            dirty: true,
+        };
+        Ok(())
+    }
+}
+
+/// A shard's state in a form that travels (the `&'static` meta keys become strings).
+#[derive(Default, Serialize, Deserialize)]
+struct Dump {
+    inodes: Vec<Inode>,
+    dirents: Vec<(u64, Vec<u8>, u64, u64)>,
+    cookies: Vec<(u64, u64)>,
+    meta: Vec<(String, u64)>,
+    orphans: Vec<u64>,
+    chunks: Vec<(u64, u64, Vec<u64>)>,
+}
+
+impl Dump {
+    fn of(s: &MemState) -> Dump {
+        Dump {
+            inodes: s.inodes.values().cloned().collect(),
+            dirents: s
+                .dirents
+                .iter()
+                .map(|((d, n), (i, c))| (*d, n.clone(), *i, *c))
+                .collect(),
+            cookies: s.cookies.iter().map(|(d, c)| (*d, *c)).collect(),
+            meta: s.meta.iter().map(|(k, v)| (k.to_string(), *v)).collect(),
+            orphans: s.orphans.keys().copied().collect(),
+            chunks: s
+                .chunks
+                .iter()
+                .map(|((i, c), m)| (*i, *c, m.clone()))
+                .collect(),
+        }
+    }
+
+    fn into_state(self) -> MemState {
+        let mut s = MemState::default();
+        for i in self.inodes {
+            s.inodes.insert(i.ino, i);
+        }
+        for (d, n, i, c) in self.dirents {
+            s.dirindex.insert((d, c), n.clone());
+            s.dirents.insert((d, n), (i, c));
+        }
+        s.cookies = self.cookies.into_iter().collect();
+        for (k, v) in self.meta {
+            if let Some(known) = meta::ALL.into_iter().find(|n| *n == k) {
+                s.meta.insert(known, v);
+            }
+        }
+        s.orphans = self.orphans.into_iter().map(|i| (i, ())).collect();
+        s.chunks = self
+            .chunks
+            .into_iter()
+            .map(|(i, c, m)| ((i, c), m))
+            .collect();
+        s
+    }
+}
+
+/// `RaftStateMachine` of one shard.
+#[derive(Clone)]
+pub(crate) struct ShardMachine {
+    pub core: Arc<ShardCore>,
+    pub checkpoints: Checkpoints,
+}
+
+fn sm_err(e: FsError) -> StorageError {
+    machine_err(e)
+}
+
+impl RaftSnapshotBuilder<Cfg> for ShardMachine {
+    /// A snapshot is what a checkpoint holds: the dump is taken first, then a checkpoint that
+    /// covers it is made durable, so the log up to the snapshot may be purged.
+    async fn build_snapshot(&mut self) -> Result<Snapshot<Cfg>, StorageError> {
+        let (applied, dump) = self.core.dump().map_err(sm_err)?;
+        self.checkpoints.now().await.map_err(sm_err)?;
+        Ok(Snapshot {
+            meta: meta_of(self.core.id, &applied),
+            snapshot: Box::new(dump),
+        })
+    }
+}
+
+fn meta_of(shard: ShardId, a: &Applied) -> SnapshotMeta<u64, openraft::BasicNode> {
+    let id = match a.log_id {
+        Some(l) => format!("{shard}-{}-{}", l.leader_id.term, l.index),
+        None => format!("{shard}-empty"),
+    };
+    SnapshotMeta {
+        last_log_id: a.log_id,
+        last_membership: a.membership.clone(),
+        snapshot_id: id,
+    }
+}
+
+impl RaftStateMachine<Cfg> for ShardMachine {
+    type SnapshotBuilder = Self;
+
+    async fn applied_state(&mut self) -> Result<(Option<LogId>, Membership), StorageError> {
+        let a = self.core.applied();
+        Ok((a.log_id, a.membership))
+    }
+
+    async fn apply<I>(&mut self, entries: I) -> Result<Vec<Reply>, StorageError>
+    where
+        I: IntoIterator<Item = Entry> + OptionalSend,
+        I::IntoIter: OptionalSend,
+    {
+        self.core
+            .apply_entries(entries.into_iter().collect())
+            .map_err(sm_err)
+    }
+
+    async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
+        self.clone()
+    }
+
+    async fn begin_receiving_snapshot(&mut self) -> Result<Box<ShardDump>, StorageError> {
+        Ok(Box::default())
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        meta: &SnapshotMeta<u64, openraft::BasicNode>,
+        snapshot: Box<ShardDump>,
+    ) -> Result<(), StorageError> {
+        let applied = Applied {
+            log_id: meta.last_log_id,
+            membership: meta.last_membership.clone(),
+        };
+        self.core.install(applied, &snapshot).map_err(sm_err)?;
+        // Durable before openraft drops the log the snapshot replaces.
+        self.checkpoints.now().await.map_err(sm_err)
+    }
+
+    async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot<Cfg>>, StorageError> {
+        // Made fresh when asked (for a replica that fell behind): the state as applied now is a
+        // snapshot at least as new as any built before.
+        let (applied, dump) = self.core.dump().map_err(sm_err)?;
+        if applied.log_id.is_none() {
+            return Ok(None);
+        }
+        Ok(Some(Snapshot {
+            meta: meta_of(self.core.id, &applied),
+            snapshot: Box::new(dump),
+        }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::namespace::{Command, FileKind, Time, ROOT_INO};
+
+    #[test]
+    fn a_dump_round_trips_the_whole_state() {
+        let mut s = MemState::default();
+        apply(
+            &mut s,
+            &Command::InitRoot {
+                fs_id: 9,
+                time: Time::new(1, 0),
+            },
+        )
+        .unwrap();
+        for n in ["a", "b"] {
+            apply(
+                &mut s,
+                &Command::Create {
+                    parent: ROOT_INO,
+                    name: n.into(),
+                    kind: FileKind::Regular,
+                    mode: 0o644,
+                    uid: 1,
+                    gid: 1,
+                    time: Time::new(2, 0),
+                    how: crate::namespace::CreateHow::Guarded,
+                },
+            )
+            .unwrap();
+        }
+        let back = Dump::of(&s).into_state();
+        assert_eq!(back.dump(), s.dump());
+        assert_eq!(back.dirindex, s.dirindex);
+    }
+}
