@@ -48,6 +48,8 @@ pub struct FileConfig {
     pub cluster: Option<ClusterFileConfig>,
     /// `[connections]`: bounds on each listener's connections (the NFS port and the DS port).
     pub connections: Option<ConnectionsConfig>,
+    /// `[kerberos]`: keytab and principal mapping (see `kerberos.rs`).
+    pub kerberos: Option<crate::kerberos::KerberosConfig>,
 }
 
 /// `[connections]`; each key defaults to `proto::rpc::ServeLimits::default()`.

@@ -3,6 +3,7 @@ mod admin;
 mod cluster_up;
 mod config;
 mod files;
+mod kerberos;
 
 use clap::{Parser, Subcommand};
 use std::net::SocketAddr;
@@ -104,6 +105,15 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
+    if let Cmd::Server {
+        config: Some(path), ..
+    } = &cli.cmd
+    {
+        // MIT krb5 takes the keytab from the environment: set before any thread exists.
+        if let Ok(file) = config::load(Some(path)) {
+            kerberos::set_keytab(&file);
+        }
+    }
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -238,7 +248,11 @@ async fn run_server(
             cluster,
             connections,
         };
-        let server = mds::Server::start(cfg).await?;
+        let gss = kerberos::acceptor(&file)?;
+        if gss.is_some() {
+            tracing::info!("answering RPCSEC_GSS (krb5, krb5i, krb5p)");
+        }
+        let server = mds::Server::start_with_gss(cfg, gss).await?;
         tracing::info!(
             pnfs = clustered,
             "serving NFSv4.1/4.2 on {}",

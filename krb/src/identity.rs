@@ -102,6 +102,14 @@ pub fn user(name: &str) -> Option<Identity> {
     })
 }
 
+/// A group's id by name, through the name service.
+pub fn group(name: &str) -> Option<u32> {
+    nix::unistd::Group::from_name(name)
+        .ok()
+        .flatten()
+        .map(|g| g.gid.as_raw())
+}
+
 /// Whether a principal names a service on a host (`nfs/client.example.com@REALM`).
 pub fn is_host_based(principal: &str) -> bool {
     principal

@@ -12,6 +12,7 @@ pub mod fh;
 pub mod namespace;
 pub mod ops;
 pub mod recall;
+mod sec;
 pub mod server;
 pub mod space;
 pub mod state;
@@ -325,6 +326,15 @@ pub struct Server {
 
 impl Server {
     pub async fn start(cfg: ServerConfig) -> Result<Server, ServerError> {
+        Self::start_with_gss(cfg, None).await
+    }
+
+    /// `start`, with RPCSEC_GSS (Kerberos) answered by `gss` in front of the NFS service.
+    /// Without it RPCSEC_GSS calls get AUTH_TOOWEAK.
+    pub async fn start_with_gss(
+        cfg: ServerConfig,
+        gss: Option<Arc<krb::Acceptor>>,
+    ) -> Result<Server, ServerError> {
         let mds = Arc::new(Mds::open(&cfg)?);
         // Files unlinked while open before the restart: OPEN promised their holders
         // (OPEN4_RESULT_PRESERVE_UNLINKED, RFC 8881 §18.16.3) to keep them through the grace
@@ -369,7 +379,7 @@ impl Server {
         };
         let table = proto::rpc::ConnTable::new(cfg.connections);
         let mut tasks = vec![tokio::spawn(server::accept_loop(
-            listener, svc, limits, table,
+            listener, svc, gss, limits, table,
         ))];
         tasks.push(tokio::spawn(laundromat(mds.clone())));
         let keeper = mds.clone();
