@@ -9,7 +9,7 @@
 //! machine = "root"                     # nfs/host@REALM principals (default: as fallback)
 //! fallback = "65534:65534"             # principals that are no local user; "refuse" denies them
 //! max_contexts = 4096
-//! [kerberos.principals]                # checked first: principal = local user or UID:GID
+//! [kerberos.principals]                # checked first: principal = local user, UID:GID or UID:GID:G1,G2
 //! "backup@EXAMPLE.COM" = "0:0"
 //! ```
 use crate::config::FileConfig;

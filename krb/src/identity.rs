@@ -21,16 +21,31 @@ pub enum IdentityError {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Target {
     User(String),
-    Ids { uid: u32, gid: u32 },
+    /// `UID:GID` or `UID:GID:G1,G2,...` (supplementary groups).
+    Ids {
+        uid: u32,
+        gid: u32,
+        gids: Vec<u32>,
+    },
 }
 
 impl std::str::FromStr for Target {
     type Err = IdentityError;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        if let Some((u, g)) = s.split_once(':') {
+        if let Some((u, rest)) = s.split_once(':') {
+            let bad = || IdentityError::BadTarget(s.to_string());
+            let (g, groups) = rest.split_once(':').unwrap_or((rest, ""));
+            let gids = groups
+                .split(',')
+                .filter(|x| !x.is_empty())
+                .map(|x| x.parse().map_err(|_| bad()))
+                .collect::<Result<Vec<u32>, _>>()?;
+            if gids.len() > MAX_GROUPS {
+                return Err(bad());
+            }
             return match (u.parse(), g.parse()) {
-                (Ok(uid), Ok(gid)) => Ok(Target::Ids { uid, gid }),
-                _ => Err(IdentityError::BadTarget(s.to_string())),
+                (Ok(uid), Ok(gid)) => Ok(Target::Ids { uid, gid, gids }),
+                _ => Err(bad()),
             };
         }
         if s.is_empty() || s.contains(['/', '@', '\0']) {
@@ -67,6 +82,7 @@ impl Default for IdentityConfig {
             fallback: Some(Target::Ids {
                 uid: 65534,
                 gid: 65534,
+                gids: Vec::new(),
             }),
         }
     }
@@ -74,10 +90,10 @@ impl Default for IdentityConfig {
 
 fn resolve(t: &Target) -> Option<Identity> {
     match t {
-        Target::Ids { uid, gid } => Some(Identity {
+        Target::Ids { uid, gid, gids } => Some(Identity {
             uid: *uid,
             gid: *gid,
-            gids: Vec::new(),
+            gids: gids.clone(),
         }),
         Target::User(name) => user(name),
     }

@@ -101,6 +101,7 @@ fn alice_is_1234() -> AcceptorConfig {
         Target::Ids {
             uid: 1234,
             gid: 1234,
+            gids: vec![],
         },
     );
     cfg
