@@ -19,8 +19,9 @@ for lib in $(ldd /usr/sbin/rpc.gssd | awk '$2 == "=>" && $3 ~ /^\// {print $3} $
   mkdir -p $OUT.tmp$(dirname $lib); cp -L $lib $OUT.tmp$lib
 done
 # The GSS mechanism and the krb5 enctypes (aes*-cts-hmac-sha1-96, aes*-cts-hmac-sha2, camellia)
-# the kernel may ask for; whatever is built in is simply not found here.
-WANT="auth_rpcgss rpcsec_gss_krb5 cts cbc ecb xts aes_generic libaes aesni_intel crypto_simd cryptd
+# the kernel may ask for (7.x: crypto/krb5 with its krb5enc and authenc templates); whatever
+# is built in is simply not found here.
+WANT="auth_rpcgss rpcsec_gss_krb5 krb5 krb5enc authenc cts cbc ecb xts aes_generic libaes aesni_intel aesni-intel crypto_simd cryptd
       sha1_generic sha1_ssse3 hmac sha256_generic sha256_ssse3 sha512_generic sha512_ssse3 cmac
       camellia_generic camellia_x86_64 gf128mul"
 declare -A seen

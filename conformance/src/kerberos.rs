@@ -229,8 +229,23 @@ impl Realm {
                     "nsswitch.conf",
                     "hosts: files\npasswd: files\ngroup: files\n".into(),
                 ),
-                ("passwd", "root:x:0:0:root:/root:/bin/sh\n".into()),
-                ("group", "root:x:0:\n".into()),
+                // rpc.gssd looks the user up before it reads the user's ticket cache.
+                (
+                    "passwd",
+                    USERS
+                        .iter()
+                        .fold("root:x:0:0:root:/root:/bin/sh\n".into(), |t, (u, g, _)| {
+                            format!("{t}u{u}:x:{u}:{g}::/tmp:/bin/sh\n")
+                        }),
+                ),
+                (
+                    "group",
+                    USERS
+                        .iter()
+                        .fold("root:x:0:\n".into(), |t: String, (_, g, _)| {
+                            format!("{t}g{g}:x:{g}:\n")
+                        }),
+                ),
             ];
             for (name, text) in files {
                 std::fs::write(etc.join(name), text).ctx(|| name.into())?;

@@ -158,7 +158,22 @@ mod tests {
 
     #[test]
     fn targets_parse() {
-        assert_eq!("0:0".parse::<Target>(), Ok(Target::Ids { uid: 0, gid: 0 }));
+        assert_eq!(
+            "0:0".parse::<Target>(),
+            Ok(Target::Ids {
+                uid: 0,
+                gid: 0,
+                gids: vec![]
+            })
+        );
+        assert_eq!(
+            "7:8:9,10".parse::<Target>(),
+            Ok(Target::Ids {
+                uid: 7,
+                gid: 8,
+                gids: vec![9, 10]
+            })
+        );
         assert_eq!("root".parse::<Target>(), Ok(Target::User("root".into())));
         assert!("a/b".parse::<Target>().is_err());
         assert!("1:x".parse::<Target>().is_err());
@@ -168,8 +183,14 @@ mod tests {
     #[test]
     fn order_is_map_local_machine_fallback() {
         let mut c = IdentityConfig::default();
-        c.map
-            .insert("boss@R".into(), Target::Ids { uid: 7, gid: 8 });
+        c.map.insert(
+            "boss@R".into(),
+            Target::Ids {
+                uid: 7,
+                gid: 8,
+                gids: vec![],
+            },
+        );
         c.machine = Some(Target::User("root".into()));
         assert_eq!(c.map("boss@R", Some("root")).map(|i| i.uid), Some(7));
         assert_eq!(c.map("x@R", Some("root")).map(|i| i.uid), Some(0));

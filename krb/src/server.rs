@@ -163,14 +163,14 @@ impl Acceptor {
                     .fetch_add(1, Ordering::Relaxed);
                 res.major = e.major.bits();
                 res.minor = e.minor;
-                return init_reply(call.xid, &Auth::None, &res);
+                init_reply(call.xid, &Auth::None, &res)
             }
             Ok(out) if !ctx.is_complete() => {
                 res.handle = handle.to_vec();
                 res.major = GSS_S_CONTINUE_NEEDED;
                 res.token = out.map(|b| b.to_vec()).unwrap_or_default();
                 self.contexts.put_pending(handle, ctx);
-                return init_reply(call.xid, &Auth::None, &res);
+                init_reply(call.xid, &Auth::None, &res)
             }
             Ok(out) => {
                 res.token = out.map(|b| b.to_vec()).unwrap_or_default();
