@@ -23,21 +23,12 @@ struct Realm {
 fn realm() -> &'static Realm {
     static R: OnceLock<Realm> = OnceLock::new();
     R.get_or_init(|| {
-        let kdc = Kdc::start();
-        let keytab = kdc.path("server.keytab");
-        kdc.add_with_keytab("nfs/localhost", &keytab);
-        let alice = kdc.path("alice.cc");
-        kdc.user_with_ticket("alice", &alice);
-        let bob = kdc.path("bob.cc");
-        kdc.user_with_ticket("bob", &bob);
-        for (k, v) in kdc.env() {
-            std::env::set_var(k, v);
-        }
+        let kdc = kdc::realm_for_tests(&["alice", "bob"]);
         Realm {
+            keytab: kdc.path("server.keytab"),
+            alice: kdc.path("alice.cc"),
+            bob: kdc.path("bob.cc"),
             _kdc: kdc,
-            keytab,
-            alice,
-            bob,
         }
     })
 }

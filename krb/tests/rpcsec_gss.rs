@@ -28,16 +28,12 @@ struct Realm {
 fn realm() -> &'static Realm {
     static R: OnceLock<Realm> = OnceLock::new();
     R.get_or_init(|| {
-        let kdc = Kdc::start();
-        let keytab = kdc.path("server.keytab");
-        kdc.add_with_keytab("nfs/localhost", &keytab);
-        let cc = kdc.path("alice.cc");
-        kdc.user_with_ticket("alice", &cc);
-        for (k, v) in kdc.env() {
-            std::env::set_var(k, v);
-        }
-        krb::use_keytab(&keytab);
-        std::env::set_var("KRB5CCNAME", format!("FILE:{}", cc.display()));
+        let kdc = common::kdc::realm_for_tests(&["alice"]);
+        krb::use_keytab(&kdc.path("server.keytab"));
+        std::env::set_var(
+            "KRB5CCNAME",
+            format!("FILE:{}", kdc.path("alice.cc").display()),
+        );
         Realm { _kdc: kdc }
     })
 }

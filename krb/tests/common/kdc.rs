@@ -158,6 +158,21 @@ impl Kdc {
     }
 }
 
+/// A realm with `nfs/localhost` in `server.keytab` and a ticket cache `<user>.cc` for each of
+/// `users`, its variables set in this process's environment, which the processes a test
+/// starts inherit (MIT reads them lazily: call this before any GSS-API use).
+pub fn realm_for_tests(users: &[&str]) -> Kdc {
+    let kdc = Kdc::start();
+    kdc.add_with_keytab("nfs/localhost", &kdc.path("server.keytab"));
+    for u in users {
+        kdc.user_with_ticket(u, &kdc.path(&format!("{u}.cc")));
+    }
+    for (k, v) in kdc.env() {
+        std::env::set_var(k, v);
+    }
+    kdc
+}
+
 /// Kills the KDC (by its PID) once this test process is gone, even if it never runs `Drop`
 /// (a KDC kept in a `static` for all the tests of a binary).
 fn watchdog(kdc: u32) {
