@@ -255,13 +255,17 @@ impl Realm {
         Ok(vec![common, self.dir.join("users"), own])
     }
 
-    /// Stops the KDC (by its PID).
+    /// Stops the KDC (by its PID) and removes the realm's files (CFS_CONFORMANCE_KEEP=1
+    /// keeps them).
     pub fn stop(&self) {
         if let Ok(mut k) = self.kdc.lock() {
             if let Some(mut c) = k.take() {
                 let _ = c.kill();
                 let _ = c.wait();
             }
+        }
+        if std::env::var_os("CFS_CONFORMANCE_KEEP").is_none() {
+            let _ = std::fs::remove_dir_all(&self.dir);
         }
     }
 }
