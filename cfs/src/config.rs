@@ -71,6 +71,8 @@ pub struct FileConfig {
     pub connections: Option<ConnectionsConfig>,
     /// `[admin]`: the HTTP listener for `/metrics`, the console and `cfs admin`.
     pub admin: Option<AdminConfig>,
+    /// `[kerberos]`: keytab and principal mapping (see `kerberos.rs`).
+    pub kerberos: Option<crate::kerberos::KerberosConfig>,
 }
 
 /// `[admin]`. Without the section there is no admin listener.

@@ -22,6 +22,13 @@ pub struct Remote {
     /// Path of the export in the server's namespace (e.g. /export on a ganesha pseudo-fs).
     #[arg(long, default_value = "/")]
     export: String,
+    /// Security flavor: sys (AUTH_SYS as the calling user) or krb5, krb5i, krb5p (Kerberos,
+    /// with a ticket from the ticket cache: kinit first).
+    #[arg(long, default_value = "sys")]
+    sec: String,
+    /// Host name in the server's principal (nfs/HOST@REALM); default: the host of --server.
+    #[arg(long)]
+    sec_host: Option<String>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -120,6 +127,8 @@ pub enum FilesError {
     Connect { server: String, source: Error },
     #[error("bad server address {0:?} (expected HOST:PORT)")]
     BadServer(String),
+    #[error("unknown security flavor {0:?} (expected sys, krb5, krb5i or krb5p)")]
+    BadSec(String),
 }
 
 /// "No such file or directory (NFS4ERR_NOENT)": the errno text users know, then the status.
@@ -127,6 +136,12 @@ fn describe(e: &Error) -> String {
     let Some(s) = e.status() else {
         return match e {
             Error::Connect { source, .. } => source.to_string(),
+            // No ticket, a refused or failed context, or a flavor the server refuses: what
+            // the kernel client reports as EACCES.
+            Error::Gss(g) => format!("Permission denied (kerberos: {g})"),
+            Error::Rpc(proto::rpc::RpcError::NotAccepted(proto::rpc::ReplyStatus::AuthError(
+                code,
+            ))) => format!("Permission denied (RPC auth_stat {code})"),
             e => e.to_string(),
         };
     };
@@ -170,6 +185,28 @@ fn local_err(path: &Path) -> impl FnOnce(std::io::Error) -> FilesError + '_ {
     }
 }
 
+/// The Kerberos side of `--sec`: None for sys.
+fn gss_client(r: &Remote) -> Result<Option<Arc<krb::GssClient>>, FilesError> {
+    use proto::rpc::gss::GssService;
+    let service = match r.sec.as_str() {
+        "sys" => return Ok(None),
+        "krb5" => GssService::None,
+        "krb5i" => GssService::Integrity,
+        "krb5p" => GssService::Privacy,
+        other => return Err(FilesError::BadSec(other.to_string())),
+    };
+    let host = match &r.sec_host {
+        Some(h) => h.clone(),
+        None => r
+            .server
+            .rsplit_once(':')
+            .map_or(r.server.as_str(), |(h, _)| h)
+            .trim_matches(['[', ']'])
+            .to_string(),
+    };
+    Ok(Some(Arc::new(krb::GssClient::new("nfs", &host, service))))
+}
+
 async fn connect(r: &Remote) -> Result<Client, FilesError> {
     use std::net::ToSocketAddrs;
     let addr = r
@@ -180,6 +217,7 @@ async fn connect(r: &Remote) -> Result<Client, FilesError> {
         .ok_or_else(|| FilesError::BadServer(r.server.clone()))?;
     let mut cfg = ClientConfig::new(addr);
     cfg.export = r.export.clone();
+    cfg.gss = gss_client(r)?;
     let conn_err = |source| FilesError::Connect {
         server: r.server.clone(),
         source,

@@ -6,6 +6,7 @@ mod cluster_up;
 mod config;
 mod files;
 mod http_client;
+mod kerberos;
 mod progress;
 mod serve;
 mod timefmt;
@@ -204,6 +205,15 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
+    if let Cmd::Server {
+        config: Some(path), ..
+    } = &cli.cmd
+    {
+        // MIT krb5 takes the keytab from the environment: set before any thread exists.
+        if let Ok(file) = config::load(Some(path)) {
+            kerberos::set_keytab(&file);
+        }
+    }
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -25,6 +25,8 @@ pub struct Settings {
     pub failure_domain: String,
     pub connections: proto::rpc::ServeLimits,
     pub admin: Option<SocketAddr>,
+    /// The config file as read (its `[kerberos]` section is read at start).
+    pub file: FileConfig,
 }
 
 pub struct ServerArgs {
@@ -120,6 +122,7 @@ pub fn resolve(a: &ServerArgs) -> Result<Settings, ConfigError> {
             .unwrap_or_default(),
         connections: file.connections.clone().unwrap_or_default().limits()?,
         admin,
+        file,
     })
 }
 
@@ -399,7 +402,11 @@ pub async fn run(a: ServerArgs, check_only: bool) -> Result<(), Box<dyn std::err
             cluster,
             connections,
         };
-        let server = mds::Server::start(cfg).await?;
+        let gss = crate::kerberos::acceptor(&s.file)?;
+        if gss.is_some() {
+            tracing::info!("answering RPCSEC_GSS (krb5, krb5i, krb5p)");
+        }
+        let server = mds::Server::start_with_gss(cfg, gss).await?;
         if let Err(e) = check_exports(&s, server.mds()) {
             server.shutdown().await;
             return Err(e.into());

@@ -123,4 +123,9 @@ fn crate_arrows_follow_the_architecture() {
         .filter(|d| !["proto", "layout", "krb"].contains(&d.as_str()))
         .collect();
     assert!(client.is_empty(), "client depends on {client:?}");
+
+    // The RPCSEC_GSS layer works on wire formats alone: the MDS, the data servers and the
+    // client build on it, it builds on none of them.
+    let krb: Vec<_> = deps(&a, "krb").iter().filter(|d| *d != "proto").collect();
+    assert!(krb.is_empty(), "krb depends on {krb:?}");
 }

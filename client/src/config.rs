@@ -15,6 +15,9 @@ pub struct ClientConfig {
     /// `co_verifier`: changes when the client "reboots" (a new instance of the same owner).
     pub verifier: [u8; 8],
     pub auth: Auth,
+    /// Kerberos: every call goes as RPCSEC_GSS under this context (made from the caller's
+    /// ticket cache) instead of `auth`, which then only fills the callback credential.
+    pub gss: Option<std::sync::Arc<krb::GssClient>>,
     /// Fore-channel slots asked for; the server may grant fewer.
     pub slots: u32,
     /// Largest READ/WRITE payload asked for (the server's limits may lower it).
@@ -52,6 +55,7 @@ impl ClientConfig {
             owner,
             verifier: nanos.to_be_bytes(),
             auth: current_user_auth(&host),
+            gss: None,
             slots: 16,
             max_io: 1 << 20,
             timeout: Duration::from_secs(30),

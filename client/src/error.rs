@@ -15,6 +15,10 @@ pub enum Error {
     UnknownStatus { op: u32, code: u32 },
     #[error("rpc: {0}")]
     Rpc(#[from] RpcError),
+    /// Kerberos (RPCSEC_GSS): no ticket, a server without the service key, a refused
+    /// context, or a reply whose protection does not verify.
+    #[error("kerberos: {0}")]
+    Gss(#[from] krb::GssClientError),
     #[error("cannot decode reply: {0}")]
     Xdr(#[from] XdrError),
     #[error("bad attributes in reply: {0}")]

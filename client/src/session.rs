@@ -6,7 +6,7 @@ use crate::error::{Error, Result};
 use crate::slots::SlotTable;
 use proto::nfs4::*;
 use proto::rpc::{encode_call, AcceptStat, Auth, Connection, ConnectionLimits, ReplyStatus};
-use proto::xdr::{Opaque, Reader, Xdr};
+use proto::xdr::{Opaque, Reader, Writer, Xdr};
 use std::sync::Arc;
 
 /// RPC header and COMPOUND overhead kept free when sizing READ/WRITE payloads.
@@ -63,6 +63,19 @@ pub fn check(status: u32, resarray: &[NfsResop4]) -> Result<()> {
     Err(Error::from_code(op, status))
 }
 
+/// COMPOUND4args: an empty tag, minor version 1, (optionally) SEQUENCE, the operations.
+fn encode_compound_args(w: &mut Writer, seq: Option<SequenceArgs>, ops: &[NfsArgop4]) {
+    w.opaque(b"");
+    w.u32(1);
+    w.u32(ops.len() as u32 + u32::from(seq.is_some()));
+    if let Some(s) = seq {
+        NfsArgop4::Sequence(s).encode(w);
+    }
+    for op in ops {
+        op.encode(w);
+    }
+}
+
 /// One RPC: header, then (optionally) SEQUENCE, then the operations, encoded straight into
 /// the record (a WRITE's data is copied once, here).
 async fn send(
@@ -71,7 +84,21 @@ async fn send(
     seq: Option<SequenceArgs>,
     ops: &[NfsArgop4],
 ) -> Result<Compound4Res> {
-    let nops = ops.len() as u32;
+    if let Some(gss) = &cfg.gss {
+        let mut w = Writer::with_capacity(256);
+        encode_compound_args(&mut w, seq, ops);
+        let body = gss
+            .call(
+                conn,
+                NFS4_PROGRAM,
+                NFS_V4,
+                NFSPROC4_COMPOUND,
+                &w.into_inner(),
+                cfg.timeout,
+            )
+            .await?;
+        return Ok(Compound4Res::decode(&mut Reader::new(&body))?);
+    }
     let xid = conn.next_xid();
     let mut w = encode_call(
         xid,
@@ -81,15 +108,7 @@ async fn send(
         &cfg.auth,
         &Auth::None,
     );
-    w.opaque(b"");
-    w.u32(1);
-    w.u32(nops + u32::from(seq.is_some()));
-    if let Some(s) = seq {
-        NfsArgop4::Sequence(s).encode(&mut w);
-    }
-    for op in ops {
-        op.encode(&mut w);
-    }
+    encode_compound_args(&mut w, seq, ops);
     let reply = conn.call_raw(xid, w, cfg.timeout).await?;
     match &reply.status {
         ReplyStatus::Accepted(AcceptStat::Success) => {}

@@ -4,6 +4,7 @@
 # Usage: run-guest.sh KVER PORT NFSVERS SCRIPT [RUN_DIR]
 # Env: CFS_CONFORMANCE_CACHE  EXPORT=/ (v4 path; v3: server path)  MNTPORT (v3 mountd port or
 #      "rpcbind")  MNTOPTS  GUEST_ENV (extra VAR=value lines for the guest)  TIMEOUT=300
+#      GUEST_OVERLAY (directories whose contents are added to the guest's root)
 #      SMP=2 (CFS_GUEST_SMP overrides it: 1 is faster on a loaded host)  MEM=1024  TCG_THREAD=multi|single  KAPPEND  CONSOLE=1 (kernel console to stderr)
 # Output: guest ttyS1 (script output + @@ markers) on stdout; RUN_DIR keeps console.log/out.log.
 # Exit: the guest script's status; 99 mount failed, 124 timeout, 125 no exit marker (crash).
@@ -22,6 +23,8 @@ cp $S/guest/init $W/job/init
 cp "$SCRIPT" $W/job/job/script.sh
 cp $S/guest/lib.sh $W/job/job/lib.sh
 cp $C/bin/cfshelper $W/job/job/cfshelper
+# Trees merged into the guest's root (e.g. Kerberos: rpc.gssd, modules, krb5.conf, keytab).
+for o in ${GUEST_OVERLAY:-}; do cp -a $o/. $W/job/; done
 cat > $W/job/job/env <<ENV
 NFSPORT=$PORT
 NFSVERS=$VERS

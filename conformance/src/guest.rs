@@ -94,6 +94,19 @@ pub fn run(job: &GuestJob) -> Result<GuestRun> {
     if let Some(p) = job.mnt_port {
         cmd.env("MNTPORT", p.to_string());
     }
+    if let Some(realm) = crate::kerberos::active() {
+        // The guest's name as /init sets it (the last assignment wins, as in its env file).
+        let name = job
+            .env
+            .iter()
+            .rev()
+            .find_map(|e| e.strip_prefix("GUEST_NAME="))
+            .unwrap_or("cfsguest");
+        let overlay = realm.guest_overlay(&job.kver, name)?;
+        let dirs: Vec<String> = overlay.iter().map(|d| d.display().to_string()).collect();
+        cmd.env("GUEST_OVERLAY", dirs.join(" "))
+            .env("MNTOPTS", realm.mount_option());
+    }
     let t0 = Instant::now();
     let mut child = cmd.spawn().ctx(|| "spawn run-guest.sh".into())?;
     // run-guest.sh bounds qemu with `timeout`; this is the backstop if the script itself hangs

@@ -7,6 +7,7 @@ mod evidence;
 mod guest;
 mod hostbench;
 mod hostops;
+mod kerberos;
 mod known;
 mod netns;
 mod paths;
@@ -90,6 +91,10 @@ struct RunArgs {
     /// posix-diff: the first seed (then first+1, ...); default 1
     #[arg(long)]
     first_seed: Option<u64>,
+    /// Security flavor of the mounts: sys, or krb5 | krb5i | krb5p (a throwaway KDC on the
+    /// host, rpc.gssd and a keytab in the guest; cfs servers only for now)
+    #[arg(long, default_value = "sys")]
+    sec: String,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -156,11 +161,11 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
         }
         Cmd::Run(a) => {
             let plan = plan_from(&a, false)?;
-            run_plan(plan, a.json, None)
+            with_sec(&a, || run_plan(plan, a.json.clone(), None))
         }
         Cmd::Bench(a) => {
             let plan = plan_from(&a, true)?;
-            run_plan(plan, a.json, Some(a.repeat))
+            with_sec(&a, || run_plan(plan, a.json.clone(), Some(a.repeat)))
         }
         Cmd::Hostbench(a) => hostbench::hostbench(&a),
         Cmd::Ci { json } => {
@@ -275,6 +280,24 @@ fn plan_from(a: &RunArgs, bench: bool) -> Result<Plan> {
         seeds: a.seeds,
         first_seed: a.first_seed,
     })
+}
+
+/// Runs `f` under the flavor `--sec` names: for Kerberos, with the realm up (and stopped
+/// after, whatever `f` returned).
+fn with_sec(a: &RunArgs, f: impl FnOnce() -> Result<ExitCode>) -> Result<ExitCode> {
+    if a.sec == "sys" {
+        return f();
+    }
+    if let Some(s) = a.server.iter().find(|s| *s != "cfs") {
+        return Err(Error::Usage(format!(
+            "--sec {} is wired for --server cfs only so far, not {s}",
+            a.sec
+        )));
+    }
+    kerberos::start(&a.sec)?;
+    let r = f();
+    kerberos::stop();
+    r
 }
 
 /// `bench`: Some(rounds) for the benchmark (ratios printed), None for checks.

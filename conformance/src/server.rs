@@ -524,17 +524,21 @@ pub fn start_cfs_with(bin: &Path) -> Result<Running> {
     let port = free_port()?;
     let log = dir.join("cfs.log");
     let (o, e) = log_file(&log)?;
-    let mut child = Command::new(bin)
-        .arg("server")
+    let mut cmd = Command::new(bin);
+    cmd.arg("server")
         .arg("--data")
         .arg(&data)
         .arg("--listen")
         .arg(format!("127.0.0.1:{port}"))
         .stdin(Stdio::null())
         .stdout(o)
-        .stderr(e)
-        .spawn()
-        .ctx(|| format!("spawn {bin:?}"))?;
+        .stderr(e);
+    if let Some(realm) = crate::kerberos::active() {
+        let conf = dir.join("cfs.toml");
+        std::fs::write(&conf, realm.server_config()).ctx(|| format!("write {conf:?}"))?;
+        cmd.arg("--config").arg(conf).envs(realm.env());
+    }
+    let mut child = cmd.spawn().ctx(|| format!("spawn {bin:?}"))?;
     if let Err(err) = wait_listening(port, &mut child, &log, "cfs server") {
         procs::stop(&mut child, Duration::from_secs(5));
         return Err(err);

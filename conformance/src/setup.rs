@@ -26,6 +26,15 @@ const PACKAGES: &[&str] = &[
     "gcc",
     "libc6-dev",
     "ca-certificates",
+    // Kerberos: the realm tests and `run --sec` start (krb5kdc, kadmin.local, kinit), the
+    // guests' rpc.gssd (copied from nfs-common), and what `krb` builds against (libgssapi's
+    // bindings are generated with libclang).
+    "krb5-kdc",
+    "krb5-admin-server",
+    "krb5-user",
+    "nfs-common",
+    "libkrb5-dev",
+    "libclang-dev",
 ];
 
 /// The guest kernels: which Debian suite each comes from.

@@ -256,12 +256,25 @@ impl SetAttrs {
     }
 }
 
-/// Parses an owner string: numeric ids (what Linux sends with AUTH_SYS), optionally with
-/// "@domain" which is ignored.
-fn parse_id(s: &Opaque) -> NfsResult<u32> {
+/// Parses an owner string: numeric ids (what Linux sends with AUTH_SYS, and with Kerberos
+/// when it has no idmapper), optionally with "@domain" which is ignored, or `name@domain`
+/// (what Linux's idmapper sends with Kerberos), looked up in the name service.
+fn parse_id(s: &Opaque, by_name: fn(&str) -> Option<u32>) -> NfsResult<u32> {
     let s = s.as_str().ok_or(NfsError::BadOwner)?;
     let s = s.split('@').next().unwrap_or(s);
-    s.parse::<u32>().map_err(|_| NfsError::BadOwner)
+    match s.parse::<u32>() {
+        Ok(id) => Ok(id),
+        Err(_) if !s.is_empty() => by_name(s).ok_or(NfsError::BadOwner),
+        Err(_) => Err(NfsError::BadOwner),
+    }
+}
+
+fn parse_owner(s: &Opaque) -> NfsResult<u32> {
+    parse_id(s, |n| krb::identity::user(n).map(|i| i.uid))
+}
+
+fn parse_group(s: &Opaque) -> NfsResult<u32> {
+    parse_id(s, krb::identity::group)
 }
 
 fn settime(s: Settime4) -> SetTime {
@@ -297,8 +310,8 @@ pub fn decode_settable(f: &Fattr4) -> NfsResult<SetAttrs> {
     }
     Ok(SetAttrs {
         mode: a.mode,
-        uid: a.owner.as_ref().map(parse_id).transpose()?,
-        gid: a.owner_group.as_ref().map(parse_id).transpose()?,
+        uid: a.owner.as_ref().map(parse_owner).transpose()?,
+        gid: a.owner_group.as_ref().map(parse_group).transpose()?,
         size: a.size,
         atime: a.time_access_set.map(settime),
         mtime: a.time_modify_set.map(settime),

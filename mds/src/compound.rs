@@ -1,8 +1,9 @@
 //! COMPOUND processing (RFC 8881 §16.2): decode, run operations in order until one fails,
 //! and keep the reply in the session's slot for exactly-once replays.
 use crate::error::NfsError;
-use crate::export::Export;
+use crate::export::{Export, SecFlavor};
 use crate::ops;
+use crate::sec;
 use crate::state::{InSlot, SessionId, SlotUse, StateId};
 use crate::Mds;
 use proto::nfs4::compound::{Compound4Args, Compound4Res, NfsArgop4, NfsResop4};
@@ -25,13 +26,34 @@ pub enum WireCred {
     },
     /// AUTH_NONE: the export's anonymous identity.
     None,
+    /// RPCSEC_GSS, verified by the `krb` layer: the principal's local identity, and the
+    /// service (krb5, krb5i, krb5p) the call was protected with.
+    Gss {
+        uid: u32,
+        gid: u32,
+        gids: Vec<u32>,
+        service: proto::rpc::gss::GssService,
+    },
 }
 
 impl WireCred {
+    /// The export flavor this credential is (AUTH_NONE counts as sys).
+    pub fn flavor(&self) -> SecFlavor {
+        use proto::rpc::gss::GssService;
+        match self {
+            WireCred::Sys { .. } | WireCred::None => SecFlavor::Sys,
+            WireCred::Gss { service, .. } => match service {
+                GssService::None => SecFlavor::Krb5,
+                GssService::Integrity => SecFlavor::Krb5i,
+                GssService::Privacy => SecFlavor::Krb5p,
+            },
+        }
+    }
+
     /// Who the caller runs as under `export`'s rules.
     pub fn user(&self, export: &Export) -> User {
         match self {
-            WireCred::Sys { uid, gid, gids } => {
+            WireCred::Sys { uid, gid, gids } | WireCred::Gss { uid, gid, gids, .. } => {
                 let (u, g) = export.map_ids(*uid, *gid);
                 User {
                     uid: u,
@@ -129,9 +151,19 @@ pub async fn run(mds: &Arc<Mds>, conn: &Connection, call: &Call) -> Writer {
             gid: s.gid,
             gids: s.gids.clone(),
         },
-        // AUTH_NONE gets the anonymous identity; anything else this server cannot verify yet.
+        // AUTH_NONE gets the anonymous identity.
         Auth::None => WireCred::None,
-        Auth::Other { .. } => return denied_auth_reply(call.xid, AuthStat::TooWeak),
+        // RPCSEC_GSS that the `krb` layer in front verified; without that layer (no
+        // Kerberos configured) and for other flavors, refused.
+        Auth::Other { .. } => match &call.gss {
+            Some(g) => WireCred::Gss {
+                uid: g.uid,
+                gid: g.gid,
+                gids: g.gids.to_vec(),
+                service: g.service,
+            },
+            None => return denied_auth_reply(call.xid, AuthStat::TooWeak),
+        },
     };
     let user = cred.user(export);
     let mut r = Reader::new(call.args());
@@ -175,13 +207,18 @@ pub async fn run(mds: &Arc<Mds>, conn: &Connection, call: &Call) -> Writer {
         resarray: Vec::with_capacity(args.argarray.len()),
     };
     metrics::mds::COMPOUNDS.inc();
+    // Whether each op checks the flavor itself (RFC 8881 §2.6.3.1.1), for the PUTFH before it.
+    let checks_own_sec: Vec<bool> = args.argarray.iter().map(sec::checks_own_sec).collect();
     for (i, op) in args.argarray.into_iter().enumerate() {
         let (opnum, t0) = (op.opnum(), metrics::start());
         let written = match &op {
             NfsArgop4::Write(a) => a.data.len() as u64,
             _ => 0,
         };
-        let r = if i == 0 {
+        let kept = sec::kept(&op);
+        let r = if let Some(e) = sec::before(&ctx, &op) {
+            ops::error_result(&op, e)
+        } else if i == 0 {
             match &op {
                 NfsArgop4::Sequence(a) => {
                     match ops::session::sequence(&mut ctx, a, call.args().len()) {
@@ -232,6 +269,13 @@ pub async fn run(mds: &Arc<Mds>, conn: &Connection, call: &Call) -> Writer {
             NfsResop4::Write(ops::io::write_owned(&mut ctx, a).await)
         } else {
             ops::dispatch(&mut ctx, &op).await
+        };
+        let r = match kept.as_ref().and_then(|op| {
+            sec::after(&ctx, op, r.status(), checks_own_sec.get(i + 1).copied())
+                .map(|e| ops::error_result(op, e))
+        }) {
+            Some(refused) => refused,
+            None => r,
         };
         crate::metered::op_done(&ctx, opnum, t0, &r, written);
         let st = r.status();

@@ -14,6 +14,7 @@ pub mod namespace;
 pub mod ops;
 pub mod raft;
 pub mod recall;
+mod sec;
 pub mod server;
 pub mod space;
 pub mod state;
@@ -364,6 +365,15 @@ pub struct Server {
 
 impl Server {
     pub async fn start(cfg: ServerConfig) -> Result<Server, ServerError> {
+        Self::start_with_gss(cfg, None).await
+    }
+
+    /// `start`, with RPCSEC_GSS (Kerberos) answered by `gss` in front of the NFS service.
+    /// Without it RPCSEC_GSS calls get AUTH_TOOWEAK.
+    pub async fn start_with_gss(
+        cfg: ServerConfig,
+        gss: Option<Arc<krb::Acceptor>>,
+    ) -> Result<Server, ServerError> {
         let mds = Arc::new(Mds::open(&cfg).await?);
         let (effects, effects_rx) = tokio::sync::mpsc::unbounded_channel();
         mds.ns.set_effect_sink(Arc::new(QueuedEffects(effects)));
@@ -410,7 +420,7 @@ impl Server {
         };
         let table = proto::rpc::ConnTable::new(cfg.connections);
         let mut tasks = vec![
-            tokio::spawn(server::accept_loop(listener, svc, limits, table)),
+            tokio::spawn(server::accept_loop(listener, svc, gss, limits, table)),
             tokio::spawn(carry_out_effects(Arc::downgrade(&mds), effects_rx)),
         ];
         tasks.push(tokio::spawn(laundromat(mds.clone())));

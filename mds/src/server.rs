@@ -70,11 +70,20 @@ impl NfsService {
 }
 
 /// Serves the NFS port (NFSv4 and the cluster program) within `table`'s bounds.
+/// With `gss`, RPCSEC_GSS is verified and unwrapped in front of the service (`krb::GssLayer`).
 pub async fn accept_loop(
     listener: TcpListener,
     svc: Arc<NfsService>,
+    gss: Option<Arc<krb::Acceptor>>,
     limits: ConnectionLimits,
     table: Arc<ConnTable>,
 ) {
-    proto::rpc::serve(listener, svc, limits, table, std::future::pending()).await
+    let stop = std::future::pending();
+    match gss {
+        Some(acc) => {
+            let layer = Arc::new(krb::GssLayer::new(svc, acc));
+            proto::rpc::serve(listener, layer, limits, table, stop).await
+        }
+        None => proto::rpc::serve(listener, svc, limits, table, stop).await,
+    }
 }

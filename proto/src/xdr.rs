@@ -186,6 +186,13 @@ impl Writer {
     pub fn into_parts(self) -> (Vec<u8>, Vec<(usize, bytes::Bytes)>) {
         (self.buf, self.shared)
     }
+    /// The inverse of `into_parts`: each shared payload follows `buf[..at]` (positions must
+    /// rise and lie within `buf`).
+    pub fn from_parts(buf: Vec<u8>, shared: Vec<(usize, bytes::Bytes)>) -> Writer {
+        debug_assert!(shared.windows(2).all(|p| p[0].0 <= p[1].0));
+        debug_assert!(shared.last().is_none_or(|(at, _)| *at <= buf.len()));
+        Writer { buf, shared }
+    }
     /// Overwrite a u32 written earlier (for counts known only after the elements).
     pub fn patch_u32(&mut self, at: usize, v: u32) {
         self.buf[at..at + 4].copy_from_slice(&v.to_be_bytes());

@@ -99,6 +99,16 @@ impl Drop for Server {
     }
 }
 
+/// A child process killed (SIGKILL, by its PID) and reaped on drop.
+pub struct KillOnDrop(pub Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 pub struct Out {
     pub code: Option<i32>,
     pub stdout: Vec<u8>,
@@ -117,6 +127,11 @@ impl Out {
 /// Runs `cfs ARGS` with a time limit (killed past it); output goes through files so a large
 /// `get -` cannot fill a pipe and stall.
 pub fn cfs(dir: &Path, args: &[&str]) -> Out {
+    cfs_env(dir, args, &[])
+}
+
+/// `cfs` with extra environment variables (e.g. a Kerberos ticket cache).
+pub fn cfs_env(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Out {
     static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
     let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let (po, pe) = (
@@ -125,6 +140,7 @@ pub fn cfs(dir: &Path, args: &[&str]) -> Out {
     );
     let mut child = Command::new(BIN)
         .args(args)
+        .envs(env.iter().copied())
         .stdin(Stdio::null())
         .stdout(Stdio::from(std::fs::File::create(&po).unwrap()))
         .stderr(Stdio::from(std::fs::File::create(&pe).unwrap()))

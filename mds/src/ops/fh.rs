@@ -244,13 +244,36 @@ pub fn lookupp(ctx: &mut Ctx<'_>) -> NfsResult<()> {
     Ok(())
 }
 
-fn flavors(export: &Export) -> SecinfoResOk {
+/// The export's flavors in its order (the client takes the first it can use); in the pseudo
+/// file system, every flavor some export allows.
+fn flavors(export: &Export, all: &[Export]) -> SecinfoResOk {
+    use proto::nfs4::basic::RpcGssSvc;
+    let mut list: Vec<SecFlavor> = Vec::new();
+    let sources = if export.id == crate::export::PSEUDO_ID {
+        all
+    } else {
+        std::slice::from_ref(export)
+    };
+    for f in sources.iter().flat_map(|e| e.sec.iter()) {
+        if !list.contains(f) {
+            list.push(*f);
+        }
+    }
+    let gss = |service| {
+        Secinfo4::RpcsecGss(proto::nfs4::fileops::RpcsecGssInfo {
+            oid: krb::KRB5_OID.to_vec().into(),
+            qop: 0,
+            service,
+        })
+    };
     SecinfoResOk(
-        export
-            .sec
-            .iter()
-            .filter(|f| matches!(f, SecFlavor::Sys))
-            .map(|_| Secinfo4::Flavor(AUTH_SYS))
+        list.into_iter()
+            .map(|f| match f {
+                SecFlavor::Sys => Secinfo4::Flavor(AUTH_SYS),
+                SecFlavor::Krb5 => gss(RpcGssSvc::None),
+                SecFlavor::Krb5i => gss(RpcGssSvc::Integrity),
+                SecFlavor::Krb5p => gss(RpcGssSvc::Privacy),
+            })
             .collect(),
     )
 }
@@ -276,7 +299,7 @@ pub fn secinfo(ctx: &mut Ctx<'_>, a: &SecinfoArgs) -> SecinfoRes {
     match r {
         Ok(e) => {
             // SECINFO consumes the current file handle (RFC 8881 §2.6.3.1.1.8).
-            let res = SecinfoRes::Ok(flavors(e));
+            let res = SecinfoRes::Ok(flavors(e, &ctx.mds.exports));
             ctx.cfh = None;
             res
         }
@@ -303,7 +326,7 @@ pub fn secinfo_no_name(ctx: &mut Ctx<'_>, a: &SecinfoNoNameArgs) -> SecinfoRes {
     };
     match r {
         Ok(()) => {
-            let res = SecinfoRes::Ok(flavors(ctx.export));
+            let res = SecinfoRes::Ok(flavors(ctx.export, &ctx.mds.exports));
             ctx.cfh = None;
             res
         }

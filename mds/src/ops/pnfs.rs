@@ -45,6 +45,16 @@ async fn layoutget_inner(ctx: &mut Ctx<'_>, a: &LayoutgetArgs) -> NfsResult<Layo
     let Some(c) = ctx.mds.cluster().cloned() else {
         return Err(NfsError::LayoutUnavailable);
     };
+    // Data servers speak loosely coupled NFSv3, which Linux sends with AUTH_SYS whatever the
+    // mount's flavor: bytes a krb5i or krb5p caller reads or writes would cross the network
+    // unprotected there. Such callers get no layout, so their I/O comes through this server
+    // under their own protection (and the MDS moves it to the data servers).
+    if matches!(
+        ctx.cred.flavor(),
+        crate::export::SecFlavor::Krb5i | crate::export::SecFlavor::Krb5p
+    ) {
+        return Err(NfsError::LayoutUnavailable);
+    }
     if a.loga_layout_type != LAYOUT4_FLEX_FILES {
         return Err(NfsError::UnknownLayoutType);
     }

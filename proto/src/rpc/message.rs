@@ -31,6 +31,11 @@ pub enum AuthStat {
     BadVerf = 3,
     RejectedVerf = 4,
     TooWeak = 5,
+    /// RPCSEC_GSS (RFC 2203 §5.3.3.3): no credentials for the user, or a context the server
+    /// does not know (any more): the client makes a new one.
+    GssCredProblem = 13,
+    /// RPCSEC_GSS: a problem with the context (its sequence numbers ran out).
+    GssCtxProblem = 14,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -49,6 +54,9 @@ pub struct Call {
     pub proc_: u32,
     pub cred: Auth,
     pub verf: Auth,
+    /// Who the call authenticated as, when an RPCSEC_GSS layer verified it (never set by
+    /// parsing: a handler that sees `Some` knows the header's MIC checked).
+    pub gss: Option<super::gss::GssCaller>,
     record: Vec<u8>,
     args_at: usize,
 }
@@ -56,6 +64,26 @@ pub struct Call {
 impl Call {
     pub fn args(&self) -> &[u8] {
         &self.record[self.args_at..]
+    }
+
+    /// The header from the xid through the credential: what an RPCSEC_GSS verifier's MIC
+    /// covers (RFC 2203 §5.3.1).
+    pub fn header_through_cred(&self) -> &[u8] {
+        let b = &self.record[RECORD_HEADER_LEN..self.args_at];
+        // xid, type, rpcvers, prog, vers, proc, then the credential's flavor and length;
+        // parsing already checked all of it lies before the arguments.
+        let len = b
+            .get(28..32)
+            .map(|l| u32::from_be_bytes([l[0], l[1], l[2], l[3]]) as usize)
+            .unwrap_or(0);
+        let end = (32 + len.div_ceil(4) * 4).min(b.len());
+        &b[..end]
+    }
+
+    /// Replaces the arguments (an RPCSEC_GSS layer puts the unwrapped ones in).
+    pub fn set_args(&mut self, args: &[u8]) {
+        self.record.truncate(self.args_at);
+        self.record.extend_from_slice(args);
     }
 }
 
@@ -69,6 +97,8 @@ impl Drop for Call {
 pub struct Reply {
     pub xid: u32,
     pub status: ReplyStatus,
+    /// The server's verifier (AUTH_NONE unless accepted with another, e.g. RPCSEC_GSS's MIC).
+    pub verf: Auth,
     record: Vec<u8>,
     body_at: usize,
 }
@@ -107,6 +137,9 @@ pub fn parse_message(record: Vec<u8>) -> Result<Incoming, RpcError> {
         Ok(m) => m,
         Err(e) => {
             let b = &record[RECORD_HEADER_LEN..];
+            if let Some(reply) = auth_error_reply(&record) {
+                return Ok(Incoming::Reply(reply));
+            }
             if b.len() >= 12 && u32::from_be_bytes([b[4], b[5], b[6], b[7]]) == CALL {
                 let xid = u32::from_be_bytes([b[0], b[1], b[2], b[3]]);
                 let vers = u32::from_be_bytes([b[8], b[9], b[10], b[11]]);
@@ -129,6 +162,7 @@ pub fn parse_message(record: Vec<u8>) -> Result<Incoming, RpcError> {
                 proc_: c.procedure(),
                 cred: Auth::from_flavor(c.auth_credentials()),
                 verf: Auth::from_flavor(c.auth_verifier()),
+                gss: None,
                 args_at,
                 record: Vec::new(),
             };
@@ -136,6 +170,10 @@ pub fn parse_message(record: Vec<u8>) -> Result<Incoming, RpcError> {
             Ok(Incoming::Call(call))
         }
         MessageType::Reply(r) => {
+            let verf = match r {
+                ReplyBody::Accepted(a) => Auth::from_flavor(a.auth_verifier()),
+                ReplyBody::Denied(_) => Auth::None,
+            };
             let (status, body_at) = match r {
                 ReplyBody::Accepted(a) => match a.status() {
                     AcceptedStatus::Success(p) => (
@@ -176,6 +214,7 @@ pub fn parse_message(record: Vec<u8>) -> Result<Incoming, RpcError> {
             let mut reply = Reply {
                 xid,
                 status,
+                verf,
                 body_at,
                 record: Vec::new(),
             };
@@ -183,6 +222,28 @@ pub fn parse_message(record: Vec<u8>) -> Result<Incoming, RpcError> {
             Ok(Incoming::Reply(reply))
         }
     }
+}
+
+/// A denied reply with an `auth_stat` `onc-rpc` does not know (RPCSEC_GSS's CREDPROBLEM and
+/// CTXPROBLEM, RFC 2203 §5.3.3.3): the client must see them to make a new context.
+fn auth_error_reply(record: &[u8]) -> Option<Reply> {
+    let b = record.get(RECORD_HEADER_LEN..)?;
+    let word = |i: usize| {
+        b.get(i * 4..i * 4 + 4)
+            .map(|w| u32::from_be_bytes([w[0], w[1], w[2], w[3]]))
+    };
+    const AUTH_ERROR: u32 = 1;
+    if word(1)? != REPLY || word(2)? != MSG_DENIED || word(3)? != AUTH_ERROR {
+        return None;
+    }
+    let code = word(4)?;
+    Some(Reply {
+        xid: word(0)?,
+        status: ReplyStatus::AuthError(code),
+        verf: Auth::None,
+        body_at: record.len(),
+        record: record.to_vec(),
+    })
 }
 
 fn auth_error_code(e: &onc_rpc::AuthError) -> u32 {
@@ -313,6 +374,25 @@ mod tests {
                 ..
             })
         ));
+    }
+
+    #[test]
+    fn rpcsec_gss_auth_errors_reach_the_caller() {
+        for stat in [
+            AuthStat::GssCredProblem,
+            AuthStat::GssCtxProblem,
+            AuthStat::TooWeak,
+        ] {
+            let mut w = denied_auth_reply(5, stat);
+            frame(&mut w.buf);
+            match parse_message(w.buf).unwrap() {
+                Incoming::Reply(r) => {
+                    assert_eq!(r.xid, 5);
+                    assert_eq!(r.status, ReplyStatus::AuthError(stat as u32));
+                }
+                other => panic!("{other:?}"),
+            }
+        }
     }
 
     #[test]

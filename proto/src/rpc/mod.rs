@@ -7,6 +7,7 @@
 mod admission;
 mod auth;
 mod connection;
+pub mod gss;
 mod limits;
 mod message;
 mod record;

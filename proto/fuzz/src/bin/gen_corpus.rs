@@ -26,7 +26,54 @@ fn seq() -> NfsArgop4 {
     })
 }
 
+/// RPCSEC_GSS seeds, each prefixed with the selector byte `rpcsec_gss` switches on.
+fn rpcsec_gss_seeds() {
+    use proto::rpc::gss::{GssCred, GssInitRes, GssProc, GssService};
+    use proto::rpc::{encode_call, Auth, RPCSEC_GSS};
+    let cred = GssCred {
+        proc_: GssProc::Data,
+        seq_num: 9,
+        service: GssService::Integrity,
+        handle: vec![0xab; 16],
+    };
+    let mut b = vec![0u8];
+    b.extend_from_slice(&cred.encode());
+    write("rpcsec_gss", "cred", &b);
+    let mut w = proto::xdr::Writer::new();
+    GssInitRes {
+        handle: vec![1; 16],
+        major: 0,
+        minor: 0,
+        seq_window: 512,
+        token: vec![0x60; 40],
+    }
+    .encode(&mut w);
+    let mut b = vec![1u8];
+    b.extend_from_slice(&w.buf);
+    write("rpcsec_gss", "init_res", &b);
+    let mut w = proto::xdr::Writer::new();
+    w.opaque(&[0, 0, 0, 9, 1, 2, 3, 4]);
+    w.opaque(&[0x04, 0x04, 0xff, 0xff, 0, 0, 0, 0, 0, 0, 0, 9, 7, 7, 7, 7]);
+    let mut b = vec![2u8];
+    b.extend_from_slice(&w.buf);
+    write("rpcsec_gss", "integ_body", &b);
+    let auth = Auth::Other {
+        flavor: RPCSEC_GSS,
+        body: cred.encode(),
+    };
+    let verf = Auth::Other {
+        flavor: RPCSEC_GSS,
+        body: vec![0x04, 0x04, 0x05, 0xff, 0, 0, 0, 0, 0, 0, 0, 1, 9, 9, 9, 9],
+    };
+    let mut w = encode_call(77, 100003, 4, 1, &auth, &verf);
+    w.u32(0);
+    let mut b = vec![3u8];
+    b.extend_from_slice(&w.buf[4..]);
+    write("rpcsec_gss", "call", &b);
+}
+
 fn main() {
+    rpcsec_gss_seeds();
     let attrs = FileAttrs {
         mode: Some(0o644),
         size: Some(0),

@@ -1,0 +1,67 @@
+//! Per-export security flavors (RFC 8881 §2.6.3.1): which operations answer NFS4ERR_WRONGSEC
+//! when the call's flavor (sys, krb5, krb5i, krb5p) is not one its export allows. As knfsd:
+//! the put-filehandle operations check on behalf of the operation after them, unless that one
+//! checks for itself (LOOKUP, LOOKUPP, OPEN, SECINFO, SECINFO_NO_NAME); LOOKUP and LOOKUPP
+//! check the export they arrive in, and OPEN the directory's. The pseudo file system admits
+//! every flavor (it shows only the names leading to exports, and SECINFO there says what each
+//! export wants). Operations that use no file handle (the session and client-ID operations a
+//! Linux client sends with its krb5i machine credential) are never refused here.
+use crate::compound::Ctx;
+use crate::error::NfsError;
+use crate::export::PSEUDO_ID;
+use proto::nfs4::compound::NfsArgop4;
+
+/// Whether the current file handle's export allows the call's flavor.
+pub fn allowed(ctx: &Ctx<'_>) -> bool {
+    ctx.cexp == PSEUDO_ID || ctx.export.sec.contains(&ctx.cred.flavor())
+}
+
+/// Operations that return WRONGSEC themselves, so the PUTFH before them does not.
+pub fn checks_own_sec(op: &NfsArgop4) -> bool {
+    matches!(
+        op,
+        NfsArgop4::Lookup(_)
+            | NfsArgop4::Lookupp
+            | NfsArgop4::Open(_)
+            | NfsArgop4::Secinfo(_)
+            | NfsArgop4::SecinfoNoName(_)
+    )
+}
+
+fn putfh_like(op: &NfsArgop4) -> bool {
+    matches!(
+        op,
+        NfsArgop4::Putfh(_) | NfsArgop4::Putrootfh | NfsArgop4::Putpubfh | NfsArgop4::Restorefh
+    )
+}
+
+/// Before an operation runs: OPEN in a directory whose export refuses the flavor.
+pub fn before(ctx: &Ctx<'_>, op: &NfsArgop4) -> Option<NfsError> {
+    (matches!(op, NfsArgop4::Open(_)) && ctx.cfh.is_some() && !allowed(ctx))
+        .then_some(NfsError::WrongSec)
+}
+
+/// The operations `after` may refuse, kept (they are small) for building their error result
+/// once the original has been consumed.
+pub fn kept(op: &NfsArgop4) -> Option<NfsArgop4> {
+    (putfh_like(op) || matches!(op, NfsArgop4::Lookup(_) | NfsArgop4::Lookupp)).then(|| op.clone())
+}
+
+/// After `op` succeeded: `next_checks_own` is None when it was the last operation.
+pub fn after(
+    ctx: &Ctx<'_>,
+    op: &NfsArgop4,
+    status: u32,
+    next_checks_own: Option<bool>,
+) -> Option<NfsError> {
+    if status != 0 || allowed(ctx) {
+        return None;
+    }
+    let refuse = if putfh_like(op) {
+        // RFC 8881 §2.6.3.1.1.6: a put-filehandle whose result nothing uses is not refused.
+        next_checks_own == Some(false)
+    } else {
+        matches!(op, NfsArgop4::Lookup(_) | NfsArgop4::Lookupp)
+    };
+    refuse.then_some(NfsError::WrongSec)
+}
