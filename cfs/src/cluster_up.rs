@@ -30,6 +30,13 @@ pub struct UpArgs {
     /// MDS lease (and grace) seconds.
     #[arg(long)]
     lease_seconds: Option<u32>,
+    /// Also run an NFSv3 gateway node (`gw`, role gateway-v3, a client of the MDS) on this
+    /// port.
+    #[arg(long)]
+    gateway_port: Option<u16>,
+    /// The rpcbind the gateway registers with ("HOST:PORT" or "off", the default).
+    #[arg(long, default_value = "off")]
+    rpcbind: String,
 }
 
 #[derive(Debug, Error)]
@@ -127,6 +134,15 @@ pub async fn run(a: UpArgs) -> Result<(), Box<dyn std::error::Error>> {
         );
         configs.push((format!("ds{i}"), dir.join(format!("ds{i}.toml")), toml));
     }
+    if let Some(gp) = a.gateway_port {
+        // No data of its own: the directory only holds what a node may log there.
+        let toml = format!(
+            "data = {}\nroles = [\"gateway-v3\"]\n[gateway]\nlisten = \"127.0.0.1:{gp}\"\nmds = \"{mds_addr}\"\nrpcbind = \"{}\"\n",
+            toml_str(&dir.join("gw")),
+            a.rpcbind
+        );
+        configs.push(("gw".to_string(), dir.join("gw.toml"), toml));
+    }
     let exe = std::env::current_exe().map_err(|source| UpError::Spawn {
         what: "cfs".into(),
         source,
@@ -171,6 +187,9 @@ pub async fn run(a: UpArgs) -> Result<(), Box<dyn std::error::Error>> {
         hosts.join(", "),
         dir.display()
     );
+    if let Some(gp) = a.gateway_port {
+        println!("NFSv3 gateway on 127.0.0.1:{gp}: mount -t nfs -o vers=3,port={gp},mountport={gp} 127.0.0.1:/ /mnt");
+    }
     println!("mount: mount -t nfs4 -o vers=4.1 {}:/ /mnt   status: cfs admin status --config {}   stop: Ctrl-C", mds_addr.ip(), dir.join("mds.toml").display());
 
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;

@@ -3,6 +3,7 @@ mod admin;
 mod cluster_up;
 mod config;
 mod files;
+mod gateway;
 
 use clap::{Parser, Subcommand};
 use std::net::SocketAddr;
@@ -48,25 +49,32 @@ enum Cmd {
 
 /// Cluster settings of `cfs server` (flags override the config file's `[cluster]`).
 #[derive(clap::Args, Debug, Default)]
-struct ClusterFlags {
+pub(crate) struct ClusterFlags {
     /// Roles to run: mds, ds, or both (repeat or comma-separate). Default: mds.
     #[arg(long = "role")]
-    roles: Vec<String>,
+    pub(crate) roles: Vec<String>,
     /// File with the cluster secret shared by the MDS and its data servers.
     #[arg(long)]
-    cluster_secret_file: Option<PathBuf>,
+    pub(crate) cluster_secret_file: Option<PathBuf>,
     /// ds role: the MDS to register with.
     #[arg(long)]
-    mds: Option<String>,
+    pub(crate) mds: Option<String>,
     /// ds role: address to serve the data path on (needed when mds runs in the same process).
     #[arg(long)]
-    ds_listen: Option<String>,
+    pub(crate) ds_listen: Option<String>,
     /// ds role: address clients are told (repeat for several, preferred first).
     #[arg(long)]
-    advertise: Vec<String>,
+    pub(crate) advertise: Vec<String>,
     /// ds role: failure domain (host, rack); mirrors go to different domains.
     #[arg(long)]
-    failure_domain: Option<String>,
+    pub(crate) failure_domain: Option<String>,
+    /// gateway-v3 role: where NFSv3 clients connect (default: the NFS listen host, port 20048).
+    #[arg(long)]
+    pub(crate) gateway_listen: Option<String>,
+    /// gateway-v3 role: the rpcbind to register with ("HOST:PORT" or "off"; default
+    /// 127.0.0.1:111).
+    #[arg(long)]
+    pub(crate) rpcbind: Option<String>,
 }
 
 #[derive(Subcommand)]
@@ -195,7 +203,7 @@ async fn run_server(
         .or(file.data.clone())
         .unwrap_or_else(|| PathBuf::from(config::DEFAULT_DATA));
     let nofile = raise_nofile_limit();
-    let listeners = usize::from(roles.mds) + usize::from(roles.ds);
+    let listeners = usize::from(roles.mds) + usize::from(roles.ds) + usize::from(roles.gateway);
     let connections = file
         .connections
         .clone()
@@ -297,12 +305,25 @@ async fn run_server(
         );
         ds_server = Some(server);
     }
+    let gateway_server = if roles.gateway {
+        let mds_addr = match &mds_server {
+            Some(s) => s.local_addr(),
+            None => gateway::mds_addr(&flags, &file)?,
+        };
+        gateway::start(&flags, &file, roles, listen, mds_addr, connections).await?
+    } else {
+        None
+    };
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}
         _ = term.recv() => {}
     }
     tracing::info!("shutting down");
+    // The gateway first: closing its opens commits through the MDS and the data servers.
+    if let Some(g) = gateway_server {
+        g.shutdown().await;
+    }
     if let Some(s) = ds_server {
         s.shutdown().await;
     }

@@ -280,10 +280,11 @@ fn job(
     }
     GuestJob {
         kver: kver.into(),
-        port: srv.port,
+        port: srv.port_for(vers),
         vers: vers.into(),
         export: srv.export_for(vers).into(),
         mnt_port: srv.mnt_port,
+        rpcbind: vers == "3" && srv.v3_rpcbind,
         script: paths::scenario_script(s.name),
         env,
         timeout: Duration::from_secs(timeout),
