@@ -28,6 +28,8 @@ pub enum PortmapError {
     Rpc(#[from] RpcError),
     #[error("rpcbind refused the mapping of program {0} version {1}")]
     Refused(u32, u32),
+    #[error("program {0} version {1} is registered to port {2}, where a server answers")]
+    Taken(u32, u32, u32),
     #[error("bad reply: {0}")]
     Reply(String),
 }
@@ -62,10 +64,33 @@ fn mapping(prog: u32, vers: u32, port: u16) -> Mapping {
     }
 }
 
-/// Maps every program the gateway serves to `port` (TCP).
+/// Maps every program the gateway serves to `port` (TCP). A mapping to another port that
+/// something still answers on (knfsd, another gateway) is left alone and the registration
+/// refused: taking over a live server's programs would cut its clients off.
 pub async fn register(rpcbind: SocketAddr, port: u16) -> Result<(), PortmapError> {
     let c = connect(rpcbind).await?;
     for &(prog, vers) in PROGRAMS {
+        let reply = c
+            .call(
+                PMAP_PROGRAM,
+                PMAP_V2,
+                PMAPPROC_GETPORT,
+                &Auth::None,
+                &mapping(prog, vers, 0).to_xdr(),
+                TIMEOUT,
+            )
+            .await?;
+        let have = u32::decode(&mut Reader::new(reply.body())).unwrap_or(0);
+        if have != 0 && have != u32::from(port) {
+            let there = SocketAddr::new(rpcbind.ip(), have as u16);
+            let live = tokio::time::timeout(TIMEOUT, tokio::net::TcpStream::connect(there))
+                .await
+                .is_ok_and(|r| r.is_ok());
+            if live {
+                c.close();
+                return Err(PortmapError::Taken(prog, vers, have));
+            }
+        }
         call(&c, PMAPPROC_UNSET, mapping(prog, vers, port)).await?;
         if !call(&c, PMAPPROC_SET, mapping(prog, vers, port)).await? {
             c.close();

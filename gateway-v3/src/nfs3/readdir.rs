@@ -107,6 +107,10 @@ async fn list(
                 Some((fh, at)) => (Some(fh), at),
                 None => (None, None),
             };
+            let sz = entry_size(name.len());
+            if used + sz + per_extra > maxbytes || (plus && names + sz > dircount.max(512)) {
+                break;
+            }
             items.push(Item {
                 fileid: at.as_ref().and_then(|a| a.fileid).unwrap_or(0),
                 name: Opaque::from(name),
@@ -119,8 +123,12 @@ async fn list(
         }
     }
     let n = ok.reply.entries.len();
+    let dots_cut = cookie < 2 && items.len() < (2 - cookie) as usize;
     let mut taken = 0;
     for e in ok.reply.entries {
+        if dots_cut {
+            break;
+        }
         let sz = entry_size(e.name.as_bytes().len());
         if used + sz + per_extra > maxbytes || (plus && names + sz > dircount.max(512)) {
             break;
@@ -145,7 +153,7 @@ async fn list(
         dir,
         verf: ok.cookieverf,
         items,
-        eof: ok.reply.eof && taken == n,
+        eof: ok.reply.eof && taken == n && !dots_cut,
     })
 }
 
