@@ -143,6 +143,21 @@ pub fn execute(plan: &Plan) -> Vec<CaseResult> {
                         results.push(r);
                         continue;
                     }
+                    if s.peer_vers.is_some() && !(srv.spec.has_gateway() && v == "3") {
+                        let r = blank(
+                            &label,
+                            &srv.version,
+                            s,
+                            k,
+                            &kver,
+                            v,
+                            Status::NotOffered,
+                            "not offered: needs a cfs gateway (cfs-gateway, cfs-cluster-gateway), run at v3 (guest A's version)".into(),
+                        );
+                        println!("{}", progress_line(&r));
+                        results.push(r);
+                        continue;
+                    }
                     run_id += 1;
                     let mut r = run_case(plan, &mut srv, s, k, &kver, v, run_id);
                     if r.reason
@@ -277,6 +292,11 @@ fn job(
     };
     if let Some(n) = plan.seeds.filter(|_| takes_seeds(s)) {
         timeout += u64::from(n.saturating_sub(1)) * SECONDS_PER_SEED;
+    }
+    let mut env = env;
+    if vers == "3" && srv.spec.has_gateway() {
+        // the gateway speaks NLM: v3 guests lock through it (guest/init starts a status monitor)
+        env.push("V3_NLM=1".into());
     }
     GuestJob {
         kver: kver.into(),
@@ -483,8 +503,12 @@ fn two_clients(
             ));
             env.push(format!("GUEST_NAME=cfsguest-{role}"));
             env.push(format!("RDV_PORT={}", rdv.port));
+            let v = match (*role, s.peer_vers) {
+                ("B", Some(p)) => p,
+                _ => vers,
+            };
             // two guests on two host cores: one vCPU each
-            job(plan, srv, s, kver, vers, env, 1)
+            job(plan, srv, s, kver, v, env, 1)
         })
         .collect();
     std::thread::scope(|scope| {

@@ -87,9 +87,19 @@ fn stable3(s: StableHow4) -> StableHow {
 /// Commits what the open holds: through the layout driver (data servers, then LAYOUTCOMMIT)
 /// or a COMMIT at the MDS, whose verifier must match the one its WRITEs had. Afterwards the
 /// MDS knows the size, so the pending mark is cleared unless a write raced the commit.
+///
+/// As the caller: a LAYOUTCOMMIT by an unprivileged user clears the file's set-id bits, as
+/// its WRITE through the MDS would (with pNFS that is the MDS's only sight of the write). A
+/// caller the MDS refuses (a reader committing another user's writes) is done as the gateway.
 async fn commit_open(q: &Req<'_>, o: &Obj<'_>, e: &Entry) -> Result<(), Nfsstat3> {
     let pending = e.pending_end.load(Ordering::SeqCst);
-    match o.gw.commit_file(&e.file).await {
+    let r = match o.c.commit_file(&e.file).await {
+        Err(err) if err.is_status(Nfsstat4::Access) || err.is_status(Nfsstat4::Perm) => {
+            o.gw.commit_file(&e.file).await
+        }
+        r => r,
+    };
+    match r {
         Ok(Some(v)) => q.s.verf.saw_mds(v),
         Ok(None) => {}
         Err(err) => {
