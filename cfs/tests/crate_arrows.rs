@@ -118,4 +118,12 @@ fn crate_arrows_follow_the_architecture() {
         .filter(|d| !["proto", "layout", "krb"].contains(&d.as_str()))
         .collect();
     assert!(client.is_empty(), "client depends on {client:?}");
+
+    // The NFSv3 gateway is a client of the cluster: wire types and the client library only,
+    // never server code (it reaches the MDS and the data servers over the network).
+    let gateway: Vec<_> = deps(&a, "gateway-v3")
+        .iter()
+        .filter(|d| !["proto", "client"].contains(&d.as_str()))
+        .collect();
+    assert!(gateway.is_empty(), "gateway-v3 depends on {gateway:?}");
 }
