@@ -62,10 +62,18 @@ pub async fn start(
     };
     let mut cfg = GatewayConfig::new(listen, mds, rules(file)?);
     cfg.connections = connections;
-    cfg.rpcbind = match flags.rpcbind.as_ref().or(gw.rpcbind.as_ref()).map(|s| s.as_str()) {
+    cfg.rpcbind = match flags
+        .rpcbind
+        .as_ref()
+        .or(gw.rpcbind.as_ref())
+        .map(|s| s.as_str())
+    {
         Some("off") | Some("") => None,
         Some(a) => Some(config::parse_listen(a)?),
-        None => Some(SocketAddr::from(([127, 0, 0, 1], proto::portmap::PMAP_PORT))),
+        None => Some(SocketAddr::from((
+            [127, 0, 0, 1],
+            proto::portmap::PMAP_PORT,
+        ))),
     };
     if let Some(n) = gw.open_files {
         cfg.max_open_files = n.max(1);
@@ -79,7 +87,9 @@ pub async fn start(
             Ok(Some(g))
         }
         Err(e) if roles.default => {
-            tracing::warn!("NFSv3 gateway not started: {e} (set [gateway] listen, or --gateway-listen)");
+            tracing::warn!(
+                "NFSv3 gateway not started: {e} (set [gateway] listen, or --gateway-listen)"
+            );
             Ok(None)
         }
         Err(e) => Err(e.into()),

@@ -76,7 +76,8 @@ impl Gw {
             .spawn()
             .expect("spawn gateway");
         let deadline = Instant::now() + Duration::from_secs(20);
-        while std::net::TcpStream::connect_timeout(&self.addr, Duration::from_millis(200)).is_err() {
+        while std::net::TcpStream::connect_timeout(&self.addr, Duration::from_millis(200)).is_err()
+        {
             if let Ok(Some(st)) = child.try_wait() {
                 panic!("gateway exited ({st}); see {}", self.dir.display());
             }
@@ -121,7 +122,14 @@ fn every_procedure_answers_as_rfc_1813_says() {
 
         // CREATE: the directory's wcc on both sides, GUARDED refuses an existing name.
         let ok = c
-            .create(&root, "f", Createhow3::Guarded(Sattr3 { mode: Some(0o640), ..Default::default() }))
+            .create(
+                &root,
+                "f",
+                Createhow3::Guarded(Sattr3 {
+                    mode: Some(0o640),
+                    ..Default::default()
+                }),
+            )
             .await
             .unwrap();
         let before = ok.dir_wcc.before.expect("pre-op attributes");
@@ -130,14 +138,23 @@ fn every_procedure_answers_as_rfc_1813_says() {
         assert_eq!(ok.obj_attributes.unwrap().mode, 0o640);
         let f = ok.obj.unwrap();
         assert_eq!(
-            status(c.create(&root, "f", Createhow3::Guarded(Sattr3::default())).await),
+            status(
+                c.create(&root, "f", Createhow3::Guarded(Sattr3::default()))
+                    .await
+            ),
             Nfsstat3::Exist.code()
         );
 
         // EXCLUSIVE: a retransmission (same verifier) succeeds with the same file, another
         // verifier gets EXIST.
-        let x1 = c.create(&root, "x", Createhow3::Exclusive([7; 8])).await.unwrap();
-        let x2 = c.create(&root, "x", Createhow3::Exclusive([7; 8])).await.unwrap();
+        let x1 = c
+            .create(&root, "x", Createhow3::Exclusive([7; 8]))
+            .await
+            .unwrap();
+        let x2 = c
+            .create(&root, "x", Createhow3::Exclusive([7; 8]))
+            .await
+            .unwrap();
         assert_eq!(x1.obj, x2.obj);
         assert_eq!(
             status(c.create(&root, "x", Createhow3::Exclusive([8; 8])).await),
@@ -145,7 +162,10 @@ fn every_procedure_answers_as_rfc_1813_says() {
         );
 
         // WRITE UNSTABLE then COMMIT: same verifier; FILE_SYNC is stable at once.
-        let w = c.write(&f, 0, b"hello world", StableHow::Unstable).await.unwrap();
+        let w = c
+            .write(&f, 0, b"hello world", StableHow::Unstable)
+            .await
+            .unwrap();
         assert_eq!(w.count, 11);
         assert_eq!(w.file_wcc.after.unwrap().size, 11);
         let v = c.commit(&f).await.unwrap();
@@ -157,12 +177,23 @@ fn every_procedure_answers_as_rfc_1813_says() {
         assert_eq!((d.as_slice(), eof), (b"world!".as_slice(), true));
 
         // SETATTR: size, and a guard that does not match is NOT_SYNC.
-        let set = |guard| Nfs3Args::Setattr(Setattr3Args {
-            object: f.clone(),
-            new_attributes: Sattr3 { size: Some(5), ..Default::default() },
-            guard,
-        });
-        match c.nfs(set(Some(Nfstime3 { seconds: 1, nseconds: 1 }))).await {
+        let set = |guard| {
+            Nfs3Args::Setattr(Setattr3Args {
+                object: f.clone(),
+                new_attributes: Sattr3 {
+                    size: Some(5),
+                    ..Default::default()
+                },
+                guard,
+            })
+        };
+        match c
+            .nfs(set(Some(Nfstime3 {
+                seconds: 1,
+                nseconds: 1,
+            })))
+            .await
+        {
             Nfs3Res::Setattr(Setattr3Res::Fail(e, _)) => assert_eq!(e, Nfsstat3::NotSync.code()),
             o => panic!("{o:?}"),
         }
@@ -175,14 +206,23 @@ fn every_procedure_answers_as_rfc_1813_says() {
 
         // MKDIR, SYMLINK + READLINK, MKNOD (fifo; a regular file is BADTYPE), LINK.
         let mk = c
-            .nfs(Nfs3Args::Mkdir(Mkdir3Args { r#where: dirop(&root, "d"), attributes: Sattr3 { mode: Some(0o755), ..Default::default() } }))
+            .nfs(Nfs3Args::Mkdir(Mkdir3Args {
+                r#where: dirop(&root, "d"),
+                attributes: Sattr3 {
+                    mode: Some(0o755),
+                    ..Default::default()
+                },
+            }))
             .await;
         let d = match mk {
             Nfs3Res::Mkdir(Create3Res::Ok(ok)) => ok.obj.unwrap(),
             o => panic!("{o:?}"),
         };
         match c
-            .nfs(Nfs3Args::Mkdir(Mkdir3Args { r#where: dirop(&root, "d"), attributes: Sattr3::default() }))
+            .nfs(Nfs3Args::Mkdir(Mkdir3Args {
+                r#where: dirop(&root, "d"),
+                attributes: Sattr3::default(),
+            }))
             .await
         {
             Nfs3Res::Mkdir(Create3Res::Fail(e, _)) => assert_eq!(e, Nfsstat3::Exist.code()),
@@ -191,46 +231,87 @@ fn every_procedure_answers_as_rfc_1813_says() {
         let sl = match c
             .nfs(Nfs3Args::Symlink(Symlink3Args {
                 r#where: dirop(&d, "ln"),
-                symlink: Symlinkdata3 { symlink_attributes: Sattr3::default(), symlink_data: name("../f") },
+                symlink: Symlinkdata3 {
+                    symlink_attributes: Sattr3::default(),
+                    symlink_data: name("../f"),
+                },
             }))
             .await
         {
             Nfs3Res::Symlink(Create3Res::Ok(ok)) => ok.obj.unwrap(),
             o => panic!("{o:?}"),
         };
-        match c.nfs(Nfs3Args::Readlink(Readlink3Args { symlink: sl.clone() })).await {
+        match c
+            .nfs(Nfs3Args::Readlink(Readlink3Args {
+                symlink: sl.clone(),
+            }))
+            .await
+        {
             Nfs3Res::Readlink(Readlink3Res::Ok(ok)) => assert_eq!(ok.data, name("../f")),
             o => panic!("{o:?}"),
         }
-        match c.nfs(Nfs3Args::Readlink(Readlink3Args { symlink: f.clone() })).await {
+        match c
+            .nfs(Nfs3Args::Readlink(Readlink3Args { symlink: f.clone() }))
+            .await
+        {
             Nfs3Res::Readlink(Readlink3Res::Fail(e, _)) => assert_eq!(e, Nfsstat3::Inval.code()),
             o => panic!("{o:?}"),
         }
         match c
-            .nfs(Nfs3Args::Mknod(Mknod3Args { r#where: dirop(&d, "p"), what: Mknoddata3::Fifo(Sattr3 { mode: Some(0o600), ..Default::default() }) }))
+            .nfs(Nfs3Args::Mknod(Mknod3Args {
+                r#where: dirop(&d, "p"),
+                what: Mknoddata3::Fifo(Sattr3 {
+                    mode: Some(0o600),
+                    ..Default::default()
+                }),
+            }))
             .await
         {
-            Nfs3Res::Mknod(Create3Res::Ok(ok)) => assert_eq!(ok.obj_attributes.unwrap().ftype, Ftype3::Fifo),
+            Nfs3Res::Mknod(Create3Res::Ok(ok)) => {
+                assert_eq!(ok.obj_attributes.unwrap().ftype, Ftype3::Fifo)
+            }
             o => panic!("{o:?}"),
         }
-        match c.nfs(Nfs3Args::Mknod(Mknod3Args { r#where: dirop(&d, "r"), what: Mknoddata3::Other(1) })).await {
+        match c
+            .nfs(Nfs3Args::Mknod(Mknod3Args {
+                r#where: dirop(&d, "r"),
+                what: Mknoddata3::Other(1),
+            }))
+            .await
+        {
             Nfs3Res::Mknod(Create3Res::Fail(e, _)) => assert_eq!(e, Nfsstat3::Badtype.code()),
             o => panic!("{o:?}"),
         }
-        match c.nfs(Nfs3Args::Link(Link3Args { file: f.clone(), link: dirop(&d, "hard") })).await {
+        match c
+            .nfs(Nfs3Args::Link(Link3Args {
+                file: f.clone(),
+                link: dirop(&d, "hard"),
+            }))
+            .await
+        {
             Nfs3Res::Link(Link3Res::Ok(b)) => {
                 assert_eq!(b.file_attributes.unwrap().nlink, 2);
                 assert!(b.linkdir_wcc.before.is_some() && b.linkdir_wcc.after.is_some());
             }
             o => panic!("{o:?}"),
         }
-        assert_eq!(c.lookup(&d, "hard").await.unwrap(), f, "one file, one handle");
+        assert_eq!(
+            c.lookup(&d, "hard").await.unwrap(),
+            f,
+            "one file, one handle"
+        );
 
         // REMOVE of a directory is ISDIR, RMDIR of a file NOTDIR, of a full directory
         // NOTEMPTY, of nothing NOENT.
         let rm = |dir: &NfsFh3, n: &str, rmdir: bool| {
-            let a = Remove3Args { object: dirop(dir, n) };
-            if rmdir { Nfs3Args::Rmdir(a) } else { Nfs3Args::Remove(a) }
+            let a = Remove3Args {
+                object: dirop(dir, n),
+            };
+            if rmdir {
+                Nfs3Args::Rmdir(a)
+            } else {
+                Nfs3Args::Remove(a)
+            }
         };
         for (dir, n, rmdir, want) in [
             (&root, "d", false, Nfsstat3::Isdir),
@@ -239,13 +320,21 @@ fn every_procedure_answers_as_rfc_1813_says() {
             (&root, "none", false, Nfsstat3::Noent),
         ] {
             match c.nfs(rm(dir, n, rmdir)).await {
-                Nfs3Res::Remove(r) | Nfs3Res::Rmdir(r) => assert_eq!(r.status(), want.code(), "{n} rmdir={rmdir}"),
+                Nfs3Res::Remove(r) | Nfs3Res::Rmdir(r) => {
+                    assert_eq!(r.status(), want.code(), "{n} rmdir={rmdir}")
+                }
                 o => panic!("{o:?}"),
             }
         }
 
         // RENAME over an existing file; LOOKUP "." and "..".
-        match c.nfs(Nfs3Args::Rename(Rename3Args { from: dirop(&root, "x"), to: dirop(&d, "hard") })).await {
+        match c
+            .nfs(Nfs3Args::Rename(Rename3Args {
+                from: dirop(&root, "x"),
+                to: dirop(&d, "hard"),
+            }))
+            .await
+        {
             Nfs3Res::Rename(Rename3Res::Ok(b)) => {
                 assert!(b.fromdir_wcc.after.is_some() && b.todir_wcc.after.is_some())
             }
@@ -254,7 +343,11 @@ fn every_procedure_answers_as_rfc_1813_says() {
         assert_eq!(c.lookup(&d, "hard").await.unwrap(), x1.obj.unwrap());
         assert_eq!(status(c.lookup(&root, "x").await), Nfsstat3::Noent.code());
         assert_eq!(c.lookup(&d, "..").await.unwrap(), root);
-        assert_eq!(c.lookup(&root, "..").await.unwrap(), root, "never above the export");
+        assert_eq!(
+            c.lookup(&root, "..").await.unwrap(),
+            root,
+            "never above the export"
+        );
         assert_eq!(c.lookup(&d, ".").await.unwrap(), d);
         assert_eq!(c.getattr(&f).await.unwrap().nlink, 1);
 
@@ -262,45 +355,84 @@ fn every_procedure_answers_as_rfc_1813_says() {
         assert!(c.read(&d, 0, 10).await.is_err());
 
         // FSSTAT, FSINFO, PATHCONF: real sizes.
-        match c.nfs(Nfs3Args::Fsstat(Fsroot3Args { fsroot: root.clone() })).await {
+        match c
+            .nfs(Nfs3Args::Fsstat(Fsroot3Args {
+                fsroot: root.clone(),
+            }))
+            .await
+        {
             Nfs3Res::Fsstat(Fsstat3Res::Ok(s)) => {
                 assert!(s.tbytes > 0 && s.fbytes <= s.tbytes && s.abytes <= s.fbytes);
                 assert!(s.tfiles > 0);
             }
             o => panic!("{o:?}"),
         }
-        match c.nfs(Nfs3Args::Fsinfo(Fsroot3Args { fsroot: root.clone() })).await {
+        match c
+            .nfs(Nfs3Args::Fsinfo(Fsroot3Args {
+                fsroot: root.clone(),
+            }))
+            .await
+        {
             Nfs3Res::Fsinfo(Fsinfo3Res::Ok(i)) => {
                 assert_eq!((i.rtmax, i.wtmax), (1 << 20, 1 << 20));
                 assert!(i.maxfilesize > 1 << 40);
-                assert_eq!(i.properties & (FSF3_LINK | FSF3_SYMLINK), FSF3_LINK | FSF3_SYMLINK);
+                assert_eq!(
+                    i.properties & (FSF3_LINK | FSF3_SYMLINK),
+                    FSF3_LINK | FSF3_SYMLINK
+                );
             }
             o => panic!("{o:?}"),
         }
-        match c.nfs(Nfs3Args::Pathconf(Pathconf3Args { object: root.clone() })).await {
-            Nfs3Res::Pathconf(Pathconf3Res::Ok(p)) => assert_eq!((p.name_max, p.no_trunc), (255, true)),
+        match c
+            .nfs(Nfs3Args::Pathconf(Pathconf3Args {
+                object: root.clone(),
+            }))
+            .await
+        {
+            Nfs3Res::Pathconf(Pathconf3Res::Ok(p)) => {
+                assert_eq!((p.name_max, p.no_trunc), (255, true))
+            }
             o => panic!("{o:?}"),
         }
 
         // ACCESS as a user who may only read.
         let mut u = V3::connect(gw).await;
         u.as_user(1000, 1000);
-        match u.nfs(Nfs3Args::Access(Access3Args { object: f.clone(), access: 0x3f })).await {
-            Nfs3Res::Access(Access3Res::Ok(ok)) => assert_eq!(ok.access & (ACCESS3_READ | ACCESS3_MODIFY), 0, "mode 640, other user"),
+        match u
+            .nfs(Nfs3Args::Access(Access3Args {
+                object: f.clone(),
+                access: 0x3f,
+            }))
+            .await
+        {
+            Nfs3Res::Access(Access3Res::Ok(ok)) => assert_eq!(
+                ok.access & (ACCESS3_READ | ACCESS3_MODIFY),
+                0,
+                "mode 640, other user"
+            ),
             o => panic!("{o:?}"),
         }
         assert_eq!(status(u.read(&f, 0, 5).await), Nfsstat3::Acces.code());
-        assert_eq!(status(u.write(&f, 0, b"x", StableHow::FileSync).await), Nfsstat3::Acces.code());
+        assert_eq!(
+            status(u.write(&f, 0, b"x", StableHow::FileSync).await),
+            Nfsstat3::Acces.code()
+        );
         // Its own file stays writable to it whatever the mode (knfsd's owner override). Root's
         // directory is 0755: the user may not create there, until it is 0777.
         assert_eq!(
-            status(u.create(&root, "mine", Createhow3::Unchecked(Sattr3::default())).await),
+            status(
+                u.create(&root, "mine", Createhow3::Unchecked(Sattr3::default()))
+                    .await
+            ),
             Nfsstat3::Acces.code()
         );
         match c
             .nfs(Nfs3Args::Setattr(Setattr3Args {
                 object: root.clone(),
-                new_attributes: Sattr3 { mode: Some(0o777), ..Default::default() },
+                new_attributes: Sattr3 {
+                    mode: Some(0o777),
+                    ..Default::default()
+                },
                 guard: None,
             }))
             .await
@@ -309,15 +441,31 @@ fn every_procedure_answers_as_rfc_1813_says() {
             o => panic!("{o:?}"),
         }
         let mine = u
-            .create(&root, "mine", Createhow3::Unchecked(Sattr3 { mode: Some(0o444), ..Default::default() }))
+            .create(
+                &root,
+                "mine",
+                Createhow3::Unchecked(Sattr3 {
+                    mode: Some(0o444),
+                    ..Default::default()
+                }),
+            )
             .await
             .unwrap();
         let mine_fh = mine.obj.unwrap();
-        assert_eq!(mine.obj_attributes.unwrap().uid, 1000, "created as the caller");
-        u.write(&mine_fh, 0, b"ok", StableHow::FileSync).await.unwrap();
+        assert_eq!(
+            mine.obj_attributes.unwrap().uid,
+            1000,
+            "created as the caller"
+        );
+        u.write(&mine_fh, 0, b"ok", StableHow::FileSync)
+            .await
+            .unwrap();
 
         // A forged handle is BADHANDLE, one altered in its MAC STALE or BADHANDLE.
-        assert_eq!(status(c.getattr(&NfsFh3::from(vec![1; 16])).await), Nfsstat3::Badhandle.code());
+        assert_eq!(
+            status(c.getattr(&NfsFh3::from(vec![1; 16])).await),
+            Nfsstat3::Badhandle.code()
+        );
         let mut bad = f.clone();
         bad.data.0[39] ^= 1;
         assert_eq!(status(c.getattr(&bad).await), Nfsstat3::Badhandle.code());
@@ -332,7 +480,10 @@ fn readdirplus_pages_with_stable_cookies_and_the_handles_lookup_gives() {
         let c = V3::connect(gw).await;
         let root = c.root("/").await;
         let d = match c
-            .nfs(Nfs3Args::Mkdir(Mkdir3Args { r#where: dirop(&root, "big"), attributes: Sattr3::default() }))
+            .nfs(Nfs3Args::Mkdir(Mkdir3Args {
+                r#where: dirop(&root, "big"),
+                attributes: Sattr3::default(),
+            }))
             .await
         {
             Nfs3Res::Mkdir(Create3Res::Ok(ok)) => ok.obj.unwrap(),
@@ -347,7 +498,13 @@ fn readdirplus_pages_with_stable_cookies_and_the_handles_lookup_gives() {
         let (mut cookie, mut verf, mut pages) = (0u64, [0u8; 8], 0);
         loop {
             let r = c
-                .nfs(Nfs3Args::Readdirplus(Readdirplus3Args { dir: d.clone(), cookie, cookieverf: verf, dircount: 1024, maxcount: 4096 }))
+                .nfs(Nfs3Args::Readdirplus(Readdirplus3Args {
+                    dir: d.clone(),
+                    cookie,
+                    cookieverf: verf,
+                    dircount: 1024,
+                    maxcount: 4096,
+                }))
                 .await;
             let ok = match r {
                 Nfs3Res::Readdirplus(Readdirplus3Res::Ok(ok)) => ok,
@@ -357,11 +514,20 @@ fn readdirplus_pages_with_stable_cookies_and_the_handles_lookup_gives() {
             verf = ok.cookieverf;
             for e in &ok.reply.entries {
                 let nm = String::from_utf8(e.name.0.clone()).unwrap();
-                assert!(seen.insert(nm.clone(), (e.fileid, e.name_handle.clone())).is_none(), "{nm} listed twice");
+                assert!(
+                    seen.insert(nm.clone(), (e.fileid, e.name_handle.clone()))
+                        .is_none(),
+                    "{nm} listed twice"
+                );
                 cookie = e.cookie;
                 // Removing entries already listed must not disturb the rest of the listing.
                 if nm == "file-0010" {
-                    match c.nfs(Nfs3Args::Remove(Remove3Args { object: dirop(&d, "file-0005") })).await {
+                    match c
+                        .nfs(Nfs3Args::Remove(Remove3Args {
+                            object: dirop(&d, "file-0005"),
+                        }))
+                        .await
+                    {
                         Nfs3Res::Remove(r) => assert_eq!(r.status(), 0),
                         o => panic!("{o:?}"),
                     }
@@ -383,7 +549,15 @@ fn readdirplus_pages_with_stable_cookies_and_the_handles_lookup_gives() {
             assert_eq!(c.getattr(&fh).await.unwrap().fileid, fileid);
         }
         // Plain READDIR with a page too small for one entry is TOOSMALL.
-        match c.nfs(Nfs3Args::Readdir(Readdir3Args { dir: d.clone(), cookie: 0, cookieverf: [0; 8], count: 64 })).await {
+        match c
+            .nfs(Nfs3Args::Readdir(Readdir3Args {
+                dir: d.clone(),
+                cookie: 0,
+                cookieverf: [0; 8],
+                count: 64,
+            }))
+            .await
+        {
             Nfs3Res::Readdir(r) => assert_eq!(r.status(), Nfsstat3::Toosmall.code()),
             o => panic!("{o:?}"),
         }
@@ -402,7 +576,9 @@ fn handles_are_the_same_on_two_gateways_and_survive_a_gateway_restart() {
         let ra = ca.root("/").await;
         assert_eq!(ra, cb.root("/").await);
         let f = ca.new_file(&ra, "shared").await;
-        ca.write(&f, 0, b"from a", StableHow::FileSync).await.unwrap();
+        ca.write(&f, 0, b"from a", StableHow::FileSync)
+            .await
+            .unwrap();
         assert_eq!(cb.lookup(&ra, "shared").await.unwrap(), f);
         assert_eq!(cb.read_all(&f).await, b"from a");
         a.kill9();
@@ -419,7 +595,9 @@ fn a_gateway_killed_mid_write_changes_its_verifier_and_the_resend_keeps_every_by
     let dir = tempfile::tempdir().unwrap();
     let mds = Server::start(dir.path(), Some("roles = [\"mds\"]\n"));
     let mut g = Gw::start(dir.path(), "gw", mds.addr, "");
-    let data: Vec<u8> = (0..(6u32 << 20)).map(|i| (i.wrapping_mul(2654435761) >> 13) as u8).collect();
+    let data: Vec<u8> = (0..(6u32 << 20))
+        .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+        .collect();
     let chunk = 1 << 20;
     rt().block_on(async {
         let c = V3::connect(g.addr).await;
@@ -428,7 +606,10 @@ fn a_gateway_killed_mid_write_changes_its_verifier_and_the_resend_keeps_every_by
         // What a v3 client does: UNSTABLE writes, kept until a COMMIT with their verifier.
         let mut verfs = Vec::new();
         for (i, part) in data.chunks(chunk).enumerate() {
-            let w = c.write(&f, (i * chunk) as u64, part, StableHow::Unstable).await.unwrap();
+            let w = c
+                .write(&f, (i * chunk) as u64, part, StableHow::Unstable)
+                .await
+                .unwrap();
             assert_eq!(w.committed, StableHow::Unstable);
             verfs.push(w.verf);
         }
@@ -436,11 +617,19 @@ fn a_gateway_killed_mid_write_changes_its_verifier_and_the_resend_keeps_every_by
         g.restart();
         let c = V3::connect(g.addr).await;
         let v = c.commit(&f).await.unwrap();
-        assert!(verfs.iter().all(|w| *w != v), "the verifier changed with the restart");
+        assert!(
+            verfs.iter().all(|w| *w != v),
+            "the verifier changed with the restart"
+        );
         // So the client sends everything again, and this time the COMMIT vouches for it.
         let mut again = Vec::new();
         for (i, part) in data.chunks(chunk).enumerate() {
-            again.push(c.write(&f, (i * chunk) as u64, part, StableHow::Unstable).await.unwrap().verf);
+            again.push(
+                c.write(&f, (i * chunk) as u64, part, StableHow::Unstable)
+                    .await
+                    .unwrap()
+                    .verf,
+            );
         }
         let v2 = c.commit(&f).await.unwrap();
         assert!(again.iter().all(|w| *w == v2));
@@ -459,34 +648,66 @@ fn export_rules_apply_at_the_gateway() {
         let out = common::cfs(dir.path(), &["mkdir", "--server", &mds.server_arg(), d]);
         assert!(out.ok(), "{}", out.stderr);
     }
-    let out = common::cfs(dir.path(), &["put", "--server", &mds.server_arg(), "/etc/hostname", "/ro/file"]);
+    let out = common::cfs(
+        dir.path(),
+        &[
+            "put",
+            "--server",
+            &mds.server_arg(),
+            "/etc/hostname",
+            "/ro/file",
+        ],
+    );
     assert!(out.ok(), "{}", out.stderr);
     rt().block_on(async {
-        let v4 = client::Client::connect(client::ClientConfig::new(mds.addr)).await.unwrap();
+        let v4 = client::Client::connect(client::ClientConfig::new(mds.addr))
+            .await
+            .unwrap();
         let fh = v4.lookup_path("/rw").await.unwrap();
-        v4.setattr(&fh, &client::SetAttrs::mode(0o777), None).await.unwrap();
+        v4.setattr(&fh, &client::SetAttrs::mode(0o777), None)
+            .await
+            .unwrap();
         v4.shutdown().await.unwrap();
     });
     mds.kill();
-    std::fs::write(dir.path().join("cfs.toml"), format!("roles = [\"mds\"]\n{exports}")).unwrap();
+    std::fs::write(
+        dir.path().join("cfs.toml"),
+        format!("roles = [\"mds\"]\n{exports}"),
+    )
+    .unwrap();
     mds.restart();
     let g = Gw::start(dir.path(), "gw", mds.addr, exports);
     rt().block_on(async {
         let c = V3::connect(g.addr).await;
-        assert!(matches!(c.mnt("/").await, Mountres3::Err(2)), "no export holds /");
+        assert!(
+            matches!(c.mnt("/").await, Mountres3::Err(2)),
+            "no export holds /"
+        );
         let rw = c.root("/rw").await;
         // Root is squashed: what it creates belongs to nobody.
-        let ok = c.create(&rw, "r", Createhow3::Unchecked(Sattr3::default())).await.unwrap();
+        let ok = c
+            .create(&rw, "r", Createhow3::Unchecked(Sattr3::default()))
+            .await
+            .unwrap();
         assert_eq!(ok.obj_attributes.unwrap().uid, 65534);
         let ro = c.root("/ro").await;
-        assert_eq!(status(c.create(&ro, "x", Createhow3::Unchecked(Sattr3::default())).await), Nfsstat3::Rofs.code());
+        assert_eq!(
+            status(
+                c.create(&ro, "x", Createhow3::Unchecked(Sattr3::default()))
+                    .await
+            ),
+            Nfsstat3::Rofs.code()
+        );
         // Another address may not use /rw: no MOUNT, and its handles are stale there.
         let s = tokio::net::TcpSocket::new_v4().unwrap();
         s.bind("127.0.0.2:0".parse().unwrap()).unwrap();
         let other = V3::from_stream(s.connect(g.addr).await.unwrap()).await;
         assert!(matches!(other.mnt("/rw").await, Mountres3::Err(13)));
         assert_eq!(status(other.getattr(&rw).await), Nfsstat3::Stale.code());
-        assert!(other.getattr(&ro).await.is_ok(), "/ro is open to any address");
+        assert!(
+            other.getattr(&ro).await.is_ok(),
+            "/ro is open to any address"
+        );
     });
 }
 
@@ -504,7 +725,9 @@ fn nlm_locks_conflict_with_each_other_and_with_nfs41_locks() {
         assert_eq!(c.nlm_lock(&b, true, false).await, Nlm4Stats::Denied);
         assert_eq!(c.nlm_lock(&b, true, true).await, Nlm4Stats::Blocked);
         match c.nlm_test(&b, true).await {
-            Nlm4TestRply::Denied(h) => assert_eq!((h.svid, h.exclusive, h.l_offset, h.l_len), (1, true, 0, 10)),
+            Nlm4TestRply::Denied(h) => {
+                assert_eq!((h.svid, h.exclusive, h.l_offset, h.l_len), (1, true, 0, 10))
+            }
             o => panic!("{o:?}"),
         }
         // Shared locks share.
@@ -514,12 +737,26 @@ fn nlm_locks_conflict_with_each_other_and_with_nfs41_locks() {
         assert_eq!(c.nlm_lock(&b2, false, false).await, Nlm4Stats::Granted);
 
         // An NFSv4.1 client on the same file conflicts both ways.
-        let v4 = client::Client::connect(client::ClientConfig::new(s.addr)).await.unwrap();
-        let of = v4.open_path("/locked", proto::nfs4::OPEN4_SHARE_ACCESS_BOTH, None).await.unwrap();
-        let e = v4.lock(&of, client::LockKind::Write, 0, 1, false).await.unwrap_err();
+        let v4 = client::Client::connect(client::ClientConfig::new(s.addr))
+            .await
+            .unwrap();
+        let of = v4
+            .open_path("/locked", proto::nfs4::OPEN4_SHARE_ACCESS_BOTH, None)
+            .await
+            .unwrap();
+        let e = v4
+            .lock(&of, client::LockKind::Write, 0, 1, false)
+            .await
+            .unwrap_err();
         assert!(e.is_status(proto::nfs4::Nfsstat4::Denied), "{e}");
-        v4.lock(&of, client::LockKind::Write, 50, 10, false).await.unwrap();
-        assert_eq!(c.nlm_lock(&nlm_lock("hostb", 2, &f, 55, 1), false, false).await, Nlm4Stats::Denied);
+        v4.lock(&of, client::LockKind::Write, 50, 10, false)
+            .await
+            .unwrap();
+        assert_eq!(
+            c.nlm_lock(&nlm_lock("hostb", 2, &f, 55, 1), false, false)
+                .await,
+            Nlm4Stats::Denied
+        );
         match c.nlm_test(&nlm_lock("hostb", 2, &f, 55, 1), false).await {
             Nlm4TestRply::Denied(h) => assert_eq!((h.l_offset, h.l_len), (50, 10)),
             o => panic!("{o:?}"),
@@ -529,9 +766,14 @@ fn nlm_locks_conflict_with_each_other_and_with_nfs41_locks() {
         assert_eq!(c.nlm_unlock(&a).await, Nlm4Stats::Granted);
         assert_eq!(c.nlm_lock(&b, true, true).await, Nlm4Stats::Granted);
         // A host that restarted (SM_NOTIFY through NSM) loses its locks.
-        let notify = NlmArgs::FreeAll(Nlm4Notify { name: name("hostb"), state: 3 });
+        let notify = NlmArgs::FreeAll(Nlm4Notify {
+            name: name("hostb"),
+            state: 3,
+        });
         c.nlm(notify).await;
-        v4.lock(&of, client::LockKind::Write, 0, 20, false).await.unwrap();
+        v4.lock(&of, client::LockKind::Write, 0, 20, false)
+            .await
+            .unwrap();
         v4.close(&of).await.unwrap();
     });
 }

@@ -215,9 +215,7 @@ impl Session {
         auth: &Auth,
         ops: &[NfsArgop4],
     ) -> Result<Vec<NfsResop4>> {
-        self.call_inner(cfg, auth, ops, false)
-            .await
-            .map(|(_, r)| r)
+        self.call_inner(cfg, auth, ops, false).await.map(|(_, r)| r)
     }
 
     /// `call_as`, but a failing operation is returned with the results so far (its own

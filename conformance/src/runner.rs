@@ -128,7 +128,7 @@ pub fn execute(plan: &Plan) -> Vec<CaseResult> {
                         results.push(r);
                         continue;
                     }
-                    if s.host.is_some() && srv.spec != ServerSpec::CfsCluster {
+                    if s.host.is_some_and(|h| srv.spec != h.needs()) {
                         let r = blank(
                             &label,
                             &srv.version,
@@ -137,7 +137,7 @@ pub fn execute(plan: &Plan) -> Vec<CaseResult> {
                             &kver,
                             v,
                             Status::NotOffered,
-                            "not offered: needs cfs-cluster (the host kills/restarts its data servers and reads its counters)".into(),
+                            format!("not offered: needs {} (the host kills/restarts its nodes and reads its counters)", s.host.map(|h| h.needs().label()).unwrap_or_default()),
                         );
                         println!("{}", progress_line(&r));
                         results.push(r);

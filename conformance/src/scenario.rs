@@ -104,6 +104,18 @@ pub const SCENARIOS: &[Scenario] = &[
         peer_vers: Some("4.1"),
     },
     Scenario {
+        name: "gateway-fault",
+        about: "cfs-cluster-gateway only: a v3 guest writes through the gateway while the host kill -9s the gateway and restarts it; the write and fsync succeed and every byte verifies (the client resent what the dead gateway had not committed)",
+        kind: Kind::Check,
+        two_clients: false,
+        full_env: "SIZE_MIB=256",
+        quick_env: "SIZE_MIB=64",
+        timeout_full: 600,
+        timeout_quick: 300,
+        host: Some(crate::hostops::Kind::GatewayFault),
+        peer_vers: None,
+    },
+    Scenario {
         name: "pnfs",
         about: "I/O whose mountstats (LAYOUTGET, GETDEVICEINFO, READ, WRITE) show whether layouts were used; against cfs-cluster also the cluster's MDS/DS byte counters, and it fails unless the data went through the data servers",
         kind: Kind::Check,

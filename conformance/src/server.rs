@@ -159,7 +159,10 @@ impl Running {
 
     pub fn stop(&mut self) {
         // `cfs cluster up` stops its nodes itself and gives each up to 15 s
-        let grace = if matches!(self.spec, ServerSpec::CfsCluster | ServerSpec::CfsClusterGateway) {
+        let grace = if matches!(
+            self.spec,
+            ServerSpec::CfsCluster | ServerSpec::CfsClusterGateway
+        ) {
             30
         } else {
             10
@@ -359,7 +362,11 @@ pub fn start(spec: &ServerSpec, in_netns: bool) -> Result<Running> {
         ServerSpec::CfsCluster => start_cfs_cluster(None),
         ServerSpec::CfsGateway => start_cfs_gateway(in_netns),
         ServerSpec::CfsClusterGateway => {
-            let rpcbind = if in_netns { Some(spawn_rpcbind()?) } else { None };
+            let rpcbind = if in_netns {
+                Some(spawn_rpcbind()?)
+            } else {
+                None
+            };
             let gw = free_port()?;
             let mut r = match start_cfs_cluster(Some((gw, rpcbind.is_some()))) {
                 Ok(r) => r,
@@ -563,7 +570,11 @@ fn start_cfs_gateway(in_netns: bool) -> Result<Running> {
     let dir = state_dir("cfs-gateway")?;
     let data = dir.join("data");
     std::fs::create_dir_all(&data).ctx(|| format!("create {data:?}"))?;
-    let rpcbind = if in_netns { Some(spawn_rpcbind()?) } else { None };
+    let rpcbind = if in_netns {
+        Some(spawn_rpcbind()?)
+    } else {
+        None
+    };
     let port = free_port()?;
     let gw = free_port()?;
     let log = dir.join("cfs.log");
@@ -577,7 +588,11 @@ fn start_cfs_gateway(in_netns: bool) -> Result<Running> {
         .arg("--gateway-listen")
         .arg(format!("127.0.0.1:{gw}"))
         .arg("--rpcbind")
-        .arg(if rpcbind.is_some() { "127.0.0.1:111" } else { "off" })
+        .arg(if rpcbind.is_some() {
+            "127.0.0.1:111"
+        } else {
+            "off"
+        })
         .stdin(Stdio::null())
         .stdout(o)
         .stderr(e)

@@ -96,7 +96,9 @@ mod tests {
         assert_eq!((c.uid, c.gid), (65534, 65534));
         let user = Cred::from_auth(&sys(1000, 0)).unwrap().under(&rule);
         assert_eq!((user.uid, user.gid), (1000, 0));
-        let anon = Cred::from_auth(&Auth::None).unwrap().under(&ExportRule::open("/", 1));
+        let anon = Cred::from_auth(&Auth::None)
+            .unwrap()
+            .under(&ExportRule::open("/", 1));
         assert_eq!(anon.uid, 65534);
         assert!(Cred::from_auth(&Auth::Other {
             flavor: 6,

@@ -115,8 +115,10 @@ impl Shared {
     pub fn session_lost(&self) {
         let dropped = self.opens.take_idle(true);
         self.locks.forget_all();
-        self.verf
-            .bump(&format!("upstream session lost with {} opens", dropped.len()));
+        self.verf.bump(&format!(
+            "upstream session lost with {} opens",
+            dropped.len()
+        ));
     }
 
     /// Closes entries the cache let go of, in the background.
@@ -143,7 +145,10 @@ impl Shared {
             if let Err(err) = opens::close(&c, &e).await {
                 tracing::warn!("closing an idle open: {err}");
                 if e.pending_end.load(std::sync::atomic::Ordering::SeqCst) > 0
-                    || matches!(err, client::Error::Protocol(_) | client::Error::VerifierChanged)
+                    || matches!(
+                        err,
+                        client::Error::Protocol(_) | client::Error::VerifierChanged
+                    )
                 {
                     self.verf.bump("a close could not commit what it held");
                 }
@@ -171,16 +176,19 @@ fn random_u64() -> std::io::Result<u64> {
 impl Gateway {
     /// Binds `listen` and serves. The MDS is reached on the first call that needs it.
     pub async fn start(cfg: GatewayConfig) -> Result<Gateway, GatewayError> {
-        let listener = TcpListener::bind(cfg.listen)
-            .await
+        let listener =
+            TcpListener::bind(cfg.listen)
+                .await
+                .map_err(|source| GatewayError::Listen {
+                    addr: cfg.listen,
+                    source,
+                })?;
+        let local = listener
+            .local_addr()
             .map_err(|source| GatewayError::Listen {
                 addr: cfg.listen,
                 source,
             })?;
-        let local = listener.local_addr().map_err(|source| GatewayError::Listen {
-            addr: cfg.listen,
-            source,
-        })?;
         let boot = random_u64().map_err(GatewayError::Random)?;
         let mut ccfg = client::ClientConfig::new(cfg.mds);
         ccfg.owner = cfg.owner.clone();
@@ -214,14 +222,24 @@ impl Gateway {
             max_in_flight: MAX_IN_FLIGHT,
         };
         let mut rx = stop_rx.clone();
-        let accept = tokio::spawn(proto::rpc::serve(listener, svc, limits, conns.clone(), async move {
-            let _ = rx.changed().await;
-        }));
+        let accept = tokio::spawn(proto::rpc::serve(
+            listener,
+            svc,
+            limits,
+            conns.clone(),
+            async move {
+                let _ = rx.changed().await;
+            },
+        ));
         let janitor = tokio::spawn(janitor(shared.clone(), stop_rx));
         if let Some(rb) = cfg.rpcbind {
             match portmap::register(rb, local.port()).await {
-                Ok(()) => tracing::info!(rpcbind = %rb, port = local.port(), "registered NFSv3, MOUNT v3, NLM v4 and NSM with rpcbind"),
-                Err(e) => tracing::warn!(rpcbind = %rb, "not registered with rpcbind ({e}); clients need -o port={0},mountport={0}", local.port()),
+                Ok(()) => {
+                    tracing::info!(rpcbind = %rb, port = local.port(), "registered NFSv3, MOUNT v3, NLM v4 and NSM with rpcbind")
+                }
+                Err(e) => {
+                    tracing::warn!(rpcbind = %rb, "not registered with rpcbind ({e}); clients need -o port={0},mountport={0}", local.port())
+                }
             }
         }
         tracing::info!(%local, mds = %cfg.mds, "NFSv3 gateway listening");

@@ -16,8 +16,20 @@ pub async fn dispatch(s: &Arc<Shared>, peer: IpAddr, _cred: Cred, call: &Call) -
     let mut r = Reader::new(call.args());
     let args = match Mount3Args::decode(call.proc_, &mut r) {
         Ok(Some(a)) => a,
-        Ok(None) => return Some(accepted_reply(call.xid, &Auth::None, AcceptStat::ProcUnavail)),
-        Err(_) => return Some(accepted_reply(call.xid, &Auth::None, AcceptStat::GarbageArgs)),
+        Ok(None) => {
+            return Some(accepted_reply(
+                call.xid,
+                &Auth::None,
+                AcceptStat::ProcUnavail,
+            ))
+        }
+        Err(_) => {
+            return Some(accepted_reply(
+                call.xid,
+                &Auth::None,
+                AcceptStat::GarbageArgs,
+            ))
+        }
     };
     let res = match args {
         Mount3Args::Null => Mount3Res::Void(MOUNTPROC3_NULL),
@@ -111,4 +123,3 @@ async fn mnt(s: &Arc<Shared>, peer: IpAddr, p: &Dirpath) -> Mountres3 {
         auth_flavors: vec![AUTH_SYS],
     })
 }
-

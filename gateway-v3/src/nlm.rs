@@ -16,9 +16,9 @@ use crate::opens::Entry;
 use crate::Shared;
 use client::CompoundBuilder;
 use proto::nfs3::NfsFh3;
-pub use proto::nlm::{NLM_PROGRAM, NLM_V4};
-use proto::nlm::*;
 use proto::nfs4::*;
+use proto::nlm::*;
+pub use proto::nlm::{NLM_PROGRAM, NLM_V4};
 use proto::rpc::{accepted_reply, AcceptStat, Auth, Call, Connection};
 use proto::xdr::{Opaque, Reader, Writer, Xdr};
 use std::collections::HashMap;
@@ -32,10 +32,13 @@ struct Held {
     host: Vec<u8>,
 }
 
+/// (file handle, NFSv4 lock owner).
+type Key = (Vec<u8>, Vec<u8>);
+
 /// (file handle, owner) → state. Bounded: past `max`, new owners get DENIED_NOLOCKS.
 pub struct LockTable {
     max: usize,
-    map: Mutex<HashMap<(Vec<u8>, Vec<u8>), Held>>,
+    map: Mutex<HashMap<Key, Held>>,
 }
 
 impl LockTable {
@@ -46,13 +49,15 @@ impl LockTable {
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<(Vec<u8>, Vec<u8>), Held>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Key, Held>> {
         self.map.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Whether any NLM owner holds state on the file (its open must stay).
     pub fn holds(&self, fh: &NfsFh4) -> bool {
-        self.lock().keys().any(|(f, _)| f.as_slice() == fh.as_bytes())
+        self.lock()
+            .keys()
+            .any(|(f, _)| f.as_slice() == fh.as_bytes())
     }
 
     pub fn len(&self) -> usize {
@@ -92,7 +97,10 @@ impl LockTable {
     }
 
     fn update(&self, fh: &NfsFh4, owner: &[u8], sid: Stateid4) {
-        if let Some(h) = self.lock().get_mut(&(fh.as_bytes().to_vec(), owner.to_vec())) {
+        if let Some(h) = self
+            .lock()
+            .get_mut(&(fh.as_bytes().to_vec(), owner.to_vec()))
+        {
             h.stateid = sid;
         }
     }
@@ -171,8 +179,20 @@ pub async fn dispatch(
 ) -> Option<Writer> {
     let args = match NlmArgs::decode(call.proc_, &mut Reader::new(call.args())) {
         Ok(Some(a)) => a,
-        Ok(None) => return Some(accepted_reply(call.xid, &Auth::None, AcceptStat::ProcUnavail)),
-        Err(_) => return Some(accepted_reply(call.xid, &Auth::None, AcceptStat::GarbageArgs)),
+        Ok(None) => {
+            return Some(accepted_reply(
+                call.xid,
+                &Auth::None,
+                AcceptStat::ProcUnavail,
+            ))
+        }
+        Err(_) => {
+            return Some(accepted_reply(
+                call.xid,
+                &Auth::None,
+                AcceptStat::GarbageArgs,
+            ))
+        }
     };
     let q = Req { s, peer, cred };
     let mut w = accepted_reply(call.xid, &Auth::None, AcceptStat::Success);
@@ -208,7 +228,10 @@ pub async fn dispatch(
 
 async fn test(q: &Req<'_>, a: Nlm4TestArgs) -> Nlm4TestRes {
     let r = async {
-        let o = q.obj(&NfsFh3::from(a.alock.fh.as_bytes().to_vec())).await.map_err(stat_of3)?;
+        let o = q
+            .obj(&NfsFh3::from(a.alock.fh.as_bytes().to_vec()))
+            .await
+            .map_err(stat_of3)?;
         let (offset, length) = range(&a.alock);
         let op = NfsArgop4::Lockt(LocktArgs {
             locktype: locktype(a.exclusive),
@@ -219,7 +242,11 @@ async fn test(q: &Req<'_>, a: Nlm4TestArgs) -> Nlm4TestRes {
                 owner: Opaque(owner_key(&a.alock)),
             },
         });
-        let (st, res) = match o.gw.compound_keep_failure(CompoundBuilder::new().putfh(&o.fh).op(op)).await {
+        let (st, res) = match o
+            .gw
+            .compound_keep_failure(CompoundBuilder::new().putfh(&o.fh).op(op))
+            .await
+        {
             Ok(x) => x,
             Err(e) => return Err(stat_of3(q.fail(&o, e).await)),
         };
@@ -262,7 +289,10 @@ async fn test(q: &Req<'_>, a: Nlm4TestArgs) -> Nlm4TestRes {
 
 async fn lock(q: &Req<'_>, a: Nlm4LockArgs) -> Nlm4Stats {
     let r = async {
-        let o = q.obj(&NfsFh3::from(a.alock.fh.as_bytes().to_vec())).await.map_err(stat_of3)?;
+        let o = q
+            .obj(&NfsFh3::from(a.alock.fh.as_bytes().to_vec()))
+            .await
+            .map_err(stat_of3)?;
         let e = match q.s.opens.get(&o.gw, o.gen, &o.fh, a.exclusive).await {
             Ok((e, displaced)) => {
                 q.s.close_later(displaced);
@@ -298,7 +328,11 @@ async fn lock(q: &Req<'_>, a: Nlm4LockArgs) -> Nlm4Stats {
             length,
             locker,
         });
-        let (st, res) = match o.gw.compound_keep_failure(CompoundBuilder::new().putfh(&o.fh).op(op)).await {
+        let (st, res) = match o
+            .gw
+            .compound_keep_failure(CompoundBuilder::new().putfh(&o.fh).op(op))
+            .await
+        {
             Ok(x) => x,
             Err(err) => return Err(stat_of3(q.fail(&o, err).await)),
         };
@@ -353,7 +387,10 @@ async fn release(c: &client::Client, fh: &NfsFh4, sid: Stateid4) {
 
 async fn unlock(q: &Req<'_>, l: Nlm4Lock) -> Nlm4Stats {
     let r = async {
-        let o = q.obj(&NfsFh3::from(l.fh.as_bytes().to_vec())).await.map_err(stat_of3)?;
+        let o = q
+            .obj(&NfsFh3::from(l.fh.as_bytes().to_vec()))
+            .await
+            .map_err(stat_of3)?;
         let owner = owner_key(&l);
         let Some(sid) = q.s.locks.get(&o.fh, &owner, o.gen) else {
             // Nothing held by this owner here: unlocking is done.
@@ -367,7 +404,11 @@ async fn unlock(q: &Req<'_>, l: Nlm4Lock) -> Nlm4Stats {
             offset,
             length,
         });
-        match o.gw.compound(CompoundBuilder::new().putfh(&o.fh).op(op)).await {
+        match o
+            .gw
+            .compound(CompoundBuilder::new().putfh(&o.fh).op(op))
+            .await
+        {
             Ok(res) => {
                 if let Some(s) = res.iter().find_map(|r| match r {
                     NfsResop4::Locku(LockuRes::Ok(s)) => Some(*s),

@@ -30,7 +30,11 @@ pub async fn dispatch(s: &Arc<Shared>, peer: IpAddr, call: &Call) -> Option<Writ
         SMPROC_NULL => {}
         SMPROC_STAT => {
             if SmName::decode(&mut r).is_err() {
-                return Some(accepted_reply(call.xid, &Auth::None, AcceptStat::GarbageArgs));
+                return Some(accepted_reply(
+                    call.xid,
+                    &Auth::None,
+                    AcceptStat::GarbageArgs,
+                ));
             }
             SmStatRes {
                 res_stat: 0,
@@ -43,9 +47,21 @@ pub async fn dispatch(s: &Arc<Shared>, peer: IpAddr, call: &Call) -> Option<Writ
                 tracing::info!(%peer, host = %String::from_utf8_lossy(n.mon_name.as_bytes()), "SM_NOTIFY");
                 crate::nlm::free_host(s, n.mon_name.as_bytes()).await;
             }
-            Err(_) => return Some(accepted_reply(call.xid, &Auth::None, AcceptStat::GarbageArgs)),
+            Err(_) => {
+                return Some(accepted_reply(
+                    call.xid,
+                    &Auth::None,
+                    AcceptStat::GarbageArgs,
+                ))
+            }
         },
-        _ => return Some(accepted_reply(call.xid, &Auth::None, AcceptStat::ProcUnavail)),
+        _ => {
+            return Some(accepted_reply(
+                call.xid,
+                &Auth::None,
+                AcceptStat::ProcUnavail,
+            ))
+        }
     }
     Some(w)
 }

@@ -93,7 +93,9 @@ impl Opens {
         let (file, writable) = match c.open_fh(fh, OPEN4_SHARE_ACCESS_BOTH).await {
             Ok(f) => (f, true),
             Err(e) if write => return Err(e),
-            Err(e) if e.status().is_some() => (c.open_fh(fh, OPEN4_SHARE_ACCESS_READ).await?, false),
+            Err(e) if e.status().is_some() => {
+                (c.open_fh(fh, OPEN4_SHARE_ACCESS_READ).await?, false)
+            }
             Err(e) => return Err(e),
         };
         Ok(self.insert(file, writable, generation))

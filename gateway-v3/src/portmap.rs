@@ -4,7 +4,9 @@
 //! existing one.
 use proto::nfs3::{MOUNT_PROGRAM, MOUNT_V3, NFS3_PROGRAM, NFS_V3};
 use proto::portmap::*;
-use proto::rpc::{AcceptStat, Auth, Connection, ConnectionLimits, RejectCalls, ReplyStatus, RpcError};
+use proto::rpc::{
+    AcceptStat, Auth, Connection, ConnectionLimits, RejectCalls, ReplyStatus, RpcError,
+};
 use proto::xdr::{Reader, Xdr};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -36,7 +38,14 @@ pub enum PortmapError {
 
 async fn call(conn: &Connection, proc_: u32, m: Mapping) -> Result<bool, PortmapError> {
     let reply = conn
-        .call(PMAP_PROGRAM, PMAP_V2, proc_, &Auth::None, &m.to_xdr(), TIMEOUT)
+        .call(
+            PMAP_PROGRAM,
+            PMAP_V2,
+            proc_,
+            &Auth::None,
+            &m.to_xdr(),
+            TIMEOUT,
+        )
         .await?;
     if reply.status != ReplyStatus::Accepted(AcceptStat::Success) {
         return Err(PortmapError::Reply(format!("{:?}", reply.status)));

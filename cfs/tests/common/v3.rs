@@ -3,7 +3,9 @@
 #![allow(dead_code)]
 use proto::nfs3::*;
 use proto::nlm::*;
-use proto::rpc::{AcceptStat, Auth, AuthSys, Connection, ConnectionLimits, RejectCalls, ReplyStatus};
+use proto::rpc::{
+    AcceptStat, Auth, AuthSys, Connection, ConnectionLimits, RejectCalls, ReplyStatus,
+};
 use proto::xdr::{Opaque, Reader, Writer, Xdr};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -40,7 +42,9 @@ impl V3 {
     pub async fn connect(addr: SocketAddr) -> V3 {
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
-            match Connection::connect(addr, Arc::new(RejectCalls), ConnectionLimits::default()).await {
+            match Connection::connect(addr, Arc::new(RejectCalls), ConnectionLimits::default())
+                .await
+            {
                 Ok(conn) => {
                     return V3 {
                         conn,
@@ -67,7 +71,13 @@ impl V3 {
     }
 
     /// One call; the reply body, or the RPC-level refusal.
-    pub async fn raw(&self, prog: u32, vers: u32, proc_: u32, args: &[u8]) -> Result<Vec<u8>, ReplyStatus> {
+    pub async fn raw(
+        &self,
+        prog: u32,
+        vers: u32,
+        proc_: u32,
+        args: &[u8],
+    ) -> Result<Vec<u8>, ReplyStatus> {
         let r = self
             .conn
             .call(prog, vers, proc_, &self.auth, args, Duration::from_secs(60))
@@ -106,9 +116,7 @@ impl V3 {
     /// The root handle of `path` (panics if refused).
     pub async fn root(&self, path: &str) -> NfsFh3 {
         match self.mnt(path).await {
-            Mountres3::Ok(ok) => NfsFh3 {
-                data: ok.fhandle.0,
-            },
+            Mountres3::Ok(ok) => NfsFh3 { data: ok.fhandle.0 },
             Mountres3::Err(e) => panic!("MNT {path}: {e}"),
         }
     }
@@ -126,7 +134,9 @@ impl V3 {
 
     pub async fn lookup(&self, dir: &NfsFh3, n: &str) -> Result<NfsFh3, u32> {
         match self
-            .nfs(Nfs3Args::Lookup(Lookup3Args { what: dirop(dir, n) }))
+            .nfs(Nfs3Args::Lookup(Lookup3Args {
+                what: dirop(dir, n),
+            }))
             .await
         {
             Nfs3Res::Lookup(Lookup3Res::Ok(ok)) => Ok(ok.object),
@@ -135,7 +145,12 @@ impl V3 {
         }
     }
 
-    pub async fn create(&self, dir: &NfsFh3, n: &str, how: Createhow3) -> Result<Create3ResOk, u32> {
+    pub async fn create(
+        &self,
+        dir: &NfsFh3,
+        n: &str,
+        how: Createhow3,
+    ) -> Result<Create3ResOk, u32> {
         match self
             .nfs(Nfs3Args::Create(Create3Args {
                 r#where: dirop(dir, n),
@@ -165,7 +180,13 @@ impl V3 {
         ok.obj.expect("handle")
     }
 
-    pub async fn write(&self, fh: &NfsFh3, off: u64, data: &[u8], stable: StableHow) -> Result<Write3ResOk, u32> {
+    pub async fn write(
+        &self,
+        fh: &NfsFh3,
+        off: u64,
+        data: &[u8],
+        stable: StableHow,
+    ) -> Result<Write3ResOk, u32> {
         match self
             .nfs(Nfs3Args::Write(Write3Args {
                 file: fh.clone(),

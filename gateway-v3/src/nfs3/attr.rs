@@ -9,7 +9,10 @@ pub async fn getattr(q: &Req<'_>, a: Getattr3Args) -> Getattr3Res {
     let r = async {
         let o = q.obj(&a.object).await?;
         let res = q
-            .run(&o, CompoundBuilder::new().putfh(&o.fh).op(getattr_op(ATTRS)))
+            .run(
+                &o,
+                CompoundBuilder::new().putfh(&o.fh).op(getattr_op(ATTRS)),
+            )
             .await?;
         let at = all_attrs(&res).pop().ok_or(Nfsstat3::Serverfault)?;
         Ok::<_, Nfsstat3>(fattr3(&q.fix(&o.fh, at)))
@@ -36,7 +39,10 @@ pub async fn setattr(q: &Req<'_>, a: Setattr3Args) -> Setattr3Res {
             }
         }
         let before = q
-            .run(&o, CompoundBuilder::new().putfh(&o.fh).op(getattr_op(ATTRS)))
+            .run(
+                &o,
+                CompoundBuilder::new().putfh(&o.fh).op(getattr_op(ATTRS)),
+            )
             .await?;
         pre = all_attrs(&before).pop();
         let mut b = CompoundBuilder::new().putfh(&o.fh);

@@ -11,7 +11,12 @@ use proto::xdr::Opaque;
 /// The root of the export `o` is in (LOOKUP ".." there stays at the root: a v3 client never
 /// climbs out of what it mounted).
 async fn export_root(q: &Req<'_>, o: &Obj<'_>) -> Result<NfsFh4, Nfsstat3> {
-    if let Some(fh) = q.s.roots.lock().ok().and_then(|m| m.get(&o.rule.id).cloned()) {
+    if let Some(fh) =
+        q.s.roots
+            .lock()
+            .ok()
+            .and_then(|m| m.get(&o.rule.id).cloned())
+    {
         return Ok(fh);
     }
     let mut b = CompoundBuilder::new().putrootfh();
@@ -75,11 +80,10 @@ pub async fn lookup(q: &Req<'_>, a: Lookup3Args) -> Lookup3Res {
 
 /// The directory's attributes, for wcc before a change made in another COMPOUND.
 async fn dir_attrs(q: &Req<'_>, o: &Obj<'_>) -> Option<FileAttrs> {
-    let res = o
-        .c
-        .compound(CompoundBuilder::new().putfh(&o.fh).op(getattr_op(ATTRS)))
-        .await
-        .ok()?;
+    let res =
+        o.c.compound(CompoundBuilder::new().putfh(&o.fh).op(getattr_op(ATTRS)))
+            .await
+            .ok()?;
     all_attrs(&res).pop().map(|a| q.fix(&o.fh, a))
 }
 
@@ -123,8 +127,8 @@ pub async fn create(q: &Req<'_>, a: Create3Args) -> Create3Res {
     let r = async {
         let o = q.obj(&a.r#where.dir).await?;
         writable(&o)?;
-        let name = String::from_utf8(a.r#where.name.as_bytes().to_vec())
-            .map_err(|_| Nfsstat3::Inval)?;
+        let name =
+            String::from_utf8(a.r#where.name.as_bytes().to_vec()).map_err(|_| Nfsstat3::Inval)?;
         before = dir_attrs(q, &o).await;
         let mode = match &a.how {
             Createhow3::Unchecked(s) => CreateMode::Unchecked(set_attrs(s)),
@@ -168,7 +172,13 @@ pub async fn create(q: &Req<'_>, a: Create3Args) -> Create3Res {
 }
 
 /// MKDIR, SYMLINK, MKNOD: NFSv4 CREATE, with the directory's attributes on either side.
-async fn make(q: &Req<'_>, dir: &NfsFh3, name: &Opaque, objtype: Createtype4, s: &Sattr3) -> Create3Res {
+async fn make(
+    q: &Req<'_>,
+    dir: &NfsFh3,
+    name: &Opaque,
+    objtype: Createtype4,
+    s: &Sattr3,
+) -> Create3Res {
     let r = async {
         let o = q.obj(dir).await?;
         writable(&o)?;
@@ -191,15 +201,20 @@ async fn make(q: &Req<'_>, dir: &NfsFh3, name: &Opaque, objtype: Createtype4, s:
     }
     .await;
     match r {
-        Ok((fh, before, obj, after)) => {
-            created(&fh, obj.as_ref(), before.as_ref(), after.as_ref())
-        }
+        Ok((fh, before, obj, after)) => created(&fh, obj.as_ref(), before.as_ref(), after.as_ref()),
         Err(e) => Create3Res::Fail(e.code(), WccResFail::default()),
     }
 }
 
 pub async fn mkdir(q: &Req<'_>, a: Mkdir3Args) -> Mkdir3Res {
-    make(q, &a.r#where.dir, &a.r#where.name, Createtype4::Dir, &a.attributes).await
+    make(
+        q,
+        &a.r#where.dir,
+        &a.r#where.name,
+        Createtype4::Dir,
+        &a.attributes,
+    )
+    .await
 }
 
 pub async fn symlink(q: &Req<'_>, a: Symlink3Args) -> Symlink3Res {

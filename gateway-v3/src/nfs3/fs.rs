@@ -10,7 +10,10 @@ async fn attrs(q: &Req<'_>, fh: &NfsFh3, extra: &[u32]) -> Result<FileAttrs, Nfs
     let o = q.obj(fh).await?;
     let bits: Vec<u32> = ATTRS.iter().chain(extra).copied().collect();
     let res = q
-        .run(&o, CompoundBuilder::new().putfh(&o.fh).op(getattr_op(&bits)))
+        .run(
+            &o,
+            CompoundBuilder::new().putfh(&o.fh).op(getattr_op(&bits)),
+        )
         .await?;
     all_attrs(&res).pop().ok_or(Nfsstat3::Serverfault)
 }

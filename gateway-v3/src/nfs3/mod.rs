@@ -140,10 +140,24 @@ pub async fn dispatch(s: &Arc<Shared>, peer: IpAddr, cred: Cred, call: &Call) ->
     let mut r = Reader::new(call.args());
     let args = match Nfs3Args::decode(call.proc_, &mut r) {
         Ok(Some(a)) => a,
-        Ok(None) => return Some(accepted_reply(call.xid, &Auth::None, AcceptStat::ProcUnavail)),
+        Ok(None) => {
+            return Some(accepted_reply(
+                call.xid,
+                &Auth::None,
+                AcceptStat::ProcUnavail,
+            ))
+        }
         Err(e) => {
-            tracing::debug!(xid = call.xid, proc_ = call.proc_, "undecodable NFSv3 args: {e}");
-            return Some(accepted_reply(call.xid, &Auth::None, AcceptStat::GarbageArgs));
+            tracing::debug!(
+                xid = call.xid,
+                proc_ = call.proc_,
+                "undecodable NFSv3 args: {e}"
+            );
+            return Some(accepted_reply(
+                call.xid,
+                &Auth::None,
+                AcceptStat::GarbageArgs,
+            ));
         }
     };
     let q = Req { s, peer, cred };

@@ -55,11 +55,7 @@ async fn list(
     let mut used = HEADER;
     let mut names = 0usize;
     let v4cookie = if cookie < 3 { 0 } else { cookie };
-    let want: &[u32] = if plus {
-        ATTRS_AND_FH
-    } else {
-        &[FATTR4_FILEID]
-    };
+    let want: &[u32] = if plus { ATTRS_AND_FH } else { &[FATTR4_FILEID] };
     let res = q
         .run(
             o,
@@ -162,7 +158,11 @@ type Parent = Option<(NfsFh4, Option<FileAttrs>)>;
 /// "..": the parent's handle and attributes; the directory itself at its export's root.
 async fn parent_of(q: &Req<'_>, o: &Obj<'_>, plus: bool) -> Parent {
     let bits: &[u32] = if plus { ATTRS } else { &[FATTR4_FILEID] };
-    let root = q.s.roots.lock().ok().and_then(|m| m.get(&o.rule.id).cloned());
+    let root =
+        q.s.roots
+            .lock()
+            .ok()
+            .and_then(|m| m.get(&o.rule.id).cloned());
     let at_root = root.as_ref() == Some(&o.fh);
     let mut b = CompoundBuilder::new().putfh(&o.fh);
     if !at_root {
