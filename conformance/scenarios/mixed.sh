@@ -67,7 +67,8 @@ else
   post b-removed
   await checked-b
   await locked
-  $H lock lk 0 100 w try 0 > /dev/null 2>&1; r=$?
+  $H lock lk 0 100 w try 0 > /dev/null 2>/tmp/lk.err; r=$?
+  [ $r = 11 ] || echo "INFO: B's lock attempt: $(cat /tmp/lk.err)"
   expect_eq "B's write lock conflicts with A's NLM lock (exit 11 = conflict)" 11 "$r"
   post lock-checked
   await unlocked

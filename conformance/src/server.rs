@@ -566,7 +566,12 @@ fn wait_listening_plain(port: u16, what: &str) -> Result<()> {
 /// The embedded default, MDS and gateway in one `cfs server`; inside the namespace the gateway
 /// registers with the namespace's rpcbind, so v3 guests mount without port options.
 fn start_cfs_gateway(in_netns: bool) -> Result<Running> {
-    let bin = cfs_binary()?;
+    start_cfs_gateway_with(&cfs_binary()?, in_netns)
+}
+
+/// `start_cfs_gateway` from the binary given (`hostbench --v3` pins one for all its rounds).
+pub fn start_cfs_gateway_with(bin: &Path, in_netns: bool) -> Result<Running> {
+    let bin = bin.to_path_buf();
     let dir = state_dir("cfs-gateway")?;
     let data = dir.join("data");
     std::fs::create_dir_all(&data).ctx(|| format!("create {data:?}"))?;
