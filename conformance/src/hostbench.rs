@@ -1,5 +1,6 @@
-//! `hostbench`: host-side load (the project's own Rust NFSv4.1 client, `client/examples/load.rs`)
-//! against ganesha and cfs in the same run. Rounds are interleaved (ganesha, cfs, ganesha, cfs),
+//! `hostbench`: host-side load (the project's own Rust NFSv4.1 client, `client/examples/load.rs`;
+//! with `--v3`, the NFSv3 generator `gateway-v3/examples/load3.rs` against ganesha's v3 and the
+//! cfs gateway) against ganesha and cfs in the same run. Rounds are interleaved (ganesha, cfs, ganesha, cfs),
 //! every server freshly started (fresh state directory) per round and stopped after it, so slow
 //! drift of the machine hits both alike. Prints a Markdown table: each server's value per round
 //! and, per other server, the range of its per-round ratio to the first server.
@@ -412,8 +413,7 @@ fn run_load(srv: &Running, label: &str, s: &Setup) -> (Vec<Value>, Option<String
     if let (true, Some(m)) = (s.v3, srv.mnt_port) {
         cmd.arg("--mount-port").arg(m.to_string());
     }
-    cmd
-        .arg("--seconds")
+    cmd.arg("--seconds")
         .arg(s.seconds.to_string())
         .arg("--depth")
         .arg(s.depth.to_string())
@@ -582,7 +582,11 @@ pub fn hostbench(a: &HostBenchArgs) -> Result<ExitCode> {
     let mut servers: Vec<String> = Vec::new();
     let defaults = a.server == ["ganesha", "cfs"];
     for s in &a.server {
-        let s = if a.v3 && defaults && s == "cfs" { "cfs-gateway" } else { s.as_str() };
+        let s = if a.v3 && defaults && s == "cfs" {
+            "cfs-gateway"
+        } else {
+            s.as_str()
+        };
         let known = if a.v3 {
             matches!(s, "ganesha" | "cfs-gateway")
         } else {
@@ -673,7 +677,12 @@ pub fn hostbench(a: &HostBenchArgs) -> Result<ExitCode> {
         })
         .collect();
     println!(
-        "\nhostbench (host loopback, Rust NFSv4.1 client `load`; {} s per phase, {} interleaved round(s), {} tasks, depth {}; {cpus} CPUs shared by load and server): {}{}\n",
+        "\nhostbench (host loopback, {}; {} s per phase, {} interleaved round(s), {} tasks, depth {}; {cpus} CPUs shared by load and server): {}{}\n",
+        if a.v3 {
+            "NFSv3 load generator `load3` (gateway-v3/examples)"
+        } else {
+            "Rust NFSv4.1 client `load`"
+        },
         a.seconds,
         a.rounds,
         setup.tasks,

@@ -8,7 +8,9 @@
 //!     [--mount-port P] [--export /] [--seconds 10] [--depth 8] [--tasks 16] [--server-pid PID]
 //!     [--label NAME]
 use proto::nfs3::*;
-use proto::rpc::{AcceptStat, Auth, AuthSys, Connection, ConnectionLimits, RejectCalls, ReplyStatus};
+use proto::rpc::{
+    AcceptStat, Auth, AuthSys, Connection, ConnectionLimits, RejectCalls, ReplyStatus,
+};
 use proto::xdr::{Opaque, Reader, Writer, Xdr};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -77,7 +79,8 @@ struct V3 {
 
 impl V3 {
     async fn connect(addr: SocketAddr) -> Result<V3, BoxErr> {
-        let conn = Connection::connect(addr, Arc::new(RejectCalls), ConnectionLimits::default()).await?;
+        let conn =
+            Connection::connect(addr, Arc::new(RejectCalls), ConnectionLimits::default()).await?;
         Ok(V3 {
             conn,
             auth: Auth::Sys(AuthSys {
@@ -104,8 +107,11 @@ impl V3 {
     async fn nfs(&self, a: Nfs3Args) -> Result<Nfs3Res, BoxErr> {
         let mut w = Writer::new();
         a.encode(&mut w);
-        let body = self.call(NFS3_PROGRAM, NFS_V3, a.proc_num(), &w.buf).await?;
-        let res = Nfs3Res::decode(a.proc_num(), &mut Reader::new(&body))?.ok_or("unknown procedure")?;
+        let body = self
+            .call(NFS3_PROGRAM, NFS_V3, a.proc_num(), &w.buf)
+            .await?;
+        let res =
+            Nfs3Res::decode(a.proc_num(), &mut Reader::new(&body))?.ok_or("unknown procedure")?;
         match res.status() {
             0 => Ok(res),
             s => Err(format!("NFSv3 procedure {} failed with status {s}", a.proc_num()).into()),
@@ -132,7 +138,9 @@ async fn create(c: &V3, dir: &NfsFh3, n: &str) -> Result<NfsFh3, BoxErr> {
         }))
         .await?
     {
-        Nfs3Res::Create(Create3Res::Ok(ok)) => ok.obj.ok_or_else(|| "CREATE without a handle".into()),
+        Nfs3Res::Create(Create3Res::Ok(ok)) => {
+            ok.obj.ok_or_else(|| "CREATE without a handle".into())
+        }
         _ => Err("bad CREATE reply".into()),
     }
 }
@@ -188,7 +196,17 @@ async fn sequential(c: &V3, o: &Opts, dir: &NfsFh3) -> Result<(), BoxErr> {
     .await?;
     let mib = off as f64 / (1 << 20) as f64;
     let secs = t0.elapsed().as_secs_f64();
-    report(o, "seq_write", t0, cpu0, &format!(",\"bytes\":{off},\"mib_per_s\":{:.1},\"depth\":{},\"io_size\":{chunk}", mib / secs, o.depth));
+    report(
+        o,
+        "seq_write",
+        t0,
+        cpu0,
+        &format!(
+            ",\"bytes\":{off},\"mib_per_s\":{:.1},\"depth\":{},\"io_size\":{chunk}",
+            mib / secs,
+            o.depth
+        ),
+    );
 
     let (t0, cpu0) = (Instant::now(), cpu_seconds(o.server_pid));
     let mut inflight = std::collections::VecDeque::new();
@@ -222,7 +240,17 @@ async fn sequential(c: &V3, o: &Opts, dir: &NfsFh3) -> Result<(), BoxErr> {
         return Err(format!("read {got} of {off} bytes back").into());
     }
     let secs = t0.elapsed().as_secs_f64();
-    report(o, "seq_read", t0, cpu0, &format!(",\"bytes\":{got},\"mib_per_s\":{:.1},\"depth\":{}", got as f64 / (1 << 20) as f64 / secs, o.depth));
+    report(
+        o,
+        "seq_read",
+        t0,
+        cpu0,
+        &format!(
+            ",\"bytes\":{got},\"mib_per_s\":{:.1},\"depth\":{}",
+            got as f64 / (1 << 20) as f64 / secs,
+            o.depth
+        ),
+    );
     c.nfs(Nfs3Args::Remove(Remove3Args {
         object: dirop(dir, "seq.bin"),
     }))
@@ -265,7 +293,17 @@ async fn metadata(c: &V3, o: &Opts, dir: &NfsFh3) -> Result<(), BoxErr> {
     }
     let n = names.len();
     let secs = t0.elapsed().as_secs_f64();
-    report(o, "create", t0, cpu0, &format!(",\"ops\":{n},\"ops_per_s\":{:.0},\"tasks\":{}", n as f64 / secs, o.tasks));
+    report(
+        o,
+        "create",
+        t0,
+        cpu0,
+        &format!(
+            ",\"ops\":{n},\"ops_per_s\":{:.0},\"tasks\":{}",
+            n as f64 / secs,
+            o.tasks
+        ),
+    );
     let names = Arc::new(names);
     for (bench, unlink) in [("stat", false), ("unlink", true)] {
         let (t0, cpu0) = (Instant::now(), cpu_seconds(o.server_pid));
@@ -276,12 +314,18 @@ async fn metadata(c: &V3, o: &Opts, dir: &NfsFh3) -> Result<(), BoxErr> {
             tasks.push(tokio::spawn(async move {
                 for nm in all.iter().skip(t).step_by(ntasks) {
                     if unlink {
-                        c2.nfs(Nfs3Args::Remove(Remove3Args { object: dirop(&d2, nm) }))
-                            .await?;
-                    } else if let Nfs3Res::Lookup(Lookup3Res::Ok(ok)) =
-                        c2.nfs(Nfs3Args::Lookup(Lookup3Args { what: dirop(&d2, nm) })).await?
+                        c2.nfs(Nfs3Args::Remove(Remove3Args {
+                            object: dirop(&d2, nm),
+                        }))
+                        .await?;
+                    } else if let Nfs3Res::Lookup(Lookup3Res::Ok(ok)) = c2
+                        .nfs(Nfs3Args::Lookup(Lookup3Args {
+                            what: dirop(&d2, nm),
+                        }))
+                        .await?
                     {
-                        c2.nfs(Nfs3Args::Getattr(Getattr3Args { object: ok.object })).await?;
+                        c2.nfs(Nfs3Args::Getattr(Getattr3Args { object: ok.object }))
+                            .await?;
                     }
                 }
                 Ok::<_, BoxErr>(())
@@ -291,9 +335,22 @@ async fn metadata(c: &V3, o: &Opts, dir: &NfsFh3) -> Result<(), BoxErr> {
             t.await??;
         }
         let secs = t0.elapsed().as_secs_f64();
-        report(o, bench, t0, cpu0, &format!(",\"ops\":{n},\"ops_per_s\":{:.0},\"tasks\":{}", n as f64 / secs, o.tasks));
+        report(
+            o,
+            bench,
+            t0,
+            cpu0,
+            &format!(
+                ",\"ops\":{n},\"ops_per_s\":{:.0},\"tasks\":{}",
+                n as f64 / secs,
+                o.tasks
+            ),
+        );
     }
-    c.nfs(Nfs3Args::Rmdir(Remove3Args { object: dirop(dir, "meta") })).await?;
+    c.nfs(Nfs3Args::Rmdir(Remove3Args {
+        object: dirop(dir, "meta"),
+    }))
+    .await?;
     Ok(())
 }
 
@@ -301,7 +358,12 @@ async fn run(o: Opts) -> Result<(), BoxErr> {
     let mnt_addr = SocketAddr::new(o.server.ip(), o.mount_port.unwrap_or(o.server.port()));
     let m = V3::connect(mnt_addr).await?;
     let body = m
-        .call(MOUNT_PROGRAM, MOUNT_V3, MOUNTPROC3_MNT, &Dirpath(Opaque::from(o.export.as_str())).to_xdr())
+        .call(
+            MOUNT_PROGRAM,
+            MOUNT_V3,
+            MOUNTPROC3_MNT,
+            &Dirpath(Opaque::from(o.export.as_str())).to_xdr(),
+        )
         .await?;
     let root = match Mountres3::from_xdr(&body)? {
         Mountres3::Ok(ok) => NfsFh3 { data: ok.fhandle.0 },
@@ -323,7 +385,10 @@ fn main() {
             std::process::exit(2);
         }
     };
-    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("load3: {e}");

@@ -23,23 +23,11 @@ pub const ATTRS: &[u32] = &[
 ];
 
 /// `ATTRS` and the file handle: what READDIRPLUS asks for per entry.
-pub const ATTRS_AND_FH: &[u32] = &[
-    FATTR4_TYPE,
-    FATTR4_CHANGE,
-    FATTR4_SIZE,
-    FATTR4_FSID,
-    FATTR4_FILEHANDLE,
-    FATTR4_FILEID,
-    FATTR4_MODE,
-    FATTR4_NUMLINKS,
-    FATTR4_OWNER,
-    FATTR4_OWNER_GROUP,
-    FATTR4_RAWDEV,
-    FATTR4_SPACE_USED,
-    FATTR4_TIME_ACCESS,
-    FATTR4_TIME_METADATA,
-    FATTR4_TIME_MODIFY,
-];
+pub fn attrs_and_fh() -> Vec<u32> {
+    let mut v = ATTRS.to_vec();
+    v.push(FATTR4_FILEHANDLE);
+    v
+}
 
 /// A numeric owner string ("1000"); anything else (cfs sends numbers only) is nobody.
 fn id_of(s: &Option<Opaque>) -> u32 {

@@ -280,6 +280,28 @@ impl Gateway {
     }
 }
 
+/// A call's arguments, or the reply that refuses it: PROC_UNAVAIL for a procedure `decode`
+/// does not know, GARBAGE_ARGS for arguments that do not decode.
+pub(crate) fn call_args<T>(
+    call: &Call,
+    decode: impl FnOnce(u32, &mut proto::xdr::Reader<'_>) -> Result<Option<T>, proto::xdr::XdrError>,
+) -> Result<T, Option<Writer>> {
+    let refuse = |s| Err(Some(accepted_reply(call.xid, &Auth::None, s)));
+    match decode(call.proc_, &mut proto::xdr::Reader::new(call.args())) {
+        Ok(Some(a)) => Ok(a),
+        Ok(None) => refuse(AcceptStat::ProcUnavail),
+        Err(e) => {
+            tracing::debug!(
+                xid = call.xid,
+                prog = call.prog,
+                proc_ = call.proc_,
+                "undecodable arguments: {e}"
+            );
+            refuse(AcceptStat::GarbageArgs)
+        }
+    }
+}
+
 /// Closes opens left idle, every few seconds.
 async fn janitor(s: Arc<Shared>, mut stop: watch::Receiver<bool>) {
     let tick = (s.opens.idle / 4).clamp(Duration::from_millis(200), Duration::from_secs(5));

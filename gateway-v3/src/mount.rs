@@ -8,28 +8,14 @@ use client::CompoundBuilder;
 use proto::nfs3::*;
 use proto::nfs4::*;
 use proto::rpc::{accepted_reply, AcceptStat, Auth, Call, AUTH_SYS};
-use proto::xdr::{Opaque, Reader, Writer};
+use proto::xdr::{Opaque, Writer};
 use std::net::IpAddr;
 use std::sync::Arc;
 
 pub async fn dispatch(s: &Arc<Shared>, peer: IpAddr, _cred: Cred, call: &Call) -> Option<Writer> {
-    let mut r = Reader::new(call.args());
-    let args = match Mount3Args::decode(call.proc_, &mut r) {
-        Ok(Some(a)) => a,
-        Ok(None) => {
-            return Some(accepted_reply(
-                call.xid,
-                &Auth::None,
-                AcceptStat::ProcUnavail,
-            ))
-        }
-        Err(_) => {
-            return Some(accepted_reply(
-                call.xid,
-                &Auth::None,
-                AcceptStat::GarbageArgs,
-            ))
-        }
+    let args = match crate::call_args(call, Mount3Args::decode) {
+        Ok(a) => a,
+        Err(reply) => return reply,
     };
     let res = match args {
         Mount3Args::Null => Mount3Res::Void(MOUNTPROC3_NULL),

@@ -20,7 +20,7 @@ use proto::nfs4::*;
 use proto::nlm::*;
 pub use proto::nlm::{NLM_PROGRAM, NLM_V4};
 use proto::rpc::{accepted_reply, AcceptStat, Auth, Call, Connection};
-use proto::xdr::{Opaque, Reader, Writer, Xdr};
+use proto::xdr::{Opaque, Writer, Xdr};
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
@@ -192,22 +192,9 @@ pub async fn dispatch(
     call: &Call,
     _conn: &Connection,
 ) -> Option<Writer> {
-    let args = match NlmArgs::decode(call.proc_, &mut Reader::new(call.args())) {
-        Ok(Some(a)) => a,
-        Ok(None) => {
-            return Some(accepted_reply(
-                call.xid,
-                &Auth::None,
-                AcceptStat::ProcUnavail,
-            ))
-        }
-        Err(_) => {
-            return Some(accepted_reply(
-                call.xid,
-                &Auth::None,
-                AcceptStat::GarbageArgs,
-            ))
-        }
+    let args = match crate::call_args(call, NlmArgs::decode) {
+        Ok(a) => a,
+        Err(reply) => return reply,
     };
     let q = Req { s, peer, cred };
     let mut w = accepted_reply(call.xid, &Auth::None, AcceptStat::Success);
@@ -482,7 +469,11 @@ mod tests {
         let k = owner_key(&l(0x01020304, &[7; 2000], 0, 0));
         assert_eq!(k.len(), OWNER_LEN);
         assert_eq!(&k[..5], &[b'N', 1, 2, 3, 4]);
-        assert_eq!(k, owner_key(&l(0x01020304, &[7; 2000], 9, 9)), "the range is not the owner");
+        assert_eq!(
+            k,
+            owner_key(&l(0x01020304, &[7; 2000], 9, 9)),
+            "the range is not the owner"
+        );
         assert_eq!(range(&l(1, b"", 5, 0)), (5, u64::MAX));
         assert_eq!(range(&l(1, b"", 5, 10)), (5, 10));
         assert_eq!(range(&l(1, b"", u64::MAX - 1, 10)), (u64::MAX - 1, 1));

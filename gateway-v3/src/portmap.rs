@@ -79,17 +79,7 @@ fn mapping(prog: u32, vers: u32, port: u16) -> Mapping {
 pub async fn register(rpcbind: SocketAddr, port: u16) -> Result<(), PortmapError> {
     let c = connect(rpcbind).await?;
     for &(prog, vers) in PROGRAMS {
-        let reply = c
-            .call(
-                PMAP_PROGRAM,
-                PMAP_V2,
-                PMAPPROC_GETPORT,
-                &Auth::None,
-                &mapping(prog, vers, 0).to_xdr(),
-                TIMEOUT,
-            )
-            .await?;
-        let have = u32::decode(&mut Reader::new(reply.body())).unwrap_or(0);
+        let have = getport_on(&c, prog, vers).await?;
         if have != 0 && have != u32::from(port) {
             let there = SocketAddr::new(rpcbind.ip(), have as u16);
             let live = tokio::time::timeout(TIMEOUT, tokio::net::TcpStream::connect(there))
@@ -119,9 +109,7 @@ pub async fn unregister(rpcbind: SocketAddr, port: u16) -> Result<(), PortmapErr
     Ok(())
 }
 
-/// The port rpcbind has for `prog`/`vers` over TCP (0: none).
-pub async fn getport(rpcbind: SocketAddr, prog: u32, vers: u32) -> Result<u32, PortmapError> {
-    let c = connect(rpcbind).await?;
+async fn getport_on(c: &Connection, prog: u32, vers: u32) -> Result<u32, PortmapError> {
     let reply = c
         .call(
             PMAP_PROGRAM,
@@ -132,6 +120,13 @@ pub async fn getport(rpcbind: SocketAddr, prog: u32, vers: u32) -> Result<u32, P
             TIMEOUT,
         )
         .await?;
-    c.close();
     u32::decode(&mut Reader::new(reply.body())).map_err(|e| PortmapError::Reply(e.to_string()))
+}
+
+/// The port rpcbind has for `prog`/`vers` over TCP (0: none).
+pub async fn getport(rpcbind: SocketAddr, prog: u32, vers: u32) -> Result<u32, PortmapError> {
+    let c = connect(rpcbind).await?;
+    let r = getport_on(&c, prog, vers).await;
+    c.close();
+    r
 }

@@ -17,7 +17,7 @@ use client::{Client, CompoundBuilder};
 use proto::nfs3::*;
 use proto::nfs4::*;
 use proto::rpc::{accepted_reply, AcceptStat, Auth, Call};
-use proto::xdr::{Reader, Writer};
+use proto::xdr::Writer;
 use std::net::IpAddr;
 use std::sync::Arc;
 
@@ -137,28 +137,9 @@ pub fn component(name: &proto::xdr::Opaque) -> proto::xdr::Opaque {
 }
 
 pub async fn dispatch(s: &Arc<Shared>, peer: IpAddr, cred: Cred, call: &Call) -> Option<Writer> {
-    let mut r = Reader::new(call.args());
-    let args = match Nfs3Args::decode(call.proc_, &mut r) {
-        Ok(Some(a)) => a,
-        Ok(None) => {
-            return Some(accepted_reply(
-                call.xid,
-                &Auth::None,
-                AcceptStat::ProcUnavail,
-            ))
-        }
-        Err(e) => {
-            tracing::debug!(
-                xid = call.xid,
-                proc_ = call.proc_,
-                "undecodable NFSv3 args: {e}"
-            );
-            return Some(accepted_reply(
-                call.xid,
-                &Auth::None,
-                AcceptStat::GarbageArgs,
-            ));
-        }
+    let args = match crate::call_args(call, Nfs3Args::decode) {
+        Ok(a) => a,
+        Err(reply) => return reply,
     };
     let q = Req { s, peer, cred };
     let res = match args {

@@ -3,7 +3,7 @@
 //! repeats nor skips the entries that stayed), and the cookie verifier is the MDS's. "." and
 //! ".." come first with the cookies 1 and 2, which NFSv4 reserves (the MDS's start at 3).
 use super::{all_attrs, getattr_op, last_fh, Obj, Req};
-use crate::attrs::{fattr3, ATTRS, ATTRS_AND_FH};
+use crate::attrs::{attrs_and_fh, fattr3, ATTRS};
 use crate::fh::to_v3;
 use client::CompoundBuilder;
 use proto::nfs3::*;
@@ -55,7 +55,11 @@ async fn list(
     let mut used = HEADER;
     let mut names = 0usize;
     let v4cookie = if cookie < 3 { 0 } else { cookie };
-    let want: &[u32] = if plus { ATTRS_AND_FH } else { &[FATTR4_FILEID] };
+    let want: Vec<u32> = if plus {
+        attrs_and_fh()
+    } else {
+        vec![FATTR4_FILEID]
+    };
     let res = q
         .run(
             o,
@@ -67,7 +71,7 @@ async fn list(
                     cookieverf: if v4cookie == 0 { [0; 8] } else { verf },
                     dircount: dircount.clamp(512, 1 << 20) as u32,
                     maxcount: maxbytes.clamp(4096, 1 << 20) as u32,
-                    attr_request: Bitmap::from_bits(want).to_vec(),
+                    attr_request: Bitmap::from_bits(&want).to_vec(),
                 })),
         )
         .await
