@@ -114,6 +114,9 @@ impl Shared {
     /// them) are gone; clients must resend unstable writes.
     pub fn session_lost(&self) {
         let dropped = self.opens.take_idle(true);
+        for e in &dropped {
+            self.opens.committed(e);
+        }
         self.locks.forget_all();
         self.verf.bump(&format!(
             "upstream session lost with {} opens",
@@ -134,15 +137,17 @@ impl Shared {
         let Some(c) = self.up.current().await else {
             return;
         };
-        if entries.iter().any(|e| e.generation != self.up.generation()) {
-            return;
-        }
-        for e in entries {
-            // Locks held through NLM keep their open.
+        let gen = self.up.generation();
+        // Opens of a lost session went with it.
+        for e in entries.into_iter().filter(|e| e.generation == gen) {
+            // Locks held through NLM keep their open (back in the table, idle again later).
             if self.locks.holds(&e.file.fh) {
+                self.opens.keep(e);
                 continue;
             }
-            if let Err(err) = opens::close(&c, &e).await {
+            let r = opens::close(&c, &e).await;
+            self.opens.committed(&e);
+            if let Err(err) = r {
                 tracing::warn!("closing an idle open: {err}");
                 if e.pending_end.load(std::sync::atomic::Ordering::SeqCst) > 0
                     || matches!(

@@ -16,6 +16,9 @@ pub struct Entry {
     /// The end of what was written through this open and not yet LAYOUTCOMMITted (pNFS):
     /// GETATTR shows at least this size, as a local file system shows its dirty pages.
     pub pending_end: AtomicU64,
+    /// Bytes written UNSTABLE through a layout since this open's last commit: what the layout
+    /// driver keeps in memory for a rewrite (counted in `Opens::unstable`).
+    pub unstable: AtomicU64,
     last_used: Mutex<Instant>,
     /// The session the open belongs to.
     pub generation: u64,
@@ -42,7 +45,14 @@ pub struct Opens {
     map: Mutex<HashMap<Vec<u8>, Arc<Entry>>>,
     pub max: usize,
     pub idle: Duration,
+    /// Unstable bytes kept by the layout driver, all opens together.
+    unstable: AtomicU64,
 }
+
+/// Past this many unstable bytes kept for all opens together, a writer commits its file before
+/// its reply: each open's are bounded by the driver (`client::pnfs::COMMIT_EVERY`, 64 MiB),
+/// but 1,024 opens of 64 MiB each would be 64 GiB of memory.
+pub const UNSTABLE_BUDGET: u64 = 256 << 20;
 
 /// What became of closing an entry (the caller changes the verifier on failure).
 pub type CloseResult = Result<(), client::Error>;
@@ -53,6 +63,7 @@ impl Opens {
             map: Mutex::new(HashMap::new()),
             max: max.max(1),
             idle,
+            unstable: AtomicU64::new(0),
         }
     }
 
@@ -62,6 +73,27 @@ impl Opens {
 
     pub fn len(&self) -> usize {
         self.lock().len()
+    }
+
+    /// Books `n` unstable bytes written through `e`; true when all opens together keep more
+    /// than `UNSTABLE_BUDGET` (the writer then commits).
+    pub fn add_unstable(&self, e: &Entry, n: u64) -> bool {
+        e.unstable.fetch_add(n, Ordering::SeqCst);
+        self.unstable.fetch_add(n, Ordering::SeqCst) + n > UNSTABLE_BUDGET
+    }
+
+    /// `e`'s unstable bytes are committed (or gone with it).
+    pub fn committed(&self, e: &Entry) {
+        let n = e.unstable.swap(0, Ordering::SeqCst);
+        let _ = self
+            .unstable
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |t| {
+                Some(t.saturating_sub(n))
+            });
+    }
+
+    pub fn unstable_bytes(&self) -> u64 {
+        self.unstable.load(Ordering::SeqCst)
     }
 
     pub fn is_empty(&self) -> bool {
@@ -113,6 +145,7 @@ impl Opens {
             file: Arc::new(file),
             writable,
             pending_end: AtomicU64::new(0),
+            unstable: AtomicU64::new(0),
             last_used: Mutex::new(Instant::now()),
             generation,
         });
@@ -147,6 +180,15 @@ impl Opens {
             .map(|(k, _)| k.clone())
             .collect();
         keys.iter().filter_map(|k| m.remove(k)).collect()
+    }
+
+    /// Puts back an entry taken for closing that must stay open (NLM locks hang on it),
+    /// unless another open of the file took its place meanwhile.
+    pub fn keep(&self, e: Arc<Entry>) {
+        e.touch();
+        self.lock()
+            .entry(e.file.fh.as_bytes().to_vec())
+            .or_insert(e);
     }
 
     /// Removes the entry of `fh` (to close it before a truncation, or after a failure).

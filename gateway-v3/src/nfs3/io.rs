@@ -112,6 +112,7 @@ async fn commit_open(q: &Req<'_>, o: &Obj<'_>, e: &Entry) -> Result<(), Nfsstat3
     let _ = e
         .pending_end
         .compare_exchange(pending, 0, Ordering::SeqCst, Ordering::SeqCst);
+    q.s.opens.committed(e);
     Ok(())
 }
 
@@ -146,6 +147,13 @@ pub async fn write(q: &Req<'_>, a: Write3Args) -> Write3Res {
         let mut committed = w.committed;
         if pnfs {
             e.note_write(end);
+            let over = w.committed == StableHow4::Unstable4
+                && q.s.opens.add_unstable(&e, u64::from(w.count));
+            if over {
+                // Too much kept in memory for all open files: this one is made stable now
+                // (the reply still says UNSTABLE with the verifier; a COMMIT finds it done).
+                commit_open(q, &o, &e).await?;
+            }
             if a.stable != StableHow::Unstable {
                 // FILE_SYNC promises the size too: the MDS learns it at LAYOUTCOMMIT.
                 commit_open(q, &o, &e).await?;
