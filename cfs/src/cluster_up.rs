@@ -34,6 +34,13 @@ pub struct UpArgs {
     /// Default: 1000 above --port when that stays below 32768, else any free port (0).
     #[arg(long)]
     admin_port: Option<u16>,
+    /// Also run an NFSv3 gateway node (`gw`, role gateway-v3, a client of the MDS) on this
+    /// port.
+    #[arg(long)]
+    gateway_port: Option<u16>,
+    /// The rpcbind the gateway registers with ("HOST:PORT" or "off", the default).
+    #[arg(long, default_value = "off")]
+    rpcbind: String,
 }
 
 /// The admin port of the MDS, and of DS i at + i (0: any free port for all).
@@ -143,6 +150,15 @@ pub async fn run(a: UpArgs) -> Result<(), Box<dyn std::error::Error>> {
         );
         configs.push((format!("ds{i}"), dir.join(format!("ds{i}.toml")), toml));
     }
+    if let Some(gp) = a.gateway_port {
+        // No data of its own: the directory only holds what a node may log there.
+        let toml = format!(
+            "data = {}\nroles = [\"gateway-v3\"]\n[gateway]\nlisten = \"127.0.0.1:{gp}\"\nmds = \"{mds_addr}\"\nrpcbind = \"{}\"\n",
+            toml_str(&dir.join("gw")),
+            a.rpcbind
+        );
+        configs.push(("gw".to_string(), dir.join("gw.toml"), toml));
+    }
     let exe = std::env::current_exe().map_err(|source| UpError::Spawn {
         what: "cfs".into(),
         source,
@@ -197,6 +213,11 @@ pub async fn run(a: UpArgs) -> Result<(), Box<dyn std::error::Error>> {
         "mount:   mount -t nfs4 -o vers=4.2{port_opt} {}:/ /mnt",
         mds_addr.ip()
     );
+    if let Some(gp) = a.gateway_port {
+        println!(
+            "NFSv3:   mount -t nfs -o vers=3,port={gp},mountport={gp} 127.0.0.1:/ /mnt (gateway)"
+        );
+    }
     println!(
         "status:  cfs admin status --config {}",
         dir.join("mds.toml").display()

@@ -20,10 +20,12 @@ pub enum ConfigError {
     Export(#[from] ExportError),
     #[error("bad listen address {0:?} (expected HOST:PORT, e.g. 127.0.0.1:2049)")]
     Listen(String),
-    #[error("unknown role {0:?} (roles are \"mds\" and \"ds\")")]
+    #[error("unknown role {0:?} (roles are \"mds\", \"ds\" and \"gateway-v3\")")]
     Role(String),
     #[error("the ds role needs [cluster] mds = \"HOST:PORT\" (or --mds)")]
     NoMds,
+    #[error("the gateway-v3 role needs [gateway] mds = \"HOST:PORT\" (or --mds) when no mds role runs beside it")]
+    NoMdsForGateway,
     #[error("a cluster needs a secret: [cluster] secret_file (or --cluster-secret-file)")]
     NoSecret,
     #[error("cluster secret in {path}: {message}")]
@@ -73,6 +75,26 @@ pub struct FileConfig {
     pub admin: Option<AdminConfig>,
     /// `[kerberos]`: keytab and principal mapping (see `kerberos.rs`).
     pub kerberos: Option<crate::kerberos::KerberosConfig>,
+    /// `[gateway]`: the NFSv3 gateway (role "gateway-v3").
+    pub gateway: Option<GatewayFileConfig>,
+}
+
+/// `[gateway]`: where the NFSv3 gateway listens, which MDS it is a client of, and the
+/// rpcbind it registers with.
+#[derive(Debug, Deserialize, Default, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct GatewayFileConfig {
+    /// NFSv3, MOUNT, NLM and NSM on one port; default: the NFS listen address's host, port
+    /// 20048 (mountd's).
+    pub listen: Option<String>,
+    /// The MDS; default: the MDS of this process.
+    pub mds: Option<String>,
+    /// The rpcbind to register with: "HOST:PORT", or "off"; default "127.0.0.1:111".
+    pub rpcbind: Option<String>,
+    /// NFSv4 opens held for v3 I/O at once (default 1024).
+    pub open_files: Option<usize>,
+    /// NLM locks held at once, all clients together (default 65536).
+    pub max_locks: Option<usize>,
 }
 
 /// `[admin]`. Without the section there is no admin listener.
@@ -161,6 +183,11 @@ pub struct ClusterFileConfig {
 pub struct Roles {
     pub mds: bool,
     pub ds: bool,
+    /// The NFSv3 gateway ("gateway-v3").
+    pub gateway: bool,
+    /// No roles were named: the embedded default (mds and gateway-v3). Its gateway steps
+    /// aside, with a warning, if its port is taken.
+    pub default: bool,
 }
 
 pub fn parse_roles(list: &[String]) -> Result<Roles, ConfigError> {
@@ -170,12 +197,15 @@ pub fn parse_roles(list: &[String]) -> Result<Roles, ConfigError> {
             match part.trim() {
                 "mds" => r.mds = true,
                 "ds" => r.ds = true,
+                "gateway-v3" => r.gateway = true,
                 other => return Err(ConfigError::Role(other.to_string())),
             }
         }
     }
-    if !r.mds && !r.ds {
+    if !r.mds && !r.ds && !r.gateway {
         r.mds = true;
+        r.gateway = true;
+        r.default = true;
     }
     Ok(r)
 }
@@ -290,6 +320,24 @@ mod tests {
         assert!(e[0].read_only && e[0].root_squash);
         assert_eq!(e[0].sec, vec![SecFlavor::Sys, SecFlavor::Krb5p]);
         assert!(!e[0].admits("10.1.1.1".parse().unwrap()));
+    }
+
+    #[test]
+    fn roles_default_to_mds_with_the_gateway() {
+        let d = parse_roles(&[]).unwrap();
+        assert!(d.mds && d.gateway && d.default && !d.ds);
+        let m = parse_roles(&["mds".into()]).unwrap();
+        assert!(m.mds && !m.gateway && !m.default);
+        let g = parse_roles(&["gateway-v3".into()]).unwrap();
+        assert!(g.gateway && !g.mds && !g.default);
+        let both = parse_roles(&["mds,gateway-v3".into(), "ds".into()]).unwrap();
+        assert!(both.mds && both.ds && both.gateway && !both.default);
+        assert!(parse_roles(&["gateway".into()]).is_err());
+        let c: FileConfig = toml::from_str(
+            "roles = [\"gateway-v3\"]\n[gateway]\nlisten = \"127.0.0.1:20048\"\nmds = \"127.0.0.1:2049\"\nrpcbind = \"off\"",
+        )
+        .unwrap();
+        assert_eq!(c.gateway.unwrap().rpcbind.as_deref(), Some("off"));
     }
 
     #[test]

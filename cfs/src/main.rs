@@ -5,6 +5,7 @@ mod admin_http;
 mod cluster_up;
 mod config;
 mod files;
+mod gateway;
 mod http_client;
 mod kerberos;
 mod progress;
@@ -100,6 +101,13 @@ pub struct ClusterFlags {
     /// ds role: failure domain (host, rack); mirrors go to different domains.
     #[arg(long)]
     pub failure_domain: Option<String>,
+    /// gateway-v3 role: where NFSv3 clients connect (default: the NFS listen host, port 20048).
+    #[arg(long)]
+    pub gateway_listen: Option<String>,
+    /// gateway-v3 role: the rpcbind to register with ("HOST:PORT" or "off"; default
+    /// 127.0.0.1:111).
+    #[arg(long)]
+    pub rpcbind: Option<String>,
 }
 
 #[derive(Subcommand)]
@@ -200,7 +208,9 @@ fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("CFS_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+                // openraft logs every group's timer and election at info: 256 groups of it
+                // would bury the server's own lines.
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,openraft=warn")),
         )
         .with_writer(std::io::stderr)
         .init();

@@ -92,6 +92,10 @@ pub fn resolve(a: &ServerArgs) -> Result<Settings, ConfigError> {
             .map(|s| config::parse_listen(s))
             .collect::<Result<_, _>>()?;
     }
+    if roles.gateway && !roles.mds {
+        // A gateway alone must be told its MDS; say so before anything starts.
+        crate::gateway::mds_addr(f, &file)?;
+    }
     let admin = match (&a.admin_listen, &file.admin) {
         (Some(l), _) => Some(config::parse_listen(l)?),
         (None, Some(ad)) => Some(config::parse_listen(
@@ -235,6 +239,9 @@ pub fn summary(s: &Settings) -> String {
     if let Some(l) = s.ds_listen {
         roles.push(format!("ds on {l}"));
     }
+    if s.roles.gateway {
+        roles.push("gateway-v3".to_string());
+    }
     format!(
         "config OK: {}; data in {}; lease {} s; {} export(s) ({}); admin {}\n(export paths are checked against the file system when the server starts)",
         roles.join(", "),
@@ -333,7 +340,8 @@ pub async fn run(a: ServerArgs, check_only: bool) -> Result<(), Box<dyn std::err
         tracing::info!("metrics are off (CFS_METRICS=off)");
     }
     let nofile = crate::raise_nofile_limit();
-    let listeners = usize::from(s.roles.mds) + usize::from(s.roles.ds);
+    let listeners =
+        usize::from(s.roles.mds) + usize::from(s.roles.ds) + usize::from(s.roles.gateway);
     let connections = s.connections.fit_to_fd_limit(nofile, listeners);
     tracing::info!(
         open_files = nofile,
@@ -462,6 +470,15 @@ pub async fn run(a: ServerArgs, check_only: bool) -> Result<(), Box<dyn std::err
         );
         ds_server = Some(Arc::new(server));
     }
+    let gateway_server = if s.roles.gateway {
+        let mds_addr = match &mds_server {
+            Some(srv) => srv.local_addr(),
+            None => crate::gateway::mds_addr(&a.flags, &s.file)?,
+        };
+        crate::gateway::start(&a.flags, &s.file, s.roles, s.listen, mds_addr, connections).await?
+    } else {
+        None
+    };
 
     let ns_base = mds::namespace::StatsSnapshot {
         commands: get(NS_KEYS[0]),
@@ -504,6 +521,10 @@ pub async fn run(a: ServerArgs, check_only: bool) -> Result<(), Box<dyn std::err
     let _ = stop_admin.send(());
     if let Some(t) = admin_task {
         let _ = t.await;
+    }
+    // The gateway first: closing its opens commits through the MDS and the data servers.
+    if let Some(g) = gateway_server {
+        g.shutdown().await;
     }
     let mut pairs = metrics::persist::snapshot();
     pairs.push((

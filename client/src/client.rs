@@ -7,6 +7,7 @@ use crate::error::{Error, Result};
 use crate::path::split_path;
 use crate::session::{self, Session};
 use proto::nfs4::*;
+use proto::rpc::Auth;
 use proto::xdr::Opaque;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock, Weak};
@@ -18,6 +19,9 @@ use tokio::task::JoinHandle;
 #[derive(Clone)]
 pub struct Client {
     pub(crate) inner: Arc<Inner>,
+    /// The credential of this handle's COMPOUNDs when not the configured one (see
+    /// [`Client::with_auth`]).
+    pub(crate) auth: Option<Arc<Auth>>,
 }
 
 impl std::fmt::Debug for Client {
@@ -115,7 +119,18 @@ impl Client {
         if let Ok(mut t) = inner.lease_task.lock() {
             *t = Some(task);
         }
-        Ok(Client { inner })
+        Ok(Client { inner, auth: None })
+    }
+
+    /// A handle on the same session whose COMPOUNDs carry `auth` instead of the configured
+    /// credential: the server checks permissions and sets owners for that user. Opens,
+    /// locks and layouts stay the session's (what the NFSv3 gateway needs to act for each
+    /// of its clients' users over one session).
+    pub fn with_auth(&self, auth: Auth) -> Client {
+        Client {
+            inner: self.inner.clone(),
+            auth: Some(Arc::new(auth)),
+        }
     }
 
     pub fn config(&self) -> &ClientConfig {
@@ -179,7 +194,8 @@ impl Client {
         let mut delays = 0;
         loop {
             let s = self.session();
-            let r = s.call(&self.inner.cfg, &ops).await;
+            let auth = self.auth.as_deref().unwrap_or(&self.inner.cfg.auth);
+            let r = s.call_as(&self.inner.cfg, auth, &ops).await;
             if let Ok(mut t) = self.inner.last_used.lock() {
                 *t = Instant::now();
             }
@@ -202,6 +218,33 @@ impl Client {
                 r => return r,
             }
         }
+    }
+
+    /// SEQUENCE + `ops`, returning the COMPOUND's status with the results even when an
+    /// operation failed (its result holds what the error says, e.g. LOCK or LOCKT's
+    /// NFS4ERR_DENIED carries the conflicting lock). NFS4ERR_DELAY is retried as in
+    /// [`Client::compound`].
+    pub async fn compound_keep_failure(
+        &self,
+        ops: impl Into<Vec<NfsArgop4>>,
+    ) -> Result<(Nfsstat4, Vec<NfsResop4>)> {
+        let ops = ops.into();
+        let mut backoff = Duration::from_millis(20);
+        for _ in 0..MAX_DELAY_RETRIES {
+            let s = self.session();
+            let auth = self.auth.as_deref().unwrap_or(&self.inner.cfg.auth);
+            let (status, res) = s.call_keep_failure(&self.inner.cfg, auth, &ops).await?;
+            if let Ok(mut t) = self.inner.last_used.lock() {
+                *t = Instant::now();
+            }
+            let status = Nfsstat4::from_code(status).unwrap_or(Nfsstat4::Serverfault);
+            if status != Nfsstat4::Delay {
+                return Ok((status, res));
+            }
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(Duration::from_secs(1));
+        }
+        Ok((Nfsstat4::Delay, Vec::new()))
     }
 
     /// SEQUENCE alone: renews the lease.
@@ -301,7 +344,7 @@ async fn reclaim_complete_on(s: &Session, cfg: &ClientConfig) -> Result<()> {
 /// callback must be answered first).
 fn return_delegation(weak: Weak<Inner>, stateid: Stateid4, fh: NfsFh4) {
     let Some(inner) = weak.upgrade() else { return };
-    let c = Client { inner };
+    let c = Client { inner, auth: None };
     tokio::spawn(async move {
         let ops = CompoundBuilder::new()
             .putfh(&fh)

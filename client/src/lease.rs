@@ -12,7 +12,7 @@ pub(crate) fn spawn(weak: Weak<Inner>, lease: Duration) -> JoinHandle<()> {
             tokio::time::sleep(period / 4).await;
             // Holding no strong reference while asleep lets the client be dropped.
             let Some(inner) = weak.upgrade() else { return };
-            let c = Client { inner };
+            let c = Client { inner, auth: None };
             if c.idle_for() >= period {
                 if let Err(e) = c.renew().await {
                     tracing::debug!("lease renewal: {e}");

@@ -84,6 +84,18 @@ async fn send(
     seq: Option<SequenceArgs>,
     ops: &[NfsArgop4],
 ) -> Result<Compound4Res> {
+    send_as(conn, cfg, &cfg.auth, seq, ops).await
+}
+
+/// `send` with a credential other than the session's own (the gateway acts for many users).
+/// A Kerberos session always speaks as its GSS context's principal: `auth` is for AUTH_SYS.
+async fn send_as(
+    conn: &Connection,
+    cfg: &ClientConfig,
+    auth: &Auth,
+    seq: Option<SequenceArgs>,
+    ops: &[NfsArgop4],
+) -> Result<Compound4Res> {
     if let Some(gss) = &cfg.gss {
         let mut w = Writer::with_capacity(256);
         encode_compound_args(&mut w, seq, ops);
@@ -105,7 +117,7 @@ async fn send(
         NFS4_PROGRAM,
         NFS_V4,
         NFSPROC4_COMPOUND,
-        &cfg.auth,
+        auth,
         &Auth::None,
     );
     encode_compound_args(&mut w, seq, ops);
@@ -212,6 +224,39 @@ impl Session {
     /// Sends SEQUENCE + `ops` on a free slot. Returns the results after SEQUENCE, or the
     /// first failure.
     pub async fn call(&self, cfg: &ClientConfig, ops: &[NfsArgop4]) -> Result<Vec<NfsResop4>> {
+        self.call_as(cfg, &cfg.auth, ops).await
+    }
+
+    /// `call` under another credential: NFSv4.1 takes each COMPOUND's credential as its own
+    /// (the session is not bound to one principal without SP4_MACH_CRED).
+    pub async fn call_as(
+        &self,
+        cfg: &ClientConfig,
+        auth: &Auth,
+        ops: &[NfsArgop4],
+    ) -> Result<Vec<NfsResop4>> {
+        self.call_inner(cfg, auth, ops, false).await.map(|(_, r)| r)
+    }
+
+    /// `call_as`, but a failing operation is returned with the results so far (its own
+    /// result included, e.g. LOCK's NFS4ERR_DENIED body with the conflicting lock) and the
+    /// COMPOUND's status, instead of as an error. SEQUENCE failures are still errors.
+    pub async fn call_keep_failure(
+        &self,
+        cfg: &ClientConfig,
+        auth: &Auth,
+        ops: &[NfsArgop4],
+    ) -> Result<(u32, Vec<NfsResop4>)> {
+        self.call_inner(cfg, auth, ops, true).await
+    }
+
+    async fn call_inner(
+        &self,
+        cfg: &ClientConfig,
+        auth: &Auth,
+        ops: &[NfsArgop4],
+        keep_failure: bool,
+    ) -> Result<(u32, Vec<NfsResop4>)> {
         let nops = ops.len();
         let slot = self.slots.acquire().await;
         let seq = SequenceArgs {
@@ -222,7 +267,7 @@ impl Session {
             sa_cachethis: false,
         };
         // On error the slot guard is dropped unfinished: the request's fate is unknown.
-        let res = send(&self.conn, cfg, Some(seq), ops).await?;
+        let res = send_as(&self.conn, cfg, auth, Some(seq), ops).await?;
         let mut it = res.resarray.into_iter();
         match it.next() {
             Some(NfsResop4::Sequence(SequenceRes::Ok(ok))) => {
@@ -248,6 +293,9 @@ impl Session {
             }
         }
         let rest: Vec<NfsResop4> = it.collect();
+        if keep_failure {
+            return Ok((res.status, rest));
+        }
         check(res.status, &rest)?;
         if rest.len() != nops {
             return Err(Error::Protocol(format!(
@@ -255,7 +303,7 @@ impl Session {
                 rest.len()
             )));
         }
-        Ok(rest)
+        Ok((0, rest))
     }
 
     /// Sends a bare SEQUENCE for this session on another connection (after a server restart,

@@ -18,6 +18,8 @@
  *   cfshelper readfd FD                                    read an inherited fd from offset 0 to EOF
  *   cfshelper gen FILE SEED MIB                             write MIB MiB of xorshift data
  *   cfshelper verify FILE SEED MIB                          compare; prints OK or where and how it differs
+ *   cfshelper statd                                        a minimal rpcbind + rpc.statd (statd.c) so
+ *             v3 mounts can lock through NLM
  *   cfshelper posixdiff SEED NCALLS ORACLE_DIR TEST_DIR [MAX_RERUNS [MAX_SECONDS]]
  *   cfshelper posixdiff-trace SEED NCALLS DIR [I,J,...]      the differential POSIX test (posixdiff.c)
  * (gen/verify instead of /dev/urandom + md5sum: both are CPU-bound under TCG, and a checksum cannot
@@ -244,9 +246,11 @@ static int cmd_as(int n, char **a) {
 }
 
 int posixdiff_main(int argc, char **argv);
+int statd_main(void);
 
 int main(int argc, char **argv) {
     if (argc >= 2 && !strncmp(argv[1], "posixdiff", 9)) return posixdiff_main(argc - 1, argv + 1);
+    if (argc == 2 && !strcmp(argv[1], "statd")) return statd_main();
     if (argc < 3) { fprintf(stderr, "usage: see source header\n"); return 2; }
     const char *c = argv[1];
     char **a = argv + 2;

@@ -1,6 +1,8 @@
 # locking: fcntl byte-range locks and flock(2) conflicts between processes on this client.
 # On NFSv4 both travel to the server as LOCK/LOCKT (the client maps flock onto whole-file locks);
-# v3 mounts use nolock (no rpc.statd in the guest), so there they are only local locks.
+# v3 mounts use nolock (no rpc.statd in the guest), so there they are only local locks, except
+# with V3_NLM=1 (a server with NLM, the guest runs `cfshelper statd`): then they go to the
+# server through NLM, and a blocked waiter is granted on its client's next poll (up to 30 s).
 . /job/lib.sh
 setup_wd
 : > f

@@ -1,7 +1,10 @@
 # twoclient: two guests (ROLE=A and ROLE=B) on one export. Close-to-open coherence, rename,
-# unlink and (NFSv4) a byte-range lock held by one client are seen by the other. The guests step
+# unlink and (NFSv4, or v3 with NLM) a byte-range lock held by one client are seen by the other. The guests step
 # in lock-step through a rendezvous on the host (not through the mount, whose caches are under test).
 . /job/lib.sh
+# The cross-client lock check needs locks at the server: NFSv4, or v3 with NLM (V3_NLM=1).
+LOCKVERS=$NFSVERS
+[ "$NFSVERS" = 3 ] && [ "${V3_NLM:-}" = 1 ] && LOCKVERS=4-or-nlm
 post() { $H rdv 10.0.2.2 $RDV_PORT post "$1" || fail "rendezvous post $1"; }
 await() { $H rdv 10.0.2.2 $RDV_PORT wait "$1" 90 || { fail "rendezvous wait $1: the other client failed or is stuck"; finish; }; }
 if [ "$ROLE" = A ]; then
@@ -24,7 +27,7 @@ if [ "$ROLE" = A ]; then
   echo late > sub/late || fail "A: create sub/late while B has looked for it"
   post created-late
   await checked-late
-  case "$NFSVERS" in
+  case "$LOCKVERS" in
     4*) $H lock lk 0 100 w try 30 > /tmp/holder.out 2>&1 &
         HOLDER=$!
         n=0; while ! grep -q locked /tmp/holder.out; do n=$((n + 1)); [ $n -gt 100 ] && break; sleep 0.1; done
@@ -77,7 +80,7 @@ else
     expect_eq "B opens the file A created where B had looked for it" late "$(rd sub/late)"
   fi
   post checked-late
-  case "$NFSVERS" in
+  case "$LOCKVERS" in
     4*) await locked
         $H lock lk 0 100 w try 0 > /dev/null 2>&1; r=$?
         expect_eq "B's write lock conflicts with A's (exit 11 = conflict)" 11 "$r"

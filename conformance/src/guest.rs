@@ -15,6 +15,8 @@ pub struct GuestJob {
     pub vers: String,
     pub export: String,
     pub mnt_port: Option<u16>,
+    /// v3: name no ports; mount.nfs asks the server's rpcbind for NFS and MOUNT
+    pub rpcbind: bool,
     pub script: PathBuf,
     /// VAR=value words for the guest environment
     pub env: Vec<String>,
@@ -76,7 +78,11 @@ pub fn run(job: &GuestJob) -> Result<GuestRun> {
     let stderr = std::fs::File::create(&stderr_path).ctx(|| format!("create {stderr_path:?}"))?;
     let mut cmd = Command::new(paths::host_script("run-guest.sh"));
     cmd.arg(&job.kver)
-        .arg(job.port.to_string())
+        .arg(if job.rpcbind {
+            "rpcbind".to_string()
+        } else {
+            job.port.to_string()
+        })
         .arg(&job.vers)
         .arg(&job.script)
         .arg(&dir)
@@ -91,7 +97,9 @@ pub fn run(job: &GuestJob) -> Result<GuestRun> {
         .stderr(stderr)
         // own process group, so a stuck run can be ended together with its qemu
         .process_group(0);
-    if let Some(p) = job.mnt_port {
+    if job.rpcbind {
+        cmd.env("MNTPORT", "rpcbind");
+    } else if let Some(p) = job.mnt_port {
         cmd.env("MNTPORT", p.to_string());
     }
     if let Some(realm) = crate::kerberos::active() {

@@ -1,5 +1,6 @@
-//! `hostbench`: host-side load (the project's own Rust NFSv4.1 client, `client/examples/load.rs`)
-//! against ganesha and cfs in the same run. Rounds are interleaved (ganesha, cfs, ganesha, cfs),
+//! `hostbench`: host-side load (the project's own Rust NFSv4.1 client, `client/examples/load.rs`;
+//! with `--v3`, the NFSv3 generator `gateway-v3/examples/load3.rs` against ganesha's v3 and the
+//! cfs gateway) against ganesha and cfs in the same run. Rounds are interleaved (ganesha, cfs, ganesha, cfs),
 //! every server freshly started (fresh state directory) per round and stopped after it, so slow
 //! drift of the machine hits both alike. Prints a Markdown table: each server's value per round
 //! and, per other server, the range of its per-round ratio to the first server.
@@ -39,6 +40,10 @@ pub struct HostBenchArgs {
     /// write every raw JSON line of the load generator plus the summary here
     #[arg(long)]
     pub json: Option<PathBuf>,
+    /// NFSv3: servers `ganesha` (its v3, with rpcbind) and `cfs-gateway` (the embedded default's
+    /// gateway), driven by `gateway-v3/examples/load3` inside a private network namespace
+    #[arg(long)]
+    pub v3: bool,
 }
 
 /// Which way is better for a measure.
@@ -308,20 +313,20 @@ fn pick_cfs_binary() -> Result<(PathBuf, bool)> {
     Ok((b, debug))
 }
 
-/// LOAD_BIN, else target/release/examples/load.
-fn load_binary() -> Result<PathBuf> {
+/// LOAD_BIN, else target/release/examples/load (load3 for v3).
+fn load_binary(v3: bool) -> Result<PathBuf> {
     let b = match std::env::var_os("LOAD_BIN") {
         Some(b) => PathBuf::from(b),
         None => paths::target_dir()
             .join("release")
             .join("examples")
-            .join("load"),
+            .join(if v3 { "load3" } else { "load" }),
     };
     if b.is_file() {
         Ok(std::fs::canonicalize(&b).unwrap_or(b))
     } else {
         Err(Error::Usage(format!(
-            "the load generator was not found at {b:?}; build it with `cargo build --release -p cfs -p client --example load` (or set LOAD_BIN)"
+            "the load generator was not found at {b:?}; build it with `cargo build --release -p cfs -p client --example load` (v3: `-p gateway-v3 --example load3`) (or set LOAD_BIN)"
         )))
     }
 }
@@ -376,11 +381,16 @@ struct Setup {
     seconds: u64,
     tasks: u32,
     depth: u32,
+    v3: bool,
 }
 
 fn start(name: &str, s: &Setup) -> Result<Running> {
     match name {
-        "ganesha" => server::start(&ServerSpec::Ganesha, false),
+        "ganesha" => server::start(&ServerSpec::Ganesha, s.v3),
+        "cfs-gateway" => match &s.cfs {
+            Some(b) => server::start_cfs_gateway_with(b, true),
+            None => Err(Error::Server("no cfs binary".into())),
+        },
         "cfs" => match &s.cfs {
             Some(b) => server::start_cfs_with(b),
             None => Err(Error::Server("no cfs binary".into())),
@@ -410,8 +420,11 @@ fn run_load(srv: &Running, label: &str, s: &Setup) -> (Vec<Value>, Option<String
     cmd.arg("--server")
         .arg(format!("127.0.0.1:{}", srv.port))
         .arg("--export")
-        .arg(&srv.export_v4)
-        .arg("--seconds")
+        .arg(if s.v3 { &srv.export_v3 } else { &srv.export_v4 });
+    if let (true, Some(m)) = (s.v3, srv.mnt_port) {
+        cmd.arg("--mount-port").arg(m.to_string());
+    }
+    cmd.arg("--seconds")
         .arg(s.seconds.to_string())
         .arg("--depth")
         .arg(s.depth.to_string())
@@ -569,13 +582,33 @@ struct JsonReport<'a> {
 }
 
 pub fn hostbench(a: &HostBenchArgs) -> Result<ExitCode> {
+    if a.v3 && !crate::netns::inside() {
+        // ganesha's v3 registers with rpcbind, which only our own namespace has
+        let code = crate::netns::reexec()?;
+        return Ok(ExitCode::from(u8::try_from(code).unwrap_or(1)));
+    }
+    if a.v3 {
+        crate::netns::prepare()?;
+    }
     let mut servers: Vec<String> = Vec::new();
+    let defaults = a.server == ["ganesha", "cfs"];
     for s in &a.server {
-        if !matches!(s.as_str(), "ganesha" | "cfs" | "cfs-nometrics") {
+        let s = if a.v3 && defaults && s == "cfs" {
+            "cfs-gateway"
+        } else {
+            s.as_str()
+        };
+        let known = if a.v3 {
+            matches!(s, "ganesha" | "cfs-gateway")
+        } else {
+            matches!(s, "ganesha" | "cfs" | "cfs-nometrics")
+        };
+        if !known {
             return Err(Error::Usage(format!(
-                "hostbench --server {s}: expected ganesha, cfs or cfs-nometrics (single node)"
+                "hostbench --server {s}: expected ganesha, cfs or cfs-nometrics (single node), or with --v3 ganesha or cfs-gateway"
             )));
         }
+        let s = &s.to_string();
         if servers.contains(s) {
             return Err(Error::Usage(format!("hostbench --server {s} given twice")));
         }
@@ -586,7 +619,7 @@ pub fn hostbench(a: &HostBenchArgs) -> Result<ExitCode> {
             "hostbench: --rounds and --seconds must be at least 1".into(),
         ));
     }
-    let load_src = load_binary()?;
+    let load_src = load_binary(a.v3)?;
     let mut pinned = Pinned(Vec::new());
     let mut notes = Vec::new();
     let (cfs_src, cfs_debug) = if servers.iter().any(|s| s.starts_with("cfs")) {
@@ -617,6 +650,7 @@ pub fn hostbench(a: &HostBenchArgs) -> Result<ExitCode> {
         seconds: a.seconds,
         tasks: a.tasks.max(1),
         depth: a.depth.max(1),
+        v3: a.v3,
     };
     let cpus = std::thread::available_parallelism()
         .map(|n| n.get())
@@ -654,7 +688,12 @@ pub fn hostbench(a: &HostBenchArgs) -> Result<ExitCode> {
         })
         .collect();
     println!(
-        "\nhostbench (host loopback, Rust NFSv4.1 client `load`; {} s per phase, {} interleaved round(s), {} tasks, depth {}; {cpus} CPUs shared by load and server): {}{}\n",
+        "\nhostbench (host loopback, {}; {} s per phase, {} interleaved round(s), {} tasks, depth {}; {cpus} CPUs shared by load and server): {}{}\n",
+        if a.v3 {
+            "NFSv3 load generator `load3` (gateway-v3/examples)"
+        } else {
+            "Rust NFSv4.1 client `load`"
+        },
         a.seconds,
         a.rounds,
         setup.tasks,

@@ -22,6 +22,18 @@ pub enum Kind {
     Fault,
     /// the same bytes through the kernel client and the Rust client (`cfs put` / `cfs get`)
     Cross,
+    /// kill -9 the cluster's NFSv3 gateway while a v3 guest writes through it, restart it
+    GatewayFault,
+}
+
+impl Kind {
+    /// The server kind whose nodes the host steps act on.
+    pub fn needs(self) -> crate::server::ServerSpec {
+        match self {
+            Kind::Fault | Kind::Cross => crate::server::ServerSpec::CfsCluster,
+            Kind::GatewayFault => crate::server::ServerSpec::CfsClusterGateway,
+        }
+    }
 }
 
 /// What the host did, for the report (`host_ops` in the JSON; its lines join the case output).
@@ -246,7 +258,7 @@ pub fn run(kind: Kind, srv: &mut Running, ctx: &Ctx) -> HostReport {
     let mut h = Host {
         ctx,
         rep: HostReport::default(),
-        mds_port: srv.port,
+        mds_port: srv.v4_port.unwrap_or(srv.port),
     };
     match kind {
         Kind::Fault => {
@@ -261,8 +273,67 @@ pub fn run(kind: Kind, srv: &mut Running, ctx: &Ctx) -> HostReport {
         Kind::Cross => {
             let _ = cross(&mut h, srv);
         }
+        Kind::GatewayFault => {
+            let mut killed = false;
+            let _ = gateway_fault(&mut h, srv, &mut killed);
+            if killed {
+                h.info("restarting the gateway after an early stop".into());
+                let _ = restart_gateway(&mut h, srv);
+            }
+        }
     }
     h.rep
+}
+
+/// While the guest's v3 write runs through the gateway: kill -9 the gateway node, restart it
+/// a moment later. The guest's client then meets a gateway with a new write verifier and must
+/// send again whatever it had not had committed.
+fn gateway_fault(
+    h: &mut Host,
+    srv: &mut Running,
+    killed: &mut bool,
+) -> std::result::Result<(), Stop> {
+    h.await_guest("writing")?;
+    let at_kill = h.status(srv)?;
+    h.snapshot("a quarter written, at the kill", &at_kill);
+    let pid = match srv.kill_node("gw") {
+        Ok(p) => p,
+        Err(e) => return Err(h.fail(format!("kill -9 gw: {e}"))),
+    };
+    *killed = true;
+    h.info(format!(
+        "kill -9 the gateway (gw, pid {pid}) during the guest's v3 write"
+    ));
+    std::thread::sleep(Duration::from_secs(2));
+    restart_gateway(h, srv)?;
+    *killed = false;
+    h.ctx.rdv.post("restarted");
+    h.await_guest("done")?;
+    // Where the bytes went: through the gateway's layouts to the data servers, not the MDS.
+    h.settled(srv, "end (written, verified)")?;
+    Ok(())
+}
+
+fn restart_gateway(h: &mut Host, srv: &mut Running) -> std::result::Result<(), Stop> {
+    let pid = match srv.restart_node("gw") {
+        Ok(p) => p,
+        Err(e) => return Err(h.fail(format!("restart gw: {e}"))),
+    };
+    let t0 = Instant::now();
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], srv.port));
+    while std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
+        if t0.elapsed() > Duration::from_secs(30) {
+            return Err(h.fail(format!(
+                "restarted gw (pid {pid}) does not listen on {addr} after 30 s"
+            )));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    h.info(format!(
+        "restarted the gateway (pid {pid}, `cfs server --config gw.toml`), listening after {:.1} s",
+        t0.elapsed().as_secs_f64()
+    ));
+    Ok(())
 }
 
 /// Kill the data server that grew while the first half was written; restart it after the

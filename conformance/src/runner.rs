@@ -128,7 +128,7 @@ pub fn execute(plan: &Plan) -> Vec<CaseResult> {
                         results.push(r);
                         continue;
                     }
-                    if s.host.is_some() && srv.spec != ServerSpec::CfsCluster {
+                    if s.host.is_some_and(|h| srv.spec != h.needs()) {
                         let r = blank(
                             &label,
                             &srv.version,
@@ -137,7 +137,22 @@ pub fn execute(plan: &Plan) -> Vec<CaseResult> {
                             &kver,
                             v,
                             Status::NotOffered,
-                            "not offered: needs cfs-cluster (the host kills/restarts its data servers and reads its counters)".into(),
+                            format!("not offered: needs {} (the host kills/restarts its nodes and reads its counters)", s.host.map(|h| h.needs().label()).unwrap_or_default()),
+                        );
+                        println!("{}", progress_line(&r));
+                        results.push(r);
+                        continue;
+                    }
+                    if s.peer_vers.is_some() && !(srv.spec.has_gateway() && v == "3") {
+                        let r = blank(
+                            &label,
+                            &srv.version,
+                            s,
+                            k,
+                            &kver,
+                            v,
+                            Status::NotOffered,
+                            "not offered: needs a cfs gateway (cfs-gateway, cfs-cluster-gateway), run at v3 (guest A's version)".into(),
                         );
                         println!("{}", progress_line(&r));
                         results.push(r);
@@ -278,12 +293,18 @@ fn job(
     if let Some(n) = plan.seeds.filter(|_| takes_seeds(s)) {
         timeout += u64::from(n.saturating_sub(1)) * SECONDS_PER_SEED;
     }
+    let mut env = env;
+    if vers == "3" && srv.spec.has_gateway() {
+        // the gateway speaks NLM: v3 guests lock through it (guest/init starts a status monitor)
+        env.push("V3_NLM=1".into());
+    }
     GuestJob {
         kver: kver.into(),
-        port: srv.port,
+        port: srv.port_for(vers),
         vers: vers.into(),
         export: srv.export_for(vers).into(),
         mnt_port: srv.mnt_port,
+        rpcbind: vers == "3" && srv.v3_rpcbind,
         script: paths::scenario_script(s.name),
         env,
         timeout: Duration::from_secs(timeout),
@@ -482,8 +503,12 @@ fn two_clients(
             ));
             env.push(format!("GUEST_NAME=cfsguest-{role}"));
             env.push(format!("RDV_PORT={}", rdv.port));
+            let v = match (*role, s.peer_vers) {
+                ("B", Some(p)) => p,
+                _ => vers,
+            };
             // two guests on two host cores: one vCPU each
-            job(plan, srv, s, kver, vers, env, 1)
+            job(plan, srv, s, kver, v, env, 1)
         })
         .collect();
     std::thread::scope(|scope| {

@@ -24,6 +24,10 @@ pub struct Scenario {
     /// host-side steps the harness runs alongside the guest (cfs-cluster only: any other
     /// server reports the scenario "not offered")
     pub host: Option<crate::hostops::Kind>,
+    /// two-client scenarios: the version guest B mounts when it differs from A's (`mixed`: A
+    /// mounts v3 through the cfs gateway, B v4.1 from the MDS behind it; offered only by
+    /// servers with a gateway, and run only for A's v3)
+    pub peer_vers: Option<&'static str>,
 }
 
 pub const SCENARIOS: &[Scenario] = &[
@@ -37,6 +41,7 @@ pub const SCENARIOS: &[Scenario] = &[
         timeout_full: 180,
         timeout_quick: 180,
         host: None,
+        peer_vers: None,
     },
     Scenario {
         name: "integrity",
@@ -48,6 +53,7 @@ pub const SCENARIOS: &[Scenario] = &[
         timeout_full: 600,
         timeout_quick: 240,
         host: None,
+        peer_vers: None,
     },
     Scenario {
         name: "bigdir",
@@ -59,6 +65,7 @@ pub const SCENARIOS: &[Scenario] = &[
         timeout_full: 900,
         timeout_quick: 240,
         host: None,
+        peer_vers: None,
     },
     Scenario {
         name: "locking",
@@ -70,6 +77,7 @@ pub const SCENARIOS: &[Scenario] = &[
         timeout_full: 240,
         timeout_quick: 240,
         host: None,
+        peer_vers: None,
     },
     Scenario {
         name: "twoclient",
@@ -81,6 +89,31 @@ pub const SCENARIOS: &[Scenario] = &[
         timeout_full: 300,
         timeout_quick: 300,
         host: None,
+        peer_vers: None,
+    },
+    Scenario {
+        name: "mixed",
+        about: "cfs gateways only: guest A on v3 through the gateway, guest B on v4.1 (pNFS in a cluster) on the same files: writes, renames, removes seen close-to-open both ways, and their fcntl locks conflict",
+        kind: Kind::Check,
+        two_clients: true,
+        full_env: "MIXED_MIB=64",
+        quick_env: "MIXED_MIB=8",
+        timeout_full: 420,
+        timeout_quick: 300,
+        host: None,
+        peer_vers: Some("4.1"),
+    },
+    Scenario {
+        name: "gateway-fault",
+        about: "cfs-cluster-gateway only: a v3 guest writes through the gateway while the host kill -9s the gateway and restarts it; the write and fsync succeed and every byte verifies (the client resent what the dead gateway had not committed)",
+        kind: Kind::Check,
+        two_clients: false,
+        full_env: "SIZE_MIB=256",
+        quick_env: "SIZE_MIB=64",
+        timeout_full: 600,
+        timeout_quick: 300,
+        host: Some(crate::hostops::Kind::GatewayFault),
+        peer_vers: None,
     },
     Scenario {
         name: "pnfs",
@@ -93,6 +126,7 @@ pub const SCENARIOS: &[Scenario] = &[
         timeout_full: 900,
         timeout_quick: 240,
         host: None,
+        peer_vers: None,
     },
     Scenario {
         name: "posix-diff",
@@ -105,6 +139,7 @@ pub const SCENARIOS: &[Scenario] = &[
         timeout_full: 600,
         timeout_quick: 420,
         host: None,
+        peer_vers: None,
     },
     Scenario {
         name: "bench",
@@ -116,6 +151,7 @@ pub const SCENARIOS: &[Scenario] = &[
         timeout_full: 600,
         timeout_quick: 300,
         host: None,
+        peer_vers: None,
     },
     Scenario {
         name: "pnfs-fault",
@@ -127,6 +163,7 @@ pub const SCENARIOS: &[Scenario] = &[
         timeout_full: 900,
         timeout_quick: 300,
         host: Some(crate::hostops::Kind::Fault),
+        peer_vers: None,
     },
     Scenario {
         name: "pnfs-cross",
@@ -138,6 +175,7 @@ pub const SCENARIOS: &[Scenario] = &[
         timeout_full: 900,
         timeout_quick: 300,
         host: Some(crate::hostops::Kind::Cross),
+        peer_vers: None,
     },
 ];
 

@@ -21,6 +21,12 @@ pub enum ServerSpec {
     Cfs,
     /// `cfs cluster up --ds 3`: one MDS and three data servers, pNFS flexfiles layouts
     CfsCluster,
+    /// the embedded default (`cfs server`: MDS and NFSv3 gateway in one process), in a private
+    /// network namespace with its own rpcbind: v3 mounts find the gateway through rpcbind
+    CfsGateway,
+    /// `cfs cluster up --ds 3 --gateway-port Q`: the cluster and a gateway node of its own
+    /// (v3 through the gateway, its data to the data servers through layouts), rpcbind too
+    CfsClusterGateway,
     External {
         port: u16,
     },
@@ -34,10 +40,12 @@ impl ServerSpec {
             "ganesha-rootsquash" => ServerSpec::GaneshaRootSquash,
             "cfs" => ServerSpec::Cfs,
             "cfs-cluster" => ServerSpec::CfsCluster,
+            "cfs-gateway" => ServerSpec::CfsGateway,
+            "cfs-cluster-gateway" => ServerSpec::CfsClusterGateway,
             other => {
                 let addr: SocketAddr = other.parse().map_err(|_| {
                     Error::Usage(format!(
-                        "--server {other}: expected ganesha, ganesha-ro, ganesha-rootsquash, cfs, cfs-cluster or 127.0.0.1:PORT"
+                        "--server {other}: expected ganesha, ganesha-ro, ganesha-rootsquash, cfs, cfs-cluster, cfs-gateway, cfs-cluster-gateway or 127.0.0.1:PORT"
                     ))
                 })?;
                 // qemu user networking maps the guest's 10.0.2.2 to host 127.0.0.1 only
@@ -58,6 +66,8 @@ impl ServerSpec {
             ServerSpec::GaneshaRootSquash => "ganesha-rootsquash".into(),
             ServerSpec::Cfs => "cfs".into(),
             ServerSpec::CfsCluster => "cfs-cluster".into(),
+            ServerSpec::CfsGateway => "cfs-gateway".into(),
+            ServerSpec::CfsClusterGateway => "cfs-cluster-gateway".into(),
             ServerSpec::External { port } => format!("127.0.0.1:{port}"),
         }
     }
@@ -75,24 +85,44 @@ impl ServerSpec {
         match self {
             s if s.is_ganesha() => true,
             ServerSpec::Cfs | ServerSpec::CfsCluster => matches!(vers, "4.1" | "4.2"),
+            // v3 through the gateway, v4.1/4.2 from the MDS of the same file system
+            ServerSpec::CfsGateway | ServerSpec::CfsClusterGateway => {
+                matches!(vers, "3" | "4.1" | "4.2")
+            }
             _ => false,
         }
     }
 
     /// ganesha needs rpcbind for v3, which only a private network namespace gives us safely.
     pub fn wants_netns(&self) -> bool {
-        self.is_ganesha()
+        self.is_ganesha() || self.has_gateway()
+    }
+
+    /// Serves v3 through the cfs gateway (and v4.1+ from the MDS behind it).
+    pub fn has_gateway(&self) -> bool {
+        matches!(self, ServerSpec::CfsGateway | ServerSpec::CfsClusterGateway)
     }
 
     /// Runs the cfs binary (so a missing binary is worth saying up front).
     pub fn is_cfs(&self) -> bool {
-        matches!(self, ServerSpec::Cfs | ServerSpec::CfsCluster)
+        matches!(
+            self,
+            ServerSpec::Cfs
+                | ServerSpec::CfsCluster
+                | ServerSpec::CfsGateway
+                | ServerSpec::CfsClusterGateway
+        )
     }
 }
 
 pub struct Running {
     pub spec: ServerSpec,
+    /// the port guests mount (v3: the gateway's, found through rpcbind when `v3_rpcbind`)
     pub port: u16,
+    /// cfs-gateway kinds: the MDS's port, for v4.1/4.2 mounts of the same file system
+    pub v4_port: Option<u16>,
+    /// v3 mounts name no ports: mount.nfs asks rpcbind (the gateway registered there)
+    pub v3_rpcbind: bool,
     /// v3 MOUNT port (ganesha only)
     pub mnt_port: Option<u16>,
     pub export_v4: String,
@@ -112,6 +142,13 @@ pub struct Running {
 }
 
 impl Running {
+    pub fn port_for(&self, vers: &str) -> u16 {
+        match self.v4_port {
+            Some(p) if vers != "3" => p,
+            _ => self.port,
+        }
+    }
+
     pub fn export_for(&self, vers: &str) -> &str {
         if vers == "3" {
             &self.export_v3
@@ -122,7 +159,10 @@ impl Running {
 
     pub fn stop(&mut self) {
         // `cfs cluster up` stops its nodes itself and gives each up to 15 s
-        let grace = if self.spec == ServerSpec::CfsCluster {
+        let grace = if matches!(
+            self.spec,
+            ServerSpec::CfsCluster | ServerSpec::CfsClusterGateway
+        ) {
             30
         } else {
             10
@@ -274,9 +314,30 @@ impl Drop for Running {
     }
 }
 
+/// A free loopback port in 12000..20000: below the ephemeral range (32768 and up), so no
+/// outgoing connection takes it while a crashed server is restarted on it, and apart from the
+/// KDC's (21000 and up) and the Rust tests' (21000..32000). Never the same port twice in a run.
 pub fn free_port() -> Result<u16> {
-    let l = TcpListener::bind("127.0.0.1:0").ctx(|| "bind a free loopback port".into())?;
-    Ok(l.local_addr().ctx(|| "local_addr".into())?.port())
+    use std::sync::atomic::{AtomicU32, Ordering};
+    const LOW: u32 = 12000;
+    const SPAN: u32 = 8000;
+    static NEXT: AtomicU32 = AtomicU32::new(u32::MAX);
+    let _ = NEXT.compare_exchange(
+        u32::MAX,
+        (std::process::id() % 80) * 100,
+        Ordering::SeqCst,
+        Ordering::SeqCst,
+    );
+    for _ in 0..SPAN {
+        let p = LOW + NEXT.fetch_add(1, Ordering::SeqCst) % SPAN;
+        let Ok(p) = u16::try_from(p) else { continue };
+        if TcpListener::bind((Ipv4Addr::LOCALHOST, p)).is_ok() {
+            return Ok(p);
+        }
+    }
+    Err(Error::Server(
+        "no free loopback port in 12000..20000".into(),
+    ))
 }
 
 fn wait_listening(port: u16, child: &mut Child, log: &Path, what: &str) -> Result<()> {
@@ -319,7 +380,33 @@ pub fn start(spec: &ServerSpec, in_netns: bool) -> Result<Running> {
     match spec {
         s if s.is_ganesha() => start_ganesha(s, in_netns),
         ServerSpec::Cfs => start_cfs(),
-        ServerSpec::CfsCluster => start_cfs_cluster(),
+        ServerSpec::CfsCluster => start_cfs_cluster(None),
+        ServerSpec::CfsGateway => start_cfs_gateway(in_netns),
+        ServerSpec::CfsClusterGateway => {
+            let rpcbind = if in_netns {
+                Some(spawn_rpcbind()?)
+            } else {
+                None
+            };
+            let gw = free_port()?;
+            let mut r = match start_cfs_cluster(Some((gw, rpcbind.is_some()))) {
+                Ok(r) => r,
+                Err(e) => {
+                    if let Some(mut c) = rpcbind {
+                        procs::stop(&mut c, Duration::from_secs(5));
+                    }
+                    return Err(e);
+                }
+            };
+            r.spec = ServerSpec::CfsClusterGateway;
+            r.v4_port = Some(r.port);
+            r.port = gw;
+            r.mnt_port = Some(gw);
+            r.v3_rpcbind = rpcbind.is_some();
+            r.rpcbind = rpcbind;
+            wait_listening_plain(gw, "the cluster's gateway")?;
+            Ok(r)
+        }
         ServerSpec::External { port } => {
             let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, *port));
             TcpStream::connect_timeout(&addr, Duration::from_secs(3)).map_err(|e| {
@@ -329,6 +416,8 @@ pub fn start(spec: &ServerSpec, in_netns: bool) -> Result<Running> {
                 spec: spec.clone(),
                 port: *port,
                 mnt_port: None,
+                v4_port: None,
+                v3_rpcbind: false,
                 export_v4: std::env::var("CFS_CONFORMANCE_EXPORT").unwrap_or_else(|_| "/".into()),
                 export_v3: std::env::var("CFS_CONFORMANCE_EXPORT").unwrap_or_else(|_| "/".into()),
                 version: "external".into(),
@@ -378,18 +467,7 @@ fn start_ganesha(spec: &ServerSpec, in_netns: bool) -> Result<Running> {
     // v3 needs ganesha to register with rpcbind (it exits otherwise): only inside our own netns
     let mut rpcbind = None;
     let protocols = if in_netns {
-        let mut c = Command::new("rpcbind")
-            .arg("-f")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .ctx(|| "spawn rpcbind".into())?;
-        std::thread::sleep(Duration::from_millis(500));
-        if let Ok(Some(st)) = c.try_wait() {
-            return Err(Error::Server(format!("rpcbind exited early: {st}")));
-        }
-        rpcbind = Some(c);
+        rpcbind = Some(spawn_rpcbind()?);
         "3, 4"
     } else {
         "4"
@@ -460,9 +538,110 @@ LOG {{ Default_Log_Level = EVENT; }}
         spec: spec.clone(),
         port,
         mnt_port: Some(mnt_port),
+        v4_port: None,
+        v3_rpcbind: false,
         export_v4: "/export".into(),
         export_v3: export.display().to_string(),
         version: ganesha_version(),
+        child: Some(child),
+        rpcbind,
+        state_dir: Some(dir),
+        log: Some(log),
+        admin: None,
+        node_pids: None,
+        restarted: Vec::new(),
+    })
+}
+
+/// The namespace's own rpcbind (only ever inside our network namespace: the host's port 111
+/// is not ours).
+fn spawn_rpcbind() -> Result<Child> {
+    let mut c = Command::new("rpcbind")
+        .arg("-f")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .ctx(|| "spawn rpcbind".into())?;
+    std::thread::sleep(Duration::from_millis(500));
+    if let Ok(Some(st)) = c.try_wait() {
+        return Err(Error::Server(format!("rpcbind exited early: {st}")));
+    }
+    Ok(c)
+}
+
+fn wait_listening_plain(port: u16, what: &str) -> Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+    while Instant::now() < deadline {
+        if TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    Err(Error::Server(format!(
+        "{what} did not accept connections on 127.0.0.1:{port} within 30 s"
+    )))
+}
+
+/// The embedded default, MDS and gateway in one `cfs server`; inside the namespace the gateway
+/// registers with the namespace's rpcbind, so v3 guests mount without port options.
+fn start_cfs_gateway(in_netns: bool) -> Result<Running> {
+    start_cfs_gateway_with(&cfs_binary()?, in_netns)
+}
+
+/// `start_cfs_gateway` from the binary given (`hostbench --v3` pins one for all its rounds).
+pub fn start_cfs_gateway_with(bin: &Path, in_netns: bool) -> Result<Running> {
+    let bin = bin.to_path_buf();
+    let dir = state_dir("cfs-gateway")?;
+    let data = dir.join("data");
+    std::fs::create_dir_all(&data).ctx(|| format!("create {data:?}"))?;
+    let rpcbind = if in_netns {
+        Some(spawn_rpcbind()?)
+    } else {
+        None
+    };
+    let port = free_port()?;
+    let gw = free_port()?;
+    let log = dir.join("cfs.log");
+    let (o, e) = log_file(&log)?;
+    let mut child = Command::new(&bin)
+        .arg("server")
+        .arg("--data")
+        .arg(&data)
+        .arg("--listen")
+        .arg(format!("127.0.0.1:{port}"))
+        .arg("--gateway-listen")
+        .arg(format!("127.0.0.1:{gw}"))
+        .arg("--rpcbind")
+        .arg(if rpcbind.is_some() {
+            "127.0.0.1:111"
+        } else {
+            "off"
+        })
+        .stdin(Stdio::null())
+        .stdout(o)
+        .stderr(e)
+        .spawn()
+        .ctx(|| format!("spawn {bin:?}"))?;
+    let ready = wait_listening(port, &mut child, &log, "cfs server")
+        .and_then(|()| wait_listening(gw, &mut child, &log, "cfs server's gateway"));
+    if let Err(err) = ready {
+        procs::stop(&mut child, Duration::from_secs(5));
+        if let Some(mut r) = rpcbind {
+            procs::stop(&mut r, Duration::from_secs(5));
+        }
+        return Err(err);
+    }
+    Ok(Running {
+        spec: ServerSpec::CfsGateway,
+        port: gw,
+        mnt_port: Some(gw),
+        v4_port: Some(port),
+        v3_rpcbind: rpcbind.is_some(),
+        export_v4: "/".into(),
+        export_v3: "/".into(),
+        version: format!("{} + NFSv3 gateway", cfs_version(&bin)),
         child: Some(child),
         rpcbind,
         state_dir: Some(dir),
@@ -547,6 +726,8 @@ pub fn start_cfs_with(bin: &Path) -> Result<Running> {
         spec: ServerSpec::Cfs,
         port,
         mnt_port: None,
+        v4_port: None,
+        v3_rpcbind: false,
         export_v4: "/".into(),
         export_v3: "/".into(),
         version: cfs_version(bin),
@@ -584,7 +765,8 @@ fn free_port_run(n: u16) -> Result<u16> {
     )))
 }
 
-fn start_cfs_cluster() -> Result<Running> {
+/// `gateway`: (port, register with the namespace's rpcbind) of a gateway node to run too.
+fn start_cfs_cluster(gateway: Option<(u16, bool)>) -> Result<Running> {
     let bin = cfs_binary()?;
     let dir = state_dir("cfs-cluster")?;
     let cluster_dir = dir.join("cluster");
@@ -603,6 +785,15 @@ fn start_cfs_cluster() -> Result<Running> {
             "127.0.0.1",
         ])
         .args(["--lease-seconds", &CLUSTER_LEASE_S.to_string()])
+        .args(match gateway {
+            Some((p, rb)) => vec![
+                "--gateway-port".to_string(),
+                p.to_string(),
+                "--rpcbind".to_string(),
+                if rb { "127.0.0.1:111" } else { "off" }.to_string(),
+            ],
+            None => vec![],
+        })
         .stdin(Stdio::null())
         .stdout(o)
         .stderr(e)
@@ -623,6 +814,8 @@ fn start_cfs_cluster() -> Result<Running> {
         spec: ServerSpec::CfsCluster,
         port,
         mnt_port: None,
+        v4_port: None,
+        v3_rpcbind: false,
         export_v4: "/".into(),
         export_v3: "/".into(),
         version: format!("{} cluster, {CLUSTER_DS} DS", cfs_version(&bin)),

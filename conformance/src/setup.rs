@@ -202,7 +202,7 @@ fn would_remove(simulation: &str) -> Vec<String> {
 }
 
 /// The guest helper's sources, compiled into one static binary.
-const HELPER_SOURCES: [&str; 2] = ["cfshelper.c", "posixdiff.c"];
+const HELPER_SOURCES: [&str; 3] = ["cfshelper.c", "posixdiff.c", "statd.c"];
 
 pub fn build_helper() -> Result<()> {
     let guest = paths::source_dir().join("guest");

@@ -10,6 +10,8 @@ pub mod cluster;
 pub mod nfs3;
 pub mod nfs3_client;
 pub mod nfs4;
+pub mod nlm;
+pub mod portmap;
 pub mod rpc;
 pub mod xdr;
 

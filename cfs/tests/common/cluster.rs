@@ -7,7 +7,7 @@ use client::{Client, ClientConfig};
 use proto::cluster::{StatusRes, StatusResOk, CFS_CLUSTER_PROGRAM, CFS_CLUSTER_V1};
 use proto::rpc::{Auth, Connection, ConnectionLimits, RejectCalls};
 use proto::xdr::Xdr;
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -15,17 +15,7 @@ use std::time::{Duration, Instant};
 
 /// A port P with P..=P+3 free (MDS on P, DS i on P+i).
 pub fn free_port_block() -> u16 {
-    for _ in 0..200 {
-        let base = super::free_port();
-        if base > u16::MAX - 4 {
-            continue;
-        }
-        let all_free = (1..=3).all(|i| TcpListener::bind(("127.0.0.1", base + i)).is_ok());
-        if all_free {
-            return base;
-        }
-    }
-    panic!("no block of 4 free ports");
+    super::free_ports(4)
 }
 
 /// `cfs cluster up` in the foreground; SIGTERM (it stops its children) on drop, then SIGKILL
@@ -65,8 +55,11 @@ impl Cluster {
             .args(["cluster", "up", "--ds", &ds.to_string(), "--dir"])
             .arg(dir.join("cluster"))
             .args(["--port", &port.to_string()])
+            // The admin listeners (MDS, then each DS) on ports of their own, not port + 1000,
+            // which may be another test's.
+            .args(["--admin-port", &super::free_ports(4).to_string()])
             .args(extra)
-            .env("CFS_LOG", "info,client=debug")
+            .env("CFS_LOG", "info,client=debug,openraft=warn")
             .stdin(Stdio::null())
             .stdout(Stdio::from(log.try_clone().expect("log")))
             .stderr(Stdio::from(log))

@@ -2,6 +2,7 @@
 //! its own data directory, and a bounded way to run `cfs` commands.
 #![allow(dead_code)]
 pub mod cluster;
+pub mod v3;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -9,9 +10,41 @@ use std::time::{Duration, Instant};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_cfs");
 
+/// A free loopback port below the ephemeral range (32768 and up), which outgoing connections
+/// never take: a server restarted on it cannot lose it to some client's socket in between.
+/// Each test process walks its own stretch of 21000..32000 (by PID), never handing out a port
+/// twice, and skips ports in use.
 pub fn free_port() -> u16 {
-    let l = TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port");
-    l.local_addr().expect("local addr").port()
+    free_ports(1)
+}
+
+/// The first of `n` consecutive free ports (see `free_port`).
+pub fn free_ports(n: u16) -> u16 {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    const LOW: u32 = 21000;
+    const SPAN: u32 = 11000;
+    static NEXT: AtomicU32 = AtomicU32::new(u32::MAX);
+    let n32 = u32::from(n);
+    let _ = NEXT.compare_exchange(
+        u32::MAX,
+        (std::process::id() % 110) * 100,
+        Ordering::SeqCst,
+        Ordering::SeqCst,
+    );
+    for _ in 0..SPAN {
+        let at = NEXT.fetch_add(n32, Ordering::SeqCst) % SPAN;
+        if at + n32 > SPAN {
+            continue;
+        }
+        let base = LOW + at;
+        let all_free = (0..n32).all(|i| {
+            u16::try_from(base + i).is_ok_and(|p| TcpListener::bind(("127.0.0.1", p)).is_ok())
+        });
+        if all_free {
+            return u16::try_from(base).expect("below 32000");
+        }
+    }
+    panic!("no {n} consecutive free ports in 21000..32000");
 }
 
 /// A `cfs server` we started; killed (SIGKILL) and reaped on drop.
