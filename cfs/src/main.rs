@@ -3,6 +3,7 @@ mod admin;
 mod cluster_up;
 mod config;
 mod files;
+mod mount;
 
 use clap::{Parser, Subcommand};
 use std::net::SocketAddr;
@@ -44,6 +45,11 @@ enum Cmd {
     Admin(AdminCmd),
     #[command(flatten)]
     Files(files::FileCmd),
+    /// Mount the file system with FUSE (metadata to the MDS, data straight to the data
+    /// servers); returns once mounted.
+    Mount(mount::MountArgs),
+    /// Unmount a `cfs mount`.
+    Umount(mount::UmountArgs),
 }
 
 /// Cluster settings of `cfs server` (flags override the config file's `[cluster]`).
@@ -104,6 +110,12 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
+    // The FUSE client runs its own runtime (and the mount's event loop on this thread).
+    let cli = match cli.cmd {
+        Cmd::Mount(a) => return exit(mount::mount(a)),
+        Cmd::Umount(a) => return exit(mount::umount(a)),
+        cmd => Cli { cmd },
+    };
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -130,9 +142,20 @@ fn main() -> ExitCode {
                 json,
             }) => admin_status(server, config, cluster_secret_file, json).await,
             Cmd::Files(cmd) => files::run(cmd).await.map_err(Into::into),
+            Cmd::Mount(_) | Cmd::Umount(_) => Ok(()),
         }
     });
     match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("cfs: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn exit(r: Result<(), mount::MountError>) -> ExitCode {
+    match r {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("cfs: {e}");

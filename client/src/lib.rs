@@ -14,6 +14,7 @@
 
 mod attrs;
 mod backchannel;
+mod caller;
 mod client;
 mod compound;
 mod config;
@@ -28,6 +29,7 @@ mod session;
 mod slots;
 pub mod transfer;
 
+pub use caller::as_caller;
 pub use attrs::{DirEntry, FileType, SetAttrs, Stat};
 pub use client::Client;
 pub use compound::CompoundBuilder;

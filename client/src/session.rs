@@ -78,7 +78,7 @@ async fn send(
         NFS4_PROGRAM,
         NFS_V4,
         NFSPROC4_COMPOUND,
-        &cfg.auth,
+        &crate::caller::effective(&cfg.auth),
         &Auth::None,
     );
     w.opaque(b"");
