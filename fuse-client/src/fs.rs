@@ -548,7 +548,11 @@ impl fuser::Filesystem for CfsFuse {
             | F::FUSE_READDIRPLUS_AUTO
             | F::FUSE_PARALLEL_DIROPS
             | F::FUSE_ASYNC_DIO
-            | F::FUSE_MAX_PAGES;
+            | F::FUSE_MAX_PAGES
+            // The server clears set-id bits on a write or truncation by another user
+            // (`file_remove_privs`); without this the kernel would send a chmod as that
+            // user first, which only the owner may do.
+            | F::FUSE_HANDLE_KILLPRIV_V2;
         let want = if self.0.opts.writeback_cache {
             want | F::FUSE_WRITEBACK_CACHE
         } else {

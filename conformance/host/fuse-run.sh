@@ -1,0 +1,132 @@
+#!/bin/bash
+# fuse-run.sh: the guest scenarios, unchanged, against a `cfs mount` (FUSE) on this host.
+#
+#   conformance/host/fuse-run.sh single|cluster [SCENARIO...]     (default: posix integrity bigdir locking)
+#
+# Environment: CFS_BIN (default target/release/cfs), PORT (base port, default 22049; the
+# cluster uses PORT..PORT+3), QUICK=1 (quick sizes, as `run --quick`), CFS_MOUNT_OPTS (extra
+# `cfs mount` flags, e.g. --writeback-cache), FABRIC (set: data servers open a libfabric
+# endpoint with this provider, e.g. tcp or sockets, and the client uses it).
+#
+# Each scenario runs as in the guest (`/init`): busybox sh, busybox's applets first in PATH,
+# /job/lib.sh, /job/cfshelper, the file system on /mnt, cwd /mnt. A private mount namespace
+# gives it its own /job and /mnt, so the host's are untouched. lib.sh is the guest's, with
+# remount() unmounting and mounting the FUSE client instead of NFS. drop_caches drops the
+# host's caches (the FUSE client's page cache among them). Servers and mounts started here
+# are stopped by PID; every scenario is bounded by `timeout`.
+set -u
+MODE=${1:?usage: fuse-run.sh single|cluster [SCENARIO...]}
+shift
+SCENARIOS=${*:-posix integrity bigdir locking}
+HERE=$(cd "$(dirname "$0")/.." && pwd)
+ROOT=$(cd "$HERE/.." && pwd)
+CFS=${CFS_BIN:-$ROOT/target/release/cfs}
+PORT=${PORT:-22049}
+HELPER=${CFS_HELPER:-${CFS_CONFORMANCE_CACHE:-$HOME/.cache/cfs-conformance}/bin/cfshelper}
+STATE=$(mktemp -d /tmp/cfs-fuse-run.XXXXXX)
+PIDS=()
+[ -x "$CFS" ] || { echo "no cfs binary at $CFS (cargo build --release -p cfs)"; exit 2; }
+command -v busybox > /dev/null || { echo "busybox is needed (apt-get install busybox-static)"; exit 2; }
+command -v fusermount3 > /dev/null || { echo "fusermount3 is needed (apt-get install fuse3)"; exit 2; }
+if [ ! -x "$HELPER" ]; then
+  HELPER=$STATE/cfshelper
+  gcc -static -O2 -o "$HELPER" "$HERE/guest/cfshelper.c" "$HERE/guest/posixdiff.c" || exit 2
+fi
+
+cleanup() {
+  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null; done
+  for p in "${PIDS[@]}"; do
+    for _ in $(seq 50); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
+    kill -9 "$p" 2>/dev/null
+  done
+  [ -f "$STATE/cluster/pids" ] && for p in $(cat "$STATE/cluster/pids"); do
+    grep -q "$STATE" /proc/$p/cmdline 2>/dev/null && kill -9 "$p" 2>/dev/null
+  done
+  [ -n "${KEEP:-}" ] || rm -rf "$STATE"
+}
+trap cleanup EXIT
+
+FABRIC_ARGS=()
+[ -n "${FABRIC:-}" ] && FABRIC_ARGS=(--fabric "$FABRIC")
+case $MODE in
+  single)
+    "$CFS" server --data "$STATE/data" --listen 127.0.0.1:$PORT > "$STATE/server.log" 2>&1 &
+    PIDS+=($!)
+    ;;
+  cluster)
+    "$CFS" cluster up --ds 3 --dir "$STATE/cluster" --port $PORT --lease-seconds 10 "${FABRIC_ARGS[@]}" > "$STATE/cluster-up.log" 2>&1 &
+    PIDS+=($!)
+    ;;
+  *) echo "mode: single or cluster"; exit 2 ;;
+esac
+SERVER=127.0.0.1:$PORT
+for _ in $(seq 300); do
+  if [ $MODE = cluster ]; then
+    n=$("$CFS" admin status --config "$STATE/cluster/mds.toml" --json 2>/dev/null | grep -o '"state": *"up"' | wc -l)
+    [ "$n" -ge 3 ] && break
+  else
+    "$CFS" ls --server $SERVER / > /dev/null 2>&1 && break
+  fi
+  sleep 0.2
+done
+
+counters() {
+  [ $MODE = cluster ] && "$CFS" admin status --config "$STATE/cluster/mds.toml" --json 2>/dev/null | tr -d '\n '
+}
+
+mkdir -p "$STATE/job/bin"
+for a in $(busybox --list); do ln -sf "$(command -v busybox)" "$STATE/job/bin/$a"; done
+cp "$HELPER" "$STATE/job/cfshelper"
+cp "$HERE/guest/lib.sh" "$STATE/job/lib.sh"
+cat >> "$STATE/job/lib.sh" <<EOF
+# --- host adapter (fuse-run.sh): the mount under test is cfs mount, not NFS ---
+remount() {
+  cd /
+  "$CFS" umount /mnt || { fail "umount /mnt"; finish; }
+  "$CFS" mount --server $SERVER ${CFS_MOUNT_OPTS:-} ${FABRIC_ARGS[*]} --log $STATE/mount.log /mnt || { fail "remount"; finish; }
+  cd "\$WD" || { fail "cd \$WD after remount"; finish; }
+}
+EOF
+
+pass=0; failn=0
+for s in $SCENARIOS; do
+  src=$HERE/scenarios/$s.sh
+  [ -f "$src" ] || { echo "FAIL: no scenario $s"; failn=$((failn + 1)); continue; }
+  # The guest reaches the host as 10.0.2.2; here the rendezvous is on loopback.
+  sed 's/10\.0\.2\.2/127.0.0.1/g' "$src" > "$STATE/job/script.sh"
+  case $s in
+    integrity) sz="SIZE_MIB=${QUICK:+16}" ; [ -z "${QUICK:-}" ] && sz=SIZE_MIB=256 ;;
+    bigdir) sz="NENTRIES=${QUICK:+500}" ; [ -z "${QUICK:-}" ] && sz=NENTRIES=10000 ;;
+    *) sz=X=0 ;;
+  esac
+  before=$(counters)
+  t0=$(date +%s.%N)
+  timeout 900 unshare --mount --propagation private env -i \
+      PATH="$STATE/job/bin:/usr/sbin:/usr/bin:/sbin:/bin" HOME=/root "$sz" SCENARIO=$s RUN_ID=$$ \
+      NFSVERS=4.1 MNT=/mnt CFS="$CFS" SERVER=$SERVER STATE="$STATE" \
+      MOUNT_OPTS="${CFS_MOUNT_OPTS:-} ${FABRIC_ARGS[*]}" \
+      busybox sh -c '
+        mount -t tmpfs none /mnt && mkdir -p /job && mount --bind "$STATE/job" /job || exit 97
+        "$CFS" mount --server $SERVER $MOUNT_OPTS --log $STATE/mount.log /mnt || exit 99
+        (cd /mnt && exec busybox sh /job/script.sh) < /dev/null
+        rc=$?
+        "$CFS" umount /mnt
+        exit $rc' > "$STATE/$s.out" 2>&1
+  rc=$?
+  t1=$(date +%s.%N)
+  after=$(counters)
+  grep -E '^(PASS|FAIL|INFO|RESULT)' "$STATE/$s.out" | sed "s/^/[$MODE $s] /"
+  secs=$(awk -v a=$t0 -v b=$t1 'BEGIN { printf "%.1f", b - a }')
+  if [ $rc = 0 ]; then
+    echo "CASE $MODE $s: pass (${secs}s)"; pass=$((pass + 1))
+  else
+    echo "CASE $MODE $s: FAIL rc=$rc (${secs}s); output:"; tail -20 "$STATE/$s.out"; failn=$((failn + 1))
+  fi
+  if [ $MODE = cluster ]; then
+    echo "[$MODE $s] counters before: $before"
+    echo "[$MODE $s] counters after:  $after"
+  fi
+done
+[ $failn != 0 ] && { KEEP=1; echo "state kept in $STATE"; }
+echo "$pass passed, $failn failed"
+[ $failn = 0 ]
