@@ -30,6 +30,9 @@ pub struct UpArgs {
     /// MDS lease (and grace) seconds.
     #[arg(long)]
     lease_seconds: Option<u32>,
+    /// Data servers also serve a libfabric endpoint of this provider (tcp, sockets, ...).
+    #[arg(long)]
+    fabric: Option<String>,
 }
 
 #[derive(Debug, Error)]
@@ -125,6 +128,10 @@ pub async fn run(a: UpArgs) -> Result<(), Box<dyn std::error::Error>> {
             toml_str(&secret),
             advertise.join(", ")
         );
+        let toml = match &a.fabric {
+            Some(p) => format!("{toml}fabric = {}\n", toml_str(Path::new(p))),
+            None => toml,
+        };
         configs.push((format!("ds{i}"), dir.join(format!("ds{i}.toml")), toml));
     }
     let exe = std::env::current_exe().map_err(|source| UpError::Spawn {

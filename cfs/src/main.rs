@@ -73,6 +73,10 @@ struct ClusterFlags {
     /// ds role: failure domain (host, rack); mirrors go to different domains.
     #[arg(long)]
     failure_domain: Option<String>,
+    /// ds role: also serve the data path on a libfabric endpoint of this provider (tcp,
+    /// sockets, verbs, ...), with RMA for the bytes.
+    #[arg(long)]
+    fabric: Option<String>,
 }
 
 #[derive(Subcommand)]
@@ -318,6 +322,13 @@ async fn run_server(
             "serving the flexfiles data path (NFSv3) on {}",
             server.local_addr()
         );
+        if let Some(provider) = flags.fabric.as_ref().or(fc.fabric.as_ref()) {
+            let at = match &fc.fabric_listen {
+                Some(l) => config::parse_listen(l)?,
+                None => SocketAddr::new(server.local_addr().ip(), 0),
+            };
+            server.start_fabric(provider, at)?;
+        }
         ds_server = Some(server);
     }
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;

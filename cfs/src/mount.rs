@@ -27,6 +27,10 @@ pub struct MountArgs {
     /// Largest read and write the kernel sends (bytes).
     #[arg(long, default_value_t = 1 << 20)]
     max_io: u32,
+    /// libfabric provider (tcp, sockets, verbs, ...): data-server I/O with RMA where the data
+    /// servers offer it, TCP otherwise.
+    #[arg(long)]
+    fabric: Option<String>,
     /// Log file of the daemon (default: none).
     #[arg(long)]
     log: Option<PathBuf>,
@@ -78,6 +82,7 @@ pub fn mount(a: MountArgs) -> Result<(), MountError> {
         path: a.path.clone(),
         mountpoint: a.mountpoint.clone(),
         opts,
+        fabric: a.fabric.clone(),
     };
     let r = fuse_client::mount(args, || {
         let mut out = std::io::stdout();
@@ -105,6 +110,9 @@ fn daemonize(a: &MountArgs) -> Result<(), MountError> {
         .arg(a.max_io.to_string());
     if a.writeback_cache {
         cmd.arg("--writeback-cache");
+    }
+    if let Some(p) = &a.fabric {
+        cmd.arg("--fabric").arg(p);
     }
     cmd.arg(&a.mountpoint);
     let stderr = match &a.log {

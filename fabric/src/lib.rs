@@ -35,7 +35,7 @@ pub const RECV_SIZE: usize = 4096;
 /// Messages that can arrive before the receiver takes them.
 const RECV_POSTED: usize = 64;
 /// How long a post is retried while the provider answers FI_EAGAIN.
-const POST_PATIENCE: Duration = Duration::from_secs(10);
+const POST_PATIENCE: Duration = Duration::from_secs(2);
 /// Peers kept in the address vector before the oldest are removed.
 const MAX_PEERS: usize = 4096;
 
@@ -183,9 +183,23 @@ enum Keep {
 pub struct Region {
     _ep: Arc<Inner>,
     mr: *mut sys::fid_mr,
-    buf: Vec<u8>,
+    mem: Mem,
     key: u64,
     addr: u64,
+}
+
+enum Mem {
+    Owned(Vec<u8>),
+    Shared(Arc<Vec<u8>>),
+}
+
+impl Mem {
+    fn bytes(&self) -> &[u8] {
+        match self {
+            Mem::Owned(v) => v,
+            Mem::Shared(v) => v,
+        }
+    }
 }
 
 // SAFETY: the registration is a provider object of a FI_THREAD_SAFE domain; the buffer is
@@ -200,18 +214,22 @@ impl Region {
         RemoteBuf {
             addr: self.addr,
             key: self.key,
-            len: self.buf.len() as u32,
+            len: self.mem.bytes().len() as u32,
         }
     }
 
     pub fn bytes(&self) -> &[u8] {
-        &self.buf
+        self.mem.bytes()
     }
 
-    /// Deregisters and gives the buffer back (with what peers wrote into it).
+    /// Deregisters and gives the buffer back (with what peers wrote into it); a shared
+    /// buffer is copied out.
     pub fn into_inner(mut self) -> Vec<u8> {
         self.close();
-        std::mem::take(&mut self.buf)
+        match std::mem::replace(&mut self.mem, Mem::Owned(Vec::new())) {
+            Mem::Owned(v) => v,
+            Mem::Shared(v) => v.to_vec(),
+        }
     }
 
     fn close(&mut self) {
@@ -440,7 +458,8 @@ impl Endpoint {
             return Err(FabricError::Completion("message too large".into()));
         }
         let (tx, rx) = oneshot::channel();
-        let (ptr, len) = (msg.as_ptr(), msg.len());
+        // Addresses as integers: nothing !Send is held across the awaits below.
+        let (ptr, len) = (msg.as_ptr() as usize, msg.len());
         let op = Box::new(Op {
             ctx: zeroed_ctx(),
             kind: OpKind::Send {
@@ -448,11 +467,11 @@ impl Endpoint {
                 done: tx,
             },
         });
-        let ctx = Box::into_raw(op);
+        let ctx = Box::into_raw(op) as usize;
         // SAFETY: the buffer is owned by the Op (heap memory that does not move when the Vec
         // does) until its completion frees the Op; on a failed post the Op is reclaimed here.
         self.post(ctx, "fi_send", || unsafe {
-            ops::send(self.inner.ep, ptr, len, to.0, ctx.cast())
+            ops::send(self.inner.ep, ptr as *const u8, len, to.0, ctx as *mut c_void)
         })
         .await?;
         rx.await.map_err(|_| FabricError::Closed)?.map(|_| ())
@@ -461,7 +480,7 @@ impl Endpoint {
     /// RMA read of `remote` (a peer's registered memory) into a new buffer of its length.
     pub async fn read(&self, from: Peer, remote: RemoteBuf) -> Result<Vec<u8>> {
         let mut buf = vec![0u8; remote.len as usize];
-        let (ptr, len) = (buf.as_mut_ptr(), buf.len());
+        let (ptr, len) = (buf.as_mut_ptr() as usize, buf.len());
         let (tx, rx) = oneshot::channel();
         let ctx = Box::into_raw(Box::new(Op {
             ctx: zeroed_ctx(),
@@ -469,11 +488,12 @@ impl Endpoint {
                 keep: Keep::Owned(buf),
                 done: tx,
             },
-        }));
+        })) as usize;
         // SAFETY: the destination buffer is owned by the Op (its heap memory does not move
         // with the Vec) until the completion hands it back; see `send`.
         self.post(ctx, "fi_read", || unsafe {
-            ops::read(self.inner.ep, ptr, len, from.0, remote.addr, remote.key, ctx.cast())
+            let (p, c) = (ptr as *mut u8, ctx as *mut c_void);
+            ops::read(self.inner.ep, p, len, from.0, remote.addr, remote.key, c)
         })
         .await?;
         match rx.await.map_err(|_| FabricError::Closed)?? {
@@ -487,7 +507,7 @@ impl Endpoint {
         if data.len() > remote.len as usize {
             return Err(FabricError::Completion("RMA write past the peer's buffer".into()));
         }
-        let (ptr, len) = (data.as_ptr(), data.len());
+        let (ptr, len) = (data.as_ptr() as usize, data.len());
         let (tx, rx) = oneshot::channel();
         let ctx = Box::into_raw(Box::new(Op {
             ctx: zeroed_ctx(),
@@ -495,10 +515,11 @@ impl Endpoint {
                 keep: Keep::Owned(data),
                 done: tx,
             },
-        }));
+        })) as usize;
         // SAFETY: the source buffer is owned by the Op until completion; see `send`.
         self.post(ctx, "fi_write", || unsafe {
-            ops::write(self.inner.ep, ptr, len, to.0, remote.addr, remote.key, ctx.cast())
+            let (p, c) = (ptr as *const u8, ctx as *mut c_void);
+            ops::write(self.inner.ep, p, len, to.0, remote.addr, remote.key, c)
         })
         .await?;
         rx.await.map_err(|_| FabricError::Closed)?.map(|_| ())
@@ -506,6 +527,16 @@ impl Endpoint {
 
     /// Registers `buf` for peers to read (`remote_write` false) or write into.
     pub fn register(&self, buf: Vec<u8>, remote_write: bool) -> Result<Region> {
+        self.register_mem(Mem::Owned(buf), remote_write)
+    }
+
+    /// Registers a shared buffer for peers to read (no copy: the bytes a writer keeps until
+    /// they are committed are the bytes the peer reads).
+    pub fn register_shared(&self, buf: Arc<Vec<u8>>) -> Result<Region> {
+        self.register_mem(Mem::Shared(buf), false)
+    }
+
+    fn register_mem(&self, mem: Mem, remote_write: bool) -> Result<Region> {
         let access = if remote_write {
             sys::FI_REMOTE_WRITE
         } else {
@@ -517,20 +548,18 @@ impl Endpoint {
         } else {
             self.inner.next_key.fetch_add(0x9e37_79b9_7f4a_7c15, Ordering::Relaxed)
         };
-        // SAFETY: the domain is open; the region covers exactly `buf`'s heap memory, which the
-        // Region owns (and never reallocates) until it deregisters in Drop.
-        let mr = unsafe { ops::mr_reg(self.inner.domain, buf.as_ptr(), buf.len(), access, key)? };
+        let (ptr, len) = (mem.bytes().as_ptr(), mem.bytes().len());
+        // SAFETY: the domain is open; the region covers exactly the buffer's heap memory,
+        // which the Region owns (and never reallocates; a shared one is never written while
+        // registered: it is registered read-only) until it deregisters in Drop.
+        let mr = unsafe { ops::mr_reg(self.inner.domain, ptr, len, access, key)? };
         // SAFETY: `mr` is the live registration just made.
         let key = unsafe { ops::mr_key(mr) };
-        let addr = if self.inner.virt_addr {
-            buf.as_ptr() as u64
-        } else {
-            0
-        };
+        let addr = if self.inner.virt_addr { ptr as u64 } else { 0 };
         Ok(Region {
             _ep: self.inner.clone(),
             mr,
-            buf,
+            mem,
             key,
             addr,
         })
@@ -538,7 +567,7 @@ impl Endpoint {
 
     /// Posts an operation, again while the provider answers FI_EAGAIN (a connection being
     /// set up, a full queue: the progress thread frees room), for at most [`POST_PATIENCE`].
-    async fn post(&self, ctx: *mut Op, call: &'static str, f: impl Fn() -> isize) -> Result<()> {
+    async fn post(&self, ctx: usize, call: &'static str, f: impl Fn() -> isize) -> Result<()> {
         let deadline = std::time::Instant::now() + POST_PATIENCE;
         let mut pause = Duration::from_micros(20);
         loop {
@@ -547,8 +576,9 @@ impl Endpoint {
                 return Ok(());
             }
             if rc != -(sys::FI_EAGAIN as isize) || std::time::Instant::now() > deadline {
-                // SAFETY: the post failed, so the provider never took `ctx`; we own it again.
-                drop(unsafe { Box::from_raw(ctx) });
+                // SAFETY: the post failed, so the provider never took `ctx` (a Box<Op> leaked
+                // by the caller); we own it again.
+                drop(unsafe { Box::from_raw(ctx as *mut Op) });
                 return check(call, rc as i64);
             }
             tokio::time::sleep(pause).await;

@@ -56,6 +56,8 @@ pub struct MountArgs {
     pub path: String,
     pub mountpoint: PathBuf,
     pub opts: Options,
+    /// libfabric provider for data-server I/O (see `client::ClientConfig::fabric`).
+    pub fabric: Option<String>,
 }
 
 /// A connected client with its file system, ready to be mounted.
@@ -64,6 +66,7 @@ pub async fn connect(a: &MountArgs) -> Result<Arc<Fs>, MountError> {
     cfg.export = a.path.clone();
     // More compounds in flight than the file commands need: every FUSE request is one.
     cfg.slots = 64;
+    cfg.fabric = a.fabric.clone();
     let err = |source| MountError::Connect {
         server: a.server,
         source,
@@ -127,6 +130,12 @@ pub fn mount(a: MountArgs, ready: impl FnOnce()) -> Result<(), MountError> {
     tracing::info!(mountpoint = %a.mountpoint.display(), pnfs = fs.pnfs(), "mounted");
     ready();
     let r = session.run().map_err(mount_err);
+    // Where the bytes went, for the record (pNFS evidence from the client's side).
+    tracing::info!(
+        stats = ?fs.c.pnfs_stats(),
+        fabric_bytes = fs.c.fabric_bytes(),
+        "unmounted"
+    );
     // Leave no state behind on the server: opens were closed by the kernel's releases.
     let c = fs.c.clone();
     rt.block_on(async move {

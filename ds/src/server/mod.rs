@@ -8,10 +8,12 @@
 //! - [`heartbeat`]: registration and renewal with the MDS.
 //! - [`fences`], [`counters`]: what the heartbeat carries each way.
 //! - [`badchunks`]: chunks that failed verification here, recorded and reported for repair.
+//! - [`fabric`]: the same data path over a libfabric endpoint, with RMA for the bytes.
 
 mod badchunks;
 mod config;
 mod counters;
+mod fabric;
 mod fences;
 mod heartbeat;
 pub mod nfs3;
@@ -59,6 +61,8 @@ pub enum DsServerError {
         addr: SocketAddr,
         source: std::io::Error,
     },
+    #[error("fabric endpoint: {0}")]
+    Fabric(String),
 }
 
 /// What the MDS has told us; `None` geometry until the first heartbeat reply.
@@ -79,6 +83,8 @@ pub(crate) struct Shared {
     bad: badchunks::BadChunks,
     counters: Counters,
     cluster: RwLock<Cluster>,
+    /// The fabric endpoint, once open: (netid, address), advertised after the TCP ones.
+    fabric: RwLock<Option<(String, SocketAddr)>>,
 }
 
 impl Shared {
@@ -102,6 +108,14 @@ impl Shared {
             .unwrap_or_else(|p| p.into_inner())
             .fences
             .learn(file, generation);
+    }
+
+    pub(crate) fn set_fabric(&self, netid: String, at: SocketAddr) {
+        *self.fabric.write().unwrap_or_else(|p| p.into_inner()) = Some((netid, at));
+    }
+
+    pub(crate) fn fabric_addr(&self) -> Option<(String, SocketAddr)> {
+        self.fabric.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
     fn advertised(&self) -> Vec<SocketAddr> {
@@ -178,6 +192,7 @@ impl DsServer {
                 geometry: None,
                 fences: Fences::new(fences::MAX_FENCES),
             }),
+            fabric: RwLock::new(None),
         });
         let (stop, stop_rx) = watch::channel(false);
         let conns = ConnTable::new(shared.cfg.connections);
