@@ -70,8 +70,20 @@ for _ in $(seq 300); do
   sleep 0.2
 done
 
+# Bytes the data servers and the MDS served so far: "ds_write ds_read mds_write mds_read".
+# Counters travel with heartbeats (every second), so they are read after a pause.
 counters() {
-  [ $MODE = cluster ] && "$CFS" admin status --config "$STATE/cluster/mds.toml" --json 2>/dev/null | tr -d '\n '
+  [ $MODE = cluster ] || return 0
+  sleep 1.5
+  "$CFS" admin status --config "$STATE/cluster/mds.toml" --json 2>/dev/null | tr -d '\n ' |
+    awk -F'"mds":' '{
+      ds = $1; mds = $2; w = 0; r = 0
+      while (match(ds, /"read_bytes":[0-9]+/)) { r += substr(ds, RSTART + 13, RLENGTH - 13); ds = substr(ds, RSTART + RLENGTH) }
+      ds = $1
+      while (match(ds, /"write_bytes":[0-9]+/)) { w += substr(ds, RSTART + 14, RLENGTH - 14); ds = substr(ds, RSTART + RLENGTH) }
+      match(mds, /"write_bytes":[0-9]+/); mw = substr(mds, RSTART + 14, RLENGTH - 14)
+      match(mds, /"read_bytes":[0-9]+/); mr = substr(mds, RSTART + 13, RLENGTH - 13)
+      print w, r, mw, mr }'
 }
 
 mkdir -p "$STATE/job/bin"
@@ -123,9 +135,13 @@ for s in $SCENARIOS; do
     echo "CASE $MODE $s: FAIL rc=$rc (${secs}s); output:"; tail -20 "$STATE/$s.out"; failn=$((failn + 1))
   fi
   if [ $MODE = cluster ]; then
-    echo "[$MODE $s] counters before: $before"
-    echo "[$MODE $s] counters after:  $after"
+    set -- $before; b1=$1 b2=$2 b3=$3 b4=$4
+    set -- $after
+    echo "[$MODE $s] pNFS evidence: data servers wrote $(($1 - b1)) B and read $(($2 - b2)) B; the MDS wrote $(($3 - b3)) B and read $(($4 - b4)) B"
   fi
+  # The client's own account, logged when it unmounts: bytes over the fabric (RMA).
+  fb=$(sed 's/\x1b\[[0-9;]*m//g' "$STATE/mount.log" 2>/dev/null | grep -o 'fabric_bytes=[0-9]*' | cut -d= -f2 | awk '{ s += $1 } END { print s + 0 }')
+  [ -n "${FABRIC:-}" ] && echo "[$MODE $s] fabric: $fb B moved by RMA so far (client log)"
 done
 [ $failn != 0 ] && { KEEP=1; echo "state kept in $STATE"; }
 echo "$pass passed, $failn failed"
