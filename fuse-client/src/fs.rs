@@ -294,6 +294,16 @@ impl Fs {
             _ => OPEN4_SHARE_ACCESS_BOTH,
         };
         let open = self.c.open_fh(&fh, acc).await.ex()?;
+        // Reached through a name the kernel still caches, a file another client removed
+        // opens by handle (the server keeps it until reaped). Not opened here, it has no name
+        // left: ESTALE makes the kernel look the name up again (LOOKUP_REVAL), as the NFS
+        // client's close-to-open revalidation would, and the open then fails with ENOENT.
+        if open.stat.nlink == 0 && self.handles_of(ino.0).is_empty() {
+            if let Err(e) = self.c.close(&open).await {
+                tracing::debug!("CLOSE of a removed file: {e}");
+            }
+            return Err(Errno::ESTALE);
+        }
         let flags_out = self.revalidate(ino.0, &open.stat, flags);
         let id = self.new_fh();
         self.add_handle(id, ino.0, open, auth, flags);
