@@ -104,7 +104,7 @@ lib_run() { # lib_run LABEL [--fabric P]
   d0=$(ds_ticks)
   out=$( { /usr/bin/time -f "CPU %U %S" "$LOAD" --server $SERVER --seconds 6 --depth 8 --tasks 16 --phases data "$@"; } 2>&1)
   local dds=$(($(ds_ticks) - d0))
-  local bytes; bytes=$(echo "$out" | grep -o '"bytes":[0-9]*' | cut -d: -f2 | awk '{ s += $1 } END { print s }')
+  local bytes; bytes=$(echo "$out" | grep -o '"bytes":[0-9]*' | cut -d: -f2 | awk '{ s += $1 } END { printf "%d", s }')
   local mib=$((bytes / 1048576))
   R[$label,write]=$(echo "$out" | grep '"seq_write"' | grep -o '"mib_per_s":[0-9.]*' | cut -d: -f2)
   R[$label,read]=$(echo "$out" | grep '"seq_read"' | grep -o '"mib_per_s":[0-9.]*' | cut -d: -f2)

@@ -96,6 +96,16 @@ pub struct Handle {
     kept: Mutex<Vec<(u64, Arc<Vec<u8>>, Verifier4)>>,
     sync: bool,
     direct: bool,
+    /// Writes through this open that completed, and how many of them the last commit
+    /// covered: a commit is needed while they differ.
+    writes: AtomicU64,
+    committed: AtomicU64,
+}
+
+impl Handle {
+    fn dirty(&self) -> bool {
+        self.writes.load(Ordering::Acquire) != self.committed.load(Ordering::Acquire)
+    }
 }
 
 /// The shared state of a mount.
@@ -341,6 +351,8 @@ impl Fs {
             kept: Mutex::new(Vec::new()),
             sync: flags & (libc::O_SYNC | libc::O_DSYNC) != 0,
             direct: flags & libc::O_DIRECT != 0,
+            writes: AtomicU64::new(0),
+            committed: AtomicU64::new(0),
         });
         self.files
             .lock()
@@ -383,6 +395,17 @@ impl Fs {
     /// kept WRITE's (else they are written again, FILE_SYNC).
     async fn commit_handle(&self, h: &Handle) -> client::Result<()> {
         h.wb.settle(0, u64::MAX).await;
+        // Writes finishing after this count are left for the next commit.
+        let done = h.writes.load(Ordering::Acquire);
+        if done == h.committed.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        self.commit_writes(h).await?;
+        h.committed.fetch_max(done, Ordering::AcqRel);
+        Ok(())
+    }
+
+    async fn commit_writes(&self, h: &Handle) -> client::Result<()> {
         if self.pnfs {
             self.c.commit_file(&h.open).await?;
             return Ok(());
@@ -408,7 +431,9 @@ impl Fs {
     /// writes through any of them), and failures kept by write-behind reported.
     async fn sync_node(&self, ino: u64) -> R<()> {
         let mut first: Option<Errno> = None;
-        for h in self.handles_of(ino) {
+        let handles = self.handles_of(ino);
+        let wrote = handles.iter().any(|h| h.dirty());
+        for h in handles {
             let r = client::as_caller(h.auth.clone(), self.commit_handle(&h)).await;
             if let Err(e) = r {
                 tracing::warn!("commit: {e}");
@@ -420,6 +445,9 @@ impl Fs {
         }
         if let Some(e) = first {
             return Err(e);
+        }
+        if !wrote {
+            return Ok(());
         }
         // Our writes are on the server now: its size is the truth again, and its change
         // attribute is what our next open compares against.
@@ -876,6 +904,7 @@ impl fuser::Filesystem for CfsFuse {
                 // before write(2) returns.
                 let r = client::as_caller(auth, async {
                     fs.write_through(&h, offset, data).await?;
+                    h.writes.fetch_add(1, Ordering::AcqRel);
                     if h.sync {
                         fs.commit_handle(&h).await?;
                     }
@@ -890,6 +919,8 @@ impl fuser::Filesystem for CfsFuse {
             let t = h.wb.admit(offset, len).await;
             reply.written(len as u32);
             let r = client::as_caller(auth, fs.write_through(&h, offset, data)).await;
+            // Counted even when it failed: the commit that follows reports the failure.
+            h.writes.fetch_add(1, Ordering::AcqRel);
             h.wb.finish(
                 t,
                 r.map_err(|e| {
