@@ -317,20 +317,24 @@ async fn run_server(
                 .unwrap_or_default(),
             connections,
         };
-        let server = ds::DsServer::start(cfg).await?;
+        let fabric = match flags.fabric.as_ref().or(fc.fabric.as_ref()) {
+            Some(p) => Some((
+                p.as_str(),
+                match &fc.fabric_listen {
+                    Some(l) => config::parse_listen(l)?,
+                    None => SocketAddr::new(cfg.listen.ip(), 0),
+                },
+            )),
+            None => None,
+        };
+        let server = ds::DsServer::start_with_fabric(cfg, fabric).await?;
         tracing::info!(
             ds = format!("{:016x}", server.id().0),
             mds = %mds_addr,
+            fabric = ?server.fabric_addr(),
             "serving the flexfiles data path (NFSv3) on {}",
             server.local_addr()
         );
-        if let Some(provider) = flags.fabric.as_ref().or(fc.fabric.as_ref()) {
-            let at = match &fc.fabric_listen {
-                Some(l) => config::parse_listen(l)?,
-                None => SocketAddr::new(server.local_addr().ip(), 0),
-            };
-            server.start_fabric(provider, at)?;
-        }
         ds_server = Some(server);
     }
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;

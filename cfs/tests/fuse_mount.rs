@@ -70,7 +70,7 @@ impl Drop for Mount {
     }
 }
 
-fn run_scenarios(mode: &str) {
+fn run_scenarios(mode: &str, fabric: Option<&str>) {
     let script = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../conformance/host/fuse-run.sh");
     let port = common::cluster::free_port_block();
@@ -81,22 +81,46 @@ fn run_scenarios(mode: &str) {
         .env("CFS_BIN", BIN)
         .env("QUICK", "1")
         .env("PORT", port.to_string())
+        .env("FABRIC", fabric.unwrap_or(""))
         .output()
         .expect("run fuse-run.sh");
     let text = String::from_utf8_lossy(&out.stdout);
     eprintln!("{text}{}", String::from_utf8_lossy(&out.stderr));
     assert!(out.status.success(), "scenarios failed over cfs mount ({mode})");
     assert!(text.contains("4 passed, 0 failed"), "not every scenario ran");
+    if mode == "cluster" {
+        // Evidence, per scenario: the bytes went to the data servers and none through the MDS.
+        let integrity = text
+            .lines()
+            .find(|l| l.contains("[cluster integrity] pNFS evidence"))
+            .expect("evidence line");
+        assert!(integrity.contains("the MDS wrote 0 B"), "{integrity}");
+        assert!(!integrity.contains("data servers wrote 0 B"), "{integrity}");
+    }
+    if fabric.is_some() {
+        let moved = text
+            .lines()
+            .filter(|l| l.contains("fabric:"))
+            .last()
+            .expect("fabric line");
+        assert!(!moved.contains(" 0 B moved"), "nothing went over the fabric: {moved}");
+    }
 }
 
 #[test]
 fn guest_scenarios_pass_over_cfs_mount_on_a_single_node() {
-    run_scenarios("single");
+    run_scenarios("single", None);
 }
 
 #[test]
 fn guest_scenarios_pass_over_cfs_mount_on_a_cluster_with_the_data_on_the_data_servers() {
-    run_scenarios("cluster");
+    run_scenarios("cluster", None);
+}
+
+/// The same through libfabric's tcp provider: the data moves by RMA (needs libfabric1).
+#[test]
+fn guest_scenarios_pass_over_cfs_mount_with_the_data_over_the_fabric() {
+    run_scenarios("cluster", Some("tcp"));
 }
 
 const MIB: usize = 1 << 20;
@@ -106,9 +130,24 @@ const MIB: usize = 1 << 20;
 /// reads back (after a remount, so from the servers) is the bytes written, never other ones.
 #[test]
 fn a_data_server_killed_during_a_fuse_write_gives_success_or_a_clean_error_never_wrong_bytes() {
+    kill_a_data_server_during_a_write(None);
+}
+
+#[test]
+fn a_data_server_killed_during_a_fuse_write_over_the_fabric_never_gives_wrong_bytes() {
+    kill_a_data_server_during_a_write(Some("tcp"));
+}
+
+fn kill_a_data_server_during_a_write(fabric: Option<&str>) {
     let dir = tempfile::tempdir().expect("tempdir");
-    let c = Cluster::start_with(dir.path(), &["--lease-seconds", "10"]);
-    let m = Mount::new(dir.path(), &c.addr.to_string(), &[]);
+    let mut up = vec!["--lease-seconds", "10"];
+    let mut mount: Vec<&str> = Vec::new();
+    if let Some(p) = fabric {
+        up.extend(["--fabric", p]);
+        mount.extend(["--fabric", p]);
+    }
+    let c = Cluster::start_with(dir.path(), &up);
+    let m = Mount::new(dir.path(), &c.addr.to_string(), &mount);
     let total = 96 * MIB;
     let data = random_bytes(total, 0x5eed_f00d);
     let path = m.at.join("victim");
@@ -147,7 +186,25 @@ fn a_data_server_killed_during_a_fuse_write_gives_success_or_a_clean_error_never
 
     // From the servers, not the kernel's page cache.
     m.umount();
-    m.mount(&[]);
+    if fabric.is_some() {
+        // The client logs where the bytes went when it unmounts.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let moved = loop {
+            let log = std::fs::read_to_string(&m.log).unwrap_or_default();
+            if let Some(n) = log
+                .lines()
+                .filter_map(|l| l.split("fabric_bytes=").nth(1))
+                .filter_map(|v| v.split_whitespace().next()?.parse::<u64>().ok())
+                .last()
+            {
+                break n;
+            }
+            assert!(Instant::now() < deadline, "no unmount record in the log");
+            std::thread::sleep(Duration::from_millis(100));
+        };
+        assert!(moved >= 32 * MIB as u64, "only {moved} bytes went over the fabric");
+    }
+    m.mount(&mount);
     let mut got = Vec::new();
     std::fs::File::open(&path)
         .and_then(|mut f| f.read_to_end(&mut got))

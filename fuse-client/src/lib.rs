@@ -79,6 +79,25 @@ pub async fn connect(a: &MountArgs) -> Result<Arc<Fs>, MountError> {
     Ok(Arc::new(fs))
 }
 
+/// The kernel reads ahead 128 KiB on a FUSE mount unless told otherwise (the mount's
+/// backing device, `/sys/class/bdi/MAJ:MIN/read_ahead_kb`). Measured here, 1 MDS + 3 DSs,
+/// 512 MiB read after a remount: 133-172 MiB/s at 128 KiB, 396-550 MiB/s at 4 MiB.
+fn set_readahead(mountpoint: &std::path::Path, kib: u32) {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(m) = std::fs::metadata(mountpoint) else {
+        return;
+    };
+    let dev = m.dev();
+    let path = format!(
+        "/sys/class/bdi/{}:{}/read_ahead_kb",
+        libc::major(dev),
+        libc::minor(dev)
+    );
+    if let Err(e) = std::fs::write(&path, kib.to_string()) {
+        tracing::warn!("cannot set readahead ({path}): {e}");
+    }
+}
+
 /// Mounts and serves until unmounted (`umount`, `fusermount3 -u`, `cfs umount`, SIGTERM or
 /// SIGINT). `ready` is called once the mount is in place. Blocks the calling thread; the
 /// requests run on a runtime of its own.
@@ -128,6 +147,9 @@ pub fn mount(a: MountArgs, ready: impl FnOnce()) -> Result<(), MountError> {
         }
     });
     tracing::info!(mountpoint = %a.mountpoint.display(), pnfs = fs.pnfs(), "mounted");
+    // From another thread: the stat it needs is answered by the loop below.
+    let (mp, ra) = (a.mountpoint.clone(), a.opts.readahead_kib);
+    std::thread::spawn(move || set_readahead(&mp, ra));
     ready();
     let r = session.run().map_err(mount_err);
     // Where the bytes went, for the record (pNFS evidence from the client's side).

@@ -17,27 +17,33 @@ use tokio::sync::{watch, Semaphore};
 use super::nfs3;
 use super::{DsServer, DsServerError, Shared};
 
+
 /// Calls served at once (each may hold a 1 MiB buffer).
 const MAX_CALLS: usize = 64;
 
+/// Opens a fabric endpoint of `provider` ("tcp", "sockets", "verbs", ...) on `listen` (port
+/// 0: any), serves the data path there until `stop`, and has the heartbeats advertise it.
+pub(crate) fn open(
+    s: &Arc<Shared>,
+    provider: &str,
+    listen: SocketAddr,
+    stop: watch::Receiver<bool>,
+) -> Result<SocketAddr, DsServerError> {
+    let err = |e: fabric::FabricError| DsServerError::Fabric(e.to_string());
+    let (ep, rx) = Endpoint::open(provider, Some(listen)).map_err(err)?;
+    let at = ep
+        .socket_addr()
+        .ok_or_else(|| DsServerError::Fabric("endpoint address is not IPv4".into()))?;
+    s.set_fabric(format!("ofi+{provider}"), at);
+    tracing::info!(provider, %at, "fabric data path listening");
+    tokio::spawn(serve(s.clone(), ep, rx, stop));
+    Ok(at)
+}
+
 impl DsServer {
-    /// Opens a fabric endpoint of `provider` ("tcp", "sockets", "verbs", ...) on `listen`
-    /// (port 0: any), serves the data path there until shutdown, and advertises it with the
-    /// next heartbeat. Returns the address it listens on.
-    pub fn start_fabric(
-        &self,
-        provider: &str,
-        listen: SocketAddr,
-    ) -> Result<SocketAddr, DsServerError> {
-        let err = |e: fabric::FabricError| DsServerError::Fabric(e.to_string());
-        let (ep, rx) = Endpoint::open(provider, Some(listen)).map_err(err)?;
-        let at = ep
-            .socket_addr()
-            .ok_or_else(|| DsServerError::Fabric("endpoint address is not IPv4".into()))?;
-        self.shared.set_fabric(format!("ofi+{provider}"), at);
-        tracing::info!(provider, %at, "fabric data path listening");
-        tokio::spawn(serve(self.shared.clone(), ep, rx, self.stop.subscribe()));
-        Ok(at)
+    /// The address of the fabric endpoint, if one is open.
+    pub fn fabric_addr(&self) -> Option<SocketAddr> {
+        self.shared.fabric_addr().map(|(_, a)| a)
     }
 }
 

@@ -141,6 +141,16 @@ impl DsServer {
     /// Opens the data directory (creating identity and store on first start), binds `listen`,
     /// and starts serving and heartbeating. I/O is answered with JUKEBOX until the MDS replies.
     pub async fn start(cfg: DsConfig) -> Result<DsServer, DsServerError> {
+        Self::start_with_fabric(cfg, None).await
+    }
+
+    /// [`DsServer::start`], with a libfabric endpoint of `fabric.0` on `fabric.1` opened
+    /// before the first heartbeat, so the MDS never hands out device information without it
+    /// (clients cache what GETDEVICEINFO told them).
+    pub async fn start_with_fabric(
+        cfg: DsConfig,
+        fabric: Option<(&str, SocketAddr)>,
+    ) -> Result<DsServer, DsServerError> {
         let dir = cfg.data_dir.clone();
         let dir_err = |source| DsServerError::DataDir {
             path: dir.clone(),
@@ -202,6 +212,9 @@ impl DsServer {
             conns.clone(),
             stop_rx.clone(),
         ));
+        if let Some((provider, at)) = fabric {
+            fabric::open(&shared, provider, at, stop_rx.clone())?;
+        }
         let heartbeat = tokio::spawn(heartbeat::run(shared.clone(), stop_rx.clone()));
         let reporter = tokio::spawn(badchunks::run(shared.clone(), stop_rx));
         Ok(DsServer {
