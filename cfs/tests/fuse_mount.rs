@@ -71,8 +71,7 @@ impl Drop for Mount {
 }
 
 fn run_scenarios(mode: &str, fabric: Option<&str>) {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../conformance/host/fuse-run.sh");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../conformance/host/fuse-run.sh");
     let port = common::cluster::free_port_block();
     let out = Command::new("timeout")
         .arg("600")
@@ -86,8 +85,14 @@ fn run_scenarios(mode: &str, fabric: Option<&str>) {
         .expect("run fuse-run.sh");
     let text = String::from_utf8_lossy(&out.stdout);
     eprintln!("{text}{}", String::from_utf8_lossy(&out.stderr));
-    assert!(out.status.success(), "scenarios failed over cfs mount ({mode})");
-    assert!(text.contains("4 passed, 0 failed"), "not every scenario ran");
+    assert!(
+        out.status.success(),
+        "scenarios failed over cfs mount ({mode})"
+    );
+    assert!(
+        text.contains("4 passed, 0 failed"),
+        "not every scenario ran"
+    );
     if mode == "cluster" {
         // Evidence, per scenario: the bytes went to the data servers and none through the MDS.
         let integrity = text
@@ -100,10 +105,12 @@ fn run_scenarios(mode: &str, fabric: Option<&str>) {
     if fabric.is_some() {
         let moved = text
             .lines()
-            .filter(|l| l.contains("fabric:"))
-            .last()
+            .rfind(|l| l.contains("fabric:"))
             .expect("fabric line");
-        assert!(!moved.contains(" 0 B moved"), "nothing went over the fabric: {moved}");
+        assert!(
+            !moved.contains(" 0 B moved"),
+            "nothing went over the fabric: {moved}"
+        );
     }
 }
 
@@ -193,16 +200,19 @@ fn kill_a_data_server_during_a_write(fabric: Option<&str>) {
             let log = std::fs::read_to_string(&m.log).unwrap_or_default();
             if let Some(n) = log
                 .lines()
+                .rev()
                 .filter_map(|l| l.split("fabric_bytes=").nth(1))
-                .filter_map(|v| v.split_whitespace().next()?.parse::<u64>().ok())
-                .last()
+                .find_map(|v| v.split_whitespace().next()?.parse::<u64>().ok())
             {
                 break n;
             }
             assert!(Instant::now() < deadline, "no unmount record in the log");
             std::thread::sleep(Duration::from_millis(100));
         };
-        assert!(moved >= 32 * MIB as u64, "only {moved} bytes went over the fabric");
+        assert!(
+            moved >= 32 * MIB as u64,
+            "only {moved} bytes went over the fabric"
+        );
     }
     m.mount(&mount);
     let mut got = Vec::new();
@@ -231,6 +241,7 @@ fn kill_a_data_server_during_a_write(fabric: Option<&str>) {
         .append(true)
         .open(&path)
         .expect("reopen");
-    f.write_all(b"tail").expect("the file is writable after the failover");
+    f.write_all(b"tail")
+        .expect("the file is writable after the failover");
     f.sync_all().expect("fsync after the failover");
 }

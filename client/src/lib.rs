@@ -29,8 +29,8 @@ mod session;
 mod slots;
 pub mod transfer;
 
-pub use caller::as_caller;
 pub use attrs::{DirEntry, FileType, SetAttrs, Stat};
+pub use caller::as_caller;
 pub use client::Client;
 pub use compound::CompoundBuilder;
 pub use config::ClientConfig;

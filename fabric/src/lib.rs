@@ -61,24 +61,30 @@ pub enum FabricError {
 
 pub type Result<T, E = FabricError> = std::result::Result<T, E>;
 
+type GetinfoFn = unsafe extern "C" fn(
+    u32,
+    *const libc::c_char,
+    *const libc::c_char,
+    u64,
+    *const sys::fi_info,
+    *mut *mut sys::fi_info,
+) -> libc::c_int;
+type FreeinfoFn = unsafe extern "C" fn(*mut sys::fi_info);
+type DupinfoFn = unsafe extern "C" fn(*const sys::fi_info) -> *mut sys::fi_info;
+type FabricFn = unsafe extern "C" fn(
+    *mut sys::fi_fabric_attr,
+    *mut *mut sys::fid_fabric,
+    *mut c_void,
+) -> libc::c_int;
+type StrerrorFn = unsafe extern "C" fn(libc::c_int) -> *const libc::c_char;
+
 /// The few exported functions of libfabric, resolved once.
 struct Lib {
-    getinfo: unsafe extern "C" fn(
-        u32,
-        *const libc::c_char,
-        *const libc::c_char,
-        u64,
-        *const sys::fi_info,
-        *mut *mut sys::fi_info,
-    ) -> libc::c_int,
-    freeinfo: unsafe extern "C" fn(*mut sys::fi_info),
-    dupinfo: unsafe extern "C" fn(*const sys::fi_info) -> *mut sys::fi_info,
-    fabric: unsafe extern "C" fn(
-        *mut sys::fi_fabric_attr,
-        *mut *mut sys::fid_fabric,
-        *mut c_void,
-    ) -> libc::c_int,
-    strerror: unsafe extern "C" fn(libc::c_int) -> *const libc::c_char,
+    getinfo: GetinfoFn,
+    freeinfo: FreeinfoFn,
+    dupinfo: DupinfoFn,
+    fabric: FabricFn,
+    strerror: StrerrorFn,
 }
 
 static LIB: OnceLock<Result<Lib, String>> = OnceLock::new();
@@ -109,11 +115,11 @@ fn load() -> Result<Lib, String> {
     // signature (fabric.h) the function pointer type restates.
     unsafe {
         Ok(Lib {
-            getinfo: std::mem::transmute::<*mut c_void, _>(sym(c"fi_getinfo")?),
-            freeinfo: std::mem::transmute::<*mut c_void, _>(sym(c"fi_freeinfo")?),
-            dupinfo: std::mem::transmute::<*mut c_void, _>(sym(c"fi_dupinfo")?),
-            fabric: std::mem::transmute::<*mut c_void, _>(sym(c"fi_fabric")?),
-            strerror: std::mem::transmute::<*mut c_void, _>(sym(c"fi_strerror")?),
+            getinfo: std::mem::transmute::<*mut c_void, GetinfoFn>(sym(c"fi_getinfo")?),
+            freeinfo: std::mem::transmute::<*mut c_void, FreeinfoFn>(sym(c"fi_freeinfo")?),
+            dupinfo: std::mem::transmute::<*mut c_void, DupinfoFn>(sym(c"fi_dupinfo")?),
+            fabric: std::mem::transmute::<*mut c_void, FabricFn>(sym(c"fi_fabric")?),
+            strerror: std::mem::transmute::<*mut c_void, StrerrorFn>(sym(c"fi_strerror")?),
         })
     }
 }
@@ -301,7 +307,12 @@ impl Drop for ThreadGuard {
 
 impl std::fmt::Debug for Endpoint {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Endpoint({} {:?})", self.inner.provider, self.socket_addr())
+        write!(
+            f,
+            "Endpoint({} {:?})",
+            self.inner.provider,
+            self.socket_addr()
+        )
     }
 }
 
@@ -424,11 +435,7 @@ impl Endpoint {
         if name.len() < 2 || name.len() > 128 {
             return Err(FabricError::BadAddress);
         }
-        let mut peers = self
-            .inner
-            .peers
-            .lock()
-            .map_err(|_| FabricError::Closed)?;
+        let mut peers = self.inner.peers.lock().map_err(|_| FabricError::Closed)?;
         if let Some(&a) = peers.get(name) {
             return Ok(Peer(a));
         }
@@ -471,7 +478,13 @@ impl Endpoint {
         // SAFETY: the buffer is owned by the Op (heap memory that does not move when the Vec
         // does) until its completion frees the Op; on a failed post the Op is reclaimed here.
         self.post(ctx, "fi_send", || unsafe {
-            ops::send(self.inner.ep, ptr as *const u8, len, to.0, ctx as *mut c_void)
+            ops::send(
+                self.inner.ep,
+                ptr as *const u8,
+                len,
+                to.0,
+                ctx as *mut c_void,
+            )
         })
         .await?;
         rx.await.map_err(|_| FabricError::Closed)?.map(|_| ())
@@ -498,14 +511,18 @@ impl Endpoint {
         .await?;
         match rx.await.map_err(|_| FabricError::Closed)?? {
             Some(b) => Ok(b),
-            None => Err(FabricError::Completion("RMA read returned no buffer".into())),
+            None => Err(FabricError::Completion(
+                "RMA read returned no buffer".into(),
+            )),
         }
     }
 
     /// RMA write of `data` into `remote` (a peer's registered memory).
     pub async fn write(&self, to: Peer, data: Vec<u8>, remote: RemoteBuf) -> Result<()> {
         if data.len() > remote.len as usize {
-            return Err(FabricError::Completion("RMA write past the peer's buffer".into()));
+            return Err(FabricError::Completion(
+                "RMA write past the peer's buffer".into(),
+            ));
         }
         let (ptr, len) = (data.as_ptr() as usize, data.len());
         let (tx, rx) = oneshot::channel();
@@ -546,7 +563,9 @@ impl Endpoint {
         let key = if self.inner.prov_key {
             0
         } else {
-            self.inner.next_key.fetch_add(0x9e37_79b9_7f4a_7c15, Ordering::Relaxed)
+            self.inner
+                .next_key
+                .fetch_add(0x9e37_79b9_7f4a_7c15, Ordering::Relaxed)
         };
         let (ptr, len) = (mem.bytes().as_ptr(), mem.bytes().len());
         // SAFETY: the domain is open; the region covers exactly the buffer's heap memory,
@@ -634,7 +653,13 @@ fn progress(inner: Arc<Inner>, incoming: mpsc::Sender<Vec<u8>>) {
             // SAFETY: an error entry is waiting; read it into a zeroed entry.
             let (ctx, err) = unsafe { ops::cq_readerr(inner.cq) };
             if !ctx.is_null() {
-                complete(&inner, ctx, 0, Err(FabricError::Completion(errmsg(err))), &incoming);
+                complete(
+                    &inner,
+                    ctx,
+                    0,
+                    Err(FabricError::Completion(errmsg(err))),
+                    &incoming,
+                );
             }
             continue;
         }

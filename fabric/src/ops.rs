@@ -85,14 +85,20 @@ unsafe fn open_all(
 
     let mut domain: *mut sys::fid_domain = ptr::null_mut();
     let f = op!((*fabric).ops, domain);
-    check("fi_domain", f(fabric, info, &mut domain, ptr::null_mut()).into())?;
+    check(
+        "fi_domain",
+        f(fabric, info, &mut domain, ptr::null_mut()).into(),
+    )?;
     opened.push(domain.cast());
 
     let mut av_attr: sys::fi_av_attr = std::mem::zeroed();
     av_attr.type_ = sys::fi_av_type_FI_AV_UNSPEC;
     let mut av: *mut sys::fid_av = ptr::null_mut();
     let f = op!((*domain).ops, av_open);
-    check("fi_av_open", f(domain, &mut av_attr, &mut av, ptr::null_mut()).into())?;
+    check(
+        "fi_av_open",
+        f(domain, &mut av_attr, &mut av, ptr::null_mut()).into(),
+    )?;
     opened.push(av.cast());
 
     let mut cq_attr: sys::fi_cq_attr = std::mem::zeroed();
@@ -101,16 +107,25 @@ unsafe fn open_all(
     cq_attr.wait_obj = sys::fi_wait_obj_FI_WAIT_UNSPEC;
     let mut cq: *mut sys::fid_cq = ptr::null_mut();
     let f = op!((*domain).ops, cq_open);
-    check("fi_cq_open", f(domain, &mut cq_attr, &mut cq, ptr::null_mut()).into())?;
+    check(
+        "fi_cq_open",
+        f(domain, &mut cq_attr, &mut cq, ptr::null_mut()).into(),
+    )?;
     opened.push(cq.cast());
 
     let mut ep: *mut sys::fid_ep = ptr::null_mut();
     let f = op!((*domain).ops, endpoint);
-    check("fi_endpoint", f(domain, info, &mut ep, ptr::null_mut()).into())?;
+    check(
+        "fi_endpoint",
+        f(domain, info, &mut ep, ptr::null_mut()).into(),
+    )?;
     opened.push(ep.cast());
 
     let bind = op!((*ep).fid.ops, bind);
-    check("fi_ep_bind(av)", bind(&mut (*ep).fid, &mut (*av).fid, 0).into())?;
+    check(
+        "fi_ep_bind(av)",
+        bind(&mut (*ep).fid, &mut (*av).fid, 0).into(),
+    )?;
     check(
         "fi_ep_bind(cq)",
         bind(
@@ -202,7 +217,13 @@ pub unsafe fn mr_key(mr: *mut sys::fid_mr) -> u64 {
 }
 
 /// fi_send (no descriptor: FI_MR_LOCAL is not in use).
-pub unsafe fn send(ep: *mut sys::fid_ep, buf: *const u8, len: usize, to: u64, ctx: *mut c_void) -> isize {
+pub unsafe fn send(
+    ep: *mut sys::fid_ep,
+    buf: *const u8,
+    len: usize,
+    to: u64,
+    ctx: *mut c_void,
+) -> isize {
     match (*(*ep).msg).send {
         Some(f) => f(ep, buf.cast(), len, ptr::null_mut(), to, ctx),
         None => -(libc::ENOSYS as isize),

@@ -45,12 +45,17 @@ async fn rma_round_trip(provider: &str) {
     let saddr = free_addr();
     let (server, mut srx) = Endpoint::open(provider, Some(saddr)).expect("server endpoint");
     assert_eq!(server.socket_addr(), Some(saddr), "bound where asked");
-    let (client, mut crx) =
-        Endpoint::open(provider, Some(free_addr())).expect("client endpoint");
+    let (client, mut crx) = Endpoint::open(provider, Some(free_addr())).expect("client endpoint");
 
-    let payload: Vec<u8> = (0..(1u32 << 20)).map(|i| (i * 7 + i / 4096) as u8).collect();
-    let src = client.register(payload.clone(), false).expect("register source");
-    let dst = client.register(vec![0u8; 1 << 20], true).expect("register destination");
+    let payload: Vec<u8> = (0..(1u32 << 20))
+        .map(|i| (i * 7 + i / 4096) as u8)
+        .collect();
+    let src = client
+        .register(payload.clone(), false)
+        .expect("register source");
+    let dst = client
+        .register(vec![0u8; 1 << 20], true)
+        .expect("register destination");
     let to_server = client.peer_at(saddr).expect("server peer");
     client
         .send(to_server, encode(client.name(), src.remote(), dst.remote()))
@@ -66,8 +71,14 @@ async fn rma_round_trip(provider: &str) {
     let got = server.read(to_client, a).await.expect("RMA read");
     assert!(got == payload, "RMA read returned other bytes");
     let back: Vec<u8> = got.iter().map(|x| x.wrapping_add(1)).collect();
-    server.write(to_client, back.clone(), b).await.expect("RMA write");
-    server.send(to_client, b"done".to_vec()).await.expect("reply");
+    server
+        .write(to_client, back.clone(), b)
+        .await
+        .expect("RMA write");
+    server
+        .send(to_client, b"done".to_vec())
+        .await
+        .expect("reply");
 
     let reply = tokio::time::timeout(Duration::from_secs(10), crx.recv())
         .await
@@ -82,7 +93,10 @@ async fn rma_round_trip(provider: &str) {
         ..a
     };
     drop(src);
-    assert!(server.read(to_client, bogus).await.is_err(), "a forged key was served");
+    assert!(
+        server.read(to_client, bogus).await.is_err(),
+        "a forged key was served"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -105,7 +105,12 @@ mod tests {
 
     #[test]
     fn times_round_trip_both_sides_of_the_epoch() {
-        for (s, ns) in [(0i64, 0u32), (981_173_106, 5), (-1, 999_999_999), (-86_400, 0)] {
+        for (s, ns) in [
+            (0i64, 0u32),
+            (981_173_106, 5),
+            (-1, 999_999_999),
+            (-86_400, 0),
+        ] {
             let t = Nfstime4 {
                 seconds: s,
                 nseconds: ns,

@@ -20,6 +20,12 @@ pub struct Creds {
     cache: Mutex<HashMap<Key, (Instant, Vec<u32>)>>,
 }
 
+impl Default for Creds {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl Creds {
     pub fn new() -> Creds {
         let host = std::fs::read_to_string("/proc/sys/kernel/hostname")

@@ -150,8 +150,16 @@ mod tests {
         };
         assert_eq!(position_after(&p, 10), Some(0));
         assert_eq!(position_after(&p, 15), Some(2));
-        assert_eq!(position_after(&p, 20), Some(3), "end of page: read the next");
+        assert_eq!(
+            position_after(&p, 20),
+            Some(3),
+            "end of page: read the next"
+        );
         assert_eq!(position_after(&p, 99), None);
-        assert_eq!(position_after(&Page::default(), 0), None, "nothing read yet");
+        assert_eq!(
+            position_after(&Page::default(), 0),
+            None,
+            "nothing read yet"
+        );
     }
 }

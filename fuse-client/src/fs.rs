@@ -13,8 +13,8 @@ use client::proto::xdr::Opaque;
 use client::{Client, CompoundBuilder, CreateMode, Error, OpenFile, SetAttrs, Stat};
 use fuser::{
     Errno, FileHandle, FopenFlags, Generation, INodeNo, KernelConfig, LockOwner, OpenFlags,
-    ReplyAttr, ReplyCreate, ReplyData, ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty,
-    ReplyEntry, ReplyLock, ReplyOpen, ReplyStatfs, ReplyWrite, Request, TimeOrNow, WriteFlags,
+    ReplyAttr, ReplyCreate, ReplyData, ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty, ReplyEntry,
+    ReplyLock, ReplyOpen, ReplyStatfs, ReplyWrite, Request, TimeOrNow, WriteFlags,
 };
 use std::collections::HashMap;
 use std::ffi::OsStr;
@@ -88,6 +88,9 @@ impl<T> Ex<T> for client::Result<T> {
     }
 }
 
+/// An UNSTABLE write the MDS took: offset, bytes, and the verifier it answered with.
+type Kept = (u64, Arc<Vec<u8>>, Verifier4);
+
 /// One open file.
 pub struct Handle {
     pub ino: u64,
@@ -98,7 +101,7 @@ pub struct Handle {
     wb: WriteBehind,
     /// UNSTABLE writes the MDS took (no pNFS), kept until a COMMIT with their verifier: a
     /// server restart in between loses them, and then they are written again.
-    kept: Mutex<Vec<(u64, Arc<Vec<u8>>, Verifier4)>>,
+    kept: Mutex<Vec<Kept>>,
     sync: bool,
     direct: bool,
     /// Writes through this open that completed, and how many of them the last commit
@@ -252,7 +255,13 @@ impl Fs {
         fh_and_stat(&res).ex()
     }
 
-    async fn create_obj(&self, parent: INodeNo, name: &str, t: Createtype4, mode: u32) -> R<(NfsFh4, Stat)> {
+    async fn create_obj(
+        &self,
+        parent: INodeNo,
+        name: &str,
+        t: Createtype4,
+        mode: u32,
+    ) -> R<(NfsFh4, Stat)> {
         let dir = self.fh(parent)?;
         let res = self
             .c
@@ -272,7 +281,12 @@ impl Fs {
         fh_and_stat(&res).ex()
     }
 
-    async fn setattr(&self, ino: INodeNo, fh: Option<FileHandle>, a: SetAttrs) -> R<fuser::FileAttr> {
+    async fn setattr(
+        &self,
+        ino: INodeNo,
+        fh: Option<FileHandle>,
+        a: SetAttrs,
+    ) -> R<fuser::FileAttr> {
         let nfh = self.fh(ino)?;
         let h = match fh {
             Some(fh) => self.file(fh).ok(),
@@ -300,7 +314,12 @@ impl Fs {
         Ok(self.attr(ino.0, &st))
     }
 
-    async fn open(&self, ino: INodeNo, flags: i32, auth: client::proto::rpc::Auth) -> R<(u64, FopenFlags)> {
+    async fn open(
+        &self,
+        ino: INodeNo,
+        flags: i32,
+        auth: client::proto::rpc::Auth,
+    ) -> R<(u64, FopenFlags)> {
         let fh = self.fh(ino)?;
         let acc = match flags & libc::O_ACCMODE {
             libc::O_RDONLY => OPEN4_SHARE_ACCESS_READ,
@@ -347,7 +366,14 @@ impl Fs {
         out
     }
 
-    fn add_handle(&self, id: u64, ino: u64, open: OpenFile, auth: client::proto::rpc::Auth, flags: i32) {
+    fn add_handle(
+        &self,
+        id: u64,
+        ino: u64,
+        open: OpenFile,
+        auth: client::proto::rpc::Auth,
+        flags: i32,
+    ) {
         let h = Arc::new(Handle {
             ino,
             open,
@@ -366,7 +392,12 @@ impl Fs {
     }
 
     /// Writes all of `data` (the driver may take it in pieces).
-    async fn write_through(&self, h: &Handle, offset: u64, data: Arc<Vec<u8>>) -> client::Result<()> {
+    async fn write_through(
+        &self,
+        h: &Handle,
+        offset: u64,
+        data: Arc<Vec<u8>>,
+    ) -> client::Result<()> {
         let mut done = 0usize;
         while done < data.len() {
             let off = offset + done as u64;
@@ -774,8 +805,13 @@ impl fuser::Filesystem for CfsFuse {
         self.run(req, async move {
             let r = match (name, target) {
                 (Ok(n), Some(t)) => {
-                    fs.create_obj(parent, &n, Createtype4::Lnk(Opaque::from(t.as_str())), 0o777)
-                        .await
+                    fs.create_obj(
+                        parent,
+                        &n,
+                        Createtype4::Lnk(Opaque::from(t.as_str())),
+                        0o777,
+                    )
+                    .await
                 }
                 (Err(e), _) => Err(e),
                 (_, None) => Err(Errno::EINVAL),
@@ -979,7 +1015,14 @@ impl fuser::Filesystem for CfsFuse {
         });
     }
 
-    fn fsync(&self, req: &Request, ino: INodeNo, _fh: FileHandle, _datasync: bool, reply: ReplyEmpty) {
+    fn fsync(
+        &self,
+        req: &Request,
+        ino: INodeNo,
+        _fh: FileHandle,
+        _datasync: bool,
+        reply: ReplyEmpty,
+    ) {
         let fs = self.0.clone();
         self.run(req, async move {
             match fs.sync_node(ino.0).await {
@@ -1020,7 +1063,8 @@ impl fuser::Filesystem for CfsFuse {
             if offset < dir::DOT && reply.add(ino, dir::DOT, fuser::FileType::Directory, ".") {
                 return reply.ok();
             }
-            if offset < dir::DOTDOT && reply.add(ino, dir::DOTDOT, fuser::FileType::Directory, "..") {
+            if offset < dir::DOTDOT && reply.add(ino, dir::DOTDOT, fuser::FileType::Directory, "..")
+            {
                 return reply.ok();
             }
             let mut cookie = if offset <= dir::DOTDOT { 0 } else { offset };
@@ -1064,7 +1108,8 @@ impl fuser::Filesystem for CfsFuse {
             if offset < dir::DOT && reply.add(ino, dir::DOT, ".", &ttl, &dot, Generation(0)) {
                 return reply.ok();
             }
-            if offset < dir::DOTDOT && reply.add(ino, dir::DOTDOT, "..", &ttl, &dot, Generation(0)) {
+            if offset < dir::DOTDOT && reply.add(ino, dir::DOTDOT, "..", &ttl, &dot, Generation(0))
+            {
                 return reply.ok();
             }
             let mut cookie = if offset <= dir::DOTDOT { 0 } else { offset };
@@ -1109,7 +1154,14 @@ impl fuser::Filesystem for CfsFuse {
         reply.ok();
     }
 
-    fn fsyncdir(&self, _req: &Request, _ino: INodeNo, _fh: FileHandle, _d: bool, reply: ReplyEmpty) {
+    fn fsyncdir(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _fh: FileHandle,
+        _d: bool,
+        reply: ReplyEmpty,
+    ) {
         // Every namespace change was durable on the server before it was answered.
         reply.ok();
     }

@@ -110,12 +110,12 @@ pub fn mount(a: MountArgs, ready: impl FnOnce()) -> Result<(), MountError> {
     let fs = rt.block_on(async { connect(&a).await })?;
     let mut cfg = fuser::Config::default();
     cfg.mount_options = vec![
-            fuser::MountOption::FSName(format!("cfs:{}{}", a.server, a.path)),
-            fuser::MountOption::Subtype("cfs".into()),
-            // The process dying must not leave a dead mount behind.
-            fuser::MountOption::AutoUnmount,
-            fuser::MountOption::CUSTOM(format!("max_read={}", a.opts.max_io)),
-        ];
+        fuser::MountOption::FSName(format!("cfs:{}{}", a.server, a.path)),
+        fuser::MountOption::Subtype("cfs".into()),
+        // The process dying must not leave a dead mount behind.
+        fuser::MountOption::AutoUnmount,
+        fuser::MountOption::CUSTOM(format!("max_read={}", a.opts.max_io)),
+    ];
     cfg.acl = fuser::SessionACL::All;
     // Two readers of /dev/fuse (one per core here): a request is only parsed and handed to
     // the runtime on these threads.
@@ -126,14 +126,17 @@ pub fn mount(a: MountArgs, ready: impl FnOnce()) -> Result<(), MountError> {
         source,
     };
     let _guard = rt.enter();
-    let mut session = fuser::Session::new(CfsFuse(fs.clone()), &a.mountpoint, &cfg)
-        .map_err(mount_err)?;
+    let mut session =
+        fuser::Session::new(CfsFuse(fs.clone()), &a.mountpoint, &cfg).map_err(mount_err)?;
     let _ = fs.notifier.set(session.notifier());
     let mut unmounter = session.unmount_callable();
     rt.spawn(async move {
         let stop = async {
             use tokio::signal::unix::{signal, SignalKind};
-            match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
+            match (
+                signal(SignalKind::terminate()),
+                signal(SignalKind::interrupt()),
+            ) {
                 (Ok(mut t), Ok(mut i)) => {
                     tokio::select! { _ = t.recv() => {}, _ = i.recv() => {} }
                 }

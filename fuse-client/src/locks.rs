@@ -92,7 +92,10 @@ impl Locks {
         }
         let mut pause = FIRST_POLL;
         loop {
-            match self.lock_once(c, ino, fh, f, owner, kind, offset, length, wait).await {
+            match self
+                .lock_once(c, ino, fh, f, owner, kind, offset, length, wait)
+                .await
+            {
                 Err(e) if wait && e.is_status(Nfsstat4::Denied) => {
                     tokio::time::sleep(pause).await;
                     pause = (pause * 2).min(MAX_POLL);
@@ -136,15 +139,17 @@ impl Locks {
             }),
         };
         let res = c
-            .compound(CompoundBuilder::new().putfh(&f.fh).op(NfsArgop4::Lock(
-                LockArgs {
-                    locktype: kind.wire(wait),
-                    reclaim: false,
-                    offset,
-                    length,
-                    locker,
-                },
-            )))
+            .compound(
+                CompoundBuilder::new()
+                    .putfh(&f.fh)
+                    .op(NfsArgop4::Lock(LockArgs {
+                        locktype: kind.wire(wait),
+                        reclaim: false,
+                        offset,
+                        length,
+                        locker,
+                    })),
+            )
             .await?;
         let sid = res
             .into_iter()
@@ -171,15 +176,17 @@ impl Locks {
             return Ok(());
         };
         let res = c
-            .compound(CompoundBuilder::new().putfh(&f.fh).op(NfsArgop4::Locku(
-                LockuArgs {
-                    locktype: NfsLockType4::WriteLt,
-                    seqid: 0,
-                    lock_stateid: h.stateid,
-                    offset,
-                    length,
-                },
-            )))
+            .compound(
+                CompoundBuilder::new()
+                    .putfh(&f.fh)
+                    .op(NfsArgop4::Locku(LockuArgs {
+                        locktype: NfsLockType4::WriteLt,
+                        seqid: 0,
+                        lock_stateid: h.stateid,
+                        offset,
+                        length,
+                    })),
+            )
             .await?;
         if let Some(sid) = res.into_iter().find_map(|r| match r {
             NfsResop4::Locku(LockuRes::Ok(s)) => Some(s),
@@ -202,17 +209,19 @@ impl Locks {
         (offset, length): (u64, u64),
     ) -> Result<bool> {
         let r = c
-            .compound(CompoundBuilder::new().putfh(fh).op(NfsArgop4::Lockt(
-                LocktArgs {
-                    locktype: kind.wire(false),
-                    offset,
-                    length,
-                    owner: StateOwner4 {
-                        clientid: c.clientid(),
-                        owner: Opaque(owner_bytes(owner)),
-                    },
-                },
-            )))
+            .compound(
+                CompoundBuilder::new()
+                    .putfh(fh)
+                    .op(NfsArgop4::Lockt(LocktArgs {
+                        locktype: kind.wire(false),
+                        offset,
+                        length,
+                        owner: StateOwner4 {
+                            clientid: c.clientid(),
+                            owner: Opaque(owner_bytes(owner)),
+                        },
+                    })),
+            )
             .await;
         match r {
             Ok(_) => Ok(false),
@@ -249,15 +258,17 @@ impl Locks {
 /// LOCKU of everything, then FREE_STATEID, so the owner can start afresh.
 async fn free(c: &Client, fh: &NfsFh4, sid: Stateid4) {
     let r = c
-        .compound(CompoundBuilder::new().putfh(fh).op(NfsArgop4::Locku(
-            LockuArgs {
-                locktype: NfsLockType4::WriteLt,
-                seqid: 0,
-                lock_stateid: sid,
-                offset: 0,
-                length: u64::MAX,
-            },
-        )))
+        .compound(
+            CompoundBuilder::new()
+                .putfh(fh)
+                .op(NfsArgop4::Locku(LockuArgs {
+                    locktype: NfsLockType4::WriteLt,
+                    seqid: 0,
+                    lock_stateid: sid,
+                    offset: 0,
+                    length: u64::MAX,
+                })),
+        )
         .await;
     let sid = match r {
         Ok(res) => res

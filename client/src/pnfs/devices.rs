@@ -1,11 +1,11 @@
 //! Data servers: GETDEVICEINFO answers, cached per device ID, and one multiplexed NFSv3
 //! connection per (device, uid, gid) — AUTH_SYS credentials are fixed per connection, and READ
 //! layouts may carry another uid than RW ones.
+use super::dsconn::{DsConn, FabricClient};
 use super::layouts::DsTarget;
 use super::PnfsError;
 use crate::client::Client;
 use crate::compound::CompoundBuilder;
-use super::dsconn::{DsConn, FabricClient};
 use proto::nfs3_client::Nfs3Client;
 use proto::nfs4::*;
 use proto::xdr::Xdr;

@@ -187,8 +187,9 @@ fn result(proc_: u32, r: FabricReply) -> R<Nfs3Res> {
             None => Nfs3ClientError::UnknownStatus(r.status),
         });
     }
-    Nfs3Res::decode(proc_, &mut Reader::new(r.res.as_bytes()))?
-        .ok_or(Nfs3ClientError::Rpc(RpcError::Malformed("no result".into())))
+    Nfs3Res::decode(proc_, &mut Reader::new(r.res.as_bytes()))?.ok_or(Nfs3ClientError::Rpc(
+        RpcError::Malformed("no result".into()),
+    ))
 }
 
 fn fail(code: u32) -> Nfs3ClientError {
@@ -228,7 +229,9 @@ impl FabricConn {
                 Ok(ReadReply { data, eof: ok.eof })
             }
             Nfs3Res::Read(Read3Res::Fail(s, _)) => Err(fail(s)),
-            _ => Err(Nfs3ClientError::Rpc(RpcError::Malformed("not a READ result".into()))),
+            _ => Err(Nfs3ClientError::Rpc(RpcError::Malformed(
+                "not a READ result".into(),
+            ))),
         }
     }
 
@@ -260,13 +263,15 @@ impl FabricConn {
                     .bytes
                     .fetch_add(u64::from(ok.count), Ordering::Relaxed);
                 Ok(WriteReply {
-                count: ok.count,
+                    count: ok.count,
                     committed: ok.committed,
                     verf: ok.verf,
                 })
             }
             Nfs3Res::Write(Write3Res::Fail(s, _)) => Err(fail(s)),
-            _ => Err(Nfs3ClientError::Rpc(RpcError::Malformed("not a WRITE result".into()))),
+            _ => Err(Nfs3ClientError::Rpc(RpcError::Malformed(
+                "not a WRITE result".into(),
+            ))),
         }
     }
 
@@ -283,7 +288,9 @@ impl FabricConn {
         match result(NFSPROC3_COMMIT, r)? {
             Nfs3Res::Commit(Commit3Res::Ok(ok)) => Ok(ok.verf),
             Nfs3Res::Commit(Commit3Res::Fail(s, _)) => Err(fail(s)),
-            _ => Err(Nfs3ClientError::Rpc(RpcError::Malformed("not a COMMIT result".into()))),
+            _ => Err(Nfs3ClientError::Rpc(RpcError::Malformed(
+                "not a COMMIT result".into(),
+            ))),
         }
     }
 }

@@ -17,7 +17,6 @@ use tokio::sync::{watch, Semaphore};
 use super::nfs3;
 use super::{DsServer, DsServerError, Shared};
 
-
 /// Calls served at once (each may hold a 1 MiB buffer).
 const MAX_CALLS: usize = 64;
 

@@ -115,7 +115,10 @@ impl Shared {
     }
 
     pub(crate) fn fabric_addr(&self) -> Option<(String, SocketAddr)> {
-        self.fabric.read().unwrap_or_else(|p| p.into_inner()).clone()
+        self.fabric
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     fn advertised(&self) -> Vec<SocketAddr> {

@@ -93,7 +93,13 @@ fn unsupported(args: &Nfs3Args) -> Nfs3Res {
 }
 
 /// Decides whether the handle allows this I/O. Refusals touch nothing and are counted.
-pub(crate) fn authorize(s: &Shared, fh: &NfsFh3, write: bool, offset: u64, len: u64) -> Result<Cap, Nfsstat3> {
+pub(crate) fn authorize(
+    s: &Shared,
+    fh: &NfsFh3,
+    write: bool,
+    offset: u64,
+    len: u64,
+) -> Result<Cap, Nfsstat3> {
     // Until the MDS has answered, the DS knows neither the chunk size handles are expressed in
     // nor which generations are fenced: the client must wait and retry.
     let Some(geometry) = s.geometry() else {
