@@ -29,7 +29,7 @@ mod session;
 mod slots;
 pub mod transfer;
 
-pub use attrs::{DirEntry, FileType, SetAttrs, Stat};
+pub use attrs::{DirEntry, FileType, SetAttrs, Stat, STAT_ATTRS};
 pub use caller::as_caller;
 pub use client::Client;
 pub use compound::CompoundBuilder;

@@ -36,7 +36,7 @@ pub struct DirHandle {
 }
 
 pub fn entry_attrs() -> Vec<u32> {
-    let mut a = crate::fs::STAT_ATTRS.to_vec();
+    let mut a = client::STAT_ATTRS.to_vec();
     a.push(FATTR4_FILEHANDLE);
     a
 }

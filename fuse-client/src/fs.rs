@@ -10,7 +10,7 @@ use crate::nodes::Nodes;
 use crate::writebehind::WriteBehind;
 use client::proto::nfs4::*;
 use client::proto::xdr::Opaque;
-use client::{Client, CompoundBuilder, CreateMode, Error, OpenFile, SetAttrs, Stat};
+use client::{Client, CompoundBuilder, CreateMode, Error, OpenFile, SetAttrs, Stat, STAT_ATTRS};
 use fuser::{
     Errno, FileHandle, FopenFlags, Generation, INodeNo, KernelConfig, LockOwner, OpenFlags,
     ReplyAttr, ReplyCreate, ReplyData, ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty, ReplyEntry,
@@ -23,23 +23,6 @@ use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, SystemTime};
-
-/// What GETATTR, LOOKUP, OPEN and READDIR ask for.
-pub const STAT_ATTRS: &[u32] = &[
-    FATTR4_TYPE,
-    FATTR4_CHANGE,
-    FATTR4_SIZE,
-    FATTR4_FILEID,
-    FATTR4_MODE,
-    FATTR4_NUMLINKS,
-    FATTR4_OWNER,
-    FATTR4_OWNER_GROUP,
-    FATTR4_RAWDEV,
-    FATTR4_SPACE_USED,
-    FATTR4_TIME_ACCESS,
-    FATTR4_TIME_METADATA,
-    FATTR4_TIME_MODIFY,
-];
 
 /// How the mount behaves; `Default` is what `cfs mount` uses.
 #[derive(Debug, Clone)]
