@@ -24,3 +24,4 @@ H
     --default-enum-style consts
 } > src/sys.rs
 rm -f /tmp/cfs-fabric-wrapper.h
+rustfmt --edition 2021 src/sys.rs
