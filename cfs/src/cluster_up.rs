@@ -41,6 +41,9 @@ pub struct UpArgs {
     /// The rpcbind the gateway registers with ("HOST:PORT" or "off", the default).
     #[arg(long, default_value = "off")]
     rpcbind: String,
+    /// Data servers also serve a libfabric endpoint of this provider (tcp, sockets, ...).
+    #[arg(long)]
+    fabric: Option<String>,
 }
 
 /// The admin port of the MDS, and of DS i at + i (0: any free port for all).
@@ -148,6 +151,10 @@ pub async fn run(a: UpArgs) -> Result<(), Box<dyn std::error::Error>> {
             toml_str(&secret),
             advertise.join(", ")
         );
+        let toml = match &a.fabric {
+            Some(p) => format!("{toml}fabric = {}\n", toml_str(Path::new(p))),
+            None => toml,
+        };
         configs.push((format!("ds{i}"), dir.join(format!("ds{i}.toml")), toml));
     }
     if let Some(gp) = a.gateway_port {

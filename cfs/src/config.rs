@@ -174,6 +174,11 @@ pub struct ClusterFileConfig {
     /// 127.0.0.1:P as 10.0.2.2:P). Default: the listening address.
     pub advertise: Option<Vec<String>>,
     pub failure_domain: Option<String>,
+    /// ds role: also serve the data path on a libfabric endpoint of this provider ("tcp",
+    /// "sockets", "verbs", ...), advertised to clients beside the TCP addresses.
+    pub fabric: Option<String>,
+    /// ds role: where the fabric endpoint listens (default: the data path's IP, any port).
+    pub fabric_listen: Option<String>,
     /// mds role: bytes per chunk (placement and layout unit).
     pub chunk_size: Option<u64>,
 }

@@ -8,6 +8,7 @@ mod files;
 mod gateway;
 mod http_client;
 mod kerberos;
+mod mount;
 mod progress;
 mod serve;
 mod timefmt;
@@ -78,6 +79,11 @@ dist/cfs.toml in the source tree.")]
     Man,
     #[command(flatten)]
     Files(files::FileCmd),
+    /// Mount the file system with FUSE (metadata to the MDS, data straight to the data
+    /// servers); returns once mounted.
+    Mount(mount::MountArgs),
+    /// Unmount a `cfs mount`.
+    Umount(mount::UmountArgs),
 }
 
 /// Cluster settings of `cfs server` (flags override the config file's `[cluster]`).
@@ -108,6 +114,10 @@ pub struct ClusterFlags {
     /// 127.0.0.1:111).
     #[arg(long)]
     pub rpcbind: Option<String>,
+    /// ds role: also serve the data path on a libfabric endpoint of this provider (tcp,
+    /// sockets, verbs, ...), with RMA for the bytes.
+    #[arg(long)]
+    pub fabric: Option<String>,
 }
 
 #[derive(Subcommand)]
@@ -213,8 +223,16 @@ fn main() -> ExitCode {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,openraft=warn")),
         )
         .with_writer(std::io::stderr)
+        // Colours only on a terminal: the mount daemon and cluster nodes log to files.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let cli = Cli::parse();
+    // The FUSE client runs its own runtime (and the mount's event loop on this thread).
+    let cli = match cli.cmd {
+        Cmd::Mount(a) => return exit(mount::mount(a)),
+        Cmd::Umount(a) => return exit(mount::umount(a)),
+        cmd => Cli { cmd },
+    };
     if let Cmd::Server {
         config: Some(path), ..
     } = &cli.cmd
@@ -257,9 +275,20 @@ fn main() -> ExitCode {
             Cmd::Admin(cmd) => admin(cmd).await,
             Cmd::Man => man(),
             Cmd::Files(cmd) => files::run(cmd).await.map_err(Into::into),
+            Cmd::Mount(_) | Cmd::Umount(_) => Ok(()),
         }
     });
     match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("cfs: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn exit(r: Result<(), mount::MountError>) -> ExitCode {
+    match r {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("cfs: {e}");

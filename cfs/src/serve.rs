@@ -23,6 +23,8 @@ pub struct Settings {
     pub ds_listen: Option<SocketAddr>,
     pub advertise: Vec<SocketAddr>,
     pub failure_domain: String,
+    /// ds role: the libfabric provider and where its endpoint listens.
+    pub fabric: Option<(String, SocketAddr)>,
     pub connections: proto::rpc::ServeLimits,
     pub admin: Option<SocketAddr>,
     /// The config file as read (its `[kerberos]` section is read at start).
@@ -71,6 +73,7 @@ pub fn resolve(a: &ServerArgs) -> Result<Settings, ConfigError> {
     let mut mds_addr = None;
     let mut ds_listen = None;
     let mut advertise = Vec::new();
+    let mut fabric = None;
     if roles.ds {
         mds_addr = match f.mds.as_ref().or(fc.mds.as_ref()) {
             Some(m) => Some(config::parse_listen(m)?),
@@ -91,6 +94,13 @@ pub fn resolve(a: &ServerArgs) -> Result<Settings, ConfigError> {
             .iter()
             .map(|s| config::parse_listen(s))
             .collect::<Result<_, _>>()?;
+        if let Some(p) = f.fabric.as_ref().or(fc.fabric.as_ref()) {
+            let at = match &fc.fabric_listen {
+                Some(l) => config::parse_listen(l)?,
+                None => SocketAddr::new(ds_listen.unwrap_or(listen).ip(), 0),
+            };
+            fabric = Some((p.clone(), at));
+        }
     }
     if roles.gateway && !roles.mds {
         // A gateway alone must be told its MDS; say so before anything starts.
@@ -124,6 +134,7 @@ pub fn resolve(a: &ServerArgs) -> Result<Settings, ConfigError> {
             .clone()
             .or(fc.failure_domain.clone())
             .unwrap_or_default(),
+        fabric,
         connections: file.connections.clone().unwrap_or_default().limits()?,
         admin,
         file,
@@ -453,7 +464,8 @@ pub async fn run(a: ServerArgs, check_only: bool) -> Result<(), Box<dyn std::err
             failure_domain: s.failure_domain.clone(),
             connections,
         };
-        let server = ds::DsServer::start(cfg).await?;
+        let fabric = s.fabric.as_ref().map(|(p, at)| (p.as_str(), *at));
+        let server = ds::DsServer::start_with_fabric(cfg, fabric).await?;
         server.restore_counters(&proto::cluster::DsCounters {
             read_ops: get(DS_KEYS[0]),
             read_bytes: get(DS_KEYS[1]),
@@ -465,6 +477,7 @@ pub async fn run(a: ServerArgs, check_only: bool) -> Result<(), Box<dyn std::err
         tracing::info!(
             ds = %server.id(),
             mds = %mds_addr,
+            fabric = ?server.fabric_addr(),
             "serving the flexfiles data path (NFSv3) on {}",
             server.local_addr()
         );

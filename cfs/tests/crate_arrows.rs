@@ -72,6 +72,7 @@ fn crate_arrows_follow_the_architecture() {
         "client",
         "krb",
         "fuse-client",
+        "fabric",
         "gateway-v3",
         "metrics",
         "cfs",
@@ -120,7 +121,7 @@ fn crate_arrows_follow_the_architecture() {
     // The client library never links server code (what FUSE and the gateway build on).
     let client: Vec<_> = deps(&a, "client")
         .iter()
-        .filter(|d| !["proto", "layout", "krb"].contains(&d.as_str()))
+        .filter(|d| !["proto", "layout", "krb", "fabric"].contains(&d.as_str()))
         .collect();
     assert!(client.is_empty(), "client depends on {client:?}");
 
@@ -135,4 +136,14 @@ fn crate_arrows_follow_the_architecture() {
         .filter(|d| !["proto", "client"].contains(&d.as_str()))
         .collect();
     assert!(gateway.is_empty(), "gateway-v3 depends on {gateway:?}");
+    // The FUSE client is a client: the library and the wire types, no server code.
+    let fuse: Vec<_> = deps(&a, "fuse-client")
+        .iter()
+        .filter(|d| !["client", "proto"].contains(&d.as_str()))
+        .collect();
+    assert!(fuse.is_empty(), "fuse-client depends on {fuse:?}");
+
+    // libfabric's wrapper knows nothing of cfs: both data-path ends use it.
+    let fabric = deps(&a, "fabric");
+    assert!(fabric.is_empty(), "fabric depends on {fabric:?}");
 }

@@ -4,7 +4,7 @@
 //!
 //! cargo run --release -p client --example load -- --server 127.0.0.1:2049 [--export /]
 //!     [--seconds 10] [--depth 8] [--tasks 16] [--server-pid PID] [--label NAME] [--pnfs on|off]
-//!     [--phases all|data|meta]
+//!     [--phases all|data|meta] [--fabric PROVIDER]
 //!
 //! With `--pnfs on` (the default) data goes straight to the data servers when the server offers
 //! flexfiles layouts; each sequential result then says where the bytes went.
@@ -28,6 +28,8 @@ struct Opts {
     data: bool,
     /// Run the small-file phases.
     meta: bool,
+    /// libfabric provider for data-server I/O (RMA) where the data servers offer it.
+    fabric: Option<String>,
 }
 
 fn parse() -> Result<Opts, String> {
@@ -42,6 +44,7 @@ fn parse() -> Result<Opts, String> {
         pnfs: true,
         data: true,
         meta: true,
+        fabric: None,
     };
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
@@ -55,6 +58,7 @@ fn parse() -> Result<Opts, String> {
             "--tasks" => o.tasks = num(val()?)?.max(1) as usize,
             "--server-pid" => o.server_pid = Some(num(val()?)? as u32),
             "--label" => o.label = val()?,
+            "--fabric" => o.fabric = Some(val()?),
             "--pnfs" => {
                 o.pnfs = match val()?.as_str() {
                     "on" => true,
@@ -350,6 +354,7 @@ async fn run(o: Opts) -> Result<(), BoxErr> {
     cfg.export = o.export.clone();
     cfg.slots = 64;
     cfg.pnfs = o.pnfs;
+    cfg.fabric = o.fabric.clone();
     let c = Client::connect(cfg).await?;
     let name = format!("cfs-load-{}", std::process::id());
     let dir = c.mkdir(c.root(), &name, 0o755).await?;

@@ -34,6 +34,9 @@ pub struct ClientConfig {
     /// Use pNFS (flexfiles layouts, data I/O straight to the data servers) when the server
     /// offers it. Off: every READ/WRITE goes to the MDS, which proxies it.
     pub pnfs: bool,
+    /// libfabric provider ("tcp", "sockets", "verbs", ...) for data-server I/O with RMA where
+    /// a data server offers that provider; None: data servers over TCP only.
+    pub fabric: Option<String>,
 }
 
 impl ClientConfig {
@@ -63,6 +66,7 @@ impl ClientConfig {
             retry_grace: true,
             back_channel: true,
             pnfs: true,
+            fabric: None,
         }
     }
 }

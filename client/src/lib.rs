@@ -14,6 +14,7 @@
 
 mod attrs;
 mod backchannel;
+mod caller;
 mod client;
 mod compound;
 mod config;
@@ -28,7 +29,8 @@ mod session;
 mod slots;
 pub mod transfer;
 
-pub use attrs::{DirEntry, FileType, SetAttrs, Stat};
+pub use attrs::{DirEntry, FileType, SetAttrs, Stat, STAT_ATTRS};
+pub use caller::as_caller;
 pub use client::Client;
 pub use compound::CompoundBuilder;
 pub use config::ClientConfig;

@@ -50,7 +50,7 @@ impl Client {
                 lock_seqid: 0,
                 lock_owner: StateOwner4 {
                     clientid: self.clientid(),
-                    owner: Opaque([b"lock-".as_slice(), &f.owner].concat()),
+                    owner: Opaque(lock_owner(&f.owner)),
                 },
             }),
         };
@@ -142,5 +142,39 @@ impl Client {
             }) => Ok(true),
             Err(e) => Err(e),
         }
+    }
+}
+
+/// The lock owner of an open owner, at most 20 bytes: 'L', a 64-bit hash of the open owner
+/// and its last 11 bytes (its counter, different for every owner of this client).
+///
+/// Why 20: Linux since 6.13 ("NFS: fix open_owner_id_maxsz and related fields") sizes its
+/// reply buffer for a LOCK denial to a holder's owner of 20 bytes, its own owners' size, and
+/// fails `fcntl` with EIO when the holder's owner is longer: a longer owner of ours would
+/// break kernel clients' lock conflicts with us.
+pub(crate) fn lock_owner(open_owner: &[u8]) -> Vec<u8> {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    open_owner.hash(&mut h);
+    let tail = &open_owner[open_owner.len().saturating_sub(11)..];
+    let mut o = Vec::with_capacity(20);
+    o.push(b'L');
+    o.extend_from_slice(&h.finish().to_be_bytes());
+    o.extend_from_slice(tail);
+    o
+}
+
+#[cfg(test)]
+mod tests {
+    use super::lock_owner;
+
+    #[test]
+    fn lock_owners_fit_the_kernels_20_bytes_and_stay_distinct() {
+        let a = lock_owner(b"open-18a7c3f2e9b04d11-1");
+        let b = lock_owner(b"open-18a7c3f2e9b04d11-2");
+        let c = lock_owner(b"open-18a7c3f2e9b04d12-1");
+        assert!(a.len() <= 20 && b.len() <= 20 && c.len() <= 20);
+        assert!(a != b && a != c && b != c);
+        assert_eq!(a, lock_owner(b"open-18a7c3f2e9b04d11-1"));
     }
 }

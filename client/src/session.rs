@@ -117,7 +117,7 @@ async fn send_as(
         NFS4_PROGRAM,
         NFS_V4,
         NFSPROC4_COMPOUND,
-        auth,
+        &crate::caller::effective(auth),
         &Auth::None,
     );
     encode_compound_args(&mut w, seq, ops);

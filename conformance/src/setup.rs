@@ -35,6 +35,12 @@ const PACKAGES: &[&str] = &[
     "nfs-common",
     "libkrb5-dev",
     "libclang-dev",
+    // The FUSE client's tests mount (fusermount3) and its RMA data path loads libfabric.
+    "fuse3",
+    "libfabric1",
+    // The console's browser test (`cfs/tests/console_browser.rs`): headless, over WebDriver.
+    "chromium",
+    "chromium-driver",
 ];
 
 /// The guest kernels: which Debian suite each comes from.

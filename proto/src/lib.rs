@@ -7,6 +7,7 @@ extern crate self as proto;
 
 pub mod bufpool;
 pub mod cluster;
+pub mod fabric;
 pub mod nfs3;
 pub mod nfs3_client;
 pub mod nfs4;

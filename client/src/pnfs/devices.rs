@@ -1,6 +1,7 @@
 //! Data servers: GETDEVICEINFO answers, cached per device ID, and one multiplexed NFSv3
 //! connection per (device, uid, gid) — AUTH_SYS credentials are fixed per connection, and READ
 //! layouts may carry another uid than RW ones.
+use super::dsconn::{DsConn, FabricClient};
 use super::layouts::DsTarget;
 use super::PnfsError;
 use crate::client::Client;
@@ -29,6 +30,8 @@ const MAX_DEVICE_ADDR: u32 = 64 << 10;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DeviceInfo {
     pub addrs: Vec<SocketAddr>,
+    /// Fabric endpoints (`ofi+PROVIDER` netids): (provider, address).
+    pub fabric: Vec<(String, SocketAddr)>,
     pub rsize: u32,
     pub wsize: u32,
 }
@@ -50,8 +53,18 @@ pub fn parse_device_addr(da: &DeviceAddr4) -> Result<DeviceInfo, PnfsError> {
         .find(|v| v.ffdv_version == 3)
         .ok_or_else(|| PnfsError::BadDevice("no NFSv3 version offered".into()))?;
     let mut addrs = Vec::new();
+    let mut fabric = Vec::new();
     for na in &ff.ffda_netaddrs {
         let netid = String::from_utf8_lossy(na.na_r_netid.as_bytes());
+        if let Some(provider) = netid.strip_prefix("ofi+") {
+            if let Some(Ok(a)) = std::str::from_utf8(na.na_r_addr.as_bytes())
+                .ok()
+                .map(layout::uaddr::from_uaddr)
+            {
+                fabric.push((provider.to_string(), a));
+            }
+            continue;
+        }
         if netid != "tcp" && netid != "tcp6" {
             continue;
         }
@@ -69,13 +82,14 @@ pub fn parse_device_addr(da: &DeviceAddr4) -> Result<DeviceInfo, PnfsError> {
     // A server advertising 0 would make us loop on empty I/O; 4 KiB is the least that works.
     Ok(DeviceInfo {
         addrs,
+        fabric,
         rsize: v3.ffdv_rsize.max(4096),
         wsize: v3.ffdv_wsize.max(4096),
     })
 }
 
 type ConnKey = (Deviceid4, u32, u32);
-type ConnSlot = Arc<tokio::sync::Mutex<Option<Nfs3Client>>>;
+type ConnSlot = Arc<tokio::sync::Mutex<Option<DsConn>>>;
 
 #[derive(Default)]
 pub struct Devices {
@@ -84,6 +98,9 @@ pub struct Devices {
     fetches: std::sync::atomic::AtomicU64,
     /// Devices that failed recently, until when they are left alone.
     down: Mutex<HashMap<Deviceid4, Instant>>,
+    /// The fabric endpoint, opened the first time a device offers the configured provider
+    /// (None: not configured, or it would not open; then TCP).
+    fabric: tokio::sync::OnceCell<Option<Arc<FabricClient>>>,
 }
 
 impl Devices {
@@ -122,7 +139,7 @@ impl Devices {
     /// A connection to the target's DS with its credentials; connects (racing the advertised
     /// addresses) when there is none or the last one closed. Callers of one key wait for one
     /// connect rather than each opening their own.
-    pub async fn conn(&self, c: &Client, t: &DsTarget) -> Result<Nfs3Client, PnfsError> {
+    pub async fn conn(&self, c: &Client, t: &DsTarget) -> Result<DsConn, PnfsError> {
         if self.held_down(&t.device) {
             return Err(PnfsError::HeldDown);
         }
@@ -140,6 +157,11 @@ impl Devices {
             }
         }
         let info = self.info(c, &t.device).await?;
+        if let Some(f) = self.fabric_conn(c, &info).await {
+            tracing::debug!(peer = %f.peer_addr(), "data server over the fabric");
+            *g = Some(f.clone());
+            return Ok(f);
+        }
         let mut conn = Nfs3Client::connect(&info.addrs, CONNECT_TIMEOUT, t.uid, t.gid)
             .await
             .map_err(|e| {
@@ -150,8 +172,48 @@ impl Devices {
             })?;
         conn.set_timeout(CALL_TIMEOUT);
         tracing::debug!(peer = %conn.peer_addr(), "connected to data server");
+        let conn = DsConn::Tcp(conn);
         *g = Some(conn.clone());
         Ok(conn)
+    }
+
+    /// Bytes moved over the fabric endpoint (0 without one).
+    pub fn fabric_bytes(&self) -> u64 {
+        match self.fabric.get() {
+            Some(Some(f)) => f.bytes.load(std::sync::atomic::Ordering::Relaxed),
+            _ => 0,
+        }
+    }
+
+    /// The fabric path to a device, when the client has a provider configured, the device
+    /// offers it, and the endpoint opens.
+    async fn fabric_conn(&self, c: &Client, info: &DeviceInfo) -> Option<DsConn> {
+        let provider = c.config().fabric.as_deref()?;
+        let addr = info
+            .fabric
+            .iter()
+            .find(|(p, _)| p == provider)
+            .map(|(_, a)| *a)?;
+        let fc = self
+            .fabric
+            .get_or_init(|| async {
+                match FabricClient::open(provider, addr.ip().is_loopback(), CALL_TIMEOUT) {
+                    Ok(f) => Some(f),
+                    Err(e) => {
+                        tracing::warn!(provider, "no fabric endpoint, data over TCP: {e}");
+                        None
+                    }
+                }
+            })
+            .await
+            .as_ref()?;
+        match fc.conn(addr) {
+            Ok(f) => Some(DsConn::Fabric(f)),
+            Err(e) => {
+                tracing::warn!(%addr, "fabric peer: {e}; data over TCP");
+                None
+            }
+        }
     }
 
     /// After a transport failure: close the connection so the next use reconnects (a timed-out

@@ -14,6 +14,7 @@
 //! The driver is per client (device cache, DS connections, counters); layouts are per open
 //! file ([`FileLayouts`] in `OpenFile`).
 mod devices;
+mod dsconn;
 mod layouts;
 mod read;
 mod report;
@@ -278,6 +279,17 @@ impl Client {
     /// by the server). Asks the server the first time.
     pub async fn pnfs_active(&self) -> bool {
         client_driver(self).await.is_some()
+    }
+
+    /// Payload bytes this client moved to and from data servers over its libfabric endpoint
+    /// (RMA), 0 when it has none.
+    pub fn fabric_bytes(&self) -> u64 {
+        slot(self)
+            .get()
+            .cloned()
+            .flatten()
+            .map(|d| d.devices.fabric_bytes())
+            .unwrap_or(0)
     }
 
     /// The layout driver's counters; None when pNFS is not in use (or not yet decided).

@@ -88,12 +88,19 @@ fn args(s: &Shared, usage: &Usage) -> HeartbeatArgs {
         instance: s.instance,
         timestamp_ms: now_ms(),
         listen: netaddr(&s.local),
-        advertised: s
-            .advertised()
-            .iter()
-            .take(MAX_NETADDRS)
-            .map(netaddr)
-            .collect(),
+        advertised: {
+            let mut v: Vec<Netaddr4> = s.advertised().iter().map(netaddr).collect();
+            // The fabric endpoint last: a client that cannot use it (the kernel's) takes
+            // the TCP addresses and skips a netid it does not know.
+            if let Some((netid, at)) = s.fabric_addr() {
+                v.push(Netaddr4 {
+                    na_r_netid: Opaque::from(netid.as_str()),
+                    na_r_addr: Opaque::from(to_uaddr(&at).as_str()),
+                });
+            }
+            v.truncate(MAX_NETADDRS);
+            v
+        },
         failure_domain: s.cfg.failure_domain.chars().take(255).collect(),
         capacity_bytes: usage.capacity,
         used_bytes: usage.used,

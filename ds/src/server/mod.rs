@@ -8,10 +8,12 @@
 //! - [`heartbeat`]: registration and renewal with the MDS.
 //! - [`fences`], [`counters`]: what the heartbeat carries each way.
 //! - [`badchunks`]: chunks that failed verification here, recorded and reported for repair.
+//! - [`fabric`]: the same data path over a libfabric endpoint, with RMA for the bytes.
 
 mod badchunks;
 mod config;
 mod counters;
+mod fabric;
 mod fences;
 mod heartbeat;
 pub mod nfs3;
@@ -59,6 +61,8 @@ pub enum DsServerError {
         addr: SocketAddr,
         source: std::io::Error,
     },
+    #[error("fabric endpoint: {0}")]
+    Fabric(String),
 }
 
 /// What the MDS has told us; `None` geometry until the first heartbeat reply.
@@ -79,6 +83,8 @@ pub(crate) struct Shared {
     bad: badchunks::BadChunks,
     counters: Counters,
     cluster: RwLock<Cluster>,
+    /// The fabric endpoint, once open: (netid, address), advertised after the TCP ones.
+    fabric: RwLock<Option<(String, SocketAddr)>>,
 }
 
 impl Shared {
@@ -104,6 +110,17 @@ impl Shared {
             .learn(file, generation);
     }
 
+    pub(crate) fn set_fabric(&self, netid: String, at: SocketAddr) {
+        *self.fabric.write().unwrap_or_else(|p| p.into_inner()) = Some((netid, at));
+    }
+
+    pub(crate) fn fabric_addr(&self) -> Option<(String, SocketAddr)> {
+        self.fabric
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
     fn advertised(&self) -> Vec<SocketAddr> {
         if self.cfg.advertise.is_empty() {
             vec![self.local]
@@ -127,6 +144,16 @@ impl DsServer {
     /// Opens the data directory (creating identity and store on first start), binds `listen`,
     /// and starts serving and heartbeating. I/O is answered with JUKEBOX until the MDS replies.
     pub async fn start(cfg: DsConfig) -> Result<DsServer, DsServerError> {
+        Self::start_with_fabric(cfg, None).await
+    }
+
+    /// [`DsServer::start`], with a libfabric endpoint of `fabric.0` on `fabric.1` opened
+    /// before the first heartbeat, so the MDS never hands out device information without it
+    /// (clients cache what GETDEVICEINFO told them).
+    pub async fn start_with_fabric(
+        cfg: DsConfig,
+        fabric: Option<(&str, SocketAddr)>,
+    ) -> Result<DsServer, DsServerError> {
         let dir = cfg.data_dir.clone();
         let dir_err = |source| DsServerError::DataDir {
             path: dir.clone(),
@@ -178,6 +205,7 @@ impl DsServer {
                 geometry: None,
                 fences: Fences::new(fences::MAX_FENCES),
             }),
+            fabric: RwLock::new(None),
         });
         let (stop, stop_rx) = watch::channel(false);
         let conns = ConnTable::new(shared.cfg.connections);
@@ -187,6 +215,9 @@ impl DsServer {
             conns.clone(),
             stop_rx.clone(),
         ));
+        if let Some((provider, at)) = fabric {
+            fabric::open(&shared, provider, at, stop_rx.clone())?;
+        }
         let heartbeat = tokio::spawn(heartbeat::run(shared.clone(), stop_rx.clone()));
         let reporter = tokio::spawn(badchunks::run(shared.clone(), stop_rx));
         Ok(DsServer {

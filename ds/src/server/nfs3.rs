@@ -108,7 +108,13 @@ fn unsupported(args: &Nfs3Args) -> Nfs3Res {
 }
 
 /// Decides whether the handle allows this I/O. Refusals touch nothing and are counted.
-fn authorize(s: &Shared, fh: &NfsFh3, write: bool, offset: u64, len: u64) -> Result<Cap, Nfsstat3> {
+pub(crate) fn authorize(
+    s: &Shared,
+    fh: &NfsFh3,
+    write: bool,
+    offset: u64,
+    len: u64,
+) -> Result<Cap, Nfsstat3> {
     // Until the MDS has answered, the DS knows neither the chunk size handles are expressed in
     // nor which generations are fenced: the client must wait and retry.
     let Some(geometry) = s.geometry() else {
@@ -234,7 +240,7 @@ async fn setattr(s: &Shared, a: Setattr3Args) -> Setattr3Res {
     }
 }
 
-async fn read(s: &Shared, a: Read3Args) -> Read3Res {
+pub(crate) async fn read(s: &Shared, a: Read3Args) -> Read3Res {
     let count = a.count.min(MAX_READ);
     let cap = match authorize(s, &a.file, false, a.offset, u64::from(count)) {
         Ok(c) => c,
@@ -265,7 +271,7 @@ async fn read(s: &Shared, a: Read3Args) -> Read3Res {
     }
 }
 
-async fn write(s: &Shared, a: Write3Args) -> Write3Res {
+pub(crate) async fn write(s: &Shared, a: Write3Args) -> Write3Res {
     let fail = |st: Nfsstat3| Write3Res::Fail(st.code(), Default::default());
     let count = a.count as usize;
     // The XDR count and the opaque's own length must agree; more data than count is tolerated
@@ -311,7 +317,7 @@ async fn write(s: &Shared, a: Write3Args) -> Write3Res {
     }
 }
 
-async fn commit(s: &Shared, a: Commit3Args) -> Commit3Res {
+pub(crate) async fn commit(s: &Shared, a: Commit3Args) -> Commit3Res {
     let fail = |st: Nfsstat3| Commit3Res::Fail(st.code(), Default::default());
     // The range is not checked: COMMIT changes no data, the store commits whole objects, and
     // Linux sends a commit bucket's range with the handle of whichever layout segment the

@@ -1,0 +1,317 @@
+//! fcntl and flock locks as NFSv4 byte-range locks, one NFS lock owner per FUSE lock owner
+//! (the kernel's files_struct for fcntl locks, the open file for flock, so the two conflict
+//! as they do through the kernel NFS client, which emulates flock with whole-file locks).
+//! Lock stateids are kept per (node, owner); a lock is derived from the open it was taken
+//! through, and released before that open is closed.
+use client::proto::nfs4::*;
+use client::proto::xdr::Opaque;
+use client::{Client, CompoundBuilder, Error, OpenFile, Result};
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Duration;
+
+/// FUSE's "to the end of the file" (OFFSET_MAX).
+const FUSE_EOF: u64 = i64::MAX as u64;
+/// A blocked lock asks again after this, doubling up to [`MAX_POLL`] (the kernel client polls
+/// the same way: NFS4_LOCK_MINTIMEOUT, without CB_NOTIFY_LOCK).
+const FIRST_POLL: Duration = Duration::from_millis(50);
+const MAX_POLL: Duration = Duration::from_secs(1);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Read,
+    Write,
+    Unlock,
+}
+
+impl Kind {
+    pub fn from_fcntl(typ: i32) -> Option<Kind> {
+        match typ {
+            libc::F_RDLCK => Some(Kind::Read),
+            libc::F_WRLCK => Some(Kind::Write),
+            libc::F_UNLCK => Some(Kind::Unlock),
+            _ => None,
+        }
+    }
+    fn wire(self, blocking: bool) -> NfsLockType4 {
+        match (self, blocking) {
+            (Kind::Read, false) => NfsLockType4::ReadLt,
+            (Kind::Read, true) => NfsLockType4::ReadwLt,
+            (_, false) => NfsLockType4::WriteLt,
+            (_, true) => NfsLockType4::WritewLt,
+        }
+    }
+}
+
+/// FUSE's inclusive [start, end] as NFS offset and length.
+pub fn range(start: u64, end: u64) -> (u64, u64) {
+    if end >= FUSE_EOF {
+        (start, u64::MAX)
+    } else {
+        (start, end.saturating_sub(start).saturating_add(1))
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Held {
+    stateid: Stateid4,
+    /// The FUSE file handle of the open the lock was derived from.
+    from: u64,
+}
+
+#[derive(Default)]
+pub struct Locks {
+    held: Mutex<HashMap<(u64, u64), Held>>,
+}
+
+fn owner_bytes(owner: u64) -> Vec<u8> {
+    // 9 bytes: Linux (6.13 and later) fails a lock with EIO when the conflicting holder's
+    // owner is longer than its own owners' 20 bytes (see `client::locks`).
+    [b"F".as_slice(), &owner.to_be_bytes()].concat()
+}
+
+impl Locks {
+    fn map(&self) -> std::sync::MutexGuard<'_, HashMap<(u64, u64), Held>> {
+        self.held.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// LOCK (or LOCKU for `Kind::Unlock`) for `owner` on node `ino` through the open `f`
+    /// (FUSE handle `fh`). `wait`: poll while another owner holds a conflicting lock.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn set(
+        &self,
+        c: &Client,
+        ino: u64,
+        fh: u64,
+        f: &OpenFile,
+        owner: u64,
+        kind: Kind,
+        (offset, length): (u64, u64),
+        wait: bool,
+    ) -> Result<()> {
+        if kind == Kind::Unlock {
+            return self.unlock(c, ino, owner, f, offset, length).await;
+        }
+        let mut pause = FIRST_POLL;
+        loop {
+            match self
+                .lock_once(c, ino, fh, f, owner, kind, offset, length, wait)
+                .await
+            {
+                Err(e) if wait && e.is_status(Nfsstat4::Denied) => {
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(MAX_POLL);
+                }
+                r => return r,
+            }
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn lock_once(
+        &self,
+        c: &Client,
+        ino: u64,
+        fh: u64,
+        f: &OpenFile,
+        owner: u64,
+        kind: Kind,
+        offset: u64,
+        length: u64,
+        wait: bool,
+    ) -> Result<()> {
+        let held = self.map().get(&(ino, owner)).copied();
+        let locker = match held {
+            Some(h) => Locker4::ExistingLockOwner(ExistLockOwner4 {
+                lock_stateid: h.stateid,
+                lock_seqid: 0,
+            }),
+            None => Locker4::NewLockOwner(OpenToLockOwner4 {
+                open_seqid: 0,
+                // Seqid 0: the current version of the open stateid (RFC 8881 §8.2.2).
+                open_stateid: Stateid4 {
+                    seqid: 0,
+                    ..f.stateid
+                },
+                lock_seqid: 0,
+                lock_owner: StateOwner4 {
+                    clientid: c.clientid(),
+                    owner: Opaque(owner_bytes(owner)),
+                },
+            }),
+        };
+        let res = c
+            .compound(
+                CompoundBuilder::new()
+                    .putfh(&f.fh)
+                    .op(NfsArgop4::Lock(LockArgs {
+                        locktype: kind.wire(wait),
+                        reclaim: false,
+                        offset,
+                        length,
+                        locker,
+                    })),
+            )
+            .await?;
+        let sid = res
+            .into_iter()
+            .find_map(|r| match r {
+                NfsResop4::Lock(LockRes::Ok(ok)) => Some(ok.lock_stateid),
+                _ => None,
+            })
+            .ok_or_else(|| Error::Protocol("reply lacks the LOCK result".into()))?;
+        let from = held.map(|h| h.from).unwrap_or(fh);
+        self.map().insert((ino, owner), Held { stateid: sid, from });
+        Ok(())
+    }
+
+    async fn unlock(
+        &self,
+        c: &Client,
+        ino: u64,
+        owner: u64,
+        f: &OpenFile,
+        offset: u64,
+        length: u64,
+    ) -> Result<()> {
+        let Some(h) = self.map().get(&(ino, owner)).copied() else {
+            return Ok(());
+        };
+        let res = c
+            .compound(
+                CompoundBuilder::new()
+                    .putfh(&f.fh)
+                    .op(NfsArgop4::Locku(LockuArgs {
+                        locktype: NfsLockType4::WriteLt,
+                        seqid: 0,
+                        lock_stateid: h.stateid,
+                        offset,
+                        length,
+                    })),
+            )
+            .await?;
+        if let Some(sid) = res.into_iter().find_map(|r| match r {
+            NfsResop4::Locku(LockuRes::Ok(s)) => Some(s),
+            _ => None,
+        }) {
+            if let Some(e) = self.map().get_mut(&(ino, owner)) {
+                e.stateid = sid;
+            }
+        }
+        Ok(())
+    }
+
+    /// LOCKT: would `owner` get this lock? `Some` = it conflicts.
+    pub async fn test(
+        &self,
+        c: &Client,
+        fh: &NfsFh4,
+        owner: u64,
+        kind: Kind,
+        (offset, length): (u64, u64),
+    ) -> Result<bool> {
+        let r = c
+            .compound(
+                CompoundBuilder::new()
+                    .putfh(fh)
+                    .op(NfsArgop4::Lockt(LocktArgs {
+                        locktype: kind.wire(false),
+                        offset,
+                        length,
+                        owner: StateOwner4 {
+                            clientid: c.clientid(),
+                            owner: Opaque(owner_bytes(owner)),
+                        },
+                    })),
+            )
+            .await;
+        match r {
+            Ok(_) => Ok(false),
+            Err(e) if e.is_status(Nfsstat4::Denied) => Ok(true),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Everything `owner` holds on `ino` released and forgotten (a close by the owner).
+    pub async fn release_owner(&self, c: &Client, ino: u64, owner: u64, f: &OpenFile) {
+        let h = self.map().remove(&(ino, owner));
+        if let Some(h) = h {
+            free(c, &f.fh, h.stateid).await;
+        }
+    }
+
+    /// Every lock derived from the open `fh` released (before that open is closed).
+    pub async fn release_open(&self, c: &Client, fh: u64, f: &OpenFile) {
+        let gone: Vec<Held> = {
+            let mut m = self.map();
+            let keys: Vec<_> = m
+                .iter()
+                .filter(|(_, h)| h.from == fh)
+                .map(|(k, _)| *k)
+                .collect();
+            keys.into_iter().filter_map(|k| m.remove(&k)).collect()
+        };
+        for h in gone {
+            free(c, &f.fh, h.stateid).await;
+        }
+    }
+}
+
+/// LOCKU of everything, then FREE_STATEID, so the owner can start afresh.
+async fn free(c: &Client, fh: &NfsFh4, sid: Stateid4) {
+    let r = c
+        .compound(
+            CompoundBuilder::new()
+                .putfh(fh)
+                .op(NfsArgop4::Locku(LockuArgs {
+                    locktype: NfsLockType4::WriteLt,
+                    seqid: 0,
+                    lock_stateid: sid,
+                    offset: 0,
+                    length: u64::MAX,
+                })),
+        )
+        .await;
+    let sid = match r {
+        Ok(res) => res
+            .into_iter()
+            .find_map(|r| match r {
+                NfsResop4::Locku(LockuRes::Ok(s)) => Some(s),
+                _ => None,
+            })
+            .unwrap_or(sid),
+        Err(e) => {
+            tracing::debug!("LOCKU at release: {e}");
+            sid
+        }
+    };
+    let r = c
+        .compound(vec![NfsArgop4::FreeStateid(FreeStateidArgs {
+            fsa_stateid: sid,
+        })])
+        .await;
+    if let Err(e) = r {
+        tracing::debug!("FREE_STATEID of a lock: {e}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn inclusive_fuse_ranges_become_offset_and_length() {
+        assert_eq!(range(0, FUSE_EOF), (0, u64::MAX));
+        assert_eq!(range(0, 99), (0, 100));
+        assert_eq!(range(100, 199), (100, 100));
+        assert_eq!(range(5, 5), (5, 1));
+    }
+
+    #[test]
+    fn fcntl_types_and_blocking_variants() {
+        assert_eq!(Kind::from_fcntl(libc::F_WRLCK), Some(Kind::Write));
+        assert_eq!(Kind::from_fcntl(99), None);
+        assert_eq!(Kind::Read.wire(true), NfsLockType4::ReadwLt);
+        assert_eq!(Kind::Write.wire(false), NfsLockType4::WriteLt);
+    }
+}
