@@ -30,6 +30,12 @@ pub fn reexec() -> Result<i32> {
 
 /// First thing inside the namespaces.
 pub fn prepare() -> Result<()> {
+    // Once per namespace: `ci` runs two plans in it (the second, Kerberos, after the first).
+    static DONE: std::sync::OnceLock<()> = std::sync::OnceLock::new();
+    if DONE.get().is_some() {
+        return Ok(());
+    }
+    let _ = DONE.set(());
     procs::run(Command::new("ip").args(["link", "set", "lo", "up"]))?;
     // glibc's AI_ADDRCONFIG treats a namespace whose only IPv4 address is 127.0.0.1 as having
     // no IPv4, and ganesha then cannot resolve its Bind_addr; a second loopback address fixes it.

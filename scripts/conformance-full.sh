@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# The full kernel-client conformance suites, one command: what to run before resolving an
+# issue (CI runs the quick subset, `conformance ci`). Every server kind, both kernels, full
+# sizes; NFSv3 through both gateway kinds; Kerberos (krb5, krb5i, krb5p) on the single node.
+# Several hours on 2 cores. Each part is one `conformance run` (its own process: a Kerberos
+# realm lives as long as its process) with its own JSON report; the summary at the end says
+# which parts failed. Extra arguments go to every part (e.g. --kernel sid, --quick).
+set -uo pipefail
+cd "$(dirname "$0")/.."
+
+cargo build -q --release -p cfs -p conformance
+export CFS_BIN="$PWD/target/release/cfs"
+run() { target/release/conformance run "$@"; }
+
+start=$(date +%s)
+failed=()
+part() {
+    local name=$1
+    shift
+    printf '\n==== [%ss] %s\n' "$(($(date +%s) - start))" "$name"
+    if ! run "$@" "${EXTRA[@]}"; then
+        failed+=("$name")
+    fi
+}
+EXTRA=("$@")
+
+part "ganesha (baseline), every version" --server ganesha
+part "cfs single node, v4.1 and v4.2" --server cfs --vers 4.1 --vers 4.2
+part "cfs-cluster (1 MDS + 3 DS), v4.1 and v4.2" --server cfs-cluster --vers 4.1 --vers 4.2
+part "NFSv3: ganesha and both gateway kinds" --server ganesha --server cfs-gateway \
+    --server cfs-cluster-gateway --vers 3
+for sec in krb5 krb5i krb5p; do
+    part "Kerberos $sec, cfs v4.1" --server cfs --vers 4.1 --sec "$sec" \
+        --scenario posix --scenario integrity --scenario locking --scenario twoclient
+done
+
+printf '\n==== [%ss] done\n' "$(($(date +%s) - start))"
+if ((${#failed[@]})); then
+    printf 'failed parts:\n'
+    printf '  %s\n' "${failed[@]}"
+    exit 1
+fi
+echo "all parts passed"
