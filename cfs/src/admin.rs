@@ -112,20 +112,7 @@ pub fn to_table(s: &StatusResOk) -> String {
         human(s.mds_write_bytes),
         s.mds_write_ops
     );
-    out.push_str(&format!(
-        "{:<16} {:<5} {:<21} {:>7} {:>10} {:>10} {:>9} {:>10} {:>9} {:>8} {:>8}\n",
-        "DS",
-        "STATE",
-        "LISTEN",
-        "SILENT",
-        "FREE",
-        "READ",
-        "READ_OPS",
-        "WRITTEN",
-        "WRITE_OPS",
-        "COMMITS",
-        "REFUSED"
-    ));
+    out.push_str(&ds_header(5));
     for d in &s.data_servers {
         out.push_str(&format!(
             "{:<16} {:<5} {:<21} {:>6}s {:>10} {:>10} {:>9} {:>10} {:>9} {:>8} {:>8}\n",
@@ -164,10 +151,10 @@ pub fn human(b: u64) -> String {
     }
 }
 
-/// The data-server table of `cfs admin status`, from the API's JSON (`data_servers`).
-pub fn ds_table_json(dss: &[serde_json::Value]) -> String {
-    let mut out = format!(
-        "{:<16} {:<8} {:<21} {:>7} {:>10} {:>10} {:>9} {:>10} {:>9} {:>8} {:>8}\n",
+/// The header line of both data-server tables (`state` columns wide for their state names).
+fn ds_header(state: usize) -> String {
+    format!(
+        "{:<16} {:<state$} {:<21} {:>7} {:>10} {:>10} {:>9} {:>10} {:>9} {:>8} {:>8}\n",
         "DS",
         "STATE",
         "LISTEN",
@@ -179,7 +166,12 @@ pub fn ds_table_json(dss: &[serde_json::Value]) -> String {
         "WRITE_OPS",
         "COMMITS",
         "REFUSED"
-    );
+    )
+}
+
+/// The data-server table of `cfs admin status`, from the API's JSON (`data_servers`).
+pub fn ds_table_json(dss: &[serde_json::Value]) -> String {
+    let mut out = ds_header(8);
     let n = |d: &serde_json::Value, k: &str| d[k].as_u64().unwrap_or(0);
     for d in dss {
         out.push_str(&format!(

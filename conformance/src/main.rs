@@ -235,16 +235,7 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
                     scenario_vers: Vec::new(),
                 });
             }
-            let plan = Plan {
-                servers,
-                kernels: ALL_KERNELS.to_vec(),
-                scenarios: scenario::checks(),
-                quick: true,
-                explicit_vers: true,
-                seeds: None,
-                first_seed: None,
-            };
-            let code = run_plan(plan, json.clone(), None)?;
+            let code = run_plan(ci_plan(servers), json.clone(), None)?;
             // Outside the namespace run_plan ran all of `ci` again inside it (ganesha needs
             // one): the Kerberos part below has run there.
             if std::env::var("CFS_CONFORMANCE").as_deref() != Ok("1") || !netns::inside() {
@@ -252,26 +243,31 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
             }
             // Kerberos: the kernel's rpc.gssd against a throwaway MIT realm, krb5p (integrity
             // and privacy on every call, so every Kerberos code path), posix on both kernels.
-            let plan = Plan {
-                servers: vec![ServerPlan {
-                    spec: ServerSpec::Cfs,
-                    versions: vec!["4.1".into()],
-                    only: Some(vec!["posix"]),
-                    scenario_vers: Vec::new(),
-                }],
-                kernels: ALL_KERNELS.to_vec(),
-                scenarios: scenario::checks(),
-                quick: true,
-                explicit_vers: true,
-                seeds: None,
-                first_seed: None,
-            };
+            let plan = ci_plan(vec![ServerPlan {
+                spec: ServerSpec::Cfs,
+                versions: vec!["4.1".into()],
+                only: Some(vec!["posix"]),
+                scenario_vers: Vec::new(),
+            }]);
             kerberos::start("krb5p")?;
             let krb = run_plan(plan, json.map(|p| p.with_extension("krb5p.json")), None);
             kerberos::stop();
             let krb = krb?;
             Ok(if code == ExitCode::SUCCESS { krb } else { code })
         }
+    }
+}
+
+/// A CI plan: `servers` on both kernels, quick sizes, each server at the versions it names.
+fn ci_plan(servers: Vec<ServerPlan>) -> Plan {
+    Plan {
+        servers,
+        kernels: ALL_KERNELS.to_vec(),
+        scenarios: scenario::checks(),
+        quick: true,
+        explicit_vers: true,
+        seeds: None,
+        first_seed: None,
     }
 }
 
