@@ -33,7 +33,36 @@ impl Client {
         length: u64,
         reclaim: bool,
     ) -> Result<Stateid4> {
-        let existing = f.lock_stateid();
+        let sid = self
+            .lock_as(
+                f,
+                &lock_owner(&f.owner),
+                f.lock_stateid(),
+                kind.wire(),
+                reclaim,
+                (offset, length),
+            )
+            .await?;
+        if let Ok(mut g) = f.lock.lock() {
+            *g = Some(sid);
+        }
+        Ok(sid)
+    }
+
+    /// LOCK of `[offset, offset+length)` by lock owner `owner` on the open `f`: under the
+    /// owner's lock stateid `existing` when it holds one on this file, else as a new lock
+    /// owner tied to the open. Returns the new lock stateid. For callers that keep their own
+    /// lock owners (the FUSE client: one per kernel lock owner); `lock` is the one-owner-per-
+    /// open case. `owner` should be at most 20 bytes (see `lock_owner`).
+    pub async fn lock_as(
+        &self,
+        f: &OpenFile,
+        owner: &[u8],
+        existing: Option<Stateid4>,
+        locktype: NfsLockType4,
+        reclaim: bool,
+        (offset, length): (u64, u64),
+    ) -> Result<Stateid4> {
         let locker = match existing {
             Some(s) => Locker4::ExistingLockOwner(ExistLockOwner4 {
                 lock_stateid: s,
@@ -50,7 +79,7 @@ impl Client {
                 lock_seqid: 0,
                 lock_owner: StateOwner4 {
                     clientid: self.clientid(),
-                    owner: Opaque(lock_owner(&f.owner)),
+                    owner: Opaque(owner.to_vec()),
                 },
             }),
         };
@@ -59,7 +88,7 @@ impl Client {
                 CompoundBuilder::new()
                     .putfh(&f.fh)
                     .op(NfsArgop4::Lock(LockArgs {
-                        locktype: kind.wire(),
+                        locktype,
                         reclaim,
                         offset,
                         length,
@@ -67,14 +96,10 @@ impl Client {
                     })),
             )
             .await?;
-        let sid = find(&res, "LOCK", |r| match r {
+        find(&res, "LOCK", |r| match r {
             NfsResop4::Lock(LockRes::Ok(ok)) => Some(ok.lock_stateid),
             _ => None,
-        })?;
-        if let Ok(mut g) = f.lock.lock() {
-            *g = Some(sid);
-        }
-        Ok(sid)
+        })
     }
 
     pub async fn unlock(

@@ -5,7 +5,7 @@
 //! through, and released before that open is closed.
 use client::proto::nfs4::*;
 use client::proto::xdr::Opaque;
-use client::{Client, CompoundBuilder, Error, OpenFile, Result};
+use client::{Client, CompoundBuilder, OpenFile, Result};
 use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::Duration;
@@ -121,45 +121,16 @@ impl Locks {
         wait: bool,
     ) -> Result<()> {
         let held = self.map().get(&(ino, owner)).copied();
-        let locker = match held {
-            Some(h) => Locker4::ExistingLockOwner(ExistLockOwner4 {
-                lock_stateid: h.stateid,
-                lock_seqid: 0,
-            }),
-            None => Locker4::NewLockOwner(OpenToLockOwner4 {
-                open_seqid: 0,
-                // Seqid 0: the current version of the open stateid (RFC 8881 §8.2.2).
-                open_stateid: Stateid4 {
-                    seqid: 0,
-                    ..f.stateid
-                },
-                lock_seqid: 0,
-                lock_owner: StateOwner4 {
-                    clientid: c.clientid(),
-                    owner: Opaque(owner_bytes(owner)),
-                },
-            }),
-        };
-        let res = c
-            .compound(
-                CompoundBuilder::new()
-                    .putfh(&f.fh)
-                    .op(NfsArgop4::Lock(LockArgs {
-                        locktype: kind.wire(wait),
-                        reclaim: false,
-                        offset,
-                        length,
-                        locker,
-                    })),
+        let sid = c
+            .lock_as(
+                f,
+                &owner_bytes(owner),
+                held.map(|h| h.stateid),
+                kind.wire(wait),
+                false,
+                (offset, length),
             )
             .await?;
-        let sid = res
-            .into_iter()
-            .find_map(|r| match r {
-                NfsResop4::Lock(LockRes::Ok(ok)) => Some(ok.lock_stateid),
-                _ => None,
-            })
-            .ok_or_else(|| Error::Protocol("reply lacks the LOCK result".into()))?;
         let from = held.map(|h| h.from).unwrap_or(fh);
         self.map().insert((ino, owner), Held { stateid: sid, from });
         Ok(())
