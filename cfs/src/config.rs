@@ -26,6 +26,8 @@ pub enum ConfigError {
     NoMds,
     #[error("the gateway-v3 role needs [gateway] mds = \"HOST:PORT\" (or --mds) when no mds role runs beside it")]
     NoMdsForGateway,
+    #[error("[cluster] metadata_nodes: {0}")]
+    MetadataNodes(String),
     #[error("a cluster needs a secret: [cluster] secret_file (or --cluster-secret-file)")]
     NoSecret,
     #[error("cluster secret in {path}: {message}")]
@@ -181,6 +183,11 @@ pub struct ClusterFileConfig {
     pub fabric_listen: Option<String>,
     /// mds role: bytes per chunk (placement and layout unit).
     pub chunk_size: Option<u64>,
+    /// mds role, multi-node metadata: this node's id among `metadata_nodes`.
+    pub node_id: Option<u64>,
+    /// mds role, multi-node metadata: every MDS node as "ID=HOST:PORT" (its NFS address), the
+    /// same list on every node; three or more. Every shard is a Raft group over all of them.
+    pub metadata_nodes: Option<Vec<String>>,
 }
 
 /// The roles a server process runs.

@@ -29,6 +29,8 @@ pub struct Settings {
     pub admin: Option<SocketAddr>,
     /// The config file as read (its `[kerberos]` section is read at start).
     pub file: FileConfig,
+    /// mds role, multi-node metadata: the MDS nodes.
+    pub members: Option<mds::raft::network::Members>,
 }
 
 pub struct ServerArgs {
@@ -106,6 +108,7 @@ pub fn resolve(a: &ServerArgs) -> Result<Settings, ConfigError> {
         // A gateway alone must be told its MDS; say so before anything starts.
         crate::gateway::mds_addr(f, &file)?;
     }
+    let members = metadata_members(&fc, &secret, &roles, listen)?;
     let admin = match (&a.admin_listen, &file.admin) {
         (Some(l), _) => Some(config::parse_listen(l)?),
         (None, Some(ad)) => Some(config::parse_listen(
@@ -138,7 +141,59 @@ pub fn resolve(a: &ServerArgs) -> Result<Settings, ConfigError> {
         connections: file.connections.clone().unwrap_or_default().limits()?,
         admin,
         file,
+        members,
     })
+}
+
+/// `[cluster] node_id` and `metadata_nodes`: checked whole before anything starts.
+fn metadata_members(
+    fc: &config::ClusterFileConfig,
+    secret: &Option<layout::ClusterSecret>,
+    roles: &Roles,
+    listen: SocketAddr,
+) -> Result<Option<mds::raft::network::Members>, ConfigError> {
+    let bad = |m: String| ConfigError::MetadataNodes(m);
+    let (list, me) = match (&fc.metadata_nodes, fc.node_id) {
+        (None, None) => return Ok(None),
+        (Some(l), Some(id)) => (l, id),
+        _ => return Err(bad("needs node_id and metadata_nodes together".into())),
+    };
+    if !roles.mds {
+        return Err(bad("only an mds role has a node id".into()));
+    }
+    let secret = secret.clone().ok_or(ConfigError::NoSecret)?;
+    let mut nodes = std::collections::BTreeMap::new();
+    for entry in list {
+        let (id, addr) = entry
+            .split_once('=')
+            .ok_or_else(|| bad(format!("{entry:?}: expected \"ID=HOST:PORT\"")))?;
+        let id: u64 = id
+            .trim()
+            .parse()
+            .ok()
+            .filter(|i| *i > 0)
+            .ok_or_else(|| bad(format!("{entry:?}: the id must be a number above 0")))?;
+        let addr = config::parse_listen(addr.trim())?;
+        if nodes.insert(id, addr).is_some() {
+            return Err(bad(format!("node {id} is listed twice")));
+        }
+    }
+    if nodes.len() < 3 {
+        return Err(bad(format!(
+            "{} nodes: a metadata cluster has three or more (one MDS needs no list)",
+            nodes.len()
+        )));
+    }
+    let Some(own) = nodes.get(&me) else {
+        return Err(bad(format!("node_id {me} is not in the list")));
+    };
+    // Peers reach this node at the listed address: it must be where it listens.
+    if own.port() != listen.port() || (!listen.ip().is_unspecified() && own.ip() != listen.ip()) {
+        return Err(bad(format!(
+            "node {me} is listed at {own} but listens on {listen}"
+        )));
+    }
+    Ok(Some(mds::raft::network::Members { me, nodes, secret }))
 }
 
 /// The data directory is a directory, or can be made one; checked without creating it.
@@ -420,6 +475,7 @@ pub async fn run(a: ServerArgs, check_only: bool) -> Result<(), Box<dyn std::err
             grace_seconds: s.grace_seconds,
             cluster,
             connections,
+            members: s.members.clone(),
         };
         let gss = crate::kerberos::acceptor(&s.file)?;
         if gss.is_some() {

@@ -2,6 +2,7 @@
 //! the cluster together are derived (DS capabilities, heartbeat MACs). Deriving per purpose
 //! means no key is ever used for two things, and the secret itself never crosses the wire.
 use proto::cluster::{BadChunksArgs, HeartbeatArgs, StatusArgs};
+use proto::peer::PeerArgs;
 use thiserror::Error;
 
 use crate::capability::CapKey;
@@ -98,6 +99,37 @@ impl ClusterSecret {
     pub fn admin_token(&self) -> String {
         let k = blake3::derive_key("cfs admin http token v1", &self.0);
         k.iter().map(|b| format!("{b:02x}")).collect()
+    }
+}
+
+impl ClusterSecret {
+    fn peer_key(&self) -> [u8; 32] {
+        blake3::derive_key("cfs mds peer key v1", &self.0)
+    }
+
+    /// The MAC an MDS puts on a call to another MDS (Raft, forwarded commands).
+    pub fn peer_mac(&self, args: &PeerArgs) -> [u8; 32] {
+        *blake3::keyed_hash(&self.peer_key(), &args.mac_input()).as_bytes()
+    }
+
+    /// Whether a peer call was made with this secret (constant-time comparison).
+    pub fn peer_authentic(&self, args: &PeerArgs) -> bool {
+        blake3::Hash::from_bytes(self.peer_mac(args)) == blake3::Hash::from_bytes(args.mac)
+    }
+}
+
+impl ClusterSecret {
+    /// The NFS fsid of a multi-node metadata cluster's file system: every MDS node must give
+    /// clients the same one, and each can derive it before any shard has a leader.
+    pub fn fs_id(&self) -> u64 {
+        let k = blake3::derive_key("cfs file system id v1", &self.0);
+        u64::from_le_bytes([k[0], k[1], k[2], k[3], k[4], k[5], k[6], k[7]])
+    }
+
+    /// The key file handles are MACed with on every MDS node of a multi-node cluster, so a
+    /// handle from one node is good at another.
+    pub fn fh_key(&self) -> [u8; 32] {
+        blake3::derive_key("cfs mds file handle key v1", &self.0)
     }
 }
 

@@ -253,6 +253,10 @@ impl From<crate::namespace::FsError> for NfsError {
             // A proposer retries `Changed` a few times; a name that keeps changing under it is
             // the client's to try again.
             F::Closed | F::Changed => NfsError::Delay,
+            F::Unavailable(msg) => {
+                tracing::warn!("namespace: {msg}");
+                NfsError::Delay
+            }
         }
     }
 }

@@ -45,6 +45,9 @@ pub struct ServerConfig {
     pub cluster: Option<cluster::ClusterConfig>,
     /// Bounds on the NFS port's connections.
     pub connections: proto::rpc::ServeLimits,
+    /// The MDS nodes of a multi-node metadata cluster (`raft::network::Members`); `None`
+    /// for one MDS.
+    pub members: Option<raft::network::Members>,
 }
 
 #[derive(Debug, Error)]
@@ -120,6 +123,7 @@ impl Mds {
         let space = Arc::new(space::Space::open(dir, &meta_dir).map_err(dd)?);
         let opts = namespace::Options {
             space: Some(space.clone()),
+            members: cfg.members.clone(),
             ..Default::default()
         };
         let ns = Namespace::open_with(&meta_dir, opts)
@@ -128,7 +132,10 @@ impl Mds {
                 path: meta_dir.clone(),
                 source,
             })?;
-        let fh_key = fh::FhKey::load_or_create(&meta_dir).map_err(dd)?;
+        let fh_key = match &cfg.members {
+            Some(m) => fh::FhKey::new(m.secret.fh_key()),
+            None => fh::FhKey::load_or_create(&meta_dir).map_err(dd)?,
+        };
         let (mut db, previous) = ClientDb::open(&meta_dir).map_err(dd)?;
         db.set_space(space.clone());
         let boot = ns.boot_count();
@@ -154,7 +161,10 @@ impl Mds {
         let mut write_verf = [0u8; 8];
         write_verf.copy_from_slice(&boot.to_be_bytes());
         Ok(Mds {
-            fs_id: ns.fs_id(),
+            fs_id: match &cfg.members {
+                Some(m) => m.secret.fs_id(),
+                None => ns.fs_id(),
+            },
             data_path: data_dir,
             space,
             ns,
@@ -424,6 +434,21 @@ impl Server {
             tokio::spawn(carry_out_effects(Arc::downgrade(&mds), effects_rx)),
         ];
         tasks.push(tokio::spawn(laundromat(mds.clone())));
+        if cfg.members.is_some() {
+            // The root is made once shard 0 has a leader, which needs the other nodes to hear
+            // this one: answered from now on by the accept loop above.
+            let waited = tokio::time::timeout(raft::START_WAIT, async {
+                while mds.ns.getattr(namespace::ROOT_INO).is_err() {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            })
+            .await;
+            if waited.is_err() {
+                tracing::warn!(
+                    "no metadata quorum yet: requests wait until enough MDS nodes are up"
+                );
+            }
+        }
         let keeper = mds.clone();
         tasks.push(tokio::spawn(async move {
             // Gives the reserve back when something else fills the disk, and takes it again

@@ -40,6 +40,9 @@ impl NfsService {
                 &call,
             ));
         }
+        if call.prog == proto::peer::CFS_PEER_PROGRAM {
+            return Some(crate::raft::service::handle(&self.mds.ns, &call).await);
+        }
         if call.prog != NFS4_PROGRAM {
             return Some(accepted_reply(
                 call.xid,

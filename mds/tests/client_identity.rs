@@ -180,6 +180,7 @@ async fn unconfirmed_client_records_are_purged_after_a_lease() {
         grace_seconds: None,
         cluster: None,
         connections: Default::default(),
+        members: None,
     })
     .await
     .unwrap();

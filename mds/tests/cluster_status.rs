@@ -39,6 +39,7 @@ async fn mds_with_cluster(
         grace_seconds: None,
         cluster: Some(ClusterConfig::new(secret.clone())),
         connections: Default::default(),
+        members: None,
     })
     .await
     .unwrap();

@@ -218,6 +218,7 @@ async fn start(dir: &Path, exports: Vec<Export>) -> Server {
             grace_seconds: Some(0),
             cluster: None,
             connections: Default::default(),
+            members: None,
         };
         match Server::start(cfg).await {
             Ok(s) => return s,

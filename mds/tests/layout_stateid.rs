@@ -64,6 +64,7 @@ async fn layoutreturn_with_an_old_layout_stateid_is_old_stateid() {
         grace_seconds: None,
         cluster: Some(ClusterConfig::new(secret)),
         connections: Default::default(),
+        members: None,
     })
     .await
     .unwrap();

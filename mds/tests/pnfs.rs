@@ -37,6 +37,7 @@ async fn cluster_server(dir: &std::path::Path) -> Server {
         grace_seconds: None,
         cluster: Some(ClusterConfig::new(secret)),
         connections: Default::default(),
+        members: None,
     })
     .await
     .unwrap()

@@ -21,6 +21,7 @@ async fn start(dir: &Path) -> Server {
             grace_seconds: Some(2),
             cluster: None,
             connections: Default::default(),
+            members: None,
         })
         .await;
         match r {

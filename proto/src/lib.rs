@@ -12,6 +12,7 @@ pub mod nfs3;
 pub mod nfs3_client;
 pub mod nfs4;
 pub mod nlm;
+pub mod peer;
 pub mod portmap;
 pub mod rpc;
 pub mod xdr;

@@ -50,6 +50,10 @@ pub enum FsError {
     /// The namespace's writer is gone (it hit a storage error or the process is shutting down).
     #[error("namespace closed")]
     Closed,
+    /// The shard has no leader this node can reach (an election is on, or too few nodes are
+    /// up): the client is to try again (NFS4ERR_DELAY).
+    #[error("metadata unavailable: {0}")]
+    Unavailable(String),
 }
 
 impl From<redb::Error> for FsError {

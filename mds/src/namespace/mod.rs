@@ -84,6 +84,9 @@ pub struct Options {
     /// Reserved space for the log and checkpoints when the file system fills (`mds::space`);
     /// without it, a full file system fails commands with `FsError::NoSpace`.
     pub space: Option<Arc<dyn SpaceGuard>>,
+    /// The MDS nodes of a multi-node cluster: every shard's group has them all as voters.
+    /// `None`: a one-node cluster (the embedded default).
+    pub members: Option<crate::raft::network::Members>,
 }
 
 impl Default for Options {
@@ -92,6 +95,7 @@ impl Default for Options {
             shards: DEFAULT_SHARDS,
             quick_repair: true,
             space: None,
+            members: None,
         }
     }
 }
@@ -153,7 +157,39 @@ struct Shard {
 }
 
 /// A command and who waits for its result.
-type Queued = (Command, oneshot::Sender<Result<Outcome, FsError>>);
+type Queued = (Command, oneshot::Sender<Proposed>);
+
+/// What became of a command handed to a shard's Raft group on one node (also the answer to a
+/// command forwarded from another node, `PEERPROC_PROPOSE`).
+// `Applied` is the common case; boxing it would cost an allocation per command.
+#[allow(clippy::large_enum_variant)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+pub(crate) enum Proposed {
+    /// Committed and applied as log entry `index`, with this result.
+    Applied {
+        index: u64,
+        result: Result<Outcome, FsError>,
+    },
+    /// This node does not lead the shard (the leader it knows of, if any): nothing was
+    /// appended, so the command may go to the leader.
+    NotLeader(Option<u64>),
+    /// It was not committed here, and may or may not be later (a leader that lost its
+    /// leadership with the entry appended): not safe to send again.
+    Failed(FsError),
+}
+
+/// How long a command waits for its shard to have a reachable leader before the client is
+/// told to try again (NFS4ERR_DELAY): longer than an election after a node's death.
+const PROPOSE_WAIT: std::time::Duration = std::time::Duration::from_secs(15);
+/// How long a new shard waits for its preferred node to initialize it before another node
+/// does.
+const ADOPT_AFTER: std::time::Duration = std::time::Duration::from_secs(20);
+/// Between two attempts to find a shard's leader.
+const RETRY_PAUSE: std::time::Duration = std::time::Duration::from_millis(50);
+/// A forwarded command's answer: it waits for a commit on a quorum.
+const FORWARD_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+/// How long the proposer's replica may take to apply what the leader answered for.
+const CATCH_UP_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Most commands in one log entry.
 const MAX_BATCH: usize = 256;
@@ -192,19 +228,20 @@ async fn propose_batches(
             let n = cmds.len();
             match raft.client_write(Proposal { cmds }).await {
                 Ok(r) => {
+                    let index = r.log_id.index;
                     let mut results = r.data.0.into_iter();
                     for reply in waiting {
-                        let res = results
+                        let result = results
                             .next()
                             .unwrap_or(Err(FsError::Io("a batch's result is missing".into())));
-                        let _ = reply.send(res);
+                        let _ = reply.send(Proposed::Applied { index, result });
                     }
                 }
                 Err(e) => {
-                    let err = write_error(shard, e);
-                    tracing::debug!(%shard, commands = n, error = %err, "batch not committed");
+                    let answer = write_error(shard, e);
+                    tracing::debug!(%shard, commands = n, answer = ?answer, "batch not committed");
                     for reply in waiting {
-                        let _ = reply.send(Err(err.clone()));
+                        let _ = reply.send(answer.clone());
                     }
                 }
             }
@@ -212,15 +249,18 @@ async fn propose_batches(
     }
 }
 
-fn write_error(shard: ShardId, e: RaftError<u64, ClientWriteError<u64, BasicNode>>) -> FsError {
+fn write_error(shard: ShardId, e: RaftError<u64, ClientWriteError<u64, BasicNode>>) -> Proposed {
     match e {
+        // openraft answers this before appending (not the leader), and also to writes still
+        // pending when the leader steps down, whose entry may yet commit under the next leader
+        // (see the known gap in `propose`).
         RaftError::APIError(ClientWriteError::ForwardToLeader(f)) => {
-            FsError::Io(format!("shard {shard} is led by node {:?}", f.leader_id))
+            Proposed::NotLeader(f.leader_id)
         }
-        RaftError::APIError(e) => FsError::Io(format!("shard {shard}: {e}")),
+        RaftError::APIError(e) => Proposed::Failed(FsError::Io(format!("shard {shard}: {e}"))),
         RaftError::Fatal(e) => {
             warn!(%shard, error = %e, "shard stopped");
-            FsError::Closed
+            Proposed::Failed(FsError::Closed)
         }
     }
 }
@@ -240,6 +280,9 @@ struct Inner {
     boot_count: u64,
     stats: Arc<Stats>,
     leadership: Mutex<Vec<tokio::task::JoinHandle<()>>>,
+    /// The other MDS nodes, in a multi-node cluster.
+    peers: Option<Arc<crate::raft::network::Peers>>,
+    incoming: crate::raft::service::IncomingSnapshots,
 }
 
 impl Drop for Inner {
@@ -327,7 +370,8 @@ impl Namespace {
         .start()?;
         drop(db);
         let config = crate::raft::config(shard_count)?;
-        let node = SOLO_NODE;
+        let peers = opts.members.clone().map(crate::raft::network::Peers::new);
+        let node = opts.members.as_ref().map_or(SOLO_NODE, |m| m.me);
         let mut shards = BTreeMap::new();
         for (id, core) in &cores {
             let machine = ShardMachine {
@@ -337,7 +381,7 @@ impl Namespace {
             let raft = openraft::Raft::new(
                 node,
                 config.clone(),
-                crate::raft::network::Network,
+                crate::raft::network::Network::new(peers.clone(), ShardId(*id)),
                 log.shard(ShardId(*id))?,
                 machine,
             )
@@ -368,9 +412,14 @@ impl Namespace {
                 boot_count,
                 stats,
                 leadership: Mutex::new(Vec::new()),
+                peers,
+                incoming: Default::default(),
             }),
         };
-        ns.start_solo().await?;
+        match &opts.members {
+            None => ns.start_solo().await?,
+            Some(m) => ns.start_members(m).await?,
+        }
         let fs_id = ns.fs_id();
         info!(path = %path.display(), fs_id, boot_count, shards = shard_count, "namespace open");
         Ok(ns)
@@ -417,6 +466,78 @@ impl Namespace {
                 time: Time::now(),
             })
             .await?;
+        }
+        Ok(())
+    }
+
+    /// A multi-node cluster: every shard's voters are all the nodes. A new shard is
+    /// initialized (membership at log index 0, then an election) by its preferred node only
+    /// (shard number modulo the node count): the others have no membership yet and cannot
+    /// stand, so that node becomes its first leader and the leaders are spread evenly. (openraft
+    /// 0.9 has no leadership transfer, and a live leader's lease makes followers refuse other
+    /// candidates, so the spread is decided here or not at all.) A shard still uninitialized
+    /// after `ADOPT_AFTER` (its preferred node never came) is initialized by whoever is up,
+    /// with the same membership, which openraft allows. Nothing here waits for the other
+    /// nodes (their listeners may not be up yet, nor this one's); the root is made by a
+    /// background task once shard 0 has a leader. Until a shard has one, its commands wait
+    /// (`propose`).
+    async fn start_members(&self, m: &crate::raft::network::Members) -> Result<(), FsError> {
+        let members: BTreeMap<u64, BasicNode> = m
+            .nodes
+            .iter()
+            .map(|(id, addr)| (*id, BasicNode::new(addr.to_string())))
+            .collect();
+        if !members.contains_key(&m.me) {
+            return Err(FsError::Invalid);
+        }
+        let ids: Vec<u64> = members.keys().copied().collect();
+        for (id, s) in &self.inner.shards {
+            if ids[usize::from(*id) % ids.len()] == m.me {
+                initialize_once(*id, &s.raft, &members).await?;
+            }
+        }
+        self.watch_leadership();
+        let ns = Arc::downgrade(&self.inner);
+        let started = tokio::time::Instant::now();
+        let task = tokio::spawn(async move {
+            let mut tick = tokio::time::interval(std::time::Duration::from_millis(500));
+            loop {
+                tick.tick().await;
+                let Some(inner) = ns.upgrade() else { return };
+                let ns = Namespace { inner };
+                let mut settled = true;
+                for (id, s) in &ns.inner.shards {
+                    if s.raft.is_initialized().await.unwrap_or(true) {
+                        continue;
+                    }
+                    settled = false;
+                    if started.elapsed() >= ADOPT_AFTER {
+                        if let Err(e) = initialize_once(*id, &s.raft, &members).await {
+                            tracing::warn!("{e}");
+                        }
+                    }
+                }
+                let root = ns.getattr(ROOT_INO).is_ok();
+                if !root && ns.leaders().get(&0).copied().flatten().is_some() {
+                    let made = ns
+                        .execute(Command::InitRoot {
+                            fs_id: new_fs_id(&ns.inner.node.to_le_bytes()),
+                            time: Time::now(),
+                        })
+                        .await;
+                    if let Err(e) = made {
+                        if e != FsError::Exists {
+                            tracing::debug!("root not made yet: {e}");
+                        }
+                    }
+                }
+                if settled && ns.getattr(ROOT_INO).is_ok() {
+                    return;
+                }
+            }
+        });
+        if let Ok(mut t) = self.inner.leadership.lock() {
+            t.push(task);
         }
         Ok(())
     }
@@ -474,12 +595,154 @@ impl Namespace {
                 )));
             }
         };
+        let s = self.shard(shard)?;
+        let me = self.inner.node;
+        if self.inner.peers.is_none() {
+            // One node: it leads every shard.
+            return match self.queue_here(s, cmd).await {
+                Proposed::Applied { result, .. } => result,
+                Proposed::NotLeader(_) => Err(FsError::Unavailable(format!(
+                    "shard {shard} lost its only voter"
+                ))),
+                Proposed::Failed(e) => Err(e),
+            };
+        }
+        // Routing: the shard's leader replicates the command; from another node it is
+        // forwarded there. While the shard has no leader (an election after a node died,
+        // 1.5 to 3 s), the command waits, up to `PROPOSE_WAIT`; the client sees a pause.
+        //
+        // Known gap: a command whose leader died after replicating it to a follower may
+        // commit under the next leader and is then sent again from here, so a create can
+        // answer "exists" and a remove "not found" after a failover (NFS over a server
+        // reboot without a persistent reply cache does the same). The cure is a
+        // per-proposer sequence number deduplicated inside `apply` (Raft thesis §6.3).
+        let deadline = tokio::time::Instant::now() + PROPOSE_WAIT;
+        loop {
+            let leader = s.raft.current_leader().await;
+            let answer = match leader {
+                Some(l) if l == me => self.queue_here(s, cmd.clone()).await,
+                Some(l) => {
+                    // A leader that went silent is replaced by an election; this node learns
+                    // of it before any timeout of the forwarded call would fire.
+                    let mut rx = s.raft.metrics();
+                    let replaced = async move {
+                        while rx.changed().await.is_ok() {
+                            if rx.borrow().current_leader != Some(l) {
+                                return;
+                            }
+                        }
+                        std::future::pending::<()>().await
+                    };
+                    tokio::select! {
+                        a = self.forward(l, shard, &cmd) => a,
+                        () = replaced => Proposed::NotLeader(None),
+                    }
+                }
+                None => Proposed::NotLeader(None),
+            };
+            match answer {
+                Proposed::Applied { index, result } => {
+                    if leader != Some(me) {
+                        // Read your writes: what the client reads next from this node's
+                        // replica includes the change.
+                        let wait = s.raft.wait(Some(CATCH_UP_WAIT));
+                        if let Err(e) = wait.applied_index_at_least(Some(index), "forwarded").await
+                        {
+                            tracing::debug!(%shard, index, "replica behind the leader: {e}");
+                        }
+                    }
+                    return result;
+                }
+                Proposed::Failed(e) => return Err(e),
+                Proposed::NotLeader(_) => {
+                    if tokio::time::Instant::now() >= deadline {
+                        return Err(FsError::Unavailable(format!(
+                            "shard {shard} has no reachable leader"
+                        )));
+                    }
+                    tokio::time::sleep(RETRY_PAUSE).await;
+                }
+            }
+        }
+    }
+
+    /// Hands `cmd` to this node's proposer of the shard.
+    async fn queue_here(&self, s: &Shard, cmd: Command) -> Proposed {
         let (reply, rx) = oneshot::channel();
-        self.shard(shard)?
-            .queue
-            .send((cmd, reply))
-            .map_err(|_| FsError::Closed)?;
-        rx.await.map_err(|_| FsError::Closed)?
+        if s.queue.send((cmd, reply)).is_err() {
+            return Proposed::Failed(FsError::Closed);
+        }
+        rx.await.unwrap_or(Proposed::Failed(FsError::Closed))
+    }
+
+    /// Sends `cmd` to node `leader` for its shard's group.
+    async fn forward(&self, leader: u64, shard: ShardId, cmd: &Command) -> Proposed {
+        let Some(peers) = &self.inner.peers else {
+            return Proposed::NotLeader(None);
+        };
+        let body = match postcard::to_stdvec(cmd) {
+            Ok(b) => b,
+            Err(e) => return Proposed::Failed(FsError::Io(format!("encode a command: {e}"))),
+        };
+        let reply = peers
+            .call(
+                leader,
+                proto::peer::PEERPROC_PROPOSE,
+                shard,
+                body,
+                FORWARD_TIMEOUT,
+            )
+            .await;
+        match reply {
+            Ok(bytes) => postcard::from_bytes(&bytes).unwrap_or_else(|e| {
+                Proposed::Failed(FsError::Io(format!("node {leader}: bad answer: {e}")))
+            }),
+            // Down, or refusing: ask again who leads.
+            Err(e) => {
+                tracing::debug!(%shard, leader, "forward failed: {e}");
+                Proposed::NotLeader(None)
+            }
+        }
+    }
+
+    /// A command forwarded by another node: replicated here if this node leads its shard.
+    pub(crate) async fn propose_here(&self, shard: ShardId, cmd: Command) -> Proposed {
+        let Ok(s) = self.shard(shard) else {
+            return Proposed::NotLeader(None);
+        };
+        let leader = s.raft.current_leader().await;
+        if leader != Some(self.inner.node) {
+            return Proposed::NotLeader(leader);
+        }
+        self.queue_here(s, cmd).await
+    }
+
+    /// The shard's Raft group on this node (peer messages go to it).
+    pub(crate) fn raft_of(&self, shard: ShardId) -> Option<crate::raft::types::Raft> {
+        self.inner.shards.get(&shard.0).map(|s| s.raft.clone())
+    }
+
+    /// The other MDS nodes; `None` in a one-node cluster.
+    pub fn peers(&self) -> Option<&Arc<crate::raft::network::Peers>> {
+        self.inner.peers.as_ref()
+    }
+
+    pub(crate) fn incoming_snapshots(&self) -> &crate::raft::service::IncomingSnapshots {
+        &self.inner.incoming
+    }
+
+    /// This node's id (1 in a one-node cluster).
+    pub fn node_id(&self) -> u64 {
+        self.inner.node
+    }
+
+    /// Which node leads each shard, as this node knows it.
+    pub fn leaders(&self) -> BTreeMap<u16, Option<u64>> {
+        self.inner
+            .shards
+            .iter()
+            .map(|(id, s)| (*id, s.raft.metrics().borrow().current_leader))
+            .collect()
     }
 
     /// `execute`: every command is durable once applied.
@@ -684,6 +947,27 @@ impl Namespace {
             let _ = s.raft.shutdown().await;
         }
         // `Inner::drop` checkpoints and stops the log once the last clone goes.
+    }
+}
+
+/// Initializes a shard's group with `members` unless it already has a membership (its own or
+/// one a leader sent it).
+async fn initialize_once(
+    id: u16,
+    raft: &crate::raft::types::Raft,
+    members: &BTreeMap<u64, BasicNode>,
+) -> Result<(), FsError> {
+    use openraft::error::InitializeError;
+    let init = raft
+        .is_initialized()
+        .await
+        .map_err(|e| FsError::Io(format!("shard {id}: {e}")))?;
+    if init {
+        return Ok(());
+    }
+    match raft.initialize(members.clone()).await {
+        Ok(()) | Err(RaftError::APIError(InitializeError::NotAllowed(_))) => Ok(()),
+        Err(e) => Err(FsError::Io(format!("initialize shard {id}: {e}"))),
     }
 }
 

@@ -6,6 +6,7 @@ mod basic;
 mod crash;
 mod group;
 mod model;
+mod replicated;
 
 use super::*;
 

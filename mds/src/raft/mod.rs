@@ -12,6 +12,7 @@ pub mod log;
 pub mod log_store;
 pub mod machine;
 pub mod network;
+pub mod service;
 pub mod types;
 
 pub use log::{LogEngine, LogStats};

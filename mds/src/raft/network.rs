@@ -1,27 +1,196 @@
-//! How a shard's Raft group reaches its other replicas.
+//! How a shard's Raft group reaches its other replicas: openraft's messages, postcard-encoded,
+//! in calls of the MDS peer program (`proto::peer`) on the other node's NFS port, MACed with
+//! the cluster secret. One connection per peer node carries every shard's messages (calls are
+//! multiplexed by xid), so 256 groups heartbeating cost a few hundred small calls a second on
+//! one socket, not 256 sockets.
 //!
-//! A one-node cluster has no other replicas: every group's only voter is this node, so openraft
-//! never asks for a connection. Multi-node replication sends these messages over the cluster
-//! RPC program (not yet: issue 12); until then a connection to another node reports it
-//! unreachable, which is what it is.
+//! A one-node cluster has no peers: every group's only voter is this node, and openraft never
+//! asks for a connection.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
 
 use openraft::error::{
-    Fatal, NetworkError, RPCError, RaftError, ReplicationClosed, StreamingError, Unreachable,
+    Fatal, NetworkError, PayloadTooLarge, RPCError, RaftError, RemoteError, ReplicationClosed,
+    StreamingError, Unreachable,
 };
 use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
 use openraft::raft::{
     AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, VoteRequest, VoteResponse,
 };
-use openraft::{BasicNode, OptionalSend, Snapshot, Vote};
+use openraft::{BasicNode, OptionalSend, Snapshot, SnapshotMeta, Vote};
+use proto::peer::*;
+use proto::rpc::{Auth, Connection, ConnectionLimits, RejectCalls};
+use proto::xdr::{Opaque, Xdr};
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
 
 use super::types::Cfg;
+use crate::namespace::ShardId;
 
-/// Connections to the other replicas of the node's shards.
-#[derive(Clone, Default)]
-pub struct Network;
+/// Snapshot bytes per call: half the body limit leaves room for the piece's header.
+pub const SNAPSHOT_PIECE: usize = 512 << 10;
+/// Largest snapshot a node accepts from a peer (a shard's whole state; about 200 bytes a file,
+/// so 2 M files in one shard).
+pub const MAX_SNAPSHOT: u64 = 1 << 30;
+/// How long a connection attempt to a peer may take before it counts as unreachable.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// A connection to node `target`.
+/// The MDS nodes of the cluster and how to reach them: fixed at cluster creation.
+#[derive(Clone, Debug)]
+pub struct Members {
+    /// This node's id.
+    pub me: u64,
+    /// Every node's id and NFS address, this node's included.
+    pub nodes: BTreeMap<u64, SocketAddr>,
+    pub secret: layout::ClusterSecret,
+}
+
+#[derive(Debug, Error, Clone, PartialEq, Eq)]
+pub enum PeerError {
+    #[error("node {0} is not a member of the cluster")]
+    Unknown(u64),
+    #[error("node {node}: {reason}")]
+    Unreachable { node: u64, reason: String },
+    #[error("node {node} refused the call (code {code})")]
+    Refused { node: u64, code: u32 },
+    #[error("node {node}: undecodable reply: {reason}")]
+    Garbled { node: u64, reason: String },
+}
+
+/// Connections to the other MDS nodes.
+pub struct Peers {
+    pub members: Members,
+    conns: tokio::sync::Mutex<HashMap<u64, Connection>>,
+    nonce: AtomicU64,
+}
+
+impl Peers {
+    pub fn new(members: Members) -> Arc<Peers> {
+        Arc::new(Peers {
+            nonce: AtomicU64::new(layout::secret::now_ms() << 16),
+            members,
+            conns: Default::default(),
+        })
+    }
+
+    pub fn me(&self) -> u64 {
+        self.members.me
+    }
+
+    async fn connection(&self, to: u64) -> Result<Connection, PeerError> {
+        let addr = *self.members.nodes.get(&to).ok_or(PeerError::Unknown(to))?;
+        let mut conns = self.conns.lock().await;
+        if let Some(c) = conns.get(&to) {
+            if !c.is_closed() {
+                return Ok(c.clone());
+            }
+        }
+        let limits = ConnectionLimits {
+            max_record: MAX_PEER_BODY + (64 << 10),
+            max_in_flight: 256,
+        };
+        let c = tokio::time::timeout(
+            CONNECT_TIMEOUT,
+            Connection::connect(addr, Arc::new(RejectCalls), limits),
+        )
+        .await
+        .map_err(|_| PeerError::Unreachable {
+            node: to,
+            reason: format!("connect to {addr} timed out"),
+        })?
+        .map_err(|e| PeerError::Unreachable {
+            node: to,
+            reason: format!("connect to {addr}: {e}"),
+        })?;
+        conns.insert(to, c.clone());
+        Ok(c)
+    }
+
+    /// One call of the peer program to node `to`; the reply's body, or why there is none.
+    pub async fn call(
+        &self,
+        to: u64,
+        proc_: u32,
+        shard: ShardId,
+        body: Vec<u8>,
+        timeout: Duration,
+    ) -> Result<Vec<u8>, PeerError> {
+        let mut args = PeerArgs {
+            timestamp_ms: layout::secret::now_ms(),
+            nonce: self.nonce.fetch_add(1, Ordering::Relaxed),
+            from: self.members.me,
+            to,
+            shard: u32::from(shard.0),
+            body: Opaque(body),
+            mac: [0; 32],
+        };
+        args.mac = self.members.secret.peer_mac(&args);
+        let conn = self.connection(to).await?;
+        let reply = conn
+            .call(
+                CFS_PEER_PROGRAM,
+                CFS_PEER_V1,
+                proc_,
+                &Auth::None,
+                &args.to_xdr(),
+                timeout,
+            )
+            .await;
+        match reply {
+            Ok(r) => match PeerRes::from_xdr(r.body()) {
+                Ok(PeerRes::Ok(b)) => Ok(b.0),
+                Ok(PeerRes::Err(code)) => Err(PeerError::Refused { node: to, code }),
+                Err(e) => Err(PeerError::Garbled {
+                    node: to,
+                    reason: e.to_string(),
+                }),
+            },
+            Err(e) => {
+                // A timeout or a broken socket: the next call reconnects.
+                conn.close();
+                Err(PeerError::Unreachable {
+                    node: to,
+                    reason: e.to_string(),
+                })
+            }
+        }
+    }
+}
+
+/// A piece of a shard's snapshot on its way to a replica (`PEERPROC_SNAPSHOT`). The last
+/// piece carries what the receiver needs to install it.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct SnapshotPiece {
+    /// Identifies the snapshot being sent, so pieces of two snapshots never mix.
+    pub id: String,
+    pub offset: u64,
+    pub total: u64,
+    pub data: Vec<u8>,
+    /// On the last piece only.
+    pub done: Option<(Vote<u64>, SnapshotMeta<u64, BasicNode>)>,
+}
+
+/// The factory openraft asks for connections to the replicas of one shard.
+#[derive(Clone)]
+pub struct Network {
+    peers: Option<Arc<Peers>>,
+    shard: ShardId,
+}
+
+impl Network {
+    pub fn new(peers: Option<Arc<Peers>>, shard: ShardId) -> Network {
+        Network { peers, shard }
+    }
+}
+
+/// A connection to node `target` for one shard's messages.
 pub struct Peer {
+    peers: Option<Arc<Peers>>,
+    shard: ShardId,
     target: u64,
 }
 
@@ -29,45 +198,113 @@ impl RaftNetworkFactory<Cfg> for Network {
     type Network = Peer;
 
     async fn new_client(&mut self, target: u64, _node: &BasicNode) -> Self::Network {
-        Peer { target }
+        Peer {
+            peers: self.peers.clone(),
+            shard: self.shard,
+            target,
+        }
     }
 }
 
-fn unreachable(target: u64) -> Unreachable {
-    Unreachable::new(&std::io::Error::other(format!(
-        "node {target}: replication between MDS nodes is not built yet"
-    )))
+type RpcErr = RPCError<u64, BasicNode, RaftError<u64>>;
+
+impl Peer {
+    /// Sends `req` and decodes the peer's `Result<Resp, RaftError>`.
+    async fn exchange<Req: Serialize, Resp: for<'de> Deserialize<'de>>(
+        &self,
+        proc_: u32,
+        req: &Req,
+        option: &RPCOption,
+    ) -> Result<Resp, RpcErr> {
+        let peers = self.peers.as_ref().ok_or_else(|| {
+            RPCError::Unreachable(Unreachable::new(&PeerError::Unknown(self.target)))
+        })?;
+        let body =
+            postcard::to_stdvec(req).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+        let answer = peers
+            .call(self.target, proc_, self.shard, body, option.hard_ttl())
+            .await
+            .map_err(|e| match e {
+                PeerError::Unreachable { .. } | PeerError::Unknown(_) => {
+                    RPCError::Unreachable(Unreachable::new(&e))
+                }
+                _ => RPCError::Network(NetworkError::new(&e)),
+            })?;
+        let decoded: Result<Resp, RaftError<u64>> =
+            postcard::from_bytes(&answer).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+        decoded.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
+    }
 }
 
 impl RaftNetwork<Cfg> for Peer {
     async fn append_entries(
         &mut self,
-        _rpc: AppendEntriesRequest<Cfg>,
-        _option: RPCOption,
-    ) -> Result<AppendEntriesResponse<u64>, RPCError<u64, BasicNode, RaftError<u64>>> {
-        Err(RPCError::Unreachable(unreachable(self.target)))
+        rpc: AppendEntriesRequest<Cfg>,
+        option: RPCOption,
+    ) -> Result<AppendEntriesResponse<u64>, RpcErr> {
+        // Entries are batches of at most 128 KiB of commands: when many big ones queue up,
+        // openraft resends with fewer.
+        let size = postcard::experimental::serialized_size(&rpc).unwrap_or(usize::MAX);
+        if size > MAX_PEER_BODY && rpc.entries.len() > 1 {
+            let fewer = (rpc.entries.len() as u64 / 2).max(1);
+            return Err(RPCError::PayloadTooLarge(
+                PayloadTooLarge::new_entries_hint(fewer),
+            ));
+        }
+        self.exchange(PEERPROC_APPEND, &rpc, &option).await
     }
 
     async fn vote(
         &mut self,
-        _rpc: VoteRequest<u64>,
-        _option: RPCOption,
-    ) -> Result<VoteResponse<u64>, RPCError<u64, BasicNode, RaftError<u64>>> {
-        Err(RPCError::Unreachable(unreachable(self.target)))
+        rpc: VoteRequest<u64>,
+        option: RPCOption,
+    ) -> Result<VoteResponse<u64>, RpcErr> {
+        self.exchange(PEERPROC_VOTE, &rpc, &option).await
     }
 
     async fn full_snapshot(
         &mut self,
-        _vote: Vote<u64>,
-        _snapshot: Snapshot<Cfg>,
-        _cancel: impl std::future::Future<Output = ReplicationClosed> + OptionalSend + 'static,
-        _option: RPCOption,
+        vote: Vote<u64>,
+        snapshot: Snapshot<Cfg>,
+        cancel: impl std::future::Future<Output = ReplicationClosed> + OptionalSend + 'static,
+        option: RPCOption,
     ) -> Result<SnapshotResponse<u64>, StreamingError<Cfg, Fatal<u64>>> {
-        Err(StreamingError::Network(NetworkError::new(
-            &std::io::Error::other(format!(
-                "node {}: replication between MDS nodes is not built yet",
-                self.target
-            )),
-        )))
+        let send = async {
+            let bytes = &snapshot.snapshot.bytes;
+            let total = bytes.len() as u64;
+            let id = snapshot.meta.snapshot_id.clone();
+            let mut offset = 0usize;
+            loop {
+                let end = (offset + SNAPSHOT_PIECE).min(bytes.len());
+                let last = end == bytes.len();
+                let piece = SnapshotPiece {
+                    id: id.clone(),
+                    offset: offset as u64,
+                    total,
+                    data: bytes[offset..end].to_vec(),
+                    done: last.then(|| (vote, snapshot.meta.clone())),
+                };
+                let reply: Option<SnapshotResponse<u64>> = self
+                    .exchange(PEERPROC_SNAPSHOT, &piece, &option)
+                    .await
+                    .map_err(|e| match e {
+                        RPCError::Unreachable(u) => StreamingError::Unreachable(u),
+                        RPCError::RemoteError(r) => StreamingError::Network(NetworkError::new(&r)),
+                        other => StreamingError::Network(NetworkError::new(&other)),
+                    })?;
+                if last {
+                    return reply.ok_or_else(|| {
+                        StreamingError::Network(NetworkError::new(&std::io::Error::other(
+                            "the last snapshot piece got no answer",
+                        )))
+                    });
+                }
+                offset = end;
+            }
+        };
+        tokio::select! {
+            r = send => r,
+            closed = cancel => Err(StreamingError::Closed(closed)),
+        }
     }
 }

@@ -45,6 +45,7 @@ async fn server_config(
         grace_seconds: None,
         cluster: None,
         connections,
+        members: None,
     };
     (Server::start(cfg).await.unwrap(), dir)
 }

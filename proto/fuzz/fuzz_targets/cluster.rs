@@ -1,6 +1,7 @@
 //! The cluster control program (heartbeats a DS sends the MDS, the replies, bad-chunk reports,
-//! the status an admin reads) and the flexfiles bodies that travel inside opaque fields (layouts and device
-//! addresses a client decodes, the ff_layoutreturn4 the MDS decodes): decoding arbitrary
+//! the status an admin reads), the MDS peer program's calls and replies, and the flexfiles
+//! bodies that travel inside opaque fields (layouts and device addresses a client decodes,
+//! the ff_layoutreturn4 the MDS decodes): decoding arbitrary
 //! bytes never panics and whatever decodes round-trips. The first byte picks the type.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
@@ -8,6 +9,7 @@ use proto::cluster::{
     BadChunksArgs, BadChunksRes, HeartbeatArgs, HeartbeatRes, StatusArgs, StatusRes,
 };
 use proto::nfs4::{FfDeviceAddr4, FfLayout4, FfLayoutreturn4};
+use proto::peer::{PeerArgs, PeerRes};
 use proto::xdr::Xdr;
 
 fn round_trip<T: Xdr + PartialEq + std::fmt::Debug>(bytes: &[u8]) {
@@ -21,7 +23,7 @@ fuzz_target!(|data: &[u8]| {
     let Some((&sel, rest)) = data.split_first() else {
         return;
     };
-    match sel % 9 {
+    match sel % 11 {
         0 => {
             round_trip::<HeartbeatArgs>(rest);
             // What the MDS does with one before trusting it.
@@ -42,6 +44,14 @@ fuzz_target!(|data: &[u8]| {
             }
         }
         7 => round_trip::<BadChunksRes>(rest),
+        9 => {
+            // Another MDS's call (Raft, forwarded commands), as read before its MAC is checked.
+            round_trip::<PeerArgs>(rest);
+            if let Ok(a) = PeerArgs::from_xdr(rest) {
+                let _ = a.mac_input();
+            }
+        }
+        10 => round_trip::<PeerRes>(rest),
         _ => {
             // An operator's STATUS request, as the MDS reads it before checking its MAC.
             round_trip::<StatusArgs>(rest);

@@ -1,0 +1,219 @@
+//! Three nodes, each shard a Raft group with all three as voters, talking the peer program
+//! over loopback TCP: commands proposed at any node are replicated to all, a node's loss
+//! leaves the others serving after an election, and a node that comes back catches up.
+
+use std::time::{Duration, Instant};
+
+use proto::rpc::{Call, CallHandler, ConnTable, Connection, ConnectionLimits};
+use proto::xdr::Writer;
+use tokio::net::TcpListener;
+
+use super::*;
+use crate::raft::network::Members;
+
+/// Serves the peer program for one node; with no namespace (the node is down) every call is
+/// dropped unanswered, as a dead process would leave it.
+#[derive(Default)]
+struct PeerOnly {
+    ns: Mutex<Option<Namespace>>,
+}
+
+impl CallHandler for PeerOnly {
+    async fn handle(&self, _conn: Connection, call: Call) -> Option<Writer> {
+        let ns = self.ns.lock().ok()?.clone()?;
+        Some(crate::raft::service::handle(&ns, &call).await)
+    }
+}
+
+struct Node {
+    id: u64,
+    dir: tempfile::TempDir,
+    handler: Arc<PeerOnly>,
+    ns: Option<Namespace>,
+}
+
+impl Node {
+    fn up(&mut self, ns: Namespace) {
+        *self.handler.ns.lock().unwrap() = Some(ns.clone());
+        self.ns = Some(ns);
+    }
+
+    async fn down(&mut self) {
+        *self.handler.ns.lock().unwrap() = None;
+        if let Some(ns) = self.ns.take() {
+            ns.close().await;
+        }
+    }
+}
+
+async fn listen(addr: &str) -> TcpListener {
+    TcpListener::bind(addr).await.expect("bind")
+}
+
+fn serve(listener: TcpListener, handler: Arc<PeerOnly>) {
+    let limits = ConnectionLimits {
+        max_record: proto::peer::MAX_PEER_BODY + (64 << 10),
+        max_in_flight: 256,
+    };
+    tokio::spawn(proto::rpc::serve(
+        listener,
+        handler,
+        limits,
+        ConnTable::new(Default::default()),
+        std::future::pending(),
+    ));
+}
+
+async fn open_node(dir: &std::path::Path, members: Members) -> Namespace {
+    let opts = Options {
+        shards: 6,
+        members: Some(members),
+        ..Options::default()
+    };
+    Namespace::open_with(dir, opts).await.expect("open node")
+}
+
+/// Waits (bounded) until `check` holds.
+async fn until(what: &str, limit: Duration, mut check: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !check() {
+        assert!(start.elapsed() < limit, "{what}: not within {limit:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn names(ns: &Namespace, dir: u64) -> Vec<Vec<u8>> {
+    let (entries, _) = ns.readdir(dir, 0, 10_000).unwrap_or_default();
+    let mut n: Vec<Vec<u8>> = entries.into_iter().map(|e| e.name).collect();
+    n.sort();
+    n
+}
+
+#[test]
+fn three_nodes_replicate_fail_over_and_catch_up() {
+    let rt = rt();
+    rt.block_on(async {
+        let secret = layout::ClusterSecret::from_passphrase("raft test secret 0123").unwrap();
+        let mut listeners = Vec::new();
+        let mut nodes_addr = BTreeMap::new();
+        for id in 1..=3u64 {
+            let l = listen("127.0.0.1:0").await;
+            nodes_addr.insert(id, l.local_addr().unwrap());
+            listeners.push(l);
+        }
+        let mut nodes = Vec::new();
+        for (i, l) in listeners.into_iter().enumerate() {
+            let handler = Arc::new(PeerOnly::default());
+            serve(l, handler.clone());
+            nodes.push(Node {
+                id: i as u64 + 1,
+                dir: tempfile::tempdir().unwrap(),
+                handler,
+                ns: None,
+            });
+        }
+        let members = |me| Members {
+            me,
+            nodes: nodes_addr.clone(),
+            secret: secret.clone(),
+        };
+        for n in &mut nodes {
+            let ns = open_node(n.dir.path(), members(n.id)).await;
+            n.up(ns);
+        }
+        let ns = |n: &Node| n.ns.clone().expect("node up");
+        for n in &nodes {
+            let ns = ns(n);
+            until("root on every node", Duration::from_secs(30), || {
+                ns.getattr(ROOT_INO).is_ok()
+            })
+            .await;
+        }
+        // Leaders spread: each node ends up leading the shards it is preferred for (6 shards,
+        // 3 nodes: 2 each), within a few elections.
+        let first = ns(&nodes[0]);
+        let spread = || {
+            let first = &first;
+            let mut per_node = BTreeMap::<u64, usize>::new();
+            for l in first.leaders().values() {
+                *per_node.entry(l.unwrap_or(0)).or_default() += 1;
+            }
+            per_node
+        };
+        let t = Instant::now();
+        until("two leaders per node", Duration::from_secs(20), || {
+            spread() == BTreeMap::from([(1, 2), (2, 2), (3, 2)])
+        })
+        .await;
+        eprintln!("leaders balanced {:?} after the root", t.elapsed());
+        let leaders = first.leaders();
+        drop(first);
+
+        // Proposed at every node: forwarded to the shard's leader where it is elsewhere.
+        let d = mk(&ns(&nodes[1]), ROOT_INO, "d", FileKind::Directory).await;
+        for i in 0..30 {
+            let at = ns(&nodes[i % 3]);
+            let out = at
+                .execute(create(d, &format!("f{i:02}"), FileKind::Regular))
+                .await
+                .unwrap();
+            assert!(out.created);
+            // Read your writes on the node that proposed it.
+            at.lookup(d, format!("f{i:02}").as_bytes()).unwrap();
+        }
+        let want: Vec<Vec<u8>> = (0..30).map(|i| format!("f{i:02}").into_bytes()).collect();
+        for n in &nodes {
+            let ns = ns(n);
+            until("every name on every node", Duration::from_secs(10), || {
+                names(&ns, d) == want
+            })
+            .await;
+        }
+
+        // The node leading the root's shard dies.
+        let victim = leaders[&0].unwrap() as usize - 1;
+        nodes[victim].down().await;
+        let survivor = ns(&nodes[(victim + 1) % 3]);
+        let t = Instant::now();
+        let out = survivor
+            .execute(create(ROOT_INO, "after", FileKind::Regular))
+            .await
+            .unwrap();
+        assert!(out.created);
+        eprintln!(
+            "first create after the leader's loss took {:?}",
+            t.elapsed()
+        );
+        for i in 0..10 {
+            survivor
+                .execute(create(d, &format!("g{i}"), FileKind::Regular))
+                .await
+                .unwrap();
+        }
+        let other = ns(&nodes[(victim + 2) % 3]);
+        until(
+            "the other survivor has them",
+            Duration::from_secs(10),
+            || other.lookup(d, b"g9").is_ok() && other.lookup(ROOT_INO, b"after").is_ok(),
+        )
+        .await;
+
+        // It comes back from its disk and catches up with what it missed.
+        let back = open_node(nodes[victim].dir.path(), members(nodes[victim].id)).await;
+        nodes[victim].up(back.clone());
+        until(
+            "the returning node catches up",
+            Duration::from_secs(20),
+            || back.lookup(d, b"g9").is_ok() && back.lookup(ROOT_INO, b"after").is_ok(),
+        )
+        .await;
+        assert_eq!(names(&back, d).len(), 40);
+        // And it serves again: a command proposed there commits.
+        back.execute(create(d, "h", FileKind::Regular))
+            .await
+            .unwrap();
+        for n in &mut nodes {
+            n.down().await;
+        }
+    });
+}

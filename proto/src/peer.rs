@@ -1,0 +1,78 @@
+//! The MDS peer program: what one metadata server sends another on its NFS port. Raft's
+//! messages between the replicas of a shard (append, vote, snapshot chunks) and a command
+//! forwarded to its shard's leader. The Raft payloads are the replicas' own business (postcard
+//! of openraft's types, opaque here); what this layer fixes is who may send them: every call
+//! carries a MAC under a key derived from the cluster secret, and a timestamp that keeps a
+//! captured call from being replayed later.
+
+use crate::Xdr;
+
+pub const CFS_PEER_PROGRAM: u32 = 0x2043_4654;
+pub const CFS_PEER_V1: u32 = 1;
+
+pub const PEERPROC_NULL: u32 = 0;
+/// Raft AppendEntries of one shard.
+pub const PEERPROC_APPEND: u32 = 1;
+/// Raft RequestVote of one shard.
+pub const PEERPROC_VOTE: u32 = 2;
+/// A piece of a shard's snapshot, for a replica too far behind for the log.
+pub const PEERPROC_SNAPSHOT: u32 = 3;
+/// Namespace commands for the shard's leader to replicate and apply.
+pub const PEERPROC_PROPOSE: u32 = 4;
+
+/// Largest body of one call or reply. The sender keeps under it (at most 8 log entries of at
+/// most 96 KiB of commands per AppendEntries; snapshots in pieces of 512 KiB), and it fits the
+/// MDS's RPC record limit (1 MiB + 64 KiB).
+pub const MAX_PEER_BODY: usize = 1 << 20;
+
+pub const PEER_OK: u32 = 0;
+/// Wrong MAC: the sender does not have this cluster's secret.
+pub const PEER_ERR_AUTH: u32 = 1;
+/// The timestamp is too far from the receiver's clock (replay, or clocks apart).
+pub const PEER_ERR_CLOCK: u32 = 2;
+/// Not addressed to this node, or a shard this node does not have.
+pub const PEER_ERR_WRONG_NODE: u32 = 3;
+/// The body does not decode.
+pub const PEER_ERR_INVAL: u32 = 4;
+/// This node is shutting down.
+pub const PEER_ERR_CLOSED: u32 = 5;
+
+#[derive(Debug, Clone, PartialEq, Eq, Xdr)]
+pub struct PeerArgs {
+    /// Milliseconds since the Unix epoch when sent.
+    pub timestamp_ms: u64,
+    /// Random per call, so two calls in the same millisecond differ.
+    pub nonce: u64,
+    /// Sending node's id.
+    pub from: u64,
+    /// Receiving node's id: a call for another node (a stale address) is refused.
+    pub to: u64,
+    pub shard: u32,
+    #[xdr(max = MAX_PEER_BODY)]
+    pub body: crate::xdr::Opaque,
+    /// Keyed blake3 over the XDR of every field above.
+    pub mac: [u8; 32],
+}
+
+impl PeerArgs {
+    /// The bytes the MAC covers: the XDR of every field but the MAC itself.
+    pub fn mac_input(&self) -> Vec<u8> {
+        let mut w = crate::xdr::Writer::new();
+        use crate::xdr::Xdr;
+        self.timestamp_ms.encode(&mut w);
+        self.nonce.encode(&mut w);
+        self.from.encode(&mut w);
+        self.to.encode(&mut w);
+        self.shard.encode(&mut w);
+        self.body.encode(&mut w);
+        w.into_inner()
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Xdr)]
+pub enum PeerRes {
+    #[xdr(case = PEER_OK)]
+    Ok(#[xdr(max = MAX_PEER_BODY)] crate::xdr::Opaque),
+    #[xdr(default)]
+    Err(u32),
+}
