@@ -148,6 +148,16 @@ pub fn status_table(v: &Value) -> String {
     if let Some(dss) = v["data_servers"].as_array().filter(|a| !a.is_empty()) {
         out.push_str(&crate::admin::ds_table_json(dss));
     }
+    for d in v["mds"]["draining"].as_array().into_iter().flatten() {
+        let id = d["id"].as_str().unwrap_or("?");
+        out.push_str(&match d["files_left"].as_u64() {
+            Some(0) => {
+                format!("drain of {id}: drained, no file is placed on it: it can be stopped\n")
+            }
+            Some(n) => format!("drain of {id}: {n} files left to move\n"),
+            None => format!("drain of {id}: counting its files\n"),
+        });
+    }
     if let Some(d) = v["ds"].as_object() {
         out.push_str(&format!(
             "DS {} on {}: {}; free {} of {}; read {} in {} ops, wrote {} in {} ops, {} commits, {} refused\n",

@@ -186,8 +186,9 @@ enum AdminCmd {
 
 #[derive(Subcommand)]
 enum NodeCmd {
-    /// Move a data server's copies elsewhere and place no new files on it (not implemented
-    /// yet: the MDS answers 501).
+    /// Place no new files on a data server and move its copies to the others; `cfs admin
+    /// status` shows the files left, then "drained" (the data server can then be stopped).
+    /// The drain survives a restart of the MDS.
     #[command(
         after_help = "Example:\n  cfs admin node drain 3f2a9c0d11e4b5a7 --config cfs-cluster/mds.toml"
     )]
@@ -391,7 +392,16 @@ async fn admin(cmd: AdminCmd) -> Result<(), Box<dyn std::error::Error>> {
                 &format!("/api/v1/data-servers/{id}/drain"),
             )
             .await?;
-            println!("{v}");
+            if target.json {
+                println!("{v}");
+            } else {
+                println!(
+                    "data server {} is draining: {} files to move; `cfs admin status` shows \
+                     the progress, and \"drained\" once it can be stopped",
+                    v["draining"].as_str().unwrap_or(&id),
+                    v["files_left"]
+                );
+            }
         }
         AdminCmd::Client(ClientCmd::Evict { id, target }) => {
             let v = call(

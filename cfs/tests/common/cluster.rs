@@ -46,9 +46,10 @@ impl Cluster {
         Self::start_sized(dir, 3, extra)
     }
 
-    /// A cluster of `ds` data servers (at most 3).
+    /// A cluster of `ds` data servers.
     pub fn start_sized(dir: &Path, ds: usize, extra: &[&str]) -> Cluster {
-        let port = free_port_block();
+        let roles = u16::try_from(ds + 1).expect("a few data servers");
+        let port = super::free_ports(roles.max(4));
         let addr: SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
         let log = std::fs::File::create(dir.join("cluster.log")).expect("log");
         let child = Command::new(BIN)
@@ -57,7 +58,7 @@ impl Cluster {
             .args(["--port", &port.to_string()])
             // The admin listeners (MDS, then each DS) on ports of their own, not port + 1000,
             // which may be another test's.
-            .args(["--admin-port", &super::free_ports(4).to_string()])
+            .args(["--admin-port", &super::free_ports(roles.max(4)).to_string()])
             .args(extra)
             .env("CFS_LOG", "info,client=debug,openraft=warn")
             .stdin(Stdio::null())
