@@ -407,7 +407,9 @@ fn the_console_shows_what_the_servers_say() {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let m = d.js("return document.getElementById('msg').textContent");
-        if m.as_str().is_some_and(|s| s.contains("not implemented")) {
+        if m.as_str()
+            .is_some_and(|s| s.contains(&format!("\"draining\":\"{ds0}\"")))
+        {
             break;
         }
         assert!(
@@ -415,6 +417,23 @@ fn the_console_shows_what_the_servers_say() {
             "no answer to the drain shown: {m}"
         );
         std::thread::sleep(Duration::from_millis(100));
+    }
+    // The table shows it (the page refreshes every 2 s), and offers no second drain.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let state = d.js(&format!(
+            "const r = document.querySelector(\"tr[data-ds='{ds0}']\"); \
+             return r ? r.children[1].textContent + (r.querySelector('button') ? ' button' : '') : ''"
+        ));
+        let s = state.as_str().unwrap_or("");
+        if s.starts_with("drain") && !s.contains("button") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the page does not show the drain: {state}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
     }
     drop(holder);
 }
