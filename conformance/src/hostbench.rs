@@ -685,7 +685,7 @@ pub fn hostbench(a: &HostBenchArgs) -> Result<ExitCode> {
         .map(|d| d.as_secs())
         .unwrap_or(0);
     eprintln!(
-        "hostbench: {} × {} round(s); each run: {} s of writes and of creates, plus reading, stat and unlink of what they made (a load run is killed after {} s)",
+        "hostbench: {} × {} round(s); each run: {} s each of sequential writes, 4 KiB random reads, 4 KiB random writes and creates, plus reading, stat and unlink of what they made (a load run is killed after {} s)",
         servers.join(", "),
         a.rounds,
         a.seconds,
