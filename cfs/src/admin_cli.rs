@@ -180,6 +180,36 @@ pub fn status_table(v: &Value) -> String {
     out
 }
 
+/// Follows the drain of data server `id` (16 hex digits) until it is drained, printing the
+/// files left each time the count changes (on stderr: stdout keeps the result).
+pub async fn wait_drained(tg: &Target, id: &str) -> Result<(), AdminCliError> {
+    let mut last = None;
+    loop {
+        let v = call(tg, "GET", "/api/v1/status").await?;
+        let Some(d) = v["mds"]["draining"]
+            .as_array()
+            .and_then(|a| a.iter().find(|d| d["id"] == id))
+        else {
+            return Err(AdminCliError::Api(format!(
+                "data server {id} is not being drained (any more): `cfs admin status` shows it"
+            )));
+        };
+        let left = d["files_left"].as_u64();
+        if left != last {
+            match left {
+                Some(0) => eprintln!("data server {id}: drained, it can be stopped"),
+                Some(n) => eprintln!("data server {id}: {n} files left to move"),
+                None => eprintln!("data server {id}: counting its files"),
+            }
+            last = left;
+        }
+        if left == Some(0) {
+            return Ok(());
+        }
+        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    }
+}
+
 pub fn clients_table(v: &Value) -> String {
     let mut out = format!(
         "{:<16} {:<11} {:<15} {:>4} {:>5} {:>5} {:>5} {:>7} {:>6}  {}\n",

@@ -190,11 +190,14 @@ enum NodeCmd {
     /// status` shows the files left, then "drained" (the data server can then be stopped).
     /// The drain survives a restart of the MDS.
     #[command(
-        after_help = "Example:\n  cfs admin node drain 3f2a9c0d11e4b5a7 --config cfs-cluster/mds.toml"
+        after_help = "Examples:\n  cfs admin node drain 3f2a9c0d11e4b5a7 --config cfs-cluster/mds.toml\n  cfs admin node drain 3f2a9c0d11e4b5a7 --wait --config cfs-cluster/mds.toml   follows it until drained"
     )]
     Drain {
         /// Data server id (16 hex digits, as `cfs admin status` shows).
         id: String,
+        /// Stay until the data server is drained, printing the files left as they go down.
+        #[arg(long)]
+        wait: bool,
         #[command(flatten)]
         target: admin_cli::AdminTarget,
     },
@@ -385,13 +388,9 @@ async fn admin(cmd: AdminCmd) -> Result<(), Box<dyn std::error::Error>> {
                 print!("{}", admin_cli::clients_table(&v));
             }
         }
-        AdminCmd::Node(NodeCmd::Drain { id, target }) => {
-            let v = call(
-                &require(&target)?,
-                "POST",
-                &format!("/api/v1/data-servers/{id}/drain"),
-            )
-            .await?;
+        AdminCmd::Node(NodeCmd::Drain { id, wait, target }) => {
+            let tg = require(&target)?;
+            let v = call(&tg, "POST", &format!("/api/v1/data-servers/{id}/drain")).await?;
             if target.json {
                 println!("{v}");
             } else {
@@ -401,6 +400,9 @@ async fn admin(cmd: AdminCmd) -> Result<(), Box<dyn std::error::Error>> {
                     v["draining"].as_str().unwrap_or(&id),
                     v["files_left"]
                 );
+            }
+            if wait {
+                admin_cli::wait_drained(&tg, v["draining"].as_str().unwrap_or(&id)).await?;
             }
         }
         AdminCmd::Client(ClientCmd::Evict { id, target }) => {

@@ -208,32 +208,7 @@ fn b64decode(s: &str) -> Vec<u8> {
 fn the_console_shows_what_the_servers_say() {
     let t = tempfile::tempdir().unwrap();
     let cl = Cluster::start(t.path());
-    let mds_toml = cl
-        .dir
-        .join("cluster")
-        .join("mds.toml")
-        .to_string_lossy()
-        .into_owned();
-    // The MDS's admin listener: the config's `[admin] listen`, or (port 0) where it landed.
-    let toml = std::fs::read_to_string(&mds_toml).expect("mds.toml");
-    let listen = toml
-        .split("[admin]")
-        .nth(1)
-        .and_then(|s| s.lines().find_map(|l| l.strip_prefix("listen = ")))
-        .expect("mds.toml has [admin] listen")
-        .trim_matches('"')
-        .to_string();
-    let admin: SocketAddr = if listen.ends_with(":0") {
-        std::fs::read_to_string(cl.dir.join("cluster").join("mds").join("admin.addr"))
-            .expect("the MDS's admin address")
-            .trim()
-            .parse()
-            .unwrap()
-    } else {
-        listen.parse().expect("admin address")
-    };
-    let o = common::cfs(t.path(), &["admin", "token", "--config", &mds_toml]);
-    let token = o.text().trim().to_string();
+    let (admin, token) = cl.admin();
 
     // Some data on the data servers, and a client that stays, holding an open.
     let data = common::random_bytes(6 << 20, 5);

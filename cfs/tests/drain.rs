@@ -88,27 +88,11 @@ struct Admin {
 
 impl Admin {
     fn of(cl: &Cluster) -> Admin {
-        let config = cl
-            .dir
-            .join("cluster")
-            .join("mds.toml")
-            .to_string_lossy()
-            .into_owned();
-        let toml = std::fs::read_to_string(&config).expect("mds.toml");
-        let listen = toml
-            .split("[admin]")
-            .nth(1)
-            .and_then(|s| s.lines().find_map(|l| l.strip_prefix("listen = ")))
-            .expect("mds.toml has [admin] listen")
-            .trim_matches('"')
-            .to_string();
-        let addr = listen.parse().expect("a fixed admin address");
-        let o = cfs(&cl.dir, &["admin", "token", "--config", &config]);
-        assert!(o.ok(), "{}", o.stderr);
+        let (addr, token) = cl.admin();
         Admin {
             addr,
-            token: o.text().trim().to_string(),
-            config,
+            token,
+            config: cl.mds_toml(),
         }
     }
 
@@ -278,6 +262,25 @@ fn a_drained_data_server_holds_nothing_and_can_go() {
         );
         std::thread::sleep(Duration::from_millis(500));
     }
+    // `--wait` on a drained data server returns at once, and says so.
+    let o = cfs(
+        &cl.dir,
+        &[
+            "admin",
+            "node",
+            "drain",
+            &id,
+            "--wait",
+            "--config",
+            &admin.config,
+        ],
+    );
+    assert!(o.ok(), "{}", o.stderr);
+    assert!(
+        o.stderr.contains("drained, it can be stopped"),
+        "{}",
+        o.stderr
+    );
     let text = cl.admin_status();
     assert!(
         text.contains(&format!("drain of {id}: drained")),

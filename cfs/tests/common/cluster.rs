@@ -375,6 +375,40 @@ impl Cluster {
             .expect("restart DS")
     }
 
+    /// The MDS's config file, as `cluster up` wrote it.
+    pub fn mds_toml(&self) -> String {
+        self.dir
+            .join("cluster")
+            .join("mds.toml")
+            .to_string_lossy()
+            .into_owned()
+    }
+
+    /// The MDS's admin listener (the config's `[admin] listen`, or where it landed with port 0)
+    /// and its token (`cfs admin token`).
+    pub fn admin(&self) -> (SocketAddr, String) {
+        let toml = std::fs::read_to_string(self.mds_toml()).expect("mds.toml");
+        let listen = toml
+            .split("[admin]")
+            .nth(1)
+            .and_then(|s| s.lines().find_map(|l| l.strip_prefix("listen = ")))
+            .expect("mds.toml has [admin] listen")
+            .trim_matches('"')
+            .to_string();
+        let addr = if listen.ends_with(":0") {
+            std::fs::read_to_string(self.dir.join("cluster").join("mds").join("admin.addr"))
+                .expect("the MDS's admin address")
+                .trim()
+                .parse()
+                .expect("admin.addr")
+        } else {
+            listen.parse().expect("admin address")
+        };
+        let o = cfs(&self.dir, &["admin", "token", "--config", &self.mds_toml()]);
+        assert!(o.ok(), "{}", o.stderr);
+        (addr, o.text().trim().to_string())
+    }
+
     /// The role name (`dsI`) of the DS with id `ds_id`, from the MDS's table.
     pub fn role_of(&self, ds_id: u64) -> String {
         let st = self.status().expect("status");
