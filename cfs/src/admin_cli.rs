@@ -148,6 +148,16 @@ pub fn status_table(v: &Value) -> String {
     if let Some(dss) = v["data_servers"].as_array().filter(|a| !a.is_empty()) {
         out.push_str(&crate::admin::ds_table_json(dss));
     }
+    for d in v["mds"]["draining"].as_array().into_iter().flatten() {
+        let id = d["id"].as_str().unwrap_or("?");
+        out.push_str(&match d["files_left"].as_u64() {
+            Some(0) => {
+                format!("drain of {id}: drained, no file is placed on it: it can be stopped\n")
+            }
+            Some(n) => format!("drain of {id}: {n} files left to move\n"),
+            None => format!("drain of {id}: counting its files\n"),
+        });
+    }
     if let Some(d) = v["ds"].as_object() {
         out.push_str(&format!(
             "DS {} on {}: {}; free {} of {}; read {} in {} ops, wrote {} in {} ops, {} commits, {} refused\n",
@@ -168,6 +178,36 @@ pub fn status_table(v: &Value) -> String {
         crate::timefmt::local(v["counters_since"].as_f64().unwrap_or(0.0) as i64),
     ));
     out
+}
+
+/// Follows the drain of data server `id` (16 hex digits) until it is drained, printing the
+/// files left each time the count changes (on stderr: stdout keeps the result).
+pub async fn wait_drained(tg: &Target, id: &str) -> Result<(), AdminCliError> {
+    let mut last = None;
+    loop {
+        let v = call(tg, "GET", "/api/v1/status").await?;
+        let Some(d) = v["mds"]["draining"]
+            .as_array()
+            .and_then(|a| a.iter().find(|d| d["id"] == id))
+        else {
+            return Err(AdminCliError::Api(format!(
+                "data server {id} is not being drained (any more): `cfs admin status` shows it"
+            )));
+        };
+        let left = d["files_left"].as_u64();
+        if left != last {
+            match left {
+                Some(0) => eprintln!("data server {id}: drained, it can be stopped"),
+                Some(n) => eprintln!("data server {id}: {n} files left to move"),
+                None => eprintln!("data server {id}: counting its files"),
+            }
+            last = left;
+        }
+        if left == Some(0) {
+            return Ok(());
+        }
+        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    }
 }
 
 pub fn clients_table(v: &Value) -> String {

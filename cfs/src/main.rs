@@ -186,14 +186,18 @@ enum AdminCmd {
 
 #[derive(Subcommand)]
 enum NodeCmd {
-    /// Move a data server's copies elsewhere and place no new files on it (not implemented
-    /// yet: the MDS answers 501).
+    /// Place no new files on a data server and move its copies to the others; `cfs admin
+    /// status` shows the files left, then "drained" (the data server can then be stopped).
+    /// The drain survives a restart of the MDS.
     #[command(
-        after_help = "Example:\n  cfs admin node drain 3f2a9c0d11e4b5a7 --config cfs-cluster/mds.toml"
+        after_help = "Examples:\n  cfs admin node drain 3f2a9c0d11e4b5a7 --config cfs-cluster/mds.toml\n  cfs admin node drain 3f2a9c0d11e4b5a7 --wait --config cfs-cluster/mds.toml   follows it until drained"
     )]
     Drain {
         /// Data server id (16 hex digits, as `cfs admin status` shows).
         id: String,
+        /// Stay until the data server is drained, printing the files left as they go down.
+        #[arg(long)]
+        wait: bool,
         #[command(flatten)]
         target: admin_cli::AdminTarget,
     },
@@ -384,14 +388,22 @@ async fn admin(cmd: AdminCmd) -> Result<(), Box<dyn std::error::Error>> {
                 print!("{}", admin_cli::clients_table(&v));
             }
         }
-        AdminCmd::Node(NodeCmd::Drain { id, target }) => {
-            let v = call(
-                &require(&target)?,
-                "POST",
-                &format!("/api/v1/data-servers/{id}/drain"),
-            )
-            .await?;
-            println!("{v}");
+        AdminCmd::Node(NodeCmd::Drain { id, wait, target }) => {
+            let tg = require(&target)?;
+            let v = call(&tg, "POST", &format!("/api/v1/data-servers/{id}/drain")).await?;
+            if target.json {
+                println!("{v}");
+            } else {
+                println!(
+                    "data server {} is draining: {} files to move; `cfs admin status` shows \
+                     the progress, and \"drained\" once it can be stopped",
+                    v["draining"].as_str().unwrap_or(&id),
+                    v["files_left"]
+                );
+            }
+            if wait {
+                admin_cli::wait_drained(&tg, v["draining"].as_str().unwrap_or(&id)).await?;
+            }
         }
         AdminCmd::Client(ClientCmd::Evict { id, target }) => {
             let v = call(

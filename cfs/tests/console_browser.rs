@@ -208,32 +208,7 @@ fn b64decode(s: &str) -> Vec<u8> {
 fn the_console_shows_what_the_servers_say() {
     let t = tempfile::tempdir().unwrap();
     let cl = Cluster::start(t.path());
-    let mds_toml = cl
-        .dir
-        .join("cluster")
-        .join("mds.toml")
-        .to_string_lossy()
-        .into_owned();
-    // The MDS's admin listener: the config's `[admin] listen`, or (port 0) where it landed.
-    let toml = std::fs::read_to_string(&mds_toml).expect("mds.toml");
-    let listen = toml
-        .split("[admin]")
-        .nth(1)
-        .and_then(|s| s.lines().find_map(|l| l.strip_prefix("listen = ")))
-        .expect("mds.toml has [admin] listen")
-        .trim_matches('"')
-        .to_string();
-    let admin: SocketAddr = if listen.ends_with(":0") {
-        std::fs::read_to_string(cl.dir.join("cluster").join("mds").join("admin.addr"))
-            .expect("the MDS's admin address")
-            .trim()
-            .parse()
-            .unwrap()
-    } else {
-        listen.parse().expect("admin address")
-    };
-    let o = common::cfs(t.path(), &["admin", "token", "--config", &mds_toml]);
-    let token = o.text().trim().to_string();
+    let (admin, token) = cl.admin();
 
     // Some data on the data servers, and a client that stays, holding an open.
     let data = common::random_bytes(6 << 20, 5);
@@ -407,7 +382,9 @@ fn the_console_shows_what_the_servers_say() {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let m = d.js("return document.getElementById('msg').textContent");
-        if m.as_str().is_some_and(|s| s.contains("not implemented")) {
+        if m.as_str()
+            .is_some_and(|s| s.contains(&format!("\"draining\":\"{ds0}\"")))
+        {
             break;
         }
         assert!(
@@ -415,6 +392,23 @@ fn the_console_shows_what_the_servers_say() {
             "no answer to the drain shown: {m}"
         );
         std::thread::sleep(Duration::from_millis(100));
+    }
+    // The table shows it (the page refreshes every 2 s), and offers no second drain.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let state = d.js(&format!(
+            "const r = document.querySelector(\"tr[data-ds='{ds0}']\"); \
+             return r ? r.children[1].textContent + (r.querySelector('button') ? ' button' : '') : ''"
+        ));
+        let s = state.as_str().unwrap_or("");
+        if s.starts_with("drain") && !s.contains("button") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the page does not show the drain: {state}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
     }
     drop(holder);
 }

@@ -1,6 +1,7 @@
 //! Host-side load generator: sequential write/read throughput with N outstanding 1 MiB
-//! operations, and small-file create/stat/unlink rates with K parallel tasks. Prints one JSON
-//! object per measurement.
+//! operations, 4 KiB random reads and writes over the file those wrote with K parallel tasks
+//! (per-operation costs, such as the metrics hooks', show most there), and small-file
+//! create/stat/unlink rates with K parallel tasks. Prints one JSON object per measurement.
 //!
 //! cargo run --release -p client --example load -- --server 127.0.0.1:2049 [--export /]
 //!     [--seconds 10] [--depth 8] [--tasks 16] [--server-pid PID] [--label NAME] [--pnfs on|off]
@@ -239,7 +240,76 @@ async fn sequential(c: &Client, o: &Opts, dir: &client::NfsFh4) -> Result<(), Bo
         ),
     );
     c.close(&f).await?;
+    small_io(c, o, dir, n, false).await?;
+    small_io(c, o, dir, n, true).await?;
     c.remove(dir, "seq.bin").await?;
+    Ok(())
+}
+
+/// Bytes per operation of the random-I/O phases.
+const SMALL_IO: usize = 4096;
+
+/// K tasks doing 4 KiB reads (or UNSTABLE writes, then one COMMIT) at random aligned offsets
+/// within the first `size` bytes of seq.bin, for the time given.
+async fn small_io(
+    c: &Client,
+    o: &Opts,
+    dir: &client::NfsFh4,
+    size: u64,
+    write: bool,
+) -> Result<(), BoxErr> {
+    let blocks = size / SMALL_IO as u64;
+    if blocks == 0 {
+        return Ok(());
+    }
+    let access = if write {
+        OPEN4_SHARE_ACCESS_BOTH
+    } else {
+        OPEN4_SHARE_ACCESS_READ
+    };
+    let f = Arc::new(c.open(dir, "seq.bin", access, None).await?);
+    let stop = Instant::now() + Duration::from_secs(o.seconds);
+    let count = Arc::new(AtomicU64::new(0));
+    let r = Report::start(o).with_pnfs(c);
+    let mut tasks = Vec::new();
+    for t in 0..o.tasks {
+        let (c, f, count) = (c.clone(), f.clone(), count.clone());
+        tasks.push(tokio::spawn(async move {
+            // xorshift64*, seeded per task: offsets need no quality beyond "not sequential".
+            let mut x = 0x9e37_79b9_7f4a_7c15u64 ^ (t as u64 + 1);
+            let data = vec![0xa5u8; SMALL_IO];
+            while Instant::now() < stop {
+                x ^= x >> 12;
+                x ^= x << 25;
+                x ^= x >> 27;
+                let off = (x.wrapping_mul(0x2545_f491_4f6c_dd1d) % blocks) * SMALL_IO as u64;
+                if write {
+                    c.write_all(&f, off, &data, StableHow4::Unstable4).await?;
+                } else {
+                    c.read(&f, off, SMALL_IO as u32).await?;
+                }
+                count.fetch_add(1, Ordering::Relaxed);
+            }
+            Ok::<(), client::Error>(())
+        }));
+    }
+    for t in tasks {
+        t.await??;
+    }
+    if write {
+        c.commit_file(&f).await?;
+    }
+    let ops = count.load(Ordering::Relaxed);
+    let secs = r.t0.elapsed().as_secs_f64();
+    r.finish(
+        if write { "rand_write" } else { "rand_read" },
+        &format!(
+            ",\"ops\":{ops},\"ops_per_s\":{:.1},\"tasks\":{},\"io_size\":{SMALL_IO}",
+            ops as f64 / secs,
+            o.tasks
+        ),
+    );
+    c.close(&f).await?;
     Ok(())
 }
 

@@ -24,8 +24,8 @@ pub struct HostBenchArgs {
     /// cost) (repeatable, in this order within every round; ratios are against the first)
     #[arg(long, default_values = ["ganesha", "cfs"])]
     pub server: Vec<String>,
-    /// seconds per timed phase (sequential write, create); read, stat and unlink go over what
-    /// those produced
+    /// seconds per timed phase (sequential write, 4 KiB random read, 4 KiB random write,
+    /// create); sequential read, stat and unlink go over what those produced
     #[arg(long, default_value_t = 8)]
     pub seconds: u64,
     /// rounds; each round runs every server once, freshly started
@@ -81,7 +81,7 @@ fn cpu_per(lines: &[Value], bench: &str, amount_field: &str, per: f64) -> Option
 
 const GIB: f64 = (1u64 << 30) as f64;
 
-pub const MEASURES: [Measure; 9] = [
+pub const MEASURES: [Measure; 13] = [
     Measure {
         key: "seq_write_mib_s",
         title: "seq write MiB/s",
@@ -93,6 +93,18 @@ pub const MEASURES: [Measure; 9] = [
         title: "seq read MiB/s",
         better: Better::Higher,
         get: |l| field(l, "seq_read", "mib_per_s"),
+    },
+    Measure {
+        key: "rand_read_per_s",
+        title: "4 KiB random read/s",
+        better: Better::Higher,
+        get: |l| field(l, "rand_read", "ops_per_s"),
+    },
+    Measure {
+        key: "rand_write_per_s",
+        title: "4 KiB random write/s",
+        better: Better::Higher,
+        get: |l| field(l, "rand_write", "ops_per_s"),
     },
     Measure {
         key: "create_per_s",
@@ -123,6 +135,19 @@ pub const MEASURES: [Measure; 9] = [
         title: "server CPU s per GiB read",
         better: Better::Lower,
         get: |l| cpu_per(l, "seq_read", "bytes", GIB),
+    },
+    Measure {
+        key: "cpu_us_per_rand_read",
+        title: "server CPU µs per 4 KiB read",
+        better: Better::Lower,
+        // seconds per op × 10⁶
+        get: |l| cpu_per(l, "rand_read", "ops", 1.0).map(|s| s * 1e6),
+    },
+    Measure {
+        key: "cpu_us_per_rand_write",
+        title: "server CPU µs per 4 KiB write",
+        better: Better::Lower,
+        get: |l| cpu_per(l, "rand_write", "ops", 1.0).map(|s| s * 1e6),
     },
     Measure {
         key: "cpu_ms_per_create",
@@ -409,9 +434,9 @@ fn start(name: &str, s: &Setup) -> Result<Running> {
     }
 }
 
-/// Bound on one load run: five phases of `seconds` each, with slack for the untimed ones.
+/// Bound on one load run: seven phases of `seconds` each, with slack for the untimed ones.
 fn load_limit(seconds: u64) -> Duration {
-    Duration::from_secs(seconds.saturating_mul(5).saturating_add(60))
+    Duration::from_secs(seconds.saturating_mul(7).saturating_add(60))
 }
 
 /// Run the load generator against `srv`; its JSON lines, or an error with whatever it printed.
@@ -540,7 +565,7 @@ fn one_run(name: &str, round: u32, s: &Setup) -> RunResult {
 }
 
 fn progress(r: &RunResult, rounds: u32) -> String {
-    let parts: Vec<String> = MEASURES[..5]
+    let parts: Vec<String> = MEASURES[..7]
         .iter()
         .map(|m| format!("{} {}", m.title, fmt_value((m.get)(&r.lines))))
         .collect();
@@ -660,7 +685,7 @@ pub fn hostbench(a: &HostBenchArgs) -> Result<ExitCode> {
         .map(|d| d.as_secs())
         .unwrap_or(0);
     eprintln!(
-        "hostbench: {} × {} round(s); each run: {} s of writes and of creates, plus reading, stat and unlink of what they made (a load run is killed after {} s)",
+        "hostbench: {} × {} round(s); each run: {} s each of sequential writes, 4 KiB random reads, 4 KiB random writes and creates, plus reading, stat and unlink of what they made (a load run is killed after {} s)",
         servers.join(", "),
         a.rounds,
         a.seconds,

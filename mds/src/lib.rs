@@ -460,17 +460,30 @@ impl Server {
             }
         }));
         if let Some(c) = mds.cluster().cloned() {
+            // Before any DS heartbeats, so no new file lands on a DS being drained.
+            if let Err(e) = c.load_drains(&mds.ns) {
+                tracing::warn!("cannot read the drain marks: {e:?}");
+            }
             // Repair runs on its own so a long copy never delays the health sweep.
             let repairer = mds.clone();
             let rc = c.clone();
             tasks.push(tokio::spawn(async move {
                 let mut tick = tokio::time::interval(rc.cfg.heartbeat * 2);
+                let recall = {
+                    let m = Arc::downgrade(&repairer);
+                    move |ino: u64| {
+                        if let Some(m) = m.upgrade() {
+                            recall::recall_layouts(&m, ino, None);
+                        }
+                    }
+                };
                 // The first pass rescans: the queue is derived from the placement records, so
                 // files left short of a mirror before a restart are found again.
                 for pass in 0u64.. {
                     tick.tick().await;
                     let rescan = pass % cluster::repair::RESCAN_TICKS == 0;
                     rc.repair_pass(&repairer.ns, rescan).await;
+                    rc.drain_pass(&repairer.ns, &recall).await;
                 }
             }));
             let health = mds.clone();

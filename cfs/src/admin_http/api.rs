@@ -19,7 +19,33 @@ pub fn cluster_status(c: &mds::cluster::Cluster) -> Value {
         layouts_recalled: s.layouts_recalled.load(Ordering::Relaxed),
         data_servers: c.registry.status(),
     };
-    crate::admin::to_json(&st)
+    let mut v = crate::admin::to_json(&st);
+    // A DS being drained shows what is left on it, and "drained" once nothing is.
+    let drains = c.registry.draining();
+    if let Some(dss) = v["data_servers"].as_array_mut() {
+        for d in dss {
+            let id = d["id"]
+                .as_str()
+                .and_then(|s| u64::from_str_radix(s, 16).ok());
+            if let Some((_, left)) = drains.iter().find(|(ds, _)| Some(ds.0) == id) {
+                d["files_left"] = json!(left);
+                if *left == Some(0) && d["state"] == "draining" {
+                    d["state"] = json!("drained");
+                }
+            }
+        }
+    }
+    v["draining"] = drains
+        .iter()
+        .map(|(ds, left)| {
+            json!({
+                "id": ds.to_string(),
+                "files_left": left,
+                "state": if *left == Some(0) { "drained" } else { "draining" },
+            })
+        })
+        .collect();
+    v
 }
 
 pub fn status(a: &Admin) -> Value {
@@ -57,6 +83,7 @@ pub fn status(a: &Admin) -> Value {
             let cs = cluster_status(c);
             v["degraded_files"] = json!(c.degraded_files());
             v["through_mds"] = cs["mds"].clone();
+            v["draining"] = cs["draining"].clone();
         }
         v
     });

@@ -255,17 +255,31 @@ async fn drain(
     Path(id): Path<String>,
 ) -> ApiResult<Json<serde_json::Value>> {
     check(&a, &headers)?;
-    a.sources.mds.as_ref().ok_or_else(no_mds)?;
+    let m = a.sources.mds.as_ref().ok_or_else(no_mds)?;
     let id = parse_id(&id)?;
-    Err(ApiError(
-        StatusCode::NOT_IMPLEMENTED,
-        format!(
-            "draining data server {id:016x} is not implemented yet: moving a data server's \
-             copies elsewhere needs a scan of the placement records by data server, which \
-             the MDS does not have. Until then, stop the data server: its files are \
-             re-mirrored from their other copy"
-        ),
-    ))
+    let c = m.cluster().ok_or_else(|| {
+        ApiError(
+            StatusCode::NOT_FOUND,
+            format!(
+                "no data server {id:016x}: this MDS keeps file data itself (no [cluster] \
+                 section in its configuration), so there is nothing to drain"
+            ),
+        )
+    })?;
+    match c.start_drain(&m.ns, layout::DsId(id)).await {
+        Ok(left) => Ok(Json(serde_json::json!({
+            "draining": format!("{id:016x}"),
+            "files_left": left,
+            "state": if left == 0 { "drained" } else { "draining" },
+        }))),
+        Err(e @ mds::cluster::drain::DrainError::Unknown(_)) => {
+            Err(ApiError(StatusCode::NOT_FOUND, e.to_string()))
+        }
+        Err(e) => Err(ApiError(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("{e}; the MDS log says more, try again"),
+        )),
+    }
 }
 
 async fn console() -> impl IntoResponse {

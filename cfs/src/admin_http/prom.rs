@@ -201,6 +201,24 @@ fn mds_families(e: &mut Exposition, a: &Admin, m: &mds::Mds) {
         "Files with fewer mirrors than they should have, waiting for repair.",
         &[(&[], cl.degraded_files() as f64)],
     );
+    // One series per data server being drained (a handful at most).
+    let drains: Vec<(String, f64)> = cl
+        .registry
+        .draining()
+        .into_iter()
+        .filter_map(|(d, left)| Some((d.to_string(), left? as f64)))
+        .collect();
+    e.gauge(
+        "cfs_cluster_drain_files_left",
+        "Files still placed on a data server being drained (0: drained, it can be stopped).",
+        &drains
+            .iter()
+            .map(|(d, n)| ([("ds", d.as_str())], *n))
+            .collect::<Vec<_>>()
+            .iter()
+            .map(|(l, n)| (&l[..], *n))
+            .collect::<Vec<_>>(),
+    );
     let dss = cl.registry.status();
     let ids: Vec<String> = dss
         .iter()

@@ -46,9 +46,10 @@ impl Cluster {
         Self::start_sized(dir, 3, extra)
     }
 
-    /// A cluster of `ds` data servers (at most 3).
+    /// A cluster of `ds` data servers.
     pub fn start_sized(dir: &Path, ds: usize, extra: &[&str]) -> Cluster {
-        let port = free_port_block();
+        let roles = u16::try_from(ds + 1).expect("a few data servers");
+        let port = super::free_ports(roles.max(4));
         let addr: SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
         let log = std::fs::File::create(dir.join("cluster.log")).expect("log");
         let child = Command::new(BIN)
@@ -57,7 +58,7 @@ impl Cluster {
             .args(["--port", &port.to_string()])
             // The admin listeners (MDS, then each DS) on ports of their own, not port + 1000,
             // which may be another test's.
-            .args(["--admin-port", &super::free_ports(4).to_string()])
+            .args(["--admin-port", &super::free_ports(roles.max(4)).to_string()])
             .args(extra)
             .env("CFS_LOG", "info,client=debug,openraft=warn")
             .stdin(Stdio::null())
@@ -372,6 +373,40 @@ impl Cluster {
             .stderr(Stdio::null())
             .spawn()
             .expect("restart DS")
+    }
+
+    /// The MDS's config file, as `cluster up` wrote it.
+    pub fn mds_toml(&self) -> String {
+        self.dir
+            .join("cluster")
+            .join("mds.toml")
+            .to_string_lossy()
+            .into_owned()
+    }
+
+    /// The MDS's admin listener (the config's `[admin] listen`, or where it landed with port 0)
+    /// and its token (`cfs admin token`).
+    pub fn admin(&self) -> (SocketAddr, String) {
+        let toml = std::fs::read_to_string(self.mds_toml()).expect("mds.toml");
+        let listen = toml
+            .split("[admin]")
+            .nth(1)
+            .and_then(|s| s.lines().find_map(|l| l.strip_prefix("listen = ")))
+            .expect("mds.toml has [admin] listen")
+            .trim_matches('"')
+            .to_string();
+        let addr = if listen.ends_with(":0") {
+            std::fs::read_to_string(self.dir.join("cluster").join("mds").join("admin.addr"))
+                .expect("the MDS's admin address")
+                .trim()
+                .parse()
+                .expect("admin.addr")
+        } else {
+            listen.parse().expect("admin address")
+        };
+        let o = cfs(&self.dir, &["admin", "token", "--config", &self.mds_toml()]);
+        assert!(o.ok(), "{}", o.stderr);
+        (addr, o.text().trim().to_string())
     }
 
     /// The role name (`dsI`) of the DS with id `ds_id`, from the MDS's table.

@@ -2,6 +2,7 @@
 //! (`registry`), the control program they heartbeat to (`service`), where each chunk's
 //! mirrors live (`placement`), and I/O the MDS itself sends to DSs when a client does not use a
 //! layout (`remote`).
+pub mod drain;
 pub mod fences;
 pub mod placement;
 pub mod ranges;

@@ -58,6 +58,9 @@ struct Inner {
     live: HashMap<DsId, Live>,
     /// DSs that went down since the last `take_down_events`.
     went_down: Vec<DsId>,
+    /// DSs being drained (the namespace's drain marks, see `drain`), with the files still
+    /// placed on each at the last count (`None`: not counted yet).
+    draining: HashMap<DsId, Option<usize>>,
 }
 
 pub struct Registry {
@@ -228,8 +231,8 @@ impl Registry {
         g.live.get(&id).is_none_or(|l| l.has_room(capacity))
     }
 
-    /// The DS map new files are placed with: DSs without room count as draining (they serve
-    /// what they hold and take nothing new).
+    /// The DS map new files are placed with: DSs without room, and DSs being drained, count as
+    /// draining (they serve what they hold and take nothing new).
     pub fn placement_map(&self) -> DsMap {
         let g = self.lock();
         let mut map = g.map.clone();
@@ -238,11 +241,39 @@ impl Registry {
                 .live
                 .get(&d.id)
                 .is_some_and(|l| !l.has_room(d.capacity_bytes));
-            if full && d.state == DsState::Up {
+            if (full || g.draining.contains_key(&d.id)) && d.state == DsState::Up {
                 let _ = map.set_state(d.id, DsState::Draining);
             }
         }
         map
+    }
+
+    /// Makes `marks` the DSs being drained (the namespace holds the marks; this is their
+    /// cache), keeping the counts of those that stay.
+    pub fn set_draining(&self, marks: &[DsId]) {
+        let mut g = self.lock();
+        g.draining.retain(|d, _| marks.contains(d));
+        for d in marks {
+            g.draining.entry(*d).or_insert(None);
+        }
+    }
+
+    /// Records how many files are still placed on a DS being drained.
+    pub fn set_files_left(&self, id: DsId, n: usize) {
+        if let Some(left) = self.lock().draining.get_mut(&id) {
+            *left = Some(n);
+        }
+    }
+
+    pub fn is_draining(&self, id: DsId) -> bool {
+        self.lock().draining.contains_key(&id)
+    }
+
+    /// The DSs being drained and the files left on each (`None`: not counted yet), by id.
+    pub fn draining(&self) -> Vec<(DsId, Option<usize>)> {
+        let mut v: Vec<_> = self.lock().draining.iter().map(|(d, n)| (*d, *n)).collect();
+        v.sort();
+        v
     }
 
     /// The DSs that went down since the last call (their layouts get recalled).
@@ -286,6 +317,7 @@ impl Registry {
                 Some(DsStatus {
                     ds_id: d.id.0,
                     state: match d.state {
+                        DsState::Up if g.draining.contains_key(&d.id) => DS_STATE_DRAINING,
                         DsState::Up => DS_STATE_UP,
                         DsState::Down => DS_STATE_DOWN,
                         DsState::Draining => DS_STATE_DRAINING,

@@ -227,7 +227,7 @@ impl Cluster {
 
     /// Sets the size of the file's object on `ds`, with a handle of the file's current
     /// generation (so a DS that had not heard of the latest fence learns it from this call).
-    async fn set_size_on(&self, ino: u64, ds: DsId, size: u64) -> NfsResult<()> {
+    pub(crate) async fn set_size_on(&self, ino: u64, ds: DsId, size: u64) -> NfsResult<()> {
         let c = self.conn(ds).await?;
         c.set_size(&self.handle(ino, ds, Rights::ReadWrite), size)
             .await

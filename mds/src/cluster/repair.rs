@@ -49,7 +49,9 @@ impl Cluster {
 
     /// Adds every file whose placement record is short of a mirror to the repair queue.
     pub fn find_degraded(&self, ns: &Namespace) -> NfsResult<usize> {
-        let found = ns.under_mirrored(MIRRORS)?;
+        let mut found = ns.under_mirrored(MIRRORS)?;
+        // The drain marks live in the placement table too, and are no file.
+        found.retain(|ino| *ino != crate::namespace::DRAIN_INO);
         let n = found.len();
         self.degraded
             .lock()
@@ -151,7 +153,7 @@ impl Cluster {
             .contains(&ino)
     }
 
-    fn set_repairing(&self, ino: u64, on: bool) {
+    pub(crate) fn set_repairing(&self, ino: u64, on: bool) {
         let mut g = self.repairing.lock().unwrap_or_else(|e| e.into_inner());
         if on {
             g.insert(ino);
@@ -177,7 +179,9 @@ impl Cluster {
         let Some(src) = live.first().copied() else {
             return Ok(false);
         };
-        let usable = |d: &DsId| !rec.contains(&d.0) && self.registry.is_up(*d);
+        let usable = |d: &DsId| {
+            !rec.contains(&d.0) && self.registry.is_up(*d) && !self.registry.is_draining(*d)
+        };
         // A copy found bad is rewritten where it is, if its DS is up.
         let hint = self
             .rewrite
@@ -209,7 +213,35 @@ impl Cluster {
     ) -> NfsResult<()> {
         // Stale every handle out there, and give the DSs a heartbeat or two to hear of it.
         self.fence(ino);
-        tokio::time::sleep(self.cfg.heartbeat * 2 + Duration::from_millis(200)).await;
+        tokio::time::sleep(self.fence_settle()).await;
+        let size = self.copy_file(ino, src, dst).await?;
+        let mut mirrors: Vec<u64> = live.iter().map(|d| d.0).collect();
+        mirrors.push(dst.0);
+        ns.execute(Command::SetMirrors {
+            ino,
+            chunk: FILE_RECORD,
+            mirrors,
+        })
+        .await?;
+        self.clear_degraded(ino);
+        tracing::info!(
+            ino,
+            from = src.0,
+            to = dst.0,
+            bytes = size,
+            "file re-mirrored"
+        );
+        Ok(())
+    }
+
+    /// How long after a fence every DS has heard of it (a heartbeat or two).
+    pub(crate) fn fence_settle(&self) -> Duration {
+        self.cfg.heartbeat * 2 + Duration::from_millis(200)
+    }
+
+    /// Copies the file's bytes (and size) from its copy on `src` to `dst`, durably; the bytes
+    /// copied. The caller fenced the file and keeps writes away meanwhile.
+    pub(crate) async fn copy_file(&self, ino: u64, src: DsId, dst: DsId) -> NfsResult<u64> {
         let from = self.conn(src).await?;
         let to = self.conn(dst).await?;
         let src_fh = self.handle(ino, src, Rights::Read);
@@ -236,22 +268,6 @@ impl Cluster {
         // The size too: a file ending in a hole must end there on the new mirror as well.
         to.set_size(&dst_fh, size).await.map_err(io)?;
         to.commit(&dst_fh, 0, 0).await.map_err(io)?;
-        let mut mirrors: Vec<u64> = live.iter().map(|d| d.0).collect();
-        mirrors.push(dst.0);
-        ns.execute(Command::SetMirrors {
-            ino,
-            chunk: FILE_RECORD,
-            mirrors,
-        })
-        .await?;
-        self.clear_degraded(ino);
-        tracing::info!(
-            ino,
-            from = src.0,
-            to = dst.0,
-            bytes = size,
-            "file re-mirrored"
-        );
-        Ok(())
+        Ok(size)
     }
 }

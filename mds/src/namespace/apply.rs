@@ -123,6 +123,9 @@ fn apply_as<S: StateStore + ?Sized>(
         } => set_mirrors(s, *ino, *chunk, mirrors),
         Command::Noop => Ok(Outcome::default()),
         Command::ForgetOrphans { inos } => forget_orphans(s, inos),
+        // An administrator's decision, never made on a client's behalf.
+        Command::SetDrain { .. } if cred.is_some() => Err(FsError::Invalid),
+        Command::SetDrain { ds, draining } => set_drain(s, *ds, *draining),
     }
 }
 
@@ -764,5 +767,19 @@ fn set_mirrors<S: StateStore + ?Sized>(
         return Err(FsError::Invalid);
     }
     s.put_chunk(ino, chunk, (!mirrors.is_empty()).then_some(mirrors))?;
+    Ok(Outcome::default())
+}
+
+fn set_drain<S: StateStore + ?Sized>(
+    s: &mut S,
+    ds: u64,
+    draining: bool,
+) -> Result<Outcome, FsError> {
+    // 0 is no DS id (heartbeats with it are refused).
+    if ds == 0 {
+        return Err(FsError::Invalid);
+    }
+    let mark = [ds];
+    s.put_chunk(super::types::DRAIN_INO, ds, draining.then_some(&mark[..]))?;
     Ok(Outcome::default())
 }

@@ -54,6 +54,7 @@ pub use error::FsError;
 pub use read::Snapshot;
 pub use shard::{Key, ShardId};
 pub use state::{Dump, MemState, StateStore};
+pub use types::DRAIN_INO;
 pub use types::{
     check_name, Command, CreateHow, DirChange, DirEntry, Effect, FileKind, Inode, Outcome, SetTime,
     StatFs, Time, FIRST_COOKIE, NAME_MAX, ROOT_INO,
@@ -902,6 +903,11 @@ impl Namespace {
     /// Where each recorded chunk of `ino` lives.
     pub fn chunks(&self, ino: u64) -> Result<Vec<(u64, Vec<u64>)>, FsError> {
         self.snapshot()?.chunks(ino)
+    }
+
+    /// See `Snapshot::placed_on`.
+    pub fn placed_on(&self, ds: u64) -> Result<Vec<u64>, FsError> {
+        Ok(self.snapshot()?.placed_on(ds))
     }
 
     /// See `Snapshot::under_mirrored`.

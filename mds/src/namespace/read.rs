@@ -219,6 +219,22 @@ impl<'a> Snapshot<'a> {
         out
     }
 
+    /// Files with a placement record naming data server `ds`, in inode order: what a drain of
+    /// `ds` still has to move (the drain marks under `DRAIN_INO` are not files).
+    pub fn placed_on(&self, ds: u64) -> Vec<u64> {
+        let mut out: Vec<u64> = Vec::new();
+        let _ = self.each(|st| {
+            out.extend(
+                st.chunks
+                    .iter()
+                    .filter(|((ino, _), m)| *ino != super::DRAIN_INO && m.contains(&ds))
+                    .map(|((ino, _), _)| *ino),
+            )
+        });
+        out.dedup();
+        out
+    }
+
     /// The whole state of the local shards, to compare with a model in tests.
     pub fn dump(&self) -> Result<Dump, FsError> {
         let mut d = Dump::default();

@@ -235,7 +235,16 @@ pub enum Command {
         cred: super::perm::Cred,
         cmd: Box<Command>,
     },
+    /// Marks data server `ds` as being drained (`draining`), or no longer: no new file is
+    /// placed on it and its copies move to other data servers (`mds::cluster::drain`). Kept in
+    /// the placement table under `DRAIN_INO`, an inode number no file has (chunk = the DS id),
+    /// so the mark is replicated, checkpointed and restored with the records it is about.
+    SetDrain { ds: u64, draining: bool },
 }
+
+/// The inode number under which the placement table holds the drain marks (`SetDrain`): 0 is
+/// never an inode (shard 0's counter starts past `ROOT_INO`).
+pub const DRAIN_INO: u64 = 0;
 
 impl Command {
     /// Every object this command reads or changes; the shards it needs are theirs.
@@ -283,6 +292,7 @@ impl Command {
             Command::Noop => Vec::new(),
             Command::ForgetOrphans { inos } => inos.iter().map(|i| I(*i)).collect(),
             Command::As { cmd, .. } => cmd.keys(),
+            Command::SetDrain { .. } => vec![I(DRAIN_INO)],
         }
     }
 
