@@ -162,7 +162,9 @@ for c in $CASES; do
     RID=$$$RANDOM
     RDV=$((PORT + 50))
     rdv_server $RDV
-    sleep 0.5
+    # Python may take seconds to start on a loaded machine: wait until it listens, else the
+    # first post is refused and both sides fail waiting.
+    for _ in $(seq 100); do (: < /dev/tcp/127.0.0.1/$RDV) 2> /dev/null && break; sleep 0.1; done
     other=B; [ $ROLE = B ] && other=A
     [ -n "$KVER" ] || { echo "no guest kernel: cargo run -p conformance -- setup"; exit 2; }
     GUEST_ENV="$(printf 'ROLE=%s\nRDV_PORT=%s\nRUN_ID=%s\nSCENARIO=twoclient\nGUEST_NAME=kguest%s\nNFS4_UNIQUE_ID=kguest-%s' $other $RDV $RID $RID $RID)" \
