@@ -252,7 +252,13 @@ fn kill_a_data_server_during_a_write(fabric: Option<&str>) {
 
 /// fcntl(F_SETLK or F_GETLK) of `typ` over [start, start+len) (len 0 = to the end); the
 /// struct flock as the call left it.
-fn fcntl_lock(f: &std::fs::File, cmd: i32, typ: i32, start: i64, len: i64) -> std::io::Result<libc::flock> {
+fn fcntl_lock(
+    f: &std::fs::File,
+    cmd: i32,
+    typ: i32,
+    start: i64,
+    len: i64,
+) -> std::io::Result<libc::flock> {
     use std::os::fd::AsRawFd;
     // SAFETY: an all-zero flock is a valid value of a plain C struct.
     let mut fl: libc::flock = unsafe { std::mem::zeroed() };
@@ -295,7 +301,11 @@ fn f_getlk_reports_the_conflicting_locks_range_and_type() {
 
     // A write lock over [0, 500) meets A's read lock on [100, 200).
     let fl = fcntl_lock(&fb, libc::F_GETLK, libc::F_WRLCK, 0, 500).expect("F_GETLK");
-    assert_eq!(fl.l_type, libc::F_RDLCK as libc::c_short, "the holder's type");
+    assert_eq!(
+        fl.l_type,
+        libc::F_RDLCK as libc::c_short,
+        "the holder's type"
+    );
     assert_eq!((fl.l_start, fl.l_len), (100, 100), "the holder's range");
     assert_eq!(fl.l_pid, 0, "another client's lock has no local pid");
     // A read lock over [150, 2000) meets only the write lock, which runs to the end.
@@ -340,7 +350,13 @@ fn renameat2_flags_fail_with_einval_and_change_nothing() {
     ] {
         // SAFETY: both paths are NUL-terminated strings that outlive the call.
         let r = unsafe {
-            libc::renameat2(libc::AT_FDCWD, cx.as_ptr(), libc::AT_FDCWD, to.as_ptr(), flags)
+            libc::renameat2(
+                libc::AT_FDCWD,
+                cx.as_ptr(),
+                libc::AT_FDCWD,
+                to.as_ptr(),
+                flags,
+            )
         };
         let e = std::io::Error::last_os_error();
         assert_eq!(r, -1, "renameat2 with flags {flags:#x} succeeded");

@@ -210,19 +210,17 @@ impl Locks {
         (offset, length): (u64, u64),
     ) -> Result<Option<Conflict>> {
         let (status, res) = c
-            .compound_keep_failure(
-                CompoundBuilder::new()
-                    .putfh(fh)
-                    .op(NfsArgop4::Lockt(LocktArgs {
-                        locktype: kind.wire(false),
-                        offset,
-                        length,
-                        owner: StateOwner4 {
-                            clientid: c.clientid(),
-                            owner: Opaque(owner_bytes(owner)),
-                        },
-                    })),
-            )
+            .compound_keep_failure(CompoundBuilder::new().putfh(fh).op(NfsArgop4::Lockt(
+                LocktArgs {
+                    locktype: kind.wire(false),
+                    offset,
+                    length,
+                    owner: StateOwner4 {
+                        clientid: c.clientid(),
+                        owner: Opaque(owner_bytes(owner)),
+                    },
+                },
+            )))
             .await?;
         let denied = res.into_iter().find_map(|r| match r {
             NfsResop4::Lockt(LocktRes::Denied(d)) => Some(d),
