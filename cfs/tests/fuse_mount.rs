@@ -1,7 +1,9 @@
 //! `cfs mount` (the FUSE client) against real servers on loopback: the guest scenarios run on
 //! the host over the mount (`conformance/host/fuse-run.sh`), single node and 1 MDS + 3 DSs,
-//! and a data server killed with SIGKILL in the middle of a write through the mount.
-//! Needs root, /dev/fuse, fusermount3 (fuse3) and busybox (busybox-static).
+//! twoclient with a kernel client in a qemu guest as the other client; a data server killed
+//! with SIGKILL in the middle of a write through the mount; F_GETLK and renameat2 flags.
+//! Needs root, /dev/fuse, fusermount3 (fuse3), busybox (busybox-static), qemu and the guest
+//! kernels of `cargo run -p conformance -- setup`.
 mod common;
 
 use common::cluster::Cluster;
@@ -76,7 +78,9 @@ fn run_scenarios(mode: &str, fabric: Option<&str>) {
     let out = Command::new("timeout")
         .arg("600")
         .arg(&script)
-        .args([mode, "posix", "integrity", "bigdir", "locking"])
+        // twoclient runs twice (FUSE as A, then as B), the other client the stock kernel one
+        // in a qemu guest (the bookworm kernel of `conformance setup`): about 20 s more.
+        .args([mode, "posix", "integrity", "bigdir", "locking", "twoclient"])
         .env("CFS_BIN", BIN)
         .env("QUICK", "1")
         .env("PORT", port.to_string())
@@ -90,7 +94,7 @@ fn run_scenarios(mode: &str, fabric: Option<&str>) {
         "scenarios failed over cfs mount ({mode})"
     );
     assert!(
-        text.contains("4 passed, 0 failed"),
+        text.contains("6 passed, 0 failed"),
         "not every scenario ran"
     );
     if mode == "cluster" {
@@ -244,4 +248,124 @@ fn kill_a_data_server_during_a_write(fabric: Option<&str>) {
     f.write_all(b"tail")
         .expect("the file is writable after the failover");
     f.sync_all().expect("fsync after the failover");
+}
+
+/// fcntl(F_SETLK or F_GETLK) of `typ` over [start, start+len) (len 0 = to the end); the
+/// struct flock as the call left it.
+fn fcntl_lock(
+    f: &std::fs::File,
+    cmd: i32,
+    typ: i32,
+    start: i64,
+    len: i64,
+) -> std::io::Result<libc::flock> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: an all-zero flock is a valid value of a plain C struct.
+    let mut fl: libc::flock = unsafe { std::mem::zeroed() };
+    fl.l_type = typ as libc::c_short;
+    fl.l_whence = libc::SEEK_SET as libc::c_short;
+    fl.l_start = start;
+    fl.l_len = len;
+    // SAFETY: the fd is open for the duration of the call and fl outlives it.
+    let r = unsafe { libc::fcntl(f.as_raw_fd(), cmd, &mut fl) };
+    if r < 0 {
+        Err(std::io::Error::last_os_error())
+    } else {
+        Ok(fl)
+    }
+}
+
+/// F_GETLK through one `cfs mount` reports the lock another client (a second mount) holds:
+/// its own range and type, not the range asked about, and no pid (it is another client's).
+#[test]
+fn f_getlk_reports_the_conflicting_locks_range_and_type() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = common::Server::start(dir.path(), None);
+    let (da, db) = (dir.path().join("a"), dir.path().join("b"));
+    let a = Mount::new(&da, &server.server_arg(), &[]);
+    let b = Mount::new(&db, &server.server_arg(), &[]);
+    std::fs::write(a.at.join("lk"), vec![0u8; 4096]).expect("create");
+    let fa = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(a.at.join("lk"))
+        .expect("open via a");
+    let fb = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(b.at.join("lk"))
+        .expect("open via b");
+    // A holds a read lock on [100, 200) and a write lock on [1000, end).
+    fcntl_lock(&fa, libc::F_SETLK, libc::F_RDLCK, 100, 100).expect("A's read lock");
+    fcntl_lock(&fa, libc::F_SETLK, libc::F_WRLCK, 1000, 0).expect("A's write lock");
+
+    // A write lock over [0, 500) meets A's read lock on [100, 200).
+    let fl = fcntl_lock(&fb, libc::F_GETLK, libc::F_WRLCK, 0, 500).expect("F_GETLK");
+    assert_eq!(
+        fl.l_type,
+        libc::F_RDLCK as libc::c_short,
+        "the holder's type"
+    );
+    assert_eq!((fl.l_start, fl.l_len), (100, 100), "the holder's range");
+    assert_eq!(fl.l_pid, 0, "another client's lock has no local pid");
+    // A read lock over [150, 2000) meets only the write lock, which runs to the end.
+    let fl = fcntl_lock(&fb, libc::F_GETLK, libc::F_RDLCK, 150, 1850).expect("F_GETLK");
+    assert_eq!(fl.l_type, libc::F_WRLCK as libc::c_short);
+    assert_eq!((fl.l_start, fl.l_len), (1000, 0), "to the end is l_len 0");
+    // Between the two locks nothing conflicts: F_UNLCK, the request unchanged.
+    let fl = fcntl_lock(&fb, libc::F_GETLK, libc::F_WRLCK, 200, 800).expect("F_GETLK");
+    assert_eq!(fl.l_type, libc::F_UNLCK as libc::c_short);
+    assert_eq!((fl.l_start, fl.l_len), (200, 800));
+    // And the lock itself is refused where F_GETLK said so.
+    let e = fcntl_lock(&fb, libc::F_SETLK, libc::F_WRLCK, 0, 500).expect_err("conflict");
+    assert!(
+        matches!(e.raw_os_error(), Some(libc::EAGAIN) | Some(libc::EACCES)),
+        "{e}"
+    );
+    drop((fa, fb));
+}
+
+/// renameat2 flags: RENAME_EXCHANGE and RENAME_NOREPLACE have no NFSv4 counterpart (RENAME
+/// always replaces, so NOREPLACE cannot be made atomic), so both fail with EINVAL, as over
+/// the Linux NFS client, and leave both names as they were; a plain rename still works.
+#[test]
+fn renameat2_flags_fail_with_einval_and_change_nothing() {
+    use std::ffi::CString;
+    use std::os::unix::ffi::OsStrExt;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = common::Server::start(dir.path(), None);
+    let m = Mount::new(dir.path(), &server.server_arg(), &[]);
+    let (x, y) = (m.at.join("x"), m.at.join("y"));
+    std::fs::write(&x, b"x").expect("x");
+    std::fs::write(&y, b"y").expect("y");
+    let cx = CString::new(x.as_os_str().as_bytes()).expect("path");
+    let cy = CString::new(y.as_os_str().as_bytes()).expect("path");
+    let cz = CString::new(m.at.join("z").as_os_str().as_bytes()).expect("path");
+    // NOREPLACE onto a name that exists is refused by the VFS itself (EEXIST) before the
+    // file system is asked; onto a free name it reaches the client, which refuses it.
+    for (flags, to, want) in [
+        (libc::RENAME_EXCHANGE, &cy, libc::EINVAL),
+        (libc::RENAME_NOREPLACE, &cy, libc::EEXIST),
+        (libc::RENAME_NOREPLACE, &cz, libc::EINVAL),
+    ] {
+        // SAFETY: both paths are NUL-terminated strings that outlive the call.
+        let r = unsafe {
+            libc::renameat2(
+                libc::AT_FDCWD,
+                cx.as_ptr(),
+                libc::AT_FDCWD,
+                to.as_ptr(),
+                flags,
+            )
+        };
+        let e = std::io::Error::last_os_error();
+        assert_eq!(r, -1, "renameat2 with flags {flags:#x} succeeded");
+        assert_eq!(e.raw_os_error(), Some(want), "flags {flags:#x}: {e}");
+        assert_eq!(std::fs::read(&x).expect("x"), b"x");
+        assert_eq!(std::fs::read(&y).expect("y"), b"y");
+    }
+    assert!(!m.at.join("z").exists());
+    std::fs::rename(&x, &y).expect("plain rename");
+    assert_eq!(std::fs::read(&y).expect("y"), b"x");
+    assert!(!x.exists());
 }

@@ -96,7 +96,11 @@ counters() {
 mkdir -p "$STATE/job/bin"
 for a in $(busybox --list); do ln -sf "$(command -v busybox)" "$STATE/job/bin/$a"; done
 cp "$HELPER" "$STATE/job/cfshelper"
-cp "$HERE/guest/lib.sh" "$STATE/job/lib.sh"
+# The scenarios keep scratch files in /tmp (a guest's own); here that is the host's, shared
+# with concurrent runs (cargo test runs the fuse_mount tests in parallel, whose locking
+# scenarios all wrote /tmp/holder.out), so each run gets its own.
+mkdir -p "$STATE/tmp"
+sed "s|/tmp/|$STATE/tmp/|g" "$HERE/guest/lib.sh" > "$STATE/job/lib.sh"
 cat >> "$STATE/job/lib.sh" <<EOF
 # --- host adapter (fuse-run.sh): the mount under test is cfs mount, not NFS ---
 remount() {
@@ -147,8 +151,10 @@ for c in $CASES; do
   s=${c%%:*}; ROLE=${c#*:}; [ "$ROLE" = "$c" ] && ROLE=
   src=$HERE/scenarios/$s.sh
   [ -f "$src" ] || { echo "FAIL: no scenario $s"; failn=$((failn + 1)); continue; }
+  # A fresh /tmp per case, as a fresh guest has.
+  rm -rf "$STATE/tmp" && mkdir "$STATE/tmp"
   # The guest reaches the host as 10.0.2.2; here the rendezvous is on loopback.
-  sed 's/10\.0\.2\.2/127.0.0.1/g' "$src" > "$STATE/job/script.sh"
+  sed -e 's/10\.0\.2\.2/127.0.0.1/g' -e "s|/tmp/|$STATE/tmp/|g" "$src" > "$STATE/job/script.sh"
   case $s in
     integrity) sz="SIZE_MIB=${QUICK:+16}" ; [ -z "${QUICK:-}" ] && sz=SIZE_MIB=256 ;;
     bigdir) sz="NENTRIES=${QUICK:+500}" ; [ -z "${QUICK:-}" ] && sz=NENTRIES=10000 ;;
@@ -162,7 +168,9 @@ for c in $CASES; do
     RID=$$$RANDOM
     RDV=$((PORT + 50))
     rdv_server $RDV
-    sleep 0.5
+    # Python may take seconds to start on a loaded machine: wait until it listens, else the
+    # first post is refused and both sides fail waiting.
+    for _ in $(seq 100); do (: < /dev/tcp/127.0.0.1/$RDV) 2> /dev/null && break; sleep 0.1; done
     other=B; [ $ROLE = B ] && other=A
     [ -n "$KVER" ] || { echo "no guest kernel: cargo run -p conformance -- setup"; exit 2; }
     GUEST_ENV="$(printf 'ROLE=%s\nRDV_PORT=%s\nRUN_ID=%s\nSCENARIO=twoclient\nGUEST_NAME=kguest%s\nNFS4_UNIQUE_ID=kguest-%s' $other $RDV $RID $RID $RID)" \

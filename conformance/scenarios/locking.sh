@@ -8,6 +8,9 @@ setup_wd
 : > f
 # hold LOCKSPEC in the background; wait until the holder reports it has the lock
 hold() {
+  # Emptied here, not by the background job's redirection: that runs after the fork, so the
+  # wait below could still read the previous holder's "locked".
+  : > /tmp/holder.out
   $H "$@" > /tmp/holder.out 2>&1 &
   HOLDER=$!
   n=0

@@ -28,6 +28,7 @@ if [ "$ROLE" = A ]; then
   expect_eq "A reads the file B renamed" from-A-longer "$(rd small2)"
   post checked-b
   # A (NLM through the gateway) holds a write lock; B's conflicts.
+  : > /tmp/holder.out # emptied before the fork (see locking.sh's hold)
   $H lock lk 0 100 w try 60 > /tmp/holder.out 2>&1 &
   HOLDER=$!
   n=0; while ! grep -q locked /tmp/holder.out; do n=$((n + 1)); [ $n -gt 100 ] && break; sleep 0.1; done
@@ -72,6 +73,7 @@ else
   expect_eq "B's write lock conflicts with A's NLM lock (exit 11 = conflict)" 11 "$r"
   post lock-checked
   await unlocked
+  : > /tmp/holder.out # emptied before the fork (see locking.sh's hold)
   $H lock lk 0 100 w try 60 > /tmp/holder.out 2>&1 &
   HOLDER=$!
   n=0; while ! grep -q locked /tmp/holder.out; do n=$((n + 1)); [ $n -gt 100 ] && break; sleep 0.1; done

@@ -1230,10 +1230,10 @@ impl fuser::Filesystem for CfsFuse {
             }
             .await;
             match r {
-                // LOCKT's denial names the holder's range, which the reply path here does
-                // not carry: the requested range is reported, with no pid (another client).
-                Ok(true) => reply.locked(start, end, typ, 0),
-                Ok(false) => reply.locked(start, end, libc::F_UNLCK, pid),
+                // The holder's range and type from LOCKT's denial; no pid (the holder may be
+                // another client; the Linux NFS client reports 0 too).
+                Ok(Some(c)) => reply.locked(c.start, c.end, c.typ, 0),
+                Ok(None) => reply.locked(start, end, libc::F_UNLCK, pid),
                 Err(e) => reply.error(e),
             }
         });

@@ -52,6 +52,33 @@ pub fn range(start: u64, end: u64) -> (u64, u64) {
     }
 }
 
+/// A conflicting lock as F_GETLK reports it: FUSE's inclusive range and the fcntl type. The
+/// holder's pid is not known (it may be another client's), so it is reported as 0, as the
+/// Linux NFS client does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Conflict {
+    pub start: u64,
+    pub end: u64,
+    pub typ: i32,
+}
+
+impl Conflict {
+    /// LOCK4denied's offset and length as FUSE's [start, end]; the kernel rejects (EIO) a
+    /// reply past OFFSET_MAX, so "to the end" and anything beyond it become OFFSET_MAX.
+    pub fn from_denied(d: &LockDenied) -> Conflict {
+        let start = d.offset.min(FUSE_EOF);
+        let end = match d.length {
+            0 | u64::MAX => FUSE_EOF,
+            n => d.offset.saturating_add(n - 1).min(FUSE_EOF),
+        };
+        let typ = match d.locktype {
+            NfsLockType4::ReadLt | NfsLockType4::ReadwLt => libc::F_RDLCK,
+            _ => libc::F_WRLCK,
+        };
+        Conflict { start, end, typ }
+    }
+}
+
 #[derive(Debug, Clone, Copy)]
 struct Held {
     stateid: Stateid4,
@@ -172,7 +199,8 @@ impl Locks {
         Ok(())
     }
 
-    /// LOCKT: would `owner` get this lock? `Some` = it conflicts.
+    /// LOCKT: would `owner` get this lock? `Some` = the conflicting lock as the server
+    /// names it in its NFS4ERR_DENIED (the holder's range and type, which F_GETLK reports).
     pub async fn test(
         &self,
         c: &Client,
@@ -180,26 +208,31 @@ impl Locks {
         owner: u64,
         kind: Kind,
         (offset, length): (u64, u64),
-    ) -> Result<bool> {
-        let r = c
-            .compound(
-                CompoundBuilder::new()
-                    .putfh(fh)
-                    .op(NfsArgop4::Lockt(LocktArgs {
-                        locktype: kind.wire(false),
-                        offset,
-                        length,
-                        owner: StateOwner4 {
-                            clientid: c.clientid(),
-                            owner: Opaque(owner_bytes(owner)),
-                        },
-                    })),
-            )
-            .await;
-        match r {
-            Ok(_) => Ok(false),
-            Err(e) if e.is_status(Nfsstat4::Denied) => Ok(true),
-            Err(e) => Err(e),
+    ) -> Result<Option<Conflict>> {
+        let (status, res) = c
+            .compound_keep_failure(CompoundBuilder::new().putfh(fh).op(NfsArgop4::Lockt(
+                LocktArgs {
+                    locktype: kind.wire(false),
+                    offset,
+                    length,
+                    owner: StateOwner4 {
+                        clientid: c.clientid(),
+                        owner: Opaque(owner_bytes(owner)),
+                    },
+                },
+            )))
+            .await?;
+        let denied = res.into_iter().find_map(|r| match r {
+            NfsResop4::Lockt(LocktRes::Denied(d)) => Some(d),
+            _ => None,
+        });
+        match (status, denied) {
+            (Nfsstat4::Ok, _) => Ok(None),
+            (Nfsstat4::Denied, Some(d)) => Ok(Some(Conflict::from_denied(&d))),
+            (status, _) => Err(client::Error::Nfs {
+                op: OP_LOCKT,
+                status,
+            }),
         }
     }
 
@@ -284,5 +317,25 @@ mod tests {
         assert_eq!(Kind::from_fcntl(99), None);
         assert_eq!(Kind::Read.wire(true), NfsLockType4::ReadwLt);
         assert_eq!(Kind::Write.wire(false), NfsLockType4::WriteLt);
+    }
+
+    fn denied(offset: u64, length: u64, locktype: NfsLockType4) -> LockDenied {
+        LockDenied {
+            offset,
+            length,
+            locktype,
+            owner: StateOwner4::default(),
+        }
+    }
+
+    #[test]
+    fn a_denial_becomes_the_holders_inclusive_range_and_type() {
+        let c = Conflict::from_denied(&denied(10, 20, NfsLockType4::ReadLt));
+        assert_eq!((c.start, c.end, c.typ), (10, 29, libc::F_RDLCK));
+        let c = Conflict::from_denied(&denied(7, u64::MAX, NfsLockType4::WritewLt));
+        assert_eq!((c.start, c.end, c.typ), (7, FUSE_EOF, libc::F_WRLCK));
+        // Past OFFSET_MAX the kernel would fail F_GETLK with EIO: clamped.
+        let c = Conflict::from_denied(&denied(u64::MAX - 5, 3, NfsLockType4::WriteLt));
+        assert_eq!((c.start, c.end), (FUSE_EOF, FUSE_EOF));
     }
 }

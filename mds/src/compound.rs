@@ -279,6 +279,8 @@ pub async fn run(mds: &Arc<Mds>, conn: &Connection, call: &Call) -> Writer {
         };
         crate::metered::op_done(&ctx, opnum, t0, &r, written);
         let st = r.status();
+        // Per-op trail for debugging two-client interleavings (RUST_LOG=mds::compound=trace).
+        tracing::trace!(op = opnum, fh = ?ctx.cfh, status = st, "op");
         res.resarray.push(r);
         if st != 0 {
             res.status = st;

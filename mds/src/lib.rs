@@ -195,8 +195,10 @@ impl Mds {
     /// forgets; the other order could leave data nothing refers to.
     pub async fn forget_orphan(self: &Arc<Self>, ino: u64) {
         if self.state.file_in_use(ino) {
+            tracing::debug!(ino, "unlinked file still open: kept until its last close");
             return;
         }
+        tracing::debug!(ino, "unlinked file goes to the reaper");
         self.state.forget_file(ino);
         let tx = self.reaper.get_or_init(|| {
             let (tx, rx) = tokio::sync::mpsc::unbounded_channel();

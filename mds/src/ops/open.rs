@@ -52,8 +52,20 @@ async fn open_inner(ctx: &mut Ctx<'_>, a: &OpenArgs) -> NfsResult<OpenResOk> {
             if matches!(a.openhow, Openflag4::Create(_)) {
                 return Err(NfsError::Inval);
             }
+            let file = ctx.cur()?;
+            // An unlinked file nobody has open is gone, though the reaper may not have
+            // forgotten it yet (it runs after the REMOVE's reply): its handle is stale, as
+            // knfsd's is once the inode is freed. A client that opens a cached name by
+            // handle (Linux's CLAIM_FH) then looks the name up again and gets ENOENT.
+            // Reclaims are exempt: after a restart no open is known until reclaimed.
+            if matches!(a.claim, OpenClaim4::Fh)
+                && file.nlink == 0
+                && !ctx.mds.state.file_in_use(file.ino)
+            {
+                return Err(NfsError::Stale);
+            }
             Target {
-                file: ctx.cur()?,
+                file,
                 dir: None,
                 dir_change: None,
                 created: false,
