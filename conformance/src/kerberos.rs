@@ -28,6 +28,12 @@ pub struct Realm {
 
 static ACTIVE: OnceLock<Realm> = OnceLock::new();
 
+/// ganesha's share of the realm (`Realm::ganesha_setup`).
+pub struct GaneshaKrb {
+    pub block: String,
+    pub idmap_conf: PathBuf,
+}
+
 /// The realm of this run, if `--sec` asked for Kerberos.
 pub fn active() -> Option<&'static Realm> {
     ACTIVE.get()
@@ -195,6 +201,53 @@ impl Realm {
             self.server_keytab().display(),
             self.flavor
         )
+    }
+
+    /// nfs-ganesha as the baseline with this flavor: its NFS_KRB5 block (the same keytab and
+    /// principal as cfs) and an idmapd.conf. ganesha maps `nfs/<host>` principals to root by
+    /// itself and users through libnfsidmap (`u1001@CFS.TEST` -> getpwnam("u1001")), so the
+    /// scenario users are added to this mount namespace's /etc/passwd and /etc/group (bind
+    /// mounts of copies with lines added: the host's files are not touched; only runs inside
+    /// the harness's private namespace get here).
+    pub fn ganesha_setup(&self, dir: &Path) -> Result<GaneshaKrb> {
+        let add = |etc: &str, extra: String| -> Result<()> {
+            let orig = std::fs::read_to_string(etc).ctx(|| etc.into())?;
+            let copy = dir.join(etc.trim_start_matches("/etc/"));
+            // once per namespace: a second server start must not stack mounts
+            if !copy.exists() {
+                std::fs::write(&copy, format!("{orig}{extra}")).ctx(|| format!("{copy:?}"))?;
+                run(Command::new("mount").arg("--bind").arg(&copy).arg(etc))?;
+            }
+            Ok(())
+        };
+        let mut pw = String::new();
+        let mut gr = String::new();
+        for (u, g, gs) in USERS {
+            pw.push_str(&format!("u{u}:x:{u}:{g}::/tmp:/bin/sh\n"));
+            gr.push_str(&format!("g{g}:x:{g}:\n"));
+            for extra in gs.split(',').filter(|x| !x.is_empty()) {
+                gr.push_str(&format!("g{extra}:x:{extra}:u{u}\n"));
+            }
+        }
+        add("/etc/passwd", pw)?;
+        add("/etc/group", gr)?;
+        let idmap_conf = dir.join("idmapd.conf");
+        std::fs::write(
+            &idmap_conf,
+            format!(
+                "[General]\nDomain = localdomain\nLocal-Realms = {REALM}\n\
+                 [Translation]\nMethod = nsswitch\n"
+            ),
+        )
+        .ctx(|| "idmapd.conf".into())?;
+        Ok(GaneshaKrb {
+            block: format!(
+                "NFS_KRB5 {{\n  PrincipalName = \"nfs@{SERVER_HOST}\";\n  KeytabPath = {};\n  \
+                 Active_krb5 = true;\n}}",
+                self.server_keytab().display()
+            ),
+            idmap_conf,
+        })
     }
 
     pub fn mount_option(&self) -> String {

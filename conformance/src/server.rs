@@ -474,6 +474,16 @@ fn start_ganesha(spec: &ServerSpec, in_netns: bool) -> Result<Running> {
     };
     let port = free_port()?;
     let mnt_port = free_port()?;
+    // Kerberos: the keytab, principals to ids (needs the namespace's own passwd: see there)
+    let krb = match crate::kerberos::active() {
+        Some(realm) if in_netns => Some(realm.ganesha_setup(&dir)?),
+        Some(_) => {
+            return Err(Error::Server(
+                "ganesha with Kerberos runs only in the harness's own namespaces".into(),
+            ))
+        }
+        None => None,
+    };
     let conf = format!(
         r#"NFS_CORE_PARAM {{
   Bind_addr = 127.0.0.1;
@@ -485,9 +495,9 @@ fn start_ganesha(spec: &ServerSpec, in_netns: bool) -> Result<Running> {
   Protocols = {protocols};
   Dbus_Name_Prefix = cfsconf{port};
 }}
-NFS_KRB5 {{ Active_krb5 = false; }}
+{krb5}
 NFSv4 {{
-  Graceless = true;
+  Graceless = true;{idmap}
   Lease_Lifetime = 10;
   Only_Numeric_Owners = true;
   RecoveryRoot = {recov};
@@ -499,7 +509,7 @@ EXPORT {{
   Pseudo = /export;
   Access_Type = {access};
   Squash = {squash};
-  SecType = sys;
+  SecType = {sectype};
   Protocols = {protocols};
   Transports = TCP;
   FSAL {{ Name = VFS; }}
@@ -508,12 +518,19 @@ LOG {{ Default_Log_Level = EVENT; }}
 "#,
         recov = recov.display(),
         export = export.display(),
+        krb5 = krb.as_ref().map_or("NFS_KRB5 { Active_krb5 = false; }".into(), |k| k.block.clone()),
+        idmap = krb.as_ref().map_or(String::new(), |k| format!("\n  IdmapConf = {};", k.idmap_conf.display())),
+        sectype = crate::kerberos::active().map_or("sys", |r| r.flavor.as_str()),
     );
     let conf_path = dir.join("ganesha.conf");
     std::fs::write(&conf_path, conf).ctx(|| format!("write {conf_path:?}"))?;
     let log = dir.join("ganesha.log");
     let (o, e) = log_file(&dir.join("stdout"))?;
-    let mut child = Command::new("ganesha.nfsd")
+    let mut cmd = Command::new("ganesha.nfsd");
+    if let Some(realm) = crate::kerberos::active() {
+        cmd.envs(realm.env());
+    }
+    let mut child = cmd
         .arg("-F")
         .arg("-f")
         .arg(&conf_path)
@@ -773,8 +790,20 @@ fn start_cfs_cluster(gateway: Option<(u16, bool)>) -> Result<Running> {
     let port = free_port_run(CLUSTER_DS)?;
     let log = dir.join("cluster-up.log");
     let (o, e) = log_file(&log)?;
-    let mut child = Command::new(&bin)
-        .args(["cluster", "up", "--ds", &CLUSTER_DS.to_string(), "--dir"])
+    let mut cmd = Command::new(&bin);
+    if let Some(realm) = crate::kerberos::active() {
+        // The MDS gets the keytab and the one-flavor export; the data servers need neither
+        // (krb5i/krb5p callers get no layouts; krb5 callers reach them with AUTH_SYS, as
+        // Linux's flexfiles client always does for NFSv3 data servers).
+        let conf = dir.join("mds-kerberos.toml");
+        std::fs::write(&conf, realm.server_config()).ctx(|| format!("write {conf:?}"))?;
+        cmd.envs(realm.env());
+        cmd.args(["cluster", "up", "--mds-extra-config"]).arg(conf);
+    } else {
+        cmd.args(["cluster", "up"]);
+    }
+    let mut child = cmd
+        .args(["--ds", &CLUSTER_DS.to_string(), "--dir"])
         .arg(&cluster_dir)
         .args(["--port", &port.to_string()])
         // the guest reaches host loopback as 10.0.2.2; host-side tools use 127.0.0.1
