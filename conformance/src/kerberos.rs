@@ -21,7 +21,8 @@ pub const SERVER_HOST: &str = "cfshost";
 const USERS: [(u32, u32, &str); 2] = [(1001, 1001, ""), (1002, 1002, "2000")];
 
 pub struct Realm {
-    pub flavor: String,
+    /// the mounts' flavor now: `bench --sec sys --sec krb5 ...` switches it between plans
+    flavor: Mutex<String>,
     dir: PathBuf,
     kdc: Mutex<Option<Child>>,
 }
@@ -34,9 +35,18 @@ pub struct GaneshaKrb {
     pub idmap_conf: PathBuf,
 }
 
-/// The realm of this run, if `--sec` asked for Kerberos.
+/// The realm of this run, if `--sec` asked for Kerberos (and the flavor now is not sys).
 pub fn active() -> Option<&'static Realm> {
-    ACTIVE.get()
+    ACTIVE.get().filter(|r| r.flavor() != "sys")
+}
+
+/// Switches the flavor later servers and mounts use (the realm stays up).
+pub fn set_flavor(flavor: &str) {
+    if let Some(r) = ACTIVE.get() {
+        if let Ok(mut f) = r.flavor.lock() {
+            *f = flavor.to_string();
+        }
+    }
 }
 
 fn run(cmd: &mut Command) -> Result<()> {
@@ -102,7 +112,7 @@ pub fn start(flavor: &str) -> Result<&'static Realm> {
     .ctx(|| "kdc.conf".into())?;
     std::fs::write(dir.join("kadm5.acl"), "").ctx(|| "kadm5.acl".into())?;
     let realm = Realm {
-        flavor: flavor.to_string(),
+        flavor: Mutex::new(flavor.to_string()),
         dir,
         kdc: Mutex::new(None),
     };
@@ -148,10 +158,17 @@ pub fn start(flavor: &str) -> Result<&'static Realm> {
             .envs(realm.env()))?;
     }
     let _ = ACTIVE.set(realm);
+    set_flavor(flavor);
     active().ok_or_else(|| Error::Server("realm".into()))
 }
 
 impl Realm {
+    pub fn flavor(&self) -> String {
+        self.flavor
+            .lock()
+            .map_or_else(|p| p.into_inner().clone(), |f| f.clone())
+    }
+
     /// Variables for the KDC tools and for the cfs server process.
     pub fn env(&self) -> Vec<(String, String)> {
         vec![
@@ -199,7 +216,7 @@ impl Realm {
             "[kerberos]\nkeytab = \"{}\"\nmachine = \"root\"\n[kerberos.principals]\n{users}\
              [[export]]\npath = \"/\"\nsec = [\"{}\"]\n",
             self.server_keytab().display(),
-            self.flavor
+            self.flavor()
         )
     }
 
@@ -251,7 +268,7 @@ impl Realm {
     }
 
     pub fn mount_option(&self) -> String {
-        format!("sec={}", self.flavor)
+        format!("sec={}", self.flavor())
     }
 
     /// Root overlays for a guest named `guest` on kernel `kver`.
@@ -325,7 +342,7 @@ impl Realm {
 
 /// Stops this run's KDC, if any.
 pub fn stop() {
-    if let Some(r) = active() {
+    if let Some(r) = ACTIVE.get() {
         r.stop();
     }
 }

@@ -601,7 +601,7 @@ fn run_case(
 
 /// The `wire` scenario: the capture searched for the marker, judged by the mount's flavor.
 fn judge_wire(srv: &Running, c: &wire::Capture, r: &mut CaseResult) {
-    let flavor = crate::kerberos::active().map_or("sys", |k| k.flavor.as_str());
+    let flavor = crate::kerberos::active().map_or("sys".into(), |k| k.flavor());
     let ds_ports: Vec<u16> = if srv.spec == ServerSpec::CfsCluster {
         (1..=server::CLUSTER_DS).map(|i| srv.port + i).collect()
     } else {
@@ -609,7 +609,7 @@ fn judge_wire(srv: &Running, c: &wire::Capture, r: &mut CaseResult) {
     };
     let (info, fails) = match std::fs::read(&c.pcap) {
         Ok(bytes) => match wire::scan(&bytes, c.marker.as_bytes()) {
-            Ok(seen) => wire::judge(&seen, flavor, srv.port, &ds_ports, c.file_bytes()),
+            Ok(seen) => wire::judge(&seen, &flavor, srv.port, &ds_ports, c.file_bytes()),
             Err(e) => (Vec::new(), vec![format!("FAIL: wire: {:?}: {e}", c.pcap)]),
         },
         Err(e) => (Vec::new(), vec![format!("FAIL: wire: no capture {:?}: {e}", c.pcap)]),

@@ -520,7 +520,7 @@ LOG {{ Default_Log_Level = EVENT; }}
         export = export.display(),
         krb5 = krb.as_ref().map_or("NFS_KRB5 { Active_krb5 = false; }".into(), |k| k.block.clone()),
         idmap = krb.as_ref().map_or(String::new(), |k| format!("\n  IdmapConf = {};", k.idmap_conf.display())),
-        sectype = crate::kerberos::active().map_or("sys", |r| r.flavor.as_str()),
+        sectype = crate::kerberos::active().map_or("sys".into(), |r| r.flavor()),
     );
     let conf_path = dir.join("ganesha.conf");
     std::fs::write(&conf_path, conf).ctx(|| format!("write {conf_path:?}"))?;
