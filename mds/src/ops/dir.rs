@@ -218,12 +218,6 @@ async fn remove_inner(ctx: &mut Ctx<'_>, a: &RemoveArgs) -> NfsResult<RemoveResO
     let dir = ctx.cur_dir()?;
     let name = check_name(&a.target)?.to_vec();
     precheck_delete(ctx, &dir, &name)?;
-    // Another client holding a delegation on the file goes on opening it from its cache (Linux
-    // trusts a delegated file's dentry without asking): recall it first, as knfsd breaks the
-    // lease on unlink. Seen with two krb5p clients of a cluster: B opened A's removed file.
-    if let Some(child) = named(ctx, dir.ino, &name) {
-        recall_and_wait(ctx.mds, &[child], ctx.clientid).await?;
-    }
     let out = ctx
         .execute_resolved_as(|ctx| {
             let Some(child) = named(ctx, dir.ino, &name) else {
@@ -265,10 +259,6 @@ async fn rename_inner(ctx: &mut Ctx<'_>, a: &RenameArgs) -> NfsResult<RenameResO
     if let Ok(source) = ctx.mds.ns.lookup(src.ino, &old) {
         let target = replaced.and_then(|t| ctx.inode(t).ok());
         perm::may_rename(&ctx.user, &src, &source, &dst, target.as_ref())?;
-    }
-    // The file a rename replaces is removed: recall its delegations as REMOVE does.
-    if let Some(t) = replaced {
-        recall_and_wait(ctx.mds, &[t], ctx.clientid).await?;
     }
     let out = ctx
         .execute_resolved_as(|ctx| {
