@@ -8,7 +8,6 @@ mod guest;
 mod hostbench;
 mod hostops;
 mod kerberos;
-mod wire;
 mod known;
 mod netns;
 mod paths;
@@ -19,6 +18,7 @@ mod runner;
 mod scenario;
 mod server;
 mod setup;
+mod wire;
 
 use clap::{Args, Parser, Subcommand};
 use error::{Error, Result};
@@ -477,7 +477,9 @@ fn print_flavor_ratios(files: &[(String, PathBuf)]) {
     let Some((base, _)) = files.first() else {
         return;
     };
-    println!("\nflavor ratios (each flavor's median over the first flavor's, {base}, same server):");
+    println!(
+        "\nflavor ratios (each flavor's median over the first flavor's, {base}, same server):"
+    );
     for (server, keys) in &t {
         for (key, by_flavor) in keys {
             let b = by_flavor.iter().find(|(f, _)| f == base).map(|(_, x)| *x);

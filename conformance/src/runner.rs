@@ -573,9 +573,8 @@ fn run_case(
     // cfs-cluster's pnfs scenario is judged by the cluster's counters too
     let evidence = srv.spec == ServerSpec::CfsCluster && s.name == "pnfs";
     let before = evidence.then(|| srv.cluster_status()).flatten();
-    let capture = (s.name == "wire").then(|| {
-        wire::Capture::new(&crate::paths::cache_dir().join("runs"), run_id)
-    });
+    let capture = (s.name == "wire")
+        .then(|| wire::Capture::new(&crate::paths::cache_dir().join("runs"), run_id));
     let (runs, retry_reason, host) = boot(plan, srv, s, kver, vers, run_id, capture.as_ref());
     let mut r = judge(plan, srv, s, k, kver, vers, runs, retry_reason);
     if let Some(c) = capture {
@@ -612,7 +611,10 @@ fn judge_wire(srv: &Running, c: &wire::Capture, r: &mut CaseResult) {
             Ok(seen) => wire::judge(&seen, &flavor, srv.port, &ds_ports, c.file_bytes()),
             Err(e) => (Vec::new(), vec![format!("FAIL: wire: {:?}: {e}", c.pcap)]),
         },
-        Err(e) => (Vec::new(), vec![format!("FAIL: wire: no capture {:?}: {e}", c.pcap)]),
+        Err(e) => (
+            Vec::new(),
+            vec![format!("FAIL: wire: no capture {:?}: {e}", c.pcap)],
+        ),
     };
     if std::env::var_os("CFS_CONFORMANCE_KEEP").is_none() {
         let _ = std::fs::remove_file(&c.pcap);

@@ -518,8 +518,15 @@ LOG {{ Default_Log_Level = EVENT; }}
 "#,
         recov = recov.display(),
         export = export.display(),
-        krb5 = krb.as_ref().map_or("NFS_KRB5 { Active_krb5 = false; }".into(), |k| k.block.clone()),
-        idmap = krb.as_ref().map_or(String::new(), |k| format!("\n  IdmapConf = {};", k.idmap_conf.display())),
+        krb5 = krb
+            .as_ref()
+            .map_or("NFS_KRB5 { Active_krb5 = false; }".into(), |k| k
+                .block
+                .clone()),
+        idmap = krb.as_ref().map_or(String::new(), |k| format!(
+            "\n  IdmapConf = {};",
+            k.idmap_conf.display()
+        )),
         sectype = crate::kerberos::active().map_or("sys".into(), |r| r.flavor()),
     );
     let conf_path = dir.join("ganesha.conf");
@@ -764,6 +771,15 @@ pub const CLUSTER_DS: u16 = 3;
 /// case up for the default 90 s.
 const CLUSTER_LEASE_S: u32 = 10;
 
+/// CFS_CONFORMANCE_CLUSTER_LEASE=S overrides CLUSTER_LEASE_S (experiments on how state
+/// behaves with a longer lease).
+fn cluster_lease_s() -> u32 {
+    std::env::var("CFS_CONFORMANCE_CLUSTER_LEASE")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(CLUSTER_LEASE_S)
+}
+
 /// A free port P with P+1..=P+n free too (`cfs cluster up` puts data server i on P+i).
 fn free_port_run(n: u16) -> Result<u16> {
     for _ in 0..50 {
@@ -813,7 +829,7 @@ fn start_cfs_cluster(gateway: Option<(u16, bool)>) -> Result<Running> {
             "--advertise-host",
             "127.0.0.1",
         ])
-        .args(["--lease-seconds", &CLUSTER_LEASE_S.to_string()])
+        .args(["--lease-seconds", &cluster_lease_s().to_string()])
         .args(match gateway {
             Some((p, rb)) => vec![
                 "--gateway-port".to_string(),

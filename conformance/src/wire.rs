@@ -193,7 +193,9 @@ pub fn judge(
                     seen.other_hits
                 ));
             } else {
-                info.push("PASS: wire: krb5p: no plaintext of the marker anywhere in the capture".into());
+                info.push(
+                    "PASS: wire: krb5p: no plaintext of the marker anywhere in the capture".into(),
+                );
             }
         }
         "krb5i" => {
@@ -228,8 +230,11 @@ pub fn judge(
 mod tests {
     use super::*;
 
-    /// A little-endian pcap holding the given Ethernet/IPv4/TCP frames (src, dst ip; ports).
-    fn pcap(frames: &[([u8; 4], [u8; 4], u16, u16, &[u8])]) -> Vec<u8> {
+    /// (src ip, dst ip, src port, dst port, payload)
+    type Segment<'a> = ([u8; 4], [u8; 4], u16, u16, &'a [u8]);
+
+    /// A little-endian pcap holding the given Ethernet/IPv4/TCP frames.
+    fn pcap(frames: &[Segment<'_>]) -> Vec<u8> {
         let mut out = vec![0xd4, 0xc3, 0xb2, 0xa1, 2, 0, 4, 0];
         out.extend([0u8; 8]);
         out.extend(65535u32.to_le_bytes());
