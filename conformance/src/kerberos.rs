@@ -228,10 +228,12 @@ impl Realm {
     /// the harness's private namespace get here).
     pub fn ganesha_setup(&self, dir: &Path) -> Result<GaneshaKrb> {
         let add = |etc: &str, extra: String| -> Result<()> {
-            let orig = std::fs::read_to_string(etc).ctx(|| etc.into())?;
-            let copy = dir.join(etc.trim_start_matches("/etc/"));
-            // once per namespace: a second server start must not stack mounts
+            // In the realm's directory, which lives as long as this process and its namespace
+            // (a server's state directory goes with the server): once per namespace, so a
+            // second server start neither stacks mounts nor loses the file under one.
+            let copy = self.dir.join(format!("ns-{}", etc.trim_start_matches("/etc/")));
             if !copy.exists() {
+                let orig = std::fs::read_to_string(etc).ctx(|| etc.into())?;
                 std::fs::write(&copy, format!("{orig}{extra}")).ctx(|| format!("{copy:?}"))?;
                 run(Command::new("mount").arg("--bind").arg(&copy).arg(etc))?;
             }
