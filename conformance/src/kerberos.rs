@@ -231,7 +231,9 @@ impl Realm {
             // In the realm's directory, which lives as long as this process and its namespace
             // (a server's state directory goes with the server): once per namespace, so a
             // second server start neither stacks mounts nor loses the file under one.
-            let copy = self.dir.join(format!("ns-{}", etc.trim_start_matches("/etc/")));
+            let copy = self
+                .dir
+                .join(format!("ns-{}", etc.trim_start_matches("/etc/")));
             if !copy.exists() {
                 let orig = std::fs::read_to_string(etc).ctx(|| etc.into())?;
                 std::fs::write(&copy, format!("{orig}{extra}")).ctx(|| format!("{copy:?}"))?;

@@ -464,6 +464,17 @@ fn start_ganesha(spec: &ServerSpec, in_netns: bool) -> Result<Running> {
         procs::run(Command::new("chmod").arg("1777").arg(&export))?;
         procs::run(Command::new("chmod").arg("755").arg(&dir))?;
     }
+    // Kerberos: the keytab, principals to ids (the namespace's own passwd: see there), before
+    // rpcbind starts, so a failure here leaves no process behind
+    let krb = match crate::kerberos::active() {
+        Some(realm) if in_netns => Some(realm.ganesha_setup(&dir)?),
+        Some(_) => {
+            return Err(Error::Server(
+                "ganesha with Kerberos runs only in the harness's own namespaces".into(),
+            ))
+        }
+        None => None,
+    };
     // v3 needs ganesha to register with rpcbind (it exits otherwise): only inside our own netns
     let mut rpcbind = None;
     let protocols = if in_netns {
@@ -474,16 +485,6 @@ fn start_ganesha(spec: &ServerSpec, in_netns: bool) -> Result<Running> {
     };
     let port = free_port()?;
     let mnt_port = free_port()?;
-    // Kerberos: the keytab, principals to ids (needs the namespace's own passwd: see there)
-    let krb = match crate::kerberos::active() {
-        Some(realm) if in_netns => Some(realm.ganesha_setup(&dir)?),
-        Some(_) => {
-            return Err(Error::Server(
-                "ganesha with Kerberos runs only in the harness's own namespaces".into(),
-            ))
-        }
-        None => None,
-    };
     let conf = format!(
         r#"NFS_CORE_PARAM {{
   Bind_addr = 127.0.0.1;
