@@ -44,6 +44,10 @@ pub struct UpArgs {
     /// Data servers also serve a libfabric endpoint of this provider (tcp, sockets, ...).
     #[arg(long)]
     fabric: Option<String>,
+    /// TOML appended to the MDS's config, e.g. `[kerberos]` and `[[export]]` sections (the
+    /// data servers need neither: krb5i/krb5p callers get no layouts, see README's Kerberos).
+    #[arg(long)]
+    mds_extra_config: Option<PathBuf>,
 }
 
 /// The admin port of the MDS, and of DS i at + i (0: any free port for all).
@@ -139,6 +143,10 @@ pub async fn run(a: UpArgs) -> Result<(), Box<dyn std::error::Error>> {
     mds_toml.push_str(&format!("[cluster]\nsecret_file = {}\n", toml_str(&secret)));
     if let Some(c) = a.chunk_size {
         mds_toml.push_str(&format!("chunk_size = {c}\n"));
+    }
+    if let Some(extra) = &a.mds_extra_config {
+        let text = std::fs::read_to_string(extra).map_err(io(extra))?;
+        mds_toml.push_str(&format!("# from {}\n{text}\n", extra.display()));
     }
     let mut configs = vec![("mds".to_string(), dir.join("mds.toml"), mds_toml)];
     for i in 1..=a.ds {

@@ -5,6 +5,7 @@
 # Env: CFS_CONFORMANCE_CACHE  EXPORT=/ (v4 path; v3: server path)  MNTPORT (v3 mountd port or
 #      "rpcbind")  MNTOPTS  GUEST_ENV (extra VAR=value lines for the guest)  TIMEOUT=300
 #      GUEST_OVERLAY (directories whose contents are added to the guest's root)
+#      PCAP (file: qemu records every frame of the guest's NIC there, both directions)
 #      SMP=2 (CFS_GUEST_SMP overrides it: 1 is faster on a loaded host)  MEM=1024  TCG_THREAD=multi|single  KAPPEND  CONSOLE=1 (kernel console to stderr)
 # Output: guest ttyS1 (script output + @@ markers) on stdout; RUN_DIR keeps console.log/out.log.
 # Exit: the guest script's status; 99 mount failed, 124 timeout, 125 no exit marker (crash).
@@ -41,12 +42,14 @@ ENV
 cat $W/job.cpio $K/initramfs.cpio.gz > $W/initrd
 rm -rf $W/job $W/job.cpio
 : > $W/out.log
+CAPTURE=()
+[ -n "${PCAP:-}" ] && CAPTURE=(-object "filter-dump,id=cap0,netdev=n0,file=$PCAP")
 timeout --foreground ${TIMEOUT:-300} qemu-system-x86_64 -accel tcg,thread=${TCG_THREAD:-multi} -cpu max \
   -m ${MEM:-1024} -smp ${CFS_GUEST_SMP:-${SMP:-2}} -nodefaults -no-user-config -display none -no-reboot \
   -kernel $K/vmlinux -initrd $W/initrd \
   -append "console=ttyS0 panic=-1 quiet loglevel=4 ${KAPPEND:-}" \
   -netdev user,id=n0,net=10.0.2.0/24,host=10.0.2.2,restrict=off \
-  -device virtio-net-pci,netdev=n0 \
+  -device virtio-net-pci,netdev=n0 "${CAPTURE[@]}" \
   -serial file:$W/console.log -serial file:$W/out.log \
   > $W/qemu.log 2>&1 &
 QPID=$!

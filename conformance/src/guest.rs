@@ -22,6 +22,8 @@ pub struct GuestJob {
     pub env: Vec<String>,
     pub timeout: Duration,
     pub smp: u32,
+    /// record every frame of the guest's NIC here (the `wire` scenario)
+    pub pcap: Option<PathBuf>,
 }
 
 /// Exit codes run-guest.sh reserves (anything else is the scenario's own status).
@@ -97,6 +99,9 @@ pub fn run(job: &GuestJob) -> Result<GuestRun> {
         .stderr(stderr)
         // own process group, so a stuck run can be ended together with its qemu
         .process_group(0);
+    if let Some(p) = &job.pcap {
+        cmd.env("PCAP", p);
+    }
     if job.rpcbind {
         cmd.env("MNTPORT", "rpcbind");
     } else if let Some(p) = job.mnt_port {

@@ -21,16 +21,32 @@ pub const SERVER_HOST: &str = "cfshost";
 const USERS: [(u32, u32, &str); 2] = [(1001, 1001, ""), (1002, 1002, "2000")];
 
 pub struct Realm {
-    pub flavor: String,
+    /// the mounts' flavor now: `bench --sec sys --sec krb5 ...` switches it between plans
+    flavor: Mutex<String>,
     dir: PathBuf,
     kdc: Mutex<Option<Child>>,
 }
 
 static ACTIVE: OnceLock<Realm> = OnceLock::new();
 
-/// The realm of this run, if `--sec` asked for Kerberos.
+/// ganesha's share of the realm (`Realm::ganesha_setup`).
+pub struct GaneshaKrb {
+    pub block: String,
+    pub idmap_conf: PathBuf,
+}
+
+/// The realm of this run, if `--sec` asked for Kerberos (and the flavor now is not sys).
 pub fn active() -> Option<&'static Realm> {
-    ACTIVE.get()
+    ACTIVE.get().filter(|r| r.flavor() != "sys")
+}
+
+/// Switches the flavor later servers and mounts use (the realm stays up).
+pub fn set_flavor(flavor: &str) {
+    if let Some(r) = ACTIVE.get() {
+        if let Ok(mut f) = r.flavor.lock() {
+            *f = flavor.to_string();
+        }
+    }
 }
 
 fn run(cmd: &mut Command) -> Result<()> {
@@ -96,7 +112,7 @@ pub fn start(flavor: &str) -> Result<&'static Realm> {
     .ctx(|| "kdc.conf".into())?;
     std::fs::write(dir.join("kadm5.acl"), "").ctx(|| "kadm5.acl".into())?;
     let realm = Realm {
-        flavor: flavor.to_string(),
+        flavor: Mutex::new(flavor.to_string()),
         dir,
         kdc: Mutex::new(None),
     };
@@ -142,10 +158,17 @@ pub fn start(flavor: &str) -> Result<&'static Realm> {
             .envs(realm.env()))?;
     }
     let _ = ACTIVE.set(realm);
+    set_flavor(flavor);
     active().ok_or_else(|| Error::Server("realm".into()))
 }
 
 impl Realm {
+    pub fn flavor(&self) -> String {
+        self.flavor
+            .lock()
+            .map_or_else(|p| p.into_inner().clone(), |f| f.clone())
+    }
+
     /// Variables for the KDC tools and for the cfs server process.
     pub fn env(&self) -> Vec<(String, String)> {
         vec![
@@ -193,12 +216,63 @@ impl Realm {
             "[kerberos]\nkeytab = \"{}\"\nmachine = \"root\"\n[kerberos.principals]\n{users}\
              [[export]]\npath = \"/\"\nsec = [\"{}\"]\n",
             self.server_keytab().display(),
-            self.flavor
+            self.flavor()
         )
     }
 
+    /// nfs-ganesha as the baseline with this flavor: its NFS_KRB5 block (the same keytab and
+    /// principal as cfs) and an idmapd.conf. ganesha maps `nfs/<host>` principals to root by
+    /// itself and users through libnfsidmap (`u1001@CFS.TEST` -> getpwnam("u1001")), so the
+    /// scenario users are added to this mount namespace's /etc/passwd and /etc/group (bind
+    /// mounts of copies with lines added: the host's files are not touched; only runs inside
+    /// the harness's private namespace get here).
+    pub fn ganesha_setup(&self, dir: &Path) -> Result<GaneshaKrb> {
+        let add = |etc: &str, extra: String| -> Result<()> {
+            // In the realm's directory, which lives as long as this process and its namespace
+            // (a server's state directory goes with the server): once per namespace, so a
+            // second server start neither stacks mounts nor loses the file under one.
+            let copy = self
+                .dir
+                .join(format!("ns-{}", etc.trim_start_matches("/etc/")));
+            if !copy.exists() {
+                let orig = std::fs::read_to_string(etc).ctx(|| etc.into())?;
+                std::fs::write(&copy, format!("{orig}{extra}")).ctx(|| format!("{copy:?}"))?;
+                run(Command::new("mount").arg("--bind").arg(&copy).arg(etc))?;
+            }
+            Ok(())
+        };
+        let mut pw = String::new();
+        let mut gr = String::new();
+        for (u, g, gs) in USERS {
+            pw.push_str(&format!("u{u}:x:{u}:{g}::/tmp:/bin/sh\n"));
+            gr.push_str(&format!("g{g}:x:{g}:\n"));
+            for extra in gs.split(',').filter(|x| !x.is_empty()) {
+                gr.push_str(&format!("g{extra}:x:{extra}:u{u}\n"));
+            }
+        }
+        add("/etc/passwd", pw)?;
+        add("/etc/group", gr)?;
+        let idmap_conf = dir.join("idmapd.conf");
+        std::fs::write(
+            &idmap_conf,
+            format!(
+                "[General]\nDomain = localdomain\nLocal-Realms = {REALM}\n\
+                 [Translation]\nMethod = nsswitch\n"
+            ),
+        )
+        .ctx(|| "idmapd.conf".into())?;
+        Ok(GaneshaKrb {
+            block: format!(
+                "NFS_KRB5 {{\n  PrincipalName = \"nfs@{SERVER_HOST}\";\n  KeytabPath = {};\n  \
+                 Active_krb5 = true;\n}}",
+                self.server_keytab().display()
+            ),
+            idmap_conf,
+        })
+    }
+
     pub fn mount_option(&self) -> String {
-        format!("sec={}", self.flavor)
+        format!("sec={}", self.flavor())
     }
 
     /// Root overlays for a guest named `guest` on kernel `kver`.
@@ -272,7 +346,7 @@ impl Realm {
 
 /// Stops this run's KDC, if any.
 pub fn stop() {
-    if let Some(r) = active() {
+    if let Some(r) = ACTIVE.get() {
         r.stop();
     }
 }

@@ -18,6 +18,7 @@ mod runner;
 mod scenario;
 mod server;
 mod setup;
+mod wire;
 
 use clap::{Args, Parser, Subcommand};
 use error::{Error, Result};
@@ -25,6 +26,7 @@ use report::{Report, Status};
 use runner::{Plan, ServerPlan};
 use server::ServerSpec;
 use setup::{KernelKind, ALL_KERNELS};
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
@@ -95,9 +97,10 @@ struct RunArgs {
     #[arg(long)]
     first_seed: Option<u64>,
     /// Security flavor of the mounts: sys, or krb5 | krb5i | krb5p (a throwaway KDC on the
-    /// host, rpc.gssd and a keytab in the guest; cfs servers only for now)
+    /// host, rpc.gssd and a keytab in the guest; cfs, cfs-cluster and ganesha). `bench` takes
+    /// it repeated (`--sec sys --sec krb5p`): every flavor in one run, ratios to the first
     #[arg(long, default_value = "sys")]
-    sec: String,
+    sec: Vec<String>,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -142,7 +145,8 @@ fn checks_for_any_server() -> Option<Vec<&'static str>> {
     Some(
         scenario::checks()
             .iter()
-            .filter(|s| s.host.is_none())
+            // wire (a capture searched for a marker) is evidence for Kerberos, not in CI
+            .filter(|s| s.host.is_none() && s.name != "wire")
             .map(|s| s.name)
             .collect(),
     )
@@ -180,6 +184,7 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
             let plan = plan_from(&a, false)?;
             with_sec(&a, || run_plan(plan, a.json.clone(), None))
         }
+        Cmd::Bench(a) if a.sec.len() > 1 => bench_flavors(&a),
         Cmd::Bench(a) => {
             let plan = plan_from(&a, true)?;
             with_sec(&a, || run_plan(plan, a.json.clone(), Some(a.repeat)))
@@ -336,22 +341,158 @@ fn plan_from(a: &RunArgs, bench: bool) -> Result<Plan> {
     })
 }
 
+/// Server kinds `--sec krb5*` can run.
+const KERBEROS_SERVERS: [&str; 3] = ["cfs", "cfs-cluster", "ganesha"];
+
 /// Runs `f` under the flavor `--sec` names: for Kerberos, with the realm up (and stopped
 /// after, whatever `f` returned).
 fn with_sec(a: &RunArgs, f: impl FnOnce() -> Result<ExitCode>) -> Result<ExitCode> {
-    if a.sec == "sys" {
+    let sec = match a.sec.as_slice() {
+        [one] => one.as_str(),
+        _ => return Err(Error::Usage("`run` takes one --sec".into())),
+    };
+    if sec == "sys" {
         return f();
     }
-    if let Some(s) = a.server.iter().find(|s| *s != "cfs") {
-        return Err(Error::Usage(format!(
-            "--sec {} is wired for --server cfs only so far, not {s}",
-            a.sec
-        )));
+    check_sec_servers(a, sec)?;
+    if a.server.iter().any(|s| s == "ganesha") && !netns::inside() {
+        // run_plan re-executes this command inside the harness's namespaces, where the
+        // guests reach that namespace's loopback: the realm starts there
+        return f();
     }
-    kerberos::start(&a.sec)?;
+    if netns::inside() {
+        // the KDC binds the namespace's loopback, which prepare brings up
+        netns::prepare()?;
+    }
+    kerberos::start(sec)?;
     let r = f();
     kerberos::stop();
     r
+}
+
+fn check_sec_servers(a: &RunArgs, sec: &str) -> Result<()> {
+    if let Some(s) = a
+        .server
+        .iter()
+        .find(|s| !KERBEROS_SERVERS.contains(&s.as_str()))
+    {
+        return Err(Error::Usage(format!(
+            "--sec {sec} is wired for --server {} only so far, not {s}",
+            KERBEROS_SERVERS.join(", ")
+        )));
+    }
+    Ok(())
+}
+
+/// `bench --sec A --sec B ...`: the same plan once per flavor (one realm for all, servers
+/// started afresh with each flavor), then each server's rates with each flavor over its rates
+/// with the first. Each flavor's own table and server ratios print as it finishes; its JSON
+/// goes to `--json` with the flavor in the name (`x.krb5p.json`).
+fn bench_flavors(a: &RunArgs) -> Result<ExitCode> {
+    for f in &a.sec {
+        if !["sys", "krb5", "krb5i", "krb5p"].contains(&f.as_str()) {
+            return Err(Error::Usage(format!(
+                "--sec {f}: expected sys, krb5, krb5i or krb5p"
+            )));
+        }
+        if f != "sys" {
+            check_sec_servers(a, f)?;
+        }
+    }
+    if a.server.iter().any(|s| s == "ganesha") && !netns::inside() {
+        // run_plan re-executes this whole command inside the namespaces
+        return run_plan(plan_from(a, true)?, None, Some(a.repeat));
+    }
+    if netns::inside() {
+        netns::prepare()?;
+    }
+    if let Some(k) = a.sec.iter().find(|f| *f != "sys") {
+        kerberos::start(k)?;
+    }
+    let runs = paths::cache_dir().join("runs");
+    std::fs::create_dir_all(&runs).map_err(|e| Error::Server(format!("{runs:?}: {e}")))?;
+    let mut files = Vec::new();
+    let mut code = ExitCode::SUCCESS;
+    for f in &a.sec {
+        kerberos::set_flavor(f);
+        println!("\n===== bench with sec={f} =====");
+        let json = match &a.json {
+            Some(p) => p.with_extension(format!("{f}.json")),
+            None => runs.join(format!("bench-{}-{f}.json", std::process::id())),
+        };
+        let r = run_plan(plan_from(a, true)?, Some(json.clone()), Some(a.repeat));
+        match r {
+            Ok(c) if c != ExitCode::SUCCESS => code = c,
+            Ok(_) => {}
+            Err(e) => {
+                eprintln!("bench sec={f}: {e}");
+                code = ExitCode::FAILURE;
+            }
+        }
+        files.push((f.clone(), json));
+    }
+    kerberos::stop();
+    print_flavor_ratios(&files);
+    Ok(code)
+}
+
+/// server -> "kernel/vVERS metric" -> flavor -> median over rounds.
+type FlavorTable = BTreeMap<String, BTreeMap<String, Vec<(String, f64)>>>;
+
+fn print_flavor_ratios(files: &[(String, PathBuf)]) {
+    let mut t: FlavorTable = BTreeMap::new();
+    for (flavor, path) in files {
+        let Ok(text) = std::fs::read_to_string(path) else {
+            continue;
+        };
+        let Ok(v) = serde_json::from_str::<serde_json::Value>(&text) else {
+            continue;
+        };
+        let mut vals: BTreeMap<(String, String), Vec<f64>> = BTreeMap::new();
+        for r in v["results"].as_array().into_iter().flatten() {
+            let server = r["server"].as_str().unwrap_or("?").to_string();
+            let at = format!(
+                "{}/v{}",
+                r["kernel"].as_str().unwrap_or("?"),
+                r["vers"].as_str().unwrap_or("?")
+            );
+            for (k, m) in r["metrics"].as_object().into_iter().flatten() {
+                if let Some(x) = m.as_f64() {
+                    vals.entry((server.clone(), format!("{at} {k}")))
+                        .or_default()
+                        .push(x);
+                }
+            }
+        }
+        for ((server, key), xs) in vals {
+            if let Some(m) = median(xs) {
+                t.entry(server)
+                    .or_default()
+                    .entry(key)
+                    .or_default()
+                    .push((flavor.clone(), m));
+            }
+        }
+    }
+    let Some((base, _)) = files.first() else {
+        return;
+    };
+    println!(
+        "\nflavor ratios (each flavor's median over the first flavor's, {base}, same server):"
+    );
+    for (server, keys) in &t {
+        for (key, by_flavor) in keys {
+            let b = by_flavor.iter().find(|(f, _)| f == base).map(|(_, x)| *x);
+            let cells: Vec<String> = by_flavor
+                .iter()
+                .map(|(f, x)| match b {
+                    Some(b) if b > 0.0 && f != base => format!("{f}={} ({:.2})", num(*x), x / b),
+                    _ => format!("{f}={}", num(*x)),
+                })
+                .collect();
+            println!("  {server} {key}: {}", cells.join(" "));
+        }
+    }
 }
 
 /// `bench`: Some(rounds) for the benchmark (ratios printed), None for checks.

@@ -10,6 +10,7 @@ use crate::report::{CaseResult, Status};
 use crate::scenario::Scenario;
 use crate::server::{self, Running, ServerSpec};
 use crate::setup::{KernelKind, Kernels};
+use crate::wire;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -309,6 +310,7 @@ fn job(
         env,
         timeout: Duration::from_secs(timeout),
         smp,
+        pcap: None,
     }
 }
 
@@ -361,6 +363,7 @@ fn boot(
     kver: &str,
     vers: &str,
     run_id: u32,
+    wire: Option<&wire::Capture>,
 ) -> (Vec<GuestRun>, Option<String>, Option<HostReport>) {
     let mut retry_reason = None;
     let mut host = None;
@@ -377,7 +380,12 @@ fn boot(
             // spinning on a lock whose holder's vCPU thread is descheduled. Measured on posix-diff
             // with two builds running beside it: 17 s per seed with 2 vCPUs, 6-9 s with 1.
             let smp = if takes_seeds(s) { 1 } else { 2 };
-            let j = job(plan, srv, s, kver, vers, base_env(plan, s, run_id), smp);
+            let mut j = job(plan, srv, s, kver, vers, base_env(plan, s, run_id), smp);
+            if let Some(w) = wire {
+                let _ = std::fs::remove_file(&w.pcap);
+                j.env.push(format!("WIRE_MARKER={}", w.marker));
+                j.pcap = Some(w.pcap.clone());
+            }
             vec![guest::run(&j).unwrap_or_else(|e| GuestRun {
                 rc: 2,
                 output: vec![format!("HARNESS: {e}")],
@@ -565,8 +573,13 @@ fn run_case(
     // cfs-cluster's pnfs scenario is judged by the cluster's counters too
     let evidence = srv.spec == ServerSpec::CfsCluster && s.name == "pnfs";
     let before = evidence.then(|| srv.cluster_status()).flatten();
-    let (runs, retry_reason, host) = boot(plan, srv, s, kver, vers, run_id);
+    let capture = (s.name == "wire")
+        .then(|| wire::Capture::new(&crate::paths::cache_dir().join("runs"), run_id));
+    let (runs, retry_reason, host) = boot(plan, srv, s, kver, vers, run_id, capture.as_ref());
     let mut r = judge(plan, srv, s, k, kver, vers, runs, retry_reason);
+    if let Some(c) = capture {
+        judge_wire(srv, &c, &mut r);
+    }
     if let Some(h) = host {
         r.output.extend(h.steps.iter().cloned());
         r.output.extend(h.failures.iter().cloned());
@@ -583,6 +596,38 @@ fn run_case(
         add_evidence(plan, srv, s, &mut r, before);
     }
     r
+}
+
+/// The `wire` scenario: the capture searched for the marker, judged by the mount's flavor.
+fn judge_wire(srv: &Running, c: &wire::Capture, r: &mut CaseResult) {
+    let flavor = crate::kerberos::active().map_or("sys".into(), |k| k.flavor());
+    let ds_ports: Vec<u16> = if srv.spec == ServerSpec::CfsCluster {
+        (1..=server::CLUSTER_DS).map(|i| srv.port + i).collect()
+    } else {
+        Vec::new()
+    };
+    let (info, fails) = match std::fs::read(&c.pcap) {
+        Ok(bytes) => match wire::scan(&bytes, c.marker.as_bytes()) {
+            Ok(seen) => wire::judge(&seen, &flavor, srv.port, &ds_ports, c.file_bytes()),
+            Err(e) => (Vec::new(), vec![format!("FAIL: wire: {:?}: {e}", c.pcap)]),
+        },
+        Err(e) => (
+            Vec::new(),
+            vec![format!("FAIL: wire: no capture {:?}: {e}", c.pcap)],
+        ),
+    };
+    if std::env::var_os("CFS_CONFORMANCE_KEEP").is_none() {
+        let _ = std::fs::remove_file(&c.pcap);
+    }
+    r.output.extend(info);
+    r.output.extend(fails.iter().cloned());
+    if !fails.is_empty() {
+        r.failures.extend(fails);
+        if r.status == Status::Pass {
+            r.status = Status::Fail;
+            r.reason = Some("the capture shows what the flavor must not".into());
+        }
+    }
 }
 
 /// File size of a scenario run (its SIZE_MIB), in bytes.

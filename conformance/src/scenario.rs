@@ -129,6 +129,18 @@ pub const SCENARIOS: &[Scenario] = &[
         peer_vers: None,
     },
     Scenario {
+        name: "wire",
+        about: "a file made of a marker string written and read back while qemu records the guest's NIC; the capture is searched for the marker per server port: krb5p must show it nowhere, krb5i never on a data server's link, sys and krb5 must show it (on a data server's link for cfs-cluster)",
+        kind: Kind::Check,
+        two_clients: false,
+        full_env: "",
+        quick_env: "",
+        timeout_full: 240,
+        timeout_quick: 240,
+        host: None,
+        peer_vers: None,
+    },
+    Scenario {
         name: "posix-diff",
         about: "differential POSIX test: a seeded random sequence of calls as root, an owner, a group member and another user on the guest's tmpfs (the oracle) and on the mount; every errno, mode, owner, link count and size must match; a mismatch prints the shortest sequence showing it",
         kind: Kind::Check,

@@ -464,6 +464,17 @@ fn start_ganesha(spec: &ServerSpec, in_netns: bool) -> Result<Running> {
         procs::run(Command::new("chmod").arg("1777").arg(&export))?;
         procs::run(Command::new("chmod").arg("755").arg(&dir))?;
     }
+    // Kerberos: the keytab, principals to ids (the namespace's own passwd: see there), before
+    // rpcbind starts, so a failure here leaves no process behind
+    let krb = match crate::kerberos::active() {
+        Some(realm) if in_netns => Some(realm.ganesha_setup(&dir)?),
+        Some(_) => {
+            return Err(Error::Server(
+                "ganesha with Kerberos runs only in the harness's own namespaces".into(),
+            ))
+        }
+        None => None,
+    };
     // v3 needs ganesha to register with rpcbind (it exits otherwise): only inside our own netns
     let mut rpcbind = None;
     let protocols = if in_netns {
@@ -485,9 +496,9 @@ fn start_ganesha(spec: &ServerSpec, in_netns: bool) -> Result<Running> {
   Protocols = {protocols};
   Dbus_Name_Prefix = cfsconf{port};
 }}
-NFS_KRB5 {{ Active_krb5 = false; }}
+{krb5}
 NFSv4 {{
-  Graceless = true;
+  Graceless = true;{idmap}
   Lease_Lifetime = 10;
   Only_Numeric_Owners = true;
   RecoveryRoot = {recov};
@@ -499,7 +510,7 @@ EXPORT {{
   Pseudo = /export;
   Access_Type = {access};
   Squash = {squash};
-  SecType = sys;
+  SecType = {sectype};
   Protocols = {protocols};
   Transports = TCP;
   FSAL {{ Name = VFS; }}
@@ -508,12 +519,26 @@ LOG {{ Default_Log_Level = EVENT; }}
 "#,
         recov = recov.display(),
         export = export.display(),
+        krb5 = krb
+            .as_ref()
+            .map_or("NFS_KRB5 { Active_krb5 = false; }".into(), |k| k
+                .block
+                .clone()),
+        idmap = krb.as_ref().map_or(String::new(), |k| format!(
+            "\n  IdmapConf = {};",
+            k.idmap_conf.display()
+        )),
+        sectype = crate::kerberos::active().map_or("sys".into(), |r| r.flavor()),
     );
     let conf_path = dir.join("ganesha.conf");
     std::fs::write(&conf_path, conf).ctx(|| format!("write {conf_path:?}"))?;
     let log = dir.join("ganesha.log");
     let (o, e) = log_file(&dir.join("stdout"))?;
-    let mut child = Command::new("ganesha.nfsd")
+    let mut cmd = Command::new("ganesha.nfsd");
+    if let Some(realm) = crate::kerberos::active() {
+        cmd.envs(realm.env());
+    }
+    let mut child = cmd
         .arg("-F")
         .arg("-f")
         .arg(&conf_path)
@@ -747,6 +772,15 @@ pub const CLUSTER_DS: u16 = 3;
 /// case up for the default 90 s.
 const CLUSTER_LEASE_S: u32 = 10;
 
+/// CFS_CONFORMANCE_CLUSTER_LEASE=S overrides CLUSTER_LEASE_S (experiments on how state
+/// behaves with a longer lease).
+fn cluster_lease_s() -> u32 {
+    std::env::var("CFS_CONFORMANCE_CLUSTER_LEASE")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(CLUSTER_LEASE_S)
+}
+
 /// A free port P with P+1..=P+n free too (`cfs cluster up` puts data server i on P+i).
 fn free_port_run(n: u16) -> Result<u16> {
     for _ in 0..50 {
@@ -773,8 +807,20 @@ fn start_cfs_cluster(gateway: Option<(u16, bool)>) -> Result<Running> {
     let port = free_port_run(CLUSTER_DS)?;
     let log = dir.join("cluster-up.log");
     let (o, e) = log_file(&log)?;
-    let mut child = Command::new(&bin)
-        .args(["cluster", "up", "--ds", &CLUSTER_DS.to_string(), "--dir"])
+    let mut cmd = Command::new(&bin);
+    if let Some(realm) = crate::kerberos::active() {
+        // The MDS gets the keytab and the one-flavor export; the data servers need neither
+        // (krb5i/krb5p callers get no layouts; krb5 callers reach them with AUTH_SYS, as
+        // Linux's flexfiles client always does for NFSv3 data servers).
+        let conf = dir.join("mds-kerberos.toml");
+        std::fs::write(&conf, realm.server_config()).ctx(|| format!("write {conf:?}"))?;
+        cmd.envs(realm.env());
+        cmd.args(["cluster", "up", "--mds-extra-config"]).arg(conf);
+    } else {
+        cmd.args(["cluster", "up"]);
+    }
+    let mut child = cmd
+        .args(["--ds", &CLUSTER_DS.to_string(), "--dir"])
         .arg(&cluster_dir)
         .args(["--port", &port.to_string()])
         // the guest reaches host loopback as 10.0.2.2; host-side tools use 127.0.0.1
@@ -784,7 +830,7 @@ fn start_cfs_cluster(gateway: Option<(u16, bool)>) -> Result<Running> {
             "--advertise-host",
             "127.0.0.1",
         ])
-        .args(["--lease-seconds", &CLUSTER_LEASE_S.to_string()])
+        .args(["--lease-seconds", &cluster_lease_s().to_string()])
         .args(match gateway {
             Some((p, rb)) => vec![
                 "--gateway-port".to_string(),
