@@ -153,8 +153,7 @@ fn three_mds_nodes_share_the_namespace_and_survive_a_kill9() {
         ];
         // Made through every node in turn.
         let root = c[1].root().clone();
-        let d = c[1].mkdir(&root, "d", 0o755).await.expect("mkdir d");
-        let _ = d;
+        c[1].mkdir(&root, "d", 0o755).await.expect("mkdir d");
         let mut want = Vec::new();
         for i in 0..30 {
             let name = format!("m{i:02}");

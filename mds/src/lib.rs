@@ -431,6 +431,13 @@ impl Server {
             max_in_flight: 64,
         };
         let table = proto::rpc::ConnTable::new(cfg.connections);
+        if let Some(c) = mds.cluster() {
+            // Before the port answers anyone (DS heartbeats, LAYOUTGETs), so no new file lands
+            // on a DS being drained.
+            if let Err(e) = c.load_drains(&mds.ns) {
+                tracing::warn!("cannot read the drain marks: {e:?}");
+            }
+        }
         let mut tasks = vec![
             tokio::spawn(server::accept_loop(listener, svc, gss, limits, table)),
             tokio::spawn(carry_out_effects(Arc::downgrade(&mds), effects_rx)),
@@ -462,10 +469,6 @@ impl Server {
             }
         }));
         if let Some(c) = mds.cluster().cloned() {
-            // Before any DS heartbeats, so no new file lands on a DS being drained.
-            if let Err(e) = c.load_drains(&mds.ns) {
-                tracing::warn!("cannot read the drain marks: {e:?}");
-            }
             // Repair runs on its own so a long copy never delays the health sweep.
             let repairer = mds.clone();
             let rc = c.clone();

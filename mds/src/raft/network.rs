@@ -61,19 +61,26 @@ pub enum PeerError {
     Garbled { node: u64, reason: String },
 }
 
-/// Connections to the other MDS nodes.
+/// Connections to the other MDS nodes: one slot per node (the membership is fixed), so a
+/// connect to a node that is down never holds up calls to the others.
 pub struct Peers {
     pub members: Members,
-    conns: tokio::sync::Mutex<HashMap<u64, Connection>>,
+    conns: HashMap<u64, tokio::sync::Mutex<Option<Connection>>>,
     nonce: AtomicU64,
 }
 
 impl Peers {
     pub fn new(members: Members) -> Arc<Peers> {
+        let conns = members
+            .nodes
+            .keys()
+            .filter(|id| **id != members.me)
+            .map(|id| (*id, tokio::sync::Mutex::new(None)))
+            .collect();
         Arc::new(Peers {
             nonce: AtomicU64::new(layout::secret::now_ms() << 16),
             members,
-            conns: Default::default(),
+            conns,
         })
     }
 
@@ -83,8 +90,13 @@ impl Peers {
 
     async fn connection(&self, to: u64) -> Result<Connection, PeerError> {
         let addr = *self.members.nodes.get(&to).ok_or(PeerError::Unknown(to))?;
-        let mut conns = self.conns.lock().await;
-        if let Some(c) = conns.get(&to) {
+        let mut slot = self
+            .conns
+            .get(&to)
+            .ok_or(PeerError::Unknown(to))?
+            .lock()
+            .await;
+        if let Some(c) = slot.as_ref() {
             if !c.is_closed() {
                 return Ok(c.clone());
             }
@@ -106,7 +118,7 @@ impl Peers {
             node: to,
             reason: format!("connect to {addr}: {e}"),
         })?;
-        conns.insert(to, c.clone());
+        *slot = Some(c.clone());
         Ok(c)
     }
 

@@ -125,6 +125,8 @@ pub struct IncomingSnapshots {
 struct Assembly {
     from: u64,
     id: String,
+    /// The size the sender announced: what the memory bound counts.
+    total: u64,
     buf: Vec<u8>,
 }
 
@@ -148,7 +150,7 @@ impl IncomingSnapshots {
             let held: u64 = all
                 .iter()
                 .filter(|(s, _)| **s != shard.0)
-                .map(|(_, a)| a.buf.capacity() as u64)
+                .map(|(_, a)| a.total)
                 .sum();
             if held + p.total > MAX_SNAPSHOT {
                 return Err(PEER_ERR_CLOSED);
@@ -158,7 +160,9 @@ impl IncomingSnapshots {
                 Assembly {
                     from,
                     id: p.id.clone(),
-                    buf: Vec::with_capacity(p.total as usize),
+                    total: p.total,
+                    // Grown piece by piece: an announced size is not memory to take up front.
+                    buf: Vec::with_capacity(p.data.len()),
                 },
             );
         }

@@ -133,7 +133,6 @@ fn three_nodes_replicate_fail_over_and_catch_up() {
         // 3 nodes: 2 each), within a few elections.
         let first = ns(&nodes[0]);
         let spread = || {
-            let first = &first;
             let mut per_node = BTreeMap::<u64, usize>::new();
             for l in first.leaders().values() {
                 *per_node.entry(l.unwrap_or(0)).or_default() += 1;
