@@ -145,6 +145,9 @@ pub fn status_table(v: &Value) -> String {
             ));
         }
     }
+    if let Some(md) = v["mds"]["metadata"].as_object() {
+        out.push_str(&metadata_lines(md));
+    }
     if let Some(dss) = v["data_servers"].as_array().filter(|a| !a.is_empty()) {
         out.push_str(&crate::admin::ds_table_json(dss));
     }
@@ -177,6 +180,77 @@ pub fn status_table(v: &Value) -> String {
         crate::timefmt::duration(v["uptime_seconds"].as_u64().unwrap_or(0)),
         crate::timefmt::local(v["counters_since"].as_f64().unwrap_or(0.0) as i64),
     ));
+    out
+}
+
+/// The metadata service in a few lines: nodes with the shards each leads, shards without a
+/// leader, and followers behind (only what needs a look; `--json` has every shard).
+fn metadata_lines(md: &serde_json::Map<String, Value>) -> String {
+    let shards = md["shards"].as_array().cloned().unwrap_or_default();
+    let nodes = md["nodes"].as_array().cloned().unwrap_or_default();
+    let me = md["node"].as_u64().unwrap_or(0);
+    let mut out = String::new();
+    let mut led = Vec::new();
+    for n in &nodes {
+        let id = n["id"].as_u64().unwrap_or(0);
+        let count = shards
+            .iter()
+            .filter(|s| s["leader"].as_u64() == Some(id))
+            .count();
+        let at = n["address"]
+            .as_str()
+            .map(|a| format!(" {a}"))
+            .unwrap_or_default();
+        let this = if id == me { " (this node)" } else { "" };
+        led.push(format!("node {id}{at}{this} leads {count}"));
+    }
+    let max_term = shards
+        .iter()
+        .filter_map(|s| s["term"].as_u64())
+        .max()
+        .unwrap_or(0);
+    out.push_str(&format!(
+        "metadata: {} node{}, {} shards (highest term {max_term}): {}\n",
+        nodes.len(),
+        if nodes.len() == 1 { "" } else { "s" },
+        shards.len(),
+        led.join("; ")
+    ));
+    let leaderless: Vec<String> = shards
+        .iter()
+        .filter(|s| s["leader"].is_null())
+        .map(|s| s["shard"].to_string())
+        .collect();
+    if !leaderless.is_empty() {
+        out.push_str(&format!(
+            "     shards without a leader (electing; writes to them wait): {}\n",
+            leaderless.join(", ")
+        ));
+    }
+    let mut behind: Vec<(u64, u64, u64)> = Vec::new();
+    for s in &shards {
+        for (n, lag) in s["follower_lag"].as_object().into_iter().flatten() {
+            let lag = lag.as_u64().unwrap_or(0);
+            if lag > 0 {
+                behind.push((
+                    s["shard"].as_u64().unwrap_or(0),
+                    n.parse().unwrap_or(0),
+                    lag,
+                ));
+            }
+        }
+    }
+    if let Some(worst) = behind.iter().max_by_key(|b| b.2) {
+        out.push_str(&format!(
+            "     commit lag: {} follower logs behind this node's leaders, worst node {} by {} entries on shard {}\n",
+            behind.len(),
+            worst.1,
+            worst.2,
+            worst.0
+        ));
+    } else if nodes.len() > 1 {
+        out.push_str("     commit lag: every follower of this node's leaders is caught up\n");
+    }
     out
 }
 

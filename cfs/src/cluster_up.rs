@@ -1,5 +1,8 @@
-//! `cfs cluster up`: one MDS and N data servers on loopback ports, each its own `cfs server`
+//! `cfs cluster up`: M MDS nodes and N data servers on loopback ports, each its own `cfs server`
 //! process with its own data directory and config file, stopped together on SIGINT/SIGTERM.
+//! With `--mds 1` (the default) the MDS is `mds`; with three or more, `mds1`..`mdsM` form a
+//! multi-node metadata service (every shard a Raft group over them) and every data server
+//! heartbeats to each of them.
 //! The config files stay in the directory, so any one node can be restarted by hand with
 //! `cfs server --config DIR/dsI.toml` (fault tests do exactly that).
 use std::net::SocketAddr;
@@ -11,13 +14,17 @@ use thiserror::Error;
 
 #[derive(Args, Debug)]
 pub struct UpArgs {
+    /// Number of MDS nodes: 1, or 3 and more (a metadata service that survives the loss of
+    /// any one node). MDS node j listens on port + j - 1, data servers after them.
+    #[arg(long, default_value_t = 1)]
+    mds: u16,
     /// Number of data servers.
     #[arg(long, default_value_t = 3)]
     ds: u16,
     /// Directory for configs, secret, data and the pid list.
     #[arg(long, default_value = "./cfs-cluster")]
     dir: PathBuf,
-    /// MDS port; data server i listens on port + i.
+    /// Port of the (first) MDS; data server i listens on port + MDS nodes - 1 + i.
     #[arg(long, default_value_t = 2049)]
     port: u16,
     /// Hosts clients reach the data servers at, in preference order (a qemu guest reaches the
@@ -30,8 +37,9 @@ pub struct UpArgs {
     /// MDS lease (and grace) seconds.
     #[arg(long)]
     lease_seconds: Option<u32>,
-    /// Admin HTTP port of the MDS (metrics, console, API); data server i gets this + i.
-    /// Default: 1000 above --port when that stays below 32768, else any free port (0).
+    /// Admin HTTP port of the (first) MDS (metrics, console, API); the other nodes get the
+    /// next ports in the order of their NFS ports. Default: 1000 above --port when that stays
+    /// below 32768, else any free port (0).
     #[arg(long)]
     admin_port: Option<u16>,
     /// Also run an NFSv3 gateway node (`gw`, role gateway-v3, a client of the MDS) on this
@@ -54,7 +62,9 @@ pub struct UpArgs {
 fn admin_base(a: &UpArgs) -> u16 {
     match a.admin_port {
         Some(p) => p,
-        None if u32::from(a.port) + 1000 + u32::from(a.ds) < 32768 => a.port + 1000,
+        None if u32::from(a.port) + 1000 + u32::from(a.ds) + u32::from(a.mds) < 32768 => {
+            a.port + 1000
+        }
         None => 0,
     }
 }
@@ -78,8 +88,10 @@ pub enum UpError {
     },
     #[error("the cluster did not come up within {0:?}: {1}")]
     Timeout(Duration, String),
-    #[error("port {0} + {1} data servers does not fit in 65535")]
-    Ports(u16, u16),
+    #[error("port {0} + {1} nodes does not fit in 65535")]
+    Ports(u16, u32),
+    #[error("--mds {0}: a metadata service has 1 node, or 3 to 255 (a Raft group needs a majority to survive a loss)")]
+    MdsCount(u16),
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> UpError + '_ {
@@ -116,47 +128,92 @@ struct Node {
     child: tokio::process::Child,
 }
 
+/// MDS node names and NFS addresses: `mds` alone, or `mds1`..`mdsM`.
+fn mds_nodes(a: &UpArgs) -> Vec<(String, SocketAddr)> {
+    (1..=a.mds)
+        .map(|j| {
+            let name = if a.mds == 1 {
+                "mds".to_string()
+            } else {
+                format!("mds{j}")
+            };
+            (name, SocketAddr::from(([127, 0, 0, 1], a.port + j - 1)))
+        })
+        .collect()
+}
+
 pub async fn run(a: UpArgs) -> Result<(), Box<dyn std::error::Error>> {
-    if u32::from(a.port) + u32::from(a.ds) > 65535 {
-        return Err(UpError::Ports(a.port, a.ds).into());
+    if a.mds == 0 || a.mds == 2 || u64::from(a.mds) > layout::capability::MAX_METADATA_NODE {
+        return Err(UpError::MdsCount(a.mds).into());
+    }
+    let nodes_n = u32::from(a.mds) + u32::from(a.ds);
+    if u32::from(a.port) + nodes_n > 65535 {
+        return Err(UpError::Ports(a.port, nodes_n).into());
     }
     std::fs::create_dir_all(&a.dir).map_err(io(&a.dir))?;
     let dir = std::fs::canonicalize(&a.dir).map_err(io(&a.dir))?;
     let secret = dir.join("secret");
     ensure_secret(&secret)?;
-    let mds_addr: SocketAddr = SocketAddr::from(([127, 0, 0, 1], a.port));
+    let mds = mds_nodes(&a);
+    let mds_addr = mds[0].1;
+    let mds_list: Vec<String> = mds.iter().map(|(_, at)| at.to_string()).collect();
+    // The first DS port: after every MDS node's.
+    let ds_base = a.port + a.mds - 1;
     let hosts = if a.advertise_host.is_empty() {
         vec!["127.0.0.1".to_string()]
     } else {
         a.advertise_host.clone()
     };
 
-    let mut mds_toml = format!(
-        "data = {}\nlisten = \"{mds_addr}\"\nroles = [\"mds\"]\n",
-        toml_str(&dir.join("mds"))
-    );
-    if let Some(l) = a.lease_seconds {
-        mds_toml.push_str(&format!("lease_seconds = {l}\ngrace_seconds = {l}\n"));
-    }
     let admin = admin_base(&a);
-    mds_toml.push_str(&format!("[admin]\nlisten = \"127.0.0.1:{admin}\"\n"));
-    mds_toml.push_str(&format!("[cluster]\nsecret_file = {}\n", toml_str(&secret)));
-    if let Some(c) = a.chunk_size {
-        mds_toml.push_str(&format!("chunk_size = {c}\n"));
+    let extra = match &a.mds_extra_config {
+        Some(extra) => {
+            let text = std::fs::read_to_string(extra).map_err(io(extra))?;
+            Some(format!("# from {}\n{text}\n", extra.display()))
+        }
+        None => None,
+    };
+    let mut configs = Vec::new();
+    for (j, (name, at)) in mds.iter().enumerate() {
+        let mut toml = format!(
+            "data = {}\nlisten = \"{at}\"\nroles = [\"mds\"]\n",
+            toml_str(&dir.join(name))
+        );
+        if let Some(l) = a.lease_seconds {
+            toml.push_str(&format!("lease_seconds = {l}\ngrace_seconds = {l}\n"));
+        }
+        let node_admin = if admin == 0 { 0 } else { admin + j as u16 };
+        toml.push_str(&format!("[admin]\nlisten = \"127.0.0.1:{node_admin}\"\n"));
+        toml.push_str(&format!("[cluster]\nsecret_file = {}\n", toml_str(&secret)));
+        if let Some(c) = a.chunk_size {
+            toml.push_str(&format!("chunk_size = {c}\n"));
+        }
+        if a.mds > 1 {
+            let list: Vec<String> = mds
+                .iter()
+                .enumerate()
+                .map(|(k, (_, at))| format!("\"{}={at}\"", k + 1))
+                .collect();
+            toml.push_str(&format!(
+                "node_id = {}\nmetadata_nodes = [{}]\n",
+                j + 1,
+                list.join(", ")
+            ));
+        }
+        if let Some(extra) = &extra {
+            toml.push_str(extra);
+        }
+        configs.push((name.clone(), dir.join(format!("{name}.toml")), toml));
     }
-    if let Some(extra) = &a.mds_extra_config {
-        let text = std::fs::read_to_string(extra).map_err(io(extra))?;
-        mds_toml.push_str(&format!("# from {}\n{text}\n", extra.display()));
-    }
-    let mut configs = vec![("mds".to_string(), dir.join("mds.toml"), mds_toml)];
     for i in 1..=a.ds {
-        let port = a.port + i;
+        let port = ds_base + i;
         let advertise: Vec<String> = hosts.iter().map(|h| format!("\"{h}:{port}\"")).collect();
-        let ds_admin = if admin == 0 { 0 } else { admin + i };
+        let ds_admin = if admin == 0 { 0 } else { admin + a.mds - 1 + i };
         let toml = format!(
-            "data = {}\nlisten = \"127.0.0.1:{port}\"\nroles = [\"ds\"]\n[admin]\nlisten = \"127.0.0.1:{ds_admin}\"\n[cluster]\nsecret_file = {}\nmds = \"{mds_addr}\"\nadvertise = [{}]\n",
+            "data = {}\nlisten = \"127.0.0.1:{port}\"\nroles = [\"ds\"]\n[admin]\nlisten = \"127.0.0.1:{ds_admin}\"\n[cluster]\nsecret_file = {}\nmds = \"{}\"\nadvertise = [{}]\n",
             toml_str(&dir.join(format!("ds{i}"))),
             toml_str(&secret),
+            mds_list.join(","),
             advertise.join(", ")
         );
         let toml = match &a.fabric {
@@ -205,16 +262,24 @@ pub async fn run(a: UpArgs) -> Result<(), Box<dyn std::error::Error>> {
     write(&dir.join("pids"), &pids)?;
 
     let cluster_secret = crate::config::load_secret(&secret)?;
-    let ready = wait_ready(mds_addr, &cluster_secret, usize::from(a.ds), &mut nodes).await;
-    if let Err(e) = ready {
-        stop(&mut nodes).await;
-        return Err(e.into());
+    for (_, at) in &mds {
+        // Every MDS node must see every DS: each hands out layouts.
+        let ready = wait_ready(*at, &cluster_secret, usize::from(a.ds), &mut nodes).await;
+        if let Err(e) = ready {
+            stop(&mut nodes).await;
+            return Err(e.into());
+        }
     }
+    let mds_desc = if a.mds == 1 {
+        format!("MDS on {mds_addr}")
+    } else {
+        format!("{} MDS nodes on {}", a.mds, mds_list.join(", "))
+    };
     println!(
-        "cfs cluster up: MDS on {mds_addr}, {} data servers on 127.0.0.1:{}..{} (advertised as {}), files in {}",
+        "cfs cluster up: {mds_desc}, {} data servers on 127.0.0.1:{}..{} (advertised as {}), files in {}",
         a.ds,
-        a.port + 1,
-        a.port + a.ds,
+        ds_base + 1,
+        ds_base + a.ds,
         hosts.join(", "),
         dir.display()
     );
@@ -233,12 +298,13 @@ pub async fn run(a: UpArgs) -> Result<(), Box<dyn std::error::Error>> {
             "NFSv3:   mount -t nfs -o vers=3,port={gp},mountport={gp} 127.0.0.1:/ /mnt (gateway)"
         );
     }
+    let first = &mds[0].0;
     println!(
         "status:  cfs admin status --config {}",
-        dir.join("mds.toml").display()
+        dir.join(format!("{first}.toml")).display()
     );
     let admin_addr = if admin == 0 {
-        std::fs::read_to_string(dir.join("mds").join("admin.addr"))
+        std::fs::read_to_string(dir.join(first).join("admin.addr"))
             .map(|s| s.trim().to_string())
             .unwrap_or_else(|_| "?".into())
     } else {
@@ -249,8 +315,8 @@ pub async fn run(a: UpArgs) -> Result<(), Box<dyn std::error::Error>> {
         cluster_secret.admin_token()
     );
     println!(
-        "metrics: http://{admin_addr}/metrics (MDS), data servers on the next ports; token: cfs admin token --config {}",
-        dir.join("mds.toml").display()
+        "metrics: http://{admin_addr}/metrics (MDS), the other nodes on the next ports; token: cfs admin token --config {}",
+        dir.join(format!("{first}.toml")).display()
     );
     println!("stop:    Ctrl-C");
 
@@ -269,7 +335,8 @@ async fn wait_ready(
     want: usize,
     nodes: &mut [Node],
 ) -> Result<(), UpError> {
-    let limit = Duration::from_secs(30);
+    // A multi-node metadata service first elects a leader for every shard.
+    let limit = Duration::from_secs(45);
     let start = Instant::now();
     let mut last = String::from("no answer yet");
     while start.elapsed() < limit {
@@ -289,9 +356,18 @@ async fn wait_ready(
                     .filter(|d| d.state == proto::cluster::DS_STATE_UP)
                     .count();
                 if up >= want {
-                    return Ok(());
+                    // The control program answers before a metadata cluster has made its
+                    // root (that needs a leader for shard 0): up means a client can mount.
+                    match client::Client::connect(client::ClientConfig::new(mds)).await {
+                        Ok(c) => {
+                            let _ = c.shutdown().await;
+                            return Ok(());
+                        }
+                        Err(e) => last = format!("{mds} does not serve clients yet: {e}"),
+                    }
+                } else {
+                    last = format!("{up} of {want} data servers up");
                 }
-                last = format!("{up} of {want} data servers up");
             }
             Err(e) => last = e.to_string(),
         }

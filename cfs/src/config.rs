@@ -22,7 +22,7 @@ pub enum ConfigError {
     Listen(String),
     #[error("unknown role {0:?} (roles are \"mds\", \"ds\" and \"gateway-v3\")")]
     Role(String),
-    #[error("the ds role needs [cluster] mds = \"HOST:PORT\" (or --mds)")]
+    #[error("the ds role needs [cluster] mds = \"HOST:PORT\" (or --mds; several MDS nodes: \"HOST:PORT,HOST:PORT,...\")")]
     NoMds,
     #[error("the gateway-v3 role needs [gateway] mds = \"HOST:PORT\" (or --mds) when no mds role runs beside it")]
     NoMdsForGateway,
@@ -167,7 +167,8 @@ impl ConnectionsConfig {
 pub struct ClusterFileConfig {
     /// A file holding the cluster secret (16+ characters), the same on every node.
     pub secret_file: Option<PathBuf>,
-    /// ds role: the MDS to register with.
+    /// ds role: the MDS to register with; with a multi-node metadata service every node,
+    /// comma-separated ("HOST:PORT,HOST:PORT,HOST:PORT"): each hands out layouts.
     pub mds: Option<String>,
     /// ds role: where to serve the data path (when mds and ds share a process, they need
     /// different ports).
@@ -269,6 +270,18 @@ pub fn parse_listen(s: &str) -> Result<SocketAddr, ConfigError> {
         .ok()
         .and_then(|mut a| a.next())
         .ok_or_else(|| ConfigError::Listen(s.to_string()))
+}
+
+/// "HOST:PORT[,HOST:PORT...]": the MDS node(s) a data server heartbeats to.
+pub fn parse_mds_list(s: &str) -> Result<Vec<SocketAddr>, ConfigError> {
+    let v = s
+        .split(',')
+        .map(|a| parse_listen(a.trim()))
+        .collect::<Result<Vec<_>, _>>()?;
+    if v.is_empty() || v.len() > layout::capability::MAX_METADATA_NODE as usize {
+        return Err(ConfigError::Listen(s.to_string()));
+    }
+    Ok(v)
 }
 
 pub fn build_exports(cfgs: &[ExportConfig]) -> Result<Vec<Export>, ConfigError> {

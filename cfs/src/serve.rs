@@ -19,7 +19,8 @@ pub struct Settings {
     pub grace_seconds: Option<u32>,
     pub exports: Vec<mds::export::Export>,
     pub chunk_size: Option<u64>,
-    pub mds_addr: Option<SocketAddr>,
+    /// ds role: the MDS node(s) to heartbeat to (empty: the MDS beside it in this process).
+    pub mds_addrs: Vec<SocketAddr>,
     pub ds_listen: Option<SocketAddr>,
     pub advertise: Vec<SocketAddr>,
     pub failure_domain: String,
@@ -72,14 +73,14 @@ pub fn resolve(a: &ServerArgs) -> Result<Settings, ConfigError> {
     if lease_seconds < config::MIN_LEASE_SECONDS {
         return Err(ConfigError::Lease(lease_seconds));
     }
-    let mut mds_addr = None;
+    let mut mds_addrs = Vec::new();
     let mut ds_listen = None;
     let mut advertise = Vec::new();
     let mut fabric = None;
     if roles.ds {
-        mds_addr = match f.mds.as_ref().or(fc.mds.as_ref()) {
-            Some(m) => Some(config::parse_listen(m)?),
-            None if roles.mds => None,
+        mds_addrs = match f.mds.as_ref().or(fc.mds.as_ref()) {
+            Some(m) => config::parse_mds_list(m)?,
+            None if roles.mds => Vec::new(),
             None => return Err(ConfigError::NoMds),
         };
         ds_listen = Some(match f.ds_listen.as_ref().or(fc.ds_listen.as_ref()) {
@@ -129,7 +130,7 @@ pub fn resolve(a: &ServerArgs) -> Result<Settings, ConfigError> {
         grace_seconds: file.grace_seconds,
         exports: config::build_exports(&file.exports)?,
         chunk_size: fc.chunk_size,
-        mds_addr,
+        mds_addrs,
         ds_listen,
         advertise,
         failure_domain: f
@@ -171,8 +172,13 @@ fn metadata_members(
             .trim()
             .parse()
             .ok()
-            .filter(|i| *i > 0)
-            .ok_or_else(|| bad(format!("{entry:?}: the id must be a number above 0")))?;
+            .filter(|i| (1..=layout::capability::MAX_METADATA_NODE).contains(i))
+            .ok_or_else(|| {
+                bad(format!(
+                    "{entry:?}: the id must be a number from 1 to {}",
+                    layout::capability::MAX_METADATA_NODE
+                ))
+            })?;
         let addr = config::parse_listen(addr.trim())?;
         if nodes.insert(id, addr).is_some() {
             return Err(bad(format!("node {id} is listed twice")));
@@ -501,10 +507,12 @@ pub async fn run(a: ServerArgs, check_only: bool) -> Result<(), Box<dyn std::err
     let mut ds_server = None;
     if s.roles.ds {
         let secret = s.secret.clone().ok_or(ConfigError::NoSecret)?;
-        let mds_addr = match (s.mds_addr, &mds_server) {
-            (Some(m), _) => m,
-            (None, Some(srv)) => srv.local_addr(),
-            (None, None) => return Err(ConfigError::NoMds.into()),
+        let mds_addrs = match (&s.mds_addrs[..], &mds_server, &s.members) {
+            ([_, ..], _, _) => s.mds_addrs.clone(),
+            // Beside a node of a multi-node metadata service: every node hands out layouts.
+            ([], Some(_), Some(m)) => m.nodes.values().copied().collect(),
+            ([], Some(srv), None) => vec![srv.local_addr()],
+            ([], None, _) => return Err(ConfigError::NoMds.into()),
         };
         let cfg = ds::DsConfig {
             // Beside an MDS the DS gets a directory of its own.
@@ -515,7 +523,7 @@ pub async fn run(a: ServerArgs, check_only: bool) -> Result<(), Box<dyn std::err
             },
             listen: s.ds_listen.unwrap_or(s.listen),
             advertise: s.advertise.clone(),
-            mds: mds_addr,
+            mds: mds_addrs.clone(),
             secret,
             failure_domain: s.failure_domain.clone(),
             connections,
@@ -532,7 +540,7 @@ pub async fn run(a: ServerArgs, check_only: bool) -> Result<(), Box<dyn std::err
         });
         tracing::info!(
             ds = %server.id(),
-            mds = %mds_addr,
+            mds = ?mds_addrs,
             fabric = ?server.fabric_addr(),
             "serving the flexfiles data path (NFSv3) on {}",
             server.local_addr()

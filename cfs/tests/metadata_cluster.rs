@@ -201,3 +201,131 @@ fn three_mds_nodes_share_the_namespace_and_survive_a_kill9() {
         let _ = c1.shutdown().await;
     });
 }
+
+/// `cfs cluster up --mds 3 --ds 3`: every data server heartbeats to every MDS node, so a
+/// client of any node gets layouts and its bytes go straight to the data servers; files
+/// written through one node read back through the others; `cfs admin status` shows the three
+/// nodes and a leader for every shard.
+#[test]
+fn cluster_up_with_three_mds_nodes_serves_data_through_every_node() {
+    use client::{CreateMode, SetAttrs, StableHow4};
+    use common::cluster::Cluster;
+    use proto::nfs4::{OPEN4_SHARE_ACCESS_BOTH, OPEN4_SHARE_ACCESS_READ};
+    let tmp = tempfile::tempdir().unwrap();
+    let cl = Cluster::start_nodes(tmp.path(), 3, 3, &[]);
+    let mds: Vec<SocketAddr> = (0..3u16)
+        .map(|j| SocketAddr::new(cl.addr.ip(), cl.addr.port() + j))
+        .collect();
+    for (j, at) in mds.iter().enumerate() {
+        let st = cl.status_of(*at).expect("status of every MDS node");
+        assert_eq!(cl.up(&st), 3, "node {}: data servers up", j + 1);
+    }
+    let ds_written = |cl: &Cluster| -> u64 {
+        let st = cl.status().expect("status");
+        st.data_servers.iter().map(|d| d.counters.write_bytes).sum()
+    };
+    let before = ds_written(&cl);
+    let files: Vec<(String, Vec<u8>)> = (0..3)
+        .map(|j| (format!("/f{j}"), random_bytes(3 << 20, 40 + j as u64)))
+        .collect();
+    for (j, (path, data)) in files.iter().enumerate() {
+        let mut cfg = ClientConfig::new(mds[j]);
+        cfg.pnfs = true;
+        let r = cl.rt.block_on(async {
+            let c = Client::connect(cfg).await?;
+            let create = Some(CreateMode::Unchecked(SetAttrs {
+                mode: Some(0o644),
+                size: Some(0),
+                ..Default::default()
+            }));
+            let f = c.open_path(path, OPEN4_SHARE_ACCESS_BOTH, create).await?;
+            c.write_all(&f, 0, data, StableHow4::FileSync4).await?;
+            c.commit_file(&f).await?;
+            c.close(&f).await?;
+            let _ = c.shutdown().await;
+            client::Result::Ok(())
+        });
+        r.unwrap_or_else(|e: client::Error| {
+            panic!(
+                "write {path} through node {}: {e}\n{}",
+                j + 1,
+                cl.log_tail()
+            )
+        });
+    }
+    // Two mirrors of each byte, written by the clients to the data servers, not by an MDS.
+    let mirrored = 2 * files.iter().map(|(_, d)| d.len() as u64).sum::<u64>();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while ds_written(&cl) - before < mirrored {
+        assert!(
+            Instant::now() < deadline,
+            "data servers took {} of {mirrored} bytes",
+            ds_written(&cl) - before
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    for (j, at) in mds.iter().enumerate() {
+        let st = cl.status_of(*at).expect("status");
+        assert_eq!(
+            st.mds_write_bytes,
+            0,
+            "node {}: wrote file data itself",
+            j + 1
+        );
+        let mut cfg = ClientConfig::new(*at);
+        cfg.pnfs = true;
+        for (path, want) in &files {
+            let got = cl.rt.block_on(async {
+                let c = Client::connect(cfg.clone()).await?;
+                let f = c.open_path(path, OPEN4_SHARE_ACCESS_READ, None).await?;
+                let (data, _) = c.read_full(&f, 0, f.stat.size as u32).await?;
+                c.close(&f).await?;
+                let _ = c.shutdown().await;
+                client::Result::Ok(data)
+            });
+            let got = got.unwrap_or_else(|e: client::Error| {
+                panic!("read {path} through node {}: {e}", j + 1)
+            });
+            assert!(
+                got == *want,
+                "{path} through node {}: content differs",
+                j + 1
+            );
+        }
+    }
+    let o = cfs(
+        tmp.path(),
+        &[
+            "admin",
+            "status",
+            "--json",
+            "--config",
+            &cl.dir.join("cluster").join("mds2.toml").to_string_lossy(),
+        ],
+    );
+    assert!(o.ok(), "{}", o.stderr);
+    let v: serde_json::Value = serde_json::from_str(o.text().trim()).expect("status JSON");
+    let md = &v["mds"]["metadata"];
+    assert_eq!(md["node"], 2, "{md}");
+    assert_eq!(md["nodes"].as_array().map(Vec::len), Some(3), "{md}");
+    let shards = md["shards"].as_array().expect("shards");
+    assert!(!shards.is_empty());
+    for s in shards {
+        let leader = s["leader"].as_u64().unwrap_or(0);
+        assert!((1..=3).contains(&leader), "shard without a leader: {s}");
+    }
+    let human = cfs(
+        tmp.path(),
+        &[
+            "admin",
+            "status",
+            "--config",
+            &cl.dir.join("cluster").join("mds2.toml").to_string_lossy(),
+        ],
+    );
+    assert!(
+        human.text().contains("metadata: 3 nodes"),
+        "{}",
+        human.text()
+    );
+}

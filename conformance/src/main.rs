@@ -70,7 +70,7 @@ enum Cmd {
 
 #[derive(Args, Clone)]
 struct RunArgs {
-    /// ganesha | ganesha-ro | ganesha-rootsquash | cfs | cfs-cluster | cfs-gateway | cfs-cluster-gateway | 127.0.0.1:PORT (repeatable)
+    /// ganesha | ganesha-ro | ganesha-rootsquash | cfs | cfs-cluster | cfs-cluster-mds3 | cfs-gateway | cfs-cluster-gateway | 127.0.0.1:PORT (repeatable)
     #[arg(long, required = true)]
     server: Vec<String>,
     #[arg(long, value_enum)]

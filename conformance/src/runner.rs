@@ -571,7 +571,10 @@ fn run_case(
     run_id: u32,
 ) -> CaseResult {
     // cfs-cluster's pnfs scenario is judged by the cluster's counters too
-    let evidence = srv.spec == ServerSpec::CfsCluster && s.name == "pnfs";
+    let evidence = matches!(
+        srv.spec,
+        ServerSpec::CfsCluster | ServerSpec::CfsMetaCluster
+    ) && s.name == "pnfs";
     let before = evidence.then(|| srv.cluster_status()).flatten();
     let capture = (s.name == "wire")
         .then(|| wire::Capture::new(&crate::paths::cache_dir().join("runs"), run_id));
@@ -601,11 +604,15 @@ fn run_case(
 /// The `wire` scenario: the capture searched for the marker, judged by the mount's flavor.
 fn judge_wire(srv: &Running, c: &wire::Capture, r: &mut CaseResult) {
     let flavor = crate::kerberos::active().map_or("sys".into(), |k| k.flavor());
-    let ds_ports: Vec<u16> = if srv.spec == ServerSpec::CfsCluster {
-        (1..=server::CLUSTER_DS).map(|i| srv.port + i).collect()
-    } else {
-        Vec::new()
+    // `cfs cluster up` puts data server i after the MDS nodes: port + (MDS nodes - 1) + i.
+    let first_ds = match srv.spec {
+        ServerSpec::CfsCluster => Some(srv.port),
+        ServerSpec::CfsMetaCluster => Some(srv.port + server::CLUSTER_MDS - 1),
+        _ => None,
     };
+    let ds_ports: Vec<u16> = first_ds
+        .map(|b| (1..=server::CLUSTER_DS).map(|i| b + i).collect())
+        .unwrap_or_default();
     let (info, fails) = match std::fs::read(&c.pcap) {
         Ok(bytes) => match wire::scan(&bytes, c.marker.as_bytes()) {
             Ok(seen) => wire::judge(&seen, &flavor, srv.port, &ds_ports, c.file_bytes()),

@@ -21,6 +21,9 @@ pub enum ServerSpec {
     Cfs,
     /// `cfs cluster up --ds 3`: one MDS and three data servers, pNFS flexfiles layouts
     CfsCluster,
+    /// `cfs cluster up --mds 3 --ds 3`: three MDS nodes (every metadata shard a Raft group
+    /// over them) and three data servers; guests mount the first MDS node
+    CfsMetaCluster,
     /// the embedded default (`cfs server`: MDS and NFSv3 gateway in one process), in a private
     /// network namespace with its own rpcbind: v3 mounts find the gateway through rpcbind
     CfsGateway,
@@ -40,12 +43,13 @@ impl ServerSpec {
             "ganesha-rootsquash" => ServerSpec::GaneshaRootSquash,
             "cfs" => ServerSpec::Cfs,
             "cfs-cluster" => ServerSpec::CfsCluster,
+            "cfs-cluster-mds3" => ServerSpec::CfsMetaCluster,
             "cfs-gateway" => ServerSpec::CfsGateway,
             "cfs-cluster-gateway" => ServerSpec::CfsClusterGateway,
             other => {
                 let addr: SocketAddr = other.parse().map_err(|_| {
                     Error::Usage(format!(
-                        "--server {other}: expected ganesha, ganesha-ro, ganesha-rootsquash, cfs, cfs-cluster, cfs-gateway, cfs-cluster-gateway or 127.0.0.1:PORT"
+                        "--server {other}: expected ganesha, ganesha-ro, ganesha-rootsquash, cfs, cfs-cluster, cfs-cluster-mds3, cfs-gateway, cfs-cluster-gateway or 127.0.0.1:PORT"
                     ))
                 })?;
                 // qemu user networking maps the guest's 10.0.2.2 to host 127.0.0.1 only
@@ -66,6 +70,7 @@ impl ServerSpec {
             ServerSpec::GaneshaRootSquash => "ganesha-rootsquash".into(),
             ServerSpec::Cfs => "cfs".into(),
             ServerSpec::CfsCluster => "cfs-cluster".into(),
+            ServerSpec::CfsMetaCluster => "cfs-cluster-mds3".into(),
             ServerSpec::CfsGateway => "cfs-gateway".into(),
             ServerSpec::CfsClusterGateway => "cfs-cluster-gateway".into(),
             ServerSpec::External { port } => format!("127.0.0.1:{port}"),
@@ -84,7 +89,9 @@ impl ServerSpec {
     pub fn promised(&self, vers: &str) -> bool {
         match self {
             s if s.is_ganesha() => true,
-            ServerSpec::Cfs | ServerSpec::CfsCluster => matches!(vers, "4.1" | "4.2"),
+            ServerSpec::Cfs | ServerSpec::CfsCluster | ServerSpec::CfsMetaCluster => {
+                matches!(vers, "4.1" | "4.2")
+            }
             // v3 through the gateway, v4.1/4.2 from the MDS of the same file system
             ServerSpec::CfsGateway | ServerSpec::CfsClusterGateway => {
                 matches!(vers, "3" | "4.1" | "4.2")
@@ -109,6 +116,7 @@ impl ServerSpec {
             self,
             ServerSpec::Cfs
                 | ServerSpec::CfsCluster
+                | ServerSpec::CfsMetaCluster
                 | ServerSpec::CfsGateway
                 | ServerSpec::CfsClusterGateway
         )
@@ -161,7 +169,7 @@ impl Running {
         // `cfs cluster up` stops its nodes itself and gives each up to 15 s
         let grace = if matches!(
             self.spec,
-            ServerSpec::CfsCluster | ServerSpec::CfsClusterGateway
+            ServerSpec::CfsCluster | ServerSpec::CfsMetaCluster | ServerSpec::CfsClusterGateway
         ) {
             30
         } else {
@@ -380,7 +388,8 @@ pub fn start(spec: &ServerSpec, in_netns: bool) -> Result<Running> {
     match spec {
         s if s.is_ganesha() => start_ganesha(s, in_netns),
         ServerSpec::Cfs => start_cfs(),
-        ServerSpec::CfsCluster => start_cfs_cluster(None),
+        ServerSpec::CfsCluster => start_cfs_cluster(1, None),
+        ServerSpec::CfsMetaCluster => start_cfs_cluster(CLUSTER_MDS, None),
         ServerSpec::CfsGateway => start_cfs_gateway(in_netns),
         ServerSpec::CfsClusterGateway => {
             let rpcbind = if in_netns {
@@ -389,7 +398,7 @@ pub fn start(spec: &ServerSpec, in_netns: bool) -> Result<Running> {
                 None
             };
             let gw = free_port()?;
-            let mut r = match start_cfs_cluster(Some((gw, rpcbind.is_some()))) {
+            let mut r = match start_cfs_cluster(1, Some((gw, rpcbind.is_some()))) {
                 Ok(r) => r,
                 Err(e) => {
                     if let Some(mut c) = rpcbind {
@@ -768,6 +777,8 @@ pub fn start_cfs_with(bin: &Path) -> Result<Running> {
 
 /// Data servers `cfs-cluster` starts (two mirrors per layout, one spare).
 pub const CLUSTER_DS: u16 = 3;
+/// MDS nodes of a cfs-cluster-mds3 (the fewest that survive losing one).
+pub const CLUSTER_MDS: u16 = 3;
 /// A short lease: a guest that powers off without returning its state must not hold the next
 /// case up for the default 90 s.
 const CLUSTER_LEASE_S: u32 = 10;
@@ -800,11 +811,12 @@ fn free_port_run(n: u16) -> Result<u16> {
 }
 
 /// `gateway`: (port, register with the namespace's rpcbind) of a gateway node to run too.
-fn start_cfs_cluster(gateway: Option<(u16, bool)>) -> Result<Running> {
+/// `cfs cluster up` with `mds` MDS nodes (1, or CLUSTER_MDS) and CLUSTER_DS data servers.
+fn start_cfs_cluster(mds: u16, gateway: Option<(u16, bool)>) -> Result<Running> {
     let bin = cfs_binary()?;
     let dir = state_dir("cfs-cluster")?;
     let cluster_dir = dir.join("cluster");
-    let port = free_port_run(CLUSTER_DS)?;
+    let port = free_port_run(mds - 1 + CLUSTER_DS)?;
     let log = dir.join("cluster-up.log");
     let (o, e) = log_file(&log)?;
     let mut cmd = Command::new(&bin);
@@ -820,6 +832,7 @@ fn start_cfs_cluster(gateway: Option<(u16, bool)>) -> Result<Running> {
         cmd.args(["cluster", "up"]);
     }
     let mut child = cmd
+        .args(["--mds", &mds.to_string()])
         .args(["--ds", &CLUSTER_DS.to_string(), "--dir"])
         .arg(&cluster_dir)
         .args(["--port", &port.to_string()])
@@ -857,14 +870,22 @@ fn start_cfs_cluster(gateway: Option<(u16, bool)>) -> Result<Running> {
         return Err(err);
     }
     Ok(Running {
-        spec: ServerSpec::CfsCluster,
+        spec: if mds == 1 {
+            ServerSpec::CfsCluster
+        } else {
+            ServerSpec::CfsMetaCluster
+        },
         port,
         mnt_port: None,
         v4_port: None,
         v3_rpcbind: false,
         export_v4: "/".into(),
         export_v3: "/".into(),
-        version: format!("{} cluster, {CLUSTER_DS} DS", cfs_version(&bin)),
+        version: if mds == 1 {
+            format!("{} cluster, {CLUSTER_DS} DS", cfs_version(&bin))
+        } else {
+            format!("{} cluster, {mds} MDS, {CLUSTER_DS} DS", cfs_version(&bin))
+        },
         child: Some(child),
         rpcbind: None,
         state_dir: Some(dir),
@@ -876,7 +897,8 @@ fn start_cfs_cluster(gateway: Option<(u16, bool)>) -> Result<Running> {
     })
 }
 
-/// Until `cfs admin status` shows every data server up (60 s: heartbeats under load are slow).
+/// Until `cfs admin status` shows every data server up and `cluster up` says it is up (60 s:
+/// heartbeats under load are slow).
 fn wait_cluster_up(
     bin: &Path,
     addr: &str,
@@ -897,10 +919,14 @@ fn wait_cluster_up(
         match cluster_status(bin, addr, secret) {
             Ok(s) => {
                 let up = s.data_servers.iter().filter(|d| d.state == "up").count();
-                if up >= usize::from(CLUSTER_DS) {
+                // `cluster up` prints its banner once every MDS node serves clients (a
+                // metadata cluster's root needs a leader for shard 0 first).
+                let banner =
+                    std::fs::read_to_string(log).is_ok_and(|t| t.contains("cfs cluster up: "));
+                if up >= usize::from(CLUSTER_DS) && banner {
                     return Ok(());
                 }
-                last = format!("{up} of {CLUSTER_DS} data servers up");
+                last = format!("{up} of {CLUSTER_DS} data servers up, banner printed: {banner}");
             }
             Err(e) => last = e.to_string(),
         }

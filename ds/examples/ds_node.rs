@@ -62,7 +62,7 @@ fn main() {
         data_dir: data_dir.unwrap_or_else(|| usage("--data-dir is required")),
         listen,
         advertise,
-        mds: mds.unwrap_or_else(|| usage("--mds is required")),
+        mds: vec![mds.unwrap_or_else(|| usage("--mds is required"))],
         secret: secret.unwrap_or_else(|| usage("--secret is required")),
         failure_domain,
         connections: Default::default(),

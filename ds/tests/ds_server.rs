@@ -190,7 +190,7 @@ fn config(dir: &Path, mds: SocketAddr, secret: ClusterSecret) -> DsConfig {
         data_dir: dir.to_path_buf(),
         listen: "127.0.0.1:0".parse().unwrap(),
         advertise: vec![],
-        mds,
+        mds: vec![mds],
         secret,
         failure_domain: "rack-a".into(),
         connections: Default::default(),
@@ -947,4 +947,76 @@ async fn throughput() {
         );
     }
     r.ds.shutdown().await;
+}
+
+/// With several MDS nodes the DS heartbeats to each and keeps each node's fences apart (the
+/// node id is a generation's top byte): one node fencing a file or raising its floor leaves
+/// the handles another node minted for the same file good, and a handle from a node that has
+/// not answered yet waits (JUKEBOX) rather than being judged against someone else's fences.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_mds_node_fences_only_its_own_handles() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = |n: u8, g: u64| layout::generation_base(n, 0) + g;
+    let a = FakeMds::start(secret(), true).await;
+    let b = FakeMds::start(secret(), true).await;
+    let late = FakeMds::start(secret(), false).await;
+    a.state.lock().unwrap().min_generation = node(1, 0);
+    b.state.lock().unwrap().min_generation = node(2, 0);
+    late.state.lock().unwrap().min_generation = node(3, 0);
+    let mut cfg = config(dir.path(), a.addr, secret());
+    cfg.mds = vec![a.addr, b.addr, late.addr];
+    let ds = DsServer::start(cfg).await.unwrap();
+    a.wait("a heartbeat at node 1", |st| st.ok >= 1).await;
+    b.wait("a heartbeat at node 2", |st| st.ok >= 1).await;
+    let c = client(ds.local_addr()).await;
+    let id = ds.id();
+    let from_a = handle(id, 90, 0, 1, Rights::ReadWrite, node(1, 1));
+    let from_b = handle(id, 90, 0, 1, Rights::ReadWrite, node(2, 1));
+    let from_late = handle(id, 90, 0, 1, Rights::ReadWrite, node(3, 1));
+    c.write(&from_a, 0, b"one", StableHow::FileSync)
+        .await
+        .unwrap();
+    c.write(&from_b, 0, b"two", StableHow::FileSync)
+        .await
+        .unwrap();
+    assert_eq!(
+        status(c.write(&from_late, 0, b"x", StableHow::FileSync).await),
+        Nfsstat3::Jukebox,
+        "node 3 has not answered: its fences are unknown"
+    );
+    // Node 1 fences file 90: its handle goes stale, node 2's stays good.
+    a.fence(90, node(1, 2)).await;
+    assert_eq!(
+        status(c.write(&from_a, 0, b"late", StableHow::FileSync).await),
+        Nfsstat3::Stale
+    );
+    c.write(&from_b, 0, b"still", StableHow::FileSync)
+        .await
+        .unwrap();
+    // Node 2 restarts (a higher floor): only its own handles die.
+    b.state.lock().unwrap().min_generation = layout::generation_base(2, 1);
+    let n = *b.beats.borrow();
+    b.wait("two more heartbeats at node 2", |st| st.ok >= n + 2)
+        .await;
+    assert_eq!(status(c.read(&from_b, 0, 5).await), Nfsstat3::Stale);
+    let a2 = handle(id, 90, 0, 1, Rights::Read, node(1, 2));
+    assert_eq!(c.read(&a2, 0, 5).await.unwrap().data, b"still");
+    // Node 3 comes up: its handles are served.
+    late.gate.send(true).unwrap();
+    late.wait("a heartbeat at node 3", |st| st.ok >= 1).await;
+    let deadline = Instant::now() + WAIT;
+    loop {
+        match c.read(&from_late, 0, 5).await {
+            Ok(r) => {
+                assert_eq!(r.data, b"still");
+                break;
+            }
+            Err(e) => {
+                assert_eq!(e.status(), Some(Nfsstat3::Jukebox), "{e}");
+                assert!(Instant::now() < deadline, "node 3's handle never served");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    }
+    ds.shutdown().await;
 }

@@ -85,6 +85,24 @@ impl Rights {
     }
 }
 
+/// Which MDS node minted a generation: its top byte. Each MDS node fences the handles it
+/// hands out on its own (its clients, its leases, its restarts), so a DS keeps one fence
+/// state per node and finds the right one from the handle alone. Node 0 is a one-node
+/// metadata service; multi-node ids are 1..=255 (`MAX_METADATA_NODE`).
+pub fn generation_node(generation: u64) -> u8 {
+    (generation >> 56) as u8
+}
+
+/// The highest MDS node id a generation can carry.
+pub const MAX_METADATA_NODE: u64 = 255;
+
+/// The generation floor of MDS node `node` in its boot `boot`: node in the top byte, boot
+/// in the next three, fences counted in the low 32 bits (a restart raises the floor past every
+/// generation the previous instance handed out).
+pub fn generation_base(node: u8, boot: u64) -> u64 {
+    (u64::from(node) << 56) | ((boot & 0x00ff_ffff) << 32)
+}
+
 /// What a handle grants: `rights` on chunks `[first_chunk, first_chunk + chunk_count)` of `file`
 /// while the file's layout generation is still `generation`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -22,7 +22,10 @@ pub mod reports;
 pub mod secret;
 pub mod uaddr;
 
-pub use capability::{peek, verify, verify_fenced, Cap, CapError, CapKey, CapKeyError, Rights};
+pub use capability::{
+    generation_base, generation_node, peek, verify, verify_fenced, Cap, CapError, CapKey,
+    CapKeyError, Rights,
+};
 pub use dsmap::{DsId, DsInfo, DsMap, DsMapError, DsState};
 pub use flexfiles::{
     build_device_addr, build_layout, FfCredentials, FfOptions, LayoutError, LayoutGrant,

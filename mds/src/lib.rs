@@ -139,8 +139,12 @@ impl Mds {
         let (mut db, previous) = ClientDb::open(&meta_dir).map_err(dd)?;
         db.set_space(space.clone());
         let boot = ns.boot_count();
+        // Checked by the config (ids 1..=255); 0 is the one-node service.
+        let node = cfg.members.as_ref().map_or(0, |m| m.me.min(255) as u8);
         let data = match &cfg.cluster {
-            Some(c) => data::DataPath::Cluster(Arc::new(cluster::Cluster::new(c.clone(), boot)?)),
+            Some(c) => {
+                data::DataPath::Cluster(Arc::new(cluster::Cluster::new(c.clone(), node, boot)?))
+            }
             None => data::DataPath::Local(chunkstore::ChunkStore::open(&data_dir).map_err(
                 |source| ServerError::Store {
                     path: data_dir.clone(),

@@ -79,6 +79,7 @@ pub fn status(a: &Admin) -> Value {
                 "checkpoints": b.checkpoints + ns.checkpoints,
             },
         });
+        v["metadata"] = metadata_status(&m.ns);
         if let Some(c) = cluster {
             let cs = cluster_status(c);
             v["degraded_files"] = json!(c.degraded_files());
@@ -120,6 +121,34 @@ pub fn status(a: &Admin) -> Value {
         "ds": ds,
         "totals": a.sample(),
     })
+}
+
+/// The metadata service: nodes, and each shard's Raft group as this node sees it.
+fn metadata_status(ns: &mds::namespace::Namespace) -> Value {
+    let nodes: Vec<Value> = match ns.peers() {
+        Some(p) => p
+            .members
+            .nodes
+            .iter()
+            .map(|(id, at)| json!({ "id": id, "address": at.to_string() }))
+            .collect(),
+        None => vec![json!({ "id": ns.node_id() })],
+    };
+    let shards: Vec<Value> = ns
+        .shard_status()
+        .into_iter()
+        .map(|s| {
+            json!({
+                "shard": s.shard,
+                "leader": s.leader,
+                "term": s.term,
+                "last_log": s.last_log,
+                "applied": s.applied,
+                "follower_lag": s.lag.iter().map(|(n, l)| (n.to_string(), json!(l))).collect::<serde_json::Map<_, _>>(),
+            })
+        })
+        .collect();
+    json!({ "node": ns.node_id(), "nodes": nodes, "shards": shards })
 }
 
 pub fn clients(m: &mds::Mds) -> Value {

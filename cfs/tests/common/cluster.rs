@@ -48,12 +48,19 @@ impl Cluster {
 
     /// A cluster of `ds` data servers.
     pub fn start_sized(dir: &Path, ds: usize, extra: &[&str]) -> Cluster {
-        let roles = u16::try_from(ds + 1).expect("a few data servers");
+        Self::start_nodes(dir, 1, ds, extra)
+    }
+
+    /// `mds` MDS nodes (1, or 3 and more: `mds1`.. on port P.., `self.addr` the first) and
+    /// `ds` data servers.
+    pub fn start_nodes(dir: &Path, mds: usize, ds: usize, extra: &[&str]) -> Cluster {
+        let roles = u16::try_from(ds + mds).expect("a few nodes");
         let port = super::free_ports(roles.max(4));
         let addr: SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
         let log = std::fs::File::create(dir.join("cluster.log")).expect("log");
         let child = Command::new(BIN)
-            .args(["cluster", "up", "--ds", &ds.to_string(), "--dir"])
+            .args(["cluster", "up", "--mds", &mds.to_string()])
+            .args(["--ds", &ds.to_string(), "--dir"])
             .arg(dir.join("cluster"))
             .args(["--port", &port.to_string()])
             // The admin listeners (MDS, then each DS) on ports of their own, not port + 1000,
@@ -101,7 +108,7 @@ impl Cluster {
         // wait for its banner before a test kills any.
         while !std::fs::read_to_string(dir.join("cluster.log"))
             .unwrap_or_default()
-            .contains("cfs cluster up: MDS on")
+            .contains("cfs cluster up: ")
         {
             assert!(
                 Instant::now() < deadline,
@@ -129,7 +136,11 @@ impl Cluster {
     /// The MDS's DS table and counters (what `cfs admin status` prints), asked over the
     /// cluster control program.
     pub fn status(&self) -> Option<StatusResOk> {
-        let addr = self.addr;
+        self.status_of(self.addr)
+    }
+
+    /// `status` of the MDS node at `addr`.
+    pub fn status_of(&self, addr: SocketAddr) -> Option<StatusResOk> {
         let text = std::fs::read_to_string(self.dir.join("cluster").join("secret")).ok()?;
         let secret = layout::ClusterSecret::from_passphrase(&text).ok()?;
         self.rt.block_on(async move {

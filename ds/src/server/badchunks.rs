@@ -208,7 +208,7 @@ pub(crate) async fn run(s: Arc<Shared>, mut stop: watch::Receiver<bool>) {
                     Some(RETRY)
                 }
                 Err(e) => {
-                    tracing::warn!(mds = %s.cfg.mds, "cannot report bad chunks (will retry): {e}");
+                    tracing::warn!("cannot report bad chunks (will retry): {e}");
                     Some(RETRY)
                 }
             }
@@ -240,8 +240,28 @@ enum ReportError {
     Refused(u32),
 }
 
-/// One report over a fresh connection (reports are rare); returns what to report again later.
+/// One report to the first MDS node that takes it (any node can start a repair: the
+/// placement records it changes are replicated); returns what to report again later.
 async fn report(s: &Shared, chunks: &[BadChunk]) -> Result<Vec<BadChunk>, ReportError> {
+    let mut last = ReportError::ConnectTimeout;
+    for mds in &s.cfg.mds {
+        match report_to(s, *mds, chunks).await {
+            Ok(later) => return Ok(later),
+            Err(e) => {
+                tracing::debug!(%mds, "bad chunk report not taken: {e}");
+                last = e;
+            }
+        }
+    }
+    Err(last)
+}
+
+/// One report over a fresh connection (reports are rare).
+async fn report_to(
+    s: &Shared,
+    mds: std::net::SocketAddr,
+    chunks: &[BadChunk],
+) -> Result<Vec<BadChunk>, ReportError> {
     let mut a = BadChunksArgs {
         ds_id: s.id.0,
         timestamp_ms: now_ms(),
@@ -255,7 +275,7 @@ async fn report(s: &Shared, chunks: &[BadChunk]) -> Result<Vec<BadChunk>, Report
     };
     let conn = tokio::time::timeout(
         CALL_TIMEOUT,
-        Connection::connect(s.cfg.mds, Arc::new(RejectCalls), limits),
+        Connection::connect(mds, Arc::new(RejectCalls), limits),
     )
     .await
     .map_err(|_| ReportError::ConnectTimeout)??;

@@ -18,8 +18,9 @@ pub struct DsConfig {
     pub listen: SocketAddr,
     /// What clients are told, in preference order; empty means the actual listening address.
     pub advertise: Vec<SocketAddr>,
-    /// The MDS to heartbeat to.
-    pub mds: SocketAddr,
+    /// The MDS node(s) to heartbeat to: every node of a multi-node metadata service (each hands
+    /// out layouts pointing here), at least one.
+    pub mds: Vec<SocketAddr>,
     pub secret: ClusterSecret,
     /// Placement keeps mirrors in different domains; "" puts this DS in a domain of its own.
     pub failure_domain: String,

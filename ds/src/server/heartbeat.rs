@@ -1,6 +1,10 @@
 //! Registration and renewal with the MDS: one HEARTBEAT call per interval over a kept-open
 //! connection, reconnecting with backoff when the MDS is down or restarts. The replies are the
 //! only source of the chunk size, the generation floor and the fences.
+//!
+//! With several MDS nodes the DS heartbeats to each: every node hands out layouts for its own
+//! clients, so every node must know which DSs are alive, and each node's fences (told apart by
+//! the node id in its generations) reach the DS from that node.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -15,6 +19,7 @@ use proto::rpc::{Auth, Connection, ConnectionLimits, RejectCalls};
 use proto::xdr::{Opaque, Xdr};
 use tokio::sync::watch;
 
+use super::fences::Fences;
 use super::Shared;
 
 /// Interval before the MDS has told us its own.
@@ -82,7 +87,8 @@ impl Usage {
     }
 }
 
-fn args(s: &Shared, usage: &Usage) -> HeartbeatArgs {
+/// `node`: the MDS node this connection reached, once a reply has named it.
+fn args(s: &Shared, usage: &Usage, node: Option<u8>) -> HeartbeatArgs {
     let mut a = HeartbeatArgs {
         ds_id: s.id.0,
         instance: s.instance,
@@ -106,15 +112,19 @@ fn args(s: &Shared, usage: &Usage) -> HeartbeatArgs {
         used_bytes: usage.used,
         avail_bytes: usage.avail,
         counters: s.counters.snapshot(),
-        fence_seq: s.cluster().fences.seq(),
+        // Before the first reply: 0, so the node sends every fence it keeps.
+        fence_seq: node
+            .and_then(|n| s.cluster().fences.get(&n).map(|f| f.seq()))
+            .unwrap_or(0),
         mac: [0; 32],
     };
     a.mac = s.cfg.secret.heartbeat_mac(&a);
     a
 }
 
-/// Applies a reply; returns when to send the next heartbeat.
-fn apply(s: &Shared, ok: &HeartbeatResOk) -> Duration {
+/// Applies a reply from the MDS node this task talks to (`node`, learnt from the reply's
+/// generations); returns when to send the next heartbeat.
+fn apply(s: &Shared, ok: &HeartbeatResOk, node: &mut Option<u8>) -> Duration {
     let geometry = match ChunkGeometry::new(ok.chunk_size) {
         Ok(g) => g,
         Err(e) => {
@@ -126,8 +136,27 @@ fn apply(s: &Shared, ok: &HeartbeatResOk) -> Duration {
         }
     };
     let mut c = s.cluster.write().unwrap_or_else(|p| p.into_inner());
+    if c.geometry.is_some_and(|g| g != geometry) {
+        // Every node of one cluster has the same chunk size; a mismatch is a configuration
+        // error, and mixing geometries would serve the wrong bytes.
+        tracing::error!(
+            chunk_size = ok.chunk_size,
+            "an MDS node sent a different chunk size than another: ignoring its reply"
+        );
+        return FIRST_INTERVAL;
+    }
     c.geometry = Some(geometry);
-    c.fences.apply(ok.min_generation, &ok.fences, ok.fence_seq);
+    let n = layout::generation_node(ok.min_generation);
+    if let Some(old) = node.replace(n).filter(|old| *old != n) {
+        // The node behind this address now has another id: its fences are no one's now.
+        // (Keeps the map at most one entry per configured address.)
+        tracing::warn!(old, new = n, "the MDS at this address changed its node id");
+        c.fences.remove(&old);
+    }
+    c.fences
+        .entry(n)
+        .or_insert_with(|| Fences::new(super::fences::MAX_FENCES))
+        .apply(ok.min_generation, &ok.fences, ok.fence_seq);
     // A full batch of fences means more are waiting: ask again at once.
     if ok.fences.len() >= MAX_FENCES {
         return Duration::ZERO;
@@ -154,17 +183,31 @@ enum Link {
     Down,
 }
 
-pub(crate) async fn run(s: Arc<Shared>, mut stop: watch::Receiver<bool>) {
-    let mds = s.cfg.mds;
-    let limits = ConnectionLimits {
-        max_record: 1 << 20,
-        max_in_flight: 4,
-    };
-    let mut usage = Usage {
+/// Heartbeats to every configured MDS node until told to stop.
+pub(crate) async fn run(s: Arc<Shared>, stop: watch::Receiver<bool>) {
+    let usage = Arc::new(tokio::sync::Mutex::new(Usage {
         capacity: 0,
         used: 0,
         avail: 0,
         at: None,
+    }));
+    let mut tasks = tokio::task::JoinSet::new();
+    for mds in s.cfg.mds.clone() {
+        tasks.spawn(run_one(s.clone(), stop.clone(), mds, usage.clone()));
+    }
+    while tasks.join_next().await.is_some() {}
+}
+
+async fn run_one(
+    s: Arc<Shared>,
+    mut stop: watch::Receiver<bool>,
+    mds: SocketAddr,
+    usage: Arc<tokio::sync::Mutex<Usage>>,
+) {
+    let mut node = None;
+    let limits = ConnectionLimits {
+        max_record: 1 << 20,
+        max_in_flight: 4,
     };
     let mut link = Link::Unknown;
     let mut backoff = Duration::from_millis(100);
@@ -189,8 +232,11 @@ pub(crate) async fn run(s: Arc<Shared>, mut stop: watch::Receiver<bool>) {
             }
         };
         loop {
-            usage.refresh(&s).await;
-            let body = args(&s, &usage).to_xdr();
+            let body = {
+                let mut u = usage.lock().await;
+                u.refresh(&s).await;
+                args(&s, &u, node).to_xdr()
+            };
             let call = conn.call(
                 CFS_CLUSTER_PROGRAM,
                 CFS_CLUSTER_V1,
@@ -206,7 +252,7 @@ pub(crate) async fn run(s: Arc<Shared>, mut stop: watch::Receiver<bool>) {
             match reply.map(|r| HeartbeatRes::from_xdr(r.body())) {
                 Ok(Ok(HeartbeatRes::Ok(ok))) => {
                     backoff = Duration::from_millis(100);
-                    interval = apply(&s, &ok);
+                    interval = apply(&s, &ok, &mut node);
                     if link != Link::Up {
                         tracing::info!(%mds, ds_id = format_args!("{:016x}", s.id.0),
                             chunk_size = ok.chunk_size, min_generation = ok.min_generation,

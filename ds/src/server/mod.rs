@@ -19,6 +19,7 @@ mod heartbeat;
 pub mod nfs3;
 mod objects;
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
@@ -44,6 +45,8 @@ pub const MAX_IN_FLIGHT: usize = 32;
 
 #[derive(Debug, Error)]
 pub enum DsServerError {
+    #[error("no MDS to heartbeat to: name at least one")]
+    NoMds,
     #[error("data directory {path}: {source}")]
     DataDir {
         path: PathBuf,
@@ -65,10 +68,13 @@ pub enum DsServerError {
     Fabric(String),
 }
 
-/// What the MDS has told us; `None` geometry until the first heartbeat reply.
+/// What the MDS nodes have told us; `None` geometry until the first heartbeat reply.
 struct Cluster {
     geometry: Option<ChunkGeometry>,
-    fences: Fences,
+    /// One fence state per MDS node that has answered a heartbeat, keyed by the node id every
+    /// generation it mints carries (`layout::generation_node`): each node fences its own
+    /// handles, and a restart of one raises only its own floor.
+    fences: HashMap<u8, Fences>,
 }
 
 /// State shared by the connections and the heartbeat task.
@@ -97,17 +103,23 @@ impl Shared {
         self.cluster().geometry
     }
 
-    pub(crate) fn fence_for(&self, file: u64) -> u64 {
-        self.cluster().fences.fence_for(file)
+    /// The fence of `file` for handles minted at `generation`, by the MDS node that minted
+    /// them; `None` while that node has not answered a heartbeat (its floor and fences are
+    /// unknown, so the client must wait and retry).
+    pub(crate) fn fence_for(&self, file: u64, generation: u64) -> Option<u64> {
+        self.cluster()
+            .fences
+            .get(&layout::generation_node(generation))
+            .map(|f| f.fence_for(file))
     }
 
-    /// See `Fences::learn`.
+    /// See `Fences::learn`. Only for a node already heard from (a verified handle was minted
+    /// by it, and its heartbeat made the entry).
     pub(crate) fn learn_generation(&self, file: u64, generation: u64) {
-        self.cluster
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .fences
-            .learn(file, generation);
+        let mut c = self.cluster.write().unwrap_or_else(|p| p.into_inner());
+        if let Some(f) = c.fences.get_mut(&layout::generation_node(generation)) {
+            f.learn(file, generation);
+        }
     }
 
     pub(crate) fn set_fabric(&self, netid: String, at: SocketAddr) {
@@ -154,6 +166,9 @@ impl DsServer {
         cfg: DsConfig,
         fabric: Option<(&str, SocketAddr)>,
     ) -> Result<DsServer, DsServerError> {
+        if cfg.mds.is_empty() {
+            return Err(DsServerError::NoMds);
+        }
         let dir = cfg.data_dir.clone();
         let dir_err = |source| DsServerError::DataDir {
             path: dir.clone(),
@@ -203,7 +218,7 @@ impl DsServer {
             counters: Counters::default(),
             cluster: RwLock::new(Cluster {
                 geometry: None,
-                fences: Fences::new(fences::MAX_FENCES),
+                fences: HashMap::new(),
             }),
             fabric: RwLock::new(None),
         });

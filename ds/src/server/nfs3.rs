@@ -126,7 +126,11 @@ pub(crate) fn authorize(
         e.nfsstat3()
     };
     let claimed = layout::peek(fh.data.as_bytes()).map_err(refuse)?;
-    let fence = s.fence_for(claimed.file.0);
+    // The MDS node that minted the handle has not answered a heartbeat yet: its fences are
+    // unknown, so wait (as before the first heartbeat of all).
+    let Some(fence) = s.fence_for(claimed.file.0, claimed.generation) else {
+        return Err(Nfsstat3::Jukebox);
+    };
     let cap = layout::verify_fenced(fh.data.as_bytes(), &s.cap_key, s.id, fence).map_err(refuse)?;
     if cap.generation > fence {
         s.learn_generation(cap.file.0, cap.generation);
@@ -289,7 +293,10 @@ pub(crate) async fn write(s: &Shared, a: Write3Args) -> Write3Res {
     data.truncate(count);
     // Checked again once the write holds the object: a removal or truncation with a newer
     // handle may have arrived since `authorize`, and must not have this write land after it.
-    let admit = || cap.generation >= s.fence_for(file);
+    let admit = || {
+        s.fence_for(file, cap.generation)
+            .is_some_and(|f| cap.generation >= f)
+    };
     match s
         .objects
         .write(file, a.offset, data.into(), stable, admit)

@@ -96,13 +96,15 @@ pub enum ClusterError {
 }
 
 impl Cluster {
-    pub fn new(cfg: ClusterConfig, boot: u64) -> Result<Cluster, ClusterError> {
+    /// `node`: this MDS node's id in a multi-node metadata service (0 alone); it goes into every
+    /// generation this node mints, so DSs keep each node's fences apart.
+    pub fn new(cfg: ClusterConfig, node: u8, boot: u64) -> Result<Cluster, ClusterError> {
         let geometry = ChunkGeometry::new(cfg.chunk_size)
             .map_err(|_| ClusterError::ChunkSize(cfg.chunk_size))?;
         Ok(Cluster {
             cap_key: cfg.secret.cap_key(),
             registry: Registry::new(),
-            fences: std::sync::Mutex::new(fences::Fences::new(boot << 32)),
+            fences: std::sync::Mutex::new(fences::Fences::new(layout::generation_base(node, boot))),
             stats: MdsIoStats::default(),
             started: std::time::Instant::now(),
             conns: tokio::sync::Mutex::new(HashMap::new()),

@@ -157,6 +157,20 @@ struct Shard {
     queue: tokio::sync::mpsc::UnboundedSender<Queued>,
 }
 
+/// One shard's Raft group on this node (`Namespace::shard_status`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ShardStatus {
+    pub shard: u16,
+    pub leader: Option<u64>,
+    pub term: u64,
+    /// Index of the last entry in this node's log.
+    pub last_log: u64,
+    /// Index of the last entry applied to this node's tables.
+    pub applied: u64,
+    /// On the leader: entries each follower's log is behind (empty elsewhere).
+    pub lag: BTreeMap<u64, u64>,
+}
+
 /// A command and who waits for its result.
 type Queued = (Command, oneshot::Sender<Proposed>);
 
@@ -743,6 +757,37 @@ impl Namespace {
             .shards
             .iter()
             .map(|(id, s)| (*id, s.raft.metrics().borrow().current_leader))
+            .collect()
+    }
+
+    /// Each shard's Raft group as this node sees it, for `cfs admin status`.
+    pub fn shard_status(&self) -> Vec<ShardStatus> {
+        self.inner
+            .shards
+            .iter()
+            .map(|(id, s)| {
+                let m = s.raft.metrics().borrow().clone();
+                let last_log = m.last_log_index.unwrap_or(0);
+                // On the leader: how far each follower's log trails its own.
+                let lag = m
+                    .replication
+                    .as_ref()
+                    .map(|r| {
+                        r.iter()
+                            .filter(|(n, _)| **n != self.inner.node)
+                            .map(|(n, at)| (*n, last_log.saturating_sub(at.map_or(0, |l| l.index))))
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                ShardStatus {
+                    shard: *id,
+                    leader: m.current_leader,
+                    term: m.current_term,
+                    last_log,
+                    applied: m.last_applied.map_or(0, |l| l.index),
+                    lag,
+                }
+            })
             .collect()
     }
 
