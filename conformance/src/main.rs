@@ -59,7 +59,8 @@ enum Cmd {
     /// (plus cfs and cfs-cluster, v4.1 and, for posix and integrity, v4.2, when
     /// CFS_CONFORMANCE=1; cfs-cluster runs
     /// posix, integrity, pnfs, twoclient, pnfs-fault, pnfs-cross and posix-diff only;
-    /// cfs-gateway v3 posix and mixed, cfs-cluster-gateway v3 gateway-fault; then cfs with
+    /// cfs-cluster-mds3 v4.2 posix, cfs-gateway v3 posix and mixed, cfs-cluster-gateway v3
+    /// gateway-fault; then cfs with
     /// krb5p, posix); posix-diff runs one fixed seed at v4.1 only, for cfs and cfs-cluster on
     /// both kernels
     Ci {
@@ -223,6 +224,15 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
                     versions: vec!["4.1".into(), "4.2".into()],
                     only: Some(CI_CLUSTER_SCENARIOS.to_vec()),
                     scenario_vers: CI_V41_ONLY.to_vec(),
+                });
+                // Three MDS nodes (every metadata shard a Raft group over them) and three
+                // data servers: posix at 4.2 through the first node, its changes replicated
+                // and its layouts from that node (~30 s per kernel with the cluster's start).
+                servers.push(ServerPlan {
+                    spec: ServerSpec::CfsMetaCluster,
+                    versions: vec!["4.2".into()],
+                    only: Some(vec!["posix"]),
+                    scenario_vers: Vec::new(),
                 });
                 // NFSv3 through the gateway, both kinds: posix and mixed (v3 and v4.1 guests
                 // on the same files, NLM against NFSv4 locks) beside the MDS, and the gateway
