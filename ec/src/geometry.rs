@@ -51,7 +51,11 @@ pub enum MapError {
     #[error("shard {shard} is not a data shard of a {k}+{m} stripe")]
     NotData { shard: u32, k: u32, m: u32 },
     #[error("file offset {offset} is stored on data shard {actual}, not {asked}")]
-    OtherShard { offset: u64, asked: u32, actual: u32 },
+    OtherShard {
+        offset: u64,
+        asked: u32,
+        actual: u32,
+    },
     #[error("offset {0} is beyond what a file can address")]
     Overflow(u64),
 }
@@ -357,7 +361,11 @@ mod tests {
         );
         assert_eq!(
             g.dense_offset(4, 0),
-            Err(MapError::NotData { shard: 4, k: 4, m: 2 })
+            Err(MapError::NotData {
+                shard: 4,
+                k: 4,
+                m: 2
+            })
         );
     }
 
