@@ -170,18 +170,8 @@ pub struct Decoder {
 /// probe stripe (the code's coefficients do not depend on the shard size).
 fn parity_is_xor(k: usize) -> Result<bool, CodecError> {
     const PROBE: usize = 64;
-    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
     let data: Vec<Vec<u8>> = (0..k)
-        .map(|_| {
-            (0..PROBE)
-                .map(|_| {
-                    x ^= x << 13;
-                    x ^= x >> 7;
-                    x ^= x << 17;
-                    x as u8
-                })
-                .collect()
-        })
+        .map(|i| crate::pattern::pattern(PROBE, 0x9E37_79B9_7F4A_7C15 + i as u64))
         .collect();
     let recovery = reed_solomon_simd::encode(k, 1, &data)?;
     let mut xor = vec![0u8; PROBE];
@@ -347,18 +337,7 @@ mod tests {
     /// Small units keep the exhaustive tests fast; the codec does not care about the size.
     const UNIT: u64 = 4096;
 
-    fn bytes(len: usize, seed: u64) -> Vec<u8> {
-        // xorshift: deterministic, no zero runs that could hide a padding bug
-        let mut x = seed | 1;
-        (0..len)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                x as u8
-            })
-            .collect()
-    }
+    use crate::pattern::pattern as bytes;
 
     /// Every subset of shard indexes of size `n` out of `width`.
     fn subsets(width: usize, n: usize) -> Vec<Vec<usize>> {

@@ -7,6 +7,7 @@
 //! - [`codec`]: encode a stripe, rebuild any ≤ m lost shards (reed-solomon-simd).
 //! - [`sums`]: blake3 of each shard; dropping corrupt shards before a rebuild.
 //! - [`kernel`]: the Linux client's striping arithmetic, restated for the tests.
+//! - [`pattern`]: deterministic test bytes (the XOR probe, the tests, ec-bench).
 //!
 //! It depends on no other crate of the workspace: the MDS (records, queues) and the data
 //! servers (encode, repair, degraded reads) will both build on it. docs/EC.md has the design.
@@ -15,6 +16,7 @@
 pub mod codec;
 pub mod geometry;
 pub mod kernel;
+pub mod pattern;
 pub mod sums;
 
 pub use codec::{CodecError, Decoder, Encoder, Stripe};

@@ -14,6 +14,7 @@
 //! - "total GiB/s" counts data + parity ((k + m) · unit per stripe; for decode, including the
 //!   lost shards), the convention of reed-solomon-simd's README table.
 //! - decode = m data shards lost (the worst case a stripe survives), rebuilt from the others.
+use ec::pattern::pattern as fill;
 use ec::{Decoder, Encoder, Geometry};
 use reed_solomon_simd::{ReedSolomonDecoder, ReedSolomonEncoder};
 use std::hint::black_box;
@@ -67,18 +68,6 @@ fn rate(per: Duration, mut op: impl FnMut()) -> f64 {
         n += 1;
     }
     n as f64 / start.elapsed().as_secs_f64()
-}
-
-fn fill(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
 }
 
 fn show(label: &str, (med, lo, hi): (f64, f64, f64)) -> String {
