@@ -91,7 +91,7 @@ impl Geometry {
         if k > MAX_SHARDS || m > MAX_SHARDS {
             return Err(GeometryError::TooWide { k, m });
         }
-        if unit == 0 || unit % UNIT_ALIGN != 0 || unit > MAX_UNIT {
+        if unit == 0 || !unit.is_multiple_of(UNIT_ALIGN) || unit > MAX_UNIT {
             return Err(GeometryError::Unit(unit));
         }
         Ok(Self { k, m, unit })
