@@ -75,6 +75,7 @@ fn crate_arrows_follow_the_architecture() {
         "fabric",
         "gateway-v3",
         "metrics",
+        "ec",
         "cfs",
         "conformance",
     ] {
@@ -142,6 +143,11 @@ fn crate_arrows_follow_the_architecture() {
         .filter(|d| !["client", "proto"].contains(&d.as_str()))
         .collect();
     assert!(fuse.is_empty(), "fuse-client depends on {fuse:?}");
+
+    // Erasure coding is arithmetic over bytes: the MDS (records) and the data servers
+    // (encode, repair, degraded reads) build on it, it builds on none of ours.
+    let ec = deps(&a, "ec");
+    assert!(ec.is_empty(), "ec depends on {ec:?}");
 
     // libfabric's wrapper knows nothing of cfs: both data-path ends use it.
     let fabric = deps(&a, "fabric");
