@@ -282,6 +282,38 @@ async fn drain(
     }
 }
 
+/// DELETE of a drain: `cfs admin node drain ID --cancel`.
+async fn cancel_drain(
+    State(a): State<Arc<Admin>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> ApiResult<Json<serde_json::Value>> {
+    check(&a, &headers)?;
+    let m = a.sources.mds.as_ref().ok_or_else(no_mds)?;
+    let id = parse_id(&id)?;
+    let c = m.cluster().ok_or_else(|| {
+        ApiError(
+            StatusCode::NOT_FOUND,
+            format!(
+                "no data server {id:016x}: this MDS keeps file data itself (no [cluster] \
+                 section in its configuration), so there is no drain to cancel"
+            ),
+        )
+    })?;
+    match c.cancel_drain(&m.ns, layout::DsId(id)).await {
+        Ok(()) => Ok(Json(serde_json::json!({
+            "cancelled": format!("{id:016x}"),
+        }))),
+        Err(e @ mds::cluster::drain::DrainError::NotDraining(_)) => {
+            Err(ApiError(StatusCode::CONFLICT, e.to_string()))
+        }
+        Err(e) => Err(ApiError(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("{e}; the MDS log says more, try again"),
+        )),
+    }
+}
+
 async fn console() -> impl IntoResponse {
     (
         [
@@ -301,7 +333,10 @@ pub fn router(a: Arc<Admin>) -> Router {
         .route("/api/v1/top", get(top))
         .route("/api/v1/history", get(history))
         .route("/api/v1/clients/{id}/evict", post(evict))
-        .route("/api/v1/data-servers/{id}/drain", post(drain))
+        .route(
+            "/api/v1/data-servers/{id}/drain",
+            post(drain).delete(cancel_drain),
+        )
         .with_state(a)
 }
 
