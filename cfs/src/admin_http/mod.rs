@@ -249,37 +249,61 @@ async fn evict(
     }
 }
 
-async fn drain(
-    State(a): State<Arc<Admin>>,
-    headers: HeaderMap,
-    Path(id): Path<String>,
+/// POST (start) or DELETE (`cancel`) of the drain of data server `id`.
+async fn drain_change(
+    a: &Admin,
+    headers: &HeaderMap,
+    id: &str,
+    cancel: bool,
 ) -> ApiResult<Json<serde_json::Value>> {
-    check(&a, &headers)?;
+    use mds::cluster::drain::DrainError;
+    check(a, headers)?;
     let m = a.sources.mds.as_ref().ok_or_else(no_mds)?;
-    let id = parse_id(&id)?;
+    let id = parse_id(id)?;
     let c = m.cluster().ok_or_else(|| {
         ApiError(
             StatusCode::NOT_FOUND,
             format!(
                 "no data server {id:016x}: this MDS keeps file data itself (no [cluster] \
-                 section in its configuration), so there is nothing to drain"
+                 section in its configuration), so there is {}",
+                if cancel {
+                    "no drain to cancel"
+                } else {
+                    "nothing to drain"
+                }
             ),
         )
     })?;
-    match c.start_drain(&m.ns, layout::DsId(id)).await {
-        Ok(left) => Ok(Json(serde_json::json!({
-            "draining": format!("{id:016x}"),
-            "files_left": left,
-            "state": if left == 0 { "drained" } else { "draining" },
-        }))),
-        Err(e @ mds::cluster::drain::DrainError::Unknown(_)) => {
-            Err(ApiError(StatusCode::NOT_FOUND, e.to_string()))
-        }
-        Err(e) => Err(ApiError(
+    let ds = layout::DsId(id);
+    let done = if cancel {
+        c.cancel_drain(&m.ns, ds)
+            .await
+            .map(|()| serde_json::json!({ "cancelled": format!("{id:016x}") }))
+    } else {
+        c.start_drain(&m.ns, ds).await.map(|left| {
+            serde_json::json!({
+                "draining": format!("{id:016x}"),
+                "files_left": left,
+                "state": if left == 0 { "drained" } else { "draining" },
+            })
+        })
+    };
+    done.map(Json).map_err(|e| match e {
+        DrainError::Unknown(_) => ApiError(StatusCode::NOT_FOUND, e.to_string()),
+        DrainError::NotDraining(_) => ApiError(StatusCode::CONFLICT, e.to_string()),
+        DrainError::Namespace(_) => ApiError(
             StatusCode::INTERNAL_SERVER_ERROR,
             format!("{e}; the MDS log says more, try again"),
-        )),
-    }
+        ),
+    })
+}
+
+async fn drain(
+    State(a): State<Arc<Admin>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> ApiResult<Json<serde_json::Value>> {
+    drain_change(&a, &headers, &id, false).await
 }
 
 /// DELETE of a drain: `cfs admin node drain ID --cancel`.
@@ -288,30 +312,7 @@ async fn cancel_drain(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> ApiResult<Json<serde_json::Value>> {
-    check(&a, &headers)?;
-    let m = a.sources.mds.as_ref().ok_or_else(no_mds)?;
-    let id = parse_id(&id)?;
-    let c = m.cluster().ok_or_else(|| {
-        ApiError(
-            StatusCode::NOT_FOUND,
-            format!(
-                "no data server {id:016x}: this MDS keeps file data itself (no [cluster] \
-                 section in its configuration), so there is no drain to cancel"
-            ),
-        )
-    })?;
-    match c.cancel_drain(&m.ns, layout::DsId(id)).await {
-        Ok(()) => Ok(Json(serde_json::json!({
-            "cancelled": format!("{id:016x}"),
-        }))),
-        Err(e @ mds::cluster::drain::DrainError::NotDraining(_)) => {
-            Err(ApiError(StatusCode::CONFLICT, e.to_string()))
-        }
-        Err(e) => Err(ApiError(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            format!("{e}; the MDS log says more, try again"),
-        )),
-    }
+    drain_change(&a, &headers, &id, true).await
 }
 
 async fn console() -> impl IntoResponse {
