@@ -190,14 +190,18 @@ enum NodeCmd {
     /// status` shows the files left, then "drained" (the data server can then be stopped).
     /// The drain survives a restart of the MDS.
     #[command(
-        after_help = "Examples:\n  cfs admin node drain 3f2a9c0d11e4b5a7 --config cfs-cluster/mds.toml\n  cfs admin node drain 3f2a9c0d11e4b5a7 --wait --config cfs-cluster/mds.toml   follows it until drained"
+        after_help = "Examples:\n  cfs admin node drain 3f2a9c0d11e4b5a7 --config cfs-cluster/mds.toml\n  cfs admin node drain 3f2a9c0d11e4b5a7 --wait --config cfs-cluster/mds.toml   follows it until drained\n  cfs admin node drain 3f2a9c0d11e4b5a7 --cancel --config cfs-cluster/mds.toml   stops the drain"
     )]
     Drain {
         /// Data server id (16 hex digits, as `cfs admin status` shows).
         id: String,
         /// Stay until the data server is drained, printing the files left as they go down.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "cancel")]
         wait: bool,
+        /// Stop draining it: new files may be placed on it again (files already moved stay
+        /// where they are).
+        #[arg(long)]
+        cancel: bool,
         #[command(flatten)]
         target: admin_cli::AdminTarget,
     },
@@ -388,7 +392,26 @@ async fn admin(cmd: AdminCmd) -> Result<(), Box<dyn std::error::Error>> {
                 print!("{}", admin_cli::clients_table(&v));
             }
         }
-        AdminCmd::Node(NodeCmd::Drain { id, wait, target }) => {
+        AdminCmd::Node(NodeCmd::Drain {
+            id,
+            cancel: true,
+            target,
+            ..
+        }) => {
+            let tg = require(&target)?;
+            let v = call(&tg, "DELETE", &format!("/api/v1/data-servers/{id}/drain")).await?;
+            if target.json {
+                println!("{v}");
+            } else {
+                println!(
+                    "drain of data server {} cancelled: new files may be placed on it again",
+                    v["cancelled"].as_str().unwrap_or(&id)
+                );
+            }
+        }
+        AdminCmd::Node(NodeCmd::Drain {
+            id, wait, target, ..
+        }) => {
             let tg = require(&target)?;
             let v = call(&tg, "POST", &format!("/api/v1/data-servers/{id}/drain")).await?;
             if target.json {

@@ -301,6 +301,55 @@ fn a_drained_data_server_holds_nothing_and_can_go() {
     let st = admin.status();
     assert_eq!(st["mds"]["degraded_files"], 0, "{st}");
 
+    // A drain can be cancelled: the mark goes, new files may land on it again.
+    let drain_args = |extra: &[&str]| {
+        let mut a = vec![
+            "admin",
+            "node",
+            "drain",
+            id.as_str(),
+            "--config",
+            &admin.config,
+        ];
+        a.extend_from_slice(extra);
+        cfs(&cl.dir, &a)
+    };
+    let r = admin.call("DELETE", &format!("/api/v1/data-servers/{id}/drain"), false);
+    assert_eq!(r.status, 401, "{}", r.text());
+    let o = drain_args(&["--cancel"]);
+    assert!(o.ok(), "{}{}", o.text(), o.stderr);
+    assert!(o.text().contains("cancelled"), "{}", o.text());
+    let row = admin.ds(&id).expect("DS row after the cancel");
+    assert_eq!(row["state"], "up", "{row}");
+    assert!(
+        !cl.admin_status().contains(&format!("drain of {id}")),
+        "`cfs admin status` still lists the drain:\n{}",
+        cl.admin_status()
+    );
+    // Cancelling what is not being drained says so (409), and the CLI fails.
+    let r = admin.call("DELETE", &format!("/api/v1/data-servers/{id}/drain"), true);
+    assert_eq!(r.status, 409, "{}", r.text());
+    assert!(r.text().contains("not being drained"), "{}", r.text());
+    assert!(!drain_args(&["--cancel"]).ok());
+    let writes_cancelled = writes(&admin);
+    let after: Vec<(String, Vec<u8>)> = (0..16u64)
+        .map(|i| {
+            (
+                format!("/after{i}"),
+                random_bytes(100_000 + i as usize, 300 + i),
+            )
+        })
+        .collect();
+    write_files(&cl, &after);
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while writes(&admin) == writes_cancelled {
+        assert!(
+            Instant::now() < deadline,
+            "no file created after the cancel was written to the data server"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+
     // It can go: every file reads back byte for byte without it.
     cl.kill9(&role);
     check_files(&cl, &before);

@@ -1,19 +1,21 @@
 //! `hostbench`: host-side load (the project's own Rust NFSv4.1 client, `client/examples/load.rs`;
 //! with `--v3`, the NFSv3 generator `gateway-v3/examples/load3.rs` against ganesha's v3 and the
-//! cfs gateway) against ganesha and cfs in the same run. Rounds are interleaved (ganesha, cfs, ganesha, cfs),
-//! every server freshly started (fresh state directory) per round and stopped after it, so slow
-//! drift of the machine hits both alike. Prints a Markdown table: each server's value per round
+//! cfs gateway) against ganesha and cfs in the same run. Rounds are interleaved, the order
+//! reversed every other round (ganesha, cfs, cfs, ganesha, ...), every server freshly started
+//! (fresh state directory) per round and stopped after it, so slow drift of the machine hits
+//! both alike. Prints a Markdown table: each server's value per round
 //! and, per other server, the range of its per-round ratio to the first server.
 //!
 //! Everything runs on host loopback; the load generator shares the CPUs with the server.
 
 use crate::error::{Error, IoContext, Result};
+use crate::metrics_cost::{self, Admin, Counts};
 use crate::paths;
 use crate::procs;
 use crate::server::{self, Running, ServerSpec};
 use serde::Serialize;
 use serde_json::Value;
-use std::io::Read;
+use std::io::{BufRead, Read};
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, Stdio};
 use std::time::{Duration, Instant};
@@ -176,6 +178,13 @@ pub struct RunResult {
     pub lines: Vec<Value>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// cfs: the server's hook counters moved between one load line and the one before (the
+    /// start for the first), scraped from its /metrics; one entry per line
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub hook_deltas: Vec<Option<Counts>>,
+    /// cfs: why its /metrics could not be scraped
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hook_error: Option<String>,
 }
 
 /// One row of the summary: a measure, every server's per-round values, and the ratio range of
@@ -409,6 +418,10 @@ struct Setup {
     v3: bool,
 }
 
+/// cfs servers get an admin listener on a free port, scraped at the end of every load phase
+/// (`metrics_cost`); with and without metrics alike, so both pay for the scrapes.
+const CFS_ADMIN: [&str; 2] = ["--admin-listen", "127.0.0.1:0"];
+
 fn start(name: &str, s: &Setup) -> Result<Running> {
     match name {
         "ganesha" => server::start(&ServerSpec::Ganesha, s.v3),
@@ -417,14 +430,14 @@ fn start(name: &str, s: &Setup) -> Result<Running> {
             None => Err(Error::Server("no cfs binary".into())),
         },
         "cfs" => match &s.cfs {
-            Some(b) => server::start_cfs_with(b),
+            Some(b) => server::start_cfs_with_args(b, &CFS_ADMIN),
             None => Err(Error::Server("no cfs binary".into())),
         },
         "cfs-nometrics" => match &s.cfs {
             Some(b) => {
                 // The server inherits the environment: its metrics hooks become no-ops.
                 std::env::set_var("CFS_METRICS", "off");
-                let r = server::start_cfs_with(b);
+                let r = server::start_cfs_with_args(b, &CFS_ADMIN);
                 std::env::remove_var("CFS_METRICS");
                 r
             }
@@ -439,8 +452,13 @@ fn load_limit(seconds: u64) -> Duration {
     Duration::from_secs(seconds.saturating_mul(7).saturating_add(60))
 }
 
+/// What one load run gave: its JSON lines, the hook counts per line (with `admin`), an error.
+type LoadOutcome = (Vec<Value>, Vec<Option<Counts>>, Option<String>);
+
 /// Run the load generator against `srv`; its JSON lines, or an error with whatever it printed.
-fn run_load(srv: &Running, label: &str, s: &Setup) -> (Vec<Value>, Option<String>) {
+/// With `admin`, the server's hook counters are scraped before the load and as each line
+/// arrives (the load prints a line when its phase ends).
+fn run_load(srv: &Running, label: &str, s: &Setup, admin: Option<Admin>) -> LoadOutcome {
     let mut cmd = Command::new(&s.load);
     cmd.arg("--server")
         .arg(format!("127.0.0.1:{}", srv.port))
@@ -468,7 +486,7 @@ fn run_load(srv: &Running, label: &str, s: &Setup) -> (Vec<Value>, Option<String
         .spawn()
     {
         Ok(c) => c,
-        Err(e) => return (Vec::new(), Some(format!("spawn {shown}: {e}"))),
+        Err(e) => return (Vec::new(), Vec::new(), Some(format!("spawn {shown}: {e}"))),
     };
     let reader = |p: Option<Box<dyn Read + Send>>| {
         std::thread::spawn(move || {
@@ -479,12 +497,30 @@ fn run_load(srv: &Running, label: &str, s: &Setup) -> (Vec<Value>, Option<String
             s
         })
     };
-    let out = reader(
-        child
-            .stdout
-            .take()
-            .map(|p| Box::new(p) as Box<dyn Read + Send>),
-    );
+    let mut last = admin.as_ref().and_then(metrics_cost::scrape);
+    let stdout = child.stdout.take();
+    let out = std::thread::spawn(move || {
+        let (mut text, mut deltas) = (String::new(), Vec::new());
+        let Some(p) = stdout else {
+            return (text, deltas);
+        };
+        for line in std::io::BufReader::new(p).lines() {
+            let Ok(line) = line else { break };
+            if line.trim_start().starts_with('{') {
+                if let Some(a) = &admin {
+                    let now = metrics_cost::scrape(a);
+                    deltas.push(match (now, last) {
+                        (Some(n), Some(l)) => Some(n.minus(&l)),
+                        _ => None,
+                    });
+                    last = now.or(last);
+                }
+            }
+            text.push_str(&line);
+            text.push('\n');
+        }
+        (text, deltas)
+    });
     let err = reader(
         child
             .stderr
@@ -509,19 +545,21 @@ fn run_load(srv: &Running, label: &str, s: &Setup) -> (Vec<Value>, Option<String
             }
         }
     };
-    let out = out.join().unwrap_or_default();
+    let (out, deltas) = out.join().unwrap_or_default();
     let err = err.join().unwrap_or_default();
-    let lines: Vec<Value> = out
+    // Lines and deltas stay paired: a line that is not JSON drops its delta too.
+    let (lines, deltas): (Vec<Value>, Vec<Option<Counts>>) = out
         .lines()
         .filter(|l| l.trim_start().starts_with('{'))
-        .filter_map(|l| serde_json::from_str(l).ok())
-        .collect();
+        .zip(deltas.into_iter().map(Some).chain(std::iter::repeat(None)))
+        .filter_map(|(l, d)| Some((serde_json::from_str(l).ok()?, d.flatten())))
+        .unzip();
     let error = match status {
         Ok(st) if st.success() => None,
         Ok(st) => Some(format!("load exited {st}: {}", procs::tail(&err, 5))),
         Err(e) => Some(format!("load {e}: {}", procs::tail(&err, 5))),
     };
-    (lines, error)
+    (lines, deltas, error)
 }
 
 fn one_run(name: &str, round: u32, s: &Setup) -> RunResult {
@@ -536,14 +574,30 @@ fn one_run(name: &str, round: u32, s: &Setup) -> RunResult {
         wall_s: 0.0,
         lines: Vec::new(),
         error: None,
+        hook_deltas: Vec::new(),
+        hook_error: None,
     };
     match start(name, s) {
         Err(e) => r.error = Some(format!("start: {e}")),
         Ok(mut srv) => {
             r.version = srv.version.clone();
             r.pid = srv.pid();
-            let (lines, error) = run_load(&srv, &format!("{name}-r{round}"), s);
+            let admin = match (name, &s.cfs) {
+                ("cfs" | "cfs-nometrics", Some(b)) => match metrics_cost::admin_of(&srv, b) {
+                    Ok(a) => Some(a),
+                    Err(e) => {
+                        r.hook_error = Some(format!("admin listener: {e}"));
+                        None
+                    }
+                },
+                _ => None,
+            };
+            let (lines, deltas, error) = run_load(&srv, &format!("{name}-r{round}"), s, admin);
+            if name == "cfs" && r.hook_error.is_none() && deltas.iter().any(Option::is_none) {
+                r.hook_error = Some("a /metrics scrape failed".into());
+            }
             r.lines = lines;
+            r.hook_deltas = if name == "cfs" { deltas } else { Vec::new() };
             r.error = error;
             if !srv.alive() {
                 let log = srv
@@ -604,6 +658,11 @@ struct JsonReport<'a> {
     runs: &'a [RunResult],
     summary: &'a [Row],
     markdown: &'a str,
+    hook_costs: &'a [metrics_cost::Costs],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    metrics_attribution: Option<&'a str>,
+    #[serde(skip_serializing_if = "str::is_empty")]
+    paired: &'a str,
 }
 
 pub fn hostbench(a: &HostBenchArgs) -> Result<ExitCode> {
@@ -691,16 +750,62 @@ pub fn hostbench(a: &HostBenchArgs) -> Result<ExitCode> {
         a.seconds,
         load_limit(a.seconds).as_secs()
     );
+    // What each metrics hook costs, timed before and after the rounds (the worse of the two):
+    // for the attribution of the cfs runs' server CPU (`metrics_cost`).
+    let hook_bin = if servers.iter().any(|s| s == "cfs") {
+        match metrics_cost::hook_cost_binary() {
+            Some(b) => Some(pinned.copy(&b, "hook_cost")?),
+            None if servers.iter().any(|s| s == "cfs-nometrics") => {
+                return Err(Error::Usage(
+                    "the metrics cost needs `metrics`' hook_cost; build it with `cargo build --release -p metrics --example hook_cost` (or set HOOK_COST_BIN)".into(),
+                ))
+            }
+            None => {
+                notes.push("metrics attribution skipped: target/release/examples/hook_cost is not built (`cargo build --release -p metrics --example hook_cost`)".into());
+                None
+            }
+        }
+    } else {
+        None
+    };
+    let mut hook_costs = Vec::new();
+    if let Some(b) = &hook_bin {
+        hook_costs.push(metrics_cost::run_hook_cost(b)?);
+    }
     let mut runs = Vec::new();
     for round in 1..=a.rounds {
-        for s in &servers {
+        // ABBA: every other round in reverse, so neither server always runs right after the
+        // other (a server's stop and the page cache it leaves weigh on the next run).
+        let order: Vec<&String> = if round % 2 == 1 {
+            servers.iter().collect()
+        } else {
+            servers.iter().rev().collect()
+        };
+        for s in order {
             let r = one_run(s, round, &setup);
             eprintln!("{}", progress(&r, a.rounds));
             runs.push(r);
         }
     }
+    if let Some(b) = &hook_bin {
+        hook_costs.push(metrics_cost::run_hook_cost(b)?);
+    }
     let rows = summarize(&servers, a.rounds, &runs);
     let table = markdown(&rows, a.rounds);
+    let costs = hook_costs.iter().copied().reduce(|x, y| x.max(&y));
+    let attribution = costs.map(|c| {
+        let per_run: Vec<Vec<metrics_cost::PhaseCost>> = runs
+            .iter()
+            .filter(|r| r.server == "cfs" && r.error.is_none())
+            .map(|r| metrics_cost::phases(&r.lines, &r.hook_deltas, &c))
+            .collect();
+        metrics_cost::attribution_markdown(&per_run, &c)
+    });
+    let paired = if a.rounds >= 3 {
+        metrics_cost::paired_markdown(&rows)
+    } else {
+        String::new()
+    };
     let versions: Vec<String> = servers
         .iter()
         .map(|s| {
@@ -734,6 +839,22 @@ pub fn hostbench(a: &HostBenchArgs) -> Result<ExitCode> {
         "\n↑ higher is better, ↓ lower is better; ratio = other/{} per round (rounds ran back to back), min–max over rounds.",
         servers[0]
     );
+    if !paired.is_empty() {
+        println!("\nPaired ratios, round by round:\n\n{paired}");
+    }
+    if let Some(t) = &attribution {
+        println!(
+            "\nMetrics cost by attribution (cfs runs: the hook counts each phase caused, from the server's /metrics, × each hook's cost, over the server CPU of the phase):\n\n{t}"
+        );
+    }
+    for r in runs.iter().filter(|r| r.hook_error.is_some()) {
+        println!(
+            "round {} {}: no attribution: {}",
+            r.round,
+            r.server,
+            r.hook_error.as_deref().unwrap_or("")
+        );
+    }
     for n in &notes {
         println!("{n}");
     }
@@ -761,6 +882,9 @@ pub fn hostbench(a: &HostBenchArgs) -> Result<ExitCode> {
             runs: &runs,
             summary: &rows,
             markdown: &table,
+            hook_costs: &hook_costs,
+            metrics_attribution: attribution.as_deref(),
+            paired: &paired,
         };
         if let Some(d) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             let _ = std::fs::create_dir_all(d);
@@ -793,6 +917,8 @@ mod tests {
                 .map(|l| serde_json::from_str(l).unwrap())
                 .collect(),
             error: None,
+            hook_deltas: Vec::new(),
+            hook_error: None,
         }
     }
 

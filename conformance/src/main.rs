@@ -9,6 +9,7 @@ mod hostbench;
 mod hostops;
 mod kerberos;
 mod known;
+mod metrics_cost;
 mod netns;
 mod paths;
 mod procs;

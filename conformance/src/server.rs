@@ -731,6 +731,11 @@ fn start_cfs() -> Result<Running> {
 
 /// Single-node cfs from the binary given (`hostbench` pins one binary for all its rounds).
 pub fn start_cfs_with(bin: &Path) -> Result<Running> {
+    start_cfs_with_args(bin, &[])
+}
+
+/// `start_cfs_with`, with more arguments for `cfs server` (hostbench: `--admin-listen`).
+pub fn start_cfs_with_args(bin: &Path, extra: &[&str]) -> Result<Running> {
     let dir = state_dir("cfs")?;
     let data = dir.join("data");
     std::fs::create_dir_all(&data).ctx(|| format!("create {data:?}"))?;
@@ -743,6 +748,7 @@ pub fn start_cfs_with(bin: &Path) -> Result<Running> {
         .arg(&data)
         .arg("--listen")
         .arg(format!("127.0.0.1:{port}"))
+        .args(extra)
         .stdin(Stdio::null())
         .stdout(o)
         .stderr(e);

@@ -209,8 +209,10 @@ pub async fn run(mds: &Arc<Mds>, conn: &Connection, call: &Call) -> Writer {
     metrics::mds::COMPOUNDS.inc();
     // Whether each op checks the flavor itself (RFC 8881 §2.6.3.1.1), for the PUTFH before it.
     let checks_own_sec: Vec<bool> = args.argarray.iter().map(sec::checks_own_sec).collect();
+    // Each op's metrics start where the previous op's ended (`metered::op_done`).
+    let mut next_t0 = metrics::start();
     for (i, op) in args.argarray.into_iter().enumerate() {
-        let (opnum, t0) = (op.opnum(), metrics::start());
+        let (opnum, t0) = (op.opnum(), next_t0);
         let written = match &op {
             NfsArgop4::Write(a) => a.data.len() as u64,
             _ => 0,
@@ -277,7 +279,7 @@ pub async fn run(mds: &Arc<Mds>, conn: &Connection, call: &Call) -> Writer {
             Some(refused) => refused,
             None => r,
         };
-        crate::metered::op_done(&ctx, opnum, t0, &r, written);
+        next_t0 = crate::metered::op_done(&ctx, opnum, t0, &r, written);
         let st = r.status();
         // Per-op trail for debugging two-client interleavings (RUST_LOG=mds::compound=trace).
         tracing::trace!(op = opnum, fh = ?ctx.cfh, status = st, "op");

@@ -21,13 +21,19 @@ fn read_bytes(r: &NfsResop4) -> u64 {
 }
 
 /// Records one operation of a COMPOUND: its latency and status under its number, the file
-/// bytes it moved (`written`: a WRITE's payload), and who did it to what for `top`.
-pub fn op_done(ctx: &Ctx<'_>, opnum: u32, start: Option<Instant>, r: &NfsResop4, written: u64) {
-    if start.is_none() {
-        return;
-    }
+/// bytes it moved (`written`: a WRITE's payload), and who did it to what for `top`. Returns
+/// when it ended (None while metrics are off), which is when the next op starts: one clock
+/// read per op instead of two (`metrics::cost`).
+pub fn op_done(
+    ctx: &Ctx<'_>,
+    opnum: u32,
+    start: Option<Instant>,
+    r: &NfsResop4,
+    written: u64,
+) -> Option<Instant> {
+    start?;
     let status = r.status();
-    metrics::mds::OPS.done(opnum, start, status);
+    let now = metrics::mds::OPS.done_at(opnum, start, status)?;
     let bytes = if status == 0 {
         read_bytes(r) + written
     } else {
@@ -41,10 +47,12 @@ pub fn op_done(ctx: &Ctx<'_>, opnum: u32, start: Option<Instant>, r: &NfsResop4,
         };
         c.add(bytes);
     }
-    metrics::mds::TOP.note(
+    metrics::mds::TOP.note_at(
+        now,
         ctx.clientid.unwrap_or(0),
         ctx.cfh.unwrap_or(0),
         bytes,
         ctx.conn.peer_addr().ip(),
     );
+    Some(now)
 }

@@ -4,6 +4,7 @@
 //! flood of one-off keys costs a bounded amount of memory. Shown as JSON (`cfs admin top`, the
 //! console), never as metric labels: ids are unbounded.
 use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::net::IpAddr;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -21,10 +22,38 @@ pub struct Tally {
     pub bytes: u64,
 }
 
+/// Hashes the u64 ids the tables are keyed by with one multiply and shift instead of SipHash:
+/// `note` hashes two or three ids per NFS operation, and SipHash made `top` most of a hook's
+/// cost (`metrics::cost`). Ids are the server's own (client ids, inode numbers), and a table
+/// holds at most `CAP` of them, so ids that collide cost a bounded probe, never unbounded work.
+#[derive(Default, Clone, Copy)]
+struct IdHasher(u64);
+
+impl Hasher for IdHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.write_u64(u64::from(*b) ^ self.0.rotate_left(8));
+        }
+    }
+
+    #[inline]
+    fn write_u64(&mut self, n: u64) {
+        let x = (n ^ self.0).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        self.0 = x ^ (x >> 29);
+    }
+
+    #[inline]
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+type IdMap<V> = HashMap<u64, V, BuildHasherDefault<IdHasher>>;
+
 #[derive(Default)]
 struct Window {
-    clients: HashMap<u64, Tally>,
-    files: HashMap<u64, Tally>,
+    clients: IdMap<Tally>,
+    files: IdMap<Tally>,
 }
 
 struct Inner {
@@ -32,7 +61,7 @@ struct Inner {
     current: Window,
     previous: Window,
     /// Client id → the address it last spoke from.
-    peers: HashMap<u64, IpAddr>,
+    peers: IdMap<IpAddr>,
 }
 
 pub struct Top {
@@ -56,7 +85,7 @@ pub struct View {
     pub files: Vec<Row>,
 }
 
-fn bump(m: &mut HashMap<u64, Tally>, id: u64, bytes: u64) {
+fn bump(m: &mut IdMap<Tally>, id: u64, bytes: u64) {
     if let Some(t) = m.get_mut(&id) {
         t.ops += 1;
         t.bytes += bytes;
@@ -108,6 +137,11 @@ impl Top {
     /// One operation by `client` (0: none yet, e.g. EXCHANGE_ID) on `file` (0: none), moving
     /// `bytes` of file data.
     pub fn note(&self, client: u64, file: u64, bytes: u64, peer: IpAddr) {
+        self.note_at(Instant::now(), client, file, bytes, peer)
+    }
+
+    /// `note` of an operation that ended at `now` (the time its latency was taken at).
+    pub fn note_at(&self, now: Instant, client: u64, file: u64, bytes: u64, peer: IpAddr) {
         if !crate::enabled() || (client == 0 && file == 0) {
             return;
         }
@@ -119,20 +153,21 @@ impl Top {
             Err(std::sync::TryLockError::WouldBlock) => return,
             Err(std::sync::TryLockError::Poisoned(p)) => p.into_inner(),
         };
-        let now = Instant::now();
         let g = g.get_or_insert_with(|| Inner {
             started: None,
             current: Window::default(),
             previous: Window::default(),
-            peers: HashMap::new(),
+            peers: IdMap::default(),
         });
         Self::roll(g, now);
         if client != 0 {
             bump(&mut g.current.clients, client, bytes);
-            if g.peers.len() >= PEERS_CAP && !g.peers.contains_key(&client) {
-                g.peers.clear();
+            if g.peers.get(&client) != Some(&peer) {
+                if g.peers.len() >= PEERS_CAP && !g.peers.contains_key(&client) {
+                    g.peers.clear();
+                }
+                g.peers.insert(client, peer);
             }
-            g.peers.insert(client, peer);
         }
         if file != 0 {
             bump(&mut g.current.files, file, bytes);
@@ -162,8 +197,8 @@ impl Top {
                 0.0
             };
         let secs = secs.max(1.0);
-        let rows = |a: &HashMap<u64, Tally>, b: &HashMap<u64, Tally>| {
-            let mut m: HashMap<u64, Tally> = a.clone();
+        let rows = |a: &IdMap<Tally>, b: &IdMap<Tally>| {
+            let mut m: IdMap<Tally> = a.clone();
             for (k, t) in b {
                 let e = m.entry(*k).or_default();
                 e.ops += t.ops;

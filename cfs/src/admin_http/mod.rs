@@ -249,37 +249,70 @@ async fn evict(
     }
 }
 
-async fn drain(
-    State(a): State<Arc<Admin>>,
-    headers: HeaderMap,
-    Path(id): Path<String>,
+/// POST (start) or DELETE (`cancel`) of the drain of data server `id`.
+async fn drain_change(
+    a: &Admin,
+    headers: &HeaderMap,
+    id: &str,
+    cancel: bool,
 ) -> ApiResult<Json<serde_json::Value>> {
-    check(&a, &headers)?;
+    use mds::cluster::drain::DrainError;
+    check(a, headers)?;
     let m = a.sources.mds.as_ref().ok_or_else(no_mds)?;
-    let id = parse_id(&id)?;
+    let id = parse_id(id)?;
     let c = m.cluster().ok_or_else(|| {
         ApiError(
             StatusCode::NOT_FOUND,
             format!(
                 "no data server {id:016x}: this MDS keeps file data itself (no [cluster] \
-                 section in its configuration), so there is nothing to drain"
+                 section in its configuration), so there is {}",
+                if cancel {
+                    "no drain to cancel"
+                } else {
+                    "nothing to drain"
+                }
             ),
         )
     })?;
-    match c.start_drain(&m.ns, layout::DsId(id)).await {
-        Ok(left) => Ok(Json(serde_json::json!({
-            "draining": format!("{id:016x}"),
-            "files_left": left,
-            "state": if left == 0 { "drained" } else { "draining" },
-        }))),
-        Err(e @ mds::cluster::drain::DrainError::Unknown(_)) => {
-            Err(ApiError(StatusCode::NOT_FOUND, e.to_string()))
-        }
-        Err(e) => Err(ApiError(
+    let ds = layout::DsId(id);
+    let done = if cancel {
+        c.cancel_drain(&m.ns, ds)
+            .await
+            .map(|()| serde_json::json!({ "cancelled": format!("{id:016x}") }))
+    } else {
+        c.start_drain(&m.ns, ds).await.map(|left| {
+            serde_json::json!({
+                "draining": format!("{id:016x}"),
+                "files_left": left,
+                "state": if left == 0 { "drained" } else { "draining" },
+            })
+        })
+    };
+    done.map(Json).map_err(|e| match e {
+        DrainError::Unknown(_) => ApiError(StatusCode::NOT_FOUND, e.to_string()),
+        DrainError::NotDraining(_) => ApiError(StatusCode::CONFLICT, e.to_string()),
+        DrainError::Namespace(_) => ApiError(
             StatusCode::INTERNAL_SERVER_ERROR,
             format!("{e}; the MDS log says more, try again"),
-        )),
-    }
+        ),
+    })
+}
+
+async fn drain(
+    State(a): State<Arc<Admin>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> ApiResult<Json<serde_json::Value>> {
+    drain_change(&a, &headers, &id, false).await
+}
+
+/// DELETE of a drain: `cfs admin node drain ID --cancel`.
+async fn cancel_drain(
+    State(a): State<Arc<Admin>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> ApiResult<Json<serde_json::Value>> {
+    drain_change(&a, &headers, &id, true).await
 }
 
 async fn console() -> impl IntoResponse {
@@ -301,7 +334,10 @@ pub fn router(a: Arc<Admin>) -> Router {
         .route("/api/v1/top", get(top))
         .route("/api/v1/history", get(history))
         .route("/api/v1/clients/{id}/evict", post(evict))
-        .route("/api/v1/data-servers/{id}/drain", post(drain))
+        .route(
+            "/api/v1/data-servers/{id}/drain",
+            post(drain).delete(cancel_drain),
+        )
         .with_state(a)
 }
 

@@ -34,6 +34,8 @@ const PER_PASS: usize = 64;
 pub enum DrainError {
     #[error("no data server {0} has registered with this MDS: `cfs admin status` lists them")]
     Unknown(DsId),
+    #[error("data server {0} is not being drained: `cfs admin status` lists the drains")]
+    NotDraining(DsId),
     #[error("cannot record the drain in the namespace: {0:?}")]
     Namespace(#[from] NfsError),
 }
@@ -87,6 +89,24 @@ impl Cluster {
         self.registry.set_files_left(ds, left);
         tracing::info!(ds = %ds, files = left, "data server draining: its files move elsewhere");
         Ok(left)
+    }
+
+    /// Stops draining `ds` (`cfs admin node drain ID --cancel`): new files may be placed on it
+    /// again. Files already moved off stay where they are now (each has its full mirror count
+    /// elsewhere); a batch the repair task is moving at this moment still completes.
+    pub async fn cancel_drain(&self, ns: &Namespace, ds: DsId) -> Result<(), DrainError> {
+        if !self.drain_marks(ns)?.contains(&ds) {
+            return Err(DrainError::NotDraining(ds));
+        }
+        ns.execute(Command::SetDrain {
+            ds: ds.0,
+            draining: false,
+        })
+        .await
+        .map_err(NfsError::from)?;
+        self.load_drains(ns)?;
+        tracing::info!(ds = %ds, "drain cancelled: new files may be placed on the data server again");
+        Ok(())
     }
 
     /// One pass of draining, from the repair task: counts what each drained DS still holds and
