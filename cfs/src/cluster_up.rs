@@ -44,8 +44,9 @@ pub struct UpArgs {
     /// Data servers also serve a libfabric endpoint of this provider (tcp, sockets, ...).
     #[arg(long)]
     fabric: Option<String>,
-    /// TOML appended to the MDS's config, e.g. `[kerberos]` and `[[export]]` sections (the
-    /// data servers need neither: krb5i/krb5p callers get no layouts, see README's Kerberos).
+    /// TOML appended to the MDS's config, e.g. `[kerberos]` and `[[export]]` sections, and to
+    /// the gateway node's (`--gateway-port`: same exports, same keytab); the data servers need
+    /// neither (krb5i/krb5p callers get no layouts, see README's Kerberos).
     #[arg(long)]
     mds_extra_config: Option<PathBuf>,
 }
@@ -144,10 +145,14 @@ pub async fn run(a: UpArgs) -> Result<(), Box<dyn std::error::Error>> {
     if let Some(c) = a.chunk_size {
         mds_toml.push_str(&format!("chunk_size = {c}\n"));
     }
-    if let Some(extra) = &a.mds_extra_config {
-        let text = std::fs::read_to_string(extra).map_err(io(extra))?;
-        mds_toml.push_str(&format!("# from {}\n{text}\n", extra.display()));
-    }
+    let extra = match &a.mds_extra_config {
+        Some(p) => {
+            let text = std::fs::read_to_string(p).map_err(io(p))?;
+            format!("# from {}\n{text}\n", p.display())
+        }
+        None => String::new(),
+    };
+    mds_toml.push_str(&extra);
     let mut configs = vec![("mds".to_string(), dir.join("mds.toml"), mds_toml)];
     for i in 1..=a.ds {
         let port = a.port + i;
@@ -172,6 +177,9 @@ pub async fn run(a: UpArgs) -> Result<(), Box<dyn std::error::Error>> {
             toml_str(&dir.join("gw")),
             a.rpcbind
         );
+        // The gateway applies the MDS's export rules to its v3 clients (ids must match) and
+        // answers RPCSEC_GSS with the same [kerberos] section: the MDS's extra config too.
+        let toml = format!("{toml}{extra}");
         configs.push(("gw".to_string(), dir.join("gw.toml"), toml));
     }
     let exe = std::env::current_exe().map_err(|source| UpError::Spawn {

@@ -50,7 +50,11 @@ impl<'a> Req<'a> {
         if !(rule.admits)(self.peer) {
             return Err(Nfsstat3::Stale);
         }
-        if !rule.sec_sys {
+        // knfsd answers a flavor the export does not list with NFS3ERR_ACCES (its
+        // nfserr_wrongsec has no v3 code); NLM does not come here (lockd speaks AUTH_SYS
+        // whatever the mount's flavor, and knfsd lets it bypass the check too).
+        if !rule.allows(self.cred.flavor) {
+            tracing::debug!(peer = %self.peer, flavor = self.cred.flavor, export = rule.path, "flavor not allowed by the export");
             return Err(Nfsstat3::Acces);
         }
         let cred = self.cred.under(rule);
