@@ -2,7 +2,8 @@
 //! real `cfs server` (MDS and gateway in one process): MOUNT announces each export's flavors
 //! in its order, a krb5i caller mounts, creates, writes and reads back as the user its
 //! principal maps to, and an export that allows only krb5p refuses sys and krb5i calls with
-//! NFS3ERR_ACCES (as knfsd) while krb5p gets in.
+//! NFS3ERR_ACCES (as knfsd) while krb5p gets in; NLM (AUTH_SYS from Linux's lockd whatever
+//! the mount's flavor) still locks there.
 mod common;
 #[path = "../../krb/tests/common/kdc.rs"]
 mod kdc;
@@ -11,6 +12,7 @@ use common::v3::*;
 use common::{free_port, Server};
 use kdc::REALM;
 use proto::nfs3::*;
+use proto::nlm::Nlm4Stats;
 use proto::rpc::gss::GssService;
 use std::net::SocketAddr;
 
@@ -140,5 +142,12 @@ fn krb5i_mounts_and_writes_as_the_mapped_user_and_krb5p_only_refuses_the_others(
         assert_eq!(p.getattr(&pf).await.unwrap().uid, 1234);
         // The sys caller cannot read it by handle either.
         assert_eq!(sysc.getattr(&pf).await.unwrap_err(), ACCES);
+        // NLM is not checked: Linux's lockd sends it with AUTH_SYS on a krb5p mount too
+        // (knfsd lets it through the same way); its locks still conflict.
+        let l = nlm_lock("krbhost", 7, &pf, 0, 10);
+        assert_eq!(sysc.nlm_lock(&l, true, false).await, Nlm4Stats::Granted);
+        let other = nlm_lock("otherhost", 8, &pf, 5, 10);
+        assert_eq!(sysc.nlm_lock(&other, true, false).await, Nlm4Stats::Denied);
+        assert_eq!(sysc.nlm_unlock(&l).await, Nlm4Stats::Granted);
     });
 }
