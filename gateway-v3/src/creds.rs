@@ -162,9 +162,14 @@ mod tests {
     #[test]
     fn a_verified_gss_caller_acts_as_its_mapped_ids_under_its_pseudo_flavor() {
         use proto::rpc::gss::GssCaller;
-        let w = proto::rpc::encode_call(1, 100003, 3, 0, &sys(0, 0), &Auth::None);
-        let Ok(proto::rpc::Incoming::Call(mut call)) = proto::rpc::parse_message(w.buf) else {
-            panic!("a call");
+        let mut rec = proto::rpc::encode_call(1, 100003, 3, 0, &Auth::None, &Auth::None).buf;
+        rec.extend_from_slice(&[0; 4]);
+        // the record mark: last fragment, the length after it
+        let mark = 0x8000_0000u32 | (rec.len() as u32 - 4);
+        rec[..4].copy_from_slice(&mark.to_be_bytes());
+        let mut call = match proto::rpc::parse_message(rec) {
+            Ok(proto::rpc::Incoming::Call(c)) => c,
+            other => panic!("a call: {:?}", other.map(|_| ())),
         };
         assert_eq!(Cred::from_call(&call).unwrap().flavor, AUTH_SYS);
         call.gss = Some(GssCaller {
@@ -172,7 +177,7 @@ mod tests {
             principal: "alice@R".into(),
             uid: 1234,
             gid: 99,
-            gids: vec![7],
+            gids: vec![7].into(),
         });
         let c = Cred::from_call(&call).unwrap();
         assert_eq!((c.uid, c.gid, c.gids.clone()), (1234, 99, vec![7]));
