@@ -52,8 +52,9 @@ pub struct UpArgs {
     /// Data servers also serve a libfabric endpoint of this provider (tcp, sockets, ...).
     #[arg(long)]
     fabric: Option<String>,
-    /// TOML appended to the MDS's config, e.g. `[kerberos]` and `[[export]]` sections (the
-    /// data servers need neither: krb5i/krb5p callers get no layouts, see README's Kerberos).
+    /// TOML appended to the MDS's config, e.g. `[kerberos]` and `[[export]]` sections, and to
+    /// the gateway node's (`--gateway-port`: same exports, same keytab); the data servers need
+    /// neither (krb5i/krb5p callers get no layouts, see README's Kerberos).
     #[arg(long)]
     mds_extra_config: Option<PathBuf>,
 }
@@ -229,6 +230,9 @@ pub async fn run(a: UpArgs) -> Result<(), Box<dyn std::error::Error>> {
             toml_str(&dir.join("gw")),
             a.rpcbind
         );
+        // The gateway applies the MDS's export rules to its v3 clients (ids must match) and
+        // answers RPCSEC_GSS with the same [kerberos] section: the MDS's extra config too.
+        let toml = format!("{toml}{}", extra.as_deref().unwrap_or(""));
         configs.push(("gw".to_string(), dir.join("gw.toml"), toml));
     }
     let exe = std::env::current_exe().map_err(|source| UpError::Spawn {

@@ -245,6 +245,9 @@ pub struct ExportConfig {
     pub root_squash: Option<bool>,
     /// Any of "sys", "krb5", "krb5i", "krb5p"; default ["sys"].
     pub sec: Option<Vec<String>>,
+    /// Address ranges of NFSv3 gateways whose AUTH_SYS calls (their clients' mapped ids)
+    /// this export accepts whatever `sec` lists, e.g. ["127.0.0.1/32"].
+    pub gateways: Option<Vec<String>>,
 }
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:2049";
@@ -309,6 +312,12 @@ pub fn build_exports(cfgs: &[ExportConfig]) -> Result<Vec<Export>, ConfigError> 
                 }
             };
             e.root_squash = c.root_squash.unwrap_or(false);
+            if let Some(g) = &c.gateways {
+                e.gateways = g
+                    .iter()
+                    .map(|s| s.parse::<AddrRange>())
+                    .collect::<Result<_, _>>()?;
+            }
             if let Some(sec) = &c.sec {
                 e.sec = sec
                     .iter()

@@ -39,10 +39,21 @@ pub fn rules(file: &FileConfig) -> Result<Vec<ExportRule>, ConfigError> {
                 root_squash: e.root_squash,
                 anon_uid: e.anon_uid,
                 anon_gid: e.anon_gid,
-                sec_sys: e.sec.contains(&mds::export::SecFlavor::Sys),
+                sec: e.sec.iter().map(|f| flavor(*f)).collect(),
             }
         })
         .collect())
+}
+
+/// An export flavor as the gateway lists it (MOUNT's `auth_flavors` numbers).
+fn flavor(f: mds::export::SecFlavor) -> u32 {
+    use mds::export::SecFlavor;
+    match f {
+        SecFlavor::Sys => proto::rpc::AUTH_SYS,
+        SecFlavor::Krb5 => krb::PSEUDO_KRB5,
+        SecFlavor::Krb5i => krb::PSEUDO_KRB5I,
+        SecFlavor::Krb5p => krb::PSEUDO_KRB5P,
+    }
 }
 
 /// Starts the gateway. The embedded default's gateway (no roles named) steps aside with a
@@ -81,6 +92,10 @@ pub async fn start(
     if let Some(n) = gw.max_locks {
         cfg.max_locks = n.max(1);
     }
+    // RPCSEC_GSS for v3 clients on the same terms as the MDS's (`[kerberos]`, or an export
+    // that lists a krb5 flavor). Its own acceptor when the MDS runs beside it: contexts are
+    // per port anyway, as Linux makes one per server address and program.
+    cfg.gss = crate::kerberos::acceptor(file)?;
     match Gateway::start(cfg).await {
         Ok(g) => {
             tracing::info!(mds = %mds, "serving NFSv3 (MOUNT, NLM) on {}", g.local_addr());

@@ -23,6 +23,8 @@ const USERS: [(u32, u32, &str); 2] = [(1001, 1001, ""), (1002, 1002, "2000")];
 pub struct Realm {
     /// the mounts' flavor now: `bench --sec sys --sec krb5 ...` switches it between plans
     flavor: Mutex<String>,
+    /// the server being started has an NFSv3 gateway (`set_gateway_hop`)
+    gateway_hop: std::sync::atomic::AtomicBool,
     dir: PathBuf,
     kdc: Mutex<Option<Child>>,
 }
@@ -113,6 +115,7 @@ pub fn start(flavor: &str) -> Result<&'static Realm> {
     std::fs::write(dir.join("kadm5.acl"), "").ctx(|| "kadm5.acl".into())?;
     let realm = Realm {
         flavor: Mutex::new(flavor.to_string()),
+        gateway_hop: std::sync::atomic::AtomicBool::new(false),
         dir,
         kdc: Mutex::new(None),
     };
@@ -198,9 +201,30 @@ impl Realm {
         kadmin(format!("ktadd -k {} {principal}@{REALM}", keytab.display()))
     }
 
+    /// Whether the next `server_config` is for a server with an NFSv3 gateway: its export
+    /// then also takes AUTH_SYS from the gateway's address, 127.0.0.1 (the gateway forwards
+    /// each v3 caller's mapped ids over AUTH_SYS: README, "NFSv3 gateway"). Guests reach the
+    /// host through qemu's user network, so they come from 127.0.0.1 too: with the gateway
+    /// kinds the MDS cannot tell a guest's v4 sys call from the gateway's; the v3 side, which
+    /// is what these kinds test, enforces the flavor itself.
+    pub fn set_gateway_hop(&self, on: bool) {
+        self.gateway_hop
+            .store(on, std::sync::atomic::Ordering::SeqCst);
+    }
+
     /// The cfs server's config: the keytab, machine principals as root, one export that
-    /// allows only this run's flavor.
+    /// allows only this run's flavor (and the gateway's hop, see `set_gateway_hop`). The
+    /// gateway reads the same sections: the same keytab, mapping and flavor for v3 clients.
     pub fn server_config(&self) -> String {
+        self.config_text(self.gateway_hop.load(std::sync::atomic::Ordering::SeqCst))
+    }
+
+    /// `server_config` for a server with an NFSv3 gateway.
+    pub fn gateway_config(&self) -> String {
+        self.config_text(true)
+    }
+
+    fn config_text(&self, gateway_hop: bool) -> String {
         let users: String = USERS
             .iter()
             .map(|(u, g, gs)| {
@@ -214,9 +238,14 @@ impl Realm {
             .collect();
         format!(
             "[kerberos]\nkeytab = \"{}\"\nmachine = \"root\"\n[kerberos.principals]\n{users}\
-             [[export]]\npath = \"/\"\nsec = [\"{}\"]\n",
+             [[export]]\npath = \"/\"\nsec = [\"{}\"]\n{}",
             self.server_keytab().display(),
-            self.flavor()
+            self.flavor(),
+            if gateway_hop {
+                "gateways = [\"127.0.0.1/32\"]\n"
+            } else {
+                ""
+            }
         )
     }
 

@@ -99,7 +99,7 @@ struct RunArgs {
     #[arg(long)]
     first_seed: Option<u64>,
     /// Security flavor of the mounts: sys, or krb5 | krb5i | krb5p (a throwaway KDC on the
-    /// host, rpc.gssd and a keytab in the guest; cfs, cfs-cluster and ganesha). `bench` takes
+    /// host, rpc.gssd and a keytab in the guest; every kind the harness starts). `bench` takes
     /// it repeated (`--sec sys --sec krb5p`): every flavor in one run, ratios to the first
     #[arg(long, default_value = "sys")]
     sec: Vec<String>,
@@ -353,7 +353,24 @@ fn plan_from(a: &RunArgs, bench: bool) -> Result<Plan> {
 }
 
 /// Server kinds `--sec krb5*` can run.
-const KERBEROS_SERVERS: [&str; 3] = ["cfs", "cfs-cluster", "ganesha"];
+const KERBEROS_SERVERS: [&str; 8] = [
+    "cfs",
+    "cfs-cluster",
+    "cfs-cluster-mds3",
+    "cfs-gateway",
+    "cfs-cluster-gateway",
+    "ganesha",
+    "ganesha-ro",
+    "ganesha-rootsquash",
+];
+
+/// Whether any server of the run re-executes the plan inside the harness's namespaces
+/// (ganesha and the gateway kinds need their own rpcbind): the realm then starts in there.
+fn any_in_netns(a: &RunArgs) -> bool {
+    a.server
+        .iter()
+        .any(|s| ServerSpec::parse(s).is_ok_and(|s| s.wants_netns()))
+}
 
 /// Runs `f` under the flavor `--sec` names: for Kerberos, with the realm up (and stopped
 /// after, whatever `f` returned).
@@ -366,7 +383,7 @@ fn with_sec(a: &RunArgs, f: impl FnOnce() -> Result<ExitCode>) -> Result<ExitCod
         return f();
     }
     check_sec_servers(a, sec)?;
-    if a.server.iter().any(|s| s == "ganesha") && !netns::inside() {
+    if any_in_netns(a) && !netns::inside() {
         // run_plan re-executes this command inside the harness's namespaces, where the
         // guests reach that namespace's loopback: the realm starts there
         return f();
@@ -387,8 +404,10 @@ fn check_sec_servers(a: &RunArgs, sec: &str) -> Result<()> {
         .iter()
         .find(|s| !KERBEROS_SERVERS.contains(&s.as_str()))
     {
+        // an external server's flavors are its own business: the harness cannot configure it
         return Err(Error::Usage(format!(
-            "--sec {sec} is wired for --server {} only so far, not {s}",
+            "--sec {sec}: the harness configures Kerberos for the servers it starts ({}), \
+             not for {s}, whose keytab and exports it does not control",
             KERBEROS_SERVERS.join(", ")
         )));
     }
@@ -410,7 +429,7 @@ fn bench_flavors(a: &RunArgs) -> Result<ExitCode> {
             check_sec_servers(a, f)?;
         }
     }
-    if a.server.iter().any(|s| s == "ganesha") && !netns::inside() {
+    if any_in_netns(a) && !netns::inside() {
         // run_plan re-executes this whole command inside the namespaces
         return run_plan(plan_from(a, true)?, None, Some(a.repeat));
     }

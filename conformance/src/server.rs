@@ -398,7 +398,16 @@ pub fn start(spec: &ServerSpec, in_netns: bool) -> Result<Running> {
                 None
             };
             let gw = free_port()?;
-            let mut r = match start_cfs_cluster(1, Some((gw, rpcbind.is_some()))) {
+            // The MDS's export takes the gateway's AUTH_SYS hop; `cfs cluster up` hands the
+            // gateway node the same extra config (keytab, flavor) as the MDS.
+            if let Some(realm) = crate::kerberos::active() {
+                realm.set_gateway_hop(true);
+            }
+            let started = start_cfs_cluster(1, Some((gw, rpcbind.is_some())));
+            if let Some(realm) = crate::kerberos::active() {
+                realm.set_gateway_hop(false);
+            }
+            let mut r = match started {
                 Ok(r) => r,
                 Err(e) => {
                     if let Some(mut c) = rpcbind {
@@ -630,6 +639,16 @@ pub fn start_cfs_gateway_with(bin: &Path, in_netns: bool) -> Result<Running> {
     let dir = state_dir("cfs-gateway")?;
     let data = dir.join("data");
     std::fs::create_dir_all(&data).ctx(|| format!("create {data:?}"))?;
+    let mut cmd = Command::new(&bin);
+    cmd.arg("server");
+    // before rpcbind starts, so a failure here leaves no process behind
+    if let Some(realm) = crate::kerberos::active() {
+        // MDS and gateway read the same [kerberos] and [[export]]: v3 and v4 clients get
+        // the run's flavor; the gateway's own hop to the MDS is AUTH_SYS from 127.0.0.1.
+        let conf = dir.join("cfs.toml");
+        std::fs::write(&conf, realm.gateway_config()).ctx(|| format!("write {conf:?}"))?;
+        cmd.arg("--config").arg(conf).envs(realm.env());
+    }
     let rpcbind = if in_netns {
         Some(spawn_rpcbind()?)
     } else {
@@ -639,8 +658,7 @@ pub fn start_cfs_gateway_with(bin: &Path, in_netns: bool) -> Result<Running> {
     let gw = free_port()?;
     let log = dir.join("cfs.log");
     let (o, e) = log_file(&log)?;
-    let mut child = Command::new(&bin)
-        .arg("server")
+    let mut child = cmd
         .arg("--data")
         .arg(&data)
         .arg("--listen")

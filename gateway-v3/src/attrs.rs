@@ -178,6 +178,7 @@ mod tests {
             gids: gids.to_vec(),
             machine: vec![],
             anonymous: false,
+            flavor: proto::rpc::AUTH_SYS,
         }
     }
 

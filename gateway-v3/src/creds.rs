@@ -1,8 +1,12 @@
-//! Who a v3 call acts for: its AUTH_SYS credential after the export's squashing, sent upstream
-//! as the credential of the NFSv4 COMPOUND that carries it, so the MDS checks permissions and
-//! sets owners for that user (one session, many users: `client::Client::with_auth`).
+//! Who a v3 call acts for: its AUTH_SYS credential, or for RPCSEC_GSS the local ids its
+//! principal maps to (`krb::GssLayer` verified the call and set `Call::gss`), after the
+//! export's squashing; sent upstream as the AUTH_SYS credential of the NFSv4 COMPOUND that
+//! carries it, so the MDS checks permissions and sets owners for that user (one session, many
+//! users: `client::Client::with_auth`). See the README's gateway section for why the hop to
+//! the cluster is AUTH_SYS.
 use crate::exports::ExportRule;
-use proto::rpc::{Auth, AuthSys};
+use proto::rpc::gss::GssService;
+use proto::rpc::{Auth, AuthSys, Call, AUTH_SYS};
 
 /// AUTH_SYS allows 16 supplementary groups (RFC 5531 appendix A).
 const MAX_GIDS: usize = 16;
@@ -15,6 +19,9 @@ pub struct Cred {
     pub machine: Vec<u8>,
     /// AUTH_NONE: the export's anonymous identity.
     pub anonymous: bool,
+    /// The flavor the call came in, as exports list it: `AUTH_SYS` (AUTH_NONE counts as
+    /// sys, as on the MDS) or a Kerberos pseudo-flavor (`krb::PSEUDO_KRB5*`).
+    pub flavor: u32,
 }
 
 impl Cred {
@@ -28,6 +35,7 @@ impl Cred {
                 gids: s.gids.iter().copied().take(MAX_GIDS).collect(),
                 machine: s.machine.clone(),
                 anonymous: false,
+                flavor: AUTH_SYS,
             }),
             Auth::None => Some(Cred {
                 uid: 65534,
@@ -35,9 +43,27 @@ impl Cred {
                 gids: Vec::new(),
                 machine: Vec::new(),
                 anonymous: true,
+                flavor: AUTH_SYS,
             }),
             Auth::Other { .. } => None,
         }
+    }
+
+    /// The caller of a call as the server sees it: a verified RPCSEC_GSS caller
+    /// (`Call::gss`, set only by `krb::GssLayer`) by its mapped ids, else as `from_auth`.
+    pub fn from_call(call: &Call) -> Option<Cred> {
+        let Some(g) = &call.gss else {
+            return Cred::from_auth(&call.cred);
+        };
+        Some(Cred {
+            uid: g.uid,
+            gid: g.gid,
+            gids: g.gids.iter().copied().take(MAX_GIDS).collect(),
+            // The upstream AUTH_SYS machine name says who it was, for the MDS's logs.
+            machine: g.principal.as_bytes().iter().take(255).copied().collect(),
+            anonymous: false,
+            flavor: pseudo_flavor(g.service),
+        })
     }
 
     /// As the export's rules make it: root squashed to the anonymous ids, AUTH_NONE to them.
@@ -49,6 +75,7 @@ impl Cred {
                 gids: Vec::new(),
                 machine: self.machine.clone(),
                 anonymous: true,
+                flavor: self.flavor,
             };
         }
         // As the MDS's `Export::map_ids`: only uid 0 is squashed.
@@ -69,6 +96,31 @@ impl Cred {
     pub fn in_group(&self, gid: u32) -> bool {
         self.gid == gid || self.gids.contains(&gid)
     }
+}
+
+/// The pseudo-flavor (RFC 2623 §2.2.1) of an RPCSEC_GSS service.
+pub fn pseudo_flavor(s: GssService) -> u32 {
+    match s {
+        GssService::None => PSEUDO_KRB5,
+        GssService::Integrity => PSEUDO_KRB5I,
+        GssService::Privacy => PSEUDO_KRB5P,
+    }
+}
+
+/// The Kerberos pseudo-flavors (the same numbers as `krb::PSEUDO_KRB5*`).
+pub const PSEUDO_KRB5: u32 = krb::PSEUDO_KRB5;
+pub const PSEUDO_KRB5I: u32 = krb::PSEUDO_KRB5I;
+pub const PSEUDO_KRB5P: u32 = krb::PSEUDO_KRB5P;
+
+/// A flavor by its export name ("sys", "krb5", "krb5i", "krb5p").
+pub fn flavor_by_name(name: &str) -> Option<u32> {
+    Some(match name {
+        "sys" => AUTH_SYS,
+        "krb5" => PSEUDO_KRB5,
+        "krb5i" => PSEUDO_KRB5I,
+        "krb5p" => PSEUDO_KRB5P,
+        _ => return None,
+    })
 }
 
 #[cfg(test)]
@@ -105,5 +157,41 @@ mod tests {
             body: vec![]
         })
         .is_none());
+    }
+
+    #[test]
+    fn a_verified_gss_caller_acts_as_its_mapped_ids_under_its_pseudo_flavor() {
+        use proto::rpc::gss::GssCaller;
+        let mut rec = proto::rpc::encode_call(1, 100003, 3, 0, &Auth::None, &Auth::None).buf;
+        rec.extend_from_slice(&[0; 4]);
+        // the record mark: last fragment, the length after it
+        let mark = 0x8000_0000u32 | (rec.len() as u32 - 4);
+        rec[..4].copy_from_slice(&mark.to_be_bytes());
+        let mut call = match proto::rpc::parse_message(rec) {
+            Ok(proto::rpc::Incoming::Call(c)) => c,
+            other => panic!("a call: {:?}", other.map(|_| ())),
+        };
+        assert_eq!(Cred::from_call(&call).unwrap().flavor, AUTH_SYS);
+        call.gss = Some(GssCaller {
+            service: GssService::Integrity,
+            principal: "alice@R".into(),
+            uid: 1234,
+            gid: 99,
+            gids: vec![7].into(),
+        });
+        let c = Cred::from_call(&call).unwrap();
+        assert_eq!((c.uid, c.gid, c.gids.clone()), (1234, 99, vec![7]));
+        assert_eq!(c.flavor, PSEUDO_KRB5I);
+        let mut rule = ExportRule::open("/", 1);
+        assert!(!rule.allows(c.flavor));
+        rule.sec = vec![PSEUDO_KRB5P, PSEUDO_KRB5I];
+        assert!(rule.allows(c.flavor));
+        // squashing keeps the flavor
+        rule.root_squash = true;
+        let mut root = c.clone();
+        root.uid = 0;
+        assert_eq!(root.under(&rule).flavor, PSEUDO_KRB5I);
+        assert_eq!(flavor_by_name("krb5p"), Some(PSEUDO_KRB5P));
+        assert_eq!(flavor_by_name("none"), None);
     }
 }

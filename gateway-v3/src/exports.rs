@@ -1,6 +1,6 @@
 //! Export rules the gateway applies to its v3 clients, as the MDS applies them to its own
-//! (client address ranges, read-only, root squash, sec=sys). The MDS sees only the gateway's
-//! address, so these rules are the gateway's to enforce.
+//! (client address ranges, read-only, root squash, security flavors). The MDS sees only the
+//! gateway's address, so these rules are the gateway's to enforce.
 use std::net::IpAddr;
 use std::sync::Arc;
 
@@ -20,9 +20,11 @@ pub struct ExportRule {
     pub root_squash: bool,
     pub anon_uid: u32,
     pub anon_gid: u32,
-    /// AUTH_SYS allowed (the only flavor the gateway speaks); an export that lists only
-    /// Kerberos flavors refuses the gateway's clients with AUTH_TOOWEAK.
-    pub sec_sys: bool,
+    /// The flavors v3 clients may use, in the order MOUNT announces them (Linux takes the
+    /// first it supports unless `sec=` says otherwise): `AUTH_SYS` and the Kerberos
+    /// pseudo-flavors `krb::PSEUDO_KRB5`, `PSEUDO_KRB5I`, `PSEUDO_KRB5P`. A call in a flavor
+    /// not listed gets NFS3ERR_ACCES, as knfsd answers it.
+    pub sec: Vec<u32>,
 }
 
 impl std::fmt::Debug for ExportRule {
@@ -33,6 +35,7 @@ impl std::fmt::Debug for ExportRule {
             .field("clients", &self.clients)
             .field("read_only", &self.read_only)
             .field("root_squash", &self.root_squash)
+            .field("sec", &self.sec)
             .finish()
     }
 }
@@ -49,8 +52,13 @@ impl ExportRule {
             root_squash: false,
             anon_uid: 65534,
             anon_gid: 65534,
-            sec_sys: true,
+            sec: vec![proto::rpc::AUTH_SYS],
         }
+    }
+
+    /// Whether a call in `flavor` (`creds::Cred::flavor`) may use this export.
+    pub fn allows(&self, flavor: u32) -> bool {
+        self.sec.contains(&flavor)
     }
 }
 

@@ -76,6 +76,9 @@ pub struct GatewayConfig {
     pub open_idle: Duration,
     /// NLM locks held at once (all clients); more are refused with NLM4_DENIED_NOLOCKS.
     pub max_locks: usize,
+    /// RPCSEC_GSS (krb5, krb5i, krb5p) for v3 clients: `krb::GssLayer` in front of every
+    /// program, as on the MDS. None: such calls get AUTH_TOOWEAK.
+    pub gss: Option<Arc<krb::Acceptor>>,
 }
 
 impl GatewayConfig {
@@ -93,6 +96,7 @@ impl GatewayConfig {
             max_open_files: 1024,
             open_idle: Duration::from_secs(30),
             max_locks: 65536,
+            gss: None,
         }
     }
 }
@@ -203,6 +207,7 @@ impl Gateway {
             gids: Vec::new(),
             machine: b"cfs-gateway-v3".to_vec(),
             anonymous: false,
+            flavor: proto::rpc::AUTH_SYS,
         }
         .auth();
         ccfg.slots = 64;
@@ -227,15 +232,25 @@ impl Gateway {
             max_in_flight: MAX_IN_FLIGHT,
         };
         let mut rx = stop_rx.clone();
-        let accept = tokio::spawn(proto::rpc::serve(
-            listener,
-            svc,
-            limits,
-            conns.clone(),
-            async move {
-                let _ = rx.changed().await;
-            },
-        ));
+        let stopped = async move {
+            let _ = rx.changed().await;
+        };
+        let accept = match cfg.gss.clone() {
+            Some(acc) => tokio::spawn(proto::rpc::serve(
+                listener,
+                Arc::new(krb::GssLayer::new(svc, acc)),
+                limits,
+                conns.clone(),
+                stopped,
+            )),
+            None => tokio::spawn(proto::rpc::serve(
+                listener,
+                svc,
+                limits,
+                conns.clone(),
+                stopped,
+            )),
+        };
         let janitor = tokio::spawn(janitor(shared.clone(), stop_rx));
         if let Some(rb) = cfg.rpcbind {
             match portmap::register(rb, local.port()).await {
@@ -337,7 +352,7 @@ impl CallHandler for Service {
         if call.vers < lo || call.vers > hi {
             return stat(AcceptStat::ProgMismatch { low: lo, high: hi });
         }
-        let Some(cred) = creds::Cred::from_auth(&call.cred) else {
+        let Some(cred) = creds::Cred::from_call(&call) else {
             return Some(denied_auth_reply(call.xid, AuthStat::TooWeak));
         };
         let peer: IpAddr = conn.peer_addr().ip();

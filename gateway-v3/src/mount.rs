@@ -2,12 +2,16 @@
 //! directory below it, as knfsd allows) to an address the export admits; UMNT, UMNTALL and
 //! DUMP keep no list (DUMP answers an empty one: the list is advisory and unbounded);
 //! EXPORT lists the exports and their address ranges.
+//!
+//! MNT does not check the caller's flavor: Linux's mount.nfs sends it with AUTH_SYS whatever
+//! `sec=` it mounts with, then picks its flavor from the export's list in the reply (and
+//! refuses to mount if `sec=` is not in it). The NFS calls that follow are checked.
 use crate::creds::Cred;
 use crate::Shared;
 use client::CompoundBuilder;
 use proto::nfs3::*;
 use proto::nfs4::*;
-use proto::rpc::{accepted_reply, AcceptStat, Auth, Call, AUTH_SYS};
+use proto::rpc::{accepted_reply, AcceptStat, Auth, Call};
 use proto::xdr::{Opaque, Writer};
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -55,7 +59,7 @@ async fn mnt(s: &Arc<Shared>, peer: IpAddr, p: &Dirpath) -> Mountres3 {
     let Some((rule, rest)) = s.exports.for_mount(path) else {
         return err(Mountstat3::Noent);
     };
-    if !(rule.admits)(peer) || !rule.sec_sys {
+    if !(rule.admits)(peer) {
         tracing::info!(%peer, path, "MOUNT refused by the export's rules");
         return err(Mountstat3::Acces);
     }
@@ -106,6 +110,7 @@ async fn mnt(s: &Arc<Shared>, peer: IpAddr, p: &Dirpath) -> Mountres3 {
     tracing::debug!(%peer, path, "mounted");
     Mountres3::Ok(Mountres3Ok {
         fhandle: Fhandle3(Opaque(fh.as_bytes().to_vec())),
-        auth_flavors: vec![AUTH_SYS],
+        // The export's flavors in its order: Linux takes the first it supports.
+        auth_flavors: rule.sec.clone(),
     })
 }

@@ -196,7 +196,12 @@ pub async fn dispatch(
         Ok(a) => a,
         Err(reply) => return reply,
     };
-    let q = Req { s, peer, cred };
+    let q = Req {
+        s,
+        peer,
+        cred,
+        any_flavor: true,
+    };
     let mut w = accepted_reply(call.xid, &Auth::None, AcceptStat::Success);
     match args {
         NlmArgs::Null => {}

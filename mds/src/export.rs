@@ -124,6 +124,11 @@ pub struct Export {
     pub read_only: bool,
     pub root_squash: bool,
     pub sec: Vec<SecFlavor>,
+    /// NFSv3 gateways' addresses: their AUTH_SYS calls are accepted whatever `sec` lists. A
+    /// gateway checks its own clients' flavors (krb5p between client and gateway) and
+    /// forwards each call with the caller's mapped ids, which only AUTH_SYS can carry (see
+    /// the README's gateway section). Empty by default.
+    pub gateways: Vec<AddrRange>,
     /// uid/gid root is mapped to when squashed (nobody).
     pub anon_uid: u32,
     pub anon_gid: u32,
@@ -139,6 +144,7 @@ impl Export {
             read_only: false,
             root_squash: false,
             sec: vec![SecFlavor::Sys],
+            gateways: Vec::new(),
             anon_uid: 65534,
             anon_gid: 65534,
         })
@@ -153,6 +159,7 @@ impl Export {
             read_only: true,
             root_squash: true,
             sec: vec![SecFlavor::Sys],
+            gateways: Vec::new(),
             anon_uid: 65534,
             anon_gid: 65534,
         }
@@ -160,6 +167,12 @@ impl Export {
 
     pub fn admits(&self, ip: IpAddr) -> bool {
         self.clients.iter().any(|r| r.contains(ip))
+    }
+
+    /// Whether a call in `flavor` from `ip` may use this export.
+    pub fn allows(&self, flavor: SecFlavor, ip: IpAddr) -> bool {
+        self.sec.contains(&flavor)
+            || (flavor == SecFlavor::Sys && self.gateways.iter().any(|r| r.contains(ip)))
     }
 
     /// The identity a request runs as after squashing.
@@ -267,6 +280,21 @@ pub fn parent(path: &str) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn gateways_get_sys_on_a_kerberos_only_export_and_no_one_else_does() {
+        let mut e = Export::new("/s").unwrap();
+        e.sec = vec![SecFlavor::Krb5p];
+        let gw: IpAddr = "10.0.0.7".parse().unwrap();
+        let other: IpAddr = "10.0.0.8".parse().unwrap();
+        assert!(!e.allows(SecFlavor::Sys, gw));
+        e.gateways = vec!["10.0.0.7/32".parse().unwrap()];
+        assert!(e.allows(SecFlavor::Sys, gw));
+        assert!(!e.allows(SecFlavor::Sys, other));
+        // only AUTH_SYS: a gateway's krb5 calls get the export's own rule
+        assert!(!e.allows(SecFlavor::Krb5, gw));
+        assert!(e.allows(SecFlavor::Krb5p, other));
+    }
 
     #[test]
     fn ranges() {

@@ -13,7 +13,10 @@ use proto::nfs4::compound::NfsArgop4;
 
 /// Whether the current file handle's export allows the call's flavor.
 pub fn allowed(ctx: &Ctx<'_>) -> bool {
-    ctx.cexp == PSEUDO_ID || ctx.export.sec.contains(&ctx.cred.flavor())
+    ctx.cexp == PSEUDO_ID
+        || ctx
+            .export
+            .allows(ctx.cred.flavor(), ctx.conn.peer_addr().ip())
 }
 
 /// Operations that return WRONGSEC themselves, so the PUTFH before them does not.

@@ -14,6 +14,8 @@ use std::time::{Duration, Instant};
 pub struct V3 {
     pub conn: Connection,
     pub auth: Auth,
+    /// RPCSEC_GSS instead of `auth` (a context from the process's ticket cache).
+    pub gss: Option<krb::GssClient>,
 }
 
 pub fn sys(uid: u32, gid: u32) -> Auth {
@@ -49,6 +51,7 @@ impl V3 {
                     return V3 {
                         conn,
                         auth: sys(0, 0),
+                        gss: None,
                     }
                 }
                 Err(e) if Instant::now() > deadline => panic!("connect {addr}: {e}"),
@@ -62,6 +65,7 @@ impl V3 {
             conn: Connection::spawn(s, Arc::new(RejectCalls), ConnectionLimits::default())
                 .expect("spawn"),
             auth: sys(0, 0),
+            gss: None,
         }
     }
 
@@ -78,6 +82,14 @@ impl V3 {
         proc_: u32,
         args: &[u8],
     ) -> Result<Vec<u8>, ReplyStatus> {
+        if let Some(g) = &self.gss {
+            let t = Duration::from_secs(60);
+            return match g.call(&self.conn, prog, vers, proc_, args, t).await {
+                Ok(body) => Ok(body),
+                Err(krb::GssClientError::NotAccepted(st)) => Err(st),
+                Err(e) => panic!("RPCSEC_GSS call: {e}"),
+            };
+        }
         let r = self
             .conn
             .call(prog, vers, proc_, &self.auth, args, Duration::from_secs(60))

@@ -26,6 +26,10 @@ pub struct Req<'a> {
     pub s: &'a Arc<Shared>,
     pub peer: IpAddr,
     pub cred: Cred,
+    /// NLM: the export's flavors are not checked. Linux's lockd sends NLM with AUTH_SYS
+    /// whatever the mount's flavor, and knfsd lets lock calls through the same way
+    /// (NFSD_MAY_BYPASS_GSS); the handle (MACed by the MDS) still has to be a real one.
+    pub any_flavor: bool,
 }
 
 /// What a handle names, under which rules, and the upstream handle acting for the caller.
@@ -50,7 +54,10 @@ impl<'a> Req<'a> {
         if !(rule.admits)(self.peer) {
             return Err(Nfsstat3::Stale);
         }
-        if !rule.sec_sys {
+        // knfsd answers a flavor the export does not list with NFS3ERR_ACCES (its
+        // nfserr_wrongsec has no v3 code); NLM is let through (`any_flavor`).
+        if !self.any_flavor && !rule.allows(self.cred.flavor) {
+            tracing::debug!(peer = %self.peer, flavor = self.cred.flavor, export = rule.path, "flavor not allowed by the export");
             return Err(Nfsstat3::Acces);
         }
         let cred = self.cred.under(rule);
@@ -141,7 +148,12 @@ pub async fn dispatch(s: &Arc<Shared>, peer: IpAddr, cred: Cred, call: &Call) ->
         Ok(a) => a,
         Err(reply) => return reply,
     };
-    let q = Req { s, peer, cred };
+    let q = Req {
+        s,
+        peer,
+        cred,
+        any_flavor: false,
+    };
     let res = match args {
         Nfs3Args::Null => Nfs3Res::Null,
         Nfs3Args::Getattr(a) => Nfs3Res::Getattr(attr::getattr(&q, a).await),
