@@ -156,8 +156,13 @@ impl HookCounts {
 mod tests {
     use super::*;
 
+    /// The hooks update process-wide statics: the test that counts them must not run beside
+    /// the one that times them (a CI run saw 112 where 1 was due).
+    static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
     #[test]
     fn sequences_update_what_their_hooks_update() {
+        let _one = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
         crate::set_enabled(true);
         let before = (
             V4_OPS.total(),
@@ -178,6 +183,7 @@ mod tests {
 
     #[test]
     fn costs_are_positive_and_counts_weight_them() {
+        let _one = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
         let c = measure(2, 2_000, 2);
         for ns in [c.v4_op_ns, c.compound_ns, c.ds_op_ns, c.log_fsync_ns] {
             assert!(ns > 0.0 && ns.is_finite(), "{c:?}");
