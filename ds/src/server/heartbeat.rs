@@ -136,9 +136,10 @@ fn apply(s: &Shared, ok: &HeartbeatResOk, node: &mut Option<u8>) -> Duration {
         }
     };
     let mut c = s.cluster.write().unwrap_or_else(|p| p.into_inner());
-    if c.geometry.is_some_and(|g| g != geometry) {
-        // Every node of one cluster has the same chunk size; a mismatch is a configuration
-        // error, and mixing geometries would serve the wrong bytes.
+    if s.cfg.mds.len() > 1 && c.geometry.is_some_and(|g| g != geometry) {
+        // Every node of one metadata service has the same chunk size; a mismatch is a
+        // configuration error, and mixing geometries would serve the wrong bytes. (One MDS
+        // restarted with another chunk size is simply followed, as before.)
         tracing::error!(
             chunk_size = ok.chunk_size,
             "an MDS node sent a different chunk size than another: ignoring its reply"
