@@ -362,10 +362,15 @@ async fn wait_ready(
                 if up >= want {
                     // The control program answers before a metadata cluster has made its
                     // root (that needs a leader for shard 0): up means a client can mount.
+                    // (WRONGSEC proves it too: a Kerberos-only export found the root and
+                    // refused this AUTH_SYS probe.)
                     match client::Client::connect(client::ClientConfig::new(mds)).await {
                         Ok(c) => {
                             let _ = c.shutdown().await;
                             return Ok(());
+                        }
+                        Err(e) if e.status() == Some(proto::nfs4::Nfsstat4::Wrongsec) => {
+                            return Ok(())
                         }
                         Err(e) => last = format!("{mds} does not serve clients yet: {e}"),
                     }
