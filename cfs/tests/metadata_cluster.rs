@@ -293,26 +293,39 @@ fn cluster_up_with_three_mds_nodes_serves_data_through_every_node() {
             );
         }
     }
-    let o = cfs(
-        tmp.path(),
-        &[
-            "admin",
-            "status",
-            "--json",
-            "--config",
-            &cl.dir.join("cluster").join("mds2.toml").to_string_lossy(),
-        ],
-    );
-    assert!(o.ok(), "{}", o.stderr);
-    let v: serde_json::Value = serde_json::from_str(o.text().trim()).expect("status JSON");
-    let md = &v["mds"]["metadata"];
-    assert_eq!(md["node"], 2, "{md}");
-    assert_eq!(md["nodes"].as_array().map(Vec::len), Some(3), "{md}");
-    let shards = md["shards"].as_array().expect("shards");
-    assert!(!shards.is_empty());
-    for s in shards {
-        let leader = s["leader"].as_u64().unwrap_or(0);
-        assert!((1..=3).contains(&leader), "shard without a leader: {s}");
+    // Every shard has a leader (an election may be under way on a loaded machine: wait for it,
+    // bounded).
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let o = cfs(
+            tmp.path(),
+            &[
+                "admin",
+                "status",
+                "--json",
+                "--config",
+                &cl.dir.join("cluster").join("mds2.toml").to_string_lossy(),
+            ],
+        );
+        assert!(o.ok(), "{}", o.stderr);
+        let v: serde_json::Value = serde_json::from_str(o.text().trim()).expect("status JSON");
+        let md = &v["mds"]["metadata"];
+        assert_eq!(md["node"], 2, "{md}");
+        assert_eq!(md["nodes"].as_array().map(Vec::len), Some(3), "{md}");
+        let shards = md["shards"].as_array().expect("shards");
+        assert!(!shards.is_empty());
+        let leaderless: Vec<&serde_json::Value> = shards
+            .iter()
+            .filter(|s| !(1..=3).contains(&s["leader"].as_u64().unwrap_or(0)))
+            .collect();
+        if leaderless.is_empty() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "shards without a leader after 30 s: {leaderless:?}"
+        );
+        std::thread::sleep(Duration::from_millis(500));
     }
     let human = cfs(
         tmp.path(),
