@@ -9,7 +9,7 @@ mod common;
 mod kdc;
 
 use common::v3::*;
-use common::{free_port, Server};
+use common::{free_port, rt, Server};
 use kdc::REALM;
 use proto::nfs3::*;
 use proto::nlm::Nlm4Stats;
@@ -20,14 +20,6 @@ const KRB5: u32 = krb::PSEUDO_KRB5;
 const KRB5I: u32 = krb::PSEUDO_KRB5I;
 const KRB5P: u32 = krb::PSEUDO_KRB5P;
 const ACCES: u32 = 13;
-
-fn rt() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
-}
 
 async fn gss(addr: SocketAddr, svc: GssService) -> V3 {
     let mut c = V3::connect(addr).await;
