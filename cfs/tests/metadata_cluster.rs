@@ -95,17 +95,16 @@ async fn until_names(c: &Client, dir: &str, want: &[String], what: &str) {
     }
 }
 
-#[test]
-fn three_mds_nodes_share_the_namespace_and_survive_a_kill9() {
-    let tmp = tempfile::tempdir().unwrap();
-    let secret = tmp.path().join("secret");
+/// Starts three MDS nodes as one cluster, in `tmp`, and waits until each listens.
+fn start_three(tmp: &Path) -> Vec<Node> {
+    let secret = tmp.join("secret");
     std::fs::write(&secret, "metadata cluster test secret 42\n").unwrap();
     let base = free_ports(3);
     let mut nodes: Vec<Node> = (0..3u16)
         .map(|i| Node {
             id: u64::from(i) + 1,
             addr: format!("127.0.0.1:{}", base + i).parse().unwrap(),
-            dir: tmp.path().join(format!("n{}", i + 1)),
+            dir: tmp.join(format!("n{}", i + 1)),
             proc_: None,
             starts: 0,
         })
@@ -135,6 +134,13 @@ fn three_mds_nodes_share_the_namespace_and_survive_a_kill9() {
             std::thread::sleep(Duration::from_millis(100));
         }
     }
+    nodes
+}
+
+#[test]
+fn three_mds_nodes_share_the_namespace_and_survive_a_kill9() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut nodes = start_three(tmp.path());
     let rt = rt();
     rt.block_on(async {
         let limit = Duration::from_secs(30);
@@ -191,6 +197,91 @@ fn three_mds_nodes_share_the_namespace_and_survive_a_kill9() {
         until_names(&c1, "/d", &want, "node 1 after its restart").await;
         c1.lookup_path("/after").await.expect("/after on node 1");
         let _ = c1.shutdown().await;
+    });
+}
+
+/// Commands in flight when their shard's leader is killed are applied once: a mkdir sent
+/// through another node, replicated by the dying leader and committed by the next one, is sent
+/// again by the forwarding node and must still answer OK (not "exists"), and a remove must not
+/// answer "not found". Six writers through nodes 2 and 3 keep making and removing names in a
+/// directory on shard 0 (led by node 1, which is killed mid-stream); every operation must
+/// succeed, and the names left are exactly those made and not removed.
+#[test]
+fn commands_in_flight_when_their_leader_dies_are_applied_once() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut nodes = start_three(tmp.path());
+    let rt = rt();
+    let (a2, a3) = (nodes[1].addr, nodes[2].addr);
+    let setup = rt.block_on(async {
+        let c = connect(a2, Duration::from_secs(30)).await;
+        let root = c.root().clone();
+        c.mkdir(&root, "w", 0o755).await.expect("mkdir /w");
+        c
+    });
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writers: Vec<_> = (0..6usize)
+        .map(|w| {
+            let stop = stop.clone();
+            let addr = if w % 2 == 0 { a2 } else { a3 };
+            rt.spawn(async move {
+                let c = connect(addr, Duration::from_secs(30)).await;
+                let d = c.lookup_path("/w").await.expect("lookup /w");
+                let mut kept = Vec::new();
+                let mut slowest = Duration::ZERO;
+                let mut ops = 0u32;
+                // Bounded: at most 4500 operations, or until told to stop.
+                for i in 0..3000u32 {
+                    if stop.load(std::sync::atomic::Ordering::Relaxed) {
+                        break;
+                    }
+                    let name = format!("w{w}-{i}");
+                    let t = Instant::now();
+                    if let Err(e) = c.mkdir(&d, &name, 0o755).await {
+                        panic!("writer {w}: mkdir {name}: {e}");
+                    }
+                    slowest = slowest.max(t.elapsed());
+                    ops += 1;
+                    kept.push(name);
+                    if i % 2 == 1 {
+                        let gone = format!("w{w}-{}", i - 1);
+                        let t = Instant::now();
+                        if let Err(e) = c.remove(&d, &gone).await {
+                            panic!("writer {w}: rmdir {gone}: {e}");
+                        }
+                        slowest = slowest.max(t.elapsed());
+                        ops += 1;
+                        kept.retain(|n| *n != gone);
+                    }
+                }
+                let _ = c.shutdown().await;
+                (kept, ops, slowest)
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(1500));
+    nodes[0].kill9();
+    std::thread::sleep(Duration::from_secs(8));
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let mut want = Vec::new();
+    let mut total = 0;
+    for w in writers {
+        let (kept, ops, slowest) = rt.block_on(w).expect("writer");
+        eprintln!("writer: {ops} operations, slowest {slowest:?}");
+        assert!(ops > 0);
+        total += ops;
+        want.extend(kept);
+    }
+    want.sort();
+    eprintln!(
+        "{total} operations across the kill; {} names left",
+        want.len()
+    );
+    rt.block_on(async {
+        until_names(&setup, "/w", &want, "node 2 after the kill").await;
+        let c3 = connect(a3, Duration::from_secs(30)).await;
+        until_names(&c3, "/w", &want, "node 3 after the kill").await;
+        let _ = c3.shutdown().await;
+        let _ = setup.shutdown().await;
     });
 }
 

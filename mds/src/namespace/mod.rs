@@ -63,7 +63,7 @@ pub use wal::WAL_PREFIX;
 
 use crate::raft::checkpoint::{Checkpointer, Checkpoints};
 use crate::raft::machine::{Applied, ShardCore, ShardMachine};
-use crate::raft::{LogEngine, Proposal};
+use crate::raft::{LogEngine, Proposal, Tagged, Tags};
 use store::{BOOT_COUNT, NODE, SHARDS};
 
 /// File name of the database inside the namespace directory.
@@ -172,7 +172,7 @@ pub struct ShardStatus {
 }
 
 /// A command and who waits for its result.
-type Queued = (Command, oneshot::Sender<Proposed>);
+type Queued = (Tagged, oneshot::Sender<Proposed>);
 
 /// What became of a command handed to a shard's Raft group on one node (also the answer to a
 /// command forwarded from another node, `PEERPROC_PROPOSE`).
@@ -188,8 +188,7 @@ pub(crate) enum Proposed {
     /// This node does not lead the shard (the leader it knows of, if any): nothing was
     /// appended, so the command may go to the leader.
     NotLeader(Option<u64>),
-    /// It was not committed here, and may or may not be later (a leader that lost its
-    /// leadership with the entry appended): not safe to send again.
+    /// It failed for good (the shard's group stopped, or the command was refused).
     Failed(FsError),
 }
 
@@ -254,7 +253,7 @@ async fn propose_batches(
                 }
                 Err(e) => {
                     let answer = write_error(shard, e);
-                    tracing::debug!(%shard, commands = n, answer = ?answer, "batch not committed");
+                    tracing::debug!(%shard, commands = n, answer = ?answer, "batch not answered");
                     for reply in waiting {
                         let _ = reply.send(answer.clone());
                     }
@@ -267,8 +266,8 @@ async fn propose_batches(
 fn write_error(shard: ShardId, e: RaftError<u64, ClientWriteError<u64, BasicNode>>) -> Proposed {
     match e {
         // openraft answers this before appending (not the leader), and also to writes still
-        // pending when the leader steps down, whose entry may yet commit under the next leader
-        // (see the known gap in `propose`).
+        // pending when the leader steps down, whose entry may yet commit under the next leader:
+        // sending it again is safe, it is applied once (`raft::sessions`).
         RaftError::APIError(ClientWriteError::ForwardToLeader(f)) => {
             Proposed::NotLeader(f.leader_id)
         }
@@ -293,6 +292,8 @@ struct Inner {
     effects: Arc<EffectSlot>,
     unstable: unstable::Unstable,
     boot_count: u64,
+    /// Numbers this node's proposals (`raft::sessions`).
+    tags: Tags,
     stats: Arc<Stats>,
     leadership: Mutex<Vec<tokio::task::JoinHandle<()>>>,
     /// The other MDS nodes, in a multi-node cluster.
@@ -425,6 +426,7 @@ impl Namespace {
                 effects,
                 unstable: unstable::Unstable::default(),
                 boot_count,
+                tags: Tags::new(node, boot_count),
                 stats,
                 leadership: Mutex::new(Vec::new()),
                 peers,
@@ -614,6 +616,11 @@ impl Namespace {
         let me = self.inner.node;
         if self.inner.peers.is_none() {
             // One node: it leads every shard.
+            let waiting = self.inner.tags.start();
+            let cmd = Tagged {
+                tag: waiting.tag(),
+                cmd,
+            };
             return match self.queue_here(s, cmd).await {
                 Proposed::Applied { result, .. } => result,
                 Proposed::NotLeader(_) => Err(FsError::Unavailable(format!(
@@ -625,17 +632,19 @@ impl Namespace {
         // Routing: the shard's leader replicates the command; from another node it is
         // forwarded there. While the shard has no leader (an election after a node died,
         // 1.5 to 3 s), the command waits, up to `PROPOSE_WAIT`; the client sees a pause.
-        //
-        // Known gap: a command whose leader died after replicating it to a follower may
-        // commit under the next leader and is then sent again from here, so a create can
-        // answer "exists" and a remove "not found" after a failover (NFS over a server
-        // reboot without a persistent reply cache does the same). The cure is a
-        // per-proposer sequence number deduplicated inside `apply` (Raft thesis §6.3).
+        // A leader that died after replicating the command may leave it to commit under
+        // the next one, which is then sent it again: every send carries the same tag, so it
+        // is applied once and every copy answers its first result (`raft::sessions`).
+        let waiting = self.inner.tags.start();
         let deadline = tokio::time::Instant::now() + PROPOSE_WAIT;
         loop {
             let leader = s.raft.current_leader().await;
+            let cmd = Tagged {
+                tag: waiting.tag(),
+                cmd: cmd.clone(),
+            };
             let answer = match leader {
-                Some(l) if l == me => self.queue_here(s, cmd.clone()).await,
+                Some(l) if l == me => self.queue_here(s, cmd).await,
                 Some(l) => {
                     // A leader that went silent is replaced by an election; this node learns
                     // of it before any timeout of the forwarded call would fire.
@@ -682,7 +691,7 @@ impl Namespace {
     }
 
     /// Hands `cmd` to this node's proposer of the shard.
-    async fn queue_here(&self, s: &Shard, cmd: Command) -> Proposed {
+    async fn queue_here(&self, s: &Shard, cmd: Tagged) -> Proposed {
         let (reply, rx) = oneshot::channel();
         if s.queue.send((cmd, reply)).is_err() {
             return Proposed::Failed(FsError::Closed);
@@ -691,7 +700,7 @@ impl Namespace {
     }
 
     /// Sends `cmd` to node `leader` for its shard's group.
-    async fn forward(&self, leader: u64, shard: ShardId, cmd: &Command) -> Proposed {
+    async fn forward(&self, leader: u64, shard: ShardId, cmd: &Tagged) -> Proposed {
         let Some(peers) = &self.inner.peers else {
             return Proposed::NotLeader(None);
         };
@@ -721,7 +730,7 @@ impl Namespace {
     }
 
     /// A command forwarded by another node: replicated here if this node leads its shard.
-    pub(crate) async fn propose_here(&self, shard: ShardId, cmd: Command) -> Proposed {
+    pub(crate) async fn propose_here(&self, shard: ShardId, cmd: Tagged) -> Proposed {
         let Ok(s) = self.shard(shard) else {
             return Proposed::NotLeader(None);
         };
@@ -906,8 +915,8 @@ impl Namespace {
         let mut out = Vec::new();
         for (i, e) in m.entries.range(from..) {
             if let openraft::EntryPayload::Normal(p) = &e.payload {
-                for cmd in &p.cmds {
-                    out.push((*i, cmd.encode()?));
+                for t in &p.cmds {
+                    out.push((*i, t.cmd.encode()?));
                 }
             }
         }

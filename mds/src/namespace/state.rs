@@ -68,6 +68,9 @@ pub struct MemState {
     pub meta: BTreeMap<&'static str, u64>,
     pub orphans: BTreeMap<u64, ()>,
     pub chunks: BTreeMap<(u64, u64), Vec<u64>>,
+    /// Recent results by proposer, so a resent command is applied once (`raft::sessions`).
+    /// Changed by the state machine around `apply`, never by `apply` itself.
+    pub sessions: crate::raft::Sessions,
 }
 
 impl MemState {

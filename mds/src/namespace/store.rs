@@ -33,6 +33,9 @@ pub(crate) const CHUNKS: TableDefinition<(u64, u64), &[u8]> = TableDefinition::n
 pub(crate) const SHARD_META: TableDefinition<(u16, &str), u64> = TableDefinition::new("shard_meta");
 /// shard → the log id and membership its checkpoint holds (postcard, `raft::machine::Applied`).
 pub(crate) const SHARD_APPLIED: TableDefinition<u16, &[u8]> = TableDefinition::new("shard_applied");
+/// shard → its table of recent results by proposer (postcard, `raft::Sessions`).
+pub(crate) const SHARD_SESSIONS: TableDefinition<u16, &[u8]> =
+    TableDefinition::new("shard_sessions");
 /// Values of this node, not of any state machine: never replicated, never in a snapshot.
 pub(crate) const NODE: TableDefinition<&str, u64> = TableDefinition::new("node");
 /// Builds before shards kept the counters here, with the applied index and the boot count.
@@ -67,6 +70,7 @@ pub(crate) fn create_tables(txn: &WriteTransaction) -> Result<(), FsError> {
     txn.open_table(CHUNKS)?;
     txn.open_table(SHARD_META)?;
     txn.open_table(SHARD_APPLIED)?;
+    txn.open_table(SHARD_SESSIONS)?;
     txn.open_table(NODE)?;
     Ok(())
 }
@@ -313,6 +317,15 @@ pub(crate) fn set_applied(
     Ok(())
 }
 
+pub(crate) fn set_sessions(
+    txn: &WriteTransaction,
+    shard: ShardId,
+    sessions: &[u8],
+) -> Result<(), FsError> {
+    txn.open_table(SHARD_SESSIONS)?.insert(shard.0, sessions)?;
+    Ok(())
+}
+
 /// A shard's state as loaded, with the encoded log id its checkpoint applied (if any).
 pub(crate) type Loaded = HashMap<ShardId, (MemState, Option<Vec<u8>>)>;
 
@@ -377,6 +390,12 @@ pub(crate) fn load_shards(txn: &ReadTransaction, shards: &[ShardId]) -> Result<L
         let (k, v) = item?;
         if let Some((_, a)) = m.get_mut(&ShardId(k.value())) {
             *a = Some(v.value().to_vec());
+        }
+    }
+    for item in txn.open_table(SHARD_SESSIONS)?.iter()? {
+        let (k, v) = item?;
+        if let Some((s, _)) = m.get_mut(&ShardId(k.value())) {
+            s.sessions = crate::raft::Sessions::decode(v.value())?;
         }
     }
     Ok(m)

@@ -84,6 +84,9 @@ struct Taken {
     changes: Changes,
     /// The whole state, when a snapshot replaced the shard.
     whole: Option<crate::namespace::MemState>,
+    /// The shard's table of recent results (`raft::sessions`), encoded: small (what its
+    /// proposers wait for), so written whole.
+    sessions: Vec<u8>,
 }
 
 impl Checkpointer {
@@ -175,12 +178,20 @@ impl Checkpointer {
             if !p.dirty {
                 continue;
             }
+            let sessions = match live.sessions.encode() {
+                Ok(b) => b,
+                Err(e) => {
+                    error!(shard = %core.id, error = %e, "checkpoint skips a shard");
+                    continue;
+                }
+            };
             let whole = p.replaced.then(|| live.clone());
             out.push(Taken {
                 core: core.clone(),
                 applied: p.applied.clone(),
                 changes: std::mem::take(&mut p.changes),
                 whole,
+                sessions,
             });
             p.replaced = false;
             p.dirty = false;
@@ -208,6 +219,7 @@ impl Checkpointer {
             let applied = postcard::to_stdvec(&t.applied)
                 .map_err(|e| FsError::Io(format!("encode applied of {shard}: {e}")))?;
             store::set_applied(&txn, shard, &applied)?;
+            store::set_sessions(&txn, shard, &t.sessions)?;
         }
         txn.commit()?;
         Ok(())

@@ -724,7 +724,15 @@ mod tests {
         Entry {
             log_id: log_id(term, 1, index),
             payload: EntryPayload::Normal(Proposal {
-                cmds: vec![Command::Noop],
+                cmds: vec![crate::raft::Tagged {
+                    tag: crate::raft::Tag {
+                        origin: 1,
+                        life: 1,
+                        seq: index,
+                        waits_from: index,
+                    },
+                    cmd: Command::Noop,
+                }],
             }),
         }
     }

@@ -14,6 +14,7 @@ use openraft::{EntryPayload, OptionalSend, RaftSnapshotBuilder, StoredMembership
 use serde::{Deserialize, Serialize};
 
 use super::checkpoint::Checkpoints;
+use super::sessions::{Seen, Sessions, Tagged};
 use super::types::{machine_err, Cfg, Entry, LogId, Membership, Reply, ShardDump, StorageError};
 use crate::namespace::state::{meta, Changes, MemState, Staged};
 use crate::namespace::{apply, Effect, EffectSlot, FsError, Inode, ShardId, Stats};
@@ -98,19 +99,33 @@ impl ShardCore {
                     }
                     EntryPayload::Normal(p) => {
                         let mut results = Vec::with_capacity(p.cmds.len());
-                        for cmd in &p.cmds {
-                            self.stats.commands.fetch_add(1, Ordering::Relaxed);
-                            let mut staged = Staged::new(&*live);
-                            results.push(match apply(&mut staged, cmd) {
-                                Ok(out) => {
-                                    let ch = staged.into_changes();
-                                    ch.flush_into(&mut *live)?;
-                                    changes.merge(ch);
-                                    effects.extend(out.effects.iter().copied());
-                                    Ok(out)
+                        for Tagged { tag, cmd } in &p.cmds {
+                            let seen = live.sessions.check(tag);
+                            let result = match seen {
+                                Seen::Again(r) => *r,
+                                Seen::Stale => Err(FsError::Unavailable(
+                                    "a command sent again after its proposer gave it up".into(),
+                                )),
+                                Seen::New | Seen::Untracked => {
+                                    self.stats.commands.fetch_add(1, Ordering::Relaxed);
+                                    let mut staged = Staged::new(&*live);
+                                    let r = match apply(&mut staged, cmd) {
+                                        Ok(out) => {
+                                            let ch = staged.into_changes();
+                                            ch.flush_into(&mut *live)?;
+                                            changes.merge(ch);
+                                            effects.extend(out.effects.iter().copied());
+                                            Ok(out)
+                                        }
+                                        Err(e) => Err(e),
+                                    };
+                                    if seen == Seen::New {
+                                        live.sessions.record(tag, &r);
+                                    }
+                                    r
                                 }
-                                Err(e) => Err(e),
-                            });
+                            };
+                            results.push(result);
                         }
                         Reply(results)
                     }
@@ -185,6 +200,7 @@ struct Dump {
     meta: Vec<(String, u64)>,
     orphans: Vec<u64>,
     chunks: Vec<(u64, u64, Vec<u64>)>,
+    sessions: Sessions,
 }
 
 impl Dump {
@@ -204,6 +220,7 @@ impl Dump {
                 .iter()
                 .map(|((i, c), m)| (*i, *c, m.clone()))
                 .collect(),
+            sessions: s.sessions.clone(),
         }
     }
 
@@ -228,6 +245,7 @@ impl Dump {
             .into_iter()
             .map(|(i, c, m)| ((i, c), m))
             .collect();
+        s.sessions = self.sessions;
         s
     }
 }
@@ -327,8 +345,7 @@ mod tests {
     use super::*;
     use crate::namespace::{Command, FileKind, Time, ROOT_INO};
 
-    #[test]
-    fn a_dump_round_trips_the_whole_state() {
+    fn with_root() -> MemState {
         let mut s = MemState::default();
         apply(
             &mut s,
@@ -338,6 +355,12 @@ mod tests {
             },
         )
         .unwrap();
+        s
+    }
+
+    #[test]
+    fn a_dump_round_trips_the_whole_state() {
+        let mut s = with_root();
         for n in ["a", "b"] {
             apply(
                 &mut s,
@@ -354,8 +377,73 @@ mod tests {
             )
             .unwrap();
         }
+        let t = crate::raft::Tag {
+            origin: 2,
+            life: 1,
+            seq: 7,
+            waits_from: 7,
+        };
+        assert_eq!(s.sessions.check(&t), Seen::New);
+        s.sessions.record(&t, &Err(FsError::Exists));
         let back = Dump::of(&s).into_state();
         assert_eq!(back.dump(), s.dump());
         assert_eq!(back.dirindex, s.dirindex);
+        assert_eq!(back.sessions, s.sessions);
+    }
+
+    fn entry(index: u64, cmds: Vec<Tagged>) -> Entry {
+        Entry {
+            log_id: openraft::testing::log_id(1, 1, index),
+            payload: EntryPayload::Normal(crate::raft::Proposal { cmds }),
+        }
+    }
+
+    /// The same tagged command in two entries (a leader died after replicating the first; the
+    /// proposer sent it again to the next) changes the state once, and both answer alike.
+    #[test]
+    fn a_command_sent_twice_is_applied_once() {
+        let s = with_root();
+        let core = ShardCore::new(
+            ShardId(0),
+            s,
+            Applied::default(),
+            Arc::default(),
+            Arc::default(),
+        );
+        let mkdir = |seq: u64, waits_from: u64, name: &str| Tagged {
+            tag: crate::raft::Tag {
+                origin: 2,
+                life: 1,
+                seq,
+                waits_from,
+            },
+            cmd: Command::Create {
+                parent: ROOT_INO,
+                name: name.into(),
+                kind: FileKind::Directory,
+                mode: 0o755,
+                uid: 1,
+                gid: 1,
+                time: Time::new(2, 0),
+                how: crate::namespace::CreateHow::Guarded,
+            },
+        };
+        let first = core
+            .apply_entries(vec![entry(1, vec![mkdir(0, 0, "d")])])
+            .unwrap();
+        let again = core
+            .apply_entries(vec![entry(2, vec![mkdir(1, 0, "e"), mkdir(0, 0, "d")])])
+            .unwrap();
+        let made = first[0].0[0].clone().expect("first mkdir");
+        assert_eq!(again[0].0[1], Ok(made), "the copy answers the first result");
+        assert!(again[0].0[0].is_ok());
+        // Without its tag the copy would fail: a new command of the same name does.
+        let other = core
+            .apply_entries(vec![entry(3, vec![mkdir(2, 2, "d")])])
+            .unwrap();
+        assert_eq!(other[0].0[0], Err(FsError::Exists));
+        assert_eq!(core.stats.commands.load(Ordering::Relaxed), 3);
+        // Once the proposer no longer waits for 0 and 1, their results are gone.
+        assert_eq!(core.live.read().unwrap().sessions.kept(), 1);
     }
 }

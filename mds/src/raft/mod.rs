@@ -13,9 +13,11 @@ pub mod log_store;
 pub mod machine;
 pub mod network;
 pub mod service;
+pub mod sessions;
 pub mod types;
 
 pub use log::{LogEngine, LogStats};
+pub use sessions::{Sessions, Tag, Tagged, Tags};
 pub use types::{Cfg, Proposal, Reply};
 
 use std::sync::Arc;

@@ -13,8 +13,9 @@ use proto::xdr::{Opaque, Writer, Xdr};
 use serde::Serialize;
 
 use super::network::{SnapshotPiece, MAX_SNAPSHOT};
+use super::sessions::Tagged;
 use super::types::{Cfg, ShardDump};
-use crate::namespace::{Command, Namespace, ShardId};
+use crate::namespace::{Namespace, ShardId};
 
 /// Answers one call of the peer program.
 pub async fn handle(ns: &Namespace, call: &Call) -> Writer {
@@ -106,8 +107,8 @@ async fn answer(ns: &Namespace, proc_: u32, a: PeerArgs) -> PeerRes {
             }
             Err(_) => PeerRes::Err(PEER_ERR_INVAL),
         },
-        PEERPROC_PROPOSE => match postcard::from_bytes::<Command>(body) {
-            Ok(cmd) if cmd.shards().iter().all(|s| *s == shard) => {
+        PEERPROC_PROPOSE => match postcard::from_bytes::<Tagged>(body) {
+            Ok(cmd) if cmd.cmd.shards().iter().all(|s| *s == shard) => {
                 ok(&ns.propose_here(shard, cmd).await)
             }
             _ => PeerRes::Err(PEER_ERR_INVAL),

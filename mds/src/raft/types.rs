@@ -2,14 +2,16 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::namespace::{Command, FsError, Outcome};
+use super::sessions::Tagged;
+use crate::namespace::{FsError, Outcome};
 
 /// One entry of a shard's log: the namespace commands proposed together (group commit: what
 /// queued for the shard while its previous entry was being made durable), applied in order,
-/// each on its own (a failed one leaves nothing behind and does not stop the others).
+/// each on its own (a failed one leaves nothing behind and does not stop the others), each at
+/// most once however often its proposer sent it (`sessions`).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Proposal {
-    pub cmds: Vec<Command>,
+    pub cmds: Vec<Tagged>,
 }
 
 /// What applying a proposal gave, one result per command: the same on every replica (`apply`

@@ -445,3 +445,26 @@ fn chunk_mirrors_are_recorded_survive_reopen_and_go_with_the_file() {
     });
     assert!(ns.chunks(f).unwrap().is_empty());
 }
+
+/// The table of recent results (`raft::sessions`) is part of the replicated state: a checkpoint
+/// holds it, so a replica restarted from its checkpoint decides about a resent command as its
+/// peers do.
+#[test]
+fn recent_results_are_checkpointed() {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = rt();
+    let before = {
+        let ns = open(&rt, dir.path());
+        rt.block_on(async {
+            mk(&ns, ROOT_INO, "d", FileKind::Directory).await;
+            ns.checkpoint().await.unwrap();
+        });
+        let s = ns.inner.cores[&0].live.read().unwrap().sessions.clone();
+        assert!(s.kept() > 0, "the last command's result is kept");
+        s
+    };
+    let db = redb::Database::create(dir.path().join(DB_FILE)).unwrap();
+    let txn = db.begin_read().unwrap();
+    let loaded = store::load_shards(&txn, &[ShardId(0)]).unwrap();
+    assert_eq!(loaded[&ShardId(0)].0.sessions, before);
+}

@@ -1,0 +1,291 @@
+//! Exactly-once application of proposals across leader changes (Raft thesis §6.3).
+//!
+//! A command reaches a shard's log through its leader; if that leader dies after replicating
+//! the entry but before answering, the entry may still commit under the next leader, and the
+//! proposing node, which saw no answer, sends the command again. Without more, a create would
+//! then answer "exists" and a remove "not found" for what in fact succeeded once. So every
+//! command carries a `Tag` (which node proposed it, in which life of that node, with which
+//! sequence number), and each shard's replicated state keeps the results of the tagged
+//! commands whose proposer may still be waiting: a command seen before is not applied again;
+//! its first result is the answer.
+//!
+//! The table is part of the state machine (in snapshots and checkpoints, equal on every
+//! replica, changed only by `apply`), and bounded: the proposer states in every tag the lowest
+//! sequence number it still waits for (`Tag::waits_from`); results below it go, and a
+//! proposer's previous life's results go at its first command from a new life.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::namespace::{FsError, Outcome};
+
+/// Who proposed a command.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Tag {
+    /// The proposing MDS node.
+    pub origin: u64,
+    /// Its life (the node's boot count): a restarted node never resends what an earlier life
+    /// proposed, so that life's results can go.
+    pub life: u64,
+    /// Increasing per life, across every shard of the node.
+    pub seq: u64,
+    /// The lowest sequence number the proposer still waits for (at most `seq`): every lower one
+    /// was answered or given up, and will not be sent again.
+    pub waits_from: u64,
+}
+
+/// A command with its proposer's tag: what a shard's log holds.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Tagged {
+    pub tag: Tag,
+    pub cmd: crate::namespace::Command,
+}
+
+/// The result a command gave when first applied.
+pub type Result = std::result::Result<Outcome, FsError>;
+
+/// Most results kept per proposer and shard: far above the commands one node has in flight
+/// (each waits for one NFS request), so that only a runaway proposer meets it.
+const MAX_KEPT: usize = 8192;
+
+/// One proposer's results on one shard.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+struct Proposer {
+    life: u64,
+    /// Sequence numbers below this are answered or given up (or evicted by `MAX_KEPT`).
+    floor: u64,
+    results: BTreeMap<u64, Result>,
+}
+
+/// A shard's table of recent results, by proposing node.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Sessions {
+    by_origin: BTreeMap<u64, Proposer>,
+}
+
+/// What to do with a tagged command.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Seen {
+    /// First time: apply it, then `record` its result.
+    New,
+    /// Applied before: this is its result; apply nothing.
+    Again(Box<Result>),
+    /// Its proposer no longer waits for it (it gave up, or the result was evicted): apply
+    /// nothing. Whether an earlier copy was applied is what the proposer's timeout told its
+    /// client (an unknown outcome).
+    Stale,
+    /// From an earlier life of its proposer, which is gone: apply it, keep nothing.
+    Untracked,
+}
+
+impl Sessions {
+    /// Classifies `tag` and drops what its proposer no longer waits for. Deterministic: every
+    /// replica does the same at the same entry.
+    pub fn check(&mut self, tag: &Tag) -> Seen {
+        let p = self.by_origin.entry(tag.origin).or_default();
+        if tag.life < p.life {
+            return Seen::Untracked;
+        }
+        if tag.life > p.life {
+            *p = Proposer {
+                life: tag.life,
+                ..Proposer::default()
+            };
+        }
+        if tag.waits_from > p.floor {
+            p.floor = tag.waits_from;
+            p.results = p.results.split_off(&tag.waits_from);
+        }
+        if let Some(r) = p.results.get(&tag.seq) {
+            return Seen::Again(Box::new(r.clone()));
+        }
+        if tag.seq < p.floor {
+            return Seen::Stale;
+        }
+        Seen::New
+    }
+
+    /// Keeps the result of a `Seen::New` command.
+    pub fn record(&mut self, tag: &Tag, result: &Result) {
+        let p = self.by_origin.entry(tag.origin).or_default();
+        if tag.life != p.life {
+            return;
+        }
+        p.results.insert(tag.seq, result.clone());
+        while p.results.len() > MAX_KEPT {
+            let Some((lowest, _)) = p.results.pop_first() else {
+                break;
+            };
+            p.floor = p.floor.max(lowest + 1);
+        }
+    }
+
+    /// Results kept, over every proposer (for tests and status).
+    pub fn kept(&self) -> usize {
+        self.by_origin.values().map(|p| p.results.len()).sum()
+    }
+
+    pub fn encode(&self) -> std::result::Result<Vec<u8>, FsError> {
+        postcard::to_stdvec(self).map_err(|e| FsError::Io(format!("encode sessions: {e}")))
+    }
+
+    pub fn decode(bytes: &[u8]) -> std::result::Result<Sessions, FsError> {
+        postcard::from_bytes(bytes).map_err(|e| FsError::Corrupt(format!("sessions: {e}")))
+    }
+}
+
+/// The proposing side: numbers this node's commands and knows which it still waits for.
+pub struct Tags {
+    origin: u64,
+    life: u64,
+    waiting: std::sync::Mutex<(u64, std::collections::BTreeSet<u64>)>,
+}
+
+/// A command's number while its proposer waits for it; dropping it (answered, given up, or
+/// the waiting future cancelled) tells later tags that it will not be sent again.
+pub struct Waiting<'a> {
+    tags: &'a Tags,
+    seq: u64,
+}
+
+impl Tags {
+    pub fn new(origin: u64, life: u64) -> Tags {
+        Tags {
+            origin,
+            life,
+            waiting: std::sync::Mutex::new((0, Default::default())),
+        }
+    }
+
+    /// A new number for a command about to be proposed.
+    pub fn start(&self) -> Waiting<'_> {
+        let mut w = self.waiting.lock().unwrap_or_else(|p| p.into_inner());
+        let seq = w.0;
+        w.0 += 1;
+        w.1.insert(seq);
+        Waiting { tags: self, seq }
+    }
+
+    fn waits_from(&self, seq: u64) -> u64 {
+        let w = self.waiting.lock().unwrap_or_else(|p| p.into_inner());
+        w.1.first().copied().unwrap_or(seq).min(seq)
+    }
+}
+
+impl Waiting<'_> {
+    /// The tag to send the command with, now (each resend states a fresh `waits_from`).
+    pub fn tag(&self) -> Tag {
+        Tag {
+            origin: self.tags.origin,
+            life: self.tags.life,
+            seq: self.seq,
+            waits_from: self.tags.waits_from(self.seq),
+        }
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        let mut w = self.tags.waiting.lock().unwrap_or_else(|p| p.into_inner());
+        w.1.remove(&self.seq);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tag(origin: u64, life: u64, seq: u64, waits_from: u64) -> Tag {
+        Tag {
+            origin,
+            life,
+            seq,
+            waits_from,
+        }
+    }
+
+    fn ok() -> Result {
+        Ok(Outcome::default())
+    }
+
+    #[test]
+    fn a_resent_command_gets_its_first_result_and_is_not_applied_again() {
+        let mut s = Sessions::default();
+        let t = tag(1, 1, 5, 5);
+        assert_eq!(s.check(&t), Seen::New);
+        s.record(&t, &Err(FsError::Exists));
+        assert_eq!(s.check(&t), Seen::Again(Box::new(Err(FsError::Exists))));
+        // Another node's command with the same number is its own.
+        assert_eq!(s.check(&tag(2, 1, 5, 5)), Seen::New);
+    }
+
+    #[test]
+    fn results_go_once_the_proposer_no_longer_waits_for_them() {
+        let mut s = Sessions::default();
+        for seq in 0..10 {
+            let t = tag(1, 1, seq, 0);
+            assert_eq!(s.check(&t), Seen::New);
+            s.record(&t, &ok());
+        }
+        assert_eq!(s.kept(), 10);
+        let t = tag(1, 1, 10, 7);
+        assert_eq!(s.check(&t), Seen::New);
+        s.record(&t, &ok());
+        assert_eq!(s.kept(), 4, "7, 8, 9 and 10 may still be resent");
+        // A copy of 3 that was still in a log: its proposer gave it up.
+        assert_eq!(s.check(&tag(1, 1, 3, 7)), Seen::Stale);
+        assert_eq!(s.check(&tag(1, 1, 8, 7)), Seen::Again(Box::new(ok())));
+    }
+
+    #[test]
+    fn a_new_life_drops_the_previous_one_and_old_lives_are_not_tracked() {
+        let mut s = Sessions::default();
+        let t = tag(1, 1, 5, 0);
+        s.check(&t);
+        s.record(&t, &ok());
+        let t2 = tag(1, 2, 0, 0);
+        assert_eq!(s.check(&t2), Seen::New);
+        s.record(&t2, &ok());
+        assert_eq!(s.kept(), 1);
+        let old = tag(1, 1, 6, 0);
+        assert_eq!(s.check(&old), Seen::Untracked);
+        s.record(&old, &ok());
+        assert_eq!(s.kept(), 1);
+    }
+
+    #[test]
+    fn the_table_is_bounded_per_proposer() {
+        let mut s = Sessions::default();
+        for seq in 0..(MAX_KEPT as u64 + 10) {
+            let t = tag(1, 1, seq, 0);
+            s.check(&t);
+            s.record(&t, &ok());
+        }
+        assert_eq!(s.kept(), MAX_KEPT);
+        // An evicted one is never applied twice.
+        assert_eq!(s.check(&tag(1, 1, 3, 0)), Seen::Stale);
+    }
+
+    #[test]
+    fn a_proposer_waits_from_its_oldest_unanswered_command() {
+        let tags = Tags::new(4, 2);
+        let a = tags.start();
+        let b = tags.start();
+        assert_eq!((b.tag().seq, b.tag().waits_from), (1, 0));
+        drop(a);
+        assert_eq!(b.tag().waits_from, 1);
+        let c = tags.start();
+        drop(b);
+        assert_eq!(c.tag(), tag(4, 2, 2, 2));
+    }
+
+    #[test]
+    fn the_table_round_trips() {
+        let mut s = Sessions::default();
+        let t = tag(3, 9, 1, 1);
+        s.check(&t);
+        s.record(&t, &Err(FsError::NotFound));
+        assert_eq!(Sessions::decode(&s.encode().unwrap()).unwrap(), s);
+    }
+}
