@@ -129,7 +129,7 @@ pub fn execute(plan: &Plan) -> Vec<CaseResult> {
                         results.push(r);
                         continue;
                     }
-                    if s.host.is_some_and(|h| srv.spec != h.needs()) {
+                    if s.host.is_some_and(|h| !h.runs_on(&srv.spec)) {
                         let r = blank(
                             &label,
                             &srv.version,
