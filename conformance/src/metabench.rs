@@ -42,6 +42,11 @@ pub struct MetaBenchArgs {
     /// shard counts each cfs kind is created with (`CFS_SHARDS`, `cluster up --shards`)
     #[arg(long, default_values_t = [16u16, 256])]
     pub shards: Vec<u16>,
+    /// also measure `cfs cluster up --mds 1 --ds 3` (cfs-c1r/N: one replica, data servers
+    /// beside it, as cfs-3r has them), to tell what the three replicas cost from what the
+    /// data servers do
+    #[arg(long)]
+    pub with_ds_1r: bool,
     /// network round trip between separate machines assumed by the estimate, in µs
     #[arg(long, default_value_t = 100.0)]
     pub rtt_us: f64,
@@ -59,6 +64,8 @@ enum Kind {
     Cfs1,
     /// `cfs cluster up --mds 3 --ds 3`: three replicas per shard
     Cfs3,
+    /// `cfs cluster up --mds 1 --ds 3`: one replica, with data servers
+    Cfs1Ds,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -76,6 +83,9 @@ struct NodeCounts {
     batches: f64,
     fsyncs: f64,
     fsync_s: f64,
+    /// redb checkpoints (every 5 s under load) and the seconds they took
+    checkpoints: f64,
+    checkpoint_s: f64,
 }
 
 impl NodeCounts {
@@ -86,6 +96,8 @@ impl NodeCounts {
             batches: self.batches - o.batches,
             fsyncs: self.fsyncs - o.fsyncs,
             fsync_s: self.fsync_s - o.fsync_s,
+            checkpoints: self.checkpoints - o.checkpoints,
+            checkpoint_s: self.checkpoint_s - o.checkpoint_s,
         }
     }
 
@@ -105,6 +117,8 @@ impl NodeCounts {
                 "cfs_mds_log_batches_total" => c.batches += v,
                 "cfs_mds_log_fsync_duration_seconds_count" => c.fsyncs += v,
                 "cfs_mds_log_fsync_duration_seconds_sum" => c.fsync_s += v,
+                "cfs_mds_checkpoint_duration_seconds_count" => c.checkpoints += v,
+                "cfs_mds_checkpoint_duration_seconds_sum" => c.checkpoint_s += v,
                 _ => {}
             }
         }
@@ -158,7 +172,7 @@ struct Run {
     error: Option<String>,
 }
 
-fn configs(shards: &[u16]) -> Vec<Config> {
+fn configs(shards: &[u16], with_ds_1r: bool) -> Vec<Config> {
     let mut v = vec![Config {
         name: "ganesha".into(),
         kind: Kind::Ganesha,
@@ -170,6 +184,13 @@ fn configs(shards: &[u16]) -> Vec<Config> {
             kind: Kind::Cfs1,
             shards: Some(n),
         });
+        if with_ds_1r {
+            v.push(Config {
+                name: format!("cfs-c1r/{n}"),
+                kind: Kind::Cfs1Ds,
+                shards: Some(n),
+            });
+        }
         v.push(Config {
             name: format!("cfs-3r/{n}"),
             kind: Kind::Cfs3,
@@ -219,12 +240,31 @@ fn counts(a: &Admin) -> Option<NodeCounts> {
     http_get(a, "/metrics").map(|p| NodeCounts::parse(&p))
 }
 
-/// The admin listener of a cluster's node `name`: the address it wrote into its data
-/// directory, the token from `cfs admin token --config NAME.toml`.
+/// `listen` of the `[admin]` section of a node's config (None: none, or port 0).
+fn configured_admin(conf: &str) -> Option<SocketAddr> {
+    let after = conf.split("[admin]").nth(1)?;
+    let section = after.split("\n[").next()?;
+    let v = section
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("listen"))
+        .filter_map(|r| r.trim_start().strip_prefix('='))
+        .map(|v| v.trim().trim_matches('"'))
+        .next()?;
+    v.parse::<SocketAddr>().ok().filter(|a| a.port() != 0)
+}
+
+/// The admin listener of a cluster's node `name`: the address its config names (or, for port
+/// 0, the one it wrote into its data directory), the token from `cfs admin token --config
+/// NAME.toml`.
 fn cluster_admin(bin: &Path, dir: &Path, name: &str) -> Result<Admin> {
+    let conf = dir.join(format!("{name}.toml"));
+    let text = std::fs::read_to_string(&conf).ctx(|| format!("read {conf:?}"))?;
     let file = dir.join(name).join("admin.addr");
     let deadline = Instant::now() + Duration::from_secs(10);
     let addr = loop {
+        if let Some(a) = configured_admin(&text) {
+            break a;
+        }
         if let Some(a) = std::fs::read_to_string(&file)
             .ok()
             .and_then(|t| t.trim().parse::<SocketAddr>().ok())
@@ -269,7 +309,7 @@ fn procs_of(c: &Config, srv: &Running, bin: Option<&Path>) -> Result<Vec<Proc>> 
                 admin: Some(metrics_cost::admin_of(srv, bin)?),
             }])
         }
-        Kind::Cfs3 => {
+        Kind::Cfs3 | Kind::Cfs1Ds => {
             let bin = bin.ok_or_else(|| Error::Server("no cfs binary".into()))?;
             let dir = srv
                 .cluster_dir()
@@ -362,13 +402,18 @@ fn start(c: &Config, s: &Setup) -> Result<Running> {
             std::env::remove_var("CFS_SHARDS");
             r
         }
-        Kind::Cfs3 => {
+        Kind::Cfs3 | Kind::Cfs1Ds => {
             let n = c.shards.map(|n| n.to_string());
             let extra: Vec<&str> = match &n {
                 Some(n) => vec!["--shards", n],
                 None => vec![],
             };
-            server::start_cfs_cluster_with(bin()?, server::CLUSTER_MDS, None, &extra)
+            let mds = if c.kind == Kind::Cfs3 {
+                server::CLUSTER_MDS
+            } else {
+                1
+            };
+            server::start_cfs_cluster_with(bin()?, mds, None, &extra)
         }
     }
 }
@@ -707,7 +752,7 @@ fn main_table(cfgs: &[Config], runs: &[Run], rounds: u32, shards: &[u16]) -> Str
 /// commands and NFS operations per client operation, and the mean fsync time.
 fn node_table(cfgs: &[Config], runs: &[Run]) -> String {
     let mut out = String::from(
-        "| config | phase | node | CPU µs/op | fsyncs/op | log commands/op | NFS ops/op | mean fsync ms |\n|---|---|---|---:|---:|---:|---:|---:|\n",
+        "| config | phase | node | CPU µs/op | fsyncs/op | log commands/op | NFS ops/op | mean fsync ms | checkpoints in the phase | checkpoint s in the phase |\n|---|---|---|---:|---:|---:|---:|---:|---:|---:|\n",
     );
     for c in cfgs.iter().filter(|c| c.kind != Kind::Ganesha) {
         let rs: Vec<&Run> = runs
@@ -717,7 +762,8 @@ fn node_table(cfgs: &[Config], runs: &[Run]) -> String {
         let Some(first) = rs.first() else { continue };
         for b in BENCHES {
             let Some(p0) = phase(first, b) else { continue };
-            for (i, n) in p0.nodes.iter().enumerate() {
+            // data servers take no part in these operations (their CPU stays ~0: in the JSON)
+            for (i, n) in p0.nodes.iter().enumerate().filter(|(_, n)| n.counts.is_some()) {
                 let avg = |f: &dyn Fn(&Phase, &NodePhase) -> Option<f64>| {
                     mean(
                         &rs.iter()
@@ -745,15 +791,24 @@ fn node_table(cfgs: &[Config], runs: &[Run]) -> String {
                         })
                         .collect::<Vec<_>>(),
                 );
+                let per_phase = |f: &dyn Fn(&NodeCounts) -> f64| {
+                    mean(
+                        &rs.iter()
+                            .map(|r| phase(r, b)?.nodes.get(i)?.counts.map(|c| f(&c)))
+                            .collect::<Vec<_>>(),
+                    )
+                };
                 out.push_str(&format!(
-                    "| {} | {b} | {} | {} | {} | {} | {} | {} |\n",
+                    "| {} | {b} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
                     c.name,
                     n.name,
                     fmt_value(cpu),
                     fmt_value(fs),
                     fmt_value(cmds),
                     fmt_value(ops),
-                    fmt_value(fsync_ms)
+                    fmt_value(fsync_ms),
+                    fmt_value(per_phase(&|c| c.checkpoints)),
+                    fmt_value(per_phase(&|c| c.checkpoint_s))
                 ));
             }
         }
@@ -939,7 +994,7 @@ pub fn metabench(a: &MetaBenchArgs) -> Result<ExitCode> {
     }
     let mut shards = a.shards.clone();
     shards.dedup();
-    let cfgs = configs(&shards);
+    let cfgs = configs(&shards, a.with_ds_1r);
     let (cfs_src, debug) = pick_cfs_binary()?;
     if debug {
         eprintln!(
@@ -1007,7 +1062,7 @@ pub fn metabench(a: &MetaBenchArgs) -> Result<ExitCode> {
     let rss = rss_table(&cfgs, &runs);
     let verdict = verdicts(&runs, a.rounds, &shards, a.rtt_us, cpus);
     let md = format!(
-        "metabench (host loopback; one Rust NFSv4.1 client, {} tasks in one directory; {} s of creates, then stat and unlink of each file; {} interleaved round(s); {cpus} CPUs shared by the client and every server process; cfs-1r/N = `cfs server`, cfs-3r/N = `cfs cluster up --mds 3 --ds 3`, N shards)\n\n{table}\n↑ higher is better, ↓ lower is better; values per round (r1 / r2 ...); ratios per round, min–max.\n\nPer node and phase (round means; per client operation):\n\n{nodes}\nMemory (round means):\n\n{rss}\nTargets (issue 12), round means:\n\n{verdict}",
+        "metabench (host loopback; one Rust NFSv4.1 client, {} tasks in one directory; {} s of creates, then stat and unlink of each file; {} interleaved round(s); {cpus} CPUs shared by the client and every server process; cfs-1r/N = `cfs server`, cfs-3r/N = `cfs cluster up --mds 3 --ds 3`, cfs-c1r/N (with --with-ds-1r) = `cfs cluster up --mds 1 --ds 3`; N shards)\n\n{table}\n↑ higher is better, ↓ lower is better; values per round (r1 / r2 ...); ratios per round, min–max.\n\nPer node and phase (round means; per client operation):\n\n{nodes}\nMemory (round means):\n\n{rss}\nTargets (issue 12), round means:\n\n{verdict}",
         setup.tasks, a.seconds, a.rounds
     );
     println!("\n{md}");
@@ -1067,8 +1122,22 @@ mod tests {
     }
 
     #[test]
+    fn the_admin_listener_is_read_from_its_section() {
+        let conf = "data = \"/x\"\nlisten = \"127.0.0.1:12000\"\n[admin]\nlisten = \"127.0.0.1:13000\"\n[cluster]\nsecret_file = \"/s\"\n";
+        assert_eq!(
+            configured_admin(conf),
+            Some("127.0.0.1:13000".parse().unwrap())
+        );
+        assert_eq!(
+            configured_admin("listen = \"127.0.0.1:1\"\n[admin]\nlisten = \"127.0.0.1:0\"\n"),
+            None
+        );
+        assert_eq!(configured_admin("listen = \"127.0.0.1:1\"\n"), None);
+    }
+
+    #[test]
     fn every_shard_count_has_both_kinds() {
-        let c = configs(&[16, 256]);
+        let c = configs(&[16, 256], false);
         let names: Vec<&str> = c.iter().map(|c| c.name.as_str()).collect();
         assert_eq!(
             names,
