@@ -38,6 +38,14 @@ impl Kind {
     /// Whether the host steps can act on `spec`'s nodes: `needs()`, and for the data-server
     /// scenarios the 3-MDS cluster too (its data servers are found by name in the cluster's
     /// own configs, `Running::ds_roles`, not by port arithmetic).
+    /// The server kinds `runs_on` accepts, for a "not offered" reason.
+    pub fn kinds(self) -> String {
+        match self {
+            Kind::Fault | Kind::Cross => "cfs-cluster or cfs-cluster-mds3".into(),
+            Kind::GatewayFault => self.needs().label(),
+        }
+    }
+
     pub fn runs_on(self, spec: &crate::server::ServerSpec) -> bool {
         use crate::server::ServerSpec;
         *spec == self.needs()
@@ -297,7 +305,10 @@ pub fn run(kind: Kind, srv: &mut Running, ctx: &Ctx) -> HostReport {
     }
     let shown: Vec<String> = h.roles.iter().map(|(r, at)| format!("{r} {at}")).collect();
     if !shown.is_empty() {
-        h.info(format!("data servers (from the cluster's configs): {}", shown.join(", ")));
+        h.info(format!(
+            "data servers (from the cluster's configs): {}",
+            shown.join(", ")
+        ));
     }
     match kind {
         Kind::Fault => {
@@ -653,6 +664,20 @@ mod tests {
         (1..=3)
             .map(|i| (format!("ds{i}"), format!("127.0.0.1:{}", 5002 + i)))
             .collect()
+    }
+
+    #[test]
+    fn data_server_scenarios_run_on_both_cluster_kinds_only() {
+        use crate::server::ServerSpec;
+        for k in [Kind::Fault, Kind::Cross] {
+            assert!(k.runs_on(&ServerSpec::CfsCluster));
+            assert!(k.runs_on(&ServerSpec::CfsMetaCluster));
+            assert!(!k.runs_on(&ServerSpec::Cfs));
+            assert!(!k.runs_on(&ServerSpec::Ganesha));
+            assert!(!k.runs_on(&ServerSpec::CfsClusterGateway));
+        }
+        assert!(Kind::GatewayFault.runs_on(&ServerSpec::CfsClusterGateway));
+        assert!(!Kind::GatewayFault.runs_on(&ServerSpec::CfsMetaCluster));
     }
 
     #[test]

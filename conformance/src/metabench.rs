@@ -357,8 +357,8 @@ fn wait_leaders(ps: &[Proc], t0: Instant) -> Result<(f64, usize)> {
     let deadline = Instant::now() + Duration::from_secs(180);
     let mut last = String::from("no answer");
     while Instant::now() < deadline {
-        if let Some(v) = http_get(a, "/api/v1/status")
-            .and_then(|b| serde_json::from_str::<Value>(b.trim()).ok())
+        if let Some(v) =
+            http_get(a, "/api/v1/status").and_then(|b| serde_json::from_str::<Value>(b.trim()).ok())
         {
             let shards = v["mds"]["metadata"]["shards"]
                 .as_array()
@@ -701,7 +701,12 @@ fn rss_sum(v: &[(String, u64)]) -> Option<f64> {
     (s > 0).then(|| s as f64 / 1024.0)
 }
 
-fn values(runs: &[Run], config: &str, rounds: u32, get: fn(&Run) -> Option<f64>) -> Vec<Option<f64>> {
+fn values(
+    runs: &[Run],
+    config: &str,
+    rounds: u32,
+    get: fn(&Run) -> Option<f64>,
+) -> Vec<Option<f64>> {
     (1..=rounds)
         .map(|r| {
             runs.iter()
@@ -725,13 +730,22 @@ fn main_table(cfgs: &[Config], runs: &[Run], rounds: u32, shards: &[u16]) -> Str
     let others: Vec<&Config> = cfgs.iter().filter(|c| c.kind != Kind::Ganesha).collect();
     head.extend(others.iter().map(|c| format!("{}/{base}", c.name)));
     head.extend(shards.iter().map(|n| format!("3r/1r ({n})")));
-    let mut out = format!("| {} |\n|---|{}\n", head.join(" | "), "---:|".repeat(head.len() - 1));
+    let mut out = format!(
+        "| {} |\n|---|{}\n",
+        head.join(" | "),
+        "---:|".repeat(head.len() - 1)
+    );
     for m in measures() {
         let arrow = if m.higher { "↑" } else { "↓" };
         let mut cells = vec![format!("{} {arrow}", m.title)];
         for c in cfgs {
             let v = values(runs, &c.name, rounds, m.get);
-            cells.push(v.iter().map(|x| fmt_value(*x)).collect::<Vec<_>>().join(" / "));
+            cells.push(
+                v.iter()
+                    .map(|x| fmt_value(*x))
+                    .collect::<Vec<_>>()
+                    .join(" / "),
+            );
         }
         let g = values(runs, base, rounds, m.get);
         for c in &others {
@@ -763,7 +777,12 @@ fn node_table(cfgs: &[Config], runs: &[Run]) -> String {
         for b in BENCHES {
             let Some(p0) = phase(first, b) else { continue };
             // data servers take no part in these operations (their CPU stays ~0: in the JSON)
-            for (i, n) in p0.nodes.iter().enumerate().filter(|(_, n)| n.counts.is_some()) {
+            for (i, n) in p0
+                .nodes
+                .iter()
+                .enumerate()
+                .filter(|(_, n)| n.counts.is_some())
+            {
                 let avg = |f: &dyn Fn(&Phase, &NodePhase) -> Option<f64>| {
                     mean(
                         &rs.iter()
@@ -818,7 +837,9 @@ fn node_table(cfgs: &[Config], runs: &[Run]) -> String {
 
 /// RSS of every process after start and after the load (round means, MiB).
 fn rss_table(cfgs: &[Config], runs: &[Run]) -> String {
-    let mut out = String::from("| config | process | RSS after start MiB | RSS after load MiB |\n|---|---|---:|---:|\n");
+    let mut out = String::from(
+        "| config | process | RSS after start MiB | RSS after load MiB |\n|---|---|---:|---:|\n",
+    );
     for c in cfgs {
         let rs: Vec<&Run> = runs
             .iter()
@@ -1141,7 +1162,13 @@ mod tests {
         let names: Vec<&str> = c.iter().map(|c| c.name.as_str()).collect();
         assert_eq!(
             names,
-            ["ganesha", "cfs-1r/16", "cfs-3r/16", "cfs-1r/256", "cfs-3r/256"]
+            [
+                "ganesha",
+                "cfs-1r/16",
+                "cfs-3r/16",
+                "cfs-1r/256",
+                "cfs-3r/256"
+            ]
         );
     }
 }
