@@ -34,6 +34,10 @@ pub struct UpArgs {
     /// Bytes per chunk (placement unit and layout segment size).
     #[arg(long)]
     chunk_size: Option<u64>,
+    /// Metadata shards of the new file system (fixed at creation; an existing one keeps its
+    /// count). Default 256. Passed to every MDS node as CFS_SHARDS.
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..))]
+    shards: Option<u16>,
     /// MDS lease (and grace) seconds.
     #[arg(long)]
     lease_seconds: Option<u32>,
@@ -245,7 +249,11 @@ pub async fn run(a: UpArgs) -> Result<(), Box<dyn std::error::Error>> {
         write(path, text)?;
         let log = dir.join(format!("{name}.log"));
         let out = std::fs::File::create(&log).map_err(io(&log))?;
-        let child = tokio::process::Command::new(&exe)
+        let mut cmd = tokio::process::Command::new(&exe);
+        if let (Some(n), true) = (a.shards, mds.iter().any(|(m, _)| m == name)) {
+            cmd.env("CFS_SHARDS", n.to_string());
+        }
+        let child = cmd
             .arg("server")
             .arg("--config")
             .arg(path)

@@ -288,14 +288,16 @@ fn commands_in_flight_when_their_leader_dies_are_applied_once() {
 /// `cfs cluster up --mds 3 --ds 3`: every data server heartbeats to every MDS node, so a
 /// client of any node gets layouts and its bytes go straight to the data servers; files
 /// written through one node read back through the others; `cfs admin status` shows the three
-/// nodes and a leader for every shard.
+/// nodes and a leader for every shard, as many shards as `--shards` asked for.
 #[test]
 fn cluster_up_with_three_mds_nodes_serves_data_through_every_node() {
     use client::{CreateMode, SetAttrs, StableHow4};
     use common::cluster::Cluster;
     use proto::nfs4::{OPEN4_SHARE_ACCESS_BOTH, OPEN4_SHARE_ACCESS_READ};
     let tmp = tempfile::tempdir().unwrap();
-    let cl = Cluster::start_nodes(tmp.path(), 3, 3, &[]);
+    // Not the default 256: every node must have created the file system with the count given.
+    const SHARDS: usize = 12;
+    let cl = Cluster::start_nodes(tmp.path(), 3, 3, &["--shards", &SHARDS.to_string()]);
     let mds: Vec<SocketAddr> = (0..3u16)
         .map(|j| SocketAddr::new(cl.addr.ip(), cl.addr.port() + j))
         .collect();
@@ -396,7 +398,7 @@ fn cluster_up_with_three_mds_nodes_serves_data_through_every_node() {
         assert_eq!(md["node"], 2, "{md}");
         assert_eq!(md["nodes"].as_array().map(Vec::len), Some(3), "{md}");
         let shards = md["shards"].as_array().expect("shards");
-        assert!(!shards.is_empty());
+        assert_eq!(shards.len(), SHARDS, "{md}");
         let leaderless: Vec<&serde_json::Value> = shards
             .iter()
             .filter(|s| !(1..=3).contains(&s["leader"].as_u64().unwrap_or(0)))

@@ -1,7 +1,8 @@
 //! Host-side load generator: sequential write/read throughput with N outstanding 1 MiB
 //! operations, 4 KiB random reads and writes over the file those wrote with K parallel tasks
 //! (per-operation costs, such as the metrics hooks', show most there), and small-file
-//! create/stat/unlink rates with K parallel tasks. Prints one JSON object per measurement.
+//! create/stat/unlink rates with K parallel tasks, each with its per-operation latency (mean,
+//! median, p99). Prints one JSON object per measurement.
 //!
 //! cargo run --release -p client --example load -- --server 127.0.0.1:2049 [--export /]
 //!     [--seconds 10] [--depth 8] [--tasks 16] [--server-pid PID] [--label NAME] [--pnfs on|off]
@@ -313,6 +314,25 @@ async fn small_io(
     Ok(())
 }
 
+/// `,"lat_mean_us":..,"lat_p50_us":..,"lat_p99_us":..` of one phase's per-operation
+/// latencies (a create is OPEN + CLOSE, a stat LOOKUP + GETATTR, an unlink REMOVE); empty
+/// when nothing was measured.
+fn latency(lat: &mut [Duration]) -> String {
+    if lat.is_empty() {
+        return String::new();
+    }
+    lat.sort_unstable();
+    let us = |d: Duration| d.as_secs_f64() * 1e6;
+    let mean = lat.iter().map(|d| us(*d)).sum::<f64>() / lat.len() as f64;
+    // nearest rank: the smallest value with at least p of the samples at or below it
+    let rank = |p: f64| us(lat[((p * lat.len() as f64).ceil() as usize).clamp(1, lat.len()) - 1]);
+    format!(
+        ",\"lat_mean_us\":{mean:.0},\"lat_p50_us\":{:.0},\"lat_p99_us\":{:.0}",
+        rank(0.50),
+        rank(0.99)
+    )
+}
+
 async fn small_files(c: &Client, o: &Opts, dir: &client::NfsFh4) -> Result<(), BoxErr> {
     let stop_flag = Arc::new(AtomicBool::new(false));
     let count = Arc::new(AtomicU64::new(0));
@@ -323,10 +343,12 @@ async fn small_files(c: &Client, o: &Opts, dir: &client::NfsFh4) -> Result<(), B
         let (c, dir, stop, count) = (c.clone(), dir.clone(), stop_flag.clone(), count.clone());
         tasks.push(tokio::spawn(async move {
             let mut names = Vec::new();
+            let mut lat = Vec::new();
             let mut i = 0;
             while !stop.load(Ordering::Relaxed) {
                 let name = format!("t{t}-{i}");
                 i += 1;
+                let t0 = Instant::now();
                 let f = c
                     .open(
                         &dir,
@@ -336,26 +358,31 @@ async fn small_files(c: &Client, o: &Opts, dir: &client::NfsFh4) -> Result<(), B
                     )
                     .await?;
                 c.close(&f).await?;
+                lat.push(t0.elapsed());
                 names.push(name);
                 count.fetch_add(1, Ordering::Relaxed);
             }
-            Ok::<_, client::Error>(names)
+            Ok::<_, client::Error>((names, lat))
         }));
     }
     tokio::time::sleep(Duration::from_secs(o.seconds)).await;
     stop_flag.store(true, Ordering::Relaxed);
     let mut per_task = Vec::new();
+    let mut lat = Vec::new();
     for t in tasks {
-        per_task.push(t.await??);
+        let (names, l) = t.await??;
+        per_task.push(names);
+        lat.extend(l);
     }
     let n = count.load(Ordering::Relaxed);
     let secs = r.t0.elapsed().as_secs_f64();
     r.finish(
         "create",
         &format!(
-            ",\"ops\":{n},\"ops_per_s\":{:.1},\"tasks\":{}",
+            ",\"ops\":{n},\"ops_per_s\":{:.1},\"tasks\":{}{}",
             n as f64 / secs,
-            o.tasks
+            o.tasks,
+            latency(&mut lat)
         ),
     );
 
@@ -366,23 +393,28 @@ async fn small_files(c: &Client, o: &Opts, dir: &client::NfsFh4) -> Result<(), B
     for t in 0..o.tasks {
         let (c, dir, names) = (c.clone(), dir.clone(), per_task.clone());
         tasks.push(tokio::spawn(async move {
+            let mut lat = Vec::with_capacity(names[t].len());
             for name in &names[t] {
+                let t0 = Instant::now();
                 let fh = c.lookup(&dir, name).await?;
                 c.getattr(&fh).await?;
+                lat.push(t0.elapsed());
             }
-            Ok::<_, client::Error>(())
+            Ok::<_, client::Error>(lat)
         }));
     }
+    let mut lat = Vec::new();
     for t in tasks {
-        t.await??;
+        lat.extend(t.await??);
     }
     let secs = r.t0.elapsed().as_secs_f64();
     r.finish(
         "stat",
         &format!(
-            ",\"ops\":{n},\"ops_per_s\":{:.1},\"tasks\":{}",
+            ",\"ops\":{n},\"ops_per_s\":{:.1},\"tasks\":{}{}",
             n as f64 / secs,
-            o.tasks
+            o.tasks,
+            latency(&mut lat)
         ),
     );
 
@@ -392,22 +424,27 @@ async fn small_files(c: &Client, o: &Opts, dir: &client::NfsFh4) -> Result<(), B
     for t in 0..o.tasks {
         let (c, dir, names) = (c.clone(), dir.clone(), per_task.clone());
         tasks.push(tokio::spawn(async move {
+            let mut lat = Vec::with_capacity(names[t].len());
             for name in &names[t] {
+                let t0 = Instant::now();
                 c.remove(&dir, name).await?;
+                lat.push(t0.elapsed());
             }
-            Ok::<_, client::Error>(())
+            Ok::<_, client::Error>(lat)
         }));
     }
+    let mut lat = Vec::new();
     for t in tasks {
-        t.await??;
+        lat.extend(t.await??);
     }
     let secs = r.t0.elapsed().as_secs_f64();
     r.finish(
         "unlink",
         &format!(
-            ",\"ops\":{n},\"ops_per_s\":{:.1},\"tasks\":{}",
+            ",\"ops\":{n},\"ops_per_s\":{:.1},\"tasks\":{}{}",
             n as f64 / secs,
-            o.tasks
+            o.tasks,
+            latency(&mut lat)
         ),
     );
     Ok(())

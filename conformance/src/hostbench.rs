@@ -331,7 +331,7 @@ pub fn markdown(rows: &[Row], rounds: u32) -> String {
 
 /// The cfs binary for benchmarking: CFS_BIN, else target/release/cfs, else (with a warning) the
 /// newest build. Returns the path and whether it is a debug build.
-fn pick_cfs_binary() -> Result<(PathBuf, bool)> {
+pub(crate) fn pick_cfs_binary() -> Result<(PathBuf, bool)> {
     if std::env::var_os("CFS_BIN").is_none() {
         let rel = paths::target_dir().join("release").join("cfs");
         if rel.is_file() {
@@ -348,7 +348,7 @@ fn pick_cfs_binary() -> Result<(PathBuf, bool)> {
 }
 
 /// LOAD_BIN, else target/release/examples/load (load3 for v3).
-fn load_binary(v3: bool) -> Result<PathBuf> {
+pub(crate) fn load_binary(v3: bool) -> Result<PathBuf> {
     let b = match std::env::var_os("LOAD_BIN") {
         Some(b) => PathBuf::from(b),
         None => paths::target_dir()
@@ -367,10 +367,10 @@ fn load_binary(v3: bool) -> Result<PathBuf> {
 
 /// Private copies of the binaries, so a rebuild during the run cannot mix builds across rounds;
 /// removed on drop.
-struct Pinned(Vec<PathBuf>);
+pub(crate) struct Pinned(pub(crate) Vec<PathBuf>);
 
 impl Pinned {
-    fn copy(&mut self, src: &Path, name: &str) -> Result<PathBuf> {
+    pub(crate) fn copy(&mut self, src: &Path, name: &str) -> Result<PathBuf> {
         let d = paths::cache_dir().join("bin");
         std::fs::create_dir_all(&d).ctx(|| format!("create {d:?}"))?;
         sweep_stale_copies(&d, name);
@@ -420,7 +420,7 @@ struct Setup {
 
 /// cfs servers get an admin listener on a free port, scraped at the end of every load phase
 /// (`metrics_cost`); with and without metrics alike, so both pay for the scrapes.
-const CFS_ADMIN: [&str; 2] = ["--admin-listen", "127.0.0.1:0"];
+pub(crate) const CFS_ADMIN: [&str; 2] = ["--admin-listen", "127.0.0.1:0"];
 
 fn start(name: &str, s: &Setup) -> Result<Running> {
     match name {

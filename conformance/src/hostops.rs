@@ -34,6 +34,26 @@ impl Kind {
             Kind::GatewayFault => crate::server::ServerSpec::CfsClusterGateway,
         }
     }
+
+    /// Whether the host steps can act on `spec`'s nodes: `needs()`, and for the data-server
+    /// scenarios the 3-MDS cluster too (its data servers are found by name in the cluster's
+    /// own configs, `Running::ds_roles`, not by port arithmetic).
+    /// The server kinds `runs_on` accepts, for a "not offered" reason.
+    pub fn kinds(self) -> String {
+        match self {
+            Kind::Fault | Kind::Cross => "cfs-cluster or cfs-cluster-mds3".into(),
+            Kind::GatewayFault => self.needs().label(),
+        }
+    }
+
+    pub fn runs_on(self, spec: &crate::server::ServerSpec) -> bool {
+        use crate::server::ServerSpec;
+        *spec == self.needs()
+            || matches!(
+                (self, spec),
+                (Kind::Fault | Kind::Cross, ServerSpec::CfsMetaCluster)
+            )
+    }
 }
 
 /// What the host did, for the report (`host_ops` in the JSON; its lines join the case output).
@@ -61,13 +81,13 @@ pub struct Snapshot {
 }
 
 impl Snapshot {
-    fn of(at: &str, s: &ClusterStatus, mds_port: u16) -> Snapshot {
+    fn of(at: &str, s: &ClusterStatus, roles: &Roles) -> Snapshot {
         let mut data_servers: Vec<_> = s
             .data_servers
             .iter()
             .map(|d| {
                 (
-                    role_of(&d.listen, mds_port).unwrap_or_else(|| d.id.clone()),
+                    role_of(&d.listen, roles).unwrap_or_else(|| d.id.clone()),
                     d.state.clone(),
                     d.read_bytes,
                     d.write_bytes,
@@ -101,11 +121,23 @@ impl Snapshot {
     }
 }
 
-/// "127.0.0.1:P+i" -> "dsI" (`cfs cluster up` puts data server i on the MDS port + i).
-pub fn role_of(listen: &str, mds_port: u16) -> Option<String> {
-    let port: u16 = listen.rsplit(':').next()?.parse().ok()?;
-    let i = port.checked_sub(mds_port)?;
-    (1..=CLUSTER_DS).contains(&i).then(|| format!("ds{i}"))
+/// (role, listen address) of each data server, as the cluster's own configs name them
+/// (`Running::ds_roles`).
+pub type Roles = Vec<(String, String)>;
+
+/// The role ("ds2") of the data server listening on `listen`, as `cfs admin status` reports it.
+pub fn role_of(listen: &str, roles: &Roles) -> Option<String> {
+    let same = |a: &str| match (
+        a.parse::<std::net::SocketAddr>(),
+        listen.parse::<std::net::SocketAddr>(),
+    ) {
+        (Ok(x), Ok(y)) => x == y,
+        _ => a == listen,
+    };
+    roles
+        .iter()
+        .find(|(_, at)| same(at))
+        .map(|(r, _)| r.clone())
 }
 
 /// The data server whose write_bytes grew most between two readings (it holds the file being
@@ -113,7 +145,7 @@ pub fn role_of(listen: &str, mds_port: u16) -> Option<String> {
 pub fn pick_victim(
     before: &ClusterStatus,
     now: &ClusterStatus,
-    mds_port: u16,
+    roles: &Roles,
 ) -> Option<(String, String, String, u64)> {
     now.data_servers
         .iter()
@@ -125,7 +157,7 @@ pub fn pick_victim(
                 .find(|b| b.id == d.id)
                 .map_or(0, |b| b.write_bytes);
             let grew = d.write_bytes.saturating_sub(was);
-            let role = role_of(&d.listen, mds_port)?;
+            let role = role_of(&d.listen, roles)?;
             (grew > 0).then(|| (role, d.id.clone(), d.listen.clone(), grew))
         })
         .max_by_key(|v| (v.3, std::cmp::Reverse(v.0.clone())))
@@ -179,7 +211,8 @@ pub struct Ctx<'a> {
 struct Host<'a> {
     ctx: &'a Ctx<'a>,
     rep: HostReport,
-    mds_port: u16,
+    /// the data servers by role (`Running::ds_roles`)
+    roles: Roles,
 }
 
 /// Why a host script stopped early.
@@ -248,18 +281,35 @@ impl Host<'_> {
     }
 
     fn snapshot(&mut self, at: &str, s: &ClusterStatus) {
-        let snap = Snapshot::of(at, s, self.mds_port);
+        let snap = Snapshot::of(at, s, &self.roles);
         self.rep.steps.push(snap.line());
         self.rep.counters.push(snap);
     }
 }
 
 pub fn run(kind: Kind, srv: &mut Running, ctx: &Ctx) -> HostReport {
+    let (roles, why) = match srv.ds_roles() {
+        Ok(r) => (r, None),
+        Err(e) => (Vec::new(), Some(e)),
+    };
     let mut h = Host {
         ctx,
         rep: HostReport::default(),
-        mds_port: srv.v4_port.unwrap_or(srv.port),
+        roles,
     };
+    if let Some(e) = why {
+        if kind != Kind::GatewayFault {
+            let _ = h.fail(format!("the cluster's data servers: {e}"));
+            return h.rep;
+        }
+    }
+    let shown: Vec<String> = h.roles.iter().map(|(r, at)| format!("{r} {at}")).collect();
+    if !shown.is_empty() {
+        h.info(format!(
+            "data servers (from the cluster's configs): {}",
+            shown.join(", ")
+        ));
+    }
     match kind {
         Kind::Fault => {
             let mut killed: Option<String> = None;
@@ -348,7 +398,7 @@ fn fault(
     h.ctx.rdv.post("baseline");
     h.await_guest("half")?;
     let half = h.settled(srv, "half (first half written and fsynced)")?;
-    let Some((role, id, listen, grew)) = pick_victim(&start, &half, h.mds_port) else {
+    let Some((role, id, listen, grew)) = pick_victim(&start, &half, &h.roles) else {
         return Err(h.fail(
             "no data server's write_bytes grew while the first half was written: the file is on none of them".into(),
         ));
@@ -393,7 +443,7 @@ fn restart_and_wait(h: &mut Host, srv: &mut Running, role: &str) -> std::result:
         // the restarted node must have registered again (a fresh heartbeat), not merely be
         // remembered as up
         let fresh = s.data_servers.iter().any(|d| {
-            role_of(&d.listen, h.mds_port).as_deref() == Some(role)
+            role_of(&d.listen, &h.roles).as_deref() == Some(role)
                 && d.state == "up"
                 && d.silent_ms.unwrap_or(0) < 2000
         });
@@ -609,36 +659,58 @@ mod tests {
         }
     }
 
+    fn roles() -> Roles {
+        // as a 3-MDS cluster names them: data servers after the MDS nodes' ports
+        (1..=3)
+            .map(|i| (format!("ds{i}"), format!("127.0.0.1:{}", 5002 + i)))
+            .collect()
+    }
+
     #[test]
-    fn roles_follow_the_port_offset() {
-        assert_eq!(role_of("127.0.0.1:5001", 5000).as_deref(), Some("ds1"));
-        assert_eq!(role_of("127.0.0.1:5003", 5000).as_deref(), Some("ds3"));
-        assert_eq!(role_of("127.0.0.1:5000", 5000), None);
-        assert_eq!(role_of("127.0.0.1:5004", 5000), None);
-        assert_eq!(role_of("127.0.0.1:4999", 5000), None);
-        assert_eq!(role_of("garbage", 5000), None);
+    fn data_server_scenarios_run_on_both_cluster_kinds_only() {
+        use crate::server::ServerSpec;
+        for k in [Kind::Fault, Kind::Cross] {
+            assert!(k.runs_on(&ServerSpec::CfsCluster));
+            assert!(k.runs_on(&ServerSpec::CfsMetaCluster));
+            assert!(!k.runs_on(&ServerSpec::Cfs));
+            assert!(!k.runs_on(&ServerSpec::Ganesha));
+            assert!(!k.runs_on(&ServerSpec::CfsClusterGateway));
+        }
+        assert!(Kind::GatewayFault.runs_on(&ServerSpec::CfsClusterGateway));
+        assert!(!Kind::GatewayFault.runs_on(&ServerSpec::CfsMetaCluster));
+    }
+
+    #[test]
+    fn roles_come_from_the_cluster_configs() {
+        let r = roles();
+        assert_eq!(role_of("127.0.0.1:5003", &r).as_deref(), Some("ds1"));
+        assert_eq!(role_of("127.0.0.1:5005", &r).as_deref(), Some("ds3"));
+        // an MDS node's port, or one after the last data server, is no data server
+        assert_eq!(role_of("127.0.0.1:5001", &r), None);
+        assert_eq!(role_of("127.0.0.1:5006", &r), None);
+        assert_eq!(role_of("garbage", &r), None);
     }
 
     #[test]
     fn the_victim_is_a_server_whose_writes_grew() {
         let before = status(vec![
-            ds("a", 5001, "up", 100),
-            ds("b", 5002, "up", 0),
-            ds("c", 5003, "up", 7),
+            ds("a", 5003, "up", 100),
+            ds("b", 5004, "up", 0),
+            ds("c", 5005, "up", 7),
         ]);
         let now = status(vec![
-            ds("a", 5001, "up", 100),
-            ds("b", 5002, "up", 50),
-            ds("c", 5003, "up", 57),
+            ds("a", 5003, "up", 100),
+            ds("b", 5004, "up", 50),
+            ds("c", 5005, "up", 57),
         ]);
         // equal growth: the lower role, deterministically
-        let v = pick_victim(&before, &now, 5000).expect("a victim");
+        let v = pick_victim(&before, &now, &roles()).expect("a victim");
         assert_eq!((v.0.as_str(), v.1.as_str(), v.3), ("ds2", "b", 50));
         // nothing grew: no victim (the scenario then fails instead of killing a bystander)
-        assert!(pick_victim(&now, &now, 5000).is_none());
+        assert!(pick_victim(&now, &now, &roles()).is_none());
         // a server already down is not picked
-        let down = status(vec![ds("b", 5002, "down", 500), ds("c", 5003, "up", 58)]);
-        let v = pick_victim(&now, &down, 5000).expect("a victim");
+        let down = status(vec![ds("b", 5004, "down", 500), ds("c", 5005, "up", 58)]);
+        let v = pick_victim(&now, &down, &roles()).expect("a victim");
         assert_eq!(v.0, "ds3");
     }
 

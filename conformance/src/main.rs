@@ -9,6 +9,7 @@ mod hostbench;
 mod hostops;
 mod kerberos;
 mod known;
+mod metabench;
 mod metrics_cost;
 mod netns;
 mod paths;
@@ -56,6 +57,11 @@ enum Cmd {
     /// Host-side load (the Rust client's `load` example) against ganesha and cfs in the same
     /// run, interleaved rounds, freshly started servers; a Markdown table with ratios
     Hostbench(hostbench::HostBenchArgs),
+    /// Issue 12's metadata benchmark: creates, stats and unlinks (rate, mean and p99 latency)
+    /// against ganesha, cfs with 1 replica (one node) and with 3 (three MDS nodes), each with
+    /// 16 and 256 shards; per-node CPU and fsyncs, RSS, start-up time; a separate-machines
+    /// estimate
+    Metabench(metabench::MetaBenchArgs),
     /// The CI subset: setup, then both kernels x v4.1+v3 against ganesha with --quick
     /// (plus cfs and cfs-cluster, v4.1 and, for posix and integrity, v4.2, when
     /// CFS_CONFORMANCE=1; cfs-cluster runs
@@ -192,6 +198,7 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
             with_sec(&a, || run_plan(plan, a.json.clone(), Some(a.repeat)))
         }
         Cmd::Hostbench(a) => hostbench::hostbench(&a),
+        Cmd::Metabench(a) => metabench::metabench(&a),
         Cmd::Ci { json } => {
             // a fresh machine gets everything here; inside the namespace there is no network
             if !netns::inside() {

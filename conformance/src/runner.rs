@@ -129,7 +129,7 @@ pub fn execute(plan: &Plan) -> Vec<CaseResult> {
                         results.push(r);
                         continue;
                     }
-                    if s.host.is_some_and(|h| srv.spec != h.needs()) {
+                    if s.host.is_some_and(|h| !h.runs_on(&srv.spec)) {
                         let r = blank(
                             &label,
                             &srv.version,
@@ -138,7 +138,7 @@ pub fn execute(plan: &Plan) -> Vec<CaseResult> {
                             &kver,
                             v,
                             Status::NotOffered,
-                            format!("not offered: needs {} (the host kills/restarts its nodes and reads its counters)", s.host.map(|h| h.needs().label()).unwrap_or_default()),
+                            format!("not offered: needs {} (the host kills/restarts its nodes and reads its counters)", s.host.map(|h| h.kinds()).unwrap_or_default()),
                         );
                         println!("{}", progress_line(&r));
                         results.push(r);

@@ -167,7 +167,7 @@ pub const SCENARIOS: &[Scenario] = &[
     },
     Scenario {
         name: "pnfs-fault",
-        about: "cfs-cluster only: the kernel writes a file while the host kill -9s a data server holding it; fsync, verify; restart it, verify again",
+        about: "cfs-cluster and cfs-cluster-mds3 only: the kernel writes a file while the host kill -9s a data server holding it; fsync, verify; restart it, verify again",
         kind: Kind::Check,
         two_clients: false,
         full_env: "SIZE_MIB=256",
@@ -179,7 +179,7 @@ pub const SCENARIOS: &[Scenario] = &[
     },
     Scenario {
         name: "pnfs-cross",
-        about: "cfs-cluster only: a file cfs put (Rust client, pNFS) verified by the kernel; a kernel-written file cfs get compared byte for byte",
+        about: "cfs-cluster and cfs-cluster-mds3 only: a file cfs put (Rust client, pNFS) verified by the kernel; a kernel-written file cfs get compared byte for byte",
         kind: Kind::Check,
         two_clients: false,
         full_env: "SIZE_MIB=256",

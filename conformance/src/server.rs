@@ -244,6 +244,43 @@ impl Running {
             .map(|(b, a, _)| (b.as_path(), a.as_str()))
     }
 
+    /// cfs-cluster kinds: (role, listen address) of every data server, read from the cluster's
+    /// own description: the node list `cfs cluster up` writes (`pids`) and each data server's
+    /// config (`dsI.toml`, its `listen`), so no assumption about how ports are laid out.
+    pub fn ds_roles(&self) -> Result<Vec<(String, String)>> {
+        let pids = self
+            .node_pids
+            .as_deref()
+            .ok_or_else(|| Error::Server("not a cfs-cluster".into()))?;
+        let dir = pids
+            .parent()
+            .ok_or_else(|| Error::Server(format!("{pids:?} has no directory")))?;
+        let text = std::fs::read_to_string(pids).ctx(|| format!("read {pids:?}"))?;
+        let mut roles = Vec::new();
+        for name in text.lines().filter_map(|l| l.split_whitespace().next()) {
+            let is_ds = name
+                .strip_prefix("ds")
+                .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()));
+            if !is_ds {
+                continue;
+            }
+            let conf = dir.join(format!("{name}.toml"));
+            let toml = std::fs::read_to_string(&conf).ctx(|| format!("read {conf:?}"))?;
+            let listen = toml
+                .lines()
+                .filter_map(|l| l.trim().strip_prefix("listen"))
+                .filter_map(|r| r.trim_start().strip_prefix('='))
+                .map(|v| v.trim().trim_matches('"').to_owned())
+                .next()
+                .ok_or_else(|| Error::Server(format!("no listen address in {conf:?}")))?;
+            roles.push((name.to_owned(), listen));
+        }
+        if roles.is_empty() {
+            return Err(Error::Server(format!("no data server listed in {pids:?}")));
+        }
+        Ok(roles)
+    }
+
     /// cfs-cluster: SIGKILL the node `role` ("ds2"), whether `cfs cluster up` started it or the
     /// harness restarted it; waits until it is gone. Returns its pid.
     pub fn kill_node(&mut self, role: &str) -> Result<u32> {
@@ -837,7 +874,18 @@ fn free_port_run(n: u16) -> Result<u16> {
 /// `gateway`: (port, register with the namespace's rpcbind) of a gateway node to run too.
 /// `cfs cluster up` with `mds` MDS nodes (1, or CLUSTER_MDS) and CLUSTER_DS data servers.
 fn start_cfs_cluster(mds: u16, gateway: Option<(u16, bool)>) -> Result<Running> {
-    let bin = cfs_binary()?;
+    start_cfs_cluster_with(&cfs_binary()?, mds, gateway, &[])
+}
+
+/// `start_cfs_cluster` with a given binary and more arguments for `cfs cluster up`
+/// (`metabench`: a pinned binary and `--shards N`).
+pub fn start_cfs_cluster_with(
+    bin: &Path,
+    mds: u16,
+    gateway: Option<(u16, bool)>,
+    extra: &[&str],
+) -> Result<Running> {
+    let bin = bin.to_path_buf();
     let dir = state_dir("cfs-cluster")?;
     let cluster_dir = dir.join("cluster");
     let port = free_port_run(mds - 1 + CLUSTER_DS)?;
@@ -868,6 +916,7 @@ fn start_cfs_cluster(mds: u16, gateway: Option<(u16, bool)>) -> Result<Running> 
             "127.0.0.1",
         ])
         .args(["--lease-seconds", &cluster_lease_s().to_string()])
+        .args(extra)
         .args(match gateway {
             Some((p, rb)) => vec![
                 "--gateway-port".to_string(),

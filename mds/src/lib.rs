@@ -104,6 +104,24 @@ pub struct Mds {
     reaper: std::sync::OnceLock<tokio::sync::mpsc::UnboundedSender<u64>>,
 }
 
+/// The shard count of a file system this open creates (an existing one keeps its own):
+/// `CFS_SHARDS` when set (`cfs cluster up --shards N` sets it for every MDS node, and
+/// `conformance metabench` for the start-up and memory measurements with 16 and 256 shards),
+/// else `namespace::DEFAULT_SHARDS`. Every node of a metadata cluster must create the same
+/// count, so it travels with the nodes' environment rather than a per-node file.
+fn new_fs_shards() -> u16 {
+    let Ok(v) = std::env::var("CFS_SHARDS") else {
+        return namespace::DEFAULT_SHARDS;
+    };
+    match v.trim().parse::<u16>() {
+        Ok(n) if n >= 1 => n,
+        _ => {
+            tracing::warn!(value = %v, "CFS_SHARDS is not a shard count 1..=65535; using the default");
+            namespace::DEFAULT_SHARDS
+        }
+    }
+}
+
 impl Mds {
     pub async fn open(cfg: &ServerConfig) -> Result<Mds, ServerError> {
         if cfg.exports.is_empty() {
@@ -124,6 +142,7 @@ impl Mds {
         let opts = namespace::Options {
             space: Some(space.clone()),
             members: cfg.members.clone(),
+            shards: new_fs_shards(),
             ..Default::default()
         };
         let ns = Namespace::open_with(&meta_dir, opts)
