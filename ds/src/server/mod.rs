@@ -36,6 +36,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 pub use config::DsConfig;
+pub use shards::shard_object_id;
 
 use counters::Counters;
 use fences::Fences;

@@ -20,6 +20,7 @@ use std::time::Duration;
 use proto::shard::{ShardCallError, ShardClient};
 
 pub(crate) use store::ShardStore;
+pub use store::object_id as shard_object_id;
 
 /// Connections to other data servers' shard programs.
 const MAX_PEERS: usize = 256;

@@ -58,7 +58,7 @@ pub(crate) fn geometry(r: &ShardRef) -> Option<ec::Geometry> {
 
 /// The chunk-store object id of shard `index` of `file` at `epoch`. The top bit is set so it
 /// can never be a file's own object (inode numbers stay below 2^63).
-pub(crate) fn object_id(file: u64, epoch: u64, index: u32) -> u64 {
+pub fn object_id(file: u64, epoch: u64, index: u32) -> u64 {
     let mut h = blake3::Hasher::new();
     h.update(b"cfs shard object v1");
     h.update(&file.to_be_bytes());
