@@ -250,7 +250,10 @@ fn check_direct(cl: &Cluster, c: &Coded, skip: &[u32]) {
             }
             // An offset of another shard is the layout's or the client's mistake.
             let other = (u64::from(i) + 1) % u64::from(c.g.k()) * unit;
-            let e = n.read(&fh, other, 4096).await.expect_err("other shard's offset");
+            let e = n
+                .read(&fh, other, 4096)
+                .await
+                .expect_err("other shard's offset");
             assert_eq!(status_of(e), Some(Nfsstat3::Inval));
             // Never a write on a shard handle.
             let e = n
@@ -342,7 +345,8 @@ fn repair(cl: &Cluster, c: &Coded, index: u32) -> Result<[u8; 32], ShardCallErro
         placement: c.placement.clone(),
         mac: [0; 32],
     });
-    cl.rt.block_on(async { shard_client(&on.addr).await.repair(&args).await })
+    cl.rt
+        .block_on(async { shard_client(&on.addr).await.repair(&args).await })
 }
 
 fn wait_shard_program(cl: &Cluster, addr: &str) {
@@ -469,7 +473,12 @@ fn two_one_direct_rebuild_and_assembled_after_a_kill9() {
     let fh = c.handle(ShardKind::Rebuild(1), &c.placement[0]);
     let e = cl
         .rt
-        .block_on(async { nfs(&c.placement[0].addr).await.read(&fh, g.unit(), 4096).await })
+        .block_on(async {
+            nfs(&c.placement[0].addr)
+                .await
+                .read(&fh, g.unit(), 4096)
+                .await
+        })
         .expect_err("rebuilt from one shard of a 2+1 stripe");
     assert_eq!(status_of(e), Some(Nfsstat3::Io));
 }

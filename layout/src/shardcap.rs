@@ -292,7 +292,9 @@ mod tests {
 
     #[test]
     fn a_write_right_or_a_v1_handle_is_malformed() {
-        let mut h = cap(ShardKind::Direct(1)).mint(&key(), DsId(4)).expect("valid");
+        let mut h = cap(ShardKind::Direct(1))
+            .mint(&key(), DsId(4))
+            .expect("valid");
         h[1] = 2;
         assert_eq!(verify_shard(&h, &key(), DsId(4)), Err(CapError::Malformed));
         let v1 = crate::Cap {
@@ -305,10 +307,7 @@ mod tests {
         }
         .mint(&key(), DsId(4));
         assert!(!is_shard_handle(&v1));
-        assert_eq!(
-            verify_shard(&v1, &key(), DsId(4)),
-            Err(CapError::Malformed)
-        );
+        assert_eq!(verify_shard(&v1, &key(), DsId(4)), Err(CapError::Malformed));
     }
 
     #[test]

@@ -12,8 +12,8 @@
 //! epoch's immutable shard, SEAL re-checks them, GET/ENCODE/REPAIR/PLACE redo the same work),
 //! so a replay costs work, never data.
 //!
-//! Procedures: NULL, PUT (dense bytes of a shard, stable), SEAL (check a shard range's blake3
-//! and record the shard as servable), GET (dense bytes of a sealed shard), ENCODE (the encode
+//! Procedures: NULL, PUT (dense bytes of a shard; durable once SEAL succeeds), SEAL (commit a
+//! shard, check a range's blake3 and record the shard as servable), GET (dense bytes of a sealed shard), ENCODE (the encode
 //! job, run by a DS holding a mirror copy), REPAIR (rebuild one shard here from k others),
 //! PLACE (replace the placement record of a file's epoch, after a shard moved).
 
@@ -28,6 +28,7 @@ pub const CFS_SHARD_PROGRAM: u32 = 0x2043_4655;
 pub const CFS_SHARD_V1: u32 = 1;
 
 pub const SHARDPROC_NULL: u32 = 0;
+/// Dense bytes of a shard, written unstable: SEAL makes them durable before it answers.
 pub const SHARDPROC_PUT: u32 = 1;
 pub const SHARDPROC_SEAL: u32 = 2;
 pub const SHARDPROC_GET: u32 = 3;
@@ -286,8 +287,8 @@ impl ShardClient {
             max_record: MAX_SHARD_IO + (64 << 10),
             max_in_flight: 16,
         };
-        let conn = Connection::spawn(stream, std::sync::Arc::new(RejectCalls), limits)
-            .map_err(fail)?;
+        let conn =
+            Connection::spawn(stream, std::sync::Arc::new(RejectCalls), limits).map_err(fail)?;
         Ok(ShardClient {
             conn,
             timeout: call_timeout,

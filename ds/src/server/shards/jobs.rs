@@ -5,8 +5,8 @@ use std::sync::Arc;
 
 use proto::shard::*;
 
-use super::stripes::{rebuild_unit, stripe_shard_len, StripeError};
 use super::store::{geometry, object_id};
+use super::stripes::{rebuild_unit, stripe_shard_len, StripeError};
 use crate::server::Shared;
 use crate::DsError;
 
@@ -55,12 +55,7 @@ pub(crate) async fn encode(s: &Arc<Shared>, a: &EncodeArgs) -> Result<Vec<[u8; 3
     if !placement_ok(&a.placement, &g) || !job_range_ok(&g, a.offset, a.len, a.file_len) {
         return Err(SHARD_ERR_INVAL);
     }
-    let hwm = s
-        .objects
-        .state(a.file)
-        .await
-        .map_err(|_| SHARD_ERR_IO)?
-        .hwm;
+    let hwm = s.objects.state(a.file).await.map_err(|_| SHARD_ERR_IO)?.hwm;
     if hwm < a.offset + a.len {
         return Err(SHARD_ERR_NOENT);
     }
@@ -79,6 +74,7 @@ pub(crate) async fn encode(s: &Arc<Shared>, a: &EncodeArgs) -> Result<Vec<[u8; 3
     let mut hashers: Vec<blake3::Hasher> = (0..width).map(|_| blake3::Hasher::new()).collect();
     let mut lens = vec![0u64; width];
     let mut encoder = Some(ec::Encoder::new(g).map_err(|_| SHARD_ERR_INVAL)?);
+    let mut inflight: Option<Puts> = None;
     for n in 0..g.stripes(a.len) {
         let stripe = first_stripe + n;
         let start = stripe * g.stripe_data();
@@ -108,7 +104,7 @@ pub(crate) async fn encode(s: &Arc<Shared>, a: &EncodeArgs) -> Result<Vec<[u8; 3
         .map_err(|_| SHARD_ERR_IO)?;
         encoder = Some(enc);
         let st = st.map_err(|_| SHARD_ERR_IO)?;
-        let mut set = tokio::task::JoinSet::new();
+        let mut set: Puts = tokio::task::JoinSet::new();
         for (i, mut shard) in st.shards.into_iter().enumerate() {
             // what shard i holds of this stripe: parity past the data is zero, not stored
             let len = stripe_shard_len(&g, a.offset + a.len, stripe, i as u32);
@@ -141,16 +137,13 @@ pub(crate) async fn encode(s: &Arc<Shared>, a: &EncodeArgs) -> Result<Vec<[u8; 3
                 Ok::<_, (String, ShardCallError)>(())
             });
         }
-        while let Some(done) = set.join_next().await {
-            match done {
-                Ok(Ok(())) => {}
-                Ok(Err((addr, e))) => {
-                    tracing::warn!(file = a.file, %addr, "encode: shard write failed: {e}");
-                    return Err(SHARD_ERR_PEER);
-                }
-                Err(_) => return Err(SHARD_ERR_IO),
-            }
+        // One stripe's PUTs in flight while the next is read and encoded.
+        if let Some(prev) = inflight.replace(set) {
+            wait_puts(a.file, prev).await?;
         }
+    }
+    if let Some(prev) = inflight.take() {
+        wait_puts(a.file, prev).await?;
     }
     let sums: Vec<[u8; 32]> = hashers.iter().map(|h| *h.finalize().as_bytes()).collect();
     for (i, c) in clients.iter().enumerate() {
@@ -173,6 +166,22 @@ pub(crate) async fn encode(s: &Arc<Shared>, a: &EncodeArgs) -> Result<Vec<[u8; 3
         })?;
     }
     Ok(sums)
+}
+
+type Puts = tokio::task::JoinSet<Result<(), (String, ShardCallError)>>;
+
+async fn wait_puts(file: u64, mut set: Puts) -> Result<(), u32> {
+    while let Some(done) = set.join_next().await {
+        match done {
+            Ok(Ok(())) => {}
+            Ok(Err((addr, e))) => {
+                tracing::warn!(file, %addr, "encode: shard write failed: {e}");
+                return Err(SHARD_ERR_PEER);
+            }
+            Err(_) => return Err(SHARD_ERR_IO),
+        }
+    }
+    Ok(())
 }
 
 /// REPAIR: rebuilds shard `a.shard.index` for file bytes `[offset, offset + len)` here, unit
@@ -219,7 +228,7 @@ pub(crate) async fn repair(s: &Arc<Shared>, a: &RepairArgs) -> Result<[u8; 32], 
         let n = unit.len() as u64;
         s.objects
             .store()
-            .write_owned(id, at, unit.into(), true)
+            .write_owned(id, at, unit.into(), false)
             .await
             .map_err(|e: DsError| {
                 tracing::warn!(file = a.shard.file, shard = i, "repair: write: {e}");
@@ -227,15 +236,13 @@ pub(crate) async fn repair(s: &Arc<Shared>, a: &RepairArgs) -> Result<[u8; 32], 
             })?;
         at += n;
     }
+    s.objects.store().commit(id).await.map_err(|e| {
+        tracing::warn!(file = a.shard.file, shard = i, "repair: commit: {e}");
+        SHARD_ERR_IO
+    })?;
     let sealed = s
         .shards
-        .seal(
-            &a.shard,
-            a.file_len,
-            dense_base,
-            total,
-            a.placement.clone(),
-        )
+        .seal(&a.shard, a.file_len, dense_base, total, a.placement.clone())
         .await
         .map_err(|_| SHARD_ERR_IO)?;
     if !sealed {

@@ -19,8 +19,8 @@ use std::time::Duration;
 
 use proto::shard::{ShardCallError, ShardClient};
 
-pub(crate) use store::ShardStore;
 pub use store::object_id as shard_object_id;
+pub(crate) use store::ShardStore;
 
 /// Connections to other data servers' shard programs.
 const MAX_PEERS: usize = 256;

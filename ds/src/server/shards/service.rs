@@ -83,16 +83,18 @@ async fn put(s: &Shared, a: PutArgs) -> ShardRes {
     if !authentic(s, &a) {
         return ShardRes::Err(SHARD_ERR_AUTH);
     }
-    if geometry(&a.shard).is_none()
-        || a.offset.saturating_add(a.data.0.len() as u64) > MAX_DENSE
-    {
+    if geometry(&a.shard).is_none() || a.offset.saturating_add(a.data.0.len() as u64) > MAX_DENSE {
         return ShardRes::Err(SHARD_ERR_INVAL);
     }
     let id = object_id(a.shard.file, a.shard.epoch, a.shard.index);
+    // Unstable: SEAL commits the shard before it checks and records it, and nothing is
+    // acknowledged to the MDS before every SEAL succeeded. A PUT that is lost in a crash reads
+    // back as zeros and fails SEAL's sum. (A stable PUT per unit measured 115 MiB/s of file
+    // data for the whole encode job, 4+2 at 1 MiB, six fsyncs per stripe.)
     match s
         .objects
         .store()
-        .write_owned(id, a.offset, a.data.0.into(), true)
+        .write_owned(id, a.offset, a.data.0.into(), false)
         .await
     {
         Ok(()) => ShardRes::Ok,
@@ -120,6 +122,14 @@ async fn seal(s: &Shared, a: SealArgs) -> ShardRes {
         return ShardRes::Err(SHARD_ERR_INVAL);
     }
     let id = object_id(a.shard.file, a.shard.epoch, a.shard.index);
+    if let Err(e) = s.objects.store().commit(id).await {
+        tracing::warn!(
+            file = a.shard.file,
+            shard = a.shard.index,
+            "shard SEAL: commit: {e}"
+        );
+        return ShardRes::Err(SHARD_ERR_IO);
+    }
     let end = a.offset + a.len;
     let mut h = blake3::Hasher::new();
     let mut at = a.offset;
@@ -131,7 +141,11 @@ async fn seal(s: &Shared, a: SealArgs) -> ShardRes {
             }
             Ok(_) => return ShardRes::Err(SHARD_ERR_SUM),
             Err(e) => {
-                tracing::warn!(file = a.shard.file, shard = a.shard.index, "shard SEAL: {e}");
+                tracing::warn!(
+                    file = a.shard.file,
+                    shard = a.shard.index,
+                    "shard SEAL: {e}"
+                );
                 return ShardRes::Err(SHARD_ERR_IO);
             }
         }
