@@ -43,6 +43,11 @@ impl CapKey {
         CapKey(bytes)
     }
 
+    /// The key bytes, for the other MACs keyed the same way (`shardcap`).
+    pub(crate) fn bytes(&self) -> &[u8; 32] {
+        &self.0
+    }
+
     /// Parses the 64 hex digits a key is written as in configuration.
     pub fn from_hex(s: &str) -> Result<Self, CapKeyError> {
         blake3::Hash::from_hex(s.trim())

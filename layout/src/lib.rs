@@ -11,6 +11,7 @@
 //! - [`flexfiles`]: the RFC 8435 `ff_layout4` and `ff_device_addr4` bodies.
 //! - [`reports`]: what client DS error and I/O reports say about our DSs.
 //! - [`secret`]: the cluster secret and the keys derived from it.
+//! - [`shardcap`]: DS file handles for erasure-coded shards (direct, rebuild, assembled).
 #![forbid(unsafe_code)]
 
 pub mod capability;
@@ -20,6 +21,7 @@ pub mod geometry;
 pub mod placement;
 pub mod reports;
 pub mod secret;
+pub mod shardcap;
 pub mod uaddr;
 
 pub use capability::{
@@ -33,6 +35,9 @@ pub use flexfiles::{
 pub use geometry::{ByteRange, ChunkGeometry, ChunkSpan, GeometryError, Segment, SegmentStyle};
 pub use placement::{place, place_segment, Placement, PlacementError, Shortfall};
 pub use secret::ClusterSecret;
+pub use shardcap::{
+    is_shard_handle, placement_id, verify_shard, ShardCap, ShardKind, SHARD_CAP_LEN,
+};
 
 /// A file as the data path knows it: the MDS inode number. Inode numbers are never reused, so a
 /// capability or chunk named by one can never come to mean another file's bytes.

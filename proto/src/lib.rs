@@ -15,6 +15,7 @@ pub mod nlm;
 pub mod peer;
 pub mod portmap;
 pub mod rpc;
+pub mod shard;
 pub mod xdr;
 
 pub use xdr_derive::Xdr;

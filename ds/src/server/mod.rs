@@ -9,6 +9,8 @@
 //! - [`fences`], [`counters`]: what the heartbeat carries each way.
 //! - [`badchunks`]: chunks that failed verification here, recorded and reported for repair.
 //! - [`fabric`]: the same data path over a libfabric endpoint, with RMA for the bytes.
+//! - [`shards`]: erasure-coded shards: shard objects, the shard program (encode and repair
+//!   jobs, DS-to-DS shard transfer), READs of direct, rebuild and assembled shard handles.
 
 mod badchunks;
 mod config;
@@ -18,6 +20,7 @@ mod fences;
 mod heartbeat;
 pub mod nfs3;
 mod objects;
+mod shards;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -33,6 +36,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 pub use config::DsConfig;
+pub use shards::shard_object_id;
 
 use counters::Counters;
 use fences::Fences;
@@ -86,6 +90,8 @@ pub(crate) struct Shared {
     cfg: DsConfig,
     local: SocketAddr,
     objects: Objects,
+    shards: shards::ShardStore,
+    peers: shards::Peers,
     bad: badchunks::BadChunks,
     counters: Counters,
     cluster: RwLock<Cluster>,
@@ -183,6 +189,7 @@ impl DsServer {
         })?;
         let objects = Objects::open(store, &dir).map_err(dir_err)?;
         let bad = badchunks::BadChunks::open(&dir).map_err(dir_err)?;
+        let shard_store = shards::ShardStore::open(&dir).map_err(dir_err)?;
         let rnd = |what: &str| {
             config::random_u64().map_err(|e| DsServerError::Identity {
                 path: dir.clone(),
@@ -214,6 +221,8 @@ impl DsServer {
             cfg,
             local,
             objects,
+            shards: shard_store,
+            peers: shards::Peers::default(),
             bad,
             counters: Counters::default(),
             cluster: RwLock::new(Cluster {

@@ -27,6 +27,9 @@ pub(crate) struct Nfs3Service {
 impl CallHandler for Nfs3Service {
     async fn handle(&self, _conn: Connection, call: Call) -> Option<Writer> {
         let stat = |s| Some(accepted_reply(call.xid, &Auth::None, s));
+        if call.prog == proto::shard::CFS_SHARD_PROGRAM {
+            return super::shards::service::handle(&self.shared, call).await;
+        }
         if call.prog != NFS3_PROGRAM {
             return stat(AcceptStat::ProgUnavail);
         }
@@ -47,8 +50,26 @@ impl CallHandler for Nfs3Service {
         };
         let s = &self.shared;
         let t0 = metrics::start();
+        let shard = |fh: &NfsFh3| layout::is_shard_handle(fh.data.as_bytes());
+        let rofs = |fh: &NfsFh3| super::shards::reads::refuse_write(s, fh).code();
         let res = match args {
             Nfs3Args::Null => Nfs3Res::Null,
+            // Erasure-coded shards (issue 13): read-only handles of their own kind.
+            Nfs3Args::Read(a) if shard(&a.file) => {
+                Nfs3Res::Read(super::shards::reads::read(s, a).await)
+            }
+            Nfs3Args::Getattr(a) if shard(&a.object) => {
+                Nfs3Res::Getattr(super::shards::reads::getattr(s, a).await)
+            }
+            Nfs3Args::Write(a) if shard(&a.file) => {
+                Nfs3Res::Write(Write3Res::Fail(rofs(&a.file), Default::default()))
+            }
+            Nfs3Args::Setattr(a) if shard(&a.object) => {
+                Nfs3Res::Setattr(Setattr3Res::Fail(rofs(&a.object), Default::default()))
+            }
+            Nfs3Args::Commit(a) if shard(&a.file) => {
+                Nfs3Res::Commit(Commit3Res::Fail(rofs(&a.file), Default::default()))
+            }
             Nfs3Args::Getattr(a) => Nfs3Res::Getattr(getattr(s, a).await),
             Nfs3Args::Setattr(a) => Nfs3Res::Setattr(setattr(s, a).await),
             Nfs3Args::Read(a) => Nfs3Res::Read(read(s, a).await),
