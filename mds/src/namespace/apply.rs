@@ -1,6 +1,7 @@
 //! The state machine: `apply` is a pure, deterministic function of (state, command). Everything
 //! that varies between runs (time, inode numbers, fs id) arrives inside the command.
 
+use super::coding;
 use super::error::FsError;
 use super::perm::{self, Cred};
 use super::shard::{ShardId, MAX_LOCAL};
@@ -126,6 +127,48 @@ fn apply_as<S: StateStore + ?Sized>(
         // An administrator's decision, never made on a client's behalf.
         Command::SetDrain { .. } if cred.is_some() => Err(FsError::Invalid),
         Command::SetDrain { ds, draining } => set_drain(s, *ds, *draining),
+        // The encoder's and repairer's records: the server's own, never a client's.
+        Command::BeginEncode { .. }
+        | Command::FinishEncode { .. }
+        | Command::AbortEncode { .. }
+        | Command::ShardBad { .. }
+        | Command::ShardMoved { .. }
+            if cred.is_some() =>
+        {
+            Err(FsError::Invalid)
+        }
+        Command::BeginEncode {
+            ino,
+            first,
+            end,
+            k,
+            m,
+            unit_shift,
+            placement,
+            time,
+        } => coding::begin(
+            s,
+            *ino,
+            *first,
+            *end,
+            (*k, *m, *unit_shift),
+            placement,
+            *time,
+        ),
+        Command::FinishEncode { ino, epoch, done } => coding::finish(s, *ino, *epoch, done),
+        Command::AbortEncode { ino, epoch } => coding::abort(s, *ino, *epoch),
+        Command::ShardBad {
+            ino,
+            epoch,
+            group,
+            shard,
+        } => coding::shard_bad(s, *ino, *epoch, *group, *shard),
+        Command::ShardMoved {
+            ino,
+            epoch,
+            shard,
+            ds,
+        } => coding::shard_moved(s, *ino, *epoch, *shard, *ds),
     }
 }
 
@@ -735,6 +778,7 @@ fn drop_orphan<S: StateStore + ?Sized>(s: &mut S, i: &Inode) -> Result<Outcome, 
     for (chunk, _) in s.chunks(ino)? {
         s.put_chunk(ino, chunk, None)?;
     }
+    s.put_stripes(ino, None)?;
     add_meta(s, meta::FILES, -1)?;
     add_meta(s, meta::BYTES, -data_bytes(i))?;
     Ok(Outcome {
@@ -767,6 +811,8 @@ fn set_mirrors<S: StateStore + ?Sized>(
         return Err(FsError::Invalid);
     }
     s.put_chunk(ino, chunk, (!mirrors.is_empty()).then_some(mirrors))?;
+    // Written again, its mirrors replaced, or its bytes gone: the group is not encoded.
+    super::coding::unencode(s, ino, chunk)?;
     Ok(Outcome::default())
 }
 

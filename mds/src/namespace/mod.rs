@@ -24,6 +24,7 @@
 //! deleted at once (`Effect::Freed`).
 
 mod apply;
+pub mod coding;
 mod error;
 pub mod perm;
 mod read;
@@ -50,6 +51,7 @@ use tokio::sync::oneshot;
 use tracing::{info, warn};
 
 pub use apply::apply;
+pub use coding::{Encoded, FileCode, GroupCode};
 pub use error::FsError;
 pub use read::Snapshot;
 pub use shard::{Key, ShardId};
@@ -952,6 +954,11 @@ impl Namespace {
     /// Where chunk `chunk` of `ino` lives, if recorded.
     pub fn chunk(&self, ino: u64, chunk: u64) -> Result<Option<Vec<u64>>, FsError> {
         self.snapshot()?.chunk(ino, chunk)
+    }
+
+    /// See `Snapshot::stripes`.
+    pub fn stripes(&self, ino: u64) -> Result<Option<FileCode>, FsError> {
+        self.snapshot()?.stripes(ino)
     }
 
     /// Where each recorded chunk of `ino` lives.

@@ -190,6 +190,11 @@ impl<'a> Snapshot<'a> {
         Ok(out)
     }
 
+    /// The erasure-coded groups of `ino`, if any.
+    pub fn stripes(&self, ino: u64) -> Result<Option<super::FileCode>, FsError> {
+        self.with(ShardId::of_ino(ino), |st| st.stripes.get(&ino).cloned())
+    }
+
     /// Where chunk `chunk` of `ino` lives, if recorded.
     pub fn chunk(&self, ino: u64, chunk: u64) -> Result<Option<Vec<u64>>, FsError> {
         self.with(ShardId::of_ino(ino), |st| {

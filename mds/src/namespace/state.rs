@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 
+use super::coding::FileCode;
 use super::error::FsError;
 use super::types::{Inode, FIRST_COOKIE};
 
@@ -15,8 +16,10 @@ pub mod meta {
     pub const FILES: &str = "files";
     /// Bytes of regular files (orphans included).
     pub const BYTES: &str = "bytes";
+    /// Lowest encoding epoch never handed out (`coding::begin`).
+    pub const NEXT_EPOCH: &str = "next_epoch";
     /// Every key above: what a checkpoint holds and `open` loads back.
-    pub const ALL: [&str; 4] = [NEXT_INO, FS_ID, FILES, BYTES];
+    pub const ALL: [&str; 5] = [NEXT_INO, FS_ID, FILES, BYTES, NEXT_EPOCH];
 }
 
 /// The state `apply` reads and writes. Implemented by the redb tables of a write transaction, by
@@ -43,6 +46,9 @@ pub trait StateStore {
     fn chunks(&self, ino: u64) -> Result<Vec<(u64, Vec<u64>)>, FsError>;
     /// Records (or, with `None`, forgets) where chunk `chunk` of `ino` lives.
     fn put_chunk(&mut self, ino: u64, chunk: u64, mirrors: Option<&[u64]>) -> Result<(), FsError>;
+    /// The file's erasure-coded groups, if any (`coding`).
+    fn stripes(&self, ino: u64) -> Result<Option<FileCode>, FsError>;
+    fn put_stripes(&mut self, ino: u64, code: Option<&FileCode>) -> Result<(), FsError>;
 }
 
 /// A full copy of the state, to compare two implementations in tests.
@@ -54,6 +60,7 @@ pub struct Dump {
     pub meta: BTreeMap<String, u64>,
     pub orphans: Vec<u64>,
     pub chunks: BTreeMap<(u64, u64), Vec<u64>>,
+    pub stripes: BTreeMap<u64, FileCode>,
 }
 
 /// The state in memory: what the server reads (see `writer`), and the reference model in tests.
@@ -68,6 +75,8 @@ pub struct MemState {
     pub meta: BTreeMap<&'static str, u64>,
     pub orphans: BTreeMap<u64, ()>,
     pub chunks: BTreeMap<(u64, u64), Vec<u64>>,
+    /// Erasure-coded files' records, by inode (`coding`).
+    pub stripes: BTreeMap<u64, FileCode>,
     /// Recent results by proposer, so a resent command is applied once (`raft::sessions`).
     /// Changed by the state machine around `apply`, never by `apply` itself.
     pub sessions: crate::raft::Sessions,
@@ -82,6 +91,7 @@ impl MemState {
             meta: self.meta.iter().map(|(k, v)| (k.to_string(), *v)).collect(),
             orphans: self.orphans.keys().copied().collect(),
             chunks: self.chunks.clone(),
+            stripes: self.stripes.clone(),
         }
     }
 }
@@ -162,6 +172,16 @@ impl StateStore for MemState {
         };
         Ok(())
     }
+    fn stripes(&self, ino: u64) -> Result<Option<FileCode>, FsError> {
+        Ok(self.stripes.get(&ino).cloned())
+    }
+    fn put_stripes(&mut self, ino: u64, code: Option<&FileCode>) -> Result<(), FsError> {
+        match code {
+            Some(c) => self.stripes.insert(ino, c.clone()),
+            None => self.stripes.remove(&ino),
+        };
+        Ok(())
+    }
 }
 
 /// A directory entry key and its staged value (`None`: deleted).
@@ -177,6 +197,7 @@ pub struct Changes {
     meta: BTreeMap<&'static str, u64>,
     orphans: BTreeMap<u64, bool>,
     chunks: BTreeMap<(u64, u64), Option<Vec<u64>>>,
+    stripes: BTreeMap<u64, Option<FileCode>>,
 }
 
 impl Changes {
@@ -189,6 +210,7 @@ impl Changes {
         self.meta.extend(later.meta);
         self.orphans.extend(later.orphans);
         self.chunks.extend(later.chunks);
+        self.stripes.extend(later.stripes);
     }
 
     pub fn flush_into<S: StateStore + ?Sized>(&self, base: &mut S) -> Result<(), FsError> {
@@ -220,6 +242,9 @@ impl Changes {
         }
         for ((ino, chunk), m) in &self.chunks {
             base.put_chunk(*ino, *chunk, m.as_deref())?;
+        }
+        for (ino, c) in &self.stripes {
+            base.put_stripes(*ino, c.as_ref())?;
         }
         Ok(())
     }
@@ -328,6 +353,16 @@ impl<S: StateStore + ?Sized> StateStore for Staged<'_, S> {
         self.changes
             .chunks
             .insert((ino, chunk), mirrors.map(|m| m.to_vec()));
+        Ok(())
+    }
+    fn stripes(&self, ino: u64) -> Result<Option<FileCode>, FsError> {
+        match self.changes.stripes.get(&ino) {
+            Some(c) => Ok(c.clone()),
+            None => self.base.stripes(ino),
+        }
+    }
+    fn put_stripes(&mut self, ino: u64, code: Option<&FileCode>) -> Result<(), FsError> {
+        self.changes.stripes.insert(ino, code.cloned());
         Ok(())
     }
 }

@@ -10,6 +10,7 @@ use std::collections::HashMap;
 
 use redb::{ReadTransaction, ReadableTable, Table, TableDefinition, WriteTransaction};
 
+use super::coding::FileCode;
 use super::error::FsError;
 use super::shard::ShardId;
 use super::state::{meta, MemState, StateStore};
@@ -29,6 +30,8 @@ pub(crate) const COOKIES: TableDefinition<u64, u64> = TableDefinition::new("cook
 pub(crate) const ORPHANS: TableDefinition<u64, ()> = TableDefinition::new("orphans");
 /// (ino, chunk) → the DS ids holding that chunk's mirrors (postcard `Vec<u64>`).
 pub(crate) const CHUNKS: TableDefinition<(u64, u64), &[u8]> = TableDefinition::new("chunks");
+/// ino → the file's erasure-coded groups (postcard `coding::FileCode`).
+pub(crate) const STRIPES: TableDefinition<u64, &[u8]> = TableDefinition::new("stripes");
 /// (shard, key) → the shard's counters (`state::meta`).
 pub(crate) const SHARD_META: TableDefinition<(u16, &str), u64> = TableDefinition::new("shard_meta");
 /// shard → the log id and membership its checkpoint holds (postcard, `raft::machine::Applied`).
@@ -68,6 +71,7 @@ pub(crate) fn create_tables(txn: &WriteTransaction) -> Result<(), FsError> {
     txn.open_table(COOKIES)?;
     txn.open_table(ORPHANS)?;
     txn.open_table(CHUNKS)?;
+    txn.open_table(STRIPES)?;
     txn.open_table(SHARD_META)?;
     txn.open_table(SHARD_APPLIED)?;
     txn.open_table(SHARD_SESSIONS)?;
@@ -121,6 +125,7 @@ pub(crate) struct RedbState<'t> {
     meta: Table<'t, (u16, &'static str), u64>,
     orphans: Table<'t, u64, ()>,
     chunks: Table<'t, (u64, u64), &'static [u8]>,
+    stripes: Table<'t, u64, &'static [u8]>,
 }
 
 impl<'t> RedbState<'t> {
@@ -134,6 +139,7 @@ impl<'t> RedbState<'t> {
             meta: txn.open_table(SHARD_META)?,
             orphans: txn.open_table(ORPHANS)?,
             chunks: txn.open_table(CHUNKS)?,
+            stripes: txn.open_table(STRIPES)?,
         })
     }
 }
@@ -235,6 +241,29 @@ impl StateStore for RedbState<'_> {
         }
         Ok(())
     }
+    fn stripes(&self, ino: u64) -> Result<Option<FileCode>, FsError> {
+        match self.stripes.get(ino)? {
+            Some(v) => Ok(Some(decode_stripes(v.value())?)),
+            None => Ok(None),
+        }
+    }
+    fn put_stripes(&mut self, ino: u64, code: Option<&FileCode>) -> Result<(), FsError> {
+        match code {
+            Some(c) => {
+                let bytes = postcard::to_stdvec(c)
+                    .map_err(|e| FsError::Io(format!("encode file code: {e}")))?;
+                self.stripes.insert(ino, bytes.as_slice())?;
+            }
+            None => {
+                self.stripes.remove(ino)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+fn decode_stripes(bytes: &[u8]) -> Result<FileCode, FsError> {
+    postcard::from_bytes(bytes).map_err(|e| FsError::Corrupt(format!("file code: {e}")))
 }
 
 fn read_chunks<T: ReadableTable<(u64, u64), &'static [u8]>>(
@@ -263,6 +292,10 @@ pub(crate) fn delete_shard(txn: &WriteTransaction, shard: ShardId) -> Result<(),
     }
     {
         let mut t = txn.open_table(ORPHANS)?;
+        t.retain_in(lo..=hi, |_, _| false)?;
+    }
+    {
+        let mut t = txn.open_table(STRIPES)?;
         t.retain_in(lo..=hi, |_, _| false)?;
     }
     {
@@ -303,6 +336,9 @@ pub(crate) fn write_whole(st: &mut RedbState<'_>, s: &MemState) -> Result<(), Fs
     }
     for ((ino, chunk), m) in &s.chunks {
         st.put_chunk(*ino, *chunk, Some(m))?;
+    }
+    for (ino, c) in &s.stripes {
+        st.put_stripes(*ino, Some(c))?;
     }
     Ok(())
 }
@@ -375,6 +411,12 @@ pub(crate) fn load_shards(txn: &ReadTransaction, shards: &[ShardId]) -> Result<L
         let (k, v) = item?;
         if let Some(s) = of(&mut m, k.value().0) {
             s.chunks.insert(k.value(), decode_mirrors(v.value())?);
+        }
+    }
+    for item in txn.open_table(STRIPES)?.iter()? {
+        let (k, v) = item?;
+        if let Some(s) = of(&mut m, k.value()) {
+            s.stripes.insert(k.value(), decode_stripes(v.value())?);
         }
     }
     for item in txn.open_table(SHARD_META)?.iter()? {

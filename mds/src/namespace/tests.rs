@@ -3,6 +3,7 @@
 
 mod as_caller;
 mod basic;
+mod coding;
 mod crash;
 mod group;
 mod model;

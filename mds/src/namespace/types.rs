@@ -240,6 +240,41 @@ pub enum Command {
     /// the placement table under `DRAIN_INO`, an inode number no file has (chunk = the DS id),
     /// so the mark is replicated, checkpointed and restored with the records it is about.
     SetDrain { ds: u64, draining: bool },
+    /// Starts encoding groups `[first, end)` of `ino` (each mirrored now) with `k`+`m` shards of
+    /// 2^`unit_shift` bytes per stripe on `placement` (`coding::begin`).
+    BeginEncode {
+        ino: u64,
+        first: u64,
+        end: u64,
+        k: u8,
+        m: u8,
+        unit_shift: u8,
+        placement: Vec<u64>,
+        time: Time,
+    },
+    /// The encode of epoch `epoch` finished these groups: their shards are durable with these
+    /// sums, and their mirrors no longer count.
+    FinishEncode {
+        ino: u64,
+        epoch: u64,
+        done: Vec<super::coding::Encoded>,
+    },
+    /// The encode of epoch `epoch` is given up; its groups stay mirrored.
+    AbortEncode { ino: u64, epoch: u64 },
+    /// Shard `shard` of group `group` failed its checksum: to repair.
+    ShardBad {
+        ino: u64,
+        epoch: u64,
+        group: u64,
+        shard: u8,
+    },
+    /// Shard `shard` of every group was rebuilt on `ds` (and checked against its sums).
+    ShardMoved {
+        ino: u64,
+        epoch: u64,
+        shard: u8,
+        ds: u64,
+    },
 }
 
 /// The inode number under which the placement table holds the drain marks (`SetDrain`): 0 is
@@ -288,7 +323,12 @@ impl Command {
             Command::SetAttr { ino, .. }
             | Command::Write { ino, .. }
             | Command::Forget { ino }
-            | Command::SetMirrors { ino, .. } => vec![I(*ino)],
+            | Command::SetMirrors { ino, .. }
+            | Command::BeginEncode { ino, .. }
+            | Command::FinishEncode { ino, .. }
+            | Command::AbortEncode { ino, .. }
+            | Command::ShardBad { ino, .. }
+            | Command::ShardMoved { ino, .. } => vec![I(*ino)],
             Command::Noop => Vec::new(),
             Command::ForgetOrphans { inos } => inos.iter().map(|i| I(*i)).collect(),
             Command::As { cmd, .. } => cmd.keys(),

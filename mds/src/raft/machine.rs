@@ -200,6 +200,7 @@ struct Dump {
     meta: Vec<(String, u64)>,
     orphans: Vec<u64>,
     chunks: Vec<(u64, u64, Vec<u64>)>,
+    stripes: Vec<(u64, crate::namespace::FileCode)>,
     sessions: Sessions,
 }
 
@@ -220,6 +221,7 @@ impl Dump {
                 .iter()
                 .map(|((i, c), m)| (*i, *c, m.clone()))
                 .collect(),
+            stripes: s.stripes.iter().map(|(i, c)| (*i, c.clone())).collect(),
             sessions: s.sessions.clone(),
         }
     }
@@ -245,6 +247,7 @@ impl Dump {
             .into_iter()
             .map(|(i, c, m)| ((i, c), m))
             .collect();
+        s.stripes = self.stripes.into_iter().collect();
         s.sessions = self.sessions;
         s
     }
