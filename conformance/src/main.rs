@@ -148,6 +148,17 @@ const CI_V41_ONLY: [(&str, &[&str]); 7] = [
     ("pnfs-cross", &["4.1"]),
 ];
 
+/// What CI runs against ganesha at v4.1 only: at v3 the baseline runs posix, enough to show the
+/// harness and the guests' v3 mounts work (cfs's own v3 path is the gateway, checked below);
+/// the rest took ~100 s of a CI run that was over its 45 minutes (2026-11-24).
+const CI_GANESHA_V41_ONLY: [(&str, &[&str]); 5] = [
+    ("integrity", &["4.1"]),
+    ("bigdir", &["4.1"]),
+    ("locking", &["4.1"]),
+    ("twoclient", &["4.1"]),
+    ("pnfs", &["4.1"]),
+];
+
 /// Checks that need no cfs-cluster (the others would only report "not offered").
 fn checks_for_any_server() -> Option<Vec<&'static str>> {
     Some(
@@ -212,7 +223,7 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
                 versions: vec!["4.1".into(), "3".into()],
                 only: checks_for_any_server()
                     .map(|v| v.into_iter().filter(|s| *s != "posix-diff").collect()),
-                scenario_vers: Vec::new(),
+                scenario_vers: CI_GANESHA_V41_ONLY.to_vec(),
             }];
             if std::env::var("CFS_CONFORMANCE").as_deref() == Ok("1") {
                 servers.push(ServerPlan {
