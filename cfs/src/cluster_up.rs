@@ -41,6 +41,9 @@ pub struct UpArgs {
     /// MDS lease (and grace) seconds.
     #[arg(long)]
     lease_seconds: Option<u32>,
+    /// Seconds a file stays unchanged before it is erasure-coded (0: never; default 3600).
+    #[arg(long)]
+    encode_after: Option<u64>,
     /// Admin HTTP port of the (first) MDS (metrics, console, API); the other nodes get the
     /// next ports in the order of their NFS ports. Default: 1000 above --port when that stays
     /// below 32768, else any free port (0).
@@ -192,6 +195,9 @@ pub async fn run(a: UpArgs) -> Result<(), Box<dyn std::error::Error>> {
         toml.push_str(&format!("[cluster]\nsecret_file = {}\n", toml_str(&secret)));
         if let Some(c) = a.chunk_size {
             toml.push_str(&format!("chunk_size = {c}\n"));
+        }
+        if let Some(e) = a.encode_after {
+            toml.push_str(&format!("encode_after_seconds = {e}\n"));
         }
         if a.mds > 1 {
             let list: Vec<String> = mds

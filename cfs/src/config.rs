@@ -184,6 +184,9 @@ pub struct ClusterFileConfig {
     pub fabric_listen: Option<String>,
     /// mds role: bytes per chunk (placement and layout unit).
     pub chunk_size: Option<u64>,
+    /// mds role: seconds a file stays unchanged (and not open for writing) before it is
+    /// erasure-coded; 0: never. Default 3600.
+    pub encode_after_seconds: Option<u64>,
     /// mds role, multi-node metadata: this node's id among `metadata_nodes`.
     pub node_id: Option<u64>,
     /// mds role, multi-node metadata: every MDS node as "ID=HOST:PORT" (its NFS address), the

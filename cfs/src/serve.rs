@@ -19,6 +19,7 @@ pub struct Settings {
     pub grace_seconds: Option<u32>,
     pub exports: Vec<mds::export::Export>,
     pub chunk_size: Option<u64>,
+    pub encode_after_seconds: Option<u64>,
     /// ds role: the MDS node(s) to heartbeat to (empty: the MDS beside it in this process).
     pub mds_addrs: Vec<SocketAddr>,
     pub ds_listen: Option<SocketAddr>,
@@ -130,6 +131,7 @@ pub fn resolve(a: &ServerArgs) -> Result<Settings, ConfigError> {
         grace_seconds: file.grace_seconds,
         exports: config::build_exports(&file.exports)?,
         chunk_size: fc.chunk_size,
+        encode_after_seconds: fc.encode_after_seconds,
         mds_addrs,
         ds_listen,
         advertise,
@@ -469,6 +471,9 @@ pub async fn run(a: ServerArgs, check_only: bool) -> Result<(), Box<dyn std::err
             let mut c = mds::cluster::ClusterConfig::new(sec.clone());
             if let Some(cs) = s.chunk_size {
                 c.chunk_size = cs;
+            }
+            if let Some(secs) = s.encode_after_seconds {
+                c.encode_after = (secs > 0).then(|| std::time::Duration::from_secs(secs));
             }
             c
         });

@@ -301,6 +301,58 @@ fn netaddr(netid: &str, a: &SocketAddr) -> Netaddr4 {
     }
 }
 
+/// A whole-file READ layout of an erasure-coded file: mirror `j` is `mirrors[j]`, its data
+/// servers in stripe order with the shard handle each serves (`crate::ShardCap`), preferred
+/// mirror first; `stripe_unit` is the shard unit when mirrors have several data servers (a
+/// striping client), 0 when each has one (an assembling data server). No handle grants
+/// writing, so this is never an RW layout.
+pub fn build_shard_layout(
+    mirrors: &[Vec<(DsId, [u8; crate::SHARD_CAP_LEN])>],
+    stripe_unit: u64,
+    creds: FfCredentials,
+    opts: &FfOptions,
+) -> Result<Layout4, LayoutError> {
+    if mirrors.len() > MAX_MIRRORS {
+        return Err(LayoutError::TooMany {
+            what: "mirror count",
+            max: MAX_MIRRORS,
+        });
+    }
+    let user = Opaque::from(ds_uid(Layoutiomode4::Read, creds.uid).to_string().as_str());
+    let group = Opaque::from(creds.gid.to_string().as_str());
+    let ff = FfLayout4 {
+        ffl_stripe_unit: stripe_unit,
+        ffl_mirrors: mirrors
+            .iter()
+            .enumerate()
+            .map(|(j, dss)| FfMirror4 {
+                ffm_data_servers: dss
+                    .iter()
+                    .map(|(ds, fh)| FfDataServer4 {
+                        ffds_deviceid: ds.device_id(),
+                        ffds_efficiency: efficiency(j),
+                        ffds_stateid: Stateid4::ANONYMOUS,
+                        ffds_fh_vers: vec![NfsFh4::from(&fh[..])],
+                        ffds_user: user.clone(),
+                        ffds_group: group.clone(),
+                    })
+                    .collect(),
+            })
+            .collect(),
+        ffl_flags: opts.flags,
+        ffl_stats_collect_hint: opts.stats_collect_hint,
+    };
+    Ok(Layout4 {
+        lo_offset: 0,
+        lo_length: u64::MAX,
+        lo_iomode: Layoutiomode4::Read,
+        lo_content: LayoutContent4 {
+            loc_type: LAYOUT4_FLEX_FILES,
+            loc_body: Opaque(ff.to_xdr()),
+        },
+    })
+}
+
 /// [`build_ff_device_addr`] wrapped as the `device_addr4` GETDEVICEINFO returns.
 pub fn build_device_addr(info: &DsInfo) -> Result<DeviceAddr4, LayoutError> {
     Ok(DeviceAddr4 {

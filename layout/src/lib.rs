@@ -30,7 +30,8 @@ pub use capability::{
 };
 pub use dsmap::{DsId, DsInfo, DsMap, DsMapError, DsState};
 pub use flexfiles::{
-    build_device_addr, build_layout, FfCredentials, FfOptions, LayoutError, LayoutGrant,
+    build_device_addr, build_layout, build_shard_layout, FfCredentials, FfOptions, LayoutError,
+    LayoutGrant,
 };
 pub use geometry::{ByteRange, ChunkGeometry, ChunkSpan, GeometryError, Segment, SegmentStyle};
 pub use placement::{place, place_segment, Placement, PlacementError, Shortfall};

@@ -514,6 +514,38 @@ impl Server {
                     rc.drain_pass(&repairer.ns, &recall).await;
                 }
             }));
+            // Erasure coding (`cluster::encode`), on its own: an encode job takes seconds. One
+            // metadata node only: the claim that keeps writers off a file being encoded or
+            // copied back is this process's, and other nodes' writers would not see it.
+            if cfg.members.is_none() {
+                let encoder = mds.clone();
+                let ec = c.clone();
+                tasks.push(tokio::spawn(async move {
+                    let every = ec
+                        .cfg
+                        .encode_after
+                        .map_or(Duration::from_secs(30), |a| a / 4)
+                        .clamp(Duration::from_secs(1), Duration::from_secs(30));
+                    let mut tick = tokio::time::interval(every);
+                    let m = Arc::downgrade(&encoder);
+                    let recall = move |ino: u64| {
+                        if let Some(m) = m.upgrade() {
+                            recall::recall_layouts(&m, ino, None);
+                        }
+                    };
+                    let m = Arc::downgrade(&encoder);
+                    let in_use = move |ino: u64| {
+                        m.upgrade()
+                            .is_none_or(|m| m.state.file_writable_by_someone(ino))
+                    };
+                    loop {
+                        tick.tick().await;
+                        ec.encode_pass(&encoder.ns, &in_use, &recall).await;
+                    }
+                }));
+            } else if c.cfg.encode_after.is_some() {
+                tracing::info!("erasure coding is off with several metadata nodes (not built yet)");
+            }
             let health = mds.clone();
             tasks.push(tokio::spawn(async move {
                 let mut tick = tokio::time::interval(c.cfg.heartbeat);

@@ -15,7 +15,8 @@
 //! Procedures: NULL, PUT (dense bytes of a shard; durable once SEAL succeeds), SEAL (commit a
 //! shard, check a range's blake3 and record the shard as servable), GET (dense bytes of a sealed shard), ENCODE (the encode
 //! job, run by a DS holding a mirror copy), REPAIR (rebuild one shard here from k others),
-//! PLACE (replace the placement record of a file's epoch, after a shard moved).
+//! PLACE (replace the placement record of a file's epoch, after a shard moved), DROP (delete a
+//! file's shards of one epoch: the file was removed, written again, or its encode gave up).
 
 use crate::rpc::{Auth, Connection, ConnectionLimits, RejectCalls, RpcError};
 use crate::xdr::{Opaque, Xdr, XdrError};
@@ -35,6 +36,8 @@ pub const SHARDPROC_GET: u32 = 3;
 pub const SHARDPROC_ENCODE: u32 = 4;
 pub const SHARDPROC_REPAIR: u32 = 5;
 pub const SHARDPROC_PLACE: u32 = 6;
+/// Deletes every shard of (file, epoch) held by the receiving DS, sealed or not.
+pub const SHARDPROC_DROP: u32 = 7;
 
 /// Largest PUT payload or GET reply: the DS's RPC record limit is 1 MiB + 64 KiB.
 pub const MAX_SHARD_IO: usize = 1 << 20;
@@ -161,7 +164,17 @@ pub struct PlaceArgs {
     pub mac: [u8; 32],
 }
 
-/// PUT, SEAL, PLACE.
+/// Deletes the shards of (file, epoch) on the receiving DS, durably; shards of other epochs
+/// stay. Succeeds when there were none (a repeated DROP).
+#[derive(Debug, Clone, PartialEq, Eq, Xdr)]
+pub struct DropArgs {
+    pub to: u64,
+    pub file: u64,
+    pub epoch: u64,
+    pub mac: [u8; 32],
+}
+
+/// PUT, SEAL, PLACE, DROP.
 #[derive(Debug, Clone, PartialEq, Eq, Xdr)]
 pub enum ShardRes {
     #[xdr(case = SHARD_OK)]
@@ -235,6 +248,7 @@ signed!(GetArgs, SHARDPROC_GET);
 signed!(EncodeArgs, SHARDPROC_ENCODE);
 signed!(RepairArgs, SHARDPROC_REPAIR);
 signed!(PlaceArgs, SHARDPROC_PLACE);
+signed!(DropArgs, SHARDPROC_DROP);
 
 #[derive(Debug, Error)]
 pub enum ShardCallError {
@@ -356,6 +370,14 @@ impl ShardClient {
     }
 
     pub async fn place(&self, a: &PlaceArgs) -> Result<(), ShardCallError> {
+        match self.call::<_, ShardRes>(a).await? {
+            ShardRes::Ok => Ok(()),
+            ShardRes::Err(c) => Err(ShardCallError::Refused(c)),
+        }
+    }
+
+    /// DROP: the receiving DS no longer holds any shard of (file, epoch).
+    pub async fn drop_shards(&self, a: &DropArgs) -> Result<(), ShardCallError> {
         match self.call::<_, ShardRes>(a).await? {
             ShardRes::Ok => Ok(()),
             ShardRes::Err(c) => Err(ShardCallError::Refused(c)),

@@ -167,6 +167,16 @@ impl Cluster {
         let map = self.registry.placement_map();
         let mut plan = Vec::new();
         for &ino in batch {
+            if let Ok(Some(code)) = ns.stripes(ino) {
+                if code.is_encoded() && code.placement.contains(&ds.0) {
+                    // Moving one shard is a repair job; mirrors elsewhere are always possible.
+                    match self.unencode(ns, ino, &code).await {
+                        Ok(_) => recall(ino),
+                        Err(e) => tracing::debug!(ino, ds = %ds, "encoded file moved later: {e:?}"),
+                    }
+                    continue;
+                }
+            }
             let Ok(Some(rec)) = ns.chunk(ino, FILE_RECORD) else {
                 continue;
             };

@@ -3,6 +3,7 @@
 //! mirrors live (`placement`), and I/O the MDS itself sends to DSs when a client does not use a
 //! layout (`remote`).
 pub mod drain;
+pub mod encode;
 pub mod fences;
 pub mod placement;
 pub mod ranges;
@@ -21,6 +22,12 @@ use proto::nfs3_client::Nfs3Client;
 use crate::error::{NfsError, NfsResult};
 pub use registry::Registry;
 
+/// How long a file stays mirrored after its last change before it is erasure-coded: long
+/// enough that files being written (or rewritten by a job that runs every few minutes) are not
+/// encoded and brought back to mirrors over and over; a write to an encoded file copies it
+/// back to mirrors first (`encode::unencode`).
+pub const DEFAULT_ENCODE_AFTER: Duration = Duration::from_secs(3600);
+
 /// Cluster settings of an MDS.
 #[derive(Debug, Clone)]
 pub struct ClusterConfig {
@@ -31,6 +38,8 @@ pub struct ClusterConfig {
     pub heartbeat: Duration,
     /// Silence after which a DS counts as down.
     pub dead_after: Duration,
+    /// A file unchanged this long (and not open for writing) is erasure-coded; `None`: never.
+    pub encode_after: Option<Duration>,
 }
 
 impl ClusterConfig {
@@ -40,6 +49,7 @@ impl ClusterConfig {
             chunk_size: 16 << 20,
             heartbeat: Duration::from_secs(1),
             dead_after: Duration::from_secs(4),
+            encode_after: Some(DEFAULT_ENCODE_AFTER),
         }
     }
 }

@@ -33,6 +33,10 @@ impl Cluster {
         if self.is_repairing(ino) {
             return Err(NfsError::Delay);
         }
+        if let Some(code) = ns.stripes(ino)?.filter(|c| c.is_encoded()) {
+            // A client never writes shards: the file goes back to mirrors first.
+            return self.unencode(ns, ino, &code).await;
+        }
         if let Some(rec) = ns.chunk(ino, chunk)? {
             let live = self.live(&rec);
             if !live.is_empty() && live.len() == rec.len() {

@@ -42,6 +42,12 @@ impl Cluster {
             return Ok((Vec::new(), true));
         }
         let mut out = Vec::with_capacity((end - offset) as usize);
+        if let Some(code) = ns.stripes(ino)?.filter(|c| c.is_encoded()) {
+            let mut d = self.read_encoded(ino, &code, offset, end - offset).await?;
+            d.resize((end - offset) as usize, 0);
+            self.count(&self.stats.read_ops, &self.stats.read_bytes, d.len() as u64);
+            return Ok((d, end >= size));
+        }
         for span in self.geometry.spans(offset, end - offset) {
             let mirrors = self
                 .mirrors_for_read(ns, ino)
@@ -71,12 +77,23 @@ impl Cluster {
     /// One span of the file, from one DS: short reads are continued, and an early EOF
     /// (the DS's object ends before the file does) leaves the rest as zeros.
     async fn read_span(&self, ino: u64, ds: DsId, offset: u64, len: u64) -> NfsResult<Vec<u8>> {
-        let c = self.conn(ds).await?;
         let fh = self.handle(ino, ds, Rights::Read);
+        self.read_span_with(ds, &fh, offset, len).await
+    }
+
+    /// `read_span` with handle `fh` (a file's capability, or a shard handle).
+    pub(crate) async fn read_span_with(
+        &self,
+        ds: DsId,
+        fh: &[u8],
+        offset: u64,
+        len: u64,
+    ) -> NfsResult<Vec<u8>> {
+        let c = self.conn(ds).await?;
         let mut out = Vec::with_capacity(len as usize);
         while (out.len() as u64) < len {
             let want = (len - out.len() as u64).min(u64::from(crate::MAX_IO)) as u32;
-            let r = match c.read(&fh, offset + out.len() as u64, want).await {
+            let r = match c.read(fh, offset + out.len() as u64, want).await {
                 Ok(r) => r,
                 Err(e) => {
                     if e.is_transport() {
@@ -247,6 +264,10 @@ impl Cluster {
     /// two mirrors: flexfiles leaves mirror ordering of concurrent writers to the clients
     /// (RFC 8435 §5.1), and Linux flushes its own writes before it sends the SETATTR.
     pub async fn truncate(&self, ns: &Namespace, ino: u64, size: u64) -> NfsResult<()> {
+        if ns.stripes(ino)?.is_some_and(|c| c.is_encoded()) {
+            // Shards are never cut: the file goes back to mirrors, which are.
+            self.mirrors_for_write(ns, ino).await?;
+        }
         let holders = self.holders(ns, ino)?;
         if holders.is_empty() {
             return Ok(());
@@ -277,11 +298,23 @@ impl Cluster {
             .unwrap_or_else(|e| e.into_inner())
             .remove(&ino);
         let holders = self.holders(ns, ino)?;
-        if holders.is_empty() {
+        let code = ns.stripes(ino)?;
+        if holders.is_empty() && code.is_none() {
             return Ok(());
         }
         self.fence_quietly(ino);
         let mut first_err = None;
+        if let Some(code) = code {
+            // Its shards, and mirror copies an encode left, go with it.
+            if let Err(e) = self.drop_shards(ino, &code).await {
+                first_err.get_or_insert(e);
+            }
+            for ds in &code.stale_copies {
+                if let Err(e) = self.set_size_on(ino, DsId(*ds), 0).await {
+                    first_err.get_or_insert(e);
+                }
+            }
+        }
         for ds in holders {
             if let Err(e) = self.set_size_on(ino, ds, 0).await {
                 tracing::warn!(ino, ds = %ds, "removing data on data server failed: {e:?}");

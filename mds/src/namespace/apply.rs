@@ -133,6 +133,8 @@ fn apply_as<S: StateStore + ?Sized>(
         | Command::AbortEncode { .. }
         | Command::ShardBad { .. }
         | Command::ShardMoved { .. }
+        | Command::CopiesTrimmed { .. }
+        | Command::ShardsDropped { .. }
             if cred.is_some() =>
         {
             Err(FsError::Invalid)
@@ -169,6 +171,8 @@ fn apply_as<S: StateStore + ?Sized>(
             shard,
             ds,
         } => coding::shard_moved(s, *ino, *epoch, *shard, *ds),
+        Command::CopiesTrimmed { ino, epoch } => coding::copies_trimmed(s, *ino, *epoch),
+        Command::ShardsDropped { ino, epoch } => coding::shards_dropped(s, *ino, *epoch),
     }
 }
 
@@ -811,8 +815,8 @@ fn set_mirrors<S: StateStore + ?Sized>(
         return Err(FsError::Invalid);
     }
     s.put_chunk(ino, chunk, (!mirrors.is_empty()).then_some(mirrors))?;
-    // Written again, its mirrors replaced, or its bytes gone: the group is not encoded.
-    super::coding::unencode(s, ino, chunk)?;
+    // Written again, its mirrors replaced, or its bytes gone: the file is not encoded.
+    super::coding::unencode(s, ino)?;
     Ok(Outcome::default())
 }
 

@@ -1,16 +1,24 @@
-//! Erasure-coded groups of a file (issue 13, docs/EC.md): the replicated record of which
-//! groups of a file are Reed-Solomon coded, with which geometry, where each shard is, and each
-//! shard's blake3 per group; and the commands that move a group from mirrored to encoded
-//! (`BeginEncode`, `FinishEncode`, `AbortEncode`) and keep the shards whole (`ShardBad`,
-//! `ShardMoved`).
+//! Erasure-coded files (issue 13, docs/EC.md): the replicated record of which files are
+//! Reed-Solomon coded, with which geometry, where each shard is, and each shard's blake3 per
+//! group; and the commands that move a file from mirrored to encoded (`BeginEncode`,
+//! `FinishEncode`, `AbortEncode`), keep the shards whole (`ShardBad`, `ShardMoved`) and clean
+//! up after them (`CopiesTrimmed`, `ShardsDropped`).
 //!
-//! A group (the file's bytes `[g·C, (g+1)·C)` for the chunk size C) is either mirrored (a row
-//! of the `chunks` table, as before) or encoded (in its file's `FileCode`), never both once an
-//! encode finished: until then the mirrors stay authoritative. All groups of a file share one
-//! placement of k+m data servers and one epoch, because the data servers keep one dense shard
-//! object per (file, epoch, shard index) and a striped layout names one server per shard for the
-//! whole file. The epoch comes from the shard's counter inside `apply`, so a file encoded again
-//! after going back to mirrors never meets shards of its earlier encoding.
+//! Placement is per file (`mds::cluster::placement`: Linux clients get whole-file layouts), so
+//! encoding is too: a file is mirrored (its row of the `chunks` table) or encoded (its
+//! `FileCode`), never both once an encode finished; until then the mirrors stay authoritative.
+//! A group is one encode job's range (`[g·S, (g+1)·S)` for the encoder's span S), recorded with
+//! its shards' sums. All groups share one placement of k+m data servers and one epoch, because
+//! the data servers keep one dense shard object per (file, epoch, shard index) and a striped
+//! layout names one server per shard for the whole file. The epoch comes from the shard's
+//! counter inside `apply`, so a file encoded again after going back to mirrors never meets
+//! shards of its earlier encoding.
+//!
+//! Nothing on a data server is forgotten by the record before it is deleted there: the mirror
+//! copies an encode made redundant stay listed (`stale_copies`) until `CopiesTrimmed`, and an
+//! encoding given up (a write brought the file back to mirrors, or the encode failed) stays as
+//! a `retired` record until its shards are dropped (`ShardsDropped`). A removed file's shards
+//! go with its orphan record, as its mirrors do.
 
 use serde::{Deserialize, Serialize};
 
@@ -35,8 +43,13 @@ pub struct FileCode {
     pub placement: Vec<u64>,
     /// The encoded groups, by group index.
     pub groups: BTreeMap<u64, GroupCode>,
-    /// An encode under way; its groups are still mirrored.
+    /// An encode under way; the file is still mirrored.
     pub encoding: Option<Encoding>,
+    /// Data servers holding a mirror copy the encode made redundant, to delete.
+    pub stale_copies: Vec<u64>,
+    /// The encoding no longer counts (the file is mirrored again, or the encode was given up):
+    /// its shards are to be dropped, then the record goes.
+    pub retired: bool,
 }
 
 /// One encoded group.
@@ -67,6 +80,16 @@ pub struct Encoded {
 }
 
 impl FileCode {
+    /// Whether reads go to the shards: an encode finished and the file was not written since.
+    pub fn is_encoded(&self) -> bool {
+        !self.retired && !self.groups.is_empty()
+    }
+
+    /// File bytes the shards hold.
+    pub fn file_len(&self) -> u64 {
+        self.groups.values().map(|g| g.len).sum()
+    }
+
     pub fn shards(&self) -> usize {
         usize::from(self.k) + usize::from(self.m)
     }
@@ -118,8 +141,8 @@ fn check_geometry(k: u8, m: u8, unit_shift: u8, placement: &[u64]) -> Result<(),
     Ok(())
 }
 
-/// Starts encoding groups `[first, end)` of `ino`: each must be mirrored now. A file's first
-/// encode takes a new epoch; later ones must keep its geometry and placement.
+/// Starts encoding the whole of `ino` as groups `[0, end)` (`first` must be 0): the file must
+/// be mirrored, with no earlier encoding left to clean up. Takes a new epoch.
 #[allow(clippy::too_many_arguments)]
 pub(super) fn begin<S: StateStore + ?Sized>(
     s: &mut S,
@@ -132,53 +155,41 @@ pub(super) fn begin<S: StateStore + ?Sized>(
 ) -> Result<Outcome, FsError> {
     regular(s, ino)?;
     check_geometry(k, m, unit_shift, placement)?;
-    if first >= end {
+    if first != 0 || end == 0 {
         return Err(FsError::Invalid);
     }
-    let mirrored: BTreeMap<u64, Vec<u64>> = s.chunks(ino)?.into_iter().collect();
-    if (first..end).any(|g| !mirrored.contains_key(&g)) {
+    if s.chunks(ino)?.is_empty() {
         return Err(FsError::Invalid);
     }
-    let code = match s.stripes(ino)? {
-        Some(c) if c.encoding.is_some() => {
-            return Err(FsError::Unavailable(
-                "an encode of the file is under way".into(),
-            ))
-        }
-        Some(c) if !c.groups.is_empty() => {
-            if (c.k, c.m, c.unit_shift) != (k, m, unit_shift) || c.placement != placement {
-                return Err(FsError::Invalid);
-            }
-            c
-        }
-        _ => {
-            let epoch = s.meta(meta::NEXT_EPOCH)?.max(1);
-            s.set_meta(meta::NEXT_EPOCH, epoch + 1)?;
-            FileCode {
-                epoch,
-                k,
-                m,
-                unit_shift,
-                placement: placement.to_vec(),
-                groups: BTreeMap::new(),
-                encoding: None,
-            }
-        }
-    };
+    if s.stripes(ino)?.is_some() {
+        return Err(FsError::Unavailable(
+            "the file has an encoding under way or to clean up".into(),
+        ));
+    }
+    let epoch = s.meta(meta::NEXT_EPOCH)?.max(1);
+    s.set_meta(meta::NEXT_EPOCH, epoch + 1)?;
     let code = FileCode {
+        epoch,
+        k,
+        m,
+        unit_shift,
+        placement: placement.to_vec(),
+        groups: BTreeMap::new(),
         encoding: Some(Encoding {
             first,
             end,
             since: time,
         }),
-        ..code
+        stale_copies: Vec::new(),
+        retired: false,
     };
     s.put_stripes(ino, Some(&code))?;
     Ok(Outcome::default())
 }
 
-/// Records the groups an encode job finished: each leaves the mirrored table for the file's
-/// code. Groups of the range not listed stay mirrored.
+/// Records a finished encode: every group of the range, once, covering exactly the file's
+/// size (a file changed since `BeginEncode` would not match). The mirrors stop counting: the
+/// file's placement rows go, and their data servers are listed to have their copies deleted.
 pub(super) fn finish<S: StateStore + ?Sized>(
     s: &mut S,
     ino: u64,
@@ -186,18 +197,31 @@ pub(super) fn finish<S: StateStore + ?Sized>(
     done: &[Encoded],
 ) -> Result<Outcome, FsError> {
     regular(s, ino)?;
+    let size = s.inode(ino)?.map(|i| i.size).unwrap_or_default();
     let mut code = s.stripes(ino)?.ok_or(FsError::Invalid)?;
-    let Some(enc) = code.encoding.filter(|_| code.epoch == epoch) else {
+    let Some(enc) = code
+        .encoding
+        .filter(|_| code.epoch == epoch && !code.retired)
+    else {
         return Err(FsError::Invalid);
     };
     let n = code.shards();
-    for e in done {
-        if !(enc.first..enc.end).contains(&e.group) || e.sums.len() != n || e.len == 0 {
-            return Err(FsError::Invalid);
-        }
+    let groups: Vec<u64> = done.iter().map(|e| e.group).collect();
+    let total = done.iter().try_fold(0u64, |t, e| t.checked_add(e.len));
+    if groups != (enc.first..enc.end).collect::<Vec<u64>>()
+        || done.iter().any(|e| e.sums.len() != n || e.len == 0)
+        || total != Some(size)
+    {
+        return Err(FsError::Invalid);
     }
+    let mut stale = Vec::new();
+    for (chunk, mirrors) in s.chunks(ino)? {
+        stale.extend(mirrors);
+        s.put_chunk(ino, chunk, None)?;
+    }
+    stale.sort_unstable();
+    stale.dedup();
     for e in done {
-        s.put_chunk(ino, e.group, None)?;
         code.groups.insert(
             e.group,
             GroupCode {
@@ -208,11 +232,13 @@ pub(super) fn finish<S: StateStore + ?Sized>(
         );
     }
     code.encoding = None;
-    store(s, ino, code)?;
+    code.stale_copies = stale;
+    s.put_stripes(ino, Some(&code))?;
     Ok(Outcome::default())
 }
 
-/// Gives up an encode under way: its groups stay mirrored.
+/// Gives up an encode under way: the file stays mirrored, and whatever shards the encode
+/// wrote are to be dropped.
 pub(super) fn abort<S: StateStore + ?Sized>(
     s: &mut S,
     ino: u64,
@@ -223,7 +249,36 @@ pub(super) fn abort<S: StateStore + ?Sized>(
         return Err(FsError::Invalid);
     }
     code.encoding = None;
-    store(s, ino, code)?;
+    code.retired = true;
+    s.put_stripes(ino, Some(&code))?;
+    Ok(Outcome::default())
+}
+
+/// The mirror copies the encode of `epoch` made redundant are deleted.
+pub(super) fn copies_trimmed<S: StateStore + ?Sized>(
+    s: &mut S,
+    ino: u64,
+    epoch: u64,
+) -> Result<Outcome, FsError> {
+    let mut code = s.stripes(ino)?.ok_or(FsError::Invalid)?;
+    if code.epoch != epoch {
+        return Err(FsError::Invalid);
+    }
+    code.stale_copies.clear();
+    s.put_stripes(ino, Some(&code))?;
+    Ok(Outcome::default())
+}
+
+/// The shards of retired epoch `epoch` are gone from every data server: the record goes.
+pub(super) fn shards_dropped<S: StateStore + ?Sized>(
+    s: &mut S,
+    ino: u64,
+    epoch: u64,
+) -> Result<Outcome, FsError> {
+    match s.stripes(ino)? {
+        Some(c) if c.epoch == epoch && c.retired => s.put_stripes(ino, None)?,
+        _ => return Err(FsError::Invalid),
+    }
     Ok(Outcome::default())
 }
 
@@ -270,26 +325,19 @@ pub(super) fn shard_moved<S: StateStore + ?Sized>(
     Ok(Outcome::default())
 }
 
-/// A group written again goes back to mirrors (`SetMirrors`): its coded record goes.
-pub(super) fn unencode<S: StateStore + ?Sized>(
-    s: &mut S,
-    ino: u64,
-    group: u64,
-) -> Result<(), FsError> {
+/// The file's mirrors were set (`SetMirrors`: it is written again, its mirrors replaced, or
+/// its bytes gone): any encoding of it, finished or under way, no longer counts. Mirror copies
+/// still listed as stale are the new mirrors' business now (a copy onto a data server starts
+/// by cutting what is there), so they are no longer to be deleted.
+pub(super) fn unencode<S: StateStore + ?Sized>(s: &mut S, ino: u64) -> Result<(), FsError> {
     if let Some(mut code) = s.stripes(ino)? {
-        if code.groups.remove(&group).is_some() {
-            store(s, ino, code)?;
+        if !code.retired {
+            code.groups.clear();
+            code.encoding = None;
+            code.stale_copies.clear();
+            code.retired = true;
+            s.put_stripes(ino, Some(&code))?;
         }
     }
     Ok(())
-}
-
-/// Writes `code`, or forgets it when nothing is encoded nor being encoded: the next encode of
-/// the file takes a new epoch.
-fn store<S: StateStore + ?Sized>(s: &mut S, ino: u64, code: FileCode) -> Result<(), FsError> {
-    if code.groups.is_empty() && code.encoding.is_none() {
-        s.put_stripes(ino, None)
-    } else {
-        s.put_stripes(ino, Some(&code))
-    }
 }

@@ -971,6 +971,16 @@ impl Namespace {
         Ok(self.snapshot()?.placed_on(ds))
     }
 
+    /// See `Snapshot::encodable`.
+    pub fn encodable(&self, min_size: u64, before: Time, max: usize) -> Result<Vec<u64>, FsError> {
+        Ok(self.snapshot()?.encodable(min_size, before, max))
+    }
+
+    /// See `Snapshot::codes_to_clean`.
+    pub fn codes_to_clean(&self) -> Result<Vec<(u64, FileCode)>, FsError> {
+        Ok(self.snapshot()?.codes_to_clean())
+    }
+
     /// See `Snapshot::under_mirrored`.
     pub fn under_mirrored(&self, mirrors: usize) -> Result<Vec<u64>, FsError> {
         Ok(self.snapshot()?.under_mirrored(mirrors))

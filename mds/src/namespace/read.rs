@@ -224,6 +224,51 @@ impl<'a> Snapshot<'a> {
         out
     }
 
+    /// Mirrored files the encoder may take: a placement record, no encoding record (none under
+    /// way, none to clean up), at least `min_size` bytes, unchanged since `before`; at most
+    /// `max`, in inode order.
+    pub fn encodable(&self, min_size: u64, before: super::Time, max: usize) -> Vec<u64> {
+        let mut out: Vec<u64> = Vec::new();
+        let _ = self.each(|st| {
+            for ((ino, _), _) in st.chunks.iter() {
+                if out.len() >= max {
+                    return;
+                }
+                if *ino == super::DRAIN_INO || st.stripes.contains_key(ino) {
+                    continue;
+                }
+                let due = st.inodes.get(ino).is_some_and(|i| {
+                    matches!(i.kind, super::FileKind::Regular)
+                        && i.nlink > 0
+                        && i.size >= min_size
+                        && i.mtime <= before
+                        && i.ctime <= before
+                });
+                if due && out.last() != Some(ino) {
+                    out.push(*ino);
+                }
+            }
+        });
+        out
+    }
+
+    /// Encoding records with something to do: an encode left under way (by a crash), mirror
+    /// copies to delete, or shards of a retired encoding to drop.
+    pub fn codes_to_clean(&self) -> Vec<(u64, super::FileCode)> {
+        let mut out = Vec::new();
+        let _ = self.each(|st| {
+            out.extend(
+                st.stripes
+                    .iter()
+                    .filter(|(_, c)| {
+                        c.retired || c.encoding.is_some() || !c.stale_copies.is_empty()
+                    })
+                    .map(|(i, c)| (*i, c.clone())),
+            )
+        });
+        out
+    }
+
     /// Files with a placement record naming data server `ds`, in inode order: what a drain of
     /// `ds` still has to move (the drain marks under `DRAIN_INO` are not files).
     pub fn placed_on(&self, ds: u64) -> Vec<u64> {
@@ -234,8 +279,16 @@ impl<'a> Snapshot<'a> {
                     .iter()
                     .filter(|((ino, _), m)| *ino != super::DRAIN_INO && m.contains(&ds))
                     .map(|((ino, _), _)| *ino),
-            )
+            );
+            // Encoded files with a shard there: a drain brings them back to mirrors elsewhere.
+            out.extend(
+                st.stripes
+                    .iter()
+                    .filter(|(_, c)| c.is_encoded() && c.placement.contains(&ds))
+                    .map(|(ino, _)| *ino),
+            );
         });
+        out.sort_unstable();
         out.dedup();
         out
     }

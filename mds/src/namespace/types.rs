@@ -240,8 +240,9 @@ pub enum Command {
     /// the placement table under `DRAIN_INO`, an inode number no file has (chunk = the DS id),
     /// so the mark is replicated, checkpointed and restored with the records it is about.
     SetDrain { ds: u64, draining: bool },
-    /// Starts encoding groups `[first, end)` of `ino` (each mirrored now) with `k`+`m` shards of
-    /// 2^`unit_shift` bytes per stripe on `placement` (`coding::begin`).
+    /// Starts encoding `ino` (mirrored now) as groups `[first, end)` (first = 0: the whole
+    /// file) with `k`+`m` shards of 2^`unit_shift` bytes per stripe on `placement`
+    /// (`coding::begin`).
     BeginEncode {
         ino: u64,
         first: u64,
@@ -252,14 +253,14 @@ pub enum Command {
         placement: Vec<u64>,
         time: Time,
     },
-    /// The encode of epoch `epoch` finished these groups: their shards are durable with these
-    /// sums, and their mirrors no longer count.
+    /// The encode of epoch `epoch` finished: these groups' shards are durable with these sums,
+    /// and the file's mirrors no longer count.
     FinishEncode {
         ino: u64,
         epoch: u64,
         done: Vec<super::coding::Encoded>,
     },
-    /// The encode of epoch `epoch` is given up; its groups stay mirrored.
+    /// The encode of epoch `epoch` is given up: the file stays mirrored, the shards are dropped.
     AbortEncode { ino: u64, epoch: u64 },
     /// Shard `shard` of group `group` failed its checksum: to repair.
     ShardBad {
@@ -275,6 +276,10 @@ pub enum Command {
         shard: u8,
         ds: u64,
     },
+    /// The mirror copies made redundant by the encode of `epoch` are deleted.
+    CopiesTrimmed { ino: u64, epoch: u64 },
+    /// The shards of retired epoch `epoch` are deleted: the record goes.
+    ShardsDropped { ino: u64, epoch: u64 },
 }
 
 /// The inode number under which the placement table holds the drain marks (`SetDrain`): 0 is
@@ -328,7 +333,9 @@ impl Command {
             | Command::FinishEncode { ino, .. }
             | Command::AbortEncode { ino, .. }
             | Command::ShardBad { ino, .. }
-            | Command::ShardMoved { ino, .. } => vec![I(*ino)],
+            | Command::ShardMoved { ino, .. }
+            | Command::CopiesTrimmed { ino, .. }
+            | Command::ShardsDropped { ino, .. } => vec![I(*ino)],
             Command::Noop => Vec::new(),
             Command::ForgetOrphans { inos } => inos.iter().map(|i| I(*i)).collect(),
             Command::As { cmd, .. } => cmd.keys(),

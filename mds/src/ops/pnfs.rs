@@ -34,6 +34,71 @@ fn clientid(ctx: &Ctx<'_>) -> NfsResult<u64> {
     ctx.clientid.ok_or(NfsError::OpNotInSession)
 }
 
+/// A READ layout of an encoded file: two mirrors, each one data server holding a shard that
+/// assembles the whole file from the shards (a client's READ at any offset, rebuilt if a shard
+/// is lost). Clients that stripe could read the data shards directly (docs/EC.md "Reads");
+/// that layout is not handed out yet.
+fn encoded_layout(
+    c: &Cluster,
+    ino: u64,
+    code: &crate::namespace::FileCode,
+    ctx: &Ctx<'_>,
+) -> NfsResult<Layout4> {
+    let mut mirrors = Vec::new();
+    for ds in c.assemblers(ino, code).into_iter().take(2) {
+        let fh = c.shard_handle(ino, code, layout::ShardKind::Assembled, ds)?;
+        mirrors.push(vec![(ds, fh)]);
+    }
+    if mirrors.is_empty() {
+        return Err(NfsError::LayoutUnavailable);
+    }
+    let creds = FfCredentials {
+        uid: ctx.user.uid,
+        gid: ctx.user.gid,
+    };
+    layout::build_shard_layout(&mirrors, 0, creds, &FfOptions::default()).map_err(|e| {
+        tracing::error!(ino, "cannot build a layout: {e}");
+        NfsError::LayoutUnavailable
+    })
+}
+
+/// A layout of a mirrored file (or one not written yet): its mirrors, RW or READ.
+async fn mirrored_layout(
+    c: &Cluster,
+    ctx: &Ctx<'_>,
+    i: &Inode,
+    a: &LayoutgetArgs,
+    segment: &layout::Segment,
+    rw: bool,
+) -> NfsResult<Layout4> {
+    let targets = if rw {
+        // No DS with room: the client writes through us, and the WRITE says NOSPC.
+        c.mirrors_for_write(&ctx.mds.ns, i.ino)
+            .await
+            .map_err(|e| match e {
+                NfsError::NoSpc => NfsError::LayoutUnavailable,
+                e => e,
+            })?
+    } else {
+        c.mirrors_for_read(&ctx.mds.ns, i.ino)?
+    };
+    let grant = LayoutGrant {
+        file: layout::FileId(i.ino),
+        generation: c.generation(i.ino),
+        key: &c.cap_key,
+        key_id: 0,
+        iomode: a.loga_iomode,
+        creds: FfCredentials {
+            uid: ctx.user.uid,
+            gid: ctx.user.gid,
+        },
+    };
+    layout::build_layout(segment, &[targets], &grant, &FfOptions::default()).map_err(|e| {
+        tracing::error!(ino = i.ino, "cannot build a layout: {e}");
+        NfsError::LayoutUnavailable
+    })
+}
+
 pub async fn layoutget(ctx: &mut Ctx<'_>, a: &LayoutgetArgs) -> LayoutgetRes {
     match layoutget_inner(ctx, a).await {
         Ok(r) => LayoutgetRes::Ok(r),
@@ -84,33 +149,15 @@ async fn layoutget_inner(ctx: &mut Ctx<'_>, a: &LayoutgetArgs) -> NfsResult<Layo
     if !segment.satisfies(a.loga_offset, a.loga_minlength) {
         return Err(NfsError::LayoutUnavailable);
     }
-    let targets = if rw {
-        // No DS with room: the client writes through us, and the WRITE says NOSPC.
-        c.mirrors_for_write(&ctx.mds.ns, i.ino)
-            .await
-            .map_err(|e| match e {
-                NfsError::NoSpc => NfsError::LayoutUnavailable,
-                e => e,
-            })?
+    let encoded = if rw {
+        None
     } else {
-        c.mirrors_for_read(&ctx.mds.ns, i.ino)?
+        ctx.mds.ns.stripes(i.ino)?.filter(|c| c.is_encoded())
     };
-    let grant = LayoutGrant {
-        file: layout::FileId(i.ino),
-        generation: c.generation(i.ino),
-        key: &c.cap_key,
-        key_id: 0,
-        iomode: a.loga_iomode,
-        creds: FfCredentials {
-            uid: ctx.user.uid,
-            gid: ctx.user.gid,
-        },
+    let layout = match encoded {
+        Some(code) => encoded_layout(&c, i.ino, &code, ctx)?,
+        None => mirrored_layout(&c, ctx, &i, a, &segment, rw).await?,
     };
-    let layout = layout::build_layout(&segment, &[targets], &grant, &FfOptions::default())
-        .map_err(|e| {
-            tracing::error!(ino = i.ino, "cannot build a layout: {e}");
-            NfsError::LayoutUnavailable
-        })?;
     if layout.to_xdr().len() + 64 > a.loga_maxcount as usize {
         return Err(NfsError::TooSmall);
     }

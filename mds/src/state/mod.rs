@@ -985,6 +985,22 @@ impl StateManager {
     /// Whether any client still has the file open (an unlinked file's data must stay).
     /// Only opens count: a client unlinks a file it has open locally by renaming it instead
     /// (silly rename), so a delegation alone must not keep an unlinked file alive.
+    /// Whether anyone may write `ino` without asking first: an open for writing, an RW layout or
+    /// a write delegation. The encoder leaves such files mirrored.
+    pub fn file_writable_by_someone(&self, ino: u64) -> bool {
+        let g = self.lock();
+        g.files.get(&ino).is_some_and(|f| {
+            f.states
+                .iter()
+                .any(|o| match g.states.get(o).map(|s| &s.kind) {
+                    Some(StateKind::Open { access, .. }) => access & OPEN4_SHARE_ACCESS_WRITE != 0,
+                    Some(StateKind::Layout { rw }) => *rw,
+                    Some(StateKind::Delegation { write, .. }) => *write,
+                    _ => false,
+                })
+        })
+    }
+
     pub fn file_in_use(&self, ino: u64) -> bool {
         let g = self.lock();
         g.files.get(&ino).is_some_and(|f| {

@@ -1,5 +1,5 @@
 //! The shard program (`proto::shard`): what a data server decodes from the MDS and from other
-//! data servers before it checks the MAC (PUT, SEAL, GET, ENCODE, REPAIR, PLACE), and the
+//! data servers before it checks the MAC (PUT, SEAL, GET, ENCODE, REPAIR, PLACE, DROP), and the
 //! replies a data server or the MDS decodes. Decoding arbitrary bytes never panics and
 //! whatever decodes round-trips. The first byte picks the type.
 #![no_main]
@@ -26,7 +26,7 @@ fuzz_target!(|data: &[u8]| {
     let Some((&sel, rest)) = data.split_first() else {
         return;
     };
-    match sel % 10 {
+    match sel % 11 {
         0 => signed::<PutArgs>(rest),
         1 => signed::<SealArgs>(rest),
         2 => signed::<GetArgs>(rest),
@@ -36,6 +36,7 @@ fuzz_target!(|data: &[u8]| {
         6 => round_trip::<ShardRes>(rest),
         7 => round_trip::<GetRes>(rest),
         8 => round_trip::<EncodeRes>(rest),
+        9 => signed::<DropArgs>(rest),
         _ => round_trip::<RepairRes>(rest),
     }
 });

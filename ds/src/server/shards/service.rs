@@ -68,6 +68,10 @@ pub(crate) async fn handle(s: &Arc<Shared>, call: Call) -> Option<Writer> {
             Ok(a) => Some(place(s, a).await.to_xdr()),
             Err(_) => None,
         },
+        SHARDPROC_DROP => match DropArgs::from_xdr(args) {
+            Ok(a) => Some(drop_epoch(s, a).await.to_xdr()),
+            Err(_) => None,
+        },
         _ => return stat(AcceptStat::ProcUnavail),
     };
     let Some(body) = reply else {
@@ -205,4 +209,25 @@ async fn place(s: &Shared, a: PlaceArgs) -> ShardRes {
             ShardRes::Err(SHARD_ERR_IO)
         }
     }
+}
+
+/// Headers first (nothing is served from then on), then the bytes; both durable on return.
+async fn drop_epoch(s: &Shared, a: DropArgs) -> ShardRes {
+    if !authentic(s, &a) {
+        return ShardRes::Err(SHARD_ERR_AUTH);
+    }
+    let ids = match s.shards.forget_epoch(a.file, a.epoch).await {
+        Ok(ids) => ids,
+        Err(e) => {
+            tracing::warn!(file = a.file, "shard DROP: {e}");
+            return ShardRes::Err(SHARD_ERR_IO);
+        }
+    };
+    for id in ids {
+        if let Err(e) = s.objects.store().remove(id).await {
+            tracing::warn!(file = a.file, "shard DROP: {e}");
+            return ShardRes::Err(SHARD_ERR_IO);
+        }
+    }
+    ShardRes::Ok
 }

@@ -187,6 +187,32 @@ impl ShardStore {
         Ok(n)
     }
 
+    /// Forgets the header of every shard of (file, epoch) here, durably: from then on none is
+    /// served. The caller deletes the objects' bytes after. The ids that had a header or may
+    /// hold bytes (every index a stripe can have: an aborted encode leaves unsealed PUTs).
+    pub(crate) async fn forget_epoch(&self, file: u64, epoch: u64) -> std::io::Result<Vec<u64>> {
+        let _w = self.write.lock().await;
+        let ids: Vec<u64> = (0..MAX_STRIPE_SHARDS as u32)
+            .map(|i| object_id(file, epoch, i))
+            .collect();
+        let mut gone = false;
+        for id in &ids {
+            self.cache().remove(id);
+            match tokio::fs::remove_file(self.path(*id)).await {
+                Ok(()) => gone = true,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e),
+            }
+        }
+        if gone {
+            let dir = self.dir.clone();
+            tokio::task::spawn_blocking(move || std::fs::File::open(&dir)?.sync_all())
+                .await
+                .map_err(std::io::Error::other)??;
+        }
+        Ok(ids)
+    }
+
     async fn save(&self, id: u64, h: ShardHeader) -> std::io::Result<()> {
         let path = self.path(id);
         let tmp = self.dir.join(format!("{id:016x}.tmp"));

@@ -1,0 +1,247 @@
+//! Erasure coding in normal operation (issue 13), on real processes: `cfs cluster up` with three
+//! data servers (2+1) and `--encode-after 1`. A file written through the MDS and left alone is
+//! encoded by the MDS's encoder (the data servers move the bytes), its mirror copies are then
+//! deleted, and it reads back the same through the MDS and through the READ layout the MDS now
+//! hands out (an assembling data server), also with a data server kill -9'd. A write to it
+//! brings it back to mirrors first (the shards are dropped); removing an encoded file deletes
+//! its shards.
+mod common;
+
+use std::time::{Duration, Instant};
+
+use client::{CreateMode, SetAttrs};
+use common::cluster::Cluster;
+use common::random_bytes;
+use proto::nfs4::*;
+use proto::xdr::Xdr;
+
+/// Clusters of four processes on a machine that may have two cores: one at a time.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+const DS_ROLES: [&str; 3] = ["ds1", "ds2", "ds3"];
+
+/// Shard headers each data server holds (`shards/<object id>` in its data directory).
+fn shard_headers(cl: &Cluster) -> Vec<usize> {
+    DS_ROLES
+        .iter()
+        .map(|r| {
+            std::fs::read_dir(cl.ds_dir(r).join("shards"))
+                .map(|d| {
+                    d.filter_map(Result::ok)
+                        .filter(|e| !e.file_name().to_string_lossy().ends_with(".tmp"))
+                        .count()
+                })
+                .unwrap_or(0)
+        })
+        .collect()
+}
+
+/// Waits until `f` holds, or fails with `what` after `secs`.
+fn wait_for(secs: u64, what: &str, mut f: impl FnMut() -> bool) {
+    let t = Instant::now();
+    while !f() {
+        assert!(
+            t.elapsed() < Duration::from_secs(secs),
+            "{what} within {secs} s"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+fn create() -> Option<CreateMode> {
+    Some(CreateMode::Unchecked(SetAttrs {
+        mode: Some(0o644),
+        size: Some(0),
+        ..Default::default()
+    }))
+}
+
+/// Writes `data` to `path` through the MDS (FILE_SYNC) and closes it.
+fn write_file(cl: &Cluster, path: &str, data: &[u8]) -> u64 {
+    let c = cl.client(false);
+    let f = cl
+        .rt
+        .block_on(c.open_path(path, OPEN4_SHARE_ACCESS_BOTH, create()))
+        .expect("open");
+    cl.rt
+        .block_on(c.write_all(&f, 0, data, StableHow4::FileSync4))
+        .expect("write");
+    let ino = cl.rt.block_on(c.getattr(&f.fh)).expect("getattr").fileid;
+    cl.rt.block_on(c.close(&f)).expect("close");
+    let _ = cl.rt.block_on(c.shutdown());
+    ino
+}
+
+/// The whole file through the MDS.
+fn read_file(cl: &Cluster, path: &str, len: usize) -> Vec<u8> {
+    let c = cl.client(false);
+    let f = cl
+        .rt
+        .block_on(c.open_path(path, OPEN4_SHARE_ACCESS_READ, None))
+        .expect("open for reading");
+    let mut out = Vec::new();
+    while out.len() < len + 1 {
+        let (d, eof) = cl
+            .rt
+            .block_on(c.read_full(&f, out.len() as u64, 1 << 20))
+            .expect("read");
+        out.extend_from_slice(&d);
+        if eof || d.is_empty() {
+            break;
+        }
+    }
+    cl.rt.block_on(c.close(&f)).expect("close");
+    let _ = cl.rt.block_on(c.shutdown());
+    out
+}
+
+/// LAYOUTGET (READ) over `c`'s session for `f`, by hand: the layout's flexfiles body.
+fn layoutget(cl: &Cluster, c: &client::Client, f: &client::OpenFile) -> FfLayout4 {
+    let ops = vec![
+        NfsArgop4::Putfh(PutfhArgs {
+            object: f.fh.clone(),
+        }),
+        NfsArgop4::Layoutget(LayoutgetArgs {
+            loga_signal_layout_avail: false,
+            loga_layout_type: LAYOUT4_FLEX_FILES,
+            loga_iomode: Layoutiomode4::Read,
+            loga_offset: 0,
+            loga_length: u64::MAX,
+            loga_minlength: 0,
+            loga_stateid: f.stateid,
+            loga_maxcount: 1 << 16,
+        }),
+    ];
+    let res = cl.rt.block_on(c.compound(ops)).expect("LAYOUTGET");
+    let NfsResop4::Layoutget(LayoutgetRes::Ok(ok)) = &res[1] else {
+        panic!("LAYOUTGET: {res:?}")
+    };
+    FfLayout4::from_xdr(ok.logr_layout[0].lo_content.loc_body.as_bytes()).expect("ff")
+}
+
+/// Every byte of the file through one data server of its READ layout, as a client that holds
+/// the layout reads it; the handles are checked to be shard handles that grant no writing.
+fn read_through_layout(cl: &Cluster, path: &str, len: usize) -> Vec<u8> {
+    let c = cl.client(false);
+    let f = cl
+        .rt
+        .block_on(c.open_path(path, OPEN4_SHARE_ACCESS_READ, None))
+        .expect("open for reading");
+    let ff = layoutget(cl, &c, &f);
+    assert_eq!(ff.ffl_mirrors.len(), 2, "two assembling data servers");
+    let mut last = None;
+    for m in &ff.ffl_mirrors {
+        assert_eq!(m.ffm_data_servers.len(), 1);
+        let ds = &m.ffm_data_servers[0];
+        let fh = ds.ffds_fh_vers[0].0.as_bytes().to_vec();
+        assert!(
+            layout::is_shard_handle(&fh),
+            "an encoded file's layout names shards"
+        );
+        let id = layout::DsId::from_device_id(&ds.ffds_deviceid)
+            .expect("device id")
+            .0;
+        let addr = cl.ds_addr(id);
+        let got = cl.rt.block_on(async {
+            let d = proto::nfs3_client::Nfs3Client::connect(&[addr], Duration::from_secs(2), 0, 0)
+                .await?;
+            let mut out = Vec::new();
+            while out.len() < len {
+                let r = d.read(&fh, out.len() as u64, 1 << 20).await?;
+                out.extend_from_slice(&r.data);
+                if r.eof || r.data.is_empty() {
+                    break;
+                }
+            }
+            d.close();
+            Ok::<_, proto::nfs3_client::Nfs3ClientError>(out)
+        });
+        match got {
+            Ok(d) => {
+                last = Some(d);
+                break;
+            }
+            // A mirror whose server is down: the client goes to the next, as Linux does.
+            Err(e) => eprintln!("layout mirror on {addr} failed: {e}"),
+        }
+    }
+    cl.rt.block_on(c.close(&f)).expect("close");
+    let _ = cl.rt.block_on(c.shutdown());
+    last.expect("a mirror of the layout served the file")
+}
+
+#[test]
+fn a_quiet_file_is_encoded_read_back_and_copied_to_mirrors_for_a_write() {
+    let _g = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let t = tempfile::tempdir().expect("tempdir");
+    let cl = Cluster::start_sized(t.path(), 3, &["--encode-after", "1"]);
+    // Three stripes of 2 MiB and a partial one; and a small file parity would not pay for.
+    let data = random_bytes(6 * (1 << 20) + 12345, 0xec13);
+    let ino = write_file(&cl, "/big", &data);
+    write_file(&cl, "/small", &random_bytes(1000, 1));
+    assert_eq!(shard_headers(&cl), vec![0, 0, 0]);
+
+    wait_for(60, "the file encoded, one shard per data server", || {
+        shard_headers(&cl) == vec![1, 1, 1]
+    });
+    wait_for(30, "the mirror copies deleted", || {
+        cl.chunk_files(ino).iter().all(|(_, n)| *n == 0)
+    });
+    assert_eq!(
+        read_file(&cl, "/big", data.len()),
+        data,
+        "read through the MDS"
+    );
+    assert_eq!(read_through_layout(&cl, "/big", data.len()), data);
+    assert_eq!(read_file(&cl, "/small", 1000), random_bytes(1000, 1));
+
+    // Any one of three lost: still the same bytes, rebuilt from the other two.
+    cl.kill9("ds1");
+    assert_eq!(
+        read_file(&cl, "/big", data.len()),
+        data,
+        "degraded, via the MDS"
+    );
+    assert_eq!(
+        read_through_layout(&cl, "/big", data.len()),
+        data,
+        "degraded"
+    );
+
+    // A write: the file goes back to mirrors on the two servers left, then takes it.
+    let c = cl.client(false);
+    let f = cl
+        .rt
+        .block_on(c.open_path("/big", OPEN4_SHARE_ACCESS_BOTH, None))
+        .expect("open for writing");
+    let patch = random_bytes(4096, 7);
+    cl.rt
+        .block_on(c.write_all(&f, (1 << 20) + 100, &patch, StableHow4::FileSync4))
+        .expect("write to an encoded file");
+    cl.rt.block_on(c.close(&f)).expect("close");
+    let _ = cl.rt.block_on(c.shutdown());
+    let mut want = data.clone();
+    want[(1 << 20) + 100..(1 << 20) + 100 + 4096].copy_from_slice(&patch);
+    assert_eq!(read_file(&cl, "/big", want.len()), want);
+    // Its old shards are dropped where their servers are up.
+    assert_eq!(shard_headers(&cl)[1..], [0, 0]);
+}
+
+#[test]
+fn removing_an_encoded_file_deletes_its_shards() {
+    let _g = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let t = tempfile::tempdir().expect("tempdir");
+    let cl = Cluster::start_sized(t.path(), 3, &["--encode-after", "1"]);
+    let data = random_bytes(3 << 20, 0xec14);
+    write_file(&cl, "/gone", &data);
+    wait_for(60, "the file encoded", || {
+        shard_headers(&cl) == vec![1, 1, 1]
+    });
+    let c = cl.client(false);
+    let root = cl.rt.block_on(c.lookup_path("/")).expect("root");
+    cl.rt.block_on(c.remove(&root, "gone")).expect("remove");
+    let _ = cl.rt.block_on(c.shutdown());
+    wait_for(30, "every shard deleted", || {
+        shard_headers(&cl) == vec![0, 0, 0]
+    });
+}
