@@ -170,6 +170,81 @@ fn read_through_layout(cl: &Cluster, path: &str, len: usize) -> Vec<u8> {
     last.expect("a mirror of the layout served the file")
 }
 
+/// The file as a Linux 6.18+ client reads it: a client whose implementation id says so gets a
+/// striped layout (mirror 0: each data shard's server, `direct`; mirror 1: `rebuild` handles on
+/// other servers; stripe unit = the shard unit) and reads unit `u` from data server
+/// `u % k` of mirror 0 at the file's own offset, falling to mirror 1 at the same offset when
+/// that fails (fs/nfs/flexfilelayout, docs/EC.md).
+fn read_striped(cl: &Cluster, path: &str, len: usize, k: usize) -> Vec<u8> {
+    let mut cfg = client::ClientConfig::new(cl.addr);
+    cfg.pnfs = false;
+    cfg.implementation = (
+        "kernel.org".into(),
+        "Linux 6.18.3+deb14-amd64 #1 SMP PREEMPT_DYNAMIC Debian 6.18.3-1 x86_64".into(),
+    );
+    let c = cl
+        .rt
+        .block_on(client::Client::connect(cfg))
+        .expect("connect");
+    let f = cl
+        .rt
+        .block_on(c.open_path(path, OPEN4_SHARE_ACCESS_READ, None))
+        .expect("open for reading");
+    let ff = layoutget(cl, &c, &f);
+    let unit = 1usize << 20;
+    assert_eq!(ff.ffl_stripe_unit, unit as u64);
+    assert_eq!(ff.ffl_mirrors.len(), 2);
+    let dss: Vec<Vec<(std::net::SocketAddr, Vec<u8>)>> = ff
+        .ffl_mirrors
+        .iter()
+        .map(|m| {
+            assert_eq!(m.ffm_data_servers.len(), k, "k data servers per mirror");
+            m.ffm_data_servers
+                .iter()
+                .map(|ds| {
+                    let id = layout::DsId::from_device_id(&ds.ffds_deviceid)
+                        .expect("device id")
+                        .0;
+                    let fh = ds.ffds_fh_vers[0].0.as_bytes().to_vec();
+                    assert!(layout::is_shard_handle(&fh));
+                    (cl.ds_addr(id), fh)
+                })
+                .collect()
+        })
+        .collect();
+    let out = cl.rt.block_on(async {
+        let mut out = Vec::with_capacity(len);
+        while out.len() < len {
+            let off = out.len();
+            let want = (len - off).min(unit - off % unit);
+            let stripe = (off / unit) % k;
+            let mut got = None;
+            for mirror in &dss {
+                let (addr, fh) = &mirror[stripe];
+                let Ok(d) =
+                    proto::nfs3_client::Nfs3Client::connect(&[*addr], Duration::from_secs(2), 0, 0)
+                        .await
+                else {
+                    continue;
+                };
+                let r = d.read(fh, off as u64, want as u32).await;
+                d.close();
+                if let Ok(r) = r {
+                    if r.data.len() == want {
+                        got = Some(r.data);
+                        break;
+                    }
+                }
+            }
+            out.extend_from_slice(&got.expect("a mirror served the unit"));
+        }
+        out
+    });
+    cl.rt.block_on(c.close(&f)).expect("close");
+    let _ = cl.rt.block_on(c.shutdown());
+    out
+}
+
 #[test]
 fn a_quiet_file_is_encoded_read_back_and_copied_to_mirrors_for_a_write() {
     let _g = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
@@ -193,6 +268,7 @@ fn a_quiet_file_is_encoded_read_back_and_copied_to_mirrors_for_a_write() {
         "read through the MDS"
     );
     assert_eq!(read_through_layout(&cl, "/big", data.len()), data);
+    assert_eq!(read_striped(&cl, "/big", data.len(), 2), data, "striped");
     assert_eq!(read_file(&cl, "/small", 1000), random_bytes(1000, 1));
 
     // Any one of three lost: still the same bytes, rebuilt from the other two.
@@ -206,6 +282,11 @@ fn a_quiet_file_is_encoded_read_back_and_copied_to_mirrors_for_a_write() {
         read_through_layout(&cl, "/big", data.len()),
         data,
         "degraded"
+    );
+    assert_eq!(
+        read_striped(&cl, "/big", data.len(), 2),
+        data,
+        "degraded, striped"
     );
 
     // A write: the file goes back to mirrors on the two servers left, then takes it.

@@ -37,6 +37,9 @@ pub struct ClientConfig {
     /// libfabric provider ("tcp", "sockets", "verbs", ...) for data-server I/O with RMA where
     /// a data server offers that provider; None: data servers over TCP only.
     pub fabric: Option<String>,
+    /// EXCHANGE_ID's implementation id (domain, name). Servers may choose what to hand out by
+    /// it (cfs gives striped layouts of erasure-coded files to Linux 6.18+ only).
+    pub implementation: (String, String),
 }
 
 impl ClientConfig {
@@ -67,6 +70,10 @@ impl ClientConfig {
             back_channel: true,
             pnfs: true,
             fabric: None,
+            implementation: (
+                "claudefs".into(),
+                concat!("cfs client ", env!("CARGO_PKG_VERSION")).into(),
+            ),
         }
     }
 }

@@ -141,8 +141,8 @@ impl Session {
             eia_flags: 0,
             eia_state_protect: StateProtect4A::None,
             eia_client_impl_id: vec![NfsImplId4 {
-                nii_domain: Opaque::from("claudefs"),
-                nii_name: Opaque::from(concat!("cfs client ", env!("CARGO_PKG_VERSION"))),
+                nii_domain: Opaque::from(cfg.implementation.0.as_str()),
+                nii_name: Opaque::from(cfg.implementation.1.as_str()),
                 nii_date: Nfstime4::default(),
             }],
         };

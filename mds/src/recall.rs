@@ -116,7 +116,12 @@ pub fn recall_layouts_on_ds(mds: &Arc<Mds>, ds: layout::DsId) {
             .ns
             .chunks(ino)
             .map(|cs| cs.iter().any(|(_, m)| m.contains(&ds.0)))
-            .unwrap_or(false);
+            .unwrap_or(false)
+            // An encoded file's layout names its shards' servers: a new one routes around it.
+            || mds
+                .ns
+                .stripes(ino)
+                .is_ok_and(|c| c.is_some_and(|c| c.is_encoded() && c.placement.contains(&ds.0)));
         if on_ds {
             tokio::spawn(send_layout_recall(mds.clone(), clientid, ino));
         }

@@ -241,25 +241,34 @@ impl Cluster {
         Ok(())
     }
 
-    /// Deletes the shards of `code` on every data server of its placement.
+    /// Deletes the shards of `code` on every data server of its placement; fails if one could
+    /// not (the others are done anyway: a server that is down must not keep the rest).
     pub(crate) async fn drop_shards(&self, ino: u64, code: &FileCode) -> NfsResult<()> {
+        let mut failed = None;
         for ds in &code.placement {
-            let c = self.shard_client(DsId(*ds), DROP_CALL).await?;
-            let r = c
-                .drop_shards(&self.cfg.secret.sign_shard(DropArgs {
-                    to: *ds,
-                    file: ino,
-                    epoch: code.epoch,
-                    mac: [0; 32],
-                }))
-                .await;
-            c.close();
-            r.map_err(|e| {
-                tracing::warn!(ino, ds, "shard DROP failed: {e}");
-                NfsError::Io
-            })?;
+            let r = match self.shard_client(DsId(*ds), DROP_CALL).await {
+                Ok(c) => {
+                    let r = c
+                        .drop_shards(&self.cfg.secret.sign_shard(DropArgs {
+                            to: *ds,
+                            file: ino,
+                            epoch: code.epoch,
+                            mac: [0; 32],
+                        }))
+                        .await;
+                    c.close();
+                    r.map_err(|e| {
+                        tracing::warn!(ino, ds, "shard DROP failed: {e}");
+                        NfsError::Io
+                    })
+                }
+                Err(e) => Err(e),
+            };
+            if let Err(e) = r {
+                failed.get_or_insert(e);
+            }
         }
-        Ok(())
+        failed.map_or(Ok(()), Err)
     }
 
     /// Encodes `ino` with k+m if it is still due; true when it was.
@@ -439,24 +448,32 @@ impl Cluster {
             return Err(NfsError::Delay);
         };
         let size = code.file_len();
-        let map = self.registry.placement_map();
-        let targets = match layout::place(&map, FileId(ino), FILE_RECORD, MIRRORS) {
-            Ok(p) if !p.targets.is_empty() => p.targets,
-            _ => return Err(NfsError::NoSpc),
-        };
-        let mut copied = false;
-        for src in self.assemblers(ino, code) {
-            match self.copy_from_shards(ino, code, src, &targets, size).await {
-                Ok(()) => {
-                    copied = true;
-                    break;
+        let mut copied = None;
+        // A target that fails is marked down (`conn`), so the next attempt places around it:
+        // a data server that died moments ago may not be counted down yet.
+        'attempts: for _ in 0..3 {
+            let map = self.registry.placement_map();
+            let targets = match layout::place(&map, FileId(ino), FILE_RECORD, MIRRORS) {
+                Ok(p) if !p.targets.is_empty() => p.targets,
+                _ => return Err(NfsError::NoSpc),
+            };
+            for src in self.assemblers(ino, code) {
+                match self.copy_from_shards(ino, code, src, &targets, size).await {
+                    Ok(()) => {
+                        copied = Some(targets);
+                        break 'attempts;
+                    }
+                    Err(e) => tracing::warn!(ino, ds = %src, "copy from shards failed: {e:?}"),
                 }
-                Err(e) => tracing::warn!(ino, ds = %src, "copy from shards failed: {e:?}"),
+                if targets.iter().any(|t| !self.registry.is_up(*t)) {
+                    continue 'attempts;
+                }
             }
+            break;
         }
-        if !copied {
+        let Some(targets) = copied else {
             return Err(NfsError::Io);
-        }
+        };
         let _g = self.placing.lock().await;
         ns.execute(Command::SetMirrors {
             ino,

@@ -34,29 +34,93 @@ fn clientid(ctx: &Ctx<'_>) -> NfsResult<u64> {
     ctx.clientid.ok_or(NfsError::OpNotInSession)
 }
 
-/// A READ layout of an encoded file: two mirrors, each one data server holding a shard that
-/// assembles the whole file from the shards (a client's READ at any offset, rebuilt if a shard
-/// is lost). Clients that stripe could read the data shards directly (docs/EC.md "Reads");
-/// that layout is not handed out yet.
+/// Whether a client reads striped flexfiles layouts, by its EXCHANGE_ID implementation id:
+/// Linux from 6.18 (docs/EC.md "How the Linux client reads a striped flexfiles layout"; Linux
+/// sends domain "kernel.org" and name "Linux <release> <version> <machine>"). Anything else,
+/// or no id (the nfs module's `send_implementation_id=0`), gets layouts it can read for sure.
+pub fn reads_striped_layouts(ids: &[proto::nfs4::basic::NfsImplId4]) -> bool {
+    ids.iter().any(|id| {
+        let name = String::from_utf8_lossy(id.nii_name.as_bytes());
+        let mut words = name.split_whitespace();
+        if id.nii_domain.as_bytes() != b"kernel.org" || words.next() != Some("Linux") {
+            return false;
+        }
+        let mut release = words
+            .next()
+            .unwrap_or("")
+            .split(|c: char| !c.is_ascii_digit());
+        let major: u32 = release.next().and_then(|v| v.parse().ok()).unwrap_or(0);
+        let minor: u32 = release.next().and_then(|v| v.parse().ok()).unwrap_or(0);
+        (major, minor) >= (6, 18)
+    })
+}
+
+/// A READ layout of an encoded file. For a client that stripes: mirror 0 reads each data shard
+/// straight from its server (`direct`, stripe unit = the shard unit), mirror 1 rebuilds each
+/// from the others on a server holding another shard (`rebuild`), which the client turns to
+/// per offset when a data server fails; a shard whose server is down now is rebuilt in
+/// mirror 0 too. For any other client: two mirrors of one data server each that assembles the
+/// whole file from the shards (a READ at any offset, rebuilt if a shard is lost).
 fn encoded_layout(
     c: &Cluster,
     ino: u64,
     code: &crate::namespace::FileCode,
     ctx: &Ctx<'_>,
+    stripes: bool,
 ) -> NfsResult<Layout4> {
-    let mut mirrors = Vec::new();
-    for ds in c.assemblers(ino, code).into_iter().take(2) {
-        let fh = c.shard_handle(ino, code, layout::ShardKind::Assembled, ds)?;
-        mirrors.push(vec![(ds, fh)]);
-    }
-    if mirrors.is_empty() {
+    use layout::ShardKind;
+    let up: Vec<DsId> = code
+        .placement
+        .iter()
+        .map(|d| DsId(*d))
+        .filter(|d| c.registry.is_up(*d))
+        .collect();
+    if up.len() < usize::from(code.k) {
+        // More shards lost than parity covers: reads fail (EIO) until repair or a return.
         return Err(NfsError::LayoutUnavailable);
+    }
+    let mut mirrors = Vec::new();
+    let mut unit = 0;
+    if stripes {
+        let (k, m) = (usize::from(code.k), usize::from(code.m));
+        // Shard i's rebuilder: a server holding another shard, parity holders first.
+        let rebuilder = |i: usize, skip: Option<DsId>| -> Option<DsId> {
+            (0..k + m)
+                .map(|j| DsId(code.placement[(k + i + j) % (k + m)]))
+                .filter(|d| d.0 != code.placement[i] && Some(*d) != skip)
+                .find(|d| up.contains(d))
+        };
+        let mut direct = Vec::with_capacity(k);
+        let mut rebuild = Vec::with_capacity(k);
+        for i in 0..k {
+            let own = DsId(code.placement[i]);
+            let i8 = u8::try_from(i).map_err(|_| NfsError::ServerFault)?;
+            let first = if up.contains(&own) {
+                (own, c.shard_handle(ino, code, ShardKind::Direct(i8), own)?)
+            } else {
+                let r = rebuilder(i, None).ok_or(NfsError::LayoutUnavailable)?;
+                (r, c.shard_handle(ino, code, ShardKind::Rebuild(i8), r)?)
+            };
+            let r = rebuilder(i, Some(first.0))
+                .or_else(|| rebuilder(i, None))
+                .ok_or(NfsError::LayoutUnavailable)?;
+            rebuild.push((r, c.shard_handle(ino, code, ShardKind::Rebuild(i8), r)?));
+            direct.push(first);
+        }
+        mirrors.push(direct);
+        mirrors.push(rebuild);
+        unit = 1u64 << code.unit_shift;
+    } else {
+        for ds in c.assemblers(ino, code).into_iter().take(2) {
+            let fh = c.shard_handle(ino, code, ShardKind::Assembled, ds)?;
+            mirrors.push(vec![(ds, fh)]);
+        }
     }
     let creds = FfCredentials {
         uid: ctx.user.uid,
         gid: ctx.user.gid,
     };
-    layout::build_shard_layout(&mirrors, 0, creds, &FfOptions::default()).map_err(|e| {
+    layout::build_shard_layout(&mirrors, unit, creds, &FfOptions::default()).map_err(|e| {
         tracing::error!(ino, "cannot build a layout: {e}");
         NfsError::LayoutUnavailable
     })
@@ -155,7 +219,10 @@ async fn layoutget_inner(ctx: &mut Ctx<'_>, a: &LayoutgetArgs) -> NfsResult<Layo
         ctx.mds.ns.stripes(i.ino)?.filter(|c| c.is_encoded())
     };
     let layout = match encoded {
-        Some(code) => encoded_layout(&c, i.ino, &code, ctx)?,
+        Some(code) => {
+            let stripes = ctx.mds.state.stripes(clientid);
+            encoded_layout(&c, i.ino, &code, ctx, stripes)?
+        }
         None => mirrored_layout(&c, ctx, &i, a, &segment, rw).await?,
     };
     if layout.to_xdr().len() + 64 > a.loga_maxcount as usize {
@@ -368,5 +435,40 @@ async fn act_on_faults(ctx: &Ctx<'_>, c: &Arc<Cluster>, ino: u64, faults: &[DsFa
             }
             _ => {}
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::reads_striped_layouts;
+    use proto::nfs4::basic::{NfsImplId4, Nfstime4};
+    use proto::xdr::Opaque;
+
+    fn id(domain: &str, name: &str) -> Vec<NfsImplId4> {
+        vec![NfsImplId4 {
+            nii_domain: Opaque::from(domain),
+            nii_name: Opaque::from(name),
+            nii_date: Nfstime4::default(),
+        }]
+    }
+
+    #[test]
+    fn only_linux_from_6_18_gets_striped_layouts() {
+        let linux = |release: &str| {
+            id(
+                "kernel.org",
+                &format!("Linux {release} #1 SMP PREEMPT_DYNAMIC Debian x86_64"),
+            )
+        };
+        assert!(reads_striped_layouts(&linux("6.18.3+deb14-amd64")));
+        assert!(reads_striped_layouts(&linux("6.19.0")));
+        assert!(reads_striped_layouts(&linux("7.0.1-rc2")));
+        assert!(!reads_striped_layouts(&linux("6.17.9")));
+        assert!(!reads_striped_layouts(&linux("6.1.0-28-amd64")));
+        assert!(!reads_striped_layouts(&linux("5.19.0")));
+        assert!(!reads_striped_layouts(&linux("garbage")));
+        assert!(!reads_striped_layouts(&id("example.com", "Linux 6.18.0")));
+        assert!(!reads_striped_layouts(&id("kernel.org", "FreeBSD 15.0")));
+        assert!(!reads_striped_layouts(&[]));
     }
 }

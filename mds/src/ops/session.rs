@@ -48,6 +48,10 @@ fn exchange_id_inner(ctx: &mut Ctx<'_>, a: &ExchangeIdArgs) -> NfsResult<Exchang
         ctx.user.uid,
         a.eia_flags & EXCHGID4_FLAG_UPD_CONFIRMED_REC_A != 0,
     )?;
+    ctx.mds.state.set_stripes(
+        clientid,
+        super::pnfs::reads_striped_layouts(&a.eia_client_impl_id),
+    );
     let mut flags = match ctx.mds.cluster() {
         Some(_) => EXCHGID4_FLAG_USE_PNFS_MDS,
         None => EXCHGID4_FLAG_USE_NON_PNFS,

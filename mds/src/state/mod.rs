@@ -52,6 +52,8 @@ pub struct Client {
     pub reclaim_complete: bool,
     /// Came from the previous server instance's client list: may reclaim during grace.
     pub may_reclaim: bool,
+    /// Reads striped flexfiles layouts (by its EXCHANGE_ID implementation id: Linux 6.18+).
+    pub stripes: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -434,9 +436,25 @@ impl StateManager {
                 renewed: Instant::now(),
                 reclaim_complete: false,
                 may_reclaim,
+                stripes: false,
             },
         );
         Ok((clientid, 1, false))
+    }
+
+    /// Records whether `clientid` reads striped flexfiles layouts.
+    pub fn set_stripes(&self, clientid: u64, stripes: bool) {
+        if let Some(c) = self.lock().clients.get_mut(&clientid) {
+            c.stripes = stripes;
+        }
+    }
+
+    /// Whether `clientid` reads striped flexfiles layouts (false for a client not known).
+    pub fn stripes(&self, clientid: u64) -> bool {
+        self.lock()
+            .clients
+            .get(&clientid)
+            .is_some_and(|c| c.stripes)
     }
 
     /// Sessions, opens, locks, delegations or layouts: a client with any is in use.
