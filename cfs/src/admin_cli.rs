@@ -145,6 +145,20 @@ pub fn status_table(v: &Value) -> String {
             ));
         }
     }
+    if let Some(d) = v["mds"]["data"].as_object() {
+        let n = |k: &str| d.get(k).and_then(Value::as_u64).unwrap_or(0);
+        out.push_str(&format!(
+            "     data: {} in {} files mirrored ({} raw), {} in {} files erasure-coded ({} raw, {} degraded); {:.2} raw bytes per byte\n",
+            human(n("mirrored_bytes")),
+            n("mirrored_files"),
+            human(n("mirrored_raw_bytes")),
+            human(n("encoded_bytes")),
+            n("encoded_files"),
+            human(n("encoded_raw_bytes")),
+            human(n("degraded_encoded_bytes")),
+            d.get("raw_per_byte").and_then(Value::as_f64).unwrap_or(0.0),
+        ));
+    }
     if let Some(md) = v["mds"]["metadata"].as_object() {
         out.push_str(&metadata_lines(md));
     }

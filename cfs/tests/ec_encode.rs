@@ -36,6 +36,39 @@ fn shard_headers(cl: &Cluster) -> Vec<usize> {
         .collect()
 }
 
+/// `mds.data` of `cfs admin status --json`: bytes mirrored and encoded, logical and raw.
+fn data_status(cl: &Cluster) -> serde_json::Value {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_cfs"))
+        .args(["admin", "status", "--json", "--config"])
+        .arg(cl.mds_toml())
+        .output()
+        .expect("cfs admin status");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("status JSON");
+    v["mds"]["data"].clone()
+}
+
+/// Bytes of file data the data servers' chunk stores hold (chunk files' sizes, every object,
+/// shards included).
+fn stored_bytes(cl: &Cluster) -> u64 {
+    fn walk(p: &std::path::Path) -> u64 {
+        std::fs::read_dir(p)
+            .map(|d| {
+                d.filter_map(Result::ok)
+                    .map(|e| match e.file_type() {
+                        Ok(t) if t.is_dir() => walk(&e.path()),
+                        Ok(_) => e.metadata().map(|m| m.len()).unwrap_or(0),
+                        Err(_) => 0,
+                    })
+                    .sum()
+            })
+            .unwrap_or(0)
+    }
+    DS_ROLES
+        .iter()
+        .map(|r| walk(&cl.ds_dir(r).join("chunks").join("objects")))
+        .sum()
+}
+
 /// Waits until `f` holds, or fails with `what` after `secs`.
 fn wait_for(secs: u64, what: &str, mut f: impl FnMut() -> bool) {
     let t = Instant::now();
@@ -255,6 +288,11 @@ fn a_quiet_file_is_encoded_read_back_and_copied_to_mirrors_for_a_write() {
     let ino = write_file(&cl, "/big", &data);
     write_file(&cl, "/small", &random_bytes(1000, 1));
     assert_eq!(shard_headers(&cl), vec![0, 0, 0]);
+    let before = data_status(&cl);
+    assert_eq!(before["encoded_files"], 0);
+    assert_eq!(before["mirrored_files"], 2);
+    assert_eq!(before["raw_per_byte"], 2.0, "mirrored: {before}");
+    let mirrored_on_disk = stored_bytes(&cl);
 
     wait_for(60, "the file encoded, one shard per data server", || {
         shard_headers(&cl) == vec![1, 1, 1]
@@ -262,6 +300,27 @@ fn a_quiet_file_is_encoded_read_back_and_copied_to_mirrors_for_a_write() {
     wait_for(30, "the mirror copies deleted", || {
         cl.chunk_files(ino).iter().all(|(_, n)| *n == 0)
     });
+    // 2+1: half a copy more, against a whole one mirrored; status and the disks agree.
+    let after = data_status(&cl);
+    assert_eq!(after["encoded_files"], 1, "{after}");
+    assert_eq!(after["encoded_bytes"], data.len() as u64);
+    let coded = after["encoded_raw_bytes"].as_u64().expect("raw") as f64 / data.len() as f64;
+    assert!(
+        (1.45..1.55).contains(&coded),
+        "encoded raw per byte {coded}"
+    );
+    let on_disk = stored_bytes(&cl);
+    eprintln!(
+        "raw bytes on the data servers: {mirrored_on_disk} mirrored, {on_disk} encoded ({:.3}x)",
+        on_disk as f64 / mirrored_on_disk as f64
+    );
+    // The big file went from 2x to ~1.5x (3/4 of before, 0.753 measured: the small file
+    // stays mirrored, and partial blocks round up); nothing deleted would be 1.0, a mirror copy
+    // left 1.25.
+    assert!(
+        on_disk * 10 < mirrored_on_disk * 8,
+        "{on_disk} vs {mirrored_on_disk}"
+    );
     assert_eq!(
         read_file(&cl, "/big", data.len()),
         data,

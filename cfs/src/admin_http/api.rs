@@ -83,6 +83,19 @@ pub fn status(a: &Admin) -> Value {
         if let Some(c) = cluster {
             let cs = cluster_status(c);
             v["degraded_files"] = json!(c.degraded_files());
+            if let Ok(r) = m.ns.redundancy(|d| c.registry.is_up(layout::DsId(d))) {
+                v["data"] = json!({
+                    "mirrored_files": r.mirrored_files,
+                    "mirrored_bytes": r.mirrored_bytes,
+                    "mirrored_raw_bytes": r.mirrored_raw,
+                    "encoded_files": r.encoded_files,
+                    "encoded_bytes": r.encoded_bytes,
+                    "encoded_raw_bytes": r.encoded_raw,
+                    "degraded_encoded_bytes": r.degraded_bytes,
+                    "repairing_files": c.degraded_files(),
+                    "raw_per_byte": r.raw_per_byte(),
+                });
+            }
             v["through_mds"] = cs["mds"].clone();
             v["draining"] = cs["draining"].clone();
         }

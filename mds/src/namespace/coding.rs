@@ -118,6 +118,33 @@ impl FileCode {
     }
 }
 
+/// How a file system's data is stored, for `cfs admin status`: file bytes (logical) and the
+/// bytes the data servers hold for them (raw), mirrored and encoded.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Redundancy {
+    pub mirrored_files: u64,
+    pub mirrored_bytes: u64,
+    pub mirrored_raw: u64,
+    pub encoded_files: u64,
+    pub encoded_bytes: u64,
+    pub encoded_raw: u64,
+    /// Encoded bytes of files with a shard marked bad or on a data server that is down: read
+    /// by rebuilding.
+    pub degraded_bytes: u64,
+}
+
+impl Redundancy {
+    /// Raw bytes per file byte (0 with no data).
+    pub fn raw_per_byte(&self) -> f64 {
+        let logical = self.mirrored_bytes + self.encoded_bytes;
+        if logical == 0 {
+            0.0
+        } else {
+            (self.mirrored_raw + self.encoded_raw) as f64 / logical as f64
+        }
+    }
+}
+
 fn regular<S: StateStore + ?Sized>(s: &S, ino: u64) -> Result<(), FsError> {
     match s.inode(ino)? {
         Some(i) if matches!(i.kind, FileKind::Regular) => Ok(()),

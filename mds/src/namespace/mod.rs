@@ -51,7 +51,7 @@ use tokio::sync::oneshot;
 use tracing::{info, warn};
 
 pub use apply::apply;
-pub use coding::{Encoded, FileCode, GroupCode};
+pub use coding::{Encoded, FileCode, GroupCode, Redundancy};
 pub use error::FsError;
 pub use read::Snapshot;
 pub use shard::{Key, ShardId};
@@ -974,6 +974,11 @@ impl Namespace {
     /// See `Snapshot::encodable`.
     pub fn encodable(&self, min_size: u64, before: Time, max: usize) -> Result<Vec<u64>, FsError> {
         Ok(self.snapshot()?.encodable(min_size, before, max))
+    }
+
+    /// See `Snapshot::redundancy`.
+    pub fn redundancy(&self, up: impl Fn(u64) -> bool) -> Result<Redundancy, FsError> {
+        Ok(self.snapshot()?.redundancy(up))
     }
 
     /// See `Snapshot::codes_to_clean`.

@@ -252,6 +252,33 @@ impl<'a> Snapshot<'a> {
         out
     }
 
+    /// The file system's data by how it is stored; `up`: whether a data server is up.
+    pub fn redundancy(&self, up: impl Fn(u64) -> bool) -> super::coding::Redundancy {
+        let mut r = super::coding::Redundancy::default();
+        let _ = self.each(|st| {
+            for ((ino, chunk), mirrors) in st.chunks.iter() {
+                if *ino == super::DRAIN_INO || *chunk != 0 {
+                    continue;
+                }
+                if let Some(i) = st.inodes.get(ino) {
+                    r.mirrored_files += 1;
+                    r.mirrored_bytes += i.size;
+                    r.mirrored_raw += i.size * mirrors.len() as u64;
+                }
+            }
+            for c in st.stripes.values().filter(|c| c.is_encoded()) {
+                let len = c.file_len();
+                r.encoded_files += 1;
+                r.encoded_bytes += len;
+                r.encoded_raw += c.stored_bytes();
+                if c.damaged().next().is_some() || c.placement.iter().any(|d| !up(*d)) {
+                    r.degraded_bytes += len;
+                }
+            }
+        });
+        r
+    }
+
     /// Encoding records with something to do: an encode left under way (by a crash), mirror
     /// copies to delete, or shards of a retired encoding to drop.
     pub fn codes_to_clean(&self) -> Vec<(u64, super::FileCode)> {
