@@ -255,18 +255,28 @@ fn writable(dir: &Path, at: &Path) -> Result<(), ConfigError> {
     Ok(())
 }
 
-/// Binds and releases `addr` to learn whether it is free (port 0 always is).
+/// Binds and releases `addr` to learn whether it is free (port 0 always is). Bound only, never
+/// listening: a listening check let a client (or a test waiting for the port) connect before
+/// the server was there, then be refused once the check's socket closed (a CI failure of
+/// `crash.rs`, 2026-11-24).
 fn check_port(what: &'static str, addr: SocketAddr) -> Result<(), ConfigError> {
     if addr.port() == 0 {
         return Ok(());
     }
-    std::net::TcpListener::bind(addr)
-        .map(drop)
-        .map_err(|e| ConfigError::Busy {
-            what,
-            addr,
-            why: e.to_string(),
-        })
+    let busy = |e: std::io::Error| ConfigError::Busy {
+        what,
+        addr,
+        why: e.to_string(),
+    };
+    let s = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()
+    } else {
+        tokio::net::TcpSocket::new_v6()
+    }
+    .map_err(busy)?;
+    // As the real listener will (tokio and std set it on Unix): a port in TIME_WAIT is free.
+    s.set_reuseaddr(true).map_err(busy)?;
+    s.bind(addr).map_err(busy)
 }
 
 /// Everything that can be known wrong before the server starts: the data directory, the

@@ -66,8 +66,15 @@ impl Drop for Claim<'_> {
 impl Cluster {
     /// Claims `ino` for a maintenance job, unless another one has it.
     pub(crate) fn claim(&self, ino: u64) -> Option<Claim<'_>> {
-        let mut g = self.repairing.lock().unwrap_or_else(|e| e.into_inner());
-        g.insert(ino).then_some(Claim { cluster: self, ino })
+        let fresh = self
+            .repairing
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(ino);
+        // Built only when the claim is ours: dropping a `Claim` releases the file (and takes
+        // the lock), which for someone else's claim would be a deadlock here and a lost claim
+        // there.
+        fresh.then(|| Claim { cluster: self, ino })
     }
 
     /// Where the shards of `code` live, as the data servers record it (id and address of each).
@@ -560,5 +567,24 @@ impl Cluster {
             }
         }
         Err(last)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::{Cluster, ClusterConfig};
+
+    #[test]
+    fn a_file_is_claimed_once_and_a_refused_claim_leaves_the_first() {
+        let secret =
+            layout::ClusterSecret::from_passphrase("a test secret of some length").expect("secret");
+        let c = Cluster::new(ClusterConfig::new(secret), 0, 1).expect("cluster");
+        let first = c.claim(7).expect("free");
+        assert!(c.claim(7).is_none(), "claimed twice");
+        assert!(c.is_repairing(7), "a refused claim released the first");
+        assert!(c.claim(8).is_some(), "another file is free");
+        drop(first);
+        assert!(!c.is_repairing(7));
+        assert!(c.claim(7).is_some());
     }
 }

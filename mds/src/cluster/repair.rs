@@ -197,10 +197,13 @@ impl Cluster {
         }) else {
             return Ok(false);
         };
-        self.set_repairing(ino, true);
-        let r = self.copy_to_new_mirror(ns, ino, src, dst, &live).await;
-        self.set_repairing(ino, false);
-        r.map(|()| true)
+        // One maintenance job per file: an encode or copy-back under way goes first.
+        let Some(_claim) = self.claim(ino) else {
+            return Ok(false);
+        };
+        self.copy_to_new_mirror(ns, ino, src, dst, &live)
+            .await
+            .map(|()| true)
     }
 
     async fn copy_to_new_mirror(
