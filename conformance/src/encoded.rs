@@ -59,6 +59,23 @@ pub fn parse_header(b: &[u8]) -> Option<Header> {
     })
 }
 
+/// Bytes shard `index` of a k+m code with `1 << unit_shift` units stores for a file of `size`
+/// bytes (docs/EC.md): data shard i holds the file's units u with u % k == i, a parity shard
+/// as much as the longest data shard, shard 0. A data shard may hold nothing (a 3 MiB file in
+/// 4+2 at 1 MiB leaves shard 3 empty).
+pub fn shard_len(size: u64, k: u32, unit_shift: u32, index: u32) -> u64 {
+    let (k, unit) = (u64::from(k), 1u64 << unit_shift);
+    let i = if u64::from(index) < k {
+        u64::from(index)
+    } else {
+        0
+    };
+    let (full, tail) = (size / unit, size % unit);
+    // the full units of this shard, then the partial last unit if it is this shard's
+    let units = full / k + u64::from(full % k > i);
+    units * unit + if full % k == i { tail } else { 0 }
+}
+
 /// The code the MDS picks for `n` data servers (docs/EC.md): 4+2 from six, 2+1 from three.
 pub fn code_for(n: usize) -> Option<(u32, u32)> {
     match n {
@@ -104,7 +121,7 @@ pub struct Seen {
 impl Seen {
     /// The epoch at which the file is completely encoded with (k, m) over `size` bytes: k+m
     /// headers of that epoch, indices 0..k+m once each, on k+m distinct data servers, each
-    /// covering the whole file and sealed.
+    /// covering the whole file and sealed as far as it stores bytes (`shard_len`).
     pub fn encoded_epoch(&self, k: u32, m: u32, size: u64) -> Option<u64> {
         let mut epochs: Vec<u64> = self.shards.iter().map(|(_, h)| h.epoch).collect();
         epochs.sort_unstable();
@@ -119,9 +136,12 @@ impl Seen {
             roles.dedup();
             idx == (0..k + m).collect::<Vec<_>>()
                 && roles.len() == (k + m) as usize
-                && of
-                    .iter()
-                    .all(|(_, h)| h.k == k && h.m == m && h.file_len == size && h.sealed_end > 0)
+                && of.iter().all(|(_, h)| {
+                    h.k == k
+                        && h.m == m
+                        && h.file_len == size
+                        && h.sealed_end >= shard_len(size, k, h.unit_shift, h.index)
+                })
         })
     }
 
@@ -445,7 +465,7 @@ mod tests {
             b.extend_from_slice(&v.to_be_bytes());
         }
         b.extend_from_slice(&len.to_be_bytes());
-        b.extend_from_slice(&(len / u64::from(k)).to_be_bytes());
+        b.extend_from_slice(&shard_len(len, k, 20, index).to_be_bytes());
         b.extend_from_slice(&0u32.to_be_bytes()); // empty placement
         b
     }
@@ -490,6 +510,11 @@ mod tests {
             ("ds2", header(5, 2, 2, 2, 1, 100)),
         ];
         assert_eq!(seen(&doubled, 0).encoded_epoch(2, 1, 100), None);
+        // a shard not sealed as far as it stores bytes (an encode under way): not yet
+        let mut short = header(5, 2, 0, 2, 1, 100);
+        short[55] = 99; // sealed_end 100 -> 99
+        let partial = [("ds1", short), full[1].clone(), full[2].clone()];
+        assert_eq!(seen(&partial, 0).encoded_epoch(2, 1, 100), None);
         // an older epoch's leftovers beside a complete newer one: the newer counts
         let mut both = full.to_vec();
         both.push(("ds1", header(5, 1, 0, 2, 1, 100)));
@@ -503,6 +528,39 @@ mod tests {
         // mirror copies still there, or not a newer epoch than asked for
         assert!(!settled_encoded(&seen(&full, 3), &f, 2, 1, 0));
         assert!(!settled_encoded(&seen(&full, 0), &f, 2, 1, 2));
+    }
+
+    #[test]
+    fn shard_lengths_are_what_the_data_servers_sealed() {
+        // Seen on a 4+2 cluster (1 MiB units) for 9 MiB + 12345 B and 3 MiB files.
+        let big = 9 * (1 << 20) + 12345;
+        let want = [
+            3 << 20,
+            2 * (1 << 20) + 12345,
+            2 << 20,
+            2 << 20,
+            3 << 20,
+            3 << 20,
+        ];
+        for (i, w) in want.iter().enumerate() {
+            assert_eq!(shard_len(big, 4, 20, i as u32), *w, "shard {i}");
+        }
+        let mid = 3 << 20;
+        let want = [1 << 20, 1 << 20, 1 << 20, 0, 1 << 20, 1 << 20];
+        for (i, w) in want.iter().enumerate() {
+            assert_eq!(shard_len(mid, 4, 20, i as u32), *w, "shard {i}");
+        }
+        // 2+1: shard 0 gets the odd unit
+        assert_eq!(shard_len(big, 2, 20, 0), 5 << 20);
+        assert_eq!(shard_len(big, 2, 20, 1), 4 * (1 << 20) + 12345);
+        assert_eq!(shard_len(big, 2, 20, 2), 5 << 20);
+        // the data shards together hold the file
+        for size in [0, 1, 4095, 1 << 20, big, mid, (8 << 20) + 1] {
+            for k in [2, 4] {
+                let sum: u64 = (0..k).map(|i| shard_len(size, k, 20, i)).sum();
+                assert_eq!(sum, size, "size {size} k {k}");
+            }
+        }
     }
 
     #[test]

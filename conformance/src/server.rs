@@ -443,6 +443,7 @@ pub fn start(spec: &ServerSpec, in_netns: bool) -> Result<Running> {
         ServerSpec::CfsClusterEc(n) => {
             let encode_after = EC_ENCODE_AFTER_S.to_string();
             let mut r = start_cfs_cluster_sized(
+                &spec.label(),
                 &cfs_binary()?,
                 1,
                 *n,
@@ -914,11 +915,14 @@ pub fn start_cfs_cluster_with(
     gateway: Option<(u16, bool)>,
     extra: &[&str],
 ) -> Result<Running> {
-    start_cfs_cluster_sized(bin, mds, CLUSTER_DS, gateway, extra)
+    start_cfs_cluster_sized("cfs-cluster", bin, mds, CLUSTER_DS, gateway, extra)
 }
 
-/// `start_cfs_cluster_with` with `ds` data servers (the erasure-coding kinds: 3 or 6).
+/// `start_cfs_cluster_with` with `ds` data servers (the erasure-coding kinds: 3 or 6); its
+/// state directory is `$CACHE/servers/<tag>-<pid>` (one per kind, so a kept run keeps every
+/// kind's logs).
 pub fn start_cfs_cluster_sized(
+    tag: &str,
     bin: &Path,
     mds: u16,
     ds: u16,
@@ -926,7 +930,7 @@ pub fn start_cfs_cluster_sized(
     extra: &[&str],
 ) -> Result<Running> {
     let bin = bin.to_path_buf();
-    let dir = state_dir("cfs-cluster")?;
+    let dir = state_dir(tag)?;
     let cluster_dir = dir.join("cluster");
     let port = free_port_run(mds - 1 + ds)?;
     let log = dir.join("cluster-up.log");
