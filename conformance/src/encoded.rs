@@ -185,12 +185,7 @@ fn data_dirs(srv: &Running, roles: &Roles) -> Result<Vec<(String, PathBuf)>, Str
         .map(|(role, _)| {
             let conf = dir.join(format!("{role}.toml"));
             let toml = std::fs::read_to_string(&conf).map_err(|e| format!("read {conf:?}: {e}"))?;
-            let data = toml
-                .lines()
-                .filter_map(|l| l.trim().strip_prefix("data"))
-                .filter_map(|r| r.trim_start().strip_prefix('='))
-                .map(|v| v.trim().trim_matches('"').to_owned())
-                .next()
+            let data = crate::server::toml_string(&toml, "data")
                 .ok_or_else(|| format!("no data directory in {conf:?}"))?;
             Ok((role.clone(), PathBuf::from(data)))
         })
@@ -572,6 +567,16 @@ mod tests {
             assert_eq!(s.label(), name);
             assert!(s.is_cfs() && s.promised("4.1") && s.promised("4.2") && !s.promised("3"));
         }
+    }
+
+    #[test]
+    fn data_directory_from_a_data_server_config() {
+        // as `cfs cluster up` writes dsI.toml
+        let t = "data = \"/c/cluster/ds2\"\nlisten = \"127.0.0.1:12402\"\nroles = [\"ds\"]\n[admin]\nlisten = \"127.0.0.1:13402\"\n";
+        let s = crate::server::toml_string;
+        assert_eq!(s(t, "data").as_deref(), Some("/c/cluster/ds2"));
+        assert_eq!(s(t, "listen").as_deref(), Some("127.0.0.1:12402"));
+        assert_eq!(s(t, "mds"), None);
     }
 
     #[test]

@@ -279,12 +279,7 @@ impl Running {
             }
             let conf = dir.join(format!("{name}.toml"));
             let toml = std::fs::read_to_string(&conf).ctx(|| format!("read {conf:?}"))?;
-            let listen = toml
-                .lines()
-                .filter_map(|l| l.trim().strip_prefix("listen"))
-                .filter_map(|r| r.trim_start().strip_prefix('='))
-                .map(|v| v.trim().trim_matches('"').to_owned())
-                .next()
+            let listen = toml_string(&toml, "listen")
                 .ok_or_else(|| Error::Server(format!("no listen address in {conf:?}")))?;
             roles.push((name.to_owned(), listen));
         }
@@ -364,6 +359,15 @@ impl Running {
         self.restarted.push((role.to_owned(), child));
         Ok(pid)
     }
+}
+
+/// The first `key = "value"` of a config `cfs cluster up` wrote (its top-level keys come first).
+pub fn toml_string(toml: &str, key: &str) -> Option<String> {
+    toml.lines()
+        .filter_map(|l| l.trim().strip_prefix(key))
+        .filter_map(|r| r.trim_start().strip_prefix('='))
+        .map(|v| v.trim().trim_matches('"').to_owned())
+        .next()
 }
 
 impl Drop for Running {
