@@ -8,7 +8,7 @@ use crate::evidence::MIRRORS;
 use crate::paths;
 use crate::procs;
 use crate::rendezvous::{Rendezvous, Seen};
-use crate::server::{ClusterStatus, Running, CLUSTER_DS};
+use crate::server::{ClusterStatus, Running};
 use serde::Serialize;
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -24,6 +24,9 @@ pub enum Kind {
     Cross,
     /// kill -9 the cluster's NFSv3 gateway while a v3 guest writes through it, restart it
     GatewayFault,
+    /// wait until the guest's files are erasure-coded, then count where their reads went
+    /// (`encoded.rs`)
+    Encoded,
 }
 
 impl Kind {
@@ -32,6 +35,7 @@ impl Kind {
         match self {
             Kind::Fault | Kind::Cross => crate::server::ServerSpec::CfsCluster,
             Kind::GatewayFault => crate::server::ServerSpec::CfsClusterGateway,
+            Kind::Encoded => crate::server::ServerSpec::CfsClusterEc(6),
         }
     }
 
@@ -43,6 +47,7 @@ impl Kind {
         match self {
             Kind::Fault | Kind::Cross => "cfs-cluster or cfs-cluster-mds3".into(),
             Kind::GatewayFault => self.needs().label(),
+            Kind::Encoded => "cfs-cluster-ec3 or cfs-cluster-ec6".into(),
         }
     }
 
@@ -52,6 +57,7 @@ impl Kind {
             || matches!(
                 (self, spec),
                 (Kind::Fault | Kind::Cross, ServerSpec::CfsMetaCluster)
+                    | (Kind::Encoded, ServerSpec::CfsClusterEc(_))
             )
     }
 }
@@ -208,15 +214,15 @@ pub struct Ctx<'a> {
     pub step_timeout: Duration,
 }
 
-struct Host<'a> {
-    ctx: &'a Ctx<'a>,
+pub(crate) struct Host<'a> {
+    pub(crate) ctx: &'a Ctx<'a>,
     rep: HostReport,
     /// the data servers by role (`Running::ds_roles`)
-    roles: Roles,
+    pub(crate) roles: Roles,
 }
 
 /// Why a host script stopped early.
-enum Stop {
+pub(crate) enum Stop {
     /// the guest posted abort (its FAIL lines say why) or exited
     Guest,
     /// the host recorded a FAIL line
@@ -224,19 +230,19 @@ enum Stop {
 }
 
 impl Host<'_> {
-    fn info(&mut self, m: String) {
+    pub(crate) fn info(&mut self, m: String) {
         eprintln!("  host: {m}");
         self.rep.steps.push(format!("INFO: host: {m}"));
     }
 
-    fn fail(&mut self, m: String) -> Stop {
+    pub(crate) fn fail(&mut self, m: String) -> Stop {
         eprintln!("  host: FAIL {m}");
         self.rep.failures.push(format!("FAIL: host: {m}"));
         self.ctx.rdv.post("abort");
         Stop::Failed
     }
 
-    fn await_guest(&mut self, step: &str) -> std::result::Result<(), Stop> {
+    pub(crate) fn await_guest(&mut self, step: &str) -> std::result::Result<(), Stop> {
         match self.ctx.rdv.wait(step, self.ctx.step_timeout) {
             Seen::Posted => Ok(()),
             Seen::Aborted => Err(Stop::Guest),
@@ -256,7 +262,11 @@ impl Host<'_> {
     }
 
     /// Counters reach the MDS with 1 s heartbeats: wait, then read until two readings agree.
-    fn settled(&mut self, srv: &Running, at: &str) -> std::result::Result<ClusterStatus, Stop> {
+    pub(crate) fn settled(
+        &mut self,
+        srv: &Running,
+        at: &str,
+    ) -> std::result::Result<ClusterStatus, Stop> {
         std::thread::sleep(Duration::from_millis(2500));
         let total = |c: &ClusterStatus| {
             c.data_servers
@@ -322,6 +332,9 @@ pub fn run(kind: Kind, srv: &mut Running, ctx: &Ctx) -> HostReport {
         }
         Kind::Cross => {
             let _ = cross(&mut h, srv);
+        }
+        Kind::Encoded => {
+            let _ = crate::encoded::host(&mut h, srv);
         }
         Kind::GatewayFault => {
             let mut killed = false;
@@ -447,7 +460,8 @@ fn restart_and_wait(h: &mut Host, srv: &mut Running, role: &str) -> std::result:
                 && d.state == "up"
                 && d.silent_ms.unwrap_or(0) < 2000
         });
-        if up >= usize::from(CLUSTER_DS) && fresh {
+        let all = h.roles.len();
+        if up >= all && fresh {
             h.info(format!(
                 "restarted {role} (pid {pid}, `cfs server --config {role}.toml`): {up} data servers up after {:.1} s",
                 t0.elapsed().as_secs_f64()
@@ -456,7 +470,7 @@ fn restart_and_wait(h: &mut Host, srv: &mut Running, role: &str) -> std::result:
         }
         if t0.elapsed() > Duration::from_secs(60) {
             return Err(h.fail(format!(
-                "restarted {role} (pid {pid}) but only {up} of {CLUSTER_DS} data servers up after 60 s"
+                "restarted {role} (pid {pid}) but only {up} of {all} data servers up after 60 s"
             )));
         }
         std::thread::sleep(Duration::from_millis(500));
@@ -625,7 +639,7 @@ fn cross_in(
 }
 
 /// (MDS read, MDS write, Σ DS read, Σ DS write) growth between two readings.
-fn deltas(a: &ClusterStatus, b: &ClusterStatus) -> (u64, u64, u64, u64) {
+pub(crate) fn deltas(a: &ClusterStatus, b: &ClusterStatus) -> (u64, u64, u64, u64) {
     let sum = |s: &ClusterStatus, f: fn(&crate::server::DsCounters) -> u64| {
         s.data_servers.iter().map(f).sum::<u64>()
     };
@@ -676,6 +690,14 @@ mod tests {
             assert!(!k.runs_on(&ServerSpec::Ganesha));
             assert!(!k.runs_on(&ServerSpec::CfsClusterGateway));
         }
+        // encoded: only the clusters that encode within seconds (cfs-cluster's default is an
+        // hour), and the data-server fault scenarios not on those
+        for n in [3, 6] {
+            assert!(Kind::Encoded.runs_on(&ServerSpec::CfsClusterEc(n)));
+            assert!(!Kind::Fault.runs_on(&ServerSpec::CfsClusterEc(n)));
+        }
+        assert!(!Kind::Encoded.runs_on(&ServerSpec::CfsCluster));
+        assert!(!Kind::Encoded.runs_on(&ServerSpec::CfsMetaCluster));
         assert!(Kind::GatewayFault.runs_on(&ServerSpec::CfsClusterGateway));
         assert!(!Kind::GatewayFault.runs_on(&ServerSpec::CfsMetaCluster));
     }

@@ -2,6 +2,7 @@
 //! nfs-ganesha is the baseline. See conformance/README.md.
 #![forbid(unsafe_code)]
 
+mod encoded;
 mod error;
 mod evidence;
 mod guest;

@@ -90,6 +90,13 @@ impl Rendezvous {
     pub fn wait(&self, name: &str, timeout: Duration) -> Seen {
         wait_on(&self.board, name, timeout)
     }
+
+    /// A posted name starting with `prefix` (a guest passes facts the host cannot see, such
+    /// as its files' inode numbers, as a name: "files:big=123/9449817,...").
+    pub fn posted_with(&self, prefix: &str) -> Option<String> {
+        let set = self.board.0.lock().ok()?;
+        set.iter().find(|n| n.starts_with(prefix)).cloned()
+    }
 }
 
 fn serve(conn: TcpStream, board: Board) {

@@ -606,12 +606,15 @@ fn judge_wire(srv: &Running, c: &wire::Capture, r: &mut CaseResult) {
     let flavor = crate::kerberos::active().map_or("sys".into(), |k| k.flavor());
     // `cfs cluster up` puts data server i after the MDS nodes: port + (MDS nodes - 1) + i.
     let first_ds = match srv.spec {
-        ServerSpec::CfsCluster => Some(srv.port),
-        ServerSpec::CfsMetaCluster => Some(srv.port + server::CLUSTER_MDS - 1),
+        ServerSpec::CfsCluster => Some((srv.port, server::CLUSTER_DS)),
+        ServerSpec::CfsMetaCluster => {
+            Some((srv.port + server::CLUSTER_MDS - 1, server::CLUSTER_DS))
+        }
+        ServerSpec::CfsClusterEc(n) => Some((srv.port, n)),
         _ => None,
     };
     let ds_ports: Vec<u16> = first_ds
-        .map(|b| (1..=server::CLUSTER_DS).map(|i| b + i).collect())
+        .map(|(b, n)| (1..=n).map(|i| b + i).collect())
         .unwrap_or_default();
     let (info, fails) = match std::fs::read(&c.pcap) {
         Ok(bytes) => match wire::scan(&bytes, c.marker.as_bytes()) {

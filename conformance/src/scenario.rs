@@ -189,6 +189,18 @@ pub const SCENARIOS: &[Scenario] = &[
         host: Some(crate::hostops::Kind::Cross),
         peer_vers: None,
     },
+    Scenario {
+        name: "encoded",
+        about: "cfs-cluster-ec3 and cfs-cluster-ec6 only: files of 9 MiB + 12345 B, 3 MiB and 100 KiB written and closed; the host waits until the big two are erasure-coded (k+m shard headers on the data servers, mirror copies gone; the small one stays mirrored); after a remount every byte reads back, from the data servers and not the MDS (cluster counters); an overwritten range of an encoded file reads back before and after the file is encoded again; a removed encoded file leaves no shard",
+        kind: Kind::Check,
+        two_clients: false,
+        full_env: "",
+        quick_env: "",
+        timeout_full: 600,
+        timeout_quick: 600,
+        host: Some(crate::hostops::Kind::Encoded),
+        peer_vers: None,
+    },
 ];
 
 pub fn find(name: &str) -> Option<&'static Scenario> {

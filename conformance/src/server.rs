@@ -30,6 +30,9 @@ pub enum ServerSpec {
     /// `cfs cluster up --ds 3 --gateway-port Q`: the cluster and a gateway node of its own
     /// (v3 through the gateway, its data to the data servers through layouts), rpcbind too
     CfsClusterGateway,
+    /// `cfs cluster up --ds N --encode-after 2` (`cfs-cluster-ec3`: 2+1 on three data
+    /// servers; `cfs-cluster-ec6`: 4+2 on six): files left alone for 2 s are erasure-coded
+    CfsClusterEc(u16),
     External {
         port: u16,
     },
@@ -46,10 +49,12 @@ impl ServerSpec {
             "cfs-cluster-mds3" => ServerSpec::CfsMetaCluster,
             "cfs-gateway" => ServerSpec::CfsGateway,
             "cfs-cluster-gateway" => ServerSpec::CfsClusterGateway,
+            "cfs-cluster-ec3" => ServerSpec::CfsClusterEc(3),
+            "cfs-cluster-ec6" => ServerSpec::CfsClusterEc(6),
             other => {
                 let addr: SocketAddr = other.parse().map_err(|_| {
                     Error::Usage(format!(
-                        "--server {other}: expected ganesha, ganesha-ro, ganesha-rootsquash, cfs, cfs-cluster, cfs-cluster-mds3, cfs-gateway, cfs-cluster-gateway or 127.0.0.1:PORT"
+                        "--server {other}: expected ganesha, ganesha-ro, ganesha-rootsquash, cfs, cfs-cluster, cfs-cluster-mds3, cfs-gateway, cfs-cluster-gateway, cfs-cluster-ec3, cfs-cluster-ec6 or 127.0.0.1:PORT"
                     ))
                 })?;
                 // qemu user networking maps the guest's 10.0.2.2 to host 127.0.0.1 only
@@ -73,6 +78,7 @@ impl ServerSpec {
             ServerSpec::CfsMetaCluster => "cfs-cluster-mds3".into(),
             ServerSpec::CfsGateway => "cfs-gateway".into(),
             ServerSpec::CfsClusterGateway => "cfs-cluster-gateway".into(),
+            ServerSpec::CfsClusterEc(n) => format!("cfs-cluster-ec{n}"),
             ServerSpec::External { port } => format!("127.0.0.1:{port}"),
         }
     }
@@ -89,7 +95,10 @@ impl ServerSpec {
     pub fn promised(&self, vers: &str) -> bool {
         match self {
             s if s.is_ganesha() => true,
-            ServerSpec::Cfs | ServerSpec::CfsCluster | ServerSpec::CfsMetaCluster => {
+            ServerSpec::Cfs
+            | ServerSpec::CfsCluster
+            | ServerSpec::CfsMetaCluster
+            | ServerSpec::CfsClusterEc(_) => {
                 matches!(vers, "4.1" | "4.2")
             }
             // v3 through the gateway, v4.1/4.2 from the MDS of the same file system
@@ -119,6 +128,7 @@ impl ServerSpec {
                 | ServerSpec::CfsMetaCluster
                 | ServerSpec::CfsGateway
                 | ServerSpec::CfsClusterGateway
+                | ServerSpec::CfsClusterEc(_)
         )
     }
 }
@@ -169,7 +179,10 @@ impl Running {
         // `cfs cluster up` stops its nodes itself and gives each up to 15 s
         let grace = if matches!(
             self.spec,
-            ServerSpec::CfsCluster | ServerSpec::CfsMetaCluster | ServerSpec::CfsClusterGateway
+            ServerSpec::CfsCluster
+                | ServerSpec::CfsMetaCluster
+                | ServerSpec::CfsClusterGateway
+                | ServerSpec::CfsClusterEc(_)
         ) {
             30
         } else {
@@ -266,12 +279,7 @@ impl Running {
             }
             let conf = dir.join(format!("{name}.toml"));
             let toml = std::fs::read_to_string(&conf).ctx(|| format!("read {conf:?}"))?;
-            let listen = toml
-                .lines()
-                .filter_map(|l| l.trim().strip_prefix("listen"))
-                .filter_map(|r| r.trim_start().strip_prefix('='))
-                .map(|v| v.trim().trim_matches('"').to_owned())
-                .next()
+            let listen = toml_string(&toml, "listen")
                 .ok_or_else(|| Error::Server(format!("no listen address in {conf:?}")))?;
             roles.push((name.to_owned(), listen));
         }
@@ -353,6 +361,15 @@ impl Running {
     }
 }
 
+/// The first `key = "value"` of a config `cfs cluster up` wrote (its top-level keys come first).
+pub fn toml_string(toml: &str, key: &str) -> Option<String> {
+    toml.lines()
+        .filter_map(|l| l.trim().strip_prefix(key))
+        .filter_map(|r| r.trim_start().strip_prefix('='))
+        .map(|v| v.trim().trim_matches('"').to_owned())
+        .next()
+}
+
 impl Drop for Running {
     fn drop(&mut self) {
         self.stop();
@@ -427,6 +444,20 @@ pub fn start(spec: &ServerSpec, in_netns: bool) -> Result<Running> {
         ServerSpec::Cfs => start_cfs(),
         ServerSpec::CfsCluster => start_cfs_cluster(1, None),
         ServerSpec::CfsMetaCluster => start_cfs_cluster(CLUSTER_MDS, None),
+        ServerSpec::CfsClusterEc(n) => {
+            let encode_after = EC_ENCODE_AFTER_S.to_string();
+            let mut r = start_cfs_cluster_sized(
+                &spec.label(),
+                &cfs_binary()?,
+                1,
+                *n,
+                None,
+                &["--encode-after", &encode_after],
+            )?;
+            r.spec = spec.clone();
+            r.version = format!("{}, encode after {EC_ENCODE_AFTER_S} s", r.version);
+            Ok(r)
+        }
         ServerSpec::CfsGateway => start_cfs_gateway(in_netns),
         ServerSpec::CfsClusterGateway => {
             let rpcbind = if in_netns {
@@ -838,6 +869,9 @@ pub fn start_cfs_with_args(bin: &Path, extra: &[&str]) -> Result<Running> {
 
 /// Data servers `cfs-cluster` starts (two mirrors per layout, one spare).
 pub const CLUSTER_DS: u16 = 3;
+/// `--encode-after` of the erasure-coding kinds: short, so a scenario sees its files encoded
+/// within seconds (and the other checks meet encoded files mid-run).
+pub const EC_ENCODE_AFTER_S: u64 = 2;
 /// MDS nodes of a cfs-cluster-mds3 (the fewest that survive losing one).
 pub const CLUSTER_MDS: u16 = 3;
 /// A short lease: a guest that powers off without returning its state must not hold the next
@@ -885,10 +919,24 @@ pub fn start_cfs_cluster_with(
     gateway: Option<(u16, bool)>,
     extra: &[&str],
 ) -> Result<Running> {
+    start_cfs_cluster_sized("cfs-cluster", bin, mds, CLUSTER_DS, gateway, extra)
+}
+
+/// `start_cfs_cluster_with` with `ds` data servers (the erasure-coding kinds: 3 or 6); its
+/// state directory is `$CACHE/servers/<tag>-<pid>` (one per kind, so a kept run keeps every
+/// kind's logs).
+pub fn start_cfs_cluster_sized(
+    tag: &str,
+    bin: &Path,
+    mds: u16,
+    ds: u16,
+    gateway: Option<(u16, bool)>,
+    extra: &[&str],
+) -> Result<Running> {
     let bin = bin.to_path_buf();
-    let dir = state_dir("cfs-cluster")?;
+    let dir = state_dir(tag)?;
     let cluster_dir = dir.join("cluster");
-    let port = free_port_run(mds - 1 + CLUSTER_DS)?;
+    let port = free_port_run(mds - 1 + ds)?;
     let log = dir.join("cluster-up.log");
     let (o, e) = log_file(&log)?;
     let mut cmd = Command::new(&bin);
@@ -905,7 +953,7 @@ pub fn start_cfs_cluster_with(
     }
     let mut child = cmd
         .args(["--mds", &mds.to_string()])
-        .args(["--ds", &CLUSTER_DS.to_string(), "--dir"])
+        .args(["--ds", &ds.to_string(), "--dir"])
         .arg(&cluster_dir)
         .args(["--port", &port.to_string()])
         // the guest reaches host loopback as 10.0.2.2; host-side tools use 127.0.0.1
@@ -936,7 +984,7 @@ pub fn start_cfs_cluster_with(
     // `cfs cluster up` writes the secret every node (and `cfs admin status`) uses there.
     let secret = cluster_dir.join("secret");
     let ready = wait_listening(port, &mut child, &log, "cfs cluster up")
-        .and_then(|()| wait_cluster_up(&bin, &addr, &secret, &mut child, &log));
+        .and_then(|()| wait_cluster_up(&bin, &addr, &secret, ds, &mut child, &log));
     if let Err(err) = ready {
         procs::stop(&mut child, Duration::from_secs(20));
         stop_leftover_nodes(&node_pids);
@@ -955,9 +1003,9 @@ pub fn start_cfs_cluster_with(
         export_v4: "/".into(),
         export_v3: "/".into(),
         version: if mds == 1 {
-            format!("{} cluster, {CLUSTER_DS} DS", cfs_version(&bin))
+            format!("{} cluster, {ds} DS", cfs_version(&bin))
         } else {
-            format!("{} cluster, {mds} MDS, {CLUSTER_DS} DS", cfs_version(&bin))
+            format!("{} cluster, {mds} MDS, {ds} DS", cfs_version(&bin))
         },
         child: Some(child),
         rpcbind: None,
@@ -976,6 +1024,7 @@ fn wait_cluster_up(
     bin: &Path,
     addr: &str,
     secret: &Path,
+    ds: u16,
     child: &mut Child,
     log: &Path,
 ) -> Result<()> {
@@ -996,10 +1045,10 @@ fn wait_cluster_up(
                 // metadata cluster's root needs a leader for shard 0 first).
                 let banner =
                     std::fs::read_to_string(log).is_ok_and(|t| t.contains("cfs cluster up: "));
-                if up >= usize::from(CLUSTER_DS) && banner {
+                if up >= usize::from(ds) && banner {
                     return Ok(());
                 }
-                last = format!("{up} of {CLUSTER_DS} data servers up, banner printed: {banner}");
+                last = format!("{up} of {ds} data servers up, banner printed: {banner}");
             }
             Err(e) => last = e.to_string(),
         }
