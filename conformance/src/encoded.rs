@@ -385,6 +385,38 @@ pub(crate) fn host(h: &mut Host, srv: &Running) -> Result<(), Stop> {
         "reads of the encoded files: MDS read {mr} B; data servers read {dr} B ({}); layouts granted +{layouts}",
         per_ds.join(", ")
     ));
+    // Linux 6.18+ reads the data shards straight from their k servers (a striped layout);
+    // older clients each file through one assembling server.
+    let readers = read
+        .data_servers
+        .iter()
+        .filter(|d| {
+            let was = encoded
+                .data_servers
+                .iter()
+                .find(|b| b.id == d.id)
+                .map_or(0, |b| b.read_bytes);
+            d.read_bytes > was
+        })
+        .count();
+    if stripes(&h.ctx.kernel_release) {
+        if readers < k as usize {
+            h.fail(format!(
+                "a {} kernel reads striped layouts, but the reads came from {readers} data servers (expected at least k = {k})",
+                h.ctx.kernel_release
+            ));
+        } else {
+            h.info(format!(
+                "striped reads: {readers} data servers served them (k = {k})"
+            ));
+        }
+    } else if readers > files.len() {
+        h.fail(format!(
+            "a {} kernel cannot stripe, yet {readers} data servers served {} files",
+            h.ctx.kernel_release,
+            files.len()
+        ));
+    }
     if mr > all_bytes / 100 || dr < big_bytes {
         h.fail(format!(
             "the encoded files were not read through the data servers: MDS read {mr} B (expected <= {}), data servers read {dr} B (expected >= {big_bytes})",
@@ -610,5 +642,24 @@ mod tests {
             },
             2
         ));
+    }
+}
+
+/// Whether a kernel of this release reads striped flexfiles layouts (Linux 6.18+).
+fn stripes(release: &str) -> bool {
+    let mut v = release.split(|c: char| !c.is_ascii_digit());
+    let major: u32 = v.next().and_then(|x| x.parse().ok()).unwrap_or(0);
+    let minor: u32 = v.next().and_then(|x| x.parse().ok()).unwrap_or(0);
+    (major, minor) >= (6, 18)
+}
+
+#[cfg(test)]
+mod stripe_tests {
+    #[test]
+    fn kernels_that_stripe() {
+        assert!(super::stripes("7.2.13+deb14-amd64"));
+        assert!(super::stripes("6.18.0"));
+        assert!(!super::stripes("6.1.0-56-amd64"));
+        assert!(!super::stripes("6.17.2"));
     }
 }

@@ -212,6 +212,8 @@ pub struct Ctx<'a> {
     pub seed2: u64,
     /// bound on each wait for the guest (its own timeout: a stuck guest ends by then anyway)
     pub step_timeout: Duration,
+    /// the guest kernel's release ("6.1.0-56-amd64")
+    pub kernel_release: String,
 }
 
 pub(crate) struct Host<'a> {

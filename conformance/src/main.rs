@@ -254,6 +254,23 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
                     only: Some(vec!["posix"]),
                     scenario_vers: Vec::new(),
                 });
+                // Erasure-coded files, both geometries: written, encoded (the host waits for
+                // the shards), read after a remount (striped on sid, assembled on bookworm),
+                // overwritten (copied back to mirrors, encoded again) and removed (~42 s per
+                // kernel each, measured 2026-11-24). posix and integrity on these kinds never
+                // meet an encoded file at quick size, so they are left to `run`.
+                servers.push(ServerPlan {
+                    spec: ServerSpec::CfsClusterEc(3),
+                    versions: vec!["4.1".into()],
+                    only: Some(vec!["encoded"]),
+                    scenario_vers: Vec::new(),
+                });
+                servers.push(ServerPlan {
+                    spec: ServerSpec::CfsClusterEc(6),
+                    versions: vec!["4.2".into()],
+                    only: Some(vec!["encoded"]),
+                    scenario_vers: Vec::new(),
+                });
                 // NFSv3 through the gateway, both kinds: posix and mixed (v3 and v4.1 guests
                 // on the same files, NLM against NFSv4 locks) beside the MDS, and the gateway
                 // killed mid-write in front of a cluster (~15-20 s each at quick size).

@@ -454,6 +454,7 @@ fn with_host(
         seed1,
         seed2,
         step_timeout: j.timeout,
+        kernel_release: kver.to_string(),
     };
     let rdv_ref = &rdv;
     std::thread::scope(|scope| {
