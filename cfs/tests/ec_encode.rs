@@ -385,3 +385,56 @@ fn removing_an_encoded_file_deletes_its_shards() {
         shard_headers(&cl) == vec![0, 0, 0]
     });
 }
+
+/// kill -9 of the MDS while it encodes a file (after the fence, during the ENCODE job): the file
+/// stays whole, mirrored, and the restarted MDS gives up the encode left under way, drops what
+/// it wrote and encodes the file once, ending with one shard per server and no mirror copy.
+#[test]
+fn an_mds_killed_while_encoding_leaves_the_file_whole_and_encodes_it_later() {
+    let _g = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let t = tempfile::tempdir().expect("tempdir");
+    let cl = Cluster::start_sized(
+        t.path(),
+        3,
+        &["--encode-after", "1", "--lease-seconds", "5"],
+    );
+    let data = random_bytes(96 << 20, 0xec15);
+    let ino = write_file(&cl, "/f", &data);
+    // The encoder fences the file, waits a heartbeat or two (2.2 s), then begins the encode.
+    let log = cl.dir.join("cluster").join("mds.log");
+    let fenced = format!("file fenced: its earlier DS handles are stale ino={ino}");
+    wait_for(60, "the encoder fences the file", || {
+        std::fs::read_to_string(&log).is_ok_and(|l| l.contains(&fenced))
+    });
+    std::thread::sleep(Duration::from_millis(2300));
+    cl.kill9("mds");
+    let before = std::fs::read_to_string(&log).unwrap_or_default();
+    eprintln!(
+        "killed with the encode {}",
+        if before.contains(&format!("file erasure-coded ino={ino}")) {
+            "finished"
+        } else {
+            "not finished"
+        }
+    );
+    let mut mds = cl.restart_mds();
+    wait_for(90, "the file encoded once, its mirror copies gone", || {
+        shard_headers(&cl) == vec![1, 1, 1] && cl.chunk_files(ino).iter().all(|(_, n)| *n == 0)
+    });
+    let after = std::fs::read_to_string(cl.dir.join("mds-restarted.log")).unwrap_or_default();
+    eprintln!(
+        "restarted MDS: {}",
+        if after.contains("shards of a retired encoding dropped") {
+            "gave up the encode left under way and dropped its shards"
+        } else {
+            "found no encode under way"
+        }
+    );
+    let st = data_status(&cl);
+    assert_eq!(st["encoded_files"], 1, "{st}");
+    assert_eq!(st["mirrored_files"], 0, "{st}");
+    assert_eq!(read_file(&cl, "/f", data.len()), data);
+    assert_eq!(read_striped(&cl, "/f", data.len(), 2), data);
+    let _ = mds.kill();
+    let _ = mds.wait();
+}

@@ -272,9 +272,31 @@ impl Cluster {
         child
     }
 
+    /// kill -9 of `role`, returning once it has exited (its sockets closed): a restart on the
+    /// same port right after the signal could find the port still held ("is busy"), which is
+    /// what made `restart_mds` fail now and then.
     pub fn kill9(&self, role: &str) {
         let pid = self.pid_of(role);
         signal(pid, "-KILL");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        // Gone, or a zombie whose every thread has exited: the files (its listening socket)
+        // are released with the last thread, and the leader turns zombie before the others end.
+        let exited = || {
+            let zombie = std::fs::read_to_string(format!("/proc/{pid}/stat")).map_or(true, |st| {
+                st.rsplit(')')
+                    .next()
+                    .is_some_and(|r| r.trim_start().starts_with('Z'))
+            });
+            let threads = std::fs::read_dir(format!("/proc/{pid}/task")).map_or(0, |d| d.count());
+            zombie && threads <= 1
+        };
+        while !exited() {
+            assert!(
+                Instant::now() < deadline,
+                "{role} (pid {pid}) still running 10 s after kill -9"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
         eprintln!("killed {role} (pid {pid})");
     }
 
