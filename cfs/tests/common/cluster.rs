@@ -476,14 +476,14 @@ pub struct Mirror {
     pub fh: Vec<u8>,
 }
 
-/// LAYOUTGET (read-write, whole file) by hand over `c`'s session, for the file open as `f`:
-/// the layout stateid and every mirror's handle, so a test can write through the layout as a
-/// client would, and keep the handles after the file is gone.
-pub fn rw_layout(
+/// LAYOUTGET (whole file, `iomode`) by hand over `c`'s session, for the file open as `f`: the
+/// layout stateid and the flexfiles layout.
+pub fn layoutget(
     cl: &Cluster,
     c: &Client,
     f: &client::OpenFile,
-) -> (proto::nfs4::Stateid4, Vec<Mirror>) {
+    iomode: proto::nfs4::Layoutiomode4,
+) -> (proto::nfs4::Stateid4, proto::nfs4::FfLayout4) {
     use proto::nfs4::*;
     let ops = vec![
         NfsArgop4::Putfh(PutfhArgs {
@@ -492,7 +492,7 @@ pub fn rw_layout(
         NfsArgop4::Layoutget(LayoutgetArgs {
             loga_signal_layout_avail: false,
             loga_layout_type: LAYOUT4_FLEX_FILES,
-            loga_iomode: Layoutiomode4::Rw,
+            loga_iomode: iomode,
             loga_offset: 0,
             loga_length: u64::MAX,
             loga_minlength: 0,
@@ -505,6 +505,18 @@ pub fn rw_layout(
         panic!("LAYOUTGET: {res:?}")
     };
     let ff = FfLayout4::from_xdr(ok.logr_layout[0].lo_content.loc_body.as_bytes()).expect("ff");
+    (ok.logr_stateid, ff)
+}
+
+/// LAYOUTGET (read-write, whole file) by hand over `c`'s session, for the file open as `f`:
+/// the layout stateid and every mirror's handle, so a test can write through the layout as a
+/// client would, and keep the handles after the file is gone.
+pub fn rw_layout(
+    cl: &Cluster,
+    c: &Client,
+    f: &client::OpenFile,
+) -> (proto::nfs4::Stateid4, Vec<Mirror>) {
+    let (stateid, ff) = layoutget(cl, c, f, proto::nfs4::Layoutiomode4::Rw);
     let mirrors = ff
         .ffl_mirrors
         .iter()
@@ -520,7 +532,7 @@ pub fn rw_layout(
             }
         })
         .collect();
-    (ok.logr_stateid, mirrors)
+    (stateid, mirrors)
 }
 
 /// An NFSv3 WRITE straight to a data server, as a layout holder sends it.

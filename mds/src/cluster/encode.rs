@@ -207,43 +207,35 @@ impl Cluster {
         }
     }
 
-    /// Finishes what an encoding record still asks for.
+    /// Finishes what an encoding record still asks for, unless another job has the file.
     async fn clean(&self, ns: &Namespace, ino: u64, code: &FileCode) -> NfsResult<()> {
         let Some(_claim) = self.claim(ino) else {
             return Ok(());
         };
+        self.clean_claimed(ns, ino, code).await
+    }
+
+    /// `clean` for a file the caller has claimed.
+    async fn clean_claimed(&self, ns: &Namespace, ino: u64, code: &FileCode) -> NfsResult<()> {
+        let epoch = code.epoch;
         if code.encoding.is_some() {
-            // Passes run one at a time and this one holds no encode: one left by a crash.
-            ns.execute(Command::AbortEncode {
-                ino,
-                epoch: code.epoch,
-            })
-            .await?;
+            // Passes run one at a time and a claimed file has no other job: one left by a
+            // crash. Aborting retires it; the next pass drops its shards.
+            ns.execute(Command::AbortEncode { ino, epoch }).await?;
+            tracing::info!(ino, epoch, "encode left under way by a restart given up");
             return Ok(());
         }
         if !code.stale_copies.is_empty() {
             for ds in &code.stale_copies {
                 self.set_size_on(ino, DsId(*ds), 0).await?;
             }
-            ns.execute(Command::CopiesTrimmed {
-                ino,
-                epoch: code.epoch,
-            })
-            .await?;
+            ns.execute(Command::CopiesTrimmed { ino, epoch }).await?;
             tracing::info!(ino, copies = ?code.stale_copies, "mirror copies of an encoded file deleted");
         }
         if code.retired {
             self.drop_shards(ino, code).await?;
-            ns.execute(Command::ShardsDropped {
-                ino,
-                epoch: code.epoch,
-            })
-            .await?;
-            tracing::info!(
-                ino,
-                epoch = code.epoch,
-                "shards of a retired encoding dropped"
-            );
+            ns.execute(Command::ShardsDropped { ino, epoch }).await?;
+            tracing::info!(ino, epoch, "shards of a retired encoding dropped");
         }
         Ok(())
     }
@@ -299,9 +291,8 @@ impl Cluster {
             .map(|d| DsId(*d))
             .filter(|d| self.registry.is_up(*d))
             .collect();
-        if sources.is_empty() || sources.len() < rec.len().min(MIRRORS) {
-            // A mirror is down or missing: repair first, so nothing is coded from a copy that
-            // may lack writes the other took.
+        if sources.is_empty() || sources.len() < rec.len() {
+            // Every recorded copy up: the encode reads one and deletes them all right after.
             return Ok(false);
         }
         let map = self.registry.placement_map();
@@ -337,6 +328,7 @@ impl Cluster {
             .filter(|c| c.encoding.is_some())
             .map(|c| c.epoch)
             .ok_or(NfsError::ServerFault)?;
+        tracing::info!(ino, bytes = size, k, m, epoch, "encoding file");
         let encoded = self
             .run_encode(ino, epoch, (k, m), size, &sources, servers)
             .await;
@@ -363,19 +355,6 @@ impl Cluster {
             }
         }
         Ok(true)
-    }
-
-    /// `clean` for a file the caller has claimed: deletes the stale copies now.
-    async fn clean_claimed(&self, ns: &Namespace, ino: u64, code: &FileCode) -> NfsResult<()> {
-        for ds in &code.stale_copies {
-            self.set_size_on(ino, DsId(*ds), 0).await?;
-        }
-        ns.execute(Command::CopiesTrimmed {
-            ino,
-            epoch: code.epoch,
-        })
-        .await?;
-        Ok(())
     }
 
     /// The ENCODE jobs, group after group (the data servers seal shards in order), each sent to
