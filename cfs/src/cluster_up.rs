@@ -44,6 +44,13 @@ pub struct UpArgs {
     /// Seconds a file stays unchanged before it is erasure-coded (0: never; default 3600).
     #[arg(long)]
     encode_after: Option<u64>,
+    /// Seconds a data server may be down before it is declared lost and its data rebuilt on
+    /// the others (0: never; default 600).
+    #[arg(long)]
+    lost_after: Option<u64>,
+    /// Seconds between the data servers' scrub passes (0: never; default a week).
+    #[arg(long)]
+    scrub_every: Option<u64>,
     /// Admin HTTP port of the (first) MDS (metrics, console, API); the other nodes get the
     /// next ports in the order of their NFS ports. Default: 1000 above --port when that stays
     /// below 32768, else any free port (0).
@@ -199,6 +206,9 @@ pub async fn run(a: UpArgs) -> Result<(), Box<dyn std::error::Error>> {
         if let Some(e) = a.encode_after {
             toml.push_str(&format!("encode_after_seconds = {e}\n"));
         }
+        if let Some(l) = a.lost_after {
+            toml.push_str(&format!("lost_after_seconds = {l}\n"));
+        }
         if a.mds > 1 {
             let list: Vec<String> = mds
                 .iter()
@@ -229,6 +239,10 @@ pub async fn run(a: UpArgs) -> Result<(), Box<dyn std::error::Error>> {
         );
         let toml = match &a.fabric {
             Some(p) => format!("{toml}fabric = {}\n", toml_str(Path::new(p))),
+            None => toml,
+        };
+        let toml = match a.scrub_every {
+            Some(s) => format!("{toml}scrub_every_seconds = {s}\n"),
             None => toml,
         };
         configs.push((format!("ds{i}"), dir.join(format!("ds{i}.toml")), toml));

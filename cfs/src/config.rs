@@ -34,6 +34,8 @@ pub enum ConfigError {
     Secret { path: PathBuf, message: String },
     #[error("chunk_size {0} must be a power of two between 4096 and 1073741824")]
     ChunkSize(u64),
+    #[error("[cluster] {0}")]
+    Scrub(String),
     #[error("[connections] {0} must be at least 1")]
     Connections(&'static str),
     #[error("lease_seconds = {0} is too short: clients renew at half the lease, so use at least {min} (30 is usual)", min = MIN_LEASE_SECONDS)]
@@ -187,6 +189,15 @@ pub struct ClusterFileConfig {
     /// mds role: seconds a file stays unchanged (and not open for writing) before it is
     /// erasure-coded; 0: never. Default 3600.
     pub encode_after_seconds: Option<u64>,
+    /// mds role: seconds a data server may be down before it is declared lost (drained: its
+    /// mirror copies and shards are rebuilt on other data servers); 0: never. Default 600.
+    pub lost_after_seconds: Option<u64>,
+    /// ds role: seconds between the starts of two scrub passes (every block of every object
+    /// this data server holds re-read and checked against its blake3; what fails is reported
+    /// and rewritten from a good copy or from parity); 0: never. Default 604800 (a week).
+    pub scrub_every_seconds: Option<u64>,
+    /// ds role: how fast a scrub pass reads, MiB/s, so foreground I/O keeps the disk. Default 32.
+    pub scrub_mib_per_second: Option<u64>,
     /// mds role, multi-node metadata: this node's id among `metadata_nodes`.
     pub node_id: Option<u64>,
     /// mds role, multi-node metadata: every MDS node as "ID=HOST:PORT" (its NFS address), the

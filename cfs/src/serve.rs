@@ -20,6 +20,9 @@ pub struct Settings {
     pub exports: Vec<mds::export::Export>,
     pub chunk_size: Option<u64>,
     pub encode_after_seconds: Option<u64>,
+    pub lost_after_seconds: Option<u64>,
+    /// ds role: scrub pass interval and rate (`ds::ScrubConfig`).
+    pub scrub: ds::ScrubConfig,
     /// ds role: the MDS node(s) to heartbeat to (empty: the MDS beside it in this process).
     pub mds_addrs: Vec<SocketAddr>,
     pub ds_listen: Option<SocketAddr>,
@@ -132,6 +135,9 @@ pub fn resolve(a: &ServerArgs) -> Result<Settings, ConfigError> {
         exports: config::build_exports(&file.exports)?,
         chunk_size: fc.chunk_size,
         encode_after_seconds: fc.encode_after_seconds,
+        lost_after_seconds: fc.lost_after_seconds,
+        scrub: ds::ScrubConfig::from_settings(fc.scrub_every_seconds, fc.scrub_mib_per_second)
+            .map_err(|e| ConfigError::Scrub(e.to_string()))?,
         mds_addrs,
         ds_listen,
         advertise,
@@ -485,6 +491,9 @@ pub async fn run(a: ServerArgs, check_only: bool) -> Result<(), Box<dyn std::err
             if let Some(secs) = s.encode_after_seconds {
                 c.encode_after = (secs > 0).then(|| std::time::Duration::from_secs(secs));
             }
+            if let Some(secs) = s.lost_after_seconds {
+                c.lost_after = (secs > 0).then(|| std::time::Duration::from_secs(secs));
+            }
             c
         });
         let clustered = cluster.is_some();
@@ -542,6 +551,7 @@ pub async fn run(a: ServerArgs, check_only: bool) -> Result<(), Box<dyn std::err
             secret,
             failure_domain: s.failure_domain.clone(),
             connections,
+            scrub: s.scrub,
         };
         let fabric = s.fabric.as_ref().map(|(p, at)| (p.as_str(), *at));
         let server = ds::DsServer::start_with_fabric(cfg, fabric).await?;

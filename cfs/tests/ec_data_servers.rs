@@ -315,22 +315,9 @@ fn check_rebuild(cl: &Cluster, c: &Coded, i: u32, on: &ShardServer) {
 /// block `block`'s data starts in it.
 fn shard_chunk_file(cl: &Cluster, c: &Coded, index: u32, block: u64) -> (std::path::PathBuf, u64) {
     let ds = &c.placement[index as usize];
-    let dir = cl.ds_dir(&cl.role_of(ds.ds_id)).join("chunks");
     let id = ds::shard_object_id(c.file, EPOCH, index);
-    let conf = std::fs::read_to_string(dir.join("chunkstore.conf")).expect("chunkstore.conf");
-    let get = |k: &str| -> u64 {
-        conf.lines()
-            .find_map(|l| l.strip_prefix(k)?.strip_prefix('=')?.trim().parse().ok())
-            .expect("geometry in chunkstore.conf")
-    };
-    let (chunk, bs) = (get("chunk_size"), get("block_size"));
-    let path = dir
-        .join("objects")
-        .join(format!("{:02x}", id & 0xff))
-        .join(format!("{id:016x}"))
-        .join("0");
-    let data_start = (64 + 2 * (chunk / bs) * 32).div_ceil(4096) * 4096;
-    (path, data_start + block * bs)
+    let (path, data_start) = common::ec::chunk_file(cl, &cl.role_of(ds.ds_id), id);
+    (path, data_start + block * 4096)
 }
 
 fn repair(cl: &Cluster, c: &Coded, index: u32) -> Result<[u8; 32], ShardCallError> {

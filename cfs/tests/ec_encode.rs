@@ -8,10 +8,11 @@
 //! nothing.
 mod common;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use client::{CreateMode, SetAttrs};
+use client::SetAttrs;
 use common::cluster::Cluster;
+use common::ec::{data_status, read_file, wait_for, write_file};
 use common::random_bytes;
 use proto::nfs4::*;
 
@@ -36,17 +37,6 @@ fn shard_headers(cl: &Cluster) -> Vec<usize> {
         .collect()
 }
 
-/// `mds.data` of `cfs admin status --json`: bytes mirrored and encoded, logical and raw.
-fn data_status(cl: &Cluster) -> serde_json::Value {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_cfs"))
-        .args(["admin", "status", "--json", "--config"])
-        .arg(cl.mds_toml())
-        .output()
-        .expect("cfs admin status");
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("status JSON");
-    v["mds"]["data"].clone()
-}
-
 /// Bytes of file data the data servers' chunk stores hold (chunk files' sizes, every object,
 /// shards included).
 fn stored_bytes(cl: &Cluster) -> u64 {
@@ -67,65 +57,6 @@ fn stored_bytes(cl: &Cluster) -> u64 {
         .iter()
         .map(|r| walk(&cl.ds_dir(r).join("chunks").join("objects")))
         .sum()
-}
-
-/// Waits until `f` holds, or fails with `what` after `secs`.
-fn wait_for(secs: u64, what: &str, mut f: impl FnMut() -> bool) {
-    let t = Instant::now();
-    while !f() {
-        assert!(
-            t.elapsed() < Duration::from_secs(secs),
-            "{what} within {secs} s"
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
-}
-
-fn create() -> Option<CreateMode> {
-    Some(CreateMode::Unchecked(SetAttrs {
-        mode: Some(0o644),
-        size: Some(0),
-        ..Default::default()
-    }))
-}
-
-/// Writes `data` to `path` through the MDS (FILE_SYNC) and closes it.
-fn write_file(cl: &Cluster, path: &str, data: &[u8]) -> u64 {
-    let c = cl.client(false);
-    let f = cl
-        .rt
-        .block_on(c.open_path(path, OPEN4_SHARE_ACCESS_BOTH, create()))
-        .expect("open");
-    cl.rt
-        .block_on(c.write_all(&f, 0, data, StableHow4::FileSync4))
-        .expect("write");
-    let ino = cl.rt.block_on(c.getattr(&f.fh)).expect("getattr").fileid;
-    cl.rt.block_on(c.close(&f)).expect("close");
-    let _ = cl.rt.block_on(c.shutdown());
-    ino
-}
-
-/// The whole file through the MDS.
-fn read_file(cl: &Cluster, path: &str, len: usize) -> Vec<u8> {
-    let c = cl.client(false);
-    let f = cl
-        .rt
-        .block_on(c.open_path(path, OPEN4_SHARE_ACCESS_READ, None))
-        .expect("open for reading");
-    let mut out = Vec::new();
-    while out.len() < len + 1 {
-        let (d, eof) = cl
-            .rt
-            .block_on(c.read_full(&f, out.len() as u64, 1 << 20))
-            .expect("read");
-        out.extend_from_slice(&d);
-        if eof || d.is_empty() {
-            break;
-        }
-    }
-    cl.rt.block_on(c.close(&f)).expect("close");
-    let _ = cl.rt.block_on(c.shutdown());
-    out
 }
 
 /// A READ layout of `f`, by hand over `c`'s session.

@@ -51,6 +51,33 @@ pub(crate) fn list_chunks(root: &Path, id: u64) -> Result<Vec<u64>, DsError> {
     Ok(out)
 }
 
+/// Every object with a directory in the store, in no particular order (scrub walks them).
+pub(crate) fn list_objects(root: &Path) -> Result<Vec<u64>, DsError> {
+    let mut out = Vec::new();
+    let top = match fs::read_dir(objects_dir(root)) {
+        Ok(rd) => rd,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
+        Err(e) => return Err(e.into()),
+    };
+    for fan in top {
+        let fan = fan?;
+        if !fan.file_type()?.is_dir() {
+            continue;
+        }
+        for ent in fs::read_dir(fan.path())? {
+            let ent = ent?;
+            if let Some(id) = ent
+                .file_name()
+                .to_str()
+                .and_then(|s| u64::from_str_radix(s, 16).ok())
+            {
+                out.push(id);
+            }
+        }
+    }
+    Ok(out)
+}
+
 pub(crate) fn fsync_dir(path: &Path) -> std::io::Result<()> {
     fs::File::open(path)?.sync_all()
 }

@@ -599,6 +599,11 @@ impl ChunkStoreSync {
         Ok(0)
     }
 
+    /// Every object the store holds (scrub walks them). Walks the tree's two top levels.
+    pub fn objects(&self) -> Result<Vec<u64>, DsError> {
+        paths::list_objects(&self.root)
+    }
+
     /// Bytes of disk the store uses (allocated blocks, headers included). Walks the tree.
     pub fn usage(&self) -> Result<u64, DsError> {
         use std::os::unix::fs::MetadataExt;
@@ -759,6 +764,10 @@ impl ChunkStore {
 
     pub async fn data_end(&self, id: u64) -> Result<u64, DsError> {
         self.run(move |s| s.data_end(id)).await
+    }
+
+    pub async fn objects(&self) -> Result<Vec<u64>, DsError> {
+        self.run(|s| s.objects()).await
     }
 
     pub async fn usage(&self) -> Result<u64, DsError> {

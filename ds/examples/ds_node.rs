@@ -66,6 +66,7 @@ fn main() {
         secret: secret.unwrap_or_else(|| usage("--secret is required")),
         failure_domain,
         connections: Default::default(),
+        scrub: Default::default(),
     };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

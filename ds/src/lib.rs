@@ -4,4 +4,6 @@
 pub mod server;
 
 pub use chunkstore::{ChunkStore, ChunkStoreSync, Config, DsError, SeekWhat, Segment};
-pub use server::{shard_object_id, DsConfig, DsServer, DsServerError};
+pub use server::{
+    shard_object_id, DsConfig, DsServer, DsServerError, ScrubConfig, ScrubConfigError,
+};

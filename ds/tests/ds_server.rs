@@ -194,6 +194,7 @@ fn config(dir: &Path, mds: SocketAddr, secret: ClusterSecret) -> DsConfig {
         secret,
         failure_domain: "rack-a".into(),
         connections: Default::default(),
+        scrub: Default::default(),
     }
 }
 

@@ -1,7 +1,7 @@
 //! The cluster secret: one value in every node's configuration, from which the keys that bind
 //! the cluster together are derived (DS capabilities, heartbeat MACs). Deriving per purpose
 //! means no key is ever used for two things, and the secret itself never crosses the wire.
-use proto::cluster::{BadChunksArgs, HeartbeatArgs, StatusArgs};
+use proto::cluster::{BadChunksArgs, BadShardsArgs, HeartbeatArgs, StatusArgs};
 use proto::peer::PeerArgs;
 use proto::shard::Signed;
 use thiserror::Error;
@@ -48,6 +48,22 @@ impl ClusterSecret {
     /// Whether a heartbeat was made with this secret (constant-time comparison).
     pub fn heartbeat_authentic(&self, args: &HeartbeatArgs) -> bool {
         blake3::Hash::from_bytes(self.heartbeat_mac(args)) == blake3::Hash::from_bytes(args.mac)
+    }
+}
+
+impl ClusterSecret {
+    fn bad_shards_key(&self) -> [u8; 32] {
+        blake3::derive_key("cfs bad shard report key v1", &self.0)
+    }
+
+    /// The MAC a DS puts in its report of bad shards.
+    pub fn bad_shards_mac(&self, args: &BadShardsArgs) -> [u8; 32] {
+        *blake3::keyed_hash(&self.bad_shards_key(), &args.mac_input()).as_bytes()
+    }
+
+    /// Whether a bad-shard report was made with this secret (constant-time comparison).
+    pub fn bad_shards_authentic(&self, args: &BadShardsArgs) -> bool {
+        blake3::Hash::from_bytes(self.bad_shards_mac(args)) == blake3::Hash::from_bytes(args.mac)
     }
 }
 

@@ -511,6 +511,10 @@ impl Server {
                     tick.tick().await;
                     let rescan = pass % cluster::repair::RESCAN_TICKS == 0;
                     rc.repair_pass(&repairer.ns, rescan).await;
+                    if rescan || rc.take_shard_reports() {
+                        rc.bad_shards_pass(&repairer.ns).await;
+                    }
+                    rc.declare_lost(&repairer.ns).await;
                     rc.drain_pass(&repairer.ns, &recall).await;
                 }
             }));

@@ -35,6 +35,13 @@ impl NfsService {
                     return Some(crate::cluster::service::bad_chunks(c, &self.mds.ns, &call).await);
                 }
             }
+            if call.proc_ == proto::cluster::CLUSTERPROC_BAD_SHARDS
+                && call.vers == proto::cluster::CFS_CLUSTER_V1
+            {
+                if let Some(c) = self.mds.cluster() {
+                    return Some(crate::cluster::service::bad_shards(c, &self.mds.ns, &call).await);
+                }
+            }
             return Some(crate::cluster::service::handle(
                 self.mds.cluster().map(|c| c.as_ref()),
                 &call,

@@ -23,6 +23,11 @@ pub const CLUSTERPROC_STATUS: u32 = 2;
 /// mirror of each file (and queued the copy for repair), so the DS repeats a report until
 /// answered.
 pub const CLUSTERPROC_BAD_CHUNKS: u32 = 3;
+/// DS → MDS: shards of erasure-coded files that failed their checksums on this DS (a read or
+/// scrub hit a bad block). Args [`BadShardsArgs`], result [`BadShardsRes`]; answered once the
+/// MDS has durably marked each shard for repair (or it no longer counts), so the DS repeats a
+/// report until answered.
+pub const CLUSTERPROC_BAD_SHARDS: u32 = 4;
 
 /// Most addresses a DS may advertise.
 pub const MAX_NETADDRS: usize = 8;
@@ -212,6 +217,43 @@ impl BadChunksArgs {
         copy.mac = [0; 32];
         crate::xdr::Xdr::to_xdr(&copy)
     }
+}
+
+/// A shard of an erasure-coded file whose copy on the reporting DS failed verification.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Xdr)]
+pub struct BadShard {
+    pub file: u64,
+    pub epoch: u64,
+    pub index: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Xdr)]
+pub struct BadShardsArgs {
+    pub ds_id: u64,
+    /// Milliseconds since the Unix epoch when sent.
+    pub timestamp_ms: u64,
+    #[xdr(max = MAX_BAD_CHUNKS)]
+    pub shards: Vec<BadShard>,
+    /// Keyed blake3 over the XDR of the fields above.
+    pub mac: [u8; 32],
+}
+
+impl BadShardsArgs {
+    /// The bytes the MAC covers: the XDR of every field but the MAC itself.
+    pub fn mac_input(&self) -> Vec<u8> {
+        let mut copy = self.clone();
+        copy.mac = [0; 32];
+        crate::xdr::Xdr::to_xdr(&copy)
+    }
+}
+
+/// `Ok(later)`: every shard is taken care of but those in `later`, to report again later.
+#[derive(Debug, Clone, PartialEq, Eq, Xdr)]
+pub enum BadShardsRes {
+    #[xdr(case = CLUSTER_OK)]
+    Ok(#[xdr(max = MAX_BAD_CHUNKS)] Vec<BadShard>),
+    #[xdr(default)]
+    Err(u32),
 }
 
 /// `Ok(later)`: every chunk of the report is taken care of (recorded, or nothing to do) except

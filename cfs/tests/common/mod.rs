@@ -2,6 +2,7 @@
 //! its own data directory, and a bounded way to run `cfs` commands.
 #![allow(dead_code)]
 pub mod cluster;
+pub mod ec;
 pub mod v3;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};

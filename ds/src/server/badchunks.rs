@@ -16,8 +16,9 @@ use std::time::Duration;
 
 use layout::secret::now_ms;
 use proto::cluster::{
-    BadChunk, BadChunksArgs, BadChunksRes, CFS_CLUSTER_PROGRAM, CFS_CLUSTER_V1,
-    CLUSTERPROC_BAD_CHUNKS, MAX_BAD_CHUNKS,
+    BadChunk, BadChunksArgs, BadChunksRes, BadShard, BadShardsArgs, BadShardsRes,
+    CFS_CLUSTER_PROGRAM, CFS_CLUSTER_V1, CLUSTERPROC_BAD_CHUNKS, CLUSTERPROC_BAD_SHARDS,
+    MAX_BAD_CHUNKS,
 };
 use proto::rpc::{Auth, Connection, ConnectionLimits, RejectCalls};
 use proto::xdr::Xdr;
@@ -196,7 +197,7 @@ pub(crate) async fn run(s: Arc<Shared>, mut stop: watch::Receiver<bool>) {
         let wait = if pending.is_empty() {
             None
         } else {
-            match report(&s, &pending).await {
+            match report_any(&s, &pending).await {
                 Ok(later) => {
                     let later: BTreeSet<BadChunk> = later.into_iter().collect();
                     s.bad
@@ -240,6 +241,109 @@ enum ReportError {
     Refused(u32),
 }
 
+/// Whether an object is a shard of an erasure-coded file (`shards::object_id` sets the top
+/// bit; a file's own object is its inode number, below 2^63).
+fn is_shard_object(id: u64) -> bool {
+    id >> 63 == 1
+}
+
+/// Reports what is pending: copies of files as bad chunks, shards as bad shards (named by
+/// their header: (file, epoch, index)). Returns what to report again later.
+async fn report_any(s: &Shared, pending: &[BadChunk]) -> Result<Vec<BadChunk>, ReportError> {
+    let (shards, files): (Vec<BadChunk>, Vec<BadChunk>) =
+        pending.iter().partition(|b| is_shard_object(b.file));
+    let mut later = Vec::new();
+    if !files.is_empty() {
+        later.extend(report(s, &files).await?);
+    }
+    let mut named: Vec<(BadChunk, BadShard)> = Vec::new();
+    for b in shards {
+        match s.shards.header(b.file).await {
+            Ok(Some(h)) => named.push((
+                b,
+                BadShard {
+                    file: h.shard.file,
+                    epoch: h.shard.epoch,
+                    index: h.shard.index,
+                },
+            )),
+            // Dropped since (its encoding retired, or the file removed): nothing to repair.
+            Ok(None) => {
+                let _ = s.bad.forget(b.file, 0).await;
+            }
+            Err(e) => {
+                tracing::warn!(object = b.file, "cannot read a bad shard's header: {e}");
+                later.push(b);
+            }
+        }
+    }
+    if !named.is_empty() {
+        let list: Vec<BadShard> = named.iter().map(|(_, n)| *n).collect();
+        let back: BTreeSet<BadShard> = report_shards(s, &list).await?.into_iter().collect();
+        later.extend(
+            named
+                .iter()
+                .filter(|(_, n)| back.contains(n))
+                .map(|(b, _)| *b),
+        );
+    }
+    Ok(later)
+}
+
+async fn report_shards(s: &Shared, shards: &[BadShard]) -> Result<Vec<BadShard>, ReportError> {
+    let mut a = BadShardsArgs {
+        ds_id: s.id.0,
+        timestamp_ms: now_ms(),
+        shards: shards.to_vec(),
+        mac: [0; 32],
+    };
+    a.mac = s.cfg.secret.bad_shards_mac(&a);
+    let mut last = ReportError::ConnectTimeout;
+    for mds in &s.cfg.mds {
+        match call_mds(*mds, CLUSTERPROC_BAD_SHARDS, &a.to_xdr()).await {
+            Ok(body) => match BadShardsRes::from_xdr(&body)? {
+                BadShardsRes::Ok(later) => return Ok(later),
+                BadShardsRes::Err(code) => last = ReportError::Refused(code),
+            },
+            Err(e) => {
+                tracing::debug!(%mds, "bad shard report not taken: {e}");
+                last = e;
+            }
+        }
+    }
+    Err(last)
+}
+
+/// One call of the cluster program over a fresh connection (reports are rare); the reply body.
+async fn call_mds(
+    mds: std::net::SocketAddr,
+    proc_: u32,
+    args: &[u8],
+) -> Result<Vec<u8>, ReportError> {
+    let limits = ConnectionLimits {
+        max_record: 1 << 20,
+        max_in_flight: 1,
+    };
+    let conn = tokio::time::timeout(
+        CALL_TIMEOUT,
+        Connection::connect(mds, Arc::new(RejectCalls), limits),
+    )
+    .await
+    .map_err(|_| ReportError::ConnectTimeout)??;
+    let r = conn
+        .call(
+            CFS_CLUSTER_PROGRAM,
+            CFS_CLUSTER_V1,
+            proc_,
+            &Auth::None,
+            args,
+            CALL_TIMEOUT,
+        )
+        .await;
+    conn.close();
+    Ok(r?.body().to_vec())
+}
+
 /// One report to the first MDS node that takes it (any node can start a repair: the
 /// placement records it changes are replicated); returns what to report again later.
 async fn report(s: &Shared, chunks: &[BadChunk]) -> Result<Vec<BadChunk>, ReportError> {
@@ -269,28 +373,8 @@ async fn report_to(
         mac: [0; 32],
     };
     a.mac = s.cfg.secret.bad_chunks_mac(&a);
-    let limits = ConnectionLimits {
-        max_record: 1 << 20,
-        max_in_flight: 1,
-    };
-    let conn = tokio::time::timeout(
-        CALL_TIMEOUT,
-        Connection::connect(mds, Arc::new(RejectCalls), limits),
-    )
-    .await
-    .map_err(|_| ReportError::ConnectTimeout)??;
-    let r = conn
-        .call(
-            CFS_CLUSTER_PROGRAM,
-            CFS_CLUSTER_V1,
-            CLUSTERPROC_BAD_CHUNKS,
-            &Auth::None,
-            &a.to_xdr(),
-            CALL_TIMEOUT,
-        )
-        .await;
-    conn.close();
-    match BadChunksRes::from_xdr(r?.body())? {
+    let body = call_mds(mds, CLUSTERPROC_BAD_CHUNKS, &a.to_xdr()).await?;
+    match BadChunksRes::from_xdr(&body)? {
         BadChunksRes::Ok(later) => Ok(later),
         BadChunksRes::Err(code) => Err(ReportError::Refused(code)),
     }

@@ -26,6 +26,8 @@ pub struct DsConfig {
     pub failure_domain: String,
     /// Bounds on the data path's connections.
     pub connections: proto::rpc::ServeLimits,
+    /// When and how fast this DS re-reads everything it holds (`scrub`).
+    pub scrub: super::scrub::ScrubConfig,
 }
 
 const ID_FILE: &str = "ds-id";

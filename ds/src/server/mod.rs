@@ -20,6 +20,7 @@ mod fences;
 mod heartbeat;
 pub mod nfs3;
 mod objects;
+mod scrub;
 mod shards;
 
 use std::collections::HashMap;
@@ -36,6 +37,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 pub use config::DsConfig;
+pub use scrub::{ScrubConfig, ScrubConfigError};
 pub use shards::shard_object_id;
 
 use counters::Counters;
@@ -155,6 +157,7 @@ pub struct DsServer {
     accept: JoinHandle<()>,
     heartbeat: JoinHandle<()>,
     reporter: JoinHandle<()>,
+    scrubber: JoinHandle<()>,
     conns: Arc<ConnTable>,
 }
 
@@ -243,13 +246,15 @@ impl DsServer {
             fabric::open(&shared, provider, at, stop_rx.clone())?;
         }
         let heartbeat = tokio::spawn(heartbeat::run(shared.clone(), stop_rx.clone()));
-        let reporter = tokio::spawn(badchunks::run(shared.clone(), stop_rx));
+        let reporter = tokio::spawn(badchunks::run(shared.clone(), stop_rx.clone()));
+        let scrubber = tokio::spawn(scrub::run(shared.clone(), stop_rx));
         Ok(DsServer {
             shared,
             stop,
             accept,
             heartbeat,
             reporter,
+            scrubber,
             conns,
         })
     }
@@ -288,6 +293,7 @@ impl DsServer {
         let _ = self.accept.await;
         let _ = self.heartbeat.await;
         let _ = self.reporter.await;
+        let _ = self.scrubber.await;
         self.conns.close_all();
         if let Err(e) = self.shared.objects.commit_all().await {
             tracing::error!("data server shutdown: not everything is durable: {e}");

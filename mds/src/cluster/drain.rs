@@ -91,6 +91,63 @@ impl Cluster {
         Ok(left)
     }
 
+    /// Drains the DSs down for longer than `lost_after`: declared lost, their mirror copies and
+    /// shards are rebuilt on other DSs by the drain passes. A DS that comes back afterwards
+    /// stays drained (new files are not placed on it) until an operator cancels the drain.
+    pub async fn declare_lost(&self, ns: &Namespace) {
+        let Some(after) = self.cfg.lost_after else {
+            return;
+        };
+        let mut lost = self.registry.down_longer_than(after);
+        // Servers the records name that have not heartbeated since this MDS started (they
+        // died before it): unknown to the registry, down for at least this MDS's uptime.
+        if self.started.elapsed() > after && self.unheard_scan_due() {
+            match ns.servers_named() {
+                Ok(named) => lost.extend(
+                    named
+                        .into_iter()
+                        .map(DsId)
+                        .filter(|d| !self.registry.knows(*d)),
+                ),
+                Err(e) => tracing::warn!("cannot scan records for data servers: {e:?}"),
+            }
+        }
+        for ds in lost {
+            if self.registry.is_draining(ds) {
+                continue;
+            }
+            let marked = ns
+                .execute(Command::SetDrain {
+                    ds: ds.0,
+                    draining: true,
+                })
+                .await
+                .map_err(NfsError::from)
+                .and_then(|_| self.load_drains(ns));
+            let marked = marked.and_then(|_| Ok(ns.placed_on(ds.0)?.len()));
+            match marked {
+                Ok(files) => tracing::warn!(
+                    ds = %ds,
+                    files,
+                    down_seconds = after.as_secs(),
+                    "data server down too long: declared lost, its copies and shards are rebuilt elsewhere (`cfs admin node drain ID --cancel` puts it back in service)"
+                ),
+                Err(e) => tracing::warn!(ds = %ds, "cannot declare a data server lost: {e:?}"),
+            }
+        }
+    }
+
+    /// Whether the records are due a scan for servers never heard from: at most once a minute
+    /// (the scan walks every placement record).
+    fn unheard_scan_due(&self) -> bool {
+        let mut last = self.unheard_scan.lock().unwrap_or_else(|e| e.into_inner());
+        if last.is_some_and(|t| t.elapsed() < std::time::Duration::from_secs(60)) {
+            return false;
+        }
+        *last = Some(std::time::Instant::now());
+        true
+    }
+
     /// Stops draining `ds` (`cfs admin node drain ID --cancel`): new files may be placed on it
     /// again. Files already moved off stay where they are now (each has its full mirror count
     /// elsewhere); a batch the repair task is moving at this moment still completes.
@@ -169,10 +226,11 @@ impl Cluster {
         for &ino in batch {
             if let Ok(Some(code)) = ns.stripes(ino) {
                 if code.is_encoded() && code.placement.contains(&ds.0) {
-                    // Moving one shard is a repair job; mirrors elsewhere are always possible.
-                    match self.unencode(ns, ino, &code).await {
-                        Ok(_) => recall(ino),
-                        Err(e) => tracing::debug!(ino, ds = %ds, "encoded file moved later: {e:?}"),
+                    // Its shard there is rebuilt on another server from the others.
+                    match self.move_shards(ns, ino, recall).await {
+                        Ok(true) => {}
+                        Ok(false) => tracing::debug!(ino, ds = %ds, "shard moved later"),
+                        Err(e) => tracing::debug!(ino, ds = %ds, "shard moved later: {e:?}"),
                     }
                     continue;
                 }

@@ -26,7 +26,7 @@ use crate::namespace::{Command, Encoded, FileCode, Namespace, Time};
 /// log2 of the shard unit: 1 MiB (docs/EC.md "Choice of the shard unit").
 pub const UNIT_SHIFT: u8 = 20;
 /// File bytes per encode job (the data servers take at most 1 GiB per ENCODE).
-const SPAN: u64 = 1 << 30;
+pub(crate) const SPAN: u64 = 1 << 30;
 /// Files encoded per pass: a pass also cleans up, and must come round again soon.
 const FILES_PER_PASS: usize = 4;
 const SHARD_CONNECT: Duration = Duration::from_secs(2);
@@ -78,7 +78,7 @@ impl Cluster {
     }
 
     /// Where the shards of `code` live, as the data servers record it (id and address of each).
-    fn shard_servers(&self, placement: &[u64]) -> NfsResult<Vec<ShardServer>> {
+    pub(crate) fn shard_servers(&self, placement: &[u64]) -> NfsResult<Vec<ShardServer>> {
         placement
             .iter()
             .map(|d| {
@@ -94,7 +94,7 @@ impl Cluster {
             .collect()
     }
 
-    async fn shard_client(&self, ds: DsId, call: Duration) -> NfsResult<ShardClient> {
+    pub(crate) async fn shard_client(&self, ds: DsId, call: Duration) -> NfsResult<ShardClient> {
         let addr = self
             .registry
             .listen_addr(ds)
@@ -227,7 +227,9 @@ impl Cluster {
         }
         if !code.stale_copies.is_empty() {
             for ds in &code.stale_copies {
-                self.set_size_on(ino, DsId(*ds), 0).await?;
+                if !self.written_off(DsId(*ds)) {
+                    self.set_size_on(ino, DsId(*ds), 0).await?;
+                }
             }
             ns.execute(Command::CopiesTrimmed { ino, epoch }).await?;
             tracing::info!(ino, copies = ?code.stale_copies, "mirror copies of an encoded file deleted");
@@ -244,7 +246,11 @@ impl Cluster {
     /// not (the others are done anyway: a server that is down must not keep the rest).
     pub(crate) async fn drop_shards(&self, ino: u64, code: &FileCode) -> NfsResult<()> {
         let mut failed = None;
-        for ds in &code.placement {
+        for ds in code
+            .placement
+            .iter()
+            .filter(|d| !self.written_off(DsId(**d)))
+        {
             let r = match self.shard_client(DsId(*ds), DROP_CALL).await {
                 Ok(c) => {
                     let r = c

@@ -7,6 +7,7 @@ pub mod encode;
 pub mod fences;
 pub mod placement;
 pub mod ranges;
+pub mod rebuild;
 pub mod registry;
 pub mod remote;
 pub mod repair;
@@ -28,6 +29,11 @@ pub use registry::Registry;
 /// back to mirrors first (`encode::unencode`).
 pub const DEFAULT_ENCODE_AFTER: Duration = Duration::from_secs(3600);
 
+/// How long a data server may be down before it is declared lost and its data rebuilt
+/// elsewhere: longer than a reboot or a kernel upgrade (a repair storm for a server that comes
+/// back costs every disk of the cluster), as Ceph's `mon_osd_down_out_interval` (also 600 s).
+pub const DEFAULT_LOST_AFTER: Duration = Duration::from_secs(600);
+
 /// Cluster settings of an MDS.
 #[derive(Debug, Clone)]
 pub struct ClusterConfig {
@@ -40,6 +46,9 @@ pub struct ClusterConfig {
     pub dead_after: Duration,
     /// A file unchanged this long (and not open for writing) is erasure-coded; `None`: never.
     pub encode_after: Option<Duration>,
+    /// Down this long, a DS is declared lost: it is drained (`drain`), so its mirror copies
+    /// and shards are rebuilt on other DSs; `None`: never (an operator drains it).
+    pub lost_after: Option<Duration>,
 }
 
 impl ClusterConfig {
@@ -50,6 +59,7 @@ impl ClusterConfig {
             heartbeat: Duration::from_secs(1),
             dead_after: Duration::from_secs(4),
             encode_after: Some(DEFAULT_ENCODE_AFTER),
+            lost_after: Some(DEFAULT_LOST_AFTER),
         }
     }
 }
@@ -95,6 +105,10 @@ pub struct Cluster {
     rewrite: std::sync::Mutex<HashMap<u64, DsId>>,
     /// Files being re-mirrored: writes to them wait.
     repairing: std::sync::Mutex<std::collections::HashSet<u64>>,
+    /// When the records were last scanned for data servers never heard from (`declare_lost`).
+    unheard_scan: std::sync::Mutex<Option<std::time::Instant>>,
+    /// A data server reported a bad shard since the last pass over the records.
+    shard_reports: std::sync::atomic::AtomicBool,
     /// DSs that hold unstable data the MDS wrote, per file.
     dirty: std::sync::Mutex<HashMap<u64, std::collections::HashSet<DsId>>>,
 }
@@ -120,6 +134,8 @@ impl Cluster {
             conns: tokio::sync::Mutex::new(HashMap::new()),
             placing: tokio::sync::Mutex::new(()),
             dirty: std::sync::Mutex::new(HashMap::new()),
+            shard_reports: Default::default(),
+            unheard_scan: std::sync::Mutex::new(None),
             degraded: std::sync::Mutex::new(Default::default()),
             rewrite: std::sync::Mutex::new(HashMap::new()),
             repairing: std::sync::Mutex::new(Default::default()),
@@ -211,6 +227,14 @@ impl Cluster {
             generation = g,
             "file fenced: its earlier DS handles are stale"
         );
+    }
+
+    /// A data server whose data no longer counts: drained, or declared lost, and down. A delete
+    /// there counts as done (its bytes went with it; should it come back, what it holds is
+    /// named by no record), so one dead server cannot keep a removed file's orphan, or an
+    /// encoding's clean-up, pending forever.
+    pub(crate) fn written_off(&self, ds: DsId) -> bool {
+        self.registry.is_draining(ds) && !self.registry.is_up(ds)
     }
 
     /// `fence`, as routine: before a removal deletes the file's data.

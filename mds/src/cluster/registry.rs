@@ -276,6 +276,19 @@ impl Registry {
         v
     }
 
+    /// DSs down and silent for longer than `d` (their last heartbeat to this MDS instance).
+    pub fn down_longer_than(&self, d: Duration) -> Vec<DsId> {
+        let g = self.lock();
+        g.live
+            .iter()
+            .filter(|(id, l)| {
+                l.last_seen.elapsed() > d
+                    && g.map.get(**id).is_some_and(|m| m.state == DsState::Down)
+            })
+            .map(|(id, _)| *id)
+            .collect()
+    }
+
     /// The DSs that went down since the last call (their layouts get recalled).
     pub fn take_down_events(&self) -> Vec<DsId> {
         std::mem::take(&mut self.lock().went_down)

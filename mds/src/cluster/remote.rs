@@ -309,13 +309,17 @@ impl Cluster {
             if let Err(e) = self.drop_shards(ino, &code).await {
                 first_err.get_or_insert(e);
             }
-            for ds in &code.stale_copies {
+            for ds in code
+                .stale_copies
+                .iter()
+                .filter(|d| !self.written_off(DsId(**d)))
+            {
                 if let Err(e) = self.set_size_on(ino, DsId(*ds), 0).await {
                     first_err.get_or_insert(e);
                 }
             }
         }
-        for ds in holders {
+        for ds in holders.into_iter().filter(|d| !self.written_off(*d)) {
             if let Err(e) = self.set_size_on(ino, ds, 0).await {
                 tracing::warn!(ino, ds = %ds, "removing data on data server failed: {e:?}");
                 first_err.get_or_insert(e);

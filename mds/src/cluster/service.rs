@@ -101,6 +101,39 @@ pub async fn bad_chunks(cluster: &Cluster, ns: &Namespace, call: &Call) -> Write
     w
 }
 
+/// A DS reports shards of encoded files that failed verification there: each is marked bad in
+/// its record (durably) and rebuilt in place by the repair task; the reply lists what could
+/// not be recorded yet.
+pub async fn bad_shards(cluster: &Cluster, ns: &Namespace, call: &Call) -> Writer {
+    let res = match BadShardsArgs::from_xdr(call.args()) {
+        Err(_) => return accepted_reply(call.xid, &Auth::None, AcceptStat::GarbageArgs),
+        Ok(a) if !cluster.cfg.secret.bad_shards_authentic(&a) => {
+            tracing::warn!(ds = %DsId(a.ds_id), "bad shard report refused: wrong MAC");
+            BadShardsRes::Err(CLUSTER_ERR_AUTH)
+        }
+        Ok(a) if !layout::secret::fresh(a.timestamp_ms, layout::secret::now_ms()) => {
+            BadShardsRes::Err(CLUSTER_ERR_CLOCK)
+        }
+        Ok(a) => {
+            let ds = DsId(a.ds_id);
+            let mut later = Vec::new();
+            for b in &a.shards {
+                let Ok(index) = u8::try_from(b.index) else {
+                    continue;
+                };
+                if let Err(e) = cluster.bad_shard(ns, b.file, b.epoch, index, ds).await {
+                    tracing::warn!(ino = b.file, ds = %ds, "cannot record a bad shard yet: {e:?}");
+                    later.push(*b);
+                }
+            }
+            BadShardsRes::Ok(later)
+        }
+    };
+    let mut w = accepted_reply(call.xid, &Auth::None, AcceptStat::Success);
+    w.buf.extend_from_slice(&res.to_xdr());
+    w
+}
+
 fn heartbeat(cluster: &Cluster, a: &HeartbeatArgs) -> HeartbeatRes {
     let checked = if !cluster.cfg.secret.heartbeat_authentic(a) {
         Err(Refused::Auth)

@@ -986,6 +986,16 @@ impl Namespace {
         Ok(self.snapshot()?.codes_to_clean())
     }
 
+    /// See `Snapshot::servers_named`.
+    pub fn servers_named(&self) -> Result<std::collections::BTreeSet<u64>, FsError> {
+        Ok(self.snapshot()?.servers_named())
+    }
+
+    /// See `Snapshot::codes_damaged`.
+    pub fn codes_damaged(&self) -> Result<Vec<u64>, FsError> {
+        Ok(self.snapshot()?.codes_damaged())
+    }
+
     /// See `Snapshot::under_mirrored`.
     pub fn under_mirrored(&self, mirrors: usize) -> Result<Vec<u64>, FsError> {
         Ok(self.snapshot()?.under_mirrored(mirrors))

@@ -296,6 +296,37 @@ impl<'a> Snapshot<'a> {
         out
     }
 
+    /// Every data server a placement record or a live encoding names.
+    pub fn servers_named(&self) -> std::collections::BTreeSet<u64> {
+        let mut out = std::collections::BTreeSet::new();
+        let _ = self.each(|st| {
+            for ((ino, _), m) in st.chunks.iter() {
+                if *ino != super::DRAIN_INO {
+                    out.extend(m.iter().copied());
+                }
+            }
+            for c in st.stripes.values().filter(|c| c.is_encoded()) {
+                out.extend(c.placement.iter().copied());
+            }
+        });
+        out
+    }
+
+    /// Encoded files with a shard recorded bad: the durable side of the queue of shards to
+    /// rebuild in place.
+    pub fn codes_damaged(&self) -> Vec<u64> {
+        let mut out = Vec::new();
+        let _ = self.each(|st| {
+            out.extend(
+                st.stripes
+                    .iter()
+                    .filter(|(_, c)| c.is_encoded() && c.damaged().next().is_some())
+                    .map(|(i, _)| *i),
+            )
+        });
+        out
+    }
+
     /// Files with a placement record naming data server `ds`, in inode order: what a drain of
     /// `ds` still has to move (the drain marks under `DRAIN_INO` are not files).
     pub fn placed_on(&self, ds: u64) -> Vec<u64> {
@@ -307,7 +338,7 @@ impl<'a> Snapshot<'a> {
                     .filter(|((ino, _), m)| *ino != super::DRAIN_INO && m.contains(&ds))
                     .map(|((ino, _), _)| *ino),
             );
-            // Encoded files with a shard there: a drain brings them back to mirrors elsewhere.
+            // Encoded files with a shard there: a drain rebuilds it on another server.
             out.extend(
                 st.stripes
                     .iter()

@@ -6,7 +6,7 @@
 #![no_main]
 use libfuzzer_sys::fuzz_target;
 use proto::cluster::{
-    BadChunksArgs, BadChunksRes, HeartbeatArgs, HeartbeatRes, StatusArgs, StatusRes,
+    BadChunksArgs, BadChunksRes, BadShardsArgs, BadShardsRes, HeartbeatArgs, HeartbeatRes, StatusArgs, StatusRes,
 };
 use proto::nfs4::{FfDeviceAddr4, FfLayout4, FfLayoutreturn4};
 use proto::peer::{PeerArgs, PeerRes};
@@ -23,7 +23,7 @@ fuzz_target!(|data: &[u8]| {
     let Some((&sel, rest)) = data.split_first() else {
         return;
     };
-    match sel % 11 {
+    match sel % 13 {
         0 => {
             round_trip::<HeartbeatArgs>(rest);
             // What the MDS does with one before trusting it.
@@ -52,6 +52,14 @@ fuzz_target!(|data: &[u8]| {
             }
         }
         10 => round_trip::<PeerRes>(rest),
+        11 => {
+            // A DS's bad-shard report, as the MDS reads it before checking its MAC.
+            round_trip::<BadShardsArgs>(rest);
+            if let Ok(a) = BadShardsArgs::from_xdr(rest) {
+                let _ = a.mac_input();
+            }
+        }
+        12 => round_trip::<BadShardsRes>(rest),
         _ => {
             // An operator's STATUS request, as the MDS reads it before checking its MAC.
             round_trip::<StatusArgs>(rest);

@@ -248,5 +248,14 @@ pub(crate) async fn repair(s: &Arc<Shared>, a: &RepairArgs) -> Result<[u8; 32], 
     if !sealed {
         return Err(SHARD_ERR_INVAL);
     }
+    // The range is rewritten and checked: a bad block recorded in it is gone. (A repair covers
+    // a whole encode group, and the MDS repairs every group it marked bad.)
+    if let Err(e) = s.bad.forget(id, 0).await {
+        tracing::warn!(
+            file = a.shard.file,
+            shard = i,
+            "repair: cannot drop the bad-block record: {e}"
+        );
+    }
     Ok(sum)
 }

@@ -1,0 +1,97 @@
+//! Helpers of the erasure-coding tests (`ec_encode.rs`, `ec_repair.rs`, `ec_data_servers.rs`):
+//! whole files through the MDS, the `mds.data` status, and where a shard's bytes are on disk.
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use client::{CreateMode, SetAttrs};
+use proto::nfs4::*;
+
+use super::cluster::Cluster;
+
+/// Waits until `f` holds, or fails with `what` after `secs`.
+pub fn wait_for(secs: u64, what: &str, mut f: impl FnMut() -> bool) {
+    let t = Instant::now();
+    while !f() {
+        assert!(
+            t.elapsed() < Duration::from_secs(secs),
+            "{what} within {secs} s"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// `mds.data` of `cfs admin status --json`: bytes mirrored and encoded, logical and raw.
+pub fn data_status(cl: &Cluster) -> serde_json::Value {
+    let out = std::process::Command::new(super::BIN)
+        .args(["admin", "status", "--json", "--config"])
+        .arg(cl.mds_toml())
+        .output()
+        .expect("cfs admin status");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("status JSON");
+    v["mds"]["data"].clone()
+}
+
+/// Writes `data` to `path` through the MDS (FILE_SYNC) and closes it; its inode number.
+pub fn write_file(cl: &Cluster, path: &str, data: &[u8]) -> u64 {
+    let c = cl.client(false);
+    let create = Some(CreateMode::Unchecked(SetAttrs {
+        mode: Some(0o644),
+        size: Some(0),
+        ..Default::default()
+    }));
+    let f = cl
+        .rt
+        .block_on(c.open_path(path, OPEN4_SHARE_ACCESS_BOTH, create))
+        .expect("open");
+    cl.rt
+        .block_on(c.write_all(&f, 0, data, StableHow4::FileSync4))
+        .expect("write");
+    let ino = cl.rt.block_on(c.getattr(&f.fh)).expect("getattr").fileid;
+    cl.rt.block_on(c.close(&f)).expect("close");
+    let _ = cl.rt.block_on(c.shutdown());
+    ino
+}
+
+/// The whole file through the MDS (which reads an encoded file through an assembling data
+/// server); up to one byte past `len`, so a file longer than expected shows.
+pub fn read_file(cl: &Cluster, path: &str, len: usize) -> Vec<u8> {
+    let c = cl.client(false);
+    let f = cl
+        .rt
+        .block_on(c.open_path(path, OPEN4_SHARE_ACCESS_READ, None))
+        .expect("open for reading");
+    let mut out = Vec::new();
+    while out.len() < len + 1 {
+        let (d, eof) = cl
+            .rt
+            .block_on(c.read_full(&f, out.len() as u64, 1 << 20))
+            .expect("read");
+        out.extend_from_slice(&d);
+        if eof || d.is_empty() {
+            break;
+        }
+    }
+    cl.rt.block_on(c.close(&f)).expect("close");
+    let _ = cl.rt.block_on(c.shutdown());
+    out
+}
+
+/// Chunk file 0 of object `id` in `role`'s chunk store, and the offset of its first data
+/// block (past the preamble: a 64-byte header and two 32-byte sums per block, 4 KiB aligned).
+pub fn chunk_file(cl: &Cluster, role: &str, id: u64) -> (PathBuf, u64) {
+    let dir = cl.ds_dir(role).join("chunks");
+    let conf = std::fs::read_to_string(dir.join("chunkstore.conf")).expect("chunkstore.conf");
+    let get = |k: &str| -> u64 {
+        conf.lines()
+            .find_map(|l| l.strip_prefix(k)?.strip_prefix('=')?.trim().parse().ok())
+            .expect("geometry in chunkstore.conf")
+    };
+    let (chunk, bs) = (get("chunk_size"), get("block_size"));
+    let data_start = (64 + 2 * (chunk / bs) * 32).div_ceil(4096) * 4096;
+    let path = dir
+        .join("objects")
+        .join(format!("{:02x}", id & 0xff))
+        .join(format!("{id:016x}"))
+        .join("0");
+    (path, data_start)
+}
