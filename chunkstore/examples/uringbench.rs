@@ -142,7 +142,7 @@ fn sums_bytes(data: &[u8]) -> Vec<u8> {
 fn place(off: u64, len: u64) -> (u64, u64, u64) {
     let c = off / CS;
     let in_off = off % CS;
-    assert!(in_off % BS == 0 && len % BS == 0 && in_off + len <= CS);
+    assert!(in_off.is_multiple_of(BS) && len.is_multiple_of(BS) && in_off + len <= CS);
     (c, in_off / BS, len / BS)
 }
 
@@ -909,8 +909,7 @@ fn main() {
                     d,
                     median(base.iter().map(|s| s.cpu_per_mib_ms).collect())
                 );
-                for vi in 1..VARIANTS.len() {
-                    let s = &samples[pi][di][vi];
+                for s in &samples[pi][di][1..] {
                     let ratio =
                         median(s.iter().zip(base).map(|(a, b)| a.mib_s / b.mib_s).collect());
                     line += &format!(
