@@ -198,6 +198,38 @@ fn read_sqes(fd: i32, b0: u64, n: u64, sums: *mut u8, data: *mut u8) -> [squeue:
     ]
 }
 
+/// The buffers of one read of `n` blocks: `cur | pend` sums, and the data.
+struct ReadBufs {
+    sums: Vec<u8>,
+    data: Vec<u8>,
+    len: usize,
+}
+
+impl ReadBufs {
+    /// The buffers and the entries that fill them.
+    fn new(fd: i32, b0: u64, n: u64) -> (ReadBufs, [squeue::Entry; 3]) {
+        let mut b = ReadBufs {
+            sums: vec![0u8; (2 * n * SUM) as usize],
+            data: Vec::with_capacity((n * BS) as usize),
+            len: (n * BS) as usize,
+        };
+        let data = b.data.spare_capacity_mut().as_mut_ptr().cast();
+        let sq = read_sqes(fd, b0, n, b.sums.as_mut_ptr(), data);
+        (b, sq)
+    }
+
+    /// Checks the results of the entries `new` made and verifies the data against the sums.
+    fn finish(mut self, res: &[i32]) -> Vec<u8> {
+        let sl = self.sums.len() as u64 / 2;
+        check(res, &[sl, sl, self.len as u64]);
+        // SAFETY: the kernel filled the first `len` bytes of the spare capacity (checked just
+        // above), and `new` reserved at least that many.
+        unsafe { self.data.set_len(self.len) };
+        verify(&self.data, &self.sums);
+        self.data
+    }
+}
+
 /// pend -> data -> cur (-> fdatasync), linked so the kernel runs them in this order, as the
 /// two-slot checksum scheme needs.
 fn write_sqes(fd: i32, b0: u64, sums: &[u8], data: squeue::Entry) -> Vec<squeue::Entry> {
@@ -501,22 +533,10 @@ impl Paths {
             Variant::RingThread => {
                 let f = self.files.get(id, c);
                 let data = tokio::task::spawn_blocking(move || {
-                    let mut sums = vec![0u8; (2 * n * SUM) as usize];
-                    let mut data: Vec<u8> = Vec::with_capacity(len as usize);
-                    let sq = read_sqes(
-                        f.as_raw_fd(),
-                        b0,
-                        n,
-                        sums.as_mut_ptr(),
-                        data.spare_capacity_mut().as_mut_ptr().cast(),
-                    );
-                    // SAFETY: `sums` and `data` live until after the call, which waits.
+                    let (bufs, sq) = ReadBufs::new(f.as_raw_fd(), b0, n);
+                    // SAFETY: `bufs` lives until after the call, which waits.
                     let res = unsafe { run_on_thread_ring(&sq) };
-                    check(&res, &[n * SUM, n * SUM, len]);
-                    // SAFETY: the kernel filled all `len` bytes (checked just above).
-                    unsafe { data.set_len(len as usize) };
-                    verify(&data, &sums);
-                    data
+                    bufs.finish(&res)
                 })
                 .await
                 .expect("join");
@@ -528,23 +548,10 @@ impl Paths {
             }
             Variant::RingShared => {
                 let f = self.files.get(id, c);
-                let mut sums = vec![0u8; (2 * n * SUM) as usize];
-                let mut data: Vec<u8> = Vec::with_capacity(len as usize);
-                let sq = read_sqes(
-                    f.as_raw_fd(),
-                    b0,
-                    n,
-                    sums.as_mut_ptr(),
-                    data.spare_capacity_mut().as_mut_ptr().cast(),
-                );
+                let (bufs, sq) = ReadBufs::new(f.as_raw_fd(), b0, n);
                 // Heap buffers do not move when their Vecs move into the job.
-                let (res, (_f, sums, mut data)) =
-                    self.shared.submit(sq.to_vec(), (f, sums, data)).await;
-                check(&res, &[n * SUM, n * SUM, len]);
-                // SAFETY: the kernel filled all `len` bytes (checked just above).
-                unsafe { data.set_len(len as usize) };
-                verify(&data, &sums);
-                data.len() as u64
+                let (res, (_f, bufs)) = self.shared.submit(sq.to_vec(), (f, bufs)).await;
+                bufs.finish(&res).len() as u64
             }
             Variant::RingFixed => {
                 let f = self.files.get(id, c);
@@ -769,6 +776,16 @@ async fn pass(
     }
 }
 
+/// A table's header line: the title, the depth column, and one column per variant (the first,
+/// the baseline, `first` wide; the others `rest`).
+fn header(title: &str, first: usize, rest: usize) {
+    let mut head = format!("{title:<22} {:>3} {:>first$}", "qd", vname(VARIANTS[0]));
+    for v in &VARIANTS[1..] {
+        head += &format!(" {:>rest$}", vname(*v));
+    }
+    println!("{head}");
+}
+
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(|a, b| a.total_cmp(b));
     let n = v.len();
@@ -879,16 +896,7 @@ fn main() {
             }
             eprintln!("round {} of {rounds} done", round + 1);
         }
-        let mut head = format!(
-            "{:<22} {:>3} {:>16}",
-            "MiB/s IOPS (ratio)",
-            "qd",
-            vname(VARIANTS[0])
-        );
-        for v in &VARIANTS[1..] {
-            head += &format!(" {:>24}", vname(*v));
-        }
-        println!("{head}");
+        header("MiB/s IOPS (ratio)", 16, 24);
         let mut cpu_lines = Vec::new();
         for (pi, &p) in PATTERNS.iter().enumerate() {
             for (di, &d) in depths.iter().enumerate() {
@@ -935,16 +943,7 @@ fn main() {
             }
         }
         println!();
-        let mut head = format!(
-            "{:<22} {:>3} {:>8}",
-            "CPU ms per MiB (ratio)",
-            "qd",
-            vname(VARIANTS[0])
-        );
-        for v in &VARIANTS[1..] {
-            head += &format!(" {:>16}", vname(*v));
-        }
-        println!("{head}");
+        header("CPU ms per MiB (ratio)", 8, 16);
         for l in cpu_lines {
             println!("{l}");
         }
