@@ -262,6 +262,10 @@ pub struct ExportConfig {
     /// Address ranges of NFSv3 gateways whose AUTH_SYS calls (their clients' mapped ids)
     /// this export accepts whatever `sec` lists, e.g. ["127.0.0.1/32"].
     pub gateways: Option<Vec<String>>,
+    /// READ layouts of erasure-coded files: "auto" (default: striped for Linux 6.18+ by its
+    /// EXCHANGE_ID implementation id, one assembling data server otherwise), "striped" or
+    /// "assembled" for every client.
+    pub ec_reads: Option<String>,
 }
 
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:2049";
@@ -332,6 +336,9 @@ pub fn build_exports(cfgs: &[ExportConfig]) -> Result<Vec<Export>, ConfigError> 
                     .map(|s| s.parse::<AddrRange>())
                     .collect::<Result<_, _>>()?;
             }
+            if let Some(r) = &c.ec_reads {
+                e.ec_reads = r.parse()?;
+            }
             if let Some(sec) = &c.sec {
                 e.sec = sec
                     .iter()
@@ -367,6 +374,16 @@ mod tests {
         let e = build_exports(&c.exports).unwrap();
         assert!(e[0].read_only && e[0].root_squash);
         assert_eq!(e[0].sec, vec![SecFlavor::Sys, SecFlavor::Krb5p]);
+        assert_eq!(e[0].ec_reads, mds::export::EcReads::Auto);
+        for (v, want) in [
+            ("auto", mds::export::EcReads::Auto),
+            ("striped", mds::export::EcReads::Striped),
+            ("assembled", mds::export::EcReads::Assembled),
+        ] {
+            let c: FileConfig =
+                toml::from_str(&format!("[[export]]\npath = \"/\"\nec_reads = \"{v}\"")).unwrap();
+            assert_eq!(build_exports(&c.exports).unwrap()[0].ec_reads, want);
+        }
         assert!(!e[0].admits("10.1.1.1".parse().unwrap()));
     }
 
@@ -397,6 +414,12 @@ mod tests {
             .to_string()
             .contains("rwx"));
         assert!(parse_listen("nope").is_err());
+        let c: FileConfig =
+            toml::from_str("[[export]]\npath = \"/\"\nec_reads = \"stripy\"").unwrap();
+        assert!(build_exports(&c.exports)
+            .unwrap_err()
+            .to_string()
+            .contains("stripy"));
         let c: FileConfig =
             toml::from_str("[[export]]\npath = \"/a\"\n[[export]]\npath = \"/a/b\"").unwrap();
         assert!(build_exports(&c.exports)

@@ -178,7 +178,7 @@ impl Seen {
 }
 
 /// (role, data directory) of every data server: `data = "..."` in the cluster's dsI.toml.
-fn data_dirs(srv: &Running, roles: &Roles) -> Result<Vec<(String, PathBuf)>, String> {
+pub(crate) fn data_dirs(srv: &Running, roles: &Roles) -> Result<Vec<(String, PathBuf)>, String> {
     let dir = srv.cluster_dir().ok_or("not a cfs-cluster")?;
     roles
         .iter()
@@ -215,7 +215,7 @@ fn mirror_files(data: &Path, id: u64) -> usize {
 }
 
 /// What every data server holds of each of `files`, one pass over the directories.
-fn look(dirs: &[(String, PathBuf)], files: &[GuestFile]) -> Vec<Seen> {
+pub(crate) fn look(dirs: &[(String, PathBuf)], files: &[GuestFile]) -> Vec<Seen> {
     let all: Vec<(String, Vec<Header>)> =
         dirs.iter().map(|(r, d)| (r.clone(), headers(d))).collect();
     files

@@ -24,6 +24,8 @@ pub enum Error {
     NoCfsBinary(PathBuf),
     #[error("invalid argument: {0}")]
     Usage(String),
+    #[error("ecbench: {0}")]
+    Bench(String),
     #[error("json: {0}")]
     Json(#[from] serde_json::Error),
 }

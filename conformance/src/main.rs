@@ -2,6 +2,7 @@
 //! nfs-ganesha is the baseline. See conformance/README.md.
 #![forbid(unsafe_code)]
 
+mod ecbench;
 mod encoded;
 mod error;
 mod evidence;
@@ -63,6 +64,11 @@ enum Cmd {
     /// 16 and 256 shards; per-node CPU and fsyncs, RSS, start-up time; a separate-machines
     /// estimate
     Metabench(metabench::MetaBenchArgs),
+    /// Issue 13's erasure-coding benchmark, one run: the codec (ec-bench), reads of an encoded
+    /// file by the Rust client (ec_reads) and by the sid and bookworm kernels through an
+    /// `ec_reads = "auto"` and an `ec_reads = "assembled"` export, healthy and with a data
+    /// server kill -9'd; one Markdown table with ratios to the healthy striped read
+    Ecbench(ecbench::EcBenchArgs),
     /// The CI subset: setup, then both kernels x v4.1+v3 against ganesha with --quick
     /// (plus cfs and cfs-cluster, v4.1 and, for posix and integrity, v4.2, when
     /// CFS_CONFORMANCE=1; cfs-cluster runs
@@ -211,6 +217,7 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
         }
         Cmd::Hostbench(a) => hostbench::hostbench(&a),
         Cmd::Metabench(a) => metabench::metabench(&a),
+        Cmd::Ecbench(a) => ecbench::ecbench(&a),
         Cmd::Ci { json } => {
             // a fresh machine gets everything here; inside the namespace there is no network
             if !netns::inside() {

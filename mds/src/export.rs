@@ -18,6 +18,8 @@ pub enum ExportError {
     Duplicate(String),
     #[error("exports {0:?} and {1:?} have the same export id; rename one")]
     IdClash(String, String),
+    #[error("unknown ec_reads {0:?} (expected auto, striped or assembled)")]
+    BadEcReads(String),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -109,6 +111,35 @@ impl FromStr for SecFlavor {
     }
 }
 
+/// How clients read erasure-coded files of an export (`ec_reads` in `[[export]]`; docs/EC.md
+/// "Reads"): which READ layout LAYOUTGET hands out for an encoded file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum EcReads {
+    /// Striped (the k data-shard servers) for clients whose EXCHANGE_ID implementation id says
+    /// Linux 6.18 or later, one assembling data server per mirror for everyone else.
+    #[default]
+    Auto,
+    /// Striped for every client: for a client known to stripe that does not send an
+    /// implementation id (Linux with `send_implementation_id=0`). Linux before 6.18 cannot
+    /// decode a striped layout (docs/EC.md, how the Linux client reads one, item 4).
+    Striped,
+    /// One assembling data server per mirror for every client (e.g. to compare, or to keep
+    /// a client's reads on one server).
+    Assembled,
+}
+
+impl FromStr for EcReads {
+    type Err = ExportError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "auto" => Ok(EcReads::Auto),
+            "striped" => Ok(EcReads::Striped),
+            "assembled" => Ok(EcReads::Assembled),
+            other => Err(ExportError::BadEcReads(other.to_string())),
+        }
+    }
+}
+
 /// The export id of the pseudo file system (RFC 8881 §7) in file handles.
 pub const PSEUDO_ID: u32 = 0;
 
@@ -132,6 +163,8 @@ pub struct Export {
     /// uid/gid root is mapped to when squashed (nobody).
     pub anon_uid: u32,
     pub anon_gid: u32,
+    /// READ layouts of erasure-coded files (`ec_reads`; default auto).
+    pub ec_reads: EcReads,
 }
 
 impl Export {
@@ -147,6 +180,7 @@ impl Export {
             gateways: Vec::new(),
             anon_uid: 65534,
             anon_gid: 65534,
+            ec_reads: EcReads::Auto,
         })
     }
 
@@ -162,6 +196,7 @@ impl Export {
             gateways: Vec::new(),
             anon_uid: 65534,
             anon_gid: 65534,
+            ec_reads: EcReads::Auto,
         }
     }
 

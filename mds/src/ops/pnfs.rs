@@ -220,7 +220,11 @@ async fn layoutget_inner(ctx: &mut Ctx<'_>, a: &LayoutgetArgs) -> NfsResult<Layo
     };
     let layout = match encoded {
         Some(code) => {
-            let stripes = ctx.mds.state.stripes(clientid);
+            let stripes = match ctx.export.ec_reads {
+                crate::export::EcReads::Auto => ctx.mds.state.stripes(clientid),
+                crate::export::EcReads::Striped => true,
+                crate::export::EcReads::Assembled => false,
+            };
             encoded_layout(&c, i.ino, &code, ctx, stripes)?
         }
         None => mirrored_layout(&c, ctx, &i, a, &segment, rw).await?,
