@@ -2,10 +2,8 @@
 //! workload did, nothing is served without the token, eviction works, counters survive a clean
 //! restart and restart from zero after kill -9, and a bad configuration is refused before
 //! anything is touched, with a message that says what to do.
-mod common;
-#[path = "../src/http_client.rs"]
-#[allow(dead_code)]
-mod http_client;
+use crate::common;
+use crate::http_client;
 
 use common::{cfs, random_bytes, Server};
 use std::collections::HashMap;

@@ -1,6 +1,6 @@
 //! `cfs admin status` signs its request with the cluster secret from the config, and the MDS
 //! refuses a request signed with anything else.
-mod common;
+use crate::common;
 use common::{cfs, Server};
 
 #[test]

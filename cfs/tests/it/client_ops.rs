@@ -1,5 +1,5 @@
 //! The client library's typed operations against a real `cfs server`.
-mod common;
+use crate::common;
 use client::{Client, ClientConfig, CreateMode, Error, LockKind, Nfsstat4, SetAttrs, StableHow4};
 use common::*;
 use proto::nfs4::{OPEN4_SHARE_ACCESS_BOTH, OPEN4_SHARE_ACCESS_READ};

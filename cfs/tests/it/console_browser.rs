@@ -5,10 +5,8 @@
 //!
 //! Needs Debian's `chromium` and `chromium-driver`, which `conformance setup` (the first step of
 //! the test command) installs; without them it fails, saying so.
-mod common;
-#[path = "../src/http_client.rs"]
-#[allow(dead_code)]
-mod http_client;
+use crate::common;
+use crate::http_client;
 
 use common::cluster::Cluster;
 use serde_json::{json, Value};

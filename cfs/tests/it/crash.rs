@@ -1,7 +1,7 @@
 //! Crash safety: `kill -9` the server in the middle of a data and metadata workload, restart
 //! it on the same data directory, and check that everything it acknowledged is still there;
 //! then check that a client holding an open and a lock can reclaim them in the grace period.
-mod common;
+use crate::common;
 use client::transfer::TransferOptions;
 use client::{Client, ClientConfig, CreateMode, Error, LockKind, Nfsstat4, SetAttrs, StableHow4};
 use common::*;

@@ -1,6 +1,6 @@
 //! The files in dist/ that a packager installs: systemd accepts the units (as `systemd-analyze
 //! verify` sees them with the binary in place), and the commented default config is valid.
-mod common;
+use crate::common;
 use std::path::Path;
 use std::process::Command;
 

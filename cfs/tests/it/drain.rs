@@ -3,10 +3,8 @@
 //! drain survives a kill -9 of the MDS, and once it says "drained" the data server can be
 //! killed without any file losing a byte. The API refuses an unknown id (404) and a missing
 //! token (401).
-mod common;
-#[path = "../src/http_client.rs"]
-#[allow(dead_code)]
-mod http_client;
+use crate::common;
+use crate::http_client;
 
 use client::{CreateMode, SetAttrs, StableHow4};
 use common::cluster::Cluster;

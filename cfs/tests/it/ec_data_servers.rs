@@ -5,7 +5,7 @@
 //! handles as a striped-layout client would: `direct` at the kernel's sparse offsets,
 //! `rebuild` and `assembled` after kill -9 of m servers; a flipped byte in a shard on disk is
 //! never served; a wiped server's shard is repaired and its sum checked.
-mod common;
+use crate::common;
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -21,8 +21,8 @@ use proto::shard::*;
 
 const EPOCH: u64 = 7;
 
-/// Clusters of four to seven processes on a machine that may have two cores: one at a time.
-static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+// Clusters of four to seven processes on a machine that may have two cores: one at a time.
+use common::SERIAL;
 
 /// A data server this test restarted: SIGKILL and reaped on drop, by PID.
 struct Restarted(std::process::Child);

@@ -6,7 +6,7 @@
 //! server kill -9'd. A write or a truncation brings it back to mirrors first (the shards are
 //! dropped); removing an encoded file deletes its shards; an MDS killed mid-encode loses
 //! nothing.
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 
@@ -15,8 +15,8 @@ use common::cluster::Cluster;
 use common::random_bytes;
 use proto::nfs4::*;
 
-/// Clusters of four processes on a machine that may have two cores: one at a time.
-static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+// Clusters of four processes on a machine that may have two cores: one at a time.
+use common::SERIAL;
 
 const DS_ROLES: [&str; 3] = ["ds1", "ds2", "ds3"];
 

@@ -1,5 +1,5 @@
 //! The file commands against a real `cfs server`: round trips, listings, errors.
-mod common;
+use crate::common;
 use common::*;
 
 #[test]

@@ -5,7 +5,7 @@
 //! reclaim: ENOSPC"), so nobody could delete anything.
 //!
 //! The test mounts its own small tmpfs (it runs as root, as CI does) and unmounts it at the end.
-mod common;
+use crate::common;
 use common::*;
 use std::net::SocketAddr;
 use std::path::Path;

@@ -4,7 +4,7 @@
 //! with SIGKILL in the middle of a write through the mount; F_GETLK and renameat2 flags.
 //! Needs root, /dev/fuse, fusermount3 (fuse3), busybox (busybox-static), qemu and the guest
 //! kernels of `cargo run -p conformance -- setup`.
-mod common;
+use crate::common;
 
 use common::cluster::Cluster;
 use common::{random_bytes, BIN};

@@ -1,6 +1,6 @@
 //! The client library and the file commands against nfs-ganesha (skipped when ganesha.nfsd
 //! is not installed): the library must not depend on cfs's particular answers.
-mod common;
+use crate::common;
 use client::{Client, ClientConfig, CreateMode, LockKind, Nfsstat4, SetAttrs, StableHow4};
 use common::*;
 use proto::nfs4::{OPEN4_SHARE_ACCESS_BOTH, OPEN4_SHARE_ACCESS_READ};

@@ -3,7 +3,7 @@
 //! gateway in the middle of unstable writes (the verifier changes, the resend keeps every
 //! byte), export rules applied at the gateway, and NLM locks that conflict with each other
 //! and with an NFSv4.1 client's.
-mod common;
+use crate::common;
 
 use common::v3::*;
 use common::{free_port, Server, BIN};

@@ -1,6 +1,6 @@
 //! Connection floods, trickling senders and partial records against a real `cfs server`
 //! (issue 11 item 5): a well-behaved client keeps being served, and memory stays bounded.
-mod common;
+use crate::common;
 use client::{Client, ClientConfig};
 use common::*;
 use proto::nfs3::{NFS3_PROGRAM, NFS_V3};
@@ -325,9 +325,9 @@ fn idle_connections_time_out_but_back_channels_stay() {
     });
 }
 
-/// Tests that open thousands of sockets or load the server run one at a time: their bounds
-/// on latency and memory are about the server, not about sharing two cores with each other.
-static HEAVY: std::sync::Mutex<()> = std::sync::Mutex::new(());
+// Tests that open thousands of sockets or load the server run one at a time: their bounds
+// on latency and memory are about the server, not about sharing two cores with each other.
+use common::SERIAL as HEAVY;
 
 fn heavy() -> std::sync::MutexGuard<'static, ()> {
     HEAVY.lock().unwrap_or_else(|p| p.into_inner())

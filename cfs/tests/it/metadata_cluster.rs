@@ -2,7 +2,7 @@
 //! `metadata_nodes`): every shard a Raft group over the three. Names made through any node are
 //! seen through every node; `kill -9` of one node leaves the other two serving after a pause;
 //! the killed node, restarted on its disk, catches up.
-mod common;
+use crate::common;
 use client::{Client, ClientConfig};
 use common::*;
 use std::net::{SocketAddr, TcpStream};

@@ -4,7 +4,7 @@
 //! time, never bytes.
 //!
 //! Until the binary has `cluster up`, every test here says so and passes without running.
-mod common;
+use crate::common;
 
 use client::transfer::{self, TransferOptions};
 use client::{Client, ClientConfig, CreateMode, SetAttrs, StableHow4};
@@ -22,8 +22,8 @@ use std::time::{Duration, Instant};
 
 const MIB: usize = 1 << 20;
 
-/// Clusters are four processes each and the machine may have two cores: one test at a time.
-static SERIAL: Mutex<()> = Mutex::new(());
+// Clusters are four processes each and the machine may have two cores: one test at a time.
+use common::SERIAL;
 
 fn require_cluster_command() {
     let ok = Command::new(BIN)

@@ -4,18 +4,17 @@
 //! handles must be refused and whose chunk files must go (also across a data server that was
 //! down and an MDS killed with SIGKILL), and ALLOCATE, DEALLOCATE, CLONE and COPY giving the
 //! bytes and sizes a single node gives.
-mod common;
+use crate::common;
 
 use client::{Client, ClientConfig, CreateMode, SetAttrs, StableHow4};
 use common::cluster::{ds_write, rw_layout, signal, Cluster, Mirror};
 use common::{digest, random_bytes};
 use proto::nfs3::Nfsstat3;
 use proto::nfs4::*;
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-/// Clusters are four processes each and the machine may have two cores: one test at a time.
-static SERIAL: Mutex<()> = Mutex::new(());
+// Clusters are four processes each and the machine may have two cores: one test at a time.
+use common::SERIAL;
 
 /// OPEN's create-or-truncate (UNCHECKED with size 0), as `open(O_CREAT|O_TRUNC)`.
 fn create() -> Option<CreateMode> {

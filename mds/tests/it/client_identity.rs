@@ -1,6 +1,6 @@
 //! A client's identity includes the principal that sends EXCHANGE_ID (RFC 8881 §2.4,
 //! §18.35.5, §18.36.4), and unconfirmed client records do not outlive a lease.
-mod common;
+use crate::common;
 use common::*;
 use mds::export::Export;
 use mds::{Server, ServerConfig};

@@ -1,7 +1,7 @@
 //! Export confinement and the pseudo file system (RFC 8881 §7): a client reaches only what the
 //! exports its address may use contain, forged handles are refused, and each object is served
 //! under the rules of its own export.
-mod common;
+use crate::common;
 use common::*;
 use mds::export::{AddrRange, Export};
 use mds::{Server, ServerConfig};

@@ -2,7 +2,7 @@
 //! state until another client's request conflicts with it, is expired then at once (not two
 //! leases later), and an unlinked file only it had open is reaped when its lease runs out.
 //! The servers here have a 5 s lease, the shortest the server accepts.
-mod common;
+use crate::common;
 use common::*;
 use proto::nfs4::*;
 use proto::rpc::Connection;

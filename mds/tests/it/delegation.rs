@@ -3,7 +3,7 @@
 //! and the writer gets through once the holder returns it; revoked (DELEG_REVOKED) when the
 //! holder keeps it a lease past the recall, and no wait at all for a holder whose lease ran
 //! out; recalls go with BACKCHANNEL_CTL's credential, and again on a holder's new session.
-mod common;
+use crate::common;
 use common::*;
 use proto::nfs4::*;
 use proto::rpc::{Auth, Connection};

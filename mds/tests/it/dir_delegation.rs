@@ -1,7 +1,7 @@
 //! Directory delegations (RFC 8881 §18.39): granted to a client with a back channel, kept
 //! through the holder's own changes, and recalled (the changer waiting with NFS4ERR_DELAY)
 //! before any other client changes the directory's entries.
-mod common;
+use crate::common;
 use common::*;
 use proto::nfs4::*;
 use proto::rpc::Connection;

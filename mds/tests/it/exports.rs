@@ -1,6 +1,6 @@
 //! Export rules enforced on a real server: read-only exports refuse changes, root squash maps
 //! uid 0 to the anonymous id, and clients outside the address ranges are refused.
-mod common;
+use crate::common;
 use common::*;
 use mds::export::{AddrRange, Export};
 use proto::nfs4::*;

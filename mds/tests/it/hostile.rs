@@ -1,6 +1,6 @@
 //! Hostile and malformed input against a real server on loopback: every case gets the RFC's
 //! error (or a closed connection), and the server keeps serving everyone else.
-mod common;
+use crate::common;
 use common::*;
 use proto::nfs4::*;
 use proto::rpc::{Auth, Connection};

@@ -1,6 +1,6 @@
 //! LAYOUTRETURN with an out-of-date layout stateid seqid gets NFS4ERR_OLD_STATEID (issue 11,
 //! item 14), on a real MDS in cluster mode whose data servers exist only as registrations.
-mod common;
+use crate::common;
 use common::*;
 use mds::cluster::ClusterConfig;
 use mds::{Server, ServerConfig};

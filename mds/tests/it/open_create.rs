@@ -1,7 +1,7 @@
 //! What an OPEN that creates costs and does: Linux sends O_TRUNC's size 0 in the create
 //! attributes of every `open(O_CREAT|O_TRUNC)`. On a new file that is already true, so the
 //! create must stay one durable command; on an existing file it must still truncate.
-mod common;
+use crate::common;
 use common::*;
 use proto::nfs4::attr::{Bitmap, FileAttrs, FATTR4_MODE, FATTR4_SIZE};
 use proto::nfs4::*;

@@ -1,7 +1,7 @@
 //! OPEN by file handle (CLAIM_FH, what Linux sends for a name it has cached) of an unlinked
 //! file: stale once nobody has it open, as with knfsd, whose inode is then freed; still
 //! openable while another open keeps it (PRESERVE_UNLINKED).
-mod common;
+use crate::common;
 use common::*;
 use proto::nfs4::*;
 use proto::xdr::Opaque;

@@ -2,7 +2,7 @@
 //! test sends their heartbeats): CB_LAYOUTRECALL when another client truncates a file under a
 //! layout, and a data server a client reports unreachable being probed and marked down at once
 //! (well before its heartbeats would time out).
-mod common;
+use crate::common;
 use common::*;
 use mds::cluster::ClusterConfig;
 use mds::{Server, ServerConfig};

@@ -1,6 +1,6 @@
 //! Linux's permission rules over the wire, as users other than root (issue 19), and the OPEN
 //! and attribute answers that go with them.
-mod common;
+use crate::common;
 use common::*;
 use proto::nfs4::attr::{Bitmap, FileAttrs, FATTR4_MODE, FATTR4_XATTR_SUPPORT};
 use proto::nfs4::state::{OPEN4_RESULT_PRESERVE_UNLINKED, OPEN4_SHARE_ACCESS_WANT_NO_DELEG};

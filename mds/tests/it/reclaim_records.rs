@@ -1,6 +1,6 @@
 //! Reclaim records of clients that never come back are dropped after the grace period they
 //! missed (issue 11, item 11): the restart after that one has no grace period to wait out.
-mod common;
+use crate::common;
 use common::*;
 use mds::export::Export;
 use mds::{Server, ServerConfig};

@@ -1,7 +1,7 @@
 //! Per-export security flavors seen from an AUTH_SYS client (the RPCSEC_GSS side, with a real
 //! KDC, is in `cfs/tests/kerberos.rs`): SECINFO announces the export's flavors in its order,
 //! and a flavor the export does not allow gets NFS4ERR_WRONGSEC where RFC 8881 §2.6.3.1 puts it.
-mod common;
+use crate::common;
 use common::*;
 use mds::export::{Export, SecFlavor};
 use proto::nfs4::basic::RpcGssSvc;

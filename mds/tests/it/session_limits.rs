@@ -1,7 +1,7 @@
 //! Session limits and client/session rules of RFC 8881 (§2.10.6.4, §18.36, §18.37, §18.50)
 //! against a real server on loopback: each case gets the error the RFC names, and an operation
 //! refused for its size has no effect.
-mod common;
+use crate::common;
 use common::*;
 use proto::nfs4::*;
 use proto::rpc::Connection;
