@@ -38,7 +38,7 @@ const PACKAGES: &[&str] = &[
     // The FUSE client's tests mount (fusermount3) and its RMA data path loads libfabric.
     "fuse3",
     "libfabric1",
-    // The console's browser test (`cfs/tests/console_browser.rs`): headless, over WebDriver.
+    // The console's browser test (`cfs/tests/it/console_browser.rs`): headless, over WebDriver.
     "chromium",
     "chromium-driver",
 ];

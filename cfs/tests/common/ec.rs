@@ -20,6 +20,21 @@ pub fn wait_for(secs: u64, what: &str, mut f: impl FnMut() -> bool) {
     }
 }
 
+/// Shard headers (`shards/<object id>` in each data directory) of `ds1`..`dsN`, counted.
+pub fn shard_counts(cl: &Cluster, n: usize) -> Vec<usize> {
+    (1..=n)
+        .map(|i| {
+            std::fs::read_dir(cl.ds_dir(&format!("ds{i}")).join("shards"))
+                .map(|d| {
+                    d.filter_map(Result::ok)
+                        .filter(|e| !e.file_name().to_string_lossy().ends_with(".tmp"))
+                        .count()
+                })
+                .unwrap_or(0)
+        })
+        .collect()
+}
+
 /// `mds.data` of `cfs admin status --json`: bytes mirrored and encoded, logical and raw.
 pub fn data_status(cl: &Cluster) -> serde_json::Value {
     let out = std::process::Command::new(super::BIN)

@@ -11,6 +11,13 @@ use std::time::{Duration, Instant};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_cfs");
 
+/// Held by every test that starts a cluster (four to seven processes) or loads a server to
+/// bound its latency or memory: one such test at a time in the process, on a machine that may
+/// have two cores. They were one at a time when each test file was its own binary (cargo runs
+/// those one after another, each file serializing its own); in the one `it` binary, modules
+/// run side by side. Tests that start one server need not hold it.
+pub static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 /// A free loopback port below the ephemeral range (32768 and up), which outgoing connections
 /// never take: a server restarted on it cannot lose it to some client's socket in between.
 /// Each test process walks its own stretch of 21000..32000 (by PID), never handing out a port

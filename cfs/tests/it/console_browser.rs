@@ -1,0 +1,412 @@
+//! The web console in a real browser: Debian's headless Chromium, driven through chromedriver
+//! (WebDriver is HTTP and JSON), against a running 1 MDS + 3 data server cluster. The figures
+//! the page shows must be the server's; Evict and Drain go through their confirmation dialogs;
+//! a screenshot of the overview is saved (`target/console.png`).
+//!
+//! Needs Debian's `chromium` and `chromium-driver`, which `conformance setup` (the first step of
+//! the test command) installs; without them it fails, saying so.
+use crate::common;
+use crate::http_client;
+
+use common::cluster::Cluster;
+use serde_json::{json, Value};
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const FLAGS: [&str; 9] = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--window-size=1366,1100",
+];
+
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+fn http(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: Option<Value>,
+) -> (u16, Value) {
+    let body = body.map(|b| b.to_string());
+    let r = rt()
+        .block_on(http_client::request(
+            addr,
+            method,
+            path,
+            token,
+            body.as_deref(),
+            Duration::from_secs(60),
+        ))
+        .unwrap_or_else(|e| panic!("{method} {path}: {e}"));
+    (
+        r.status,
+        serde_json::from_slice(&r.body).unwrap_or(Value::Null),
+    )
+}
+
+/// chromedriver on a free port; killed by PID on drop.
+struct Driver {
+    child: Child,
+    addr: SocketAddr,
+    session: String,
+}
+
+impl Driver {
+    fn start(profile: &std::path::Path) -> Driver {
+        let port = common::free_port();
+        let child = Command::new("chromedriver")
+            .arg(format!("--port={port}"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("chromedriver (apt-get install --no-remove chromium chromium-driver)");
+        let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while std::net::TcpStream::connect(addr).is_err() {
+            assert!(Instant::now() < deadline, "chromedriver did not listen");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let mut args: Vec<String> = FLAGS.iter().map(|s| s.to_string()).collect();
+        args.push(format!("--user-data-dir={}", profile.display()));
+        let mut d = Driver {
+            child,
+            addr,
+            session: String::new(),
+        };
+        let (st, v) = http(
+            addr,
+            "POST",
+            "/session",
+            None,
+            Some(json!({"capabilities": {"alwaysMatch": {
+                "browserName": "chrome",
+                "goog:chromeOptions": {"binary": "/usr/bin/chromium", "args": args},
+                "unhandledPromptBehavior": "ignore",
+            }}})),
+        );
+        assert_eq!(st, 200, "new session: {v}");
+        d.session = v["value"]["sessionId"]
+            .as_str()
+            .expect("session id")
+            .to_string();
+        d
+    }
+
+    fn try_cmd(&self, method: &str, what: &str, body: Option<Value>) -> (u16, Value) {
+        let (st, v) = http(
+            self.addr,
+            method,
+            &format!("/session/{}/{what}", self.session),
+            None,
+            body.or(Some(json!({}))).filter(|_| method == "POST"),
+        );
+        (st, v["value"].clone())
+    }
+
+    fn cmd(&self, method: &str, what: &str, body: Option<Value>) -> Value {
+        let (st, v) = self.try_cmd(method, what, body);
+        assert_eq!(st, 200, "{method} {what}: {v}");
+        v
+    }
+
+    fn js(&self, script: &str) -> Value {
+        self.cmd(
+            "POST",
+            "execute/sync",
+            Some(json!({"script": script, "args": []})),
+        )
+    }
+
+    /// Clicks the element matching `css`, then accepts the confirmation dialog it opens.
+    fn click_and_confirm(&self, css: &str) -> String {
+        // The page redraws its tables every 2 s; an element found just before a redraw is
+        // stale by the click, so find it again.
+        for attempt in 0.. {
+            let e = self.cmd(
+                "POST",
+                "element",
+                Some(json!({"using": "css selector", "value": css})),
+            );
+            let id = e
+                .as_object()
+                .and_then(|o| o.values().next())
+                .and_then(|v| v.as_str())
+                .unwrap_or_else(|| panic!("no element {css}: {e}"))
+                .to_string();
+            let (st, v) = self.try_cmd("POST", &format!("element/{id}/click"), None);
+            if st == 200 {
+                break;
+            }
+            assert!(
+                attempt < 10 && v["error"] == "stale element reference",
+                "click {css}: {v}"
+            );
+        }
+        let text = self.cmd("GET", "alert/text", None);
+        self.cmd("POST", "alert/accept", None);
+        text.as_str().unwrap_or_default().to_string()
+    }
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        if !self.session.is_empty() {
+            let _ = rt().block_on(http_client::request(
+                self.addr,
+                "DELETE",
+                &format!("/session/{}", self.session),
+                None,
+                None,
+                Duration::from_secs(20),
+            ));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn b64decode(s: &str) -> Vec<u8> {
+    let val = |c: u8| match c {
+        b'A'..=b'Z' => c - b'A',
+        b'a'..=b'z' => c - b'a' + 26,
+        b'0'..=b'9' => c - b'0' + 52,
+        b'+' => 62,
+        b'/' => 63,
+        _ => 0,
+    };
+    let bytes: Vec<u8> = s.bytes().filter(|c| !c.is_ascii_whitespace()).collect();
+    let mut out = Vec::with_capacity(bytes.len() / 4 * 3);
+    for q in bytes.chunks(4) {
+        let n = q.iter().take_while(|&&c| c != b'=').count();
+        let v = q
+            .iter()
+            .take(n)
+            .fold(0u32, |a, &c| a << 6 | u32::from(val(c)))
+            << (6 * (4 - n));
+        out.extend_from_slice(&v.to_be_bytes()[1..n]);
+    }
+    out
+}
+
+#[test]
+fn the_console_shows_what_the_servers_say() {
+    let t = tempfile::tempdir().unwrap();
+    let cl = Cluster::start(t.path());
+    let (admin, token) = cl.admin();
+
+    // Some data on the data servers, and a client that stays, holding an open.
+    let data = common::random_bytes(6 << 20, 5);
+    let src = t.path().join("src.bin");
+    std::fs::write(&src, &data).unwrap();
+    let server = cl.addr.to_string();
+    let o = common::cfs(
+        t.path(),
+        &["put", "--server", &server, &src.to_string_lossy(), "/six"],
+    );
+    assert!(o.ok(), "{}", o.stderr);
+    let holder = cl.rt.block_on(async {
+        let c = client::Client::connect(client::ClientConfig::new(cl.addr))
+            .await
+            .expect("connect");
+        let f = c
+            .open_path("/six", proto::nfs4::OPEN4_SHARE_ACCESS_READ, None)
+            .await
+            .expect("open");
+        (c, f)
+    });
+    // Heartbeats carry the data servers' counters: wait until all of the upload shows.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (_, s) = http(admin, "GET", "/api/v1/status", Some(&token), None);
+        let written: u64 = s["data_servers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| d["write_bytes"].as_u64().unwrap())
+            .sum();
+        if written >= 2 * data.len() as u64 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "upload never showed on the data servers: {s}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+
+    // Traffic over a few of the console's 5 s samples, so its charts have a shape.
+    for i in 0..3 {
+        std::thread::sleep(Duration::from_secs(4));
+        let o = common::cfs(
+            t.path(),
+            &[
+                "put",
+                "--server",
+                &server,
+                &src.to_string_lossy(),
+                &format!("/more{i}"),
+            ],
+        );
+        assert!(o.ok(), "{}", o.stderr);
+        let o = common::cfs(
+            t.path(),
+            &["get", "--server", &server, &format!("/more{i}"), "-"],
+        );
+        assert!(o.ok(), "{}", o.stderr);
+    }
+    std::thread::sleep(Duration::from_secs(5));
+    let (_, status) = http(admin, "GET", "/api/v1/status", Some(&token), None);
+
+    let profile = tempfile::tempdir().unwrap();
+    let d = Driver::start(profile.path());
+    d.cmd(
+        "POST",
+        "url",
+        Some(json!({ "url": format!("http://{admin}/#token={token}") })),
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let shown = loop {
+        let v = d.js(
+            "if (!document.body.dataset.loaded) return null;
+             const f = {};
+             document.querySelectorAll('[data-figure]').forEach(e => { if (!e.closest('tr')) f[e.dataset.figure] = e.textContent; });
+             return { figures: f,
+                      ds: [...document.querySelectorAll('tr[data-ds]')].map(r => [r.dataset.ds, r.children[1].textContent]),
+                      clients: [...document.querySelectorAll('tr[data-client]')].map(r => r.dataset.client),
+                      tokenInUrl: location.href.includes('token') };",
+        );
+        if !v.is_null() && v["ds"].as_array().is_some_and(|a| a.len() == 3) {
+            break v;
+        }
+        assert!(Instant::now() < deadline, "the console never loaded: {v}");
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let m = &status["mds"];
+    let f = &shown["figures"];
+    for k in [
+        "clients",
+        "sessions",
+        "opens",
+        "locks",
+        "delegations",
+        "layouts",
+    ] {
+        assert_eq!(
+            f[k].as_str(),
+            Some(m[k].to_string().as_str()),
+            "{k}: page {f} server {m}"
+        );
+    }
+    assert_eq!(f["ds_up"], "3/3");
+    assert_eq!(f["grace"], if m["in_grace"] == true { "yes" } else { "no" });
+    let mut page_ds: Vec<(String, String)> = serde_json::from_value(shown["ds"].clone()).unwrap();
+    let mut server_ds: Vec<(String, String)> = status["data_servers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| {
+            (
+                d["id"].as_str().unwrap().to_string(),
+                d["state"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    page_ds.sort();
+    server_ds.sort();
+    assert_eq!(page_ds, server_ds);
+    assert_eq!(
+        shown["tokenInUrl"], false,
+        "the token stays out of the address bar"
+    );
+    let (_, clients) = http(admin, "GET", "/api/v1/clients", Some(&token), None);
+    let ids: Vec<String> = clients["clients"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["id"].as_str().unwrap().to_string())
+        .collect();
+    let page_clients: Vec<String> = serde_json::from_value(shown["clients"].clone()).unwrap();
+    assert_eq!(page_clients, ids);
+
+    let png = b64decode(
+        d.cmd("GET", "screenshot", None)
+            .as_str()
+            .expect("base64 PNG"),
+    );
+    assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
+    let out = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/console.png");
+    std::fs::write(&out, &png).unwrap();
+
+    // Actions, each through its confirmation dialog.
+    let holder_id = ids
+        .iter()
+        .find(|id| {
+            clients["clients"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|c| c["id"] == **id && c["opens"] == 1)
+        })
+        .expect("the holder is listed")
+        .clone();
+    let asked = d.click_and_confirm(&format!("button[data-evict='{holder_id}']"));
+    assert!(asked.contains(&holder_id), "{asked}");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (_, c) = http(admin, "GET", "/api/v1/clients", Some(&token), None);
+        if !c.to_string().contains(&holder_id) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "evicted client still there: {c}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let ds0 = &server_ds[0].0;
+    let asked = d.click_and_confirm(&format!("button[data-drain='{ds0}']"));
+    assert!(asked.contains("Drain data server"), "{asked}");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let m = d.js("return document.getElementById('msg').textContent");
+        if m.as_str()
+            .is_some_and(|s| s.contains(&format!("\"draining\":\"{ds0}\"")))
+        {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no answer to the drain shown: {m}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // The table shows it (the page refreshes every 2 s), and offers no second drain.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let state = d.js(&format!(
+            "const r = document.querySelector(\"tr[data-ds='{ds0}']\"); \
+             return r ? r.children[1].textContent + (r.querySelector('button') ? ' button' : '') : ''"
+        ));
+        let s = state.as_str().unwrap_or("");
+        if s.starts_with("drain") && !s.contains("button") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the page does not show the drain: {state}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    drop(holder);
+}

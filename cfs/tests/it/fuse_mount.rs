@@ -1,0 +1,371 @@
+//! `cfs mount` (the FUSE client) against real servers on loopback: the guest scenarios run on
+//! the host over the mount (`conformance/host/fuse-run.sh`), single node and 1 MDS + 3 DSs,
+//! twoclient with a kernel client in a qemu guest as the other client; a data server killed
+//! with SIGKILL in the middle of a write through the mount; F_GETLK and renameat2 flags.
+//! Needs root, /dev/fuse, fusermount3 (fuse3), busybox (busybox-static), qemu and the guest
+//! kernels of `cargo run -p conformance -- setup`.
+use crate::common;
+
+use common::cluster::Cluster;
+use common::{random_bytes, BIN};
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+/// A `cfs mount` of `server` on `dir/mnt`; unmounted on drop.
+struct Mount {
+    at: PathBuf,
+    server: String,
+    log: PathBuf,
+}
+
+impl Mount {
+    fn new(dir: &Path, server: &str, extra: &[&str]) -> Mount {
+        let at = dir.join("mnt");
+        std::fs::create_dir_all(&at).expect("mountpoint");
+        let m = Mount {
+            at,
+            server: server.to_string(),
+            log: dir.join("mount.log"),
+        };
+        m.mount(extra);
+        m
+    }
+
+    fn mount(&self, extra: &[&str]) {
+        let out = Command::new(BIN)
+            .args(["mount", "--server", &self.server, "--log"])
+            .arg(&self.log)
+            .args(extra)
+            .arg(&self.at)
+            .output()
+            .expect("run cfs mount");
+        assert!(
+            out.status.success(),
+            "cfs mount failed: {}{}",
+            String::from_utf8_lossy(&out.stderr),
+            std::fs::read_to_string(&self.log).unwrap_or_default()
+        );
+    }
+
+    fn umount(&self) {
+        let st = Command::new(BIN)
+            .args(["umount"])
+            .arg(&self.at)
+            .status()
+            .expect("run cfs umount");
+        assert!(st.success(), "cfs umount failed");
+    }
+}
+
+impl Drop for Mount {
+    fn drop(&mut self) {
+        let ok = Command::new(BIN)
+            .arg("umount")
+            .arg(&self.at)
+            .status()
+            .is_ok_and(|s| s.success());
+        if !ok {
+            let _ = Command::new("umount").arg("-l").arg(&self.at).status();
+        }
+    }
+}
+
+fn run_scenarios(mode: &str, fabric: Option<&str>) {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../conformance/host/fuse-run.sh");
+    let port = common::cluster::free_port_block();
+    let out = Command::new("timeout")
+        .arg("600")
+        .arg(&script)
+        // twoclient runs twice (FUSE as A, then as B), the other client the stock kernel one
+        // in a qemu guest (the bookworm kernel of `conformance setup`): about 20 s more.
+        .args([mode, "posix", "integrity", "bigdir", "locking", "twoclient"])
+        .env("CFS_BIN", BIN)
+        .env("QUICK", "1")
+        .env("PORT", port.to_string())
+        .env("FABRIC", fabric.unwrap_or(""))
+        .output()
+        .expect("run fuse-run.sh");
+    let text = String::from_utf8_lossy(&out.stdout);
+    eprintln!("{text}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "scenarios failed over cfs mount ({mode})"
+    );
+    assert!(
+        text.contains("6 passed, 0 failed"),
+        "not every scenario ran"
+    );
+    if mode == "cluster" {
+        // Evidence, per scenario: the bytes went to the data servers and none through the MDS.
+        let integrity = text
+            .lines()
+            .find(|l| l.contains("[cluster integrity] pNFS evidence"))
+            .expect("evidence line");
+        assert!(integrity.contains("the MDS wrote 0 B"), "{integrity}");
+        assert!(!integrity.contains("data servers wrote 0 B"), "{integrity}");
+    }
+    if fabric.is_some() {
+        let moved = text
+            .lines()
+            .rfind(|l| l.contains("fabric:"))
+            .expect("fabric line");
+        assert!(
+            !moved.contains(" 0 B moved"),
+            "nothing went over the fabric: {moved}"
+        );
+    }
+}
+
+#[test]
+fn guest_scenarios_pass_over_cfs_mount_on_a_single_node() {
+    run_scenarios("single", None);
+}
+
+#[test]
+fn guest_scenarios_pass_over_cfs_mount_on_a_cluster_with_the_data_on_the_data_servers() {
+    run_scenarios("cluster", None);
+}
+
+/// The same through libfabric's tcp provider: the data moves by RMA (needs libfabric1).
+#[test]
+fn guest_scenarios_pass_over_cfs_mount_with_the_data_over_the_fabric() {
+    run_scenarios("cluster", Some("tcp"));
+}
+
+const MIB: usize = 1 << 20;
+
+/// kill -9 of a data server holding the file while the application writes through the mount:
+/// every write(2), fsync(2) and close(2) either succeeds or fails with an error; what then
+/// reads back (after a remount, so from the servers) is the bytes written, never other ones.
+#[test]
+fn a_data_server_killed_during_a_fuse_write_gives_success_or_a_clean_error_never_wrong_bytes() {
+    kill_a_data_server_during_a_write(None);
+}
+
+#[test]
+fn a_data_server_killed_during_a_fuse_write_over_the_fabric_never_gives_wrong_bytes() {
+    kill_a_data_server_during_a_write(Some("tcp"));
+}
+
+fn kill_a_data_server_during_a_write(fabric: Option<&str>) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut up = vec!["--lease-seconds", "10"];
+    let mut mount: Vec<&str> = Vec::new();
+    if let Some(p) = fabric {
+        up.extend(["--fabric", p]);
+        mount.extend(["--fabric", p]);
+    }
+    let c = Cluster::start_with(dir.path(), &up);
+    let m = Mount::new(dir.path(), &c.addr.to_string(), &mount);
+    let total = 96 * MIB;
+    let data = random_bytes(total, 0x5eed_f00d);
+    let path = m.at.join("victim");
+    let started = Instant::now();
+    let mut f = std::fs::File::create(&path).expect("create through the mount");
+    let mut errors = Vec::new();
+    let mut killed = None;
+    for (i, chunk) in data.chunks(MIB).enumerate() {
+        if i == 32 {
+            // A third in: make sure it is on the data servers, then kill one holding it.
+            if let Err(e) = f.sync_all() {
+                errors.push(format!("fsync before the kill: {e}"));
+            }
+            let role = c.writing_ds();
+            c.kill9(&role);
+            killed = Some(role);
+        }
+        if let Err(e) = f.write_all(chunk) {
+            errors.push(format!("write of MiB {i}: {e}"));
+            break;
+        }
+    }
+    if let Err(e) = f.sync_all() {
+        errors.push(format!("fsync: {e}"));
+    }
+    drop(f); // close(2); its error, if any, was fsync's
+    let took = started.elapsed();
+    eprintln!("wrote 96 MiB with {killed:?} killed in {took:?}; errors: {errors:?}");
+    assert!(took < Duration::from_secs(240), "the write hung");
+    for e in &errors {
+        assert!(
+            e.contains("Input/output error") || e.contains("No space"),
+            "not a clean error: {e}"
+        );
+    }
+
+    // From the servers, not the kernel's page cache.
+    m.umount();
+    if fabric.is_some() {
+        // The client logs where the bytes went when it unmounts.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let moved = loop {
+            let log = std::fs::read_to_string(&m.log).unwrap_or_default();
+            if let Some(n) = log
+                .lines()
+                .rev()
+                .filter_map(|l| l.split("fabric_bytes=").nth(1))
+                .find_map(|v| v.split_whitespace().next()?.parse::<u64>().ok())
+            {
+                break n;
+            }
+            assert!(Instant::now() < deadline, "no unmount record in the log");
+            std::thread::sleep(Duration::from_millis(100));
+        };
+        assert!(
+            moved >= 32 * MIB as u64,
+            "only {moved} bytes went over the fabric"
+        );
+    }
+    m.mount(&mount);
+    let mut got = Vec::new();
+    std::fs::File::open(&path)
+        .and_then(|mut f| f.read_to_end(&mut got))
+        .expect("read back through a fresh mount");
+    if errors.is_empty() {
+        assert_eq!(got.len(), total, "size after a successful write");
+        assert!(got == data, "bytes differ after a write that succeeded");
+    } else {
+        assert!(got.len() <= total);
+        for (i, (g, w)) in got.chunks(MIB).zip(data.chunks(MIB)).enumerate() {
+            let zeros = g.iter().all(|&b| b == 0);
+            assert!(
+                g == &w[..g.len()] || zeros,
+                "MiB {i} holds bytes that were never written"
+            );
+        }
+    }
+    // The bytes went to the data servers (both mirrors before the kill, the survivor and
+    // its new partner after); a fallback through the MDS is allowed, but not all of it.
+    let (w, _, st) = c.ds_bytes(total as u64, 0);
+    eprintln!("DS write bytes {w}, MDS write bytes {}", st.mds_write_bytes);
+    assert!(w >= total as u64, "the data servers took only {w} bytes");
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&path)
+        .expect("reopen");
+    f.write_all(b"tail")
+        .expect("the file is writable after the failover");
+    f.sync_all().expect("fsync after the failover");
+}
+
+/// fcntl(F_SETLK or F_GETLK) of `typ` over [start, start+len) (len 0 = to the end); the
+/// struct flock as the call left it.
+fn fcntl_lock(
+    f: &std::fs::File,
+    cmd: i32,
+    typ: i32,
+    start: i64,
+    len: i64,
+) -> std::io::Result<libc::flock> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: an all-zero flock is a valid value of a plain C struct.
+    let mut fl: libc::flock = unsafe { std::mem::zeroed() };
+    fl.l_type = typ as libc::c_short;
+    fl.l_whence = libc::SEEK_SET as libc::c_short;
+    fl.l_start = start;
+    fl.l_len = len;
+    // SAFETY: the fd is open for the duration of the call and fl outlives it.
+    let r = unsafe { libc::fcntl(f.as_raw_fd(), cmd, &mut fl) };
+    if r < 0 {
+        Err(std::io::Error::last_os_error())
+    } else {
+        Ok(fl)
+    }
+}
+
+/// F_GETLK through one `cfs mount` reports the lock another client (a second mount) holds:
+/// its own range and type, not the range asked about, and no pid (it is another client's).
+#[test]
+fn f_getlk_reports_the_conflicting_locks_range_and_type() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = common::Server::start(dir.path(), None);
+    let (da, db) = (dir.path().join("a"), dir.path().join("b"));
+    let a = Mount::new(&da, &server.server_arg(), &[]);
+    let b = Mount::new(&db, &server.server_arg(), &[]);
+    std::fs::write(a.at.join("lk"), vec![0u8; 4096]).expect("create");
+    let fa = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(a.at.join("lk"))
+        .expect("open via a");
+    let fb = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(b.at.join("lk"))
+        .expect("open via b");
+    // A holds a read lock on [100, 200) and a write lock on [1000, end).
+    fcntl_lock(&fa, libc::F_SETLK, libc::F_RDLCK, 100, 100).expect("A's read lock");
+    fcntl_lock(&fa, libc::F_SETLK, libc::F_WRLCK, 1000, 0).expect("A's write lock");
+
+    // A write lock over [0, 500) meets A's read lock on [100, 200).
+    let fl = fcntl_lock(&fb, libc::F_GETLK, libc::F_WRLCK, 0, 500).expect("F_GETLK");
+    assert_eq!(
+        fl.l_type,
+        libc::F_RDLCK as libc::c_short,
+        "the holder's type"
+    );
+    assert_eq!((fl.l_start, fl.l_len), (100, 100), "the holder's range");
+    assert_eq!(fl.l_pid, 0, "another client's lock has no local pid");
+    // A read lock over [150, 2000) meets only the write lock, which runs to the end.
+    let fl = fcntl_lock(&fb, libc::F_GETLK, libc::F_RDLCK, 150, 1850).expect("F_GETLK");
+    assert_eq!(fl.l_type, libc::F_WRLCK as libc::c_short);
+    assert_eq!((fl.l_start, fl.l_len), (1000, 0), "to the end is l_len 0");
+    // Between the two locks nothing conflicts: F_UNLCK, the request unchanged.
+    let fl = fcntl_lock(&fb, libc::F_GETLK, libc::F_WRLCK, 200, 800).expect("F_GETLK");
+    assert_eq!(fl.l_type, libc::F_UNLCK as libc::c_short);
+    assert_eq!((fl.l_start, fl.l_len), (200, 800));
+    // And the lock itself is refused where F_GETLK said so.
+    let e = fcntl_lock(&fb, libc::F_SETLK, libc::F_WRLCK, 0, 500).expect_err("conflict");
+    assert!(
+        matches!(e.raw_os_error(), Some(libc::EAGAIN) | Some(libc::EACCES)),
+        "{e}"
+    );
+    drop((fa, fb));
+}
+
+/// renameat2 flags: RENAME_EXCHANGE and RENAME_NOREPLACE have no NFSv4 counterpart (RENAME
+/// always replaces, so NOREPLACE cannot be made atomic), so both fail with EINVAL, as over
+/// the Linux NFS client, and leave both names as they were; a plain rename still works.
+#[test]
+fn renameat2_flags_fail_with_einval_and_change_nothing() {
+    use std::ffi::CString;
+    use std::os::unix::ffi::OsStrExt;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = common::Server::start(dir.path(), None);
+    let m = Mount::new(dir.path(), &server.server_arg(), &[]);
+    let (x, y) = (m.at.join("x"), m.at.join("y"));
+    std::fs::write(&x, b"x").expect("x");
+    std::fs::write(&y, b"y").expect("y");
+    let cx = CString::new(x.as_os_str().as_bytes()).expect("path");
+    let cy = CString::new(y.as_os_str().as_bytes()).expect("path");
+    let cz = CString::new(m.at.join("z").as_os_str().as_bytes()).expect("path");
+    // NOREPLACE onto a name that exists is refused by the VFS itself (EEXIST) before the
+    // file system is asked; onto a free name it reaches the client, which refuses it.
+    for (flags, to, want) in [
+        (libc::RENAME_EXCHANGE, &cy, libc::EINVAL),
+        (libc::RENAME_NOREPLACE, &cy, libc::EEXIST),
+        (libc::RENAME_NOREPLACE, &cz, libc::EINVAL),
+    ] {
+        // SAFETY: both paths are NUL-terminated strings that outlive the call.
+        let r = unsafe {
+            libc::renameat2(
+                libc::AT_FDCWD,
+                cx.as_ptr(),
+                libc::AT_FDCWD,
+                to.as_ptr(),
+                flags,
+            )
+        };
+        let e = std::io::Error::last_os_error();
+        assert_eq!(r, -1, "renameat2 with flags {flags:#x} succeeded");
+        assert_eq!(e.raw_os_error(), Some(want), "flags {flags:#x}: {e}");
+        assert_eq!(std::fs::read(&x).expect("x"), b"x");
+        assert_eq!(std::fs::read(&y).expect("y"), b"y");
+    }
+    assert!(!m.at.join("z").exists());
+    std::fs::rename(&x, &y).expect("plain rename");
+    assert_eq!(std::fs::read(&y).expect("y"), b"x");
+    assert!(!x.exists());
+}

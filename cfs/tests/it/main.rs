@@ -1,0 +1,34 @@
+//! The cfs crate's integration tests as one test binary: each module here was its own
+//! `tests/NAME.rs` binary, and each cost ~12 s of compile and link in CI's build step (and
+//! compiled `common` again). Run one module with `cargo test --release -p cfs --test it NAME::`.
+//!
+//! Still their own binaries: `kerberos.rs` and `gateway_kerberos.rs`. Each sets up a realm in
+//! the process environment (KRB5_CONFIG, KRB5CCNAME, ...), which the GSS-API in the test
+//! process reads and every process a test starts inherits; two realms cannot share a process.
+#[path = "../common/mod.rs"]
+mod common;
+#[path = "../../src/http_client.rs"]
+#[allow(dead_code)]
+mod http_client;
+
+mod admin_http;
+mod admin_status;
+mod client_ops;
+mod console_browser;
+mod crash;
+mod crate_arrows;
+mod dist_files;
+mod drain;
+mod ec_data_servers;
+mod ec_encode;
+mod ec_reads_export;
+mod ec_repair;
+mod files;
+mod full_disk;
+mod fuse_mount;
+mod ganesha;
+mod gateway_v3;
+mod hostile_connections;
+mod metadata_cluster;
+mod pnfs_client;
+mod pnfs_data;

@@ -1,0 +1,429 @@
+//! Three `cfs server` processes as one metadata cluster (`[cluster] node_id`,
+//! `metadata_nodes`): every shard a Raft group over the three. Names made through any node are
+//! seen through every node; `kill -9` of one node leaves the other two serving after a pause;
+//! the killed node, restarted on its disk, catches up.
+use crate::common;
+use client::{Client, ClientConfig};
+use common::*;
+use std::net::{SocketAddr, TcpStream};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+struct Node {
+    id: u64,
+    addr: SocketAddr,
+    dir: std::path::PathBuf,
+    proc_: Option<KillOnDrop>,
+    starts: u32,
+}
+
+impl Node {
+    fn start(&mut self) {
+        self.starts += 1;
+        let log = std::fs::File::create(self.dir.join(format!("server-{}.log", self.starts)))
+            .expect("log");
+        let child = Command::new(BIN)
+            .arg("server")
+            .arg("--config")
+            .arg(self.dir.join("cfs.toml"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(log))
+            .spawn()
+            .expect("spawn cfs server");
+        self.proc_ = Some(KillOnDrop(child));
+    }
+
+    fn kill9(&mut self) {
+        // KillOnDrop sends SIGKILL to the PID it started and reaps it.
+        self.proc_ = None;
+    }
+}
+
+fn config(dir: &Path, secret: &Path, id: u64, addr: SocketAddr, all: &[String]) -> String {
+    format!(
+        "data = {data:?}\nlisten = \"{addr}\"\nroles = [\"mds\"]\n\
+         [cluster]\nsecret_file = {secret:?}\nnode_id = {id}\nmetadata_nodes = {all:?}\n\
+         [[export]]\npath = \"/\"\n",
+        data = dir.join("data"),
+    )
+}
+
+async fn connect(addr: SocketAddr, limit: Duration) -> Client {
+    let start = Instant::now();
+    loop {
+        match Client::connect(ClientConfig::new(addr)).await {
+            Ok(c) => return c,
+            Err(e) => {
+                assert!(start.elapsed() < limit, "cannot mount {addr}: {e}");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+    }
+}
+
+async fn names(c: &Client, dir: &str) -> Vec<String> {
+    let Ok(fh) = c.lookup_path(dir).await else {
+        return Vec::new();
+    };
+    let mut n: Vec<String> = c
+        .readdir(&fh)
+        .await
+        .unwrap_or_default()
+        .into_iter()
+        .map(|e| e.name)
+        .collect();
+    n.sort();
+    n
+}
+
+async fn until_names(c: &Client, dir: &str, want: &[String], what: &str) {
+    let start = Instant::now();
+    loop {
+        let have = names(c, dir).await;
+        if have == want {
+            return;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "{what}: {} of {} names",
+            have.len(),
+            want.len()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Starts three MDS nodes as one cluster, in `tmp`, and waits until each listens.
+fn start_three(tmp: &Path) -> Vec<Node> {
+    let secret = tmp.join("secret");
+    std::fs::write(&secret, "metadata cluster test secret 42\n").unwrap();
+    let base = free_ports(3);
+    let mut nodes: Vec<Node> = (0..3u16)
+        .map(|i| Node {
+            id: u64::from(i) + 1,
+            addr: format!("127.0.0.1:{}", base + i).parse().unwrap(),
+            dir: tmp.join(format!("n{}", i + 1)),
+            proc_: None,
+            starts: 0,
+        })
+        .collect();
+    let all: Vec<String> = nodes
+        .iter()
+        .map(|n| format!("{}={}", n.id, n.addr))
+        .collect();
+    for n in &mut nodes {
+        std::fs::create_dir_all(&n.dir).unwrap();
+        std::fs::write(
+            n.dir.join("cfs.toml"),
+            config(&n.dir, &secret, n.id, n.addr, &all),
+        )
+        .unwrap();
+        n.start();
+    }
+    for n in &nodes {
+        let start = Instant::now();
+        while TcpStream::connect_timeout(&n.addr, Duration::from_millis(200)).is_err() {
+            assert!(
+                start.elapsed() < Duration::from_secs(60),
+                "node {} did not start; see {}",
+                n.id,
+                n.dir.display()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+    nodes
+}
+
+#[test]
+fn three_mds_nodes_share_the_namespace_and_survive_a_kill9() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut nodes = start_three(tmp.path());
+    let rt = rt();
+    rt.block_on(async {
+        let limit = Duration::from_secs(30);
+        let c: Vec<Client> = vec![
+            connect(nodes[0].addr, limit).await,
+            connect(nodes[1].addr, limit).await,
+            connect(nodes[2].addr, limit).await,
+        ];
+        // Made through every node in turn.
+        let root = c[1].root().clone();
+        c[1].mkdir(&root, "d", 0o755).await.expect("mkdir d");
+        let mut want = Vec::new();
+        for i in 0..30 {
+            let name = format!("m{i:02}");
+            let at = &c[i % 3];
+            let d = at.lookup_path("/d").await.expect("lookup /d");
+            at.mkdir(&d, &name, 0o755).await.expect("mkdir");
+            want.push(name);
+        }
+        for (i, cl) in c.iter().enumerate() {
+            until_names(cl, "/d", &want, &format!("node {}", i + 1)).await;
+        }
+        for cl in c {
+            let _ = cl.shutdown().await;
+        }
+    });
+
+    // Node 1 leads a third of the shards (among them shard 0, the root's).
+    nodes[0].kill9();
+    rt.block_on(async {
+        let c2 = connect(nodes[1].addr, Duration::from_secs(30)).await;
+        let d = c2.lookup_path("/d").await.expect("lookup /d");
+        let t = Instant::now();
+        let root = c2.root().clone();
+        c2.mkdir(&root, "after", 0o755)
+            .await
+            .expect("mkdir in the root after node 1 died");
+        eprintln!("first change after the kill -9 took {:?}", t.elapsed());
+        let mut want = names(&c2, "/d").await;
+        for i in 0..10 {
+            let name = format!("k{i}");
+            c2.mkdir(&d, &name, 0o755).await.expect("mkdir after kill");
+            want.push(name);
+        }
+        want.sort();
+        let c3 = connect(nodes[2].addr, Duration::from_secs(30)).await;
+        until_names(&c3, "/d", &want, "node 3 after the kill").await;
+        let _ = c2.shutdown().await;
+        let _ = c3.shutdown().await;
+
+        // Node 1 comes back on its disk and catches up.
+        nodes[0].start();
+        let c1 = connect(nodes[0].addr, Duration::from_secs(60)).await;
+        until_names(&c1, "/d", &want, "node 1 after its restart").await;
+        c1.lookup_path("/after").await.expect("/after on node 1");
+        let _ = c1.shutdown().await;
+    });
+}
+
+/// Commands in flight when their shard's leader is killed are applied once: a mkdir sent
+/// through another node, replicated by the dying leader and committed by the next one, is sent
+/// again by the forwarding node and must still answer OK (not "exists"), and a remove must not
+/// answer "not found". Six writers through nodes 2 and 3 keep making and removing names in a
+/// directory on shard 0 (led by node 1, which is killed mid-stream); every operation must
+/// succeed, and the names left are exactly those made and not removed.
+#[test]
+fn commands_in_flight_when_their_leader_dies_are_applied_once() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut nodes = start_three(tmp.path());
+    let rt = rt();
+    let (a2, a3) = (nodes[1].addr, nodes[2].addr);
+    let setup = rt.block_on(async {
+        let c = connect(a2, Duration::from_secs(30)).await;
+        let root = c.root().clone();
+        c.mkdir(&root, "w", 0o755).await.expect("mkdir /w");
+        c
+    });
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writers: Vec<_> = (0..6usize)
+        .map(|w| {
+            let stop = stop.clone();
+            let addr = if w % 2 == 0 { a2 } else { a3 };
+            rt.spawn(async move {
+                let c = connect(addr, Duration::from_secs(30)).await;
+                let d = c.lookup_path("/w").await.expect("lookup /w");
+                let mut kept = Vec::new();
+                let mut slowest = Duration::ZERO;
+                let mut ops = 0u32;
+                // Bounded: at most 4500 operations, or until told to stop.
+                for i in 0..3000u32 {
+                    if stop.load(std::sync::atomic::Ordering::Relaxed) {
+                        break;
+                    }
+                    let name = format!("w{w}-{i}");
+                    let t = Instant::now();
+                    if let Err(e) = c.mkdir(&d, &name, 0o755).await {
+                        panic!("writer {w}: mkdir {name}: {e}");
+                    }
+                    slowest = slowest.max(t.elapsed());
+                    ops += 1;
+                    kept.push(name);
+                    if i % 2 == 1 {
+                        let gone = format!("w{w}-{}", i - 1);
+                        let t = Instant::now();
+                        if let Err(e) = c.remove(&d, &gone).await {
+                            panic!("writer {w}: rmdir {gone}: {e}");
+                        }
+                        slowest = slowest.max(t.elapsed());
+                        ops += 1;
+                        kept.retain(|n| *n != gone);
+                    }
+                }
+                let _ = c.shutdown().await;
+                (kept, ops, slowest)
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(1500));
+    nodes[0].kill9();
+    std::thread::sleep(Duration::from_secs(8));
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let mut want = Vec::new();
+    let mut total = 0;
+    for w in writers {
+        let (kept, ops, slowest) = rt.block_on(w).expect("writer");
+        eprintln!("writer: {ops} operations, slowest {slowest:?}");
+        assert!(ops > 0);
+        total += ops;
+        want.extend(kept);
+    }
+    want.sort();
+    eprintln!(
+        "{total} operations across the kill; {} names left",
+        want.len()
+    );
+    rt.block_on(async {
+        until_names(&setup, "/w", &want, "node 2 after the kill").await;
+        let c3 = connect(a3, Duration::from_secs(30)).await;
+        until_names(&c3, "/w", &want, "node 3 after the kill").await;
+        let _ = c3.shutdown().await;
+        let _ = setup.shutdown().await;
+    });
+}
+
+/// `cfs cluster up --mds 3 --ds 3`: every data server heartbeats to every MDS node, so a
+/// client of any node gets layouts and its bytes go straight to the data servers; files
+/// written through one node read back through the others; `cfs admin status` shows the three
+/// nodes and a leader for every shard, as many shards as `--shards` asked for.
+#[test]
+fn cluster_up_with_three_mds_nodes_serves_data_through_every_node() {
+    use client::{CreateMode, SetAttrs, StableHow4};
+    use common::cluster::Cluster;
+    use proto::nfs4::{OPEN4_SHARE_ACCESS_BOTH, OPEN4_SHARE_ACCESS_READ};
+    let tmp = tempfile::tempdir().unwrap();
+    // Not the default 256: every node must have created the file system with the count given.
+    const SHARDS: usize = 12;
+    let cl = Cluster::start_nodes(tmp.path(), 3, 3, &["--shards", &SHARDS.to_string()]);
+    let mds: Vec<SocketAddr> = (0..3u16)
+        .map(|j| SocketAddr::new(cl.addr.ip(), cl.addr.port() + j))
+        .collect();
+    for (j, at) in mds.iter().enumerate() {
+        let st = cl.status_of(*at).expect("status of every MDS node");
+        assert_eq!(cl.up(&st), 3, "node {}: data servers up", j + 1);
+    }
+    let ds_written = |cl: &Cluster| -> u64 {
+        let st = cl.status().expect("status");
+        st.data_servers.iter().map(|d| d.counters.write_bytes).sum()
+    };
+    let before = ds_written(&cl);
+    let files: Vec<(String, Vec<u8>)> = (0..3)
+        .map(|j| (format!("/f{j}"), random_bytes(3 << 20, 40 + j as u64)))
+        .collect();
+    for (j, (path, data)) in files.iter().enumerate() {
+        let mut cfg = ClientConfig::new(mds[j]);
+        cfg.pnfs = true;
+        let r = cl.rt.block_on(async {
+            let c = Client::connect(cfg).await?;
+            let create = Some(CreateMode::Unchecked(SetAttrs {
+                mode: Some(0o644),
+                size: Some(0),
+                ..Default::default()
+            }));
+            let f = c.open_path(path, OPEN4_SHARE_ACCESS_BOTH, create).await?;
+            c.write_all(&f, 0, data, StableHow4::FileSync4).await?;
+            c.commit_file(&f).await?;
+            c.close(&f).await?;
+            let _ = c.shutdown().await;
+            client::Result::Ok(())
+        });
+        r.unwrap_or_else(|e: client::Error| {
+            panic!(
+                "write {path} through node {}: {e}\n{}",
+                j + 1,
+                cl.log_tail()
+            )
+        });
+    }
+    // Two mirrors of each byte, written by the clients to the data servers, not by an MDS.
+    let mirrored = 2 * files.iter().map(|(_, d)| d.len() as u64).sum::<u64>();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while ds_written(&cl) - before < mirrored {
+        assert!(
+            Instant::now() < deadline,
+            "data servers took {} of {mirrored} bytes",
+            ds_written(&cl) - before
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    for (j, at) in mds.iter().enumerate() {
+        let st = cl.status_of(*at).expect("status");
+        assert_eq!(
+            st.mds_write_bytes,
+            0,
+            "node {}: wrote file data itself",
+            j + 1
+        );
+        let mut cfg = ClientConfig::new(*at);
+        cfg.pnfs = true;
+        for (path, want) in &files {
+            let got = cl.rt.block_on(async {
+                let c = Client::connect(cfg.clone()).await?;
+                let f = c.open_path(path, OPEN4_SHARE_ACCESS_READ, None).await?;
+                let (data, _) = c.read_full(&f, 0, f.stat.size as u32).await?;
+                c.close(&f).await?;
+                let _ = c.shutdown().await;
+                client::Result::Ok(data)
+            });
+            let got = got.unwrap_or_else(|e: client::Error| {
+                panic!("read {path} through node {}: {e}", j + 1)
+            });
+            assert!(
+                got == *want,
+                "{path} through node {}: content differs",
+                j + 1
+            );
+        }
+    }
+    // Every shard has a leader (an election may be under way on a loaded machine: wait for it,
+    // bounded).
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let o = cfs(
+            tmp.path(),
+            &[
+                "admin",
+                "status",
+                "--json",
+                "--config",
+                &cl.dir.join("cluster").join("mds2.toml").to_string_lossy(),
+            ],
+        );
+        assert!(o.ok(), "{}", o.stderr);
+        let v: serde_json::Value = serde_json::from_str(o.text().trim()).expect("status JSON");
+        let md = &v["mds"]["metadata"];
+        assert_eq!(md["node"], 2, "{md}");
+        assert_eq!(md["nodes"].as_array().map(Vec::len), Some(3), "{md}");
+        let shards = md["shards"].as_array().expect("shards");
+        assert_eq!(shards.len(), SHARDS, "{md}");
+        let leaderless: Vec<&serde_json::Value> = shards
+            .iter()
+            .filter(|s| !(1..=3).contains(&s["leader"].as_u64().unwrap_or(0)))
+            .collect();
+        if leaderless.is_empty() {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "shards without a leader after 30 s: {leaderless:?}"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    let human = cfs(
+        tmp.path(),
+        &[
+            "admin",
+            "status",
+            "--config",
+            &cl.dir.join("cluster").join("mds2.toml").to_string_lossy(),
+        ],
+    );
+    assert!(
+        human.text().contains("metadata: 3 nodes"),
+        "{}",
+        human.text()
+    );
+}

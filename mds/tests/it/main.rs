@@ -1,0 +1,26 @@
+//! The mds crate's integration tests as one test binary: each module here was its own
+//! `tests/NAME.rs` binary, and each cost ~12 s of compile and link in CI's build step (and
+//! compiled `common` again). Run one module with `cargo test --release -p mds --test it NAME::`.
+//!
+//! Still its own binary: `reply_cache_memory.rs`, which measures the growth of its own
+//! process's RSS around an in-process server; other tests' servers in the same process would
+//! count against its ceiling.
+#[path = "../common/mod.rs"]
+mod common;
+
+mod client_identity;
+mod cluster_status;
+mod confinement;
+mod courtesy;
+mod delegation;
+mod dir_delegation;
+mod exports;
+mod hostile;
+mod layout_stateid;
+mod open_create;
+mod open_unlinked;
+mod pnfs;
+mod posix_perm;
+mod reclaim_records;
+mod secinfo;
+mod session_limits;
