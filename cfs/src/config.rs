@@ -198,6 +198,9 @@ pub struct ClusterFileConfig {
     pub scrub_every_seconds: Option<u64>,
     /// ds role: how fast a scrub pass reads, MiB/s, so foreground I/O keeps the disk. Default 32.
     pub scrub_mib_per_second: Option<u64>,
+    /// ds role: how fast a shard repair here may read from the other shards' servers, MiB/s
+    /// (k MiB per MiB rebuilt). Default 128.
+    pub repair_mib_per_second: Option<u64>,
     /// mds role, multi-node metadata: this node's id among `metadata_nodes`.
     pub node_id: Option<u64>,
     /// mds role, multi-node metadata: every MDS node as "ID=HOST:PORT" (its NFS address), the

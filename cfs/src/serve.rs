@@ -136,8 +136,12 @@ pub fn resolve(a: &ServerArgs) -> Result<Settings, ConfigError> {
         chunk_size: fc.chunk_size,
         encode_after_seconds: fc.encode_after_seconds,
         lost_after_seconds: fc.lost_after_seconds,
-        scrub: ds::ScrubConfig::from_settings(fc.scrub_every_seconds, fc.scrub_mib_per_second)
-            .map_err(|e| ConfigError::Scrub(e.to_string()))?,
+        scrub: ds::ScrubConfig::from_settings(
+            fc.scrub_every_seconds,
+            fc.scrub_mib_per_second,
+            fc.repair_mib_per_second,
+        )
+        .map_err(|e| ConfigError::Scrub(e.to_string()))?,
         mds_addrs,
         ds_listen,
         advertise,

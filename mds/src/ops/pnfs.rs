@@ -83,10 +83,16 @@ fn encoded_layout(
     let mut unit = 0;
     if stripes {
         let (k, m) = (usize::from(code.k), usize::from(code.m));
-        // Shard i's rebuilder: a server holding another shard, parity holders first.
+        // Shard i's rebuilder: a server holding another shard, parity holders first (they
+        // serve no direct reads), spread over them by i, then the other data holders. (This
+        // walked the placement from k + i before, which for i >= m wrapped into the data
+        // servers: a degraded striped read doubled one data server's load, measured by
+        // `conformance ecbench`, while a parity server sat idle.)
         let rebuilder = |i: usize, skip: Option<DsId>| -> Option<DsId> {
-            (0..k + m)
-                .map(|j| DsId(code.placement[(k + i + j) % (k + m)]))
+            (0..m)
+                .map(|j| k + (i + j) % m)
+                .chain((1..k).map(|j| (i + j) % k))
+                .map(|s| DsId(code.placement[s]))
                 .filter(|d| d.0 != code.placement[i] && Some(*d) != skip)
                 .find(|d| up.contains(d))
         };

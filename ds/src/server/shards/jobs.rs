@@ -200,6 +200,7 @@ pub(crate) async fn repair(s: &Arc<Shared>, a: &RepairArgs) -> Result<[u8; 32], 
     let end = a.offset + a.len;
     let mut rebuilt = Vec::new();
     let mut hasher = blake3::Hasher::new();
+    let mut pace = crate::server::scrub::Pace::new(s.cfg.scrub.repair_bytes_per_second);
     for stripe in first_stripe..first_stripe + g.stripes(a.len) {
         let mut unit = rebuild_unit(s, &a.shard, &a.placement, &g, a.file_len, stripe, i)
             .await
@@ -209,6 +210,7 @@ pub(crate) async fn repair(s: &Arc<Shared>, a: &RepairArgs) -> Result<[u8; 32], 
             })?;
         unit.truncate(stripe_shard_len(&g, end, stripe, i) as usize);
         hasher.update(&unit);
+        pace.done(u64::from(g.k()) * unit.len() as u64).await;
         rebuilt.push(unit);
     }
     let sum = *hasher.finalize().as_bytes();
