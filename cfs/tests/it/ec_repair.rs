@@ -3,7 +3,7 @@
 //!   and the servers restarted (they come back as new, empty servers), the MDS declares the old
 //!   ones lost after `--lost-after` and rebuilds their shards on the new ones, from the other
 //!   four; then two *other* servers can be lost and the file still reads right, which it could
-//!   not without the repair.
+//!   not without the repair. A mirrored file with a copy on a lost server gets it back.
 //! - a flipped byte in a shard on a data server's disk is never served; scrub finds it, the MDS
 //!   has the shard rebuilt in place, and the byte on disk is right again.
 use crate::common;
@@ -51,6 +51,19 @@ impl Drop for LogOnPanic {
     }
 }
 
+/// The data servers (roles) whose chunk store holds chunk files of object `id`.
+fn copy_holders(cl: &Cluster, id: u64) -> Vec<String> {
+    roles(6)
+        .into_iter()
+        .filter(|r| {
+            let (path, _) = chunk_file(cl, r, id);
+            path.parent()
+                .and_then(|d| std::fs::read_dir(d).ok())
+                .is_some_and(|mut d| d.next().is_some())
+        })
+        .collect()
+}
+
 fn mds_log(cl: &Cluster) -> String {
     std::fs::read_to_string(cl.dir.join("cluster").join("mds.log")).unwrap_or_default()
 }
@@ -64,23 +77,35 @@ fn two_lost_servers_of_a_four_two_file_are_rebuilt_on_wiped_replacements() {
     // Two whole 4 MiB stripes and a partial one.
     let data = random_bytes(9 * (1 << 20) + 777, 0xec16);
     write_file(&cl, "/f", &data);
+    // A file too small to encode stays mirrored on two of the six.
+    let small = random_bytes(1000, 0xec18);
+    let small_ino = write_file(&cl, "/small", &small);
     wait_for(
         60,
         "the file encoded 4+2, one shard per data server",
         || counts(&shard_headers(&cl, 6)) == vec![1; 6],
     );
+    // The two lost: one holder of the small file's copies and one other server, so the small
+    // file keeps one copy and must get its second back.
+    let holders = copy_holders(&cl, small_ino);
+    assert_eq!(holders.len(), 2, "the small file is mirrored: {holders:?}");
+    let other = roles(6)
+        .into_iter()
+        .find(|r| !holders.contains(r))
+        .expect("a server without the small file");
+    let lost = [holders[0].clone(), other];
 
     // Any two lost: the right bytes, rebuilt from the other four.
-    cl.kill9("ds1");
-    cl.kill9("ds2");
+    for r in &lost {
+        cl.kill9(r);
+    }
     assert_eq!(read_file(&cl, "/f", data.len()), data, "two servers down");
 
     // Their disks are gone: the same configs start empty servers with new identities.
-    for r in ["ds1", "ds2"] {
+    for r in &lost {
         std::fs::remove_dir_all(cl.ds_dir(r)).expect("wipe");
     }
-    let _ds1 = KillOnDrop(cl.start_ds("ds1"));
-    let _ds2 = KillOnDrop(cl.start_ds("ds2"));
+    let _new: Vec<KillOnDrop> = lost.iter().map(|r| KillOnDrop(cl.start_ds(r))).collect();
     wait_for(
         90,
         "the lost servers' shards rebuilt on the new ones",
@@ -102,11 +127,17 @@ fn two_lost_servers_of_a_four_two_file_are_rebuilt_on_wiped_replacements() {
         s["encoded_files"] == 1 && s["degraded_encoded_bytes"] == 0
     });
     assert_eq!(read_file(&cl, "/f", data.len()), data, "repaired");
+    // The mirrored file lost a copy with the lost server: it has two again.
+    wait_for(60, "the small file's second copy made again", || {
+        copy_holders(&cl, small_ino).len() == 2
+    });
+    assert_eq!(read_file(&cl, "/small", small.len()), small);
 
     // Full redundancy again: two *other* servers can go. Without the repair only two of the
     // six shards would be left.
-    cl.kill9("ds3");
-    cl.kill9("ds4");
+    for r in roles(6).iter().filter(|r| !lost.contains(r)).take(2) {
+        cl.kill9(r);
+    }
     assert_eq!(
         read_file(&cl, "/f", data.len()),
         data,

@@ -75,6 +75,13 @@ impl Cluster {
         if !self.registry.knows(ds) && !self.drain_marks(ns)?.contains(&ds) {
             return Err(DrainError::Unknown(ds));
         }
+        let left = self.mark_drained(ns, ds).await?;
+        tracing::info!(ds = %ds, files = left, "data server draining: its files move elsewhere");
+        Ok(left)
+    }
+
+    /// Records the drain mark of `ds` and loads it; the files still placed there.
+    async fn mark_drained(&self, ns: &Namespace, ds: DsId) -> Result<usize, NfsError> {
         ns.execute(Command::SetDrain {
             ds: ds.0,
             draining: true,
@@ -85,9 +92,8 @@ impl Cluster {
         // A placement chosen before the mark may be being recorded: let it finish, so the
         // count below (and every later one) sees it.
         drop(self.placing.lock().await);
-        let left = ns.placed_on(ds.0).map_err(NfsError::from)?.len();
+        let left = ns.placed_on(ds.0)?.len();
         self.registry.set_files_left(ds, left);
-        tracing::info!(ds = %ds, files = left, "data server draining: its files move elsewhere");
         Ok(left)
     }
 
@@ -116,16 +122,7 @@ impl Cluster {
             if self.registry.is_draining(ds) {
                 continue;
             }
-            let marked = ns
-                .execute(Command::SetDrain {
-                    ds: ds.0,
-                    draining: true,
-                })
-                .await
-                .map_err(NfsError::from)
-                .and_then(|_| self.load_drains(ns));
-            let marked = marked.and_then(|_| Ok(ns.placed_on(ds.0)?.len()));
-            match marked {
+            match self.mark_drained(ns, ds).await {
                 Ok(files) => tracing::warn!(
                     ds = %ds,
                     files,
