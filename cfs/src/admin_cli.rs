@@ -230,6 +230,19 @@ fn metadata_lines(md: &serde_json::Map<String, Value>) -> String {
         shards.len(),
         led.join("; ")
     ));
+    let serving: Vec<&str> = md
+        .get("serving")
+        .and_then(|v| v.as_array())
+        .into_iter()
+        .flatten()
+        .filter_map(|a| a.as_str())
+        .collect();
+    if !serving.is_empty() {
+        out.push_str(&format!(
+            "     this node serves client addresses {}\n",
+            serving.join(", ")
+        ));
+    }
     let leaderless: Vec<String> = shards
         .iter()
         .filter(|s| s["leader"].is_null())

@@ -31,6 +31,11 @@ pub struct UpArgs {
     /// host's loopback as 10.0.2.2). Default: 127.0.0.1.
     #[arg(long = "advertise-host")]
     advertise_host: Vec<String>,
+    /// With three or more MDS nodes: node j's client address is 127.0.0.1:(this + j - 1), an
+    /// address that moves to a live node when its node dies (clients mount it). Default:
+    /// --port + 100; 0: none (clients mount the nodes' own addresses).
+    #[arg(long)]
+    client_port: Option<u16>,
     /// Bytes per chunk (placement unit and layout segment size).
     #[arg(long)]
     chunk_size: Option<u64>,
@@ -86,6 +91,10 @@ fn admin_base(a: &UpArgs) -> u16 {
 
 #[derive(Debug, Error)]
 pub enum UpError {
+    #[error("--client-port: port {0} is a node's port or below 1024")]
+    ClientPort(u16),
+    #[error("no MDS node serves client address {0} after 30 s")]
+    ClientAddr(SocketAddr),
     #[error("{path}: {source}")]
     Io {
         path: PathBuf,
@@ -143,6 +152,15 @@ struct Node {
     child: tokio::process::Child,
 }
 
+/// The client address of MDS node j (1-based) of a metadata cluster, if there are any.
+fn client_addr(a: &UpArgs, j: u16) -> Option<SocketAddr> {
+    if a.mds < 3 {
+        return None;
+    }
+    let base = a.client_port.unwrap_or(a.port.saturating_add(100));
+    (base != 0).then(|| SocketAddr::from(([127, 0, 0, 1], base.saturating_add(j - 1))))
+}
+
 /// MDS node names and NFS addresses: `mds` alone, or `mds1`..`mdsM`.
 fn mds_nodes(a: &UpArgs) -> Vec<(String, SocketAddr)> {
     (1..=a.mds)
@@ -171,6 +189,11 @@ pub async fn run(a: UpArgs) -> Result<(), Box<dyn std::error::Error>> {
     ensure_secret(&secret)?;
     let mds = mds_nodes(&a);
     let mds_addr = mds[0].1;
+    let clients: Vec<SocketAddr> = (1..=a.mds).filter_map(|j| client_addr(&a, j)).collect();
+    let taken = |p: u16| p >= a.port && u32::from(p) < u32::from(a.port) + nodes_n;
+    if let Some(c) = clients.iter().find(|c| taken(c.port()) || c.port() < 1024) {
+        return Err(UpError::ClientPort(c.port()).into());
+    }
     let mds_list: Vec<String> = mds.iter().map(|(_, at)| at.to_string()).collect();
     // The first DS port: after every MDS node's.
     let ds_base = a.port + a.mds - 1;
@@ -220,6 +243,14 @@ pub async fn run(a: UpArgs) -> Result<(), Box<dyn std::error::Error>> {
                 j + 1,
                 list.join(", ")
             ));
+            if !clients.is_empty() {
+                let list: Vec<String> = clients
+                    .iter()
+                    .enumerate()
+                    .map(|(k, at)| format!("\"{}={at}\"", k + 1))
+                    .collect();
+                toml.push_str(&format!("client_addresses = [{}]\n", list.join(", ")));
+            }
         }
         if let Some(extra) = &extra {
             toml.push_str(extra);
@@ -302,10 +333,29 @@ pub async fn run(a: UpArgs) -> Result<(), Box<dyn std::error::Error>> {
             return Err(e.into());
         }
     }
+    for at in &clients {
+        // Each node binds its client address within a moment of serving.
+        let t0 = Instant::now();
+        while tokio::net::TcpStream::connect(at).await.is_err() {
+            if t0.elapsed() > Duration::from_secs(30) {
+                stop(&mut nodes).await;
+                return Err(UpError::ClientAddr(*at).into());
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
     let mds_desc = if a.mds == 1 {
         format!("MDS on {mds_addr}")
-    } else {
+    } else if clients.is_empty() {
         format!("{} MDS nodes on {}", a.mds, mds_list.join(", "))
+    } else {
+        let shown: Vec<String> = clients.iter().map(|c| c.to_string()).collect();
+        format!(
+            "{} MDS nodes on {} (client addresses {}: a dead node's moves to a live one)",
+            a.mds,
+            mds_list.join(", "),
+            shown.join(", ")
+        )
     };
     println!(
         "cfs cluster up: {mds_desc}, {} data servers on 127.0.0.1:{}..{} (advertised as {}), files in {}",
@@ -315,15 +365,17 @@ pub async fn run(a: UpArgs) -> Result<(), Box<dyn std::error::Error>> {
         hosts.join(", "),
         dir.display()
     );
+    // Clients mount node 1's client address when there is one.
+    let mount_addr = clients.first().copied().unwrap_or(mds_addr);
     // Linux's mount.nfs4 assumes 2049: any other port must be named.
-    let port_opt = if a.port == 2049 {
+    let port_opt = if mount_addr.port() == 2049 {
         String::new()
     } else {
-        format!(",port={}", a.port)
+        format!(",port={}", mount_addr.port())
     };
     println!(
         "mount:   mount -t nfs4 -o vers=4.2{port_opt} {}:/ /mnt",
-        mds_addr.ip()
+        mount_addr.ip()
     );
     if let Some(gp) = a.gateway_port {
         println!(

@@ -206,6 +206,11 @@ pub struct ClusterFileConfig {
     /// mds role, multi-node metadata: every MDS node as "ID=HOST:PORT" (its NFS address), the
     /// same list on every node; three or more. Every shard is a Raft group over all of them.
     pub metadata_nodes: Option<Vec<String>>,
+    /// mds role, multi-node metadata: the client address of each node as "ID=HOST:PORT", the
+    /// same list on every node. A node serves its own; when a node dies, the live node with
+    /// the lowest id takes its address over, so its clients reconnect to the same address and
+    /// reclaim their state there. Optional: without it clients mount the nodes' own addresses.
+    pub client_addresses: Option<Vec<String>>,
 }
 
 /// The roles a server process runs.

@@ -36,6 +36,8 @@ pub struct Settings {
     pub file: FileConfig,
     /// mds role, multi-node metadata: the MDS nodes.
     pub members: Option<mds::raft::network::Members>,
+    /// `[cluster] client_addresses`, by node id.
+    pub client_addresses: std::collections::BTreeMap<u64, SocketAddr>,
 }
 
 pub struct ServerArgs {
@@ -114,6 +116,7 @@ pub fn resolve(a: &ServerArgs) -> Result<Settings, ConfigError> {
         crate::gateway::mds_addr(f, &file)?;
     }
     let members = metadata_members(&fc, &secret, &roles, listen)?;
+    let client_addresses = client_addresses(&fc, members.as_ref())?;
     let admin = match (&a.admin_listen, &file.admin) {
         (Some(l), _) => Some(config::parse_listen(l)?),
         (None, Some(ad)) => Some(config::parse_listen(
@@ -155,7 +158,59 @@ pub fn resolve(a: &ServerArgs) -> Result<Settings, ConfigError> {
         admin,
         file,
         members,
+        client_addresses,
     })
+}
+
+/// `[cluster] client_addresses`: one per metadata node, each distinct from every node's own
+/// address (a taker binds it while the dead node's peers still know its own).
+fn client_addresses(
+    fc: &config::ClusterFileConfig,
+    members: Option<&mds::raft::network::Members>,
+) -> Result<std::collections::BTreeMap<u64, SocketAddr>, ConfigError> {
+    let bad = |m: String| ConfigError::MetadataNodes(m);
+    let Some(list) = &fc.client_addresses else {
+        return Ok(Default::default());
+    };
+    let Some(m) = members else {
+        return Err(bad(
+            "client_addresses needs node_id and metadata_nodes (one MDS has no address to move)"
+                .into(),
+        ));
+    };
+    let mut out = std::collections::BTreeMap::new();
+    for entry in list {
+        let (id, addr) = entry.split_once('=').ok_or_else(|| {
+            bad(format!(
+                "client_addresses {entry:?}: expected \"ID=HOST:PORT\""
+            ))
+        })?;
+        let id: u64 = id
+            .trim()
+            .parse()
+            .ok()
+            .filter(|i| m.nodes.contains_key(i))
+            .ok_or_else(|| {
+                bad(format!(
+                    "client_addresses {entry:?}: not a node of metadata_nodes"
+                ))
+            })?;
+        let addr = config::parse_listen(addr.trim())?;
+        if addr.ip().is_unspecified() || addr.port() == 0 {
+            return Err(bad(format!(
+                "client_addresses {entry:?}: a client address is one address and port"
+            )));
+        }
+        if m.nodes.values().any(|n| *n == addr) || out.values().any(|a| *a == addr) {
+            return Err(bad(format!(
+                "client_addresses {entry:?}: address used twice"
+            )));
+        }
+        if out.insert(id, addr).is_some() {
+            return Err(bad(format!("client_addresses: node {id} is listed twice")));
+        }
+    }
+    Ok(out)
 }
 
 /// `[cluster] node_id` and `metadata_nodes`: checked whole before anything starts.
@@ -510,6 +565,7 @@ pub async fn run(a: ServerArgs, check_only: bool) -> Result<(), Box<dyn std::err
             cluster,
             connections,
             members: s.members.clone(),
+            client_addresses: s.client_addresses.clone(),
         };
         let gss = crate::kerberos::acceptor(&s.file)?;
         if gss.is_some() {

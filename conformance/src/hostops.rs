@@ -27,6 +27,10 @@ pub enum Kind {
     /// wait until the guest's files are erasure-coded, then count where their reads went
     /// (`encoded.rs`)
     Encoded,
+    /// kill -9 the MDS node serving the guest's mount during its workload (`mdsfault.rs`)
+    MdsFault,
+    /// kill -9 the leader of the guest's shard, another node than the one it mounted
+    MdsLeaderFault,
 }
 
 impl Kind {
@@ -36,6 +40,7 @@ impl Kind {
             Kind::Fault | Kind::Cross => crate::server::ServerSpec::CfsCluster,
             Kind::GatewayFault => crate::server::ServerSpec::CfsClusterGateway,
             Kind::Encoded => crate::server::ServerSpec::CfsClusterEc(6),
+            Kind::MdsFault | Kind::MdsLeaderFault => crate::server::ServerSpec::CfsMetaCluster,
         }
     }
 
@@ -46,7 +51,7 @@ impl Kind {
     pub fn kinds(self) -> String {
         match self {
             Kind::Fault | Kind::Cross => "cfs-cluster or cfs-cluster-mds3".into(),
-            Kind::GatewayFault => self.needs().label(),
+            Kind::GatewayFault | Kind::MdsFault | Kind::MdsLeaderFault => self.needs().label(),
             Kind::Encoded => "cfs-cluster-ec3 or cfs-cluster-ec6".into(),
         }
     }
@@ -310,7 +315,10 @@ pub fn run(kind: Kind, srv: &mut Running, ctx: &Ctx) -> HostReport {
         roles,
     };
     if let Some(e) = why {
-        if kind != Kind::GatewayFault {
+        if !matches!(
+            kind,
+            Kind::GatewayFault | Kind::MdsFault | Kind::MdsLeaderFault
+        ) {
             let _ = h.fail(format!("the cluster's data servers: {e}"));
             return h.rep;
         }
@@ -337,6 +345,9 @@ pub fn run(kind: Kind, srv: &mut Running, ctx: &Ctx) -> HostReport {
         }
         Kind::Encoded => {
             let _ = crate::encoded::host(&mut h, srv);
+        }
+        Kind::MdsFault | Kind::MdsLeaderFault => {
+            let _ = crate::mdsfault::host(&mut h, srv, kind == Kind::MdsLeaderFault);
         }
         Kind::GatewayFault => {
             let mut killed = false;

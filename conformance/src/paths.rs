@@ -27,6 +27,12 @@ pub fn host_script(name: &str) -> PathBuf {
 }
 
 pub fn scenario_script(name: &str) -> PathBuf {
+    // Two scenarios, one script: they differ only in which node the host kills.
+    let name = if name == "mds-leader-fault" {
+        "mds-fault"
+    } else {
+        name
+    };
     source_dir().join("scenarios").join(format!("{name}.sh"))
 }
 

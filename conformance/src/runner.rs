@@ -446,7 +446,12 @@ fn with_host(
     env.push(format!("RDV_PORT={}", rdv.port));
     env.push(format!("SEED1={seed1}"));
     env.push(format!("SEED2={seed2}"));
-    let j = job(plan, srv, s, kver, vers, env, 2);
+    let mut j = job(plan, srv, s, kver, vers, env, 2);
+    if kind == hostops::Kind::MdsLeaderFault {
+        if let Some(p) = crate::mdsfault::mount_port(srv) {
+            j.port = p;
+        }
+    }
     let ctx = hostops::Ctx {
         rdv: &rdv,
         wd: format!("/cfs-conf.{}.{}-{run_id}", s.name, std::process::id()),
@@ -619,7 +624,13 @@ fn judge_wire(srv: &Running, c: &wire::Capture, r: &mut CaseResult) {
         .unwrap_or_default();
     let (info, fails) = match std::fs::read(&c.pcap) {
         Ok(bytes) => match wire::scan(&bytes, c.marker.as_bytes()) {
-            Ok(seen) => wire::judge(&seen, &flavor, srv.port, &ds_ports, c.file_bytes()),
+            Ok(seen) => wire::judge(
+                &seen,
+                &flavor,
+                srv.port_for("4.2"),
+                &ds_ports,
+                c.file_bytes(),
+            ),
             Err(e) => (Vec::new(), vec![format!("FAIL: wire: {:?}: {e}", c.pcap)]),
         },
         Err(e) => (

@@ -137,7 +137,9 @@ pub struct Running {
     pub spec: ServerSpec,
     /// the port guests mount (v3: the gateway's, found through rpcbind when `v3_rpcbind`)
     pub port: u16,
-    /// cfs-gateway kinds: the MDS's port, for v4.1/4.2 mounts of the same file system
+    /// cfs-gateway kinds: the MDS's port, for v4.1/4.2 mounts of the same file system;
+    /// cfs-cluster-mds3: MDS node 1's client address (the one that moves to a live node when
+    /// its node dies), which guests mount
     pub v4_port: Option<u16>,
     /// v3 mounts name no ports: mount.nfs asks rpcbind (the gateway registered there)
     pub v3_rpcbind: bool,
@@ -224,6 +226,22 @@ impl Running {
     pub fn cluster_status(&self) -> Option<Result<ClusterStatus>> {
         let (bin, addr, secret) = self.admin.as_ref()?;
         Some(cluster_status(bin, addr, secret))
+    }
+
+    /// cfs-cluster: `cfs admin status --json` from the admin listener at `addr` (MDS nodes
+    /// answer for themselves: the client addresses they serve, the shards they lead).
+    pub fn status_json(&self, addr: &str) -> Result<serde_json::Value> {
+        let (bin, _, secret) = self
+            .admin
+            .as_ref()
+            .ok_or_else(|| Error::Server("not a cfs-cluster".into()))?;
+        let out = procs::run(
+            Command::new(bin)
+                .args(["admin", "status", "--json", "--admin", addr])
+                .arg("--cluster-secret-file")
+                .arg(secret),
+        )?;
+        Ok(serde_json::from_str(out.trim())?)
     }
 
     /// Still alive? (a server that died mid-run explains every later failure)
@@ -937,6 +955,25 @@ pub fn start_cfs_cluster_sized(
     let dir = state_dir(tag)?;
     let cluster_dir = dir.join("cluster");
     let port = free_port_run(mds - 1 + ds)?;
+    // A metadata cluster's client addresses: node j's on client_port + j - 1.
+    let client_port =
+        if mds > 1 {
+            let nodes = u32::from(port)..=u32::from(port) + u32::from(mds - 1 + ds);
+            let mut found = None;
+            for _ in 0..20 {
+                let p = free_port_run(mds - 1)?;
+                let run = u32::from(p)..=u32::from(p) + u32::from(mds - 1);
+                if run.end() < nodes.start() || run.start() > nodes.end() {
+                    found = Some(p);
+                    break;
+                }
+            }
+            Some(found.ok_or_else(|| {
+                Error::Server("no free client ports apart from the nodes'".into())
+            })?)
+        } else {
+            None
+        };
     let log = dir.join("cluster-up.log");
     let (o, e) = log_file(&log)?;
     let mut cmd = Command::new(&bin);
@@ -964,6 +1001,10 @@ pub fn start_cfs_cluster_sized(
             "127.0.0.1",
         ])
         .args(["--lease-seconds", &cluster_lease_s().to_string()])
+        .args(match client_port {
+            Some(p) => vec!["--client-port".to_string(), p.to_string()],
+            None => vec![],
+        })
         .args(extra)
         .args(match gateway {
             Some((p, rb)) => vec![
@@ -998,7 +1039,7 @@ pub fn start_cfs_cluster_sized(
         },
         port,
         mnt_port: None,
-        v4_port: None,
+        v4_port: client_port,
         v3_rpcbind: false,
         export_v4: "/".into(),
         export_v3: "/".into(),

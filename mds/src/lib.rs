@@ -1,6 +1,7 @@
 //! The metadata server: NFSv4.1/4.2 over the namespace state machine. File data lives in an
 //! in-process chunk store (the single-node default) or on data servers, which clients reach
 //! through pNFS flexfiles layouts (`cluster`, `ops::pnfs`).
+pub mod addresses;
 pub mod attrs;
 mod caller;
 pub mod cluster;
@@ -48,6 +49,9 @@ pub struct ServerConfig {
     /// The MDS nodes of a multi-node metadata cluster (`raft::network::Members`); `None`
     /// for one MDS.
     pub members: Option<raft::network::Members>,
+    /// With `members`: each node's client address, which a surviving node takes over when
+    /// its node dies (`addresses`). Empty: clients use the nodes' own addresses only.
+    pub client_addresses: std::collections::BTreeMap<u64, SocketAddr>,
 }
 
 #[derive(Debug, Error)]
@@ -98,6 +102,14 @@ pub struct Mds {
     pub write_verf: [u8; 8],
     pub boot: u64,
     pub lease_seconds: u32,
+    /// How long clients may reclaim after a restart or a takeover.
+    pub grace: Duration,
+    /// This node's id in a metadata cluster (0: the one-node service): whose client records
+    /// it keeps (`Command::ClientRecords`).
+    pub node: u8,
+    /// The client addresses this node answers on now (its own, and those it took over;
+    /// `addresses`), for `cfs admin status`.
+    pub serving: std::sync::Mutex<Vec<SocketAddr>>,
     /// Serialises callbacks (each back channel has one slot).
     pub callback_lock: tokio::sync::Mutex<()>,
     /// Unlinked files whose data is to go, for the reaper task (started on first use).
@@ -120,6 +132,45 @@ fn new_fs_shards() -> u16 {
             namespace::DEFAULT_SHARDS
         }
     }
+}
+
+/// The clients of this node's previous instance: its replicated client records, and those of
+/// a `meta/clients` file older builds kept, imported once (the file goes after the import).
+async fn previous_clients(
+    ns: &Namespace,
+    meta_dir: &std::path::Path,
+    node: u8,
+) -> std::collections::BTreeSet<Vec<u8>> {
+    let node = u64::from(node);
+    let mut previous: std::collections::BTreeSet<Vec<u8>> = match ns.client_records(node) {
+        Ok(r) => r.into_iter().collect(),
+        Err(e) => {
+            tracing::warn!("cannot read the client records: {e}");
+            Default::default()
+        }
+    };
+    match state::read_legacy(meta_dir) {
+        Ok(None) => {}
+        Ok(Some(legacy)) => {
+            let add: Vec<Vec<u8>> = legacy.difference(&previous).cloned().collect();
+            let cmd = namespace::Command::ClientRecords {
+                node,
+                add,
+                remove: Vec::new(),
+            };
+            match ns.execute(cmd).await {
+                Ok(_) => {
+                    if let Err(e) = std::fs::remove_file(meta_dir.join(state::LEGACY_FILE)) {
+                        tracing::warn!("cannot remove the imported client list: {e}");
+                    }
+                }
+                Err(e) => tracing::warn!("cannot import the client list (next start): {e}"),
+            }
+            previous.extend(legacy);
+        }
+        Err(e) => tracing::warn!("cannot read the old client list: {e}"),
+    }
+    previous
 }
 
 impl Mds {
@@ -155,11 +206,10 @@ impl Mds {
             Some(m) => fh::FhKey::new(m.secret.fh_key()),
             None => fh::FhKey::load_or_create(&meta_dir).map_err(dd)?,
         };
-        let (mut db, previous) = ClientDb::open(&meta_dir).map_err(dd)?;
-        db.set_space(space.clone());
         let boot = ns.boot_count();
         // Checked by the config (ids 1..=255); 0 is the one-node service.
         let node = cfg.members.as_ref().map_or(0, |m| m.me.min(255) as u8);
+        let previous = previous_clients(&ns, &meta_dir, node).await;
         let data = match &cfg.cluster {
             Some(c) => {
                 data::DataPath::Cluster(Arc::new(cluster::Cluster::new(c.clone(), node, boot)?))
@@ -180,7 +230,11 @@ impl Mds {
                 "grace period: clients of the previous instance may reclaim"
             );
         }
-        let state = StateManager::new(boot as u32, lease, grace, db, previous);
+        // Client ids and stateids carry the node and its boot count, so one node's never
+        // passes for another's (a client that moved to a taker presents its old ones there).
+        let instance = (u32::from(node) << 24) | (boot as u32 & 0x00ff_ffff);
+        let db = ClientDb::new(previous.clone());
+        let state = StateManager::new(instance, lease, grace, db, previous);
         let mut write_verf = [0u8; 8];
         write_verf.copy_from_slice(&boot.to_be_bytes());
         Ok(Mds {
@@ -200,6 +254,9 @@ impl Mds {
             write_verf,
             boot,
             lease_seconds: cfg.lease_seconds.max(5),
+            grace,
+            node,
+            serving: Default::default(),
             callback_lock: tokio::sync::Mutex::new(()),
             reaper: std::sync::OnceLock::new(),
         })
@@ -208,6 +265,18 @@ impl Mds {
     /// An unlinked file kept only for those who have it open.
     pub fn is_orphan(&self, ino: u64) -> bool {
         self.ns.getattr(ino).is_ok_and(|i| i.nlink == 0)
+    }
+
+    /// Whether any MDS node's clients hold `ino` open, or may still reclaim it (a node that
+    /// does not answer counts as yes: its clients might).
+    async fn in_use_anywhere(&self, ino: u64) -> bool {
+        if self.state.file_in_use(ino) {
+            return true;
+        }
+        match self.ns.in_use_elsewhere(&[ino]).await {
+            Some(v) => v.first().copied().unwrap_or(true),
+            None => true,
+        }
     }
 
     /// Deletes the data of unlinked files nobody has open any more.
@@ -219,6 +288,16 @@ impl Mds {
     pub async fn forget_orphan(self: &Arc<Self>, ino: u64) {
         if self.state.file_in_use(ino) {
             tracing::debug!(ino, "unlinked file still open: kept until its last close");
+            return;
+        }
+        // Open through another MDS node: that node's last close reaps it. A node that did not
+        // answer may have it open: asked again later.
+        if self.ns.peers().is_some() && self.in_use_anywhere(ino).await {
+            tracing::debug!(
+                ino,
+                "unlinked file open (or reclaimable) through another node"
+            );
+            tokio::spawn(reap_later(Arc::downgrade(self), vec![ino]));
             return;
         }
         tracing::debug!(ino, "unlinked file goes to the reaper");
@@ -252,6 +331,7 @@ async fn laundromat(mds: Arc<Mds>) {
             .filter(|&ino| mds.is_orphan(ino))
             .collect();
         mds.state.sweep(&orphans);
+        forget_client_records(&mds).await;
         let expired = mds.state.take_expired();
         if expired.clients == 0 {
             continue;
@@ -270,6 +350,24 @@ async fn laundromat(mds: Arc<Mds>) {
                 mds.forget_orphan(ino).await;
             }
         }
+    }
+}
+
+/// Commits the removal of the records of clients that are gone (`state::ClientDb`). One that
+/// fails stays recorded, which costs at most a wait in a later grace period.
+async fn forget_client_records(mds: &Mds) {
+    let gone = mds.state.take_forgotten();
+    if gone.is_empty() {
+        return;
+    }
+    let n = gone.len();
+    let cmd = namespace::Command::ClientRecords {
+        node: u64::from(mds.node),
+        add: Vec::new(),
+        remove: gone,
+    };
+    if let Err(e) = mds.ns.execute(cmd).await {
+        tracing::warn!(clients = n, "cannot forget client records: {e}");
     }
 }
 
@@ -327,9 +425,23 @@ async fn reap_later(mds: std::sync::Weak<Mds>, mut todo: Vec<u64>) {
         // Still orphans? A file reopened by handle in the meantime is someone else's again.
         if let Ok(orphans) = m.ns.orphans() {
             let orphans: std::collections::HashSet<u64> = orphans.into_iter().collect();
-            todo.retain(|i| orphans.contains(i) && !m.state.file_in_use(*i));
+            todo.retain(|i| orphans.contains(i));
         }
-        let (done, failed) = reap_once(&m, std::mem::take(&mut todo), false).await;
+        // Open here or through another node: that holder's last close reaps it. Unknown (a
+        // node did not answer): asked again next round.
+        todo.retain(|i| !m.state.file_in_use(*i));
+        let (free, unknown) = match m.ns.in_use_elsewhere(&todo).await {
+            Some(used) => (
+                todo.iter()
+                    .zip(used)
+                    .filter(|(_, u)| !u)
+                    .map(|(i, _)| *i)
+                    .collect(),
+                Vec::new(),
+            ),
+            None => (Vec::new(), std::mem::take(&mut todo)),
+        };
+        let (done, failed) = reap_once(&m, free, false).await;
         if !failed.is_empty() {
             tracing::warn!(
                 orphans = failed.len(),
@@ -337,6 +449,7 @@ async fn reap_later(mds: std::sync::Weak<Mds>, mut todo: Vec<u64>) {
             );
         }
         todo = failed;
+        todo.extend(unknown);
         forget(&m, done).await;
     }
 }
@@ -359,6 +472,22 @@ async fn forget(mds: &Mds, inos: Vec<u64>) {
         {
             tracing::warn!(%shard, orphans = n, "cannot forget orphans: {e}");
         }
+    }
+}
+
+/// This node's answer to `PEERPROC_IN_USE`: its clients' opens, and every file while its
+/// clients may still reclaim (they reopen unlinked files by handle).
+struct LocalOpens(std::sync::Weak<Mds>);
+
+impl namespace::OpenFiles for LocalOpens {
+    fn in_use(&self, inos: &[u64]) -> Vec<bool> {
+        let Some(m) = self.0.upgrade() else {
+            return vec![true; inos.len()];
+        };
+        let reclaiming = m.state.reclaims_open();
+        inos.iter()
+            .map(|&i| reclaiming || m.state.file_in_use(i))
+            .collect()
     }
 }
 
@@ -412,6 +541,8 @@ impl Server {
         let mds = Arc::new(Mds::open(&cfg).await?);
         let (effects, effects_rx) = tokio::sync::mpsc::unbounded_channel();
         mds.ns.set_effect_sink(Arc::new(QueuedEffects(effects)));
+        mds.ns
+            .set_open_files(Arc::new(LocalOpens(Arc::downgrade(&mds))));
         // Files unlinked while open before the restart: OPEN promised their holders
         // (OPEN4_RESULT_PRESERVE_UNLINKED, RFC 8881 §18.16.3) to keep them through the grace
         // period, so they can reclaim the open by file handle. What nobody reclaimed by then
@@ -461,10 +592,30 @@ impl Server {
                 tracing::warn!("cannot read the drain marks: {e:?}");
             }
         }
-        let mut tasks = vec![
+        let mut tasks = Vec::new();
+        if let (Some(m), false) = (&cfg.members, cfg.client_addresses.is_empty()) {
+            let (svc, gss, table) = (svc.clone(), gss.clone(), table.clone());
+            let serve = move |l| {
+                tokio::spawn(server::accept_loop(
+                    l,
+                    svc.clone(),
+                    gss.clone(),
+                    limits,
+                    table.clone(),
+                ))
+            };
+            tasks.push(tokio::spawn(addresses::keep(
+                mds.clone(),
+                m.me,
+                m.nodes.clone(),
+                cfg.client_addresses.clone(),
+                serve,
+            )));
+        }
+        tasks.extend([
             tokio::spawn(server::accept_loop(listener, svc, gss, limits, table)),
             tokio::spawn(carry_out_effects(Arc::downgrade(&mds), effects_rx)),
-        ];
+        ]);
         tasks.push(tokio::spawn(laundromat(mds.clone())));
         if cfg.members.is_some() {
             // The root is made once shard 0 has a leader, which needs the other nodes to hear
@@ -480,6 +631,25 @@ impl Server {
                     "no metadata quorum yet: requests wait until enough MDS nodes are up"
                 );
             }
+        }
+        if cfg.members.is_some() {
+            // This node's client records as its replica had them at start may be stale: a
+            // node that took over its address while it was down moved them. Read again once
+            // the replica caught up (a command through shard 0 returns after that).
+            let m = mds.clone();
+            tasks.push(tokio::spawn(async move {
+                let node = u64::from(m.node);
+                let barrier = namespace::Command::ClientRecords {
+                    node,
+                    add: Vec::new(),
+                    remove: Vec::new(),
+                };
+                if let Ok(Ok(_)) = tokio::time::timeout(m.grace, m.ns.execute(barrier)).await {
+                    if let Ok(r) = m.ns.client_records(node) {
+                        m.state.keep_reclaimers(&r.into_iter().collect());
+                    }
+                }
+            }));
         }
         let keeper = mds.clone();
         tasks.push(tokio::spawn(async move {
@@ -585,6 +755,7 @@ impl Server {
         for t in &self.tasks {
             t.abort();
         }
+        forget_client_records(&self.mds).await;
         if let Err(e) = self.mds.ns.record_all_and_sync().await {
             tracing::error!("final sync of the namespace failed: {e}");
         }

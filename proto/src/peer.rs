@@ -19,6 +19,12 @@ pub const PEERPROC_VOTE: u32 = 2;
 pub const PEERPROC_SNAPSHOT: u32 = 3;
 /// Namespace commands for the shard's leader to replicate and apply.
 pub const PEERPROC_PROPOSE: u32 = 4;
+/// Which of these files (postcard `Vec<u64>`, at most `MAX_IN_USE` inode numbers) this node's
+/// clients have open, or may still reclaim (postcard `Vec<bool>`): an unlinked file's data goes
+/// only when no node answers yes.
+pub const PEERPROC_IN_USE: u32 = 5;
+/// Most files one PEERPROC_IN_USE asks about.
+pub const MAX_IN_USE: usize = 4096;
 
 /// Largest body of one call or reply. The sender keeps under it (at most 8 log entries of at
 /// most 96 KiB of commands per AppendEntries; snapshots in pieces of 512 KiB), and it fits the

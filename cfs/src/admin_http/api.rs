@@ -80,6 +80,7 @@ pub fn status(a: &Admin) -> Value {
             },
         });
         v["metadata"] = metadata_status(&m.ns);
+        v["metadata"]["serving"] = serving(m);
         if let Some(c) = cluster {
             let cs = cluster_status(c);
             v["degraded_files"] = json!(c.degraded_files());
@@ -162,6 +163,16 @@ fn metadata_status(ns: &mds::namespace::Namespace) -> Value {
         })
         .collect();
     json!({ "node": ns.node_id(), "nodes": nodes, "shards": shards })
+}
+
+/// The client addresses this MDS node answers on (its own, and those it took over).
+pub fn serving(m: &mds::Mds) -> Value {
+    let list: Vec<String> = m
+        .serving
+        .lock()
+        .map(|s| s.iter().map(|a| a.to_string()).collect())
+        .unwrap_or_default();
+    json!(list)
 }
 
 pub fn clients(m: &mds::Mds) -> Value {

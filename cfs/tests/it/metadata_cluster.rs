@@ -3,8 +3,9 @@
 //! seen through every node; `kill -9` of one node leaves the other two serving after a pause;
 //! the killed node, restarted on its disk, catches up.
 use crate::common;
-use client::{Client, ClientConfig};
+use client::{Client, ClientConfig, CreateMode, SetAttrs};
 use common::*;
+use proto::nfs4::{Nfsstat4, OPEN4_SHARE_ACCESS_BOTH};
 use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -41,10 +42,22 @@ impl Node {
     }
 }
 
-fn config(dir: &Path, secret: &Path, id: u64, addr: SocketAddr, all: &[String]) -> String {
+fn config(
+    dir: &Path,
+    secret: &Path,
+    id: u64,
+    addr: SocketAddr,
+    all: &[String],
+    clients: &[String],
+) -> String {
+    let clients = if clients.is_empty() {
+        String::new()
+    } else {
+        format!("client_addresses = {clients:?}\n")
+    };
     format!(
-        "data = {data:?}\nlisten = \"{addr}\"\nroles = [\"mds\"]\n\
-         [cluster]\nsecret_file = {secret:?}\nnode_id = {id}\nmetadata_nodes = {all:?}\n\
+        "data = {data:?}\nlisten = \"{addr}\"\nroles = [\"mds\"]\nlease_seconds = 10\n\
+         [cluster]\nsecret_file = {secret:?}\nnode_id = {id}\nmetadata_nodes = {all:?}\n{clients}\
          [[export]]\npath = \"/\"\n",
         data = dir.join("data"),
     )
@@ -97,6 +110,11 @@ async fn until_names(c: &Client, dir: &str, want: &[String], what: &str) {
 
 /// Starts three MDS nodes as one cluster, in `tmp`, and waits until each listens.
 fn start_three(tmp: &Path) -> Vec<Node> {
+    start_three_with(tmp, &[])
+}
+
+/// `start_three`, each node with its client address from `clients` ("ID=HOST:PORT").
+fn start_three_with(tmp: &Path, clients: &[String]) -> Vec<Node> {
     let secret = tmp.join("secret");
     std::fs::write(&secret, "metadata cluster test secret 42\n").unwrap();
     let base = free_ports(3);
@@ -117,7 +135,7 @@ fn start_three(tmp: &Path) -> Vec<Node> {
         std::fs::create_dir_all(&n.dir).unwrap();
         std::fs::write(
             n.dir.join("cfs.toml"),
-            config(&n.dir, &secret, n.id, n.addr, &all),
+            config(&n.dir, &secret, n.id, n.addr, &all, clients),
         )
         .unwrap();
         n.start();
@@ -291,9 +309,9 @@ fn commands_in_flight_when_their_leader_dies_are_applied_once() {
 /// nodes and a leader for every shard, as many shards as `--shards` asked for.
 #[test]
 fn cluster_up_with_three_mds_nodes_serves_data_through_every_node() {
-    use client::{CreateMode, SetAttrs, StableHow4};
+    use client::StableHow4;
     use common::cluster::Cluster;
-    use proto::nfs4::{OPEN4_SHARE_ACCESS_BOTH, OPEN4_SHARE_ACCESS_READ};
+    use proto::nfs4::OPEN4_SHARE_ACCESS_READ;
     let tmp = tempfile::tempdir().unwrap();
     // Not the default 256: every node must have created the file system with the count given.
     const SHARDS: usize = 12;
@@ -426,4 +444,128 @@ fn cluster_up_with_three_mds_nodes_serves_data_through_every_node() {
         "{}",
         human.text()
     );
+}
+
+/// OPEN (create, read and write) of `name` in the root.
+async fn open_new(c: &Client, name: &str) -> client::Result<client::OpenFile> {
+    let root = c.root().clone();
+    let create = CreateMode::Unchecked(SetAttrs::mode(0o644));
+    c.open(&root, name, OPEN4_SHARE_ACCESS_BOTH, Some(create))
+        .await
+}
+
+/// A dead node's client address moves to a live node, and its clients reclaim there (issue 12
+/// item 5): a client of node 1's client address holds a file open when node 1 is killed -9;
+/// node 2 (the lowest live id) takes the address over; the client, reconnecting to the same
+/// address, finds its session and client id gone and reclaims its open (CLAIM_PREVIOUS). Meanwhile a client of node 2's own address opens files as usual: the takeover's
+/// grace period holds up only the dead node's clients. The client's record moves to node 2, so
+/// node 1, restarted, has no grace period of its own to wait out.
+#[test]
+fn a_dead_nodes_client_address_moves_and_its_clients_reclaim_there() {
+    let tmp = tempfile::tempdir().unwrap();
+    let base = free_ports(3);
+    let clients: Vec<SocketAddr> = (0..3u16)
+        .map(|i| SocketAddr::from(([127, 0, 0, 1], base + i)))
+        .collect();
+    let list: Vec<String> = clients
+        .iter()
+        .enumerate()
+        .map(|(i, a)| format!("{}={a}", i + 1))
+        .collect();
+    let mut nodes = start_three_with(tmp.path(), &list);
+    let rt = rt();
+    let limit = Duration::from_secs(30);
+    let held = rt.block_on(async {
+        let a = connect(clients[0], limit).await;
+        let f = open_new(&a, "held")
+            .await
+            .expect("open through node 1's client address");
+        (a, f)
+    });
+    let (a, f) = held;
+    nodes[0].kill9();
+    let t = Instant::now();
+    while TcpStream::connect_timeout(&clients[0], Duration::from_millis(200)).is_err() {
+        assert!(
+            t.elapsed() < limit,
+            "nobody took node 1's client address over"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    eprintln!(
+        "node 1's client address answered again {:?} after the kill",
+        t.elapsed()
+    );
+    rt.block_on(async {
+        // A client of node 2's own address is not held up by the takeover's grace period.
+        let mut cfg = ClientConfig::new(clients[1]);
+        cfg.retry_grace = false;
+        cfg.owner = b"a client of node 2".to_vec();
+        let b = Client::connect(cfg).await.expect("connect to node 2");
+        let g = open_new(&b, "other")
+            .await
+            .expect("a new open on node 2 during the takeover's grace period");
+        b.close(&g).await.expect("close");
+
+        // Node 1's client: same address, new session, its open reclaimed.
+        let seen = a.recover().await.expect("recover on the moved address");
+        assert!(
+            matches!(
+                seen,
+                Some(Nfsstat4::Badsession) | Some(Nfsstat4::StaleClientid)
+            ),
+            "the old session on the new node: {seen:?}"
+        );
+        let f2 = a
+            .reclaim_open(&f)
+            .await
+            .expect("reclaim the open on the taker");
+        a.reclaim_complete().await.expect("RECLAIM_COMPLETE");
+        // The reclaimed stateid is the taker's own: CLOSE takes it.
+        a.close(&f2).await.expect("close the reclaimed open");
+        // A stateid of the dead node is not (BAD_STATEID, as knfsd answers in v4.1).
+        let old = a
+            .close(&f)
+            .await
+            .expect_err("close with the dead node's stateid");
+        assert!(old.to_string().contains("BAD_STATEID"), "{old}");
+        let _ = a.shutdown().await;
+        let _ = b.shutdown().await;
+    });
+
+    // Node 1 comes back: its clients are node 2's now, so it has no grace period (a new open
+    // through its own address is not refused with GRACE).
+    nodes[0].start();
+    rt.block_on(async {
+        let mut cfg = ClientConfig::new(nodes[0].addr);
+        cfg.retry_grace = false;
+        let t = Instant::now();
+        let c = loop {
+            match Client::connect(cfg.clone()).await {
+                Ok(c) => break c,
+                Err(e) => {
+                    assert!(t.elapsed() < Duration::from_secs(60), "node 1 back: {e}");
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+            }
+        };
+        let t = Instant::now();
+        loop {
+            match open_new(&c, "on-node-1").await {
+                Ok(h) => {
+                    c.close(&h).await.expect("close");
+                    break;
+                }
+                // Its replica catching up may take a moment; a grace period would take 10 s.
+                Err(e) => {
+                    assert!(
+                        t.elapsed() < Duration::from_secs(5),
+                        "node 1 restarted: {e}"
+                    );
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+            }
+        }
+        let _ = c.shutdown().await;
+    });
 }

@@ -127,6 +127,26 @@ fn apply_as<S: StateStore + ?Sized>(
         // An administrator's decision, never made on a client's behalf.
         Command::SetDrain { .. } if cred.is_some() => Err(FsError::Invalid),
         Command::SetDrain { ds, draining } => set_drain(s, *ds, *draining),
+        // The MDS nodes' own records of their clients.
+        Command::ClientRecords { .. } | Command::TakeOverClients { .. } if cred.is_some() => {
+            Err(FsError::Invalid)
+        }
+        Command::ClientRecords { node, add, remove } => {
+            for o in remove {
+                s.put_client(*node, o, false)?;
+            }
+            for o in add {
+                s.put_client(*node, o, true)?;
+            }
+            Ok(Outcome::default())
+        }
+        Command::TakeOverClients { from, to } => {
+            for o in s.clients_of(*from)? {
+                s.put_client(*from, &o, false)?;
+                s.put_client(*to, &o, true)?;
+            }
+            Ok(Outcome::default())
+        }
         // The encoder's and repairer's records: the server's own, never a client's.
         Command::BeginEncode { .. }
         | Command::FinishEncode { .. }

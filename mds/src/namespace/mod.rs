@@ -110,6 +110,15 @@ pub trait EffectSink: Send + Sync {
     fn effects(&self, effects: &[Effect]);
 }
 
+/// Which files this node's NFS clients hold open (or may still reclaim): what another node
+/// asks before an unlinked file's data goes (`PEERPROC_IN_USE`).
+/// How long another node may take to say which files its clients hold open.
+const IN_USE_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
+
+pub trait OpenFiles: Send + Sync {
+    fn in_use(&self, inos: &[u64]) -> Vec<bool>;
+}
+
 /// The sink, once one is set; effects of commands applied before that (log replay at open)
 /// are found again from the state (`Snapshot::orphans`).
 #[derive(Default)]
@@ -292,6 +301,7 @@ struct Inner {
     checkpoints: Checkpoints,
     checkpointer: Mutex<Option<JoinHandle<()>>>,
     effects: Arc<EffectSlot>,
+    open_files: std::sync::OnceLock<Arc<dyn OpenFiles>>,
     unstable: unstable::Unstable,
     boot_count: u64,
     /// Numbers this node's proposals (`raft::sessions`).
@@ -426,6 +436,7 @@ impl Namespace {
                 checkpoints,
                 checkpointer: Mutex::new(Some(ck_thread)),
                 effects,
+                open_files: std::sync::OnceLock::new(),
                 unstable: unstable::Unstable::default(),
                 boot_count,
                 tags: Tags::new(node, boot_count),
@@ -900,6 +911,56 @@ impl Namespace {
         let _ = self.inner.effects.0.set(sink);
     }
 
+    pub fn set_open_files(&self, open: Arc<dyn OpenFiles>) {
+        let _ = self.inner.open_files.set(open);
+    }
+
+    /// `OpenFiles::in_use` on this node; before one is set, every file counts as in use.
+    pub fn in_use_here(&self, inos: &[u64]) -> Vec<bool> {
+        match self.inner.open_files.get() {
+            Some(o) => o.in_use(inos),
+            None => vec![true; inos.len()],
+        }
+    }
+
+    /// Which of `inos` another MDS node's clients hold open (or may reclaim). `None` when a
+    /// node did not answer: then nobody can say a file is free. One node: nobody else.
+    pub async fn in_use_elsewhere(&self, inos: &[u64]) -> Option<Vec<bool>> {
+        let mut all = vec![false; inos.len()];
+        let Some(peers) = self.peers() else {
+            return Some(all);
+        };
+        for (k, part) in inos.chunks(proto::peer::MAX_IN_USE).enumerate() {
+            let body = postcard::to_stdvec(&part.to_vec()).ok()?;
+            let first = k * proto::peer::MAX_IN_USE;
+            for &node in peers.members.nodes.keys().filter(|n| **n != peers.me()) {
+                let reply = peers
+                    .call(
+                        node,
+                        proto::peer::PEERPROC_IN_USE,
+                        ShardId(0),
+                        body.clone(),
+                        IN_USE_WAIT,
+                    )
+                    .await;
+                let used: Vec<bool> = match reply {
+                    Ok(b) => postcard::from_bytes(&b).ok()?,
+                    Err(e) => {
+                        tracing::debug!(node, "cannot ask which files are open there: {e}");
+                        return None;
+                    }
+                };
+                if used.len() != part.len() {
+                    return None;
+                }
+                for (i, u) in used.into_iter().enumerate() {
+                    all[first + i] |= u;
+                }
+            }
+        }
+        Some(all)
+    }
+
     /// A consistent read-only view of every command that has returned.
     pub fn snapshot(&self) -> Result<Snapshot<'_>, FsError> {
         Ok(Snapshot::new(
@@ -954,6 +1015,11 @@ impl Namespace {
     /// Where chunk `chunk` of `ino` lives, if recorded.
     pub fn chunk(&self, ino: u64, chunk: u64) -> Result<Option<Vec<u64>>, FsError> {
         self.snapshot()?.chunk(ino, chunk)
+    }
+
+    /// See `Snapshot::client_records`.
+    pub fn client_records(&self, node: u64) -> Result<Vec<Vec<u8>>, FsError> {
+        self.snapshot()?.client_records(node)
     }
 
     /// See `Snapshot::stripes`.

@@ -69,6 +69,12 @@ impl<'a> Snapshot<'a> {
         Ok(())
     }
 
+    /// The NFS client owners MDS node `node` has recorded (`Command::ClientRecords`), as this
+    /// node's replica of shard 0 has them.
+    pub fn client_records(&self, node: u64) -> Result<Vec<Vec<u8>>, FsError> {
+        self.with(ShardId(0), |st| st.clients_of(node))?
+    }
+
     pub fn getattr(&self, ino: u64) -> Result<Inode, FsError> {
         let i = self
             .with(ShardId::of_ino(ino), |st| st.inodes.get(&ino).cloned())?

@@ -64,6 +64,8 @@ pub enum Key {
     Entries(u64),
     /// A new inode allocated in this shard's counter.
     NewInode(ShardId),
+    /// The MDS nodes' NFS client records (`Command::ClientRecords`): shard 0's.
+    Clients,
 }
 
 impl Key {
@@ -71,6 +73,7 @@ impl Key {
         match self {
             Key::Inode(ino) | Key::Entries(ino) => ShardId::of_ino(ino),
             Key::NewInode(s) => s,
+            Key::Clients => ShardId(0),
         }
     }
 }

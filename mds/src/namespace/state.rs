@@ -49,6 +49,9 @@ pub trait StateStore {
     /// The file's erasure-coded groups, if any (`coding`).
     fn stripes(&self, ino: u64) -> Result<Option<FileCode>, FsError>;
     fn put_stripes(&mut self, ino: u64, code: Option<&FileCode>) -> Result<(), FsError>;
+    /// The NFS client owners MDS node `node` recorded (shard 0's; `Command::ClientRecords`).
+    fn clients_of(&self, node: u64) -> Result<Vec<Vec<u8>>, FsError>;
+    fn put_client(&mut self, node: u64, owner: &[u8], present: bool) -> Result<(), FsError>;
 }
 
 /// A full copy of the state, to compare two implementations in tests.
@@ -61,6 +64,7 @@ pub struct Dump {
     pub orphans: Vec<u64>,
     pub chunks: BTreeMap<(u64, u64), Vec<u64>>,
     pub stripes: BTreeMap<u64, FileCode>,
+    pub clients: std::collections::BTreeSet<(u64, Vec<u8>)>,
 }
 
 /// The state in memory: what the server reads (see `writer`), and the reference model in tests.
@@ -77,6 +81,8 @@ pub struct MemState {
     pub chunks: BTreeMap<(u64, u64), Vec<u64>>,
     /// Erasure-coded files' records, by inode (`coding`).
     pub stripes: BTreeMap<u64, FileCode>,
+    /// (MDS node, NFS client owner): shard 0's client records.
+    pub clients: std::collections::BTreeSet<(u64, Vec<u8>)>,
     /// Recent results by proposer, so a resent command is applied once (`raft::sessions`).
     /// Changed by the state machine around `apply`, never by `apply` itself.
     pub sessions: crate::raft::Sessions,
@@ -92,6 +98,7 @@ impl MemState {
             orphans: self.orphans.keys().copied().collect(),
             chunks: self.chunks.clone(),
             stripes: self.stripes.clone(),
+            clients: self.clients.clone(),
         }
     }
 }
@@ -182,6 +189,22 @@ impl StateStore for MemState {
         };
         Ok(())
     }
+    fn clients_of(&self, node: u64) -> Result<Vec<Vec<u8>>, FsError> {
+        Ok(self
+            .clients
+            .range((node, Vec::new())..)
+            .take_while(|(n, _)| *n == node)
+            .map(|(_, o)| o.clone())
+            .collect())
+    }
+    fn put_client(&mut self, node: u64, owner: &[u8], present: bool) -> Result<(), FsError> {
+        if present {
+            self.clients.insert((node, owner.to_vec()));
+        } else {
+            self.clients.remove(&(node, owner.to_vec()));
+        }
+        Ok(())
+    }
 }
 
 /// A directory entry key and its staged value (`None`: deleted).
@@ -198,6 +221,7 @@ pub struct Changes {
     orphans: BTreeMap<u64, bool>,
     chunks: BTreeMap<(u64, u64), Option<Vec<u64>>>,
     stripes: BTreeMap<u64, Option<FileCode>>,
+    clients: BTreeMap<(u64, Vec<u8>), bool>,
 }
 
 impl Changes {
@@ -211,6 +235,7 @@ impl Changes {
         self.orphans.extend(later.orphans);
         self.chunks.extend(later.chunks);
         self.stripes.extend(later.stripes);
+        self.clients.extend(later.clients);
     }
 
     pub fn flush_into<S: StateStore + ?Sized>(&self, base: &mut S) -> Result<(), FsError> {
@@ -245,6 +270,9 @@ impl Changes {
         }
         for (ino, c) in &self.stripes {
             base.put_stripes(*ino, c.as_ref())?;
+        }
+        for ((node, owner), present) in &self.clients {
+            base.put_client(*node, owner, *present)?;
         }
         Ok(())
     }
@@ -363,6 +391,25 @@ impl<S: StateStore + ?Sized> StateStore for Staged<'_, S> {
     }
     fn put_stripes(&mut self, ino: u64, code: Option<&FileCode>) -> Result<(), FsError> {
         self.changes.stripes.insert(ino, code.cloned());
+        Ok(())
+    }
+    fn clients_of(&self, node: u64) -> Result<Vec<Vec<u8>>, FsError> {
+        let mut all: std::collections::BTreeSet<Vec<u8>> =
+            self.base.clients_of(node)?.into_iter().collect();
+        for ((n, owner), present) in &self.changes.clients {
+            if *n != node {
+                continue;
+            }
+            if *present {
+                all.insert(owner.clone());
+            } else {
+                all.remove(owner);
+            }
+        }
+        Ok(all.into_iter().collect())
+    }
+    fn put_client(&mut self, node: u64, owner: &[u8], present: bool) -> Result<(), FsError> {
+        self.changes.clients.insert((node, owner.to_vec()), present);
         Ok(())
     }
 }

@@ -32,6 +32,8 @@ pub(crate) const ORPHANS: TableDefinition<u64, ()> = TableDefinition::new("orpha
 pub(crate) const CHUNKS: TableDefinition<(u64, u64), &[u8]> = TableDefinition::new("chunks");
 /// ino → the file's erasure-coded groups (postcard `coding::FileCode`).
 pub(crate) const STRIPES: TableDefinition<u64, &[u8]> = TableDefinition::new("stripes");
+/// (MDS node, NFS client owner): the client records (`Command::ClientRecords`), shard 0's.
+pub(crate) const CLIENTS: TableDefinition<(u64, &[u8]), ()> = TableDefinition::new("clients");
 /// (shard, key) → the shard's counters (`state::meta`).
 pub(crate) const SHARD_META: TableDefinition<(u16, &str), u64> = TableDefinition::new("shard_meta");
 /// shard → the log id and membership its checkpoint holds (postcard, `raft::machine::Applied`).
@@ -72,6 +74,7 @@ pub(crate) fn create_tables(txn: &WriteTransaction) -> Result<(), FsError> {
     txn.open_table(ORPHANS)?;
     txn.open_table(CHUNKS)?;
     txn.open_table(STRIPES)?;
+    txn.open_table(CLIENTS)?;
     txn.open_table(SHARD_META)?;
     txn.open_table(SHARD_APPLIED)?;
     txn.open_table(SHARD_SESSIONS)?;
@@ -126,6 +129,7 @@ pub(crate) struct RedbState<'t> {
     orphans: Table<'t, u64, ()>,
     chunks: Table<'t, (u64, u64), &'static [u8]>,
     stripes: Table<'t, u64, &'static [u8]>,
+    clients: Table<'t, (u64, &'static [u8]), ()>,
 }
 
 impl<'t> RedbState<'t> {
@@ -140,6 +144,7 @@ impl<'t> RedbState<'t> {
             orphans: txn.open_table(ORPHANS)?,
             chunks: txn.open_table(CHUNKS)?,
             stripes: txn.open_table(STRIPES)?,
+            clients: txn.open_table(CLIENTS)?,
         })
     }
 }
@@ -260,6 +265,40 @@ impl StateStore for RedbState<'_> {
         }
         Ok(())
     }
+    fn clients_of(&self, node: u64) -> Result<Vec<Vec<u8>>, FsError> {
+        self.check_clients_shard()?;
+        let mut out = Vec::new();
+        for item in self.clients.range((node, &[][..])..)? {
+            let (k, _) = item?;
+            let (n, owner) = k.value();
+            if n != node {
+                break;
+            }
+            out.push(owner.to_vec());
+        }
+        Ok(out)
+    }
+    fn put_client(&mut self, node: u64, owner: &[u8], present: bool) -> Result<(), FsError> {
+        self.check_clients_shard()?;
+        if present {
+            self.clients.insert((node, owner), ())?;
+        } else {
+            self.clients.remove((node, owner))?;
+        }
+        Ok(())
+    }
+}
+
+impl RedbState<'_> {
+    fn check_clients_shard(&self) -> Result<(), FsError> {
+        if self.shard != 0 {
+            return Err(FsError::Corrupt(format!(
+                "client records belong to shard 0, not {}",
+                self.shard
+            )));
+        }
+        Ok(())
+    }
 }
 
 fn decode_stripes(bytes: &[u8]) -> Result<FileCode, FsError> {
@@ -314,6 +353,10 @@ pub(crate) fn delete_shard(txn: &WriteTransaction, shard: ShardId) -> Result<(),
         let mut t = txn.open_table(SHARD_META)?;
         t.retain(|(s, _), _| s != shard.0)?;
     }
+    if shard.0 == 0 {
+        let mut t = txn.open_table(CLIENTS)?;
+        t.retain(|_, _| false)?;
+    }
     Ok(())
 }
 
@@ -339,6 +382,9 @@ pub(crate) fn write_whole(st: &mut RedbState<'_>, s: &MemState) -> Result<(), Fs
     }
     for (ino, c) in &s.stripes {
         st.put_stripes(*ino, Some(c))?;
+    }
+    for (node, owner) in &s.clients {
+        st.put_client(*node, owner, true)?;
     }
     Ok(())
 }
@@ -417,6 +463,13 @@ pub(crate) fn load_shards(txn: &ReadTransaction, shards: &[ShardId]) -> Result<L
         let (k, v) = item?;
         if let Some(s) = of(&mut m, k.value()) {
             s.stripes.insert(k.value(), decode_stripes(v.value())?);
+        }
+    }
+    if let Some((s, _)) = m.get_mut(&ShardId(0)) {
+        for item in txn.open_table(CLIENTS)?.iter()? {
+            let (k, _) = item?;
+            let (node, owner) = k.value();
+            s.clients.insert((node, owner.to_vec()));
         }
     }
     for item in txn.open_table(SHARD_META)?.iter()? {

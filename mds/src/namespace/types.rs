@@ -280,6 +280,18 @@ pub enum Command {
     CopiesTrimmed { ino: u64, epoch: u64 },
     /// The shards of retired epoch `epoch` are deleted: the record goes.
     ShardsDropped { ino: u64, epoch: u64 },
+    /// MDS node `node` confirmed the NFS clients `add` (their owners) and forgot `remove`:
+    /// the clients that may reclaim state after the node restarts, or after another node took
+    /// over its address (`mds::addresses`). On shard 0, replicated like everything else, so a
+    /// survivor knows a dead node's clients.
+    ClientRecords {
+        node: u64,
+        add: Vec<Vec<u8>>,
+        remove: Vec<Vec<u8>>,
+    },
+    /// Node `to` took over node `from`'s client address: `from`'s client records become
+    /// `to`'s (they reclaim there).
+    TakeOverClients { from: u64, to: u64 },
 }
 
 /// The inode number under which the placement table holds the drain marks (`SetDrain`): 0 is
@@ -340,6 +352,9 @@ impl Command {
             Command::ForgetOrphans { inos } => inos.iter().map(|i| I(*i)).collect(),
             Command::As { cmd, .. } => cmd.keys(),
             Command::SetDrain { .. } => vec![I(DRAIN_INO)],
+            Command::ClientRecords { .. } | Command::TakeOverClients { .. } => {
+                vec![Key::Clients]
+            }
         }
     }
 

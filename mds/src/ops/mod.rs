@@ -70,7 +70,7 @@ async fn dispatch_op(ctx: &mut Ctx<'_>, op: &A) -> R {
     match op {
         // session and client
         A::ExchangeId(a) => R::ExchangeId(session::exchange_id(ctx, a)),
-        A::CreateSession(a) => R::CreateSession(session::create_session(ctx, a)),
+        A::CreateSession(a) => R::CreateSession(Box::pin(session::create_session(ctx, a)).await),
         A::DestroySession(a) => R::DestroySession(status(session::destroy_session(ctx, a))),
         A::DestroyClientid(a) => R::DestroyClientid(status(session::destroy_clientid(ctx, a))),
         A::BindConnToSession(a) => R::BindConnToSession(session::bind_conn_to_session(ctx, a)),

@@ -310,7 +310,12 @@ async fn layoutcommit_inner(
     // unless it owns the file (as knfsd's LAYOUTCOMMIT checks NFSD_MAY_WRITE). A READ layout
     // could otherwise set any size and mtime.
     ctx.writable()?;
-    if !ctx.mds.state.layout_rw(clientid, i.ino, &sid)? {
+    // A layout another server instance handed out (this node before a restart, or the node
+    // whose client address this one took over; Linux never sets loca_reclaim) still had its
+    // writes taken by the data servers, which fence per node: what they hold is the client's
+    // acknowledged data, so its size is committed, as far as they hold it (`stored_end`).
+    let foreign = ctx.mds.state.minted_elsewhere(&sid);
+    if !foreign && !ctx.mds.state.layout_rw(clientid, i.ino, &sid)? {
         return Err(NfsError::BadLayout);
     }
     if !crate::namespace::perm::owner_or_capable(&ctx.user, &i) {
@@ -325,8 +330,13 @@ async fn layoutcommit_inner(
     // size only as far as the data servers hold data: a truncation cut their copies.
     if end > i.size {
         let c = cluster(ctx)?;
-        // When no holder answers, the claim stands, as it would without this check.
-        if let Some(stored) = c.stored_end(&ctx.mds.ns, i.ino).await? {
+        // When no holder answers, the claim stands, as it would without this check (not
+        // for a foreign layout: nothing here vouches for it).
+        let stored = c.stored_end(&ctx.mds.ns, i.ino).await?;
+        if foreign && stored.is_none() {
+            end = i.size;
+        }
+        if let Some(stored) = stored {
             if stored < end {
                 tracing::debug!(
                     ino = i.ino,

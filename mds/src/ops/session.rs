@@ -124,14 +124,17 @@ fn to_wire(a: &ChannelAttrs) -> ChannelAttrs4 {
     }
 }
 
-pub fn create_session(ctx: &mut Ctx<'_>, a: &CreateSessionArgs) -> CreateSessionRes {
-    match create_session_inner(ctx, a) {
+pub async fn create_session(ctx: &mut Ctx<'_>, a: &CreateSessionArgs) -> CreateSessionRes {
+    match create_session_inner(ctx, a).await {
         Ok(r) => CreateSessionRes::Ok(r),
         Err(e) => CreateSessionRes::error(e.code()),
     }
 }
 
-fn create_session_inner(ctx: &mut Ctx<'_>, a: &CreateSessionArgs) -> NfsResult<CreateSessionResOk> {
+async fn create_session_inner(
+    ctx: &mut Ctx<'_>,
+    a: &CreateSessionArgs,
+) -> NfsResult<CreateSessionResOk> {
     if a.csa_flags & !CREATE_SESSION4_FLAG_MASK != 0 {
         return Err(NfsError::Inval);
     }
@@ -154,6 +157,21 @@ fn create_session_inner(ctx: &mut Ctx<'_>, a: &CreateSessionArgs) -> NfsResult<C
         || b.ca_maxoperations < 2
     {
         return Err(NfsError::TooSmall);
+    }
+    // The first CREATE_SESSION confirms the client: its owner is recorded (replicated) first,
+    // so that after this node's restart, or another node's takeover of its address, the
+    // client may reclaim what it is about to open and lock.
+    if let Some(owner) = ctx.mds.state.owner_to_record(a.csa_clientid) {
+        let record = crate::namespace::Command::ClientRecords {
+            node: u64::from(ctx.mds.node),
+            add: vec![owner.clone()],
+            remove: Vec::new(),
+        };
+        if let Err(e) = ctx.mds.ns.execute(record).await {
+            tracing::warn!("cannot record a client for reclaim: {e}");
+            return Err(e.into());
+        }
+        ctx.mds.state.note_recorded(&owner);
     }
     let mut fore = negotiate(&a.csa_fore_chan_attrs, 64);
     let back = negotiate(b, 1);

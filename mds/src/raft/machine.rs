@@ -201,6 +201,7 @@ struct Dump {
     orphans: Vec<u64>,
     chunks: Vec<(u64, u64, Vec<u64>)>,
     stripes: Vec<(u64, crate::namespace::FileCode)>,
+    clients: Vec<(u64, Vec<u8>)>,
     sessions: Sessions,
 }
 
@@ -222,6 +223,7 @@ impl Dump {
                 .map(|((i, c), m)| (*i, *c, m.clone()))
                 .collect(),
             stripes: s.stripes.iter().map(|(i, c)| (*i, c.clone())).collect(),
+            clients: s.clients.iter().cloned().collect(),
             sessions: s.sessions.clone(),
         }
     }
@@ -248,6 +250,7 @@ impl Dump {
             .map(|(i, c, m)| ((i, c), m))
             .collect();
         s.stripes = self.stripes.into_iter().collect();
+        s.clients = self.clients.into_iter().collect();
         s.sessions = self.sessions;
         s
     }

@@ -33,7 +33,7 @@ pub async fn handle(ns: &Namespace, call: &Call) -> Writer {
         // A one-node cluster has no peers to hear from.
         return accepted_reply(call.xid, &Auth::None, AcceptStat::ProgUnavail);
     }
-    if call.proc_ > PEERPROC_PROPOSE {
+    if call.proc_ > PEERPROC_IN_USE {
         return accepted_reply(call.xid, &Auth::None, AcceptStat::ProcUnavail);
     }
     let res = match PeerArgs::from_xdr(call.args()) {
@@ -106,6 +106,10 @@ async fn answer(ns: &Namespace, proc_: u32, a: PeerArgs) -> PeerRes {
                 ok(&r)
             }
             Err(_) => PeerRes::Err(PEER_ERR_INVAL),
+        },
+        PEERPROC_IN_USE => match postcard::from_bytes::<Vec<u64>>(body) {
+            Ok(inos) if inos.len() <= MAX_IN_USE => ok(&ns.in_use_here(&inos)),
+            _ => PeerRes::Err(PEER_ERR_INVAL),
         },
         PEERPROC_PROPOSE => match postcard::from_bytes::<Tagged>(body) {
             Ok(cmd) if cmd.cmd.shards().iter().all(|s| *s == shard) => {

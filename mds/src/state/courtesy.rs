@@ -73,9 +73,7 @@ impl StateManager {
             }
         }
         if let Some(owner) = g.clients.get(&clientid).map(|c| c.owner.clone()) {
-            if let Err(e) = g.db.remove(&owner) {
-                tracing::warn!("cannot update client list: {e}");
-            }
+            g.db.remove(&owner);
         }
         Self::purge_client(g, clientid);
         g.expired.clients += 1;

@@ -1,25 +1,94 @@
-//! Which clients may reclaim after a restart. The owners of clients that held confirmed state
-//! are kept on stable storage; after a restart they get a grace period to reclaim opens and
-//! locks, which ends early once every one of them has sent RECLAIM_COMPLETE.
+//! Which clients may reclaim after a restart, or after this node took over another's client
+//! address. The owners of clients that hold confirmed state are replicated namespace state
+//! (`Command::ClientRecords`, kept per MDS node on shard 0): an owner is recorded before the
+//! CREATE_SESSION that confirms it is answered (`ops::session`), and forgotten lazily (the
+//! laundromat commits the removals this table queues), since a record left a little longer only
+//! lets a client that is gone be waited for in a grace period. After a restart a node's records
+//! are its previous instance's clients; after a takeover the dead node's records become the
+//! taker's (`Command::TakeOverClients`). Either way those clients get a grace period to reclaim
+//! opens and locks, which ends early once every one of them has sent RECLAIM_COMPLETE.
 use std::collections::BTreeSet;
-use std::io::Write;
-use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::path::Path;
 
-use crate::namespace::SpaceGuard;
-
-#[derive(Debug)]
+/// This node's view of its client records: what it committed, and what it is to forget.
+#[derive(Debug, Default)]
 pub struct ClientDb {
-    path: PathBuf,
-    owners: BTreeSet<Vec<u8>>,
-    /// Reserved space to fall back on when the file system is full, so a new client can still
-    /// be recorded (and mount, and free space).
-    space: Option<Arc<dyn SpaceGuard>>,
+    recorded: BTreeSet<Vec<u8>>,
+    forget: BTreeSet<Vec<u8>>,
 }
 
-fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
+impl ClientDb {
+    /// The owners the namespace holds for this node.
+    pub fn new(recorded: BTreeSet<Vec<u8>>) -> ClientDb {
+        ClientDb {
+            recorded,
+            forget: BTreeSet::new(),
+        }
+    }
+
+    pub fn is_recorded(&self, owner: &[u8]) -> bool {
+        self.recorded.contains(owner)
+    }
+
+    /// `owner`'s record is committed.
+    pub fn recorded(&mut self, owner: &[u8]) {
+        self.forget.remove(owner);
+        self.recorded.insert(owner.to_vec());
+    }
+
+    pub fn recorded_owners(&self) -> impl Iterator<Item = &Vec<u8>> {
+        self.recorded.iter()
+    }
+
+    /// Drops `owner` from this view without removing a record (another node holds it now).
+    pub fn forget_silently(&mut self, owner: &[u8]) {
+        self.recorded.remove(owner);
+    }
+
+    /// Queues `owner`'s record for removal.
+    pub fn remove(&mut self, owner: &[u8]) {
+        if self.recorded.remove(owner) {
+            self.forget.insert(owner.to_vec());
+        }
+    }
+
+    /// `remove` for each of `gone`; returns how many were recorded.
+    pub fn remove_all<'a>(&mut self, gone: impl IntoIterator<Item = &'a Vec<u8>>) -> usize {
+        let before = self.recorded.len();
+        for o in gone {
+            self.remove(o);
+        }
+        before - self.recorded.len()
+    }
+
+    /// The removals to commit, except owners `keep` says still have a client (they stay
+    /// recorded: a client of that owner may be confirming right now).
+    pub fn take_forgotten(&mut self, keep: impl Fn(&[u8]) -> bool) -> Vec<Vec<u8>> {
+        let all = std::mem::take(&mut self.forget);
+        let mut out = Vec::new();
+        for o in all {
+            if keep(&o) {
+                self.recorded.insert(o);
+            } else {
+                out.push(o);
+            }
+        }
+        out
+    }
 }
+
+/// The owners builds before replicated records kept in `meta/clients` (one hex line each),
+/// for a one-time import; `None` when there is no such file.
+pub fn read_legacy(dir: &Path) -> std::io::Result<Option<BTreeSet<Vec<u8>>>> {
+    match std::fs::read_to_string(dir.join(LEGACY_FILE)) {
+        Ok(t) => Ok(Some(t.lines().filter_map(unhex).collect())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// The file `read_legacy` reads, removed once imported.
+pub const LEGACY_FILE: &str = "clients";
 
 fn unhex(s: &str) -> Option<Vec<u8>> {
     if !s.len().is_multiple_of(2) {
@@ -31,111 +100,36 @@ fn unhex(s: &str) -> Option<Vec<u8>> {
         .collect()
 }
 
-impl ClientDb {
-    /// Loads the owners recorded by the previous server instance.
-    pub fn open(dir: &Path) -> std::io::Result<(ClientDb, BTreeSet<Vec<u8>>)> {
-        let path = dir.join("clients");
-        let owners: BTreeSet<Vec<u8>> = match std::fs::read_to_string(&path) {
-            Ok(t) => t.lines().filter_map(unhex).collect(),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => BTreeSet::new(),
-            Err(e) => return Err(e),
-        };
-        let previous = owners.clone();
-        Ok((
-            ClientDb {
-                path,
-                owners,
-                space: None,
-            },
-            previous,
-        ))
-    }
-
-    pub fn set_space(&mut self, space: Arc<dyn SpaceGuard>) {
-        self.space = Some(space);
-    }
-
-    pub fn add(&mut self, owner: &[u8]) -> std::io::Result<()> {
-        if self.owners.insert(owner.to_vec()) {
-            self.persist()?;
-        }
-        Ok(())
-    }
-
-    pub fn remove(&mut self, owner: &[u8]) -> std::io::Result<()> {
-        if self.owners.remove(owner) {
-            self.persist()?;
-        }
-        Ok(())
-    }
-
-    /// Forgets every owner in `gone` with one rewrite of the list.
-    pub fn remove_all<'a>(
-        &mut self,
-        gone: impl IntoIterator<Item = &'a Vec<u8>>,
-    ) -> std::io::Result<usize> {
-        let before = self.owners.len();
-        for o in gone {
-            self.owners.remove(o);
-        }
-        let n = before - self.owners.len();
-        if n > 0 {
-            self.persist()?;
-        }
-        Ok(n)
-    }
-
-    /// Writes the list; on a full file system, again after taking space from the reserve.
-    fn persist(&self) -> std::io::Result<()> {
-        match self.write_list() {
-            Err(e)
-                if e.raw_os_error() == Some(libc::ENOSPC)
-                    && self.space.as_ref().is_some_and(|s| s.release()) =>
-            {
-                self.write_list()
-            }
-            r => r,
-        }
-    }
-
-    /// Write-to-temp, fsync, rename, fsync the directory: the list is replaced whole or not at all.
-    fn write_list(&self) -> std::io::Result<()> {
-        let tmp = self.path.with_extension("tmp");
-        {
-            let mut f = std::fs::File::create(&tmp)?;
-            for o in &self.owners {
-                writeln!(f, "{}", hex(o))?;
-            }
-            f.sync_all()?;
-        }
-        std::fs::rename(&tmp, &self.path)?;
-        if let Some(d) = self.path.parent() {
-            std::fs::File::open(d)?.sync_all()?;
-        }
-        Ok(())
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn survives_reopen() {
-        let d = tempfile::tempdir().unwrap();
-        let (mut db, prev) = ClientDb::open(d.path()).unwrap();
-        assert!(prev.is_empty());
-        db.add(b"Linux NFSv4.1 guest").unwrap();
-        db.add(&[0, 255, 7]).unwrap();
-        db.remove(&[0, 255, 7]).unwrap();
-        db.add(b"gone-1").unwrap();
-        db.add(b"gone-2").unwrap();
-        let gone = [b"gone-1".to_vec(), b"gone-2".to_vec(), b"never".to_vec()];
-        assert_eq!(db.remove_all(&gone).unwrap(), 2);
-        let (_, prev) = ClientDb::open(d.path()).unwrap();
+    fn removals_wait_for_their_commit_and_spare_live_owners() {
+        let mut db = ClientDb::new([b"a".to_vec(), b"b".to_vec()].into());
+        db.recorded(b"c");
         assert_eq!(
-            prev.into_iter().collect::<Vec<_>>(),
-            vec![b"Linux NFSv4.1 guest".to_vec()]
+            db.remove_all(&[b"a".to_vec(), b"b".to_vec(), b"x".to_vec()]),
+            2
         );
+        assert!(!db.is_recorded(b"a") && db.is_recorded(b"c"));
+        // "b" is back (a new client of that owner): its removal is not committed.
+        let gone = db.take_forgotten(|o| o == b"b");
+        assert_eq!(gone, vec![b"a".to_vec()]);
+        assert!(db.is_recorded(b"b"));
+        assert!(db.take_forgotten(|_| false).is_empty());
+        // Recorded again before the removal was committed: the removal is dropped.
+        db.remove(b"c");
+        db.recorded(b"c");
+        assert!(db.take_forgotten(|_| false).is_empty());
+    }
+
+    #[test]
+    fn legacy_list_is_read() {
+        let d = tempfile::tempdir().unwrap();
+        assert!(read_legacy(d.path()).unwrap().is_none());
+        std::fs::write(d.path().join(LEGACY_FILE), "6869\nzz\n00ff07\n").unwrap();
+        let got = read_legacy(d.path()).unwrap().unwrap();
+        assert_eq!(got, [b"hi".to_vec(), vec![0, 255, 7]].into());
     }
 }

@@ -69,6 +69,12 @@ impl StateManager {
         ))
     }
 
+    /// Whether `sid` was minted by another server instance: an earlier boot of this node, or
+    /// another node whose client address this one took over.
+    pub fn minted_elsewhere(&self, sid: &StateId) -> bool {
+        !super::is_special(sid) && sid.other[0..4] != self.boot.to_be_bytes()
+    }
+
     /// LAYOUTRETURN of a file range. Returning the whole file drops the stateid (the reply
     /// then carries none); a partial return keeps it with a new seqid. An out-of-date seqid
     /// gets NFS4ERR_OLD_STATEID.
@@ -181,7 +187,11 @@ impl StateManager {
         sid: &StateId,
     ) -> NfsResult<Option<[u8; 12]>> {
         if sid.other[0..4] != self.boot.to_be_bytes() {
-            return Err(NfsError::StaleStateId);
+            // Another server instance's (an earlier boot, or another node's before a
+            // takeover). Every v4.1 call comes through a session, so BAD_STATEID, as knfsd
+            // answers (nfsd4_lookup_stateid): STALE_STATEID sends Linux to check its lease,
+            // which is fine, and to send the call again, forever (6.1's LAYOUTGET, seen).
+            return Err(NfsError::BadStateId);
         }
         match g.states.get(&sid.other) {
             Some(

@@ -16,7 +16,7 @@ pub mod session;
 
 use crate::error::{NfsError, NfsResult};
 pub use admin::{ClientSummary, StateCounts};
-pub use grace::ClientDb;
+pub use grace::{read_legacy, ClientDb, LEGACY_FILE};
 use locks::{FileLocks, LockKind, OwnerKey, Range};
 pub use session::{ChannelAttrs, InSlot, Session, SessionId, Slot, SlotUse, MAX_BOUND_CONNS};
 use std::collections::{BTreeSet, HashMap, HashSet};
@@ -112,6 +112,10 @@ struct Inner {
     layout_index: HashMap<(u64, u64), [u8; 12]>,
     db: ClientDb,
     grace_until: Option<Instant>,
+    /// The grace period is a restart's: nothing this instance knows of state held before it,
+    /// so every client's new opens and locks wait (`in_grace`). A takeover's grace leaves the
+    /// taker's own clients alone: only the dead node's clients reclaim.
+    grace_blocks_all: bool,
     /// Owners the previous instance knew that have not yet sent RECLAIM_COMPLETE: only they
     /// may reclaim, and grace ends early when none is left.
     awaiting_reclaim: BTreeSet<Vec<u8>>,
@@ -258,6 +262,7 @@ impl StateManager {
                 lock_index: HashMap::new(),
                 layout_index: HashMap::new(),
                 db,
+                grace_blocks_all: grace_until.is_some(),
                 grace_until,
                 awaiting_reclaim: previous,
                 recalled_lately: HashMap::new(),
@@ -333,16 +338,89 @@ impl StateManager {
         Some(s)
     }
 
+    /// A restart's grace period is on: new opens and locks wait (RFC 8881 §8.4.2.1).
     pub fn in_grace(&self) -> bool {
         let mut g = self.lock();
+        Self::grace_on(&mut g) && g.grace_blocks_all
+    }
+
+    /// Reclaims are taken: a restart's or a takeover's grace period is on.
+    fn grace_on(g: &mut Inner) -> bool {
         match g.grace_until {
             Some(t) if Instant::now() < t => true,
             Some(_) => {
-                Self::end_grace(&mut g);
+                Self::end_grace(g);
                 false
             }
             None => false,
         }
+    }
+
+    /// Reclaims are taken now (a restart's or a takeover's grace period): an unlinked file
+    /// may still be reopened by a client reclaiming it.
+    pub fn reclaims_open(&self) -> bool {
+        Self::grace_on(&mut self.lock())
+    }
+
+    /// This node took over another's client address: `owners`, that node's clients (their
+    /// records are this node's now, `Command::TakeOverClients`), may reclaim here for `grace`.
+    /// This node's own clients go on: their state is this node's and still valid.
+    pub fn begin_takeover(&self, owners: BTreeSet<Vec<u8>>, grace: Duration) {
+        if owners.is_empty() {
+            return;
+        }
+        let mut g = self.lock();
+        let until = Instant::now() + grace;
+        g.grace_until = Some(g.grace_until.map_or(until, |t| t.max(until)));
+        for o in owners {
+            g.db.recorded(&o);
+            g.awaiting_reclaim.insert(o);
+        }
+    }
+
+    /// This node's client records, read again once its replica caught up after a restart:
+    /// owners no longer among them (another node took them over while this one was down) are
+    /// not waited for; with none left, the restart's grace period ends.
+    pub fn keep_reclaimers(&self, records: &BTreeSet<Vec<u8>>) {
+        let mut g = self.lock();
+        let g = &mut *g;
+        let before = g.awaiting_reclaim.len();
+        g.awaiting_reclaim.retain(|o| records.contains(o));
+        let gone: Vec<Vec<u8>> =
+            g.db.recorded_owners()
+                .filter(|o| !records.contains(*o))
+                .cloned()
+                .collect();
+        for o in &gone {
+            g.db.forget_silently(o);
+        }
+        if before > 0 && g.awaiting_reclaim.is_empty() && g.grace_until.is_some() {
+            tracing::info!("the previous instance's clients moved to other nodes: no grace period");
+            g.grace_until = None;
+            g.grace_blocks_all = false;
+        }
+    }
+
+    /// The owner CREATE_SESSION must record before it confirms `clientid` (None: nothing to
+    /// record, or no such client).
+    pub fn owner_to_record(&self, clientid: u64) -> Option<Vec<u8>> {
+        let g = self.lock();
+        let c = g.clients.get(&clientid)?;
+        (!c.confirmed && !g.db.is_recorded(&c.owner)).then(|| c.owner.clone())
+    }
+
+    /// `owner`'s record is committed (`owner_to_record`).
+    pub fn note_recorded(&self, owner: &[u8]) {
+        self.lock().db.recorded(owner);
+    }
+
+    /// Records to forget (clients gone), for the laundromat to commit; owners with a client
+    /// record here, confirmed or not, keep theirs.
+    pub fn take_forgotten(&self) -> Vec<Vec<u8>> {
+        let mut g = self.lock();
+        let g = &mut *g;
+        let clients = &g.clients;
+        g.db.take_forgotten(|o| clients.values().any(|c| c.owner == o))
     }
 
     /// The grace period is over: clients of the previous instance that did not come back in it
@@ -350,19 +428,19 @@ impl StateManager {
     /// one too) would wait out a whole grace period for clients long gone.
     fn end_grace(g: &mut Inner) {
         g.grace_until = None;
+        g.grace_blocks_all = false;
         let awaiting = std::mem::take(&mut g.awaiting_reclaim);
         // A client that came back but has not sent RECLAIM_COMPLETE is still a client.
         let gone: Vec<Vec<u8>> = awaiting
             .into_iter()
             .filter(|o| !g.clients.values().any(|c| c.confirmed && c.owner == *o))
             .collect();
-        match g.db.remove_all(&gone) {
-            Ok(0) => {}
-            Ok(n) => tracing::info!(
+        let n = g.db.remove_all(&gone);
+        if n > 0 {
+            tracing::info!(
                 clients = n,
                 "forgot clients that did not reclaim in the grace period"
-            ),
-            Err(e) => tracing::warn!("cannot update client list: {e}"),
+            );
         }
     }
 
@@ -411,9 +489,7 @@ impl StateManager {
         }
         if let Some(id) = replaced {
             if let Some(owner) = g.clients.get(&id).map(|c| c.owner.clone()) {
-                if let Err(e) = g.db.remove(&owner) {
-                    tracing::warn!("cannot update client list: {e}");
-                }
+                g.db.remove(&owner);
             }
             Self::purge_client(&mut g, id);
         }
@@ -530,10 +606,9 @@ impl StateManager {
             for id in old {
                 Self::purge_client(&mut g, id);
             }
-            if let Err(e) = g.db.add(&owner) {
-                tracing::error!("cannot record client for reclaim: {e}");
-                return Err(NfsError::ServerFault);
-            }
+            // Recorded by the caller before this (`owner_to_record`); noted again in case
+            // a removal was queued meanwhile.
+            g.db.recorded(&owner);
         }
         g.sessions.insert(session.id, session);
         Ok(())
@@ -554,9 +629,7 @@ impl StateManager {
             return Err(NfsError::ClientIdBusy);
         }
         if let Some(c) = g.clients.remove(&clientid) {
-            if let Err(e) = g.db.remove(&c.owner) {
-                tracing::warn!("cannot update client list: {e}");
-            }
+            g.db.remove(&c.owner);
         }
         Ok(())
     }
@@ -633,6 +706,7 @@ impl StateManager {
         if g.grace_until.is_some() && g.awaiting_reclaim.is_empty() {
             tracing::info!("all reclaiming clients are done: grace period over");
             g.grace_until = None;
+            g.grace_blocks_all = false;
         }
         Ok(())
     }
@@ -649,10 +723,11 @@ impl StateManager {
     /// after the client's own RECLAIM_COMPLETE, NO_GRACE; a client the previous instance never
     /// knew, RECLAIM_BAD.
     pub fn check_reclaim(&self, clientid: u64) -> NfsResult<()> {
-        if !self.in_grace() {
+        let mut g = self.lock();
+        if !Self::grace_on(&mut g) {
             return Err(NfsError::NoGrace);
         }
-        match self.lock().clients.get(&clientid) {
+        match g.clients.get(&clientid) {
             Some(c) if c.reclaim_complete => Err(NfsError::NoGrace),
             Some(c) if c.may_reclaim => Ok(()),
             Some(_) => Err(NfsError::ReclaimBad),
@@ -767,7 +842,11 @@ impl StateManager {
 
     fn check_locked(&self, g: &Inner, sid: &StateId, ino: Option<u64>) -> NfsResult<State> {
         if sid.other[0..4] != self.boot.to_be_bytes() {
-            return Err(NfsError::StaleStateId);
+            // Another server instance's (an earlier boot, or another node's before a
+            // takeover). Every v4.1 call comes through a session, so BAD_STATEID, as knfsd
+            // answers (nfsd4_lookup_stateid): STALE_STATEID sends Linux to check its lease,
+            // which is fine, and to send the call again, forever (6.1's LAYOUTGET, seen).
+            return Err(NfsError::BadStateId);
         }
         let Some(st) = g.states.get(&sid.other) else {
             return Err(if g.revoked.contains_key(&sid.other) {
@@ -1489,7 +1568,7 @@ mod tests {
 
     fn mgr() -> (StateManager, tempfile::TempDir) {
         let d = tempfile::tempdir().unwrap();
-        let (db, prev) = ClientDb::open(d.path()).unwrap();
+        let (db, prev) = (ClientDb::default(), BTreeSet::new());
         (
             StateManager::new(
                 3,
@@ -1538,7 +1617,7 @@ mod tests {
         };
         assert_eq!(
             m.check_stateid(&stale, 10).unwrap_err(),
-            NfsError::StaleStateId
+            NfsError::BadStateId
         );
     }
 
@@ -1612,8 +1691,8 @@ mod tests {
 
     fn mgr_after_restart(previous: &[&[u8]]) -> (StateManager, tempfile::TempDir) {
         let d = tempfile::tempdir().unwrap();
-        let (db, _) = ClientDb::open(d.path()).unwrap();
-        let prev = previous.iter().map(|o| o.to_vec()).collect();
+        let prev: BTreeSet<Vec<u8>> = previous.iter().map(|o| o.to_vec()).collect();
+        let db = ClientDb::new(prev.clone());
         (
             StateManager::new(
                 3,
@@ -1680,10 +1759,34 @@ mod tests {
     }
 
     #[test]
+    fn a_takeover_lets_the_dead_nodes_clients_reclaim_and_blocks_nobody_else() {
+        let (m, _d) = mgr_after_restart(&[]);
+        let mine = confirmed(&m, b"mine");
+        m.reclaim_complete(mine).unwrap();
+        assert_eq!(m.take_forgotten(), Vec::<Vec<u8>>::new());
+        m.begin_takeover([b"theirs".to_vec()].into(), Duration::from_secs(30));
+        // This node's own clients go on taking new state...
+        assert!(!m.in_grace());
+        // ...while the dead node's client may reclaim, and a stranger may not.
+        let theirs = confirmed(&m, b"theirs");
+        let stranger = confirmed(&m, b"stranger");
+        assert_eq!(m.check_reclaim(theirs), Ok(()));
+        assert_eq!(m.check_reclaim(stranger), Err(NfsError::ReclaimBad));
+        // Confirmed owners are recorded already (taken over, or by CREATE_SESSION's caller).
+        assert_eq!(m.owner_to_record(theirs), None);
+        m.reclaim_complete(theirs).unwrap();
+        assert_eq!(m.check_reclaim(theirs), Err(NfsError::NoGrace));
+    }
+
+    #[test]
     fn silent_clients_keep_their_locks_until_a_conflict() {
-        let d = tempfile::tempdir().unwrap();
-        let (db, prev) = ClientDb::open(d.path()).unwrap();
-        let m = StateManager::new(3, Duration::ZERO, Duration::ZERO, db, prev);
+        let m = StateManager::new(
+            3,
+            Duration::ZERO,
+            Duration::ZERO,
+            ClientDb::default(),
+            BTreeSet::new(),
+        );
         let c = confirmed(&m, b"gone");
         let o = m.open(c, b"o", 9, OPEN4_SHARE_ACCESS_BOTH, 0).unwrap();
         m.lock_new_owner(c, &o, b"l", 9, LockKind::Write, 0, 10)
@@ -1705,9 +1808,13 @@ mod tests {
 
     #[test]
     fn a_courtesy_client_holding_an_unlinked_file_open_is_expired_by_the_sweep() {
-        let d = tempfile::tempdir().unwrap();
-        let (db, prev) = ClientDb::open(d.path()).unwrap();
-        let m = StateManager::new(3, Duration::ZERO, Duration::ZERO, db, prev);
+        let m = StateManager::new(
+            3,
+            Duration::ZERO,
+            Duration::ZERO,
+            ClientDb::default(),
+            BTreeSet::new(),
+        );
         let c = confirmed(&m, b"gone");
         m.open(c, b"o", 9, OPEN4_SHARE_ACCESS_READ, 0).unwrap();
         m.open(c, b"o", 10, OPEN4_SHARE_ACCESS_READ, 0).unwrap();
@@ -1719,9 +1826,13 @@ mod tests {
 
     #[test]
     fn share_conflicts_with_a_courtesy_client_expire_it() {
-        let d = tempfile::tempdir().unwrap();
-        let (db, prev) = ClientDb::open(d.path()).unwrap();
-        let m = StateManager::new(3, Duration::ZERO, Duration::ZERO, db, prev);
+        let m = StateManager::new(
+            3,
+            Duration::ZERO,
+            Duration::ZERO,
+            ClientDb::default(),
+            BTreeSet::new(),
+        );
         let c = confirmed(&m, b"gone");
         m.open(
             c,
@@ -1777,9 +1888,13 @@ mod tests {
 
     #[test]
     fn unreturned_delegations_are_revoked_after_a_lease() {
-        let d = tempfile::tempdir().unwrap();
-        let (db, prev) = ClientDb::open(d.path()).unwrap();
-        let m = StateManager::new(3, Duration::ZERO, Duration::ZERO, db, prev);
+        let m = StateManager::new(
+            3,
+            Duration::ZERO,
+            Duration::ZERO,
+            ClientDb::default(),
+            BTreeSet::new(),
+        );
         m.grant_read_delegation(1, 4).unwrap();
         assert!(m.delegation_conflicts(4, 2)[0].needs_recall);
         std::thread::sleep(Duration::from_millis(5));
@@ -1791,9 +1906,13 @@ mod tests {
 
     #[test]
     fn a_revoked_delegation_answers_deleg_revoked_until_its_holder_frees_it() {
-        let d = tempfile::tempdir().unwrap();
-        let (db, prev) = ClientDb::open(d.path()).unwrap();
-        let m = StateManager::new(3, Duration::ZERO, Duration::ZERO, db, prev);
+        let m = StateManager::new(
+            3,
+            Duration::ZERO,
+            Duration::ZERO,
+            ClientDb::default(),
+            BTreeSet::new(),
+        );
         let d = m.grant_read_delegation(1, 4).unwrap();
         assert!(m.delegation_conflicts(4, 2)[0].needs_recall);
         assert_eq!(m.unanswered_recalls(1), vec![(d, 4)]);

@@ -46,6 +46,7 @@ async fn server_config(
         cluster: None,
         connections,
         members: None,
+        client_addresses: Default::default(),
     };
     (Server::start(cfg).await.unwrap(), dir)
 }

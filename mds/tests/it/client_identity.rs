@@ -181,6 +181,7 @@ async fn unconfirmed_client_records_are_purged_after_a_lease() {
         cluster: None,
         connections: Default::default(),
         members: None,
+        client_addresses: Default::default(),
     })
     .await
     .unwrap();

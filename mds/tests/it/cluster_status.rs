@@ -40,6 +40,7 @@ async fn mds_with_cluster(
         cluster: Some(ClusterConfig::new(secret.clone())),
         connections: Default::default(),
         members: None,
+        client_addresses: Default::default(),
     })
     .await
     .unwrap();

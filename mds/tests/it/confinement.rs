@@ -219,6 +219,7 @@ async fn start(dir: &Path, exports: Vec<Export>) -> Server {
             cluster: None,
             connections: Default::default(),
             members: None,
+            client_addresses: Default::default(),
         };
         match Server::start(cfg).await {
             Ok(s) => return s,

@@ -65,6 +65,7 @@ async fn layoutreturn_with_an_old_layout_stateid_is_old_stateid() {
         cluster: Some(ClusterConfig::new(secret)),
         connections: Default::default(),
         members: None,
+        client_addresses: Default::default(),
     })
     .await
     .unwrap();

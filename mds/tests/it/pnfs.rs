@@ -38,6 +38,7 @@ async fn cluster_server(dir: &std::path::Path) -> Server {
         cluster: Some(ClusterConfig::new(secret)),
         connections: Default::default(),
         members: None,
+        client_addresses: Default::default(),
     })
     .await
     .unwrap()

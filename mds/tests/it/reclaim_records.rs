@@ -22,6 +22,7 @@ async fn start(dir: &Path) -> Server {
             cluster: None,
             connections: Default::default(),
             members: None,
+            client_addresses: Default::default(),
         })
         .await;
         match r {
