@@ -225,7 +225,45 @@ impl Running {
     /// `cfs admin status --json` of a cfs-cluster (None for other servers).
     pub fn cluster_status(&self) -> Option<Result<ClusterStatus>> {
         let (bin, addr, secret) = self.admin.as_ref()?;
-        Some(cluster_status(bin, addr, secret))
+        if self.spec != ServerSpec::CfsMetaCluster {
+            return Some(cluster_status(bin, addr, secret));
+        }
+        // Several MDS nodes: the guest's may be any of them (client addresses move when a
+        // node dies), so the MDS counters are every node's summed; the data servers report
+        // the same counters to each node, so the first answer's stand.
+        let mut sum: Option<ClusterStatus> = None;
+        let mut last_err = None;
+        for at in self.mds_addresses() {
+            match cluster_status(bin, &at, secret) {
+                Ok(st) => match sum.as_mut() {
+                    None => sum = Some(st),
+                    Some(t) => {
+                        t.mds.read_bytes += st.mds.read_bytes;
+                        t.mds.write_bytes += st.mds.write_bytes;
+                        t.mds.read_ops += st.mds.read_ops;
+                        t.mds.write_ops += st.mds.write_ops;
+                        t.mds.layouts_granted += st.mds.layouts_granted;
+                    }
+                },
+                Err(e) => last_err = Some(e),
+            }
+        }
+        Some(match (sum, last_err) {
+            (Some(s), _) => Ok(s),
+            (None, Some(e)) => Err(e),
+            (None, None) => cluster_status(bin, addr, secret),
+        })
+    }
+
+    /// cfs-cluster-mds3: every MDS node's own address, from its config (`mdsN.toml`).
+    fn mds_addresses(&self) -> Vec<String> {
+        let Some(dir) = self.cluster_dir() else {
+            return Vec::new();
+        };
+        (1..=CLUSTER_MDS)
+            .filter_map(|j| std::fs::read_to_string(dir.join(format!("mds{j}.toml"))).ok())
+            .filter_map(|t| toml_string(&t, "listen"))
+            .collect()
     }
 
     /// cfs-cluster: `cfs admin status --json` from the admin listener at `addr` (MDS nodes

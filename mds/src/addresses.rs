@@ -94,6 +94,15 @@ pub async fn keep(
             if !ours && !dead_and_mine {
                 continue;
             }
+            // Bound first (the bind decides who takes it); connections wait in the backlog
+            // until it is served, below.
+            let listener = match TcpListener::bind(addr).await {
+                Ok(l) => l,
+                Err(e) => {
+                    tracing::debug!(node = id, %addr, "client address not free: {e}");
+                    continue;
+                }
+            };
             if !ours {
                 // This replica must have every record the dead node committed before it
                 // reads them: a command through shard 0 returns here only once this node
@@ -116,13 +125,6 @@ pub async fn keep(
                     );
                 }
             }
-            let listener = match TcpListener::bind(addr).await {
-                Ok(l) => l,
-                Err(e) => {
-                    tracing::debug!(node = id, %addr, "client address not free: {e}");
-                    continue;
-                }
-            };
             if ours {
                 tracing::info!(%addr, "serving clients on this node's client address");
             } else {
