@@ -180,7 +180,26 @@ fn install_packages() -> Result<()> {
             .env("DEBIAN_FRONTEND", "noninteractive"),
     )
     .unwrap_or_default();
-    let removals = would_remove(&dry);
+    let mut removals = would_remove(&dry);
+    let mut target: Option<String> = None;
+    // A host image may carry a package from its release's backports (seen: qemu-utils 10.0
+    // from bookworm-backports beside bookworm's qemu-system-x86 7.2, which conflicts). Then
+    // the same backports suite has the matching versions: take the missing packages from it,
+    // which removes nothing.
+    if !removals.is_empty() && removals.iter().all(|p| installed_from_backports(p)) {
+        if let Some(suite) = enable_backports()? {
+            procs::run_visible(Command::new("apt-get").arg("update"))?;
+            let dry = procs::run(
+                Command::new("apt-get")
+                    .args(["install", "-s", "--no-install-recommends", "-t", &suite])
+                    .args(&missing)
+                    .env("DEBIAN_FRONTEND", "noninteractive"),
+            )
+            .unwrap_or_default();
+            removals = would_remove(&dry);
+            target = Some(suite);
+        }
+    }
     if !removals.is_empty() {
         return Err(Error::Setup(format!(
             "installing {} would remove {} (a conflict with what this host has); cfs setup removes              nothing. Resolve it by hand (e.g. `apt-get install {}` and decide about those), then              run setup again",
@@ -189,12 +208,51 @@ fn install_packages() -> Result<()> {
             missing.join(" ")
         )));
     }
+    let mut install = Command::new("apt-get");
+    install.args(["install", "-y", "--no-remove", "--no-install-recommends"]);
+    if let Some(suite) = &target {
+        install.args(["-t", suite]);
+    }
     procs::run_visible(
-        Command::new("apt-get")
-            .args(["install", "-y", "--no-remove", "--no-install-recommends"])
+        install
             .args(&missing)
             .env("DEBIAN_FRONTEND", "noninteractive"),
     )
+}
+
+/// Whether the installed version of package `p` came from a backports suite (`~bpoNN`).
+fn installed_from_backports(p: &str) -> bool {
+    Command::new("dpkg-query")
+        .args(["-W", "-f=${Version}", p])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).contains("~bpo"))
+        .unwrap_or(false)
+}
+
+/// Makes the host's release's backports suite known to apt (a sources file of cfs's own, next
+/// to the host's, on the host's mirror) and returns its name; `None` when the release is
+/// unknown.
+fn enable_backports() -> Result<Option<String>> {
+    let release = std::fs::read_to_string("/etc/os-release").unwrap_or_default();
+    let Some(codename) = release
+        .lines()
+        .find_map(|l| l.strip_prefix("VERSION_CODENAME="))
+        .map(|c| c.trim_matches('"').to_owned())
+        .filter(|c| !c.is_empty())
+    else {
+        return Ok(None);
+    };
+    let suite = format!("{codename}-backports");
+    let (mirror, _) = host_mirror();
+    let path = Path::new("/etc/apt/sources.list.d/cfs-backports.sources");
+    let text = format!(
+        "Types: deb\nURIs: {mirror}\nSuites: {suite}\nComponents: main\nSigned-By: /usr/share/keyrings/debian-archive-keyring.gpg\n"
+    );
+    if std::fs::read_to_string(path).ok().as_deref() != Some(text.as_str()) {
+        println!("enabling {suite} for packages matching the host's backported ones");
+        std::fs::write(path, text).ctx(|| format!("write {path:?}"))?;
+    }
+    Ok(Some(suite))
 }
 
 /// The packages a simulated `apt-get install -s` would remove ("Remv NAME [VERSION]" lines).
