@@ -108,16 +108,7 @@ pub async fn keep(
                 // reads them: a command through shard 0 returns here only once this node
                 // applied everything before it (it waits out an election if the dead node
                 // led shard 0, which the clients would wait for anyway).
-                let barrier = Command::ClientRecords {
-                    node: id,
-                    add: Vec::new(),
-                    remove: Vec::new(),
-                };
-                let why = match tokio::time::timeout(BARRIER_WAIT, mds.ns.execute(barrier)).await {
-                    Ok(Ok(_)) => None,
-                    Ok(Err(e)) => Some(e.to_string()),
-                    Err(_) => Some(format!("no answer in {BARRIER_WAIT:?}")),
-                };
+                let why = shard0_barrier(&mds, id, BARRIER_WAIT).await.err();
                 if let Some(why) = why {
                     tracing::warn!(
                         node = id,
@@ -136,6 +127,22 @@ pub async fn keep(
                 s.sort();
             }
         }
+    }
+}
+
+/// Returns once this node's replica of shard 0 has applied everything committed before the
+/// call (a command through shard 0 is answered here only then; `node`'s records, unchanged),
+/// or why not within `wait`.
+pub(crate) async fn shard0_barrier(mds: &Mds, node: u64, wait: Duration) -> Result<(), String> {
+    let noop = Command::ClientRecords {
+        node,
+        add: Vec::new(),
+        remove: Vec::new(),
+    };
+    match tokio::time::timeout(wait, mds.ns.execute(noop)).await {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => Err(format!("no answer in {wait:?}")),
     }
 }
 

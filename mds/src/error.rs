@@ -257,6 +257,12 @@ impl From<crate::namespace::FsError> for NfsError {
                 tracing::warn!("namespace: {msg}");
                 NfsError::Delay
             }
+            // A cross-shard operation held what this one needs, or gave up: try again.
+            F::Busy | F::Aborted => NfsError::Delay,
+            inner @ (F::Elsewhere | F::NeedLock(_)) => {
+                tracing::error!("namespace: a transaction's internal error escaped: {inner:?}");
+                NfsError::ServerFault
+            }
         }
     }
 }

@@ -9,6 +9,7 @@ pub mod compound;
 pub mod data;
 pub mod error;
 pub mod export;
+pub mod failpoint;
 pub mod fh;
 mod metered;
 pub mod namespace;
@@ -267,18 +268,6 @@ impl Mds {
         self.ns.getattr(ino).is_ok_and(|i| i.nlink == 0)
     }
 
-    /// Whether any MDS node's clients hold `ino` open, or may still reclaim it (a node that
-    /// does not answer counts as yes: its clients might).
-    async fn in_use_anywhere(&self, ino: u64) -> bool {
-        if self.state.file_in_use(ino) {
-            return true;
-        }
-        match self.ns.in_use_elsewhere(&[ino]).await {
-            Some(v) => v.first().copied().unwrap_or(true),
-            None => true,
-        }
-    }
-
     /// Deletes the data of unlinked files nobody has open any more.
     ///
     /// Neither step needs to be durable before the reply that unlinked the file, so both run
@@ -292,13 +281,19 @@ impl Mds {
         }
         // Open through another MDS node: that node's last close reaps it. A node that did not
         // answer may have it open: asked again later.
-        if self.ns.peers().is_some() && self.in_use_anywhere(ino).await {
-            tracing::debug!(
-                ino,
-                "unlinked file open (or reclaimable) through another node"
-            );
-            tokio::spawn(reap_later(Arc::downgrade(self), vec![ino]));
-            return;
+        match self.ns.in_use_elsewhere(&[ino]).await {
+            Some(used) if used == [false] => {}
+            Some(_) => {
+                tracing::debug!(
+                    ino,
+                    "unlinked file open (or reclaimable) through another node"
+                );
+                return;
+            }
+            None => {
+                tokio::spawn(reap_later(Arc::downgrade(self), vec![ino]));
+                return;
+            }
         }
         tracing::debug!(ino, "unlinked file goes to the reaper");
         self.state.forget_file(ino);
@@ -639,12 +634,7 @@ impl Server {
             let m = mds.clone();
             tasks.push(tokio::spawn(async move {
                 let node = u64::from(m.node);
-                let barrier = namespace::Command::ClientRecords {
-                    node,
-                    add: Vec::new(),
-                    remove: Vec::new(),
-                };
-                if let Ok(Ok(_)) = tokio::time::timeout(m.grace, m.ns.execute(barrier)).await {
+                if addresses::shard0_barrier(&m, node, m.grace).await.is_ok() {
                     if let Ok(r) = m.ns.client_records(node) {
                         m.state.keep_reclaimers(&r.into_iter().collect());
                     }

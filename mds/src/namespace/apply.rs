@@ -4,8 +4,9 @@
 use super::coding;
 use super::error::FsError;
 use super::perm::{self, Cred};
-use super::shard::{ShardId, MAX_LOCAL};
+use super::shard::ShardId;
 use super::state::{meta, StateStore};
+use super::txn;
 use super::types::{
     check_name, Command, CreateHow, DirChange, Effect, FileKind, Inode, Outcome, SetTime, Time,
     ROOT_INO,
@@ -28,6 +29,21 @@ pub fn apply<S: StateStore + ?Sized>(s: &mut S, cmd: &Command) -> Result<Outcome
     }
 }
 
+/// Applies `cmd` as shard `shard`'s state machine does: an ordinary command through
+/// `txn::Guarded` (objects of other shards are `Elsewhere`, locked ones `Busy`), the steps of
+/// a cross-shard transaction as they are.
+pub fn apply_on_shard<S: StateStore + ?Sized>(
+    shard: ShardId,
+    s: &mut S,
+    cmd: &Command,
+) -> Result<Outcome, FsError> {
+    if cmd.is_txn_step() {
+        apply(s, cmd)
+    } else {
+        apply(&mut txn::Guarded { shard, inner: s }, cmd)
+    }
+}
+
 /// `cmd` as `cred` (permission checked, see `perm`), or as the server itself (`None`).
 fn apply_as<S: StateStore + ?Sized>(
     s: &mut S,
@@ -37,24 +53,8 @@ fn apply_as<S: StateStore + ?Sized>(
     match cmd {
         Command::As { .. } => Err(FsError::Invalid),
         Command::InitRoot { fs_id, time } => init_root(s, *fs_id, *time),
-        Command::Create {
-            parent,
-            name,
-            kind,
-            mode,
-            uid,
-            gid,
-            time,
-            how,
-        } => {
-            let new = NewInode {
-                kind,
-                mode: *mode,
-                uid: *uid,
-                gid: *gid,
-            };
-            create(s, *parent, name, new, *time, *how, cred)
-        }
+        Command::Create { parent, .. } => create_in(s, ShardId::of_ino(*parent), cmd, cred),
+        Command::Place { shard, cmd } => create_in(s, *shard, cmd, cred),
         Command::Link {
             ino,
             parent,
@@ -193,7 +193,49 @@ fn apply_as<S: StateStore + ?Sized>(
         } => coding::shard_moved(s, *ino, *epoch, *shard, *ds),
         Command::CopiesTrimmed { ino, epoch } => coding::copies_trimmed(s, *ino, *epoch),
         Command::ShardsDropped { ino, epoch } => coding::shards_dropped(s, *ino, *epoch),
+        // The steps of cross-shard transactions: the server's own.
+        _ if cmd.is_txn_step() && cred.is_some() => Err(FsError::Invalid),
+        Command::TxnLock {
+            txn,
+            coord,
+            keys,
+            time,
+        } => txn::lock(s, *txn, *coord, keys, *time),
+        Command::TxnDecide { txn, parts, time } => txn::decide(s, *txn, parts, *time),
+        Command::TxnResolve { txn, time } => txn::resolve(s, *txn, *time),
+        Command::TxnCommit { txn, part } => txn::commit(s, *txn, part),
+        Command::TxnAbort { txn } => txn::abort(s, *txn),
+        Command::TxnForget { txn } => txn::forget(s, *txn),
     }
+}
+
+/// `Create` (alone or as `Place`'s) with its new inode numbered in `shard`.
+fn create_in<S: StateStore + ?Sized>(
+    s: &mut S,
+    shard: ShardId,
+    cmd: &Command,
+    cred: Option<&Cred>,
+) -> Result<Outcome, FsError> {
+    let Command::Create {
+        parent,
+        name,
+        kind,
+        mode,
+        uid,
+        gid,
+        time,
+        how,
+    } = cmd
+    else {
+        return Err(FsError::Invalid);
+    };
+    let new = NewInode {
+        kind,
+        mode: *mode,
+        uid: *uid,
+        gid: *gid,
+    };
+    create(s, shard, *parent, name, new, *time, *how, cred)
 }
 
 struct NewInode<'a> {
@@ -247,14 +289,14 @@ fn touch_dir(d: &mut Inode, time: Time) {
     bump(d, time);
 }
 
+/// Adds `delta` to a counter of the shard `ino` lives on.
 fn add_meta<S: StateStore + ?Sized>(
     s: &mut S,
+    ino: u64,
     key: &'static str,
     delta: i128,
 ) -> Result<(), FsError> {
-    let v = i128::from(s.meta(key)?) + delta;
-    let v = u64::try_from(v).map_err(|_| FsError::Corrupt(format!("meta {key} out of range")))?;
-    s.set_meta(key, v)
+    s.add_meta(ShardId::of_ino(ino), key, delta)
 }
 
 /// Bytes of a regular file that count toward usage.
@@ -320,8 +362,12 @@ fn init_root<S: StateStore + ?Sized>(
     })
 }
 
+/// A create numbers its new inode in `shard`'s counter: the parent's, or the shard a new
+/// directory is placed on (`Command::Place`).
+#[allow(clippy::too_many_arguments)]
 fn create<S: StateStore + ?Sized>(
     s: &mut S,
+    shard: ShardId,
     parent: u64,
     name: &[u8],
     new: NewInode<'_>,
@@ -397,7 +443,7 @@ fn create<S: StateStore + ?Sized>(
         }
         _ => (1, 0, 0),
     };
-    let ino = alloc_ino(s, ShardId::of_ino(parent))?;
+    let ino = s.alloc_ino(shard)?;
     let inode = Inode {
         ino,
         kind: new.kind.clone(),
@@ -422,7 +468,7 @@ fn create<S: StateStore + ?Sized>(
     add_entry(s, parent, name, inode.ino)?;
     s.put_inode(&inode)?;
     s.put_inode(&p)?;
-    add_meta(s, meta::FILES, 1)?;
+    add_meta(s, inode.ino, meta::FILES, 1)?;
     let dc = dir_change(&p0, &p);
     Ok(Outcome {
         inode: Some(inode),
@@ -430,24 +476,6 @@ fn create<S: StateStore + ?Sized>(
         dir: Some(dc),
         ..Outcome::default()
     })
-}
-
-/// The next inode number of `shard`'s counter (`meta::NEXT_INO` holds the per-shard part),
-/// which `apply` of a create advances: allocation is part of the replicated state, so every
-/// replica and every later leader agrees on it.
-fn alloc_ino<S: StateStore + ?Sized>(s: &mut S, shard: ShardId) -> Result<u64, FsError> {
-    let local = s.meta(meta::NEXT_INO)?.max(ROOT_INO + 1);
-    if local > MAX_LOCAL {
-        return Err(FsError::NoSpace);
-    }
-    let ino = shard.ino(local);
-    if s.inode(ino)?.is_some() {
-        return Err(FsError::Corrupt(format!(
-            "inode counter of {shard} at {local}, but inode {ino} exists"
-        )));
-    }
-    s.set_meta(meta::NEXT_INO, local + 1)?;
-    Ok(ino)
 }
 
 fn link<S: StateStore + ?Sized>(
@@ -509,7 +537,7 @@ fn drop_link<S: StateStore + ?Sized>(
         out.effects.push(Effect::Orphaned(i.ino));
     } else {
         s.del_inode(i.ino)?;
-        add_meta(s, meta::FILES, -1)?;
+        add_meta(s, i.ino, meta::FILES, -1)?;
         out.effects.push(Effect::Freed(i.ino));
     }
     Ok(i)
@@ -524,7 +552,7 @@ fn drop_dir<S: StateStore + ?Sized>(
 ) -> Result<Inode, FsError> {
     s.del_inode(d.ino)?;
     s.set_next_cookie(d.ino, None)?;
-    add_meta(s, meta::FILES, -1)?;
+    add_meta(s, d.ino, meta::FILES, -1)?;
     parent.nlink = parent.nlink.saturating_sub(1);
     d.nlink = 0;
     out.effects.push(Effect::Freed(d.ino));
@@ -733,7 +761,7 @@ fn setattr<S: StateStore + ?Sized>(
             FileKind::Directory => return Err(FsError::IsDir),
             _ => return Err(FsError::WrongKind),
         }
-        add_meta(s, meta::BYTES, i128::from(size) - i128::from(i.size))?;
+        add_meta(s, ino, meta::BYTES, i128::from(size) - i128::from(i.size))?;
         i.size = size;
         // truncate(2) moves mtime even when the size stays; SETATTR is how NFS clients truncate.
         i.mtime = time;
@@ -771,7 +799,7 @@ fn write<S: StateStore + ?Sized>(
         i.mode &= !perm::write_kills(c, &i);
     }
     if end > i.size {
-        add_meta(s, meta::BYTES, i128::from(end) - i128::from(i.size))?;
+        add_meta(s, ino, meta::BYTES, i128::from(end) - i128::from(i.size))?;
         i.size = end;
     }
     i.mtime = time;
@@ -803,8 +831,8 @@ fn drop_orphan<S: StateStore + ?Sized>(s: &mut S, i: &Inode) -> Result<Outcome, 
         s.put_chunk(ino, chunk, None)?;
     }
     s.put_stripes(ino, None)?;
-    add_meta(s, meta::FILES, -1)?;
-    add_meta(s, meta::BYTES, -data_bytes(i))?;
+    add_meta(s, ino, meta::FILES, -1)?;
+    add_meta(s, ino, meta::BYTES, -data_bytes(i))?;
     Ok(Outcome {
         effects: vec![Effect::Freed(ino)],
         ..Outcome::default()

@@ -54,6 +54,21 @@ pub enum FsError {
     /// up): the client is to try again (NFS4ERR_DELAY).
     #[error("metadata unavailable: {0}")]
     Unavailable(String),
+    /// An object the command reads or changes is locked by a cross-shard operation under way
+    /// (`txn`): the proposer tries again shortly, then the client (NFS4ERR_DELAY).
+    #[error("locked by a cross-shard operation under way")]
+    Busy,
+    /// The command reaches an object of another shard: the proposer runs it as a cross-shard
+    /// transaction. Never an answer to a client.
+    #[error("the command reaches another shard")]
+    Elsewhere,
+    /// A cross-shard transaction was given up (a participant's recovery decided so first).
+    #[error("cross-shard operation aborted")]
+    Aborted,
+    /// A transaction's `apply` read a key it has not locked yet: the coordinator locks it and
+    /// runs `apply` again. Never an answer to a client.
+    #[error("needs {0:?} locked")]
+    NeedLock(super::shard::Key),
 }
 
 impl From<redb::Error> for FsError {

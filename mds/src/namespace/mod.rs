@@ -25,12 +25,14 @@
 
 mod apply;
 pub mod coding;
+mod coordinator;
 mod error;
 pub mod perm;
 mod read;
 pub mod shard;
 pub(crate) mod state;
 pub(crate) mod store;
+pub mod txn;
 mod types;
 mod unstable;
 pub(crate) mod wal;
@@ -50,7 +52,7 @@ use redb::{Database, Durability, ReadableTable};
 use tokio::sync::oneshot;
 use tracing::{info, warn};
 
-pub use apply::apply;
+pub use apply::{apply, apply_on_shard};
 pub use coding::{Encoded, FileCode, GroupCode, Redundancy};
 pub use error::FsError;
 pub use read::Snapshot;
@@ -90,6 +92,8 @@ pub struct Options {
     /// The MDS nodes of a multi-node cluster: every shard's group has them all as voters.
     /// `None`: a one-node cluster (the embedded default).
     pub members: Option<crate::raft::network::Members>,
+    /// How old a cross-shard transaction's record gets before recovery settles it.
+    pub txn_stale: std::time::Duration,
 }
 
 impl Default for Options {
@@ -99,6 +103,7 @@ impl Default for Options {
             quick_repair: true,
             space: None,
             members: None,
+            txn_stale: txn::STALE,
         }
     }
 }
@@ -215,6 +220,9 @@ const RETRY_PAUSE: std::time::Duration = std::time::Duration::from_millis(50);
 const FORWARD_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 /// How long the proposer's replica may take to apply what the leader answered for.
 const CATCH_UP_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+/// How long a command keeps trying while a cross-shard transaction holds what it needs
+/// (transactions take milliseconds; a recovery after a crash, `txn::STALE`).
+const BUSY_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Most commands in one log entry.
 const MAX_BATCH: usize = 256;
@@ -306,6 +314,9 @@ struct Inner {
     boot_count: u64,
     /// Numbers this node's proposals (`raft::sessions`).
     tags: Tags,
+    /// Numbers this node's cross-shard transactions (`coordinator`).
+    txn_seq: AtomicU64,
+    txn_stale: std::time::Duration,
     stats: Arc<Stats>,
     leadership: Mutex<Vec<tokio::task::JoinHandle<()>>>,
     /// The other MDS nodes, in a multi-node cluster.
@@ -440,6 +451,8 @@ impl Namespace {
                 unstable: unstable::Unstable::default(),
                 boot_count,
                 tags: Tags::new(node, boot_count),
+                txn_seq: AtomicU64::new(1),
+                txn_stale: opts.txn_stale,
                 stats,
                 leadership: Mutex::new(Vec::new()),
                 peers,
@@ -489,6 +502,7 @@ impl Namespace {
                 .map_err(|e| FsError::Io(format!("shard {id} did not catch up: {e}")))?;
         }
         self.watch_leadership();
+        self.start_txn_recovery();
         let has_root = self.getattr(ROOT_INO).is_ok();
         if !has_root {
             self.execute(Command::InitRoot {
@@ -527,6 +541,7 @@ impl Namespace {
             }
         }
         self.watch_leadership();
+        self.start_txn_recovery();
         let ns = Arc::downgrade(&self.inner);
         let started = tokio::time::Instant::now();
         let task = tokio::spawn(async move {
@@ -609,22 +624,111 @@ impl Namespace {
     /// one node, with three replicas) and reads see it.
     pub async fn execute(&self, cmd: Command) -> Result<Outcome, FsError> {
         self.record_noted_before(&cmd).await?;
+        let cmd = self.place(cmd);
         self.propose(cmd).await
     }
 
+    /// A new directory goes to a shard of its own, chosen by a hash of its parent and name (so
+    /// a retried create chooses the same), which spreads a tree's directories, and with them
+    /// their files and their load, over the shards and so over the nodes that lead them. A
+    /// directory's entries and the files made in it live on its shard.
+    fn place(&self, cmd: Command) -> Command {
+        let n = self.inner.shard_count;
+        if n <= 1 {
+            return cmd;
+        }
+        match cmd {
+            Command::As { cred, cmd } => Command::As {
+                cred,
+                cmd: Box::new(self.place(*cmd)),
+            },
+            Command::Create {
+                parent,
+                ref name,
+                kind: FileKind::Directory,
+                ..
+            } => {
+                let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+                for b in parent.to_le_bytes().iter().chain(name.iter()) {
+                    h = (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3);
+                }
+                let shard = ShardId((h % u64::from(n)) as u16);
+                if shard == ShardId::of_ino(parent) {
+                    cmd
+                } else {
+                    Command::Place {
+                        shard,
+                        cmd: Box::new(cmd),
+                    }
+                }
+            }
+            other => other,
+        }
+    }
+
+    /// Recovers cross-shard transactions left by a crash (`coordinator`), every
+    /// `RECOVER_EVERY`, on the shards this node leads.
+    fn start_txn_recovery(&self) {
+        let ns = Arc::downgrade(&self.inner);
+        let task = tokio::spawn(async move {
+            let mut tick = tokio::time::interval(coordinator::RECOVER_EVERY);
+            loop {
+                tick.tick().await;
+                let Some(inner) = ns.upgrade() else { return };
+                Namespace { inner }.recover_txns().await;
+            }
+        });
+        if let Ok(mut t) = self.inner.leadership.lock() {
+            t.push(task);
+        }
+    }
+
+    /// Routes `cmd` to its shard, or runs it as a transaction across its shards (`txn`);
+    /// while what it needs is locked by a transaction under way it tries again, up to
+    /// `BUSY_WAIT`.
     async fn propose(&self, cmd: Command) -> Result<Outcome, FsError> {
         let shards = cmd.shards();
         let shard = match shards.as_slice() {
             [] => ShardId(0),
             [s] => *s,
-            more => {
-                // Cross-shard commands need the two-phase commit of issue 12 item 4; while new
-                // objects live on their parent's shard, none is ever built.
-                return Err(FsError::Io(format!(
-                    "command spans shards {more:?}: not supported yet"
-                )));
+            _ => {
+                if let Command::ForgetOrphans { inos } = &cmd {
+                    // The reaper's batch: one command per shard, not a transaction.
+                    return self.forget_per_shard(inos).await;
+                }
+                return self.run_txn(&cmd).await;
             }
         };
+        let deadline = tokio::time::Instant::now() + BUSY_WAIT;
+        let mut pause = std::time::Duration::from_millis(1);
+        loop {
+            match self.propose_on(shard, &cmd).await {
+                // Its `apply` reached another shard (a rename's walk up the tree).
+                Err(FsError::Elsewhere) => return self.run_txn(&cmd).await,
+                Err(FsError::Busy) if tokio::time::Instant::now() + pause < deadline => {
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(std::time::Duration::from_millis(50));
+                }
+                other => return other,
+            }
+        }
+    }
+
+    async fn forget_per_shard(&self, inos: &[u64]) -> Result<Outcome, FsError> {
+        let mut by: BTreeMap<ShardId, Vec<u64>> = BTreeMap::new();
+        for &i in inos {
+            by.entry(ShardId::of_ino(i)).or_default().push(i);
+        }
+        let mut out = Outcome::default();
+        for (s, inos) in by {
+            let r = self.propose_on(s, &Command::ForgetOrphans { inos }).await?;
+            out.effects.extend(r.effects);
+        }
+        Ok(out)
+    }
+
+    /// Replicates `cmd` through `shard`'s Raft group (from whichever node leads it).
+    async fn propose_on(&self, shard: ShardId, cmd: &Command) -> Result<Outcome, FsError> {
         let s = self.shard(shard)?;
         let me = self.inner.node;
         if self.inner.peers.is_none() {
@@ -632,7 +736,7 @@ impl Namespace {
             let waiting = self.inner.tags.start();
             let cmd = Tagged {
                 tag: waiting.tag(),
-                cmd,
+                cmd: cmd.clone(),
             };
             return match self.queue_here(s, cmd).await {
                 Proposed::Applied { result, .. } => result,
@@ -970,10 +1074,10 @@ impl Namespace {
         ))
     }
 
-    /// The commands in shard 0's log from entry `from` on, `(entry index, encoded command)`
+    /// The commands in `shard`'s log from entry `from` on, `(entry index, encoded command)`
     /// (an entry holds a batch): what replication would send; tests replay them.
-    pub fn log_entries(&self, from: u64) -> Result<Vec<(u64, Vec<u8>)>, FsError> {
-        let log = self.inner.log.shard(ShardId(0))?;
+    pub fn log_entries(&self, shard: ShardId, from: u64) -> Result<Vec<(u64, Vec<u8>)>, FsError> {
+        let log = self.inner.log.shard(shard)?;
         let m = log.mem()?;
         let mut out = Vec::new();
         for (i, e) in m.entries.range(from..) {

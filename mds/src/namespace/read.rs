@@ -358,6 +358,11 @@ impl<'a> Snapshot<'a> {
     }
 
     /// The whole state of the local shards, to compare with a model in tests.
+    /// One shard's whole state (tests compare it with its log replayed).
+    pub fn shard_dump(&self, shard: ShardId) -> Result<Dump, FsError> {
+        self.with(shard, |st| st.dump())
+    }
+
     pub fn dump(&self) -> Result<Dump, FsError> {
         let mut d = Dump::default();
         let mut bad = None;
@@ -379,6 +384,7 @@ impl<'a> Snapshot<'a> {
             d.meta.extend(mine.meta);
             d.orphans.extend(mine.orphans);
             d.chunks.extend(mine.chunks);
+            d.txns.extend(mine.txns);
         })?;
         match bad {
             Some(b) => Err(FsError::Corrupt(b)),

@@ -56,7 +56,7 @@ impl std::fmt::Display for ShardId {
 }
 
 /// What one command reads or changes, named so that the shard that owns it follows.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub enum Key {
     /// An inode's attributes (and, for a regular file, its placement records).
     Inode(u64),

@@ -5,7 +5,9 @@ use std::collections::BTreeMap;
 
 use super::coding::FileCode;
 use super::error::FsError;
-use super::types::{Inode, FIRST_COOKIE};
+use super::shard::{Key, ShardId, MAX_LOCAL};
+use super::txn::{TxnEntry, TxnId};
+use super::types::{Inode, FIRST_COOKIE, ROOT_INO};
 
 /// Keys of the meta table that `apply` maintains.
 pub mod meta {
@@ -52,6 +54,39 @@ pub trait StateStore {
     /// The NFS client owners MDS node `node` recorded (shard 0's; `Command::ClientRecords`).
     fn clients_of(&self, node: u64) -> Result<Vec<Vec<u8>>, FsError>;
     fn put_client(&mut self, node: u64, owner: &[u8], present: bool) -> Result<(), FsError>;
+    /// This shard's record of cross-shard transaction `id` (`txn`).
+    fn txn(&self, id: TxnId) -> Result<Option<TxnEntry>, FsError>;
+    fn put_txn(&mut self, id: TxnId, entry: Option<&TxnEntry>) -> Result<(), FsError>;
+    /// The transaction holding `key` locked, if any.
+    fn locked(&self, key: Key) -> Result<Option<TxnId>, FsError>;
+
+    /// Adds `delta` to counter `key` of `shard` (a shard's store holds only its own; a
+    /// transaction's collects deltas per shard).
+    fn add_meta(&mut self, shard: ShardId, key: &'static str, delta: i128) -> Result<(), FsError> {
+        let _ = shard;
+        let v = i128::from(self.meta(key)?) + delta;
+        let v =
+            u64::try_from(v).map_err(|_| FsError::Corrupt(format!("meta {key} out of range")))?;
+        self.set_meta(key, v)
+    }
+
+    /// The next inode number of `shard`'s counter (`meta::NEXT_INO` holds the per-shard part),
+    /// which `apply` of a create advances: allocation is part of the replicated state, so every
+    /// replica and every later leader agrees on it.
+    fn alloc_ino(&mut self, shard: ShardId) -> Result<u64, FsError> {
+        let local = self.meta(meta::NEXT_INO)?.max(ROOT_INO + 1);
+        if local > MAX_LOCAL {
+            return Err(FsError::NoSpace);
+        }
+        let ino = shard.ino(local);
+        if self.inode(ino)?.is_some() {
+            return Err(FsError::Corrupt(format!(
+                "inode counter of {shard} at {local}, but inode {ino} exists"
+            )));
+        }
+        self.set_meta(meta::NEXT_INO, local + 1)?;
+        Ok(ino)
+    }
 }
 
 /// A full copy of the state, to compare two implementations in tests.
@@ -65,6 +100,7 @@ pub struct Dump {
     pub chunks: BTreeMap<(u64, u64), Vec<u64>>,
     pub stripes: BTreeMap<u64, FileCode>,
     pub clients: std::collections::BTreeSet<(u64, Vec<u8>)>,
+    pub txns: BTreeMap<TxnId, TxnEntry>,
 }
 
 /// The state in memory: what the server reads (see `writer`), and the reference model in tests.
@@ -83,6 +119,10 @@ pub struct MemState {
     pub stripes: BTreeMap<u64, FileCode>,
     /// (MDS node, NFS client owner): shard 0's client records.
     pub clients: std::collections::BTreeSet<(u64, Vec<u8>)>,
+    /// Cross-shard transactions this shard takes part in (`txn`).
+    pub txns: BTreeMap<TxnId, TxnEntry>,
+    /// Which transaction holds each locked key: derived from `txns` (kept by `put_txn`).
+    pub locks: BTreeMap<Key, TxnId>,
     /// Recent results by proposer, so a resent command is applied once (`raft::sessions`).
     /// Changed by the state machine around `apply`, never by `apply` itself.
     pub sessions: crate::raft::Sessions,
@@ -99,6 +139,19 @@ impl MemState {
             chunks: self.chunks.clone(),
             stripes: self.stripes.clone(),
             clients: self.clients.clone(),
+            txns: self.txns.clone(),
+        }
+    }
+
+    /// Rebuilds the lock index from the transaction records (after loading them).
+    pub fn index_locks(&mut self) {
+        self.locks.clear();
+        for (id, e) in &self.txns {
+            if let Some(p) = &e.prepared {
+                for k in &p.keys {
+                    self.locks.insert(*k, *id);
+                }
+            }
         }
     }
 }
@@ -205,6 +258,38 @@ impl StateStore for MemState {
         }
         Ok(())
     }
+    fn txn(&self, id: TxnId) -> Result<Option<TxnEntry>, FsError> {
+        Ok(self.txns.get(&id).cloned())
+    }
+    fn put_txn(&mut self, id: TxnId, entry: Option<&TxnEntry>) -> Result<(), FsError> {
+        if let Some(p) = self.txns.get(&id).and_then(|e| e.prepared.as_ref()) {
+            for k in &p.keys {
+                if self.locks.get(k) == Some(&id) {
+                    self.locks.remove(k);
+                }
+            }
+        }
+        match entry {
+            Some(e) => {
+                if let Some(p) = &e.prepared {
+                    for k in &p.keys {
+                        self.locks.insert(*k, id);
+                    }
+                }
+                self.txns.insert(id, e.clone());
+            }
+            None => {
+                self.txns.remove(&id);
+            }
+        }
+        Ok(())
+    }
+    fn locked(&self, key: Key) -> Result<Option<TxnId>, FsError> {
+        if self.locks.is_empty() {
+            return Ok(None);
+        }
+        Ok(self.locks.get(&key).copied())
+    }
 }
 
 /// A directory entry key and its staged value (`None`: deleted).
@@ -214,14 +299,15 @@ type StagedDirents = BTreeMap<(u64, Vec<u8>), Option<(u64, u64)>>;
 /// lets a failed command leave no trace in a batch shared with others.
 #[derive(Default)]
 pub struct Changes {
-    inodes: BTreeMap<u64, Option<Inode>>,
-    dirents: StagedDirents,
-    cookies: BTreeMap<u64, Option<u64>>,
+    pub(crate) inodes: BTreeMap<u64, Option<Inode>>,
+    pub(crate) dirents: StagedDirents,
+    pub(crate) cookies: BTreeMap<u64, Option<u64>>,
     meta: BTreeMap<&'static str, u64>,
-    orphans: BTreeMap<u64, bool>,
-    chunks: BTreeMap<(u64, u64), Option<Vec<u64>>>,
-    stripes: BTreeMap<u64, Option<FileCode>>,
+    pub(crate) orphans: BTreeMap<u64, bool>,
+    pub(crate) chunks: BTreeMap<(u64, u64), Option<Vec<u64>>>,
+    pub(crate) stripes: BTreeMap<u64, Option<FileCode>>,
     clients: BTreeMap<(u64, Vec<u8>), bool>,
+    txns: BTreeMap<TxnId, Option<TxnEntry>>,
 }
 
 impl Changes {
@@ -236,6 +322,7 @@ impl Changes {
         self.chunks.extend(later.chunks);
         self.stripes.extend(later.stripes);
         self.clients.extend(later.clients);
+        self.txns.extend(later.txns);
     }
 
     pub fn flush_into<S: StateStore + ?Sized>(&self, base: &mut S) -> Result<(), FsError> {
@@ -273,6 +360,9 @@ impl Changes {
         }
         for ((node, owner), present) in &self.clients {
             base.put_client(*node, owner, *present)?;
+        }
+        for (id, e) in &self.txns {
+            base.put_txn(*id, e.as_ref())?;
         }
         Ok(())
     }
@@ -411,5 +501,31 @@ impl<S: StateStore + ?Sized> StateStore for Staged<'_, S> {
     fn put_client(&mut self, node: u64, owner: &[u8], present: bool) -> Result<(), FsError> {
         self.changes.clients.insert((node, owner.to_vec()), present);
         Ok(())
+    }
+    fn txn(&self, id: TxnId) -> Result<Option<TxnEntry>, FsError> {
+        match self.changes.txns.get(&id) {
+            Some(e) => Ok(e.clone()),
+            None => self.base.txn(id),
+        }
+    }
+    fn put_txn(&mut self, id: TxnId, entry: Option<&TxnEntry>) -> Result<(), FsError> {
+        self.changes.txns.insert(id, entry.cloned());
+        Ok(())
+    }
+    fn locked(&self, key: Key) -> Result<Option<TxnId>, FsError> {
+        // A record staged here decides for its transaction; the base for the others.
+        for (id, e) in &self.changes.txns {
+            let holds = e
+                .as_ref()
+                .and_then(|e| e.prepared.as_ref())
+                .is_some_and(|p| p.keys.contains(&key));
+            if holds {
+                return Ok(Some(*id));
+            }
+        }
+        match self.base.locked(key)? {
+            Some(id) if self.changes.txns.contains_key(&id) => Ok(None),
+            other => Ok(other),
+        }
     }
 }

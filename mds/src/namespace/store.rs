@@ -12,8 +12,9 @@ use redb::{ReadTransaction, ReadableTable, Table, TableDefinition, WriteTransact
 
 use super::coding::FileCode;
 use super::error::FsError;
-use super::shard::ShardId;
+use super::shard::{Key, ShardId};
 use super::state::{meta, MemState, StateStore};
+use super::txn::{TxnEntry, TxnId};
 use super::types::{Inode, FIRST_COOKIE};
 
 /// ino → encoded `Inode`.
@@ -41,6 +42,9 @@ pub(crate) const SHARD_APPLIED: TableDefinition<u16, &[u8]> = TableDefinition::n
 /// shard → its table of recent results by proposer (postcard, `raft::Sessions`).
 pub(crate) const SHARD_SESSIONS: TableDefinition<u16, &[u8]> =
     TableDefinition::new("shard_sessions");
+/// (shard, transaction) → that shard's record of a cross-shard transaction (postcard
+/// `txn::TxnEntry`).
+pub(crate) const TXNS: TableDefinition<(u16, u128), &[u8]> = TableDefinition::new("txns");
 /// Values of this node, not of any state machine: never replicated, never in a snapshot.
 pub(crate) const NODE: TableDefinition<&str, u64> = TableDefinition::new("node");
 /// Builds before shards kept the counters here, with the applied index and the boot count.
@@ -75,6 +79,7 @@ pub(crate) fn create_tables(txn: &WriteTransaction) -> Result<(), FsError> {
     txn.open_table(CHUNKS)?;
     txn.open_table(STRIPES)?;
     txn.open_table(CLIENTS)?;
+    txn.open_table(TXNS)?;
     txn.open_table(SHARD_META)?;
     txn.open_table(SHARD_APPLIED)?;
     txn.open_table(SHARD_SESSIONS)?;
@@ -130,6 +135,7 @@ pub(crate) struct RedbState<'t> {
     chunks: Table<'t, (u64, u64), &'static [u8]>,
     stripes: Table<'t, u64, &'static [u8]>,
     clients: Table<'t, (u64, &'static [u8]), ()>,
+    txns: Table<'t, (u16, u128), &'static [u8]>,
 }
 
 impl<'t> RedbState<'t> {
@@ -145,6 +151,7 @@ impl<'t> RedbState<'t> {
             chunks: txn.open_table(CHUNKS)?,
             stripes: txn.open_table(STRIPES)?,
             clients: txn.open_table(CLIENTS)?,
+            txns: txn.open_table(TXNS)?,
         })
     }
 }
@@ -287,6 +294,40 @@ impl StateStore for RedbState<'_> {
         }
         Ok(())
     }
+    fn txn(&self, id: TxnId) -> Result<Option<TxnEntry>, FsError> {
+        match self.txns.get((self.shard, id))? {
+            Some(v) => Ok(Some(decode_txn(v.value())?)),
+            None => Ok(None),
+        }
+    }
+    fn put_txn(&mut self, id: TxnId, entry: Option<&TxnEntry>) -> Result<(), FsError> {
+        match entry {
+            Some(e) => {
+                let bytes = postcard::to_stdvec(e)
+                    .map_err(|e| FsError::Io(format!("encode transaction: {e}")))?;
+                self.txns.insert((self.shard, id), bytes.as_slice())?;
+            }
+            None => {
+                self.txns.remove((self.shard, id))?;
+            }
+        }
+        Ok(())
+    }
+    fn locked(&self, key: Key) -> Result<Option<TxnId>, FsError> {
+        // Only checkpoints write here; `apply` runs on the in-memory state and its index.
+        for item in self.txns.range((self.shard, 0)..=(self.shard, u128::MAX))? {
+            let (k, v) = item?;
+            let e = decode_txn(v.value())?;
+            if e.prepared.is_some_and(|p| p.keys.contains(&key)) {
+                return Ok(Some(k.value().1));
+            }
+        }
+        Ok(None)
+    }
+}
+
+fn decode_txn(bytes: &[u8]) -> Result<TxnEntry, FsError> {
+    postcard::from_bytes(bytes).map_err(|e| FsError::Corrupt(format!("transaction: {e}")))
 }
 
 impl RedbState<'_> {
@@ -353,6 +394,10 @@ pub(crate) fn delete_shard(txn: &WriteTransaction, shard: ShardId) -> Result<(),
         let mut t = txn.open_table(SHARD_META)?;
         t.retain(|(s, _), _| s != shard.0)?;
     }
+    {
+        let mut t = txn.open_table(TXNS)?;
+        t.retain_in((shard.0, 0)..=(shard.0, u128::MAX), |_, _| false)?;
+    }
     if shard.0 == 0 {
         let mut t = txn.open_table(CLIENTS)?;
         t.retain(|_, _| false)?;
@@ -385,6 +430,9 @@ pub(crate) fn write_whole(st: &mut RedbState<'_>, s: &MemState) -> Result<(), Fs
     }
     for (node, owner) in &s.clients {
         st.put_client(*node, owner, true)?;
+    }
+    for (id, e) in &s.txns {
+        st.put_txn(*id, Some(e))?;
     }
     Ok(())
 }
@@ -480,6 +528,16 @@ pub(crate) fn load_shards(txn: &ReadTransaction, shards: &[ShardId]) -> Result<L
                 s.meta.insert(known, v.value());
             }
         }
+    }
+    for item in txn.open_table(TXNS)?.iter()? {
+        let (k, v) = item?;
+        let (shard, id) = k.value();
+        if let Some((s, _)) = m.get_mut(&ShardId(shard)) {
+            s.txns.insert(id, decode_txn(v.value())?);
+        }
+    }
+    for (s, _) in m.values_mut() {
+        s.index_locks();
     }
     for item in txn.open_table(SHARD_APPLIED)?.iter()? {
         let (k, v) = item?;

@@ -68,6 +68,14 @@ pub(super) fn step(s: &mut MemState, cmd: &Command) -> Result<Outcome, FsError> 
     Ok(out)
 }
 
+/// `step` as shard `shard`'s state machine applies a command of its log.
+pub(super) fn step_on(shard: ShardId, s: &mut MemState, cmd: &Command) -> Result<Outcome, FsError> {
+    let mut staged = state::Staged::new(&*s);
+    let out = apply_on_shard(shard, &mut staged, cmd)?;
+    staged.into_changes().flush_into(s)?;
+    Ok(out)
+}
+
 /// Creates `name` in `parent` through the namespace and returns the new inode's number.
 pub(super) async fn mk(ns: &Namespace, parent: u64, name: &str, kind: FileKind) -> u64 {
     let out = ns.execute(create(parent, name, kind)).await.unwrap();
@@ -80,8 +88,18 @@ pub(super) const TEST_SHARDS: u16 = 4;
 
 /// Opens the namespace in `dir` on `rt`, where its shards' Raft groups run.
 pub(super) fn open(rt: &tokio::runtime::Runtime, dir: &std::path::Path) -> Namespace {
+    open_shards(rt, dir, TEST_SHARDS)
+}
+
+/// `open` with `shards` shards (one: no directory is placed elsewhere, so inode numbers are
+/// the model's).
+pub(super) fn open_shards(
+    rt: &tokio::runtime::Runtime,
+    dir: &std::path::Path,
+    shards: u16,
+) -> Namespace {
     let opts = Options {
-        shards: TEST_SHARDS,
+        shards,
         ..Options::default()
     };
     rt.block_on(Namespace::open_with(dir, opts))

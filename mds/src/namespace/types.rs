@@ -292,6 +292,33 @@ pub enum Command {
     /// Node `to` took over node `from`'s client address: `from`'s client records become
     /// `to`'s (they reclaim there).
     TakeOverClients { from: u64, to: u64 },
+    /// `cmd` (a `Create`) with its new inode numbered in `shard`'s counter instead of its
+    /// parent's: a new directory placed on another shard (`Namespace::place`).
+    Place { shard: ShardId, cmd: Box<Command> },
+    /// Cross-shard transaction `txn` locks `keys` (all of this shard; `txn` module).
+    TxnLock {
+        txn: super::txn::TxnId,
+        coord: ShardId,
+        keys: Vec<Key>,
+        time: Time,
+    },
+    /// The coordinating shard records `txn`'s commit with every shard's writes.
+    TxnDecide {
+        txn: super::txn::TxnId,
+        parts: Vec<super::txn::TxnPart>,
+        time: Time,
+    },
+    /// The coordinating shard records an abort of `txn` unless it decided already.
+    TxnResolve { txn: super::txn::TxnId, time: Time },
+    /// This shard's writes of the committed `txn`; its locks go.
+    TxnCommit {
+        txn: super::txn::TxnId,
+        part: super::txn::TxnPart,
+    },
+    /// This shard's locks of the aborted `txn` go.
+    TxnAbort { txn: super::txn::TxnId },
+    /// The coordinating shard forgets `txn`'s decision (carried out everywhere).
+    TxnForget { txn: super::txn::TxnId },
 }
 
 /// The inode number under which the placement table holds the drain marks (`SetDrain`): 0 is
@@ -355,7 +382,35 @@ impl Command {
             Command::ClientRecords { .. } | Command::TakeOverClients { .. } => {
                 vec![Key::Clients]
             }
+            Command::Place { shard, cmd } => cmd
+                .keys()
+                .into_iter()
+                .map(|k| match k {
+                    NewInode(_) => NewInode(*shard),
+                    other => other,
+                })
+                .collect(),
+            // The shard a transaction's step goes to is named by the step itself.
+            Command::TxnLock { keys, .. } => keys.clone(),
+            Command::TxnCommit { part, .. } => vec![Key::NewInode(part.shard)],
+            Command::TxnDecide { .. }
+            | Command::TxnResolve { .. }
+            | Command::TxnAbort { .. }
+            | Command::TxnForget { .. } => Vec::new(),
         }
+    }
+
+    /// Whether this is a step of a cross-shard transaction, which `apply` runs unguarded.
+    pub fn is_txn_step(&self) -> bool {
+        matches!(
+            self,
+            Command::TxnLock { .. }
+                | Command::TxnDecide { .. }
+                | Command::TxnResolve { .. }
+                | Command::TxnCommit { .. }
+                | Command::TxnAbort { .. }
+                | Command::TxnForget { .. }
+        )
     }
 
     /// The shards `keys` fall in, each once, in order.

@@ -17,7 +17,7 @@ use super::checkpoint::Checkpoints;
 use super::sessions::{Seen, Sessions, Tagged};
 use super::types::{machine_err, Cfg, Entry, LogId, Membership, Reply, ShardDump, StorageError};
 use crate::namespace::state::{meta, Changes, MemState, Staged};
-use crate::namespace::{apply, Effect, EffectSlot, FsError, Inode, ShardId, Stats};
+use crate::namespace::{apply_on_shard, Effect, EffectSlot, FsError, Inode, ShardId, Stats};
 
 /// Where a shard's state machine is: what it applied last, and with which membership.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -109,7 +109,7 @@ impl ShardCore {
                                 Seen::New | Seen::Untracked => {
                                     self.stats.commands.fetch_add(1, Ordering::Relaxed);
                                     let mut staged = Staged::new(&*live);
-                                    let r = match apply(&mut staged, cmd) {
+                                    let r = match apply_on_shard(self.id, &mut staged, cmd) {
                                         Ok(out) => {
                                             let ch = staged.into_changes();
                                             ch.flush_into(&mut *live)?;
@@ -203,6 +203,7 @@ struct Dump {
     stripes: Vec<(u64, crate::namespace::FileCode)>,
     clients: Vec<(u64, Vec<u8>)>,
     sessions: Sessions,
+    txns: Vec<(u128, crate::namespace::txn::TxnEntry)>,
 }
 
 impl Dump {
@@ -225,6 +226,7 @@ impl Dump {
             stripes: s.stripes.iter().map(|(i, c)| (*i, c.clone())).collect(),
             clients: s.clients.iter().cloned().collect(),
             sessions: s.sessions.clone(),
+            txns: s.txns.iter().map(|(i, e)| (*i, e.clone())).collect(),
         }
     }
 
@@ -252,6 +254,8 @@ impl Dump {
         s.stripes = self.stripes.into_iter().collect();
         s.clients = self.clients.into_iter().collect();
         s.sessions = self.sessions;
+        s.txns = self.txns.into_iter().collect();
+        s.index_locks();
         s
     }
 }
@@ -349,7 +353,7 @@ impl RaftStateMachine<Cfg> for ShardMachine {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::namespace::{Command, FileKind, Time, ROOT_INO};
+    use crate::namespace::{apply, Command, FileKind, Time, ROOT_INO};
 
     fn with_root() -> MemState {
         let mut s = MemState::default();

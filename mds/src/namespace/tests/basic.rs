@@ -377,10 +377,10 @@ fn compaction_purges_the_log_behind_a_checkpoint() {
     });
     let applied = ns.snapshot().unwrap().applied_index().unwrap();
     assert!(applied >= 51, "root, 50 creates and raft's own entries");
-    assert!(ns.log_entries(0).unwrap().len() >= 51);
+    assert!(ns.log_entries(ShardId(0), 0).unwrap().len() >= 51);
     rt.block_on(ns.compact(0)).unwrap();
     assert!(
-        ns.log_entries(0).unwrap().is_empty(),
+        ns.log_entries(ShardId(0), 0).unwrap().is_empty(),
         "keeping nothing behind the snapshot purges every entry"
     );
     assert_eq!(ns.snapshot().unwrap().applied_index().unwrap(), applied);

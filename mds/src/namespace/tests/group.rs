@@ -108,7 +108,7 @@ fn failed_command_in_a_batch_leaves_the_others_alone() {
     drop(snap);
     // Failed commands are replicated too (each replica applies them to the same refusal):
     // root + 100 in the log, and replaying it gives the state.
-    let log = ns.log_entries(0).unwrap();
+    let log = ns.log_entries(ShardId(0), 0).unwrap();
     assert_eq!(log.len(), 101);
     let mut r = MemState::default();
     for (_, bytes) in log {
