@@ -1,27 +1,37 @@
-//! Crash points for tests: `CFS_FAILPOINT=NAME` (any node) or `CFS_FAILPOINT=NODE:NAME` makes
-//! the process abort at the point named NAME, as a kill -9 there would: nothing is flushed,
-//! nothing answered. Read once; without the variable every point costs one atomic load.
+//! Crash points for tests. A point named NAME aborts the process there, as a kill -9 at that
+//! moment would (nothing flushed, nothing answered), when it is armed: `CFS_FAILPOINT=NAME`,
+//! or a line NAME in the file `CFS_FAILPOINT_FILE` names (read at every point, so a test can
+//! arm it once its setup is done). Without either variable a point costs one atomic load.
 
 use std::sync::OnceLock;
 
-static POINT: OnceLock<Option<(Option<u64>, String)>> = OnceLock::new();
+enum Armed {
+    Name(String),
+    File(std::path::PathBuf),
+}
 
-fn point() -> &'static Option<(Option<u64>, String)> {
-    POINT.get_or_init(|| {
-        let v = std::env::var("CFS_FAILPOINT").ok()?;
-        match v.split_once(':') {
-            Some((n, name)) => Some((n.parse().ok(), name.to_string())),
-            None => Some((None, v)),
+static ARMED: OnceLock<Option<Armed>> = OnceLock::new();
+
+fn armed() -> &'static Option<Armed> {
+    ARMED.get_or_init(|| {
+        if let Ok(v) = std::env::var("CFS_FAILPOINT") {
+            return Some(Armed::Name(v));
         }
+        std::env::var_os("CFS_FAILPOINT_FILE").map(|p| Armed::File(p.into()))
     })
 }
 
-/// Aborts the process if the crash point `name` is armed for node `node`.
-pub fn hit(node: u64, name: &str) {
-    if let Some((at, armed)) = point() {
-        if armed == name && at.is_none_or(|n| n == node) {
-            eprintln!("cfs: failpoint {name} on node {node}: aborting");
-            std::process::abort();
-        }
+/// Aborts the process if the crash point `name` is armed.
+pub fn hit(name: &str) {
+    let fire = match armed() {
+        None => false,
+        Some(Armed::Name(n)) => n == name,
+        Some(Armed::File(p)) => std::fs::read_to_string(p)
+            .map(|s| s.lines().any(|l| l.trim() == name))
+            .unwrap_or(false),
+    };
+    if fire {
+        eprintln!("cfs: failpoint {name}: aborting");
+        std::process::abort();
     }
 }

@@ -28,6 +28,8 @@ impl Node {
             .arg("server")
             .arg("--config")
             .arg(self.dir.join("cfs.toml"))
+            // Crash points the cross-shard test arms by writing their names here.
+            .env("CFS_FAILPOINT_FILE", self.dir.join("failpoint"))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::from(log))
@@ -568,4 +570,168 @@ fn a_dead_nodes_client_address_moves_and_its_clients_reclaim_there() {
         }
         let _ = c.shutdown().await;
     });
+}
+
+/// Waits (bounded) until `f` answers Ok; the last error otherwise.
+async fn until_ok<T, F, Fut>(what: &str, limit: Duration, mut f: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = client::Result<T>>,
+{
+    let start = Instant::now();
+    loop {
+        match f().await {
+            Ok(v) => return v,
+            Err(e) => {
+                assert!(start.elapsed() < limit, "{what}: {e}");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+    }
+}
+
+/// The shard of a file system object, read off its file id (`mds::namespace::shard`).
+fn shard_of(fileid: u64) -> u64 {
+    fileid >> 48
+}
+
+/// A cross-shard rename survives a kill -9 of each participant at each step (issue 12, "a
+/// crash test for cross-shard rename that kills each participant at each step"). Three MDS
+/// nodes; /a and /b are directories on two shards whose first leaders are nodes 2 and 3 (a
+/// shard's first leader is node `shard % 3 + 1`), the client talks to node 1, which
+/// coordinates. For each crash point the node at it aborts there (as kill -9 would) during
+/// `rename /a/f /b/g`: the coordinator after locking, after deciding, after the first commit;
+/// the leader of /b's shard as it applies its lock; the leader of /a's shard as it applies its
+/// commit. The node is restarted, and the rename ends done or not done as the point implies,
+/// never half: exactly one of the names, the file's link count 1, and the directories usable
+/// (nothing left locked).
+#[test]
+fn a_cross_shard_rename_survives_a_kill9_of_each_participant_at_each_step() {
+    // (crash point, which node: 0 = the coordinator, 1 = /a's leader, 2 = /b's leader, done)
+    let cases = [
+        ("txn-locked", 0, false),
+        ("txn-decided", 0, true),
+        ("txn-committed-one", 0, true),
+        ("txn-lock-applied", 2, false),
+        ("txn-commit-applied", 1, true),
+    ];
+    for (point, who, done) in cases {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut nodes = start_three(tmp.path());
+        let rt = rt();
+        let victim = rt.block_on(async {
+            let c = connect(nodes[0].addr, Duration::from_secs(30)).await;
+            let root = c.root().clone();
+            // Directories until one is led (first) by node 2 and one by node 3.
+            let (mut a, mut b) = (None, None);
+            for i in 0..200 {
+                let name = format!("d{i}");
+                let fh = c.mkdir(&root, &name, 0o755).await.expect("mkdir");
+                let leader = shard_of(c.getattr(&fh).await.expect("getattr").fileid) % 3 + 1;
+                match leader {
+                    2 if a.is_none() => a = Some((name, fh)),
+                    3 if b.is_none() => b = Some((name, fh)),
+                    _ => {}
+                }
+                if a.is_some() && b.is_some() {
+                    break;
+                }
+            }
+            let ((an, afh), (bn, bfh)) = (
+                a.expect("a dir led by node 2"),
+                b.expect("a dir led by node 3"),
+            );
+            let create = CreateMode::Unchecked(SetAttrs::mode(0o644));
+            let f = c
+                .open(&afh, "f", OPEN4_SHARE_ACCESS_BOTH, Some(create))
+                .await
+                .expect("create f");
+            f.close().await.expect("close f");
+            // Armed only now: setting up made transactions too.
+            let victim = [0usize, 1, 2][who];
+            std::fs::write(nodes[victim].dir.join("failpoint"), point).unwrap();
+            let _ =
+                tokio::time::timeout(Duration::from_secs(20), c.rename(&afh, "f", &bfh, "g")).await;
+            let _ = c.shutdown().await;
+            (victim, an, bn)
+        });
+        let (victim, an, bn) = victim;
+        // The armed node died there (its process ended by itself).
+        let start = Instant::now();
+        loop {
+            let exited = nodes[victim]
+                .proc_
+                .as_mut()
+                .is_some_and(|p| p.0.try_wait().ok().flatten().is_some());
+            if exited {
+                break;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(20),
+                "{point}: node {} never reached it",
+                victim + 1
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        std::fs::remove_file(nodes[victim].dir.join("failpoint")).unwrap();
+        nodes[victim].kill9();
+        nodes[victim].start();
+        rt.block_on(async {
+            let live = if victim == 0 { 1 } else { 0 };
+            let c = connect(nodes[live].addr, Duration::from_secs(60)).await;
+            let limit = Duration::from_secs(60);
+            // Settled: both directories list, the file under exactly one name.
+            let at_a = until_ok(point, limit, || async {
+                let a = c.lookup_path(&format!("/{an}")).await?;
+                c.readdir(&a).await
+            })
+            .await;
+            let at_b = until_ok(point, limit, || async {
+                let b = c.lookup_path(&format!("/{bn}")).await?;
+                c.readdir(&b).await
+            })
+            .await;
+            let names =
+                |v: &Vec<client::DirEntry>| v.iter().map(|e| e.name.clone()).collect::<Vec<_>>();
+            let (na, nb) = (names(&at_a), names(&at_b));
+            if done {
+                assert_eq!(
+                    (na.clone(), nb.clone()),
+                    (vec![], vec!["g".to_string()]),
+                    "{point}"
+                );
+            } else {
+                assert_eq!(
+                    (na.clone(), nb.clone()),
+                    (vec!["f".to_string()], vec![]),
+                    "{point}"
+                );
+            }
+            let path = if done {
+                format!("/{bn}/g")
+            } else {
+                format!("/{an}/f")
+            };
+            let (fh, st) = c.stat_path(&path).await.expect("stat the file");
+            assert_eq!(st.nlink, 1, "{point}");
+            // Nothing stays locked: the file moves on, and both directories take new names.
+            let (from, name, to) = if done {
+                (bn.clone(), "g", an.clone())
+            } else {
+                (an.clone(), "f", bn.clone())
+            };
+            let from_fh = c.lookup_path(&format!("/{from}")).await.unwrap();
+            let to_fh = c.lookup_path(&format!("/{to}")).await.unwrap();
+            until_ok(point, limit, || c.rename(&from_fh, name, &to_fh, "h")).await;
+            assert_eq!(
+                c.stat_path(&format!("/{to}/h")).await.expect("moved on").0,
+                fh
+            );
+            c.mkdir(&from_fh, "new", 0o755)
+                .await
+                .expect("mkdir in the source");
+            let _ = c.shutdown().await;
+        });
+        drop(nodes);
+    }
 }

@@ -17,6 +17,26 @@ const LOCAL_WAIT: Duration = Duration::from_secs(5);
 /// Between two passes of the recovery task.
 pub(super) const RECOVER_EVERY: Duration = Duration::from_secs(1);
 
+/// The points of a transaction where a crash is tested: the process-level failpoints
+/// (`crate::failpoint`, named `txn-locked`, `txn-decided`, `txn-committed-one`) and, in the
+/// namespace's own tests, an attempt that stops there as if its node had died.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Step {
+    Locked,
+    Decided,
+    CommittedOne,
+}
+
+impl Step {
+    fn name(self) -> &'static str {
+        match self {
+            Step::Locked => "txn-locked",
+            Step::Decided => "txn-decided",
+            Step::CommittedOne => "txn-committed-one",
+        }
+    }
+}
+
 impl Namespace {
     /// A new transaction id: this node, its life, a sequence number (`txn::TxnId`).
     fn new_txn(&self) -> TxnId {
@@ -32,7 +52,7 @@ impl Namespace {
         let deadline = tokio::time::Instant::now() + BUSY_WAIT;
         let mut pause = Duration::from_millis(1);
         loop {
-            match self.txn_attempt(cmd).await {
+            match self.txn_attempt(cmd, None).await {
                 Err(FsError::Busy | FsError::Aborted)
                     if tokio::time::Instant::now() + pause < deadline =>
                 {
@@ -46,7 +66,16 @@ impl Namespace {
         }
     }
 
-    async fn txn_attempt(&self, cmd: &Command) -> Result<Outcome, FsError> {
+    /// One attempt; `stop` ends it at that step as a crash there would (tests).
+    pub(super) async fn txn_attempt(
+        &self,
+        cmd: &Command,
+        stop: Option<Step>,
+    ) -> Result<Outcome, FsError> {
+        let halt = |step: Step| {
+            crate::failpoint::hit(step.name());
+            stop == Some(step)
+        };
         let id = self.new_txn();
         let mut want: BTreeMap<ShardId, BTreeSet<Key>> = BTreeMap::new();
         for k in cmd.keys() {
@@ -127,7 +156,9 @@ impl Namespace {
                     });
                 }
             }
-            crate::failpoint::hit(self.inner.node, "txn-locked");
+            if halt(Step::Locked) {
+                return Ok(out);
+            }
             let decide = Command::TxnDecide {
                 txn: id,
                 parts: parts.clone(),
@@ -142,7 +173,9 @@ impl Namespace {
                 // Decided or not: the recovery of its shards settles it either way.
                 Err(e) => return Err(e),
             }
-            crate::failpoint::hit(self.inner.node, "txn-decided");
+            if halt(Step::Decided) {
+                return Ok(out);
+            }
             for (n, part) in parts.into_iter().enumerate() {
                 let shard = part.shard;
                 let step = Command::TxnCommit { txn: id, part };
@@ -150,8 +183,8 @@ impl Namespace {
                     // Decided: the coordinating shard's recovery finishes it.
                     tracing::warn!(%shard, txn = %format!("{id:#x}"), "commit step failed: {e}");
                 }
-                if n == 0 {
-                    crate::failpoint::hit(self.inner.node, "txn-committed-one");
+                if n == 0 && halt(Step::CommittedOne) {
+                    return Ok(out);
                 }
             }
             let ns = self.clone();

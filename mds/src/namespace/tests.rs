@@ -5,6 +5,7 @@ mod as_caller;
 mod basic;
 mod coding;
 mod crash;
+mod cross_shard;
 mod group;
 mod model;
 mod replicated;

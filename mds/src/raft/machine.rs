@@ -17,7 +17,9 @@ use super::checkpoint::Checkpoints;
 use super::sessions::{Seen, Sessions, Tagged};
 use super::types::{machine_err, Cfg, Entry, LogId, Membership, Reply, ShardDump, StorageError};
 use crate::namespace::state::{meta, Changes, MemState, Staged};
-use crate::namespace::{apply_on_shard, Effect, EffectSlot, FsError, Inode, ShardId, Stats};
+use crate::namespace::{
+    apply_on_shard, Command, Effect, EffectSlot, FsError, Inode, ShardId, Stats,
+};
 
 /// Where a shard's state machine is: what it applied last, and with which membership.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -121,6 +123,19 @@ impl ShardCore {
                                     };
                                     if seen == Seen::New {
                                         live.sessions.record(tag, &r);
+                                    }
+                                    if self.leader.load(Ordering::Relaxed) {
+                                        // A participant's leader dying at these steps is
+                                        // what the cross-shard crash test needs.
+                                        match cmd {
+                                            Command::TxnLock { .. } => {
+                                                crate::failpoint::hit("txn-lock-applied")
+                                            }
+                                            Command::TxnCommit { .. } => {
+                                                crate::failpoint::hit("txn-commit-applied")
+                                            }
+                                            _ => {}
+                                        }
                                     }
                                     r
                                 }

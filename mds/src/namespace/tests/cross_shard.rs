@@ -1,0 +1,213 @@
+//! Cross-shard transactions: what a crash at each step of the coordinator leaves, and that
+//! recovery settles it with no dangling entry, no lost file and no lock left.
+
+use std::time::{Duration, Instant};
+
+use super::*;
+use crate::namespace::coordinator::Step;
+
+/// A namespace of 8 shards whose recovery settles a transaction 300 ms after it stalled.
+fn open_quick(rt: &tokio::runtime::Runtime, dir: &std::path::Path) -> Namespace {
+    let opts = Options {
+        shards: 8,
+        txn_stale: Duration::from_millis(300),
+        ..Options::default()
+    };
+    rt.block_on(Namespace::open_with(dir, opts))
+        .expect("open namespace")
+}
+
+/// Two directories under the root on two shards other than each other's.
+async fn two_dirs(ns: &Namespace) -> (u64, u64) {
+    let a = mk(ns, ROOT_INO, "a", FileKind::Directory).await;
+    for n in 0..64 {
+        let b = mk(ns, ROOT_INO, &format!("b{n}"), FileKind::Directory).await;
+        if ShardId::of_ino(b) != ShardId::of_ino(a) {
+            return (a, b);
+        }
+    }
+    panic!("no two directories on two shards");
+}
+
+fn rename(src_parent: u64, src: u64, dst_parent: u64) -> Command {
+    Command::Rename {
+        src_parent,
+        src_name: b"f".to_vec(),
+        src,
+        dst_parent,
+        dst_name: b"g".to_vec(),
+        dst: None,
+        time: Time::now(),
+    }
+}
+
+/// Prepared records or locks anywhere, and decisions other than aborts.
+fn unsettled(ns: &Namespace) -> usize {
+    let d = ns.snapshot().unwrap().dump().unwrap();
+    d.txns
+        .values()
+        .filter(|e| {
+            e.prepared.is_some()
+                || matches!(
+                    e.decision,
+                    Some(crate::namespace::txn::Decision::Commit { .. })
+                )
+        })
+        .count()
+}
+
+async fn settle(ns: &Namespace) {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while unsettled(ns) > 0 {
+        assert!(Instant::now() < deadline, "transactions not settled");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// After a crash at `stop`, recovery ends the rename of a/f to b/g done (`done`) or not.
+fn crash_at(stop: Step, done: bool) {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = rt();
+    let ns = open_quick(&rt, dir.path());
+    rt.block_on(async {
+        let (a, b) = two_dirs(&ns).await;
+        let f = mk(&ns, a, "f", FileKind::Regular).await;
+        assert_eq!(ShardId::of_ino(f), ShardId::of_ino(a));
+        ns.txn_attempt(&rename(a, f, b), Some(stop)).await.unwrap();
+        assert!(unsettled(&ns) > 0, "{stop:?} left nothing to recover");
+        // A create in either directory waits for the locks (Busy, retried), then succeeds.
+        mk(&ns, a, "after", FileKind::Regular).await;
+        mk(&ns, b, "after", FileKind::Regular).await;
+        settle(&ns).await;
+        let at_a = ns.lookup(a, b"f").map(|i| i.ino);
+        let at_b = ns.lookup(b, b"g").map(|i| i.ino);
+        if done {
+            assert_eq!((at_a, at_b), (Err(FsError::NotFound), Ok(f)), "{stop:?}");
+        } else {
+            assert_eq!((at_a, at_b), (Ok(f), Err(FsError::NotFound)), "{stop:?}");
+        }
+        assert_eq!(ns.getattr(f).unwrap().nlink, 1);
+        assert!(ns.orphans().unwrap().is_empty());
+        // The file moves the rest of the way as an ordinary transaction.
+        let (from, to) = if done { (b, a) } else { (a, b) };
+        let name: &[u8] = if done { b"g" } else { b"f" };
+        let back = Command::Rename {
+            src_parent: from,
+            src_name: name.to_vec(),
+            src: f,
+            dst_parent: to,
+            dst_name: b"h".to_vec(),
+            dst: None,
+            time: Time::now(),
+        };
+        ns.execute(back).await.unwrap();
+        assert_eq!(ns.lookup(to, b"h").unwrap().ino, f);
+        settle(&ns).await;
+    });
+    // And the same after a restart: what recovery wrote is durable.
+    drop(ns);
+    let ns = open_quick(&rt, dir.path());
+    assert_eq!(unsettled(&ns), 0);
+}
+
+#[test]
+fn a_coordinator_dead_after_its_locks_is_rolled_back() {
+    crash_at(Step::Locked, false);
+}
+
+#[test]
+fn a_coordinator_dead_after_its_decision_is_carried_out() {
+    crash_at(Step::Decided, true);
+}
+
+#[test]
+fn a_coordinator_dead_after_one_commit_is_carried_out() {
+    crash_at(Step::CommittedOne, true);
+}
+
+#[test]
+fn a_restart_in_the_middle_recovers_from_the_durable_records() {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = rt();
+    let ns = open_quick(&rt, dir.path());
+    let (a, b, f) = rt.block_on(async {
+        let (a, b) = two_dirs(&ns).await;
+        let f = mk(&ns, a, "f", FileKind::Regular).await;
+        ns.txn_attempt(&rename(a, f, b), Some(Step::Decided))
+            .await
+            .unwrap();
+        (a, b, f)
+    });
+    drop(ns);
+    let ns = open_quick(&rt, dir.path());
+    rt.block_on(settle(&ns));
+    assert!(ns.lookup(a, b"f").is_err());
+    assert_eq!(ns.lookup(b, b"g").unwrap().ino, f);
+}
+
+#[test]
+fn a_directory_on_another_shard_keeps_posix_rules() {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = rt();
+    let ns = open_quick(&rt, dir.path());
+    rt.block_on(async {
+        let (a, b) = two_dirs(&ns).await;
+        // a/sub lives on a shard of its own; its parent counts it.
+        let sub = mk(&ns, a, "sub", FileKind::Directory).await;
+        assert_eq!(ns.getattr(a).unwrap().nlink, 3);
+        assert_eq!(ns.getattr(sub).unwrap().parent, a);
+        mk(&ns, sub, "x", FileKind::Regular).await;
+        // Not empty: rmdir refuses, across shards as within one.
+        let rmdir = |parent, child| Command::Rmdir {
+            parent,
+            name: b"sub".to_vec(),
+            child,
+            time: Time::now(),
+        };
+        assert_eq!(ns.execute(rmdir(a, sub)).await, Err(FsError::NotEmpty));
+        // Moving a directory under itself is refused, however many shards the walk crosses.
+        let deep = mk(&ns, sub, "deep", FileKind::Directory).await;
+        let into_itself = Command::Rename {
+            src_parent: ROOT_INO,
+            src_name: b"a".to_vec(),
+            src: a,
+            dst_parent: deep,
+            dst_name: b"a".to_vec(),
+            dst: None,
+            time: Time::now(),
+        };
+        assert_eq!(ns.execute(into_itself).await, Err(FsError::Invalid));
+        // A hard link across shards, then both names removed: the file goes when the last does.
+        let x = ns.lookup(sub, b"x").unwrap().ino;
+        let link = Command::Link {
+            ino: x,
+            parent: b,
+            name: b"lx".to_vec(),
+            time: Time::now(),
+        };
+        ns.execute(link).await.unwrap();
+        assert_eq!(ns.getattr(x).unwrap().nlink, 2);
+        let unlink = |parent, name: &[u8]| Command::Unlink {
+            parent,
+            name: name.to_vec(),
+            child: x,
+            time: Time::now(),
+        };
+        ns.execute(unlink(b, b"lx")).await.unwrap();
+        let out = ns.execute(unlink(sub, b"x")).await.unwrap();
+        assert_eq!(out.inode.unwrap().nlink, 0);
+        assert_eq!(ns.orphans().unwrap(), vec![x]);
+        // Emptied, the directory goes, and its parent's count with it.
+        let deep_rm = Command::Rmdir {
+            parent: sub,
+            name: b"deep".to_vec(),
+            child: deep,
+            time: Time::now(),
+        };
+        ns.execute(deep_rm).await.unwrap();
+        ns.execute(rmdir(a, sub)).await.unwrap();
+        assert_eq!(ns.getattr(a).unwrap().nlink, 2);
+        assert!(matches!(ns.getattr(sub), Err(FsError::Stale(_))));
+        settle(&ns).await;
+    });
+}
