@@ -223,21 +223,28 @@ fn three_mds_nodes_share_the_namespace_and_survive_a_kill9() {
 /// Commands in flight when their shard's leader is killed are applied once: a mkdir sent
 /// through another node, replicated by the dying leader and committed by the next one, is sent
 /// again by the forwarding node and must still answer OK (not "exists"), and a remove must not
-/// answer "not found". Six writers through nodes 2 and 3 keep making and removing names in a
-/// directory on shard 0 (led by node 1, which is killed mid-stream); every operation must
-/// succeed, and the names left are exactly those made and not removed.
+/// answer "not found". Six writers through two nodes keep making and removing directories in
+/// /w (each a cross-shard transaction: /w's entries on its shard, each new directory on
+/// another) while the leader of /w's shard, the third node, is killed mid-stream; every
+/// operation must succeed, and the names left are exactly those made and not removed.
 #[test]
 fn commands_in_flight_when_their_leader_dies_are_applied_once() {
     let tmp = tempfile::tempdir().unwrap();
     let mut nodes = start_three(tmp.path());
     let rt = rt();
-    let (a2, a3) = (nodes[1].addr, nodes[2].addr);
-    let setup = rt.block_on(async {
-        let c = connect(a2, Duration::from_secs(30)).await;
+    // /w lives on a shard of its own; the writers go through the two nodes that do not lead
+    // it (a shard's first leader is node `shard % 3 + 1`), and its leader is killed.
+    let (setup, leader) = rt.block_on(async {
+        let c = connect(nodes[0].addr, Duration::from_secs(30)).await;
         let root = c.root().clone();
-        c.mkdir(&root, "w", 0o755).await.expect("mkdir /w");
-        c
+        let w = c.mkdir(&root, "w", 0o755).await.expect("mkdir /w");
+        let fileid = c.getattr(&w).await.expect("getattr /w").fileid;
+        let leader = usize::try_from(shard_of(fileid) % 3).unwrap();
+        let _ = c.shutdown().await;
+        let c = connect(nodes[(leader + 1) % 3].addr, Duration::from_secs(30)).await;
+        (c, leader)
     });
+    let (a2, a3) = (nodes[(leader + 1) % 3].addr, nodes[(leader + 2) % 3].addr);
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let writers: Vec<_> = (0..6usize)
         .map(|w| {
@@ -279,7 +286,7 @@ fn commands_in_flight_when_their_leader_dies_are_applied_once() {
         })
         .collect();
     std::thread::sleep(Duration::from_millis(1500));
-    nodes[0].kill9();
+    nodes[leader].kill9();
     std::thread::sleep(Duration::from_secs(8));
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     let mut want = Vec::new();
@@ -297,9 +304,9 @@ fn commands_in_flight_when_their_leader_dies_are_applied_once() {
         want.len()
     );
     rt.block_on(async {
-        until_names(&setup, "/w", &want, "node 2 after the kill").await;
+        until_names(&setup, "/w", &want, "a survivor after the kill").await;
         let c3 = connect(a3, Duration::from_secs(30)).await;
-        until_names(&c3, "/w", &want, "node 3 after the kill").await;
+        until_names(&c3, "/w", &want, "the other survivor after the kill").await;
         let _ = c3.shutdown().await;
         let _ = setup.shutdown().await;
     });
@@ -600,11 +607,12 @@ fn shard_of(fileid: u64) -> u64 {
 /// nodes; /a and /b are directories on two shards whose first leaders are nodes 2 and 3 (a
 /// shard's first leader is node `shard % 3 + 1`), the client talks to node 1, which
 /// coordinates. For each crash point the node at it aborts there (as kill -9 would) during
-/// `rename /a/f /b/g`: the coordinator after locking, after deciding, after the first commit;
-/// the leader of /b's shard as it applies its lock; the leader of /a's shard as it applies its
-/// commit. The node is restarted, and the rename ends done or not done as the point implies,
-/// never half: exactly one of the names, the file's link count 1, and the directories usable
-/// (nothing left locked).
+/// `rename /a/f /b/g`: the coordinator after locking (rolled back by the shards' recovery),
+/// after deciding and after the first commit (carried out by the recovery); the leader of /b's
+/// shard as it applies its lock and the leader of /a's shard as it applies its commit (the
+/// coordinator goes on with the next leaders). The node is restarted, and the rename ends done
+/// or not done as the point implies, never half: the file under one of the names, its link
+/// count 1, and the directories usable (nothing left locked).
 #[test]
 fn a_cross_shard_rename_survives_a_kill9_of_each_participant_at_each_step() {
     // (crash point, which node: 0 = the coordinator, 1 = /a's leader, 2 = /b's leader, done)
@@ -612,7 +620,9 @@ fn a_cross_shard_rename_survives_a_kill9_of_each_participant_at_each_step() {
         ("txn-locked", 0, false),
         ("txn-decided", 0, true),
         ("txn-committed-one", 0, true),
-        ("txn-lock-applied", 2, false),
+        // The lock is committed on a quorum before its leader dies: the coordinator sends the
+        // step again to the next leader (applied once) and the rename goes through.
+        ("txn-lock-applied", 2, true),
         ("txn-commit-applied", 1, true),
     ];
     for (point, who, done) in cases {
@@ -646,7 +656,7 @@ fn a_cross_shard_rename_survives_a_kill9_of_each_participant_at_each_step() {
                 .open(&afh, "f", OPEN4_SHARE_ACCESS_BOTH, Some(create))
                 .await
                 .expect("create f");
-            f.close().await.expect("close f");
+            c.close(&f).await.expect("close f");
             // Armed only now: setting up made transactions too.
             let victim = [0usize, 1, 2][who];
             std::fs::write(nodes[victim].dir.join("failpoint"), point).unwrap();
@@ -680,32 +690,40 @@ fn a_cross_shard_rename_survives_a_kill9_of_each_participant_at_each_step() {
             let live = if victim == 0 { 1 } else { 0 };
             let c = connect(nodes[live].addr, Duration::from_secs(60)).await;
             let limit = Duration::from_secs(60);
-            // Settled: both directories list, the file under exactly one name.
-            let at_a = until_ok(point, limit, || async {
-                let a = c.lookup_path(&format!("/{an}")).await?;
-                c.readdir(&a).await
-            })
-            .await;
-            let at_b = until_ok(point, limit, || async {
-                let b = c.lookup_path(&format!("/{bn}")).await?;
-                c.readdir(&b).await
-            })
-            .await;
+            // Settled: the file under the one name the crash point implies. Until the shards'
+            // recovery has run (a few seconds after the crash), reads may show the state
+            // before the rename (it was never answered, so either is a right read) or, after
+            // the first shard's commit, both names (ARCHITECTURE: reads do not wait for
+            // locks); never neither.
             let names =
-                |v: &Vec<client::DirEntry>| v.iter().map(|e| e.name.clone()).collect::<Vec<_>>();
-            let (na, nb) = (names(&at_a), names(&at_b));
-            if done {
-                assert_eq!(
-                    (na.clone(), nb.clone()),
-                    (vec![], vec!["g".to_string()]),
-                    "{point}"
-                );
+                |v: Vec<client::DirEntry>| v.into_iter().map(|e| e.name).collect::<Vec<_>>();
+            let want = if done {
+                (vec![], vec!["g".to_string()])
             } else {
-                assert_eq!(
-                    (na.clone(), nb.clone()),
-                    (vec!["f".to_string()], vec![]),
-                    "{point}"
+                (vec!["f".to_string()], vec![])
+            };
+            let start = Instant::now();
+            loop {
+                let at_a = until_ok(point, limit, || async {
+                    let a = c.lookup_path(&format!("/{an}")).await?;
+                    c.readdir(&a).await
+                })
+                .await;
+                let at_b = until_ok(point, limit, || async {
+                    let b = c.lookup_path(&format!("/{bn}")).await?;
+                    c.readdir(&b).await
+                })
+                .await;
+                let have = (names(at_a), names(at_b));
+                assert!(
+                    have.0.len() + have.1.len() >= 1,
+                    "{point}: the file under no name"
                 );
+                if have == want {
+                    break;
+                }
+                assert!(start.elapsed() < limit, "{point}: still {have:?}");
+                tokio::time::sleep(Duration::from_millis(200)).await;
             }
             let path = if done {
                 format!("/{bn}/g")

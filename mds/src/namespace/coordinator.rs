@@ -176,21 +176,26 @@ impl Namespace {
             if halt(Step::Decided) {
                 return Ok(out);
             }
+            let mut all_done = true;
             for (n, part) in parts.into_iter().enumerate() {
                 let shard = part.shard;
                 let step = Command::TxnCommit { txn: id, part };
                 if let Err(e) = self.propose_on(shard, &step).await {
-                    // Decided: the coordinating shard's recovery finishes it.
+                    // Decided: the coordinating shard's recovery finishes it, so the
+                    // decision must stay until then.
                     tracing::warn!(%shard, txn = %format!("{id:#x}"), "commit step failed: {e}");
+                    all_done = false;
                 }
                 if n == 0 && halt(Step::CommittedOne) {
                     return Ok(out);
                 }
             }
-            let ns = self.clone();
-            tokio::spawn(async move {
-                let _ = ns.propose_on(coord, &Command::TxnForget { txn: id }).await;
-            });
+            if all_done {
+                let ns = self.clone();
+                tokio::spawn(async move {
+                    let _ = ns.propose_on(coord, &Command::TxnForget { txn: id }).await;
+                });
+            }
             return Ok(out);
         }
         self.release(id, &touched).await;
