@@ -391,7 +391,7 @@ mod tests {
             to: ms(40),
         };
         assert_eq!(
-            problems(&[x.clone()], &[cut.clone()]),
+            problems(std::slice::from_ref(&x), std::slice::from_ref(&cut)),
             [Problem::MinorityWrite]
         );
         // Through another node, or finishing after the heal, it is fine.
