@@ -48,9 +48,6 @@ struct Gate {
 #[derive(Default)]
 pub struct Fresh {
     gates: Mutex<HashMap<u16, Arc<Gate>>>,
-    /// Checks run, and reads that shared another's (for `/metrics`-style counters in tests).
-    pub checks: AtomicU64,
-    pub shared: AtomicU64,
 }
 
 impl Fresh {
@@ -71,12 +68,10 @@ impl Fresh {
         if let Some((n, r)) = last.as_ref() {
             // A check that began after this read arrived has finished meanwhile: it covers it.
             if *n > arrived {
-                self.shared.fetch_add(1, Ordering::Relaxed);
                 return r.clone();
             }
         }
         let n = gate.started.fetch_add(1, Ordering::SeqCst) + 1;
-        self.checks.fetch_add(1, Ordering::Relaxed);
         let r = check(ns, &raft, shard).await;
         if let Err(e) = &r {
             tracing::debug!(%shard, "read barrier: {e}");
