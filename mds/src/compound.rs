@@ -94,6 +94,8 @@ pub struct Ctx<'a> {
     pub slot: Option<InSlot>,
     /// Operations in this compound, for "must be the only operation" checks.
     pub nops: usize,
+    /// Shards whose read barrier this compound has passed (`raft::fresh`).
+    pub fresh: Vec<u16>,
 }
 
 impl Ctx<'_> {
@@ -107,6 +109,30 @@ impl Ctx<'_> {
             return self.cur_sid.ok_or(NfsError::BadStateId);
         }
         Ok(*sid)
+    }
+
+    /// Before an operation that reads namespace state: the read barrier of the current file
+    /// handle's shard, once per shard per COMPOUND (`raft::fresh`). Refused with DELAY (the
+    /// client retries) when this node cannot confirm its replica is current, e.g. cut off
+    /// from the majority.
+    pub async fn read_barrier(&mut self, op: &NfsArgop4) -> Result<(), NfsError> {
+        let Some(ino) = self.cfh else {
+            return Ok(());
+        };
+        if self.cexp == crate::export::PSEUDO_ID || !crate::raft::fresh::reads_state(op) {
+            return Ok(());
+        }
+        let shard = crate::namespace::ShardId::of_ino(ino);
+        if self.fresh.contains(&shard.0) {
+            return Ok(());
+        }
+        self.mds
+            .fresh
+            .barrier(&self.mds.ns, shard)
+            .await
+            .map_err(|_| NfsError::Delay)?;
+        self.fresh.push(shard.0);
+        Ok(())
     }
 
     pub fn clientid(&self) -> Result<u64, NfsError> {
@@ -200,6 +226,7 @@ pub async fn run(mds: &Arc<Mds>, conn: &Connection, call: &Call) -> Writer {
         clientid: None,
         slot: None,
         nops: args.argarray.len() + usize::from(args.error.is_some()),
+        fresh: Vec::new(),
     };
     let mut res = Compound4Res {
         status: 0,
@@ -265,6 +292,8 @@ pub async fn run(mds: &Arc<Mds>, conn: &Connection, call: &Call) -> Writer {
             .as_mut()
             .and_then(|s| ops::session::check_reply_room(s, &op).err())
         {
+            ops::error_result(&op, e)
+        } else if let Err(e) = ctx.read_barrier(&op).await {
             ops::error_result(&op, e)
         } else if let NfsArgop4::Write(a) = op {
             // By value, so the payload goes to storage without another copy.

@@ -111,6 +111,8 @@ pub struct Mds {
     /// The client addresses this node answers on now (its own, and those it took over;
     /// `addresses`), for `cfs admin status`.
     pub serving: std::sync::Mutex<Vec<SocketAddr>>,
+    /// Read barriers per shard: reads see every write acknowledged before them.
+    pub fresh: raft::fresh::Fresh,
     /// Serialises callbacks (each back channel has one slot).
     pub callback_lock: tokio::sync::Mutex<()>,
     /// Unlinked files whose data is to go, for the reaper task (started on first use).
@@ -258,6 +260,7 @@ impl Mds {
             grace,
             node,
             serving: Default::default(),
+            fresh: Default::default(),
             callback_lock: tokio::sync::Mutex::new(()),
             reaper: std::sync::OnceLock::new(),
         })

@@ -23,6 +23,10 @@ pub const PEERPROC_PROPOSE: u32 = 4;
 /// clients have open, or may still reclaim (postcard `Vec<bool>`): an unlinked file's data goes
 /// only when no node answers yes.
 pub const PEERPROC_IN_USE: u32 = 5;
+/// A follower's read barrier (ReadIndex): the shard's leader confirms it still leads and
+/// answers the log index the follower must have applied before it reads (postcard
+/// `Result<Option<u64>, String>`; empty body).
+pub const PEERPROC_READ_INDEX: u32 = 6;
 /// Most files one PEERPROC_IN_USE asks about.
 pub const MAX_IN_USE: usize = 4096;
 

@@ -3,6 +3,8 @@
 #![allow(dead_code)]
 pub mod cluster;
 pub mod ec;
+pub mod history;
+pub mod netns;
 pub mod v3;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};

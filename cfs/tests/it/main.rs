@@ -29,6 +29,7 @@ mod fuse_mount;
 mod ganesha;
 mod gateway_v3;
 mod hostile_connections;
+mod mds_faults;
 mod metadata_cluster;
 mod pnfs_client;
 mod pnfs_data;

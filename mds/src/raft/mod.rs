@@ -8,6 +8,7 @@
 //! fdatasync every group's appends at once; 0.9 has it, so the alpha buys nothing needed here.
 
 pub mod checkpoint;
+pub mod fresh;
 pub mod log;
 pub mod log_store;
 pub mod machine;

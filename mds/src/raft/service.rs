@@ -33,7 +33,7 @@ pub async fn handle(ns: &Namespace, call: &Call) -> Writer {
         // A one-node cluster has no peers to hear from.
         return accepted_reply(call.xid, &Auth::None, AcceptStat::ProgUnavail);
     }
-    if call.proc_ > PEERPROC_IN_USE {
+    if call.proc_ > PEERPROC_READ_INDEX {
         return accepted_reply(call.xid, &Auth::None, AcceptStat::ProcUnavail);
     }
     let res = match PeerArgs::from_xdr(call.args()) {
@@ -111,6 +111,7 @@ async fn answer(ns: &Namespace, proc_: u32, a: PeerArgs) -> PeerRes {
             Ok(inos) if inos.len() <= MAX_IN_USE => ok(&ns.in_use_here(&inos)),
             _ => PeerRes::Err(PEER_ERR_INVAL),
         },
+        PEERPROC_READ_INDEX => ok(&super::fresh::read_index(&raft).await),
         PEERPROC_PROPOSE => match postcard::from_bytes::<Tagged>(body) {
             Ok(cmd) if cmd.cmd.shards().iter().all(|s| *s == shard) => {
                 ok(&ns.propose_here(shard, cmd).await)
