@@ -69,7 +69,7 @@ impl Cluster {
             .args(extra)
             .env(
                 "CFS_LOG",
-                "info,client=debug,openraft=warn,openraft::replication=off",
+                "info,client=debug,openraft=warn,openraft::replication=off,openraft::engine::handler::replication_handler=error",
             )
             .stdin(Stdio::null())
             .stdout(Stdio::from(log.try_clone().expect("log")))
