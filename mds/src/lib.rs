@@ -278,35 +278,55 @@ impl Mds {
     /// crash in between leaves an orphan whose data is already gone, which the next start
     /// forgets; the other order could leave data nothing refers to.
     pub async fn forget_orphan(self: &Arc<Self>, ino: u64) {
-        if self.state.file_in_use(ino) {
-            tracing::debug!(ino, "unlinked file still open: kept until its last close");
+        self.forget_orphans(vec![ino]).await;
+    }
+
+    /// `forget_orphan` for many files at once: the other MDS nodes are asked about all of them
+    /// in one call each. Asked once per file, a run of unlinks cost two peer calls per unlink,
+    /// one at a time, on the connections that also carry the Raft traffic
+    /// (docs/METADATA-BENCH.md, "Unlinks").
+    pub async fn forget_orphans(self: &Arc<Self>, mut inos: Vec<u64>) {
+        inos.retain(|&ino| {
+            let open = self.state.file_in_use(ino);
+            if open {
+                tracing::debug!(ino, "unlinked file still open: kept until its last close");
+            }
+            !open
+        });
+        if inos.is_empty() {
             return;
         }
-        // Open through another MDS node: that node's last close reaps it. A node that did not
-        // answer may have it open: asked again later.
-        match self.ns.in_use_elsewhere(&[ino]).await {
-            Some(used) if used == [false] => {}
-            Some(_) => {
+        // Open through another MDS node (or reclaimable there): that node's last close reaps
+        // it. A node that did not answer may have it open: asked again later.
+        if self.ns.peers().is_some() {
+            let (free, elsewhere): (Vec<u64>, Vec<u64>) =
+                match self.ns.in_use_elsewhere(&inos).await {
+                    Some(used) => {
+                        let mut used = used.into_iter();
+                        inos.into_iter().partition(|_| !used.next().unwrap_or(true))
+                    }
+                    None => (Vec::new(), inos),
+                };
+            if !elsewhere.is_empty() {
                 tracing::debug!(
-                    ino,
-                    "unlinked file open (or reclaimable) through another node"
+                    files = elsewhere.len(),
+                    "unlinked files open (or reclaimable) through another node"
                 );
-                return;
+                tokio::spawn(reap_later(Arc::downgrade(self), elsewhere));
             }
-            None => {
-                tokio::spawn(reap_later(Arc::downgrade(self), vec![ino]));
-                return;
-            }
+            inos = free;
         }
-        tracing::debug!(ino, "unlinked file goes to the reaper");
-        self.state.forget_file(ino);
         let tx = self.reaper.get_or_init(|| {
             let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
             tokio::spawn(reap(Arc::downgrade(self), rx));
             tx
         });
-        if tx.send(ino).is_err() {
-            tracing::warn!(ino, "orphan reaper gone; the next start forgets the file");
+        for ino in inos {
+            tracing::debug!(ino, "unlinked file goes to the reaper");
+            self.state.forget_file(ino);
+            if tx.send(ino).is_err() {
+                tracing::warn!(ino, "orphan reaper gone; the next start forgets the file");
+            }
         }
     }
 }
@@ -343,11 +363,12 @@ async fn laundromat(mds: Arc<Mds>) {
                 c.fence(ino);
             }
         }
-        for ino in expired.released {
-            if mds.is_orphan(ino) {
-                mds.forget_orphan(ino).await;
-            }
-        }
+        let orphans = expired
+            .released
+            .into_iter()
+            .filter(|&ino| mds.is_orphan(ino))
+            .collect();
+        mds.forget_orphans(orphans).await;
     }
 }
 
@@ -500,22 +521,29 @@ impl namespace::EffectSink for QueuedEffects {
     }
 }
 
+/// Most batches of effects `carry_out_effects` takes at once.
+const EFFECT_BATCHES: usize = 256;
+
 /// Carries out what applied commands left to do: an unlinked file's data goes once nobody has
-/// it open (`forget_orphan`); an object deleted outright takes its delegations and other
-/// state with it (a client cannot return a delegation on a directory that no longer exists,
-/// and one left in the table would keep its DESTROY_CLIENTID busy).
+/// it open (`forget_orphans`, for everything that queued meanwhile at once); an object deleted
+/// outright takes its delegations and other state with it (a client cannot return a
+/// delegation on a directory that no longer exists, and one left in the table would keep its
+/// DESTROY_CLIENTID busy).
 async fn carry_out_effects(
     mds: std::sync::Weak<Mds>,
     mut rx: tokio::sync::mpsc::UnboundedReceiver<Vec<namespace::Effect>>,
 ) {
-    while let Some(effects) = rx.recv().await {
+    let mut batches = Vec::with_capacity(EFFECT_BATCHES);
+    while rx.recv_many(&mut batches, EFFECT_BATCHES).await > 0 {
         let Some(mds) = mds.upgrade() else { return };
-        for e in effects {
+        let mut orphans = Vec::new();
+        for e in batches.drain(..).flatten() {
             match e {
-                namespace::Effect::Orphaned(ino) => mds.forget_orphan(ino).await,
+                namespace::Effect::Orphaned(ino) => orphans.push(ino),
                 namespace::Effect::Freed(ino) => mds.state.forget_file(ino),
             }
         }
+        mds.forget_orphans(orphans).await;
     }
 }
 
@@ -553,9 +581,7 @@ impl Server {
                         match weak.upgrade() {
                             Some(m) if m.state.in_grace() => {}
                             Some(m) => {
-                                for ino in orphans {
-                                    m.forget_orphan(ino).await;
-                                }
+                                m.forget_orphans(orphans).await;
                                 return;
                             }
                             None => return,

@@ -67,7 +67,10 @@ impl Cluster {
             // which may be another test's.
             .args(["--admin-port", &super::free_ports(roles.max(4)).to_string()])
             .args(extra)
-            .env("CFS_LOG", "info,client=debug,openraft=warn")
+            .env(
+                "CFS_LOG",
+                "info,client=debug,openraft=warn,openraft::replication=off,openraft::engine::handler::replication_handler=error",
+            )
             .stdin(Stdio::null())
             .stdout(Stdio::from(log.try_clone().expect("log")))
             .stderr(Stdio::from(log))

@@ -753,3 +753,90 @@ fn a_cross_shard_rename_survives_a_kill9_of_each_participant_at_each_step() {
         drop(nodes);
     }
 }
+
+/// With three MDS nodes, a file unlinked through one node while a client of another node has
+/// it open keeps its data until that client closes it there, while the files unlinked beside
+/// it lose theirs: the leader hands orphans to the reaper in batches (`Mds::forget_orphans`)
+/// and asks the other nodes about a whole batch in one `PEERPROC_IN_USE` call each.
+#[test]
+fn unlinked_files_keep_their_data_while_open_through_another_node() {
+    use client::StableHow4;
+    use common::cluster::Cluster;
+    let tmp = tempfile::tempdir().unwrap();
+    // A short lease: while a node's grace period runs it counts every file as in use.
+    let cl = Cluster::start_nodes(tmp.path(), 3, 3, &["--shards", "4", "--lease-seconds", "5"]);
+    let connect = |j: u16| {
+        let mut cfg = ClientConfig::new(SocketAddr::new(cl.addr.ip(), cl.addr.port() + j));
+        cfg.pnfs = true;
+        cl.rt
+            .block_on(Client::connect(cfg))
+            .unwrap_or_else(|e| panic!("connect to node {}: {e}", j + 1))
+    };
+    let (a, b) = (connect(0), connect(1));
+    let write = |c: &Client, path: &str, data: &[u8]| -> client::OpenFile {
+        let create = Some(CreateMode::Unchecked(SetAttrs {
+            mode: Some(0o644),
+            size: Some(0),
+            ..Default::default()
+        }));
+        cl.rt
+            .block_on(async {
+                let f = c.open_path(path, OPEN4_SHARE_ACCESS_BOTH, create).await?;
+                c.write_all(&f, 0, data, StableHow4::FileSync4).await?;
+                c.commit_file(&f).await?;
+                client::Result::Ok(f)
+            })
+            .unwrap_or_else(|e: client::Error| panic!("write {path}: {e}\n{}", cl.log_tail()))
+    };
+    let stored = |ino: u64| cl.chunk_files(ino).iter().map(|(_, n)| n).sum::<usize>();
+    let held_data = random_bytes(1 << 20, 7);
+    let held = write(&b, "/held", &held_data);
+    let mut gone = Vec::new();
+    for i in 0..8u64 {
+        let f = write(&a, &format!("/gone{i}"), &random_bytes(256 << 10, 100 + i));
+        cl.rt.block_on(a.close(&f)).expect("close");
+        gone.push((format!("gone{i}"), f.stat.fileid));
+    }
+    for ino in gone.iter().map(|(_, i)| *i).chain([held.stat.fileid]) {
+        assert!(stored(ino) >= 2, "file {ino}: chunk files on both mirrors");
+    }
+    let root = cl.rt.block_on(a.lookup_path("/")).expect("root");
+    for name in gone.iter().map(|(n, _)| n.as_str()).chain(["held"]) {
+        cl.rt
+            .block_on(a.remove(&root, name))
+            .unwrap_or_else(|e| panic!("REMOVE {name}: {e}"));
+    }
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while gone.iter().any(|(_, ino)| stored(*ino) > 0) {
+        assert!(
+            Instant::now() < deadline,
+            "data of files unlinked 60 s ago left: {:?}\n{}",
+            gone.iter()
+                .map(|(_, i)| (*i, stored(*i)))
+                .collect::<Vec<_>>(),
+            cl.log_tail()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(
+        stored(held.stat.fileid) >= 2,
+        "the file open through node 2 lost its data"
+    );
+    let (got, _) = cl
+        .rt
+        .block_on(b.read_full(&held, 0, held_data.len() as u32))
+        .expect("read the unlinked file through its open");
+    assert!(got == held_data, "the unlinked open file's content differs");
+    cl.rt.block_on(b.close(&held)).expect("close");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while stored(held.stat.fileid) > 0 {
+        assert!(
+            Instant::now() < deadline,
+            "data of the file closed 60 s ago left\n{}",
+            cl.log_tail()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let _ = cl.rt.block_on(a.shutdown());
+    let _ = cl.rt.block_on(b.shutdown());
+}

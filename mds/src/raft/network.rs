@@ -11,7 +11,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use openraft::error::{
     Fatal, NetworkError, PayloadTooLarge, RPCError, RaftError, RemoteError, ReplicationClosed,
@@ -66,6 +66,10 @@ pub enum PeerError {
 pub struct Peers {
     pub members: Members,
     conns: HashMap<u64, tokio::sync::Mutex<Option<Connection>>>,
+    /// Per node: since when it has not answered (`None` while it does). An outage is logged
+    /// once at warn and its end at info; the calls that fail in between only at debug: every
+    /// shard's replication retries twice a second, which logged megabytes a minute.
+    outages: HashMap<u64, std::sync::Mutex<Option<Instant>>>,
     nonce: AtomicU64,
 }
 
@@ -77,10 +81,17 @@ impl Peers {
             .filter(|id| **id != members.me)
             .map(|id| (*id, tokio::sync::Mutex::new(None)))
             .collect();
+        let outages = members
+            .nodes
+            .keys()
+            .filter(|id| **id != members.me)
+            .map(|id| (*id, std::sync::Mutex::new(None)))
+            .collect();
         Arc::new(Peers {
             nonce: AtomicU64::new(layout::secret::now_ms() << 16),
             members,
             conns,
+            outages,
         })
     }
 
@@ -124,6 +135,50 @@ impl Peers {
 
     /// One call of the peer program to node `to`; the reply's body, or why there is none.
     pub async fn call(
+        &self,
+        to: u64,
+        proc_: u32,
+        shard: ShardId,
+        body: Vec<u8>,
+        timeout: Duration,
+    ) -> Result<Vec<u8>, PeerError> {
+        let r = self.call_once(to, proc_, shard, body, timeout).await;
+        self.note_outcome(to, &r);
+        r
+    }
+
+    /// Logs the start of an outage of node `to` once (warn) and its end (info); the failed
+    /// calls in between at debug.
+    fn note_outcome(&self, to: u64, r: &Result<Vec<u8>, PeerError>) {
+        let Some(slot) = self.outages.get(&to) else {
+            return;
+        };
+        let mut since = slot.lock().unwrap_or_else(|e| e.into_inner());
+        match (r, *since) {
+            (Err(e @ PeerError::Unreachable { .. }), None) => {
+                *since = Some(Instant::now());
+                tracing::warn!(
+                    node = to,
+                    "MDS node unreachable ({e}); calls to it are retried, logged at debug until it answers"
+                );
+            }
+            (Err(e @ PeerError::Unreachable { .. }), Some(_)) => {
+                tracing::debug!(node = to, "MDS node still unreachable: {e}");
+            }
+            // It answered, even if only to refuse: it is up.
+            (_, Some(t)) => {
+                *since = None;
+                tracing::info!(
+                    node = to,
+                    after_s = t.elapsed().as_secs(),
+                    "MDS node reachable again"
+                );
+            }
+            (_, None) => {}
+        }
+    }
+
+    async fn call_once(
         &self,
         to: u64,
         proc_: u32,
