@@ -81,6 +81,9 @@ impl Namespace {
         for k in cmd.keys() {
             want.entry(k.shard()).or_default().insert(k);
         }
+        // Transactions of this node that need the same objects take turns here rather than
+        // meet at the shards: a meeting costs both a round of log entries and a backoff.
+        let _turn = self.local_turn(want.values().flatten()).await;
         let Some(&coord) = want.keys().next() else {
             return Err(FsError::Invalid);
         };
@@ -204,6 +207,33 @@ impl Namespace {
         )))
     }
 
+    /// Waits for this node's turn at `keys` (in key order, so two waiters never hold each
+    /// other up); held until the guards drop. New inode numbers are not turns.
+    async fn local_turn<'k>(
+        &self,
+        keys: impl Iterator<Item = &'k Key>,
+    ) -> Vec<tokio::sync::OwnedMutexGuard<()>> {
+        let keys: BTreeSet<Key> = keys
+            .filter(|k| !matches!(k, Key::NewInode(_)))
+            .copied()
+            .collect();
+        let mut guards = Vec::with_capacity(keys.len());
+        for k in keys {
+            let m = {
+                let mut turns = self
+                    .inner
+                    .txn_turns
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner());
+                // Keys nobody waits for go, so the table holds only what is in use.
+                turns.retain(|_, m| std::sync::Arc::strong_count(m) > 1);
+                turns.entry(k).or_default().clone()
+            };
+            guards.push(m.lock_owned().await);
+        }
+        guards
+    }
+
     /// Gives up transaction `id` before any decision: its locks go (a failure is left to the
     /// shards' recovery).
     async fn release(&self, id: TxnId, shards: &BTreeSet<ShardId>) {
@@ -228,7 +258,8 @@ impl Namespace {
                 .get(&id)
                 .and_then(|e| e.prepared.clone());
             if let Some(p) = p {
-                if keys.iter().all(|k| p.keys.contains(k)) {
+                let held = |k: &Key| matches!(k, Key::NewInode(_)) || p.keys.contains(k);
+                if keys.iter().all(held) {
                     return Some(p);
                 }
             }

@@ -101,6 +101,9 @@ pub(super) fn open_shards(
 ) -> Namespace {
     let opts = Options {
         shards,
+        // Directories spread over the shards on one node too, so the tests run cross-shard
+        // transactions.
+        spread_directories: Some(true),
         ..Options::default()
     };
     rt.block_on(Namespace::open_with(dir, opts))

@@ -168,16 +168,19 @@ pub(crate) fn lock<S: StateStore + ?Sized>(
         since: time,
     });
     for &k in keys {
-        if let Some(other) = s.locked(k)? {
-            if other != txn {
-                return Err(FsError::Busy);
-            }
-        }
         if let Key::NewInode(shard) = k {
+            // A number of the shard's counter, not a lock: creates never wait for each other
+            // here.
             if p.reserved.is_none() {
                 let ino = s.alloc_ino(shard)?;
                 p.reserved = Some(ino);
                 p.keys.push(Key::Inode(ino));
+            }
+            continue;
+        }
+        if let Some(other) = s.locked(k)? {
+            if other != txn {
+                return Err(FsError::Busy);
             }
         }
         if !p.keys.contains(&k) {

@@ -11,6 +11,7 @@ fn open_quick(rt: &tokio::runtime::Runtime, dir: &std::path::Path) -> Namespace 
     let opts = Options {
         shards: 8,
         txn_stale: Duration::from_millis(300),
+        spread_directories: Some(true),
         ..Options::default()
     };
     rt.block_on(Namespace::open_with(dir, opts))
