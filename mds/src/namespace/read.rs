@@ -17,32 +17,27 @@ use super::types::{DirEntry, Inode, StatFs, FIRST_COOKIE, ROOT_INO};
 use super::unstable::Unstable;
 use crate::raft::machine::ShardCore;
 
-/// A read-only view of the namespace as of one moment per shard. It holds read locks (and is
-/// not `Send`, so it cannot be kept across an `.await`): keep it short.
-pub struct Snapshot<'a> {
+/// Read locks of the local shards, each taken on first use and kept until dropped (a
+/// `Snapshot`'s, a transaction's `TxnStore`'s).
+pub(crate) struct Held<'a> {
     shards: &'a BTreeMap<u16, Arc<ShardCore>>,
     held: RefCell<BTreeMap<u16, RwLockReadGuard<'a, MemState>>>,
-    /// UNSTABLE writes not yet in the log: attributes read through the snapshot include them.
-    unstable: &'a Unstable,
-    boot_count: u64,
 }
 
-impl<'a> Snapshot<'a> {
-    pub(crate) fn new(
-        shards: &'a BTreeMap<u16, Arc<ShardCore>>,
-        unstable: &'a Unstable,
-        boot_count: u64,
-    ) -> Self {
-        Snapshot {
+impl<'a> Held<'a> {
+    pub(crate) fn new(shards: &'a BTreeMap<u16, Arc<ShardCore>>) -> Self {
+        Held {
             shards,
             held: RefCell::new(BTreeMap::new()),
-            unstable,
-            boot_count,
         }
     }
 
-    /// Runs `f` on `shard`'s state, locking it for this snapshot on first use.
-    fn with<R>(&self, shard: ShardId, f: impl FnOnce(&MemState) -> R) -> Result<R, FsError> {
+    /// Runs `f` on `shard`'s state, read-locking it on first use.
+    pub(crate) fn with<R>(
+        &self,
+        shard: ShardId,
+        f: impl FnOnce(&MemState) -> R,
+    ) -> Result<R, FsError> {
         let mut held = self.held.borrow_mut();
         let st = match held.entry(shard.0) {
             std::collections::btree_map::Entry::Occupied(o) => o.into_mut(),
@@ -59,6 +54,36 @@ impl<'a> Snapshot<'a> {
             }
         };
         Ok(f(st))
+    }
+}
+
+/// A read-only view of the namespace as of one moment per shard. It holds read locks (and is
+/// not `Send`, so it cannot be kept across an `.await`): keep it short.
+pub struct Snapshot<'a> {
+    shards: &'a BTreeMap<u16, Arc<ShardCore>>,
+    held: Held<'a>,
+    /// UNSTABLE writes not yet in the log: attributes read through the snapshot include them.
+    unstable: &'a Unstable,
+    boot_count: u64,
+}
+
+impl<'a> Snapshot<'a> {
+    pub(crate) fn new(
+        shards: &'a BTreeMap<u16, Arc<ShardCore>>,
+        unstable: &'a Unstable,
+        boot_count: u64,
+    ) -> Self {
+        Snapshot {
+            shards,
+            held: Held::new(shards),
+            unstable,
+            boot_count,
+        }
+    }
+
+    /// Runs `f` on `shard`'s state, locking it for this snapshot on first use.
+    fn with<R>(&self, shard: ShardId, f: impl FnOnce(&MemState) -> R) -> Result<R, FsError> {
+        self.held.with(shard, f)
     }
 
     /// `f` on every local shard's state, in shard order.

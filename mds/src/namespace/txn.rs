@@ -29,7 +29,6 @@
 //! any participant at any step ends with the operation done everywhere or nowhere.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::RwLockReadGuard;
 
 use serde::{Deserialize, Serialize};
 
@@ -350,8 +349,7 @@ fn store_or_drop<S: StateStore + ?Sized>(
 /// The store a coordinator runs `apply` over: reads of locked keys from this node's replicas
 /// (`NeedLock` for any other key), writes collected per shard.
 pub(crate) struct TxnStore<'a> {
-    shards: &'a BTreeMap<u16, std::sync::Arc<crate::raft::machine::ShardCore>>,
-    held: std::cell::RefCell<BTreeMap<u16, RwLockReadGuard<'a, MemState>>>,
+    held: super::read::Held<'a>,
     /// The keys this transaction holds, and each shard's reserved inode number.
     locked: &'a BTreeSet<Key>,
     reserved: &'a BTreeMap<ShardId, u64>,
@@ -368,8 +366,7 @@ impl<'a> TxnStore<'a> {
         reserved: &'a BTreeMap<ShardId, u64>,
     ) -> Self {
         TxnStore {
-            shards,
-            held: Default::default(),
+            held: super::read::Held::new(shards),
             locked,
             reserved,
             changes: Default::default(),
@@ -387,22 +384,7 @@ impl<'a> TxnStore<'a> {
     }
 
     fn with<R>(&self, shard: ShardId, f: impl FnOnce(&MemState) -> R) -> Result<R, FsError> {
-        let mut held = self.held.borrow_mut();
-        let st = match held.entry(shard.0) {
-            std::collections::btree_map::Entry::Occupied(o) => o.into_mut(),
-            std::collections::btree_map::Entry::Vacant(v) => {
-                let core = self
-                    .shards
-                    .get(&shard.0)
-                    .ok_or_else(|| FsError::Io(format!("shard {shard} is not on this node")))?;
-                v.insert(
-                    core.live
-                        .read()
-                        .map_err(|_| FsError::Io("shard state lock poisoned".into()))?,
-                )
-            }
-        };
-        Ok(f(st))
+        self.held.with(shard, f)
     }
 
     /// The writes, one part per shard, in the order to commit them.
