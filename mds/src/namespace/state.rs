@@ -311,6 +311,25 @@ pub struct Changes {
 }
 
 impl Changes {
+    /// Whether `dir` has an entry `skip` does not reject, these changes over a base whose
+    /// answer `base` gives for a filter (entries changed here are the changes' to say).
+    pub(crate) fn dir_has_entry(
+        &self,
+        dir: u64,
+        skip: &dyn Fn(&[u8]) -> bool,
+        base: impl FnOnce(&dyn Fn(&[u8]) -> bool) -> Result<bool, FsError>,
+    ) -> Result<bool, FsError> {
+        let staged_live = self
+            .dirents
+            .range((dir, Vec::new())..)
+            .take_while(|((d, _), _)| *d == dir)
+            .any(|((_, n), v)| v.is_some() && !skip(n));
+        if staged_live {
+            return Ok(true);
+        }
+        base(&|n: &[u8]| skip(n) || self.dirents.contains_key(&(dir, n.to_vec())))
+    }
+
     /// Folds `later` (changes made after these) in: each key ends with its latest value, which is
     /// all `flush_into` needs, since every change is a whole value or a deletion.
     pub fn merge(&mut self, later: Changes) {
@@ -418,19 +437,8 @@ impl<S: StateStore + ?Sized> StateStore for Staged<'_, S> {
         Ok(())
     }
     fn dir_has_entry(&self, dir: u64, skip: &dyn Fn(&[u8]) -> bool) -> Result<bool, FsError> {
-        let staged_live = self
-            .changes
-            .dirents
-            .range((dir, Vec::new())..)
-            .take_while(|((d, _), _)| *d == dir)
-            .any(|((_, n), v)| v.is_some() && !skip(n));
-        if staged_live {
-            return Ok(true);
-        }
-        let changes = &self.changes;
-        self.base.dir_has_entry(dir, &|n: &[u8]| {
-            skip(n) || changes.dirents.contains_key(&(dir, n.to_vec()))
-        })
+        self.changes
+            .dir_has_entry(dir, skip, |skip| self.base.dir_has_entry(dir, skip))
     }
     fn next_cookie(&self, dir: u64) -> Result<u64, FsError> {
         match self.changes.cookies.get(&dir) {

@@ -481,21 +481,9 @@ impl StateStore for TxnStore<'_> {
     }
     fn dir_has_entry(&self, dir: u64, skip: &dyn Fn(&[u8]) -> bool) -> Result<bool, FsError> {
         self.need(Key::Entries(dir))?;
-        let staged_live = self
-            .changes
-            .dirents
-            .range((dir, Vec::new())..)
-            .take_while(|((d, _), _)| *d == dir)
-            .any(|((_, n), v)| v.is_some() && !skip(n));
-        if staged_live {
-            return Ok(true);
-        }
-        let changes = &self.changes;
-        self.with(ShardId::of_ino(dir), |st| {
-            st.dir_has_entry(dir, &|n: &[u8]| {
-                skip(n) || changes.dirents.contains_key(&(dir, n.to_vec()))
-            })
-        })?
+        self.changes.dir_has_entry(dir, skip, |skip| {
+            self.with(ShardId::of_ino(dir), |st| st.dir_has_entry(dir, skip))?
+        })
     }
     fn next_cookie(&self, dir: u64) -> Result<u64, FsError> {
         if let Some(v) = self.changes.cookies.get(&dir) {
