@@ -74,7 +74,8 @@ enum Cmd {
     /// (plus cfs and cfs-cluster, v4.1 and, for posix and integrity, v4.2, when
     /// CFS_CONFORMANCE=1; cfs-cluster runs
     /// posix, integrity, pnfs, twoclient, pnfs-fault, pnfs-cross and posix-diff only;
-    /// cfs-cluster-mds3 v4.2 posix, mds-fault and mds-leader-fault, cfs-gateway v3 posix and
+    /// cfs-cluster-mds3 v4.2 posix, twoclient (guests on two nodes), mds-fault and
+    /// mds-leader-fault, cfs-gateway v3 posix and
     /// mixed, cfs-cluster-gateway v3
     /// gateway-fault; then cfs with
     /// krb5p, posix); posix-diff runs one fixed seed at v4.1 only, for cfs and cfs-cluster on
@@ -257,13 +258,14 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
                 // Three MDS nodes (every metadata shard a Raft group over them) and three
                 // data servers: posix at 4.2 through the first node, its changes replicated
                 // and its layouts from that node (~30 s per kernel with the cluster's start);
-                // then an MDS node killed under a workload: the leader of the guest's shard,
-                // then the one serving the mount (its address moves, the client reclaims;
-                // ~20 s each).
+                // twoclient with the guests on nodes 1 and 2 (what one sees of the other's
+                // changes, and their locks, cross nodes; ~25 s); then an MDS node killed
+                // under a workload: the leader of the guest's shard, then the one serving the
+                // mount (its address moves, the client reclaims; ~20 s each).
                 servers.push(ServerPlan {
                     spec: ServerSpec::CfsMetaCluster,
                     versions: vec!["4.2".into()],
-                    only: Some(vec!["posix", "mds-leader-fault", "mds-fault"]),
+                    only: Some(vec!["posix", "twoclient", "mds-leader-fault", "mds-fault"]),
                     scenario_vers: Vec::new(),
                 });
                 // Erasure-coded files, both geometries: written, encoded (the host waits for

@@ -522,7 +522,15 @@ fn two_clients(
                 _ => vers,
             };
             // two guests on two host cores: one vCPU each
-            job(plan, srv, s, kver, v, env, 1)
+            let mut j = job(plan, srv, s, kver, v, env, 1);
+            if *role == "B" && v != "3" {
+                if let Some(p) = srv.second_node_port() {
+                    // Guest B talks to another MDS node than guest A: what one sees of the
+                    // other's changes and locks then crosses nodes.
+                    j.port = p;
+                }
+            }
+            j
         })
         .collect();
     std::thread::scope(|scope| {

@@ -162,6 +162,15 @@ pub struct Running {
 }
 
 impl Running {
+    /// cfs-cluster-mds3: MDS node 2's client address (node j's is node 1's + j - 1), for a
+    /// second guest that should reach the file system through another node.
+    pub fn second_node_port(&self) -> Option<u16> {
+        match (&self.spec, self.v4_port) {
+            (ServerSpec::CfsMetaCluster, Some(p)) => p.checked_add(1),
+            _ => None,
+        }
+    }
+
     pub fn port_for(&self, vers: &str) -> u16 {
         match self.v4_port {
             Some(p) if vers != "3" => p,

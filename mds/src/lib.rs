@@ -11,6 +11,7 @@ pub mod error;
 pub mod export;
 pub mod failpoint;
 pub mod fh;
+pub mod locking;
 mod metered;
 pub mod namespace;
 pub mod ops;
@@ -113,6 +114,9 @@ pub struct Mds {
     pub serving: std::sync::Mutex<Vec<SocketAddr>>,
     /// Read barriers per shard: reads see every write acknowledged before them.
     pub fresh: raft::fresh::Fresh,
+    /// Byte-range locks across MDS nodes: requests in flight, and the arbiter's views of the
+    /// files of the shards this node leads.
+    pub locks: locking::ClusterLocks,
     /// Serialises callbacks (each back channel has one slot).
     pub callback_lock: tokio::sync::Mutex<()>,
     /// Unlinked files whose data is to go, for the reaper task (started on first use).
@@ -261,6 +265,7 @@ impl Mds {
             node,
             serving: Default::default(),
             fresh: Default::default(),
+            locks: locking::ClusterLocks::default(),
             callback_lock: tokio::sync::Mutex::new(()),
             reaper: std::sync::OnceLock::new(),
         })
@@ -569,6 +574,8 @@ impl Server {
         mds.ns.set_effect_sink(Arc::new(QueuedEffects(effects)));
         mds.ns
             .set_open_files(Arc::new(LocalOpens(Arc::downgrade(&mds))));
+        mds.ns
+            .set_peer_locks(Arc::new(locking::PeerLockCalls(Arc::downgrade(&mds))));
         // Files unlinked while open before the restart: OPEN promised their holders
         // (OPEN4_RESULT_PRESERVE_UNLINKED, RFC 8881 §18.16.3) to keep them through the grace
         // period, so they can reclaim the open by file handle. What nobody reclaimed by then

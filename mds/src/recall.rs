@@ -222,3 +222,10 @@ async fn callback(
         }
     }
 }
+
+/// Whether this node hands out delegations (file and directory): only as the one MDS node.
+/// With several, a change made through another node would not recall a delegation granted
+/// here (delegations are each node's own; issue 12).
+pub fn delegations_offered(mds: &crate::Mds) -> bool {
+    mds.ns.peers().is_none()
+}

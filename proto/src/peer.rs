@@ -27,6 +27,15 @@ pub const PEERPROC_IN_USE: u32 = 5;
 /// answers the log index the follower must have applied before it reads (postcard
 /// `Result<Option<u64>, String>`; empty body).
 pub const PEERPROC_READ_INDEX: u32 = 6;
+/// Byte-range locks across nodes, to the leader of the file's shard, the lock arbiter
+/// (postcard `mds::locking::LockCall`, answer `LockAnswer`): may this node's client take (or
+/// test) this lock, or this node's client released it.
+pub const PEERPROC_LOCK: u32 = 7;
+/// From the lock arbiter: which locks this node's clients hold on a file, in-flight requests
+/// included (postcard `mds::locking::HeldQuery`, answer a list of ranges).
+pub const PEERPROC_LOCKS_HELD: u32 = 8;
+/// Most locks one PEERPROC_LOCKS_HELD answer lists.
+pub const MAX_LOCKS_HELD: usize = 4096;
 /// Most files one PEERPROC_IN_USE asks about.
 pub const MAX_IN_USE: usize = 4096;
 

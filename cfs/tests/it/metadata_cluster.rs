@@ -840,3 +840,145 @@ fn unlinked_files_keep_their_data_while_open_through_another_node() {
     let _ = cl.rt.block_on(a.shutdown());
     let _ = cl.rt.block_on(b.shutdown());
 }
+
+/// Byte-range locks taken through different MDS nodes conflict, and go on conflicting when the
+/// leader of the file's shard (the lock arbiter, `mds::locking`) is killed -9. Three nodes, a
+/// client on each; the file lives in a directory whose shard node 3 leads. A write lock taken
+/// through node 2 blocks a read lock and LOCKT through nodes 1 and 3 and goes with LOCKU; after
+/// node 3 dies, the next arbiter gathers node 2's lock and still refuses node 1's, and grants it
+/// once node 2's client unlocks (after the grace period that node 3's clients had to reclaim).
+#[test]
+fn byte_range_locks_conflict_across_nodes_and_survive_the_arbiters_death() {
+    use client::LockKind;
+    let tmp = tempfile::tempdir().unwrap();
+    let mut nodes = start_three(tmp.path());
+    let rt = rt();
+    rt.block_on(async {
+        let limit = Duration::from_secs(30);
+        let c: Vec<Client> = vec![
+            connect(nodes[0].addr, limit).await,
+            connect(nodes[1].addr, limit).await,
+            connect(nodes[2].addr, limit).await,
+        ];
+        // A directory on a shard whose first leader is node 3 (shard % 3 == 2).
+        let root = c[0].root().clone();
+        let mut dir = None;
+        for i in 0..40 {
+            let name = format!("d{i}");
+            let fh = c[0].mkdir(&root, &name, 0o755).await.expect("mkdir");
+            let st = c[0].getattr(&fh).await.expect("getattr");
+            if shard_of(st.fileid) % 3 == 2 {
+                dir = Some(name);
+                break;
+            }
+        }
+        let dir = dir.expect("one of 40 directories on a shard node 3 leads");
+        let path = format!("/{dir}/f");
+        let create = Some(CreateMode::Unchecked(SetAttrs {
+            mode: Some(0o644),
+            ..Default::default()
+        }));
+        let fa = c[0]
+            .open_path(&path, OPEN4_SHARE_ACCESS_BOTH, create)
+            .await
+            .expect("create through node 1");
+        let fb = until_ok("open through node 2", limit, || {
+            c[1].open_path(&path, OPEN4_SHARE_ACCESS_BOTH, None)
+        })
+        .await;
+        let fc = until_ok("open through node 3", limit, || {
+            c[2].open_path(&path, OPEN4_SHARE_ACCESS_BOTH, None)
+        })
+        .await;
+        let denied = |r: client::Result<_>, what: &str| match r {
+            Err(e) if e.is_status(Nfsstat4::Denied) => {}
+            Err(e) => panic!("{what}: expected DENIED, got {e}"),
+            Ok(_) => panic!("{what}: granted, but another node's client holds the range"),
+        };
+        c[1].lock(&fb, LockKind::Write, 50, 10, false)
+            .await
+            .expect("write lock through node 2");
+        denied(
+            c[0].lock(&fa, LockKind::Read, 0, 100, false).await,
+            "read lock through node 1",
+        );
+        denied(
+            c[2].lock(&fc, LockKind::Write, 55, 1, false).await,
+            "write lock through node 3",
+        );
+        assert!(
+            c[0].lock_conflicts(&fa.fh, LockKind::Read, 59, 1, b"tester")
+                .await
+                .expect("LOCKT through node 1"),
+            "LOCKT through node 1 sees node 2's lock"
+        );
+        // Ranges that do not overlap, and read locks, share.
+        c[0].lock(&fa, LockKind::Write, 0, 50, false)
+            .await
+            .expect("an adjacent range through node 1");
+        c[0].unlock(&fa, LockKind::Write, 0, 50)
+            .await
+            .expect("unlock through node 1");
+        c[1].unlock(&fb, LockKind::Write, 50, 10)
+            .await
+            .expect("unlock through node 2");
+        c[2].lock(&fc, LockKind::Write, 55, 1, false)
+            .await
+            .expect("the range is free once node 2's client unlocked");
+        c[2].unlock(&fc, LockKind::Write, 55, 1)
+            .await
+            .expect("unlock through node 3");
+        c[1].lock(&fb, LockKind::Write, 50, 10, false)
+            .await
+            .expect("write lock through node 2 again");
+
+        // The arbiter dies.
+        nodes[2].kill9();
+        let t = Instant::now();
+        loop {
+            match c[0].lock(&fa, LockKind::Write, 52, 2, false).await {
+                Err(e) if e.is_status(Nfsstat4::Denied) => break,
+                Err(e) if e.is_status(Nfsstat4::Delay) || e.is_status(Nfsstat4::Grace) => {
+                    assert!(
+                        t.elapsed() < Duration::from_secs(60),
+                        "no arbiter after 60 s: {e}"
+                    );
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+                Err(e) => panic!("lock through node 1 after the arbiter died: {e}"),
+                Ok(_) => panic!(
+                    "node 1 granted a lock that node 2's client holds, after the arbiter died"
+                ),
+            }
+        }
+        eprintln!(
+            "first lock decision after the arbiter's kill -9: {:?}",
+            t.elapsed()
+        );
+        c[1].unlock(&fb, LockKind::Write, 50, 10)
+            .await
+            .expect("unlock through node 2 after the arbiter died");
+        let t = Instant::now();
+        loop {
+            match c[0].lock(&fa, LockKind::Write, 52, 2, false).await {
+                Ok(_) => break,
+                Err(e) if e.is_status(Nfsstat4::Grace) || e.is_status(Nfsstat4::Delay) => {
+                    assert!(
+                        t.elapsed() < Duration::from_secs(60),
+                        "still waiting after 60 s: {e}"
+                    );
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+                Err(e) => panic!("lock through node 1 once node 2's client unlocked: {e}"),
+            }
+        }
+        eprintln!("granted {:?} after node 2's unlock", t.elapsed());
+        denied(
+            c[1].lock(&fb, LockKind::Read, 53, 1, false).await,
+            "read lock through node 2 over node 1's new lock",
+        );
+        for cl in c.into_iter().take(2) {
+            let _ = cl.shutdown().await;
+        }
+    });
+}

@@ -131,6 +131,17 @@ pub trait OpenFiles: Send + Sync {
     fn in_use(&self, inos: &[u64]) -> Vec<bool>;
 }
 
+/// The answer to a peer call about NFS state (`mds::locking`), or a `proto::peer` error code.
+pub type PeerAnswer<'a> =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<Vec<u8>, u32>> + Send + 'a>>;
+
+/// This node's side of byte-range locks across MDS nodes: the lock calls other nodes send
+/// (`PEERPROC_LOCK`, `PEERPROC_LOCKS_HELD`), answered by the NFS state that the namespace
+/// does not know.
+pub trait PeerLocks: Send + Sync {
+    fn answer(&self, from: u64, proc_: u32, body: Vec<u8>) -> PeerAnswer<'_>;
+}
+
 /// The sink, once one is set; effects of commands applied before that (log replay at open)
 /// are found again from the state (`Snapshot::orphans`).
 #[derive(Default)]
@@ -317,6 +328,7 @@ struct Inner {
     checkpointer: Mutex<Option<JoinHandle<()>>>,
     effects: Arc<EffectSlot>,
     open_files: std::sync::OnceLock<Arc<dyn OpenFiles>>,
+    peer_locks: std::sync::OnceLock<Arc<dyn PeerLocks>>,
     unstable: unstable::Unstable,
     boot_count: u64,
     /// Numbers this node's proposals (`raft::sessions`).
@@ -459,6 +471,7 @@ impl Namespace {
                 checkpointer: Mutex::new(Some(ck_thread)),
                 effects,
                 open_files: std::sync::OnceLock::new(),
+                peer_locks: std::sync::OnceLock::new(),
                 unstable: unstable::Unstable::default(),
                 boot_count,
                 tags: Tags::new(node, boot_count),
@@ -1032,6 +1045,30 @@ impl Namespace {
 
     pub fn set_open_files(&self, open: Arc<dyn OpenFiles>) {
         let _ = self.inner.open_files.set(open);
+    }
+
+    pub fn set_peer_locks(&self, locks: Arc<dyn PeerLocks>) {
+        let _ = self.inner.peer_locks.set(locks);
+    }
+
+    /// A lock call from node `from`; before the NFS state is wired up, the caller retries.
+    pub async fn answer_lock_call(
+        &self,
+        from: u64,
+        proc_: u32,
+        body: Vec<u8>,
+    ) -> Result<Vec<u8>, u32> {
+        match self.inner.peer_locks.get() {
+            Some(l) => l.answer(from, proc_, body).await,
+            None => Err(proto::peer::PEER_ERR_CLOSED),
+        }
+    }
+
+    /// The node this node knows to lead `shard` (itself in a one-node cluster).
+    pub fn leader_of(&self, shard: ShardId) -> Option<u64> {
+        let s = self.inner.shards.get(&shard.0)?;
+        let leader = s.raft.metrics().borrow().current_leader;
+        leader
     }
 
     /// `OpenFiles::in_use` on this node; before one is set, every file counts as in use.

@@ -1,7 +1,9 @@
 //! Byte-range locks and stateid housekeeping: LOCK, LOCKT, LOCKU, TEST_STATEID, FREE_STATEID.
 use crate::compound::Ctx;
 use crate::error::{NfsError, NfsResult};
+use crate::locking::{self, LockAnswer, LockOp};
 use crate::state::locks::{LockKind, Range};
+use crate::state::StateId;
 use proto::nfs4::basic::{NfsLockType4, StateOwner4};
 use proto::nfs4::state::*;
 use proto::xdr::Opaque;
@@ -40,67 +42,107 @@ fn denied(r: Range) -> LockDenied {
     }
 }
 
-pub fn lock(ctx: &mut Ctx<'_>, a: &LockArgs) -> LockRes {
-    let r = (|| {
-        let ino = ctx.fh()?;
-        let i = ctx.inode(ino)?;
-        if i.kind.is_dir() {
-            return Err(NfsError::IsDir);
-        }
-        check_range(a.offset, a.length)?;
-        if a.reclaim {
-            ctx.mds.state.check_reclaim(ctx.clientid()?)?;
-        } else if ctx.mds.state.in_grace() {
-            return Err(NfsError::Grace);
-        }
-        let k = kind(a.locktype);
-        match &a.locker {
-            Locker4::NewLockOwner(n) => {
-                let open = ctx.stateid(&n.open_stateid)?;
-                ctx.mds.state.lock_new_owner(
-                    ctx.clientid()?,
-                    &open,
-                    n.lock_owner.owner.as_bytes(),
-                    ino,
-                    k,
-                    a.offset,
-                    a.length,
-                )
-            }
-            Locker4::ExistingLockOwner(e) => {
-                let sid = ctx.stateid(&e.lock_stateid)?;
-                ctx.mds
-                    .state
-                    .lock_existing(&sid, ino, k, a.offset, a.length)
-            }
-        }
-    })();
-    match r {
+/// LOCK. With other MDS nodes, the file's lock arbiter (`crate::locking`) is asked first,
+/// with the request registered as in flight until it is applied here.
+pub async fn lock(ctx: &mut Ctx<'_>, a: &LockArgs) -> LockRes {
+    match lock_inner(ctx, a).await {
         Ok(Ok(sid)) => {
             ctx.cur_sid = Some(sid);
             LockRes::Ok(LockResOk { lock_stateid: sid })
         }
-        Ok(Err(d)) => LockRes::Denied(denied(d.range)),
+        Ok(Err(d)) => LockRes::Denied(denied(d)),
         Err(e) => LockRes::Err(e.code()),
     }
 }
 
-pub fn lockt(ctx: &mut Ctx<'_>, a: &LocktArgs) -> LocktRes {
-    let r = (|| {
+async fn lock_inner(ctx: &mut Ctx<'_>, a: &LockArgs) -> NfsResult<Result<StateId, Range>> {
+    let ino = ctx.fh()?;
+    let i = ctx.inode(ino)?;
+    if i.kind.is_dir() {
+        return Err(NfsError::IsDir);
+    }
+    check_range(a.offset, a.length)?;
+    if a.reclaim {
+        ctx.mds.state.check_reclaim(ctx.clientid()?)?;
+    } else if ctx.mds.state.in_grace() {
+        return Err(NfsError::Grace);
+    }
+    let k = kind(a.locktype);
+    let mds = ctx.mds;
+    let _in_flight = if locking::across_nodes(mds) {
+        let owner = match &a.locker {
+            Locker4::NewLockOwner(n) => (ctx.clientid()?, n.lock_owner.owner.as_bytes().to_vec()),
+            Locker4::ExistingLockOwner(e) => mds
+                .state
+                .lock_owner_of(&ctx.stateid(&e.lock_stateid)?, ino)?,
+        };
+        let want = locking::range(owner, k, a.offset, a.length);
+        let guard = mds.locks.in_flight.register(ino, want.clone());
+        match locking::ask(mds, ino, &want, LockOp::Lock, a.reclaim).await? {
+            LockAnswer::Granted => {}
+            LockAnswer::Denied(r) => return Ok(Err(r.into())),
+            LockAnswer::Grace => return Err(NfsError::Grace),
+            LockAnswer::NotLeader(_) => return Err(NfsError::Delay),
+        }
+        Some(guard)
+    } else {
+        None
+    };
+    let r = match &a.locker {
+        Locker4::NewLockOwner(n) => {
+            let open = ctx.stateid(&n.open_stateid)?;
+            mds.state.lock_new_owner(
+                ctx.clientid()?,
+                &open,
+                n.lock_owner.owner.as_bytes(),
+                ino,
+                k,
+                a.offset,
+                a.length,
+            )
+        }
+        Locker4::ExistingLockOwner(e) => {
+            let sid = ctx.stateid(&e.lock_stateid)?;
+            mds.state.lock_existing(&sid, ino, k, a.offset, a.length)
+        }
+    }?;
+    Ok(r.map_err(|d| d.range))
+}
+
+/// LOCKT: across nodes, the arbiter answers for every node's locks.
+pub async fn lockt(ctx: &mut Ctx<'_>, a: &LocktArgs) -> LocktRes {
+    let r = async {
         let ino = ctx.fh()?;
         if ctx.inode(ino)?.kind.is_dir() {
             return Err(NfsError::IsDir);
         }
         check_range(a.offset, a.length)?;
+        let clientid = ctx.clientid()?;
+        let k = kind(a.locktype);
+        if locking::across_nodes(ctx.mds) {
+            let want = locking::range(
+                (clientid, a.owner.owner.as_bytes().to_vec()),
+                k,
+                a.offset,
+                a.length,
+            );
+            return match locking::ask(ctx.mds, ino, &want, LockOp::Test, false).await? {
+                LockAnswer::Granted => Ok(None),
+                LockAnswer::Denied(r) => Ok(Some(r.into())),
+                LockAnswer::Grace => Err(NfsError::Grace),
+                LockAnswer::NotLeader(_) => Err(NfsError::Delay),
+            };
+        }
         Ok(ctx.mds.state.test_lock(
-            ctx.clientid()?,
+            clientid,
             a.owner.owner.as_bytes(),
             ino,
-            kind(a.locktype),
+            k,
             a.offset,
             a.length,
         ))
-    })();
+    }
+    .await;
     match r {
         Ok(None) => LocktRes::Ok,
         Ok(Some(range)) => LocktRes::Denied(denied(range)),
@@ -108,13 +150,25 @@ pub fn lockt(ctx: &mut Ctx<'_>, a: &LocktArgs) -> LocktRes {
     }
 }
 
-pub fn locku(ctx: &mut Ctx<'_>, a: &LockuArgs) -> LockuRes {
-    let r = (|| {
+/// LOCKU: released here first; across nodes the arbiter is then told (a release it does not
+/// hear of costs only a confirmation when someone wants the range).
+pub async fn locku(ctx: &mut Ctx<'_>, a: &LockuArgs) -> LockuRes {
+    let r = async {
         let ino = ctx.fh()?;
         check_range(a.offset, a.length)?;
         let sid = ctx.stateid(&a.lock_stateid)?;
-        ctx.mds.state.unlock(&sid, ino, a.offset, a.length)
-    })();
+        let owner = locking::across_nodes(ctx.mds)
+            .then(|| ctx.mds.state.lock_owner_of(&sid, ino))
+            .transpose()?;
+        let s = ctx.mds.state.unlock(&sid, ino, a.offset, a.length)?;
+        if let Some(owner) = owner {
+            // The kind does not matter to a release.
+            let r = locking::range(owner, LockKind::Write, a.offset, a.length);
+            let _ = locking::ask(ctx.mds, ino, &r, LockOp::Unlock, false).await;
+        }
+        Ok::<_, NfsError>(s)
+    }
+    .await;
     match r {
         Ok(s) => {
             ctx.cur_sid = Some(s);

@@ -111,9 +111,9 @@ async fn dispatch_op(ctx: &mut Ctx<'_>, op: &A) -> R {
         A::Write(a) => R::Write(Box::pin(io::write(ctx, a)).await),
         A::Commit(a) => R::Commit(Box::pin(io::commit(ctx, a)).await),
         // byte-range locks and stateids
-        A::Lock(a) => R::Lock(lock::lock(ctx, a)),
-        A::Lockt(a) => R::Lockt(lock::lockt(ctx, a)),
-        A::Locku(a) => R::Locku(lock::locku(ctx, a)),
+        A::Lock(a) => R::Lock(Box::pin(lock::lock(ctx, a)).await),
+        A::Lockt(a) => R::Lockt(Box::pin(lock::lockt(ctx, a)).await),
+        A::Locku(a) => R::Locku(Box::pin(lock::locku(ctx, a)).await),
         A::TestStateid(a) => R::TestStateid(lock::test_stateid(ctx, a)),
         A::FreeStateid(a) => R::FreeStateid(status(lock::free_stateid(ctx, a))),
         // NFSv4.2

@@ -137,8 +137,11 @@ async fn open_inner(ctx: &mut Ctx<'_>, a: &OpenArgs) -> NfsResult<OpenResOk> {
             .state
             .open(clientid, a.owner.owner.as_bytes(), t.file.ino, access, deny)?;
     // Read-only opens may cache: grant a read delegation when nobody else writes the file
-    // and the client can be called back.
+    // and the client can be called back. Not with several MDS nodes: a change made through
+    // another node would not recall it (each node knows only its own delegations), as knfsd
+    // grants no leases on cluster file systems whose other nodes it cannot hear from.
     let delegation = if access == 1
+        && crate::recall::delegations_offered(ctx.mds)
         && deny == 0
         && a.share_access & OPEN4_SHARE_ACCESS_WANT_DELEG_MASK != OPEN4_SHARE_ACCESS_WANT_NO_DELEG
         && !reclaim
@@ -331,7 +334,9 @@ pub fn get_dir_delegation(ctx: &mut Ctx<'_>, _a: &GetDirDelegationArgs) -> GetDi
     let r = (|| -> NfsResult<Option<StateId>> {
         let dir = ctx.cur_dir()?;
         let clientid = ctx.clientid()?;
-        if ctx.mds.state.back_channel(clientid).is_none() {
+        if ctx.mds.state.back_channel(clientid).is_none()
+            || !crate::recall::delegations_offered(ctx.mds)
+        {
             return Ok(None);
         }
         let granted = ctx.mds.state.grant_read_delegation(clientid, dir.ino);

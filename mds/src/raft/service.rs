@@ -33,7 +33,7 @@ pub async fn handle(ns: &Namespace, call: &Call) -> Writer {
         // A one-node cluster has no peers to hear from.
         return accepted_reply(call.xid, &Auth::None, AcceptStat::ProgUnavail);
     }
-    if call.proc_ > PEERPROC_READ_INDEX {
+    if call.proc_ > PEERPROC_LOCKS_HELD {
         return accepted_reply(call.xid, &Auth::None, AcceptStat::ProcUnavail);
     }
     let res = match PeerArgs::from_xdr(call.args()) {
@@ -112,6 +112,13 @@ async fn answer(ns: &Namespace, proc_: u32, a: PeerArgs) -> PeerRes {
             _ => PeerRes::Err(PEER_ERR_INVAL),
         },
         PEERPROC_READ_INDEX => ok(&super::fresh::read_index(&raft).await),
+        PEERPROC_LOCK | PEERPROC_LOCKS_HELD => {
+            match ns.answer_lock_call(a.from, proc_, a.body.0).await {
+                Ok(b) if b.len() <= MAX_PEER_BODY => PeerRes::Ok(Opaque(b)),
+                Ok(_) => PeerRes::Err(PEER_ERR_INVAL),
+                Err(code) => PeerRes::Err(code),
+            }
+        }
         PEERPROC_PROPOSE => match postcard::from_bytes::<Tagged>(body) {
             Ok(cmd) if cmd.cmd.shards().iter().all(|s| *s == shard) => {
                 ok(&ns.propose_here(shard, cmd).await)

@@ -39,6 +39,16 @@ impl FileLocks {
         self.ranges.is_empty()
     }
 
+    /// Every range held, in no particular order.
+    pub fn ranges(&self) -> &[Range] {
+        &self.ranges
+    }
+
+    /// Records a range as held without checking it (what another node reports).
+    pub fn insert(&mut self, r: Range) {
+        self.ranges.push(r);
+    }
+
     /// The first lock of another owner that conflicts with the request, if any.
     pub fn conflict(
         &self,

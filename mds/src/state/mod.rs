@@ -8,6 +8,7 @@
 //! left in `Expired` for the laundromat task (`lib.rs` `laundromat`), which the
 //! `laundromat` notifier wakes.
 mod admin;
+pub mod arbiter;
 mod courtesy;
 mod grace;
 mod layouts;
@@ -1287,6 +1288,34 @@ impl StateManager {
             seqid: st.seqid,
             other: lock_sid.other,
         })
+    }
+
+    /// The lock owner of a lock stateid (LOCK with an existing owner), checked as LOCK would.
+    pub fn lock_owner_of(&self, lock_sid: &StateId, ino: u64) -> NfsResult<OwnerKey> {
+        let g = self.lock();
+        let st = self.check_locked(&g, lock_sid, Some(ino))?;
+        match &st.kind {
+            StateKind::Lock { owner, .. } => Ok((st.clientid, owner.clone())),
+            _ => Err(NfsError::BadStateId),
+        }
+    }
+
+    /// Every byte-range lock this node's clients hold on `ino` (what the file's lock arbiter
+    /// asks, `crate::locking`). With `probe`, a courtesy client whose lock is in its way goes
+    /// first, as for a local LOCK.
+    pub fn locks_on(&self, ino: u64, probe: Option<&Range>) -> Vec<Range> {
+        let mut g = self.lock();
+        if let Some(p) = probe {
+            while let Some(c) = Self::lock_conflict(&g, ino, &p.owner, p.start, p.end, p.kind) {
+                if !self.expire_if_lapsed(&mut g, c) {
+                    break;
+                }
+            }
+        }
+        g.files
+            .get(&ino)
+            .map(|f| f.locks.ranges().to_vec())
+            .unwrap_or_default()
     }
 
     /// LOCKT: who would block this lock (the owner given is never its own obstacle).
