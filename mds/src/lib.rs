@@ -141,6 +141,21 @@ fn new_fs_shards() -> u16 {
     }
 }
 
+/// Whether new directories spread over the shards (`namespace::Options::spread_directories`):
+/// `CFS_SPREAD_DIRECTORIES=1` or `0` when set, else the namespace's default. Like the shard
+/// count it must be the same on every node, so it travels with the environment.
+fn spread_directories() -> Option<bool> {
+    let v = std::env::var("CFS_SPREAD_DIRECTORIES").ok()?;
+    match v.trim() {
+        "1" | "true" | "on" => Some(true),
+        "0" | "false" | "off" => Some(false),
+        _ => {
+            tracing::warn!(value = %v, "CFS_SPREAD_DIRECTORIES is not 0 or 1; using the default");
+            None
+        }
+    }
+}
+
 /// The clients of this node's previous instance: its replicated client records, and those of
 /// a `meta/clients` file older builds kept, imported once (the file goes after the import).
 async fn previous_clients(
@@ -201,6 +216,7 @@ impl Mds {
             space: Some(space.clone()),
             members: cfg.members.clone(),
             shards: new_fs_shards(),
+            spread_directories: spread_directories(),
             ..Default::default()
         };
         let ns = Namespace::open_with(&meta_dir, opts)
