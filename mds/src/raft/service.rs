@@ -33,7 +33,9 @@ pub async fn handle(ns: &Namespace, call: &Call) -> Writer {
         // A one-node cluster has no peers to hear from.
         return accepted_reply(call.xid, &Auth::None, AcceptStat::ProgUnavail);
     }
-    if call.proc_ > PEERPROC_READ_INDEX {
+    if call.proc_ > PEERPROC_READ_INDEX
+        && !(PEERPROC_JOIN..=PEERPROC_LAST_MEMBERSHIP).contains(&call.proc_)
+    {
         return accepted_reply(call.xid, &Auth::None, AcceptStat::ProcUnavail);
     }
     let res = match PeerArgs::from_xdr(call.args()) {
@@ -65,7 +67,11 @@ async fn answer(ns: &Namespace, proc_: u32, a: PeerArgs) -> PeerRes {
         tracing::warn!(from = a.from, "peer call refused: clocks differ too much");
         return PeerRes::Err(PEER_ERR_CLOCK);
     }
-    if a.to != peers.me() || !peers.members.nodes.contains_key(&a.from) {
+    if proc_ == PEERPROC_JOIN {
+        // From a node with no id yet: the MAC was the check.
+        return ok(&super::members::answer_join(ns, &a.body.0).await);
+    }
+    if a.to != peers.me() || !peers.knows(a.from) {
         return PeerRes::Err(PEER_ERR_WRONG_NODE);
     }
     let Ok(shard) = u16::try_from(a.shard).map(ShardId) else {
@@ -112,6 +118,16 @@ async fn answer(ns: &Namespace, proc_: u32, a: PeerArgs) -> PeerRes {
             _ => PeerRes::Err(PEER_ERR_INVAL),
         },
         PEERPROC_READ_INDEX => ok(&super::fresh::read_index(&raft).await),
+        PEERPROC_MEMBERSHIP => ok(&super::members::answer_change(ns, shard, body).await),
+        PEERPROC_DRAINED => {
+            // Only a node still in the address book gets here; a drain's last step.
+            tracing::warn!(
+                by = a.from,
+                "this MDS node was drained from the metadata service"
+            );
+            ns.mark_drained();
+            PeerRes::Ok(Opaque::default())
+        }
         PEERPROC_PROPOSE => match postcard::from_bytes::<Tagged>(body) {
             Ok(cmd) if cmd.cmd.shards().iter().all(|s| *s == shard) => {
                 ok(&ns.propose_here(shard, cmd).await)
@@ -239,6 +255,7 @@ mod tests {
                     me: 1,
                     nodes: nodes.into_iter().collect(),
                     secret: secret.clone(),
+                    joined: None,
                 }),
                 ..Default::default()
             };
