@@ -96,6 +96,24 @@ fn wait_listening(addr: SocketAddr, p: &Proc) {
     }
 }
 
+/// The status through `via`'s admin listener; `None` while it is not up yet.
+fn try_status(tmp: &Path, via: &Proc) -> Option<serde_json::Value> {
+    let o = cfs(
+        tmp,
+        &[
+            "admin",
+            "status",
+            "--json",
+            "--config",
+            &via.config().to_string_lossy(),
+        ],
+    );
+    if !o.ok() {
+        return None;
+    }
+    serde_json::from_str(o.text().trim()).ok()
+}
+
 fn status(tmp: &Path, via: &Proc) -> serde_json::Value {
     let o = cfs(
         tmp,
@@ -121,14 +139,16 @@ fn until_status(
 ) -> serde_json::Value {
     let start = Instant::now();
     loop {
-        let v = status(tmp, via);
-        if ok(&v) {
-            return v;
+        let v = try_status(tmp, via);
+        if let Some(v) = &v {
+            if ok(v) {
+                return v.clone();
+            }
         }
         assert!(
             start.elapsed() < limit,
             "{what} after {limit:?}: {}",
-            v["mds"]["metadata"]
+            v.map_or("no status".to_string(), |v| v["mds"]["metadata"].to_string())
         );
         std::thread::sleep(Duration::from_millis(500));
     }
