@@ -52,7 +52,7 @@ the ports; the export paths when the file system is open. A commented example co
 dist/cfs.toml in the source tree.")]
     Server {
         #[command(subcommand)]
-        action: Option<ServerAction>,
+        action: Option<Box<ServerAction>>,
         /// TOML configuration file (flags override it).
         #[arg(long)]
         config: Option<PathBuf>,
@@ -319,7 +319,15 @@ fn main() -> ExitCode {
     let result = rt.block_on(async {
         match cli.cmd {
             Cmd::Server {
-                action:
+                action,
+                config,
+                data,
+                listen,
+                admin_listen,
+                check_config,
+                cluster,
+            } => {
+                let a = match action.map(|b| *b) {
                     Some(ServerAction::Join {
                         token,
                         token_file,
@@ -329,40 +337,26 @@ fn main() -> ExitCode {
                         listen,
                         admin_listen,
                         cluster,
-                    }),
-                check_config,
-                ..
-            } => {
-                let a = serve::ServerArgs {
-                    config,
-                    data,
-                    listen,
-                    admin_listen,
-                    flags: cluster,
-                    join: Some(serve::JoinArgs {
-                        token,
-                        token_file,
-                        seed,
-                    }),
-                };
-                serve::run(a, check_config).await
-            }
-            Cmd::Server {
-                action: None,
-                config,
-                data,
-                listen,
-                admin_listen,
-                check_config,
-                cluster,
-            } => {
-                let a = serve::ServerArgs {
-                    config,
-                    data,
-                    listen,
-                    admin_listen,
-                    flags: cluster,
-                    join: None,
+                    }) => serve::ServerArgs {
+                        config,
+                        data,
+                        listen,
+                        admin_listen,
+                        flags: cluster,
+                        join: Some(serve::JoinArgs {
+                            token,
+                            token_file,
+                            seed,
+                        }),
+                    },
+                    None => serve::ServerArgs {
+                        config,
+                        data,
+                        listen,
+                        admin_listen,
+                        flags: cluster,
+                        join: None,
+                    },
                 };
                 serve::run(a, check_config).await
             }

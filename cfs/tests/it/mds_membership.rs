@@ -148,7 +148,8 @@ fn until_status(
         assert!(
             start.elapsed() < limit,
             "{what} after {limit:?}: {}",
-            v.map_or("no status".to_string(), |v| v["mds"]["metadata"].to_string())
+            v.map_or("no status".to_string(), |v| v["mds"]["metadata"]
+                .to_string())
         );
         std::thread::sleep(Duration::from_millis(500));
     }
@@ -264,7 +265,7 @@ fn a_node_joins_with_the_token_serves_everything_and_a_node_is_drained() {
         .map(|i| format!("{}={}", i + 1, mds_addr[i]))
         .collect();
     let mut mds: Vec<Proc> = Vec::new();
-    for i in 0..3 {
+    for (i, listen) in mds_addr.iter().take(3).enumerate() {
         let mut p = Proc::new(t, &format!("mds{}", i + 1), &[]);
         std::fs::write(
             p.config(),
@@ -274,7 +275,6 @@ fn a_node_joins_with_the_token_serves_everything_and_a_node_is_drained() {
                  secret_file = {secret:?}\nnode_id = {id}\nmetadata_nodes = {all:?}\n\
                  [[export]]\npath = \"/\"\n",
                 data = p.dir.join("data"),
-                listen = mds_addr[i],
                 id = i + 1,
             ),
         )

@@ -288,6 +288,12 @@ mod tests {
                 code(answer(&ns, PEERPROC_NULL, args(&secret, 1, now)).await),
                 PEER_OK
             );
+            // A join is accepted from a node with no id yet (from and to 0), but only with the
+            // cluster's secret: a wrong token is refused before anything is decoded.
+            assert_eq!(
+                code(answer(&ns, PEERPROC_JOIN, args(&other, 0, now)).await),
+                PEER_ERR_AUTH
+            );
             // Authentic but undecodable: a protocol error, not a panic.
             assert_eq!(
                 code(answer(&ns, PEERPROC_APPEND, args(&secret, 1, now)).await),
