@@ -530,14 +530,21 @@ pub fn membership_view(ns: &Namespace) -> Vec<ShardMembers> {
 
 /// Each node's state in the service, from this node's view: "member" (a voter of every
 /// shard), "joining" (a learner of shard 0: being taken in, shard 0 last), "draining" (still
-/// in shard 0 but gone from another shard: being removed, shard 0 last), and this node's own
-/// "drained" once it was.
+/// in shard 0 but gone from another shard: being removed, shard 0 last), "starting" (shard 0's
+/// membership not known here yet) and this node's own "drained" once it was.
 pub fn node_states(ns: &Namespace) -> BTreeMap<u64, (&'static str, String)> {
     let view = membership_view(ns);
     let mut out = BTreeMap::new();
     let Some(zero) = view.first() else {
         return out;
     };
+    if zero.addrs.is_empty() {
+        // Shard 0 has not reached this node yet (just started, or joining): the nodes it was
+        // started with.
+        for (id, addr) in ns.peers().map(|p| p.nodes()).unwrap_or_default() {
+            out.insert(id, ("starting", addr.to_string()));
+        }
+    }
     for (id, addr) in &zero.addrs {
         let state = if zero.learners.contains(id) {
             "joining"
