@@ -216,7 +216,11 @@ fn metadata_lines(md: &serde_json::Map<String, Value>) -> String {
             .map(|a| format!(" {a}"))
             .unwrap_or_default();
         let this = if id == me { " (this node)" } else { "" };
-        led.push(format!("node {id}{at}{this} leads {count}"));
+        let state = match n["state"].as_str() {
+            None | Some("member") => String::new(),
+            Some(st) => format!(" [{st}]"),
+        };
+        led.push(format!("node {id}{at}{this}{state} leads {count}"));
     }
     let max_term = shards
         .iter()
@@ -241,6 +245,39 @@ fn metadata_lines(md: &serde_json::Map<String, Value>) -> String {
         out.push_str(&format!(
             "     this node serves client addresses {}\n",
             serving.join(", ")
+        ));
+    }
+    // Membership per shard, when it is not every node a voter of every shard (a join or a
+    // drain under way): the shards grouped by their voters and learners.
+    let all: Vec<u64> = nodes.iter().filter_map(|n| n["id"].as_u64()).collect();
+    let mut groups: std::collections::BTreeMap<(String, String), Vec<String>> = Default::default();
+    for s in &shards {
+        let ids = |k: &str| -> Vec<u64> {
+            s[k].as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|v| v.as_u64())
+                .collect()
+        };
+        let (voters, learners) = (ids("voters"), ids("learners"));
+        if voters == all && learners.is_empty() {
+            continue;
+        }
+        let list = |v: &[u64]| v.iter().map(u64::to_string).collect::<Vec<_>>().join(",");
+        groups
+            .entry((list(&voters), list(&learners)))
+            .or_default()
+            .push(s["shard"].to_string());
+    }
+    for ((voters, learners), list) in &groups {
+        out.push_str(&format!(
+            "     shards {}: voters {voters}{}\n",
+            list.join(","),
+            if learners.is_empty() {
+                String::new()
+            } else {
+                format!(", learners {learners}")
+            }
         ));
     }
     let leaderless: Vec<String> = shards
@@ -279,6 +316,11 @@ fn metadata_lines(md: &serde_json::Map<String, Value>) -> String {
         out.push_str("     commit lag: every follower of this node's leaders is caught up\n");
     }
     out
+}
+
+/// An MDS node's id (1 to 3 decimal digits) rather than a data server's (16 hex digits).
+pub fn is_mds_node_id(id: &str) -> bool {
+    (1..=3).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_digit())
 }
 
 /// Follows the drain of data server `id` (16 hex digits) until it is drained, printing the

@@ -8,6 +8,7 @@ mod files;
 mod gateway;
 mod http_client;
 mod kerberos;
+mod mds_join;
 mod mount;
 mod progress;
 mod serve;
@@ -50,6 +51,8 @@ Everything is checked before anything is created or bound: the config, the data 
 the ports; the export paths when the file system is open. A commented example config is
 dist/cfs.toml in the source tree.")]
     Server {
+        #[command(subcommand)]
+        action: Option<Box<ServerAction>>,
         /// TOML configuration file (flags override it).
         #[arg(long)]
         config: Option<PathBuf>,
@@ -84,6 +87,46 @@ dist/cfs.toml in the source tree.")]
     Mount(mount::MountArgs),
     /// Unmount a `cfs mount`.
     Umount(mount::UmountArgs),
+}
+
+#[derive(Subcommand)]
+enum ServerAction {
+    /// Start a new MDS node that joins a running multi-node metadata service: the seed (any
+    /// of its nodes) gives it an id and the nodes, every shard takes it in as a learner, lets
+    /// it catch up, then makes it a voter (`cfs admin status` shows it "joining", then
+    /// "member"). Its membership is kept in the data directory: run the same command to
+    /// restart it. Data servers hand it layouts only once their `mds` list names it.
+    #[command(after_help = "Examples:
+  cfs server join --token-file /etc/cfs/secret --seed 10.0.0.1:2049 --listen 10.0.0.4:2049 --data /srv/cfs
+  cfs server join --token \"$(cat secret)\" --seed 127.0.0.1:2049 --config mds4.toml
+
+The token is the cluster secret (the text of [cluster] secret_file): the node needs it to
+talk to the others, and it never crosses the wire (the join call is MACed with it).")]
+    Join {
+        /// The cluster secret.
+        #[arg(long, required_unless_present = "token_file")]
+        token: Option<String>,
+        /// A file holding the cluster secret (kept out of the process list).
+        #[arg(long, conflicts_with = "token")]
+        token_file: Option<PathBuf>,
+        /// A node of the running metadata service, HOST:PORT (its NFS address).
+        #[arg(long)]
+        seed: String,
+        /// TOML configuration file (flags override it; no node_id or metadata_nodes).
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Data directory (created if missing).
+        #[arg(long)]
+        data: Option<PathBuf>,
+        /// NFS listen address, HOST:PORT: the other nodes reach this node there.
+        #[arg(long)]
+        listen: Option<String>,
+        /// Admin HTTP listen address.
+        #[arg(long)]
+        admin_listen: Option<String>,
+        #[command(flatten)]
+        cluster: ClusterFlags,
+    },
 }
 
 /// Cluster settings of `cfs server` (flags override the config file's `[cluster]`).
@@ -186,14 +229,19 @@ enum AdminCmd {
 
 #[derive(Subcommand)]
 enum NodeCmd {
-    /// Place no new files on a data server and move its copies to the others; `cfs admin
-    /// status` shows the files left, then "drained" (the data server can then be stopped).
-    /// The drain survives a restart of the MDS.
+    /// A data server (ID of 16 hex digits): place no new files on it and move its copies to
+    /// the others; `cfs admin status` shows the files left, then "drained" (the data server
+    /// can then be stopped). The drain survives a restart of the MDS.
+    ///
+    /// An MDS node (ID a number of 1 to 3 digits, as `cfs admin status` shows): remove it from
+    /// every shard of the metadata service; it stops serving. Refused for the last node, and
+    /// when fewer than a majority of the remaining nodes are up.
     #[command(
-        after_help = "Examples:\n  cfs admin node drain 3f2a9c0d11e4b5a7 --config cfs-cluster/mds.toml\n  cfs admin node drain 3f2a9c0d11e4b5a7 --wait --config cfs-cluster/mds.toml   follows it until drained\n  cfs admin node drain 3f2a9c0d11e4b5a7 --cancel --config cfs-cluster/mds.toml   stops the drain"
+        after_help = "Examples:\n  cfs admin node drain 3f2a9c0d11e4b5a7 --config cfs-cluster/mds.toml\n  cfs admin node drain 4 --config cfs-cluster/mds1.toml   MDS node 4 leaves the metadata service\n  cfs admin node drain 3f2a9c0d11e4b5a7 --wait --config cfs-cluster/mds.toml   follows it until drained\n  cfs admin node drain 3f2a9c0d11e4b5a7 --cancel --config cfs-cluster/mds.toml   stops the drain"
     )]
     Drain {
-        /// Data server id (16 hex digits, as `cfs admin status` shows).
+        /// Data server id (16 hex digits) or MDS node id (a small number), as `cfs admin
+        /// status` shows.
         id: String,
         /// Stay until the data server is drained, printing the files left as they go down.
         #[arg(long, conflicts_with = "cancel")]
@@ -271,6 +319,7 @@ fn main() -> ExitCode {
     let result = rt.block_on(async {
         match cli.cmd {
             Cmd::Server {
+                action,
                 config,
                 data,
                 listen,
@@ -278,12 +327,36 @@ fn main() -> ExitCode {
                 check_config,
                 cluster,
             } => {
-                let a = serve::ServerArgs {
-                    config,
-                    data,
-                    listen,
-                    admin_listen,
-                    flags: cluster,
+                let a = match action.map(|b| *b) {
+                    Some(ServerAction::Join {
+                        token,
+                        token_file,
+                        seed,
+                        config,
+                        data,
+                        listen,
+                        admin_listen,
+                        cluster,
+                    }) => serve::ServerArgs {
+                        config,
+                        data,
+                        listen,
+                        admin_listen,
+                        flags: cluster,
+                        join: Some(serve::JoinArgs {
+                            token,
+                            token_file,
+                            seed,
+                        }),
+                    },
+                    None => serve::ServerArgs {
+                        config,
+                        data,
+                        listen,
+                        admin_listen,
+                        flags: cluster,
+                        join: None,
+                    },
                 };
                 serve::run(a, check_config).await
             }
@@ -414,6 +487,23 @@ async fn admin(cmd: AdminCmd) -> Result<(), Box<dyn std::error::Error>> {
                 println!(
                     "drain of data server {} cancelled: new files may be placed on it again",
                     v["cancelled"].as_str().unwrap_or(&id)
+                );
+            }
+        }
+        AdminCmd::Node(NodeCmd::Drain {
+            id,
+            target,
+            cancel: false,
+            ..
+        }) if admin_cli::is_mds_node_id(&id) => {
+            let tg = require(&target)?;
+            let v = call(&tg, "POST", &format!("/api/v1/mds-nodes/{id}/drain")).await?;
+            if target.json {
+                println!("{v}");
+            } else {
+                println!(
+                    "MDS node {id} drained: removed from every shard; it stops serving, and \
+                     `cfs admin status` no longer lists it"
                 );
             }
         }

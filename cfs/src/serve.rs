@@ -38,6 +38,8 @@ pub struct Settings {
     pub members: Option<mds::raft::network::Members>,
     /// `[cluster] client_addresses`, by node id.
     pub client_addresses: std::collections::BTreeMap<u64, SocketAddr>,
+    /// `cfs server join`: the seed to ask, unless the data directory already joined.
+    pub join: Option<SocketAddr>,
 }
 
 pub struct ServerArgs {
@@ -46,6 +48,17 @@ pub struct ServerArgs {
     pub listen: Option<String>,
     pub admin_listen: Option<String>,
     pub flags: ClusterFlags,
+    /// `cfs server join`.
+    pub join: Option<JoinArgs>,
+}
+
+/// `cfs server join --token TOKEN --seed HOST:PORT`.
+pub struct JoinArgs {
+    /// The cluster secret (`mds::raft::members` says why the token is the secret itself).
+    pub token: Option<String>,
+    /// A file holding it (keeps it out of the process list and the shell's history).
+    pub token_file: Option<PathBuf>,
+    pub seed: String,
 }
 
 pub fn resolve(a: &ServerArgs) -> Result<Settings, ConfigError> {
@@ -57,10 +70,40 @@ pub fn resolve(a: &ServerArgs) -> Result<Settings, ConfigError> {
         config::parse_roles(&f.roles)?
     };
     let fc = file.cluster.clone().unwrap_or_default();
-    let secret = match f.cluster_secret_file.as_ref().or(fc.secret_file.as_ref()) {
+    let mut secret = match f.cluster_secret_file.as_ref().or(fc.secret_file.as_ref()) {
         Some(p) => Some(config::load_secret(p)?),
         None => None,
     };
+    let mut join = None;
+    if let Some(j) = &a.join {
+        if !roles.mds {
+            return Err(ConfigError::MetadataNodes(
+                "join makes an MDS node: the mds role is needed".into(),
+            ));
+        }
+        if fc.node_id.is_some() || fc.metadata_nodes.is_some() {
+            return Err(ConfigError::MetadataNodes(
+                "a joining node gets its id and the nodes from the seed: remove node_id and \
+                 metadata_nodes"
+                    .into(),
+            ));
+        }
+        let token = match (&j.token, &j.token_file) {
+            (Some(t), _) => Some(layout::ClusterSecret::from_passphrase(t.trim()).map_err(
+                |e| ConfigError::Secret {
+                    path: PathBuf::from("--token"),
+                    message: e.to_string(),
+                },
+            )?),
+            (None, Some(p)) => Some(config::load_secret(p)?),
+            (None, None) => None,
+        };
+        secret = token.or(secret);
+        if secret.is_none() {
+            return Err(ConfigError::NoSecret);
+        }
+        join = Some(config::parse_listen(&j.seed)?);
+    }
     if secret.is_none() && (roles.ds || (roles.mds && fc.chunk_size.is_some())) {
         return Err(ConfigError::NoSecret);
     }
@@ -159,6 +202,7 @@ pub fn resolve(a: &ServerArgs) -> Result<Settings, ConfigError> {
         file,
         members,
         client_addresses,
+        join,
     })
 }
 
@@ -266,7 +310,12 @@ fn metadata_members(
             "node {me} is listed at {own} but listens on {listen}"
         )));
     }
-    Ok(Some(mds::raft::network::Members { me, nodes, secret }))
+    Ok(Some(mds::raft::network::Members {
+        me,
+        nodes,
+        secret,
+        joined: None,
+    }))
 }
 
 /// The data directory is a directory, or can be made one; checked without creating it.
@@ -540,6 +589,22 @@ pub async fn run(a: ServerArgs, check_only: bool) -> Result<(), Box<dyn std::err
         None => None,
     };
 
+    let mut s = s;
+    if s.roles.mds {
+        crate::mds_join::refuse_drained(&s.data_dir)?;
+    }
+    if let (true, None, Some(secret)) = (s.roles.mds, &s.members, &s.secret) {
+        // A node that joined earlier comes back as the same node; a new one asks its seed.
+        s.members = match crate::mds_join::resume(&s.data_dir, secret)? {
+            Some(m) => Some(m),
+            None => match s.join {
+                Some(seed) => {
+                    Some(crate::mds_join::join(&s.data_dir, secret, seed, s.listen).await?)
+                }
+                None => None,
+            },
+        };
+    }
     let mut mds_server = None;
     if s.roles.mds {
         let cluster = s.secret.as_ref().map(|sec| {
@@ -572,6 +637,11 @@ pub async fn run(a: ServerArgs, check_only: bool) -> Result<(), Box<dyn std::err
             tracing::info!("answering RPCSEC_GSS (krb5, krb5i, krb5p)");
         }
         let server = mds::Server::start_with_gss(cfg, gss).await?;
+        if s.members.as_ref().is_some_and(|m| m.joined.is_some()) {
+            // A joined node's file system arrives from the shards' leaders (a snapshot, then
+            // the log) once they take it in as a learner, a few seconds after it listens.
+            wait_for_root(server.mds(), JOIN_ROOT_WAIT).await;
+        }
         if let Err(e) = check_exports(&s, server.mds()) {
             server.shutdown().await;
             return Err(e.into());
@@ -675,9 +745,32 @@ pub async fn run(a: ServerArgs, check_only: bool) -> Result<(), Box<dyn std::err
     };
 
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    let mut drained = mds_server.as_ref().map(|m| m.mds().ns.drained());
+    let drained_wait = async {
+        match drained.as_mut() {
+            Some(rx) => {
+                if rx.wait_for(|d| *d).await.is_err() {
+                    std::future::pending::<()>().await;
+                }
+            }
+            None => std::future::pending::<()>().await,
+        }
+    };
+    let mut was_drained = None;
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}
         _ = term.recv() => {}
+        () = drained_wait => {
+            let node = s.members.as_ref().map_or(0, |m| m.me);
+            tracing::warn!(
+                node,
+                "this MDS node was drained from the metadata service: it stops serving"
+            );
+            if let Err(e) = crate::mds_join::mark_drained(&s.data_dir, node) {
+                tracing::error!("drained, but the marker was not written: {e}");
+            }
+            was_drained = Some(node);
+        }
     }
     tracing::info!("shutting down");
     let _ = stop_admin.send(());
@@ -735,5 +828,26 @@ pub async fn run(a: ServerArgs, check_only: bool) -> Result<(), Box<dyn std::err
     if let Err(e) = metrics::persist::save(&counters_path(&s), &pairs) {
         tracing::warn!("counters not saved (the next start counts from zero): {e}");
     }
+    if let Some(node) = was_drained {
+        return Err(Box::new(Drained(node)));
+    }
     Ok(())
 }
+
+/// How long a joined node waits for its copy of the file system before checking exports.
+const JOIN_ROOT_WAIT: std::time::Duration = std::time::Duration::from_secs(120);
+
+async fn wait_for_root(m: &mds::Mds, limit: std::time::Duration) {
+    let deadline = tokio::time::Instant::now() + limit;
+    while m.ns.resolve(b"/").is_err() && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+}
+
+/// How `cfs server` ends on a drained MDS node.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "MDS node {0} was drained from the metadata service and stopped; its data directory is \
+     marked drained and will not serve again"
+)]
+pub struct Drained(u64);

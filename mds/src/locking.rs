@@ -320,14 +320,7 @@ async fn decide(mds: &Mds, from: u64, call: LockCall) -> LockAnswer {
     let others: Vec<u64> = mds
         .ns
         .peers()
-        .map(|p| {
-            p.members
-                .nodes
-                .keys()
-                .copied()
-                .filter(|n| *n != me)
-                .collect()
-        })
+        .map(|p| p.nodes().into_keys().filter(|n| *n != me).collect())
         .unwrap_or_default();
     if !v.gathered {
         let answers =

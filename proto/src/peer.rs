@@ -36,6 +36,18 @@ pub const PEERPROC_LOCK: u32 = 7;
 pub const PEERPROC_LOCKS_HELD: u32 = 8;
 /// Most locks one PEERPROC_LOCKS_HELD answer lists.
 pub const MAX_LOCKS_HELD: usize = 4096;
+/// A new MDS node asks to join (`cfs server join`): postcard `JoinRequest` in, `JoinReply`
+/// out. The only call accepted from a node not in the address book (`from` 0, `to` 0): its MAC
+/// under the cluster secret is the proof that it may join. A node that does not lead shard 0
+/// passes it on to the one that does.
+pub const PEERPROC_JOIN: u32 = 16;
+/// A membership change of one shard (postcard `Change`: promote a node to voter, or remove
+/// it), carried out by the shard's leader; another node passes it on to the leader it knows.
+pub const PEERPROC_MEMBERSHIP: u32 = 17;
+/// "You were drained": sent to a node removed from every shard, so it stops serving.
+pub const PEERPROC_DRAINED: u32 = 18;
+/// The highest membership procedure (the server's range check).
+pub const PEERPROC_LAST_MEMBERSHIP: u32 = PEERPROC_DRAINED;
 /// Most files one PEERPROC_IN_USE asks about.
 pub const MAX_IN_USE: usize = 4096;
 

@@ -139,20 +139,32 @@ pub fn status(a: &Admin) -> Value {
 
 /// The metadata service: nodes, and each shard's Raft group as this node sees it.
 fn metadata_status(ns: &mds::namespace::Namespace) -> Value {
+    // Each node's state comes from the shards' memberships (`mds::raft::members`).
     let nodes: Vec<Value> = match ns.peers() {
-        Some(p) => p
-            .members
-            .nodes
-            .iter()
-            .map(|(id, at)| json!({ "id": id, "address": at.to_string() }))
+        Some(_) => mds::raft::members::node_states(ns)
+            .into_iter()
+            .map(|(id, (state, at))| json!({ "id": id, "address": at, "state": state }))
             .collect(),
-        None => vec![json!({ "id": ns.node_id() })],
+        None => vec![json!({ "id": ns.node_id(), "state": "member" })],
     };
+    let members: std::collections::BTreeMap<u16, mds::raft::members::ShardMembers> =
+        match ns.peers() {
+            Some(_) => mds::raft::members::membership_view(ns)
+                .into_iter()
+                .map(|m| (m.shard, m))
+                .collect(),
+            None => Default::default(),
+        };
     let shards: Vec<Value> = ns
         .shard_status()
         .into_iter()
         .map(|s| {
+            let m = members.get(&s.shard);
             json!({
+                "voters": m.map(|m| m.voters.iter().copied().collect::<Vec<u64>>())
+                    .unwrap_or_else(|| vec![ns.node_id()]),
+                "learners": m.map(|m| m.learners.iter().copied().collect::<Vec<u64>>())
+                    .unwrap_or_default(),
                 "shard": s.shard,
                 "leader": s.leader,
                 "term": s.term,

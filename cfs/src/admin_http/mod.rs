@@ -315,6 +315,35 @@ async fn cancel_drain(
     drain_change(&a, &headers, &id, true).await
 }
 
+/// POST of the drain of MDS node `id` (a decimal id, as `cfs admin status` shows): removes it
+/// from every shard's membership; it then stops (`mds::raft::members::drain`).
+async fn drain_mds(
+    State(a): State<Arc<Admin>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> ApiResult<Json<serde_json::Value>> {
+    use mds::raft::members::MembershipError as E;
+    check(&a, &headers)?;
+    let m = a.sources.mds.as_ref().ok_or_else(no_mds)?;
+    let id: u64 = id.parse().map_err(|_| {
+        ApiError(
+            StatusCode::BAD_REQUEST,
+            format!("{id:?} is not an MDS node id (a number, as `cfs admin status` shows)"),
+        )
+    })?;
+    match mds::raft::members::drain(&m.ns, id).await {
+        Ok(()) => Ok(Json(serde_json::json!({ "drained_mds": id }))),
+        Err(e @ (E::NotMember(_) | E::Solo)) => Err(ApiError(StatusCode::NOT_FOUND, e.to_string())),
+        Err(e @ (E::LastNode(_) | E::NoMajority { .. })) => {
+            Err(ApiError(StatusCode::CONFLICT, e.to_string()))
+        }
+        Err(e) => Err(ApiError(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("{e}; the drain is partly done: run it again"),
+        )),
+    }
+}
+
 async fn console() -> impl IntoResponse {
     (
         [
@@ -338,6 +367,7 @@ pub fn router(a: Arc<Admin>) -> Router {
             "/api/v1/data-servers/{id}/drain",
             post(drain).delete(cancel_drain),
         )
+        .route("/api/v1/mds-nodes/{id}/drain", post(drain_mds))
         .with_state(a)
 }
 

@@ -30,6 +30,7 @@ mod ganesha;
 mod gateway_v3;
 mod hostile_connections;
 mod mds_faults;
+mod mds_membership;
 mod metadata_cluster;
 mod pnfs_client;
 mod pnfs_data;

@@ -345,6 +345,8 @@ struct Inner {
     /// The other MDS nodes, in a multi-node cluster.
     peers: Option<Arc<crate::raft::network::Peers>>,
     incoming: crate::raft::service::IncomingSnapshots,
+    /// Set once this node was drained from the metadata service (`raft::members`).
+    drained: tokio::sync::watch::Sender<bool>,
 }
 
 impl Drop for Inner {
@@ -358,6 +360,15 @@ impl Drop for Inner {
                 t.abort();
             }
         }
+    }
+}
+
+/// `Namespace::downgrade`.
+pub(crate) struct WeakNamespace(std::sync::Weak<Inner>);
+
+impl WeakNamespace {
+    pub(crate) fn upgrade(&self) -> Option<Namespace> {
+        self.0.upgrade().map(|inner| Namespace { inner })
     }
 }
 
@@ -395,7 +406,13 @@ impl Namespace {
             let shards = match existing {
                 Some(n) => n,
                 None => {
-                    let n = u64::from(opts.shards.clamp(1, u16::MAX));
+                    // A node joining a running service takes its shard count.
+                    let n = opts
+                        .members
+                        .as_ref()
+                        .and_then(|m| m.joined)
+                        .unwrap_or(opts.shards);
+                    let n = u64::from(n.clamp(1, u16::MAX));
                     node.insert(SHARDS, n)?;
                     n
                 }
@@ -485,6 +502,7 @@ impl Namespace {
                 leadership: Mutex::new(Vec::new()),
                 peers,
                 incoming: Default::default(),
+                drained: tokio::sync::watch::Sender::new(false),
             }),
         };
         match &opts.members {
@@ -562,6 +580,17 @@ impl Namespace {
         if !members.contains_key(&m.me) {
             return Err(FsError::Invalid);
         }
+        if m.joined.is_some() {
+            // Its shards' memberships, state and root come from their leaders.
+            self.watch_leadership();
+            self.start_txn_recovery();
+            self.follow_members();
+            let promote = crate::raft::members::promote_me(self);
+            if let Ok(mut t) = self.inner.leadership.lock() {
+                t.push(promote);
+            }
+            return Ok(());
+        }
         let ids: Vec<u64> = members.keys().copied().collect();
         for (id, s) in &self.inner.shards {
             if ids[usize::from(*id) % ids.len()] == m.me {
@@ -570,6 +599,7 @@ impl Namespace {
         }
         self.watch_leadership();
         self.start_txn_recovery();
+        self.follow_members();
         let ns = Arc::downgrade(&self.inner);
         let started = tokio::time::Instant::now();
         let task = tokio::spawn(async move {
@@ -613,6 +643,35 @@ impl Namespace {
             t.push(task);
         }
         Ok(())
+    }
+
+    /// Keeps the peers' address book the shards' memberships (`raft::members::follow`).
+    fn follow_members(&self) {
+        if let Some(p) = &self.inner.peers {
+            let t = crate::raft::members::follow(self, p.clone());
+            if let Ok(mut tasks) = self.inner.leadership.lock() {
+                tasks.push(t);
+            }
+        }
+    }
+
+    /// A handle that does not keep the namespace open (background tasks hold it).
+    pub(crate) fn downgrade(&self) -> WeakNamespace {
+        WeakNamespace(Arc::downgrade(&self.inner))
+    }
+
+    /// This node was drained from the metadata service: it must stop serving.
+    pub(crate) fn mark_drained(&self) {
+        self.inner.drained.send_replace(true);
+    }
+
+    pub fn is_drained(&self) -> bool {
+        *self.inner.drained.borrow()
+    }
+
+    /// Changes to `true` once this node is drained (`cfs server` then stops).
+    pub fn drained(&self) -> tokio::sync::watch::Receiver<bool> {
+        self.inner.drained.subscribe()
     }
 
     /// Keeps each shard's "this node leads it" flag current, which decides who carries out
@@ -1089,7 +1148,7 @@ impl Namespace {
         for (k, part) in inos.chunks(proto::peer::MAX_IN_USE).enumerate() {
             let body = postcard::to_stdvec(&part.to_vec()).ok()?;
             let first = k * proto::peer::MAX_IN_USE;
-            for &node in peers.members.nodes.keys().filter(|n| **n != peers.me()) {
+            for &node in peers.nodes().keys().filter(|n| **n != peers.me()) {
                 let reply = peers
                     .call(
                         node,

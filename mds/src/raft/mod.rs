@@ -12,6 +12,7 @@ pub mod fresh;
 pub mod log;
 pub mod log_store;
 pub mod machine;
+pub mod members;
 pub mod network;
 pub mod service;
 pub mod sessions;

@@ -39,7 +39,9 @@ pub const MAX_SNAPSHOT: u64 = 1 << 30;
 /// How long a connection attempt to a peer may take before it counts as unreachable.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// The MDS nodes of the cluster and how to reach them: fixed at cluster creation.
+/// The MDS nodes of the cluster and how to reach them, as this node starts: the config's list,
+/// or what the seed answered a join (`raft::members`). Once the shards' memberships are known
+/// they are the truth, and `Peers`' address book follows them (`members::follow`).
 #[derive(Clone, Debug)]
 pub struct Members {
     /// This node's id.
@@ -47,6 +49,10 @@ pub struct Members {
     /// Every node's id and NFS address, this node's included.
     pub nodes: BTreeMap<u64, SocketAddr>,
     pub secret: layout::ClusterSecret,
+    /// `Some(shard count)`: this node joined a running service of that many shards (`cfs
+    /// server join`). It never initializes a shard nor makes the root; every shard's
+    /// membership and state come from its leader.
+    pub joined: Option<u16>,
 }
 
 #[derive(Debug, Error, Clone, PartialEq, Eq)]
@@ -61,37 +67,32 @@ pub enum PeerError {
     Garbled { node: u64, reason: String },
 }
 
-/// Connections to the other MDS nodes: one slot per node (the membership is fixed), so a
-/// connect to a node that is down never holds up calls to the others.
+/// One node's connection, shared by every shard's calls to it.
+type Slot = Arc<tokio::sync::Mutex<Option<(SocketAddr, Connection)>>>;
+
+/// Connections to the other MDS nodes: one slot per node, so a connect to a node that is down
+/// never holds up calls to the others. The address book changes as nodes join and are drained
+/// (`set_nodes`); a node's slot is made on its first call.
 pub struct Peers {
+    /// This node and the secret; `nodes` is the list it started with (see `nodes()`).
     pub members: Members,
-    conns: HashMap<u64, tokio::sync::Mutex<Option<Connection>>>,
+    book: std::sync::RwLock<BTreeMap<u64, SocketAddr>>,
+    conns: std::sync::Mutex<HashMap<u64, Slot>>,
     /// Per node: since when it has not answered (`None` while it does). An outage is logged
     /// once at warn and its end at info; the calls that fail in between only at debug: every
     /// shard's replication retries twice a second, which logged megabytes a minute.
-    outages: HashMap<u64, std::sync::Mutex<Option<Instant>>>,
+    outages: std::sync::Mutex<HashMap<u64, Option<Instant>>>,
     nonce: AtomicU64,
 }
 
 impl Peers {
     pub fn new(members: Members) -> Arc<Peers> {
-        let conns = members
-            .nodes
-            .keys()
-            .filter(|id| **id != members.me)
-            .map(|id| (*id, tokio::sync::Mutex::new(None)))
-            .collect();
-        let outages = members
-            .nodes
-            .keys()
-            .filter(|id| **id != members.me)
-            .map(|id| (*id, std::sync::Mutex::new(None)))
-            .collect();
         Arc::new(Peers {
             nonce: AtomicU64::new(layout::secret::now_ms() << 16),
+            book: std::sync::RwLock::new(members.nodes.clone()),
             members,
-            conns,
-            outages,
+            conns: Default::default(),
+            outages: Default::default(),
         })
     }
 
@@ -99,38 +100,86 @@ impl Peers {
         self.members.me
     }
 
-    async fn connection(&self, to: u64) -> Result<Connection, PeerError> {
-        let addr = *self.members.nodes.get(&to).ok_or(PeerError::Unknown(to))?;
-        let mut slot = self
-            .conns
-            .get(&to)
-            .ok_or(PeerError::Unknown(to))?
+    /// Every MDS node this node knows now (itself included), and its NFS address.
+    pub fn nodes(&self) -> BTreeMap<u64, SocketAddr> {
+        self.book.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Whether node `id` is in the address book (a member, or one joining).
+    pub fn knows(&self, id: u64) -> bool {
+        self.book
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains_key(&id)
+    }
+
+    /// Replaces the address book (from the shards' memberships); whether it changed.
+    pub fn set_nodes(&self, nodes: BTreeMap<u64, SocketAddr>) -> bool {
+        let mut book = self.book.write().unwrap_or_else(|e| e.into_inner());
+        if *book == nodes {
+            return false;
+        }
+        *book = nodes;
+        true
+    }
+
+    /// Adds node `id` at `addr` unless the book has it.
+    pub fn learn(&self, id: u64, addr: SocketAddr) {
+        self.book
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(id)
+            .or_insert(addr);
+    }
+
+    fn slot(&self, to: u64) -> Slot {
+        self.conns
             .lock()
-            .await;
-        if let Some(c) = slot.as_ref() {
-            if !c.is_closed() {
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(to)
+            .or_default()
+            .clone()
+    }
+
+    async fn connection(&self, to: u64) -> Result<Connection, PeerError> {
+        if to == self.members.me {
+            return Err(PeerError::Unknown(to));
+        }
+        let addr = *self
+            .book
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&to)
+            .ok_or(PeerError::Unknown(to))?;
+        let slot = self.slot(to);
+        let mut slot = slot.lock().await;
+        if let Some((at, c)) = slot.as_ref() {
+            // A node given again under a new address (a drained id given to a new node)
+            // gets a new connection.
+            if !c.is_closed() && *at == addr {
                 return Ok(c.clone());
             }
         }
-        let limits = ConnectionLimits {
-            max_record: MAX_PEER_BODY + (64 << 10),
-            max_in_flight: 256,
-        };
-        let c = tokio::time::timeout(
-            CONNECT_TIMEOUT,
-            Connection::connect(addr, Arc::new(RejectCalls), limits),
-        )
-        .await
-        .map_err(|_| PeerError::Unreachable {
-            node: to,
-            reason: format!("connect to {addr} timed out"),
-        })?
-        .map_err(|e| PeerError::Unreachable {
-            node: to,
-            reason: format!("connect to {addr}: {e}"),
-        })?;
-        *slot = Some(c.clone());
+        let c = connect(to, addr).await?;
+        *slot = Some((addr, c.clone()));
         Ok(c)
+    }
+
+    /// One call of the peer program to whatever listens at `addr` (a seed this node has no
+    /// id for yet, or a node no longer in the address book), on a connection of its own.
+    pub async fn call_at(
+        secret: &layout::ClusterSecret,
+        from: u64,
+        (to, addr): (u64, SocketAddr),
+        proc_: u32,
+        body: Vec<u8>,
+        timeout: Duration,
+    ) -> Result<Vec<u8>, PeerError> {
+        let conn = connect(to, addr).await?;
+        let args = signed_args(secret, from, to, 0, now_nonce(), body);
+        let r = exchange(&conn, to, proc_, &args, timeout).await;
+        conn.close();
+        r
     }
 
     /// One call of the peer program to node `to`; the reply's body, or why there is none.
@@ -150,10 +199,8 @@ impl Peers {
     /// Logs the start of an outage of node `to` once (warn) and its end (info); the failed
     /// calls in between at debug.
     fn note_outcome(&self, to: u64, r: &Result<Vec<u8>, PeerError>) {
-        let Some(slot) = self.outages.get(&to) else {
-            return;
-        };
-        let mut since = slot.lock().unwrap_or_else(|e| e.into_inner());
+        let mut all = self.outages.lock().unwrap_or_else(|e| e.into_inner());
+        let since = all.entry(to).or_default();
         match (r, *since) {
             (Err(e @ PeerError::Unreachable { .. }), None) => {
                 *since = Some(Instant::now());
@@ -186,44 +233,97 @@ impl Peers {
         body: Vec<u8>,
         timeout: Duration,
     ) -> Result<Vec<u8>, PeerError> {
-        let mut args = PeerArgs {
-            timestamp_ms: layout::secret::now_ms(),
-            nonce: self.nonce.fetch_add(1, Ordering::Relaxed),
-            from: self.members.me,
+        let args = signed_args(
+            &self.members.secret,
+            self.members.me,
             to,
-            shard: u32::from(shard.0),
-            body: Opaque(body),
-            mac: [0; 32],
-        };
-        args.mac = self.members.secret.peer_mac(&args);
+            u32::from(shard.0),
+            self.nonce.fetch_add(1, Ordering::Relaxed),
+            body,
+        );
         let conn = self.connection(to).await?;
-        let reply = conn
-            .call(
-                CFS_PEER_PROGRAM,
-                CFS_PEER_V1,
-                proc_,
-                &Auth::None,
-                &args.to_xdr(),
-                timeout,
-            )
-            .await;
-        match reply {
-            Ok(r) => match PeerRes::from_xdr(r.body()) {
-                Ok(PeerRes::Ok(b)) => Ok(b.0),
-                Ok(PeerRes::Err(code)) => Err(PeerError::Refused { node: to, code }),
-                Err(e) => Err(PeerError::Garbled {
-                    node: to,
-                    reason: e.to_string(),
-                }),
-            },
-            Err(e) => {
-                // A timeout or a broken socket: the next call reconnects.
-                conn.close();
-                Err(PeerError::Unreachable {
-                    node: to,
-                    reason: e.to_string(),
-                })
-            }
+        exchange(&conn, to, proc_, &args, timeout).await
+    }
+}
+
+fn now_nonce() -> u64 {
+    layout::secret::now_ms() << 16 ^ u64::from(std::process::id())
+}
+
+fn signed_args(
+    secret: &layout::ClusterSecret,
+    from: u64,
+    to: u64,
+    shard: u32,
+    nonce: u64,
+    body: Vec<u8>,
+) -> PeerArgs {
+    let mut args = PeerArgs {
+        timestamp_ms: layout::secret::now_ms(),
+        nonce,
+        from,
+        to,
+        shard,
+        body: Opaque(body),
+        mac: [0; 32],
+    };
+    args.mac = secret.peer_mac(&args);
+    args
+}
+
+async fn connect(to: u64, addr: SocketAddr) -> Result<Connection, PeerError> {
+    let limits = ConnectionLimits {
+        max_record: MAX_PEER_BODY + (64 << 10),
+        max_in_flight: 256,
+    };
+    tokio::time::timeout(
+        CONNECT_TIMEOUT,
+        Connection::connect(addr, Arc::new(RejectCalls), limits),
+    )
+    .await
+    .map_err(|_| PeerError::Unreachable {
+        node: to,
+        reason: format!("connect to {addr} timed out"),
+    })?
+    .map_err(|e| PeerError::Unreachable {
+        node: to,
+        reason: format!("connect to {addr}: {e}"),
+    })
+}
+
+async fn exchange(
+    conn: &Connection,
+    to: u64,
+    proc_: u32,
+    args: &PeerArgs,
+    timeout: Duration,
+) -> Result<Vec<u8>, PeerError> {
+    let reply = conn
+        .call(
+            CFS_PEER_PROGRAM,
+            CFS_PEER_V1,
+            proc_,
+            &Auth::None,
+            &args.to_xdr(),
+            timeout,
+        )
+        .await;
+    match reply {
+        Ok(r) => match PeerRes::from_xdr(r.body()) {
+            Ok(PeerRes::Ok(b)) => Ok(b.0),
+            Ok(PeerRes::Err(code)) => Err(PeerError::Refused { node: to, code }),
+            Err(e) => Err(PeerError::Garbled {
+                node: to,
+                reason: e.to_string(),
+            }),
+        },
+        Err(e) => {
+            // A timeout or a broken socket: the next call reconnects.
+            conn.close();
+            Err(PeerError::Unreachable {
+                node: to,
+                reason: e.to_string(),
+            })
         }
     }
 }
@@ -264,7 +364,11 @@ pub struct Peer {
 impl RaftNetworkFactory<Cfg> for Network {
     type Network = Peer;
 
-    async fn new_client(&mut self, target: u64, _node: &BasicNode) -> Self::Network {
+    async fn new_client(&mut self, target: u64, node: &BasicNode) -> Self::Network {
+        // A node just added to this shard (a join) may not be in the address book yet.
+        if let (Some(p), Ok(addr)) = (&self.peers, node.addr.parse::<SocketAddr>()) {
+            p.learn(target, addr);
+        }
         Peer {
             peers: self.peers.clone(),
             shard: self.shard,

@@ -33,7 +33,9 @@ pub async fn handle(ns: &Namespace, call: &Call) -> Writer {
         // A one-node cluster has no peers to hear from.
         return accepted_reply(call.xid, &Auth::None, AcceptStat::ProgUnavail);
     }
-    if call.proc_ > PEERPROC_LOCKS_HELD {
+    if call.proc_ > PEERPROC_LOCKS_HELD
+        && !(PEERPROC_JOIN..=PEERPROC_LAST_MEMBERSHIP).contains(&call.proc_)
+    {
         return accepted_reply(call.xid, &Auth::None, AcceptStat::ProcUnavail);
     }
     let res = match PeerArgs::from_xdr(call.args()) {
@@ -65,7 +67,11 @@ async fn answer(ns: &Namespace, proc_: u32, a: PeerArgs) -> PeerRes {
         tracing::warn!(from = a.from, "peer call refused: clocks differ too much");
         return PeerRes::Err(PEER_ERR_CLOCK);
     }
-    if a.to != peers.me() || !peers.members.nodes.contains_key(&a.from) {
+    if proc_ == PEERPROC_JOIN {
+        // From a node with no id yet: the MAC was the check.
+        return ok(&super::members::answer_join(ns, &a.body.0).await);
+    }
+    if a.to != peers.me() || !peers.knows(a.from) {
         return PeerRes::Err(PEER_ERR_WRONG_NODE);
     }
     let Ok(shard) = u16::try_from(a.shard).map(ShardId) else {
@@ -118,6 +124,16 @@ async fn answer(ns: &Namespace, proc_: u32, a: PeerArgs) -> PeerRes {
                 Ok(_) => PeerRes::Err(PEER_ERR_INVAL),
                 Err(code) => PeerRes::Err(code),
             }
+        }
+        PEERPROC_MEMBERSHIP => ok(&super::members::answer_change(ns, shard, body).await),
+        PEERPROC_DRAINED => {
+            // Only a node still in the address book gets here; a drain's last step.
+            tracing::warn!(
+                by = a.from,
+                "this MDS node was drained from the metadata service"
+            );
+            ns.mark_drained();
+            PeerRes::Ok(Opaque::default())
         }
         PEERPROC_PROPOSE => match postcard::from_bytes::<Tagged>(body) {
             Ok(cmd) if cmd.cmd.shards().iter().all(|s| *s == shard) => {
@@ -246,6 +262,7 @@ mod tests {
                     me: 1,
                     nodes: nodes.into_iter().collect(),
                     secret: secret.clone(),
+                    joined: None,
                 }),
                 ..Default::default()
             };
@@ -277,6 +294,12 @@ mod tests {
             assert_eq!(
                 code(answer(&ns, PEERPROC_NULL, args(&secret, 1, now)).await),
                 PEER_OK
+            );
+            // A join is accepted from a node with no id yet (from and to 0), but only with the
+            // cluster's secret: a wrong token is refused before anything is decoded.
+            assert_eq!(
+                code(answer(&ns, PEERPROC_JOIN, args(&other, 0, now)).await),
+                PEER_ERR_AUTH
             );
             // Authentic but undecodable: a protocol error, not a panic.
             assert_eq!(

@@ -1,0 +1,527 @@
+//! Membership changes of the metadata service with real processes: three MDS nodes and a data
+//! server, files written through node 1; a 4th node joins with the token and a seed
+//! (`cfs server join`), becomes a voter of every shard and serves every file; the service
+//! survives a kill -9 of an original node with the 4th; a live node is drained (it stops, the
+//! status no longer lists it, the rest keep working), a drain that would leave too few nodes up
+//! is refused, and the joined node restarts as itself. A wrong token is refused.
+use crate::common;
+use client::{Client, ClientConfig, CreateMode, SetAttrs, StableHow4};
+use common::*;
+use proto::nfs4::{OPEN4_SHARE_ACCESS_BOTH, OPEN4_SHARE_ACCESS_READ};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+const SECRET: &str = "membership test secret 0123";
+const SHARDS: &str = "8";
+
+struct Proc {
+    name: String,
+    dir: PathBuf,
+    args: Vec<String>,
+    proc_: Option<KillOnDrop>,
+    starts: u32,
+}
+
+impl Proc {
+    fn new(tmp: &Path, name: &str, args: &[&str]) -> Proc {
+        let dir = tmp.join(name);
+        std::fs::create_dir_all(&dir).unwrap();
+        Proc {
+            name: name.into(),
+            dir,
+            args: args.iter().map(|s| s.to_string()).collect(),
+            proc_: None,
+            starts: 0,
+        }
+    }
+
+    fn config(&self) -> PathBuf {
+        self.dir.join("cfs.toml")
+    }
+
+    fn start(&mut self) {
+        self.starts += 1;
+        let log = std::fs::File::create(self.log(self.starts)).expect("log");
+        let child = Command::new(BIN)
+            .args(&self.args)
+            .env("CFS_SHARDS", SHARDS)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(log))
+            .spawn()
+            .expect("spawn cfs");
+        self.proc_ = Some(KillOnDrop(child));
+    }
+
+    fn log(&self, n: u32) -> PathBuf {
+        self.dir.join(format!("server-{n}.log"))
+    }
+
+    fn log_text(&self) -> String {
+        std::fs::read_to_string(self.log(self.starts)).unwrap_or_default()
+    }
+
+    fn kill9(&mut self) {
+        self.proc_ = None;
+    }
+
+    /// The exit status once it exited on its own, waiting up to `limit`.
+    fn exited(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + limit;
+        let p = self.proc_.as_mut()?;
+        loop {
+            if let Some(st) = p.0.try_wait().expect("wait") {
+                return Some(st);
+            }
+            if Instant::now() > deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+fn wait_listening(addr: SocketAddr, p: &Proc) {
+    let start = Instant::now();
+    while TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "{} did not start:\n{}",
+            p.name,
+            p.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// The status through `via`'s admin listener; `None` while it is not up yet.
+fn try_status(tmp: &Path, via: &Proc) -> Option<serde_json::Value> {
+    let o = cfs(
+        tmp,
+        &[
+            "admin",
+            "status",
+            "--json",
+            "--config",
+            &via.config().to_string_lossy(),
+        ],
+    );
+    if !o.ok() {
+        return None;
+    }
+    serde_json::from_str(o.text().trim()).ok()
+}
+
+fn status(tmp: &Path, via: &Proc) -> serde_json::Value {
+    let o = cfs(
+        tmp,
+        &[
+            "admin",
+            "status",
+            "--json",
+            "--config",
+            &via.config().to_string_lossy(),
+        ],
+    );
+    assert!(o.ok(), "status via {}: {}", via.name, o.stderr);
+    serde_json::from_str(o.text().trim()).expect("status JSON")
+}
+
+/// Waits (bounded) until `ok` holds for the status seen through `via`.
+fn until_status(
+    tmp: &Path,
+    via: &Proc,
+    what: &str,
+    limit: Duration,
+    ok: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
+    let start = Instant::now();
+    loop {
+        let v = try_status(tmp, via);
+        if let Some(v) = &v {
+            if ok(v) {
+                return v.clone();
+            }
+        }
+        assert!(
+            start.elapsed() < limit,
+            "{what} after {limit:?}: {}",
+            v.map_or("no status".to_string(), |v| v["mds"]["metadata"]
+                .to_string())
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+}
+
+fn voter_everywhere(v: &serde_json::Value, id: u64) -> bool {
+    let md = &v["mds"]["metadata"];
+    let shards = md["shards"].as_array().cloned().unwrap_or_default();
+    !shards.is_empty()
+        && shards.iter().all(|s| {
+            s["voters"]
+                .as_array()
+                .is_some_and(|a| a.iter().any(|x| x.as_u64() == Some(id)))
+        })
+        && md["nodes"]
+            .as_array()
+            .is_some_and(|n| n.iter().any(|n| n["id"] == id && n["state"] == "member"))
+}
+
+fn listed(v: &serde_json::Value, id: u64) -> bool {
+    let md = &v["mds"]["metadata"];
+    md["nodes"]
+        .as_array()
+        .is_some_and(|n| n.iter().any(|n| n["id"] == id))
+        || md["shards"].as_array().into_iter().flatten().any(|s| {
+            ["voters", "learners"].iter().any(|k| {
+                s[*k]
+                    .as_array()
+                    .is_some_and(|a| a.iter().any(|x| x.as_u64() == Some(id)))
+            })
+        })
+}
+
+async fn write_file(at: SocketAddr, path: &str, data: &[u8]) -> client::Result<()> {
+    let mut cfg = ClientConfig::new(at);
+    cfg.pnfs = true;
+    let c = Client::connect(cfg).await?;
+    let create = Some(CreateMode::Unchecked(SetAttrs {
+        mode: Some(0o644),
+        size: Some(0),
+        ..Default::default()
+    }));
+    let f = c.open_path(path, OPEN4_SHARE_ACCESS_BOTH, create).await?;
+    c.write_all(&f, 0, data, StableHow4::FileSync4).await?;
+    c.commit_file(&f).await?;
+    c.close(&f).await?;
+    let _ = c.shutdown().await;
+    Ok(())
+}
+
+async fn read_file(at: SocketAddr, path: &str) -> client::Result<Vec<u8>> {
+    let mut cfg = ClientConfig::new(at);
+    cfg.pnfs = true;
+    let c = Client::connect(cfg).await?;
+    let f = c.open_path(path, OPEN4_SHARE_ACCESS_READ, None).await?;
+    let (data, _) = c.read_full(&f, 0, f.stat.size as u32).await?;
+    c.close(&f).await?;
+    let _ = c.shutdown().await;
+    Ok(data)
+}
+
+/// Retries `f` (bounded) until it answers Ok.
+fn until_ok<T>(
+    rt: &tokio::runtime::Runtime,
+    what: &str,
+    limit: Duration,
+    mut f: impl FnMut() -> std::pin::Pin<Box<dyn std::future::Future<Output = client::Result<T>>>>,
+) -> T {
+    let start = Instant::now();
+    loop {
+        match rt.block_on(f()) {
+            Ok(v) => return v,
+            Err(e) => {
+                assert!(start.elapsed() < limit, "{what}: {e}");
+                std::thread::sleep(Duration::from_millis(300));
+            }
+        }
+    }
+}
+
+fn check_files(
+    rt: &tokio::runtime::Runtime,
+    at: SocketAddr,
+    files: &[(String, Vec<u8>)],
+    who: &str,
+) {
+    for (path, want) in files {
+        let p = path.clone();
+        let got = until_ok(
+            rt,
+            &format!("read {path} through {who}"),
+            Duration::from_secs(30),
+            || {
+                let p = p.clone();
+                Box::pin(async move { read_file(at, &p).await })
+            },
+        );
+        assert!(got == *want, "{path} through {who}: content differs");
+    }
+}
+
+#[test]
+fn a_node_joins_with_the_token_serves_everything_and_a_node_is_drained() {
+    let _one = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let tmp = tempfile::tempdir().unwrap();
+    let t = tmp.path();
+    let secret = t.join("secret");
+    std::fs::write(&secret, format!("{SECRET}\n")).unwrap();
+    let base = free_ports(6);
+    let addr = |i: u16| -> SocketAddr { format!("127.0.0.1:{}", base + i).parse().unwrap() };
+    let mds_addr: [SocketAddr; 4] = [addr(0), addr(1), addr(2), addr(3)];
+    let all: Vec<String> = (0..3)
+        .map(|i| format!("{}={}", i + 1, mds_addr[i]))
+        .collect();
+    let mut mds: Vec<Proc> = Vec::new();
+    for (i, listen) in mds_addr.iter().take(3).enumerate() {
+        let mut p = Proc::new(t, &format!("mds{}", i + 1), &[]);
+        std::fs::write(
+            p.config(),
+            format!(
+                "data = {data:?}\nlisten = \"{listen}\"\nroles = [\"mds\"]\nlease_seconds = 5\n\
+                 grace_seconds = 5\n[admin]\nlisten = \"127.0.0.1:0\"\n[cluster]\n\
+                 secret_file = {secret:?}\nnode_id = {id}\nmetadata_nodes = {all:?}\n\
+                 [[export]]\npath = \"/\"\n",
+                data = p.dir.join("data"),
+                id = i + 1,
+            ),
+        )
+        .unwrap();
+        p.args = vec![
+            "server".into(),
+            "--config".into(),
+            p.config().to_string_lossy().into(),
+        ];
+        mds.push(p);
+    }
+    // The data server heartbeats every node, the 4th's address included before it exists (a
+    // DS learns no MDS addresses by itself: without it the 4th would hand out no layouts).
+    let mut ds = Proc::new(t, "ds", &[]);
+    let ds_list: Vec<String> = mds_addr.iter().map(|a| a.to_string()).collect();
+    std::fs::write(
+        ds.config(),
+        format!(
+            "data = {data:?}\nlisten = \"{at}\"\nroles = [\"ds\"]\n[cluster]\n\
+             secret_file = {secret:?}\nmds = \"{list}\"\n",
+            data = ds.dir.join("data"),
+            at = addr(4),
+            list = ds_list.join(","),
+        ),
+    )
+    .unwrap();
+    ds.args = vec![
+        "server".into(),
+        "--config".into(),
+        ds.config().to_string_lossy().into(),
+    ];
+    for p in &mut mds {
+        p.start();
+    }
+    ds.start();
+    for (i, p) in mds.iter().enumerate() {
+        wait_listening(mds_addr[i], p);
+    }
+    wait_listening(addr(4), &ds);
+    until_status(
+        t,
+        &mds[0],
+        "the data server up at node 1",
+        Duration::from_secs(60),
+        |v| {
+            v["data_servers"]
+                .as_array()
+                .is_some_and(|d| d.iter().any(|d| d["state"] == "up"))
+        },
+    );
+
+    let rt = rt();
+    let mut files: Vec<(String, Vec<u8>)> = (0..6)
+        .map(|j| {
+            (
+                format!("/f{j}"),
+                random_bytes(200_000 + j * 1000, 70 + j as u64),
+            )
+        })
+        .collect();
+    for (path, data) in &files {
+        let (p, d) = (path.clone(), data.clone());
+        until_ok(
+            &rt,
+            &format!("write {path} through node 1"),
+            Duration::from_secs(60),
+            || {
+                let (p, d) = (p.clone(), d.clone());
+                Box::pin(async move { write_file(mds_addr[0], &p, &d).await })
+            },
+        );
+    }
+
+    // A wrong token: refused at once, with a clear message, and nothing joins.
+    let bad = Proc::new(t, "bad", &[]);
+    let o = cfs(
+        t,
+        &[
+            "server",
+            "join",
+            "--token",
+            "not the cluster secret at all",
+            "--seed",
+            &mds_addr[0].to_string(),
+            "--data",
+            &bad.dir.join("data").to_string_lossy(),
+            "--listen",
+            &addr(5).to_string(),
+            "--role",
+            "mds",
+        ],
+    );
+    assert!(!o.ok(), "a wrong token joined");
+    assert!(
+        o.stderr.contains("the token is not this cluster's secret"),
+        "{}",
+        o.stderr
+    );
+
+    // The 4th node joins through node 2 (shard 0's leader is node 1: the seed passes it on).
+    let mut n4 = Proc::new(t, "mds4", &[]);
+    std::fs::write(
+        n4.config(),
+        format!(
+            "data = {data:?}\nlisten = \"{listen}\"\nroles = [\"mds\"]\nlease_seconds = 5\n\
+             grace_seconds = 5\n[admin]\nlisten = \"127.0.0.1:0\"\n[cluster]\n\
+             secret_file = {secret:?}\n[[export]]\npath = \"/\"\n",
+            data = n4.dir.join("data"),
+            listen = mds_addr[3],
+        ),
+    )
+    .unwrap();
+    n4.args = vec![
+        "server".into(),
+        "join".into(),
+        "--token".into(),
+        SECRET.into(),
+        "--seed".into(),
+        mds_addr[1].to_string(),
+        "--config".into(),
+        n4.config().to_string_lossy().into(),
+    ];
+    let joined_at = Instant::now();
+    n4.start();
+    wait_listening(mds_addr[3], &n4);
+    let v = until_status(
+        t,
+        &mds[0],
+        "node 4 a voter of every shard",
+        Duration::from_secs(120),
+        |v| voter_everywhere(v, 4),
+    );
+    eprintln!(
+        "node 4 a voter of all {} shards {:?} after its start",
+        v["mds"]["metadata"]["shards"]
+            .as_array()
+            .map_or(0, Vec::len),
+        joined_at.elapsed()
+    );
+    // Node 4 sees itself the same way, and serves every file.
+    until_status(t, &n4, "node 4's own view", Duration::from_secs(30), |v| {
+        voter_everywhere(v, 4) && v["mds"]["metadata"]["node"] == 4
+    });
+    check_files(&rt, mds_addr[3], &files, "node 4");
+
+    // kill -9 of node 1: nodes 2, 3 and 4 keep serving writes and reads.
+    mds[0].kill9();
+    let after = (String::from("/after-kill"), random_bytes(150_000, 99));
+    let (p, d) = after.clone();
+    until_ok(
+        &rt,
+        "write through node 4 after node 1 died",
+        Duration::from_secs(60),
+        || {
+            let (p, d) = (p.clone(), d.clone());
+            Box::pin(async move { write_file(mds_addr[3], &p, &d).await })
+        },
+    );
+    files.push(after);
+    check_files(&rt, mds_addr[2], &files, "node 3 after the kill");
+    check_files(&rt, mds_addr[3], &files, "node 4 after the kill");
+
+    // Drain live node 3 through node 2: it stops with a clear message, the status no longer
+    // lists it, and nodes 2 and 4 (of voters 1, 2, 4) keep working.
+    let o = cfs(
+        t,
+        &[
+            "admin",
+            "node",
+            "drain",
+            "3",
+            "--config",
+            &mds[1].config().to_string_lossy(),
+        ],
+    );
+    assert!(o.ok(), "drain of node 3: {} {}", o.text(), o.stderr);
+    let st = mds[2].exited(Duration::from_secs(30));
+    assert!(
+        st.is_some(),
+        "node 3 still runs after its drain:\n{}",
+        mds[2].log_text()
+    );
+    assert!(
+        mds[2]
+            .log_text()
+            .contains("was drained from the metadata service"),
+        "{}",
+        mds[2].log_text()
+    );
+    let v = until_status(
+        t,
+        &mds[1],
+        "node 3 gone from the status",
+        Duration::from_secs(30),
+        |v| !listed(v, 3),
+    );
+    assert!(listed(&v, 4) && listed(&v, 2), "{}", v["mds"]["metadata"]);
+    let late = (String::from("/after-drain"), random_bytes(120_000, 7));
+    let (p, d) = late.clone();
+    until_ok(
+        &rt,
+        "write through node 2 after the drain",
+        Duration::from_secs(60),
+        || {
+            let (p, d) = (p.clone(), d.clone());
+            Box::pin(async move { write_file(mds_addr[1], &p, &d).await })
+        },
+    );
+    files.push(late);
+    check_files(&rt, mds_addr[3], &files, "node 4 after the drain");
+    // A drained node's data directory does not serve again.
+    mds[2].start();
+    let st = mds[2].exited(Duration::from_secs(30));
+    assert!(
+        st.is_some_and(|s| !s.success()),
+        "a drained node started again"
+    );
+    assert!(
+        mds[2].log_text().contains("was drained"),
+        "{}",
+        mds[2].log_text()
+    );
+
+    // Draining node 2 would leave nodes 1 (dead) and 4: one of two up, refused.
+    let o = cfs(
+        t,
+        &[
+            "admin",
+            "node",
+            "drain",
+            "2",
+            "--config",
+            &mds[1].config().to_string_lossy(),
+        ],
+    );
+    assert!(!o.ok(), "a drain leaving no majority up was done");
+    assert!(
+        o.stderr.contains("a majority of them must be up"),
+        "{}",
+        o.stderr
+    );
+
+    // The joined node restarts as itself (its membership kept in its data directory).
+    n4.kill9();
+    n4.start();
+    wait_listening(mds_addr[3], &n4);
+    check_files(&rt, mds_addr[3], &files, "node 4 after its restart");
+    let v = status(t, &n4);
+    assert_eq!(v["mds"]["metadata"]["node"], 4, "{}", v["mds"]["metadata"]);
+}
