@@ -199,8 +199,8 @@ async fn create_inner(ctx: &mut Ctx<'_>, a: &CreateArgs) -> NfsResult<CreateResO
         ..Default::default()
     };
     super::attr::apply_setattr(ctx, &created, &times).await?;
+    // The current stateid goes with the old handle (`table::CLEARS_STATEID`).
     ctx.cfh = Some(created.ino);
-    ctx.cur_sid = None;
     Ok(CreateResOk {
         cinfo: cinfo(out.dir, &dir),
         attrset: set.mask.to_vec(),

@@ -43,11 +43,11 @@ impl<'a> Ctx<'a> {
     }
 
     /// Makes `ino` in export `exp` the current file handle, and that export's rules the
-    /// request's.
+    /// request's. The current stateid is cleared by the compound runner once the operation
+    /// succeeds, for the operations whose table entry says so (`table::CLEARS_STATEID`).
     pub fn set_cur(&mut self, ino: u64, exp: u32) {
         self.cfh = Some(ino);
         self.cexp = exp;
-        self.cur_sid = None;
         self.enter(exp);
     }
 
