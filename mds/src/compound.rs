@@ -135,6 +135,17 @@ impl Ctx<'_> {
         Ok(())
     }
 
+    /// Runs `read`, a read of namespace state with no side effect until it succeeds, again
+    /// while it answers DELAY, for up to `namespace::READ_WAIT`: its `_settled` reads answer
+    /// DELAY (`FsError::Busy`) while a cross-shard transaction holds what they read, which
+    /// lasts milliseconds, or until recovery if the coordinator died (`namespace::settle`).
+    pub async fn settled<T>(
+        &mut self,
+        mut read: impl FnMut(&mut Self) -> Result<T, NfsError>,
+    ) -> Result<T, NfsError> {
+        crate::namespace::settle(|| read(self), |e| *e == NfsError::Delay).await
+    }
+
     pub fn clientid(&self) -> Result<u64, NfsError> {
         self.clientid.ok_or(NfsError::OpNotInSession)
     }

@@ -213,7 +213,9 @@ pub fn lookup(ctx: &mut Ctx<'_>, a: &LookupArgs) -> NfsResult<()> {
     }
     ctx.require(&dir, 1)?;
     // Exports do not nest, so whatever is below a directory of an export is in it too.
-    let found = ctx.mds.ns.lookup(dir.ino, name)?;
+    // Settled: a name a transaction is moving answers DELAY, never from half its shards
+    // (`Ctx::settled` waits).
+    let found = ctx.mds.ns.lookup_settled(dir.ino, name)?;
     ctx.set_cur(found.ino, ctx.cexp);
     Ok(())
 }
