@@ -78,14 +78,18 @@ pub async fn settle<T, E>(
     mut read: impl FnMut() -> Result<T, E>,
     busy: impl Fn(&E) -> bool,
 ) -> Result<T, E> {
+    // The common case, nothing locked, reads no clock.
+    match read() {
+        Err(e) if busy(&e) => {}
+        other => return other,
+    }
     let deadline = tokio::time::Instant::now() + READ_WAIT;
     let mut pause = Duration::from_millis(1);
     loop {
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(Duration::from_millis(20));
         match read() {
-            Err(e) if busy(&e) && tokio::time::Instant::now() + pause < deadline => {
-                tokio::time::sleep(pause).await;
-                pause = (pause * 2).min(Duration::from_millis(20));
-            }
+            Err(e) if busy(&e) && tokio::time::Instant::now() + pause < deadline => {}
             other => return other,
         }
     }
@@ -135,9 +139,18 @@ impl<'a> Snapshot<'a> {
     }
 
     pub fn getattr(&self, ino: u64) -> Result<Inode, FsError> {
-        let i = self
-            .with(ShardId::of_ino(ino), |st| st.inodes.get(&ino).cloned())?
-            .ok_or(FsError::Stale(ino))?;
+        self.getattr_as(ino, false)
+    }
+
+    /// `getattr`; when `settled`, `Busy` while a transaction holds the inode, checked in the
+    /// same look at the shard.
+    fn getattr_as(&self, ino: u64, settled: bool) -> Result<Inode, FsError> {
+        let i = self.with(ShardId::of_ino(ino), |st| {
+            if settled && st.locks.contains_key(&Key::Inode(ino)) {
+                return Err(FsError::Busy);
+            }
+            st.inodes.get(&ino).cloned().ok_or(FsError::Stale(ino))
+        })??;
         Ok(self.unstable.merge(i))
     }
 
@@ -161,25 +174,31 @@ impl<'a> Snapshot<'a> {
 
     /// `getattr`, but `Busy` while a transaction holds the inode.
     pub fn getattr_settled(&self, ino: u64) -> Result<Inode, FsError> {
-        self.settled(Key::Inode(ino))?;
-        self.getattr(ino)
+        self.getattr_as(ino, true)
     }
 
     /// `lookup`, but `Busy` while a transaction holds the directory's entries: a name it
     /// adds or removes may be committed on one shard and not yet on another.
     pub fn lookup_settled(&self, dir: u64, name: &[u8]) -> Result<Inode, FsError> {
-        self.settled(Key::Entries(dir))?;
-        self.lookup(dir, name)
+        self.lookup_as(dir, name, true)
     }
 
     /// The inode named `name` in `dir`.
     pub fn lookup(&self, dir: u64, name: &[u8]) -> Result<Inode, FsError> {
+        self.lookup_as(dir, name, false)
+    }
+
+    fn lookup_as(&self, dir: u64, name: &[u8], settled: bool) -> Result<Inode, FsError> {
         self.check_dir(dir)?;
-        let ino = self
-            .with(ShardId::of_ino(dir), |st| {
-                st.dirents.get(&(dir, name.to_vec())).map(|(i, _)| *i)
-            })?
-            .ok_or(FsError::NotFound)?;
+        let ino = self.with(ShardId::of_ino(dir), |st| {
+            if settled && st.locks.contains_key(&Key::Entries(dir)) {
+                return Err(FsError::Busy);
+            }
+            st.dirents
+                .get(&(dir, name.to_vec()))
+                .map(|(i, _)| *i)
+                .ok_or(FsError::NotFound)
+        })??;
         self.getattr(ino)
     }
 
