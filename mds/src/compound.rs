@@ -2,7 +2,7 @@
 //! and keep the reply in the session's slot for exactly-once replays.
 use crate::error::NfsError;
 use crate::export::{Export, SecFlavor};
-use crate::ops;
+use crate::ops::{self, table};
 use crate::sec;
 use crate::state::{InSlot, SessionId, SlotUse, StateId};
 use crate::Mds;
@@ -119,7 +119,7 @@ impl Ctx<'_> {
         let Some(ino) = self.cfh else {
             return Ok(());
         };
-        if self.cexp == crate::export::PSEUDO_ID || !crate::raft::fresh::reads_state(op) {
+        if self.cexp == crate::export::PSEUDO_ID || !crate::raft::fresh::reads_state(op.opnum()) {
             return Ok(());
         }
         let shard = crate::namespace::ShardId::of_ino(ino);
@@ -133,6 +133,17 @@ impl Ctx<'_> {
             .map_err(|_| NfsError::Delay)?;
         self.fresh.push(shard.0);
         Ok(())
+    }
+
+    /// Runs `read`, a read of namespace state with no side effect until it succeeds, again
+    /// while it answers DELAY, for up to `namespace::READ_WAIT`: its `_settled` reads answer
+    /// DELAY (`FsError::Busy`) while a cross-shard transaction holds what they read, which
+    /// lasts milliseconds, or until recovery if the coordinator died (`namespace::settle`).
+    pub async fn settled<T>(
+        &mut self,
+        mut read: impl FnMut(&mut Self) -> Result<T, NfsError>,
+    ) -> Result<T, NfsError> {
+        crate::namespace::settle(|| read(self), |e| *e == NfsError::Delay).await
     }
 
     pub fn clientid(&self) -> Result<u64, NfsError> {
@@ -240,51 +251,37 @@ pub async fn run(mds: &Arc<Mds>, conn: &Connection, call: &Call) -> Writer {
     let mut next_t0 = metrics::start();
     for (i, op) in args.argarray.into_iter().enumerate() {
         let (opnum, t0) = (op.opnum(), next_t0);
+        let info = ops::table::info(opnum);
         let written = match &op {
-            NfsArgop4::Write(a) => a.data.len() as u64,
+            NfsArgop4::Write(a) if info.bytes == ops::table::Bytes::Written => a.data.len() as u64,
             _ => 0,
         };
+        // The rules of RFC 8881 §2.10.6.4 on where an operation may stand, from the table:
+        // SEQUENCE first; without it only a sessionless operation, alone; ILLEGAL anywhere.
+        let sessionless = info.has(table::SESSIONLESS_ALONE);
         let kept = sec::kept(&op);
         let r = if let Some(e) = sec::before(&ctx, &op) {
             ops::error_result(&op, e)
-        } else if i == 0 {
-            match &op {
-                NfsArgop4::Sequence(a) => {
-                    match ops::session::sequence(&mut ctx, a, call.args().len()) {
-                        Ok((ok, SlotUse::New)) => {
-                            NfsResop4::Sequence(proto::nfs4::session::SequenceRes::Ok(ok))
-                        }
-                        Ok((_, SlotUse::Replay(cached))) => {
-                            return compound_reply(call.xid, &cached)
-                        }
-                        Err(e) => {
-                            NfsResop4::Sequence(proto::nfs4::session::SequenceRes::Err(e.code()))
-                        }
-                    }
+        } else if let (0, NfsArgop4::Sequence(a)) = (i, &op) {
+            match ops::session::sequence(&mut ctx, a, call.args().len()) {
+                Ok((ok, SlotUse::New)) => {
+                    NfsResop4::Sequence(proto::nfs4::session::SequenceRes::Ok(ok))
                 }
-                // Without SEQUENCE these must stand alone: refused before they run, not after.
-                NfsArgop4::ExchangeId(_)
-                | NfsArgop4::CreateSession(_)
-                | NfsArgop4::DestroySession(_)
-                | NfsArgop4::BindConnToSession(_)
-                | NfsArgop4::DestroyClientid(_)
-                    if ctx.nops > 1 =>
-                {
-                    ops::error_result(&op, NfsError::NotOnlyOp)
-                }
-                NfsArgop4::ExchangeId(_)
-                | NfsArgop4::CreateSession(_)
-                | NfsArgop4::DestroySession(_)
-                | NfsArgop4::BindConnToSession(_)
-                | NfsArgop4::DestroyClientid(_)
-                | NfsArgop4::Illegal
-                | NfsArgop4::Unknown(_) => ops::dispatch(&mut ctx, &op).await,
-                _ => ops::error_result(&op, NfsError::OpNotInSession),
+                Ok((_, SlotUse::Replay(cached))) => return compound_reply(call.xid, &cached),
+                Err(e) => NfsResop4::Sequence(proto::nfs4::session::SequenceRes::Err(e.code())),
             }
-        } else if matches!(op, NfsArgop4::Sequence(_)) {
+        } else if i == 0 {
+            if !(sessionless || info.has(table::ANYWHERE)) {
+                ops::error_result(&op, NfsError::OpNotInSession)
+            } else if sessionless && ctx.nops > 1 {
+                // Without SEQUENCE these must stand alone: refused before they run, not after.
+                ops::error_result(&op, NfsError::NotOnlyOp)
+            } else {
+                ops::dispatch(&mut ctx, &op).await
+            }
+        } else if info.has(table::FIRST_ONLY) {
             ops::error_result(&op, NfsError::SequencePos)
-        } else if ctx.session.is_none() && !matches!(op, NfsArgop4::Illegal | NfsArgop4::Unknown(_))
-        {
+        } else if ctx.session.is_none() && !info.has(table::ANYWHERE) {
             // Only the sessionless ops above may stand alone, and then only alone.
             ops::error_result(&op, NfsError::NotOnlyOp)
         } else if let Some(e) = ctx
@@ -301,6 +298,9 @@ pub async fn run(mds: &Arc<Mds>, conn: &Connection, call: &Call) -> Writer {
         } else {
             ops::dispatch(&mut ctx, &op).await
         };
+        if r.status() == 0 && info.has(table::CLEARS_STATEID) {
+            ctx.cur_sid = None;
+        }
         let r = match kept.as_ref().and_then(|op| {
             sec::after(&ctx, op, r.status(), checks_own_sec.get(i + 1).copied())
                 .map(|e| ops::error_result(op, e))
@@ -308,10 +308,10 @@ pub async fn run(mds: &Arc<Mds>, conn: &Connection, call: &Call) -> Writer {
             Some(refused) => refused,
             None => r,
         };
-        next_t0 = crate::metered::op_done(&ctx, opnum, t0, &r, written);
+        next_t0 = crate::metered::op_done(&ctx, opnum, info, t0, &r, written);
         let st = r.status();
         // Per-op trail for debugging two-client interleavings (RUST_LOG=mds::compound=trace).
-        tracing::trace!(op = opnum, fh = ?ctx.cfh, status = st, "op");
+        tracing::trace!(op = info.name, fh = ?ctx.cfh, status = st, "op");
         res.resarray.push(r);
         if st != 0 {
             res.status = st;

@@ -1,6 +1,7 @@
 //! What the request path tells `metrics` (the admin listener's `/metrics`): one call per
 //! operation from `compound::run`, so handlers stay free of bookkeeping.
 use crate::compound::Ctx;
+use crate::ops::table::{Bytes, OpInfo};
 use proto::nfs4::compound::NfsResop4;
 use std::time::Instant;
 
@@ -21,12 +22,14 @@ fn read_bytes(r: &NfsResop4) -> u64 {
 }
 
 /// Records one operation of a COMPOUND: its latency and status under its number, the file
-/// bytes it moved (`written`: a WRITE's payload), and who did it to what for `top`. Returns
+/// bytes it moved (which way: its table entry's `bytes`; `written`: a WRITE's payload), and
+/// who did it to what for `top`. Returns
 /// when it ended (None while metrics are off), which is when the next op starts: one clock
 /// read per op instead of two (`metrics::cost`).
 pub fn op_done(
     ctx: &Ctx<'_>,
     opnum: u32,
+    info: &OpInfo,
     start: Option<Instant>,
     r: &NfsResop4,
     written: u64,
@@ -34,18 +37,15 @@ pub fn op_done(
     start?;
     let status = r.status();
     let now = metrics::mds::OPS.done_at(opnum, start, status)?;
-    let bytes = if status == 0 {
-        read_bytes(r) + written
-    } else {
-        0
+    let bytes = match (status, info.bytes) {
+        (0, Bytes::Read) => read_bytes(r),
+        (0, Bytes::Written) => written,
+        _ => 0,
     };
-    if bytes != 0 {
-        let c = if written != 0 {
-            &metrics::mds::WRITE_BYTES
-        } else {
-            &metrics::mds::READ_BYTES
-        };
-        c.add(bytes);
+    match info.bytes {
+        Bytes::Read if bytes != 0 => metrics::mds::READ_BYTES.add(bytes),
+        Bytes::Written if bytes != 0 => metrics::mds::WRITE_BYTES.add(bytes),
+        _ => {}
     }
     metrics::mds::TOP.note_at(
         now,

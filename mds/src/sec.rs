@@ -9,6 +9,7 @@
 use crate::compound::Ctx;
 use crate::error::NfsError;
 use crate::export::PSEUDO_ID;
+use crate::ops::table;
 use proto::nfs4::compound::NfsArgop4;
 
 /// Whether the current file handle's export allows the call's flavor.
@@ -19,23 +20,14 @@ pub fn allowed(ctx: &Ctx<'_>) -> bool {
             .allows(ctx.cred.flavor(), ctx.conn.peer_addr().ip())
 }
 
-/// Operations that return WRONGSEC themselves, so the PUTFH before them does not.
+/// Operations that return WRONGSEC themselves, so the PUTFH before them does not
+/// (`table::CHECKS_OWN_SEC`).
 pub fn checks_own_sec(op: &NfsArgop4) -> bool {
-    matches!(
-        op,
-        NfsArgop4::Lookup(_)
-            | NfsArgop4::Lookupp
-            | NfsArgop4::Open(_)
-            | NfsArgop4::Secinfo(_)
-            | NfsArgop4::SecinfoNoName(_)
-    )
+    table::info(op.opnum()).has(table::CHECKS_OWN_SEC)
 }
 
 fn putfh_like(op: &NfsArgop4) -> bool {
-    matches!(
-        op,
-        NfsArgop4::Putfh(_) | NfsArgop4::Putrootfh | NfsArgop4::Putpubfh | NfsArgop4::Restorefh
-    )
+    table::info(op.opnum()).has(table::PUTS_FH)
 }
 
 /// Before an operation runs: OPEN in a directory whose export refuses the flavor.

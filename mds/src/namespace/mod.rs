@@ -55,7 +55,7 @@ use tracing::{info, warn};
 pub use apply::{apply, apply_on_shard};
 pub use coding::{Encoded, FileCode, GroupCode, Redundancy};
 pub use error::FsError;
-pub use read::Snapshot;
+pub use read::{settle, Snapshot, READ_WAIT};
 pub use shard::{Key, ShardId};
 pub use state::{Dump, MemState, StateStore};
 pub use types::DRAIN_INO;
@@ -1207,6 +1207,16 @@ impl Namespace {
 
     pub fn lookup(&self, dir: u64, name: &[u8]) -> Result<Inode, FsError> {
         self.snapshot()?.lookup(dir, name)
+    }
+
+    /// See `Snapshot::getattr_settled`.
+    pub fn getattr_settled(&self, ino: u64) -> Result<Inode, FsError> {
+        self.snapshot()?.getattr_settled(ino)
+    }
+
+    /// See `Snapshot::lookup_settled`.
+    pub fn lookup_settled(&self, dir: u64, name: &[u8]) -> Result<Inode, FsError> {
+        self.snapshot()?.lookup_settled(dir, name)
     }
 
     /// See `Snapshot::readdir`.

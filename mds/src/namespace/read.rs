@@ -5,13 +5,22 @@
 //! entries, mostly in one shard since files live with their directory) see one state, and
 //! reads cost nothing for shards they never touch. Locks are only ever taken for reading, and a
 //! shard's writer (`apply`) takes only its own, so holding several cannot deadlock.
+//!
+//! A cross-shard transaction (`txn`) commits shard by shard, so between two shards' commits
+//! (or, after its coordinator died, until recovery settles it) a plain read could see its
+//! shards at different moments: a renamed file under both names. The client's reads
+//! (LOOKUP, GETATTR, READDIR, OPEN by name) use the `_settled` reads instead, which answer
+//! `Busy` while a transaction holds the key they read (checked under the same read lock as
+//! the read itself, so no commit slips in between), and `settle` runs them again until the
+//! lock goes, for up to `READ_WAIT`. Reads for the server's own bookkeeping stay plain.
 
 use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::sync::{Arc, RwLockReadGuard};
+use std::time::Duration;
 
 use super::error::FsError;
-use super::shard::ShardId;
+use super::shard::{Key, ShardId};
 use super::state::{meta, Dump, MemState, StateStore};
 use super::types::{DirEntry, Inode, StatFs, FIRST_COOKIE, ROOT_INO};
 use super::unstable::Unstable;
@@ -54,6 +63,35 @@ impl<'a> Held<'a> {
             }
         };
         Ok(f(st))
+    }
+}
+
+/// How long a settled read waits for a transaction's locks before it gives up (the client gets
+/// NFS4ERR_DELAY and tries again). A transaction holds them for milliseconds; a coordinator
+/// that died holds them until recovery (`txn::STALE`, 5 s), longer than a request should hang.
+pub const READ_WAIT: Duration = Duration::from_secs(2);
+
+/// Runs `read` again while it fails `busy`, pausing 1 ms, then twice as long each time up to
+/// 20 ms, for up to `READ_WAIT`; then returns what it answered last. `read` takes its own
+/// snapshot each time, so no shard's read lock is held while this waits.
+pub async fn settle<T, E>(
+    mut read: impl FnMut() -> Result<T, E>,
+    busy: impl Fn(&E) -> bool,
+) -> Result<T, E> {
+    // The common case, nothing locked, reads no clock.
+    match read() {
+        Err(e) if busy(&e) => {}
+        other => return other,
+    }
+    let deadline = tokio::time::Instant::now() + READ_WAIT;
+    let mut pause = Duration::from_millis(1);
+    loop {
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(Duration::from_millis(20));
+        match read() {
+            Err(e) if busy(&e) && tokio::time::Instant::now() + pause < deadline => {}
+            other => return other,
+        }
     }
 }
 
@@ -101,9 +139,18 @@ impl<'a> Snapshot<'a> {
     }
 
     pub fn getattr(&self, ino: u64) -> Result<Inode, FsError> {
-        let i = self
-            .with(ShardId::of_ino(ino), |st| st.inodes.get(&ino).cloned())?
-            .ok_or(FsError::Stale(ino))?;
+        self.getattr_as(ino, false)
+    }
+
+    /// `getattr`; when `settled`, `Busy` while a transaction holds the inode, checked in the
+    /// same look at the shard.
+    fn getattr_as(&self, ino: u64, settled: bool) -> Result<Inode, FsError> {
+        let i = self.with(ShardId::of_ino(ino), |st| {
+            if settled && st.locks.contains_key(&Key::Inode(ino)) {
+                return Err(FsError::Busy);
+            }
+            st.inodes.get(&ino).cloned().ok_or(FsError::Stale(ino))
+        })??;
         Ok(self.unstable.merge(i))
     }
 
@@ -117,14 +164,41 @@ impl<'a> Snapshot<'a> {
         }
     }
 
+    /// `Busy` while a cross-shard transaction holds `key` (in this node's replica of its shard).
+    pub fn settled(&self, key: Key) -> Result<(), FsError> {
+        match self.with(key.shard(), |st| st.locks.contains_key(&key))? {
+            true => Err(FsError::Busy),
+            false => Ok(()),
+        }
+    }
+
+    /// `getattr`, but `Busy` while a transaction holds the inode.
+    pub fn getattr_settled(&self, ino: u64) -> Result<Inode, FsError> {
+        self.getattr_as(ino, true)
+    }
+
+    /// `lookup`, but `Busy` while a transaction holds the directory's entries: a name it
+    /// adds or removes may be committed on one shard and not yet on another.
+    pub fn lookup_settled(&self, dir: u64, name: &[u8]) -> Result<Inode, FsError> {
+        self.lookup_as(dir, name, true)
+    }
+
     /// The inode named `name` in `dir`.
     pub fn lookup(&self, dir: u64, name: &[u8]) -> Result<Inode, FsError> {
+        self.lookup_as(dir, name, false)
+    }
+
+    fn lookup_as(&self, dir: u64, name: &[u8], settled: bool) -> Result<Inode, FsError> {
         self.check_dir(dir)?;
-        let ino = self
-            .with(ShardId::of_ino(dir), |st| {
-                st.dirents.get(&(dir, name.to_vec())).map(|(i, _)| *i)
-            })?
-            .ok_or(FsError::NotFound)?;
+        let ino = self.with(ShardId::of_ino(dir), |st| {
+            if settled && st.locks.contains_key(&Key::Entries(dir)) {
+                return Err(FsError::Busy);
+            }
+            st.dirents
+                .get(&(dir, name.to_vec()))
+                .map(|(i, _)| *i)
+                .ok_or(FsError::NotFound)
+        })??;
         self.getattr(ino)
     }
 

@@ -8,8 +8,13 @@ use proto::nfs4::attr::Bitmap;
 use proto::nfs4::basic::Fattr4;
 use proto::nfs4::fileops::*;
 
-pub fn getattr(ctx: &mut Ctx<'_>, a: &GetattrArgs) -> GetattrRes {
-    match ctx.cur() {
+/// The attributes as settled: while a cross-shard transaction holds the inode, waits
+/// (`Ctx::settled`), then DELAY.
+pub async fn getattr(ctx: &mut Ctx<'_>, a: &GetattrArgs) -> GetattrRes {
+    let cur = ctx
+        .settled(|c| Ok(c.mds.ns.getattr_settled(c.fh()?)?))
+        .await;
+    match cur {
         Ok(i) => GetattrRes::Ok(GetattrResOk {
             obj_attributes: attrs::encode(ctx.mds, &i, &Bitmap::from_words(&a.attr_request)),
         }),

@@ -51,8 +51,10 @@ fn named(ctx: &Ctx<'_>, dir: u64, name: &[u8]) -> Option<u64> {
     ctx.mds.ns.lookup(dir, name).ok().map(|i| i.ino)
 }
 
-pub fn readdir(ctx: &mut Ctx<'_>, a: &ReaddirArgs) -> ReaddirRes {
-    match readdir_inner(ctx, a) {
+/// A listing as settled: while a cross-shard transaction holds the directory's entries, waits
+/// (`Ctx::settled`), then DELAY.
+pub async fn readdir(ctx: &mut Ctx<'_>, a: &ReaddirArgs) -> ReaddirRes {
+    match ctx.settled(|c| readdir_inner(c, a)).await {
         Ok(r) => ReaddirRes::Ok(r),
         Err(e) => ReaddirRes::error(e.code()),
     }
@@ -73,6 +75,7 @@ fn readdir_inner(ctx: &mut Ctx<'_>, a: &ReaddirArgs) -> NfsResult<ReaddirResOk> 
     // One read transaction for the listing and every entry's attributes: a consistent view,
     // and no transaction per entry.
     let snap = ctx.mds.ns.snapshot()?;
+    snap.settled(crate::namespace::Key::Entries(dir.ino))?;
     'outer: loop {
         let (batch, done) = snap.readdir(dir.ino, after, 256).map_err(|e| match e {
             crate::namespace::FsError::Invalid => NfsError::BadCookie,
@@ -199,8 +202,8 @@ async fn create_inner(ctx: &mut Ctx<'_>, a: &CreateArgs) -> NfsResult<CreateResO
         ..Default::default()
     };
     super::attr::apply_setattr(ctx, &created, &times).await?;
+    // The current stateid goes with the old handle (`table::CLEARS_STATEID`).
     ctx.cfh = Some(created.ino);
-    ctx.cur_sid = None;
     Ok(CreateResOk {
         cinfo: cinfo(out.dir, &dir),
         attrset: set.mask.to_vec(),

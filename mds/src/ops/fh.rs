@@ -43,11 +43,11 @@ impl<'a> Ctx<'a> {
     }
 
     /// Makes `ino` in export `exp` the current file handle, and that export's rules the
-    /// request's.
+    /// request's. The current stateid is cleared by the compound runner once the operation
+    /// succeeds, for the operations whose table entry says so (`table::CLEARS_STATEID`).
     pub fn set_cur(&mut self, ino: u64, exp: u32) {
         self.cfh = Some(ino);
         self.cexp = exp;
-        self.cur_sid = None;
         self.enter(exp);
     }
 
@@ -213,7 +213,9 @@ pub fn lookup(ctx: &mut Ctx<'_>, a: &LookupArgs) -> NfsResult<()> {
     }
     ctx.require(&dir, 1)?;
     // Exports do not nest, so whatever is below a directory of an export is in it too.
-    let found = ctx.mds.ns.lookup(dir.ino, name)?;
+    // Settled: a name a transaction is moving answers DELAY, never from half its shards
+    // (`Ctx::settled` waits).
+    let found = ctx.mds.ns.lookup_settled(dir.ino, name)?;
     ctx.set_cur(found.ino, ctx.cexp);
     Ok(())
 }

@@ -1,5 +1,6 @@
 //! One handler per NFSv4 operation, grouped by area. `dispatch` routes a decoded operation to
-//! its handler; operations the server does not implement answer NFS4ERR_NOTSUPP.
+//! its handler; operations the server does not implement answer NFS4ERR_NOTSUPP. What else is
+//! known about each operation (owner, flags, reply bound) is in `table`.
 pub mod attr;
 pub mod dir;
 pub mod fh;
@@ -9,6 +10,7 @@ pub mod open;
 pub mod pnfs;
 pub mod pseudo;
 pub mod session;
+pub mod table;
 pub mod v42;
 
 use crate::compound::Ctx;
@@ -51,6 +53,10 @@ pub async fn dispatch(ctx: &mut Ctx<'_>, op: &A) -> R {
     {
         return error_result(op, NfsError::Xdev);
     }
+    // NFSv4.0-only operations are not part of a 4.1 compound (RFC 8881 §15.2).
+    if table::info(op.opnum()).has(table::V40_ONLY) {
+        return error_result(op, NfsError::NotSupp);
+    }
     let exp = ctx.cexp;
     let r = crate::fh::encoding_in(exp, dispatch_op(ctx, op)).await;
     // Callbacks about an opened file carry its handle as the client knows it: remember the
@@ -83,18 +89,18 @@ async fn dispatch_op(ctx: &mut Ctx<'_>, op: &A) -> R {
         A::Getfh => R::Getfh(fh::getfh(ctx)),
         A::Savefh => R::Savefh(status(fh::savefh(ctx))),
         A::Restorefh => R::Restorefh(status(fh::restorefh(ctx))),
-        A::Lookup(a) => R::Lookup(status(fh::lookup(ctx, a))),
+        A::Lookup(a) => R::Lookup(status(ctx.settled(|c| fh::lookup(c, a)).await)),
         A::Lookupp => R::Lookupp(status(fh::lookupp(ctx))),
         A::Secinfo(a) => R::Secinfo(fh::secinfo(ctx, a)),
         A::SecinfoNoName(a) => R::SecinfoNoName(fh::secinfo_no_name(ctx, a)),
         // attributes
-        A::Getattr(a) => R::Getattr(attr::getattr(ctx, a)),
+        A::Getattr(a) => R::Getattr(attr::getattr(ctx, a).await),
         A::Setattr(a) => R::Setattr(Box::pin(attr::setattr(ctx, a)).await),
         A::Verify(a) => R::Verify(status(attr::verify(ctx, &a.obj_attributes, true))),
         A::Nverify(a) => R::Nverify(status(attr::verify(ctx, &a.obj_attributes, false))),
         A::Access(a) => R::Access(attr::access(ctx, a)),
         // directories
-        A::Readdir(a) => R::Readdir(dir::readdir(ctx, a)),
+        A::Readdir(a) => R::Readdir(dir::readdir(ctx, a).await),
         A::Create(a) => R::Create(Box::pin(dir::create(ctx, a)).await),
         A::Remove(a) => R::Remove(dir::remove(ctx, a).await),
         A::Rename(a) => R::Rename(dir::rename(ctx, a).await),
@@ -132,13 +138,7 @@ async fn dispatch_op(ctx: &mut Ctx<'_>, op: &A) -> R {
         A::Layouterror(a) => R::Layouterror(status(pnfs::layouterror(ctx, a).await)),
         A::Layoutstats(a) => R::Layoutstats(status(pnfs::layoutstats(ctx, a))),
         A::Illegal | A::Unknown(_) => R::Illegal(StatusRes::err(NfsError::OpIllegal.code())),
-        // NFSv4.0-only operations are illegal in a 4.1 compound (RFC 8881 §15.2).
-        A::OpenConfirm(_)
-        | A::Renew(_)
-        | A::Setclientid(_)
-        | A::SetclientidConfirm(_)
-        | A::ReleaseLockowner(_) => error_result(op, NfsError::NotSupp),
-        // Not implemented: GETDEVICELIST (flexfiles clients never send it), named attributes, xattrs, SSV,
+        // Not implemented (NFSv4.0-only operations never get here, see `dispatch`): GETDEVICELIST (flexfiles clients never send it), named attributes, xattrs, SSV,
         // server-side copy offload notifications, WANT_DELEGATION, DELEGPURGE.
         other => error_result(other, NfsError::NotSupp),
     }

@@ -193,7 +193,9 @@ async fn open_by_name(ctx: &mut Ctx<'_>, a: &OpenArgs, name: Vec<u8>) -> NfsResu
     ctx.require(&dir, 1)?;
     let (how, fattr, verf): (CreateHow, Option<&Fattr4>, Option<[u8; 8]>) = match &a.openhow {
         Openflag4::NoCreate => {
-            let file = ctx.mds.ns.lookup(dir.ino, &name)?;
+            let file = ctx
+                .settled(|c| Ok(c.mds.ns.lookup_settled(dir.ino, &name)?))
+                .await?;
             return Ok(Target {
                 file,
                 dir: Some(dir),
@@ -222,7 +224,15 @@ async fn open_by_name(ctx: &mut Ctx<'_>, a: &OpenArgs, name: Vec<u8>) -> NfsResu
     // Only an absent name is created, by a command that checks write permission on the
     // directory itself (`perm::may_create` in `apply`), and that opens the file instead if
     // the name appeared meanwhile.
-    let (file, created, dir_change) = match ctx.mds.ns.lookup(dir.ino, &name).ok() {
+    // A name a cross-shard transaction holds is not absent: wait, then DELAY.
+    let existing = ctx
+        .settled(|c| match c.mds.ns.lookup_settled(dir.ino, &name) {
+            Ok(e) => Ok(Some(e)),
+            Err(crate::namespace::FsError::Busy) => Err(NfsError::Delay),
+            Err(_) => Ok(None),
+        })
+        .await?;
+    let (file, created, dir_change) = match existing {
         Some(e) if how.reuses(&e, &FileKind::Regular) => (e, false, None),
         Some(_) => return Err(NfsError::Exist),
         None => {

@@ -99,7 +99,8 @@ pub const CB_RECALL_MAX_RESPONSE: u32 = 420 + 12 + 40 + 8;
 /// Bytes a COMPOUND reply takes before the results after SEQUENCE: RPC reply header (24),
 /// status, tag length, result count, and SEQUENCE's result (48), with room for a short tag.
 pub const REPLY_HEAD: u64 = 128;
-/// Bytes counted for each operation whose result is not sized by its arguments.
+/// Bytes counted for each operation whose result is not sized by its arguments
+/// (`table::Rsize::Small`).
 pub const REPLY_PER_OP: u64 = 8;
 fn negotiate(c: &ChannelAttrs4, max_slots: u32) -> ChannelAttrs {
     let max_msg = crate::MAX_IO + (16 << 10);
@@ -304,26 +305,12 @@ pub fn sequence(
     ))
 }
 
-/// The most bytes `op`'s result can take, for the operations whose results carry data sized
-/// by their arguments (knfsd's op_rsize_bop); every other result counts `REPLY_PER_OP`.
-fn reply_estimate(op: &NfsArgop4) -> u64 {
-    match op {
-        // status, eof, data length
-        NfsArgop4::Read(a) => 12 + u64::from(a.count.min(crate::MAX_IO)),
-        // status, eof, segment count, one data segment's header
-        NfsArgop4::ReadPlus(a) => 28 + u64::from(a.rpa_count.min(crate::MAX_IO)),
-        // `maxcount` bounds READDIR4resok; plus the status.
-        NfsArgop4::Readdir(a) => 4 + u64::from(a.maxcount),
-        _ => REPLY_PER_OP,
-    }
-}
-
 /// Before `op` runs: can its result still fit the reply the session allows? NFS4ERR_REP_TOO_BIG
 /// past `ca_maxresponsesize`; NFS4ERR_REP_TOO_BIG_TO_CACHE past `ca_maxresponsesize_cached`
 /// when the client asked for the reply to be cached (RFC 8881 §2.10.6.4). Checked before
 /// running, as knfsd's nfsd4_check_resp_size, so a refused operation has no effect.
 pub fn check_reply_room(slot: &mut InSlot, op: &NfsArgop4) -> NfsResult<()> {
-    slot.reply_used += reply_estimate(op);
+    slot.reply_used += super::table::reply_bound(op);
     if slot.reply_used > u64::from(slot.max_response) {
         return Err(NfsError::RepTooBig);
     }

@@ -124,28 +124,9 @@ pub async fn read_index(raft: &Raft) -> Result<Option<u64>, String> {
     }
 }
 
-/// Whether `op` reads namespace state that a lagging replica could hold stale. Operations
-/// that only change the file handle, or that are proposed through Raft and answered from the
-/// committed result, do not need the barrier.
-pub fn reads_state(op: &proto::nfs4::compound::NfsArgop4) -> bool {
-    use proto::nfs4::compound::NfsArgop4 as A;
-    matches!(
-        op,
-        A::Access(_)
-            | A::Getattr(_)
-            | A::Lookup(_)
-            | A::Lookupp
-            | A::Nverify(_)
-            | A::Verify(_)
-            | A::Open(_)
-            | A::Read(_)
-            | A::ReadPlus(_)
-            | A::Readdir(_)
-            | A::Readlink
-            | A::Seek(_)
-            | A::Secinfo(_)
-            | A::Layoutget(_)
-            | A::Getxattr(_)
-            | A::Listxattrs(_)
-    )
+/// Whether operation `opnum` reads namespace state that a lagging replica could hold stale
+/// (`ops::table::READS_STATE`). Operations that only change the file handle, or that are
+/// proposed through Raft and answered from the committed result, do not need the barrier.
+pub fn reads_state(opnum: u32) -> bool {
+    crate::ops::table::info(opnum).has(crate::ops::table::READS_STATE)
 }

@@ -57,6 +57,57 @@ fn unsettled(ns: &Namespace) -> usize {
         .count()
 }
 
+/// What a client's lookups of a/f and b/g answer right now (`lookup_settled`).
+fn settled_names(ns: &Namespace, a: u64, b: u64) -> (Result<u64, FsError>, Result<u64, FsError>) {
+    (
+        ns.lookup_settled(a, b"f").map(|i| i.ino),
+        ns.lookup_settled(b, b"g").map(|i| i.ino),
+    )
+}
+
+/// While a rename's transaction is stopped at `stop`, a client's lookup of either name waits
+/// (`Busy`) rather than answer from half the shards, and never sees the file under both names;
+/// once recovery has settled it, the waiting lookups answer `(at_a, at_b)`.
+async fn reads_wait_for(
+    ns: &Namespace,
+    stop: Step,
+    (a, b, f): (u64, u64, u64),
+    settled: (Result<u64, FsError>, Result<u64, FsError>),
+) {
+    let (at_a, at_b) = settled_names(ns, a, b);
+    assert!(
+        at_a == Err(FsError::Busy) || at_b == Err(FsError::Busy),
+        "{stop:?}: neither lookup waits: {at_a:?} {at_b:?}"
+    );
+    if stop == Step::CommittedOne {
+        // b's part (the new name) is committed, a's (the removal) not: plain reads see the
+        // file under both names, a client's lookup in a waits.
+        assert_eq!(ns.lookup(a, b"f").map(|i| i.ino), Ok(f));
+        assert_eq!(ns.lookup(b, b"g").map(|i| i.ino), Ok(f));
+        assert_eq!((at_a, at_b), (Err(FsError::Busy), Ok(f)));
+        assert_eq!(ns.getattr_settled(a), Err(FsError::Busy));
+    }
+    // Waiting lookups, as the NFS handlers make them (`settle`, up to READ_WAIT each, and
+    // again while recovery has not run): Busy or the settled answer, never both names.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let busy = |e: &FsError| *e == FsError::Busy;
+        let at_a =
+            crate::namespace::settle(|| ns.lookup_settled(a, b"f").map(|i| i.ino), busy).await;
+        let at_b =
+            crate::namespace::settle(|| ns.lookup_settled(b, b"g").map(|i| i.ino), busy).await;
+        assert!(
+            !(at_a.is_ok() && at_b.is_ok()),
+            "{stop:?}: the file under both names: {at_a:?} {at_b:?}"
+        );
+        if at_a != Err(FsError::Busy) && at_b != Err(FsError::Busy) {
+            assert_eq!((at_a, at_b), settled, "{stop:?}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "{stop:?}: reads still wait");
+    }
+}
+
 async fn settle(ns: &Namespace) {
     let deadline = Instant::now() + Duration::from_secs(15);
     while unsettled(ns) > 0 {
@@ -76,6 +127,12 @@ fn crash_at(stop: Step, done: bool) {
         assert_eq!(ShardId::of_ino(f), ShardId::of_ino(a));
         ns.txn_attempt(&rename(a, f, b), Some(stop)).await.unwrap();
         assert!(unsettled(&ns) > 0, "{stop:?} left nothing to recover");
+        let after = if done {
+            (Err(FsError::NotFound), Ok(f))
+        } else {
+            (Ok(f), Err(FsError::NotFound))
+        };
+        reads_wait_for(&ns, stop, (a, b, f), after).await;
         // A create in either directory waits for the locks (Busy, retried), then succeeds.
         mk(&ns, a, "after", FileKind::Regular).await;
         mk(&ns, b, "after", FileKind::Regular).await;
