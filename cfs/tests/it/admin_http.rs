@@ -409,6 +409,7 @@ fn help_has_examples_and_the_man_page_is_current() {
     let t = tempfile::tempdir().unwrap();
     for sub in [
         &["server"][..],
+        &["server", "join"],
         &["cluster", "up"],
         &["admin", "status"],
         &["admin", "top"],
