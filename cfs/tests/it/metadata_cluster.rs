@@ -78,6 +78,15 @@ async fn connect(addr: SocketAddr, limit: Duration) -> Client {
     }
 }
 
+/// A client on each node, in node order.
+async fn connect_each(nodes: &[Node], limit: Duration) -> Vec<Client> {
+    let mut c = Vec::with_capacity(nodes.len());
+    for n in nodes {
+        c.push(connect(n.addr, limit).await);
+    }
+    c
+}
+
 async fn names(c: &Client, dir: &str) -> Vec<String> {
     let Ok(fh) = c.lookup_path(dir).await else {
         return Vec::new();
@@ -164,11 +173,7 @@ fn three_mds_nodes_share_the_namespace_and_survive_a_kill9() {
     let rt = rt();
     rt.block_on(async {
         let limit = Duration::from_secs(30);
-        let c: Vec<Client> = vec![
-            connect(nodes[0].addr, limit).await,
-            connect(nodes[1].addr, limit).await,
-            connect(nodes[2].addr, limit).await,
-        ];
+        let c = connect_each(&nodes, limit).await;
         // Made through every node in turn.
         let root = c[1].root().clone();
         c[1].mkdir(&root, "d", 0o755).await.expect("mkdir d");
@@ -855,11 +860,7 @@ fn byte_range_locks_conflict_across_nodes_and_survive_the_arbiters_death() {
     let rt = rt();
     rt.block_on(async {
         let limit = Duration::from_secs(30);
-        let c: Vec<Client> = vec![
-            connect(nodes[0].addr, limit).await,
-            connect(nodes[1].addr, limit).await,
-            connect(nodes[2].addr, limit).await,
-        ];
+        let c = connect_each(&nodes, limit).await;
         // A directory on a shard whose first leader is node 3 (shard % 3 == 2).
         let root = c[0].root().clone();
         let mut dir = None;
