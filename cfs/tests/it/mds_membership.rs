@@ -230,6 +230,21 @@ fn until_ok<T>(
     }
 }
 
+/// Writes `path` through `at`, retrying for up to 60 s (a shard may be electing).
+fn write_until_ok(
+    rt: &tokio::runtime::Runtime,
+    at: SocketAddr,
+    path: &str,
+    data: &[u8],
+    what: &str,
+) {
+    let (p, d) = (path.to_string(), data.to_vec());
+    until_ok(rt, what, Duration::from_secs(60), || {
+        let (p, d) = (p.clone(), d.clone());
+        Box::pin(async move { write_file(at, &p, &d).await })
+    });
+}
+
 fn check_files(
     rt: &tokio::runtime::Runtime,
     at: SocketAddr,
@@ -336,15 +351,12 @@ fn a_node_joins_with_the_token_serves_everything_and_a_node_is_drained() {
         })
         .collect();
     for (path, data) in &files {
-        let (p, d) = (path.clone(), data.clone());
-        until_ok(
+        write_until_ok(
             &rt,
+            mds_addr[0],
+            path,
+            data,
             &format!("write {path} through node 1"),
-            Duration::from_secs(60),
-            || {
-                let (p, d) = (p.clone(), d.clone());
-                Box::pin(async move { write_file(mds_addr[0], &p, &d).await })
-            },
         );
     }
 
@@ -423,15 +435,12 @@ fn a_node_joins_with_the_token_serves_everything_and_a_node_is_drained() {
     // kill -9 of node 1: nodes 2, 3 and 4 keep serving writes and reads.
     mds[0].kill9();
     let after = (String::from("/after-kill"), random_bytes(150_000, 99));
-    let (p, d) = after.clone();
-    until_ok(
+    write_until_ok(
         &rt,
+        mds_addr[3],
+        &after.0,
+        &after.1,
         "write through node 4 after node 1 died",
-        Duration::from_secs(60),
-        || {
-            let (p, d) = (p.clone(), d.clone());
-            Box::pin(async move { write_file(mds_addr[3], &p, &d).await })
-        },
     );
     files.push(after);
     check_files(&rt, mds_addr[2], &files, "node 3 after the kill");
@@ -473,15 +482,12 @@ fn a_node_joins_with_the_token_serves_everything_and_a_node_is_drained() {
     );
     assert!(listed(&v, 4) && listed(&v, 2), "{}", v["mds"]["metadata"]);
     let late = (String::from("/after-drain"), random_bytes(120_000, 7));
-    let (p, d) = late.clone();
-    until_ok(
+    write_until_ok(
         &rt,
+        mds_addr[1],
+        &late.0,
+        &late.1,
         "write through node 2 after the drain",
-        Duration::from_secs(60),
-        || {
-            let (p, d) = (p.clone(), d.clone());
-            Box::pin(async move { write_file(mds_addr[1], &p, &d).await })
-        },
     );
     files.push(late);
     check_files(&rt, mds_addr[3], &files, "node 4 after the drain");

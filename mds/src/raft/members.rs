@@ -36,6 +36,15 @@ use thiserror::Error;
 use super::network::{PeerError, Peers};
 use crate::namespace::{Namespace, ShardId};
 
+/// The shard's current membership (voters, learners, their addresses), as this replica knows it.
+fn membership(raft: &super::types::Raft) -> openraft::Membership<u64, BasicNode> {
+    raft.metrics()
+        .borrow()
+        .membership_config
+        .membership()
+        .clone()
+}
+
 /// How long a leader waits for a learner to catch up (snapshot and log) before promoting it.
 const CATCH_UP: Duration = Duration::from_secs(300);
 /// A forwarded membership call waits for the leader's catch-up and two log entries.
@@ -194,12 +203,7 @@ async fn admit(
     // One join at a time: two must not pick the same id.
     static ADMITTING: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
     let _one = ADMITTING.lock().await;
-    let m = raft
-        .metrics()
-        .borrow()
-        .membership_config
-        .membership()
-        .clone();
+    let m = membership(raft);
     let existing = m
         .nodes()
         .find(|(_, n)| n.addr == addr.to_string())
@@ -222,11 +226,7 @@ async fn admit(
             id
         }
     };
-    let mut nodes: BTreeMap<u64, String> = raft
-        .metrics()
-        .borrow()
-        .membership_config
-        .membership()
+    let mut nodes: BTreeMap<u64, String> = membership(raft)
         .nodes()
         .map(|(id, n)| (*id, n.addr.clone()))
         .collect();
@@ -282,12 +282,7 @@ async fn apply(
         shard: shard.0,
         reason: e.to_string(),
     };
-    let m = raft
-        .metrics()
-        .borrow()
-        .membership_config
-        .membership()
-        .clone();
+    let m = membership(raft);
     match change {
         Change::Promote { id, addr } => {
             if m.voter_ids().any(|v| v == id) {
@@ -421,14 +416,8 @@ pub(crate) fn promote_me(ns: &Namespace) -> tokio::task::JoinHandle<()> {
 }
 
 fn voter_here(ns: &Namespace, shard: ShardId, id: u64) -> bool {
-    ns.raft_of(shard).is_some_and(|r| {
-        r.metrics()
-            .borrow()
-            .membership_config
-            .membership()
-            .voter_ids()
-            .any(|v| v == id)
-    })
+    ns.raft_of(shard)
+        .is_some_and(|r| membership(&r).voter_ids().any(|v| v == id))
 }
 
 /// `cfs admin node drain ID` for an MDS node: removes node `id` from every shard (shard 0,
@@ -512,12 +501,7 @@ pub fn membership_view(ns: &Namespace) -> Vec<ShardMembers> {
     (0..ns.shard_count())
         .filter_map(|s| {
             let raft = ns.raft_of(ShardId(s))?;
-            let m = raft
-                .metrics()
-                .borrow()
-                .membership_config
-                .membership()
-                .clone();
+            let m = membership(&raft);
             Some(ShardMembers {
                 shard: s,
                 voters: m.voter_ids().collect(),
