@@ -983,3 +983,76 @@ fn byte_range_locks_conflict_across_nodes_and_survive_the_arbiters_death() {
         }
     });
 }
+
+/// The delegation a read-only OPEN that wants one (no WANT flags) gets through `c`, for a file
+/// `name` in the root made first.
+async fn read_open_delegation(c: &Client, name: &str) -> proto::nfs4::OpenDelegation4 {
+    use proto::nfs4::*;
+    let create = Some(CreateMode::Unchecked(SetAttrs {
+        mode: Some(0o644),
+        ..Default::default()
+    }));
+    let f = c
+        .open_path(&format!("/{name}"), OPEN4_SHARE_ACCESS_BOTH, create)
+        .await
+        .expect("create");
+    c.close(&f).await.expect("close");
+    let res = c
+        .compound(
+            client::CompoundBuilder::new()
+                .putfh(c.root())
+                .op(NfsArgop4::Open(OpenArgs {
+                    seqid: 0,
+                    share_access: OPEN4_SHARE_ACCESS_READ,
+                    share_deny: 0,
+                    owner: StateOwner4 {
+                        clientid: c.clientid(),
+                        owner: proto::xdr::Opaque::from("delegation probe"),
+                    },
+                    openhow: Openflag4::NoCreate,
+                    claim: OpenClaim4::Null(proto::xdr::Opaque::from(name)),
+                })),
+        )
+        .await
+        .expect("read-only OPEN");
+    match res.last() {
+        Some(NfsResop4::Open(OpenRes::Ok(ok))) => ok.delegation.clone(),
+        other => panic!("OPEN result: {other:?}"),
+    }
+}
+
+/// With several MDS nodes no delegation is handed out (a change through another node could
+/// not recall it); the same OPEN against one node gets a read delegation, so the probe can
+/// tell the two apart.
+#[test]
+fn delegations_only_from_a_one_node_service() {
+    use proto::nfs4::OpenDelegation4;
+    let tmp = tempfile::tempdir().unwrap();
+    let one = Server::start(tmp.path(), None);
+    let rt = rt();
+    rt.block_on(async {
+        let c = connect(one.addr, Duration::from_secs(30)).await;
+        let d = read_open_delegation(&c, "f").await;
+        assert!(
+            matches!(d, OpenDelegation4::Read(_)),
+            "one node: a read-only OPEN gets a read delegation, got {d:?}"
+        );
+        let _ = c.shutdown().await;
+    });
+    let three = tempfile::tempdir().unwrap();
+    let nodes = start_three(three.path());
+    rt.block_on(async {
+        let c = connect_each(&nodes, Duration::from_secs(30)).await;
+        for (i, cl) in c.iter().enumerate() {
+            let d = read_open_delegation(cl, &format!("f{i}")).await;
+            assert!(
+                matches!(d, OpenDelegation4::None),
+                "node {}: no delegation with several MDS nodes, got {d:?}",
+                i + 1
+            );
+        }
+        for cl in c {
+            let _ = cl.shutdown().await;
+        }
+    });
+}
