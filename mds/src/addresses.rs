@@ -6,8 +6,9 @@
 //! `TAKEOVER_AFTER`, the live node with the lowest id binds the dead node's client address,
 //! takes its client records over (`Command::TakeOverClients`) and opens a grace period for
 //! those clients only (`StateManager::begin_takeover`). A stock client reconnects to the same
-//! address, finds its session gone (BADSESSION) and its client id unknown (STALE_CLIENTID: ids
-//! carry the node), and reclaims its opens and locks as after a server restart, while the
+//! address and sends what got no answer again on its session, which the taker adopts
+//! (`state::adopt`), so a change the dead node made is answered as the first time; it then
+//! makes a new session and reclaims its opens and locks as after a server restart, while the
 //! taker's own clients go on.
 //!
 //! The bind is the arbiter: on one host (loopback, or a network namespace's addresses) one

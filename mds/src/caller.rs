@@ -4,7 +4,7 @@
 use crate::compound::Ctx;
 use crate::error::{NfsError, NfsResult};
 use crate::namespace::perm;
-use crate::namespace::{Command, FsError, Inode, Key, Outcome};
+use crate::namespace::{ClientRequest, Command, FsError, Inode, Key, Outcome, ShardId};
 
 impl Ctx<'_> {
     /// `want` is a mask of 4 (read), 2 (write), 1 (execute/search): `perm::permission`.
@@ -19,14 +19,45 @@ impl Ctx<'_> {
 
     /// Runs `cmd` as the caller: `apply` checks the caller's permission inside the command.
     pub async fn execute_as(&self, cmd: Command) -> NfsResult<Outcome> {
-        Ok(self
-            .mds
-            .ns
-            .execute(Command::As {
-                cred: self.user.clone(),
+        Ok(self.mds.ns.execute(self.on_behalf(cmd)).await?)
+    }
+
+    /// `cmd` as the caller, for this request: the shard applies it once however often the
+    /// client sends the request, through whichever node (`Command::Request`).
+    fn on_behalf(&self, cmd: Command) -> Command {
+        let cmd = Command::As {
+            cred: self.user.clone(),
+            cmd: Box::new(cmd),
+        };
+        match self.request() {
+            Some(req) => Command::Request {
+                req,
                 cmd: Box::new(cmd),
-            })
-            .await?)
+                answer: None,
+            },
+            None => cmd,
+        }
+    }
+
+    /// The client request the running operation is, as its session numbers it.
+    fn request(&self) -> Option<ClientRequest> {
+        let (session, slot) = (self.session?, self.slot?);
+        Some(ClientRequest {
+            session,
+            slot: slot.slot,
+            seqid: slot.seqid,
+            op: self.op_index,
+        })
+    }
+
+    /// A removal or rename whose name is gone may be a request carried out before, sent
+    /// again (its node died before answering): its answer, kept on the shard of `home`, the
+    /// directory the command names first (`Command::home`).
+    async fn answered_before(&self, home: u64) -> Option<Outcome> {
+        let req = self.request()?;
+        let shard = ShardId::of_ino(home);
+        self.mds.fresh.barrier(&self.mds.ns, shard).await.ok()?;
+        self.mds.ns.answered_here(shard, &req)
     }
 }
 
@@ -40,10 +71,17 @@ impl Ctx<'_> {
     /// (`FsError::Changed`), `build` looks again.
     pub async fn execute_resolved_as(
         &self,
+        home: u64,
         mut build: impl FnMut(&Self) -> NfsResult<Command>,
     ) -> NfsResult<Outcome> {
         for _ in 0..RESOLVE_ATTEMPTS {
-            let cmd = build(self)?;
+            let cmd = match build(self) {
+                Err(NfsError::NoEnt) => match self.answered_before(home).await {
+                    Some(first) => return Ok(first),
+                    None => return Err(NfsError::NoEnt),
+                },
+                other => other?,
+            };
             let inos: Vec<u64> = cmd
                 .keys()
                 .into_iter()
@@ -53,11 +91,7 @@ impl Ctx<'_> {
                 })
                 .collect();
             crate::recall::recall_and_wait(self.mds, &inos, self.clientid).await?;
-            let cmd = Command::As {
-                cred: self.user.clone(),
-                cmd: Box::new(cmd),
-            };
-            match self.mds.ns.execute(cmd).await {
+            match self.mds.ns.execute(self.on_behalf(cmd)).await {
                 Err(FsError::Changed) => continue,
                 r => return Ok(r?),
             }

@@ -96,6 +96,8 @@ pub struct Ctx<'a> {
     pub nops: usize,
     /// Shards whose read barrier this compound has passed (`raft::fresh`).
     pub fresh: Vec<u16>,
+    /// The position of the operation running now in the COMPOUND.
+    pub op_index: u16,
 }
 
 impl Ctx<'_> {
@@ -238,6 +240,7 @@ pub async fn run(mds: &Arc<Mds>, conn: &Connection, call: &Call) -> Writer {
         slot: None,
         nops: args.argarray.len() + usize::from(args.error.is_some()),
         fresh: Vec::new(),
+        op_index: 0,
     };
     let mut res = Compound4Res {
         status: 0,
@@ -251,6 +254,7 @@ pub async fn run(mds: &Arc<Mds>, conn: &Connection, call: &Call) -> Writer {
     let mut next_t0 = metrics::start();
     for (i, op) in args.argarray.into_iter().enumerate() {
         let (opnum, t0) = (op.opnum(), next_t0);
+        ctx.op_index = u16::try_from(i).unwrap_or(u16::MAX);
         let info = ops::table::info(opnum);
         let written = match &op {
             NfsArgop4::Write(a) if info.bytes == ops::table::Bytes::Written => a.data.len() as u64,

@@ -241,6 +241,9 @@ impl From<crate::namespace::FsError> for NfsError {
             F::NotEmpty => NfsError::NotEmpty,
             F::Invalid => NfsError::Inval,
             F::NameTooLong => NfsError::NameTooLong,
+            // The root is never removed: missing, it is not made yet (a new metadata cluster
+            // before its first election); the client tries again rather than fail its mount.
+            F::Stale(crate::namespace::ROOT_INO) => NfsError::Delay,
             F::Stale(_) => NfsError::Stale,
             F::WrongKind => NfsError::BadType,
             F::Perm => NfsError::Perm,
@@ -259,7 +262,7 @@ impl From<crate::namespace::FsError> for NfsError {
             }
             // A cross-shard operation held what this one needs, or gave up: try again.
             F::Busy | F::Aborted => NfsError::Delay,
-            inner @ (F::Elsewhere | F::NeedLock(_)) => {
+            inner @ (F::Elsewhere | F::NeedLock(_) | F::Answered(_)) => {
                 tracing::error!("namespace: a transaction's internal error escaped: {inner:?}");
                 NfsError::ServerFault
             }

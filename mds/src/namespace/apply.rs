@@ -25,6 +25,10 @@ pub fn apply<S: StateStore + ?Sized>(s: &mut S, cmd: &Command) -> Result<Outcome
             apply_as(s, cmd, Some(cred))
         }
         Command::As { .. } => Err(FsError::Invalid),
+        // At most once per request is the state machine's to see to (`raft::machine`); a
+        // transaction's coordinator computes the command itself.
+        Command::Request { cmd, .. } if !matches!(**cmd, Command::Request { .. }) => apply(s, cmd),
+        Command::Request { .. } => Err(FsError::Invalid),
         other => apply_as(s, other, None),
     }
 }
@@ -51,7 +55,7 @@ fn apply_as<S: StateStore + ?Sized>(
     cred: Option<&Cred>,
 ) -> Result<Outcome, FsError> {
     match cmd {
-        Command::As { .. } => Err(FsError::Invalid),
+        Command::As { .. } | Command::Request { .. } => Err(FsError::Invalid),
         Command::InitRoot { fs_id, time } => init_root(s, *fs_id, *time),
         Command::Create { parent, .. } => create_in(s, ShardId::of_ino(*parent), cmd, cred),
         Command::Place { shard, cmd } => create_in(s, *shard, cmd, cred),

@@ -84,8 +84,27 @@ impl Namespace {
         // Transactions of this node that need the same objects take turns here rather than
         // meet at the shards: a meeting costs both a round of log entries and a backoff.
         let _turn = self.local_turn(want.values().flatten()).await;
-        let Some(&coord) = want.keys().next() else {
+        let home = cmd.home().map(ShardId::of_ino);
+        let Some(coord) = home
+            .filter(|s| want.contains_key(s))
+            .or_else(|| want.keys().next().copied())
+        else {
             return Err(FsError::Invalid);
+        };
+        // A client request is carried out once: the coordinating shard keeps its answer with
+        // the decision, and an attempt of a request answered before learns it at its first
+        // lock there (`FsError::Answered`).
+        let req = match cmd {
+            Command::Request { req, .. } => Some(*req),
+            _ => None,
+        };
+        let for_request = |step: Command, answer: Option<&Outcome>| match req {
+            Some(req) => Command::Request {
+                req,
+                cmd: Box::new(step),
+                answer: answer.map(|a| Box::new(a.clone())),
+            },
+            None => step,
         };
         let time = Time::now();
         let mut locked: BTreeSet<Key> = BTreeSet::new();
@@ -104,6 +123,11 @@ impl Namespace {
                     keys: keys.clone(),
                     time,
                 };
+                let step = if *s == coord {
+                    for_request(step, None)
+                } else {
+                    step
+                };
                 async move { self.propose_on(*s, &step).await }
             });
             let results = futures::future::join_all(steps).await;
@@ -118,7 +142,10 @@ impl Namespace {
             }
             if let Some(e) = failed {
                 self.release(id, &touched).await;
-                return Err(e);
+                return match e {
+                    FsError::Answered(out) => Ok(*out),
+                    e => Err(e),
+                };
             }
             for (s, keys) in &todo {
                 let p = match self.local_prepared(*s, id, keys).await {
@@ -167,11 +194,16 @@ impl Namespace {
                 parts: parts.clone(),
                 time: Time::now(),
             };
+            let decide = for_request(decide, Some(&out));
             match self.propose_on(coord, &decide).await {
                 Ok(_) => {}
                 Err(FsError::Aborted) => {
                     self.release(id, &touched).await;
                     return Err(FsError::Aborted);
+                }
+                Err(FsError::Answered(first)) => {
+                    self.release(id, &touched).await;
+                    return Ok(*first);
                 }
                 // Decided or not: the recovery of its shards settles it either way.
                 Err(e) => return Err(e),

@@ -69,6 +69,10 @@ pub enum FsError {
     /// runs `apply` again. Never an answer to a client.
     #[error("needs {0:?} locked")]
     NeedLock(super::shard::Key),
+    /// The client request a transaction's step carries was carried out before (its answer):
+    /// the coordinator gives its attempt up and answers with it. Never an answer to a client.
+    #[error("the request was answered before")]
+    Answered(Box<super::types::Outcome>),
 }
 
 impl From<redb::Error> for FsError {

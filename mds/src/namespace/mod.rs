@@ -60,8 +60,8 @@ pub use shard::{Key, ShardId};
 pub use state::{Dump, MemState, StateStore};
 pub use types::DRAIN_INO;
 pub use types::{
-    check_name, Command, CreateHow, DirChange, DirEntry, Effect, FileKind, Inode, Outcome, SetTime,
-    StatFs, Time, FIRST_COOKIE, NAME_MAX, ROOT_INO,
+    check_name, ClientRequest, Command, CreateHow, DirChange, DirEntry, Effect, FileKind, Inode,
+    Outcome, SetTime, StatFs, Time, FIRST_COOKIE, NAME_MAX, ROOT_INO,
 };
 pub use wal::WAL_PREFIX;
 
@@ -712,7 +712,11 @@ impl Namespace {
     pub async fn execute(&self, cmd: Command) -> Result<Outcome, FsError> {
         self.record_noted_before(&cmd).await?;
         let cmd = self.place(cmd);
-        self.propose(cmd).await
+        match self.propose(cmd).await {
+            // A client request carried out before (through a node since dead): its answer.
+            Err(FsError::Answered(out)) => Ok(*out),
+            other => other,
+        }
     }
 
     /// A new directory goes to a shard of its own, chosen by a hash of its parent and name (so
@@ -728,6 +732,11 @@ impl Namespace {
             Command::As { cred, cmd } => Command::As {
                 cred,
                 cmd: Box::new(self.place(*cmd)),
+            },
+            Command::Request { req, cmd, answer } => Command::Request {
+                req,
+                cmd: Box::new(self.place(*cmd)),
+                answer,
             },
             Command::Create {
                 parent,
@@ -1199,6 +1208,15 @@ impl Namespace {
             }
         }
         Ok(out)
+    }
+
+    /// The answer client request `req` got on `shard`, as this node's replica has it (behind
+    /// a read barrier it is the shard's): what a client sending a removal or rename again is
+    /// answered once the name is gone (`Command::home`).
+    pub fn answered_here(&self, shard: ShardId, req: &ClientRequest) -> Option<Outcome> {
+        let core = self.inner.cores.get(&shard.0)?;
+        let live = core.live.read().ok()?;
+        live.sessions.answers.answered(req).cloned()
     }
 
     pub fn getattr(&self, ino: u64) -> Result<Inode, FsError> {

@@ -15,9 +15,10 @@
 //!    while locked) and collects the writes per shard. A read of a key not locked yet answers
 //!    `NeedLock`: the coordinator locks it too and runs `apply` again. So every POSIX rule lives
 //!    in `apply` once, for one shard and for several.
-//! 3. **Decide.** `TxnDecide` on the coordinating shard (the lowest shard involved) records the
-//!    decision with every shard's writes: the commit point. It is refused once a recovery has
-//!    recorded an abort there.
+//! 3. **Decide.** `TxnDecide` on the coordinating shard (the shard of the command's
+//!    `Command::home` directory, else the lowest shard involved) records the decision with
+//!    every shard's writes: the commit point, and for a client request its answer
+//!    (`Command::Request`). It is refused once a recovery has recorded an abort there.
 //! 4. **Commit.** `TxnCommit` on each shard installs that shard's writes and releases its locks
 //!    (a no-op where already done), then `TxnForget` drops the decision.
 //!

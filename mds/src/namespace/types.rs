@@ -319,6 +319,30 @@ pub enum Command {
     TxnAbort { txn: super::txn::TxnId },
     /// The coordinating shard forgets `txn`'s decision (carried out everywhere).
     TxnForget { txn: super::txn::TxnId },
+    /// `cmd` on behalf of NFS client request `req`: applied at most once however often the
+    /// client sends the request, through whichever node (a session that outlived its node,
+    /// `mds::state::adopt`). The shard keeps the answer of each request that succeeded
+    /// (`raft::sessions::Answers`) and answers a copy with it. `answer`: what the request is
+    /// answered when it is not `cmd`'s own outcome (a transaction's decision carries the
+    /// outcome the coordinator computed). Wrapping a transaction's `TxnLock` on its
+    /// coordinating shard only asks: a request answered already fails it with
+    /// `FsError::Answered`.
+    Request {
+        req: ClientRequest,
+        cmd: Box<Command>,
+        answer: Option<Box<Outcome>>,
+    },
+}
+
+/// An NFS client's request as its session numbers it: a retransmission carries the same
+/// session, slot and sequence id (RFC 8881 §2.10.6), and `op` tells the operations of one
+/// COMPOUND apart.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct ClientRequest {
+    pub session: [u8; 16],
+    pub slot: u32,
+    pub seqid: u32,
+    pub op: u16,
 }
 
 /// The inode number under which the placement table holds the drain marks (`SetDrain`): 0 is
@@ -377,7 +401,7 @@ impl Command {
             | Command::ShardsDropped { ino, .. } => vec![I(*ino)],
             Command::Noop => Vec::new(),
             Command::ForgetOrphans { inos } => inos.iter().map(|i| I(*i)).collect(),
-            Command::As { cmd, .. } => cmd.keys(),
+            Command::As { cmd, .. } | Command::Request { cmd, .. } => cmd.keys(),
             Command::SetDrain { .. } => vec![I(DRAIN_INO)],
             Command::ClientRecords { .. } | Command::TakeOverClients { .. } => {
                 vec![Key::Clients]
@@ -400,8 +424,30 @@ impl Command {
         }
     }
 
+    /// The directory whose shard coordinates this command when it runs as a transaction, and
+    /// so keeps its client request's answer (`Command::Request`): the parent, for a rename the
+    /// source's. A client sending a removal or rename again finds the name gone; the answer is
+    /// then looked for there (`Namespace::answered_here`). `None`: the lowest shard involved.
+    pub fn home(&self) -> Option<u64> {
+        match self {
+            Command::Create { parent, .. }
+            | Command::Link { parent, .. }
+            | Command::Unlink { parent, .. }
+            | Command::Rmdir { parent, .. }
+            | Command::Remove { parent, .. } => Some(*parent),
+            Command::Rename { src_parent, .. } => Some(*src_parent),
+            Command::As { cmd, .. } | Command::Request { cmd, .. } | Command::Place { cmd, .. } => {
+                cmd.home()
+            }
+            _ => None,
+        }
+    }
+
     /// Whether this is a step of a cross-shard transaction, which `apply` runs unguarded.
     pub fn is_txn_step(&self) -> bool {
+        if let Command::Request { cmd, .. } = self {
+            return cmd.is_txn_step();
+        }
         matches!(
             self,
             Command::TxnLock { .. }

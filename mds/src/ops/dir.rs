@@ -222,7 +222,7 @@ async fn remove_inner(ctx: &mut Ctx<'_>, a: &RemoveArgs) -> NfsResult<RemoveResO
     let name = check_name(&a.target)?.to_vec();
     precheck_delete(ctx, &dir, &name)?;
     let out = ctx
-        .execute_resolved_as(|ctx| {
+        .execute_resolved_as(dir.ino, |ctx| {
             let Some(child) = named(ctx, dir.ino, &name) else {
                 // Search permission first, as `apply` would check it.
                 ctx.require(&dir, perm::MAY_EXEC)?;
@@ -264,7 +264,7 @@ async fn rename_inner(ctx: &mut Ctx<'_>, a: &RenameArgs) -> NfsResult<RenameResO
         perm::may_rename(&ctx.user, &src, &source, &dst, target.as_ref())?;
     }
     let out = ctx
-        .execute_resolved_as(|ctx| {
+        .execute_resolved_as(src.ino, |ctx| {
             let Some(source) = named(ctx, src.ino, &old) else {
                 ctx.require(&src, perm::MAY_EXEC)?;
                 ctx.require(&dst, perm::MAY_EXEC)?;

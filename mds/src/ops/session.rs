@@ -187,10 +187,8 @@ async fn create_session_inner(
     let sec_ok = callback_cred(&a.csa_sec_parms).is_some();
     let back_conn = (wants_back && sec_ok).then(|| ctx.conn.clone());
     let cb_cred = callback_cred(&a.csa_sec_parms).unwrap_or(proto::rpc::Auth::None);
-    let mut id: SessionId = [0; 16];
-    id[..8].copy_from_slice(&a.csa_clientid.to_be_bytes());
-    id[8..12].copy_from_slice(&a.csa_sequence.to_be_bytes());
-    id[12..16].copy_from_slice(&(ctx.mds.boot as u32).to_be_bytes());
+    let owner = ctx.mds.state.owner_of(a.csa_clientid)?;
+    let id: SessionId = crate::state::session_id(a.csa_clientid, a.csa_sequence, &owner);
     let mut flags = 0;
     if back_conn.is_some() {
         flags |= CREATE_SESSION4_FLAG_CONN_BACK_CHAN;
@@ -217,6 +215,7 @@ async fn create_session_inner(
         conns: vec![ctx.conn.id()],
         drc_reserved: reserved,
         drc_cached: 0,
+        adopted: false,
     };
     let has_back = session.back_conn.is_some();
     if let Err(e) = ctx
@@ -270,6 +269,7 @@ pub fn sequence(
             nops: ctx.nops,
             request_len,
             conn: ctx.conn.id(),
+            principal: ctx.user.uid,
         },
     )?;
     if matches!(q.used, SlotUse::New) {
@@ -291,6 +291,14 @@ pub fn sequence(
     if q.revoked {
         // Until the client frees them (FREE_STATEID), as knfsd does.
         flags |= SEQ4_STATUS_RECALLABLE_STATE_REVOKED;
+    }
+    if q.adopted {
+        // A dead node's session, adopted to answer what the client sends again: the client
+        // is to make a new one, with a back channel (`state::adopt`).
+        flags |= SEQ4_STATUS_BACKCHANNEL_FAULT;
+    }
+    if q.reclaim_needed {
+        flags |= SEQ4_STATUS_RESTART_RECLAIM_NEEDED;
     }
     Ok((
         SequenceResOk {
@@ -337,6 +345,9 @@ pub fn destroy_clientid(ctx: &mut Ctx<'_>, a: &DestroyClientidArgs) -> NfsResult
 }
 
 pub fn bind_conn_to_session(ctx: &mut Ctx<'_>, a: &BindConnToSessionArgs) -> BindConnToSessionRes {
+    ctx.mds
+        .state
+        .adopt_if_unknown(&a.bctsa_sessid, ctx.user.uid);
     let conn = ctx.conn.clone();
     let r = ctx.mds.state.with_session(&a.bctsa_sessid, |s| {
         let back = matches!(

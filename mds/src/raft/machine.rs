@@ -110,16 +110,41 @@ impl ShardCore {
                                 )),
                                 Seen::New | Seen::Untracked => {
                                     self.stats.commands.fetch_add(1, Ordering::Relaxed);
-                                    let mut staged = Staged::new(&*live);
-                                    let r = match apply_on_shard(self.id, &mut staged, cmd) {
-                                        Ok(out) => {
-                                            let ch = staged.into_changes();
-                                            ch.flush_into(&mut *live)?;
-                                            changes.merge(ch);
-                                            effects.extend(out.effects.iter().copied());
-                                            Ok(out)
+                                    let (req, cmd, answer) = match cmd {
+                                        Command::Request { req, cmd, answer } => {
+                                            (Some(req), &**cmd, answer.as_deref())
                                         }
-                                        Err(e) => Err(e),
+                                        other => (None, other, None),
+                                    };
+                                    let before = req
+                                        .and_then(|r| live.sessions.answers.answered(r).cloned());
+                                    let r = if let Some(first) = before {
+                                        // The client sent the request again: its first
+                                        // answer, nothing applied.
+                                        if cmd.is_txn_step() {
+                                            Err(FsError::Answered(Box::new(first)))
+                                        } else {
+                                            Ok(first)
+                                        }
+                                    } else {
+                                        let mut staged = Staged::new(&*live);
+                                        match apply_on_shard(self.id, &mut staged, cmd) {
+                                            Ok(out) => {
+                                                let ch = staged.into_changes();
+                                                ch.flush_into(&mut *live)?;
+                                                changes.merge(ch);
+                                                effects.extend(out.effects.iter().copied());
+                                                // A transaction's lock step only asks.
+                                                if let Some(req) = req.filter(|_| {
+                                                    !matches!(cmd, Command::TxnLock { .. })
+                                                }) {
+                                                    let a = answer.unwrap_or(&out);
+                                                    live.sessions.answers.record(req, a);
+                                                }
+                                                Ok(out)
+                                            }
+                                            Err(e) => Err(e),
+                                        }
                                     };
                                     if seen == Seen::New {
                                         live.sessions.record(tag, &r);

@@ -13,12 +13,19 @@
 //! replica, changed only by `apply`), and bounded: the proposer states in every tag the lowest
 //! sequence number it still waits for (`Tag::waits_from`); results below it go, and a
 //! proposer's previous life's results go at its first command from a new life.
+//!
+//! The same holds one level up, for the NFS clients: a client whose MDS node died after
+//! committing its request but before answering sends the request again, on the same session,
+//! slot and sequence id, to the node that took the address over (`mds::state::adopt`). That
+//! node is another proposer, so the tags above cannot see the copy; `Answers` keeps, per
+//! client slot, the answers of the last request's successful commands (`Command::Request`),
+//! so the copy gets the first answer instead of "exists" or "not found".
 
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::namespace::{FsError, Outcome};
+use crate::namespace::{ClientRequest, FsError, Outcome};
 
 /// Who proposed a command.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -58,10 +65,86 @@ struct Proposer {
     results: BTreeMap<u64, Result>,
 }
 
-/// A shard's table of recent results, by proposing node.
+/// A shard's table of recent results, by proposing node, and of client requests' answers.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Sessions {
     by_origin: BTreeMap<u64, Proposer>,
+    pub answers: Answers,
+}
+
+/// The table as builds before `Answers` encoded it (read once, then written anew).
+#[derive(Deserialize)]
+struct SessionsV1 {
+    by_origin: BTreeMap<u64, Proposer>,
+}
+
+/// Most client slots whose answers one shard keeps. A slot's answers go when its next request
+/// reaches the shard (the client has the reply of the one before: RFC 8881 §2.10.6.1), so
+/// this bounds sessions × slots that changed this shard; past it the slot used longest ago
+/// goes. 4,096 is 64 sessions with every one of 64 slots busy on one shard.
+pub const MAX_SLOTS_KEPT: usize = 4096;
+
+type SlotKey = ([u8; 16], u32);
+
+/// One client slot's answers: its last request's (sequence id), by operation.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+struct SlotAnswers {
+    seqid: u32,
+    /// `Answers::clock` when last written: the age eviction goes by.
+    used: u64,
+    ops: Vec<(u16, Outcome)>,
+}
+
+/// The answers of client requests applied on a shard (`Command::Request`), by session and
+/// slot: part of the replicated state, changed only by `apply`, so equal on every replica.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Answers {
+    by_slot: BTreeMap<SlotKey, SlotAnswers>,
+    by_age: BTreeMap<u64, SlotKey>,
+    clock: u64,
+}
+
+impl Answers {
+    /// The answer `req` got, if it was applied here and succeeded.
+    pub fn answered(&self, req: &ClientRequest) -> Option<&Outcome> {
+        let s = self.by_slot.get(&(req.session, req.slot))?;
+        if s.seqid != req.seqid {
+            return None;
+        }
+        s.ops.iter().find(|(op, _)| *op == req.op).map(|(_, o)| o)
+    }
+
+    /// Keeps `out` as `req`'s answer; a newer request on the slot replaces what the slot had.
+    pub fn record(&mut self, req: &ClientRequest, out: &Outcome) {
+        let key = (req.session, req.slot);
+        self.clock += 1;
+        let clock = self.clock;
+        let slot = self.by_slot.entry(key).or_insert(SlotAnswers {
+            seqid: req.seqid,
+            used: clock,
+            ops: Vec::new(),
+        });
+        if slot.seqid != req.seqid {
+            slot.seqid = req.seqid;
+            slot.ops.clear();
+        }
+        self.by_age.remove(&slot.used);
+        slot.used = clock;
+        self.by_age.insert(clock, key);
+        slot.ops.retain(|(op, _)| *op != req.op);
+        slot.ops.push((req.op, out.clone()));
+        while self.by_slot.len() > MAX_SLOTS_KEPT {
+            let Some((_, oldest)) = self.by_age.pop_first() else {
+                break;
+            };
+            self.by_slot.remove(&oldest);
+        }
+    }
+
+    /// Client slots with answers kept.
+    pub fn slots(&self) -> usize {
+        self.by_slot.len()
+    }
 }
 
 /// What to do with a tagged command.
@@ -131,7 +214,16 @@ impl Sessions {
     }
 
     pub fn decode(bytes: &[u8]) -> std::result::Result<Sessions, FsError> {
-        postcard::from_bytes(bytes).map_err(|e| FsError::Corrupt(format!("sessions: {e}")))
+        match postcard::from_bytes(bytes) {
+            Ok(s) => Ok(s),
+            Err(e) => match postcard::from_bytes::<SessionsV1>(bytes) {
+                Ok(v1) => Ok(Sessions {
+                    by_origin: v1.by_origin,
+                    answers: Answers::default(),
+                }),
+                Err(_) => Err(FsError::Corrupt(format!("sessions: {e}"))),
+            },
+        }
     }
 }
 
@@ -280,12 +372,84 @@ mod tests {
         assert_eq!(c.tag(), tag(4, 2, 2, 2));
     }
 
+    fn req(session: u8, slot: u32, seqid: u32, op: u16) -> ClientRequest {
+        ClientRequest {
+            session: [session; 16],
+            slot,
+            seqid,
+            op,
+        }
+    }
+
+    fn created(ino: u64) -> Outcome {
+        Outcome {
+            created: true,
+            effects: vec![crate::namespace::Effect::Freed(ino)],
+            ..Outcome::default()
+        }
+    }
+
+    #[test]
+    fn a_client_request_keeps_its_answer_until_the_slot_moves_on() {
+        let mut a = Answers::default();
+        a.record(&req(1, 0, 7, 2), &created(10));
+        a.record(&req(1, 0, 7, 4), &created(11));
+        assert_eq!(a.answered(&req(1, 0, 7, 2)), Some(&created(10)));
+        assert_eq!(a.answered(&req(1, 0, 7, 4)), Some(&created(11)));
+        // Another operation, slot, session or sequence id is another request.
+        assert_eq!(a.answered(&req(1, 0, 7, 3)), None);
+        assert_eq!(a.answered(&req(1, 1, 7, 2)), None);
+        assert_eq!(a.answered(&req(2, 0, 7, 2)), None);
+        assert_eq!(a.answered(&req(1, 0, 6, 2)), None);
+        // The slot's next request: the client has the answers before it.
+        a.record(&req(1, 0, 8, 2), &created(12));
+        assert_eq!(a.answered(&req(1, 0, 7, 2)), None);
+        assert_eq!(a.answered(&req(1, 0, 7, 4)), None);
+        assert_eq!(a.answered(&req(1, 0, 8, 2)), Some(&created(12)));
+        assert_eq!(a.slots(), 1);
+    }
+
+    #[test]
+    fn client_slots_kept_are_bounded_oldest_first() {
+        let mut a = Answers::default();
+        for slot in 0..(MAX_SLOTS_KEPT as u32 + 5) {
+            a.record(&req(1, slot, 1, 0), &created(u64::from(slot)));
+            // Slot 0 stays in use, so it is never the oldest.
+            a.record(&req(1, 0, slot + 1, 0), &created(0));
+        }
+        assert_eq!(a.slots(), MAX_SLOTS_KEPT);
+        assert_eq!(a.by_age.len(), MAX_SLOTS_KEPT);
+        assert!(a.answered(&req(1, 1, 1, 0)).is_none(), "the oldest went");
+        let last = MAX_SLOTS_KEPT as u32 + 4;
+        assert!(a.answered(&req(1, last, 1, 0)).is_some());
+        assert!(a.answered(&req(1, 0, last + 1, 0)).is_some());
+    }
+
+    #[test]
+    fn a_table_written_before_answers_existed_is_read() {
+        #[derive(Serialize)]
+        struct V1<'a> {
+            by_origin: &'a BTreeMap<u64, Proposer>,
+        }
+        let mut s = Sessions::default();
+        let t = tag(3, 9, 1, 1);
+        s.check(&t);
+        s.record(&t, &ok());
+        let old = postcard::to_stdvec(&V1 {
+            by_origin: &s.by_origin,
+        })
+        .unwrap();
+        assert_eq!(Sessions::decode(&old).unwrap(), s);
+        assert!(Sessions::decode(&[0xff, 0xff]).is_err());
+    }
+
     #[test]
     fn the_table_round_trips() {
         let mut s = Sessions::default();
         let t = tag(3, 9, 1, 1);
         s.check(&t);
         s.record(&t, &Err(FsError::NotFound));
+        s.answers.record(&req(1, 2, 3, 4), &created(5));
         assert_eq!(Sessions::decode(&s.encode().unwrap()).unwrap(), s);
     }
 }

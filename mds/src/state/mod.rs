@@ -8,6 +8,7 @@
 //! left in `Expired` for the laundromat task (`lib.rs` `laundromat`), which the
 //! `laundromat` notifier wakes.
 mod admin;
+mod adopt;
 pub mod arbiter;
 mod courtesy;
 mod grace;
@@ -17,6 +18,7 @@ pub mod session;
 
 use crate::error::{NfsError, NfsResult};
 pub use admin::{ClientSummary, StateCounts};
+pub use adopt::session_id;
 pub use grace::{read_legacy, ClientDb, LEGACY_FILE};
 use locks::{FileLocks, LockKind, OwnerKey, Range};
 pub use session::{ChannelAttrs, InSlot, Session, SessionId, Slot, SlotUse, MAX_BOUND_CONNS};
@@ -133,6 +135,8 @@ struct Inner {
     revoked: HashMap<[u8; 12], Revoked>,
     /// What expired clients left to do outside this lock (fencing, reaping orphans).
     expired: Expired,
+    /// Clients of a dead node whose session this node adopted (`adopt`): they reclaim on it.
+    adopted: HashSet<u64>,
 }
 
 /// A revoked delegation, kept for its holder to learn of it.
@@ -199,6 +203,8 @@ pub struct SequenceQuery {
     /// Bytes of the COMPOUND arguments (the RPC header is not counted).
     pub request_len: usize,
     pub conn: u64,
+    /// Who sent it (the caller's uid): the principal of a client whose session is adopted.
+    pub principal: u32,
 }
 
 /// What SEQUENCE found: the session's client, the slot's verdict and the channel's limits.
@@ -212,6 +218,12 @@ pub struct Sequenced {
     pub max_response_cached: u32,
     /// The client has revoked delegations not yet freed (SEQ4_STATUS_RECALLABLE_STATE_REVOKED).
     pub revoked: bool,
+    /// The session is a dead node's, adopted (`adopt`): the client is to make a new one
+    /// (SEQ4_STATUS_BACKCHANNEL_FAULT).
+    pub adopted: bool,
+    /// The client's state was its dead node's: it is to reclaim it until its RECLAIM_COMPLETE
+    /// (SEQ4_STATUS_RESTART_RECLAIM_NEEDED).
+    pub reclaim_needed: bool,
 }
 
 /// Where and how to send a client its callbacks.
@@ -270,6 +282,7 @@ impl StateManager {
                 drc_reserved: 0,
                 revoked: HashMap::new(),
                 expired: Expired::default(),
+                adopted: HashSet::new(),
             }),
             boot,
             lease,
@@ -526,6 +539,15 @@ impl StateManager {
         }
     }
 
+    /// The owner of `clientid` (the session ids of its sessions carry its hash).
+    pub fn owner_of(&self, clientid: u64) -> NfsResult<Vec<u8>> {
+        self.lock()
+            .clients
+            .get(&clientid)
+            .map(|c| c.owner.clone())
+            .ok_or(NfsError::StaleClientId)
+    }
+
     /// Whether `clientid` reads striped flexfiles layouts (false for a client not known).
     pub fn stripes(&self, clientid: u64) -> bool {
         self.lock()
@@ -543,10 +565,11 @@ impl StateManager {
     /// CREATE_SESSION's client check. Only the principal that created a client record may
     /// confirm it (RFC 8881 §18.36.4; knfsd answers CLID_INUSE, as here).
     pub fn check_clientid(&self, clientid: u64, principal: u32) -> NfsResult<()> {
-        if (clientid >> 32) as u32 != self.boot {
+        let g = self.lock();
+        if (clientid >> 32) as u32 != self.boot && !g.adopted.contains(&clientid) {
             return Err(NfsError::StaleClientId);
         }
-        match self.lock().clients.get(&clientid) {
+        match g.clients.get(&clientid) {
             None => Err(NfsError::StaleClientId),
             Some(c) if !c.confirmed && c.principal != principal => Err(NfsError::ClidInUse),
             Some(_) => Ok(()),
@@ -637,6 +660,7 @@ impl StateManager {
 
     fn purge_client(g: &mut Inner, clientid: u64) {
         g.clients.remove(&clientid);
+        g.adopted.remove(&clientid);
         let sessions: Vec<SessionId> = g
             .sessions
             .values()
@@ -748,6 +772,15 @@ impl StateManager {
         Ok(f(s))
     }
 
+    /// A dead node's session, as `sequence` adopts it, for what else may name it first
+    /// (BIND_CONN_TO_SESSION on a new connection); `principal`: who sent the request.
+    pub fn adopt_if_unknown(&self, id: &SessionId, principal: u32) {
+        let mut g = self.lock();
+        if !g.sessions.contains_key(id) {
+            self.adopt(&mut g, id, principal);
+        }
+    }
+
     /// SEQUENCE: slot check plus lease renewal of the owning client.
     /// A compound longer than the session's `ca_maxoperations`, or a request larger than its
     /// `ca_maxrequestsize`, fails here, before it takes a slot (as knfsd does). The connection
@@ -755,6 +788,9 @@ impl StateManager {
     /// protection, which is all this server offers).
     pub fn sequence(&self, id: &SessionId, q: &SequenceQuery) -> NfsResult<Sequenced> {
         let mut g = self.lock();
+        if !g.sessions.contains_key(id) && !self.adopt(&mut g, id, q.principal) {
+            return Err(NfsError::BadSession);
+        }
         let s = g.sessions.get_mut(id).ok_or(NfsError::BadSession)?;
         if q.nops > s.fore.max_ops as usize {
             return Err(NfsError::TooManyOps);
@@ -772,8 +808,16 @@ impl StateManager {
             max_response: s.fore.max_response,
             max_response_cached: s.fore.max_response_cached,
             revoked: false,
+            adopted: s.adopted,
+            reclaim_needed: false,
         };
         out.revoked = g.revoked.values().any(|r| r.clientid == out.clientid);
+        if g.adopted.contains(&out.clientid) && Self::grace_on(&mut g) {
+            out.reclaim_needed = g
+                .clients
+                .get(&out.clientid)
+                .is_some_and(|c| !c.reclaim_complete);
+        }
         if let Some(c) = g.clients.get_mut(&out.clientid) {
             c.renewed = Instant::now();
         }
@@ -1763,6 +1807,7 @@ mod tests {
             conns: Vec::new(),
             drc_reserved: 0,
             drc_cached: 0,
+            adopted: false,
         };
         assert!(m.create_session_seq(c, seq).unwrap().is_none());
         m.create_session(c, s, std::sync::Arc::new(Vec::new()))

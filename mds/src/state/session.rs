@@ -17,6 +17,9 @@ pub struct Slot {
     /// The whole COMPOUND reply of the last request on this slot, for replays.
     pub reply: Option<Arc<Vec<u8>>>,
     pub busy: bool,
+    /// The slot of an adopted session (`state::adopt`) not used here yet: its next request
+    /// is taken as new whatever its seqid.
+    pub seqid_unknown: bool,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -54,6 +57,8 @@ pub struct Session {
     pub drc_reserved: usize,
     /// Bytes of replies cached in the slots now (never more than `drc_reserved`).
     pub drc_cached: usize,
+    /// A dead node's session, adopted here (`state::adopt`).
+    pub adopted: bool,
 }
 
 /// The slot a COMPOUND runs on, with what its reply may be: set by SEQUENCE.
@@ -88,6 +93,11 @@ impl Session {
             return Err(NfsError::BadHighSlot);
         }
         let s = &mut self.slots[slot as usize];
+        if s.seqid_unknown && !s.busy {
+            s.seqid_unknown = false;
+            s.busy = true;
+            return Ok(SlotUse::New);
+        }
         if seqid == s.seqid.wrapping_add(1) {
             if s.busy {
                 return Err(NfsError::Delay);
@@ -182,6 +192,7 @@ mod tests {
             conns: Vec::new(),
             drc_reserved: slots << 16,
             drc_cached: 0,
+            adopted: false,
         }
     }
 

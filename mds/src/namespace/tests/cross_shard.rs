@@ -269,3 +269,84 @@ fn a_directory_on_another_shard_keeps_posix_rules() {
         settle(&ns).await;
     });
 }
+
+fn request(seqid: u32, cmd: Command) -> Command {
+    Command::Request {
+        req: crate::namespace::ClientRequest {
+            session: [7; 16],
+            slot: 0,
+            seqid,
+            op: 2,
+        },
+        cmd: Box::new(cmd),
+        answer: None,
+    }
+}
+
+/// A client's rename whose coordinator died at `stop`, sent again (as the client does, to the
+/// node that took the address over): once done, its first answer; never "not found".
+fn sent_again_after_a_crash_at(stop: Step) {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = rt();
+    let ns = open_quick(&rt, dir.path());
+    rt.block_on(async {
+        let (a, b) = two_dirs(&ns).await;
+        let f = mk(&ns, a, "f", FileKind::Regular).await;
+        let cmd = request(5, rename(a, f, b));
+        let first = ns.txn_attempt(&cmd, Some(stop)).await.unwrap();
+        // Locked only: recovery aborts the first attempt and the copy is carried out.
+        let again = ns.execute(cmd.clone()).await.unwrap();
+        if stop != Step::Locked {
+            assert_eq!(again, first, "{stop:?}: the first answer");
+        }
+        settle(&ns).await;
+        assert_eq!(ns.lookup(b, b"g").unwrap().ino, f);
+        assert_eq!(ns.lookup(a, b"f"), Err(FsError::NotFound));
+        // Once more, after recovery: still the answer given.
+        assert_eq!(ns.execute(cmd).await.unwrap(), again);
+        // The slot's next request is another request.
+        assert_eq!(
+            ns.execute(request(6, rename(a, f, b))).await.unwrap_err(),
+            FsError::NotFound
+        );
+    });
+}
+
+#[test]
+fn a_client_request_sent_again_after_its_coordinator_died_is_done_once() {
+    for stop in [Step::Locked, Step::Decided, Step::CommittedOne] {
+        sent_again_after_a_crash_at(stop);
+    }
+}
+
+#[test]
+fn a_client_request_on_one_shard_sent_again_gets_its_first_answer() {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = rt();
+    let ns = open_quick(&rt, dir.path());
+    rt.block_on(async {
+        let (a, _) = two_dirs(&ns).await;
+        let f = mk(&ns, a, "f", FileKind::Regular).await;
+        let remove = request(
+            9,
+            Command::Remove {
+                parent: a,
+                name: b"f".to_vec(),
+                child: f,
+                time: Time::now(),
+            },
+        );
+        let first = ns.execute(remove.clone()).await.unwrap();
+        assert_eq!(ns.execute(remove.clone()).await.unwrap(), first);
+        // Where a client that finds the name gone looks (`Command::home`).
+        let crate::namespace::Command::Request { req, .. } = &remove else {
+            unreachable!()
+        };
+        assert_eq!(ns.answered_here(ShardId::of_ino(a), req), Some(first));
+        // Without the request, the same command is a new one.
+        let Command::Request { cmd, .. } = remove else {
+            unreachable!()
+        };
+        assert_eq!(ns.execute(*cmd).await.unwrap_err(), FsError::NotFound);
+    });
+}
