@@ -32,6 +32,7 @@ impl Ctx<'_> {
         match self.request() {
             Some(req) => Command::Request {
                 req,
+                at: crate::namespace::Time::now(),
                 cmd: Box::new(cmd),
                 answer: None,
             },

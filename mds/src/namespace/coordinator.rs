@@ -95,12 +95,13 @@ impl Namespace {
         // the decision, and an attempt of a request answered before learns it at its first
         // lock there (`FsError::Answered`).
         let req = match cmd {
-            Command::Request { req, .. } => Some(*req),
+            Command::Request { req, at, .. } => Some((*req, *at)),
             _ => None,
         };
         let for_request = |step: Command, answer: Option<&Outcome>| match req {
-            Some(req) => Command::Request {
+            Some((req, at)) => Command::Request {
                 req,
+                at,
                 cmd: Box::new(step),
                 answer: answer.map(|a| Box::new(a.clone())),
             },

@@ -733,8 +733,14 @@ impl Namespace {
                 cred,
                 cmd: Box::new(self.place(*cmd)),
             },
-            Command::Request { req, cmd, answer } => Command::Request {
+            Command::Request {
                 req,
+                at,
+                cmd,
+                answer,
+            } => Command::Request {
+                req,
+                at,
                 cmd: Box::new(self.place(*cmd)),
                 answer,
             },

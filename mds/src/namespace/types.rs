@@ -329,6 +329,8 @@ pub enum Command {
     /// `FsError::Answered`.
     Request {
         req: ClientRequest,
+        /// When the node proposed it: answers are kept `raft::sessions::ANSWER_KEEP` after.
+        at: Time,
         cmd: Box<Command>,
         answer: Option<Box<Outcome>>,
     },

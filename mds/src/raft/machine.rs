@@ -111,13 +111,17 @@ impl ShardCore {
                                 Seen::New | Seen::Untracked => {
                                     self.stats.commands.fetch_add(1, Ordering::Relaxed);
                                     let (req, cmd, answer) = match cmd {
-                                        Command::Request { req, cmd, answer } => {
-                                            (Some(req), &**cmd, answer.as_deref())
-                                        }
+                                        Command::Request {
+                                            req,
+                                            at,
+                                            cmd,
+                                            answer,
+                                        } => (Some((req, *at)), &**cmd, answer.as_deref()),
                                         other => (None, other, None),
                                     };
-                                    let before = req
-                                        .and_then(|r| live.sessions.answers.answered(r).cloned());
+                                    let before = req.and_then(|(r, _)| {
+                                        live.sessions.answers.answered(r).cloned()
+                                    });
                                     let r = if let Some(first) = before {
                                         // The client sent the request again: its first
                                         // answer, nothing applied.
@@ -135,11 +139,11 @@ impl ShardCore {
                                                 changes.merge(ch);
                                                 effects.extend(out.effects.iter().copied());
                                                 // A transaction's lock step only asks.
-                                                if let Some(req) = req.filter(|_| {
+                                                if let Some((req, at)) = req.filter(|_| {
                                                     !matches!(cmd, Command::TxnLock { .. })
                                                 }) {
                                                     let a = answer.unwrap_or(&out);
-                                                    live.sessions.answers.record(req, a);
+                                                    live.sessions.answers.record(req, at, a);
                                                 }
                                                 Ok(out)
                                             }

@@ -25,7 +25,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::namespace::{ClientRequest, FsError, Outcome};
+use crate::namespace::{ClientRequest, FsError, Outcome, Time};
 
 /// Who proposed a command.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -79,10 +79,16 @@ struct SessionsV1 {
 }
 
 /// Most client slots whose answers one shard keeps. A slot's answers go when its next request
-/// reaches the shard (the client has the reply of the one before: RFC 8881 §2.10.6.1), so
-/// this bounds sessions × slots that changed this shard; past it the slot used longest ago
-/// goes. 4,096 is 64 sessions with every one of 64 slots busy on one shard.
+/// reaches the shard (the client has the reply of the one before: RFC 8881 §2.10.6.1), or
+/// `ANSWER_KEEP` after they were recorded, so this bounds the slots that changed this shard
+/// lately; past it the slot used longest ago goes. 4,096 is 64 clients with every one of 64
+/// slots busy on one shard.
 pub const MAX_SLOTS_KEPT: usize = 4096;
+
+/// How long an answer is kept: far past when a client sends a request again after its node
+/// died (a reconnect and a retransmission, or a hard mount's 60 s timeout), and it keeps
+/// every shard's table (written whole by each checkpoint) to what its clients did lately.
+pub const ANSWER_KEEP: std::time::Duration = std::time::Duration::from_secs(300);
 
 type SlotKey = ([u8; 16], u32);
 
@@ -90,8 +96,10 @@ type SlotKey = ([u8; 16], u32);
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 struct SlotAnswers {
     seqid: u32,
-    /// `Answers::clock` when last written: the age eviction goes by.
+    /// `Answers::clock` when last written: the order eviction goes by.
     used: u64,
+    /// When the last answer's request was proposed (`Command::Request::at`).
+    at: Time,
     ops: Vec<(u16, Outcome)>,
 }
 
@@ -114,14 +122,16 @@ impl Answers {
         s.ops.iter().find(|(op, _)| *op == req.op).map(|(_, o)| o)
     }
 
-    /// Keeps `out` as `req`'s answer; a newer request on the slot replaces what the slot had.
-    pub fn record(&mut self, req: &ClientRequest, out: &Outcome) {
+    /// Keeps `out` as the answer of `req`, proposed at `at`; a newer request on the slot
+    /// replaces what the slot had.
+    pub fn record(&mut self, req: &ClientRequest, at: Time, out: &Outcome) {
         let key = (req.session, req.slot);
         self.clock += 1;
         let clock = self.clock;
         let slot = self.by_slot.entry(key).or_insert(SlotAnswers {
             seqid: req.seqid,
             used: clock,
+            at,
             ops: Vec::new(),
         });
         if slot.seqid != req.seqid {
@@ -130,14 +140,22 @@ impl Answers {
         }
         self.by_age.remove(&slot.used);
         slot.used = clock;
+        slot.at = at;
         self.by_age.insert(clock, key);
         slot.ops.retain(|(op, _)| *op != req.op);
         slot.ops.push((req.op, out.clone()));
-        while self.by_slot.len() > MAX_SLOTS_KEPT {
-            let Some((_, oldest)) = self.by_age.pop_first() else {
+        // Oldest first; the times are the log's, so every replica drops the same.
+        while let Some((_, oldest)) = self.by_age.first_key_value() {
+            let stale = self
+                .by_slot
+                .get(oldest)
+                .is_none_or(|s| crate::namespace::txn::older_than(s.at, at, ANSWER_KEEP));
+            if !stale && self.by_slot.len() <= MAX_SLOTS_KEPT {
                 break;
-            };
-            self.by_slot.remove(&oldest);
+            }
+            if let Some((_, oldest)) = self.by_age.pop_first() {
+                self.by_slot.remove(&oldest);
+            }
         }
     }
 
@@ -381,6 +399,10 @@ mod tests {
         }
     }
 
+    fn now() -> Time {
+        Time::new(1_800_000_000, 0)
+    }
+
     fn created(ino: u64) -> Outcome {
         Outcome {
             created: true,
@@ -392,8 +414,8 @@ mod tests {
     #[test]
     fn a_client_request_keeps_its_answer_until_the_slot_moves_on() {
         let mut a = Answers::default();
-        a.record(&req(1, 0, 7, 2), &created(10));
-        a.record(&req(1, 0, 7, 4), &created(11));
+        a.record(&req(1, 0, 7, 2), now(), &created(10));
+        a.record(&req(1, 0, 7, 4), now(), &created(11));
         assert_eq!(a.answered(&req(1, 0, 7, 2)), Some(&created(10)));
         assert_eq!(a.answered(&req(1, 0, 7, 4)), Some(&created(11)));
         // Another operation, slot, session or sequence id is another request.
@@ -402,7 +424,7 @@ mod tests {
         assert_eq!(a.answered(&req(2, 0, 7, 2)), None);
         assert_eq!(a.answered(&req(1, 0, 6, 2)), None);
         // The slot's next request: the client has the answers before it.
-        a.record(&req(1, 0, 8, 2), &created(12));
+        a.record(&req(1, 0, 8, 2), now(), &created(12));
         assert_eq!(a.answered(&req(1, 0, 7, 2)), None);
         assert_eq!(a.answered(&req(1, 0, 7, 4)), None);
         assert_eq!(a.answered(&req(1, 0, 8, 2)), Some(&created(12)));
@@ -413,9 +435,9 @@ mod tests {
     fn client_slots_kept_are_bounded_oldest_first() {
         let mut a = Answers::default();
         for slot in 0..(MAX_SLOTS_KEPT as u32 + 5) {
-            a.record(&req(1, slot, 1, 0), &created(u64::from(slot)));
+            a.record(&req(1, slot, 1, 0), now(), &created(u64::from(slot)));
             // Slot 0 stays in use, so it is never the oldest.
-            a.record(&req(1, 0, slot + 1, 0), &created(0));
+            a.record(&req(1, 0, slot + 1, 0), now(), &created(0));
         }
         assert_eq!(a.slots(), MAX_SLOTS_KEPT);
         assert_eq!(a.by_age.len(), MAX_SLOTS_KEPT);
@@ -423,6 +445,27 @@ mod tests {
         let last = MAX_SLOTS_KEPT as u32 + 4;
         assert!(a.answered(&req(1, last, 1, 0)).is_some());
         assert!(a.answered(&req(1, 0, last + 1, 0)).is_some());
+    }
+
+    #[test]
+    fn answers_go_once_no_client_would_send_their_request_again() {
+        let mut a = Answers::default();
+        let t0 = now();
+        a.record(&req(1, 0, 1, 0), t0, &created(1));
+        a.record(&req(2, 0, 1, 0), t0, &created(2));
+        let later = |s: u64| Time::new(t0.secs + s as i64, 0);
+        a.record(&req(1, 0, 2, 0), later(ANSWER_KEEP.as_secs()), &created(3));
+        // Session 2's slot is as old as the keep, not older: kept.
+        assert!(a.answered(&req(2, 0, 1, 0)).is_some());
+        a.record(
+            &req(3, 0, 1, 0),
+            later(ANSWER_KEEP.as_secs() + 2),
+            &created(4),
+        );
+        assert!(a.answered(&req(2, 0, 1, 0)).is_none(), "past the keep");
+        assert!(a.answered(&req(1, 0, 2, 0)).is_some());
+        assert_eq!(a.slots(), 2);
+        assert_eq!(a.by_age.len(), 2);
     }
 
     #[test]
@@ -449,7 +492,7 @@ mod tests {
         let t = tag(3, 9, 1, 1);
         s.check(&t);
         s.record(&t, &Err(FsError::NotFound));
-        s.answers.record(&req(1, 2, 3, 4), &created(5));
+        s.answers.record(&req(1, 2, 3, 4), now(), &created(5));
         assert_eq!(Sessions::decode(&s.encode().unwrap()).unwrap(), s);
     }
 }

@@ -278,6 +278,7 @@ fn request(seqid: u32, cmd: Command) -> Command {
             seqid,
             op: 2,
         },
+        at: Time::now(),
         cmd: Box::new(cmd),
         answer: None,
     }
