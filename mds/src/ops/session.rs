@@ -270,6 +270,7 @@ pub fn sequence(
             request_len,
             conn: ctx.conn.id(),
             principal: ctx.user.uid,
+            minor: ctx.minor,
         },
     )?;
     if matches!(q.used, SlotUse::New) {
@@ -347,7 +348,7 @@ pub fn destroy_clientid(ctx: &mut Ctx<'_>, a: &DestroyClientidArgs) -> NfsResult
 pub fn bind_conn_to_session(ctx: &mut Ctx<'_>, a: &BindConnToSessionArgs) -> BindConnToSessionRes {
     ctx.mds
         .state
-        .adopt_if_unknown(&a.bctsa_sessid, ctx.user.uid);
+        .adopt_if_unknown(&a.bctsa_sessid, ctx.user.uid, ctx.minor);
     let conn = ctx.conn.clone();
     let r = ctx.mds.state.with_session(&a.bctsa_sessid, |s| {
         let back = matches!(

@@ -46,8 +46,9 @@ pub fn session_id(clientid: u64, cs_seq: u32, owner: &[u8]) -> SessionId {
 
 impl StateManager {
     /// Adopts session `id` if it is one of a dead node's clients that may reclaim here (see
-    /// the module); `principal` is who sent the request. Returns whether it did.
-    pub(super) fn adopt(&self, g: &mut Inner, id: &SessionId, principal: u32) -> bool {
+    /// the module); `principal` is who sent the request, `minor` its minor version (the
+    /// session's: Linux takes a callback only with its session's). Returns whether it did.
+    pub(super) fn adopt(&self, g: &mut Inner, id: &SessionId, principal: u32, minor: u32) -> bool {
         let mut client = [0u8; 8];
         client.copy_from_slice(&id[..8]);
         let clientid = u64::from_be_bytes(client);
@@ -135,7 +136,7 @@ impl StateManager {
                 wants_back_channel: false,
                 cb_seqid: 0,
                 cb_cred: proto::rpc::Auth::None,
-                minor: 1,
+                minor,
                 conns: Vec::new(),
                 drc_reserved: reserved,
                 drc_cached: 0,
@@ -187,6 +188,7 @@ mod tests {
             request_len: 100,
             conn: 9,
             principal: 0,
+            minor: 2,
         }
     }
 
@@ -205,6 +207,8 @@ mod tests {
         assert!(matches!(q.used, SlotUse::New));
         assert!(q.adopted && q.reclaim_needed);
         assert_eq!(q.highest_slot, ADOPTED_SLOTS - 1);
+        // Its callbacks carry the minor version the client uses on it.
+        assert_eq!(m.with_session(&id, |s| s.minor).unwrap(), 2);
         m.finish_slot(&id, 3, 41, None);
         // From then on the slot is sequenced as any other.
         assert_eq!(

@@ -205,6 +205,8 @@ pub struct SequenceQuery {
     pub conn: u64,
     /// Who sent it (the caller's uid): the principal of a client whose session is adopted.
     pub principal: u32,
+    /// The COMPOUND's minor version: an adopted session's, for its callbacks.
+    pub minor: u32,
 }
 
 /// What SEQUENCE found: the session's client, the slot's verdict and the channel's limits.
@@ -773,11 +775,12 @@ impl StateManager {
     }
 
     /// A dead node's session, as `sequence` adopts it, for what else may name it first
-    /// (BIND_CONN_TO_SESSION on a new connection); `principal`: who sent the request.
-    pub fn adopt_if_unknown(&self, id: &SessionId, principal: u32) {
+    /// (BIND_CONN_TO_SESSION on a new connection); `principal`: who sent the request, `minor`:
+    /// its COMPOUND's minor version.
+    pub fn adopt_if_unknown(&self, id: &SessionId, principal: u32, minor: u32) {
         let mut g = self.lock();
         if !g.sessions.contains_key(id) {
-            self.adopt(&mut g, id, principal);
+            self.adopt(&mut g, id, principal, minor);
         }
     }
 
@@ -788,7 +791,7 @@ impl StateManager {
     /// protection, which is all this server offers).
     pub fn sequence(&self, id: &SessionId, q: &SequenceQuery) -> NfsResult<Sequenced> {
         let mut g = self.lock();
-        if !g.sessions.contains_key(id) && !self.adopt(&mut g, id, q.principal) {
+        if !g.sessions.contains_key(id) && !self.adopt(&mut g, id, q.principal, q.minor) {
             return Err(NfsError::BadSession);
         }
         let s = g.sessions.get_mut(id).ok_or(NfsError::BadSession)?;
