@@ -18,7 +18,8 @@
 //!   until the courtesy bound (knfsd's is a day) for a client that is most likely gone;
 //! - `COURTESY_MAX` after its last renewal (knfsd's NFSD_COURTESY_CLIENT_TIMEOUT);
 //! - past `MAX_COURTESY_CLIENTS`, the longest silent go first (knfsd trims courtesy clients
-//!   when it has too many clients).
+//!   when it has too many clients);
+//! - at once while this node is cut off from the majority of MDS nodes (`crate::isolation`).
 use super::{Expired, Inner, State, StateKind, StateManager};
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
@@ -141,12 +142,16 @@ impl StateManager {
                 _ => {}
             }
         }
+        // Cut off from the majority, no conflicting request can reach this node to end a
+        // courtesy, and the others grant conflicting locks once their grace is over
+        // (`crate::isolation`): a lapsed client keeps nothing.
+        let vouching = self.quorum.vouching();
         let mut expire = Vec::new();
         let mut courtesy = Vec::new();
         for (&id, &idle) in &lapsed {
             let h = holds.get(&id).copied().unwrap_or_default();
             let twice = idle > lease * 2;
-            if h.orphan || idle > COURTESY_MAX || (twice && (!h.any || h.rw_layout)) {
+            if !vouching || h.orphan || idle > COURTESY_MAX || (twice && (!h.any || h.rw_layout)) {
                 expire.push(id);
             } else if h.any {
                 courtesy.push((idle, id));

@@ -191,6 +191,9 @@ pub struct StateManager {
     /// Woken when a conflict expired a courtesy client: the laundromat carries out what it
     /// left (`take_expired`) now rather than at its next tick.
     pub laundromat: tokio::sync::Notify,
+    /// Whether this node is in touch with a majority of MDS nodes: when not, it renews no
+    /// lease and keeps no courtesy client (`crate::isolation`).
+    pub quorum: crate::isolation::Quorum,
 }
 
 /// What SEQUENCE asks: the slot, and the request's size, operation count and connection.
@@ -288,6 +291,7 @@ impl StateManager {
             lease,
             returned: tokio::sync::Notify::new(),
             laundromat: tokio::sync::Notify::new(),
+            quorum: crate::isolation::Quorum::default(),
         }
     }
 
@@ -790,6 +794,11 @@ impl StateManager {
         let mut g = self.lock();
         if !g.sessions.contains_key(id) && !self.adopt(&mut g, id, q.principal) {
             return Err(NfsError::BadSession);
+        }
+        // Cut off from the majority: renewing the lease would vouch for locks the others
+        // may soon grant elsewhere. Before the slot is taken, so the retry is a new request.
+        if !self.quorum.vouching() {
+            return Err(NfsError::Delay);
         }
         let s = g.sessions.get_mut(id).ok_or(NfsError::BadSession)?;
         if q.nops > s.fore.max_ops as usize {
