@@ -616,7 +616,11 @@ impl StateManager {
                 .ok_or(NfsError::StaleClientId)?;
             c.cs_seq = c.cs_seq.wrapping_add(1);
             c.last_cs_reply = Some(reply);
-            c.renewed = Instant::now();
+            // A new session of a confirmed client needs no shard 0: cut off from the
+            // majority, it must not renew the lease either (`crate::isolation`).
+            if self.quorum.vouching() {
+                c.renewed = Instant::now();
+            }
             if c.confirmed {
                 None
             } else {
