@@ -97,6 +97,19 @@ impl Quorum {
         self.last_ok_ms.fetch_max(ms, Ordering::SeqCst);
     }
 
+    /// A watched node whose last contact is long past the bound (tests of what depends on it).
+    #[cfg(test)]
+    pub fn cut_off() -> Quorum {
+        let base = Instant::now()
+            .checked_sub(ISOLATED_AFTER * 3)
+            .unwrap_or_else(Instant::now);
+        Quorum {
+            base,
+            watched: AtomicBool::new(true),
+            last_ok_ms: AtomicU64::new(0),
+        }
+    }
+
     /// Whether this node vouches for its clients now.
     pub fn vouching(&self) -> bool {
         if !self.watched.load(Ordering::SeqCst) {
@@ -180,11 +193,7 @@ mod tests {
         q.watch();
         assert!(q.vouching());
         // A contact longer ago than the bound.
-        let q = Quorum {
-            base: Instant::now() - ISOLATED_AFTER * 3,
-            watched: AtomicBool::new(true),
-            last_ok_ms: AtomicU64::new(0),
-        };
+        let q = Quorum::cut_off();
         assert!(!q.vouching());
         q.confirmed(Instant::now());
         assert!(q.vouching());

@@ -1894,6 +1894,47 @@ mod tests {
     }
 
     #[test]
+    fn a_node_cut_off_from_the_majority_renews_no_lease_and_keeps_no_courtesy_client() {
+        let mut m = StateManager::new(
+            3,
+            Duration::ZERO,
+            Duration::ZERO,
+            ClientDb::default(),
+            BTreeSet::new(),
+        );
+        let c = confirmed(&m, b"cut");
+        let o = m.open(c, b"o", 9, OPEN4_SHARE_ACCESS_BOTH, 0).unwrap();
+        m.lock_new_owner(c, &o, b"l", 9, LockKind::Write, 0, 10)
+            .unwrap()
+            .unwrap();
+        m.quorum = crate::isolation::Quorum::cut_off();
+        let q = SequenceQuery {
+            slot: 0,
+            seqid: 1,
+            highest: 0,
+            nops: 2,
+            request_len: 100,
+            conn: 9,
+            principal: 0,
+        };
+        assert_eq!(
+            m.sequence(&[3; 16], &q).err(),
+            Some(NfsError::Delay),
+            "SEQUENCE renews nothing"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+        // Past its lease and holding a lock nobody asked for: expired all the same.
+        assert_eq!(m.sweep(&HashSet::new()), 1);
+        assert_eq!(m.check_clientid(c, 0), Err(NfsError::StaleClientId));
+        assert_eq!(
+            m.sequence(&[3; 16], &q).err(),
+            Some(NfsError::BadSession),
+            "its session went with it"
+        );
+        assert_eq!(m.take_expired().released, vec![9]);
+    }
+
+    #[test]
     fn a_courtesy_client_holding_an_unlinked_file_open_is_expired_by_the_sweep() {
         let m = StateManager::new(
             3,
