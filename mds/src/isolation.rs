@@ -10,10 +10,12 @@
 //! So every node with peers passes the read barrier of shard 0 (`raft::fresh`: the leader
 //! confirms its leadership with a heartbeat round to a majority, a follower gets the read
 //! index from the leader) every `CHECK_EVERY`. A node that has passed none that *began* in the
-//! last `ISOLATED_AFTER` stops vouching: SEQUENCE answers NFS4ERR_DELAY and renews no lease,
-//! and every client whose lease ran out is expired at once, whole (no courtesy: no conflicting
-//! request could reach this node to end one). The client then finds BADSESSION, starts over
-//! and gets NO_GRACE for its reclaims, as Linux does after a lease loss.
+//! last `ISOLATED_AFTER` stops vouching: SEQUENCE (and CREATE_SESSION) renews no lease,
+//! SEQUENCE answers NFS4ERR_DELAY, and every client holding locks whose lease ran out is
+//! expired at once, whole (no courtesy: no conflicting request could reach this node to end
+//! one). The client then finds BADSESSION, starts over and gets NO_GRACE for its reclaims, as
+//! Linux does after a lease loss. A client holding only opens or layouts (each node's own)
+//! stays a courtesy client and goes on once the cut heals.
 //!
 //! Why the bound is safe (a symmetric cut starting at T0). A barrier that passed talked to
 //! another node after it began (the follower to its leader, or the leader to a majority), so
@@ -144,7 +146,7 @@ pub async fn watch(mds: Arc<Mds>) {
                 tracing::warn!(
                     after = ?ISOLATED_AFTER,
                     "no majority of MDS nodes confirmed: renewing no lease, clients whose lease \
-                     runs out lose their state"
+                     runs out lose their locks"
                 );
             }
             was = now;
