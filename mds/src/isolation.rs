@@ -42,10 +42,16 @@ pub const CHECK_EVERY: Duration = Duration::from_secs(1);
 /// One barrier attempt gives up after this.
 pub const ROUND_TIMEOUT: Duration = Duration::from_secs(2);
 /// Longer than this without a barrier that passed (having begun within it), a node stops
-/// vouching for its clients. Long enough that an election of shard 0's leader in a healthy
-/// majority (openraft's election timeout is under a second here) does not trip it; even if
-/// it did, that costs a few DELAYs, since clients are expired only a whole lease later.
-pub const ISOLATED_AFTER: Duration = Duration::from_secs(5);
+/// vouching for its clients. Long enough that an election of shard 0's leader after its
+/// node died (election timeout 1.5-3 s after the last heartbeat, `raft::config`, then the
+/// vote and a barrier) does not trip it: at 5 s, a client connecting to a live node right
+/// after shard 0's leader was killed got DELAY (`metadata_cluster.rs`
+/// `a_dead_nodes_client_address_moves_and_its_clients_reclaim_there`). Were it tripped, that
+/// costs DELAYs only, since clients are expired a whole lease later.
+pub const ISOLATED_AFTER: Duration = Duration::from_secs(10);
+/// After a round that failed: sooner than `CHECK_EVERY`, so a node vouches again soon after
+/// shard 0 has a leader again.
+const RETRY_AFTER: Duration = Duration::from_millis(200);
 /// The longest from a lease running out, unvouched, to its client being expired: the watch
 /// sweeps after each round, and a round takes at most `ROUND_TIMEOUT` plus the pause.
 pub const SWEEP_LAG: Duration = Duration::from_secs(3);
@@ -59,7 +65,7 @@ pub fn vouches(silent: Duration) -> bool {
 
 /// How long the arbiter leaves a file to reclaims once a node cannot be asked: the configured
 /// grace, but never less than a cut-off node takes to expire its clients (see the module
-/// comment), so `mds.grace` shorter than lease + 9 s is lengthened here rather than refused.
+/// comment), so `mds.grace` shorter than lease + 14 s is lengthened here rather than refused.
 pub fn lock_grace(lease: Duration, grace: Duration) -> Duration {
     grace.max(lease + ISOLATED_AFTER + SWEEP_LAG + MARGIN)
 }
@@ -154,7 +160,7 @@ pub async fn watch(mds: Arc<Mds>) {
         if !now && mds.state.sweep(&HashSet::new()) > 0 {
             mds.state.laundromat.notify_one();
         }
-        tokio::time::sleep(CHECK_EVERY).await;
+        tokio::time::sleep(if passed { CHECK_EVERY } else { RETRY_AFTER }).await;
     }
 }
 
