@@ -28,7 +28,10 @@
 //! watched and this changes nothing.
 //!
 //! Not covered: an asymmetric cut in which this node still reaches a majority but the arbiter
-//! cannot reach it (the arbiter's miss then says nothing about this node's barrier).
+//! cannot reach it (the arbiter's miss then says nothing about this node's barrier); nor a
+//! node the arbiter missed once (a slow answer) while it stayed in the majority: when the
+//! arbiter's wait on that file ends with no decision in it, `FileView::unsure` forgets the
+//! missing node and its locks there are not gathered again until a new term.
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
