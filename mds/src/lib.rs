@@ -11,6 +11,7 @@ pub mod error;
 pub mod export;
 pub mod failpoint;
 pub mod fh;
+pub mod isolation;
 pub mod locking;
 mod metered;
 pub mod namespace;
@@ -664,6 +665,9 @@ impl Server {
             tokio::spawn(carry_out_effects(Arc::downgrade(&mds), effects_rx)),
         ]);
         tasks.push(tokio::spawn(laundromat(mds.clone())));
+        if mds.ns.peers().is_some() {
+            tasks.push(tokio::spawn(isolation::watch(mds.clone())));
+        }
         if cfg.members.is_some() {
             // The root is made once shard 0 has a leader, which needs the other nodes to hear
             // this one: answered from now on by the accept loop above.

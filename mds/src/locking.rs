@@ -11,14 +11,16 @@
 //! - confirms a conflict with the node holding it before denying (its view may hold locks
 //!   released since);
 //! - counts a node that cannot be asked as gone after a grace period, in which only reclaims
-//!   are granted on that file (that node's clients reclaim where its address moved).
+//!   are granted on that file (that node's clients reclaim where its address moved); the
+//!   period is at least what a node cut off from the majority takes to expire its clients
+//!   (`crate::isolation::lock_grace`), so they have lost their locks before the arbiter
+//!   grants conflicting ones.
 //!
 //! One node (no peers): none of this runs; locks are the `StateManager`'s alone.
 //!
-//! Not covered: a node cut off from the others keeps its clients' locks while the rest may
-//! grant conflicting ones after the grace period (it would have to expire its clients once it
-//! cannot reach a majority); READ and WRITE through the MDS check only this node's locks;
-//! share reservations (OPEN deny modes) are each node's own.
+//! Not covered: a node the arbiter cannot reach while it still reaches a majority itself (an
+//! asymmetric cut) keeps its clients' locks; READ and WRITE through the MDS check only this
+//! node's locks; share reservations (OPEN deny modes) are each node's own.
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, Weak};
@@ -178,6 +180,11 @@ fn held_here(mds: &Mds, ino: u64, probe: Option<&Range>) -> Vec<Range> {
     v
 }
 
+/// How long a file stays to reclaims once a node holding locks there cannot be asked.
+fn unsure_for(mds: &Mds) -> Duration {
+    crate::isolation::lock_grace(mds.state.lease, mds.grace)
+}
+
 /// Whether locks need the arbiter: only with other MDS nodes.
 pub fn across_nodes(mds: &Mds) -> bool {
     mds.ns.peers().is_some()
@@ -329,7 +336,7 @@ async fn decide(mds: &Mds, from: u64, call: LockCall) -> LockAnswer {
         for (&n, a) in others.iter().zip(answers) {
             match a {
                 Some(held) => v.replace(n, held),
-                None => v.missed(n, Instant::now(), mds.grace),
+                None => v.missed(n, Instant::now(), unsure_for(mds)),
             }
         }
         v.gathered = true;
@@ -354,7 +361,7 @@ async fn decide(mds: &Mds, from: u64, call: LockCall) -> LockAnswer {
                 confirmed.push(n);
                 match ask_held(mds, n, call.ino, &want).await {
                     Some(held) => v.replace(n, held),
-                    None => v.missed(n, Instant::now(), mds.grace),
+                    None => v.missed(n, Instant::now(), unsure_for(mds)),
                 }
             }
             Verdict::Unsure => return LockAnswer::Grace,

@@ -29,6 +29,7 @@ mod fuse_mount;
 mod ganesha;
 mod gateway_v3;
 mod hostile_connections;
+mod isolated_locks;
 mod mds_faults;
 mod mds_membership;
 mod metadata_cluster;

@@ -103,7 +103,7 @@ fn decode(key: &str, bytes: &[u8]) -> Value {
 }
 
 /// A `cfs server` in a namespace; killed -9 by PID on drop.
-struct Proc {
+pub(crate) struct Proc {
     name: String,
     ns: usize,
     config: PathBuf,
@@ -113,7 +113,7 @@ struct Proc {
 }
 
 impl Proc {
-    fn start(&mut self, net: &Netns) {
+    pub(crate) fn start(&mut self, net: &Netns) {
         self.starts += 1;
         let log =
             std::fs::File::create(self.dir.join(format!("{}-{}.log", self.name, self.starts)))
@@ -138,12 +138,12 @@ impl Proc {
     }
 }
 
-fn mds_addr(net: &Netns, i: usize) -> SocketAddr {
+pub(crate) fn mds_addr(net: &Netns, i: usize) -> SocketAddr {
     SocketAddr::from((net.addr(i), MDS_PORT))
 }
 
 /// Config files for the MDS nodes and data servers, and the processes (not started).
-fn configure(net: &Netns, dir: &Path) -> (Vec<Proc>, Vec<Proc>) {
+pub(crate) fn configure(net: &Netns, dir: &Path) -> (Vec<Proc>, Vec<Proc>) {
     let secret = dir.join("secret");
     std::fs::write(&secret, "mds fault test secret 7\n").expect("secret");
     let peers: Vec<String> = (0..MDS)
@@ -198,7 +198,7 @@ fn configure(net: &Netns, dir: &Path) -> (Vec<Proc>, Vec<Proc>) {
     (mds, ds)
 }
 
-fn client_config(addr: SocketAddr, pnfs: bool) -> ClientConfig {
+pub(crate) fn client_config(addr: SocketAddr, pnfs: bool) -> ClientConfig {
     let mut cfg = ClientConfig::new(addr);
     cfg.pnfs = pnfs;
     cfg.timeout = Duration::from_secs(4);
@@ -488,7 +488,7 @@ impl Worker {
 }
 
 /// Waits until `addr` accepts connections.
-fn wait_listening(addr: SocketAddr, what: &str) {
+pub(crate) fn wait_listening(addr: SocketAddr, what: &str) {
     let t = Instant::now();
     while TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
         assert!(
@@ -500,7 +500,7 @@ fn wait_listening(addr: SocketAddr, what: &str) {
 }
 
 /// Runs `f` until it returns Ok, for at most `limit`.
-async fn retry<T, F, Fut>(limit: Duration, what: &str, mut f: F) -> T
+pub(crate) async fn retry<T, F, Fut>(limit: Duration, what: &str, mut f: F) -> T
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Result<T, String>>,

@@ -191,6 +191,9 @@ pub struct StateManager {
     /// Woken when a conflict expired a courtesy client: the laundromat carries out what it
     /// left (`take_expired`) now rather than at its next tick.
     pub laundromat: tokio::sync::Notify,
+    /// Whether this node is in touch with a majority of MDS nodes: when not, it renews no
+    /// lease and keeps no courtesy client (`crate::isolation`).
+    pub quorum: crate::isolation::Quorum,
 }
 
 /// What SEQUENCE asks: the slot, and the request's size, operation count and connection.
@@ -290,6 +293,7 @@ impl StateManager {
             lease,
             returned: tokio::sync::Notify::new(),
             laundromat: tokio::sync::Notify::new(),
+            quorum: crate::isolation::Quorum::default(),
         }
     }
 
@@ -614,7 +618,11 @@ impl StateManager {
                 .ok_or(NfsError::StaleClientId)?;
             c.cs_seq = c.cs_seq.wrapping_add(1);
             c.last_cs_reply = Some(reply);
-            c.renewed = Instant::now();
+            // A new session of a confirmed client needs no shard 0: cut off from the
+            // majority, it must not renew the lease either (`crate::isolation`).
+            if self.quorum.vouching() {
+                c.renewed = Instant::now();
+            }
             if c.confirmed {
                 None
             } else {
@@ -793,6 +801,11 @@ impl StateManager {
         let mut g = self.lock();
         if !g.sessions.contains_key(id) && !self.adopt(&mut g, id, q.principal, q.minor) {
             return Err(NfsError::BadSession);
+        }
+        // Cut off from the majority: renewing the lease would vouch for locks the others
+        // may soon grant elsewhere. Before the slot is taken, so the retry is a new request.
+        if !self.quorum.vouching() {
+            return Err(NfsError::Delay);
         }
         let s = g.sessions.get_mut(id).ok_or(NfsError::BadSession)?;
         if q.nops > s.fore.max_ops as usize {
@@ -1881,6 +1894,52 @@ mod tests {
         assert!(!m.file_in_use(9));
         let e = m.take_expired();
         assert_eq!((e.clients, e.released), (1, vec![9]));
+    }
+
+    #[test]
+    fn a_node_cut_off_from_the_majority_renews_no_lease_and_keeps_no_courtesy_client() {
+        let mut m = StateManager::new(
+            3,
+            Duration::ZERO,
+            Duration::ZERO,
+            ClientDb::default(),
+            BTreeSet::new(),
+        );
+        let c = confirmed(&m, b"cut");
+        let o = m.open(c, b"o", 9, OPEN4_SHARE_ACCESS_BOTH, 0).unwrap();
+        m.lock_new_owner(c, &o, b"l", 9, LockKind::Write, 0, 10)
+            .unwrap()
+            .unwrap();
+        let opener = confirmed(&m, b"opener");
+        m.open(opener, b"o", 10, OPEN4_SHARE_ACCESS_BOTH, 0)
+            .unwrap();
+        m.quorum = crate::isolation::Quorum::cut_off();
+        let q = SequenceQuery {
+            slot: 0,
+            seqid: 1,
+            highest: 0,
+            nops: 2,
+            request_len: 100,
+            conn: 9,
+            principal: 0,
+        };
+        assert_eq!(
+            m.sequence(&[3; 16], &q).err(),
+            Some(NfsError::Delay),
+            "SEQUENCE renews nothing"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+        // Past its lease and holding a lock nobody asked for: expired all the same. A
+        // client holding only an open (no other node arbitrates those) stays a courtesy one.
+        assert_eq!(m.sweep(&HashSet::new()), 1);
+        assert_eq!(m.check_clientid(c, 0), Err(NfsError::StaleClientId));
+        assert_eq!(m.check_clientid(opener, 0), Ok(()));
+        assert_eq!(
+            m.sequence(&[3; 16], &q).err(),
+            Some(NfsError::BadSession),
+            "its session went with it"
+        );
+        assert_eq!(m.take_expired().released, vec![9]);
     }
 
     #[test]
