@@ -1922,6 +1922,7 @@ mod tests {
             request_len: 100,
             conn: 9,
             principal: 0,
+            minor: 1,
         };
         assert_eq!(
             m.sequence(&[3; 16], &q).err(),
