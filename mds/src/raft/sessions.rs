@@ -234,12 +234,14 @@ impl Sessions {
     pub fn decode(bytes: &[u8]) -> std::result::Result<Sessions, FsError> {
         match postcard::from_bytes(bytes) {
             Ok(s) => Ok(s),
-            Err(e) => match postcard::from_bytes::<SessionsV1>(bytes) {
-                Ok(v1) => Ok(Sessions {
+            // Whole, or it is not the old format: a damaged table is never read as an old
+            // one with its answers dropped.
+            Err(e) => match postcard::take_from_bytes::<SessionsV1>(bytes) {
+                Ok((v1, [])) => Ok(Sessions {
                     by_origin: v1.by_origin,
                     answers: Answers::default(),
                 }),
-                Err(_) => Err(FsError::Corrupt(format!("sessions: {e}"))),
+                _ => Err(FsError::Corrupt(format!("sessions: {e}"))),
             },
         }
     }
@@ -484,6 +486,10 @@ mod tests {
         .unwrap();
         assert_eq!(Sessions::decode(&old).unwrap(), s);
         assert!(Sessions::decode(&[0xff, 0xff]).is_err());
+        // A current table cut short in its answers is damaged, not an old one.
+        s.answers.record(&req(1, 2, 3, 4), now(), &created(5));
+        let whole = s.encode().unwrap();
+        assert!(Sessions::decode(&whole[..whole.len() - 3]).is_err());
     }
 
     #[test]
