@@ -220,7 +220,10 @@ fn metadata_lines(md: &serde_json::Map<String, Value>) -> String {
             None | Some("member") => String::new(),
             Some(st) => format!(" [{st}]"),
         };
-        led.push(format!("node {id}{at}{this}{state} leads {count}"));
+        let votes = n["voter_of"].as_u64().unwrap_or(0);
+        led.push(format!(
+            "node {id}{at}{this}{state} leads {count}, votes in {votes}"
+        ));
     }
     let max_term = shards
         .iter()
@@ -247,8 +250,9 @@ fn metadata_lines(md: &serde_json::Map<String, Value>) -> String {
             serving.join(", ")
         ));
     }
-    // Membership per shard, when it is not every node a voter of every shard (a join or a
-    // drain under way): the shards grouped by their voters and learners.
+    // Membership per shard, when a shard does not hold every node (a join or a drain under
+    // way) or when not every node votes everywhere (more nodes than a shard's voters): the
+    // shards grouped by their voters and learners.
     let all: Vec<u64> = nodes.iter().filter_map(|n| n["id"].as_u64()).collect();
     let mut groups: std::collections::BTreeMap<(String, String), Vec<String>> = Default::default();
     for s in &shards {
@@ -270,9 +274,13 @@ fn metadata_lines(md: &serde_json::Map<String, Value>) -> String {
             .push(s["shard"].to_string());
     }
     for ((voters, learners), list) in &groups {
+        // 256 shards over a few nodes: a group can hold dozens; name a few and count the rest.
+        let named = match list.len() {
+            0..=8 => list.join(","),
+            n => format!("{} and {} more", list[..6].join(","), n - 6),
+        };
         out.push_str(&format!(
-            "     shards {}: voters {voters}{}\n",
-            list.join(","),
+            "     shards {named}: voters {voters}{}\n",
             if learners.is_empty() {
                 String::new()
             } else {

@@ -206,6 +206,10 @@ pub struct ClusterFileConfig {
     /// mds role, multi-node metadata: every MDS node as "ID=HOST:PORT" (its NFS address), the
     /// same list on every node; three or more. Every shard is a Raft group over all of them.
     pub metadata_nodes: Option<Vec<String>>,
+    /// mds role, multi-node metadata: seconds a metadata node may be down before its voter
+    /// roles go to live nodes that hold the same shards as learners (each shard has three
+    /// voters; the others follow as learners); 0: never. Default 60.
+    pub mds_replace_after_seconds: Option<u64>,
     /// mds role, multi-node metadata: the client address of each node as "ID=HOST:PORT", the
     /// same list on every node. A node serves its own; when a node dies, the live node with
     /// the lowest id takes its address over, so its clients reconnect to the same address and

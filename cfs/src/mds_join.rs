@@ -91,6 +91,7 @@ pub fn resume(
         nodes: j.nodes,
         secret: secret.clone(),
         joined: Some(j.shards),
+        replace_after: None,
     }))
 }
 
@@ -122,13 +123,14 @@ pub async fn join(
         node = j.node_id,
         %seed,
         shards = j.shards,
-        "joined the metadata service; becoming a voter of every shard"
+        "joined the metadata service; every shard takes it in as a learner, then moves voter roles onto it"
     );
     Ok(mds::raft::network::Members {
         me: j.node_id,
         nodes: j.nodes,
         secret: secret.clone(),
         joined: Some(j.shards),
+        replace_after: None,
     })
 }
 

@@ -9,6 +9,10 @@ use std::time::SystemTime;
 use crate::config::{self, ConfigError, FileConfig, Roles};
 use crate::ClusterFlags;
 
+/// `[cluster] mds_replace_after_seconds` by default: long enough for a restart or an
+/// upgrade, short against the time a second failure takes.
+const DEFAULT_MDS_REPLACE_AFTER: u64 = 60;
+
 /// Everything `cfs server` will do, decided before it does any of it.
 pub struct Settings {
     pub roles: Roles,
@@ -36,6 +40,8 @@ pub struct Settings {
     pub file: FileConfig,
     /// mds role, multi-node metadata: the MDS nodes.
     pub members: Option<mds::raft::network::Members>,
+    /// `[cluster] mds_replace_after_seconds`: `None` for never.
+    pub mds_replace_after: Option<std::time::Duration>,
     /// `[cluster] client_addresses`, by node id.
     pub client_addresses: std::collections::BTreeMap<u64, SocketAddr>,
     /// `cfs server join`: the seed to ask, unless the data directory already joined.
@@ -182,6 +188,11 @@ pub fn resolve(a: &ServerArgs) -> Result<Settings, ConfigError> {
         chunk_size: fc.chunk_size,
         encode_after_seconds: fc.encode_after_seconds,
         lost_after_seconds: fc.lost_after_seconds,
+        mds_replace_after: match fc.mds_replace_after_seconds {
+            None => Some(std::time::Duration::from_secs(DEFAULT_MDS_REPLACE_AFTER)),
+            Some(0) => None,
+            Some(s) => Some(std::time::Duration::from_secs(s)),
+        },
         scrub: ds::ScrubConfig::from_settings(
             fc.scrub_every_seconds,
             fc.scrub_mib_per_second,
@@ -315,6 +326,7 @@ fn metadata_members(
         nodes,
         secret,
         joined: None,
+        replace_after: None,
     }))
 }
 
@@ -604,6 +616,9 @@ pub async fn run(a: ServerArgs, check_only: bool) -> Result<(), Box<dyn std::err
                 None => None,
             },
         };
+    }
+    if let Some(m) = s.members.as_mut() {
+        m.replace_after = s.mds_replace_after;
     }
     let mut mds_server = None;
     if s.roles.mds {

@@ -143,9 +143,13 @@ fn metadata_status(ns: &mds::namespace::Namespace) -> Value {
     let nodes: Vec<Value> = match ns.peers() {
         Some(_) => mds::raft::members::node_states(ns)
             .into_iter()
-            .map(|(id, (state, at))| json!({ "id": id, "address": at, "state": state }))
+            .map(|(id, n)| {
+                json!({ "id": id, "address": n.addr, "state": n.state, "voter_of": n.votes })
+            })
             .collect(),
-        None => vec![json!({ "id": ns.node_id(), "state": "member" })],
+        None => vec![
+            json!({ "id": ns.node_id(), "state": "member", "voter_of": ns.shard_count() }),
+        ],
     };
     let members: std::collections::BTreeMap<u16, mds::raft::members::ShardMembers> =
         match ns.peers() {

@@ -1,7 +1,9 @@
 //! Membership changes of the metadata service with real processes: three MDS nodes and a data
 //! server, files written through node 1; a 4th node joins with the token and a seed
-//! (`cfs server join`), becomes a voter of every shard and serves every file; the service
-//! survives a kill -9 of an original node with the 4th; a live node is drained (it stops, the
+//! (`cfs server join`), becomes a member of every shard with its even share of the voter
+//! roles (every shard keeps three voters) and serves every file; the service survives a kill
+//! -9 of an original node with the 4th, and the dead node's voter roles go to the live nodes
+//! once it has been down for `mds_replace_after_seconds`; a live node is drained (it stops, the
 //! status no longer lists it, the rest keep working), a drain that would leave too few nodes up
 //! is refused, and the joined node restarts as itself. A wrong token is refused.
 use crate::common;
@@ -155,18 +157,53 @@ fn until_status(
     }
 }
 
-fn voter_everywhere(v: &serde_json::Value, id: u64) -> bool {
+/// A shard's voters (or learners) as ids.
+fn ids(s: &serde_json::Value, key: &str) -> Vec<u64> {
+    s[key]
+        .as_array()
+        .map(|a| a.iter().filter_map(|x| x.as_u64()).collect())
+        .unwrap_or_default()
+}
+
+/// Node `id` is a member of every shard, every shard has three voters, and the voter roles
+/// are spread evenly over `nodes` (each votes in as many shards as any other, give or take
+/// one).
+fn placed_evenly(v: &serde_json::Value, id: u64, nodes: &[u64]) -> bool {
     let md = &v["mds"]["metadata"];
     let shards = md["shards"].as_array().cloned().unwrap_or_default();
+    let mut votes: std::collections::BTreeMap<u64, usize> = nodes.iter().map(|n| (*n, 0)).collect();
+    for s in &shards {
+        for v in ids(s, "voters") {
+            *votes.entry(v).or_default() += 1;
+        }
+    }
+    let (lo, hi) = (
+        votes.values().min().copied().unwrap_or(0),
+        votes.values().max().copied().unwrap_or(0),
+    );
     !shards.is_empty()
         && shards.iter().all(|s| {
-            s["voters"]
-                .as_array()
-                .is_some_and(|a| a.iter().any(|x| x.as_u64() == Some(id)))
+            ids(s, "voters").len() == 3
+                && (ids(s, "voters").contains(&id) || ids(s, "learners").contains(&id))
         })
+        && votes.len() == nodes.len()
+        && hi - lo <= 1
         && md["nodes"]
             .as_array()
             .is_some_and(|n| n.iter().any(|n| n["id"] == id && n["state"] == "member"))
+}
+
+/// Every shard has three voters, none of them `dead`.
+fn votes_without(v: &serde_json::Value, dead: u64) -> bool {
+    let shards = v["mds"]["metadata"]["shards"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    !shards.is_empty()
+        && shards.iter().all(|s| {
+            let voters = ids(s, "voters");
+            voters.len() == 3 && !voters.contains(&dead)
+        })
 }
 
 fn listed(v: &serde_json::Value, id: u64) -> bool {
@@ -288,7 +325,7 @@ fn a_node_joins_with_the_token_serves_everything_and_a_node_is_drained() {
                 "data = {data:?}\nlisten = \"{listen}\"\nroles = [\"mds\"]\nlease_seconds = 5\n\
                  grace_seconds = 5\n[admin]\nlisten = \"127.0.0.1:0\"\n[cluster]\n\
                  secret_file = {secret:?}\nnode_id = {id}\nmetadata_nodes = {all:?}\n\
-                 [[export]]\npath = \"/\"\n",
+                 mds_replace_after_seconds = 5\n[[export]]\npath = \"/\"\n",
                 data = p.dir.join("data"),
                 id = i + 1,
             ),
@@ -393,7 +430,7 @@ fn a_node_joins_with_the_token_serves_everything_and_a_node_is_drained() {
         format!(
             "data = {data:?}\nlisten = \"{listen}\"\nroles = [\"mds\"]\nlease_seconds = 5\n\
              grace_seconds = 5\n[admin]\nlisten = \"127.0.0.1:0\"\n[cluster]\n\
-             secret_file = {secret:?}\n[[export]]\npath = \"/\"\n",
+             secret_file = {secret:?}\nmds_replace_after_seconds = 5\n[[export]]\npath = \"/\"\n",
             data = n4.dir.join("data"),
             listen = mds_addr[3],
         ),
@@ -412,23 +449,30 @@ fn a_node_joins_with_the_token_serves_everything_and_a_node_is_drained() {
     let joined_at = Instant::now();
     n4.start();
     wait_listening(mds_addr[3], &n4);
+    let four = [1, 2, 3, 4];
     let v = until_status(
         t,
         &mds[0],
-        "node 4 a voter of every shard",
+        "node 4 a member of every shard with its share of the voters",
         Duration::from_secs(120),
-        |v| voter_everywhere(v, 4),
+        |v| placed_evenly(v, 4, &four),
     );
     eprintln!(
-        "node 4 a voter of all {} shards {:?} after its start",
+        "node 4 a member of all {} shards, voting in {}, {:?} after its start",
         v["mds"]["metadata"]["shards"]
             .as_array()
             .map_or(0, Vec::len),
+        v["mds"]["metadata"]["nodes"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|n| n["id"] == 4)
+            .map_or(serde_json::Value::Null, |n| n["voter_of"].clone()),
         joined_at.elapsed()
     );
     // Node 4 sees itself the same way, and serves every file.
     until_status(t, &n4, "node 4's own view", Duration::from_secs(30), |v| {
-        voter_everywhere(v, 4) && v["mds"]["metadata"]["node"] == 4
+        placed_evenly(v, 4, &four) && v["mds"]["metadata"]["node"] == 4
     });
     check_files(&rt, mds_addr[3], &files, "node 4");
 
@@ -445,9 +489,23 @@ fn a_node_joins_with_the_token_serves_everything_and_a_node_is_drained() {
     files.push(after);
     check_files(&rt, mds_addr[2], &files, "node 3 after the kill");
     check_files(&rt, mds_addr[3], &files, "node 4 after the kill");
+    // Down for longer than `mds_replace_after_seconds`, node 1 votes nowhere: every shard is
+    // back to three live voters.
+    let killed_at = Instant::now();
+    until_status(
+        t,
+        &mds[1],
+        "node 1's voter roles on live nodes",
+        Duration::from_secs(90),
+        |v| votes_without(v, 1),
+    );
+    eprintln!(
+        "node 1's voter roles moved {:?} after its kill",
+        killed_at.elapsed()
+    );
 
     // Drain live node 3 through node 2: it stops with a clear message, the status no longer
-    // lists it, and nodes 2 and 4 (of voters 1, 2, 4) keep working.
+    // lists it, and nodes 2 and 4 (each shard's third voter is node 1, down) keep working.
     let o = cfs(
         t,
         &[

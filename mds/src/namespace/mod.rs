@@ -560,7 +560,9 @@ impl Namespace {
         Ok(())
     }
 
-    /// A multi-node cluster: every shard's voters are all the nodes. A new shard is
+    /// A multi-node cluster: every shard's voters are all the nodes at first; shard 0's
+    /// leader then brings each shard down to `placement::REPLICAS` voters, the others
+    /// learners (`members::drive_placement`). A new shard is
     /// initialized (membership at log index 0, then an election) by its preferred node only
     /// (shard number modulo the node count): the others have no membership yet and cannot
     /// stand, so that node becomes its first leader and the leaders are spread evenly. (openraft
@@ -581,14 +583,11 @@ impl Namespace {
             return Err(FsError::Invalid);
         }
         if m.joined.is_some() {
-            // Its shards' memberships, state and root come from their leaders.
+            // Its shards' memberships, state and root come from their leaders; shard 0's
+            // leader makes it a member of every shard (`members::drive_placement`).
             self.watch_leadership();
             self.start_txn_recovery();
             self.follow_members();
-            let promote = crate::raft::members::promote_me(self);
-            if let Ok(mut t) = self.inner.leadership.lock() {
-                t.push(promote);
-            }
             return Ok(());
         }
         let ids: Vec<u64> = members.keys().copied().collect();
@@ -649,8 +648,10 @@ impl Namespace {
     fn follow_members(&self) {
         if let Some(p) = &self.inner.peers {
             let t = crate::raft::members::follow(self, p.clone());
+            let place = crate::raft::members::drive_placement(self);
             if let Ok(mut tasks) = self.inner.leadership.lock() {
                 tasks.push(t);
+                tasks.push(place);
             }
         }
     }

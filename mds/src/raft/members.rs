@@ -4,17 +4,15 @@
 //! The node set is openraft's own replicated state: every shard's membership (voters and
 //! learners, each with its NFS address as `BasicNode::addr`) is a log entry of that shard, kept
 //! in its snapshots, so a restarted node has it from its log before it hears from anyone.
-//! Shard 0's membership is the service's node set: a join adds the node there first (as a
-//! learner, which reserves its id) and promotes it there last; a drain removes it there last.
-//! So a learner of shard 0 is joining, a voter of shard 0 missing from another shard is being
-//! drained, and every node's address book (`Peers`) is the union of its shards' memberships
-//! (`follow`).
-//!
-//! Every node is a voter of every shard: a 4th or 5th node buys fault tolerance (5 voters
-//! survive 2 failures), not load (every node still applies every shard's commands). Replica
-//! sets smaller than the node set would spread the load, but then a node would hold only some
-//! shards, and reads of the others (which are served from the local replica today) would have
-//! to be forwarded to a node that holds them.
+//! Shard 0's membership (voters and learners) is the service's node set, and every member
+//! holds every shard, as one of its `placement::REPLICAS` voters or as a learner (see
+//! `placement` for why learners, and what they do not buy). A join adds the node to shard 0
+//! first (a learner, which reserves its id); shard 0's leader then makes it a learner of every
+//! other shard and moves voter roles onto it (`drive_placement`). A drain removes the node from
+//! shard 0 first (a voter there hands its place to a learner) and then from every other shard.
+//! So a node in shard 0 missing from another shard is joining, one missing from shard 0 but
+//! still in another is being drained, and every node's address book (`Peers`) is the union of
+//! its shards' memberships (`follow`).
 //!
 //! The join token is the cluster secret itself (`cfs server join`): a joined node needs the
 //! secret anyway (it MACs its peer calls, checks data servers' heartbeats and derives the same
@@ -74,11 +72,15 @@ pub struct JoinReply {
 /// `PEERPROC_MEMBERSHIP`'s argument.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum Change {
-    /// Make node `id` (at `addr`) a learner if it is not one, wait for it to catch up, then a
-    /// voter.
-    Promote { id: u64, addr: String },
-    /// Take node `id` out of the shard (voter or learner).
+    /// Take node `id` out of the shard (voter or learner). A voter first hands its place to
+    /// a learner of the node set, the one voting least, so the shard keeps its voter count.
     Remove { id: u64 },
+    /// Shard 0's leader's plan for the shard: every node of the node set (`nodes`, with their
+    /// addresses) a member, exactly `voters` voting (the others learners), and no one else.
+    Place {
+        voters: BTreeSet<u64>,
+        nodes: Vec<(u64, String)>,
+    },
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -257,7 +259,7 @@ async fn change_here(
     let peers = ns.peers().ok_or(MembershipError::Solo)?;
     let raft = ns.raft_of(shard).ok_or(MembershipError::Solo)?;
     match raft.current_leader().await {
-        Some(l) if l == ns.node_id() => apply(&raft, shard, change).await,
+        Some(l) if l == ns.node_id() => apply(ns, &raft, shard, change).await,
         Some(l) if !forwarded => {
             let body = encode(&ChangeRequest {
                 change,
@@ -274,6 +276,7 @@ async fn change_here(
 
 /// On the shard's leader.
 async fn apply(
+    ns: &Namespace,
     raft: &super::types::Raft,
     shard: ShardId,
     change: Change,
@@ -284,45 +287,109 @@ async fn apply(
     };
     let m = membership(raft);
     match change {
-        Change::Promote { id, addr } => {
-            if m.voter_ids().any(|v| v == id) {
-                return Ok(());
-            }
-            // Blocking: returns once the learner's log has caught up with the leader's (a
-            // snapshot first if it is too far behind), so the promotion does not stall writes
-            // waiting for a replica that is still copying.
-            let caught_up =
-                tokio::time::timeout(CATCH_UP, raft.add_learner(id, BasicNode::new(addr), true))
-                    .await;
-            match caught_up {
-                Ok(r) => {
-                    r.map_err(|e| err(&e))?;
-                }
-                Err(_) => return Err(err(&"the learner did not catch up in time")),
-            }
-            raft.change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([id])), false)
-                .await
-                .map_err(|e| err(&e))?;
-            tracing::info!(node = id, %shard, "MDS node is a voter of the shard");
-            Ok(())
-        }
         Change::Remove { id } => {
             if m.get_node(&id).is_none() {
                 return Ok(());
             }
-            let change = if m.voter_ids().any(|v| v == id) {
-                ChangeMembers::RemoveVoters(BTreeSet::from([id]))
+            let voters: BTreeSet<u64> = m.voter_ids().collect();
+            let change = if voters.contains(&id) {
+                match stand_in(ns, &m, id) {
+                    Some(next) => {
+                        let mut v = voters.clone();
+                        v.remove(&id);
+                        v.insert(next);
+                        tracing::info!(node = id, %shard, by = next, "voter replaced");
+                        ChangeMembers::ReplaceAllVoters(v)
+                    }
+                    None => ChangeMembers::RemoveVoters(BTreeSet::from([id])),
+                }
             } else {
                 ChangeMembers::RemoveNodes(BTreeSet::from([id]))
             };
             // A leader that removes itself commits the change, then steps down (openraft).
+            // `retain: false`: a removed voter leaves the shard altogether.
             raft.change_membership(change, false)
                 .await
                 .map_err(|e| err(&e))?;
             tracing::info!(node = id, %shard, "MDS node removed from the shard");
             Ok(())
         }
+        Change::Place { voters, nodes } => {
+            let known: BTreeMap<u64, String> = nodes.into_iter().collect();
+            if voters.is_empty() || !voters.iter().all(|v| known.contains_key(v)) {
+                return Err(err(&"a placement whose voters are not all in its node set"));
+            }
+            for (id, addr) in &known {
+                if m.get_node(id).is_some() {
+                    continue;
+                }
+                if voters.contains(id) {
+                    learn(raft, shard, *id, addr.clone()).await?;
+                } else {
+                    // Not voting yet: no need to wait for it (a node that is down would hold
+                    // the whole round up for `CATCH_UP`); it catches up in the background.
+                    raft.add_learner(*id, BasicNode::new(addr.clone()), false)
+                        .await
+                        .map_err(|e| err(&e))?;
+                }
+            }
+            let now: BTreeSet<u64> = membership(raft).voter_ids().collect();
+            if now != voters {
+                // `retain: true`: a voter that gives its place stays a learner, with its
+                // replica, ready to vote again.
+                raft.change_membership(ChangeMembers::ReplaceAllVoters(voters.clone()), true)
+                    .await
+                    .map_err(|e| err(&e))?;
+                tracing::info!(%shard, from = ?now, to = ?voters, "shard voters moved");
+            }
+            let strangers: BTreeSet<u64> = membership(raft)
+                .nodes()
+                .map(|(id, _)| *id)
+                .filter(|id| !known.contains_key(id))
+                .collect();
+            if !strangers.is_empty() {
+                raft.change_membership(ChangeMembers::RemoveNodes(strangers.clone()), false)
+                    .await
+                    .map_err(|e| err(&e))?;
+                tracing::info!(%shard, nodes = ?strangers, "left nodes removed from the shard");
+            }
+            Ok(())
+        }
     }
+}
+
+/// Makes `id` a learner of the shard and waits until its log has caught up with the leader's
+/// (a snapshot first if it is too far behind), so it can be promoted without stalling writes.
+async fn learn(
+    raft: &super::types::Raft,
+    shard: ShardId,
+    id: u64,
+    addr: String,
+) -> Result<(), MembershipError> {
+    let err = |e: &dyn std::fmt::Display| MembershipError::Raft {
+        shard: shard.0,
+        reason: e.to_string(),
+    };
+    match tokio::time::timeout(CATCH_UP, raft.add_learner(id, BasicNode::new(addr), true)).await {
+        Ok(r) => r.map(|_| ()).map_err(|e| err(&e)),
+        Err(_) => Err(err(&"the learner did not catch up in time")),
+    }
+}
+
+/// The learner of the shard that takes voter `id`'s place: a member of the node set (shard
+/// 0's members, as this node sees them) voting in the fewest shards.
+fn stand_in(ns: &Namespace, m: &openraft::Membership<u64, BasicNode>, id: u64) -> Option<u64> {
+    let view = membership_view(ns);
+    let nodes = view.first().map(ShardMembers::nodes).unwrap_or_default();
+    let mut load: BTreeMap<u64, usize> = BTreeMap::new();
+    for s in &view {
+        for v in &s.voters {
+            *load.entry(*v).or_default() += 1;
+        }
+    }
+    m.learner_ids()
+        .filter(|n| *n != id && nodes.contains(n))
+        .min_by_key(|n| (load.get(n).copied().unwrap_or(0), *n))
 }
 
 /// Has `change` carried out on `shard`'s leader: through this node, or, while this node knows
@@ -364,8 +431,8 @@ async fn ask(ns: &Namespace, shard: ShardId, change: &Change) -> Result<(), Memb
     }
 }
 
-/// Runs `change` on every shard, shard 0 last, `PARALLEL` at a time.
-async fn on_every_shard(ns: &Namespace, change: Change) -> Result<(), MembershipError> {
+/// Runs `change` on every shard but shard 0, `PARALLEL` at a time.
+async fn on_other_shards(ns: &Namespace, change: Change) -> Result<(), MembershipError> {
     let others: Vec<ShardId> = (1..ns.shard_count()).map(ShardId).collect();
     for chunk in others.chunks(PARALLEL) {
         let runs = chunk.iter().map(|s| ask(ns, *s, &change));
@@ -373,55 +440,141 @@ async fn on_every_shard(ns: &Namespace, change: Change) -> Result<(), Membership
             r?;
         }
     }
-    ask(ns, ShardId(0), &change).await
+    Ok(())
 }
 
-/// On a joined node: has every shard take it in as a voter (a learner first, caught up, then
-/// promoted), shard 0 last. Until then `cfs admin status` shows it "joining". Runs until it is
-/// done; a restart picks it up where it stopped (shards where it is a voter are skipped).
-pub(crate) fn promote_me(ns: &Namespace) -> tokio::task::JoinHandle<()> {
+/// How long a node that left shard 0 keeps serving its other shards when the drain never
+/// tells it that it is done.
+const DRAIN_LINGER: Duration = Duration::from_secs(600);
+/// How often shard 0's leader looks at the shards' memberships.
+const PLACE_EVERY: Duration = Duration::from_secs(2);
+/// A node that does not answer a ping within this is taken as down for the plan.
+const PING: Duration = Duration::from_secs(1);
+
+/// On every node of a multi-node service; acts while this node leads shard 0: makes the
+/// shards' memberships what `placement::plan` says (every node of the node set a member, the
+/// voters spread evenly, left nodes out), `PARALLEL` shards at a time, looking again after
+/// each round. A joined node becomes a learner of every shard and takes its share of voter
+/// roles this way; a cluster made with more than `REPLICAS` nodes comes down to that many
+/// voters per shard; a node down longer than `Members::replace_after` (as seen by this leader
+/// of shard 0: a new leader starts counting afresh) hands its roles to live learners.
+pub(crate) fn drive_placement(ns: &Namespace) -> tokio::task::JoinHandle<()> {
     let weak = ns.downgrade();
     tokio::spawn(async move {
+        let mut down_since: BTreeMap<u64, tokio::time::Instant> = BTreeMap::new();
         loop {
+            tokio::time::sleep(PLACE_EVERY).await;
             let Some(ns) = weak.upgrade() else {
                 return;
             };
-            let me = ns.node_id();
-            let Some(addr) = ns.peers().and_then(|p| p.nodes().get(&me).copied()) else {
-                return;
-            };
-            let pending: Vec<ShardId> = (0..ns.shard_count())
-                .map(ShardId)
-                .filter(|s| !voter_here(&ns, *s, me))
-                .collect();
-            if pending.is_empty() {
-                tracing::info!(node = me, "this MDS node is a voter of every shard");
+            if ns.is_drained() {
                 return;
             }
-            let change = Change::Promote {
-                id: me,
-                addr: addr.to_string(),
-            };
-            match on_every_shard(&ns, change).await {
-                Ok(()) => {
-                    tracing::info!(node = me, "joined: a voter of every shard");
-                    return;
-                }
-                Err(e) => tracing::warn!(node = me, "joining not done yet, trying again: {e}"),
+            if ns.leader_of(ShardId(0)) != Some(ns.node_id()) {
+                down_since.clear();
+                continue;
             }
-            drop(ns);
-            tokio::time::sleep(Duration::from_secs(1)).await;
+            match place_once(&ns, &mut down_since).await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(shards = n, "shard placement: memberships changed"),
+                Err(e) => tracing::info!("shard placement not done yet: {e}"),
+            }
         }
     })
 }
 
-fn voter_here(ns: &Namespace, shard: ShardId, id: u64) -> bool {
-    ns.raft_of(shard)
-        .is_some_and(|r| membership(&r).voter_ids().any(|v| v == id))
+/// One round of `drive_placement`: how many shards it asked to change. `down_since`: when
+/// each node that does not answer stopped answering, kept from round to round.
+async fn place_once(
+    ns: &Namespace,
+    down_since: &mut BTreeMap<u64, tokio::time::Instant>,
+) -> Result<usize, MembershipError> {
+    let peers = ns.peers().ok_or(MembershipError::Solo)?;
+    let view = membership_view(ns);
+    let Some(zero) = view.first() else {
+        return Ok(0);
+    };
+    let nodes = zero.nodes();
+    let pings = nodes.iter().map(|&n| async move {
+        let up = n == ns.node_id()
+            || peers
+                .call(n, PEERPROC_NULL, ShardId(0), Vec::new(), PING)
+                .await
+                .is_ok();
+        (n, up)
+    });
+    let live: BTreeSet<u64> = futures::future::join_all(pings)
+        .await
+        .into_iter()
+        .filter_map(|(n, up)| up.then_some(n))
+        .collect();
+    let now = tokio::time::Instant::now();
+    down_since.retain(|n, _| nodes.contains(n) && !live.contains(n));
+    for n in nodes.difference(&live) {
+        down_since.entry(*n).or_insert(now);
+    }
+    let gone: BTreeSet<u64> = match peers.members.replace_after {
+        Some(after) => down_since
+            .iter()
+            .filter(|(_, since)| now.duration_since(**since) >= after)
+            .map(|(n, _)| *n)
+            .collect(),
+        None => BTreeSet::new(),
+    };
+    let leaders = ns.leaders();
+    let shards: Vec<super::placement::ShardView> = view
+        .iter()
+        .map(|s| super::placement::ShardView {
+            shard: s.shard,
+            voters: s.voters.clone(),
+            leader: leaders.get(&s.shard).copied().flatten(),
+        })
+        .collect();
+    let plan = super::placement::plan(&shards, &nodes, &live, &gone, super::placement::REPLICAS);
+    let addrs: Vec<(u64, String)> = nodes
+        .iter()
+        .filter_map(|n| zero.addrs.get(n).map(|a| (*n, a.clone())))
+        .collect();
+    // Shards whose voters move, and shards that miss a node or hold a left one.
+    let mut todo: Vec<(ShardId, BTreeSet<u64>)> = Vec::new();
+    for s in &view {
+        let members: BTreeSet<u64> = s.addrs.keys().copied().collect();
+        match plan.get(&s.shard) {
+            Some(v) => todo.push((ShardId(s.shard), v.clone())),
+            None if members != nodes => todo.push((
+                ShardId(s.shard),
+                s.voters.intersection(&nodes).copied().collect(),
+            )),
+            None => {}
+        }
+    }
+    // A shard whose membership this node does not know yet is left for a later round.
+    todo.retain(|(_, v)| !v.is_empty());
+    let count = todo.len();
+    for chunk in todo.chunks(PARALLEL) {
+        let runs = chunk.iter().map(|(shard, voters)| {
+            let change = Change::Place {
+                voters: voters.clone(),
+                nodes: addrs.clone(),
+            };
+            async move { (shard, ask(ns, *shard, &change).await) }
+        });
+        for (shard, r) in futures::future::join_all(runs).await {
+            if let Err(e) = r {
+                tracing::info!(%shard, "placement not carried out: {e}");
+            }
+        }
+        // The plan was made from the memberships before this round: stop if another node
+        // leads shard 0 now (it plans from its own view).
+        if ns.leader_of(ShardId(0)) != Some(ns.node_id()) {
+            break;
+        }
+    }
+    Ok(count)
 }
 
 /// `cfs admin node drain ID` for an MDS node: removes node `id` from every shard (shard 0,
-/// the node set, last), then tells it so it stops. Refused when it would leave no node, or
+/// the node set, first; a voter hands its place to a learner), then tells it so it stops. Refused when it would leave no node, or
 /// fewer remaining nodes up than a majority of them (the service would stop).
 pub async fn drain(ns: &Namespace, id: u64) -> Result<(), MembershipError> {
     let peers = ns.peers().ok_or(MembershipError::Solo)?;
@@ -434,7 +587,7 @@ pub async fn drain(ns: &Namespace, id: u64) -> Result<(), MembershipError> {
     }
     let left: BTreeSet<u64> = view
         .first()
-        .map(|s| s.voters.iter().copied().filter(|v| *v != id).collect())
+        .map(|s| s.nodes().into_iter().filter(|v| *v != id).collect())
         .unwrap_or_default();
     if left.is_empty() {
         return Err(MembershipError::LastNode(id));
@@ -465,7 +618,10 @@ pub async fn drain(ns: &Namespace, id: u64) -> Result<(), MembershipError> {
     }
     let addr = peers.nodes().get(&id).copied();
     tracing::info!(node = id, "draining MDS node");
-    on_every_shard(ns, Change::Remove { id }).await?;
+    // Shard 0 first: the node leaves the node set, so the placement planner gives it no new
+    // role while the other shards let it go.
+    ask(ns, ShardId(0), &Change::Remove { id }).await?;
+    on_other_shards(ns, Change::Remove { id }).await?;
     tracing::info!(node = id, "MDS node drained from every shard");
     if id == ns.node_id() {
         ns.mark_drained();
@@ -496,6 +652,13 @@ pub struct ShardMembers {
     pub addrs: BTreeMap<u64, String>,
 }
 
+impl ShardMembers {
+    /// Its voters and learners.
+    pub fn nodes(&self) -> BTreeSet<u64> {
+        self.voters.union(&self.learners).copied().collect()
+    }
+}
+
 /// Every shard's membership as this node sees it, shard 0 first.
 pub fn membership_view(ns: &Namespace) -> Vec<ShardMembers> {
     (0..ns.shard_count())
@@ -512,41 +675,66 @@ pub fn membership_view(ns: &Namespace) -> Vec<ShardMembers> {
         .collect()
 }
 
-/// Each node's state in the service, from this node's view: "member" (a voter of every
-/// shard), "joining" (a learner of shard 0: being taken in, shard 0 last), "draining" (still
-/// in shard 0 but gone from another shard: being removed, shard 0 last), "starting" (shard 0's
-/// membership not known here yet) and this node's own "drained" once it was.
-pub fn node_states(ns: &Namespace) -> BTreeMap<u64, (&'static str, String)> {
+/// Each node's state in the service, from this node's view: "member" (in every shard, as a
+/// voter or a learner), "joining" (in shard 0, the node set, but not yet in every shard),
+/// "draining" (gone from shard 0 but still in another shard), "starting" (shard 0's
+/// membership not known here yet) and this node's own "drained" once it was. With each, the
+/// shards it votes in.
+pub fn node_states(ns: &Namespace) -> BTreeMap<u64, NodeState> {
     let view = membership_view(ns);
     let mut out = BTreeMap::new();
     let Some(zero) = view.first() else {
         return out;
     };
+    let votes = |id: u64| view.iter().filter(|s| s.voters.contains(&id)).count();
     if zero.addrs.is_empty() {
         // Shard 0 has not reached this node yet (just started, or joining): the nodes it was
         // started with.
         for (id, addr) in ns.peers().map(|p| p.nodes()).unwrap_or_default() {
-            out.insert(id, ("starting", addr.to_string()));
+            out.insert(
+                id,
+                NodeState {
+                    state: "starting",
+                    addr: addr.to_string(),
+                    votes: votes(id),
+                },
+            );
         }
     }
-    for (id, addr) in &zero.addrs {
-        let state = if zero.learners.contains(id) {
-            "joining"
-        } else if view.iter().all(|s| s.voters.contains(id)) {
-            "member"
-        } else {
-            "draining"
-        };
-        out.insert(*id, (state, addr.clone()));
+    for s in &view {
+        for (id, addr) in &s.addrs {
+            let state = if !zero.addrs.contains_key(id) {
+                "draining"
+            } else if view.iter().all(|s| s.addrs.contains_key(id)) {
+                "member"
+            } else {
+                "joining"
+            };
+            out.entry(*id).or_insert(NodeState {
+                state,
+                addr: addr.clone(),
+                votes: votes(*id),
+            });
+        }
     }
     if ns.is_drained() {
-        let addr = out
-            .get(&ns.node_id())
-            .map(|(_, a)| a.clone())
-            .unwrap_or_default();
-        out.insert(ns.node_id(), ("drained", addr));
+        let me = out.entry(ns.node_id()).or_insert(NodeState {
+            state: "drained",
+            addr: String::new(),
+            votes: 0,
+        });
+        me.state = "drained";
     }
     out
+}
+
+/// A node as `node_states` sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeState {
+    pub state: &'static str,
+    pub addr: String,
+    /// Shards it is a voter of.
+    pub votes: usize,
 }
 
 /// Keeps `peers`' address book the union of this node's shards' memberships (so a joined node
@@ -556,6 +744,7 @@ pub(crate) fn follow(ns: &Namespace, peers: Arc<Peers>) -> tokio::task::JoinHand
     let weak = ns.downgrade();
     tokio::spawn(async move {
         let mut seen_in: Option<u64> = None;
+        let mut left_at: Option<tokio::time::Instant> = None;
         let mut tick = tokio::time::interval(Duration::from_millis(500));
         loop {
             tick.tick().await;
@@ -594,14 +783,29 @@ pub(crate) fn follow(ns: &Namespace, peers: Arc<Peers>) -> tokio::task::JoinHand
                 (index, has)
             };
             match (index, has_me, seen_in) {
-                (Some(i), true, _) => seen_in = Some(i),
+                (Some(i), true, _) => {
+                    seen_in = Some(i);
+                    left_at = None;
+                }
                 (Some(i), false, Some(was)) if i > was => {
-                    tracing::warn!(
-                        node = ns.node_id(),
-                        "this MDS node was removed from the metadata service (drained)"
-                    );
-                    ns.mark_drained();
-                    return;
+                    // Shard 0 goes first in a drain; the other shards still count on this
+                    // node until the drain tells it (`PEERPROC_DRAINED`). Should that word
+                    // never come (the draining node died), it stops by itself.
+                    let since = *left_at.get_or_insert_with(|| {
+                        tracing::warn!(
+                            node = ns.node_id(),
+                            "this MDS node left the node set: being drained"
+                        );
+                        tokio::time::Instant::now()
+                    });
+                    if since.elapsed() >= DRAIN_LINGER {
+                        tracing::warn!(
+                            node = ns.node_id(),
+                            "this MDS node was removed from the metadata service (drained)"
+                        );
+                        ns.mark_drained();
+                        return;
+                    }
                 }
                 _ => {}
             }

@@ -14,6 +14,7 @@ pub mod log_store;
 pub mod machine;
 pub mod members;
 pub mod network;
+pub mod placement;
 pub mod service;
 pub mod sessions;
 pub mod types;

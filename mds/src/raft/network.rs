@@ -53,6 +53,9 @@ pub struct Members {
     /// server join`). It never initializes a shard nor makes the root; every shard's
     /// membership and state come from its leader.
     pub joined: Option<u16>,
+    /// A node down this long hands its voter roles to live learners (`raft::placement`);
+    /// `None`: never.
+    pub replace_after: Option<std::time::Duration>,
 }
 
 #[derive(Debug, Error, Clone, PartialEq, Eq)]

@@ -263,6 +263,7 @@ mod tests {
                     nodes: nodes.into_iter().collect(),
                     secret: secret.clone(),
                     joined: None,
+                    replace_after: None,
                 }),
                 ..Default::default()
             };

@@ -117,6 +117,7 @@ fn three_nodes_replicate_fail_over_and_catch_up() {
             nodes: nodes_addr.clone(),
             secret: secret.clone(),
             joined: None,
+            replace_after: None,
         };
         for n in &mut nodes {
             let ns = open_node(n.dir.path(), members(n.id)).await;
