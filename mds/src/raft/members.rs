@@ -377,7 +377,8 @@ async fn learn(
 }
 
 /// The learner of the shard that takes voter `id`'s place: a member of the node set (shard
-/// 0's members, as this node sees them) voting in the fewest shards.
+/// 0's members, as this node sees them), one that answers this node's calls if any does, voting
+/// in the fewest shards.
 fn stand_in(ns: &Namespace, m: &openraft::Membership<u64, BasicNode>, id: u64) -> Option<u64> {
     let view = membership_view(ns);
     let nodes = view.first().map(ShardMembers::nodes).unwrap_or_default();
@@ -389,7 +390,10 @@ fn stand_in(ns: &Namespace, m: &openraft::Membership<u64, BasicNode>, id: u64) -
     }
     m.learner_ids()
         .filter(|n| *n != id && nodes.contains(n))
-        .min_by_key(|n| (load.get(n).copied().unwrap_or(0), *n))
+        .min_by_key(|n| {
+            let down = ns.peers().is_some_and(|p| p.down_since(*n).is_some());
+            (down, load.get(n).copied().unwrap_or(0), *n)
+        })
 }
 
 /// Has `change` carried out on `shard`'s leader: through this node, or, while this node knows

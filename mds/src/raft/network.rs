@@ -186,6 +186,13 @@ impl Peers {
     }
 
     /// One call of the peer program to node `to`; the reply's body, or why there is none.
+    /// Since when node `id` has not answered this node's calls (`None`: it answered the last
+    /// one, or was never called).
+    pub fn down_since(&self, id: u64) -> Option<Instant> {
+        let all = self.outages.lock().unwrap_or_else(|e| e.into_inner());
+        all.get(&id).copied().flatten()
+    }
+
     pub async fn call(
         &self,
         to: u64,
