@@ -99,6 +99,8 @@ impl CallHandler for MdsHandler {
                     min_generation: st.min_generation,
                     fences: fences.into_iter().map(|(_, f)| f).collect(),
                     fence_seq,
+                    mds_nodes: vec![],
+                    mac: [0; 32],
                 };
                 st.last = Some(args);
                 HeartbeatRes::Ok(ok)
