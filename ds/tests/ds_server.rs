@@ -1103,7 +1103,16 @@ async fn the_ds_heartbeats_the_nodes_its_mds_lists_and_drops_a_drained_one() {
         Rights::ReadWrite,
         layout::generation_base(3, 0) + 1,
     );
-    c.write(&h, 0, b"three", StableHow::FileSync).await.unwrap();
+    // (JUKEBOX until the DS has applied the node's first reply, which the fake counts as sent.)
+    let deadline = Instant::now() + WAIT;
+    while let Err(e) = c.write(&h, 0, b"three", StableHow::FileSync).await {
+        assert_eq!(e.status(), Some(Nfsstat3::Jukebox), "{e}");
+        assert!(
+            Instant::now() < deadline,
+            "the joined node's handle never served"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 
     // Node 2 is drained: no node lists it (it lists only the others before it stops).
     let left = vec![listed(1, a.addr), listed(3, joiner.addr)];

@@ -222,12 +222,13 @@ pub(crate) async fn run(s: Arc<Shared>, mut stop: watch::Receiver<bool>) {
         avail: 0,
         at: None,
     }));
-    // Per node address: the sender that stops its loop.
-    let mut loops: HashMap<SocketAddr, watch::Sender<bool>> = HashMap::new();
+    // Per node address: the sender that stops its loop, and the loop's task.
+    let mut loops: HashMap<SocketAddr, (watch::Sender<bool>, tokio::task::Id)> = HashMap::new();
     let mut tasks: tokio::task::JoinSet<SocketAddr> = tokio::task::JoinSet::new();
+    let mut addr_of: HashMap<tokio::task::Id, SocketAddr> = HashMap::new();
     loop {
         let want = s.mds.targets();
-        loops.retain(|mds, tx| {
+        loops.retain(|mds, (tx, _)| {
             let keep = want.contains(mds);
             if !keep {
                 tracing::info!(%mds, "no metadata node lists this node any more: \
@@ -245,25 +246,37 @@ pub(crate) async fn run(s: Arc<Shared>, mut stop: watch::Receiver<bool>) {
                     heartbeating it");
             }
             let (tx, rx) = watch::channel(false);
-            loops.insert(mds, tx);
             let (s, usage) = (s.clone(), usage.clone());
-            tasks.spawn(async move {
+            let task = tasks.spawn(async move {
                 run_one(s, rx, mds, usage).await;
                 mds
             });
+            loops.insert(mds, (tx, task.id()));
+            addr_of.insert(task.id(), mds);
         }
         tokio::select! {
             _ = stop.changed() => break,
             _ = s.mds.changed() => {}
             _ = tokio::time::sleep(RECHECK) => {}
-            Some(ended) = tasks.join_next(), if !tasks.is_empty() => {
-                if let Ok(mds) = ended {
-                    stopped(&s, mds, &loops);
+            Some(ended) = tasks.join_next_with_id(), if !tasks.is_empty() => {
+                let id = match &ended {
+                    Ok((id, _)) => *id,
+                    Err(e) => e.id(),
+                };
+                let Some(mds) = addr_of.remove(&id) else { continue };
+                if let Err(e) = ended {
+                    // A bug, not a state of the node: start it again on the next turn if it
+                    // is still wanted, rather than never heartbeat it again.
+                    tracing::error!(%mds, "the heartbeat loop failed: {e}");
+                    if loops.get(&mds).is_some_and(|(_, t)| *t == id) {
+                        loops.remove(&mds);
+                    }
                 }
+                stopped(&s, mds, &loops);
             }
         }
     }
-    for tx in loops.values() {
+    for (tx, _) in loops.values() {
         let _ = tx.send(true);
     }
     while tasks.join_next().await.is_some() {}
@@ -274,7 +287,7 @@ pub(crate) async fn run(s: Arc<Shared>, mut stop: watch::Receiver<bool>) {
 /// node's fences go: they would only judge handles of a node that is gone (its handles then
 /// get JUKEBOX, as any node's not heard from), and the map stays one entry per heartbeated
 /// node.
-fn stopped(s: &Shared, mds: SocketAddr, loops: &HashMap<SocketAddr, watch::Sender<bool>>) {
+fn stopped<T>(s: &Shared, mds: SocketAddr, loops: &HashMap<SocketAddr, T>) {
     if loops.contains_key(&mds) {
         return;
     }
