@@ -169,8 +169,10 @@ impl ConnectionsConfig {
 pub struct ClusterFileConfig {
     /// A file holding the cluster secret (16+ characters), the same on every node.
     pub secret_file: Option<PathBuf>,
-    /// ds role: the MDS to register with; with a multi-node metadata service every node,
-    /// comma-separated ("HOST:PORT,HOST:PORT,HOST:PORT"): each hands out layouts.
+    /// ds role: the MDS node(s) to register with, comma-separated ("HOST:PORT,HOST:PORT"):
+    /// seeds, always heartbeated. With a multi-node metadata service one is enough: every
+    /// heartbeat reply lists the service's nodes, and the DS heartbeats to each (each hands out
+    /// layouts), joined ones included.
     pub mds: Option<String>,
     /// ds role: where to serve the data path (when mds and ds share a process, they need
     /// different ports).
@@ -305,7 +307,7 @@ pub fn parse_listen(s: &str) -> Result<SocketAddr, ConfigError> {
         .ok_or_else(|| ConfigError::Listen(s.to_string()))
 }
 
-/// "HOST:PORT[,HOST:PORT...]": the MDS node(s) a data server heartbeats to.
+/// "HOST:PORT[,HOST:PORT...]": the MDS node(s) a data server starts heartbeating to.
 pub fn parse_mds_list(s: &str) -> Result<Vec<SocketAddr>, ConfigError> {
     let v = s
         .split(',')

@@ -95,7 +95,8 @@ enum ServerAction {
     /// of its nodes) gives it an id and the nodes, every shard takes it in as a learner, lets
     /// it catch up, then makes it a voter (`cfs admin status` shows it "joining", then
     /// "member"). Its membership is kept in the data directory: run the same command to
-    /// restart it. Data servers hand it layouts only once their `mds` list names it.
+    /// restart it. Data servers learn it from their heartbeat replies, so it hands out
+    /// layouts without any data server's config naming it.
     #[command(after_help = "Examples:
   cfs server join --token-file /etc/cfs/secret --seed 10.0.0.1:2049 --listen 10.0.0.4:2049 --data /srv/cfs
   cfs server join --token \"$(cat secret)\" --seed 127.0.0.1:2049 --config mds4.toml
@@ -138,7 +139,8 @@ pub struct ClusterFlags {
     /// File with the cluster secret shared by the MDS and its data servers.
     #[arg(long)]
     pub cluster_secret_file: Option<PathBuf>,
-    /// ds role: the MDS to register with.
+    /// ds role: the MDS node(s) to register with ("HOST:PORT[,HOST:PORT...]"); the rest of
+    /// a multi-node metadata service is learnt from the heartbeat replies.
     #[arg(long)]
     pub mds: Option<String>,
     /// ds role: address to serve the data path on (needed when mds runs in the same process).

@@ -27,7 +27,8 @@ pub struct Settings {
     pub lost_after_seconds: Option<u64>,
     /// ds role: scrub pass interval and rate (`ds::ScrubConfig`).
     pub scrub: ds::ScrubConfig,
-    /// ds role: the MDS node(s) to heartbeat to (empty: the MDS beside it in this process).
+    /// ds role: the MDS node(s) to start heartbeating to, the rest learnt from their replies
+    /// (empty: the MDS beside it in this process).
     pub mds_addrs: Vec<SocketAddr>,
     pub ds_listen: Option<SocketAddr>,
     pub advertise: Vec<SocketAddr>,

@@ -50,6 +50,10 @@ struct MdsState {
     ok: u64,
     refused: u64,
     last: Option<HeartbeatArgs>,
+    /// The metadata nodes the replies list.
+    nodes: Vec<MdsNode>,
+    /// Replies carry a MAC made with another secret (a forger's).
+    forge: bool,
 }
 
 struct MdsHandler {
@@ -93,13 +97,21 @@ impl CallHandler for MdsHandler {
                     .copied()
                     .collect();
                 let fence_seq = fences.last().map_or(args.fence_seq, |(s, _)| *s);
-                let ok = HeartbeatResOk {
+                let mut ok = HeartbeatResOk {
                     interval_ms: 30,
                     chunk_size: CHUNK,
                     min_generation: st.min_generation,
                     fences: fences.into_iter().map(|(_, f)| f).collect(),
                     fence_seq,
+                    mds_nodes: st.nodes.clone(),
+                    mac: [0; 32],
                 };
+                let key = if st.forge {
+                    ClusterSecret::from_passphrase("a forger's secret, long enough").unwrap()
+                } else {
+                    self.secret.clone()
+                };
+                ok.mac = key.heartbeat_reply_mac(&args.mac, &ok);
                 st.last = Some(args);
                 HeartbeatRes::Ok(ok)
             }
@@ -1019,5 +1031,132 @@ async fn each_mds_node_fences_only_its_own_handles() {
             }
         }
     }
+    ds.shutdown().await;
+}
+
+fn listed(id: u32, addr: SocketAddr) -> MdsNode {
+    MdsNode {
+        id,
+        addr: proto::nfs4::basic::Netaddr4 {
+            na_r_netid: Opaque::from("tcp"),
+            na_r_addr: Opaque::from(layout::uaddr::to_uaddr(&addr).as_str()),
+        },
+    }
+}
+
+/// Waits (bounded) until `m` has had no heartbeat while `other` had ten.
+async fn silent(m: &FakeMds, other: &FakeMds, what: &str) {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let before = m.state.lock().unwrap().ok;
+        let n = other.state.lock().unwrap().ok;
+        other
+            .wait("ten heartbeats at the other node", |st| st.ok >= n + 10)
+            .await;
+        if m.state.lock().unwrap().ok == before {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{what}");
+    }
+}
+
+/// A DS configured with one MDS node heartbeats to every node that node lists (a node that
+/// joined the service later included), and stops heartbeating a listed node once no answering
+/// node lists it (drained); the configured node is never dropped, even when it lists nobody.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_ds_heartbeats_the_nodes_its_mds_lists_and_drops_a_drained_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = FakeMds::start(secret(), true).await;
+    let b = FakeMds::start(secret(), true).await;
+    let joiner = FakeMds::start(secret(), true).await;
+    a.state.lock().unwrap().min_generation = layout::generation_base(1, 0);
+    b.state.lock().unwrap().min_generation = layout::generation_base(2, 0);
+    joiner.state.lock().unwrap().min_generation = layout::generation_base(3, 0);
+    let two = vec![listed(1, a.addr), listed(2, b.addr)];
+    a.state.lock().unwrap().nodes = two.clone();
+    b.state.lock().unwrap().nodes = two.clone();
+    let ds = DsServer::start(config(dir.path(), a.addr, secret()))
+        .await
+        .unwrap();
+    b.wait("a heartbeat at the listed node", |st| st.ok >= 1)
+        .await;
+    assert_eq!(
+        joiner.state.lock().unwrap().ok,
+        0,
+        "heartbeats an unlisted node"
+    );
+
+    // A node joins: the nodes list it, the DS finds it.
+    let three = vec![listed(1, a.addr), listed(2, b.addr), listed(3, joiner.addr)];
+    b.state.lock().unwrap().nodes = three.clone();
+    joiner.state.lock().unwrap().nodes = three;
+    joiner
+        .wait("a heartbeat at the joined node", |st| st.ok >= 1)
+        .await;
+    // Its handles are served (its fences are known).
+    let c = client(ds.local_addr()).await;
+    let h = handle(
+        ds.id(),
+        7,
+        0,
+        1,
+        Rights::ReadWrite,
+        layout::generation_base(3, 0) + 1,
+    );
+    // (JUKEBOX until the DS has applied the node's first reply, which the fake counts as sent.)
+    let deadline = Instant::now() + WAIT;
+    while let Err(e) = c.write(&h, 0, b"three", StableHow::FileSync).await {
+        assert_eq!(e.status(), Some(Nfsstat3::Jukebox), "{e}");
+        assert!(
+            Instant::now() < deadline,
+            "the joined node's handle never served"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    // Node 2 is drained: no node lists it (it lists only the others before it stops).
+    let left = vec![listed(1, a.addr), listed(3, joiner.addr)];
+    for m in [&a, &b, &joiner] {
+        m.state.lock().unwrap().nodes = left.clone();
+    }
+    silent(&b, &a, "the drained node is still heartbeated").await;
+    assert!(joiner.state.lock().unwrap().ok >= 1);
+    // The configured node stays, even when every list leaves it out.
+    let only3 = vec![listed(3, joiner.addr)];
+    a.state.lock().unwrap().nodes = only3.clone();
+    joiner.state.lock().unwrap().nodes = only3;
+    let n = a.state.lock().unwrap().ok;
+    a.wait("heartbeats at the configured node go on", |st| {
+        st.ok >= n + 5
+    })
+    .await;
+    ds.shutdown().await;
+}
+
+/// A reply whose MAC does not verify (not made with the cluster secret) is not used at all:
+/// no chunk size, no fences, and no node it lists is heartbeated.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forged_heartbeat_reply_is_ignored() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = FakeMds::start(secret(), true).await;
+    let elsewhere = FakeMds::start(secret(), true).await;
+    {
+        let mut st = a.state.lock().unwrap();
+        st.forge = true;
+        st.nodes = vec![listed(1, a.addr), listed(2, elsewhere.addr)];
+    }
+    let ds = DsServer::start(config(dir.path(), a.addr, secret()))
+        .await
+        .unwrap();
+    // Unauthenticated replies are retried at the first interval (1 s).
+    a.wait("three heartbeats", |st| st.ok >= 3).await;
+    assert!(!ds.registered(), "a forged reply registered the DS");
+    assert_eq!(elsewhere.state.lock().unwrap().ok, 0);
+    // The same replies made with the secret: taken.
+    a.state.lock().unwrap().forge = false;
+    registered(&ds).await;
+    elsewhere
+        .wait("a heartbeat at the listed node", |st| st.ok >= 1)
+        .await;
     ds.shutdown().await;
 }

@@ -1,7 +1,7 @@
 //! The cluster secret: one value in every node's configuration, from which the keys that bind
 //! the cluster together are derived (DS capabilities, heartbeat MACs). Deriving per purpose
 //! means no key is ever used for two things, and the secret itself never crosses the wire.
-use proto::cluster::{BadChunksArgs, BadShardsArgs, HeartbeatArgs, StatusArgs};
+use proto::cluster::{BadChunksArgs, BadShardsArgs, HeartbeatArgs, HeartbeatResOk, StatusArgs};
 use proto::peer::PeerArgs;
 use proto::shard::Signed;
 use thiserror::Error;
@@ -48,6 +48,28 @@ impl ClusterSecret {
     /// Whether a heartbeat was made with this secret (constant-time comparison).
     pub fn heartbeat_authentic(&self, args: &HeartbeatArgs) -> bool {
         blake3::Hash::from_bytes(self.heartbeat_mac(args)) == blake3::Hash::from_bytes(args.mac)
+    }
+
+    fn heartbeat_reply_key(&self) -> [u8; 32] {
+        blake3::derive_key("cfs heartbeat reply key v1", &self.0)
+    }
+
+    /// The MAC an MDS puts in its answer to the heartbeat whose MAC is `request`. Binding the
+    /// request makes a captured reply worthless for any later heartbeat (each carries a new
+    /// timestamp, so a new MAC): what the reply tells a DS (fences, generation floor, the
+    /// metadata nodes to heartbeat to) is taken only from a holder of the secret, now.
+    pub fn heartbeat_reply_mac(&self, request: &[u8; 32], res: &HeartbeatResOk) -> [u8; 32] {
+        let mut h = blake3::Hasher::new_keyed(&self.heartbeat_reply_key());
+        h.update(request);
+        h.update(&res.mac_input());
+        *h.finalize().as_bytes()
+    }
+
+    /// Whether `res` answers the heartbeat whose MAC is `request` and was made with this
+    /// secret (constant-time comparison).
+    pub fn heartbeat_reply_authentic(&self, request: &[u8; 32], res: &HeartbeatResOk) -> bool {
+        blake3::Hash::from_bytes(self.heartbeat_reply_mac(request, res))
+            == blake3::Hash::from_bytes(res.mac)
     }
 }
 
@@ -228,6 +250,39 @@ mod tests {
         let other = ClusterSecret::from_passphrase("another secret, long enough").unwrap();
         assert!(!other.heartbeat_authentic(&a));
         assert!(ClusterSecret::from_passphrase("short").is_err());
+    }
+
+    #[test]
+    fn a_heartbeat_reply_mac_binds_the_reply_the_request_and_the_secret() {
+        let s = ClusterSecret::from_passphrase("correct horse battery staple").unwrap();
+        let mut req = args();
+        req.mac = s.heartbeat_mac(&req);
+        let mut res = HeartbeatResOk {
+            interval_ms: 1000,
+            chunk_size: 1 << 24,
+            min_generation: 1 << 56,
+            fences: vec![],
+            fence_seq: 0,
+            mds_nodes: vec![proto::cluster::MdsNode {
+                id: 2,
+                addr: Netaddr4::default(),
+            }],
+            mac: [0; 32],
+        };
+        res.mac = s.heartbeat_reply_mac(&req.mac, &res);
+        assert!(s.heartbeat_reply_authentic(&req.mac, &res));
+        // Another request (a later heartbeat): the old reply does not answer it.
+        let mut later = args();
+        later.timestamp_ms += 1;
+        later.mac = s.heartbeat_mac(&later);
+        assert!(!s.heartbeat_reply_authentic(&later.mac, &res));
+        let mut changed = res.clone();
+        changed.mds_nodes[0].id = 3;
+        assert!(!s.heartbeat_reply_authentic(&req.mac, &changed));
+        let other = ClusterSecret::from_passphrase("another secret, long enough").unwrap();
+        assert!(!other.heartbeat_reply_authentic(&req.mac, &res));
+        // Not the request's key: a DS's own MAC cannot pass for an MDS's answer.
+        assert_ne!(s.heartbeat_reply_key(), s.heartbeat_key());
     }
 
     #[test]

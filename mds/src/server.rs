@@ -44,6 +44,7 @@ impl NfsService {
             }
             return Some(crate::cluster::service::handle(
                 self.mds.cluster().map(|c| c.as_ref()),
+                &self.mds.ns,
                 &call,
             ));
         }

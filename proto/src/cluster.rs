@@ -37,6 +37,9 @@ pub const MAX_FENCES: usize = 1024;
 pub const MAX_DS: usize = 4096;
 /// Most bad chunks one report carries; the rest follow in the next.
 pub const MAX_BAD_CHUNKS: usize = 256;
+/// Most metadata nodes one heartbeat reply lists: node ids are 1..=255
+/// (`layout::capability::MAX_METADATA_NODE`, the top byte of a layout generation).
+pub const MAX_MDS_NODES: usize = 255;
 
 /// Status codes of this program.
 pub const CLUSTER_OK: u32 = 0;
@@ -114,6 +117,14 @@ pub struct Fence {
     pub generation: u64,
 }
 
+/// A node of the metadata service, as an MDS tells a data server: its id and the address the
+/// DS heartbeats to (the node's NFS address, which also serves this program).
+#[derive(Debug, Clone, PartialEq, Eq, Xdr)]
+pub struct MdsNode {
+    pub id: u32,
+    pub addr: Netaddr4,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Xdr)]
 pub struct HeartbeatResOk {
     /// How often the MDS wants to hear from the DS.
@@ -127,6 +138,23 @@ pub struct HeartbeatResOk {
     pub fences: Vec<Fence>,
     /// The sequence number of the last fence in `fences` (or the DS's own if none).
     pub fence_seq: u64,
+    /// Every node of the metadata service as the answering node knows it now (itself
+    /// included), so a DS configured with some of them finds the rest and the ones that join
+    /// later; empty from a node that runs alone (it knows no other).
+    #[xdr(max = MAX_MDS_NODES)]
+    pub mds_nodes: Vec<MdsNode>,
+    /// Keyed blake3 over the request's MAC and the XDR of all the fields above: the reply
+    /// comes from a holder of the cluster secret and answers this very request.
+    pub mac: [u8; 32],
+}
+
+impl HeartbeatResOk {
+    /// The bytes the MAC covers, after the request's MAC: the XDR of every field but the MAC.
+    pub fn mac_input(&self) -> Vec<u8> {
+        let mut copy = self.clone();
+        copy.mac = [0; 32];
+        crate::xdr::Xdr::to_xdr(&copy)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Xdr)]
@@ -265,4 +293,55 @@ pub enum BadChunksRes {
     Ok(#[xdr(max = MAX_BAD_CHUNKS)] Vec<BadChunk>),
     #[xdr(default)]
     Err(u32),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::xdr::{Opaque, Xdr};
+
+    fn reply(nodes: usize) -> HeartbeatResOk {
+        HeartbeatResOk {
+            interval_ms: 1000,
+            chunk_size: 1 << 24,
+            min_generation: 7 << 56,
+            fences: vec![Fence {
+                file: 3,
+                generation: (7 << 56) + 1,
+            }],
+            fence_seq: 1,
+            mds_nodes: (0..nodes)
+                .map(|i| MdsNode {
+                    id: i as u32 + 1,
+                    addr: Netaddr4 {
+                        na_r_netid: Opaque::from("tcp"),
+                        na_r_addr: Opaque::from(format!("10.0.0.{}.8.1", i % 250).as_str()),
+                    },
+                })
+                .collect(),
+            mac: [9; 32],
+        }
+    }
+
+    #[test]
+    fn a_heartbeat_reply_with_every_node_round_trips() {
+        let r = HeartbeatRes::Ok(reply(MAX_MDS_NODES));
+        assert_eq!(HeartbeatRes::from_xdr(&r.to_xdr()), Ok(r));
+    }
+
+    #[test]
+    fn a_heartbeat_reply_listing_too_many_nodes_does_not_decode() {
+        let r = HeartbeatRes::Ok(reply(MAX_MDS_NODES + 1));
+        assert!(HeartbeatRes::from_xdr(&r.to_xdr()).is_err());
+    }
+
+    #[test]
+    fn the_reply_mac_input_leaves_out_only_the_mac() {
+        let r = reply(3);
+        let mut other = r.clone();
+        other.mac = [1; 32];
+        assert_eq!(r.mac_input(), other.mac_input());
+        other.mds_nodes.pop();
+        assert_ne!(r.mac_input(), other.mac_input());
+    }
 }

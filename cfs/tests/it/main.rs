@@ -19,6 +19,7 @@ mod crash;
 mod crate_arrows;
 mod dist_files;
 mod drain;
+mod ds_learns_mds;
 mod ec_data_servers;
 mod ec_encode;
 mod ec_reads_export;

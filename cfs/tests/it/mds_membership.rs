@@ -338,8 +338,9 @@ fn a_node_joins_with_the_token_serves_everything_and_a_node_is_drained() {
         ];
         mds.push(p);
     }
-    // The data server heartbeats every node, the 4th's address included before it exists (a
-    // DS learns no MDS addresses by itself: without it the 4th would hand out no layouts).
+    // The data server names every node, the 4th's address included before it exists (a name
+    // for a node not there yet is kept trying; `ds_learns_mds.rs` has a DS that names node 1
+    // only and learns the others from its heartbeat replies).
     let mut ds = Proc::new(t, "ds", &[]);
     let ds_list: Vec<String> = mds_addr.iter().map(|a| a.to_string()).collect();
     std::fs::write(

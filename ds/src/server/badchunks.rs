@@ -299,7 +299,7 @@ async fn report_shards(s: &Shared, shards: &[BadShard]) -> Result<Vec<BadShard>,
     };
     a.mac = s.cfg.secret.bad_shards_mac(&a);
     let mut last = ReportError::ConnectTimeout;
-    for mds in &s.cfg.mds {
+    for mds in &s.mds.targets() {
         match call_mds(*mds, CLUSTERPROC_BAD_SHARDS, &a.to_xdr()).await {
             Ok(body) => match BadShardsRes::from_xdr(&body)? {
                 BadShardsRes::Ok(later) => return Ok(later),
@@ -348,7 +348,7 @@ async fn call_mds(
 /// placement records it changes are replicated); returns what to report again later.
 async fn report(s: &Shared, chunks: &[BadChunk]) -> Result<Vec<BadChunk>, ReportError> {
     let mut last = ReportError::ConnectTimeout;
-    for mds in &s.cfg.mds {
+    for mds in &s.mds.targets() {
         match report_to(s, *mds, chunks).await {
             Ok(later) => return Ok(later),
             Err(e) => {

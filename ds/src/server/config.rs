@@ -18,8 +18,10 @@ pub struct DsConfig {
     pub listen: SocketAddr,
     /// What clients are told, in preference order; empty means the actual listening address.
     pub advertise: Vec<SocketAddr>,
-    /// The MDS node(s) to heartbeat to: every node of a multi-node metadata service (each hands
-    /// out layouts pointing here), at least one.
+    /// The MDS node(s) to start from, at least one: heartbeated always. Every node of a
+    /// multi-node metadata service hands out layouts pointing here only while this DS
+    /// heartbeats to it; the rest of the service's nodes, and nodes that join it later, are
+    /// learnt from the replies (`mds_nodes`), so one node is enough.
     pub mds: Vec<SocketAddr>,
     pub secret: ClusterSecret,
     /// Placement keeps mirrors in different domains; "" puts this DS in a domain of its own.

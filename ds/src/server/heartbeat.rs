@@ -4,14 +4,21 @@
 //!
 //! With several MDS nodes the DS heartbeats to each: every node hands out layouts for its own
 //! clients, so every node must know which DSs are alive, and each node's fences (told apart by
-//! the node id in its generations) reach the DS from that node.
+//! the node id in its generations) reach the DS from that node. Which nodes those are follows
+//! the replies (`mds_nodes`): `run` starts a loop for a node a reply lists and stops the loop of
+//! a learnt node no answering node lists any more.
+//!
+//! Every reply is checked before anything in it is used: its MAC (`heartbeat_reply_mac`) is
+//! keyed by the cluster secret and binds the heartbeat it answers, so neither a forged reply
+//! nor a replayed one can move fences, the generation floor or the list of nodes to trust.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use layout::secret::now_ms;
-use layout::uaddr::{netid_for, to_uaddr};
+use layout::uaddr::{from_uaddr, netid_for, to_uaddr};
 use layout::ChunkGeometry;
 use proto::cluster::*;
 use proto::nfs4::basic::Netaddr4;
@@ -30,6 +37,8 @@ const MAX_BACKOFF: Duration = Duration::from_secs(5);
 const CALL_TIMEOUT: Duration = Duration::from_secs(10);
 /// Walking the store for its usage is not free; the figure may be this old.
 const USAGE_MAX_AGE: Duration = Duration::from_secs(30);
+/// How often the set of nodes is looked at again without news (a node's list going stale).
+const RECHECK: Duration = Duration::from_secs(1);
 
 fn netaddr(a: &SocketAddr) -> Netaddr4 {
     Netaddr4 {
@@ -135,8 +144,9 @@ fn apply(s: &Shared, ok: &HeartbeatResOk, node: &mut Option<u8>) -> Duration {
             return FIRST_INTERVAL;
         }
     };
+    let several = s.mds.targets().len() > 1;
     let mut c = s.cluster.write().unwrap_or_else(|p| p.into_inner());
-    if s.cfg.mds.len() > 1 && c.geometry.is_some_and(|g| g != geometry) {
+    if several && c.geometry.is_some_and(|g| g != geometry) {
         // Every node of one metadata service has the same chunk size; a mismatch is a
         // configuration error, and mixing geometries would serve the wrong bytes. (One MDS
         // restarted with another chunk size is simply followed, as before.)
@@ -150,7 +160,7 @@ fn apply(s: &Shared, ok: &HeartbeatResOk, node: &mut Option<u8>) -> Duration {
     let n = layout::generation_node(ok.min_generation);
     if let Some(old) = node.replace(n).filter(|old| *old != n) {
         // The node behind this address now has another id: its fences are no one's now.
-        // (Keeps the map at most one entry per configured address.)
+        // (Keeps the map at most one entry per heartbeated address.)
         tracing::warn!(old, new = n, "the MDS at this address changed its node id");
         c.fences.remove(&old);
     }
@@ -184,19 +194,107 @@ enum Link {
     Down,
 }
 
-/// Heartbeats to every configured MDS node until told to stop.
-pub(crate) async fn run(s: Arc<Shared>, stop: watch::Receiver<bool>) {
+/// The metadata nodes a reply lists, as (id, address); entries that make no sense (id 0 or
+/// above 255, an address that does not parse) are left out.
+fn listed(ok: &HeartbeatResOk) -> Vec<(u8, SocketAddr)> {
+    ok.mds_nodes
+        .iter()
+        .filter_map(|n| {
+            let id = u8::try_from(n.id).ok().filter(|id| *id != 0)?;
+            let addr = std::str::from_utf8(n.addr.na_r_addr.as_bytes()).ok()?;
+            match from_uaddr(addr) {
+                Ok(a) => Some((id, a)),
+                Err(e) => {
+                    tracing::debug!(id, addr, "unusable metadata node address: {e}");
+                    None
+                }
+            }
+        })
+        .collect()
+}
+
+/// Heartbeats to every MDS node it knows of (`Shared::mds`) until told to stop: one loop per
+/// node, started when a reply first lists the node, stopped when no answering node lists it.
+pub(crate) async fn run(s: Arc<Shared>, mut stop: watch::Receiver<bool>) {
     let usage = Arc::new(tokio::sync::Mutex::new(Usage {
         capacity: 0,
         used: 0,
         avail: 0,
         at: None,
     }));
-    let mut tasks = tokio::task::JoinSet::new();
-    for mds in s.cfg.mds.clone() {
-        tasks.spawn(run_one(s.clone(), stop.clone(), mds, usage.clone()));
+    // Per node address: the sender that stops its loop, and the loop's task.
+    let mut loops: HashMap<SocketAddr, (watch::Sender<bool>, tokio::task::Id)> = HashMap::new();
+    let mut tasks: tokio::task::JoinSet<SocketAddr> = tokio::task::JoinSet::new();
+    let mut addr_of: HashMap<tokio::task::Id, SocketAddr> = HashMap::new();
+    loop {
+        let want = s.mds.targets();
+        loops.retain(|mds, (tx, _)| {
+            let keep = want.contains(mds);
+            if !keep {
+                tracing::info!(%mds, "no metadata node lists this node any more: \
+                    no longer heartbeating it");
+                let _ = tx.send(true);
+            }
+            keep
+        });
+        for mds in want {
+            if loops.contains_key(&mds) {
+                continue;
+            }
+            if !s.cfg.mds.contains(&mds) {
+                tracing::info!(%mds, "a metadata node lists a node new to this data server: \
+                    heartbeating it");
+            }
+            let (tx, rx) = watch::channel(false);
+            let (s, usage) = (s.clone(), usage.clone());
+            let task = tasks.spawn(async move {
+                run_one(s, rx, mds, usage).await;
+                mds
+            });
+            loops.insert(mds, (tx, task.id()));
+            addr_of.insert(task.id(), mds);
+        }
+        tokio::select! {
+            _ = stop.changed() => break,
+            _ = s.mds.changed() => {}
+            _ = tokio::time::sleep(RECHECK) => {}
+            Some(ended) = tasks.join_next_with_id(), if !tasks.is_empty() => {
+                let id = match &ended {
+                    Ok((id, _)) => *id,
+                    Err(e) => e.id(),
+                };
+                let Some(mds) = addr_of.remove(&id) else { continue };
+                if let Err(e) = ended {
+                    // A bug, not a state of the node: start it again on the next turn if it
+                    // is still wanted, rather than never heartbeat it again.
+                    tracing::error!(%mds, "the heartbeat loop failed: {e}");
+                    if loops.get(&mds).is_some_and(|(_, t)| *t == id) {
+                        loops.remove(&mds);
+                    }
+                }
+                stopped(&s, mds, &loops);
+            }
+        }
+    }
+    for (tx, _) in loops.values() {
+        let _ = tx.send(true);
     }
     while tasks.join_next().await.is_some() {}
+}
+
+/// The loop for `mds` ended (the node is no longer listed): what it heard stops counting,
+/// and unless another address answers as the same node (or the node is back meanwhile), that
+/// node's fences go: they would only judge handles of a node that is gone (its handles then
+/// get JUKEBOX, as any node's not heard from), and the map stays one entry per heartbeated
+/// node.
+fn stopped<T>(s: &Shared, mds: SocketAddr, loops: &HashMap<SocketAddr, T>) {
+    if loops.contains_key(&mds) {
+        return;
+    }
+    if let Some(node) = s.mds.forget(mds) {
+        let mut c = s.cluster.write().unwrap_or_else(|p| p.into_inner());
+        c.fences.remove(&node);
+    }
 }
 
 async fn run_one(
@@ -211,6 +309,8 @@ async fn run_one(
         max_in_flight: 4,
     };
     let mut link = Link::Unknown;
+    // Whether the log has said this node's replies do not authenticate.
+    let mut forged_said = false;
     let mut backoff = Duration::from_millis(100);
     let mut interval = FIRST_INTERVAL;
     'connect: loop {
@@ -233,10 +333,11 @@ async fn run_one(
             }
         };
         loop {
-            let body = {
+            let (body, sent_mac) = {
                 let mut u = usage.lock().await;
                 u.refresh(&s).await;
-                args(&s, &u, node).to_xdr()
+                let a = args(&s, &u, node);
+                (a.to_xdr(), a.mac)
             };
             let call = conn.call(
                 CFS_CLUSTER_PROGRAM,
@@ -247,13 +348,30 @@ async fn run_one(
                 CALL_TIMEOUT,
             );
             let reply = tokio::select! {
-                r = call => r,
+                // Stopped (the node is no longer listed, or shutdown): nothing more to apply.
+                biased;
                 _ = stop.changed() => { conn.close(); return; }
+                r = call => r,
             };
             match reply.map(|r| HeartbeatRes::from_xdr(r.body())) {
+                Ok(Ok(HeartbeatRes::Ok(ok)))
+                    if !s.cfg.secret.heartbeat_reply_authentic(&sent_mac, &ok) =>
+                {
+                    // Not from a holder of the secret, or not an answer to this heartbeat:
+                    // nothing in it is used. Said once, not every beat.
+                    if !forged_said {
+                        tracing::error!(%mds, "a heartbeat reply does not authenticate \
+                            (another cluster's secret, or forged): ignoring its replies");
+                        forged_said = true;
+                    }
+                }
                 Ok(Ok(HeartbeatRes::Ok(ok))) => {
                     backoff = Duration::from_millis(100);
+                    forged_said = false;
                     interval = apply(&s, &ok, &mut node);
+                    if let Some(n) = node {
+                        s.mds.heard(mds, n, listed(&ok));
+                    }
                     if link != Link::Up {
                         tracing::info!(%mds, ds_id = format_args!("{:016x}", s.id.0),
                             chunk_size = ok.chunk_size, min_generation = ok.min_generation,

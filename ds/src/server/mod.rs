@@ -6,6 +6,7 @@
 //! - [`nfs3`]: the NFSv3 program, one function per procedure.
 //! - [`objects`]: per-file objects and their high-water marks.
 //! - [`heartbeat`]: registration and renewal with the MDS.
+//! - [`mds_nodes`]: which MDS nodes to heartbeat to (the config's, and those they list).
 //! - [`fences`], [`counters`]: what the heartbeat carries each way.
 //! - [`badchunks`]: chunks that failed verification here, recorded and reported for repair.
 //! - [`fabric`]: the same data path over a libfabric endpoint, with RMA for the bytes.
@@ -18,6 +19,7 @@ mod counters;
 mod fabric;
 mod fences;
 mod heartbeat;
+mod mds_nodes;
 pub mod nfs3;
 mod objects;
 mod scrub;
@@ -90,6 +92,8 @@ pub(crate) struct Shared {
     verifier: [u8; 8],
     cap_key: CapKey,
     cfg: DsConfig,
+    /// The MDS nodes to heartbeat to: `cfg.mds` and those the nodes list.
+    mds: mds_nodes::MdsNodes,
     local: SocketAddr,
     objects: Objects,
     shards: shards::ShardStore,
@@ -221,6 +225,7 @@ impl DsServer {
             instance,
             verifier,
             cap_key: cfg.secret.cap_key(),
+            mds: mds_nodes::MdsNodes::new(cfg.mds.clone()),
             cfg,
             local,
             objects,

@@ -6,15 +6,18 @@ use proto::cluster::*;
 use proto::rpc::{accepted_reply, AcceptStat, Auth, Call};
 use proto::xdr::{Writer, Xdr};
 
+use layout::uaddr::{netid_for, to_uaddr};
 use layout::DsId;
+use proto::nfs4::basic::Netaddr4;
+use proto::xdr::Opaque;
 
 use super::registry::Refused;
 use super::Cluster;
 use crate::namespace::Namespace;
 
 /// Answers one call of the cluster program; `None` in `cluster` means this MDS runs alone, and
-/// the program is then unavailable.
-pub fn handle(cluster: Option<&Cluster>, call: &Call) -> Writer {
+/// the program is then unavailable. `ns` gives the metadata nodes a heartbeat reply lists.
+pub fn handle(cluster: Option<&Cluster>, ns: &Namespace, call: &Call) -> Writer {
     let Some(cluster) = cluster else {
         return accepted_reply(call.xid, &Auth::None, AcceptStat::ProgUnavail);
     };
@@ -31,7 +34,7 @@ pub fn handle(cluster: Option<&Cluster>, call: &Call) -> Writer {
     let res: Vec<u8> = match call.proc_ {
         CLUSTERPROC_NULL => Vec::new(),
         CLUSTERPROC_HEARTBEAT => match HeartbeatArgs::from_xdr(call.args()) {
-            Ok(a) => heartbeat(cluster, &a).to_xdr(),
+            Ok(a) => heartbeat(cluster, ns, &a).to_xdr(),
             Err(_) => return accepted_reply(call.xid, &Auth::None, AcceptStat::GarbageArgs),
         },
         CLUSTERPROC_STATUS => match StatusArgs::from_xdr(call.args()) {
@@ -134,7 +137,31 @@ pub async fn bad_shards(cluster: &Cluster, ns: &Namespace, call: &Call) -> Write
     w
 }
 
-fn heartbeat(cluster: &Cluster, a: &HeartbeatArgs) -> HeartbeatRes {
+/// The metadata nodes a data server should heartbeat to, as this node knows them: the address
+/// book that follows the shards' memberships (`Peers::nodes`), so a node that joined is in it
+/// and a drained one is not. A node without peers runs alone and lists nobody: the DS has its
+/// address already.
+fn mds_nodes(ns: &Namespace) -> Vec<MdsNode> {
+    let Some(peers) = ns.peers() else {
+        return Vec::new();
+    };
+    peers
+        .nodes()
+        .into_iter()
+        .filter_map(|(id, addr)| {
+            Some(MdsNode {
+                id: u32::try_from(id).ok()?,
+                addr: Netaddr4 {
+                    na_r_netid: Opaque::from(netid_for(&addr)),
+                    na_r_addr: Opaque::from(to_uaddr(&addr).as_str()),
+                },
+            })
+        })
+        .take(MAX_MDS_NODES)
+        .collect()
+}
+
+fn heartbeat(cluster: &Cluster, ns: &Namespace, a: &HeartbeatArgs) -> HeartbeatRes {
     let checked = if !cluster.cfg.secret.heartbeat_authentic(a) {
         Err(Refused::Auth)
     } else if !layout::secret::fresh(a.timestamp_ms, layout::secret::now_ms()) {
@@ -149,13 +176,17 @@ fn heartbeat(cluster: &Cluster, a: &HeartbeatArgs) -> HeartbeatRes {
             let applied = if first { 0 } else { a.fence_seq };
             let log = cluster.fences.lock().unwrap_or_else(|e| e.into_inner());
             let (fences, fence_seq) = log.since(applied);
-            HeartbeatRes::Ok(HeartbeatResOk {
+            let mut ok = HeartbeatResOk {
                 interval_ms: cluster.cfg.heartbeat.as_millis() as u32,
                 chunk_size: cluster.geometry.chunk_size(),
                 min_generation: log.base(),
                 fences,
                 fence_seq,
-            })
+                mds_nodes: mds_nodes(ns),
+                mac: [0; 32],
+            };
+            ok.mac = cluster.cfg.secret.heartbeat_reply_mac(&a.mac, &ok);
+            HeartbeatRes::Ok(ok)
         }
         Err(r) => {
             tracing::warn!(ds = %DsId(a.ds_id), reason = ?r, "heartbeat refused");

@@ -1,4 +1,5 @@
-//! The cluster control program (heartbeats a DS sends the MDS, the replies, bad-chunk reports,
+//! The cluster control program (heartbeats a DS sends the MDS, the replies with their list of
+//! metadata nodes, bad-chunk reports,
 //! the status an admin reads), the MDS peer program's calls and replies, and the flexfiles
 //! bodies that travel inside opaque fields (layouts and device addresses a client decodes,
 //! the ff_layoutreturn4 the MDS decodes): decoding arbitrary
@@ -31,7 +32,14 @@ fuzz_target!(|data: &[u8]| {
                 let _ = a.mac_input();
             }
         }
-        1 => round_trip::<HeartbeatRes>(rest),
+        1 => {
+            // An MDS's answer to a heartbeat (chunk size, fences, the metadata nodes), as the
+            // DS reads it before checking its MAC.
+            round_trip::<HeartbeatRes>(rest);
+            if let Ok(HeartbeatRes::Ok(ok)) = HeartbeatRes::from_xdr(rest) {
+                let _ = ok.mac_input();
+            }
+        }
         2 => round_trip::<StatusRes>(rest),
         3 => round_trip::<FfLayout4>(rest),
         4 => round_trip::<FfDeviceAddr4>(rest),
