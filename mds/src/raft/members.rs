@@ -705,21 +705,26 @@ pub fn node_states(ns: &Namespace) -> BTreeMap<u64, NodeState> {
             );
         }
     }
+    // Every node any shard holds, with an address it is known by (once each: 256 shards).
+    let mut known: BTreeMap<u64, &String> = BTreeMap::new();
     for s in &view {
         for (id, addr) in &s.addrs {
-            let state = if !zero.addrs.contains_key(id) {
-                "draining"
-            } else if view.iter().all(|s| s.addrs.contains_key(id)) {
-                "member"
-            } else {
-                "joining"
-            };
-            out.entry(*id).or_insert(NodeState {
-                state,
-                addr: addr.clone(),
-                votes: votes(*id),
-            });
+            known.entry(*id).or_insert(addr);
         }
+    }
+    for (id, addr) in known {
+        let state = if !zero.addrs.contains_key(&id) {
+            "draining"
+        } else if view.iter().all(|s| s.addrs.contains_key(&id)) {
+            "member"
+        } else {
+            "joining"
+        };
+        out.entry(id).or_insert(NodeState {
+            state,
+            addr: addr.clone(),
+            votes: votes(id),
+        });
     }
     if ns.is_drained() {
         let me = out.entry(ns.node_id()).or_insert(NodeState {
