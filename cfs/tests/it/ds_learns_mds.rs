@@ -149,15 +149,19 @@ fn ds_up(v: &serde_json::Value) -> bool {
         .is_some_and(|d| d.len() == 1 && d[0]["state"] == "up")
 }
 
-fn voter_everywhere(v: &serde_json::Value, id: u64) -> bool {
+/// Node `id` is a member of every shard, as a voter or a learner (each shard has three
+/// voters; `mds_membership.rs` checks how they spread).
+fn member_everywhere(v: &serde_json::Value, id: u64) -> bool {
     let md = &v["mds"]["metadata"];
     let shards = md["shards"].as_array().cloned().unwrap_or_default();
+    let has = |s: &serde_json::Value, k: &str| {
+        s[k].as_array()
+            .is_some_and(|a| a.iter().any(|x| x.as_u64() == Some(id)))
+    };
     !shards.is_empty()
-        && shards.iter().all(|s| {
-            s["voters"]
-                .as_array()
-                .is_some_and(|a| a.iter().any(|x| x.as_u64() == Some(id)))
-        })
+        && shards
+            .iter()
+            .all(|s| has(s, "voters") || has(s, "learners"))
 }
 
 /// Writes `path` through `at` with pNFS on; the client's pNFS counters.
@@ -266,9 +270,9 @@ fn a_ds_configured_with_one_mds_node_serves_every_node_and_a_joined_one() {
     until_status(
         t,
         &mds[0],
-        "node 4 a voter of every shard",
+        "node 4 a member of every shard",
         Duration::from_secs(120),
-        |v| voter_everywhere(v, 4),
+        |v| member_everywhere(v, 4),
     );
 
     // A file written through node 4 goes to the data server through a layout.
