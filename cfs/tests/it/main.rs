@@ -35,3 +35,4 @@ mod mds_membership;
 mod metadata_cluster;
 mod pnfs_client;
 mod pnfs_data;
+mod rmtree;

@@ -21,7 +21,9 @@
 //! shard's leader; `getattr` still works on it so open files keep working. The server issues
 //! `Command::Forget { ino }` once no client has it open (and removes the file's data); after a
 //! restart `orphans()` lists the ones to forget. Non-regular objects cannot be open and are
-//! deleted at once (`Effect::Freed`).
+//! deleted at once (`Effect::Freed`). A directory removed with its contents
+//! (`Command::Detach`, `cfs admin rmtree`) stays as an orphan directory in the same table
+//! until the reclaimer (`rmtree`) has emptied and forgotten it; `detached()` lists them.
 
 mod apply;
 pub mod coding;

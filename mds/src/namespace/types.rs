@@ -524,8 +524,8 @@ pub struct Outcome {
 
 /// Work a command leaves outside the state machine. Every replica's `apply` reports the same
 /// effects; the shard's leader carries them out (`namespace::EffectSink`). Each is also
-/// derivable from the state (`Snapshot::orphans`), so a new leader, or a restart, finds what
-/// its predecessor left undone.
+/// derivable from the state (`Snapshot::orphans`, `Snapshot::detached`), so a new leader, or
+/// a restart, finds what its predecessor left undone.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Effect {
     /// A regular file lost its last link (by unlink, or being replaced by rename). Its inode
