@@ -291,13 +291,7 @@ impl<'a> Snapshot<'a> {
     /// none is open any more, so the server forgets them all (and drops their data).
     pub fn orphans(&self) -> Result<Vec<u64>, FsError> {
         let mut out = Vec::new();
-        self.each(|st| {
-            out.extend(
-                st.orphans
-                    .keys()
-                    .filter(|i| st.inodes.get(i).is_some_and(|i| !i.kind.is_dir())),
-            )
-        })?;
+        self.each(|st| out.extend(st.orphans.keys().filter(|i| !st.orphan_dirs.contains(i))))?;
         Ok(out)
     }
 
@@ -509,9 +503,8 @@ impl<'a> Snapshot<'a> {
 
 /// One shard's orphan directories and the entries each holds.
 pub(crate) fn detached_in(st: &MemState) -> Vec<(u64, u64)> {
-    st.orphans
-        .keys()
-        .filter(|i| st.inodes.get(i).is_some_and(|i| i.kind.is_dir()))
+    st.orphan_dirs
+        .iter()
         .map(|&d| {
             let n = st.dirindex.range((d, 0)..=(d, u64::MAX)).count();
             (d, n as u64)

@@ -102,10 +102,7 @@ impl Namespace {
                 continue;
             }
             let Ok(st) = core.live.read() else { continue };
-            if st.orphans.is_empty() {
-                continue;
-            }
-            for (dir, _) in super::read::detached_in(&st) {
+            for &dir in &st.orphan_dirs {
                 if budget == 0 {
                     break;
                 }
