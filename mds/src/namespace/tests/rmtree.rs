@@ -305,3 +305,81 @@ fn a_restart_in_the_middle_of_a_removal_finishes_it() {
     assert!(ns.detached().unwrap().is_empty());
     nothing_left(&ns, &tree, ns.statfs().unwrap());
 }
+
+/// How fast a large tree goes (run by hand: `cargo test --release -p mds --lib
+/// reclaim_rate -- --ignored --nocapture`): `DIRS` directories of `PER_DIR` files each, on one
+/// node with 8 shards.
+#[test]
+#[ignore]
+fn reclaim_rate() {
+    const DIRS: usize = 40;
+    const PER_DIR: usize = 1000;
+    let dir = tempfile::tempdir().unwrap();
+    let rt = rt();
+    let ns = open_spread(&rt, dir.path(), true);
+    rt.block_on(async {
+        let before = ns.statfs().unwrap();
+        let top = mk(&ns, ROOT_INO, "t", FileKind::Directory).await;
+        let made = Instant::now();
+        for d in 0..DIRS {
+            let sub = mk(&ns, top, &format!("d{d}"), FileKind::Directory).await;
+            // Concurrently, as many clients would: the creates share log entries.
+            for chunk in (0..PER_DIR).collect::<Vec<_>>().chunks(256) {
+                let creates = chunk.iter().map(|f| {
+                    let ns = ns.clone();
+                    async move { mk(&ns, sub, &format!("f{f}"), FileKind::Regular).await }
+                });
+                futures::future::join_all(creates).await;
+            }
+        }
+        let entries = DIRS * (PER_DIR + 1) + 1;
+        eprintln!("made {entries} entries in {:?}", made.elapsed());
+        // A client's creates meanwhile (the tree's directories are spread over every shard,
+        // so some share the probe's): how long each waits behind the reclaimer's batches.
+        let probe_dir = mk(&ns, ROOT_INO, "probe", FileKind::Directory).await;
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let probe = {
+            let (ns, stop) = (ns.clone(), stop.clone());
+            tokio::spawn(async move {
+                let mut waits = Vec::new();
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let at = Instant::now();
+                    let name = format!("p{}", waits.len());
+                    let ino = mk(&ns, probe_dir, &name, FileKind::Regular).await;
+                    waits.push(at.elapsed());
+                    let rm = Command::Unlink {
+                        parent: probe_dir,
+                        name: name.into_bytes(),
+                        child: ino,
+                        time: Time::now(),
+                    };
+                    ns.execute(rm).await.unwrap();
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+                waits
+            })
+        };
+        ns.detach(ROOT_INO, b"t", top).await.unwrap();
+        let took = reclaimed(&ns, Duration::from_secs(600)).await;
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let mut waits = probe.await.unwrap();
+        waits.sort();
+        eprintln!(
+            "reclaimed {entries} entries in {took:?} ({:.0} entries/s); a client's create \
+             meanwhile: median {:?}, worst {:?} over {}",
+            entries as f64 / took.as_secs_f64(),
+            waits[waits.len() / 2],
+            waits[waits.len() - 1],
+            waits.len()
+        );
+        let orphans = ns.orphans().unwrap();
+        if !orphans.is_empty() {
+            ns.execute(Command::ForgetOrphans { inos: orphans })
+                .await
+                .unwrap();
+        }
+        let after = ns.statfs().unwrap();
+        // The probe's directory is left.
+        assert_eq!((after.files - 1, after.bytes), (before.files, before.bytes));
+    });
+}
