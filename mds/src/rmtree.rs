@@ -41,6 +41,22 @@ fn components(path: &str) -> Result<Vec<&str>, RmtreeError> {
     Ok(parts)
 }
 
+/// An export whose root is the tree `canonical` or lies inside it: removing the tree would
+/// take its root away and make its clients' handles stale.
+fn export_in_the_way<'a>(
+    mut exports: impl Iterator<Item = &'a str>,
+    canonical: &str,
+) -> Option<RmtreeError> {
+    let below = format!("{canonical}/");
+    let e = exports.find(|e| *e == canonical || e.starts_with(&below))?;
+    let which = if e == canonical {
+        String::new()
+    } else {
+        format!(" ({e} lies inside it)")
+    };
+    Some(RmtreeError::Export(canonical.to_string(), which))
+}
+
 /// Detaches the directory at `path` (inside the file system, as exports' paths are) with its
 /// contents. Refuses `/`, an export's root or a directory holding one, a path that does not
 /// exist and anything that is not a directory.
@@ -50,15 +66,9 @@ pub async fn rmtree(mds: &Mds, path: &str) -> Result<Detached, RmtreeError> {
         return Err(RmtreeError::Root);
     };
     let canonical = format!("/{}", parts.join("/"));
-    // An export at the tree or below it would lose its root: its clients' handles go stale.
-    let inside = |e: &str| e == canonical || e.starts_with(&format!("{canonical}/"));
-    if let Some(e) = mds.exports.iter().find(|e| inside(&e.path)) {
-        let which = if e.path == canonical {
-            String::new()
-        } else {
-            format!(" ({} lies inside it)", e.path)
-        };
-        return Err(RmtreeError::Export(canonical, which));
+    let exports = mds.exports.iter().map(|e| e.path.as_str());
+    if let Some(e) = export_in_the_way(exports, &canonical) {
+        return Err(e);
     }
     let ns_err = |e: FsError| match e {
         FsError::NotFound | FsError::Stale(_) => RmtreeError::NotFound(canonical.clone()),
@@ -118,5 +128,20 @@ mod tests {
             Err(RmtreeError::BadPath(_))
         ));
         assert!(matches!(components("/a/./b"), Err(RmtreeError::BadPath(_))));
+    }
+
+    #[test]
+    fn an_export_root_and_a_tree_holding_one_are_refused() {
+        let exports = ["/", "/projects", "/home/alice"];
+        let check = |p: &str| export_in_the_way(exports.iter().copied(), p);
+        assert_eq!(
+            check("/projects"),
+            Some(RmtreeError::Export("/projects".into(), String::new()))
+        );
+        let e = check("/home").unwrap().to_string();
+        assert!(e.contains("/home/alice lies inside it"), "{e}");
+        assert_eq!(check("/projects2"), None);
+        assert_eq!(check("/projects/old"), None);
+        assert_eq!(check("/home/al"), None);
     }
 }
