@@ -99,12 +99,23 @@ pub fn require(t: &AdminTarget) -> Result<Target, AdminCliError> {
 
 /// One API call; an error status becomes the API's own sentence.
 pub async fn call(tg: &Target, method: &str, path: &str) -> Result<Value, AdminCliError> {
+    call_with(tg, method, path, None).await
+}
+
+/// `call` with a JSON body.
+pub async fn call_with(
+    tg: &Target,
+    method: &str,
+    path: &str,
+    body: Option<&Value>,
+) -> Result<Value, AdminCliError> {
+    let body = body.map(Value::to_string);
     let r = http_client::request(
         tg.addr,
         method,
         path,
         Some(&tg.token),
-        None,
+        body.as_deref(),
         Duration::from_secs(10),
     )
     .await?;
@@ -161,6 +172,13 @@ pub fn status_table(v: &Value) -> String {
     }
     if let Some(md) = v["mds"]["metadata"].as_object() {
         out.push_str(&metadata_lines(md));
+    }
+    let removing = &v["mds"]["removing_trees"];
+    if removing["directories"].as_u64().unwrap_or(0) > 0 {
+        out.push_str(&format!(
+            "     removing trees (cfs admin rmtree): {} directories detached, {} entries in them left\n",
+            removing["directories"], removing["entries"],
+        ));
     }
     if let Some(dss) = v["data_servers"].as_array().filter(|a| !a.is_empty()) {
         out.push_str(&crate::admin::ds_table_json(dss));

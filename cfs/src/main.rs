@@ -213,6 +213,23 @@ enum AdminCmd {
         #[command(flatten)]
         target: admin_cli::AdminTarget,
     },
+    /// Remove a directory and everything under it, lazily: the name is gone when the command
+    /// returns, and the contents are removed in the background by the MDS (files' data as
+    /// after an unlink; a file open somewhere stays until its last close). `cfs admin status`
+    /// shows what is left. PATH is the path inside the file system (as exports' paths are).
+    /// Refused for /, an export's root or a directory holding one, a path that does not exist
+    /// and anything that is not a directory. The admin token is root's authority: no
+    /// permission is checked under PATH.
+    #[command(after_help = "Examples:
+  cfs admin rmtree /scratch/run-1742 --config cfs-cluster/mds.toml
+  cfs admin rmtree /scratch/run-1742 --config mds.toml --json
+  cfs admin status --config mds.toml    shows \"removing trees: ... entries in them left\"")]
+    Rmtree {
+        /// Directory to remove, e.g. /scratch/run-1742.
+        path: String,
+        #[command(flatten)]
+        target: admin_cli::AdminTarget,
+    },
     /// Act on a data server.
     #[command(subcommand)]
     Node(NodeCmd),
@@ -526,6 +543,19 @@ async fn admin(cmd: AdminCmd) -> Result<(), Box<dyn std::error::Error>> {
             }
             if wait {
                 admin_cli::wait_drained(&tg, v["draining"].as_str().unwrap_or(&id)).await?;
+            }
+        }
+        AdminCmd::Rmtree { path, target } => {
+            let body = serde_json::json!({ "path": path });
+            let v = admin_cli::call_with(&require(&target)?, "POST", "/api/v1/rmtree", Some(&body))
+                .await?;
+            if target.json {
+                println!("{v}");
+            } else {
+                println!(
+                    "{path} removed: the name is gone; its contents are being reclaimed in the \
+                     background (`cfs admin status` shows what is left)"
+                );
             }
         }
         AdminCmd::Client(ClientCmd::Evict { id, target }) => {

@@ -18,6 +18,7 @@ pub mod namespace;
 pub mod ops;
 pub mod raft;
 pub mod recall;
+pub mod rmtree;
 mod sec;
 pub mod server;
 pub mod space;
@@ -563,6 +564,8 @@ async fn carry_out_effects(
             match e {
                 namespace::Effect::Orphaned(ino) => orphans.push(ino),
                 namespace::Effect::Freed(ino) => mds.state.forget_file(ino),
+                // The namespace's own reclaimer empties it (`namespace::rmtree`).
+                namespace::Effect::Detached(_) => {}
             }
         }
         mds.forget_orphans(orphans).await;

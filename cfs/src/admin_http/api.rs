@@ -77,9 +77,20 @@ pub fn status(a: &Admin) -> Value {
                 "batches": b.transactions + ns.transactions,
                 "durable_commits": b.durable_commits + ns.durable_commits,
                 "checkpoints": b.checkpoints + ns.checkpoints,
+                // Inodes in use and bytes of regular files, orphans included: what a removal
+                // gives back once reclaimed.
+                "files": m.ns.statfs().map(|s| s.files).unwrap_or(0),
+                "bytes": m.ns.statfs().map(|s| s.bytes).unwrap_or(0),
             },
         });
         v["metadata"] = metadata_status(&m.ns);
+        // Trees removed by `cfs admin rmtree` whose contents are still going: the detached
+        // directories and the entries they hold (a subdirectory not reached yet counts once).
+        let detached = m.ns.detached().unwrap_or_default();
+        v["removing_trees"] = json!({
+            "directories": detached.len(),
+            "entries": detached.iter().map(|(_, n)| n).sum::<u64>(),
+        });
         v["metadata"]["serving"] = serving(m);
         if let Some(c) = cluster {
             let cs = cluster_status(c);

@@ -344,6 +344,35 @@ async fn drain_mds(
     }
 }
 
+#[derive(serde::Deserialize)]
+struct RmtreeBody {
+    path: String,
+}
+
+/// POST of a tree's removal (`cfs admin rmtree PATH`): the name goes before the answer, the
+/// contents in the background (`mds::rmtree`); `cfs admin status` shows what is left.
+async fn rmtree(
+    State(a): State<Arc<Admin>>,
+    headers: HeaderMap,
+    Json(body): Json<RmtreeBody>,
+) -> ApiResult<Json<serde_json::Value>> {
+    use mds::rmtree::RmtreeError as E;
+    check(&a, &headers)?;
+    let m = a.sources.mds.as_ref().ok_or_else(no_mds)?;
+    match mds::rmtree::rmtree(m, &body.path).await {
+        Ok(d) => Ok(Json(serde_json::json!({
+            "removed": body.path,
+            "ino": d.ino,
+            "state": "reclaiming",
+        }))),
+        Err(e @ E::BadPath(_)) => Err(ApiError(StatusCode::BAD_REQUEST, e.to_string())),
+        Err(e @ (E::Root | E::Export(..))) => Err(ApiError(StatusCode::FORBIDDEN, e.to_string())),
+        Err(e @ E::NotFound(_)) => Err(ApiError(StatusCode::NOT_FOUND, e.to_string())),
+        Err(e @ E::NotDir(_)) => Err(ApiError(StatusCode::CONFLICT, e.to_string())),
+        Err(e @ E::Namespace(..)) => Err(ApiError(StatusCode::SERVICE_UNAVAILABLE, e.to_string())),
+    }
+}
+
 async fn console() -> impl IntoResponse {
     (
         [
@@ -368,6 +397,7 @@ pub fn router(a: Arc<Admin>) -> Router {
             post(drain).delete(cancel_drain),
         )
         .route("/api/v1/mds-nodes/{id}/drain", post(drain_mds))
+        .route("/api/v1/rmtree", post(rmtree))
         .with_state(a)
 }
 

@@ -416,6 +416,7 @@ fn help_has_examples_and_the_man_page_is_current() {
         &["admin", "clients"],
         &["admin", "node", "drain"],
         &["admin", "client", "evict"],
+        &["admin", "rmtree"],
         &["admin", "token"],
         &["ls"],
         &["put"],

@@ -36,3 +36,4 @@ mod mds_membership;
 mod metadata_cluster;
 mod pnfs_client;
 mod pnfs_data;
+mod rmtree;

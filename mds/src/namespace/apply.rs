@@ -83,6 +83,14 @@ fn apply_as<S: StateStore + ?Sized>(
             child,
             time,
         } => remove(s, *parent, name, *child, *time, Which::Any, cred),
+        // An administrator's removal of a whole tree, never made on a client's behalf.
+        Command::Detach { .. } if cred.is_some() => Err(FsError::Invalid),
+        Command::Detach {
+            parent,
+            name,
+            child,
+            time,
+        } => detach(s, *parent, name, *child, *time),
         Command::Rename {
             src_parent,
             src_name,
@@ -275,6 +283,17 @@ fn get_dir<S: StateStore + ?Sized>(s: &S, ino: u64) -> Result<Inode, FsError> {
     Ok(i)
 }
 
+/// A directory that may get a new name: not an orphan directory (`Command::Detach`), which
+/// only the reclaimer empties. ENOENT, as Linux answers a create in a removed directory
+/// (`IS_DEADDIR`).
+fn get_live_dir<S: StateStore + ?Sized>(s: &S, ino: u64) -> Result<Inode, FsError> {
+    let d = get_dir(s, ino)?;
+    if d.nlink == 0 {
+        return Err(FsError::NotFound);
+    }
+    Ok(d)
+}
+
 fn check_mode(mode: u32) -> Result<(), FsError> {
     if mode & !0o7777 != 0 {
         return Err(FsError::Invalid);
@@ -381,7 +400,7 @@ fn create<S: StateStore + ?Sized>(
 ) -> Result<Outcome, FsError> {
     check_name(name)?;
     check_mode(new.mode)?;
-    let p0 = get_dir(s, parent)?;
+    let p0 = get_live_dir(s, parent)?;
     if let Some(c) = cred {
         // The lookup of the name needs search permission; EEXIST then wins over EACCES, as
         // in Linux's `filename_create` and `lookup_open`.
@@ -499,7 +518,7 @@ fn link<S: StateStore + ?Sized>(
         // An orphan cannot come back to life through a new name (as with POSIX link(2)).
         return Err(FsError::NotFound);
     }
-    let p0 = get_dir(s, parent)?;
+    let p0 = get_live_dir(s, parent)?;
     if let Some(c) = cred {
         perm::require(c, &p0, perm::MAY_EXEC)?;
     }
@@ -627,8 +646,9 @@ fn rename<S: StateStore + ?Sized>(
 ) -> Result<Outcome, FsError> {
     check_name(src_name)?;
     check_name(dst_name)?;
-    let sp0 = get_dir(s, src_parent)?;
-    let dp0 = get_dir(s, dst_parent)?;
+    // Nothing moves into or out of a tree being reclaimed: its entries are the reclaimer's.
+    let sp0 = get_live_dir(s, src_parent)?;
+    let dp0 = get_live_dir(s, dst_parent)?;
     if let Some(c) = cred {
         perm::require(c, &sp0, perm::MAY_EXEC)?;
         perm::require(c, &dp0, perm::MAY_EXEC)?;
@@ -823,7 +843,61 @@ fn forget<S: StateStore + ?Sized>(s: &mut S, ino: u64) -> Result<Outcome, FsErro
     if i.nlink > 0 {
         return Err(FsError::Invalid);
     }
+    if i.kind.is_dir() {
+        return forget_dir(s, &i);
+    }
     drop_orphan(s, &i)
+}
+
+/// `Detach`: the directory leaves the tree with its contents (see `Command::Detach`).
+fn detach<S: StateStore + ?Sized>(
+    s: &mut S,
+    parent: u64,
+    name: &[u8],
+    expect: u64,
+    time: Time,
+) -> Result<Outcome, FsError> {
+    check_name(name)?;
+    let p0 = get_dir(s, parent)?;
+    let (ino, _) = s.dirent(parent, name)?.ok_or(FsError::NotFound)?;
+    if ino != expect {
+        return Err(FsError::Changed);
+    }
+    let mut child = get(s, ino)?;
+    if !child.kind.is_dir() {
+        return Err(FsError::NotDir);
+    }
+    s.del_dirent(parent, name)?;
+    let mut p = p0.clone();
+    // Its ".." no longer counts in the parent, as after rmdir.
+    p.nlink = p.nlink.saturating_sub(1);
+    touch_dir(&mut p, time);
+    s.put_inode(&p)?;
+    child.nlink = 0;
+    bump(&mut child, time);
+    s.put_inode(&child)?;
+    s.set_orphan(ino, true)?;
+    Ok(Outcome {
+        inode: Some(child),
+        dir: Some(dir_change(&p0, &p)),
+        effects: vec![Effect::Detached(ino)],
+        ..Outcome::default()
+    })
+}
+
+/// Deletes orphan directory `d` once the reclaimer has emptied it.
+fn forget_dir<S: StateStore + ?Sized>(s: &mut S, d: &Inode) -> Result<Outcome, FsError> {
+    if !is_empty_dir(s, d.ino)? {
+        return Err(FsError::NotEmpty);
+    }
+    s.del_inode(d.ino)?;
+    s.set_next_cookie(d.ino, None)?;
+    s.set_orphan(d.ino, false)?;
+    add_meta(s, d.ino, meta::FILES, -1)?;
+    Ok(Outcome {
+        effects: vec![Effect::Freed(d.ino)],
+        ..Outcome::default()
+    })
 }
 
 /// Deletes orphan `i` (no links left) with its chunk records and its share of the counters.

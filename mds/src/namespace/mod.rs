@@ -21,7 +21,9 @@
 //! shard's leader; `getattr` still works on it so open files keep working. The server issues
 //! `Command::Forget { ino }` once no client has it open (and removes the file's data); after a
 //! restart `orphans()` lists the ones to forget. Non-regular objects cannot be open and are
-//! deleted at once (`Effect::Freed`).
+//! deleted at once (`Effect::Freed`). A directory removed with its contents
+//! (`Command::Detach`, `cfs admin rmtree`) stays as an orphan directory in the same table
+//! until the reclaimer (`rmtree`) has emptied and forgotten it; `detached()` lists them.
 
 mod apply;
 pub mod coding;
@@ -29,6 +31,7 @@ mod coordinator;
 mod error;
 pub mod perm;
 mod read;
+mod rmtree;
 pub mod shard;
 pub(crate) mod state;
 pub(crate) mod store;
@@ -100,6 +103,9 @@ pub struct Options {
     /// concurrent mkdirs in one directory ran at 0.03× the one-shard rate, each transaction
     /// holding the parent while it commits on two shards).
     pub spread_directories: Option<bool>,
+    /// Whether this node runs the reclaimer of detached trees (`rmtree`) on the shards it
+    /// leads. Off only in tests that stop a removal in the middle.
+    pub reclaim_trees: bool,
 }
 
 impl Default for Options {
@@ -111,6 +117,7 @@ impl Default for Options {
             members: None,
             txn_stale: txn::STALE,
             spread_directories: None,
+            reclaim_trees: true,
         }
     }
 }
@@ -145,10 +152,17 @@ pub trait PeerLocks: Send + Sync {
 /// The sink, once one is set; effects of commands applied before that (log replay at open)
 /// are found again from the state (`Snapshot::orphans`).
 #[derive(Default)]
-pub(crate) struct EffectSlot(std::sync::OnceLock<Arc<dyn EffectSink>>);
+pub(crate) struct EffectSlot(
+    std::sync::OnceLock<Arc<dyn EffectSink>>,
+    /// Wakes the reclaimer of orphan directories (`rmtree`) when one is detached here.
+    pub(crate) tokio::sync::Notify,
+);
 
 impl EffectSlot {
     pub(crate) fn deliver(&self, effects: &[Effect]) {
+        if effects.iter().any(|e| matches!(e, Effect::Detached(_))) {
+            self.1.notify_one();
+        }
         if let Some(sink) = self.0.get() {
             sink.effects(effects);
         }
@@ -347,6 +361,8 @@ struct Inner {
     incoming: crate::raft::service::IncomingSnapshots,
     /// Set once this node was drained from the metadata service (`raft::members`).
     drained: tokio::sync::watch::Sender<bool>,
+    /// `Options::reclaim_trees`.
+    reclaim: bool,
 }
 
 impl Drop for Inner {
@@ -503,6 +519,7 @@ impl Namespace {
                 peers,
                 incoming: Default::default(),
                 drained: tokio::sync::watch::Sender::new(false),
+                reclaim: opts.reclaim_trees,
             }),
         };
         match &opts.members {
@@ -549,6 +566,7 @@ impl Namespace {
         }
         self.watch_leadership();
         self.start_txn_recovery();
+        self.start_reclaimer();
         let has_root = self.getattr(ROOT_INO).is_ok();
         if !has_root {
             self.execute(Command::InitRoot {
@@ -587,6 +605,7 @@ impl Namespace {
             // leader makes it a member of every shard (`members::drive_placement`).
             self.watch_leadership();
             self.start_txn_recovery();
+            self.start_reclaimer();
             self.follow_members();
             return Ok(());
         }
@@ -598,6 +617,7 @@ impl Namespace {
         }
         self.watch_leadership();
         self.start_txn_recovery();
+        self.start_reclaimer();
         self.follow_members();
         let ns = Arc::downgrade(&self.inner);
         let started = tokio::time::Instant::now();
@@ -1319,6 +1339,12 @@ impl Namespace {
 
     pub fn orphans(&self) -> Result<Vec<u64>, FsError> {
         self.snapshot()?.orphans()
+    }
+
+    /// Orphan directories being reclaimed on this node's replicas, with the entries each
+    /// holds (`Snapshot::detached`).
+    pub fn detached(&self) -> Result<Vec<(u64, u64)>, FsError> {
+        self.snapshot()?.detached()
     }
 
     /// Random at creation, then fixed: the NFS fsid of this file system.

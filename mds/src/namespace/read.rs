@@ -291,7 +291,16 @@ impl<'a> Snapshot<'a> {
     /// none is open any more, so the server forgets them all (and drops their data).
     pub fn orphans(&self) -> Result<Vec<u64>, FsError> {
         let mut out = Vec::new();
-        self.each(|st| out.extend(st.orphans.keys().copied()))?;
+        self.each(|st| out.extend(st.orphans.keys().filter(|i| !st.orphan_dirs.contains(i))))?;
+        Ok(out)
+    }
+
+    /// Orphan directories (`Command::Detach`) over the local shards, with the entries each
+    /// still holds: the reclaimer's work (`namespace::rmtree`). An entry that is a directory
+    /// not detached yet counts once, whatever it holds.
+    pub fn detached(&self) -> Result<Vec<(u64, u64)>, FsError> {
+        let mut out = Vec::new();
+        self.each(|st| out.extend(detached_in(st)))?;
         Ok(out)
     }
 
@@ -490,4 +499,15 @@ impl<'a> Snapshot<'a> {
             None => Ok(d),
         }
     }
+}
+
+/// One shard's orphan directories and the entries each holds.
+pub(crate) fn detached_in(st: &MemState) -> Vec<(u64, u64)> {
+    st.orphan_dirs
+        .iter()
+        .map(|&d| {
+            let n = st.dirindex.range((d, 0)..=(d, u64::MAX)).count();
+            (d, n as u64)
+        })
+        .collect()
 }

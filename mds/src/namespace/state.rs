@@ -114,6 +114,10 @@ pub struct MemState {
     pub cookies: BTreeMap<u64, u64>,
     pub meta: BTreeMap<&'static str, u64>,
     pub orphans: BTreeMap<u64, ()>,
+    /// The orphans that are directories (`Command::Detach`): derived from `orphans` and
+    /// `inodes` (kept by `set_orphan`, rebuilt by `index_orphan_dirs` after a load), so the
+    /// reclaimer finds its work without walking a million orphaned files awaiting the reaper.
+    pub orphan_dirs: std::collections::BTreeSet<u64>,
     pub chunks: BTreeMap<(u64, u64), Vec<u64>>,
     /// Erasure-coded files' records, by inode (`coding`).
     pub stripes: BTreeMap<u64, FileCode>,
@@ -141,6 +145,16 @@ impl MemState {
             clients: self.clients.clone(),
             txns: self.txns.clone(),
         }
+    }
+
+    /// Rebuilds the index of orphan directories (after loading orphans and inodes).
+    pub fn index_orphan_dirs(&mut self) {
+        self.orphan_dirs = self
+            .orphans
+            .keys()
+            .filter(|i| self.inodes.get(i).is_some_and(|i| i.kind.is_dir()))
+            .copied()
+            .collect();
     }
 
     /// Rebuilds the lock index from the transaction records (after loading them).
@@ -211,10 +225,15 @@ impl StateStore for MemState {
         Ok(())
     }
     fn set_orphan(&mut self, ino: u64, orphan: bool) -> Result<(), FsError> {
+        // Staged changes flush inodes before orphans, so the kind is known here.
         if orphan {
             self.orphans.insert(ino, ());
+            if self.inodes.get(&ino).is_some_and(|i| i.kind.is_dir()) {
+                self.orphan_dirs.insert(ino);
+            }
         } else {
             self.orphans.remove(&ino);
+            self.orphan_dirs.remove(&ino);
         }
         Ok(())
     }

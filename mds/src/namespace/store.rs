@@ -538,6 +538,7 @@ pub(crate) fn load_shards(txn: &ReadTransaction, shards: &[ShardId]) -> Result<L
     }
     for (s, _) in m.values_mut() {
         s.index_locks();
+        s.index_orphan_dirs();
     }
     for item in txn.open_table(SHARD_APPLIED)?.iter()? {
         let (k, v) = item?;

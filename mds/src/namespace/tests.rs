@@ -9,6 +9,7 @@ mod cross_shard;
 mod group;
 mod model;
 mod replicated;
+mod rmtree;
 
 use super::*;
 

@@ -299,7 +299,13 @@ pub(crate) fn commit<S: StateStore + ?Sized>(
         s.set_orphan(*ino, *o)?;
     }
     for ino in orphaned {
-        out.effects.push(Effect::Orphaned(ino));
+        // A directory becomes an orphan only by `Detach`: its contents go to the reclaimer.
+        let dir = s.inode(ino)?.is_some_and(|i| i.kind.is_dir());
+        out.effects.push(if dir {
+            Effect::Detached(ino)
+        } else {
+            Effect::Orphaned(ino)
+        });
     }
     for (ino, chunk, m) in &part.chunks {
         s.put_chunk(*ino, *chunk, m.as_deref())?;

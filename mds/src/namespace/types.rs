@@ -215,7 +215,8 @@ pub enum Command {
         time: Time,
         writes: u64,
     },
-    /// Deletes an orphan (a regular file whose last link went). `Invalid` if it still has links.
+    /// Deletes an orphan: a regular file whose last link went, or an orphan directory
+    /// (`Detach`) once it is empty (`NotEmpty` before). `Invalid` if it still has links.
     Forget { ino: u64 },
     /// Records which DSs hold chunk `chunk` of regular file `ino` (empty: forget the record).
     SetMirrors {
@@ -334,6 +335,18 @@ pub enum Command {
         cmd: Box<Command>,
         answer: Option<Box<Outcome>>,
     },
+    /// Takes the directory `parent/name` (which must be `child`) out of the tree with whatever
+    /// it holds: the name goes and the parent's link count and times change as for `Rmdir`,
+    /// and the directory stays as an orphan directory (nlink 0, in the orphans table) that
+    /// keeps its entries, gets no new names, and is emptied and then `Forget`-ten by the
+    /// reclaimer (`namespace::rmtree`). The server's own (an administrator's `cfs admin
+    /// rmtree`), never a client's: `NotDir` on anything but a directory.
+    Detach {
+        parent: u64,
+        name: Vec<u8>,
+        child: u64,
+        time: Time,
+    },
 }
 
 /// An NFS client's request as its session numbers it: a retransmission carries the same
@@ -369,6 +382,10 @@ impl Command {
                 // A directory's own entries go with it (it must be empty).
                 vec![I(*parent), Entries(*parent), I(*child), Entries(*child)]
             }
+            // The directory keeps its entries: they are not touched.
+            Command::Detach { parent, child, .. } => {
+                vec![I(*parent), Entries(*parent), I(*child)]
+            }
             Command::Rename {
                 src_parent,
                 src,
@@ -392,7 +409,6 @@ impl Command {
             }
             Command::SetAttr { ino, .. }
             | Command::Write { ino, .. }
-            | Command::Forget { ino }
             | Command::SetMirrors { ino, .. }
             | Command::BeginEncode { ino, .. }
             | Command::FinishEncode { ino, .. }
@@ -401,6 +417,8 @@ impl Command {
             | Command::ShardMoved { ino, .. }
             | Command::CopiesTrimmed { ino, .. }
             | Command::ShardsDropped { ino, .. } => vec![I(*ino)],
+            // An orphan directory must be empty to go, and its cookie counter goes with it.
+            Command::Forget { ino } => vec![I(*ino), Entries(*ino)],
             Command::Noop => Vec::new(),
             Command::ForgetOrphans { inos } => inos.iter().map(|i| I(*i)).collect(),
             Command::As { cmd, .. } | Command::Request { cmd, .. } => cmd.keys(),
@@ -436,7 +454,8 @@ impl Command {
             | Command::Link { parent, .. }
             | Command::Unlink { parent, .. }
             | Command::Rmdir { parent, .. }
-            | Command::Remove { parent, .. } => Some(*parent),
+            | Command::Remove { parent, .. }
+            | Command::Detach { parent, .. } => Some(*parent),
             Command::Rename { src_parent, .. } => Some(*src_parent),
             Command::As { cmd, .. } | Command::Request { cmd, .. } | Command::Place { cmd, .. } => {
                 cmd.home()
@@ -505,8 +524,8 @@ pub struct Outcome {
 
 /// Work a command leaves outside the state machine. Every replica's `apply` reports the same
 /// effects; the shard's leader carries them out (`namespace::EffectSink`). Each is also
-/// derivable from the state (`Snapshot::orphans`), so a new leader, or a restart, finds what
-/// its predecessor left undone.
+/// derivable from the state (`Snapshot::orphans`, `Snapshot::detached`), so a new leader, or
+/// a restart, finds what its predecessor left undone.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Effect {
     /// A regular file lost its last link (by unlink, or being replaced by rename). Its inode
@@ -516,6 +535,10 @@ pub enum Effect {
     /// An object was deleted outright (a non-regular object, or a forgotten orphan): nothing
     /// may be kept for it any more.
     Freed(u64),
+    /// A directory was detached with its contents (`Command::Detach`): the reclaimer of its
+    /// shard's leader empties it (`namespace::rmtree`); found again from the state
+    /// (`Snapshot::detached`) after a restart or by a new leader.
+    Detached(u64),
 }
 
 /// Whole-file-system counters for FSSTAT / space attributes.

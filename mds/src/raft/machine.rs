@@ -300,6 +300,7 @@ impl Dump {
         s.sessions = self.sessions;
         s.txns = self.txns.into_iter().collect();
         s.index_locks();
+        s.index_orphan_dirs();
         s
     }
 }
