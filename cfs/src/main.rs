@@ -92,10 +92,11 @@ dist/cfs.toml in the source tree.")]
 #[derive(Subcommand)]
 enum ServerAction {
     /// Start a new MDS node that joins a running multi-node metadata service: the seed (any
-    /// of its nodes) gives it an id and the nodes, every shard takes it in as a learner, lets
-    /// it catch up, then makes it a voter (`cfs admin status` shows it "joining", then
-    /// "member"). Its membership is kept in the data directory: run the same command to
-    /// restart it. Data servers learn it from their heartbeat replies, so it hands out
+    /// of its nodes) gives it an id and the nodes, every shard takes it in as a learner and
+    /// lets it catch up, and voter roles move onto it until it votes in its share of the
+    /// shards, three voters each (`cfs admin status` shows it "joining", then "member" with
+    /// the shards it votes in). Its membership is kept in the data directory: run the same
+    /// command to restart it. Data servers learn it from their heartbeat replies, so it hands out
     /// layouts without any data server's config naming it.
     #[command(after_help = "Examples:
   cfs server join --token-file /etc/cfs/secret --seed 10.0.0.1:2049 --listen 10.0.0.4:2049 --data /srv/cfs
