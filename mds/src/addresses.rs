@@ -178,6 +178,11 @@ fn take_over(mds: &Arc<Mds>, from: u64, addr: SocketAddr) {
         "took over a dead MDS node's client address; its clients may reclaim here"
     );
     mds.state.begin_takeover(owners, mds.grace);
+    tokio::spawn(crate::remote_delegations::announce_gone(
+        mds.clone(),
+        from,
+        std::time::Instant::now(),
+    ));
     let me = u64::from(mds.node);
     let m = mds.clone();
     tokio::spawn(async move {

@@ -18,6 +18,7 @@ pub mod namespace;
 pub mod ops;
 pub mod raft;
 pub mod recall;
+pub mod remote_delegations;
 pub mod rmtree;
 mod sec;
 pub mod server;
@@ -119,6 +120,9 @@ pub struct Mds {
     /// Byte-range locks across MDS nodes: requests in flight, and the arbiter's views of the
     /// files of the shards this node leads.
     pub locks: locking::ClusterLocks,
+    /// Where other MDS nodes may have delegated files, and this node's operations that
+    /// conflict with a new delegation.
+    pub remote_delegs: remote_delegations::RemoteDelegations,
     /// Serialises callbacks (each back channel has one slot).
     pub callback_lock: tokio::sync::Mutex<()>,
     /// Unlinked files whose data is to go, for the reaper task (started on first use).
@@ -284,6 +288,7 @@ impl Mds {
             serving: Default::default(),
             fresh: Default::default(),
             locks: locking::ClusterLocks::default(),
+            remote_delegs: remote_delegations::RemoteDelegations::new(boot),
             callback_lock: tokio::sync::Mutex::new(()),
             reaper: std::sync::OnceLock::new(),
         })
@@ -670,6 +675,9 @@ impl Server {
         tasks.push(tokio::spawn(laundromat(mds.clone())));
         if mds.ns.peers().is_some() {
             tasks.push(tokio::spawn(isolation::watch(mds.clone())));
+            tasks.push(tokio::spawn(remote_delegations::sweep(Arc::downgrade(
+                &mds,
+            ))));
         }
         if cfg.members.is_some() {
             // The root is made once shard 0 has a leader, which needs the other nodes to hear

@@ -391,6 +391,9 @@ impl PeerLocks for PeerLockCalls {
                     let a = decide(&mds, from, call).await;
                     postcard::to_stdvec(&a).map_err(|_| proto::peer::PEER_ERR_INVAL)
                 }
+                proto::peer::PEERPROC_DELEG => {
+                    crate::remote_delegations::answer(&mds, from, &body).await
+                }
                 proto::peer::PEERPROC_LOCKS_HELD => {
                     let q: HeldQuery =
                         postcard::from_bytes(&body).map_err(|_| proto::peer::PEER_ERR_INVAL)?;

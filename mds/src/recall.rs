@@ -30,8 +30,16 @@ const RETURN_WAIT: Duration = Duration::from_millis(30);
 
 /// Ok when no other client holds a delegation on any of `inos` (files whose data or names
 /// change, directories whose entries change). Otherwise recalls them, waits up to
-/// `RETURN_WAIT` for their return, and says "retry" if they are still out.
-pub async fn recall_and_wait(mds: &Arc<Mds>, inos: &[u64], clientid: Option<u64>) -> NfsResult<()> {
+/// `RETURN_WAIT` for their return, and says "retry" if they are still out. With several MDS
+/// nodes, the delegations other nodes handed out are recalled there too
+/// (`remote_delegations`); the returned `Busy` keeps them from handing out new ones until the
+/// caller has made its change, so it must live as long as the operation.
+pub async fn recall_and_wait(
+    mds: &Arc<Mds>,
+    inos: &[u64],
+    clientid: Option<u64>,
+) -> NfsResult<crate::remote_delegations::Busy> {
+    let (busy, elsewhere) = crate::remote_delegations::begin_conflict(mds, inos, clientid);
     // Every ino is looked at (no short cut), so all the recalls go out at once.
     let outstanding = || {
         inos.iter().fold(false, |out, &ino| {
@@ -39,9 +47,33 @@ pub async fn recall_and_wait(mds: &Arc<Mds>, inos: &[u64], clientid: Option<u64>
         })
     };
     // The common case, nothing delegated, costs one look and no waiter registration.
-    if !outstanding() {
-        return Ok(());
+    let here = outstanding();
+    if !here && elsewhere.is_empty() {
+        return Ok(busy);
     }
+    let there = crate::remote_delegations::recall_elsewhere(mds, elsewhere, clientid);
+    let (there, here) = tokio::join!(there, async {
+        if here {
+            wait_for_returns(mds, outstanding).await
+        } else {
+            Ok(())
+        }
+    });
+    there?;
+    here?;
+    Ok(busy)
+}
+
+/// Another node's change (by client `except`, whose own delegation stays) conflicts with
+/// this node's delegations on `ino`: recalls them and waits as `recall_and_wait` does;
+/// whether any is still out.
+pub async fn recall_here(mds: &Arc<Mds>, ino: u64, except: Option<u64>) -> bool {
+    let outstanding = || recall_conflicts(mds, ino, except);
+    outstanding() && wait_for_returns(mds, outstanding).await.is_err()
+}
+
+/// Waits up to `RETURN_WAIT` until `outstanding` says no delegation is out any more.
+async fn wait_for_returns(mds: &Mds, outstanding: impl Fn() -> bool) -> NfsResult<()> {
     let deadline = tokio::time::Instant::now() + RETURN_WAIT;
     loop {
         // Registered before looking again, so a DELEGRETURN between the look and the wait
@@ -221,11 +253,4 @@ async fn callback(
             false
         }
     }
-}
-
-/// Whether this node hands out delegations (file and directory): only as the one MDS node.
-/// With several, a change made through another node would not recall a delegation granted
-/// here (delegations are each node's own; issue 12).
-pub fn delegations_offered(mds: &crate::Mds) -> bool {
-    mds.ns.peers().is_none()
 }

@@ -36,6 +36,14 @@ pub const PEERPROC_LOCK: u32 = 7;
 pub const PEERPROC_LOCKS_HELD: u32 = 8;
 /// Most locks one PEERPROC_LOCKS_HELD answer lists.
 pub const MAX_LOCKS_HELD: usize = 4096;
+/// Read delegations across nodes (postcard `mds::remote_delegations::DelegCall`, answer
+/// `DelegAnswer`): "I am about to delegate this file", "recall yours on this file", "which of
+/// these do you still delegate", "a dead node's delegations are gone".
+pub const PEERPROC_DELEG: u32 = 9;
+/// The highest procedure about NFS state (the server's range check).
+pub const PEERPROC_LAST_STATE: u32 = PEERPROC_DELEG;
+/// Most files one PEERPROC_DELEG question names.
+pub const MAX_DELEG_FILES: usize = 4096;
 /// A new MDS node asks to join (`cfs server join`): postcard `JoinRequest` in, `JoinReply`
 /// out. The only call accepted from a node not in the address book (`from` 0, `to` 0): its MAC
 /// under the cluster secret is the proof that it may join. A node that does not lead shard 0

@@ -52,13 +52,19 @@ fn config(
     all: &[String],
     clients: &[String],
 ) -> String {
-    let clients = if clients.is_empty() {
-        String::new()
+    // With client addresses a node takes a dead one's over, and its clients reclaim in the
+    // takeover's grace period: a long one, so that on a loaded machine the tests' resends
+    // still fall inside it (it is the lease, 10 s, otherwise; CI once ran past it).
+    let (clients, grace) = if clients.is_empty() {
+        (String::new(), "")
     } else {
-        format!("client_addresses = {clients:?}\n")
+        (
+            format!("client_addresses = {clients:?}\n"),
+            "grace_seconds = 60\n",
+        )
     };
     format!(
-        "data = {data:?}\nlisten = \"{addr}\"\nroles = [\"mds\"]\nlease_seconds = 10\n\
+        "data = {data:?}\nlisten = \"{addr}\"\nroles = [\"mds\"]\nlease_seconds = 10\n{grace}\
          [cluster]\nsecret_file = {secret:?}\nnode_id = {id}\nmetadata_nodes = {all:?}\n{clients}\
          [[export]]\npath = \"/\"\n",
         data = dir.join("data"),
@@ -996,10 +1002,8 @@ fn byte_range_locks_conflict_across_nodes_and_survive_the_arbiters_death() {
     });
 }
 
-/// The delegation a read-only OPEN that wants one (no WANT flags) gets through `c`, for a file
-/// `name` in the root made first.
-async fn read_open_delegation(c: &Client, name: &str) -> proto::nfs4::OpenDelegation4 {
-    use proto::nfs4::*;
+/// Makes file `name` in the root through `c`.
+async fn make_file(c: &Client, name: &str) {
     let create = Some(CreateMode::Unchecked(SetAttrs {
         mode: Some(0o644),
         ..Default::default()
@@ -1009,6 +1013,12 @@ async fn read_open_delegation(c: &Client, name: &str) -> proto::nfs4::OpenDelega
         .await
         .expect("create");
     c.close(&f).await.expect("close");
+}
+
+/// The delegation a read-only OPEN that wants one (no WANT flags) of file `name` in the root
+/// gets through `c`.
+async fn read_delegation(c: &Client, name: &str) -> proto::nfs4::OpenDelegation4 {
+    use proto::nfs4::*;
     let res = c
         .compound(
             client::CompoundBuilder::new()
@@ -1033,36 +1043,69 @@ async fn read_open_delegation(c: &Client, name: &str) -> proto::nfs4::OpenDelega
     }
 }
 
-/// With several MDS nodes no delegation is handed out (a change through another node could
-/// not recall it); the same OPEN against one node gets a read delegation, so the probe can
-/// tell the two apart.
+/// TEST_STATEID of `sid` through `c`: 0 while the server still knows it.
+async fn test_stateid(c: &Client, sid: proto::nfs4::Stateid4) -> u32 {
+    use proto::nfs4::*;
+    let res = c
+        .compound(vec![NfsArgop4::TestStateid(TestStateidArgs {
+            ts_stateids: vec![sid],
+        })])
+        .await
+        .expect("TEST_STATEID");
+    match res.last() {
+        Some(NfsResop4::TestStateid(TestStateidRes::Ok(ok))) => ok.tsr_status_codes[0],
+        other => panic!("TEST_STATEID result: {other:?}"),
+    }
+}
+
+/// Read delegations with several MDS nodes: a node hands one out once the others have taken
+/// note, and a change through another node recalls it there. Client A (node 1) holds a read
+/// delegation; client B's write open through node 2 gets through only after A returned it
+/// (A's client returns a recalled delegation by itself). While B has the file open for
+/// writing, no node delegates it; once B closed it, node 3 does, and B's SETATTR through
+/// node 2 recalls that one too.
 #[test]
-fn delegations_only_from_a_one_node_service() {
+fn a_change_through_one_node_recalls_a_delegation_another_handed_out() {
     use proto::nfs4::OpenDelegation4;
     let tmp = tempfile::tempdir().unwrap();
-    let one = Server::start(tmp.path(), None);
+    let nodes = start_three(tmp.path());
     let rt = rt();
     rt.block_on(async {
-        let c = connect(one.addr, Duration::from_secs(30)).await;
-        let d = read_open_delegation(&c, "f").await;
-        assert!(
-            matches!(d, OpenDelegation4::Read(_)),
-            "one node: a read-only OPEN gets a read delegation, got {d:?}"
-        );
-        let _ = c.shutdown().await;
-    });
-    let three = tempfile::tempdir().unwrap();
-    let nodes = start_three(three.path());
-    rt.block_on(async {
         let c = connect_each(&nodes, Duration::from_secs(30)).await;
-        for (i, cl) in c.iter().enumerate() {
-            let d = read_open_delegation(cl, &format!("f{i}")).await;
-            assert!(
-                matches!(d, OpenDelegation4::None),
-                "node {}: no delegation with several MDS nodes, got {d:?}",
-                i + 1
-            );
-        }
+        make_file(&c[0], "f").await;
+        let OpenDelegation4::Read(d) = read_delegation(&c[0], "f").await else {
+            panic!("node 1: a read-only OPEN gets a read delegation with three MDS nodes");
+        };
+        assert_eq!(test_stateid(&c[0], d.stateid).await, 0, "A holds it");
+        let t = Instant::now();
+        let w = c[1]
+            .open_path("/f", OPEN4_SHARE_ACCESS_BOTH, None)
+            .await
+            .expect("write open through node 2");
+        eprintln!("B's write open through node 2 took {:?}", t.elapsed());
+        assert_eq!(
+            test_stateid(&c[0], d.stateid).await,
+            Nfsstat4::BadStateid.code(),
+            "node 2's write open got through while A's delegation from node 1 was still out"
+        );
+        let d3 = read_delegation(&c[2], "f").await;
+        assert!(
+            matches!(d3, OpenDelegation4::None),
+            "node 3 delegated a file that B has open for writing through node 2: {d3:?}"
+        );
+        c[1].close(&w).await.expect("close");
+        let OpenDelegation4::Read(d3) = read_delegation(&c[2], "f").await else {
+            panic!("node 3: a read delegation once nobody writes the file");
+        };
+        let f = c[1].lookup_path("/f").await.expect("lookup");
+        c[1].setattr(&f, &SetAttrs::mode(0o600), None)
+            .await
+            .expect("SETATTR through node 2");
+        assert_eq!(
+            test_stateid(&c[2], d3.stateid).await,
+            Nfsstat4::BadStateid.code(),
+            "node 2's SETATTR got through while C's delegation from node 3 was still out"
+        );
         for cl in c {
             let _ = cl.shutdown().await;
         }

@@ -142,9 +142,9 @@ pub trait OpenFiles: Send + Sync {
 pub type PeerAnswer<'a> =
     std::pin::Pin<Box<dyn std::future::Future<Output = Result<Vec<u8>, u32>> + Send + 'a>>;
 
-/// This node's side of byte-range locks across MDS nodes: the lock calls other nodes send
-/// (`PEERPROC_LOCK`, `PEERPROC_LOCKS_HELD`), answered by the NFS state that the namespace
-/// does not know.
+/// This node's side of NFS state across MDS nodes: the calls other nodes send about
+/// byte-range locks (`PEERPROC_LOCK`, `PEERPROC_LOCKS_HELD`) and delegations
+/// (`PEERPROC_DELEG`), answered by the NFS state that the namespace does not know.
 pub trait PeerLocks: Send + Sync {
     fn answer(&self, from: u64, proc_: u32, body: Vec<u8>) -> PeerAnswer<'_>;
 }

@@ -39,7 +39,7 @@ async fn setattr_inner(ctx: &mut Ctx<'_>, a: &SetattrArgs) -> NfsResult<Bitmap> 
     let i = ctx.cur()?;
     ctx.writable()?;
     let s = attrs::decode_settable(&a.obj_attributes)?;
-    crate::recall::recall_and_wait(ctx.mds, &[i.ino], ctx.clientid).await?;
+    let _busy = crate::recall::recall_and_wait(ctx.mds, &[i.ino], ctx.clientid).await?;
     if s.size.is_some() {
         if !matches!(i.kind, crate::namespace::FileKind::Regular) {
             return Err(if i.kind.is_dir() {

@@ -69,7 +69,7 @@ pub async fn write_owned(ctx: &mut Ctx<'_>, a: WriteArgs) -> WriteRes {
 
 async fn write_inner(ctx: &mut Ctx<'_>, a: WriteArgs) -> NfsResult<WriteResOk> {
     let (i, sid) = io_target(ctx, &a.stateid, true)?;
-    crate::recall::recall_and_wait(ctx.mds, &[i.ino], ctx.clientid).await?;
+    let _busy = crate::recall::recall_and_wait(ctx.mds, &[i.ino], ctx.clientid).await?;
     let len = a.data.len() as u64;
     let end = a
         .offset

@@ -111,7 +111,7 @@ async fn dispatch_op(ctx: &mut Ctx<'_>, op: &A) -> R {
         A::Close(a) => R::Close(open::close(ctx, a).await),
         A::OpenDowngrade(a) => R::OpenDowngrade(open::open_downgrade(ctx, a)),
         A::Delegreturn(a) => R::Delegreturn(status(open::delegreturn(ctx, a))),
-        A::GetDirDelegation(a) => R::GetDirDelegation(open::get_dir_delegation(ctx, a)),
+        A::GetDirDelegation(a) => R::GetDirDelegation(open::get_dir_delegation(ctx, a).await),
         // data
         A::Read(a) => R::Read(Box::pin(io::read(ctx, a)).await),
         A::Write(a) => R::Write(Box::pin(io::write(ctx, a)).await),

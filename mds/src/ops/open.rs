@@ -129,26 +129,34 @@ async fn open_inner(ctx: &mut Ctx<'_>, a: &OpenArgs) -> NfsResult<OpenResOk> {
             return Err(NfsError::Access);
         }
     }
-    if access & OPEN4_SHARE_ACCESS_WRITE_BIT != 0 {
-        crate::recall::recall_and_wait(ctx.mds, &[t.file.ino], Some(clientid)).await?;
-    }
+    // Held to the end: no other MDS node delegates the file until the write open is in the
+    // state, where its notes see it.
+    let _busy = if access & OPEN4_SHARE_ACCESS_WRITE_BIT != 0 {
+        Some(crate::recall::recall_and_wait(ctx.mds, &[t.file.ino], Some(clientid)).await?)
+    } else {
+        None
+    };
     let opened =
         ctx.mds
             .state
             .open(clientid, a.owner.owner.as_bytes(), t.file.ino, access, deny)?;
     // Read-only opens may cache: grant a read delegation when nobody else writes the file
-    // and the client can be called back. Not with several MDS nodes: a change made through
-    // another node would not recall it (each node knows only its own delegations), as knfsd
-    // grants no leases on cluster file systems whose other nodes it cannot hear from.
+    // and the client can be called back. With several MDS nodes, once every other node has
+    // taken note, so that a change through it recalls the delegation
+    // (`remote_delegations`). Never on a reclaim: a taker that adopted a dead node's clients
+    // relies on their delegations ending with that node.
     let delegation = if access == 1
-        && crate::recall::delegations_offered(ctx.mds)
         && deny == 0
         && a.share_access & OPEN4_SHARE_ACCESS_WANT_DELEG_MASK != OPEN4_SHARE_ACCESS_WANT_NO_DELEG
         && !reclaim
         && !by_delegation
         && ctx.mds.state.back_channel(clientid).is_some()
     {
-        ctx.mds.state.grant_read_delegation(clientid, t.file.ino)
+        let (mds, ino) = (ctx.mds, t.file.ino);
+        crate::remote_delegations::grant(mds, ino, clientid, || {
+            mds.state.grant_read_delegation(clientid, ino)
+        })
+        .await
     } else {
         None
     };
@@ -239,7 +247,8 @@ async fn open_by_name(ctx: &mut Ctx<'_>, a: &OpenArgs, name: Vec<u8>) -> NfsResu
             ctx.writable()?;
             ctx.require(&dir, 3)?;
             // Another client's directory delegation may cache this name as absent.
-            crate::recall::recall_and_wait(ctx.mds, &[dir.ino], Some(ctx.clientid()?)).await?;
+            let _busy =
+                crate::recall::recall_and_wait(ctx.mds, &[dir.ino], Some(ctx.clientid()?)).await?;
             let mode = set.mode.unwrap_or(0o644);
             let out = create_entry(ctx, &dir, name, FileKind::Regular, mode, how, &set).await?;
             (
@@ -340,24 +349,30 @@ pub fn delegreturn(ctx: &mut Ctx<'_>, a: &DelegreturnArgs) -> NfsResult<()> {
 /// and the directory's attributes until told otherwise, past the attribute cache timeout that
 /// would otherwise send it back to the server. The sid kernel asks after READDIR, REMOVE and
 /// RENAME.
-pub fn get_dir_delegation(ctx: &mut Ctx<'_>, _a: &GetDirDelegationArgs) -> GetDirDelegationRes {
-    let r = (|| -> NfsResult<Option<StateId>> {
+pub async fn get_dir_delegation(
+    ctx: &mut Ctx<'_>,
+    _a: &GetDirDelegationArgs,
+) -> GetDirDelegationRes {
+    let r = async {
         let dir = ctx.cur_dir()?;
         let clientid = ctx.clientid()?;
-        if ctx.mds.state.back_channel(clientid).is_none()
-            || !crate::recall::delegations_offered(ctx.mds)
-        {
+        if ctx.mds.state.back_channel(clientid).is_none() {
             return Ok(None);
         }
-        let granted = ctx.mds.state.grant_read_delegation(clientid, dir.ino);
+        let mds = ctx.mds;
+        let granted = crate::remote_delegations::grant(mds, dir.ino, clientid, || {
+            mds.state.grant_read_delegation(clientid, dir.ino)
+        })
+        .await;
         tracing::debug!(
             clientid,
             dir = dir.ino,
             granted = granted.is_some(),
             "GET_DIR_DELEGATION"
         );
-        Ok(granted)
-    })();
+        Ok::<_, NfsError>(granted)
+    }
+    .await;
     match r {
         Ok(Some(stateid)) => {
             GetDirDelegationRes::Ok(GetDirDelegationResNonFatal::Ok(GetDirDelegationResOk {

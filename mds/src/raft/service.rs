@@ -33,7 +33,7 @@ pub async fn handle(ns: &Namespace, call: &Call) -> Writer {
         // A one-node cluster has no peers to hear from.
         return accepted_reply(call.xid, &Auth::None, AcceptStat::ProgUnavail);
     }
-    if call.proc_ > PEERPROC_LOCKS_HELD
+    if call.proc_ > PEERPROC_LAST_STATE
         && !(PEERPROC_JOIN..=PEERPROC_LAST_MEMBERSHIP).contains(&call.proc_)
     {
         return accepted_reply(call.xid, &Auth::None, AcceptStat::ProcUnavail);
@@ -118,7 +118,7 @@ async fn answer(ns: &Namespace, proc_: u32, a: PeerArgs) -> PeerRes {
             _ => PeerRes::Err(PEER_ERR_INVAL),
         },
         PEERPROC_READ_INDEX => ok(&super::fresh::read_index(&raft).await),
-        PEERPROC_LOCK | PEERPROC_LOCKS_HELD => {
+        PEERPROC_LOCK | PEERPROC_LOCKS_HELD | PEERPROC_DELEG => {
             match ns.answer_lock_call(a.from, proc_, a.body.0).await {
                 Ok(b) if b.len() <= MAX_PEER_BODY => PeerRes::Ok(Opaque(b)),
                 Ok(_) => PeerRes::Err(PEER_ERR_INVAL),

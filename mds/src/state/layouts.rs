@@ -124,18 +124,9 @@ impl StateManager {
 
     /// Whether `clientid` has `ino` open for writing (what an RW layout needs).
     pub fn has_write_open(&self, clientid: u64, ino: u64) -> bool {
-        let g = self.lock();
-        g.files.get(&ino).is_some_and(|f| {
-            f.states.iter().any(|o| {
-                matches!(
-                    g.states.get(o),
-                    Some(State {
-                        clientid: c,
-                        kind: StateKind::Open { access, .. },
-                        ..
-                    }) if *c == clientid && access & super::OPEN4_SHARE_ACCESS_WRITE != 0
-                )
-            })
+        Self::any_state(&self.lock(), ino, |st| {
+            st.clientid == clientid
+                && matches!(st.kind, StateKind::Open { access, .. } if access & super::OPEN4_SHARE_ACCESS_WRITE != 0)
         })
     }
 

@@ -1160,18 +1160,16 @@ impl StateManager {
     }
 
     pub fn file_in_use(&self, ino: u64) -> bool {
-        let g = self.lock();
-        g.files.get(&ino).is_some_and(|f| {
-            f.states.iter().any(|o| {
-                matches!(
-                    g.states.get(o),
-                    Some(State {
-                        kind: StateKind::Open { .. },
-                        ..
-                    })
-                )
-            })
+        Self::any_state(&self.lock(), ino, |st| {
+            matches!(st.kind, StateKind::Open { .. })
         })
+    }
+
+    /// Whether some state on `ino` is `what`.
+    fn any_state(g: &Inner, ino: u64, what: impl Fn(&State) -> bool) -> bool {
+        g.files
+            .get(&ino)
+            .is_some_and(|f| f.states.iter().any(|o| g.states.get(o).is_some_and(&what)))
     }
 
     /// The file is gone: delegations on it go with it.
@@ -1504,6 +1502,28 @@ impl StateManager {
         );
         g.files.entry(ino).or_default().states.insert(other);
         Some(StateId { seqid: 1, other })
+    }
+
+    /// Whether any client has `ino` open for writing (another node is about to delegate it).
+    pub fn write_opened(&self, ino: u64) -> bool {
+        Self::any_state(
+            &self.lock(),
+            ino,
+            |st| matches!(st.kind, StateKind::Open { access, .. } if access & OPEN4_SHARE_ACCESS_WRITE != 0),
+        )
+    }
+
+    /// Those of `inos` some client holds a delegation on.
+    pub fn delegated(&self, inos: &[u64]) -> Vec<u64> {
+        let g = self.lock();
+        inos.iter()
+            .copied()
+            .filter(|ino| {
+                Self::any_state(&g, *ino, |st| {
+                    matches!(st.kind, StateKind::Delegation { .. })
+                })
+            })
+            .collect()
     }
 
     /// Delegations of other clients on `ino` that must be recalled before `clientid` may

@@ -1,0 +1,508 @@
+//! Read delegations (of files and directories) with several MDS nodes.
+//!
+//! Each node keeps its own clients' delegations, as it keeps their opens. What a node must
+//! know of the others is only where a delegation may be out, so that a change through it
+//! (a write open, SETATTR, WRITE, or a change of a directory's entries) recalls it first:
+//!
+//! - Before a node hands out a delegation on a file, it tells every other node ("note"). A
+//!   node that has the file open for writing, or a conflicting operation on it in flight,
+//!   refuses, and no delegation is handed out; otherwise it records the file as delegated
+//!   at that node to that client (`elsewhere`). A node that does not answer also means no
+//!   delegation. A client's own change does not recall its own delegation, as on one node.
+//! - A conflicting operation registers itself first (`Busy`), then reads `elsewhere`, under
+//!   the same lock the note takes: either the note sees the operation and refuses, or the
+//!   operation sees the note and recalls. It asks each node in `elsewhere` to recall its
+//!   delegations on the file; that node sends CB_RECALL, waits as a local conflict does
+//!   (`recall::RETURN_WAIT`), and answers whether any is still out. Still out: DELAY, and
+//!   the client tries again, as with a local recall.
+//! - A question from another node (a recall, or the sweep's "which do you still
+//!   delegate") also aborts the delegations this node is still about to hand out (`aborts`):
+//!   so an answer "none here" stays true for every delegation numbered up to it, and the
+//!   asker can forget the file for that node.
+//! - Entries go when the node answers a recall with none out, when the periodic sweep finds
+//!   the node no longer delegates the file, when the node has been unreachable for longer
+//!   than a cut-off node takes to lose its clients (`isolation::lock_grace`, as locks), or
+//!   when the node that took a dead node's client address over says the dead node's
+//!   clients have all reclaimed or lost their state (`Gone`): a reclaim gets no delegation,
+//!   so their delegations ended with the node.
+//!
+//! One node (no peers): none of this runs.
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{NfsError, NfsResult};
+use crate::namespace::ShardId;
+use crate::state::StateId;
+use crate::Mds;
+
+/// Most files this node records as delegated elsewhere, and most holders per file; past them,
+/// notes are refused (no new delegations elsewhere) until the sweep or recalls make room.
+const MAX_ELSEWHERE: usize = 65_536;
+const MAX_HOLDERS: usize = 64;
+/// One note or question to another node.
+const CALL_TIMEOUT: Duration = Duration::from_secs(2);
+/// How often the entries are checked against what their nodes still delegate.
+const SWEEP_EVERY: Duration = Duration::from_secs(15);
+
+/// `PEERPROC_DELEG`'s body.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum DelegCall {
+    /// The sender is about to delegate `ino` to its client `holder` (its delegation number
+    /// `grant`).
+    Note { ino: u64, grant: u64, holder: u64 },
+    /// Recall your delegations on `ino`, except client `except`'s (whose own change it is).
+    Recall { ino: u64, except: Option<u64> },
+    /// Which of these files do you still delegate (at most `MAX_DELEG_FILES`)?
+    Held { inos: Vec<u64> },
+    /// Node `node` died and its clients have reclaimed or lost their state: its
+    /// delegations recorded before `ago_ms` ago are gone.
+    Gone { node: u64, ago_ms: u64 },
+}
+
+/// `PEERPROC_DELEG`'s answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum DelegAnswer {
+    /// To a note: may the sender delegate?
+    Noted(bool),
+    /// To a recall: whether a delegation on the file is still out here, and the last
+    /// delegation number handed out or aborted when the question came.
+    Recalled {
+        outstanding: bool,
+        as_of: u64,
+    },
+    /// To `Held`: the files still delegated here, as of delegation number `as_of`.
+    Held {
+        held: Vec<u64>,
+        as_of: u64,
+    },
+    Done,
+}
+
+/// One file's (node, client) pairs that may hold delegations on it elsewhere: the highest
+/// delegation number noted, and when.
+type Holders = BTreeMap<(u64, u64), (u64, Instant)>;
+
+/// Where other nodes may have delegated files, and this node's conflicting operations in
+/// flight. Lock order: this table's lock before the `StateManager`'s.
+pub struct RemoteDelegations {
+    inner: Mutex<Inner>,
+}
+
+struct Inner {
+    /// Per file: the (node, client) pairs that may hold delegations on it, with the highest
+    /// delegation number the node noted and when this node first heard of it. The client
+    /// is kept so that its own changes do not wait for its own delegation: after its node
+    /// died, its client id lives on at the taker (`state::adopt`).
+    elsewhere: HashMap<u64, Holders>,
+    /// Per file: this node's operations in flight that a new delegation would conflict with.
+    busy: HashMap<u64, u32>,
+    /// This node's last delegation number; the high bits are its boot count, so numbers
+    /// grow across restarts too.
+    last_grant: u64,
+    /// Bumped by each question from another node: a grant begun before it is not made.
+    aborts: u64,
+}
+
+impl RemoteDelegations {
+    pub fn new(boot: u64) -> RemoteDelegations {
+        RemoteDelegations {
+            inner: Mutex::new(Inner {
+                elsewhere: HashMap::new(),
+                busy: HashMap::new(),
+                last_grant: (boot & 0x00ff_ffff) << 40,
+                aborts: 0,
+            }),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Files recorded as delegated elsewhere (for `cfs admin status`).
+    pub fn files_elsewhere(&self) -> usize {
+        self.lock().elsewhere.len()
+    }
+}
+
+/// This node's operation on `inos` in flight: no other node delegates them meanwhile.
+pub struct Busy {
+    held: Option<(Arc<Mds>, Vec<u64>)>,
+}
+
+impl Busy {
+    fn none() -> Busy {
+        Busy { held: None }
+    }
+}
+
+impl Drop for Busy {
+    fn drop(&mut self) {
+        let Some((mds, inos)) = self.held.take() else {
+            return;
+        };
+        let mut g = mds.remote_delegs.lock();
+        for ino in inos {
+            if let Some(n) = g.busy.get_mut(&ino) {
+                *n -= 1;
+                if *n == 0 {
+                    g.busy.remove(&ino);
+                }
+            }
+        }
+    }
+}
+
+/// What to recall on one file at one node: (file, node, highest delegation number noted).
+pub type Entry = (u64, u64, u64);
+
+/// Registers a conflicting operation of client `clientid` on `inos` and returns it with the
+/// entries to recall (other clients' delegations only). No peers: nothing to register.
+pub fn begin_conflict(mds: &Arc<Mds>, inos: &[u64], clientid: Option<u64>) -> (Busy, Vec<Entry>) {
+    if mds.ns.peers().is_none() {
+        return (Busy::none(), Vec::new());
+    }
+    let mut g = mds.remote_delegs.lock();
+    let mut recall: BTreeMap<(u64, u64), u64> = BTreeMap::new();
+    for &ino in inos {
+        *g.busy.entry(ino).or_default() += 1;
+        let Some(holders) = g.elsewhere.get(&ino) else {
+            continue;
+        };
+        for ((node, holder), (grant, _)) in holders {
+            if Some(*holder) != clientid {
+                let e = recall.entry((ino, *node)).or_default();
+                *e = (*e).max(*grant);
+            }
+        }
+    }
+    let recall = recall
+        .into_iter()
+        .map(|((ino, node), grant)| (ino, node, grant))
+        .collect();
+    (
+        Busy {
+            held: Some((mds.clone(), inos.to_vec())),
+        },
+        recall,
+    )
+}
+
+/// Asks the nodes in `entries` to recall their delegations (but `except`'s, the client
+/// making the change). Ok once none is out; DELAY while one is (or its node cannot be asked
+/// and may still have clients that use it).
+pub async fn recall_elsewhere(
+    mds: &Arc<Mds>,
+    entries: Vec<Entry>,
+    except: Option<u64>,
+) -> NfsResult<()> {
+    if entries.is_empty() {
+        return Ok(());
+    }
+    let asks = entries.into_iter().map(|(ino, node, grant)| async move {
+        let answer = call(mds, node, &DelegCall::Recall { ino, except }).await;
+        (ino, node, grant, answer)
+    });
+    let mut out = false;
+    for (ino, node, grant, answer) in futures::future::join_all(asks).await {
+        match answer {
+            Some(DelegAnswer::Recalled {
+                outstanding: false,
+                as_of,
+            }) => {
+                if grant <= as_of {
+                    forget(mds, ino, node, except, as_of);
+                }
+            }
+            Some(_) => out = true,
+            None if given_up(mds, node) => {
+                tracing::info!(
+                    node,
+                    ino,
+                    "delegations of an MDS node unreachable past the grace: dropped"
+                );
+                forget_node(mds, node, None);
+            }
+            None => out = true,
+        }
+    }
+    if out {
+        Err(NfsError::Delay)
+    } else {
+        Ok(())
+    }
+}
+
+/// Whether node `node` has been unreachable so long that its clients no longer use what it
+/// gave them (the same bound the lock arbiter waits for).
+fn given_up(mds: &Mds, node: u64) -> bool {
+    let Some(peers) = mds.ns.peers() else {
+        return true;
+    };
+    if !peers.knows(node) {
+        return true;
+    }
+    let grace =
+        crate::isolation::lock_grace(Duration::from_secs(u64::from(mds.lease_seconds)), mds.grace);
+    peers.down_since(node).is_some_and(|t| t.elapsed() > grace)
+}
+
+/// Drops the file's entries of `node` (but client `except`'s) that the node noted up to
+/// delegation number `as_of`.
+fn forget(mds: &Mds, ino: u64, node: u64, except: Option<u64>, as_of: u64) {
+    let mut g = mds.remote_delegs.lock();
+    if let Some(holders) = g.elsewhere.get_mut(&ino) {
+        holders.retain(|(n, h), (grant, _)| *n != node || Some(*h) == except || *grant > as_of);
+        if holders.is_empty() {
+            g.elsewhere.remove(&ino);
+        }
+    }
+}
+
+/// Drops every entry of `node` (noted before `before`, if given).
+fn forget_node(mds: &Mds, node: u64, before: Option<Instant>) {
+    let mut g = mds.remote_delegs.lock();
+    g.elsewhere.retain(|_, holders| {
+        holders.retain(|(n, _), (_, at)| *n != node || before.is_some_and(|b| *at >= b));
+        !holders.is_empty()
+    });
+}
+
+/// Hands out a delegation on `ino` to `holder` with `make` (the `StateManager`'s, which
+/// checks this node's own conflicts) once every other node has taken note; None if one
+/// refuses or does not answer, or a conflict began meanwhile.
+pub async fn grant(
+    mds: &Arc<Mds>,
+    ino: u64,
+    holder: u64,
+    make: impl FnOnce() -> Option<StateId>,
+) -> Option<StateId> {
+    let Some(peers) = mds.ns.peers() else {
+        return make();
+    };
+    let (number, aborts) = {
+        let mut g = mds.remote_delegs.lock();
+        if g.busy.contains_key(&ino) {
+            return None;
+        }
+        g.last_grant += 1;
+        (g.last_grant, g.aborts)
+    };
+    let others: Vec<u64> = peers
+        .nodes()
+        .into_keys()
+        .filter(|n| *n != peers.me())
+        .collect();
+    // A node known down would only make the OPEN wait for its timeout.
+    if others.iter().any(|n| peers.down_since(*n).is_some()) {
+        return None;
+    }
+    let note = DelegCall::Note {
+        ino,
+        grant: number,
+        holder,
+    };
+    let answers = futures::future::join_all(others.iter().map(|n| call(mds, *n, &note))).await;
+    if !answers
+        .iter()
+        .all(|a| matches!(a, Some(DelegAnswer::Noted(true))))
+    {
+        tracing::debug!(
+            ino,
+            "no delegation: another MDS node refused or did not answer"
+        );
+        return None;
+    }
+    let g = mds.remote_delegs.lock();
+    if g.aborts != aborts || g.busy.contains_key(&ino) {
+        return None;
+    }
+    // Under this table's lock, so no question from another node comes between the check
+    // and the grant.
+    make()
+}
+
+async fn call(mds: &Mds, node: u64, c: &DelegCall) -> Option<DelegAnswer> {
+    let peers = mds.ns.peers()?;
+    let body = postcard::to_stdvec(c).ok()?;
+    match peers
+        .call(
+            node,
+            proto::peer::PEERPROC_DELEG,
+            ShardId(0),
+            body,
+            CALL_TIMEOUT,
+        )
+        .await
+    {
+        Ok(b) => postcard::from_bytes(&b).ok(),
+        Err(e) => {
+            tracing::debug!(node, "delegation call failed: {e}");
+            None
+        }
+    }
+}
+
+/// Answers another node's `PEERPROC_DELEG`.
+pub async fn answer(mds: &Arc<Mds>, from: u64, body: &[u8]) -> Result<Vec<u8>, u32> {
+    let c: DelegCall = postcard::from_bytes(body).map_err(|_| proto::peer::PEER_ERR_INVAL)?;
+    let a = match c {
+        DelegCall::Note { ino, grant, holder } => {
+            let mut g = mds.remote_delegs.lock();
+            let room = match g.elsewhere.get(&ino) {
+                Some(h) => h.len() < MAX_HOLDERS || h.contains_key(&(from, holder)),
+                None => g.elsewhere.len() < MAX_ELSEWHERE,
+            };
+            // Under this table's lock: a write open registers itself as busy before it
+            // looks here, and stays busy until it is in the state.
+            let ok = room && !g.busy.contains_key(&ino) && !mds.state.write_opened(ino);
+            if ok {
+                let e = g
+                    .elsewhere
+                    .entry(ino)
+                    .or_default()
+                    .entry((from, holder))
+                    .or_insert((grant, Instant::now()));
+                e.0 = e.0.max(grant);
+            }
+            DelegAnswer::Noted(ok)
+        }
+        DelegCall::Recall { ino, except } => {
+            let as_of = {
+                let mut g = mds.remote_delegs.lock();
+                g.aborts += 1;
+                g.last_grant
+            };
+            let outstanding = crate::recall::recall_here(mds, ino, except).await;
+            DelegAnswer::Recalled { outstanding, as_of }
+        }
+        DelegCall::Held { inos } => {
+            if inos.len() > proto::peer::MAX_DELEG_FILES {
+                return Err(proto::peer::PEER_ERR_INVAL);
+            }
+            let mut g = mds.remote_delegs.lock();
+            g.aborts += 1;
+            let as_of = g.last_grant;
+            let held = mds.state.delegated(&inos);
+            drop(g);
+            DelegAnswer::Held { held, as_of }
+        }
+        DelegCall::Gone { node, ago_ms } => {
+            // A margin for the call's own time in transit: forget a little less, not more.
+            let ago = Duration::from_millis(ago_ms).saturating_sub(Duration::from_secs(1));
+            if let Some(before) = Instant::now().checked_sub(ago) {
+                forget_node(mds, node, Some(before));
+            }
+            DelegAnswer::Done
+        }
+    };
+    postcard::to_stdvec(&a).map_err(|_| proto::peer::PEER_ERR_INVAL)
+}
+
+/// This node took over dead node `node`'s client address at `since`: once its clients have
+/// reclaimed (or the grace period ended), tells every node, itself included, that the dead
+/// node's delegations are gone. Best effort: a node that misses it drops them later anyway.
+pub async fn announce_gone(mds: Arc<Mds>, node: u64, since: Instant) {
+    while mds.state.reclaims_open() {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let Some(peers) = mds.ns.peers() else {
+        return;
+    };
+    let ago_ms = u64::try_from(since.elapsed().as_millis()).unwrap_or(u64::MAX);
+    forget_node(&mds, node, Some(since));
+    let c = DelegCall::Gone { node, ago_ms };
+    let others: Vec<u64> = peers
+        .nodes()
+        .into_keys()
+        .filter(|n| *n != peers.me() && *n != node)
+        .collect();
+    futures::future::join_all(others.iter().map(|n| call(&mds, *n, &c))).await;
+    tracing::info!(
+        node,
+        "the dead MDS node's clients are done reclaiming: its delegations are forgotten"
+    );
+}
+
+/// Every `SWEEP_EVERY`, asks each node with entries which of those files it still delegates,
+/// and drops the rest: delegations returned or revoked there, and grants that never happened.
+pub async fn sweep(mds: std::sync::Weak<Mds>) {
+    loop {
+        tokio::time::sleep(SWEEP_EVERY).await;
+        let Some(mds) = mds.upgrade() else {
+            return;
+        };
+        let by_node: BTreeMap<u64, Vec<u64>> = {
+            let g = mds.remote_delegs.lock();
+            let mut m: BTreeMap<u64, Vec<u64>> = BTreeMap::new();
+            for (ino, holders) in &g.elsewhere {
+                let nodes: std::collections::BTreeSet<u64> =
+                    holders.keys().map(|(n, _)| *n).collect();
+                for node in nodes {
+                    let v = m.entry(node).or_default();
+                    if v.len() < proto::peer::MAX_DELEG_FILES {
+                        v.push(*ino);
+                    }
+                }
+            }
+            m
+        };
+        for (node, inos) in by_node {
+            match call(&mds, node, &DelegCall::Held { inos: inos.clone() }).await {
+                Some(DelegAnswer::Held { held, as_of }) => {
+                    for ino in inos.into_iter().filter(|i| !held.contains(i)) {
+                        forget(&mds, ino, node, None, as_of);
+                    }
+                }
+                _ if given_up(&mds, node) => forget_node(&mds, node, None),
+                _ => {}
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn calls_and_answers_survive_the_wire() {
+        for c in [
+            DelegCall::Note {
+                ino: 7,
+                grant: 9,
+                holder: 3,
+            },
+            DelegCall::Recall {
+                ino: 7,
+                except: Some(3),
+            },
+            DelegCall::Held { inos: vec![1, 2] },
+            DelegCall::Gone {
+                node: 3,
+                ago_ms: 10,
+            },
+        ] {
+            let b = postcard::to_stdvec(&c).unwrap();
+            let back: DelegCall = postcard::from_bytes(&b).unwrap();
+            assert_eq!(format!("{c:?}"), format!("{back:?}"));
+        }
+        let a = DelegAnswer::Recalled {
+            outstanding: true,
+            as_of: 5,
+        };
+        let b = postcard::to_stdvec(&a).unwrap();
+        assert_eq!(postcard::from_bytes::<DelegAnswer>(&b).unwrap(), a);
+    }
+
+    #[test]
+    fn delegation_numbers_grow_across_restarts() {
+        let first = RemoteDelegations::new(4);
+        let later = RemoteDelegations::new(5);
+        first.lock().last_grant += 1_000_000;
+        assert!(later.lock().last_grant > first.lock().last_grant);
+    }
+}
