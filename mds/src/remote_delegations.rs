@@ -42,8 +42,11 @@ use crate::Mds;
 /// notes are refused (no new delegations elsewhere) until the sweep or recalls make room.
 const MAX_ELSEWHERE: usize = 65_536;
 const MAX_HOLDERS: usize = 64;
-/// One note or question to another node.
+/// One question to another node.
 const CALL_TIMEOUT: Duration = Duration::from_secs(2);
+/// A note: shorter, since the OPEN that wants the delegation waits for it (and gets none
+/// if a node does not answer in time).
+const NOTE_TIMEOUT: Duration = Duration::from_secs(1);
 /// How often the entries are checked against what their nodes still delegate.
 const SWEEP_EVERY: Duration = Duration::from_secs(15);
 
@@ -328,14 +331,12 @@ pub async fn grant(
 async fn call(mds: &Mds, node: u64, c: &DelegCall) -> Option<DelegAnswer> {
     let peers = mds.ns.peers()?;
     let body = postcard::to_stdvec(c).ok()?;
+    let timeout = match c {
+        DelegCall::Note { .. } => NOTE_TIMEOUT,
+        _ => CALL_TIMEOUT,
+    };
     match peers
-        .call(
-            node,
-            proto::peer::PEERPROC_DELEG,
-            ShardId(0),
-            body,
-            CALL_TIMEOUT,
-        )
+        .call(node, proto::peer::PEERPROC_DELEG, ShardId(0), body, timeout)
         .await
     {
         Ok(b) => postcard::from_bytes(&b).ok(),

@@ -11,9 +11,15 @@
 //!
 //! Trust: a list is taken only from a reply whose MAC (cluster secret, bound to the heartbeat
 //! it answers) verifies, so only a holder of the secret can point a DS at an address.
+//!
+//! Restarts: the learned addresses are kept in the data directory (`LEARNED_FILE`, rewritten
+//! whole on each change) and heartbeated again from the start, as learned ones: so a DS whose
+//! config names one node finds the service after a restart even when that node was drained or
+//! is down meanwhile. They go as any learned node goes, once fresh lists leave them out.
 
 use std::collections::{BTreeSet, HashMap};
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -26,6 +32,9 @@ pub(crate) const LIST_FRESH: Duration = Duration::from_secs(10);
 
 /// Most learned nodes: node ids are 1..=255, one address each.
 pub(crate) const MAX_LEARNED: usize = layout::capability::MAX_METADATA_NODE as usize;
+
+/// The learned addresses, one per line, in the data directory.
+pub(crate) const LEARNED_FILE: &str = "mds-nodes";
 
 /// What one heartbeat target said last.
 struct Heard {
@@ -48,14 +57,66 @@ pub(crate) struct MdsNodes {
     seeds: Vec<SocketAddr>,
     inner: Mutex<Inner>,
     changed: Notify,
+    /// Where the learned addresses are kept (`None`: nowhere, in tests).
+    file: Option<PathBuf>,
 }
 
 impl MdsNodes {
+    /// Remembering nothing across restarts (the tests').
+    #[cfg(test)]
     pub(crate) fn new(seeds: Vec<SocketAddr>) -> MdsNodes {
         MdsNodes {
             seeds,
             inner: Mutex::new(Inner::default()),
             changed: Notify::new(),
+            file: None,
+        }
+    }
+
+    /// `new`, keeping the learned addresses in data directory `dir`, and starting from those
+    /// the last run kept there. A file that cannot be read costs only what it would have
+    /// remembered.
+    pub(crate) fn kept_in(seeds: Vec<SocketAddr>, dir: &Path) -> MdsNodes {
+        let file = dir.join(LEARNED_FILE);
+        let kept: BTreeSet<SocketAddr> = match std::fs::read_to_string(&file) {
+            Ok(text) => text
+                .lines()
+                .filter_map(|l| l.trim().parse().ok())
+                .filter(|a| !seeds.contains(a))
+                .take(MAX_LEARNED)
+                .collect(),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => BTreeSet::new(),
+            Err(e) => {
+                tracing::warn!(file = %file.display(), "cannot read the MDS nodes learned before: {e}");
+                BTreeSet::new()
+            }
+        };
+        if !kept.is_empty() {
+            tracing::info!(
+                nodes = kept.len(),
+                "heartbeating the MDS nodes learned before the restart too"
+            );
+        }
+        MdsNodes {
+            seeds,
+            inner: Mutex::new(Inner {
+                learned: kept,
+                ..Inner::default()
+            }),
+            changed: Notify::new(),
+            file: Some(file),
+        }
+    }
+
+    /// Writes the learned addresses `now` to the file (a new file renamed over the old one,
+    /// so a crash leaves one or the other whole). Not synced: it is a hint, and the config's
+    /// seeds still work without it.
+    fn keep(&self, now: &BTreeSet<SocketAddr>) {
+        let Some(file) = &self.file else { return };
+        let text: String = now.iter().map(|a| format!("{a}\n")).collect();
+        let tmp = file.with_extension("new");
+        if let Err(e) = std::fs::write(&tmp, text).and_then(|()| std::fs::rename(&tmp, file)) {
+            tracing::warn!(file = %file.display(), "cannot keep the learned MDS nodes: {e}");
         }
     }
 
@@ -85,8 +146,11 @@ impl MdsNodes {
         );
         // Learned now, not only when the targets are next asked for: a list counts even if
         // every node stops answering before then.
-        self.relearn(&mut i, now);
+        let kept = self.relearn(&mut i, now);
         drop(i);
+        if let Some(k) = kept {
+            self.keep(&k);
+        }
         if news {
             self.changed.notify_one();
         }
@@ -113,14 +177,19 @@ impl MdsNodes {
 
     fn targets_at(&self, now: Instant) -> Vec<SocketAddr> {
         let mut i = self.inner();
-        self.relearn(&mut i, now);
+        let kept = self.relearn(&mut i, now);
         let mut v = self.seeds.clone();
         v.extend(i.learned.iter().filter(|a| !self.seeds.contains(a)));
+        drop(i);
+        if let Some(k) = kept {
+            self.keep(&k);
+        }
         v
     }
 
     /// The learned nodes from the lists that are fresh at `now`; unchanged when none is.
-    fn relearn(&self, i: &mut Inner, now: Instant) {
+    /// Returns them when they changed.
+    fn relearn(&self, i: &mut Inner, now: Instant) -> Option<BTreeSet<SocketAddr>> {
         let fresh: Vec<&Heard> = i
             .heard
             .values()
@@ -128,7 +197,7 @@ impl MdsNodes {
             .filter(|h| !h.nodes.is_empty() && now.saturating_duration_since(h.at) <= LIST_FRESH)
             .collect();
         if fresh.is_empty() {
-            return;
+            return None;
         }
         // A node a seed answered as is heartbeated at the seed's address: the same node listed
         // under another address of it (a name in the config, an address in the book) is not
@@ -151,7 +220,12 @@ impl MdsNodes {
                  heartbeating the first {MAX_LEARNED}"
             );
         }
-        i.learned = listed.into_iter().take(MAX_LEARNED).collect();
+        let learned: BTreeSet<SocketAddr> = listed.into_iter().take(MAX_LEARNED).collect();
+        if learned == i.learned {
+            return None;
+        }
+        i.learned = learned.clone();
+        Some(learned)
     }
 }
 
@@ -218,6 +292,29 @@ mod tests {
         m.heard_at(a(1), 1, vec![(1, a(1)), (3, a(3))], t);
         m.heard_at(a(2), 0, vec![], t + LIST_FRESH);
         assert_eq!(m.targets_at(t + LIST_FRESH), vec![a(1), a(2), a(3)]);
+    }
+
+    #[test]
+    fn learned_nodes_are_kept_across_a_restart_until_fresh_lists_leave_them_out() {
+        let dir = tempfile::tempdir().unwrap();
+        let m = MdsNodes::kept_in(vec![a(1)], dir.path());
+        let t = Instant::now();
+        m.heard_at(a(1), 1, vec![(1, a(1)), (2, a(2)), (3, a(3))], t);
+        drop(m);
+        // Restarted while node 1 is gone: nodes 2 and 3 are heartbeated from the start.
+        let m = MdsNodes::kept_in(vec![a(1)], dir.path());
+        let t = Instant::now();
+        assert_eq!(m.targets_at(t), vec![a(1), a(2), a(3)]);
+        // Node 2 answers without node 3 (drained meanwhile): it goes, from the file too.
+        m.heard_at(a(2), 2, vec![(2, a(2))], t);
+        assert_eq!(m.targets_at(t), vec![a(1), a(2)]);
+        drop(m);
+        let m = MdsNodes::kept_in(vec![a(1)], dir.path());
+        assert_eq!(m.targets_at(Instant::now()), vec![a(1), a(2)]);
+        // A damaged line costs only itself.
+        std::fs::write(dir.path().join(LEARNED_FILE), "garbage\n127.0.0.1:3\n").unwrap();
+        let m = MdsNodes::kept_in(vec![a(1)], dir.path());
+        assert_eq!(m.targets_at(Instant::now()), vec![a(1), a(3)]);
     }
 
     #[test]

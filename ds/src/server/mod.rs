@@ -225,7 +225,7 @@ impl DsServer {
             instance,
             verifier,
             cap_key: cfg.secret.cap_key(),
-            mds: mds_nodes::MdsNodes::new(cfg.mds.clone()),
+            mds: mds_nodes::MdsNodes::kept_in(cfg.mds.clone(), &dir),
             cfg,
             local,
             objects,

@@ -363,6 +363,8 @@ struct Inner {
     drained: tokio::sync::watch::Sender<bool>,
     /// `Options::reclaim_trees`.
     reclaim: bool,
+    /// Where the reclaimer's next pass starts (`rmtree::Cursor`).
+    reclaim_from: Mutex<rmtree::Cursor>,
 }
 
 impl Drop for Inner {
@@ -520,6 +522,7 @@ impl Namespace {
                 incoming: Default::default(),
                 drained: tokio::sync::watch::Sender::new(false),
                 reclaim: opts.reclaim_trees,
+                reclaim_from: Mutex::new(rmtree::Cursor::default()),
             }),
         };
         match &opts.members {

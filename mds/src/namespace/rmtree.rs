@@ -16,6 +16,11 @@
 //! shard's proposer puts them in one log entry (one fdatasync), and the reclaimer pauses
 //! `PAUSE` between batches, so client commands queued meanwhile go in the next entries rather
 //! than behind a million unlinks.
+//!
+//! Progress: each pass starts where the last one stopped (`Cursor`: the next orphan directory
+//! and, per directory, the next entry), going round to the start. So entries whose steps keep
+//! failing (their inodes on a shard without a quorum) do not take every pass's budget: the
+//! rest of the tree, and other trees, are reclaimed meanwhile.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -31,11 +36,22 @@ pub(super) const PAUSE: Duration = Duration::from_millis(5);
 /// work a restart or a new leadership brings).
 const IDLE: Duration = Duration::from_secs(1);
 
-/// What one pass does in one orphan directory.
-struct Work {
+/// Where the next pass starts: the orphan directory, and per directory the entry (its
+/// cookie) after the last one taken. Bounded by the orphan directories (pruned to them).
+#[derive(Default)]
+pub(super) struct Cursor {
     dir: u64,
+    entry: std::collections::HashMap<u64, u64>,
+}
+
+/// Most per-directory positions kept before those of directories gone are pruned.
+const CURSOR_PRUNE: usize = 4096;
+
+/// What one pass does in one orphan directory.
+pub(super) struct Work {
+    pub(super) dir: u64,
     /// (name, inode, is a directory) of up to `BATCH` of its entries; empty: forget it.
-    entries: Vec<(Vec<u8>, u64, bool)>,
+    pub(super) entries: Vec<(Vec<u8>, u64, bool)>,
 }
 
 impl Namespace {
@@ -90,39 +106,70 @@ impl Namespace {
         done
     }
 
-    /// Up to `BATCH` entries of the orphan directories of the shards this node leads.
-    fn reclaim_work(&self) -> Vec<Work> {
+    /// Up to `BATCH` entries of the orphan directories of the shards this node leads, from
+    /// where the last pass stopped (`Cursor`).
+    pub(super) fn reclaim_work(&self) -> Vec<Work> {
         let mut work = Vec::new();
         let mut budget = BATCH;
-        for core in self.inner.cores.values() {
-            if budget == 0 {
-                break;
-            }
+        let mut cur = self
+            .inner
+            .reclaim_from
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        let mut seen = std::collections::HashSet::new();
+        // The shards' orphan directories in one order, from the cursor's round to it.
+        let mut dirs: Vec<(u64, ShardId)> = Vec::new();
+        for (shard, core) in &self.inner.cores {
             if !core.leader.load(Ordering::Acquire) {
                 continue;
             }
             let Ok(st) = core.live.read() else { continue };
-            for &dir in &st.orphan_dirs {
-                if budget == 0 {
-                    break;
-                }
-                let names: Vec<(Vec<u8>, u64)> = st
-                    .dirindex
-                    .range((dir, 0)..=(dir, u64::MAX))
-                    .take(budget)
-                    .filter_map(|(_, name)| {
-                        let (ino, _) = st.dirents.get(&(dir, name.clone()))?;
-                        Some((name.clone(), *ino))
-                    })
-                    .collect();
-                // An empty directory still costs its `Forget`.
-                budget = budget.saturating_sub(names.len().max(1));
-                work.push(Work {
-                    dir,
-                    entries: names.into_iter().map(|(n, i)| (n, i, false)).collect(),
-                });
-            }
+            dirs.extend(st.orphan_dirs.iter().map(|d| (*d, ShardId(*shard))));
         }
+        dirs.sort_unstable();
+        let split = dirs.partition_point(|(d, _)| *d < cur.dir);
+        dirs.rotate_left(split);
+        for (dir, shard) in dirs {
+            seen.insert(dir);
+            if budget == 0 {
+                continue;
+            }
+            let Some(core) = self.inner.cores.get(&shard.0) else {
+                continue;
+            };
+            let Ok(st) = core.live.read() else { continue };
+            let from = cur.entry.get(&dir).copied().unwrap_or(0);
+            let after = st.dirindex.range((dir, from)..=(dir, u64::MAX));
+            let before = st.dirindex.range((dir, 0)..(dir, from));
+            let taken: Vec<(u64, Vec<u8>, u64)> = after
+                .chain(before)
+                .take(budget)
+                .filter_map(|((_, cookie), name)| {
+                    let (ino, _) = st.dirents.get(&(dir, name.clone()))?;
+                    Some((*cookie, name.clone(), *ino))
+                })
+                .collect();
+            match taken.last() {
+                Some((cookie, _, _)) => cur.entry.insert(dir, cookie.saturating_add(1)),
+                None => cur.entry.remove(&dir),
+            };
+            // An empty directory still costs its `Forget`.
+            budget = budget.saturating_sub(taken.len().max(1));
+            // The next pass starts here if this one ends here (the rest of it, then the next).
+            cur.dir = dir;
+            work.push(Work {
+                dir,
+                entries: taken.into_iter().map(|(_, n, i)| (n, i, false)).collect(),
+            });
+        }
+        if budget > 0 {
+            // Everything had its turn: the next pass starts at the beginning.
+            cur.dir = 0;
+        }
+        if cur.entry.len() > CURSOR_PRUNE {
+            cur.entry.retain(|d, _| seen.contains(d));
+        }
+        drop(cur);
         // What each entry is: its inode may live on another shard (a directory placed there,
         // a hard link), read from this node's replica of it (every node holds every shard).
         if let Ok(snap) = self.snapshot() {

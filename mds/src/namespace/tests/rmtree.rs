@@ -265,6 +265,41 @@ fn only_a_directory_is_detached_and_only_by_the_server() {
     assert!(s.orphans.is_empty() && !s.cookies.contains_key(&d));
 }
 
+/// Each pass starts where the last one stopped: entries whose steps keep failing (inodes on a
+/// shard without a quorum) do not take every pass's budget, so the rest still goes.
+#[test]
+fn a_pass_starts_where_the_last_one_stopped() {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = rt();
+    let ns = open_spread(&rt, dir.path(), false);
+    rt.block_on(async {
+        let t = mk(&ns, ROOT_INO, "t", FileKind::Directory).await;
+        let all = crate::namespace::rmtree::BATCH + 44;
+        let creates = (0..all).map(|i| {
+            let ns = &ns;
+            async move { mk(ns, t, &format!("f{i}"), FileKind::Regular).await }
+        });
+        futures::future::join_all(creates).await;
+        ns.detach(ROOT_INO, b"t", t).await.unwrap();
+        // Two passes' work, neither carried out: as if every step of the first had failed.
+        let names =
+            |work: Vec<crate::namespace::rmtree::Work>| -> std::collections::BTreeSet<Vec<u8>> {
+                work.into_iter()
+                    .flat_map(|w| w.entries.into_iter().map(|e| e.0))
+                    .collect()
+            };
+        let first = names(ns.reclaim_work());
+        let second = names(ns.reclaim_work());
+        assert_eq!(first.len(), crate::namespace::rmtree::BATCH);
+        assert_eq!(second.len(), crate::namespace::rmtree::BATCH);
+        assert_eq!(
+            first.union(&second).count(),
+            all,
+            "the second pass did not get to the entries the first left"
+        );
+    });
+}
+
 #[test]
 fn a_restart_in_the_middle_of_a_removal_finishes_it() {
     let dir = tempfile::tempdir().unwrap();
