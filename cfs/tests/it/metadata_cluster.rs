@@ -1112,6 +1112,79 @@ fn a_change_through_one_node_recalls_a_delegation_another_handed_out() {
     });
 }
 
+/// A delegation handed out by a node that dies holds up conflicting changes through the other
+/// nodes until its client has come back to the taker and reclaimed (a reclaim gets no
+/// delegation back), not a lease and more: the taker then tells the others the dead node's
+/// delegations are gone. Client A (node 1's address) holds a read delegation; node 1 is
+/// killed -9 and node 2 takes its address over; B's write open through node 3 waits while A
+/// has not reclaimed, and gets through once A's RECLAIM_COMPLETE ended the takeover's grace.
+#[test]
+fn a_dead_nodes_delegation_holds_up_writers_until_its_client_reclaimed() {
+    use proto::nfs4::OpenDelegation4;
+    let tmp = tempfile::tempdir().unwrap();
+    let (mut nodes, clients) = start_three_with_client_addresses(tmp.path());
+    let rt = rt();
+    let limit = Duration::from_secs(30);
+    let a = rt.block_on(async {
+        let a = connect(clients[0], limit).await;
+        make_file(&a, "f").await;
+        let d = read_delegation(&a, "f").await;
+        assert!(
+            matches!(d, OpenDelegation4::Read(_)),
+            "A's read-only open through node 1: {d:?}"
+        );
+        a
+    });
+    nodes[0].kill9();
+    let t = Instant::now();
+    while TcpStream::connect_timeout(&clients[0], Duration::from_millis(200)).is_err() {
+        assert!(t.elapsed() < limit, "nobody took node 1's address over");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    rt.block_on(async {
+        let through_node_3 = |owner: &[u8]| {
+            let mut cfg = ClientConfig::new(clients[2]);
+            cfg.retry_grace = false;
+            cfg.owner = owner.to_vec();
+            Client::connect(cfg)
+        };
+        // A may still read from its cache under the delegation: a writer waits (DELAY,
+        // retried). A client of its own: the wait is cut short, its slot left mid-request.
+        let probe = through_node_3(b"an early writer through node 3")
+            .await
+            .expect("connect to node 3");
+        let held = tokio::time::timeout(
+            Duration::from_secs(3),
+            probe.open_path("/f", OPEN4_SHARE_ACCESS_BOTH, None),
+        )
+        .await;
+        assert!(
+            !matches!(held, Ok(Ok(_))),
+            "B's write open got through while A, not yet back, held a delegation of node 1's"
+        );
+        let b = through_node_3(b"a writer through node 3")
+            .await
+            .expect("connect to node 3");
+        // A comes back to the same address and ends its reclaim.
+        a.recover().await.expect("A reconnects to the taker");
+        a.reclaim_complete().await.expect("A's RECLAIM_COMPLETE");
+        let back = Instant::now();
+        let w = tokio::time::timeout(
+            Duration::from_secs(20),
+            b.open_path("/f", OPEN4_SHARE_ACCESS_BOTH, None),
+        )
+        .await
+        .expect("B still held up 20 s after A reclaimed (the lock grace would be 74 s)")
+        .expect("B's write open through node 3");
+        eprintln!(
+            "B's write open got through {:?} after A's RECLAIM_COMPLETE",
+            back.elapsed()
+        );
+        b.close(&w).await.expect("close");
+        let _ = b.shutdown().await;
+    });
+}
+
 /// Raw COMPOUNDs on a session the test numbers itself, to send a request again as a client
 /// does when its server died before answering: same session, slot and sequence id.
 mod raw {
