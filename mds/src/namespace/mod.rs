@@ -106,6 +106,9 @@ pub struct Options {
     /// Whether this node runs the reclaimer of detached trees (`rmtree`) on the shards it
     /// leads. Off only in tests that stop a removal in the middle.
     pub reclaim_trees: bool,
+    /// Whether this node, while it leads shard 0, evens out the shards' leaderships
+    /// (`raft::handover`). Off only in tests that move leaderships themselves.
+    pub balance_leaders: bool,
 }
 
 impl Default for Options {
@@ -118,6 +121,7 @@ impl Default for Options {
             txn_stale: txn::STALE,
             spread_directories: None,
             reclaim_trees: true,
+            balance_leaders: true,
         }
     }
 }
@@ -368,6 +372,8 @@ struct Inner {
     drained: tokio::sync::watch::Sender<bool>,
     /// `Options::reclaim_trees`.
     reclaim: bool,
+    /// `Options::balance_leaders`.
+    balance: bool,
 }
 
 impl Drop for Inner {
@@ -532,6 +538,7 @@ impl Namespace {
                 incoming: Default::default(),
                 drained: tokio::sync::watch::Sender::new(false),
                 reclaim: opts.reclaim_trees,
+                balance: opts.balance_leaders,
             }),
         };
         match &opts.members {
@@ -996,6 +1003,11 @@ impl Namespace {
     /// The shard's Raft group on this node (peer messages go to it).
     pub(crate) fn raft_of(&self, shard: ShardId) -> Option<crate::raft::types::Raft> {
         self.inner.shards.get(&shard.0).map(|s| s.raft.clone())
+    }
+
+    /// `Options::balance_leaders`.
+    pub(crate) fn balances_leaders(&self) -> bool {
+        self.inner.balance
     }
 
     /// The shard's gate for hand-overs of its leadership (`raft::handover`).

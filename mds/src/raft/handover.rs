@@ -141,7 +141,7 @@ const MATCH_WAIT: Duration = Duration::from_millis(500);
 /// Longest wait for the candidate to lead once it campaigns.
 const ELECTED_WAIT: Duration = Duration::from_secs(2);
 /// The leader's call to the candidate: its checks, its wait for the log, its election.
-const CAMPAIGN_CALL: Duration = Duration::from_secs(4);
+const CAMPAIGN_CALL: Duration = Duration::from_secs(3);
 /// Shard 0's leader's call to a shard's leader: the whole hand-over.
 const HAND_OVER_CALL: Duration = Duration::from_secs(10);
 /// Past the leader lease (`election_timeout_max`), a margin for the clocks of two calls.

@@ -494,7 +494,11 @@ pub(crate) fn drive_placement(ns: &Namespace) -> tokio::task::JoinHandle<()> {
                     }
                     // Then leaderships, of the shards whose memberships this round left alone
                     // (their changes are done by now: `place_once` waits for them).
-                    let n = balancer.round(&ns, &live, &changed).await;
+                    let n = if ns.balances_leaders() {
+                        balancer.round(&ns, &live, &changed).await
+                    } else {
+                        0
+                    };
                     if n > 0 {
                         tracing::info!(shards = n, "leaderships moved to even them out");
                     }
