@@ -14,7 +14,9 @@
 //! shard does the same, and only shards the caller marks `movable` (a stable leader, no
 //! membership change under way, not tried just now). A shard with more than `MAX_VOTERS`
 //! voters is left alone: a hand-over wins with the old leader's vote and the new one's only
-//! (`handover`), a majority of three but not of more.
+//! (`handover`), a majority of three but not of more. So is a shard whose leader no longer
+//! votes in it (a placement change made it a learner: openraft 0.9 lets a leader demoted to
+//! learner go on leading), for the same reason: its vote does not count.
 use std::collections::{BTreeMap, BTreeSet};
 
 /// Most voters a shard may have for its leadership to move (see the module's comment).
@@ -71,6 +73,7 @@ pub fn moves(shards: &[ShardLead], live: &BTreeSet<u64>, max: usize) -> Vec<Move
                         .filter(|s| {
                             s.movable
                                 && s.leader == Some(hi)
+                                && s.voters.contains(&hi)
                                 && s.voters.contains(&lo)
                                 && s.voters.len() <= MAX_VOTERS
                                 && !moved.contains(&s.shard)
@@ -308,6 +311,11 @@ mod tests {
             x.leader = None;
         }
         assert!(moves(&s, &set(&[1, 2, 3]), 100).is_empty());
+        // A leader that is a learner now: its vote would not count, the shard stays.
+        let mut s = shards(6, |_| vec![1, 2, 3], |_| 1);
+        s[0].voters = set(&[2, 3, 4]);
+        let ms = moves(&s, &set(&[1, 2, 3, 4]), 100);
+        assert!(!ms.is_empty() && ms.iter().all(|m| m.shard != 0), "{ms:?}");
         // Two voters (a two-node service): the old leader and the new one are both.
         let s = shards(6, |_| vec![1, 2], |_| 1);
         let live = set(&[1, 2]);

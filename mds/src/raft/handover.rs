@@ -103,6 +103,8 @@ pub enum HandOverError {
     TooNew { shard: u16 },
     #[error("shard {shard}: node {node} does not vote in it")]
     NotVoter { shard: u16, node: u64 },
+    #[error("shard {shard}: its leader is not one of its voters (a learner now): its vote would not count")]
+    LeaderNotVoter { shard: u16 },
     #[error("shard {shard}: {voters} voters, a hand-over needs at most {max}")]
     TooManyVoters {
         shard: u16,
@@ -221,8 +223,9 @@ pub async fn hand_over(ns: &Namespace, shard: ShardId, to: u64, term: u64) -> Le
     r.map(|_| paused.as_millis() as u64)
 }
 
-/// This node leads the shard in `term`, has for longer than the leader lease, `to` votes in
-/// it, and its membership is settled (not joint, committed) with at most `MAX_VOTERS` voters.
+/// This node leads the shard in `term`, has for longer than the leader lease, it and `to` vote
+/// in it, and its membership is settled (not joint, committed) with at most `MAX_VOTERS`
+/// voters.
 async fn settled_leader(
     raft: &Raft,
     shard: ShardId,
@@ -264,6 +267,12 @@ async fn settled_leader(
     }
     if !settled {
         return Err(HandOverError::Changing { shard: shard.0 });
+    }
+    if !voters.contains(&me) {
+        // openraft 0.9 lets a leader that a membership change made a learner go on leading;
+        // the candidate would need another voter's vote, which that leader's heartbeats keep
+        // refused, and its failed campaign would leave the shard without a leader.
+        return Err(HandOverError::LeaderNotVoter { shard: shard.0 });
     }
     if !voters.contains(&to) || to == me {
         return Err(HandOverError::NotVoter {
