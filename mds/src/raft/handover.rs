@@ -15,9 +15,10 @@
 //! 1. Shard 0's leader asks the shard's leader L (`PEERPROC_LEAD`, `Lead::HandOver`) to hand
 //!    the shard to voter T.
 //! 2. L checks it leads in the term the plan saw, has led longer than the lease (its vote's
-//!    time, `RaftState::vote_last_modified`), that T votes there, the shard has at most three
-//!    voters and no membership change under way; then it holds the shard's proposer (`Gate`):
-//!    no new entry is appended, the batch being replicated finishes.
+//!    time, `RaftState::vote_last_modified`), that it and T vote there (a leader demoted to
+//!    learner goes on leading in openraft 0.9, but its vote does not count), the shard has at
+//!    most three voters and no membership change under way; then it holds the shard's
+//!    proposer (`Gate`): no new entry is appended, the batch being replicated finishes.
 //! 3. L waits until T's log matches its own last entry (replication metrics), then asks T to
 //!    campaign (`Lead::Campaign`, with that entry's id).
 //! 4. T checks its log has that entry and that it follows L in that term, triggers an election
