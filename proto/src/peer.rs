@@ -54,8 +54,11 @@ pub const PEERPROC_JOIN: u32 = 16;
 pub const PEERPROC_MEMBERSHIP: u32 = 17;
 /// "You were drained": sent to a node removed from every shard, so it stops serving.
 pub const PEERPROC_DRAINED: u32 = 18;
+/// A shard's leadership moves to another of its voters (postcard `mds::raft::handover::Lead`:
+/// to the leader, hand it over; from the leader to the voter, campaign now).
+pub const PEERPROC_LEAD: u32 = 19;
 /// The highest membership procedure (the server's range check).
-pub const PEERPROC_LAST_MEMBERSHIP: u32 = PEERPROC_DRAINED;
+pub const PEERPROC_LAST_MEMBERSHIP: u32 = PEERPROC_LEAD;
 /// Most files one PEERPROC_IN_USE asks about.
 pub const MAX_IN_USE: usize = 4096;
 

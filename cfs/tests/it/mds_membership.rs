@@ -5,7 +5,9 @@
 //! -9 of an original node with the 4th, and the dead node's voter roles go to the live nodes
 //! once it has been down for `mds_replace_after_seconds`; a live node is drained (it stops, the
 //! status no longer lists it, the rest keep working), a drain that would leave too few nodes up
-//! is refused, and the joined node restarts as itself. A wrong token is refused.
+//! is refused, and the joined node restarts as itself. A wrong token is refused. And a node
+//! killed with -9 and restarted leads its share of the shards again within a bound, writes
+//! going on meanwhile (`raft::handover`).
 use crate::common;
 use client::{Client, ClientConfig, CreateMode, SetAttrs, StableHow4};
 use common::*;
@@ -24,6 +26,8 @@ struct Proc {
     args: Vec<String>,
     proc_: Option<KillOnDrop>,
     starts: u32,
+    /// `CFS_SHARDS` for it.
+    shards: &'static str,
 }
 
 impl Proc {
@@ -36,6 +40,7 @@ impl Proc {
             args: args.iter().map(|s| s.to_string()).collect(),
             proc_: None,
             starts: 0,
+            shards: SHARDS,
         }
     }
 
@@ -48,7 +53,7 @@ impl Proc {
         let log = std::fs::File::create(self.log(self.starts)).expect("log");
         let child = Command::new(BIN)
             .args(&self.args)
-            .env("CFS_SHARDS", SHARDS)
+            .env("CFS_SHARDS", self.shards)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::from(log))
@@ -589,4 +594,274 @@ fn a_node_joins_with_the_token_serves_everything_and_a_node_is_drained() {
     check_files(&rt, mds_addr[3], &files, "node 4 after its restart");
     let v = status(t, &n4);
     assert_eq!(v["mds"]["metadata"]["node"], 4, "{}", v["mds"]["metadata"]);
+}
+
+/// Shards each node leads, as `via` sees them; `None` while a shard has no leader.
+fn leads(v: &serde_json::Value, nodes: &[u64]) -> Option<std::collections::BTreeMap<u64, usize>> {
+    let shards = v["mds"]["metadata"]["shards"].as_array()?;
+    let mut count: std::collections::BTreeMap<u64, usize> = nodes.iter().map(|n| (*n, 0)).collect();
+    for s in shards {
+        *count.entry(s["leader"].as_u64()?).or_default() += 1;
+    }
+    (!shards.is_empty()).then_some(count)
+}
+
+/// Every shard has a leader and the counts of `nodes` differ by at most one.
+fn leads_evenly(v: &serde_json::Value, nodes: &[u64]) -> bool {
+    leads(v, nodes).is_some_and(|c| {
+        let (lo, hi) = (c.values().min(), c.values().max());
+        c.len() == nodes.len() && lo.zip(hi).is_some_and(|(lo, hi)| hi - lo <= 1)
+    })
+}
+
+/// Makes directory `/NAME` through `at` (a new directory goes to a shard of its own, chosen by
+/// a hash of its name: the files made in it are that shard's writes).
+async fn make_dir(at: SocketAddr, name: &str) -> client::Result<()> {
+    let c = Client::connect(ClientConfig::new(at)).await?;
+    // Asked again after a lost answer: it is there already.
+    let r = match c.lookup_path(&format!("/{name}")).await {
+        Ok(_) => Ok(()),
+        Err(_) => c.mkdir(c.root(), name, 0o755).await.map(|_| ()),
+    };
+    let _ = c.shutdown().await;
+    r
+}
+
+/// Writes small files through `at`, one after another in turn in each of `dirs`, until `stop`,
+/// each retried until it succeeds (bounded); answers when each began and how long it took.
+fn keep_writing(
+    at: SocketAddr,
+    dirs: Vec<String>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> std::thread::JoinHandle<Vec<(Instant, Duration)>> {
+    std::thread::spawn(move || {
+        let rt = rt();
+        let mut took = Vec::new();
+        let data = random_bytes(4096, 5);
+        for i in 0.. {
+            if stop.load(std::sync::atomic::Ordering::SeqCst) {
+                break;
+            }
+            let path = format!("/{}/during-{i}", dirs[i % dirs.len()]);
+            let start = Instant::now();
+            loop {
+                let r = rt.block_on(async {
+                    tokio::time::timeout(Duration::from_secs(20), write_file(at, &path, &data))
+                        .await
+                });
+                if matches!(r, Ok(Ok(()))) {
+                    break;
+                }
+                assert!(
+                    start.elapsed() < Duration::from_secs(60),
+                    "write {path}: {r:?}"
+                );
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            took.push((start, start.elapsed()));
+        }
+        took
+    })
+}
+
+/// `paused_ms=N` of every hand-over a node's log reports.
+fn pauses(log: &str) -> Vec<u64> {
+    log.lines()
+        .filter(|l| l.contains("shard leadership handed over"))
+        .filter_map(|l| {
+            let rest = &l[l.find("paused_ms=")? + "paused_ms=".len()..];
+            rest.split(|c: char| !c.is_ascii_digit())
+                .next()?
+                .parse()
+                .ok()
+        })
+        .collect()
+}
+
+/// A node killed with -9 comes back a follower of every shard (the two others won every
+/// election meanwhile); shard 0's leader hands leaderships to it until each node leads as
+/// many shards as any other, give or take one, while files are being written through the
+/// cluster all along.
+#[test]
+fn a_restarted_node_leads_its_share_of_the_shards_again() {
+    let _one = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let tmp = tempfile::tempdir().unwrap();
+    let t = tmp.path();
+    let secret = t.join("secret");
+    std::fs::write(&secret, format!("{SECRET}\n")).unwrap();
+    let base = free_ports(4);
+    let addr = |i: u16| -> SocketAddr { format!("127.0.0.1:{}", base + i).parse().unwrap() };
+    let mds_addr: Vec<SocketAddr> = (0..3).map(addr).collect();
+    let all: Vec<String> = (0..3)
+        .map(|i| format!("{}={}", i + 1, mds_addr[i]))
+        .collect();
+    let mut mds: Vec<Proc> = Vec::new();
+    for (i, listen) in mds_addr.iter().enumerate() {
+        let mut p = Proc::new(t, &format!("mds{}", i + 1), &[]);
+        p.shards = "24";
+        // Down for less than `mds_replace_after_seconds`: the node keeps its voter roles.
+        std::fs::write(
+            p.config(),
+            format!(
+                "data = {data:?}\nlisten = \"{listen}\"\nroles = [\"mds\"]\nlease_seconds = 5\n\
+                 grace_seconds = 5\n[admin]\nlisten = \"127.0.0.1:0\"\n[cluster]\n\
+                 secret_file = {secret:?}\nnode_id = {id}\nmetadata_nodes = {all:?}\n\
+                 mds_replace_after_seconds = 3600\n[[export]]\npath = \"/\"\n",
+                data = p.dir.join("data"),
+                id = i + 1,
+            ),
+        )
+        .unwrap();
+        p.args = vec![
+            "server".into(),
+            "--config".into(),
+            p.config().to_string_lossy().into(),
+        ];
+        mds.push(p);
+    }
+    let mut ds = Proc::new(t, "ds", &[]);
+    let ds_list: Vec<String> = mds_addr.iter().map(|a| a.to_string()).collect();
+    std::fs::write(
+        ds.config(),
+        format!(
+            "data = {data:?}\nlisten = \"{at}\"\nroles = [\"ds\"]\n[cluster]\n\
+             secret_file = {secret:?}\nmds = \"{list}\"\n",
+            data = ds.dir.join("data"),
+            at = addr(3),
+            list = ds_list.join(","),
+        ),
+    )
+    .unwrap();
+    ds.args = vec![
+        "server".into(),
+        "--config".into(),
+        ds.config().to_string_lossy().into(),
+    ];
+    for p in &mut mds {
+        p.start();
+    }
+    ds.start();
+    for (i, p) in mds.iter().enumerate() {
+        wait_listening(mds_addr[i], p);
+    }
+    wait_listening(addr(3), &ds);
+    let nodes = [1, 2, 3];
+    until_status(
+        t,
+        &mds[0],
+        "the data server up and every shard led, evenly",
+        Duration::from_secs(90),
+        |v| {
+            v["data_servers"]
+                .as_array()
+                .is_some_and(|d| d.iter().any(|d| d["state"] == "up"))
+                && leads_evenly(v, &nodes)
+        },
+    );
+    let rt = rt();
+    let files: Vec<(String, Vec<u8>)> = (0..4)
+        .map(|j| (format!("/before-{j}"), random_bytes(50_000, 30 + j as u64)))
+        .collect();
+    for (path, data) in &files {
+        write_until_ok(&rt, mds_addr[0], path, data, &format!("write {path}"));
+    }
+
+    // Writes go on through node 1 for the rest of the test, into directories spread over the
+    // shards (so over shards whose leadership moves).
+    let dirs: Vec<String> = (0..16).map(|d| format!("d{d}")).collect();
+    let one = mds_addr[0];
+    for d in &dirs {
+        let d2 = d.clone();
+        until_ok(&rt, &format!("mkdir {d}"), Duration::from_secs(60), || {
+            let d = d2.clone();
+            Box::pin(async move { make_dir(one, &d).await })
+        });
+    }
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writer = keep_writing(mds_addr[0], dirs, stop.clone());
+
+    // kill -9 of node 3: nodes 1 and 2 lead every shard.
+    mds[2].kill9();
+    let killed = Instant::now();
+    let v = until_status(
+        t,
+        &mds[0],
+        "nodes 1 and 2 leading every shard",
+        Duration::from_secs(60),
+        |v| leads(v, &nodes).is_some_and(|c| c[&3] == 0),
+    );
+    eprintln!(
+        "node 3 killed: nodes 1 and 2 lead every shard {:?} later: {:?}",
+        killed.elapsed(),
+        leads(&v, &nodes)
+    );
+
+    // Back up, it gets its share: within a bound, each node leads 8 of the 24 shards (give or
+    // take one), node 3 included.
+    mds[2].start();
+    let restarted = Instant::now();
+    wait_listening(mds_addr[2], &mds[2]);
+    let listening = restarted.elapsed();
+    let first = until_status(
+        t,
+        &mds[0],
+        "node 3 leading a shard again",
+        Duration::from_secs(90),
+        |v| leads(v, &nodes).is_some_and(|c| c[&3] > 0),
+    );
+    let first_at = restarted.elapsed();
+    let v = until_status(
+        t,
+        &mds[0],
+        "the leaderships even again, node 3's share included",
+        Duration::from_secs(90),
+        |v| leads_evenly(v, &nodes),
+    );
+    let even_at = restarted.elapsed();
+    let count = leads(&v, &nodes).unwrap_or_default();
+    assert!(count[&3] >= 7, "{count:?}");
+    // It stays even (no moving back and forth): a few rounds of the driver later.
+    std::thread::sleep(Duration::from_secs(6));
+    let later = status(t, &mds[0]);
+    assert!(leads_evenly(&later, &nodes), "{:?}", leads(&later, &nodes));
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let took = writer.join().expect("the writer");
+    assert!(!took.is_empty());
+    let during: Vec<Duration> = took
+        .iter()
+        .filter(|(at, _)| *at >= restarted)
+        .map(|(_, d)| *d)
+        .collect();
+    let slowest = |d: &[Duration]| d.iter().max().copied().unwrap_or_default();
+    let all_pauses: Vec<u64> = mds.iter().flat_map(|p| pauses(&p.log_text())).collect();
+    eprintln!(
+        "node 3 restarted: listening after {listening:?}, leading a shard after {first_at:?} \
+         ({:?}), even after {even_at:?} ({count:?})",
+        leads(&first, &nodes)
+    );
+    eprintln!(
+        "{} files written during the test, {} of them after the restart; slowest write: {:?} \
+         overall, {:?} after the restart",
+        took.len(),
+        during.len(),
+        slowest(&took.iter().map(|(_, d)| *d).collect::<Vec<_>>()),
+        slowest(&during)
+    );
+    eprintln!(
+        "{} hand-overs, writes of the shard held for {:?} ms (max {:?})",
+        all_pauses.len(),
+        all_pauses,
+        all_pauses.iter().max()
+    );
+    assert!(!during.is_empty(), "no write during the rebalancing");
+    // Its share came by hand-overs (a restarted node's own elections lose to the leaders'
+    // leases and longer logs).
+    assert!(
+        !all_pauses.is_empty(),
+        "node 3 leads {} shards but the logs report no hand-over",
+        count[&3]
+    );
+    // A hand-over holds a shard's writes for milliseconds, not an election timeout.
+    assert!(slowest(&during) < Duration::from_secs(10), "{during:?}");
+    check_files(&rt, mds_addr[2], &files, "node 3 after its restart");
 }

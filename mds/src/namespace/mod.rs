@@ -106,6 +106,9 @@ pub struct Options {
     /// Whether this node runs the reclaimer of detached trees (`rmtree`) on the shards it
     /// leads. Off only in tests that stop a removal in the middle.
     pub reclaim_trees: bool,
+    /// Whether this node, while it leads shard 0, evens out the shards' leaderships
+    /// (`raft::handover`). Off only in tests that move leaderships themselves.
+    pub balance_leaders: bool,
 }
 
 impl Default for Options {
@@ -118,6 +121,7 @@ impl Default for Options {
             txn_stale: txn::STALE,
             spread_directories: None,
             reclaim_trees: true,
+            balance_leaders: true,
         }
     }
 }
@@ -203,6 +207,8 @@ struct Shard {
     raft: crate::raft::types::Raft,
     /// Commands waiting for the shard's proposer (`propose_batches`).
     queue: tokio::sync::mpsc::UnboundedSender<Queued>,
+    /// Pauses the proposer while the shard's leadership moves (`raft::handover`).
+    gate: Arc<crate::raft::handover::Gate>,
 }
 
 /// One shard's Raft group on this node (`Namespace::shard_status`).
@@ -270,6 +276,7 @@ pub(crate) const MAX_BATCH_BYTES: usize = 128 << 10;
 async fn propose_batches(
     raft: crate::raft::types::Raft,
     shard: ShardId,
+    gate: Arc<crate::raft::handover::Gate>,
     mut rx: tokio::sync::mpsc::UnboundedReceiver<Queued>,
 ) {
     let mut queued: Vec<Queued> = Vec::with_capacity(MAX_BATCH);
@@ -291,6 +298,8 @@ async fn propose_batches(
                 }
             }
             let n = cmds.len();
+            // Held while a hand-over of the shard's leadership must see no new entry.
+            let _writing = gate.writes().await;
             match raft.client_write(Proposal { cmds }).await {
                 Ok(r) => {
                     let index = r.log_id.index;
@@ -365,6 +374,8 @@ struct Inner {
     reclaim: bool,
     /// Where the reclaimer's next pass starts (`rmtree::Cursor`).
     reclaim_from: Mutex<rmtree::Cursor>,
+    /// `Options::balance_leaders`.
+    balance: bool,
 }
 
 impl Drop for Inner {
@@ -485,13 +496,20 @@ impl Namespace {
             .await
             .map_err(|e| FsError::Io(format!("raft of shard {id}: {e}")))?;
             let (queue, rx) = tokio::sync::mpsc::unbounded_channel();
-            tokio::spawn(propose_batches(raft.clone(), ShardId(*id), rx));
+            let gate = Arc::new(crate::raft::handover::Gate::default());
+            tokio::spawn(propose_batches(
+                raft.clone(),
+                ShardId(*id),
+                gate.clone(),
+                rx,
+            ));
             shards.insert(
                 *id,
                 Shard {
                     core: core.clone(),
                     raft,
                     queue,
+                    gate,
                 },
             );
         }
@@ -523,6 +541,7 @@ impl Namespace {
                 drained: tokio::sync::watch::Sender::new(false),
                 reclaim: opts.reclaim_trees,
                 reclaim_from: Mutex::new(rmtree::Cursor::default()),
+                balance: opts.balance_leaders,
             }),
         };
         match &opts.members {
@@ -586,9 +605,9 @@ impl Namespace {
     /// learners (`members::drive_placement`). A new shard is
     /// initialized (membership at log index 0, then an election) by its preferred node only
     /// (shard number modulo the node count): the others have no membership yet and cannot
-    /// stand, so that node becomes its first leader and the leaders are spread evenly. (openraft
-    /// 0.9 has no leadership transfer, and a live leader's lease makes followers refuse other
-    /// candidates, so the spread is decided here or not at all.) A shard still uninitialized
+    /// stand, so that node becomes its first leader and the leaders are spread evenly from the
+    /// start (later, shard 0's leader keeps them even by hand-overs, `raft::handover`, each
+    /// of which holds that shard's writes for a moment). A shard still uninitialized
     /// after `ADOPT_AFTER` (its preferred node never came) is initialized by whoever is up,
     /// with the same membership, which openraft allows. Nothing here waits for the other
     /// nodes (their listeners may not be up yet, nor this one's); the root is made by a
@@ -987,6 +1006,16 @@ impl Namespace {
     /// The shard's Raft group on this node (peer messages go to it).
     pub(crate) fn raft_of(&self, shard: ShardId) -> Option<crate::raft::types::Raft> {
         self.inner.shards.get(&shard.0).map(|s| s.raft.clone())
+    }
+
+    /// `Options::balance_leaders`.
+    pub(crate) fn balances_leaders(&self) -> bool {
+        self.inner.balance
+    }
+
+    /// The shard's gate for hand-overs of its leadership (`raft::handover`).
+    pub(crate) fn gate(&self, shard: ShardId) -> Option<Arc<crate::raft::handover::Gate>> {
+        self.inner.shards.get(&shard.0).map(|s| s.gate.clone())
     }
 
     /// The other MDS nodes; `None` in a one-node cluster.

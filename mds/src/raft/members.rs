@@ -285,6 +285,10 @@ async fn apply(
         shard: shard.0,
         reason: e.to_string(),
     };
+    // Not while the shard's leadership moves (`handover`): a membership entry appended then
+    // would make this node refuse the candidate's vote.
+    let gate = ns.gate(shard).ok_or(MembershipError::Solo)?;
+    let _changing = gate.changes().await;
     let m = membership(raft);
     match change {
         Change::Remove { id } => {
@@ -466,6 +470,7 @@ pub(crate) fn drive_placement(ns: &Namespace) -> tokio::task::JoinHandle<()> {
     let weak = ns.downgrade();
     tokio::spawn(async move {
         let mut down_since: BTreeMap<u64, tokio::time::Instant> = BTreeMap::new();
+        let mut balancer = super::handover::Balancer::default();
         loop {
             tokio::time::sleep(PLACE_EVERY).await;
             let Some(ns) = weak.upgrade() else {
@@ -476,27 +481,45 @@ pub(crate) fn drive_placement(ns: &Namespace) -> tokio::task::JoinHandle<()> {
             }
             if ns.leader_of(ShardId(0)) != Some(ns.node_id()) {
                 down_since.clear();
+                balancer.forget();
                 continue;
             }
             match place_once(&ns, &mut down_since).await {
-                Ok(0) => {}
-                Ok(n) => tracing::info!(shards = n, "shard placement: memberships changed"),
+                Ok((changed, live)) => {
+                    if !changed.is_empty() {
+                        tracing::info!(
+                            shards = changed.len(),
+                            "shard placement: memberships changed"
+                        );
+                    }
+                    // Then leaderships, of the shards whose memberships this round left alone
+                    // (their changes are done by now: `place_once` waits for them).
+                    let n = if ns.balances_leaders() {
+                        balancer.round(&ns, &live, &changed).await
+                    } else {
+                        0
+                    };
+                    if n > 0 {
+                        tracing::info!(shards = n, "leaderships moved to even them out");
+                    }
+                }
                 Err(e) => tracing::info!("shard placement not done yet: {e}"),
             }
         }
     })
 }
 
-/// One round of `drive_placement`: how many shards it asked to change. `down_since`: when
-/// each node that does not answer stopped answering, kept from round to round.
+/// One round of `drive_placement`: the shards it asked to change, and the nodes that
+/// answered. `down_since`: when each node that does not answer stopped answering, kept from
+/// round to round.
 async fn place_once(
     ns: &Namespace,
     down_since: &mut BTreeMap<u64, tokio::time::Instant>,
-) -> Result<usize, MembershipError> {
+) -> Result<(BTreeSet<u16>, BTreeSet<u64>), MembershipError> {
     let peers = ns.peers().ok_or(MembershipError::Solo)?;
     let view = membership_view(ns);
     let Some(zero) = view.first() else {
-        return Ok(0);
+        return Ok((BTreeSet::new(), BTreeSet::new()));
     };
     let nodes = zero.nodes();
     let pings = nodes.iter().map(|&n| async move {
@@ -554,7 +577,7 @@ async fn place_once(
     }
     // A shard whose membership this node does not know yet is left for a later round.
     todo.retain(|(_, v)| !v.is_empty());
-    let count = todo.len();
+    let changed: BTreeSet<u16> = todo.iter().map(|(s, _)| s.0).collect();
     for chunk in todo.chunks(PARALLEL) {
         let runs = chunk.iter().map(|(shard, voters)| {
             let change = Change::Place {
@@ -574,7 +597,7 @@ async fn place_once(
             break;
         }
     }
-    Ok(count)
+    Ok((changed, live))
 }
 
 /// `cfs admin node drain ID` for an MDS node: removes node `id` from every shard (shard 0,

@@ -7,8 +7,10 @@
 //! flush and reports durability through a callback, which is what lets one writer thread
 //! fdatasync every group's appends at once; 0.9 has it, so the alpha buys nothing needed here.
 
+pub mod balance;
 pub mod checkpoint;
 pub mod fresh;
+pub mod handover;
 pub mod log;
 pub mod log_store;
 pub mod machine;

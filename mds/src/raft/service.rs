@@ -126,6 +126,7 @@ async fn answer(ns: &Namespace, proc_: u32, a: PeerArgs) -> PeerRes {
             }
         }
         PEERPROC_MEMBERSHIP => ok(&super::members::answer_change(ns, shard, body).await),
+        PEERPROC_LEAD => ok(&super::handover::answer(ns, shard, body).await),
         PEERPROC_DRAINED => {
             // Only a node still in the address book gets here; a drain's last step.
             tracing::warn!(

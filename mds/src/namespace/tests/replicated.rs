@@ -226,3 +226,190 @@ fn three_nodes_replicate_fail_over_and_catch_up() {
         }
     });
 }
+
+/// A shard's leadership handed over (`raft::handover::hand_over`) while every node writes
+/// into it: every write commits, the new leader leads on every node, a leader too new to hand
+/// over and a former leader refuse, and a hand-over to a node that is down fails within its
+/// bounds and leaves the shard with its leader. Shard 0's balancer is off (the test moves the
+/// leadership itself).
+#[test]
+fn a_busy_shards_leadership_is_handed_over_and_a_dead_target_leaves_it_in_place() {
+    use crate::raft::handover::{hand_over, HandOverError};
+    let rt = rt();
+    rt.block_on(async {
+        let secret = layout::ClusterSecret::from_passphrase("raft test secret 0123").unwrap();
+        let mut listeners = Vec::new();
+        let mut nodes_addr = BTreeMap::new();
+        for id in 1..=3u64 {
+            let l = listen("127.0.0.1:0").await;
+            nodes_addr.insert(id, l.local_addr().unwrap());
+            listeners.push(l);
+        }
+        let mut nodes = Vec::new();
+        for (i, l) in listeners.into_iter().enumerate() {
+            let handler = Arc::new(PeerOnly::default());
+            serve(l, handler.clone());
+            nodes.push(Node {
+                id: i as u64 + 1,
+                dir: tempfile::tempdir().unwrap(),
+                handler,
+                ns: None,
+            });
+        }
+        for n in &mut nodes {
+            let opts = Options {
+                shards: 6,
+                members: Some(Members {
+                    me: n.id,
+                    nodes: nodes_addr.clone(),
+                    secret: secret.clone(),
+                    joined: None,
+                    replace_after: None,
+                }),
+                balance_leaders: false,
+                ..Options::default()
+            };
+            let ns = Namespace::open_with(n.dir.path(), opts)
+                .await
+                .expect("open node");
+            n.up(ns);
+        }
+        let all: Vec<Namespace> = nodes
+            .iter()
+            .map(|n| n.ns.clone().expect("node up"))
+            .collect();
+        let ns = |id: u64| all[id as usize - 1].clone();
+        for id in 1..=3 {
+            let n = ns(id);
+            until("root on every node", Duration::from_secs(30), || {
+                n.getattr(ROOT_INO).is_ok()
+            })
+            .await;
+        }
+        let d = mk(&ns(1), ROOT_INO, "busy", FileKind::Directory).await;
+        let shard = ShardId::of_ino(d);
+        until(
+            "the shard led, seen by all",
+            Duration::from_secs(20),
+            || {
+                let l = ns(1).leader_of(shard);
+                l.is_some() && (1..=3).all(|id| ns(id).leader_of(shard) == l)
+            },
+        )
+        .await;
+        let l = ns(1).leader_of(shard).expect("a leader");
+        let t = (1..=3).find(|id| *id != l).expect("another node");
+        let x = (1..=3)
+            .find(|id| *id != l && *id != t)
+            .expect("a third node");
+
+        // Every node writes into the shard, without a pause, all along.
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let mut writers = Vec::new();
+        for id in 1..=3u64 {
+            let (n, stop) = (ns(id), stop.clone());
+            writers.push(tokio::spawn(async move {
+                let (mut count, mut slowest) = (0u32, Duration::ZERO);
+                while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                    let t0 = Instant::now();
+                    n.execute(create(d, &format!("n{id}-{count}"), FileKind::Regular))
+                        .await
+                        .map_err(|e| format!("node {id}, file {count}: {e}"))?;
+                    slowest = slowest.max(t0.elapsed());
+                    count += 1;
+                }
+                Ok::<_, String>((count, slowest))
+            }));
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+
+        // The leader hands the shard to `t` (once it has led longer than its lease).
+        let term = ns(l)
+            .raft_of(shard)
+            .expect("raft")
+            .metrics()
+            .borrow()
+            .current_term;
+        let start = Instant::now();
+        let paused = loop {
+            match hand_over(&ns(l), shard, t, term).await {
+                Ok(ms) => break ms,
+                Err(HandOverError::TooNew { .. }) if start.elapsed() < Duration::from_secs(10) => {
+                    tokio::time::sleep(Duration::from_millis(200)).await
+                }
+                Err(e) => panic!("hand-over of {shard} from {l} to {t}: {e}"),
+            }
+        };
+        let m = ns(t)
+            .raft_of(shard)
+            .expect("raft")
+            .metrics()
+            .borrow()
+            .clone();
+        assert_eq!(m.state, openraft::ServerState::Leader, "{m:?}");
+        let new_term = m.current_term;
+        assert!(new_term > term);
+        until(
+            "every node sees the new leader",
+            Duration::from_secs(5),
+            || (1..=3).all(|id| ns(id).leader_of(shard) == Some(t)),
+        )
+        .await;
+        // Just elected, `t` has not led longer than its lease: it does not hand over yet.
+        let r = hand_over(&ns(t), shard, l, new_term).await;
+        assert!(matches!(r, Err(HandOverError::TooNew { .. })), "{r:?}");
+        // The former leader no longer can.
+        let r = hand_over(&ns(l), shard, x, term).await;
+        assert!(matches!(r, Err(HandOverError::NotLeader { .. })), "{r:?}");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        let mut written = 0;
+        for w in writers {
+            let (count, slowest) = w.await.expect("writer").expect("every write commits");
+            assert!(count > 0);
+            written += count;
+            eprintln!("a writer: {count} files, slowest {slowest:?}");
+        }
+        eprintln!("hand-over with {written} files written meanwhile: writes held {paused} ms");
+        until(
+            "every file on the new leader",
+            Duration::from_secs(10),
+            || names(&ns(t), d).len() == written as usize,
+        )
+        .await;
+
+        // `x` is down: `t`'s hand-over to it fails within its bounds, and `t` goes on leading.
+        nodes[x as usize - 1].down().await;
+        let start = Instant::now();
+        let (r, took) = loop {
+            let t0 = Instant::now();
+            match hand_over(&ns(t), shard, x, new_term).await {
+                Err(HandOverError::TooNew { .. }) if start.elapsed() < Duration::from_secs(10) => {
+                    tokio::time::sleep(Duration::from_millis(200)).await
+                }
+                r => break (r, t0.elapsed()),
+            }
+        };
+        eprintln!("hand-over to a node that is down: {r:?} after {took:?}");
+        assert!(
+            matches!(
+                r,
+                Err(HandOverError::Peer(_) | HandOverError::Behind { .. })
+            ),
+            "{r:?}"
+        );
+        assert!(took < Duration::from_secs(6), "{took:?}");
+        assert_eq!(ns(t).leader_of(shard), Some(t));
+        ns(t)
+            .execute(create(d, "after", FileKind::Regular))
+            .await
+            .expect("a write at the leader");
+        ns(l)
+            .execute(create(d, "after-forwarded", FileKind::Regular))
+            .await
+            .expect("a write forwarded to the leader");
+        for n in &mut nodes {
+            n.down().await;
+        }
+    });
+}
