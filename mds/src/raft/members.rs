@@ -323,6 +323,15 @@ async fn apply(
             if voters.is_empty() || !voters.iter().all(|v| known.contains_key(v)) {
                 return Err(err(&"a placement whose voters are not all in its node set"));
             }
+            // The plan keeps each shard's leader among its voters, but it was made from shard
+            // 0's leader's view, which may be a leadership late. A leader made a learner goes
+            // on leading in openraft 0.9 (it does not step down), a shard led by a non-voter:
+            // refused here, and the next round plans with the leader as it is.
+            if !voters.contains(&ns.node_id()) {
+                return Err(err(
+                    &"a placement that would take this shard's leader off its voters",
+                ));
+            }
             for (id, addr) in &known {
                 if m.get_node(id).is_some() {
                     continue;
