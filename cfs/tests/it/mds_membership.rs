@@ -308,29 +308,32 @@ fn check_files(
     }
 }
 
-#[test]
-fn a_node_joins_with_the_token_serves_everything_and_a_node_is_drained() {
-    let _one = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let tmp = tempfile::tempdir().unwrap();
-    let t = tmp.path();
-    let secret = t.join("secret");
-    std::fs::write(&secret, format!("{SECRET}\n")).unwrap();
-    let base = free_ports(6);
-    let addr = |i: u16| -> SocketAddr { format!("127.0.0.1:{}", base + i).parse().unwrap() };
-    let mds_addr: [SocketAddr; 4] = [addr(0), addr(1), addr(2), addr(3)];
+/// Three MDS nodes at the first three of `mds_addr` (each other's `metadata_nodes`, 5 s
+/// leases and grace, a node down `replace_after` seconds hands its voter roles on,
+/// `shards` shards) and a data server at `ds_at` naming every address in `mds_addr`:
+/// started, and each listening.
+fn three_mds_and_a_ds(
+    t: &Path,
+    secret: &Path,
+    mds_addr: &[SocketAddr],
+    ds_at: SocketAddr,
+    replace_after: u32,
+    shards: &'static str,
+) -> (Vec<Proc>, Proc) {
     let all: Vec<String> = (0..3)
         .map(|i| format!("{}={}", i + 1, mds_addr[i]))
         .collect();
     let mut mds: Vec<Proc> = Vec::new();
     for (i, listen) in mds_addr.iter().take(3).enumerate() {
         let mut p = Proc::new(t, &format!("mds{}", i + 1), &[]);
+        p.shards = shards;
         std::fs::write(
             p.config(),
             format!(
                 "data = {data:?}\nlisten = \"{listen}\"\nroles = [\"mds\"]\nlease_seconds = 5\n\
                  grace_seconds = 5\n[admin]\nlisten = \"127.0.0.1:0\"\n[cluster]\n\
                  secret_file = {secret:?}\nnode_id = {id}\nmetadata_nodes = {all:?}\n\
-                 mds_replace_after_seconds = 5\n[[export]]\npath = \"/\"\n",
+                 mds_replace_after_seconds = {replace_after}\n[[export]]\npath = \"/\"\n",
                 data = p.dir.join("data"),
                 id = i + 1,
             ),
@@ -343,18 +346,14 @@ fn a_node_joins_with_the_token_serves_everything_and_a_node_is_drained() {
         ];
         mds.push(p);
     }
-    // The data server names every node, the 4th's address included before it exists (a name
-    // for a node not there yet is kept trying; `ds_learns_mds.rs` has a DS that names node 1
-    // only and learns the others from its heartbeat replies).
     let mut ds = Proc::new(t, "ds", &[]);
     let ds_list: Vec<String> = mds_addr.iter().map(|a| a.to_string()).collect();
     std::fs::write(
         ds.config(),
         format!(
-            "data = {data:?}\nlisten = \"{at}\"\nroles = [\"ds\"]\n[cluster]\n\
+            "data = {data:?}\nlisten = \"{ds_at}\"\nroles = [\"ds\"]\n[cluster]\n\
              secret_file = {secret:?}\nmds = \"{list}\"\n",
             data = ds.dir.join("data"),
-            at = addr(4),
             list = ds_list.join(","),
         ),
     )
@@ -371,7 +370,24 @@ fn a_node_joins_with_the_token_serves_everything_and_a_node_is_drained() {
     for (i, p) in mds.iter().enumerate() {
         wait_listening(mds_addr[i], p);
     }
-    wait_listening(addr(4), &ds);
+    wait_listening(ds_at, &ds);
+    (mds, ds)
+}
+
+#[test]
+fn a_node_joins_with_the_token_serves_everything_and_a_node_is_drained() {
+    let _one = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let tmp = tempfile::tempdir().unwrap();
+    let t = tmp.path();
+    let secret = t.join("secret");
+    std::fs::write(&secret, format!("{SECRET}\n")).unwrap();
+    let base = free_ports(6);
+    let addr = |i: u16| -> SocketAddr { format!("127.0.0.1:{}", base + i).parse().unwrap() };
+    let mds_addr: [SocketAddr; 4] = [addr(0), addr(1), addr(2), addr(3)];
+    // The data server names every node, the 4th's address included before it exists (a name
+    // for a node not there yet is kept trying; `ds_learns_mds.rs` has a DS that names node 1
+    // only and learns the others from its heartbeat replies).
+    let (mut mds, _ds) = three_mds_and_a_ds(t, &secret, &mds_addr, addr(4), 5, SHARDS);
     until_status(
         t,
         &mds[0],
@@ -692,59 +708,8 @@ fn a_restarted_node_leads_its_share_of_the_shards_again() {
     let base = free_ports(4);
     let addr = |i: u16| -> SocketAddr { format!("127.0.0.1:{}", base + i).parse().unwrap() };
     let mds_addr: Vec<SocketAddr> = (0..3).map(addr).collect();
-    let all: Vec<String> = (0..3)
-        .map(|i| format!("{}={}", i + 1, mds_addr[i]))
-        .collect();
-    let mut mds: Vec<Proc> = Vec::new();
-    for (i, listen) in mds_addr.iter().enumerate() {
-        let mut p = Proc::new(t, &format!("mds{}", i + 1), &[]);
-        p.shards = "24";
-        // Down for less than `mds_replace_after_seconds`: the node keeps its voter roles.
-        std::fs::write(
-            p.config(),
-            format!(
-                "data = {data:?}\nlisten = \"{listen}\"\nroles = [\"mds\"]\nlease_seconds = 5\n\
-                 grace_seconds = 5\n[admin]\nlisten = \"127.0.0.1:0\"\n[cluster]\n\
-                 secret_file = {secret:?}\nnode_id = {id}\nmetadata_nodes = {all:?}\n\
-                 mds_replace_after_seconds = 3600\n[[export]]\npath = \"/\"\n",
-                data = p.dir.join("data"),
-                id = i + 1,
-            ),
-        )
-        .unwrap();
-        p.args = vec![
-            "server".into(),
-            "--config".into(),
-            p.config().to_string_lossy().into(),
-        ];
-        mds.push(p);
-    }
-    let mut ds = Proc::new(t, "ds", &[]);
-    let ds_list: Vec<String> = mds_addr.iter().map(|a| a.to_string()).collect();
-    std::fs::write(
-        ds.config(),
-        format!(
-            "data = {data:?}\nlisten = \"{at}\"\nroles = [\"ds\"]\n[cluster]\n\
-             secret_file = {secret:?}\nmds = \"{list}\"\n",
-            data = ds.dir.join("data"),
-            at = addr(3),
-            list = ds_list.join(","),
-        ),
-    )
-    .unwrap();
-    ds.args = vec![
-        "server".into(),
-        "--config".into(),
-        ds.config().to_string_lossy().into(),
-    ];
-    for p in &mut mds {
-        p.start();
-    }
-    ds.start();
-    for (i, p) in mds.iter().enumerate() {
-        wait_listening(mds_addr[i], p);
-    }
-    wait_listening(addr(3), &ds);
+    // Down for less than `mds_replace_after_seconds`: the node keeps its voter roles.
+    let (mut mds, _ds) = three_mds_and_a_ds(t, &secret, &mds_addr, addr(3), 3600, "24");
     let nodes = [1, 2, 3];
     until_status(
         t,

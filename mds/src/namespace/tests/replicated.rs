@@ -89,29 +89,36 @@ fn names(ns: &Namespace, dir: u64) -> Vec<Vec<u8>> {
     n
 }
 
+/// Three nodes listening on loopback (ids 1 to 3, namespaces not open yet) and their
+/// addresses.
+async fn three_listening() -> (Vec<Node>, BTreeMap<u64, std::net::SocketAddr>) {
+    let mut listeners = Vec::new();
+    let mut nodes_addr = BTreeMap::new();
+    for id in 1..=3u64 {
+        let l = listen("127.0.0.1:0").await;
+        nodes_addr.insert(id, l.local_addr().unwrap());
+        listeners.push(l);
+    }
+    let mut nodes = Vec::new();
+    for (i, l) in listeners.into_iter().enumerate() {
+        let handler = Arc::new(PeerOnly::default());
+        serve(l, handler.clone());
+        nodes.push(Node {
+            id: i as u64 + 1,
+            dir: tempfile::tempdir().unwrap(),
+            handler,
+            ns: None,
+        });
+    }
+    (nodes, nodes_addr)
+}
+
 #[test]
 fn three_nodes_replicate_fail_over_and_catch_up() {
     let rt = rt();
     rt.block_on(async {
         let secret = layout::ClusterSecret::from_passphrase("raft test secret 0123").unwrap();
-        let mut listeners = Vec::new();
-        let mut nodes_addr = BTreeMap::new();
-        for id in 1..=3u64 {
-            let l = listen("127.0.0.1:0").await;
-            nodes_addr.insert(id, l.local_addr().unwrap());
-            listeners.push(l);
-        }
-        let mut nodes = Vec::new();
-        for (i, l) in listeners.into_iter().enumerate() {
-            let handler = Arc::new(PeerOnly::default());
-            serve(l, handler.clone());
-            nodes.push(Node {
-                id: i as u64 + 1,
-                dir: tempfile::tempdir().unwrap(),
-                handler,
-                ns: None,
-            });
-        }
+        let (mut nodes, nodes_addr) = three_listening().await;
         let members = |me| Members {
             me,
             nodes: nodes_addr.clone(),
@@ -238,24 +245,7 @@ fn a_busy_shards_leadership_is_handed_over_and_a_dead_target_leaves_it_in_place(
     let rt = rt();
     rt.block_on(async {
         let secret = layout::ClusterSecret::from_passphrase("raft test secret 0123").unwrap();
-        let mut listeners = Vec::new();
-        let mut nodes_addr = BTreeMap::new();
-        for id in 1..=3u64 {
-            let l = listen("127.0.0.1:0").await;
-            nodes_addr.insert(id, l.local_addr().unwrap());
-            listeners.push(l);
-        }
-        let mut nodes = Vec::new();
-        for (i, l) in listeners.into_iter().enumerate() {
-            let handler = Arc::new(PeerOnly::default());
-            serve(l, handler.clone());
-            nodes.push(Node {
-                id: i as u64 + 1,
-                dir: tempfile::tempdir().unwrap(),
-                handler,
-                ns: None,
-            });
-        }
+        let (mut nodes, nodes_addr) = three_listening().await;
         for n in &mut nodes {
             let opts = Options {
                 shards: 6,
