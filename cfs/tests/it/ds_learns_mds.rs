@@ -3,95 +3,14 @@
 //! all three; a 4th node joins (`cfs server join`) and the DS becomes up there too, so a file
 //! written through node 4 by the Rust client goes through a layout to the DS; node 3 is
 //! drained and the DS stops heartbeating it.
+use crate::cluster_procs::*;
 use crate::common;
-use client::{Client, ClientConfig, CreateMode, PnfsStats, SetAttrs, StableHow4};
 use common::*;
-use proto::nfs4::OPEN4_SHARE_ACCESS_BOTH;
-use std::net::{SocketAddr, TcpStream};
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::net::SocketAddr;
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 const SECRET: &str = "ds learns mds test secret 0123";
-
-struct Proc {
-    name: String,
-    dir: PathBuf,
-    args: Vec<String>,
-    proc_: Option<KillOnDrop>,
-}
-
-impl Proc {
-    fn new(tmp: &Path, name: &str) -> Proc {
-        let dir = tmp.join(name);
-        std::fs::create_dir_all(&dir).unwrap();
-        Proc {
-            name: name.into(),
-            args: vec![
-                "server".into(),
-                "--config".into(),
-                dir.join("cfs.toml").to_string_lossy().into(),
-            ],
-            dir,
-            proc_: None,
-        }
-    }
-
-    fn config(&self) -> PathBuf {
-        self.dir.join("cfs.toml")
-    }
-
-    fn log(&self) -> PathBuf {
-        self.dir.join("server.log")
-    }
-
-    fn log_text(&self) -> String {
-        std::fs::read_to_string(self.log()).unwrap_or_default()
-    }
-
-    fn start(&mut self) {
-        let log = std::fs::File::create(self.log()).expect("log");
-        let child = Command::new(BIN)
-            .args(&self.args)
-            .env("CFS_SHARDS", "8")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::from(log))
-            .spawn()
-            .expect("spawn cfs");
-        self.proc_ = Some(KillOnDrop(child));
-    }
-
-    fn wait_listening(&self, addr: SocketAddr) {
-        let start = Instant::now();
-        while TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
-            assert!(
-                start.elapsed() < Duration::from_secs(60),
-                "{} did not start:\n{}",
-                self.name,
-                self.log_text()
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-
-    /// Whether it exited on its own within `limit`.
-    fn exited(&mut self, limit: Duration) -> bool {
-        let deadline = Instant::now() + limit;
-        let Some(p) = self.proc_.as_mut() else {
-            return true;
-        };
-        loop {
-            if p.0.try_wait().expect("wait").is_some() {
-                return true;
-            }
-            if Instant::now() > deadline {
-                return false;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-}
 
 fn mds_config(p: &Proc, listen: SocketAddr, secret: &Path, membership: &str) {
     std::fs::write(
@@ -104,43 +23,6 @@ fn mds_config(p: &Proc, listen: SocketAddr, secret: &Path, membership: &str) {
         ),
     )
     .unwrap();
-}
-
-/// Waits (bounded) until `ok` holds for `cfs admin status --json` through `via`'s admin
-/// listener; the last status (or why there was none) goes into the failure message.
-fn until_status(
-    tmp: &Path,
-    via: &Proc,
-    what: &str,
-    limit: Duration,
-    ok: impl Fn(&serde_json::Value) -> bool,
-) {
-    let start = Instant::now();
-    loop {
-        let o = cfs(
-            tmp,
-            &[
-                "admin",
-                "status",
-                "--json",
-                "--config",
-                &via.config().to_string_lossy(),
-            ],
-        );
-        let v: Option<serde_json::Value> = o
-            .ok()
-            .then(|| serde_json::from_str(o.text().trim()).ok())
-            .flatten();
-        if v.as_ref().is_some_and(&ok) {
-            return;
-        }
-        assert!(
-            start.elapsed() < limit,
-            "{what} after {limit:?}: {}",
-            v.map_or(o.stderr, |v| v["data_servers"].to_string())
-        );
-        std::thread::sleep(Duration::from_millis(500));
-    }
 }
 
 fn ds_up(v: &serde_json::Value) -> bool {
@@ -164,25 +46,6 @@ fn member_everywhere(v: &serde_json::Value, id: u64) -> bool {
             .all(|s| has(s, "voters") || has(s, "learners"))
 }
 
-/// Writes `path` through `at` with pNFS on; the client's pNFS counters.
-async fn write_file(at: SocketAddr, path: &str, data: &[u8]) -> client::Result<PnfsStats> {
-    let mut cfg = ClientConfig::new(at);
-    cfg.pnfs = true;
-    let c = Client::connect(cfg).await?;
-    let create = Some(CreateMode::Unchecked(SetAttrs {
-        mode: Some(0o644),
-        size: Some(0),
-        ..Default::default()
-    }));
-    let f = c.open_path(path, OPEN4_SHARE_ACCESS_BOTH, create).await?;
-    c.write_all(&f, 0, data, StableHow4::FileSync4).await?;
-    c.commit_file(&f).await?;
-    c.close(&f).await?;
-    let stats = c.pnfs_stats().unwrap_or_default();
-    let _ = c.shutdown().await;
-    Ok(stats)
-}
-
 #[test]
 fn a_ds_configured_with_one_mds_node_serves_every_node_and_a_joined_one() {
     let _one = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
@@ -195,7 +58,7 @@ fn a_ds_configured_with_one_mds_node_serves_every_node_and_a_joined_one() {
     let all: Vec<String> = (0..3).map(|i| format!("{}={}", i + 1, addr(i))).collect();
     let mut mds: Vec<Proc> = Vec::new();
     for i in 0..3u16 {
-        let p = Proc::new(t, &format!("mds{}", i + 1));
+        let p = Proc::server(t, &format!("mds{}", i + 1));
         mds_config(
             &p,
             addr(i),
@@ -205,7 +68,7 @@ fn a_ds_configured_with_one_mds_node_serves_every_node_and_a_joined_one() {
         mds.push(p);
     }
     // The data server names node 1 only.
-    let mut ds = Proc::new(t, "ds");
+    let mut ds = Proc::server(t, "ds");
     std::fs::write(
         ds.config(),
         format!(
@@ -223,9 +86,9 @@ fn a_ds_configured_with_one_mds_node_serves_every_node_and_a_joined_one() {
     }
     ds.start();
     for (i, p) in mds.iter().enumerate() {
-        p.wait_listening(addr(i as u16));
+        wait_listening(addr(i as u16), p);
     }
-    ds.wait_listening(addr(4));
+    wait_listening(addr(4), &ds);
     for (i, p) in mds.iter().enumerate() {
         until_status(
             t,
@@ -241,7 +104,7 @@ fn a_ds_configured_with_one_mds_node_serves_every_node_and_a_joined_one() {
     );
 
     // Node 4 joins through node 2; nobody tells the DS.
-    let mut n4 = Proc::new(t, "mds4");
+    let mut n4 = Proc::server(t, "mds4");
     mds_config(&n4, addr(3), &secret, "");
     n4.args = vec![
         "server".into(),
@@ -255,7 +118,7 @@ fn a_ds_configured_with_one_mds_node_serves_every_node_and_a_joined_one() {
     ];
     let joined = Instant::now();
     n4.start();
-    n4.wait_listening(addr(3));
+    wait_listening(addr(3), &n4);
     until_status(
         t,
         &n4,
@@ -297,20 +160,10 @@ fn a_ds_configured_with_one_mds_node_serves_every_node_and_a_joined_one() {
     assert_eq!(stats.mds_write_bytes, 0, "{stats:?}");
 
     // Node 3 is drained: once it has stopped, no node lists it and the DS lets it go.
-    let o = cfs(
-        t,
-        &[
-            "admin",
-            "node",
-            "drain",
-            "3",
-            "--config",
-            &mds[1].config().to_string_lossy(),
-        ],
-    );
+    let o = admin(t, &mds[1], &["node", "drain", "3"]);
     assert!(o.ok(), "drain of node 3: {} {}", o.text(), o.stderr);
     assert!(
-        mds[2].exited(Duration::from_secs(30)),
+        mds[2].exited(Duration::from_secs(30)).is_some(),
         "node 3 still runs after its drain"
     );
     let start = Instant::now();

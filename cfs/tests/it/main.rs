@@ -14,6 +14,7 @@ mod http_client;
 mod admin_http;
 mod admin_status;
 mod client_ops;
+mod cluster_procs;
 mod console_browser;
 mod crash;
 mod crate_arrows;

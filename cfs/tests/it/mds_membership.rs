@@ -8,160 +8,15 @@
 //! is refused, and the joined node restarts as itself. A wrong token is refused. And a node
 //! killed with -9 and restarted leads its share of the shards again within a bound, writes
 //! going on meanwhile (`raft::handover`).
+use crate::cluster_procs::*;
 use crate::common;
-use client::{Client, ClientConfig, CreateMode, SetAttrs, StableHow4};
+use client::{Client, ClientConfig};
 use common::*;
-use proto::nfs4::{OPEN4_SHARE_ACCESS_BOTH, OPEN4_SHARE_ACCESS_READ};
-use std::net::{SocketAddr, TcpStream};
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::net::SocketAddr;
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 const SECRET: &str = "membership test secret 0123";
-const SHARDS: &str = "8";
-
-struct Proc {
-    name: String,
-    dir: PathBuf,
-    args: Vec<String>,
-    proc_: Option<KillOnDrop>,
-    starts: u32,
-    /// `CFS_SHARDS` for it.
-    shards: &'static str,
-}
-
-impl Proc {
-    fn new(tmp: &Path, name: &str, args: &[&str]) -> Proc {
-        let dir = tmp.join(name);
-        std::fs::create_dir_all(&dir).unwrap();
-        Proc {
-            name: name.into(),
-            dir,
-            args: args.iter().map(|s| s.to_string()).collect(),
-            proc_: None,
-            starts: 0,
-            shards: SHARDS,
-        }
-    }
-
-    fn config(&self) -> PathBuf {
-        self.dir.join("cfs.toml")
-    }
-
-    fn start(&mut self) {
-        self.starts += 1;
-        let log = std::fs::File::create(self.log(self.starts)).expect("log");
-        let child = Command::new(BIN)
-            .args(&self.args)
-            .env("CFS_SHARDS", self.shards)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::from(log))
-            .spawn()
-            .expect("spawn cfs");
-        self.proc_ = Some(KillOnDrop(child));
-    }
-
-    fn log(&self, n: u32) -> PathBuf {
-        self.dir.join(format!("server-{n}.log"))
-    }
-
-    fn log_text(&self) -> String {
-        std::fs::read_to_string(self.log(self.starts)).unwrap_or_default()
-    }
-
-    fn kill9(&mut self) {
-        self.proc_ = None;
-    }
-
-    /// The exit status once it exited on its own, waiting up to `limit`.
-    fn exited(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
-        let deadline = Instant::now() + limit;
-        let p = self.proc_.as_mut()?;
-        loop {
-            if let Some(st) = p.0.try_wait().expect("wait") {
-                return Some(st);
-            }
-            if Instant::now() > deadline {
-                return None;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-}
-
-fn wait_listening(addr: SocketAddr, p: &Proc) {
-    let start = Instant::now();
-    while TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
-        assert!(
-            start.elapsed() < Duration::from_secs(60),
-            "{} did not start:\n{}",
-            p.name,
-            p.log_text()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-/// The status through `via`'s admin listener; `None` while it is not up yet.
-fn try_status(tmp: &Path, via: &Proc) -> Option<serde_json::Value> {
-    let o = cfs(
-        tmp,
-        &[
-            "admin",
-            "status",
-            "--json",
-            "--config",
-            &via.config().to_string_lossy(),
-        ],
-    );
-    if !o.ok() {
-        return None;
-    }
-    serde_json::from_str(o.text().trim()).ok()
-}
-
-fn status(tmp: &Path, via: &Proc) -> serde_json::Value {
-    let o = cfs(
-        tmp,
-        &[
-            "admin",
-            "status",
-            "--json",
-            "--config",
-            &via.config().to_string_lossy(),
-        ],
-    );
-    assert!(o.ok(), "status via {}: {}", via.name, o.stderr);
-    serde_json::from_str(o.text().trim()).expect("status JSON")
-}
-
-/// Waits (bounded) until `ok` holds for the status seen through `via`.
-fn until_status(
-    tmp: &Path,
-    via: &Proc,
-    what: &str,
-    limit: Duration,
-    ok: impl Fn(&serde_json::Value) -> bool,
-) -> serde_json::Value {
-    let start = Instant::now();
-    loop {
-        let v = try_status(tmp, via);
-        if let Some(v) = &v {
-            if ok(v) {
-                return v.clone();
-            }
-        }
-        assert!(
-            start.elapsed() < limit,
-            "{what} after {limit:?}: {}",
-            v.map_or("no status".to_string(), |v| v["mds"]["metadata"]
-                .to_string())
-        );
-        std::thread::sleep(Duration::from_millis(500));
-    }
-}
-
 /// A shard's voters (or learners) as ids.
 fn ids(s: &serde_json::Value, key: &str) -> Vec<u64> {
     s[key]
@@ -225,34 +80,6 @@ fn listed(v: &serde_json::Value, id: u64) -> bool {
         })
 }
 
-async fn write_file(at: SocketAddr, path: &str, data: &[u8]) -> client::Result<()> {
-    let mut cfg = ClientConfig::new(at);
-    cfg.pnfs = true;
-    let c = Client::connect(cfg).await?;
-    let create = Some(CreateMode::Unchecked(SetAttrs {
-        mode: Some(0o644),
-        size: Some(0),
-        ..Default::default()
-    }));
-    let f = c.open_path(path, OPEN4_SHARE_ACCESS_BOTH, create).await?;
-    c.write_all(&f, 0, data, StableHow4::FileSync4).await?;
-    c.commit_file(&f).await?;
-    c.close(&f).await?;
-    let _ = c.shutdown().await;
-    Ok(())
-}
-
-async fn read_file(at: SocketAddr, path: &str) -> client::Result<Vec<u8>> {
-    let mut cfg = ClientConfig::new(at);
-    cfg.pnfs = true;
-    let c = Client::connect(cfg).await?;
-    let f = c.open_path(path, OPEN4_SHARE_ACCESS_READ, None).await?;
-    let (data, _) = c.read_full(&f, 0, f.stat.size as u32).await?;
-    c.close(&f).await?;
-    let _ = c.shutdown().await;
-    Ok(data)
-}
-
 /// Retries `f` (bounded) until it answers Ok.
 fn until_ok<T>(
     rt: &tokio::runtime::Runtime,
@@ -283,7 +110,7 @@ fn write_until_ok(
     let (p, d) = (path.to_string(), data.to_vec());
     until_ok(rt, what, Duration::from_secs(60), || {
         let (p, d) = (p.clone(), d.clone());
-        Box::pin(async move { write_file(at, &p, &d).await })
+        Box::pin(async move { write_file(at, &p, &d).await.map(|_| ()) })
     });
 }
 
@@ -325,7 +152,7 @@ fn three_mds_and_a_ds(
         .collect();
     let mut mds: Vec<Proc> = Vec::new();
     for (i, listen) in mds_addr.iter().take(3).enumerate() {
-        let mut p = Proc::new(t, &format!("mds{}", i + 1), &[]);
+        let mut p = Proc::server(t, &format!("mds{}", i + 1));
         p.shards = shards;
         std::fs::write(
             p.config(),
@@ -339,14 +166,9 @@ fn three_mds_and_a_ds(
             ),
         )
         .unwrap();
-        p.args = vec![
-            "server".into(),
-            "--config".into(),
-            p.config().to_string_lossy().into(),
-        ];
         mds.push(p);
     }
-    let mut ds = Proc::new(t, "ds", &[]);
+    let mut ds = Proc::server(t, "ds");
     let ds_list: Vec<String> = mds_addr.iter().map(|a| a.to_string()).collect();
     std::fs::write(
         ds.config(),
@@ -358,11 +180,6 @@ fn three_mds_and_a_ds(
         ),
     )
     .unwrap();
-    ds.args = vec![
-        "server".into(),
-        "--config".into(),
-        ds.config().to_string_lossy().into(),
-    ];
     for p in &mut mds {
         p.start();
     }
@@ -528,17 +345,7 @@ fn a_node_joins_with_the_token_serves_everything_and_a_node_is_drained() {
 
     // Drain live node 3 through node 2: it stops with a clear message, the status no longer
     // lists it, and nodes 2 and 4 (each shard's third voter is node 1, down) keep working.
-    let o = cfs(
-        t,
-        &[
-            "admin",
-            "node",
-            "drain",
-            "3",
-            "--config",
-            &mds[1].config().to_string_lossy(),
-        ],
-    );
+    let o = admin(t, &mds[1], &["node", "drain", "3"]);
     assert!(o.ok(), "drain of node 3: {} {}", o.text(), o.stderr);
     let st = mds[2].exited(Duration::from_secs(30));
     assert!(
@@ -585,17 +392,7 @@ fn a_node_joins_with_the_token_serves_everything_and_a_node_is_drained() {
     );
 
     // Draining node 2 would leave nodes 1 (dead) and 4: one of two up, refused.
-    let o = cfs(
-        t,
-        &[
-            "admin",
-            "node",
-            "drain",
-            "2",
-            "--config",
-            &mds[1].config().to_string_lossy(),
-        ],
-    );
+    let o = admin(t, &mds[1], &["node", "drain", "2"]);
     assert!(!o.ok(), "a drain leaving no majority up was done");
     assert!(
         o.stderr.contains("a majority of them must be up"),
@@ -665,7 +462,7 @@ fn keep_writing(
                     tokio::time::timeout(Duration::from_secs(20), write_file(at, &path, &data))
                         .await
                 });
-                if matches!(r, Ok(Ok(()))) {
+                if matches!(r, Ok(Ok(_))) {
                     break;
                 }
                 assert!(

@@ -343,9 +343,7 @@ fn commands_in_flight_when_their_leader_dies_are_applied_once() {
 /// nodes and a leader for every shard, as many shards as `--shards` asked for.
 #[test]
 fn cluster_up_with_three_mds_nodes_serves_data_through_every_node() {
-    use client::StableHow4;
     use common::cluster::Cluster;
-    use proto::nfs4::OPEN4_SHARE_ACCESS_READ;
     let tmp = tempfile::tempdir().unwrap();
     // Not the default 256: every node must have created the file system with the count given.
     const SHARDS: usize = 12;
@@ -366,22 +364,9 @@ fn cluster_up_with_three_mds_nodes_serves_data_through_every_node() {
         .map(|j| (format!("/f{j}"), random_bytes(3 << 20, 40 + j as u64)))
         .collect();
     for (j, (path, data)) in files.iter().enumerate() {
-        let mut cfg = ClientConfig::new(mds[j]);
-        cfg.pnfs = true;
-        let r = cl.rt.block_on(async {
-            let c = Client::connect(cfg).await?;
-            let create = Some(CreateMode::Unchecked(SetAttrs {
-                mode: Some(0o644),
-                size: Some(0),
-                ..Default::default()
-            }));
-            let f = c.open_path(path, OPEN4_SHARE_ACCESS_BOTH, create).await?;
-            c.write_all(&f, 0, data, StableHow4::FileSync4).await?;
-            c.commit_file(&f).await?;
-            c.close(&f).await?;
-            let _ = c.shutdown().await;
-            client::Result::Ok(())
-        });
+        let r = cl
+            .rt
+            .block_on(crate::cluster_procs::write_file(mds[j], path, data));
         r.unwrap_or_else(|e: client::Error| {
             panic!(
                 "write {path} through node {}: {e}\n{}",
@@ -409,17 +394,8 @@ fn cluster_up_with_three_mds_nodes_serves_data_through_every_node() {
             "node {}: wrote file data itself",
             j + 1
         );
-        let mut cfg = ClientConfig::new(*at);
-        cfg.pnfs = true;
         for (path, want) in &files {
-            let got = cl.rt.block_on(async {
-                let c = Client::connect(cfg.clone()).await?;
-                let f = c.open_path(path, OPEN4_SHARE_ACCESS_READ, None).await?;
-                let (data, _) = c.read_full(&f, 0, f.stat.size as u32).await?;
-                c.close(&f).await?;
-                let _ = c.shutdown().await;
-                client::Result::Ok(data)
-            });
+            let got = cl.rt.block_on(crate::cluster_procs::read_file(*at, path));
             let got = got.unwrap_or_else(|e: client::Error| {
                 panic!("read {path} through node {}: {e}", j + 1)
             });
