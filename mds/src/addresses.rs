@@ -35,6 +35,8 @@ pub const TAKEOVER_AFTER: Duration = Duration::from_secs(1);
 const TICK: Duration = Duration::from_millis(250);
 /// Longest wait for this node's replica of shard 0 before a takeover reads the records.
 const BARRIER_WAIT: Duration = Duration::from_secs(10);
+/// Pause between two attempts of the shard 0 barrier.
+const BARRIER_RETRY: Duration = Duration::from_millis(100);
 /// A probe that gets no answer in this time counts as refused.
 const PROBE_TIMEOUT: Duration = Duration::from_millis(500);
 
@@ -135,15 +137,29 @@ pub async fn keep(
 /// call (a command through shard 0 is answered here only then; `node`'s records, unchanged),
 /// or why not within `wait`.
 pub(crate) async fn shard0_barrier(mds: &Mds, node: u64, wait: Duration) -> Result<(), String> {
-    let noop = Command::ClientRecords {
-        node,
-        add: Vec::new(),
-        remove: Vec::new(),
-    };
-    match tokio::time::timeout(wait, mds.ns.execute(noop)).await {
-        Ok(Ok(_)) => Ok(()),
-        Ok(Err(e)) => Err(e.to_string()),
-        Err(_) => Err(format!("no answer in {wait:?}")),
+    let deadline = Instant::now() + wait;
+    loop {
+        let noop = Command::ClientRecords {
+            node,
+            add: Vec::new(),
+            remove: Vec::new(),
+        };
+        let left = deadline.saturating_duration_since(Instant::now());
+        // Tried again until the deadline: right after shard 0's leader died the command fails
+        // at once (its leader unreachable, no new one yet), and a takeover that read the
+        // records then could miss a client the dead node had recorded (the client then got
+        // NO_GRACE for its reclaims: `metadata_cluster.rs`
+        // `a_dead_nodes_client_address_moves_and_its_clients_reclaim_there`, 1 run in 4).
+        let why = match tokio::time::timeout(left, mds.ns.execute(noop)).await {
+            Ok(Ok(_)) => return Ok(()),
+            Ok(Err(e)) => e.to_string(),
+            Err(_) => format!("no answer in {wait:?}"),
+        };
+        if Instant::now() + BARRIER_RETRY >= deadline {
+            return Err(why);
+        }
+        tracing::debug!(node, "shard 0 barrier failed ({why}); trying again");
+        tokio::time::sleep(BARRIER_RETRY).await;
     }
 }
 

@@ -16,9 +16,11 @@ pub mod locking;
 mod metered;
 pub mod namespace;
 pub mod ops;
+pub mod peer_bodies;
 pub mod raft;
 pub mod recall;
 pub mod remote_delegations;
+pub mod remote_holds;
 pub mod rmtree;
 mod sec;
 pub mod server;
@@ -736,7 +738,7 @@ impl Server {
                 // files left short of a mirror before a restart are found again.
                 for pass in 0u64.. {
                     tick.tick().await;
-                    let rescan = pass % cluster::repair::RESCAN_TICKS == 0;
+                    let rescan = pass % cluster::repair::RESCAN_TICKS == 0 || rc.rescan_soon();
                     rc.repair_pass(&repairer.ns, rescan).await;
                     if rescan || rc.take_shard_reports() {
                         rc.bad_shards_pass(&repairer.ns).await;
@@ -745,10 +747,10 @@ impl Server {
                     rc.drain_pass(&repairer.ns, &recall).await;
                 }
             }));
-            // Erasure coding (`cluster::encode`), on its own: an encode job takes seconds. One
-            // metadata node only: the claim that keeps writers off a file being encoded or
-            // copied back is this process's, and other nodes' writers would not see it.
-            if cfg.members.is_none() {
+            // Erasure coding (`cluster::encode`), on its own: an encode job takes seconds. With
+            // several metadata nodes each encodes the files of the shards it leads, and its
+            // claim keeps every node's writers off the file (`cluster::holds`).
+            {
                 let encoder = mds.clone();
                 let ec = c.clone();
                 tasks.push(tokio::spawn(async move {
@@ -774,8 +776,6 @@ impl Server {
                         ec.encode_pass(&encoder.ns, &in_use, &recall).await;
                     }
                 }));
-            } else if c.cfg.encode_after.is_some() {
-                tracing::info!("erasure coding is off with several metadata nodes (not built yet)");
             }
             let health = mds.clone();
             tasks.push(tokio::spawn(async move {
@@ -784,6 +784,7 @@ impl Server {
                     tick.tick().await;
                     c.registry.sweep(c.cfg.dead_after);
                     for ds in c.registry.take_down_events() {
+                        c.want_rescan();
                         recall::recall_layouts_on_ds(&health, ds);
                     }
                 }

@@ -392,6 +392,13 @@ pub async fn answer(mds: &Arc<Mds>, from: u64, body: &[u8]) -> Result<Vec<u8>, u
             DelegAnswer::Held { held, as_of }
         }
         DelegCall::Gone { node, ago_ms } => {
+            if let (Some(c), Some(at)) = (
+                mds.cluster(),
+                Instant::now().checked_sub(Duration::from_millis(ago_ms)),
+            ) {
+                // Its layouts went with its clients' reclaims too (`cluster::holds`).
+                c.note_gone(node, at);
+            }
             // A margin for the call's own time in transit: forget a little less, not more.
             let ago = Duration::from_millis(ago_ms).saturating_sub(Duration::from_secs(1));
             if let Some(before) = Instant::now().checked_sub(ago) {
@@ -415,6 +422,9 @@ pub async fn announce_gone(mds: Arc<Mds>, node: u64, since: Instant) {
     };
     let ago_ms = u64::try_from(since.elapsed().as_millis()).unwrap_or(u64::MAX);
     forget_node(&mds, node, Some(since));
+    if let Some(c) = mds.cluster() {
+        c.note_gone(node, since);
+    }
     let c = DelegCall::Gone { node, ago_ms };
     let others: Vec<u64> = peers
         .nodes()

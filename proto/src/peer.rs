@@ -40,8 +40,12 @@ pub const MAX_LOCKS_HELD: usize = 4096;
 /// `DelegAnswer`): "I am about to delegate this file", "recall yours on this file", "which of
 /// these do you still delegate", "a dead node's delegations are gone".
 pub const PEERPROC_DELEG: u32 = 9;
+/// A maintenance job's hold on a file (postcard `mds::cluster::holds::HoldCall`, answer
+/// `HoldAnswer`): "fence and recall your handles and layouts of this file, and keep writers
+/// and jobs off it until I release it or the hold runs out", or "released".
+pub const PEERPROC_HOLD: u32 = 10;
 /// The highest procedure about NFS state (the server's range check).
-pub const PEERPROC_LAST_STATE: u32 = PEERPROC_DELEG;
+pub const PEERPROC_LAST_STATE: u32 = PEERPROC_HOLD;
 /// Most files one PEERPROC_DELEG question names.
 pub const MAX_DELEG_FILES: usize = 4096;
 /// A new MDS node asks to join (`cfs server join`): postcard `JoinRequest` in, `JoinReply`

@@ -66,6 +66,15 @@ impl Cluster {
             // The admin listeners (MDS, then each DS) on ports of their own, not port + 1000,
             // which may be another test's.
             .args(["--admin-port", &super::free_ports(roles.max(4)).to_string()])
+            // With several MDS nodes, their client addresses too (else port + 100 and up).
+            .args(if mds > 1 {
+                vec![
+                    "--client-port".to_string(),
+                    super::free_ports(u16::try_from(mds).expect("a few nodes")).to_string(),
+                ]
+            } else {
+                Vec::new()
+            })
             .args(extra)
             .env(
                 "CFS_LOG",
@@ -320,7 +329,12 @@ impl Cluster {
     }
 
     pub fn client(&self, pnfs: bool) -> Client {
-        let mut cfg = ClientConfig::new(self.addr);
+        self.client_at(self.addr, pnfs)
+    }
+
+    /// A client of the MDS node at `addr`.
+    pub fn client_at(&self, addr: SocketAddr, pnfs: bool) -> Client {
+        let mut cfg = ClientConfig::new(addr);
         cfg.pnfs = pnfs;
         cfg.slots = 64;
         self.rt.block_on(Client::connect(cfg)).expect("connect")

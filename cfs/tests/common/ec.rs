@@ -46,31 +46,51 @@ pub fn data_status(cl: &Cluster) -> serde_json::Value {
     v["mds"]["data"].clone()
 }
 
-/// Writes `data` to `path` through the MDS (FILE_SYNC) and closes it; its inode number.
-pub fn write_file(cl: &Cluster, path: &str, data: &[u8]) -> u64 {
-    let c = cl.client(false);
-    let create = Some(CreateMode::Unchecked(SetAttrs {
+/// OPEN's create mode that makes `path` an empty file (0644), whether it existed or not.
+pub fn create_empty() -> Option<CreateMode> {
+    Some(CreateMode::Unchecked(SetAttrs {
         mode: Some(0o644),
         size: Some(0),
         ..Default::default()
-    }));
-    let f = cl
-        .rt
-        .block_on(c.open_path(path, OPEN4_SHARE_ACCESS_BOTH, create))
-        .expect("open");
-    cl.rt
-        .block_on(c.write_all(&f, 0, data, StableHow4::FileSync4))
-        .expect("write");
-    let ino = cl.rt.block_on(c.getattr(&f.fh)).expect("getattr").fileid;
+    }))
+}
+
+/// Writes `data` to `path` through the MDS (FILE_SYNC) and closes it; its inode number.
+pub fn write_file(cl: &Cluster, path: &str, data: &[u8]) -> u64 {
+    let c = cl.client(false);
+    let (f, ino) = write_open(cl, &c, path, data);
     cl.rt.block_on(c.close(&f)).expect("close");
     let _ = cl.rt.block_on(c.shutdown());
     ino
 }
 
+/// Creates `path` through `c`, writes `data` to it (FILE_SYNC) and leaves it open: the open
+/// file and its inode number.
+pub fn write_open(
+    cl: &Cluster,
+    c: &client::Client,
+    path: &str,
+    data: &[u8],
+) -> (client::OpenFile, u64) {
+    let f = cl
+        .rt
+        .block_on(c.open_path(path, OPEN4_SHARE_ACCESS_BOTH, create_empty()))
+        .expect("open");
+    cl.rt
+        .block_on(c.write_all(&f, 0, data, StableHow4::FileSync4))
+        .expect("write");
+    let ino = cl.rt.block_on(c.getattr(&f.fh)).expect("getattr").fileid;
+    (f, ino)
+}
+
 /// The whole file through the MDS (which reads an encoded file through an assembling data
 /// server); up to one byte past `len`, so a file longer than expected shows.
 pub fn read_file(cl: &Cluster, path: &str, len: usize) -> Vec<u8> {
-    let c = cl.client(false);
+    read_file_with(cl, cl.client(false), path, len)
+}
+
+/// `read_file` through client `c` (which it shuts down).
+pub fn read_file_with(cl: &Cluster, c: client::Client, path: &str, len: usize) -> Vec<u8> {
     let f = cl
         .rt
         .block_on(c.open_path(path, OPEN4_SHARE_ACCESS_READ, None))

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use client::SetAttrs;
 use common::cluster::Cluster;
-use common::ec::{data_status, read_file, wait_for, write_file};
+use common::ec::{data_status, read_file, wait_for, write_file, write_open};
 use common::random_bytes;
 use proto::nfs4::*;
 
@@ -346,4 +346,85 @@ fn an_mds_killed_while_encoding_leaves_the_file_whole_and_encodes_it_later() {
     assert_eq!(read_striped(&cl, "/f", data.len(), 2), data);
     let _ = mds.kill();
     let _ = mds.wait();
+}
+
+/// With three MDS nodes, a file is encoded by the leader of its shard (node 1 leads shard 0,
+/// where the root's files live), and every node's writers are kept off it:
+/// - a file written and closed through node 2 is encoded, and reads back through node 3;
+/// - a file a client of node 3 has open for writing is not encoded, though node 3 does not
+///   lead its shard (node 3 tells the encoder when it holds the file for it), and is once
+///   that client closes it;
+/// - a write through node 3 to an encoded file copies it back to mirrors first, and node 2
+///   reads what was written.
+#[test]
+fn with_three_metadata_nodes_files_are_encoded_by_their_shards_leader_and_kept_from_writers() {
+    let _g = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let t = tempfile::tempdir().expect("tempdir");
+    let cl = Cluster::start_nodes(t.path(), 3, 3, &["--encode-after", "1", "--shards", "4"]);
+    let node = |n: u16| std::net::SocketAddr::new(cl.addr.ip(), cl.addr.port() + n - 1);
+    let read = |n: u16, path: &str, len: usize| {
+        common::ec::read_file_with(&cl, cl.client_at(node(n), false), path, len)
+    };
+
+    // Node 3's client keeps /busy open for writing.
+    let busy = random_bytes(6 << 20, 0xec16);
+    let c3 = cl.client_at(node(3), false);
+    let (fb, busy_ino) = write_open(&cl, &c3, "/busy", &busy);
+    // /big through node 2, closed.
+    let data = random_bytes(6 * (1 << 20) + 4321, 0xec17);
+    let c2 = cl.client_at(node(2), false);
+    let (f, ino) = write_open(&cl, &c2, "/big", &data);
+    cl.rt.block_on(c2.close(&f)).expect("close /big");
+    let _ = cl.rt.block_on(c2.shutdown());
+
+    wait_for(60, "/big encoded, one shard per data server", || {
+        shard_headers(&cl) == vec![1, 1, 1]
+    });
+    wait_for(30, "/big's mirror copies deleted", || {
+        cl.chunk_files(ino).iter().all(|(_, n)| *n == 0)
+    });
+    let log = std::fs::read_to_string(cl.dir.join("cluster").join("mds1.log")).unwrap_or_default();
+    assert!(
+        log.contains(&format!("file erasure-coded ino={ino} ")),
+        "node 1 (shard 0's leader) did not encode /big"
+    );
+    // Several encoder passes (one a second): /busy stays mirrored while node 3's client
+    // has it open for writing.
+    std::thread::sleep(Duration::from_secs(4));
+    assert_eq!(
+        shard_headers(&cl),
+        vec![1, 1, 1],
+        "a file open for writing through another node was encoded"
+    );
+    assert_eq!(read(3, "/big", data.len()), data, "/big through node 3");
+
+    // A write through node 3 brings /big back to mirrors first; node 2 reads it.
+    let patch = random_bytes(4096, 0xec18);
+    let f = cl
+        .rt
+        .block_on(c3.open_path("/big", OPEN4_SHARE_ACCESS_BOTH, None))
+        .expect("open /big for writing");
+    cl.rt
+        .block_on(c3.write_all(&f, (2 << 20) + 7, &patch, StableHow4::FileSync4))
+        .expect("write to the encoded /big through node 3");
+    cl.rt.block_on(c3.close(&f)).expect("close");
+    let mut want = data.clone();
+    want[(2 << 20) + 7..(2 << 20) + 7 + 4096].copy_from_slice(&patch);
+    assert_eq!(read(2, "/big", want.len()), want, "/big through node 2");
+
+    // Closed, /busy is encoded too (and /big again, now quiet).
+    cl.rt.block_on(c3.close(&fb)).expect("close /busy");
+    let _ = cl.rt.block_on(c3.shutdown());
+    wait_for(60, "both files encoded", || {
+        shard_headers(&cl) == vec![2, 2, 2]
+    });
+    assert_eq!(read(2, "/busy", busy.len()), busy);
+    assert_eq!(read(3, "/big", want.len()), want);
+    // Node 1 encoded /busy too: it was node 3's answer, not node 1's own clients, that had
+    // kept it mirrored.
+    let log = std::fs::read_to_string(cl.dir.join("cluster").join("mds1.log")).unwrap_or_default();
+    assert!(
+        log.contains(&format!("file erasure-coded ino={busy_ino} ")),
+        "node 1 did not encode /busy"
+    );
 }

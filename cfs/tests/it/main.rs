@@ -37,4 +37,5 @@ mod mds_membership;
 mod metadata_cluster;
 mod pnfs_client;
 mod pnfs_data;
+mod repair_across_nodes;
 mod rmtree;

@@ -18,6 +18,7 @@
 //! for a new layout, which names only the new mirrors.
 use layout::{DsId, FileId};
 
+use super::holds::Claim;
 use super::placement::{FILE_RECORD, MIRRORS};
 use super::Cluster;
 use crate::error::NfsError;
@@ -176,6 +177,7 @@ impl Cluster {
         let mut budget = PER_PASS;
         for ds in marks {
             let files = match ns.placed_on(ds.0) {
+                // Counted whole; each file is moved by its shard's leader.
                 Ok(f) => f,
                 Err(e) => {
                     tracing::warn!(ds = %ds, "cannot scan placement records for a drain: {e:?}");
@@ -186,9 +188,10 @@ impl Cluster {
             if files.is_empty() || budget == 0 {
                 continue;
             }
-            let take = files.len().min(budget);
+            let mine: Vec<u64> = files.into_iter().filter(|i| ns.leads_file(*i)).collect();
+            let take = mine.len().min(budget);
             budget -= take;
-            for batch in files[..take].chunks(BATCH) {
+            for batch in mine[..take].chunks(BATCH) {
                 self.move_off(ns, ds, batch, recall).await;
             }
             if let Ok(f) = ns.placed_on(ds.0) {
@@ -283,16 +286,23 @@ impl Cluster {
             return;
         }
         // Writes wait, every handle out there goes stale and every layout is recalled before
-        // a byte is copied; then the DSs get a heartbeat or two to hear of the fences.
-        for m in &plan {
-            self.set_repairing(m.ino, true);
+        // a byte is copied (on the other MDS nodes when they take the claim); then the DSs get
+        // a heartbeat or two to hear of the fences. A file another job has waits.
+        let mut claimed = Vec::new();
+        for m in plan {
+            let Some(claim) = self.claim(ns, m.ino).await else {
+                continue;
+            };
             self.fence(m.ino);
             recall(m.ino);
+            claimed.push((m, claim));
+        }
+        if claimed.is_empty() {
+            return;
         }
         tokio::time::sleep(self.fence_settle()).await;
-        for m in &plan {
-            let r = self.move_one(ns, ds, m, recall).await;
-            self.set_repairing(m.ino, false);
+        for (m, claim) in &claimed {
+            let r = self.move_one(ns, ds, m, claim, recall).await;
             if let Err(e) = r {
                 tracing::warn!(ino = m.ino, ds = %ds, "moving a file off a drained data server failed, will retry: {e:?}");
             }
@@ -304,6 +314,7 @@ impl Cluster {
         ns: &Namespace,
         ds: DsId,
         m: &Move,
+        claim: &Claim<'_>,
         recall: &(dyn Fn(u64) + Send + Sync),
     ) -> Result<(), NfsError> {
         let mut keep: Vec<u64> = m.keep.iter().map(|d| d.0).collect();
@@ -322,6 +333,7 @@ impl Cluster {
                 }
                 return Ok(());
             }
+            claim.check()?;
             ns.execute(Command::SetMirrors {
                 ino: m.ino,
                 chunk: FILE_RECORD,
@@ -345,6 +357,12 @@ impl Cluster {
         // the DS refuses older handles from then on.
         self.fence(m.ino);
         recall(m.ino);
+        if let Err(e) = claim.refence().await {
+            // A reader of another node may still read the drained copy: it stays (the DS is
+            // leaving anyway).
+            tracing::warn!(ino = m.ino, ds = %ds, "copy left on the drained data server: {e:?}");
+            return Ok(());
+        }
         if self.registry.is_up(ds) {
             if let Err(e) = self.set_size_on(m.ino, ds, 0).await {
                 tracing::warn!(ino = m.ino, ds = %ds, "copy left behind on the drained data server: {e:?}");

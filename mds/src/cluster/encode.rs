@@ -51,32 +51,7 @@ pub fn min_encoded_size(m: u8) -> u64 {
     u64::from(m) * (1u64 << UNIT_SHIFT) + 1
 }
 
-/// A file claimed for one maintenance job (encode, un-encode, repair); released on drop.
-pub(crate) struct Claim<'a> {
-    cluster: &'a Cluster,
-    ino: u64,
-}
-
-impl Drop for Claim<'_> {
-    fn drop(&mut self) {
-        self.cluster.set_repairing(self.ino, false);
-    }
-}
-
 impl Cluster {
-    /// Claims `ino` for a maintenance job, unless another one has it.
-    pub(crate) fn claim(&self, ino: u64) -> Option<Claim<'_>> {
-        let fresh = self
-            .repairing
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(ino);
-        // Built only when the claim is ours: dropping a `Claim` releases the file (and takes
-        // the lock), which for someone else's claim would be a deadlock here and a lost claim
-        // there.
-        fresh.then(|| Claim { cluster: self, ino })
-    }
-
     /// Where the shards of `code` live, as the data servers record it (id and address of each).
     pub(crate) fn shard_servers(&self, placement: &[u64]) -> NfsResult<Vec<ShardServer>> {
         placement
@@ -160,7 +135,7 @@ impl Cluster {
         // Clean-up runs even with encoding switched off: records from before still name data.
         match ns.codes_to_clean() {
             Ok(codes) => {
-                for (ino, code) in codes {
+                for (ino, code) in codes.into_iter().filter(|(i, _)| ns.leads_file(*i)) {
                     if let Err(e) = self.clean(ns, ino, &code).await {
                         tracing::debug!(ino, "encoding clean-up will be retried: {e:?}");
                     }
@@ -193,7 +168,9 @@ impl Cluster {
             if done >= FILES_PER_PASS {
                 break;
             }
-            if in_use(ino) {
+            // The file's shard leader encodes it; `in_use` sees this node's clients only,
+            // the claim asks the other nodes.
+            if !ns.leads_file(ino) || in_use(ino) {
                 continue;
             }
             match self
@@ -209,7 +186,7 @@ impl Cluster {
 
     /// Finishes what an encoding record still asks for, unless another job has the file.
     async fn clean(&self, ns: &Namespace, ino: u64, code: &FileCode) -> NfsResult<()> {
-        let Some(_claim) = self.claim(ino) else {
+        let Some(_claim) = self.claim(ns, ino).await else {
             return Ok(());
         };
         self.clean_claimed(ns, ino, code).await
@@ -286,7 +263,7 @@ impl Cluster {
         in_use: &(dyn Fn(u64) -> bool + Sync),
         recall: &(dyn Fn(u64) + Sync),
     ) -> NfsResult<bool> {
-        let Some(_claim) = self.claim(ino) else {
+        let Some(claim) = self.claim(ns, ino).await else {
             return Ok(false);
         };
         let Some(rec) = ns.chunk(ino, FILE_RECORD)? else {
@@ -313,7 +290,12 @@ impl Cluster {
         self.fence(ino);
         tokio::time::sleep(self.fence_settle()).await;
         let i = ns.getattr(ino)?;
-        if i.mtime > before || i.ctime > before || in_use(ino) || i.nlink == 0 {
+        if i.mtime > before
+            || i.ctime > before
+            || in_use(ino)
+            || claim.in_use_elsewhere()
+            || i.nlink == 0
+        {
             return Ok(false);
         }
         let size = i.size;
@@ -345,15 +327,25 @@ impl Cluster {
                 return Err(e);
             }
         };
+        if let Err(e) = claim.check() {
+            // A writer of another node may have changed the mirrors behind the encode's back.
+            let _ = ns.execute(Command::AbortEncode { ino, epoch }).await;
+            return Err(e);
+        }
         if let Err(e) = ns.execute(Command::FinishEncode { ino, epoch, done }).await {
             // Changed under us (its size moved): the mirrors stay, the shards go.
             let _ = ns.execute(Command::AbortEncode { ino, epoch }).await;
             return Err(e.into());
         }
         tracing::info!(ino, bytes = size, k, m, epoch, "file erasure-coded");
-        // Readers' mirrored layouts go (their handles too), then the redundant copies.
+        // Readers' mirrored layouts go (their handles too, on every node), then the
+        // redundant copies: left to the next pass if a node did not fence again.
         recall(ino);
         self.fence(ino);
+        if let Err(e) = claim.refence().await {
+            tracing::debug!(ino, "mirror copies left for the next pass: {e:?}");
+            return Ok(true);
+        }
         tokio::time::sleep(self.fence_settle()).await;
         if let Some(code) = ns.stripes(ino)? {
             if let Err(e) = self.clean_claimed(ns, ino, &code).await {
@@ -436,7 +428,7 @@ impl Cluster {
         ino: u64,
         code: &FileCode,
     ) -> NfsResult<Vec<DsId>> {
-        let Some(_claim) = self.claim(ino) else {
+        let Some(claim) = self.claim(ns, ino).await else {
             return Err(NfsError::Delay);
         };
         let size = code.file_len();
@@ -467,6 +459,7 @@ impl Cluster {
             return Err(NfsError::Io);
         };
         let _g = self.placing.lock().await;
+        claim.check()?;
         ns.execute(Command::SetMirrors {
             ino,
             chunk: FILE_RECORD,
@@ -474,6 +467,9 @@ impl Cluster {
         })
         .await?;
         tracing::info!(ino, bytes = size, mirrors = ?targets, "encoded file copied back to mirrors for a write");
+        // Other nodes' readers hold shard layouts: recalled there (the dropped epoch makes
+        // their handles stale anyway).
+        let _ = claim.refence().await;
         // Readers' shard layouts must not outlive the encoding: the shards go now if they can
         // (a handle of a dropped epoch answers STALE), else at the next encoder pass.
         if let Err(e) = self.drop_shards(ino, code).await {
@@ -552,24 +548,5 @@ impl Cluster {
             }
         }
         Err(last)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::super::{Cluster, ClusterConfig};
-
-    #[test]
-    fn a_file_is_claimed_once_and_a_refused_claim_leaves_the_first() {
-        let secret =
-            layout::ClusterSecret::from_passphrase("a test secret of some length").expect("secret");
-        let c = Cluster::new(ClusterConfig::new(secret), 0, 1).expect("cluster");
-        let first = c.claim(7).expect("free");
-        assert!(c.claim(7).is_none(), "claimed twice");
-        assert!(c.is_repairing(7), "a refused claim released the first");
-        assert!(c.claim(8).is_some(), "another file is free");
-        drop(first);
-        assert!(!c.is_repairing(7));
-        assert!(c.claim(7).is_some());
     }
 }

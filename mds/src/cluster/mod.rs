@@ -5,6 +5,7 @@
 pub mod drain;
 pub mod encode;
 pub mod fences;
+pub mod holds;
 pub mod placement;
 pub mod ranges;
 pub mod rebuild;
@@ -103,10 +104,14 @@ pub struct Cluster {
     degraded: std::sync::Mutex<std::collections::BTreeSet<u64>>,
     /// Files whose copy on a DS failed verification: that DS, where repair rewrites the copy.
     rewrite: std::sync::Mutex<HashMap<u64, DsId>>,
-    /// Files being re-mirrored: writes to them wait.
+    /// Files claimed by a maintenance job of this node's (`holds`): writes to them wait.
     repairing: std::sync::Mutex<std::collections::HashSet<u64>>,
+    /// Files this node holds for other MDS nodes' jobs (`holds`).
+    holds: std::sync::Mutex<holds::Holds>,
     /// When the records were last scanned for data servers never heard from (`declare_lost`).
     unheard_scan: std::sync::Mutex<Option<std::time::Instant>>,
+    /// Until when each repair pass rescans the records (`repair::want_rescan`).
+    rescan_until: std::sync::Mutex<Option<std::time::Instant>>,
     /// A data server reported a bad shard since the last pass over the records.
     shard_reports: std::sync::atomic::AtomicBool,
     /// DSs that hold unstable data the MDS wrote, per file.
@@ -136,9 +141,11 @@ impl Cluster {
             dirty: std::sync::Mutex::new(HashMap::new()),
             shard_reports: Default::default(),
             unheard_scan: std::sync::Mutex::new(None),
+            rescan_until: std::sync::Mutex::new(None),
             degraded: std::sync::Mutex::new(Default::default()),
             rewrite: std::sync::Mutex::new(HashMap::new()),
             repairing: std::sync::Mutex::new(Default::default()),
+            holds: std::sync::Mutex::new(Default::default()),
             geometry,
             cfg,
         })

@@ -38,7 +38,7 @@ impl Cluster {
         ino: u64,
         recall: &(dyn Fn(u64) + Send + Sync),
     ) -> NfsResult<bool> {
-        let Some(_claim) = self.claim(ino) else {
+        let Some(claim) = self.claim(ns, ino).await else {
             return Ok(false);
         };
         // Read under the claim: nothing else changes an encoded file's record meanwhile.
@@ -94,6 +94,7 @@ impl Cluster {
             }
             return Err(e);
         }
+        claim.check()?;
         for i in &leaving {
             ns.execute(Command::ShardMoved {
                 ino,
@@ -112,13 +113,14 @@ impl Cluster {
             );
         }
         recall(ino);
+        let _ = claim.refence().await;
         Ok(true)
     }
 
     /// Rebuilds in place the shards of `ino` recorded bad (`Command::ShardBad`). `Ok(false)`:
     /// not possible now (a shard's server down, another job has the file).
     pub(crate) async fn repair_bad_shards(&self, ns: &Namespace, ino: u64) -> NfsResult<bool> {
-        let Some(_claim) = self.claim(ino) else {
+        let Some(_claim) = self.claim(ns, ino).await else {
             return Ok(false);
         };
         let Some(code) = ns.stripes(ino)?.filter(|c| c.is_encoded()) else {
@@ -270,7 +272,7 @@ impl Cluster {
                 return;
             }
         };
-        for ino in files {
+        for ino in files.into_iter().filter(|i| ns.leads_file(*i)) {
             if let Err(e) = self.repair_bad_shards(ns, ino).await {
                 tracing::warn!(ino, "bad shard repair failed, will retry: {e:?}");
             }

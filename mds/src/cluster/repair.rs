@@ -9,11 +9,12 @@
 //! first, so no write can reach the survivor behind the copy's back; then the survivor's bytes
 //! are copied to a DS the file is not on (the one whose copy was bad, if it is up: that rewrites
 //! the bad copy in place), made durable, and the new mirror recorded.
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use layout::{DsId, FileId, Rights};
 use proto::nfs3::StableHow;
 
+use super::holds::Claim;
 use super::placement::{FILE_RECORD, MIRRORS};
 use super::Cluster;
 use crate::error::{NfsError, NfsResult};
@@ -24,6 +25,9 @@ const COPY_IO: u32 = 1 << 20;
 /// every two heartbeats: a minute with the default 1 s). The scan walks every placement record
 /// in memory, so it is not done every pass; changes made by this MDS mark files at once.
 pub const RESCAN_TICKS: u64 = 30;
+/// After a data server went down, every pass rescans for this long: writers drop the lost
+/// mirror from their files' records when they next write them (`placement`).
+const RESCAN_AFTER_DOWN: Duration = Duration::from_secs(30);
 /// Most bad copies whose DS is remembered as the preferred repair target (past this, repair
 /// picks a target by placement rank, which is just as correct).
 const MAX_REWRITE_HINTS: usize = 64 * 1024;
@@ -45,6 +49,22 @@ impl Cluster {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .remove(&ino);
+    }
+
+    /// A data server went down: the next passes rescan the records for a while. A file
+    /// written through another MDS node loses its mirror in that node's queue; the leader of
+    /// its shard, which repairs it, finds it only in the records.
+    pub fn want_rescan(&self) {
+        *self.rescan_until.lock().unwrap_or_else(|e| e.into_inner()) =
+            Some(Instant::now() + RESCAN_AFTER_DOWN);
+    }
+
+    /// Whether a pass now should rescan (`want_rescan`).
+    pub fn rescan_soon(&self) -> bool {
+        self.rescan_until
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_some_and(|t| Instant::now() < t)
     }
 
     /// Adds every file whose placement record is short of a mirror to the repair queue.
@@ -75,6 +95,11 @@ impl Cluster {
             return;
         }
         for ino in self.degraded() {
+            if !ns.leads_file(ino) {
+                // The file's shard leader repairs it (it finds the file in its own rescan).
+                self.clear_degraded(ino);
+                continue;
+            }
             match self.repair(ns, ino).await {
                 Ok(true) => self.clear_degraded(ino),
                 Ok(false) => {}
@@ -146,22 +171,6 @@ impl Cluster {
             .insert(ino);
     }
 
-    pub(crate) fn is_repairing(&self, ino: u64) -> bool {
-        self.repairing
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .contains(&ino)
-    }
-
-    pub(crate) fn set_repairing(&self, ino: u64, on: bool) {
-        let mut g = self.repairing.lock().unwrap_or_else(|e| e.into_inner());
-        if on {
-            g.insert(ino);
-        } else {
-            g.remove(&ino);
-        }
-    }
-
     /// Gives `ino` back its missing mirror if a DS is available; true when it is whole again
     /// (or gone). Runs one file at a time, from the MDS's health task.
     pub async fn repair(&self, ns: &Namespace, ino: u64) -> NfsResult<bool> {
@@ -198,10 +207,10 @@ impl Cluster {
             return Ok(false);
         };
         // One maintenance job per file: an encode or copy-back under way goes first.
-        let Some(_claim) = self.claim(ino) else {
+        let Some(claim) = self.claim(ns, ino).await else {
             return Ok(false);
         };
-        self.copy_to_new_mirror(ns, ino, src, dst, &live)
+        self.copy_to_new_mirror(ns, &claim, src, dst, &live)
             .await
             .map(|()| true)
     }
@@ -209,17 +218,21 @@ impl Cluster {
     async fn copy_to_new_mirror(
         &self,
         ns: &Namespace,
-        ino: u64,
+        claim: &Claim<'_>,
         src: DsId,
         dst: DsId,
         live: &[DsId],
     ) -> NfsResult<()> {
-        // Stale every handle out there, and give the DSs a heartbeat or two to hear of it.
+        let ino = claim.ino();
+        // Stale every handle out there (the other nodes fenced theirs when they took the
+        // claim), and give the DSs a heartbeat or two to hear of it.
         self.fence(ino);
         tokio::time::sleep(self.fence_settle()).await;
         let size = self.copy_file(ino, src, dst).await?;
         let mut mirrors: Vec<u64> = live.iter().map(|d| d.0).collect();
         mirrors.push(dst.0);
+        // A writer of another node could have reached the source behind the copy's back.
+        claim.check()?;
         ns.execute(Command::SetMirrors {
             ino,
             chunk: FILE_RECORD,

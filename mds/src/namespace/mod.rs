@@ -1032,6 +1032,13 @@ impl Namespace {
         self.inner.node
     }
 
+    /// Whether this node leads the shard of `ino`, as it knows: the node that carries out the
+    /// file's maintenance (repair, drain moves, erasure coding). Two nodes may both think so
+    /// for a moment after an election; their claims (`cluster::holds`) keep them apart.
+    pub fn leads_file(&self, ino: u64) -> bool {
+        self.leader_of(ShardId::of_ino(ino)) == Some(self.node_id())
+    }
+
     /// Which node leads each shard, as this node knows it.
     pub fn leaders(&self) -> BTreeMap<u16, Option<u64>> {
         self.inner

@@ -85,6 +85,8 @@ pub struct Peers {
     /// once at warn and its end at info; the calls that fail in between only at debug: every
     /// shard's replication retries twice a second, which logged megabytes a minute.
     outages: std::sync::Mutex<HashMap<u64, Option<Instant>>>,
+    /// Per node: when it last answered a call (even if only to refuse).
+    answered: std::sync::Mutex<HashMap<u64, Instant>>,
     nonce: AtomicU64,
 }
 
@@ -96,6 +98,7 @@ impl Peers {
             members,
             conns: Default::default(),
             outages: Default::default(),
+            answered: Default::default(),
         })
     }
 
@@ -193,6 +196,12 @@ impl Peers {
         all.get(&id).copied().flatten()
     }
 
+    /// When node `id` last answered one of this node's calls (`None`: never, since start).
+    pub fn last_answer(&self, id: u64) -> Option<Instant> {
+        let all = self.answered.lock().unwrap_or_else(|e| e.into_inner());
+        all.get(&id).copied()
+    }
+
     pub async fn call(
         &self,
         to: u64,
@@ -209,6 +218,15 @@ impl Peers {
     /// Logs the start of an outage of node `to` once (warn) and its end (info); the failed
     /// calls in between at debug.
     fn note_outcome(&self, to: u64, r: &Result<Vec<u8>, PeerError>) {
+        if matches!(
+            r,
+            Ok(_) | Err(PeerError::Refused { .. } | PeerError::Garbled { .. })
+        ) {
+            self.answered
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(to, Instant::now());
+        }
         let mut all = self.outages.lock().unwrap_or_else(|e| e.into_inner());
         let since = all.entry(to).or_default();
         match (r, *since) {

@@ -1,0 +1,36 @@
+//! Answers other MDS nodes' maintenance holds (`cluster::holds`, `PEERPROC_HOLD`): the
+//! cluster layer keeps the hold and fences the file's handles; this node's NFS state recalls
+//! its layouts of the file and says whether one of its clients may write it.
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::cluster::holds::{HoldAnswer, HoldCall};
+use crate::Mds;
+
+/// Answers node `from`'s `PEERPROC_HOLD`.
+pub fn answer(mds: &Arc<Mds>, from: u64, body: &[u8]) -> Result<Vec<u8>, u32> {
+    let c: HoldCall = postcard::from_bytes(body).map_err(|_| proto::peer::PEER_ERR_INVAL)?;
+    // Without data servers there is nothing to hold (no layouts, no maintenance).
+    let Some(cluster) = mds.cluster() else {
+        return Err(proto::peer::PEER_ERR_INVAL);
+    };
+    let a = match c {
+        HoldCall::Hold { ino, ttl_ms, fence } => {
+            if cluster.hold_for(from, ino, Duration::from_millis(ttl_ms), fence) {
+                if fence {
+                    crate::recall::recall_layouts(mds, ino, None);
+                }
+                HoldAnswer::Held {
+                    in_use: mds.state.file_writable_by_someone(ino),
+                }
+            } else {
+                HoldAnswer::Refused
+            }
+        }
+        HoldCall::Release { ino } => {
+            cluster.release_for(from, ino);
+            HoldAnswer::Released
+        }
+    };
+    postcard::to_stdvec(&a).map_err(|_| proto::peer::PEER_ERR_INVAL)
+}
