@@ -223,14 +223,11 @@ impl Cluster {
     /// The local part of `claim`: this node's entry, unless a job here or another node's hold
     /// has the file.
     fn claim_here(&self, ino: u64) -> Option<Claim<'_>> {
-        if self.held_for_other(ino) {
-            return None;
-        }
-        let fresh = self
-            .repairing
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(ino);
+        // Both checks under the local claims' lock, taken before the holds' one as in
+        // `hold_for`: a hold cannot come between them.
+        let mut local = self.repairing.lock().unwrap_or_else(|e| e.into_inner());
+        let fresh = !self.held_for_other(ino) && local.insert(ino);
+        drop(local);
         // Built only when the entry is ours (lazily: `then`, not `then_some`): dropping a
         // `Claim` releases the file, which for someone else's claim would be a lost claim.
         fresh.then(|| Claim {
