@@ -47,6 +47,9 @@ const CALL_TIMEOUT: Duration = Duration::from_secs(2);
 /// A note: shorter, since the OPEN that wants the delegation waits for it (and gets none
 /// if a node does not answer in time).
 const NOTE_TIMEOUT: Duration = Duration::from_secs(1);
+/// Rounds of `Gone` for the nodes that did not answer, and the pause between two.
+const GONE_ROUNDS: u32 = 5;
+const GONE_RETRY: Duration = Duration::from_secs(2);
 /// How often the entries are checked against what their nodes still delegate.
 const SWEEP_EVERY: Duration = Duration::from_secs(15);
 
@@ -412,7 +415,9 @@ pub async fn answer(mds: &Arc<Mds>, from: u64, body: &[u8]) -> Result<Vec<u8>, u
 
 /// This node took over dead node `node`'s client address at `since`: once its clients have
 /// reclaimed (or the grace period ended), tells every node, itself included, that the dead
-/// node's delegations are gone. Best effort: a node that misses it drops them later anyway.
+/// node's delegations (and layouts, `cluster::holds`) are gone. Best effort, in up to
+/// `GONE_ROUNDS` rounds: a node that misses it drops the delegations later anyway, and waits
+/// for the dead node before its maintenance jobs.
 pub async fn announce_gone(mds: Arc<Mds>, node: u64, since: Instant) {
     while mds.state.reclaims_open() {
         tokio::time::sleep(Duration::from_millis(500)).await;
@@ -425,13 +430,32 @@ pub async fn announce_gone(mds: Arc<Mds>, node: u64, since: Instant) {
     if let Some(c) = mds.cluster() {
         c.note_gone(node, since);
     }
-    let c = DelegCall::Gone { node, ago_ms };
-    let others: Vec<u64> = peers
+    let mut left: Vec<u64> = peers
         .nodes()
         .into_keys()
         .filter(|n| *n != peers.me() && *n != node)
         .collect();
-    futures::future::join_all(others.iter().map(|n| call(&mds, *n, &c))).await;
+    let mut ago_ms = ago_ms;
+    // A few rounds for the nodes that did not answer: a node that misses it waits for the
+    // dead node before it starts a maintenance job (`cluster::holds`).
+    for round in 1..=GONE_ROUNDS {
+        let c = DelegCall::Gone { node, ago_ms };
+        let answers = futures::future::join_all(left.iter().map(|n| call(&mds, *n, &c))).await;
+        left = left
+            .into_iter()
+            .zip(answers)
+            .filter(|(_, a)| a.is_none())
+            .map(|(n, _)| n)
+            .collect();
+        if left.is_empty() || round == GONE_ROUNDS {
+            break;
+        }
+        tokio::time::sleep(GONE_RETRY).await;
+        ago_ms = u64::try_from(since.elapsed().as_millis()).unwrap_or(u64::MAX);
+    }
+    if !left.is_empty() {
+        tracing::warn!(node, nodes = ?left, "nodes not told that the dead node's clients are done reclaiming");
+    }
     tracing::info!(
         node,
         "the dead MDS node's clients are done reclaiming: its delegations are forgotten"
