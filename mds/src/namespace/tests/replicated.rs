@@ -82,9 +82,22 @@ async fn until(what: &str, limit: Duration, mut check: impl FnMut() -> bool) {
     }
 }
 
+/// Every name in `dir`, read page by page: a busy writer can put more entries in a directory
+/// than one page holds (CI once wrote 10,271 where a single 10,000-entry page was read).
 fn names(ns: &Namespace, dir: u64) -> Vec<Vec<u8>> {
-    let (entries, _) = ns.readdir(dir, 0, 10_000).unwrap_or_default();
-    let mut n: Vec<Vec<u8>> = entries.into_iter().map(|e| e.name).collect();
+    let mut n = Vec::new();
+    let mut cookie = 0;
+    loop {
+        let Ok((entries, eof)) = ns.readdir(dir, cookie, 1_000) else {
+            break;
+        };
+        cookie = entries.last().map_or(cookie, |e| e.cookie);
+        let empty = entries.is_empty();
+        n.extend(entries.into_iter().map(|e| e.name));
+        if eof || empty {
+            break;
+        }
+    }
     n.sort();
     n
 }
