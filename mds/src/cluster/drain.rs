@@ -22,7 +22,7 @@ use super::holds::Claim;
 use super::placement::{FILE_RECORD, MIRRORS};
 use super::Cluster;
 use crate::error::NfsError;
-use crate::namespace::{Command, Namespace, DRAIN_INO};
+use crate::namespace::{Command, FsError, Namespace, DRAIN_INO};
 
 /// Files moved under one fence: they are fenced together and wait out one settle (two
 /// heartbeats) instead of one each.
@@ -325,21 +325,22 @@ impl Cluster {
         }
         {
             let _g = self.placing.lock().await;
-            if ns.chunk(m.ino, FILE_RECORD)?.as_deref() != Some(&m.rec[..]) {
-                // Changed meanwhile (a write dropped a mirror, the file went): looked at again
-                // on the next pass; what was copied is not recorded, so it goes.
-                if let Some((_, dst)) = m.copy {
-                    let _ = self.set_size_on(m.ino, dst, 0).await;
-                }
-                return Ok(());
-            }
             claim.check()?;
-            ns.execute(Command::SetMirrors {
-                ino: m.ino,
-                chunk: FILE_RECORD,
-                mirrors: keep.clone(),
-            })
-            .await?;
+            match self
+                .replace_mirrors(ns, m.ino, Some(&m.rec), keep.clone())
+                .await
+            {
+                Ok(()) => {}
+                // Changed meanwhile (a write dropped a mirror, the file went): looked at
+                // again on the next pass; what was copied is not recorded, so it goes.
+                Err(FsError::Changed | FsError::NotFound | FsError::Stale(_)) => {
+                    if let Some((_, dst)) = m.copy {
+                        self.discard_copy(ns, m.ino, dst).await;
+                    }
+                    return Ok(());
+                }
+                Err(e) => return Err(e.into()),
+            }
         }
         if keep.len() < MIRRORS {
             self.mark_degraded(m.ino);

@@ -460,12 +460,9 @@ impl Cluster {
         };
         let _g = self.placing.lock().await;
         claim.check()?;
-        ns.execute(Command::SetMirrors {
-            ino,
-            chunk: FILE_RECORD,
-            mirrors: targets.iter().map(|d| d.0).collect(),
-        })
-        .await?;
+        // An encoded file has no mirror record (`FinishEncode` removes it).
+        let mirrors = targets.iter().map(|d| d.0).collect();
+        self.replace_mirrors(ns, ino, None, mirrors).await?;
         tracing::info!(ino, bytes = size, mirrors = ?targets, "encoded file copied back to mirrors for a write");
         // Other nodes' readers hold shard layouts: recalled there (the dropped epoch makes
         // their handles stale anyway).

@@ -18,13 +18,16 @@ use layout::{DsId, FileId};
 
 use super::Cluster;
 use crate::error::{NfsError, NfsResult};
-use crate::namespace::{Command, Namespace};
+use crate::namespace::{Command, FsError, Namespace};
 
 /// Copies a written chunk should have.
 pub const MIRRORS: usize = 2;
 
 /// The record that holds a file's placement.
 pub(crate) const FILE_RECORD: u64 = 0;
+
+/// Times a placement is tried when other nodes keep changing the record under it.
+const PLACE_ATTEMPTS: usize = 4;
 
 impl Cluster {
     /// The DSs to write chunk `chunk` of `ino` to, recording them first if anything changed.
@@ -44,73 +47,111 @@ impl Cluster {
             }
         }
         let _g = self.placing.lock().await;
-        // Re-read under the lock: another grant may have recorded it meanwhile.
-        let targets = match ns.chunk(ino, chunk)? {
-            Some(rec) => {
-                let live = self.live(&rec);
-                if live.is_empty() {
-                    // Every copy is on a DS that is down: writing elsewhere would lose the
-                    // rest of the file.
-                    return Err(self.unavailable(&rec));
+        for _ in 0..PLACE_ATTEMPTS {
+            // Re-read under the lock: another grant may have recorded it meanwhile.
+            let rec = ns.chunk(ino, chunk)?;
+            let targets = match &rec {
+                Some(rec) => {
+                    let live = self.live(rec);
+                    if live.is_empty() {
+                        // Every copy is on a DS that is down: writing elsewhere would lose
+                        // the rest of the file.
+                        return Err(self.unavailable(rec));
+                    }
+                    if live.len() == rec.len() {
+                        return Ok(live);
+                    }
+                    tracing::warn!(
+                        ino,
+                        chunk,
+                        ?rec,
+                        "chunk loses a mirror on a data server that is down"
+                    );
+                    live
                 }
-                if live.len() == rec.len() {
-                    return Ok(live);
+                None => {
+                    let map = self.registry.placement_map();
+                    let p = match layout::place(&map, FileId(ino), chunk, MIRRORS) {
+                        Ok(p) if !p.targets.is_empty() => p,
+                        // DSs are up, but none has room.
+                        _ if self.registry.map().up().next().is_some() => {
+                            return Err(NfsError::NoSpc)
+                        }
+                        _ => return Err(NfsError::LayoutUnavailable),
+                    };
+                    p.targets
                 }
-                tracing::warn!(
-                    ino,
-                    chunk,
-                    ?rec,
-                    "chunk loses a mirror on a data server that is down"
-                );
-                live
+            };
+            let mirrors = targets.iter().map(|d| d.0).collect();
+            match self.replace_mirrors(ns, ino, rec.as_deref(), mirrors).await {
+                Ok(()) => {}
+                // Another node recorded first, and its record is the file's: read it again
+                // (this node's replica has caught up with the refusal's index).
+                Err(FsError::Changed) => continue,
+                Err(e) => return Err(e.into()),
             }
-            None => {
-                let map = self.registry.placement_map();
-                let p = match layout::place(&map, FileId(ino), chunk, MIRRORS) {
-                    Ok(p) if !p.targets.is_empty() => p,
-                    // DSs are up, but none has room.
-                    _ if self.registry.map().up().next().is_some() => return Err(NfsError::NoSpc),
-                    _ => return Err(NfsError::LayoutUnavailable),
-                };
-                p.targets
+            if targets.len() < MIRRORS {
+                self.mark_degraded(ino);
             }
-        };
-        ns.execute(Command::SetMirrors {
-            ino,
-            chunk,
-            mirrors: targets.iter().map(|d| d.0).collect(),
-        })
-        .await?;
-        if targets.len() < MIRRORS {
-            self.mark_degraded(ino);
+            return Ok(targets);
         }
-        Ok(targets)
+        Err(NfsError::Delay)
+    }
+
+    /// Records `mirrors` as the file's if its record is still `expect`, what the caller read
+    /// (`None`: no record). `FsError::Changed`: another node changed it first, and nothing was
+    /// recorded. Every node places and re-places files under its own lock only, so a decision
+    /// made from a record goes in only over that record (see `Command::ReplaceMirrors`).
+    pub(crate) async fn replace_mirrors(
+        &self,
+        ns: &Namespace,
+        ino: u64,
+        expect: Option<&[u64]>,
+        mirrors: Vec<u64>,
+    ) -> Result<(), FsError> {
+        ns.execute(Command::ReplaceMirrors {
+            ino,
+            chunk: FILE_RECORD,
+            expect: expect.map(<[u64]>::to_vec).unwrap_or_default(),
+            mirrors,
+        })
+        .await
+        .map(|_| ())
     }
 
     /// Drops `failed` from the mirrors of `ino` (it failed a write or commit the others took),
     /// keeping at least one.
     pub async fn drop_mirror(&self, ns: &Namespace, ino: u64, failed: DsId) {
         let _g = self.placing.lock().await;
-        let chunk = FILE_RECORD;
-        {
-            let Ok(Some(rec)) = ns.chunk(ino, chunk) else {
+        for _ in 0..PLACE_ATTEMPTS {
+            let Ok(Some(rec)) = ns.chunk(ino, FILE_RECORD) else {
                 return;
             };
             let rest: Vec<u64> = rec.iter().copied().filter(|d| *d != failed.0).collect();
             if rest.is_empty() || rest.len() == rec.len() {
                 return;
             }
-            match ns
-                .execute(Command::SetMirrors {
-                    ino,
-                    chunk,
-                    mirrors: rest,
-                })
-                .await
-            {
-                Ok(_) => self.mark_degraded(ino),
-                Err(e) => tracing::error!(ino, chunk, "cannot drop a failed mirror: {e}"),
+            match self.replace_mirrors(ns, ino, Some(&rec), rest).await {
+                Ok(()) => return self.mark_degraded(ino),
+                // Another node changed the record: drop the mirror from the new one.
+                Err(FsError::Changed) => continue,
+                Err(e) => return tracing::error!(ino, "cannot drop a failed mirror: {e}"),
             }
+        }
+        tracing::warn!(ino, ds = %failed, "the file's record kept changing: mirror not dropped");
+    }
+
+    /// Cuts the copy of `ino` that a job made on `dst` but could not record, unless the record
+    /// names `dst` now: then the copy is a mirror's.
+    pub(crate) async fn discard_copy(&self, ns: &Namespace, ino: u64, dst: DsId) {
+        match ns.chunk(ino, FILE_RECORD) {
+            Ok(Some(rec)) if rec.contains(&dst.0) => {}
+            Ok(_) => {
+                if let Err(e) = self.set_size_on(ino, dst, 0).await {
+                    tracing::debug!(ino, ds = %dst, "an unrecorded copy is left: {e:?}");
+                }
+            }
+            Err(e) => tracing::debug!(ino, "record unreadable, copy left: {e}"),
         }
     }
 

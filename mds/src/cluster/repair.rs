@@ -18,7 +18,7 @@ use super::holds::Claim;
 use super::placement::{FILE_RECORD, MIRRORS};
 use super::Cluster;
 use crate::error::{NfsError, NfsResult};
-use crate::namespace::{Command, Namespace};
+use crate::namespace::{FsError, Namespace};
 
 const COPY_IO: u32 = 1 << 20;
 /// Repair passes between two rescans of the namespace for files short of a mirror (one pass
@@ -142,12 +142,12 @@ impl Cluster {
             // Dropping the bad copy now would leave no readable one.
             return Ok(false);
         }
-        ns.execute(Command::SetMirrors {
-            ino,
-            chunk: FILE_RECORD,
-            mirrors: rest,
-        })
-        .await?;
+        match self.replace_mirrors(ns, ino, Some(&rec), rest).await {
+            Ok(()) => {}
+            // Another node changed the record: look again at the next report.
+            Err(FsError::Changed) => return Ok(false),
+            Err(e) => return Err(e.into()),
+        }
         {
             let mut h = self.rewrite.lock().unwrap_or_else(|e| e.into_inner());
             if h.len() < MAX_REWRITE_HINTS {
@@ -210,7 +210,7 @@ impl Cluster {
         let Some(claim) = self.claim(ns, ino).await else {
             return Ok(false);
         };
-        self.copy_to_new_mirror(ns, &claim, src, dst, &live)
+        self.copy_to_new_mirror(ns, &claim, src, dst, &rec, &live)
             .await
             .map(|()| true)
     }
@@ -221,6 +221,7 @@ impl Cluster {
         claim: &Claim<'_>,
         src: DsId,
         dst: DsId,
+        rec: &[u64],
         live: &[DsId],
     ) -> NfsResult<()> {
         let ino = claim.ino();
@@ -233,12 +234,17 @@ impl Cluster {
         mirrors.push(dst.0);
         // A writer of another node could have reached the source behind the copy's back.
         claim.check()?;
-        ns.execute(Command::SetMirrors {
-            ino,
-            chunk: FILE_RECORD,
-            mirrors,
-        })
-        .await?;
+        match self.replace_mirrors(ns, ino, Some(rec), mirrors).await {
+            Ok(()) => {}
+            Err(FsError::Changed) => {
+                // Changed behind the claim (it should not be): the copy is not recorded, and
+                // the next pass starts from the record as it is now.
+                tracing::warn!(ino, "the file's record changed during its repair");
+                self.discard_copy(ns, ino, dst).await;
+                return Err(NfsError::Delay);
+            }
+            Err(e) => return Err(e.into()),
+        }
         self.clear_degraded(ino);
         tracing::info!(
             ino,

@@ -134,6 +134,18 @@ fn apply_as<S: StateStore + ?Sized>(
             chunk,
             mirrors,
         } => set_mirrors(s, *ino, *chunk, mirrors),
+        Command::ReplaceMirrors {
+            ino,
+            chunk,
+            expect,
+            mirrors,
+        } => {
+            let now = s.chunks(*ino)?.into_iter().find(|(c, _)| c == chunk);
+            if now.map(|(_, m)| m).unwrap_or_default() != *expect {
+                return Err(FsError::Changed);
+            }
+            set_mirrors(s, *ino, *chunk, mirrors)
+        }
         Command::Noop => Ok(Outcome::default()),
         Command::ForgetOrphans { inos } => forget_orphans(s, inos),
         // An administrator's decision, never made on a client's behalf.

@@ -347,6 +347,18 @@ pub enum Command {
         child: u64,
         time: Time,
     },
+    /// `SetMirrors`, if chunk `chunk`'s record is still `expect` (empty: no record); else
+    /// `Changed` and nothing changes. Every MDS node places and re-places files, each under
+    /// its own lock only: two nodes that read the same record and decide differently (the
+    /// first placement of a new file, or each seeing another mirror's DS down in a partition)
+    /// must not both be recorded, or the bytes one node's clients wrote where only it pointed
+    /// would be lost. The loser reads the record again.
+    ReplaceMirrors {
+        ino: u64,
+        chunk: u64,
+        expect: Vec<u64>,
+        mirrors: Vec<u64>,
+    },
 }
 
 /// An NFS client's request as its session numbers it: a retransmission carries the same
@@ -410,6 +422,7 @@ impl Command {
             Command::SetAttr { ino, .. }
             | Command::Write { ino, .. }
             | Command::SetMirrors { ino, .. }
+            | Command::ReplaceMirrors { ino, .. }
             | Command::BeginEncode { ino, .. }
             | Command::FinishEncode { ino, .. }
             | Command::AbortEncode { ino, .. }

@@ -417,14 +417,27 @@ fn chunk_mirrors_are_recorded_survive_reopen_and_go_with_the_file() {
                 })
                 .await;
             assert_eq!(r, Err(FsError::Invalid));
-            // Losing a mirror rewrites the record.
-            ns.execute(Command::SetMirrors {
+            // A replacement goes in only over the record it was decided from.
+            let replace = |expect: Vec<u64>, mirrors: Vec<u64>| Command::ReplaceMirrors {
                 ino: f,
                 chunk: 3,
-                mirrors: vec![8],
-            })
-            .await
-            .unwrap();
+                expect,
+                mirrors,
+            };
+            for stale in [vec![], vec![9], vec![8, 9], vec![9, 8, 7]] {
+                let r = ns.execute(replace(stale, vec![1])).await;
+                assert_eq!(r, Err(FsError::Changed));
+            }
+            assert_eq!(ns.chunk(f, 3).unwrap(), Some(vec![9, 8]));
+            let r = ns.execute(Command::ReplaceMirrors {
+                ino: f,
+                chunk: 5,
+                expect: vec![9],
+                mirrors: vec![1],
+            });
+            assert_eq!(r.await, Err(FsError::Changed), "no record is not [9]");
+            // Losing a mirror rewrites the record.
+            ns.execute(replace(vec![9, 8], vec![8])).await.unwrap();
             f
         })
     };

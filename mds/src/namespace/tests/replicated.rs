@@ -87,10 +87,7 @@ async fn until(what: &str, limit: Duration, mut check: impl FnMut() -> bool) {
 fn names(ns: &Namespace, dir: u64) -> Vec<Vec<u8>> {
     let mut n = Vec::new();
     let mut cookie = 0;
-    loop {
-        let Ok((entries, eof)) = ns.readdir(dir, cookie, 1_000) else {
-            break;
-        };
+    while let Ok((entries, eof)) = ns.readdir(dir, cookie, 1_000) {
         cookie = entries.last().map_or(cookie, |e| e.cookie);
         let empty = entries.is_empty();
         n.extend(entries.into_iter().map(|e| e.name));
@@ -124,6 +121,42 @@ async fn three_listening() -> (Vec<Node>, BTreeMap<u64, std::net::SocketAddr>) {
         });
     }
     (nodes, nodes_addr)
+}
+
+/// Three nodes up (ids 1 to 3, 6 shards, `balance_leaders` as given), each with the root,
+/// and their namespaces by id - 1.
+async fn three_up(balance_leaders: bool) -> (Vec<Node>, Vec<Namespace>) {
+    let secret = layout::ClusterSecret::from_passphrase("raft test secret 0123").unwrap();
+    let (mut nodes, nodes_addr) = three_listening().await;
+    for n in &mut nodes {
+        let opts = Options {
+            shards: 6,
+            members: Some(Members {
+                me: n.id,
+                nodes: nodes_addr.clone(),
+                secret: secret.clone(),
+                joined: None,
+                replace_after: None,
+            }),
+            balance_leaders,
+            ..Options::default()
+        };
+        let ns = Namespace::open_with(n.dir.path(), opts)
+            .await
+            .expect("open node");
+        n.up(ns);
+    }
+    let all: Vec<Namespace> = nodes
+        .iter()
+        .map(|n| n.ns.clone().expect("node up"))
+        .collect();
+    for n in &all {
+        until("root on every node", Duration::from_secs(30), || {
+            n.getattr(ROOT_INO).is_ok()
+        })
+        .await;
+    }
+    (nodes, all)
 }
 
 #[test]
@@ -257,38 +290,8 @@ fn a_busy_shards_leadership_is_handed_over_and_a_dead_target_leaves_it_in_place(
     use crate::raft::handover::{hand_over, HandOverError};
     let rt = rt();
     rt.block_on(async {
-        let secret = layout::ClusterSecret::from_passphrase("raft test secret 0123").unwrap();
-        let (mut nodes, nodes_addr) = three_listening().await;
-        for n in &mut nodes {
-            let opts = Options {
-                shards: 6,
-                members: Some(Members {
-                    me: n.id,
-                    nodes: nodes_addr.clone(),
-                    secret: secret.clone(),
-                    joined: None,
-                    replace_after: None,
-                }),
-                balance_leaders: false,
-                ..Options::default()
-            };
-            let ns = Namespace::open_with(n.dir.path(), opts)
-                .await
-                .expect("open node");
-            n.up(ns);
-        }
-        let all: Vec<Namespace> = nodes
-            .iter()
-            .map(|n| n.ns.clone().expect("node up"))
-            .collect();
+        let (mut nodes, all) = three_up(false).await;
         let ns = |id: u64| all[id as usize - 1].clone();
-        for id in 1..=3 {
-            let n = ns(id);
-            until("root on every node", Duration::from_secs(30), || {
-                n.getattr(ROOT_INO).is_ok()
-            })
-            .await;
-        }
         let d = mk(&ns(1), ROOT_INO, "busy", FileKind::Directory).await;
         let shard = ShardId::of_ino(d);
         until(
@@ -411,6 +414,64 @@ fn a_busy_shards_leadership_is_handed_over_and_a_dead_target_leaves_it_in_place(
             .execute(create(d, "after-forwarded", FileKind::Regular))
             .await
             .expect("a write forwarded to the leader");
+        for n in &mut nodes {
+            n.down().await;
+        }
+    });
+}
+
+/// Every node places files under its own lock only; the record decides. Two nodes that record
+/// a new file's first mirrors at the same moment, each its own choice, must not both succeed:
+/// one is refused (`Changed`), and every replica holds the other's.
+#[test]
+fn two_nodes_placing_a_new_file_at_once_agree_on_one_record() {
+    let rt = rt();
+    rt.block_on(async {
+        let (mut nodes, all) = three_up(true).await;
+        let ns = |id: u64| all[id as usize - 1].clone();
+        let place = |id: u64, f: u64, expect: Vec<u64>, mirrors: Vec<u64>| {
+            let n = ns(id);
+            async move {
+                let cmd = Command::ReplaceMirrors {
+                    ino: f,
+                    chunk: 0,
+                    expect,
+                    mirrors,
+                };
+                n.execute(cmd).await
+            }
+        };
+        let mut wins = [0; 2];
+        for i in 0..16 {
+            let f = mk(&ns(1), ROOT_INO, &format!("f{i}"), FileKind::Regular).await;
+            let (a, b) = tokio::join!(
+                place(2, f, vec![], vec![11, 12]),
+                place(3, f, vec![], vec![13, 14])
+            );
+            let won = match (a, b) {
+                (Ok(_), Err(FsError::Changed)) => vec![11, 12],
+                (Err(FsError::Changed), Ok(_)) => vec![13, 14],
+                other => panic!("file {i}: both or neither recorded: {other:?}"),
+            };
+            wins[usize::from(won[0] == 13)] += 1;
+            until(
+                "every replica holds the winner",
+                Duration::from_secs(5),
+                || (1..=3).all(|id| ns(id).chunk(f, 0).ok().flatten().as_ref() == Some(&won)),
+            )
+            .await;
+            // The refused node reads the record (its replica caught up with the refusal) and
+            // decides again from it: one of those mirrors lost.
+            let loser = if won[0] == 11 { 3 } else { 2 };
+            assert_eq!(ns(loser).chunk(f, 0).unwrap().as_ref(), Some(&won));
+            place(loser, f, won.clone(), vec![won[1]])
+                .await
+                .expect("over the record it read");
+        }
+        eprintln!(
+            "first placements won by node 2: {}, by node 3: {}",
+            wins[0], wins[1]
+        );
         for n in &mut nodes {
             n.down().await;
         }
