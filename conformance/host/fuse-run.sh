@@ -9,7 +9,8 @@
 # loopback here (the guest reaches it as 10.0.2.2).
 #
 # Environment: CFS_BIN (default target/release/cfs), PORT (base port, default 22049; the
-# cluster uses PORT..PORT+3), QUICK=1 (quick sizes, as `run --quick`), CFS_MOUNT_OPTS (extra
+# cluster uses PORT..PORT+3 for NFS, PORT+1000..PORT+1003 for its admin ports, and the
+# two-client rendezvous PORT+50), QUICK=1 (quick sizes, as `run --quick`), CFS_MOUNT_OPTS (extra
 # `cfs mount` flags, e.g. --writeback-cache), FABRIC (set: data servers open a libfabric
 # endpoint with this provider, e.g. tcp or sockets, and the client uses it).
 #

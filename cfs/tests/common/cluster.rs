@@ -27,6 +27,8 @@ pub struct Cluster {
     pub rt: tokio::runtime::Runtime,
     /// Data servers it was started with.
     pub ds: usize,
+    /// MDS nodes it was started with.
+    pub mds: usize,
 }
 
 pub fn signal(pid: u32, sig: &str) {
@@ -96,6 +98,7 @@ impl Cluster {
             addr,
             rt,
             ds,
+            mds,
         };
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
@@ -251,10 +254,7 @@ impl Cluster {
                     .filter(|d| d["write_bytes"].as_u64().unwrap_or(0) > 0)
                     .find_map(|d| {
                         let listen: SocketAddr = d["listen"].as_str()?.parse().ok()?;
-                        Some(format!(
-                            "ds{}",
-                            listen.port().checked_sub(self.addr.port())?
-                        ))
+                        Some(self.role_at(listen.port()))
                     })
             });
             if let Some(role) = found {
@@ -359,9 +359,18 @@ impl Drop for Cluster {
             let _ = child.kill();
             let _ = child.wait();
         }
-        // Whatever it left behind, by the PIDs it recorded.
+        // Whatever it left behind, by the PIDs it recorded: only a process that still runs
+        // one of this cluster's configs. What the supervisor stopped, it reaped, and a reaped
+        // PID may by now be another test's server.
+        let ours = self.dir.join("cluster");
+        let ours = ours.as_os_str().as_encoded_bytes();
         for l in pids.iter().flat_map(|t| t.lines()) {
-            if let Some(pid) = l.split_whitespace().nth(1).and_then(|p| p.parse().ok()) {
+            let Some(pid) = l.split_whitespace().nth(1).and_then(|p| p.parse().ok()) else {
+                continue;
+            };
+            let running_ours = std::fs::read(format!("/proc/{pid}/cmdline"))
+                .is_ok_and(|c| c.windows(ours.len()).any(|w| w == ours));
+            if running_ours {
                 signal(pid, "-KILL");
             }
         }
@@ -469,7 +478,14 @@ impl Cluster {
             .expect("DS in the table");
         let ua = String::from_utf8_lossy(&d.listen.na_r_addr.0).to_string();
         let port = layout::uaddr::from_uaddr(&ua).expect("uaddr").port();
-        format!("ds{}", port - self.addr.port())
+        self.role_at(port)
+    }
+
+    /// The role of the data server listening on `port`: `cfs cluster up` puts data server i
+    /// on port + MDS nodes - 1 + i.
+    fn role_at(&self, port: u16) -> String {
+        let first = usize::from(self.addr.port()) + self.mds;
+        format!("ds{}", (usize::from(port) + 1).saturating_sub(first))
     }
 
     /// The listening address of the DS with id `ds_id`.

@@ -1,8 +1,9 @@
 //! Maintenance of a file's data with several MDS nodes (issue 12): each node hands out its own
 //! layouts and fences only its own handles, so a job on a file must reach every node. Here a
-//! data server holding a mirror is killed while a pNFS client of node 2 keeps appending to the
-//! file; node 1, the leader of the file's shard, re-mirrors it, and node 2 must fence and recall
-//! its client's layout for the copy (`mds::cluster::holds`). Then the old survivor is killed
+//! pNFS client of node 2 keeps appending to a file while one of its mirrors goes: its data
+//! server is killed (repair) or drained (a drain move). Node 1, the leader of the file's
+//! shard, copies the file to the third data server, and node 2 must fence and recall its
+//! client's layout for the copy (`mds::cluster::holds`). Then the other old mirror is killed
 //! too: the new mirror alone must hold every byte the client was told is committed.
 use crate::common;
 
@@ -13,7 +14,7 @@ use std::time::{Duration, Instant};
 use client::StableHow4;
 use common::cluster::Cluster;
 use common::ec::{create_empty, wait_for};
-use common::{random_bytes, BIN, SERIAL};
+use common::{cfs, random_bytes, BIN, SERIAL};
 use proto::nfs4::{OPEN4_SHARE_ACCESS_BOTH, OPEN4_SHARE_ACCESS_READ};
 
 const MIB: usize = 1 << 20;
@@ -26,19 +27,51 @@ fn piece(i: u64) -> Vec<u8> {
     random_bytes(PIECE, 0x5e00 + i)
 }
 
-/// `mds.degraded_files` of node `n`'s `cfs admin status --json`.
-fn degraded_at(cl: &Cluster, n: usize) -> Option<u64> {
+/// Node `n`'s `cfs admin status --json`.
+fn status_at(cl: &Cluster, n: usize) -> Option<serde_json::Value> {
     let out = std::process::Command::new(BIN)
         .args(["admin", "status", "--json", "--config"])
         .arg(cl.dir.join("cluster").join(format!("mds{n}.toml")))
         .output()
         .ok()?;
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
-    v["mds"]["degraded_files"].as_u64()
+    serde_json::from_slice(&out.stdout).ok()
+}
+
+/// `mds.degraded_files` of node `n`'s status.
+fn degraded_at(cl: &Cluster, n: usize) -> Option<u64> {
+    status_at(cl, n)?["mds"]["degraded_files"].as_u64()
+}
+
+/// The id of the data server of role `role` (`ds1`...).
+fn ds_id(cl: &Cluster, role: &str) -> u64 {
+    let st = cl.status().expect("status");
+    st.data_servers
+        .iter()
+        .map(|d| d.ds_id)
+        .find(|id| cl.role_of(*id) == role)
+        .unwrap_or_else(|| panic!("no data server {role}"))
+}
+
+/// How the file loses its first mirror.
+#[derive(Clone, Copy, Debug)]
+enum Loss {
+    /// Its data server is killed -9: repair copies the survivor.
+    Killed,
+    /// Its data server is drained (`cfs admin node drain`): a drain move copies it.
+    Drained,
 }
 
 #[test]
 fn a_file_is_re_mirrored_by_its_shards_leader_while_a_client_of_another_node_writes_it() {
+    copied_by_its_shards_leader_while_a_client_of_another_node_writes_it(Loss::Killed);
+}
+
+#[test]
+fn a_file_is_drained_off_by_its_shards_leader_while_a_client_of_another_node_writes_it() {
+    copied_by_its_shards_leader_while_a_client_of_another_node_writes_it(Loss::Drained);
+}
+
+fn copied_by_its_shards_leader_while_a_client_of_another_node_writes_it(loss: Loss) {
     let _g = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
     let t = tempfile::tempdir().expect("tempdir");
     let cl = Cluster::start_nodes(t.path(), 3, 3, &["--shards", "4"]);
@@ -97,22 +130,44 @@ fn a_file_is_re_mirrored_by_its_shards_leader_while_a_client_of_another_node_wri
     });
 
     std::thread::sleep(Duration::from_millis(500));
-    cl.kill9(&holders[0]);
+    let holds = |role: &str| cl.chunk_files(ino).iter().any(|(r, n)| r == role && *n > 0);
     let started = Instant::now();
-    wait_for(
-        90,
-        "node 1 re-mirrors the file to the third data server",
-        || {
-            cl.chunk_files(ino)
-                .iter()
-                .any(|(r, n)| *r == third && *n > 0)
-                && degraded_at(&cl, 1) == Some(0)
-                && std::fs::read_to_string(cl.dir.join("cluster").join("mds1.log"))
-                    .is_ok_and(|l| l.contains(&format!("file re-mirrored ino={ino} ")))
-        },
-    );
+    match loss {
+        Loss::Killed => {
+            cl.kill9(&holders[0]);
+            wait_for(
+                90,
+                "node 1 re-mirrors the file to the third data server",
+                || {
+                    holds(&third)
+                        && degraded_at(&cl, 1) == Some(0)
+                        && std::fs::read_to_string(cl.dir.join("cluster").join("mds1.log"))
+                            .is_ok_and(|l| l.contains(&format!("file re-mirrored ino={ino} ")))
+                },
+            );
+        }
+        Loss::Drained => {
+            let id = format!("{:016x}", ds_id(&cl, &holders[0]));
+            let mds1 = cl.dir.join("cluster").join("mds1.toml");
+            let mds1 = mds1.to_string_lossy();
+            let o = cfs(&cl.dir, &["admin", "node", "drain", &id, "--config", &mds1]);
+            assert!(o.ok(), "drain: {}", o.stderr);
+            // Every node counts the drained server's files from the replicated records:
+            // node 2, which leads none of the file's shard, says drained too.
+            wait_for(90, "the file moved off the drained data server", || {
+                holds(&third)
+                    && !holds(&holders[0])
+                    && status_at(&cl, 2).is_some_and(|v| {
+                        v["data_servers"].as_array().is_some_and(|a| {
+                            a.iter()
+                                .any(|d| d["id"] == id.as_str() && d["state"] == "drained")
+                        })
+                    })
+            });
+        }
+    }
     eprintln!(
-        "re-mirrored {:.1} s after the kill, {} pieces committed",
+        "{loss:?}: copied {:.1} s after, {} pieces committed",
         started.elapsed().as_secs_f64(),
         acked.load(Ordering::SeqCst)
     );
@@ -128,10 +183,15 @@ fn a_file_is_re_mirrored_by_its_shards_leader_while_a_client_of_another_node_wri
         .expect("every write and commit");
     let pieces = acked.load(Ordering::SeqCst);
 
-    // Only the new mirror is left.
+    // Only the new mirror is left (a drained server holds nothing).
+    let survivor = ds_id(&cl, &holders[1]);
     cl.kill9(&holders[1]);
     wait_for(30, "the old survivor marked down", || {
-        cl.status().map(|s| cl.up(&s)) == Some(1)
+        cl.status().is_some_and(|s| {
+            s.data_servers
+                .iter()
+                .any(|d| d.ds_id == survivor && d.state != proto::cluster::DS_STATE_UP)
+        })
     });
     let r = cl.client_at(node(3), false);
     let got = cl
