@@ -6,7 +6,11 @@
 //!
 //! cargo run --release -p client --example load -- --server 127.0.0.1:2049 [--export /]
 //!     [--seconds 10] [--depth 8] [--tasks 16] [--server-pid PID] [--label NAME] [--pnfs on|off]
-//!     [--phases all|data|meta] [--fabric PROVIDER]
+//!     [--phases all|data|meta] [--fabric PROVIDER] [--dir-per-task]
+//!
+//! The small-file tasks share one directory unless `--dir-per-task` gives each its own (as
+//! mdtest's `-u`): on cfs each new directory goes to a shard of its own, so the tasks' changes
+//! go to several Raft groups at once.
 //!
 //! With `--pnfs on` (the default) data goes straight to the data servers when the server offers
 //! flexfiles layouts; each sequential result then says where the bytes went.
@@ -32,6 +36,8 @@ struct Opts {
     meta: bool,
     /// libfabric provider for data-server I/O (RMA) where the data servers offer it.
     fabric: Option<String>,
+    /// Each small-file task works in a directory of its own.
+    dir_per_task: bool,
 }
 
 fn parse() -> Result<Opts, String> {
@@ -47,6 +53,7 @@ fn parse() -> Result<Opts, String> {
         data: true,
         meta: true,
         fabric: None,
+        dir_per_task: false,
     };
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
@@ -61,6 +68,7 @@ fn parse() -> Result<Opts, String> {
             "--server-pid" => o.server_pid = Some(num(val()?)? as u32),
             "--label" => o.label = val()?,
             "--fabric" => o.fabric = Some(val()?),
+            "--dir-per-task" => o.dir_per_task = true,
             "--pnfs" => {
                 o.pnfs = match val()?.as_str() {
                     "on" => true,
@@ -334,12 +342,20 @@ fn latency(lat: &mut [Duration]) -> String {
 }
 
 async fn small_files(c: &Client, o: &Opts, dir: &client::NfsFh4) -> Result<(), BoxErr> {
+    // Task t's directory: `dir`, or its own `dir/t{t}` (made before the timed phases).
+    let mut dirs = Vec::with_capacity(o.tasks);
+    for t in 0..o.tasks {
+        dirs.push(match o.dir_per_task {
+            true => c.mkdir(dir, &format!("t{t}"), 0o755).await?,
+            false => dir.clone(),
+        });
+    }
     let stop_flag = Arc::new(AtomicBool::new(false));
     let count = Arc::new(AtomicU64::new(0));
     // create: OPEN(GUARDED) + CLOSE per file, K tasks, for the time given.
     let r = Report::start(o);
     let mut tasks = Vec::new();
-    for t in 0..o.tasks {
+    for (t, dir) in dirs.iter().enumerate() {
         let (c, dir, stop, count) = (c.clone(), dir.clone(), stop_flag.clone(), count.clone());
         tasks.push(tokio::spawn(async move {
             let mut names = Vec::new();
@@ -390,7 +406,7 @@ async fn small_files(c: &Client, o: &Opts, dir: &client::NfsFh4) -> Result<(), B
     let per_task = Arc::new(per_task);
     let r = Report::start(o);
     let mut tasks = Vec::new();
-    for t in 0..o.tasks {
+    for (t, dir) in dirs.iter().enumerate() {
         let (c, dir, names) = (c.clone(), dir.clone(), per_task.clone());
         tasks.push(tokio::spawn(async move {
             let mut lat = Vec::with_capacity(names[t].len());
@@ -421,7 +437,7 @@ async fn small_files(c: &Client, o: &Opts, dir: &client::NfsFh4) -> Result<(), B
     // unlink: REMOVE of every file, K tasks.
     let r = Report::start(o);
     let mut tasks = Vec::new();
-    for t in 0..o.tasks {
+    for (t, dir) in dirs.iter().enumerate() {
         let (c, dir, names) = (c.clone(), dir.clone(), per_task.clone());
         tasks.push(tokio::spawn(async move {
             let mut lat = Vec::with_capacity(names[t].len());
@@ -447,6 +463,11 @@ async fn small_files(c: &Client, o: &Opts, dir: &client::NfsFh4) -> Result<(), B
             latency(&mut lat)
         ),
     );
+    if o.dir_per_task {
+        for t in 0..o.tasks {
+            c.remove(dir, &format!("t{t}")).await?;
+        }
+    }
     Ok(())
 }
 

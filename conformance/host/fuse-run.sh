@@ -9,8 +9,8 @@
 # loopback here (the guest reaches it as 10.0.2.2).
 #
 # Environment: CFS_BIN (default target/release/cfs), PORT (base port, default 22049; the
-# cluster uses PORT..PORT+3 for NFS, PORT+1000..PORT+1003 for its admin ports, and the
-# two-client rendezvous PORT+50), QUICK=1 (quick sizes, as `run --quick`), CFS_MOUNT_OPTS (extra
+# cluster uses PORT..PORT+3 for NFS), ADMIN_PORT (the cluster's admin ports, ADMIN_PORT..+3;
+# default PORT+1000), RDV_PORT (the two-client rendezvous; default PORT+50), QUICK=1 (quick sizes, as `run --quick`), CFS_MOUNT_OPTS (extra
 # `cfs mount` flags, e.g. --writeback-cache), FABRIC (set: data servers open a libfabric
 # endpoint with this provider, e.g. tcp or sockets, and the client uses it).
 #
@@ -28,6 +28,8 @@ HERE=$(cd "$(dirname "$0")/.." && pwd)
 ROOT=$(cd "$HERE/.." && pwd)
 CFS=${CFS_BIN:-$ROOT/target/release/cfs}
 PORT=${PORT:-22049}
+ADMIN_PORT=${ADMIN_PORT:-$((PORT + 1000))}
+RDV_PORT=${RDV_PORT:-$((PORT + 50))}
 HELPER=${CFS_HELPER:-${CFS_CONFORMANCE_CACHE:-$HOME/.cache/cfs-conformance}/bin/cfshelper}
 STATE=$(mktemp -d /tmp/cfs-fuse-run.XXXXXX)
 PIDS=()
@@ -61,7 +63,7 @@ case $MODE in
     ;;
   cluster)
     # 10.0.2.2 first for a qemu guest (twoclient); the host's clients race both addresses.
-    "$CFS" cluster up --ds 3 --dir "$STATE/cluster" --port $PORT --lease-seconds 10 \
+    "$CFS" cluster up --ds 3 --dir "$STATE/cluster" --port $PORT --admin-port $ADMIN_PORT --lease-seconds 10 \
       --advertise-host 10.0.2.2 --advertise-host 127.0.0.1 "${FABRIC_ARGS[@]}" > "$STATE/cluster-up.log" 2>&1 &
     PIDS+=($!)
     ;;
@@ -167,7 +169,7 @@ for c in $CASES; do
   GPID=
   if [ -n "$ROLE" ]; then
     RID=$$$RANDOM
-    RDV=$((PORT + 50))
+    RDV=$RDV_PORT
     rdv_server $RDV
     # Python may take seconds to start on a loaded machine: wait until it listens, else the
     # first post is refused and both sides fail waiting.

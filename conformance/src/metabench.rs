@@ -1,5 +1,6 @@
 //! `metabench`: issue 12's metadata benchmark. Host-side, one run: small-file creates, stats
-//! and unlinks (the Rust client's `load --phases meta`, K tasks in one directory) against
+//! and unlinks (the Rust client's `load --phases meta`, K tasks in one directory, or each in
+//! its own with `--dir-per-task`) against
 //! ganesha (the baseline; it does not fsync), cfs as one node (every shard a one-replica Raft
 //! group, `cfs server`) and cfs as three MDS nodes on loopback (`cfs cluster up --mds 3 --ds 3`:
 //! every shard a three-replica group), each cfs kind with 16 and with 256 shards. Per run:
@@ -39,6 +40,10 @@ pub struct MetaBenchArgs {
     /// parallel tasks of the load generator (one client, one session)
     #[arg(long, default_value_t = 16)]
     pub tasks: u32,
+    /// each task in a directory of its own (mdtest's -u), not all in one: on cfs each new
+    /// directory goes to a shard of its own, so the tasks' changes go to several Raft groups
+    #[arg(long)]
+    pub dir_per_task: bool,
     /// shard counts each cfs kind is created with (`CFS_SHARDS`, `cluster up --shards`)
     #[arg(long, default_values_t = [16u16, 256])]
     pub shards: Vec<u16>,
@@ -382,6 +387,7 @@ struct Setup {
     cfs: Option<PathBuf>,
     seconds: u64,
     tasks: u32,
+    dir_per_task: bool,
 }
 
 fn start(c: &Config, s: &Setup) -> Result<Running> {
@@ -430,6 +436,7 @@ fn run_load(srv: &Running, ps: &[Proc], label: &str, s: &Setup) -> (Vec<Phase>, 
         .arg(s.seconds.to_string())
         .arg("--tasks")
         .arg(s.tasks.to_string())
+        .args(s.dir_per_task.then_some("--dir-per-task"))
         .arg("--label")
         .arg(label);
     let shown = format!("{cmd:?}");
@@ -1029,6 +1036,7 @@ pub fn metabench(a: &MetaBenchArgs) -> Result<ExitCode> {
         cfs: Some(pinned.copy(&cfs_src, "cfs")?),
         seconds: a.seconds,
         tasks: a.tasks.max(1),
+        dir_per_task: a.dir_per_task,
     };
     let cpus = std::thread::available_parallelism()
         .map(|n| n.get())
@@ -1083,8 +1091,15 @@ pub fn metabench(a: &MetaBenchArgs) -> Result<ExitCode> {
     let rss = rss_table(&cfgs, &runs);
     let verdict = verdicts(&runs, a.rounds, &shards, a.rtt_us, cpus);
     let md = format!(
-        "metabench (host loopback; one Rust NFSv4.1 client, {} tasks in one directory; {} s of creates, then stat and unlink of each file; {} interleaved round(s); {cpus} CPUs shared by the client and every server process; cfs-1r/N = `cfs server`, cfs-3r/N = `cfs cluster up --mds 3 --ds 3`, cfs-c1r/N (with --with-ds-1r) = `cfs cluster up --mds 1 --ds 3`; N shards)\n\n{table}\n↑ higher is better, ↓ lower is better; values per round (r1 / r2 ...); ratios per round, min–max.\n\nPer node and phase (round means; per client operation):\n\n{nodes}\nMemory (round means):\n\n{rss}\nTargets (issue 12), round means:\n\n{verdict}",
-        setup.tasks, a.seconds, a.rounds
+        "metabench (host loopback; one Rust NFSv4.1 client, {} tasks {}; {} s of creates, then stat and unlink of each file; {} interleaved round(s); {cpus} CPUs shared by the client and every server process; cfs-1r/N = `cfs server`, cfs-3r/N = `cfs cluster up --mds 3 --ds 3`, cfs-c1r/N (with --with-ds-1r) = `cfs cluster up --mds 1 --ds 3`; N shards)\n\n{table}\n↑ higher is better, ↓ lower is better; values per round (r1 / r2 ...); ratios per round, min–max.\n\nPer node and phase (round means; per client operation):\n\n{nodes}\nMemory (round means):\n\n{rss}\nTargets (issue 12), round means:\n\n{verdict}",
+        setup.tasks,
+        if a.dir_per_task {
+            "each in a directory of its own"
+        } else {
+            "in one directory"
+        },
+        a.seconds,
+        a.rounds
     );
     println!("\n{md}");
     let failed: Vec<&Run> = runs.iter().filter(|r| r.error.is_some()).collect();

@@ -125,8 +125,13 @@ fn errors_are_one_line_and_fail() {
     let local = t.path().join("f.txt");
     std::fs::write(&local, b"x").unwrap();
     let l = local.to_str().unwrap();
-    assert!(cfs(t.path(), &["mkdir", "--server", &s, "/d"]).ok());
-    assert!(cfs(t.path(), &["put", "--server", &s, l, "/d/f"]).ok());
+    for args in [
+        &["mkdir", "--server", &s, "/d"][..],
+        &["put", "--server", &s, l, "/d/f"],
+    ] {
+        let o = cfs(t.path(), args);
+        assert!(o.ok(), "{args:?}: {}", o.stderr);
+    }
 
     let expect = |args: &[&str], msg: &str| {
         let o = cfs(t.path(), args);

@@ -84,6 +84,10 @@ fn run_scenarios(mode: &str, fabric: Option<&str>) {
         .env("CFS_BIN", BIN)
         .env("QUICK", "1")
         .env("PORT", port.to_string())
+        // Every port the script's servers listen on, from the test's own pool: a port it
+        // derived (admin at PORT+1000) could be one handed to another test meanwhile.
+        .env("ADMIN_PORT", common::free_ports(4).to_string())
+        .env("RDV_PORT", common::free_port().to_string())
         .env("FABRIC", fabric.unwrap_or(""))
         .output()
         .expect("run fuse-run.sh");
