@@ -25,15 +25,13 @@ cargo clippy -q --workspace --all-targets -- -D warnings
 step "build"
 cargo test -q --release --workspace --no-run
 
-# Four test threads, not the default two (one per core): the cfs `it` binary's tests mostly
-# wait on timers and on the server processes they start, and those that start clusters or load
-# a server hold common::SERIAL, one at a time, whatever the thread count. Measured on a 2-core
-# machine like CI's (2026-11-26): `it` took 689 and 609 s with 2 threads, 458, 457 and 508 s
-# with 4, where the tests holding SERIAL ran back to back for 97% of the run, so more threads
-# gain nothing.
+# The default test threads (two here, one per core). Four made the cfs `it` binary faster
+# (482-561 s against 610-690 s) but, in two fresh-clone runs on 2026-11-26, each had one test
+# fail that had not failed at two (a port another test's script derived; a reply a loaded node
+# gave late; both since fixed): more load than the tests' bounds were made for.
 step "unit and integration tests"
 log=$(mktemp)
-cargo test -q --release --workspace -- --test-threads 4 2>&1 | tee "$log"
+cargo test -q --release --workspace 2>&1 | tee "$log"
 grep -E '^test result:' "$log" | awk '{p+=$4; f+=$6} END {print "cargo tests: " p " passed, " f " failed"}'
 
 step "kernel-client conformance (quick subset: ganesha baseline and cfs, both kernels)"
