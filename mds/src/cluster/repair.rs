@@ -243,6 +243,12 @@ impl Cluster {
                 self.discard_copy(ns, ino, dst).await;
                 return Err(NfsError::Delay);
             }
+            // Removed meanwhile: its data went from the recorded mirrors, and the copy goes
+            // too (as a drain move's does), not left behind on `dst`.
+            Err(FsError::NotFound | FsError::Stale(_)) => {
+                self.discard_copy(ns, ino, dst).await;
+                return Ok(());
+            }
             Err(e) => return Err(e.into()),
         }
         self.clear_degraded(ino);
