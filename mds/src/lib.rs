@@ -21,6 +21,7 @@ pub mod raft;
 pub mod recall;
 pub mod remote_delegations;
 pub mod remote_holds;
+pub mod remote_shares;
 pub mod rmtree;
 mod sec;
 pub mod server;
@@ -125,6 +126,8 @@ pub struct Mds {
     /// Where other MDS nodes may have delegated files, and this node's operations that
     /// conflict with a new delegation.
     pub remote_delegs: remote_delegations::RemoteDelegations,
+    /// Other MDS nodes' deny bits on files, and this node's opens in flight.
+    pub remote_shares: remote_shares::RemoteShares,
     /// Serialises callbacks (each back channel has one slot).
     pub callback_lock: tokio::sync::Mutex<()>,
     /// Unlinked files whose data is to go, for the reaper task (started on first use).
@@ -291,6 +294,7 @@ impl Mds {
             fresh: Default::default(),
             locks: locking::ClusterLocks::default(),
             remote_delegs: remote_delegations::RemoteDelegations::new(boot),
+            remote_shares: remote_shares::RemoteShares::new(boot),
             callback_lock: tokio::sync::Mutex::new(()),
             reaper: std::sync::OnceLock::new(),
         })
@@ -680,6 +684,7 @@ impl Server {
             tasks.push(tokio::spawn(remote_delegations::sweep(Arc::downgrade(
                 &mds,
             ))));
+            tasks.push(tokio::spawn(remote_shares::sweep(Arc::downgrade(&mds))));
         }
         if cfg.members.is_some() {
             // The root is made once shard 0 has a leader, which needs the other nodes to hear

@@ -395,6 +395,7 @@ impl PeerLocks for PeerLockCalls {
                     crate::remote_delegations::answer(&mds, from, &body).await
                 }
                 proto::peer::PEERPROC_HOLD => crate::remote_holds::answer(&mds, from, &body),
+                proto::peer::PEERPROC_SHARE => crate::remote_shares::answer(&mds, from, &body),
                 proto::peer::PEERPROC_LOCKS_HELD => {
                     let q: HeldQuery =
                         postcard::from_bytes(&body).map_err(|_| proto::peer::PEER_ERR_INVAL)?;

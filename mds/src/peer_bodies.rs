@@ -8,9 +8,10 @@ use serde::Serialize;
 use crate::cluster::holds::{HoldAnswer, HoldCall};
 use crate::locking::{HeldQuery, LockAnswer, LockCall, WireRange};
 use crate::remote_delegations::{DelegAnswer, DelegCall};
+use crate::remote_shares::{ShareAnswer, ShareCall};
 
 /// How many kinds `reencode` knows.
-pub const KINDS: u8 = 10;
+pub const KINDS: u8 = 12;
 
 /// Decodes `body` as kind `kind % KINDS`; if it decodes, encodes it again, decodes that and
 /// encodes once more: both encodings, which must be equal (a body means one value).
@@ -26,7 +27,9 @@ pub fn reencode(kind: u8, body: &[u8]) -> Option<(Vec<u8>, Vec<u8>)> {
         7 => twice::<HoldAnswer>(body),
         // PEERPROC_IN_USE's question and answer.
         8 => twice::<Vec<u64>>(body),
-        _ => twice::<Vec<bool>>(body),
+        9 => twice::<Vec<bool>>(body),
+        10 => twice::<ShareCall>(body),
+        _ => twice::<ShareAnswer>(body),
     }
 }
 

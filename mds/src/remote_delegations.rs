@@ -244,7 +244,7 @@ pub async fn recall_elsewhere(
 
 /// Whether node `node` has been unreachable so long that its clients no longer use what it
 /// gave them (the same bound the lock arbiter waits for).
-fn given_up(mds: &Mds, node: u64) -> bool {
+pub(crate) fn given_up(mds: &Mds, node: u64) -> bool {
     let Some(peers) = mds.ns.peers() else {
         return true;
     };
@@ -406,6 +406,7 @@ pub async fn answer(mds: &Arc<Mds>, from: u64, body: &[u8]) -> Result<Vec<u8>, u
             let ago = Duration::from_millis(ago_ms).saturating_sub(Duration::from_secs(1));
             if let Some(before) = Instant::now().checked_sub(ago) {
                 forget_node(mds, node, Some(before));
+                crate::remote_shares::node_gone(mds, node, before);
             }
             DelegAnswer::Done
         }
@@ -427,6 +428,7 @@ pub async fn announce_gone(mds: Arc<Mds>, node: u64, since: Instant) {
     };
     let ago_ms = u64::try_from(since.elapsed().as_millis()).unwrap_or(u64::MAX);
     forget_node(&mds, node, Some(since));
+    crate::remote_shares::node_gone(&mds, node, since);
     if let Some(c) = mds.cluster() {
         c.note_gone(node, since);
     }
@@ -462,6 +464,24 @@ pub async fn announce_gone(mds: Arc<Mds>, node: u64, since: Instant) {
     );
 }
 
+/// Per node, the files (at most `MAX_DELEG_FILES`) `table` has (node, client) entries of, for a
+/// sweep to ask that node about.
+pub(crate) fn files_by_node<V>(
+    table: &HashMap<u64, BTreeMap<(u64, u64), V>>,
+) -> BTreeMap<u64, Vec<u64>> {
+    let mut m: BTreeMap<u64, Vec<u64>> = BTreeMap::new();
+    for (ino, entries) in table {
+        let nodes: std::collections::BTreeSet<u64> = entries.keys().map(|(n, _)| *n).collect();
+        for node in nodes {
+            let v = m.entry(node).or_default();
+            if v.len() < proto::peer::MAX_DELEG_FILES {
+                v.push(*ino);
+            }
+        }
+    }
+    m
+}
+
 /// Every `SWEEP_EVERY`, asks each node with entries which of those files it still delegates,
 /// and drops the rest: delegations returned or revoked there, and grants that never happened.
 pub async fn sweep(mds: std::sync::Weak<Mds>) {
@@ -470,21 +490,7 @@ pub async fn sweep(mds: std::sync::Weak<Mds>) {
         let Some(mds) = mds.upgrade() else {
             return;
         };
-        let by_node: BTreeMap<u64, Vec<u64>> = {
-            let g = mds.remote_delegs.lock();
-            let mut m: BTreeMap<u64, Vec<u64>> = BTreeMap::new();
-            for (ino, holders) in &g.elsewhere {
-                let nodes: std::collections::BTreeSet<u64> =
-                    holders.keys().map(|(n, _)| *n).collect();
-                for node in nodes {
-                    let v = m.entry(node).or_default();
-                    if v.len() < proto::peer::MAX_DELEG_FILES {
-                        v.push(*ino);
-                    }
-                }
-            }
-            m
-        };
+        let by_node = files_by_node(&mds.remote_delegs.lock().elsewhere);
         for (node, inos) in by_node {
             match call(&mds, node, &DelegCall::Held { inos: inos.clone() }).await {
                 Some(DelegAnswer::Held { held, as_of }) => {

@@ -44,9 +44,13 @@ pub const PEERPROC_DELEG: u32 = 9;
 /// `HoldAnswer`): "fence and recall your handles and layouts of this file, and keep writers
 /// and jobs off it until I release it or the hold runs out", or "released".
 pub const PEERPROC_HOLD: u32 = 10;
+/// Share reservations across nodes (postcard `mds::remote_shares::ShareCall`, answer
+/// `ShareAnswer`): "I am about to open this file denying these", "what do you still deny on
+/// these files".
+pub const PEERPROC_SHARE: u32 = 11;
 /// The highest procedure about NFS state (the server's range check).
-pub const PEERPROC_LAST_STATE: u32 = PEERPROC_HOLD;
-/// Most files one PEERPROC_DELEG question names.
+pub const PEERPROC_LAST_STATE: u32 = PEERPROC_SHARE;
+/// Most files one PEERPROC_DELEG or PEERPROC_SHARE question names.
 pub const MAX_DELEG_FILES: usize = 4096;
 /// A new MDS node asks to join (`cfs server join`): postcard `JoinRequest` in, `JoinReply`
 /// out. The only call accepted from a node not in the address book (`from` 0, `to` 0): its MAC

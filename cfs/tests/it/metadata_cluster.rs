@@ -1088,6 +1088,269 @@ fn a_change_through_one_node_recalls_a_delegation_another_handed_out() {
     });
 }
 
+/// OPEN of file `name` in the root through `c` by open-owner `owner` with these share bits
+/// (no delegation wanted): its stateid and handle, or the status it failed with (DELAY once
+/// the client's retries ran out).
+async fn open_share(
+    c: &Client,
+    name: &str,
+    access: u32,
+    deny: u32,
+    owner: &str,
+) -> Result<(proto::nfs4::Stateid4, proto::nfs4::NfsFh4), Nfsstat4> {
+    open_share_claim(c, None, name, access, deny, owner).await
+}
+
+/// As `open_share`, or with `reclaim` the handle of the file to reclaim an open of
+/// (CLAIM_PREVIOUS) after a server's restart or a takeover.
+async fn open_share_claim(
+    c: &Client,
+    reclaim: Option<&proto::nfs4::NfsFh4>,
+    name: &str,
+    access: u32,
+    deny: u32,
+    owner: &str,
+) -> Result<(proto::nfs4::Stateid4, proto::nfs4::NfsFh4), Nfsstat4> {
+    use proto::nfs4::*;
+    let (fh, claim) = match reclaim {
+        Some(fh) => (fh, OpenClaim4::Previous(OpenDelegationType4::None)),
+        None => (c.root(), OpenClaim4::Null(proto::xdr::Opaque::from(name))),
+    };
+    let (status, res) = c
+        .compound_keep_failure(
+            client::CompoundBuilder::new()
+                .putfh(fh)
+                .op(NfsArgop4::Open(OpenArgs {
+                    seqid: 0,
+                    share_access: access | OPEN4_SHARE_ACCESS_WANT_NO_DELEG,
+                    share_deny: deny,
+                    owner: StateOwner4 {
+                        clientid: c.clientid(),
+                        owner: proto::xdr::Opaque::from(owner),
+                    },
+                    openhow: Openflag4::NoCreate,
+                    claim,
+                }))
+                .getfh(),
+        )
+        .await
+        .expect("OPEN compound");
+    if status != Nfsstat4::Ok {
+        return Err(status);
+    }
+    let sid = res.iter().find_map(|r| match r {
+        NfsResop4::Open(OpenRes::Ok(ok)) => Some(ok.stateid),
+        _ => None,
+    });
+    let fh = res.iter().find_map(|r| match r {
+        NfsResop4::Getfh(GetfhRes::Ok(ok)) => Some(ok.object.clone()),
+        _ => None,
+    });
+    Ok((sid.expect("OPEN's stateid"), fh.expect("GETFH")))
+}
+
+async fn close_share(c: &Client, (sid, fh): &(proto::nfs4::Stateid4, proto::nfs4::NfsFh4)) {
+    use proto::nfs4::*;
+    c.compound(
+        client::CompoundBuilder::new()
+            .putfh(fh)
+            .op(NfsArgop4::Close(CloseArgs {
+                seqid: 0,
+                open_stateid: *sid,
+            })),
+    )
+    .await
+    .expect("CLOSE");
+}
+
+/// Share reservations (OPEN deny modes) hold across MDS nodes, both ways: an open through one
+/// node is refused while another node's open denies its access, a deny open is refused while
+/// another node's open has the access it denies, and I/O with the anonymous stateid meets
+/// another node's deny bits. A deny whose open closed stands in nobody's way.
+#[test]
+fn share_reservations_hold_across_nodes() {
+    use proto::nfs4::*;
+    let tmp = tempfile::tempdir().unwrap();
+    let nodes = start_three(tmp.path());
+    let rt = rt();
+    rt.block_on(async {
+        let c = connect_each(&nodes, Duration::from_secs(30)).await;
+        make_file(&c[0], "f").await;
+        let (read, write, both) = (
+            OPEN4_SHARE_ACCESS_READ,
+            OPEN4_SHARE_ACCESS_WRITE,
+            OPEN4_SHARE_ACCESS_BOTH,
+        );
+        let (deny_read, deny_write) = (OPEN4_SHARE_DENY_READ, OPEN4_SHARE_DENY_WRITE);
+        // A reads through node 1 and denies writers.
+        let a = open_share(&c[0], "f", read, deny_write, "A")
+            .await
+            .expect("A's deny-write open through node 1");
+        assert_eq!(
+            open_share(&c[1], "f", write, 0, "B").await.err(),
+            Some(Nfsstat4::ShareDenied),
+            "B's write open through node 2 while A's open through node 1 denies writers"
+        );
+        assert_eq!(
+            open_share(&c[2], "f", read, deny_read, "C").await.err(),
+            Some(Nfsstat4::ShareDenied),
+            "C's deny-read open through node 3 while A reads through node 1"
+        );
+        let fh = c[2].lookup_path("/f").await.expect("lookup");
+        let (status, _) =
+            c[2].compound_keep_failure(client::CompoundBuilder::new().putfh(&fh).op(
+                NfsArgop4::Write(WriteArgs {
+                    stateid: Stateid4::default(),
+                    offset: 0,
+                    stable: StableHow4::FileSync4,
+                    data: proto::xdr::Opaque(b"anonymous".to_vec()),
+                }),
+            ))
+            .await
+            .expect("WRITE compound");
+        assert_eq!(
+            status,
+            Nfsstat4::Locked,
+            "a WRITE with the anonymous stateid through node 3 while node 1's open denies writers"
+        );
+        // Reading is not denied: B reads through node 2.
+        let b_read = open_share(&c[1], "f", read, 0, "B")
+            .await
+            .expect("B's read open through node 2 (A denies only writers)");
+        close_share(&c[1], &b_read).await;
+        close_share(&c[0], &a).await;
+        // A's deny went with its open: B's write open through node 2 gets through now.
+        let t = Instant::now();
+        let b = open_share(&c[1], "f", both, 0, "B")
+            .await
+            .expect("B's write open through node 2 once A closed");
+        eprintln!("B's write open after A's close took {:?}", t.elapsed());
+        // While B writes through node 2, a deny-write open through node 1 is refused.
+        assert_eq!(
+            open_share(&c[0], "f", read, deny_write, "A").await.err(),
+            Some(Nfsstat4::ShareDenied),
+            "A's deny-write open through node 1 while B writes through node 2"
+        );
+        close_share(&c[1], &b).await;
+        let a = open_share(&c[0], "f", read, deny_write, "A")
+            .await
+            .expect("A's deny-write open through node 1 once B closed");
+        close_share(&c[0], &a).await;
+        for cl in c {
+            let _ = cl.shutdown().await;
+        }
+    });
+}
+
+/// Kills node 1 with -9 and returns once another node serves its client address.
+fn kill_node_1_until_taken_over(nodes: &mut [Node], clients: &[SocketAddr], limit: Duration) {
+    nodes[0].kill9();
+    let t = Instant::now();
+    while TcpStream::connect_timeout(&clients[0], Duration::from_millis(200)).is_err() {
+        assert!(t.elapsed() < limit, "nobody took node 1's address over");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A client of `addr` with owner `owner` that does not wait out grace periods.
+fn client_of(
+    addr: SocketAddr,
+    owner: &[u8],
+) -> impl std::future::Future<Output = client::Result<Client>> {
+    let mut cfg = ClientConfig::new(addr);
+    cfg.retry_grace = false;
+    cfg.owner = owner.to_vec();
+    Client::connect(cfg)
+}
+
+/// Asserts that `f` has not finished after `wait` (a request DELAYed and retried).
+async fn still_waiting<T: std::fmt::Debug>(
+    wait: Duration,
+    f: impl std::future::Future<Output = T>,
+    what: &str,
+) {
+    let r = tokio::time::timeout(wait, f).await;
+    assert!(r.is_err(), "{what}: {r:?}");
+}
+
+/// A deny open of a node that dies holds up conflicting opens through the other nodes (DELAY:
+/// its node cannot be asked) until its client came back to the taker: reclaimed there, the
+/// deny stands (SHARE_DENIED, answered by the taker); closed, it is gone.
+#[test]
+fn a_dead_nodes_deny_open_holds_until_its_client_reclaimed_it_at_the_taker() {
+    use proto::nfs4::*;
+    let tmp = tempfile::tempdir().unwrap();
+    let (mut nodes, clients) = start_three_with_client_addresses(tmp.path());
+    let rt = rt();
+    let limit = Duration::from_secs(30);
+    let (read, write) = (OPEN4_SHARE_ACCESS_READ, OPEN4_SHARE_ACCESS_WRITE);
+    let (a, fh) = rt.block_on(async {
+        let a = connect(clients[0], limit).await;
+        make_file(&a, "f").await;
+        let (_, fh) = open_share(&a, "f", read, OPEN4_SHARE_DENY_WRITE, "A")
+            .await
+            .expect("A's deny-write open through node 1");
+        (a, fh)
+    });
+    kill_node_1_until_taken_over(&mut nodes, &clients, limit);
+    rt.block_on(async {
+        let through_node_3 = |owner: &[u8]| client_of(clients[2], owner);
+        // A client of its own: the wait is cut short, its slot left mid-request. DELAY,
+        // retried: still waiting when cut off (SHARE_DENIED or OK would have ended it).
+        let probe = through_node_3(b"an early writer through node 3")
+            .await
+            .expect("connect to node 3");
+        still_waiting(
+            Duration::from_secs(4),
+            open_share(&probe, "f", write, 0, "early"),
+            "B's write open through node 3 while A, not yet back, may hold node 1's deny",
+        )
+        .await;
+        let b = through_node_3(b"a writer through node 3")
+            .await
+            .expect("connect to node 3");
+        a.recover().await.expect("A reconnects to the taker");
+        let reclaimed = open_share_claim(&a, Some(&fh), "f", read, OPEN4_SHARE_DENY_WRITE, "A")
+            .await
+            .expect("A reclaims its deny-write open at the taker");
+        a.reclaim_complete().await.expect("A's RECLAIM_COMPLETE");
+        let t = Instant::now();
+        loop {
+            match open_share(&b, "f", write, 0, "B").await {
+                Err(Nfsstat4::ShareDenied) => break,
+                Err(Nfsstat4::Delay) if t.elapsed() < Duration::from_secs(20) => {}
+                other => {
+                    panic!("B's write open while A's reclaimed open denies writers: {other:?}")
+                }
+            }
+        }
+        a.compound(
+            client::CompoundBuilder::new()
+                .putfh(&fh)
+                .op(NfsArgop4::Close(CloseArgs {
+                    seqid: 0,
+                    open_stateid: reclaimed.0,
+                })),
+        )
+        .await
+        .expect("A's CLOSE at the taker");
+        let t = Instant::now();
+        let w = loop {
+            match open_share(&b, "f", write, 0, "B").await {
+                Ok(w) => break w,
+                Err(Nfsstat4::Delay) if t.elapsed() < Duration::from_secs(20) => {}
+                other => panic!("B's write open once A closed at the taker: {other:?}"),
+            }
+        };
+        eprintln!(
+            "B's write open got through {:?} after A's CLOSE",
+            t.elapsed()
+        );
+        close_share(&b, &w).await;
+        let _ = b.shutdown().await;
+    });
+}
+
 /// A delegation handed out by a node that dies holds up conflicting changes through the other
 /// nodes until its client has come back to the taker and reclaimed (a reclaim gets no
 /// delegation back), not a lease and more: the taker then tells the others the dead node's
@@ -1111,19 +1374,9 @@ fn a_dead_nodes_delegation_holds_up_writers_until_its_client_reclaimed() {
         );
         a
     });
-    nodes[0].kill9();
-    let t = Instant::now();
-    while TcpStream::connect_timeout(&clients[0], Duration::from_millis(200)).is_err() {
-        assert!(t.elapsed() < limit, "nobody took node 1's address over");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    kill_node_1_until_taken_over(&mut nodes, &clients, limit);
     rt.block_on(async {
-        let through_node_3 = |owner: &[u8]| {
-            let mut cfg = ClientConfig::new(clients[2]);
-            cfg.retry_grace = false;
-            cfg.owner = owner.to_vec();
-            Client::connect(cfg)
-        };
+        let through_node_3 = |owner: &[u8]| client_of(clients[2], owner);
         // A may still read from its cache under the delegation: a writer waits (DELAY,
         // retried). A client of its own: the wait is cut short, its slot left mid-request.
         let probe = through_node_3(b"an early writer through node 3")

@@ -52,6 +52,7 @@ async fn setattr_inner(ctx: &mut Ctx<'_>, a: &SetattrArgs) -> NfsResult<Bitmap> 
         ctx.mds.state.check_io(&sid, i.ino, true)?;
         if crate::state::is_special(&sid) {
             ctx.require(&i, 2)?;
+            super::io::anonymous_io(ctx.mds, i.ino, true).await?;
         }
     }
     check_setattr_permission(ctx, &i, &s)?;

@@ -9,7 +9,7 @@ use proto::nfs4::fileops::*;
 use proto::xdr::Opaque;
 
 /// The current file as a regular file that `sid` may read or write.
-pub fn io_target(
+pub async fn io_target(
     ctx: &Ctx<'_>,
     sid: &Stateid4,
     write: bool,
@@ -25,11 +25,27 @@ pub fn io_target(
     ctx.mds.state.check_io(&sid, i.ino, write)?;
     if crate::state::is_special(&sid) {
         ctx.require(&i, if write { 2 } else { 4 })?;
+        anonymous_io(ctx.mds, i.ino, write).await?;
     }
     if write {
         ctx.writable()?;
     }
     Ok((i, sid))
+}
+
+/// I/O outside any open (a special stateid) meets the deny bits of other MDS nodes' opens too,
+/// as `StateManager::check_io` checks this node's: LOCKED, as knfsd answers.
+pub async fn anonymous_io(
+    mds: &std::sync::Arc<crate::Mds>,
+    ino: u64,
+    write: bool,
+) -> NfsResult<()> {
+    let access = if write { 2 } else { 1 };
+    match crate::remote_shares::begin_open(mds, ino, access, 0, 0, false).await {
+        Ok(_) => Ok(()),
+        Err(NfsError::ShareDenied) => Err(NfsError::Locked),
+        Err(e) => Err(e),
+    }
 }
 
 pub async fn read(ctx: &mut Ctx<'_>, a: &ReadArgs) -> ReadRes {
@@ -40,7 +56,7 @@ pub async fn read(ctx: &mut Ctx<'_>, a: &ReadArgs) -> ReadRes {
 }
 
 async fn read_inner(ctx: &mut Ctx<'_>, a: &ReadArgs) -> NfsResult<ReadResOk> {
-    let (i, sid) = io_target(ctx, &a.stateid, false)?;
+    let (i, sid) = io_target(ctx, &a.stateid, false).await?;
     let count = a.count.min(crate::MAX_IO);
     ctx.mds
         .state
@@ -68,7 +84,7 @@ pub async fn write_owned(ctx: &mut Ctx<'_>, a: WriteArgs) -> WriteRes {
 }
 
 async fn write_inner(ctx: &mut Ctx<'_>, a: WriteArgs) -> NfsResult<WriteResOk> {
-    let (i, sid) = io_target(ctx, &a.stateid, true)?;
+    let (i, sid) = io_target(ctx, &a.stateid, true).await?;
     let _busy = crate::recall::recall_and_wait(ctx.mds, &[i.ino], ctx.clientid).await?;
     let len = a.data.len() as u64;
     let end = a

@@ -129,7 +129,7 @@ async fn dispatch_op(ctx: &mut Ctx<'_>, op: &A) -> R {
         A::ReadPlus(a) => R::ReadPlus(Box::pin(v42::read_plus(ctx, a)).await),
         A::Copy(a) => R::Copy(Box::pin(v42::copy(ctx, a)).await),
         A::Clone(a) => R::Clone(status(Box::pin(v42::clone(ctx, a)).await)),
-        A::IoAdvise(a) => R::IoAdvise(v42::io_advise(ctx, a)),
+        A::IoAdvise(a) => R::IoAdvise(v42::io_advise(ctx, a).await),
         // pNFS
         A::Layoutget(a) => R::Layoutget(pnfs::layoutget(ctx, a).await),
         A::Getdeviceinfo(a) => R::Getdeviceinfo(pnfs::getdeviceinfo(ctx, a)),

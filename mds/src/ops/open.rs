@@ -136,10 +136,16 @@ async fn open_inner(ctx: &mut Ctx<'_>, a: &OpenArgs) -> NfsResult<OpenResOk> {
     } else {
         None
     };
+    // Held until this open is in the state: another node's deny open waits until then, and
+    // this one does not start while another node's open denies it (`remote_shares`).
+    let share =
+        crate::remote_shares::begin_open(ctx.mds, t.file.ino, access, deny, clientid, reclaim)
+            .await?;
     let opened =
         ctx.mds
             .state
             .open(clientid, a.owner.owner.as_bytes(), t.file.ino, access, deny)?;
+    drop(share);
     // Read-only opens may cache: grant a read delegation when nobody else writes the file
     // and the client can be called back. With several MDS nodes, once every other node has
     // taken note, so that a change through it recalls the delegation

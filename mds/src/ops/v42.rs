@@ -11,7 +11,7 @@ use proto::xdr::Opaque;
 
 pub async fn seek(ctx: &mut Ctx<'_>, a: &SeekArgs) -> SeekRes {
     let r = async {
-        let (i, _) = io_target(ctx, &a.sa_stateid, false)?;
+        let (i, _) = io_target(ctx, &a.sa_stateid, false).await?;
         let what = match a.sa_what {
             0 => SeekWhat::Data,
             1 => SeekWhat::Hole,
@@ -54,7 +54,7 @@ async fn grow_to(ctx: &Ctx<'_>, ino: u64, end: u64) -> NfsResult<()> {
 }
 
 pub async fn allocate(ctx: &mut Ctx<'_>, a: &AllocateArgs) -> NfsResult<()> {
-    let (i, _) = io_target(ctx, &a.aa_stateid, true)?;
+    let (i, _) = io_target(ctx, &a.aa_stateid, true).await?;
     let end = a
         .aa_offset
         .checked_add(a.aa_length)
@@ -67,7 +67,7 @@ pub async fn allocate(ctx: &mut Ctx<'_>, a: &AllocateArgs) -> NfsResult<()> {
 }
 
 pub async fn deallocate(ctx: &mut Ctx<'_>, a: &DeallocateArgs) -> NfsResult<()> {
-    let (i, _) = io_target(ctx, &a.da_stateid, true)?;
+    let (i, _) = io_target(ctx, &a.da_stateid, true).await?;
     a.da_offset
         .checked_add(a.da_length)
         .ok_or(NfsError::Inval)?;
@@ -81,7 +81,7 @@ pub async fn deallocate(ctx: &mut Ctx<'_>, a: &DeallocateArgs) -> NfsResult<()> 
 
 pub async fn read_plus(ctx: &mut Ctx<'_>, a: &ReadPlusArgs) -> ReadPlusRes {
     let r = async {
-        let (i, sid) = io_target(ctx, &a.rpa_stateid, false)?;
+        let (i, sid) = io_target(ctx, &a.rpa_stateid, false).await?;
         let count = a.rpa_count.min(crate::MAX_IO);
         ctx.mds
             .state
@@ -116,16 +116,16 @@ pub async fn read_plus(ctx: &mut Ctx<'_>, a: &ReadPlusArgs) -> ReadPlusRes {
 }
 
 /// Source and destination of COPY/CLONE: saved and current file handles.
-fn copy_ends(
+async fn copy_ends(
     ctx: &mut Ctx<'_>,
     src_sid: &Stateid4,
     dst_sid: &Stateid4,
 ) -> NfsResult<(crate::namespace::Inode, crate::namespace::Inode)> {
-    let dst = io_target(ctx, dst_sid, true)?.0;
+    let dst = io_target(ctx, dst_sid, true).await?.0;
     let saved = ctx.sfh.ok_or(NfsError::NoFileHandle)?;
     let cur = ctx.cfh;
     ctx.cfh = Some(saved);
-    let src = io_target(ctx, src_sid, false);
+    let src = io_target(ctx, src_sid, false).await;
     ctx.cfh = cur;
     Ok((src?.0, dst))
 }
@@ -135,7 +135,7 @@ pub async fn copy(ctx: &mut Ctx<'_>, a: &CopyArgs) -> CopyRes {
         return CopyRes::Err(NfsError::NotSupp.code());
     }
     let r = async {
-        let (src, dst) = copy_ends(ctx, &a.ca_src_stateid, &a.ca_dst_stateid)?;
+        let (src, dst) = copy_ends(ctx, &a.ca_src_stateid, &a.ca_dst_stateid).await?;
         if a.ca_src_offset > src.size {
             return Err(NfsError::Inval);
         }
@@ -168,7 +168,7 @@ pub async fn copy(ctx: &mut Ctx<'_>, a: &CopyArgs) -> CopyRes {
 }
 
 pub async fn clone(ctx: &mut Ctx<'_>, a: &CloneArgs) -> NfsResult<()> {
-    let (src, dst) = copy_ends(ctx, &a.cl_src_stateid, &a.cl_dst_stateid)?;
+    let (src, dst) = copy_ends(ctx, &a.cl_src_stateid, &a.cl_dst_stateid).await?;
     let count = if a.cl_count == 0 {
         src.size.saturating_sub(a.cl_src_offset)
     } else {
@@ -201,8 +201,8 @@ async fn copy_range(
 }
 
 /// Hints are advice; none is acted on, and the reply says so with an empty set.
-pub fn io_advise(ctx: &mut Ctx<'_>, a: &IoAdviseArgs) -> IoAdviseRes {
-    match io_target(ctx, &a.iaa_stateid, false) {
+pub async fn io_advise(ctx: &mut Ctx<'_>, a: &IoAdviseArgs) -> IoAdviseRes {
+    match io_target(ctx, &a.iaa_stateid, false).await {
         Ok(_) => IoAdviseRes::Ok(IoAdviseResOk {
             ior_hints: Vec::new(),
         }),

@@ -118,7 +118,7 @@ async fn answer(ns: &Namespace, proc_: u32, a: PeerArgs) -> PeerRes {
             _ => PeerRes::Err(PEER_ERR_INVAL),
         },
         PEERPROC_READ_INDEX => ok(&super::fresh::read_index(&raft).await),
-        PEERPROC_LOCK | PEERPROC_LOCKS_HELD | PEERPROC_DELEG | PEERPROC_HOLD => {
+        PEERPROC_LOCK | PEERPROC_LOCKS_HELD | PEERPROC_DELEG | PEERPROC_HOLD | PEERPROC_SHARE => {
             match ns.answer_lock_call(a.from, proc_, a.body.0).await {
                 Ok(b) if b.len() <= MAX_PEER_BODY => PeerRes::Ok(Opaque(b)),
                 Ok(_) => PeerRes::Err(PEER_ERR_INVAL),
