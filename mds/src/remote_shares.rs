@@ -25,6 +25,8 @@
 //!   notes again from the taker, so the others see the deny there.
 //! - A note of the opening client's own does not stand in its way: after its node died, its
 //!   client id lives on at the taker (`state::adopt`) and reclaims the open the note is of.
+//!   So two open-owners of one client, one on each node, are not checked against each other
+//!   across nodes; only a takeover puts one client's opens on two nodes.
 //! - A sweep asks each noting node which of its notes still hold, to keep the table small.
 //!
 //! One node (no peers): none of this runs.
