@@ -214,18 +214,37 @@ pub async fn begin_open(
             held: Some((mds.clone(), ino, id)),
         }
     };
-    let mut rounds = 0;
+    settle_notes(mds, ino, access, clientid, reclaim).await?;
+    if deny != 0 {
+        let others: Vec<u64> = peers
+            .nodes()
+            .into_keys()
+            .filter(|n| *n != peers.me())
+            .collect();
+        note_everywhere(mds, &others, ino, access, deny, clientid, reclaim).await?;
+    }
+    Ok(pending)
+}
+
+/// Ok once no other node's note on `ino` denies `access` (but client `clientid`'s own): each
+/// node whose note does is asked what it still denies.
+async fn settle_notes(
+    mds: &Arc<Mds>,
+    ino: u64,
+    access: u32,
+    clientid: u64,
+    reclaim: bool,
+) -> NfsResult<()> {
     // Nodes a reclaim does not wait for.
     let mut unasked = BTreeSet::new();
-    loop {
+    for round in 0..=ASK_ROUNDS {
         let mut nodes = mds.remote_shares.lock().denying(ino, access, clientid);
         nodes.retain(|n| !unasked.contains(n));
         if nodes.is_empty() {
-            break;
+            return Ok(());
         }
-        rounds += 1;
-        if rounds > ASK_ROUNDS {
-            return Err(NfsError::Delay);
+        if round == ASK_ROUNDS {
+            break;
         }
         let ask = ShareCall::Denies {
             files: vec![(ino, access)],
@@ -258,19 +277,26 @@ pub async fn begin_open(
             return Err(NfsError::Delay);
         }
     }
-    if deny == 0 {
-        return Ok(pending);
-    }
+    // New notes kept coming in while this open asked.
+    Err(NfsError::Delay)
+}
+
+/// Ok once every node in `others` has taken note of this node's open of `ino` that denies
+/// `deny`: SHARE_DENIED if one has a conflicting open, DELAY if one is busy or does not answer.
+async fn note_everywhere(
+    mds: &Arc<Mds>,
+    others: &[u64],
+    ino: u64,
+    access: u32,
+    deny: u32,
+    clientid: u64,
+    reclaim: bool,
+) -> NfsResult<()> {
     let number = {
         let mut g = mds.remote_shares.lock();
         g.last_note += 1;
         g.last_note
     };
-    let others: Vec<u64> = peers
-        .nodes()
-        .into_keys()
-        .filter(|n| *n != peers.me())
-        .collect();
     let note = ShareCall::Note {
         ino,
         access,
@@ -280,13 +306,13 @@ pub async fn begin_open(
     };
     let answers = futures::future::join_all(others.iter().map(|n| call(mds, *n, &note))).await;
     let mut delay = false;
-    for (node, answer) in others.into_iter().zip(answers) {
+    for (node, answer) in others.iter().zip(answers) {
         match answer {
             Some(ShareAnswer::Noted) => {}
             Some(ShareAnswer::Refused { busy: false }) => return Err(NfsError::ShareDenied),
             // A node past the grace, or dead with its clients moved, has no opens that
-            // could conflict.
-            None if reclaim || no_opens_at(mds, node) => {}
+            // could conflict; nor any that conflicts with a reclaimed one.
+            None if reclaim || no_opens_at(mds, *node) => {}
             _ => delay = true,
         }
     }
@@ -294,7 +320,7 @@ pub async fn begin_open(
         tracing::debug!(ino, "deny open: another MDS node is busy or did not answer");
         return Err(NfsError::Delay);
     }
-    Ok(pending)
+    Ok(())
 }
 
 /// Node `node` died and its clients moved (to this node, which took its address over at `at`,
@@ -323,7 +349,7 @@ fn no_opens_at(mds: &Mds, node: u64) -> bool {
 }
 
 /// Drops every note of `node` (recorded before `before`, if given).
-pub fn forget_node(mds: &Mds, node: u64, before: Option<Instant>) {
+fn forget_node(mds: &Mds, node: u64, before: Option<Instant>) {
     let mut g = mds.remote_shares.lock();
     g.denied.retain(|_, notes| {
         notes.retain(|(n, _), (_, _, at)| *n != node || before.is_some_and(|b| *at >= b));

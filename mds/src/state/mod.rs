@@ -122,9 +122,10 @@ struct Inner {
     /// Owners the previous instance knew that have not yet sent RECLAIM_COMPLETE: only they
     /// may reclaim, and grace ends early when none is left.
     awaiting_reclaim: BTreeSet<Vec<u8>>,
-    /// Those of them that are dead nodes' clients this node took over (`begin_takeover`):
-    /// not this node's own records, so the check of those after a restart leaves them be.
-    taken_over: BTreeSet<Vec<u8>>,
+    /// Those of them that are dead nodes' clients this node took over (`begin_takeover`)
+    /// before it checked its own records after its start (`keep_reclaimers`, which takes
+    /// this: None once it has run): not among those records, so that check leaves them be.
+    taken_over: Option<BTreeSet<Vec<u8>>>,
     /// Files and directories whose delegations were recalled lately, and when: no new
     /// delegation there for `RECALL_BACKOFF`, or a reader and a writer taking turns would
     /// pay a recall (and the writer a DELAY) on every turn.
@@ -286,7 +287,7 @@ impl StateManager {
                 grace_blocks_all: grace_until.is_some(),
                 grace_until,
                 awaiting_reclaim: previous,
-                taken_over: BTreeSet::new(),
+                taken_over: Some(BTreeSet::new()),
                 recalled_lately: HashMap::new(),
                 drc_reserved: 0,
                 revoked: HashMap::new(),
@@ -398,8 +399,10 @@ impl StateManager {
         g.grace_until = Some(g.grace_until.map_or(until, |t| t.max(until)));
         for o in owners {
             g.db.recorded(&o);
-            g.awaiting_reclaim.insert(o.clone());
-            g.taken_over.insert(o);
+            if let Some(t) = &mut g.taken_over {
+                t.insert(o.clone());
+            }
+            g.awaiting_reclaim.insert(o);
         }
     }
 
@@ -412,7 +415,7 @@ impl StateManager {
         let mut g = self.lock();
         let g = &mut *g;
         let before = g.awaiting_reclaim.len();
-        let taken_over = &g.taken_over;
+        let taken_over = g.taken_over.take().unwrap_or_default();
         g.awaiting_reclaim
             .retain(|o| records.contains(o) || taken_over.contains(o));
         let gone: Vec<Vec<u8>> =
@@ -459,7 +462,6 @@ impl StateManager {
         g.grace_until = None;
         g.grace_blocks_all = false;
         let awaiting = std::mem::take(&mut g.awaiting_reclaim);
-        g.taken_over.clear();
         // A client that came back but has not sent RECLAIM_COMPLETE is still a client.
         let gone: Vec<Vec<u8>> = awaiting
             .into_iter()
@@ -953,10 +955,8 @@ impl StateManager {
         };
         if is_special(sid) {
             // I/O outside any open meets every open's deny bits; a courtesy client's go.
-            while let Some(c) = Self::share_conflict(&g, 0, &[], ino, need, 0) {
-                if !self.expire_if_lapsed(&mut g, c) {
-                    return Err(NfsError::Locked);
-                }
+            if self.share_conflict_left(&mut g, 0, &[], ino, need, 0) {
+                return Err(NfsError::Locked);
             }
             return Ok(());
         }
@@ -1048,6 +1048,25 @@ impl StateManager {
         })
     }
 
+    /// Whether another open of `ino` still conflicts with these share bits once every
+    /// courtesy client in the way is expired.
+    fn share_conflict_left(
+        &self,
+        g: &mut Inner,
+        clientid: u64,
+        owner: &[u8],
+        ino: u64,
+        access: u32,
+        deny: u32,
+    ) -> bool {
+        while let Some(c) = Self::share_conflict(g, clientid, owner, ino, access, deny) {
+            if !self.expire_if_lapsed(g, c) {
+                return true;
+            }
+        }
+        false
+    }
+
     pub fn open(
         &self,
         clientid: u64,
@@ -1059,10 +1078,8 @@ impl StateManager {
         let mut g = self.lock();
         // Share reservations (RFC 8881 §9.7) against every other open of the file; a courtesy
         // client in the way is expired.
-        while let Some(c) = Self::share_conflict(&g, clientid, owner, ino, access, deny) {
-            if !self.expire_if_lapsed(&mut g, c) {
-                return Err(NfsError::ShareDenied);
-            }
+        if self.share_conflict_left(&mut g, clientid, owner, ino, access, deny) {
+            return Err(NfsError::ShareDenied);
         }
         let key = (clientid, owner.to_vec(), ino);
         if let Some(other) = g.open_index.get(&key).copied() {
@@ -1517,24 +1534,14 @@ impl StateManager {
     /// Whether an open here conflicts with another node's open of `ino` with these share bits
     /// (`remote_shares`); a courtesy client in the way is expired, as for a local open.
     pub fn share_blocked(&self, ino: u64, access: u32, deny: u32) -> bool {
-        let mut g = self.lock();
-        while let Some(c) = Self::share_conflict(&g, 0, &[], ino, access, deny) {
-            if !self.expire_if_lapsed(&mut g, c) {
-                return true;
-            }
-        }
-        false
+        self.share_conflict_left(&mut self.lock(), 0, &[], ino, access, deny)
     }
 
     /// What the opens of `ino` here deny, once courtesy clients whose opens deny `access`
     /// (another node's open that asks) are expired.
     pub fn deny_bits(&self, ino: u64, access: u32) -> u32 {
         let mut g = self.lock();
-        while let Some(c) = Self::share_conflict(&g, 0, &[], ino, access, 0) {
-            if !self.expire_if_lapsed(&mut g, c) {
-                break;
-            }
-        }
+        self.share_conflict_left(&mut g, 0, &[], ino, access, 0);
         let Some(f) = g.files.get(&ino) else {
             return 0;
         };
