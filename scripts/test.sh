@@ -22,8 +22,15 @@ cargo clippy -q --workspace --all-targets -- -D warnings
 # here compiled most of the workspace a second time in the test step (~6 min of a 49 minute CI
 # run, 2026-11-24). The cfs binary this leaves in target/release is the one the tests and the
 # conformance step run.
+#
+# Examples (benchmarks and load generators) are not built here: clippy --all-targets has
+# checked them, and building them took ~110 s of compile per CI run (2026-11-26: a CI run
+# of 46.9 min). `--tests` builds every library's and binary's unit tests and every
+# integration test. The one example a test runs (ds_node, kill -9 of a data server in its
+# own process) is built beside them.
 step "build"
-cargo test -q --release --workspace --no-run
+cargo test -q --release --workspace --tests --no-run
+cargo build -q --release -p ds --example ds_node
 
 # The default test threads (two here, one per core). Four made the cfs `it` binary faster
 # (482-561 s against 610-690 s) but, in two fresh-clone runs on 2026-11-26, each had one test
@@ -31,7 +38,8 @@ cargo test -q --release --workspace --no-run
 # gave late; both since fixed): more load than the tests' bounds were made for.
 step "unit and integration tests"
 log=$(mktemp)
-cargo test -q --release --workspace 2>&1 | tee "$log"
+cargo test -q --release --workspace --tests 2>&1 | tee "$log"
+cargo test -q --release --workspace --doc 2>&1 | tee -a "$log"
 grep -E '^test result:' "$log" | awk '{p+=$4; f+=$6} END {print "cargo tests: " p " passed, " f " failed"}'
 
 step "kernel-client conformance (quick subset: ganesha baseline and cfs, both kernels)"

@@ -3,17 +3,15 @@ mod admin;
 mod admin_cli;
 mod admin_http;
 mod cluster_up;
-mod config;
 mod files;
 mod gateway;
-mod http_client;
-mod kerberos;
 mod mds_join;
 mod mount;
 mod progress;
 mod serve;
-mod timefmt;
 
+// Modules of the library (`lib.rs`), kept reachable as `crate::…` from the rest.
+use cfs::{config, http_client, kerberos, timefmt};
 use clap::{CommandFactory, Parser, Subcommand};
 use std::path::PathBuf;
 use std::process::ExitCode;

@@ -235,6 +235,7 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
                 only: checks_for_any_server()
                     .map(|v| v.into_iter().filter(|s| *s != "posix-diff").collect()),
                 scenario_vers: CI_GANESHA_V41_ONLY.to_vec(),
+                scenario_kernels: Vec::new(),
             }];
             if std::env::var("CFS_CONFORMANCE").as_deref() == Ok("1") {
                 servers.push(ServerPlan {
@@ -243,6 +244,7 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
                     versions: vec!["4.1".into(), "4.2".into()],
                     only: checks_for_any_server(),
                     scenario_vers: CI_V41_ONLY.to_vec(),
+                    scenario_kernels: Vec::new(),
                 });
                 // pNFS: 1 MDS + 3 data servers; its pnfs case checks where the bytes went. All
                 // six checks took 7 min here (2026-11-22), so CI keeps the ones whose data or
@@ -254,6 +256,11 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
                     versions: vec!["4.1".into(), "4.2".into()],
                     only: Some(CI_CLUSTER_SCENARIOS.to_vec()),
                     scenario_vers: CI_V41_ONLY.to_vec(),
+                    // one kernel each (2026-11-26: CI took 46.9 min); both run under `run`
+                    scenario_kernels: vec![
+                        ("pnfs-fault", KernelKind::Sid),
+                        ("pnfs-cross", KernelKind::Bookworm),
+                    ],
                 });
                 // Three MDS nodes (every metadata shard a Raft group over them) and three
                 // data servers: posix at 4.2 through the first node, its changes replicated
@@ -267,23 +274,28 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
                     versions: vec!["4.2".into()],
                     only: Some(vec!["posix", "twoclient", "mds-leader-fault", "mds-fault"]),
                     scenario_vers: Vec::new(),
+                    scenario_kernels: Vec::new(),
                 });
                 // Erasure-coded files, both geometries: written, encoded (the host waits for
                 // the shards), read after a remount (striped on sid, assembled on bookworm),
                 // overwritten (copied back to mirrors, encoded again) and removed (~42 s per
                 // kernel each, measured 2026-11-24). posix and integrity on these kinds never
-                // meet an encoded file at quick size, so they are left to `run`.
+                // meet an encoded file at quick size, so they are left to `run`. One kernel per
+                // geometry (CI took 46.9 min on 2026-11-26): 2+1 read assembled by bookworm,
+                // 4+2 striped by sid, the wider geometry on the harder read path.
                 servers.push(ServerPlan {
                     spec: ServerSpec::CfsClusterEc(3),
                     versions: vec!["4.1".into()],
                     only: Some(vec!["encoded"]),
                     scenario_vers: Vec::new(),
+                    scenario_kernels: vec![("encoded", KernelKind::Bookworm)],
                 });
                 servers.push(ServerPlan {
                     spec: ServerSpec::CfsClusterEc(6),
                     versions: vec!["4.2".into()],
                     only: Some(vec!["encoded"]),
                     scenario_vers: Vec::new(),
+                    scenario_kernels: vec![("encoded", KernelKind::Sid)],
                 });
                 // NFSv3 through the gateway, both kinds: posix and mixed (v3 and v4.1 guests
                 // on the same files, NLM against NFSv4 locks) beside the MDS, and the gateway
@@ -293,12 +305,14 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
                     versions: vec!["3".into()],
                     only: Some(vec!["posix", "mixed"]),
                     scenario_vers: Vec::new(),
+                    scenario_kernels: Vec::new(),
                 });
                 servers.push(ServerPlan {
                     spec: ServerSpec::CfsClusterGateway,
                     versions: vec!["3".into()],
                     only: Some(vec!["gateway-fault"]),
                     scenario_vers: Vec::new(),
+                    scenario_kernels: Vec::new(),
                 });
             }
             let code = run_plan(ci_plan(servers), json.clone(), None)?;
@@ -314,6 +328,7 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
                 versions: vec!["4.1".into()],
                 only: Some(vec!["posix"]),
                 scenario_vers: Vec::new(),
+                scenario_kernels: Vec::new(),
             }]);
             kerberos::start("krb5p")?;
             let krb = run_plan(plan, json.map(|p| p.with_extension("krb5p.json")), None);
@@ -388,6 +403,7 @@ fn plan_from(a: &RunArgs, bench: bool) -> Result<Plan> {
                 versions: versions.clone(),
                 only: None,
                 scenario_vers: Vec::new(),
+                scenario_kernels: Vec::new(),
             })
         })
         .collect::<Result<Vec<_>>>()?;

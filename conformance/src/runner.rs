@@ -21,14 +21,22 @@ pub struct ServerPlan {
     pub only: Option<Vec<&'static str>>,
     /// these scenarios only at these versions (CI runs posix-diff at one version per kernel)
     pub scenario_vers: Vec<(&'static str, &'static [&'static str])>,
+    /// these scenarios only on this kernel (CI runs its longest cluster scenarios on one
+    /// kernel each; `run` runs them on both)
+    pub scenario_kernels: Vec<(&'static str, KernelKind)>,
 }
 
 impl ServerPlan {
-    /// Whether scenario `s` runs at version `v` (`scenario_vers` restricts some scenarios).
-    fn runs_at(&self, s: &Scenario, v: &str) -> bool {
+    /// Whether scenario `s` runs on kernel `k` at version `v` (`scenario_vers` and
+    /// `scenario_kernels` restrict some scenarios).
+    fn runs_at(&self, s: &Scenario, k: KernelKind, v: &str) -> bool {
         self.scenario_vers
             .iter()
             .all(|(n, vs)| *n != s.name || vs.contains(&v))
+            && self
+                .scenario_kernels
+                .iter()
+                .all(|(n, only)| *n != s.name || *only == k)
     }
 
     fn scenarios<'a>(&self, plan: &'a Plan) -> Vec<&'a Scenario> {
@@ -115,7 +123,7 @@ pub fn execute(plan: &Plan) -> Vec<CaseResult> {
                 // one refused mount answers the question for the rest of this kernel/version
                 let mut refused: Option<CaseResult> = None;
                 for s in &scenarios {
-                    if !sp.runs_at(s, v) {
+                    if !sp.runs_at(s, k, v) {
                         continue;
                     }
                     if let Some(r) = &refused {
@@ -857,6 +865,7 @@ mod tests {
     use super::ServerPlan;
     use crate::scenario;
     use crate::server::ServerSpec;
+    use crate::setup::KernelKind;
 
     #[test]
     fn scenario_vers_restricts_only_the_named_scenario() {
@@ -865,12 +874,31 @@ mod tests {
             versions: vec!["4.1".into(), "4.2".into()],
             only: None,
             scenario_vers: vec![("posix-diff", &["4.1"])],
+            scenario_kernels: Vec::new(),
         };
         let diff = scenario::find("posix-diff").expect("posix-diff exists");
         let posix = scenario::find("posix").expect("posix exists");
-        assert!(sp.runs_at(diff, "4.1"));
-        assert!(!sp.runs_at(diff, "4.2"));
-        assert!(sp.runs_at(posix, "4.1"));
-        assert!(sp.runs_at(posix, "4.2"));
+        let k = KernelKind::Sid;
+        assert!(sp.runs_at(diff, k, "4.1"));
+        assert!(!sp.runs_at(diff, k, "4.2"));
+        assert!(sp.runs_at(posix, k, "4.1"));
+        assert!(sp.runs_at(posix, k, "4.2"));
+    }
+
+    #[test]
+    fn scenario_kernels_restricts_only_the_named_scenario() {
+        let sp = ServerPlan {
+            spec: ServerSpec::CfsCluster,
+            versions: vec!["4.1".into()],
+            only: None,
+            scenario_vers: Vec::new(),
+            scenario_kernels: vec![("pnfs-fault", KernelKind::Sid)],
+        };
+        let fault = scenario::find("pnfs-fault").expect("pnfs-fault exists");
+        let posix = scenario::find("posix").expect("posix exists");
+        assert!(sp.runs_at(fault, KernelKind::Sid, "4.1"));
+        assert!(!sp.runs_at(fault, KernelKind::Bookworm, "4.1"));
+        assert!(sp.runs_at(posix, KernelKind::Bookworm, "4.1"));
+        assert!(sp.runs_at(posix, KernelKind::Sid, "4.1"));
     }
 }

@@ -4,7 +4,7 @@
 //! (`ClusterSecret::admin_token`; `cfs admin token` prints it); without it: 401. The console's
 //! page itself holds no data and is served to anyone; its script asks for the token.
 mod api;
-pub mod names;
+pub use cfs::op_names as names;
 mod prom;
 
 use std::collections::VecDeque;

@@ -2,9 +2,8 @@
 //! `tests/NAME.rs` binary, and each cost ~12 s of compile and link in CI's build step (and
 //! compiled `common` again). Run one module with `cargo test --release -p mds --test it NAME::`.
 //!
-//! Still its own binary: `reply_cache_memory.rs`, which measures the growth of its own
-//! process's RSS around an in-process server; other tests' servers in the same process would
-//! count against its ceiling.
+//! `reply_cache_memory` measures the growth of a process's RSS around an in-process server, so
+//! its test runs this binary again with only itself (other tests' servers would count).
 #[path = "../common/mod.rs"]
 mod common;
 
@@ -22,5 +21,6 @@ mod open_unlinked;
 mod pnfs;
 mod posix_perm;
 mod reclaim_records;
+mod reply_cache_memory;
 mod secinfo;
 mod session_limits;
