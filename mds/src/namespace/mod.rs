@@ -368,6 +368,7 @@ struct Inner {
     /// The other MDS nodes, in a multi-node cluster.
     peers: Option<Arc<crate::raft::network::Peers>>,
     incoming: crate::raft::service::IncomingSnapshots,
+    leases: crate::raft::fresh::Leases,
     /// Set once this node was drained from the metadata service (`raft::members`).
     drained: tokio::sync::watch::Sender<bool>,
     /// `Options::reclaim_trees`.
@@ -538,6 +539,7 @@ impl Namespace {
                 leadership: Mutex::new(Vec::new()),
                 peers,
                 incoming: Default::default(),
+                leases: Default::default(),
                 drained: tokio::sync::watch::Sender::new(false),
                 reclaim: opts.reclaim_trees,
                 reclaim_from: Mutex::new(rmtree::Cursor::default()),
@@ -1025,6 +1027,19 @@ impl Namespace {
 
     pub(crate) fn incoming_snapshots(&self) -> &crate::raft::service::IncomingSnapshots {
         &self.inner.incoming
+    }
+
+    /// The read leases of the shards this node leads (`raft::fresh`).
+    pub fn leases(&self) -> &crate::raft::fresh::Leases {
+        &self.inner.leases
+    }
+
+    /// The index of the last entry of `shard` this node knows committed (`None`: none, or no
+    /// replica of the shard here).
+    pub(crate) fn committed(&self, shard: ShardId) -> Option<u64> {
+        let log = self.inner.log.shard(shard).ok()?;
+        let mem = log.mem().ok()?;
+        mem.committed.map(|c| c.index)
     }
 
     /// This node's id (1 in a one-node cluster).

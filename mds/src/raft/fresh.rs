@@ -11,12 +11,26 @@
 //! Concurrent reads of a shard share one check: a read waits for a check that began after the
 //! read arrived, and one check answers every read that arrived before it began. Called from
 //! the compound runner only (once per shard per COMPOUND), never inside `apply`.
+//!
+//! A leader's check also buys it a lease (`Leases`, Raft thesis §6.4.1): for `LEASE` after a
+//! check began, the leader answers its own reads, and followers' read-index questions, with
+//! no heartbeat round, as long as its Raft core says it still leads in the same vote. Why no
+//! other node can lead meanwhile: the check's round was taken by a majority of voters after it
+//! began, and openraft has each of them refuse every vote for `election_timeout_max` (3 s)
+//! after it last took an append of its leader (`Engine::handle_vote_req`). The leader's own
+//! vote is the one way around that (a hand-over, `raft::handover`, or a candidate whose log is
+//! as long as its own): it is granted inside the leader's Raft core, which stops leading
+//! before it answers, and the lease is asked of that same core (`with_raft_state`), so a read
+//! that follows the grant sees a follower and takes the round. Every write acknowledged so far
+//! is in the leader's replica (a write is answered once applied there), and a check applies
+//! what earlier terms committed before it buys the lease, so a read under the lease sees all.
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use openraft::error::{CheckIsLeaderError, RaftError};
+use openraft::{ServerState, Vote};
 use thiserror::Error;
 
 use super::types::Raft;
@@ -24,6 +38,90 @@ use crate::namespace::{Namespace, ShardId};
 
 /// How long one check may take: past it the read is refused (the client retries).
 const CHECK_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// How long after a check began its leader answers reads without another round: a third of
+/// the voters' 3 s (`election_timeout_max`, openraft's leader lease), room for clocks that run
+/// at different rates and a node paused mid-read.
+pub const LEASE: Duration = Duration::from_millis(1000);
+
+/// The read leases of the shards this node led at its last check of each, and how reads were
+/// answered (for the tests and the benchmark's accounting).
+#[derive(Default)]
+pub struct Leases {
+    by_shard: Mutex<HashMap<u16, Lease>>,
+    /// Heartbeat rounds this node's checks took as leader, and reads its leases answered.
+    rounds: AtomicU64,
+    leased: AtomicU64,
+}
+
+#[derive(Clone, Debug)]
+struct Lease {
+    /// The vote this node led in when the check began.
+    vote: Vote<u64>,
+    until: Instant,
+}
+
+impl Leases {
+    /// The lease of `shard` if it has not run out.
+    fn current(&self, shard: ShardId) -> Option<Lease> {
+        let all = self.by_shard.lock().unwrap_or_else(|p| p.into_inner());
+        all.get(&shard.0)
+            .filter(|l| Instant::now() < l.until)
+            .cloned()
+    }
+
+    /// A check that began at `began` while this node led in `vote` succeeded.
+    fn grant(&self, shard: ShardId, vote: Vote<u64>, began: Instant) {
+        self.rounds.fetch_add(1, Ordering::Relaxed);
+        let mut all = self.by_shard.lock().unwrap_or_else(|p| p.into_inner());
+        all.insert(
+            shard.0,
+            Lease {
+                vote,
+                until: began + LEASE,
+            },
+        );
+    }
+
+    /// Whether `shard`'s lease has not run out (it may still not be used: `leased`).
+    pub fn live(&self, shard: ShardId) -> bool {
+        self.current(shard).is_some()
+    }
+
+    /// Heartbeat rounds taken as leader, and reads answered under a lease.
+    pub fn counts(&self) -> (u64, u64) {
+        (
+            self.rounds.load(Ordering::Relaxed),
+            self.leased.load(Ordering::Relaxed),
+        )
+    }
+}
+
+/// Whether this node's lease of `shard` answers a read now: it has not run out, and the Raft
+/// core says this node still leads in the vote the lease was bought in.
+async fn leased(ns: &Namespace, raft: &Raft, shard: ShardId) -> bool {
+    let Some(lease) = ns.leases().current(shard) else {
+        return false;
+    };
+    let still = raft
+        .with_raft_state(move |st| {
+            st.server_state == ServerState::Leader && *st.vote_ref() == lease.vote
+        })
+        .await
+        .unwrap_or(false);
+    if still {
+        ns.leases().leased.fetch_add(1, Ordering::Relaxed);
+    }
+    still
+}
+
+/// The vote this node leads `shard` in now, if it leads it.
+async fn leading_vote(raft: &Raft) -> Option<Vote<u64>> {
+    raft.with_raft_state(|st| (st.server_state == ServerState::Leader).then(|| *st.vote_ref()))
+        .await
+        .ok()
+        .flatten()
+}
 
 #[derive(Debug, Clone, Error)]
 pub enum ReadError {
@@ -59,6 +157,9 @@ impl Fresh {
         let (Some(_), Some(raft)) = (ns.peers(), ns.raft_of(shard)) else {
             return Ok(());
         };
+        if leased(ns, &raft, shard).await {
+            return Ok(());
+        }
         let gate = {
             let mut g = self.gates.lock().unwrap_or_else(|p| p.into_inner());
             g.entry(shard.0).or_default().clone()
@@ -83,9 +184,17 @@ impl Fresh {
 
 async fn check(ns: &Namespace, raft: &Raft, shard: ShardId) -> Result<(), ReadError> {
     let s = shard.0;
+    let began = Instant::now();
+    let vote = leading_vote(raft).await;
     let leader = match tokio::time::timeout(CHECK_TIMEOUT, raft.ensure_linearizable()).await {
         Err(_) => return Err(ReadError::NotConfirmed(s, "timed out".into())),
-        Ok(Ok(_)) => return Ok(()),
+        Ok(Ok(_)) => {
+            // Confirmed, and what it must read applied: a lease, if it led when it began.
+            if let Some(vote) = vote {
+                ns.leases().grant(shard, vote, began);
+            }
+            return Ok(());
+        }
         Ok(Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(f)))) => {
             f.leader_id.ok_or(ReadError::NoLeader(s))?
         }
@@ -115,10 +224,30 @@ async fn check(ns: &Namespace, raft: &Raft, shard: ShardId) -> Result<(), ReadEr
 }
 
 /// On the leader, for a follower's read: the index the follower must have applied, once a
-/// heartbeat round has confirmed this node still leads. An error if it does not.
-pub async fn read_index(raft: &Raft) -> Result<Option<u64>, String> {
+/// heartbeat round (or this node's lease) has confirmed this node still leads. An error if it
+/// does not.
+pub async fn read_index(
+    ns: &Namespace,
+    raft: &Raft,
+    shard: ShardId,
+) -> Result<Option<u64>, String> {
+    if leased(ns, raft, shard).await {
+        // Every write acknowledged so far is committed, so at or below this.
+        if let Some(committed) = ns.committed(shard) {
+            return Ok(Some(committed));
+        }
+    }
+    let began = Instant::now();
+    let vote = leading_vote(raft).await;
     match tokio::time::timeout(CHECK_TIMEOUT, raft.get_read_log_id()).await {
-        Ok(Ok((read, _applied))) => Ok(read.map(|l| l.index)),
+        Ok(Ok((read, applied))) => {
+            // A lease only once this replica holds what it must read (the leader's first entry
+            // of its term, and all before it).
+            if let (Some(vote), true) = (vote, applied >= read) {
+                ns.leases().grant(shard, vote, began);
+            }
+            Ok(read.map(|l| l.index))
+        }
         Ok(Err(e)) => Err(e.to_string()),
         Err(_) => Err("leadership not confirmed in time".into()),
     }

@@ -117,7 +117,7 @@ async fn answer(ns: &Namespace, proc_: u32, a: PeerArgs) -> PeerRes {
             Ok(inos) if inos.len() <= MAX_IN_USE => ok(&ns.in_use_here(&inos)),
             _ => PeerRes::Err(PEER_ERR_INVAL),
         },
-        PEERPROC_READ_INDEX => ok(&super::fresh::read_index(&raft).await),
+        PEERPROC_READ_INDEX => ok(&super::fresh::read_index(ns, &raft, shard).await),
         PEERPROC_LOCK | PEERPROC_LOCKS_HELD | PEERPROC_DELEG | PEERPROC_HOLD | PEERPROC_SHARE => {
             match ns.answer_lock_call(a.from, proc_, a.body.0).await {
                 Ok(b) if b.len() <= MAX_PEER_BODY => PeerRes::Ok(Opaque(b)),

@@ -159,6 +159,24 @@ async fn three_up(balance_leaders: bool) -> (Vec<Node>, Vec<Namespace>) {
     (nodes, all)
 }
 
+/// A directory `name` made at node 1, its shard, and that shard's leader once every node
+/// agrees on it.
+async fn dir_led_by_all(all: &[Namespace], name: &str) -> (u64, ShardId, u64) {
+    let d = mk(&all[0], ROOT_INO, name, FileKind::Directory).await;
+    let shard = ShardId::of_ino(d);
+    until(
+        "the shard led, seen by all",
+        Duration::from_secs(20),
+        || {
+            let l = all[0].leader_of(shard);
+            l.is_some() && all.iter().all(|n| n.leader_of(shard) == l)
+        },
+    )
+    .await;
+    let l = all[0].leader_of(shard).expect("a leader");
+    (d, shard, l)
+}
+
 #[test]
 fn three_nodes_replicate_fail_over_and_catch_up() {
     let rt = rt();
@@ -292,18 +310,7 @@ fn a_busy_shards_leadership_is_handed_over_and_a_dead_target_leaves_it_in_place(
     rt.block_on(async {
         let (mut nodes, all) = three_up(false).await;
         let ns = |id: u64| all[id as usize - 1].clone();
-        let d = mk(&ns(1), ROOT_INO, "busy", FileKind::Directory).await;
-        let shard = ShardId::of_ino(d);
-        until(
-            "the shard led, seen by all",
-            Duration::from_secs(20),
-            || {
-                let l = ns(1).leader_of(shard);
-                l.is_some() && (1..=3).all(|id| ns(id).leader_of(shard) == l)
-            },
-        )
-        .await;
-        let l = ns(1).leader_of(shard).expect("a leader");
+        let (d, shard, l) = dir_led_by_all(&all, "busy").await;
         let t = (1..=3).find(|id| *id != l).expect("another node");
         let x = (1..=3)
             .find(|id| *id != l && *id != t)
@@ -472,6 +479,88 @@ fn two_nodes_placing_a_new_file_at_once_agree_on_one_record() {
             "first placements won by node 2: {}, by node 3: {}",
             wins[0], wins[1]
         );
+        for n in &mut nodes {
+            n.down().await;
+        }
+    });
+}
+
+/// A leader's confirmed leadership serves its reads for a while with no heartbeat round (a
+/// lease, `raft::fresh`), and a lease does not outlive the leadership: right after the shard
+/// is handed to another node, a read at the former leader sees a write made at the new one.
+#[test]
+fn a_leaders_reads_go_by_its_lease_which_ends_with_its_leadership() {
+    use crate::raft::fresh::Fresh;
+    use crate::raft::handover::{hand_over, HandOverError};
+    let rt = rt();
+    rt.block_on(async {
+        let (mut nodes, all) = three_up(false).await;
+        let ns = |id: u64| all[id as usize - 1].clone();
+        let (d, shard, l) = dir_led_by_all(&all, "leased").await;
+        let t = (1..=3).find(|id| *id != l).expect("another node");
+        let fresh = Fresh::default();
+
+        // Reads one after another at the leader: a round at most every `LEASE`, the rest
+        // answered by the lease.
+        let (rounds0, leased0) = ns(l).leases().counts();
+        let t0 = Instant::now();
+        for _ in 0..200 {
+            fresh
+                .barrier(&ns(l), shard)
+                .await
+                .expect("a read at the leader");
+        }
+        let (rounds, leased) = ns(l).leases().counts();
+        let (rounds, leased) = (rounds - rounds0, leased - leased0);
+        let most = t0.elapsed().as_millis() as u64 / 1000 + 2;
+        eprintln!(
+            "200 reads in {:?}: {rounds} rounds, {leased} by the lease",
+            t0.elapsed()
+        );
+        assert!(
+            rounds <= most,
+            "{rounds} rounds for 200 reads (at most {most})"
+        );
+        assert!(leased >= 200 - rounds, "{leased} reads by the lease");
+
+        // The leader hands the shard over with its lease live; a write at the new leader; a
+        // read at the former leader sees it.
+        let term = ns(l)
+            .raft_of(shard)
+            .expect("raft")
+            .metrics()
+            .borrow()
+            .current_term;
+        let start = Instant::now();
+        loop {
+            fresh
+                .barrier(&ns(l), shard)
+                .await
+                .expect("a read at the leader");
+            match hand_over(&ns(l), shard, t, term).await {
+                Ok(_) => break,
+                Err(HandOverError::TooNew { .. }) if start.elapsed() < Duration::from_secs(10) => {
+                    tokio::time::sleep(Duration::from_millis(100)).await
+                }
+                Err(e) => panic!("hand-over of {shard} from {l} to {t}: {e}"),
+            }
+        }
+        let live = ns(l).leases().live(shard);
+        ns(t)
+            .execute(create(d, "after", FileKind::Regular))
+            .await
+            .expect("a write at the new leader");
+        let (_, before) = ns(l).leases().counts();
+        fresh
+            .barrier(&ns(l), shard)
+            .await
+            .expect("a read at the former leader");
+        let (_, after) = ns(l).leases().counts();
+        eprintln!("former leader's lease live after the hand-over: {live}");
+        assert_eq!(after, before, "the former leader read by its lease");
+        ns(l)
+            .lookup(d, b"after")
+            .expect("the former leader's read sees the new leader's write");
         for n in &mut nodes {
             n.down().await;
         }
