@@ -17,15 +17,16 @@
 //! Linux does after a lease loss. A client holding only opens or layouts (each node's own)
 //! stays a courtesy client and goes on once the cut heals.
 //!
-//! Why the bound is safe (a symmetric cut starting at T0). A barrier that passed talked to
-//! another node after it began (the follower to its leader, or the leader to a majority), so
-//! the last one that passed began at S < T0. This node renews no lease after
-//! S + ISOLATED_AFTER, so every lease it granted has run out by S + ISOLATED_AFTER + lease,
-//! and the watch expires the client within `SWEEP_LAG` of that. The arbiter's first miss of
-//! this node is at T1 >= T0 (a call failed, so the cut had begun), and it grants a conflicting
-//! lock no earlier than T1 + `lock_grace`, which is at least ISOLATED_AFTER + lease +
-//! SWEEP_LAG + MARGIN: after this node's clients lost theirs. One node (no peers): nothing is
-//! watched and this changes nothing.
+//! Why the bound is safe (a symmetric cut starting at T0). A barrier that passed rests on a
+//! heartbeat round to a majority that began at most `fresh::LEASE` before the barrier did (a
+//! leader's round, or its read lease, which a round bought; a follower's barrier asks its
+//! leader, whose answer rests on the same), so the last one that passed began at
+//! S < T0 + LEASE. This node renews no lease after S + ISOLATED_AFTER, so every lease it
+//! granted has run out by S + ISOLATED_AFTER + lease, and the watch expires the client within
+//! `SWEEP_LAG` of that. The arbiter's first miss of this node is at T1 >= T0 (a call failed,
+//! so the cut had begun), and it grants a conflicting lock no earlier than T1 + `lock_grace`,
+//! which is at least ISOLATED_AFTER + LEASE + lease + SWEEP_LAG + MARGIN: after this node's
+//! clients lost theirs. One node (no peers): nothing is watched and this changes nothing.
 //!
 //! Not covered: an asymmetric cut in which this node still reaches a majority but the arbiter
 //! cannot reach it (the arbiter's miss then says nothing about this node's barrier); nor a
@@ -68,9 +69,9 @@ pub fn vouches(silent: Duration) -> bool {
 
 /// How long the arbiter leaves a file to reclaims once a node cannot be asked: the configured
 /// grace, but never less than a cut-off node takes to expire its clients (see the module
-/// comment), so `mds.grace` shorter than lease + 14 s is lengthened here rather than refused.
+/// comment), so `mds.grace` shorter than lease + 15 s is lengthened here rather than refused.
 pub fn lock_grace(lease: Duration, grace: Duration) -> Duration {
-    grace.max(lease + ISOLATED_AFTER + SWEEP_LAG + MARGIN)
+    grace.max(lease + ISOLATED_AFTER + crate::raft::fresh::LEASE + SWEEP_LAG + MARGIN)
 }
 
 /// This node's last confirmed contact with a majority, read by SEQUENCE and the sweep.
@@ -185,9 +186,11 @@ mod tests {
             for grace in [Duration::ZERO, lease, lease * 2] {
                 let g = lock_grace(lease, grace);
                 assert!(g >= grace);
-                // Renewals stop at ISOLATED_AFTER, leases run out a lease later, the sweep
-                // follows within SWEEP_LAG: all strictly before the arbiter grants.
-                assert!(ISOLATED_AFTER + lease + SWEEP_LAG < g, "lease {lease:?}");
+                // The last barrier passed up to a read lease after the cut began, renewals
+                // stop ISOLATED_AFTER later, leases run out a lease later, the sweep follows
+                // within SWEEP_LAG: all strictly before the arbiter grants.
+                let expired = crate::raft::fresh::LEASE + ISOLATED_AFTER + lease + SWEEP_LAG;
+                assert!(expired < g, "lease {lease:?}");
             }
         }
     }

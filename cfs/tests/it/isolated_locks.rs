@@ -19,7 +19,7 @@ const MDS: usize = 3;
 const TAKE_LIMIT: Duration = Duration::from_secs(120);
 
 /// Nodes 1-3 as `mds_faults` configures them (lease and grace 5 s, so the arbiter waits
-/// `mds::isolation::lock_grace`, 19 s, for a node it cannot ask); no data servers.
+/// `mds::isolation::lock_grace`, 20 s, for a node it cannot ask); no data servers.
 fn start(net: &Netns, dir: &Path) -> Vec<Proc> {
     let (mut mds, _data_servers) = configure(net, dir);
     for p in &mut mds {
