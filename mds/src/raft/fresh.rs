@@ -88,6 +88,11 @@ impl Leases {
         self.current(shard).is_some()
     }
 
+    /// A read answered under the lease.
+    fn answered(&self) {
+        self.leased.fetch_add(1, Ordering::Relaxed);
+    }
+
     /// Heartbeat rounds taken as leader, and reads answered under a lease.
     pub fn counts(&self) -> (u64, u64) {
         (
@@ -103,16 +108,11 @@ async fn leased(ns: &Namespace, raft: &Raft, shard: ShardId) -> bool {
     let Some(lease) = ns.leases().current(shard) else {
         return false;
     };
-    let still = raft
-        .with_raft_state(move |st| {
-            st.server_state == ServerState::Leader && *st.vote_ref() == lease.vote
-        })
-        .await
-        .unwrap_or(false);
-    if still {
-        ns.leases().leased.fetch_add(1, Ordering::Relaxed);
-    }
-    still
+    raft.with_raft_state(move |st| {
+        st.server_state == ServerState::Leader && *st.vote_ref() == lease.vote
+    })
+    .await
+    .unwrap_or(false)
 }
 
 /// The vote this node leads `shard` in now, if it leads it.
@@ -158,6 +158,7 @@ impl Fresh {
             return Ok(());
         };
         if leased(ns, &raft, shard).await {
+            ns.leases().answered();
             return Ok(());
         }
         let gate = {
@@ -234,6 +235,7 @@ pub async fn read_index(
     if leased(ns, raft, shard).await {
         // Every write acknowledged so far is committed, so at or below this.
         if let Some(committed) = ns.committed(shard) {
+            ns.leases().answered();
             return Ok(Some(committed));
         }
     }
