@@ -746,7 +746,8 @@ fn ds_node_binary() -> PathBuf {
     let profile_dir = exe.parent().and_then(Path::parent).unwrap();
     let bin = profile_dir.join("examples").join("ds_node");
     if !bin.exists() {
-        // `cargo test -p ds` builds examples; a filtered run (`--test ds_server`) may not have.
+        // `cargo test -p ds` builds examples; `--tests` (scripts/test.sh builds this one beside
+        // it) or a filtered run (`--test ds_server`) may not have.
         let mut cmd = std::process::Command::new(env!("CARGO"));
         cmd.args(["build", "-p", "ds", "--example", "ds_node"]);
         if profile_dir.file_name().is_some_and(|n| n == "release") {
