@@ -44,8 +44,8 @@ const CHECK_TIMEOUT: Duration = Duration::from_secs(2);
 /// at different rates and a node paused mid-read.
 pub const LEASE: Duration = Duration::from_millis(1000);
 
-/// The read leases of the shards this node led at its last check of each, and how reads were
-/// answered (for the tests and the benchmark's accounting).
+/// The read leases of the shards this node led at its last check of each, and counts of how
+/// leaders' reads were answered (read by the tests; not exported as metrics).
 #[derive(Default)]
 pub struct Leases {
     by_shard: Mutex<HashMap<u16, Lease>>,
