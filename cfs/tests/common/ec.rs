@@ -18,6 +18,7 @@ pub fn wait_for(secs: u64, what: &str, mut f: impl FnMut() -> bool) {
         );
         std::thread::sleep(Duration::from_millis(200));
     }
+    eprintln!("{what}: after {:?}", t.elapsed());
 }
 
 /// Shard headers (`shards/<object id>` in each data directory) of `ds1`..`dsN`, counted.

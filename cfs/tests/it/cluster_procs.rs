@@ -151,6 +151,7 @@ pub fn until_status(
         let v = try_status(tmp, via);
         if let Some(v) = &v {
             if ok(v) {
+                eprintln!("{what}: after {:?}", start.elapsed());
                 return v.clone();
             }
         }
