@@ -263,7 +263,10 @@ impl Cluster {
     }
 
     /// Shards recorded bad, repaired in place: one pass over the records (from the repair
-    /// task, on its rescans and whenever a report marked one).
+    /// task, on its rescans and whenever a report marked one). A file it could not repair
+    /// (another job holds it, a server is down, a call failed) keeps the report standing, so
+    /// the next pass tries again rather than the next rescan: a shard reported while the
+    /// encoder still held its file waited a whole rescan period (54 s in a test) before.
     pub async fn bad_shards_pass(&self, ns: &Namespace) {
         let files = match ns.codes_damaged() {
             Ok(f) => f,
@@ -272,10 +275,20 @@ impl Cluster {
                 return;
             }
         };
+        let mut left = false;
         for ino in files.into_iter().filter(|i| ns.leads_file(*i)) {
-            if let Err(e) = self.repair_bad_shards(ns, ino).await {
-                tracing::warn!(ino, "bad shard repair failed, will retry: {e:?}");
+            match self.repair_bad_shards(ns, ino).await {
+                Ok(true) => {}
+                Ok(false) => left = true,
+                Err(e) => {
+                    left = true;
+                    tracing::warn!(ino, "bad shard repair failed, will retry: {e:?}");
+                }
             }
+        }
+        if left {
+            self.shard_reports
+                .store(true, std::sync::atomic::Ordering::Relaxed);
         }
     }
 
