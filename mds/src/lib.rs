@@ -408,7 +408,7 @@ async fn laundromat(mds: Arc<Mds>) {
 
 /// Commits the removal of the records of clients that are gone (`state::ClientDb`). One that
 /// fails stays recorded, which costs at most a wait in a later grace period.
-async fn forget_client_records(mds: &Mds) {
+pub(crate) async fn forget_client_records(mds: &Mds) {
     let gone = mds.state.take_forgotten();
     if gone.is_empty() {
         return;

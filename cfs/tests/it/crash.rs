@@ -561,3 +561,54 @@ fn open_and_lock_are_reclaimed_in_grace() {
         .expect("timed out");
     });
 }
+
+/// A client that closed its files and destroyed its client ID (a clean unmount) is not waited
+/// for after a kill -9 that follows at once: its record went before DESTROY_CLIENTID's reply,
+/// as knfsd's does, so the restart has nobody to wait for and a new client opens at once.
+#[test]
+fn a_client_that_unmounted_is_not_waited_for_after_a_kill_9() {
+    let t = tempfile::tempdir().unwrap();
+    // A lease of 30 s: the laundromat, which forgets records lazily, runs every 15 s, well
+    // after the kill.
+    let mut srv = Server::start(t.path(), Some("lease_seconds = 30\n"));
+    let rt = rt();
+    rt.block_on(async {
+        tokio::time::timeout(Duration::from_secs(60), async {
+            let mut cfg = ClientConfig::new(srv.addr);
+            cfg.owner = b"unmounting client".to_vec();
+            let a = Client::connect(cfg).await.unwrap();
+            let root = a.root().clone();
+            let f = a
+                .open(
+                    &root,
+                    "written",
+                    OPEN4_SHARE_ACCESS_BOTH,
+                    Some(CreateMode::Unchecked(SetAttrs::mode(0o644))),
+                )
+                .await
+                .unwrap();
+            a.write(&f, 0, b"before the unmount", StableHow4::FileSync4)
+                .await
+                .unwrap();
+            a.close(&f).await.unwrap();
+            a.shutdown()
+                .await
+                .expect("DESTROY_SESSION, DESTROY_CLIENTID");
+
+            srv.kill();
+            tokio::task::block_in_place(|| srv.restart());
+
+            let mut bcfg = ClientConfig::new(srv.addr);
+            bcfg.retry_grace = false;
+            let b = Client::connect(bcfg).await.unwrap();
+            let fb = b
+                .open(&root, "written", OPEN4_SHARE_ACCESS_READ, None)
+                .await
+                .unwrap_or_else(|e| panic!("OPEN right after the restart: {e}"));
+            let (data, _) = b.read(&fb, 0, 100).await.unwrap();
+            assert_eq!(data, b"before the unmount");
+        })
+        .await
+        .expect("timed out");
+    });
+}

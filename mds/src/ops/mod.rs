@@ -78,7 +78,9 @@ async fn dispatch_op(ctx: &mut Ctx<'_>, op: &A) -> R {
         A::ExchangeId(a) => R::ExchangeId(session::exchange_id(ctx, a)),
         A::CreateSession(a) => R::CreateSession(Box::pin(session::create_session(ctx, a)).await),
         A::DestroySession(a) => R::DestroySession(status(session::destroy_session(ctx, a))),
-        A::DestroyClientid(a) => R::DestroyClientid(status(session::destroy_clientid(ctx, a))),
+        A::DestroyClientid(a) => {
+            R::DestroyClientid(status(session::destroy_clientid(ctx, a).await))
+        }
         A::BindConnToSession(a) => R::BindConnToSession(session::bind_conn_to_session(ctx, a)),
         A::BackchannelCtl(a) => R::BackchannelCtl(status(session::backchannel_ctl(ctx, a))),
         A::ReclaimComplete(a) => R::ReclaimComplete(status(session::reclaim_complete(ctx, a))),

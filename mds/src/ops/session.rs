@@ -341,8 +341,15 @@ pub fn destroy_session(ctx: &mut Ctx<'_>, a: &DestroySessionArgs) -> NfsResult<(
     Ok(())
 }
 
-pub fn destroy_clientid(ctx: &mut Ctx<'_>, a: &DestroyClientidArgs) -> NfsResult<()> {
-    ctx.mds.state.destroy_clientid(a.dca_clientid)
+pub async fn destroy_clientid(ctx: &mut Ctx<'_>, a: &DestroyClientidArgs) -> NfsResult<()> {
+    ctx.mds.state.destroy_clientid(a.dca_clientid)?;
+    // Its record goes before the reply, as knfsd's does (`expire_client`): a client that
+    // unmounted cleanly is not waited for in the grace period of a restart that follows.
+    // Left to the laundromat, a kill -9 within its round cost every client a whole grace
+    // period (30 s in a test). A removal that fails leaves the record, as the laundromat's
+    // does: at most a wait in a later grace period.
+    crate::forget_client_records(ctx.mds).await;
+    Ok(())
 }
 
 pub fn bind_conn_to_session(ctx: &mut Ctx<'_>, a: &BindConnToSessionArgs) -> BindConnToSessionRes {

@@ -3,7 +3,8 @@
 //! (`Command::ClientRecords`, kept per MDS node on shard 0): an owner is recorded before the
 //! CREATE_SESSION that confirms it is answered (`ops::session`), and forgotten lazily (the
 //! laundromat commits the removals this table queues), since a record left a little longer only
-//! lets a client that is gone be waited for in a grace period. After a restart a node's records
+//! lets a client that is gone be waited for in a grace period; DESTROY_CLIENTID commits its
+//! removal before it answers, so a clean unmount is never waited for. After a restart a node's records
 //! are its previous instance's clients; after a takeover the dead node's records become the
 //! taker's (`Command::TakeOverClients`). Either way those clients get a grace period to reclaim
 //! opens and locks, which ends early once every one of them has sent RECLAIM_COMPLETE.
