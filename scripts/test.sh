@@ -13,9 +13,14 @@ step() { printf '\n==== [%ss] %s\n' "$(($(date +%s) - start))" "$*"; }
 step "system packages, guest kernels, initramfs (idempotent)"
 cargo run -q --release -p conformance -- setup
 
+# Clippy in the release profile: the proc macros and build scripts it compiles are the ones
+# the build step needs, and in it they compile without optimisation (release's build-override)
+# where the dev profile's `package."*"` opt-level 2 optimised them. Cold, on 2 cores: lint
+# 76 s and build 582 s, against 219 s and 649 s with clippy in the dev profile (2026-11-26).
+# No code here depends on debug_assertions, so both profiles lint the same code.
 step "format and lint"
 cargo fmt --all -- --check
-cargo clippy -q --workspace --all-targets -- -D warnings
+cargo clippy -q --release --workspace --all-targets -- -D warnings
 
 # Everything the tests need, in the feature set they need: the dev-dependencies (proptest)
 # turn on std features of num-traits, regex-syntax and bitflags, so a plain `cargo build -p cfs`
