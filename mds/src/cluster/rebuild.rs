@@ -263,10 +263,11 @@ impl Cluster {
     }
 
     /// Shards recorded bad, repaired in place: one pass over the records (from the repair
-    /// task, on its rescans and whenever a report marked one). A file it could not repair
-    /// (another job holds it, a server is down, a call failed) keeps the report standing, so
-    /// the next pass tries again rather than the next rescan: a shard reported while the
-    /// encoder still held its file waited a whole rescan period (54 s in a test) before.
+    /// task, on its rescans and whenever a report marked one). A file it could not start on
+    /// (another job holds it, a server is down) keeps the report standing, so the next pass
+    /// tries again rather than the next rescan: a shard reported while the encoder still held
+    /// its file waited a whole rescan period (54 s in a test) before. A repair that failed
+    /// waits for the rescan, which spaces out the reads of k shards it costs each time.
     pub async fn bad_shards_pass(&self, ns: &Namespace) {
         let files = match ns.codes_damaged() {
             Ok(f) => f,
@@ -280,10 +281,7 @@ impl Cluster {
             match self.repair_bad_shards(ns, ino).await {
                 Ok(true) => {}
                 Ok(false) => left = true,
-                Err(e) => {
-                    left = true;
-                    tracing::warn!(ino, "bad shard repair failed, will retry: {e:?}");
-                }
+                Err(e) => tracing::warn!(ino, "bad shard repair failed, will retry: {e:?}"),
             }
         }
         if left {
