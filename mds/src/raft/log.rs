@@ -14,6 +14,13 @@
 //! points of every shard (`Rec::Heads`), so a segment older than that holds nothing but entries
 //! and can be deleted once every shard has purged its entries in it.
 //!
+//! A committed id needs no fdatasync of its own and no write of its own either: `save_committed`
+//! only notes it, and the writer appends the ids noted when it woke to the next batch it writes
+//! anyway, after that batch's entries (so a committed id never lands before the entries it
+//! names). Writing each one as it came cost the writer thread a wake-up and a `write` per
+//! entry, as many as the entries themselves. Lost in a crash, an id is only a hint: recovery
+//! applies up to an older one, and the group's next commit brings the rest.
+//!
 //! Recovery replays the records in order: what a truncation cut or a purge dropped stays cut.
 //! A torn tail (kill -9 mid-write) is cut off by `Wal::open`; everything before it that an
 //! fdatasync covered is there.
@@ -128,7 +135,6 @@ enum Op {
 enum Kind {
     Entries { last: u64 },
     Vote(Vote),
-    Committed(Option<LogId>),
     Purge(LogId),
     Other,
 }
@@ -143,6 +149,8 @@ pub struct LogStats {
 
 pub(crate) struct Engine {
     shards: HashMap<u16, Mutex<ShardMem>>,
+    /// Committed ids noted since the writer last took them, the newest per shard.
+    committed: Mutex<BTreeMap<u16, Option<LogId>>>,
     tx: Mutex<Option<Sender<Op>>>,
     thread: Mutex<Option<JoinHandle<()>>>,
     pub stats: Arc<LogStats>,
@@ -236,6 +244,7 @@ impl LogEngine {
         };
         let inner = Arc::new(Engine {
             shards: mem.into_iter().map(|(s, m)| (s, Mutex::new(m))).collect(),
+            committed: Mutex::new(BTreeMap::new()),
             tx: Mutex::new(Some(tx)),
             thread: Mutex::new(None),
             stats,
@@ -363,23 +372,42 @@ impl Writer {
     fn run(mut self, rx: Receiver<Op>, engine: std::sync::Weak<Engine>) {
         loop {
             let Ok(first) = rx.recv() else { break };
+            // Taken before the queue is drained: every entry a noted id names was queued
+            // before the id was noted, so it is in this batch or an earlier one.
+            let committed = take_committed(&engine);
             let mut batch = Vec::with_capacity(16);
             let mut stop = false;
             match first {
                 Op::Stop => stop = true,
                 w => batch.push(w),
             }
+            let mut drained = stop;
             while !stop && batch.len() < MAX_BATCH {
                 match rx.try_recv() {
                     Ok(Op::Stop) => stop = true,
                     Ok(w) => batch.push(w),
-                    Err(_) => break,
+                    Err(_) => {
+                        drained = true;
+                        break;
+                    }
                 }
             }
-            self.write_batch(batch, &engine);
+            if drained || stop {
+                self.write_batch(batch, committed, &engine);
+            } else {
+                // Cut at MAX_BATCH: an entry a noted id names may still be queued, so the ids
+                // wait for a batch that drains the queue (unless newer ones came meanwhile).
+                self.write_batch(batch, BTreeMap::new(), &engine);
+                put_back_committed(&engine, committed);
+            }
             if stop {
                 break;
             }
+        }
+        // What was noted after the last batch: the queue is empty now.
+        let rest = take_committed(&engine);
+        if !rest.is_empty() && self.poisoned.is_none() {
+            self.write_batch(Vec::new(), rest, &engine);
         }
         if self.poisoned.is_none() {
             if let Err(e) = self.wal.sync() {
@@ -389,8 +417,15 @@ impl Writer {
         debug!("raft log writer stopped");
     }
 
-    fn write_batch(&mut self, batch: Vec<Op>, engine: &std::sync::Weak<Engine>) {
-        if batch.is_empty() {
+    /// Writes `batch`, then `committed` (each shard's newest noted id), with one `write`, and
+    /// syncs if a queued record asked for it.
+    fn write_batch(
+        &mut self,
+        batch: Vec<Op>,
+        committed: BTreeMap<u16, Option<LogId>>,
+        engine: &std::sync::Weak<Engine>,
+    ) {
+        if batch.is_empty() && committed.is_empty() {
             return;
         }
         if let Some(p) = &self.poisoned {
@@ -417,6 +452,16 @@ impl Writer {
                 first_seq += 1;
                 durable |= !matches!(done, Done::Nothing);
             }
+        }
+        for (&shard, &id) in &committed {
+            let encoded = encode(&Rec::Committed { shard, id })
+                .and_then(|b| encode_record(&mut buf, first_seq, &b));
+            if let Err(e) = encoded {
+                // Only a hint is lost (see the module's comment); the entries go on.
+                error!(error = %e, "raft log: committed id not encodable");
+                continue;
+            }
+            first_seq += 1;
         }
         let len = self.wal.len();
         let mut r = self.wal.append(&buf);
@@ -451,7 +496,10 @@ impl Writer {
         }
         self.stats
             .records
-            .fetch_add(batch.len() as u64, Ordering::Relaxed);
+            .fetch_add((batch.len() + committed.len()) as u64, Ordering::Relaxed);
+        for (shard, id) in committed {
+            self.head(shard).committed = id;
+        }
         self.next_seq = first_seq;
         let seg = self.wal.segment();
         let mut purged = false;
@@ -473,7 +521,6 @@ impl Writer {
                     *v = (*v).max(last);
                 }
                 Kind::Vote(v) => self.head(shard).vote = Some(v),
-                Kind::Committed(c) => self.head(shard).committed = c,
                 Kind::Purge(p) => {
                     self.head(shard).purged = Some(p);
                     purged = true;
@@ -501,6 +548,25 @@ impl Writer {
             shard,
             ..Head::default()
         })
+    }
+}
+
+/// The committed ids noted since the last call.
+fn take_committed(engine: &std::sync::Weak<Engine>) -> BTreeMap<u16, Option<LogId>> {
+    engine
+        .upgrade()
+        .and_then(|e| e.committed.lock().ok().map(|mut c| std::mem::take(&mut *c)))
+        .unwrap_or_default()
+}
+
+/// Returns ids taken but not written, unless a newer one for the shard was noted meanwhile.
+fn put_back_committed(engine: &std::sync::Weak<Engine>, ids: BTreeMap<u16, Option<LogId>>) {
+    if let Some(e) = engine.upgrade() {
+        if let Ok(mut c) = e.committed.lock() {
+            for (shard, id) in ids {
+                c.entry(shard).or_insert(id);
+            }
+        }
     }
 }
 
@@ -621,13 +687,15 @@ impl ShardLog {
         Ok(())
     }
 
+    /// Notes the committed id; the writer writes it with its next batch (module comment).
     pub(crate) fn save_committed(&self, id: Option<LogId>) -> Result<(), FsError> {
         self.mem()?.committed = id;
-        let rec = Rec::Committed {
-            shard: self.shard,
-            id,
-        };
-        self.queue(&rec, Done::Nothing, Kind::Committed(id))
+        self.engine
+            .committed
+            .lock()
+            .map_err(|_| FsError::Io("raft log committed ids lock poisoned".into()))?
+            .insert(self.shard, id);
+        Ok(())
     }
 
     pub(crate) fn truncate(&self, since: u64) -> Result<(), FsError> {
@@ -778,6 +846,30 @@ mod tests {
             syncs * 2 <= appends,
             "{syncs} fdatasyncs for {appends} appends"
         );
+    }
+
+    #[test]
+    fn a_committed_id_rides_with_the_next_batch_and_a_stop_writes_the_last() {
+        let dir = tempfile::tempdir().unwrap();
+        let shards = [ShardId(0)];
+        {
+            let engine = LogEngine::open(dir.path(), &shards, None).unwrap();
+            let log = engine.shard(ShardId(0)).unwrap();
+            append_durably(&log, vec![entry(1, 1)]);
+            log.save_committed(Some(log_id(1, 1, 1))).unwrap();
+            append_durably(&log, vec![entry(1, 2)]);
+            log.save_committed(Some(log_id(1, 1, 2))).unwrap();
+            let stats = engine.stats();
+            // Two batches, not four: the first id went with the second entry.
+            assert_eq!(stats.batches.load(Ordering::Relaxed), 2);
+            assert_eq!(stats.records.load(Ordering::Relaxed), 3);
+            assert_eq!(stats.syncs.load(Ordering::Relaxed), 2);
+            engine.stop();
+        }
+        let engine = LogEngine::open(dir.path(), &shards, None).unwrap();
+        let log = engine.shard(ShardId(0)).unwrap();
+        assert_eq!(log.mem().unwrap().committed, Some(log_id(1, 1, 2)));
+        assert_eq!(indexes(&log), vec![1, 2]);
     }
 
     #[test]
