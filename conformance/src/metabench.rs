@@ -573,6 +573,24 @@ fn one_run(c: &Config, round: u32, s: &Setup) -> Run {
         r.error = error;
         r.rss_end_kib = rss(&ps);
     }
+    if r.error.is_none() {
+        // The same phases with one request outstanding: what a change costs by itself, not
+        // the queue in front of it (16 tasks keep the servers saturated, so their mean
+        // latency is tasks / rate, and a latency ratio there is only the inverse rate ratio).
+        let single = Setup {
+            load: s.load.clone(),
+            cfs: s.cfs.clone(),
+            seconds: SINGLE_SECONDS,
+            tasks: 1,
+            dir_per_task: false,
+        };
+        let (phases, error) = run_load(&srv, &ps, &format!("{}-r{round}-1task", c.name), &single);
+        r.phases.extend(phases.into_iter().map(|mut p| {
+            p.bench = format!("{}{SINGLE}", p.bench);
+            p
+        }));
+        r.error = error;
+    }
     if !srv.alive() {
         let e = "a server process died during the run".to_string();
         r.error = Some(match r.error.take() {
@@ -618,6 +636,10 @@ fn per_op(r: &Run, bench: &str, f: impl Fn(&Phase) -> Option<f64>) -> Option<f64
 }
 
 const BENCHES: [&str; 3] = ["create", "stat", "unlink"];
+/// Suffix of the phases run with one task (`one_run`).
+const SINGLE: &str = "@1";
+/// Seconds of creates of the one-task run.
+const SINGLE_SECONDS: u64 = 2;
 
 fn measures() -> Vec<Measure> {
     vec![
@@ -635,6 +657,16 @@ fn measures() -> Vec<Measure> {
             title: "create p99 µs",
             higher: false,
             get: |r| phase(r, "create")?.lat_p99_us,
+        },
+        Measure {
+            title: "create mean µs, one task",
+            higher: false,
+            get: |r| phase(r, "create@1")?.lat_mean_us,
+        },
+        Measure {
+            title: "unlink mean µs, one task",
+            higher: false,
+            get: |r| phase(r, "unlink@1")?.lat_mean_us,
         },
         Measure {
             title: "stat/s",
@@ -896,20 +928,26 @@ fn verdicts(runs: &[Run], rounds: u32, shards: &[u16], rtt_us: f64, cpus: usize)
     };
     for n in shards {
         let (one, three) = (format!("cfs-1r/{n}"), format!("cfs-3r/{n}"));
-        let l1 = get(&one, lat("create"));
-        let l3 = get(&three, lat("create"));
-        let ratio = l1.zip(l3).map(|(a, b)| b / a);
-        out.push_str(&format!(
-            "- {n} shards: 3-replica create mean latency {} µs vs 1-replica {} µs: {}× (target ≤ 2×: {})\n",
-            fmt_value(l3),
-            fmt_value(l1),
-            fmt_value(ratio),
-            match ratio {
-                Some(x) if x <= 2.0 => "met",
-                Some(_) => "NOT met",
-                None => "n/a",
-            }
-        ));
+        let single: fn(&Run) -> Option<f64> = |r| phase(r, "create@1")?.lat_mean_us;
+        for (how, f) in [
+            ("one task (what replication adds)", single),
+            ("tasks as above (saturated: tasks / rate)", lat("create")),
+        ] {
+            let l1 = get(&one, f);
+            let l3 = get(&three, f);
+            let ratio = l1.zip(l3).map(|(a, b)| b / a);
+            out.push_str(&format!(
+                "- {n} shards, {how}: 3-replica create mean latency {} µs vs 1-replica {} µs: {}× (target ≤ 2×: {})\n",
+                fmt_value(l3),
+                fmt_value(l1),
+                fmt_value(ratio),
+                match ratio {
+                    Some(x) if x <= 2.0 => "met",
+                    Some(_) => "NOT met",
+                    None => "n/a",
+                }
+            ));
+        }
         for b in BENCHES {
             let gv = get("ganesha", g(b));
             let tv = get(&three, g(b));
