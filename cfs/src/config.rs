@@ -217,6 +217,11 @@ pub struct ClusterFileConfig {
     /// the lowest id takes its address over, so its clients reconnect to the same address and
     /// reclaim their state there. Optional: without it clients mount the nodes' own addresses.
     pub client_addresses: Option<Vec<String>>,
+    /// mds role, a node that joins a running metadata service (`cfs server join`): its own
+    /// client address, "HOST:PORT". The join puts it in the node's membership entry, so every
+    /// node knows it and the live node with the lowest id takes it over when this one dies.
+    /// Fixed at the join.
+    pub client_address: Option<String>,
 }
 
 /// The roles a server process runs.

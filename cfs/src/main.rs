@@ -124,6 +124,10 @@ talk to the others, and it never crosses the wire (the join call is MACed with i
         /// Admin HTTP listen address.
         #[arg(long)]
         admin_listen: Option<String>,
+        /// The address clients mount, HOST:PORT, which a live node takes over when this one
+        /// dies (`[cluster] client_address`); fixed at the join.
+        #[arg(long)]
+        client_address: Option<String>,
         #[command(flatten)]
         cluster: ClusterFlags,
     },
@@ -354,6 +358,7 @@ fn main() -> ExitCode {
                         data,
                         listen,
                         admin_listen,
+                        client_address,
                         cluster,
                     }) => serve::ServerArgs {
                         config,
@@ -365,6 +370,7 @@ fn main() -> ExitCode {
                             token,
                             token_file,
                             seed,
+                            client_address,
                         }),
                     },
                     None => serve::ServerArgs {

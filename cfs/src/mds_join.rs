@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
+use mds::raft::node_addr::NodeAddr;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
@@ -95,22 +96,24 @@ pub fn resume(
     }))
 }
 
-/// Asks `seed` to take this node (NFS on `listen`) in, and keeps the answer.
+/// Asks `seed` to take this node (NFS on `listen`, clients on `client` if it has a client
+/// address) in, and keeps the answer.
 pub async fn join(
     data: &Path,
     secret: &layout::ClusterSecret,
     seed: SocketAddr,
     listen: SocketAddr,
+    client: Option<SocketAddr>,
 ) -> Result<mds::raft::network::Members, JoinError> {
-    let reply = mds::raft::members::join(secret, seed, listen)
+    let reply = mds::raft::members::join(secret, seed, listen, client)
         .await
         .map_err(|source| JoinError::Join { seed, source })?;
     let nodes = reply
         .nodes
         .iter()
-        .map(|(id, a)| a.parse().map(|a| (*id, a)))
-        .collect::<Result<BTreeMap<u64, SocketAddr>, _>>()
-        .map_err(|_| JoinError::Garbled(format!("{:?}", reply.nodes)))?;
+        .map(|(id, a)| NodeAddr::parse(a).map(|a| (*id, a.peer)))
+        .collect::<Option<BTreeMap<u64, SocketAddr>>>()
+        .ok_or_else(|| JoinError::Garbled(format!("{:?}", reply.nodes)))?;
     let j = Joined {
         node_id: reply.id,
         nodes,

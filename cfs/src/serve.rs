@@ -47,6 +47,8 @@ pub struct Settings {
     pub client_addresses: std::collections::BTreeMap<u64, SocketAddr>,
     /// `cfs server join`: the seed to ask, unless the data directory already joined.
     pub join: Option<SocketAddr>,
+    /// `[cluster] client_address`: a joining or joined node's own client address.
+    pub client_address: Option<SocketAddr>,
 }
 
 pub struct ServerArgs {
@@ -66,6 +68,8 @@ pub struct JoinArgs {
     /// A file holding it (keeps it out of the process list and the shell's history).
     pub token_file: Option<PathBuf>,
     pub seed: String,
+    /// `--client-address` (over `[cluster] client_address`).
+    pub client_address: Option<String>,
 }
 
 pub fn resolve(a: &ServerArgs) -> Result<Settings, ConfigError> {
@@ -76,7 +80,10 @@ pub fn resolve(a: &ServerArgs) -> Result<Settings, ConfigError> {
     } else {
         config::parse_roles(&f.roles)?
     };
-    let fc = file.cluster.clone().unwrap_or_default();
+    let mut fc = file.cluster.clone().unwrap_or_default();
+    if let Some(c) = a.join.as_ref().and_then(|j| j.client_address.clone()) {
+        fc.client_address = Some(c);
+    }
     let mut secret = match f.cluster_secret_file.as_ref().or(fc.secret_file.as_ref()) {
         Some(p) => Some(config::load_secret(p)?),
         None => None,
@@ -167,6 +174,7 @@ pub fn resolve(a: &ServerArgs) -> Result<Settings, ConfigError> {
     }
     let members = metadata_members(&fc, &secret, &roles, listen)?;
     let client_addresses = client_addresses(&fc, members.as_ref())?;
+    let client_address = own_client_address(&fc, &roles, listen)?;
     let admin = match (&a.admin_listen, &file.admin) {
         (Some(l), _) => Some(config::parse_listen(l)?),
         (None, Some(ad)) => Some(config::parse_listen(
@@ -215,7 +223,34 @@ pub fn resolve(a: &ServerArgs) -> Result<Settings, ConfigError> {
         members,
         client_addresses,
         join,
+        client_address,
     })
+}
+
+/// `[cluster] client_address`: only for a node that joins (the nodes of `metadata_nodes` name
+/// theirs in `client_addresses`), an address other nodes can bind, not the node's own.
+fn own_client_address(
+    fc: &config::ClusterFileConfig,
+    roles: &Roles,
+    listen: SocketAddr,
+) -> Result<Option<SocketAddr>, ConfigError> {
+    let bad = |m: String| ConfigError::MetadataNodes(m);
+    let Some(a) = &fc.client_address else {
+        return Ok(None);
+    };
+    if !roles.mds || fc.metadata_nodes.is_some() || fc.client_addresses.is_some() {
+        return Err(bad(
+            "client_address is a joining MDS node's own; the nodes of metadata_nodes name theirs              in client_addresses"
+                .into(),
+        ));
+    }
+    let addr = config::parse_listen(a.trim())?;
+    if addr.ip().is_unspecified() || addr.port() == 0 || addr == listen {
+        return Err(bad(format!(
+            "client_address {a:?}: one address and port, not the node's own listen address"
+        )));
+    }
+    Ok(Some(addr))
 }
 
 /// `[cluster] client_addresses`: one per metadata node, each distinct from every node's own
@@ -611,12 +646,24 @@ pub async fn run(a: ServerArgs, check_only: bool) -> Result<(), Box<dyn std::err
         s.members = match crate::mds_join::resume(&s.data_dir, secret)? {
             Some(m) => Some(m),
             None => match s.join {
-                Some(seed) => {
-                    Some(crate::mds_join::join(&s.data_dir, secret, seed, s.listen).await?)
-                }
+                Some(seed) => Some(
+                    crate::mds_join::join(&s.data_dir, secret, seed, s.listen, s.client_address)
+                        .await?,
+                ),
                 None => None,
             },
         };
+    }
+    if let Some(c) = s.client_address {
+        // What the join announced; a node that never joined has no service to move it in.
+        let Some(m) = &s.members else {
+            return Err(ConfigError::MetadataNodes(
+                "client_address needs a node that joined a metadata service (cfs server join)"
+                    .into(),
+            )
+            .into());
+        };
+        s.client_addresses.insert(m.me, c);
     }
     if let Some(m) = s.members.as_mut() {
         m.replace_after = s.mds_replace_after;
@@ -867,3 +914,38 @@ async fn wait_for_root(m: &mds::Mds, limit: std::time::Duration) {
      marked drained and will not serve again"
 )]
 pub struct Drained(u64);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_client_address_of_its_own_is_for_a_joining_mds_node_only() {
+        let listen: SocketAddr = "127.0.0.1:2049".parse().unwrap();
+        let mds = Roles {
+            mds: true,
+            ..Roles::default()
+        };
+        let with = |extra: config::ClusterFileConfig| config::ClusterFileConfig {
+            client_address: Some("127.0.0.2:2049".into()),
+            ..extra
+        };
+        assert_eq!(
+            own_client_address(&with(Default::default()), &mds, listen).unwrap(),
+            Some("127.0.0.2:2049".parse().unwrap())
+        );
+        let listed = config::ClusterFileConfig {
+            metadata_nodes: Some(vec!["1=127.0.0.1:2049".into()]),
+            ..Default::default()
+        };
+        assert!(own_client_address(&with(listed), &mds, listen).is_err());
+        assert!(own_client_address(&with(Default::default()), &Roles::default(), listen).is_err());
+        for bad in ["127.0.0.1:2049", "0.0.0.0:2049", "127.0.0.2:0"] {
+            let c = config::ClusterFileConfig {
+                client_address: Some(bad.into()),
+                ..Default::default()
+            };
+            assert!(own_client_address(&c, &mds, listen).is_err(), "{bad}");
+        }
+    }
+}

@@ -56,13 +56,16 @@ pub fn taker(
 }
 
 /// Keeps this node's client address and takes over dead nodes' ones, for as long as the
-/// server runs. `peers`: every node's peer address (this one's included); `public`: every
-/// node's client address; `serve` starts answering on a bound listener.
+/// server runs. `peers`: every node's peer address (this one's included) and `public` the
+/// client addresses, both as the config names them; the nodes and client addresses the
+/// shards' memberships name (a node that joined later: `raft::node_addr`) are added as this
+/// node learns them, and kept once seen, so a node drained and stopped has its address taken
+/// over like any other; `serve` starts answering on a bound listener.
 pub async fn keep(
     mds: Arc<Mds>,
     me: u64,
-    peers: BTreeMap<u64, SocketAddr>,
-    public: BTreeMap<u64, SocketAddr>,
+    mut peers: BTreeMap<u64, SocketAddr>,
+    mut public: BTreeMap<u64, SocketAddr>,
     serve: impl Fn(TcpListener) -> JoinHandle<()>,
 ) {
     let mut held: BTreeMap<u64, JoinHandle<()>> = BTreeMap::new();
@@ -71,6 +74,14 @@ pub async fn keep(
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
+        if let Some(p) = mds.ns.peers() {
+            peers.extend(p.nodes());
+            public.extend(p.client_addresses());
+        }
+        if public.is_empty() {
+            // No node has a client address: nothing to keep or take over.
+            continue;
+        }
         for (&id, &addr) in peers.iter().filter(|(id, _)| **id != me) {
             if answers(addr).await {
                 if down_since.remove(&id).is_some() {

@@ -682,7 +682,9 @@ impl Server {
             }
         }
         let mut tasks = Vec::new();
-        if let (Some(m), false) = (&cfg.members, cfg.client_addresses.is_empty()) {
+        // With several nodes, always: a node that joins later may bring a client address
+        // (`raft::node_addr`) that this one must take over should it die.
+        if let Some(m) = &cfg.members {
             let (svc, gss, table) = (svc.clone(), gss.clone(), table.clone());
             let serve = move |l| {
                 tokio::spawn(server::accept_loop(

@@ -191,15 +191,53 @@ fn three_mds_and_a_ds(
     (mds, ds)
 }
 
+/// The cluster secret written to a file in `t`, and six free ports as `addr(0..6)`.
+fn secret_and_ports(t: &Path) -> (std::path::PathBuf, impl Fn(u16) -> SocketAddr) {
+    let secret = t.join("secret");
+    std::fs::write(&secret, format!("{SECRET}\n")).unwrap();
+    let base = free_ports(6);
+    let addr = move |i: u16| -> SocketAddr { format!("127.0.0.1:{}", base + i).parse().unwrap() };
+    (secret, addr)
+}
+
+/// Node 4, set to join through `seed` with `cfs server join` (5 s leases and grace, its voter
+/// roles handed on after 5 s down), `extra` added to its arguments; not started.
+fn joining_node(
+    t: &Path,
+    secret: &Path,
+    listen: SocketAddr,
+    seed: SocketAddr,
+    extra: &[&str],
+) -> Proc {
+    let mut n4 = Proc::new(t, "mds4", &[]);
+    std::fs::write(
+        n4.config(),
+        format!(
+            "data = {data:?}\nlisten = \"{listen}\"\nroles = [\"mds\"]\nlease_seconds = 5\n\
+             grace_seconds = 5\n[admin]\nlisten = \"127.0.0.1:0\"\n[cluster]\n\
+             secret_file = {secret:?}\nmds_replace_after_seconds = 5\n[[export]]\npath = \"/\"\n",
+            data = n4.dir.join("data"),
+        ),
+    )
+    .unwrap();
+    let seed = seed.to_string();
+    let config = n4.config().to_string_lossy().into_owned();
+    n4.args = [
+        "server", "join", "--token", SECRET, "--seed", &seed, "--config", &config,
+    ]
+    .iter()
+    .chain(extra)
+    .map(|a| a.to_string())
+    .collect();
+    n4
+}
+
 #[test]
 fn a_node_joins_with_the_token_serves_everything_and_a_node_is_drained() {
     let _one = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let tmp = tempfile::tempdir().unwrap();
     let t = tmp.path();
-    let secret = t.join("secret");
-    std::fs::write(&secret, format!("{SECRET}\n")).unwrap();
-    let base = free_ports(6);
-    let addr = |i: u16| -> SocketAddr { format!("127.0.0.1:{}", base + i).parse().unwrap() };
+    let (secret, addr) = secret_and_ports(t);
     let mds_addr: [SocketAddr; 4] = [addr(0), addr(1), addr(2), addr(3)];
     // The data server names every node, the 4th's address included before it exists (a name
     // for a node not there yet is kept trying; `ds_learns_mds.rs` has a DS that names node 1
@@ -263,28 +301,7 @@ fn a_node_joins_with_the_token_serves_everything_and_a_node_is_drained() {
     );
 
     // The 4th node joins through node 2 (shard 0's leader is node 1: the seed passes it on).
-    let mut n4 = Proc::new(t, "mds4", &[]);
-    std::fs::write(
-        n4.config(),
-        format!(
-            "data = {data:?}\nlisten = \"{listen}\"\nroles = [\"mds\"]\nlease_seconds = 5\n\
-             grace_seconds = 5\n[admin]\nlisten = \"127.0.0.1:0\"\n[cluster]\n\
-             secret_file = {secret:?}\nmds_replace_after_seconds = 5\n[[export]]\npath = \"/\"\n",
-            data = n4.dir.join("data"),
-            listen = mds_addr[3],
-        ),
-    )
-    .unwrap();
-    n4.args = vec![
-        "server".into(),
-        "join".into(),
-        "--token".into(),
-        SECRET.into(),
-        "--seed".into(),
-        mds_addr[1].to_string(),
-        "--config".into(),
-        n4.config().to_string_lossy().into(),
-    ];
+    let mut n4 = joining_node(t, &secret, mds_addr[3], mds_addr[1], &[]);
     let joined_at = Instant::now();
     n4.start();
     wait_listening(mds_addr[3], &n4);
@@ -412,6 +429,87 @@ fn a_node_joins_with_the_token_serves_everything_and_a_node_is_drained() {
 }
 
 /// Shards each node leads, as `via` sees them; `None` while a shard has no leader.
+/// A node that joins with a client address (`--client-address`) serves it, every node learns
+/// it from the join's membership entry (no config names it), and when the node is killed the
+/// live node with the lowest id takes the address over: a client mounting it reads what it
+/// wrote there before.
+#[test]
+fn a_joined_nodes_client_address_is_taken_over_when_it_dies() {
+    let _one = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let tmp = tempfile::tempdir().unwrap();
+    let t = tmp.path();
+    let (secret, addr) = secret_and_ports(t);
+    let mds_addr: [SocketAddr; 4] = [addr(0), addr(1), addr(2), addr(3)];
+    let client_addr = addr(5);
+    let (mds, _ds) = three_mds_and_a_ds(t, &secret, &mds_addr, addr(4), 5, SHARDS);
+
+    let client = client_addr.to_string();
+    let mut n4 = joining_node(
+        t,
+        &secret,
+        mds_addr[3],
+        mds_addr[0],
+        &["--client-address", &client],
+    );
+    n4.start();
+    wait_listening(mds_addr[3], &n4);
+    until_status(
+        t,
+        &mds[0],
+        "node 4 a member of every shard, its client address known to node 1",
+        Duration::from_secs(45),
+        |v| {
+            placed_evenly(v, 4, &[1, 2, 3, 4])
+                && v["mds"]["metadata"]["nodes"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .any(|n| {
+                        n["id"] == 4
+                            && n["address"] == format!("{} client={client_addr}", mds_addr[3])
+                    })
+        },
+    );
+    // Node 4 serves its client address itself.
+    wait_listening(client_addr, &n4);
+    let rt = rt();
+    let file = (String::from("/through-4"), random_bytes(120_000, 44));
+    write_until_ok(
+        &rt,
+        client_addr,
+        &file.0,
+        &file.1,
+        "write through node 4's client address",
+    );
+
+    n4.kill9();
+    let killed = Instant::now();
+    while std::net::TcpStream::connect_timeout(&client_addr, Duration::from_millis(200)).is_err() {
+        assert!(
+            killed.elapsed() < Duration::from_secs(30),
+            "nobody took node 4's client address over"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    eprintln!(
+        "node 4's client address answered again {:?} after the kill",
+        killed.elapsed()
+    );
+    check_files(&rt, client_addr, &[file], "node 4's client address, moved");
+    // The lowest live node took it: node 1, as its log says.
+    let log = mds[0].log_text();
+    assert!(
+        log.lines()
+            .any(|l| l.contains("took over a dead MDS node's client address")
+                && l.contains("node=4")),
+        "node 1 did not take node 4's address over:\n{}",
+        log.lines()
+            .filter(|l| l.contains("client address"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+}
+
 fn leads(v: &serde_json::Value, nodes: &[u64]) -> Option<std::collections::BTreeMap<u64, usize>> {
     let shards = v["mds"]["metadata"]["shards"].as_array()?;
     let mut count: std::collections::BTreeMap<u64, usize> = nodes.iter().map(|n| (*n, 0)).collect();

@@ -32,6 +32,7 @@ use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 use super::network::{PeerError, Peers};
+use super::node_addr::NodeAddr;
 use crate::namespace::{Namespace, ShardId};
 
 /// The shard's current membership (voters, learners, their addresses), as this replica knows it.
@@ -139,18 +140,21 @@ fn encode<T: Serialize>(v: &T) -> Vec<u8> {
     postcard::to_stdvec(v).unwrap_or_default()
 }
 
-/// The joining side of `cfs server join`: asks `seed` to make the node at `my_addr` a member.
-/// The MAC under `secret` is the proof that it may.
+/// The joining side of `cfs server join`: asks `seed` to make the node at `my_addr` a member,
+/// with `client` as its client address if it has one (the membership carries it, so the
+/// other nodes take it over when this node dies). The MAC under `secret` is the proof that it
+/// may.
 pub async fn join(
     secret: &layout::ClusterSecret,
     seed: SocketAddr,
     my_addr: SocketAddr,
+    client: Option<SocketAddr>,
 ) -> Result<JoinReply, MembershipError> {
     if my_addr.ip().is_unspecified() || my_addr.port() == 0 {
         return Err(MembershipError::BadAddress(my_addr.to_string()));
     }
     let body = encode(&JoinRequest {
-        addr: my_addr.to_string(),
+        addr: NodeAddr::new(my_addr, client).to_string(),
     });
     let answer = Peers::call_at(
         secret,
@@ -168,11 +172,10 @@ pub async fn join(
 /// a learner; another node passes the call on to that leader.
 pub(crate) async fn answer_join(ns: &Namespace, body: &[u8]) -> Result<JoinReply, MembershipError> {
     let req: JoinRequest = decode(body)?;
-    let addr: SocketAddr = req
-        .addr
-        .parse()
-        .map_err(|_| MembershipError::BadAddress(req.addr.clone()))?;
-    if addr.ip().is_unspecified() || addr.port() == 0 {
+    let addr =
+        NodeAddr::parse(&req.addr).ok_or_else(|| MembershipError::BadAddress(req.addr.clone()))?;
+    let unusable = |a: SocketAddr| a.ip().is_unspecified() || a.port() == 0;
+    if unusable(addr.peer) || addr.client.is_some_and(unusable) || addr.client == Some(addr.peer) {
         return Err(MembershipError::BadAddress(req.addr));
     }
     let peers = ns.peers().ok_or(MembershipError::Solo)?;
@@ -204,15 +207,26 @@ pub(crate) async fn answer_join(ns: &Namespace, body: &[u8]) -> Result<JoinReply
 async fn admit(
     ns: &Namespace,
     raft: &super::types::Raft,
-    addr: SocketAddr,
+    addr: NodeAddr,
 ) -> Result<JoinReply, MembershipError> {
     // One join at a time: two must not pick the same id.
     static ADMITTING: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
     let _one = ADMITTING.lock().await;
     let m = membership(raft);
+    let taken = m.nodes().find_map(|(id, n)| {
+        let n = NodeAddr::parse(&n.addr)?;
+        let clash = addr.client.is_some()
+            && [Some(n.peer), n.client].contains(&addr.client)
+            && n.peer != addr.peer;
+        clash.then_some(*id)
+    });
+    if taken.is_some() {
+        // Two nodes binding one client address would fight over it (`addresses`).
+        return Err(MembershipError::BadAddress(addr.to_string()));
+    }
     let existing = m
         .nodes()
-        .find(|(_, n)| n.addr == addr.to_string())
+        .find(|(_, n)| NodeAddr::parse(&n.addr).is_some_and(|n| n.peer == addr.peer))
         .map(|(id, _)| *id);
     let id = match existing {
         Some(id) => id,
@@ -803,14 +817,19 @@ pub(crate) fn follow(ns: &Namespace, peers: Arc<Peers>) -> tokio::task::JoinHand
             };
             let view = membership_view(&ns);
             let mut book = BTreeMap::new();
+            let mut clients = BTreeMap::new();
             for s in &view {
                 for (id, a) in &s.addrs {
-                    if let Ok(a) = a.parse::<SocketAddr>() {
-                        book.insert(*id, a);
+                    if let Some(a) = NodeAddr::parse(a) {
+                        book.insert(*id, a.peer);
+                        if let Some(c) = a.client {
+                            clients.insert(*id, c);
+                        }
                     }
                 }
             }
             if !book.is_empty() {
+                peers.set_client_addresses(clients);
                 if let Some(a) = peers.members.nodes.get(&peers.me()) {
                     book.entry(peers.me()).or_insert(*a);
                 }

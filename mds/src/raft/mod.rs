@@ -16,6 +16,7 @@ pub mod log_store;
 pub mod machine;
 pub mod members;
 pub mod network;
+pub mod node_addr;
 pub mod placement;
 pub mod service;
 pub mod sessions;

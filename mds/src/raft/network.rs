@@ -80,6 +80,8 @@ pub struct Peers {
     /// This node and the secret; `nodes` is the list it started with (see `nodes()`).
     pub members: Members,
     book: std::sync::RwLock<BTreeMap<u64, SocketAddr>>,
+    /// The client addresses the memberships name (`node_addr`), by node.
+    clients: std::sync::RwLock<BTreeMap<u64, SocketAddr>>,
     conns: std::sync::Mutex<HashMap<u64, Slot>>,
     /// Per node: since when it has not answered (`None` while it does). An outage is logged
     /// once at warn and its end at info; the calls that fail in between only at debug: every
@@ -95,6 +97,7 @@ impl Peers {
         Arc::new(Peers {
             nonce: AtomicU64::new(layout::secret::now_ms() << 16),
             book: std::sync::RwLock::new(members.nodes.clone()),
+            clients: Default::default(),
             members,
             conns: Default::default(),
             outages: Default::default(),
@@ -127,6 +130,19 @@ impl Peers {
         }
         *book = nodes;
         true
+    }
+
+    /// The client address of every node whose membership entry names one (`node_addr`).
+    pub fn client_addresses(&self) -> BTreeMap<u64, SocketAddr> {
+        self.clients
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Replaces the client addresses (from the shards' memberships).
+    pub fn set_client_addresses(&self, clients: BTreeMap<u64, SocketAddr>) {
+        *self.clients.write().unwrap_or_else(|e| e.into_inner()) = clients;
     }
 
     /// Adds node `id` at `addr` unless the book has it.
@@ -394,8 +410,9 @@ impl RaftNetworkFactory<Cfg> for Network {
 
     async fn new_client(&mut self, target: u64, node: &BasicNode) -> Self::Network {
         // A node just added to this shard (a join) may not be in the address book yet.
-        if let (Some(p), Ok(addr)) = (&self.peers, node.addr.parse::<SocketAddr>()) {
-            p.learn(target, addr);
+        if let (Some(p), Some(addr)) = (&self.peers, super::node_addr::NodeAddr::parse(&node.addr))
+        {
+            p.learn(target, addr.peer);
         }
         Peer {
             peers: self.peers.clone(),
