@@ -240,7 +240,8 @@ fn own_client_address(
     };
     if !roles.mds || fc.metadata_nodes.is_some() || fc.client_addresses.is_some() {
         return Err(bad(
-            "client_address is a joining MDS node's own; the nodes of metadata_nodes name theirs              in client_addresses"
+            "client_address is a joining MDS node's own; the nodes of metadata_nodes name theirs \
+             in client_addresses"
                 .into(),
         ));
     }
