@@ -601,6 +601,28 @@ fn shard_of(fileid: u64) -> u64 {
     fileid >> 48
 }
 
+/// A new directory in the root whose shard node `node` led first (`shard % 3 + 1`), named
+/// `prefix` and a number, and its file handle. Made through that node, which puts a new
+/// directory on a shard it leads: the first try, unless an election moved a leader.
+async fn dir_first_led_by(
+    nodes: &[Node],
+    node: u64,
+    prefix: &str,
+) -> (String, proto::nfs4::NfsFh4) {
+    let by = connect(nodes[node as usize - 1].addr, Duration::from_secs(30)).await;
+    let root = by.root().clone();
+    for i in 0..20 {
+        let name = format!("{prefix}{i}");
+        let fh = by.mkdir(&root, &name, 0o755).await.expect("mkdir");
+        let fileid = by.getattr(&fh).await.expect("getattr").fileid;
+        if shard_of(fileid) % 3 + 1 == node {
+            let _ = by.shutdown().await;
+            return (name, fh);
+        }
+    }
+    panic!("20 directories made through node {node}, none on a shard it led first");
+}
+
 /// A cross-shard rename survives a kill -9 of each participant at each step (issue 12, "a
 /// crash test for cross-shard rename that kills each participant at each step"). Three MDS
 /// nodes; /a and /b are directories on two shards whose first leaders are nodes 2 and 3 (a
@@ -630,26 +652,10 @@ fn a_cross_shard_rename_survives_a_kill9_of_each_participant_at_each_step() {
         let rt = rt();
         let victim = rt.block_on(async {
             let c = connect(nodes[0].addr, Duration::from_secs(30)).await;
-            let root = c.root().clone();
-            // Directories until one is led (first) by node 2 and one by node 3.
-            let (mut a, mut b) = (None, None);
-            for i in 0..200 {
-                let name = format!("d{i}");
-                let fh = c.mkdir(&root, &name, 0o755).await.expect("mkdir");
-                let leader = shard_of(c.getattr(&fh).await.expect("getattr").fileid) % 3 + 1;
-                match leader {
-                    2 if a.is_none() => a = Some((name, fh)),
-                    3 if b.is_none() => b = Some((name, fh)),
-                    _ => {}
-                }
-                if a.is_some() && b.is_some() {
-                    break;
-                }
-            }
-            let ((an, afh), (bn, bfh)) = (
-                a.expect("a dir led by node 2"),
-                b.expect("a dir led by node 3"),
-            );
+            // A directory led (first) by node 2 and one by node 3: made through them, as a
+            // new directory goes to a shard its node leads.
+            let (an, afh) = dir_first_led_by(&nodes, 2, "a").await;
+            let (bn, bfh) = dir_first_led_by(&nodes, 3, "b").await;
             let create = CreateMode::Unchecked(SetAttrs::mode(0o644));
             let f = c
                 .open(&afh, "f", OPEN4_SHARE_ACCESS_BOTH, Some(create))
@@ -855,19 +861,9 @@ fn byte_range_locks_conflict_across_nodes_and_survive_the_arbiters_death() {
     rt.block_on(async {
         let limit = Duration::from_secs(30);
         let c = connect_each(&nodes, limit).await;
-        // A directory on a shard whose first leader is node 3 (shard % 3 == 2).
-        let root = c[0].root().clone();
-        let mut dir = None;
-        for i in 0..40 {
-            let name = format!("d{i}");
-            let fh = c[0].mkdir(&root, &name, 0o755).await.expect("mkdir");
-            let st = c[0].getattr(&fh).await.expect("getattr");
-            if shard_of(st.fileid) % 3 == 2 {
-                dir = Some(name);
-                break;
-            }
-        }
-        let dir = dir.expect("one of 40 directories on a shard node 3 leads");
+        // A directory on a shard whose first leader is node 3 (shard % 3 == 2): made through
+        // node 3, as a new directory goes to a shard its node leads.
+        let (dir, _) = dir_first_led_by(&nodes, 3, "d").await;
         let path = format!("/{dir}/f");
         let create = Some(CreateMode::Unchecked(SetAttrs {
             mode: Some(0o644),

@@ -157,6 +157,9 @@ pub(crate) struct Engine {
     /// Set when a write or fdatasync failed: what was acknowledged may not be on disk, so every
     /// later write fails too until a restart recovers from the log.
     poisoned: Mutex<Option<String>>,
+    /// Milliseconds each fdatasync is held back (tests: a slow disk on one node).
+    #[cfg(test)]
+    sync_delay_ms: AtomicU64,
 }
 
 /// The node's log. Cheap to clone.
@@ -249,6 +252,8 @@ impl LogEngine {
             thread: Mutex::new(None),
             stats,
             poisoned: Mutex::new(None),
+            #[cfg(test)]
+            sync_delay_ms: AtomicU64::new(0),
         });
         let weak = Arc::downgrade(&inner);
         let th = std::thread::Builder::new()
@@ -273,6 +278,13 @@ impl LogEngine {
 
     pub fn stats(&self) -> &LogStats {
         &self.inner.stats
+    }
+
+    /// Holds every later fdatasync back by `delay` (tests).
+    #[cfg(test)]
+    pub(crate) fn delay_syncs(&self, delay: std::time::Duration) {
+        let ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX);
+        self.inner.sync_delay_ms.store(ms, Ordering::Relaxed);
     }
 
     /// Stops the writer after everything queued is written and synced.
@@ -470,6 +482,15 @@ impl Writer {
             // free space) and try once more.
             if self.wal.cut_to(len).is_ok() && self.space.as_ref().is_some_and(|s| s.release()) {
                 r = self.wal.append(&buf);
+            }
+        }
+        #[cfg(test)]
+        if let Some(ms) = engine
+            .upgrade()
+            .map(|e| e.sync_delay_ms.load(Ordering::Relaxed))
+        {
+            if durable && ms > 0 {
+                std::thread::sleep(std::time::Duration::from_millis(ms));
             }
         }
         let r = r.and_then(|()| if durable { self.wal.sync() } else { Ok(()) });
