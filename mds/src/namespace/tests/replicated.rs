@@ -566,3 +566,47 @@ fn a_leaders_reads_go_by_its_lease_which_ends_with_its_leadership() {
         }
     });
 }
+
+/// A leader hands a new entry to its followers before its own fdatasync is done, not after
+/// (the patched openraft, vendor/README.md), so the followers write while it does. With the
+/// leader's disk made slow, a follower has the entry in its log while the change still waits
+/// for the leader's flush.
+#[test]
+fn a_leader_sends_entries_before_its_own_flush() {
+    let rt = rt();
+    rt.block_on(async {
+        let (mut nodes, all) = three_up(false).await;
+        let ns = |id: u64| all[id as usize - 1].clone();
+        let (d, shard, l) = dir_led_by_all(&all, "pipelined").await;
+        let f = (1..=3).find(|id| *id != l).expect("a follower");
+        let held = Duration::from_millis(600);
+        ns(l).delay_log_syncs(held);
+        let before = ns(f).log_entries(shard, 0).expect("follower's log").len();
+        let leader = ns(l);
+        let start = Instant::now();
+        let change = tokio::spawn(async move {
+            leader
+                .execute(create(d, "f", FileKind::Regular))
+                .await
+                .map(|_| start.elapsed())
+        });
+        until(
+            "the follower has the entry",
+            Duration::from_secs(10),
+            || ns(f).log_entries(shard, 0).map_or(0, |e| e.len()) > before,
+        )
+        .await;
+        let at_follower = start.elapsed();
+        let done = change.await.expect("join").expect("the create");
+        eprintln!("entry at the follower after {at_follower:?}, change done after {done:?}");
+        assert!(done >= held, "the change waited for the leader's flush: {done:?}");
+        assert!(
+            at_follower < held,
+            "the follower had the entry only after {at_follower:?}, the leader's flush took {held:?}"
+        );
+        ns(l).delay_log_syncs(Duration::ZERO);
+        for n in &mut nodes {
+            n.down().await;
+        }
+    });
+}
