@@ -252,6 +252,9 @@ const PROPOSE_WAIT: std::time::Duration = std::time::Duration::from_secs(15);
 /// How long a new shard waits for its preferred node to initialize it before another node
 /// does.
 const ADOPT_AFTER: std::time::Duration = std::time::Duration::from_secs(20);
+/// How long a shard a node made at start waits for a leader before the node stands again
+/// (`Namespace::start_members`); a first election among live nodes takes milliseconds.
+const RESTAND_AFTER: std::time::Duration = std::time::Duration::from_millis(500);
 /// Between two attempts to find a shard's leader.
 const RETRY_PAUSE: std::time::Duration = std::time::Duration::from_millis(50);
 /// A forwarded command's answer: it waits for a commit on a quorum.
@@ -612,8 +615,10 @@ impl Namespace {
     /// of which holds that shard's writes for a moment). A shard still uninitialized
     /// after `ADOPT_AFTER` (its preferred node never came) is initialized by whoever is up,
     /// with the same membership, which openraft allows. Nothing here waits for the other
-    /// nodes (their listeners may not be up yet, nor this one's); the root is made by a
-    /// background task once shard 0 has a leader. Until a shard has one, its commands wait
+    /// nodes (their listeners may not be up yet, nor this one's); a shard whose first
+    /// election found them not listening is stood for again every tick (500 ms) until it has
+    /// a leader, rather than after an election timeout; the root is made by a background
+    /// task once shard 0 has a leader. Until a shard has one, its commands wait
     /// (`propose`).
     async fn start_members(&self, m: &crate::raft::network::Members) -> Result<(), FsError> {
         let members: BTreeMap<u64, BasicNode> = m
@@ -634,9 +639,14 @@ impl Namespace {
             return Ok(());
         }
         let ids: Vec<u64> = members.keys().copied().collect();
+        // Shards this node made now: nobody else can stand in them yet (they have no
+        // membership), so standing again while they have no leader disturbs no one.
+        let mut made_now = std::collections::BTreeSet::new();
         for (id, s) in &self.inner.shards {
-            if ids[usize::from(*id) % ids.len()] == m.me {
-                initialize_once(*id, &s.raft, &members).await?;
+            if ids[usize::from(*id) % ids.len()] == m.me
+                && initialize_once(*id, &s.raft, &members).await?
+            {
+                made_now.insert(*id);
             }
         }
         self.watch_leadership();
@@ -653,6 +663,20 @@ impl Namespace {
                 let ns = Namespace { inner };
                 let mut settled = true;
                 for (id, s) in &ns.inner.shards {
+                    if made_now.contains(id) {
+                        let led = s.raft.metrics().borrow().current_leader.is_some();
+                        if led || started.elapsed() >= ADOPT_AFTER {
+                            made_now.remove(id);
+                        } else if started.elapsed() >= RESTAND_AFTER {
+                            // Its first election found the other nodes not listening yet
+                            // (a cluster's processes start together) and would wait a
+                            // whole election timeout (1.5-3 s) before the next one.
+                            settled = false;
+                            if let Err(e) = s.raft.trigger().elect().await {
+                                tracing::debug!("shard {id}: election not started: {e}");
+                            }
+                        }
+                    }
                     if s.raft.is_initialized().await.unwrap_or(true) {
                         continue;
                     }
@@ -1464,22 +1488,23 @@ impl Namespace {
 }
 
 /// Initializes a shard's group with `members` unless it already has a membership (its own or
-/// one a leader sent it).
+/// one a leader sent it). True when it did so now.
 async fn initialize_once(
     id: u16,
     raft: &crate::raft::types::Raft,
     members: &BTreeMap<u64, BasicNode>,
-) -> Result<(), FsError> {
+) -> Result<bool, FsError> {
     use openraft::error::InitializeError;
     let init = raft
         .is_initialized()
         .await
         .map_err(|e| FsError::Io(format!("shard {id}: {e}")))?;
     if init {
-        return Ok(());
+        return Ok(false);
     }
     match raft.initialize(members.clone()).await {
-        Ok(()) | Err(RaftError::APIError(InitializeError::NotAllowed(_))) => Ok(()),
+        Ok(()) => Ok(true),
+        Err(RaftError::APIError(InitializeError::NotAllowed(_))) => Ok(false),
         Err(e) => Err(FsError::Io(format!("initialize shard {id}: {e}"))),
     }
 }
