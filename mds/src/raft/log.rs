@@ -651,7 +651,9 @@ impl ShardLog {
     }
 
     /// Puts `entries` in memory (readable at once) and queues them; `cb` hears when they are
-    /// durable.
+    /// durable. A leader's replication streams read them from memory while this node's flush
+    /// is still running (the vendored openraft patch, vendor/README.md), so they must be
+    /// there when this returns.
     pub(crate) fn append(&self, entries: Vec<Entry>, cb: OnFlushed) -> Result<(), FsError> {
         let Some(last) = entries.last().map(|e| e.log_id.index) else {
             cb(Ok(()));
