@@ -667,13 +667,17 @@ impl Namespace {
                         let led = s.raft.metrics().borrow().current_leader.is_some();
                         if led || started.elapsed() >= ADOPT_AFTER {
                             made_now.remove(id);
-                        } else if started.elapsed() >= RESTAND_AFTER {
-                            // Its first election found the other nodes not listening yet
-                            // (a cluster's processes start together) and would wait a
-                            // whole election timeout (1.5-3 s) before the next one.
+                        } else {
+                            // Not settled before the shard has a leader, even in the first
+                            // `RESTAND_AFTER`.
                             settled = false;
-                            if let Err(e) = s.raft.trigger().elect().await {
-                                tracing::debug!("shard {id}: election not started: {e}");
+                            if started.elapsed() >= RESTAND_AFTER {
+                                // Its first election found the other nodes not listening yet
+                                // (a cluster's processes start together) and would wait a
+                                // whole election timeout (1.5-3 s) before the next one.
+                                if let Err(e) = s.raft.trigger().elect().await {
+                                    tracing::debug!("shard {id}: election not started: {e}");
+                                }
                             }
                         }
                     }
@@ -848,12 +852,13 @@ impl Namespace {
 
     /// The shard `h` picks among those this node leads now, or `None` when it leads none.
     fn led_shard(&self, h: u64) -> Option<u16> {
-        let led: Vec<u16> = (self.inner.cores.iter())
-            .filter(|(_, core)| core.leader.load(Ordering::Acquire))
-            .map(|(shard, _)| *shard)
-            .collect();
-        let i = usize::try_from(h % u64::try_from(led.len()).ok()?.max(1)).ok()?;
-        led.get(i).copied()
+        let led = || {
+            (self.inner.cores.iter())
+                .filter(|(_, core)| core.leader.load(Ordering::Acquire))
+                .map(|(shard, _)| *shard)
+        };
+        let count = u64::try_from(led().count()).ok().filter(|c| *c > 0)?;
+        led().nth(usize::try_from(h % count).ok()?)
     }
 
     /// Recovers cross-shard transactions left by a crash (`coordinator`), every
