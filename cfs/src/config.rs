@@ -180,6 +180,10 @@ pub struct ClusterFileConfig {
     /// ds role: addresses clients are told, in preference order (a qemu guest reaches host
     /// 127.0.0.1:P as 10.0.2.2:P). Default: the listening address.
     pub advertise: Option<Vec<String>>,
+    /// ds role: where this data server fails together with others (host, rack): a file's
+    /// mirrors go to different domains. A node that joins a metadata service (`cfs server
+    /// join`): its domain, carried in its membership entry, so a shard's voters go to
+    /// different domains.
     pub failure_domain: Option<String>,
     /// ds role: also serve the data path on a libfabric endpoint of this provider ("tcp",
     /// "sockets", "verbs", ...), advertised to clients beside the TCP addresses.
@@ -222,6 +226,10 @@ pub struct ClusterFileConfig {
     /// node knows it and the live node with the lowest id takes it over when this one dies.
     /// Fixed at the join.
     pub client_address: Option<String>,
+    /// mds role, multi-node metadata: the failure domain (rack, zone) of each node as
+    /// "ID=DOMAIN", the same list on every node. A shard's three voters go to three domains
+    /// when there are three (`raft::placement`); a node left out is a domain of its own.
+    pub metadata_domains: Option<Vec<String>>,
 }
 
 /// The roles a server process runs.

@@ -152,7 +152,9 @@ pub struct ClusterFlags {
     /// ds role: address clients are told (repeat for several, preferred first).
     #[arg(long)]
     pub advertise: Vec<String>,
-    /// ds role: failure domain (host, rack); mirrors go to different domains.
+    /// Failure domain (host, rack): a data server's mirrors go to different domains; a node
+    /// joining a metadata service (`server join`) carries it in its membership entry, and a
+    /// shard's voters go to different domains.
     #[arg(long)]
     pub failure_domain: Option<String>,
     /// gateway-v3 role: where NFSv3 clients connect (default: the NFS listen host, port 20048).

@@ -93,19 +93,22 @@ pub fn resume(
         secret: secret.clone(),
         joined: Some(j.shards),
         replace_after: None,
+        domains: BTreeMap::new(),
     }))
 }
 
-/// Asks `seed` to take this node (NFS on `listen`, clients on `client` if it has a client
-/// address) in, and keeps the answer.
+/// Asks `seed` to take this node in and keeps the answer. `at`: NFS on this address, clients
+/// on the second if it has a client address, in the failure domain of the third if it names
+/// one.
 pub async fn join(
     data: &Path,
     secret: &layout::ClusterSecret,
     seed: SocketAddr,
-    listen: SocketAddr,
-    client: Option<SocketAddr>,
+    at: (SocketAddr, Option<SocketAddr>, Option<String>),
 ) -> Result<mds::raft::network::Members, JoinError> {
-    let reply = mds::raft::members::join(secret, seed, listen, client)
+    let (listen, client, domain) = at;
+    let me = NodeAddr::new(listen, client).with_domain(domain);
+    let reply = mds::raft::members::join(secret, seed, me)
         .await
         .map_err(|source| JoinError::Join { seed, source })?;
     let nodes = reply
@@ -134,6 +137,7 @@ pub async fn join(
         secret: secret.clone(),
         joined: Some(j.shards),
         replace_after: None,
+        domains: BTreeMap::new(),
     })
 }
 

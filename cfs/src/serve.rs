@@ -172,7 +172,16 @@ pub fn resolve(a: &ServerArgs) -> Result<Settings, ConfigError> {
         // A gateway alone must be told its MDS; say so before anything starts.
         crate::gateway::mds_addr(f, &file)?;
     }
-    let members = metadata_members(&fc, &secret, &roles, listen)?;
+    let mut members = metadata_members(&fc, &secret, &roles, listen)?;
+    let failure_domain = f
+        .failure_domain
+        .clone()
+        .or(fc.failure_domain.clone())
+        .unwrap_or_default();
+    let domains = metadata_domains(&fc, members.as_ref(), &failure_domain)?;
+    if let Some(m) = &mut members {
+        m.domains = domains;
+    }
     let client_addresses = client_addresses(&fc, members.as_ref())?;
     let client_address = own_client_address(&fc, &roles, listen)?;
     let admin = match (&a.admin_listen, &file.admin) {
@@ -211,11 +220,7 @@ pub fn resolve(a: &ServerArgs) -> Result<Settings, ConfigError> {
         mds_addrs,
         ds_listen,
         advertise,
-        failure_domain: f
-            .failure_domain
-            .clone()
-            .or(fc.failure_domain.clone())
-            .unwrap_or_default(),
+        failure_domain,
         fabric,
         connections: file.connections.clone().unwrap_or_default().limits()?,
         admin,
@@ -254,6 +259,35 @@ fn own_client_address(
     Ok(Some(addr))
 }
 
+/// A `[cluster]` list of "ID=VALUE" entries, one per node of `metadata_nodes` at most
+/// (`key` names the list, `form` the value in messages): each entry with its node and value.
+fn per_node<'a>(
+    key: &str,
+    form: &str,
+    list: &'a [String],
+    m: &mds::raft::network::Members,
+) -> Result<Vec<(&'a String, u64, &'a str)>, ConfigError> {
+    let bad = |m: String| ConfigError::MetadataNodes(m);
+    let mut seen = std::collections::BTreeSet::new();
+    let mut out = Vec::new();
+    for entry in list {
+        let (id, value) = entry
+            .split_once('=')
+            .ok_or_else(|| bad(format!("{key} {entry:?}: expected \"ID={form}\"")))?;
+        let id: u64 = id
+            .trim()
+            .parse()
+            .ok()
+            .filter(|i| m.nodes.contains_key(i))
+            .ok_or_else(|| bad(format!("{key} {entry:?}: not a node of metadata_nodes")))?;
+        if !seen.insert(id) {
+            return Err(bad(format!("{key}: node {id} is listed twice")));
+        }
+        out.push((entry, id, value.trim()));
+    }
+    Ok(out)
+}
+
 /// `[cluster] client_addresses`: one per metadata node, each distinct from every node's own
 /// address (a taker binds it while the dead node's peers still know its own).
 fn client_addresses(
@@ -271,23 +305,8 @@ fn client_addresses(
         ));
     };
     let mut out = std::collections::BTreeMap::new();
-    for entry in list {
-        let (id, addr) = entry.split_once('=').ok_or_else(|| {
-            bad(format!(
-                "client_addresses {entry:?}: expected \"ID=HOST:PORT\""
-            ))
-        })?;
-        let id: u64 = id
-            .trim()
-            .parse()
-            .ok()
-            .filter(|i| m.nodes.contains_key(i))
-            .ok_or_else(|| {
-                bad(format!(
-                    "client_addresses {entry:?}: not a node of metadata_nodes"
-                ))
-            })?;
-        let addr = config::parse_listen(addr.trim())?;
+    for (entry, id, addr) in per_node("client_addresses", "HOST:PORT", list, m)? {
+        let addr = config::parse_listen(addr)?;
         if addr.ip().is_unspecified() || addr.port() == 0 {
             return Err(bad(format!(
                 "client_addresses {entry:?}: a client address is one address and port"
@@ -298,9 +317,7 @@ fn client_addresses(
                 "client_addresses {entry:?}: address used twice"
             )));
         }
-        if out.insert(id, addr).is_some() {
-            return Err(bad(format!("client_addresses: node {id} is listed twice")));
-        }
+        out.insert(id, addr);
     }
     Ok(out)
 }
@@ -364,7 +381,44 @@ fn metadata_members(
         secret,
         joined: None,
         replace_after: None,
+        domains: std::collections::BTreeMap::new(),
     }))
+}
+
+/// `[cluster] metadata_domains`: the failure domain of each node of `metadata_nodes` as
+/// "ID=DOMAIN", the same list on every node (nodes left out are each a domain of their own).
+/// This node's own `failure_domain`, when it names one, must agree with its entry.
+fn metadata_domains(
+    fc: &config::ClusterFileConfig,
+    members: Option<&mds::raft::network::Members>,
+    own: &str,
+) -> Result<std::collections::BTreeMap<u64, String>, ConfigError> {
+    let bad = |m: String| ConfigError::MetadataNodes(m);
+    let mut out = std::collections::BTreeMap::new();
+    let Some(list) = &fc.metadata_domains else {
+        return Ok(out);
+    };
+    let Some(m) = members else {
+        return Err(bad(
+            "metadata_domains needs node_id and metadata_nodes".into()
+        ));
+    };
+    for (entry, id, domain) in per_node("metadata_domains", "DOMAIN", list, m)? {
+        if !mds::raft::node_addr::valid_domain(domain) {
+            return Err(bad(format!(
+                "metadata_domains {entry:?}: a domain is 1 to {} letters, digits, '.', '_' or '-'",
+                mds::raft::node_addr::MAX_DOMAIN
+            )));
+        }
+        out.insert(id, domain.to_string());
+    }
+    if !own.is_empty() && out.get(&m.me).is_some_and(|d| d != own) {
+        return Err(bad(format!(
+            "failure_domain {own:?} is not node {}'s domain in metadata_domains",
+            m.me
+        )));
+    }
+    Ok(out)
 }
 
 /// The data directory is a directory, or can be made one; checked without creating it.
@@ -647,10 +701,23 @@ pub async fn run(a: ServerArgs, check_only: bool) -> Result<(), Box<dyn std::err
         s.members = match crate::mds_join::resume(&s.data_dir, secret)? {
             Some(m) => Some(m),
             None => match s.join {
-                Some(seed) => Some(
-                    crate::mds_join::join(&s.data_dir, secret, seed, s.listen, s.client_address)
-                        .await?,
-                ),
+                Some(seed) => {
+                    let domain = (!s.failure_domain.is_empty()).then(|| s.failure_domain.clone());
+                    if domain
+                        .as_deref()
+                        .is_some_and(|d| !mds::raft::node_addr::valid_domain(d))
+                    {
+                        return Err(ConfigError::MetadataNodes(format!(
+                            "failure_domain {:?}: a node joining a metadata service names its \
+                             domain with 1 to {} letters, digits, '.', '_' or '-'",
+                            s.failure_domain,
+                            mds::raft::node_addr::MAX_DOMAIN
+                        ))
+                        .into());
+                    }
+                    let at = (s.listen, s.client_address, domain);
+                    Some(crate::mds_join::join(&s.data_dir, secret, seed, at).await?)
+                }
                 None => None,
             },
         };
@@ -919,6 +986,51 @@ pub struct Drained(u64);
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn metadata_domains_name_listed_nodes_once_and_agree_with_the_nodes_own() {
+        let members = mds::raft::network::Members {
+            me: 2,
+            nodes: (1..=3)
+                .map(|i| (i, format!("127.0.0.1:{}", 2048 + i).parse().unwrap()))
+                .collect(),
+            secret: layout::ClusterSecret::from_passphrase("0123456789abcdef0123").unwrap(),
+            joined: None,
+            replace_after: None,
+            domains: Default::default(),
+        };
+        let with = |list: &[&str]| config::ClusterFileConfig {
+            metadata_domains: Some(list.iter().map(|s| s.to_string()).collect()),
+            ..Default::default()
+        };
+        let d = metadata_domains(
+            &with(&["1=rack-a", "2 = rack-a", "3=b.2"]),
+            Some(&members),
+            "",
+        )
+        .unwrap();
+        assert_eq!(d.get(&2).map(String::as_str), Some("rack-a"));
+        assert_eq!(d.get(&3).map(String::as_str), Some("b.2"));
+        // Its own failure_domain, when set, is its entry's.
+        assert!(metadata_domains(&with(&["2=rack-a"]), Some(&members), "rack-a").is_ok());
+        assert!(metadata_domains(&with(&["2=rack-a"]), Some(&members), "rack-b").is_err());
+        for bad in [
+            &["4=rack-a"][..],
+            &["1=rack-a", "1=rack-b"],
+            &["1="],
+            &["1=rack a"],
+            &["rack-a"],
+            &["x=rack-a"],
+        ] {
+            assert!(
+                metadata_domains(&with(bad), Some(&members), "").is_err(),
+                "{bad:?}"
+            );
+        }
+        // Only with a list of nodes.
+        assert!(metadata_domains(&with(&["1=a"]), None, "").is_err());
+        assert!(metadata_domains(&Default::default(), None, "a").is_ok());
+    }
 
     #[test]
     fn a_client_address_of_its_own_is_for_a_joining_mds_node_only() {

@@ -155,12 +155,19 @@ fn metadata_status(ns: &mds::namespace::Namespace) -> Value {
         Some(_) => mds::raft::members::node_states(ns)
             .into_iter()
             .map(|(id, n)| {
-                json!({ "id": id, "address": n.addr, "state": n.state, "voter_of": n.votes })
+                let domain = mds::raft::node_addr::NodeAddr::parse(&n.addr).and_then(|a| a.domain);
+                json!({
+                    "id": id,
+                    "address": n.addr,
+                    "domain": domain,
+                    "state": n.state,
+                    "voter_of": n.votes,
+                })
             })
             .collect(),
-        None => vec![
-            json!({ "id": ns.node_id(), "state": "member", "voter_of": ns.shard_count() }),
-        ],
+        None => {
+            vec![json!({ "id": ns.node_id(), "state": "member", "voter_of": ns.shard_count() })]
+        }
     };
     let members: std::collections::BTreeMap<u16, mds::raft::members::ShardMembers> =
         match ns.peers() {

@@ -147,6 +147,19 @@ fn three_mds_and_a_ds(
     replace_after: u32,
     shards: &'static str,
 ) -> (Vec<Proc>, Proc) {
+    three_mds_and_a_ds_with(t, secret, mds_addr, ds_at, replace_after, shards, "")
+}
+
+/// As `three_mds_and_a_ds`, with `cluster` added to each MDS node's `[cluster]` section.
+fn three_mds_and_a_ds_with(
+    t: &Path,
+    secret: &Path,
+    mds_addr: &[SocketAddr],
+    ds_at: SocketAddr,
+    replace_after: u32,
+    shards: &'static str,
+    cluster: &str,
+) -> (Vec<Proc>, Proc) {
     let all: Vec<String> = (0..3)
         .map(|i| format!("{}={}", i + 1, mds_addr[i]))
         .collect();
@@ -160,7 +173,7 @@ fn three_mds_and_a_ds(
                 "data = {data:?}\nlisten = \"{listen}\"\nroles = [\"mds\"]\nlease_seconds = 5\n\
                  grace_seconds = 5\n[admin]\nlisten = \"127.0.0.1:0\"\n[cluster]\n\
                  secret_file = {secret:?}\nnode_id = {id}\nmetadata_nodes = {all:?}\n\
-                 mds_replace_after_seconds = {replace_after}\n[[export]]\npath = \"/\"\n",
+                 mds_replace_after_seconds = {replace_after}\n{cluster}[[export]]\npath = \"/\"\n",
                 data = p.dir.join("data"),
                 id = i + 1,
             ),
@@ -508,6 +521,140 @@ fn a_joined_nodes_client_address_is_taken_over_when_it_dies() {
             .collect::<Vec<_>>()
             .join("\n")
     );
+}
+
+/// Every shard's voters as sets of the nodes' failure domains (`domain` in the status; none:
+/// the node alone).
+fn domains_per_shard(v: &serde_json::Value) -> Vec<std::collections::BTreeSet<String>> {
+    let md = &v["mds"]["metadata"];
+    let domain: std::collections::BTreeMap<u64, String> = md["nodes"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|n| {
+            let id = n["id"].as_u64()?;
+            Some((
+                id,
+                n["domain"]
+                    .as_str()
+                    .map_or(format!("node {id}"), str::to_string),
+            ))
+        })
+        .collect();
+    md["shards"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|s| {
+            ids(s, "voters")
+                .iter()
+                .map(|v| domain.get(v).cloned().unwrap_or_default())
+                .collect()
+        })
+        .collect()
+}
+
+#[test]
+fn a_shards_voters_go_to_distinct_failure_domains() {
+    let _one = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let tmp = tempfile::tempdir().unwrap();
+    let t = tmp.path();
+    let (secret, addr) = secret_and_ports(t);
+    let mds_addr: [SocketAddr; 4] = [addr(0), addr(1), addr(2), addr(3)];
+    // Nodes 1 and 2 share rack a, node 3 is in rack b; node 4 joins in rack c.
+    let (mds, _ds) = three_mds_and_a_ds_with(
+        t,
+        &secret,
+        &mds_addr,
+        addr(4),
+        5,
+        SHARDS,
+        "metadata_domains = [\"1=rack-a\", \"2=rack-a\", \"3=rack-b\"]\n",
+    );
+    let rt = rt();
+    write_until_ok(&rt, mds_addr[0], "/before", b"one", "write through node 1");
+    // Three nodes: all vote everywhere, so every shard spans the two racks there are (once
+    // node 1 knows every shard's membership: the shards it did not start reach it by Raft).
+    until_status(
+        t,
+        &mds[0],
+        "domains in the status, every shard in both racks",
+        Duration::from_secs(30),
+        |v| {
+            let d = domains_per_shard(v);
+            v["mds"]["metadata"]["nodes"]
+                .as_array()
+                .is_some_and(|n| n.iter().filter(|n| n["domain"].is_string()).count() == 3)
+                && !d.is_empty()
+                && d.iter().all(|d| d.len() == 2)
+        },
+    );
+
+    let mut n4 = joining_node(
+        t,
+        &secret,
+        mds_addr[3],
+        mds_addr[0],
+        &["--failure-domain", "rack-c"],
+    );
+    n4.start();
+    wait_listening(mds_addr[3], &n4);
+    let v = until_status(
+        t,
+        &mds[0],
+        "every shard's voters in three racks, node 4 a member",
+        Duration::from_secs(60),
+        |v| {
+            let d = domains_per_shard(v);
+            !d.is_empty()
+                && d.iter().all(|d| d.len() == 3)
+                && v["mds"]["metadata"]["nodes"].as_array().is_some_and(|n| {
+                    n.iter()
+                        .any(|n| n["id"] == 4 && n["state"] == "member" && n["domain"] == "rack-c")
+                })
+        },
+    );
+    // Racks b and c have one node each: those vote in every shard; rack a's two share the
+    // rest (without domains, four nodes would vote in as many shards each, give or take one).
+    let shards = v["mds"]["metadata"]["shards"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let votes = |id: u64| {
+        shards
+            .iter()
+            .filter(|s| ids(s, "voters").contains(&id))
+            .count()
+    };
+    assert_eq!(votes(3), shards.len());
+    assert_eq!(votes(4), shards.len());
+    assert_eq!(votes(1) + votes(2), shards.len());
+    assert!(
+        votes(1).abs_diff(votes(2)) <= 1,
+        "{} {}",
+        votes(1),
+        votes(2)
+    );
+    eprintln!(
+        "{} shards: nodes 1-4 vote in {}, {}, {}, {}",
+        shards.len(),
+        votes(1),
+        votes(2),
+        votes(3),
+        votes(4)
+    );
+    // Served as before.
+    write_until_ok(&rt, mds_addr[3], "/after", b"two", "write through node 4");
+    check_files(
+        &rt,
+        mds_addr[1],
+        &[
+            ("/before".into(), b"one".to_vec()),
+            ("/after".into(), b"two".to_vec()),
+        ],
+        "node 2",
+    );
+    drop(mds);
 }
 
 fn leads(v: &serde_json::Value, nodes: &[u64]) -> Option<std::collections::BTreeMap<u64, usize>> {

@@ -624,7 +624,11 @@ impl Namespace {
         let members: BTreeMap<u64, BasicNode> = m
             .nodes
             .iter()
-            .map(|(id, addr)| (*id, BasicNode::new(addr.to_string())))
+            .map(|(id, addr)| {
+                let entry = crate::raft::node_addr::NodeAddr::new(*addr, None)
+                    .with_domain(m.domains.get(id).cloned());
+                (*id, BasicNode::new(entry.to_string()))
+            })
             .collect();
         if !members.contains_key(&m.me) {
             return Err(FsError::Invalid);

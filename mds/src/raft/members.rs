@@ -140,21 +140,20 @@ fn encode<T: Serialize>(v: &T) -> Vec<u8> {
     postcard::to_stdvec(v).unwrap_or_default()
 }
 
-/// The joining side of `cfs server join`: asks `seed` to make the node at `my_addr` a member,
-/// with `client` as its client address if it has one (the membership carries it, so the
-/// other nodes take it over when this node dies). The MAC under `secret` is the proof that it
-/// may.
+/// The joining side of `cfs server join`: asks `seed` to make the node at `me.peer` a member,
+/// with its client address and failure domain if it has them (the membership carries them,
+/// so the other nodes take the address over when this node dies, and the placement keeps a
+/// shard's voters in distinct domains). The MAC under `secret` is the proof that it may.
 pub async fn join(
     secret: &layout::ClusterSecret,
     seed: SocketAddr,
-    my_addr: SocketAddr,
-    client: Option<SocketAddr>,
+    me: NodeAddr,
 ) -> Result<JoinReply, MembershipError> {
-    if my_addr.ip().is_unspecified() || my_addr.port() == 0 {
-        return Err(MembershipError::BadAddress(my_addr.to_string()));
+    if me.peer.ip().is_unspecified() || me.peer.port() == 0 {
+        return Err(MembershipError::BadAddress(me.peer.to_string()));
     }
     let body = encode(&JoinRequest {
-        addr: NodeAddr::new(my_addr, client).to_string(),
+        addr: me.to_string(),
     });
     let answer = Peers::call_at(
         secret,
@@ -589,7 +588,15 @@ async fn place_once(
             leader: leaders.get(&s.shard).copied().flatten(),
         })
         .collect();
-    let plan = super::placement::plan(&shards, &nodes, &live, &gone, super::placement::REPLICAS);
+    let domains = domains_of(peers, &zero.addrs);
+    let plan = super::placement::plan(
+        &shards,
+        &nodes,
+        &live,
+        &gone,
+        &domains,
+        super::placement::REPLICAS,
+    );
     let addrs: Vec<(u64, String)> = nodes
         .iter()
         .filter_map(|n| zero.addrs.get(n).map(|a| (*n, a.clone())))
@@ -630,6 +637,18 @@ async fn place_once(
         }
     }
     Ok((changed, live))
+}
+
+/// Each node's failure domain: what its membership entry (`addrs`, shard 0's) names, else
+/// what this node's config lists for it (a service made before the list was set).
+fn domains_of(peers: &Peers, addrs: &BTreeMap<u64, String>) -> super::placement::Domains {
+    let mut d = peers.members.domains.clone();
+    for (id, a) in addrs {
+        if let Some(domain) = NodeAddr::parse(a).and_then(|a| a.domain) {
+            d.insert(*id, domain);
+        }
+    }
+    super::placement::Domains(d)
 }
 
 /// `cfs admin node drain ID` for an MDS node: removes node `id` from every shard (shard 0,

@@ -56,6 +56,10 @@ pub struct Members {
     /// A node down this long hands its voter roles to live learners (`raft::placement`);
     /// `None`: never.
     pub replace_after: Option<std::time::Duration>,
+    /// The configured nodes' failure domains (`[cluster] metadata_domains`), by id: written
+    /// into the memberships a new service starts with, and the planner's fallback for a node
+    /// whose membership entry names none (`members::domains_of`).
+    pub domains: BTreeMap<u64, String>,
 }
 
 #[derive(Debug, Error, Clone, PartialEq, Eq)]

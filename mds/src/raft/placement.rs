@@ -21,6 +21,17 @@
 //! failure finds three live voters again. That costs one membership change per shard and no
 //! copying (the member holds the shard as a learner); when the node comes back it is a learner
 //! everywhere and the evening-out gives it its share again.
+//!
+//! Failure domains (`[cluster] metadata_domains`, or a joined node's `failure_domain`): a
+//! shard's voters are in as many distinct domains as the live nodes allow, so losing a rack
+//! (or a zone) loses at most one voter of each shard while there are three domains. A node
+//! with no domain is a domain of its own, which is the plain rule of distinct nodes. Every
+//! step above keeps it: a new voter comes from a domain the shard lacks when there is one, a
+//! voter too many goes from a domain the shard has twice, a shard with two voters in one
+//! domain trades one of them (never its leader) for a live node of a domain it lacks, and the
+//! evening-out never moves a role to a node whose domain the shard already has. Evenness
+//! gives way to domains: with domains of unequal size, the nodes of a small domain vote in
+//! more shards.
 use std::collections::{BTreeMap, BTreeSet};
 
 /// Voters per shard (fewer while the service has fewer nodes).
@@ -34,14 +45,50 @@ pub struct ShardView {
     pub leader: Option<u64>,
 }
 
+/// Where nodes fail together: each node's failure domain, by id. A node with none is a
+/// domain of its own.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Domains(pub BTreeMap<u64, String>);
+
+/// A node's domain as the planner compares them: named, or the node alone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Domain<'a> {
+    Named(&'a str),
+    Alone(u64),
+}
+
+impl Domains {
+    fn of(&self, node: u64) -> Domain<'_> {
+        self.0
+            .get(&node)
+            .map_or(Domain::Alone(node), |d| Domain::Named(d.as_str()))
+    }
+
+    /// Whether `node` shares a domain with a voter of `voters` other than itself.
+    fn taken(&self, voters: &BTreeSet<u64>, node: u64) -> bool {
+        let d = self.of(node);
+        voters.iter().any(|v| *v != node && self.of(*v) == d)
+    }
+
+    /// How many distinct domains `voters` span.
+    fn spanned(&self, voters: &BTreeSet<u64>) -> usize {
+        voters
+            .iter()
+            .map(|v| self.of(*v))
+            .collect::<BTreeSet<_>>()
+            .len()
+    }
+}
+
 /// The voters each shard should have, for the shards where that differs from now. `nodes` is
 /// the service's node set (shard 0's members), `live` those that answered just now, `gone`
-/// those down for long enough to lose their roles.
+/// those down for long enough to lose their roles, `domains` where they fail together.
 pub fn plan(
     shards: &[ShardView],
     nodes: &BTreeSet<u64>,
     live: &BTreeSet<u64>,
     gone: &BTreeSet<u64>,
+    domains: &Domains,
     replicas: usize,
 ) -> BTreeMap<u16, BTreeSet<u64>> {
     let want = replicas.min(nodes.len());
@@ -64,11 +111,12 @@ pub fn plan(
     for (shard, t) in target.iter_mut() {
         let out: Vec<u64> = t.intersection(gone).copied().collect();
         for g in out {
+            let rest: BTreeSet<u64> = t.iter().copied().filter(|v| *v != g).collect();
             let Some(add) = live
                 .iter()
                 .copied()
                 .filter(|n| nodes.contains(n) && !t.contains(n) && !gone.contains(n))
-                .min_by_key(|n| (load[n], spread(*shard, *n)))
+                .min_by_key(|n| (domains.taken(&rest, *n), load[n], spread(*shard, *n)))
             else {
                 break;
             };
@@ -84,13 +132,14 @@ pub fn plan(
     for (shard, t) in target.iter_mut() {
         let lead = leader.get(shard).copied().flatten();
         while t.len() > want {
-            // Keep the leader (its removal is an election); drop a down node first, then the
-            // one voting most, the highest id on a tie.
+            // Keep the leader (its removal is an election); drop a down node first, then one
+            // whose domain the shard has twice, then the one voting most, the highest id on a
+            // tie.
             let Some(out) = t
                 .iter()
                 .copied()
                 .filter(|v| Some(*v) != lead || t.len() == 1)
-                .max_by_key(|v| (!live.contains(v), load[v], *v))
+                .max_by_key(|v| (!live.contains(v), domains.taken(t, *v), load[v], *v))
             else {
                 break;
             };
@@ -104,11 +153,41 @@ pub fn plan(
                 .iter()
                 .copied()
                 .filter(|n| !t.contains(n))
-                .min_by_key(|n| (!live.contains(n), load[n], spread(*shard, *n)))
+                .min_by_key(|n| {
+                    let taken = domains.taken(t, *n);
+                    (!live.contains(n), taken, load[n], spread(*shard, *n))
+                })
             else {
                 break;
             };
             t.insert(add);
+            *load.entry(add).or_default() += 1;
+        }
+    }
+    // Two voters of a shard in one domain while a live member of a domain it lacks is free:
+    // one of them (not the leader; a down one first, then the one voting most) makes way.
+    for (shard, t) in target.iter_mut() {
+        let lead = leader.get(shard).copied().flatten();
+        let trade = |t: &BTreeSet<u64>, load: &BTreeMap<u64, usize>| {
+            let add = live
+                .iter()
+                .copied()
+                .filter(|n| nodes.contains(n) && !t.contains(n) && !gone.contains(n))
+                .filter(|n| !domains.taken(t, *n))
+                .min_by_key(|n| (load[n], spread(*shard, *n)))?;
+            let out = t
+                .iter()
+                .copied()
+                .filter(|v| Some(*v) != lead && domains.taken(t, *v))
+                .max_by_key(|v| (!live.contains(v), load[v], *v))?;
+            Some((add, out))
+        };
+        while let Some((add, out)) = trade(t, &load) {
+            t.remove(&out);
+            t.insert(add);
+            if let Some(l) = load.get_mut(&out) {
+                *l -= 1;
+            }
             *load.entry(add).or_default() += 1;
         }
     }
@@ -136,6 +215,7 @@ pub fn plan(
                         t.contains(&hi)
                             && !t.contains(&lo)
                             && leader.get(*shard).copied().flatten() != Some(hi)
+                            && domains.spanned(&swapped(t, hi, lo)) >= domains.spanned(t)
                     })
                     .map(|(shard, _)| *shard)
                     .min_by_key(|shard| spread(*shard, lo))
@@ -160,6 +240,14 @@ pub fn plan(
             (*t != s.voters).then(|| (s.shard, t.clone()))
         })
         .collect()
+}
+
+/// `voters` with `out` replaced by `add`.
+fn swapped(voters: &BTreeSet<u64>, out: u64, add: u64) -> BTreeSet<u64> {
+    let mut t = voters.clone();
+    t.remove(&out);
+    t.insert(add);
+    t
 }
 
 /// A fixed pseudo-random order of nodes per shard, so that ties do not always go to the same
@@ -214,16 +302,24 @@ mod tests {
     fn three_nodes_stay_as_they_are() {
         let s = shards(8, &[1, 2, 3], |s| u64::from(s % 3) + 1);
         let all = set(&[1, 2, 3]);
-        assert!(plan(&s, &all, &all, &none(), REPLICAS).is_empty());
+        assert!(plan(&s, &all, &all, &none(), &Domains::default(), REPLICAS).is_empty());
         // One down: nothing moves either.
-        assert!(plan(&s, &all, &set(&[1, 2]), &none(), REPLICAS).is_empty());
+        assert!(plan(
+            &s,
+            &all,
+            &set(&[1, 2]),
+            &none(),
+            &Domains::default(),
+            REPLICAS
+        )
+        .is_empty());
     }
 
     #[test]
     fn a_fourth_node_gets_an_even_share_and_no_leader_loses_its_place() {
         let s = shards(8, &[1, 2, 3], |s| u64::from(s % 3) + 1);
         let all = set(&[1, 2, 3, 4]);
-        let p = plan(&s, &all, &all, &none(), REPLICAS);
+        let p = plan(&s, &all, &all, &none(), &Domains::default(), REPLICAS);
         let (s2, load) = after(&s, &p);
         assert_eq!(load.values().sum::<usize>(), 24);
         assert_eq!(load.values().copied().collect::<Vec<_>>(), vec![6, 6, 6, 6]);
@@ -232,14 +328,14 @@ mod tests {
             assert!(s.voters.contains(&s.leader.unwrap_or(0)), "{s:?}");
         }
         // Carried out, the plan is stable.
-        assert!(plan(&s2, &all, &all, &none(), REPLICAS).is_empty());
+        assert!(plan(&s2, &all, &all, &none(), &Domains::default(), REPLICAS).is_empty());
     }
 
     #[test]
     fn a_service_made_with_five_voters_everywhere_comes_down_to_three_evenly() {
         let s = shards(16, &[1, 2, 3, 4, 5], |s| u64::from(s % 5) + 1);
         let all = set(&[1, 2, 3, 4, 5]);
-        let p = plan(&s, &all, &all, &none(), REPLICAS);
+        let p = plan(&s, &all, &all, &none(), &Domains::default(), REPLICAS);
         let (s2, load) = after(&s, &p);
         let (min, max) = (
             load.values().min().copied().unwrap_or(0),
@@ -250,7 +346,7 @@ mod tests {
             assert_eq!(s.voters.len(), 3);
             assert!(s.voters.contains(&s.leader.unwrap_or(0)));
         }
-        assert!(plan(&s2, &all, &all, &none(), REPLICAS).is_empty());
+        assert!(plan(&s2, &all, &all, &none(), &Domains::default(), REPLICAS).is_empty());
     }
 
     #[test]
@@ -269,7 +365,14 @@ mod tests {
             },
         ];
         let nodes = set(&[1, 2, 4]);
-        let p = plan(&s, &nodes, &set(&[2, 4]), &none(), REPLICAS);
+        let p = plan(
+            &s,
+            &nodes,
+            &set(&[2, 4]),
+            &none(),
+            &Domains::default(),
+            REPLICAS,
+        );
         assert_eq!(p.get(&0), Some(&set(&[1, 2, 4])));
         // Only node 1 is left to take shard 1's place: down, but a member.
         assert_eq!(p.get(&1), Some(&set(&[1, 2, 4])));
@@ -280,7 +383,14 @@ mod tests {
         let s = shards(6, &[1, 2, 3], |_| 1);
         let nodes = set(&[1, 2, 3, 4, 5]);
         // Node 5 is down: it gets nothing, node 4 its share of the live nodes.
-        let p = plan(&s, &nodes, &set(&[1, 2, 3, 4]), &none(), REPLICAS);
+        let p = plan(
+            &s,
+            &nodes,
+            &set(&[1, 2, 3, 4]),
+            &none(),
+            &Domains::default(),
+            REPLICAS,
+        );
         let (_, load) = after(&s, &p);
         assert_eq!(load.get(&5), None);
         assert!(load.get(&4).copied().unwrap_or(0) >= 3, "{load:?}");
@@ -291,8 +401,23 @@ mod tests {
     #[test]
     fn one_and_two_nodes_vote_everywhere() {
         let s = shards(4, &[1], |_| 1);
-        assert!(plan(&s, &set(&[1]), &set(&[1]), &none(), REPLICAS).is_empty());
-        let p = plan(&s, &set(&[1, 2]), &set(&[1, 2]), &none(), REPLICAS);
+        assert!(plan(
+            &s,
+            &set(&[1]),
+            &set(&[1]),
+            &none(),
+            &Domains::default(),
+            REPLICAS
+        )
+        .is_empty());
+        let p = plan(
+            &s,
+            &set(&[1, 2]),
+            &set(&[1, 2]),
+            &none(),
+            &Domains::default(),
+            REPLICAS,
+        );
         let (_, load) = after(&s, &p);
         assert_eq!(load.get(&2), Some(&4));
     }
@@ -314,11 +439,11 @@ mod tests {
         let nodes = set(&[1, 2, 3, 4, 5]);
         let live = set(&[2, 3, 4, 5]);
         // Down, not gone: its roles stay.
-        let p = plan(&s, &nodes, &live, &none(), REPLICAS);
+        let p = plan(&s, &nodes, &live, &none(), &Domains::default(), REPLICAS);
         let (_, load) = after(&s, &p);
         assert_eq!(load.get(&1), Some(&4), "{p:?}");
         // Gone: every shard has three live voters, node 1 none.
-        let p = plan(&s, &nodes, &live, &set(&[1]), REPLICAS);
+        let p = plan(&s, &nodes, &live, &set(&[1]), &Domains::default(), REPLICAS);
         let (s2, load) = after(&s, &p);
         assert_eq!(load.get(&1), None, "{p:?}");
         for sh in &s2 {
@@ -326,8 +451,16 @@ mod tests {
             assert!(sh.voters.is_subset(&live), "{sh:?}");
         }
         // Stable while it stays gone; back, it gets its share again.
-        assert!(plan(&s2, &nodes, &live, &set(&[1]), REPLICAS).is_empty());
-        let p = plan(&s2, &nodes, &nodes, &none(), REPLICAS);
+        assert!(plan(
+            &s2,
+            &nodes,
+            &live,
+            &set(&[1]),
+            &Domains::default(),
+            REPLICAS
+        )
+        .is_empty());
+        let p = plan(&s2, &nodes, &nodes, &none(), &Domains::default(), REPLICAS);
         let (_, load) = after(&s2, &p);
         assert!(load.get(&1).copied().unwrap_or(0) >= 3, "{load:?}");
     }
@@ -336,6 +469,104 @@ mod tests {
     fn with_three_nodes_a_gone_node_keeps_its_roles() {
         let s = shards(4, &[1, 2, 3], |_| 2);
         let all = set(&[1, 2, 3]);
-        assert!(plan(&s, &all, &set(&[2, 3]), &set(&[1]), REPLICAS).is_empty());
+        assert!(plan(
+            &s,
+            &all,
+            &set(&[2, 3]),
+            &set(&[1]),
+            &Domains::default(),
+            REPLICAS
+        )
+        .is_empty());
+    }
+    fn domains(v: &[(u64, &str)]) -> Domains {
+        Domains(v.iter().map(|(n, d)| (*n, d.to_string())).collect())
+    }
+
+    /// Every shard's voters span `want` domains; the plan, carried out, is stable.
+    fn spans(s: &[ShardView], d: &Domains, want: usize) {
+        for sh in s {
+            assert_eq!(d.spanned(&sh.voters), want, "{sh:?}");
+            assert!(sh.voters.contains(&sh.leader.unwrap_or(0)), "{sh:?}");
+        }
+    }
+
+    #[test]
+    fn six_nodes_in_three_domains_put_each_shard_in_all_three_evenly() {
+        let d = domains(&[(1, "a"), (2, "a"), (3, "b"), (4, "b"), (5, "c"), (6, "c")]);
+        // Made with nodes 1-3 (domains a, a, b): every shard has two voters in domain a.
+        let s = shards(16, &[1, 2, 3], |s| u64::from(s % 3) + 1);
+        let all = set(&[1, 2, 3, 4, 5, 6]);
+        let p = plan(&s, &all, &all, &none(), &d, REPLICAS);
+        let (s2, load) = after(&s, &p);
+        spans(&s2, &d, 3);
+        assert_eq!(load.values().sum::<usize>(), 48);
+        let (min, max) = (
+            load.values().min().copied().unwrap_or(0),
+            load.values().max().copied().unwrap_or(0),
+        );
+        assert!(max - min <= 1, "{load:?}");
+        assert!(plan(&s2, &all, &all, &none(), &d, REPLICAS).is_empty());
+    }
+
+    #[test]
+    fn a_domain_of_one_node_votes_in_every_shard() {
+        // Nodes 1 and 2 share domain a; 3 and 4 are alone in theirs.
+        let d = domains(&[(1, "a"), (2, "a"), (3, "b"), (4, "c")]);
+        let s = shards(8, &[1, 2, 3], |s| if s % 2 == 0 { 1 } else { 3 });
+        let all = set(&[1, 2, 3, 4]);
+        let p = plan(&s, &all, &all, &none(), &d, REPLICAS);
+        let (s2, load) = after(&s, &p);
+        spans(&s2, &d, 3);
+        assert_eq!(load.get(&3), Some(&8), "{load:?}");
+        assert_eq!(load.get(&4), Some(&8), "{load:?}");
+        assert_eq!(load.get(&1), Some(&4), "{load:?}");
+        assert_eq!(load.get(&2), Some(&4), "{load:?}");
+        assert!(plan(&s2, &all, &all, &none(), &d, REPLICAS).is_empty());
+        // Without domains the same nodes share the roles evenly instead.
+        let p = plan(&s, &all, &all, &none(), &Domains::default(), REPLICAS);
+        let (_, load) = after(&s, &p);
+        assert_eq!(load.values().copied().collect::<Vec<_>>(), vec![6, 6, 6, 6]);
+    }
+
+    #[test]
+    fn two_domains_give_each_shard_both() {
+        let d = domains(&[(1, "a"), (2, "a"), (3, "b"), (4, "b")]);
+        let s = shards(8, &[1, 2, 3], |_| 3);
+        let all = set(&[1, 2, 3, 4]);
+        let p = plan(&s, &all, &all, &none(), &d, REPLICAS);
+        let (s2, _) = after(&s, &p);
+        spans(&s2, &d, 2);
+        assert!(plan(&s2, &all, &all, &none(), &d, REPLICAS).is_empty());
+    }
+
+    #[test]
+    fn a_gone_nodes_role_goes_to_a_node_of_a_domain_the_shard_lacks() {
+        let d = domains(&[(1, "a"), (2, "b"), (3, "c"), (4, "c"), (5, "a")]);
+        let s = vec![ShardView {
+            shard: 0,
+            voters: set(&[1, 2, 3]),
+            leader: Some(2),
+        }];
+        let nodes = set(&[1, 2, 3, 4, 5]);
+        let live = set(&[2, 3, 4, 5]);
+        // Node 4 votes least (nothing), but its domain is node 3's.
+        let p = plan(&s, &nodes, &live, &set(&[1]), &d, REPLICAS);
+        assert_eq!(p.get(&0), Some(&set(&[2, 3, 5])));
+    }
+
+    #[test]
+    fn a_shard_in_one_domain_twice_keeps_its_leader_when_it_trades() {
+        let d = domains(&[(1, "a"), (2, "a"), (3, "b"), (4, "c")]);
+        let s = vec![ShardView {
+            shard: 0,
+            voters: set(&[1, 2, 3]),
+            leader: Some(1),
+        }];
+        let all = set(&[1, 2, 3, 4]);
+        let p = plan(&s, &all, &all, &none(), &d, REPLICAS);
+        assert_eq!(p.get(&0), Some(&set(&[1, 3, 4])));
+        // With node 4 down there is no domain to trade for: nothing moves.
+        assert!(plan(&s, &all, &set(&[1, 2, 3]), &none(), &d, REPLICAS).is_empty());
     }
 }

@@ -265,6 +265,7 @@ mod tests {
                     secret: secret.clone(),
                     joined: None,
                     replace_after: None,
+                    domains: Default::default(),
                 }),
                 ..Default::default()
             };

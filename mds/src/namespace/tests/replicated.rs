@@ -137,6 +137,7 @@ async fn three_up(balance_leaders: bool) -> (Vec<Node>, Vec<Namespace>) {
                 secret: secret.clone(),
                 joined: None,
                 replace_after: None,
+                domains: Default::default(),
             }),
             balance_leaders,
             ..Options::default()
@@ -189,6 +190,7 @@ fn three_nodes_replicate_fail_over_and_catch_up() {
             secret: secret.clone(),
             joined: None,
             replace_after: None,
+            domains: Default::default(),
         };
         for n in &mut nodes {
             let ns = open_node(n.dir.path(), members(n.id)).await;
