@@ -107,8 +107,20 @@ pub(super) fn open_shards(
         spread_directories: Some(true),
         ..Options::default()
     };
-    rt.block_on(Namespace::open_with(dir, opts))
-        .expect("open namespace")
+    // A test reopens right after dropping its last handle, but a background task on another
+    // worker may still hold a clone for a moment, and with it the store's lock (a restarted
+    // process never meets this): wait for that, for a bounded time, and only for that.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        match rt.block_on(Namespace::open_with(dir, opts.clone())) {
+            Ok(ns) => return ns,
+            Err(e) if e.to_string().contains("already open") => {
+                assert!(std::time::Instant::now() < deadline, "open namespace: {e}");
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            Err(e) => panic!("open namespace: {e}"),
+        }
+    }
 }
 
 pub(super) fn rt() -> tokio::runtime::Runtime {
