@@ -27,6 +27,8 @@ EXTRA=("$@")
 part "ganesha (baseline), every version" --server ganesha
 part "cfs single node, v4.1 and v4.2" --server cfs --vers 4.1 --vers 4.2
 part "cfs-cluster (1 MDS + 3 DS), v4.1 and v4.2" --server cfs-cluster --vers 4.1 --vers 4.2
+part "cfs-cluster-mds3 (3 MDS + 3 DS), v4.1 and v4.2" --server cfs-cluster-mds3 --vers 4.1 \
+    --vers 4.2
 part "NFSv3: ganesha and both gateway kinds" --server ganesha --server cfs-gateway \
     --server cfs-cluster-gateway --vers 3
 for sec in krb5 krb5i krb5p; do
