@@ -97,17 +97,14 @@ pub fn resume(
     }))
 }
 
-/// Asks `seed` to take this node in and keeps the answer. `at`: NFS on this address, clients
-/// on the second if it has a client address, in the failure domain of the third if it names
-/// one.
+/// Asks `seed` to take this node (its membership entry `me`: NFS address, client address and
+/// failure domain) in, and keeps the answer.
 pub async fn join(
     data: &Path,
     secret: &layout::ClusterSecret,
     seed: SocketAddr,
-    at: (SocketAddr, Option<SocketAddr>, Option<String>),
+    me: NodeAddr,
 ) -> Result<mds::raft::network::Members, JoinError> {
-    let (listen, client, domain) = at;
-    let me = NodeAddr::new(listen, client).with_domain(domain);
     let reply = mds::raft::members::join(secret, seed, me)
         .await
         .map_err(|source| JoinError::Join { seed, source })?;

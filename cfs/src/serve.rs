@@ -182,6 +182,17 @@ pub fn resolve(a: &ServerArgs) -> Result<Settings, ConfigError> {
     if let Some(m) = &mut members {
         m.domains = domains;
     }
+    if join.is_some()
+        && !failure_domain.is_empty()
+        && !mds::raft::node_addr::valid_domain(&failure_domain)
+    {
+        // It goes into the node's membership entry.
+        return Err(ConfigError::MetadataNodes(format!(
+            "failure_domain {failure_domain:?}: a node joining a metadata service names its \
+             domain with 1 to {} letters, digits, '.', '_' or '-'",
+            mds::raft::node_addr::MAX_DOMAIN
+        )));
+    }
     let client_addresses = client_addresses(&fc, members.as_ref())?;
     let client_address = own_client_address(&fc, &roles, listen)?;
     let admin = match (&a.admin_listen, &file.admin) {
@@ -702,21 +713,11 @@ pub async fn run(a: ServerArgs, check_only: bool) -> Result<(), Box<dyn std::err
             Some(m) => Some(m),
             None => match s.join {
                 Some(seed) => {
+                    // Checked in `settings`: a joining node's domain is a valid one.
                     let domain = (!s.failure_domain.is_empty()).then(|| s.failure_domain.clone());
-                    if domain
-                        .as_deref()
-                        .is_some_and(|d| !mds::raft::node_addr::valid_domain(d))
-                    {
-                        return Err(ConfigError::MetadataNodes(format!(
-                            "failure_domain {:?}: a node joining a metadata service names its \
-                             domain with 1 to {} letters, digits, '.', '_' or '-'",
-                            s.failure_domain,
-                            mds::raft::node_addr::MAX_DOMAIN
-                        ))
-                        .into());
-                    }
-                    let at = (s.listen, s.client_address, domain);
-                    Some(crate::mds_join::join(&s.data_dir, secret, seed, at).await?)
+                    let me = mds::raft::node_addr::NodeAddr::new(s.listen, s.client_address)
+                        .with_domain(domain);
+                    Some(crate::mds_join::join(&s.data_dir, secret, seed, me).await?)
                 }
                 None => None,
             },
