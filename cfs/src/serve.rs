@@ -182,16 +182,9 @@ pub fn resolve(a: &ServerArgs) -> Result<Settings, ConfigError> {
     if let Some(m) = &mut members {
         m.domains = domains;
     }
-    if join.is_some()
-        && !failure_domain.is_empty()
-        && !mds::raft::node_addr::valid_domain(&failure_domain)
-    {
+    if join.is_some() && !failure_domain.is_empty() {
         // It goes into the node's membership entry.
-        return Err(ConfigError::MetadataNodes(format!(
-            "failure_domain {failure_domain:?}: a node joining a metadata service names its \
-             domain with 1 to {} letters, digits, '.', '_' or '-'",
-            mds::raft::node_addr::MAX_DOMAIN
-        )));
+        check_domain("failure_domain of a joining node", &failure_domain)?;
     }
     let client_addresses = client_addresses(&fc, members.as_ref())?;
     let client_address = own_client_address(&fc, &roles, listen)?;
@@ -396,6 +389,17 @@ fn metadata_members(
     }))
 }
 
+/// A failure domain that goes into a membership entry (`mds::raft::node_addr`).
+fn check_domain(what: &str, d: &str) -> Result<(), ConfigError> {
+    if mds::raft::node_addr::valid_domain(d) {
+        return Ok(());
+    }
+    Err(ConfigError::MetadataNodes(format!(
+        "{what} {d:?}: a domain is 1 to {} letters, digits, '.', '_' or '-'",
+        mds::raft::node_addr::MAX_DOMAIN
+    )))
+}
+
 /// `[cluster] metadata_domains`: the failure domain of each node of `metadata_nodes` as
 /// "ID=DOMAIN", the same list on every node (nodes left out are each a domain of their own).
 /// This node's own `failure_domain`, when it names one, must agree with its entry.
@@ -415,12 +419,7 @@ fn metadata_domains(
         ));
     };
     for (entry, id, domain) in per_node("metadata_domains", "DOMAIN", list, m)? {
-        if !mds::raft::node_addr::valid_domain(domain) {
-            return Err(bad(format!(
-                "metadata_domains {entry:?}: a domain is 1 to {} letters, digits, '.', '_' or '-'",
-                mds::raft::node_addr::MAX_DOMAIN
-            )));
-        }
+        check_domain(&format!("metadata_domains {entry:?}"), domain)?;
         out.insert(id, domain.to_string());
     }
     if !own.is_empty() && out.get(&m.me).is_some_and(|d| d != own) {
