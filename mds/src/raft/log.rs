@@ -493,6 +493,10 @@ impl Writer {
                 std::thread::sleep(std::time::Duration::from_millis(ms));
             }
         }
+        if durable {
+            // A slow disk, for the fault tests (`CFS_FAILPOINT_FILE`).
+            crate::failpoint::delay("log-sync");
+        }
         let r = r.and_then(|()| if durable { self.wal.sync() } else { Ok(()) });
         if let Err(e) = r {
             // Raft cannot take back what it appended, so a log that failed a write is unusable
