@@ -32,6 +32,7 @@ mod ganesha;
 mod gateway_v3;
 mod hostile_connections;
 mod isolated_locks;
+mod lagging_node;
 mod mds_faults;
 mod mds_membership;
 mod metadata_cluster;
