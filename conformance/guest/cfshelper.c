@@ -15,6 +15,7 @@
  *   cfshelper as UID GID GROUPS CMD...                     run "cfshelper CMD..." as that user
  *             (GROUPS: comma-separated supplementary gids, or - for none)
  *   cfshelper rdv HOST PORT post|wait NAME [TIMEOUT]        host rendezvous (two-client tests)
+ *   cfshelper rdv HOST PORT get PREFIX [TIMEOUT]            prints the name posted with PREFIX
  *   cfshelper readfd FD                                    read an inherited fd from offset 0 to EOF
  *   cfshelper gen FILE SEED MIB                             write MIB MiB of xorshift data
  *   cfshelper verify FILE SEED MIB                          compare; prints OK or where and how it differs
@@ -156,6 +157,8 @@ static int cmd_rdv(char **a) {
     buf[len] = 0;
     if (!strncmp(buf, "abort", 5)) { fprintf(stderr, "cfshelper rdv: peer aborted\n"); return 3; }
     if (strncmp(buf, "ok", 2)) { fprintf(stderr, "cfshelper rdv: %s", buf); return 1; }
+    /* get: the name after "ok " */
+    if (!strcmp(a[2], "get") && len > 3) fputs(buf + 3, stdout);
     return 0;
 }
 

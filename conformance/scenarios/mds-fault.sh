@@ -39,6 +39,37 @@ post workload-done
 metric pause_s "$MAXP" s
 echo "INFO: $N steps; the longest, step $MAXI, took $MAXP s (the pause)"
 [ $FAILS = 0 ] && pass "a workload of $N steps (write+fsync, create, rename, remove) with an MDS node killed finished without an error (pause $MAXP s)"
+# Through the restarted node itself, mounted at once while it catches up: every name the
+# workload kept is found (its directories live on shards the other nodes led while it was
+# down) and every name it removed is gone. Waiting is allowed; ESTALE or ENOENT is not.
+P=$($H rdv 10.0.2.2 "$RDV_PORT" get restarted-port: 150) || { fail "rendezvous get restarted-port"; finish; }
+P=${P#restarted-port:}
+mkdir -p /mnt2
+OPTS2=$(echo "$NFS_OPTS" | sed "s/port=$NFSPORT/port=$P/")
+mounted2=0
+for _ in $(seq 60); do
+  mount -t "$NFS_FSTYPE" -o "$OPTS2" "$NFS_SRC" /mnt2 2>/tmp/mount2.err && { mounted2=1; break; }
+  sleep 0.5
+done
+if [ $mounted2 = 1 ]; then
+  W2=/mnt2/${WD#"$MNT"/}
+  bad2=0
+  for j in $(seq 1 $N); do
+    if [ $((j % 3)) = 2 ] && [ $j -lt $N ]; then
+      for p in b/g$j b/d$j; do
+        o=$(stat -c %F "$W2/$p" 2>&1) && { bad2=$((bad2 + 1)); echo "INFO: restarted node shows removed $p ($o)"; }
+      done
+    else
+      for p in b/g$j b/d$j b/d$j/y; do
+        o=$(stat -c %F "$W2/$p" 2>&1) || { bad2=$((bad2 + 1)); echo "INFO: restarted node: $p: $o"; }
+      done
+    fi
+  done
+  expect_eq "every name looked up through the restarted node while it caught up (port $P)" 0 $bad2
+  umount /mnt2 || fail "umount /mnt2"
+else
+  fail "mount the restarted node on port $P: $(head -c 200 /tmp/mount2.err)"
+fi
 await restarted 150
 drop_caches
 bad=0

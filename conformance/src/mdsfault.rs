@@ -9,8 +9,10 @@
 //! Steps, at the guest's rendezvous: running -> find the victim (`cfs admin status --json` of
 //! each node: the client addresses it serves, the shard leaders) -> kill -9 -> "killed" -> the
 //! time until the mounted address answers again -> the guest's workload done -> restart the
-//! victim from its config -> wait until its replica of shard 0 has applied what the leader
-//! has -> "restarted" -> the guest verifies every file after dropping its caches.
+//! victim from its config -> "restarted-port:PORT" (the guest mounts the restarted node at once
+//! and looks up every name, made on whichever shard, while it catches up) -> wait until its
+//! replica of shard 0 has applied what the leader has -> "restarted" -> the guest verifies
+//! every file after dropping its caches.
 
 use crate::hostops::{Host, Stop};
 use crate::server::{toml_string, Running};
@@ -29,6 +31,8 @@ struct Node {
     id: u64,
     /// its admin listener (`cfs admin status --admin`)
     admin: String,
+    /// its own NFS listener (not a client address, which moves on a takeover)
+    listen: SocketAddr,
 }
 
 fn nodes(srv: &Running) -> Result<Vec<Node>, String> {
@@ -39,11 +43,19 @@ fn nodes(srv: &Running) -> Result<Vec<Node>, String> {
         let conf = dir.join(format!("{role}.toml"));
         let toml = std::fs::read_to_string(&conf).map_err(|e| format!("read {conf:?}: {e}"))?;
         // The [admin] section's listen: the config's second `listen` (the node's own first).
-        let admin = toml
+        let (own, rest) = toml
             .split_once("[admin]")
-            .and_then(|(_, rest)| toml_string(rest, "listen"))
-            .ok_or(format!("no [admin] listen in {conf:?}"))?;
-        out.push(Node { role, id, admin });
+            .ok_or(format!("no [admin] in {conf:?}"))?;
+        let admin = toml_string(rest, "listen").ok_or(format!("no [admin] listen in {conf:?}"))?;
+        let listen = toml_string(own, "listen")
+            .and_then(|l| l.parse().ok())
+            .ok_or(format!("no listen address in {conf:?}"))?;
+        out.push(Node {
+            role,
+            id,
+            admin,
+            listen,
+        });
     }
     Ok(out)
 }
@@ -204,6 +216,12 @@ fn after_kill(
         .restart_node(role)
         .map_err(|e| h.fail(format!("restart {role}: {e}")))?;
     let t0 = Instant::now();
+    // At once, before it has caught up: the guest mounts the restarted node itself and looks
+    // up the names made on other shards while it was down (issue 50: a node catching up
+    // answered STALE for them).
+    h.ctx
+        .rdv
+        .post(&format!("restarted-port:{}", ns[victim].listen.port()));
     // Caught up: the restarted replica of shard 0 has applied what a live leader has applied.
     let mut last = String::new();
     loop {

@@ -3,6 +3,8 @@
 //! step is posted to / awaited from this tiny line protocol on host loopback (guest: 10.0.2.2).
 //!   "post NAME T\n" -> "ok\n"
 //!   "wait NAME T\n" -> "ok\n", "abort\n" once anyone posted "abort", or "timeout\n" after T s
+//!   "get PREFIX T\n" -> "ok NAME\n" once a name starting with PREFIX is posted (a fact the
+//!                       host passes to the guest, as "port:20049"), else as "wait"
 
 use crate::error::{IoContext, Result};
 use std::collections::HashSet;
@@ -29,26 +31,43 @@ pub enum Seen {
 
 /// Waits until `name` (or "abort") is on the board, at most `timeout`.
 fn wait_on(board: &Board, name: &str, timeout: Duration) -> Seen {
+    wait_for(board, timeout, |set| set.contains(name).then(String::new)).0
+}
+
+/// Waits until a name starting with `prefix` (or "abort") is on the board, at most `timeout`;
+/// the name, when one came.
+fn wait_prefix(board: &Board, prefix: &str, timeout: Duration) -> (Seen, Option<String>) {
+    wait_for(board, timeout, |set| {
+        set.iter().find(|n| n.starts_with(prefix)).cloned()
+    })
+}
+
+/// Waits until `found` finds something on the board (or "abort" is there), at most `timeout`.
+fn wait_for(
+    board: &Board,
+    timeout: Duration,
+    found: impl Fn(&HashSet<String>) -> Option<String>,
+) -> (Seen, Option<String>) {
     let (lock, cv) = &**board;
     let deadline = Instant::now() + timeout;
     let Ok(mut set) = lock.lock() else {
-        return Seen::Aborted;
+        return (Seen::Aborted, None);
     };
     loop {
-        if set.contains(name) {
-            return Seen::Posted;
+        if let Some(n) = found(&set) {
+            return (Seen::Posted, Some(n));
         }
         // a guest that failed fatally posts "abort" so its peer stops waiting
         if set.contains("abort") {
-            return Seen::Aborted;
+            return (Seen::Aborted, None);
         }
         let now = Instant::now();
         if now >= deadline {
-            return Seen::TimedOut;
+            return (Seen::TimedOut, None);
         }
         match cv.wait_timeout(set, deadline - now) {
             Ok((s, _)) => set = s,
-            Err(_) => return Seen::Aborted,
+            Err(_) => return (Seen::Aborted, None),
         }
     }
 }
@@ -115,17 +134,22 @@ fn serve(conn: TcpStream, board: Board) {
         .and_then(|t| t.parse().ok())
         .unwrap_or(120)
         .min(600);
+    let answer = |seen| match seen {
+        Seen::Posted => "ok\n".to_string(),
+        Seen::Aborted => "abort\n".to_string(),
+        Seen::TimedOut => "timeout\n".to_string(),
+    };
     let reply = match op {
         "post" => {
             post_on(&board, name);
-            "ok\n"
+            "ok\n".to_string()
         }
-        "wait" => match wait_on(&board, name, Duration::from_secs(secs)) {
-            Seen::Posted => "ok\n",
-            Seen::Aborted => "abort\n",
-            Seen::TimedOut => "timeout\n",
+        "wait" => answer(wait_on(&board, name, Duration::from_secs(secs))),
+        "get" => match wait_prefix(&board, name, Duration::from_secs(secs)) {
+            (Seen::Posted, Some(n)) => format!("ok {n}\n"),
+            (seen, _) => answer(seen),
         },
-        _ => "error unknown op\n",
+        _ => "error unknown op\n".to_string(),
     };
     let mut conn = conn;
     let _ = conn.write_all(reply.as_bytes());
@@ -156,6 +180,18 @@ mod tests {
         assert_eq!(ask(p, "post abort 1\n"), "ok\n");
         assert_eq!(ask(p, "wait never 30\n"), "abort\n");
         assert_eq!(ask(p, "wait step1 30\n"), "ok\n");
+    }
+
+    #[test]
+    fn get_answers_the_first_name_with_the_prefix_once_posted() {
+        let r = Rendezvous::start().expect("start");
+        let p = r.port;
+        let guest = std::thread::spawn(move || ask(p, "get port: 10\n"));
+        std::thread::sleep(Duration::from_millis(100));
+        r.post("portable");
+        r.post("port:20049");
+        assert_eq!(guest.join().expect("join"), "ok port:20049\n");
+        assert_eq!(ask(p, "get nothing: 1\n"), "timeout\n");
     }
 
     #[test]
