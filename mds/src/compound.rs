@@ -2,6 +2,7 @@
 //! and keep the reply in the session's slot for exactly-once replays.
 use crate::error::NfsError;
 use crate::export::{Export, SecFlavor};
+use crate::namespace::{FsError, ShardId, Snapshot};
 use crate::ops::{self, table};
 use crate::sec;
 use crate::state::{InSlot, SessionId, SlotUse, StateId};
@@ -11,6 +12,10 @@ use proto::nfs4::fileops::StatusRes;
 use proto::rpc::{accepted_reply, denied_auth_reply, AcceptStat, Auth, AuthStat, Call, Connection};
 use proto::xdr::{Reader, Writer, Xdr};
 use std::sync::Arc;
+
+/// How many times `Ctx::read` passes the barriers of an entry's directory and child again
+/// when the entry names an inode the child's shard lacks, before it calls that corruption.
+const DANGLING_AGAIN: u32 = 3;
 
 /// Who the request runs as, after the export's squashing: the namespace's own credential, so
 /// the checks in `namespace::perm` see exactly what the operation saw.
@@ -113,39 +118,125 @@ impl Ctx<'_> {
         Ok(*sid)
     }
 
-    /// Before an operation that reads namespace state: the read barrier of the current file
-    /// handle's shard, once per shard per COMPOUND (`raft::fresh`). Refused with DELAY (the
-    /// client retries) when this node cannot confirm its replica is current, e.g. cut off
-    /// from the majority.
+    /// Before an operation that reads namespace state: the read barrier of the shard of the
+    /// current file handle, and of the saved one for operations on both (RENAME, LINK), once
+    /// per shard per COMPOUND (`raft::fresh`). Refused with DELAY (the client retries) when
+    /// this node cannot confirm its replica is current, e.g. cut off from the majority. The
+    /// shards a read reaches through a name or an entry are another matter: `read`.
     pub async fn read_barrier(&mut self, op: &NfsArgop4) -> Result<(), NfsError> {
-        let Some(ino) = self.cfh else {
-            return Ok(());
-        };
-        if self.cexp == crate::export::PSEUDO_ID || !crate::raft::fresh::reads_state(op.opnum()) {
+        let info = table::info(op.opnum());
+        if !info.has(table::READS_STATE) {
             return Ok(());
         }
-        let shard = crate::namespace::ShardId::of_ino(ino);
-        if self.fresh.contains(&shard.0) {
+        let mut shards = Vec::with_capacity(2);
+        if let (Some(ino), false) = (self.cfh, self.cexp == crate::export::PSEUDO_ID) {
+            shards.push(ShardId::of_ino(ino));
+        }
+        if let (table::Owner::SavedAndCurrent, Some(ino), false) =
+            (info.owner, self.sfh, self.sexp == crate::export::PSEUDO_ID)
+        {
+            shards.push(ShardId::of_ino(ino));
+        }
+        self.pass_barriers(&shards).await
+    }
+
+    /// The read barriers of `shards` this COMPOUND has not passed yet, at once.
+    async fn pass_barriers(&mut self, shards: &[ShardId]) -> Result<(), NfsError> {
+        let mut todo: Vec<ShardId> = shards
+            .iter()
+            .copied()
+            .filter(|s| !self.fresh.contains(&s.0))
+            .collect();
+        todo.sort_unstable();
+        todo.dedup();
+        if todo.is_empty() {
             return Ok(());
         }
-        self.mds
-            .fresh
-            .barrier(&self.mds.ns, shard)
-            .await
-            .map_err(|_| NfsError::Delay)?;
-        self.fresh.push(shard.0);
+        let mds = self.mds;
+        let passed =
+            futures::future::join_all(todo.iter().map(|s| mds.fresh.barrier(&mds.ns, *s))).await;
+        if passed.iter().any(Result::is_err) {
+            return Err(NfsError::Delay);
+        }
+        self.fresh.extend(todo.iter().map(|s| s.0));
         Ok(())
     }
 
-    /// Runs `read`, a read of namespace state with no side effect until it succeeds, again
-    /// while it answers DELAY, for up to `namespace::READ_WAIT`: its `_settled` reads answer
-    /// DELAY (`FsError::Busy`) while a cross-shard transaction holds what they read, which
-    /// lasts milliseconds, or until recovery if the coordinator died (`namespace::settle`).
-    pub async fn settled<T>(
+    /// Reads namespace state through `read` (with the settled reads: `Snapshot::*_settled`),
+    /// as of replicas known to be current: every shard the read reached has passed its read
+    /// barrier before the answer is trusted. A directory's entry may name an object of another
+    /// shard (a subdirectory, a file renamed in), and this node's replica of that shard may be
+    /// behind the directory's: a node catching up after a restart or a partition found entries
+    /// naming inodes it did not have yet, and answered STALE for names that exist (issue 50).
+    /// So a read that reached a shard this COMPOUND has not passed the barrier of is thrown
+    /// away, the barriers are passed, and it runs again; each round adds a shard, so this ends.
+    /// It also runs again while it answers `Busy` (a cross-shard transaction holds what it
+    /// read; milliseconds, or until recovery if its coordinator died), for up to
+    /// `namespace::READ_WAIT`, then DELAY. `read` must have no side effect.
+    ///
+    /// An entry naming an inode that a current replica does not have is a removal seen from
+    /// two instants (each shard current when its barrier was passed), so both barriers are
+    /// passed again; if it stays, it is corruption: logged loudly and answered NFS4ERR_IO,
+    /// never STALE.
+    pub async fn read<T>(
         &mut self,
-        mut read: impl FnMut(&mut Self) -> Result<T, NfsError>,
+        mut read: impl FnMut(&Self, &Snapshot<'_>) -> Result<T, FsError>,
     ) -> Result<T, NfsError> {
-        crate::namespace::settle(|| read(self), |e| *e == NfsError::Delay).await
+        let mds = self.mds;
+        let one_node = mds.ns.peers().is_none();
+        let mut busy_until = None;
+        let mut pause = std::time::Duration::from_millis(1);
+        let mut again = DANGLING_AGAIN;
+        loop {
+            let (r, behind) = {
+                let snap = mds.ns.snapshot()?;
+                let r = read(self, &snap);
+                let behind: Vec<ShardId> = if one_node {
+                    Vec::new()
+                } else {
+                    snap.touched()
+                        .into_iter()
+                        .filter(|s| !self.fresh.contains(&s.0))
+                        .collect()
+                };
+                (r, behind)
+            };
+            if !behind.is_empty() {
+                self.pass_barriers(&behind).await?;
+                continue;
+            }
+            match r {
+                Err(FsError::Busy) => {
+                    let now = tokio::time::Instant::now();
+                    let until = *busy_until.get_or_insert(now + crate::namespace::READ_WAIT);
+                    if now + pause >= until {
+                        return Err(NfsError::Delay);
+                    }
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(std::time::Duration::from_millis(20));
+                }
+                // Each shard was current when its barrier was passed, but not at one instant:
+                // the directory's replica may show the entry from before a removal whose part
+                // on the child's shard this node has applied already (the child's barrier came
+                // later). Both barriers again: a replica current after that shows the
+                // transaction's lock or the entry gone.
+                Err(FsError::Dangling { dir, ino }) if again > 0 => {
+                    again -= 1;
+                    let (d, c) = (ShardId::of_ino(dir).0, ShardId::of_ino(ino).0);
+                    self.fresh.retain(|s| *s != d && *s != c);
+                }
+                Err(FsError::Dangling { dir, ino }) => {
+                    tracing::error!(
+                        dir,
+                        ino,
+                        "namespace corrupt: an entry names an inode that this node's current \
+                         replica of its shard does not have"
+                    );
+                    return Err(NfsError::Io);
+                }
+                other => return other.map_err(NfsError::from),
+            }
+        }
     }
 
     pub fn clientid(&self) -> Result<u64, NfsError> {

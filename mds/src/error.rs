@@ -262,6 +262,9 @@ impl From<crate::namespace::FsError> for NfsError {
             }
             // A cross-shard operation held what this one needs, or gave up: try again.
             F::Busy | F::Aborted => NfsError::Delay,
+            // Read without every shard's barrier: this replica may only be behind. Readers
+            // that passed the barriers answer corruption themselves (`Ctx::read`).
+            F::Dangling { .. } => NfsError::Delay,
             inner @ (F::Elsewhere | F::NeedLock(_) | F::Answered(_)) => {
                 tracing::error!("namespace: a transaction's internal error escaped: {inner:?}");
                 NfsError::ServerFault

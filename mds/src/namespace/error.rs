@@ -73,6 +73,14 @@ pub enum FsError {
     /// the coordinator gives its attempt up and answers with it. Never an answer to a client.
     #[error("the request was answered before")]
     Answered(Box<super::types::Outcome>),
+    // Last: errors travel between nodes (postcard numbers variants in order), so new ones go
+    // at the end.
+    /// An entry of `dir` names inode `ino`, which this node's replica of the inode's shard does
+    /// not have: that replica is behind the directory's (a node catching up after a restart or
+    /// a partition), or, on replicas known to be current, the namespace is corrupt. Readers that
+    /// pass every shard's read barrier tell the two apart (`compound::Ctx::read`).
+    #[error("an entry of directory {dir} names inode {ino}, which this replica does not have")]
+    Dangling { dir: u64, ino: u64 },
 }
 
 impl From<redb::Error> for FsError {

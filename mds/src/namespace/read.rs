@@ -64,6 +64,11 @@ impl<'a> Held<'a> {
         };
         Ok(f(st))
     }
+
+    /// The shards read so far.
+    pub(crate) fn touched(&self) -> Vec<ShardId> {
+        self.held.borrow().keys().map(|s| ShardId(*s)).collect()
+    }
 }
 
 /// How long a settled read waits for a transaction's locks before it gives up (the client gets
@@ -117,6 +122,12 @@ impl<'a> Snapshot<'a> {
             unstable,
             boot_count,
         }
+    }
+
+    /// The shards this snapshot has read so far: what a reader must know to be current
+    /// before it trusts the answer (`compound::Ctx::read` passes their read barriers).
+    pub fn touched(&self) -> Vec<ShardId> {
+        self.held.touched()
     }
 
     /// Runs `f` on `shard`'s state, locking it for this snapshot on first use.
@@ -188,18 +199,40 @@ impl<'a> Snapshot<'a> {
         self.lookup_as(dir, name, false)
     }
 
+    /// The child's inode may live on another shard than the directory (a subdirectory, a file
+    /// renamed in from another directory): a replica of that shard that is behind this one's
+    /// may not have it yet, which is `Dangling`, not `Stale`: the reader passes that shard's
+    /// read barrier and reads again (`compound::Ctx::read`). A settled read waits out a
+    /// transaction that has yet to make the child there (a new directory's inode number is
+    /// locked on its shard until the transaction's part commits there, which may come after
+    /// the entry's).
     fn lookup_as(&self, dir: u64, name: &[u8], settled: bool) -> Result<Inode, FsError> {
+        let ino = self
+            .entry_as(dir, name, settled)?
+            .ok_or(FsError::NotFound)?;
+        match self.getattr(ino) {
+            Err(FsError::Stale(_)) if settled && self.settled(Key::Inode(ino)).is_err() => {
+                Err(FsError::Busy)
+            }
+            Err(FsError::Stale(_)) => Err(FsError::Dangling { dir, ino }),
+            other => other,
+        }
+    }
+
+    /// The inode number `name` in `dir` names, if any, read from the directory's shard alone
+    /// (the child's shard is not read: what a command that names the child needs).
+    pub fn entry(&self, dir: u64, name: &[u8]) -> Result<Option<u64>, FsError> {
+        self.entry_as(dir, name, false)
+    }
+
+    fn entry_as(&self, dir: u64, name: &[u8], settled: bool) -> Result<Option<u64>, FsError> {
         self.check_dir(dir)?;
-        let ino = self.with(ShardId::of_ino(dir), |st| {
+        self.with(ShardId::of_ino(dir), |st| {
             if settled && st.locks.contains_key(&Key::Entries(dir)) {
                 return Err(FsError::Busy);
             }
-            st.dirents
-                .get(&(dir, name.to_vec()))
-                .map(|(i, _)| *i)
-                .ok_or(FsError::NotFound)
-        })??;
-        self.getattr(ino)
+            Ok(st.dirents.get(&(dir, name.to_vec())).map(|(i, _)| *i))
+        })?
     }
 
     /// Up to `max_entries` entries of `dir` with cookies above `after_cookie` (0, 1 and 2 mean

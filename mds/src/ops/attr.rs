@@ -9,11 +9,12 @@ use proto::nfs4::basic::Fattr4;
 use proto::nfs4::fileops::*;
 
 /// The attributes as settled: while a cross-shard transaction holds the inode, waits
-/// (`Ctx::settled`), then DELAY.
+/// (`Ctx::read`), then DELAY.
 pub async fn getattr(ctx: &mut Ctx<'_>, a: &GetattrArgs) -> GetattrRes {
-    let cur = ctx
-        .settled(|c| Ok(c.mds.ns.getattr_settled(c.fh()?)?))
-        .await;
+    let cur = match ctx.fh() {
+        Ok(ino) => ctx.read(|_, s| s.getattr_settled(ino)).await,
+        Err(e) => Err(e),
+    };
     match cur {
         Ok(i) => GetattrRes::Ok(GetattrResOk {
             obj_attributes: attrs::encode(ctx.mds, &i, &Bitmap::from_words(&a.attr_request)),

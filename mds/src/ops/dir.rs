@@ -4,7 +4,7 @@ use crate::attrs;
 use crate::compound::Ctx;
 use crate::error::{NfsError, NfsResult};
 use crate::namespace::perm::{self, DEFAULT_ID};
-use crate::namespace::{Command, CreateHow, DirChange, FileKind, Inode, Time};
+use crate::namespace::{Command, CreateHow, DirChange, FileKind, FsError, Inode, Snapshot, Time};
 use crate::recall::recall_and_wait;
 use proto::nfs4::attr::{Bitmap, FATTR4_RDATTR_ERROR};
 use proto::nfs4::basic::{ChangeInfo4, Fattr4};
@@ -46,23 +46,39 @@ fn precheck_delete(ctx: &Ctx<'_>, dir: &Inode, name: &[u8]) -> NfsResult<()> {
 }
 
 /// The file behind `name` in `dir`, if any: removing or replacing the name changes it, so
-/// other clients' delegations on it must go first.
+/// other clients' delegations on it must go first. Read from the directory's shard alone
+/// (current: `Ctx::read_barrier`); the file's own shard may be behind on this node.
 fn named(ctx: &Ctx<'_>, dir: u64, name: &[u8]) -> Option<u64> {
-    ctx.mds.ns.lookup(dir, name).ok().map(|i| i.ino)
+    ctx.mds.ns.snapshot().ok()?.entry(dir, name).ok().flatten()
 }
 
 /// A listing as settled: while a cross-shard transaction holds the directory's entries, waits
-/// (`Ctx::settled`), then DELAY.
+/// (`Ctx::read`), then DELAY. Entries' attributes come from the shards their objects live on,
+/// each current (`Ctx::read`).
 pub async fn readdir(ctx: &mut Ctx<'_>, a: &ReaddirArgs) -> ReaddirRes {
-    match ctx.settled(|c| readdir_inner(c, a)).await {
+    let r = async {
+        let dir = ctx.cur_dir()?;
+        ctx.require(&dir, 4)?;
+        ctx.read(|c, snap| list(c, snap, dir.ino, a))
+            .await
+            .and_then(|listed| listed)
+    }
+    .await;
+    match r {
         Ok(r) => ReaddirRes::Ok(r),
         Err(e) => ReaddirRes::error(e.code()),
     }
 }
 
-fn readdir_inner(ctx: &mut Ctx<'_>, a: &ReaddirArgs) -> NfsResult<ReaddirResOk> {
-    let dir = ctx.cur_dir()?;
-    ctx.require(&dir, 4)?;
+/// One read of the listing and every entry's attributes: a consistent view, and no read
+/// transaction per entry. The outer error is the namespace's (`Ctx::read` reads again or
+/// waits on it), the inner one the client's answer.
+fn list(
+    ctx: &Ctx<'_>,
+    snap: &Snapshot<'_>,
+    dir: u64,
+    a: &ReaddirArgs,
+) -> Result<NfsResult<ReaddirResOk>, FsError> {
     // Cookies are stable for the life of an entry, so the verifier carries no meaning; like
     // knfsd we return zeros and accept whatever the client sends back.
     let want = Bitmap::from_words(&a.attr_request);
@@ -72,15 +88,12 @@ fn readdir_inner(ctx: &mut Ctx<'_>, a: &ReaddirArgs) -> NfsResult<ReaddirResOk> 
     let mut entries = Vec::new();
     let mut after = if a.cookie < 3 { 0 } else { a.cookie };
     let mut eof = false;
-    // One read transaction for the listing and every entry's attributes: a consistent view,
-    // and no transaction per entry.
-    let snap = ctx.mds.ns.snapshot()?;
-    snap.settled(crate::namespace::Key::Entries(dir.ino))?;
+    snap.settled(crate::namespace::Key::Entries(dir))?;
     'outer: loop {
-        let (batch, done) = snap.readdir(dir.ino, after, 256).map_err(|e| match e {
-            crate::namespace::FsError::Invalid => NfsError::BadCookie,
-            other => other.into(),
-        })?;
+        let (batch, done) = match snap.readdir(dir, after, 256) {
+            Err(FsError::Invalid) => return Ok(Err(NfsError::BadCookie)),
+            other => other?,
+        };
         for e in batch {
             let attrs = match snap.getattr(e.ino) {
                 Ok(i) => attrs::encode(ctx.mds, &i, &want),
@@ -105,7 +118,7 @@ fn readdir_inner(ctx: &mut Ctx<'_>, a: &ReaddirArgs) -> NfsResult<ReaddirResOk> 
                 + attrs.attr_vals.len();
             if used + cost > budget {
                 if entries.is_empty() {
-                    return Err(NfsError::TooSmall);
+                    return Ok(Err(NfsError::TooSmall));
                 }
                 break 'outer;
             }
@@ -122,10 +135,10 @@ fn readdir_inner(ctx: &mut Ctx<'_>, a: &ReaddirArgs) -> NfsResult<ReaddirResOk> 
             break;
         }
     }
-    Ok(ReaddirResOk {
+    Ok(Ok(ReaddirResOk {
         cookieverf: [0; 8],
         reply: Dirlist4 { entries, eof },
-    })
+    }))
 }
 
 pub async fn create(ctx: &mut Ctx<'_>, a: &CreateArgs) -> CreateRes {

@@ -144,7 +144,7 @@ impl<'a> Ctx<'a> {
     }
 }
 
-pub fn putfh(ctx: &mut Ctx<'_>, a: &proto::nfs4::fileops::PutfhArgs) -> NfsResult<()> {
+pub async fn putfh(ctx: &mut Ctx<'_>, a: &proto::nfs4::fileops::PutfhArgs) -> NfsResult<()> {
     let fh =
         FileHandle::decode(a.object.0.as_bytes(), ctx.mds.fs_id, &ctx.mds.fh_key).map_err(|e| {
             match e {
@@ -162,8 +162,19 @@ pub fn putfh(ctx: &mut Ctx<'_>, a: &proto::nfs4::fileops::PutfhArgs) -> NfsResul
     if !allowed {
         return Err(NfsError::Stale);
     }
-    // A handle to a file that is gone is stale, and must say so now, not at the next op.
-    ctx.mds.ns.getattr(fh.ino).map_err(|_| NfsError::Stale)?;
+    // A handle to a file that is gone is stale, and must say so now, not at the next op. Only
+    // a current replica may say so: this node's replica of the file's shard may not have it
+    // yet (made through another node a moment ago, seen by a node catching up), so a miss
+    // passes that shard's read barrier and looks again. A hit needs no barrier: the
+    // operations that read the file pass it themselves.
+    if ctx.mds.ns.getattr(fh.ino).is_err() {
+        ctx.read(|_, s| s.getattr_settled(fh.ino))
+            .await
+            .map_err(|e| match e {
+                NfsError::Delay => NfsError::Delay,
+                _ => NfsError::Stale,
+            })?;
+    }
     ctx.set_cur(fh.ino, fh.export);
     Ok(())
 }
@@ -202,7 +213,7 @@ pub fn restorefh(ctx: &mut Ctx<'_>) -> NfsResult<()> {
     Ok(())
 }
 
-pub fn lookup(ctx: &mut Ctx<'_>, a: &LookupArgs) -> NfsResult<()> {
+pub async fn lookup(ctx: &mut Ctx<'_>, a: &LookupArgs) -> NfsResult<()> {
     let dir = ctx.cur_dir()?;
     let name = check_name(&a.objname)?;
     if ctx.in_pseudo() {
@@ -213,9 +224,9 @@ pub fn lookup(ctx: &mut Ctx<'_>, a: &LookupArgs) -> NfsResult<()> {
     }
     ctx.require(&dir, 1)?;
     // Exports do not nest, so whatever is below a directory of an export is in it too.
-    // Settled: a name a transaction is moving answers DELAY, never from half its shards
-    // (`Ctx::settled` waits).
-    let found = ctx.mds.ns.lookup_settled(dir.ino, name)?;
+    // Settled: a name a transaction is moving answers DELAY, never from half its shards; and
+    // the child's shard, when it is another, current too (`Ctx::read`).
+    let found = ctx.read(|_, s| s.lookup_settled(dir.ino, name)).await?;
     ctx.set_cur(found.ino, ctx.cexp);
     Ok(())
 }
@@ -280,8 +291,8 @@ fn flavors(export: &Export, all: &[Export]) -> SecinfoResOk {
     )
 }
 
-pub fn secinfo(ctx: &mut Ctx<'_>, a: &SecinfoArgs) -> SecinfoRes {
-    let r = (|| {
+pub async fn secinfo(ctx: &mut Ctx<'_>, a: &SecinfoArgs) -> SecinfoRes {
+    let r = async {
         let dir = ctx.cur_dir()?;
         let name = check_name(&a.name)?;
         if ctx.in_pseudo() {
@@ -295,9 +306,10 @@ pub fn secinfo(ctx: &mut Ctx<'_>, a: &SecinfoArgs) -> SecinfoRes {
                 .find(|e| e.id == exp)
                 .unwrap_or(&mds.pseudo));
         }
-        ctx.mds.ns.lookup(dir.ino, name)?;
+        ctx.read(|_, s| s.lookup_settled(dir.ino, name)).await?;
         Ok::<_, NfsError>(ctx.export)
-    })();
+    }
+    .await;
     match r {
         Ok(e) => {
             // SECINFO consumes the current file handle (RFC 8881 §2.6.3.1.1.8).

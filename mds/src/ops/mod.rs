@@ -85,15 +85,15 @@ async fn dispatch_op(ctx: &mut Ctx<'_>, op: &A) -> R {
         A::BackchannelCtl(a) => R::BackchannelCtl(status(session::backchannel_ctl(ctx, a))),
         A::ReclaimComplete(a) => R::ReclaimComplete(status(session::reclaim_complete(ctx, a))),
         // file handles and names
-        A::Putfh(a) => R::Putfh(status(fh::putfh(ctx, a))),
+        A::Putfh(a) => R::Putfh(status(fh::putfh(ctx, a).await)),
         A::Putrootfh => R::Putrootfh(status(fh::putrootfh(ctx))),
         A::Putpubfh => R::Putpubfh(status(fh::putrootfh(ctx))),
         A::Getfh => R::Getfh(fh::getfh(ctx)),
         A::Savefh => R::Savefh(status(fh::savefh(ctx))),
         A::Restorefh => R::Restorefh(status(fh::restorefh(ctx))),
-        A::Lookup(a) => R::Lookup(status(ctx.settled(|c| fh::lookup(c, a)).await)),
+        A::Lookup(a) => R::Lookup(status(fh::lookup(ctx, a).await)),
         A::Lookupp => R::Lookupp(status(fh::lookupp(ctx))),
-        A::Secinfo(a) => R::Secinfo(fh::secinfo(ctx, a)),
+        A::Secinfo(a) => R::Secinfo(fh::secinfo(ctx, a).await),
         A::SecinfoNoName(a) => R::SecinfoNoName(fh::secinfo_no_name(ctx, a)),
         // attributes
         A::Getattr(a) => R::Getattr(attr::getattr(ctx, a).await),

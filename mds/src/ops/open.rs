@@ -4,7 +4,7 @@ use super::fh::check_name;
 use crate::attrs;
 use crate::compound::Ctx;
 use crate::error::{NfsError, NfsResult};
-use crate::namespace::{CreateHow, FileKind, Inode};
+use crate::namespace::{CreateHow, FileKind, FsError, Inode};
 use crate::state::StateId;
 use proto::nfs4::basic::{Fattr4, Nfsace4};
 use proto::nfs4::state::*;
@@ -88,7 +88,8 @@ async fn open_inner(ctx: &mut Ctx<'_>, a: &OpenArgs) -> NfsResult<OpenResOk> {
         }
         OpenClaim4::DelegateCur(c) => {
             let dir = ctx.cur_dir()?;
-            let file = ctx.mds.ns.lookup(dir.ino, check_name(&c.file)?)?;
+            let name = check_name(&c.file)?;
+            let file = ctx.read(|_, s| s.lookup_settled(dir.ino, name)).await?;
             ctx.mds.state.check_delegation(
                 &ctx.stateid(&c.delegate_stateid)?,
                 file.ino,
@@ -207,9 +208,7 @@ async fn open_by_name(ctx: &mut Ctx<'_>, a: &OpenArgs, name: Vec<u8>) -> NfsResu
     ctx.require(&dir, 1)?;
     let (how, fattr, verf): (CreateHow, Option<&Fattr4>, Option<[u8; 8]>) = match &a.openhow {
         Openflag4::NoCreate => {
-            let file = ctx
-                .settled(|c| Ok(c.mds.ns.lookup_settled(dir.ino, &name)?))
-                .await?;
+            let file = ctx.read(|_, s| s.lookup_settled(dir.ino, &name)).await?;
             return Ok(Target {
                 file,
                 dir: Some(dir),
@@ -238,11 +237,12 @@ async fn open_by_name(ctx: &mut Ctx<'_>, a: &OpenArgs, name: Vec<u8>) -> NfsResu
     // Only an absent name is created, by a command that checks write permission on the
     // directory itself (`perm::may_create` in `apply`), and that opens the file instead if
     // the name appeared meanwhile.
-    // A name a cross-shard transaction holds is not absent: wait, then DELAY.
+    // A name a cross-shard transaction holds is not absent: wait, then DELAY; nor is one
+    // whose file this node's replica of another shard does not have yet (`Ctx::read`).
     let existing = ctx
-        .settled(|c| match c.mds.ns.lookup_settled(dir.ino, &name) {
+        .read(|_, s| match s.lookup_settled(dir.ino, &name) {
             Ok(e) => Ok(Some(e)),
-            Err(crate::namespace::FsError::Busy) => Err(NfsError::Delay),
+            Err(e @ (FsError::Busy | FsError::Dangling { .. })) => Err(e),
             Err(_) => Ok(None),
         })
         .await?;

@@ -57,9 +57,11 @@ pub struct OpInfo {
     pub bytes: Bytes,
 }
 
-/// Reads namespace state a lagging replica could hold stale: passes the read barrier of the
-/// current file handle's shard first (`raft::fresh`). Operations that only move file handles,
-/// or are proposed through Raft and answered from the committed result, need none.
+/// Reads namespace state a lagging replica could hold stale, to answer or to decide what to
+/// propose (a name looked up, a permission checked, the object a removal names): passes the
+/// read barrier of the current file handle's shard first, and of the saved one's for
+/// `Owner::SavedAndCurrent` (`Ctx::read_barrier`). Operations that only move file handles, or
+/// act on state the client opened through this node (I/O, locks, layouts returned), need none.
 pub const READS_STATE: u32 = 1 << 0;
 /// Changes server state (knfsd's OP_MODIFIES_SOMETHING).
 pub const MODIFIES: u32 = 1 << 1;
@@ -138,7 +140,7 @@ const fn table() -> [OpInfo; LAST + 1] {
     );
     // Attributes.
     set!(OP_GETATTR, op("GETATTR", Current, READS_STATE));
-    set!(OP_SETATTR, op("SETATTR", Current, MODIFIES));
+    set!(OP_SETATTR, op("SETATTR", Current, READS_STATE | MODIFIES));
     set!(OP_ACCESS, op("ACCESS", Current, READS_STATE));
     set!(OP_VERIFY, op("VERIFY", Current, READS_STATE));
     set!(OP_NVERIFY, op("NVERIFY", Current, READS_STATE));
@@ -152,10 +154,16 @@ const fn table() -> [OpInfo; LAST + 1] {
         }
     );
     set!(OP_READLINK, op("READLINK", Current, READS_STATE));
-    set!(OP_CREATE, op("CREATE", Current, MODIFIES | CLEARS_STATEID));
-    set!(OP_REMOVE, op("REMOVE", Current, MODIFIES));
-    set!(OP_RENAME, op("RENAME", SavedAndCurrent, MODIFIES));
-    set!(OP_LINK, op("LINK", SavedAndCurrent, MODIFIES));
+    set!(
+        OP_CREATE,
+        op("CREATE", Current, READS_STATE | MODIFIES | CLEARS_STATEID)
+    );
+    set!(OP_REMOVE, op("REMOVE", Current, READS_STATE | MODIFIES));
+    set!(
+        OP_RENAME,
+        op("RENAME", SavedAndCurrent, READS_STATE | MODIFIES)
+    );
+    set!(OP_LINK, op("LINK", SavedAndCurrent, READS_STATE | MODIFIES));
     set!(OP_OPENATTR, op("OPENATTR", Current, 0));
     // Opens and delegations.
     let open = READS_STATE | MODIFIES | CHECKS_OWN_SEC;

@@ -254,10 +254,3 @@ pub async fn read_index(
         Err(_) => Err("leadership not confirmed in time".into()),
     }
 }
-
-/// Whether operation `opnum` reads namespace state that a lagging replica could hold stale
-/// (`ops::table::READS_STATE`). Operations that only change the file handle, or that are
-/// proposed through Raft and answered from the committed result, do not need the barrier.
-pub fn reads_state(opnum: u32) -> bool {
-    crate::ops::table::info(opnum).has(crate::ops::table::READS_STATE)
-}
