@@ -82,7 +82,25 @@ impl Client {
             FATTR4_MAXREAD,
             FATTR4_MAXWRITE,
         ]);
-        let res = session.call(&cfg, &b.into_ops()).await?;
+        // DELAY retried as in `compound`: a metadata node that cannot confirm its replica is
+        // current yet (a shard's leader just died) answers it, and a stock client waits it out
+        // on the same client ID rather than starting over as another client.
+        let ops = b.into_ops();
+        let mut backoff = Duration::from_millis(20);
+        let mut delays = 0;
+        let res = loop {
+            match session.call(&cfg, &ops).await {
+                Err(Error::Nfs {
+                    status: Nfsstat4::Delay,
+                    ..
+                }) if delays < MAX_DELAY_RETRIES => {
+                    delays += 1;
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(1));
+                }
+                r => break r?,
+            }
+        };
         let root = last_fh(&res)?;
         let a = last_attrs(&res)?;
         let lease = Duration::from_secs(u64::from(a.lease_time.unwrap_or(90).max(1)));
