@@ -5,6 +5,7 @@
 //! page itself holds no data and is served to anyone; its script asks for the token.
 mod api;
 pub use cfs::op_names as names;
+mod paths;
 mod prom;
 
 use std::collections::VecDeque;
@@ -48,6 +49,7 @@ pub struct Admin {
     pub sources: Sources,
     token: String,
     history: Mutex<VecDeque<Sample>>,
+    paths: paths::Paths,
 }
 
 impl Admin {
@@ -56,6 +58,7 @@ impl Admin {
             sources,
             token,
             history: Mutex::new(VecDeque::with_capacity(SAMPLES)),
+            paths: paths::Paths::default(),
         })
     }
 
@@ -200,8 +203,8 @@ async fn top(
     Query(q): Query<TopQuery>,
 ) -> ApiResult<Json<serde_json::Value>> {
     check(&a, &headers)?;
-    a.sources.mds.as_ref().ok_or_else(no_mds)?;
-    Ok(Json(api::top(q.n.unwrap_or(10).min(100))))
+    let m = a.sources.mds.as_ref().ok_or_else(no_mds)?;
+    Ok(Json(api::top(q.n.unwrap_or(10).min(100), &m.ns, &a.paths)))
 }
 
 async fn history(
