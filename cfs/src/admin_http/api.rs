@@ -169,7 +169,7 @@ fn metadata_status(ns: &mds::namespace::Namespace) -> Value {
                     let held_by = if up(id) {
                         Some(id)
                     } else {
-                        states.iter().map(|(o, _)| *o).filter(|o| up(*o)).min()
+                        states.keys().copied().filter(|o| up(*o)).min()
                     };
                     json!({
                         "id": id,

@@ -61,10 +61,7 @@ fn walk(ns: &Namespace, want: &HashSet<u64>) -> HashMap<u64, String> {
     let mut visited = 0usize;
     while let Some((dir, path)) = dirs.pop_front() {
         let mut cookie = 0;
-        loop {
-            let Ok((entries, eof)) = ns.readdir(dir, cookie, PAGE) else {
-                break;
-            };
+        while let Ok((entries, eof)) = ns.readdir(dir, cookie, PAGE) {
             for e in &entries {
                 visited += 1;
                 let p = format!("{path}/{}", String::from_utf8_lossy(&e.name));
