@@ -68,6 +68,14 @@ step "a fresh Debian $SUITE root (debootstrap --variant=minbase) in $ROOT"
 debootstrap --variant=minbase --unpack-tarball="$TARBALL" "$SUITE" "$ROOT" "$MIRROR" \
     >>"$OUT/debootstrap.log" 2>&1 || { tail -n 20 "$OUT/debootstrap.log"; exit 1; }
 cp /etc/resolv.conf "$ROOT/etc/resolv.conf"
+# How this machine reaches the package registry (its mirror, and apt options such as
+# Acquire::Check-Valid-Until for a mirror whose Release files this clock calls expired): a
+# machine of this kind has them before anything is installed. Packages: none.
+cp /etc/apt/apt.conf.d/* "$ROOT/etc/apt/apt.conf.d/" 2>/dev/null || true
+if [[ -f /etc/apt/sources.list.d/debian.sources ]]; then
+    cp /etc/apt/sources.list.d/debian.sources "$ROOT/etc/apt/sources.list.d/"
+    : >"$ROOT/etc/apt/sources.list"
+fi
 for tool in gcc cc git pkg-config clang; do
     if chroot "$ROOT" /bin/sh -c "command -v $tool" >/dev/null 2>&1; then
         echo "fresh-machine-check: the new root already has $tool; it should not" >&2
