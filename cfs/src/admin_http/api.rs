@@ -83,7 +83,7 @@ pub fn status(a: &Admin) -> Value {
                 "bytes": m.ns.statfs().map(|s| s.bytes).unwrap_or(0),
             },
         });
-        v["metadata"] = metadata_status(&m.ns);
+        v["metadata"] = metadata_status(&m.ns, &src.client_addresses);
         // Trees removed by `cfs admin rmtree` whose contents are still going: the detached
         // directories and the entries they hold (a subdirectory not reached yet counts once).
         let detached = m.ns.detached().unwrap_or_default();
@@ -149,7 +149,10 @@ pub fn status(a: &Admin) -> Value {
 }
 
 /// The metadata service: nodes, and each shard's Raft group as this node sees it.
-fn metadata_status(ns: &mds::namespace::Namespace) -> Value {
+fn metadata_status(
+    ns: &mds::namespace::Namespace,
+    configured: &std::collections::BTreeMap<u64, std::net::SocketAddr>,
+) -> Value {
     // Each node's state comes from the shards' memberships (`mds::raft::members`).
     let me = ns.node_id();
     let nodes: Vec<Value> = match ns.peers() {
@@ -157,7 +160,8 @@ fn metadata_status(ns: &mds::namespace::Namespace) -> Value {
             let states = mds::raft::members::node_states(ns);
             // Up as this node sees it: it answered this node's last call (or is this node).
             let up = |id: u64| id == me || p.down_since(id).is_none();
-            let clients = p.client_addresses();
+            let mut clients = configured.clone();
+            clients.extend(p.client_addresses());
             states
                 .iter()
                 .map(|(id, n)| {

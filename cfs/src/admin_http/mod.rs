@@ -33,6 +33,9 @@ pub struct Sources {
     pub counters_since: SystemTime,
     /// Namespace counters of earlier runs (`persist`): added to this run's.
     pub ns_base: mds::namespace::StatsSnapshot,
+    /// The metadata nodes' client addresses from the config (`[cluster] client_addresses`);
+    /// those of nodes that joined later come from the memberships.
+    pub client_addresses: std::collections::BTreeMap<u64, SocketAddr>,
 }
 
 /// Totals at one instant, for rates.

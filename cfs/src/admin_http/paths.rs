@@ -40,7 +40,15 @@ impl Paths {
         if missing.is_empty() {
             return out;
         }
-        let found = walk(ns, &missing);
+        // The root has no entry to be found under; its path is known.
+        let root = mds::namespace::ROOT_INO;
+        let mut found = walk(
+            ns,
+            &missing.iter().copied().filter(|i| *i != root).collect(),
+        );
+        if missing.contains(&root) {
+            found.insert(root, "/".to_string());
+        }
         if cache.len() + found.len() > CACHE_MAX {
             cache.clear();
         }
