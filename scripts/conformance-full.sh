@@ -2,12 +2,14 @@
 # The full kernel-client conformance suites, one command: what to run before resolving an
 # issue (CI runs the quick subset, `conformance ci`). Every server kind, both kernels, full
 # sizes; NFSv3 through both gateway kinds; Kerberos (krb5, krb5i, krb5p) on the single node.
-# Several hours on 2 cores. Each part is one `conformance run` (its own process: a Kerberos
+# Several hours on 2 cores; last, the fresh-machine check (scripts/fresh-machine-check.sh).
+# Each part is one `conformance run` (its own process: a Kerberos
 # realm lives as long as its process) with its own JSON report; the summary at the end says
 # which parts failed. Extra arguments go to every part (e.g. --kernel sid, --quick).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
+./scripts/setup.sh || exit 1
 cargo build -q --release -p cfs -p conformance
 export CFS_BIN="$PWD/target/release/cfs"
 run() { target/release/conformance run "$@"; }
@@ -35,6 +37,13 @@ for sec in krb5 krb5i krb5p; do
     part "Kerberos $sec, cfs v4.1" --server cfs --vers 4.1 --sec "$sec" \
         --scenario posix --scenario integrity --scenario locking --scenario twoclient
 done
+
+# The README's first command on a fresh Debian machine (a debootstrap root with only the
+# host's Rust toolchain and crate registry): its set-up must install everything it needs.
+printf '\n==== [%ss] %s\n' "$(($(date +%s) - start))" "fresh machine: ./scripts/demo.sh in a debootstrap root"
+if ! ./scripts/fresh-machine-check.sh; then
+    failed+=("fresh-machine check")
+fi
 
 printf '\n==== [%ss] done\n' "$(($(date +%s) - start))"
 if ((${#failed[@]})); then

@@ -10,8 +10,9 @@ cd "$(dirname "$0")/.."
 start=$(date +%s)
 step() { printf '\n==== [%ss] %s\n' "$(($(date +%s) - start))" "$*"; }
 
-step "system packages, guest kernels, initramfs (idempotent)"
-cargo run -q --release -p conformance -- setup
+# Before any cargo build: the packages the build needs, then the harness's (scripts/setup.sh).
+step "set-up: system packages, guest kernels, initramfs (idempotent; log in target/setup.log)"
+./scripts/setup.sh
 
 # Clippy in the release profile: the proc macros and build scripts it compiles are the ones
 # the build step needs, and in it they compile without optimisation (release's build-override)

@@ -95,6 +95,7 @@ pub fn to_json(s: &StatusResOk) -> serde_json::Value {
             "silent_ms": d.silent_ms,
             "capacity_bytes": d.capacity_bytes, "used_bytes": d.used_bytes,
             "avail_bytes": d.avail_bytes, "has_room": d.has_room,
+            "fs_id": format!("{:016x}", d.fs_id),
             "read_ops": d.counters.read_ops, "read_bytes": d.counters.read_bytes,
             "write_ops": d.counters.write_ops, "write_bytes": d.counters.write_bytes,
             "commit_ops": d.counters.commit_ops, "refused_ops": d.counters.refused_ops,

@@ -421,13 +421,17 @@ pub fn top_table(v: &Value) -> String {
         ));
     }
     out.push_str(&format!(
-        "\n{:<16} {:>10} {:>12}\n",
-        "FILE (INODE)", "OPS/S", "BYTES/S"
+        "\n{:<40} {:>10} {:>12}\n",
+        "FILE (PATH, OR INODE)", "OPS/S", "BYTES/S"
     ));
     for f in v["files"].as_array().into_iter().flatten() {
+        let name = match f["path"].as_str() {
+            Some(p) => p.to_string(),
+            None => format!("inode {}", f["id"].as_str().unwrap_or("?")),
+        };
         out.push_str(&format!(
-            "{:<16} {:>10.1} {:>10}/s\n",
-            f["id"].as_str().unwrap_or("?"),
+            "{:<40} {:>10.1} {:>10}/s\n",
+            name,
             f["ops_per_second"].as_f64().unwrap_or(0.0),
             human(f["bytes_per_second"].as_f64().unwrap_or(0.0) as u64),
         ));

@@ -73,7 +73,7 @@ pub struct UpArgs {
     fabric: Option<String>,
     /// TOML appended to the MDS's config, e.g. `[kerberos]` and `[[export]]` sections, and to
     /// the gateway node's (`--gateway-port`: same exports, same keytab); the data servers need
-    /// neither (krb5i/krb5p callers get no layouts, see README's Kerberos).
+    /// neither (krb5i/krb5p callers get no layouts, see docs/OPERATIONS.md, Kerberos).
     #[arg(long)]
     mds_extra_config: Option<PathBuf>,
 }

@@ -104,6 +104,17 @@ pub enum FileCmd {
         #[arg(required = true)]
         paths: Vec<String>,
     },
+    /// Rename or move a file or directory (one RENAME: atomic, within the file system). A
+    /// TO that names an existing directory receives FROM under its own name.
+    #[command(
+        after_help = "Examples:\n  cfs mv /data/run1/notes.txt /data/run1/notes.old\n  cfs mv /data/run1 /archive/"
+    )]
+    Mv {
+        #[command(flatten)]
+        remote: Remote,
+        from: String,
+        to: String,
+    },
     /// Show a file's attributes.
     #[command(after_help = "Example:\n  cfs stat /data/run1/results.bin")]
     Stat {
@@ -236,6 +247,7 @@ pub async fn run(cmd: FileCmd) -> Result<(), FilesError> {
         | FileCmd::Cat { remote, .. }
         | FileCmd::Mkdir { remote, .. }
         | FileCmd::Rm { remote, .. }
+        | FileCmd::Mv { remote, .. }
         | FileCmd::Stat { remote, .. } => remote.clone(),
     };
     let c = connect(&remote).await?;
@@ -259,6 +271,7 @@ pub async fn run(cmd: FileCmd) -> Result<(), FilesError> {
         FileCmd::Rm {
             recursive, paths, ..
         } => rm(&c, &paths, recursive).await,
+        FileCmd::Mv { from, to, .. } => mv(&c, &from, &to).await,
         FileCmd::Stat { paths, .. } => stat(&c, &paths).await,
     };
     // Leave no client state behind on the server; a failure here changes nothing for the user.
@@ -529,6 +542,26 @@ async fn rm(c: &Client, paths: &[String], recursive: bool) -> Result<(), FilesEr
         c.remove(&dir, name).await.map_err(remote_err(path))?;
     }
     Ok(())
+}
+
+/// One RENAME from `from` to `to`; into `to` when it is an existing directory (as mv(1)).
+async fn mv(c: &Client, from: &str, to: &str) -> Result<(), FilesError> {
+    let (src_dir, src_name) = c.lookup_parent(from).await.map_err(remote_err(from))?;
+    let into = match c.stat_path(to).await {
+        Ok((fh, st)) if st.is_dir() => Some(fh),
+        _ => None,
+    };
+    let target;
+    let (dst_dir, dst_name) = match into {
+        Some(fh) => (fh, src_name),
+        None => {
+            target = to.trim_end_matches('/');
+            c.lookup_parent(target).await.map_err(remote_err(to))?
+        }
+    };
+    c.rename(&src_dir, src_name, &dst_dir, dst_name)
+        .await
+        .map_err(remote_err(from))
 }
 
 fn type_name(t: FileType) -> &'static str {

@@ -69,7 +69,7 @@ dist/cfs.toml in the source tree.")]
         #[command(flatten)]
         cluster: ClusterFlags,
     },
-    /// Run a local cluster: one MDS and N data servers on loopback.
+    /// Run a local cluster on loopback: M metadata nodes (1, or 3 and more) and N data servers.
     #[command(subcommand)]
     Cluster(ClusterCmd),
     /// Watch and run a cluster: status, busiest clients and files, clients, actions.
@@ -172,10 +172,13 @@ pub struct ClusterFlags {
 
 #[derive(Subcommand)]
 enum ClusterCmd {
-    /// Start one MDS and N data servers (each its own process) and keep them running until
-    /// Ctrl-C or SIGTERM.
+    /// Start M metadata nodes (`--mds`, default 1; 3 or more survive the loss of a node) and N
+    /// data servers (`--ds`), each its own process, and keep them running until Ctrl-C or
+    /// SIGTERM.
     #[command(after_help = "Examples:
   cfs cluster up --ds 3                               MDS :2049, data servers :2050-2052, admin :3049
+  cfs cluster up --mds 3 --ds 6                       MDS nodes :2049-2051 (clients mount :2149-2151), data servers :2052-2057
+  cfs cluster up --mds 3 --ds 6 --encode-after 60     files left alone a minute become RS 4+2
   cfs cluster up --ds 3 --port 12049                  prints the mount command with port=12049
   cfs cluster up --ds 3 --advertise-host 10.0.2.2 --advertise-host 127.0.0.1   for qemu guests too")]
     Up(cluster_up::UpArgs),
@@ -660,4 +663,51 @@ pub fn raise_nofile_limit() -> u64 {
     }
     tracing::info!(was, now = lim.rlim_cur, "open-file limit");
     lim.rlim_cur
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The `cfs ...` lines of every command's examples (`--help`): the words before the
+    /// comment column (two or more spaces), or every `cfs ...` piece of a line that holds
+    /// several (three spaces apart).
+    fn examples(cmd: &clap::Command, out: &mut Vec<String>) {
+        if let Some(h) = cmd.get_after_help() {
+            for line in h.to_string().lines() {
+                for piece in line.trim().split("   ") {
+                    let piece = piece.trim();
+                    let Some(rest) = piece.strip_prefix("cfs ") else {
+                        continue;
+                    };
+                    // `cfs man > cfs.1 && ...`: the shell's part is not cfs's.
+                    let words = rest.split(['>', '|', '&']).next().unwrap_or(rest);
+                    let words = words.split("  ").next().unwrap_or(words).trim();
+                    out.push(format!("cfs {words}"));
+                }
+            }
+        }
+        for sub in cmd.get_subcommands() {
+            examples(sub, out);
+        }
+    }
+
+    /// Every example in the help is a command line cfs accepts (flags renamed or removed
+    /// would leave examples that fail).
+    #[test]
+    fn every_help_example_parses() {
+        let mut all = Vec::new();
+        examples(&Cli::command(), &mut all);
+        assert!(all.len() > 20, "examples found: {all:?}");
+        let bad: Vec<String> = all
+            .iter()
+            .filter_map(|e| {
+                let argv = e.split_whitespace().filter(|w| !w.starts_with('('));
+                Cli::try_parse_from(argv)
+                    .err()
+                    .map(|err| format!("{e}: {:?}", err.kind()))
+            })
+            .collect();
+        assert!(bad.is_empty(), "examples cfs refuses:\n{}", bad.join("\n"));
+    }
 }

@@ -203,7 +203,7 @@ impl Realm {
 
     /// Whether the next `server_config` is for a server with an NFSv3 gateway: its export
     /// then also takes AUTH_SYS from the gateway's address, 127.0.0.1 (the gateway forwards
-    /// each v3 caller's mapped ids over AUTH_SYS: README, "NFSv3 gateway"). Guests reach the
+    /// each v3 caller's mapped ids over AUTH_SYS: docs/OPERATIONS.md, "NFSv3 for legacy hosts"). Guests reach the
     /// host through qemu's user network, so they come from 127.0.0.1 too: with the gateway
     /// kinds the MDS cannot tell a guest's v4 sys call from the gateway's; the v3 side, which
     /// is what these kinds test, enforces the flavor itself.

@@ -243,6 +243,13 @@ fn progress_line(r: &CaseResult) -> String {
             l.push_str(f);
         }
     }
+    // The demo (scripts/demo.sh) shows what the host saw: the pause, where the bytes went.
+    if std::env::var_os("CFS_CONFORMANCE_STEPS").is_some() {
+        for step in r.host_ops.iter().flat_map(|h| &h.steps) {
+            l.push_str("\n    ");
+            l.push_str(step);
+        }
+    }
     l
 }
 

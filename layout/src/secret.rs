@@ -232,6 +232,7 @@ mod tests {
             capacity_bytes: 10,
             used_bytes: 1,
             avail_bytes: 9,
+            fs_id: 3,
             counters: DsCounters::default(),
             fence_seq: 0,
             mac: [0; 32],

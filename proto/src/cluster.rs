@@ -81,6 +81,9 @@ pub struct HeartbeatArgs {
     /// Free space on the DS's file system now (what a non-root writer may use): placement
     /// skips a DS without room.
     pub avail_bytes: u64,
+    /// The file system holding the DS's data (statvfs's f_fsid): data servers that share a
+    /// disk report the same id, so its free space is counted once.
+    pub fs_id: u64,
     pub counters: DsCounters,
     /// The highest fence sequence number the DS has applied (0 after it starts).
     pub fence_seq: u64,
@@ -186,6 +189,8 @@ pub struct DsStatus {
     /// False while new files are not placed on it (little free space, or it answered
     /// NOSPC lately).
     pub has_room: bool,
+    /// The file system holding its data (`HeartbeatArgs::fs_id`).
+    pub fs_id: u64,
     pub counters: DsCounters,
 }
 

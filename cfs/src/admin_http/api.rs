@@ -83,7 +83,7 @@ pub fn status(a: &Admin) -> Value {
                 "bytes": m.ns.statfs().map(|s| s.bytes).unwrap_or(0),
             },
         });
-        v["metadata"] = metadata_status(&m.ns);
+        v["metadata"] = metadata_status(&m.ns, &src.client_addresses);
         // Trees removed by `cfs admin rmtree` whose contents are still going: the detached
         // directories and the entries they hold (a subdirectory not reached yet counts once).
         let detached = m.ns.detached().unwrap_or_default();
@@ -149,24 +149,48 @@ pub fn status(a: &Admin) -> Value {
 }
 
 /// The metadata service: nodes, and each shard's Raft group as this node sees it.
-fn metadata_status(ns: &mds::namespace::Namespace) -> Value {
+fn metadata_status(
+    ns: &mds::namespace::Namespace,
+    configured: &std::collections::BTreeMap<u64, std::net::SocketAddr>,
+) -> Value {
     // Each node's state comes from the shards' memberships (`mds::raft::members`).
+    let me = ns.node_id();
     let nodes: Vec<Value> = match ns.peers() {
-        Some(_) => mds::raft::members::node_states(ns)
-            .into_iter()
-            .map(|(id, n)| {
-                let domain = mds::raft::node_addr::NodeAddr::parse(&n.addr).and_then(|a| a.domain);
-                json!({
-                    "id": id,
-                    "address": n.addr,
-                    "domain": domain,
-                    "state": n.state,
-                    "voter_of": n.votes,
+        Some(p) => {
+            let states = mds::raft::members::node_states(ns);
+            // Up as this node sees it: it answered this node's last call (or is this node).
+            let up = |id: u64| id == me || p.down_since(id).is_none();
+            let mut clients = configured.clone();
+            clients.extend(p.client_addresses());
+            states
+                .iter()
+                .map(|(id, n)| {
+                    let id = *id;
+                    let domain =
+                        mds::raft::node_addr::NodeAddr::parse(&n.addr).and_then(|a| a.domain);
+                    // Who answers on its client address: itself while up, else the live node
+                    // with the lowest id (the takeover rule, `mds::addresses::taker`).
+                    let held_by = if up(id) {
+                        Some(id)
+                    } else {
+                        states.keys().copied().filter(|o| up(*o)).min()
+                    };
+                    json!({
+                        "id": id,
+                        "address": n.addr,
+                        "domain": domain,
+                        "state": n.state,
+                        "voter_of": n.votes,
+                        "up": up(id),
+                        "down_seconds": p.down_since(id).map(|t| t.elapsed().as_secs()),
+                        "client_address": clients.get(&id).map(|a| a.to_string()),
+                        "client_address_held_by": clients.get(&id).and(held_by),
+                    })
                 })
-            })
-            .collect(),
+                .collect()
+        }
         None => {
-            vec![json!({ "id": ns.node_id(), "state": "member", "voter_of": ns.shard_count() })]
+            vec![json!({ "id": me, "state": "member", "voter_of": ns.shard_count(), "up": true })]
         }
     };
     let members: std::collections::BTreeMap<u16, mds::raft::members::ShardMembers> =
@@ -234,8 +258,11 @@ pub fn clients(m: &mds::Mds) -> Value {
     json!({ "clients": list })
 }
 
-pub fn top(n: usize) -> Value {
+/// The busiest clients and files; files with their path where `paths` finds one.
+pub fn top(n: usize, ns: &mds::namespace::Namespace, paths: &super::paths::Paths) -> Value {
     let v = metrics::mds::TOP.view(n);
+    let inos: Vec<u64> = v.files.iter().map(|r| r.id).collect();
+    let named = paths.of(ns, &inos);
     let rows = |rows: &[metrics::top::Row], client: bool| -> Vec<Value> {
         rows.iter()
             .map(|r| {
@@ -253,9 +280,13 @@ pub fn top(n: usize) -> Value {
             })
             .collect()
     };
+    let mut files = rows(&v.files, false);
+    for (f, r) in files.iter_mut().zip(&v.files) {
+        f["path"] = json!(named.get(&r.id));
+    }
     json!({
         "window_seconds": v.seconds,
         "clients": rows(&v.clients, true),
-        "files": rows(&v.files, false),
+        "files": files,
     })
 }

@@ -5,6 +5,7 @@
 //! page itself holds no data and is served to anyone; its script asks for the token.
 mod api;
 pub use cfs::op_names as names;
+mod paths;
 mod prom;
 
 use std::collections::VecDeque;
@@ -32,6 +33,9 @@ pub struct Sources {
     pub counters_since: SystemTime,
     /// Namespace counters of earlier runs (`persist`): added to this run's.
     pub ns_base: mds::namespace::StatsSnapshot,
+    /// The metadata nodes' client addresses from the config (`[cluster] client_addresses`);
+    /// those of nodes that joined later come from the memberships.
+    pub client_addresses: std::collections::BTreeMap<u64, SocketAddr>,
 }
 
 /// Totals at one instant, for rates.
@@ -48,6 +52,7 @@ pub struct Admin {
     pub sources: Sources,
     token: String,
     history: Mutex<VecDeque<Sample>>,
+    paths: paths::Paths,
 }
 
 impl Admin {
@@ -56,6 +61,7 @@ impl Admin {
             sources,
             token,
             history: Mutex::new(VecDeque::with_capacity(SAMPLES)),
+            paths: paths::Paths::default(),
         })
     }
 
@@ -200,8 +206,8 @@ async fn top(
     Query(q): Query<TopQuery>,
 ) -> ApiResult<Json<serde_json::Value>> {
     check(&a, &headers)?;
-    a.sources.mds.as_ref().ok_or_else(no_mds)?;
-    Ok(Json(api::top(q.n.unwrap_or(10).min(100))))
+    let m = a.sources.mds.as_ref().ok_or_else(no_mds)?;
+    Ok(Json(api::top(q.n.unwrap_or(10).min(100), &m.ns, &a.paths)))
 }
 
 async fn history(

@@ -435,10 +435,19 @@ impl Cluster {
     }
 
     /// The MDS's config file, as `cluster up` wrote it.
+    /// The (first) MDS node's name: `mds`, or `mds1` of several.
+    pub fn first_mds(&self) -> &'static str {
+        if self.mds > 1 {
+            "mds1"
+        } else {
+            "mds"
+        }
+    }
+
     pub fn mds_toml(&self) -> String {
         self.dir
             .join("cluster")
-            .join("mds.toml")
+            .join(format!("{}.toml", self.first_mds()))
             .to_string_lossy()
             .into_owned()
     }
@@ -455,11 +464,16 @@ impl Cluster {
             .trim_matches('"')
             .to_string();
         let addr = if listen.ends_with(":0") {
-            std::fs::read_to_string(self.dir.join("cluster").join("mds").join("admin.addr"))
-                .expect("the MDS's admin address")
-                .trim()
-                .parse()
-                .expect("admin.addr")
+            std::fs::read_to_string(
+                self.dir
+                    .join("cluster")
+                    .join(self.first_mds())
+                    .join("admin.addr"),
+            )
+            .expect("the MDS's admin address")
+            .trim()
+            .parse()
+            .expect("admin.addr")
         } else {
             listen.parse().expect("admin address")
         };

@@ -1,7 +1,8 @@
 //! The web console in a real browser: Debian's headless Chromium, driven through chromedriver
 //! (WebDriver is HTTP and JSON), against a running 1 MDS + 3 data server cluster. The figures
 //! the page shows must be the server's; Evict and Drain go through their confirmation dialogs;
-//! a screenshot of the overview is saved (`target/console.png`).
+//! a screenshot of the overview is saved (`target/console.png`). And the operator's view of a
+//! 3 MDS + 6 data server cluster, healthy and with a metadata node killed (two screenshots).
 //!
 //! Needs Debian's `chromium` and `chromium-driver`, which `conformance setup` (the first step of
 //! the test command) installs; without them it fails, saying so.
@@ -342,14 +343,7 @@ fn the_console_shows_what_the_servers_say() {
     let page_clients: Vec<String> = serde_json::from_value(shown["clients"].clone()).unwrap();
     assert_eq!(page_clients, ids);
 
-    let png = b64decode(
-        d.cmd("GET", "screenshot", None)
-            .as_str()
-            .expect("base64 PNG"),
-    );
-    assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
-    let out = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/console.png");
-    std::fs::write(&out, &png).unwrap();
+    screenshot(&d, "console.png");
 
     // Actions, each through its confirmation dialog.
     let holder_id = ids
@@ -409,4 +403,235 @@ fn the_console_shows_what_the_servers_say() {
         std::thread::sleep(Duration::from_millis(200));
     }
     drop(holder);
+}
+
+/// What the console shows now, once it has drawn with `nodes` metadata nodes in its table.
+fn panels(d: &Driver, nodes: usize) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let v = d.js(
+            "if (!document.body.dataset.loaded) return null;
+             const f = {};
+             document.querySelectorAll('[data-figure]').forEach(e => { if (!e.closest('tr')) f[e.dataset.figure] = e.textContent; });
+             const labels = {};
+             document.querySelectorAll('.tile').forEach(t => { labels[t.querySelector('.v').dataset.figure] = t.querySelector('.k').textContent; });
+             return { figures: f, labels,
+                      alerts: [...document.querySelectorAll('[data-alert]')].map(a => [a.dataset.alert, a.textContent]),
+                      nodes: [...document.querySelectorAll('tr[data-node]')].map(r => ({
+                          id: Number(r.dataset.node), up: r.querySelector('[data-up]').textContent,
+                          led: Number(r.querySelector('[data-led]').textContent),
+                          heldBy: r.querySelector('[data-held-by]').textContent })),
+                      summary: document.getElementById('md-summary').textContent,
+                      domains: [...document.querySelectorAll('tr[data-domain]')].map(r => Number(r.children[1].textContent)),
+                      jobs: [...document.querySelectorAll('tr[data-job]')].map(r => r.dataset.job),
+                      files: [...document.querySelectorAll('tr[data-file] td:first-child')].map(td => td.textContent),
+                      ds: document.querySelectorAll('tr[data-ds]').length };",
+        );
+        if !v.is_null() && v["nodes"].as_array().is_some_and(|a| a.len() == nodes) {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "the console never loaded: {v}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+fn screenshot(d: &Driver, name: &str) {
+    let png = b64decode(
+        d.cmd("GET", "screenshot", None)
+            .as_str()
+            .expect("base64 PNG"),
+    );
+    assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
+    let out = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../target")
+        .join(name);
+    std::fs::write(&out, &png).unwrap();
+}
+
+/// The operator's view of a 3 MDS + 6 data server cluster: the metadata nodes with the shards
+/// each leads and who holds each client address, redundancy, jobs, alerts, the busiest files
+/// by path, and free space counted once for six data servers on one disk; then node 3 killed
+/// (`kill -9`): an alert, node 3 down, its client address held by node 1, its shards led by
+/// the others. Screenshots of both: `target/console-healthy.png`, `target/console-node-down.png`.
+#[test]
+fn the_console_shows_the_metadata_cluster_redundancy_and_alerts() {
+    let t = tempfile::tempdir().unwrap();
+    let cl = Cluster::start_nodes(t.path(), 3, 6, &[]);
+    let (admin, token) = cl.admin();
+    let data = common::random_bytes(6 << 20, 7);
+    let src = t.path().join("src.bin");
+    std::fs::write(&src, &data).unwrap();
+    let server = cl.addr.to_string();
+    let o = common::cfs(t.path(), &["mkdir", "--server", &server, "/runs"]);
+    assert!(o.ok(), "{}", o.stderr);
+    let o = common::cfs(
+        t.path(),
+        &[
+            "put",
+            "--server",
+            &server,
+            &src.to_string_lossy(),
+            "/runs/six",
+        ],
+    );
+    assert!(o.ok(), "{}", o.stderr);
+    // Every shard led, and the upload's bytes counted (heartbeats carry them).
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        let (_, s) = http(admin, "GET", "/api/v1/status", Some(&token), None);
+        let shards = s["mds"]["metadata"]["shards"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        let written: u64 = s["data_servers"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|d| d["write_bytes"].as_u64().unwrap_or(0))
+            .sum();
+        if !shards.is_empty()
+            && shards.iter().all(|s| s["leader"].is_u64())
+            && s["mds"]["data"]["mirrored_files"].as_u64() >= Some(1)
+            && written >= 2 * data.len() as u64
+        {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "cluster not settled: {s}");
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    let shards = status["mds"]["metadata"]["shards"]
+        .as_array()
+        .unwrap()
+        .len() as u64;
+
+    let profile = tempfile::tempdir().unwrap();
+    let d = Driver::start(profile.path());
+    d.cmd(
+        "POST",
+        "url",
+        Some(json!({ "url": format!("http://{admin}/#token={token}") })),
+    );
+    // The busiest files by path: reads keep /runs/six in the current window.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let healthy = loop {
+        let o = common::cfs(t.path(), &["get", "--server", &server, "/runs/six", "-"]);
+        assert!(o.ok(), "{}", o.stderr);
+        let v = panels(&d, 3);
+        if v["files"]
+            .as_array()
+            .is_some_and(|f| f.iter().any(|p| p == "/runs/six"))
+        {
+            break v;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the busiest files never named /runs/six: {v}"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    eprintln!("healthy: {healthy}");
+    assert_eq!(
+        healthy["alerts"],
+        json!([["none", healthy["alerts"][0][1]]]),
+        "a healthy cluster has no alerts"
+    );
+    for n in healthy["nodes"].as_array().unwrap() {
+        assert_eq!(n["up"], "up", "{n}");
+        assert_eq!(
+            n["heldBy"],
+            n["id"].to_string(),
+            "each node holds its own address: {n}"
+        );
+    }
+    let led: u64 = healthy["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["led"].as_u64().unwrap())
+        .sum();
+    assert_eq!(led, shards, "every shard led by one node");
+    assert!(
+        healthy["summary"].as_str().is_some_and(
+            |s| s.contains(&format!("{shards} shards")) && s.contains("0 without a leader")
+        ),
+        "{}",
+        healthy["summary"]
+    );
+    let f = &healthy["figures"];
+    assert!(f["mirrored"].as_str().is_some_and(|s| s != "0 B"), "{f}");
+    assert_eq!(
+        f["raw_per_byte"], "2.00",
+        "mirrored data: two raw bytes per byte"
+    );
+    assert_eq!(f["ds_up"], "6/6");
+    // Six data servers on one disk: its free space once, not six times.
+    let dss = status["data_servers"].as_array().unwrap();
+    let fs: std::collections::BTreeSet<&str> =
+        dss.iter().map(|d| d["fs_id"].as_str().unwrap()).collect();
+    assert_eq!(
+        fs.len(),
+        1,
+        "the test's data servers share one file system: {fs:?}"
+    );
+    assert!(
+        healthy["labels"]["capacity"]
+            .as_str()
+            .is_some_and(|l| l.ends_with("on 1 file system")),
+        "{}",
+        healthy["labels"]
+    );
+    let cap = dss[0]["capacity_bytes"].as_u64().unwrap();
+    let one = d.js(&format!("return human({cap})"));
+    assert!(
+        healthy["labels"]["capacity"]
+            .as_str()
+            .is_some_and(|l| l.starts_with(&format!("free of {} ", one.as_str().unwrap()))),
+        "capacity counted once ({one}): {}",
+        healthy["labels"]
+    );
+    let in_domains: u64 = healthy["domains"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n.as_u64().unwrap())
+        .sum();
+    assert_eq!(in_domains, 6, "every data server in one failure domain row");
+    assert_eq!(healthy["jobs"], json!([]), "no background job");
+    screenshot(&d, "console-healthy.png");
+
+    // Node 3 dies: the page says so, and who took its address over.
+    cl.kill9("mds3");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let down = loop {
+        let v = panels(&d, 3);
+        let n3 = v["nodes"]
+            .as_array()
+            .and_then(|a| a.iter().find(|n| n["id"] == 3).cloned())
+            .unwrap_or_default();
+        let alert = v["alerts"]
+            .as_array()
+            .is_some_and(|a| a.iter().any(|x| x[0] == "node-down"));
+        let led3 = n3["led"].as_u64().unwrap_or(1);
+        if alert && n3["up"] == "down" && n3["heldBy"] == "1" && led3 == 0 {
+            break v;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the console does not show node 3 down (address to node 1, no shard led): {v}"
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    };
+    eprintln!("node 3 down: {down}");
+    let text = down["alerts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|x| x[0] == "node-down")
+        .map(|x| x[1].as_str().unwrap_or("").to_string())
+        .unwrap_or_default();
+    assert!(
+        text.contains("MDS node 3 is down") && text.contains("served by node 1"),
+        "{text}"
+    );
+    screenshot(&d, "console-node-down.png");
 }

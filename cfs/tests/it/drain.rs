@@ -124,6 +124,26 @@ impl Admin {
             .find(|d| d["id"] == id)
             .cloned()
     }
+
+    /// The data server's row once a heartbeat it sent after this call has arrived: its
+    /// counters then count everything it did before the call. (Was a fixed 3 s pause.)
+    fn after_next_heartbeat(&self, id: &str) -> serde_json::Value {
+        let t0 = Instant::now();
+        loop {
+            // Taken before the query: a heartbeat `silent_ms` old at the MDS came after `t0`.
+            let since = t0.elapsed();
+            let row = self.ds(id).expect("DS row");
+            let silent = Duration::from_millis(row["silent_ms"].as_u64().unwrap_or(u64::MAX));
+            if silent < since {
+                return row;
+            }
+            assert!(
+                t0.elapsed() < Duration::from_secs(60),
+                "no heartbeat from {id} in 60 s: {row}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
 }
 
 /// Roles and ids of the data servers, from `cfs admin status --json`.
@@ -232,8 +252,7 @@ fn a_drained_data_server_holds_nothing_and_can_go() {
 
     // Files created during the drain never land on the drained data server: its write
     // counter (carried by its heartbeats) stays where it was.
-    std::thread::sleep(Duration::from_secs(3));
-    let writes = |a: &Admin| a.ds(&id).expect("DS row")["write_ops"].as_u64().unwrap();
+    let writes = |a: &Admin| a.after_next_heartbeat(&id)["write_ops"].as_u64().unwrap();
     let writes_before = writes(&admin);
     let during: Vec<(String, Vec<u8>)> = (0..8u64)
         .map(|i| {
@@ -284,7 +303,6 @@ fn a_drained_data_server_holds_nothing_and_can_go() {
         text.contains(&format!("drain of {id}: drained")),
         "`cfs admin status` does not say so:\n{text}"
     );
-    std::thread::sleep(Duration::from_secs(3));
     assert_eq!(
         writes(&admin),
         writes_before,

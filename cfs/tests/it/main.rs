@@ -19,6 +19,7 @@ mod console_browser;
 mod crash;
 mod crate_arrows;
 mod dist_files;
+mod docs_links;
 mod drain;
 mod ds_learns_mds;
 mod ec_data_servers;

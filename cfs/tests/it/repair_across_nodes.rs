@@ -129,7 +129,11 @@ fn copied_by_its_shards_leader_while_a_client_of_another_node_writes_it(loss: Lo
         }
     });
 
-    std::thread::sleep(Duration::from_millis(500));
+    // The writer is under way (a few pieces committed) before the fault: an event, not a
+    // fixed pause that a slow machine could spend before the writer's first piece.
+    wait_for(60, "the writer commits its first pieces", || {
+        acked.load(Ordering::SeqCst) >= 20
+    });
     let holds = |role: &str| cl.chunk_files(ino).iter().any(|(r, n)| r == role && *n > 0);
     let started = Instant::now();
     match loss {

@@ -50,19 +50,27 @@ fn netaddr(a: &SocketAddr) -> Netaddr4 {
 /// Total size of the file system holding `dir`, and what a non-root writer may still use of
 /// it; zeros when it cannot be asked.
 pub(crate) fn fs_space(dir: &std::path::Path) -> (u64, u64) {
+    let (capacity, avail, _) = fs_stat(dir);
+    (capacity, avail)
+}
+
+/// `fs_space` and the file system's id (f_fsid: the same for every directory on one file
+/// system, so data servers sharing a disk can be told apart from ones that do not).
+pub(crate) fn fs_stat(dir: &std::path::Path) -> (u64, u64, u64) {
     use std::os::unix::ffi::OsStrExt;
     let Ok(c) = std::ffi::CString::new(dir.as_os_str().as_bytes()) else {
-        return (0, 0);
+        return (0, 0, 0);
     };
     // SAFETY: statvfs only writes into the zeroed struct we pass; `c` is a valid C string.
     let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
     if unsafe { libc::statvfs(c.as_ptr(), &mut st) } != 0 {
-        return (0, 0);
+        return (0, 0, 0);
     }
     let bs = st.f_frsize as u64;
     (
         (st.f_blocks as u64).saturating_mul(bs),
         (st.f_bavail as u64).saturating_mul(bs),
+        st.f_fsid as u64,
     )
 }
 
@@ -72,12 +80,13 @@ struct Usage {
     /// Measured at every heartbeat (one statvfs), so the MDS stops placing files here within
     /// a second of it filling up.
     avail: u64,
+    fs_id: u64,
     at: Option<Instant>,
 }
 
 impl Usage {
     async fn refresh(&mut self, s: &Shared) {
-        (self.capacity, self.avail) = fs_space(&s.cfg.data_dir);
+        (self.capacity, self.avail, self.fs_id) = fs_stat(&s.cfg.data_dir);
         if self.at.is_some_and(|t| t.elapsed() < USAGE_MAX_AGE) {
             return;
         }
@@ -120,6 +129,7 @@ fn args(s: &Shared, usage: &Usage, node: Option<u8>) -> HeartbeatArgs {
         capacity_bytes: usage.capacity,
         used_bytes: usage.used,
         avail_bytes: usage.avail,
+        fs_id: usage.fs_id,
         counters: s.counters.snapshot(),
         // Before the first reply: 0, so the node sends every fence it keeps.
         fence_seq: node
@@ -220,6 +230,7 @@ pub(crate) async fn run(s: Arc<Shared>, mut stop: watch::Receiver<bool>) {
         capacity: 0,
         used: 0,
         avail: 0,
+        fs_id: 0,
         at: None,
     }));
     // Per node address: the sender that stops its loop, and the loop's task.

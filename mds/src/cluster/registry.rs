@@ -23,6 +23,8 @@ struct Live {
     counters: DsCounters,
     /// Free bytes at the last heartbeat.
     avail: u64,
+    /// The file system under its data (shown so shared disks are counted once).
+    fs_id: u64,
     /// When the DS last answered NOSPC, and its free space then.
     nospc: Option<(Instant, u64)>,
 }
@@ -153,6 +155,7 @@ impl Registry {
             advertised: a.advertised.clone(),
             counters: a.counters,
             avail: a.avail_bytes,
+            fs_id: a.fs_id,
             nospc,
         };
         let had_room = g
@@ -352,6 +355,7 @@ impl Registry {
                     used_bytes: d.used_bytes,
                     avail_bytes: l.avail,
                     has_room: l.has_room(d.capacity_bytes),
+                    fs_id: l.fs_id,
                     counters: l.counters,
                 })
             })

@@ -1343,8 +1343,11 @@ impl Namespace {
         Ok(out)
     }
 
-    /// Holds this node's later log fdatasyncs back by `delay` (tests: a slow disk).
+    /// Holds this node's later log fdatasyncs back by `delay` (tests: a slow disk). Unused
+    /// since the pipelining test holds the flush by an event (`wal::held`); kept while
+    /// `raft::log`, which it drives, is being changed elsewhere (issue 50): remove both then.
     #[cfg(test)]
+    #[allow(dead_code)]
     pub(crate) fn delay_log_syncs(&self, delay: std::time::Duration) {
         self.inner.log.delay_syncs(delay);
     }

@@ -160,6 +160,66 @@ fn sync_dir(dir: &Path) -> Result<(), FsError> {
     Ok(())
 }
 
+/// Tests: a stalled disk at a moment the test chooses. While a directory is held, every
+/// fdatasync of a log under it waits until it is let go, and the test can see that one waits.
+/// An order is then proven by events (what happened while the flush was held), not by how long
+/// a delayed flush took, which a slow machine outlasts.
+#[cfg(test)]
+pub(crate) mod held {
+    use std::path::{Path, PathBuf};
+    use std::sync::{Condvar, Mutex, MutexGuard};
+
+    struct State {
+        held: Vec<PathBuf>,
+        /// Log directories with a sync waiting, once per waiting sync.
+        waiting: Vec<PathBuf>,
+    }
+
+    static STATE: Mutex<State> = Mutex::new(State {
+        held: Vec::new(),
+        waiting: Vec::new(),
+    });
+    static CHANGED: Condvar = Condvar::new();
+
+    fn state() -> MutexGuard<'static, State> {
+        STATE.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Holds the syncs of every log under `dir`.
+    pub(crate) fn hold(dir: &Path) {
+        state().held.push(dir.to_path_buf());
+    }
+
+    /// Lets the syncs under `dir` go.
+    pub(crate) fn release(dir: &Path) {
+        state().held.retain(|d| d != dir);
+        CHANGED.notify_all();
+    }
+
+    /// How many syncs of logs under `dir` are waiting.
+    pub(crate) fn waiting(dir: &Path) -> usize {
+        state()
+            .waiting
+            .iter()
+            .filter(|d| d.starts_with(dir))
+            .count()
+    }
+
+    pub(super) fn wait(log: &Path) {
+        let mut s = state();
+        if !s.held.iter().any(|d| log.starts_with(d)) {
+            return;
+        }
+        s.waiting.push(log.to_path_buf());
+        while s.held.iter().any(|d| log.starts_with(d)) {
+            s = CHANGED.wait(s).unwrap_or_else(|p| p.into_inner());
+        }
+        if let Some(i) = s.waiting.iter().position(|d| d == log) {
+            s.waiting.swap_remove(i);
+        }
+    }
+}
+
 impl Wal {
     /// Opens the log in `dir` and returns it with the records its segments hold, in order. A
     /// torn tail of the last segment is cut off; anything else out of order is `Corrupt`.
@@ -290,6 +350,8 @@ impl Wal {
     /// Makes every appended record durable.
     pub(crate) fn sync(&mut self) -> Result<(), FsError> {
         if self.unsynced() {
+            #[cfg(test)]
+            held::wait(&self.dir);
             let t0 = metrics::start();
             self.file.sync_data()?;
             metrics::mds::LOG_FSYNC.observe_since(t0);

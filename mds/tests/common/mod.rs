@@ -437,6 +437,7 @@ pub async fn heartbeat(
         capacity_bytes: 1 << 30,
         used_bytes: 0,
         avail_bytes: 1 << 30,
+        fs_id: 0,
         counters: DsCounters::default(),
         fence_seq: 0,
         mac: [0; 32],
