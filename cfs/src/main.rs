@@ -98,7 +98,7 @@ enum ServerAction {
     /// layouts without any data server's config naming it.
     #[command(after_help = "Examples:
   cfs server join --token-file /etc/cfs/secret --seed 10.0.0.1:2049 --listen 10.0.0.4:2049 --data /srv/cfs
-  cfs server join --token \"$(cat secret)\" --seed 127.0.0.1:2049 --config mds4.toml
+  cfs server join --token-file secret --seed 127.0.0.1:2049 --config mds4.toml
 
 The token is the cluster secret (the text of [cluster] secret_file): the node needs it to
 talk to the others, and it never crosses the wire (the join call is MACed with it).")]

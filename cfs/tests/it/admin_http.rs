@@ -425,6 +425,7 @@ fn help_has_examples_and_the_man_page_is_current() {
         &["mkdir"],
         &["rm"],
         &["stat"],
+        &["mv"],
     ] {
         let mut args = sub.to_vec();
         args.push("--help");
