@@ -59,6 +59,36 @@ impl Drop for Inner {
 
 /// How often a DELAY is retried, and how long GRACE is waited out, before giving up.
 const MAX_DELAY_RETRIES: u32 = 40;
+
+/// The retries of an NFS4ERR_DELAY: a pause from 20 ms doubling up to 1 s, at most
+/// `MAX_DELAY_RETRIES` of them.
+struct DelayRetry {
+    backoff: Duration,
+    done: u32,
+}
+
+impl Default for DelayRetry {
+    fn default() -> Self {
+        DelayRetry {
+            backoff: Duration::from_millis(20),
+            done: 0,
+        }
+    }
+}
+
+impl DelayRetry {
+    /// Whether another retry is allowed.
+    fn more(&self) -> bool {
+        self.done < MAX_DELAY_RETRIES
+    }
+
+    /// Pauses before the next retry.
+    async fn wait(&mut self) {
+        self.done += 1;
+        tokio::time::sleep(self.backoff).await;
+        self.backoff = (self.backoff * 2).min(Duration::from_secs(1));
+    }
+}
 const MAX_GRACE_WAIT: Duration = Duration::from_secs(180);
 
 impl Client {
@@ -86,18 +116,13 @@ impl Client {
         // current yet (a shard's leader just died) answers it, and a stock client waits it out
         // on the same client ID rather than starting over as another client.
         let ops = b.into_ops();
-        let mut backoff = Duration::from_millis(20);
-        let mut delays = 0;
+        let mut delay = DelayRetry::default();
         let res = loop {
             match session.call(&cfg, &ops).await {
                 Err(Error::Nfs {
                     status: Nfsstat4::Delay,
                     ..
-                }) if delays < MAX_DELAY_RETRIES => {
-                    delays += 1;
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(Duration::from_secs(1));
-                }
+                }) if delay.more() => delay.wait().await,
                 r => break r?,
             }
         };
@@ -208,8 +233,7 @@ impl Client {
     pub async fn compound(&self, ops: impl Into<Vec<NfsArgop4>>) -> Result<Vec<NfsResop4>> {
         let ops = ops.into();
         let started = Instant::now();
-        let mut backoff = Duration::from_millis(20);
-        let mut delays = 0;
+        let mut delay = DelayRetry::default();
         loop {
             let s = self.session();
             let auth = self.auth.as_deref().unwrap_or(&self.inner.cfg.auth);
@@ -221,11 +245,7 @@ impl Client {
                 Err(Error::Nfs {
                     status: Nfsstat4::Delay,
                     ..
-                }) if delays < MAX_DELAY_RETRIES => {
-                    delays += 1;
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(Duration::from_secs(1));
-                }
+                }) if delay.more() => delay.wait().await,
                 Err(Error::Nfs {
                     status: Nfsstat4::Grace,
                     op,
@@ -247,8 +267,8 @@ impl Client {
         ops: impl Into<Vec<NfsArgop4>>,
     ) -> Result<(Nfsstat4, Vec<NfsResop4>)> {
         let ops = ops.into();
-        let mut backoff = Duration::from_millis(20);
-        for _ in 0..MAX_DELAY_RETRIES {
+        let mut delay = DelayRetry::default();
+        while delay.more() {
             let s = self.session();
             let auth = self.auth.as_deref().unwrap_or(&self.inner.cfg.auth);
             let (status, res) = s.call_keep_failure(&self.inner.cfg, auth, &ops).await?;
@@ -259,8 +279,7 @@ impl Client {
             if status != Nfsstat4::Delay {
                 return Ok((status, res));
             }
-            tokio::time::sleep(backoff).await;
-            backoff = (backoff * 2).min(Duration::from_secs(1));
+            delay.wait().await;
         }
         Ok((Nfsstat4::Delay, Vec::new()))
     }
