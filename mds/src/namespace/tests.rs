@@ -6,6 +6,7 @@ mod basic;
 mod coding;
 mod crash;
 mod cross_shard;
+mod encodings;
 mod group;
 mod model;
 mod replicated;

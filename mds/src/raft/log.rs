@@ -73,15 +73,15 @@ impl ShardMem {
 
 /// A shard's vote, committed id and purge point.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
-struct Head {
-    shard: u16,
-    vote: Option<Vote>,
-    committed: Option<LogId>,
-    purged: Option<LogId>,
+pub(crate) struct Head {
+    pub(crate) shard: u16,
+    pub(crate) vote: Option<Vote>,
+    pub(crate) committed: Option<LogId>,
+    pub(crate) purged: Option<LogId>,
 }
 
 #[derive(Serialize, Deserialize)]
-enum Rec {
+pub(crate) enum Rec {
     Entries {
         shard: u16,
         entries: Vec<Entry>,
@@ -107,7 +107,7 @@ enum Rec {
     Heads(Vec<Head>),
 }
 
-fn encode(rec: &Rec) -> Result<Vec<u8>, FsError> {
+pub(crate) fn encode(rec: &Rec) -> Result<Vec<u8>, FsError> {
     postcard::to_stdvec(rec).map_err(|e| FsError::Io(format!("encode log record: {e}")))
 }
 

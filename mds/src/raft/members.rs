@@ -85,11 +85,11 @@ pub enum Change {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
-struct ChangeRequest {
-    change: Change,
+pub(crate) struct ChangeRequest {
+    pub(crate) change: Change,
     /// Passed on once already: a node that does not lead the shard refuses rather than
     /// passing it on again (two nodes with stale views must not bounce it).
-    forwarded: bool,
+    pub(crate) forwarded: bool,
 }
 
 #[derive(Debug, Error, Clone, PartialEq, Eq, Serialize, Deserialize)]

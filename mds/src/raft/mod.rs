@@ -9,6 +9,8 @@
 
 pub mod balance;
 pub mod checkpoint;
+#[cfg(test)]
+mod encodings;
 pub mod fresh;
 pub mod handover;
 pub mod log;

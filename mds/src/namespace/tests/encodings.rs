@@ -1,0 +1,569 @@
+//! The bytes of what the state machine keeps and replicates, pinned: commands, results and
+//! errors travel between nodes and sit in every node's log, records sit in redb and in
+//! snapshots, all in postcard, which numbers fields and variants by their order and knows no
+//! names. A value here must encode to the same bytes in every later build (new variants and
+//! fields go at the end, and then this list grows): a node of one build reads what a node of
+//! the other wrote. Moving a type between modules or crates changes nothing here; reordering
+//! or retyping a field does.
+
+use super::*;
+use crate::namespace::coding::{Encoded, Encoding, GroupCode};
+use crate::namespace::perm::Cred;
+use crate::namespace::txn::{Decision, Prepared, TxnEntry, TxnPart};
+use crate::pinned::check;
+use crate::raft::sessions::Tag;
+
+fn enc<T: serde::Serialize>(v: &T) -> Vec<u8> {
+    postcard::to_stdvec(v).expect("encodes")
+}
+
+const T: Time = Time::new(1_700_000_123, 456_789);
+
+fn inode(kind: FileKind) -> Inode {
+    Inode {
+        ino: ShardId(3).ino(77),
+        kind,
+        mode: 0o4755,
+        nlink: 2,
+        uid: 1000,
+        gid: 100,
+        size: 1 << 33,
+        atime: T,
+        mtime: Time::new(-5, 1),
+        ctime: Time::new(7, 999_999_999),
+        crtime: Time::new(0, 0),
+        change: 42,
+        parent: ROOT_INO,
+        create_verifier: Some([1, 2, 3, 4, 5, 6, 7, 8]),
+    }
+}
+
+fn outcome() -> Outcome {
+    Outcome {
+        inode: Some(inode(FileKind::Regular)),
+        created: true,
+        dir: Some(DirChange {
+            ino: ROOT_INO,
+            before: 5,
+            after: 6,
+        }),
+        dst_dir: None,
+        effects: vec![Effect::Orphaned(9), Effect::Freed(10), Effect::Detached(11)],
+    }
+}
+
+fn request() -> ClientRequest {
+    ClientRequest {
+        session: [7; 16],
+        slot: 3,
+        seqid: 99,
+        op: 2,
+    }
+}
+
+fn part() -> TxnPart {
+    TxnPart {
+        shard: ShardId(2),
+        inodes: vec![(5, Some(inode(FileKind::Directory))), (6, None)],
+        dirents: vec![(1, b"a".to_vec(), Some((5, 3))), (1, b"b".to_vec(), None)],
+        cookies: vec![(1, Some(4)), (2, None)],
+        meta: vec![("next_ino".into(), -1)],
+        orphans: vec![(6, true)],
+        chunks: vec![(6, 0, Some(vec![11, 12])), (6, 1, None)],
+        stripes: vec![(6, Some(file_code())), (7, None)],
+    }
+}
+
+fn file_code() -> FileCode {
+    FileCode {
+        epoch: 3,
+        k: 4,
+        m: 2,
+        unit_shift: 20,
+        placement: vec![11, 12, 13, 14, 15, 16],
+        groups: [(
+            0,
+            GroupCode {
+                len: 16 << 20,
+                sums: vec![[0xab; 32]; 2],
+                bad: 0b10,
+            },
+        )]
+        .into_iter()
+        .collect(),
+        encoding: Some(Encoding {
+            first: 1,
+            end: 4,
+            since: T,
+        }),
+        stale_copies: vec![12],
+        retired: false,
+    }
+}
+
+/// One of each command variant, in declaration order.
+fn commands() -> Vec<(&'static str, Command)> {
+    let create = Command::Create {
+        parent: ROOT_INO,
+        name: b"file".to_vec(),
+        kind: FileKind::Symlink {
+            target: b"/x".to_vec(),
+        },
+        mode: 0o644,
+        uid: 1,
+        gid: 2,
+        time: T,
+        how: CreateHow::Exclusive([9; 8]),
+    };
+    vec![
+        ("InitRoot", Command::InitRoot { fs_id: 42, time: T }),
+        ("Create", create.clone()),
+        (
+            "Link",
+            Command::Link {
+                ino: 5,
+                parent: 1,
+                name: b"l".to_vec(),
+                time: T,
+            },
+        ),
+        (
+            "Unlink",
+            Command::Unlink {
+                parent: 1,
+                name: b"u".to_vec(),
+                child: 5,
+                time: T,
+            },
+        ),
+        (
+            "Rmdir",
+            Command::Rmdir {
+                parent: 1,
+                name: b"d".to_vec(),
+                child: 6,
+                time: T,
+            },
+        ),
+        (
+            "Remove",
+            Command::Remove {
+                parent: 1,
+                name: b"r".to_vec(),
+                child: 7,
+                time: T,
+            },
+        ),
+        (
+            "Rename",
+            Command::Rename {
+                src_parent: 1,
+                src_name: b"s".to_vec(),
+                src: 8,
+                dst_parent: 2,
+                dst_name: b"t".to_vec(),
+                dst: Some(9),
+                time: T,
+            },
+        ),
+        (
+            "SetAttr",
+            Command::SetAttr {
+                ino: 5,
+                mode: Some(0o600),
+                uid: None,
+                gid: Some(7),
+                size: Some(100),
+                atime: Some(SetTime::Now),
+                mtime: Some(SetTime::At(T)),
+                time: T,
+            },
+        ),
+        (
+            "Write",
+            Command::Write {
+                ino: 5,
+                end_offset: 1 << 40,
+                time: T,
+                writes: 3,
+            },
+        ),
+        ("Forget", Command::Forget { ino: 5 }),
+        (
+            "SetMirrors",
+            Command::SetMirrors {
+                ino: 5,
+                chunk: 2,
+                mirrors: vec![11, 12],
+            },
+        ),
+        ("Noop", Command::Noop),
+        (
+            "ForgetOrphans",
+            Command::ForgetOrphans {
+                inos: vec![5, u64::MAX],
+            },
+        ),
+        (
+            "As",
+            Command::As {
+                cred: Cred {
+                    uid: 1000,
+                    gid: 100,
+                    groups: vec![4, 24],
+                },
+                cmd: Box::new(create.clone()),
+            },
+        ),
+        (
+            "SetDrain",
+            Command::SetDrain {
+                ds: 0xfeed,
+                draining: true,
+            },
+        ),
+        (
+            "BeginEncode",
+            Command::BeginEncode {
+                ino: 5,
+                first: 0,
+                end: 3,
+                k: 4,
+                m: 2,
+                unit_shift: 20,
+                placement: vec![1, 2, 3, 4, 5, 6],
+                time: T,
+            },
+        ),
+        (
+            "FinishEncode",
+            Command::FinishEncode {
+                ino: 5,
+                epoch: 3,
+                done: vec![Encoded {
+                    group: 1,
+                    len: 77,
+                    sums: vec![[0x5a; 32]],
+                }],
+            },
+        ),
+        ("AbortEncode", Command::AbortEncode { ino: 5, epoch: 3 }),
+        (
+            "ShardBad",
+            Command::ShardBad {
+                ino: 5,
+                epoch: 3,
+                group: 1,
+                shard: 4,
+            },
+        ),
+        (
+            "ShardMoved",
+            Command::ShardMoved {
+                ino: 5,
+                epoch: 3,
+                shard: 4,
+                ds: 17,
+            },
+        ),
+        ("CopiesTrimmed", Command::CopiesTrimmed { ino: 5, epoch: 3 }),
+        ("ShardsDropped", Command::ShardsDropped { ino: 5, epoch: 3 }),
+        (
+            "ClientRecords",
+            Command::ClientRecords {
+                node: 2,
+                add: vec![b"owner".to_vec()],
+                remove: vec![b"gone".to_vec(), Vec::new()],
+            },
+        ),
+        (
+            "TakeOverClients",
+            Command::TakeOverClients { from: 1, to: 3 },
+        ),
+        (
+            "Place",
+            Command::Place {
+                shard: ShardId(9),
+                cmd: Box::new(create.clone()),
+            },
+        ),
+        (
+            "TxnLock",
+            Command::TxnLock {
+                txn: (1u128 << 112) | 77,
+                coord: ShardId(1),
+                keys: vec![
+                    Key::Inode(5),
+                    Key::Entries(1),
+                    Key::NewInode(ShardId(2)),
+                    Key::Clients,
+                ],
+                time: T,
+            },
+        ),
+        (
+            "TxnDecide",
+            Command::TxnDecide {
+                txn: 77,
+                parts: vec![part()],
+                time: T,
+            },
+        ),
+        ("TxnResolve", Command::TxnResolve { txn: 77, time: T }),
+        (
+            "TxnCommit",
+            Command::TxnCommit {
+                txn: 77,
+                part: part(),
+            },
+        ),
+        ("TxnAbort", Command::TxnAbort { txn: 77 }),
+        ("TxnForget", Command::TxnForget { txn: u128::MAX }),
+        (
+            "Request",
+            Command::Request {
+                req: request(),
+                at: T,
+                cmd: Box::new(Command::Noop),
+                answer: Some(Box::new(outcome())),
+            },
+        ),
+        (
+            "Detach",
+            Command::Detach {
+                parent: 1,
+                name: b"tree".to_vec(),
+                child: 12,
+                time: T,
+            },
+        ),
+        (
+            "ReplaceMirrors",
+            Command::ReplaceMirrors {
+                ino: 5,
+                chunk: 0,
+                expect: Vec::new(),
+                mirrors: vec![11, 12],
+            },
+        ),
+    ]
+}
+
+const ERROR_NAMES: [&str; 23] = [
+    "FsError::NotFound",
+    "FsError::Exists",
+    "FsError::NotDir",
+    "FsError::IsDir",
+    "FsError::NotEmpty",
+    "FsError::Invalid",
+    "FsError::NameTooLong",
+    "FsError::Stale",
+    "FsError::Perm",
+    "FsError::Access",
+    "FsError::WrongKind",
+    "FsError::Io",
+    "FsError::NoSpace",
+    "FsError::Corrupt",
+    "FsError::Changed",
+    "FsError::Closed",
+    "FsError::Unavailable",
+    "FsError::Busy",
+    "FsError::Elsewhere",
+    "FsError::Aborted",
+    "FsError::NeedLock",
+    "FsError::Answered",
+    "FsError::Dangling",
+];
+
+/// One of each error variant, in declaration order.
+fn errors() -> Vec<FsError> {
+    vec![
+        FsError::NotFound,
+        FsError::Exists,
+        FsError::NotDir,
+        FsError::IsDir,
+        FsError::NotEmpty,
+        FsError::Invalid,
+        FsError::NameTooLong,
+        FsError::Stale(5),
+        FsError::Perm,
+        FsError::Access,
+        FsError::WrongKind,
+        FsError::Io("disk".into()),
+        FsError::NoSpace,
+        FsError::Corrupt("bad".into()),
+        FsError::Changed,
+        FsError::Closed,
+        FsError::Unavailable("no leader".into()),
+        FsError::Busy,
+        FsError::Elsewhere,
+        FsError::Aborted,
+        FsError::NeedLock(Key::Entries(3)),
+        FsError::Answered(Box::default()),
+        FsError::Dangling { dir: 1, ino: 5 },
+    ]
+}
+
+fn sessions() -> crate::raft::Sessions {
+    let mut s = crate::raft::Sessions::default();
+    let tag = Tag {
+        origin: 2,
+        life: 5,
+        seq: 10,
+        waits_from: 9,
+    };
+    assert!(matches!(s.check(&tag), crate::raft::sessions::Seen::New));
+    s.record(&tag, &Ok(outcome()));
+    let tag2 = Tag { seq: 11, ..tag };
+    s.check(&tag2);
+    s.record(&tag2, &Err(FsError::Exists));
+    s.answers.record(&request(), T, &outcome());
+    s
+}
+
+#[test]
+fn what_the_state_machine_keeps_and_replicates_encodes_as_pinned() {
+    let mut now: Vec<(&str, Vec<u8>)> = Vec::new();
+    for (name, c) in commands() {
+        now.push((name, enc(&c)));
+    }
+    for (i, e) in errors().into_iter().enumerate() {
+        now.push((ERROR_NAMES[i], enc(&e)));
+    }
+    for (name, kind) in [
+        ("Inode/Regular", FileKind::Regular),
+        ("Inode/Directory", FileKind::Directory),
+        ("Inode/BlockDev", FileKind::BlockDev { major: 8, minor: 1 }),
+        ("Inode/CharDev", FileKind::CharDev { major: 1, minor: 3 }),
+        ("Inode/Fifo", FileKind::Fifo),
+        ("Inode/Socket", FileKind::Socket),
+    ] {
+        now.push((name, enc(&inode(kind))));
+    }
+    now.push(("Outcome", enc(&outcome())));
+    now.push((
+        "Result<Outcome>",
+        enc(&vec![Ok(outcome()), Err(FsError::Busy)]),
+    ));
+    now.push(("FileCode", enc(&file_code())));
+    now.push((
+        "TxnEntry/prepared",
+        enc(&TxnEntry {
+            prepared: Some(Prepared {
+                coord: ShardId(1),
+                keys: vec![Key::Inode(5)],
+                reserved: Some(ShardId(2).ino(9)),
+                since: T,
+            }),
+            decision: None,
+        }),
+    ));
+    now.push((
+        "TxnEntry/decided",
+        enc(&TxnEntry {
+            prepared: None,
+            decision: Some(Decision::Commit {
+                parts: vec![part()],
+                at: T,
+            }),
+        }),
+    ));
+    now.push((
+        "Decision/Abort",
+        enc(&Decision::Abort {
+            at: Time::new(1, 2),
+        }),
+    ));
+    now.push((
+        "Tag",
+        enc(&Tag {
+            origin: 1,
+            life: 2,
+            seq: 3,
+            waits_from: 3,
+        }),
+    ));
+    let s = sessions();
+    now.push(("Sessions", s.encode().expect("encodes")));
+    assert_eq!(
+        crate::raft::Sessions::decode(&s.encode().expect("encodes")).expect("decodes"),
+        s
+    );
+    check(&now, GOLDEN);
+}
+
+/// Captured from the build before the MDS was split into `meta` and `mds` (issue 42).
+#[rustfmt::skip]
+const GOLDEN: &[(&str, &str)] = &[
+    ("InitRoot", "002af6c59fd50cd5f01b"),
+    ("Create", "01010466696c6502022f78a4030102f6c59fd50cd5f01b020909090909090909"),
+    ("Link", "020501016cf6c59fd50cd5f01b"),
+    ("Unlink", "0301017505f6c59fd50cd5f01b"),
+    ("Rmdir", "0401016406f6c59fd50cd5f01b"),
+    ("Remove", "0501017207f6c59fd50cd5f01b"),
+    ("Rename", "06010173080201740109f6c59fd50cd5f01b"),
+    ("SetAttr", "0705018003000107016401000101f6c59fd50cd5f01bf6c59fd50cd5f01b"),
+    ("Write", "0805808080808020f6c59fd50cd5f01b03"),
+    ("Forget", "0905"),
+    ("SetMirrors", "0a0502020b0c"),
+    ("Noop", "0b"),
+    ("ForgetOrphans", "0c0205ffffffffffffffffff01"),
+    ("As", "0de8076402041801010466696c6502022f78a4030102f6c59fd50cd5f01b020909090909090909"),
+    ("SetDrain", "0eedfd0301"),
+    ("BeginEncode", "0f05000304021406010203040506f6c59fd50cd5f01b"),
+    ("FinishEncode", "10050301014d015a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a"),
+    ("AbortEncode", "110503"),
+    ("ShardBad", "1205030104"),
+    ("ShardMoved", "1305030411"),
+    ("CopiesTrimmed", "140503"),
+    ("ShardsDropped", "150503"),
+    ("ClientRecords", "160201056f776e65720204676f6e6500"),
+    ("TakeOverClients", "170103"),
+    ("Place", "180901010466696c6502022f78a4030102f6c59fd50cd5f01b020909090909090909"),
+    ("TxnLock", "19cd80808080808080808080808080808001010400050101020203f6c59fd50cd5f01b"),
+    ("TxnDecide", "1a4d0102020501cd8080808080c00101ed1302e807648080808020f6c59fd50cd5f01b09010eff93ebdc0300002a010101020304050607080600020101610105030101620002010104020001086e6578745f696e6f0101060102060001020b0c06010002060103040214060b0c0d0e0f1001008080800802abababababababababababababababababababababababababababababababababababababababababababababababababababababababababababababababab02010104f6c59fd50cd5f01b010c000700f6c59fd50cd5f01b"),
+    ("TxnResolve", "1b4df6c59fd50cd5f01b"),
+    ("TxnCommit", "1c4d02020501cd8080808080c00101ed1302e807648080808020f6c59fd50cd5f01b09010eff93ebdc0300002a010101020304050607080600020101610105030101620002010104020001086e6578745f696e6f0101060102060001020b0c06010002060103040214060b0c0d0e0f1001008080800802abababababababababababababababababababababababababababababababababababababababababababababababababababababababababababababababab02010104f6c59fd50cd5f01b010c000700"),
+    ("TxnAbort", "1d4d"),
+    ("TxnForget", "1effffffffffffffffffffffffffffffffffff03"),
+    ("Request", "1f07070707070707070707070707070707036302f6c59fd50cd5f01b0b0101cd8080808080c00100ed1302e807648080808020f6c59fd50cd5f01b09010eff93ebdc0300002a01010102030405060708010101050600030009010a020b"),
+    ("Detach", "200104747265650cf6c59fd50cd5f01b"),
+    ("ReplaceMirrors", "21050000020b0c"),
+    ("FsError::NotFound", "00"),
+    ("FsError::Exists", "01"),
+    ("FsError::NotDir", "02"),
+    ("FsError::IsDir", "03"),
+    ("FsError::NotEmpty", "04"),
+    ("FsError::Invalid", "05"),
+    ("FsError::NameTooLong", "06"),
+    ("FsError::Stale", "0705"),
+    ("FsError::Perm", "08"),
+    ("FsError::Access", "09"),
+    ("FsError::WrongKind", "0a"),
+    ("FsError::Io", "0b046469736b"),
+    ("FsError::NoSpace", "0c"),
+    ("FsError::Corrupt", "0d03626164"),
+    ("FsError::Changed", "0e"),
+    ("FsError::Closed", "0f"),
+    ("FsError::Unavailable", "10096e6f206c6561646572"),
+    ("FsError::Busy", "11"),
+    ("FsError::Elsewhere", "12"),
+    ("FsError::Aborted", "13"),
+    ("FsError::NeedLock", "140103"),
+    ("FsError::Answered", "150000000000"),
+    ("FsError::Dangling", "160105"),
+    ("Inode/Regular", "cd8080808080c00100ed1302e807648080808020f6c59fd50cd5f01b09010eff93ebdc0300002a01010102030405060708"),
+    ("Inode/Directory", "cd8080808080c00101ed1302e807648080808020f6c59fd50cd5f01b09010eff93ebdc0300002a01010102030405060708"),
+    ("Inode/BlockDev", "cd8080808080c001030801ed1302e807648080808020f6c59fd50cd5f01b09010eff93ebdc0300002a01010102030405060708"),
+    ("Inode/CharDev", "cd8080808080c001040103ed1302e807648080808020f6c59fd50cd5f01b09010eff93ebdc0300002a01010102030405060708"),
+    ("Inode/Fifo", "cd8080808080c00105ed1302e807648080808020f6c59fd50cd5f01b09010eff93ebdc0300002a01010102030405060708"),
+    ("Inode/Socket", "cd8080808080c00106ed1302e807648080808020f6c59fd50cd5f01b09010eff93ebdc0300002a01010102030405060708"),
+    ("Outcome", "01cd8080808080c00100ed1302e807648080808020f6c59fd50cd5f01b09010eff93ebdc0300002a01010102030405060708010101050600030009010a020b"),
+    ("Result<Outcome>", "020001cd8080808080c00100ed1302e807648080808020f6c59fd50cd5f01b09010eff93ebdc0300002a01010102030405060708010101050600030009010a020b0111"),
+    ("FileCode", "03040214060b0c0d0e0f1001008080800802abababababababababababababababababababababababababababababababababababababababababababababababababababababababababababababababab02010104f6c59fd50cd5f01b010c00"),
+    ("TxnEntry/prepared", "0101010005018980808080808001f6c59fd50cd5f01b00"),
+    ("TxnEntry/decided", "0001000102020501cd8080808080c00101ed1302e807648080808020f6c59fd50cd5f01b09010eff93ebdc0300002a010101020304050607080600020101610105030101620002010104020001086e6578745f696e6f0101060102060001020b0c06010002060103040214060b0c0d0e0f1001008080800802abababababababababababababababababababababababababababababababababababababababababababababababababababababababababababababababab02010104f6c59fd50cd5f01b010c000700f6c59fd50cd5f01b"),
+    ("Decision/Abort", "010202"),
+    ("Tag", "01020303"),
+    ("Sessions", "01020509020a0001cd8080808080c00100ed1302e807648080808020f6c59fd50cd5f01b09010eff93ebdc0300002a01010102030405060708010101050600030009010a020b0b01010107070707070707070707070707070707036301f6c59fd50cd5f01b010201cd8080808080c00100ed1302e807648080808020f6c59fd50cd5f01b09010eff93ebdc0300002a01010102030405060708010101050600030009010a020b0101070707070707070707070707070707070301"),
+];
