@@ -165,8 +165,8 @@ pub fn file_attrs(mds: &Mds, i: &Inode, want: &Bitmap, space_used: u64) -> FileA
         maxfilesize: Some(i64::MAX as u64),
         maxlink: Some(u32::MAX),
         maxname: Some(255),
-        maxread: Some(u64::from(crate::MAX_IO)),
-        maxwrite: Some(u64::from(crate::MAX_IO)),
+        maxread: Some(u64::from(crate::limits::MAX_IO)),
+        maxwrite: Some(u64::from(crate::limits::MAX_IO)),
         mode: Some(i.mode & 0o7777),
         no_trunc: Some(true),
         numlinks: Some(i.nlink),
@@ -201,7 +201,7 @@ pub fn file_attrs(mds: &Mds, i: &Inode, want: &Bitmap, space_used: u64) -> FileA
         }),
         layout_blksize: Some(match mds.cluster() {
             Some(c) => u32::try_from(c.geometry.chunk_size()).unwrap_or(u32::MAX),
-            None => crate::MAX_IO,
+            None => crate::limits::MAX_IO,
         }),
         // No extended attributes (the xattr operations answer NOTSUPP): say so, so clients
         // do not try them (RFC 8276 §8.1).

@@ -12,6 +12,7 @@ pub mod export;
 pub mod failpoint;
 pub mod fh;
 pub mod isolation;
+pub mod limits;
 pub mod locking;
 mod metered;
 pub mod namespace;
@@ -39,9 +40,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use thiserror::Error;
 
-pub const DEFAULT_LEASE_SECONDS: u32 = 30;
-/// Largest READ/WRITE payload and the session's request/response sizes are derived from it.
-pub const MAX_IO: u32 = 1 << 20;
+pub use limits::{DEFAULT_LEASE_SECONDS, MAX_IO};
 
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
@@ -672,7 +671,7 @@ impl Server {
             })?;
         let svc = Arc::new(server::NfsService { mds: mds.clone() });
         let limits = proto::rpc::ConnectionLimits {
-            max_record: (MAX_IO as usize) + (64 << 10),
+            max_record: limits::MAX_RECORD,
             max_in_flight: 64,
         };
         let table = proto::rpc::ConnTable::new(cfg.connections);

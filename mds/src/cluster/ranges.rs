@@ -10,7 +10,7 @@ use crate::error::{NfsError, NfsResult};
 use crate::namespace::Namespace;
 
 /// Bytes read or written per step (one buffer of this size is live at a time).
-const STEP: u64 = crate::MAX_IO as u64;
+const STEP: u64 = crate::limits::MAX_IO as u64;
 
 impl Cluster {
     /// Zeroes `[offset, offset + len)` of a file of `size` bytes (nothing past the size: as on

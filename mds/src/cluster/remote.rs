@@ -92,7 +92,7 @@ impl Cluster {
         let c = self.conn(ds).await?;
         let mut out = Vec::with_capacity(len as usize);
         while (out.len() as u64) < len {
-            let want = (len - out.len() as u64).min(u64::from(crate::MAX_IO)) as u32;
+            let want = (len - out.len() as u64).min(u64::from(crate::limits::MAX_IO)) as u32;
             let r = match c.read(fh, offset + out.len() as u64, want).await {
                 Ok(r) => r,
                 Err(e) => {

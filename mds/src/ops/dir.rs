@@ -83,7 +83,7 @@ fn list(
     // knfsd we return zeros and accept whatever the client sends back.
     let want = Bitmap::from_words(&a.attr_request);
     // Reply overhead: status, verifier, eof, end-of-list marker and some slack.
-    let budget = (a.maxcount.min(crate::MAX_IO) as usize).saturating_sub(64);
+    let budget = (a.maxcount.min(crate::limits::MAX_IO) as usize).saturating_sub(64);
     let mut used = 0usize;
     let mut entries = Vec::new();
     let mut after = if a.cookie < 3 { 0 } else { a.cookie };

@@ -57,7 +57,7 @@ pub async fn read(ctx: &mut Ctx<'_>, a: &ReadArgs) -> ReadRes {
 
 async fn read_inner(ctx: &mut Ctx<'_>, a: &ReadArgs) -> NfsResult<ReadResOk> {
     let (i, sid) = io_target(ctx, &a.stateid, false).await?;
-    let count = a.count.min(crate::MAX_IO);
+    let count = a.count.min(crate::limits::MAX_IO);
     ctx.mds
         .state
         .check_lock_conflict(&sid, i.ino, a.offset, u64::from(count), false)?;

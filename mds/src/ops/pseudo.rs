@@ -32,7 +32,7 @@ fn readdir_inner(ctx: &mut Ctx<'_>, a: &ReaddirArgs) -> NfsResult<ReaddirResOk> 
         c => usize::try_from(c - FIRST_COOKIE + 1).map_err(|_| NfsError::BadCookie)?,
     };
     let want = Bitmap::from_words(&a.attr_request);
-    let budget = (a.maxcount.min(crate::MAX_IO) as usize).saturating_sub(64);
+    let budget = (a.maxcount.min(crate::limits::MAX_IO) as usize).saturating_sub(64);
     let mut used = 0usize;
     let mut entries = Vec::new();
     let mut eof = true;

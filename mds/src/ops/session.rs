@@ -2,6 +2,7 @@
 //! DESTROY_CLIENTID, BIND_CONN_TO_SESSION, BACKCHANNEL_CTL, RECLAIM_COMPLETE.
 use crate::compound::Ctx;
 use crate::error::{NfsError, NfsResult};
+use crate::limits::{MAX_MSG, MAX_RESPONSE_CACHED, REPLY_HEAD};
 use crate::state::{ChannelAttrs, InSlot, SequenceQuery, Session, SessionId, Slot, SlotUse};
 use proto::nfs4::basic::{NfsImplId4, Nfstime4, ServerOwner4};
 use proto::nfs4::compound::NfsArgop4;
@@ -78,9 +79,6 @@ fn exchange_id_inner(ctx: &mut Ctx<'_>, a: &ExchangeIdArgs) -> NfsResult<Exchang
     })
 }
 
-/// The largest reply cache per slot any session gets.
-pub const MAX_RESPONSE_CACHED: u32 = 64 << 10;
-
 /// The CREATE_SESSION flags RFC 8881 defines (§18.36); any other bit gets NFS4ERR_INVAL.
 const CREATE_SESSION4_FLAG_MASK: u32 = CREATE_SESSION4_FLAG_PERSIST
     | CREATE_SESSION4_FLAG_CONN_BACK_CHAN
@@ -96,17 +94,10 @@ pub const CB_RECALL_MAX_REQUEST: u32 = 24 + 408 + 8 + 16 + 40 + 156;
 /// result header (12), CB_SEQUENCE (40) and CB_RECALL (8) results.
 pub const CB_RECALL_MAX_RESPONSE: u32 = 420 + 12 + 40 + 8;
 
-/// Bytes a COMPOUND reply takes before the results after SEQUENCE: RPC reply header (24),
-/// status, tag length, result count, and SEQUENCE's result (48), with room for a short tag.
-pub const REPLY_HEAD: u64 = 128;
-/// Bytes counted for each operation whose result is not sized by its arguments
-/// (`table::Rsize::Small`).
-pub const REPLY_PER_OP: u64 = 8;
 fn negotiate(c: &ChannelAttrs4, max_slots: u32) -> ChannelAttrs {
-    let max_msg = crate::MAX_IO + (16 << 10);
     ChannelAttrs {
-        max_request: c.ca_maxrequestsize.min(max_msg),
-        max_response: c.ca_maxresponsesize.min(max_msg),
+        max_request: c.ca_maxrequestsize.min(MAX_MSG),
+        max_response: c.ca_maxresponsesize.min(MAX_MSG),
         max_response_cached: c.ca_maxresponsesize_cached.min(MAX_RESPONSE_CACHED),
         max_ops: c.ca_maxoperations.clamp(1, 64),
         max_requests: c.ca_maxrequests.clamp(1, max_slots),

@@ -29,7 +29,7 @@ pub enum Owner {
 /// session's reply size before running it (knfsd's `op_rsize_bop`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Rsize {
-    /// A status and small fixed fields: `session::REPLY_PER_OP`.
+    /// A status and small fixed fields: `limits::REPLY_PER_OP`.
     Small,
     /// `head` bytes plus the data count the arguments ask for, at most `MAX_IO` (READ,
     /// READ_PLUS).
@@ -277,12 +277,14 @@ pub fn info(opnum: u32) -> &'static OpInfo {
 /// The most bytes `op`'s result can take (`Rsize`).
 pub fn reply_bound(op: &NfsArgop4) -> u64 {
     match (info(op.opnum()).rsize, op) {
-        (Rsize::Data { head }, NfsArgop4::Read(a)) => head + u64::from(a.count.min(crate::MAX_IO)),
+        (Rsize::Data { head }, NfsArgop4::Read(a)) => {
+            head + u64::from(a.count.min(crate::limits::MAX_IO))
+        }
         (Rsize::Data { head }, NfsArgop4::ReadPlus(a)) => {
-            head + u64::from(a.rpa_count.min(crate::MAX_IO))
+            head + u64::from(a.rpa_count.min(crate::limits::MAX_IO))
         }
         (Rsize::Maxcount { head }, NfsArgop4::Readdir(a)) => head + u64::from(a.maxcount),
-        _ => super::session::REPLY_PER_OP,
+        _ => crate::limits::REPLY_PER_OP,
     }
 }
 
@@ -410,11 +412,11 @@ mod tests {
             })
         };
         assert_eq!(reply_bound(&read(4096)), 12 + 4096);
-        assert_eq!(reply_bound(&read(u32::MAX)), 12 + u64::from(crate::MAX_IO));
         assert_eq!(
-            reply_bound(&NfsArgop4::Getfh),
-            super::super::session::REPLY_PER_OP
+            reply_bound(&read(u32::MAX)),
+            12 + u64::from(crate::limits::MAX_IO)
         );
+        assert_eq!(reply_bound(&NfsArgop4::Getfh), crate::limits::REPLY_PER_OP);
         // Every op sized by its arguments is one `reply_bound` knows how to size.
         for i in TABLE.iter() {
             match i.rsize {

@@ -82,7 +82,7 @@ pub async fn deallocate(ctx: &mut Ctx<'_>, a: &DeallocateArgs) -> NfsResult<()> 
 pub async fn read_plus(ctx: &mut Ctx<'_>, a: &ReadPlusArgs) -> ReadPlusRes {
     let r = async {
         let (i, sid) = io_target(ctx, &a.rpa_stateid, false).await?;
-        let count = a.rpa_count.min(crate::MAX_IO);
+        let count = a.rpa_count.min(crate::limits::MAX_IO);
         ctx.mds
             .state
             .check_lock_conflict(&sid, i.ino, a.rpa_offset, u64::from(count), false)?;

@@ -96,7 +96,7 @@ impl StateManager {
             stripes: false,
         });
         g.adopted.insert(clientid);
-        let per_slot = crate::ops::session::MAX_RESPONSE_CACHED;
+        let per_slot = crate::limits::MAX_RESPONSE_CACHED;
         let left = DRC_BUDGET.saturating_sub(g.drc_reserved) / DRC_SHARE;
         let per_slot = if left >= per_slot as usize * ADOPTED_SLOTS as usize {
             per_slot
@@ -105,10 +105,9 @@ impl StateManager {
         };
         let reserved = per_slot as usize * ADOPTED_SLOTS as usize;
         g.drc_reserved += reserved;
-        let max_msg = crate::MAX_IO + (16 << 10);
         let fore = super::ChannelAttrs {
-            max_request: max_msg,
-            max_response: max_msg,
+            max_request: crate::limits::MAX_MSG,
+            max_response: crate::limits::MAX_MSG,
             max_response_cached: per_slot,
             max_ops: 64,
             max_requests: ADOPTED_SLOTS,
