@@ -5,7 +5,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use super::txn::{self, Decision, Prepared, TxnId, TxnPart, TxnStore};
+use super::txn::{self, Decision, Prepared, TxnId, TxnPart};
+use super::txn_store::TxnStore;
 use super::{apply, Command, FsError, Key, Namespace, Outcome, ShardId, Time};
 
 /// How long an operation keeps trying while what it needs is locked by other transactions.

@@ -72,7 +72,7 @@ pub enum FsError {
     /// The client request a transaction's step carries was carried out before (its answer):
     /// the coordinator gives its attempt up and answers with it. Never an answer to a client.
     #[error("the request was answered before")]
-    Answered(Box<super::types::Outcome>),
+    Answered(Box<super::object::Outcome>),
     // Last: errors travel between nodes (postcard numbers variants in order), so new ones go
     // at the end.
     /// An entry of `dir` names inode `ino`, which this node's replica of the inode's shard does
@@ -82,32 +82,6 @@ pub enum FsError {
     #[error("an entry of directory {dir} names inode {ino}, which this replica does not have")]
     Dangling { dir: u64, ino: u64 },
 }
-
-impl From<redb::Error> for FsError {
-    fn from(e: redb::Error) -> Self {
-        match e {
-            redb::Error::Corrupted(s) => FsError::Corrupt(s),
-            other => FsError::Io(other.to_string()),
-        }
-    }
-}
-
-macro_rules! redb_err {
-    ($($t:ty),*) => {$(
-        impl From<$t> for FsError {
-            fn from(e: $t) -> Self {
-                FsError::from(redb::Error::from(e))
-            }
-        }
-    )*};
-}
-redb_err!(
-    redb::DatabaseError,
-    redb::TransactionError,
-    redb::TableError,
-    redb::StorageError,
-    redb::CommitError
-);
 
 impl From<std::io::Error> for FsError {
     fn from(e: std::io::Error) -> Self {

@@ -27,16 +27,20 @@
 
 mod apply;
 pub mod coding;
+mod command;
 mod coordinator;
 mod error;
+mod object;
 pub mod perm;
 mod read;
 mod rmtree;
+pub mod sessions;
 pub mod shard;
 pub(crate) mod state;
 pub(crate) mod store;
+mod tags;
 pub mod txn;
-mod types;
+mod txn_store;
 mod unstable;
 pub(crate) mod wal;
 
@@ -57,21 +61,23 @@ use tracing::{info, warn};
 
 pub use apply::{apply, apply_on_shard};
 pub use coding::{Encoded, FileCode, GroupCode, Redundancy};
+pub use command::{check_name, Command, CreateHow};
 pub use error::FsError;
+pub use object::{
+    DirChange, DirEntry, Effect, FileKind, Inode, Outcome, SetTime, StatFs, Time, DRAIN_INO,
+    FIRST_COOKIE, NAME_MAX, ROOT_INO,
+};
 pub use read::{settle, Snapshot, READ_WAIT};
+pub use sessions::{ClientRequest, Sessions};
 pub use shard::{Key, ShardId};
 pub use state::{Dump, MemState, StateStore};
-pub use types::DRAIN_INO;
-pub use types::{
-    check_name, ClientRequest, Command, CreateHow, DirChange, DirEntry, Effect, FileKind, Inode,
-    Outcome, SetTime, StatFs, Time, FIRST_COOKIE, NAME_MAX, ROOT_INO,
-};
 pub use wal::WAL_PREFIX;
 
 use crate::raft::checkpoint::{Checkpointer, Checkpoints};
 use crate::raft::machine::{Applied, ShardCore, ShardMachine};
-use crate::raft::{LogEngine, Proposal, Tagged, Tags};
-use store::{BOOT_COUNT, NODE, SHARDS};
+use crate::raft::{LogEngine, Proposal, Tagged};
+use store::{Db, BOOT_COUNT, NODE, SHARDS};
+use tags::Tags;
 
 /// File name of the database inside the namespace directory.
 pub const DB_FILE: &str = "namespace.redb";
@@ -422,20 +428,20 @@ impl Namespace {
         std::fs::create_dir_all(dir)?;
         refuse_unreplayed_legacy_log(dir)?;
         let path = dir.join(DB_FILE);
-        let db = Arc::new(Database::create(&path)?);
+        let db = Arc::new(Database::create(&path).db()?);
         // Node values and, on a store made before shards, the move into shard 0.
         let (boot_count, shard_count) = {
-            let mut txn = db.begin_write()?;
+            let mut txn = db.begin_write().db()?;
             txn.set_durability(Durability::Immediate);
             txn.set_quick_repair(opts.quick_repair);
             store::create_tables(&txn)?;
             if store::migrate_legacy(&txn)? {
                 info!(path = %path.display(), "namespace moved into shard 0 of a sharded store");
             }
-            let mut node = txn.open_table(NODE)?;
-            let boots = node.get(BOOT_COUNT)?.map(|v| v.value()).unwrap_or(0) + 1;
-            node.insert(BOOT_COUNT, boots)?;
-            let existing = node.get(SHARDS)?.map(|v| v.value());
+            let mut node = txn.open_table(NODE).db()?;
+            let boots = node.get(BOOT_COUNT).db()?.map(|v| v.value()).unwrap_or(0) + 1;
+            node.insert(BOOT_COUNT, boots).db()?;
+            let existing = node.get(SHARDS).db()?.map(|v| v.value());
             let shards = match existing {
                 Some(n) => n,
                 None => {
@@ -446,18 +452,18 @@ impl Namespace {
                         .and_then(|m| m.joined)
                         .unwrap_or(opts.shards);
                     let n = u64::from(n.clamp(1, u16::MAX));
-                    node.insert(SHARDS, n)?;
+                    node.insert(SHARDS, n).db()?;
                     n
                 }
             };
             drop(node);
-            txn.commit()?;
+            txn.commit().db()?;
             let shards = u16::try_from(shards)
                 .map_err(|_| FsError::Corrupt(format!("shard count {shards}")))?;
             (boots, shards)
         };
         let ids: Vec<ShardId> = (0..shard_count).map(ShardId).collect();
-        let mut loaded = store::load_shards(&db.begin_read()?, &ids)?;
+        let mut loaded = store::load_shards(&db.begin_read().db()?, &ids)?;
         let log = LogEngine::open(dir, &ids, opts.space.clone())?;
         let effects = Arc::new(EffectSlot::default());
         let stats = Arc::new(Stats::default());

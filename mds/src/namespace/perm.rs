@@ -13,7 +13,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::error::FsError;
-use super::types::{FileKind, Inode, SetTime};
+use super::object::{FileKind, Inode, SetTime};
 
 pub const S_ISUID: u32 = 0o4000;
 pub const S_ISGID: u32 = 0o2000;

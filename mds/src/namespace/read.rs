@@ -22,7 +22,7 @@ use std::time::Duration;
 use super::error::FsError;
 use super::shard::{Key, ShardId};
 use super::state::{meta, Dump, MemState, StateStore};
-use super::types::{DirEntry, Inode, StatFs, FIRST_COOKIE, ROOT_INO};
+use super::object::{DirEntry, Inode, StatFs, FIRST_COOKIE, ROOT_INO};
 use super::unstable::Unstable;
 use crate::raft::machine::ShardCore;
 

@@ -5,9 +5,9 @@ use std::collections::BTreeMap;
 
 use super::coding::FileCode;
 use super::error::FsError;
+use super::object::{Inode, FIRST_COOKIE, ROOT_INO};
 use super::shard::{Key, ShardId, MAX_LOCAL};
 use super::txn::{TxnEntry, TxnId};
-use super::types::{Inode, FIRST_COOKIE, ROOT_INO};
 
 /// Keys of the meta table that `apply` maintains.
 pub mod meta {
@@ -127,9 +127,9 @@ pub struct MemState {
     pub txns: BTreeMap<TxnId, TxnEntry>,
     /// Which transaction holds each locked key: derived from `txns` (kept by `put_txn`).
     pub locks: BTreeMap<Key, TxnId>,
-    /// Recent results by proposer, so a resent command is applied once (`raft::sessions`).
+    /// Recent results by proposer, so a resent command is applied once (`sessions`).
     /// Changed by the state machine around `apply`, never by `apply` itself.
-    pub sessions: crate::raft::Sessions,
+    pub sessions: super::sessions::Sessions,
 }
 
 impl MemState {

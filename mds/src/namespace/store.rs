@@ -12,10 +12,10 @@ use redb::{ReadTransaction, ReadableTable, Table, TableDefinition, WriteTransact
 
 use super::coding::FileCode;
 use super::error::FsError;
+use super::object::{Inode, FIRST_COOKIE};
 use super::shard::{Key, ShardId};
 use super::state::{meta, MemState, StateStore};
 use super::txn::{TxnEntry, TxnId};
-use super::types::{Inode, FIRST_COOKIE};
 
 /// ino → encoded `Inode`.
 pub(crate) const INODES: TableDefinition<u64, &[u8]> = TableDefinition::new("inodes");
@@ -39,7 +39,7 @@ pub(crate) const CLIENTS: TableDefinition<(u64, &[u8]), ()> = TableDefinition::n
 pub(crate) const SHARD_META: TableDefinition<(u16, &str), u64> = TableDefinition::new("shard_meta");
 /// shard → the log id and membership its checkpoint holds (postcard, `raft::machine::Applied`).
 pub(crate) const SHARD_APPLIED: TableDefinition<u16, &[u8]> = TableDefinition::new("shard_applied");
-/// shard → its table of recent results by proposer (postcard, `raft::Sessions`).
+/// shard → its table of recent results by proposer (postcard, `sessions::Sessions`).
 pub(crate) const SHARD_SESSIONS: TableDefinition<u16, &[u8]> =
     TableDefinition::new("shard_sessions");
 /// (shard, transaction) → that shard's record of a cross-shard transaction (postcard
@@ -57,6 +57,26 @@ pub(crate) const BOOT_COUNT: &str = "boot_count";
 /// How many shards the file system was created with (in `NODE`).
 pub(crate) const SHARDS: &str = "shards";
 
+/// A redb error as the namespace reports it: corruption as `FsError::Corrupt` (never papered
+/// over), anything else as `FsError::Io`.
+pub(crate) fn db_error(e: impl Into<redb::Error>) -> FsError {
+    match e.into() {
+        redb::Error::Corrupted(s) => FsError::Corrupt(s),
+        other => FsError::Io(other.to_string()),
+    }
+}
+
+/// `.db()?` on what redb returns: its error as `db_error` says.
+pub(crate) trait Db<T> {
+    fn db(self) -> Result<T, FsError>;
+}
+
+impl<T, E: Into<redb::Error>> Db<T> for Result<T, E> {
+    fn db(self) -> Result<T, FsError> {
+        self.map_err(db_error)
+    }
+}
+
 fn decode_mirrors(bytes: &[u8]) -> Result<Vec<u64>, FsError> {
     postcard::from_bytes(bytes).map_err(|e| FsError::Corrupt(format!("chunk mirrors: {e}")))
 }
@@ -71,19 +91,19 @@ fn encode_inode(i: &Inode) -> Result<Vec<u8>, FsError> {
 
 /// Creates every table so that read transactions never meet a missing one.
 pub(crate) fn create_tables(txn: &WriteTransaction) -> Result<(), FsError> {
-    txn.open_table(INODES)?;
-    txn.open_table(DIRENTS)?;
-    txn.open_table(DIRINDEX)?;
-    txn.open_table(COOKIES)?;
-    txn.open_table(ORPHANS)?;
-    txn.open_table(CHUNKS)?;
-    txn.open_table(STRIPES)?;
-    txn.open_table(CLIENTS)?;
-    txn.open_table(TXNS)?;
-    txn.open_table(SHARD_META)?;
-    txn.open_table(SHARD_APPLIED)?;
-    txn.open_table(SHARD_SESSIONS)?;
-    txn.open_table(NODE)?;
+    txn.open_table(INODES).db()?;
+    txn.open_table(DIRENTS).db()?;
+    txn.open_table(DIRINDEX).db()?;
+    txn.open_table(COOKIES).db()?;
+    txn.open_table(ORPHANS).db()?;
+    txn.open_table(CHUNKS).db()?;
+    txn.open_table(STRIPES).db()?;
+    txn.open_table(CLIENTS).db()?;
+    txn.open_table(TXNS).db()?;
+    txn.open_table(SHARD_META).db()?;
+    txn.open_table(SHARD_APPLIED).db()?;
+    txn.open_table(SHARD_SESSIONS).db()?;
+    txn.open_table(NODE).db()?;
     Ok(())
 }
 
@@ -93,33 +113,33 @@ pub(crate) fn create_tables(txn: &WriteTransaction) -> Result<(), FsError> {
 /// build (their format changed), and the caller refuses to start.
 pub(crate) fn migrate_legacy(txn: &WriteTransaction) -> Result<bool, FsError> {
     let legacy: Vec<(String, u64)> = {
-        let t = txn.open_table(LEGACY_META)?;
+        let t = txn.open_table(LEGACY_META).db()?;
         let mut v = Vec::new();
-        for item in t.iter()? {
-            let (k, val) = item?;
+        for item in t.iter().db()? {
+            let (k, val) = item.db()?;
             v.push((k.value().to_string(), val.value()));
         }
         v
     };
     if legacy.is_empty() {
-        txn.delete_table(LEGACY_META)?;
-        txn.delete_table(LEGACY_LOG)?;
+        txn.delete_table(LEGACY_META).db()?;
+        txn.delete_table(LEGACY_LOG).db()?;
         return Ok(false);
     }
     {
-        let mut sm = txn.open_table(SHARD_META)?;
-        let mut node = txn.open_table(NODE)?;
+        let mut sm = txn.open_table(SHARD_META).db()?;
+        let mut node = txn.open_table(NODE).db()?;
         for (k, v) in &legacy {
             if let Some(known) = meta::ALL.into_iter().find(|n| n == k) {
-                sm.insert((0u16, known), *v)?;
+                sm.insert((0u16, known), *v).db()?;
             } else if k == BOOT_COUNT {
-                node.insert(BOOT_COUNT, *v)?;
+                node.insert(BOOT_COUNT, *v).db()?;
             }
         }
-        node.insert(SHARDS, 1)?;
+        node.insert(SHARDS, 1).db()?;
     }
-    txn.delete_table(LEGACY_META)?;
-    txn.delete_table(LEGACY_LOG)?;
+    txn.delete_table(LEGACY_META).db()?;
+    txn.delete_table(LEGACY_LOG).db()?;
     Ok(true)
 }
 
@@ -142,62 +162,63 @@ impl<'t> RedbState<'t> {
     pub(crate) fn open(txn: &'t WriteTransaction, shard: ShardId) -> Result<Self, FsError> {
         Ok(RedbState {
             shard: shard.0,
-            inodes: txn.open_table(INODES)?,
-            dirents: txn.open_table(DIRENTS)?,
-            dirindex: txn.open_table(DIRINDEX)?,
-            cookies: txn.open_table(COOKIES)?,
-            meta: txn.open_table(SHARD_META)?,
-            orphans: txn.open_table(ORPHANS)?,
-            chunks: txn.open_table(CHUNKS)?,
-            stripes: txn.open_table(STRIPES)?,
-            clients: txn.open_table(CLIENTS)?,
-            txns: txn.open_table(TXNS)?,
+            inodes: txn.open_table(INODES).db()?,
+            dirents: txn.open_table(DIRENTS).db()?,
+            dirindex: txn.open_table(DIRINDEX).db()?,
+            cookies: txn.open_table(COOKIES).db()?,
+            meta: txn.open_table(SHARD_META).db()?,
+            orphans: txn.open_table(ORPHANS).db()?,
+            chunks: txn.open_table(CHUNKS).db()?,
+            stripes: txn.open_table(STRIPES).db()?,
+            clients: txn.open_table(CLIENTS).db()?,
+            txns: txn.open_table(TXNS).db()?,
         })
     }
 }
 
 impl StateStore for RedbState<'_> {
     fn inode(&self, ino: u64) -> Result<Option<Inode>, FsError> {
-        match self.inodes.get(ino)? {
+        match self.inodes.get(ino).db()? {
             Some(v) => Ok(Some(decode_inode(v.value())?)),
             None => Ok(None),
         }
     }
     fn put_inode(&mut self, inode: &Inode) -> Result<(), FsError> {
         let bytes = encode_inode(inode)?;
-        self.inodes.insert(inode.ino, bytes.as_slice())?;
+        self.inodes.insert(inode.ino, bytes.as_slice()).db()?;
         Ok(())
     }
     fn del_inode(&mut self, ino: u64) -> Result<(), FsError> {
-        self.inodes.remove(ino)?;
+        self.inodes.remove(ino).db()?;
         Ok(())
     }
     fn dirent(&self, dir: u64, name: &[u8]) -> Result<Option<(u64, u64)>, FsError> {
-        Ok(self.dirents.get((dir, name))?.map(|v| v.value()))
+        Ok(self.dirents.get((dir, name)).db()?.map(|v| v.value()))
     }
     fn put_dirent(&mut self, dir: u64, name: &[u8], ino: u64, cookie: u64) -> Result<(), FsError> {
         let old = self
             .dirents
-            .insert((dir, name), (ino, cookie))?
+            .insert((dir, name), (ino, cookie))
+            .db()?
             .map(|v| v.value());
         if let Some((_, old_cookie)) = old {
             if old_cookie != cookie {
-                self.dirindex.remove((dir, old_cookie))?;
+                self.dirindex.remove((dir, old_cookie)).db()?;
             }
         }
-        self.dirindex.insert((dir, cookie), name)?;
+        self.dirindex.insert((dir, cookie), name).db()?;
         Ok(())
     }
     fn del_dirent(&mut self, dir: u64, name: &[u8]) -> Result<(), FsError> {
-        let old = self.dirents.remove((dir, name))?.map(|v| v.value());
+        let old = self.dirents.remove((dir, name)).db()?.map(|v| v.value());
         if let Some((_, cookie)) = old {
-            self.dirindex.remove((dir, cookie))?;
+            self.dirindex.remove((dir, cookie)).db()?;
         }
         Ok(())
     }
     fn dir_has_entry(&self, dir: u64, skip: &dyn Fn(&[u8]) -> bool) -> Result<bool, FsError> {
-        for item in self.dirindex.range((dir, 0)..=(dir, u64::MAX))? {
-            let (_, name) = item?;
+        for item in self.dirindex.range((dir, 0)..=(dir, u64::MAX)).db()? {
+            let (_, name) = item.db()?;
             if !skip(name.value()) {
                 return Ok(true);
             }
@@ -207,33 +228,35 @@ impl StateStore for RedbState<'_> {
     fn next_cookie(&self, dir: u64) -> Result<u64, FsError> {
         Ok(self
             .cookies
-            .get(dir)?
+            .get(dir)
+            .db()?
             .map(|v| v.value())
             .unwrap_or(FIRST_COOKIE))
     }
     fn set_next_cookie(&mut self, dir: u64, next: Option<u64>) -> Result<(), FsError> {
         match next {
-            Some(n) => self.cookies.insert(dir, n)?,
-            None => self.cookies.remove(dir)?,
+            Some(n) => self.cookies.insert(dir, n).db()?,
+            None => self.cookies.remove(dir).db()?,
         };
         Ok(())
     }
     fn meta(&self, key: &'static str) -> Result<u64, FsError> {
         Ok(self
             .meta
-            .get((self.shard, key))?
+            .get((self.shard, key))
+            .db()?
             .map(|v| v.value())
             .unwrap_or(0))
     }
     fn set_meta(&mut self, key: &'static str, value: u64) -> Result<(), FsError> {
-        self.meta.insert((self.shard, key), value)?;
+        self.meta.insert((self.shard, key), value).db()?;
         Ok(())
     }
     fn set_orphan(&mut self, ino: u64, orphan: bool) -> Result<(), FsError> {
         if orphan {
-            self.orphans.insert(ino, ())?;
+            self.orphans.insert(ino, ()).db()?;
         } else {
-            self.orphans.remove(ino)?;
+            self.orphans.remove(ino).db()?;
         }
         Ok(())
     }
@@ -245,16 +268,16 @@ impl StateStore for RedbState<'_> {
             Some(m) => {
                 let bytes = postcard::to_stdvec(m)
                     .map_err(|e| FsError::Io(format!("encode chunk mirrors: {e}")))?;
-                self.chunks.insert((ino, chunk), bytes.as_slice())?;
+                self.chunks.insert((ino, chunk), bytes.as_slice()).db()?;
             }
             None => {
-                self.chunks.remove((ino, chunk))?;
+                self.chunks.remove((ino, chunk)).db()?;
             }
         }
         Ok(())
     }
     fn stripes(&self, ino: u64) -> Result<Option<FileCode>, FsError> {
-        match self.stripes.get(ino)? {
+        match self.stripes.get(ino).db()? {
             Some(v) => Ok(Some(decode_stripes(v.value())?)),
             None => Ok(None),
         }
@@ -264,10 +287,10 @@ impl StateStore for RedbState<'_> {
             Some(c) => {
                 let bytes = postcard::to_stdvec(c)
                     .map_err(|e| FsError::Io(format!("encode file code: {e}")))?;
-                self.stripes.insert(ino, bytes.as_slice())?;
+                self.stripes.insert(ino, bytes.as_slice()).db()?;
             }
             None => {
-                self.stripes.remove(ino)?;
+                self.stripes.remove(ino).db()?;
             }
         }
         Ok(())
@@ -275,8 +298,8 @@ impl StateStore for RedbState<'_> {
     fn clients_of(&self, node: u64) -> Result<Vec<Vec<u8>>, FsError> {
         self.check_clients_shard()?;
         let mut out = Vec::new();
-        for item in self.clients.range((node, &[][..])..)? {
-            let (k, _) = item?;
+        for item in self.clients.range((node, &[][..])..).db()? {
+            let (k, _) = item.db()?;
             let (n, owner) = k.value();
             if n != node {
                 break;
@@ -288,14 +311,14 @@ impl StateStore for RedbState<'_> {
     fn put_client(&mut self, node: u64, owner: &[u8], present: bool) -> Result<(), FsError> {
         self.check_clients_shard()?;
         if present {
-            self.clients.insert((node, owner), ())?;
+            self.clients.insert((node, owner), ()).db()?;
         } else {
-            self.clients.remove((node, owner))?;
+            self.clients.remove((node, owner)).db()?;
         }
         Ok(())
     }
     fn txn(&self, id: TxnId) -> Result<Option<TxnEntry>, FsError> {
-        match self.txns.get((self.shard, id))? {
+        match self.txns.get((self.shard, id)).db()? {
             Some(v) => Ok(Some(decode_txn(v.value())?)),
             None => Ok(None),
         }
@@ -305,18 +328,22 @@ impl StateStore for RedbState<'_> {
             Some(e) => {
                 let bytes = postcard::to_stdvec(e)
                     .map_err(|e| FsError::Io(format!("encode transaction: {e}")))?;
-                self.txns.insert((self.shard, id), bytes.as_slice())?;
+                self.txns.insert((self.shard, id), bytes.as_slice()).db()?;
             }
             None => {
-                self.txns.remove((self.shard, id))?;
+                self.txns.remove((self.shard, id)).db()?;
             }
         }
         Ok(())
     }
     fn locked(&self, key: Key) -> Result<Option<TxnId>, FsError> {
         // Only checkpoints write here; `apply` runs on the in-memory state and its index.
-        for item in self.txns.range((self.shard, 0)..=(self.shard, u128::MAX))? {
-            let (k, v) = item?;
+        for item in self
+            .txns
+            .range((self.shard, 0)..=(self.shard, u128::MAX))
+            .db()?
+        {
+            let (k, v) = item.db()?;
             let e = decode_txn(v.value())?;
             if e.prepared.is_some_and(|p| p.keys.contains(&key)) {
                 return Ok(Some(k.value().1));
@@ -351,8 +378,8 @@ fn read_chunks<T: ReadableTable<(u64, u64), &'static [u8]>>(
     ino: u64,
 ) -> Result<Vec<(u64, Vec<u64>)>, FsError> {
     let mut out = Vec::new();
-    for item in t.range((ino, 0)..=(ino, u64::MAX))? {
-        let (k, v) = item?;
+    for item in t.range((ino, 0)..=(ino, u64::MAX)).db()? {
+        let (k, v) = item.db()?;
         out.push((k.value().1, decode_mirrors(v.value())?));
     }
     Ok(out)
@@ -363,44 +390,45 @@ pub(crate) fn delete_shard(txn: &WriteTransaction, shard: ShardId) -> Result<(),
     let r = shard.inos();
     let (lo, hi) = (*r.start(), *r.end());
     {
-        let mut t = txn.open_table(INODES)?;
-        t.retain_in(lo..=hi, |_, _| false)?;
+        let mut t = txn.open_table(INODES).db()?;
+        t.retain_in(lo..=hi, |_, _| false).db()?;
     }
     {
-        let mut t = txn.open_table(COOKIES)?;
-        t.retain_in(lo..=hi, |_, _| false)?;
+        let mut t = txn.open_table(COOKIES).db()?;
+        t.retain_in(lo..=hi, |_, _| false).db()?;
     }
     {
-        let mut t = txn.open_table(ORPHANS)?;
-        t.retain_in(lo..=hi, |_, _| false)?;
+        let mut t = txn.open_table(ORPHANS).db()?;
+        t.retain_in(lo..=hi, |_, _| false).db()?;
     }
     {
-        let mut t = txn.open_table(STRIPES)?;
-        t.retain_in(lo..=hi, |_, _| false)?;
+        let mut t = txn.open_table(STRIPES).db()?;
+        t.retain_in(lo..=hi, |_, _| false).db()?;
     }
     {
-        let mut t = txn.open_table(DIRINDEX)?;
-        t.retain_in((lo, 0)..=(hi, u64::MAX), |_, _| false)?;
+        let mut t = txn.open_table(DIRINDEX).db()?;
+        t.retain_in((lo, 0)..=(hi, u64::MAX), |_, _| false).db()?;
     }
     {
-        let mut t = txn.open_table(CHUNKS)?;
-        t.retain_in((lo, 0)..=(hi, u64::MAX), |_, _| false)?;
+        let mut t = txn.open_table(CHUNKS).db()?;
+        t.retain_in((lo, 0)..=(hi, u64::MAX), |_, _| false).db()?;
     }
     {
-        let mut t = txn.open_table(DIRENTS)?;
-        t.retain(|(dir, _), _| !(lo..=hi).contains(&dir))?;
+        let mut t = txn.open_table(DIRENTS).db()?;
+        t.retain(|(dir, _), _| !(lo..=hi).contains(&dir)).db()?;
     }
     {
-        let mut t = txn.open_table(SHARD_META)?;
-        t.retain(|(s, _), _| s != shard.0)?;
+        let mut t = txn.open_table(SHARD_META).db()?;
+        t.retain(|(s, _), _| s != shard.0).db()?;
     }
     {
-        let mut t = txn.open_table(TXNS)?;
-        t.retain_in((shard.0, 0)..=(shard.0, u128::MAX), |_, _| false)?;
+        let mut t = txn.open_table(TXNS).db()?;
+        t.retain_in((shard.0, 0)..=(shard.0, u128::MAX), |_, _| false)
+            .db()?;
     }
     if shard.0 == 0 {
-        let mut t = txn.open_table(CLIENTS)?;
-        t.retain(|_, _| false)?;
+        let mut t = txn.open_table(CLIENTS).db()?;
+        t.retain(|_, _| false).db()?;
     }
     Ok(())
 }
@@ -443,7 +471,10 @@ pub(crate) fn set_applied(
     shard: ShardId,
     applied: &[u8],
 ) -> Result<(), FsError> {
-    txn.open_table(SHARD_APPLIED)?.insert(shard.0, applied)?;
+    txn.open_table(SHARD_APPLIED)
+        .db()?
+        .insert(shard.0, applied)
+        .db()?;
     Ok(())
 }
 
@@ -452,7 +483,10 @@ pub(crate) fn set_sessions(
     shard: ShardId,
     sessions: &[u8],
 ) -> Result<(), FsError> {
-    txn.open_table(SHARD_SESSIONS)?.insert(shard.0, sessions)?;
+    txn.open_table(SHARD_SESSIONS)
+        .db()?
+        .insert(shard.0, sessions)
+        .db()?;
     Ok(())
 }
 
@@ -470,58 +504,58 @@ pub(crate) fn load_shards(txn: &ReadTransaction, shards: &[ShardId]) -> Result<L
     fn of(m: &mut Loaded, ino: u64) -> Option<&mut MemState> {
         m.get_mut(&ShardId::of_ino(ino)).map(|(s, _)| s)
     }
-    for item in txn.open_table(INODES)?.iter()? {
-        let (k, v) = item?;
+    for item in txn.open_table(INODES).db()?.iter().db()? {
+        let (k, v) = item.db()?;
         if let Some(s) = of(&mut m, k.value()) {
             s.inodes.insert(k.value(), decode_inode(v.value())?);
         }
     }
-    for item in txn.open_table(DIRENTS)?.iter()? {
-        let (k, v) = item?;
+    for item in txn.open_table(DIRENTS).db()?.iter().db()? {
+        let (k, v) = item.db()?;
         let (dir, name) = k.value();
         if let Some(s) = of(&mut m, dir) {
             s.dirents.insert((dir, name.to_vec()), v.value());
         }
     }
-    for item in txn.open_table(DIRINDEX)?.iter()? {
-        let (k, name) = item?;
+    for item in txn.open_table(DIRINDEX).db()?.iter().db()? {
+        let (k, name) = item.db()?;
         if let Some(s) = of(&mut m, k.value().0) {
             s.dirindex.insert(k.value(), name.value().to_vec());
         }
     }
-    for item in txn.open_table(COOKIES)?.iter()? {
-        let (k, v) = item?;
+    for item in txn.open_table(COOKIES).db()?.iter().db()? {
+        let (k, v) = item.db()?;
         if let Some(s) = of(&mut m, k.value()) {
             s.cookies.insert(k.value(), v.value());
         }
     }
-    for item in txn.open_table(ORPHANS)?.iter()? {
-        let ino = item?.0.value();
+    for item in txn.open_table(ORPHANS).db()?.iter().db()? {
+        let ino = item.db()?.0.value();
         if let Some(s) = of(&mut m, ino) {
             s.orphans.insert(ino, ());
         }
     }
-    for item in txn.open_table(CHUNKS)?.iter()? {
-        let (k, v) = item?;
+    for item in txn.open_table(CHUNKS).db()?.iter().db()? {
+        let (k, v) = item.db()?;
         if let Some(s) = of(&mut m, k.value().0) {
             s.chunks.insert(k.value(), decode_mirrors(v.value())?);
         }
     }
-    for item in txn.open_table(STRIPES)?.iter()? {
-        let (k, v) = item?;
+    for item in txn.open_table(STRIPES).db()?.iter().db()? {
+        let (k, v) = item.db()?;
         if let Some(s) = of(&mut m, k.value()) {
             s.stripes.insert(k.value(), decode_stripes(v.value())?);
         }
     }
     if let Some((s, _)) = m.get_mut(&ShardId(0)) {
-        for item in txn.open_table(CLIENTS)?.iter()? {
-            let (k, _) = item?;
+        for item in txn.open_table(CLIENTS).db()?.iter().db()? {
+            let (k, _) = item.db()?;
             let (node, owner) = k.value();
             s.clients.insert((node, owner.to_vec()));
         }
     }
-    for item in txn.open_table(SHARD_META)?.iter()? {
-        let (k, v) = item?;
+    for item in txn.open_table(SHARD_META).db()?.iter().db()? {
+        let (k, v) = item.db()?;
         let (shard, key) = k.value();
         if let Some((s, _)) = m.get_mut(&ShardId(shard)) {
             if let Some(known) = meta::ALL.into_iter().find(|n| *n == key) {
@@ -529,8 +563,8 @@ pub(crate) fn load_shards(txn: &ReadTransaction, shards: &[ShardId]) -> Result<L
             }
         }
     }
-    for item in txn.open_table(TXNS)?.iter()? {
-        let (k, v) = item?;
+    for item in txn.open_table(TXNS).db()?.iter().db()? {
+        let (k, v) = item.db()?;
         let (shard, id) = k.value();
         if let Some((s, _)) = m.get_mut(&ShardId(shard)) {
             s.txns.insert(id, decode_txn(v.value())?);
@@ -540,16 +574,16 @@ pub(crate) fn load_shards(txn: &ReadTransaction, shards: &[ShardId]) -> Result<L
         s.index_locks();
         s.index_orphan_dirs();
     }
-    for item in txn.open_table(SHARD_APPLIED)?.iter()? {
-        let (k, v) = item?;
+    for item in txn.open_table(SHARD_APPLIED).db()?.iter().db()? {
+        let (k, v) = item.db()?;
         if let Some((_, a)) = m.get_mut(&ShardId(k.value())) {
             *a = Some(v.value().to_vec());
         }
     }
-    for item in txn.open_table(SHARD_SESSIONS)?.iter()? {
-        let (k, v) = item?;
+    for item in txn.open_table(SHARD_SESSIONS).db()?.iter().db()? {
+        let (k, v) = item.db()?;
         if let Some((s, _)) = m.get_mut(&ShardId(k.value())) {
-            s.sessions = crate::raft::Sessions::decode(v.value())?;
+            s.sessions = super::sessions::Sessions::decode(v.value())?;
         }
     }
     Ok(m)

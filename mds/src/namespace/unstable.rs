@@ -15,8 +15,9 @@
 use std::collections::HashMap;
 use std::sync::Mutex;
 
+use super::command::Command;
+use super::object::{Inode, Time};
 use super::perm::Cred;
-use super::types::{Command, Inode, Time};
 
 /// Files with noted writes beyond which the oldest is recorded to make room.
 const MAX_FILES: usize = 65_536;

@@ -19,7 +19,7 @@ use tracing::{debug, error, warn};
 
 use super::machine::{Applied, ShardCore};
 use crate::namespace::state::Changes;
-use crate::namespace::store::{self, RedbState};
+use crate::namespace::store::{self, Db, RedbState};
 use crate::namespace::{FsError, SpaceGuard, Stats};
 
 /// Under steady load, a checkpoint at least this often, so a restart replays at most this much
@@ -200,7 +200,7 @@ impl Checkpointer {
     }
 
     fn write(&self, taken: &[Taken]) -> Result<(), FsError> {
-        let mut txn = self.db.begin_write()?;
+        let mut txn = self.db.begin_write().db()?;
         txn.set_durability(Durability::Immediate);
         txn.set_quick_repair(self.quick_repair);
         for t in taken {
@@ -221,7 +221,7 @@ impl Checkpointer {
             store::set_applied(&txn, shard, &applied)?;
             store::set_sessions(&txn, shard, &t.sessions)?;
         }
-        txn.commit()?;
+        txn.commit().db()?;
         Ok(())
     }
 }

@@ -21,8 +21,8 @@ use super::machine::{Applied, ShardCore};
 use super::members::{Change, ChangeRequest, JoinReply, JoinRequest, MembershipError};
 use super::network::SnapshotPiece;
 use super::node_addr::NodeAddr;
-use super::sessions::{Tag, Tagged};
-use super::types::{Entry, Proposal, Reply, ShardDump};
+use super::types::{Entry, Proposal, Reply, ShardDump, Tagged};
+use crate::namespace::sessions::Tag;
 
 fn enc<T: serde::Serialize>(v: &T) -> Vec<u8> {
     postcard::to_stdvec(v).expect("encodes")

@@ -820,7 +820,7 @@ mod tests {
             log_id: log_id(term, 1, index),
             payload: EntryPayload::Normal(Proposal {
                 cmds: vec![crate::raft::Tagged {
-                    tag: crate::raft::Tag {
+                    tag: crate::namespace::sessions::Tag {
                         origin: 1,
                         life: 1,
                         seq: index,

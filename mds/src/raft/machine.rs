@@ -14,8 +14,9 @@ use openraft::{EntryPayload, OptionalSend, RaftSnapshotBuilder, StoredMembership
 use serde::{Deserialize, Serialize};
 
 use super::checkpoint::Checkpoints;
-use super::sessions::{Seen, Sessions, Tagged};
+use super::types::Tagged;
 use super::types::{machine_err, Cfg, Entry, LogId, Membership, Reply, ShardDump, StorageError};
+use crate::namespace::sessions::{Seen, Sessions};
 use crate::namespace::state::{meta, Changes, MemState, Staged};
 use crate::namespace::{
     apply_on_shard, Command, Effect, EffectSlot, FsError, Inode, ShardId, Stats,
@@ -432,7 +433,7 @@ mod tests {
             )
             .unwrap();
         }
-        let t = crate::raft::Tag {
+        let t = crate::namespace::sessions::Tag {
             origin: 2,
             life: 1,
             seq: 7,
@@ -466,7 +467,7 @@ mod tests {
             Arc::default(),
         );
         let mkdir = |seq: u64, waits_from: u64, name: &str| Tagged {
-            tag: crate::raft::Tag {
+            tag: crate::namespace::sessions::Tag {
                 origin: 2,
                 life: 1,
                 seq,

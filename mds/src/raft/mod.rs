@@ -21,11 +21,10 @@ pub mod network;
 pub mod node_addr;
 pub mod placement;
 pub mod service;
-pub mod sessions;
 pub mod types;
 
 pub use log::{LogEngine, LogStats};
-pub use sessions::{Sessions, Tag, Tagged, Tags};
+pub use types::Tagged;
 pub use types::{Cfg, Proposal, Reply};
 
 use std::sync::Arc;

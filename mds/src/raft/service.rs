@@ -13,8 +13,7 @@ use proto::xdr::{Opaque, Writer, Xdr};
 use serde::Serialize;
 
 use super::network::{SnapshotPiece, MAX_SNAPSHOT};
-use super::sessions::Tagged;
-use super::types::{Cfg, ShardDump};
+use super::types::{Cfg, ShardDump, Tagged};
 use crate::namespace::{Namespace, ShardId};
 
 /// Answers one call of the peer program.

@@ -2,8 +2,14 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::sessions::Tagged;
 use crate::namespace::{FsError, Outcome};
+
+/// A command with its proposer's tag: what a shard's log holds.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Tagged {
+    pub tag: crate::namespace::sessions::Tag,
+    pub cmd: crate::namespace::Command,
+}
 
 /// One entry of a shard's log: the namespace commands proposed together (group commit: what
 /// queued for the shard while its previous entry was being made durable), applied in order,

@@ -9,9 +9,9 @@
 use super::*;
 use crate::namespace::coding::{Encoded, Encoding, GroupCode};
 use crate::namespace::perm::Cred;
+use crate::namespace::sessions::{Seen, Sessions, Tag};
 use crate::namespace::txn::{Decision, Prepared, TxnEntry, TxnPart};
 use crate::pinned::check;
-use crate::raft::sessions::Tag;
 
 fn enc<T: serde::Serialize>(v: &T) -> Vec<u8> {
     postcard::to_stdvec(v).expect("encodes")
@@ -404,15 +404,15 @@ fn errors() -> Vec<FsError> {
     ]
 }
 
-fn sessions() -> crate::raft::Sessions {
-    let mut s = crate::raft::Sessions::default();
+fn sessions() -> Sessions {
+    let mut s = Sessions::default();
     let tag = Tag {
         origin: 2,
         life: 5,
         seq: 10,
         waits_from: 9,
     };
-    assert!(matches!(s.check(&tag), crate::raft::sessions::Seen::New));
+    assert!(matches!(s.check(&tag), Seen::New));
     s.record(&tag, &Ok(outcome()));
     let tag2 = Tag { seq: 11, ..tag };
     s.check(&tag2);
@@ -486,7 +486,7 @@ fn what_the_state_machine_keeps_and_replicates_encodes_as_pinned() {
     let s = sessions();
     now.push(("Sessions", s.encode().expect("encodes")));
     assert_eq!(
-        crate::raft::Sessions::decode(&s.encode().expect("encodes")).expect("decodes"),
+        Sessions::decode(&s.encode().expect("encodes")).expect("decodes"),
         s
     );
     check(&now, GOLDEN);

@@ -1,16 +1,17 @@
 //! The state machine: `apply` is a pure, deterministic function of (state, command). Everything
 //! that varies between runs (time, inode numbers, fs id) arrives inside the command.
 
-use super::coding;
-use super::error::FsError;
-use super::perm::{self, Cred};
-use super::shard::ShardId;
-use super::state::{meta, StateStore};
-use super::txn;
-use super::types::{
-    check_name, Command, CreateHow, DirChange, Effect, FileKind, Inode, Outcome, SetTime, Time,
-    ROOT_INO,
+mod coding;
+mod txn;
+
+use crate::namespace::command::{check_name, Command, CreateHow};
+use crate::namespace::error::FsError;
+use crate::namespace::object::{
+    DirChange, Effect, FileKind, Inode, Outcome, SetTime, Time, ROOT_INO,
 };
+use crate::namespace::perm::{self, Cred};
+use crate::namespace::shard::ShardId;
+use crate::namespace::state::{meta, StateStore};
 
 /// Size reported for directories; clients only use it for display.
 const DIR_SIZE: u64 = 4096;
@@ -954,7 +955,7 @@ fn set_mirrors<S: StateStore + ?Sized>(
     }
     s.put_chunk(ino, chunk, (!mirrors.is_empty()).then_some(mirrors))?;
     // Written again, its mirrors replaced, or its bytes gone: the file is not encoded.
-    super::coding::unencode(s, ino)?;
+    coding::unencode(s, ino)?;
     Ok(Outcome::default())
 }
 
@@ -968,6 +969,10 @@ fn set_drain<S: StateStore + ?Sized>(
         return Err(FsError::Invalid);
     }
     let mark = [ds];
-    s.put_chunk(super::types::DRAIN_INO, ds, draining.then_some(&mark[..]))?;
+    s.put_chunk(
+        crate::namespace::object::DRAIN_INO,
+        ds,
+        draining.then_some(&mark[..]),
+    )?;
     Ok(Outcome::default())
 }

@@ -1,106 +1,15 @@
-//! The values the state machine stores and the commands that change them.
+//! The commands that change the namespace: what a proposer asks of a shard, and what the
+//! log replicates.
 
 use serde::{Deserialize, Serialize};
 
+use super::coding::Encoded;
 use super::error::FsError;
+use super::object::{FileKind, Inode, Outcome, SetTime, Time, DRAIN_INO, NAME_MAX, ROOT_INO};
+use super::perm::Cred;
+use super::sessions::ClientRequest;
 use super::shard::{Key, ShardId};
-
-/// The inode number of the root directory, created on first open.
-pub const ROOT_INO: u64 = 1;
-/// Directory cookies 0, 1 and 2 are reserved by NFSv4 (RFC 8881 §16.24.4), so entries start at 3.
-pub const FIRST_COOKIE: u64 = 3;
-/// Longest name accepted, in bytes.
-pub const NAME_MAX: usize = 255;
-
-/// A point in time, as NFS's nfstime4.
-#[derive(
-    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
-)]
-pub struct Time {
-    pub secs: i64,
-    pub nsecs: u32,
-}
-
-impl Time {
-    pub const fn new(secs: i64, nsecs: u32) -> Self {
-        Time { secs, nsecs }
-    }
-
-    /// The wall clock now; only proposers call this, never `apply`.
-    pub fn now() -> Self {
-        let d = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap_or_default();
-        Time {
-            secs: i64::try_from(d.as_secs()).unwrap_or(i64::MAX),
-            nsecs: d.subsec_nanos(),
-        }
-    }
-}
-
-/// What kind of object an inode is; kind-specific data rides along.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub enum FileKind {
-    Regular,
-    Directory,
-    Symlink { target: Vec<u8> },
-    BlockDev { major: u32, minor: u32 },
-    CharDev { major: u32, minor: u32 },
-    Fifo,
-    Socket,
-}
-
-impl FileKind {
-    pub fn is_dir(&self) -> bool {
-        matches!(self, FileKind::Directory)
-    }
-}
-
-/// The attributes of one file system object.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub struct Inode {
-    /// NFS fileid; never reused within one file system.
-    pub ino: u64,
-    pub kind: FileKind,
-    /// Permission bits and set-id/sticky bits (12 bits); the kind is in `kind`.
-    pub mode: u32,
-    /// Links. Directories count "." and each subdirectory's ".." (2 + subdirs), as POSIX does.
-    /// A regular file with nlink 0 is an orphan kept until `Command::Forget`.
-    pub nlink: u32,
-    pub uid: u32,
-    pub gid: u32,
-    /// Regular files: bytes; symlinks: target length; directories: a constant 4096.
-    pub size: u64,
-    pub atime: Time,
-    pub mtime: Time,
-    pub ctime: Time,
-    pub crtime: Time,
-    /// NFS change attribute: +1 on every change of this inode, data writes included, so it is
-    /// strictly increasing (change_attr_type MONOTONIC_INCR).
-    pub change: u64,
-    /// Directories: the parent directory (the root is its own parent), for LOOKUPP.
-    /// Others: 0 (files may have several parents).
-    pub parent: u64,
-    /// The verifier of an EXCLUSIVE4(_1) create, kept so a retransmitted create is recognised.
-    pub create_verifier: Option<[u8; 8]>,
-}
-
-/// One directory entry as READDIR returns it.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
-pub struct DirEntry {
-    pub name: Vec<u8>,
-    pub ino: u64,
-    /// Stable for the life of the entry, never reused in the directory, always >= 3.
-    pub cookie: u64,
-}
-
-/// How `SetAttr` sets a timestamp.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub enum SetTime {
-    /// The command's own `time` (SET_TO_SERVER_TIME4).
-    Now,
-    At(Time),
-}
+use super::txn::{TxnId, TxnPart};
 
 /// How `Create` treats an existing name (NFSv4 createmode4, plus plain CREATE as `Guarded`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -232,10 +141,7 @@ pub enum Command {
     /// `cmd` on behalf of `cred`: `apply` checks Linux's permission rules (`perm`) against the
     /// state it changes, and makes the change as Linux would for that caller (set-id bits
     /// cleared, a new object's owner and group). Commands without it are the server's own.
-    As {
-        cred: super::perm::Cred,
-        cmd: Box<Command>,
-    },
+    As { cred: Cred, cmd: Box<Command> },
     /// Marks data server `ds` as being drained (`draining`), or no longer: no new file is
     /// placed on it and its copies move to other data servers (`mds::cluster::drain`). Kept in
     /// the placement table under `DRAIN_INO`, an inode number no file has (chunk = the DS id),
@@ -259,7 +165,7 @@ pub enum Command {
     FinishEncode {
         ino: u64,
         epoch: u64,
-        done: Vec<super::coding::Encoded>,
+        done: Vec<Encoded>,
     },
     /// The encode of epoch `epoch` is given up: the file stays mirrored, the shards are dropped.
     AbortEncode { ino: u64, epoch: u64 },
@@ -298,39 +204,36 @@ pub enum Command {
     Place { shard: ShardId, cmd: Box<Command> },
     /// Cross-shard transaction `txn` locks `keys` (all of this shard; `txn` module).
     TxnLock {
-        txn: super::txn::TxnId,
+        txn: TxnId,
         coord: ShardId,
         keys: Vec<Key>,
         time: Time,
     },
     /// The coordinating shard records `txn`'s commit with every shard's writes.
     TxnDecide {
-        txn: super::txn::TxnId,
-        parts: Vec<super::txn::TxnPart>,
+        txn: TxnId,
+        parts: Vec<TxnPart>,
         time: Time,
     },
     /// The coordinating shard records an abort of `txn` unless it decided already.
-    TxnResolve { txn: super::txn::TxnId, time: Time },
+    TxnResolve { txn: TxnId, time: Time },
     /// This shard's writes of the committed `txn`; its locks go.
-    TxnCommit {
-        txn: super::txn::TxnId,
-        part: super::txn::TxnPart,
-    },
+    TxnCommit { txn: TxnId, part: TxnPart },
     /// This shard's locks of the aborted `txn` go.
-    TxnAbort { txn: super::txn::TxnId },
+    TxnAbort { txn: TxnId },
     /// The coordinating shard forgets `txn`'s decision (carried out everywhere).
-    TxnForget { txn: super::txn::TxnId },
+    TxnForget { txn: TxnId },
     /// `cmd` on behalf of NFS client request `req`: applied at most once however often the
     /// client sends the request, through whichever node (a session that outlived its node,
     /// `mds::state::adopt`). The shard keeps the answer of each request that succeeded
-    /// (`raft::sessions::Answers`) and answers a copy with it. `answer`: what the request is
+    /// (`sessions::Answers`) and answers a copy with it. `answer`: what the request is
     /// answered when it is not `cmd`'s own outcome (a transaction's decision carries the
     /// outcome the coordinator computed). Wrapping a transaction's `TxnLock` on its
     /// coordinating shard only asks: a request answered already fails it with
     /// `FsError::Answered`.
     Request {
         req: ClientRequest,
-        /// When the node proposed it: answers are kept `raft::sessions::ANSWER_KEEP` after.
+        /// When the node proposed it: answers are kept `sessions::ANSWER_KEEP` after.
         at: Time,
         cmd: Box<Command>,
         answer: Option<Box<Outcome>>,
@@ -360,21 +263,6 @@ pub enum Command {
         mirrors: Vec<u64>,
     },
 }
-
-/// An NFS client's request as its session numbers it: a retransmission carries the same
-/// session, slot and sequence id (RFC 8881 §2.10.6), and `op` tells the operations of one
-/// COMPOUND apart.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-pub struct ClientRequest {
-    pub session: [u8; 16],
-    pub slot: u32,
-    pub seqid: u32,
-    pub op: u16,
-}
-
-/// The inode number under which the placement table holds the drain marks (`SetDrain`): 0 is
-/// never an inode (shard 0's counter starts past `ROOT_INO`).
-pub const DRAIN_INO: u64 = 0;
 
 impl Command {
     /// Every object this command reads or changes; the shards it needs are theirs.
@@ -509,58 +397,6 @@ impl Command {
     pub fn decode(bytes: &[u8]) -> Result<Self, FsError> {
         postcard::from_bytes(bytes).map_err(|e| FsError::Corrupt(format!("command: {e}")))
     }
-}
-
-/// The change of one directory made by a command, for NFSv4 change_info4 (atomic = true).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct DirChange {
-    pub ino: u64,
-    pub before: u64,
-    pub after: u64,
-}
-
-/// What a successful command did (and, through replication, what the proposer is told).
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Outcome {
-    /// The object the command was about, after it: the created/linked/renamed/changed inode;
-    /// for removals the removed inode as it is after losing the link (nlink already decreased).
-    pub inode: Option<Inode>,
-    /// `Create`: false when an existing file was returned (`Unchecked`, or an `Exclusive` replay).
-    pub created: bool,
-    /// The directory changed (the parent; for `Rename` the source directory).
-    pub dir: Option<DirChange>,
-    /// `Rename`: the target directory (equal to `dir` when renaming within one directory).
-    pub dst_dir: Option<DirChange>,
-    /// Work this command leaves to whoever runs the state machine (the shard's leader).
-    pub effects: Vec<Effect>,
-}
-
-/// Work a command leaves outside the state machine. Every replica's `apply` reports the same
-/// effects; the shard's leader carries them out (`namespace::EffectSink`). Each is also
-/// derivable from the state (`Snapshot::orphans`, `Snapshot::detached`), so a new leader, or
-/// a restart, finds what its predecessor left undone.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub enum Effect {
-    /// A regular file lost its last link (by unlink, or being replaced by rename). Its inode
-    /// stays, with nlink 0, readable by `getattr`, until `Forget` once no client has it open;
-    /// then its data goes.
-    Orphaned(u64),
-    /// An object was deleted outright (a non-regular object, or a forgotten orphan): nothing
-    /// may be kept for it any more.
-    Freed(u64),
-    /// A directory was detached with its contents (`Command::Detach`): the reclaimer of its
-    /// shard's leader empties it (`namespace::rmtree`); found again from the state
-    /// (`Snapshot::detached`) after a restart or by a new leader.
-    Detached(u64),
-}
-
-/// Whole-file-system counters for FSSTAT / space attributes.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct StatFs {
-    /// Inodes in use, orphans included.
-    pub files: u64,
-    /// Sum of the sizes of regular files, orphans included.
-    pub bytes: u64,
 }
 
 /// Checks a name in `apply` (the protocol layer checks UTF-8 and "."/"..").

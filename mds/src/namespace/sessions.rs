@@ -25,7 +25,8 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::namespace::{ClientRequest, FsError, Outcome, Time};
+use super::error::FsError;
+use super::object::{Outcome, Time};
 
 /// Who proposed a command.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -42,11 +43,15 @@ pub struct Tag {
     pub waits_from: u64,
 }
 
-/// A command with its proposer's tag: what a shard's log holds.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Tagged {
-    pub tag: Tag,
-    pub cmd: crate::namespace::Command,
+/// An NFS client's request as its session numbers it: a retransmission carries the same
+/// session, slot and sequence id (RFC 8881 §2.10.6), and `op` tells the operations of one
+/// COMPOUND apart.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct ClientRequest {
+    pub session: [u8; 16],
+    pub slot: u32,
+    pub seqid: u32,
+    pub op: u16,
 }
 
 /// The result a command gave when first applied.
@@ -149,7 +154,7 @@ impl Answers {
             let stale = self
                 .by_slot
                 .get(oldest)
-                .is_none_or(|s| crate::namespace::txn::older_than(s.at, at, ANSWER_KEEP));
+                .is_none_or(|s| super::txn::older_than(s.at, at, ANSWER_KEEP));
             if !stale && self.by_slot.len() <= MAX_SLOTS_KEPT {
                 break;
             }
@@ -247,63 +252,6 @@ impl Sessions {
     }
 }
 
-/// The proposing side: numbers this node's commands and knows which it still waits for.
-pub struct Tags {
-    origin: u64,
-    life: u64,
-    waiting: std::sync::Mutex<(u64, std::collections::BTreeSet<u64>)>,
-}
-
-/// A command's number while its proposer waits for it; dropping it (answered, given up, or
-/// the waiting future cancelled) tells later tags that it will not be sent again.
-pub struct Waiting<'a> {
-    tags: &'a Tags,
-    seq: u64,
-}
-
-impl Tags {
-    pub fn new(origin: u64, life: u64) -> Tags {
-        Tags {
-            origin,
-            life,
-            waiting: std::sync::Mutex::new((0, Default::default())),
-        }
-    }
-
-    /// A new number for a command about to be proposed.
-    pub fn start(&self) -> Waiting<'_> {
-        let mut w = self.waiting.lock().unwrap_or_else(|p| p.into_inner());
-        let seq = w.0;
-        w.0 += 1;
-        w.1.insert(seq);
-        Waiting { tags: self, seq }
-    }
-
-    fn waits_from(&self, seq: u64) -> u64 {
-        let w = self.waiting.lock().unwrap_or_else(|p| p.into_inner());
-        w.1.first().copied().unwrap_or(seq).min(seq)
-    }
-}
-
-impl Waiting<'_> {
-    /// The tag to send the command with, now (each resend states a fresh `waits_from`).
-    pub fn tag(&self) -> Tag {
-        Tag {
-            origin: self.tags.origin,
-            life: self.tags.life,
-            seq: self.seq,
-            waits_from: self.tags.waits_from(self.seq),
-        }
-    }
-}
-
-impl Drop for Waiting<'_> {
-    fn drop(&mut self) {
-        let mut w = self.tags.waiting.lock().unwrap_or_else(|p| p.into_inner());
-        w.1.remove(&self.seq);
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -377,19 +325,6 @@ mod tests {
         assert_eq!(s.kept(), MAX_KEPT);
         // An evicted one is never applied twice.
         assert_eq!(s.check(&tag(1, 1, 3, 0)), Seen::Stale);
-    }
-
-    #[test]
-    fn a_proposer_waits_from_its_oldest_unanswered_command() {
-        let tags = Tags::new(4, 2);
-        let a = tags.start();
-        let b = tags.start();
-        assert_eq!((b.tag().seq, b.tag().waits_from), (1, 0));
-        drop(a);
-        assert_eq!(b.tag().waits_from, 1);
-        let c = tags.start();
-        drop(b);
-        assert_eq!(c.tag(), tag(4, 2, 2, 2));
     }
 
     fn req(session: u8, slot: u32, seqid: u32, op: u16) -> ClientRequest {
