@@ -18,8 +18,6 @@ mod metered;
 pub mod namespace;
 pub mod ops;
 pub mod peer_bodies;
-#[cfg(test)]
-mod pinned;
 pub mod raft;
 pub mod recall;
 pub mod remote_delegations;

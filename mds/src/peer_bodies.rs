@@ -77,7 +77,7 @@ mod tests {
         assert_eq!(reencode(8, &[0xff, 0xff, 0xff, 0xff, 0x0f]), None);
     }
     /// The bodies other MDS nodes send about NFS state, and the file handles clients hold,
-    /// pinned to the bytes an earlier build wrote (`crate::pinned`): a node of one build
+    /// pinned to the bytes an earlier build wrote (`meta_core::testing::check`): a node of one build
     /// answers a node of another, and a client keeps its handles across an upgrade.
     #[test]
     fn what_nodes_send_about_nfs_state_encodes_as_pinned() {
@@ -229,7 +229,7 @@ mod tests {
             ino: 77,
         };
         now.push(("FileHandle", fh.encode(&key)));
-        crate::pinned::check(&now, GOLDEN);
+        meta_core::testing::check(&now, GOLDEN);
     }
 
     mod erased {

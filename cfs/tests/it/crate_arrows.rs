@@ -8,8 +8,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::process::Command;
 
-/// Workspace crate → the workspace crates it depends on.
-fn arrows() -> BTreeMap<String, BTreeSet<String>> {
+/// The packages of the workspace, as `cargo metadata` lists them.
+fn packages() -> Vec<serde_json::Value> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
         .expect("cfs/ sits in the workspace root");
@@ -32,7 +32,12 @@ fn arrows() -> BTreeMap<String, BTreeSet<String>> {
     );
     let meta: serde_json::Value =
         serde_json::from_slice(&out.stdout).expect("cargo metadata prints JSON");
-    let packages = meta["packages"].as_array().expect("a package list");
+    meta["packages"].as_array().expect("a package list").clone()
+}
+
+/// Workspace crate → the workspace crates it depends on.
+fn arrows() -> BTreeMap<String, BTreeSet<String>> {
+    let packages = packages();
     let members: BTreeSet<String> = packages
         .iter()
         .map(|p| p["name"].as_str().expect("a package name").to_string())
@@ -54,6 +59,22 @@ fn arrows() -> BTreeMap<String, BTreeSet<String>> {
         .collect()
 }
 
+/// Every dependency `krate` names, from a registry or not, of every kind.
+fn dependency_list(krate: &str) -> BTreeSet<String> {
+    let packages = packages();
+    let p = packages
+        .iter()
+        .find(|p| p["name"] == krate)
+        .unwrap_or_else(|| panic!("{krate} is no longer a workspace member: update this test"));
+    p["dependencies"]
+        .as_array()
+        .expect("a dependency list")
+        .iter()
+        .filter_map(|d| d["name"].as_str())
+        .map(str::to_string)
+        .collect()
+}
+
 fn deps<'a>(a: &'a BTreeMap<String, BTreeSet<String>>, krate: &str) -> &'a BTreeSet<String> {
     a.get(krate)
         .unwrap_or_else(|| panic!("{krate} is no longer a workspace member: update this test"))
@@ -66,6 +87,7 @@ fn crate_arrows_follow_the_architecture() {
         "proto",
         "xdr-derive",
         "mds",
+        "meta-core",
         "ds",
         "chunkstore",
         "layout",
@@ -86,6 +108,17 @@ fn crate_arrows_follow_the_architecture() {
     // through each other's code.
     assert!(!deps(&a, "mds").contains("ds"), "mds depends on ds");
     assert!(!deps(&a, "ds").contains("mds"), "ds depends on mds");
+
+    // The namespace's state machine is a function of its own types: it knows no workspace crate
+    // and no runtime, storage engine or Raft (it is unit-tested without them, and every
+    // replica runs it alike).
+    let core = deps(&a, "meta-core");
+    assert!(core.is_empty(), "meta-core depends on {core:?}");
+    let runtime: Vec<String> = dependency_list("meta-core")
+        .into_iter()
+        .filter(|d| ["tokio", "openraft", "redb"].contains(&d.as_str()))
+        .collect();
+    assert!(runtime.is_empty(), "meta-core depends on {runtime:?}");
 
     // The binary and the harness are leaves: nothing builds on them.
     for (krate, d) in &a {

@@ -25,24 +25,17 @@
 //! (`Command::Detach`, `cfs admin rmtree`) stays as an orphan directory in the same table
 //! until the reclaimer (`rmtree`) has emptied and forgotten it; `detached()` lists them.
 
-mod apply;
-pub mod coding;
-mod command;
 mod coordinator;
-mod error;
-mod object;
-pub mod perm;
 mod read;
 mod rmtree;
-pub mod sessions;
-pub mod shard;
-pub(crate) mod state;
 pub(crate) mod store;
 mod tags;
-pub mod txn;
 mod txn_store;
 mod unstable;
 pub(crate) mod wal;
+
+pub use meta_core::{coding, perm, sessions, shard, state, txn};
+use meta_core::{command, error, object};
 
 #[cfg(test)]
 mod tests;
@@ -59,7 +52,7 @@ use redb::{Database, Durability, ReadableTable};
 use tokio::sync::oneshot;
 use tracing::{info, warn};
 
-pub use apply::{apply, apply_on_shard};
+pub use meta_core::{apply, apply_on_shard};
 pub use coding::{Encoded, FileCode, GroupCode, Redundancy};
 pub use command::{check_name, Command, CreateHow};
 pub use error::FsError;

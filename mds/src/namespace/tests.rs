@@ -1,12 +1,10 @@
 //! Tests of the namespace: rules of each command, the redb store against the in-memory model,
 //! group commit, and recovery after kill -9.
 
-mod as_caller;
 mod basic;
 mod coding;
 mod crash;
 mod cross_shard;
-mod encodings;
 mod group;
 mod model;
 mod replicated;
@@ -14,70 +12,7 @@ mod rmtree;
 
 use super::*;
 
-pub(super) const T0: Time = Time::new(1_700_000_000, 0);
-
-pub(super) fn t(n: i64) -> Time {
-    Time::new(T0.secs + n, 0)
-}
-
-/// Creates `name` in `parent`; `apply` numbers it in the parent's shard.
-pub(super) fn create(parent: u64, name: &str, kind: FileKind) -> Command {
-    let mode = if kind.is_dir() { 0o755 } else { 0o644 };
-    Command::Create {
-        parent,
-        name: name.as_bytes().to_vec(),
-        kind,
-        mode,
-        uid: 1000,
-        gid: 1000,
-        time: t(1),
-        how: CreateHow::Guarded,
-    }
-}
-
-/// Applies a create and returns the new inode's number.
-pub(super) fn made(s: &mut MemState, cmd: Command) -> u64 {
-    let out = step(s, &cmd).unwrap_or_else(|e| panic!("{cmd:?}: {e:?}"));
-    out.inode.expect("created inode").ino
-}
-
-/// The object `dir/name` names now (0 when none: commands built with it find the name free).
-pub(super) fn child(s: &MemState, dir: u64, name: &str) -> u64 {
-    s.dirents
-        .get(&(dir, name.as_bytes().to_vec()))
-        .map(|(i, _)| *i)
-        .unwrap_or(0)
-}
-
-/// A fresh in-memory state with its root.
-pub(super) fn init() -> MemState {
-    let mut s = MemState::default();
-    apply(
-        &mut s,
-        &Command::InitRoot {
-            fs_id: 42,
-            time: T0,
-        },
-    )
-    .unwrap();
-    s
-}
-
-/// Applies through a staging layer, as the writer does, so failures leave no trace.
-pub(super) fn step(s: &mut MemState, cmd: &Command) -> Result<Outcome, FsError> {
-    let mut staged = state::Staged::new(&*s);
-    let out = apply(&mut staged, cmd)?;
-    staged.into_changes().flush_into(s)?;
-    Ok(out)
-}
-
-/// `step` as shard `shard`'s state machine applies a command of its log.
-pub(super) fn step_on(shard: ShardId, s: &mut MemState, cmd: &Command) -> Result<Outcome, FsError> {
-    let mut staged = state::Staged::new(&*s);
-    let out = apply_on_shard(shard, &mut staged, cmd)?;
-    staged.into_changes().flush_into(s)?;
-    Ok(out)
-}
+pub(super) use meta_core::testing::*;
 
 /// Creates `name` in `parent` through the namespace and returns the new inode's number.
 pub(super) async fn mk(ns: &Namespace, parent: u64, name: &str, kind: FileKind) -> u64 {

@@ -13,7 +13,7 @@ use openraft::{
 };
 
 use crate::namespace::{apply, Command, FileKind, FsError, MemState, Outcome, ShardId, Time};
-use crate::pinned::check;
+use meta_core::testing::check;
 
 use super::handover::{HandOverError, Lead, LeadReply};
 use super::log::{encode, Head, Rec};

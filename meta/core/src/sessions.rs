@@ -343,7 +343,7 @@ mod tests {
     fn created(ino: u64) -> Outcome {
         Outcome {
             created: true,
-            effects: vec![crate::namespace::Effect::Freed(ino)],
+            effects: vec![crate::Effect::Freed(ino)],
             ..Outcome::default()
         }
     }

@@ -318,13 +318,13 @@ type StagedDirents = BTreeMap<(u64, Vec<u8>), Option<(u64, u64)>>;
 /// lets a failed command leave no trace in a batch shared with others.
 #[derive(Default)]
 pub struct Changes {
-    pub(crate) inodes: BTreeMap<u64, Option<Inode>>,
-    pub(crate) dirents: StagedDirents,
-    pub(crate) cookies: BTreeMap<u64, Option<u64>>,
+    pub inodes: BTreeMap<u64, Option<Inode>>,
+    pub dirents: StagedDirents,
+    pub cookies: BTreeMap<u64, Option<u64>>,
     meta: BTreeMap<&'static str, u64>,
-    pub(crate) orphans: BTreeMap<u64, bool>,
-    pub(crate) chunks: BTreeMap<(u64, u64), Option<Vec<u64>>>,
-    pub(crate) stripes: BTreeMap<u64, Option<FileCode>>,
+    pub orphans: BTreeMap<u64, bool>,
+    pub chunks: BTreeMap<(u64, u64), Option<Vec<u64>>>,
+    pub stripes: BTreeMap<u64, Option<FileCode>>,
     clients: BTreeMap<(u64, Vec<u8>), bool>,
     txns: BTreeMap<TxnId, Option<TxnEntry>>,
 }
@@ -332,7 +332,7 @@ pub struct Changes {
 impl Changes {
     /// Whether `dir` has an entry `skip` does not reject, these changes over a base whose
     /// answer `base` gives for a filter (entries changed here are the changes' to say).
-    pub(crate) fn dir_has_entry(
+    pub fn dir_has_entry(
         &self,
         dir: u64,
         skip: &dyn Fn(&[u8]) -> bool,

@@ -96,7 +96,7 @@ pub struct TxnPart {
 impl TxnPart {
     /// Whether this part makes an object that did not exist (committed first, so no name ever
     /// points at a missing object), adds a name (second), or only removes and changes.
-    pub(crate) fn rank(&self, existed: &BTreeSet<u64>) -> u8 {
+    pub fn rank(&self, existed: &BTreeSet<u64>) -> u8 {
         if self
             .inodes
             .iter()
@@ -113,7 +113,7 @@ impl TxnPart {
     }
 
     /// The keys this part writes: each must be locked by the transaction.
-    pub(crate) fn keys(&self) -> BTreeSet<Key> {
+    pub fn keys(&self) -> BTreeSet<Key> {
         let mut k = BTreeSet::new();
         for (ino, _) in &self.inodes {
             k.insert(Key::Inode(*ino));

@@ -287,7 +287,7 @@ pub fn setattr_prepare(c: &Cred, i: &Inode, a: &AttrRequest) -> Result<Option<u3
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::namespace::Time;
+    use crate::Time;
 
     fn inode(kind: FileKind, mode: u32, uid: u32, gid: u32) -> Inode {
         Inode {

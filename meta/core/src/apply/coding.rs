@@ -1,14 +1,14 @@
 //! The commands that move a file between mirrored and erasure-coded and keep its shards whole
 //! (`BeginEncode`, `FinishEncode`, `AbortEncode`, `ShardBad`, `ShardMoved`, `CopiesTrimmed`,
-//! `ShardsDropped`), over the records of `crate::namespace::coding`, whose module comment says
+//! `ShardsDropped`), over the records of `crate::coding`, whose module comment says
 //! what they keep true.
 
 use std::collections::BTreeMap;
 
-use crate::namespace::coding::{Encoded, Encoding, FileCode, GroupCode, MAX_SHARDS};
-use crate::namespace::error::FsError;
-use crate::namespace::object::{FileKind, Outcome, Time};
-use crate::namespace::state::{meta, StateStore};
+use crate::coding::{Encoded, Encoding, FileCode, GroupCode, MAX_SHARDS};
+use crate::error::FsError;
+use crate::object::{FileKind, Outcome, Time};
+use crate::state::{meta, StateStore};
 
 fn regular<S: StateStore + ?Sized>(s: &S, ino: u64) -> Result<(), FsError> {
     match s.inode(ino)? {

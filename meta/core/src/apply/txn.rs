@@ -1,17 +1,17 @@
 //! The steps of a cross-shard transaction as each shard applies them (`TxnLock`, `TxnDecide`,
 //! `TxnResolve`, `TxnCommit`, `TxnAbort`, `TxnForget`), and the guard that keeps every other
-//! command off locked keys (`Guarded`). The protocol is in `crate::namespace::txn`'s module
+//! command off locked keys (`Guarded`). The protocol is in `crate::txn`'s module
 //! comment; the store the coordinator computes a transaction's writes over is its own
 //! (`namespace::txn_store`).
 
 use std::collections::BTreeSet;
 
-use crate::namespace::coding::FileCode;
-use crate::namespace::error::FsError;
-use crate::namespace::object::{Effect, Inode, Outcome, Time};
-use crate::namespace::shard::{Key, ShardId};
-use crate::namespace::state::StateStore;
-use crate::namespace::txn::{older_than, Decision, Prepared, TxnEntry, TxnId, TxnPart, MAX_AGE};
+use crate::coding::FileCode;
+use crate::error::FsError;
+use crate::object::{Effect, Inode, Outcome, Time};
+use crate::shard::{Key, ShardId};
+use crate::state::StateStore;
+use crate::txn::{older_than, Decision, Prepared, TxnEntry, TxnId, TxnPart, MAX_AGE};
 
 /// `TxnLock`: locks `keys` (all of one shard) for `txn`.
 pub(crate) fn lock<S: StateStore + ?Sized>(
@@ -153,7 +153,7 @@ pub(crate) fn commit<S: StateStore + ?Sized>(
         s.set_next_cookie(*dir, *next)?;
     }
     for (key, delta) in &part.meta {
-        let key = crate::namespace::state::meta::ALL
+        let key = crate::state::meta::ALL
             .into_iter()
             .find(|k| k == key)
             .ok_or_else(|| FsError::Corrupt(format!("counter {key}")))?;

@@ -4,14 +4,12 @@
 mod coding;
 mod txn;
 
-use crate::namespace::command::{check_name, Command, CreateHow};
-use crate::namespace::error::FsError;
-use crate::namespace::object::{
-    DirChange, Effect, FileKind, Inode, Outcome, SetTime, Time, ROOT_INO,
-};
-use crate::namespace::perm::{self, Cred};
-use crate::namespace::shard::ShardId;
-use crate::namespace::state::{meta, StateStore};
+use crate::command::{check_name, Command, CreateHow};
+use crate::error::FsError;
+use crate::object::{DirChange, Effect, FileKind, Inode, Outcome, SetTime, Time, ROOT_INO};
+use crate::perm::{self, Cred};
+use crate::shard::ShardId;
+use crate::state::{meta, StateStore};
 
 /// Size reported for directories; clients only use it for display.
 const DIR_SIZE: u64 = 4096;
@@ -969,10 +967,6 @@ fn set_drain<S: StateStore + ?Sized>(
         return Err(FsError::Invalid);
     }
     let mark = [ds];
-    s.put_chunk(
-        crate::namespace::object::DRAIN_INO,
-        ds,
-        draining.then_some(&mark[..]),
-    )?;
+    s.put_chunk(crate::object::DRAIN_INO, ds, draining.then_some(&mark[..]))?;
     Ok(Outcome::default())
 }

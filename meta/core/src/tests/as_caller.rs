@@ -2,7 +2,7 @@
 //! and a refused command leaves nothing behind.
 
 use super::*;
-use crate::namespace::perm::{Cred, DEFAULT_ID};
+use crate::perm::{Cred, DEFAULT_ID};
 
 fn user(uid: u32, gid: u32, groups: &[u32]) -> Cred {
     Cred {

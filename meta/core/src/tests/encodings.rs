@@ -7,11 +7,11 @@
 //! or retyping a field does.
 
 use super::*;
-use crate::namespace::coding::{Encoded, Encoding, GroupCode};
-use crate::namespace::perm::Cred;
-use crate::namespace::sessions::{Seen, Sessions, Tag};
-use crate::namespace::txn::{Decision, Prepared, TxnEntry, TxnPart};
-use crate::pinned::check;
+use crate::coding::{Encoded, Encoding, GroupCode};
+use crate::perm::Cred;
+use crate::sessions::{Seen, Sessions, Tag};
+use crate::testing::check;
+use crate::txn::{Decision, Prepared, TxnEntry, TxnPart};
 
 fn enc<T: serde::Serialize>(v: &T) -> Vec<u8> {
     postcard::to_stdvec(v).expect("encodes")

@@ -1,0 +1,8 @@
+//! Tests of the state machine alone: Linux's permission rules as `apply` checks them for a
+//! caller, and the encodings of what it keeps and replicates.
+
+mod as_caller;
+mod encodings;
+
+use crate::testing::*;
+use crate::*;
