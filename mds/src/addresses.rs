@@ -25,8 +25,8 @@ use std::time::{Duration, Instant};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
 
-use crate::namespace::Command;
 use crate::Mds;
+use meta::namespace::Command;
 
 /// How long a node must refuse connections before its address is taken over. Short: a live
 /// node keeps its address anyway (the bind fails), so a false alarm costs nothing.

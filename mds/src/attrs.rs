@@ -1,7 +1,7 @@
 //! NFSv4 attributes of an inode, and the attributes a client may set.
 use crate::error::{NfsError, NfsResult};
-use crate::namespace::{FileKind, Inode, SetTime, Time};
 use crate::Mds;
+use meta::namespace::{FileKind, Inode, SetTime, Time};
 use proto::nfs4::attr::*;
 use proto::nfs4::basic::{Fattr4, Fsid4, NfsFtype4, Nfstime4, Settime4, Specdata4};
 use proto::xdr::Opaque;
@@ -249,8 +249,8 @@ pub struct SetAttrs {
 
 impl SetAttrs {
     /// The change as the permission rules see it.
-    pub fn request(&self) -> crate::namespace::perm::AttrRequest {
-        crate::namespace::perm::AttrRequest::new(
+    pub fn request(&self) -> meta::namespace::perm::AttrRequest {
+        meta::namespace::perm::AttrRequest::new(
             self.mode, self.uid, self.gid, self.size, self.atime, self.mtime,
         )
     }

@@ -3,8 +3,8 @@
 //! against the state it changes.
 use crate::compound::Ctx;
 use crate::error::{NfsError, NfsResult};
-use crate::namespace::perm;
-use crate::namespace::{ClientRequest, Command, FsError, Inode, Key, Outcome, ShardId};
+use meta::namespace::perm;
+use meta::namespace::{ClientRequest, Command, FsError, Inode, Key, Outcome, ShardId};
 
 impl Ctx<'_> {
     /// `want` is a mask of 4 (read), 2 (write), 1 (execute/search): `perm::permission`.
@@ -32,7 +32,7 @@ impl Ctx<'_> {
         match self.request() {
             Some(req) => Command::Request {
                 req,
-                at: crate::namespace::Time::now(),
+                at: meta::namespace::Time::now(),
                 cmd: Box::new(cmd),
                 answer: None,
             },

@@ -2,11 +2,11 @@
 //! and keep the reply in the session's slot for exactly-once replays.
 use crate::error::NfsError;
 use crate::export::{Export, SecFlavor};
-use crate::namespace::{FsError, ShardId, Snapshot};
 use crate::ops::{self, table};
 use crate::sec;
 use crate::state::{InSlot, SessionId, SlotUse, StateId};
 use crate::Mds;
+use meta::namespace::{FsError, ShardId, Snapshot};
 use proto::nfs4::compound::{Compound4Args, Compound4Res, NfsArgop4, NfsResop4};
 use proto::nfs4::fileops::StatusRes;
 use proto::rpc::{accepted_reply, denied_auth_reply, AcceptStat, Auth, AuthStat, Call, Connection};
@@ -19,7 +19,7 @@ const DANGLING_AGAIN: u32 = 3;
 
 /// Who the request runs as, after the export's squashing: the namespace's own credential, so
 /// the checks in `namespace::perm` see exactly what the operation saw.
-pub type User = crate::namespace::perm::Cred;
+pub type User = meta::namespace::perm::Cred;
 
 /// The caller's credential as sent, before any export's squashing.
 #[derive(Debug, Clone)]
@@ -208,7 +208,7 @@ impl Ctx<'_> {
             match r {
                 Err(FsError::Busy) => {
                     let now = tokio::time::Instant::now();
-                    let until = *busy_until.get_or_insert(now + crate::namespace::READ_WAIT);
+                    let until = *busy_until.get_or_insert(now + meta::namespace::READ_WAIT);
                     if now + pause >= until {
                         return Err(NfsError::Delay);
                     }

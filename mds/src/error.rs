@@ -230,9 +230,9 @@ impl NfsError {
 
 pub type NfsResult<T> = Result<T, NfsError>;
 
-impl From<crate::namespace::FsError> for NfsError {
-    fn from(e: crate::namespace::FsError) -> Self {
-        use crate::namespace::FsError as F;
+impl From<meta::namespace::FsError> for NfsError {
+    fn from(e: meta::namespace::FsError) -> Self {
+        use meta::namespace::FsError as F;
         match e {
             F::NotFound => NfsError::NoEnt,
             F::Exists => NfsError::Exist,
@@ -243,7 +243,7 @@ impl From<crate::namespace::FsError> for NfsError {
             F::NameTooLong => NfsError::NameTooLong,
             // The root is never removed: missing, it is not made yet (a new metadata cluster
             // before its first election); the client tries again rather than fail its mount.
-            F::Stale(crate::namespace::ROOT_INO) => NfsError::Delay,
+            F::Stale(meta::namespace::ROOT_INO) => NfsError::Delay,
             F::Stale(_) => NfsError::Stale,
             F::WrongKind => NfsError::BadType,
             F::Perm => NfsError::Perm,

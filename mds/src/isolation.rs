@@ -38,8 +38,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::namespace::ShardId;
 use crate::Mds;
+use meta::namespace::ShardId;
 
 /// How often the watch passes shard 0's read barrier.
 pub const CHECK_EVERY: Duration = Duration::from_secs(1);
@@ -71,7 +71,7 @@ pub fn vouches(silent: Duration) -> bool {
 /// grace, but never less than a cut-off node takes to expire its clients (see the module
 /// comment), so `mds.grace` shorter than lease + 15 s is lengthened here rather than refused.
 pub fn lock_grace(lease: Duration, grace: Duration) -> Duration {
-    grace.max(lease + ISOLATED_AFTER + crate::raft::fresh::LEASE + SWEEP_LAG + MARGIN)
+    grace.max(lease + ISOLATED_AFTER + meta::raft::fresh::LEASE + SWEEP_LAG + MARGIN)
 }
 
 /// This node's last confirmed contact with a majority, read by SEQUENCE and the sweep.
@@ -189,7 +189,7 @@ mod tests {
                 // The last barrier passed up to a read lease after the cut began, renewals
                 // stop ISOLATED_AFTER later, leases run out a lease later, the sweep follows
                 // within SWEEP_LAG: all strictly before the arbiter grants.
-                let expired = crate::raft::fresh::LEASE + ISOLATED_AFTER + lease + SWEEP_LAG;
+                let expired = meta::raft::fresh::LEASE + ISOLATED_AFTER + lease + SWEEP_LAG;
                 assert!(expired < g, "lease {lease:?}");
             }
         }

@@ -30,10 +30,10 @@ use openraft::error::{CheckIsLeaderError, RaftError};
 use serde::{Deserialize, Serialize};
 
 use crate::error::NfsError;
-use crate::namespace::{PeerAnswer, PeerLocks, ShardId};
 use crate::state::arbiter::{Verdict, Views};
 use crate::state::locks::{LockKind, Range};
 use crate::Mds;
+use meta::namespace::{PeerAnswer, PeerLocks, ShardId};
 
 /// How long a request waits for its shard to have a reachable leader before DELAY.
 const ASK_WAIT: Duration = Duration::from_secs(10);

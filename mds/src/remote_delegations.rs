@@ -34,9 +34,9 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{NfsError, NfsResult};
-use crate::namespace::ShardId;
 use crate::state::StateId;
 use crate::Mds;
+use meta::namespace::ShardId;
 
 /// Most files this node records as delegated elsewhere, and most holders per file; past them,
 /// notes are refused (no new delegations elsewhere) until the sweep or recalls make room.

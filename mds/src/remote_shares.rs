@@ -37,8 +37,8 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{NfsError, NfsResult};
-use crate::namespace::ShardId;
 use crate::Mds;
+use meta::namespace::ShardId;
 
 /// Most files with notes from other nodes, and most (node, client) notes per file; past
 /// them, notes are refused as busy (deny opens elsewhere get DELAY) until the sweep or

@@ -5,8 +5,8 @@
 
 use thiserror::Error;
 
-use crate::namespace::{FsError, Inode, ROOT_INO};
 use crate::Mds;
+use meta::namespace::{FsError, Inode, ROOT_INO};
 
 #[derive(Debug, Error, PartialEq, Eq)]
 pub enum RmtreeError {
@@ -80,7 +80,7 @@ pub async fn rmtree(mds: &Mds, path: &str) -> Result<Detached, RmtreeError> {
     let (parent, child) = {
         let mut cur = ROOT_INO;
         for d in dirs {
-            let i = crate::namespace::settle(
+            let i = meta::namespace::settle(
                 || mds.ns.lookup_settled(cur, d.as_bytes()),
                 |e| *e == FsError::Busy,
             )
@@ -91,7 +91,7 @@ pub async fn rmtree(mds: &Mds, path: &str) -> Result<Detached, RmtreeError> {
             }
             cur = i.ino;
         }
-        let c = crate::namespace::settle(
+        let c = meta::namespace::settle(
             || mds.ns.lookup_settled(cur, name.as_bytes()),
             |e| *e == FsError::Busy,
         )

@@ -21,7 +21,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use crate::error::{NfsError, NfsResult};
-use crate::namespace::SpaceGuard;
+use meta::namespace::SpaceGuard;
 
 /// The reserve file inside the metadata directory.
 pub const RESERVE_FILE: &str = "reserve";

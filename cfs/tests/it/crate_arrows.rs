@@ -87,6 +87,7 @@ fn crate_arrows_follow_the_architecture() {
         "proto",
         "xdr-derive",
         "mds",
+        "meta",
         "meta-core",
         "ds",
         "chunkstore",
@@ -119,6 +120,16 @@ fn crate_arrows_follow_the_architecture() {
         .filter(|d| ["tokio", "openraft", "redb"].contains(&d.as_str()))
         .collect();
     assert!(runtime.is_empty(), "meta-core depends on {runtime:?}");
+
+    // The replicated namespace knows nothing of NFS: the MDS builds on it, never the reverse;
+    // below it only the state machine, wire formats (the peer program), the cluster secret
+    // (its MAC) and the metrics registry.
+    assert!(!deps(&a, "meta").contains("mds"), "meta depends on mds");
+    let meta: Vec<_> = deps(&a, "meta")
+        .iter()
+        .filter(|d| !["meta-core", "proto", "layout", "metrics"].contains(&d.as_str()))
+        .collect();
+    assert!(meta.is_empty(), "meta depends on {meta:?}");
 
     // The binary and the harness are leaves: nothing builds on them.
     for (krate, d) in &a {

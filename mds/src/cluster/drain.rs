@@ -22,7 +22,7 @@ use super::holds::Claim;
 use super::placement::{FILE_RECORD, MIRRORS};
 use super::Cluster;
 use crate::error::NfsError;
-use crate::namespace::{Command, FsError, Namespace, DRAIN_INO};
+use meta::namespace::{Command, FsError, Namespace, DRAIN_INO};
 
 /// Files moved under one fence: they are fenced together and wait out one settle (two
 /// heartbeats) instead of one each.

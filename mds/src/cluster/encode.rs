@@ -21,7 +21,7 @@ use proto::shard::{DropArgs, EncodeArgs, ShardClient, ShardServer};
 use super::placement::{FILE_RECORD, MIRRORS};
 use super::Cluster;
 use crate::error::{NfsError, NfsResult};
-use crate::namespace::{Command, Encoded, FileCode, Namespace, Time};
+use meta::namespace::{Command, Encoded, FileCode, Namespace, Time};
 
 /// log2 of the shard unit: 1 MiB (docs/EC.md "Choice of the shard unit").
 pub const UNIT_SHIFT: u8 = 20;

@@ -33,8 +33,8 @@ use serde::{Deserialize, Serialize};
 
 use super::Cluster;
 use crate::error::{NfsError, NfsResult};
-use crate::namespace::{Namespace, ShardId};
-use crate::raft::network::Peers;
+use meta::namespace::{Namespace, ShardId};
+use meta::raft::network::Peers;
 
 /// How long a node holds a file for another without hearing from it again.
 pub const HOLD_TTL: Duration = Duration::from_secs(60);

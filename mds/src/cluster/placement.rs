@@ -18,7 +18,7 @@ use layout::{DsId, FileId};
 
 use super::Cluster;
 use crate::error::{NfsError, NfsResult};
-use crate::namespace::{Command, FsError, Namespace};
+use meta::namespace::{Command, FsError, Namespace};
 
 /// Copies a written chunk should have.
 pub const MIRRORS: usize = 2;

@@ -7,7 +7,7 @@
 //! backend for both").
 use super::Cluster;
 use crate::error::{NfsError, NfsResult};
-use crate::namespace::Namespace;
+use meta::namespace::Namespace;
 
 /// Bytes read or written per step (one buffer of this size is live at a time).
 const STEP: u64 = crate::limits::MAX_IO as u64;

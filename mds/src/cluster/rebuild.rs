@@ -21,7 +21,7 @@ use proto::shard::{DropArgs, PlaceArgs, RepairArgs, ShardRef, ShardServer};
 use super::encode::SPAN;
 use super::Cluster;
 use crate::error::{NfsError, NfsResult};
-use crate::namespace::{Command, FileCode, Namespace};
+use meta::namespace::{Command, FileCode, Namespace};
 
 /// One REPAIR rebuilds a whole group (up to 1 GiB of file bytes, 256 MiB of one shard with
 /// 4+2): generous for a data server that rebuilds at ~100 MiB/s with foreground reads beside.

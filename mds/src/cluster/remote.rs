@@ -11,7 +11,7 @@ use proto::nfs3_client::Nfs3ClientError;
 
 use super::Cluster;
 use crate::error::{NfsError, NfsResult};
-use crate::namespace::Namespace;
+use meta::namespace::Namespace;
 
 impl Cluster {
     /// A handle for `ino` on `ds` (covering the whole file, as layouts do).

@@ -18,7 +18,7 @@ use super::holds::Claim;
 use super::placement::{FILE_RECORD, MIRRORS};
 use super::Cluster;
 use crate::error::{NfsError, NfsResult};
-use crate::namespace::{FsError, Namespace};
+use meta::namespace::{FsError, Namespace};
 
 const COPY_IO: u32 = 1 << 20;
 /// Repair passes between two rescans of the namespace for files short of a mirror (one pass
@@ -71,7 +71,7 @@ impl Cluster {
     pub fn find_degraded(&self, ns: &Namespace) -> NfsResult<usize> {
         let mut found = ns.under_mirrored(MIRRORS)?;
         // The drain marks live in the placement table too, and are no file.
-        found.retain(|ino| *ino != crate::namespace::DRAIN_INO);
+        found.retain(|ino| *ino != meta::namespace::DRAIN_INO);
         let n = found.len();
         self.degraded
             .lock()

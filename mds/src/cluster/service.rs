@@ -13,7 +13,7 @@ use proto::xdr::Opaque;
 
 use super::registry::Refused;
 use super::Cluster;
-use crate::namespace::Namespace;
+use meta::namespace::Namespace;
 
 /// Answers one call of the cluster program; `None` in `cluster` means this MDS runs alone, and
 /// the program is then unavailable. `ns` gives the metadata nodes a heartbeat reply lists.

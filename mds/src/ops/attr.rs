@@ -2,8 +2,8 @@
 use crate::attrs;
 use crate::compound::Ctx;
 use crate::error::{NfsError, NfsResult};
-use crate::namespace::perm;
-use crate::namespace::{Command, Inode, Time};
+use meta::namespace::perm;
+use meta::namespace::{Command, Inode, Time};
 use proto::nfs4::attr::Bitmap;
 use proto::nfs4::basic::Fattr4;
 use proto::nfs4::fileops::*;
@@ -42,7 +42,7 @@ async fn setattr_inner(ctx: &mut Ctx<'_>, a: &SetattrArgs) -> NfsResult<Bitmap> 
     let s = attrs::decode_settable(&a.obj_attributes)?;
     let _busy = crate::recall::recall_and_wait(ctx.mds, &[i.ino], ctx.clientid).await?;
     if s.size.is_some() {
-        if !matches!(i.kind, crate::namespace::FileKind::Regular) {
+        if !matches!(i.kind, meta::namespace::FileKind::Regular) {
             return Err(if i.kind.is_dir() {
                 NfsError::IsDir
             } else {

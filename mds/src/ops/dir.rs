@@ -3,9 +3,9 @@ use super::fh::check_name;
 use crate::attrs;
 use crate::compound::Ctx;
 use crate::error::{NfsError, NfsResult};
-use crate::namespace::perm::{self, DEFAULT_ID};
-use crate::namespace::{Command, CreateHow, DirChange, FileKind, FsError, Inode, Snapshot, Time};
 use crate::recall::recall_and_wait;
+use meta::namespace::perm::{self, DEFAULT_ID};
+use meta::namespace::{Command, CreateHow, DirChange, FileKind, FsError, Inode, Snapshot, Time};
 use proto::nfs4::attr::{Bitmap, FATTR4_RDATTR_ERROR};
 use proto::nfs4::basic::{ChangeInfo4, Fattr4};
 use proto::nfs4::fileops::*;
@@ -88,7 +88,7 @@ fn list(
     let mut entries = Vec::new();
     let mut after = if a.cookie < 3 { 0 } else { a.cookie };
     let mut eof = false;
-    snap.settled(crate::namespace::Key::Entries(dir))?;
+    snap.settled(meta::namespace::Key::Entries(dir))?;
     'outer: loop {
         let (batch, done) = match snap.readdir(dir, after, 256) {
             Err(FsError::Invalid) => return Ok(Err(NfsError::BadCookie)),
@@ -159,7 +159,7 @@ pub async fn create_entry(
     mode: u32,
     how: CreateHow,
     set: &attrs::SetAttrs,
-) -> NfsResult<crate::namespace::Outcome> {
+) -> NfsResult<meta::namespace::Outcome> {
     ctx.execute_as(Command::Create {
         parent: dir.ino,
         name,

@@ -4,7 +4,7 @@ use crate::compound::Ctx;
 use crate::error::{NfsError, NfsResult};
 use crate::export::{self, Export, SecFlavor, PSEUDO_ID};
 use crate::fh::{FhError, FileHandle};
-use crate::namespace::{FileKind, Inode, ROOT_INO};
+use meta::namespace::{FileKind, Inode, ROOT_INO};
 use proto::nfs4::basic::AUTH_SYS;
 use proto::nfs4::fileops::{
     GetfhRes, GetfhResOk, LookupArgs, Secinfo4, SecinfoArgs, SecinfoNoNameArgs, SecinfoRes,

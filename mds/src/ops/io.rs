@@ -3,7 +3,7 @@
 //! log when the data is made durable.
 use crate::compound::Ctx;
 use crate::error::{NfsError, NfsResult};
-use crate::namespace::{perm, FileKind, Inode, Time};
+use meta::namespace::{perm, FileKind, Inode, Time};
 use proto::nfs4::basic::{StableHow4, Stateid4};
 use proto::nfs4::fileops::*;
 use proto::xdr::Opaque;

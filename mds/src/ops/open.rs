@@ -4,8 +4,8 @@ use super::fh::check_name;
 use crate::attrs;
 use crate::compound::Ctx;
 use crate::error::{NfsError, NfsResult};
-use crate::namespace::{CreateHow, FileKind, FsError, Inode};
 use crate::state::StateId;
+use meta::namespace::{CreateHow, FileKind, FsError, Inode};
 use proto::nfs4::basic::{Fattr4, Nfsace4};
 use proto::nfs4::state::*;
 
@@ -20,7 +20,7 @@ pub async fn open(ctx: &mut Ctx<'_>, a: &OpenArgs) -> OpenRes {
 struct Target {
     file: Inode,
     dir: Option<Inode>,
-    dir_change: Option<crate::namespace::DirChange>,
+    dir_change: Option<meta::namespace::DirChange>,
     created: bool,
     attrset: Vec<u32>,
 }

@@ -15,7 +15,7 @@ use proto::xdr::Xdr;
 use crate::cluster::{Cluster, MdsIoStats};
 use crate::compound::Ctx;
 use crate::error::{NfsError, NfsResult};
-use crate::namespace::{Command, FileKind, Inode, Time};
+use meta::namespace::{Command, FileKind, Inode, Time};
 
 fn cluster(ctx: &Ctx<'_>) -> NfsResult<Arc<Cluster>> {
     ctx.mds.cluster().cloned().ok_or(NfsError::NotSupp)
@@ -64,7 +64,7 @@ pub fn reads_striped_layouts(ids: &[proto::nfs4::basic::NfsImplId4]) -> bool {
 fn encoded_layout(
     c: &Cluster,
     ino: u64,
-    code: &crate::namespace::FileCode,
+    code: &meta::namespace::FileCode,
     ctx: &Ctx<'_>,
     stripes: bool,
 ) -> NfsResult<Layout4> {
@@ -318,7 +318,7 @@ async fn layoutcommit_inner(
     if !foreign && !ctx.mds.state.layout_rw(clientid, i.ino, &sid)? {
         return Err(NfsError::BadLayout);
     }
-    if !crate::namespace::perm::owner_or_capable(&ctx.user, &i) {
+    if !meta::namespace::perm::owner_or_capable(&ctx.user, &i) {
         ctx.require(&i, 2)?;
     }
     let mut end = match a.loca_last_write_offset {

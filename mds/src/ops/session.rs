@@ -154,7 +154,7 @@ async fn create_session_inner(
     // so that after this node's restart, or another node's takeover of its address, the
     // client may reclaim what it is about to open and lock.
     if let Some(owner) = ctx.mds.state.owner_to_record(a.csa_clientid) {
-        let record = crate::namespace::Command::ClientRecords {
+        let record = meta::namespace::Command::ClientRecords {
             node: u64::from(ctx.mds.node),
             add: vec![owner.clone()],
             remove: Vec::new(),

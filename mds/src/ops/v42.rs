@@ -3,8 +3,8 @@
 use super::io::io_target;
 use crate::compound::Ctx;
 use crate::error::{NfsError, NfsResult};
-use crate::namespace::{Command, Time};
 use chunkstore::{SeekWhat, Segment};
+use meta::namespace::{Command, Time};
 use proto::nfs4::basic::{StableHow4, Stateid4};
 use proto::nfs4::v42::*;
 use proto::xdr::Opaque;
@@ -120,7 +120,7 @@ async fn copy_ends(
     ctx: &mut Ctx<'_>,
     src_sid: &Stateid4,
     dst_sid: &Stateid4,
-) -> NfsResult<(crate::namespace::Inode, crate::namespace::Inode)> {
+) -> NfsResult<(meta::namespace::Inode, meta::namespace::Inode)> {
     let dst = io_target(ctx, dst_sid, true).await?.0;
     let saved = ctx.sfh.ok_or(NfsError::NoFileHandle)?;
     let cur = ctx.cfh;
@@ -186,7 +186,7 @@ pub async fn clone(ctx: &mut Ctx<'_>, a: &CloneArgs) -> NfsResult<()> {
 /// The bytes of COPY and CLONE: copied durably, then the destination's size and times.
 async fn copy_range(
     ctx: &Ctx<'_>,
-    src: &crate::namespace::Inode,
+    src: &meta::namespace::Inode,
     src_off: u64,
     dst: u64,
     dst_off: u64,

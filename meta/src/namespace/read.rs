@@ -20,9 +20,9 @@ use std::sync::{Arc, RwLockReadGuard};
 use std::time::Duration;
 
 use super::error::FsError;
+use super::object::{DirEntry, Inode, StatFs, FIRST_COOKIE, ROOT_INO};
 use super::shard::{Key, ShardId};
 use super::state::{meta, Dump, MemState, StateStore};
-use super::object::{DirEntry, Inode, StatFs, FIRST_COOKIE, ROOT_INO};
 use super::unstable::Unstable;
 use crate::raft::machine::ShardCore;
 

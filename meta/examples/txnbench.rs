@@ -6,12 +6,12 @@
 //! locks (`lookup_settled`, `getattr_settled`): stat and lookup loops plain and settled, and
 //! settled lookups in directories that renames are moving files between.
 //!
-//!     cargo run --release -p mds --example txnbench [-- SECONDS_PER_PHASE]
+//!     cargo run --release -p meta --example txnbench [-- SECONDS_PER_PHASE]
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use mds::namespace::{
+use meta::namespace::{
     settle, Command, CreateHow, FileKind, FsError, Namespace, Options, Time, ROOT_INO,
 };
 

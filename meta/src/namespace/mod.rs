@@ -52,10 +52,10 @@ use redb::{Database, Durability, ReadableTable};
 use tokio::sync::oneshot;
 use tracing::{info, warn};
 
-pub use meta_core::{apply, apply_on_shard};
 pub use coding::{Encoded, FileCode, GroupCode, Redundancy};
 pub use command::{check_name, Command, CreateHow};
 pub use error::FsError;
+pub use meta_core::{apply, apply_on_shard};
 pub use object::{
     DirChange, DirEntry, Effect, FileKind, Inode, Outcome, SetTime, StatFs, Time, DRAIN_INO,
     FIRST_COOKIE, NAME_MAX, ROOT_INO,
@@ -1057,7 +1057,7 @@ impl Namespace {
     }
 
     /// The shard's Raft group on this node (peer messages go to it).
-    pub(crate) fn raft_of(&self, shard: ShardId) -> Option<crate::raft::types::Raft> {
+    pub fn raft_of(&self, shard: ShardId) -> Option<crate::raft::types::Raft> {
         self.inner.shards.get(&shard.0).map(|s| s.raft.clone())
     }
 
