@@ -70,16 +70,14 @@ enum Cmd {
     /// `ec_reads = "auto"` and an `ec_reads = "assembled"` export, healthy and with a data
     /// server kill -9'd; one Markdown table with ratios to the healthy striped read
     Ecbench(ecbench::EcBenchArgs),
-    /// The CI subset: setup, then both kernels x v4.1+v3 against ganesha with --quick
-    /// (plus cfs and cfs-cluster, v4.1 and, for posix and integrity, v4.2, when
-    /// CFS_CONFORMANCE=1; cfs-cluster runs
-    /// posix, integrity, pnfs, twoclient, pnfs-fault, pnfs-cross and posix-diff only;
-    /// cfs-cluster-mds3 v4.2 posix, twoclient (guests on two nodes), mds-fault and
-    /// mds-leader-fault, cfs-gateway v3 posix and
-    /// mixed, cfs-cluster-gateway v3
-    /// gateway-fault; then cfs with
-    /// krb5p, posix); posix-diff runs one fixed seed at v4.1 only, for cfs and cfs-cluster on
-    /// both kernels
+    /// The CI subset, quick sizes, every server kind and access path on both kernels: setup,
+    /// then ganesha v4.1 (posix on both kernels, the rest on bookworm) and v3 posix; with
+    /// CFS_CONFORMANCE=1, cfs (v4.1, posix and integrity at 4.2 too; bigdir, locking,
+    /// integrity and twoclient on one kernel), cfs-cluster (posix, integrity, pnfs, twoclient,
+    /// pnfs-fault, pnfs-cross, posix-diff), cfs-cluster-mds3 v4.2 (posix, twoclient,
+    /// mds-fault, mds-leader-fault), EC 2+1 and 4+2 (encoded), cfs-gateway v3 (posix, mixed),
+    /// cfs-cluster-gateway v3 (gateway-fault), then cfs with krb5p (posix); posix-diff runs
+    /// one fixed seed at v4.1 only
     Ci {
         #[arg(long)]
         json: Option<PathBuf>,
@@ -169,6 +167,21 @@ const CI_GANESHA_V41_ONLY: [(&str, &[&str]); 5] = [
     ("pnfs", &["4.1"]),
 ];
 
+/// What CI runs against ganesha on bookworm only (see the ganesha plan in `ci`).
+const CI_GANESHA_BOOKWORM_ONLY: [&str; 5] = ["integrity", "bigdir", "locking", "twoclient", "pnfs"];
+
+/// What CI runs against single-node `cfs` on one kernel: both kernels still meet each check
+/// on some server kind: bigdir and locking are MDS-only and alternate; integrity runs on sid
+/// here and on bookworm against cfs-cluster; twoclient runs on both against cfs-cluster and
+/// cfs-cluster-mds3. Every case is a guest boot of ~10 s under TCG; a CI run took 47 min on
+/// 2026-11-27.
+const CI_CFS_ONE_KERNEL: [(&str, KernelKind); 4] = [
+    ("bigdir", KernelKind::Bookworm),
+    ("locking", KernelKind::Sid),
+    ("integrity", KernelKind::Sid),
+    ("twoclient", KernelKind::Sid),
+];
+
 /// Checks that need no cfs-cluster (the others would only report "not offered").
 fn checks_for_any_server() -> Option<Vec<&'static str>> {
     Some(
@@ -235,7 +248,13 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
                 only: checks_for_any_server()
                     .map(|v| v.into_iter().filter(|s| *s != "posix-diff").collect()),
                 scenario_vers: CI_GANESHA_V41_ONLY.to_vec(),
-                scenario_kernels: Vec::new(),
+                // posix on both kernels shows the harness and both guests work; the sid
+                // kernel's runs of the rest only meet ganesha's directory-delegation defect
+                // (all KNOWN, ~70 s of a CI run at 47 min on 2026-11-27): `run` has them.
+                scenario_kernels: CI_GANESHA_BOOKWORM_ONLY
+                    .iter()
+                    .map(|s| (*s, KernelKind::Bookworm))
+                    .collect(),
             }];
             if std::env::var("CFS_CONFORMANCE").as_deref() == Ok("1") {
                 servers.push(ServerPlan {
@@ -244,7 +263,7 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
                     versions: vec!["4.1".into(), "4.2".into()],
                     only: checks_for_any_server(),
                     scenario_vers: CI_V41_ONLY.to_vec(),
-                    scenario_kernels: Vec::new(),
+                    scenario_kernels: CI_CFS_ONE_KERNEL.to_vec(),
                 });
                 // pNFS: 1 MDS + 3 data servers; its pnfs case checks where the bytes went. All
                 // six checks took 7 min here (2026-11-22), so CI keeps the ones whose data or
@@ -260,6 +279,8 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
                     scenario_kernels: vec![
                         ("pnfs-fault", KernelKind::Sid),
                         ("pnfs-cross", KernelKind::Bookworm),
+                        // `cfs` above runs it on sid: the same server code, the other kernel
+                        ("integrity", KernelKind::Bookworm),
                     ],
                 });
                 // Three MDS nodes (every metadata shard a Raft group over them) and three
