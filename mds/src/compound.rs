@@ -153,8 +153,7 @@ impl Ctx<'_> {
             return Ok(());
         }
         let mds = self.mds;
-        let passed =
-            futures::future::join_all(todo.iter().map(|s| mds.fresh.barrier(&mds.ns, *s))).await;
+        let passed = futures::future::join_all(todo.iter().map(|s| mds.ns.barrier(*s))).await;
         if passed.iter().any(Result::is_err) {
             return Err(NfsError::Delay);
         }

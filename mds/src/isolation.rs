@@ -71,7 +71,7 @@ pub fn vouches(silent: Duration) -> bool {
 /// grace, but never less than a cut-off node takes to expire its clients (see the module
 /// comment), so `mds.grace` shorter than lease + 15 s is lengthened here rather than refused.
 pub fn lock_grace(lease: Duration, grace: Duration) -> Duration {
-    grace.max(lease + ISOLATED_AFTER + meta::raft::fresh::LEASE + SWEEP_LAG + MARGIN)
+    grace.max(lease + ISOLATED_AFTER + meta::raft::leases::LEASE + SWEEP_LAG + MARGIN)
 }
 
 /// This node's last confirmed contact with a majority, read by SEQUENCE and the sweep.
@@ -142,7 +142,7 @@ pub async fn watch(mds: Arc<Mds>) {
     loop {
         let began = Instant::now();
         let passed = matches!(
-            tokio::time::timeout(ROUND_TIMEOUT, mds.fresh.barrier(&mds.ns, ShardId(0))).await,
+            tokio::time::timeout(ROUND_TIMEOUT, mds.ns.barrier(ShardId(0))).await,
             Ok(Ok(()))
         );
         if passed {
@@ -189,7 +189,7 @@ mod tests {
                 // The last barrier passed up to a read lease after the cut began, renewals
                 // stop ISOLATED_AFTER later, leases run out a lease later, the sweep follows
                 // within SWEEP_LAG: all strictly before the arbiter grants.
-                let expired = meta::raft::fresh::LEASE + ISOLATED_AFTER + lease + SWEEP_LAG;
+                let expired = meta::raft::leases::LEASE + ISOLATED_AFTER + lease + SWEEP_LAG;
                 assert!(expired < g, "lease {lease:?}");
             }
         }

@@ -10,6 +10,7 @@ pub mod data;
 pub mod error;
 pub mod export;
 pub mod fh;
+mod in_use;
 pub mod isolation;
 pub mod limits;
 pub mod locking;
@@ -117,8 +118,6 @@ pub struct Mds {
     /// The client addresses this node answers on now (its own, and those it took over;
     /// `addresses`), for `cfs admin status`.
     pub serving: std::sync::Mutex<Vec<SocketAddr>>,
-    /// Read barriers per shard: reads see every write acknowledged before them.
-    pub fresh: raft::fresh::Fresh,
     /// Byte-range locks across MDS nodes: requests in flight, and the arbiter's views of the
     /// files of the shards this node leads.
     pub locks: locking::ClusterLocks,
@@ -290,7 +289,6 @@ impl Mds {
             grace,
             node,
             serving: Default::default(),
-            fresh: Default::default(),
             locks: locking::ClusterLocks::default(),
             remote_delegs: remote_delegations::RemoteDelegations::new(boot),
             remote_shares: remote_shares::RemoteShares::new(boot),
@@ -333,7 +331,7 @@ impl Mds {
         // it. A node that did not answer may have it open: asked again later.
         if self.ns.peers().is_some() {
             let (free, elsewhere): (Vec<u64>, Vec<u64>) =
-                match self.ns.in_use_elsewhere(&inos).await {
+                match in_use::elsewhere(&self.ns, &inos).await {
                     Some(used) => {
                         let mut used = used.into_iter();
                         inos.into_iter().partition(|_| !used.next().unwrap_or(true))
@@ -482,7 +480,7 @@ async fn reap_later(mds: std::sync::Weak<Mds>, mut todo: Vec<u64>) {
         // Open here or through another node: that holder's last close reaps it. Unknown (a
         // node did not answer): asked again next round.
         todo.retain(|i| !m.state.file_in_use(*i));
-        let (free, unknown) = match m.ns.in_use_elsewhere(&todo).await {
+        let (free, unknown) = match in_use::elsewhere(&m.ns, &todo).await {
             Some(used) => (
                 todo.iter()
                     .zip(used)
@@ -524,22 +522,6 @@ async fn forget(mds: &Mds, inos: Vec<u64>) {
         {
             tracing::warn!(%shard, orphans = n, "cannot forget orphans: {e}");
         }
-    }
-}
-
-/// This node's answer to `PEERPROC_IN_USE`: its clients' opens, and every file while its
-/// clients may still reclaim (they reopen unlinked files by handle).
-struct LocalOpens(std::sync::Weak<Mds>);
-
-impl namespace::OpenFiles for LocalOpens {
-    fn in_use(&self, inos: &[u64]) -> Vec<bool> {
-        let Some(m) = self.0.upgrade() else {
-            return vec![true; inos.len()];
-        };
-        let reclaiming = m.state.reclaims_open();
-        inos.iter()
-            .map(|&i| reclaiming || m.state.file_in_use(i))
-            .collect()
     }
 }
 
@@ -629,10 +611,8 @@ impl Server {
         let mds = Arc::new(Mds::open(&cfg).await?);
         let (effects, effects_rx) = tokio::sync::mpsc::unbounded_channel();
         mds.ns.set_effect_sink(Arc::new(QueuedEffects(effects)));
-        mds.ns
-            .set_open_files(Arc::new(LocalOpens(Arc::downgrade(&mds))));
-        mds.ns
-            .set_peer_locks(Arc::new(locking::PeerLockCalls(Arc::downgrade(&mds))));
+        in_use::answer_here(&mds);
+        locking::answer_here(&mds);
         // Files unlinked while open before the restart: OPEN promised their holders
         // (OPEN4_RESULT_PRESERVE_UNLINKED, RFC 8881 §18.16.3) to keep them through the grace
         // period, so they can reclaim the open by file handle. What nobody reclaimed by then

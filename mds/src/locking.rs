@@ -23,7 +23,7 @@
 //! node's locks; share reservations (OPEN deny modes) are each node's own.
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, Weak};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
 use openraft::error::{CheckIsLeaderError, RaftError};
@@ -33,7 +33,8 @@ use crate::error::NfsError;
 use crate::state::arbiter::{Verdict, Views};
 use crate::state::locks::{LockKind, Range};
 use crate::Mds;
-use meta::namespace::{PeerAnswer, PeerLocks, ShardId};
+use meta::namespace::ShardId;
+use meta::raft::registry::{PeerAnswer, PeerCall, PeerProc};
 
 /// How long a request waits for its shard to have a reachable leader before DELAY.
 const ASK_WAIT: Duration = Duration::from_secs(10);
@@ -375,11 +376,29 @@ async fn decide(mds: &Mds, from: u64, call: LockCall) -> LockAnswer {
     }
 }
 
-/// Answers other nodes' lock calls (`namespace::PeerLocks`).
+/// Answers other nodes' calls about locks, delegations, holds and share reservations.
 pub struct PeerLockCalls(pub Weak<Mds>);
 
-impl PeerLocks for PeerLockCalls {
-    fn answer(&self, from: u64, proc_: u32, body: Vec<u8>) -> PeerAnswer<'_> {
+/// Registers this node's answers to other nodes' NFS-state calls with the peer service.
+pub(crate) fn answer_here(mds: &Arc<Mds>) {
+    let calls: Arc<dyn PeerProc> = Arc::new(PeerLockCalls(Arc::downgrade(mds)));
+    let procs = mds.ns.groups().peer_procs();
+    for p in [
+        proto::peer::PEERPROC_LOCK,
+        proto::peer::PEERPROC_LOCKS_HELD,
+        proto::peer::PEERPROC_DELEG,
+        proto::peer::PEERPROC_HOLD,
+        proto::peer::PEERPROC_SHARE,
+    ] {
+        procs.register(p, calls.clone());
+    }
+}
+
+impl PeerProc for PeerLockCalls {
+    fn answer(&self, call: PeerCall) -> PeerAnswer<'_> {
+        let PeerCall {
+            proc_, from, body, ..
+        } = call;
         Box::pin(async move {
             let Some(mds) = self.0.upgrade() else {
                 return Err(proto::peer::PEER_ERR_CLOSED);

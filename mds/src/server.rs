@@ -49,7 +49,7 @@ impl NfsService {
             ));
         }
         if call.prog == proto::peer::CFS_PEER_PROGRAM {
-            return Some(meta::raft::service::handle(&self.mds.ns, &call).await);
+            return Some(meta::raft::service::handle(self.mds.ns.groups(), &call).await);
         }
         if call.prog != NFS4_PROGRAM {
             return Some(accepted_reply(

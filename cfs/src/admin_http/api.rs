@@ -157,7 +157,7 @@ fn metadata_status(
     let me = ns.node_id();
     let nodes: Vec<Value> = match ns.peers() {
         Some(p) => {
-            let states = mds::raft::members::node_states(ns);
+            let states = mds::raft::members::node_states(ns.groups());
             // Up as this node sees it: it answered this node's last call (or is this node).
             let up = |id: u64| id == me || p.down_since(id).is_none();
             let mut clients = configured.clone();
@@ -195,7 +195,7 @@ fn metadata_status(
     };
     let members: std::collections::BTreeMap<u16, mds::raft::members::ShardMembers> =
         match ns.peers() {
-            Some(_) => mds::raft::members::membership_view(ns)
+            Some(_) => mds::raft::members::membership_view(ns.groups())
                 .into_iter()
                 .map(|m| (m.shard, m))
                 .collect(),

@@ -337,7 +337,7 @@ async fn drain_mds(
             format!("{id:?} is not an MDS node id (a number, as `cfs admin status` shows)"),
         )
     })?;
-    match mds::raft::members::drain(&m.ns, id).await {
+    match mds::raft::members::drain(m.ns.groups(), id).await {
         Ok(()) => Ok(Json(serde_json::json!({ "drained_mds": id }))),
         Err(e @ (E::NotMember(_) | E::Solo)) => Err(ApiError(StatusCode::NOT_FOUND, e.to_string())),
         Err(e @ (E::LastNode(_) | E::NoMajority { .. })) => {

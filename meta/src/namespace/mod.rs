@@ -67,7 +67,11 @@ pub use state::{Dump, MemState, StateStore};
 pub use wal::WAL_PREFIX;
 
 use crate::raft::checkpoint::{Checkpointer, Checkpoints};
+use crate::raft::fresh::{Fresh, ReadError};
+pub use crate::raft::groups::ShardStatus;
+use crate::raft::groups::{Gate, Group, Groups};
 use crate::raft::machine::{Applied, ShardCore, ShardMachine};
+use crate::raft::registry::{PeerAnswer, PeerCall, PeerProc};
 use crate::raft::{LogEngine, Proposal, Tagged};
 use store::{Db, BOOT_COUNT, NODE, SHARDS};
 use tags::Tags;
@@ -132,26 +136,6 @@ pub trait EffectSink: Send + Sync {
     fn effects(&self, effects: &[Effect]);
 }
 
-/// Which files this node's NFS clients hold open (or may still reclaim): what another node
-/// asks before an unlinked file's data goes (`PEERPROC_IN_USE`).
-/// How long another node may take to say which files its clients hold open.
-const IN_USE_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
-
-pub trait OpenFiles: Send + Sync {
-    fn in_use(&self, inos: &[u64]) -> Vec<bool>;
-}
-
-/// The answer to a peer call about NFS state (`mds::locking`), or a `proto::peer` error code.
-pub type PeerAnswer<'a> =
-    std::pin::Pin<Box<dyn std::future::Future<Output = Result<Vec<u8>, u32>> + Send + 'a>>;
-
-/// This node's side of NFS state across MDS nodes: the calls other nodes send about
-/// byte-range locks (`PEERPROC_LOCK`, `PEERPROC_LOCKS_HELD`) and delegations
-/// (`PEERPROC_DELEG`), answered by the NFS state that the namespace does not know.
-pub trait PeerLocks: Send + Sync {
-    fn answer(&self, from: u64, proc_: u32, body: Vec<u8>) -> PeerAnswer<'_>;
-}
-
 /// The sink, once one is set; effects of commands applied before that (log replay at open)
 /// are found again from the state (`Snapshot::orphans`).
 #[derive(Default)]
@@ -206,22 +190,6 @@ struct Shard {
     raft: crate::raft::types::Raft,
     /// Commands waiting for the shard's proposer (`propose_batches`).
     queue: tokio::sync::mpsc::UnboundedSender<Queued>,
-    /// Pauses the proposer while the shard's leadership moves (`raft::handover`).
-    gate: Arc<crate::raft::handover::Gate>,
-}
-
-/// One shard's Raft group on this node (`Namespace::shard_status`).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ShardStatus {
-    pub shard: u16,
-    pub leader: Option<u64>,
-    pub term: u64,
-    /// Index of the last entry in this node's log.
-    pub last_log: u64,
-    /// Index of the last entry applied to this node's tables.
-    pub applied: u64,
-    /// On the leader: entries each follower's log is behind (empty elsewhere).
-    pub lag: BTreeMap<u64, u64>,
 }
 
 /// A command and who waits for its result.
@@ -278,7 +246,7 @@ pub(crate) const MAX_BATCH_BYTES: usize = 128 << 10;
 async fn propose_batches(
     raft: crate::raft::types::Raft,
     shard: ShardId,
-    gate: Arc<crate::raft::handover::Gate>,
+    gate: Arc<Gate>,
     mut rx: tokio::sync::mpsc::UnboundedReceiver<Queued>,
 ) {
     let mut queued: Vec<Queued> = Vec::with_capacity(MAX_BATCH);
@@ -352,8 +320,6 @@ struct Inner {
     checkpoints: Checkpoints,
     checkpointer: Mutex<Option<JoinHandle<()>>>,
     effects: Arc<EffectSlot>,
-    open_files: std::sync::OnceLock<Arc<dyn OpenFiles>>,
-    peer_locks: std::sync::OnceLock<Arc<dyn PeerLocks>>,
     unstable: unstable::Unstable,
     boot_count: u64,
     /// Numbers this node's proposals (`raft::sessions`).
@@ -367,18 +333,14 @@ struct Inner {
     txn_turns: Mutex<std::collections::HashMap<Key, Arc<tokio::sync::Mutex<()>>>>,
     stats: Arc<Stats>,
     leadership: Mutex<Vec<tokio::task::JoinHandle<()>>>,
-    /// The other MDS nodes, in a multi-node cluster.
-    peers: Option<Arc<crate::raft::network::Peers>>,
-    incoming: crate::raft::service::IncomingSnapshots,
-    leases: crate::raft::fresh::Leases,
-    /// Set once this node was drained from the metadata service (`raft::members`).
-    drained: tokio::sync::watch::Sender<bool>,
+    /// The shards' Raft groups and what replication keeps beside them.
+    groups: Arc<Groups>,
+    /// The read barriers of this node's shards (`raft::fresh`).
+    fresh: Fresh,
     /// `Options::reclaim_trees`.
     reclaim: bool,
     /// Where the reclaimer's next pass starts (`rmtree::Cursor`).
     reclaim_from: Mutex<rmtree::Cursor>,
-    /// `Options::balance_leaders`.
-    balance: bool,
 }
 
 impl Drop for Inner {
@@ -392,15 +354,6 @@ impl Drop for Inner {
                 t.abort();
             }
         }
-    }
-}
-
-/// `Namespace::downgrade`.
-pub(crate) struct WeakNamespace(std::sync::Weak<Inner>);
-
-impl WeakNamespace {
-    pub(crate) fn upgrade(&self) -> Option<Namespace> {
-        self.0.upgrade().map(|inner| Namespace { inner })
     }
 }
 
@@ -484,6 +437,7 @@ impl Namespace {
         let peers = opts.members.clone().map(crate::raft::network::Peers::new);
         let node = opts.members.as_ref().map_or(SOLO_NODE, |m| m.me);
         let mut shards = BTreeMap::new();
+        let mut groups = BTreeMap::new();
         for (id, core) in &cores {
             let machine = ShardMachine {
                 core: core.clone(),
@@ -499,23 +453,37 @@ impl Namespace {
             .await
             .map_err(|e| FsError::Io(format!("raft of shard {id}: {e}")))?;
             let (queue, rx) = tokio::sync::mpsc::unbounded_channel();
-            let gate = Arc::new(crate::raft::handover::Gate::default());
+            let gate = Arc::new(Gate::default());
             tokio::spawn(propose_batches(
                 raft.clone(),
                 ShardId(*id),
                 gate.clone(),
                 rx,
             ));
+            groups.insert(
+                *id,
+                Group {
+                    raft: raft.clone(),
+                    gate: gate.clone(),
+                },
+            );
             shards.insert(
                 *id,
                 Shard {
                     core: core.clone(),
                     raft,
                     queue,
-                    gate,
                 },
             );
         }
+        let groups = Arc::new(Groups::new(
+            node,
+            shard_count,
+            groups,
+            log.clone(),
+            peers,
+            opts.balance_leaders,
+        ));
         let ns = Namespace {
             inner: Arc::new(Inner {
                 node,
@@ -526,8 +494,6 @@ impl Namespace {
                 checkpoints,
                 checkpointer: Mutex::new(Some(ck_thread)),
                 effects,
-                open_files: std::sync::OnceLock::new(),
-                peer_locks: std::sync::OnceLock::new(),
                 unstable: unstable::Unstable::default(),
                 boot_count,
                 tags: Tags::new(node, boot_count),
@@ -539,15 +505,17 @@ impl Namespace {
                     .unwrap_or(opts.members.as_ref().is_some_and(|m| m.nodes.len() > 1)),
                 stats,
                 leadership: Mutex::new(Vec::new()),
-                peers,
-                incoming: Default::default(),
-                leases: Default::default(),
-                drained: tokio::sync::watch::Sender::new(false),
+                groups,
+                fresh: Fresh::default(),
                 reclaim: opts.reclaim_trees,
                 reclaim_from: Mutex::new(rmtree::Cursor::default()),
-                balance: opts.balance_leaders,
             }),
         };
+        // Commands other nodes forward to the shards this node leads.
+        ns.inner.groups.peer_procs().register(
+            proto::peer::PEERPROC_PROPOSE,
+            Arc::new(ProposeHere(Arc::downgrade(&ns.inner))),
+        );
         match &opts.members {
             None => ns.start_solo().await?,
             Some(m) => ns.start_members(m).await?,
@@ -721,9 +689,9 @@ impl Namespace {
 
     /// Keeps the peers' address book the shards' memberships (`raft::members::follow`).
     fn follow_members(&self) {
-        if let Some(p) = &self.inner.peers {
-            let t = crate::raft::members::follow(self, p.clone());
-            let place = crate::raft::members::drive_placement(self);
+        if let Some(p) = self.inner.groups.peers() {
+            let t = crate::raft::members::follow(&self.inner.groups, p.clone());
+            let place = crate::raft::members::drive_placement(&self.inner.groups);
             if let Ok(mut tasks) = self.inner.leadership.lock() {
                 tasks.push(t);
                 tasks.push(place);
@@ -731,23 +699,13 @@ impl Namespace {
         }
     }
 
-    /// A handle that does not keep the namespace open (background tasks hold it).
-    pub(crate) fn downgrade(&self) -> WeakNamespace {
-        WeakNamespace(Arc::downgrade(&self.inner))
-    }
-
-    /// This node was drained from the metadata service: it must stop serving.
-    pub(crate) fn mark_drained(&self) {
-        self.inner.drained.send_replace(true);
-    }
-
     pub fn is_drained(&self) -> bool {
-        *self.inner.drained.borrow()
+        self.inner.groups.is_drained()
     }
 
     /// Changes to `true` once this node is drained (`cfs server` then stops).
     pub fn drained(&self) -> tokio::sync::watch::Receiver<bool> {
-        self.inner.drained.subscribe()
+        self.inner.groups.drained()
     }
 
     /// Keeps each shard's "this node leads it" flag current, which decides who carries out
@@ -929,7 +887,7 @@ impl Namespace {
     async fn propose_on(&self, shard: ShardId, cmd: &Command) -> Result<Outcome, FsError> {
         let s = self.shard(shard)?;
         let me = self.inner.node;
-        if self.inner.peers.is_none() {
+        if self.inner.groups.peers().is_none() {
             // One node: it leads every shard.
             let waiting = self.inner.tags.start();
             let cmd = Tagged {
@@ -1016,7 +974,7 @@ impl Namespace {
 
     /// Sends `cmd` to node `leader` for its shard's group.
     async fn forward(&self, leader: u64, shard: ShardId, cmd: &Tagged) -> Proposed {
-        let Some(peers) = &self.inner.peers else {
+        let Some(peers) = self.inner.groups.peers() else {
             return Proposed::NotLeader(None);
         };
         let body = match postcard::to_stdvec(cmd) {
@@ -1058,39 +1016,24 @@ impl Namespace {
 
     /// The shard's Raft group on this node (peer messages go to it).
     pub fn raft_of(&self, shard: ShardId) -> Option<crate::raft::types::Raft> {
-        self.inner.shards.get(&shard.0).map(|s| s.raft.clone())
+        self.inner.groups.raft_of(shard)
     }
 
-    /// `Options::balance_leaders`.
-    pub(crate) fn balances_leaders(&self) -> bool {
-        self.inner.balance
-    }
-
-    /// The shard's gate for hand-overs of its leadership (`raft::handover`).
-    pub(crate) fn gate(&self, shard: ShardId) -> Option<Arc<crate::raft::handover::Gate>> {
-        self.inner.shards.get(&shard.0).map(|s| s.gate.clone())
+    /// This node's Raft groups: what membership changes, hand-overs and the peer service
+    /// (`raft::service::handle`) work on.
+    pub fn groups(&self) -> &Arc<Groups> {
+        &self.inner.groups
     }
 
     /// The other MDS nodes; `None` in a one-node cluster.
     pub fn peers(&self) -> Option<&Arc<crate::raft::network::Peers>> {
-        self.inner.peers.as_ref()
+        self.inner.groups.peers()
     }
 
-    pub(crate) fn incoming_snapshots(&self) -> &crate::raft::service::IncomingSnapshots {
-        &self.inner.incoming
-    }
-
-    /// The read leases of the shards this node leads (`raft::fresh`).
-    pub fn leases(&self) -> &crate::raft::fresh::Leases {
-        &self.inner.leases
-    }
-
-    /// The index of the last entry of `shard` this node knows committed (`None`: none, or no
-    /// replica of the shard here).
-    pub(crate) fn committed(&self, shard: ShardId) -> Option<u64> {
-        let log = self.inner.log.shard(shard).ok()?;
-        let mem = log.mem().ok()?;
-        mem.committed.map(|c| c.index)
+    /// Returns once this node's replica of `shard` holds every write acknowledged before the
+    /// call, or an error if that cannot be confirmed (`raft::fresh`).
+    pub async fn barrier(&self, shard: ShardId) -> Result<(), ReadError> {
+        self.inner.fresh.barrier(&self.inner.groups, shard).await
     }
 
     /// This node's id (1 in a one-node cluster).
@@ -1107,42 +1050,12 @@ impl Namespace {
 
     /// Which node leads each shard, as this node knows it.
     pub fn leaders(&self) -> BTreeMap<u16, Option<u64>> {
-        self.inner
-            .shards
-            .iter()
-            .map(|(id, s)| (*id, s.raft.metrics().borrow().current_leader))
-            .collect()
+        self.inner.groups.leaders()
     }
 
     /// Each shard's Raft group as this node sees it, for `cfs admin status`.
     pub fn shard_status(&self) -> Vec<ShardStatus> {
-        self.inner
-            .shards
-            .iter()
-            .map(|(id, s)| {
-                let m = s.raft.metrics().borrow().clone();
-                let last_log = m.last_log_index.unwrap_or(0);
-                // On the leader: how far each follower's log trails its own.
-                let lag = m
-                    .replication
-                    .as_ref()
-                    .map(|r| {
-                        r.iter()
-                            .filter(|(n, _)| **n != self.inner.node)
-                            .map(|(n, at)| (*n, last_log.saturating_sub(at.map_or(0, |l| l.index))))
-                            .collect()
-                    })
-                    .unwrap_or_default();
-                ShardStatus {
-                    shard: *id,
-                    leader: m.current_leader,
-                    term: m.current_term,
-                    last_log,
-                    applied: m.last_applied.map_or(0, |l| l.index),
-                    lag,
-                }
-            })
-            .collect()
+        self.inner.groups.shard_status()
     }
 
     /// `execute`: every command is durable once applied.
@@ -1243,78 +1156,9 @@ impl Namespace {
         let _ = self.inner.effects.0.set(sink);
     }
 
-    pub fn set_open_files(&self, open: Arc<dyn OpenFiles>) {
-        let _ = self.inner.open_files.set(open);
-    }
-
-    pub fn set_peer_locks(&self, locks: Arc<dyn PeerLocks>) {
-        let _ = self.inner.peer_locks.set(locks);
-    }
-
-    /// A lock call from node `from`; before the NFS state is wired up, the caller retries.
-    pub async fn answer_lock_call(
-        &self,
-        from: u64,
-        proc_: u32,
-        body: Vec<u8>,
-    ) -> Result<Vec<u8>, u32> {
-        match self.inner.peer_locks.get() {
-            Some(l) => l.answer(from, proc_, body).await,
-            None => Err(proto::peer::PEER_ERR_CLOSED),
-        }
-    }
-
     /// The node this node knows to lead `shard` (itself in a one-node cluster).
     pub fn leader_of(&self, shard: ShardId) -> Option<u64> {
-        let s = self.inner.shards.get(&shard.0)?;
-        let leader = s.raft.metrics().borrow().current_leader;
-        leader
-    }
-
-    /// `OpenFiles::in_use` on this node; before one is set, every file counts as in use.
-    pub fn in_use_here(&self, inos: &[u64]) -> Vec<bool> {
-        match self.inner.open_files.get() {
-            Some(o) => o.in_use(inos),
-            None => vec![true; inos.len()],
-        }
-    }
-
-    /// Which of `inos` another MDS node's clients hold open (or may reclaim). `None` when a
-    /// node did not answer: then nobody can say a file is free. One node: nobody else.
-    pub async fn in_use_elsewhere(&self, inos: &[u64]) -> Option<Vec<bool>> {
-        let mut all = vec![false; inos.len()];
-        let Some(peers) = self.peers() else {
-            return Some(all);
-        };
-        for (k, part) in inos.chunks(proto::peer::MAX_IN_USE).enumerate() {
-            let body = postcard::to_stdvec(&part.to_vec()).ok()?;
-            let first = k * proto::peer::MAX_IN_USE;
-            for &node in peers.nodes().keys().filter(|n| **n != peers.me()) {
-                let reply = peers
-                    .call(
-                        node,
-                        proto::peer::PEERPROC_IN_USE,
-                        ShardId(0),
-                        body.clone(),
-                        IN_USE_WAIT,
-                    )
-                    .await;
-                let used: Vec<bool> = match reply {
-                    Ok(b) => postcard::from_bytes(&b).ok()?,
-                    Err(e) => {
-                        tracing::debug!(node, "cannot ask which files are open there: {e}");
-                        return None;
-                    }
-                };
-                if used.len() != part.len() {
-                    return None;
-                }
-                for (i, u) in used.into_iter().enumerate() {
-                    all[first + i] |= u;
-                }
-            }
-        }
-        Some(all)
+        self.inner.groups.leader_of(shard)
     }
 
     /// A consistent read-only view of every command that has returned.
@@ -1491,10 +1335,31 @@ impl Namespace {
     /// Stops every shard's Raft group, writes a last checkpoint and closes the files, so the
     /// directory can be opened again at once (in this process too).
     pub async fn close(self) {
-        for s in self.inner.shards.values() {
-            let _ = s.raft.shutdown().await;
+        for raft in self.inner.groups.rafts() {
+            let _ = raft.shutdown().await;
         }
         // `Inner::drop` checkpoints and stops the log once the last clone goes.
+    }
+}
+
+/// `PEERPROC_PROPOSE`: a command another node forwards to a shard this node leads.
+struct ProposeHere(std::sync::Weak<Inner>);
+
+impl PeerProc for ProposeHere {
+    fn answer(&self, call: PeerCall) -> PeerAnswer<'_> {
+        Box::pin(async move {
+            let Some(inner) = self.0.upgrade() else {
+                return Err(proto::peer::PEER_ERR_CLOSED);
+            };
+            let ns = Namespace { inner };
+            match postcard::from_bytes::<Tagged>(&call.body) {
+                Ok(cmd) if cmd.cmd.shards().iter().all(|s| *s == call.shard) => {
+                    let done = ns.propose_here(call.shard, cmd).await;
+                    postcard::to_stdvec(&done).map_err(|_| proto::peer::PEER_ERR_INVAL)
+                }
+                _ => Err(proto::peer::PEER_ERR_INVAL),
+            }
+        })
     }
 }
 

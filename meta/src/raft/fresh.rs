@@ -33,79 +33,17 @@ use openraft::error::{CheckIsLeaderError, RaftError};
 use openraft::{ServerState, Vote};
 use thiserror::Error;
 
+use super::groups::Groups;
 use super::types::Raft;
-use crate::namespace::{Namespace, ShardId};
+use crate::namespace::ShardId;
 
 /// How long one check may take: past it the read is refused (the client retries).
 const CHECK_TIMEOUT: Duration = Duration::from_secs(2);
 
-/// How long after a check began its leader answers reads without another round: a third of
-/// the voters' 3 s (`election_timeout_max`, openraft's leader lease), room for clocks that run
-/// at different rates and a node paused mid-read.
-pub const LEASE: Duration = Duration::from_millis(1000);
-
-/// The read leases of the shards this node led at its last check of each, and counts of how
-/// leaders' reads were answered (read by the tests; not exported as metrics).
-#[derive(Default)]
-pub struct Leases {
-    by_shard: Mutex<HashMap<u16, Lease>>,
-    /// Heartbeat rounds this node's checks took as leader, and reads its leases answered.
-    rounds: AtomicU64,
-    leased: AtomicU64,
-}
-
-#[derive(Clone, Debug)]
-struct Lease {
-    /// The vote this node led in when the check began.
-    vote: Vote<u64>,
-    until: Instant,
-}
-
-impl Leases {
-    /// The lease of `shard` if it has not run out.
-    fn current(&self, shard: ShardId) -> Option<Lease> {
-        let all = self.by_shard.lock().unwrap_or_else(|p| p.into_inner());
-        all.get(&shard.0)
-            .filter(|l| Instant::now() < l.until)
-            .cloned()
-    }
-
-    /// A check that began at `began` while this node led in `vote` succeeded.
-    fn grant(&self, shard: ShardId, vote: Vote<u64>, began: Instant) {
-        self.rounds.fetch_add(1, Ordering::Relaxed);
-        let mut all = self.by_shard.lock().unwrap_or_else(|p| p.into_inner());
-        all.insert(
-            shard.0,
-            Lease {
-                vote,
-                until: began + LEASE,
-            },
-        );
-    }
-
-    /// Whether `shard`'s lease has not run out (it may still not be used: `leased`).
-    pub fn live(&self, shard: ShardId) -> bool {
-        self.current(shard).is_some()
-    }
-
-    /// A read answered under the lease.
-    fn answered(&self) {
-        self.leased.fetch_add(1, Ordering::Relaxed);
-    }
-
-    /// Heartbeat rounds taken as leader, and reads answered under a lease.
-    pub fn counts(&self) -> (u64, u64) {
-        (
-            self.rounds.load(Ordering::Relaxed),
-            self.leased.load(Ordering::Relaxed),
-        )
-    }
-}
-
 /// Whether this node's lease of `shard` answers a read now: it has not run out, and the Raft
 /// core says this node still leads in the vote the lease was bought in.
-async fn leased(ns: &Namespace, raft: &Raft, shard: ShardId) -> bool {
-    let Some(lease) = ns.leases().current(shard) else {
+async fn leased(groups: &Groups, raft: &Raft, shard: ShardId) -> bool {
+    let Some(lease) = groups.leases().current(shard) else {
         return false;
     };
     raft.with_raft_state(move |st| {
@@ -151,14 +89,14 @@ pub struct Fresh {
 impl Fresh {
     /// Returns once this node's replica of `shard` holds every write acknowledged before the
     /// call, or an error if that cannot be confirmed.
-    pub async fn barrier(&self, ns: &Namespace, shard: ShardId) -> Result<(), ReadError> {
+    pub async fn barrier(&self, groups: &Groups, shard: ShardId) -> Result<(), ReadError> {
         // One node: its replica is the only one. A shard this node has no group for: nothing
         // to read there.
-        let (Some(_), Some(raft)) = (ns.peers(), ns.raft_of(shard)) else {
+        let (Some(_), Some(raft)) = (groups.peers(), groups.raft_of(shard)) else {
             return Ok(());
         };
-        if leased(ns, &raft, shard).await {
-            ns.leases().answered();
+        if leased(groups, &raft, shard).await {
+            groups.leases().answered();
             return Ok(());
         }
         let gate = {
@@ -174,7 +112,7 @@ impl Fresh {
             }
         }
         let n = gate.started.fetch_add(1, Ordering::SeqCst) + 1;
-        let r = check(ns, &raft, shard).await;
+        let r = check(groups, &raft, shard).await;
         if let Err(e) = &r {
             tracing::debug!(%shard, "read barrier: {e}");
         }
@@ -183,7 +121,7 @@ impl Fresh {
     }
 }
 
-async fn check(ns: &Namespace, raft: &Raft, shard: ShardId) -> Result<(), ReadError> {
+async fn check(groups: &Groups, raft: &Raft, shard: ShardId) -> Result<(), ReadError> {
     let s = shard.0;
     let began = Instant::now();
     let vote = leading_vote(raft).await;
@@ -192,7 +130,7 @@ async fn check(ns: &Namespace, raft: &Raft, shard: ShardId) -> Result<(), ReadEr
         Ok(Ok(_)) => {
             // Confirmed, and what it must read applied: a lease, if it led when it began.
             if let Some(vote) = vote {
-                ns.leases().grant(shard, vote, began);
+                groups.leases().grant(shard, vote, began);
             }
             return Ok(());
         }
@@ -201,7 +139,7 @@ async fn check(ns: &Namespace, raft: &Raft, shard: ShardId) -> Result<(), ReadEr
         }
         Ok(Err(e)) => return Err(ReadError::NotConfirmed(s, e.to_string())),
     };
-    let Some(peers) = ns.peers() else {
+    let Some(peers) = groups.peers() else {
         return Err(ReadError::NoLeader(s));
     };
     let body = peers
@@ -228,14 +166,14 @@ async fn check(ns: &Namespace, raft: &Raft, shard: ShardId) -> Result<(), ReadEr
 /// heartbeat round (or this node's lease) has confirmed this node still leads. An error if it
 /// does not.
 pub async fn read_index(
-    ns: &Namespace,
+    groups: &Groups,
     raft: &Raft,
     shard: ShardId,
 ) -> Result<Option<u64>, String> {
-    if leased(ns, raft, shard).await {
+    if leased(groups, raft, shard).await {
         // Every write acknowledged so far is committed, so at or below this.
-        if let Some(committed) = ns.committed(shard) {
-            ns.leases().answered();
+        if let Some(committed) = groups.committed(shard) {
+            groups.leases().answered();
             return Ok(Some(committed));
         }
     }
@@ -246,7 +184,7 @@ pub async fn read_index(
             // A lease only once this replica holds what it must read (the leader's first entry
             // of its term, and all before it).
             if let (Some(vote), true) = (vote, applied >= read) {
-                ns.leases().grant(shard, vote, began);
+                groups.leases().grant(shard, vote, began);
             }
             Ok(read.map(|l| l.index))
         }

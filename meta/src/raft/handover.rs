@@ -49,31 +49,9 @@ use thiserror::Error;
 use tokio::time::Instant;
 
 use super::balance::{self, ShardLead};
+use super::groups::Groups;
 use super::types::Raft;
-use crate::namespace::{Namespace, ShardId};
-
-/// One shard's gate on its leader (every node has one per shard; only the leader's is used).
-#[derive(Debug, Default)]
-pub struct Gate {
-    /// Held by the shard's proposer while it appends a batch, and by a hand-over while it must
-    /// append nothing.
-    writes: tokio::sync::Mutex<()>,
-    /// Held by a membership change carried out here, and by a hand-over: one at a time (a
-    /// membership entry would make the leader refuse the candidate's vote).
-    changes: tokio::sync::Mutex<()>,
-}
-
-impl Gate {
-    /// For the shard's proposer, around one append.
-    pub async fn writes(&self) -> tokio::sync::MutexGuard<'_, ()> {
-        self.writes.lock().await
-    }
-
-    /// For a membership change of the shard, around the whole change.
-    pub async fn changes(&self) -> tokio::sync::MutexGuard<'_, ()> {
-        self.changes.lock().await
-    }
-}
+use crate::namespace::ShardId;
 
 /// `PEERPROC_LEAD`'s argument.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -156,25 +134,25 @@ fn encode<T: Serialize>(v: &T) -> Vec<u8> {
 }
 
 /// `PEERPROC_LEAD` on a node.
-pub(crate) async fn answer(ns: &Namespace, shard: ShardId, body: &[u8]) -> LeadReply {
+pub(crate) async fn answer(groups: &Groups, shard: ShardId, body: &[u8]) -> LeadReply {
     let lead: Lead = postcard::from_bytes(body)
         .map_err(|e| HandOverError::Peer(format!("undecodable hand-over call: {e}")))?;
     match lead {
-        Lead::HandOver { to, term } => hand_over(ns, shard, to, term).await,
-        Lead::Campaign { from, term, last } => campaign(ns, shard, from, term, last).await,
+        Lead::HandOver { to, term } => hand_over(groups, shard, to, term).await,
+        Lead::Campaign { from, term, last } => campaign(groups, shard, from, term, last).await,
     }
 }
 
 /// Steps 2 and 3 (the module's comment), on the shard's leader: hands the shard to voter `to`.
-pub async fn hand_over(ns: &Namespace, shard: ShardId, to: u64, term: u64) -> LeadReply {
-    let peers = ns.peers().ok_or(HandOverError::Solo)?;
-    let raft = ns.raft_of(shard).ok_or(HandOverError::Solo)?;
-    let gate = ns.gate(shard).ok_or(HandOverError::Solo)?;
+pub async fn hand_over(groups: &Groups, shard: ShardId, to: u64, term: u64) -> LeadReply {
+    let peers = groups.peers().ok_or(HandOverError::Solo)?;
+    let raft = groups.raft_of(shard).ok_or(HandOverError::Solo)?;
+    let gate = groups.gate(shard).ok_or(HandOverError::Solo)?;
     let _changes = gate
         .changes
         .try_lock()
         .map_err(|_| HandOverError::Changing { shard: shard.0 })?;
-    let me = ns.node_id();
+    let me = groups.node_id();
     settled_leader(&raft, shard, me, term, to).await?;
     // Far behind (a node back from a restart still catching up): not worth pausing the writes.
     let (matched, last) = progress(&raft, to);
@@ -340,14 +318,14 @@ async fn matching(
 /// Step 4, on the candidate: campaigns if it follows `from` in `term` and its log holds
 /// `last`; answers once it leads.
 async fn campaign(
-    ns: &Namespace,
+    groups: &Groups,
     shard: ShardId,
     from: u64,
     term: u64,
     last: Option<LogId<u64>>,
 ) -> LeadReply {
-    let raft = ns.raft_of(shard).ok_or(HandOverError::Solo)?;
-    let me = ns.node_id();
+    let raft = groups.raft_of(shard).ok_or(HandOverError::Solo)?;
+    let me = groups.node_id();
     {
         let m = raft.metrics();
         let m = m.borrow();
@@ -451,7 +429,7 @@ impl Balancer {
     /// and hands over, `IN_FLIGHT` at a time. Answers how many shards changed leader.
     pub(crate) async fn round(
         &mut self,
-        ns: &Namespace,
+        groups: &Groups,
         live: &BTreeSet<u64>,
         changed: &BTreeSet<u16>,
     ) -> usize {
@@ -459,8 +437,8 @@ impl Balancer {
         self.failed
             .retain(|_, at| now.duration_since(*at) < RETRY_AFTER);
         let mut shards = Vec::new();
-        for s in 0..ns.shard_count() {
-            let Some(raft) = ns.raft_of(ShardId(s)) else {
+        for s in 0..groups.shard_count() {
+            let Some(raft) = groups.raft_of(ShardId(s)) else {
                 continue;
             };
             let (leader, term, voters, settled) = {
@@ -499,7 +477,7 @@ impl Balancer {
         for chunk in moves.chunks(IN_FLIGHT) {
             let runs = chunk.iter().map(|m| {
                 let term = terms.get(&m.shard).copied().unwrap_or(0);
-                async move { (m, ask(ns, m, term).await) }
+                async move { (m, ask(groups, m, term).await) }
             });
             for (m, r) in futures::future::join_all(runs).await {
                 match r {
@@ -524,7 +502,7 @@ impl Balancer {
                     }
                 }
             }
-            if ns.leader_of(ShardId(0)) != Some(ns.node_id()) {
+            if groups.leader_of(ShardId(0)) != Some(groups.node_id()) {
                 break;
             }
         }
@@ -533,12 +511,12 @@ impl Balancer {
 }
 
 /// Has the shard's leader (`m.from`: this node, or another) hand it to `m.to`.
-async fn ask(ns: &Namespace, m: &balance::Move, term: u64) -> LeadReply {
+async fn ask(groups: &Groups, m: &balance::Move, term: u64) -> LeadReply {
     let shard = ShardId(m.shard);
-    if m.from == ns.node_id() {
-        return hand_over(ns, shard, m.to, term).await;
+    if m.from == groups.node_id() {
+        return hand_over(groups, shard, m.to, term).await;
     }
-    let peers = ns.peers().ok_or(HandOverError::Solo)?;
+    let peers = groups.peers().ok_or(HandOverError::Solo)?;
     let body = encode(&Lead::HandOver { to: m.to, term });
     let b = peers
         .call(m.from, PEERPROC_LEAD, shard, body, HAND_OVER_CALL)

@@ -31,9 +31,10 @@ use proto::peer::*;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
+use super::groups::Groups;
 use super::network::{PeerError, Peers};
 use super::node_addr::NodeAddr;
-use crate::namespace::{Namespace, ShardId};
+use crate::namespace::ShardId;
 
 /// The shard's current membership (voters, learners, their addresses), as this replica knows it.
 fn membership(raft: &super::types::Raft) -> openraft::Membership<u64, BasicNode> {
@@ -169,7 +170,10 @@ pub async fn join(
 
 /// `PEERPROC_JOIN` on a node: shard 0's leader gives the node an id and adds it to shard 0 as
 /// a learner; another node passes the call on to that leader.
-pub(crate) async fn answer_join(ns: &Namespace, body: &[u8]) -> Result<JoinReply, MembershipError> {
+pub(crate) async fn answer_join(
+    groups: &Groups,
+    body: &[u8],
+) -> Result<JoinReply, MembershipError> {
     let req: JoinRequest = decode(body)?;
     let addr =
         NodeAddr::parse(&req.addr).ok_or_else(|| MembershipError::BadAddress(req.addr.clone()))?;
@@ -177,12 +181,12 @@ pub(crate) async fn answer_join(ns: &Namespace, body: &[u8]) -> Result<JoinReply
     if unusable(addr.peer) || addr.client.is_some_and(unusable) || addr.client == Some(addr.peer) {
         return Err(MembershipError::BadAddress(req.addr));
     }
-    let peers = ns.peers().ok_or(MembershipError::Solo)?;
-    let raft = ns.raft_of(ShardId(0)).ok_or(MembershipError::Solo)?;
+    let peers = groups.peers().ok_or(MembershipError::Solo)?;
+    let raft = groups.raft_of(ShardId(0)).ok_or(MembershipError::Solo)?;
     let deadline = tokio::time::Instant::now() + SHARD_WAIT;
     loop {
         match raft.current_leader().await {
-            Some(l) if l == ns.node_id() => return admit(ns, &raft, addr).await,
+            Some(l) if l == groups.node_id() => return admit(groups, &raft, addr).await,
             Some(l) => {
                 let r = peers
                     .call(l, PEERPROC_JOIN, ShardId(0), body.to_vec(), CHANGE_CALL)
@@ -204,7 +208,7 @@ pub(crate) async fn answer_join(ns: &Namespace, body: &[u8]) -> Result<JoinReply
 /// On shard 0's leader: the node at `addr` gets the next id (or the one it already has: a
 /// join asked again after a lost answer) and becomes a learner of shard 0.
 async fn admit(
-    ns: &Namespace,
+    groups: &Groups,
     raft: &super::types::Raft,
     addr: NodeAddr,
 ) -> Result<JoinReply, MembershipError> {
@@ -253,30 +257,30 @@ async fn admit(
     Ok(JoinReply {
         id,
         nodes: nodes.into_iter().collect(),
-        shards: ns.shard_count(),
+        shards: groups.shard_count(),
     })
 }
 
 /// `PEERPROC_MEMBERSHIP` on a node: carried out if it leads the shard, else passed on once.
 pub(crate) async fn answer_change(
-    ns: &Namespace,
+    groups: &Groups,
     shard: ShardId,
     body: &[u8],
 ) -> Result<(), MembershipError> {
     let req: ChangeRequest = decode(body)?;
-    change_here(ns, shard, req.change, req.forwarded).await
+    change_here(groups, shard, req.change, req.forwarded).await
 }
 
 async fn change_here(
-    ns: &Namespace,
+    groups: &Groups,
     shard: ShardId,
     change: Change,
     forwarded: bool,
 ) -> Result<(), MembershipError> {
-    let peers = ns.peers().ok_or(MembershipError::Solo)?;
-    let raft = ns.raft_of(shard).ok_or(MembershipError::Solo)?;
+    let peers = groups.peers().ok_or(MembershipError::Solo)?;
+    let raft = groups.raft_of(shard).ok_or(MembershipError::Solo)?;
     match raft.current_leader().await {
-        Some(l) if l == ns.node_id() => apply(ns, &raft, shard, change).await,
+        Some(l) if l == groups.node_id() => apply(groups, &raft, shard, change).await,
         Some(l) if !forwarded => {
             let body = encode(&ChangeRequest {
                 change,
@@ -293,7 +297,7 @@ async fn change_here(
 
 /// On the shard's leader.
 async fn apply(
-    ns: &Namespace,
+    groups: &Groups,
     raft: &super::types::Raft,
     shard: ShardId,
     change: Change,
@@ -304,7 +308,7 @@ async fn apply(
     };
     // Not while the shard's leadership moves (`handover`): a membership entry appended then
     // would make this node refuse the candidate's vote.
-    let gate = ns.gate(shard).ok_or(MembershipError::Solo)?;
+    let gate = groups.gate(shard).ok_or(MembershipError::Solo)?;
     let _changing = gate.changes().await;
     let m = membership(raft);
     match change {
@@ -314,7 +318,7 @@ async fn apply(
             }
             let voters: BTreeSet<u64> = m.voter_ids().collect();
             let change = if voters.contains(&id) {
-                match stand_in(ns, &m, id) {
+                match stand_in(groups, &m, id) {
                     Some(next) => {
                         let mut v = voters.clone();
                         v.remove(&id);
@@ -344,7 +348,7 @@ async fn apply(
             // 0's leader's view, which may be a leadership late. A leader made a learner goes
             // on leading in openraft 0.9 (it does not step down), a shard led by a non-voter:
             // refused here, and the next round plans with the leader as it is.
-            if !voters.contains(&ns.node_id()) {
+            if !voters.contains(&groups.node_id()) {
                 return Err(MembershipError::StalePlan(shard.0));
             }
             for (id, addr) in &known {
@@ -407,8 +411,8 @@ async fn learn(
 /// The learner of the shard that takes voter `id`'s place: a member of the node set (shard
 /// 0's members, as this node sees them), one that answers this node's calls if any does, voting
 /// in the fewest shards.
-fn stand_in(ns: &Namespace, m: &openraft::Membership<u64, BasicNode>, id: u64) -> Option<u64> {
-    let view = membership_view(ns);
+fn stand_in(groups: &Groups, m: &openraft::Membership<u64, BasicNode>, id: u64) -> Option<u64> {
+    let view = membership_view(groups);
     let nodes = view.first().map(ShardMembers::nodes).unwrap_or_default();
     let mut load: BTreeMap<u64, usize> = BTreeMap::new();
     for s in &view {
@@ -419,7 +423,7 @@ fn stand_in(ns: &Namespace, m: &openraft::Membership<u64, BasicNode>, id: u64) -
     m.learner_ids()
         .filter(|n| *n != id && nodes.contains(n))
         .min_by_key(|n| {
-            let down = ns.peers().is_some_and(|p| p.down_since(*n).is_some());
+            let down = groups.peers().is_some_and(|p| p.down_since(*n).is_some());
             (down, load.get(n).copied().unwrap_or(0), *n)
         })
 }
@@ -427,12 +431,12 @@ fn stand_in(ns: &Namespace, m: &openraft::Membership<u64, BasicNode>, id: u64) -
 /// Has `change` carried out on `shard`'s leader: through this node, or, while this node knows
 /// no leader (a joining node before the shard took it in), through each other node in turn.
 /// Retried while the shard elects or finishes another change, up to `SHARD_WAIT`.
-async fn ask(ns: &Namespace, shard: ShardId, change: &Change) -> Result<(), MembershipError> {
-    let peers = ns.peers().ok_or(MembershipError::Solo)?;
+async fn ask(groups: &Groups, shard: ShardId, change: &Change) -> Result<(), MembershipError> {
+    let peers = groups.peers().ok_or(MembershipError::Solo)?;
     let deadline = tokio::time::Instant::now() + SHARD_WAIT;
     let mut last = MembershipError::NoLeader(shard.0);
     loop {
-        let r = change_here(ns, shard, change.clone(), false).await;
+        let r = change_here(groups, shard, change.clone(), false).await;
         match r {
             Ok(()) => return Ok(()),
             // Asking again gets the same answer: a stale plan held a placement round up for
@@ -447,7 +451,11 @@ async fn ask(ns: &Namespace, shard: ShardId, change: &Change) -> Result<(), Memb
                     change: change.clone(),
                     forwarded: false,
                 });
-                for (&n, _) in peers.nodes().iter().filter(|(n, _)| **n != ns.node_id()) {
+                for (&n, _) in peers
+                    .nodes()
+                    .iter()
+                    .filter(|(n, _)| **n != groups.node_id())
+                {
                     let r = peers
                         .call(n, PEERPROC_MEMBERSHIP, shard, body.clone(), CHANGE_CALL)
                         .await
@@ -471,10 +479,10 @@ async fn ask(ns: &Namespace, shard: ShardId, change: &Change) -> Result<(), Memb
 }
 
 /// Runs `change` on every shard but shard 0, `PARALLEL` at a time.
-async fn on_other_shards(ns: &Namespace, change: Change) -> Result<(), MembershipError> {
-    let others: Vec<ShardId> = (1..ns.shard_count()).map(ShardId).collect();
+async fn on_other_shards(groups: &Groups, change: Change) -> Result<(), MembershipError> {
+    let others: Vec<ShardId> = (1..groups.shard_count()).map(ShardId).collect();
     for chunk in others.chunks(PARALLEL) {
-        let runs = chunk.iter().map(|s| ask(ns, *s, &change));
+        let runs = chunk.iter().map(|s| ask(groups, *s, &change));
         for r in futures::future::join_all(runs).await {
             r?;
         }
@@ -497,25 +505,25 @@ const PING: Duration = Duration::from_secs(1);
 /// roles this way; a cluster made with more than `REPLICAS` nodes comes down to that many
 /// voters per shard; a node down longer than `Members::replace_after` (as seen by this leader
 /// of shard 0: a new leader starts counting afresh) hands its roles to live learners.
-pub(crate) fn drive_placement(ns: &Namespace) -> tokio::task::JoinHandle<()> {
-    let weak = ns.downgrade();
+pub(crate) fn drive_placement(groups: &Arc<Groups>) -> tokio::task::JoinHandle<()> {
+    let weak = Arc::downgrade(groups);
     tokio::spawn(async move {
         let mut down_since: BTreeMap<u64, tokio::time::Instant> = BTreeMap::new();
         let mut balancer = super::handover::Balancer::default();
         loop {
             tokio::time::sleep(PLACE_EVERY).await;
-            let Some(ns) = weak.upgrade() else {
+            let Some(groups) = weak.upgrade() else {
                 return;
             };
-            if ns.is_drained() {
+            if groups.is_drained() {
                 return;
             }
-            if ns.leader_of(ShardId(0)) != Some(ns.node_id()) {
+            if groups.leader_of(ShardId(0)) != Some(groups.node_id()) {
                 down_since.clear();
                 balancer.forget();
                 continue;
             }
-            match place_once(&ns, &mut down_since).await {
+            match place_once(&groups, &mut down_since).await {
                 Ok((changed, live)) => {
                     if !changed.is_empty() {
                         tracing::info!(
@@ -525,8 +533,8 @@ pub(crate) fn drive_placement(ns: &Namespace) -> tokio::task::JoinHandle<()> {
                     }
                     // Then leaderships, of the shards whose memberships this round left alone
                     // (their changes are done by now: `place_once` waits for them).
-                    let n = if ns.balances_leaders() {
-                        balancer.round(&ns, &live, &changed).await
+                    let n = if groups.balances_leaders() {
+                        balancer.round(&groups, &live, &changed).await
                     } else {
                         0
                     };
@@ -544,17 +552,17 @@ pub(crate) fn drive_placement(ns: &Namespace) -> tokio::task::JoinHandle<()> {
 /// answered. `down_since`: when each node that does not answer stopped answering, kept from
 /// round to round.
 async fn place_once(
-    ns: &Namespace,
+    groups: &Groups,
     down_since: &mut BTreeMap<u64, tokio::time::Instant>,
 ) -> Result<(BTreeSet<u16>, BTreeSet<u64>), MembershipError> {
-    let peers = ns.peers().ok_or(MembershipError::Solo)?;
-    let view = membership_view(ns);
+    let peers = groups.peers().ok_or(MembershipError::Solo)?;
+    let view = membership_view(groups);
     let Some(zero) = view.first() else {
         return Ok((BTreeSet::new(), BTreeSet::new()));
     };
     let nodes = zero.nodes();
     let pings = nodes.iter().map(|&n| async move {
-        let up = n == ns.node_id()
+        let up = n == groups.node_id()
             || peers
                 .call(n, PEERPROC_NULL, ShardId(0), Vec::new(), PING)
                 .await
@@ -579,7 +587,7 @@ async fn place_once(
             .collect(),
         None => BTreeSet::new(),
     };
-    let leaders = ns.leaders();
+    let leaders = groups.leaders();
     let shards: Vec<super::placement::ShardView> = view
         .iter()
         .map(|s| super::placement::ShardView {
@@ -623,7 +631,7 @@ async fn place_once(
                 voters: voters.clone(),
                 nodes: addrs.clone(),
             };
-            async move { (shard, ask(ns, *shard, &change).await) }
+            async move { (shard, ask(groups, *shard, &change).await) }
         });
         for (shard, r) in futures::future::join_all(runs).await {
             if let Err(e) = r {
@@ -632,7 +640,7 @@ async fn place_once(
         }
         // The plan was made from the memberships before this round: stop if another node
         // leads shard 0 now (it plans from its own view).
-        if ns.leader_of(ShardId(0)) != Some(ns.node_id()) {
+        if groups.leader_of(ShardId(0)) != Some(groups.node_id()) {
             break;
         }
     }
@@ -654,9 +662,9 @@ fn domains_of(peers: &Peers, addrs: &BTreeMap<u64, String>) -> super::placement:
 /// `cfs admin node drain ID` for an MDS node: removes node `id` from every shard (shard 0,
 /// the node set, first; a voter hands its place to a learner), then tells it so it stops. Refused when it would leave no node, or
 /// fewer remaining nodes up than a majority of them (the service would stop).
-pub async fn drain(ns: &Namespace, id: u64) -> Result<(), MembershipError> {
-    let peers = ns.peers().ok_or(MembershipError::Solo)?;
-    let view = membership_view(ns);
+pub async fn drain(groups: &Groups, id: u64) -> Result<(), MembershipError> {
+    let peers = groups.peers().ok_or(MembershipError::Solo)?;
+    let view = membership_view(groups);
     if !view
         .iter()
         .any(|s| s.voters.contains(&id) || s.learners.contains(&id))
@@ -672,7 +680,7 @@ pub async fn drain(ns: &Namespace, id: u64) -> Result<(), MembershipError> {
     }
     let mut up = 0;
     for &n in &left {
-        if n == ns.node_id()
+        if n == groups.node_id()
             || peers
                 .call(
                     n,
@@ -698,15 +706,15 @@ pub async fn drain(ns: &Namespace, id: u64) -> Result<(), MembershipError> {
     tracing::info!(node = id, "draining MDS node");
     // Shard 0 first: the node leaves the node set, so the placement planner gives it no new
     // role while the other shards let it go.
-    ask(ns, ShardId(0), &Change::Remove { id }).await?;
-    on_other_shards(ns, Change::Remove { id }).await?;
+    ask(groups, ShardId(0), &Change::Remove { id }).await?;
+    on_other_shards(groups, Change::Remove { id }).await?;
     tracing::info!(node = id, "MDS node drained from every shard");
-    if id == ns.node_id() {
-        ns.mark_drained();
+    if id == groups.node_id() {
+        groups.mark_drained();
     } else if let Some(addr) = addr {
         let told = Peers::call_at(
             &peers.members.secret,
-            ns.node_id(),
+            groups.node_id(),
             (id, addr),
             PEERPROC_DRAINED,
             Vec::new(),
@@ -738,10 +746,10 @@ impl ShardMembers {
 }
 
 /// Every shard's membership as this node sees it, shard 0 first.
-pub fn membership_view(ns: &Namespace) -> Vec<ShardMembers> {
-    (0..ns.shard_count())
+pub fn membership_view(groups: &Groups) -> Vec<ShardMembers> {
+    (0..groups.shard_count())
         .filter_map(|s| {
-            let raft = ns.raft_of(ShardId(s))?;
+            let raft = groups.raft_of(ShardId(s))?;
             let m = membership(&raft);
             Some(ShardMembers {
                 shard: s,
@@ -758,8 +766,8 @@ pub fn membership_view(ns: &Namespace) -> Vec<ShardMembers> {
 /// "draining" (gone from shard 0 but still in another shard), "starting" (shard 0's
 /// membership not known here yet) and this node's own "drained" once it was. With each, the
 /// shards it votes in.
-pub fn node_states(ns: &Namespace) -> BTreeMap<u64, NodeState> {
-    let view = membership_view(ns);
+pub fn node_states(groups: &Groups) -> BTreeMap<u64, NodeState> {
+    let view = membership_view(groups);
     let mut out = BTreeMap::new();
     let Some(zero) = view.first() else {
         return out;
@@ -768,7 +776,7 @@ pub fn node_states(ns: &Namespace) -> BTreeMap<u64, NodeState> {
     if zero.addrs.is_empty() {
         // Shard 0 has not reached this node yet (just started, or joining): the nodes it was
         // started with.
-        for (id, addr) in ns.peers().map(|p| p.nodes()).unwrap_or_default() {
+        for (id, addr) in groups.peers().map(|p| p.nodes()).unwrap_or_default() {
             out.insert(
                 id,
                 NodeState {
@@ -800,8 +808,8 @@ pub fn node_states(ns: &Namespace) -> BTreeMap<u64, NodeState> {
             votes: votes(id),
         });
     }
-    if ns.is_drained() {
-        let me = out.entry(ns.node_id()).or_insert(NodeState {
+    if groups.is_drained() {
+        let me = out.entry(groups.node_id()).or_insert(NodeState {
             state: "drained",
             addr: String::new(),
             votes: 0,
@@ -823,18 +831,18 @@ pub struct NodeState {
 /// Keeps `peers`' address book the union of this node's shards' memberships (so a joined node
 /// is reachable and its calls accepted, and a drained one is neither), and notices when this
 /// node was removed from shard 0: a membership newer than one that had it, without it.
-pub(crate) fn follow(ns: &Namespace, peers: Arc<Peers>) -> tokio::task::JoinHandle<()> {
-    let weak = ns.downgrade();
+pub(crate) fn follow(groups: &Arc<Groups>, peers: Arc<Peers>) -> tokio::task::JoinHandle<()> {
+    let weak = Arc::downgrade(groups);
     tokio::spawn(async move {
         let mut seen_in: Option<u64> = None;
         let mut left_at: Option<tokio::time::Instant> = None;
         let mut tick = tokio::time::interval(Duration::from_millis(500));
         loop {
             tick.tick().await;
-            let Some(ns) = weak.upgrade() else {
+            let Some(groups) = weak.upgrade() else {
                 return;
             };
-            let view = membership_view(&ns);
+            let view = membership_view(&groups);
             let mut book = BTreeMap::new();
             let mut clients = BTreeMap::new();
             for s in &view {
@@ -856,7 +864,7 @@ pub(crate) fn follow(ns: &Namespace, peers: Arc<Peers>) -> tokio::task::JoinHand
                     tracing::info!(nodes = ?book.keys().collect::<Vec<_>>(), "MDS nodes changed");
                 }
             }
-            let Some(raft) = ns.raft_of(ShardId(0)) else {
+            let Some(raft) = groups.raft_of(ShardId(0)) else {
                 return;
             };
             let (index, has_me) = {
@@ -866,7 +874,7 @@ pub(crate) fn follow(ns: &Namespace, peers: Arc<Peers>) -> tokio::task::JoinHand
                 let has = m
                     .membership_config
                     .membership()
-                    .get_node(&ns.node_id())
+                    .get_node(&groups.node_id())
                     .is_some();
                 (index, has)
             };
@@ -881,17 +889,17 @@ pub(crate) fn follow(ns: &Namespace, peers: Arc<Peers>) -> tokio::task::JoinHand
                     // never come (the draining node died), it stops by itself.
                     let since = *left_at.get_or_insert_with(|| {
                         tracing::warn!(
-                            node = ns.node_id(),
+                            node = groups.node_id(),
                             "this MDS node left the node set: being drained"
                         );
                         tokio::time::Instant::now()
                     });
                     if since.elapsed() >= DRAIN_LINGER {
                         tracing::warn!(
-                            node = ns.node_id(),
+                            node = groups.node_id(),
                             "this MDS node was removed from the metadata service (drained)"
                         );
-                        ns.mark_drained();
+                        groups.mark_drained();
                         return;
                     }
                 }

@@ -12,7 +12,9 @@ pub mod checkpoint;
 #[cfg(test)]
 mod encodings;
 pub mod fresh;
+pub mod groups;
 pub mod handover;
+pub mod leases;
 pub mod log;
 pub mod log_store;
 pub mod machine;
@@ -20,7 +22,9 @@ pub mod members;
 pub mod network;
 pub mod node_addr;
 pub mod placement;
+pub mod registry;
 pub mod service;
+pub mod snapshots;
 pub mod types;
 
 pub use log::{LogEngine, LogStats};

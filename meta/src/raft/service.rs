@@ -1,9 +1,8 @@
 //! The peer program on an MDS (`proto::peer`): Raft messages for this node's replicas of the
-//! shards, and namespace commands forwarded to the shards it leads. Nothing is decoded past
-//! the MAC check: a caller without the cluster secret gets a refusal and costs one keyed hash.
-
-use std::collections::HashMap;
-use std::sync::Mutex;
+//! shards, answered here, and every other procedure (commands forwarded to the shards this
+//! node leads, NFS state) handed to the handler registered for it (`registry`). Nothing is
+//! decoded past the MAC check: a caller without the cluster secret gets a refusal and costs one
+//! keyed hash.
 
 use openraft::raft::{AppendEntriesRequest, VoteRequest};
 use openraft::Snapshot;
@@ -12,12 +11,15 @@ use proto::rpc::{accepted_reply, AcceptStat, Auth, Call};
 use proto::xdr::{Opaque, Writer, Xdr};
 use serde::Serialize;
 
-use super::network::{SnapshotPiece, MAX_SNAPSHOT};
-use super::types::{Cfg, ShardDump, Tagged};
-use crate::namespace::{Namespace, ShardId};
+use super::groups::Groups;
+use super::network::SnapshotPiece;
+use super::registry::PeerCall;
+use super::types::Cfg;
+use super::types::ShardDump;
+use crate::namespace::ShardId;
 
 /// Answers one call of the peer program.
-pub async fn handle(ns: &Namespace, call: &Call) -> Writer {
+pub async fn handle(groups: &Groups, call: &Call) -> Writer {
     if call.vers != CFS_PEER_V1 {
         return accepted_reply(
             call.xid,
@@ -28,7 +30,7 @@ pub async fn handle(ns: &Namespace, call: &Call) -> Writer {
             },
         );
     }
-    if ns.peers().is_none() {
+    if groups.peers().is_none() {
         // A one-node cluster has no peers to hear from.
         return accepted_reply(call.xid, &Auth::None, AcceptStat::ProgUnavail);
     }
@@ -38,7 +40,7 @@ pub async fn handle(ns: &Namespace, call: &Call) -> Writer {
         return accepted_reply(call.xid, &Auth::None, AcceptStat::ProcUnavail);
     }
     let res = match PeerArgs::from_xdr(call.args()) {
-        Ok(a) => answer(ns, call.proc_, a).await,
+        Ok(a) => answer(groups, call.proc_, a).await,
         Err(_) => return accepted_reply(call.xid, &Auth::None, AcceptStat::GarbageArgs),
     };
     let mut w = accepted_reply(call.xid, &Auth::None, AcceptStat::Success);
@@ -53,8 +55,8 @@ fn ok<T: Serialize>(v: &T) -> PeerRes {
     }
 }
 
-async fn answer(ns: &Namespace, proc_: u32, a: PeerArgs) -> PeerRes {
-    let Some(peers) = ns.peers() else {
+async fn answer(groups: &Groups, proc_: u32, a: PeerArgs) -> PeerRes {
+    let Some(peers) = groups.peers() else {
         return PeerRes::Err(PEER_ERR_WRONG_NODE);
     };
     let secret = &peers.members.secret;
@@ -68,7 +70,7 @@ async fn answer(ns: &Namespace, proc_: u32, a: PeerArgs) -> PeerRes {
     }
     if proc_ == PEERPROC_JOIN {
         // From a node with no id yet: the MAC was the check.
-        return ok(&super::members::answer_join(ns, &a.body.0).await);
+        return ok(&super::members::answer_join(groups, &a.body.0).await);
     }
     if a.to != peers.me() || !peers.knows(a.from) {
         return PeerRes::Err(PEER_ERR_WRONG_NODE);
@@ -76,7 +78,7 @@ async fn answer(ns: &Namespace, proc_: u32, a: PeerArgs) -> PeerRes {
     let Ok(shard) = u16::try_from(a.shard).map(ShardId) else {
         return PeerRes::Err(PEER_ERR_WRONG_NODE);
     };
-    let Some(raft) = ns.raft_of(shard) else {
+    let Some(raft) = groups.raft_of(shard) else {
         return PeerRes::Err(PEER_ERR_WRONG_NODE);
     };
     let body = &a.body.0;
@@ -92,7 +94,7 @@ async fn answer(ns: &Namespace, proc_: u32, a: PeerArgs) -> PeerRes {
         },
         PEERPROC_SNAPSHOT => match postcard::from_bytes::<SnapshotPiece>(body) {
             Ok(piece) => {
-                let whole = match ns.incoming_snapshots().take(a.from, shard, piece) {
+                let whole = match groups.incoming_snapshots().take(a.from, shard, piece) {
                     Ok(w) => w,
                     Err(code) => return PeerRes::Err(code),
                 };
@@ -112,112 +114,37 @@ async fn answer(ns: &Namespace, proc_: u32, a: PeerArgs) -> PeerRes {
             }
             Err(_) => PeerRes::Err(PEER_ERR_INVAL),
         },
-        PEERPROC_IN_USE => match postcard::from_bytes::<Vec<u64>>(body) {
-            Ok(inos) if inos.len() <= MAX_IN_USE => ok(&ns.in_use_here(&inos)),
-            _ => PeerRes::Err(PEER_ERR_INVAL),
-        },
-        PEERPROC_READ_INDEX => ok(&super::fresh::read_index(ns, &raft, shard).await),
-        PEERPROC_LOCK | PEERPROC_LOCKS_HELD | PEERPROC_DELEG | PEERPROC_HOLD | PEERPROC_SHARE => {
-            match ns.answer_lock_call(a.from, proc_, a.body.0).await {
-                Ok(b) if b.len() <= MAX_PEER_BODY => PeerRes::Ok(Opaque(b)),
-                Ok(_) => PeerRes::Err(PEER_ERR_INVAL),
-                Err(code) => PeerRes::Err(code),
-            }
-        }
-        PEERPROC_MEMBERSHIP => ok(&super::members::answer_change(ns, shard, body).await),
-        PEERPROC_LEAD => ok(&super::handover::answer(ns, shard, body).await),
+        PEERPROC_READ_INDEX => ok(&super::fresh::read_index(groups, &raft, shard).await),
+        PEERPROC_MEMBERSHIP => ok(&super::members::answer_change(groups, shard, body).await),
+        PEERPROC_LEAD => ok(&super::handover::answer(groups, shard, body).await),
         PEERPROC_DRAINED => {
             // Only a node still in the address book gets here; a drain's last step.
             tracing::warn!(
                 by = a.from,
                 "this MDS node was drained from the metadata service"
             );
-            ns.mark_drained();
+            groups.mark_drained();
             PeerRes::Ok(Opaque::default())
         }
-        PEERPROC_PROPOSE => match postcard::from_bytes::<Tagged>(body) {
-            Ok(cmd) if cmd.cmd.shards().iter().all(|s| *s == shard) => {
-                ok(&ns.propose_here(shard, cmd).await)
+        // Everything else that is known goes to its registered handler (`registry`).
+        _ => match groups.peer_procs().get(proc_) {
+            Some(h) => {
+                let call = PeerCall {
+                    proc_,
+                    from: a.from,
+                    shard,
+                    body: a.body.0,
+                };
+                match h.answer(call).await {
+                    Ok(b) if b.len() <= MAX_PEER_BODY => PeerRes::Ok(Opaque(b)),
+                    Ok(_) => PeerRes::Err(PEER_ERR_INVAL),
+                    Err(code) => PeerRes::Err(code),
+                }
             }
-            _ => PeerRes::Err(PEER_ERR_INVAL),
+            // Not registered yet (the NFS server registers its own once it has started): the
+            // caller tries again, as with a node still starting.
+            None => PeerRes::Err(PEER_ERR_CLOSED),
         },
-        _ => PeerRes::Err(PEER_ERR_INVAL),
-    }
-}
-
-/// Snapshots being received, a piece at a time, bounded in total.
-#[derive(Default)]
-pub struct IncomingSnapshots {
-    by_shard: Mutex<HashMap<u16, Assembly>>,
-}
-
-struct Assembly {
-    from: u64,
-    id: String,
-    /// The size the sender announced: what the memory bound counts.
-    total: u64,
-    buf: Vec<u8>,
-}
-
-type Whole = (
-    openraft::Vote<u64>,
-    openraft::SnapshotMeta<u64, openraft::BasicNode>,
-    Vec<u8>,
-);
-
-impl IncomingSnapshots {
-    /// Adds a piece; the whole snapshot once its last piece is in. A piece out of order (a
-    /// resend after a lost reply, or a new leader's snapshot) restarts at offset 0 or is
-    /// refused, so the sender starts over.
-    fn take(&self, from: u64, shard: ShardId, p: SnapshotPiece) -> Result<Option<Whole>, u32> {
-        let mut all = self.by_shard.lock().unwrap_or_else(|e| e.into_inner());
-        if p.total > MAX_SNAPSHOT {
-            return Err(PEER_ERR_INVAL);
-        }
-        if p.offset == 0 {
-            // Memory bound: all assemblies together stay under MAX_SNAPSHOT.
-            let held: u64 = all
-                .iter()
-                .filter(|(s, _)| **s != shard.0)
-                .map(|(_, a)| a.total)
-                .sum();
-            if held + p.total > MAX_SNAPSHOT {
-                return Err(PEER_ERR_CLOSED);
-            }
-            all.insert(
-                shard.0,
-                Assembly {
-                    from,
-                    id: p.id.clone(),
-                    total: p.total,
-                    // Grown piece by piece: an announced size is not memory to take up front.
-                    buf: Vec::with_capacity(p.data.len()),
-                },
-            );
-        }
-        let Some(a) = all.get_mut(&shard.0) else {
-            return Err(PEER_ERR_INVAL);
-        };
-        if a.from != from || a.id != p.id || a.buf.len() as u64 != p.offset {
-            all.remove(&shard.0);
-            return Err(PEER_ERR_INVAL);
-        }
-        if a.buf.len() + p.data.len() > p.total as usize {
-            all.remove(&shard.0);
-            return Err(PEER_ERR_INVAL);
-        }
-        a.buf.extend_from_slice(&p.data);
-        match p.done {
-            Some((vote, meta)) if a.buf.len() as u64 == p.total => {
-                let bytes = all.remove(&shard.0).map(|a| a.buf).unwrap_or_default();
-                Ok(Some((vote, meta, bytes)))
-            }
-            Some(_) => {
-                all.remove(&shard.0);
-                Err(PEER_ERR_INVAL)
-            }
-            None => Ok(None),
-        }
     }
 }
 
@@ -268,48 +195,51 @@ mod tests {
                 }),
                 ..Default::default()
             };
-            let ns = Namespace::open_with(dir.path(), opts).await.unwrap();
+            let ns = crate::namespace::Namespace::open_with(dir.path(), opts)
+                .await
+                .unwrap();
+            let groups = ns.groups();
             let now = layout::secret::now_ms();
             let code = |r: PeerRes| match r {
                 PeerRes::Err(c) => c,
                 PeerRes::Ok(_) => PEER_OK,
             };
             assert_eq!(
-                code(answer(&ns, PEERPROC_NULL, args(&other, 1, now)).await),
+                code(answer(groups, PEERPROC_NULL, args(&other, 1, now)).await),
                 PEER_ERR_AUTH
             );
             let mut forged = args(&secret, 1, now);
             forged.body = Opaque(vec![9]);
             assert_eq!(
-                code(answer(&ns, PEERPROC_NULL, forged).await),
+                code(answer(groups, PEERPROC_NULL, forged).await),
                 PEER_ERR_AUTH
             );
             let old = now - 10 * 60 * 1000;
             assert_eq!(
-                code(answer(&ns, PEERPROC_NULL, args(&secret, 1, old)).await),
+                code(answer(groups, PEERPROC_NULL, args(&secret, 1, old)).await),
                 PEER_ERR_CLOCK
             );
             assert_eq!(
-                code(answer(&ns, PEERPROC_NULL, args(&secret, 3, now)).await),
+                code(answer(groups, PEERPROC_NULL, args(&secret, 3, now)).await),
                 PEER_ERR_WRONG_NODE
             );
             assert_eq!(
-                code(answer(&ns, PEERPROC_NULL, args(&secret, 1, now)).await),
+                code(answer(groups, PEERPROC_NULL, args(&secret, 1, now)).await),
                 PEER_OK
             );
             // A join is accepted from a node with no id yet (from and to 0), but only with the
             // cluster's secret: a wrong token is refused before anything is decoded.
             assert_eq!(
-                code(answer(&ns, PEERPROC_JOIN, args(&other, 0, now)).await),
+                code(answer(groups, PEERPROC_JOIN, args(&other, 0, now)).await),
                 PEER_ERR_AUTH
             );
             // Authentic but undecodable: a protocol error, not a panic.
             assert_eq!(
-                code(answer(&ns, PEERPROC_APPEND, args(&secret, 1, now)).await),
+                code(answer(groups, PEERPROC_APPEND, args(&secret, 1, now)).await),
                 PEER_ERR_INVAL
             );
             assert_eq!(
-                code(answer(&ns, PEERPROC_PROPOSE, args(&secret, 1, now)).await),
+                code(answer(groups, PEERPROC_PROPOSE, args(&secret, 1, now)).await),
                 PEER_ERR_INVAL
             );
             ns.close().await;

@@ -21,7 +21,7 @@ struct PeerOnly {
 impl CallHandler for PeerOnly {
     async fn handle(&self, _conn: Connection, call: Call) -> Option<Writer> {
         let ns = self.ns.lock().ok()?.clone()?;
-        Some(crate::raft::service::handle(&ns, &call).await)
+        Some(crate::raft::service::handle(ns.groups(), &call).await)
     }
 }
 
@@ -347,7 +347,7 @@ fn a_busy_shards_leadership_is_handed_over_and_a_dead_target_leaves_it_in_place(
             .current_term;
         let start = Instant::now();
         let paused = loop {
-            match hand_over(&ns(l), shard, t, term).await {
+            match hand_over(ns(l).groups(), shard, t, term).await {
                 Ok(ms) => break ms,
                 Err(HandOverError::TooNew { .. }) if start.elapsed() < Duration::from_secs(10) => {
                     tokio::time::sleep(Duration::from_millis(200)).await
@@ -371,10 +371,10 @@ fn a_busy_shards_leadership_is_handed_over_and_a_dead_target_leaves_it_in_place(
         )
         .await;
         // Just elected, `t` has not led longer than its lease: it does not hand over yet.
-        let r = hand_over(&ns(t), shard, l, new_term).await;
+        let r = hand_over(ns(t).groups(), shard, l, new_term).await;
         assert!(matches!(r, Err(HandOverError::TooNew { .. })), "{r:?}");
         // The former leader no longer can.
-        let r = hand_over(&ns(l), shard, x, term).await;
+        let r = hand_over(ns(l).groups(), shard, x, term).await;
         assert!(matches!(r, Err(HandOverError::NotLeader { .. })), "{r:?}");
         tokio::time::sleep(Duration::from_millis(500)).await;
         stop.store(true, std::sync::atomic::Ordering::SeqCst);
@@ -402,7 +402,7 @@ fn a_busy_shards_leadership_is_handed_over_and_a_dead_target_leaves_it_in_place(
             let t0 = Instant::now();
             let r = tokio::time::timeout(
                 Duration::from_secs(60),
-                hand_over(&ns(t), shard, x, new_term),
+                hand_over(ns(t).groups(), shard, x, new_term),
             )
             .await
             .expect("the hand-over to a node that is down gives up by itself");
@@ -511,15 +511,15 @@ fn a_leaders_reads_go_by_its_lease_which_ends_with_its_leadership() {
 
         // Reads one after another at the leader: a round at most every `LEASE`, the rest
         // answered by the lease.
-        let (rounds0, leased0) = ns(l).leases().counts();
+        let (rounds0, leased0) = ns(l).groups().leases().counts();
         let t0 = Instant::now();
         for _ in 0..200 {
             fresh
-                .barrier(&ns(l), shard)
+                .barrier(ns(l).groups(), shard)
                 .await
                 .expect("a read at the leader");
         }
-        let (rounds, leased) = ns(l).leases().counts();
+        let (rounds, leased) = ns(l).groups().leases().counts();
         let (rounds, leased) = (rounds - rounds0, leased - leased0);
         let most = t0.elapsed().as_millis() as u64 / 1000 + 2;
         eprintln!(
@@ -543,10 +543,10 @@ fn a_leaders_reads_go_by_its_lease_which_ends_with_its_leadership() {
         let start = Instant::now();
         loop {
             fresh
-                .barrier(&ns(l), shard)
+                .barrier(ns(l).groups(), shard)
                 .await
                 .expect("a read at the leader");
-            match hand_over(&ns(l), shard, t, term).await {
+            match hand_over(ns(l).groups(), shard, t, term).await {
                 Ok(_) => break,
                 Err(HandOverError::TooNew { .. }) if start.elapsed() < Duration::from_secs(10) => {
                     tokio::time::sleep(Duration::from_millis(100)).await
@@ -554,17 +554,17 @@ fn a_leaders_reads_go_by_its_lease_which_ends_with_its_leadership() {
                 Err(e) => panic!("hand-over of {shard} from {l} to {t}: {e}"),
             }
         }
-        let live = ns(l).leases().live(shard);
+        let live = ns(l).groups().leases().live(shard);
         ns(t)
             .execute(create(d, "after", FileKind::Regular))
             .await
             .expect("a write at the new leader");
-        let (_, before) = ns(l).leases().counts();
+        let (_, before) = ns(l).groups().leases().counts();
         fresh
-            .barrier(&ns(l), shard)
+            .barrier(ns(l).groups(), shard)
             .await
             .expect("a read at the former leader");
-        let (_, after) = ns(l).leases().counts();
+        let (_, after) = ns(l).groups().leases().counts();
         eprintln!("former leader's lease live after the hand-over: {live}");
         assert_eq!(after, before, "the former leader read by its lease");
         ns(l)
