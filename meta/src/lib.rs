@@ -8,3 +8,4 @@
 pub mod failpoint;
 pub mod namespace;
 pub mod raft;
+pub mod storage;

@@ -28,11 +28,9 @@
 mod coordinator;
 mod read;
 mod rmtree;
-pub(crate) mod store;
 mod tags;
 mod txn_store;
 mod unstable;
-pub(crate) mod wal;
 
 pub use meta_core::{coding, perm, sessions, shard, state, txn};
 use meta_core::{command, error, object};
@@ -52,6 +50,7 @@ use redb::{Database, Durability, ReadableTable};
 use tokio::sync::oneshot;
 use tracing::{info, warn};
 
+pub use crate::storage::wal::WAL_PREFIX;
 pub use coding::{Encoded, FileCode, GroupCode, Redundancy};
 pub use command::{check_name, Command, CreateHow};
 pub use error::FsError;
@@ -64,16 +63,20 @@ pub use read::{settle, Snapshot, READ_WAIT};
 pub use sessions::{ClientRequest, Sessions};
 pub use shard::{Key, ShardId};
 pub use state::{Dump, MemState, StateStore};
-pub use wal::WAL_PREFIX;
 
-use crate::raft::checkpoint::{Checkpointer, Checkpoints};
 use crate::raft::fresh::{Fresh, ReadError};
 pub use crate::raft::groups::ShardStatus;
 use crate::raft::groups::{Gate, Group, Groups};
-use crate::raft::machine::{Applied, ShardCore, ShardMachine};
+use crate::raft::machine::ShardMachine;
 use crate::raft::registry::{PeerAnswer, PeerCall, PeerProc};
 use crate::raft::{LogEngine, Proposal, Tagged};
-use store::{Db, BOOT_COUNT, NODE, SHARDS};
+use crate::storage::checkpoint::{Checkpointer, Checkpoints};
+pub use crate::storage::shard::EffectSink;
+use crate::storage::shard::{Applied, ShardCore};
+use crate::storage::shard::{EffectSlot, Stats};
+pub use crate::storage::space::SpaceGuard;
+use crate::storage::store::{self, Db, BOOT_COUNT, NODE, SHARDS};
+use crate::storage::wal;
 use tags::Tags;
 
 /// File name of the database inside the namespace directory.
@@ -129,51 +132,6 @@ impl Default for Options {
     }
 }
 
-/// Whoever carries out the effects of applied commands (`Effect`): the MDS, on the node that
-/// leads the shard. Called from a shard's state machine with each batch's effects, in order,
-/// before the batch's commands are answered: it must not block (queue the work).
-pub trait EffectSink: Send + Sync {
-    fn effects(&self, effects: &[Effect]);
-}
-
-/// The sink, once one is set; effects of commands applied before that (log replay at open)
-/// are found again from the state (`Snapshot::orphans`).
-#[derive(Default)]
-pub(crate) struct EffectSlot(
-    std::sync::OnceLock<Arc<dyn EffectSink>>,
-    /// Wakes the reclaimer of orphan directories (`rmtree`) when one is detached here.
-    pub(crate) tokio::sync::Notify,
-);
-
-impl EffectSlot {
-    pub(crate) fn deliver(&self, effects: &[Effect]) {
-        if effects.iter().any(|e| matches!(e, Effect::Detached(_))) {
-            self.1.notify_one();
-        }
-        if let Some(sink) = self.0.get() {
-            sink.effects(effects);
-        }
-    }
-}
-
-/// What the namespace asks of whoever keeps space for metadata (`mds::space::Space`).
-pub trait SpaceGuard: Send + Sync + std::fmt::Debug {
-    /// A metadata write met ENOSPC: free reserved space; false when none is left.
-    fn release(&self) -> bool;
-    /// Whether a checkpoint may write now, freeing reserved space if that makes room. redb
-    /// cannot go on after a failed write without being reopened, so it must not meet ENOSPC.
-    fn room_for_checkpoint(&self) -> bool;
-}
-
-/// Counters of the namespace.
-#[derive(Debug, Default)]
-pub struct Stats {
-    /// Commands applied (a failed command counts: it was replicated and applied as a failure).
-    pub commands: AtomicU64,
-    /// Checkpoints written.
-    pub checkpoints: AtomicU64,
-}
-
 /// A snapshot of the counters.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct StatsSnapshot {
@@ -187,7 +145,7 @@ pub struct StatsSnapshot {
 
 struct Shard {
     core: Arc<ShardCore>,
-    raft: crate::raft::types::Raft,
+    raft: crate::storage::entry::Raft,
     /// Commands waiting for the shard's proposer (`propose_batches`).
     queue: tokio::sync::mpsc::UnboundedSender<Queued>,
 }
@@ -244,7 +202,7 @@ pub(crate) const MAX_BATCH_BYTES: usize = 128 << 10;
 /// its flush, so batching here is what keeps a busy shard from paying one fdatasync per
 /// command (measured: 1.0 commands per fdatasync without it, `tests::group`).
 async fn propose_batches(
-    raft: crate::raft::types::Raft,
+    raft: crate::storage::entry::Raft,
     shard: ShardId,
     gate: Arc<Gate>,
     mut rx: tokio::sync::mpsc::UnboundedReceiver<Queued>,
@@ -1015,7 +973,7 @@ impl Namespace {
     }
 
     /// The shard's Raft group on this node (peer messages go to it).
-    pub fn raft_of(&self, shard: ShardId) -> Option<crate::raft::types::Raft> {
+    pub fn raft_of(&self, shard: ShardId) -> Option<crate::storage::entry::Raft> {
         self.inner.groups.raft_of(shard)
     }
 
@@ -1367,7 +1325,7 @@ impl PeerProc for ProposeHere {
 /// one a leader sent it). True when it did so now.
 async fn initialize_once(
     id: u16,
-    raft: &crate::raft::types::Raft,
+    raft: &crate::storage::entry::Raft,
     members: &BTreeMap<u64, BasicNode>,
 ) -> Result<bool, FsError> {
     use openraft::error::InitializeError;

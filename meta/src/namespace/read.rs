@@ -24,7 +24,7 @@ use super::object::{DirEntry, Inode, StatFs, FIRST_COOKIE, ROOT_INO};
 use super::shard::{Key, ShardId};
 use super::state::{meta, Dump, MemState, StateStore};
 use super::unstable::Unstable;
-use crate::raft::machine::ShardCore;
+use crate::storage::shard::ShardCore;
 
 /// Read locks of the local shards, each taken on first use and kept until dropped (a
 /// `Snapshot`'s, a transaction's `TxnStore`'s).

@@ -10,7 +10,7 @@ use super::read::Held;
 use super::shard::{Key, ShardId};
 use super::state::{Changes, MemState, StateStore};
 use super::txn::{TxnEntry, TxnId, TxnPart};
-use crate::raft::machine::ShardCore;
+use crate::storage::shard::ShardCore;
 
 /// The store a coordinator runs `apply` over: reads of locked keys from this node's replicas
 /// (`NeedLock` for any other key), writes collected per shard.

@@ -12,17 +12,17 @@ use openraft::{
     BasicNode, CommittedLeaderId, EntryPayload, LogId, Membership, StoredMembership, Vote,
 };
 
-use crate::namespace::{apply, Command, FileKind, FsError, MemState, Outcome, ShardId, Time};
 use meta_core::testing::check;
+use meta_core::{apply, Command, FileKind, FsError, MemState, Outcome, ShardId, Time};
 
 use super::handover::{HandOverError, Lead, LeadReply};
-use super::log::{encode, Head, Rec};
-use super::machine::{Applied, ShardCore};
 use super::members::{Change, ChangeRequest, JoinReply, JoinRequest, MembershipError};
 use super::network::SnapshotPiece;
 use super::node_addr::NodeAddr;
-use super::types::{Entry, Proposal, Reply, ShardDump, Tagged};
-use crate::namespace::sessions::Tag;
+use crate::storage::entry::{Entry, Proposal, Reply, ShardDump, Tagged};
+use crate::storage::log::{encode, Head, Rec};
+use crate::storage::shard::{Applied, ShardCore};
+use meta_core::sessions::Tag;
 
 fn enc<T: serde::Serialize>(v: &T) -> Vec<u8> {
     postcard::to_stdvec(v).expect("encodes")
@@ -58,7 +58,7 @@ fn tagged() -> Tagged {
             uid: 1,
             gid: 1,
             time: T,
-            how: crate::namespace::CreateHow::Guarded,
+            how: meta_core::CreateHow::Guarded,
         },
     }
 }
@@ -103,7 +103,7 @@ fn dump() -> Vec<u8> {
             uid: 0,
             gid: 0,
             time: T,
-            how: crate::namespace::CreateHow::Guarded,
+            how: meta_core::CreateHow::Guarded,
         },
     )
     .expect("mkdir");
@@ -121,8 +121,8 @@ fn dump() -> Vec<u8> {
         ShardId(0),
         s,
         applied(),
-        Arc::new(crate::namespace::EffectSlot::default()),
-        Arc::new(crate::namespace::Stats::default()),
+        Arc::new(crate::storage::shard::EffectSlot::default()),
+        Arc::new(crate::storage::shard::Stats::default()),
     );
     let (_, d) = core.dump().expect("dumps");
     d.bytes

@@ -34,8 +34,8 @@ use openraft::{ServerState, Vote};
 use thiserror::Error;
 
 use super::groups::Groups;
-use super::types::Raft;
-use crate::namespace::ShardId;
+use crate::storage::entry::Raft;
+use meta_core::ShardId;
 
 /// How long one check may take: past it the read is refused (the client retries).
 const CHECK_TIMEOUT: Duration = Duration::from_secs(2);

@@ -8,12 +8,12 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use super::leases::Leases;
-use super::log::LogEngine;
 use super::network::Peers;
 use super::registry::PeerProcs;
 use super::snapshots::IncomingSnapshots;
-use super::types::Raft;
-use crate::namespace::ShardId;
+use crate::storage::entry::Raft;
+use crate::storage::log::LogEngine;
+use meta_core::ShardId;
 
 /// One shard's Raft group on this node.
 pub(crate) struct Group {

@@ -50,8 +50,8 @@ use tokio::time::Instant;
 
 use super::balance::{self, ShardLead};
 use super::groups::Groups;
-use super::types::Raft;
-use crate::namespace::ShardId;
+use crate::storage::entry::Raft;
+use meta_core::ShardId;
 
 /// `PEERPROC_LEAD`'s argument.
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use openraft::Vote;
 
-use crate::namespace::ShardId;
+use meta_core::ShardId;
 
 /// How long after a check began its leader answers reads without another round: a third of
 /// the voters' 3 s (`election_timeout_max`, openraft's leader lease), room for clocks that run

@@ -13,45 +13,15 @@ use openraft::storage::{RaftStateMachine, Snapshot, SnapshotMeta};
 use openraft::{EntryPayload, OptionalSend, RaftSnapshotBuilder, StoredMembership};
 use serde::{Deserialize, Serialize};
 
-use super::checkpoint::Checkpoints;
-use super::types::Tagged;
-use super::types::{machine_err, Cfg, Entry, LogId, Membership, Reply, ShardDump, StorageError};
-use crate::namespace::sessions::{Seen, Sessions};
-use crate::namespace::state::{meta, Changes, MemState, Staged};
-use crate::namespace::{
-    apply_on_shard, Command, Effect, EffectSlot, FsError, Inode, ShardId, Stats,
+use crate::storage::checkpoint::Checkpoints;
+use crate::storage::entry::Tagged;
+use crate::storage::entry::{
+    machine_err, Cfg, Entry, LogId, Membership, Reply, ShardDump, StorageError,
 };
-
-/// Where a shard's state machine is: what it applied last, and with which membership.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub(crate) struct Applied {
-    pub log_id: Option<LogId>,
-    pub membership: Membership,
-}
-
-/// Where the shard's state machine is, and what a checkpoint has not written yet. Changed
-/// together with the state (under its write lock), so a checkpoint that takes it under the
-/// read lock writes exactly the state it names.
-#[derive(Default)]
-pub(crate) struct Pending {
-    pub applied: Applied,
-    pub changes: Changes,
-    /// A snapshot replaced the whole shard: the checkpoint rewrites it from the state.
-    pub replaced: bool,
-    /// Something was applied since the last checkpoint took the changes.
-    pub dirty: bool,
-}
-
-/// A shard's state, shared by its state machine, the readers and the checkpointer.
-pub(crate) struct ShardCore {
-    pub id: ShardId,
-    pub live: RwLock<MemState>,
-    pub pending: Mutex<Pending>,
-    /// Whether this node leads the shard: only the leader carries out effects.
-    pub leader: AtomicBool,
-    pub effects: Arc<EffectSlot>,
-    pub stats: Arc<Stats>,
-}
+use crate::storage::shard::{Applied, EffectSlot, Pending, ShardCore, Stats};
+use meta_core::sessions::{Seen, Sessions};
+use meta_core::state::{meta, Changes, MemState, Staged};
+use meta_core::{apply_on_shard, Command, Effect, FsError, Inode, ShardId};
 
 impl ShardCore {
     pub fn new(
@@ -245,10 +215,10 @@ struct Dump {
     meta: Vec<(String, u64)>,
     orphans: Vec<u64>,
     chunks: Vec<(u64, u64, Vec<u64>)>,
-    stripes: Vec<(u64, crate::namespace::FileCode)>,
+    stripes: Vec<(u64, meta_core::FileCode)>,
     clients: Vec<(u64, Vec<u8>)>,
     sessions: Sessions,
-    txns: Vec<(u128, crate::namespace::txn::TxnEntry)>,
+    txns: Vec<(u128, meta_core::txn::TxnEntry)>,
 }
 
 impl Dump {
@@ -399,7 +369,7 @@ impl RaftStateMachine<Cfg> for ShardMachine {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::namespace::{apply, Command, FileKind, Time, ROOT_INO};
+    use meta_core::{apply, Command, FileKind, Time, ROOT_INO};
 
     fn with_root() -> MemState {
         let mut s = MemState::default();
@@ -428,12 +398,12 @@ mod tests {
                     uid: 1,
                     gid: 1,
                     time: Time::new(2, 0),
-                    how: crate::namespace::CreateHow::Guarded,
+                    how: meta_core::CreateHow::Guarded,
                 },
             )
             .unwrap();
         }
-        let t = crate::namespace::sessions::Tag {
+        let t = meta_core::sessions::Tag {
             origin: 2,
             life: 1,
             seq: 7,
@@ -467,7 +437,7 @@ mod tests {
             Arc::default(),
         );
         let mkdir = |seq: u64, waits_from: u64, name: &str| Tagged {
-            tag: crate::namespace::sessions::Tag {
+            tag: meta_core::sessions::Tag {
                 origin: 2,
                 life: 1,
                 seq,
@@ -481,7 +451,7 @@ mod tests {
                 uid: 1,
                 gid: 1,
                 time: Time::new(2, 0),
-                how: crate::namespace::CreateHow::Guarded,
+                how: meta_core::CreateHow::Guarded,
             },
         };
         let first = core

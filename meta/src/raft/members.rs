@@ -34,10 +34,10 @@ use thiserror::Error;
 use super::groups::Groups;
 use super::network::{PeerError, Peers};
 use super::node_addr::NodeAddr;
-use crate::namespace::ShardId;
+use meta_core::ShardId;
 
 /// The shard's current membership (voters, learners, their addresses), as this replica knows it.
-fn membership(raft: &super::types::Raft) -> openraft::Membership<u64, BasicNode> {
+fn membership(raft: &crate::storage::entry::Raft) -> openraft::Membership<u64, BasicNode> {
     raft.metrics()
         .borrow()
         .membership_config
@@ -209,7 +209,7 @@ pub(crate) async fn answer_join(
 /// join asked again after a lost answer) and becomes a learner of shard 0.
 async fn admit(
     groups: &Groups,
-    raft: &super::types::Raft,
+    raft: &crate::storage::entry::Raft,
     addr: NodeAddr,
 ) -> Result<JoinReply, MembershipError> {
     // One join at a time: two must not pick the same id.
@@ -298,7 +298,7 @@ async fn change_here(
 /// On the shard's leader.
 async fn apply(
     groups: &Groups,
-    raft: &super::types::Raft,
+    raft: &crate::storage::entry::Raft,
     shard: ShardId,
     change: Change,
 ) -> Result<(), MembershipError> {
@@ -393,7 +393,7 @@ async fn apply(
 /// Makes `id` a learner of the shard and waits until its log has caught up with the leader's
 /// (a snapshot first if it is too far behind), so it can be promoted without stalling writes.
 async fn learn(
-    raft: &super::types::Raft,
+    raft: &crate::storage::entry::Raft,
     shard: ShardId,
     id: u64,
     addr: String,

@@ -8,15 +8,12 @@
 //! fdatasync every group's appends at once; 0.9 has it, so the alpha buys nothing needed here.
 
 pub mod balance;
-pub mod checkpoint;
 #[cfg(test)]
 mod encodings;
 pub mod fresh;
 pub mod groups;
 pub mod handover;
 pub mod leases;
-pub mod log;
-pub mod log_store;
 pub mod machine;
 pub mod members;
 pub mod network;
@@ -25,11 +22,9 @@ pub mod placement;
 pub mod registry;
 pub mod service;
 pub mod snapshots;
-pub mod types;
 
-pub use log::{LogEngine, LogStats};
-pub use types::Tagged;
-pub use types::{Cfg, Proposal, Reply};
+pub use crate::storage::entry::{Cfg, Proposal, Reply, Tagged};
+pub use crate::storage::log::{LogEngine, LogStats};
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -37,7 +32,7 @@ use std::time::Duration;
 /// Timing of the shards' Raft groups. A heartbeat per group every half second is cheap for a
 /// few hundred groups (one small message each, batched per peer connection); failover then
 /// takes 1.5 to 3 s of silence.
-pub fn config(shard_count: u16) -> Result<Arc<openraft::Config>, crate::namespace::FsError> {
+pub fn config(shard_count: u16) -> Result<Arc<openraft::Config>, meta_core::FsError> {
     let c = openraft::Config {
         cluster_name: "cfs".into(),
         heartbeat_interval: 500,
@@ -55,7 +50,7 @@ pub fn config(shard_count: u16) -> Result<Arc<openraft::Config>, crate::namespac
     let _ = shard_count;
     c.validate()
         .map(Arc::new)
-        .map_err(|e| crate::namespace::FsError::Io(format!("raft config: {e}")))
+        .map_err(|e| meta_core::FsError::Io(format!("raft config: {e}")))
 }
 
 /// How long a node waits at start for its shards to have leaders and to catch up with what

@@ -28,8 +28,8 @@ use proto::xdr::{Opaque, Xdr};
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
-use super::types::Cfg;
-use crate::namespace::ShardId;
+use crate::storage::entry::Cfg;
+use meta_core::ShardId;
 
 /// Snapshot bytes per call: half the body limit leaves room for the piece's header.
 pub const SNAPSHOT_PIECE: usize = 512 << 10;

@@ -15,7 +15,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, RwLock};
 
-use crate::namespace::ShardId;
+use meta_core::ShardId;
 
 /// One peer call that reached its handler: checked already (the cluster's MAC, a fresh clock,
 /// addressed to this node by a node it knows, about a shard it holds).

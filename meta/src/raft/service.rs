@@ -14,9 +14,9 @@ use serde::Serialize;
 use super::groups::Groups;
 use super::network::SnapshotPiece;
 use super::registry::PeerCall;
-use super::types::Cfg;
-use super::types::ShardDump;
-use crate::namespace::ShardId;
+use crate::storage::entry::Cfg;
+use crate::storage::entry::ShardDump;
+use meta_core::ShardId;
 
 /// Answers one call of the peer program.
 pub async fn handle(groups: &Groups, call: &Call) -> Writer {

@@ -7,7 +7,7 @@ use std::sync::Mutex;
 use proto::peer::{PEER_ERR_CLOSED, PEER_ERR_INVAL};
 
 use super::network::{SnapshotPiece, MAX_SNAPSHOT};
-use crate::namespace::ShardId;
+use meta_core::ShardId;
 
 /// Snapshots being received, a piece at a time, bounded in total.
 #[derive(Default)]

@@ -306,12 +306,12 @@ fn acknowledged_commands_survive_in_the_log_alone() {
 
 /// Bytes of records in the node's log segments (not their size: segments are preallocated).
 fn wal_bytes(dir: &std::path::Path) -> u64 {
-    std::fs::read_dir(dir.join(crate::raft::log::LOG_DIR))
+    std::fs::read_dir(dir.join(crate::storage::log::LOG_DIR))
         .unwrap()
         .map(|e| e.unwrap())
         .filter(|e| e.file_name().to_string_lossy().starts_with(WAL_PREFIX))
         .map(|e| {
-            crate::namespace::wal::decode_records(&std::fs::read(e.path()).unwrap(), None).1 as u64
+            crate::storage::wal::decode_records(&std::fs::read(e.path()).unwrap(), None).1 as u64
         })
         .sum()
 }

@@ -584,7 +584,7 @@ fn a_leaders_reads_go_by_its_lease_which_ends_with_its_leadership() {
 /// test fail ("the follower had the entry only after 612 ms, the leader's flush took 600 ms").
 #[test]
 fn a_leader_sends_entries_before_its_own_flush() {
-    use crate::namespace::wal::held;
+    use crate::storage::wal::held;
     let rt = rt();
     rt.block_on(async {
         let (mut nodes, all) = three_up(false).await;

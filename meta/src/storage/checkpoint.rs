@@ -17,10 +17,12 @@ use redb::{Database, Durability};
 use tokio::sync::oneshot;
 use tracing::{debug, error, warn};
 
-use super::machine::{Applied, ShardCore};
-use crate::namespace::state::Changes;
-use crate::namespace::store::{self, Db, RedbState};
-use crate::namespace::{FsError, SpaceGuard, Stats};
+use super::shard::Stats;
+use super::shard::{Applied, ShardCore};
+use super::space::SpaceGuard;
+use crate::storage::store::{self, Db, RedbState};
+use meta_core::state::Changes;
+use meta_core::FsError;
 
 /// Under steady load, a checkpoint at least this often, so a restart replays at most this much
 /// of the log.
@@ -83,7 +85,7 @@ struct Taken {
     applied: Applied,
     changes: Changes,
     /// The whole state, when a snapshot replaced the shard.
-    whole: Option<crate::namespace::MemState>,
+    whole: Option<meta_core::MemState>,
     /// The shard's table of recent results (`raft::sessions`), encoded: small (what its
     /// proposers wait for), so written whole.
     sessions: Vec<u8>,

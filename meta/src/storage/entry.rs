@@ -2,13 +2,13 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::namespace::{FsError, Outcome};
+use meta_core::{FsError, Outcome};
 
 /// A command with its proposer's tag: what a shard's log holds.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Tagged {
-    pub tag: crate::namespace::sessions::Tag,
-    pub cmd: crate::namespace::Command,
+    pub tag: meta_core::sessions::Tag,
+    pub cmd: meta_core::Command,
 }
 
 /// One entry of a shard's log: the namespace commands proposed together (group commit: what

@@ -26,7 +26,7 @@ use std::os::fd::AsRawFd;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
-use super::error::FsError;
+use meta_core::error::FsError;
 
 /// Segment files of a log are `WAL_PREFIX<seq>` in its directory.
 pub const WAL_PREFIX: &str = "namespace.wal.";

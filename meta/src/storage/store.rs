@@ -10,12 +10,12 @@ use std::collections::HashMap;
 
 use redb::{ReadTransaction, ReadableTable, Table, TableDefinition, WriteTransaction};
 
-use super::coding::FileCode;
-use super::error::FsError;
-use super::object::{Inode, FIRST_COOKIE};
-use super::shard::{Key, ShardId};
-use super::state::{meta, MemState, StateStore};
-use super::txn::{TxnEntry, TxnId};
+use meta_core::coding::FileCode;
+use meta_core::error::FsError;
+use meta_core::object::{Inode, FIRST_COOKIE};
+use meta_core::shard::{Key, ShardId};
+use meta_core::state::{meta, MemState, StateStore};
+use meta_core::txn::{TxnEntry, TxnId};
 
 /// ino → encoded `Inode`.
 pub(crate) const INODES: TableDefinition<u64, &[u8]> = TableDefinition::new("inodes");
@@ -583,7 +583,7 @@ pub(crate) fn load_shards(txn: &ReadTransaction, shards: &[ShardId]) -> Result<L
     for item in txn.open_table(SHARD_SESSIONS).db()?.iter().db()? {
         let (k, v) = item.db()?;
         if let Some((s, _)) = m.get_mut(&ShardId(k.value())) {
-            s.sessions = super::sessions::Sessions::decode(v.value())?;
+            s.sessions = meta_core::sessions::Sessions::decode(v.value())?;
         }
     }
     Ok(m)

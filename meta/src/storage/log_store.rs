@@ -6,8 +6,8 @@ use std::ops::RangeBounds;
 use openraft::storage::{LogFlushed, LogState, RaftLogStorage};
 use openraft::{OptionalSend, RaftLogReader};
 
+use super::entry::{log_write_err, vote_write_err, Cfg, Entry, LogId, StorageError, Vote};
 use super::log::ShardLog;
-use super::types::{log_write_err, vote_write_err, Cfg, Entry, LogId, StorageError, Vote};
 
 impl RaftLogReader<Cfg> for ShardLog {
     async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + Debug + OptionalSend>(

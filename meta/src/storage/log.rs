@@ -36,9 +36,10 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::oneshot;
 use tracing::{debug, error, info, warn};
 
-use super::types::{Entry, LogId, Vote};
-use crate::namespace::wal::{encode_record, remove_before, Wal};
-use crate::namespace::{FsError, ShardId, SpaceGuard};
+use super::entry::{Entry, LogId, Vote};
+use super::space::SpaceGuard;
+use crate::storage::wal::{encode_record, remove_before, Wal};
+use meta_core::{FsError, ShardId};
 
 /// The log's segment files live in this directory under the namespace directory.
 pub const LOG_DIR: &str = "raft";
@@ -632,7 +633,7 @@ impl ShardLog {
             }
         }
         let bytes = encode(rec)?;
-        if bytes.len() > crate::namespace::wal::MAX_RECORD {
+        if bytes.len() > crate::storage::wal::MAX_RECORD {
             return Err(FsError::Io(format!(
                 "raft log record of {} bytes",
                 bytes.len()
@@ -810,8 +811,8 @@ impl Writer {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::namespace::Command;
-    use crate::raft::types::Proposal;
+    use crate::storage::entry::Proposal;
+    use meta_core::Command;
     use openraft::testing::log_id;
     use openraft::EntryPayload;
 
@@ -819,8 +820,8 @@ mod tests {
         Entry {
             log_id: log_id(term, 1, index),
             payload: EntryPayload::Normal(Proposal {
-                cmds: vec![crate::raft::Tagged {
-                    tag: crate::namespace::sessions::Tag {
+                cmds: vec![crate::storage::entry::Tagged {
+                    tag: meta_core::sessions::Tag {
                         origin: 1,
                         life: 1,
                         seq: index,
@@ -941,7 +942,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let shards = [ShardId(0), ShardId(1)];
         let segments = |d: &Path| {
-            crate::namespace::wal::segment_files(&d.join(LOG_DIR))
+            crate::storage::wal::segment_files(&d.join(LOG_DIR))
                 .unwrap()
                 .len()
         };
