@@ -1,5 +1,22 @@
 //! COMPOUND processing (RFC 8881 §16.2): decode, run operations in order until one fails,
 //! and keep the reply in the session's slot for exactly-once replays.
+//!
+//! Per COMPOUND: a peer no export admits is refused; SEQUENCE runs against the session's slot (a
+//! replay is answered from the slot's reply cache); each operation goes through `ops::dispatch`
+//! after the checks `ops::table` asks for (position, WRONGSEC, the reply budget,
+//! `check_reply_room`). The reply is cached only if the client asked (`sa_cachethis`) and it fits
+//! the slot's negotiated size.
+//!
+//! Fresh reads (`Ctx::read_barrier`, `Ctx::read`): before an operation that reads namespace state
+//! (`table::READS_STATE`) the runner passes the read barrier (`raft::fresh`) of the current (and,
+//! for RENAME and LINK, the saved) file handle's shard once per COMPOUND. A read that reaches
+//! another shard through a name or an entry (a LOOKUP, READDIR's attributes, OPEN by name, SECINFO)
+//! passes that shard's barrier before its answer counts and runs again once every shard it touched
+//! is current; a PUTFH whose file is missing passes its shard's barrier before it answers STALE
+//! (issue 50: a node catching up answered STALE for names that existed). Each shard is current as
+//! of its own barrier, not one instant: an entry may name an inode a removal already took from the
+//! child's shard, so both barriers are passed again (`DANGLING_AGAIN`); an entry naming an inode
+//! that stays missing is corruption: logged, NFS4ERR_IO.
 use crate::error::NfsError;
 use crate::export::{Export, SecFlavor};
 use crate::ops::{self, table};

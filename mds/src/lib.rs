@@ -1,6 +1,21 @@
 //! The metadata server: NFSv4.1/4.2 over the namespace state machine. File data lives in an
 //! in-process chunk store (the single-node default) or on data servers, which clients reach
 //! through pNFS flexfiles layouts (`cluster`, `ops::pnfs`).
+//!
+//! Off the request path, per node: the laundromat (`laundromat`) expires clients whose lease ran
+//! out when no courtesy keeps them (`state::courtesy`), fences the files they held RW layouts on
+//! and hands the unlinked files only they had open to the reaper; the reaper removes the data of
+//! unlinked files nobody has open, then forgets them (those found at start only after the grace
+//! period: OPEN promises `OPEN4_RESULT_PRESERVE_UNLINKED`), and a removal that fails (a DS down)
+//! leaves the orphan, retried with backoff (`reap_later`). Side effects of applied commands
+//! (`namespace::Effect`) reach this crate through the `EffectSink` (`carry_out_effects`), never
+//! through the operation that proposed the command. Orphans are gathered for `ORPHAN_GATHER` (50
+//! ms) into one `forget_orphans`: one task's unlink took 450-510 µs before, 370-380 µs after (one
+//! node).
+//!
+//! The MDS's write verifier is its boot count, and client ids and stateids carry the node (top
+//! byte) and its boot count, so a restarted or another node's instance recognises what it did not
+//! mint (BAD_STATEID, as knfsd answers through a session).
 pub mod addresses;
 pub mod attrs;
 mod caller;

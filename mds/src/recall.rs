@@ -7,6 +7,11 @@
 //! Layout recalls (CB_LAYOUTRECALL) are advisory on our side: a layout that must go (the file
 //! was truncated by someone else, a DS it points at is down) is recalled, and the operation
 //! that caused it does not wait; the holder returns it, or finds out from the DS.
+//!
+//! With several MDS nodes a recall also goes through every node that noted a delegation on the
+//! object (`remote_delegations`), and the change holds `Busy` there while it runs; a node delegates
+//! only after every other node noted it, and the note and `Busy` are taken under one lock, so one
+//! of them sees the other (lock order: the `RemoteDelegations` table before the `StateManager`).
 use crate::error::{NfsError, NfsResult};
 use crate::state::StateId;
 use crate::Mds;

@@ -16,6 +16,12 @@
 //! and recalled again before the drained DS's copy is cut, so a layout granted meanwhile (read
 //! layouts do not wait) cannot read the cut copy: its handles are stale, and the client asks
 //! for a new layout, which names only the new mirrors.
+//!
+//! A pass moves up to `PER_PASS` (64) files. A DS down for longer than `[cluster]
+//! lost_after_seconds` (default 600) is drained by the MDS itself (`declare_lost`): "lost" is a
+//! drain of a server that is not there, its copies and shards rebuilt from the others, and deletes
+//! on a drained server that is down count as done (`Cluster::written_off`), so a dead server cannot
+//! keep an orphan or a clean-up pending. Test: `cfs/tests/it/drain.rs`.
 use layout::{DsId, FileId};
 
 use super::holds::Claim;

@@ -25,6 +25,10 @@
 //!   the bytes are, a layout handed out meanwhile for reading must not outlive the old copy.
 //!
 //! One node (no peers): only the local entry.
+//!
+//! Test: `cfs/tests/it/repair_across_nodes.rs` (a re-mirror and a drain move by node 1 while a pNFS
+//! client of node 2 appends; without the holds the first loses committed bytes and the second never
+//! finishes).
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};

@@ -2,6 +2,11 @@
 //! (`registry`), the control program they heartbeat to (`service`), where each chunk's
 //! mirrors live (`placement`), and I/O the MDS itself sends to DSs when a client does not use a
 //! layout (`remote`).
+//!
+//! Beside those: `fences` (layout generations), `ranges` (DEALLOCATE, COPY, CLONE over the data
+//! path), `repair` (re-mirroring), `drain` (moving a drained or lost DS's copies), `rebuild` (shard
+//! repair), `encode` (erasure coding at rest), `holds` (one maintenance job per file, on every MDS
+//! node). Their passes take only files of the shards this node leads (`Namespace::leads_file`).
 pub mod drain;
 pub mod encode;
 pub mod fences;

@@ -14,6 +14,13 @@
 //! New files go only to DSs with room (`Registry::placement_map`). A mirror that answers NOSPC
 //! is dropped the same way as a failed one (`out_of_space`), so the file goes on on the other
 //! and repair copies it to a DS with room.
+//!
+//! Every change of a mirror record made here is a `Command::ReplaceMirrors` carrying the record it
+//! was decided from (`Cluster::replace_mirrors`), which `apply` refuses (`Changed`) if the record
+//! is no longer that: `placing` is one node's lock, and every MDS node places files, drops failed
+//! mirrors and re-mirrors, so two nodes that place a new file at once, or that each see another
+//! mirror's DS down in a partition, cannot both be recorded; the loser reads the record again
+//! (`namespace::tests::replicated::two_nodes_placing_a_new_file_at_once_agree_on_one_record`).
 use layout::{DsId, FileId};
 
 use super::Cluster;

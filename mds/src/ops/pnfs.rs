@@ -2,6 +2,20 @@
 //! (RFC 8435): LAYOUTGET, GETDEVICEINFO, LAYOUTCOMMIT, LAYOUTRETURN, LAYOUTERROR, LAYOUTSTATS.
 //! Without data servers there are no layouts: LAYOUTGET answers LAYOUTUNAVAILABLE (the client
 //! then reads and writes through us) and the rest NOTSUPP.
+//!
+//! Every layout is one whole-file segment (`layout::SegmentStyle::WholeFile`, whose doc gives the
+//! Linux 6.1 behaviour that rules per-range segments out). The exception is the READ layout of an
+//! erasure-coded file given to Linux ≥ 6.18 (`reads_striped_layouts`, by its EXCHANGE_ID
+//! implementation id, under the export's `ec_reads`): one segment striped over the k data shards'
+//! servers with a rebuild mirror; every other client gets one assembling data server per mirror
+//! (docs/EC.md "Reads"). krb5i and krb5p callers get no layout: their bytes would cross the network
+//! to the data servers unprotected.
+//!
+//! A LAYOUTCOMMIT claims only what a WRITE could: it needs a layout granted read-write
+//! (`StateManager::layout_rw`, else BADLAYOUT), a writable export and write permission or
+//! ownership, and it grows the size only as far as the DSs hold data (`Cluster::stored_end`): the
+//! client's last write offset outlives a truncation, so the claim alone would bring truncated bytes
+//! back.
 use std::sync::Arc;
 
 use layout::reports::{DsFault, FaultKind};

@@ -20,6 +20,11 @@
 //! client id, with a back channel; and with SEQ4_STATUS_RESTART_RECLAIM_NEEDED until its
 //! RECLAIM_COMPLETE (RFC 8881 §18.46.3), so it reclaims its opens and locks as after a
 //! restart, which is what its dead node's state needs.
+//!
+//! What the guess costs: an adopted session's slots start with their seqids unknown, so a
+//! non-mutating request the dead node answered may run twice (harmlessly), and its client's
+//! verifier and principal are guesses (an EXCHANGE_ID of the same client later is taken as its
+//! reboot).
 use super::{Client, Inner, Session, SessionId, Slot, StateManager, DRC_BUDGET, DRC_SHARE};
 use std::time::Instant;
 

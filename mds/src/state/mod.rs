@@ -7,6 +7,15 @@
 //! `courtesy.rs`). The files its expiry concerns (RW layouts to fence, opens released) are
 //! left in `Expired` for the laundromat task (`lib.rs` `laundromat`), which the
 //! `laundromat` notifier wakes.
+//!
+//! What is durable: opens, locks, delegations and layouts live here, in memory; the owners of
+//! confirmed clients are replicated namespace state (`grace`, `Command::ClientRecords`), committed
+//! before the CREATE_SESSION that confirms a client is answered, so after a restart or a takeover
+//! they reclaim in a grace period that ends early once all of them sent RECLAIM_COMPLETE; records
+//! of clients that missed it are dropped when it ends (`end_grace`). A client is its owner and its
+//! principal (`exchange_id`, RFC 8881 §18.35.5). Not yet: this one mutex split by owner (node-local
+//! sessions and back channels; per-file state that will live with a shard; client records behind a
+//! tracker interface; STYLE.md).
 mod admin;
 mod adopt;
 pub mod arbiter;

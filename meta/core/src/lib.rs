@@ -6,8 +6,9 @@
 //! state.
 //!
 //! Architecture invariant: this crate does no I/O, reads no clock inside `apply`, spawns no
-//! task and knows nothing of Raft, storage engines or NFS: it depends on serde, postcard and
-//! thiserror alone (the crate-arrow test, `cfs/tests/it/crate_arrows.rs`, checks the list).
+//! task and knows nothing of Raft, storage engines or NFS: it depends on serde, postcard,
+//! thiserror and libc (for `ENOSPC`) alone; the crate-arrow test (`cfs/tests/it/crate_arrows.rs`)
+//! checks that no workspace crate, tokio, openraft or redb is among them.
 //! Replication (`meta`) runs it on every replica; the NFS server (`mds`) builds its commands.
 #![forbid(unsafe_code)]
 

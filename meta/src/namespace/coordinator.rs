@@ -1,5 +1,23 @@
 //! The coordinator of cross-shard transactions and their recovery (the protocol is described
 //! in `txn`).
+//!
+//! A node's own transactions that need the same objects take turns before they lock (`local_turn`),
+//! so they do not collide at the shards and back off.
+//!
+//! Cost (`meta/examples/txnbench.rs`: one node, 16 tasks, 256 spread shards against one shard,
+//! 2026-11-25): creates in a directory 0.84×, a rename between directories 0.12× (6.3 ms against
+//! 0.74 ms), mkdir in one parent 0.03× (867/s against 27,160/s: each transaction holds the parent's
+//! entries and inode while it commits on two shards, so mkdirs in one directory go one at a time).
+//! Not yet: locks per name, with the parent's count and times as deltas, which would let them run
+//! side by side.
+//!
+//! Tests: `tests::model::sharded_matches_model` (8 shards against the one-store model, random
+//! operations: the same answers and tree up to inode numbers, no transaction left),
+//! `tests::cross_shard` (a coordinator stopped after its locks, its decision and its first commit;
+//! a restart in the middle; rmdir, loop check and hard links across shards), and with real
+//! processes `cfs/tests/it/metadata_cluster.rs`
+//! `a_cross_shard_rename_survives_a_kill9_of_each_participant_at_each_step` (crash points of
+//! `crate::failpoint`, armed through `CFS_FAILPOINT_FILE`).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::Ordering;

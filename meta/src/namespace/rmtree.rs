@@ -21,6 +21,13 @@
 //! and, per directory, the next entry), going round to the start. So entries whose steps keep
 //! failing (their inodes on a shard without a quorum) do not take every pass's budget: the
 //! rest of the tree, and other trees, are reclaimed meanwhile.
+//!
+//! The reclaimer (`start_reclaimer`, `reclaim_pass`) is woken by `Effect::Detached` and looks again
+//! every second; the orphan directories are indexed (`MemState::orphan_dirs`, rebuilt on load), so
+//! a pass does not walk the orphaned files waiting for the reaper. Measured
+//! (`tests::rmtree::reclaim_rate`, ignored by default; one node, 8 shards, the shared 2-core
+//! machine, 2026-11-25): 40,041 entries (40 directories of 1,000 files) reclaimed in 2.0 s, about
+//! 20,000 entries/s, while a client's create meanwhile took 1.7 ms median and 13 ms at worst.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;

@@ -20,6 +20,28 @@
 //! without the seed sending the secret over the peer program, which is MACed but not
 //! encrypted. With the secret as the token, it never crosses the wire: the join call is MACed
 //! with it like every peer call, and a wrong one is refused (`PEER_ERR_AUTH`).
+//!
+//! Join (`cfs server join --token --seed`): the seed passes the call to shard 0's leader, which
+//! gives the next id (one join at a time) and adds the node to shard 0 as a learner; the node keeps
+//! its id, the nodes and the shard count in `mds-member.json` in its data directory
+//! (`cfs/src/mds_join.rs`; a restart reuses them) and starts without initializing any shard
+//! (`Members::joined`). Placement is carried out on shard 0's leader every `PLACE_EVERY` (2 s),
+//! `PARALLEL` (8) shards at a time; `follow` rebuilds the address book every 500 ms.
+//!
+//! Drain (`cfs admin node drain ID`, `POST /api/v1/mds-nodes/{id}/drain`): refused for the last
+//! node and when fewer than a majority of the remaining nodes answer; it removes the node from
+//! shard 0 first (so placement gives it no new role), then from every other shard (a voter hands
+//! its place to the learner voting least, `stand_in`; a leader removing itself steps down), then
+//! sends it `PEERPROC_DRAINED`. A drained node also stops by itself `DRAIN_LINGER` (10 minutes)
+//! after it saw a shard-0 membership without it, should that word never come; `cfs server` then
+//! writes `mds-drained`, exits with an error saying so, and refuses to start from that directory
+//! again. `node_states` gives each node's state and the shards it votes in (`cfs admin status`).
+//! Not yet: a joined node's client address cannot change after the join; a drained node's id can be
+//! given to a later join (the drained directory refuses to start, so the id is never used twice at
+//! once).
+//!
+//! Tests: `placement::tests`, `cfs/tests/it/mds_membership.rs`; data servers follow the node set
+//! through heartbeat replies (`cfs/tests/it/ds_learns_mds.rs`).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;

@@ -6,6 +6,10 @@
 //!
 //! A one-node cluster has no peers: every group's only voter is this node, and openraft never
 //! asks for a connection.
+//!
+//! Snapshots travel in `SNAPSHOT_PIECE` (512 KiB) pieces. A node that stops answering is logged
+//! once at warn and again when it answers; the retries in between only at debug, and `cfs`'s
+//! default log filter drops openraft's per-retry replication warnings.
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
