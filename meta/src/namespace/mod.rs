@@ -31,7 +31,7 @@
 //! (measured: 1.0 commands per fdatasync; with it, 32). The vendored openraft patch
 //! (vendor/README.md) only moves the followers' copy of an entry ahead of that wait, so they write
 //! while the leader does (`tests::replicated::a_leader_sends_entries_before_its_own_flush`). The
-//! node's log writer (`raft::log`) then covers every shard's queued appends with one fdatasync.
+//! node's log writer (`storage::log`) then covers every shard's queued appends with one fdatasync.
 //!
 //! Several nodes (`start_members`, `propose`): `propose` is the one place that routes a command, to
 //! this node's proposer when it leads the shard, else to the leader (`PEERPROC_PROPOSE`), waiting
@@ -1162,7 +1162,7 @@ impl Namespace {
 
     /// Holds this node's later log fdatasyncs back by `delay` (tests: a slow disk). Unused
     /// since the pipelining test holds the flush by an event (`wal::held`); kept while
-    /// `raft::log`, which it drives, is being changed elsewhere (issue 50): remove both then.
+    /// `storage::log`, which it drives, is being changed elsewhere (issue 50): remove both then.
     #[cfg(test)]
     #[allow(dead_code)]
     pub(crate) fn delay_log_syncs(&self, delay: std::time::Duration) {

@@ -1,7 +1,7 @@
 //! One log for all of a node's shards, and one fdatasync per batch across them.
 //!
 //! Every shard is a Raft group with a log of its own, but a node writes them all into one
-//! sequence of segment files (`namespace::wal`, the same record format and preallocated
+//! sequence of segment files (`storage::wal`, the same record format and preallocated
 //! segments the single command log used), through one writer thread. An `append` returns as
 //! soon as its entries are in memory (`ShardLog`) and queued; the writer takes everything
 //! queued, writes it with one `write`, makes it durable with one fdatasync, and only then tells

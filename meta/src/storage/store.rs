@@ -1,5 +1,5 @@
 //! The redb tables that hold checkpoints of the local shards' state machines, and the
-//! write-side `StateStore` over them (`crate::raft::checkpoint` writes them).
+//! write-side `StateStore` over them (`crate::storage::checkpoint` writes them).
 //!
 //! Every key carries an inode number (an inode, a directory's entries, a file's chunks), and an
 //! inode number carries its shard (`shard`), so a shard's rows are one range of each table: a

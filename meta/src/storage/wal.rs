@@ -1,5 +1,5 @@
 //! Log files: records appended to preallocated segment files and made durable with fdatasync.
-//! The node's Raft log (`crate::raft::log`) writes every shard's records through it.
+//! The node's Raft log (`crate::storage::log`) writes every shard's records through it.
 //!
 //! Why: a durable redb commit rewrites a few dozen B-tree pages scattered over the file, and the
 //! fsync that follows cost ~4.5 ms on this VM; appending a batch of encoded commands to one file
