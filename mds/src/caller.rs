@@ -1,7 +1,7 @@
 //! The caller as the namespace sees it: permission checks with `namespace::perm`'s rules, and
 //! changes made on the caller's behalf (`Command::As`), so that `apply` checks them again
 //! against the state it changes.
-use crate::compound::Ctx;
+use crate::ctx::Ctx;
 use crate::error::{NfsError, NfsResult};
 use meta::namespace::perm;
 use meta::namespace::{ClientRequest, Command, FsError, Inode, Key, Outcome, ShardId};

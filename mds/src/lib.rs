@@ -21,6 +21,7 @@ pub mod attrs;
 mod caller;
 pub mod cluster;
 pub mod compound;
+pub mod ctx;
 pub mod data;
 pub mod error;
 pub mod export;

@@ -6,7 +6,7 @@
 //! every flavor (it shows only the names leading to exports, and SECINFO there says what each
 //! export wants). Operations that use no file handle (the session and client-ID operations a
 //! Linux client sends with its krb5i machine credential) are never refused here.
-use crate::compound::Ctx;
+use crate::ctx::Ctx;
 use crate::error::NfsError;
 use crate::export::PSEUDO_ID;
 use crate::ops::table;

@@ -1,6 +1,6 @@
 //! Attribute operations: GETATTR, SETATTR, VERIFY, NVERIFY, ACCESS.
 use crate::attrs;
-use crate::compound::Ctx;
+use crate::ctx::Ctx;
 use crate::error::{NfsError, NfsResult};
 use meta::namespace::perm;
 use meta::namespace::{Command, Inode, Time};

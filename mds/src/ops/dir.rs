@@ -1,7 +1,7 @@
 //! Directory operations: READDIR, CREATE (non-regular objects), REMOVE, RENAME, LINK, READLINK.
 use super::fh::check_name;
 use crate::attrs;
-use crate::compound::Ctx;
+use crate::ctx::Ctx;
 use crate::error::{NfsError, NfsResult};
 use crate::recall::recall_and_wait;
 use meta::namespace::perm::{self, DEFAULT_ID};
@@ -47,7 +47,7 @@ fn precheck_delete(ctx: &Ctx<'_>, dir: &Inode, name: &[u8]) -> NfsResult<()> {
 
 /// The file behind `name` in `dir`, if any: removing or replacing the name changes it, so
 /// other clients' delegations on it must go first. Read from the directory's shard alone
-/// (current: `Ctx::read_barrier`); the file's own shard may be behind on this node.
+/// (current: `compound::read_barrier`); the file's own shard may be behind on this node.
 fn named(ctx: &Ctx<'_>, dir: u64, name: &[u8]) -> Option<u64> {
     ctx.mds.ns.snapshot().ok()?.entry(dir, name).ok().flatten()
 }

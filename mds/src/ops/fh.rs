@@ -1,6 +1,6 @@
 //! Current/saved file handle operations and name lookup: PUTFH, PUTROOTFH, PUTPUBFH, GETFH,
 //! SAVEFH, RESTOREFH, LOOKUP, LOOKUPP, SECINFO, SECINFO_NO_NAME.
-use crate::compound::Ctx;
+use crate::ctx::Ctx;
 use crate::error::{NfsError, NfsResult};
 use crate::export::{self, Export, SecFlavor, PSEUDO_ID};
 use crate::fh::{FhError, FileHandle};

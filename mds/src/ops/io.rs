@@ -1,7 +1,7 @@
 //! Data operations: READ, WRITE, COMMIT. File data lives in the chunk store (or on data
 //! servers); the namespace owns the size, so every WRITE notes its end of file, recorded in the
 //! log when the data is made durable.
-use crate::compound::Ctx;
+use crate::ctx::Ctx;
 use crate::error::{NfsError, NfsResult};
 use meta::namespace::{perm, FileKind, Inode, Time};
 use proto::nfs4::basic::{StableHow4, Stateid4};

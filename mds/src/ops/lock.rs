@@ -1,5 +1,5 @@
 //! Byte-range locks and stateid housekeeping: LOCK, LOCKT, LOCKU, TEST_STATEID, FREE_STATEID.
-use crate::compound::Ctx;
+use crate::ctx::Ctx;
 use crate::error::{NfsError, NfsResult};
 use crate::locking::{self, LockAnswer, LockOp};
 use crate::state::locks::{LockKind, Range};

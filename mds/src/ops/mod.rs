@@ -13,7 +13,7 @@ pub mod session;
 pub mod table;
 pub mod v42;
 
-use crate::compound::Ctx;
+use crate::ctx::Ctx;
 use crate::error::NfsError;
 use proto::nfs4::compound::{NfsArgop4 as A, NfsResop4 as R};
 use proto::nfs4::fileops::StatusRes;

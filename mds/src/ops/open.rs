@@ -2,7 +2,7 @@
 use super::dir::{cinfo, create_entry};
 use super::fh::check_name;
 use crate::attrs;
-use crate::compound::Ctx;
+use crate::ctx::Ctx;
 use crate::error::{NfsError, NfsResult};
 use crate::state::StateId;
 use meta::namespace::{CreateHow, FileKind, FsError, Inode};

@@ -27,7 +27,7 @@ use proto::nfs4::Nfsstat4;
 use proto::xdr::Xdr;
 
 use crate::cluster::{Cluster, MdsIoStats};
-use crate::compound::Ctx;
+use crate::ctx::Ctx;
 use crate::error::{NfsError, NfsResult};
 use meta::namespace::{Command, FileKind, Inode, Time};
 

@@ -3,7 +3,7 @@
 //! client may use, and OPEN finds nothing. Everything that changes a pseudo directory gets
 //! NFS4ERR_ROFS from the pseudo export's read-only rule, like any read-only export.
 use crate::attrs;
-use crate::compound::Ctx;
+use crate::ctx::Ctx;
 use crate::error::{NfsError, NfsResult};
 use crate::export;
 use crate::fh;

@@ -60,7 +60,7 @@ pub struct OpInfo {
 /// Reads namespace state a lagging replica could hold stale, to answer or to decide what to
 /// propose (a name looked up, a permission checked, the object a removal names): passes the
 /// read barrier of the current file handle's shard first, and of the saved one's for
-/// `Owner::SavedAndCurrent` (`Ctx::read_barrier`). Operations that only move file handles, or
+/// `Owner::SavedAndCurrent` (`compound::read_barrier`). Operations that only move file handles, or
 /// act on state the client opened through this node (I/O, locks, layouts returned), need none.
 pub const READS_STATE: u32 = 1 << 0;
 /// Changes server state (knfsd's OP_MODIFIES_SOMETHING).

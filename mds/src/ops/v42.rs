@@ -1,7 +1,7 @@
 //! NFSv4.2 operations: SEEK, ALLOCATE, DEALLOCATE, READ_PLUS, COPY (within the server),
 //! CLONE, IO_ADVISE.
 use super::io::io_target;
-use crate::compound::Ctx;
+use crate::ctx::Ctx;
 use crate::error::{NfsError, NfsResult};
 use chunkstore::{SeekWhat, Segment};
 use meta::namespace::{Command, Time};
