@@ -32,10 +32,12 @@ pub mod limits;
 pub mod locking;
 mod metered;
 pub mod ops;
+pub mod peer_answers;
 pub mod peer_bodies;
 pub mod recall;
 pub mod remote_delegations;
 pub mod remote_holds;
+mod remote_nodes;
 pub mod remote_shares;
 pub mod rmtree;
 mod sec;
@@ -628,7 +630,7 @@ impl Server {
         let (effects, effects_rx) = tokio::sync::mpsc::unbounded_channel();
         mds.ns.set_effect_sink(Arc::new(QueuedEffects(effects)));
         in_use::answer_here(&mds);
-        locking::answer_here(&mds);
+        peer_answers::answer_here(&mds);
         // Files unlinked while open before the restart: OPEN promised their holders
         // (OPEN4_RESULT_PRESERVE_UNLINKED, RFC 8881 §18.16.3) to keep them through the grace
         // period, so they can reclaim the open by file handle. What nobody reclaimed by then

@@ -23,7 +23,7 @@
 //! node's locks; share reservations (OPEN deny modes) are each node's own.
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use openraft::error::{CheckIsLeaderError, RaftError};
@@ -34,7 +34,6 @@ use crate::state::arbiter::{Verdict, Views};
 use crate::state::locks::{LockKind, Range};
 use crate::Mds;
 use meta::namespace::ShardId;
-use meta::raft::registry::{PeerAnswer, PeerCall, PeerProc};
 
 /// How long a request waits for its shard to have a reachable leader before DELAY.
 const ASK_WAIT: Duration = Duration::from_secs(10);
@@ -175,7 +174,7 @@ pub struct ClusterLocks {
 }
 
 /// What this node's clients hold on `ino`, in-flight requests included.
-fn held_here(mds: &Mds, ino: u64, probe: Option<&Range>) -> Vec<Range> {
+pub(crate) fn held_here(mds: &Mds, ino: u64, probe: Option<&Range>) -> Vec<Range> {
     let mut v = mds.state.locks_on(ino, probe);
     v.extend(mds.locks.in_flight.ranges(ino));
     v
@@ -287,7 +286,7 @@ async fn ask_held(mds: &Mds, node: u64, ino: u64, probe: &Range) -> Option<Vec<R
 }
 
 /// The arbiter's decision on a request from node `from` (this node included).
-async fn decide(mds: &Mds, from: u64, call: LockCall) -> LockAnswer {
+pub(crate) async fn decide(mds: &Mds, from: u64, call: LockCall) -> LockAnswer {
     let shard = ShardId::of_ino(call.ino);
     let Some(raft) = mds.ns.raft_of(shard) else {
         return LockAnswer::NotLeader(None);
@@ -373,66 +372,6 @@ async fn decide(mds: &Mds, from: u64, call: LockCall) -> LockAnswer {
                 return LockAnswer::Granted;
             }
         }
-    }
-}
-
-/// Answers other nodes' calls about locks, delegations, holds and share reservations.
-pub struct PeerLockCalls(pub Weak<Mds>);
-
-/// Registers this node's answers to other nodes' NFS-state calls with the peer service.
-pub(crate) fn answer_here(mds: &Arc<Mds>) {
-    let calls: Arc<dyn PeerProc> = Arc::new(PeerLockCalls(Arc::downgrade(mds)));
-    let procs = mds.ns.groups().peer_procs();
-    for p in [
-        proto::peer::PEERPROC_LOCK,
-        proto::peer::PEERPROC_LOCKS_HELD,
-        proto::peer::PEERPROC_DELEG,
-        proto::peer::PEERPROC_HOLD,
-        proto::peer::PEERPROC_SHARE,
-    ] {
-        procs.register(p, calls.clone());
-    }
-}
-
-impl PeerProc for PeerLockCalls {
-    fn answer(&self, call: PeerCall) -> PeerAnswer<'_> {
-        let PeerCall {
-            proc_, from, body, ..
-        } = call;
-        Box::pin(async move {
-            let Some(mds) = self.0.upgrade() else {
-                return Err(proto::peer::PEER_ERR_CLOSED);
-            };
-            match proc_ {
-                proto::peer::PEERPROC_LOCK => {
-                    let call: LockCall =
-                        postcard::from_bytes(&body).map_err(|_| proto::peer::PEER_ERR_INVAL)?;
-                    let a = decide(&mds, from, call).await;
-                    postcard::to_stdvec(&a).map_err(|_| proto::peer::PEER_ERR_INVAL)
-                }
-                proto::peer::PEERPROC_DELEG => {
-                    crate::remote_delegations::answer(&mds, from, &body).await
-                }
-                proto::peer::PEERPROC_HOLD => crate::remote_holds::answer(&mds, from, &body),
-                proto::peer::PEERPROC_SHARE => crate::remote_shares::answer(&mds, from, &body),
-                proto::peer::PEERPROC_LOCKS_HELD => {
-                    let q: HeldQuery =
-                        postcard::from_bytes(&body).map_err(|_| proto::peer::PEER_ERR_INVAL)?;
-                    let probe = q.probe.map(Range::from);
-                    let held: Vec<WireRange> = held_here(&mds, q.ino, probe.as_ref())
-                        .iter()
-                        .map(WireRange::from)
-                        .collect();
-                    if held.len() > proto::peer::MAX_LOCKS_HELD {
-                        // The arbiter then counts this node as not answering: the file stays
-                        // unsure rather than losing a lock.
-                        return Err(proto::peer::PEER_ERR_INVAL);
-                    }
-                    postcard::to_stdvec(&held).map_err(|_| proto::peer::PEER_ERR_INVAL)
-                }
-                _ => Err(proto::peer::PEER_ERR_INVAL),
-            }
-        })
     }
 }
 

@@ -34,6 +34,7 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{NfsError, NfsResult};
+use crate::remote_nodes::{files_by_node, given_up};
 use crate::state::StateId;
 use crate::Mds;
 use meta::namespace::ShardId;
@@ -242,20 +243,6 @@ pub async fn recall_elsewhere(
     }
 }
 
-/// Whether node `node` has been unreachable so long that its clients no longer use what it
-/// gave them (the same bound the lock arbiter waits for).
-pub(crate) fn given_up(mds: &Mds, node: u64) -> bool {
-    let Some(peers) = mds.ns.peers() else {
-        return true;
-    };
-    if !peers.knows(node) {
-        return true;
-    }
-    let grace =
-        crate::isolation::lock_grace(Duration::from_secs(u64::from(mds.lease_seconds)), mds.grace);
-    peers.down_since(node).is_some_and(|t| t.elapsed() > grace)
-}
-
 /// Drops the file's entries of `node` (but client `except`'s) that the node noted up to
 /// delegation number `as_of`.
 fn forget(mds: &Mds, ino: u64, node: u64, except: Option<u64>, as_of: u64) {
@@ -269,7 +256,7 @@ fn forget(mds: &Mds, ino: u64, node: u64, except: Option<u64>, as_of: u64) {
 }
 
 /// Drops every entry of `node` (noted before `before`, if given).
-fn forget_node(mds: &Mds, node: u64, before: Option<Instant>) {
+pub(crate) fn forget_node(mds: &Mds, node: u64, before: Option<Instant>) {
     let mut g = mds.remote_delegs.lock();
     g.elsewhere.retain(|_, holders| {
         holders.retain(|(n, _), (_, at)| *n != node || before.is_some_and(|b| *at >= b));
@@ -350,68 +337,52 @@ async fn call(mds: &Mds, node: u64, c: &DelegCall) -> Option<DelegAnswer> {
     }
 }
 
-/// Answers another node's `PEERPROC_DELEG`.
-pub async fn answer(mds: &Arc<Mds>, from: u64, body: &[u8]) -> Result<Vec<u8>, u32> {
-    let c: DelegCall = postcard::from_bytes(body).map_err(|_| proto::peer::PEER_ERR_INVAL)?;
-    let a = match c {
-        DelegCall::Note { ino, grant, holder } => {
-            let mut g = mds.remote_delegs.lock();
-            let room = match g.elsewhere.get(&ino) {
-                Some(h) => h.len() < MAX_HOLDERS || h.contains_key(&(from, holder)),
-                None => g.elsewhere.len() < MAX_ELSEWHERE,
-            };
-            // Under this table's lock: a write open registers itself as busy before it
-            // looks here, and stays busy until it is in the state.
-            let ok = room && !g.busy.contains_key(&ino) && !mds.state.write_opened(ino);
-            if ok {
-                let e = g
-                    .elsewhere
-                    .entry(ino)
-                    .or_default()
-                    .entry((from, holder))
-                    .or_insert((grant, Instant::now()));
-                e.0 = e.0.max(grant);
-            }
-            DelegAnswer::Noted(ok)
-        }
-        DelegCall::Recall { ino, except } => {
-            let as_of = {
-                let mut g = mds.remote_delegs.lock();
-                g.aborts += 1;
-                g.last_grant
-            };
-            let outstanding = crate::recall::recall_here(mds, ino, except).await;
-            DelegAnswer::Recalled { outstanding, as_of }
-        }
-        DelegCall::Held { inos } => {
-            if inos.len() > proto::peer::MAX_DELEG_FILES {
-                return Err(proto::peer::PEER_ERR_INVAL);
-            }
-            let mut g = mds.remote_delegs.lock();
-            g.aborts += 1;
-            let as_of = g.last_grant;
-            let held = mds.state.delegated(&inos);
-            drop(g);
-            DelegAnswer::Held { held, as_of }
-        }
-        DelegCall::Gone { node, ago_ms } => {
-            if let (Some(c), Some(at)) = (
-                mds.cluster(),
-                Instant::now().checked_sub(Duration::from_millis(ago_ms)),
-            ) {
-                // Its layouts went with its clients' reclaims too (`cluster::holds`).
-                c.note_gone(node, at);
-            }
-            // A margin for the call's own time in transit: forget a little less, not more.
-            let ago = Duration::from_millis(ago_ms).saturating_sub(Duration::from_secs(1));
-            if let Some(before) = Instant::now().checked_sub(ago) {
-                forget_node(mds, node, Some(before));
-                crate::remote_shares::node_gone(mds, node, before);
-            }
-            DelegAnswer::Done
-        }
+/// Another node (`from`) noted that its client `holder` got a delegation of `ino`: kept, unless
+/// the table is full or the file is being written here (then the grant is refused).
+pub(crate) fn noted_elsewhere(
+    mds: &Mds,
+    from: u64,
+    ino: u64,
+    grant: u64,
+    holder: u64,
+) -> DelegAnswer {
+    let mut g = mds.remote_delegs.lock();
+    let room = match g.elsewhere.get(&ino) {
+        Some(h) => h.len() < MAX_HOLDERS || h.contains_key(&(from, holder)),
+        None => g.elsewhere.len() < MAX_ELSEWHERE,
     };
-    postcard::to_stdvec(&a).map_err(|_| proto::peer::PEER_ERR_INVAL)
+    // Under this table's lock: a write open registers itself as busy before it
+    // looks here, and stays busy until it is in the state.
+    let ok = room && !g.busy.contains_key(&ino) && !mds.state.write_opened(ino);
+    if ok {
+        let e = g
+            .elsewhere
+            .entry(ino)
+            .or_default()
+            .entry((from, holder))
+            .or_insert((grant, Instant::now()));
+        e.0 = e.0.max(grant);
+    }
+    DelegAnswer::Noted(ok)
+}
+
+/// Another node asks this one to recall: a grant this node began before the question is not
+/// made (`aborts`). This node's last delegation number, which the answer is as of.
+pub(crate) fn asked(mds: &Mds) -> u64 {
+    let mut g = mds.remote_delegs.lock();
+    g.aborts += 1;
+    g.last_grant
+}
+
+/// Which of `inos` this node's clients hold delegations of, as of this node's last delegation
+/// number; a grant begun before the question is not made (`aborts`).
+pub(crate) fn held_here(mds: &Mds, inos: &[u64]) -> DelegAnswer {
+    let mut g = mds.remote_delegs.lock();
+    g.aborts += 1;
+    let as_of = g.last_grant;
+    let held = mds.state.delegated(inos);
+    drop(g);
+    DelegAnswer::Held { held, as_of }
 }
 
 /// This node took over dead node `node`'s client address at `since`: once its clients have
@@ -462,24 +433,6 @@ pub async fn announce_gone(mds: Arc<Mds>, node: u64, since: Instant) {
         node,
         "the dead MDS node's clients are done reclaiming: its delegations are forgotten"
     );
-}
-
-/// Per node, the files (at most `MAX_DELEG_FILES`) `table` has (node, client) entries of, for a
-/// sweep to ask that node about.
-pub(crate) fn files_by_node<V>(
-    table: &HashMap<u64, BTreeMap<(u64, u64), V>>,
-) -> BTreeMap<u64, Vec<u64>> {
-    let mut m: BTreeMap<u64, Vec<u64>> = BTreeMap::new();
-    for (ino, entries) in table {
-        let nodes: std::collections::BTreeSet<u64> = entries.keys().map(|(n, _)| *n).collect();
-        for node in nodes {
-            let v = m.entry(node).or_default();
-            if v.len() < proto::peer::MAX_DELEG_FILES {
-                v.push(*ino);
-            }
-        }
-    }
-    m
 }
 
 /// Every `SWEEP_EVERY`, asks each node with entries which of those files it still delegates,
