@@ -21,6 +21,16 @@ use common::SERIAL;
 
 const DS_ROLES: [&str; 3] = ["ds1", "ds2", "ds3"];
 
+/// Lines of the log file `log` that report `what` of file `ino` (`what ino=INO ...`).
+fn log_count(log: &std::path::Path, what: &str, ino: u64) -> usize {
+    let field = format!("ino={ino} ");
+    std::fs::read_to_string(log)
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| l.contains(what) && l.contains(&field))
+        .count()
+}
+
 /// Shard headers each data server holds (`shards/<object id>` in its data directory).
 fn shard_headers(cl: &Cluster) -> Vec<usize> {
     common::ec::shard_counts(cl, DS_ROLES.len())
@@ -388,9 +398,25 @@ fn with_three_metadata_nodes_files_are_encoded_by_their_shards_leader_and_kept_f
         log.contains(&format!("file erasure-coded ino={ino} ")),
         "node 1 (shard 0's leader) did not encode /big"
     );
-    // Several encoder passes (one a second): /busy stays mirrored while node 3's client
-    // has it open for writing.
-    std::thread::sleep(Duration::from_secs(4));
+    // Several encoder passes: /busy stays mirrored while node 3's client has it open for
+    // writing. Passes are counted, not timed (a loaded machine delays them): each pass that
+    // tries /busy fences it first and logs so, and only then hears from node 3 that it is in
+    // use; passes run one at a time, so 4 more fences mean at least 3 passes that looked at
+    // /busy and left it.
+    let log1 = cl.dir.join("cluster").join("mds1.log");
+    let fenced = || {
+        log_count(
+            &log1,
+            "file fenced: its earlier DS handles are stale",
+            busy_ino,
+        )
+    };
+    let before = fenced();
+    wait_for(
+        120,
+        "node 1's encoder trying /busy 4 more times (its fence log lines)",
+        || fenced() >= before + 4,
+    );
     assert_eq!(
         shard_headers(&cl),
         vec![1, 1, 1],

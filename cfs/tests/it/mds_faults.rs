@@ -499,6 +499,48 @@ pub(crate) fn wait_listening(addr: SocketAddr, what: &str) {
     }
 }
 
+/// Waits (bounded, 120 s) until each MDS node has acknowledged a write invoked after `after`
+/// (history time): a node that does so serves again, with a majority behind its shards.
+fn until_writes_served(hist: &History, after: Duration, what: &str) {
+    let t = Instant::now();
+    loop {
+        let served: Vec<bool> = {
+            let ops = hist.ops();
+            (0..MDS)
+                .map(|n| {
+                    ops.iter().any(|o| {
+                        o.node == n
+                            && o.inv > after
+                            && o.outcome == Outcome::Ok
+                            && matches!(o.kind, Kind::Write(_))
+                    })
+                })
+                .collect()
+        };
+        if served.iter().all(|s| *s) {
+            eprintln!(
+                "mds_faults: {:.1}s {what}: every node served a write after {:?}",
+                hist.now().as_secs_f64(),
+                t.elapsed()
+            );
+            return;
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(120),
+            "{what}: no write acknowledged after {:.1}s through the nodes {:?} (1-based) in \
+             120 s",
+            after.as_secs_f64(),
+            served
+                .iter()
+                .enumerate()
+                .filter(|(_, s)| !**s)
+                .map(|(n, _)| n + 1)
+                .collect::<Vec<_>>()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
 /// Runs `f` until it returns Ok, for at most `limit`.
 pub(crate) async fn retry<T, F, Fut>(limit: Duration, what: &str, mut f: F) -> T
 where
@@ -611,6 +653,7 @@ fn mds_nodes_under_kill9_and_partitions_lose_no_write_and_serve_no_stale_read() 
     eprintln!("mds_faults: cluster up at {:.1}s", hist.now().as_secs_f64());
 
     let stop = Arc::new(AtomicBool::new(false));
+    let started = hist.now();
     let workers: Vec<_> = (0..CLIENTS + READERS)
         .map(|id| {
             let w = Worker {
@@ -629,9 +672,10 @@ fn mds_nodes_under_kill9_and_partitions_lose_no_write_and_serve_no_stale_read() 
         .collect();
 
     // The faults, one at a time: a cut (the node's side is the minority: it reaches neither
-    // the other MDS nodes nor the data servers) or a kill -9 and restart.
+    // the other MDS nodes nor the data servers) or a kill -9 and restart. The first once the
+    // workload is under way: every node acknowledged a write of it.
     let mut rng = Rng::new(seed);
-    std::thread::sleep(Duration::from_secs(2));
+    until_writes_served(&hist, started, "the workload under way");
     for step in 0..4 {
         let node = rng.below(MDS as u64) as usize;
         let cut = match step {
@@ -653,6 +697,10 @@ fn mds_nodes_under_kill9_and_partitions_lose_no_write_and_serve_no_stale_read() 
             let to = hist.now();
             net.heal(node, &peers);
             hist.cut(Cut { node, from, to });
+            // The next fault once this one is over for the cluster, not after a guess of how
+            // long it takes to notice: every node (the healed one too, which may have lost
+            // its leaderships meanwhile) acknowledged a write sent after the heal.
+            until_writes_served(&hist, to, &format!("node {} healed", node + 1));
         } else {
             let hold = rng.millis(3000, 6000);
             eprintln!(
@@ -662,15 +710,21 @@ fn mds_nodes_under_kill9_and_partitions_lose_no_write_and_serve_no_stale_read() 
             );
             mds[node].kill9();
             std::thread::sleep(hold);
+            let back = hist.now();
             mds[node].start(&net);
+            // As for a cut: every node, the restarted one too, serves writes again.
+            until_writes_served(&hist, back, &format!("node {} restarted", node + 1));
         }
+        // Random pacing of the faults (the workload goes on meanwhile).
         std::thread::sleep(rng.millis(2000, 4000));
     }
+    // The clients stop once the cluster has served after the last fault and its pacing: the
+    // history ends with every node taking writes.
+    until_writes_served(&hist, hist.now(), "after the faults");
     eprintln!(
-        "mds_faults: {:.1}s faults over; clients stop in 3 s",
+        "mds_faults: {:.1}s faults over, every node served writes again; clients stop",
         hist.now().as_secs_f64()
     );
-    std::thread::sleep(Duration::from_secs(3));
     stop.store(true, Ordering::Relaxed);
     rt.block_on(async {
         for w in workers {

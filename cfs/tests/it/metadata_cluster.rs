@@ -9,6 +9,7 @@ use proto::nfs4::{Nfsstat4, OPEN4_SHARE_ACCESS_BOTH};
 use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
 use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 struct Node {
@@ -271,9 +272,13 @@ fn commands_in_flight_when_their_leader_dies_are_applied_once() {
     });
     let (a2, a3) = (nodes[(leader + 1) % 3].addr, nodes[(leader + 2) % 3].addr);
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    // Each writer's operations done so far: the kill and the stop wait on them, not on a clock.
+    let progress: std::sync::Arc<Vec<AtomicU32>> =
+        std::sync::Arc::new((0..6).map(|_| AtomicU32::new(0)).collect());
     let writers: Vec<_> = (0..6usize)
         .map(|w| {
             let stop = stop.clone();
+            let progress = progress.clone();
             let addr = if w % 2 == 0 { a2 } else { a3 };
             rt.spawn(async move {
                 let c = connect(addr, Duration::from_secs(30)).await;
@@ -293,6 +298,7 @@ fn commands_in_flight_when_their_leader_dies_are_applied_once() {
                     }
                     slowest = slowest.max(t.elapsed());
                     ops += 1;
+                    progress[w].store(ops, Ordering::Relaxed);
                     kept.push(name);
                     if i % 2 == 1 {
                         let gone = format!("w{w}-{}", i - 1);
@@ -302,6 +308,7 @@ fn commands_in_flight_when_their_leader_dies_are_applied_once() {
                         }
                         slowest = slowest.max(t.elapsed());
                         ops += 1;
+                        progress[w].store(ops, Ordering::Relaxed);
                         kept.retain(|n| *n != gone);
                     }
                 }
@@ -310,9 +317,40 @@ fn commands_in_flight_when_their_leader_dies_are_applied_once() {
             })
         })
         .collect();
-    std::thread::sleep(Duration::from_millis(1500));
+    // Waits (bounded, 120 s) until each writer has done more than `past[w]` operations, or
+    // has ended (its 3000 rounds done, or failed: its join says).
+    let until_past = |past: &[u32], what: &str| {
+        let t = Instant::now();
+        loop {
+            let behind: Vec<usize> = (0..6)
+                .filter(|&w| {
+                    progress[w].load(Ordering::Relaxed) <= past[w] && !writers[w].is_finished()
+                })
+                .collect();
+            if behind.is_empty() {
+                eprintln!("{what}: after {:?}", t.elapsed());
+                return;
+            }
+            assert!(
+                t.elapsed() < Duration::from_secs(120),
+                "{what}: writers {behind:?} not past {past:?} in 120 s"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+    // The kill lands mid-stream: every writer under way.
+    until_past(&[0; 6], "every writer under way");
     nodes[leader].kill9();
-    std::thread::sleep(Duration::from_secs(8));
+    // Writers go on across the kill: each has a few operations done after it (the one it had
+    // in flight, then new ones the next leader commits) before they stop.
+    let at_kill: Vec<u32> = progress
+        .iter()
+        .map(|p| p.load(Ordering::Relaxed) + 3)
+        .collect();
+    until_past(
+        &at_kill,
+        "every writer's operations going on after the kill",
+    );
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     let mut want = Vec::new();
     let mut total = 0;
@@ -542,9 +580,19 @@ fn a_dead_nodes_client_address_moves_and_its_clients_reclaim_there() {
     });
 
     // Node 1 comes back: its clients are node 2's now, so it has no grace period (a new open
-    // through its own address is not refused with GRACE).
+    // through its own address is not refused with GRACE). Its replica as it was at the kill
+    // still names its old client, so it may start one; once the replica caught up, the node
+    // ends it and says so, well before the 60 s it would last. That report is the event
+    // waited for (not a clock): a grace period that ran out would leave it unsaid.
     nodes[0].start();
-    rt.block_on(async {
+    let log = nodes[0].dir.join(format!("server-{}.log", nodes[0].starts));
+    let said = |what: &str| {
+        std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .contains(what)
+    };
+    let ended = "the previous instance's clients moved to other nodes: no grace period";
+    let began = rt.block_on(async {
         let mut cfg = ClientConfig::new(nodes[0].addr);
         cfg.retry_grace = false;
         let t = Instant::now();
@@ -557,25 +605,49 @@ fn a_dead_nodes_client_address_moves_and_its_clients_reclaim_there() {
                 }
             }
         };
-        let t = Instant::now();
-        loop {
+        // Listening, so past startup: a grace period begun there has been logged.
+        let began = said("grace period: clients of the previous instance may reclaim");
+        // Attempts, not a clock, bound the wait (a generous 300, a minute unloaded): each
+        // refusal while the replica catches up is one.
+        let mut seen = Vec::new();
+        for attempt in 1.. {
+            // Read before the call: a GRACE answered before the end was logged is no fault.
+            let over = !began || said(ended);
             match open_new(&c, "on-node-1").await {
                 Ok(h) => {
                     c.close(&h).await.expect("close");
                     break;
                 }
-                // Its replica catching up may take a moment; a grace period would take 10 s.
                 Err(e) => {
                     assert!(
-                        t.elapsed() < Duration::from_secs(5),
-                        "node 1 restarted: {e}"
+                        !(over && e.is_status(Nfsstat4::Grace)),
+                        "node 1, restarted, answers GRACE with no grace period on \
+                         (one begun at startup: {began}): {e}"
+                    );
+                    seen.push(e.to_string());
+                    assert!(
+                        attempt < 300,
+                        "node 1, restarted, refused 300 opens; awaited: its replica caught \
+                         up (and a grace period begun at startup, {began}, ended): {seen:?}"
                     );
                     tokio::time::sleep(Duration::from_millis(200)).await;
                 }
             }
         }
+        eprintln!(
+            "node 1 restarted (a grace period begun at startup: {began}): open after {} \
+             refusals {seen:?}",
+            seen.len()
+        );
         let _ = c.shutdown().await;
+        began
     });
+    // A restart's grace period refuses every new open: the open went through once it ended,
+    // which must have been early (the replica caught up), not by running out.
+    assert!(
+        !began || said(ended),
+        "node 1's grace period was not ended early by its replica catching up (it ran out?)"
+    );
 }
 
 /// Waits (bounded) until `f` answers Ok; the last error otherwise.

@@ -656,15 +656,7 @@ fn a_file_that_lost_a_mirror_is_re_mirrored_and_survives_losing_the_other() {
     }
     // The copy is recorded as the file's new mirror once the repair queue is empty (the bytes
     // can show in the counters before the record is durable); then lose the original survivor.
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while cl.degraded_files() != Some(0) {
-        assert!(
-            Instant::now() < deadline,
-            "repair never recorded the new mirror:\n{}",
-            cl.admin_status()
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    wait_for_repairs_recorded(&cl, "repair recording the new mirror");
     cl.kill9(&mirrors[1]);
     let deadline = Instant::now() + Duration::from_secs(20);
     while cl.status().map(|s| cl.up(&s)) != Some(1) {
@@ -819,6 +811,21 @@ fn wait_for_good_copy(cl: &Cluster, role: &str, want: &[u8], what: &str) {
     }
 }
 
+/// Waits up to 60 s for the MDS's repair queue to be empty. A repair writes the copy first
+/// and records it as a mirror after (then takes the file off the queue): a copy that verifies
+/// on disk is not yet one the MDS would hand out.
+fn wait_for_repairs_recorded(cl: &Cluster, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while cl.degraded_files() != Some(0) {
+        assert!(
+            Instant::now() < deadline,
+            "{what}: files still queued for repair after 60 s:\n{}",
+            cl.admin_status()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
 /// A two-DS cluster holding `path` (`len` random bytes from `seed`), read back once through
 /// layouts, and the role of the one mirror that served that read: the copy a test damages.
 fn mirrored_file_and_its_reader(
@@ -922,7 +929,7 @@ fn a_corrupt_copy_is_rewritten_from_its_mirror() {
     let _ = cl.rt.block_on(r.shutdown());
 
     // The rewritten copy is a mirror again: it alone serves the file.
-    std::thread::sleep(Duration::from_secs(1));
+    wait_for_repairs_recorded(&cl, "the rewritten copy recorded as a mirror");
     cl.kill9(good);
     wait_up(&cl, 1);
     for pnfs in [true, false] {
@@ -980,7 +987,7 @@ fn a_file_left_with_one_copy_is_re_mirrored_after_an_mds_restart() {
 
     // The restarted MDS finds the single-copy file in its records and copies it to ds2.
     wait_for_good_copy(&cl, "ds2", &data, "re-mirroring after the MDS restart");
-    std::thread::sleep(Duration::from_secs(1));
+    wait_for_repairs_recorded(&cl, "the copy on ds2 recorded as a mirror");
     cl.kill9("ds1");
     wait_up(&cl, 1);
     for pnfs in [true, false] {
