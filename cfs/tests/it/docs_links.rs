@@ -131,13 +131,21 @@ fn no_link_leaves_the_repository_and_every_link_resolves() {
     assert!(bad.is_empty(), "{}", bad.join("\n"));
 }
 
-/// The front page stays a front page; the pages behind it open with their contents.
+/// The front page stays a front page, the architecture a map; the pages behind them open with
+/// their contents.
 #[test]
 fn the_readme_is_short_and_the_docs_start_with_contents() {
     let root = root();
     let readme = std::fs::read_to_string(root.join("README.md")).expect("README.md");
     let lines = readme.lines().count();
     assert!(lines <= 250, "README.md has {lines} lines (at most 250)");
+    // The map a newcomer reads in 15 minutes; the design narratives live in the module docs.
+    let map = std::fs::read_to_string(root.join("docs/ARCHITECTURE.md")).expect("ARCHITECTURE");
+    let chars = map.chars().count();
+    assert!(
+        chars <= 30_000,
+        "docs/ARCHITECTURE.md has {chars} characters (at most 30,000)"
+    );
     let mut pages = vec![root.join("conformance/README.md")];
     for e in std::fs::read_dir(root.join("docs"))
         .expect("docs/")
