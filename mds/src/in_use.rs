@@ -25,8 +25,8 @@ impl PeerProc for InUseHere {
             let Some(m) = self.0.upgrade() else {
                 return Err(PEER_ERR_CLOSED);
             };
-            let inos: Vec<u64> = match postcard::from_bytes(&call.body) {
-                Ok(v) if Vec::len(&v) <= MAX_IN_USE => v,
+            let inos = match postcard::from_bytes::<Vec<u64>>(&call.body) {
+                Ok(v) if v.len() <= MAX_IN_USE => v,
                 _ => return Err(PEER_ERR_INVAL),
             };
             let reclaiming = m.state.reclaims_open();
