@@ -91,7 +91,8 @@ impl Ctx<'_> {
                     _ => None,
                 })
                 .collect();
-            let _busy = crate::recall::recall_and_wait(self.mds, &inos, self.clientid).await?;
+            let _busy =
+                crate::state::recall::recall_and_wait(self.mds, &inos, self.clientid).await?;
             match self.mds.ns.execute(self.on_behalf(cmd)).await {
                 Err(FsError::Changed) => continue,
                 r => return Ok(r?),

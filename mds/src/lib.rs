@@ -16,7 +16,6 @@
 //! The MDS's write verifier is its boot count, and client ids and stateids carry the node (top
 //! byte) and its boot count, so a restarted or another node's instance recognises what it did not
 //! mint (BAD_STATEID, as knfsd answers through a session).
-pub mod addresses;
 pub mod attrs;
 mod caller;
 pub mod cluster;
@@ -26,19 +25,9 @@ pub mod data;
 pub mod error;
 pub mod export;
 pub mod fh;
-mod in_use;
-pub mod isolation;
 pub mod limits;
-pub mod locking;
 mod metered;
 pub mod ops;
-pub mod peer_answers;
-pub mod peer_bodies;
-pub mod recall;
-pub mod remote_delegations;
-pub mod remote_holds;
-mod remote_nodes;
-pub mod remote_shares;
 pub mod rmtree;
 mod sec;
 pub mod server;
@@ -50,6 +39,11 @@ pub use meta::{namespace, raft};
 
 use export::Export;
 use meta::namespace::{FsError, Namespace};
+use state::recall;
+use state::remote::{
+    addresses, delegations as remote_delegations, in_use, isolation, locking, peer_answers,
+    shares as remote_shares,
+};
 use state::{ClientDb, StateManager};
 use std::net::SocketAddr;
 use std::path::PathBuf;

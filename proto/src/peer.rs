@@ -28,15 +28,15 @@ pub const PEERPROC_IN_USE: u32 = 5;
 /// `Result<Option<u64>, String>`; empty body).
 pub const PEERPROC_READ_INDEX: u32 = 6;
 /// Byte-range locks across nodes, to the leader of the file's shard, the lock arbiter
-/// (postcard `mds::locking::LockCall`, answer `LockAnswer`): may this node's client take (or
+/// (postcard `mds::state::remote::locking::LockCall`, answer `LockAnswer`): may this node's client take (or
 /// test) this lock, or this node's client released it.
 pub const PEERPROC_LOCK: u32 = 7;
 /// From the lock arbiter: which locks this node's clients hold on a file, in-flight requests
-/// included (postcard `mds::locking::HeldQuery`, answer a list of ranges).
+/// included (postcard `mds::state::remote::locking::HeldQuery`, answer a list of ranges).
 pub const PEERPROC_LOCKS_HELD: u32 = 8;
 /// Most locks one PEERPROC_LOCKS_HELD answer lists.
 pub const MAX_LOCKS_HELD: usize = 4096;
-/// Read delegations across nodes (postcard `mds::remote_delegations::DelegCall`, answer
+/// Read delegations across nodes (postcard `mds::state::remote::delegations::DelegCall`, answer
 /// `DelegAnswer`): "I am about to delegate this file", "recall yours on this file", "which of
 /// these do you still delegate", "a dead node's delegations are gone".
 pub const PEERPROC_DELEG: u32 = 9;
@@ -44,7 +44,7 @@ pub const PEERPROC_DELEG: u32 = 9;
 /// `HoldAnswer`): "fence and recall your handles and layouts of this file, and keep writers
 /// and jobs off it until I release it or the hold runs out", or "released".
 pub const PEERPROC_HOLD: u32 = 10;
-/// Share reservations across nodes (postcard `mds::remote_shares::ShareCall`, answer
+/// Share reservations across nodes (postcard `mds::state::remote::shares::ShareCall`, answer
 /// `ShareAnswer`): "I am about to open this file denying these", "what do you still deny on
 /// these files".
 pub const PEERPROC_SHARE: u32 = 11;

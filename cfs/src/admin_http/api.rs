@@ -169,7 +169,7 @@ fn metadata_status(
                     let domain =
                         mds::raft::node_addr::NodeAddr::parse(&n.addr).and_then(|a| a.domain);
                     // Who answers on its client address: itself while up, else the live node
-                    // with the lowest id (the takeover rule, `mds::addresses::taker`).
+                    // with the lowest id (the takeover rule, `mds::state::remote::addresses::taker`).
                     let held_by = if up(id) {
                         Some(id)
                     } else {

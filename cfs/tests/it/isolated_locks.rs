@@ -1,5 +1,5 @@
 //! A node cut off from the other MDS nodes does not keep its clients' byte-range locks past
-//! the others' grace (`mds::isolation`): three MDS nodes, each in a network namespace of its
+//! the others' grace (`mds::state::remote::isolation`): three MDS nodes, each in a network namespace of its
 //! own (`common::netns`); client A on node 1 holds a write lock; node 1 is cut off from nodes 2
 //! and 3, both ways, while A still reaches it (and its lease task keeps renewing); client B on
 //! node 2 asks for the same range until it gets it. The moment it has it, A's session at node
@@ -19,7 +19,7 @@ const MDS: usize = 3;
 const TAKE_LIMIT: Duration = Duration::from_secs(120);
 
 /// Nodes 1-3 as `mds_faults` configures them (lease and grace 5 s, so the arbiter waits
-/// `mds::isolation::lock_grace`, 20 s, for a node it cannot ask); no data servers.
+/// `mds::state::remote::isolation::lock_grace`, 20 s, for a node it cannot ask); no data servers.
 fn start(net: &Netns, dir: &Path) -> Vec<Proc> {
     let (mut mds, _data_servers) = configure(net, dir);
     for p in &mut mds {

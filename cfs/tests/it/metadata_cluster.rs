@@ -550,7 +550,7 @@ fn a_dead_nodes_client_address_moves_and_its_clients_reclaim_there() {
         // again is answered as the first time: the test below), then a new session and its
         // open reclaimed. Under load the probe may also meet the ordinary recovery: DELAY
         // while the taker does not vouch for its clients yet (shard 0's election after the
-        // kill, `mds::isolation`), BADSESSION if it took over before its replica had the
+        // kill, `mds::state::remote::isolation`), BADSESSION if it took over before its replica had the
         // dead node's records.
         let seen = a.recover().await.expect("recover on the moved address");
         assert!(
@@ -919,7 +919,7 @@ fn unlinked_files_keep_their_data_while_open_through_another_node() {
 }
 
 /// Byte-range locks taken through different MDS nodes conflict, and go on conflicting when the
-/// leader of the file's shard (the lock arbiter, `mds::locking`) is killed -9. Three nodes, a
+/// leader of the file's shard (the lock arbiter, `mds::state::remote::locking`) is killed -9. Three nodes, a
 /// client on each; the file lives in a directory whose shard node 3 leads. A write lock taken
 /// through node 2 blocks a read lock and LOCKT through nodes 1 and 3 and goes with LOCKU; after
 /// node 3 dies, the next arbiter gathers node 2's lock and still refuses node 1's, and grants it

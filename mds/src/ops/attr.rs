@@ -40,7 +40,7 @@ async fn setattr_inner(ctx: &mut Ctx<'_>, a: &SetattrArgs) -> NfsResult<Bitmap> 
     let i = ctx.cur()?;
     ctx.writable()?;
     let s = attrs::decode_settable(&a.obj_attributes)?;
-    let _busy = crate::recall::recall_and_wait(ctx.mds, &[i.ino], ctx.clientid).await?;
+    let _busy = crate::state::recall::recall_and_wait(ctx.mds, &[i.ino], ctx.clientid).await?;
     if s.size.is_some() {
         if !matches!(i.kind, meta::namespace::FileKind::Regular) {
             return Err(if i.kind.is_dir() {
@@ -89,7 +89,7 @@ pub async fn apply_setattr(ctx: &Ctx<'_>, i: &Inode, s: &attrs::SetAttrs) -> Nfs
         // never old bytes resurrected by a later grow.
         ctx.mds.truncate_data(i.ino, size).await?;
         if size != i.size {
-            crate::recall::recall_layouts(ctx.mds, i.ino, ctx.clientid);
+            crate::state::recall::recall_layouts(ctx.mds, i.ino, ctx.clientid);
         }
     }
     ctx.execute_as(Command::SetAttr {

@@ -3,7 +3,7 @@ use super::fh::check_name;
 use crate::attrs;
 use crate::ctx::Ctx;
 use crate::error::{NfsError, NfsResult};
-use crate::recall::recall_and_wait;
+use crate::state::recall::recall_and_wait;
 use meta::namespace::perm::{self, DEFAULT_ID};
 use meta::namespace::{Command, CreateHow, DirChange, FileKind, FsError, Inode, Snapshot, Time};
 use proto::nfs4::attr::{Bitmap, FATTR4_RDATTR_ERROR};

@@ -41,7 +41,7 @@ pub async fn anonymous_io(
     write: bool,
 ) -> NfsResult<()> {
     let access = if write { 2 } else { 1 };
-    match crate::remote_shares::begin_open(mds, ino, access, 0, 0, false).await {
+    match crate::state::remote::shares::begin_open(mds, ino, access, 0, 0, false).await {
         Ok(_) => Ok(()),
         Err(NfsError::ShareDenied) => Err(NfsError::Locked),
         Err(e) => Err(e),
@@ -85,7 +85,7 @@ pub async fn write_owned(ctx: &mut Ctx<'_>, a: WriteArgs) -> WriteRes {
 
 async fn write_inner(ctx: &mut Ctx<'_>, a: WriteArgs) -> NfsResult<WriteResOk> {
     let (i, sid) = io_target(ctx, &a.stateid, true).await?;
-    let _busy = crate::recall::recall_and_wait(ctx.mds, &[i.ino], ctx.clientid).await?;
+    let _busy = crate::state::recall::recall_and_wait(ctx.mds, &[i.ino], ctx.clientid).await?;
     let len = a.data.len() as u64;
     let end = a
         .offset

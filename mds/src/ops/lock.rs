@@ -1,8 +1,8 @@
 //! Byte-range locks and stateid housekeeping: LOCK, LOCKT, LOCKU, TEST_STATEID, FREE_STATEID.
 use crate::ctx::Ctx;
 use crate::error::{NfsError, NfsResult};
-use crate::locking::{self, LockAnswer, LockOp};
 use crate::state::locks::{LockKind, Range};
+use crate::state::remote::locking::{self, LockAnswer, LockOp};
 use crate::state::StateId;
 use proto::nfs4::basic::{NfsLockType4, StateOwner4};
 use proto::nfs4::state::*;
@@ -42,7 +42,7 @@ fn denied(r: Range) -> LockDenied {
     }
 }
 
-/// LOCK. With other MDS nodes, the file's lock arbiter (`crate::locking`) is asked first,
+/// LOCK. With other MDS nodes, the file's lock arbiter (`crate::state::remote::locking`) is asked first,
 /// with the request registered as in flight until it is applied here.
 pub async fn lock(ctx: &mut Ctx<'_>, a: &LockArgs) -> LockRes {
     match lock_inner(ctx, a).await {

@@ -133,15 +133,16 @@ async fn open_inner(ctx: &mut Ctx<'_>, a: &OpenArgs) -> NfsResult<OpenResOk> {
     // Held to the end: no other MDS node delegates the file until the write open is in the
     // state, where its notes see it.
     let _busy = if access & OPEN4_SHARE_ACCESS_WRITE_BIT != 0 {
-        Some(crate::recall::recall_and_wait(ctx.mds, &[t.file.ino], Some(clientid)).await?)
+        Some(crate::state::recall::recall_and_wait(ctx.mds, &[t.file.ino], Some(clientid)).await?)
     } else {
         None
     };
     // Held until this open is in the state: another node's deny open waits until then, and
     // this one does not start while another node's open denies it (`remote_shares`).
-    let share =
-        crate::remote_shares::begin_open(ctx.mds, t.file.ino, access, deny, clientid, reclaim)
-            .await?;
+    let share = crate::state::remote::shares::begin_open(
+        ctx.mds, t.file.ino, access, deny, clientid, reclaim,
+    )
+    .await?;
     let opened =
         ctx.mds
             .state
@@ -160,7 +161,7 @@ async fn open_inner(ctx: &mut Ctx<'_>, a: &OpenArgs) -> NfsResult<OpenResOk> {
         && ctx.mds.state.back_channel(clientid).is_some()
     {
         let (mds, ino) = (ctx.mds, t.file.ino);
-        crate::remote_delegations::grant(mds, ino, clientid, || {
+        crate::state::remote::delegations::grant(mds, ino, clientid, || {
             mds.state.grant_read_delegation(clientid, ino)
         })
         .await
@@ -254,7 +255,8 @@ async fn open_by_name(ctx: &mut Ctx<'_>, a: &OpenArgs, name: Vec<u8>) -> NfsResu
             ctx.require(&dir, 3)?;
             // Another client's directory delegation may cache this name as absent.
             let _busy =
-                crate::recall::recall_and_wait(ctx.mds, &[dir.ino], Some(ctx.clientid()?)).await?;
+                crate::state::recall::recall_and_wait(ctx.mds, &[dir.ino], Some(ctx.clientid()?))
+                    .await?;
             let mode = set.mode.unwrap_or(0o644);
             let out = create_entry(ctx, &dir, name, FileKind::Regular, mode, how, &set).await?;
             (
@@ -366,7 +368,7 @@ pub async fn get_dir_delegation(
             return Ok(None);
         }
         let mds = ctx.mds;
-        let granted = crate::remote_delegations::grant(mds, dir.ino, clientid, || {
+        let granted = crate::state::remote::delegations::grant(mds, dir.ino, clientid, || {
             mds.state.grant_read_delegation(clientid, dir.ino)
         })
         .await;

@@ -218,7 +218,7 @@ async fn create_session_inner(
         return Err(e);
     }
     if has_back {
-        crate::recall::resend_recalls(ctx.mds, a.csa_clientid);
+        crate::state::recall::resend_recalls(ctx.mds, a.csa_clientid);
     }
     Ok(res)
 }
@@ -365,7 +365,7 @@ pub fn bind_conn_to_session(ctx: &mut Ctx<'_>, a: &BindConnToSessionArgs) -> Bin
         (dir, back.then_some(s.clientid))
     });
     if let Ok((_, Some(clientid))) = r {
-        crate::recall::resend_recalls(ctx.mds, clientid);
+        crate::state::recall::resend_recalls(ctx.mds, clientid);
     }
     match r.map(|(dir, _)| dir) {
         Ok(dir) => BindConnToSessionRes::Ok(BindConnToSessionResOk {
@@ -389,7 +389,7 @@ pub fn backchannel_ctl(ctx: &mut Ctx<'_>, a: &BackchannelCtlArgs) -> NfsResult<(
         (s.clientid, s.back_channel_up())
     })?;
     if back {
-        crate::recall::resend_recalls(ctx.mds, clientid);
+        crate::state::recall::resend_recalls(ctx.mds, clientid);
     }
     Ok(())
 }

@@ -1,7 +1,7 @@
 //! Sessions that outlive their MDS node (issue 12 item 5).
 //!
 //! A client whose node died reconnects to the same address, now served by the node that took
-//! it over (`mds::addresses`), and sends what got no answer again, on the same session, slot
+//! it over (`mds::state::remote::addresses`), and sends what got no answer again, on the same session, slot
 //! and sequence id. Had the dead node carried the request out (a MKDIR, a REMOVE), a new
 //! session would make the client send it once more as a new request, and "exists" or "not
 //! found" would be its answer. So the taker adopts the session instead: the request runs

@@ -1,5 +1,5 @@
 //! What the leader of a file's shard knows of the byte-range locks other MDS nodes' clients
-//! hold on it: the lock arbiter's table (`crate::locking` runs it).
+//! hold on it: the lock arbiter's table (`crate::state::remote::locking` runs it).
 //!
 //! Each node stays the authority for its own clients' locks (their stateids and seqids live in
 //! its `StateManager`); the arbiter only decides conflicts between nodes. Its view of another
@@ -11,7 +11,7 @@
 //! period, in which only reclaims are granted: that node's clients reclaim at the node that
 //! took its address over.
 //!
-//! Pure: no I/O, time passed in; the async half is `crate::locking`.
+//! Pure: no I/O, time passed in; the async half is `crate::state::remote::locking`.
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::time::Instant;
 

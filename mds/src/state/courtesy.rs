@@ -20,7 +20,7 @@
 //! - past `MAX_COURTESY_CLIENTS`, the longest silent go first (knfsd trims courtesy clients
 //!   when it has too many clients);
 //! - for a client holding locks, at once while this node is cut off from the majority of MDS
-//!   nodes (`crate::isolation`).
+//!   nodes (`crate::state::remote::isolation`).
 use super::{Expired, Inner, State, StateKind, StateManager};
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
@@ -152,7 +152,7 @@ impl StateManager {
         }
         // Cut off from the majority, no conflicting request can reach this node to end a
         // courtesy, and the others grant conflicting locks once their grace is over
-        // (`crate::isolation`): a lapsed client holding locks keeps nothing. One holding only
+        // (`crate::state::remote::isolation`): a lapsed client holding locks keeps nothing. One holding only
         // opens and layouts (each node's own) stays a courtesy client and finds them again
         // after the cut heals.
         let vouching = self.quorum.vouching();

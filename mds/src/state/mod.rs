@@ -23,6 +23,8 @@ mod courtesy;
 mod grace;
 mod layouts;
 pub mod locks;
+pub mod recall;
+pub mod remote;
 pub mod session;
 
 use crate::error::{NfsError, NfsResult};
@@ -205,8 +207,8 @@ pub struct StateManager {
     /// left (`take_expired`) now rather than at its next tick.
     pub laundromat: tokio::sync::Notify,
     /// Whether this node is in touch with a majority of MDS nodes: when not, it renews no
-    /// lease and keeps no courtesy client (`crate::isolation`).
-    pub quorum: crate::isolation::Quorum,
+    /// lease and keeps no courtesy client (`crate::state::remote::isolation`).
+    pub quorum: crate::state::remote::isolation::Quorum,
 }
 
 /// What SEQUENCE asks: the slot, and the request's size, operation count and connection.
@@ -307,7 +309,7 @@ impl StateManager {
             lease,
             returned: tokio::sync::Notify::new(),
             laundromat: tokio::sync::Notify::new(),
-            quorum: crate::isolation::Quorum::default(),
+            quorum: crate::state::remote::isolation::Quorum::default(),
         }
     }
 
@@ -640,7 +642,7 @@ impl StateManager {
             c.cs_seq = c.cs_seq.wrapping_add(1);
             c.last_cs_reply = Some(reply);
             // A new session of a confirmed client needs no shard 0: cut off from the
-            // majority, it must not renew the lease either (`crate::isolation`).
+            // majority, it must not renew the lease either (`crate::state::remote::isolation`).
             if self.quorum.vouching() {
                 c.renewed = Instant::now();
             }
@@ -1395,7 +1397,7 @@ impl StateManager {
     }
 
     /// Every byte-range lock this node's clients hold on `ino` (what the file's lock arbiter
-    /// asks, `crate::locking`). With `probe`, a courtesy client whose lock is in its way goes
+    /// asks, `crate::state::remote::locking`). With `probe`, a courtesy client whose lock is in its way goes
     /// first, as for a local LOCK.
     pub fn locks_on(&self, ino: u64, probe: Option<&Range>) -> Vec<Range> {
         let mut g = self.lock();
@@ -2012,7 +2014,7 @@ mod tests {
         let opener = confirmed(&m, b"opener");
         m.open(opener, b"o", 10, OPEN4_SHARE_ACCESS_BOTH, 0)
             .unwrap();
-        m.quorum = crate::isolation::Quorum::cut_off();
+        m.quorum = crate::state::remote::isolation::Quorum::cut_off();
         let q = SequenceQuery {
             slot: 0,
             seqid: 1,

@@ -189,7 +189,7 @@ pub enum Command {
     ShardsDropped { ino: u64, epoch: u64 },
     /// MDS node `node` confirmed the NFS clients `add` (their owners) and forgot `remove`:
     /// the clients that may reclaim state after the node restarts, or after another node took
-    /// over its address (`mds::addresses`). On shard 0, replicated like everything else, so a
+    /// over its address (`mds::state::remote::addresses`). On shard 0, replicated like everything else, so a
     /// survivor knows a dead node's clients.
     ClientRecords {
         node: u64,

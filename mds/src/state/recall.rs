@@ -43,8 +43,8 @@ pub async fn recall_and_wait(
     mds: &Arc<Mds>,
     inos: &[u64],
     clientid: Option<u64>,
-) -> NfsResult<crate::remote_delegations::Busy> {
-    let (busy, elsewhere) = crate::remote_delegations::begin_conflict(mds, inos, clientid);
+) -> NfsResult<crate::state::remote::delegations::Busy> {
+    let (busy, elsewhere) = crate::state::remote::delegations::begin_conflict(mds, inos, clientid);
     // Every ino is looked at (no short cut), so all the recalls go out at once.
     let outstanding = || {
         inos.iter().fold(false, |out, &ino| {
@@ -56,7 +56,7 @@ pub async fn recall_and_wait(
     if !here && elsewhere.is_empty() {
         return Ok(busy);
     }
-    let there = crate::remote_delegations::recall_elsewhere(mds, elsewhere, clientid);
+    let there = crate::state::remote::delegations::recall_elsewhere(mds, elsewhere, clientid);
     let (there, here) = tokio::join!(there, async {
         if here {
             wait_for_returns(mds, outstanding).await

@@ -34,7 +34,7 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{NfsError, NfsResult};
-use crate::remote_nodes::{files_by_node, given_up};
+use crate::state::remote::nodes::{files_by_node, given_up};
 use crate::state::StateId;
 use crate::Mds;
 use meta::namespace::ShardId;
@@ -399,7 +399,7 @@ pub async fn announce_gone(mds: Arc<Mds>, node: u64, since: Instant) {
     };
     let ago_ms = u64::try_from(since.elapsed().as_millis()).unwrap_or(u64::MAX);
     forget_node(&mds, node, Some(since));
-    crate::remote_shares::node_gone(&mds, node, since);
+    crate::state::remote::shares::node_gone(&mds, node, since);
     if let Some(c) = mds.cluster() {
         c.note_gone(node, since);
     }

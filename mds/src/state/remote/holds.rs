@@ -18,7 +18,7 @@ pub fn answer(mds: &Arc<Mds>, from: u64, body: &[u8]) -> Result<Vec<u8>, u32> {
         HoldCall::Hold { ino, ttl_ms, fence } => {
             if cluster.hold_for(from, ino, Duration::from_millis(ttl_ms), fence) {
                 if fence {
-                    crate::recall::recall_layouts(mds, ino, None);
+                    crate::state::recall::recall_layouts(mds, ino, None);
                 }
                 HoldAnswer::Held {
                     in_use: mds.state.file_writable_by_someone(ino),

@@ -10,11 +10,12 @@ use std::time::{Duration, Instant};
 
 use meta::raft::registry::{PeerAnswer, PeerCall, PeerProc};
 
-use crate::locking::{decide, held_here, HeldQuery, LockCall, WireRange};
-use crate::recall::recall_here;
-use crate::remote_delegations::{self, forget_node, DelegAnswer, DelegCall};
+use super::{holds, shares};
 use crate::state::locks::Range;
-use crate::{remote_holds, remote_shares, Mds};
+use crate::state::recall::recall_here;
+use crate::state::remote::delegations::{self, forget_node, DelegAnswer, DelegCall};
+use crate::state::remote::locking::{decide, held_here, HeldQuery, LockCall, WireRange};
+use crate::Mds;
 
 /// Answers other nodes' calls about locks, delegations, holds and share reservations.
 pub struct PeerLockCalls(pub Weak<Mds>);
@@ -51,8 +52,8 @@ impl PeerProc for PeerLockCalls {
                     postcard::to_stdvec(&a).map_err(|_| proto::peer::PEER_ERR_INVAL)
                 }
                 proto::peer::PEERPROC_DELEG => answer_deleg(&mds, from, &body).await,
-                proto::peer::PEERPROC_HOLD => remote_holds::answer(&mds, from, &body),
-                proto::peer::PEERPROC_SHARE => remote_shares::answer(&mds, from, &body),
+                proto::peer::PEERPROC_HOLD => holds::answer(&mds, from, &body),
+                proto::peer::PEERPROC_SHARE => shares::answer(&mds, from, &body),
                 proto::peer::PEERPROC_LOCKS_HELD => {
                     let q: HeldQuery =
                         postcard::from_bytes(&body).map_err(|_| proto::peer::PEER_ERR_INVAL)?;
@@ -79,10 +80,10 @@ async fn answer_deleg(mds: &Arc<Mds>, from: u64, body: &[u8]) -> Result<Vec<u8>,
     let c: DelegCall = postcard::from_bytes(body).map_err(|_| proto::peer::PEER_ERR_INVAL)?;
     let a = match c {
         DelegCall::Note { ino, grant, holder } => {
-            remote_delegations::noted_elsewhere(mds, from, ino, grant, holder)
+            delegations::noted_elsewhere(mds, from, ino, grant, holder)
         }
         DelegCall::Recall { ino, except } => {
-            let as_of = remote_delegations::asked(mds);
+            let as_of = delegations::asked(mds);
             let outstanding = recall_here(mds, ino, except).await;
             DelegAnswer::Recalled { outstanding, as_of }
         }
@@ -90,7 +91,7 @@ async fn answer_deleg(mds: &Arc<Mds>, from: u64, body: &[u8]) -> Result<Vec<u8>,
             if inos.len() > proto::peer::MAX_DELEG_FILES {
                 return Err(proto::peer::PEER_ERR_INVAL);
             }
-            remote_delegations::held_here(mds, &inos)
+            delegations::held_here(mds, &inos)
         }
         DelegCall::Gone { node, ago_ms } => {
             if let (Some(c), Some(at)) = (
@@ -104,7 +105,7 @@ async fn answer_deleg(mds: &Arc<Mds>, from: u64, body: &[u8]) -> Result<Vec<u8>,
             let ago = Duration::from_millis(ago_ms).saturating_sub(Duration::from_secs(1));
             if let Some(before) = Instant::now().checked_sub(ago) {
                 forget_node(mds, node, Some(before));
-                remote_shares::node_gone(mds, node, before);
+                shares::node_gone(mds, node, before);
             }
             DelegAnswer::Done
         }

@@ -337,7 +337,7 @@ pub fn node_gone(mds: &Mds, node: u64, at: Instant) {
 /// unreachable past the lock grace (its clients lost their state), or its clients moved when
 /// it died and it has not answered since.
 fn no_opens_at(mds: &Mds, node: u64) -> bool {
-    if crate::remote_nodes::given_up(mds, node) {
+    if crate::state::remote::nodes::given_up(mds, node) {
         return true;
     }
     let Some(gone) = mds.remote_shares.lock().gone.get(&node).copied() else {
@@ -439,7 +439,7 @@ pub async fn sweep(mds: std::sync::Weak<Mds>) {
         let Some(mds) = mds.upgrade() else {
             return;
         };
-        let by_node = crate::remote_nodes::files_by_node(&mds.remote_shares.lock().denied);
+        let by_node = crate::state::remote::nodes::files_by_node(&mds.remote_shares.lock().denied);
         for (node, inos) in by_node {
             let ask = ShareCall::Denies {
                 files: inos.iter().map(|i| (*i, 0)).collect(),

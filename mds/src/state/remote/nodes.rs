@@ -16,8 +16,10 @@ pub(crate) fn given_up(mds: &Mds, node: u64) -> bool {
     if !peers.knows(node) {
         return true;
     }
-    let grace =
-        crate::isolation::lock_grace(Duration::from_secs(u64::from(mds.lease_seconds)), mds.grace);
+    let grace = crate::state::remote::isolation::lock_grace(
+        Duration::from_secs(u64::from(mds.lease_seconds)),
+        mds.grace,
+    );
     peers.down_since(node).is_some_and(|t| t.elapsed() > grace)
 }
 

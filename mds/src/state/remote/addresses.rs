@@ -205,7 +205,7 @@ fn take_over(mds: &Arc<Mds>, from: u64, addr: SocketAddr) {
         "took over a dead MDS node's client address; its clients may reclaim here"
     );
     mds.state.begin_takeover(owners, mds.grace);
-    tokio::spawn(crate::remote_delegations::announce_gone(
+    tokio::spawn(crate::state::remote::delegations::announce_gone(
         mds.clone(),
         from,
         std::time::Instant::now(),

@@ -6,9 +6,9 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use crate::cluster::holds::{HoldAnswer, HoldCall};
-use crate::locking::{HeldQuery, LockAnswer, LockCall, WireRange};
-use crate::remote_delegations::{DelegAnswer, DelegCall};
-use crate::remote_shares::{ShareAnswer, ShareCall};
+use crate::state::remote::delegations::{DelegAnswer, DelegCall};
+use crate::state::remote::locking::{HeldQuery, LockAnswer, LockCall, WireRange};
+use crate::state::remote::shares::{ShareAnswer, ShareCall};
 
 /// How many kinds `reencode` knows.
 pub const KINDS: u8 = 12;
@@ -82,7 +82,7 @@ mod tests {
     #[test]
     fn what_nodes_send_about_nfs_state_encodes_as_pinned() {
         use crate::cluster::holds::{HoldAnswer, HoldCall};
-        use crate::locking::LockOp;
+        use crate::state::remote::locking::LockOp;
         let enc = |v: &dyn erased::Enc| v.bytes();
         let range = WireRange {
             client: 0x1122_3344_5566_7788,

@@ -13,7 +13,7 @@
 //! - counts a node that cannot be asked as gone after a grace period, in which only reclaims
 //!   are granted on that file (that node's clients reclaim where its address moved); the
 //!   period is at least what a node cut off from the majority takes to expire its clients
-//!   (`crate::isolation::lock_grace`), so they have lost their locks before the arbiter
+//!   (`crate::state::remote::isolation::lock_grace`), so they have lost their locks before the arbiter
 //!   grants conflicting ones.
 //!
 //! One node (no peers): none of this runs; locks are the `StateManager`'s alone.
@@ -182,7 +182,7 @@ pub(crate) fn held_here(mds: &Mds, ino: u64, probe: Option<&Range>) -> Vec<Range
 
 /// How long a file stays to reclaims once a node holding locks there cannot be asked.
 fn unsure_for(mds: &Mds) -> Duration {
-    crate::isolation::lock_grace(mds.state.lease, mds.grace)
+    crate::state::remote::isolation::lock_grace(mds.state.lease, mds.grace)
 }
 
 /// Whether locks need the arbiter: only with other MDS nodes.

@@ -1,7 +1,7 @@
 //! A node cut off from the majority of MDS nodes stops vouching for its clients' state.
 //!
 //! With several nodes, each keeps its own clients' byte-range locks, and the arbiter (the
-//! leader of a file's shard, `crate::locking`) counts a node it cannot ask as gone after a
+//! leader of a file's shard, `crate::state::remote::locking`) counts a node it cannot ask as gone after a
 //! period in which only reclaims are granted (`lock_grace`). A node cut off from the others
 //! (a partition; the node alive, its clients still reaching it) would otherwise go on renewing
 //! its clients' leases, SEQUENCE being answered locally, and they would go on believing they
