@@ -92,7 +92,7 @@ impl Ctx<'_> {
                 })
                 .collect();
             let _busy =
-                crate::state::recall::recall_and_wait(self.mds, &inos, self.clientid).await?;
+                crate::state::recall::recall_and_wait(&self.mds.nfs, &inos, self.clientid).await?;
             match self.mds.ns.execute(self.on_behalf(cmd)).await {
                 Err(FsError::Changed) => continue,
                 r => return Ok(r?),

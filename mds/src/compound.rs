@@ -222,7 +222,7 @@ pub async fn run(mds: &Arc<Mds>, conn: &Connection, call: &Call) -> Writer {
         let len = w.total_len() - start;
         let body = (slot.cachethis && len <= slot.max_response_cached as usize)
             .then(|| Arc::new(w.copy_from(start)));
-        mds.state.finish_slot(&sid, slot.slot, slot.seqid, body);
+        mds.nfs.state.finish_slot(&sid, slot.slot, slot.seqid, body);
     }
     w
 }

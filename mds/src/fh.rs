@@ -174,7 +174,30 @@ pub fn encoding_in_sync<R>(export: u32, f: impl FnOnce() -> R) -> R {
     ENCODING_EXPORT.sync_scope(export, f)
 }
 
-impl crate::Mds {
+/// What this server hands out file handles with: its file system id, the key that
+/// authenticates them, and the export each recently opened file was opened in. One per node,
+/// shared by the operation handlers and the callbacks (`state::recall`).
+#[derive(Debug)]
+pub struct Handles {
+    pub fs_id: u64,
+    /// Authenticates the file handles this server hands out.
+    pub key: FhKey,
+    /// The export each recently opened file was opened in (callbacks carry its handle).
+    pub recent: RecentExports,
+    /// The export of a handle made outside an operation for a file `recent` forgot.
+    default_export: u32,
+}
+
+impl Handles {
+    pub fn new(fs_id: u64, key: FhKey, default_export: u32) -> Handles {
+        Handles {
+            fs_id,
+            key,
+            recent: RecentExports::default(),
+            default_export,
+        }
+    }
+
     /// The handle of `ino` in `export`.
     pub fn handle(&self, export: u32, ino: u64) -> proto::nfs4::basic::NfsFh4 {
         let fh = FileHandle {
@@ -182,18 +205,18 @@ impl crate::Mds {
             export,
             ino,
         };
-        proto::nfs4::basic::NfsFh4(proto::xdr::Opaque(fh.encode(&self.fh_key)))
+        proto::nfs4::basic::NfsFh4(proto::xdr::Opaque(fh.encode(&self.key)))
     }
 
     /// The handle of `ino` as the running operation hands it out; outside an operation (a
-    /// callback), in the export `ino` was last handed out in as far as `recent_exports`
-    /// remembers, else the first export (the only one, in the usual single-export setup).
+    /// callback), in the export `ino` was last handed out in as far as `recent` remembers,
+    /// else the first export (the only one, in the usual single-export setup).
     pub fn handle_of(&self, ino: u64) -> proto::nfs4::basic::NfsFh4 {
         let export = ENCODING_EXPORT
             .try_with(|e| *e)
             .ok()
-            .or_else(|| self.recent_exports.get(ino))
-            .unwrap_or_else(|| self.exports.first().map_or(0, |e| e.id));
+            .or_else(|| self.recent.get(ino))
+            .unwrap_or(self.default_export);
         self.handle(export, ino)
     }
 }

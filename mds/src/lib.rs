@@ -41,10 +41,10 @@ use export::Export;
 use meta::namespace::{FsError, Namespace};
 use state::recall;
 use state::remote::{
-    addresses, delegations as remote_delegations, in_use, isolation, locking, peer_answers,
+    addresses, delegations as remote_delegations, in_use, isolation, peer_answers,
     shares as remote_shares,
 };
-use state::{ClientDb, StateManager};
+use state::{ClientDb, NfsState, NfsStateParts, StateManager};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -105,15 +105,13 @@ pub enum ServerError {
 pub struct Mds {
     pub ns: Namespace,
     pub data: data::DataPath,
-    pub state: StateManager,
+    /// The NFS state this node keeps (its clients', and the cross-node half).
+    pub nfs: Arc<NfsState>,
     pub exports: Vec<Export>,
     /// The rules of the pseudo file system's directories (read-only).
     pub pseudo: Export,
-    pub fs_id: u64,
-    /// Authenticates the file handles this server hands out (`fh`).
-    pub fh_key: fh::FhKey,
-    /// The export each recently opened file was opened in (callbacks carry its handle).
-    pub recent_exports: fh::RecentExports,
+    /// How this server's file handles are made and checked (`fh`).
+    pub handles: Arc<fh::Handles>,
     /// Where chunk data lives (for file-system space attributes).
     pub data_path: PathBuf,
     /// Space kept for metadata: data writes stop short of it (`space`).
@@ -121,25 +119,6 @@ pub struct Mds {
     /// Changes on every restart, so clients know to resend UNSTABLE writes not yet committed.
     pub write_verf: [u8; 8],
     pub boot: u64,
-    pub lease_seconds: u32,
-    /// How long clients may reclaim after a restart or a takeover.
-    pub grace: Duration,
-    /// This node's id in a metadata cluster (0: the one-node service): whose client records
-    /// it keeps (`Command::ClientRecords`).
-    pub node: u8,
-    /// The client addresses this node answers on now (its own, and those it took over;
-    /// `addresses`), for `cfs admin status`.
-    pub serving: std::sync::Mutex<Vec<SocketAddr>>,
-    /// Byte-range locks across MDS nodes: requests in flight, and the arbiter's views of the
-    /// files of the shards this node leads.
-    pub locks: locking::ClusterLocks,
-    /// Where other MDS nodes may have delegated files, and this node's operations that
-    /// conflict with a new delegation.
-    pub remote_delegs: remote_delegations::RemoteDelegations,
-    /// Other MDS nodes' deny bits on files, and this node's opens in flight.
-    pub remote_shares: remote_shares::RemoteShares,
-    /// Serialises callbacks (each back channel has one slot).
-    pub callback_lock: tokio::sync::Mutex<()>,
     /// Unlinked files whose data is to go, for the reaper task (started on first use).
     reaper: std::sync::OnceLock<tokio::sync::mpsc::UnboundedSender<u64>>,
 }
@@ -281,30 +260,40 @@ impl Mds {
         let state = StateManager::new(instance, lease, grace, db, previous);
         let mut write_verf = [0u8; 8];
         write_verf.copy_from_slice(&boot.to_be_bytes());
+        let fs_id = match &cfg.members {
+            Some(m) => m.secret.fs_id(),
+            None => ns.fs_id(),
+        };
+        let handles = Arc::new(fh::Handles::new(
+            fs_id,
+            fh_key,
+            cfg.exports.first().map_or(0, |e| e.id),
+        ));
+        let cluster = match &data {
+            data::DataPath::Cluster(c) => Some(c.clone()),
+            data::DataPath::Local(_) => None,
+        };
+        let nfs = Arc::new(NfsState::new(NfsStateParts {
+            ns: ns.clone(),
+            state,
+            handles: handles.clone(),
+            cluster,
+            node,
+            lease_seconds: cfg.lease_seconds.max(5),
+            grace,
+            boot,
+        }));
         Ok(Mds {
-            fs_id: match &cfg.members {
-                Some(m) => m.secret.fs_id(),
-                None => ns.fs_id(),
-            },
             data_path: data_dir,
             space,
             ns,
             data,
-            state,
+            nfs,
             exports: cfg.exports.clone(),
             pseudo: Export::pseudo(),
-            fh_key,
-            recent_exports: fh::RecentExports::default(),
+            handles,
             write_verf,
             boot,
-            lease_seconds: cfg.lease_seconds.max(5),
-            grace,
-            node,
-            serving: Default::default(),
-            locks: locking::ClusterLocks::default(),
-            remote_delegs: remote_delegations::RemoteDelegations::new(boot),
-            remote_shares: remote_shares::RemoteShares::new(boot),
-            callback_lock: tokio::sync::Mutex::new(()),
             reaper: std::sync::OnceLock::new(),
         })
     }
@@ -330,7 +319,7 @@ impl Mds {
     /// (docs/METADATA-BENCH.md, "Unlinks").
     pub async fn forget_orphans(self: &Arc<Self>, mut inos: Vec<u64>) {
         inos.retain(|&ino| {
-            let open = self.state.file_in_use(ino);
+            let open = self.nfs.state.file_in_use(ino);
             if open {
                 tracing::debug!(ino, "unlinked file still open: kept until its last close");
             }
@@ -366,7 +355,7 @@ impl Mds {
         });
         for ino in inos {
             tracing::debug!(ino, "unlinked file goes to the reaper");
-            self.state.forget_file(ino);
+            self.nfs.state.forget_file(ino);
             if tx.send(ino).is_err() {
                 tracing::warn!(ino, "orphan reaper gone; the next start forgets the file");
             }
@@ -379,21 +368,22 @@ impl Mds {
 /// files the expired clients held RW layouts on and reaps the unlinked files only they had
 /// open.
 async fn laundromat(mds: Arc<Mds>) {
-    let mut tick = tokio::time::interval(Duration::from_secs(u64::from(mds.lease_seconds) / 2));
+    let mut tick = tokio::time::interval(Duration::from_secs(u64::from(mds.nfs.lease_seconds) / 2));
     loop {
         tokio::select! {
             _ = tick.tick() => {}
-            _ = mds.state.laundromat.notified() => {}
+            _ = mds.nfs.state.laundromat.notified() => {}
         }
         let orphans = mds
+            .nfs
             .state
             .lapsed_open_files()
             .into_iter()
             .filter(|&ino| mds.is_orphan(ino))
             .collect();
-        mds.state.sweep(&orphans);
+        mds.nfs.state.sweep(&orphans);
         forget_client_records(&mds).await;
-        let expired = mds.state.take_expired();
+        let expired = mds.nfs.state.take_expired();
         if expired.clients == 0 {
             continue;
         }
@@ -418,13 +408,13 @@ async fn laundromat(mds: Arc<Mds>) {
 /// Commits the removal of the records of clients that are gone (`state::ClientDb`). One that
 /// fails stays recorded, which costs at most a wait in a later grace period.
 pub(crate) async fn forget_client_records(mds: &Mds) {
-    let gone = mds.state.take_forgotten();
+    let gone = mds.nfs.state.take_forgotten();
     if gone.is_empty() {
         return;
     }
     let n = gone.len();
     let cmd = namespace::Command::ClientRecords {
-        node: u64::from(mds.node),
+        node: u64::from(mds.nfs.node),
         add: Vec::new(),
         remove: gone,
     };
@@ -491,7 +481,7 @@ async fn reap_later(mds: std::sync::Weak<Mds>, mut todo: Vec<u64>) {
         }
         // Open here or through another node: that holder's last close reaps it. Unknown (a
         // node did not answer): asked again next round.
-        todo.retain(|i| !m.state.file_in_use(*i));
+        todo.retain(|i| !m.nfs.state.file_in_use(*i));
         let (free, unknown) = match in_use::elsewhere(&m.ns, &todo).await {
             Some(used) => (
                 todo.iter()
@@ -596,7 +586,7 @@ fn sort_effects(mds: &Mds, batches: &mut Vec<Vec<namespace::Effect>>, orphans: &
     for e in batches.drain(..).flatten() {
         match e {
             namespace::Effect::Orphaned(ino) => orphans.push(ino),
-            namespace::Effect::Freed(ino) => mds.state.forget_file(ino),
+            namespace::Effect::Freed(ino) => mds.nfs.state.forget_file(ino),
             // The namespace's own reclaimer empties it (`namespace::rmtree`).
             namespace::Effect::Detached(_) => {}
         }
@@ -623,8 +613,8 @@ impl Server {
         let mds = Arc::new(Mds::open(&cfg).await?);
         let (effects, effects_rx) = tokio::sync::mpsc::unbounded_channel();
         mds.ns.set_effect_sink(Arc::new(QueuedEffects(effects)));
-        in_use::answer_here(&mds);
-        peer_answers::answer_here(&mds);
+        in_use::answer_here(&mds.nfs);
+        peer_answers::answer_here(&mds.nfs);
         // Files unlinked while open before the restart: OPEN promised their holders
         // (OPEN4_RESULT_PRESERVE_UNLINKED, RFC 8881 §18.16.3) to keep them through the grace
         // period, so they can reclaim the open by file handle. What nobody reclaimed by then
@@ -635,7 +625,7 @@ impl Server {
                 tokio::spawn(async move {
                     loop {
                         match weak.upgrade() {
-                            Some(m) if m.state.in_grace() => {}
+                            Some(m) if m.nfs.state.in_grace() => {}
                             Some(m) => {
                                 m.forget_orphans(orphans).await;
                                 return;
@@ -687,7 +677,7 @@ impl Server {
                 ))
             };
             tasks.push(tokio::spawn(addresses::keep(
-                mds.clone(),
+                mds.nfs.clone(),
                 m.me,
                 m.nodes.clone(),
                 cfg.client_addresses.clone(),
@@ -700,11 +690,11 @@ impl Server {
         ]);
         tasks.push(tokio::spawn(laundromat(mds.clone())));
         if mds.ns.peers().is_some() {
-            tasks.push(tokio::spawn(isolation::watch(mds.clone())));
+            tasks.push(tokio::spawn(isolation::watch(mds.nfs.clone())));
             tasks.push(tokio::spawn(remote_delegations::sweep(Arc::downgrade(
-                &mds,
+                &mds.nfs,
             ))));
-            tasks.push(tokio::spawn(remote_shares::sweep(Arc::downgrade(&mds))));
+            tasks.push(tokio::spawn(remote_shares::sweep(Arc::downgrade(&mds.nfs))));
         }
         if cfg.members.is_some() {
             // The root is made once shard 0 has a leader, which needs the other nodes to hear
@@ -727,10 +717,13 @@ impl Server {
             // the replica caught up (a command through shard 0 returns after that).
             let m = mds.clone();
             tasks.push(tokio::spawn(async move {
-                let node = u64::from(m.node);
-                if addresses::shard0_barrier(&m, node, m.grace).await.is_ok() {
+                let node = u64::from(m.nfs.node);
+                if addresses::shard0_barrier(&m.nfs, node, m.nfs.grace)
+                    .await
+                    .is_ok()
+                {
                     if let Ok(r) = m.ns.client_records(node) {
-                        m.state.keep_reclaimers(&r.into_iter().collect());
+                        m.nfs.state.keep_reclaimers(&r.into_iter().collect());
                     }
                 }
             }));
@@ -755,7 +748,7 @@ impl Server {
                     let m = Arc::downgrade(&repairer);
                     move |ino: u64| {
                         if let Some(m) = m.upgrade() {
-                            recall::recall_layouts(&m, ino, None);
+                            recall::recall_layouts(&m.nfs, ino, None);
                         }
                     }
                 };
@@ -788,13 +781,13 @@ impl Server {
                     let m = Arc::downgrade(&encoder);
                     let recall = move |ino: u64| {
                         if let Some(m) = m.upgrade() {
-                            recall::recall_layouts(&m, ino, None);
+                            recall::recall_layouts(&m.nfs, ino, None);
                         }
                     };
                     let m = Arc::downgrade(&encoder);
                     let in_use = move |ino: u64| {
                         m.upgrade()
-                            .is_none_or(|m| m.state.file_writable_by_someone(ino))
+                            .is_none_or(|m| m.nfs.state.file_writable_by_someone(ino))
                     };
                     loop {
                         tick.tick().await;
@@ -810,7 +803,7 @@ impl Server {
                     c.registry.sweep(c.cfg.dead_after);
                     for ds in c.registry.take_down_events() {
                         c.want_rescan();
-                        recall::recall_layouts_on_ds(&health, ds);
+                        recall::recall_layouts_on_ds(&health.nfs, ds);
                     }
                 }
             }));

@@ -53,7 +53,7 @@ pub fn status(a: &Admin) -> Value {
     let mut roles = Vec::new();
     let mds = src.mds.as_ref().map(|m| {
         roles.push("mds");
-        let c = m.state.counts();
+        let c = m.nfs.state.counts();
         let ns = m.ns.stats();
         let b = src.ns_base;
         let cluster = m.cluster();
@@ -226,6 +226,7 @@ fn metadata_status(
 /// The client addresses this MDS node answers on (its own, and those it took over).
 pub fn serving(m: &mds::Mds) -> Value {
     let list: Vec<String> = m
+        .nfs
         .serving
         .lock()
         .map(|s| s.iter().map(|a| a.to_string()).collect())
@@ -235,7 +236,7 @@ pub fn serving(m: &mds::Mds) -> Value {
 
 pub fn clients(m: &mds::Mds) -> Value {
     let list: Vec<Value> = m
-        .state
+        .nfs.state
         .client_summaries()
         .into_iter()
         .map(|c| {

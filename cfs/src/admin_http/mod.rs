@@ -245,7 +245,7 @@ async fn evict(
     check(&a, &headers)?;
     let m = a.sources.mds.as_ref().ok_or_else(no_mds)?;
     let id = parse_id(&id)?;
-    if m.state.evict(id) {
+    if m.nfs.state.evict(id) {
         Ok(Json(serde_json::json!({ "evicted": format!("{id:016x}") })))
     } else {
         Err(ApiError(

@@ -106,7 +106,7 @@ fn mds_families(e: &mut Exposition, a: &Admin, m: &mds::Mds) {
         "File bytes carried by NFSv4 WRITE to the MDS.",
         &[(&[], WRITE_BYTES.get())],
     );
-    let c = m.state.counts();
+    let c = m.nfs.state.counts();
     let g = |e: &mut Exposition, name: &str, help: &str, v: usize| {
         e.gauge(name, help, &[(&[], v as f64)]);
     };

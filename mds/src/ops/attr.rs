@@ -40,7 +40,7 @@ async fn setattr_inner(ctx: &mut Ctx<'_>, a: &SetattrArgs) -> NfsResult<Bitmap> 
     let i = ctx.cur()?;
     ctx.writable()?;
     let s = attrs::decode_settable(&a.obj_attributes)?;
-    let _busy = crate::state::recall::recall_and_wait(ctx.mds, &[i.ino], ctx.clientid).await?;
+    let _busy = crate::state::recall::recall_and_wait(&ctx.mds.nfs, &[i.ino], ctx.clientid).await?;
     if s.size.is_some() {
         if !matches!(i.kind, meta::namespace::FileKind::Regular) {
             return Err(if i.kind.is_dir() {
@@ -50,7 +50,7 @@ async fn setattr_inner(ctx: &mut Ctx<'_>, a: &SetattrArgs) -> NfsResult<Bitmap> 
             });
         }
         let sid = ctx.stateid(&a.stateid)?;
-        ctx.mds.state.check_io(&sid, i.ino, true)?;
+        ctx.mds.nfs.state.check_io(&sid, i.ino, true)?;
         if crate::state::is_special(&sid) {
             ctx.require(&i, 2)?;
             super::io::anonymous_io(ctx.mds, i.ino, true).await?;
@@ -89,7 +89,7 @@ pub async fn apply_setattr(ctx: &Ctx<'_>, i: &Inode, s: &attrs::SetAttrs) -> Nfs
         // never old bytes resurrected by a later grow.
         ctx.mds.truncate_data(i.ino, size).await?;
         if size != i.size {
-            crate::state::recall::recall_layouts(ctx.mds, i.ino, ctx.clientid);
+            crate::state::recall::recall_layouts(&ctx.mds.nfs, i.ino, ctx.clientid);
         }
     }
     ctx.execute_as(Command::SetAttr {

@@ -177,7 +177,7 @@ async fn create_inner(ctx: &mut Ctx<'_>, a: &CreateArgs) -> NfsResult<CreateResO
     let dir = ctx.cur_dir()?;
     let name = check_name(&a.objname)?.to_vec();
     precheck_create(ctx, &dir, &name)?;
-    let _busy = recall_and_wait(ctx.mds, &[dir.ino], ctx.clientid).await?;
+    let _busy = recall_and_wait(&ctx.mds.nfs, &[dir.ino], ctx.clientid).await?;
     let kind = match &a.objtype {
         Createtype4::Dir => FileKind::Directory,
         Createtype4::Lnk(t) => {
@@ -321,7 +321,7 @@ async fn link_inner(ctx: &mut Ctx<'_>, a: &LinkArgs) -> NfsResult<LinkResOk> {
     }
     let name = check_name(&a.newname)?.to_vec();
     precheck_create(ctx, &dir, &name)?;
-    let _busy = recall_and_wait(ctx.mds, &[dir.ino], ctx.clientid).await?;
+    let _busy = recall_and_wait(&ctx.mds.nfs, &[dir.ino], ctx.clientid).await?;
     let out = ctx
         .execute_as(Command::Link {
             ino: src.ino,

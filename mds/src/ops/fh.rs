@@ -145,13 +145,15 @@ impl<'a> Ctx<'a> {
 }
 
 pub async fn putfh(ctx: &mut Ctx<'_>, a: &proto::nfs4::fileops::PutfhArgs) -> NfsResult<()> {
-    let fh =
-        FileHandle::decode(a.object.0.as_bytes(), ctx.mds.fs_id, &ctx.mds.fh_key).map_err(|e| {
-            match e {
-                FhError::Bad => NfsError::BadHandle,
-                FhError::Stale => NfsError::Stale,
-            }
-        })?;
+    let fh = FileHandle::decode(
+        a.object.0.as_bytes(),
+        ctx.mds.handles.fs_id,
+        &ctx.mds.handles.key,
+    )
+    .map_err(|e| match e {
+        FhError::Bad => NfsError::BadHandle,
+        FhError::Stale => NfsError::Stale,
+    })?;
     // A handle names the export it was handed out in; this client must (still) be allowed
     // that export, or, for the pseudo file system, the directory must still lead to one.
     let allowed = if fh.export == PSEUDO_ID {
@@ -193,7 +195,7 @@ pub fn putrootfh(ctx: &mut Ctx<'_>) -> NfsResult<()> {
 pub fn getfh(ctx: &mut Ctx<'_>) -> GetfhRes {
     match ctx.fh() {
         Ok(ino) => GetfhRes::Ok(GetfhResOk {
-            object: ctx.mds.handle(ctx.cexp, ino),
+            object: ctx.mds.handles.handle(ctx.cexp, ino),
         }),
         Err(e) => GetfhRes::error(e.code()),
     }

@@ -22,7 +22,7 @@ pub async fn io_target(
         _ => return Err(NfsError::Inval),
     }
     let sid = ctx.stateid(sid)?;
-    ctx.mds.state.check_io(&sid, i.ino, write)?;
+    ctx.mds.nfs.state.check_io(&sid, i.ino, write)?;
     if crate::state::is_special(&sid) {
         ctx.require(&i, if write { 2 } else { 4 })?;
         anonymous_io(ctx.mds, i.ino, write).await?;
@@ -41,7 +41,7 @@ pub async fn anonymous_io(
     write: bool,
 ) -> NfsResult<()> {
     let access = if write { 2 } else { 1 };
-    match crate::state::remote::shares::begin_open(mds, ino, access, 0, 0, false).await {
+    match crate::state::remote::shares::begin_open(&mds.nfs, ino, access, 0, 0, false).await {
         Ok(_) => Ok(()),
         Err(NfsError::ShareDenied) => Err(NfsError::Locked),
         Err(e) => Err(e),
@@ -59,6 +59,7 @@ async fn read_inner(ctx: &mut Ctx<'_>, a: &ReadArgs) -> NfsResult<ReadResOk> {
     let (i, sid) = io_target(ctx, &a.stateid, false).await?;
     let count = a.count.min(crate::limits::MAX_IO);
     ctx.mds
+        .nfs
         .state
         .check_lock_conflict(&sid, i.ino, a.offset, u64::from(count), false)?;
     let (data, eof) = ctx
@@ -85,7 +86,7 @@ pub async fn write_owned(ctx: &mut Ctx<'_>, a: WriteArgs) -> WriteRes {
 
 async fn write_inner(ctx: &mut Ctx<'_>, a: WriteArgs) -> NfsResult<WriteResOk> {
     let (i, sid) = io_target(ctx, &a.stateid, true).await?;
-    let _busy = crate::state::recall::recall_and_wait(ctx.mds, &[i.ino], ctx.clientid).await?;
+    let _busy = crate::state::recall::recall_and_wait(&ctx.mds.nfs, &[i.ino], ctx.clientid).await?;
     let len = a.data.len() as u64;
     let end = a
         .offset
@@ -93,6 +94,7 @@ async fn write_inner(ctx: &mut Ctx<'_>, a: WriteArgs) -> NfsResult<WriteResOk> {
         .filter(|e| *e <= i64::MAX as u64)
         .ok_or(NfsError::FBig)?;
     ctx.mds
+        .nfs
         .state
         .check_lock_conflict(&sid, i.ino, a.offset, len.max(1), true)?;
     let stable = a.stable != StableHow4::Unstable4;

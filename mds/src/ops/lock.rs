@@ -63,22 +63,23 @@ async fn lock_inner(ctx: &mut Ctx<'_>, a: &LockArgs) -> NfsResult<Result<StateId
     }
     check_range(a.offset, a.length)?;
     if a.reclaim {
-        ctx.mds.state.check_reclaim(ctx.clientid()?)?;
-    } else if ctx.mds.state.in_grace() {
+        ctx.mds.nfs.state.check_reclaim(ctx.clientid()?)?;
+    } else if ctx.mds.nfs.state.in_grace() {
         return Err(NfsError::Grace);
     }
     let k = kind(a.locktype);
     let mds = ctx.mds;
-    let _in_flight = if locking::across_nodes(mds) {
+    let _in_flight = if locking::across_nodes(&mds.nfs) {
         let owner = match &a.locker {
             Locker4::NewLockOwner(n) => (ctx.clientid()?, n.lock_owner.owner.as_bytes().to_vec()),
             Locker4::ExistingLockOwner(e) => mds
+                .nfs
                 .state
                 .lock_owner_of(&ctx.stateid(&e.lock_stateid)?, ino)?,
         };
         let want = locking::range(owner, k, a.offset, a.length);
-        let guard = mds.locks.in_flight.register(ino, want.clone());
-        match locking::ask(mds, ino, &want, LockOp::Lock, a.reclaim).await? {
+        let guard = mds.nfs.locks.in_flight.register(ino, want.clone());
+        match locking::ask(&mds.nfs, ino, &want, LockOp::Lock, a.reclaim).await? {
             LockAnswer::Granted => {}
             LockAnswer::Denied(r) => return Ok(Err(r.into())),
             LockAnswer::Grace => return Err(NfsError::Grace),
@@ -91,7 +92,7 @@ async fn lock_inner(ctx: &mut Ctx<'_>, a: &LockArgs) -> NfsResult<Result<StateId
     let r = match &a.locker {
         Locker4::NewLockOwner(n) => {
             let open = ctx.stateid(&n.open_stateid)?;
-            mds.state.lock_new_owner(
+            mds.nfs.state.lock_new_owner(
                 ctx.clientid()?,
                 &open,
                 n.lock_owner.owner.as_bytes(),
@@ -103,7 +104,9 @@ async fn lock_inner(ctx: &mut Ctx<'_>, a: &LockArgs) -> NfsResult<Result<StateId
         }
         Locker4::ExistingLockOwner(e) => {
             let sid = ctx.stateid(&e.lock_stateid)?;
-            mds.state.lock_existing(&sid, ino, k, a.offset, a.length)
+            mds.nfs
+                .state
+                .lock_existing(&sid, ino, k, a.offset, a.length)
         }
     }?;
     Ok(r.map_err(|d| d.range))
@@ -119,21 +122,21 @@ pub async fn lockt(ctx: &mut Ctx<'_>, a: &LocktArgs) -> LocktRes {
         check_range(a.offset, a.length)?;
         let clientid = ctx.clientid()?;
         let k = kind(a.locktype);
-        if locking::across_nodes(ctx.mds) {
+        if locking::across_nodes(&ctx.mds.nfs) {
             let want = locking::range(
                 (clientid, a.owner.owner.as_bytes().to_vec()),
                 k,
                 a.offset,
                 a.length,
             );
-            return match locking::ask(ctx.mds, ino, &want, LockOp::Test, false).await? {
+            return match locking::ask(&ctx.mds.nfs, ino, &want, LockOp::Test, false).await? {
                 LockAnswer::Granted => Ok(None),
                 LockAnswer::Denied(r) => Ok(Some(r.into())),
                 LockAnswer::Grace => Err(NfsError::Grace),
                 LockAnswer::NotLeader(_) => Err(NfsError::Delay),
             };
         }
-        Ok(ctx.mds.state.test_lock(
+        Ok(ctx.mds.nfs.state.test_lock(
             clientid,
             a.owner.owner.as_bytes(),
             ino,
@@ -157,14 +160,14 @@ pub async fn locku(ctx: &mut Ctx<'_>, a: &LockuArgs) -> LockuRes {
         let ino = ctx.fh()?;
         check_range(a.offset, a.length)?;
         let sid = ctx.stateid(&a.lock_stateid)?;
-        let owner = locking::across_nodes(ctx.mds)
-            .then(|| ctx.mds.state.lock_owner_of(&sid, ino))
+        let owner = locking::across_nodes(&ctx.mds.nfs)
+            .then(|| ctx.mds.nfs.state.lock_owner_of(&sid, ino))
             .transpose()?;
-        let s = ctx.mds.state.unlock(&sid, ino, a.offset, a.length)?;
+        let s = ctx.mds.nfs.state.unlock(&sid, ino, a.offset, a.length)?;
         if let Some(owner) = owner {
             // The kind does not matter to a release.
             let r = locking::range(owner, LockKind::Write, a.offset, a.length);
-            let _ = locking::ask(ctx.mds, ino, &r, LockOp::Unlock, false).await;
+            let _ = locking::ask(&ctx.mds.nfs, ino, &r, LockOp::Unlock, false).await;
         }
         Ok::<_, NfsError>(s)
     }
@@ -182,7 +185,7 @@ pub fn test_stateid(ctx: &mut Ctx<'_>, a: &TestStateidArgs) -> TestStateidRes {
     let codes = a
         .ts_stateids
         .iter()
-        .map(|s| match ctx.mds.state.test_stateid(s) {
+        .map(|s| match ctx.mds.nfs.state.test_stateid(s) {
             Ok(()) => 0,
             Err(e) => e.code(),
         })
@@ -194,5 +197,5 @@ pub fn test_stateid(ctx: &mut Ctx<'_>, a: &TestStateidArgs) -> TestStateidRes {
 
 pub fn free_stateid(ctx: &mut Ctx<'_>, a: &FreeStateidArgs) -> NfsResult<()> {
     let sid = ctx.stateid(&a.fsa_stateid)?;
-    ctx.mds.state.free_stateid(ctx.clientid()?, &sid)
+    ctx.mds.nfs.state.free_stateid(ctx.clientid()?, &sid)
 }

@@ -63,7 +63,7 @@ pub async fn dispatch(ctx: &mut Ctx<'_>, op: &A) -> R {
     // export (only ambiguous with several).
     if ctx.mds.exports.len() > 1 && r.status() == 0 {
         if let (A::Open(_) | A::Layoutget(_) | A::GetDirDelegation(_), Some(ino)) = (op, ctx.cfh) {
-            ctx.mds.recent_exports.note(ino, ctx.cexp);
+            ctx.mds.handles.recent.note(ino, ctx.cexp);
         }
     }
     r

@@ -38,9 +38,9 @@ async fn open_inner(ctx: &mut Ctx<'_>, a: &OpenArgs) -> NfsResult<OpenResOk> {
         OpenClaim4::DelegCurFh(_) | OpenClaim4::DelegateCur(_)
     );
     if reclaim {
-        ctx.mds.state.check_reclaim(clientid)?;
-    } else if !ctx.mds.state.reclaim_completed(clientid)
-        || (!by_delegation && ctx.mds.state.in_grace())
+        ctx.mds.nfs.state.check_reclaim(clientid)?;
+    } else if !ctx.mds.nfs.state.reclaim_completed(clientid)
+        || (!by_delegation && ctx.mds.nfs.state.in_grace())
     {
         // RFC 8881 §18.51.3: a client that has not sent RECLAIM_COMPLETE may not take new
         // state yet, in a grace period or not (knfsd's nfsd4_open answers the same).
@@ -60,7 +60,7 @@ async fn open_inner(ctx: &mut Ctx<'_>, a: &OpenArgs) -> NfsResult<OpenResOk> {
             // Reclaims are exempt: after a restart no open is known until reclaimed.
             if matches!(a.claim, OpenClaim4::Fh)
                 && file.nlink == 0
-                && !ctx.mds.state.file_in_use(file.ino)
+                && !ctx.mds.nfs.state.file_in_use(file.ino)
             {
                 return Err(NfsError::Stale);
             }
@@ -76,6 +76,7 @@ async fn open_inner(ctx: &mut Ctx<'_>, a: &OpenArgs) -> NfsResult<OpenResOk> {
         OpenClaim4::DelegCurFh(sid) => {
             let file = ctx.cur()?;
             ctx.mds
+                .nfs
                 .state
                 .check_delegation(&ctx.stateid(sid)?, file.ino, clientid)?;
             Target {
@@ -90,7 +91,7 @@ async fn open_inner(ctx: &mut Ctx<'_>, a: &OpenArgs) -> NfsResult<OpenResOk> {
             let dir = ctx.cur_dir()?;
             let name = check_name(&c.file)?;
             let file = ctx.read(|_, s| s.lookup_settled(dir.ino, name)).await?;
-            ctx.mds.state.check_delegation(
+            ctx.mds.nfs.state.check_delegation(
                 &ctx.stateid(&c.delegate_stateid)?,
                 file.ino,
                 clientid,
@@ -133,18 +134,27 @@ async fn open_inner(ctx: &mut Ctx<'_>, a: &OpenArgs) -> NfsResult<OpenResOk> {
     // Held to the end: no other MDS node delegates the file until the write open is in the
     // state, where its notes see it.
     let _busy = if access & OPEN4_SHARE_ACCESS_WRITE_BIT != 0 {
-        Some(crate::state::recall::recall_and_wait(ctx.mds, &[t.file.ino], Some(clientid)).await?)
+        Some(
+            crate::state::recall::recall_and_wait(&ctx.mds.nfs, &[t.file.ino], Some(clientid))
+                .await?,
+        )
     } else {
         None
     };
     // Held until this open is in the state: another node's deny open waits until then, and
     // this one does not start while another node's open denies it (`remote_shares`).
     let share = crate::state::remote::shares::begin_open(
-        ctx.mds, t.file.ino, access, deny, clientid, reclaim,
+        &ctx.mds.nfs,
+        t.file.ino,
+        access,
+        deny,
+        clientid,
+        reclaim,
     )
     .await?;
     let opened =
         ctx.mds
+            .nfs
             .state
             .open(clientid, a.owner.owner.as_bytes(), t.file.ino, access, deny)?;
     drop(share);
@@ -158,11 +168,11 @@ async fn open_inner(ctx: &mut Ctx<'_>, a: &OpenArgs) -> NfsResult<OpenResOk> {
         && a.share_access & OPEN4_SHARE_ACCESS_WANT_DELEG_MASK != OPEN4_SHARE_ACCESS_WANT_NO_DELEG
         && !reclaim
         && !by_delegation
-        && ctx.mds.state.back_channel(clientid).is_some()
+        && ctx.mds.nfs.state.back_channel(clientid).is_some()
     {
         let (mds, ino) = (ctx.mds, t.file.ino);
-        crate::state::remote::delegations::grant(mds, ino, clientid, || {
-            mds.state.grant_read_delegation(clientid, ino)
+        crate::state::remote::delegations::grant(&mds.nfs, ino, clientid, || {
+            mds.nfs.state.grant_read_delegation(clientid, ino)
         })
         .await
     } else {
@@ -254,9 +264,12 @@ async fn open_by_name(ctx: &mut Ctx<'_>, a: &OpenArgs, name: Vec<u8>) -> NfsResu
             ctx.writable()?;
             ctx.require(&dir, 3)?;
             // Another client's directory delegation may cache this name as absent.
-            let _busy =
-                crate::state::recall::recall_and_wait(ctx.mds, &[dir.ino], Some(ctx.clientid()?))
-                    .await?;
+            let _busy = crate::state::recall::recall_and_wait(
+                &ctx.mds.nfs,
+                &[dir.ino],
+                Some(ctx.clientid()?),
+            )
+            .await?;
             let mode = set.mode.unwrap_or(0o644);
             let out = create_entry(ctx, &dir, name, FileKind::Regular, mode, how, &set).await?;
             (
@@ -311,7 +324,7 @@ pub async fn close(ctx: &mut Ctx<'_>, a: &CloseArgs) -> CloseRes {
     let r = async {
         let ino = ctx.fh()?;
         let sid = ctx.stateid(&a.open_stateid)?;
-        ctx.mds.state.close(&sid, ino)?;
+        ctx.mds.nfs.state.close(&sid, ino)?;
         // The last close of an unlinked file lets its data go.
         if ctx.mds.is_orphan(ino) {
             ctx.mds.forget_orphan(ino).await;
@@ -333,6 +346,7 @@ pub fn open_downgrade(ctx: &mut Ctx<'_>, a: &OpenDowngradeArgs) -> OpenDowngrade
         let ino = ctx.fh()?;
         let sid = ctx.stateid(&a.open_stateid)?;
         ctx.mds
+            .nfs
             .state
             .open_downgrade(&sid, ino, a.share_access & 3, a.share_deny)
     })();
@@ -348,7 +362,7 @@ pub fn open_downgrade(ctx: &mut Ctx<'_>, a: &OpenDowngradeArgs) -> OpenDowngrade
 pub fn delegreturn(ctx: &mut Ctx<'_>, a: &DelegreturnArgs) -> NfsResult<()> {
     let ino = ctx.fh()?;
     let sid = ctx.stateid(&a.deleg_stateid)?;
-    ctx.mds.state.return_delegation(&sid, ino)
+    ctx.mds.nfs.state.return_delegation(&sid, ino)
 }
 
 /// Grants a directory delegation (RFC 8881 §18.39) to a client that can be called back.
@@ -364,12 +378,12 @@ pub async fn get_dir_delegation(
     let r = async {
         let dir = ctx.cur_dir()?;
         let clientid = ctx.clientid()?;
-        if ctx.mds.state.back_channel(clientid).is_none() {
+        if ctx.mds.nfs.state.back_channel(clientid).is_none() {
             return Ok(None);
         }
         let mds = ctx.mds;
-        let granted = crate::state::remote::delegations::grant(mds, dir.ino, clientid, || {
-            mds.state.grant_read_delegation(clientid, dir.ino)
+        let granted = crate::state::remote::delegations::grant(&mds.nfs, dir.ino, clientid, || {
+            mds.nfs.state.grant_read_delegation(clientid, dir.ino)
         })
         .await;
         tracing::debug!(

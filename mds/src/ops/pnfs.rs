@@ -223,7 +223,7 @@ async fn layoutget_inner(ctx: &mut Ctx<'_>, a: &LayoutgetArgs) -> NfsResult<Layo
     let presented = ctx.stateid(&a.loga_stateid)?;
     // An RW layout lets the client write without asking us again, so it needs what a WRITE
     // would: an open for writing.
-    if rw && !ctx.mds.state.has_write_open(clientid, i.ino) {
+    if rw && !ctx.mds.nfs.state.has_write_open(clientid, i.ino) {
         return Err(NfsError::OpenMode);
     }
     let segment = c
@@ -241,7 +241,7 @@ async fn layoutget_inner(ctx: &mut Ctx<'_>, a: &LayoutgetArgs) -> NfsResult<Layo
     let layout = match encoded {
         Some(code) => {
             let stripes = match ctx.export.ec_reads {
-                crate::export::EcReads::Auto => ctx.mds.state.stripes(clientid),
+                crate::export::EcReads::Auto => ctx.mds.nfs.state.stripes(clientid),
                 crate::export::EcReads::Striped => true,
                 crate::export::EcReads::Assembled => false,
             };
@@ -252,7 +252,11 @@ async fn layoutget_inner(ctx: &mut Ctx<'_>, a: &LayoutgetArgs) -> NfsResult<Layo
     if layout.to_xdr().len() + 64 > a.loga_maxcount as usize {
         return Err(NfsError::TooSmall);
     }
-    let stateid = ctx.mds.state.layout_get(clientid, i.ino, &presented, rw)?;
+    let stateid = ctx
+        .mds
+        .nfs
+        .state
+        .layout_get(clientid, i.ino, &presented, rw)?;
     tracing::debug!(
         ino = i.ino,
         offset = a.loga_offset,
@@ -328,8 +332,8 @@ async fn layoutcommit_inner(
     // whose client address this one took over; Linux never sets loca_reclaim) still had its
     // writes taken by the data servers, which fence per node: what they hold is the client's
     // acknowledged data, so its size is committed, as far as they hold it (`stored_end`).
-    let foreign = ctx.mds.state.minted_elsewhere(&sid);
-    if !foreign && !ctx.mds.state.layout_rw(clientid, i.ino, &sid)? {
+    let foreign = ctx.mds.nfs.state.minted_elsewhere(&sid);
+    if !foreign && !ctx.mds.nfs.state.layout_rw(clientid, i.ino, &sid)? {
         return Err(NfsError::BadLayout);
     }
     if !meta::namespace::perm::owner_or_capable(&ctx.user, &i) {
@@ -417,13 +421,18 @@ async fn layoutreturn_inner(
                 Err(e) => tracing::debug!(ino = i.ino, "unreadable ff_layoutreturn4: {e}"),
             }
             let whole = f.lrf_offset == 0 && f.lrf_length == u64::MAX;
-            match ctx.mds.state.layout_return(clientid, i.ino, &sid, whole)? {
+            match ctx
+                .mds
+                .nfs
+                .state
+                .layout_return(clientid, i.ino, &sid, whole)?
+            {
                 Some(s) => Ok(LayoutreturnStateid::Present(s)),
                 None => Ok(LayoutreturnStateid::Absent),
             }
         }
         Layoutreturn4::Fsid | Layoutreturn4::All => {
-            ctx.mds.state.layout_return_all(clientid);
+            ctx.mds.nfs.state.layout_return_all(clientid);
             Ok(LayoutreturnStateid::Absent)
         }
         Layoutreturn4::Other(_) => Err(NfsError::Inval),

@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 fn server_owner(ctx: &Ctx<'_>) -> (ServerOwner4, Opaque) {
     // Stable across restarts: the client recognises the same server coming back.
-    let major = format!("cfs-{:016x}", ctx.mds.fs_id).into_bytes();
+    let major = format!("cfs-{:016x}", ctx.mds.handles.fs_id).into_bytes();
     (
         ServerOwner4 {
             so_minor_id: 0,
@@ -43,13 +43,13 @@ fn exchange_id_inner(ctx: &mut Ctx<'_>, a: &ExchangeIdArgs) -> NfsResult<Exchang
     if owner.is_empty() || owner.len() > 1024 {
         return Err(NfsError::Inval);
     }
-    let (clientid, seq, confirmed) = ctx.mds.state.exchange_id(
+    let (clientid, seq, confirmed) = ctx.mds.nfs.state.exchange_id(
         owner,
         a.eia_clientowner.co_verifier,
         ctx.user.uid,
         a.eia_flags & EXCHGID4_FLAG_UPD_CONFIRMED_REC_A != 0,
     )?;
-    ctx.mds.state.set_stripes(
+    ctx.mds.nfs.state.set_stripes(
         clientid,
         super::pnfs::reads_striped_layouts(&a.eia_client_impl_id),
     );
@@ -130,9 +130,13 @@ async fn create_session_inner(
     if a.csa_flags & !CREATE_SESSION4_FLAG_MASK != 0 {
         return Err(NfsError::Inval);
     }
-    ctx.mds.state.check_clientid(a.csa_clientid, ctx.user.uid)?;
+    ctx.mds
+        .nfs
+        .state
+        .check_clientid(a.csa_clientid, ctx.user.uid)?;
     if let Some(cached) = ctx
         .mds
+        .nfs
         .state
         .create_session_seq(a.csa_clientid, a.csa_sequence)?
     {
@@ -153,9 +157,9 @@ async fn create_session_inner(
     // The first CREATE_SESSION confirms the client: its owner is recorded (replicated) first,
     // so that after this node's restart, or another node's takeover of its address, the
     // client may reclaim what it is about to open and lock.
-    if let Some(owner) = ctx.mds.state.owner_to_record(a.csa_clientid) {
+    if let Some(owner) = ctx.mds.nfs.state.owner_to_record(a.csa_clientid) {
         let record = meta::namespace::Command::ClientRecords {
-            node: u64::from(ctx.mds.node),
+            node: u64::from(ctx.mds.nfs.node),
             add: vec![owner.clone()],
             remove: Vec::new(),
         };
@@ -163,13 +167,14 @@ async fn create_session_inner(
             tracing::warn!("cannot record a client for reclaim: {e}");
             return Err(e.into());
         }
-        ctx.mds.state.note_recorded(&owner);
+        ctx.mds.nfs.state.note_recorded(&owner);
     }
     let mut fore = negotiate(&a.csa_fore_chan_attrs, 64);
     let back = negotiate(b, 1);
     // The slot table is what the server-wide reply-cache budget can pay for.
     let (slots, per_slot, reserved) = ctx
         .mds
+        .nfs
         .state
         .reserve_drc(fore.max_response_cached, fore.max_requests);
     fore.max_requests = slots;
@@ -178,7 +183,7 @@ async fn create_session_inner(
     let sec_ok = callback_cred(&a.csa_sec_parms).is_some();
     let back_conn = (wants_back && sec_ok).then(|| ctx.conn.clone());
     let cb_cred = callback_cred(&a.csa_sec_parms).unwrap_or(proto::rpc::Auth::None);
-    let owner = ctx.mds.state.owner_of(a.csa_clientid)?;
+    let owner = ctx.mds.nfs.state.owner_of(a.csa_clientid)?;
     let id: SessionId = crate::state::session_id(a.csa_clientid, a.csa_sequence, &owner);
     let mut flags = 0;
     if back_conn.is_some() {
@@ -209,16 +214,17 @@ async fn create_session_inner(
         adopted: false,
     };
     let has_back = session.back_conn.is_some();
-    if let Err(e) = ctx
-        .mds
-        .state
-        .create_session(a.csa_clientid, session, Arc::new(res.to_xdr()))
+    if let Err(e) =
+        ctx.mds
+            .nfs
+            .state
+            .create_session(a.csa_clientid, session, Arc::new(res.to_xdr()))
     {
-        ctx.mds.state.release_drc(reserved);
+        ctx.mds.nfs.state.release_drc(reserved);
         return Err(e);
     }
     if has_back {
-        crate::state::recall::resend_recalls(ctx.mds, a.csa_clientid);
+        crate::state::recall::resend_recalls(&ctx.mds.nfs, a.csa_clientid);
     }
     Ok(res)
 }
@@ -251,7 +257,7 @@ pub fn sequence(
     a: &SequenceArgs,
     request_len: usize,
 ) -> NfsResult<(SequenceResOk, SlotUse)> {
-    let q = ctx.mds.state.sequence(
+    let q = ctx.mds.nfs.state.sequence(
         &a.sa_sessionid,
         &SequenceQuery {
             slot: a.sa_slotid,
@@ -322,6 +328,7 @@ pub fn check_reply_room(slot: &mut InSlot, op: &NfsArgop4) -> NfsResult<()> {
 
 pub fn destroy_session(ctx: &mut Ctx<'_>, a: &DestroySessionArgs) -> NfsResult<()> {
     ctx.mds
+        .nfs
         .state
         .destroy_session(&a.dsa_sessionid, ctx.conn.id())?;
     if ctx.session == Some(a.dsa_sessionid) {
@@ -333,7 +340,7 @@ pub fn destroy_session(ctx: &mut Ctx<'_>, a: &DestroySessionArgs) -> NfsResult<(
 }
 
 pub async fn destroy_clientid(ctx: &mut Ctx<'_>, a: &DestroyClientidArgs) -> NfsResult<()> {
-    ctx.mds.state.destroy_clientid(a.dca_clientid)?;
+    ctx.mds.nfs.state.destroy_clientid(a.dca_clientid)?;
     // Its record goes before the reply, as knfsd's does (`expire_client`): a client that
     // unmounted cleanly is not waited for in the grace period of a restart that follows.
     // Left to the laundromat, a kill -9 within its round cost every client a whole grace
@@ -345,10 +352,11 @@ pub async fn destroy_clientid(ctx: &mut Ctx<'_>, a: &DestroyClientidArgs) -> Nfs
 
 pub fn bind_conn_to_session(ctx: &mut Ctx<'_>, a: &BindConnToSessionArgs) -> BindConnToSessionRes {
     ctx.mds
+        .nfs
         .state
         .adopt_if_unknown(&a.bctsa_sessid, ctx.user.uid, ctx.minor);
     let conn = ctx.conn.clone();
-    let r = ctx.mds.state.with_session(&a.bctsa_sessid, |s| {
+    let r = ctx.mds.nfs.state.with_session(&a.bctsa_sessid, |s| {
         let back = matches!(
             a.bctsa_dir,
             ChannelDirFromClient4::Back | ChannelDirFromClient4::BackOrBoth
@@ -365,7 +373,7 @@ pub fn bind_conn_to_session(ctx: &mut Ctx<'_>, a: &BindConnToSessionArgs) -> Bin
         (dir, back.then_some(s.clientid))
     });
     if let Ok((_, Some(clientid))) = r {
-        crate::state::recall::resend_recalls(ctx.mds, clientid);
+        crate::state::recall::resend_recalls(&ctx.mds.nfs, clientid);
     }
     match r.map(|(dir, _)| dir) {
         Ok(dir) => BindConnToSessionRes::Ok(BindConnToSessionResOk {
@@ -383,13 +391,13 @@ pub fn bind_conn_to_session(ctx: &mut Ctx<'_>, a: &BindConnToSessionArgs) -> Bin
 pub fn backchannel_ctl(ctx: &mut Ctx<'_>, a: &BackchannelCtlArgs) -> NfsResult<()> {
     let sid = ctx.session.ok_or(NfsError::OpNotInSession)?;
     let cred = callback_cred(&a.bca_sec_parms).ok_or(NfsError::EncrAlgUnsupp)?;
-    let (clientid, back) = ctx.mds.state.with_session(&sid, |s| {
+    let (clientid, back) = ctx.mds.nfs.state.with_session(&sid, |s| {
         s.cb_program = a.bca_cb_program;
         s.cb_cred = cred;
         (s.clientid, s.back_channel_up())
     })?;
     if back {
-        crate::state::recall::resend_recalls(ctx.mds, clientid);
+        crate::state::recall::resend_recalls(&ctx.mds.nfs, clientid);
     }
     Ok(())
 }
@@ -399,5 +407,5 @@ pub fn reclaim_complete(ctx: &mut Ctx<'_>, a: &ReclaimCompleteArgs) -> NfsResult
         // Per-file-system completion: this server has one file system, covered by the global one.
         return Ok(());
     }
-    ctx.mds.state.reclaim_complete(ctx.clientid()?)
+    ctx.mds.nfs.state.reclaim_complete(ctx.clientid()?)
 }

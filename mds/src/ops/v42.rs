@@ -83,9 +83,13 @@ pub async fn read_plus(ctx: &mut Ctx<'_>, a: &ReadPlusArgs) -> ReadPlusRes {
     let r = async {
         let (i, sid) = io_target(ctx, &a.rpa_stateid, false).await?;
         let count = a.rpa_count.min(crate::limits::MAX_IO);
-        ctx.mds
-            .state
-            .check_lock_conflict(&sid, i.ino, a.rpa_offset, u64::from(count), false)?;
+        ctx.mds.nfs.state.check_lock_conflict(
+            &sid,
+            i.ino,
+            a.rpa_offset,
+            u64::from(count),
+            false,
+        )?;
         let (segs, eof) = ctx
             .mds
             .data_segments(i.ino, a.rpa_offset, u64::from(count), i.size)

@@ -23,9 +23,12 @@ mod courtesy;
 mod grace;
 mod layouts;
 pub mod locks;
+mod owner;
 pub mod recall;
 pub mod remote;
 pub mod session;
+
+pub use owner::{NfsState, NfsStateParts};
 
 use crate::error::{NfsError, NfsResult};
 pub use admin::{ClientSummary, StateCounts};

@@ -13,8 +13,8 @@
 //! only after every other node noted it, and the note and `Busy` are taken under one lock, so one
 //! of them sees the other (lock order: the `RemoteDelegations` table before the `StateManager`).
 use crate::error::{NfsError, NfsResult};
+use crate::state::NfsState;
 use crate::state::StateId;
-use crate::Mds;
 use proto::nfs4::basic::{NfsFh4, CB_COMPOUND};
 use proto::nfs4::callback::{
     CbCompound4Args, CbCompound4Res, CbLayoutrecallArgs, CbRecallArgs, CbSequenceArgs,
@@ -40,15 +40,15 @@ const RETURN_WAIT: Duration = Duration::from_millis(30);
 /// (`remote_delegations`); the returned `Busy` keeps them from handing out new ones until the
 /// caller has made its change, so it must live as long as the operation.
 pub async fn recall_and_wait(
-    mds: &Arc<Mds>,
+    nfs: &Arc<NfsState>,
     inos: &[u64],
     clientid: Option<u64>,
 ) -> NfsResult<crate::state::remote::delegations::Busy> {
-    let (busy, elsewhere) = crate::state::remote::delegations::begin_conflict(mds, inos, clientid);
+    let (busy, elsewhere) = crate::state::remote::delegations::begin_conflict(nfs, inos, clientid);
     // Every ino is looked at (no short cut), so all the recalls go out at once.
     let outstanding = || {
         inos.iter().fold(false, |out, &ino| {
-            recall_conflicts(mds, ino, clientid) | out
+            recall_conflicts(nfs, ino, clientid) | out
         })
     };
     // The common case, nothing delegated, costs one look and no waiter registration.
@@ -56,10 +56,10 @@ pub async fn recall_and_wait(
     if !here && elsewhere.is_empty() {
         return Ok(busy);
     }
-    let there = crate::state::remote::delegations::recall_elsewhere(mds, elsewhere, clientid);
+    let there = crate::state::remote::delegations::recall_elsewhere(nfs, elsewhere, clientid);
     let (there, here) = tokio::join!(there, async {
         if here {
-            wait_for_returns(mds, outstanding).await
+            wait_for_returns(nfs, outstanding).await
         } else {
             Ok(())
         }
@@ -72,18 +72,18 @@ pub async fn recall_and_wait(
 /// Another node's change (by client `except`, whose own delegation stays) conflicts with
 /// this node's delegations on `ino`: recalls them and waits as `recall_and_wait` does;
 /// whether any is still out.
-pub async fn recall_here(mds: &Arc<Mds>, ino: u64, except: Option<u64>) -> bool {
-    let outstanding = || recall_conflicts(mds, ino, except);
-    outstanding() && wait_for_returns(mds, outstanding).await.is_err()
+pub async fn recall_here(nfs: &Arc<NfsState>, ino: u64, except: Option<u64>) -> bool {
+    let outstanding = || recall_conflicts(nfs, ino, except);
+    outstanding() && wait_for_returns(nfs, outstanding).await.is_err()
 }
 
 /// Waits up to `RETURN_WAIT` until `outstanding` says no delegation is out any more.
-async fn wait_for_returns(mds: &Mds, outstanding: impl Fn() -> bool) -> NfsResult<()> {
+async fn wait_for_returns(nfs: &NfsState, outstanding: impl Fn() -> bool) -> NfsResult<()> {
     let deadline = tokio::time::Instant::now() + RETURN_WAIT;
     loop {
         // Registered before looking again, so a DELEGRETURN between the look and the wait
         // still wakes us.
-        let returned = mds.state.returned.notified();
+        let returned = nfs.state.returned.notified();
         tokio::pin!(returned);
         returned.as_mut().enable();
         if !outstanding() {
@@ -97,27 +97,27 @@ async fn wait_for_returns(mds: &Mds, outstanding: impl Fn() -> bool) -> NfsResul
 
 /// Sends CB_RECALL for the delegations other clients hold on `ino` that have not been
 /// recalled yet; true if any (recalled now or before) is still out.
-fn recall_conflicts(mds: &Arc<Mds>, ino: u64, clientid: Option<u64>) -> bool {
-    let conflicts = mds.state.delegation_conflicts(ino, clientid.unwrap_or(0));
+fn recall_conflicts(nfs: &Arc<NfsState>, ino: u64, clientid: Option<u64>) -> bool {
+    let conflicts = nfs.state.delegation_conflicts(ino, clientid.unwrap_or(0));
     for c in conflicts.iter().filter(|c| c.needs_recall) {
-        tokio::spawn(send_recall(mds.clone(), c.clientid, c.stateid, ino));
+        tokio::spawn(send_recall(nfs.clone(), c.clientid, c.stateid, ino));
     }
     !conflicts.is_empty()
 }
 
-fn file_fh(mds: &Mds, ino: u64) -> NfsFh4 {
-    mds.handle_of(ino)
+fn file_fh(nfs: &NfsState, ino: u64) -> NfsFh4 {
+    nfs.handles.handle_of(ino)
 }
 
-async fn send_recall(mds: Arc<Mds>, clientid: u64, sid: StateId, ino: u64) {
+async fn send_recall(nfs: Arc<NfsState>, clientid: u64, sid: StateId, ino: u64) {
     tracing::debug!(clientid, ino, "recalling a delegation");
     let op = NfsCbArgop4::Recall(CbRecallArgs {
         stateid: sid,
         truncate: false,
-        fh: file_fh(&mds, ino),
+        fh: file_fh(&nfs, ino),
     });
-    if callback(&mds, clientid, ino, op, "CB_RECALL").await {
-        mds.state.recall_acked(&sid);
+    if callback(&nfs, clientid, ino, op, "CB_RECALL").await {
+        nfs.state.recall_acked(&sid);
     }
 }
 
@@ -125,53 +125,53 @@ async fn send_recall(mds: Arc<Mds>, clientid: u64, sid: StateId, ino: u64) {
 /// the recalls it has not answered go out again on it, as knfsd requeues a callback whose
 /// channel failed. Without this, a holder whose connection dropped just before a recall would
 /// never hear of it, and the other client would wait a lease for the revocation.
-pub fn resend_recalls(mds: &Arc<Mds>, clientid: u64) {
-    for (sid, ino) in mds.state.unanswered_recalls(clientid) {
-        tokio::spawn(send_recall(mds.clone(), clientid, sid, ino));
+pub fn resend_recalls(nfs: &Arc<NfsState>, clientid: u64) {
+    for (sid, ino) in nfs.state.unanswered_recalls(clientid) {
+        tokio::spawn(send_recall(nfs.clone(), clientid, sid, ino));
     }
 }
 
 /// Recalls every layout on `ino` except those of `except` (the client whose operation made
 /// them stale has its own reply to go by).
-pub fn recall_layouts(mds: &Arc<Mds>, ino: u64, except: Option<u64>) {
-    for (clientid, _) in mds.state.layout_holders(ino) {
+pub fn recall_layouts(nfs: &Arc<NfsState>, ino: u64, except: Option<u64>) {
+    for (clientid, _) in nfs.state.layout_holders(ino) {
         if Some(clientid) == except {
             continue;
         }
-        tokio::spawn(send_layout_recall(mds.clone(), clientid, ino));
+        tokio::spawn(send_layout_recall(nfs.clone(), clientid, ino));
     }
 }
 
 /// Recalls the layouts that point at a DS that went down: their holders would only find out
 /// from failed I/O, and new layouts leave the DS out.
-pub fn recall_layouts_on_ds(mds: &Arc<Mds>, ds: layout::DsId) {
-    if mds.cluster().is_none() {
+pub fn recall_layouts_on_ds(nfs: &Arc<NfsState>, ds: layout::DsId) {
+    if nfs.cluster().is_none() {
         return;
     }
-    for (ino, clientid) in mds.state.layout_files() {
-        let on_ds = mds
+    for (ino, clientid) in nfs.state.layout_files() {
+        let on_ds = nfs
             .ns
             .chunks(ino)
             .map(|cs| cs.iter().any(|(_, m)| m.contains(&ds.0)))
             .unwrap_or(false)
             // An encoded file's layout names its shards' servers: a new one routes around it.
-            || mds
+            || nfs
                 .ns
                 .stripes(ino)
                 .is_ok_and(|c| c.is_some_and(|c| c.is_encoded() && c.placement.contains(&ds.0)));
         if on_ds {
-            tokio::spawn(send_layout_recall(mds.clone(), clientid, ino));
+            tokio::spawn(send_layout_recall(nfs.clone(), clientid, ino));
         }
     }
 }
 
-async fn send_layout_recall(mds: Arc<Mds>, clientid: u64, ino: u64) {
+async fn send_layout_recall(nfs: Arc<NfsState>, clientid: u64, ino: u64) {
     // The recall carries the layout stateid one seqid on, as knfsd does, so the client can
     // order it against LAYOUTGET replies still in flight.
-    let Some(sid) = mds.state.layout_recall_stateid(clientid, ino) else {
+    let Some(sid) = nfs.state.layout_recall_stateid(clientid, ino) else {
         return;
     };
-    if let Some(c) = mds.cluster() {
+    if let Some(c) = nfs.cluster() {
         crate::cluster::MdsIoStats::add(&c.stats.layouts_recalled, 1);
     }
     let op = NfsCbArgop4::Layoutrecall(CbLayoutrecallArgs {
@@ -179,25 +179,25 @@ async fn send_layout_recall(mds: Arc<Mds>, clientid: u64, ino: u64) {
         clora_iomode: Layoutiomode4::Any,
         clora_changed: true,
         clora_recall: Layoutrecall4::File(LayoutrecallFile4 {
-            lor_fh: file_fh(&mds, ino),
+            lor_fh: file_fh(&nfs, ino),
             lor_offset: 0,
             lor_length: u64::MAX,
             lor_stateid: sid,
         }),
     });
-    callback(&mds, clientid, ino, op, "CB_LAYOUTRECALL").await;
+    callback(&nfs, clientid, ino, op, "CB_LAYOUTRECALL").await;
 }
 
 /// Sends one callback operation over `clientid`'s back channel; true if the client answered
 /// it with success.
 async fn callback(
-    mds: &Arc<Mds>,
+    nfs: &Arc<NfsState>,
     clientid: u64,
     ino: u64,
     op: NfsCbArgop4,
     what: &'static str,
 ) -> bool {
-    let Some(bc) = mds.state.back_channel(clientid) else {
+    let Some(bc) = nfs.state.back_channel(clientid) else {
         tracing::warn!(
             clientid,
             ino,
@@ -207,8 +207,8 @@ async fn callback(
         return false;
     };
     // One callback at a time: the back channel has a single slot.
-    let _one = mds.callback_lock.lock().await;
-    let Some(seq) = mds.state.next_cb_seq(&bc.session) else {
+    let _one = nfs.callback_lock.lock().await;
+    let Some(seq) = nfs.state.next_cb_seq(&bc.session) else {
         return false;
     };
     let args = CbCompound4Args {

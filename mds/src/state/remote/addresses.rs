@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
 
-use crate::Mds;
+use crate::state::NfsState;
 use meta::namespace::Command;
 
 /// How long a node must refuse connections before its address is taken over. Short: a live
@@ -62,7 +62,7 @@ pub fn taker(
 /// node learns them, and kept once seen, so a node drained and stopped has its address taken
 /// over like any other; `serve` starts answering on a bound listener.
 pub async fn keep(
-    mds: Arc<Mds>,
+    nfs: Arc<NfsState>,
     me: u64,
     mut peers: BTreeMap<u64, SocketAddr>,
     mut public: BTreeMap<u64, SocketAddr>,
@@ -74,7 +74,7 @@ pub async fn keep(
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
-        if let Some(p) = mds.ns.peers() {
+        if let Some(p) = nfs.ns.peers() {
             peers.extend(p.nodes());
             public.extend(p.client_addresses());
         }
@@ -122,7 +122,7 @@ pub async fn keep(
                 // reads them: a command through shard 0 returns here only once this node
                 // applied everything before it (it waits out an election if the dead node
                 // led shard 0, which the clients would wait for anyway).
-                let why = shard0_barrier(&mds, id, BARRIER_WAIT).await.err();
+                let why = shard0_barrier(&nfs, id, BARRIER_WAIT).await.err();
                 if let Some(why) = why {
                     tracing::warn!(
                         node = id,
@@ -133,10 +133,10 @@ pub async fn keep(
             if ours {
                 tracing::info!(%addr, "serving clients on this node's client address");
             } else {
-                take_over(&mds, id, addr);
+                take_over(&nfs, id, addr);
             }
             held.insert(id, serve(listener));
-            if let Ok(mut s) = mds.serving.lock() {
+            if let Ok(mut s) = nfs.serving.lock() {
                 s.push(addr);
                 s.sort();
             }
@@ -147,7 +147,11 @@ pub async fn keep(
 /// Returns once this node's replica of shard 0 has applied everything committed before the
 /// call (a command through shard 0 is answered here only then; `node`'s records, unchanged),
 /// or why not within `wait`.
-pub(crate) async fn shard0_barrier(mds: &Mds, node: u64, wait: Duration) -> Result<(), String> {
+pub(crate) async fn shard0_barrier(
+    nfs: &NfsState,
+    node: u64,
+    wait: Duration,
+) -> Result<(), String> {
     let deadline = Instant::now() + wait;
     loop {
         let noop = Command::ClientRecords {
@@ -161,7 +165,7 @@ pub(crate) async fn shard0_barrier(mds: &Mds, node: u64, wait: Duration) -> Resu
         // records then could miss a client the dead node had recorded (the client then got
         // NO_GRACE for its reclaims: `metadata_cluster.rs`
         // `a_dead_nodes_client_address_moves_and_its_clients_reclaim_there`, 1 run in 4).
-        let why = match tokio::time::timeout(left, mds.ns.execute(noop)).await {
+        let why = match tokio::time::timeout(left, nfs.ns.execute(noop)).await {
             Ok(Ok(_)) => return Ok(()),
             Ok(Err(e)) => e.to_string(),
             Err(_) => format!("no answer in {wait:?}"),
@@ -186,8 +190,8 @@ async fn answers(addr: SocketAddr) -> bool {
 /// here, and their records become this node's. The grace starts before the first client can
 /// connect (the caller starts serving after this); the records move in the background, since
 /// the commit may wait out a failover of shard 0's leader (the dead node may have led it).
-fn take_over(mds: &Arc<Mds>, from: u64, addr: SocketAddr) {
-    let owners: BTreeSet<Vec<u8>> = match mds.ns.client_records(from) {
+fn take_over(nfs: &Arc<NfsState>, from: u64, addr: SocketAddr) {
+    let owners: BTreeSet<Vec<u8>> = match nfs.ns.client_records(from) {
         Ok(o) => o.into_iter().collect(),
         Err(e) => {
             tracing::warn!(
@@ -201,17 +205,17 @@ fn take_over(mds: &Arc<Mds>, from: u64, addr: SocketAddr) {
         node = from,
         %addr,
         clients = owners.len(),
-        grace = ?mds.grace,
+        grace = ?nfs.grace,
         "took over a dead MDS node's client address; its clients may reclaim here"
     );
-    mds.state.begin_takeover(owners, mds.grace);
+    nfs.state.begin_takeover(owners, nfs.grace);
     tokio::spawn(crate::state::remote::delegations::announce_gone(
-        mds.clone(),
+        nfs.clone(),
         from,
         std::time::Instant::now(),
     ));
-    let me = u64::from(mds.node);
-    let m = mds.clone();
+    let me = u64::from(nfs.node);
+    let m = nfs.clone();
     tokio::spawn(async move {
         let mut wait = Duration::from_millis(500);
         loop {

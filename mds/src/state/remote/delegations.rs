@@ -35,8 +35,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{NfsError, NfsResult};
 use crate::state::remote::nodes::{files_by_node, given_up};
+use crate::state::NfsState;
 use crate::state::StateId;
-use crate::Mds;
 use meta::namespace::ShardId;
 
 /// Most files this node records as delegated elsewhere, and most holders per file; past them,
@@ -137,7 +137,7 @@ impl RemoteDelegations {
 
 /// This node's operation on `inos` in flight: no other node delegates them meanwhile.
 pub struct Busy {
-    held: Option<(Arc<Mds>, Vec<u64>)>,
+    held: Option<(Arc<NfsState>, Vec<u64>)>,
 }
 
 impl Busy {
@@ -148,10 +148,10 @@ impl Busy {
 
 impl Drop for Busy {
     fn drop(&mut self) {
-        let Some((mds, inos)) = self.held.take() else {
+        let Some((nfs, inos)) = self.held.take() else {
             return;
         };
-        let mut g = mds.remote_delegs.lock();
+        let mut g = nfs.remote_delegs.lock();
         for ino in inos {
             if let Some(n) = g.busy.get_mut(&ino) {
                 *n -= 1;
@@ -168,11 +168,15 @@ pub type Entry = (u64, u64, u64);
 
 /// Registers a conflicting operation of client `clientid` on `inos` and returns it with the
 /// entries to recall (other clients' delegations only). No peers: nothing to register.
-pub fn begin_conflict(mds: &Arc<Mds>, inos: &[u64], clientid: Option<u64>) -> (Busy, Vec<Entry>) {
-    if mds.ns.peers().is_none() {
+pub fn begin_conflict(
+    nfs: &Arc<NfsState>,
+    inos: &[u64],
+    clientid: Option<u64>,
+) -> (Busy, Vec<Entry>) {
+    if nfs.ns.peers().is_none() {
         return (Busy::none(), Vec::new());
     }
-    let mut g = mds.remote_delegs.lock();
+    let mut g = nfs.remote_delegs.lock();
     let mut recall: BTreeMap<(u64, u64), u64> = BTreeMap::new();
     for &ino in inos {
         *g.busy.entry(ino).or_default() += 1;
@@ -192,7 +196,7 @@ pub fn begin_conflict(mds: &Arc<Mds>, inos: &[u64], clientid: Option<u64>) -> (B
         .collect();
     (
         Busy {
-            held: Some((mds.clone(), inos.to_vec())),
+            held: Some((nfs.clone(), inos.to_vec())),
         },
         recall,
     )
@@ -202,7 +206,7 @@ pub fn begin_conflict(mds: &Arc<Mds>, inos: &[u64], clientid: Option<u64>) -> (B
 /// making the change). Ok once none is out; DELAY while one is (or its node cannot be asked
 /// and may still have clients that use it).
 pub async fn recall_elsewhere(
-    mds: &Arc<Mds>,
+    nfs: &Arc<NfsState>,
     entries: Vec<Entry>,
     except: Option<u64>,
 ) -> NfsResult<()> {
@@ -210,7 +214,7 @@ pub async fn recall_elsewhere(
         return Ok(());
     }
     let asks = entries.into_iter().map(|(ino, node, grant)| async move {
-        let answer = call(mds, node, &DelegCall::Recall { ino, except }).await;
+        let answer = call(nfs, node, &DelegCall::Recall { ino, except }).await;
         (ino, node, grant, answer)
     });
     let mut out = false;
@@ -221,17 +225,17 @@ pub async fn recall_elsewhere(
                 as_of,
             }) => {
                 if grant <= as_of {
-                    forget(mds, ino, node, except, as_of);
+                    forget(nfs, ino, node, except, as_of);
                 }
             }
             Some(_) => out = true,
-            None if given_up(mds, node) => {
+            None if given_up(nfs, node) => {
                 tracing::info!(
                     node,
                     ino,
                     "delegations of an MDS node unreachable past the grace: dropped"
                 );
-                forget_node(mds, node, None);
+                forget_node(nfs, node, None);
             }
             None => out = true,
         }
@@ -245,8 +249,8 @@ pub async fn recall_elsewhere(
 
 /// Drops the file's entries of `node` (but client `except`'s) that the node noted up to
 /// delegation number `as_of`.
-fn forget(mds: &Mds, ino: u64, node: u64, except: Option<u64>, as_of: u64) {
-    let mut g = mds.remote_delegs.lock();
+fn forget(nfs: &NfsState, ino: u64, node: u64, except: Option<u64>, as_of: u64) {
+    let mut g = nfs.remote_delegs.lock();
     if let Some(holders) = g.elsewhere.get_mut(&ino) {
         holders.retain(|(n, h), (grant, _)| *n != node || Some(*h) == except || *grant > as_of);
         if holders.is_empty() {
@@ -256,8 +260,8 @@ fn forget(mds: &Mds, ino: u64, node: u64, except: Option<u64>, as_of: u64) {
 }
 
 /// Drops every entry of `node` (noted before `before`, if given).
-pub(crate) fn forget_node(mds: &Mds, node: u64, before: Option<Instant>) {
-    let mut g = mds.remote_delegs.lock();
+pub(crate) fn forget_node(nfs: &NfsState, node: u64, before: Option<Instant>) {
+    let mut g = nfs.remote_delegs.lock();
     g.elsewhere.retain(|_, holders| {
         holders.retain(|(n, _), (_, at)| *n != node || before.is_some_and(|b| *at >= b));
         !holders.is_empty()
@@ -268,16 +272,16 @@ pub(crate) fn forget_node(mds: &Mds, node: u64, before: Option<Instant>) {
 /// checks this node's own conflicts) once every other node has taken note; None if one
 /// refuses or does not answer, or a conflict began meanwhile.
 pub async fn grant(
-    mds: &Arc<Mds>,
+    nfs: &Arc<NfsState>,
     ino: u64,
     holder: u64,
     make: impl FnOnce() -> Option<StateId>,
 ) -> Option<StateId> {
-    let Some(peers) = mds.ns.peers() else {
+    let Some(peers) = nfs.ns.peers() else {
         return make();
     };
     let (number, aborts) = {
-        let mut g = mds.remote_delegs.lock();
+        let mut g = nfs.remote_delegs.lock();
         if g.busy.contains_key(&ino) {
             return None;
         }
@@ -298,7 +302,7 @@ pub async fn grant(
         grant: number,
         holder,
     };
-    let answers = futures::future::join_all(others.iter().map(|n| call(mds, *n, &note))).await;
+    let answers = futures::future::join_all(others.iter().map(|n| call(nfs, *n, &note))).await;
     if !answers
         .iter()
         .all(|a| matches!(a, Some(DelegAnswer::Noted(true))))
@@ -309,7 +313,7 @@ pub async fn grant(
         );
         return None;
     }
-    let g = mds.remote_delegs.lock();
+    let g = nfs.remote_delegs.lock();
     if g.aborts != aborts || g.busy.contains_key(&ino) {
         return None;
     }
@@ -318,8 +322,8 @@ pub async fn grant(
     make()
 }
 
-async fn call(mds: &Mds, node: u64, c: &DelegCall) -> Option<DelegAnswer> {
-    let peers = mds.ns.peers()?;
+async fn call(nfs: &NfsState, node: u64, c: &DelegCall) -> Option<DelegAnswer> {
+    let peers = nfs.ns.peers()?;
     let body = postcard::to_stdvec(c).ok()?;
     let timeout = match c {
         DelegCall::Note { .. } => NOTE_TIMEOUT,
@@ -340,20 +344,20 @@ async fn call(mds: &Mds, node: u64, c: &DelegCall) -> Option<DelegAnswer> {
 /// Another node (`from`) noted that its client `holder` got a delegation of `ino`: kept, unless
 /// the table is full or the file is being written here (then the grant is refused).
 pub(crate) fn noted_elsewhere(
-    mds: &Mds,
+    nfs: &NfsState,
     from: u64,
     ino: u64,
     grant: u64,
     holder: u64,
 ) -> DelegAnswer {
-    let mut g = mds.remote_delegs.lock();
+    let mut g = nfs.remote_delegs.lock();
     let room = match g.elsewhere.get(&ino) {
         Some(h) => h.len() < MAX_HOLDERS || h.contains_key(&(from, holder)),
         None => g.elsewhere.len() < MAX_ELSEWHERE,
     };
     // Under this table's lock: a write open registers itself as busy before it
     // looks here, and stays busy until it is in the state.
-    let ok = room && !g.busy.contains_key(&ino) && !mds.state.write_opened(ino);
+    let ok = room && !g.busy.contains_key(&ino) && !nfs.state.write_opened(ino);
     if ok {
         let e = g
             .elsewhere
@@ -368,19 +372,19 @@ pub(crate) fn noted_elsewhere(
 
 /// Another node asks this one to recall: a grant this node began before the question is not
 /// made (`aborts`). This node's last delegation number, which the answer is as of.
-pub(crate) fn asked(mds: &Mds) -> u64 {
-    let mut g = mds.remote_delegs.lock();
+pub(crate) fn asked(nfs: &NfsState) -> u64 {
+    let mut g = nfs.remote_delegs.lock();
     g.aborts += 1;
     g.last_grant
 }
 
 /// Which of `inos` this node's clients hold delegations of, as of this node's last delegation
 /// number; a grant begun before the question is not made (`aborts`).
-pub(crate) fn held_here(mds: &Mds, inos: &[u64]) -> DelegAnswer {
-    let mut g = mds.remote_delegs.lock();
+pub(crate) fn held_here(nfs: &NfsState, inos: &[u64]) -> DelegAnswer {
+    let mut g = nfs.remote_delegs.lock();
     g.aborts += 1;
     let as_of = g.last_grant;
-    let held = mds.state.delegated(inos);
+    let held = nfs.state.delegated(inos);
     drop(g);
     DelegAnswer::Held { held, as_of }
 }
@@ -390,17 +394,17 @@ pub(crate) fn held_here(mds: &Mds, inos: &[u64]) -> DelegAnswer {
 /// node's delegations (and layouts, `cluster::holds`) are gone. Best effort, in up to
 /// `GONE_ROUNDS` rounds: a node that misses it drops the delegations later anyway, and waits
 /// for the dead node before its maintenance jobs.
-pub async fn announce_gone(mds: Arc<Mds>, node: u64, since: Instant) {
-    while mds.state.reclaims_open() {
+pub async fn announce_gone(nfs: Arc<NfsState>, node: u64, since: Instant) {
+    while nfs.state.reclaims_open() {
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
-    let Some(peers) = mds.ns.peers() else {
+    let Some(peers) = nfs.ns.peers() else {
         return;
     };
     let ago_ms = u64::try_from(since.elapsed().as_millis()).unwrap_or(u64::MAX);
-    forget_node(&mds, node, Some(since));
-    crate::state::remote::shares::node_gone(&mds, node, since);
-    if let Some(c) = mds.cluster() {
+    forget_node(&nfs, node, Some(since));
+    crate::state::remote::shares::node_gone(&nfs, node, since);
+    if let Some(c) = nfs.cluster() {
         c.note_gone(node, since);
     }
     let mut left: Vec<u64> = peers
@@ -413,7 +417,7 @@ pub async fn announce_gone(mds: Arc<Mds>, node: u64, since: Instant) {
     // dead node before it starts a maintenance job (`cluster::holds`).
     for round in 1..=GONE_ROUNDS {
         let c = DelegCall::Gone { node, ago_ms };
-        let answers = futures::future::join_all(left.iter().map(|n| call(&mds, *n, &c))).await;
+        let answers = futures::future::join_all(left.iter().map(|n| call(&nfs, *n, &c))).await;
         left = left
             .into_iter()
             .zip(answers)
@@ -437,21 +441,21 @@ pub async fn announce_gone(mds: Arc<Mds>, node: u64, since: Instant) {
 
 /// Every `SWEEP_EVERY`, asks each node with entries which of those files it still delegates,
 /// and drops the rest: delegations returned or revoked there, and grants that never happened.
-pub async fn sweep(mds: std::sync::Weak<Mds>) {
+pub async fn sweep(nfs: std::sync::Weak<NfsState>) {
     loop {
         tokio::time::sleep(SWEEP_EVERY).await;
-        let Some(mds) = mds.upgrade() else {
+        let Some(nfs) = nfs.upgrade() else {
             return;
         };
-        let by_node = files_by_node(&mds.remote_delegs.lock().elsewhere);
+        let by_node = files_by_node(&nfs.remote_delegs.lock().elsewhere);
         for (node, inos) in by_node {
-            match call(&mds, node, &DelegCall::Held { inos: inos.clone() }).await {
+            match call(&nfs, node, &DelegCall::Held { inos: inos.clone() }).await {
                 Some(DelegAnswer::Held { held, as_of }) => {
                     for ino in inos.into_iter().filter(|i| !held.contains(i)) {
-                        forget(&mds, ino, node, None, as_of);
+                        forget(&nfs, ino, node, None, as_of);
                     }
                 }
-                _ if given_up(&mds, node) => forget_node(&mds, node, None),
+                _ if given_up(&nfs, node) => forget_node(&nfs, node, None),
                 _ => {}
             }
         }

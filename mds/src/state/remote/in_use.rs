@@ -10,14 +10,14 @@ use meta::namespace::{Namespace, ShardId};
 use meta::raft::registry::{PeerAnswer, PeerCall, PeerProc};
 use proto::peer::{MAX_IN_USE, PEERPROC_IN_USE, PEER_ERR_CLOSED, PEER_ERR_INVAL};
 
-use crate::Mds;
+use crate::state::NfsState;
 
 /// How long another node may take to say which files its clients hold open.
 const IN_USE_WAIT: Duration = Duration::from_secs(3);
 
 /// This node's answer to `PEERPROC_IN_USE`: its clients' opens, and every file while its
 /// clients may still reclaim (they reopen unlinked files by handle).
-pub(crate) struct InUseHere(pub Weak<Mds>);
+pub(crate) struct InUseHere(pub Weak<NfsState>);
 
 impl PeerProc for InUseHere {
     fn answer(&self, call: PeerCall) -> PeerAnswer<'_> {
@@ -40,11 +40,11 @@ impl PeerProc for InUseHere {
 }
 
 /// Registers this node's answer with the peer service.
-pub(crate) fn answer_here(mds: &Arc<Mds>) {
-    mds.ns
+pub(crate) fn answer_here(nfs: &Arc<NfsState>) {
+    nfs.ns
         .groups()
         .peer_procs()
-        .register(PEERPROC_IN_USE, Arc::new(InUseHere(Arc::downgrade(mds))));
+        .register(PEERPROC_IN_USE, Arc::new(InUseHere(Arc::downgrade(nfs))));
 }
 
 /// Which of `inos` another MDS node's clients hold open (or may reclaim). `None` when a node

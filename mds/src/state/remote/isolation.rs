@@ -38,7 +38,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::Mds;
+use crate::state::NfsState;
 use meta::namespace::ShardId;
 
 /// How often the watch passes shard 0's read barrier.
@@ -69,7 +69,7 @@ pub fn vouches(silent: Duration) -> bool {
 
 /// How long the arbiter leaves a file to reclaims once a node cannot be asked: the configured
 /// grace, but never less than a cut-off node takes to expire its clients (see the module
-/// comment), so `mds.grace` shorter than lease + 15 s is lengthened here rather than refused.
+/// comment), so `nfs.grace` shorter than lease + 15 s is lengthened here rather than refused.
 pub fn lock_grace(lease: Duration, grace: Duration) -> Duration {
     grace.max(lease + ISOLATED_AFTER + meta::raft::leases::LEASE + SWEEP_LAG + MARGIN)
 }
@@ -136,19 +136,19 @@ impl Quorum {
 /// `CHECK_EVERY`; while this node does not vouch, expires its lapsed clients after each
 /// round (here, not in the laundromat, which may be waiting on a namespace command that a
 /// minority never commits) and wakes the laundromat for what they leave.
-pub async fn watch(mds: Arc<Mds>) {
-    mds.state.quorum.watch();
+pub async fn watch(nfs: Arc<NfsState>) {
+    nfs.state.quorum.watch();
     let mut was = true;
     loop {
         let began = Instant::now();
         let passed = matches!(
-            tokio::time::timeout(ROUND_TIMEOUT, mds.ns.barrier(ShardId(0))).await,
+            tokio::time::timeout(ROUND_TIMEOUT, nfs.ns.barrier(ShardId(0))).await,
             Ok(Ok(()))
         );
         if passed {
-            mds.state.quorum.confirmed(began);
+            nfs.state.quorum.confirmed(began);
         }
-        let now = mds.state.quorum.vouching();
+        let now = nfs.state.quorum.vouching();
         if now != was {
             if now {
                 tracing::info!("in touch with a majority of MDS nodes again: renewing leases");
@@ -161,8 +161,8 @@ pub async fn watch(mds: Arc<Mds>) {
             }
             was = now;
         }
-        if !now && mds.state.sweep(&HashSet::new()) > 0 {
-            mds.state.laundromat.notify_one();
+        if !now && nfs.state.sweep(&HashSet::new()) > 0 {
+            nfs.state.laundromat.notify_one();
         }
         tokio::time::sleep(if passed { CHECK_EVERY } else { RETRY_AFTER }).await;
     }

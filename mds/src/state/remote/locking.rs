@@ -32,7 +32,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::NfsError;
 use crate::state::arbiter::{Verdict, Views};
 use crate::state::locks::{LockKind, Range};
-use crate::Mds;
+use crate::state::NfsState;
 use meta::namespace::ShardId;
 
 /// How long a request waits for its shard to have a reachable leader before DELAY.
@@ -174,33 +174,33 @@ pub struct ClusterLocks {
 }
 
 /// What this node's clients hold on `ino`, in-flight requests included.
-pub(crate) fn held_here(mds: &Mds, ino: u64, probe: Option<&Range>) -> Vec<Range> {
-    let mut v = mds.state.locks_on(ino, probe);
-    v.extend(mds.locks.in_flight.ranges(ino));
+pub(crate) fn held_here(nfs: &NfsState, ino: u64, probe: Option<&Range>) -> Vec<Range> {
+    let mut v = nfs.state.locks_on(ino, probe);
+    v.extend(nfs.locks.in_flight.ranges(ino));
     v
 }
 
 /// How long a file stays to reclaims once a node holding locks there cannot be asked.
-fn unsure_for(mds: &Mds) -> Duration {
-    crate::state::remote::isolation::lock_grace(mds.state.lease, mds.grace)
+fn unsure_for(nfs: &NfsState) -> Duration {
+    crate::state::remote::isolation::lock_grace(nfs.state.lease, nfs.grace)
 }
 
 /// Whether locks need the arbiter: only with other MDS nodes.
-pub fn across_nodes(mds: &Mds) -> bool {
-    mds.ns.peers().is_some()
+pub fn across_nodes(nfs: &NfsState) -> bool {
+    nfs.ns.peers().is_some()
 }
 
 /// Asks the arbiter of `ino`'s shard about `range` for this node's client. Errors: DELAY when
 /// no leader answered in time.
 pub async fn ask(
-    mds: &Mds,
+    nfs: &NfsState,
     ino: u64,
     range: &Range,
     op: LockOp,
     reclaim: bool,
 ) -> Result<LockAnswer, NfsError> {
     let shard = ShardId::of_ino(ino);
-    let me = mds.ns.node_id();
+    let me = nfs.ns.node_id();
     let call = LockCall {
         ino,
         range: range.into(),
@@ -209,9 +209,9 @@ pub async fn ask(
     };
     let deadline = tokio::time::Instant::now() + ASK_WAIT;
     loop {
-        let answer = match mds.ns.leader_of(shard) {
-            Some(l) if l == me => decide(mds, me, call.clone()).await,
-            Some(l) => call_arbiter(mds, l, shard, &call).await,
+        let answer = match nfs.ns.leader_of(shard) {
+            Some(l) if l == me => decide(nfs, me, call.clone()).await,
+            Some(l) => call_arbiter(nfs, l, shard, &call).await,
             None => LockAnswer::NotLeader(None),
         };
         match answer {
@@ -230,8 +230,8 @@ pub async fn ask(
     }
 }
 
-async fn call_arbiter(mds: &Mds, leader: u64, shard: ShardId, call: &LockCall) -> LockAnswer {
-    let Some(peers) = mds.ns.peers() else {
+async fn call_arbiter(nfs: &NfsState, leader: u64, shard: ShardId, call: &LockCall) -> LockAnswer {
+    let Some(peers) = nfs.ns.peers() else {
         return LockAnswer::NotLeader(None);
     };
     let Ok(body) = postcard::to_stdvec(call) else {
@@ -256,8 +256,8 @@ async fn call_arbiter(mds: &Mds, leader: u64, shard: ShardId, call: &LockCall) -
 }
 
 /// Asks node `node` which locks its clients hold on `ino`.
-async fn ask_held(mds: &Mds, node: u64, ino: u64, probe: &Range) -> Option<Vec<Range>> {
-    let peers = mds.ns.peers()?;
+async fn ask_held(nfs: &NfsState, node: u64, ino: u64, probe: &Range) -> Option<Vec<Range>> {
+    let peers = nfs.ns.peers()?;
     let q = HeldQuery {
         ino,
         probe: Some(probe.into()),
@@ -286,15 +286,15 @@ async fn ask_held(mds: &Mds, node: u64, ino: u64, probe: &Range) -> Option<Vec<R
 }
 
 /// The arbiter's decision on a request from node `from` (this node included).
-pub(crate) async fn decide(mds: &Mds, from: u64, call: LockCall) -> LockAnswer {
+pub(crate) async fn decide(nfs: &NfsState, from: u64, call: LockCall) -> LockAnswer {
     let shard = ShardId::of_ino(call.ino);
-    let Some(raft) = mds.ns.raft_of(shard) else {
+    let Some(raft) = nfs.ns.raft_of(shard) else {
         return LockAnswer::NotLeader(None);
     };
     let want: Range = call.range.into();
     if call.op == LockOp::Unlock {
         // A release needs no leadership: a deposed arbiter's view is dropped anyway.
-        let view = mds
+        let view = nfs
             .locks
             .views
             .lock()
@@ -315,8 +315,8 @@ pub(crate) async fn decide(mds: &Mds, from: u64, call: LockCall) -> LockAnswer {
         Ok(Err(_)) | Err(_) => return LockAnswer::NotLeader(None),
     }
     let term = raft.metrics().borrow().current_term;
-    let me = mds.ns.node_id();
-    let view = mds
+    let me = nfs.ns.node_id();
+    let view = nfs
         .locks
         .views
         .lock()
@@ -324,19 +324,19 @@ pub(crate) async fn decide(mds: &Mds, from: u64, call: LockCall) -> LockAnswer {
         .file(call.ino);
     let mut v = view.lock().await;
     v.for_term(term);
-    let others: Vec<u64> = mds
+    let others: Vec<u64> = nfs
         .ns
         .peers()
         .map(|p| p.nodes().into_keys().filter(|n| *n != me).collect())
         .unwrap_or_default();
     if !v.gathered {
         let answers =
-            futures::future::join_all(others.iter().map(|&n| ask_held(mds, n, call.ino, &want)))
+            futures::future::join_all(others.iter().map(|&n| ask_held(nfs, n, call.ino, &want)))
                 .await;
         for (&n, a) in others.iter().zip(answers) {
             match a {
                 Some(held) => v.replace(n, held),
-                None => v.missed(n, Instant::now(), unsure_for(mds)),
+                None => v.missed(n, Instant::now(), unsure_for(nfs)),
             }
         }
         v.gathered = true;
@@ -344,14 +344,14 @@ pub(crate) async fn decide(mds: &Mds, from: u64, call: LockCall) -> LockAnswer {
         // A node missed may be back: its answer ends the doubt about it.
         let missing: Vec<u64> = v.missing.iter().copied().collect();
         for n in missing {
-            if let Some(held) = ask_held(mds, n, call.ino, &want).await {
+            if let Some(held) = ask_held(nfs, n, call.ino, &want).await {
                 v.replace(n, held);
             }
         }
     }
     let mut confirmed = Vec::new();
     loop {
-        let own = held_here(mds, call.ino, Some(&want));
+        let own = held_here(nfs, call.ino, Some(&want));
         match v.judge(&own, &want, call.reclaim, Instant::now()) {
             Verdict::Held(r) => return LockAnswer::Denied((&r).into()),
             Verdict::Confirm(n, r) => {
@@ -359,9 +359,9 @@ pub(crate) async fn decide(mds: &Mds, from: u64, call: LockCall) -> LockAnswer {
                     return LockAnswer::Denied((&r).into());
                 }
                 confirmed.push(n);
-                match ask_held(mds, n, call.ino, &want).await {
+                match ask_held(nfs, n, call.ino, &want).await {
                     Some(held) => v.replace(n, held),
-                    None => v.missed(n, Instant::now(), unsure_for(mds)),
+                    None => v.missed(n, Instant::now(), unsure_for(nfs)),
                 }
             }
             Verdict::Unsure => return LockAnswer::Grace,

@@ -5,20 +5,20 @@
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
-use crate::Mds;
+use crate::state::NfsState;
 
 /// Whether node `node` has been unreachable so long that its clients no longer use what it
 /// gave them (the same bound the lock arbiter waits for).
-pub(crate) fn given_up(mds: &Mds, node: u64) -> bool {
-    let Some(peers) = mds.ns.peers() else {
+pub(crate) fn given_up(nfs: &NfsState, node: u64) -> bool {
+    let Some(peers) = nfs.ns.peers() else {
         return true;
     };
     if !peers.knows(node) {
         return true;
     }
     let grace = crate::state::remote::isolation::lock_grace(
-        Duration::from_secs(u64::from(mds.lease_seconds)),
-        mds.grace,
+        Duration::from_secs(u64::from(nfs.lease_seconds)),
+        nfs.grace,
     );
     peers.down_since(node).is_some_and(|t| t.elapsed() > grace)
 }

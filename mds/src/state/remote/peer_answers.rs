@@ -15,15 +15,15 @@ use crate::state::locks::Range;
 use crate::state::recall::recall_here;
 use crate::state::remote::delegations::{self, forget_node, DelegAnswer, DelegCall};
 use crate::state::remote::locking::{decide, held_here, HeldQuery, LockCall, WireRange};
-use crate::Mds;
+use crate::state::NfsState;
 
 /// Answers other nodes' calls about locks, delegations, holds and share reservations.
-pub struct PeerLockCalls(pub Weak<Mds>);
+pub struct PeerLockCalls(pub Weak<NfsState>);
 
 /// Registers this node's answers to other nodes' NFS-state calls with the peer service.
-pub(crate) fn answer_here(mds: &Arc<Mds>) {
-    let calls: Arc<dyn PeerProc> = Arc::new(PeerLockCalls(Arc::downgrade(mds)));
-    let procs = mds.ns.groups().peer_procs();
+pub(crate) fn answer_here(nfs: &Arc<NfsState>) {
+    let calls: Arc<dyn PeerProc> = Arc::new(PeerLockCalls(Arc::downgrade(nfs)));
+    let procs = nfs.ns.groups().peer_procs();
     for p in [
         proto::peer::PEERPROC_LOCK,
         proto::peer::PEERPROC_LOCKS_HELD,
@@ -41,24 +41,24 @@ impl PeerProc for PeerLockCalls {
             proc_, from, body, ..
         } = call;
         Box::pin(async move {
-            let Some(mds) = self.0.upgrade() else {
+            let Some(nfs) = self.0.upgrade() else {
                 return Err(proto::peer::PEER_ERR_CLOSED);
             };
             match proc_ {
                 proto::peer::PEERPROC_LOCK => {
                     let call: LockCall =
                         postcard::from_bytes(&body).map_err(|_| proto::peer::PEER_ERR_INVAL)?;
-                    let a = decide(&mds, from, call).await;
+                    let a = decide(&nfs, from, call).await;
                     postcard::to_stdvec(&a).map_err(|_| proto::peer::PEER_ERR_INVAL)
                 }
-                proto::peer::PEERPROC_DELEG => answer_deleg(&mds, from, &body).await,
-                proto::peer::PEERPROC_HOLD => holds::answer(&mds, from, &body),
-                proto::peer::PEERPROC_SHARE => shares::answer(&mds, from, &body),
+                proto::peer::PEERPROC_DELEG => answer_deleg(&nfs, from, &body).await,
+                proto::peer::PEERPROC_HOLD => holds::answer(&nfs, from, &body),
+                proto::peer::PEERPROC_SHARE => shares::answer(&nfs, from, &body),
                 proto::peer::PEERPROC_LOCKS_HELD => {
                     let q: HeldQuery =
                         postcard::from_bytes(&body).map_err(|_| proto::peer::PEER_ERR_INVAL)?;
                     let probe = q.probe.map(Range::from);
-                    let held: Vec<WireRange> = held_here(&mds, q.ino, probe.as_ref())
+                    let held: Vec<WireRange> = held_here(&nfs, q.ino, probe.as_ref())
                         .iter()
                         .map(WireRange::from)
                         .collect();
@@ -76,26 +76,26 @@ impl PeerProc for PeerLockCalls {
 }
 
 /// Answers another node's `PEERPROC_DELEG`.
-async fn answer_deleg(mds: &Arc<Mds>, from: u64, body: &[u8]) -> Result<Vec<u8>, u32> {
+async fn answer_deleg(nfs: &Arc<NfsState>, from: u64, body: &[u8]) -> Result<Vec<u8>, u32> {
     let c: DelegCall = postcard::from_bytes(body).map_err(|_| proto::peer::PEER_ERR_INVAL)?;
     let a = match c {
         DelegCall::Note { ino, grant, holder } => {
-            delegations::noted_elsewhere(mds, from, ino, grant, holder)
+            delegations::noted_elsewhere(nfs, from, ino, grant, holder)
         }
         DelegCall::Recall { ino, except } => {
-            let as_of = delegations::asked(mds);
-            let outstanding = recall_here(mds, ino, except).await;
+            let as_of = delegations::asked(nfs);
+            let outstanding = recall_here(nfs, ino, except).await;
             DelegAnswer::Recalled { outstanding, as_of }
         }
         DelegCall::Held { inos } => {
             if inos.len() > proto::peer::MAX_DELEG_FILES {
                 return Err(proto::peer::PEER_ERR_INVAL);
             }
-            delegations::held_here(mds, &inos)
+            delegations::held_here(nfs, &inos)
         }
         DelegCall::Gone { node, ago_ms } => {
             if let (Some(c), Some(at)) = (
-                mds.cluster(),
+                nfs.cluster(),
                 Instant::now().checked_sub(Duration::from_millis(ago_ms)),
             ) {
                 // Its layouts went with its clients' reclaims too (`cluster::holds`).
@@ -104,8 +104,8 @@ async fn answer_deleg(mds: &Arc<Mds>, from: u64, body: &[u8]) -> Result<Vec<u8>,
             // A margin for the call's own time in transit: forget a little less, not more.
             let ago = Duration::from_millis(ago_ms).saturating_sub(Duration::from_secs(1));
             if let Some(before) = Instant::now().checked_sub(ago) {
-                forget_node(mds, node, Some(before));
-                shares::node_gone(mds, node, before);
+                forget_node(nfs, node, Some(before));
+                shares::node_gone(nfs, node, before);
             }
             DelegAnswer::Done
         }

@@ -37,7 +37,7 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{NfsError, NfsResult};
-use crate::Mds;
+use crate::state::NfsState;
 use meta::namespace::ShardId;
 
 /// Most files with notes from other nodes, and most (node, client) notes per file; past
@@ -168,15 +168,15 @@ impl Inner {
 /// This node's open of one file in flight: other nodes' deny opens of it are refused (as
 /// busy) until it is in the state, where their notes see it. Dropped once it is.
 pub struct Pending {
-    held: Option<(Arc<Mds>, u64, u64)>,
+    held: Option<(Arc<NfsState>, u64, u64)>,
 }
 
 impl Drop for Pending {
     fn drop(&mut self) {
-        let Some((mds, ino, id)) = self.held.take() else {
+        let Some((nfs, ino, id)) = self.held.take() else {
             return;
         };
-        let mut g = mds.remote_shares.lock();
+        let mut g = nfs.remote_shares.lock();
         if let Some(v) = g.pending.get_mut(&ino) {
             v.retain(|(i, _, _)| *i != id);
             if v.is_empty() {
@@ -195,33 +195,33 @@ impl Drop for Pending {
 /// against every node's when it was first made, and the node that died with it may be the
 /// one that does not answer.
 pub async fn begin_open(
-    mds: &Arc<Mds>,
+    nfs: &Arc<NfsState>,
     ino: u64,
     access: u32,
     deny: u32,
     clientid: u64,
     reclaim: bool,
 ) -> NfsResult<Pending> {
-    let Some(peers) = mds.ns.peers() else {
+    let Some(peers) = nfs.ns.peers() else {
         return Ok(Pending { held: None });
     };
     let pending = {
-        let mut g = mds.remote_shares.lock();
+        let mut g = nfs.remote_shares.lock();
         g.next_pending += 1;
         let id = g.next_pending;
         g.pending.entry(ino).or_default().push((id, access, deny));
         Pending {
-            held: Some((mds.clone(), ino, id)),
+            held: Some((nfs.clone(), ino, id)),
         }
     };
-    settle_notes(mds, ino, access, clientid, reclaim).await?;
+    settle_notes(nfs, ino, access, clientid, reclaim).await?;
     if deny != 0 {
         let others: Vec<u64> = peers
             .nodes()
             .into_keys()
             .filter(|n| *n != peers.me())
             .collect();
-        note_everywhere(mds, &others, ino, access, deny, clientid, reclaim).await?;
+        note_everywhere(nfs, &others, ino, access, deny, clientid, reclaim).await?;
     }
     Ok(pending)
 }
@@ -229,7 +229,7 @@ pub async fn begin_open(
 /// Ok once no other node's note on `ino` denies `access` (but client `clientid`'s own): each
 /// node whose note does is asked what it still denies.
 async fn settle_notes(
-    mds: &Arc<Mds>,
+    nfs: &Arc<NfsState>,
     ino: u64,
     access: u32,
     clientid: u64,
@@ -238,7 +238,7 @@ async fn settle_notes(
     // Nodes a reclaim does not wait for.
     let mut unasked = BTreeSet::new();
     for round in 0..=ASK_ROUNDS {
-        let mut nodes = mds.remote_shares.lock().denying(ino, access, clientid);
+        let mut nodes = nfs.remote_shares.lock().denying(ino, access, clientid);
         nodes.retain(|n| !unasked.contains(n));
         if nodes.is_empty() {
             return Ok(());
@@ -249,23 +249,23 @@ async fn settle_notes(
         let ask = ShareCall::Denies {
             files: vec![(ino, access)],
         };
-        let answers = futures::future::join_all(nodes.iter().map(|n| call(mds, *n, &ask))).await;
+        let answers = futures::future::join_all(nodes.iter().map(|n| call(nfs, *n, &ask))).await;
         let mut delay = false;
         for (node, answer) in nodes.into_iter().zip(answers) {
             match answer {
                 Some(ShareAnswer::Denies { deny: d, as_of }) if d.len() == 1 => {
-                    mds.remote_shares.lock().settle(ino, node, d[0], as_of);
+                    nfs.remote_shares.lock().settle(ino, node, d[0], as_of);
                     if d[0] & access != 0 {
                         return Err(NfsError::ShareDenied);
                     }
                 }
-                None if no_opens_at(mds, node) => {
+                None if no_opens_at(nfs, node) => {
                     tracing::info!(
                         node,
                         ino,
                         "deny notes of an MDS node that lost its clients: dropped"
                     );
-                    forget_node(mds, node, None);
+                    forget_node(nfs, node, None);
                 }
                 None if reclaim => {
                     unasked.insert(node);
@@ -284,7 +284,7 @@ async fn settle_notes(
 /// Ok once every node in `others` has taken note of this node's open of `ino` that denies
 /// `deny`: SHARE_DENIED if one has a conflicting open, DELAY if one is busy or does not answer.
 async fn note_everywhere(
-    mds: &Arc<Mds>,
+    nfs: &Arc<NfsState>,
     others: &[u64],
     ino: u64,
     access: u32,
@@ -293,7 +293,7 @@ async fn note_everywhere(
     reclaim: bool,
 ) -> NfsResult<()> {
     let number = {
-        let mut g = mds.remote_shares.lock();
+        let mut g = nfs.remote_shares.lock();
         g.last_note += 1;
         g.last_note
     };
@@ -304,7 +304,7 @@ async fn note_everywhere(
         number,
         holder: clientid,
     };
-    let answers = futures::future::join_all(others.iter().map(|n| call(mds, *n, &note))).await;
+    let answers = futures::future::join_all(others.iter().map(|n| call(nfs, *n, &note))).await;
     let mut delay = false;
     for (node, answer) in others.iter().zip(answers) {
         match answer {
@@ -312,7 +312,7 @@ async fn note_everywhere(
             Some(ShareAnswer::Refused { busy: false }) => return Err(NfsError::ShareDenied),
             // A node past the grace, or dead with its clients moved, has no opens that
             // could conflict; nor any that conflicts with a reclaimed one.
-            None if reclaim || no_opens_at(mds, *node) => {}
+            None if reclaim || no_opens_at(nfs, *node) => {}
             _ => delay = true,
         }
     }
@@ -326,9 +326,9 @@ async fn note_everywhere(
 /// Node `node` died and its clients moved (to this node, which took its address over at `at`,
 /// or to another, which said so: `remote_delegations::Gone`): its notes from before `at` go,
 /// and until it answers again it is not asked about opens, which it has none of.
-pub fn node_gone(mds: &Mds, node: u64, at: Instant) {
-    forget_node(mds, node, Some(at));
-    let mut g = mds.remote_shares.lock();
+pub fn node_gone(nfs: &NfsState, node: u64, at: Instant) {
+    forget_node(nfs, node, Some(at));
+    let mut g = nfs.remote_shares.lock();
     let e = g.gone.entry(node).or_insert(at);
     *e = (*e).max(at);
 }
@@ -336,29 +336,29 @@ pub fn node_gone(mds: &Mds, node: u64, at: Instant) {
 /// Whether node `node`, which did not answer, can have no open that matters: it has been
 /// unreachable past the lock grace (its clients lost their state), or its clients moved when
 /// it died and it has not answered since.
-fn no_opens_at(mds: &Mds, node: u64) -> bool {
-    if crate::state::remote::nodes::given_up(mds, node) {
+fn no_opens_at(nfs: &NfsState, node: u64) -> bool {
+    if crate::state::remote::nodes::given_up(nfs, node) {
         return true;
     }
-    let Some(gone) = mds.remote_shares.lock().gone.get(&node).copied() else {
+    let Some(gone) = nfs.remote_shares.lock().gone.get(&node).copied() else {
         return false;
     };
-    mds.ns
+    nfs.ns
         .peers()
         .is_some_and(|p| p.last_answer(node).is_none_or(|t| t <= gone))
 }
 
 /// Drops every note of `node` (recorded before `before`, if given).
-fn forget_node(mds: &Mds, node: u64, before: Option<Instant>) {
-    let mut g = mds.remote_shares.lock();
+fn forget_node(nfs: &NfsState, node: u64, before: Option<Instant>) {
+    let mut g = nfs.remote_shares.lock();
     g.denied.retain(|_, notes| {
         notes.retain(|(n, _), (_, _, at)| *n != node || before.is_some_and(|b| *at >= b));
         !notes.is_empty()
     });
 }
 
-async fn call(mds: &Mds, node: u64, c: &ShareCall) -> Option<ShareAnswer> {
-    let peers = mds.ns.peers()?;
+async fn call(nfs: &NfsState, node: u64, c: &ShareCall) -> Option<ShareAnswer> {
+    let peers = nfs.ns.peers()?;
     let body = postcard::to_stdvec(c).ok()?;
     match peers
         .call(
@@ -379,7 +379,7 @@ async fn call(mds: &Mds, node: u64, c: &ShareCall) -> Option<ShareAnswer> {
 }
 
 /// Answers another node's `PEERPROC_SHARE`.
-pub fn answer(mds: &Mds, from: u64, body: &[u8]) -> Result<Vec<u8>, u32> {
+pub fn answer(nfs: &NfsState, from: u64, body: &[u8]) -> Result<Vec<u8>, u32> {
     let c: ShareCall = postcard::from_bytes(body).map_err(|_| proto::peer::PEER_ERR_INVAL)?;
     let a = match c {
         ShareCall::Note {
@@ -389,14 +389,14 @@ pub fn answer(mds: &Mds, from: u64, body: &[u8]) -> Result<Vec<u8>, u32> {
             number,
             holder,
         } => {
-            let mut g = mds.remote_shares.lock();
+            let mut g = nfs.remote_shares.lock();
             let room = match g.denied.get(&ino) {
                 Some(n) => n.len() < MAX_NOTES || n.contains_key(&(from, holder)),
                 None => g.denied.len() < MAX_FILES,
             };
             if g.in_flight_conflicts(ino, access, deny) || !room {
                 ShareAnswer::Refused { busy: true }
-            } else if mds.state.share_blocked(ino, access, deny) {
+            } else if nfs.state.share_blocked(ino, access, deny) {
                 // Under this table's lock: an open here registers in flight before it reads
                 // the notes, and stays so until it is in the state, where this check sees it.
                 ShareAnswer::Refused { busy: false }
@@ -416,10 +416,10 @@ pub fn answer(mds: &Mds, from: u64, body: &[u8]) -> Result<Vec<u8>, u32> {
             if files.len() > proto::peer::MAX_DELEG_FILES {
                 return Err(proto::peer::PEER_ERR_INVAL);
             }
-            let g = mds.remote_shares.lock();
+            let g = nfs.remote_shares.lock();
             let deny = files
                 .iter()
-                .map(|(ino, access)| mds.state.deny_bits(*ino, *access) | g.pending_deny(*ino))
+                .map(|(ino, access)| nfs.state.deny_bits(*ino, *access) | g.pending_deny(*ino))
                 .collect();
             ShareAnswer::Denies {
                 deny,
@@ -433,24 +433,24 @@ pub fn answer(mds: &Mds, from: u64, body: &[u8]) -> Result<Vec<u8>, u32> {
 /// Every `SWEEP_EVERY`, asks each node with notes what it still denies on those files, and
 /// drops what it no longer does: opens closed or gone there, and notes of opens that were
 /// never made.
-pub async fn sweep(mds: std::sync::Weak<Mds>) {
+pub async fn sweep(nfs: std::sync::Weak<NfsState>) {
     loop {
         tokio::time::sleep(SWEEP_EVERY).await;
-        let Some(mds) = mds.upgrade() else {
+        let Some(nfs) = nfs.upgrade() else {
             return;
         };
-        let by_node = crate::state::remote::nodes::files_by_node(&mds.remote_shares.lock().denied);
+        let by_node = crate::state::remote::nodes::files_by_node(&nfs.remote_shares.lock().denied);
         for (node, inos) in by_node {
             let ask = ShareCall::Denies {
                 files: inos.iter().map(|i| (*i, 0)).collect(),
             };
-            match call(&mds, node, &ask).await {
+            match call(&nfs, node, &ask).await {
                 Some(ShareAnswer::Denies { deny, as_of }) if deny.len() == inos.len() => {
                     for (ino, d) in inos.into_iter().zip(deny) {
-                        mds.remote_shares.lock().settle(ino, node, d, as_of);
+                        nfs.remote_shares.lock().settle(ino, node, d, as_of);
                     }
                 }
-                _ if no_opens_at(&mds, node) => forget_node(&mds, node, None),
+                _ if no_opens_at(&nfs, node) => forget_node(&nfs, node, None),
                 _ => {}
             }
         }

@@ -1,0 +1,80 @@
+//! `NfsState`: the one owner of the NFS state this node keeps, its own clients' (`StateManager`)
+//! and the cross-node half (`remote`), with the few node facts that state needs (the namespace,
+//! the data servers, how handles are made, the lease and grace). The functions of this folder
+//! take it, never the whole server, so the state sits below the NFS protocol that uses it.
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use meta::namespace::Namespace;
+
+use super::remote::{delegations::RemoteDelegations, locking::ClusterLocks, shares::RemoteShares};
+use super::StateManager;
+use crate::cluster::Cluster;
+use crate::fh::Handles;
+
+pub struct NfsState {
+    /// The replicated namespace (a handle: shared with the server).
+    pub ns: Namespace,
+    /// This node's clients, sessions, opens, locks, delegations and layouts.
+    pub state: StateManager,
+    /// How handles are made, for callbacks about a file (`recall`).
+    pub handles: Arc<Handles>,
+    /// The data servers, when file data lives on them (layouts to recall, files to fence).
+    pub cluster: Option<Arc<Cluster>>,
+    /// This node's id in a metadata cluster (0: the one-node service): whose client records
+    /// it keeps (`Command::ClientRecords`).
+    pub node: u8,
+    pub lease_seconds: u32,
+    /// How long clients may reclaim after a restart or a takeover.
+    pub grace: Duration,
+    /// The client addresses this node answers on now (its own, and those it took over;
+    /// `remote::addresses`), for `cfs admin status`.
+    pub serving: std::sync::Mutex<Vec<SocketAddr>>,
+    /// Byte-range locks across MDS nodes: requests in flight, and the arbiter's views of the
+    /// files of the shards this node leads.
+    pub locks: ClusterLocks,
+    /// Where other MDS nodes may have delegated files, and this node's operations that
+    /// conflict with a new delegation.
+    pub remote_delegs: RemoteDelegations,
+    /// Other MDS nodes' deny bits on files, and this node's opens in flight.
+    pub remote_shares: RemoteShares,
+    /// Serialises callbacks (each back channel has one slot).
+    pub callback_lock: tokio::sync::Mutex<()>,
+}
+
+/// What `NfsState::new` is made of; the rest starts empty.
+pub struct NfsStateParts {
+    pub ns: Namespace,
+    pub state: StateManager,
+    pub handles: Arc<Handles>,
+    pub cluster: Option<Arc<Cluster>>,
+    pub node: u8,
+    pub lease_seconds: u32,
+    pub grace: Duration,
+    pub boot: u64,
+}
+
+impl NfsState {
+    pub fn new(p: NfsStateParts) -> NfsState {
+        NfsState {
+            ns: p.ns,
+            state: p.state,
+            handles: p.handles,
+            cluster: p.cluster,
+            node: p.node,
+            lease_seconds: p.lease_seconds,
+            grace: p.grace,
+            serving: Default::default(),
+            locks: ClusterLocks::default(),
+            remote_delegs: RemoteDelegations::new(p.boot),
+            remote_shares: RemoteShares::new(p.boot),
+            callback_lock: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    /// The data servers, when file data lives on them.
+    pub fn cluster(&self) -> Option<&Arc<Cluster>> {
+        self.cluster.as_ref()
+    }
+}
