@@ -1,6 +1,6 @@
 //! NFSv4 attributes of an inode, and the attributes a client may set.
 use crate::error::{NfsError, NfsResult};
-use crate::Mds;
+use crate::node::Mds;
 use meta::namespace::{FileKind, Inode, SetTime, Time};
 use proto::nfs4::attr::*;
 use proto::nfs4::basic::{Fattr4, Fsid4, NfsFtype4, Nfstime4, Settime4, Specdata4};

@@ -9,10 +9,10 @@
 
 use crate::ctx::{Ctx, WireCred};
 use crate::error::NfsError;
+use crate::node::Mds;
 use crate::ops::{self, table};
 use crate::sec;
 use crate::state::SlotUse;
-use crate::Mds;
 use meta::namespace::ShardId;
 use proto::nfs4::compound::{Compound4Args, Compound4Res, NfsArgop4, NfsResop4};
 use proto::nfs4::fileops::StatusRes;

@@ -15,8 +15,8 @@
 
 use crate::error::NfsError;
 use crate::export::{Export, SecFlavor};
+use crate::node::Mds;
 use crate::state::{InSlot, SessionId, StateId};
-use crate::Mds;
 use meta::namespace::{FsError, ShardId, Snapshot};
 use proto::rpc::Connection;
 use std::sync::Arc;

@@ -4,18 +4,33 @@ use std::sync::Arc;
 
 use chunkstore::{SeekWhat, Segment};
 
+use meta::namespace::Namespace;
+
 use crate::cluster::Cluster;
 use crate::error::NfsResult;
-use crate::Mds;
+use crate::space::Space;
 
 pub enum DataPath {
     Local(chunkstore::ChunkStore),
     Cluster(Arc<Cluster>),
 }
 
-impl Mds {
+/// The server's file bytes: where they live, the namespace whose files they are (a data
+/// server is told a file's layout from it), and the space kept for metadata, which writes
+/// stop short of.
+pub struct Data {
+    pub path: DataPath,
+    ns: Namespace,
+    space: Arc<Space>,
+}
+
+impl Data {
+    pub fn new(path: DataPath, ns: Namespace, space: Arc<Space>) -> Data {
+        Data { path, ns, space }
+    }
+
     pub fn cluster(&self) -> Option<&Arc<Cluster>> {
-        match &self.data {
+        match &self.path {
             DataPath::Cluster(c) => Some(c),
             DataPath::Local(_) => None,
         }
@@ -28,7 +43,7 @@ impl Mds {
         len: u64,
         size: u64,
     ) -> NfsResult<(Vec<u8>, bool)> {
-        match &self.data {
+        match &self.path {
             DataPath::Local(s) => {
                 // The reply hands the buffer back to the pool once it is sent.
                 let want = len.min(size.saturating_sub(offset)) as usize;
@@ -46,7 +61,7 @@ impl Mds {
         data: &[u8],
         stable: bool,
     ) -> NfsResult<()> {
-        match &self.data {
+        match &self.path {
             DataPath::Local(s) => {
                 self.space.admit_data(data.len() as u64)?;
                 Ok(s.write(ino, offset, data, stable).await?)
@@ -63,7 +78,7 @@ impl Mds {
         data: Vec<u8>,
         stable: bool,
     ) -> NfsResult<()> {
-        match &self.data {
+        match &self.path {
             DataPath::Local(s) => {
                 self.space.admit_data(data.len() as u64)?;
                 // Back to the buffer pool once written (it came from there: see `bufpool`).
@@ -75,7 +90,7 @@ impl Mds {
     }
 
     pub async fn commit_data(&self, ino: u64) -> NfsResult<()> {
-        match &self.data {
+        match &self.path {
             DataPath::Local(s) => Ok(s.commit(ino).await?),
             DataPath::Cluster(c) => c.commit(&self.ns, ino).await,
         }
@@ -83,7 +98,7 @@ impl Mds {
 
     /// Sets the data's size (on data servers this fences the file: `Cluster::truncate`).
     pub async fn truncate_data(&self, ino: u64, size: u64) -> NfsResult<()> {
-        match &self.data {
+        match &self.path {
             DataPath::Local(s) => Ok(s.truncate(ino, size).await?),
             DataPath::Cluster(c) => c.truncate(&self.ns, ino, size).await,
         }
@@ -91,7 +106,7 @@ impl Mds {
 
     /// Drops the data of unlinked files; the local store does them all in one blocking call.
     pub async fn remove_data_many(&self, inos: Vec<u64>) -> Vec<(u64, NfsResult<()>)> {
-        match &self.data {
+        match &self.path {
             DataPath::Local(s) => match s.remove_many(inos.clone()).await {
                 Ok(r) => r
                     .into_iter()
@@ -121,7 +136,7 @@ impl Mds {
         what: SeekWhat,
         size: u64,
     ) -> NfsResult<Option<u64>> {
-        match &self.data {
+        match &self.path {
             DataPath::Local(s) => Ok(s.seek(ino, offset, what, size).await?),
             DataPath::Cluster(_) => Ok(match what {
                 SeekWhat::Data if offset < size => Some(offset),
@@ -139,7 +154,7 @@ impl Mds {
         len: u64,
         size: u64,
     ) -> NfsResult<(Vec<Segment>, bool)> {
-        match &self.data {
+        match &self.path {
             DataPath::Local(s) => Ok(s.segments(ino, offset, len, size).await?),
             DataPath::Cluster(c) => {
                 let (data, eof) = c.read(&self.ns, ino, offset, len, size).await?;
@@ -156,7 +171,7 @@ impl Mds {
     /// ALLOCATE. On data servers only the size grows (the caller records it): the bytes read
     /// as zeros, as on a single node, but no space is reserved, since NFSv3 has no way to ask.
     pub async fn allocate_data(&self, ino: u64, offset: u64, len: u64) -> NfsResult<()> {
-        match &self.data {
+        match &self.path {
             DataPath::Local(s) => {
                 self.space.admit_data(len)?;
                 Ok(s.allocate(ino, offset, len).await?)
@@ -173,7 +188,7 @@ impl Mds {
         len: u64,
         size: u64,
     ) -> NfsResult<()> {
-        match &self.data {
+        match &self.path {
             DataPath::Local(s) => Ok(s.deallocate(ino, offset, len).await?),
             DataPath::Cluster(c) => c.zero_range(&self.ns, ino, offset, len, size).await,
         }
@@ -190,7 +205,7 @@ impl Mds {
         dst_off: u64,
         count: u64,
     ) -> NfsResult<()> {
-        match &self.data {
+        match &self.path {
             DataPath::Local(s) => {
                 self.space.admit_data(count)?;
                 Ok(s.clone_range(src, src_off, dst, dst_off, count).await?)

@@ -5,7 +5,7 @@
 
 use thiserror::Error;
 
-use crate::Mds;
+use crate::node::Mds;
 use meta::namespace::{FsError, Inode, ROOT_INO};
 
 #[derive(Debug, Error, PartialEq, Eq)]

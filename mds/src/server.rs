@@ -1,6 +1,6 @@
 //! The TCP front: accepts connections and routes RPC calls to the NFSv4 program.
 use crate::compound;
-use crate::Mds;
+use crate::node::Mds;
 use proto::nfs4::basic::{NFS4_PROGRAM, NFSPROC4_COMPOUND, NFSPROC4_NULL, NFS_V4};
 use proto::rpc::{
     accepted_reply, AcceptStat, Auth, Call, CallHandler, ConnTable, Connection, ConnectionLimits,

@@ -11,6 +11,7 @@ pub mod drain;
 pub mod encode;
 pub mod fences;
 pub mod holds;
+pub mod loops;
 pub mod placement;
 pub mod ranges;
 pub mod rebuild;

@@ -87,7 +87,7 @@ pub async fn apply_setattr(ctx: &Ctx<'_>, i: &Inode, s: &attrs::SetAttrs) -> Nfs
     if let Some(size) = s.size {
         // Data first: a crash in between leaves zeros past the new end under the old size,
         // never old bytes resurrected by a later grow.
-        ctx.mds.truncate_data(i.ino, size).await?;
+        ctx.mds.data.truncate_data(i.ino, size).await?;
         if size != i.size {
             crate::state::recall::recall_layouts(&ctx.mds.nfs, i.ino, ctx.clientid);
         }

@@ -52,7 +52,7 @@ impl<'a> Ctx<'a> {
     }
 
     fn enter(&mut self, exp: u32) {
-        let mds: &'a std::sync::Arc<crate::Mds> = self.mds;
+        let mds: &'a std::sync::Arc<crate::node::Mds> = self.mds;
         let e = if exp == PSEUDO_ID {
             &mds.pseudo
         } else {
@@ -73,7 +73,7 @@ impl<'a> Ctx<'a> {
 
     /// The exports this client's address may use.
     pub fn admitted(&self) -> impl Iterator<Item = &'a Export> {
-        let mds: &'a std::sync::Arc<crate::Mds> = self.mds;
+        let mds: &'a std::sync::Arc<crate::node::Mds> = self.mds;
         let peer = self.conn.peer_addr().ip();
         mds.exports.iter().filter(move |e| e.admits(peer))
     }

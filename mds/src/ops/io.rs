@@ -36,7 +36,7 @@ pub async fn io_target(
 /// I/O outside any open (a special stateid) meets the deny bits of other MDS nodes' opens too,
 /// as `StateManager::check_io` checks this node's: LOCKED, as knfsd answers.
 pub async fn anonymous_io(
-    mds: &std::sync::Arc<crate::Mds>,
+    mds: &std::sync::Arc<crate::node::Mds>,
     ino: u64,
     write: bool,
 ) -> NfsResult<()> {
@@ -64,6 +64,7 @@ async fn read_inner(ctx: &mut Ctx<'_>, a: &ReadArgs) -> NfsResult<ReadResOk> {
         .check_lock_conflict(&sid, i.ino, a.offset, u64::from(count), false)?;
     let (data, eof) = ctx
         .mds
+        .data
         .read_data(i.ino, a.offset, u64::from(count), i.size)
         .await?;
     Ok(ReadResOk {
@@ -99,6 +100,7 @@ async fn write_inner(ctx: &mut Ctx<'_>, a: WriteArgs) -> NfsResult<WriteResOk> {
         .check_lock_conflict(&sid, i.ino, a.offset, len.max(1), true)?;
     let stable = a.stable != StableHow4::Unstable4;
     ctx.mds
+        .data
         .write_data_owned(i.ino, a.offset, a.data.0, stable)
         .await?;
     // Size and times are noted, and recorded in the log with the data's durability: at once
@@ -132,7 +134,7 @@ pub async fn commit(ctx: &mut Ctx<'_>, a: &CommitArgs) -> CommitRes {
         if !matches!(i.kind, FileKind::Regular) {
             return Err(NfsError::Inval);
         }
-        ctx.mds.commit_data(i.ino).await?;
+        ctx.mds.data.commit_data(i.ino).await?;
         // The size and times of the writes now durable, durable with them.
         ctx.mds.ns.record_writes(i.ino).await?;
         Ok::<_, NfsError>(())

@@ -346,7 +346,7 @@ pub async fn destroy_clientid(ctx: &mut Ctx<'_>, a: &DestroyClientidArgs) -> Nfs
     // Left to the laundromat, a kill -9 within its round cost every client a whole grace
     // period (30 s in a test). A removal that fails leaves the record, as the laundromat's
     // does: at most a wait in a later grace period.
-    crate::forget_client_records(ctx.mds).await;
+    crate::laundromat::forget_client_records(ctx.mds).await;
     Ok(())
 }
 

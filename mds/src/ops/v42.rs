@@ -20,7 +20,12 @@ pub async fn seek(ctx: &mut Ctx<'_>, a: &SeekArgs) -> SeekRes {
         if a.sa_offset >= i.size {
             return Err(NfsError::Nxio);
         }
-        match ctx.mds.seek_data(i.ino, a.sa_offset, what, i.size).await? {
+        match ctx
+            .mds
+            .data
+            .seek_data(i.ino, a.sa_offset, what, i.size)
+            .await?
+        {
             Some(off) => Ok(SeekResOk {
                 sr_eof: false,
                 sr_offset: off,
@@ -60,9 +65,10 @@ pub async fn allocate(ctx: &mut Ctx<'_>, a: &AllocateArgs) -> NfsResult<()> {
         .checked_add(a.aa_length)
         .ok_or(NfsError::Inval)?;
     ctx.mds
+        .data
         .allocate_data(i.ino, a.aa_offset, a.aa_length)
         .await?;
-    ctx.mds.commit_data(i.ino).await?;
+    ctx.mds.data.commit_data(i.ino).await?;
     grow_to(ctx, i.ino, end).await
 }
 
@@ -72,9 +78,10 @@ pub async fn deallocate(ctx: &mut Ctx<'_>, a: &DeallocateArgs) -> NfsResult<()> 
         .checked_add(a.da_length)
         .ok_or(NfsError::Inval)?;
     ctx.mds
+        .data
         .deallocate_data(i.ino, a.da_offset, a.da_length, i.size)
         .await?;
-    ctx.mds.commit_data(i.ino).await?;
+    ctx.mds.data.commit_data(i.ino).await?;
     // Punching a hole changes data: mtime and change move, the size does not.
     grow_to(ctx, i.ino, 0).await
 }
@@ -92,6 +99,7 @@ pub async fn read_plus(ctx: &mut Ctx<'_>, a: &ReadPlusArgs) -> ReadPlusRes {
         )?;
         let (segs, eof) = ctx
             .mds
+            .data
             .data_segments(i.ino, a.rpa_offset, u64::from(count), i.size)
             .await?;
         let contents = segs
@@ -198,9 +206,10 @@ async fn copy_range(
 ) -> NfsResult<()> {
     let end = dst_off.checked_add(count).ok_or(NfsError::Inval)?;
     ctx.mds
+        .data
         .clone_data(src.ino, src_off, src.size, dst, dst_off, count)
         .await?;
-    ctx.mds.commit_data(dst).await?;
+    ctx.mds.data.commit_data(dst).await?;
     grow_to(ctx, dst, end).await
 }
 
