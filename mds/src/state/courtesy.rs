@@ -199,22 +199,14 @@ mod tests {
     use super::*;
     use crate::error::NfsError;
     use crate::state::locks::LockKind;
-    use crate::state::tests::confirmed;
+    use crate::state::tests::{confirmed, lapsing_mgr};
     use crate::state::{
-        ClientDb, SequenceQuery, OPEN4_SHARE_ACCESS_BOTH, OPEN4_SHARE_ACCESS_READ,
-        OPEN4_SHARE_ACCESS_WRITE,
+        SequenceQuery, OPEN4_SHARE_ACCESS_BOTH, OPEN4_SHARE_ACCESS_READ, OPEN4_SHARE_ACCESS_WRITE,
     };
-    use std::collections::BTreeSet;
 
     #[test]
     fn silent_clients_keep_their_locks_until_a_conflict() {
-        let m = StateManager::new(
-            3,
-            Duration::ZERO,
-            Duration::ZERO,
-            ClientDb::default(),
-            BTreeSet::new(),
-        );
+        let m = lapsing_mgr();
         let c = confirmed(&m, b"gone");
         let o = m.open(c, b"o", 9, OPEN4_SHARE_ACCESS_BOTH, 0).unwrap();
         m.lock_new_owner(c, &o, b"l", 9, LockKind::Write, 0, 10)
@@ -236,13 +228,7 @@ mod tests {
 
     #[test]
     fn a_node_cut_off_from_the_majority_renews_no_lease_and_keeps_no_courtesy_client() {
-        let mut m = StateManager::new(
-            3,
-            Duration::ZERO,
-            Duration::ZERO,
-            ClientDb::default(),
-            BTreeSet::new(),
-        );
+        let mut m = lapsing_mgr();
         let c = confirmed(&m, b"cut");
         let o = m.open(c, b"o", 9, OPEN4_SHARE_ACCESS_BOTH, 0).unwrap();
         m.lock_new_owner(c, &o, b"l", 9, LockKind::Write, 0, 10)
@@ -283,13 +269,7 @@ mod tests {
 
     #[test]
     fn a_courtesy_client_holding_an_unlinked_file_open_is_expired_by_the_sweep() {
-        let m = StateManager::new(
-            3,
-            Duration::ZERO,
-            Duration::ZERO,
-            ClientDb::default(),
-            BTreeSet::new(),
-        );
+        let m = lapsing_mgr();
         let c = confirmed(&m, b"gone");
         m.open(c, b"o", 9, OPEN4_SHARE_ACCESS_READ, 0).unwrap();
         m.open(c, b"o", 10, OPEN4_SHARE_ACCESS_READ, 0).unwrap();
@@ -301,13 +281,7 @@ mod tests {
 
     #[test]
     fn share_conflicts_with_a_courtesy_client_expire_it() {
-        let m = StateManager::new(
-            3,
-            Duration::ZERO,
-            Duration::ZERO,
-            ClientDb::default(),
-            BTreeSet::new(),
-        );
+        let m = lapsing_mgr();
         let c = confirmed(&m, b"gone");
         m.open(
             c,

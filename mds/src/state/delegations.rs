@@ -257,9 +257,8 @@ impl StateManager {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::state::tests::mgr;
-    use crate::state::{ClientDb, OPEN4_SHARE_ACCESS_READ};
-    use std::collections::BTreeSet;
+    use crate::state::tests::{lapsing_mgr, mgr};
+    use crate::state::OPEN4_SHARE_ACCESS_READ;
 
     #[test]
     fn read_delegations_are_exclusive_of_other_writers() {
@@ -284,13 +283,7 @@ mod tests {
 
     #[test]
     fn unreturned_delegations_are_revoked_after_a_lease() {
-        let m = StateManager::new(
-            3,
-            Duration::ZERO,
-            Duration::ZERO,
-            ClientDb::default(),
-            BTreeSet::new(),
-        );
+        let m = lapsing_mgr();
         m.grant_read_delegation(1, 4).unwrap();
         assert!(m.delegation_conflicts(4, 2)[0].needs_recall);
         std::thread::sleep(Duration::from_millis(5));
@@ -302,13 +295,7 @@ mod tests {
 
     #[test]
     fn a_revoked_delegation_answers_deleg_revoked_until_its_holder_frees_it() {
-        let m = StateManager::new(
-            3,
-            Duration::ZERO,
-            Duration::ZERO,
-            ClientDb::default(),
-            BTreeSet::new(),
-        );
+        let m = lapsing_mgr();
         let d = m.grant_read_delegation(1, 4).unwrap();
         assert!(m.delegation_conflicts(4, 2)[0].needs_recall);
         assert_eq!(m.unanswered_recalls(1), vec![(d, 4)]);

@@ -322,6 +322,17 @@ mod tests {
         )
     }
 
+    /// Leases and grace of zero: every client lapses at once, for courtesy and recall tests.
+    pub(super) fn lapsing_mgr() -> StateManager {
+        StateManager::new(
+            3,
+            Duration::ZERO,
+            Duration::ZERO,
+            ClientDb::default(),
+            BTreeSet::new(),
+        )
+    }
+
     pub(super) fn mgr_after_restart(previous: &[&[u8]]) -> (StateManager, tempfile::TempDir) {
         let d = tempfile::tempdir().unwrap();
         let prev: BTreeSet<Vec<u8>> = previous.iter().map(|o| o.to_vec()).collect();
