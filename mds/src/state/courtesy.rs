@@ -193,3 +193,121 @@ impl StateManager {
         e
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::NfsError;
+    use crate::state::locks::LockKind;
+    use crate::state::tests::{confirmed, lapsing_mgr};
+    use crate::state::{
+        SequenceQuery, OPEN4_SHARE_ACCESS_BOTH, OPEN4_SHARE_ACCESS_READ, OPEN4_SHARE_ACCESS_WRITE,
+    };
+
+    #[test]
+    fn silent_clients_keep_their_locks_until_a_conflict() {
+        let m = lapsing_mgr();
+        let c = confirmed(&m, b"gone");
+        let o = m.open(c, b"o", 9, OPEN4_SHARE_ACCESS_BOTH, 0).unwrap();
+        m.lock_new_owner(c, &o, b"l", 9, LockKind::Write, 0, 10)
+            .unwrap()
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(5));
+        // Past its lease, but holding state nobody wants: a courtesy client.
+        assert_eq!(m.sweep(&HashSet::new()), 0);
+        assert_eq!(m.check_clientid(c, 0), Ok(()));
+        // Another client's test for a conflicting lock expires it, whole.
+        assert!(m
+            .test_lock(2, b"other", 9, LockKind::Write, 0, 10)
+            .is_none());
+        assert_eq!(m.check_clientid(c, 0), Err(NfsError::StaleClientId));
+        assert!(!m.file_in_use(9));
+        let e = m.take_expired();
+        assert_eq!((e.clients, e.released), (1, vec![9]));
+    }
+
+    #[test]
+    fn a_node_cut_off_from_the_majority_renews_no_lease_and_keeps_no_courtesy_client() {
+        let mut m = lapsing_mgr();
+        let c = confirmed(&m, b"cut");
+        let o = m.open(c, b"o", 9, OPEN4_SHARE_ACCESS_BOTH, 0).unwrap();
+        m.lock_new_owner(c, &o, b"l", 9, LockKind::Write, 0, 10)
+            .unwrap()
+            .unwrap();
+        let opener = confirmed(&m, b"opener");
+        m.open(opener, b"o", 10, OPEN4_SHARE_ACCESS_BOTH, 0)
+            .unwrap();
+        m.quorum = crate::state::remote::isolation::Quorum::cut_off();
+        let q = SequenceQuery {
+            slot: 0,
+            seqid: 1,
+            highest: 0,
+            nops: 2,
+            request_len: 100,
+            conn: 9,
+            principal: 0,
+            minor: 1,
+        };
+        assert_eq!(
+            m.sequence(&[3; 16], &q).err(),
+            Some(NfsError::Delay),
+            "SEQUENCE renews nothing"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+        // Past its lease and holding a lock nobody asked for: expired all the same. A
+        // client holding only an open (no other node arbitrates those) stays a courtesy one.
+        assert_eq!(m.sweep(&HashSet::new()), 1);
+        assert_eq!(m.check_clientid(c, 0), Err(NfsError::StaleClientId));
+        assert_eq!(m.check_clientid(opener, 0), Ok(()));
+        assert_eq!(
+            m.sequence(&[3; 16], &q).err(),
+            Some(NfsError::BadSession),
+            "its session went with it"
+        );
+        assert_eq!(m.take_expired().released, vec![9]);
+    }
+
+    #[test]
+    fn a_courtesy_client_holding_an_unlinked_file_open_is_expired_by_the_sweep() {
+        let m = lapsing_mgr();
+        let c = confirmed(&m, b"gone");
+        m.open(c, b"o", 9, OPEN4_SHARE_ACCESS_READ, 0).unwrap();
+        m.open(c, b"o", 10, OPEN4_SHARE_ACCESS_READ, 0).unwrap();
+        std::thread::sleep(Duration::from_millis(5));
+        assert_eq!(m.lapsed_open_files(), vec![9, 10]);
+        assert_eq!(m.sweep(&HashSet::from([10])), 1);
+        assert_eq!(m.take_expired().released, vec![9, 10]);
+    }
+
+    #[test]
+    fn share_conflicts_with_a_courtesy_client_expire_it() {
+        let m = lapsing_mgr();
+        let c = confirmed(&m, b"gone");
+        m.open(
+            c,
+            b"o",
+            9,
+            OPEN4_SHARE_ACCESS_READ,
+            OPEN4_SHARE_ACCESS_WRITE,
+        )
+        .unwrap();
+        std::thread::sleep(Duration::from_millis(5));
+        // Client 2 has no record (never lapses): its deny stands against client 1...
+        m.open(
+            2,
+            b"p",
+            11,
+            OPEN4_SHARE_ACCESS_READ,
+            OPEN4_SHARE_ACCESS_WRITE,
+        )
+        .unwrap();
+        assert_eq!(
+            m.open(5, b"w", 11, OPEN4_SHARE_ACCESS_WRITE, 0)
+                .unwrap_err(),
+            NfsError::ShareDenied
+        );
+        // ...while the courtesy client's goes.
+        m.open(5, b"w", 9, OPEN4_SHARE_ACCESS_WRITE, 0).unwrap();
+        assert_eq!(m.check_clientid(c, 0), Err(NfsError::StaleClientId));
+    }
+}
