@@ -627,7 +627,7 @@ const NS_KEYS: [&str; 4] = [
     "ns.checkpoints",
 ];
 
-fn cluster_atomics(c: &mds::cluster::Cluster) -> [&std::sync::atomic::AtomicU64; 6] {
+fn cluster_atomics(c: &mds::dataservers::Cluster) -> [&std::sync::atomic::AtomicU64; 6] {
     let s = &c.stats;
     [
         &s.read_ops,
@@ -739,7 +739,7 @@ pub async fn run(a: ServerArgs, check_only: bool) -> Result<(), Box<dyn std::err
     let mut mds_server = None;
     if s.roles.mds {
         let cluster = s.secret.as_ref().map(|sec| {
-            let mut c = mds::cluster::ClusterConfig::new(sec.clone());
+            let mut c = mds::dataservers::ClusterConfig::new(sec.clone());
             if let Some(cs) = s.chunk_size {
                 c.chunk_size = cs;
             }
@@ -779,7 +779,7 @@ pub async fn run(a: ServerArgs, check_only: bool) -> Result<(), Box<dyn std::err
         }
         if let Some(c) = server.mds().cluster() {
             for (k, a) in CLUSTER_KEYS.iter().zip(cluster_atomics(c)) {
-                mds::cluster::MdsIoStats::add(a, get(k));
+                mds::dataservers::MdsIoStats::add(a, get(k));
             }
         }
         tracing::info!(

@@ -2,7 +2,7 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use crate::cluster;
+use crate::dataservers;
 use crate::export::Export;
 use meta::raft;
 
@@ -16,7 +16,7 @@ pub struct ServerConfig {
     pub grace_seconds: Option<u32>,
     /// With data servers: file data lives on them, and clients get pNFS layouts. Without: the
     /// single-node default, data in the MDS's own chunk store.
-    pub cluster: Option<cluster::ClusterConfig>,
+    pub cluster: Option<dataservers::ClusterConfig>,
     /// Bounds on the NFS port's connections.
     pub connections: proto::rpc::ServeLimits,
     /// The MDS nodes of a multi-node metadata cluster (`raft::network::Members`); `None`

@@ -6,7 +6,7 @@ use chunkstore::{SeekWhat, Segment};
 
 use meta::namespace::Namespace;
 
-use crate::cluster::Cluster;
+use crate::dataservers::Cluster;
 use crate::error::NfsResult;
 use crate::space::Space;
 

@@ -6,25 +6,18 @@
 //! requests with the `node`'s parts (`Mds`); `state` keeps the clients' NFS state (`NfsState`);
 //! `cluster` is the control plane of the data servers; `data`, `fh`, `export`, `space`,
 //! `limits` and `error` are the leaves. `laundromat` and `orphans` run off the request path.
-pub mod attrs;
-mod caller;
-pub mod cluster;
-pub mod compound;
 pub mod config;
-pub mod ctx;
 pub mod data;
+pub mod dataservers;
 pub mod error;
 pub mod export;
 pub mod fh;
 mod laundromat;
 pub mod limits;
-mod metered;
+pub mod nfs;
 pub mod node;
-pub mod ops;
 mod orphans;
 pub mod rmtree;
-mod sec;
-pub mod server;
 pub mod space;
 mod start;
 pub mod state;

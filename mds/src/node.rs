@@ -12,8 +12,8 @@ use std::time::Duration;
 use meta::namespace::{self, FsError, Namespace};
 use thiserror::Error;
 
-use crate::cluster::{self, Cluster};
 use crate::config::ServerConfig;
+use crate::dataservers::{self, Cluster};
 use crate::export::{self, Export};
 use crate::state::{self, ClientDb, NfsState, NfsStateParts, StateManager};
 use crate::{data, fh, space};
@@ -42,7 +42,7 @@ pub enum ServerError {
     #[error("exports: {0}")]
     Exports(#[from] export::ExportError),
     #[error("cluster: {0}")]
-    Cluster(#[from] cluster::ClusterError),
+    Cluster(#[from] dataservers::ClusterError),
 }
 
 /// Everything the operation handlers share.
@@ -179,7 +179,7 @@ impl Mds {
         let previous = previous_clients(&ns, &meta_dir, node).await;
         let data = match &cfg.cluster {
             Some(c) => {
-                data::DataPath::Cluster(Arc::new(cluster::Cluster::new(c.clone(), node, boot)?))
+                data::DataPath::Cluster(Arc::new(dataservers::Cluster::new(c.clone(), node, boot)?))
             }
             None => data::DataPath::Local(chunkstore::ChunkStore::open(&data_dir).map_err(
                 |source| ServerError::Store {

@@ -8,13 +8,14 @@ use std::time::Duration;
 use meta::{namespace, raft};
 
 use crate::config::ServerConfig;
+use crate::nfs::server;
 use crate::node::{Mds, ServerError};
 use crate::state::recall;
 use crate::state::remote::{
     addresses, delegations as remote_delegations, in_use, isolation, peer_answers,
     shares as remote_shares,
 };
-use crate::{cluster, laundromat, limits, orphans, server};
+use crate::{dataservers as cluster, laundromat, limits, orphans};
 
 pub struct Server {
     local: SocketAddr,

@@ -26,7 +26,7 @@ static FSYNC: Histogram = Histogram::new();
 const FILES: u64 = 4 * crate::top::CAP as u64;
 const PEER: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
 
-/// One NFSv4 operation of a COMPOUND (`mds::metered::op_done`, after the op): the latency
+/// One NFSv4 operation of a COMPOUND (`mds::nfs::metered::op_done`, after the op): the latency
 /// histogram under its number (its clock read ends this op and starts the next), the bytes
 /// counter (charged every time, as if every op were a READ or WRITE), and `top`.
 #[inline(never)]
@@ -42,8 +42,8 @@ thread_local! {
     static START: Instant = Instant::now();
 }
 
-/// One COMPOUND on the NFS port, besides its ops: `mds::server` counts the RPC's bytes in and
-/// out, `mds::compound::run` the COMPOUND and takes the first op's start.
+/// One COMPOUND on the NFS port, besides its ops: `mds::nfs::server` counts the RPC's bytes in and
+/// out, `mds::nfs::compound::run` the COMPOUND and takes the first op's start.
 #[inline(never)]
 pub fn compound(i: u64) {
     RPC_IN.add(black_box(200 + (i & 7)));

@@ -1,5 +1,5 @@
 //! The servers' counters and latency histograms: lock-free statics that the request paths bump
-//! with one call (`mds::compound`, `ds::server::nfs3`, the namespace writer), and the
+//! with one call (`mds::nfs::compound`, `ds::server::nfs3`, the namespace writer), and the
 //! Prometheus text format they are rendered in by the admin listener in `cfs`.
 //!
 //! Statics, not values threaded through the servers: one process is one scrape target, and a

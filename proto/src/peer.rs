@@ -40,7 +40,7 @@ pub const MAX_LOCKS_HELD: usize = 4096;
 /// `DelegAnswer`): "I am about to delegate this file", "recall yours on this file", "which of
 /// these do you still delegate", "a dead node's delegations are gone".
 pub const PEERPROC_DELEG: u32 = 9;
-/// A maintenance job's hold on a file (postcard `mds::cluster::holds::HoldCall`, answer
+/// A maintenance job's hold on a file (postcard `mds::dataservers::holds::HoldCall`, answer
 /// `HoldAnswer`): "fence and recall your handles and layouts of this file, and keep writers
 /// and jobs off it until I release it or the hold runs out", or "released".
 pub const PEERPROC_HOLD: u32 = 10;

@@ -8,7 +8,7 @@ use super::{unix, Admin};
 
 /// The cluster as the MDS sees it, in the shape `cfs admin status --json` printed before the
 /// HTTP API (so scripts keep working).
-pub fn cluster_status(c: &mds::cluster::Cluster) -> Value {
+pub fn cluster_status(c: &mds::dataservers::Cluster) -> Value {
     let s = &c.stats;
     let st = proto::cluster::StatusResOk {
         mds_read_ops: s.read_ops.load(Ordering::Relaxed),

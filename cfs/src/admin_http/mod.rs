@@ -262,7 +262,7 @@ async fn drain_change(
     id: &str,
     cancel: bool,
 ) -> ApiResult<Json<serde_json::Value>> {
-    use mds::cluster::drain::DrainError;
+    use mds::dataservers::drain::DrainError;
     check(a, headers)?;
     let m = a.sources.mds.as_ref().ok_or_else(no_mds)?;
     let id = parse_id(id)?;

@@ -3,7 +3,7 @@
 //! pNFS client of node 2 keeps appending to a file while one of its mirrors goes: its data
 //! server is killed (repair) or drained (a drain move). Node 1, the leader of the file's
 //! shard, copies the file to the third data server, and node 2 must fence and recall its
-//! client's layout for the copy (`mds::cluster::holds`). Then the other old mirror is killed
+//! client's layout for the copy (`mds::dataservers::holds`). Then the other old mirror is killed
 //! too: the new mirror alone must hold every byte the client was told is committed.
 use crate::common;
 

@@ -10,7 +10,7 @@ use meta::namespace::Namespace;
 
 use super::remote::{delegations::RemoteDelegations, locking::ClusterLocks, shares::RemoteShares};
 use super::StateManager;
-use crate::cluster::Cluster;
+use crate::dataservers::Cluster;
 use crate::fh::Handles;
 
 pub struct NfsState {

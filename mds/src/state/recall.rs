@@ -172,7 +172,7 @@ async fn send_layout_recall(nfs: Arc<NfsState>, clientid: u64, ino: u64) {
         return;
     };
     if let Some(c) = nfs.cluster() {
-        crate::cluster::MdsIoStats::add(&c.stats.layouts_recalled, 1);
+        crate::dataservers::MdsIoStats::add(&c.stats.layouts_recalled, 1);
     }
     let op = NfsCbArgop4::Layoutrecall(CbLayoutrecallArgs {
         clora_type: LAYOUT4_FLEX_FILES,

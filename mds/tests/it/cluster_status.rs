@@ -1,6 +1,6 @@
 //! The cluster program's STATUS (DS addresses, capacity, traffic) answers only requests made
 //! with the cluster secret: not anyone who can reach the MDS's port.
-use mds::cluster::ClusterConfig;
+use mds::dataservers::ClusterConfig;
 use mds::export::Export;
 use mds::{Server, ServerConfig};
 use proto::cluster::*;

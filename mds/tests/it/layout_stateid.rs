@@ -2,7 +2,7 @@
 //! item 14), on a real MDS in cluster mode whose data servers exist only as registrations.
 use crate::common;
 use common::*;
-use mds::cluster::ClusterConfig;
+use mds::dataservers::ClusterConfig;
 use mds::{Server, ServerConfig};
 use proto::nfs4::*;
 use proto::rpc::{Connection, ConnectionLimits, RejectCalls};

@@ -4,7 +4,7 @@
 //! (well before its heartbeats would time out).
 use crate::common;
 use common::*;
-use mds::cluster::ClusterConfig;
+use mds::dataservers::ClusterConfig;
 use mds::{Server, ServerConfig};
 use proto::cluster::*;
 use proto::nfs4::*;

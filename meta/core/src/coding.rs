@@ -4,7 +4,7 @@
 //! `FinishEncode`, `AbortEncode`), keep the shards whole (`ShardBad`, `ShardMoved`) and clean
 //! up after them (`CopiesTrimmed`, `ShardsDropped`).
 //!
-//! Placement is per file (`mds::cluster::placement`: Linux clients get whole-file layouts), so
+//! Placement is per file (`mds::dataservers::placement`: Linux clients get whole-file layouts), so
 //! encoding is too: a file is mirrored (its row of the `chunks` table) or encoded (its
 //! `FileCode`), never both once an encode finished; until then the mirrors stay authoritative.
 //! A group is one encode job's range (`[g·S, (g+1)·S)` for the encoder's span S), recorded with

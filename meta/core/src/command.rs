@@ -143,7 +143,7 @@ pub enum Command {
     /// cleared, a new object's owner and group). Commands without it are the server's own.
     As { cred: Cred, cmd: Box<Command> },
     /// Marks data server `ds` as being drained (`draining`), or no longer: no new file is
-    /// placed on it and its copies move to other data servers (`mds::cluster::drain`). Kept in
+    /// placed on it and its copies move to other data servers (`mds::dataservers::drain`). Kept in
     /// the placement table under `DRAIN_INO`, an inode number no file has (chunk = the DS id),
     /// so the mark is replicated, checkpointed and restored with the records it is about.
     SetDrain { ds: u64, draining: bool },

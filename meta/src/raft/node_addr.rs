@@ -1,6 +1,6 @@
 //! What a node's entry in a shard's membership (openraft's `BasicNode::addr`) says about it:
 //! the address its peers reach it at, the client address that moves to a live node when it
-//! dies (`crate::state::remote::addresses`), if it has one, and its failure domain (`raft::placement`), if it
+//! dies (the MDS's `state::remote::addresses`), if it has one, and its failure domain (`raft::placement`), if it
 //! has one.
 //!
 //! The entry is a string, `PEER[ client=CLIENT][ domain=DOMAIN]`. Carrying these in the

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::cluster::holds::{HoldAnswer, HoldCall};
+use crate::dataservers::holds::{HoldAnswer, HoldCall};
 use crate::state::NfsState;
 
 /// Answers node `from`'s `PEERPROC_HOLD`.

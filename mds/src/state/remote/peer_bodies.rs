@@ -5,7 +5,7 @@
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
-use crate::cluster::holds::{HoldAnswer, HoldCall};
+use crate::dataservers::holds::{HoldAnswer, HoldCall};
 use crate::state::remote::delegations::{DelegAnswer, DelegCall};
 use crate::state::remote::locking::{HeldQuery, LockAnswer, LockCall, WireRange};
 use crate::state::remote::shares::{ShareAnswer, ShareCall};
@@ -81,7 +81,7 @@ mod tests {
     /// answers a node of another, and a client keeps its handles across an upgrade.
     #[test]
     fn what_nodes_send_about_nfs_state_encodes_as_pinned() {
-        use crate::cluster::holds::{HoldAnswer, HoldCall};
+        use crate::dataservers::holds::{HoldAnswer, HoldCall};
         use crate::state::remote::locking::LockOp;
         let enc = |v: &dyn erased::Enc| v.bytes();
         let range = WireRange {

@@ -1,8 +1,8 @@
 //! Data operations: READ, WRITE, COMMIT. File data lives in the chunk store (or on data
 //! servers); the namespace owns the size, so every WRITE notes its end of file, recorded in the
 //! log when the data is made durable.
-use crate::ctx::Ctx;
 use crate::error::{NfsError, NfsResult};
+use crate::nfs::ctx::Ctx;
 use meta::namespace::{perm, FileKind, Inode, Time};
 use proto::nfs4::basic::{StableHow4, Stateid4};
 use proto::nfs4::fileops::*;

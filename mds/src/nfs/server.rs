@@ -1,5 +1,5 @@
 //! The TCP front: accepts connections and routes RPC calls to the NFSv4 program.
-use crate::compound;
+use crate::nfs::compound;
 use crate::node::Mds;
 use proto::nfs4::basic::{NFS4_PROGRAM, NFSPROC4_COMPOUND, NFSPROC4_NULL, NFS_V4};
 use proto::rpc::{
@@ -32,17 +32,21 @@ impl NfsService {
             {
                 if let Some(c) = self.mds.cluster() {
                     // Answered after the namespace has recorded the change: it waits on a commit.
-                    return Some(crate::cluster::service::bad_chunks(c, &self.mds.ns, &call).await);
+                    return Some(
+                        crate::dataservers::service::bad_chunks(c, &self.mds.ns, &call).await,
+                    );
                 }
             }
             if call.proc_ == proto::cluster::CLUSTERPROC_BAD_SHARDS
                 && call.vers == proto::cluster::CFS_CLUSTER_V1
             {
                 if let Some(c) = self.mds.cluster() {
-                    return Some(crate::cluster::service::bad_shards(c, &self.mds.ns, &call).await);
+                    return Some(
+                        crate::dataservers::service::bad_shards(c, &self.mds.ns, &call).await,
+                    );
                 }
             }
-            return Some(crate::cluster::service::handle(
+            return Some(crate::dataservers::service::handle(
                 self.mds.cluster().map(|c| c.as_ref()),
                 &self.mds.ns,
                 &call,

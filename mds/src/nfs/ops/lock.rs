@@ -1,6 +1,6 @@
 //! Byte-range locks and stateid housekeeping: LOCK, LOCKT, LOCKU, TEST_STATEID, FREE_STATEID.
-use crate::ctx::Ctx;
 use crate::error::{NfsError, NfsResult};
+use crate::nfs::ctx::Ctx;
 use crate::state::locks::{LockKind, Range};
 use crate::state::remote::locking::{self, LockAnswer, LockOp};
 use crate::state::StateId;

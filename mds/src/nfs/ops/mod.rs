@@ -13,8 +13,8 @@ pub mod session;
 pub mod table;
 pub mod v42;
 
-use crate::ctx::Ctx;
 use crate::error::NfsError;
+use crate::nfs::ctx::Ctx;
 use proto::nfs4::compound::{NfsArgop4 as A, NfsResop4 as R};
 use proto::nfs4::fileops::StatusRes;
 

@@ -1,9 +1,9 @@
 //! Current/saved file handle operations and name lookup: PUTFH, PUTROOTFH, PUTPUBFH, GETFH,
 //! SAVEFH, RESTOREFH, LOOKUP, LOOKUPP, SECINFO, SECINFO_NO_NAME.
-use crate::ctx::Ctx;
 use crate::error::{NfsError, NfsResult};
 use crate::export::{self, Export, SecFlavor, PSEUDO_ID};
 use crate::fh::{FhError, FileHandle};
+use crate::nfs::ctx::Ctx;
 use meta::namespace::{FileKind, Inode, ROOT_INO};
 use proto::nfs4::basic::AUTH_SYS;
 use proto::nfs4::fileops::{

@@ -1,7 +1,7 @@
 //! What the request path tells `metrics` (the admin listener's `/metrics`): one call per
 //! operation from `compound::run`, so handlers stay free of bookkeeping.
-use crate::ctx::Ctx;
-use crate::ops::table::{Bytes, OpInfo};
+use crate::nfs::ctx::Ctx;
+use crate::nfs::ops::table::{Bytes, OpInfo};
 use proto::nfs4::compound::NfsResop4;
 use std::time::Instant;
 

@@ -6,10 +6,10 @@
 //! every flavor (it shows only the names leading to exports, and SECINFO there says what each
 //! export wants). Operations that use no file handle (the session and client-ID operations a
 //! Linux client sends with its krb5i machine credential) are never refused here.
-use crate::ctx::Ctx;
 use crate::error::NfsError;
 use crate::export::PSEUDO_ID;
-use crate::ops::table;
+use crate::nfs::ctx::Ctx;
+use crate::nfs::ops::table;
 use proto::nfs4::compound::NfsArgop4;
 
 /// Whether the current file handle's export allows the call's flavor.

@@ -7,11 +7,11 @@
 //! `check_reply_room`). The reply is cached only if the client asked (`sa_cachethis`) and it fits
 //! the slot's negotiated size.
 
-use crate::ctx::{Ctx, WireCred};
 use crate::error::NfsError;
+use crate::nfs::ctx::{Ctx, WireCred};
+use crate::nfs::ops::{self, table};
+use crate::nfs::sec;
 use crate::node::Mds;
-use crate::ops::{self, table};
-use crate::sec;
 use crate::state::SlotUse;
 use meta::namespace::ShardId;
 use proto::nfs4::compound::{Compound4Args, Compound4Res, NfsArgop4, NfsResop4};
@@ -193,9 +193,9 @@ pub async fn run(mds: &Arc<Mds>, conn: &Connection, call: &Call) -> Writer {
             Some(refused) => refused,
             None => r,
         };
-        next_t0 = crate::metered::op_done(&ctx, opnum, info, t0, &r, written);
+        next_t0 = crate::nfs::metered::op_done(&ctx, opnum, info, t0, &r, written);
         let st = r.status();
-        // Per-op trail for debugging two-client interleavings (RUST_LOG=mds::compound=trace).
+        // Per-op trail for debugging two-client interleavings (RUST_LOG=mds::nfs::compound=trace).
         tracing::trace!(op = info.name, fh = ?ctx.cfh, status = st, "op");
         res.resarray.push(r);
         if st != 0 {

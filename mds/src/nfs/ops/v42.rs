@@ -1,8 +1,8 @@
 //! NFSv4.2 operations: SEEK, ALLOCATE, DEALLOCATE, READ_PLUS, COPY (within the server),
 //! CLONE, IO_ADVISE.
 use super::io::io_target;
-use crate::ctx::Ctx;
 use crate::error::{NfsError, NfsResult};
+use crate::nfs::ctx::Ctx;
 use chunkstore::{SeekWhat, Segment};
 use meta::namespace::{Command, Time};
 use proto::nfs4::basic::{StableHow4, Stateid4};

@@ -1,8 +1,8 @@
 //! The caller as the namespace sees it: permission checks with `namespace::perm`'s rules, and
 //! changes made on the caller's behalf (`Command::As`), so that `apply` checks them again
 //! against the state it changes.
-use crate::ctx::Ctx;
 use crate::error::{NfsError, NfsResult};
+use crate::nfs::ctx::Ctx;
 use meta::namespace::perm;
 use meta::namespace::{ClientRequest, Command, FsError, Inode, Key, Outcome, ShardId};
 

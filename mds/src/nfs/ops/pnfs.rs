@@ -26,9 +26,9 @@ use proto::nfs4::v42::{LayouterrorArgs, LayoutstatsArgs};
 use proto::nfs4::Nfsstat4;
 use proto::xdr::Xdr;
 
-use crate::cluster::{Cluster, MdsIoStats};
-use crate::ctx::Ctx;
+use crate::dataservers::{Cluster, MdsIoStats};
 use crate::error::{NfsError, NfsResult};
+use crate::nfs::ctx::Ctx;
 use meta::namespace::{Command, FileKind, Inode, Time};
 
 fn cluster(ctx: &Ctx<'_>) -> NfsResult<Arc<Cluster>> {

@@ -1,9 +1,9 @@
 //! OPEN, CLOSE, OPEN_DOWNGRADE, DELEGRETURN, GET_DIR_DELEGATION.
 use super::dir::{cinfo, create_entry};
 use super::fh::check_name;
-use crate::attrs;
-use crate::ctx::Ctx;
 use crate::error::{NfsError, NfsResult};
+use crate::nfs::attrs;
+use crate::nfs::ctx::Ctx;
 use crate::state::StateId;
 use meta::namespace::{CreateHow, FileKind, FsError, Inode};
 use proto::nfs4::basic::{Fattr4, Nfsace4};

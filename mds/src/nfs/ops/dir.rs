@@ -1,8 +1,8 @@
 //! Directory operations: READDIR, CREATE (non-regular objects), REMOVE, RENAME, LINK, READLINK.
 use super::fh::check_name;
-use crate::attrs;
-use crate::ctx::Ctx;
 use crate::error::{NfsError, NfsResult};
+use crate::nfs::attrs;
+use crate::nfs::ctx::Ctx;
 use crate::state::recall::recall_and_wait;
 use meta::namespace::perm::{self, DEFAULT_ID};
 use meta::namespace::{Command, CreateHow, DirChange, FileKind, FsError, Inode, Snapshot, Time};

@@ -1,7 +1,7 @@
 //! Attribute operations: GETATTR, SETATTR, VERIFY, NVERIFY, ACCESS.
-use crate::attrs;
-use crate::ctx::Ctx;
 use crate::error::{NfsError, NfsResult};
+use crate::nfs::attrs;
+use crate::nfs::ctx::Ctx;
 use meta::namespace::perm;
 use meta::namespace::{Command, Inode, Time};
 use proto::nfs4::attr::Bitmap;

@@ -2,11 +2,11 @@
 //! the real directory behind them: READDIR lists only the names that lead to exports this
 //! client may use, and OPEN finds nothing. Everything that changes a pseudo directory gets
 //! NFS4ERR_ROFS from the pseudo export's read-only rule, like any read-only export.
-use crate::attrs;
-use crate::ctx::Ctx;
 use crate::error::{NfsError, NfsResult};
 use crate::export;
 use crate::fh;
+use crate::nfs::attrs;
+use crate::nfs::ctx::Ctx;
 use proto::nfs4::attr::Bitmap;
 use proto::nfs4::fileops::{Dirlist4, Entry4, ReaddirArgs, ReaddirRes, ReaddirResOk};
 use proto::nfs4::state::{OpenArgs, OpenRes, Openflag4};

@@ -1,8 +1,8 @@
 //! Client ID and session operations: EXCHANGE_ID, CREATE_SESSION, SEQUENCE, DESTROY_SESSION,
 //! DESTROY_CLIENTID, BIND_CONN_TO_SESSION, BACKCHANNEL_CTL, RECLAIM_COMPLETE.
-use crate::ctx::Ctx;
 use crate::error::{NfsError, NfsResult};
 use crate::limits::{MAX_MSG, MAX_RESPONSE_CACHED, REPLY_HEAD};
+use crate::nfs::ctx::Ctx;
 use crate::state::{ChannelAttrs, InSlot, SequenceQuery, Session, SessionId, Slot, SlotUse};
 use proto::nfs4::basic::{NfsImplId4, Nfstime4, ServerOwner4};
 use proto::nfs4::compound::NfsArgop4;
