@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
-use mds::raft::node_addr::NodeAddr;
+use mds::config::NodeAddr;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
@@ -79,7 +79,7 @@ pub fn mark_drained(data: &Path, node: u64) -> Result<(), JoinError> {
 pub fn resume(
     data: &Path,
     secret: &layout::ClusterSecret,
-) -> Result<Option<mds::raft::network::Members>, JoinError> {
+) -> Result<Option<mds::config::Members>, JoinError> {
     let path = data.join(MEMBER_FILE);
     let text = match std::fs::read_to_string(&path) {
         Ok(t) => t,
@@ -87,7 +87,7 @@ pub fn resume(
         Err(e) => return Err(file_err(&path, e)),
     };
     let j: Joined = serde_json::from_str(&text).map_err(|e| file_err(&path, e))?;
-    Ok(Some(mds::raft::network::Members {
+    Ok(Some(mds::config::Members {
         me: j.node_id,
         nodes: j.nodes,
         secret: secret.clone(),
@@ -104,7 +104,7 @@ pub async fn join(
     secret: &layout::ClusterSecret,
     seed: SocketAddr,
     me: NodeAddr,
-) -> Result<mds::raft::network::Members, JoinError> {
+) -> Result<mds::config::Members, JoinError> {
     let reply = mds::raft::members::join(secret, seed, me)
         .await
         .map_err(|source| JoinError::Join { seed, source })?;
@@ -128,7 +128,7 @@ pub async fn join(
         shards = j.shards,
         "joined the metadata service; every shard takes it in as a learner, then moves voter roles onto it"
     );
-    Ok(mds::raft::network::Members {
+    Ok(mds::config::Members {
         me: j.node_id,
         nodes: j.nodes,
         secret: secret.clone(),

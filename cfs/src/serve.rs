@@ -21,7 +21,7 @@ pub struct Settings {
     pub data_dir: PathBuf,
     pub lease_seconds: u32,
     pub grace_seconds: Option<u32>,
-    pub exports: Vec<mds::export::Export>,
+    pub exports: Vec<mds::config::Export>,
     pub chunk_size: Option<u64>,
     pub encode_after_seconds: Option<u64>,
     pub lost_after_seconds: Option<u64>,
@@ -40,7 +40,7 @@ pub struct Settings {
     /// The config file as read (its `[kerberos]` section is read at start).
     pub file: FileConfig,
     /// mds role, multi-node metadata: the MDS nodes.
-    pub members: Option<mds::raft::network::Members>,
+    pub members: Option<mds::config::Members>,
     /// `[cluster] mds_replace_after_seconds`: `None` for never.
     pub mds_replace_after: Option<std::time::Duration>,
     /// `[cluster] client_addresses`, by node id.
@@ -132,7 +132,9 @@ pub fn resolve(a: &ServerArgs) -> Result<Settings, ConfigError> {
             .or(file.listen.clone())
             .unwrap_or_else(|| config::DEFAULT_LISTEN.to_string()),
     )?;
-    let lease_seconds = file.lease_seconds.unwrap_or(mds::DEFAULT_LEASE_SECONDS);
+    let lease_seconds = file
+        .lease_seconds
+        .unwrap_or(mds::config::DEFAULT_LEASE_SECONDS);
     if lease_seconds < config::MIN_LEASE_SECONDS {
         return Err(ConfigError::Lease(lease_seconds));
     }
@@ -269,7 +271,7 @@ fn per_node<'a>(
     key: &str,
     form: &str,
     list: &'a [String],
-    m: &mds::raft::network::Members,
+    m: &mds::config::Members,
 ) -> Result<Vec<(&'a String, u64, &'a str)>, ConfigError> {
     let bad = |m: String| ConfigError::MetadataNodes(m);
     let mut seen = std::collections::BTreeSet::new();
@@ -296,7 +298,7 @@ fn per_node<'a>(
 /// address (a taker binds it while the dead node's peers still know its own).
 fn client_addresses(
     fc: &config::ClusterFileConfig,
-    members: Option<&mds::raft::network::Members>,
+    members: Option<&mds::config::Members>,
 ) -> Result<std::collections::BTreeMap<u64, SocketAddr>, ConfigError> {
     let bad = |m: String| ConfigError::MetadataNodes(m);
     let Some(list) = &fc.client_addresses else {
@@ -332,7 +334,7 @@ fn metadata_members(
     secret: &Option<layout::ClusterSecret>,
     roles: &Roles,
     listen: SocketAddr,
-) -> Result<Option<mds::raft::network::Members>, ConfigError> {
+) -> Result<Option<mds::config::Members>, ConfigError> {
     let bad = |m: String| ConfigError::MetadataNodes(m);
     let (list, me) = match (&fc.metadata_nodes, fc.node_id) {
         (None, None) => return Ok(None),
@@ -379,7 +381,7 @@ fn metadata_members(
             "node {me} is listed at {own} but listens on {listen}"
         )));
     }
-    Ok(Some(mds::raft::network::Members {
+    Ok(Some(mds::config::Members {
         me,
         nodes,
         secret,
@@ -389,14 +391,14 @@ fn metadata_members(
     }))
 }
 
-/// A failure domain that goes into a membership entry (`mds::raft::node_addr`).
+/// A failure domain that goes into a membership entry (`mds::config::valid_domain`).
 fn check_domain(what: &str, d: &str) -> Result<(), ConfigError> {
-    if mds::raft::node_addr::valid_domain(d) {
+    if mds::config::valid_domain(d) {
         return Ok(());
     }
     Err(ConfigError::MetadataNodes(format!(
         "{what} {d:?}: a domain is 1 to {} letters, digits, '.', '_' or '-'",
-        mds::raft::node_addr::MAX_DOMAIN
+        mds::config::MAX_DOMAIN
     )))
 }
 
@@ -405,7 +407,7 @@ fn check_domain(what: &str, d: &str) -> Result<(), ConfigError> {
 /// This node's own `failure_domain`, when it names one, must agree with its entry.
 fn metadata_domains(
     fc: &config::ClusterFileConfig,
-    members: Option<&mds::raft::network::Members>,
+    members: Option<&mds::config::Members>,
     own: &str,
 ) -> Result<std::collections::BTreeMap<u64, String>, ConfigError> {
     let bad = |m: String| ConfigError::MetadataNodes(m);
@@ -714,8 +716,8 @@ pub async fn run(a: ServerArgs, check_only: bool) -> Result<(), Box<dyn std::err
                 Some(seed) => {
                     // Checked in `settings`: a joining node's domain is a valid one.
                     let domain = (!s.failure_domain.is_empty()).then(|| s.failure_domain.clone());
-                    let me = mds::raft::node_addr::NodeAddr::new(s.listen, s.client_address)
-                        .with_domain(domain);
+                    let me =
+                        mds::config::NodeAddr::new(s.listen, s.client_address).with_domain(domain);
                     Some(crate::mds_join::join(&s.data_dir, secret, seed, me).await?)
                 }
                 None => None,
@@ -739,7 +741,7 @@ pub async fn run(a: ServerArgs, check_only: bool) -> Result<(), Box<dyn std::err
     let mut mds_server = None;
     if s.roles.mds {
         let cluster = s.secret.as_ref().map(|sec| {
-            let mut c = mds::cluster::ClusterConfig::new(sec.clone());
+            let mut c = mds::config::ClusterConfig::new(sec.clone());
             if let Some(cs) = s.chunk_size {
                 c.chunk_size = cs;
             }
@@ -752,7 +754,7 @@ pub async fn run(a: ServerArgs, check_only: bool) -> Result<(), Box<dyn std::err
             c
         });
         let clustered = cluster.is_some();
-        let cfg = mds::ServerConfig {
+        let cfg = mds::config::ServerConfig {
             data_dir: s.data_dir.clone(),
             listen: s.listen,
             exports: s.exports.clone(),
@@ -990,7 +992,7 @@ mod tests {
 
     #[test]
     fn metadata_domains_name_listed_nodes_once_and_agree_with_the_nodes_own() {
-        let members = mds::raft::network::Members {
+        let members = mds::config::Members {
             me: 2,
             nodes: (1..=3)
                 .map(|i| (i, format!("127.0.0.1:{}", 2048 + i).parse().unwrap()))

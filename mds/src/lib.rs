@@ -21,6 +21,7 @@ pub mod attrs;
 mod caller;
 pub mod cluster;
 pub mod compound;
+pub mod config;
 pub mod ctx;
 pub mod data;
 pub mod error;
@@ -57,28 +58,8 @@ use std::sync::Arc;
 use std::time::Duration;
 use thiserror::Error;
 
+pub use config::ServerConfig;
 pub use limits::{DEFAULT_LEASE_SECONDS, MAX_IO};
-
-#[derive(Debug, Clone)]
-pub struct ServerConfig {
-    pub data_dir: PathBuf,
-    pub listen: SocketAddr,
-    pub exports: Vec<Export>,
-    pub lease_seconds: u32,
-    /// Defaults to the lease time.
-    pub grace_seconds: Option<u32>,
-    /// With data servers: file data lives on them, and clients get pNFS layouts. Without: the
-    /// single-node default, data in the MDS's own chunk store.
-    pub cluster: Option<cluster::ClusterConfig>,
-    /// Bounds on the NFS port's connections.
-    pub connections: proto::rpc::ServeLimits,
-    /// The MDS nodes of a multi-node metadata cluster (`raft::network::Members`); `None`
-    /// for one MDS.
-    pub members: Option<raft::network::Members>,
-    /// With `members`: each node's client address, which a surviving node takes over when
-    /// its node dies (`addresses`). Empty: clients use the nodes' own addresses only.
-    pub client_addresses: std::collections::BTreeMap<u64, SocketAddr>,
-}
 
 #[derive(Debug, Error)]
 pub enum ServerError {
