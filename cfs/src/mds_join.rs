@@ -1,5 +1,5 @@
 //! `cfs server join`: a new MDS node joins a running metadata service through a seed
-//! (`mds::raft::members`), and keeps what it was told in its data directory, so a restart comes
+//! (`mds::admin::join`), and keeps what it was told in its data directory, so a restart comes
 //! back as the same node without asking again. A drained node leaves a marker there, so it
 //! never serves again from that directory.
 use std::collections::BTreeMap;
@@ -20,7 +20,7 @@ pub enum JoinError {
     #[error("join through {seed}: {source}")]
     Join {
         seed: SocketAddr,
-        source: mds::raft::members::MembershipError,
+        source: mds::admin::MembershipError,
     },
     #[error("{path}: {message}")]
     File { path: PathBuf, message: String },
@@ -105,7 +105,7 @@ pub async fn join(
     seed: SocketAddr,
     me: NodeAddr,
 ) -> Result<mds::config::Members, JoinError> {
-    let reply = mds::raft::members::join(secret, seed, me)
+    let reply = mds::admin::join(secret, seed, me)
         .await
         .map_err(|source| JoinError::Join { seed, source })?;
     let nodes = reply

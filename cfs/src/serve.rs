@@ -63,7 +63,8 @@ pub struct ServerArgs {
 
 /// `cfs server join --token TOKEN --seed HOST:PORT`.
 pub struct JoinArgs {
-    /// The cluster secret (`mds::raft::members` says why the token is the secret itself).
+    /// The cluster secret itself: a joined node needs it anyway, and used as the token it never
+    /// crosses the wire (meta's `raft::members` says more).
     pub token: Option<String>,
     /// A file holding it (keeps it out of the process list and the shell's history).
     pub token_file: Option<PathBuf>,
@@ -528,12 +529,9 @@ pub fn validate(s: &Settings) -> Result<(), ConfigError> {
 }
 
 /// Every export names a directory that exists in the file system.
-fn check_exports(s: &Settings, m: &mds::Mds) -> Result<(), ConfigError> {
+fn check_exports(s: &Settings, m: &mds::admin::Admin) -> Result<(), ConfigError> {
     for e in &s.exports {
-        let ok =
-            m.ns.resolve(e.path.as_bytes())
-                .is_ok_and(|i| i.kind == mds::namespace::FileKind::Directory);
-        if !ok {
+        if !m.is_directory(&e.path) {
             return Err(ConfigError::ExportMissing {
                 path: e.path.clone(),
                 data: s.data_dir.clone(),
@@ -629,15 +627,15 @@ const NS_KEYS: [&str; 4] = [
     "ns.checkpoints",
 ];
 
-fn cluster_atomics(c: &mds::cluster::Cluster) -> [&std::sync::atomic::AtomicU64; 6] {
-    let s = &c.stats;
+/// The cluster counters in `CLUSTER_KEYS`' order.
+fn cluster_values(c: &mds::admin::StatusResOk) -> [u64; 6] {
     [
-        &s.read_ops,
-        &s.read_bytes,
-        &s.write_ops,
-        &s.write_bytes,
-        &s.layouts_granted,
-        &s.layouts_recalled,
+        c.mds_read_ops,
+        c.mds_read_bytes,
+        c.mds_write_ops,
+        c.mds_write_bytes,
+        c.layouts_granted,
+        c.layouts_recalled,
     ]
 }
 
@@ -770,20 +768,26 @@ pub async fn run(a: ServerArgs, check_only: bool) -> Result<(), Box<dyn std::err
             tracing::info!("answering RPCSEC_GSS (krb5, krb5i, krb5p)");
         }
         let server = mds::Server::start_with_gss(cfg, gss).await?;
+        let admin = server.admin();
         if s.members.as_ref().is_some_and(|m| m.joined.is_some()) {
             // A joined node's file system arrives from the shards' leaders (a snapshot, then
             // the log) once they take it in as a learner, a few seconds after it listens.
-            wait_for_root(server.mds(), JOIN_ROOT_WAIT).await;
+            wait_for_root(&admin, JOIN_ROOT_WAIT).await;
         }
-        if let Err(e) = check_exports(&s, server.mds()) {
+        if let Err(e) = check_exports(&s, &admin) {
             server.shutdown().await;
             return Err(e.into());
         }
-        if let Some(c) = server.mds().cluster() {
-            for (k, a) in CLUSTER_KEYS.iter().zip(cluster_atomics(c)) {
-                mds::cluster::MdsIoStats::add(a, get(k));
-            }
-        }
+        let [read_ops, read_bytes, write_ops, write_bytes, layouts_granted, layouts_recalled] =
+            CLUSTER_KEYS.map(get);
+        admin.add_counters(&mds::admin::ClusterCounters {
+            read_ops,
+            read_bytes,
+            write_ops,
+            write_bytes,
+            layouts_granted,
+            layouts_recalled,
+        });
         tracing::info!(
             pnfs = clustered,
             "serving NFSv4.1/4.2 on {}",
@@ -845,7 +849,7 @@ pub async fn run(a: ServerArgs, check_only: bool) -> Result<(), Box<dyn std::err
         None
     };
 
-    let ns_base = mds::namespace::StatsSnapshot {
+    let ns_base = mds::admin::StatsSnapshot {
         commands: get(NS_KEYS[0]),
         transactions: get(NS_KEYS[1]),
         durable_commits: get(NS_KEYS[2]),
@@ -855,7 +859,7 @@ pub async fn run(a: ServerArgs, check_only: bool) -> Result<(), Box<dyn std::err
     let admin_task = match admin_listener {
         Some(l) => {
             let sources = crate::admin_http::Sources {
-                mds: mds_server.as_ref().map(|m| m.mds().clone()),
+                mds: mds_server.as_ref().map(|m| m.admin()),
                 mds_listen: mds_server.as_ref().map(|m| m.local_addr()),
                 ds: ds_server.clone(),
                 started,
@@ -879,7 +883,7 @@ pub async fn run(a: ServerArgs, check_only: bool) -> Result<(), Box<dyn std::err
     };
 
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-    let mut drained = mds_server.as_ref().map(|m| m.mds().ns.drained());
+    let mut drained = mds_server.as_ref().map(|m| m.admin().drained());
     let drained_wait = async {
         match drained.as_mut() {
             Some(rx) => {
@@ -939,12 +943,12 @@ pub async fn run(a: ServerArgs, check_only: bool) -> Result<(), Box<dyn std::err
         }
     }
     if let Some(srv) = mds_server {
-        if let Some(c) = srv.mds().cluster() {
+        if let Some(c) = srv.admin().data_servers() {
             pairs.extend(
                 CLUSTER_KEYS
                     .iter()
-                    .zip(cluster_atomics(c))
-                    .map(|(k, a)| (k.to_string(), a.load(std::sync::atomic::Ordering::Relaxed))),
+                    .zip(cluster_values(&c.status))
+                    .map(|(k, v)| (k.to_string(), v)),
             );
         }
         // The namespace counters are this run's plus the earlier runs'.
@@ -971,9 +975,9 @@ pub async fn run(a: ServerArgs, check_only: bool) -> Result<(), Box<dyn std::err
 /// How long a joined node waits for its copy of the file system before checking exports.
 const JOIN_ROOT_WAIT: std::time::Duration = std::time::Duration::from_secs(120);
 
-async fn wait_for_root(m: &mds::Mds, limit: std::time::Duration) {
+async fn wait_for_root(m: &mds::admin::Admin, limit: std::time::Duration) {
     let deadline = tokio::time::Instant::now() + limit;
-    while m.ns.resolve(b"/").is_err() && tokio::time::Instant::now() < deadline {
+    while !m.root_exists() && tokio::time::Instant::now() < deadline {
         tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     }
 }

@@ -17,6 +17,7 @@
 //! byte) and its boot count, so a restarted or another node's instance recognises what it did not
 //! mint (BAD_STATEID, as knfsd answers through a session).
 pub mod addresses;
+pub mod admin;
 pub mod attrs;
 mod caller;
 pub mod cluster;
@@ -809,10 +810,10 @@ impl Server {
         self.local
     }
 
-    /// The running server's shared state, for the admin listener (`cfs`'s console and
-    /// `/metrics`): read it, never hold its locks.
-    pub fn mds(&self) -> &Arc<Mds> {
-        &self.mds
+    /// What an operator's tools read of this server and ask of it (`cfs`'s admin listener):
+    /// the server's state stays behind it.
+    pub fn admin(&self) -> admin::Admin {
+        admin::Admin::new(self.mds.clone())
     }
 
     /// The namespace's counters: commands, batches, durable commits (fdatasyncs), checkpoints.
