@@ -16,39 +16,40 @@
 //! The MDS's write verifier is its boot count, and client ids and stateids carry the node (top
 //! byte) and its boot count, so a restarted or another node's instance recognises what it did not
 //! mint (BAD_STATEID, as knfsd answers through a session).
-pub mod addresses;
+// Public: what `cfs` uses (`admin`, `config`, and `Server` below), what the fuzz targets in
+// mds/fuzz decode (`fh`, `peer_bodies`), and `state` until its unused `pub` items go.
+mod addresses;
 pub mod admin;
-pub mod attrs;
+mod attrs;
 mod caller;
-pub mod cluster;
-pub mod compound;
+mod cluster;
+mod compound;
 pub mod config;
-pub mod ctx;
-pub mod data;
-pub mod error;
-pub mod export;
+mod ctx;
+mod data;
+mod error;
+mod export;
 pub mod fh;
 mod in_use;
-pub mod isolation;
-pub mod limits;
-pub mod locking;
+mod isolation;
+mod limits;
+mod locking;
 mod metered;
-pub mod ops;
-pub mod peer_answers;
+mod ops;
+mod peer_answers;
 pub mod peer_bodies;
-pub mod recall;
-pub mod remote_delegations;
-pub mod remote_holds;
+mod recall;
+mod remote_delegations;
+mod remote_holds;
 mod remote_nodes;
-pub mod remote_shares;
-pub mod rmtree;
+mod remote_shares;
+mod rmtree;
 mod sec;
-pub mod server;
-pub mod space;
+mod server;
+mod space;
 pub mod state;
 
-// What `cfs` still reaches through `mds` until it uses the admin API (issue 42).
-pub use meta::{namespace, raft};
+use meta::{namespace, raft};
 
 use export::Export;
 use meta::namespace::{FsError, Namespace};
@@ -60,7 +61,6 @@ use std::time::Duration;
 use thiserror::Error;
 
 pub use config::ServerConfig;
-pub use limits::{DEFAULT_LEASE_SECONDS, MAX_IO};
 
 #[derive(Debug, Error)]
 pub enum ServerError {
