@@ -1,7 +1,7 @@
 //! Server configuration: a TOML file, overridden by command-line flags. With neither, the
 //! embedded default: one node, data in ./cfs-data, NFS on 127.0.0.1:2049, "/" exported
 //! read-write to loopback and qemu user-mode guests.
-use mds::export::{AddrRange, Export, ExportError, SecFlavor};
+use mds::config::{AddrRange, Export, ExportError, SecFlavor};
 use serde::Deserialize;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -375,7 +375,7 @@ pub fn build_exports(cfgs: &[ExportConfig]) -> Result<Vec<Export>, ConfigError> 
             Ok(e)
         })
         .collect::<Result<Vec<_>, ConfigError>>()?;
-    mds::export::check_exports(&exports)?;
+    mds::config::check_exports(&exports)?;
     Ok(exports)
 }
 
@@ -401,11 +401,11 @@ mod tests {
         let e = build_exports(&c.exports).unwrap();
         assert!(e[0].read_only && e[0].root_squash);
         assert_eq!(e[0].sec, vec![SecFlavor::Sys, SecFlavor::Krb5p]);
-        assert_eq!(e[0].ec_reads, mds::export::EcReads::Auto);
+        assert_eq!(e[0].ec_reads, mds::config::EcReads::Auto);
         for (v, want) in [
-            ("auto", mds::export::EcReads::Auto),
-            ("striped", mds::export::EcReads::Striped),
-            ("assembled", mds::export::EcReads::Assembled),
+            ("auto", mds::config::EcReads::Auto),
+            ("striped", mds::config::EcReads::Striped),
+            ("assembled", mds::config::EcReads::Assembled),
         ] {
             let c: FileConfig =
                 toml::from_str(&format!("[[export]]\npath = \"/\"\nec_reads = \"{v}\"")).unwrap();

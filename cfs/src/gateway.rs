@@ -46,8 +46,8 @@ pub fn rules(file: &FileConfig) -> Result<Vec<ExportRule>, ConfigError> {
 }
 
 /// An export flavor as the gateway lists it (MOUNT's `auth_flavors` numbers).
-fn flavor(f: mds::export::SecFlavor) -> u32 {
-    use mds::export::SecFlavor;
+fn flavor(f: mds::config::SecFlavor) -> u32 {
+    use mds::config::SecFlavor;
     match f {
         SecFlavor::Sys => proto::rpc::AUTH_SYS,
         SecFlavor::Krb5 => krb::PSEUDO_KRB5,

@@ -14,7 +14,7 @@
 //! ```
 use crate::config::FileConfig;
 use krb::{Acceptor, AcceptorConfig, Target};
-use mds::export::SecFlavor;
+use mds::config::SecFlavor;
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::path::PathBuf;

@@ -309,7 +309,7 @@ fn main() -> ExitCode {
                 // would bury the server's own lines. Its replication logs two warnings and an
                 // error for every retry to a node that is down (twice a second per shard it
                 // leads: 23 MB a minute with 256 shards, measured); the peer network reports
-                // the outage once instead (`mds::raft::network`). A storage error there also
+                // the outage once instead (meta's `raft::network`). A storage error there also
                 // stops the group, which `openraft::core` and the log itself report.
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(DEFAULT_LOG)),
         )

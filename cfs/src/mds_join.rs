@@ -1,12 +1,12 @@
 //! `cfs server join`: a new MDS node joins a running metadata service through a seed
-//! (`mds::raft::members`), and keeps what it was told in its data directory, so a restart comes
+//! (`mds::admin::join`), and keeps what it was told in its data directory, so a restart comes
 //! back as the same node without asking again. A drained node leaves a marker there, so it
 //! never serves again from that directory.
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
-use mds::raft::node_addr::NodeAddr;
+use mds::config::NodeAddr;
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
@@ -20,7 +20,7 @@ pub enum JoinError {
     #[error("join through {seed}: {source}")]
     Join {
         seed: SocketAddr,
-        source: mds::raft::members::MembershipError,
+        source: mds::admin::MembershipError,
     },
     #[error("{path}: {message}")]
     File { path: PathBuf, message: String },
@@ -79,7 +79,7 @@ pub fn mark_drained(data: &Path, node: u64) -> Result<(), JoinError> {
 pub fn resume(
     data: &Path,
     secret: &layout::ClusterSecret,
-) -> Result<Option<mds::raft::network::Members>, JoinError> {
+) -> Result<Option<mds::config::Members>, JoinError> {
     let path = data.join(MEMBER_FILE);
     let text = match std::fs::read_to_string(&path) {
         Ok(t) => t,
@@ -87,7 +87,7 @@ pub fn resume(
         Err(e) => return Err(file_err(&path, e)),
     };
     let j: Joined = serde_json::from_str(&text).map_err(|e| file_err(&path, e))?;
-    Ok(Some(mds::raft::network::Members {
+    Ok(Some(mds::config::Members {
         me: j.node_id,
         nodes: j.nodes,
         secret: secret.clone(),
@@ -104,8 +104,8 @@ pub async fn join(
     secret: &layout::ClusterSecret,
     seed: SocketAddr,
     me: NodeAddr,
-) -> Result<mds::raft::network::Members, JoinError> {
-    let reply = mds::raft::members::join(secret, seed, me)
+) -> Result<mds::config::Members, JoinError> {
+    let reply = mds::admin::join(secret, seed, me)
         .await
         .map_err(|source| JoinError::Join { seed, source })?;
     let nodes = reply
@@ -128,7 +128,7 @@ pub async fn join(
         shards = j.shards,
         "joined the metadata service; every shard takes it in as a learner, then moves voter roles onto it"
     );
-    Ok(mds::raft::network::Members {
+    Ok(mds::config::Members {
         me: j.node_id,
         nodes: j.nodes,
         secret: secret.clone(),

@@ -21,7 +21,7 @@ pub struct Settings {
     pub data_dir: PathBuf,
     pub lease_seconds: u32,
     pub grace_seconds: Option<u32>,
-    pub exports: Vec<mds::export::Export>,
+    pub exports: Vec<mds::config::Export>,
     pub chunk_size: Option<u64>,
     pub encode_after_seconds: Option<u64>,
     pub lost_after_seconds: Option<u64>,
@@ -40,7 +40,7 @@ pub struct Settings {
     /// The config file as read (its `[kerberos]` section is read at start).
     pub file: FileConfig,
     /// mds role, multi-node metadata: the MDS nodes.
-    pub members: Option<mds::raft::network::Members>,
+    pub members: Option<mds::config::Members>,
     /// `[cluster] mds_replace_after_seconds`: `None` for never.
     pub mds_replace_after: Option<std::time::Duration>,
     /// `[cluster] client_addresses`, by node id.
@@ -63,7 +63,8 @@ pub struct ServerArgs {
 
 /// `cfs server join --token TOKEN --seed HOST:PORT`.
 pub struct JoinArgs {
-    /// The cluster secret (`mds::raft::members` says why the token is the secret itself).
+    /// The cluster secret itself: a joined node needs it anyway, and used as the token it never
+    /// crosses the wire (meta's `raft::members` says more).
     pub token: Option<String>,
     /// A file holding it (keeps it out of the process list and the shell's history).
     pub token_file: Option<PathBuf>,
@@ -132,7 +133,9 @@ pub fn resolve(a: &ServerArgs) -> Result<Settings, ConfigError> {
             .or(file.listen.clone())
             .unwrap_or_else(|| config::DEFAULT_LISTEN.to_string()),
     )?;
-    let lease_seconds = file.lease_seconds.unwrap_or(mds::DEFAULT_LEASE_SECONDS);
+    let lease_seconds = file
+        .lease_seconds
+        .unwrap_or(mds::config::DEFAULT_LEASE_SECONDS);
     if lease_seconds < config::MIN_LEASE_SECONDS {
         return Err(ConfigError::Lease(lease_seconds));
     }
@@ -269,7 +272,7 @@ fn per_node<'a>(
     key: &str,
     form: &str,
     list: &'a [String],
-    m: &mds::raft::network::Members,
+    m: &mds::config::Members,
 ) -> Result<Vec<(&'a String, u64, &'a str)>, ConfigError> {
     let bad = |m: String| ConfigError::MetadataNodes(m);
     let mut seen = std::collections::BTreeSet::new();
@@ -296,7 +299,7 @@ fn per_node<'a>(
 /// address (a taker binds it while the dead node's peers still know its own).
 fn client_addresses(
     fc: &config::ClusterFileConfig,
-    members: Option<&mds::raft::network::Members>,
+    members: Option<&mds::config::Members>,
 ) -> Result<std::collections::BTreeMap<u64, SocketAddr>, ConfigError> {
     let bad = |m: String| ConfigError::MetadataNodes(m);
     let Some(list) = &fc.client_addresses else {
@@ -332,7 +335,7 @@ fn metadata_members(
     secret: &Option<layout::ClusterSecret>,
     roles: &Roles,
     listen: SocketAddr,
-) -> Result<Option<mds::raft::network::Members>, ConfigError> {
+) -> Result<Option<mds::config::Members>, ConfigError> {
     let bad = |m: String| ConfigError::MetadataNodes(m);
     let (list, me) = match (&fc.metadata_nodes, fc.node_id) {
         (None, None) => return Ok(None),
@@ -379,7 +382,7 @@ fn metadata_members(
             "node {me} is listed at {own} but listens on {listen}"
         )));
     }
-    Ok(Some(mds::raft::network::Members {
+    Ok(Some(mds::config::Members {
         me,
         nodes,
         secret,
@@ -389,14 +392,14 @@ fn metadata_members(
     }))
 }
 
-/// A failure domain that goes into a membership entry (`mds::raft::node_addr`).
+/// A failure domain that goes into a membership entry (`mds::config::valid_domain`).
 fn check_domain(what: &str, d: &str) -> Result<(), ConfigError> {
-    if mds::raft::node_addr::valid_domain(d) {
+    if mds::config::valid_domain(d) {
         return Ok(());
     }
     Err(ConfigError::MetadataNodes(format!(
         "{what} {d:?}: a domain is 1 to {} letters, digits, '.', '_' or '-'",
-        mds::raft::node_addr::MAX_DOMAIN
+        mds::config::MAX_DOMAIN
     )))
 }
 
@@ -405,7 +408,7 @@ fn check_domain(what: &str, d: &str) -> Result<(), ConfigError> {
 /// This node's own `failure_domain`, when it names one, must agree with its entry.
 fn metadata_domains(
     fc: &config::ClusterFileConfig,
-    members: Option<&mds::raft::network::Members>,
+    members: Option<&mds::config::Members>,
     own: &str,
 ) -> Result<std::collections::BTreeMap<u64, String>, ConfigError> {
     let bad = |m: String| ConfigError::MetadataNodes(m);
@@ -526,12 +529,9 @@ pub fn validate(s: &Settings) -> Result<(), ConfigError> {
 }
 
 /// Every export names a directory that exists in the file system.
-fn check_exports(s: &Settings, m: &mds::Mds) -> Result<(), ConfigError> {
+fn check_exports(s: &Settings, m: &mds::admin::Admin) -> Result<(), ConfigError> {
     for e in &s.exports {
-        let ok =
-            m.ns.resolve(e.path.as_bytes())
-                .is_ok_and(|i| i.kind == mds::namespace::FileKind::Directory);
-        if !ok {
+        if !m.is_directory(&e.path) {
             return Err(ConfigError::ExportMissing {
                 path: e.path.clone(),
                 data: s.data_dir.clone(),
@@ -627,15 +627,15 @@ const NS_KEYS: [&str; 4] = [
     "ns.checkpoints",
 ];
 
-fn cluster_atomics(c: &mds::dataservers::Cluster) -> [&std::sync::atomic::AtomicU64; 6] {
-    let s = &c.stats;
+/// The cluster counters in `CLUSTER_KEYS`' order.
+fn cluster_values(c: &mds::admin::StatusResOk) -> [u64; 6] {
     [
-        &s.read_ops,
-        &s.read_bytes,
-        &s.write_ops,
-        &s.write_bytes,
-        &s.layouts_granted,
-        &s.layouts_recalled,
+        c.mds_read_ops,
+        c.mds_read_bytes,
+        c.mds_write_ops,
+        c.mds_write_bytes,
+        c.layouts_granted,
+        c.layouts_recalled,
     ]
 }
 
@@ -714,8 +714,8 @@ pub async fn run(a: ServerArgs, check_only: bool) -> Result<(), Box<dyn std::err
                 Some(seed) => {
                     // Checked in `settings`: a joining node's domain is a valid one.
                     let domain = (!s.failure_domain.is_empty()).then(|| s.failure_domain.clone());
-                    let me = mds::raft::node_addr::NodeAddr::new(s.listen, s.client_address)
-                        .with_domain(domain);
+                    let me =
+                        mds::config::NodeAddr::new(s.listen, s.client_address).with_domain(domain);
                     Some(crate::mds_join::join(&s.data_dir, secret, seed, me).await?)
                 }
                 None => None,
@@ -739,7 +739,7 @@ pub async fn run(a: ServerArgs, check_only: bool) -> Result<(), Box<dyn std::err
     let mut mds_server = None;
     if s.roles.mds {
         let cluster = s.secret.as_ref().map(|sec| {
-            let mut c = mds::dataservers::ClusterConfig::new(sec.clone());
+            let mut c = mds::config::ClusterConfig::new(sec.clone());
             if let Some(cs) = s.chunk_size {
                 c.chunk_size = cs;
             }
@@ -752,7 +752,7 @@ pub async fn run(a: ServerArgs, check_only: bool) -> Result<(), Box<dyn std::err
             c
         });
         let clustered = cluster.is_some();
-        let cfg = mds::ServerConfig {
+        let cfg = mds::config::ServerConfig {
             data_dir: s.data_dir.clone(),
             listen: s.listen,
             exports: s.exports.clone(),
@@ -768,20 +768,26 @@ pub async fn run(a: ServerArgs, check_only: bool) -> Result<(), Box<dyn std::err
             tracing::info!("answering RPCSEC_GSS (krb5, krb5i, krb5p)");
         }
         let server = mds::Server::start_with_gss(cfg, gss).await?;
+        let admin = server.admin();
         if s.members.as_ref().is_some_and(|m| m.joined.is_some()) {
             // A joined node's file system arrives from the shards' leaders (a snapshot, then
             // the log) once they take it in as a learner, a few seconds after it listens.
-            wait_for_root(server.mds(), JOIN_ROOT_WAIT).await;
+            wait_for_root(&admin, JOIN_ROOT_WAIT).await;
         }
-        if let Err(e) = check_exports(&s, server.mds()) {
+        if let Err(e) = check_exports(&s, &admin) {
             server.shutdown().await;
             return Err(e.into());
         }
-        if let Some(c) = server.mds().cluster() {
-            for (k, a) in CLUSTER_KEYS.iter().zip(cluster_atomics(c)) {
-                mds::dataservers::MdsIoStats::add(a, get(k));
-            }
-        }
+        let [read_ops, read_bytes, write_ops, write_bytes, layouts_granted, layouts_recalled] =
+            CLUSTER_KEYS.map(get);
+        admin.add_counters(&mds::admin::ClusterCounters {
+            read_ops,
+            read_bytes,
+            write_ops,
+            write_bytes,
+            layouts_granted,
+            layouts_recalled,
+        });
         tracing::info!(
             pnfs = clustered,
             "serving NFSv4.1/4.2 on {}",
@@ -843,7 +849,7 @@ pub async fn run(a: ServerArgs, check_only: bool) -> Result<(), Box<dyn std::err
         None
     };
 
-    let ns_base = mds::namespace::StatsSnapshot {
+    let ns_base = mds::admin::StatsSnapshot {
         commands: get(NS_KEYS[0]),
         transactions: get(NS_KEYS[1]),
         durable_commits: get(NS_KEYS[2]),
@@ -853,7 +859,7 @@ pub async fn run(a: ServerArgs, check_only: bool) -> Result<(), Box<dyn std::err
     let admin_task = match admin_listener {
         Some(l) => {
             let sources = crate::admin_http::Sources {
-                mds: mds_server.as_ref().map(|m| m.mds().clone()),
+                mds: mds_server.as_ref().map(|m| m.admin()),
                 mds_listen: mds_server.as_ref().map(|m| m.local_addr()),
                 ds: ds_server.clone(),
                 started,
@@ -877,7 +883,7 @@ pub async fn run(a: ServerArgs, check_only: bool) -> Result<(), Box<dyn std::err
     };
 
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-    let mut drained = mds_server.as_ref().map(|m| m.mds().ns.drained());
+    let mut drained = mds_server.as_ref().map(|m| m.admin().drained());
     let drained_wait = async {
         match drained.as_mut() {
             Some(rx) => {
@@ -937,12 +943,12 @@ pub async fn run(a: ServerArgs, check_only: bool) -> Result<(), Box<dyn std::err
         }
     }
     if let Some(srv) = mds_server {
-        if let Some(c) = srv.mds().cluster() {
+        if let Some(c) = srv.admin().data_servers() {
             pairs.extend(
                 CLUSTER_KEYS
                     .iter()
-                    .zip(cluster_atomics(c))
-                    .map(|(k, a)| (k.to_string(), a.load(std::sync::atomic::Ordering::Relaxed))),
+                    .zip(cluster_values(&c.status))
+                    .map(|(k, v)| (k.to_string(), v)),
             );
         }
         // The namespace counters are this run's plus the earlier runs'.
@@ -969,9 +975,9 @@ pub async fn run(a: ServerArgs, check_only: bool) -> Result<(), Box<dyn std::err
 /// How long a joined node waits for its copy of the file system before checking exports.
 const JOIN_ROOT_WAIT: std::time::Duration = std::time::Duration::from_secs(120);
 
-async fn wait_for_root(m: &mds::Mds, limit: std::time::Duration) {
+async fn wait_for_root(m: &mds::admin::Admin, limit: std::time::Duration) {
     let deadline = tokio::time::Instant::now() + limit;
-    while m.ns.resolve(b"/").is_err() && tokio::time::Instant::now() < deadline {
+    while !m.root_exists() && tokio::time::Instant::now() < deadline {
         tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     }
 }
@@ -990,7 +996,7 @@ mod tests {
 
     #[test]
     fn metadata_domains_name_listed_nodes_once_and_agree_with_the_nodes_own() {
-        let members = mds::raft::network::Members {
+        let members = mds::config::Members {
             me: 2,
             nodes: (1..=3)
                 .map(|i| (i, format!("127.0.0.1:{}", 2048 + i).parse().unwrap()))

@@ -1,10 +1,15 @@
-//! What a server is started with (`Server::start`).
+//! What a caller configures a server with: `ServerConfig` and the types its fields are made
+//! of. `cfs` builds these from its config file and flags and hands them to `Server::start`;
+//! it reaches nothing else of the server's setup, so the modules these come from stay free to
+//! change.
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use crate::dataservers;
-use crate::export::Export;
-use meta::raft;
+pub use crate::dataservers::ClusterConfig;
+pub use crate::export::{check_exports, AddrRange, EcReads, Export, ExportError, SecFlavor};
+pub use crate::limits::DEFAULT_LEASE_SECONDS;
+pub use meta::raft::network::Members;
+pub use meta::raft::node_addr::{valid_domain, NodeAddr, MAX_DOMAIN};
 
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
@@ -16,12 +21,11 @@ pub struct ServerConfig {
     pub grace_seconds: Option<u32>,
     /// With data servers: file data lives on them, and clients get pNFS layouts. Without: the
     /// single-node default, data in the MDS's own chunk store.
-    pub cluster: Option<dataservers::ClusterConfig>,
+    pub cluster: Option<ClusterConfig>,
     /// Bounds on the NFS port's connections.
     pub connections: proto::rpc::ServeLimits,
-    /// The MDS nodes of a multi-node metadata cluster (`raft::network::Members`); `None`
-    /// for one MDS.
-    pub members: Option<raft::network::Members>,
+    /// The MDS nodes of a multi-node metadata cluster (`Members`); `None` for one MDS.
+    pub members: Option<Members>,
     /// With `members`: each node's client address, which a surviving node takes over when
     /// its node dies (`addresses`). Empty: clients use the nodes' own addresses only.
     pub client_addresses: std::collections::BTreeMap<u64, SocketAddr>,

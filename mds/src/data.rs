@@ -54,23 +54,7 @@ impl Data {
         }
     }
 
-    pub async fn write_data(
-        &self,
-        ino: u64,
-        offset: u64,
-        data: &[u8],
-        stable: bool,
-    ) -> NfsResult<()> {
-        match &self.path {
-            DataPath::Local(s) => {
-                self.space.admit_data(data.len() as u64)?;
-                Ok(s.write(ino, offset, data, stable).await?)
-            }
-            DataPath::Cluster(c) => c.write(&self.ns, ino, offset, data, stable).await,
-        }
-    }
-
-    /// `write_data` for a payload the caller is done with: the local store takes it as is.
+    /// Writes a payload the caller is done with: the local store takes it as is.
     pub async fn write_data_owned(
         &self,
         ino: u64,

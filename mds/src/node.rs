@@ -62,7 +62,6 @@ pub struct Mds {
     pub space: Arc<space::Space>,
     /// Changes on every restart, so clients know to resend UNSTABLE writes not yet committed.
     pub write_verf: [u8; 8],
-    pub boot: u64,
     /// Unlinked files whose data is to go, for the reaper task (started on first use).
     pub(crate) reaper: std::sync::OnceLock<tokio::sync::mpsc::UnboundedSender<u64>>,
 }
@@ -238,7 +237,6 @@ impl Mds {
             pseudo: Export::pseudo(),
             handles,
             write_verf,
-            boot,
             reaper: std::sync::OnceLock::new(),
         })
     }

@@ -204,10 +204,10 @@ impl Server {
         self.local
     }
 
-    /// The running server's shared state, for the admin listener (`cfs`'s console and
-    /// `/metrics`): read it, never hold its locks.
-    pub fn mds(&self) -> &Arc<Mds> {
-        &self.mds
+    /// What an operator's tools read of this server and ask of it (`cfs`'s admin listener):
+    /// the server's state stays behind it.
+    pub fn admin(&self) -> crate::admin::Admin {
+        crate::admin::Admin::new(self.mds.clone())
     }
 
     /// The namespace's counters: commands, batches, durable commits (fdatasyncs), checkpoints.

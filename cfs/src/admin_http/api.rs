@@ -1,27 +1,15 @@
 //! The JSON the API answers, built from the running servers. Ids are 16 hex digits, as
 //! everywhere else; times are Unix seconds; sizes bytes.
-use std::sync::atomic::Ordering;
-
 use serde_json::{json, Value};
 
 use super::{unix, Admin};
 
 /// The cluster as the MDS sees it, in the shape `cfs admin status --json` printed before the
 /// HTTP API (so scripts keep working).
-pub fn cluster_status(c: &mds::dataservers::Cluster) -> Value {
-    let s = &c.stats;
-    let st = proto::cluster::StatusResOk {
-        mds_read_ops: s.read_ops.load(Ordering::Relaxed),
-        mds_read_bytes: s.read_bytes.load(Ordering::Relaxed),
-        mds_write_ops: s.write_ops.load(Ordering::Relaxed),
-        mds_write_bytes: s.write_bytes.load(Ordering::Relaxed),
-        layouts_granted: s.layouts_granted.load(Ordering::Relaxed),
-        layouts_recalled: s.layouts_recalled.load(Ordering::Relaxed),
-        data_servers: c.registry.status(),
-    };
-    let mut v = crate::admin::to_json(&st);
+pub fn cluster_status(c: mds::admin::DataServers) -> Value {
+    let mut v = crate::admin::to_json(&c.status);
     // A DS being drained shows what is left on it, and "drained" once nothing is.
-    let drains = c.registry.draining();
+    let drains = c.draining;
     if let Some(dss) = v["data_servers"].as_array_mut() {
         for d in dss {
             let id = d["id"]
@@ -53,10 +41,10 @@ pub fn status(a: &Admin) -> Value {
     let mut roles = Vec::new();
     let mds = src.mds.as_ref().map(|m| {
         roles.push("mds");
-        let c = m.nfs.state.counts();
-        let ns = m.ns.stats();
+        let c = m.state_counts();
+        let ns = m.namespace_stats();
         let b = src.ns_base;
-        let cluster = m.cluster();
+        let cluster = m.data_servers();
         let mut v = json!({
             "listen": src.mds_listen.map(|l| l.to_string()),
             "pnfs": cluster.is_some(),
@@ -79,23 +67,24 @@ pub fn status(a: &Admin) -> Value {
                 "checkpoints": b.checkpoints + ns.checkpoints,
                 // Inodes in use and bytes of regular files, orphans included: what a removal
                 // gives back once reclaimed.
-                "files": m.ns.statfs().map(|s| s.files).unwrap_or(0),
-                "bytes": m.ns.statfs().map(|s| s.bytes).unwrap_or(0),
+                "files": m.usage().map(|s| s.files).unwrap_or(0),
+                "bytes": m.usage().map(|s| s.bytes).unwrap_or(0),
             },
         });
-        v["metadata"] = metadata_status(&m.ns, &src.client_addresses);
+        v["metadata"] = metadata_status(m.metadata(), &src.client_addresses);
         // Trees removed by `cfs admin rmtree` whose contents are still going: the detached
         // directories and the entries they hold (a subdirectory not reached yet counts once).
-        let detached = m.ns.detached().unwrap_or_default();
+        let removing = m.removing_trees();
         v["removing_trees"] = json!({
-            "directories": detached.len(),
-            "entries": detached.iter().map(|(_, n)| n).sum::<u64>(),
+            "directories": removing.directories,
+            "entries": removing.entries,
         });
         v["metadata"]["serving"] = serving(m);
         if let Some(c) = cluster {
+            let degraded = c.degraded_files;
             let cs = cluster_status(c);
-            v["degraded_files"] = json!(c.degraded_files());
-            if let Ok(r) = m.ns.redundancy(|d| c.registry.is_up(layout::DsId(d))) {
+            v["degraded_files"] = json!(degraded);
+            if let Some(r) = m.redundancy() {
                 v["data"] = json!({
                     "mirrored_files": r.mirrored_files,
                     "mirrored_bytes": r.mirrored_bytes,
@@ -104,7 +93,7 @@ pub fn status(a: &Admin) -> Value {
                     "encoded_bytes": r.encoded_bytes,
                     "encoded_raw_bytes": r.encoded_raw,
                     "degraded_encoded_bytes": r.degraded_bytes,
-                    "repairing_files": c.degraded_files(),
+                    "repairing_files": degraded,
                     "raw_per_byte": r.raw_per_byte(),
                 });
             }
@@ -116,7 +105,7 @@ pub fn status(a: &Admin) -> Value {
     let data_servers = src
         .mds
         .as_ref()
-        .and_then(|m| m.cluster())
+        .and_then(|m| m.data_servers())
         .map(|c| cluster_status(c)["data_servers"].clone())
         .unwrap_or_else(|| json!([]));
     let ds = src.ds.as_ref().map(|d| {
@@ -150,67 +139,42 @@ pub fn status(a: &Admin) -> Value {
 
 /// The metadata service: nodes, and each shard's Raft group as this node sees it.
 fn metadata_status(
-    ns: &mds::namespace::Namespace,
+    md: mds::admin::MetadataStatus,
     configured: &std::collections::BTreeMap<u64, std::net::SocketAddr>,
 ) -> Value {
-    // Each node's state comes from the shards' memberships (`mds::raft::members`).
-    let me = ns.node_id();
-    let nodes: Vec<Value> = match ns.peers() {
-        Some(p) => {
-            let states = mds::raft::members::node_states(ns.groups());
-            // Up as this node sees it: it answered this node's last call (or is this node).
-            let up = |id: u64| id == me || p.down_since(id).is_none();
-            let mut clients = configured.clone();
-            clients.extend(p.client_addresses());
-            states
-                .iter()
-                .map(|(id, n)| {
-                    let id = *id;
-                    let domain =
-                        mds::raft::node_addr::NodeAddr::parse(&n.addr).and_then(|a| a.domain);
-                    // Who answers on its client address: itself while up, else the live node
-                    // with the lowest id (the takeover rule, `mds::state::remote::addresses::taker`).
-                    let held_by = if up(id) {
-                        Some(id)
-                    } else {
-                        states.keys().copied().filter(|o| up(*o)).min()
-                    };
-                    json!({
-                        "id": id,
-                        "address": n.addr,
-                        "domain": domain,
-                        "state": n.state,
-                        "voter_of": n.votes,
-                        "up": up(id),
-                        "down_seconds": p.down_since(id).map(|t| t.elapsed().as_secs()),
-                        "client_address": clients.get(&id).map(|a| a.to_string()),
-                        "client_address_held_by": clients.get(&id).and(held_by),
-                    })
+    let nodes: Vec<Value> = match md.nodes {
+        Some(nodes) => nodes
+            .into_iter()
+            .map(|n| {
+                // The memberships' client address over the configured one.
+                let client = n.client_address.or_else(|| configured.get(&n.id).copied());
+                json!({
+                    "id": n.id,
+                    "address": n.address,
+                    "domain": n.domain,
+                    "state": n.state,
+                    "voter_of": n.voter_of,
+                    "up": n.up,
+                    "down_seconds": n.down_for.map(|d| d.as_secs()),
+                    "client_address": client.map(|a| a.to_string()),
+                    "client_address_held_by": client.and(n.held_by),
                 })
-                .collect()
-        }
+            })
+            .collect(),
         None => {
-            vec![json!({ "id": me, "state": "member", "voter_of": ns.shard_count(), "up": true })]
+            vec![
+                json!({ "id": md.node, "state": "member", "voter_of": md.shard_count, "up": true }),
+            ]
         }
     };
-    let members: std::collections::BTreeMap<u16, mds::raft::members::ShardMembers> =
-        match ns.peers() {
-            Some(_) => mds::raft::members::membership_view(ns.groups())
-                .into_iter()
-                .map(|m| (m.shard, m))
-                .collect(),
-            None => Default::default(),
-        };
-    let shards: Vec<Value> = ns
-        .shard_status()
+    let shards: Vec<Value> = md
+        .shards
         .into_iter()
-        .map(|s| {
-            let m = members.get(&s.shard);
+        .map(|v| {
+            let s = v.status;
             json!({
-                "voters": m.map(|m| m.voters.iter().copied().collect::<Vec<u64>>())
-                    .unwrap_or_else(|| vec![ns.node_id()]),
-                "learners": m.map(|m| m.learners.iter().copied().collect::<Vec<u64>>())
-                    .unwrap_or_default(),
+                "voters": v.voters,
+                "learners": v.learners,
                 "shard": s.shard,
                 "leader": s.leader,
                 "term": s.term,
@@ -220,24 +184,18 @@ fn metadata_status(
             })
         })
         .collect();
-    json!({ "node": ns.node_id(), "nodes": nodes, "shards": shards })
+    json!({ "node": md.node, "nodes": nodes, "shards": shards })
 }
 
 /// The client addresses this MDS node answers on (its own, and those it took over).
-pub fn serving(m: &mds::Mds) -> Value {
-    let list: Vec<String> = m
-        .nfs
-        .serving
-        .lock()
-        .map(|s| s.iter().map(|a| a.to_string()).collect())
-        .unwrap_or_default();
+pub fn serving(m: &mds::admin::Admin) -> Value {
+    let list: Vec<String> = m.serving().iter().map(|a| a.to_string()).collect();
     json!(list)
 }
 
-pub fn clients(m: &mds::Mds) -> Value {
+pub fn clients(m: &mds::admin::Admin) -> Value {
     let list: Vec<Value> = m
-        .nfs.state
-        .client_summaries()
+        .clients()
         .into_iter()
         .map(|c| {
             json!({
@@ -260,10 +218,10 @@ pub fn clients(m: &mds::Mds) -> Value {
 }
 
 /// The busiest clients and files; files with their path where `paths` finds one.
-pub fn top(n: usize, ns: &mds::namespace::Namespace, paths: &super::paths::Paths) -> Value {
+pub fn top(n: usize, m: &mds::admin::Admin, paths: &super::paths::Paths) -> Value {
     let v = metrics::mds::TOP.view(n);
     let inos: Vec<u64> = v.files.iter().map(|r| r.id).collect();
-    let named = paths.of(ns, &inos);
+    let named = paths.of(m, &inos);
     let rows = |rows: &[metrics::top::Row], client: bool| -> Vec<Value> {
         rows.iter()
             .map(|r| {

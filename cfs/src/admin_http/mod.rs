@@ -25,14 +25,14 @@ const SAMPLES: usize = 120;
 
 /// What this process serves, for the listener to read.
 pub struct Sources {
-    pub mds: Option<Arc<mds::Mds>>,
+    pub mds: Option<mds::admin::Admin>,
     pub mds_listen: Option<SocketAddr>,
     pub ds: Option<Arc<ds::DsServer>>,
     pub started: SystemTime,
     /// Since when the counters run (the first start, or the last unclean one).
     pub counters_since: SystemTime,
     /// Namespace counters of earlier runs (`persist`): added to this run's.
-    pub ns_base: mds::namespace::StatsSnapshot,
+    pub ns_base: mds::admin::StatsSnapshot,
     /// The metadata nodes' client addresses from the config (`[cluster] client_addresses`);
     /// those of nodes that joined later come from the memberships.
     pub client_addresses: std::collections::BTreeMap<u64, SocketAddr>,
@@ -74,9 +74,9 @@ impl Admin {
             read_bytes: metrics::mds::READ_BYTES.get(),
             write_bytes: metrics::mds::WRITE_BYTES.get(),
         };
-        match self.sources.mds.as_ref().and_then(|m| m.cluster()) {
+        match self.sources.mds.as_ref().and_then(|m| m.data_servers()) {
             Some(c) => {
-                for d in c.registry.status() {
+                for d in c.status.data_servers {
                     s.ops += d.counters.read_ops + d.counters.write_ops + d.counters.commit_ops;
                     s.read_bytes += d.counters.read_bytes;
                     s.write_bytes += d.counters.write_bytes;
@@ -207,7 +207,7 @@ async fn top(
 ) -> ApiResult<Json<serde_json::Value>> {
     check(&a, &headers)?;
     let m = a.sources.mds.as_ref().ok_or_else(no_mds)?;
-    Ok(Json(api::top(q.n.unwrap_or(10).min(100), &m.ns, &a.paths)))
+    Ok(Json(api::top(q.n.unwrap_or(10).min(100), m, &a.paths)))
 }
 
 async fn history(
@@ -245,7 +245,7 @@ async fn evict(
     check(&a, &headers)?;
     let m = a.sources.mds.as_ref().ok_or_else(no_mds)?;
     let id = parse_id(&id)?;
-    if m.nfs.state.evict(id) {
+    if m.evict(id) {
         Ok(Json(serde_json::json!({ "evicted": format!("{id:016x}") })))
     } else {
         Err(ApiError(
@@ -262,12 +262,26 @@ async fn drain_change(
     id: &str,
     cancel: bool,
 ) -> ApiResult<Json<serde_json::Value>> {
-    use mds::dataservers::drain::DrainError;
+    use mds::admin::{DataDrainError, DrainError};
     check(a, headers)?;
     let m = a.sources.mds.as_ref().ok_or_else(no_mds)?;
     let id = parse_id(id)?;
-    let c = m.cluster().ok_or_else(|| {
-        ApiError(
+    let ds = layout::DsId(id);
+    let done = if cancel {
+        m.cancel_data_server_drain(ds)
+            .await
+            .map(|()| serde_json::json!({ "cancelled": format!("{id:016x}") }))
+    } else {
+        m.drain_data_server(ds).await.map(|left| {
+            serde_json::json!({
+                "draining": format!("{id:016x}"),
+                "files_left": left,
+                "state": if left == 0 { "drained" } else { "draining" },
+            })
+        })
+    };
+    done.map(Json).map_err(|e| match e {
+        DataDrainError::NoDataServers => ApiError(
             StatusCode::NOT_FOUND,
             format!(
                 "no data server {id:016x}: this MDS keeps file data itself (no [cluster] \
@@ -278,26 +292,14 @@ async fn drain_change(
                     "nothing to drain"
                 }
             ),
-        )
-    })?;
-    let ds = layout::DsId(id);
-    let done = if cancel {
-        c.cancel_drain(&m.ns, ds)
-            .await
-            .map(|()| serde_json::json!({ "cancelled": format!("{id:016x}") }))
-    } else {
-        c.start_drain(&m.ns, ds).await.map(|left| {
-            serde_json::json!({
-                "draining": format!("{id:016x}"),
-                "files_left": left,
-                "state": if left == 0 { "drained" } else { "draining" },
-            })
-        })
-    };
-    done.map(Json).map_err(|e| match e {
-        DrainError::Unknown(_) => ApiError(StatusCode::NOT_FOUND, e.to_string()),
-        DrainError::NotDraining(_) => ApiError(StatusCode::CONFLICT, e.to_string()),
-        DrainError::Namespace(_) => ApiError(
+        ),
+        DataDrainError::Drain(e @ DrainError::Unknown(_)) => {
+            ApiError(StatusCode::NOT_FOUND, e.to_string())
+        }
+        DataDrainError::Drain(e @ DrainError::NotDraining(_)) => {
+            ApiError(StatusCode::CONFLICT, e.to_string())
+        }
+        DataDrainError::Drain(e @ DrainError::Namespace(_)) => ApiError(
             StatusCode::INTERNAL_SERVER_ERROR,
             format!("{e}; the MDS log says more, try again"),
         ),
@@ -322,13 +324,13 @@ async fn cancel_drain(
 }
 
 /// POST of the drain of MDS node `id` (a decimal id, as `cfs admin status` shows): removes it
-/// from every shard's membership; it then stops (`mds::raft::members::drain`).
+/// from every shard's membership; it then stops (`mds::admin::Admin::drain_mds`).
 async fn drain_mds(
     State(a): State<Arc<Admin>>,
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> ApiResult<Json<serde_json::Value>> {
-    use mds::raft::members::MembershipError as E;
+    use mds::admin::MembershipError as E;
     check(&a, &headers)?;
     let m = a.sources.mds.as_ref().ok_or_else(no_mds)?;
     let id: u64 = id.parse().map_err(|_| {
@@ -337,7 +339,7 @@ async fn drain_mds(
             format!("{id:?} is not an MDS node id (a number, as `cfs admin status` shows)"),
         )
     })?;
-    match mds::raft::members::drain(m.ns.groups(), id).await {
+    match m.drain_mds(id).await {
         Ok(()) => Ok(Json(serde_json::json!({ "drained_mds": id }))),
         Err(e @ (E::NotMember(_) | E::Solo)) => Err(ApiError(StatusCode::NOT_FOUND, e.to_string())),
         Err(e @ (E::LastNode(_) | E::NoMajority { .. })) => {
@@ -356,19 +358,20 @@ struct RmtreeBody {
 }
 
 /// POST of a tree's removal (`cfs admin rmtree PATH`): the name goes before the answer, the
-/// contents in the background (`mds::rmtree`); `cfs admin status` shows what is left.
+/// contents in the background (`mds::admin::Admin::rmtree`); `cfs admin status` shows what
+/// is left.
 async fn rmtree(
     State(a): State<Arc<Admin>>,
     headers: HeaderMap,
     Json(body): Json<RmtreeBody>,
 ) -> ApiResult<Json<serde_json::Value>> {
-    use mds::rmtree::RmtreeError as E;
+    use mds::admin::RmtreeError as E;
     check(&a, &headers)?;
     let m = a.sources.mds.as_ref().ok_or_else(no_mds)?;
-    match mds::rmtree::rmtree(m, &body.path).await {
-        Ok(d) => Ok(Json(serde_json::json!({
+    match m.rmtree(&body.path).await {
+        Ok(ino) => Ok(Json(serde_json::json!({
             "removed": body.path,
-            "ino": d.ino,
+            "ino": ino,
             "state": "reclaiming",
         }))),
         Err(e @ E::BadPath(_)) => Err(ApiError(StatusCode::BAD_REQUEST, e.to_string())),

@@ -2,8 +2,6 @@
 //! conventions (`cfs_` prefix, base units, `_total` counters, `_seconds` histograms); labels
 //! are operation names (a fixed set) and data-server ids (one per registered data server).
 //! Gauges are read from the servers' state at scrape time.
-use std::sync::atomic::Ordering;
-
 use metrics::expo::Exposition;
 use metrics::OpTable;
 
@@ -78,7 +76,7 @@ fn process(e: &mut Exposition, a: &Admin) {
     }
 }
 
-fn mds_families(e: &mut Exposition, a: &Admin, m: &mds::Mds) {
+fn mds_families(e: &mut Exposition, a: &Admin, m: &mds::admin::Admin) {
     use metrics::mds::*;
     op_families(e, "cfs_nfs4", "NFSv4 operation", &OPS, nfs4_op);
     e.counter(
@@ -106,7 +104,7 @@ fn mds_families(e: &mut Exposition, a: &Admin, m: &mds::Mds) {
         "File bytes carried by NFSv4 WRITE to the MDS.",
         &[(&[], WRITE_BYTES.get())],
     );
-    let c = m.nfs.state.counts();
+    let c = m.state_counts();
     let g = |e: &mut Exposition, name: &str, help: &str, v: usize| {
         e.gauge(name, help, &[(&[], v as f64)]);
     };
@@ -153,7 +151,7 @@ fn mds_families(e: &mut Exposition, a: &Admin, m: &mds::Mds) {
         "Writing one namespace checkpoint into redb.",
         &[(&[], &CHECKPOINT)],
     );
-    let ns = m.ns.stats();
+    let ns = m.namespace_stats();
     let b = a.sources.ns_base;
     e.counter(
         "cfs_mds_log_commands_total",
@@ -175,38 +173,36 @@ fn mds_families(e: &mut Exposition, a: &Admin, m: &mds::Mds) {
         "Namespace checkpoints written.",
         &[(&[], b.checkpoints + ns.checkpoints)],
     );
-    let Some(cl) = m.cluster() else { return };
-    let st = &cl.stats;
-    let l = |x: &std::sync::atomic::AtomicU64| x.load(Ordering::Relaxed);
+    let Some(cl) = m.data_servers() else { return };
+    let st = &cl.status;
     e.counter(
         "cfs_cluster_layouts_granted_total",
         "pNFS layouts granted.",
-        &[(&[], l(&st.layouts_granted))],
+        &[(&[], st.layouts_granted)],
     );
     e.counter(
         "cfs_cluster_layouts_recalled_total",
         "pNFS layouts recalled.",
-        &[(&[], l(&st.layouts_recalled))],
+        &[(&[], st.layouts_recalled)],
     );
     e.counter(
         "cfs_cluster_mds_io_bytes_total",
         "File bytes the MDS moved to or from data servers itself (clients without a layout).",
         &[
-            (&[("direction", "read")], l(&st.read_bytes)),
-            (&[("direction", "write")], l(&st.write_bytes)),
+            (&[("direction", "read")], st.mds_read_bytes),
+            (&[("direction", "write")], st.mds_write_bytes),
         ],
     );
     e.gauge(
         "cfs_cluster_degraded_files",
         "Files with fewer mirrors than they should have, waiting for repair.",
-        &[(&[], cl.degraded_files() as f64)],
+        &[(&[], cl.degraded_files as f64)],
     );
     // One series per data server being drained (a handful at most).
     let drains: Vec<(String, f64)> = cl
-        .registry
-        .draining()
-        .into_iter()
-        .filter_map(|(d, left)| Some((d.to_string(), left? as f64)))
+        .draining
+        .iter()
+        .filter_map(|(d, left)| Some((d.to_string(), (*left)? as f64)))
         .collect();
     e.gauge(
         "cfs_cluster_drain_files_left",
@@ -219,7 +215,7 @@ fn mds_families(e: &mut Exposition, a: &Admin, m: &mds::Mds) {
             .map(|(l, n)| (&l[..], *n))
             .collect::<Vec<_>>(),
     );
-    let dss = cl.registry.status();
+    let dss = &st.data_servers;
     let ids: Vec<String> = dss
         .iter()
         .map(|d| layout::DsId(d.ds_id).to_string())

@@ -198,3 +198,46 @@ fn crate_arrows_follow_the_architecture() {
     let fabric = deps(&a, "fabric");
     assert!(fabric.is_empty(), "fabric depends on {fabric:?}");
 }
+
+/// The `mds::` paths `cfs`'s sources name: Rust paths and doc comments alike, the metrics
+/// registry's `metrics::mds` aside.
+fn mds_paths(dir: &Path, out: &mut BTreeSet<String>) {
+    for e in std::fs::read_dir(dir).expect("cfs/src reads") {
+        let path = e.expect("a directory entry").path();
+        if path.is_dir() {
+            mds_paths(&path, out);
+            continue;
+        }
+        if path.extension().is_none_or(|x| x != "rs") {
+            continue;
+        }
+        let text = std::fs::read_to_string(&path).expect("a source file reads");
+        for (at, _) in text.match_indices("mds::") {
+            let before = &text[..at];
+            if before.ends_with("metrics::")
+                || before.ends_with(|c: char| c.is_alphanumeric() || c == '_')
+            {
+                continue;
+            }
+            let name: String = text[at + 5..]
+                .chars()
+                .take_while(|c| c.is_alphanumeric() || *c == '_')
+                .collect();
+            out.insert(name);
+        }
+    }
+}
+
+/// `cfs` wires roles together: of the MDS it uses the server, its configuration and its admin
+/// API, never the modules behind them (issue 42), so those stay free to change.
+#[test]
+fn cfs_uses_only_the_mds_surface() {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut used = BTreeSet::new();
+    mds_paths(&src, &mut used);
+    let inside: Vec<_> = used
+        .iter()
+        .filter(|n| !["Server", "ServerError", "config", "admin"].contains(&n.as_str()))
+        .collect();
+    assert!(inside.is_empty(), "cfs/src reaches into mds::{inside:?}");
+}

@@ -42,7 +42,7 @@ pub fn handle(cluster: Option<&Cluster>, ns: &Namespace, call: &Call) -> Writer 
             Ok(a) if !layout::secret::fresh(a.timestamp_ms, layout::secret::now_ms()) => {
                 refuse(CLUSTER_ERR_CLOCK)
             }
-            Ok(_) => status(cluster).to_xdr(),
+            Ok(_) => StatusRes::Ok(status(cluster)).to_xdr(),
             // No arguments (an older `cfs admin status`): the caller has not shown the secret.
             Err(_) => refuse(CLUSTER_ERR_AUTH),
         },
@@ -201,9 +201,10 @@ fn refuse(code: u32) -> Vec<u8> {
     StatusRes::Err(code).to_xdr()
 }
 
-fn status(cluster: &Cluster) -> StatusRes {
+/// What STATUS answers, and what the admin API shows of the data servers (`crate::admin`).
+pub(crate) fn status(cluster: &Cluster) -> StatusResOk {
     let s = &cluster.stats;
-    StatusRes::Ok(StatusResOk {
+    StatusResOk {
         mds_read_ops: s.read_ops.load(Ordering::Relaxed),
         mds_read_bytes: s.read_bytes.load(Ordering::Relaxed),
         mds_write_ops: s.write_ops.load(Ordering::Relaxed),
@@ -211,5 +212,5 @@ fn status(cluster: &Cluster) -> StatusRes {
         layouts_granted: s.layouts_granted.load(Ordering::Relaxed),
         layouts_recalled: s.layouts_recalled.load(Ordering::Relaxed),
         data_servers: cluster.registry.status(),
-    })
+    }
 }

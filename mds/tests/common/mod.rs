@@ -1,6 +1,6 @@
 //! Shared helpers for tests that talk to a real server on loopback.
 #![allow(dead_code)]
-use mds::export::Export;
+use mds::config::Export;
 use mds::{Server, ServerConfig};
 use proto::nfs4::*;
 use proto::rpc::{Auth, AuthSys, Connection, ConnectionLimits, RejectCalls};

@@ -2,7 +2,7 @@
 //! §18.35.5, §18.36.4), and unconfirmed client records do not outlive a lease.
 use crate::common;
 use common::*;
-use mds::export::Export;
+use mds::config::Export;
 use mds::{Server, ServerConfig};
 use proto::nfs4::*;
 use proto::rpc::{Auth, AuthSys, Connection};

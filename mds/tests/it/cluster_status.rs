@@ -1,7 +1,7 @@
 //! The cluster program's STATUS (DS addresses, capacity, traffic) answers only requests made
 //! with the cluster secret: not anyone who can reach the MDS's port.
-use mds::dataservers::ClusterConfig;
-use mds::export::Export;
+use mds::config::ClusterConfig;
+use mds::config::Export;
 use mds::{Server, ServerConfig};
 use proto::cluster::*;
 use proto::rpc::{Auth, Connection, ConnectionLimits, RejectCalls};

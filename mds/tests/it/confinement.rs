@@ -3,7 +3,7 @@
 //! under the rules of its own export.
 use crate::common;
 use common::*;
-use mds::export::{AddrRange, Export};
+use mds::config::{AddrRange, Export};
 use mds::{Server, ServerConfig};
 use proto::nfs4::attr::{Bitmap, FileAttrs, FATTR4_FILEID, FATTR4_MODE, FATTR4_OWNER};
 use proto::nfs4::*;

@@ -2,7 +2,7 @@
 //! uid 0 to the anonymous id, and clients outside the address ranges are refused.
 use crate::common;
 use common::*;
-use mds::export::{AddrRange, Export};
+use mds::config::{AddrRange, Export};
 use proto::nfs4::*;
 use proto::rpc::{ReplyStatus, RpcError};
 use proto::xdr::Opaque;

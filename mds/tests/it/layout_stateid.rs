@@ -2,7 +2,7 @@
 //! item 14), on a real MDS in cluster mode whose data servers exist only as registrations.
 use crate::common;
 use common::*;
-use mds::dataservers::ClusterConfig;
+use mds::config::ClusterConfig;
 use mds::{Server, ServerConfig};
 use proto::nfs4::*;
 use proto::rpc::{Connection, ConnectionLimits, RejectCalls};
@@ -59,7 +59,7 @@ async fn layoutreturn_with_an_old_layout_stateid_is_old_stateid() {
     let s = Server::start(ServerConfig {
         data_dir: dir.path().to_path_buf(),
         listen: "127.0.0.1:0".parse().unwrap(),
-        exports: vec![mds::export::Export::new("/").unwrap()],
+        exports: vec![mds::config::Export::new("/").unwrap()],
         lease_seconds: 30,
         grace_seconds: None,
         cluster: Some(ClusterConfig::new(secret)),

@@ -4,7 +4,7 @@
 //! (well before its heartbeats would time out).
 use crate::common;
 use common::*;
-use mds::dataservers::ClusterConfig;
+use mds::config::ClusterConfig;
 use mds::{Server, ServerConfig};
 use proto::cluster::*;
 use proto::nfs4::*;
@@ -32,7 +32,7 @@ async fn cluster_server(dir: &std::path::Path) -> Server {
     Server::start(ServerConfig {
         data_dir: dir.to_path_buf(),
         listen: "127.0.0.1:0".parse().unwrap(),
-        exports: vec![mds::export::Export::new("/").unwrap()],
+        exports: vec![mds::config::Export::new("/").unwrap()],
         lease_seconds: 30,
         grace_seconds: None,
         cluster: Some(ClusterConfig::new(secret)),

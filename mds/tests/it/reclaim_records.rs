@@ -2,7 +2,7 @@
 //! missed (issue 11, item 11): the restart after that one has no grace period to wait out.
 use crate::common;
 use common::*;
-use mds::export::Export;
+use mds::config::Export;
 use mds::{Server, ServerConfig};
 use proto::nfs4::*;
 use std::path::Path;

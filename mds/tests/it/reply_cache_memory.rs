@@ -172,7 +172,7 @@ async fn measure() {
         max_per_address: 256,
         ..Default::default()
     };
-    let (s, _d) = server_with_limits(mds::export::Export::new("/").unwrap(), limits).await;
+    let (s, _d) = server_with_limits(mds::config::Export::new("/").unwrap(), limits).await;
     let c = connect(&s).await;
     let sid = session(&c).await;
     let r = compound(

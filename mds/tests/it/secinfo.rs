@@ -3,7 +3,7 @@
 //! and a flavor the export does not allow gets NFS4ERR_WRONGSEC where RFC 8881 §2.6.3.1 puts it.
 use crate::common;
 use common::*;
-use mds::export::{Export, SecFlavor};
+use mds::config::{Export, SecFlavor};
 use proto::nfs4::basic::RpcGssSvc;
 use proto::nfs4::fileops::{RpcsecGssInfo, Secinfo4, SecinfoNoNameArgs, SecinfoStyle4};
 use proto::nfs4::*;
