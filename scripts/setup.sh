@@ -10,7 +10,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib/quiet.sh
 LOG=${CFS_SETUP_LOG:-$PWD/target/setup.log}
-: >"$LOG" 2>/dev/null || { mkdir -p "$(dirname "$LOG")" && : >"$LOG"; }
+mkdir -p "$(dirname "$LOG")"
+: >"$LOG"
 
 # What `cargo build` of the workspace needs from the system (the harness's own list, in
 # conformance/src/setup.rs, has these too and everything the tests run).
