@@ -11,10 +11,7 @@ use crate::config::ServerConfig;
 use crate::nfs::server;
 use crate::node::{Mds, ServerError};
 use crate::state::recall;
-use crate::state::remote::{
-    addresses, delegations as remote_delegations, in_use, isolation, peer_answers,
-    shares as remote_shares,
-};
+use crate::state::remote::{addresses, delegations, in_use, isolation, peer_answers, shares};
 use crate::{dataservers as cluster, laundromat, limits, orphans};
 
 pub struct Server {
@@ -116,10 +113,8 @@ impl Server {
         tasks.push(tokio::spawn(laundromat::laundromat(mds.clone())));
         if mds.ns.peers().is_some() {
             tasks.push(tokio::spawn(isolation::watch(mds.nfs.clone())));
-            tasks.push(tokio::spawn(remote_delegations::sweep(Arc::downgrade(
-                &mds.nfs,
-            ))));
-            tasks.push(tokio::spawn(remote_shares::sweep(Arc::downgrade(&mds.nfs))));
+            tasks.push(tokio::spawn(delegations::sweep(Arc::downgrade(&mds.nfs))));
+            tasks.push(tokio::spawn(shares::sweep(Arc::downgrade(&mds.nfs))));
         }
         if cfg.members.is_some() {
             // The root is made once shard 0 has a leader, which needs the other nodes to hear
