@@ -15,7 +15,7 @@ use thiserror::Error;
 use crate::config::ServerConfig;
 use crate::dataservers::{self, Cluster};
 use crate::export::{self, Export};
-use crate::state::{self, ClientDb, NfsState, NfsStateParts, StateManager};
+use crate::state::{self, ClientDb, NfsState, StateManager};
 use crate::{data, fh, space};
 
 #[derive(Debug, Error)]
@@ -216,7 +216,7 @@ impl Mds {
             data::DataPath::Cluster(c) => Some(c.clone()),
             data::DataPath::Local(_) => None,
         };
-        let nfs = Arc::new(NfsState::new(NfsStateParts {
+        let nfs = Arc::new(NfsState {
             ns: ns.clone(),
             state,
             handles: handles.clone(),
@@ -224,8 +224,12 @@ impl Mds {
             node,
             lease_seconds: cfg.lease_seconds.max(5),
             grace,
-            boot,
-        }));
+            serving: Default::default(),
+            locks: Default::default(),
+            remote_delegs: state::remote::delegations::RemoteDelegations::new(boot),
+            remote_shares: state::remote::shares::RemoteShares::new(boot),
+            callback_lock: tokio::sync::Mutex::new(()),
+        });
         let data = data::Data::new(data, ns.clone(), space.clone());
         Ok(Mds {
             data_path: data_dir,

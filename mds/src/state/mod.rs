@@ -38,7 +38,7 @@ mod reclaim;
 mod sessions;
 mod stateids;
 
-pub use owner::{NfsState, NfsStateParts};
+pub use owner::NfsState;
 
 pub use admin::{ClientSummary, StateCounts};
 pub use adopt::session_id;

@@ -43,36 +43,7 @@ pub struct NfsState {
     pub callback_lock: tokio::sync::Mutex<()>,
 }
 
-/// What `NfsState::new` is made of; the rest starts empty.
-pub struct NfsStateParts {
-    pub ns: Namespace,
-    pub state: StateManager,
-    pub handles: Arc<Handles>,
-    pub cluster: Option<Arc<Cluster>>,
-    pub node: u8,
-    pub lease_seconds: u32,
-    pub grace: Duration,
-    pub boot: u64,
-}
-
 impl NfsState {
-    pub fn new(p: NfsStateParts) -> NfsState {
-        NfsState {
-            ns: p.ns,
-            state: p.state,
-            handles: p.handles,
-            cluster: p.cluster,
-            node: p.node,
-            lease_seconds: p.lease_seconds,
-            grace: p.grace,
-            serving: Default::default(),
-            locks: ClusterLocks::default(),
-            remote_delegs: RemoteDelegations::new(p.boot),
-            remote_shares: RemoteShares::new(p.boot),
-            callback_lock: tokio::sync::Mutex::new(()),
-        }
-    }
-
     /// The data servers, when file data lives on them.
     pub fn cluster(&self) -> Option<&Arc<Cluster>> {
         self.cluster.as_ref()
