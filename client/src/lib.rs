@@ -28,6 +28,7 @@ mod pnfs;
 mod session;
 mod slots;
 pub mod transfer;
+mod xattrs;
 
 pub use attrs::{DirEntry, FileType, SetAttrs, Stat, STAT_ATTRS};
 pub use caller::as_caller;

@@ -19,6 +19,12 @@
  *   cfshelper readfd FD                                    read an inherited fd from offset 0 to EOF
  *   cfshelper gen FILE SEED MIB                             write MIB MiB of xorshift data
  *   cfshelper verify FILE SEED MIB                          compare; prints OK or where and how it differs
+ *   cfshelper xattr set|create|replace FILE NAME VALUE     setxattr(2) (VALUE "@N": N bytes of 'x');
+ *             prints OK or the errno name
+ *   cfshelper xattr get FILE NAME                          prints the value, or the errno name
+ *   cfshelper xattr size FILE NAME                         prints the value's length, or the errno name
+ *   cfshelper xattr list FILE                              the names listxattr(2) gives, one a line
+ *   cfshelper xattr remove FILE NAME                       removexattr(2): OK or the errno name
  *   cfshelper statd                                        a minimal rpcbind + rpc.statd (statd.c) so
  *             v3 mounts can lock through NLM
  *   cfshelper posixdiff SEED NCALLS ORACLE_DIR TEST_DIR [MAX_RERUNS [MAX_SECONDS]]
@@ -37,6 +43,7 @@
 #include <string.h>
 #include <grp.h>
 #include <sys/file.h>
+#include <sys/xattr.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -49,6 +56,8 @@ static const char *ename(int e) {
     case EAGAIN: return "EAGAIN"; case EINVAL: return "EINVAL"; case ENOSPC: return "ENOSPC";
     case EREMOTEIO: return "EREMOTEIO"; case ESTALE: return "ESTALE"; case ENOLCK: return "ENOLCK";
     case EBUSY: return "EBUSY"; case EXDEV: return "EXDEV"; case ENOTSUP: return "ENOTSUP";
+    case ENODATA: return "ENODATA"; case E2BIG: return "E2BIG"; case ERANGE: return "ERANGE";
+    case ENAMETOOLONG: return "ENAMETOOLONG";
     default: return "E?";
     }
 }
@@ -248,6 +257,46 @@ static int cmd_as(int n, char **a) {
     return die("execv");
 }
 
+/* xattr OP FILE [NAME [VALUE]]: the extended attribute syscalls, answers as text */
+static int cmd_xattr(int n, char **a) {
+    const char *op = a[0], *f = a[1];
+    static char buf[1 << 17];
+    ssize_t r;
+    if (!strcmp(op, "list") && n == 2) {
+        r = listxattr(f, buf, sizeof buf);
+        if (r < 0) { printf("%s\n", ename(errno)); return 0; }
+        for (ssize_t i = 0; i < r; i += strlen(buf + i) + 1) printf("%s\n", buf + i);
+        return 0;
+    }
+    if ((!strcmp(op, "get") || !strcmp(op, "size")) && n == 3) {
+        r = getxattr(f, a[2], buf, sizeof buf - 1);
+        if (r < 0) { printf("%s\n", ename(errno)); return 0; }
+        if (!strcmp(op, "size")) { printf("%zd\n", r); return 0; }
+        buf[r] = 0;
+        printf("%s\n", buf);
+        return 0;
+    }
+    if (!strcmp(op, "remove") && n == 3) {
+        printf("%s\n", removexattr(f, a[2]) < 0 ? ename(errno) : "OK");
+        return 0;
+    }
+    if (n == 4) {
+        int flags = !strcmp(op, "create") ? XATTR_CREATE : !strcmp(op, "replace") ? XATTR_REPLACE : 0;
+        if (flags == 0 && strcmp(op, "set")) return 2;
+        const char *v = a[3];
+        size_t len = strlen(v);
+        if (v[0] == '@') {
+            len = (size_t)strtoul(v + 1, NULL, 10);
+            if (len > sizeof buf) return 2;
+            memset(buf, 'x', len);
+            v = buf;
+        }
+        printf("%s\n", setxattr(f, a[2], v, len, flags) < 0 ? ename(errno) : "OK");
+        return 0;
+    }
+    return 2;
+}
+
 int posixdiff_main(int argc, char **argv);
 int statd_main(void);
 
@@ -269,6 +318,7 @@ int main(int argc, char **argv) {
     if (!strcmp(c, "readfd") && n == 1) return cmd_readfd(a);
     if (!strcmp(c, "gen") && n == 3) return cmd_gen(a);
     if (!strcmp(c, "verify") && n == 3) return cmd_verify(a);
+    if (!strcmp(c, "xattr") && n >= 2) return cmd_xattr(n, a);
     fprintf(stderr, "cfshelper: bad arguments\n");
     return 2;
 }

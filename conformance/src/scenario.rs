@@ -80,6 +80,18 @@ pub const SCENARIOS: &[Scenario] = &[
         peer_vers: None,
     },
     Scenario {
+        name: "xattr",
+        about: "user.* extended attributes on a v4.2 mount: set, get, list, create/replace flags (EEXIST, ENODATA), a 64 KiB value and E2BIG past it, EACCES for another user, a directory's, removal, and every value after drop_caches and umount+mount; older versions must answer EOPNOTSUPP",
+        kind: Kind::Check,
+        two_clients: false,
+        full_env: "",
+        quick_env: "",
+        timeout_full: 180,
+        timeout_quick: 180,
+        host: None,
+        peer_vers: None,
+    },
+    Scenario {
         name: "twoclient",
         about: "two guests: close-to-open, rename/unlink/mkdir seen by the other, cross-client lock (v4)",
         kind: Kind::Check,

@@ -8,13 +8,14 @@ use crate::errno::errno;
 use crate::locks::{self, Kind, Locks};
 use crate::nodes::Nodes;
 use crate::writebehind::WriteBehind;
+use crate::xattr;
 use client::proto::nfs4::*;
 use client::proto::xdr::Opaque;
 use client::{Client, CompoundBuilder, CreateMode, Error, OpenFile, SetAttrs, Stat, STAT_ATTRS};
 use fuser::{
     Errno, FileHandle, FopenFlags, Generation, INodeNo, KernelConfig, LockOwner, OpenFlags,
     ReplyAttr, ReplyCreate, ReplyData, ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty, ReplyEntry,
-    ReplyLock, ReplyOpen, ReplyStatfs, ReplyWrite, Request, TimeOrNow, WriteFlags,
+    ReplyLock, ReplyOpen, ReplyStatfs, ReplyWrite, ReplyXattr, Request, TimeOrNow, WriteFlags,
 };
 use std::collections::HashMap;
 use std::ffi::OsStr;
@@ -576,6 +577,18 @@ impl Fs {
         } else {
             Err(Errno::EACCES)
         }
+    }
+}
+
+/// getxattr's and listxattr's answer for a buffer of `size` bytes (`xattr::fit`).
+fn answer_xattr(r: R<Vec<u8>>, size: u32, reply: ReplyXattr) {
+    match r.and_then(|data| match xattr::fit(&data, size)? {
+        xattr::Sized::Size(n) => Ok(Err(n)),
+        xattr::Sized::Data(_) => Ok(Ok(data)),
+    }) {
+        Ok(Ok(data)) => reply.data(&data),
+        Ok(Err(n)) => reply.size(n),
+        Err(e) => reply.error(e),
     }
 }
 
@@ -1156,6 +1169,70 @@ impl fuser::Filesystem for CfsFuse {
                 Ok((blocks, bfree, bavail, files, ffree, namelen)) => {
                     reply.statfs(blocks, bfree, bavail, files, ffree, 4096, namelen, 4096)
                 }
+                Err(e) => reply.error(e),
+            }
+        });
+    }
+
+    fn setxattr(
+        &self,
+        req: &Request,
+        ino: INodeNo,
+        name: &OsStr,
+        value: &[u8],
+        flags: i32,
+        _position: u32,
+        reply: ReplyEmpty,
+    ) {
+        let fs = self.0.clone();
+        let args =
+            xattr::wire_name(name).and_then(|n| Ok((n.to_vec(), xattr::how(flags)?, fs.fh(ino)?)));
+        let value = value.to_vec();
+        self.run(req, async move {
+            let r = match args {
+                Ok((name, how, fh)) => fs.c.setxattr(&fh, &name, &value, how).await.ex(),
+                Err(e) => Err(e),
+            };
+            match r {
+                Ok(()) => reply.ok(),
+                Err(e) => reply.error(e),
+            }
+        });
+    }
+
+    fn getxattr(&self, req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
+        let fs = self.0.clone();
+        let args = xattr::wire_name(name).and_then(|n| Ok((n.to_vec(), fs.fh(ino)?)));
+        self.run(req, async move {
+            let r = match args {
+                Ok((name, fh)) => fs.c.getxattr(&fh, &name).await.ex(),
+                Err(e) => Err(e),
+            };
+            answer_xattr(r, size, reply);
+        });
+    }
+
+    fn listxattr(&self, req: &Request, ino: INodeNo, size: u32, reply: ReplyXattr) {
+        let fs = self.0.clone();
+        self.run(req, async move {
+            let r = match fs.fh(ino) {
+                Ok(fh) => fs.c.listxattrs(&fh).await.ex(),
+                Err(e) => Err(e),
+            };
+            answer_xattr(r.map(|names| xattr::list_buffer(&names)), size, reply);
+        });
+    }
+
+    fn removexattr(&self, req: &Request, ino: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        let fs = self.0.clone();
+        let args = xattr::wire_name(name).and_then(|n| Ok((n.to_vec(), fs.fh(ino)?)));
+        self.run(req, async move {
+            let r = match args {
+                Ok((name, fh)) => fs.c.removexattr(&fh, &name).await.ex(),
+                Err(e) => Err(e),
+            };
+            match r {
+                Ok(()) => reply.ok(),
                 Err(e) => reply.error(e),
             }
         });

@@ -21,6 +21,7 @@ pub mod fs;
 pub mod locks;
 pub mod nodes;
 pub mod writebehind;
+pub mod xattr;
 
 pub use fs::{CfsFuse, Fs, Options};
 

@@ -220,6 +220,10 @@ pub enum NfsError {
     BadLabel = 10093,
     #[error("NFS4ERR_OFFLOAD_NO_REQS")]
     OffloadNoReqs = 10094,
+    #[error("NFS4ERR_NOXATTR")]
+    NoXattr = 10095,
+    #[error("NFS4ERR_XATTR2BIG")]
+    Xattr2Big = 10096,
 }
 
 impl NfsError {
@@ -253,6 +257,8 @@ impl From<meta::namespace::FsError> for NfsError {
                 NfsError::Io
             }
             F::NoSpace => NfsError::NoSpc,
+            F::NoXattr => NfsError::NoXattr,
+            F::XattrTooBig => NfsError::Xattr2Big,
             // A proposer retries `Changed` a few times; a name that keeps changing under it is
             // the client's to try again.
             F::Closed | F::Changed => NfsError::Delay,

@@ -203,9 +203,9 @@ pub fn file_attrs(mds: &Mds, i: &Inode, want: &Bitmap, space_used: u64) -> FileA
             Some(c) => u32::try_from(c.geometry.chunk_size()).unwrap_or(u32::MAX),
             None => crate::limits::MAX_IO,
         }),
-        // No extended attributes (the xattr operations answer NOTSUPP): say so, so clients
-        // do not try them (RFC 8276 §8.1).
-        xattr_support: Some(false),
+        // User extended attributes (RFC 8276) on files and directories (`ops::xattr`): the
+        // Linux client only sends the xattr operations to a file system that says so.
+        xattr_support: Some(true),
         ..Default::default()
     };
     let space_bits = [

@@ -24,3 +24,4 @@ mod reclaim_records;
 mod reply_cache_memory;
 mod secinfo;
 mod session_limits;
+mod xattrs;

@@ -203,7 +203,7 @@ async fn open_promises_to_preserve_unlinked_files_and_says_why_no_delegation() {
         o.delegation,
         OpenDelegation4::NoneExt(OpenNoneDelegation4::Why(WND4_NOT_WANTED))
     );
-    assert_eq!(attrs_at(&r, 3).xattr_support, Some(false));
+    assert_eq!(attrs_at(&r, 3).xattr_support, Some(true));
 }
 
 /// OPEN4_CREATE on a name that exists, as Linux's open(O_CREAT) (`lookup_open` checks

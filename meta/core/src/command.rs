@@ -10,6 +10,7 @@ use super::perm::Cred;
 use super::sessions::ClientRequest;
 use super::shard::{Key, ShardId};
 use super::txn::{TxnId, TxnPart};
+use super::xattr::How as XattrHow;
 
 /// How `Create` treats an existing name (NFSv4 createmode4, plus plain CREATE as `Guarded`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -262,6 +263,17 @@ pub enum Command {
         expect: Vec<u64>,
         mirrors: Vec<u64>,
     },
+    /// Sets extended attribute `name` of `ino` to `value` as `how` says (`xattr::set`); the
+    /// file's ctime and change move (Linux's setxattr).
+    SetXattr {
+        ino: u64,
+        name: Vec<u8>,
+        value: Vec<u8>,
+        how: XattrHow,
+        time: Time,
+    },
+    /// Removes extended attribute `name` of `ino` (`NoXattr` if it has none of that name).
+    RemoveXattr { ino: u64, name: Vec<u8>, time: Time },
 }
 
 impl Command {
@@ -317,7 +329,9 @@ impl Command {
             | Command::ShardBad { ino, .. }
             | Command::ShardMoved { ino, .. }
             | Command::CopiesTrimmed { ino, .. }
-            | Command::ShardsDropped { ino, .. } => vec![I(*ino)],
+            | Command::ShardsDropped { ino, .. }
+            | Command::SetXattr { ino, .. }
+            | Command::RemoveXattr { ino, .. } => vec![I(*ino)],
             // An orphan directory must be empty to go, and its cookie counter goes with it.
             Command::Forget { ino } => vec![I(*ino), Entries(*ino)],
             Command::Noop => Vec::new(),

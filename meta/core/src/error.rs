@@ -81,6 +81,13 @@ pub enum FsError {
     /// pass every shard's read barrier tell the two apart (`compound::Ctx::read`).
     #[error("an entry of directory {dir} names inode {ino}, which this replica does not have")]
     Dangling { dir: u64, ino: u64 },
+    /// The file has no extended attribute of that name (ENODATA; NFS4ERR_NOXATTR).
+    #[error("no such extended attribute")]
+    NoXattr,
+    /// An extended attribute's value is larger than the server keeps (`xattr::VALUE_MAX`):
+    /// E2BIG, NFS4ERR_XATTR2BIG.
+    #[error("extended attribute value too large")]
+    XattrTooBig,
 }
 
 impl From<std::io::Error> for FsError {

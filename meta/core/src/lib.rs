@@ -24,6 +24,7 @@ pub mod state;
 #[doc(hidden)]
 pub mod testing;
 pub mod txn;
+pub mod xattr;
 
 #[cfg(test)]
 mod tests;
@@ -39,3 +40,4 @@ pub use object::{
 pub use sessions::{ClientRequest, Sessions};
 pub use shard::{Key, ShardId};
 pub use state::{Dump, MemState, StateStore};
+pub use xattr::Xattrs;

@@ -8,6 +8,7 @@ use super::error::FsError;
 use super::object::{Inode, FIRST_COOKIE, ROOT_INO};
 use super::shard::{Key, ShardId, MAX_LOCAL};
 use super::txn::{TxnEntry, TxnId};
+use super::xattr::Xattrs;
 
 /// Keys of the meta table that `apply` maintains.
 pub mod meta {
@@ -59,6 +60,10 @@ pub trait StateStore {
     fn put_txn(&mut self, id: TxnId, entry: Option<&TxnEntry>) -> Result<(), FsError>;
     /// The transaction holding `key` locked, if any.
     fn locked(&self, key: Key) -> Result<Option<TxnId>, FsError>;
+    /// The extended attributes of `ino` (`None`: it has none).
+    fn xattrs(&self, ino: u64) -> Result<Option<Xattrs>, FsError>;
+    /// Replaces them whole (`None` or empty: it has none).
+    fn put_xattrs(&mut self, ino: u64, x: Option<&Xattrs>) -> Result<(), FsError>;
 
     /// Adds `delta` to counter `key` of `shard` (a shard's store holds only its own; a
     /// transaction's collects deltas per shard).
@@ -101,6 +106,7 @@ pub struct Dump {
     pub stripes: BTreeMap<u64, FileCode>,
     pub clients: std::collections::BTreeSet<(u64, Vec<u8>)>,
     pub txns: BTreeMap<TxnId, TxnEntry>,
+    pub xattrs: BTreeMap<u64, Xattrs>,
 }
 
 /// The state in memory: what the server reads (see `writer`), and the reference model in tests.
@@ -130,6 +136,8 @@ pub struct MemState {
     /// Recent results by proposer, so a resent command is applied once (`sessions`).
     /// Changed by the state machine around `apply`, never by `apply` itself.
     pub sessions: super::sessions::Sessions,
+    /// Extended attributes, by inode (`xattr`); only files that have any.
+    pub xattrs: BTreeMap<u64, Xattrs>,
 }
 
 impl MemState {
@@ -144,6 +152,7 @@ impl MemState {
             stripes: self.stripes.clone(),
             clients: self.clients.clone(),
             txns: self.txns.clone(),
+            xattrs: self.xattrs.clone(),
         }
     }
 
@@ -309,6 +318,16 @@ impl StateStore for MemState {
         }
         Ok(self.locks.get(&key).copied())
     }
+    fn xattrs(&self, ino: u64) -> Result<Option<Xattrs>, FsError> {
+        Ok(self.xattrs.get(&ino).cloned())
+    }
+    fn put_xattrs(&mut self, ino: u64, x: Option<&Xattrs>) -> Result<(), FsError> {
+        match x {
+            Some(x) if !x.is_empty() => self.xattrs.insert(ino, x.clone()),
+            _ => self.xattrs.remove(&ino),
+        };
+        Ok(())
+    }
 }
 
 /// A directory entry key and its staged value (`None`: deleted).
@@ -327,6 +346,7 @@ pub struct Changes {
     pub stripes: BTreeMap<u64, Option<FileCode>>,
     clients: BTreeMap<(u64, Vec<u8>), bool>,
     txns: BTreeMap<TxnId, Option<TxnEntry>>,
+    pub xattrs: BTreeMap<u64, Option<Xattrs>>,
 }
 
 impl Changes {
@@ -361,6 +381,7 @@ impl Changes {
         self.stripes.extend(later.stripes);
         self.clients.extend(later.clients);
         self.txns.extend(later.txns);
+        self.xattrs.extend(later.xattrs);
     }
 
     pub fn flush_into<S: StateStore + ?Sized>(&self, base: &mut S) -> Result<(), FsError> {
@@ -401,6 +422,9 @@ impl Changes {
         }
         for (id, e) in &self.txns {
             base.put_txn(*id, e.as_ref())?;
+        }
+        for (ino, x) in &self.xattrs {
+            base.put_xattrs(*ino, x.as_ref())?;
         }
         Ok(())
     }
@@ -554,5 +578,16 @@ impl<S: StateStore + ?Sized> StateStore for Staged<'_, S> {
             Some(id) if self.changes.txns.contains_key(&id) => Ok(None),
             other => Ok(other),
         }
+    }
+    fn xattrs(&self, ino: u64) -> Result<Option<Xattrs>, FsError> {
+        match self.changes.xattrs.get(&ino) {
+            Some(x) => Ok(x.clone()),
+            None => self.base.xattrs(ino),
+        }
+    }
+    fn put_xattrs(&mut self, ino: u64, x: Option<&Xattrs>) -> Result<(), FsError> {
+        let x = x.filter(|x| !x.is_empty()).cloned();
+        self.changes.xattrs.insert(ino, x);
+        Ok(())
     }
 }

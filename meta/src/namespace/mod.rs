@@ -48,7 +48,7 @@ mod tags;
 mod txn_store;
 mod unstable;
 
-pub use meta_core::{coding, perm, sessions, shard, state, txn};
+pub use meta_core::{coding, perm, sessions, shard, state, txn, xattr};
 use meta_core::{command, error, object};
 
 #[cfg(test)]
@@ -1222,6 +1222,11 @@ impl Namespace {
     /// See `Snapshot::client_records`.
     pub fn client_records(&self, node: u64) -> Result<Vec<Vec<u8>>, FsError> {
         self.snapshot()?.client_records(node)
+    }
+
+    /// See `Snapshot::xattrs`.
+    pub fn xattrs(&self, ino: u64) -> Result<meta_core::Xattrs, FsError> {
+        self.snapshot()?.xattrs(ino)
     }
 
     /// See `Snapshot::stripes`.

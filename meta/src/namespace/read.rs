@@ -351,6 +351,13 @@ impl<'a> Snapshot<'a> {
         self.with(ShardId::of_ino(ino), |st| st.stripes.get(&ino).cloned())
     }
 
+    /// The extended attributes of `ino` (empty when it has none).
+    pub fn xattrs(&self, ino: u64) -> Result<meta_core::Xattrs, FsError> {
+        self.with(ShardId::of_ino(ino), |st| {
+            st.xattrs.get(&ino).cloned().unwrap_or_default()
+        })
+    }
+
     /// Where chunk `chunk` of `ino` lives, if recorded.
     pub fn chunk(&self, ino: u64, chunk: u64) -> Result<Option<Vec<u64>>, FsError> {
         self.with(ShardId::of_ino(ino), |st| {

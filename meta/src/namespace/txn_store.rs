@@ -11,6 +11,7 @@ use super::shard::{Key, ShardId};
 use super::state::{Changes, MemState, StateStore};
 use super::txn::{TxnEntry, TxnId, TxnPart};
 use crate::storage::shard::ShardCore;
+use meta_core::Xattrs;
 
 /// The store a coordinator runs `apply` over: reads of locked keys from this node's replicas
 /// (`NeedLock` for any other key), writes collected per shard.
@@ -232,5 +233,19 @@ impl StateStore for TxnStore<'_> {
     }
     fn locked(&self, _key: Key) -> Result<Option<TxnId>, FsError> {
         Err(FsError::Invalid)
+    }
+    fn xattrs(&self, ino: u64) -> Result<Option<Xattrs>, FsError> {
+        self.need(Key::Inode(ino))?;
+        self.with(ShardId::of_ino(ino), |st| st.xattrs.get(&ino).cloned())
+    }
+    /// A transaction only ever removes a file's attributes with the file, and its part's
+    /// commit does that (`apply::txn::commit`), so there is nothing to carry; no transaction
+    /// sets any (the xattr commands name one inode, never two shards).
+    fn put_xattrs(&mut self, ino: u64, x: Option<&Xattrs>) -> Result<(), FsError> {
+        self.need(Key::Inode(ino))?;
+        match x {
+            Some(x) if !x.is_empty() => Err(FsError::Invalid),
+            _ => Ok(()),
+        }
     }
 }

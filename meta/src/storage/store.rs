@@ -16,6 +16,7 @@ use meta_core::object::{Inode, FIRST_COOKIE};
 use meta_core::shard::{Key, ShardId};
 use meta_core::state::{meta, MemState, StateStore};
 use meta_core::txn::{TxnEntry, TxnId};
+use meta_core::Xattrs;
 
 /// ino → encoded `Inode`.
 pub(crate) const INODES: TableDefinition<u64, &[u8]> = TableDefinition::new("inodes");
@@ -45,6 +46,8 @@ pub(crate) const SHARD_SESSIONS: TableDefinition<u16, &[u8]> =
 /// (shard, transaction) → that shard's record of a cross-shard transaction (postcard
 /// `txn::TxnEntry`).
 pub(crate) const TXNS: TableDefinition<(u16, u128), &[u8]> = TableDefinition::new("txns");
+/// ino → its extended attributes (postcard `xattr::Xattrs`), for files that have any.
+pub(crate) const XATTRS: TableDefinition<u64, &[u8]> = TableDefinition::new("xattrs");
 /// Values of this node, not of any state machine: never replicated, never in a snapshot.
 pub(crate) const NODE: TableDefinition<&str, u64> = TableDefinition::new("node");
 /// Builds before shards kept the counters here, with the applied index and the boot count.
@@ -100,6 +103,7 @@ pub(crate) fn create_tables(txn: &WriteTransaction) -> Result<(), FsError> {
     txn.open_table(STRIPES).db()?;
     txn.open_table(CLIENTS).db()?;
     txn.open_table(TXNS).db()?;
+    txn.open_table(XATTRS).db()?;
     txn.open_table(SHARD_META).db()?;
     txn.open_table(SHARD_APPLIED).db()?;
     txn.open_table(SHARD_SESSIONS).db()?;
@@ -156,6 +160,7 @@ pub(crate) struct RedbState<'t> {
     stripes: Table<'t, u64, &'static [u8]>,
     clients: Table<'t, (u64, &'static [u8]), ()>,
     txns: Table<'t, (u16, u128), &'static [u8]>,
+    xattrs: Table<'t, u64, &'static [u8]>,
 }
 
 impl<'t> RedbState<'t> {
@@ -172,6 +177,7 @@ impl<'t> RedbState<'t> {
             stripes: txn.open_table(STRIPES).db()?,
             clients: txn.open_table(CLIENTS).db()?,
             txns: txn.open_table(TXNS).db()?,
+            xattrs: txn.open_table(XATTRS).db()?,
         })
     }
 }
@@ -351,6 +357,29 @@ impl StateStore for RedbState<'_> {
         }
         Ok(None)
     }
+    fn xattrs(&self, ino: u64) -> Result<Option<Xattrs>, FsError> {
+        match self.xattrs.get(ino).db()? {
+            Some(v) => Ok(Some(decode_xattrs(v.value())?)),
+            None => Ok(None),
+        }
+    }
+    fn put_xattrs(&mut self, ino: u64, x: Option<&Xattrs>) -> Result<(), FsError> {
+        match x {
+            Some(x) if !x.is_empty() => {
+                let bytes = postcard::to_stdvec(x)
+                    .map_err(|e| FsError::Io(format!("encode xattrs: {e}")))?;
+                self.xattrs.insert(ino, bytes.as_slice()).db()?;
+            }
+            _ => {
+                self.xattrs.remove(ino).db()?;
+            }
+        }
+        Ok(())
+    }
+}
+
+fn decode_xattrs(bytes: &[u8]) -> Result<Xattrs, FsError> {
+    postcard::from_bytes(bytes).map_err(|e| FsError::Corrupt(format!("xattrs: {e}")))
 }
 
 fn decode_txn(bytes: &[u8]) -> Result<TxnEntry, FsError> {
@@ -403,6 +432,10 @@ pub(crate) fn delete_shard(txn: &WriteTransaction, shard: ShardId) -> Result<(),
     }
     {
         let mut t = txn.open_table(STRIPES).db()?;
+        t.retain_in(lo..=hi, |_, _| false).db()?;
+    }
+    {
+        let mut t = txn.open_table(XATTRS).db()?;
         t.retain_in(lo..=hi, |_, _| false).db()?;
     }
     {
@@ -461,6 +494,9 @@ pub(crate) fn write_whole(st: &mut RedbState<'_>, s: &MemState) -> Result<(), Fs
     }
     for (id, e) in &s.txns {
         st.put_txn(*id, Some(e))?;
+    }
+    for (ino, x) in &s.xattrs {
+        st.put_xattrs(*ino, Some(x))?;
     }
     Ok(())
 }
@@ -545,6 +581,12 @@ pub(crate) fn load_shards(txn: &ReadTransaction, shards: &[ShardId]) -> Result<L
         let (k, v) = item.db()?;
         if let Some(s) = of(&mut m, k.value()) {
             s.stripes.insert(k.value(), decode_stripes(v.value())?);
+        }
+    }
+    for item in txn.open_table(XATTRS).db()?.iter().db()? {
+        let (k, v) = item.db()?;
+        if let Some(s) = of(&mut m, k.value()) {
+            s.xattrs.insert(k.value(), decode_xattrs(v.value())?);
         }
     }
     if let Some((s, _)) = m.get_mut(&ShardId(0)) {

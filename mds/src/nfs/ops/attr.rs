@@ -116,12 +116,10 @@ pub fn verify(ctx: &mut Ctx<'_>, f: &Fattr4, want_same: bool) -> NfsResult<()> {
     }
 }
 
-const ACCESS4_READ: u32 = 0x1;
-const ACCESS4_LOOKUP: u32 = 0x2;
-const ACCESS4_MODIFY: u32 = 0x4;
-const ACCESS4_EXTEND: u32 = 0x8;
-const ACCESS4_DELETE: u32 = 0x10;
-const ACCESS4_EXECUTE: u32 = 0x20;
+use proto::nfs4::basic::{
+    ACCESS4_DELETE, ACCESS4_EXECUTE, ACCESS4_EXTEND, ACCESS4_LOOKUP, ACCESS4_MODIFY, ACCESS4_READ,
+    ACCESS4_XALIST, ACCESS4_XAREAD, ACCESS4_XAWRITE,
+};
 
 pub fn access(ctx: &mut Ctx<'_>, a: &AccessArgs) -> AccessRes {
     let i = match ctx.cur() {
@@ -129,17 +127,36 @@ pub fn access(ctx: &mut Ctx<'_>, a: &AccessArgs) -> AccessRes {
         Err(e) => return AccessRes::error(e.code()),
     };
     let dir = i.kind.is_dir();
-    let supported = if dir {
-        ACCESS4_READ | ACCESS4_LOOKUP | ACCESS4_MODIFY | ACCESS4_EXTEND | ACCESS4_DELETE
+    // Extended attributes (RFC 8276 §8.4.3) are on regular files and directories only; the
+    // Linux client asks for these bits before it sends GETXATTR, SETXATTR or LISTXATTRS.
+    let xattrs = matches!(
+        i.kind,
+        meta::namespace::FileKind::Regular | meta::namespace::FileKind::Directory
+    );
+    let xa = if xattrs {
+        ACCESS4_XAREAD | ACCESS4_XAWRITE | ACCESS4_XALIST
     } else {
-        ACCESS4_READ | ACCESS4_MODIFY | ACCESS4_EXTEND | ACCESS4_EXECUTE
+        0
+    };
+    let supported = if dir {
+        ACCESS4_READ | ACCESS4_LOOKUP | ACCESS4_MODIFY | ACCESS4_EXTEND | ACCESS4_DELETE | xa
+    } else {
+        ACCESS4_READ | ACCESS4_MODIFY | ACCESS4_EXTEND | ACCESS4_EXECUTE | xa
     } & a.access;
     let mut granted = 0;
+    let user = &ctx.user;
+    let xa_may = |want| meta::namespace::xattr::permission(user, &i, want).is_ok();
     if ctx.may(&i, 4) {
         granted |= ACCESS4_READ;
     }
+    if xattrs && xa_may(perm::MAY_READ) {
+        granted |= ACCESS4_XAREAD | ACCESS4_XALIST;
+    }
     if ctx.may(&i, 2) && !ctx.export.read_only {
         granted |= ACCESS4_MODIFY | ACCESS4_EXTEND | if dir { ACCESS4_DELETE } else { 0 };
+    }
+    if xattrs && xa_may(perm::MAY_WRITE) && !ctx.export.read_only {
+        granted |= ACCESS4_XAWRITE;
     }
     if ctx.may(&i, 1) {
         granted |= if dir { ACCESS4_LOOKUP } else { ACCESS4_EXECUTE };

@@ -12,6 +12,7 @@ pub mod pseudo;
 pub mod session;
 pub mod table;
 pub mod v42;
+pub mod xattr;
 
 use crate::error::NfsError;
 use crate::nfs::ctx::Ctx;
@@ -132,6 +133,10 @@ async fn dispatch_op(ctx: &mut Ctx<'_>, op: &A) -> R {
         A::Copy(a) => R::Copy(Box::pin(v42::copy(ctx, a)).await),
         A::Clone(a) => R::Clone(status(Box::pin(v42::clone(ctx, a)).await)),
         A::IoAdvise(a) => R::IoAdvise(v42::io_advise(ctx, a).await),
+        A::Getxattr(a) => R::Getxattr(xattr::getxattr(ctx, a).await),
+        A::Setxattr(a) => R::Setxattr(Box::pin(xattr::setxattr(ctx, a)).await),
+        A::Listxattrs(a) => R::Listxattrs(xattr::listxattrs(ctx, a).await),
+        A::Removexattr(a) => R::Removexattr(Box::pin(xattr::removexattr(ctx, a)).await),
         // pNFS
         A::Layoutget(a) => R::Layoutget(pnfs::layoutget(ctx, a).await),
         A::Getdeviceinfo(a) => R::Getdeviceinfo(pnfs::getdeviceinfo(ctx, a)),
@@ -140,7 +145,8 @@ async fn dispatch_op(ctx: &mut Ctx<'_>, op: &A) -> R {
         A::Layouterror(a) => R::Layouterror(status(pnfs::layouterror(ctx, a).await)),
         A::Layoutstats(a) => R::Layoutstats(status(pnfs::layoutstats(ctx, a))),
         A::Illegal | A::Unknown(_) => R::Illegal(StatusRes::err(NfsError::OpIllegal.code())),
-        // Not implemented (NFSv4.0-only operations never get here, see `dispatch`): GETDEVICELIST (flexfiles clients never send it), named attributes, xattrs, SSV,
+        // Not implemented (NFSv4.0-only operations never get here, see `dispatch`):
+        // GETDEVICELIST (flexfiles clients never send it), named attributes, SSV,
         // server-side copy offload notifications, WANT_DELEGATION, DELEGPURGE.
         other => error_result(other, NfsError::NotSupp),
     }

@@ -3,6 +3,7 @@
 
 mod coding;
 mod txn;
+mod xattr;
 
 use crate::command::{check_name, Command, CreateHow};
 use crate::error::FsError;
@@ -229,6 +230,14 @@ fn apply_as<S: StateStore + ?Sized>(
         Command::TxnCommit { txn, part } => txn::commit(s, *txn, part),
         Command::TxnAbort { txn } => txn::abort(s, *txn),
         Command::TxnForget { txn } => txn::forget(s, *txn),
+        Command::SetXattr {
+            ino,
+            name,
+            value,
+            how,
+            time,
+        } => xattr::set(s, *ino, name, value, *how, *time, cred),
+        Command::RemoveXattr { ino, name, time } => xattr::remove(s, *ino, name, *time, cred),
     }
 }
 
@@ -571,6 +580,7 @@ fn drop_link<S: StateStore + ?Sized>(
         out.effects.push(Effect::Orphaned(i.ino));
     } else {
         s.del_inode(i.ino)?;
+        s.put_xattrs(i.ino, None)?;
         add_meta(s, i.ino, meta::FILES, -1)?;
         out.effects.push(Effect::Freed(i.ino));
     }
@@ -585,6 +595,7 @@ fn drop_dir<S: StateStore + ?Sized>(
     out: &mut Outcome,
 ) -> Result<Inode, FsError> {
     s.del_inode(d.ino)?;
+    s.put_xattrs(d.ino, None)?;
     s.set_next_cookie(d.ino, None)?;
     add_meta(s, d.ino, meta::FILES, -1)?;
     parent.nlink = parent.nlink.saturating_sub(1);
@@ -902,6 +913,7 @@ fn forget_dir<S: StateStore + ?Sized>(s: &mut S, d: &Inode) -> Result<Outcome, F
         return Err(FsError::NotEmpty);
     }
     s.del_inode(d.ino)?;
+    s.put_xattrs(d.ino, None)?;
     s.set_next_cookie(d.ino, None)?;
     s.set_orphan(d.ino, false)?;
     add_meta(s, d.ino, meta::FILES, -1)?;
@@ -920,6 +932,7 @@ fn drop_orphan<S: StateStore + ?Sized>(s: &mut S, i: &Inode) -> Result<Outcome, 
         s.put_chunk(ino, chunk, None)?;
     }
     s.put_stripes(ino, None)?;
+    s.put_xattrs(ino, None)?;
     add_meta(s, ino, meta::FILES, -1)?;
     add_meta(s, ino, meta::BYTES, -data_bytes(i))?;
     Ok(Outcome {

@@ -12,6 +12,7 @@ use crate::object::{Effect, Inode, Outcome, Time};
 use crate::shard::{Key, ShardId};
 use crate::state::StateStore;
 use crate::txn::{older_than, Decision, Prepared, TxnEntry, TxnId, TxnPart, MAX_AGE};
+use crate::xattr::Xattrs;
 
 /// `TxnLock`: locks `keys` (all of one shard) for `txn`.
 pub(crate) fn lock<S: StateStore + ?Sized>(
@@ -145,6 +146,9 @@ pub(crate) fn commit<S: StateStore + ?Sized>(
             Some(i) => s.put_inode(i)?,
             None => {
                 s.del_inode(*ino)?;
+                // Its extended attributes go with it (the part does not carry them: no
+                // transaction changes them otherwise).
+                s.put_xattrs(*ino, None)?;
                 out.effects.push(Effect::Freed(*ino));
             }
         }
@@ -329,5 +333,13 @@ impl<S: StateStore + ?Sized> StateStore for Guarded<'_, S> {
     }
     fn locked(&self, key: Key) -> Result<Option<TxnId>, FsError> {
         self.inner.locked(key)
+    }
+    fn xattrs(&self, ino: u64) -> Result<Option<Xattrs>, FsError> {
+        self.check(Key::Inode(ino))?;
+        self.inner.xattrs(ino)
+    }
+    fn put_xattrs(&mut self, ino: u64, x: Option<&Xattrs>) -> Result<(), FsError> {
+        self.check(Key::Inode(ino))?;
+        self.inner.put_xattrs(ino, x)
     }
 }

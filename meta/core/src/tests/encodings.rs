@@ -346,10 +346,28 @@ fn commands() -> Vec<(&'static str, Command)> {
                 mirrors: vec![11, 12],
             },
         ),
+        (
+            "SetXattr",
+            Command::SetXattr {
+                ino: 5,
+                name: b"pin".to_vec(),
+                value: b"hot".to_vec(),
+                how: crate::xattr::How::Replace,
+                time: T,
+            },
+        ),
+        (
+            "RemoveXattr",
+            Command::RemoveXattr {
+                ino: 5,
+                name: b"pin".to_vec(),
+                time: T,
+            },
+        ),
     ]
 }
 
-const ERROR_NAMES: [&str; 23] = [
+const ERROR_NAMES: [&str; 25] = [
     "FsError::NotFound",
     "FsError::Exists",
     "FsError::NotDir",
@@ -373,6 +391,8 @@ const ERROR_NAMES: [&str; 23] = [
     "FsError::NeedLock",
     "FsError::Answered",
     "FsError::Dangling",
+    "FsError::NoXattr",
+    "FsError::XattrTooBig",
 ];
 
 /// One of each error variant, in declaration order.
@@ -401,6 +421,8 @@ fn errors() -> Vec<FsError> {
         FsError::NeedLock(Key::Entries(3)),
         FsError::Answered(Box::default()),
         FsError::Dangling { dir: 1, ino: 5 },
+        FsError::NoXattr,
+        FsError::XattrTooBig,
     ]
 }
 
@@ -489,10 +511,19 @@ fn what_the_state_machine_keeps_and_replicates_encodes_as_pinned() {
         Sessions::decode(&s.encode().expect("encodes")).expect("decodes"),
         s
     );
+    // A file's extended attributes, as the checkpoint's `xattrs` table and a snapshot hold
+    // them.
+    let x: crate::Xattrs = [
+        (b"a".to_vec(), b"1".to_vec()),
+        (b"pin".to_vec(), Vec::new()),
+    ]
+    .into();
+    now.push(("Xattrs", enc(&x)));
     check(&now, GOLDEN);
 }
 
-/// Captured from the build before the MDS was split into `meta` and `mds` (issue 42).
+/// Captured from the build before the MDS was split into `meta` and `mds` (issue 42); the
+/// extended attributes' commands, errors and table value added with them (issue 44).
 #[rustfmt::skip]
 const GOLDEN: &[(&str, &str)] = &[
     ("InitRoot", "002af6c59fd50cd5f01b"),
@@ -529,6 +560,8 @@ const GOLDEN: &[(&str, &str)] = &[
     ("Request", "1f07070707070707070707070707070707036302f6c59fd50cd5f01b0b0101cd8080808080c00100ed1302e807648080808020f6c59fd50cd5f01b09010eff93ebdc0300002a01010102030405060708010101050600030009010a020b"),
     ("Detach", "200104747265650cf6c59fd50cd5f01b"),
     ("ReplaceMirrors", "21050000020b0c"),
+    ("SetXattr", "22050370696e03686f7402f6c59fd50cd5f01b"),
+    ("RemoveXattr", "23050370696ef6c59fd50cd5f01b"),
     ("FsError::NotFound", "00"),
     ("FsError::Exists", "01"),
     ("FsError::NotDir", "02"),
@@ -552,6 +585,8 @@ const GOLDEN: &[(&str, &str)] = &[
     ("FsError::NeedLock", "140103"),
     ("FsError::Answered", "150000000000"),
     ("FsError::Dangling", "160105"),
+    ("FsError::NoXattr", "17"),
+    ("FsError::XattrTooBig", "18"),
     ("Inode/Regular", "cd8080808080c00100ed1302e807648080808020f6c59fd50cd5f01b09010eff93ebdc0300002a01010102030405060708"),
     ("Inode/Directory", "cd8080808080c00101ed1302e807648080808020f6c59fd50cd5f01b09010eff93ebdc0300002a01010102030405060708"),
     ("Inode/BlockDev", "cd8080808080c001030801ed1302e807648080808020f6c59fd50cd5f01b09010eff93ebdc0300002a01010102030405060708"),
@@ -566,4 +601,5 @@ const GOLDEN: &[(&str, &str)] = &[
     ("Decision/Abort", "010202"),
     ("Tag", "01020303"),
     ("Sessions", "01020509020a0001cd8080808080c00100ed1302e807648080808020f6c59fd50cd5f01b09010eff93ebdc0300002a01010102030405060708010101050600030009010a020b0b01010107070707070707070707070707070707036301f6c59fd50cd5f01b010201cd8080808080c00100ed1302e807648080808020f6c59fd50cd5f01b09010eff93ebdc0300002a01010102030405060708010101050600030009010a020b0101070707070707070707070707070707070301"),
+    ("Xattrs", "02016101310370696e00"),
 ];
