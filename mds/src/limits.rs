@@ -16,6 +16,10 @@ pub const MAX_RESPONSE_CACHED: u32 = 64 << 10;
 /// Bytes a COMPOUND reply takes before the results after SEQUENCE: RPC reply header (24),
 /// status, tag length, result count, and SEQUENCE's result (48), with room for a short tag.
 pub const REPLY_HEAD: u64 = 128;
-/// Bytes counted for each operation whose result is not sized by its arguments
-/// (`ops::table::Rsize::Small`).
+/// Bytes of the smallest result: the operation's number and status (`ops::table`).
 pub const REPLY_PER_OP: u64 = 8;
+/// The longest symbolic link target CREATE accepts, and so the longest READLINK answers.
+pub const SYMLINK_MAX: u32 = 4096;
+/// The largest extended attribute value (RFC 8276) the server stores, and so the largest
+/// GETXATTR answers: Linux's XATTR_SIZE_MAX, what knfsd allows.
+pub const XATTR_VALUE_MAX: u32 = 65536;

@@ -172,7 +172,7 @@ pub async fn run(mds: &Arc<Mds>, conn: &Connection, call: &Call) -> Writer {
         } else if let Some(e) = ctx
             .slot
             .as_mut()
-            .and_then(|s| ops::session::check_reply_room(s, &op).err())
+            .and_then(|s| ops::session::check_reply_room(s, &op, i + 1 < ctx.nops).err())
         {
             ops::error_result(&op, e)
         } else if let Err(e) = read_barrier(&mut ctx, &op).await {

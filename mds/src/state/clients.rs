@@ -108,15 +108,28 @@ impl StateManager {
             || g.states.values().any(|s| s.clientid == clientid)
     }
 
+    /// Whether `c` is a record EXCHANGE_ID made that no CREATE_SESSION confirmed within a
+    /// lease: it is gone (RFC 8881 §18.35.4), whether or not the laundromat, which looks only
+    /// every half lease, has dropped it yet.
+    pub(super) fn unconfirmed_lapsed(&self, c: &Client) -> bool {
+        !c.confirmed && c.renewed.elapsed() > self.lease
+    }
+
     /// CREATE_SESSION's client check. Only the principal that created a client record may
-    /// confirm it (RFC 8881 §18.36.4; knfsd answers CLID_INUSE, as here).
+    /// confirm it (RFC 8881 §18.36.4; knfsd answers CLID_INUSE, as here). An unconfirmed
+    /// record a lease old is dropped here and is STALE_CLIENTID, so the answer does not
+    /// depend on when the laundromat last ran.
     pub fn check_clientid(&self, clientid: u64, principal: u32) -> NfsResult<()> {
-        let g = self.lock();
+        let mut g = self.lock();
         if (clientid >> 32) as u32 != self.boot && !g.adopted.contains(&clientid) {
             return Err(NfsError::StaleClientId);
         }
         match g.clients.get(&clientid) {
             None => Err(NfsError::StaleClientId),
+            Some(c) if self.unconfirmed_lapsed(c) => {
+                g.clients.remove(&clientid);
+                Err(NfsError::StaleClientId)
+            }
             Some(c) if !c.confirmed && c.principal != principal => Err(NfsError::ClidInUse),
             Some(_) => Ok(()),
         }
@@ -264,7 +277,7 @@ impl StateManager {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::state::tests::mgr;
+    use crate::state::tests::{confirmed, lapsing_mgr, mgr};
 
     #[test]
     fn exchange_id_cases() {
@@ -285,5 +298,40 @@ mod tests {
             m.create_session_seq(c2, 7).unwrap_err(),
             NfsError::SeqMisordered
         );
+    }
+
+    #[test]
+    fn an_unconfirmed_record_a_lease_old_is_stale_without_waiting_for_the_laundromat() {
+        let m = lapsing_mgr();
+        let (c, seq, _) = m.exchange_id(b"late", [1; 8], 0, false).unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(5));
+        // No sweep has run: CREATE_SESSION's check alone finds it gone, and drops it.
+        assert_eq!(m.check_clientid(c, 0), Err(NfsError::StaleClientId));
+        assert_eq!(m.owner_of(c), Err(NfsError::StaleClientId));
+        assert_eq!(
+            m.create_session_seq(c, seq).unwrap_err(),
+            NfsError::StaleClientId
+        );
+        // A confirmed client past its lease is a courtesy client, not stale.
+        let ok = confirmed(&m, b"kept");
+        std::thread::sleep(std::time::Duration::from_millis(5));
+        assert_eq!(m.check_clientid(ok, 0), Ok(()));
+        // Within its lease an unconfirmed record may still be confirmed.
+        let (m, _d) = mgr();
+        let (c, _, _) = m.exchange_id(b"early", [1; 8], 0, false).unwrap();
+        assert_eq!(m.check_clientid(c, 0), Ok(()));
+    }
+
+    #[test]
+    fn the_sweep_drops_unconfirmed_records_a_lease_old_and_keeps_courtesy_clients() {
+        let m = lapsing_mgr();
+        let (c, _, _) = m.exchange_id(b"never", [1; 8], 0, false).unwrap();
+        let ok = confirmed(&m, b"kept");
+        m.open(ok, b"o", 9, crate::state::OPEN4_SHARE_ACCESS_BOTH, 0)
+            .unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(5));
+        assert_eq!(m.sweep(&Default::default()), 1);
+        assert_eq!(m.owner_of(c), Err(NfsError::StaleClientId));
+        assert_eq!(m.owner_of(ok), Ok(b"kept".to_vec()));
     }
 }

@@ -113,8 +113,7 @@ impl StateManager {
         // (RFC 8881 §18.35.4).
         let lease = self.lease;
         let before = g.clients.len();
-        g.clients
-            .retain(|_, c| c.confirmed || c.renewed.elapsed() <= lease);
+        g.clients.retain(|_, c| !self.unconfirmed_lapsed(c));
         let mut gone = before - g.clients.len();
 
         let lapsed: HashMap<u64, Duration> = g

@@ -196,3 +196,22 @@ async fn unconfirmed_client_records_are_purged_after_a_lease() {
         Nfsstat4::StaleClientid.code()
     );
 }
+
+/// RFC 8881 §18.35.4: an unconfirmed record is gone once a lease has passed, whenever the
+/// laundromat (every half lease) last looked. Just past one lease the laundromat of a server
+/// started a moment before has not run since the lease ended (it runs at 4 s and 6 s), so only
+/// CREATE_SESSION's own check can answer STALE_CLIENTID here.
+#[tokio::test]
+async fn an_unconfirmed_record_just_past_its_lease_cannot_be_confirmed() {
+    let (s, _d) = server_with_lease(5).await;
+    let c = connect(&s).await;
+    let late = exchange_id_as(&c, &root(), "late", 1, 0).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(5150)).await;
+    assert_eq!(
+        create_session_as(&c, &root(), &late).await,
+        Nfsstat4::StaleClientid.code()
+    );
+    // A new EXCHANGE_ID gets a record that may be confirmed at once.
+    let again = exchange_id_as(&c, &root(), "late", 1, 0).await.unwrap();
+    assert_eq!(create_session_as(&c, &root(), &again).await, 0);
+}

@@ -269,6 +269,132 @@ async fn only_replies_the_client_asked_for_are_cached_and_only_if_they_fit() {
     assert_eq!(again, r);
 }
 
+/// GETATTR of every attribute (what a conformance suite asks for): its result, with the root's
+/// file handle, owners and times, takes some 400 bytes.
+fn getattr_all() -> NfsArgop4 {
+    let bits: Vec<u32> = (0..=FATTR4_XATTR_SUPPORT).collect();
+    NfsArgop4::Getattr(GetattrArgs {
+        attr_request: Bitmap::from_bits(&bits).to_vec(),
+    })
+}
+
+fn getattr_small() -> NfsArgop4 {
+    NfsArgop4::Getattr(GetattrArgs {
+        attr_request: Bitmap::from_bits(&[FATTR4_TYPE, FATTR4_SIZE]).to_vec(),
+    })
+}
+
+/// Bytes of the reply on the wire: the RPC reply header with AUTH_NONE (24) and the COMPOUND.
+fn wire_len(r: &Compound4Res) -> usize {
+    24 + proto::xdr::Xdr::to_xdr(r).len()
+}
+
+/// RFC 8881 §2.10.6.4 for any operation, not only READ and READDIR: a GETATTR whose reply
+/// cannot fit `ca_maxresponsesize` is NFS4ERR_REP_TOO_BIG, counted with the results before it.
+#[tokio::test]
+async fn getattr_that_cannot_fit_the_reply_is_rep_too_big() {
+    let (s, _d) = server().await;
+    let c = connect(&s).await;
+    let x = exchange_id(&c, "small-getattr").await;
+    let cs = create_session(&c, &x, 0, attrs(1 << 20, 300, 300, 16, 4), big())
+        .await
+        .unwrap();
+    assert_eq!(cs.csr_fore_chan_attrs.ca_maxresponsesize, 300);
+    let small = cs.csr_sessionid;
+    let r = compound(
+        &c,
+        1,
+        vec![seq(small, 1), NfsArgop4::Putrootfh, getattr_all()],
+    )
+    .await;
+    assert_eq!(r.status, Nfsstat4::RepTooBig.code(), "{r:?}");
+    assert_eq!(r.resarray.len(), 3, "{r:?}");
+    assert!(wire_len(&r) <= 300, "the refusal fits: {}", wire_len(&r));
+    // A GETATTR that fits is served, and its reply is within the session's size.
+    let r = compound(
+        &c,
+        1,
+        vec![seq(small, 2), NfsArgop4::Putrootfh, getattr_small()],
+    )
+    .await;
+    assert_eq!(r.status, 0, "{r:?}");
+    assert!(wire_len(&r) <= 300, "{}", wire_len(&r));
+
+    // Each fits alone, two do not: the bound is of the whole reply so far.
+    let x = exchange_id(&c, "two-getattrs").await;
+    let cs = create_session(&c, &x, 0, attrs(1 << 20, 1024, 1024, 16, 4), big())
+        .await
+        .unwrap();
+    let mid = cs.csr_sessionid;
+    let r = compound(
+        &c,
+        1,
+        vec![seq(mid, 1), NfsArgop4::Putrootfh, getattr_all()],
+    )
+    .await;
+    assert_eq!(r.status, 0, "{r:?}");
+    assert!(wire_len(&r) <= 1024, "{}", wire_len(&r));
+    let r = compound(
+        &c,
+        1,
+        vec![
+            seq(mid, 2),
+            NfsArgop4::Putrootfh,
+            getattr_all(),
+            getattr_all(),
+        ],
+    )
+    .await;
+    assert_eq!(r.status, Nfsstat4::RepTooBig.code(), "{r:?}");
+    assert_eq!(r.resarray.len(), 4, "the first GETATTR ran: {r:?}");
+    assert_eq!(r.resarray[2].status(), 0, "{r:?}");
+}
+
+/// With sa_cachethis, a reply larger than `ca_maxresponsesize_cached` is refused with
+/// NFS4ERR_REP_TOO_BIG_TO_CACHE before the operation runs, whatever the operation; the same
+/// request without sa_cachethis is served.
+#[tokio::test]
+async fn getattr_too_big_to_cache_is_refused_when_the_client_wants_it_cached() {
+    let (s, _d) = server().await;
+    let c = connect(&s).await;
+    let x = exchange_id(&c, "small-cache").await;
+    let cs = create_session(&c, &x, 0, attrs(1 << 20, 1 << 20, 300, 16, 4), big())
+        .await
+        .unwrap();
+    assert_eq!(cs.csr_fore_chan_attrs.ca_maxresponsesize_cached, 300);
+    let sid = cs.csr_sessionid;
+    let r = compound(
+        &c,
+        1,
+        vec![seq_on(sid, 0, 1, true), NfsArgop4::Putrootfh, getattr_all()],
+    )
+    .await;
+    assert_eq!(r.status, Nfsstat4::RepTooBigToCache.code(), "{r:?}");
+    let r = compound(
+        &c,
+        1,
+        vec![
+            seq_on(sid, 0, 2, false),
+            NfsArgop4::Putrootfh,
+            getattr_all(),
+        ],
+    )
+    .await;
+    assert_eq!(r.status, 0, "{r:?}");
+    assert!(wire_len(&r) > 300, "{}", wire_len(&r));
+    // A small one the client wants cached is, and is replayed whole.
+    let small = || {
+        vec![
+            seq_on(sid, 1, 1, true),
+            NfsArgop4::Putrootfh,
+            getattr_small(),
+        ]
+    };
+    let r = compound(&c, 1, small()).await;
+    assert_eq!(r.status, 0, "{r:?}");
+    assert_eq!(compound(&c, 1, small()).await, r);
+}
+
 #[tokio::test]
 async fn create_session_refuses_unknown_flags_and_a_back_channel_too_small_for_cb_recall() {
     let (s, _d) = server().await;

@@ -181,7 +181,7 @@ async fn create_inner(ctx: &mut Ctx<'_>, a: &CreateArgs) -> NfsResult<CreateResO
     let kind = match &a.objtype {
         Createtype4::Dir => FileKind::Directory,
         Createtype4::Lnk(t) => {
-            if t.is_empty() || t.len() > 4096 {
+            if t.is_empty() || t.len() > crate::limits::SYMLINK_MAX as usize {
                 return Err(NfsError::Inval);
             }
             FileKind::Symlink {

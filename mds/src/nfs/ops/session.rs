@@ -1,7 +1,7 @@
 //! Client ID and session operations: EXCHANGE_ID, CREATE_SESSION, SEQUENCE, DESTROY_SESSION,
 //! DESTROY_CLIENTID, BIND_CONN_TO_SESSION, BACKCHANNEL_CTL, RECLAIM_COMPLETE.
 use crate::error::{NfsError, NfsResult};
-use crate::limits::{MAX_MSG, MAX_RESPONSE_CACHED, REPLY_HEAD};
+use crate::limits::{MAX_MSG, MAX_RESPONSE_CACHED, REPLY_HEAD, REPLY_PER_OP};
 use crate::nfs::ctx::Ctx;
 use crate::state::{ChannelAttrs, InSlot, SequenceQuery, Session, SessionId, Slot, SlotUse};
 use proto::nfs4::basic::{NfsImplId4, Nfstime4, ServerOwner4};
@@ -311,16 +311,20 @@ pub fn sequence(
     ))
 }
 
-/// Before `op` runs: can its result still fit the reply the session allows? NFS4ERR_REP_TOO_BIG
-/// past `ca_maxresponsesize`; NFS4ERR_REP_TOO_BIG_TO_CACHE past `ca_maxresponsesize_cached`
-/// when the client asked for the reply to be cached (RFC 8881 §2.10.6.4). Checked before
-/// running, as knfsd's nfsd4_check_resp_size, so a refused operation has no effect.
-pub fn check_reply_room(slot: &mut InSlot, op: &NfsArgop4) -> NfsResult<()> {
+/// Before `op` runs: can its result still fit the reply the session allows, after the results
+/// before it (`InSlot::reply_used`, the sum of their bounds)? NFS4ERR_REP_TOO_BIG past
+/// `ca_maxresponsesize`; NFS4ERR_REP_TOO_BIG_TO_CACHE past `ca_maxresponsesize_cached` when
+/// the client asked for the reply to be cached (RFC 8881 §2.10.6.4; the server caches no other
+/// reply). Checked before running, as knfsd's nfsd4_check_resp_size, so a refused operation
+/// has no effect. When more operations follow (`more`), as in knfsd, room is kept for the
+/// next one's error, so that its refusal still fits.
+pub fn check_reply_room(slot: &mut InSlot, op: &NfsArgop4, more: bool) -> NfsResult<()> {
     slot.reply_used += super::table::reply_bound(op);
-    if slot.reply_used > u64::from(slot.max_response) {
+    let need = slot.reply_used + if more { REPLY_PER_OP } else { 0 };
+    if need > u64::from(slot.max_response) {
         return Err(NfsError::RepTooBig);
     }
-    if slot.cachethis && slot.reply_used > u64::from(slot.max_response_cached) {
+    if slot.cachethis && need > u64::from(slot.max_response_cached) {
         return Err(NfsError::RepTooBigToCache);
     }
     Ok(())
