@@ -21,5 +21,6 @@ pub const REPLY_PER_OP: u64 = 8;
 /// The longest symbolic link target CREATE accepts, and so the longest READLINK answers.
 pub const SYMLINK_MAX: u32 = 4096;
 /// The largest extended attribute value (RFC 8276) the server stores, and so the largest
-/// GETXATTR answers: Linux's XATTR_SIZE_MAX, what knfsd allows.
-pub const XATTR_VALUE_MAX: u32 = 65536;
+/// GETXATTR answers: Linux's XATTR_SIZE_MAX, what knfsd allows (the state machine's limit,
+/// `xattr::VALUE_MAX`; 64 KiB fits a u32).
+pub const XATTR_VALUE_MAX: u32 = meta::namespace::xattr::VALUE_MAX as u32;
