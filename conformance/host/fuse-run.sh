@@ -183,7 +183,7 @@ for c in $CASES; do
   timeout 900 unshare --mount --propagation private env -i \
       PATH="$STATE/job/bin:/usr/sbin:/usr/bin:/sbin:/bin" HOME=/root "$sz" SCENARIO=$s RUN_ID=$RID \
       ROLE="$ROLE" RDV_PORT="${RDV:-}" \
-      NFSVERS=4.1 MNT=/mnt CFS="$CFS" SERVER=$SERVER STATE="$STATE" \
+      NFSVERS=4.1 XATTRS=1 MNT=/mnt CFS="$CFS" SERVER=$SERVER STATE="$STATE" \
       MOUNT_OPTS="${CFS_MOUNT_OPTS:-} ${FABRIC_ARGS[*]}" \
       busybox sh -c '
         # Never mount anything in the host'"'"'s own namespace.

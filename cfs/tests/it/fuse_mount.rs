@@ -80,7 +80,15 @@ fn run_scenarios(mode: &str, fabric: Option<&str>) {
         .arg(&script)
         // twoclient runs twice (FUSE as A, then as B), the other client the stock kernel one
         // in a qemu guest (the bookworm kernel of `conformance setup`): about 20 s more.
-        .args([mode, "posix", "integrity", "bigdir", "locking", "twoclient"])
+        .args([
+            mode,
+            "posix",
+            "integrity",
+            "bigdir",
+            "locking",
+            "xattr",
+            "twoclient",
+        ])
         .env("CFS_BIN", BIN)
         .env("QUICK", "1")
         .env("PORT", port.to_string())
@@ -98,7 +106,7 @@ fn run_scenarios(mode: &str, fabric: Option<&str>) {
         "scenarios failed over cfs mount ({mode})"
     );
     assert!(
-        text.contains("6 passed, 0 failed"),
+        text.contains("7 passed, 0 failed"),
         "not every scenario ran"
     );
     if mode == "cluster" {
