@@ -3,7 +3,7 @@
 # node serving this mount, or the leader of the shard the files live on. No step may fail; a step
 # may only be slow (the longest is the pause, reported). After the host restarted the node and it
 # caught up, every file the workload kept has its bytes (after drop_caches) and every file it
-# removed is gone.
+# removed is gone. On v4.2 each file also gets an extended attribute, which must survive too.
 . /job/lib.sh
 AFTER=${STEPS_AFTER:-8}
 setup_wd
@@ -12,6 +12,10 @@ step() {
   i=$1
   $H gen a/f$i $i 1 && $H fsync a/f$i && mv a/f$i b/g$i \
     && mkdir b/d$i && echo $i > b/d$i/x && mv b/d$i/x b/d$i/y || return 1
+  if [ "$NFSVERS" = 4.2 ]; then
+    x=$($H xattr set b/g$i user.step $i)
+    [ "$x" = OK ] || { echo "setxattr b/g$i: $x"; return 1; }
+  fi
   if [ $((i % 3)) = 0 ]; then rm b/g$((i - 1)) && rm -r b/d$((i - 1)) || return 1; fi
 }
 rdv_seen() { $H rdv 10.0.2.2 "$RDV_PORT" wait "$1" 0 > /dev/null 2>&1; }
@@ -81,9 +85,13 @@ for j in $(seq 1 $N); do
     [ "$r" = OK ] || { bad=$((bad + 1)); echo "INFO: b/g$j: $r"; }
     y=$(cat b/d$j/y 2>&1)
     [ "$y" = "$j" ] || { bad=$((bad + 1)); echo "INFO: b/d$j/y: $y"; }
+    if [ "$NFSVERS" = 4.2 ]; then
+      x=$($H xattr get b/g$j user.step)
+      [ "$x" = "$j" ] || { bad=$((bad + 1)); echo "INFO: b/g$j user.step: $x"; }
+    fi
   fi
 done
-expect_eq "files kept with their bytes and files removed gone, node restarted (after drop_caches)" 0 $bad
+expect_eq "files kept with their bytes (and v4.2 xattrs) and files removed gone, node restarted (after drop_caches)" 0 $bad
 post done
 cleanup_wd
 finish

@@ -203,7 +203,7 @@ pub const SCENARIOS: &[Scenario] = &[
     },
     Scenario {
         name: "mds-fault",
-        about: "cfs-cluster-mds3 only: a workload of writes, creates, renames and removes while the host kill -9s the MDS node serving the guest's mount; a live node takes the address over, the workload finishes without an error after a pause (reported), every file it made is there with its bytes; the killed node restarts and catches up",
+        about: "cfs-cluster-mds3 only: a workload of writes, creates, renames and removes while the host kill -9s the MDS node serving the guest's mount; a live node takes the address over, the workload finishes without an error after a pause (reported), every file it made is there with its bytes (and, on v4.2, its extended attribute); the killed node restarts and catches up",
         kind: Kind::Check,
         two_clients: false,
         full_env: "STEPS_AFTER=20",

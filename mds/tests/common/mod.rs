@@ -61,6 +61,17 @@ pub fn root() -> Auth {
     })
 }
 
+/// AUTH_SYS of user `uid` (group `uid`, no other groups): a caller other than root.
+pub fn user(uid: u32) -> Auth {
+    Auth::Sys(AuthSys {
+        stamp: 1,
+        machine: b"test".to_vec(),
+        uid,
+        gid: uid,
+        gids: vec![],
+    })
+}
+
 pub async fn compound(c: &Connection, minor: u32, ops: Vec<NfsArgop4>) -> Compound4Res {
     let args = Compound4Args {
         tag: Opaque::default(),

@@ -5,19 +5,9 @@ use common::*;
 use mds::config::Export;
 use mds::{Server, ServerConfig};
 use proto::nfs4::*;
-use proto::rpc::{Auth, AuthSys, Connection};
+use proto::rpc::{Auth, Connection};
 use proto::xdr::Opaque;
 use std::time::Duration;
-
-fn user(uid: u32) -> Auth {
-    Auth::Sys(AuthSys {
-        stamp: 1,
-        machine: b"test".to_vec(),
-        uid,
-        gid: uid,
-        gids: vec![],
-    })
-}
 
 /// EXCHANGE_ID for `owner` with verifier `verf` sent as `cred`.
 async fn exchange_id_as(

@@ -7,7 +7,7 @@ use mds::config::Export;
 use mds::{Server, ServerConfig};
 use proto::nfs4::attr::{Bitmap, FileAttrs, FATTR4_CHANGE};
 use proto::nfs4::*;
-use proto::rpc::{Auth, AuthSys, Connection};
+use proto::rpc::{Auth, Connection};
 use proto::xdr::Opaque;
 
 const NOXATTR: u32 = 10095;
@@ -94,16 +94,6 @@ async fn compound_as_minor(
         argarray: ops,
     };
     raw_compound_as(c, cred, &args.to_xdr()).await
-}
-
-fn user(uid: u32) -> Auth {
-    Auth::Sys(AuthSys {
-        stamp: 1,
-        machine: b"test".to_vec(),
-        uid,
-        gid: uid,
-        gids: vec![],
-    })
 }
 
 fn set(name: &str, value: &[u8], how: SetxattrOption4) -> NfsArgop4 {
