@@ -416,9 +416,11 @@ const fn table() -> [OpInfo; LAST + 1] {
         op("GETXATTR", Current, READS_STATE).reply(Rsize::Fixed(HDR + 4 + XATTR_VALUE_MAX as u64))
     );
     let xattr_change = Rsize::Fixed(HDR + CHANGE_INFO);
+    // SETXATTR and REMOVEXATTR read the file first (Linux's permission rules, the delegations
+    // to recall), as SETATTR does: a lagging replica must not answer STALE for it.
     set!(
         OP_SETXATTR,
-        op("SETXATTR", Current, MODIFIES).reply(xattr_change)
+        op("SETXATTR", Current, READS_STATE | MODIFIES).reply(xattr_change)
     );
     // Cookie, names within `lxa_maxcount`, eof (knfsd counts the cookie, the names' count
     // and eof besides maxcount, and so does this).
@@ -428,7 +430,7 @@ const fn table() -> [OpInfo; LAST + 1] {
     );
     set!(
         OP_REMOVEXATTR,
-        op("REMOVEXATTR", Current, MODIFIES).reply(xattr_change)
+        op("REMOVEXATTR", Current, READS_STATE | MODIFIES).reply(xattr_change)
     );
     // NFSv4.0 only.
     set!(
