@@ -246,6 +246,65 @@ fn three_mds_nodes_share_the_namespace_and_survive_a_kill9() {
     });
 }
 
+/// Extended attributes (issue 44) are namespace state like any other: set through one node,
+/// read through the others, kept through a kill -9 of the node they were set through, changed
+/// while it is down, and caught up by it when it comes back.
+#[test]
+fn xattrs_are_replicated_and_survive_a_kill9_of_the_node_that_set_them() {
+    use proto::nfs4::SetxattrOption4 as How;
+    let tmp = tempfile::tempdir().unwrap();
+    let mut nodes = start_three(tmp.path());
+    let rt = rt();
+    let status = |e: client::Error| e.status();
+    rt.block_on(async {
+        let c = connect_each(&nodes, Duration::from_secs(30)).await;
+        let root = c[0].root().clone();
+        let d = c[0].mkdir(&root, "x", 0o755).await.expect("mkdir x");
+        c[0].setxattr(&d, b"pin", b"hot", How::Create)
+            .await
+            .expect("setxattr through node 1");
+        assert_eq!(
+            c[0].setxattr(&d, b"pin", b"cold", How::Create)
+                .await
+                .map_err(status),
+            Err(Some(Nfsstat4::Exist))
+        );
+        for (i, cl) in c.iter().enumerate().skip(1) {
+            let d = cl.lookup_path("/x").await.expect("lookup /x");
+            assert_eq!(
+                cl.getxattr(&d, b"pin").await.expect("getxattr"),
+                b"hot",
+                "through node {}",
+                i + 1
+            );
+            assert_eq!(cl.listxattrs(&d).await.expect("list"), [b"pin".to_vec()]);
+        }
+        for cl in c {
+            let _ = cl.shutdown().await;
+        }
+    });
+    nodes[0].kill9();
+    rt.block_on(async {
+        let c2 = connect(nodes[1].addr, Duration::from_secs(30)).await;
+        let d = c2.lookup_path("/x").await.expect("lookup /x");
+        assert_eq!(c2.getxattr(&d, b"pin").await.expect("getxattr"), b"hot");
+        c2.setxattr(&d, b"after", b"1", How::Either)
+            .await
+            .expect("setxattr after the kill -9");
+        c2.removexattr(&d, b"pin").await.expect("removexattr");
+        let _ = c2.shutdown().await;
+        nodes[0].start();
+        let c1 = connect(nodes[0].addr, Duration::from_secs(60)).await;
+        let d = c1.lookup_path("/x").await.expect("lookup /x on node 1");
+        assert_eq!(c1.listxattrs(&d).await.expect("list"), [b"after".to_vec()]);
+        assert_eq!(
+            c1.getxattr(&d, b"pin").await.map_err(status),
+            Err(Some(Nfsstat4::Noxattr))
+        );
+        let _ = c1.shutdown().await;
+    });
+}
+
 /// Commands in flight when their shard's leader is killed are applied once: a mkdir sent
 /// through another node, replicated by the dying leader and committed by the next one, is sent
 /// again by the forwarding node and must still answer OK (not "exists"), and a remove must not
