@@ -72,10 +72,10 @@ enum Cmd {
     Ecbench(ecbench::EcBenchArgs),
     /// The CI subset, quick sizes, every server kind and access path on both kernels: setup,
     /// then ganesha v4.1 (posix on both kernels, the rest on bookworm) and v3 posix; with
-    /// CFS_CONFORMANCE=1, cfs (v4.1, posix and integrity at 4.2 too; bigdir, locking,
-    /// integrity and twoclient on one kernel), cfs-cluster (posix, integrity, pnfs, twoclient,
-    /// pnfs-fault, pnfs-cross, posix-diff), cfs-cluster-mds3 v4.2 (posix, twoclient,
-    /// mds-fault, mds-leader-fault), EC 2+1 and 4+2 (encoded), cfs-gateway v3 (posix, mixed),
+    /// CFS_CONFORMANCE=1, cfs (v4.1, posix and integrity at 4.2 too, xattr at 4.2 only;
+    /// bigdir, locking, integrity, twoclient and xattr on one kernel), cfs-cluster (posix,
+    /// integrity, pnfs, twoclient, pnfs-fault, pnfs-cross, posix-diff), cfs-cluster-mds3 v4.2
+    /// (posix, twoclient, xattr on bookworm, mds-fault, mds-leader-fault), EC 2+1 and 4+2 (encoded), cfs-gateway v3 (posix, mixed),
     /// cfs-cluster-gateway v3 (gateway-fault), then cfs with krb5p (posix); posix-diff runs
     /// one fixed seed at v4.1 only
     Ci {
