@@ -73,16 +73,18 @@ pub fn set(x: &mut Xattrs, name: &[u8], value: &[u8], how: How) -> Result<(), Fs
         (How::Replace, false) => return Err(FsError::NoXattr),
         _ => {}
     }
-    let old = x.insert(name.to_vec(), value.to_vec());
-    if total_bytes(x) > TOTAL_MAX || list_bytes(x) > LIST_MAX {
-        // Put it back as it was: the caller's copy is the state only if this succeeds, but
-        // leave no half-change for a caller that keeps it anyway.
-        match old {
-            Some(v) => x.insert(name.to_vec(), v),
-            None => x.remove(name),
-        };
+    // The limits are checked on the attributes as they would be, before anything changes.
+    let (total, list) = match x.get(name) {
+        Some(v) => (total_bytes(x) - v.len() + value.len(), list_bytes(x)),
+        None => (
+            total_bytes(x) + name.len() + value.len(),
+            list_bytes(x) + "user.".len() + name.len() + 1,
+        ),
+    };
+    if total > TOTAL_MAX || list > LIST_MAX {
         return Err(FsError::NoSpace);
     }
+    x.insert(name.to_vec(), value.to_vec());
     Ok(())
 }
 
