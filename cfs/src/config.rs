@@ -68,6 +68,8 @@ pub struct FileConfig {
     pub listen: Option<String>,
     pub lease_seconds: Option<u32>,
     pub grace_seconds: Option<u32>,
+    /// `write_delegations = false`: grant read delegations only (default: write ones too).
+    pub write_delegations: Option<bool>,
     #[serde(default, rename = "export")]
     pub exports: Vec<ExportConfig>,
     /// Which roles this process runs: "mds", "ds" or both; default ["mds"].

@@ -17,6 +17,10 @@ pub struct ServerConfig {
     pub listen: SocketAddr,
     pub exports: Vec<Export>,
     pub lease_seconds: u32,
+    /// Grant write delegations to sole writers (knfsd does too). Off: read delegations only,
+    /// as before (to measure what write delegations buy, or to leave out a client that
+    /// misbehaves with them).
+    pub write_delegations: bool,
     /// Defaults to the lease time.
     pub grace_seconds: Option<u32>,
     /// With data servers: file data lives on them, and clients get pNFS layouts. Without: the

@@ -223,6 +223,7 @@ impl Mds {
             cluster,
             node,
             lease_seconds: cfg.lease_seconds.max(5),
+            write_delegations: cfg.write_delegations,
             grace,
             serving: Default::default(),
             locks: Default::default(),

@@ -131,6 +131,22 @@ fn mds_families(e: &mut Exposition, a: &Admin, m: &mds::admin::Admin) {
     );
     g(
         e,
+        "cfs_mds_write_delegations",
+        "Write delegations held (of cfs_mds_delegations).",
+        c.write_delegations,
+    );
+    e.counter(
+        "cfs_mds_write_delegations_granted_total",
+        "Write delegations granted.",
+        &[(&[], c.write_delegations_granted)],
+    );
+    e.counter(
+        "cfs_mds_cb_getattr_total",
+        "CB_GETATTRs sent to write delegations' holders for another client's GETATTR.",
+        &[(&[], c.cb_getattrs)],
+    );
+    g(
+        e,
         "cfs_mds_layouts",
         "Layout stateids (one per client and file).",
         c.layouts,

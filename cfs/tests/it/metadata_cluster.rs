@@ -1215,6 +1215,87 @@ fn a_change_through_one_node_recalls_a_delegation_another_handed_out() {
     });
 }
 
+/// The delegation a read-write OPEN (creating `name` in the root if need be) that wants one
+/// gets through `c`.
+async fn write_delegation(c: &Client, name: &str) -> proto::nfs4::OpenDelegation4 {
+    use proto::nfs4::*;
+    let res = c
+        .compound(
+            client::CompoundBuilder::new()
+                .putfh(c.root())
+                .op(NfsArgop4::Open(OpenArgs {
+                    seqid: 0,
+                    share_access: OPEN4_SHARE_ACCESS_BOTH,
+                    share_deny: 0,
+                    owner: StateOwner4 {
+                        clientid: c.clientid(),
+                        owner: proto::xdr::Opaque::from("write delegation probe"),
+                    },
+                    openhow: Openflag4::Create(Createhow4::Unchecked(Fattr4::default())),
+                    claim: OpenClaim4::Null(proto::xdr::Opaque::from(name)),
+                })),
+        )
+        .await
+        .expect("read-write OPEN");
+    match res.last() {
+        Some(NfsResop4::Open(OpenRes::Ok(ok))) => ok.delegation.clone(),
+        other => panic!("OPEN result: {other:?}"),
+    }
+}
+
+/// Write delegations with several MDS nodes: node 1 hands one to A's sole writer once the
+/// other nodes noted it; a reader through node 2 gets in only after A gave it back; no node
+/// write-delegates a file another node's client has open; and another client's GETATTR
+/// through node 3 recalls a write delegation node 1 handed out (the holder may be caching
+/// a size only it knows).
+#[test]
+fn write_delegations_are_recalled_by_readers_and_stat_through_other_nodes() {
+    use proto::nfs4::OpenDelegation4;
+    let tmp = tempfile::tempdir().unwrap();
+    let nodes = start_three(tmp.path());
+    let rt = rt();
+    rt.block_on(async {
+        let c = connect_each(&nodes, Duration::from_secs(30)).await;
+        let OpenDelegation4::Write(d) = write_delegation(&c[0], "w").await else {
+            panic!("node 1: a sole writer gets a write delegation with three MDS nodes");
+        };
+        let r = c[1]
+            .open_path("/w", proto::nfs4::OPEN4_SHARE_ACCESS_READ, None)
+            .await
+            .expect("read open through node 2");
+        assert_eq!(
+            test_stateid(&c[0], d.stateid).await,
+            Nfsstat4::BadStateid.code(),
+            "node 2's read open got through while A's write delegation from node 1 was out"
+        );
+        let d3 = write_delegation(&c[2], "w").await;
+        assert!(
+            !matches!(d3, OpenDelegation4::Write(_)),
+            "node 3 write-delegated a file B has open through node 2: {d3:?}"
+        );
+        c[1].close(&r).await.expect("close");
+
+        let OpenDelegation4::Write(d) = write_delegation(&c[0], "v").await else {
+            panic!("node 1: a write delegation on a second file");
+        };
+        let f = until_ok(
+            "GETATTR through node 3",
+            Duration::from_secs(30),
+            || async { c[2].lookup_path("/v").await },
+        )
+        .await;
+        let _ = c[2].getattr(&f).await.expect("GETATTR through node 3");
+        assert_eq!(
+            test_stateid(&c[0], d.stateid).await,
+            Nfsstat4::BadStateid.code(),
+            "node 3's GETATTR of the size got through while A's write delegation was out"
+        );
+        for cl in c {
+            let _ = cl.shutdown().await;
+        }
+    });
+}
+
 /// OPEN of file `name` in the root through `c` by open-owner `owner` with these share bits
 /// (no delegation wanted): its stateid and handle, or the status it failed with (DELAY once
 /// the client's retries ran out).

@@ -16,8 +16,13 @@ pub struct StateCounts {
     pub opens: usize,
     pub locks: usize,
     pub delegations: usize,
+    /// Of `delegations`, the write delegations.
+    pub write_delegations: usize,
     pub layouts: usize,
     pub in_grace: bool,
+    /// Write delegations granted and CB_GETATTRs sent since the start.
+    pub write_delegations_granted: u64,
+    pub cb_getattrs: u64,
 }
 
 /// One client as an operator sees it.
@@ -51,13 +56,20 @@ impl StateManager {
             courtesy: g.clients.keys().filter(|id| self.lapsed(&g, **id)).count(),
             sessions: g.sessions.len(),
             in_grace,
+            write_delegations_granted: self
+                .write_delegations_granted
+                .load(std::sync::atomic::Ordering::Relaxed),
+            cb_getattrs: self.cb_getattrs.load(std::sync::atomic::Ordering::Relaxed),
             ..Default::default()
         };
         for st in g.states.values() {
             match st.kind {
                 StateKind::Open { .. } => c.opens += 1,
                 StateKind::Lock { .. } => c.locks += 1,
-                StateKind::Delegation { .. } => c.delegations += 1,
+                StateKind::Delegation { write, .. } => {
+                    c.delegations += 1;
+                    c.write_delegations += usize::from(write);
+                }
                 StateKind::Layout { .. } => c.layouts += 1,
             }
         }

@@ -17,6 +17,25 @@ const RECALL_BACKOFF: Duration = Duration::from_secs(30);
 /// Above this many remembered recalls, expired ones are dropped.
 const RECALLED_LATELY_PRUNE: usize = 4096;
 
+/// What an operation does to a file, as far as other clients' delegations are concerned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// Changes its data, attributes or names: every delegation stands in the way.
+    Change,
+    /// Reads it (an open for reading, READ outside any open, GETATTR of a size a writer may
+    /// be caching): only write delegations do.
+    Read,
+}
+
+impl Access {
+    fn conflicts(self, kind: &StateKind) -> bool {
+        match kind {
+            StateKind::Delegation { write, .. } => self == Access::Change || *write,
+            _ => false,
+        }
+    }
+}
+
 /// A delegation that stands in the way of an operation.
 #[derive(Debug, Clone, Copy)]
 pub struct Conflict {
@@ -34,11 +53,8 @@ impl StateManager {
     /// apply.
     pub fn grant_read_delegation(&self, clientid: u64, ino: u64) -> Option<StateId> {
         let mut g = self.lock();
-        if let Some(t) = g.recalled_lately.get(&ino) {
-            if t.elapsed() < RECALL_BACKOFF {
-                return None;
-            }
-            g.recalled_lately.remove(&ino);
+        if Self::recalled_lately(&mut g, ino) {
+            return None;
         }
         if let Some(f) = g.files.get(&ino) {
             for o in &f.states {
@@ -60,7 +76,50 @@ impl StateManager {
                 }
             }
         }
-        let other = self.new_other(&mut g, 3);
+        Some(self.insert_delegation(&mut g, clientid, ino, false, 0))
+    }
+
+    /// Grants `clientid` a write delegation on `ino` (whose change attribute is `change` now)
+    /// if nobody else holds any state on it: no other client's open, lock or layout (a layout
+    /// reads and writes the data servers without asking), and no delegation at all, the
+    /// client's own read delegation included (knfsd grants none over an existing one either).
+    pub fn grant_write_delegation(&self, clientid: u64, ino: u64, change: u64) -> Option<StateId> {
+        let mut g = self.lock();
+        if Self::recalled_lately(&mut g, ino) {
+            return None;
+        }
+        let blocked = Self::any_state(&g, ino, |st| {
+            st.clientid != clientid || matches!(st.kind, StateKind::Delegation { .. })
+        });
+        if blocked {
+            return None;
+        }
+        let sid = self.insert_delegation(&mut g, clientid, ino, true, change);
+        self.write_delegations_granted
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Some(sid)
+    }
+
+    /// Whether `ino`'s delegations were recalled too lately for a new one (`RECALL_BACKOFF`).
+    fn recalled_lately(g: &mut Inner, ino: u64) -> bool {
+        if let Some(t) = g.recalled_lately.get(&ino) {
+            if t.elapsed() < RECALL_BACKOFF {
+                return true;
+            }
+            g.recalled_lately.remove(&ino);
+        }
+        false
+    }
+
+    fn insert_delegation(
+        &self,
+        g: &mut Inner,
+        clientid: u64,
+        ino: u64,
+        write: bool,
+        change: u64,
+    ) -> StateId {
+        let other = self.new_other(g, 3);
         g.states.insert(
             other,
             State {
@@ -68,14 +127,67 @@ impl StateManager {
                 ino,
                 seqid: 1,
                 kind: StateKind::Delegation {
-                    write: false,
+                    write,
                     recalled: None,
                     recall_acked: false,
+                    change,
                 },
             },
         );
         g.files.entry(ino).or_default().states.insert(other);
-        Some(StateId { seqid: 1, other })
+        StateId { seqid: 1, other }
+    }
+
+    /// Another client's write delegation on `ino` (not `except`'s), not yet recalled: its
+    /// holder, stateid and the file's change attribute when it was granted (for CB_GETATTR).
+    pub fn write_delegation(&self, ino: u64, except: u64) -> Option<(u64, StateId, u64)> {
+        let g = self.lock();
+        let f = g.files.get(&ino)?;
+        f.states.iter().find_map(|o| match g.states.get(o)? {
+            State {
+                clientid,
+                seqid,
+                kind:
+                    StateKind::Delegation {
+                        write: true,
+                        recalled: None,
+                        change,
+                        ..
+                    },
+                ..
+            } if *clientid != except => Some((
+                *clientid,
+                StateId {
+                    seqid: *seqid,
+                    other: *o,
+                },
+                *change,
+            )),
+            _ => None,
+        })
+    }
+
+    /// Whether a client other than `holder` holds any state on `ino`, or anybody a delegation
+    /// on it there (another node is about to write-delegate it to `holder`).
+    pub fn held_apart_from(&self, ino: u64, holder: u64) -> bool {
+        Self::any_state(&self.lock(), ino, |st| {
+            st.clientid != holder || matches!(st.kind, StateKind::Delegation { .. })
+        })
+    }
+
+    /// Whether some client holds a write delegation on `ino` (another node is about to
+    /// delegate it for reading).
+    pub fn write_delegated(&self, ino: u64) -> bool {
+        Self::any_state(&self.lock(), ino, |st| {
+            matches!(st.kind, StateKind::Delegation { write: true, .. })
+        })
+    }
+
+    /// Whether a client other than `except` holds a write delegation on `ino`, recalled or not.
+    pub fn write_delegated_to_other(&self, ino: u64, except: u64) -> bool {
+        Self::any_state(&self.lock(), ino, |st| {
+            st.clientid != except && matches!(st.kind, StateKind::Delegation { write: true, .. })
+        })
     }
 
     /// Those of `inos` some client holds a delegation on.
@@ -92,8 +204,9 @@ impl StateManager {
     }
 
     /// Delegations of other clients on `ino` that must be recalled before `clientid` may
-    /// change it. Delegations not returned a lease after their recall are revoked here.
-    pub fn delegation_conflicts(&self, ino: u64, clientid: u64) -> Vec<Conflict> {
+    /// change it (`Access::Change`), or only their write delegations before it may read it
+    /// (`Access::Read`). Delegations not returned a lease after their recall are revoked here.
+    pub fn delegation_conflicts(&self, ino: u64, clientid: u64, access: Access) -> Vec<Conflict> {
         let mut g = self.lock();
         let Some(f) = g.files.get(&ino) else {
             return Vec::new();
@@ -104,7 +217,7 @@ impl StateManager {
         let holders: HashSet<u64> = ids
             .iter()
             .filter_map(|o| g.states.get(o))
-            .filter(|st| st.clientid != clientid && matches!(st.kind, StateKind::Delegation { .. }))
+            .filter(|st| st.clientid != clientid && access.conflicts(&st.kind))
             .map(|st| st.clientid)
             .collect();
         for c in holders {
@@ -117,7 +230,7 @@ impl StateManager {
             let Some(st) = g.states.get_mut(&other) else {
                 continue;
             };
-            if st.clientid == clientid {
+            if st.clientid == clientid || !access.conflicts(&st.kind) {
                 continue;
             }
             if let StateKind::Delegation { recalled, .. } = &mut st.kind {
@@ -269,26 +382,62 @@ mod tests {
         assert!(m.grant_read_delegation(1, 7).is_none());
         assert!(m.grant_read_delegation(2, 7).is_some());
         // A third client wanting to write meets both: the first call asks for recalls ...
-        let c = m.delegation_conflicts(7, 3);
+        let c = m.delegation_conflicts(7, 3, Access::Change);
         assert_eq!(c.len(), 2);
         assert!(c.iter().all(|c| c.needs_recall));
         // ... later calls wait for the returns without recalling again.
-        assert!(m.delegation_conflicts(7, 3).iter().all(|c| !c.needs_recall));
+        assert!(m
+            .delegation_conflicts(7, 3, Access::Change)
+            .iter()
+            .all(|c| !c.needs_recall));
         m.return_delegation(&d, 7).unwrap();
-        assert_eq!(m.delegation_conflicts(7, 3).len(), 1);
+        assert_eq!(m.delegation_conflicts(7, 3, Access::Change).len(), 1);
         // Once somebody else writes, no new read delegation is granted.
         m.open(3, b"w", 8, OPEN4_SHARE_ACCESS_WRITE, 0).unwrap();
         assert!(m.grant_read_delegation(1, 8).is_none());
     }
 
     #[test]
+    fn write_delegations_go_to_sole_holders_and_give_way_to_readers() {
+        let (m, _d) = mgr();
+        m.open(1, b"a", 7, OPEN4_SHARE_ACCESS_WRITE, 0).unwrap();
+        let d = m.grant_write_delegation(1, 7, 42).unwrap();
+        assert!(m.write_delegated(7));
+        assert_eq!(m.write_delegation(7, 2), Some((1, d, 42)));
+        assert_eq!(m.write_delegation(7, 1), None, "its own holder asks nobody");
+        // Nobody else gets one beside it, of either kind.
+        assert!(m.grant_write_delegation(1, 7, 42).is_none());
+        assert!(m.grant_read_delegation(2, 7).is_none());
+        // A reader meets it (a reader of a read-delegated file would meet nothing).
+        let c = m.delegation_conflicts(7, 2, Access::Read);
+        assert_eq!(c.len(), 1);
+        assert!(c[0].needs_recall);
+        assert_eq!(
+            m.write_delegation(7, 2),
+            None,
+            "recalled: no CB_GETATTR any more"
+        );
+        m.return_delegation(&d, 7).unwrap();
+        assert!(m.delegation_conflicts(7, 2, Access::Read).is_empty());
+        // Not while another client has the file open, nor over a read delegation.
+        m.open(2, b"b", 8, OPEN4_SHARE_ACCESS_READ, 0).unwrap();
+        assert!(m.grant_write_delegation(1, 8, 1).is_none());
+        assert!(m.held_apart_from(8, 1));
+        m.open(1, b"a", 9, OPEN4_SHARE_ACCESS_READ, 0).unwrap();
+        m.grant_read_delegation(1, 9).unwrap();
+        assert!(m.grant_write_delegation(1, 9, 1).is_none());
+        assert!(m.delegation_conflicts(9, 2, Access::Read).is_empty());
+        assert_eq!(m.delegation_conflicts(9, 2, Access::Change).len(), 1);
+    }
+
+    #[test]
     fn unreturned_delegations_are_revoked_after_a_lease() {
         let m = lapsing_mgr();
         m.grant_read_delegation(1, 4).unwrap();
-        assert!(m.delegation_conflicts(4, 2)[0].needs_recall);
+        assert!(m.delegation_conflicts(4, 2, Access::Change)[0].needs_recall);
         std::thread::sleep(Duration::from_millis(5));
         assert!(
-            m.delegation_conflicts(4, 2).is_empty(),
+            m.delegation_conflicts(4, 2, Access::Change).is_empty(),
             "still held a lease after the recall"
         );
     }
@@ -297,10 +446,10 @@ mod tests {
     fn a_revoked_delegation_answers_deleg_revoked_until_its_holder_frees_it() {
         let m = lapsing_mgr();
         let d = m.grant_read_delegation(1, 4).unwrap();
-        assert!(m.delegation_conflicts(4, 2)[0].needs_recall);
+        assert!(m.delegation_conflicts(4, 2, Access::Change)[0].needs_recall);
         assert_eq!(m.unanswered_recalls(1), vec![(d, 4)]);
         std::thread::sleep(Duration::from_millis(5));
-        assert!(m.delegation_conflicts(4, 2).is_empty());
+        assert!(m.delegation_conflicts(4, 2, Access::Change).is_empty());
         assert_eq!(m.test_stateid(&d), Err(NfsError::DelegRevoked));
         assert_eq!(m.return_delegation(&d, 4), Err(NfsError::DelegRevoked));
         // Only its holder may free it.

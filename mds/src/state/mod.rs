@@ -42,7 +42,7 @@ pub use owner::NfsState;
 
 pub use admin::{ClientSummary, StateCounts};
 pub use adopt::session_id;
-pub use delegations::Conflict;
+pub use delegations::{Access, Conflict};
 pub use grace::{read_legacy, ClientDb, LEGACY_FILE};
 pub use lock_state::Denied;
 use locks::FileLocks;
@@ -100,10 +100,16 @@ pub enum StateKind {
     /// loses it. `recall_acked`: the holder answered the CB_RECALL; until then the recall is
     /// sent again on any back channel the client sets up (a new session, BIND_CONN_TO_SESSION,
     /// BACKCHANNEL_CTL), as knfsd requeues a callback whose channel went down.
+    ///
+    /// `change`: a write delegation's file's change attribute when it was granted, which the
+    /// holder's CB_GETATTR answer is compared with (the holder reports the change attribute it
+    /// was given, plus one while it has unwritten changes, as Linux's nfs4_callback_getattr
+    /// does); 0 for read delegations.
     Delegation {
         write: bool,
         recalled: Option<Instant>,
         recall_acked: bool,
+        change: u64,
     },
     /// The layouts one client holds on one file (RFC 8881 §12.5.3): one stateid per
     /// (client, file), its seqid bumped by every LAYOUTGET and LAYOUTRETURN.
@@ -212,6 +218,9 @@ pub struct StateManager {
     /// Whether this node is in touch with a majority of MDS nodes: when not, it renews no
     /// lease and keeps no courtesy client (`crate::state::remote::isolation`).
     pub quorum: crate::state::remote::isolation::Quorum,
+    /// Write delegations granted since the start, and CB_GETATTRs sent (for `/metrics`).
+    pub write_delegations_granted: std::sync::atomic::AtomicU64,
+    pub cb_getattrs: std::sync::atomic::AtomicU64,
 }
 
 impl StateManager {
@@ -253,6 +262,8 @@ impl StateManager {
             returned: tokio::sync::Notify::new(),
             laundromat: tokio::sync::Notify::new(),
             quorum: crate::state::remote::isolation::Quorum::default(),
+            write_delegations_granted: std::sync::atomic::AtomicU64::new(0),
+            cb_getattrs: std::sync::atomic::AtomicU64::new(0),
         }
     }
 

@@ -26,6 +26,8 @@ pub struct NfsState {
     /// it keeps (`Command::ClientRecords`).
     pub node: u8,
     pub lease_seconds: u32,
+    /// Whether sole writers get write delegations (`ServerConfig::write_delegations`).
+    pub write_delegations: bool,
     /// How long clients may reclaim after a restart or a takeover.
     pub grace: Duration,
     /// The client addresses this node answers on now (its own, and those it took over;

@@ -13,12 +13,14 @@
 //! only after every other node noted it, and the note and `Busy` are taken under one lock, so one
 //! of them sees the other (lock order: the `RemoteDelegations` table before the `StateManager`).
 use crate::error::{NfsError, NfsResult};
-use crate::state::NfsState;
+use crate::state::remote::delegations::Busy;
 use crate::state::StateId;
+use crate::state::{Access, NfsState};
+use proto::nfs4::attr::{Bitmap, FATTR4_CHANGE, FATTR4_SIZE};
 use proto::nfs4::basic::{NfsFh4, CB_COMPOUND};
 use proto::nfs4::callback::{
-    CbCompound4Args, CbCompound4Res, CbLayoutrecallArgs, CbRecallArgs, CbSequenceArgs,
-    Layoutrecall4, LayoutrecallFile4, NfsCbArgop4,
+    CbCompound4Args, CbCompound4Res, CbGetattrArgs, CbGetattrRes, CbLayoutrecallArgs, CbRecallArgs,
+    CbSequenceArgs, Layoutrecall4, LayoutrecallFile4, NfsCbArgop4, NfsCbResop4,
 };
 use proto::nfs4::pnfs::{Layoutiomode4, LAYOUT4_FLEX_FILES};
 use proto::xdr::{Opaque, Xdr};
@@ -43,12 +45,32 @@ pub async fn recall_and_wait(
     nfs: &Arc<NfsState>,
     inos: &[u64],
     clientid: Option<u64>,
-) -> NfsResult<crate::state::remote::delegations::Busy> {
-    let (busy, elsewhere) = crate::state::remote::delegations::begin_conflict(nfs, inos, clientid);
+) -> NfsResult<Busy> {
+    recall_for(nfs, inos, clientid, Access::Change).await
+}
+
+/// `recall_and_wait` for an operation that reads `ino` (an open for reading, READ outside any
+/// open): only other clients' write delegations stand in its way.
+pub async fn recall_writers_and_wait(
+    nfs: &Arc<NfsState>,
+    ino: u64,
+    clientid: Option<u64>,
+) -> NfsResult<Busy> {
+    recall_for(nfs, &[ino], clientid, Access::Read).await
+}
+
+async fn recall_for(
+    nfs: &Arc<NfsState>,
+    inos: &[u64],
+    clientid: Option<u64>,
+    access: Access,
+) -> NfsResult<Busy> {
+    let (busy, elsewhere) =
+        crate::state::remote::delegations::begin_conflict(nfs, inos, clientid, access);
     // Every ino is looked at (no short cut), so all the recalls go out at once.
     let outstanding = || {
         inos.iter().fold(false, |out, &ino| {
-            recall_conflicts(nfs, ino, clientid) | out
+            recall_conflicts(nfs, ino, clientid, access) | out
         })
     };
     // The common case, nothing delegated, costs one look and no waiter registration.
@@ -56,7 +78,8 @@ pub async fn recall_and_wait(
     if !here && elsewhere.is_empty() {
         return Ok(busy);
     }
-    let there = crate::state::remote::delegations::recall_elsewhere(nfs, elsewhere, clientid);
+    let there =
+        crate::state::remote::delegations::recall_elsewhere(nfs, elsewhere, clientid, access);
     let (there, here) = tokio::join!(there, async {
         if here {
             wait_for_returns(nfs, outstanding).await
@@ -70,10 +93,15 @@ pub async fn recall_and_wait(
 }
 
 /// Another node's change (by client `except`, whose own delegation stays) conflicts with
-/// this node's delegations on `ino`: recalls them and waits as `recall_and_wait` does;
-/// whether any is still out.
-pub async fn recall_here(nfs: &Arc<NfsState>, ino: u64, except: Option<u64>) -> bool {
-    let outstanding = || recall_conflicts(nfs, ino, except);
+/// this node's delegations on `ino` (with its write delegations only, for a read): recalls
+/// them and waits as `recall_and_wait` does; whether any is still out.
+pub async fn recall_here(
+    nfs: &Arc<NfsState>,
+    ino: u64,
+    except: Option<u64>,
+    access: Access,
+) -> bool {
+    let outstanding = || recall_conflicts(nfs, ino, except, access);
     outstanding() && wait_for_returns(nfs, outstanding).await.is_err()
 }
 
@@ -97,8 +125,10 @@ async fn wait_for_returns(nfs: &NfsState, outstanding: impl Fn() -> bool) -> Nfs
 
 /// Sends CB_RECALL for the delegations other clients hold on `ino` that have not been
 /// recalled yet; true if any (recalled now or before) is still out.
-fn recall_conflicts(nfs: &Arc<NfsState>, ino: u64, clientid: Option<u64>) -> bool {
-    let conflicts = nfs.state.delegation_conflicts(ino, clientid.unwrap_or(0));
+fn recall_conflicts(nfs: &Arc<NfsState>, ino: u64, clientid: Option<u64>, access: Access) -> bool {
+    let conflicts = nfs
+        .state
+        .delegation_conflicts(ino, clientid.unwrap_or(0), access);
     for c in conflicts.iter().filter(|c| c.needs_recall) {
         tokio::spawn(send_recall(nfs.clone(), c.clientid, c.stateid, ino));
     }
@@ -188,6 +218,68 @@ async fn send_layout_recall(nfs: Arc<NfsState>, clientid: u64, ino: u64) {
     callback(&nfs, clientid, ino, op, "CB_LAYOUTRECALL").await;
 }
 
+/// How long a GETATTR waits for the CB_GETATTR answer of a write delegation's holder before
+/// it recalls the delegation instead (knfsd waits 30 ms; a guest's back channel under load
+/// takes longer, and a recall costs the holder its cache).
+const CB_GETATTR_WAIT: Duration = Duration::from_millis(100);
+
+/// What a write delegation's holder says of the file: whether it has changed it, as far as
+/// the server has not seen (RFC 8881 §10.4.3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Written {
+    /// Its size and change attribute are as the server has them: the server's attributes
+    /// are the file's.
+    Unchanged,
+    /// It has changes the server has not seen, or did not answer in time.
+    Changed,
+}
+
+/// Asks the holder of the write delegation `sid` on `ino` (granted when the file's change
+/// attribute was `change`, now of size `size` here) with CB_GETATTR whether it has changed
+/// the file. The callback runs to its end in its own task (the back channel's sequence must
+/// not skip a number), the caller waits `CB_GETATTR_WAIT` for it.
+pub async fn ask_writer(
+    nfs: &Arc<NfsState>,
+    holder: u64,
+    ino: u64,
+    change: u64,
+    size: u64,
+) -> Written {
+    nfs.state
+        .cb_getattrs
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let op = NfsCbArgop4::Getattr(CbGetattrArgs {
+        fh: file_fh(nfs, ino),
+        attr_request: Bitmap::from_bits(&[FATTR4_CHANGE, FATTR4_SIZE]).to_vec(),
+    });
+    let call = tokio::spawn({
+        let nfs = nfs.clone();
+        async move { callback_reply(&nfs, holder, ino, op, "CB_GETATTR").await }
+    });
+    let Ok(Ok(Some(reply))) = tokio::time::timeout(CB_GETATTR_WAIT, call).await else {
+        return Written::Changed;
+    };
+    match reply.resarray.last().and_then(cb_getattr_answer) {
+        Some((c, s)) if c == change && s == size => Written::Unchanged,
+        _ => Written::Changed,
+    }
+}
+
+/// The change attribute and size in a CB_GETATTR answer that holds exactly those two.
+fn cb_getattr_answer(r: &NfsCbResop4) -> Option<(u64, u64)> {
+    let NfsCbResop4::Getattr(CbGetattrRes::Ok(ok)) = r else {
+        return None;
+    };
+    let a = &ok.obj_attributes;
+    if Bitmap::from_words(&a.attrmask) != Bitmap::from_bits(&[FATTR4_CHANGE, FATTR4_SIZE]) {
+        return None;
+    }
+    let v: &[u8] = &a.attr_vals.0;
+    let change = u64::from_be_bytes(v.get(0..8)?.try_into().ok()?);
+    let size = u64::from_be_bytes(v.get(8..16)?.try_into().ok()?);
+    (v.len() == 16).then_some((change, size))
+}
+
 /// Sends one callback operation over `clientid`'s back channel; true if the client answered
 /// it with success.
 async fn callback(
@@ -197,6 +289,17 @@ async fn callback(
     op: NfsCbArgop4,
     what: &'static str,
 ) -> bool {
+    callback_reply(nfs, clientid, ino, op, what).await.is_some()
+}
+
+/// `callback`, with the client's answer when it succeeded.
+async fn callback_reply(
+    nfs: &Arc<NfsState>,
+    clientid: u64,
+    ino: u64,
+    op: NfsCbArgop4,
+    what: &'static str,
+) -> Option<CbCompound4Res> {
     let Some(bc) = nfs.state.back_channel(clientid) else {
         tracing::warn!(
             clientid,
@@ -204,13 +307,11 @@ async fn callback(
             what,
             "no back channel; sent again on the next one, else revoked after the lease"
         );
-        return false;
+        return None;
     };
     // One callback at a time: the back channel has a single slot.
     let _one = nfs.callback_lock.lock().await;
-    let Some(seq) = nfs.state.next_cb_seq(&bc.session) else {
-        return false;
-    };
+    let seq = nfs.state.next_cb_seq(&bc.session)?;
     let args = CbCompound4Args {
         tag: Opaque::default(),
         minorversion: bc.minor,
@@ -241,21 +342,21 @@ async fn callback(
     {
         Ok(reply) => match CbCompound4Res::from_xdr(reply.body()) {
             Ok(r) if r.status == 0 => {
-                tracing::debug!(clientid, ino, what, "recalled");
-                true
+                tracing::debug!(clientid, ino, what, "answered");
+                Some(r)
             }
             Ok(r) => {
                 tracing::info!(clientid, ino, what, status = r.status, "callback refused");
-                false
+                None
             }
             Err(e) => {
                 tracing::warn!(clientid, ino, what, "undecodable CB_COMPOUND reply: {e}");
-                false
+                None
             }
         },
         Err(e) => {
             tracing::warn!(clientid, ino, what, "callback failed: {e}");
-            false
+            None
         }
     }
 }

@@ -42,6 +42,7 @@ async fn server_config(
         listen: "127.0.0.1:0".parse().unwrap(),
         exports: vec![export],
         lease_seconds,
+        write_delegations: true,
         grace_seconds: None,
         cluster: None,
         connections,
@@ -226,11 +227,12 @@ pub fn mkdir(name: &str) -> NfsArgop4 {
 }
 
 /// OPEN for reading and writing of `name` (created UNCHECKED with `attrs`) by open owner
-/// `owner`.
+/// `owner`, wanting no delegation (a sole writer would get a write delegation, which other
+/// clients' access then recalls; the tests of delegations ask for them themselves).
 pub fn open_create(name: &str, owner: &str, attrs: Fattr4) -> NfsArgop4 {
     NfsArgop4::Open(OpenArgs {
         seqid: 0,
-        share_access: 3,
+        share_access: 3 | OPEN4_SHARE_ACCESS_WANT_NO_DELEG,
         share_deny: 0,
         owner: StateOwner4 {
             clientid: 0,
@@ -308,6 +310,8 @@ pub async fn session_with_back_channel_minor(
 pub enum Recall {
     Delegation(Stateid4),
     Layout(LayoutrecallFile4),
+    /// A CB_GETATTR of this file (answered with `Holder::attrs`).
+    Getattr(NfsFh4),
 }
 
 /// A client connection whose back channel records recalls (see `Holder`).
@@ -329,6 +333,7 @@ pub async fn connect_holder_minor(
             recalls: tx,
             minor,
             creds: None,
+            attrs: Arc::default(),
         }),
         ConnectionLimits::default(),
     )
@@ -353,6 +358,7 @@ pub async fn connect_holder_with_creds(
             recalls: tx,
             minor: 1,
             creds: Some(ctx),
+            attrs: Arc::default(),
         }),
         ConnectionLimits::default(),
     )
@@ -369,6 +375,8 @@ pub struct Holder {
     pub minor: u32,
     /// Where the credential of each callback goes, if anywhere.
     pub creds: Option<tokio::sync::mpsc::UnboundedSender<Auth>>,
+    /// What CB_GETATTR answers: (change, size); None: no reply at all.
+    pub attrs: Arc<std::sync::Mutex<Option<(u64, u64)>>>,
 }
 
 impl proto::rpc::CallHandler for Holder {
@@ -400,6 +408,18 @@ impl proto::rpc::CallHandler for Holder {
                 NfsCbArgop4::Recall(r) => {
                     let _ = self.recalls.send(Recall::Delegation(r.stateid));
                     res.push(NfsCbResop4::Recall(fileops::StatusRes::ok()));
+                }
+                NfsCbArgop4::Getattr(g) => {
+                    let _ = self.recalls.send(Recall::Getattr(g.fh.clone()));
+                    let (change, size) = (*self.attrs.lock().unwrap())?;
+                    let mut vals = change.to_be_bytes().to_vec();
+                    vals.extend_from_slice(&size.to_be_bytes());
+                    res.push(NfsCbResop4::Getattr(CbGetattrRes::Ok(CbGetattrResOk {
+                        obj_attributes: Fattr4 {
+                            attrmask: vec![(1 << 3) | (1 << 4)],
+                            attr_vals: Opaque::from(vals),
+                        },
+                    })));
                 }
                 NfsCbArgop4::Layoutrecall(r) => {
                     if let Layoutrecall4::File(f) = &r.clora_recall {

@@ -167,6 +167,7 @@ async fn unconfirmed_client_records_are_purged_after_a_lease() {
         exports: vec![Export::new("/").unwrap()],
         // The shortest lease the server allows; it looks every half lease.
         lease_seconds: 5,
+        write_delegations: true,
         grace_seconds: None,
         cluster: None,
         connections: Default::default(),

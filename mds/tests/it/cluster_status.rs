@@ -36,6 +36,7 @@ async fn mds_with_cluster(
         listen: "127.0.0.1:0".parse().unwrap(),
         exports: vec![Export::new("/").unwrap()],
         lease_seconds: 30,
+        write_delegations: true,
         grace_seconds: None,
         cluster: Some(ClusterConfig::new(secret.clone())),
         connections: Default::default(),

@@ -215,6 +215,7 @@ async fn start(dir: &Path, exports: Vec<Export>) -> Server {
             listen: "127.0.0.1:0".parse().unwrap(),
             exports: exports.clone(),
             lease_seconds: 30,
+            write_delegations: true,
             grace_seconds: Some(0),
             cluster: None,
             connections: Default::default(),

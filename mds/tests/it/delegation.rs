@@ -58,11 +58,16 @@ async fn delegated(
     let b = connect(&s).await;
     let (sb, _) = session_with_back_channel(&b, b_name).await;
 
-    // A creates the file read-write, closes, then opens it read-only: a read delegation.
+    // A creates the file read-write (wanting no write delegation), closes, then opens it
+    // read-only: a read delegation.
     let r = compound(
         &a,
         1,
-        vec![seq(sa, 2), NfsArgop4::Putrootfh, open_args("a", 3, true)],
+        vec![
+            seq(sa, 2),
+            NfsArgop4::Putrootfh,
+            open_args("a", 3 | OPEN4_SHARE_ACCESS_WANT_NO_DELEG, true),
+        ],
     )
     .await;
     let NfsResop4::Open(OpenRes::Ok(o)) = &r.resarray[2] else {

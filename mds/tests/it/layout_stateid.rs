@@ -61,6 +61,7 @@ async fn layoutreturn_with_an_old_layout_stateid_is_old_stateid() {
         listen: "127.0.0.1:0".parse().unwrap(),
         exports: vec![mds::config::Export::new("/").unwrap()],
         lease_seconds: 30,
+        write_delegations: true,
         grace_seconds: None,
         cluster: Some(ClusterConfig::new(secret)),
         connections: Default::default(),

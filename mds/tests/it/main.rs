@@ -24,4 +24,5 @@ mod reclaim_records;
 mod reply_cache_memory;
 mod secinfo;
 mod session_limits;
+mod write_delegation;
 mod xattrs;

@@ -34,6 +34,7 @@ async fn cluster_server(dir: &std::path::Path) -> Server {
         listen: "127.0.0.1:0".parse().unwrap(),
         exports: vec![mds::config::Export::new("/").unwrap()],
         lease_seconds: 30,
+        write_delegations: true,
         grace_seconds: None,
         cluster: Some(ClusterConfig::new(secret)),
         connections: Default::default(),
@@ -89,7 +90,8 @@ async fn truncate_recalls_layouts_and_an_unreachable_ds_is_probed_down() {
     let (sa, _) = session_with_back_channel(&a, "layout-holder").await;
     let open = NfsArgop4::Open(OpenArgs {
         seqid: 0,
-        share_access: 3,
+        // No write delegation: B's truncation below would recall it first.
+        share_access: 3 | OPEN4_SHARE_ACCESS_WANT_NO_DELEG,
         share_deny: 0,
         owner: StateOwner4 {
             clientid: 0,

@@ -18,6 +18,7 @@ async fn start(dir: &Path) -> Server {
             listen: "127.0.0.1:0".parse().unwrap(),
             exports: vec![Export::new("/").unwrap()],
             lease_seconds: 5,
+            write_delegations: true,
             grace_seconds: Some(2),
             cluster: None,
             connections: Default::default(),

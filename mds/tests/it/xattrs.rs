@@ -285,6 +285,7 @@ async fn xattrs_survive_a_restart_and_go_with_their_file() {
         listen: "127.0.0.1:0".parse().unwrap(),
         exports: vec![Export::new("/").unwrap()],
         lease_seconds: 30,
+        write_delegations: true,
         grace_seconds: None,
         cluster: None,
         connections: Default::default(),

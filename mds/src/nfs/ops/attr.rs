@@ -3,7 +3,7 @@ use crate::error::{NfsError, NfsResult};
 use crate::nfs::attrs;
 use crate::nfs::ctx::Ctx;
 use meta::namespace::perm;
-use meta::namespace::{Command, Inode, Time};
+use meta::namespace::{Command, FileKind, Inode, Time};
 use proto::nfs4::attr::Bitmap;
 use proto::nfs4::basic::Fattr4;
 use proto::nfs4::fileops::*;
@@ -11,16 +11,51 @@ use proto::nfs4::fileops::*;
 /// The attributes as settled: while a cross-shard transaction holds the inode, waits
 /// (`Ctx::read`), then DELAY.
 pub async fn getattr(ctx: &mut Ctx<'_>, a: &GetattrArgs) -> GetattrRes {
+    let want = Bitmap::from_words(&a.attr_request);
     let cur = match ctx.fh() {
-        Ok(ino) => ctx.read(|_, s| s.getattr_settled(ino)).await,
+        Ok(ino) => match ctx.read(|_, s| s.getattr_settled(ino)).await {
+            Ok(i) => as_written(ctx, i, &want).await,
+            Err(e) => Err(e),
+        },
         Err(e) => Err(e),
     };
     match cur {
         Ok(i) => GetattrRes::Ok(GetattrResOk {
-            obj_attributes: attrs::encode(ctx.mds, &i, &Bitmap::from_words(&a.attr_request)),
+            obj_attributes: attrs::encode(ctx.mds, &i, &want),
         }),
         Err(e) => GetattrRes::error(e.code()),
     }
+}
+
+/// A file another client holds a write delegation on may have a size and change attribute
+/// only its holder knows (RFC 8881 §10.4.3). Asked for either, the holder is asked first
+/// (CB_GETATTR): unchanged, the server's attributes stand; changed, or no answer in time,
+/// the delegation is recalled, and once it is back (the holder wrote its changes first)
+/// the attributes are read again; until then NFS4ERR_DELAY. knfsd instead reports the
+/// holder's size and a change attribute it bumps itself; recalling keeps the change
+/// attribute what the file's writes made it, and the holder's data where every reader sees it.
+async fn as_written(ctx: &mut Ctx<'_>, i: Inode, want: &Bitmap) -> NfsResult<Inode> {
+    use crate::state::recall::{ask_writer, recall_writers_and_wait, Written};
+    use proto::nfs4::attr::{FATTR4_CHANGE, FATTR4_SIZE};
+    if i.kind != FileKind::Regular || !(want.get(FATTR4_SIZE) || want.get(FATTR4_CHANGE)) {
+        return Ok(i);
+    }
+    let nfs = &ctx.mds.nfs;
+    let me = ctx.clientid.unwrap_or(0);
+    let unchanged = match nfs.state.write_delegation(i.ino, me) {
+        Some((holder, _, change)) => {
+            ask_writer(nfs, holder, i.ino, change, i.size).await == Written::Unchanged
+        }
+        None => {
+            !nfs.state.write_delegated_to_other(i.ino, me)
+                && !crate::state::remote::delegations::written_elsewhere(nfs, i.ino, me)
+        }
+    };
+    if unchanged {
+        return Ok(i);
+    }
+    let _busy = recall_writers_and_wait(nfs, i.ino, ctx.clientid).await?;
+    ctx.read(|_, s| s.getattr_settled(i.ino)).await
 }
 
 pub async fn setattr(ctx: &mut Ctx<'_>, a: &SetattrArgs) -> SetattrRes {

@@ -26,6 +26,12 @@ pub async fn io_target(
     if crate::state::is_special(&sid) {
         ctx.require(&i, if write { 2 } else { 4 })?;
         anonymous_io(ctx.mds, i.ino, write).await?;
+        // Outside any open, no OPEN recalled another client's write delegation: a reader
+        // recalls it here (a writer does in `write`, as for every delegation).
+        if !write {
+            crate::state::recall::recall_writers_and_wait(&ctx.mds.nfs, i.ino, ctx.clientid)
+                .await?;
+        }
     }
     if write {
         ctx.writable()?;

@@ -131,15 +131,14 @@ async fn open_inner(ctx: &mut Ctx<'_>, a: &OpenArgs) -> NfsResult<OpenResOk> {
             return Err(NfsError::Access);
         }
     }
-    // Held to the end: no other MDS node delegates the file until the write open is in the
-    // state, where its notes see it.
+    // Held to the end: no other MDS node delegates the file until the open is in the state,
+    // where its notes see it. A writer recalls every other client's delegation, a reader
+    // only their write delegations (whose holders may cache changes it must see).
     let _busy = if access & OPEN4_SHARE_ACCESS_WRITE_BIT != 0 {
-        Some(
-            crate::state::recall::recall_and_wait(&ctx.mds.nfs, &[t.file.ino], Some(clientid))
-                .await?,
-        )
+        crate::state::recall::recall_and_wait(&ctx.mds.nfs, &[t.file.ino], Some(clientid)).await?
     } else {
-        None
+        crate::state::recall::recall_writers_and_wait(&ctx.mds.nfs, t.file.ino, Some(clientid))
+            .await?
     };
     // Held until this open is in the state: another node's deny open waits until then, and
     // this one does not start while another node's open denies it (`remote_shares`).
@@ -158,25 +157,21 @@ async fn open_inner(ctx: &mut Ctx<'_>, a: &OpenArgs) -> NfsResult<OpenResOk> {
             .state
             .open(clientid, a.owner.owner.as_bytes(), t.file.ino, access, deny)?;
     drop(share);
-    // Read-only opens may cache: grant a read delegation when nobody else writes the file
-    // and the client can be called back. With several MDS nodes, once every other node has
-    // taken note, so that a change through it recalls the delegation
-    // (`remote_delegations`). Never on a reclaim: a taker that adopted a dead node's clients
-    // relies on their delegations ending with that node.
-    let delegation = if access == 1
-        && deny == 0
-        && a.share_access & OPEN4_SHARE_ACCESS_WANT_DELEG_MASK != OPEN4_SHARE_ACCESS_WANT_NO_DELEG
-        && !reclaim
-        && !by_delegation
-        && ctx.mds.nfs.state.back_channel(clientid).is_some()
-    {
-        let (mds, ino) = (ctx.mds, t.file.ino);
-        crate::state::remote::delegations::grant(&mds.nfs, ino, clientid, || {
-            mds.nfs.state.grant_read_delegation(clientid, ino)
-        })
-        .await
-    } else {
-        None
+    let kind = delegation_kind(ctx, a, clientid);
+    let delegation = match kind {
+        Some(write) => {
+            let (mds, ino, change) = (ctx.mds, t.file.ino, t.file.change);
+            crate::state::remote::delegations::grant(&mds.nfs, ino, clientid, write, || {
+                if write {
+                    mds.nfs.state.grant_write_delegation(clientid, ino, change)
+                } else {
+                    mds.nfs.state.grant_read_delegation(clientid, ino)
+                }
+            })
+            .await
+            .map(|d| (d, write))
+        }
+        None => None,
     };
     ctx.cfh = Some(t.file.ino);
     ctx.cur_sid = Some(opened);
@@ -190,16 +185,16 @@ async fn open_inner(ctx: &mut Ctx<'_>, a: &OpenArgs) -> NfsResult<OpenResOk> {
         rflags: OPEN4_RESULT_LOCKTYPE_POSIX | OPEN4_RESULT_PRESERVE_UNLINKED,
         attrset: t.attrset,
         delegation: match delegation {
-            Some(d) => OpenDelegation4::Read(OpenReadDelegation4 {
+            Some((d, false)) => OpenDelegation4::Read(OpenReadDelegation4 {
                 stateid: d,
                 recall: false,
-                // knfsd sends an empty ACE too: access is checked at OPEN, not from this.
-                permissions: Nfsace4 {
-                    acetype: 0,
-                    flag: 0,
-                    access_mask: 0,
-                    who: proto::xdr::Opaque::default(),
-                },
+                permissions: no_ace(),
+            }),
+            Some((d, true)) => OpenDelegation4::Write(OpenWriteDelegation4 {
+                stateid: d,
+                recall: false,
+                space_limit: NfsSpaceLimit4::Size(WRITE_DELEGATION_SPACE_LIMIT),
+                permissions: no_ace(),
             }),
             // RFC 8881 §18.16.3: a client that said it wants none hears why it got none.
             None if a.share_access & OPEN4_SHARE_ACCESS_WANT_DELEG_MASK
@@ -213,6 +208,59 @@ async fn open_inner(ctx: &mut Ctx<'_>, a: &OpenArgs) -> NfsResult<OpenResOk> {
 }
 
 const OPEN4_SHARE_ACCESS_WRITE_BIT: u32 = 2;
+
+/// How much a write delegation's holder may keep unwritten past a close (RFC 8881 §10.4.1's
+/// space limit; Linux flushes on close once it has more dirty pages than this, and only
+/// starts the flush below it). knfsd offers no limit; a bounded one keeps what a crashed
+/// client could lose after a successful close, and what an ENOSPC at its later flush would
+/// hide from the application, to 64 MiB. (Nothing is reserved for it: the data servers'
+/// space is shared.)
+const WRITE_DELEGATION_SPACE_LIMIT: u64 = 64 << 20;
+
+/// knfsd sends an empty ACE too: access is checked at OPEN, not from this.
+fn no_ace() -> Nfsace4 {
+    Nfsace4 {
+        acetype: 0,
+        flag: 0,
+        access_mask: 0,
+        who: proto::xdr::Opaque::default(),
+    }
+}
+
+/// Which delegation an OPEN asks for and may get, if any: `Some(true)` write, `Some(false)`
+/// read (then `grant` still checks the conflicts). A client that can be called back gets a
+/// read delegation for a read-only open and a write delegation for an open for writing
+/// (`ServerConfig::write_delegations`), unless it said it wants none or only the other kind,
+/// or it denies others access. A reclaim (CLAIM_PREVIOUS) gets back what it held: nobody else
+/// could take state on the file during the grace period, so the grant only fails if another
+/// MDS node gave some out meanwhile; the client then flushes what it cached and goes on with
+/// its open alone. Never on an open under a delegation the client holds (it has one).
+fn delegation_kind(ctx: &Ctx<'_>, a: &OpenArgs, clientid: u64) -> Option<bool> {
+    let nfs = &ctx.mds.nfs;
+    nfs.state.back_channel(clientid)?;
+    let write_ok = nfs.write_delegations;
+    match &a.claim {
+        OpenClaim4::Previous(OpenDelegationType4::Read) => return Some(false),
+        OpenClaim4::Previous(OpenDelegationType4::Write) => return write_ok.then_some(true),
+        OpenClaim4::Previous(_)
+        | OpenClaim4::DelegCurFh(_)
+        | OpenClaim4::DelegateCur(_)
+        | OpenClaim4::DelegatePrev(_)
+        | OpenClaim4::DelegPrevFh => return None,
+        OpenClaim4::Null(_) | OpenClaim4::Fh => {}
+    }
+    if a.share_deny != 0 {
+        return None;
+    }
+    let write = a.share_access & OPEN4_SHARE_ACCESS_WRITE_BIT != 0;
+    match a.share_access & OPEN4_SHARE_ACCESS_WANT_DELEG_MASK {
+        OPEN4_SHARE_ACCESS_WANT_NO_DELEG | OPEN4_SHARE_ACCESS_WANT_CANCEL => None,
+        OPEN4_SHARE_ACCESS_WANT_READ_DELEG if write => None,
+        OPEN4_SHARE_ACCESS_WANT_WRITE_DELEG if !write => None,
+        _ if write => write_ok.then_some(true),
+        _ => Some(false),
+    }
+}
 
 async fn open_by_name(ctx: &mut Ctx<'_>, a: &OpenArgs, name: Vec<u8>) -> NfsResult<Target> {
     let dir = ctx.cur_dir()?;
@@ -382,10 +430,11 @@ pub async fn get_dir_delegation(
             return Ok(None);
         }
         let mds = ctx.mds;
-        let granted = crate::state::remote::delegations::grant(&mds.nfs, dir.ino, clientid, || {
-            mds.nfs.state.grant_read_delegation(clientid, dir.ino)
-        })
-        .await;
+        let granted =
+            crate::state::remote::delegations::grant(&mds.nfs, dir.ino, clientid, false, || {
+                mds.nfs.state.grant_read_delegation(clientid, dir.ino)
+            })
+            .await;
         tracing::debug!(
             clientid,
             dir = dir.ino,

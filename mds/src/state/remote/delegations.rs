@@ -1,4 +1,4 @@
-//! Read delegations (of files and directories) with several MDS nodes.
+//! Delegations (read and write, of files and directories) with several MDS nodes.
 //!
 //! Each node keeps its own clients' delegations, as it keeps their opens. What a node must
 //! know of the others is only where a delegation may be out, so that a change through it
@@ -9,6 +9,13 @@
 //!   refuses, and no delegation is handed out; otherwise it records the file as delegated
 //!   at that node to that client (`elsewhere`). A node that does not answer also means no
 //!   delegation. A client's own change does not recall its own delegation, as on one node.
+//! - Write delegations the same, with a note of their own (`NoteWrite`): a node refuses it
+//!   while any other client holds any state on the file there, or anyone a delegation, or
+//!   an operation that reads the file is in flight there; and readers (an open for reading,
+//!   READ outside any open, another client's GETATTR of size or change) conflict with them
+//!   as changes conflict with every delegation: registered as `Busy` for reading, they
+//!   recall only the write delegations (`RecallWriters`), and the entry then stays as a
+//!   read delegation's until the sweep finds out what is left.
 //! - A conflicting operation registers itself first (`Busy`), then reads `elsewhere`, under
 //!   the same lock the note takes: either the note sees the operation and refuses, or the
 //!   operation sees the note and recalls. It asks each node in `elsewhere` to recall its
@@ -35,8 +42,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{NfsError, NfsResult};
 use crate::state::remote::nodes::{files_by_node, given_up};
-use crate::state::NfsState;
 use crate::state::StateId;
+use crate::state::{Access, NfsState};
 use meta::namespace::ShardId;
 
 /// Most files this node records as delegated elsewhere, and most holders per file; past them,
@@ -67,6 +74,11 @@ pub enum DelegCall {
     /// Node `node` died and its clients have reclaimed or lost their state: its
     /// delegations recorded before `ago_ms` ago are gone.
     Gone { node: u64, ago_ms: u64 },
+    /// `Note` of a write delegation. (New variants go at the end: the wire form is the
+    /// variant's index.)
+    NoteWrite { ino: u64, grant: u64, holder: u64 },
+    /// Recall your write delegations on `ino`, except client `except`'s (who reads it).
+    RecallWriters { ino: u64, except: Option<u64> },
 }
 
 /// `PEERPROC_DELEG`'s answer.
@@ -88,9 +100,19 @@ pub enum DelegAnswer {
     Done,
 }
 
-/// One file's (node, client) pairs that may hold delegations on it elsewhere: the highest
-/// delegation number noted, and when.
-type Holders = BTreeMap<(u64, u64), (u64, Instant)>;
+/// One file's (node, client) pairs that may hold delegations on it elsewhere.
+type Holders = BTreeMap<(u64, u64), Noted>;
+
+/// What a node noted of one client's delegations on one file.
+#[derive(Debug, Clone, Copy)]
+struct Noted {
+    /// The highest delegation number noted.
+    grant: u64,
+    /// When this node first heard of it.
+    at: Instant,
+    /// One may be a write delegation.
+    write: bool,
+}
 
 /// Where other nodes may have delegated files, and this node's conflicting operations in
 /// flight. Lock order: this table's lock before the `StateManager`'s.
@@ -106,6 +128,9 @@ struct Inner {
     elsewhere: HashMap<u64, Holders>,
     /// Per file: this node's operations in flight that a new delegation would conflict with.
     busy: HashMap<u64, u32>,
+    /// Per file: this node's reading operations in flight, which only a new write delegation
+    /// would conflict with.
+    busy_reading: HashMap<u64, u32>,
     /// This node's last delegation number; the high bits are its boot count, so numbers
     /// grow across restarts too.
     last_grant: u64,
@@ -119,6 +144,7 @@ impl RemoteDelegations {
             inner: Mutex::new(Inner {
                 elsewhere: HashMap::new(),
                 busy: HashMap::new(),
+                busy_reading: HashMap::new(),
                 last_grant: (boot & 0x00ff_ffff) << 40,
                 aborts: 0,
             }),
@@ -137,7 +163,7 @@ impl RemoteDelegations {
 
 /// This node's operation on `inos` in flight: no other node delegates them meanwhile.
 pub struct Busy {
-    held: Option<(Arc<NfsState>, Vec<u64>)>,
+    held: Option<(Arc<NfsState>, Vec<u64>, Access)>,
 }
 
 impl Busy {
@@ -148,17 +174,27 @@ impl Busy {
 
 impl Drop for Busy {
     fn drop(&mut self) {
-        let Some((nfs, inos)) = self.held.take() else {
+        let Some((nfs, inos, access)) = self.held.take() else {
             return;
         };
         let mut g = nfs.remote_delegs.lock();
+        let busy = g.busy_for(access);
         for ino in inos {
-            if let Some(n) = g.busy.get_mut(&ino) {
+            if let Some(n) = busy.get_mut(&ino) {
                 *n -= 1;
                 if *n == 0 {
-                    g.busy.remove(&ino);
+                    busy.remove(&ino);
                 }
             }
+        }
+    }
+}
+
+impl Inner {
+    fn busy_for(&mut self, access: Access) -> &mut HashMap<u64, u32> {
+        match access {
+            Access::Change => &mut self.busy,
+            Access::Read => &mut self.busy_reading,
         }
     }
 }
@@ -167,11 +203,13 @@ impl Drop for Busy {
 pub type Entry = (u64, u64, u64);
 
 /// Registers a conflicting operation of client `clientid` on `inos` and returns it with the
-/// entries to recall (other clients' delegations only). No peers: nothing to register.
+/// entries to recall (other clients' delegations only; for a reader, only those that may be
+/// write delegations). No peers: nothing to register.
 pub fn begin_conflict(
     nfs: &Arc<NfsState>,
     inos: &[u64],
     clientid: Option<u64>,
+    access: Access,
 ) -> (Busy, Vec<Entry>) {
     if nfs.ns.peers().is_none() {
         return (Busy::none(), Vec::new());
@@ -179,14 +217,14 @@ pub fn begin_conflict(
     let mut g = nfs.remote_delegs.lock();
     let mut recall: BTreeMap<(u64, u64), u64> = BTreeMap::new();
     for &ino in inos {
-        *g.busy.entry(ino).or_default() += 1;
+        *g.busy_for(access).entry(ino).or_default() += 1;
         let Some(holders) = g.elsewhere.get(&ino) else {
             continue;
         };
-        for ((node, holder), (grant, _)) in holders {
-            if Some(*holder) != clientid {
+        for ((node, holder), n) in holders {
+            if Some(*holder) != clientid && (access == Access::Change || n.write) {
                 let e = recall.entry((ino, *node)).or_default();
-                *e = (*e).max(*grant);
+                *e = (*e).max(n.grant);
             }
         }
     }
@@ -196,25 +234,30 @@ pub fn begin_conflict(
         .collect();
     (
         Busy {
-            held: Some((nfs.clone(), inos.to_vec())),
+            held: Some((nfs.clone(), inos.to_vec(), access)),
         },
         recall,
     )
 }
 
 /// Asks the nodes in `entries` to recall their delegations (but `except`'s, the client
-/// making the change). Ok once none is out; DELAY while one is (or its node cannot be asked
-/// and may still have clients that use it).
+/// making the change; for a reader, only write delegations). Ok once none is out; DELAY
+/// while one is (or its node cannot be asked and may still have clients that use it).
 pub async fn recall_elsewhere(
     nfs: &Arc<NfsState>,
     entries: Vec<Entry>,
     except: Option<u64>,
+    access: Access,
 ) -> NfsResult<()> {
     if entries.is_empty() {
         return Ok(());
     }
     let asks = entries.into_iter().map(|(ino, node, grant)| async move {
-        let answer = call(nfs, node, &DelegCall::Recall { ino, except }).await;
+        let c = match access {
+            Access::Change => DelegCall::Recall { ino, except },
+            Access::Read => DelegCall::RecallWriters { ino, except },
+        };
+        let answer = call(nfs, node, &c).await;
         (ino, node, grant, answer)
     });
     let mut out = false;
@@ -225,7 +268,11 @@ pub async fn recall_elsewhere(
                 as_of,
             }) => {
                 if grant <= as_of {
-                    forget(nfs, ino, node, except, as_of);
+                    match access {
+                        Access::Change => forget(nfs, ino, node, except, as_of),
+                        // Its read delegations may still be out: kept, for changes to recall.
+                        Access::Read => no_writers(nfs, ino, node, except, as_of),
+                    }
                 }
             }
             Some(_) => out = true,
@@ -252,9 +299,22 @@ pub async fn recall_elsewhere(
 fn forget(nfs: &NfsState, ino: u64, node: u64, except: Option<u64>, as_of: u64) {
     let mut g = nfs.remote_delegs.lock();
     if let Some(holders) = g.elsewhere.get_mut(&ino) {
-        holders.retain(|(n, h), (grant, _)| *n != node || Some(*h) == except || *grant > as_of);
+        holders.retain(|(n, h), e| *n != node || Some(*h) == except || e.grant > as_of);
         if holders.is_empty() {
             g.elsewhere.remove(&ino);
+        }
+    }
+}
+
+/// The file's entries of `node` (but client `except`'s) that the node noted up to delegation
+/// number `as_of` are no write delegations any more.
+fn no_writers(nfs: &NfsState, ino: u64, node: u64, except: Option<u64>, as_of: u64) {
+    let mut g = nfs.remote_delegs.lock();
+    if let Some(holders) = g.elsewhere.get_mut(&ino) {
+        for ((n, h), e) in holders.iter_mut() {
+            if *n == node && Some(*h) != except && e.grant <= as_of {
+                e.write = false;
+            }
         }
     }
 }
@@ -263,18 +323,19 @@ fn forget(nfs: &NfsState, ino: u64, node: u64, except: Option<u64>, as_of: u64) 
 pub(crate) fn forget_node(nfs: &NfsState, node: u64, before: Option<Instant>) {
     let mut g = nfs.remote_delegs.lock();
     g.elsewhere.retain(|_, holders| {
-        holders.retain(|(n, _), (_, at)| *n != node || before.is_some_and(|b| *at >= b));
+        holders.retain(|(n, _), e| *n != node || before.is_some_and(|b| e.at >= b));
         !holders.is_empty()
     });
 }
 
-/// Hands out a delegation on `ino` to `holder` with `make` (the `StateManager`'s, which
-/// checks this node's own conflicts) once every other node has taken note; None if one
-/// refuses or does not answer, or a conflict began meanwhile.
+/// Hands out a delegation (a write delegation if `write`) on `ino` to `holder` with `make`
+/// (the `StateManager`'s, which checks this node's own conflicts) once every other node has
+/// taken note; None if one refuses or does not answer, or a conflict began meanwhile.
 pub async fn grant(
     nfs: &Arc<NfsState>,
     ino: u64,
     holder: u64,
+    write: bool,
     make: impl FnOnce() -> Option<StateId>,
 ) -> Option<StateId> {
     let Some(peers) = nfs.ns.peers() else {
@@ -282,7 +343,7 @@ pub async fn grant(
     };
     let (number, aborts) = {
         let mut g = nfs.remote_delegs.lock();
-        if g.busy.contains_key(&ino) {
+        if g.in_the_way(ino, holder, write) {
             return None;
         }
         g.last_grant += 1;
@@ -297,10 +358,18 @@ pub async fn grant(
     if others.iter().any(|n| peers.down_since(*n).is_some()) {
         return None;
     }
-    let note = DelegCall::Note {
-        ino,
-        grant: number,
-        holder,
+    let note = if write {
+        DelegCall::NoteWrite {
+            ino,
+            grant: number,
+            holder,
+        }
+    } else {
+        DelegCall::Note {
+            ino,
+            grant: number,
+            holder,
+        }
     };
     let answers = futures::future::join_all(others.iter().map(|n| call(nfs, *n, &note))).await;
     if !answers
@@ -314,7 +383,7 @@ pub async fn grant(
         return None;
     }
     let g = nfs.remote_delegs.lock();
-    if g.aborts != aborts || g.busy.contains_key(&ino) {
+    if g.aborts != aborts || g.in_the_way(ino, holder, write) {
         return None;
     }
     // Under this table's lock, so no question from another node comes between the check
@@ -326,7 +395,7 @@ async fn call(nfs: &NfsState, node: u64, c: &DelegCall) -> Option<DelegAnswer> {
     let peers = nfs.ns.peers()?;
     let body = postcard::to_stdvec(c).ok()?;
     let timeout = match c {
-        DelegCall::Note { .. } => NOTE_TIMEOUT,
+        DelegCall::Note { .. } | DelegCall::NoteWrite { .. } => NOTE_TIMEOUT,
         _ => CALL_TIMEOUT,
     };
     match peers
@@ -341,31 +410,71 @@ async fn call(nfs: &NfsState, node: u64, c: &DelegCall) -> Option<DelegAnswer> {
     }
 }
 
-/// Another node (`from`) noted that its client `holder` got a delegation of `ino`: kept, unless
-/// the table is full or the file is being written here (then the grant is refused).
+impl Inner {
+    /// Whether something here keeps `ino` from being delegated to `holder` (for writing if
+    /// `write`): a conflicting operation in flight, or a delegation another node noted that
+    /// the new one may not stand beside (any, for a write delegation; a write one for a read
+    /// delegation).
+    fn in_the_way(&self, ino: u64, holder: u64, write: bool) -> bool {
+        if self.busy.contains_key(&ino) || (write && self.busy_reading.contains_key(&ino)) {
+            return true;
+        }
+        self.elsewhere.get(&ino).is_some_and(|h| {
+            h.iter()
+                .any(|((_, c), e)| *c != holder && (write || e.write))
+        })
+    }
+}
+
+/// Whether another node may have delegated `ino` for writing to a client other than `except`.
+pub fn written_elsewhere(nfs: &NfsState, ino: u64, except: u64) -> bool {
+    nfs.ns.peers().is_some()
+        && nfs
+            .remote_delegs
+            .lock()
+            .elsewhere
+            .get(&ino)
+            .is_some_and(|h| h.iter().any(|((_, c), e)| *c != except && e.write))
+}
+
+/// Another node (`from`) noted that its client `holder` got a delegation of `ino` (a write
+/// delegation if `write`): kept, unless the table is full or something here stands in the way
+/// (then the grant is refused): for a read delegation, a write open or a write delegation
+/// here; for a write delegation, any other client's state or anybody's delegation here.
 pub(crate) fn noted_elsewhere(
     nfs: &NfsState,
     from: u64,
     ino: u64,
     grant: u64,
     holder: u64,
+    write: bool,
 ) -> DelegAnswer {
     let mut g = nfs.remote_delegs.lock();
     let room = match g.elsewhere.get(&ino) {
         Some(h) => h.len() < MAX_HOLDERS || h.contains_key(&(from, holder)),
         None => g.elsewhere.len() < MAX_ELSEWHERE,
     };
-    // Under this table's lock: a write open registers itself as busy before it
-    // looks here, and stays busy until it is in the state.
-    let ok = room && !g.busy.contains_key(&ino) && !nfs.state.write_opened(ino);
+    // Under this table's lock: a conflicting open registers itself as busy before it looks
+    // here, and stays busy until it is in the state.
+    let here = if write {
+        nfs.state.held_apart_from(ino, holder)
+    } else {
+        nfs.state.write_opened(ino) || nfs.state.write_delegated(ino)
+    };
+    let ok = room && !here && !g.in_the_way(ino, holder, write);
     if ok {
         let e = g
             .elsewhere
             .entry(ino)
             .or_default()
             .entry((from, holder))
-            .or_insert((grant, Instant::now()));
-        e.0 = e.0.max(grant);
+            .or_insert(Noted {
+                grant,
+                at: Instant::now(),
+                write,
+            });
+        e.grant = e.grant.max(grant);
+        e.write |= write;
     }
     DelegAnswer::Noted(ok)
 }

@@ -15,7 +15,7 @@ use crate::state::locks::Range;
 use crate::state::recall::recall_here;
 use crate::state::remote::delegations::{self, forget_node, DelegAnswer, DelegCall};
 use crate::state::remote::locking::{decide, held_here, HeldQuery, LockCall, WireRange};
-use crate::state::NfsState;
+use crate::state::{Access, NfsState};
 
 /// Answers other nodes' calls about locks, delegations, holds and share reservations.
 pub struct PeerLockCalls(pub Weak<NfsState>);
@@ -80,11 +80,19 @@ async fn answer_deleg(nfs: &Arc<NfsState>, from: u64, body: &[u8]) -> Result<Vec
     let c: DelegCall = postcard::from_bytes(body).map_err(|_| proto::peer::PEER_ERR_INVAL)?;
     let a = match c {
         DelegCall::Note { ino, grant, holder } => {
-            delegations::noted_elsewhere(nfs, from, ino, grant, holder)
+            delegations::noted_elsewhere(nfs, from, ino, grant, holder, false)
+        }
+        DelegCall::NoteWrite { ino, grant, holder } => {
+            delegations::noted_elsewhere(nfs, from, ino, grant, holder, true)
         }
         DelegCall::Recall { ino, except } => {
             let as_of = delegations::asked(nfs);
-            let outstanding = recall_here(nfs, ino, except).await;
+            let outstanding = recall_here(nfs, ino, except, Access::Change).await;
+            DelegAnswer::Recalled { outstanding, as_of }
+        }
+        DelegCall::RecallWriters { ino, except } => {
+            let as_of = delegations::asked(nfs);
+            let outstanding = recall_here(nfs, ino, except, Access::Read).await;
             DelegAnswer::Recalled { outstanding, as_of }
         }
         DelegCall::Held { inos } => {

@@ -1,0 +1,361 @@
+//! Write delegations with a real back channel: granted to a sole writer that can be called
+//! back (and not while another client has the file open); another client's open for reading
+//! recalls it (NFS4ERR_DELAY until it comes back); another client's GETATTR asks the holder
+//! with CB_GETATTR and goes on without a recall when the holder changed nothing, but recalls
+//! it when the holder has changes the server has not seen; a holder reclaims it after a
+//! restart; and `write_delegations: false` grants none.
+use crate::common;
+use common::*;
+use mds::{Server, ServerConfig};
+use proto::nfs4::*;
+use proto::rpc::{Connection, ConnectionLimits};
+use proto::xdr::Opaque;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::mpsc;
+
+type Attrs = Arc<Mutex<Option<(u64, u64)>>>;
+
+async fn start(dir: &Path, write_delegations: bool) -> Server {
+    let mut tries = 0;
+    loop {
+        let r = Server::start(ServerConfig {
+            data_dir: dir.to_path_buf(),
+            listen: "127.0.0.1:0".parse().unwrap(),
+            exports: vec![mds::config::Export::new("/").unwrap()],
+            lease_seconds: 5,
+            write_delegations,
+            grace_seconds: Some(5),
+            cluster: None,
+            connections: Default::default(),
+            members: None,
+            client_addresses: Default::default(),
+        })
+        .await;
+        match r {
+            Ok(s) => return s,
+            // The previous instance in this process lets go of the directory once its
+            // connections are closed.
+            Err(_) if tries < 100 => {
+                tries += 1;
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(e) => panic!("{e:?}"),
+        }
+    }
+}
+
+/// A holder connection whose CB_GETATTR answers come from the returned `Attrs`.
+async fn holder(s: &Server) -> (Connection, mpsc::UnboundedReceiver<Recall>, Attrs) {
+    let (tx, rx) = mpsc::unbounded_channel();
+    let attrs: Attrs = Arc::default();
+    let c = Connection::connect(
+        s.local_addr(),
+        Arc::new(Holder {
+            recalls: tx,
+            minor: 1,
+            creds: None,
+            attrs: attrs.clone(),
+        }),
+        ConnectionLimits::default(),
+    )
+    .await
+    .unwrap();
+    (c, rx, attrs)
+}
+
+fn open_args(owner: &str, access: u32, how: Openflag4, claim: OpenClaim4) -> NfsArgop4 {
+    NfsArgop4::Open(OpenArgs {
+        seqid: 0,
+        share_access: access,
+        share_deny: 0,
+        owner: StateOwner4 {
+            clientid: 0,
+            owner: Opaque::from(owner),
+        },
+        openhow: how,
+        claim,
+    })
+}
+
+fn named(owner: &str, access: u32, create: bool) -> NfsArgop4 {
+    let how = if create {
+        Openflag4::Create(Createhow4::Unchecked(Fattr4::default()))
+    } else {
+        Openflag4::NoCreate
+    };
+    open_args(owner, access, how, OpenClaim4::Null(Opaque::from("f")))
+}
+
+fn getattr_size_change() -> NfsArgop4 {
+    NfsArgop4::Getattr(GetattrArgs {
+        attr_request: vec![(1 << 3) | (1 << 4)],
+    })
+}
+
+/// (change, size) from a GETATTR of exactly those two.
+fn change_size(r: &NfsResop4) -> (u64, u64) {
+    let NfsResop4::Getattr(GetattrRes::Ok(g)) = r else {
+        panic!("{r:?}")
+    };
+    let v = &g.obj_attributes.attr_vals.0;
+    (
+        u64::from_be_bytes(v[0..8].try_into().unwrap()),
+        u64::from_be_bytes(v[8..16].try_into().unwrap()),
+    )
+}
+
+/// The holder's side: it created "f" for reading and writing; its delegation, the file's
+/// handle and change attribute.
+struct Writer {
+    c: Connection,
+    sid: Sessionid4,
+    recalls: mpsc::UnboundedReceiver<Recall>,
+    attrs: Attrs,
+    deleg: Option<Stateid4>,
+    fh: NfsFh4,
+    change: u64,
+}
+
+async fn create_alone(s: &Server, name: &str) -> Writer {
+    let (c, recalls, attrs) = holder(s).await;
+    let (sid, _) = session_with_back_channel(&c, &format!("writer-{name}")).await;
+    let r = compound(
+        &c,
+        1,
+        vec![
+            seq(sid, 2),
+            NfsArgop4::Putrootfh,
+            open_args(
+                "w",
+                3,
+                Openflag4::Create(Createhow4::Unchecked(Fattr4::default())),
+                OpenClaim4::Null(Opaque::from(name)),
+            ),
+            NfsArgop4::Getfh,
+            getattr_size_change(),
+        ],
+    )
+    .await;
+    assert_eq!(r.status, 0, "{r:?}");
+    let NfsResop4::Open(OpenRes::Ok(o)) = &r.resarray[2] else {
+        panic!("{r:?}")
+    };
+    let NfsResop4::Getfh(GetfhRes::Ok(fh)) = &r.resarray[3] else {
+        panic!("{r:?}")
+    };
+    let deleg = match &o.delegation {
+        OpenDelegation4::Write(w) => {
+            assert!(!w.recall);
+            Some(w.stateid)
+        }
+        _ => None,
+    };
+    Writer {
+        c,
+        sid,
+        recalls,
+        attrs,
+        deleg,
+        fh: fh.object.clone(),
+        change: change_size(&r.resarray[4]).0,
+    }
+}
+
+async fn next(w: &mut Writer) -> Option<Recall> {
+    tokio::time::timeout(Duration::from_secs(5), w.recalls.recv())
+        .await
+        .ok()
+        .flatten()
+}
+
+async fn delegreturn(w: &Writer, n: u32) {
+    let r = compound(
+        &w.c,
+        1,
+        vec![
+            seq(w.sid, n),
+            NfsArgop4::Putfh(PutfhArgs {
+                object: w.fh.clone(),
+            }),
+            NfsArgop4::Delegreturn(DelegreturnArgs {
+                deleg_stateid: w.deleg.unwrap(),
+            }),
+        ],
+    )
+    .await;
+    assert_eq!(r.status, 0, "{r:?}");
+}
+
+#[tokio::test]
+async fn a_sole_writer_gets_one_and_a_reader_recalls_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = start(dir.path(), true).await;
+    let mut w = create_alone(&s, "f").await;
+    let deleg = w.deleg.expect("no write delegation for a sole writer");
+    let counts = s.admin().state_counts();
+    assert_eq!(
+        (counts.write_delegations, counts.write_delegations_granted),
+        (1, 1)
+    );
+
+    // Another client opens it for reading: told to wait, the holder is called back.
+    let b = connect(&s).await;
+    let (sb, _) = session_with_back_channel(&b, "reader").await;
+    let read_open = |n| vec![seq(sb, n), NfsArgop4::Putrootfh, named("r", 1, false)];
+    let r = compound(&b, 1, read_open(2)).await;
+    assert_eq!(r.status, Nfsstat4::Delay.code(), "{r:?}");
+    assert_eq!(next(&mut w).await, Some(Recall::Delegation(deleg)));
+    let r = compound(&b, 1, read_open(3)).await;
+    assert_eq!(r.status, Nfsstat4::Delay.code(), "still out: {r:?}");
+    delegreturn(&w, 3).await;
+    let r = compound(&b, 1, read_open(4)).await;
+    assert_eq!(r.status, 0, "{r:?}");
+    assert_eq!(s.admin().state_counts().write_delegations, 0);
+
+    // While the reader has it open, the writer gets none (nor would anyone else).
+    let r = compound(
+        &w.c,
+        1,
+        vec![seq(w.sid, 4), NfsArgop4::Putrootfh, named("w", 3, false)],
+    )
+    .await;
+    let NfsResop4::Open(OpenRes::Ok(o)) = &r.resarray[2] else {
+        panic!("{r:?}")
+    };
+    assert!(!matches!(o.delegation, OpenDelegation4::Write(_)), "{o:?}");
+}
+
+#[tokio::test]
+async fn another_clients_getattr_asks_the_holder_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = start(dir.path(), true).await;
+    let mut w = create_alone(&s, "f").await;
+    let deleg = w.deleg.expect("no write delegation");
+    let b = connect(&s).await;
+    let (sb, _) = session_with_back_channel(&b, "stat").await;
+    let fh = w.fh.clone();
+    let stat = |n| {
+        vec![
+            seq(sb, n),
+            NfsArgop4::Putfh(PutfhArgs { object: fh.clone() }),
+            getattr_size_change(),
+        ]
+    };
+
+    // The holder has changed nothing: the server's attributes, no recall.
+    *w.attrs.lock().unwrap() = Some((w.change, 0));
+    let r = compound(&b, 1, stat(2)).await;
+    assert_eq!(r.status, 0, "{r:?}");
+    assert_eq!(change_size(&r.resarray[2]), (w.change, 0));
+    assert_eq!(next(&mut w).await, Some(Recall::Getattr(w.fh.clone())));
+    assert_eq!(s.admin().state_counts().cb_getattrs, 1);
+    assert_eq!(s.admin().state_counts().write_delegations, 1, "kept");
+
+    // It has written 100 bytes the server has not seen: recalled, DELAY until it is back.
+    *w.attrs.lock().unwrap() = Some((w.change + 1, 100));
+    let r = compound(&b, 1, stat(3)).await;
+    assert_eq!(r.status, Nfsstat4::Delay.code(), "{r:?}");
+    assert_eq!(next(&mut w).await, Some(Recall::Getattr(w.fh.clone())));
+    assert_eq!(next(&mut w).await, Some(Recall::Delegation(deleg)));
+    // The holder writes its bytes, then gives the delegation back.
+    let r = compound(
+        &w.c,
+        1,
+        vec![
+            seq(w.sid, 3),
+            NfsArgop4::Putfh(PutfhArgs {
+                object: w.fh.clone(),
+            }),
+            NfsArgop4::Write(WriteArgs {
+                stateid: deleg,
+                offset: 0,
+                stable: StableHow4::FileSync4,
+                data: vec![7u8; 100].into(),
+            }),
+        ],
+    )
+    .await;
+    assert_eq!(r.status, 0, "{r:?}");
+    delegreturn(&w, 4).await;
+    let r = compound(&b, 1, stat(4)).await;
+    assert_eq!(r.status, 0, "{r:?}");
+    let (change, size) = change_size(&r.resarray[2]);
+    assert_eq!(size, 100);
+    assert!(change > w.change);
+
+    // A holder that does not answer CB_GETATTR at all is recalled as well.
+    let mut w2 = create_alone(&s, "g").await;
+    let _ = w2.deleg.expect("no write delegation the second time");
+    let r = compound(
+        &b,
+        1,
+        vec![
+            seq(sb, 5),
+            NfsArgop4::Putfh(PutfhArgs {
+                object: w2.fh.clone(),
+            }),
+            getattr_size_change(),
+        ],
+    )
+    .await;
+    assert!(r.status == 0 || r.status == Nfsstat4::Delay.code(), "{r:?}");
+    assert_eq!(next(&mut w2).await, Some(Recall::Getattr(w2.fh.clone())));
+}
+
+#[tokio::test]
+async fn a_holder_reclaims_its_write_delegation_after_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = start(dir.path(), true).await;
+    let w = create_alone(&s, "f").await;
+    assert!(w.deleg.is_some(), "no write delegation");
+    let fh = w.fh.clone();
+    w.c.close();
+    s.shutdown().await;
+
+    let s = start(dir.path(), true).await;
+    let (c, _recalls, _attrs) = holder(&s).await;
+    // The same client owner and verifier: the restarted server knows it may reclaim.
+    let (sid, _, _, _) = establish(
+        &c,
+        "writer-f",
+        CREATE_SESSION4_FLAG_CONN_BACK_CHAN,
+        vec![CallbackSecParms4::AuthNone],
+        1,
+    )
+    .await;
+    let r = compound(
+        &c,
+        1,
+        vec![
+            seq(sid, 1),
+            NfsArgop4::Putfh(PutfhArgs { object: fh }),
+            open_args(
+                "w",
+                3,
+                Openflag4::NoCreate,
+                OpenClaim4::Previous(OpenDelegationType4::Write),
+            ),
+        ],
+    )
+    .await;
+    assert_eq!(r.status, 0, "{r:?}");
+    let NfsResop4::Open(OpenRes::Ok(o)) = &r.resarray[2] else {
+        panic!("{r:?}")
+    };
+    assert!(
+        matches!(&o.delegation, OpenDelegation4::Write(w) if !w.recall),
+        "{o:?}"
+    );
+    assert_eq!(s.admin().state_counts().write_delegations, 1);
+}
+
+#[tokio::test]
+async fn switched_off_no_write_delegation_is_granted() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = start(dir.path(), false).await;
+    let w = create_alone(&s, "f").await;
+    assert_eq!(w.deleg, None);
+    assert_eq!(s.admin().state_counts().write_delegations_granted, 0);
+}
