@@ -650,7 +650,8 @@ fn judge_wire(srv: &Running, c: &wire::Capture, r: &mut CaseResult) {
             Ok(seen) => wire::judge(
                 &seen,
                 &flavor,
-                srv.port_for("4.2"),
+                // The port the case mounted: a gateway's NFSv3 port, not its NFSv4 one.
+                srv.port_for(&r.vers),
                 &ds_ports,
                 c.file_bytes(),
             ),
