@@ -86,7 +86,7 @@ enum Cmd {
 
 #[derive(Args, Clone)]
 struct RunArgs {
-    /// ganesha | ganesha-ro | ganesha-rootsquash | cfs | cfs-cluster | cfs-cluster-mds3 | cfs-gateway | cfs-cluster-gateway | 127.0.0.1:PORT (repeatable)
+    /// ganesha | ganesha-ro | ganesha-rootsquash | cfs | cfs-nowdeleg | cfs-cluster | cfs-cluster-mds3 | cfs-gateway | cfs-cluster-gateway | cfs-cluster-ec3 | cfs-cluster-ec6 | 127.0.0.1:PORT (repeatable)
     #[arg(long, required = true)]
     server: Vec<String>,
     #[arg(long, value_enum)]
@@ -454,8 +454,9 @@ fn plan_from(a: &RunArgs, bench: bool) -> Result<Plan> {
 }
 
 /// Server kinds `--sec krb5*` can run.
-const KERBEROS_SERVERS: [&str; 8] = [
+const KERBEROS_SERVERS: [&str; 9] = [
     "cfs",
+    "cfs-nowdeleg",
     "cfs-cluster",
     "cfs-cluster-mds3",
     "cfs-gateway",
