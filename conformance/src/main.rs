@@ -23,6 +23,7 @@ mod runner;
 mod scenario;
 mod server;
 mod setup;
+mod wdeleg;
 mod wire;
 
 use clap::{Args, Parser, Subcommand};

@@ -434,6 +434,25 @@ impl Running {
     }
 }
 
+/// The MDS nodes `cfs cluster up` listed in `dir/pids`: "mds" alone, or "mds1".."mdsM".
+pub fn mds_roles(dir: &Path) -> Vec<String> {
+    let text = std::fs::read_to_string(dir.join("pids")).unwrap_or_default();
+    text.lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|n| {
+            n.strip_prefix("mds")
+                .is_some_and(|d| d.bytes().all(|b| b.is_ascii_digit()))
+        })
+        .map(str::to_owned)
+        .collect()
+}
+
+/// The `[admin]` section's `listen` of a node's config (the config's own `listen`, first, is
+/// its NFS address).
+pub fn admin_listen(toml: &str) -> Option<String> {
+    toml_string(toml.split_once("[admin]")?.1, "listen")
+}
+
 /// The first `key = "value"` of a config `cfs cluster up` wrote (its top-level keys come first).
 pub fn toml_string(toml: &str, key: &str) -> Option<String> {
     toml.lines()
