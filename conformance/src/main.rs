@@ -73,9 +73,10 @@ enum Cmd {
     Ecbench(ecbench::EcBenchArgs),
     /// The CI subset, quick sizes, every server kind and access path on both kernels: setup,
     /// then ganesha v4.1 (posix on both kernels, the rest on bookworm) and v3 posix; with
-    /// CFS_CONFORMANCE=1, cfs (v4.1, posix and integrity at 4.2 too, xattr at 4.2 only;
-    /// bigdir, locking, integrity, twoclient and xattr on one kernel), cfs-cluster (posix,
-    /// integrity, pnfs, twoclient, pnfs-fault, pnfs-cross, posix-diff), cfs-cluster-mds3 v4.2
+    /// CFS_CONFORMANCE=1, cfs (v4.1, posix and integrity at 4.2 too, xattr and wdeleg at 4.2
+    /// only; bigdir, locking, integrity, twoclient, xattr and wdeleg on one kernel),
+    /// cfs-cluster (posix, integrity, pnfs, twoclient, pnfs-fault, pnfs-cross, posix-diff),
+    /// cfs-cluster-mds3 v4.2
     /// (posix, twoclient, xattr on bookworm, mds-fault, mds-leader-fault), EC 2+1 and 4+2 (encoded), cfs-gateway v3 (posix, mixed),
     /// cfs-cluster-gateway v3 (gateway-fault), then cfs with krb5p (posix); posix-diff runs
     /// one fixed seed at v4.1 only
@@ -176,9 +177,10 @@ const CI_GANESHA_BOOKWORM_ONLY: [&str; 5] = ["integrity", "bigdir", "locking", "
 /// here and on bookworm against cfs-cluster; twoclient runs on both against cfs-cluster and
 /// cfs-cluster-mds3. Every case is a guest boot of ~10 s under TCG; a CI run took 47 min on
 /// 2026-11-27.
-const CI_CFS_ONE_KERNEL: [(&str, KernelKind); 5] = [
+const CI_CFS_ONE_KERNEL: [(&str, KernelKind); 6] = [
     ("bigdir", KernelKind::Bookworm),
     ("xattr", KernelKind::Sid),
+    ("wdeleg", KernelKind::Sid),
     ("locking", KernelKind::Sid),
     ("integrity", KernelKind::Sid),
     ("twoclient", KernelKind::Sid),
@@ -268,9 +270,18 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
                     spec: ServerSpec::Cfs,
                     // 4.2 too: the sid client then reads with READ_PLUS.
                     versions: vec!["4.1".into(), "4.2".into()],
-                    only: checks_for_any_server(),
+                    // wdeleg: two guests and the host's reading of /metrics, one case (sid
+                    // v4.2, ~25 s): a write delegation granted, asked about, recalled
+                    only: checks_for_any_server().map(|mut v| {
+                        v.push("wdeleg");
+                        v
+                    }),
                     // xattrs travel from v4.2 on (at 4.1 the kernel refuses them itself)
-                    scenario_vers: [&CI_V41_ONLY[..], &[("xattr", &["4.2"][..])]].concat(),
+                    scenario_vers: [
+                        &CI_V41_ONLY[..],
+                        &[("xattr", &["4.2"][..]), ("wdeleg", &["4.2"][..])],
+                    ]
+                    .concat(),
                     scenario_kernels: CI_CFS_ONE_KERNEL.to_vec(),
                 });
                 // pNFS: 1 MDS + 3 data servers; its pnfs case checks where the bytes went. All
