@@ -56,7 +56,9 @@ enum Cmd {
     List,
     /// Run conformance scenarios; exit 0 only if every selected scenario passed
     Run(RunArgs),
-    /// Run the benchmark scenario and print numbers (ratios when given two servers)
+    /// Run a benchmark scenario (`bench`, or `--scenario smallfiles`) and print numbers
+    /// (ratios of the second server's over the first's when given two: `bench --server
+    /// cfs-nowdeleg --server cfs --scenario smallfiles` is what write delegations change)
     Bench(RunArgs),
     /// Host-side load (the Rust client's `load` example) against ganesha and cfs in the same
     /// run, interleaved rounds, freshly started servers; a Markdown table with ratios
@@ -96,7 +98,8 @@ struct RunArgs {
     /// 3 | 4.0 | 4.1 | 4.2 | all (repeatable)
     #[arg(long)]
     vers: Vec<String>,
-    /// scenario names (repeatable; default: all checks)
+    /// scenario names (repeatable; default: all checks; `bench`: the benchmark, `bench` or
+    /// `smallfiles`)
     #[arg(long)]
     scenario: Vec<String>,
     #[arg(long)]
@@ -428,8 +431,28 @@ fn plan_from(a: &RunArgs, bench: bool) -> Result<Plan> {
         }
     }
     versions.dedup();
-    let scenarios = if bench {
+    let scenarios = if bench && a.scenario.is_empty() {
         vec![scenario::find("bench").ok_or_else(|| Error::Usage("no bench scenario".into()))?]
+    } else if bench {
+        // `bench --scenario smallfiles`: only benchmarks (a check's numbers are not ratios)
+        a.scenario
+            .iter()
+            .map(|n| {
+                scenario::find(n)
+                    .filter(|s| s.kind == scenario::Kind::Bench)
+                    .ok_or_else(|| {
+                        Error::Usage(format!(
+                            "bench --scenario {n}: expected a benchmark ({})",
+                            scenario::SCENARIOS
+                                .iter()
+                                .filter(|s| s.kind == scenario::Kind::Bench)
+                                .map(|s| s.name)
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        ))
+                    })
+            })
+            .collect::<Result<Vec<_>>>()?
     } else if a.scenario.is_empty() {
         scenario::checks()
     } else {

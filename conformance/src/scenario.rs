@@ -190,6 +190,18 @@ pub const SCENARIOS: &[Scenario] = &[
         peer_vers: None,
     },
     Scenario {
+        name: "smallfiles",
+        about: "(bench --scenario smallfiles) N files (quick 500, full 2000) of 4 KiB each created, written and closed, then the final sync; a stat of each; their removal: files/s and the RPCs per file of each phase (mountstats), for write delegations on and off (`bench --server cfs-nowdeleg --server cfs`)",
+        kind: Kind::Bench,
+        two_clients: false,
+        full_env: "NFILES=2000",
+        quick_env: "NFILES=500",
+        timeout_full: 900,
+        timeout_quick: 400,
+        host: None,
+        peer_vers: None,
+    },
+    Scenario {
         name: "pnfs-fault",
         about: "cfs-cluster and cfs-cluster-mds3 only: the kernel writes a file while the host kill -9s a data server holding it; fsync, verify; restart it, verify again",
         kind: Kind::Check,
