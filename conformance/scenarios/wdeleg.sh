@@ -50,9 +50,9 @@ if [ "$ROLE" = A ]; then
   if [ "$f2" = f2:held ]; then
     echo "INFO: A's WRITE calls: $w0 when it had written f2, $w1 after B's stat and reads (the recall made A flush)"
     if [ $((dr1 - dr0)) -ge 1 ]; then
-      pass "A returned its delegations when B's OPENs recalled them (DELEGRETURN +$((dr1 - dr0)))"
+      pass "A returned its delegations when the server recalled them for B (DELEGRETURN +$((dr1 - dr0)))"
     else
-      fail "A returned its delegations when B's OPENs recalled them: expected DELEGRETURN +1 or more, got +$((dr1 - dr0))"
+      fail "A returned its delegations when the server recalled them for B: expected DELEGRETURN +1 or more, got +$((dr1 - dr0))"
     fi
   else
     echo "INFO: A's DELEGRETURN calls +$((dr1 - dr0)) (no write delegation held for f2)"
@@ -69,7 +69,7 @@ else
   expect_eq "B: stat size of f1, which A wrote and closed (A may still hold its delegation)" $F1 "$(stat -c %s f1 2>&1)"
   if [ "$f2" = f2:held ]; then
     stat_why="A holds it open with unflushed writes under a write delegation: the server asks A, CB_GETATTR"
-    read_why="A holds it open: B's OPEN recalls the delegation, A flushes and returns it first"
+    read_why="A holds it open: the server recalled the delegation, at B's stat or OPEN, and A flushed first"
   else
     stat_why="A closed it: no write delegation, close-to-open"
     read_why=$stat_why
@@ -77,7 +77,7 @@ else
   expect_eq "B: stat size of f2 ($stat_why)" $F2 "$(stat -c %s f2 2>&1)"
   post b-stat
   await host-stat 150
-  expect_eq "B reads A's bytes of f1 (its OPEN recalls A's delegation if A still holds it)" "$m1" "$(md5 f1)"
+  expect_eq "B reads A's bytes of f1 (B's OPEN recalls A's delegation if A still holds it)" "$m1" "$(md5 f1)"
   expect_eq "B reads A's bytes of f2 ($read_why)" "$m2" "$(md5 f2)"
   post b-read
   await host-read 150

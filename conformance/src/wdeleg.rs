@@ -12,9 +12,11 @@
 //!      least ("f2:held" / "f2:none"; f1's may already be back: Linux returns a delegation of a
 //!      closed file it has not used for a lease renewal period, 7 s on the clusters' 10 s lease).
 //!   3. B stats both files ("b-stat"): with f2 held, the server asked A (`cfs_mds_cb_getattr_total`
-//!      grew), B checks it saw the size A's client has.
-//!   4. B reads both files ("b-read"): its OPENs recalled A's delegations, A flushed and returned
-//!      them, so held is back where it was when the case began (polled for up to 10 s).
+//!      grew), B checks it saw the size A's client has (the server may also have recalled the
+//!      delegation there: A answers CB_GETATTR for a file with dirty pages with a moved change
+//!      attribute).
+//!   4. B reads both files ("b-read"): its OPENs recalled what A still held, A flushed and
+//!      returned it, so held is back where it was when the case began (polled for up to 10 s).
 //!
 //! Against `cfs-nowdeleg` (`write_delegations = false`) the same steps must show no grant and
 //! nothing held: the switch works, and the guests' checks then run on close-to-open alone.
