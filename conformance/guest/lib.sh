@@ -27,6 +27,11 @@ opsrate() { awk -v n="$1" -v a="$2" -v b="$3" 'BEGIN { d = b - a; if (d <= 0) d 
 # A failed or timed-out await ends the scenario (the peer failed, is stuck, or aborted).
 post() { $H rdv 10.0.2.2 "$RDV_PORT" post "$1" || fail "rendezvous post $1"; }
 await() { $H rdv 10.0.2.2 "$RDV_PORT" wait "$1" "${2:-90}" || { fail "rendezvous wait $1: the other side failed or is stuck"; finish; }; }
+# opcount OP: the calls of OP the mount on /mnt has sent (mountstats, per-op section)
+opcount() {
+  awk -v op="$1:" '/^device .* mounted on \/mnt /{p=1; next} /^device /{p=0}
+    p && $1 == op {print $2; f=1; exit} END {if (!f) print 0}' /proc/self/mountstats
+}
 drop_caches() { sync; echo 3 > /proc/sys/vm/drop_caches; }
 # umount + mount again (drops every client cache); a failure ends the scenario, since the
 # checks after it would run against the wrong directory

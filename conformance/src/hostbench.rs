@@ -420,7 +420,7 @@ struct Setup {
 
 /// cfs servers get an admin listener on a free port, scraped at the end of every load phase
 /// (`metrics_cost`); with and without metrics alike, so both pay for the scrapes.
-pub(crate) const CFS_ADMIN: [&str; 2] = ["--admin-listen", "127.0.0.1:0"];
+pub(crate) const CFS_ADMIN: [&str; 2] = server::ADMIN_ANY_PORT;
 
 fn start(name: &str, s: &Setup) -> Result<Running> {
     match name {

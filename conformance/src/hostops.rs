@@ -31,6 +31,9 @@ pub enum Kind {
     MdsFault,
     /// kill -9 the leader of the guest's shard, another node than the one it mounted
     MdsLeaderFault,
+    /// read the MDS nodes' /metrics while two guests write and read one another's files: a
+    /// write delegation granted, held, asked about (CB_GETATTR), recalled (`wdeleg.rs`)
+    WriteDeleg,
 }
 
 impl Kind {
@@ -41,6 +44,7 @@ impl Kind {
             Kind::GatewayFault => crate::server::ServerSpec::CfsClusterGateway,
             Kind::Encoded => crate::server::ServerSpec::CfsClusterEc(6),
             Kind::MdsFault | Kind::MdsLeaderFault => crate::server::ServerSpec::CfsMetaCluster,
+            Kind::WriteDeleg => crate::server::ServerSpec::Cfs,
         }
     }
 
@@ -53,6 +57,7 @@ impl Kind {
             Kind::Fault | Kind::Cross => "cfs-cluster or cfs-cluster-mds3".into(),
             Kind::GatewayFault | Kind::MdsFault | Kind::MdsLeaderFault => self.needs().label(),
             Kind::Encoded => "cfs-cluster-ec3 or cfs-cluster-ec6".into(),
+            Kind::WriteDeleg => "cfs, cfs-nowdeleg, cfs-cluster or cfs-cluster-mds3".into(),
         }
     }
 
@@ -63,6 +68,12 @@ impl Kind {
                 (self, spec),
                 (Kind::Fault | Kind::Cross, ServerSpec::CfsMetaCluster)
                     | (Kind::Encoded, ServerSpec::CfsClusterEc(_))
+                    | (
+                        Kind::WriteDeleg,
+                        ServerSpec::CfsNoWriteDeleg
+                            | ServerSpec::CfsCluster
+                            | ServerSpec::CfsMetaCluster
+                    )
             )
     }
 }
@@ -249,6 +260,13 @@ impl Host<'_> {
         Stop::Failed
     }
 
+    /// A FAIL line that does not stop the guests: the host judged one of several
+    /// independent facts, and the guests' own checks still say something.
+    pub(crate) fn problem(&mut self, m: String) {
+        eprintln!("  host: FAIL {m}");
+        self.rep.failures.push(format!("FAIL: host: {m}"));
+    }
+
     pub(crate) fn await_guest(&mut self, step: &str) -> std::result::Result<(), Stop> {
         match self.ctx.rdv.wait(step, self.ctx.step_timeout) {
             Seen::Posted => Ok(()),
@@ -317,7 +335,7 @@ pub fn run(kind: Kind, srv: &mut Running, ctx: &Ctx) -> HostReport {
     if let Some(e) = why {
         if !matches!(
             kind,
-            Kind::GatewayFault | Kind::MdsFault | Kind::MdsLeaderFault
+            Kind::GatewayFault | Kind::MdsFault | Kind::MdsLeaderFault | Kind::WriteDeleg
         ) {
             let _ = h.fail(format!("the cluster's data servers: {e}"));
             return h.rep;
@@ -348,6 +366,9 @@ pub fn run(kind: Kind, srv: &mut Running, ctx: &Ctx) -> HostReport {
         }
         Kind::MdsFault | Kind::MdsLeaderFault => {
             let _ = crate::mdsfault::host(&mut h, srv, kind == Kind::MdsLeaderFault);
+        }
+        Kind::WriteDeleg => {
+            let _ = crate::wdeleg::host(&mut h, srv);
         }
         Kind::GatewayFault => {
             let mut killed = false;
@@ -713,6 +734,31 @@ mod tests {
         assert!(!Kind::Encoded.runs_on(&ServerSpec::CfsMetaCluster));
         assert!(Kind::GatewayFault.runs_on(&ServerSpec::CfsClusterGateway));
         assert!(!Kind::GatewayFault.runs_on(&ServerSpec::CfsMetaCluster));
+    }
+
+    #[test]
+    fn write_delegations_are_judged_where_the_host_reads_every_mds_nodes_metrics() {
+        use crate::server::ServerSpec;
+        let k = Kind::WriteDeleg;
+        for s in [
+            ServerSpec::Cfs,
+            ServerSpec::CfsNoWriteDeleg,
+            ServerSpec::CfsCluster,
+            ServerSpec::CfsMetaCluster,
+        ] {
+            assert!(k.runs_on(&s), "{}", s.label());
+        }
+        // ganesha has no /metrics; the gateways' v3 has no delegations; an external server's
+        // admin listener is not the harness's
+        for s in [
+            ServerSpec::Ganesha,
+            ServerSpec::CfsGateway,
+            ServerSpec::CfsClusterGateway,
+            ServerSpec::CfsClusterEc(3),
+            ServerSpec::External { port: 2049 },
+        ] {
+            assert!(!k.runs_on(&s), "{}", s.label());
+        }
     }
 
     #[test]

@@ -23,6 +23,7 @@ mod runner;
 mod scenario;
 mod server;
 mod setup;
+mod wdeleg;
 mod wire;
 
 use clap::{Args, Parser, Subcommand};
@@ -55,7 +56,9 @@ enum Cmd {
     List,
     /// Run conformance scenarios; exit 0 only if every selected scenario passed
     Run(RunArgs),
-    /// Run the benchmark scenario and print numbers (ratios when given two servers)
+    /// Run a benchmark scenario (`bench`, or `--scenario smallfiles`) and print numbers
+    /// (ratios of the second server's over the first's when given two: `bench --server
+    /// cfs-nowdeleg --server cfs --scenario smallfiles` is what write delegations change)
     Bench(RunArgs),
     /// Host-side load (the Rust client's `load` example) against ganesha and cfs in the same
     /// run, interleaved rounds, freshly started servers; a Markdown table with ratios
@@ -72,9 +75,10 @@ enum Cmd {
     Ecbench(ecbench::EcBenchArgs),
     /// The CI subset, quick sizes, every server kind and access path on both kernels: setup,
     /// then ganesha v4.1 (posix on both kernels, the rest on bookworm) and v3 posix; with
-    /// CFS_CONFORMANCE=1, cfs (v4.1, posix and integrity at 4.2 too, xattr at 4.2 only;
-    /// bigdir, locking, integrity, twoclient and xattr on one kernel), cfs-cluster (posix,
-    /// integrity, pnfs, twoclient, pnfs-fault, pnfs-cross, posix-diff), cfs-cluster-mds3 v4.2
+    /// CFS_CONFORMANCE=1, cfs (v4.1, posix and integrity at 4.2 too, xattr and wdeleg at 4.2
+    /// only; bigdir, locking, integrity, twoclient, xattr and wdeleg on one kernel),
+    /// cfs-cluster (posix, integrity, pnfs, twoclient, pnfs-fault, pnfs-cross, posix-diff),
+    /// cfs-cluster-mds3 v4.2
     /// (posix, twoclient, xattr on bookworm, mds-fault, mds-leader-fault), EC 2+1 and 4+2 (encoded), cfs-gateway v3 (posix, mixed),
     /// cfs-cluster-gateway v3 (gateway-fault), then cfs with krb5p (posix); posix-diff runs
     /// one fixed seed at v4.1 only
@@ -86,7 +90,7 @@ enum Cmd {
 
 #[derive(Args, Clone)]
 struct RunArgs {
-    /// ganesha | ganesha-ro | ganesha-rootsquash | cfs | cfs-cluster | cfs-cluster-mds3 | cfs-gateway | cfs-cluster-gateway | 127.0.0.1:PORT (repeatable)
+    /// ganesha | ganesha-ro | ganesha-rootsquash | cfs | cfs-nowdeleg | cfs-cluster | cfs-cluster-mds3 | cfs-gateway | cfs-cluster-gateway | cfs-cluster-ec3 | cfs-cluster-ec6 | 127.0.0.1:PORT (repeatable)
     #[arg(long, required = true)]
     server: Vec<String>,
     #[arg(long, value_enum)]
@@ -94,7 +98,8 @@ struct RunArgs {
     /// 3 | 4.0 | 4.1 | 4.2 | all (repeatable)
     #[arg(long)]
     vers: Vec<String>,
-    /// scenario names (repeatable; default: all checks)
+    /// scenario names (repeatable; default: all checks; `bench`: the benchmark, `bench` or
+    /// `smallfiles`)
     #[arg(long)]
     scenario: Vec<String>,
     #[arg(long)]
@@ -175,9 +180,10 @@ const CI_GANESHA_BOOKWORM_ONLY: [&str; 5] = ["integrity", "bigdir", "locking", "
 /// here and on bookworm against cfs-cluster; twoclient runs on both against cfs-cluster and
 /// cfs-cluster-mds3. Every case is a guest boot of ~10 s under TCG; a CI run took 47 min on
 /// 2026-11-27.
-const CI_CFS_ONE_KERNEL: [(&str, KernelKind); 5] = [
+const CI_CFS_ONE_KERNEL: [(&str, KernelKind); 6] = [
     ("bigdir", KernelKind::Bookworm),
     ("xattr", KernelKind::Sid),
+    ("wdeleg", KernelKind::Sid),
     ("locking", KernelKind::Sid),
     ("integrity", KernelKind::Sid),
     ("twoclient", KernelKind::Sid),
@@ -267,9 +273,18 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
                     spec: ServerSpec::Cfs,
                     // 4.2 too: the sid client then reads with READ_PLUS.
                     versions: vec!["4.1".into(), "4.2".into()],
-                    only: checks_for_any_server(),
+                    // wdeleg: two guests and the host's reading of /metrics, one case (sid
+                    // v4.2, ~25 s): a write delegation granted, asked about, recalled
+                    only: checks_for_any_server().map(|mut v| {
+                        v.push("wdeleg");
+                        v
+                    }),
                     // xattrs travel from v4.2 on (at 4.1 the kernel refuses them itself)
-                    scenario_vers: [&CI_V41_ONLY[..], &[("xattr", &["4.2"][..])]].concat(),
+                    scenario_vers: [
+                        &CI_V41_ONLY[..],
+                        &[("xattr", &["4.2"][..]), ("wdeleg", &["4.2"][..])],
+                    ]
+                    .concat(),
                     scenario_kernels: CI_CFS_ONE_KERNEL.to_vec(),
                 });
                 // pNFS: 1 MDS + 3 data servers; its pnfs case checks where the bytes went. All
@@ -416,8 +431,28 @@ fn plan_from(a: &RunArgs, bench: bool) -> Result<Plan> {
         }
     }
     versions.dedup();
-    let scenarios = if bench {
+    let scenarios = if bench && a.scenario.is_empty() {
         vec![scenario::find("bench").ok_or_else(|| Error::Usage("no bench scenario".into()))?]
+    } else if bench {
+        // `bench --scenario smallfiles`: only benchmarks (a check's numbers are not ratios)
+        a.scenario
+            .iter()
+            .map(|n| {
+                scenario::find(n)
+                    .filter(|s| s.kind == scenario::Kind::Bench)
+                    .ok_or_else(|| {
+                        Error::Usage(format!(
+                            "bench --scenario {n}: expected a benchmark ({})",
+                            scenario::SCENARIOS
+                                .iter()
+                                .filter(|s| s.kind == scenario::Kind::Bench)
+                                .map(|s| s.name)
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        ))
+                    })
+            })
+            .collect::<Result<Vec<_>>>()?
     } else if a.scenario.is_empty() {
         scenario::checks()
     } else {
@@ -454,8 +489,9 @@ fn plan_from(a: &RunArgs, bench: bool) -> Result<Plan> {
 }
 
 /// Server kinds `--sec krb5*` can run.
-const KERBEROS_SERVERS: [&str; 8] = [
+const KERBEROS_SERVERS: [&str; 9] = [
     "cfs",
+    "cfs-nowdeleg",
     "cfs-cluster",
     "cfs-cluster-mds3",
     "cfs-gateway",

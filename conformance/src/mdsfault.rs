@@ -15,7 +15,7 @@
 //! every file after dropping its caches.
 
 use crate::hostops::{Host, Stop};
-use crate::server::{toml_string, Running};
+use crate::server::{admin_listen, toml_string, Running};
 use serde_json::Value;
 use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
@@ -42,12 +42,8 @@ fn nodes(srv: &Running) -> Result<Vec<Node>, String> {
         let role = format!("mds{id}");
         let conf = dir.join(format!("{role}.toml"));
         let toml = std::fs::read_to_string(&conf).map_err(|e| format!("read {conf:?}: {e}"))?;
-        // The [admin] section's listen: the config's second `listen` (the node's own first).
-        let (own, rest) = toml
-            .split_once("[admin]")
-            .ok_or(format!("no [admin] in {conf:?}"))?;
-        let admin = toml_string(rest, "listen").ok_or(format!("no [admin] listen in {conf:?}"))?;
-        let listen = toml_string(own, "listen")
+        let admin = admin_listen(&toml).ok_or(format!("no [admin] listen in {conf:?}"))?;
+        let listen = toml_string(&toml, "listen")
             .and_then(|l| l.parse().ok())
             .ok_or(format!("no listen address in {conf:?}"))?;
         out.push(Node {

@@ -117,6 +117,69 @@ pub fn parse_counts(page: &str) -> Counts {
 
 /// GET /metrics (HTTP/1.1, one connection per scrape, bounded in time).
 pub fn scrape(a: &Admin) -> Option<Counts> {
+    scrape_page(a).map(|p| parse_counts(&p))
+}
+
+/// The sum of a metric's samples over its label sets in a Prometheus text page; None when the
+/// page has no sample of it (a server that does not export it).
+pub fn sample_sum(page: &str, metric: &str) -> Option<f64> {
+    page.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter(|l| l.split(['{', ' ']).next() == Some(metric))
+        .filter_map(|l| l.rsplit(' ').next()?.trim().parse::<f64>().ok())
+        .fold(None, |sum, v| Some(sum.unwrap_or(0.0) + v))
+}
+
+/// The admin listener of every MDS node of a server the harness started: a single node's
+/// (started with `server::ADMIN_ANY_PORT`; `admin_of`), or each node's of a cluster, from its
+/// config (`cluster/mds.toml`, `cluster/mdsN.toml`: `[admin] listen`, the token from the
+/// cluster secret through `cfs admin token --config`). (node, listener) in node order.
+pub fn mds_admins(srv: &Running, cfs: &Path) -> Result<Vec<(String, Admin)>> {
+    let Some(dir) = srv.cluster_dir() else {
+        return Ok(vec![("mds".into(), admin_of(srv, cfs)?)]);
+    };
+    let mut out = Vec::new();
+    for name in crate::server::mds_roles(dir) {
+        let conf = dir.join(format!("{name}.toml"));
+        let toml =
+            std::fs::read_to_string(&conf).map_err(|e| Error::Server(format!("{conf:?}: {e}")))?;
+        let listen = crate::server::admin_listen(&toml)
+            .ok_or_else(|| Error::Server(format!("no [admin] listen in {conf:?}")))?;
+        let addr: SocketAddr = match listen.parse::<SocketAddr>() {
+            // bound to any free port: the node wrote down which, in its data directory
+            Ok(a) if a.port() == 0 => {
+                let data = crate::server::toml_string(&toml, "data")
+                    .ok_or_else(|| Error::Server(format!("no data directory in {conf:?}")))?;
+                let f = Path::new(&data).join("admin.addr");
+                std::fs::read_to_string(&f)
+                    .ok()
+                    .and_then(|t| t.trim().parse().ok())
+                    .ok_or_else(|| Error::Server(format!("no admin address in {f:?}")))?
+            }
+            Ok(a) => a,
+            Err(_) => {
+                return Err(Error::Server(format!(
+                    "[admin] listen {listen:?} in {conf:?}"
+                )))
+            }
+        };
+        let token = procs::run(
+            Command::new(cfs)
+                .args(["admin", "token", "--config"])
+                .arg(&conf),
+        )?
+        .trim()
+        .to_string();
+        out.push((name, Admin { addr, token }));
+    }
+    if out.is_empty() {
+        return Err(Error::Server(format!("no MDS node's config in {dir:?}")));
+    }
+    Ok(out)
+}
+
+/// GET /metrics (HTTP/1.1, one connection per scrape, bounded in time): the page.
+pub fn scrape_page(a: &Admin) -> Option<String> {
     let mut s = TcpStream::connect_timeout(&a.addr, Duration::from_secs(2)).ok()?;
     s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
     s.set_write_timeout(Some(Duration::from_secs(5))).ok()?;
@@ -130,7 +193,7 @@ pub fn scrape(a: &Admin) -> Option<Counts> {
     s.take(16 << 20).read_to_end(&mut buf).ok()?;
     let text = String::from_utf8_lossy(&buf);
     let (head, body) = text.split_once("\r\n\r\n")?;
-    head.starts_with("HTTP/1.1 200").then(|| parse_counts(body))
+    head.starts_with("HTTP/1.1 200").then(|| body.to_string())
 }
 
 /// Nanoseconds per hook sequence, as `metrics`' `hook_cost` example prints them.

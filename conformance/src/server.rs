@@ -19,6 +19,10 @@ pub enum ServerSpec {
     /// deliberately restricted: root is squashed to nobody (chown and root-owned state break)
     GaneshaRootSquash,
     Cfs,
+    /// `cfs server` with `write_delegations = false` at the top of its config: the baseline of
+    /// the write-delegation benchmark (`bench --server cfs-nowdeleg --server cfs --scenario
+    /// smallfiles`), and the control case of `wdeleg` (no write delegation may be granted)
+    CfsNoWriteDeleg,
     /// `cfs cluster up --ds 3`: one MDS and three data servers, pNFS flexfiles layouts
     CfsCluster,
     /// `cfs cluster up --mds 3 --ds 3`: three MDS nodes (every metadata shard a Raft group
@@ -45,6 +49,7 @@ impl ServerSpec {
             "ganesha-ro" => ServerSpec::GaneshaRo,
             "ganesha-rootsquash" => ServerSpec::GaneshaRootSquash,
             "cfs" => ServerSpec::Cfs,
+            "cfs-nowdeleg" => ServerSpec::CfsNoWriteDeleg,
             "cfs-cluster" => ServerSpec::CfsCluster,
             "cfs-cluster-mds3" => ServerSpec::CfsMetaCluster,
             "cfs-gateway" => ServerSpec::CfsGateway,
@@ -54,7 +59,7 @@ impl ServerSpec {
             other => {
                 let addr: SocketAddr = other.parse().map_err(|_| {
                     Error::Usage(format!(
-                        "--server {other}: expected ganesha, ganesha-ro, ganesha-rootsquash, cfs, cfs-cluster, cfs-cluster-mds3, cfs-gateway, cfs-cluster-gateway, cfs-cluster-ec3, cfs-cluster-ec6 or 127.0.0.1:PORT"
+                        "--server {other}: expected ganesha, ganesha-ro, ganesha-rootsquash, cfs, cfs-nowdeleg, cfs-cluster, cfs-cluster-mds3, cfs-gateway, cfs-cluster-gateway, cfs-cluster-ec3, cfs-cluster-ec6 or 127.0.0.1:PORT"
                     ))
                 })?;
                 // qemu user networking maps the guest's 10.0.2.2 to host 127.0.0.1 only
@@ -74,6 +79,7 @@ impl ServerSpec {
             ServerSpec::GaneshaRo => "ganesha-ro".into(),
             ServerSpec::GaneshaRootSquash => "ganesha-rootsquash".into(),
             ServerSpec::Cfs => "cfs".into(),
+            ServerSpec::CfsNoWriteDeleg => "cfs-nowdeleg".into(),
             ServerSpec::CfsCluster => "cfs-cluster".into(),
             ServerSpec::CfsMetaCluster => "cfs-cluster-mds3".into(),
             ServerSpec::CfsGateway => "cfs-gateway".into(),
@@ -96,6 +102,7 @@ impl ServerSpec {
         match self {
             s if s.is_ganesha() => true,
             ServerSpec::Cfs
+            | ServerSpec::CfsNoWriteDeleg
             | ServerSpec::CfsCluster
             | ServerSpec::CfsMetaCluster
             | ServerSpec::CfsClusterEc(_) => {
@@ -124,6 +131,7 @@ impl ServerSpec {
         matches!(
             self,
             ServerSpec::Cfs
+                | ServerSpec::CfsNoWriteDeleg
                 | ServerSpec::CfsCluster
                 | ServerSpec::CfsMetaCluster
                 | ServerSpec::CfsGateway
@@ -426,6 +434,25 @@ impl Running {
     }
 }
 
+/// The MDS nodes `cfs cluster up` listed in `dir/pids`: "mds" alone, or "mds1".."mdsM".
+pub fn mds_roles(dir: &Path) -> Vec<String> {
+    let text = std::fs::read_to_string(dir.join("pids")).unwrap_or_default();
+    text.lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|n| {
+            n.strip_prefix("mds")
+                .is_some_and(|d| d.bytes().all(|b| b.is_ascii_digit()))
+        })
+        .map(str::to_owned)
+        .collect()
+}
+
+/// The `[admin]` section's `listen` of a node's config (the config's own `listen`, first, is
+/// its NFS address).
+pub fn admin_listen(toml: &str) -> Option<String> {
+    toml_string(toml.split_once("[admin]")?.1, "listen")
+}
+
 /// The first `key = "value"` of a config `cfs cluster up` wrote (its top-level keys come first).
 pub fn toml_string(toml: &str, key: &str) -> Option<String> {
     toml.lines()
@@ -506,7 +533,13 @@ fn log_file(p: &Path) -> Result<(File, File)> {
 pub fn start(spec: &ServerSpec, in_netns: bool) -> Result<Running> {
     match spec {
         s if s.is_ganesha() => start_ganesha(s, in_netns),
-        ServerSpec::Cfs => start_cfs(),
+        ServerSpec::Cfs => start_cfs("cfs", ""),
+        ServerSpec::CfsNoWriteDeleg => {
+            let mut r = start_cfs(&spec.label(), "write_delegations = false\n")?;
+            r.spec = ServerSpec::CfsNoWriteDeleg;
+            r.version = format!("{}, write_delegations = false", r.version);
+            Ok(r)
+        }
         ServerSpec::CfsCluster => start_cfs_cluster(1, None),
         ServerSpec::CfsMetaCluster => start_cfs_cluster(CLUSTER_MDS, None),
         ServerSpec::CfsClusterEc(n) => {
@@ -876,18 +909,26 @@ fn cfs_version(bin: &Path) -> String {
     }
 }
 
-fn start_cfs() -> Result<Running> {
-    start_cfs_with(&cfs_binary()?)
+/// Single-node cfs with an admin listener (`wdeleg` reads its /metrics) and `top` (top-level
+/// config keys, "" for none) at the head of its config; state under `$CACHE/servers/<tag>-<pid>`.
+fn start_cfs(tag: &str, top: &str) -> Result<Running> {
+    start_cfs_configured(tag, &cfs_binary()?, &ADMIN_ANY_PORT, top)
 }
 
-/// Single-node cfs from the binary given (`hostbench` pins one binary for all its rounds).
-pub fn start_cfs_with(bin: &Path) -> Result<Running> {
-    start_cfs_with_args(bin, &[])
-}
+/// An admin listener on a free port: the server writes the address into its data directory
+/// (`metrics_cost::admin_of` finds it there).
+pub const ADMIN_ANY_PORT: [&str; 2] = ["--admin-listen", "127.0.0.1:0"];
 
-/// `start_cfs_with`, with more arguments for `cfs server` (hostbench: `--admin-listen`).
+/// Single-node cfs from the binary given, with more arguments for `cfs server` (hostbench pins
+/// one binary for all its rounds and adds `--admin-listen`).
 pub fn start_cfs_with_args(bin: &Path, extra: &[&str]) -> Result<Running> {
-    let dir = state_dir("cfs")?;
+    start_cfs_configured("cfs", bin, extra, "")
+}
+
+/// `start_cfs_with_args`, with `top` at the head of a config file (before the Kerberos
+/// sections when a realm is active); no config file when both are empty.
+fn start_cfs_configured(tag: &str, bin: &Path, extra: &[&str], top: &str) -> Result<Running> {
+    let dir = state_dir(tag)?;
     let data = dir.join("data");
     std::fs::create_dir_all(&data).ctx(|| format!("create {data:?}"))?;
     let port = free_port()?;
@@ -903,10 +944,15 @@ pub fn start_cfs_with_args(bin: &Path, extra: &[&str]) -> Result<Running> {
         .stdin(Stdio::null())
         .stdout(o)
         .stderr(e);
-    if let Some(realm) = crate::kerberos::active() {
+    let realm = crate::kerberos::active();
+    if !top.is_empty() || realm.is_some() {
         let conf = dir.join("cfs.toml");
-        std::fs::write(&conf, realm.server_config()).ctx(|| format!("write {conf:?}"))?;
-        cmd.arg("--config").arg(conf).envs(realm.env());
+        let krb = realm.map(|r| r.server_config()).unwrap_or_default();
+        std::fs::write(&conf, format!("{top}{krb}")).ctx(|| format!("write {conf:?}"))?;
+        cmd.arg("--config").arg(conf);
+    }
+    if let Some(realm) = realm {
+        cmd.envs(realm.env());
     }
     let mut child = cmd.spawn().ctx(|| format!("spawn {bin:?}"))?;
     if let Err(err) = wait_listening(port, &mut child, &log, "cfs server") {
