@@ -131,10 +131,10 @@ async fn open_inner(ctx: &mut Ctx<'_>, a: &OpenArgs) -> NfsResult<OpenResOk> {
             return Err(NfsError::Access);
         }
     }
-    // Held to the end: no other MDS node delegates the file until the open is in the state,
-    // where its notes see it. A writer recalls every other client's delegation, a reader
-    // only their write delegations (whose holders may cache changes it must see).
-    let _busy = if access & OPEN4_SHARE_ACCESS_WRITE_BIT != 0 {
+    // Held until the open is in the state, where other MDS nodes' notes see it: no node
+    // delegates the file meanwhile. A writer recalls every other client's delegation, a
+    // reader only their write delegations (whose holders may cache changes it must see).
+    let busy = if access & OPEN4_SHARE_ACCESS_WRITE_BIT != 0 {
         crate::state::recall::recall_and_wait(&ctx.mds.nfs, &[t.file.ino], Some(clientid)).await?
     } else {
         crate::state::recall::recall_writers_and_wait(&ctx.mds.nfs, t.file.ino, Some(clientid))
@@ -157,6 +157,8 @@ async fn open_inner(ctx: &mut Ctx<'_>, a: &OpenArgs) -> NfsResult<OpenResOk> {
             .state
             .open(clientid, a.owner.owner.as_bytes(), t.file.ino, access, deny)?;
     drop(share);
+    // In the state now: this open's own delegation below must not meet it as a conflict.
+    drop(busy);
     let kind = delegation_kind(ctx, a, clientid);
     let delegation = match kind {
         Some(write) => {
@@ -238,7 +240,13 @@ fn no_ace() -> Nfsace4 {
 fn delegation_kind(ctx: &Ctx<'_>, a: &OpenArgs, clientid: u64) -> Option<bool> {
     let nfs = &ctx.mds.nfs;
     nfs.state.back_channel(clientid)?;
-    let write_ok = nfs.write_delegations;
+    // Not with data servers yet: a pNFS holder's writes reach the data servers, but the size
+    // reaches the MDS only with its LAYOUTCOMMIT, which Linux sends at a close or fsync it no
+    // longer waits for under a write delegation, nor before its DELEGRETURN; a reader whose
+    // OPEN recalled the delegation then read a short file (kernel scenarios `twoclient` and
+    // `wdeleg` on cfs-cluster-mds3, issue 44's note). Making it safe needs the holder's size
+    // from CB_GETATTR at recall, as knfsd reports it.
+    let write_ok = nfs.write_delegations && nfs.cluster().is_none();
     match &a.claim {
         OpenClaim4::Previous(OpenDelegationType4::Read) => return Some(false),
         OpenClaim4::Previous(OpenDelegationType4::Write) => return write_ok.then_some(true),
