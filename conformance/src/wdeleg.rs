@@ -19,7 +19,9 @@
 //!      returned it, so held is back where it was when the case began (polled for up to 10 s).
 //!
 //! Against `cfs-nowdeleg` (`write_delegations = false`) the same steps must show no grant and
-//! nothing held: the switch works, and the guests' checks then run on close-to-open alone.
+//! nothing held: the switch works, and the guests' checks then run on close-to-open alone. So
+//! must they against the cluster kinds: cfs grants write delegations only where file data lives
+//! on the MDS (`host`'s `expect`).
 //! Judgements are FAIL lines that do not stop the guests (`Host::problem`), so a server without
 //! write delegations (the metrics absent) still gets its bytes checked; only a /metrics page
 //! the host cannot read stops the case.
