@@ -1122,24 +1122,36 @@ async fn make_file(c: &Client, name: &str) {
 /// gets through `c`.
 async fn read_delegation(c: &Client, name: &str) -> proto::nfs4::OpenDelegation4 {
     use proto::nfs4::*;
+    delegation_of_open(c, name, OPEN4_SHARE_ACCESS_READ, Openflag4::NoCreate).await
+}
+
+/// The delegation an OPEN with these share bits (no WANT flags) of file `name` in the root
+/// gets through `c`.
+async fn delegation_of_open(
+    c: &Client,
+    name: &str,
+    share_access: u32,
+    openhow: proto::nfs4::Openflag4,
+) -> proto::nfs4::OpenDelegation4 {
+    use proto::nfs4::*;
     let res = c
         .compound(
             client::CompoundBuilder::new()
                 .putfh(c.root())
                 .op(NfsArgop4::Open(OpenArgs {
                     seqid: 0,
-                    share_access: OPEN4_SHARE_ACCESS_READ,
+                    share_access,
                     share_deny: 0,
                     owner: StateOwner4 {
                         clientid: c.clientid(),
                         owner: proto::xdr::Opaque::from("delegation probe"),
                     },
-                    openhow: Openflag4::NoCreate,
+                    openhow,
                     claim: OpenClaim4::Null(proto::xdr::Opaque::from(name)),
                 })),
         )
         .await
-        .expect("read-only OPEN");
+        .expect("OPEN");
     match res.last() {
         Some(NfsResop4::Open(OpenRes::Ok(ok))) => ok.delegation.clone(),
         other => panic!("OPEN result: {other:?}"),
@@ -1219,28 +1231,8 @@ fn a_change_through_one_node_recalls_a_delegation_another_handed_out() {
 /// gets through `c`.
 async fn write_delegation(c: &Client, name: &str) -> proto::nfs4::OpenDelegation4 {
     use proto::nfs4::*;
-    let res = c
-        .compound(
-            client::CompoundBuilder::new()
-                .putfh(c.root())
-                .op(NfsArgop4::Open(OpenArgs {
-                    seqid: 0,
-                    share_access: OPEN4_SHARE_ACCESS_BOTH,
-                    share_deny: 0,
-                    owner: StateOwner4 {
-                        clientid: c.clientid(),
-                        owner: proto::xdr::Opaque::from("write delegation probe"),
-                    },
-                    openhow: Openflag4::Create(Createhow4::Unchecked(Fattr4::default())),
-                    claim: OpenClaim4::Null(proto::xdr::Opaque::from(name)),
-                })),
-        )
-        .await
-        .expect("read-write OPEN");
-    match res.last() {
-        Some(NfsResop4::Open(OpenRes::Ok(ok))) => ok.delegation.clone(),
-        other => panic!("OPEN result: {other:?}"),
-    }
+    let create = Openflag4::Create(Createhow4::Unchecked(Fattr4::default()));
+    delegation_of_open(c, name, OPEN4_SHARE_ACCESS_BOTH, create).await
 }
 
 /// No write delegations where file data lives on data servers (a pNFS holder's size reaches

@@ -50,4 +50,15 @@ impl NfsState {
     pub fn cluster(&self) -> Option<&Arc<Cluster>> {
         self.cluster.as_ref()
     }
+
+    /// Whether this node grants write delegations: when switched on, and not with data
+    /// servers yet: a pNFS holder's writes reach the data servers, but the size reaches the
+    /// MDS only with its LAYOUTCOMMIT, which Linux sends at a close or fsync it no longer waits
+    /// for under a write delegation, nor before its DELEGRETURN; a reader whose OPEN recalled
+    /// the delegation then read a short file (kernel scenarios `twoclient` and `wdeleg` on
+    /// cfs-cluster-mds3). Making it safe needs the holder's size from CB_GETATTR at recall, as
+    /// knfsd reports it.
+    pub fn grants_write_delegations(&self) -> bool {
+        self.write_delegations && self.cluster.is_none()
+    }
 }

@@ -52,6 +52,40 @@ async fn server_config(
     (Server::start(cfg).await.unwrap(), dir)
 }
 
+/// A server on `dir` (lease 5 s, this grace period), as the tests that restart one need. The
+/// previous instance in this process lets go of the directory once its connections are
+/// closed: retried until it has.
+pub async fn start_on(
+    dir: &std::path::Path,
+    grace_seconds: u32,
+    write_delegations: bool,
+) -> Server {
+    let mut tries = 0;
+    loop {
+        let r = Server::start(ServerConfig {
+            data_dir: dir.to_path_buf(),
+            listen: "127.0.0.1:0".parse().unwrap(),
+            exports: vec![Export::new("/").unwrap()],
+            lease_seconds: 5,
+            write_delegations,
+            grace_seconds: Some(grace_seconds),
+            cluster: None,
+            connections: Default::default(),
+            members: None,
+            client_addresses: Default::default(),
+        })
+        .await;
+        match r {
+            Ok(s) => return s,
+            Err(_) if tries < 100 => {
+                tries += 1;
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(e) => panic!("{e:?}"),
+        }
+    }
+}
+
 pub fn root() -> Auth {
     Auth::Sys(AuthSys {
         stamp: 1,

@@ -2,40 +2,14 @@
 //! missed (issue 11, item 11): the restart after that one has no grace period to wait out.
 use crate::common;
 use common::*;
-use mds::config::Export;
-use mds::{Server, ServerConfig};
+use mds::Server;
 use proto::nfs4::*;
 use std::path::Path;
 use std::time::Duration;
 
-/// Starts a server on `dir`. The previous instance in this process lets go of its
-/// namespace once its connections are closed: retry until it has.
+/// Starts a server on `dir` (a 2 s grace period).
 async fn start(dir: &Path) -> Server {
-    let mut tries = 0;
-    loop {
-        let r = Server::start(ServerConfig {
-            data_dir: dir.to_path_buf(),
-            listen: "127.0.0.1:0".parse().unwrap(),
-            exports: vec![Export::new("/").unwrap()],
-            lease_seconds: 5,
-            write_delegations: true,
-            grace_seconds: Some(2),
-            cluster: None,
-            connections: Default::default(),
-            members: None,
-            client_addresses: Default::default(),
-        })
-        .await;
-        match r {
-            Ok(s) => return s,
-            Err(e) if tries < 100 => {
-                tries += 1;
-                let _ = e;
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-            Err(e) => panic!("{e}"),
-        }
-    }
+    start_on(dir, 2, true).await
 }
 
 /// A new client's first OPEN after its RECLAIM_COMPLETE (`new_session` sends it; GRACE while

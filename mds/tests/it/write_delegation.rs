@@ -6,7 +6,7 @@
 //! restart; and `write_delegations: false` grants none.
 use crate::common;
 use common::*;
-use mds::{Server, ServerConfig};
+use mds::Server;
 use proto::nfs4::*;
 use proto::rpc::{Connection, ConnectionLimits};
 use proto::xdr::Opaque;
@@ -18,32 +18,7 @@ use tokio::sync::mpsc;
 type Attrs = Arc<Mutex<Option<(u64, u64)>>>;
 
 async fn start(dir: &Path, write_delegations: bool) -> Server {
-    let mut tries = 0;
-    loop {
-        let r = Server::start(ServerConfig {
-            data_dir: dir.to_path_buf(),
-            listen: "127.0.0.1:0".parse().unwrap(),
-            exports: vec![mds::config::Export::new("/").unwrap()],
-            lease_seconds: 5,
-            write_delegations,
-            grace_seconds: Some(5),
-            cluster: None,
-            connections: Default::default(),
-            members: None,
-            client_addresses: Default::default(),
-        })
-        .await;
-        match r {
-            Ok(s) => return s,
-            // The previous instance in this process lets go of the directory once its
-            // connections are closed.
-            Err(_) if tries < 100 => {
-                tries += 1;
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-            Err(e) => panic!("{e:?}"),
-        }
-    }
+    start_on(dir, 5, write_delegations).await
 }
 
 /// A holder connection whose CB_GETATTR answers come from the returned `Attrs`.

@@ -37,10 +37,14 @@ pub async fn getattr(ctx: &mut Ctx<'_>, a: &GetattrArgs) -> GetattrRes {
 async fn as_written(ctx: &mut Ctx<'_>, i: Inode, want: &Bitmap) -> NfsResult<Inode> {
     use crate::state::recall::{ask_writer, recall_writers_and_wait, Written};
     use proto::nfs4::attr::{FATTR4_CHANGE, FATTR4_SIZE};
-    if i.kind != FileKind::Regular || !(want.get(FATTR4_SIZE) || want.get(FATTR4_CHANGE)) {
+    let nfs = &ctx.mds.nfs;
+    // Where none is ever granted, no GETATTR pays for looking.
+    if !nfs.grants_write_delegations()
+        || i.kind != FileKind::Regular
+        || !(want.get(FATTR4_SIZE) || want.get(FATTR4_CHANGE))
+    {
         return Ok(i);
     }
-    let nfs = &ctx.mds.nfs;
     let me = ctx.clientid.unwrap_or(0);
     let unchanged = match nfs.state.write_delegation(i.ino, me) {
         Some((holder, _, change)) => {

@@ -240,13 +240,7 @@ fn no_ace() -> Nfsace4 {
 fn delegation_kind(ctx: &Ctx<'_>, a: &OpenArgs, clientid: u64) -> Option<bool> {
     let nfs = &ctx.mds.nfs;
     nfs.state.back_channel(clientid)?;
-    // Not with data servers yet: a pNFS holder's writes reach the data servers, but the size
-    // reaches the MDS only with its LAYOUTCOMMIT, which Linux sends at a close or fsync it no
-    // longer waits for under a write delegation, nor before its DELEGRETURN; a reader whose
-    // OPEN recalled the delegation then read a short file (kernel scenarios `twoclient` and
-    // `wdeleg` on cfs-cluster-mds3, issue 44's note). Making it safe needs the holder's size
-    // from CB_GETATTR at recall, as knfsd reports it.
-    let write_ok = nfs.write_delegations && nfs.cluster().is_none();
+    let write_ok = nfs.grants_write_delegations();
     match &a.claim {
         OpenClaim4::Previous(OpenDelegationType4::Read) => return Some(false),
         OpenClaim4::Previous(OpenDelegationType4::Write) => return write_ok.then_some(true),
