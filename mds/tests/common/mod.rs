@@ -277,6 +277,21 @@ pub fn open_create(name: &str, owner: &str, attrs: Fattr4) -> NfsArgop4 {
     })
 }
 
+/// OPEN by open owner `owner` with share `access` (want flags included), deny none.
+pub fn open_op(owner: &str, access: u32, how: Openflag4, claim: OpenClaim4) -> NfsArgop4 {
+    NfsArgop4::Open(OpenArgs {
+        seqid: 0,
+        share_access: access,
+        share_deny: 0,
+        owner: StateOwner4 {
+            clientid: 0,
+            owner: Opaque::from(owner),
+        },
+        openhow: how,
+        claim,
+    })
+}
+
 pub fn seq(sid: Sessionid4, seqid: u32) -> NfsArgop4 {
     NfsArgop4::Sequence(SequenceArgs {
         sa_sessionid: sid,
@@ -360,20 +375,37 @@ pub async fn connect_holder_minor(
     s: &Server,
     minor: u32,
 ) -> (Connection, tokio::sync::mpsc::UnboundedReceiver<Recall>) {
+    let (c, rx, _) = connect_holder_answering(s, minor).await;
+    (c, rx)
+}
+
+/// What a test holder's CB_GETATTR answers: (change, size); None: no reply at all.
+pub type CbAttrs = Arc<std::sync::Mutex<Option<(u64, u64)>>>;
+
+/// `connect_holder_minor` whose CB_GETATTR answers come from the returned `CbAttrs`.
+pub async fn connect_holder_answering(
+    s: &Server,
+    minor: u32,
+) -> (
+    Connection,
+    tokio::sync::mpsc::UnboundedReceiver<Recall>,
+    CbAttrs,
+) {
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    let attrs = CbAttrs::default();
     let c = Connection::connect(
         s.local_addr(),
         Arc::new(Holder {
             recalls: tx,
             minor,
             creds: None,
-            attrs: Arc::default(),
+            attrs: attrs.clone(),
         }),
         ConnectionLimits::default(),
     )
     .await
     .unwrap();
-    (c, rx)
+    (c, rx, attrs)
 }
 
 /// `connect_holder` whose back channel also reports the RPC credential of every callback.
@@ -409,8 +441,8 @@ pub struct Holder {
     pub minor: u32,
     /// Where the credential of each callback goes, if anywhere.
     pub creds: Option<tokio::sync::mpsc::UnboundedSender<Auth>>,
-    /// What CB_GETATTR answers: (change, size); None: no reply at all.
-    pub attrs: Arc<std::sync::Mutex<Option<(u64, u64)>>>,
+    /// What CB_GETATTR answers.
+    pub attrs: CbAttrs,
 }
 
 impl proto::rpc::CallHandler for Holder {

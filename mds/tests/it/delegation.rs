@@ -12,21 +12,12 @@ use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 
 fn open_args(owner: &str, access: u32, create: bool) -> NfsArgop4 {
-    NfsArgop4::Open(OpenArgs {
-        seqid: 0,
-        share_access: access,
-        share_deny: 0,
-        owner: StateOwner4 {
-            clientid: 0,
-            owner: Opaque::from(owner),
-        },
-        openhow: if create {
-            Openflag4::Create(Createhow4::Unchecked(Fattr4::default()))
-        } else {
-            Openflag4::NoCreate
-        },
-        claim: OpenClaim4::Null(Opaque::from("shared")),
-    })
+    let how = if create {
+        Openflag4::Create(Createhow4::Unchecked(Fattr4::default()))
+    } else {
+        Openflag4::NoCreate
+    };
+    open_op(owner, access, how, OpenClaim4::Null(Opaque::from("shared")))
 }
 
 /// A server; client A (with a back channel recording recalls) holding a read delegation on

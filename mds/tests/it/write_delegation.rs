@@ -8,51 +8,10 @@ use crate::common;
 use common::*;
 use mds::Server;
 use proto::nfs4::*;
-use proto::rpc::{Connection, ConnectionLimits};
+use proto::rpc::Connection;
 use proto::xdr::Opaque;
-use std::path::Path;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::mpsc;
-
-type Attrs = Arc<Mutex<Option<(u64, u64)>>>;
-
-async fn start(dir: &Path, write_delegations: bool) -> Server {
-    start_on(dir, 5, write_delegations).await
-}
-
-/// A holder connection whose CB_GETATTR answers come from the returned `Attrs`.
-async fn holder(s: &Server) -> (Connection, mpsc::UnboundedReceiver<Recall>, Attrs) {
-    let (tx, rx) = mpsc::unbounded_channel();
-    let attrs: Attrs = Arc::default();
-    let c = Connection::connect(
-        s.local_addr(),
-        Arc::new(Holder {
-            recalls: tx,
-            minor: 1,
-            creds: None,
-            attrs: attrs.clone(),
-        }),
-        ConnectionLimits::default(),
-    )
-    .await
-    .unwrap();
-    (c, rx, attrs)
-}
-
-fn open_args(owner: &str, access: u32, how: Openflag4, claim: OpenClaim4) -> NfsArgop4 {
-    NfsArgop4::Open(OpenArgs {
-        seqid: 0,
-        share_access: access,
-        share_deny: 0,
-        owner: StateOwner4 {
-            clientid: 0,
-            owner: Opaque::from(owner),
-        },
-        openhow: how,
-        claim,
-    })
-}
 
 fn named(owner: &str, access: u32, create: bool) -> NfsArgop4 {
     let how = if create {
@@ -60,7 +19,7 @@ fn named(owner: &str, access: u32, create: bool) -> NfsArgop4 {
     } else {
         Openflag4::NoCreate
     };
-    open_args(owner, access, how, OpenClaim4::Null(Opaque::from("f")))
+    open_op(owner, access, how, OpenClaim4::Null(Opaque::from("f")))
 }
 
 fn getattr_size_change() -> NfsArgop4 {
@@ -87,14 +46,14 @@ struct Writer {
     c: Connection,
     sid: Sessionid4,
     recalls: mpsc::UnboundedReceiver<Recall>,
-    attrs: Attrs,
+    attrs: CbAttrs,
     deleg: Option<Stateid4>,
     fh: NfsFh4,
     change: u64,
 }
 
 async fn create_alone(s: &Server, name: &str) -> Writer {
-    let (c, recalls, attrs) = holder(s).await;
+    let (c, recalls, attrs) = connect_holder_answering(s, 1).await;
     let (sid, _) = session_with_back_channel(&c, &format!("writer-{name}")).await;
     let r = compound(
         &c,
@@ -102,7 +61,7 @@ async fn create_alone(s: &Server, name: &str) -> Writer {
         vec![
             seq(sid, 2),
             NfsArgop4::Putrootfh,
-            open_args(
+            open_op(
                 "w",
                 3,
                 Openflag4::Create(Createhow4::Unchecked(Fattr4::default())),
@@ -166,7 +125,7 @@ async fn delegreturn(w: &Writer, n: u32) {
 #[tokio::test]
 async fn a_sole_writer_gets_one_and_a_reader_recalls_it() {
     let dir = tempfile::tempdir().unwrap();
-    let s = start(dir.path(), true).await;
+    let s = start_on(dir.path(), 5, true).await;
     let mut w = create_alone(&s, "f").await;
     let deleg = w.deleg.expect("no write delegation for a sole writer");
     let counts = s.admin().state_counts();
@@ -205,7 +164,7 @@ async fn a_sole_writer_gets_one_and_a_reader_recalls_it() {
 #[tokio::test]
 async fn another_clients_getattr_asks_the_holder_first() {
     let dir = tempfile::tempdir().unwrap();
-    let s = start(dir.path(), true).await;
+    let s = start_on(dir.path(), 5, true).await;
     let mut w = create_alone(&s, "f").await;
     let deleg = w.deleg.expect("no write delegation");
     let b = connect(&s).await;
@@ -282,15 +241,15 @@ async fn another_clients_getattr_asks_the_holder_first() {
 #[tokio::test]
 async fn a_holder_reclaims_its_write_delegation_after_a_restart() {
     let dir = tempfile::tempdir().unwrap();
-    let s = start(dir.path(), true).await;
+    let s = start_on(dir.path(), 5, true).await;
     let w = create_alone(&s, "f").await;
     assert!(w.deleg.is_some(), "no write delegation");
     let fh = w.fh.clone();
     w.c.close();
     s.shutdown().await;
 
-    let s = start(dir.path(), true).await;
-    let (c, _recalls, _attrs) = holder(&s).await;
+    let s = start_on(dir.path(), 5, true).await;
+    let (c, _recalls, _attrs) = connect_holder_answering(&s, 1).await;
     // The same client owner and verifier: the restarted server knows it may reclaim.
     let (sid, _, _, _) = establish(
         &c,
@@ -306,7 +265,7 @@ async fn a_holder_reclaims_its_write_delegation_after_a_restart() {
         vec![
             seq(sid, 1),
             NfsArgop4::Putfh(PutfhArgs { object: fh }),
-            open_args(
+            open_op(
                 "w",
                 3,
                 Openflag4::NoCreate,
@@ -329,7 +288,7 @@ async fn a_holder_reclaims_its_write_delegation_after_a_restart() {
 #[tokio::test]
 async fn switched_off_no_write_delegation_is_granted() {
     let dir = tempfile::tempdir().unwrap();
-    let s = start(dir.path(), false).await;
+    let s = start_on(dir.path(), 5, false).await;
     let w = create_alone(&s, "f").await;
     assert_eq!(w.deleg, None);
     assert_eq!(s.admin().state_counts().write_delegations_granted, 0);
