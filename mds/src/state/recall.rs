@@ -56,6 +56,11 @@ pub async fn recall_writers_and_wait(
     ino: u64,
     clientid: Option<u64>,
 ) -> NfsResult<Busy> {
+    // No node of this service grants write delegations (they share the data servers, and
+    // `grants_write_delegations` with them): a reader has nothing to recall or register.
+    if !nfs.grants_write_delegations() {
+        return Ok(Busy::none());
+    }
     recall_for(nfs, &[ino], clientid, Access::Read).await
 }
 

@@ -167,7 +167,7 @@ pub struct Busy {
 }
 
 impl Busy {
-    fn none() -> Busy {
+    pub(crate) fn none() -> Busy {
         Busy { held: None }
     }
 }
