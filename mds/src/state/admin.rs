@@ -66,6 +66,10 @@ impl StateManager {
             match st.kind {
                 StateKind::Open { .. } => c.opens += 1,
                 StateKind::Lock { .. } => c.locks += 1,
+                // A draining delegation was returned: nobody holds it.
+                StateKind::Delegation {
+                    returned: Some(_), ..
+                } => {}
                 StateKind::Delegation { write, .. } => {
                     c.delegations += 1;
                     c.write_delegations += usize::from(write);
@@ -117,6 +121,9 @@ impl StateManager {
                     c.files.push(st.ino);
                 }
                 StateKind::Lock { .. } => c.locks += 1,
+                StateKind::Delegation {
+                    returned: Some(_), ..
+                } => {}
                 StateKind::Delegation { .. } => c.delegations += 1,
                 StateKind::Layout { .. } => c.layouts += 1,
             }

@@ -17,6 +17,23 @@ const RECALL_BACKOFF: Duration = Duration::from_secs(30);
 /// Above this many remembered recalls, expired ones are dropped.
 const RECALLED_LATELY_PRUNE: usize = 4096;
 
+/// A write delegation returned while its holder still has the file open for writing, and
+/// was writing it, drains instead of going.
+///
+/// Linux starts writing a file's changes back at close(2) under a write delegation, but does
+/// not wait for them there (`nfs4_file_flush`), nor before it answers a recall with
+/// DELEGRETURN (`nfs_end_delegation_return` sends it at once, seen with 6.1 and 7.2): the
+/// WRITEs it has queued still carry the delegation's stateid, and a reader let in at the
+/// DELEGRETURN reads the file short, although the writer closed it before the reader opened
+/// it. So while it drains, its holder's WRITEs under it still succeed (knfsd answers
+/// BAD_STATEID, and Linux takes seconds to retry them under its open), and every other client
+/// waits (NFS4ERR_DELAY) until they are in. Linux sends CLOSE once the last of them is written
+/// and committed, which ends the drain; a holder that keeps the file open ends it by sending
+/// no WRITE for `DRAIN_QUIET` (Linux writes 1 MiB at a time, several in flight, so a second
+/// without one means none is coming); none lasts longer than `DRAIN_MAX`, or a lease.
+pub(super) const DRAIN_QUIET: Duration = Duration::from_secs(1);
+const DRAIN_MAX: Duration = Duration::from_secs(10);
+
 /// What an operation does to a file, as far as other clients' delegations are concerned.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Access {
@@ -131,6 +148,8 @@ impl StateManager {
                     recalled: None,
                     recall_acked: false,
                     change,
+                    wrote: None,
+                    returned: None,
                 },
             },
         );
@@ -152,6 +171,7 @@ impl StateManager {
                         write: true,
                         recalled: None,
                         change,
+                        returned: None,
                         ..
                     },
                 ..
@@ -225,6 +245,7 @@ impl StateManager {
         }
         let mut out = Vec::new();
         let mut revoke = Vec::new();
+        let mut drained = Vec::new();
         let mut recalled_now = false;
         for other in ids {
             let Some(st) = g.states.get_mut(&other) else {
@@ -233,7 +254,28 @@ impl StateManager {
             if st.clientid == clientid || !access.conflicts(&st.kind) {
                 continue;
             }
-            if let StateKind::Delegation { recalled, .. } = &mut st.kind {
+            if let StateKind::Delegation {
+                recalled,
+                returned,
+                wrote,
+                ..
+            } = &mut st.kind
+            {
+                if let Some(r) = returned {
+                    if self.draining(*r, *wrote) {
+                        out.push(Conflict {
+                            clientid: st.clientid,
+                            stateid: StateId {
+                                seqid: st.seqid,
+                                other,
+                            },
+                            needs_recall: false,
+                        });
+                    } else {
+                        drained.push(other);
+                    }
+                    continue;
+                }
                 match recalled {
                     Some(t) if t.elapsed() > self.lease => revoke.push(other),
                     Some(_) => out.push(Conflict {
@@ -258,6 +300,9 @@ impl StateManager {
                     }
                 }
             }
+        }
+        for other in drained {
+            Self::drop_state(&mut g, &other);
         }
         for other in revoke {
             tracing::warn!(
@@ -312,6 +357,7 @@ impl StateManager {
                 StateKind::Delegation {
                     recalled: Some(_),
                     recall_acked: false,
+                    returned: None,
                     ..
                 } if st.clientid == clientid => Some((
                     StateId {
@@ -325,12 +371,38 @@ impl StateManager {
             .collect()
     }
 
-    /// DELEGRETURN.
+    /// DELEGRETURN. A write delegation whose holder was writing the file and still has it open
+    /// for writing drains (`DRAIN_QUIET`) rather than going at once.
     pub fn return_delegation(&self, sid: &StateId, ino: u64) -> NfsResult<()> {
         let mut g = self.lock();
         let st = self.check_locked(&g, sid, Some(ino))?;
-        if !matches!(st.kind, StateKind::Delegation { .. }) {
+        let StateKind::Delegation {
+            write,
+            wrote,
+            returned,
+            ..
+        } = st.kind
+        else {
             return Err(NfsError::BadStateId);
+        };
+        if returned.is_some() {
+            // Returned already: a retransmission.
+            return Ok(());
+        }
+        let now = Instant::now();
+        if write && self.draining(now, wrote) && Self::writes_through_open(&g, st.clientid, ino) {
+            if let Some(State {
+                kind: StateKind::Delegation { returned, .. },
+                ..
+            }) = g.states.get_mut(&sid.other)
+            {
+                *returned = Some(now);
+            }
+            tracing::debug!(
+                ino,
+                "write delegation returned with the file open: draining"
+            );
+            return Ok(());
         }
         Self::drop_state(&mut g, &sid.other);
         drop(g);
@@ -338,12 +410,82 @@ impl StateManager {
         Ok(())
     }
 
+    /// Whether `clientid` has `ino` open for writing.
+    pub(super) fn writes_through_open(g: &Inner, clientid: u64, ino: u64) -> bool {
+        Self::any_state(g, ino, |st| {
+            st.clientid == clientid
+                && matches!(st.kind, StateKind::Open { access, .. } if access & OPEN4_SHARE_ACCESS_WRITE != 0)
+        })
+    }
+
+    /// A WRITE by `clientid` to `ino`, under any of its stateids: noted on its write
+    /// delegation there, held or draining.
+    pub(super) fn note_write(g: &mut Inner, clientid: u64, ino: u64) {
+        let Inner { files, states, .. } = g;
+        let Some(f) = files.get(&ino) else { return };
+        for o in &f.states {
+            if let Some(State {
+                clientid: c,
+                kind:
+                    StateKind::Delegation {
+                        write: true, wrote, ..
+                    },
+                ..
+            }) = states.get_mut(o)
+            {
+                if *c == clientid {
+                    *wrote = Some(Instant::now());
+                }
+            }
+        }
+    }
+
+    /// Whether a write delegation returned at `returned`, whose holder last wrote at `wrote`,
+    /// still drains.
+    fn draining(&self, returned: Instant, wrote: Option<Instant>) -> bool {
+        returned.elapsed() < DRAIN_MAX.min(self.lease)
+            && wrote.is_some_and(|w| w.elapsed() < DRAIN_QUIET.min(self.lease))
+    }
+
+    /// `clientid` no longer has `ino` open for writing: every write it made is in, and its
+    /// draining delegation there goes. Whether one went (waiters are to be woken).
+    pub(super) fn end_drain(g: &mut Inner, clientid: u64, ino: u64) -> bool {
+        if Self::writes_through_open(g, clientid, ino) {
+            return false;
+        }
+        let Some(f) = g.files.get(&ino) else {
+            return false;
+        };
+        let drained: Vec<[u8; 12]> = f
+            .states
+            .iter()
+            .filter(|o| {
+                matches!(g.states.get(*o), Some(State {
+                    clientid: c,
+                    kind: StateKind::Delegation { returned: Some(_), .. },
+                    ..
+                }) if *c == clientid)
+            })
+            .copied()
+            .collect();
+        for o in &drained {
+            Self::drop_state(g, o);
+        }
+        !drained.is_empty()
+    }
+
+    /// Whether `st` is a returned write delegation whose drain is over (its stateid is then
+    /// of no more use).
+    pub(super) fn drained(&self, st: &State) -> bool {
+        matches!(&st.kind, StateKind::Delegation { returned: Some(r), wrote, .. } if !self.draining(*r, *wrote))
+    }
+
     /// An open claimed under a delegation the client holds (CLAIM_DELEG_CUR_FH during recall).
     pub fn check_delegation(&self, sid: &StateId, ino: u64, clientid: u64) -> NfsResult<()> {
         let g = self.lock();
         let st = self.check_locked(&g, sid, Some(ino))?;
         match st.kind {
-            StateKind::Delegation { .. } if st.clientid == clientid => Ok(()),
+            StateKind::Delegation { returned: None, .. } if st.clientid == clientid => Ok(()),
             _ => Err(NfsError::BadStateId),
         }
     }
@@ -428,6 +570,62 @@ mod tests {
         assert!(m.grant_write_delegation(1, 9, 1).is_none());
         assert!(m.delegation_conflicts(9, 2, Access::Read).is_empty());
         assert_eq!(m.delegation_conflicts(9, 2, Access::Change).len(), 1);
+    }
+
+    #[test]
+    fn a_write_delegation_returned_while_writing_drains_until_the_close() {
+        let (m, _d) = mgr();
+        let o = m.open(1, b"a", 7, OPEN4_SHARE_ACCESS_WRITE, 0).unwrap();
+        let d = m.grant_write_delegation(1, 7, 42).unwrap();
+        m.check_io(&d, 7, true).unwrap();
+        assert!(m.delegation_conflicts(7, 2, Access::Read)[0].needs_recall);
+        m.return_delegation(&d, 7).unwrap();
+        assert_eq!(m.counts().write_delegations, 0, "returned: held by nobody");
+        // The holder's WRITEs queued under it still land, a retransmitted DELEGRETURN too ...
+        m.check_io(&d, 7, true).unwrap();
+        m.return_delegation(&d, 7).unwrap();
+        // ... while a reader waits for them, and no recall goes out again.
+        let c = m.delegation_conflicts(7, 2, Access::Read);
+        assert_eq!(c.len(), 1);
+        assert!(!c[0].needs_recall);
+        assert!(m.unanswered_recalls(1).is_empty());
+        assert_eq!(
+            m.write_delegation(7, 2),
+            None,
+            "nobody to ask with CB_GETATTR"
+        );
+        // Its holder closing the file ends it: every write it made is in.
+        m.close(&o, 7).unwrap();
+        assert!(m.delegation_conflicts(7, 2, Access::Read).is_empty());
+        assert_eq!(m.check_io(&d, 7, true), Err(NfsError::BadStateId));
+    }
+
+    #[test]
+    fn a_draining_delegation_goes_once_its_holder_stops_writing_and_only_writers_drain() {
+        let (m, _d) = mgr();
+        let o = m.open(1, b"a", 7, OPEN4_SHARE_ACCESS_WRITE, 0).unwrap();
+        let d = m.grant_write_delegation(1, 7, 42).unwrap();
+        // Written under its open: the same holder's writes.
+        m.check_io(&o, 7, true).unwrap();
+        m.return_delegation(&d, 7).unwrap();
+        assert_eq!(m.delegation_conflicts(7, 2, Access::Change).len(), 1);
+        // Quiet for longer than DRAIN_QUIET: no write is on its way any more.
+        std::thread::sleep(DRAIN_QUIET + Duration::from_millis(100));
+        assert!(m.delegation_conflicts(7, 2, Access::Change).is_empty());
+        assert_eq!(m.check_io(&d, 7, true), Err(NfsError::BadStateId));
+        // One returned with the file closed goes at once, and so does one returned by a
+        // holder that has not written lately.
+        let (m, _d) = mgr();
+        let o = m.open(1, b"a", 8, OPEN4_SHARE_ACCESS_WRITE, 0).unwrap();
+        let d = m.grant_write_delegation(1, 8, 1).unwrap();
+        m.check_io(&d, 8, true).unwrap();
+        m.close(&o, 8).unwrap();
+        m.return_delegation(&d, 8).unwrap();
+        assert!(m.delegation_conflicts(8, 2, Access::Read).is_empty());
+        m.open(1, b"a", 9, OPEN4_SHARE_ACCESS_WRITE, 0).unwrap();
+        let d = m.grant_write_delegation(1, 9, 1).unwrap();
+        m.return_delegation(&d, 9).unwrap();
+        assert!(m.delegation_conflicts(9, 2, Access::Read).is_empty());
     }
 
     #[test]

@@ -105,11 +105,17 @@ pub enum StateKind {
     /// holder's CB_GETATTR answer is compared with (the holder reports the change attribute it
     /// was given, plus one while it has unwritten changes, as Linux's nfs4_callback_getattr
     /// does); 0 for read delegations.
+    ///
+    /// `wrote`: the holder's last WRITE to the file. `returned`: when the holder returned a
+    /// write delegation that drains (see `delegations::DRAIN_QUIET`): it stands in others' way
+    /// until the writes it started under it are in, and is held by nobody.
     Delegation {
         write: bool,
         recalled: Option<Instant>,
         recall_acked: bool,
         change: u64,
+        wrote: Option<Instant>,
+        returned: Option<Instant>,
     },
     /// The layouts one client holds on one file (RFC 8881 §12.5.3): one stateid per
     /// (client, file), its seqid bumped by every LAYOUTGET and LAYOUTRETURN.

@@ -123,8 +123,13 @@ impl StateManager {
             _ => return Err(NfsError::BadStateId),
         }
         st.seqid = st.seqid.wrapping_add(1);
+        let (clientid, seqid) = (st.clientid, st.seqid);
+        if Self::end_drain(&mut g, clientid, ino) {
+            drop(g);
+            self.returned.notify_waiters();
+        }
         Ok(StateId {
-            seqid: st.seqid,
+            seqid,
             other: sid.other,
         })
     }
@@ -147,6 +152,10 @@ impl StateManager {
             Self::drop_state(&mut g, &c);
         }
         Self::drop_state(&mut g, &sid.other);
+        if Self::end_drain(&mut g, st.clientid, ino) {
+            drop(g);
+            self.returned.notify_waiters();
+        }
         Ok(())
     }
 

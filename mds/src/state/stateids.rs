@@ -64,6 +64,11 @@ impl StateManager {
             return Ok(());
         }
         let st = self.check_locked(&g, sid, Some(ino))?;
+        if self.drained(&st) {
+            Self::drop_state(&mut g, &sid.other);
+            self.returned.notify_waiters();
+            return Err(NfsError::BadStateId);
+        }
         let access = match &st.kind {
             StateKind::Open { access, .. } => *access,
             StateKind::Lock { open, .. } => match g.states.get(open) {
@@ -86,6 +91,9 @@ impl StateManager {
         // Linux reads through write-only opens to fill its page cache; knfsd allows it too.
         if write && access & OPEN4_SHARE_ACCESS_WRITE == 0 {
             return Err(NfsError::OpenMode);
+        }
+        if write {
+            Self::note_write(&mut g, st.clientid, ino);
         }
         Ok(())
     }

@@ -2,8 +2,9 @@
 //! back (and not while another client has the file open); another client's open for reading
 //! recalls it (NFS4ERR_DELAY until it comes back); another client's GETATTR asks the holder
 //! with CB_GETATTR and goes on without a recall when the holder changed nothing, but recalls
-//! it when the holder has changes the server has not seen; a holder reclaims it after a
-//! restart; and `write_delegations: false` grants none.
+//! it when the holder has changes the server has not seen; returned while its holder was
+//! writing and still has the file open, it keeps others waiting until the holder's CLOSE; a
+//! holder reclaims it after a restart; and `write_delegations: false` grants none.
 use crate::common;
 use common::*;
 use mds::Server;
@@ -48,6 +49,7 @@ struct Writer {
     recalls: mpsc::UnboundedReceiver<Recall>,
     attrs: CbAttrs,
     deleg: Option<Stateid4>,
+    open: Stateid4,
     fh: NfsFh4,
     change: u64,
 }
@@ -92,6 +94,7 @@ async fn create_alone(s: &Server, name: &str) -> Writer {
         recalls,
         attrs,
         deleg,
+        open: o.stateid,
         fh: fh.object.clone(),
         change: change_size(&r.resarray[4]).0,
     }
@@ -213,10 +216,49 @@ async fn another_clients_getattr_asks_the_holder_first() {
     .await;
     assert_eq!(r.status, 0, "{r:?}");
     delegreturn(&w, 4).await;
+    // It still has the file open and was writing: more of its writes may be on their way
+    // under the delegation (as Linux sends them after DELEGRETURN), and they still land ...
+    let r = compound(
+        &w.c,
+        1,
+        vec![
+            seq(w.sid, 5),
+            NfsArgop4::Putfh(PutfhArgs {
+                object: w.fh.clone(),
+            }),
+            NfsArgop4::Write(WriteArgs {
+                stateid: deleg,
+                offset: 100,
+                stable: StableHow4::FileSync4,
+                data: vec![8u8; 50].into(),
+            }),
+        ],
+    )
+    .await;
+    assert_eq!(r.status, 0, "a write queued before the DELEGRETURN: {r:?}");
+    // ... while the other client waits for them, until the holder closes the file.
     let r = compound(&b, 1, stat(4)).await;
+    assert_eq!(r.status, Nfsstat4::Delay.code(), "{r:?}");
+    let r = compound(
+        &w.c,
+        1,
+        vec![
+            seq(w.sid, 6),
+            NfsArgop4::Putfh(PutfhArgs {
+                object: w.fh.clone(),
+            }),
+            NfsArgop4::Close(CloseArgs {
+                seqid: 0,
+                open_stateid: w.open,
+            }),
+        ],
+    )
+    .await;
+    assert_eq!(r.status, 0, "{r:?}");
+    let r = compound(&b, 1, stat(5)).await;
     assert_eq!(r.status, 0, "{r:?}");
     let (change, size) = change_size(&r.resarray[2]);
-    assert_eq!(size, 100);
+    assert_eq!(size, 150);
     assert!(change > w.change);
 
     // A holder that does not answer CB_GETATTR at all is recalled as well.
@@ -226,7 +268,7 @@ async fn another_clients_getattr_asks_the_holder_first() {
         &b,
         1,
         vec![
-            seq(sb, 5),
+            seq(sb, 6),
             NfsArgop4::Putfh(PutfhArgs {
                 object: w2.fh.clone(),
             }),
