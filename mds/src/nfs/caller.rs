@@ -5,6 +5,7 @@ use crate::error::{NfsError, NfsResult};
 use crate::nfs::ctx::Ctx;
 use meta::namespace::perm;
 use meta::namespace::{ClientRequest, Command, FsError, Inode, Key, Outcome, ShardId};
+use std::time::Duration;
 
 impl Ctx<'_> {
     /// `want` is a mask of 4 (read), 2 (write), 1 (execute/search): `perm::permission`.
@@ -19,7 +20,35 @@ impl Ctx<'_> {
 
     /// Runs `cmd` as the caller: `apply` checks the caller's permission inside the command.
     pub async fn execute_as(&self, cmd: Command) -> NfsResult<Outcome> {
-        Ok(self.mds.ns.execute(self.on_behalf(cmd)).await?)
+        Ok(self.execute_request(cmd).await?)
+    }
+
+    /// `cmd` as the caller, for this request; while the namespace cannot tell whether it was
+    /// carried out (`in_doubt`), the same request again, for up to `IN_DOUBT_WAIT`.
+    ///
+    /// NFS4ERR_DELAY would end the request: the client sends the operation again under the
+    /// slot's next sequence id, a new request, which the shards carry out again if the first
+    /// was (a MKDIR then answers EXIST, a REMOVE NOENT). Sent again as the same request, it
+    /// is carried out once, or answered with its first answer (`Command::Request`). Seen
+    /// after an MDS node died under a MKDIR: its client's retransmission reached the node that
+    /// took its address while the directory's shard was electing a leader.
+    async fn execute_request(&self, cmd: Command) -> Result<Outcome, FsError> {
+        let cmd = self.on_behalf(cmd);
+        if !matches!(cmd, Command::Request { .. }) {
+            return self.mds.ns.execute(cmd).await;
+        }
+        let deadline = tokio::time::Instant::now() + IN_DOUBT_WAIT;
+        let mut pause = Duration::from_millis(20);
+        loop {
+            match self.mds.ns.execute(cmd.clone()).await {
+                Err(e) if in_doubt(&e) && tokio::time::Instant::now() + pause < deadline => {
+                    tracing::debug!("a client request tried again as itself: {e}");
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(Duration::from_millis(500));
+                }
+                r => return r,
+            }
+        }
     }
 
     /// `cmd` as the caller, for this request: the shard applies it once however often the
@@ -65,6 +94,21 @@ impl Ctx<'_> {
 /// Times a command built from fresh lookups is tried when the names keep changing under it.
 const RESOLVE_ATTEMPTS: usize = 8;
 
+/// How long a client request is tried again as itself (`Ctx::execute_request`): a shard's
+/// election after its leader died takes a few seconds, the recovery of a transaction the dead
+/// node left as long (`txn_stale`); Linux waits a minute before it resends over TCP.
+const IN_DOUBT_WAIT: Duration = Duration::from_secs(10);
+
+/// Errors after which a request may have been carried out without its answer reaching us (a
+/// leader gone after the proposal), or was not carried out only because another request held
+/// what it needs for a moment (a transaction, perhaps one a dead node left to recover).
+fn in_doubt(e: &FsError) -> bool {
+    matches!(
+        e,
+        FsError::Unavailable(_) | FsError::Closed | FsError::Busy | FsError::Aborted
+    )
+}
+
 impl Ctx<'_> {
     /// Runs a command that names objects found by looking names up (`build` does the lookups),
     /// as the caller. Other clients' delegations on every object it names (`Command::keys`) are
@@ -93,7 +137,7 @@ impl Ctx<'_> {
                 .collect();
             let _busy =
                 crate::state::recall::recall_and_wait(&self.mds.nfs, &inos, self.clientid).await?;
-            match self.mds.ns.execute(self.on_behalf(cmd)).await {
+            match self.execute_request(cmd).await {
                 Err(FsError::Changed) => continue,
                 r => return Ok(r?),
             }

@@ -157,7 +157,10 @@ impl Namespace {
                 touched.insert(*s);
                 match r {
                     Ok(_) => locked.extend(keys.iter().copied()),
-                    Err(e) => failed = Some(e),
+                    // The request's first answer (from the coordinating shard) wins over
+                    // another shard's refusal: it is what the client gets.
+                    Err(e) if !matches!(failed, Some(FsError::Answered(_))) => failed = Some(e),
+                    Err(_) => {}
                 }
             }
             if let Some(e) = failed {

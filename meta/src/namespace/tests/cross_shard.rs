@@ -351,3 +351,45 @@ fn a_client_request_on_one_shard_sent_again_gets_its_first_answer() {
         assert_eq!(ns.execute(*cmd).await.unwrap_err(), FsError::NotFound);
     });
 }
+
+/// A client's MKDIR whose coordinator died once it had decided, sent again through the node
+/// that took the address over, which places the new directory on another shard (it leads
+/// others): the first answer, one directory, never "exists".
+#[test]
+fn a_mkdir_sent_again_through_another_node_is_done_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = rt();
+    let ns = open_quick(&rt, dir.path());
+    rt.block_on(async {
+        let (a, _) = two_dirs(&ns).await;
+        let home = ShardId::of_ino(a);
+        let mut elsewhere = (0..8u16).map(ShardId).filter(|s| *s != home);
+        let (first_shard, second_shard) = (elsewhere.next().unwrap(), elsewhere.next().unwrap());
+        let mkdir_on = |shard| {
+            request(
+                11,
+                Command::Place {
+                    shard,
+                    cmd: Box::new(create(a, "d", FileKind::Directory)),
+                },
+            )
+        };
+        let first = ns
+            .txn_attempt(&mkdir_on(first_shard), Some(Step::Decided))
+            .await
+            .unwrap();
+        let again = ns.execute(mkdir_on(second_shard)).await.unwrap();
+        assert_eq!(again, first, "the first answer");
+        settle(&ns).await;
+        let d = ns.lookup(a, b"d").unwrap().ino;
+        assert_eq!(Some(d), first.inode.map(|i| i.ino));
+        assert_eq!(ShardId::of_ino(d), first_shard);
+        // The slot's next request is another request.
+        assert_eq!(
+            ns.execute(request(12, create(a, "d", FileKind::Directory)))
+                .await
+                .unwrap_err(),
+            FsError::Exists
+        );
+    });
+}
