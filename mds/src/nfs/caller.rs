@@ -101,11 +101,12 @@ const IN_DOUBT_WAIT: Duration = Duration::from_secs(10);
 
 /// Errors after which a request may have been carried out without its answer reaching us (a
 /// leader gone after the proposal), or was not carried out only because another request held
-/// what it needs for a moment (a transaction, perhaps one a dead node left to recover).
+/// what it needs for a moment (a transaction, perhaps one a dead node left to recover). Not
+/// `Closed`: this node is stopping, and its client goes to the node that takes over.
 fn in_doubt(e: &FsError) -> bool {
     matches!(
         e,
-        FsError::Unavailable(_) | FsError::Closed | FsError::Busy | FsError::Aborted
+        FsError::Unavailable(_) | FsError::Busy | FsError::Aborted
     )
 }
 
