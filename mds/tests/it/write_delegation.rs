@@ -107,6 +107,33 @@ async fn next(w: &mut Writer) -> Option<Recall> {
         .flatten()
 }
 
+/// The holder's WRITE (FILE_SYNC) of `data` at `offset` under `stateid`, as its `n`th call.
+async fn write_under(
+    w: &Writer,
+    n: u32,
+    stateid: Stateid4,
+    offset: u64,
+    data: Vec<u8>,
+) -> Compound4Res {
+    compound(
+        &w.c,
+        1,
+        vec![
+            seq(w.sid, n),
+            NfsArgop4::Putfh(PutfhArgs {
+                object: w.fh.clone(),
+            }),
+            NfsArgop4::Write(WriteArgs {
+                stateid,
+                offset,
+                stable: StableHow4::FileSync4,
+                data: data.into(),
+            }),
+        ],
+    )
+    .await
+}
+
 async fn delegreturn(w: &Writer, n: u32) {
     let r = compound(
         &w.c,
@@ -197,44 +224,12 @@ async fn another_clients_getattr_asks_the_holder_first() {
     assert_eq!(next(&mut w).await, Some(Recall::Getattr(w.fh.clone())));
     assert_eq!(next(&mut w).await, Some(Recall::Delegation(deleg)));
     // The holder writes its bytes, then gives the delegation back.
-    let r = compound(
-        &w.c,
-        1,
-        vec![
-            seq(w.sid, 3),
-            NfsArgop4::Putfh(PutfhArgs {
-                object: w.fh.clone(),
-            }),
-            NfsArgop4::Write(WriteArgs {
-                stateid: deleg,
-                offset: 0,
-                stable: StableHow4::FileSync4,
-                data: vec![7u8; 100].into(),
-            }),
-        ],
-    )
-    .await;
+    let r = write_under(&w, 3, deleg, 0, vec![7u8; 100]).await;
     assert_eq!(r.status, 0, "{r:?}");
     delegreturn(&w, 4).await;
     // It still has the file open and was writing: more of its writes may be on their way
     // under the delegation (as Linux sends them after DELEGRETURN), and they still land ...
-    let r = compound(
-        &w.c,
-        1,
-        vec![
-            seq(w.sid, 5),
-            NfsArgop4::Putfh(PutfhArgs {
-                object: w.fh.clone(),
-            }),
-            NfsArgop4::Write(WriteArgs {
-                stateid: deleg,
-                offset: 100,
-                stable: StableHow4::FileSync4,
-                data: vec![8u8; 50].into(),
-            }),
-        ],
-    )
-    .await;
+    let r = write_under(&w, 5, deleg, 100, vec![8u8; 50]).await;
     assert_eq!(r.status, 0, "a write queued before the DELEGRETURN: {r:?}");
     // ... while the other client waits for them, until the holder closes the file.
     let r = compound(&b, 1, stat(4)).await;
