@@ -31,7 +31,7 @@ const RECALLED_LATELY_PRUNE: usize = 4096;
 /// and committed, which ends the drain; a holder that keeps the file open ends it by sending
 /// no WRITE for `DRAIN_QUIET` (Linux writes 1 MiB at a time, several in flight, so a second
 /// without one means none is coming); none lasts longer than `DRAIN_MAX`, or a lease.
-pub(super) const DRAIN_QUIET: Duration = Duration::from_secs(1);
+const DRAIN_QUIET: Duration = Duration::from_secs(1);
 const DRAIN_MAX: Duration = Duration::from_secs(10);
 
 /// What an operation does to a file, as far as other clients' delegations are concerned.
@@ -411,7 +411,7 @@ impl StateManager {
     }
 
     /// Whether `clientid` has `ino` open for writing.
-    pub(super) fn writes_through_open(g: &Inner, clientid: u64, ino: u64) -> bool {
+    fn writes_through_open(g: &Inner, clientid: u64, ino: u64) -> bool {
         Self::any_state(g, ino, |st| {
             st.clientid == clientid
                 && matches!(st.kind, StateKind::Open { access, .. } if access & OPEN4_SHARE_ACCESS_WRITE != 0)
