@@ -393,3 +393,31 @@ fn a_mkdir_sent_again_through_another_node_is_done_once() {
         );
     });
 }
+
+/// A rename sent again while the transaction its first attempt left (decided, not carried out)
+/// still holds the target directory, whose shard comes after the coordinating one: the
+/// coordinator's "answered before" wins over the other shard's refusal in the same round.
+#[test]
+fn a_first_answer_wins_over_a_refusal_in_the_same_round() {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = rt();
+    let ns = open_quick(&rt, dir.path());
+    rt.block_on(async {
+        let mut dirs = Vec::new();
+        for n in 0..16 {
+            dirs.push(mk(&ns, ROOT_INO, &format!("d{n}"), FileKind::Directory).await);
+        }
+        dirs.sort_by_key(|d| ShardId::of_ino(*d));
+        let (a, b) = (dirs[0], dirs[dirs.len() - 1]);
+        assert!(
+            ShardId::of_ino(a) < ShardId::of_ino(b),
+            "directories on two shards"
+        );
+        let f = mk(&ns, a, "f", FileKind::Regular).await;
+        let cmd = request(21, rename(a, f, b));
+        let first = ns.txn_attempt(&cmd, Some(Step::Decided)).await.unwrap();
+        // Before recovery (300 ms) carries the decision out: the target is still held.
+        let again = ns.txn_attempt(&cmd, None).await;
+        assert_eq!(again, Ok(first));
+    });
+}
