@@ -105,7 +105,7 @@ pub const SCENARIOS: &[Scenario] = &[
     },
     Scenario {
         name: "wdeleg",
-        about: "write delegations (cfs; cfs-nowdeleg, cfs-cluster and cfs-cluster-mds3, where cfs grants none, as controls): guest A creates and writes a file alone and closes it, then a second one it keeps open with unflushed writes; the host's reading of the MDS nodes' /metrics must show a write delegation granted and held for each; guest B's stat of the open file shows A's size (the server asked A: CB_GETATTR, counted), B's reads of both show A's bytes (the server recalled A's delegations, at B's stat or OPEN: A flushed and returned them; the held count is back and A's mountstats count the DELEGRETURNs). B mounts MDS node 2 on cfs-cluster-mds3",
+        about: "write delegations (cfs, cfs-cluster and cfs-cluster-mds3, where A writes the data servers through a layout; cfs-nowdeleg, where cfs grants none, as the control): guest A creates and writes a file alone and closes it, then a second one it keeps open with unflushed writes; the host's reading of the MDS nodes' /metrics must show a write delegation granted and held for each; guest B's stat of the open file shows A's size (the server asked A: CB_GETATTR, counted), B's reads of both show A's bytes (the server recalled A's delegations, at B's stat or OPEN: A flushed and returned them; the held count is back and A's mountstats count the DELEGRETURNs). B mounts MDS node 2 on cfs-cluster-mds3",
         kind: Kind::Check,
         two_clients: true,
         full_env: "",

@@ -19,9 +19,10 @@
 //!      returned it, so held is back where it was when the case began (polled for up to 10 s).
 //!
 //! Against `cfs-nowdeleg` (`write_delegations = false`) the same steps must show no grant and
-//! nothing held: the switch works, and the guests' checks then run on close-to-open alone. So
-//! must they against the cluster kinds: cfs grants write delegations only where file data lives
-//! on the MDS (`host`'s `expect`).
+//! nothing held: the switch works, and the guests' checks then run on close-to-open alone.
+//! Against the cluster kinds A writes the data servers through a layout: B's reads check the
+//! size the MDS records when A returns a delegation without a LAYOUTCOMMIT
+//! (`mds/src/state/settle.rs`).
 //! Judgements are FAIL lines that do not stop the guests (`Host::problem`), so a server without
 //! write delegations (the metrics absent) still gets its bytes checked; only a /metrics page
 //! the host cannot read stops the case.
@@ -135,13 +136,10 @@ pub fn judge_grants(
 }
 
 pub fn host(h: &mut Host, srv: &Running) -> Result<(), Stop> {
-    // cfs grants write delegations only where file data lives on the MDS (not with data
-    // servers: `delegation_kind` in mds/src/nfs/ops/open.rs says why).
+    // Every cfs kind grants them (new files are mirrored, also on the erasure-coded kinds),
+    // unless switched off.
     let expect = match srv.spec {
-        ServerSpec::CfsNoWriteDeleg
-        | ServerSpec::CfsCluster
-        | ServerSpec::CfsMetaCluster
-        | ServerSpec::CfsClusterEc(_) => Expect::Off,
+        ServerSpec::CfsNoWriteDeleg => Expect::Off,
         _ => Expect::Granted,
     };
     let admins = crate::server::cfs_binary()

@@ -1235,12 +1235,10 @@ async fn write_delegation(c: &Client, name: &str) -> proto::nfs4::OpenDelegation
     delegation_of_open(c, name, OPEN4_SHARE_ACCESS_BOTH, create).await
 }
 
-/// No write delegations where file data lives on data servers (a pNFS holder's size reaches
-/// the MDS only with a LAYOUTCOMMIT it need not send before returning the delegation; see
-/// `delegation_kind` in `mds/src/nfs/ops/open.rs`): a sole writer through any node gets none,
-/// and a read-only open still gets a read delegation.
+/// A sole writer through any node gets a write delegation, and a reader a read delegation
+/// (with data servers too: `pnfs_client.rs` has a holder that writes through its layout).
 #[test]
-fn with_data_servers_a_sole_writer_gets_no_write_delegation() {
+fn a_sole_writer_through_any_node_gets_a_write_delegation() {
     use proto::nfs4::OpenDelegation4;
     let tmp = tempfile::tempdir().unwrap();
     let nodes = start_three(tmp.path());
@@ -1250,8 +1248,8 @@ fn with_data_servers_a_sole_writer_gets_no_write_delegation() {
         for (i, cl) in c.iter().enumerate() {
             let d = write_delegation(cl, &format!("w{i}")).await;
             assert!(
-                !matches!(d, OpenDelegation4::Write(_)),
-                "node {}: a write delegation with data servers: {d:?}",
+                matches!(d, OpenDelegation4::Write(_)),
+                "node {}: no write delegation: {d:?}",
                 i + 1
             );
         }
@@ -1261,6 +1259,53 @@ fn with_data_servers_a_sole_writer_gets_no_write_delegation() {
         for cl in c {
             let _ = cl.shutdown().await;
         }
+    });
+}
+
+/// With data servers, a write delegation's holder writes them through its layout and returns
+/// the delegation with the file still open and no LAYOUTCOMMIT sent (as Linux answers a
+/// recall): what a client of another node sees next is the size written
+/// (`mds/src/state/settle.rs`; this client answers the layout recall that follows with
+/// NOMATCHING_LAYOUT, so the server records the size the data servers hold at once).
+#[test]
+fn a_write_delegation_returned_without_layoutcommit_leaves_the_size_written() {
+    use common::cluster::Cluster;
+    use proto::nfs4::*;
+    let tmp = tempfile::tempdir().unwrap();
+    let cl = Cluster::start_nodes(tmp.path(), 3, 3, &[]);
+    let node2 = SocketAddr::new(cl.addr.ip(), cl.addr.port() + 1);
+    let a = cl.client(true);
+    let b = cl.client_at(node2, true);
+    cl.rt.block_on(async {
+        let OpenDelegation4::Write(d) = write_delegation(&a, "wd").await else {
+            panic!("no write delegation with data servers\n{}", cl.log_tail());
+        };
+        let f = a
+            .open_path("/wd", OPEN4_SHARE_ACCESS_WRITE, None)
+            .await
+            .expect("open /wd");
+        let data = vec![7u8; 3 << 20];
+        a.write_all(&f, 0, &data, StableHow4::FileSync4)
+            .await
+            .expect("write through the layout");
+        let stats = a.pnfs_stats().expect("pNFS stats");
+        assert!(
+            stats.ds_write_bytes >= data.len() as u64 && stats.layoutcommits == 0,
+            "not written through the layout alone: {stats:?}"
+        );
+        a.compound(
+            client::CompoundBuilder::new()
+                .putfh(&f.fh)
+                .op(NfsArgop4::Delegreturn(DelegreturnArgs {
+                    deleg_stateid: d.stateid,
+                })),
+        )
+        .await
+        .expect("DELEGRETURN");
+        let size = b.stat_path("/wd").await.expect("stat /wd on node 2").1.size;
+        assert_eq!(size, data.len() as u64, "the size node 2 reports");
+        let _ = a.shutdown().await;
+        let _ = b.shutdown().await;
     });
 }
 

@@ -32,7 +32,19 @@ const RECALLED_LATELY_PRUNE: usize = 4096;
 /// no WRITE for `DRAIN_QUIET` (Linux writes 1 MiB at a time, several in flight, so a second
 /// without one means none is coming); none lasts longer than `DRAIN_MAX`, or a lease.
 const DRAIN_QUIET: Duration = Duration::from_secs(1);
-const DRAIN_MAX: Duration = Duration::from_secs(10);
+pub(super) const DRAIN_MAX: Duration = Duration::from_secs(10);
+
+/// What a DELEGRETURN leaves its caller to do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Returned {
+    /// Nothing: the delegation is gone, or drains until its holder's WRITEs are in.
+    Done,
+    /// A write delegation whose holder wrote the data servers through a layout: record the
+    /// size they hold (`state::settle`), then `end_settling`; when `recall_layout`, the holder
+    /// still has the file open, and its layout is to be recalled first, so that the writes it
+    /// has in flight are in.
+    Settle { recall_layout: bool },
+}
 
 /// What an operation does to a file, as far as other clients' delegations are concerned.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -150,6 +162,7 @@ impl StateManager {
                     change,
                     wrote: None,
                     returned: None,
+                    settling: false,
                 },
             },
         );
@@ -258,11 +271,12 @@ impl StateManager {
                 recalled,
                 returned,
                 wrote,
+                settling,
                 ..
             } = &mut st.kind
             {
                 if let Some(r) = returned {
-                    if self.draining(*r, *wrote) {
+                    if self.draining(*r, *wrote, *settling) {
                         out.push(Conflict {
                             clientid: st.clientid,
                             stateid: StateId {
@@ -372,8 +386,16 @@ impl StateManager {
     }
 
     /// DELEGRETURN. A write delegation whose holder was writing the file and still has it open
-    /// for writing drains (`DRAIN_QUIET`) rather than going at once.
-    pub fn return_delegation(&self, sid: &StateId, ino: u64) -> NfsResult<()> {
+    /// for writing drains (`DRAIN_QUIET`) rather than going at once. With the file's data on
+    /// data servers (`data_elsewhere`), one whose holder holds a read-write layout there settles
+    /// instead (`Returned::Settle`): it stays in others' way until the caller has recorded the
+    /// size the data servers hold and called `end_settling`.
+    pub fn return_delegation(
+        &self,
+        sid: &StateId,
+        ino: u64,
+        data_elsewhere: bool,
+    ) -> NfsResult<Returned> {
         let mut g = self.lock();
         let st = self.check_locked(&g, sid, Some(ino))?;
         let StateKind::Delegation {
@@ -387,27 +409,83 @@ impl StateManager {
         };
         if returned.is_some() {
             // Returned already: a retransmission.
-            return Ok(());
+            return Ok(Returned::Done);
         }
         let now = Instant::now();
-        if write && self.draining(now, wrote) && Self::writes_through_open(&g, st.clientid, ino) {
+        let settle = write && data_elsewhere && Self::holds_rw_layout(&g, st.clientid, ino);
+        let open = Self::writes_through_open(&g, st.clientid, ino);
+        if settle || (write && self.draining(now, wrote, false) && open) {
             if let Some(State {
-                kind: StateKind::Delegation { returned, .. },
+                kind:
+                    StateKind::Delegation {
+                        returned, settling, ..
+                    },
                 ..
             }) = g.states.get_mut(&sid.other)
             {
                 *returned = Some(now);
+                *settling = settle;
             }
-            tracing::debug!(
-                ino,
-                "write delegation returned with the file open: draining"
-            );
-            return Ok(());
+            tracing::debug!(ino, settle, "write delegation returned: draining");
+            return Ok(if settle {
+                Returned::Settle {
+                    recall_layout: open,
+                }
+            } else {
+                Returned::Done
+            });
         }
         Self::drop_state(&mut g, &sid.other);
         drop(g);
         self.returned.notify_waiters();
-        Ok(())
+        Ok(Returned::Done)
+    }
+
+    /// Whether `clientid` holds a layout on `ino` that was granted read-write.
+    fn holds_rw_layout(g: &Inner, clientid: u64, ino: u64) -> bool {
+        Self::any_state(g, ino, |st| {
+            st.clientid == clientid && matches!(st.kind, StateKind::Layout { rw: true })
+        })
+    }
+
+    /// Whether `clientid` returned a write delegation on `ino` that still settles.
+    pub fn settling(&self, clientid: u64, ino: u64) -> bool {
+        Self::any_state(&self.lock(), ino, |st| {
+            st.clientid == clientid
+                && matches!(
+                    st.kind,
+                    StateKind::Delegation {
+                        returned: Some(_),
+                        settling: true,
+                        ..
+                    }
+                )
+        })
+    }
+
+    /// The size `clientid` wrote to `ino` is recorded: its settling delegation there goes.
+    pub fn end_settling(&self, clientid: u64, ino: u64) {
+        let mut g = self.lock();
+        let Some(f) = g.files.get(&ino) else { return };
+        let done: Vec<[u8; 12]> = f
+            .states
+            .iter()
+            .filter(|o| {
+                matches!(g.states.get(*o), Some(State {
+                    clientid: c,
+                    kind: StateKind::Delegation { returned: Some(_), settling: true, .. },
+                    ..
+                }) if *c == clientid)
+            })
+            .copied()
+            .collect();
+        for o in &done {
+            Self::drop_state(&mut g, o);
+        }
+        drop(g);
+        if !done.is_empty() {
+            self.returned.notify_waiters();
+        }
     }
 
     /// Whether `clientid` has `ino` open for writing.
@@ -441,8 +519,12 @@ impl StateManager {
     }
 
     /// Whether a write delegation returned at `returned`, whose holder last wrote at `wrote`,
-    /// still drains.
-    fn draining(&self, returned: Instant, wrote: Option<Instant>) -> bool {
+    /// still drains. A settling one is ended by whoever records its size (`end_settling`,
+    /// within `DRAIN_MAX`); a lease is only a backstop.
+    fn draining(&self, returned: Instant, wrote: Option<Instant>, settling: bool) -> bool {
+        if settling {
+            return returned.elapsed() < self.lease.max(2 * DRAIN_MAX);
+        }
         returned.elapsed() < DRAIN_MAX.min(self.lease)
             && wrote.is_some_and(|w| w.elapsed() < DRAIN_QUIET.min(self.lease))
     }
@@ -462,7 +544,7 @@ impl StateManager {
             .filter(|o| {
                 matches!(g.states.get(*o), Some(State {
                     clientid: c,
-                    kind: StateKind::Delegation { returned: Some(_), .. },
+                    kind: StateKind::Delegation { returned: Some(_), settling: false, .. },
                     ..
                 }) if *c == clientid)
             })
@@ -477,7 +559,7 @@ impl StateManager {
     /// Whether `st` is a returned write delegation whose drain is over (its stateid is then
     /// of no more use).
     pub(super) fn drained(&self, st: &State) -> bool {
-        matches!(&st.kind, StateKind::Delegation { returned: Some(r), wrote, .. } if !self.draining(*r, *wrote))
+        matches!(&st.kind, StateKind::Delegation { returned: Some(r), wrote, settling, .. } if !self.draining(*r, *wrote, *settling))
     }
 
     /// An open claimed under a delegation the client holds (CLAIM_DELEG_CUR_FH during recall).
@@ -532,7 +614,7 @@ mod tests {
             .delegation_conflicts(7, 3, Access::Change)
             .iter()
             .all(|c| !c.needs_recall));
-        m.return_delegation(&d, 7).unwrap();
+        m.return_delegation(&d, 7, false).unwrap();
         assert_eq!(m.delegation_conflicts(7, 3, Access::Change).len(), 1);
         // Once somebody else writes, no new read delegation is granted.
         m.open(3, b"w", 8, OPEN4_SHARE_ACCESS_WRITE, 0).unwrap();
@@ -559,7 +641,7 @@ mod tests {
             None,
             "recalled: no CB_GETATTR any more"
         );
-        m.return_delegation(&d, 7).unwrap();
+        m.return_delegation(&d, 7, false).unwrap();
         assert!(m.delegation_conflicts(7, 2, Access::Read).is_empty());
         // Not while another client has the file open, nor over a read delegation.
         m.open(2, b"b", 8, OPEN4_SHARE_ACCESS_READ, 0).unwrap();
@@ -579,11 +661,11 @@ mod tests {
         let d = m.grant_write_delegation(1, 7, 42).unwrap();
         m.check_io(&d, 7, true).unwrap();
         assert!(m.delegation_conflicts(7, 2, Access::Read)[0].needs_recall);
-        m.return_delegation(&d, 7).unwrap();
+        m.return_delegation(&d, 7, false).unwrap();
         assert_eq!(m.counts().write_delegations, 0, "returned: held by nobody");
         // The holder's WRITEs queued under it still land, a retransmitted DELEGRETURN too ...
         m.check_io(&d, 7, true).unwrap();
-        m.return_delegation(&d, 7).unwrap();
+        m.return_delegation(&d, 7, false).unwrap();
         // ... while a reader waits for them, and no recall goes out again.
         let c = m.delegation_conflicts(7, 2, Access::Read);
         assert_eq!(c.len(), 1);
@@ -607,7 +689,7 @@ mod tests {
         let d = m.grant_write_delegation(1, 7, 42).unwrap();
         // Written under its open: the same holder's writes.
         m.check_io(&o, 7, true).unwrap();
-        m.return_delegation(&d, 7).unwrap();
+        m.return_delegation(&d, 7, false).unwrap();
         assert_eq!(m.delegation_conflicts(7, 2, Access::Change).len(), 1);
         // Quiet for longer than DRAIN_QUIET: no write is on its way any more.
         std::thread::sleep(DRAIN_QUIET + Duration::from_millis(100));
@@ -620,11 +702,51 @@ mod tests {
         let d = m.grant_write_delegation(1, 8, 1).unwrap();
         m.check_io(&d, 8, true).unwrap();
         m.close(&o, 8).unwrap();
-        m.return_delegation(&d, 8).unwrap();
+        m.return_delegation(&d, 8, false).unwrap();
         assert!(m.delegation_conflicts(8, 2, Access::Read).is_empty());
         m.open(1, b"a", 9, OPEN4_SHARE_ACCESS_WRITE, 0).unwrap();
         let d = m.grant_write_delegation(1, 9, 1).unwrap();
-        m.return_delegation(&d, 9).unwrap();
+        m.return_delegation(&d, 9, false).unwrap();
+        assert!(m.delegation_conflicts(9, 2, Access::Read).is_empty());
+    }
+
+    #[test]
+    fn a_write_delegation_over_a_layout_settles_until_its_size_is_recorded() {
+        let (m, _d) = mgr();
+        let o = m.open(1, b"a", 7, OPEN4_SHARE_ACCESS_WRITE, 0).unwrap();
+        let d = m.grant_write_delegation(1, 7, 42).unwrap();
+        m.layout_get(1, 7, &d, true).unwrap();
+        // Open, with a read-write layout: its layout is to be recalled first.
+        assert_eq!(
+            m.return_delegation(&d, 7, true),
+            Ok(Returned::Settle {
+                recall_layout: true
+            })
+        );
+        assert!(m.settling(1, 7));
+        assert_eq!(m.counts().write_delegations, 0, "returned: held by nobody");
+        let c = m.delegation_conflicts(7, 2, Access::Read);
+        assert_eq!(c.len(), 1, "a reader waits for the size");
+        assert!(!c[0].needs_recall);
+        // Its holder's CLOSE alone does not end it: the size is recorded first.
+        m.close(&o, 7).unwrap();
+        assert_eq!(m.delegation_conflicts(7, 2, Access::Read).len(), 1);
+        m.end_settling(1, 7);
+        assert!(!m.settling(1, 7));
+        assert!(m.delegation_conflicts(7, 2, Access::Read).is_empty());
+        // Closed already: nothing in flight, settled at once by the caller.
+        let d = m.grant_write_delegation(1, 8, 1).unwrap();
+        m.layout_get(1, 8, &d, true).unwrap();
+        assert_eq!(
+            m.return_delegation(&d, 8, true),
+            Ok(Returned::Settle {
+                recall_layout: false
+            })
+        );
+        // Without a read-write layout the holder wrote through us: nothing to settle.
+        let d = m.grant_write_delegation(1, 9, 1).unwrap();
+        m.layout_get(1, 9, &d, false).unwrap();
+        assert_eq!(m.return_delegation(&d, 9, true), Ok(Returned::Done));
         assert!(m.delegation_conflicts(9, 2, Access::Read).is_empty());
     }
 
@@ -649,7 +771,10 @@ mod tests {
         std::thread::sleep(Duration::from_millis(5));
         assert!(m.delegation_conflicts(4, 2, Access::Change).is_empty());
         assert_eq!(m.test_stateid(&d), Err(NfsError::DelegRevoked));
-        assert_eq!(m.return_delegation(&d, 4), Err(NfsError::DelegRevoked));
+        assert_eq!(
+            m.return_delegation(&d, 4, false),
+            Err(NfsError::DelegRevoked)
+        );
         // Only its holder may free it.
         assert_eq!(m.free_stateid(2, &d), Err(NfsError::DelegRevoked));
         m.free_stateid(1, &d).unwrap();

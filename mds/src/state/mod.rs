@@ -27,6 +27,7 @@ mod owner;
 pub mod recall;
 pub mod remote;
 pub mod session;
+pub mod settle;
 
 // More of `StateManager`'s operations, a topic a file as admin, adopt, courtesy and layouts;
 // this file keeps what they share: the state, its lock, the stateid helpers.
@@ -42,7 +43,7 @@ pub use owner::NfsState;
 
 pub use admin::{ClientSummary, StateCounts};
 pub use adopt::session_id;
-pub use delegations::{Access, Conflict};
+pub use delegations::{Access, Conflict, Returned};
 pub use grace::{read_legacy, ClientDb, LEGACY_FILE};
 pub use lock_state::Denied;
 use locks::FileLocks;
@@ -108,7 +109,9 @@ pub enum StateKind {
     ///
     /// `wrote`: the holder's last WRITE to the file. `returned`: when the holder returned a
     /// write delegation that drains (see `delegations::DRAIN_QUIET`): it stands in others' way
-    /// until the writes it started under it are in, and is held by nobody.
+    /// until the writes it started under it are in, and is held by nobody. `settling`: it was
+    /// returned by a holder that writes the data servers through a layout, and stays in others'
+    /// way until the size they hold is recorded (`settle`).
     Delegation {
         write: bool,
         recalled: Option<Instant>,
@@ -116,6 +119,7 @@ pub enum StateKind {
         change: u64,
         wrote: Option<Instant>,
         returned: Option<Instant>,
+        settling: bool,
     },
     /// The layouts one client holds on one file (RFC 8881 §12.5.3): one stateid per
     /// (client, file), its seqid bumped by every LAYOUTGET and LAYOUTRETURN.

@@ -51,14 +51,11 @@ impl NfsState {
         self.cluster.as_ref()
     }
 
-    /// Whether this node grants write delegations: when switched on, and not with data
-    /// servers yet: a pNFS holder's writes reach the data servers, but the size reaches the
-    /// MDS only with its LAYOUTCOMMIT, which Linux sends at a close or fsync it no longer waits
-    /// for under a write delegation, nor before its DELEGRETURN; a reader whose OPEN recalled
-    /// the delegation then read a short file (kernel scenarios `twoclient` and `wdeleg` on
-    /// cfs-cluster-mds3). Making it safe needs the holder's size from CB_GETATTR at recall, as
-    /// knfsd reports it.
+    /// Whether this node grants write delegations (`ServerConfig::write_delegations`). With
+    /// data servers, a holder's writes through its layout reach the MDS's size only at its
+    /// LAYOUTCOMMIT, which Linux need not send before DELEGRETURN: a returned one settles
+    /// first (`settle`).
     pub fn grants_write_delegations(&self) -> bool {
-        self.write_delegations && self.cluster.is_none()
+        self.write_delegations
     }
 }

@@ -201,10 +201,26 @@ pub fn recall_layouts_on_ds(nfs: &Arc<NfsState>, ds: layout::DsId) {
 }
 
 async fn send_layout_recall(nfs: Arc<NfsState>, clientid: u64, ino: u64) {
+    layout_recall(&nfs, clientid, ino).await;
+}
+
+/// What the holder answered a CB_LAYOUTRECALL of its layout on `ino`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LayoutRecalled {
+    /// It will return the layout once its I/O through it is done.
+    Returning,
+    /// It holds none (NFS4ERR_NOMATCHING_LAYOUT): no I/O through one is in flight.
+    NoneHeld,
+    /// No answer, another refusal, or no layout here to recall.
+    Unknown,
+}
+
+/// Recalls `clientid`'s layout on `ino` and says what it answered.
+pub async fn layout_recall(nfs: &Arc<NfsState>, clientid: u64, ino: u64) -> LayoutRecalled {
     // The recall carries the layout stateid one seqid on, as knfsd does, so the client can
     // order it against LAYOUTGET replies still in flight.
     let Some(sid) = nfs.state.layout_recall_stateid(clientid, ino) else {
-        return;
+        return LayoutRecalled::Unknown;
     };
     if let Some(c) = nfs.cluster() {
         crate::dataservers::MdsIoStats::add(&c.stats.layouts_recalled, 1);
@@ -220,7 +236,13 @@ async fn send_layout_recall(nfs: Arc<NfsState>, clientid: u64, ino: u64) {
             lor_stateid: sid,
         }),
     });
-    callback(&nfs, clientid, ino, op, "CB_LAYOUTRECALL").await;
+    match callback_any(nfs, clientid, ino, op, "CB_LAYOUTRECALL").await {
+        Some(r) if r.status == 0 => LayoutRecalled::Returning,
+        Some(r) if r.status == proto::nfs4::Nfsstat4::NomatchingLayout as u32 => {
+            LayoutRecalled::NoneHeld
+        }
+        _ => LayoutRecalled::Unknown,
+    }
 }
 
 /// How long a GETATTR waits for the CB_GETATTR answer of a write delegation's holder before
@@ -305,6 +327,24 @@ async fn callback_reply(
     op: NfsCbArgop4,
     what: &'static str,
 ) -> Option<CbCompound4Res> {
+    let r = callback_any(nfs, clientid, ino, op, what).await?;
+    if r.status != 0 {
+        tracing::info!(clientid, ino, what, status = r.status, "callback refused");
+        return None;
+    }
+    tracing::debug!(clientid, ino, what, "answered");
+    Some(r)
+}
+
+/// Sends one callback operation over `clientid`'s back channel: the client's answer, whatever
+/// its status, or None when none came.
+async fn callback_any(
+    nfs: &Arc<NfsState>,
+    clientid: u64,
+    ino: u64,
+    op: NfsCbArgop4,
+    what: &'static str,
+) -> Option<CbCompound4Res> {
     let Some(bc) = nfs.state.back_channel(clientid) else {
         tracing::warn!(
             clientid,
@@ -346,14 +386,7 @@ async fn callback_reply(
         .await
     {
         Ok(reply) => match CbCompound4Res::from_xdr(reply.body()) {
-            Ok(r) if r.status == 0 => {
-                tracing::debug!(clientid, ino, what, "answered");
-                Some(r)
-            }
-            Ok(r) => {
-                tracing::info!(clientid, ino, what, status = r.status, "callback refused");
-                None
-            }
+            Ok(r) => Some(r),
             Err(e) => {
                 tracing::warn!(clientid, ino, what, "undecodable CB_COMPOUND reply: {e}");
                 None

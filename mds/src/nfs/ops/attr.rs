@@ -79,7 +79,14 @@ async fn setattr_inner(ctx: &mut Ctx<'_>, a: &SetattrArgs) -> NfsResult<Bitmap> 
     let i = ctx.cur()?;
     ctx.writable()?;
     let s = attrs::decode_settable(&a.obj_attributes)?;
-    let _busy = crate::state::recall::recall_and_wait(&ctx.mds.nfs, &[i.ino], ctx.clientid).await?;
+    // With data servers, a file made set-id is not write-delegated (`open::write_delegable`),
+    // its holder's own delegation included: it is recalled, and this waits for it as another
+    // client's change would.
+    let setid = ctx.mds.nfs.cluster().is_some()
+        && i.kind == FileKind::Regular
+        && s.mode.is_some_and(|m| m & super::open::SET_ID_BITS != 0);
+    let except = if setid { None } else { ctx.clientid };
+    let _busy = crate::state::recall::recall_and_wait(&ctx.mds.nfs, &[i.ino], except).await?;
     if s.size.is_some() {
         if !matches!(i.kind, meta::namespace::FileKind::Regular) {
             return Err(if i.kind.is_dir() {

@@ -113,7 +113,7 @@ async fn dispatch_op(ctx: &mut Ctx<'_>, op: &A) -> R {
         A::Open(a) => R::Open(Box::pin(open::open(ctx, a)).await),
         A::Close(a) => R::Close(open::close(ctx, a).await),
         A::OpenDowngrade(a) => R::OpenDowngrade(open::open_downgrade(ctx, a)),
-        A::Delegreturn(a) => R::Delegreturn(status(open::delegreturn(ctx, a))),
+        A::Delegreturn(a) => R::Delegreturn(status(open::delegreturn(ctx, a).await)),
         A::GetDirDelegation(a) => R::GetDirDelegation(open::get_dir_delegation(ctx, a).await),
         // data
         A::Read(a) => R::Read(Box::pin(io::read(ctx, a)).await),

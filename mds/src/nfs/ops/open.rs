@@ -4,7 +4,7 @@ use super::fh::check_name;
 use crate::error::{NfsError, NfsResult};
 use crate::nfs::attrs;
 use crate::nfs::ctx::Ctx;
-use crate::state::StateId;
+use crate::state::{Returned, StateId};
 use meta::namespace::{CreateHow, FileKind, FsError, Inode};
 use proto::nfs4::basic::{Fattr4, Nfsace4};
 use proto::nfs4::state::*;
@@ -159,7 +159,8 @@ async fn open_inner(ctx: &mut Ctx<'_>, a: &OpenArgs) -> NfsResult<OpenResOk> {
     drop(share);
     // In the state now: this open's own delegation below must not meet it as a conflict.
     drop(busy);
-    let kind = delegation_kind(ctx, a, clientid);
+    let kind = delegation_kind(ctx, a, clientid)
+        .filter(|write| !*write || write_delegable(ctx, t.file.ino, t.file.mode));
     let delegation = match kind {
         Some(write) => {
             let (mds, ino, change) = (ctx.mds, t.file.ino, t.file.change);
@@ -210,6 +211,25 @@ async fn open_inner(ctx: &mut Ctx<'_>, a: &OpenArgs) -> NfsResult<OpenResOk> {
 }
 
 const OPEN4_SHARE_ACCESS_WRITE_BIT: u32 = 2;
+
+/// Whether a file of this mode may be write-delegated. Not an erasure-coded one: its stripes
+/// are written only through us (and the encoder leaves a file alone while one is out). With
+/// data servers, not a set-id one: a write by another user must clear its set-id bits, which
+/// the server does when the write reaches it (a WRITE, a LAYOUTCOMMIT), and whose mode a
+/// holder would report from its cache until then (`attr::setattr` recalls the holder's own
+/// delegation when its SETATTR makes a file set-id).
+pub(super) fn write_delegable(ctx: &Ctx<'_>, ino: u64, mode: u32) -> bool {
+    let nfs = &ctx.mds.nfs;
+    if nfs.cluster().is_some() && mode & SET_ID_BITS != 0 {
+        return false;
+    }
+    !nfs.ns
+        .stripes(ino)
+        .is_ok_and(|c| c.is_some_and(|c| c.is_encoded()))
+}
+
+/// S_ISUID | S_ISGID: what a write by another user may clear (`perm::write_kills`).
+pub(super) const SET_ID_BITS: u32 = 0o6000;
 
 /// How much a write delegation's holder may keep unwritten past a close (RFC 8881 §10.4.1's
 /// space limit; Linux flushes on close once it has more dirty pages than this, and only
@@ -374,6 +394,11 @@ pub async fn close(ctx: &mut Ctx<'_>, a: &CloseArgs) -> CloseRes {
     let r = async {
         let ino = ctx.fh()?;
         let sid = ctx.stateid(&a.open_stateid)?;
+        // Linux closes after the last WRITE and COMMIT of the open: a write delegation it
+        // returned meanwhile has its size recorded first.
+        if let Some(c) = ctx.clientid {
+            crate::state::settle::after_writes(&ctx.mds.nfs, c, ino).await;
+        }
         ctx.mds.nfs.state.close(&sid, ino)?;
         // The last close of an unlinked file lets its data go.
         if ctx.mds.is_orphan(ino) {
@@ -409,10 +434,21 @@ pub fn open_downgrade(ctx: &mut Ctx<'_>, a: &OpenDowngradeArgs) -> OpenDowngrade
     }
 }
 
-pub fn delegreturn(ctx: &mut Ctx<'_>, a: &DelegreturnArgs) -> NfsResult<()> {
+pub async fn delegreturn(ctx: &mut Ctx<'_>, a: &DelegreturnArgs) -> NfsResult<()> {
     let ino = ctx.fh()?;
     let sid = ctx.stateid(&a.deleg_stateid)?;
-    ctx.mds.nfs.state.return_delegation(&sid, ino)
+    let nfs = &ctx.mds.nfs;
+    match nfs
+        .state
+        .return_delegation(&sid, ino, nfs.cluster().is_some())?
+    {
+        Returned::Done => {}
+        Returned::Settle { recall_layout } => {
+            let clientid = ctx.clientid.ok_or(NfsError::BadStateId)?;
+            crate::state::settle::after_return(nfs, clientid, ino, recall_layout).await;
+        }
+    }
+    Ok(())
 }
 
 /// Grants a directory delegation (RFC 8881 §18.39) to a client that can be called back.

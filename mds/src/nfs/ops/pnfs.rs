@@ -420,6 +420,9 @@ async fn layoutreturn_inner(
                 Ok((faults, _stats)) => act_on_faults(ctx, &c, i.ino, &faults).await,
                 Err(e) => tracing::debug!(ino = i.ino, "unreadable ff_layoutreturn4: {e}"),
             }
+            // A write delegation returned while this layout was out settles once it is back:
+            // the writes through it are in.
+            crate::state::settle::after_writes(&ctx.mds.nfs, clientid, i.ino).await;
             let whole = f.lrf_offset == 0 && f.lrf_length == u64::MAX;
             match ctx
                 .mds

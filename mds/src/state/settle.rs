@@ -1,0 +1,87 @@
+//! The size a write delegation's holder wrote to the data servers, recorded when it returns
+//! the delegation.
+//!
+//! Through a layout the holder writes the data servers directly, and the size reaches the MDS
+//! only with its LAYOUTCOMMIT. Linux sends that at a close or fsync it does not wait for under
+//! a write delegation (`nfs4_file_flush` only starts the write-back), and not before it answers
+//! a recall with DELEGRETURN (`nfs_end_delegation_return`): a reader let in at the DELEGRETURN
+//! read the file short. So a returned write delegation whose holder holds a read-write layout
+//! settles (`StateManager::return_delegation`): it stays in every other client's way (DELAY)
+//! until the size the data servers hold is recorded here, as a LAYOUTCOMMIT would, which is
+//! safe because the holder was the only writer:
+//! - at once, when the holder no longer has the file open (Linux sends CLOSE after the last
+//!   WRITE and COMMIT of the open: everything is on the data servers);
+//! - else after its layout is recalled: Linux commits what it wrote and returns the layout once
+//!   its I/O through it is done (`initiate_file_draining`), or answers that it holds none;
+//!   the LAYOUTRETURN or CLOSE that follows records the size (`after_writes`), and
+//!   `DRAIN_MAX` after the return it is recorded whatever came.
+use std::sync::Arc;
+
+use meta::namespace::{Command, Time};
+
+use super::delegations::DRAIN_MAX;
+use super::recall::{layout_recall, LayoutRecalled};
+use super::NfsState;
+
+/// Records the size the data servers hold of `ino`, if larger than the recorded one, and ends
+/// `clientid`'s settling delegation there.
+pub async fn settle(nfs: &Arc<NfsState>, clientid: u64, ino: u64) {
+    if let Some(c) = nfs.cluster() {
+        match c.stored_end(&nfs.ns, ino).await {
+            Ok(Some(end)) if nfs.ns.getattr(ino).is_ok_and(|i| end > i.size) => {
+                let cmd = Command::Write {
+                    ino,
+                    end_offset: end,
+                    time: Time::now(),
+                    writes: 1,
+                };
+                if let Err(e) = nfs.ns.execute(cmd).await {
+                    tracing::warn!(ino, end, "size after a write delegation: {e}");
+                }
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(ino, "size after a write delegation: {e:?}"),
+        }
+    }
+    nfs.state.end_settling(clientid, ino);
+}
+
+/// DELEGRETURN said `Returned::Settle`: settles now, or recalls the holder's layout and
+/// settles once it is back (in its own task; DELEGRETURN's reply does not wait).
+pub async fn after_return(nfs: &Arc<NfsState>, clientid: u64, ino: u64, recall_layout: bool) {
+    if !recall_layout {
+        return settle(nfs, clientid, ino).await;
+    }
+    let nfs = nfs.clone();
+    tokio::spawn(async move {
+        let started = tokio::time::Instant::now();
+        if layout_recall(&nfs, clientid, ino).await == LayoutRecalled::Returning {
+            // Its LAYOUTRETURN or CLOSE settles it; past `DRAIN_MAX`, whatever is there.
+            while nfs.state.settling(clientid, ino) {
+                let returned = nfs.state.returned.notified();
+                tokio::pin!(returned);
+                returned.as_mut().enable();
+                if !nfs.state.settling(clientid, ino) {
+                    return;
+                }
+                if tokio::time::timeout_at(started + DRAIN_MAX, returned)
+                    .await
+                    .is_err()
+                {
+                    break;
+                }
+            }
+        }
+        if nfs.state.settling(clientid, ino) {
+            settle(&nfs, clientid, ino).await;
+        }
+    });
+}
+
+/// `clientid` returns its layout on `ino` or closes the file: if a write delegation of its
+/// there settles, everything it wrote through the layout is in, and the size is recorded.
+pub async fn after_writes(nfs: &Arc<NfsState>, clientid: u64, ino: u64) {
+    if nfs.state.settling(clientid, ino) {
+        settle(nfs, clientid, ino).await;
+    }
+}
