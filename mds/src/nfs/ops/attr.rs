@@ -151,6 +151,12 @@ async fn apply_held_times(
     (atime, mtime, ctime): (Option<Time>, Time, Time),
 ) -> NfsResult<()> {
     use meta::namespace::SetTime;
+    tracing::debug!(
+        ino,
+        ?mtime,
+        ?atime,
+        "times reported by a delegation's holder"
+    );
     ctx.mds
         .ns
         .execute(Command::SetAttr {

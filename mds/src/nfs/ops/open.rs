@@ -185,6 +185,9 @@ async fn open_inner(ctx: &mut Ctx<'_>, a: &OpenArgs) -> NfsResult<OpenResOk> {
                 .state
                 .delegate_times(&d, crate::state::DelegatedTimes::of(&t.file))
     });
+    if times {
+        tracing::debug!(clientid, ino = t.file.ino, "delegated timestamps");
+    }
     ctx.cfh = Some(t.file.ino);
     ctx.cur_sid = Some(opened);
     let dir_ref = t.dir.as_ref().unwrap_or(&t.file);
