@@ -87,7 +87,14 @@ async fn setattr_inner(ctx: &mut Ctx<'_>, a: &SetattrArgs) -> NfsResult<Bitmap> 
     } else {
         let sid = ctx.stateid(&a.stateid)?;
         let state = &ctx.mds.nfs.state;
-        let original = state.times_delegation(&sid, i.ino, ctx.clientid()?)?;
+        let original = state.times_delegation(&sid, i.ino, ctx.clientid()?);
+        tracing::debug!(
+            ino = i.ino,
+            ?held,
+            ?original,
+            "a delegation's holder reports times"
+        );
+        let original = original?;
         // A report that changes nothing recalls nobody: a read delegation's holder returning
         // it must not cost the other readers theirs.
         match held_times(original, held, Time::now()) {
