@@ -174,8 +174,8 @@ impl Client {
         // We asked for no delegation; one granted anyway is given straight back, or a later
         // conflicting OPEN (from anyone) waits for a recall that may find us gone.
         let deleg = match &ok.delegation {
-            OpenDelegation4::Read(d) => Some(d.stateid),
-            OpenDelegation4::Write(d) => Some(d.stateid),
+            OpenDelegation4::Read(d) | OpenDelegation4::ReadAttrsDeleg(d) => Some(d.stateid),
+            OpenDelegation4::Write(d) | OpenDelegation4::WriteAttrsDeleg(d) => Some(d.stateid),
             _ => None,
         };
         if let Some(stateid) = deleg {

@@ -62,9 +62,60 @@ pub fn supported() -> &'static Bitmap {
             FATTR4_FS_LAYOUT_TYPES,
             FATTR4_LAYOUT_BLKSIZE,
             FATTR4_XATTR_SUPPORT,
+            // RFC 9754 (`open_arguments`, `OPEN4_SHARE_ACCESS_WANT_DELEG_TIMESTAMPS`): Linux
+            // asks for delegated timestamps only from a server that lists all three.
+            FATTR4_TIME_DELEG_ACCESS,
+            FATTR4_TIME_DELEG_MODIFY,
+            FATTR4_OPEN_ARGUMENTS,
         ])
     });
     &SUPPORTED
+}
+
+/// What OPEN takes (RFC 9754 §3), as `ops::open` handles it: every share access and deny;
+/// of the wants, any, none, cancel and delegated timestamps (a delegation's holder keeps
+/// the times); every claim but CLAIM_DELEGATE_PREV and CLAIM_DELEG_PREV_FH (NOTSUPP: no
+/// delegation survives a client's restart); every create mode. knfsd lists the two
+/// DELEG_PREV claims although it answers them NOTSUPP too.
+///
+/// Not listed: READ_DELEG and WRITE_DELEG (handled, but RFC 9754's
+/// `open_args_share_access_want4` has no bit for them), SIGNAL_DELEG_WHEN_RESRC_AVAIL and
+/// PUSH_DELEG_WHEN_UNCONTENDED (never promised), and OPEN_XOR_DELEGATION (an OPEN always
+/// returns an open stateid).
+pub fn open_arguments() -> OpenArguments4 {
+    let bits = |b: &[u32]| Bitmap::from_bits(b).to_vec();
+    OpenArguments4 {
+        oa_share_access: bits(&[
+            OPEN_ARGS_SHARE_ACCESS_READ,
+            OPEN_ARGS_SHARE_ACCESS_WRITE,
+            OPEN_ARGS_SHARE_ACCESS_BOTH,
+        ]),
+        oa_share_deny: bits(&[
+            OPEN_ARGS_SHARE_DENY_NONE,
+            OPEN_ARGS_SHARE_DENY_READ,
+            OPEN_ARGS_SHARE_DENY_WRITE,
+            OPEN_ARGS_SHARE_DENY_BOTH,
+        ]),
+        oa_share_access_want: bits(&[
+            OPEN_ARGS_SHARE_ACCESS_WANT_ANY_DELEG,
+            OPEN_ARGS_SHARE_ACCESS_WANT_NO_DELEG,
+            OPEN_ARGS_SHARE_ACCESS_WANT_CANCEL,
+            OPEN_ARGS_SHARE_ACCESS_WANT_DELEG_TIMESTAMPS,
+        ]),
+        oa_open_claim: bits(&[
+            OPEN_ARGS_OPEN_CLAIM_NULL,
+            OPEN_ARGS_OPEN_CLAIM_PREVIOUS,
+            OPEN_ARGS_OPEN_CLAIM_DELEGATE_CUR,
+            OPEN_ARGS_OPEN_CLAIM_FH,
+            OPEN_ARGS_OPEN_CLAIM_DELEG_CUR_FH,
+        ]),
+        oa_create_mode: bits(&[
+            OPEN_ARGS_CREATEMODE_UNCHECKED4,
+            OPEN_ARGS_CREATE_MODE_GUARDED,
+            OPEN_ARGS_CREATEMODE_EXCLUSIVE4,
+            OPEN_ARGS_CREATE_MODE_EXCLUSIVE4_1,
+        ]),
+    }
 }
 
 /// Attributes SETATTR (and CREATE/OPEN) accept.
@@ -206,6 +257,9 @@ pub fn file_attrs(mds: &Mds, i: &Inode, want: &Bitmap, space_used: u64) -> FileA
         // User extended attributes (RFC 8276) on files and directories (`ops::xattr`): the
         // Linux client only sends the xattr operations to a file system that says so.
         xattr_support: Some(true),
+        // time_deleg_access and time_deleg_modify are the holder's to report (SETATTR,
+        // CB_GETATTR): a GETATTR leaves them out, as knfsd does.
+        open_arguments: Some(open_arguments()),
         ..Default::default()
     };
     let space_bits = [
@@ -280,22 +334,62 @@ fn parse_group(s: &Opaque) -> NfsResult<u32> {
 fn settime(s: Settime4) -> SetTime {
     match s {
         Settime4::ServerTime => SetTime::Now,
-        Settime4::ClientTime(t) => SetTime::At(Time {
-            secs: t.seconds,
-            nsecs: t.nseconds,
-        }),
+        Settime4::ClientTime(t) => SetTime::At(time(t)),
     }
 }
 
 /// Decodes a client's fattr4 for setting. Read-only attributes are NFS4ERR_INVAL, unknown
 /// ones NFS4ERR_ATTRNOTSUPP.
 pub fn decode_settable(f: &Fattr4) -> NfsResult<SetAttrs> {
-    let mask = Bitmap::from_words(&f.attrmask);
-    let a = FileAttrs::decode(f).map_err(|e| match e.status() {
+    let a = decode_fattr(f)?;
+    settable_from(&a, Bitmap::from_words(&f.attrmask))
+}
+
+/// The times a delegation's holder reports in SETATTR (RFC 9754 §5.2).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct HeldTimes {
+    pub atime: Option<Time>,
+    pub mtime: Option<Time>,
+}
+
+impl HeldTimes {
+    pub fn is_empty(&self) -> bool {
+        self.atime.is_none() && self.mtime.is_none()
+    }
+}
+
+/// SETATTR's attributes: what `decode_settable` takes, and the delegated times, which only
+/// SETATTR takes (from the delegation's holder, under its stateid: `ops::attr`). CREATE and
+/// OPEN's create attributes go through `decode_settable`, which does not support them.
+pub fn decode_setattr(f: &Fattr4) -> NfsResult<(SetAttrs, HeldTimes)> {
+    let a = decode_fattr(f)?;
+    let mut mask = Bitmap::from_words(&f.attrmask);
+    mask.clear(FATTR4_TIME_DELEG_ACCESS);
+    mask.clear(FATTR4_TIME_DELEG_MODIFY);
+    let held = HeldTimes {
+        atime: a.time_deleg_access.map(time),
+        mtime: a.time_deleg_modify.map(time),
+    };
+    Ok((settable_from(&a, mask)?, held))
+}
+
+fn time(t: Nfstime4) -> Time {
+    Time {
+        secs: t.seconds,
+        nsecs: t.nseconds,
+    }
+}
+
+fn decode_fattr(f: &Fattr4) -> NfsResult<FileAttrs> {
+    FileAttrs::decode(f).map_err(|e| match e.status() {
         proto::nfs4::basic::Nfsstat4::Attrnotsupp => NfsError::AttrNotSupp,
         proto::nfs4::basic::Nfsstat4::Badxdr => NfsError::BadXdr,
         _ => NfsError::Inval,
-    })?;
+    })
+}
+
+/// The settable attributes of `a` that `mask` names.
+fn settable_from(a: &FileAttrs, mask: Bitmap) -> NfsResult<SetAttrs> {
     let settable = settable();
     for bit in mask.iter() {
         if !settable.get(bit) {
@@ -325,9 +419,12 @@ pub fn matches(mds: &Mds, i: &Inode, f: &Fattr4) -> NfsResult<bool> {
     if !mask.is_subset(supported()) {
         return Err(NfsError::AttrNotSupp);
     }
+    // Set-only as far as this server is concerned: GETATTR never returns them.
     if mask.get(FATTR4_RDATTR_ERROR)
         || mask.get(FATTR4_TIME_ACCESS_SET)
         || mask.get(FATTR4_TIME_MODIFY_SET)
+        || mask.get(FATTR4_TIME_DELEG_ACCESS)
+        || mask.get(FATTR4_TIME_DELEG_MODIFY)
     {
         return Err(NfsError::Inval);
     }

@@ -32,6 +32,7 @@ pub mod settle;
 // More of `StateManager`'s operations, a topic a file as admin, adopt, courtesy and layouts;
 // this file keeps what they share: the state, its lock, the stateid helpers.
 mod clients;
+mod deleg_times;
 mod delegations;
 mod lock_state;
 mod opens;
@@ -43,6 +44,7 @@ pub use owner::NfsState;
 
 pub use admin::{ClientSummary, StateCounts};
 pub use adopt::session_id;
+pub use deleg_times::DelegatedTimes;
 pub use delegations::{Access, Conflict, Returned};
 pub use grace::{read_legacy, ClientDb, LEGACY_FILE};
 pub use lock_state::Denied;
@@ -183,6 +185,9 @@ struct Inner {
     expired: Expired,
     /// Clients of a dead node whose session this node adopted (`adopt`): they reclaim on it.
     adopted: HashSet<u64>,
+    /// The delegations whose holders keep the file's times (RFC 9754 `*_ATTRS_DELEG`), and
+    /// the file's times when each was granted (`deleg_times`).
+    times_delegated: HashMap<[u8; 12], DelegatedTimes>,
 }
 
 /// A revoked delegation, kept for its holder to learn of it.
@@ -266,6 +271,7 @@ impl StateManager {
                 revoked: HashMap::new(),
                 expired: Expired::default(),
                 adopted: HashSet::new(),
+                times_delegated: HashMap::new(),
             }),
             boot,
             lease,
@@ -312,7 +318,9 @@ impl StateManager {
                 StateKind::Lock { owner, .. } => {
                     g.lock_index.remove(&(st.clientid, owner.clone(), st.ino));
                 }
-                StateKind::Delegation { .. } => {}
+                StateKind::Delegation { .. } => {
+                    g.times_delegated.remove(other);
+                }
                 StateKind::Layout { .. } => {
                     g.layout_index.remove(&(st.clientid, st.ino));
                 }

@@ -16,7 +16,10 @@ use crate::error::{NfsError, NfsResult};
 use crate::state::remote::delegations::Busy;
 use crate::state::StateId;
 use crate::state::{Access, NfsState};
-use proto::nfs4::attr::{Bitmap, FATTR4_CHANGE, FATTR4_SIZE};
+use proto::nfs4::attr::{
+    Bitmap, FileAttrs, FATTR4_CHANGE, FATTR4_SIZE, FATTR4_TIME_DELEG_ACCESS,
+    FATTR4_TIME_DELEG_MODIFY,
+};
 use proto::nfs4::basic::{NfsFh4, CB_COMPOUND};
 use proto::nfs4::callback::{
     CbCompound4Args, CbCompound4Res, CbGetattrArgs, CbGetattrRes, CbLayoutrecallArgs, CbRecallArgs,
@@ -263,21 +266,25 @@ pub enum Written {
 
 /// Asks the holder of the write delegation `sid` on `ino` (granted when the file's change
 /// attribute was `change`, now of size `size` here) with CB_GETATTR whether it has changed
-/// the file. The callback runs to its end in its own task (the back channel's sequence must
-/// not skip a number), the caller waits `CB_GETATTR_WAIT` for it.
+/// the file. A holder that keeps the file's times (`times`, RFC 9754 §5) is asked for them
+/// too, as RFC 9754 requires; they do not change the answer: the holder reports them at
+/// DELEGRETURN (SETATTR), and a holder with changes is recalled anyway. The callback runs to
+/// its end in its own task (the back channel's sequence must not skip a number), the caller
+/// waits `CB_GETATTR_WAIT` for it.
 pub async fn ask_writer(
     nfs: &Arc<NfsState>,
     holder: u64,
     ino: u64,
     change: u64,
     size: u64,
+    times: bool,
 ) -> Written {
     nfs.state
         .cb_getattrs
         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let op = NfsCbArgop4::Getattr(CbGetattrArgs {
         fh: file_fh(nfs, ino),
-        attr_request: Bitmap::from_bits(&[FATTR4_CHANGE, FATTR4_SIZE]).to_vec(),
+        attr_request: cb_getattr_request(times).to_vec(),
     });
     let call = tokio::spawn({
         let nfs = nfs.clone();
@@ -286,25 +293,41 @@ pub async fn ask_writer(
     let Ok(Ok(Some(reply))) = tokio::time::timeout(CB_GETATTR_WAIT, call).await else {
         return Written::Changed;
     };
-    match reply.resarray.last().and_then(cb_getattr_answer) {
+    match reply
+        .resarray
+        .last()
+        .and_then(|r| cb_getattr_answer(r, times))
+    {
         Some((c, s)) if c == change && s == size => Written::Unchanged,
         _ => Written::Changed,
     }
 }
 
-/// The change attribute and size in a CB_GETATTR answer that holds exactly those two.
-fn cb_getattr_answer(r: &NfsCbResop4) -> Option<(u64, u64)> {
+/// What CB_GETATTR asks for: the change attribute and size, and a times delegation's
+/// holder its times (knfsd's `encode_cb_getattr4args` asks the same).
+fn cb_getattr_request(times: bool) -> Bitmap {
+    let mut b = Bitmap::from_bits(&[FATTR4_CHANGE, FATTR4_SIZE]);
+    if times {
+        b.set(FATTR4_TIME_DELEG_ACCESS);
+        b.set(FATTR4_TIME_DELEG_MODIFY);
+    }
+    b
+}
+
+/// The change attribute and size in a CB_GETATTR answer: they must be there, and nothing
+/// that was not asked for (`cb_getattr_request`); the delegated times may be left out (a
+/// holder that has not touched the file may have none to report). Anything else, or values
+/// that do not decode, is no answer.
+fn cb_getattr_answer(r: &NfsCbResop4, times: bool) -> Option<(u64, u64)> {
     let NfsCbResop4::Getattr(CbGetattrRes::Ok(ok)) = r else {
         return None;
     };
-    let a = &ok.obj_attributes;
-    if Bitmap::from_words(&a.attrmask) != Bitmap::from_bits(&[FATTR4_CHANGE, FATTR4_SIZE]) {
+    let mask = Bitmap::from_words(&ok.obj_attributes.attrmask);
+    if !mask.is_subset(&cb_getattr_request(times)) {
         return None;
     }
-    let v: &[u8] = &a.attr_vals.0;
-    let change = u64::from_be_bytes(v.get(0..8)?.try_into().ok()?);
-    let size = u64::from_be_bytes(v.get(8..16)?.try_into().ok()?);
-    (v.len() == 16).then_some((change, size))
+    let a = FileAttrs::decode(&ok.obj_attributes).ok()?;
+    Some((a.change?, a.size?))
 }
 
 /// Sends one callback operation over `clientid`'s back channel; true if the client answered
@@ -396,5 +419,55 @@ async fn callback_any(
             tracing::warn!(clientid, ino, what, "callback failed: {e}");
             None
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proto::nfs4::basic::Nfstime4;
+    use proto::nfs4::callback::CbGetattrResOk;
+
+    fn answer(a: &FileAttrs) -> NfsCbResop4 {
+        NfsCbResop4::Getattr(CbGetattrRes::Ok(CbGetattrResOk {
+            obj_attributes: a.encode_all(),
+        }))
+    }
+
+    #[test]
+    fn a_cb_getattr_answer_is_read_for_change_and_size_with_or_without_the_times() {
+        let kept = Some(Nfstime4 {
+            seconds: 1,
+            nseconds: 2,
+        });
+        let plain = FileAttrs {
+            change: Some(7),
+            size: Some(100),
+            ..Default::default()
+        };
+        let with_times = FileAttrs {
+            time_deleg_access: kept,
+            time_deleg_modify: kept,
+            ..plain.clone()
+        };
+        assert_eq!(cb_getattr_answer(&answer(&plain), false), Some((7, 100)));
+        assert_eq!(cb_getattr_answer(&answer(&plain), true), Some((7, 100)));
+        assert_eq!(
+            cb_getattr_answer(&answer(&with_times), true),
+            Some((7, 100))
+        );
+        // Times not asked for, a missing size, or values that do not fill the mask: no answer.
+        assert_eq!(cb_getattr_answer(&answer(&with_times), false), None);
+        let no_size = FileAttrs {
+            size: None,
+            ..with_times.clone()
+        };
+        assert_eq!(cb_getattr_answer(&answer(&no_size), true), None);
+        let mut short = with_times.encode_all();
+        short.attr_vals.0.truncate(20);
+        let r = NfsCbResop4::Getattr(CbGetattrRes::Ok(CbGetattrResOk {
+            obj_attributes: short,
+        }));
+        assert_eq!(cb_getattr_answer(&r, true), None);
     }
 }

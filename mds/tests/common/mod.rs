@@ -478,13 +478,32 @@ impl proto::rpc::CallHandler for Holder {
                 NfsCbArgop4::Getattr(g) => {
                     let _ = self.recalls.send(Recall::Getattr(g.fh.clone()));
                     let (change, size) = (*self.attrs.lock().unwrap())?;
-                    let mut vals = change.to_be_bytes().to_vec();
-                    vals.extend_from_slice(&size.to_be_bytes());
+                    // A holder of delegated timestamps is asked for them too (RFC 9754 §5):
+                    // it answers with the times it keeps, as Linux does.
+                    let asked = attr::Bitmap::from_words(&g.attr_request);
+                    let kept = Nfstime4 {
+                        seconds: 1,
+                        nseconds: 0,
+                    };
+                    let answer = FileAttrs {
+                        change: Some(change),
+                        size: Some(size),
+                        time_deleg_access: Some(kept),
+                        time_deleg_modify: Some(kept),
+                        ..Default::default()
+                    };
+                    let mut wanted =
+                        attr::Bitmap::from_bits(&[attr::FATTR4_CHANGE, attr::FATTR4_SIZE]);
+                    for bit in [
+                        attr::FATTR4_TIME_DELEG_ACCESS,
+                        attr::FATTR4_TIME_DELEG_MODIFY,
+                    ] {
+                        if asked.get(bit) {
+                            wanted.set(bit);
+                        }
+                    }
                     res.push(NfsCbResop4::Getattr(CbGetattrRes::Ok(CbGetattrResOk {
-                        obj_attributes: Fattr4 {
-                            attrmask: vec![(1 << 3) | (1 << 4)],
-                            attr_vals: Opaque::from(vals),
-                        },
+                        obj_attributes: answer.encode(&wanted),
                     })));
                 }
                 NfsCbArgop4::Layoutrecall(r) => {

@@ -11,6 +11,7 @@ mod client_identity;
 mod cluster_status;
 mod confinement;
 mod courtesy;
+mod deleg_timestamps;
 mod delegation;
 mod dir_delegation;
 mod exports;

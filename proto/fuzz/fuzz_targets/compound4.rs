@@ -67,6 +67,10 @@ fuzz_target!(|data: &[u8]| {
         assert_eq!(r, d);
         for op in &r.resarray {
             let _ = (op.opnum(), op.status());
+            // What a server's attributes decode to, open_arguments among them.
+            if let NfsResop4::Getattr(GetattrRes::Ok(g)) = op {
+                check_attrs(&g.obj_attributes);
+            }
         }
     }
     // The fattr4 decoder on its own.

@@ -91,6 +91,40 @@ pub const FATTR4_SEC_LABEL: u32 = 80;
 pub const FATTR4_MODE_UMASK: u32 = 81;
 /// RFC 8276.
 pub const FATTR4_XATTR_SUPPORT: u32 = 82;
+/// RFC 9754 §5.2: the holder of a `*_ATTRS_DELEG` delegation reports the times it kept.
+pub const FATTR4_TIME_DELEG_ACCESS: u32 = 84;
+pub const FATTR4_TIME_DELEG_MODIFY: u32 = 85;
+/// RFC 9754 §3.1: which OPEN arguments the server supports.
+pub const FATTR4_OPEN_ARGUMENTS: u32 = 86;
+
+/// RFC 9754 §3.1 `open_args_share_access4`, `open_args_share_deny4`,
+/// `open_args_share_access_want4`, `open_args_open_claim4`, `open_args_createmode4`: bit
+/// numbers in the bitmaps of [`OpenArguments4`].
+pub const OPEN_ARGS_SHARE_ACCESS_READ: u32 = 1;
+pub const OPEN_ARGS_SHARE_ACCESS_WRITE: u32 = 2;
+pub const OPEN_ARGS_SHARE_ACCESS_BOTH: u32 = 3;
+pub const OPEN_ARGS_SHARE_DENY_NONE: u32 = 0;
+pub const OPEN_ARGS_SHARE_DENY_READ: u32 = 1;
+pub const OPEN_ARGS_SHARE_DENY_WRITE: u32 = 2;
+pub const OPEN_ARGS_SHARE_DENY_BOTH: u32 = 3;
+pub const OPEN_ARGS_SHARE_ACCESS_WANT_ANY_DELEG: u32 = 3;
+pub const OPEN_ARGS_SHARE_ACCESS_WANT_NO_DELEG: u32 = 4;
+pub const OPEN_ARGS_SHARE_ACCESS_WANT_CANCEL: u32 = 5;
+pub const OPEN_ARGS_SHARE_ACCESS_WANT_SIGNAL_DELEG_WHEN_RESRC_AVAIL: u32 = 17;
+pub const OPEN_ARGS_SHARE_ACCESS_WANT_PUSH_DELEG_WHEN_UNCONTENDED: u32 = 18;
+pub const OPEN_ARGS_SHARE_ACCESS_WANT_DELEG_TIMESTAMPS: u32 = 20;
+pub const OPEN_ARGS_SHARE_ACCESS_WANT_OPEN_XOR_DELEGATION: u32 = 21;
+pub const OPEN_ARGS_OPEN_CLAIM_NULL: u32 = 0;
+pub const OPEN_ARGS_OPEN_CLAIM_PREVIOUS: u32 = 1;
+pub const OPEN_ARGS_OPEN_CLAIM_DELEGATE_CUR: u32 = 2;
+pub const OPEN_ARGS_OPEN_CLAIM_DELEGATE_PREV: u32 = 3;
+pub const OPEN_ARGS_OPEN_CLAIM_FH: u32 = 4;
+pub const OPEN_ARGS_OPEN_CLAIM_DELEG_CUR_FH: u32 = 5;
+pub const OPEN_ARGS_OPEN_CLAIM_DELEG_PREV_FH: u32 = 6;
+pub const OPEN_ARGS_CREATEMODE_UNCHECKED4: u32 = 0;
+pub const OPEN_ARGS_CREATE_MODE_GUARDED: u32 = 1;
+pub const OPEN_ARGS_CREATEMODE_EXCLUSIVE4: u32 = 2;
+pub const OPEN_ARGS_CREATE_MODE_EXCLUSIVE4_1: u32 = 3;
 
 /// `change_attr_type4`.
 pub const NFS4_CHANGE_TYPE_IS_MONOTONIC_INCR: u32 = 0;
@@ -229,6 +263,17 @@ pub struct LabelformatSpec4 {
 pub struct SecLabel4 {
     pub slai_lfs: LabelformatSpec4,
     pub slai_data: Opaque,
+}
+
+/// `open_arguments4` (RFC 9754 §3.1): each bitmap names, by the `OPEN_ARGS_*` bit numbers,
+/// the values of one OPEN argument the server supports.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Xdr)]
+pub struct OpenArguments4 {
+    pub oa_share_access: Bitmap4,
+    pub oa_share_deny: Bitmap4,
+    pub oa_share_access_want: Bitmap4,
+    pub oa_open_claim: Bitmap4,
+    pub oa_create_mode: Bitmap4,
 }
 
 /// A `bitmap4` as a set of bit numbers. Converts to/from the wire `Vec<u32>`. Trailing zero
@@ -528,6 +573,9 @@ file_attrs! {
     FATTR4_SEC_LABEL => sec_label: SecLabel4,
     FATTR4_MODE_UMASK => mode_umask: ModeUmask4,
     FATTR4_XATTR_SUPPORT => xattr_support: bool,
+    FATTR4_TIME_DELEG_ACCESS => time_deleg_access: Nfstime4,
+    FATTR4_TIME_DELEG_MODIFY => time_deleg_modify: Nfstime4,
+    FATTR4_OPEN_ARGUMENTS => open_arguments: OpenArguments4,
 }
 
 /// Attributes a client may set (SETATTR, CREATE/OPEN createattrs); the others are read-only
@@ -555,6 +603,8 @@ pub const WRITABLE_ATTRS: &[u32] = &[
     FATTR4_MODE_SET_MASKED,
     FATTR4_SEC_LABEL,
     FATTR4_MODE_UMASK,
+    FATTR4_TIME_DELEG_ACCESS,
+    FATTR4_TIME_DELEG_MODIFY,
 ];
 
 /// True if `attr` is settable by a client.
@@ -649,6 +699,8 @@ impl FileAttrs {
         for (bit, t) in [
             (FATTR4_TIME_BACKUP, &self.time_backup),
             (FATTR4_TIME_CREATE, &self.time_create),
+            (FATTR4_TIME_DELEG_ACCESS, &self.time_deleg_access),
+            (FATTR4_TIME_DELEG_MODIFY, &self.time_deleg_modify),
         ] {
             if t.is_some_and(|t| t.nseconds >= 1_000_000_000) {
                 return Err(AttrError::Inval(bit));

@@ -21,10 +21,17 @@ pub const OPEN4_SHARE_ACCESS_WANT_NO_DELEG: u32 = 0x0400;
 pub const OPEN4_SHARE_ACCESS_WANT_CANCEL: u32 = 0x0500;
 pub const OPEN4_SHARE_ACCESS_WANT_SIGNAL_DELEG_WHEN_RESRC_AVAIL: u32 = 0x10000;
 pub const OPEN4_SHARE_ACCESS_WANT_PUSH_DELEG_WHEN_UNCONTENDED: u32 = 0x20000;
+/// RFC 9754 §5: a delegation granted to this OPEN is to be `*_ATTRS_DELEG` (the holder keeps
+/// the file's access and modify times).
+pub const OPEN4_SHARE_ACCESS_WANT_DELEG_TIMESTAMPS: u32 = 0x10_0000;
+/// RFC 9754 §4: the OPEN is to return either an open or a delegation stateid, not both.
+pub const OPEN4_SHARE_ACCESS_WANT_OPEN_XOR_DELEGATION: u32 = 0x20_0000;
 pub const OPEN4_RESULT_CONFIRM: u32 = 0x0000_0002;
 pub const OPEN4_RESULT_LOCKTYPE_POSIX: u32 = 0x0000_0004;
 pub const OPEN4_RESULT_PRESERVE_UNLINKED: u32 = 0x0000_0008;
 pub const OPEN4_RESULT_MAY_NOTIFY_LOCK: u32 = 0x0000_0020;
+/// RFC 9754 §4: the OPEN returned a delegation stateid and no open stateid.
+pub const OPEN4_RESULT_NO_OPEN_STATEID: u32 = 0x0000_0010;
 
 /// `createmode4`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Xdr)]
@@ -92,6 +99,9 @@ pub enum OpenDelegationType4 {
     Read = 1,
     Write = 2,
     NoneExt = 3,
+    /// RFC 9754 §5.2: read and write delegations whose holder keeps the file's times.
+    ReadAttrsDeleg = 4,
+    WriteAttrsDeleg = 5,
 }
 
 /// `open_claim_type4`.
@@ -194,6 +204,13 @@ pub enum OpenDelegation4 {
     Write(OpenWriteDelegation4),
     #[xdr(case = 3)]
     NoneExt(OpenNoneDelegation4),
+    /// RFC 9754 §5.2: the holder keeps the access time (and reports it in SETATTR and
+    /// CB_GETATTR as `time_deleg_access`).
+    #[xdr(case = 4)]
+    ReadAttrsDeleg(OpenReadDelegation4),
+    /// RFC 9754 §5.2: the holder keeps the access and modify times.
+    #[xdr(case = 5)]
+    WriteAttrsDeleg(OpenWriteDelegation4),
 }
 
 /// `OPEN4resok`.

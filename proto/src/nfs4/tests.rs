@@ -1426,3 +1426,95 @@ fn error_results_for_every_opcode_are_valid_xdr() {
         assert_eq!(NfsCbResop4::from_xdr(&r.to_xdr()).as_ref(), Ok(&r));
     }
 }
+
+/// RFC 9754: the `*_ATTRS_DELEG` delegation arms, the reclaim of one, the delegated times and
+/// `open_arguments`, with their constants as Linux's `include/linux/nfs4.h` and knfsd's
+/// `nfs4_1.x` have them.
+#[test]
+fn rfc9754_open_arguments_and_delegated_times() {
+    assert_eq!(
+        (
+            FATTR4_TIME_DELEG_ACCESS,
+            FATTR4_TIME_DELEG_MODIFY,
+            FATTR4_OPEN_ARGUMENTS
+        ),
+        (84, 85, 86)
+    );
+    assert_eq!(OPEN4_SHARE_ACCESS_WANT_DELEG_TIMESTAMPS, 0x10_0000);
+    assert_eq!(OPEN4_SHARE_ACCESS_WANT_OPEN_XOR_DELEGATION, 0x20_0000);
+    let w = OpenDelegation4::WriteAttrsDeleg(OpenWriteDelegation4 {
+        stateid: sid(1),
+        recall: false,
+        space_limit: NfsSpaceLimit4::Size(1 << 20),
+        permissions: Nfsace4::default(),
+    });
+    assert_eq!(&roundtrip(&w)[..4], &[0, 0, 0, 5]);
+    let r = OpenDelegation4::ReadAttrsDeleg(OpenReadDelegation4 {
+        stateid: sid(2),
+        recall: true,
+        permissions: Nfsace4::default(),
+    });
+    assert_eq!(&roundtrip(&r)[..4], &[0, 0, 0, 4]);
+    // An arm past WRITE_ATTRS_DELEG is no open_delegation4.
+    let mut b = w.to_xdr();
+    b[3] = 6;
+    assert!(OpenDelegation4::from_xdr(&b).is_err());
+    roundtrip(&OpenClaim4::Previous(OpenDelegationType4::WriteAttrsDeleg));
+    assert_eq!(
+        OpenClaim4::from_xdr(&[0, 0, 0, 1, 0, 0, 0, 5]),
+        Ok(OpenClaim4::Previous(OpenDelegationType4::WriteAttrsDeleg))
+    );
+
+    let t = Nfstime4 {
+        seconds: -1,
+        nseconds: 999_999_999,
+    };
+    let a = FileAttrs {
+        time_deleg_access: Some(t),
+        time_deleg_modify: Some(t),
+        open_arguments: Some(OpenArguments4 {
+            oa_share_access: vec![0xe],
+            oa_share_deny: vec![0xf],
+            oa_share_access_want: vec![0x0010_0038],
+            oa_open_claim: vec![0x37],
+            oa_create_mode: vec![0xf],
+        }),
+        ..Default::default()
+    };
+    let f = a.encode_all();
+    assert_eq!(f.attrmask, vec![0, 0, (1 << 20) | (1 << 21) | (1 << 22)]);
+    assert_eq!(FileAttrs::decode(&f), Ok(a));
+    // Every cut of the values is bad XDR, never a panic.
+    for cut in 0..f.attr_vals.len() {
+        let g = Fattr4 {
+            attrmask: f.attrmask.clone(),
+            attr_vals: Opaque(f.attr_vals.0[..cut].to_vec()),
+        };
+        assert_eq!(
+            FileAttrs::decode(&g).unwrap_err().status(),
+            Nfsstat4::Badxdr
+        );
+    }
+    // A bitmap that claims more words than there are bytes.
+    let g = Fattr4 {
+        attrmask: vec![0, 0, 1 << 22],
+        attr_vals: Opaque(vec![0xff, 0xff, 0xff, 0xff]),
+    };
+    assert_eq!(
+        FileAttrs::decode(&g).unwrap_err().status(),
+        Nfsstat4::Badxdr
+    );
+    // A reported time with nanoseconds past a second is invalid.
+    let g = FileAttrs {
+        time_deleg_modify: Some(Nfstime4 {
+            seconds: 1,
+            nseconds: 1_000_000_000,
+        }),
+        ..Default::default()
+    }
+    .encode_all();
+    assert_eq!(
+        FileAttrs::decode(&g),
+        Err(AttrError::Inval(FATTR4_TIME_DELEG_MODIFY))
+    );
+}

@@ -47,8 +47,9 @@ async fn as_written(ctx: &mut Ctx<'_>, i: Inode, want: &Bitmap) -> NfsResult<Ino
     }
     let me = ctx.clientid.unwrap_or(0);
     let unchanged = match nfs.state.write_delegation(i.ino, me) {
-        Some((holder, _, change)) => {
-            ask_writer(nfs, holder, i.ino, change, i.size).await == Written::Unchanged
+        Some((holder, sid, change)) => {
+            let times = nfs.state.delegates_times(&sid);
+            ask_writer(nfs, holder, i.ino, change, i.size, times).await == Written::Unchanged
         }
         None => {
             !nfs.state.write_delegated_to_other(i.ino, me)
@@ -78,7 +79,29 @@ pub async fn setattr(ctx: &mut Ctx<'_>, a: &SetattrArgs) -> SetattrRes {
 async fn setattr_inner(ctx: &mut Ctx<'_>, a: &SetattrArgs) -> NfsResult<Bitmap> {
     let i = ctx.cur()?;
     ctx.writable()?;
-    let s = attrs::decode_settable(&a.obj_attributes)?;
+    let (s, held) = attrs::decode_setattr(&a.obj_attributes)?;
+    let mask = Bitmap::from_words(&a.obj_attributes.attrmask);
+    // Checked before anything is done: the times go with the rest or not at all.
+    let times = if held.is_empty() {
+        None
+    } else {
+        let sid = ctx.stateid(&a.stateid)?;
+        let state = &ctx.mds.nfs.state;
+        let original = state.times_delegation(&sid, i.ino, ctx.clientid()?);
+        tracing::debug!(
+            ino = i.ino,
+            ?held,
+            ?original,
+            "a delegation's holder reports times"
+        );
+        let original = original?;
+        // A report that changes nothing recalls nobody: a read delegation's holder returning
+        // it must not cost the other readers theirs.
+        match held_times(original, held, Time::now()) {
+            None if s.mask.is_empty() => return Ok(mask),
+            t => t,
+        }
+    };
     // With data servers, a file made set-id is not write-delegated (`open::write_delegable`),
     // its holder's own delegation included: it is recalled, and this waits for it as another
     // client's change would.
@@ -104,7 +127,64 @@ async fn setattr_inner(ctx: &mut Ctx<'_>, a: &SetattrArgs) -> NfsResult<Bitmap> 
     }
     check_setattr_permission(ctx, &i, &s)?;
     apply_setattr(ctx, &i, &s).await?;
-    Ok(s.mask)
+    if let Some(t) = times {
+        apply_held_times(ctx, i.ino, t).await?;
+    }
+    Ok(mask)
+}
+
+/// The times to record from those a delegation's holder reports (RFC 9754 §5.2), each judged
+/// against the file's when the delegation was granted (`DelegatedTimes::vet`): the holder's
+/// own reads and writes moved them, so they are the file's even where the server's clock
+/// said otherwise (its WRITEs arrive after the holder's write(2)). A modify time moves the
+/// change time with it, as knfsd's `vet_deleg_attrs` does: (atime, mtime, ctime).
+///
+/// An access time alone is not recorded: recording times moves the change attribute
+/// (`Command::SetAttr`), and every holder of a read delegation would then find its cache
+/// stale after returning it, for having read the file. knfsd moves neither for it.
+fn held_times(
+    original: crate::state::DelegatedTimes,
+    held: attrs::HeldTimes,
+    now: Time,
+) -> Option<(Option<Time>, Time, Time)> {
+    use crate::state::DelegatedTimes;
+    let mtime = DelegatedTimes::vet(held.mtime?, original.mtime, now)?;
+    let atime = held
+        .atime
+        .and_then(|t| DelegatedTimes::vet(t, original.atime, now));
+    let ctime = DelegatedTimes::vet(mtime, original.ctime, now).unwrap_or(now);
+    Some((atime, mtime, ctime))
+}
+
+/// Records the holder's times (`held_times`) as the server: the delegation, granted after
+/// the OPEN's access check, is the authority, not ownership of the file (which setting
+/// explicit times otherwise needs).
+async fn apply_held_times(
+    ctx: &Ctx<'_>,
+    ino: u64,
+    (atime, mtime, ctime): (Option<Time>, Time, Time),
+) -> NfsResult<()> {
+    use meta::namespace::SetTime;
+    tracing::debug!(
+        ino,
+        ?mtime,
+        ?atime,
+        "times reported by a delegation's holder"
+    );
+    ctx.mds
+        .ns
+        .execute(Command::SetAttr {
+            ino,
+            mode: None,
+            uid: None,
+            gid: None,
+            size: None,
+            atime: atime.map(SetTime::At),
+            mtime: Some(SetTime::At(mtime)),
+            time: ctime,
+        })
+        .await?;
+    Ok(())
 }
 
 /// Linux's rules (`perm::setattr_prepare`), checked before anything is done: SETATTR cuts
@@ -211,4 +291,38 @@ pub fn access(ctx: &mut Ctx<'_>, a: &AccessArgs) -> AccessRes {
         supported,
         access: granted & supported,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::DelegatedTimes;
+
+    #[test]
+    fn held_times_take_a_later_modify_time_and_its_access_time_never_an_access_time_alone() {
+        let t = |s| Time::new(s, 0);
+        let original = DelegatedTimes {
+            atime: t(10),
+            mtime: t(20),
+            ctime: t(30),
+        };
+        let now = t(100);
+        let held = |atime, mtime| attrs::HeldTimes { atime, mtime };
+        assert_eq!(held_times(original, held(Some(t(50)), None), now), None);
+        assert_eq!(held_times(original, held(None, Some(t(20))), now), None);
+        assert_eq!(
+            held_times(original, held(Some(t(50)), Some(t(40))), now),
+            Some((Some(t(50)), t(40), t(40)))
+        );
+        // A modify time not past the change time at the grant leaves that to now; an access
+        // time not past the grant's is left alone; a future one is now.
+        assert_eq!(
+            held_times(original, held(Some(t(5)), Some(t(25))), now),
+            Some((None, t(25), now))
+        );
+        assert_eq!(
+            held_times(original, held(None, Some(t(500))), now),
+            Some((None, now, now))
+        );
+    }
 }

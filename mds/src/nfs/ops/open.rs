@@ -176,6 +176,19 @@ async fn open_inner(ctx: &mut Ctx<'_>, a: &OpenArgs) -> NfsResult<OpenResOk> {
         }
         None => None,
     };
+    // RFC 9754 §5: a delegation granted to an OPEN that asked for delegated timestamps
+    // leaves the file's times to its holder.
+    let times = delegation.is_some_and(|(d, _)| {
+        wants_times(a)
+            && ctx
+                .mds
+                .nfs
+                .state
+                .delegate_times(&d, crate::state::DelegatedTimes::of(&t.file))
+    });
+    if times {
+        tracing::debug!(clientid, ino = t.file.ino, "delegated timestamps");
+    }
     ctx.cfh = Some(t.file.ino);
     ctx.cur_sid = Some(opened);
     let dir_ref = t.dir.as_ref().unwrap_or(&t.file);
@@ -188,17 +201,8 @@ async fn open_inner(ctx: &mut Ctx<'_>, a: &OpenArgs) -> NfsResult<OpenResOk> {
         rflags: OPEN4_RESULT_LOCKTYPE_POSIX | OPEN4_RESULT_PRESERVE_UNLINKED,
         attrset: t.attrset,
         delegation: match delegation {
-            Some((d, false)) => OpenDelegation4::Read(OpenReadDelegation4 {
-                stateid: d,
-                recall: false,
-                permissions: no_ace(),
-            }),
-            Some((d, true)) => OpenDelegation4::Write(OpenWriteDelegation4 {
-                stateid: d,
-                recall: false,
-                space_limit: NfsSpaceLimit4::Size(WRITE_DELEGATION_SPACE_LIMIT),
-                permissions: no_ace(),
-            }),
+            Some((d, false)) => read_delegation(d, times),
+            Some((d, true)) => write_delegation(d, times),
             // RFC 8881 §18.16.3: a client that said it wants none hears why it got none.
             None if a.share_access & OPEN4_SHARE_ACCESS_WANT_DELEG_MASK
                 == OPEN4_SHARE_ACCESS_WANT_NO_DELEG =>
@@ -231,6 +235,45 @@ pub(super) fn write_delegable(ctx: &Ctx<'_>, ino: u64, mode: u32) -> bool {
 /// S_ISUID | S_ISGID: what a write by another user may clear (`perm::write_kills`).
 pub(super) const SET_ID_BITS: u32 = 0o6000;
 
+fn read_delegation(stateid: StateId, times: bool) -> OpenDelegation4 {
+    let d = OpenReadDelegation4 {
+        stateid,
+        recall: false,
+        permissions: no_ace(),
+    };
+    if times {
+        OpenDelegation4::ReadAttrsDeleg(d)
+    } else {
+        OpenDelegation4::Read(d)
+    }
+}
+
+fn write_delegation(stateid: StateId, times: bool) -> OpenDelegation4 {
+    let d = OpenWriteDelegation4 {
+        stateid,
+        recall: false,
+        space_limit: NfsSpaceLimit4::Size(WRITE_DELEGATION_SPACE_LIMIT),
+        permissions: no_ace(),
+    };
+    if times {
+        OpenDelegation4::WriteAttrsDeleg(d)
+    } else {
+        OpenDelegation4::Write(d)
+    }
+}
+
+/// Whether a delegation this OPEN gets is to leave the file's times to its holder: it asked
+/// (OPEN4_SHARE_ACCESS_WANT_DELEG_TIMESTAMPS), or it reclaims such a delegation.
+fn wants_times(a: &OpenArgs) -> bool {
+    a.share_access & OPEN4_SHARE_ACCESS_WANT_DELEG_TIMESTAMPS != 0
+        || matches!(
+            a.claim,
+            OpenClaim4::Previous(
+                OpenDelegationType4::ReadAttrsDeleg | OpenDelegationType4::WriteAttrsDeleg
+            )
+        )
+}
+
 /// How much a write delegation's holder may keep unwritten past a close (RFC 8881 §10.4.1's
 /// space limit; Linux flushes on close once it has more dirty pages than this, and only
 /// starts the flush below it). knfsd offers no limit; a bounded one keeps what a crashed
@@ -262,8 +305,12 @@ fn delegation_kind(ctx: &Ctx<'_>, a: &OpenArgs, clientid: u64) -> Option<bool> {
     nfs.state.back_channel(clientid)?;
     let write_ok = nfs.grants_write_delegations();
     match &a.claim {
-        OpenClaim4::Previous(OpenDelegationType4::Read) => return Some(false),
-        OpenClaim4::Previous(OpenDelegationType4::Write) => return write_ok.then_some(true),
+        OpenClaim4::Previous(OpenDelegationType4::Read | OpenDelegationType4::ReadAttrsDeleg) => {
+            return Some(false)
+        }
+        OpenClaim4::Previous(OpenDelegationType4::Write | OpenDelegationType4::WriteAttrsDeleg) => {
+            return write_ok.then_some(true)
+        }
         OpenClaim4::Previous(_)
         | OpenClaim4::DelegCurFh(_)
         | OpenClaim4::DelegateCur(_)

@@ -560,8 +560,13 @@ const fn attr_bound(bit: u32) -> u64 {
         FATTR4_OWNER | FATTR4_OWNER_GROUP => 4 + 12,
         // A count and at most three layout types (this server offers flexfiles or none).
         FATTR4_FS_LAYOUT_TYPES => 4 + 3 * 4,
-        // Set-only attributes are never returned.
-        FATTR4_TIME_ACCESS_SET | FATTR4_TIME_MODIFY_SET => 0,
+        // RFC 9754's open_arguments4: five bitmaps of one word each (`attrs::open_arguments`).
+        FATTR4_OPEN_ARGUMENTS => 5 * (4 + 4),
+        // Set-only attributes are never returned, nor the times a delegation's holder keeps.
+        FATTR4_TIME_ACCESS_SET
+        | FATTR4_TIME_MODIFY_SET
+        | FATTR4_TIME_DELEG_ACCESS
+        | FATTR4_TIME_DELEG_MODIFY => 0,
         _ => crate::limits::MAX_MSG as u64,
     }
 }
@@ -820,6 +825,7 @@ mod tests {
             fs_layout_types: Some(vec![proto::nfs4::pnfs::LAYOUT4_FLEX_FILES]),
             layout_blksize: Some(u32::MAX),
             xattr_support: Some(true),
+            open_arguments: Some(crate::nfs::attrs::open_arguments()),
             ..Default::default()
         };
         let f = all.encode(supported);
@@ -831,7 +837,7 @@ mod tests {
         assert!(bound - encoded <= 16, "{encoded} vs {bound}");
         // Asking for everything, supported or not, costs no more: what is not supported is not
         // returned (ACL, fs_locations).
-        let everything: Vec<u32> = (0..=FATTR4_XATTR_SUPPORT).collect();
+        let everything: Vec<u32> = (0..=FATTR4_OPEN_ARGUMENTS).collect();
         assert_eq!(reply_bound(&getattr(&everything)), bound);
         // An attribute costs what its value takes.
         assert_eq!(

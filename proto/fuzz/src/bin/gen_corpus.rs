@@ -218,10 +218,79 @@ fn main() {
                 }),
             ]),
         ),
+        (
+            "deleg_timestamps",
+            c(vec![
+                seq(),
+                NfsArgop4::Putrootfh,
+                NfsArgop4::Open(OpenArgs {
+                    seqid: 0,
+                    share_access: OPEN4_SHARE_ACCESS_BOTH
+                        | OPEN4_SHARE_ACCESS_WANT_DELEG_TIMESTAMPS,
+                    share_deny: 0,
+                    owner: StateOwner4 {
+                        clientid: 1,
+                        owner: Opaque::from("open id:2"),
+                    },
+                    openhow: Openflag4::NoCreate,
+                    claim: OpenClaim4::Previous(OpenDelegationType4::WriteAttrsDeleg),
+                }),
+                NfsArgop4::Setattr(SetattrArgs {
+                    stateid: sid(3),
+                    obj_attributes: FileAttrs {
+                        time_deleg_access: Some(Nfstime4 {
+                            seconds: 7,
+                            nseconds: 8,
+                        }),
+                        time_deleg_modify: Some(Nfstime4 {
+                            seconds: 9,
+                            nseconds: 10,
+                        }),
+                        ..Default::default()
+                    }
+                    .encode_all(),
+                }),
+                NfsArgop4::Getattr(GetattrArgs {
+                    attr_request: vec![0, 0, 0x0070_0000],
+                }),
+            ]),
+        ),
     ];
     for (name, s) in &seeds {
         write("compound4", name, &s.to_xdr());
     }
+    let open_args = FileAttrs {
+        open_arguments: Some(OpenArguments4 {
+            oa_share_access: vec![0xe],
+            oa_share_deny: vec![0xf],
+            oa_share_access_want: vec![0x0010_0038],
+            oa_open_claim: vec![0x37],
+            oa_create_mode: vec![0xf],
+        }),
+        ..Default::default()
+    };
+    let res = Compound4Res {
+        status: 0,
+        tag: Opaque::default(),
+        resarray: vec![
+            NfsResop4::Open(OpenRes::Ok(OpenResOk {
+                stateid: sid(1),
+                cinfo: ChangeInfo4::default(),
+                rflags: OPEN4_RESULT_LOCKTYPE_POSIX,
+                attrset: vec![],
+                delegation: OpenDelegation4::WriteAttrsDeleg(OpenWriteDelegation4 {
+                    stateid: sid(2),
+                    recall: false,
+                    space_limit: NfsSpaceLimit4::Size(1 << 26),
+                    permissions: Nfsace4::default(),
+                }),
+            })),
+            NfsResop4::Getattr(GetattrRes::Ok(GetattrResOk {
+                obj_attributes: open_args.encode_all(),
+            })),
+        ],
+    };
+    write("compound4", "open_attrs_deleg_res", &res.to_xdr());
     let res = Compound4Res {
         status: 0,
         tag: Opaque::default(),
