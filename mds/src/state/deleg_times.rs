@@ -132,7 +132,7 @@ mod tests {
         assert_eq!(m.times_delegation(&sid, 11, 1), Ok(times));
         assert_eq!(m.times_delegation(&sid, 11, 2), Err(NfsError::BadStateId));
         assert_eq!(m.times_delegation(&sid, 10, 1), Err(NfsError::BadStateId));
-        m.return_delegation(&sid, 11).unwrap();
+        m.return_delegation(&sid, 11, false).unwrap();
         assert!(!m.delegates_times(&sid), "forgotten with the delegation");
         assert!(m.times_delegation(&sid, 11, 1).is_err());
         assert!(
