@@ -1303,6 +1303,15 @@ fn a_write_delegation_returned_without_layoutcommit_leaves_the_size_written() {
         .await
         .expect("DELEGRETURN");
         let size = b.stat_path("/wd").await.expect("stat /wd on node 2").1.size;
+        if size != data.len() as u64 {
+            for n in ["mds1", "mds2"] {
+                let log = tmp.path().join("cluster").join(format!("{n}.log"));
+                eprintln!(
+                    "== {n}.log\n{}",
+                    std::fs::read_to_string(log).unwrap_or_default()
+                );
+            }
+        }
         assert_eq!(size, data.len() as u64, "the size node 2 reports");
         let _ = a.shutdown().await;
         let _ = b.shutdown().await;

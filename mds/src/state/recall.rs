@@ -233,7 +233,7 @@ pub async fn layout_recall(nfs: &Arc<NfsState>, clientid: u64, ino: u64) -> Layo
         clora_iomode: Layoutiomode4::Any,
         clora_changed: true,
         clora_recall: Layoutrecall4::File(LayoutrecallFile4 {
-            lor_fh: file_fh(&nfs, ino),
+            lor_fh: file_fh(nfs, ino),
             lor_offset: 0,
             lor_length: u64::MAX,
             lor_stateid: sid,

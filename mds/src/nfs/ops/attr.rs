@@ -60,6 +60,11 @@ async fn as_written(ctx: &mut Ctx<'_>, i: Inode, want: &Bitmap) -> NfsResult<Ino
         return Ok(i);
     }
     let _busy = recall_writers_and_wait(nfs, i.ino, ctx.clientid).await?;
+    // The holder's size was recorded while this waited, maybe through another node: the
+    // barrier this compound passed before is too old for it (seen: a returned write
+    // delegation's settled size read as 0 from this node's replica).
+    let shard = meta::namespace::ShardId::of_ino(i.ino).0;
+    ctx.fresh.retain(|s| *s != shard);
     ctx.read(|_, s| s.getattr_settled(i.ino)).await
 }
 
