@@ -68,6 +68,9 @@ async fn as_written(ctx: &mut Ctx<'_>, i: Inode, want: &Bitmap) -> NfsResult<Ino
     ctx.read(|_, s| s.getattr_settled(i.ino)).await
 }
 
+/// S_ISUID | S_ISGID: what a write by another user may clear (`perm::write_kills`).
+pub(super) const SET_ID_BITS: u32 = 0o6000;
+
 pub async fn setattr(ctx: &mut Ctx<'_>, a: &SetattrArgs) -> SetattrRes {
     match setattr_inner(ctx, a).await {
         Ok(mask) => SetattrRes {
@@ -112,7 +115,7 @@ async fn setattr_inner(ctx: &mut Ctx<'_>, a: &SetattrArgs) -> NfsResult<Bitmap> 
     // client's change would.
     let setid = ctx.mds.nfs.cluster().is_some()
         && i.kind == FileKind::Regular
-        && s.mode.is_some_and(|m| m & super::open::SET_ID_BITS != 0);
+        && s.mode.is_some_and(|m| m & SET_ID_BITS != 0);
     let except = if setid { None } else { ctx.clientid };
     let _busy = crate::state::recall::recall_and_wait(&ctx.mds.nfs, &[i.ino], except).await?;
     if s.size.is_some() {

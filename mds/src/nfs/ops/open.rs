@@ -224,16 +224,13 @@ const OPEN4_SHARE_ACCESS_WRITE_BIT: u32 = 2;
 /// delegation when its SETATTR makes a file set-id).
 pub(super) fn write_delegable(ctx: &Ctx<'_>, ino: u64, mode: u32) -> bool {
     let nfs = &ctx.mds.nfs;
-    if nfs.cluster().is_some() && mode & SET_ID_BITS != 0 {
+    if nfs.cluster().is_some() && mode & super::attr::SET_ID_BITS != 0 {
         return false;
     }
     !nfs.ns
         .stripes(ino)
         .is_ok_and(|c| c.is_some_and(|c| c.is_encoded()))
 }
-
-/// S_ISUID | S_ISGID: what a write by another user may clear (`perm::write_kills`).
-pub(super) const SET_ID_BITS: u32 = 0o6000;
 
 fn read_delegation(stateid: StateId, times: bool) -> OpenDelegation4 {
     let d = OpenReadDelegation4 {
