@@ -466,26 +466,35 @@ impl StateManager {
     /// The size `clientid` wrote to `ino` is recorded: its settling delegation there goes.
     pub fn end_settling(&self, clientid: u64, ino: u64) {
         let mut g = self.lock();
-        let Some(f) = g.files.get(&ino) else { return };
+        let went = Self::drop_returned(&mut g, clientid, ino, true);
+        drop(g);
+        if went {
+            self.returned.notify_waiters();
+        }
+    }
+
+    /// Drops `clientid`'s returned write delegations on `ino` that drain (`settling` false) or
+    /// settle (true); whether one went.
+    fn drop_returned(g: &mut Inner, clientid: u64, ino: u64, settling: bool) -> bool {
+        let Some(f) = g.files.get(&ino) else {
+            return false;
+        };
         let done: Vec<[u8; 12]> = f
             .states
             .iter()
             .filter(|o| {
                 matches!(g.states.get(*o), Some(State {
                     clientid: c,
-                    kind: StateKind::Delegation { returned: Some(_), settling: true, .. },
+                    kind: StateKind::Delegation { returned: Some(_), settling: s, .. },
                     ..
-                }) if *c == clientid)
+                }) if *c == clientid && *s == settling)
             })
             .copied()
             .collect();
         for o in &done {
-            Self::drop_state(&mut g, o);
+            Self::drop_state(g, o);
         }
-        drop(g);
-        if !done.is_empty() {
-            self.returned.notify_waiters();
-        }
+        !done.is_empty()
     }
 
     /// Whether `clientid` has `ino` open for writing.
@@ -535,25 +544,7 @@ impl StateManager {
         if Self::writes_through_open(g, clientid, ino) {
             return false;
         }
-        let Some(f) = g.files.get(&ino) else {
-            return false;
-        };
-        let drained: Vec<[u8; 12]> = f
-            .states
-            .iter()
-            .filter(|o| {
-                matches!(g.states.get(*o), Some(State {
-                    clientid: c,
-                    kind: StateKind::Delegation { returned: Some(_), settling: false, .. },
-                    ..
-                }) if *c == clientid)
-            })
-            .copied()
-            .collect();
-        for o in &drained {
-            Self::drop_state(g, o);
-        }
-        !drained.is_empty()
+        Self::drop_returned(g, clientid, ino, false)
     }
 
     /// Whether `st` is a returned write delegation whose drain is over (its stateid is then
