@@ -320,22 +320,16 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
                 servers.push(ServerPlan {
                     spec: ServerSpec::CfsMetaCluster,
                     versions: vec!["4.2".into()],
-                    // xattr: the attributes replicated, read through the mounted node (~25 s);
-                    // wdeleg: A writes the data servers under a write delegation, B on node 2
-                    // stats and reads it (the size settled at the return; ~23 s)
+                    // xattr: the attributes replicated, read through the mounted node (~25 s)
                     only: Some(vec![
                         "posix",
                         "twoclient",
                         "xattr",
-                        "wdeleg",
                         "mds-leader-fault",
                         "mds-fault",
                     ]),
                     scenario_vers: Vec::new(),
-                    scenario_kernels: vec![
-                        ("xattr", KernelKind::Bookworm),
-                        ("wdeleg", KernelKind::Sid),
-                    ],
+                    scenario_kernels: vec![("xattr", KernelKind::Bookworm)],
                 });
                 // Erasure-coded files, both geometries: written, encoded (the host waits for
                 // the shards), read after a remount (striped on sid, assembled on bookworm),
