@@ -1264,7 +1264,7 @@ fn a_sole_writer_through_any_node_gets_a_write_delegation() {
 
 /// With data servers, a write delegation's holder writes them through its layout and returns
 /// the delegation with the file still open and no LAYOUTCOMMIT sent (as Linux answers a
-/// recall): what a client of another node sees next is the size written
+/// recall): what it and a client of another node see next is the size written
 /// (`mds/src/state/settle.rs`; this client answers the layout recall that follows with
 /// NOMATCHING_LAYOUT, so the server records the size the data servers hold at once).
 #[test]
@@ -1302,6 +1302,14 @@ fn a_write_delegation_returned_without_layoutcommit_leaves_the_size_written() {
         )
         .await
         .expect("DELEGRETURN");
+        // The holder itself, its file still open: the size it wrote, not the server's 0
+        // from before the settle (Linux took that as a truncation: an append went to 0).
+        let own = a.stat_path("/wd").await.expect("the holder's stat").1.size;
+        assert_eq!(
+            own,
+            data.len() as u64,
+            "the size the holder reads after returning"
+        );
         let size = b.stat_path("/wd").await.expect("stat /wd on node 2").1.size;
         if size != data.len() as u64 {
             for n in ["mds1", "mds2"] {

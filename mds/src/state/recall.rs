@@ -114,7 +114,10 @@ pub async fn recall_here(
 }
 
 /// Waits up to `RETURN_WAIT` until `outstanding` says no delegation is out any more.
-async fn wait_for_returns(nfs: &NfsState, outstanding: impl Fn() -> bool) -> NfsResult<()> {
+pub(super) async fn wait_for_returns(
+    nfs: &NfsState,
+    outstanding: impl Fn() -> bool,
+) -> NfsResult<()> {
     let deadline = tokio::time::Instant::now() + RETURN_WAIT;
     loop {
         // Registered before looking again, so a DELEGRETURN between the look and the wait

@@ -21,8 +21,9 @@ use std::time::Duration;
 use meta::namespace::{Command, ShardId, Time};
 
 use super::delegations::DRAIN_MAX;
-use super::recall::{layout_recall, LayoutRecalled};
+use super::recall::{layout_recall, wait_for_returns, LayoutRecalled};
 use super::NfsState;
+use crate::error::NfsResult;
 
 /// Records the size the data servers hold of `ino`, if larger than the recorded one, and ends
 /// `clientid`'s settling delegation there. A data server that does not answer, or a shard
@@ -120,4 +121,12 @@ pub async fn after_writes(nfs: &Arc<NfsState>, clientid: u64, ino: u64) {
     if nfs.state.settling(clientid, ino) {
         settle(nfs, clientid, ino).await;
     }
+}
+
+/// Waits (NFS4ERR_DELAY past a moment) while `clientid`'s own returned write delegation on
+/// `ino` settles: until then the server's size is short of what the holder wrote, and Linux
+/// takes a smaller size from the server, with no write of its own outstanding, as another
+/// client's truncation (an `O_APPEND` write after it went to offset 0).
+pub async fn settled(nfs: &NfsState, clientid: u64, ino: u64) -> NfsResult<()> {
+    wait_for_returns(nfs, || nfs.state.settling(clientid, ino)).await
 }

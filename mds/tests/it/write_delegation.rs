@@ -179,10 +179,16 @@ async fn a_sole_writer_gets_one_and_a_reader_recalls_it() {
     assert_eq!(s.admin().state_counts().write_delegations, 0);
 
     // While the reader has it open, the writer gets none (nor would anyone else).
+    reopen_without_write_delegation(&w, 4, "w").await;
+}
+
+/// The holder opens "f" again, for reading and writing, as open-owner `owner` in its `n`th
+/// call: no write delegation comes with it.
+async fn reopen_without_write_delegation(w: &Writer, n: u32, owner: &str) {
     let r = compound(
         &w.c,
         1,
-        vec![seq(w.sid, 4), NfsArgop4::Putrootfh, named("w", 3, false)],
+        vec![seq(w.sid, n), NfsArgop4::Putrootfh, named(owner, 3, false)],
     )
     .await;
     let NfsResop4::Open(OpenRes::Ok(o)) = &r.resarray[2] else {
@@ -329,4 +335,41 @@ async fn switched_off_no_write_delegation_is_granted() {
     let w = create_alone(&s, "f").await;
     assert_eq!(w.deleg, None);
     assert_eq!(s.admin().state_counts().write_delegations_granted, 0);
+}
+
+/// A write by another user must clear a file's set-id bits, which the server does when the
+/// WRITE reaches it while a holder reports the mode from its cache (found by the kernel:
+/// "write by another user to a 2777 file clears set-id bits" read 2777 on a single node). So
+/// a holder's own SETATTR that makes its file set-id recalls its delegation, and a set-id
+/// file is not write-delegated.
+#[tokio::test]
+async fn a_file_made_set_id_is_not_write_delegated() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = start_on(dir.path(), 5, true).await;
+    let mut w = create_alone(&s, "f").await;
+    let deleg = w.deleg.expect("no write delegation for a sole writer");
+    let (sid, fh) = (w.sid, w.fh.clone());
+    let setgid = |n, stateid| {
+        vec![
+            seq(sid, n),
+            NfsArgop4::Putfh(PutfhArgs { object: fh.clone() }),
+            NfsArgop4::Setattr(SetattrArgs {
+                stateid,
+                obj_attributes: proto::nfs4::attr::FileAttrs {
+                    mode: Some(0o2777),
+                    ..Default::default()
+                }
+                .encode_all(),
+            }),
+        ]
+    };
+    let r = compound(&w.c, 1, setgid(3, w.open)).await;
+    assert_eq!(r.status, Nfsstat4::Delay.code(), "the holder's own: {r:?}");
+    assert_eq!(next(&mut w).await, Some(Recall::Delegation(deleg)));
+    delegreturn(&w, 4).await;
+    let r = compound(&w.c, 1, setgid(5, w.open)).await;
+    assert_eq!(r.status, 0, "{r:?}");
+
+    reopen_without_write_delegation(&w, 6, "w2").await;
+    assert_eq!(s.admin().state_counts().write_delegations, 0);
 }

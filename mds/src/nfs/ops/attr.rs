@@ -46,6 +46,10 @@ async fn as_written(ctx: &mut Ctx<'_>, i: Inode, want: &Bitmap) -> NfsResult<Ino
         return Ok(i);
     }
     let me = ctx.clientid.unwrap_or(0);
+    if nfs.state.settling(me, i.ino) {
+        crate::state::settle::settled(nfs, me, i.ino).await?;
+        return reread_after_wait(ctx, i.ino).await;
+    }
     let unchanged = match nfs.state.write_delegation(i.ino, me) {
         Some((holder, sid, change)) => {
             let times = nfs.state.delegates_times(&sid);
@@ -60,12 +64,16 @@ async fn as_written(ctx: &mut Ctx<'_>, i: Inode, want: &Bitmap) -> NfsResult<Ino
         return Ok(i);
     }
     let _busy = recall_writers_and_wait(nfs, i.ino, ctx.clientid).await?;
-    // The holder's size was recorded while this waited, maybe through another node: the
-    // barrier this compound passed before is too old for it (seen: a returned write
-    // delegation's settled size read as 0 from this node's replica).
-    let shard = meta::namespace::ShardId::of_ino(i.ino).0;
+    reread_after_wait(ctx, i.ino).await
+}
+
+/// The holder's size was recorded while this waited, maybe through another node: the
+/// barrier this compound passed before is too old for it (seen: a returned write
+/// delegation's settled size read as 0 from this node's replica).
+async fn reread_after_wait(ctx: &mut Ctx<'_>, ino: u64) -> NfsResult<Inode> {
+    let shard = meta::namespace::ShardId::of_ino(ino).0;
     ctx.fresh.retain(|s| *s != shard);
-    ctx.read(|_, s| s.getattr_settled(i.ino)).await
+    ctx.read(|_, s| s.getattr_settled(ino)).await
 }
 
 /// S_ISUID | S_ISGID: what a write by another user may clear (`perm::write_kills`).
@@ -110,12 +118,10 @@ async fn setattr_inner(ctx: &mut Ctx<'_>, a: &SetattrArgs) -> NfsResult<Bitmap> 
             t => t,
         }
     };
-    // With data servers, a file made set-id is not write-delegated (`open::write_delegable`),
-    // its holder's own delegation included: it is recalled, and this waits for it as another
-    // client's change would.
-    let setid = ctx.mds.nfs.cluster().is_some()
-        && i.kind == FileKind::Regular
-        && s.mode.is_some_and(|m| m & SET_ID_BITS != 0);
+    // A file made set-id is not write-delegated (`open::write_delegable`), its holder's own
+    // delegation included: it is recalled, and this waits for it as another client's change
+    // would.
+    let setid = i.kind == FileKind::Regular && s.mode.is_some_and(|m| m & SET_ID_BITS != 0);
     let except = if setid { None } else { ctx.clientid };
     let _busy = crate::state::recall::recall_and_wait(&ctx.mds.nfs, &[i.ino], except).await?;
     if s.size.is_some() {

@@ -217,14 +217,14 @@ async fn open_inner(ctx: &mut Ctx<'_>, a: &OpenArgs) -> NfsResult<OpenResOk> {
 const OPEN4_SHARE_ACCESS_WRITE_BIT: u32 = 2;
 
 /// Whether a file of this mode may be write-delegated. Not an erasure-coded one: its stripes
-/// are written only through us (and the encoder leaves a file alone while one is out). With
-/// data servers, not a set-id one: a write by another user must clear its set-id bits, which
-/// the server does when the write reaches it (a WRITE, a LAYOUTCOMMIT), and whose mode a
-/// holder would report from its cache until then (`attr::setattr` recalls the holder's own
-/// delegation when its SETATTR makes a file set-id).
+/// are written only through us (and the encoder leaves a file alone while one is out). Not a
+/// set-id one: a write by another user must clear its set-id bits, which the server does when
+/// the write reaches it (a WRITE, a LAYOUTCOMMIT), while a holder reports the mode from its
+/// cache (Linux drops its own "mode changed" mark under a delegation). `attr::setattr`
+/// recalls the holder's own delegation when its SETATTR makes a file set-id.
 pub(super) fn write_delegable(ctx: &Ctx<'_>, ino: u64, mode: u32) -> bool {
     let nfs = &ctx.mds.nfs;
-    if nfs.cluster().is_some() && mode & super::attr::SET_ID_BITS != 0 {
+    if mode & super::attr::SET_ID_BITS != 0 {
         return false;
     }
     !nfs.ns
