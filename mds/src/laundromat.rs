@@ -1,5 +1,6 @@
 //! The laundromat: expires clients whose lease ran out when no courtesy keeps them
-//! (`state::courtesy`), fences the files they held RW layouts on and hands the unlinked files
+//! (`state::courtesy`), fences the files they held RW layouts on, records the size of those
+//! a write delegation was lost on unreturned (`state::settle`) and hands the unlinked files
 //! only they had open to the reaper (`orphans`).
 use std::sync::Arc;
 use std::time::Duration;
@@ -29,17 +30,24 @@ pub(crate) async fn laundromat(mds: Arc<Mds>) {
         mds.nfs.state.sweep(&orphans);
         forget_client_records(&mds).await;
         let expired = mds.nfs.state.take_expired();
-        if expired.clients == 0 {
+        if expired.clients == 0 && expired.settle.is_empty() {
             continue;
         }
-        tracing::info!(
-            clients = expired.clients,
-            "expired clients whose lease ran out"
-        );
+        if expired.clients > 0 {
+            tracing::info!(
+                clients = expired.clients,
+                "expired clients whose lease ran out"
+            );
+        }
         if let Some(c) = mds.cluster() {
             for &ino in &expired.fenced {
                 c.fence(ino);
             }
+        }
+        // After the fence: what the holder wrote before it is all there is.
+        for (holder, ino) in expired.settle {
+            let nfs = mds.nfs.clone();
+            tokio::spawn(async move { crate::state::settle::settle(&nfs, holder, ino).await });
         }
         let orphans = expired
             .released

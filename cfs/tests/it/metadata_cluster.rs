@@ -1277,22 +1277,8 @@ fn a_write_delegation_returned_without_layoutcommit_leaves_the_size_written() {
     let a = cl.client(true);
     let b = cl.client_at(node2, true);
     cl.rt.block_on(async {
-        let OpenDelegation4::Write(d) = write_delegation(&a, "wd").await else {
-            panic!("no write delegation with data servers\n{}", cl.log_tail());
-        };
-        let f = a
-            .open_path("/wd", OPEN4_SHARE_ACCESS_WRITE, None)
-            .await
-            .expect("open /wd");
         let data = vec![7u8; 3 << 20];
-        a.write_all(&f, 0, &data, StableHow4::FileSync4)
-            .await
-            .expect("write through the layout");
-        let stats = a.pnfs_stats().expect("pNFS stats");
-        assert!(
-            stats.ds_write_bytes >= data.len() as u64 && stats.layoutcommits == 0,
-            "not written through the layout alone: {stats:?}"
-        );
+        let (d, f) = write_under_delegation(&cl, &a, "/wd", &data).await;
         a.compound(
             client::CompoundBuilder::new()
                 .putfh(&f.fh)
@@ -1322,6 +1308,65 @@ fn a_write_delegation_returned_without_layoutcommit_leaves_the_size_written() {
         }
         assert_eq!(size, data.len() as u64, "the size node 2 reports");
         let _ = a.shutdown().await;
+        let _ = b.shutdown().await;
+    });
+}
+
+/// `a` creates `path` (in the root) with a write delegation, opens it and writes `data`
+/// through its layout, sending no LAYOUTCOMMIT: the delegation and the open file.
+async fn write_under_delegation(
+    cl: &common::cluster::Cluster,
+    a: &Client,
+    path: &str,
+    data: &[u8],
+) -> (proto::nfs4::OpenWriteDelegation4, client::OpenFile) {
+    use proto::nfs4::*;
+    let OpenDelegation4::Write(d) = write_delegation(a, &path[1..]).await else {
+        panic!("no write delegation with data servers\n{}", cl.log_tail());
+    };
+    let f = a
+        .open_path(path, OPEN4_SHARE_ACCESS_WRITE, None)
+        .await
+        .expect("open");
+    a.write_all(&f, 0, data, StableHow4::FileSync4)
+        .await
+        .expect("write through the layout");
+    let stats = a.pnfs_stats().expect("pNFS stats");
+    assert!(
+        stats.ds_write_bytes >= data.len() as u64 && stats.layoutcommits == 0,
+        "not written through the layout alone: {stats:?}"
+    );
+    (d, f)
+}
+
+/// A write delegation's holder writes through its layout and falls silent with the file open
+/// (no DELEGRETURN, no LAYOUTCOMMIT, no renewal: a client that died or was cut off). Once its
+/// delegation is taken away (its lease ran out and another client's access expired it, or a
+/// recall went unanswered a lease long), the size recorded is the one the data servers hold,
+/// not 0 (`StateManager::settle_unreturned`).
+#[test]
+fn a_silent_write_delegation_holder_leaves_the_size_written() {
+    use common::cluster::Cluster;
+    let tmp = tempfile::tempdir().unwrap();
+    let cl = Cluster::start_nodes(tmp.path(), 3, 3, &["--lease-seconds", "5"]);
+    let node2 = SocketAddr::new(cl.addr.ip(), cl.addr.port() + 1);
+    let a = cl.client(true);
+    let b = cl.client_at(node2, true);
+    cl.rt.block_on(async {
+        let data = vec![5u8; 3 << 20];
+        let (_d, f) = write_under_delegation(&cl, &a, "/silent", &data).await;
+        // Dropped without a word: its lease is no longer renewed.
+        drop(f);
+        drop(a);
+        let deadline = std::time::Instant::now() + Duration::from_secs(40);
+        let size = loop {
+            let size = b.stat_path("/silent").await.map(|a| a.1.size).ok();
+            if size == Some(data.len() as u64) || std::time::Instant::now() > deadline {
+                break size;
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        };
+        assert_eq!(size, Some(data.len() as u64), "{}", cl.log_tail());
         let _ = b.shutdown().await;
     });
 }

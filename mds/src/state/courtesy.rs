@@ -70,10 +70,16 @@ impl StateManager {
     /// Forgets `clientid` with all its state, leaving what must happen outside the lock in
     /// `Inner::expired`.
     pub(super) fn expire(&self, g: &mut Inner, clientid: u64) {
+        let mut unreturned = Vec::new();
         for st in g.states.values().filter(|s| s.clientid == clientid) {
             match st.kind {
                 StateKind::Layout { rw: true } => g.expired.fenced.push(st.ino),
                 StateKind::Open { .. } => g.expired.released.push(st.ino),
+                StateKind::Delegation { write: true, .. }
+                    if Self::holds_rw_layout(g, clientid, st.ino) =>
+                {
+                    unreturned.push(st.ino)
+                }
                 _ => {}
             }
         }
@@ -81,6 +87,11 @@ impl StateManager {
             g.db.remove(&owner);
         }
         Self::purge_client(g, clientid);
+        unreturned.sort_unstable();
+        unreturned.dedup();
+        for ino in unreturned {
+            self.settle_unreturned(g, clientid, ino);
+        }
         g.expired.clients += 1;
     }
 
@@ -185,6 +196,8 @@ impl StateManager {
     /// What expired clients left to do (see `Expired`), handed over once.
     pub fn take_expired(&self) -> Expired {
         let mut e = std::mem::take(&mut self.lock().expired);
+        e.settle.sort_unstable();
+        e.settle.dedup();
         e.fenced.sort_unstable();
         e.fenced.dedup();
         e.released.sort_unstable();

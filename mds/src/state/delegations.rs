@@ -246,16 +246,23 @@ impl StateManager {
         };
         let ids: Vec<[u8; 12]> = f.states.iter().copied().collect();
         // A courtesy client's delegation is no reason to wait: the client goes, and its
-        // delegation with it (knfsd's nfsd_break_deleg_cb expires it too).
+        // delegation with it (knfsd's nfsd_break_deleg_cb expires it too), but for the size
+        // it wrote through a layout (`settle_unreturned`), which is looked at below.
         let holders: HashSet<u64> = ids
             .iter()
             .filter_map(|o| g.states.get(o))
             .filter(|st| st.clientid != clientid && access.conflicts(&st.kind))
             .map(|st| st.clientid)
             .collect();
+        let mut expired = false;
         for c in holders {
-            self.expire_if_lapsed(&mut g, c);
+            expired |= self.expire_if_lapsed(&mut g, c);
         }
+        let ids: Vec<[u8; 12]> = match (expired, g.files.get(&ino)) {
+            (false, _) => ids,
+            (true, Some(f)) => f.states.iter().copied().collect(),
+            (true, None) => Vec::new(),
+        };
         let mut out = Vec::new();
         let mut revoke = Vec::new();
         let mut drained = Vec::new();
@@ -323,7 +330,19 @@ impl StateManager {
                 ino,
                 "revoking a delegation not returned within the lease after recall"
             );
+            let unreturned = g.states.get(&other).and_then(|st| {
+                let write = matches!(st.kind, StateKind::Delegation { write: true, .. });
+                (write && Self::holds_rw_layout(&g, st.clientid, ino)).then_some(st.clientid)
+            });
             Self::revoke_delegation(&mut g, &other);
+            if let Some(holder) = unreturned {
+                let stateid = self.settle_unreturned(&mut g, holder, ino);
+                out.push(Conflict {
+                    clientid: holder,
+                    stateid,
+                    needs_recall: false,
+                });
+            }
         }
         if recalled_now {
             if g.recalled_lately.len() >= RECALLED_LATELY_PRUNE {
@@ -441,8 +460,36 @@ impl StateManager {
         Ok(Returned::Done)
     }
 
+    /// `clientid` loses its write delegation on `ino` without returning it (its lease ran
+    /// out, or it never answered a recall) while it holds a read-write layout there: what it
+    /// wrote through the layout reaches the size only with a LAYOUTCOMMIT it may never send
+    /// (Linux sends none under a write delegation). A settling delegation stands in its
+    /// place, in every other client's way, until the laundromat has recorded the size the
+    /// data servers hold (`settle::settle`, as after a DELEGRETURN); its stateid.
+    pub(super) fn settle_unreturned(&self, g: &mut Inner, clientid: u64, ino: u64) -> StateId {
+        let sid = self.insert_delegation(g, clientid, ino, true, 0);
+        if let Some(State {
+            kind: StateKind::Delegation {
+                returned, settling, ..
+            },
+            ..
+        }) = g.states.get_mut(&sid.other)
+        {
+            *returned = Some(Instant::now());
+            *settling = true;
+        }
+        tracing::info!(
+            clientid,
+            ino,
+            "write delegation lost unreturned: settling its size"
+        );
+        g.expired.settle.push((clientid, ino));
+        self.laundromat.notify_one();
+        sid
+    }
+
     /// Whether `clientid` holds a layout on `ino` that was granted read-write.
-    fn holds_rw_layout(g: &Inner, clientid: u64, ino: u64) -> bool {
+    pub(super) fn holds_rw_layout(g: &Inner, clientid: u64, ino: u64) -> bool {
         Self::any_state(g, ino, |st| {
             st.clientid == clientid && matches!(st.kind, StateKind::Layout { rw: true })
         })
@@ -739,6 +786,38 @@ mod tests {
         m.layout_get(1, 9, &d, false).unwrap();
         assert_eq!(m.return_delegation(&d, 9, true), Ok(Returned::Done));
         assert!(m.delegation_conflicts(9, 2, Access::Read).is_empty());
+    }
+
+    /// A write delegation over a layout lost without a DELEGRETURN, its holder expired (a
+    /// courtesy client whose state was in another's way) or revoked (a recall unanswered a
+    /// lease long): the other client waits until the size is recorded, which the laundromat
+    /// is told to do.
+    #[test]
+    fn a_write_delegation_lost_unreturned_over_a_layout_settles() {
+        let m = lapsing_mgr();
+        let a = crate::state::tests::confirmed(&m, b"gone");
+        let d = m.grant_write_delegation(a, 7, 1).unwrap();
+        m.layout_get(a, 7, &d, true).unwrap();
+        std::thread::sleep(Duration::from_millis(5));
+        let c = m.delegation_conflicts(7, 2, Access::Read);
+        assert_eq!(c.len(), 1, "a reader waits for the size: {c:?}");
+        assert!(!c[0].needs_recall);
+        assert!(m.settling(a, 7));
+        let e = m.take_expired();
+        assert_eq!((e.clients, e.settle), (1, vec![(a, 7)]));
+        m.end_settling(a, 7);
+        assert!(m.delegation_conflicts(7, 2, Access::Read).is_empty());
+
+        // A holder that is no courtesy client (no record here to lapse) and never answers
+        // the recall.
+        let b = 5;
+        let d = m.grant_write_delegation(b, 8, 1).unwrap();
+        m.layout_get(b, 8, &d, true).unwrap();
+        assert!(m.delegation_conflicts(8, 2, Access::Read)[0].needs_recall);
+        std::thread::sleep(Duration::from_millis(5));
+        let c = m.delegation_conflicts(8, 2, Access::Read);
+        assert_eq!(c.len(), 1, "revoked, and settling: {c:?}");
+        assert_eq!(m.take_expired().settle, vec![(b, 8)]);
     }
 
     #[test]

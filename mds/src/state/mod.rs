@@ -197,13 +197,16 @@ struct Revoked {
 }
 
 /// What expiring clients leave for the laundromat to do: fence the files they held RW layouts
-/// on (the client may still be alive and writing to the data servers), and look at the files
-/// whose opens went (an unlinked one nobody has open any more is reaped).
+/// on (the client may still be alive and writing to the data servers), look at the files
+/// whose opens went (an unlinked one nobody has open any more is reaped), and record the
+/// size of the files a write delegation left unreturned over a layout (`settle`:
+/// (holder, file), `StateManager::settle_unreturned`).
 #[derive(Debug, Default)]
 pub struct Expired {
     pub clients: usize,
     pub fenced: Vec<u64>,
     pub released: Vec<u64>,
+    pub settle: Vec<(u64, u64)>,
 }
 
 /// The most memory all sessions' reply caches may reserve together. knfsd takes 1/128 of
