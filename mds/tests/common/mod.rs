@@ -578,3 +578,65 @@ pub async fn heartbeat(
     assert!(secret.heartbeat_reply_authentic(&a.mac, &ok));
     assert!(ok.mds_nodes.is_empty(), "{:?}", ok.mds_nodes);
 }
+
+/// A client with a back channel that answers recalls (`connect_holder_answering`) and created
+/// a file in the root, opened as `owner` with `access`: what came back.
+pub struct Opened {
+    pub c: Connection,
+    pub sid: Sessionid4,
+    pub recalls: tokio::sync::mpsc::UnboundedReceiver<Recall>,
+    pub attrs: CbAttrs,
+    pub delegation: OpenDelegation4,
+    pub open: Stateid4,
+    pub fh: NfsFh4,
+    /// The file's change attribute right after the open.
+    pub change: u64,
+}
+
+/// Creates `name` in the root alone (a client of its own, with a back channel) and opens it
+/// as open-owner `owner` with `access` (delegation wants included).
+pub async fn open_alone(s: &Server, name: &str, owner: &str, access: u32) -> Opened {
+    let (c, recalls, attrs) = connect_holder_answering(s, 1).await;
+    let (sid, _) = session_with_back_channel(&c, &format!("holder-{name}")).await;
+    let r = compound(
+        &c,
+        1,
+        vec![
+            seq(sid, 2),
+            NfsArgop4::Putrootfh,
+            open_op(
+                owner,
+                access,
+                Openflag4::Create(Createhow4::Unchecked(Fattr4::default())),
+                OpenClaim4::Null(Opaque::from(name)),
+            ),
+            NfsArgop4::Getfh,
+            NfsArgop4::Getattr(GetattrArgs {
+                attr_request: vec![1 << proto::nfs4::attr::FATTR4_CHANGE],
+            }),
+        ],
+    )
+    .await;
+    assert_eq!(r.status, 0, "{r:?}");
+    let (
+        NfsResop4::Open(OpenRes::Ok(o)),
+        NfsResop4::Getfh(GetfhRes::Ok(fh)),
+        NfsResop4::Getattr(GetattrRes::Ok(g)),
+    ) = (&r.resarray[2], &r.resarray[3], &r.resarray[4])
+    else {
+        panic!("{r:?}")
+    };
+    let change = g.obj_attributes.attr_vals.0[..8]
+        .try_into()
+        .expect("change");
+    Opened {
+        c,
+        sid,
+        recalls,
+        attrs,
+        delegation: o.delegation.clone(),
+        open: o.stateid,
+        fh: fh.object.clone(),
+        change: u64::from_be_bytes(change),
+    }
+}

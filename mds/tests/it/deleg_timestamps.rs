@@ -6,12 +6,9 @@
 //! answer that carries them is still read for its change attribute and size.
 use crate::common;
 use common::*;
-use mds::Server;
 use proto::nfs4::*;
-use proto::rpc::Connection;
 use proto::xdr::Opaque;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
-use tokio::sync::mpsc;
 
 const WANT_TIMESTAMPS: u32 = OPEN4_SHARE_ACCESS_WANT_DELEG_TIMESTAMPS;
 
@@ -51,59 +48,7 @@ fn setattr_modify(stateid: Stateid4, t: Nfstime4) -> NfsArgop4 {
     })
 }
 
-/// A client with a back channel that opened `name` with `access` (creating it): its
-/// delegation, open stateid and the file's handle.
-struct Holder {
-    c: Connection,
-    sid: Sessionid4,
-    recalls: mpsc::UnboundedReceiver<Recall>,
-    attrs: CbAttrs,
-    delegation: OpenDelegation4,
-    open: Stateid4,
-    fh: NfsFh4,
-    change: u64,
-}
-
-async fn open_alone(s: &Server, name: &str, access: u32) -> Holder {
-    let (c, recalls, attrs) = connect_holder_answering(s, 1).await;
-    let (sid, _) = session_with_back_channel(&c, &format!("holder-{name}")).await;
-    let r = compound(
-        &c,
-        1,
-        vec![
-            seq(sid, 2),
-            NfsArgop4::Putrootfh,
-            open_op(
-                "o",
-                access,
-                Openflag4::Create(Createhow4::Unchecked(Fattr4::default())),
-                OpenClaim4::Null(Opaque::from(name)),
-            ),
-            NfsArgop4::Getfh,
-            getattr(&[FATTR4_CHANGE]),
-        ],
-    )
-    .await;
-    assert_eq!(r.status, 0, "{r:?}");
-    let NfsResop4::Open(OpenRes::Ok(o)) = &r.resarray[2] else {
-        panic!("{r:?}")
-    };
-    let NfsResop4::Getfh(GetfhRes::Ok(fh)) = &r.resarray[3] else {
-        panic!("{r:?}")
-    };
-    Holder {
-        c,
-        sid,
-        recalls,
-        attrs,
-        delegation: o.delegation.clone(),
-        open: o.stateid,
-        fh: fh.object.clone(),
-        change: attrs_of(&r.resarray[4]).change.unwrap(),
-    }
-}
-
-fn write_attrs_deleg(h: &Holder) -> Stateid4 {
+fn write_attrs_deleg(h: &Opened) -> Stateid4 {
     match &h.delegation {
         OpenDelegation4::WriteAttrsDeleg(w) => w.stateid,
         d => panic!("no write delegation with delegated times: {d:?}"),
@@ -170,16 +115,16 @@ async fn open_arguments_lists_what_open_takes() {
 async fn an_open_asking_for_timestamps_gets_an_attrs_delegation() {
     let dir = tempfile::tempdir().unwrap();
     let s = start_on(dir.path(), 5, true).await;
-    let w = open_alone(&s, "w", 3 | WANT_TIMESTAMPS).await;
+    let w = open_alone(&s, "w", "o", 3 | WANT_TIMESTAMPS).await;
     write_attrs_deleg(&w);
-    let r = open_alone(&s, "r", 1 | WANT_TIMESTAMPS).await;
+    let r = open_alone(&s, "r", "o", 1 | WANT_TIMESTAMPS).await;
     assert!(
         matches!(r.delegation, OpenDelegation4::ReadAttrsDeleg(_)),
         "{:?}",
         r.delegation
     );
     // Without the want, the plain kinds, as before.
-    let plain = open_alone(&s, "p", 3).await;
+    let plain = open_alone(&s, "p", "o", 3).await;
     assert!(
         matches!(plain.delegation, OpenDelegation4::Write(_)),
         "{:?}",
@@ -191,7 +136,7 @@ async fn an_open_asking_for_timestamps_gets_an_attrs_delegation() {
 async fn the_holder_sets_the_modify_time_it_reports_and_nobody_else_may() {
     let dir = tempfile::tempdir().unwrap();
     let s = start_on(dir.path(), 5, true).await;
-    let w = open_alone(&s, "f", 3 | WANT_TIMESTAMPS).await;
+    let w = open_alone(&s, "f", "o", 3 | WANT_TIMESTAMPS).await;
     let deleg = write_attrs_deleg(&w);
     let mtime = |r: &NfsResop4| attrs_of(r).time_modify.unwrap();
     let stat = |n| vec![seq(w.sid, n), putfh(&w.fh), getattr(&[FATTR4_TIME_MODIFY])];
@@ -281,7 +226,7 @@ async fn the_holder_sets_the_modify_time_it_reports_and_nobody_else_may() {
     assert!(clamped > reported && clamped <= now(), "{clamped:?}");
 
     // A holder of a plain delegation (it did not ask for timestamps) may not either.
-    let p = open_alone(&s, "plain", 3).await;
+    let p = open_alone(&s, "plain", "o", 3).await;
     let OpenDelegation4::Write(d) = &p.delegation else {
         panic!("{:?}", p.delegation)
     };
@@ -325,7 +270,7 @@ async fn the_holder_sets_the_modify_time_it_reports_and_nobody_else_may() {
 async fn cb_getattr_asks_for_the_times_and_reads_an_answer_that_has_them() {
     let dir = tempfile::tempdir().unwrap();
     let s = start_on(dir.path(), 5, true).await;
-    let mut w = open_alone(&s, "f", 3 | WANT_TIMESTAMPS).await;
+    let mut w = open_alone(&s, "f", "o", 3 | WANT_TIMESTAMPS).await;
     write_attrs_deleg(&w);
     let b = connect(&s).await;
     let (sb, _) = session_with_back_channel(&b, "stat").await;

@@ -9,10 +9,8 @@ use crate::common;
 use common::*;
 use mds::Server;
 use proto::nfs4::*;
-use proto::rpc::Connection;
 use proto::xdr::Opaque;
 use std::time::Duration;
-use tokio::sync::mpsc;
 
 fn named(owner: &str, access: u32, create: bool) -> NfsArgop4 {
     let how = if create {
@@ -41,62 +39,21 @@ fn change_size(r: &NfsResop4) -> (u64, u64) {
     )
 }
 
-/// The holder's side: it created "f" for reading and writing; its delegation, the file's
-/// handle and change attribute.
-struct Writer {
-    c: Connection,
-    sid: Sessionid4,
-    recalls: mpsc::UnboundedReceiver<Recall>,
-    attrs: CbAttrs,
-    deleg: Option<Stateid4>,
-    open: Stateid4,
-    fh: NfsFh4,
-    change: u64,
-}
+/// The holder's side: it created "f" for reading and writing as open-owner "w".
+type Writer = Opened;
 
 async fn create_alone(s: &Server, name: &str) -> Writer {
-    let (c, recalls, attrs) = connect_holder_answering(s, 1).await;
-    let (sid, _) = session_with_back_channel(&c, &format!("writer-{name}")).await;
-    let r = compound(
-        &c,
-        1,
-        vec![
-            seq(sid, 2),
-            NfsArgop4::Putrootfh,
-            open_op(
-                "w",
-                3,
-                Openflag4::Create(Createhow4::Unchecked(Fattr4::default())),
-                OpenClaim4::Null(Opaque::from(name)),
-            ),
-            NfsArgop4::Getfh,
-            getattr_size_change(),
-        ],
-    )
-    .await;
-    assert_eq!(r.status, 0, "{r:?}");
-    let NfsResop4::Open(OpenRes::Ok(o)) = &r.resarray[2] else {
-        panic!("{r:?}")
-    };
-    let NfsResop4::Getfh(GetfhRes::Ok(fh)) = &r.resarray[3] else {
-        panic!("{r:?}")
-    };
-    let deleg = match &o.delegation {
-        OpenDelegation4::Write(w) => {
-            assert!(!w.recall);
-            Some(w.stateid)
+    open_alone(s, name, "w", 3).await
+}
+
+/// The write delegation that came with the holder's open, if one did.
+fn write_deleg(w: &Writer) -> Option<Stateid4> {
+    match &w.delegation {
+        OpenDelegation4::Write(d) => {
+            assert!(!d.recall);
+            Some(d.stateid)
         }
         _ => None,
-    };
-    Writer {
-        c,
-        sid,
-        recalls,
-        attrs,
-        deleg,
-        open: o.stateid,
-        fh: fh.object.clone(),
-        change: change_size(&r.resarray[4]).0,
     }
 }
 
@@ -144,7 +101,7 @@ async fn delegreturn(w: &Writer, n: u32) {
                 object: w.fh.clone(),
             }),
             NfsArgop4::Delegreturn(DelegreturnArgs {
-                deleg_stateid: w.deleg.unwrap(),
+                deleg_stateid: write_deleg(w).unwrap(),
             }),
         ],
     )
@@ -157,7 +114,7 @@ async fn a_sole_writer_gets_one_and_a_reader_recalls_it() {
     let dir = tempfile::tempdir().unwrap();
     let s = start_on(dir.path(), 5, true).await;
     let mut w = create_alone(&s, "f").await;
-    let deleg = w.deleg.expect("no write delegation for a sole writer");
+    let deleg = write_deleg(&w).expect("no write delegation for a sole writer");
     let counts = s.admin().state_counts();
     assert_eq!(
         (counts.write_delegations, counts.write_delegations_granted),
@@ -202,7 +159,7 @@ async fn another_clients_getattr_asks_the_holder_first() {
     let dir = tempfile::tempdir().unwrap();
     let s = start_on(dir.path(), 5, true).await;
     let mut w = create_alone(&s, "f").await;
-    let deleg = w.deleg.expect("no write delegation");
+    let deleg = write_deleg(&w).expect("no write delegation");
     let b = connect(&s).await;
     let (sb, _) = session_with_back_channel(&b, "stat").await;
     let fh = w.fh.clone();
@@ -264,7 +221,7 @@ async fn another_clients_getattr_asks_the_holder_first() {
 
     // A holder that does not answer CB_GETATTR at all is recalled as well.
     let mut w2 = create_alone(&s, "g").await;
-    let _ = w2.deleg.expect("no write delegation the second time");
+    let _ = write_deleg(&w2).expect("no write delegation the second time");
     let r = compound(
         &b,
         1,
@@ -286,7 +243,7 @@ async fn a_holder_reclaims_its_write_delegation_after_a_restart() {
     let dir = tempfile::tempdir().unwrap();
     let s = start_on(dir.path(), 5, true).await;
     let w = create_alone(&s, "f").await;
-    assert!(w.deleg.is_some(), "no write delegation");
+    assert!(write_deleg(&w).is_some(), "no write delegation");
     let fh = w.fh.clone();
     w.c.close();
     s.shutdown().await;
@@ -296,7 +253,7 @@ async fn a_holder_reclaims_its_write_delegation_after_a_restart() {
     // The same client owner and verifier: the restarted server knows it may reclaim.
     let (sid, _, _, _) = establish(
         &c,
-        "writer-f",
+        "holder-f",
         CREATE_SESSION4_FLAG_CONN_BACK_CHAN,
         vec![CallbackSecParms4::AuthNone],
         1,
@@ -333,7 +290,7 @@ async fn switched_off_no_write_delegation_is_granted() {
     let dir = tempfile::tempdir().unwrap();
     let s = start_on(dir.path(), 5, false).await;
     let w = create_alone(&s, "f").await;
-    assert_eq!(w.deleg, None);
+    assert_eq!(write_deleg(&w), None);
     assert_eq!(s.admin().state_counts().write_delegations_granted, 0);
 }
 
@@ -347,7 +304,7 @@ async fn a_file_made_set_id_is_not_write_delegated() {
     let dir = tempfile::tempdir().unwrap();
     let s = start_on(dir.path(), 5, true).await;
     let mut w = create_alone(&s, "f").await;
-    let deleg = w.deleg.expect("no write delegation for a sole writer");
+    let deleg = write_deleg(&w).expect("no write delegation for a sole writer");
     let (sid, fh) = (w.sid, w.fh.clone());
     let setgid = |n, stateid| {
         vec![
