@@ -444,6 +444,20 @@ impl Cluster {
         }
     }
 
+    /// The MDS nodes' client addresses (`client_addresses` in their config, several MDS
+    /// nodes only), node 1's first: the addresses that move to a live node at a takeover.
+    pub fn client_addresses(&self) -> Vec<SocketAddr> {
+        let toml = std::fs::read_to_string(self.mds_toml()).expect("mds1.toml");
+        let line = toml
+            .lines()
+            .find(|l| l.starts_with("client_addresses"))
+            .expect("client_addresses in mds1.toml");
+        line.split('"')
+            .filter_map(|item| item.split_once('=').map(|(_, a)| a.parse().ok()))
+            .flatten()
+            .collect()
+    }
+
     pub fn mds_toml(&self) -> String {
         self.dir
             .join("cluster")

@@ -1697,6 +1697,58 @@ fn a_dead_nodes_delegation_holds_up_writers_until_its_client_reclaimed() {
     });
 }
 
+/// A write delegation handed out by a node that dies: its holder wrote the data servers
+/// through its layout and sent no LAYOUTCOMMIT (as Linux under a write delegation), so a
+/// reader through another node waits until the holder came back to the taker and reclaimed,
+/// then finds the size the holder wrote. Client A (node 1's address) creates a file with a
+/// write delegation and writes 3 MiB through its layout; node 1 is killed -9 and another node
+/// takes its address over; B's stat through node 3 is held while A has not reclaimed, and
+/// sees A's size and bytes once A's RECLAIM_COMPLETE ended the takeover's grace.
+#[test]
+fn a_dead_nodes_write_delegation_holds_up_readers_until_its_client_reclaimed() {
+    use common::cluster::Cluster;
+    let tmp = tempfile::tempdir().unwrap();
+    let cl = Cluster::start_nodes(tmp.path(), 3, 3, &[]);
+    let clients = cl.client_addresses();
+    let a = cl.client_at(clients[0], true);
+    let b = cl.client_at(clients[2], true);
+    let probe = cl.client_at(clients[2], true);
+    let data: Vec<u8> = (0..3u32 << 20).map(|i| (i % 251) as u8).collect();
+    cl.rt.block_on(async {
+        let _ = write_under_delegation(&cl, &a, "/wd", &data).await;
+    });
+    cl.kill9("mds1");
+    let limit = Instant::now() + Duration::from_secs(30);
+    while std::net::TcpStream::connect_timeout(&clients[0], Duration::from_millis(200)).is_err() {
+        assert!(Instant::now() < limit, "nobody took node 1's address over");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    cl.rt.block_on(async {
+        let held = tokio::time::timeout(Duration::from_secs(3), probe.stat_path("/wd")).await;
+        assert!(
+            !matches!(held, Ok(Ok(_))),
+            "B's stat got through while A, not yet back, held a write delegation of node 1's: {held:?}"
+        );
+        a.recover().await.expect("A reconnects to the taker");
+        a.reclaim_complete().await.expect("A's RECLAIM_COMPLETE");
+        let (_, st) = tokio::time::timeout(Duration::from_secs(20), b.stat_path("/wd"))
+            .await
+            .expect("B still held up 20 s after A reclaimed")
+            .expect("B's stat through node 3");
+        assert_eq!(st.size, data.len() as u64, "the size A wrote\n{}", cl.log_tail());
+        let f = b
+            .open_path("/wd", proto::nfs4::OPEN4_SHARE_ACCESS_READ, None)
+            .await
+            .expect("B opens /wd");
+        let (back, _) = b
+            .read_full(&f, 0, data.len() as u32)
+            .await
+            .expect("B reads /wd");
+        assert!(back == data, "B read other bytes than A wrote");
+        let _ = b.shutdown().await;
+    });
+}
+
 /// Raw COMPOUNDs on a session the test numbers itself, to send a request again as a client
 /// does when its server died before answering: same session, slot and sequence id.
 mod raw {

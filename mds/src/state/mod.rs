@@ -28,6 +28,7 @@ pub mod recall;
 pub mod remote;
 pub mod session;
 pub mod settle;
+pub mod stored_size;
 
 // More of `StateManager`'s operations, a topic a file as admin, adopt, courtesy and layouts;
 // this file keeps what they share: the state, its lock, the stateid helpers.

@@ -16,72 +16,18 @@
 //!   the LAYOUTRETURN or CLOSE that follows records the size (`after_writes`), and
 //!   `DRAIN_MAX` after the return it is recorded whatever came.
 use std::sync::Arc;
-use std::time::Duration;
-
-use meta::namespace::{Command, ShardId, Time};
 
 use super::delegations::DRAIN_MAX;
 use super::recall::{layout_recall, wait_for_returns, LayoutRecalled};
 use super::NfsState;
 use crate::error::NfsResult;
 
-/// Records the size the data servers hold of `ino`, if larger than the recorded one, and ends
-/// `clientid`'s settling delegation there. A data server that does not answer, or a shard
-/// that cannot take the command yet (electing, busy), is tried again for up to `SETTLE_WAIT`:
-/// ending the settling without the size would let a reader in to a short file.
+/// Records the size the data servers hold of `ino` (`stored_size::record`) and ends
+/// `clientid`'s settling delegation there.
 pub async fn settle(nfs: &Arc<NfsState>, clientid: u64, ino: u64) {
-    if let Some(c) = nfs.cluster() {
-        let deadline = tokio::time::Instant::now() + SETTLE_WAIT;
-        let mut pause = Duration::from_millis(20);
-        loop {
-            // This node's replica of the file's shard may be behind its leader's: the chunk
-            // map the holder's LAYOUTGET placed, the size. Seen as a size left at 0 under load.
-            let current = match nfs.ns.barrier(ShardId::of_ino(ino)).await {
-                Ok(()) => Ok(()),
-                Err(e) => Err(format!("read barrier: {e:?}")),
-            };
-            let r = match current {
-                Err(e) => Err(e),
-                Ok(()) => match c.stored_end(&nfs.ns, ino).await {
-                    Ok(Some(end)) if nfs.ns.getattr(ino).is_ok_and(|i| end > i.size) => {
-                        let cmd = Command::Write {
-                            ino,
-                            end_offset: end,
-                            time: Time::now(),
-                            writes: 1,
-                        };
-                        nfs.ns
-                            .execute(cmd)
-                            .await
-                            .map(|_| ())
-                            .map_err(|e| e.to_string())
-                    }
-                    Ok(Some(_)) => Ok(()),
-                    // No data server holds any of it: nothing was written.
-                    Ok(None) if nfs.ns.chunks(ino).is_ok_and(|c| c.is_empty()) => Ok(()),
-                    Ok(None) => Err("no data server answered".to_string()),
-                    Err(e) => Err(format!("{e:?}")),
-                },
-            };
-            match r {
-                Ok(()) => break,
-                Err(e) if tokio::time::Instant::now() + pause < deadline => {
-                    tracing::debug!(ino, "size after a write delegation, again: {e}");
-                    tokio::time::sleep(pause).await;
-                    pause = (pause * 2).min(Duration::from_millis(500));
-                }
-                Err(e) => {
-                    tracing::warn!(ino, "size after a write delegation not recorded: {e}");
-                    break;
-                }
-            }
-        }
-    }
+    super::stored_size::record(nfs, ino).await;
     nfs.state.end_settling(clientid, ino);
 }
-
-/// How long `settle` keeps trying (within `DRAIN_MAX`, which other clients wait at most).
-const SETTLE_WAIT: Duration = Duration::from_secs(5);
 
 /// DELEGRETURN said `Returned::Settle`: settles now, or recalls the holder's layout and
 /// settles once it is back (in its own task; DELEGRETURN's reply does not wait).

@@ -319,6 +319,32 @@ fn no_writers(nfs: &NfsState, ino: u64, node: u64, except: Option<u64>, as_of: u
     }
 }
 
+/// The files `node` may have write-delegated (noted before `before`, if given).
+fn write_delegated_at(nfs: &NfsState, node: u64, before: Option<Instant>) -> Vec<u64> {
+    let g = nfs.remote_delegs.lock();
+    g.elsewhere
+        .iter()
+        .filter(|(_, holders)| {
+            holders
+                .iter()
+                .any(|((n, _), e)| *n == node && e.write && before.is_none_or(|b| e.at < b))
+        })
+        .map(|(ino, _)| *ino)
+        .collect()
+}
+
+/// `node`'s delegations are over without their holders returning them (it died, or has been
+/// cut off for good): a write delegation's holder may have written the data servers through
+/// its layout and sent no LAYOUTCOMMIT (Linux sends none under one, nor when it reclaims),
+/// so the sizes the data servers hold are recorded before the entries go and readers are let
+/// in. Then the entries go.
+async fn settle_and_forget_node(nfs: &Arc<NfsState>, node: u64, before: Option<Instant>) {
+    for ino in write_delegated_at(nfs, node, before) {
+        crate::state::stored_size::record(nfs, ino).await;
+    }
+    forget_node(nfs, node, before);
+}
+
 /// Drops every entry of `node` (noted before `before`, if given).
 pub(crate) fn forget_node(nfs: &NfsState, node: u64, before: Option<Instant>) {
     let mut g = nfs.remote_delegs.lock();
@@ -510,8 +536,8 @@ pub async fn announce_gone(nfs: Arc<NfsState>, node: u64, since: Instant) {
     let Some(peers) = nfs.ns.peers() else {
         return;
     };
+    settle_and_forget_node(&nfs, node, Some(since)).await;
     let ago_ms = u64::try_from(since.elapsed().as_millis()).unwrap_or(u64::MAX);
-    forget_node(&nfs, node, Some(since));
     crate::state::remote::shares::node_gone(&nfs, node, since);
     if let Some(c) = nfs.cluster() {
         c.note_gone(node, since);
@@ -564,7 +590,7 @@ pub async fn sweep(nfs: std::sync::Weak<NfsState>) {
                         forget(&nfs, ino, node, None, as_of);
                     }
                 }
-                _ if given_up(&nfs, node) => forget_node(&nfs, node, None),
+                _ if given_up(&nfs, node) => settle_and_forget_node(&nfs, node, None).await,
                 _ => {}
             }
         }
