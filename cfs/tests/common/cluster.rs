@@ -453,8 +453,7 @@ impl Cluster {
             .find(|l| l.starts_with("client_addresses"))
             .expect("client_addresses in mds1.toml");
         line.split('"')
-            .filter_map(|item| item.split_once('=').map(|(_, a)| a.parse().ok()))
-            .flatten()
+            .filter_map(|item| item.split_once('=')?.1.parse().ok())
             .collect()
     }
 
