@@ -1,9 +1,9 @@
 //! moto's S3 server as a child process on 127.0.0.1, killed by PID when dropped.
 //!
 //! `moto_server` comes from PyPI (`pip install 'moto[server]'`; scripts/setup.sh installs it
-//! when missing); `MOTO_SERVER` names another executable. Each test asks for its own port
-//! from a small range below 32768 (the kernel's ephemeral ports start above), taking the next
-//! one if the first is busy.
+//! into a venv under the user's cache when none is on the PATH); `MOTO_SERVER` names another
+//! executable. Each test asks for its own port from a small range below 32768 (the kernel's
+//! ephemeral ports start above), taking the next one if the first is busy.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -20,7 +20,7 @@ impl Moto {
     /// Starts moto on the first free port of `port..port + 8` and waits until it answers
     /// HTTP (30 s at most: importing moto takes a few seconds on a busy machine).
     pub fn start(port: u16) -> Moto {
-        let exe = std::env::var("MOTO_SERVER").unwrap_or_else(|_| "moto_server".into());
+        let exe = executable();
         for p in port..port + 8 {
             let addr: SocketAddr = ([127, 0, 0, 1], p).into();
             if TcpListener::bind(addr).is_err() {
@@ -63,6 +63,22 @@ impl Moto {
             std::thread::sleep(Duration::from_millis(100));
         }
         false
+    }
+}
+
+/// `MOTO_SERVER`, else `moto_server` on the PATH, else the venv scripts/setup.sh makes.
+fn executable() -> String {
+    if let Ok(exe) = std::env::var("MOTO_SERVER") {
+        return exe;
+    }
+    let on_path = std::env::var_os("PATH")
+        .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join("moto_server").is_file()));
+    let cache = std::env::var_os("XDG_CACHE_HOME")
+        .map(std::path::PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| std::path::Path::new(&h).join(".cache")));
+    match cache.map(|c| c.join("cfs/moto/bin/moto_server")) {
+        Some(venv) if !on_path && venv.is_file() => venv.display().to_string(),
+        _ => "moto_server".into(),
     }
 }
 
