@@ -77,7 +77,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         let (mut tier_get, mut plain_get) = (Duration::ZERO, Duration::ZERO);
         for (i, id) in ids.iter().enumerate() {
             let t = Instant::now();
-            let obj = object::decode(store.get(&keys.key(id)).await?)?.expect(id)?;
+            let obj = object::decode(store.get(&keys.key(id)).await?)?.verify_id(id)?;
             tier_get += t.elapsed();
             assert_eq!(obj.payload.len(), size);
             let t = Instant::now();

@@ -222,7 +222,7 @@ pub fn decode(bytes: Bytes) -> Result<Object, FormatError> {
 
 impl Object {
     /// Checks that the object is the one its key (or the metadata) named.
-    pub fn expect(self, id: &ObjectId) -> Result<Object, FormatError> {
+    pub fn verify_id(self, id: &ObjectId) -> Result<Object, FormatError> {
         if self.header.id == *id {
             Ok(self)
         } else {
@@ -255,7 +255,7 @@ mod tests {
         assert_eq!(enc.len(), HEADER_LEN + 1000);
         let obj = decode(enc.clone())
             .expect("decodes")
-            .expect(&id())
+            .verify_id(&id())
             .expect("same id");
         assert_eq!(&obj.payload[..], &payload[..]);
         assert_eq!(obj.header.range_start, 3 << 20);
@@ -267,7 +267,7 @@ mod tests {
             ..id()
         };
         assert!(matches!(
-            obj.expect(&other),
+            obj.verify_id(&other),
             Err(FormatError::NotThisObject { .. })
         ));
         // An empty payload is an object too.

@@ -48,6 +48,17 @@ async fn moto_with_bucket(port: u16) -> (Moto, Store) {
     (moto, store)
 }
 
+/// moto with the bucket, the fault proxy in front, and a store (configured by `tweak`) that
+/// talks through the proxy.
+async fn behind_proxy(port: u16, tweak: impl FnOnce(&mut TierConfig)) -> (Moto, FaultProxy, Store) {
+    let (moto, _direct) = moto_with_bucket(port).await;
+    let proxy = FaultProxy::start(moto.addr).await;
+    let mut c = config(proxy.endpoint());
+    tweak(&mut c);
+    let store = Store::new(c).expect("store");
+    (moto, proxy, store)
+}
+
 /// Runs a test with a deadline, so a hang fails instead of stalling the suite.
 fn bounded(limit: Duration, test: impl Future<Output = ()>) {
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -85,7 +96,7 @@ fn put_get_range_delete_round_trip() {
         assert_eq!(back, obj);
         let decoded = object::decode(back)
             .expect("verifies")
-            .expect(&id(0))
+            .verify_id(&id(0))
             .expect("same id");
         assert_eq!(&decoded.payload[..], &payload[..]);
         // The key alone says what to expect of the object.
@@ -174,13 +185,10 @@ fn a_flipped_byte_in_the_store_is_detected() {
 #[test]
 fn at_most_max_in_flight_requests_reach_the_store() {
     bounded(Duration::from_secs(90), async {
-        let (moto, _direct) = moto_with_bucket(24540).await;
-        let proxy = FaultProxy::start(moto.addr).await;
+        let (_moto, proxy, store) = behind_proxy(24540, |c| c.max_in_flight = 4).await;
+        let store = Arc::new(store);
         // Each request held 100 ms in the proxy, so the 32 overlap as much as they are let.
         proxy.set_delay(Duration::from_millis(100));
-        let mut c = config(proxy.endpoint());
-        c.max_in_flight = 4;
-        let store = Arc::new(Store::new(c).expect("store"));
         let mut puts = tokio::task::JoinSet::new();
         for i in 0..32u32 {
             let store = store.clone();
@@ -205,9 +213,7 @@ fn at_most_max_in_flight_requests_reach_the_store() {
 #[test]
 fn slow_down_answers_are_retried_with_backoff_then_reported() {
     bounded(Duration::from_secs(60), async {
-        let (moto, _direct) = moto_with_bucket(24550).await;
-        let proxy = FaultProxy::start(moto.addr).await;
-        let store = Store::new(config(proxy.endpoint())).expect("store");
+        let (_moto, proxy, store) = behind_proxy(24550, |_| {}).await;
         let body = Bytes::from(vec![1u8; 100_000]);
 
         proxy.fail_next(3, Fault::SlowDown);
@@ -238,9 +244,7 @@ fn slow_down_answers_are_retried_with_backoff_then_reported() {
 #[test]
 fn resets_are_retried() {
     bounded(Duration::from_secs(60), async {
-        let (moto, _direct) = moto_with_bucket(24560).await;
-        let proxy = FaultProxy::start(moto.addr).await;
-        let store = Store::new(config(proxy.endpoint())).expect("store");
+        let (_moto, proxy, store) = behind_proxy(24560, |_| {}).await;
         let body = Bytes::from(vec![2u8; 300_000]);
         proxy.fail_next(2, Fault::Reset);
         store
@@ -265,12 +269,11 @@ fn resets_are_retried() {
 #[test]
 fn a_black_hole_ends_in_a_typed_timeout_within_the_bound() {
     bounded(Duration::from_secs(60), async {
-        let (moto, _direct) = moto_with_bucket(24570).await;
-        let proxy = FaultProxy::start(moto.addr).await;
-        let mut c = config(proxy.endpoint());
-        c.request_timeout = Duration::from_millis(300);
-        c.retry.max_attempts = 3;
-        let store = Store::new(c).expect("store");
+        let (_moto, proxy, store) = behind_proxy(24570, |c| {
+            c.request_timeout = Duration::from_millis(300);
+            c.retry.max_attempts = 3;
+        })
+        .await;
         proxy.fail_all(Fault::BlackHole);
         for (op, r) in [
             ("GET", store.get("hole").await.map(|_| ())),
