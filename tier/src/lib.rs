@@ -17,7 +17,7 @@
 //! (`rustls` with the `ring` provider, system roots via `hyper-rustls`), hashing (`blake3`).
 //! Ours: the object format and key scheme, the retry loop, timeouts and concurrency bound
 //! (the SDK's own retries and timeouts are off, so there is one policy and its counts are
-//! ours), error classification, and the ~60-line SDK-to-hyper adapter that keeps `aws-lc-sys`
+//! ours), error classification, and the small SDK-to-hyper adapter that keeps `aws-lc-sys`
 //! (a C/cmake build) out of the tree, which the SDK's bundled client cannot.
 //!
 //! **Why GET, PUT and DELETE only.** These three are what every S3-compatible store implements
