@@ -38,6 +38,19 @@ if ((${#missing[@]})); then
         apt-get install -y --no-remove --no-install-recommends "${missing[@]}"
 fi
 
+# moto's S3 server, which tier/tests start as a real S3 endpoint: from PyPI into a venv in the
+# user's cache (outside the repo, no system Python touched), only when no moto_server is found.
+MOTO_VENV=${XDG_CACHE_HOME:-$HOME/.cache}/cfs/moto
+if ! command -v moto_server >/dev/null 2>&1 && [[ ! -x $MOTO_VENV/bin/moto_server ]]; then
+    if ! python3 -c 'import venv, ensurepip' 2>/dev/null; then
+        quietly "$LOG" "apt-get update" apt-get update
+        quietly "$LOG" "apt-get install python3-venv" \
+            apt-get install -y --no-remove --no-install-recommends python3-venv
+    fi
+    quietly "$LOG" "moto (S3 server for tier/tests) into $MOTO_VENV" \
+        sh -c "python3 -m venv '$MOTO_VENV' && '$MOTO_VENV/bin/pip' install -q 'moto[server]==5.2.1'"
+fi
+
 quietly "$LOG" "building the kernel-client harness" cargo build --release -p conformance
 quietly "$LOG" "host packages, guest kernels, initramfs (cached after the first run)" \
     "${CARGO_TARGET_DIR:-target}/release/conformance" setup

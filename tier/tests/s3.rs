@@ -1,0 +1,306 @@
+//! `tier::Store` against a real S3 server (moto, a child process) and a fault proxy of ours in
+//! front of it. Every test has a deadline and stops by itself; moto is killed when it ends.
+
+mod common;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use common::moto::Moto;
+use common::proxy::{Fault, FaultProxy};
+use tier::object::{self, FormatError};
+use tier::{Credentials, KeySpace, Kind, ObjectId, RetryPolicy, Store, TierConfig, TierError};
+
+const BUCKET: &str = "cfs-test";
+
+fn config(endpoint: String) -> TierConfig {
+    let mut c = TierConfig::new(endpoint, BUCKET);
+    c.credentials = Some(Credentials {
+        access_key_id: "testing".into(),
+        secret_access_key: "testing".into(),
+        session_token: None,
+    });
+    c.region = Some("us-east-1".into());
+    c.request_timeout = Duration::from_secs(5);
+    c.retry = RetryPolicy {
+        max_attempts: 4,
+        base_delay: Duration::from_millis(10),
+        max_delay: Duration::from_millis(100),
+    };
+    c
+}
+
+/// moto on `port`, the test bucket made, and a store talking to it directly.
+async fn moto_with_bucket(port: u16) -> (Moto, Store) {
+    let moto = tokio::task::spawn_blocking(move || Moto::start(port))
+        .await
+        .expect("moto starts");
+    let store = Store::new(config(moto.endpoint())).expect("store");
+    store
+        .sdk()
+        .create_bucket()
+        .bucket(BUCKET)
+        .send()
+        .await
+        .expect("create bucket");
+    (moto, store)
+}
+
+/// moto with the bucket, the fault proxy in front, and a store (configured by `tweak`) that
+/// talks through the proxy.
+async fn behind_proxy(port: u16, tweak: impl FnOnce(&mut TierConfig)) -> (Moto, FaultProxy, Store) {
+    let (moto, _direct) = moto_with_bucket(port).await;
+    let proxy = FaultProxy::start(moto.addr).await;
+    let mut c = config(proxy.endpoint());
+    tweak(&mut c);
+    let store = Store::new(c).expect("store");
+    (moto, proxy, store)
+}
+
+/// Runs a test with a deadline, so a hang fails instead of stalling the suite.
+fn bounded(limit: Duration, test: impl Future<Output = ()>) {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async {
+        tokio::time::timeout(limit, test)
+            .await
+            .expect("test deadline");
+    });
+}
+
+fn id(segment: u64) -> ObjectId {
+    ObjectId {
+        kind: Kind::Data,
+        ino: 0x0001_0000_0000_0007,
+        segment,
+        generation: 1,
+    }
+}
+
+#[test]
+fn put_get_range_delete_round_trip() {
+    bounded(Duration::from_secs(60), async {
+        let (_moto, store) = moto_with_bucket(24510).await;
+        let keys = KeySpace::new("c1").expect("root");
+        let payload: Vec<u8> = (0..1_000_000u32).map(|i| (i % 251) as u8).collect();
+        let key = keys.key(&id(0));
+        let obj = object::encode(&id(0), 0, payload.len() as u64, &payload);
+        store.put(&key, obj.clone()).await.expect("put");
+
+        let back = store.get(&key).await.expect("get");
+        assert_eq!(back, obj);
+        let decoded = object::decode(back)
+            .expect("verifies")
+            .verify_id(&id(0))
+            .expect("same id");
+        assert_eq!(&decoded.payload[..], &payload[..]);
+        // The key alone says what to expect of the object.
+        assert_eq!(keys.parse(&key), Some(id(0)));
+
+        // A header read alone, a range inside, a range running past the end.
+        let head = store
+            .get_range(&key, 0..object::HEADER_LEN as u64)
+            .await
+            .expect("header range");
+        let (h, _) = object::decode_header(&head).expect("header verifies");
+        assert_eq!(h.payload_len, payload.len() as u64);
+        let mid = store.get_range(&key, 1000..5000).await.expect("range");
+        assert_eq!(&mid[..], &obj[1000..5000]);
+        let n = obj.len() as u64;
+        let tail = store.get_range(&key, n - 10..n + 100).await.expect("tail");
+        assert_eq!(&tail[..], &obj[obj.len() - 10..]);
+        assert!(store.get_range(&key, 7..7).await.expect("empty").is_empty());
+
+        store.delete(&key).await.expect("delete");
+        assert!(matches!(
+            store.get(&key).await,
+            Err(TierError::NotFound { .. })
+        ));
+    });
+}
+
+#[test]
+fn misses_are_typed_and_refusals_are_not_retried() {
+    bounded(Duration::from_secs(60), async {
+        let (moto, store) = moto_with_bucket(24520).await;
+        match store.get("no/such/key").await {
+            Err(TierError::NotFound { key }) => assert_eq!(key, "no/such/key"),
+            other => panic!("expected NotFound, got {other:?}"),
+        }
+        assert!(matches!(
+            store.get_range("no/such/key", 0..10).await,
+            Err(TierError::NotFound { .. })
+        ));
+        // Deleting what is not there is not an error (S3 answers 204).
+        store.delete("no/such/key").await.expect("delete of a miss");
+
+        // A missing bucket is a 404 too, but not a missing key: refused, asked once.
+        let proxy = FaultProxy::start(moto.addr).await;
+        let mut c = config(proxy.endpoint());
+        c.bucket = "no-such-bucket".into();
+        let other = Store::new(c).expect("store");
+        match other.get("k").await {
+            Err(TierError::Refused { status, code, .. }) => {
+                assert_eq!((status, code.as_str()), (404, "NoSuchBucket"))
+            }
+            r => panic!("expected Refused, got {r:?}"),
+        }
+        assert_eq!(proxy.requests(), 1, "a 4xx is not retried");
+    });
+}
+
+#[test]
+fn a_flipped_byte_in_the_store_is_detected() {
+    bounded(Duration::from_secs(60), async {
+        let (_moto, store) = moto_with_bucket(24530).await;
+        let payload = vec![0x5au8; 200_000];
+        let mut bad = object::encode(&id(1), 0, 200_000, &payload).to_vec();
+        bad[150_000] ^= 0x10;
+        store.put("flipped", Bytes::from(bad)).await.expect("put");
+        let back = store.get("flipped").await.expect("get");
+        assert!(matches!(
+            object::decode(back),
+            Err(FormatError::PayloadChecksum)
+        ));
+        // In the header, the header's own checksum catches it.
+        let mut bad = object::encode(&id(1), 0, 10, &payload[..10]).to_vec();
+        bad[20] ^= 1;
+        store
+            .put("flipped-head", Bytes::from(bad))
+            .await
+            .expect("put");
+        let back = store.get("flipped-head").await.expect("get");
+        assert!(matches!(
+            object::decode(back),
+            Err(FormatError::HeaderChecksum)
+        ));
+    });
+}
+
+#[test]
+fn at_most_max_in_flight_requests_reach_the_store() {
+    bounded(Duration::from_secs(90), async {
+        let (_moto, proxy, store) = behind_proxy(24540, |c| c.max_in_flight = 4).await;
+        let store = Arc::new(store);
+        // Each request held 100 ms in the proxy, so the 32 overlap as much as they are let.
+        proxy.set_delay(Duration::from_millis(100));
+        let mut puts = tokio::task::JoinSet::new();
+        for i in 0..32u32 {
+            let store = store.clone();
+            puts.spawn(async move {
+                let body = Bytes::from(vec![i as u8; 64 << 10]);
+                store.put(&format!("bound/{i}"), body).await
+            });
+        }
+        while let Some(r) = puts.join_next().await {
+            r.expect("task").expect("put");
+        }
+        assert_eq!(proxy.requests(), 32);
+        let max = proxy.max_in_flight();
+        assert!(max <= 4, "{max} requests in flight with a bound of 4");
+        assert!(
+            max >= 3,
+            "only {max} in flight: the bound was never reached"
+        );
+    });
+}
+
+#[test]
+fn slow_down_answers_are_retried_with_backoff_then_reported() {
+    bounded(Duration::from_secs(60), async {
+        let (_moto, proxy, store) = behind_proxy(24550, |_| {}).await;
+        let body = Bytes::from(vec![1u8; 100_000]);
+
+        proxy.fail_next(3, Fault::SlowDown);
+        store
+            .put("slow", body.clone())
+            .await
+            .expect("put after three 503s");
+        assert_eq!(proxy.requests(), 4);
+        proxy.fail_next(2, Fault::SlowDown);
+        assert_eq!(store.get("slow").await.expect("get after two 503s"), body);
+        assert_eq!(proxy.requests(), 7);
+
+        // More 503s than attempts: a typed error naming the throttling, after 4 attempts.
+        proxy.fail_all(Fault::SlowDown);
+        match store.delete("slow").await {
+            Err(TierError::Unavailable {
+                status,
+                code,
+                attempts,
+                ..
+            }) => assert_eq!((status, code.as_str(), attempts), (503, "SlowDown", 4)),
+            r => panic!("expected Unavailable, got {r:?}"),
+        }
+        assert_eq!(proxy.requests(), 11);
+    });
+}
+
+#[test]
+fn resets_are_retried() {
+    bounded(Duration::from_secs(60), async {
+        let (_moto, proxy, store) = behind_proxy(24560, |_| {}).await;
+        let body = Bytes::from(vec![2u8; 300_000]);
+        proxy.fail_next(2, Fault::Reset);
+        store
+            .put("reset", body.clone())
+            .await
+            .expect("put after two resets");
+        assert_eq!(proxy.requests(), 3);
+        proxy.fail_next(3, Fault::Reset);
+        assert_eq!(
+            store.get("reset").await.expect("get after three resets"),
+            body
+        );
+        assert_eq!(proxy.requests(), 7);
+        proxy.fail_all(Fault::Reset);
+        match store.get("reset").await {
+            Err(TierError::Connection { attempts, .. }) => assert_eq!(attempts, 4),
+            r => panic!("expected Connection, got {r:?}"),
+        }
+    });
+}
+
+#[test]
+fn a_black_hole_ends_in_a_typed_timeout_within_the_bound() {
+    bounded(Duration::from_secs(60), async {
+        let (_moto, proxy, store) = behind_proxy(24570, |c| {
+            c.request_timeout = Duration::from_millis(300);
+            c.retry.max_attempts = 3;
+        })
+        .await;
+        proxy.fail_all(Fault::BlackHole);
+        for (op, r) in [
+            ("GET", store.get("hole").await.map(|_| ())),
+            ("PUT", store.put("hole", Bytes::from_static(b"x")).await),
+        ] {
+            match r {
+                Err(TierError::Timeout { attempts, .. }) => assert_eq!(attempts, 3, "{op}"),
+                r => panic!("{op}: expected Timeout, got {r:?}"),
+            }
+        }
+        // Three attempts of 300 ms and two backoffs of at most 10 and 20 ms each time.
+        let start = Instant::now();
+        let r = store.delete("hole").await;
+        let took = start.elapsed();
+        assert!(
+            matches!(r, Err(TierError::Timeout { attempts: 3, .. })),
+            "{r:?}"
+        );
+        assert!(
+            took >= Duration::from_millis(900) && took < Duration::from_secs(3),
+            "{took:?}"
+        );
+        // The hole closes: the same store works again.
+        proxy.clear();
+        store
+            .put("hole", Bytes::from_static(b"x"))
+            .await
+            .expect("put");
+    });
+}
