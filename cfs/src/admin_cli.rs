@@ -170,6 +170,20 @@ pub fn status_table(v: &Value) -> String {
             d.get("raw_per_byte").and_then(Value::as_f64).unwrap_or(0.0),
         ));
     }
+    if let Some(t) = v["mds"]["tier"].as_object() {
+        let n = |k: &str| t.get(k).and_then(Value::as_u64).unwrap_or(0);
+        out.push_str(&format!(
+            "     tier ({} mode, {}): {} in {} files in the bucket; {} in {} files queued, upload lag {} s; {} S3 errors\n",
+            t.get("mode").and_then(Value::as_str).unwrap_or("?"),
+            t.get("bucket").and_then(Value::as_str).unwrap_or("?"),
+            human(n("in_bucket_bytes")),
+            n("in_bucket_files"),
+            human(n("queued_bytes")),
+            n("queued_files"),
+            n("upload_lag_seconds"),
+            n("s3_errors"),
+        ));
+    }
     if let Some(md) = v["mds"]["metadata"].as_object() {
         out.push_str(&metadata_lines(md));
     }

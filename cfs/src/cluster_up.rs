@@ -76,6 +76,12 @@ pub struct UpArgs {
     /// neither (krb5i/krb5p callers get no layouts, see docs/OPERATIONS.md, Kerberos).
     #[arg(long)]
     mds_extra_config: Option<PathBuf>,
+    /// An S3-compatible bucket behind the cluster's flash, in cache mode: every file is copied
+    /// there once quiet. `http(s)://HOST:PORT/BUCKET`; credentials from AWS_ACCESS_KEY_ID and
+    /// AWS_SECRET_ACCESS_KEY (every node inherits this command's environment). Further
+    /// `[tier]` settings go in --mds-extra-config instead.
+    #[arg(long)]
+    s3: Option<String>,
 }
 
 /// The admin port of the MDS, and of DS i at + i (0: any free port for all).
@@ -183,6 +189,9 @@ pub async fn run(a: UpArgs) -> Result<(), Box<dyn std::error::Error>> {
     if u32::from(a.port) + nodes_n > 65535 {
         return Err(UpError::Ports(a.port, nodes_n).into());
     }
+    if let Some(s3) = &a.s3 {
+        cfs::tier_config::split_s3_url(s3)?;
+    }
     std::fs::create_dir_all(&a.dir).map_err(io(&a.dir))?;
     let dir = std::fs::canonicalize(&a.dir).map_err(io(&a.dir))?;
     let secret = dir.join("secret");
@@ -251,6 +260,9 @@ pub async fn run(a: UpArgs) -> Result<(), Box<dyn std::error::Error>> {
                     .collect();
                 toml.push_str(&format!("client_addresses = [{}]\n", list.join(", ")));
             }
+        }
+        if let Some(s3) = &a.s3 {
+            toml.push_str(&format!("[tier]\ns3 = {s3:?}\n"));
         }
         if let Some(extra) = &extra {
             toml.push_str(extra);

@@ -54,6 +54,8 @@ pub enum ConfigError {
         addr: SocketAddr,
         why: String,
     },
+    #[error("[tier] {0}")]
+    Tier(String),
     #[error("export {path:?} does not exist in the file system in {data}. Create it first (export \"/\" and run `cfs mkdir -p {path}`), or remove that [[export]]")]
     ExportMissing { path: String, data: PathBuf },
 }
@@ -83,6 +85,8 @@ pub struct FileConfig {
     pub kerberos: Option<crate::kerberos::KerberosConfig>,
     /// `[gateway]`: the NFSv3 gateway (role "gateway-v3").
     pub gateway: Option<GatewayFileConfig>,
+    /// `[tier]`: an S3-compatible bucket behind flash (see `tier_config.rs`).
+    pub tier: Option<crate::tier_config::TierFileConfig>,
 }
 
 /// `[gateway]`: where the NFSv3 gateway listens, which MDS it is a client of, and the

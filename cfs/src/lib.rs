@@ -9,5 +9,6 @@ pub mod config;
 pub mod http_client;
 pub mod kerberos;
 pub mod op_names;
+pub mod tier_config;
 #[allow(unsafe_code)]
 pub mod timefmt;

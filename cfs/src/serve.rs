@@ -50,6 +50,8 @@ pub struct Settings {
     pub join: Option<SocketAddr>,
     /// `[cluster] client_address`: a joining or joined node's own client address.
     pub client_address: Option<SocketAddr>,
+    /// `[tier]`, checked.
+    pub tier: Option<mds::config::TierSettings>,
 }
 
 pub struct ServerArgs {
@@ -233,6 +235,11 @@ pub fn resolve(a: &ServerArgs) -> Result<Settings, ConfigError> {
         fabric,
         connections: file.connections.clone().unwrap_or_default().limits()?,
         admin,
+        tier: file
+            .tier
+            .as_ref()
+            .map(cfs::tier_config::settings)
+            .transpose()?,
         file,
         members,
         client_addresses,
@@ -765,6 +772,7 @@ pub async fn run(a: ServerArgs, check_only: bool) -> Result<(), Box<dyn std::err
             connections,
             members: s.members.clone(),
             client_addresses: s.client_addresses.clone(),
+            tier: s.tier.clone(),
         };
         let gss = crate::kerberos::acceptor(&s.file)?;
         if gss.is_some() {

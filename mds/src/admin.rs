@@ -23,6 +23,7 @@ pub use crate::state::{ClientSummary, StateCounts};
 pub use layout::DsId;
 pub use meta::namespace::{Redundancy, ShardStatus, StatFs, StatsSnapshot};
 pub use meta::raft::members::{JoinReply, MembershipError};
+pub use meta_core::TierUsage;
 pub use proto::cluster::{DsStatus, StatusResOk};
 
 /// A running server as its operator sees it. Cheap to clone: one `Arc`.
@@ -206,6 +207,18 @@ impl Admin {
     pub fn redundancy(&self) -> Option<Redundancy> {
         let c = self.mds.cluster()?;
         self.mds.ns.redundancy(|d| c.registry.is_up(DsId(d))).ok()
+    }
+
+    /// What the object-store tier holds and still lacks of the files of the shards this node
+    /// has (`None` without `[tier]`), with the bucket it uploads to.
+    pub fn tier(&self) -> Option<(TierUsage, String)> {
+        let t = self.mds.tier.as_ref()?;
+        let usage = self.mds.ns.tier_usage().ok()?;
+        let s = &t.settings;
+        Some((
+            usage,
+            format!("{}/{}/{}", s.store.endpoint, s.store.bucket, s.root),
+        ))
     }
 
     /// Adds counters of earlier runs to this run's (a clean restart carries them on).

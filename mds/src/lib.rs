@@ -25,6 +25,7 @@ mod rmtree;
 mod space;
 mod start;
 pub mod state;
+mod tiering;
 
 pub use config::ServerConfig;
 pub use node::ServerError;

@@ -43,6 +43,8 @@ pub enum ServerError {
     Exports(#[from] export::ExportError),
     #[error("cluster: {0}")]
     Cluster(#[from] dataservers::ClusterError),
+    #[error("[tier]: {0}")]
+    Tier(#[from] tier::TierError),
 }
 
 /// Everything the operation handlers share.
@@ -64,6 +66,8 @@ pub struct Mds {
     pub write_verf: [u8; 8],
     /// Unlinked files whose data is to go, for the reaper task (started on first use).
     pub(crate) reaper: std::sync::OnceLock<tokio::sync::mpsc::UnboundedSender<u64>>,
+    /// The object-store tier, when `[tier]` is configured.
+    pub(crate) tier: Option<Arc<crate::tiering::Tier>>,
 }
 
 /// The shard count of a file system this open creates (an existing one keeps its own):
@@ -144,6 +148,11 @@ impl Mds {
             return Err(ServerError::NoExports);
         }
         export::check_exports(&cfg.exports)?;
+        // Checked (and its credentials found) before anything is touched on disk.
+        if let Some(t) = &cfg.tier {
+            t.validate()?;
+            t.store.resolve_credentials(tier::config::process_env)?;
+        }
         let dir = &cfg.data_dir;
         let dd = |source| ServerError::DataDir {
             path: dir.clone(),
@@ -232,6 +241,13 @@ impl Mds {
             callback_lock: tokio::sync::Mutex::new(()),
         });
         let data = data::Data::new(data, ns.clone(), space.clone());
+        let tier = match &cfg.tier {
+            Some(t) => Some(Arc::new(crate::tiering::Tier::new(
+                t.clone(),
+                crate::tiering::instance(node, boot),
+            )?)),
+            None => None,
+        };
         Ok(Mds {
             data_path: data_dir,
             space,
@@ -243,6 +259,7 @@ impl Mds {
             handles,
             write_verf,
             reaper: std::sync::OnceLock::new(),
+            tier,
         })
     }
     /// An unlinked file kept only for those who have it open.

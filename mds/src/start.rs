@@ -158,6 +158,9 @@ impl Server {
                 keeper.space.keep();
             }
         }));
+        if let Some(t) = mds.tier.clone() {
+            tasks.extend(crate::tiering::start(&mds, t));
+        }
         if let Some(c) = mds.cluster().cloned() {
             let recall: cluster::loops::Recall = {
                 let m = Arc::downgrade(&mds.nfs);

@@ -293,6 +293,25 @@ pub mod mds {
     pub static TOP: top::Top = top::Top::new();
 }
 
+/// The object-store tier's metrics (an MDS node's uploader and deleter).
+pub mod tier {
+    use super::*;
+
+    /// File bytes and objects this node put in the bucket.
+    pub static UPLOADED_BYTES: Counter = Counter::new();
+    pub static UPLOADED_OBJECTS: Counter = Counter::new();
+    /// Uploads given up (the store failing after its retries, or the file changing).
+    pub static UPLOADS_FAILED: Counter = Counter::new();
+    /// Objects deleted from the bucket after their grace delay.
+    pub static DELETED_OBJECTS: Counter = Counter::new();
+    /// Requests that failed after their retries.
+    pub static S3_ERRORS: Counter = Counter::new();
+    /// One PUT of an object, retries included.
+    pub static PUT: Histogram = Histogram::new();
+    /// From a file's last change to its upload being recorded.
+    pub static UPLOAD_LAG: Histogram = Histogram::new();
+}
+
 /// The data server's metrics.
 pub mod ds {
     use super::*;

@@ -10,13 +10,11 @@
 //! `S3BENCH_BUCKET` (default `cfs-bench`, created if missing) and credentials come from the
 //! AWS environment variables.
 
-#[path = "../tests/common/moto.rs"]
-mod moto;
-
 use std::time::{Duration, Instant};
 
 use aws_sdk_s3::primitives::ByteStream;
 use bytes::Bytes;
+use tier::testing::moto;
 use tier::{object, Credentials, KeySpace, Kind, ObjectId, Store, TierConfig};
 
 /// Bytes moved per size and path: enough requests to average over, bounded for 64 MiB.

@@ -38,6 +38,8 @@ pub mod keys;
 pub mod object;
 mod retry;
 pub mod store;
+#[cfg(feature = "testing")]
+pub mod testing;
 
 pub use config::{Credentials, RetryPolicy, TierConfig};
 pub use error::TierError;

@@ -1,16 +1,14 @@
 //! `tier::Store` against a real S3 server (moto, a child process) and a fault proxy of ours in
 //! front of it. Every test has a deadline and stops by itself; moto is killed when it ends.
 
-mod common;
-
 use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use common::moto::Moto;
-use common::proxy::{Fault, FaultProxy};
 use tier::object::{self, FormatError};
+use tier::testing::moto::Moto;
+use tier::testing::proxy::{Fault, FaultProxy};
 use tier::{Credentials, KeySpace, Kind, ObjectId, RetryPolicy, Store, TierConfig, TierError};
 
 const BUCKET: &str = "cfs-test";

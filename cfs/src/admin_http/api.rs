@@ -80,6 +80,9 @@ pub fn status(a: &Admin) -> Value {
             "entries": removing.entries,
         });
         v["metadata"]["serving"] = serving(m);
+        if let Some((t, bucket)) = m.tier() {
+            v["tier"] = tier_status(&t, &bucket);
+        }
         if let Some(c) = cluster {
             let degraded = c.degraded_files;
             let cs = cluster_status(c);
@@ -247,5 +250,32 @@ pub fn top(n: usize, m: &mds::admin::Admin, paths: &super::paths::Paths) -> Valu
         "window_seconds": v.seconds,
         "clients": rows(&v.clients, true),
         "files": files,
+    })
+}
+
+/// `[tier]`: what the bucket holds of the files, what is still to upload (the queue), and the
+/// upload lag: how long ago the oldest file still to upload last changed, which is the
+/// acknowledged data a lost site would lose.
+fn tier_status(t: &mds::admin::TierUsage, bucket: &str) -> serde_json::Value {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64);
+    let lag = if t.pending_files == 0 {
+        0
+    } else {
+        (now - t.oldest_pending_secs).max(0)
+    };
+    json!({
+        "bucket": bucket,
+        "mode": "cache",
+        "in_bucket_files": t.current_files,
+        "in_bucket_bytes": t.current_bytes,
+        "queued_files": t.pending_files,
+        "queued_bytes": t.pending_bytes,
+        "uploading": t.uploading,
+        "object_sets_to_delete": t.doomed_sets,
+        "upload_lag_seconds": lag,
+        "uploaded_bytes": metrics::tier::UPLOADED_BYTES.get(),
+        "s3_errors": metrics::tier::S3_ERRORS.get(),
     })
 }

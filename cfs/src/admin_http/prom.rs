@@ -162,6 +162,7 @@ fn mds_families(e: &mut Exposition, a: &Admin, m: &mds::admin::Admin) {
         "fdatasync of the metadata log, one per durable batch.",
         &[(&[], &LOG_FSYNC)],
     );
+    tier_families(e, m);
     e.histogram(
         "cfs_mds_checkpoint_duration_seconds",
         "Writing one namespace checkpoint into redb.",
@@ -356,4 +357,64 @@ pub fn render(a: &Admin) -> String {
         ds_families(&mut e, d);
     }
     e.finish()
+}
+
+/// The object-store tier (`[tier]`): the queue and lag from the records, the rest counted.
+fn tier_families(e: &mut Exposition, m: &mds::admin::Admin) {
+    use metrics::tier::*;
+    let Some((t, _)) = m.tier() else {
+        return;
+    };
+    let now = unix(std::time::SystemTime::now());
+    let lag = if t.pending_files == 0 {
+        0.0
+    } else {
+        (now - t.oldest_pending_secs as f64).max(0.0)
+    };
+    e.gauge(
+        "cfs_tier_bytes",
+        "File bytes in the bucket as they are now (in_bucket) and still to upload (queued).",
+        &[
+            (&[("state", "in_bucket")], t.current_bytes as f64),
+            (&[("state", "queued")], t.pending_bytes as f64),
+        ],
+    );
+    e.gauge(
+        "cfs_tier_files",
+        "Files in the bucket as they are now (in_bucket) and still to upload (queued).",
+        &[
+            (&[("state", "in_bucket")], t.current_files as f64),
+            (&[("state", "queued")], t.pending_files as f64),
+        ],
+    );
+    e.gauge(
+        "cfs_tier_upload_lag_seconds",
+        "Since the oldest file still to upload last changed: the acknowledged data a lost site would lose.",
+        &[(&[], lag)],
+    );
+    e.counter(
+        "cfs_tier_uploaded_bytes_total",
+        "File bytes this node put in the bucket.",
+        &[(&[], UPLOADED_BYTES.get())],
+    );
+    e.counter(
+        "cfs_tier_deleted_objects_total",
+        "Objects deleted from the bucket after their grace delay.",
+        &[(&[], DELETED_OBJECTS.get())],
+    );
+    e.counter(
+        "cfs_tier_s3_errors_total",
+        "Requests to the object store that failed after their retries.",
+        &[(&[], S3_ERRORS.get())],
+    );
+    e.counter(
+        "cfs_tier_uploads_failed_total",
+        "Uploads given up (the store failing, or the file changing underneath).",
+        &[(&[], UPLOADS_FAILED.get())],
+    );
+    e.histogram(
+        "cfs_tier_put_duration_seconds",
+        "One PUT of an object, retries included.",
+        &[(&[], &PUT)],
+    );
 }

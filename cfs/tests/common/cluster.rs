@@ -56,6 +56,17 @@ impl Cluster {
     /// `mds` MDS nodes (1, or 3 and more: `mds1`.. on port P.., `self.addr` the first) and
     /// `ds` data servers.
     pub fn start_nodes(dir: &Path, mds: usize, ds: usize, extra: &[&str]) -> Cluster {
+        Self::start_nodes_env(dir, mds, ds, extra, &[])
+    }
+
+    /// `start_nodes` with variables added to the environment every node inherits.
+    pub fn start_nodes_env(
+        dir: &Path,
+        mds: usize,
+        ds: usize,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> Cluster {
         let roles = u16::try_from(ds + mds).expect("a few nodes");
         let port = super::free_ports(roles.max(4));
         let addr: SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
@@ -78,6 +89,7 @@ impl Cluster {
                 Vec::new()
             })
             .args(extra)
+            .envs(env.iter().copied())
             .env(
                 "CFS_LOG",
                 "info,client=debug,openraft=warn,openraft::replication=off,openraft::engine::handler::replication_handler=error",

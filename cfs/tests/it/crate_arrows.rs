@@ -99,6 +99,7 @@ fn crate_arrows_follow_the_architecture() {
         "gateway-v3",
         "metrics",
         "ec",
+        "tier",
         "cfs",
         "conformance",
     ] {
@@ -109,6 +110,11 @@ fn crate_arrows_follow_the_architecture() {
     // through each other's code.
     assert!(!deps(&a, "mds").contains("ds"), "mds depends on ds");
     assert!(!deps(&a, "ds").contains("mds"), "ds depends on mds");
+
+    // The object-store client knows objects and keys, not files or shards: the MDS decides
+    // what goes to the bucket (`mds/src/tiering/`).
+    let tier = deps(&a, "tier");
+    assert!(tier.is_empty(), "tier depends on {tier:?}");
 
     // The namespace's state machine is a function of its own types: it knows no workspace crate
     // and no runtime, storage engine or Raft (it is unit-tested without them, and every

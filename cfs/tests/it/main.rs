@@ -41,3 +41,4 @@ mod pnfs_client;
 mod pnfs_data;
 mod repair_across_nodes;
 mod rmtree;
+mod tier_cache;

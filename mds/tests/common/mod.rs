@@ -48,6 +48,7 @@ async fn server_config(
         connections,
         members: None,
         client_addresses: Default::default(),
+        tier: None,
     };
     (Server::start(cfg).await.unwrap(), dir)
 }
@@ -73,6 +74,7 @@ pub async fn start_on(
             connections: Default::default(),
             members: None,
             client_addresses: Default::default(),
+            tier: None,
         })
         .await;
         match r {

@@ -173,6 +173,7 @@ async fn unconfirmed_client_records_are_purged_after_a_lease() {
         connections: Default::default(),
         members: None,
         client_addresses: Default::default(),
+        tier: None,
     })
     .await
     .unwrap();

@@ -42,6 +42,7 @@ async fn mds_with_cluster(
         connections: Default::default(),
         members: None,
         client_addresses: Default::default(),
+        tier: None,
     })
     .await
     .unwrap();

@@ -221,6 +221,7 @@ async fn start(dir: &Path, exports: Vec<Export>) -> Server {
             connections: Default::default(),
             members: None,
             client_addresses: Default::default(),
+            tier: None,
         };
         match Server::start(cfg).await {
             Ok(s) => return s,

@@ -67,6 +67,7 @@ async fn layoutreturn_with_an_old_layout_stateid_is_old_stateid() {
         connections: Default::default(),
         members: None,
         client_addresses: Default::default(),
+        tier: None,
     })
     .await
     .unwrap();

@@ -40,6 +40,7 @@ async fn cluster_server(dir: &std::path::Path) -> Server {
         connections: Default::default(),
         members: None,
         client_addresses: Default::default(),
+        tier: None,
     })
     .await
     .unwrap()

@@ -291,6 +291,7 @@ async fn xattrs_survive_a_restart_and_go_with_their_file() {
         connections: Default::default(),
         members: None,
         client_addresses: Default::default(),
+        tier: None,
     };
     let server = Server::start(cfg()).await.unwrap();
     let mut s = S::new(&server).await;

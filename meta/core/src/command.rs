@@ -9,6 +9,7 @@ use super::object::{FileKind, Inode, Outcome, SetTime, Time, DRAIN_INO, NAME_MAX
 use super::perm::Cred;
 use super::sessions::ClientRequest;
 use super::shard::{Key, ShardId};
+use super::tiering::TierPiece;
 use super::txn::{TxnId, TxnPart};
 use super::xattr::How as XattrHow;
 
@@ -274,6 +275,30 @@ pub enum Command {
     },
     /// Removes extended attribute `name` of `ino` (`NoXattr` if it has none of that name).
     RemoveXattr { ino: u64, name: Vec<u8>, time: Time },
+    /// Starts the upload of `ino` to the object store as it is at change attribute `change`, in
+    /// `pieces` objects of a new generation (`tiering`).
+    TierBegin {
+        ino: u64,
+        change: u64,
+        pieces: u64,
+        time: Time,
+        /// The uploading node's instance (`TierUpload::by`).
+        by: u64,
+    },
+    /// The upload of generation `gen` is in the bucket with these pieces' lengths and sums; it
+    /// counts if the file did not change meanwhile, else its objects are doomed.
+    TierDone {
+        ino: u64,
+        gen: u64,
+        pieces: Vec<TierPiece>,
+        time: Time,
+    },
+    /// The upload of generation `gen` is given up: its objects are doomed.
+    TierAbort { ino: u64, gen: u64, time: Time },
+    /// `ino` is gone: every object of it is doomed.
+    TierDoom { ino: u64, time: Time },
+    /// The objects of doomed generation `gen` of `ino` are deleted from the bucket.
+    TierDeleted { ino: u64, gen: u64 },
 }
 
 impl Command {
@@ -331,7 +356,12 @@ impl Command {
             | Command::CopiesTrimmed { ino, .. }
             | Command::ShardsDropped { ino, .. }
             | Command::SetXattr { ino, .. }
-            | Command::RemoveXattr { ino, .. } => vec![I(*ino)],
+            | Command::RemoveXattr { ino, .. }
+            | Command::TierBegin { ino, .. }
+            | Command::TierDone { ino, .. }
+            | Command::TierAbort { ino, .. }
+            | Command::TierDoom { ino, .. }
+            | Command::TierDeleted { ino, .. } => vec![I(*ino)],
             // An orphan directory must be empty to go, and its cookie counter goes with it.
             Command::Forget { ino } => vec![I(*ino), Entries(*ino)],
             Command::Noop => Vec::new(),

@@ -1,5 +1,5 @@
 //! The namespace as a deterministic state machine: the values it keeps (`object`, `coding`,
-//! `txn`, `sessions`), the commands that change them (`command`), and `apply`, a pure function
+//! `tiering`, `txn`, `sessions`), the commands that change them (`command`), and `apply`, a pure function
 //! of (state, command) over a `state::StateStore`, with Linux's permission rules (`perm`).
 //! Everything that varies between runs (time, inode numbers, the file system id) arrives
 //! inside the command, so every replica of a shard that applies the same log holds the same
@@ -23,6 +23,7 @@ pub mod shard;
 pub mod state;
 #[doc(hidden)]
 pub mod testing;
+pub mod tiering;
 pub mod txn;
 pub mod xattr;
 
@@ -40,4 +41,5 @@ pub use object::{
 pub use sessions::{ClientRequest, Sessions};
 pub use shard::{Key, ShardId};
 pub use state::{Dump, MemState, StateStore};
+pub use tiering::{FileTier, TierCopy, TierDoomed, TierPiece, TierUpload, TierUsage};
 pub use xattr::Xattrs;

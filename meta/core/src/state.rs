@@ -7,6 +7,7 @@ use super::coding::FileCode;
 use super::error::FsError;
 use super::object::{Inode, FIRST_COOKIE, ROOT_INO};
 use super::shard::{Key, ShardId, MAX_LOCAL};
+use super::tiering::FileTier;
 use super::txn::{TxnEntry, TxnId};
 use super::xattr::Xattrs;
 
@@ -64,6 +65,9 @@ pub trait StateStore {
     fn xattrs(&self, ino: u64) -> Result<Option<Xattrs>, FsError>;
     /// Replaces them whole (`None` or empty: it has none).
     fn put_xattrs(&mut self, ino: u64, x: Option<&Xattrs>) -> Result<(), FsError>;
+    /// The file's record in the object-store tier (`tiering`); it may outlive the file.
+    fn tier(&self, ino: u64) -> Result<Option<FileTier>, FsError>;
+    fn put_tier(&mut self, ino: u64, t: Option<&FileTier>) -> Result<(), FsError>;
 
     /// Adds `delta` to counter `key` of `shard` (a shard's store holds only its own; a
     /// transaction's collects deltas per shard).
@@ -107,6 +111,7 @@ pub struct Dump {
     pub clients: std::collections::BTreeSet<(u64, Vec<u8>)>,
     pub txns: BTreeMap<TxnId, TxnEntry>,
     pub xattrs: BTreeMap<u64, Xattrs>,
+    pub tier: BTreeMap<u64, FileTier>,
 }
 
 /// The state in memory: what the server reads (see `writer`), and the reference model in tests.
@@ -138,6 +143,8 @@ pub struct MemState {
     pub sessions: super::sessions::Sessions,
     /// Extended attributes, by inode (`xattr`); only files that have any.
     pub xattrs: BTreeMap<u64, Xattrs>,
+    /// The object-store tier's records, by inode (`tiering`).
+    pub tier: BTreeMap<u64, FileTier>,
 }
 
 impl MemState {
@@ -153,6 +160,7 @@ impl MemState {
             clients: self.clients.clone(),
             txns: self.txns.clone(),
             xattrs: self.xattrs.clone(),
+            tier: self.tier.clone(),
         }
     }
 
@@ -328,6 +336,16 @@ impl StateStore for MemState {
         };
         Ok(())
     }
+    fn tier(&self, ino: u64) -> Result<Option<FileTier>, FsError> {
+        Ok(self.tier.get(&ino).cloned())
+    }
+    fn put_tier(&mut self, ino: u64, t: Option<&FileTier>) -> Result<(), FsError> {
+        match t {
+            Some(t) => self.tier.insert(ino, t.clone()),
+            None => self.tier.remove(&ino),
+        };
+        Ok(())
+    }
 }
 
 /// A directory entry key and its staged value (`None`: deleted).
@@ -347,6 +365,7 @@ pub struct Changes {
     clients: BTreeMap<(u64, Vec<u8>), bool>,
     txns: BTreeMap<TxnId, Option<TxnEntry>>,
     pub xattrs: BTreeMap<u64, Option<Xattrs>>,
+    pub tier: BTreeMap<u64, Option<FileTier>>,
 }
 
 impl Changes {
@@ -382,6 +401,7 @@ impl Changes {
         self.clients.extend(later.clients);
         self.txns.extend(later.txns);
         self.xattrs.extend(later.xattrs);
+        self.tier.extend(later.tier);
     }
 
     pub fn flush_into<S: StateStore + ?Sized>(&self, base: &mut S) -> Result<(), FsError> {
@@ -425,6 +445,9 @@ impl Changes {
         }
         for (ino, x) in &self.xattrs {
             base.put_xattrs(*ino, x.as_ref())?;
+        }
+        for (ino, t) in &self.tier {
+            base.put_tier(*ino, t.as_ref())?;
         }
         Ok(())
     }
@@ -588,6 +611,16 @@ impl<S: StateStore + ?Sized> StateStore for Staged<'_, S> {
     fn put_xattrs(&mut self, ino: u64, x: Option<&Xattrs>) -> Result<(), FsError> {
         let x = x.filter(|x| !x.is_empty()).cloned();
         self.changes.xattrs.insert(ino, x);
+        Ok(())
+    }
+    fn tier(&self, ino: u64) -> Result<Option<FileTier>, FsError> {
+        match self.changes.tier.get(&ino) {
+            Some(t) => Ok(t.clone()),
+            None => self.base.tier(ino),
+        }
+    }
+    fn put_tier(&mut self, ino: u64, t: Option<&FileTier>) -> Result<(), FsError> {
+        self.changes.tier.insert(ino, t.cloned());
         Ok(())
     }
 }

@@ -3,6 +3,7 @@
 
 mod as_caller;
 mod encodings;
+mod tiering;
 mod xattrs;
 
 use crate::testing::*;

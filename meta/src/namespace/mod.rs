@@ -45,10 +45,11 @@ mod coordinator;
 mod read;
 mod rmtree;
 mod tags;
+mod tier_scan;
 mod txn_store;
 mod unstable;
 
-pub use meta_core::{coding, perm, sessions, shard, state, txn, xattr};
+pub use meta_core::{coding, perm, sessions, shard, state, tiering, txn, xattr};
 use meta_core::{command, error, object};
 
 #[cfg(test)]
@@ -79,6 +80,7 @@ pub use read::{settle, Snapshot, READ_WAIT};
 pub use sessions::{ClientRequest, Sessions};
 pub use shard::{Key, ShardId};
 pub use state::{Dump, MemState, StateStore};
+pub use tier_scan::TierDue;
 
 use crate::raft::fresh::{Fresh, ReadError};
 pub use crate::raft::groups::ShardStatus;

@@ -140,12 +140,16 @@ impl<'a> Snapshot<'a> {
     }
 
     /// Runs `f` on `shard`'s state, locking it for this snapshot on first use.
-    fn with<R>(&self, shard: ShardId, f: impl FnOnce(&MemState) -> R) -> Result<R, FsError> {
+    pub(super) fn with<R>(
+        &self,
+        shard: ShardId,
+        f: impl FnOnce(&MemState) -> R,
+    ) -> Result<R, FsError> {
         self.held.with(shard, f)
     }
 
     /// `f` on every local shard's state, in shard order.
-    fn each(&self, mut f: impl FnMut(&MemState)) -> Result<(), FsError> {
+    pub(super) fn each(&self, mut f: impl FnMut(&MemState)) -> Result<(), FsError> {
         for s in self.shards.keys() {
             self.with(ShardId(*s), &mut f)?;
         }

@@ -248,4 +248,14 @@ impl StateStore for TxnStore<'_> {
             _ => Ok(()),
         }
     }
+    fn tier(&self, ino: u64) -> Result<Option<meta_core::FileTier>, FsError> {
+        self.need(Key::Inode(ino))?;
+        self.with(ShardId::of_ino(ino), |st| st.tier.get(&ino).cloned())
+    }
+    /// The tier's commands name one inode, never two shards: no transaction changes a record
+    /// (and a file's removal leaves its record, which outlives it: `meta_core::tiering`).
+    fn put_tier(&mut self, ino: u64, _t: Option<&meta_core::FileTier>) -> Result<(), FsError> {
+        self.need(Key::Inode(ino))?;
+        Err(FsError::Invalid)
+    }
 }

@@ -222,6 +222,10 @@ struct Dump {
     /// build reads the other's.
     #[serde(skip)]
     xattrs: Vec<(u64, meta_core::Xattrs)>,
+    /// Travels after `xattrs` (written, empty or not, whenever this is), and only when there
+    /// are any, for the same reason.
+    #[serde(skip)]
+    tier: Vec<(u64, meta_core::FileTier)>,
 }
 
 impl Dump {
@@ -246,14 +250,18 @@ impl Dump {
             sessions: s.sessions.clone(),
             txns: s.txns.iter().map(|(i, e)| (*i, e.clone())).collect(),
             xattrs: s.xattrs.iter().map(|(i, x)| (*i, x.clone())).collect(),
+            tier: s.tier.iter().map(|(i, t)| (*i, t.clone())).collect(),
         }
     }
 
     fn encode(&self) -> Result<Vec<u8>, FsError> {
         let enc = |e| FsError::Io(format!("encode snapshot: {e}"));
         let mut bytes = postcard::to_stdvec(self).map_err(enc)?;
-        if !self.xattrs.is_empty() {
+        if !self.xattrs.is_empty() || !self.tier.is_empty() {
             bytes.extend(postcard::to_stdvec(&self.xattrs).map_err(enc)?);
+        }
+        if !self.tier.is_empty() {
+            bytes.extend(postcard::to_stdvec(&self.tier).map_err(enc)?);
         }
         Ok(bytes)
     }
@@ -261,7 +269,11 @@ impl Dump {
     fn decode(bytes: &[u8]) -> Result<Dump, postcard::Error> {
         let (mut d, rest): (Dump, _) = postcard::take_from_bytes(bytes)?;
         if !rest.is_empty() {
-            d.xattrs = postcard::from_bytes(rest)?;
+            let (xattrs, rest) = postcard::take_from_bytes(rest)?;
+            d.xattrs = xattrs;
+            if !rest.is_empty() {
+                d.tier = postcard::from_bytes(rest)?;
+            }
         }
         Ok(d)
     }
@@ -292,6 +304,7 @@ impl Dump {
         s.sessions = self.sessions;
         s.txns = self.txns.into_iter().collect();
         s.xattrs = self.xattrs.into_iter().collect();
+        s.tier = self.tier.into_iter().collect();
         s.index_locks();
         s.index_orphan_dirs();
         s
@@ -457,6 +470,31 @@ mod tests {
             .unwrap()
             .into_state();
         assert_eq!(back.xattrs[&a][&b"tier.pin"[..]], b"hot");
+        assert_eq!(back.dump(), s.dump());
+        // The tier's records travel after the attributes, with or without any attributes.
+        let b = s.dirents[&(ROOT_INO, b"b".to_vec())].0;
+        let change = s.inodes[&b].change;
+        apply(
+            &mut s,
+            &Command::TierBegin {
+                ino: b,
+                change,
+                pieces: 2,
+                time: Time::new(4, 0),
+                by: 9,
+            },
+        )
+        .unwrap();
+        let back = Dump::decode(&Dump::of(&s).encode().unwrap())
+            .unwrap()
+            .into_state();
+        assert_eq!(back.tier[&b].upload.map(|u| (u.pieces, u.by)), Some((2, 9)));
+        assert_eq!(back.dump(), s.dump());
+        s.xattrs.clear();
+        let back = Dump::decode(&Dump::of(&s).encode().unwrap())
+            .unwrap()
+            .into_state();
+        assert!(back.xattrs.is_empty());
         assert_eq!(back.dump(), s.dump());
     }
 

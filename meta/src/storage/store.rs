@@ -16,7 +16,7 @@ use meta_core::object::{Inode, FIRST_COOKIE};
 use meta_core::shard::{Key, ShardId};
 use meta_core::state::{meta, MemState, StateStore};
 use meta_core::txn::{TxnEntry, TxnId};
-use meta_core::Xattrs;
+use meta_core::{FileTier, Xattrs};
 
 /// ino → encoded `Inode`.
 pub(crate) const INODES: TableDefinition<u64, &[u8]> = TableDefinition::new("inodes");
@@ -48,6 +48,8 @@ pub(crate) const SHARD_SESSIONS: TableDefinition<u16, &[u8]> =
 pub(crate) const TXNS: TableDefinition<(u16, u128), &[u8]> = TableDefinition::new("txns");
 /// ino → its extended attributes (postcard `xattr::Xattrs`), for files that have any.
 pub(crate) const XATTRS: TableDefinition<u64, &[u8]> = TableDefinition::new("xattrs");
+/// ino → the file's record in the object-store tier (postcard `tiering::FileTier`).
+pub(crate) const TIER: TableDefinition<u64, &[u8]> = TableDefinition::new("tier");
 /// Values of this node, not of any state machine: never replicated, never in a snapshot.
 pub(crate) const NODE: TableDefinition<&str, u64> = TableDefinition::new("node");
 /// Builds before shards kept the counters here, with the applied index and the boot count.
@@ -104,6 +106,7 @@ pub(crate) fn create_tables(txn: &WriteTransaction) -> Result<(), FsError> {
     txn.open_table(CLIENTS).db()?;
     txn.open_table(TXNS).db()?;
     txn.open_table(XATTRS).db()?;
+    txn.open_table(TIER).db()?;
     txn.open_table(SHARD_META).db()?;
     txn.open_table(SHARD_APPLIED).db()?;
     txn.open_table(SHARD_SESSIONS).db()?;
@@ -161,6 +164,7 @@ pub(crate) struct RedbState<'t> {
     clients: Table<'t, (u64, &'static [u8]), ()>,
     txns: Table<'t, (u16, u128), &'static [u8]>,
     xattrs: Table<'t, u64, &'static [u8]>,
+    tier: Table<'t, u64, &'static [u8]>,
 }
 
 impl<'t> RedbState<'t> {
@@ -178,6 +182,7 @@ impl<'t> RedbState<'t> {
             clients: txn.open_table(CLIENTS).db()?,
             txns: txn.open_table(TXNS).db()?,
             xattrs: txn.open_table(XATTRS).db()?,
+            tier: txn.open_table(TIER).db()?,
         })
     }
 }
@@ -376,6 +381,29 @@ impl StateStore for RedbState<'_> {
         }
         Ok(())
     }
+    fn tier(&self, ino: u64) -> Result<Option<FileTier>, FsError> {
+        match self.tier.get(ino).db()? {
+            Some(v) => Ok(Some(decode_tier(v.value())?)),
+            None => Ok(None),
+        }
+    }
+    fn put_tier(&mut self, ino: u64, t: Option<&FileTier>) -> Result<(), FsError> {
+        match t {
+            Some(t) => {
+                let bytes = postcard::to_stdvec(t)
+                    .map_err(|e| FsError::Io(format!("encode tier record: {e}")))?;
+                self.tier.insert(ino, bytes.as_slice()).db()?;
+            }
+            None => {
+                self.tier.remove(ino).db()?;
+            }
+        }
+        Ok(())
+    }
+}
+
+fn decode_tier(bytes: &[u8]) -> Result<FileTier, FsError> {
+    postcard::from_bytes(bytes).map_err(|e| FsError::Corrupt(format!("tier record: {e}")))
 }
 
 fn decode_xattrs(bytes: &[u8]) -> Result<Xattrs, FsError> {
@@ -439,6 +467,10 @@ pub(crate) fn delete_shard(txn: &WriteTransaction, shard: ShardId) -> Result<(),
         t.retain_in(lo..=hi, |_, _| false).db()?;
     }
     {
+        let mut t = txn.open_table(TIER).db()?;
+        t.retain_in(lo..=hi, |_, _| false).db()?;
+    }
+    {
         let mut t = txn.open_table(DIRINDEX).db()?;
         t.retain_in((lo, 0)..=(hi, u64::MAX), |_, _| false).db()?;
     }
@@ -497,6 +529,9 @@ pub(crate) fn write_whole(st: &mut RedbState<'_>, s: &MemState) -> Result<(), Fs
     }
     for (ino, x) in &s.xattrs {
         st.put_xattrs(*ino, Some(x))?;
+    }
+    for (ino, t) in &s.tier {
+        st.put_tier(*ino, Some(t))?;
     }
     Ok(())
 }
@@ -587,6 +622,12 @@ pub(crate) fn load_shards(txn: &ReadTransaction, shards: &[ShardId]) -> Result<L
         let (k, v) = item.db()?;
         if let Some(s) = of(&mut m, k.value()) {
             s.xattrs.insert(k.value(), decode_xattrs(v.value())?);
+        }
+    }
+    for item in txn.open_table(TIER).db()?.iter().db()? {
+        let (k, v) = item.db()?;
+        if let Some(s) = of(&mut m, k.value()) {
+            s.tier.insert(k.value(), decode_tier(v.value())?);
         }
     }
     if let Some((s, _)) = m.get_mut(&ShardId(0)) {

@@ -2,6 +2,7 @@
 //! that varies between runs (time, inode numbers, fs id) arrives inside the command.
 
 mod coding;
+mod tiering;
 mod txn;
 mod xattr;
 
@@ -179,6 +180,11 @@ fn apply_as<S: StateStore + ?Sized>(
         | Command::ShardMoved { .. }
         | Command::CopiesTrimmed { .. }
         | Command::ShardsDropped { .. }
+        | Command::TierBegin { .. }
+        | Command::TierDone { .. }
+        | Command::TierAbort { .. }
+        | Command::TierDoom { .. }
+        | Command::TierDeleted { .. }
             if cred.is_some() =>
         {
             Err(FsError::Invalid)
@@ -217,6 +223,22 @@ fn apply_as<S: StateStore + ?Sized>(
         } => coding::shard_moved(s, *ino, *epoch, *shard, *ds),
         Command::CopiesTrimmed { ino, epoch } => coding::copies_trimmed(s, *ino, *epoch),
         Command::ShardsDropped { ino, epoch } => coding::shards_dropped(s, *ino, *epoch),
+        Command::TierBegin {
+            ino,
+            change,
+            pieces,
+            time,
+            by,
+        } => tiering::begin(s, *ino, (*change, *pieces), *time, *by),
+        Command::TierDone {
+            ino,
+            gen,
+            pieces,
+            time,
+        } => tiering::done(s, *ino, *gen, pieces, *time),
+        Command::TierAbort { ino, gen, time } => tiering::abort(s, *ino, *gen, *time),
+        Command::TierDoom { ino, time } => tiering::doom(s, *ino, *time),
+        Command::TierDeleted { ino, gen } => tiering::deleted(s, *ino, *gen),
         // The steps of cross-shard transactions: the server's own.
         _ if cmd.is_txn_step() && cred.is_some() => Err(FsError::Invalid),
         Command::TxnLock {

@@ -342,4 +342,12 @@ impl<S: StateStore + ?Sized> StateStore for Guarded<'_, S> {
         self.check(Key::Inode(ino))?;
         self.inner.put_xattrs(ino, x)
     }
+    fn tier(&self, ino: u64) -> Result<Option<crate::tiering::FileTier>, FsError> {
+        self.check(Key::Inode(ino))?;
+        self.inner.tier(ino)
+    }
+    fn put_tier(&mut self, ino: u64, t: Option<&crate::tiering::FileTier>) -> Result<(), FsError> {
+        self.check(Key::Inode(ino))?;
+        self.inner.put_tier(ino, t)
+    }
 }

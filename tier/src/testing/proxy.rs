@@ -69,7 +69,15 @@ pub struct FaultProxy {
 
 impl FaultProxy {
     pub async fn start(upstream: SocketAddr) -> FaultProxy {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind proxy");
+        Self::start_at(upstream, 0).await
+    }
+
+    /// As `start`, listening on 127.0.0.1:`port` (0: any free port), so a test can keep its
+    /// ports below the ephemeral range.
+    pub async fn start_at(upstream: SocketAddr, port: u16) -> FaultProxy {
+        let listener = TcpListener::bind(("127.0.0.1", port))
+            .await
+            .expect("bind proxy");
         let addr = listener.local_addr().expect("proxy address");
         let state = Arc::new(State {
             upstream,

@@ -1,0 +1,199 @@
+//! `[tier]`: the object store behind flash (issue 45; `mds::config::TierSettings`).
+//!
+//! ```toml
+//! [tier]
+//! s3 = "http://127.0.0.1:9000/cfs-bucket"   # endpoint and bucket (path-style)
+//! prefix = "site-a"                           # the keys this cluster owns; default "cfs"
+//! # access_key_id / secret_access_key: else AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY
+//! ```
+//!
+//! Cache mode is the only mode so far: every file is copied to the bucket once it is quiet.
+use std::time::Duration;
+
+use mds::config::{TierConfig, TierCredentials, TierSettings};
+use serde::Deserialize;
+
+use crate::config::ConfigError;
+
+#[derive(Debug, Deserialize, Default, Clone)]
+#[serde(deny_unknown_fields)]
+pub struct TierFileConfig {
+    /// `http(s)://HOST:PORT/BUCKET`: the store's endpoint and the bucket, addressed path-style.
+    pub s3: String,
+    /// Key prefix this cluster owns in the bucket (default "cfs").
+    pub prefix: Option<String>,
+    /// Signing region (default: AWS_REGION, AWS_DEFAULT_REGION, else us-east-1).
+    pub region: Option<String>,
+    /// Both, or neither (then the AWS environment variables).
+    pub access_key_id: Option<String>,
+    pub secret_access_key: Option<String>,
+    /// "cache" (the default and, for now, the only mode).
+    pub mode: Option<String>,
+    /// Seconds a file stays unchanged before it is uploaded (default 5).
+    pub upload_after_seconds: Option<u64>,
+    /// Seconds objects that stopped counting wait before they are deleted (default 600).
+    pub delete_grace_seconds: Option<u64>,
+    /// File bytes per object, MiB (default 64).
+    pub object_mib: Option<u64>,
+    /// Requests in flight at once (default 8).
+    pub max_in_flight: Option<usize>,
+    /// Seconds one request may take before its size counts (default 10).
+    pub request_timeout_seconds: Option<u64>,
+    /// Seconds a connection may take to open (default 3).
+    pub connect_timeout_seconds: Option<u64>,
+    /// Attempts per request, the first included (default 5).
+    pub max_attempts: Option<u32>,
+}
+
+/// Splits `http(s)://HOST:PORT/BUCKET` into endpoint and bucket.
+pub fn split_s3_url(url: &str) -> Result<(String, String), ConfigError> {
+    let bad = || {
+        ConfigError::Tier(format!(
+            "s3 = {url:?}: expected http://HOST:PORT/BUCKET (or https://)"
+        ))
+    };
+    let rest = url
+        .strip_prefix("http://")
+        .or_else(|| url.strip_prefix("https://"))
+        .ok_or_else(bad)?;
+    let (host, bucket) = rest.split_once('/').ok_or_else(bad)?;
+    let bucket = bucket.trim_end_matches('/');
+    if host.is_empty() || bucket.is_empty() || bucket.contains('/') {
+        return Err(bad());
+    }
+    let scheme_len = url.len() - rest.len();
+    Ok((format!("{}{host}", &url[..scheme_len]), bucket.to_string()))
+}
+
+/// The settings `[tier]` asks for, checked (credentials are resolved when the server starts).
+pub fn settings(f: &TierFileConfig) -> Result<TierSettings, ConfigError> {
+    match f.mode.as_deref() {
+        None | Some("cache") => {}
+        Some("tiered") => return Err(ConfigError::Tier(
+            "mode = \"tiered\" is not built yet; \"cache\" is (every file is copied to the bucket)"
+                .into(),
+        )),
+        Some(other) => {
+            return Err(ConfigError::Tier(format!(
+                "mode = {other:?}: expected \"cache\""
+            )))
+        }
+    }
+    let (endpoint, bucket) = split_s3_url(&f.s3)?;
+    let mut store = TierConfig::new(endpoint, bucket);
+    store.region = f.region.clone();
+    store.credentials = match (&f.access_key_id, &f.secret_access_key) {
+        (Some(a), Some(s)) => Some(TierCredentials {
+            access_key_id: a.clone(),
+            secret_access_key: s.clone(),
+            session_token: None,
+        }),
+        (None, None) => None,
+        _ => {
+            return Err(ConfigError::Tier(
+                "set both access_key_id and secret_access_key, or neither".into(),
+            ))
+        }
+    };
+    if let Some(n) = f.max_in_flight {
+        store.max_in_flight = n;
+    }
+    if let Some(s) = f.request_timeout_seconds {
+        store.request_timeout = Duration::from_secs(s);
+    }
+    if let Some(s) = f.connect_timeout_seconds {
+        store.connect_timeout = Duration::from_secs(s);
+    }
+    if let Some(n) = f.max_attempts {
+        store.retry.max_attempts = n;
+    }
+    let mut t = TierSettings::new(store);
+    if let Some(p) = &f.prefix {
+        t.root = p.clone();
+    }
+    if let Some(s) = f.upload_after_seconds {
+        t.upload_after = Duration::from_secs(s);
+    }
+    if let Some(s) = f.delete_grace_seconds {
+        t.delete_grace = Duration::from_secs(s);
+    }
+    if let Some(m) = f.object_mib {
+        t.object_size = m.saturating_mul(1 << 20);
+    }
+    t.validate().map_err(|e| ConfigError::Tier(e.to_string()))?;
+    Ok(t)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn s3_urls_split_into_endpoint_and_bucket() {
+        assert_eq!(
+            split_s3_url("http://127.0.0.1:9000/b").unwrap(),
+            ("http://127.0.0.1:9000".into(), "b".into())
+        );
+        assert_eq!(
+            split_s3_url("https://s3.example.com/my-bucket/").unwrap(),
+            ("https://s3.example.com".into(), "my-bucket".into())
+        );
+        for bad in [
+            "127.0.0.1:9000/b",
+            "http://host",
+            "http:///b",
+            "http://h/a/b",
+            "ftp://h/b",
+        ] {
+            assert!(split_s3_url(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn bad_settings_are_refused_with_the_reason() {
+        let base = TierFileConfig {
+            s3: "http://127.0.0.1:9000/b".into(),
+            ..Default::default()
+        };
+        assert!(settings(&base).is_ok());
+        let refused = |f: TierFileConfig, what: &str| {
+            let e = settings(&f).unwrap_err().to_string();
+            assert!(e.contains(what), "{e}");
+        };
+        refused(
+            TierFileConfig {
+                mode: Some("tiered".into()),
+                ..base.clone()
+            },
+            "not built yet",
+        );
+        refused(
+            TierFileConfig {
+                access_key_id: Some("a".into()),
+                ..base.clone()
+            },
+            "both",
+        );
+        refused(
+            TierFileConfig {
+                delete_grace_seconds: Some(10),
+                ..base.clone()
+            },
+            "longest",
+        );
+        refused(
+            TierFileConfig {
+                object_mib: Some(0),
+                ..base.clone()
+            },
+            "between 1 MiB",
+        );
+        refused(
+            TierFileConfig {
+                prefix: Some("../x".into()),
+                ..base
+            },
+            "prefix",
+        );
+    }
+}

@@ -1,0 +1,226 @@
+//! The uploader (see `mod.rs`): one pass takes the files due and sends each, piece by piece.
+//!
+//! Order of one upload, and what a crash at each step leaves (`meta_core::tiering`):
+//! 1. `TierBegin` records the generation and piece count: from here every key it may write is
+//!    known, so a crash leaves an upload under way that the deleter gives up and deletes.
+//! 2. Each piece is read and PUT. Before each, the file is looked at again: removed or changed
+//!    means stop (`TierAbort` dooms what was sent), so no upload goes on for a deleted file.
+//! 3. `TierDone` records the pieces' sums; it counts only if the file's change attribute is
+//!    still the one read at step 1, else the objects are doomed and the file is due again.
+use std::time::Instant;
+
+use futures::stream::{self, StreamExt};
+use meta::namespace::{Command, FsError, TierDue, Time};
+use meta_core::TierPiece;
+use tier::TierError;
+
+use super::{Tier, FILES_PER_PASS, UPLOADS_AT_ONCE};
+use crate::error::NfsError;
+use crate::node::Mds;
+
+/// Bytes read from flash per call while a piece is gathered.
+const READ_STEP: u64 = 1 << 20;
+
+#[derive(Debug, thiserror::Error)]
+pub(super) enum UploadError {
+    #[error("metadata: {0}")]
+    Meta(#[from] FsError),
+    #[error("reading the file: {0:?}")]
+    Read(NfsError),
+    #[error("object store: {0}")]
+    Store(#[from] TierError),
+    #[error("the file changed or went away during the upload")]
+    Changed,
+}
+
+/// One uploader pass: the files due, `UPLOADS_AT_ONCE` at a time.
+pub(super) async fn pass(mds: &Mds, tier: &Tier) {
+    let now = Time::now();
+    let after = i64::try_from(tier.settings.upload_after.as_secs()).unwrap_or(i64::MAX);
+    let before = Time::new(now.secs.saturating_sub(after), now.nsecs);
+    let due = match mds.ns.tier_due(before, FILES_PER_PASS) {
+        Ok(d) => d,
+        Err(e) => {
+            tracing::warn!("cannot scan for files to upload: {e}");
+            return;
+        }
+    };
+    let mine: Vec<TierDue> = due
+        .into_iter()
+        .filter(|d| mds.ns.leads_file(d.ino))
+        // A client of this node may be writing it: its LAYOUTCOMMIT or COMMIT is to come.
+        .filter(|d| !mds.nfs.state.file_writable_by_someone(d.ino))
+        .collect();
+    stream::iter(mine)
+        .for_each_concurrent(UPLOADS_AT_ONCE, |d| async move {
+            match upload_file(mds, tier, d).await {
+                Ok(()) => {}
+                Err(UploadError::Changed) => {
+                    tracing::debug!(
+                        ino = d.ino,
+                        "file changed during its upload; sent again later"
+                    );
+                }
+                Err(e) => {
+                    metrics::tier::UPLOADS_FAILED.inc();
+                    tracing::warn!(
+                        ino = d.ino,
+                        "upload to the object store failed, retried later: {e}"
+                    );
+                }
+            }
+        })
+        .await;
+}
+
+/// Clears `ino` from the node's running set when the upload ends, however it ends.
+struct Running<'a>(&'a Tier, u64);
+
+impl Drop for Running<'_> {
+    fn drop(&mut self) {
+        self.0.running().remove(&self.1);
+    }
+}
+
+async fn upload_file(mds: &Mds, tier: &Tier, d: TierDue) -> Result<(), UploadError> {
+    let TierDue { ino, change, size } = d;
+    let object = tier.settings.object_size;
+    let pieces = size.div_ceil(object);
+    if !tier.running().insert(ino) {
+        return Ok(());
+    }
+    let _running = Running(tier, ino);
+    mds.ns
+        .execute(Command::TierBegin {
+            ino,
+            change,
+            pieces,
+            time: Time::now(),
+            by: tier.me,
+        })
+        .await?;
+    let gen = mds
+        .ns
+        .tier(ino)?
+        .and_then(|t| t.upload)
+        .filter(|u| u.change == change)
+        .map(|u| u.gen)
+        .ok_or(UploadError::Changed)?;
+    let sent = send_pieces(mds, tier, ino, gen, change, size).await;
+    let sums = match sent {
+        Ok(s) => s,
+        Err(e) => {
+            // What was sent is doomed now; if even that fails (leadership moved), the next
+            // leader's deleter gives the upload up once it is stale.
+            let abort = Command::TierAbort {
+                ino,
+                gen,
+                time: Time::now(),
+            };
+            if let Err(a) = mds.ns.execute(abort).await {
+                tracing::debug!(ino, gen, "upload left for the deleter to give up: {a}");
+            }
+            return Err(e);
+        }
+    };
+    let done = Time::now();
+    mds.ns
+        .execute(Command::TierDone {
+            ino,
+            gen,
+            pieces: sums,
+            time: done,
+        })
+        .await?;
+    let counted = mds
+        .ns
+        .tier(ino)?
+        .and_then(|t| t.copy)
+        .is_some_and(|c| c.gen == gen);
+    if !counted {
+        return Err(UploadError::Changed);
+    }
+    if let Ok(i) = mds.ns.getattr(ino) {
+        let lag = (done.secs - i.ctime.secs).max(0) as u64;
+        metrics::tier::UPLOAD_LAG.observe(std::time::Duration::from_secs(lag));
+    }
+    tracing::debug!(
+        ino,
+        gen,
+        bytes = size,
+        pieces,
+        "file uploaded to the object store"
+    );
+    Ok(())
+}
+
+/// Reads and PUTs every piece; their lengths and sums, in order.
+async fn send_pieces(
+    mds: &Mds,
+    tier: &Tier,
+    ino: u64,
+    gen: u64,
+    change: u64,
+    size: u64,
+) -> Result<Vec<TierPiece>, UploadError> {
+    let object = tier.settings.object_size;
+    let mut sums = Vec::new();
+    let mut offset = 0;
+    let mut piece = 0;
+    while offset < size {
+        // Removed or changed since `TierBegin`: nothing more is sent.
+        match mds.ns.getattr(ino) {
+            Ok(i) if i.nlink > 0 && i.change == change => {}
+            _ => return Err(UploadError::Changed),
+        }
+        let len = (size - offset).min(object);
+        let bytes = read_piece(mds, ino, offset, len, size).await?;
+        let id = Tier::id(ino, piece, gen);
+        let body = tier::object::encode(&id, offset, len, &bytes);
+        drop(bytes);
+        let (header, _) = tier::object::decode_header(&body)
+            .map_err(|e| UploadError::Store(TierError::Format(e)))?;
+        let started = Instant::now();
+        let put = tier.store().put(&tier.key(ino, piece, gen), body).await;
+        metrics::tier::PUT.observe(started.elapsed());
+        if let Err(e) = put {
+            metrics::tier::S3_ERRORS.inc();
+            return Err(e.into());
+        }
+        metrics::tier::UPLOADED_OBJECTS.inc();
+        metrics::tier::UPLOADED_BYTES.add(len);
+        sums.push(TierPiece {
+            len,
+            sum: header.payload_blake3,
+        });
+        offset += len;
+        piece += 1;
+    }
+    Ok(sums)
+}
+
+/// File bytes `[offset, offset + len)`, which must all be there (a shorter file has changed).
+async fn read_piece(
+    mds: &Mds,
+    ino: u64,
+    offset: u64,
+    len: u64,
+    size: u64,
+) -> Result<Vec<u8>, UploadError> {
+    let mut out = Vec::with_capacity(usize::try_from(len).unwrap_or(0));
+    while (out.len() as u64) < len {
+        let at = offset + out.len() as u64;
+        let want = (len - out.len() as u64).min(READ_STEP);
+        let (data, _eof) = mds
+            .data
+            .read_data(ino, at, want, size)
+            .await
+            .map_err(UploadError::Read)?;
+        if data.is_empty() {
+            return Err(UploadError::Changed);
+        }
+        out.extend_from_slice(&data);
+    }
+    out.truncate(usize::try_from(len).unwrap_or(usize::MAX));
+    Ok(out)
+}

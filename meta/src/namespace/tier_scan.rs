@@ -1,0 +1,123 @@
+//! What the object-store tier's uploader and deleter read (`meta_core::tiering`): the files
+//! whose bucket copy is missing or stale, the records with objects to delete or an upload
+//! left under way, and the totals `cfs admin status` shows.
+//!
+//! Each scan walks the local shards' inodes: O(files) per pass, as the encoder's does. Not
+//! yet: an index of changed files, for file systems whose millions of files make a pass slow.
+
+use meta_core::object::{FileKind, Time};
+use meta_core::{FileTier, TierUsage};
+
+use super::{FsError, Namespace, Snapshot};
+
+/// A file the uploader is to send: as it is now, at change attribute `change`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TierDue {
+    pub ino: u64,
+    pub change: u64,
+    pub size: u64,
+}
+
+impl Snapshot<'_> {
+    /// Regular files whose bucket copy is missing or older than their last change, with no
+    /// upload under way, unchanged since `before`; at most `max`, in inode order.
+    pub fn tier_due(&self, before: Time, max: usize) -> Vec<TierDue> {
+        let mut out = Vec::new();
+        let _ = self.each(|st| {
+            for i in st.inodes.values() {
+                if out.len() >= max {
+                    return;
+                }
+                if !matches!(i.kind, FileKind::Regular) || i.nlink == 0 || i.ctime > before {
+                    continue;
+                }
+                let t = st.tier.get(&i.ino);
+                if t.is_some_and(|t| t.is_current(i.change) || t.upload.is_some()) {
+                    continue;
+                }
+                out.push(TierDue {
+                    ino: i.ino,
+                    change: i.change,
+                    size: i.size,
+                });
+            }
+        });
+        out
+    }
+
+    /// Records with work for the deleter: objects doomed, an upload under way (perhaps left by
+    /// a crash), or a file that is gone (its inode forgotten) with objects still counted. With
+    /// whether the inode is still there.
+    pub fn tier_to_clean(&self) -> Vec<(u64, FileTier, bool)> {
+        let mut out = Vec::new();
+        let _ = self.each(|st| {
+            for (ino, t) in &st.tier {
+                let live = st.inodes.contains_key(ino);
+                if !t.doomed.is_empty() || t.upload.is_some() || (!live && t.copy.is_some()) {
+                    out.push((*ino, t.clone(), live));
+                }
+            }
+        });
+        out
+    }
+
+    /// The file's record in the tier, if it has one.
+    pub fn tier(&self, ino: u64) -> Result<Option<FileTier>, FsError> {
+        self.with(meta_core::ShardId::of_ino(ino), |st| {
+            st.tier.get(&ino).cloned()
+        })
+    }
+
+    /// What the bucket holds of the local shards' files, and what it still lacks.
+    pub fn tier_usage(&self) -> TierUsage {
+        let mut u = TierUsage::default();
+        let _ = self.each(|st| {
+            for i in st.inodes.values() {
+                if !matches!(i.kind, FileKind::Regular) || i.nlink == 0 {
+                    continue;
+                }
+                let t = st.tier.get(&i.ino);
+                match t.and_then(|t| t.copy.as_ref()) {
+                    Some(c) if c.change == i.change => {
+                        u.current_files += 1;
+                        u.current_bytes += c.bytes();
+                    }
+                    _ => {
+                        u.pending_files += 1;
+                        u.pending_bytes += i.size;
+                        if u.oldest_pending_secs == 0 || i.ctime.secs < u.oldest_pending_secs {
+                            u.oldest_pending_secs = i.ctime.secs.max(1);
+                        }
+                    }
+                }
+            }
+            for t in st.tier.values() {
+                u.uploading += u64::from(t.upload.is_some());
+                u.doomed_sets += t.doomed.len() as u64;
+            }
+        });
+        u
+    }
+}
+
+impl Namespace {
+    /// See `Snapshot::tier_due`.
+    pub fn tier_due(&self, before: Time, max: usize) -> Result<Vec<TierDue>, FsError> {
+        Ok(self.snapshot()?.tier_due(before, max))
+    }
+
+    /// See `Snapshot::tier_to_clean`.
+    pub fn tier_to_clean(&self) -> Result<Vec<(u64, FileTier, bool)>, FsError> {
+        Ok(self.snapshot()?.tier_to_clean())
+    }
+
+    /// See `Snapshot::tier`.
+    pub fn tier(&self, ino: u64) -> Result<Option<FileTier>, FsError> {
+        self.snapshot()?.tier(ino)
+    }
+
+    /// See `Snapshot::tier_usage`.
+    pub fn tier_usage(&self) -> Result<TierUsage, FsError> {
+        Ok(self.snapshot()?.tier_usage())
+    }
+}
