@@ -3,6 +3,7 @@
 
 mod as_caller;
 mod encodings;
+mod writes;
 mod xattrs;
 
 use crate::testing::*;

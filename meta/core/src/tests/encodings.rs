@@ -364,6 +364,14 @@ fn commands() -> Vec<(&'static str, Command)> {
                 time: T,
             },
         ),
+        (
+            "WriteKeepingTimes",
+            Command::WriteKeepingTimes {
+                ino: 5,
+                end_offset: 1 << 40,
+                writes: 3,
+            },
+        ),
     ]
 }
 
@@ -562,6 +570,7 @@ const GOLDEN: &[(&str, &str)] = &[
     ("ReplaceMirrors", "21050000020b0c"),
     ("SetXattr", "22050370696e03686f7402f6c59fd50cd5f01b"),
     ("RemoveXattr", "23050370696ef6c59fd50cd5f01b"),
+    ("WriteKeepingTimes", "240580808080802003"),
     ("FsError::NotFound", "00"),
     ("FsError::Exists", "01"),
     ("FsError::NotDir", "02"),
