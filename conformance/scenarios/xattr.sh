@@ -1,7 +1,8 @@
 # xattr: user.* extended attributes (RFC 8276) through the kernel client: set, get, list,
 # the create/replace flags and their errors, a 64 KiB value (and E2BIG past it), Linux's
 # permission rules as another user, a directory's attributes, removal, and every value again
-# after drop_caches and after umount+mount. NFS carries xattrs from v4.2 on: on older mounts
+# after a kill -9 and restart of the server (single-node cfs; src/restart.rs), after
+# drop_caches and after umount+mount. NFS carries xattrs from v4.2 on: on older mounts
 # the kernel answers EOPNOTSUPP, which is checked instead. XATTRS=1: the mount carries them
 # whatever NFSVERS says (`cfs mount`, which fuse-run.sh runs with NFSVERS=4.1).
 . /job/lib.sh
@@ -38,6 +39,21 @@ expect_eq "read back" hot "$($H xattr get d user.pin)"
 expect_eq "remove one" OK "$($H xattr remove f user.empty)"
 expect_eq "gone" ENODATA "$($H xattr get f user.empty)"
 expect_eq "remove it again" ENODATA "$($H xattr remove f user.empty)"
+# The host kills a single-node server with -9 and starts it again here (src/restart.rs) and
+# says "restart:done" (other kinds: "restart:none"); the mount recovers on its own. No
+# rendezvous (`cfs mount`, fuse-run.sh): no restart.
+if [ -n "${RDV_PORT:-}" ]; then
+  post set
+  R=$($H rdv 10.0.2.2 "$RDV_PORT" get restart: 150) || { fail "rendezvous get restart:"; finish; }
+fi
+if [ "${R:-}" = restart:done ]; then
+  # Not from the client's xattr cache (fs/nfs/nfs42xattr.c): from the restarted server.
+  drop_caches
+  expect_eq "after the restart: the value" red "$($H xattr get f user.color)"
+  expect_eq "after the restart: the big one" 65536 "$($H xattr size f user.big)"
+  expect_eq "after the restart: the names" "user.big user.color" "$($H xattr list f | sort | tr '\n' ' ' | sed 's/ $//')"
+  expect_eq "after the restart: the directory's" hot "$($H xattr get d user.pin)"
+fi
 drop_caches
 expect_eq "after drop_caches: the value" red "$($H xattr get f user.color)"
 expect_eq "after drop_caches: the big one" 65536 "$($H xattr size f user.big)"

@@ -34,6 +34,9 @@ pub enum Kind {
     /// read the MDS nodes' /metrics while two guests write and read one another's files: a
     /// write delegation granted, held, asked about (CB_GETATTR), recalled (`wdeleg.rs`)
     WriteDeleg,
+    /// kill -9 and start again a single-node cfs between the guest's writing and its reading
+    /// back (`restart.rs`); on other kinds the step says so and does nothing
+    Restart,
 }
 
 impl Kind {
@@ -44,7 +47,7 @@ impl Kind {
             Kind::GatewayFault => crate::server::ServerSpec::CfsClusterGateway,
             Kind::Encoded => crate::server::ServerSpec::CfsClusterEc(6),
             Kind::MdsFault | Kind::MdsLeaderFault => crate::server::ServerSpec::CfsMetaCluster,
-            Kind::WriteDeleg => crate::server::ServerSpec::Cfs,
+            Kind::WriteDeleg | Kind::Restart => crate::server::ServerSpec::Cfs,
         }
     }
 
@@ -58,12 +61,14 @@ impl Kind {
             Kind::GatewayFault | Kind::MdsFault | Kind::MdsLeaderFault => self.needs().label(),
             Kind::Encoded => "cfs-cluster-ec3 or cfs-cluster-ec6".into(),
             Kind::WriteDeleg => "cfs, cfs-nowdeleg, cfs-cluster or cfs-cluster-mds3".into(),
+            Kind::Restart => "any".into(),
         }
     }
 
     pub fn runs_on(self, spec: &crate::server::ServerSpec) -> bool {
         use crate::server::ServerSpec;
         *spec == self.needs()
+            || self == Kind::Restart
             || matches!(
                 (self, spec),
                 (Kind::Fault | Kind::Cross, ServerSpec::CfsMetaCluster)
@@ -335,7 +340,11 @@ pub fn run(kind: Kind, srv: &mut Running, ctx: &Ctx) -> HostReport {
     if let Some(e) = why {
         if !matches!(
             kind,
-            Kind::GatewayFault | Kind::MdsFault | Kind::MdsLeaderFault | Kind::WriteDeleg
+            Kind::GatewayFault
+                | Kind::MdsFault
+                | Kind::MdsLeaderFault
+                | Kind::WriteDeleg
+                | Kind::Restart
         ) {
             let _ = h.fail(format!("the cluster's data servers: {e}"));
             return h.rep;
@@ -369,6 +378,9 @@ pub fn run(kind: Kind, srv: &mut Running, ctx: &Ctx) -> HostReport {
         }
         Kind::WriteDeleg => {
             let _ = crate::wdeleg::host(&mut h, srv);
+        }
+        Kind::Restart => {
+            let _ = crate::restart::host(&mut h, srv);
         }
         Kind::GatewayFault => {
             let mut killed = false;
@@ -758,6 +770,24 @@ mod tests {
             ServerSpec::External { port: 2049 },
         ] {
             assert!(!k.runs_on(&s), "{}", s.label());
+        }
+    }
+
+    #[test]
+    fn the_restart_step_leaves_xattr_offered_on_every_kind() {
+        use crate::server::ServerSpec;
+        // It restarts single-node cfs only, and says so elsewhere: `xattr` ran on every kind
+        // before it had a host step, and must still.
+        for s in [
+            ServerSpec::Cfs,
+            ServerSpec::CfsCluster,
+            ServerSpec::CfsMetaCluster,
+            ServerSpec::CfsClusterGateway,
+            ServerSpec::CfsClusterEc(3),
+            ServerSpec::Ganesha,
+            ServerSpec::External { port: 2049 },
+        ] {
+            assert!(Kind::Restart.runs_on(&s), "{}", s.label());
         }
     }
 

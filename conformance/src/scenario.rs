@@ -81,14 +81,14 @@ pub const SCENARIOS: &[Scenario] = &[
     },
     Scenario {
         name: "xattr",
-        about: "user.* extended attributes on a v4.2 mount: set, get, list, create/replace flags (EEXIST, ENODATA), a 64 KiB value and E2BIG past it, EACCES for another user, a directory's, removal, and every value after drop_caches and umount+mount; older versions must answer EOPNOTSUPP",
+        about: "user.* extended attributes on a v4.2 mount: set, get, list, create/replace flags (EEXIST, ENODATA), a 64 KiB value and E2BIG past it, EACCES for another user, a directory's, removal, and every value after a kill -9 and restart of a single-node cfs (the host's step; other kinds are not restarted), after drop_caches and after umount+mount; older versions must answer EOPNOTSUPP",
         kind: Kind::Check,
         two_clients: false,
         full_env: "",
         quick_env: "",
         timeout_full: 180,
         timeout_quick: 180,
-        host: None,
+        host: Some(crate::hostops::Kind::Restart),
         peer_vers: None,
     },
     Scenario {

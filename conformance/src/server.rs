@@ -167,6 +167,9 @@ pub struct Running {
     node_pids: Option<PathBuf>,
     /// cfs-cluster nodes the harness restarted itself (`pnfs-fault`): (role, process)
     restarted: Vec<(String, Child)>,
+    /// Single-node cfs: the command that started it, which `restart_single` runs again (same
+    /// port, data directory, config and log).
+    relaunch: Option<Command>,
 }
 
 impl Running {
@@ -432,6 +435,29 @@ impl Running {
         self.restarted.push((role.to_owned(), child));
         Ok(pid)
     }
+
+    /// Single-node cfs: kill -9 of the server, then the same command again (same port, data
+    /// directory, config and log), once it accepts connections. Returns its pid.
+    pub fn restart_single(&mut self) -> Result<u32> {
+        let (Some(cmd), Some(old)) = (self.relaunch.as_mut(), self.child.as_mut()) else {
+            return Err(Error::Server(
+                "not a single-node cfs the harness started".into(),
+            ));
+        };
+        // Reaped before the new one binds: its listening socket is closed with it.
+        let _ = old.kill();
+        let _ = old.wait();
+        self.child = None;
+        let mut child = cmd.spawn().ctx(|| "spawn cfs server again".to_string())?;
+        let log = self.log.clone().unwrap_or_default();
+        if let Err(err) = wait_listening(self.port, &mut child, &log, "restarted cfs server") {
+            procs::stop(&mut child, Duration::from_secs(5));
+            return Err(err);
+        }
+        let pid = child.id();
+        self.child = Some(child);
+        Ok(pid)
+    }
 }
 
 /// The MDS nodes `cfs cluster up` listed in `dir/pids`: "mds" alone, or "mds1".."mdsM".
@@ -612,6 +638,7 @@ pub fn start(spec: &ServerSpec, in_netns: bool) -> Result<Running> {
                 admin: None,
                 node_pids: None,
                 restarted: Vec::new(),
+                relaunch: None,
             })
         }
         _ => Err(Error::Usage(format!("cannot start {}", spec.label()))),
@@ -759,6 +786,7 @@ LOG {{ Default_Log_Level = EVENT; }}
         admin: None,
         node_pids: None,
         restarted: Vec::new(),
+        relaunch: None,
     })
 }
 
@@ -867,6 +895,7 @@ pub fn start_cfs_gateway_with(bin: &Path, in_netns: bool) -> Result<Running> {
         admin: None,
         node_pids: None,
         restarted: Vec::new(),
+        relaunch: None,
     })
 }
 
@@ -975,6 +1004,7 @@ fn start_cfs_configured(tag: &str, bin: &Path, extra: &[&str], top: &str) -> Res
         admin: None,
         node_pids: None,
         restarted: Vec::new(),
+        relaunch: Some(cmd),
     })
 }
 
@@ -1149,6 +1179,7 @@ pub fn start_cfs_cluster_sized(
         admin: Some((bin, addr, secret)),
         node_pids: Some(node_pids),
         restarted: Vec::new(),
+        relaunch: None,
     })
 }
 

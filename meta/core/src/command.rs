@@ -275,6 +275,15 @@ pub enum Command {
     },
     /// Removes extended attribute `name` of `ino` (`NoXattr` if it has none of that name).
     RemoveXattr { ino: u64, name: Vec<u8>, time: Time },
+    /// `Write` by a writer that keeps the file's times itself and reported them (a holder of
+    /// delegated timestamps, RFC 9754): size = max(size, end) and the change attribute moves
+    /// by `writes`, but mtime and ctime stay as they are: a time taken now would be later
+    /// than the writes, and override the holder's.
+    WriteKeepingTimes {
+        ino: u64,
+        end_offset: u64,
+        writes: u64,
+    },
     /// Starts the upload of `ino` to the object store as it is at change attribute `change`, in
     /// `pieces` objects of a new generation (`tiering`).
     TierBegin {
@@ -346,6 +355,7 @@ impl Command {
             }
             Command::SetAttr { ino, .. }
             | Command::Write { ino, .. }
+            | Command::WriteKeepingTimes { ino, .. }
             | Command::SetMirrors { ino, .. }
             | Command::ReplaceMirrors { ino, .. }
             | Command::BeginEncode { ino, .. }

@@ -4,6 +4,7 @@
 mod as_caller;
 mod encodings;
 mod tiering;
+mod writes;
 mod xattrs;
 
 use crate::testing::*;

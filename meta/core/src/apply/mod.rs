@@ -128,7 +128,12 @@ fn apply_as<S: StateStore + ?Sized>(
             end_offset,
             time,
             writes,
-        } => write(s, *ino, *end_offset, *time, *writes, cred),
+        } => write(s, *ino, *end_offset, Some(*time), *writes, cred),
+        Command::WriteKeepingTimes {
+            ino,
+            end_offset,
+            writes,
+        } => write(s, *ino, *end_offset, None, *writes, cred),
         Command::Forget { ino } => forget(s, *ino),
         Command::SetMirrors {
             ino,
@@ -852,7 +857,7 @@ fn write<S: StateStore + ?Sized>(
     s: &mut S,
     ino: u64,
     end: u64,
-    time: Time,
+    time: Option<Time>,
     writes: u64,
     cred: Option<&Cred>,
 ) -> Result<Outcome, FsError> {
@@ -870,8 +875,11 @@ fn write<S: StateStore + ?Sized>(
         add_meta(s, ino, meta::BYTES, i128::from(end) - i128::from(i.size))?;
         i.size = end;
     }
-    i.mtime = time;
-    i.ctime = time;
+    // None: the writer reported the times itself (`Command::WriteKeepingTimes`).
+    if let Some(t) = time {
+        i.mtime = t;
+        i.ctime = t;
+    }
     // Clients saw the change attribute move on every WRITE this command records; it must not
     // fall back below what they saw.
     i.change = i.change.saturating_add(writes.max(1));

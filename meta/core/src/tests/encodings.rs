@@ -364,6 +364,46 @@ fn commands() -> Vec<(&'static str, Command)> {
                 time: T,
             },
         ),
+        (
+            "WriteKeepingTimes",
+            Command::WriteKeepingTimes {
+                ino: 5,
+                end_offset: 1 << 40,
+                writes: 3,
+            },
+        ),
+        (
+            "TierBegin",
+            Command::TierBegin {
+                ino: 5,
+                change: 9,
+                pieces: 2,
+                time: T,
+                by: 1 << 48 | 3,
+            },
+        ),
+        (
+            "TierDone",
+            Command::TierDone {
+                ino: 5,
+                gen: 4,
+                pieces: vec![crate::tiering::TierPiece {
+                    len: 64 << 20,
+                    sum: [7; 32],
+                }],
+                time: T,
+            },
+        ),
+        (
+            "TierAbort",
+            Command::TierAbort {
+                ino: 5,
+                gen: 4,
+                time: T,
+            },
+        ),
+        ("TierDoom", Command::TierDoom { ino: 5, time: T }),
+        ("TierDeleted", Command::TierDeleted { ino: 5, gen: 4 }),
     ]
 }
 
@@ -562,6 +602,12 @@ const GOLDEN: &[(&str, &str)] = &[
     ("ReplaceMirrors", "21050000020b0c"),
     ("SetXattr", "22050370696e03686f7402f6c59fd50cd5f01b"),
     ("RemoveXattr", "23050370696ef6c59fd50cd5f01b"),
+    ("WriteKeepingTimes", "240580808080802003"),
+    ("TierBegin", "25050902f6c59fd50cd5f01b83808080808040"),
+    ("TierDone", "26050401808080200707070707070707070707070707070707070707070707070707070707070707f6c59fd50cd5f01b"),
+    ("TierAbort", "270504f6c59fd50cd5f01b"),
+    ("TierDoom", "2805f6c59fd50cd5f01b"),
+    ("TierDeleted", "290504"),
     ("FsError::NotFound", "00"),
     ("FsError::Exists", "01"),
     ("FsError::NotDir", "02"),
