@@ -8,8 +8,8 @@ use proto::nfs4::*;
 
 use super::cluster::Cluster;
 
-/// Waits until `f` holds, or fails with `what` after `secs`.
-pub fn wait_for(secs: u64, what: &str, mut f: impl FnMut() -> bool) {
+/// Waits until `f` holds, or fails with `what` after `secs`; how long it took.
+pub fn wait_for(secs: u64, what: &str, mut f: impl FnMut() -> bool) -> Duration {
     let t = Instant::now();
     while !f() {
         assert!(
@@ -19,6 +19,7 @@ pub fn wait_for(secs: u64, what: &str, mut f: impl FnMut() -> bool) {
         std::thread::sleep(Duration::from_millis(200));
     }
     eprintln!("{what}: after {:?}", t.elapsed());
+    t.elapsed()
 }
 
 /// Shard headers (`shards/<object id>` in each data directory) of `ds1`..`dsN`, counted.

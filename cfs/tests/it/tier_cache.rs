@@ -13,7 +13,7 @@ use tier::testing::proxy::{Fault, FaultProxy};
 use tier::{Credentials, Store, TierConfig};
 
 use crate::common::cluster::Cluster;
-use crate::common::ec::create_empty;
+use crate::common::ec::{create_empty, wait_for};
 use crate::common::{free_port, free_ports, Server, SERIAL};
 
 const BUCKET: &str = "cfs-tier";
@@ -93,18 +93,6 @@ fn generations(objects: &BTreeMap<(u64, u64, u64), (u64, Vec<u8>)>, ino: u64) ->
     let mut g: Vec<u64> = objects.keys().filter(|k| k.0 == ino).map(|k| k.1).collect();
     g.dedup();
     g
-}
-
-fn wait_for(secs: u64, what: &str, mut f: impl FnMut() -> bool) -> Duration {
-    let start = Instant::now();
-    while !f() {
-        assert!(
-            start.elapsed() < Duration::from_secs(secs),
-            "not within {secs} s: {what}"
-        );
-        std::thread::sleep(Duration::from_millis(250));
-    }
-    start.elapsed()
 }
 
 /// Writes `data` to `path` (FILE_SYNC, so acknowledged means durable) and closes it; its
