@@ -23,18 +23,9 @@ use super::NfsState;
 use crate::error::NfsResult;
 
 /// Records the size the data servers hold of `ino` (`stored_size::record`) and ends
-/// `clientid`'s settling delegation there. With the times its holder reported in returning
-/// it, if it had delegated timestamps and did; else the server's: a delegation lost
-/// unreturned (`settle_unreturned`) reported nothing for its last writes, and a later time is
-/// the safe side (a build tool sees the change).
+/// `clientid`'s settling delegation there.
 pub async fn settle(nfs: &Arc<NfsState>, clientid: u64, ino: u64) {
-    use super::stored_size::{record, Times};
-    let times = if nfs.state.returned_with_times(clientid, ino) {
-        Times::Holders
-    } else {
-        Times::Server
-    };
-    record(nfs, ino, times).await;
+    super::stored_size::record(nfs, ino).await;
     nfs.state.end_settling(clientid, ino);
 }
 
