@@ -55,7 +55,7 @@ pub enum ConfigError {
         why: String,
     },
     #[error("[tier] {0}")]
-    Tier(String),
+    Tier(#[from] crate::tier_config::TierConfigError),
     #[error("export {path:?} does not exist in the file system in {data}. Create it first (export \"/\" and run `cfs mkdir -p {path}`), or remove that [[export]]")]
     ExportMissing { path: String, data: PathBuf },
 }

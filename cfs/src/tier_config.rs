@@ -13,7 +13,10 @@ use std::time::Duration;
 use mds::config::{TierConfig, TierCredentials, TierSettings};
 use serde::Deserialize;
 
-use crate::config::ConfigError;
+/// What is wrong with `[tier]` (`ConfigError::Tier` says where).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct TierConfigError(pub String);
 
 #[derive(Debug, Deserialize, Default, Clone)]
 #[serde(deny_unknown_fields)]
@@ -46,9 +49,9 @@ pub struct TierFileConfig {
 }
 
 /// Splits `http(s)://HOST:PORT/BUCKET` into endpoint and bucket.
-pub fn split_s3_url(url: &str) -> Result<(String, String), ConfigError> {
+pub fn split_s3_url(url: &str) -> Result<(String, String), TierConfigError> {
     let bad = || {
-        ConfigError::Tier(format!(
+        TierConfigError(format!(
             "s3 = {url:?}: expected http://HOST:PORT/BUCKET (or https://)"
         ))
     };
@@ -66,15 +69,15 @@ pub fn split_s3_url(url: &str) -> Result<(String, String), ConfigError> {
 }
 
 /// The settings `[tier]` asks for, checked (credentials are resolved when the server starts).
-pub fn settings(f: &TierFileConfig) -> Result<TierSettings, ConfigError> {
+pub fn settings(f: &TierFileConfig) -> Result<TierSettings, TierConfigError> {
     match f.mode.as_deref() {
         None | Some("cache") => {}
-        Some("tiered") => return Err(ConfigError::Tier(
+        Some("tiered") => return Err(TierConfigError(
             "mode = \"tiered\" is not built yet; \"cache\" is (every file is copied to the bucket)"
                 .into(),
         )),
         Some(other) => {
-            return Err(ConfigError::Tier(format!(
+            return Err(TierConfigError(format!(
                 "mode = {other:?}: expected \"cache\""
             )))
         }
@@ -90,7 +93,7 @@ pub fn settings(f: &TierFileConfig) -> Result<TierSettings, ConfigError> {
         }),
         (None, None) => None,
         _ => {
-            return Err(ConfigError::Tier(
+            return Err(TierConfigError(
                 "set both access_key_id and secret_access_key, or neither".into(),
             ))
         }
@@ -120,7 +123,7 @@ pub fn settings(f: &TierFileConfig) -> Result<TierSettings, ConfigError> {
     if let Some(m) = f.object_mib {
         t.object_size = m.saturating_mul(1 << 20);
     }
-    t.validate().map_err(|e| ConfigError::Tier(e.to_string()))?;
+    t.validate().map_err(|e| TierConfigError(e.to_string()))?;
     Ok(t)
 }
 

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 pub use crate::dataservers::ClusterConfig;
 pub use crate::export::{check_exports, AddrRange, EcReads, Export, ExportError, SecFlavor};
 pub use crate::limits::DEFAULT_LEASE_SECONDS;
-pub use crate::tiering::TierSettings;
+pub use crate::tier_set::TierSettings;
 pub use meta::raft::network::Members;
 pub use meta::raft::node_addr::{valid_domain, NodeAddr, MAX_DOMAIN};
 pub use tier::{Credentials as TierCredentials, TierConfig};

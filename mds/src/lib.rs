@@ -25,6 +25,7 @@ mod rmtree;
 mod space;
 mod start;
 pub mod state;
+mod tier_set;
 mod tiering;
 
 pub use config::ServerConfig;

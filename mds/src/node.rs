@@ -67,7 +67,7 @@ pub struct Mds {
     /// Unlinked files whose data is to go, for the reaper task (started on first use).
     pub(crate) reaper: std::sync::OnceLock<tokio::sync::mpsc::UnboundedSender<u64>>,
     /// The object-store tier, when `[tier]` is configured.
-    pub(crate) tier: Option<Arc<crate::tiering::Tier>>,
+    pub(crate) tier: Option<Arc<crate::tier_set::Tier>>,
 }
 
 /// The shard count of a file system this open creates (an existing one keeps its own):
@@ -242,9 +242,9 @@ impl Mds {
         });
         let data = data::Data::new(data, ns.clone(), space.clone());
         let tier = match &cfg.tier {
-            Some(t) => Some(Arc::new(crate::tiering::Tier::new(
+            Some(t) => Some(Arc::new(crate::tier_set::Tier::new(
                 t.clone(),
-                crate::tiering::instance(node, boot),
+                crate::tier_set::instance(node, boot),
             )?)),
             None => None,
         };

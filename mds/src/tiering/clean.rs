@@ -11,8 +11,8 @@ use std::time::Duration;
 use meta::namespace::{Command, Time};
 use meta_core::FileTier;
 
-use super::Tier;
 use crate::node::Mds;
+use crate::tier_set::Tier;
 
 /// An upload under way this much longer than its pieces' longest PUTs is counted dead.
 const STALE_MARGIN: Duration = Duration::from_secs(60);
@@ -51,8 +51,8 @@ async fn clean(
     if let Some(u) = rec.upload {
         let longest =
             tier.settings.longest_put() * u32::try_from(u.pieces.max(1)).unwrap_or(u32::MAX);
-        let ended =
-            super::earlier_boot(u.by, tier.me) || older_than(u.since, now, longest + STALE_MARGIN);
+        let ended = crate::tier_set::earlier_boot(u.by, tier.me)
+            || older_than(u.since, now, longest + STALE_MARGIN);
         if !tier.is_running(ino) && ended {
             let gen = u.gen;
             mds.ns

@@ -14,9 +14,9 @@ use meta::namespace::{Command, FsError, TierDue, Time};
 use meta_core::TierPiece;
 use tier::TierError;
 
-use super::{Tier, FILES_PER_PASS, UPLOADS_AT_ONCE};
 use crate::error::NfsError;
 use crate::node::Mds;
+use crate::tier_set::{Tier, FILES_PER_PASS, UPLOADS_AT_ONCE};
 
 /// Bytes read from flash per call while a piece is gathered.
 const READ_STEP: u64 = 1 << 20;

@@ -1,0 +1,146 @@
+//! The object-store tier's settings and the node's handle on the store (`Tier`): what
+//! `[tier]` configures and what the uploader and deleter (`tiering/`) share. Kept apart from
+//! them so the node and its configuration hold a `Tier` without importing the loops, which
+//! work on the node.
+
+use std::collections::HashSet;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use tier::{KeySpace, ObjectId, Store, TierConfig, TierError};
+
+/// Uploads run at once (each holds one object in memory while it is sent).
+pub(crate) const UPLOADS_AT_ONCE: usize = 2;
+/// Files taken per uploader pass.
+pub(crate) const FILES_PER_PASS: usize = 64;
+/// How often the uploader and the deleter look for work.
+pub(crate) const PASS_EVERY: Duration = Duration::from_secs(1);
+
+/// What `[tier]` configures.
+#[derive(Clone, Debug)]
+pub struct TierSettings {
+    pub store: TierConfig,
+    /// The bucket's key prefix this cluster owns (`tier::KeySpace`).
+    pub root: String,
+    /// A file unchanged this long (and open for writing nowhere here) is uploaded.
+    pub upload_after: Duration,
+    /// Objects that stopped counting are deleted this long after: longer than any PUT may
+    /// last, so an upload still under way on a node cut off from the others is never raced.
+    pub delete_grace: Duration,
+    /// File bytes per object.
+    pub object_size: u64,
+}
+
+impl TierSettings {
+    pub const DEFAULT_ROOT: &'static str = "cfs";
+    pub const DEFAULT_UPLOAD_AFTER: Duration = Duration::from_secs(5);
+    pub const DEFAULT_DELETE_GRACE: Duration = Duration::from_secs(600);
+
+    /// Defaults for everything but the store.
+    pub fn new(store: TierConfig) -> Self {
+        TierSettings {
+            store,
+            root: Self::DEFAULT_ROOT.into(),
+            upload_after: Self::DEFAULT_UPLOAD_AFTER,
+            delete_grace: Self::DEFAULT_DELETE_GRACE,
+            object_size: tier::object::DATA_OBJECT_SIZE as u64,
+        }
+    }
+
+    /// The longest one PUT of an object may take, retries and backoff included.
+    pub fn longest_put(&self) -> Duration {
+        let r = &self.store.retry;
+        let attempt = self.store.attempt_timeout(self.object_size) + self.store.connect_timeout;
+        let backoff: Duration = (1..r.max_attempts).map(|n| r.ceiling(n)).sum();
+        attempt * r.max_attempts + backoff
+    }
+
+    /// Checks what would make the tier unsafe or useless.
+    pub fn validate(&self) -> Result<(), TierError> {
+        self.store.validate()?;
+        if KeySpace::new(&self.root).is_none() {
+            return Err(TierError::Config(format!(
+                "prefix {:?}: use path segments of letters, digits, '.', '_' and '-'",
+                self.root
+            )));
+        }
+        if !(1 << 20..=1 << 30).contains(&self.object_size) {
+            return Err(TierError::Config(format!(
+                "object size {} must be between 1 MiB and 1 GiB",
+                self.object_size
+            )));
+        }
+        if self.delete_grace <= self.longest_put() {
+            return Err(TierError::Config(format!(
+                "delete_grace_seconds ({}) must exceed the longest a PUT may take with its \
+                 retries ({} s), or an object could be deleted before its upload ends",
+                self.delete_grace.as_secs(),
+                self.longest_put().as_secs() + 1
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// The tier of one MDS node: the store and what this node is uploading now.
+pub struct Tier {
+    store: Store,
+    keys: KeySpace,
+    pub settings: TierSettings,
+    /// Files this node is uploading now (their records' uploads under way are not stale).
+    running: Mutex<HashSet<u64>>,
+    /// This node's instance (`instance`), recorded with each upload it begins.
+    pub(crate) me: u64,
+}
+
+/// A node's instance as uploads record it: its id (0 for the one-node service) and boot count.
+pub fn instance(node: u8, boot: u64) -> u64 {
+    (u64::from(node) << 48) | (boot & 0xffff_ffff_ffff)
+}
+
+/// Whether `by` is an earlier boot of the node whose instance is `me`.
+pub(crate) fn earlier_boot(by: u64, me: u64) -> bool {
+    by >> 48 == me >> 48 && by != me
+}
+
+impl Tier {
+    pub fn new(settings: TierSettings, me: u64) -> Result<Tier, TierError> {
+        settings.validate()?;
+        let keys =
+            KeySpace::new(&settings.root).ok_or_else(|| TierError::Config("bad prefix".into()))?;
+        Ok(Tier {
+            store: Store::new(settings.store.clone())?,
+            keys,
+            settings,
+            running: Mutex::new(HashSet::new()),
+            me,
+        })
+    }
+
+    /// The key of piece `piece` of `ino`'s upload of generation `gen`.
+    pub fn key(&self, ino: u64, piece: u64, gen: u64) -> String {
+        self.keys.key(&Self::id(ino, piece, gen))
+    }
+
+    pub fn id(ino: u64, piece: u64, gen: u64) -> ObjectId {
+        ObjectId {
+            kind: tier::Kind::Data,
+            ino,
+            segment: piece,
+            generation: gen,
+        }
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    pub(crate) fn running(&self) -> std::sync::MutexGuard<'_, HashSet<u64>> {
+        self.running.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Whether this node is uploading `ino` now.
+    pub fn is_running(&self, ino: u64) -> bool {
+        self.running().contains(&ino)
+    }
+}
