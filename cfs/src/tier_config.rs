@@ -101,6 +101,18 @@ pub fn settings(f: &TierFileConfig) -> Result<TierSettings, TierConfigError> {
     if let Some(n) = f.max_in_flight {
         store.max_in_flight = n;
     }
+    // Bounded so that the deadlines derived from them (`longest_put`) cannot overflow.
+    for (what, v, max) in [
+        ("request_timeout_seconds", f.request_timeout_seconds, 3600),
+        ("connect_timeout_seconds", f.connect_timeout_seconds, 600),
+        ("max_attempts", f.max_attempts.map(u64::from), 100),
+        ("upload_after_seconds", f.upload_after_seconds, 86_400 * 365),
+        ("delete_grace_seconds", f.delete_grace_seconds, 86_400 * 365),
+    ] {
+        if let Some(v) = v.filter(|v| *v > max) {
+            return Err(TierConfigError(format!("{what} = {v}: at most {max}")));
+        }
+    }
     if let Some(s) = f.request_timeout_seconds {
         store.request_timeout = Duration::from_secs(s);
     }
@@ -194,9 +206,24 @@ mod tests {
         refused(
             TierFileConfig {
                 prefix: Some("../x".into()),
-                ..base
+                ..base.clone()
             },
             "prefix",
+        );
+        // Values whose derived deadlines would overflow are refused, not a panic at start.
+        refused(
+            TierFileConfig {
+                request_timeout_seconds: Some(u64::MAX),
+                ..base.clone()
+            },
+            "at most",
+        );
+        refused(
+            TierFileConfig {
+                max_attempts: Some(u32::MAX),
+                ..base
+            },
+            "at most",
         );
     }
 }
