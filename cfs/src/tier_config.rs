@@ -46,6 +46,14 @@ pub struct TierFileConfig {
     pub connect_timeout_seconds: Option<u64>,
     /// Attempts per request, the first included (default 5).
     pub max_attempts: Option<u32>,
+    /// Flash fuller than this percent starts eviction of files whose bytes are in the bucket
+    /// (default 80) ...
+    pub evict_high_percent: Option<u8>,
+    /// ... down to this percent (default 60).
+    pub evict_low_percent: Option<u8>,
+    /// The flash space eviction manages, MiB, if not the whole file system under the data
+    /// (each data server's, or the single node's): the data's own bytes count against it.
+    pub flash_capacity_mib: Option<u64>,
 }
 
 /// Splits `http(s)://HOST:PORT/BUCKET` into endpoint and bucket.
@@ -135,6 +143,13 @@ pub fn settings(f: &TierFileConfig) -> Result<TierSettings, TierConfigError> {
     if let Some(m) = f.object_mib {
         t.object_size = m.saturating_mul(1 << 20);
     }
+    if let Some(p) = f.evict_high_percent {
+        t.evict_high = p;
+    }
+    if let Some(p) = f.evict_low_percent {
+        t.evict_low = p;
+    }
+    t.flash_capacity = f.flash_capacity_mib.map(|m| m.saturating_mul(1 << 20));
     t.validate().map_err(|e| TierConfigError(e.to_string()))?;
     Ok(t)
 }
@@ -209,6 +224,28 @@ mod tests {
                 ..base.clone()
             },
             "prefix",
+        );
+        refused(
+            TierFileConfig {
+                evict_high_percent: Some(50),
+                evict_low_percent: Some(50),
+                ..base.clone()
+            },
+            "evict_low_percent",
+        );
+        refused(
+            TierFileConfig {
+                evict_high_percent: Some(100),
+                ..base.clone()
+            },
+            "at most 99",
+        );
+        refused(
+            TierFileConfig {
+                flash_capacity_mib: Some(0),
+                ..base.clone()
+            },
+            "flash_capacity_mib",
         );
         // Values whose derived deadlines would overflow are refused, not a panic at start.
         refused(

@@ -1,14 +1,20 @@
 //! Where file bytes live: in the MDS's own chunk store (the single-node default), or on data
-//! servers (a cluster), where the MDS's own reads and writes go through `cluster::remote`.
+//! servers (a cluster), where the MDS's own reads and writes go through `cluster::remote`; and,
+//! with an object-store tier, in the bucket alone for a file evicted from flash (`evicted`):
+//! reads of it are served from there, and a change to its bytes waits (NFS4ERR_DELAY) until
+//! it is back on flash.
 use std::sync::Arc;
 
 use chunkstore::{SeekWhat, Segment};
 
-use meta::namespace::Namespace;
+use meta::namespace::{Command, Namespace};
+use meta_core::TierCopy;
 
 use crate::dataservers::Cluster;
-use crate::error::NfsResult;
+use crate::error::{NfsError, NfsResult};
+use crate::evicted::{DataHold, Holds};
 use crate::space::Space;
+use crate::tier_set::Tier;
 
 pub enum DataPath {
     Local(chunkstore::ChunkStore),
@@ -22,11 +28,59 @@ pub struct Data {
     pub path: DataPath,
     ns: Namespace,
     space: Arc<Space>,
+    tier: Option<Arc<Tier>>,
+    pub(crate) holds: Arc<Holds>,
 }
 
 impl Data {
-    pub fn new(path: DataPath, ns: Namespace, space: Arc<Space>) -> Data {
-        Data { path, ns, space }
+    pub fn new(path: DataPath, ns: Namespace, space: Arc<Space>, tier: Option<Arc<Tier>>) -> Data {
+        Data {
+            path,
+            ns,
+            space,
+            tier,
+            holds: Arc::default(),
+        }
+    }
+
+    /// Holds `ino`'s bytes on flash for a request that changes them and then records the
+    /// change (`evicted`): the evictor waits. Nothing without a tier.
+    pub async fn hold(&self, ino: u64) -> Option<DataHold> {
+        match self.tier {
+            Some(_) => Some(self.holds.hold(ino).await),
+            None => None,
+        }
+    }
+
+    /// The copy in the bucket that holds `ino`'s bytes if they are not on flash; asks for the
+    /// file back (once) when they are not.
+    pub fn evicted(&self, ino: u64) -> NfsResult<Option<TierCopy>> {
+        if self.tier.is_none() {
+            return Ok(None);
+        }
+        let Some(t) = self.ns.tier(ino)? else {
+            return Ok(None);
+        };
+        if !t.evicted {
+            return Ok(None);
+        }
+        if !t.wanted {
+            let ns = self.ns.clone();
+            tokio::spawn(async move {
+                if let Err(e) = ns.execute(Command::TierWant { ino }).await {
+                    tracing::debug!(ino, "cannot ask for an evicted file back: {e}");
+                }
+            });
+        }
+        Ok(t.copy)
+    }
+
+    /// A change to `ino`'s bytes must wait while they are not on flash.
+    fn on_flash(&self, ino: u64) -> NfsResult<()> {
+        match self.evicted(ino)? {
+            Some(_) => Err(NfsError::Delay),
+            None => Ok(()),
+        }
     }
 
     pub fn cluster(&self) -> Option<&Arc<Cluster>> {
@@ -37,6 +91,20 @@ impl Data {
     }
 
     pub async fn read_data(
+        &self,
+        ino: u64,
+        offset: u64,
+        len: u64,
+        size: u64,
+    ) -> NfsResult<(Vec<u8>, bool)> {
+        let _hold = self.hold(ino).await;
+        if let (Some(t), Some(c)) = (&self.tier, self.evicted(ino)?) {
+            return crate::evicted::read(t, ino, &c, offset, len, size).await;
+        }
+        self.read_flash(ino, offset, len, size).await
+    }
+
+    async fn read_flash(
         &self,
         ino: u64,
         offset: u64,
@@ -56,6 +124,18 @@ impl Data {
 
     /// Writes a payload the caller is done with: the local store takes it as is.
     pub async fn write_data_owned(
+        &self,
+        ino: u64,
+        offset: u64,
+        data: Vec<u8>,
+        stable: bool,
+    ) -> NfsResult<()> {
+        self.on_flash(ino)?;
+        self.write_flash(ino, offset, data, stable).await
+    }
+
+    /// Writes to flash whatever the tier's record says: the restorer's way back.
+    pub(crate) async fn write_flash(
         &self,
         ino: u64,
         offset: u64,
@@ -82,9 +162,42 @@ impl Data {
 
     /// Sets the data's size (on data servers this fences the file: `Cluster::truncate`).
     pub async fn truncate_data(&self, ino: u64, size: u64) -> NfsResult<()> {
+        self.on_flash(ino)?;
         match &self.path {
             DataPath::Local(s) => Ok(s.truncate(ino, size).await?),
             DataPath::Cluster(c) => c.truncate(&self.ns, ino, size).await,
+        }
+    }
+
+    /// Flash's usage as eviction counts it: (bytes used, bytes it may use). With `capacity`
+    /// set, the data's own bytes against it; else the file system under the data, whatever
+    /// fills it. `None` on data servers: eviction there is not built yet (an erasure-coded
+    /// file's shards would have to be dropped with their record, and its restore re-placed).
+    pub async fn flash_usage(
+        &self,
+        dir: &std::path::Path,
+        capacity: Option<u64>,
+    ) -> Option<(u64, u64)> {
+        let DataPath::Local(s) = &self.path else {
+            return None;
+        };
+        match capacity {
+            Some(cap) => s.usage().await.ok().map(|u| (u, cap)),
+            None => {
+                let (avail, total) = crate::space::statvfs(dir).ok()?;
+                Some((total.saturating_sub(avail), total))
+            }
+        }
+    }
+
+    /// Drops `ino`'s bytes from flash (eviction: the bucket holds them).
+    pub(crate) async fn drop_flash(&self, ino: u64) -> NfsResult<()> {
+        match &self.path {
+            DataPath::Local(s) => match s.remove_many(vec![ino]).await {
+                Ok(mut r) => r.pop().map_or(Ok(()), |(_, r)| r.map_err(Into::into)),
+                Err(e) => Err(e.into()),
+            },
+            DataPath::Cluster(_) => Err(NfsError::NotSupp),
         }
     }
 
@@ -120,9 +233,12 @@ impl Data {
         what: SeekWhat,
         size: u64,
     ) -> NfsResult<Option<u64>> {
+        let _hold = self.hold(ino).await;
+        let evicted = self.evicted(ino)?.is_some();
         match &self.path {
-            DataPath::Local(s) => Ok(s.seek(ino, offset, what, size).await?),
-            DataPath::Cluster(_) => Ok(match what {
+            DataPath::Local(s) if !evicted => Ok(s.seek(ino, offset, what, size).await?),
+            // Evicted: every byte below the size counts as data, as on data servers.
+            _ => Ok(match what {
                 SeekWhat::Data if offset < size => Some(offset),
                 SeekWhat::Data => None,
                 SeekWhat::Hole => None,
@@ -138,10 +254,13 @@ impl Data {
         len: u64,
         size: u64,
     ) -> NfsResult<(Vec<Segment>, bool)> {
+        // Held before the record is read: the evictor cannot take the bytes in between.
+        let _hold = self.hold(ino).await;
+        let evicted = self.evicted(ino)?.is_some();
         match &self.path {
-            DataPath::Local(s) => Ok(s.segments(ino, offset, len, size).await?),
-            DataPath::Cluster(c) => {
-                let (data, eof) = c.read(&self.ns, ino, offset, len, size).await?;
+            DataPath::Local(s) if !evicted => Ok(s.segments(ino, offset, len, size).await?),
+            _ => {
+                let (data, eof) = self.read_data(ino, offset, len, size).await?;
                 let segs = if data.is_empty() {
                     Vec::new()
                 } else {
@@ -155,6 +274,7 @@ impl Data {
     /// ALLOCATE. On data servers only the size grows (the caller records it): the bytes read
     /// as zeros, as on a single node, but no space is reserved, since NFSv3 has no way to ask.
     pub async fn allocate_data(&self, ino: u64, offset: u64, len: u64) -> NfsResult<()> {
+        self.on_flash(ino)?;
         match &self.path {
             DataPath::Local(s) => {
                 self.space.admit_data(len)?;
@@ -172,6 +292,7 @@ impl Data {
         len: u64,
         size: u64,
     ) -> NfsResult<()> {
+        self.on_flash(ino)?;
         match &self.path {
             DataPath::Local(s) => Ok(s.deallocate(ino, offset, len).await?),
             DataPath::Cluster(c) => c.zero_range(&self.ns, ino, offset, len, size).await,
@@ -189,6 +310,9 @@ impl Data {
         dst_off: u64,
         count: u64,
     ) -> NfsResult<()> {
+        // Both ends on flash: the source's bytes are copied by the store, not read.
+        self.on_flash(dst)?;
+        self.on_flash(src)?;
         match &self.path {
             DataPath::Local(s) => {
                 self.space.admit_data(count)?;

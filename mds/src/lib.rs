@@ -14,6 +14,7 @@ pub mod config;
 mod data;
 mod dataservers;
 mod error;
+mod evicted;
 mod export;
 pub mod fh;
 mod laundromat;

@@ -240,7 +240,6 @@ impl Mds {
             remote_shares: state::remote::shares::RemoteShares::new(boot),
             callback_lock: tokio::sync::Mutex::new(()),
         });
-        let data = data::Data::new(data, ns.clone(), space.clone());
         let tier = match &cfg.tier {
             Some(t) => Some(Arc::new(crate::tier_set::Tier::new(
                 t.clone(),
@@ -248,6 +247,7 @@ impl Mds {
             )?)),
             None => None,
         };
+        let data = data::Data::new(data, ns.clone(), space.clone(), tier.clone());
         Ok(Mds {
             data_path: data_dir,
             space,

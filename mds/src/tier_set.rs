@@ -3,11 +3,11 @@
 //! them so the node and its configuration hold a `Tier` without importing the loops, which
 //! work on the node.
 
-use std::collections::HashSet;
-use std::sync::Mutex;
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tier::{KeySpace, ObjectId, Store, TierConfig, TierError};
+use tier::{Header, KeySpace, ObjectId, Store, TierConfig, TierError};
 
 /// Uploads run at once (each holds one object in memory while it is sent).
 pub(crate) const UPLOADS_AT_ONCE: usize = 2;
@@ -29,12 +29,21 @@ pub struct TierSettings {
     pub delete_grace: Duration,
     /// File bytes per object.
     pub object_size: u64,
+    /// Eviction starts when flash is fuller than `evict_high` percent and stops under
+    /// `evict_low` (issue 45: 80 and 60).
+    pub evict_high: u8,
+    pub evict_low: u8,
+    /// The flash space eviction manages, if not the whole file system under the data (a
+    /// disk shared with other data, or a test): then the data's own bytes count against it.
+    pub flash_capacity: Option<u64>,
 }
 
 impl TierSettings {
     pub const DEFAULT_ROOT: &'static str = "cfs";
     pub const DEFAULT_UPLOAD_AFTER: Duration = Duration::from_secs(5);
     pub const DEFAULT_DELETE_GRACE: Duration = Duration::from_secs(600);
+    pub const DEFAULT_EVICT_HIGH: u8 = 80;
+    pub const DEFAULT_EVICT_LOW: u8 = 60;
 
     /// Defaults for everything but the store.
     pub fn new(store: TierConfig) -> Self {
@@ -44,6 +53,9 @@ impl TierSettings {
             upload_after: Self::DEFAULT_UPLOAD_AFTER,
             delete_grace: Self::DEFAULT_DELETE_GRACE,
             object_size: tier::object::DATA_OBJECT_SIZE as u64,
+            evict_high: Self::DEFAULT_EVICT_HIGH,
+            evict_low: Self::DEFAULT_EVICT_LOW,
+            flash_capacity: None,
         }
     }
 
@@ -70,6 +82,18 @@ impl TierSettings {
                 self.object_size
             )));
         }
+        if !(self.evict_low < self.evict_high && self.evict_high <= 99) {
+            return Err(TierError::Config(format!(
+                "evict_low_percent ({}) must be below evict_high_percent ({}), which must be \
+                 at most 99",
+                self.evict_low, self.evict_high
+            )));
+        }
+        if self.flash_capacity == Some(0) {
+            return Err(TierError::Config(
+                "flash_capacity_mib must be above 0".into(),
+            ));
+        }
         if self.delete_grace <= self.longest_put() {
             return Err(TierError::Config(format!(
                 "delete_grace_seconds ({}) must exceed the longest a PUT may take with its \
@@ -91,7 +115,16 @@ pub struct Tier {
     running: Mutex<HashSet<u64>>,
     /// This node's instance (`instance`), recorded with each upload it begins.
     pub(crate) me: u64,
+    /// Headers of objects read lately (reads of evicted files): (ino, piece, gen) → the
+    /// header and its length. Bounded: emptied when full.
+    heads: Mutex<Heads>,
 }
+
+/// (ino, piece, gen) → an object's verified header and its length.
+type Heads = HashMap<(u64, u64, u64), Arc<(Header, usize)>>;
+
+/// Most object headers a node keeps (each up to 4 KiB).
+const MAX_HEADS: usize = 4096;
 
 /// A node's instance as uploads record it: its id (0 for the one-node service) and boot count.
 pub fn instance(node: u8, boot: u64) -> u64 {
@@ -114,6 +147,7 @@ impl Tier {
             settings,
             running: Mutex::new(HashSet::new()),
             me,
+            heads: Mutex::new(HashMap::new()),
         })
     }
 
@@ -137,6 +171,36 @@ impl Tier {
 
     pub(crate) fn running(&self) -> std::sync::MutexGuard<'_, HashSet<u64>> {
         self.running.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The verified header of piece `piece` of `ino`'s copy `gen`, whose payload's blake3 the
+    /// record says is `sum`: from the cache, else one small GET.
+    pub async fn header(
+        &self,
+        ino: u64,
+        piece: u64,
+        gen: u64,
+        sum: &[u8; 32],
+    ) -> Result<Arc<(Header, usize)>, TierError> {
+        let k = (ino, piece, gen);
+        if let Some(h) = self.heads().get(&k) {
+            return Ok(h.clone());
+        }
+        let h = Arc::new(
+            self.store
+                .header(&self.key(ino, piece, gen), &Self::id(ino, piece, gen), sum)
+                .await?,
+        );
+        let mut m = self.heads();
+        if m.len() >= MAX_HEADS {
+            m.clear();
+        }
+        m.insert(k, h.clone());
+        Ok(h)
+    }
+
+    fn heads(&self) -> std::sync::MutexGuard<'_, Heads> {
+        self.heads.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Whether this node is uploading `ino` now.

@@ -310,6 +310,18 @@ pub mod tier {
     pub static PUT: Histogram = Histogram::new();
     /// From a file's last change to its upload being recorded.
     pub static UPLOAD_LAG: Histogram = Histogram::new();
+    /// Files and file bytes this node evicted from flash, and the passes that evicted any.
+    pub static EVICTED_FILES: Counter = Counter::new();
+    pub static EVICTED_BYTES: Counter = Counter::new();
+    pub static EVICTION_PASSES: Counter = Counter::new();
+    /// Reads served from the bucket (an evicted file) and their bytes.
+    pub static BUCKET_READS: Counter = Counter::new();
+    pub static BUCKET_READ_BYTES: Counter = Counter::new();
+    /// One ranged GET for a read of an evicted file.
+    pub static GET: Histogram = Histogram::new();
+    /// Evicted files brought back to flash, and their bytes.
+    pub static RESTORED_FILES: Counter = Counter::new();
+    pub static RESTORED_BYTES: Counter = Counter::new();
 }
 
 /// The data server's metrics.

@@ -4,10 +4,12 @@
 //! - `config.rs`: endpoint, bucket, region and credentials (configuration first, then the AWS
 //!   environment variables), timeouts, the concurrency bound, the retry bounds.
 //! - `store.rs`: [`Store`]: `put`, `get`, `get_range`, `delete`, at most `max_in_flight` at
-//!   once, each attempt under a deadline, transient failures retried with backoff.
+//!   once, each attempt under a deadline, transient failures retried with backoff; `header`
+//!   and `read_payload`, a verified ranged read of an object's payload.
 //! - `retry.rs`: exponential backoff with full jitter.
 //! - `object.rs`: the object format: a header naming file, segment, byte range and generation,
-//!   with the payload's and its own blake3; `encode`, and a `decode` that verifies everything.
+//!   with the payload's, each 1 MiB block's and its own blake3; `encode`, and a `decode` that
+//!   verifies everything.
 //! - `keys.rs`: keys as a pure function of (kind, file, segment, generation), spread over
 //!   65,536 hash prefixes.
 //! - `connector.rs`: the HTTP client the SDK is given (hyper 1, rustls on ring).
@@ -28,7 +30,7 @@
 //! derived from what it holds (`keys.rs`), so whoever has the metadata computes it, and whoever
 //! lost the metadata can still verify each object it finds from its own header (`object.rs`).
 //!
-//! Not wired into the servers yet: the MDS and DS will use it for segments and checkpoints.
+//! The MDS uses it for file data (`mds/src/tiering/`); metadata objects are to come.
 #![forbid(unsafe_code)]
 
 pub mod config;
@@ -44,5 +46,5 @@ pub mod testing;
 pub use config::{Credentials, RetryPolicy, TierConfig};
 pub use error::TierError;
 pub use keys::{KeySpace, ObjectId};
-pub use object::{FormatError, Kind, Object};
+pub use object::{FormatError, Header, Kind, Object};
 pub use store::Store;

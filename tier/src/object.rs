@@ -9,9 +9,9 @@
 //! ```text
 //! off  size  field (little-endian)
 //!   0     8  magic "cfs-tier"
-//!   8     2  version (1)
-//!  10     2  header_len: bytes from 0 to the end of the header hash (128 in v1; at most 4096;
-//!            a later version may add fields before the hash, covered by it)
+//!   8     2  version (2; 1 is read too)
+//!  10     2  header_len: bytes from 0 to the end of the header hash (128 in v1, 136 + 32·n
+//!            in v2; at most 4096)
 //!  12     1  kind: 1 data segment, 2 metadata
 //!  13     3  zero
 //!  16     8  ino (a metadata object: the shard's)
@@ -21,9 +21,21 @@
 //!  48     8  generation
 //!  56     8  payload_len
 //!  64    32  blake3(payload)
-//!  96    32  blake3(bytes 0 .. header_len-32)
+//!            v1 only:
+//!  96    32  blake3(bytes 0 .. 96)
 //! 128     …  payload, exactly payload_len bytes
+//!            v2:
+//!  96     4  block_shift: the payload is checked in blocks of 2^block_shift bytes
+//! 100     4  n: the number of blocks, ceil(payload_len / 2^block_shift)
+//! 104  32·n  blake3 of each block, in order
+//!   …    32  blake3(bytes 0 .. header_len-32)
+//!   …     …  payload
 //! ```
+//!
+//! **Why blocks (v2).** A read of a file whose bytes left flash fetches just the range it needs
+//! with a ranged GET: the whole payload's blake3 cannot check a part of it, each block's can.
+//! Blocks are 1 MiB (an NFS READ is at most that), larger only where an object would need more
+//! than [`MAX_BLOCKS`] of them; the header stays under 4 KiB, one small GET.
 
 use bytes::{Bytes, BytesMut};
 
@@ -31,9 +43,15 @@ use crate::keys::ObjectId;
 
 const MAGIC: &[u8; 8] = b"cfs-tier";
 /// The format this code writes.
-pub const VERSION: u16 = 1;
-/// The header length of version 1.
+pub const VERSION: u16 = 2;
+/// The header length of version 1; in version 2 the fixed fields before the block sums.
 pub const HEADER_LEN: usize = 128;
+/// Version 2's fixed part: the fields, the block shift and count (the sums and hash follow).
+const FIXED_V2: usize = 104;
+/// The smallest block: an NFS READ's largest size.
+pub const MIN_BLOCK_SHIFT: u32 = 20;
+/// Most block sums a header holds (so it fits in [`MAX_HEADER_LEN`]).
+pub const MAX_BLOCKS: usize = (MAX_HEADER_LEN - FIXED_V2 - 32) / 32;
 /// No header is longer, whatever its length field says: bounds what a reader trusts.
 pub const MAX_HEADER_LEN: usize = 4096;
 const HASH: usize = 32;
@@ -80,6 +98,51 @@ pub struct Header {
     pub range_len: u64,
     pub payload_len: u64,
     pub payload_blake3: [u8; 32],
+    /// Version 2: the payload's blocks are `1 << block_shift` bytes, each with its blake3
+    /// here; a version 1 header has none (only the whole payload verifies).
+    pub block_shift: u32,
+    pub block_sums: Vec<[u8; 32]>,
+}
+
+impl Header {
+    /// Payload bytes `[start, end)` rounded out to whole blocks, or `None` if the object has
+    /// no block sums (version 1) or the range is not inside the payload.
+    pub fn blocks_for(&self, start: u64, end: u64) -> Option<std::ops::Range<u64>> {
+        if self.block_sums.is_empty() || start >= end || end > self.payload_len {
+            return None;
+        }
+        let b = 1u64 << self.block_shift;
+        Some((start / b) * b..end.div_ceil(b).saturating_mul(b).min(self.payload_len))
+    }
+
+    /// Checks `bytes`, the payload's bytes from offset `at` (a block boundary) to a block
+    /// boundary or the payload's end, against the block sums.
+    pub fn verify_blocks(&self, at: u64, bytes: &[u8]) -> Result<(), FormatError> {
+        let b = 1u64 << self.block_shift;
+        if !at.is_multiple_of(b) {
+            return Err(FormatError::PayloadChecksum);
+        }
+        let first = (at / b) as usize;
+        for (i, chunk) in bytes.chunks(b as usize).enumerate() {
+            let whole = chunk.len() as u64 == b
+                || at + (i as u64) * b + chunk.len() as u64 == self.payload_len;
+            let sum = self.block_sums.get(first + i);
+            if !whole || sum != Some(blake3::hash(chunk).as_bytes()) {
+                return Err(FormatError::PayloadChecksum);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The block size for a payload of `len` bytes: 1 MiB, or larger where that would need more
+/// than [`MAX_BLOCKS`] sums.
+fn block_shift_for(len: u64) -> u32 {
+    let mut shift = MIN_BLOCK_SHIFT;
+    while len.div_ceil(1u64 << shift) > MAX_BLOCKS as u64 {
+        shift += 1;
+    }
+    shift
 }
 
 /// A decoded object whose header and payload both verified.
@@ -116,6 +179,8 @@ pub enum FormatError {
     PayloadLength { header: u64, actual: u64 },
     #[error("payload checksum mismatch")]
     PayloadChecksum,
+    #[error("block table does not match the payload")]
+    BadBlocks,
     #[error("object holds {found:?}, expected {expected:?}")]
     NotThisObject { expected: ObjectId, found: ObjectId },
 }
@@ -123,10 +188,13 @@ pub enum FormatError {
 /// Encodes `payload` as the object `id`, standing for file bytes `range_start ..
 /// range_start + range_len`.
 pub fn encode(id: &ObjectId, range_start: u64, range_len: u64, payload: &[u8]) -> Bytes {
-    let mut buf = BytesMut::with_capacity(HEADER_LEN + payload.len());
+    let shift = block_shift_for(payload.len() as u64);
+    let blocks: Vec<&[u8]> = payload.chunks(1usize << shift).collect();
+    let header_len = FIXED_V2 + 32 * blocks.len() + HASH;
+    let mut buf = BytesMut::with_capacity(header_len + payload.len());
     buf.extend_from_slice(MAGIC);
     buf.extend_from_slice(&VERSION.to_le_bytes());
-    buf.extend_from_slice(&(HEADER_LEN as u16).to_le_bytes());
+    buf.extend_from_slice(&(header_len as u16).to_le_bytes());
     buf.extend_from_slice(&[id.kind as u8, 0, 0, 0]);
     for v in [
         id.ino,
@@ -139,9 +207,14 @@ pub fn encode(id: &ObjectId, range_start: u64, range_len: u64, payload: &[u8]) -
         buf.extend_from_slice(&v.to_le_bytes());
     }
     buf.extend_from_slice(blake3::hash(payload).as_bytes());
+    buf.extend_from_slice(&shift.to_le_bytes());
+    buf.extend_from_slice(&(blocks.len() as u32).to_le_bytes());
+    for b in &blocks {
+        buf.extend_from_slice(blake3::hash(b).as_bytes());
+    }
     let header_hash = blake3::hash(&buf);
     buf.extend_from_slice(header_hash.as_bytes());
-    debug_assert_eq!(buf.len(), HEADER_LEN);
+    debug_assert_eq!(buf.len(), header_len);
     buf.extend_from_slice(payload);
     buf.freeze()
 }
@@ -161,7 +234,7 @@ pub fn decode_header(bytes: &[u8]) -> Result<(Header, usize), FormatError> {
         return Err(FormatError::BadMagic);
     }
     let version = u16::from_le_bytes([fixed[8], fixed[9]]);
-    if version != VERSION {
+    if !(1..=VERSION).contains(&version) {
         return Err(FormatError::UnsupportedVersion(version));
     }
     let header_len = u16::from_le_bytes([fixed[10], fixed[11]]);
@@ -193,6 +266,12 @@ pub fn decode_header(bytes: &[u8]) -> Result<(Header, usize), FormatError> {
     }
     let mut payload_blake3 = [0u8; 32];
     payload_blake3.copy_from_slice(&fixed[64..96]);
+    let payload_len = u64_at(56);
+    let (block_shift, block_sums) = if version == 1 {
+        (0, Vec::new())
+    } else {
+        block_table(header, payload_len)?
+    };
     let h = Header {
         id: ObjectId {
             kind,
@@ -202,10 +281,41 @@ pub fn decode_header(bytes: &[u8]) -> Result<(Header, usize), FormatError> {
         },
         range_start,
         range_len,
-        payload_len: u64_at(56),
+        payload_len,
         payload_blake3,
+        block_shift,
+        block_sums,
     };
     Ok((h, len))
+}
+
+/// Version 2's block shift and sums, from a header whose own checksum matched.
+fn block_table(header: &[u8], payload_len: u64) -> Result<(u32, Vec<[u8; 32]>), FormatError> {
+    let u32_at = |off: usize| {
+        let mut b = [0u8; 4];
+        b.copy_from_slice(&header[off..off + 4]);
+        u32::from_le_bytes(b)
+    };
+    if header.len() < FIXED_V2 + HASH {
+        return Err(FormatError::BadHeaderLen(header.len() as u16));
+    }
+    let (shift, n) = (u32_at(96), u32_at(100) as usize);
+    if !(MIN_BLOCK_SHIFT..=40).contains(&shift)
+        || n > MAX_BLOCKS
+        || header.len() != FIXED_V2 + 32 * n + HASH
+        || payload_len.div_ceil(1u64 << shift) != n as u64
+    {
+        return Err(FormatError::BadBlocks);
+    }
+    let sums = header[FIXED_V2..FIXED_V2 + 32 * n]
+        .chunks(32)
+        .map(|c| {
+            let mut s = [0u8; 32];
+            s.copy_from_slice(c);
+            s
+        })
+        .collect();
+    Ok((shift, sums))
 }
 
 /// Decodes and verifies a whole object: header, then the payload's length and blake3.
@@ -264,7 +374,8 @@ mod tests {
     fn round_trip() {
         let payload: Vec<u8> = (0..1000u32).map(|i| (i * 7) as u8).collect();
         let enc = encode(&id(), 3 << 20, 1000, &payload);
-        assert_eq!(enc.len(), HEADER_LEN + 1000);
+        let hl = FIXED_V2 + 32 + HASH;
+        assert_eq!(enc.len(), hl + 1000);
         let obj = decode(enc.clone())
             .expect("decodes")
             .verify_id(&id())
@@ -272,8 +383,8 @@ mod tests {
         assert_eq!(&obj.payload[..], &payload[..]);
         assert_eq!(obj.header.range_start, 3 << 20);
         assert_eq!(obj.header.range_len, 1000);
-        let (h, len) = decode_header(&enc[..HEADER_LEN]).expect("header alone");
-        assert_eq!((h, len), (obj.header.clone(), HEADER_LEN));
+        let (h, len) = decode_header(&enc[..hl]).expect("header alone");
+        assert_eq!((h, len), (obj.header.clone(), hl));
         let other = ObjectId {
             generation: 10,
             ..id()
@@ -291,11 +402,12 @@ mod tests {
     fn every_flipped_bit_and_every_truncation_is_caught() {
         let payload: Vec<u8> = (0..300u32).map(|i| i as u8).collect();
         let enc = encode(&id(), 0, 300, &payload);
+        let hl = decode_header(&enc).expect("valid").1;
         for bit in 0..enc.len() * 8 {
             let mut b = enc.to_vec();
             b[bit / 8] ^= 1 << (bit % 8);
             let err = decode(Bytes::from(b)).expect_err("a flipped bit");
-            if bit / 8 >= HEADER_LEN {
+            if bit / 8 >= hl {
                 assert_eq!(err, FormatError::PayloadChecksum, "bit {bit}");
             }
         }
@@ -312,6 +424,56 @@ mod tests {
                 actual: 301
             }
         );
+    }
+
+    /// What version 1 wrote: the fixed fields, then the header hash, then the payload.
+    fn encode_v1(id: &ObjectId, payload: &[u8]) -> Bytes {
+        let v2 = encode(id, 0, payload.len() as u64, payload);
+        let mut b = v2[..96].to_vec();
+        b[8..10].copy_from_slice(&1u16.to_le_bytes());
+        b[10..12].copy_from_slice(&(HEADER_LEN as u16).to_le_bytes());
+        let h = blake3::hash(&b);
+        b.extend_from_slice(h.as_bytes());
+        b.extend_from_slice(payload);
+        Bytes::from(b)
+    }
+
+    #[test]
+    fn blocks_check_a_range_alone_and_version_1_still_reads() {
+        let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+        let len = (5 << 20) + 12_345;
+        let payload: Vec<u8> = (0..len).map(|_| rng.gen()).collect();
+        let enc = encode(&id(), 0, len as u64, &payload);
+        let (h, hl) = decode_header(&enc[..MAX_HEADER_LEN]).expect("header");
+        assert_eq!((h.block_shift, h.block_sums.len()), (20, 6));
+        // A read of bytes 1.5 MiB .. 2.5 MiB needs blocks 1 and 2.
+        let r = h.blocks_for(3 << 19, 5 << 19).expect("blocks");
+        assert_eq!(r, (1 << 20)..(3 << 20));
+        let got = &enc[hl + r.start as usize..hl + r.end as usize];
+        h.verify_blocks(r.start, got).expect("intact blocks verify");
+        // The last, short block.
+        let last = h.blocks_for(len as u64 - 1, len as u64).expect("last");
+        assert_eq!(last, (5 << 20)..len as u64);
+        h.verify_blocks(last.start, &enc[hl + last.start as usize..])
+            .expect("last block");
+        // A flipped byte, a short read, a block from elsewhere: refused.
+        let mut bad = got.to_vec();
+        bad[100] ^= 1;
+        assert!(h.verify_blocks(r.start, &bad).is_err());
+        assert!(h.verify_blocks(r.start, &got[..got.len() - 1]).is_err());
+        assert!(h.verify_blocks(0, got).is_err());
+        assert!(h.verify_blocks(r.start + 1, got).is_err());
+        assert_eq!(h.blocks_for(0, len as u64 + 1), None);
+
+        // A big payload gets bigger blocks, so the header stays bounded.
+        assert_eq!(block_shift_for(1 << 30), 24);
+        assert!((1u64 << 30).div_ceil(1 << 24) as usize <= MAX_BLOCKS);
+
+        let v1 = encode_v1(&id(), &payload[..1000]);
+        let o = decode(v1.clone()).expect("a version 1 object");
+        assert!(o.header.block_sums.is_empty());
+        assert_eq!(&o.payload[..], &payload[..1000]);
+        assert_eq!(o.header.blocks_for(0, 10), None);
     }
 
     #[test]

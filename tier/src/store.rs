@@ -30,6 +30,8 @@ use tokio::sync::Semaphore;
 use crate::config::{process_env, TierConfig};
 use crate::connector::RingClient;
 use crate::error::TierError;
+use crate::keys::ObjectId;
+use crate::object::{self, FormatError, Header, MAX_HEADER_LEN};
 
 /// A bucket on an S3-compatible store.
 #[derive(Clone, Debug)]
@@ -128,6 +130,68 @@ impl Store {
             });
         }
         Ok(got)
+    }
+
+    /// The verified header of the object under `key`, which must be `id` and hold a payload
+    /// whose blake3 is `sum` (what the metadata recorded): one GET of its first 4 KiB. With
+    /// the header's length, where the payload starts.
+    pub async fn header(
+        &self,
+        key: &str,
+        id: &ObjectId,
+        sum: &[u8; 32],
+    ) -> Result<(Header, usize), TierError> {
+        let got = self.get_range(key, 0..MAX_HEADER_LEN as u64).await?;
+        let (h, len) = object::decode_header(&got)?;
+        if h.id != *id {
+            return Err(FormatError::NotThisObject {
+                expected: *id,
+                found: h.id,
+            }
+            .into());
+        }
+        if h.payload_blake3 != *sum {
+            return Err(FormatError::PayloadChecksum.into());
+        }
+        Ok((h, len))
+    }
+
+    /// Payload bytes `[start, end)` of the object under `key` whose header `header()` read
+    /// (`len` its length): a ranged GET of the blocks they fall in, each checked against its
+    /// sum. A version 1 object (no block sums) is read whole and checked whole.
+    pub async fn read_payload(
+        &self,
+        key: &str,
+        h: &Header,
+        len: usize,
+        start: u64,
+        end: u64,
+    ) -> Result<Bytes, TierError> {
+        let end = end.min(h.payload_len);
+        if start >= end {
+            return Ok(Bytes::new());
+        }
+        let Some(blocks) = h.blocks_for(start, end) else {
+            let o = object::decode(self.get(key).await?)?.verify_id(&h.id)?;
+            if o.header.payload_blake3 != h.payload_blake3 {
+                return Err(FormatError::PayloadChecksum.into());
+            }
+            return Ok(o.payload.slice(start as usize..end as usize));
+        };
+        let at = len as u64;
+        let got = self
+            .get_range(key, at + blocks.start..at + blocks.end)
+            .await?;
+        if got.len() as u64 != blocks.end - blocks.start {
+            return Err(FormatError::Truncated {
+                part: "payload",
+                need: blocks.end - blocks.start,
+                have: got.len() as u64,
+            }
+            .into());
+        }
+        h.verify_blocks(blocks.start, &got)?;
+        Ok(got.slice((start - blocks.start) as usize..(end - blocks.start) as usize))
     }
 
     /// Removes the object under `key`; removing one that is not there succeeds.

@@ -102,11 +102,34 @@ fn put_get_range_delete_round_trip() {
 
         // A header read alone, a range inside, a range running past the end.
         let head = store
-            .get_range(&key, 0..object::HEADER_LEN as u64)
+            .get_range(&key, 0..object::MAX_HEADER_LEN as u64)
             .await
             .expect("header range");
         let (h, _) = object::decode_header(&head).expect("header verifies");
         assert_eq!(h.payload_len, payload.len() as u64);
+
+        // The verified read an evicted file's READ makes: the header (checked against the id
+        // and the recorded sum), then only the blocks a range falls in.
+        let sum = *blake3::hash(&payload).as_bytes();
+        let (h, hl) = store.header(&key, &id(0), &sum).await.expect("header");
+        let part = store
+            .read_payload(&key, &h, hl, 123_456, 654_321)
+            .await
+            .expect("verified range");
+        assert_eq!(&part[..], &payload[123_456..654_321]);
+        let past = store
+            .read_payload(&key, &h, hl, 999_000, 2_000_000)
+            .await
+            .expect("range past the end");
+        assert_eq!(&past[..], &payload[999_000..]);
+        assert!(matches!(
+            store.header(&key, &id(1), &sum).await,
+            Err(TierError::Format(object::FormatError::NotThisObject { .. }))
+        ));
+        assert!(matches!(
+            store.header(&key, &id(0), &[0; 32]).await,
+            Err(TierError::Format(object::FormatError::PayloadChecksum))
+        ));
         let mid = store.get_range(&key, 1000..5000).await.expect("range");
         assert_eq!(&mid[..], &obj[1000..5000]);
         let n = obj.len() as u64;

@@ -276,6 +276,12 @@ fn tier_status(t: &mds::admin::TierUsage, bucket: &str) -> serde_json::Value {
         "object_sets_to_delete": t.doomed_sets,
         "upload_lag_seconds": lag,
         "uploaded_bytes": metrics::tier::UPLOADED_BYTES.get(),
+        "evicted_files": t.evicted_files,
+        "evicted_bytes": t.evicted_bytes,
+        "evicted_by_this_node_bytes": metrics::tier::EVICTED_BYTES.get(),
+        "eviction_passes": metrics::tier::EVICTION_PASSES.get(),
+        "bucket_read_bytes": metrics::tier::BUCKET_READ_BYTES.get(),
+        "restored_bytes": metrics::tier::RESTORED_BYTES.get(),
         "s3_errors": metrics::tier::S3_ERRORS.get(),
     })
 }

@@ -377,6 +377,7 @@ fn tier_families(e: &mut Exposition, m: &mds::admin::Admin) {
         &[
             (&[("state", "in_bucket")], t.current_bytes as f64),
             (&[("state", "queued")], t.pending_bytes as f64),
+            (&[("state", "evicted")], t.evicted_bytes as f64),
         ],
     );
     e.gauge(
@@ -411,6 +412,31 @@ fn tier_families(e: &mut Exposition, m: &mds::admin::Admin) {
         "cfs_tier_uploads_failed_total",
         "Uploads given up (the store failing, or the file changing underneath).",
         &[(&[], UPLOADS_FAILED.get())],
+    );
+    e.counter(
+        "cfs_tier_evicted_bytes_total",
+        "File bytes this node evicted from flash (their bytes stay in the bucket).",
+        &[(&[], EVICTED_BYTES.get())],
+    );
+    e.counter(
+        "cfs_tier_eviction_passes_total",
+        "Evictor passes that evicted files (flash past the high watermark).",
+        &[(&[], EVICTION_PASSES.get())],
+    );
+    e.counter(
+        "cfs_tier_bucket_read_bytes_total",
+        "File bytes read from the bucket for reads of evicted files.",
+        &[(&[], BUCKET_READ_BYTES.get())],
+    );
+    e.counter(
+        "cfs_tier_restored_bytes_total",
+        "File bytes of evicted files brought back to flash.",
+        &[(&[], RESTORED_BYTES.get())],
+    );
+    e.histogram(
+        "cfs_tier_get_duration_seconds",
+        "One ranged GET for a read of an evicted file, retries included.",
+        &[(&[], &GET)],
     );
     e.histogram(
         "cfs_tier_put_duration_seconds",

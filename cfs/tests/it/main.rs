@@ -42,3 +42,4 @@ mod pnfs_data;
 mod repair_across_nodes;
 mod rmtree;
 mod tier_cache;
+mod tier_evict;

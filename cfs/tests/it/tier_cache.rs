@@ -16,13 +16,13 @@ use crate::common::cluster::Cluster;
 use crate::common::ec::{create_empty, wait_for};
 use crate::common::{free_port, free_ports, Server, SERIAL};
 
-const BUCKET: &str = "cfs-tier";
+pub(crate) const BUCKET: &str = "cfs-tier";
 const PREFIX: &str = "site";
 /// `delete_grace_seconds` in these tests: just above the longest a 1 MiB PUT may take with
 /// the settings of `tier_toml` (3 attempts of 2.25 s + 1 s connect, plus backoff: ~10 s).
 const GRACE: u64 = 12;
 
-fn rt() -> tokio::runtime::Runtime {
+pub(crate) fn rt() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -32,7 +32,7 @@ fn rt() -> tokio::runtime::Runtime {
 
 /// moto with the bucket, a proxy in front (on a port below the ephemeral range), and a store
 /// talking to moto directly, for the test's own look at the bucket.
-fn s3(rt: &tokio::runtime::Runtime) -> (Moto, FaultProxy, Store) {
+pub(crate) fn s3(rt: &tokio::runtime::Runtime) -> (Moto, FaultProxy, Store) {
     let moto = Moto::start(free_ports(8));
     let mut c = TierConfig::new(moto.endpoint(), BUCKET);
     c.credentials = Some(Credentials {
@@ -50,7 +50,7 @@ fn s3(rt: &tokio::runtime::Runtime) -> (Moto, FaultProxy, Store) {
 
 /// `[tier]` for a server uploading through `endpoint`: 1 MiB objects (so a few MiB make
 /// several), uploads a second after the last change, short timeouts.
-fn tier_toml(endpoint: &str) -> String {
+pub(crate) fn tier_toml(endpoint: &str) -> String {
     format!(
         "[tier]\ns3 = \"{endpoint}/{BUCKET}\"\nprefix = \"{PREFIX}\"\n\
          access_key_id = \"testing\"\nsecret_access_key = \"testing\"\n\
@@ -61,7 +61,7 @@ fn tier_toml(endpoint: &str) -> String {
 
 /// Every object under the tests' prefix, verified from its own header: (ino, generation,
 /// piece) → (file offset, bytes).
-fn bucket(
+pub(crate) fn bucket(
     rt: &tokio::runtime::Runtime,
     store: &Store,
 ) -> BTreeMap<(u64, u64, u64), (u64, Vec<u8>)> {
@@ -69,7 +69,7 @@ fn bucket(
 }
 
 /// `ino`'s bytes as its newest complete generation in the bucket holds them.
-fn from_bucket(
+pub(crate) fn from_bucket(
     objects: &BTreeMap<(u64, u64, u64), (u64, Vec<u8>)>,
     ino: u64,
     size: usize,
@@ -97,7 +97,7 @@ fn generations(objects: &BTreeMap<(u64, u64, u64), (u64, Vec<u8>)>, ino: u64) ->
 
 /// Writes `data` to `path` (FILE_SYNC, so acknowledged means durable) and closes it; its
 /// inode number.
-fn put(rt: &tokio::runtime::Runtime, addr: SocketAddr, path: &str, data: &[u8]) -> u64 {
+pub(crate) fn put(rt: &tokio::runtime::Runtime, addr: SocketAddr, path: &str, data: &[u8]) -> u64 {
     rt.block_on(async {
         let c = Client::connect(ClientConfig::new(addr))
             .await
@@ -127,7 +127,7 @@ fn remove(rt: &tokio::runtime::Runtime, addr: SocketAddr, path: &str) {
     })
 }
 
-fn data(len: usize, seed: u8) -> Vec<u8> {
+pub(crate) fn data(len: usize, seed: u8) -> Vec<u8> {
     (0..len)
         .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed) ^ (i >> 12) as u8)
         .collect()

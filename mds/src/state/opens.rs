@@ -184,6 +184,12 @@ impl StateManager {
         })
     }
 
+    /// Whether any client of this node has any state on `ino`: an open, a lock, a layout or a
+    /// delegation (the evictor leaves such a file on flash).
+    pub fn file_has_state(&self, ino: u64) -> bool {
+        Self::any_state(&self.lock(), ino, |_| true)
+    }
+
     /// Whether an open here conflicts with another node's open of `ino` with these share bits
     /// (`remote_shares`); a courtesy client in the way is expired, as for a local open.
     pub fn share_blocked(&self, ino: u64, access: u32, deny: u32) -> bool {

@@ -9,6 +9,9 @@
 //!   generation named in the record before the first PUT.
 //! - `clean.rs`: the deleter. Objects doomed (superseded, abandoned, or of a removed file) are
 //!   deleted after `delete_grace`; an upload left under way by a node that died is given up.
+//! - `evict.rs`: the evictor. Above the high watermark, files whose current bytes are in the
+//!   bucket leave flash (reads of them: `crate::evicted`).
+//! - `restore.rs`: the restorer. Evicted files someone asked for come back to flash.
 //!
 //! **Why upload quiet files, not each write.** A write reaches flash through a layout, straight
 //! to the data servers; the MDS learns of it at LAYOUTCOMMIT. The change attribute it bumps is
@@ -21,38 +24,58 @@
 //! record's upload under way keeps a second one from starting (`TierBegin` refuses), and a
 //! generation is never reused, so two uploads never write one key.
 //!
-//! Not yet (issue 45): tiered mode, eviction and reads from the bucket, pins, write-through
-//! when flash is full, metadata in the bucket and `cfs repair --from-s3`.
+//! Not yet (issue 45): tiered mode, pins, write-through when flash is full, metadata in the
+//! bucket and `cfs repair --from-s3`.
 use std::sync::{Arc, Weak};
 
 use crate::node::Mds;
 use crate::tier_set::{Tier, PASS_EVERY};
 
 mod clean;
+mod evict;
+mod restore;
 mod upload;
 
-/// Starts the uploader and the deleter; they stop when the node does.
+/// Starts the uploader, the deleter, the evictor and the restorer; they stop when the node
+/// does.
 pub fn start(mds: &Arc<Mds>, tier: Arc<Tier>) -> Vec<tokio::task::JoinHandle<()>> {
-    let up: Weak<Mds> = Arc::downgrade(mds);
-    let t = tier.clone();
-    let uploader = tokio::spawn(async move {
-        let mut tick = tokio::time::interval(PASS_EVERY);
+    vec![
+        every(mds, &tier, PASS_EVERY, |m, t| {
+            Box::pin(async move { upload::pass(&m, &t).await })
+        }),
+        every(mds, &tier, PASS_EVERY, |m, t| {
+            Box::pin(async move { clean::pass(&m, &t).await })
+        }),
+        every(mds, &tier, EVICT_EVERY, |m, t| {
+            Box::pin(async move { evict::pass(&m, &t).await })
+        }),
+        every(mds, &tier, PASS_EVERY, |m, t| {
+            Box::pin(async move { restore::pass(&m, &t).await })
+        }),
+    ]
+}
+
+/// How often the evictor measures flash (on one node a walk of the chunk store).
+const EVICT_EVERY: std::time::Duration = std::time::Duration::from_secs(2);
+
+type Pass = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
+
+/// Runs `pass` every `period` while the node lives.
+fn every(
+    mds: &Arc<Mds>,
+    tier: &Arc<Tier>,
+    period: std::time::Duration,
+    pass: fn(Arc<Mds>, Arc<Tier>) -> Pass,
+) -> tokio::task::JoinHandle<()> {
+    let node: Weak<Mds> = Arc::downgrade(mds);
+    let tier = tier.clone();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(period);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tick.tick().await;
-            let Some(m) = up.upgrade() else { return };
-            upload::pass(&m, &t).await;
+            let Some(m) = node.upgrade() else { return };
+            pass(m, tier.clone()).await;
         }
-    });
-    let down: Weak<Mds> = Arc::downgrade(mds);
-    let deleter = tokio::spawn(async move {
-        let mut tick = tokio::time::interval(PASS_EVERY);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tick.tick().await;
-            let Some(m) = down.upgrade() else { return };
-            clean::pass(&m, &tier).await;
-        }
-    });
-    vec![uploader, deleter]
+    })
 }

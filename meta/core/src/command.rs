@@ -308,6 +308,12 @@ pub enum Command {
     TierDoom { ino: u64, time: Time },
     /// The objects of doomed generation `gen` of `ino` are deleted from the bucket.
     TierDeleted { ino: u64, gen: u64 },
+    /// `ino`'s bytes are to leave flash: its copy `gen` is current at change `change`.
+    TierEvict { ino: u64, gen: u64, change: u64 },
+    /// Someone needs the evicted `ino` back on flash.
+    TierWant { ino: u64 },
+    /// The evicted `ino`'s copy `gen` is back on flash.
+    TierRestored { ino: u64, gen: u64 },
 }
 
 impl Command {
@@ -371,7 +377,10 @@ impl Command {
             | Command::TierDone { ino, .. }
             | Command::TierAbort { ino, .. }
             | Command::TierDoom { ino, .. }
-            | Command::TierDeleted { ino, .. } => vec![I(*ino)],
+            | Command::TierDeleted { ino, .. }
+            | Command::TierEvict { ino, .. }
+            | Command::TierWant { ino }
+            | Command::TierRestored { ino, .. } => vec![I(*ino)],
             // An orphan directory must be empty to go, and its cookie counter goes with it.
             Command::Forget { ino } => vec![I(*ino), Entries(*ino)],
             Command::Noop => Vec::new(),

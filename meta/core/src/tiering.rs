@@ -78,12 +78,21 @@ pub struct FileTier {
     pub copy: Option<TierCopy>,
     pub upload: Option<TierUpload>,
     pub doomed: Vec<TierDoomed>,
+    /// Flash holds none of the file's bytes: they are the copy's, read from the bucket. Set
+    /// only on a copy that was current (`TierEvict`); a change to the bytes waits until they
+    /// are back on flash (`TierRestored`), so while it is set the copy stays the file's bytes
+    /// whatever else (owner, mode) changes.
+    pub evicted: bool,
+    /// A client read or wants to change the evicted file: its shard's leader brings it back.
+    pub wanted: bool,
 }
 
 impl FileTier {
-    /// Whether the bucket holds the file as it is at change attribute `change`.
+    /// Whether the bucket holds the file's bytes as they are at change attribute `change`.
     pub fn is_current(&self, change: u64) -> bool {
-        self.copy.as_ref().is_some_and(|c| c.change == change)
+        self.copy
+            .as_ref()
+            .is_some_and(|c| self.evicted || c.change == change)
     }
 
     /// Nothing in the bucket is left to account for: the record may go.
@@ -93,6 +102,8 @@ impl FileTier {
 
     /// Moves the copy and the upload under way to `doomed`, from `since`.
     pub fn doom_all(&mut self, since: Time) {
+        self.evicted = false;
+        self.wanted = false;
         if let Some(c) = self.copy.take() {
             self.doom(c.gen, c.pieces.len() as u64, since);
         }
@@ -124,4 +135,7 @@ pub struct TierUsage {
     pub doomed_sets: u64,
     /// The oldest pending file's ctime, seconds since the epoch (0: none pending).
     pub oldest_pending_secs: i64,
+    /// Files evicted from flash (their bytes only in the bucket), and those bytes.
+    pub evicted_files: u64,
+    pub evicted_bytes: u64,
 }

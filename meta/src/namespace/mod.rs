@@ -80,7 +80,7 @@ pub use read::{settle, Snapshot, READ_WAIT};
 pub use sessions::{ClientRequest, Sessions};
 pub use shard::{Key, ShardId};
 pub use state::{Dump, MemState, StateStore};
-pub use tier_scan::TierDue;
+pub use tier_scan::{TierDue, TierEvictable};
 
 use crate::raft::fresh::{Fresh, ReadError};
 pub use crate::raft::groups::ShardStatus;

@@ -18,7 +18,64 @@ pub struct TierDue {
     pub size: u64,
 }
 
+/// A file the evictor may take off flash: its copy `gen` holds it as it is (change `change`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TierEvictable {
+    pub ino: u64,
+    pub gen: u64,
+    pub change: u64,
+    pub size: u64,
+    /// Its last access or change, seconds since the epoch.
+    pub used_secs: i64,
+}
+
 impl Snapshot<'_> {
+    /// Regular files with bytes whose current copy is in the bucket, on flash, with no upload
+    /// under way: what eviction may choose from.
+    pub fn tier_evictable(&self) -> Vec<TierEvictable> {
+        let mut out = Vec::new();
+        let _ = self.each(|st| {
+            for (ino, t) in &st.tier {
+                let (Some(c), None, false) = (&t.copy, &t.upload, t.evicted) else {
+                    continue;
+                };
+                let Some(i) = st.inodes.get(ino) else {
+                    continue;
+                };
+                if i.nlink == 0 || i.size == 0 || c.change != i.change {
+                    continue;
+                }
+                out.push(TierEvictable {
+                    ino: *ino,
+                    gen: c.gen,
+                    change: i.change,
+                    size: i.size,
+                    used_secs: i.atime.secs.max(i.mtime.secs),
+                });
+            }
+        });
+        out
+    }
+
+    /// Evicted files someone asked for (`TierWant`), with their copy's generation; at most
+    /// `max`.
+    pub fn tier_wanted(&self, max: usize) -> Vec<(u64, u64)> {
+        let mut out = Vec::new();
+        let _ = self.each(|st| {
+            for (ino, t) in &st.tier {
+                if out.len() >= max {
+                    return;
+                }
+                if let (true, true, Some(c)) = (t.evicted, t.wanted, &t.copy) {
+                    if st.inodes.contains_key(ino) {
+                        out.push((*ino, c.gen));
+                    }
+                }
+            }
+        });
+        out
+    }
+
     /// Regular files whose bucket copy is missing or older than their last change, with no
     /// upload under way, unchanged since `before`; at most `max`, in inode order.
     pub fn tier_due(&self, before: Time, max: usize) -> Vec<TierDue> {
@@ -77,10 +134,14 @@ impl Snapshot<'_> {
                     continue;
                 }
                 let t = st.tier.get(&i.ino);
-                match t.and_then(|t| t.copy.as_ref()) {
-                    Some(c) if c.change == i.change => {
+                match t.and_then(|t| t.copy.as_ref().map(|c| (t, c))) {
+                    Some((t, c)) if t.is_current(i.change) => {
                         u.current_files += 1;
                         u.current_bytes += c.bytes();
+                        if t.evicted {
+                            u.evicted_files += 1;
+                            u.evicted_bytes += c.bytes();
+                        }
                     }
                     _ => {
                         u.pending_files += 1;
@@ -114,6 +175,16 @@ impl Namespace {
     /// See `Snapshot::tier`.
     pub fn tier(&self, ino: u64) -> Result<Option<FileTier>, FsError> {
         self.snapshot()?.tier(ino)
+    }
+
+    /// See `Snapshot::tier_evictable`.
+    pub fn tier_evictable(&self) -> Result<Vec<TierEvictable>, FsError> {
+        Ok(self.snapshot()?.tier_evictable())
+    }
+
+    /// See `Snapshot::tier_wanted`.
+    pub fn tier_wanted(&self, max: usize) -> Result<Vec<(u64, u64)>, FsError> {
+        Ok(self.snapshot()?.tier_wanted(max))
     }
 
     /// See `Snapshot::tier_usage`.

@@ -403,7 +403,25 @@ impl StateStore for RedbState<'_> {
 }
 
 fn decode_tier(bytes: &[u8]) -> Result<FileTier, FsError> {
-    postcard::from_bytes(bytes).map_err(|e| FsError::Corrupt(format!("tier record: {e}")))
+    /// A record as the first release with a tier wrote it (before eviction).
+    #[derive(serde::Deserialize)]
+    struct FileTierV1 {
+        copy: Option<meta_core::TierCopy>,
+        upload: Option<meta_core::TierUpload>,
+        doomed: Vec<meta_core::TierDoomed>,
+    }
+    match postcard::from_bytes::<FileTier>(bytes) {
+        Ok(t) => Ok(t),
+        Err(e) => match postcard::from_bytes::<FileTierV1>(bytes) {
+            Ok(v1) => Ok(FileTier {
+                copy: v1.copy,
+                upload: v1.upload,
+                doomed: v1.doomed,
+                ..FileTier::default()
+            }),
+            Err(_) => Err(FsError::Corrupt(format!("tier record: {e}"))),
+        },
+    }
 }
 
 fn decode_xattrs(bytes: &[u8]) -> Result<Xattrs, FsError> {

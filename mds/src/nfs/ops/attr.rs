@@ -224,6 +224,11 @@ pub async fn apply_setattr(ctx: &Ctx<'_>, i: &Inode, s: &attrs::SetAttrs) -> Nfs
     {
         return Ok(());
     }
+    // The evictor keeps off the file until the new size is recorded (`evicted`).
+    let _hold = match s.size {
+        Some(_) => ctx.mds.data.hold(i.ino).await,
+        None => None,
+    };
     if let Some(size) = s.size {
         // Data first: a crash in between leaves zeros past the new end under the old size,
         // never old bytes resurrected by a later grow.

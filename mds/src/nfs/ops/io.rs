@@ -94,6 +94,8 @@ pub async fn write_owned(ctx: &mut Ctx<'_>, a: WriteArgs) -> WriteRes {
 async fn write_inner(ctx: &mut Ctx<'_>, a: WriteArgs) -> NfsResult<WriteResOk> {
     let (i, sid) = io_target(ctx, &a.stateid, true).await?;
     let _busy = crate::state::recall::recall_and_wait(&ctx.mds.nfs, &[i.ino], ctx.clientid).await?;
+    // Until the write's size is noted below, the evictor keeps off the file (`evicted`).
+    let _hold = ctx.mds.data.hold(i.ino).await;
     let len = a.data.len() as u64;
     let end = a
         .offset

@@ -186,6 +186,8 @@ async fn mirrored_layout(
 pub async fn layoutget(ctx: &mut Ctx<'_>, a: &LayoutgetArgs) -> LayoutgetRes {
     match layoutget_inner(ctx, a).await {
         Ok(r) => LayoutgetRes::Ok(r),
+        // The error's arm carries whether we will signal (CB_RECALLABLE_OBJ_AVAIL): no.
+        Err(NfsError::LayoutTryLater) => LayoutgetRes::TryLater(false),
         Err(e) => LayoutgetRes::Err(e.code()),
     }
 }
@@ -219,6 +221,11 @@ async fn layoutget_inner(ctx: &mut Ctx<'_>, a: &LayoutgetArgs) -> NfsResult<Layo
     let clientid = clientid(ctx)?;
     if rw {
         ctx.writable()?;
+    }
+    // Evicted: no data server holds its bytes. Linux answers LAYOUTTRYLATER by sending this
+    // I/O through us (from the bucket) and asking again later, once the file is back.
+    if ctx.mds.data.evicted(i.ino)?.is_some() {
+        return Err(NfsError::LayoutTryLater);
     }
     let presented = ctx.stateid(&a.loga_stateid)?;
     // An RW layout lets the client write without asking us again, so it needs what a WRITE

@@ -60,6 +60,8 @@ async fn grow_to(ctx: &Ctx<'_>, ino: u64, end: u64) -> NfsResult<()> {
 
 pub async fn allocate(ctx: &mut Ctx<'_>, a: &AllocateArgs) -> NfsResult<()> {
     let (i, _) = io_target(ctx, &a.aa_stateid, true).await?;
+    // The evictor keeps off the file until the change is recorded (`evicted`).
+    let _hold = ctx.mds.data.hold(i.ino).await;
     let end = a
         .aa_offset
         .checked_add(a.aa_length)
@@ -74,6 +76,8 @@ pub async fn allocate(ctx: &mut Ctx<'_>, a: &AllocateArgs) -> NfsResult<()> {
 
 pub async fn deallocate(ctx: &mut Ctx<'_>, a: &DeallocateArgs) -> NfsResult<()> {
     let (i, _) = io_target(ctx, &a.da_stateid, true).await?;
+    // The evictor keeps off the file until the change is recorded (`evicted`).
+    let _hold = ctx.mds.data.hold(i.ino).await;
     a.da_offset
         .checked_add(a.da_length)
         .ok_or(NfsError::Inval)?;
@@ -205,6 +209,11 @@ async fn copy_range(
     count: u64,
 ) -> NfsResult<()> {
     let end = dst_off.checked_add(count).ok_or(NfsError::Inval)?;
+    // The evictor keeps off both files until the copy is recorded (`evicted`).
+    let _holds = (
+        ctx.mds.data.hold(src.ino).await,
+        ctx.mds.data.hold(dst).await,
+    );
     ctx.mds
         .data
         .clone_data(src.ino, src_off, src.size, dst, dst_off, count)

@@ -190,6 +190,9 @@ fn apply_as<S: StateStore + ?Sized>(
         | Command::TierAbort { .. }
         | Command::TierDoom { .. }
         | Command::TierDeleted { .. }
+        | Command::TierEvict { .. }
+        | Command::TierWant { .. }
+        | Command::TierRestored { .. }
             if cred.is_some() =>
         {
             Err(FsError::Invalid)
@@ -244,6 +247,9 @@ fn apply_as<S: StateStore + ?Sized>(
         Command::TierAbort { ino, gen, time } => tiering::abort(s, *ino, *gen, *time),
         Command::TierDoom { ino, time } => tiering::doom(s, *ino, *time),
         Command::TierDeleted { ino, gen } => tiering::deleted(s, *ino, *gen),
+        Command::TierEvict { ino, gen, change } => tiering::evict(s, *ino, *gen, *change),
+        Command::TierWant { ino } => tiering::want(s, *ino),
+        Command::TierRestored { ino, gen } => tiering::restored(s, *ino, *gen),
         // The steps of cross-shard transactions: the server's own.
         _ if cmd.is_txn_step() && cred.is_some() => Err(FsError::Invalid),
         Command::TxnLock {

@@ -1,6 +1,6 @@
 //! The uploader's and deleter's commands (`TierBegin`, `TierDone`, `TierAbort`, `TierDoom`,
-//! `TierDeleted`) over the records of `crate::tiering`, whose module comment says what they
-//! keep true.
+//! `TierDeleted`) and the evictor's (`TierEvict`, `TierWant`, `TierRestored`) over the records
+//! of `crate::tiering`, whose module comment says what they keep true.
 
 use crate::error::FsError;
 use crate::object::{FileKind, Outcome, Time};
@@ -30,6 +30,10 @@ pub(super) fn begin<S: StateStore + ?Sized>(
         return Err(FsError::Invalid);
     }
     let mut t = s.tier(ino)?.unwrap_or_default();
+    if t.evicted {
+        // Its bytes are the copy's, in the bucket already (a change brings them back first).
+        return Err(FsError::Changed);
+    }
     if t.upload.is_some() {
         return Err(FsError::Unavailable(
             "an upload of the file is under way".into(),
@@ -131,6 +135,64 @@ pub(super) fn deleted<S: StateStore + ?Sized>(
         return Ok(Outcome::default());
     };
     t.doomed.retain(|d| d.gen != gen);
+    put(s, ino, t)?;
+    Ok(Outcome::default())
+}
+
+/// `ino`'s bytes leave flash: allowed only while its copy `gen` holds the file exactly as it
+/// is (change `change`, no upload under way), so the bucket has every byte flash had.
+pub(super) fn evict<S: StateStore + ?Sized>(
+    s: &mut S,
+    ino: u64,
+    gen: u64,
+    change: u64,
+) -> Result<Outcome, FsError> {
+    match s.inode(ino)? {
+        Some(i) if !matches!(i.kind, FileKind::Regular) => return Err(FsError::WrongKind),
+        Some(i) if i.nlink > 0 && i.change == change => {}
+        _ => return Err(FsError::Changed),
+    }
+    let mut t = s.tier(ino)?.unwrap_or_default();
+    let copy_ok = t
+        .copy
+        .as_ref()
+        .is_some_and(|c| c.gen == gen && c.change == change);
+    if !copy_ok || t.upload.is_some() || t.evicted {
+        return Err(FsError::Changed);
+    }
+    t.evicted = true;
+    t.wanted = false;
+    s.put_tier(ino, Some(&t))?;
+    Ok(Outcome::default())
+}
+
+/// Someone needs the evicted `ino` back on flash; nothing to do for a file that is not evicted.
+pub(super) fn want<S: StateStore + ?Sized>(s: &mut S, ino: u64) -> Result<Outcome, FsError> {
+    if let Some(mut t) = s.tier(ino)? {
+        if t.evicted && !t.wanted {
+            t.wanted = true;
+            s.put_tier(ino, Some(&t))?;
+        }
+    }
+    Ok(Outcome::default())
+}
+
+/// The evicted `ino`'s copy `gen` is on flash again: the copy is current as the file is now
+/// (only its attributes can have changed while it was evicted).
+pub(super) fn restored<S: StateStore + ?Sized>(
+    s: &mut S,
+    ino: u64,
+    gen: u64,
+) -> Result<Outcome, FsError> {
+    let mut t = s.tier(ino)?.unwrap_or_default();
+    if !t.evicted || t.copy.as_ref().map(|c| c.gen) != Some(gen) {
+        return Err(FsError::Changed);
+    }
+    t.evicted = false;
+    t.wanted = false;
+    if let (Some(i), Some(c)) = (s.inode(ino)?, t.copy.as_mut()) {
+        c.change = i.change;
+    }
     put(s, ino, t)?;
     Ok(Outcome::default())
 }

@@ -404,6 +404,16 @@ fn commands() -> Vec<(&'static str, Command)> {
         ),
         ("TierDoom", Command::TierDoom { ino: 5, time: T }),
         ("TierDeleted", Command::TierDeleted { ino: 5, gen: 4 }),
+        (
+            "TierEvict",
+            Command::TierEvict {
+                ino: 5,
+                gen: 4,
+                change: 9,
+            },
+        ),
+        ("TierWant", Command::TierWant { ino: 5 }),
+        ("TierRestored", Command::TierRestored { ino: 5, gen: 4 }),
     ]
 }
 
@@ -608,6 +618,9 @@ const GOLDEN: &[(&str, &str)] = &[
     ("TierAbort", "270504f6c59fd50cd5f01b"),
     ("TierDoom", "2805f6c59fd50cd5f01b"),
     ("TierDeleted", "290504"),
+    ("TierEvict", "2a050409"),
+    ("TierWant", "2b05"),
+    ("TierRestored", "2c0504"),
     ("FsError::NotFound", "00"),
     ("FsError::Exists", "01"),
     ("FsError::NotDir", "02"),

@@ -194,3 +194,76 @@ fn an_abandoned_upload_is_doomed_and_only_the_server_may_send_tier_commands() {
     };
     assert_eq!(step(&mut s, &as_client), Err(FsError::Invalid));
 }
+
+fn chmod(ino: u64) -> Command {
+    Command::SetAttr {
+        ino,
+        mode: Some(0o600),
+        uid: None,
+        gid: None,
+        size: None,
+        atime: None,
+        mtime: None,
+        time: t(30),
+    }
+}
+
+#[test]
+fn only_a_current_copy_is_evicted_and_its_bytes_stay_the_files_until_restored() {
+    let mut s = init();
+    let f = made(&mut s, create(ROOT_INO, "f", FileKind::Regular));
+    step(&mut s, &write(f)).unwrap();
+    let change = s.inodes[&f].change;
+    let evict = |gen, change| Command::TierEvict {
+        ino: f,
+        gen,
+        change,
+    };
+    // Nothing in the bucket yet: flash holds the only copy.
+    assert_eq!(step(&mut s, &evict(1, change)), Err(FsError::Changed));
+    step(&mut s, &begin(f, change, 1)).unwrap();
+    let g = gen_of(&s, f);
+    // Under way is not confirmed.
+    assert_eq!(step(&mut s, &evict(g, change)), Err(FsError::Changed));
+    step(&mut s, &done(f, g, 1)).unwrap();
+    // A copy of another change, or another generation, is not the file's bytes.
+    assert_eq!(step(&mut s, &evict(g, change + 1)), Err(FsError::Changed));
+    assert_eq!(step(&mut s, &evict(g + 1, change)), Err(FsError::Changed));
+    // Wanting a file that is on flash is nothing.
+    step(&mut s, &Command::TierWant { ino: f }).unwrap();
+    assert!(!s.tier[&f].wanted);
+    step(&mut s, &evict(g, change)).unwrap();
+    assert!(s.tier[&f].evicted);
+    assert_eq!(step(&mut s, &evict(g, change)), Err(FsError::Changed));
+
+    // A change of attributes only: the copy is still the file's bytes; no upload starts.
+    step(&mut s, &chmod(f)).unwrap();
+    let change2 = s.inodes[&f].change;
+    assert_ne!(change, change2);
+    assert!(s.tier[&f].is_current(change2));
+    assert_eq!(step(&mut s, &begin(f, change2, 1)), Err(FsError::Changed));
+
+    step(&mut s, &Command::TierWant { ino: f }).unwrap();
+    assert!(s.tier[&f].wanted);
+    // Restored under another generation: refused.
+    assert_eq!(
+        step(&mut s, &Command::TierRestored { ino: f, gen: g + 1 }),
+        Err(FsError::Changed)
+    );
+    step(&mut s, &Command::TierRestored { ino: f, gen: g }).unwrap();
+    let t = &s.tier[&f];
+    assert!(!t.evicted && !t.wanted);
+    // On flash again, the copy counts for the file as it is now.
+    assert_eq!(t.copy.as_ref().unwrap().change, change2);
+    assert!(t.is_current(change2));
+    assert_eq!(
+        step(&mut s, &Command::TierRestored { ino: f, gen: g }),
+        Err(FsError::Changed)
+    );
+    // Only the server evicts.
+    let as_client = Command::As {
+        cred: crate::perm::Cred::root(),
+        cmd: Box::new(evict(g, change2)),
+    };
+    assert_eq!(step(&mut s, &as_client), Err(FsError::Invalid));
+}

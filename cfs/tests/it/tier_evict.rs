@@ -1,0 +1,207 @@
+//! Eviction (issue 45, item 4) against a real S3 server (moto, a child process) and a real
+//! `cfs server`: with flash past its high watermark, files whose bytes are in the bucket leave
+//! flash until it is under the low one; every evicted file still reads back byte-exact (from
+//! the bucket, then from flash once it is back), a write to one waits until it is back and
+//! loses nothing, and all of it survives kill -9.
+use std::path::Path;
+
+use client::{Client, ClientConfig};
+use proto::nfs4::{StableHow4, OPEN4_SHARE_ACCESS_BOTH, OPEN4_SHARE_ACCESS_READ};
+
+use crate::common::ec::wait_for;
+use crate::common::{free_port, Server, BIN};
+use crate::tier_cache::{bucket, data, from_bucket, put, rt, s3, tier_toml};
+
+/// The flash eviction manages in this test, and its watermarks' defaults (80 %, 60 %).
+const FLASH_MIB: u64 = 8;
+
+/// Bytes the chunk store under `data` takes on disk (allocated blocks, as the evictor counts).
+fn flash_used(data: &Path) -> u64 {
+    fn walk(p: &Path) -> u64 {
+        use std::os::unix::fs::MetadataExt;
+        let Ok(rd) = std::fs::read_dir(p) else {
+            return 0;
+        };
+        rd.flatten()
+            .map(|e| match e.metadata() {
+                Ok(m) if m.is_dir() => walk(&e.path()),
+                Ok(m) => m.blocks() * 512,
+                Err(_) => 0,
+            })
+            .sum()
+    }
+    walk(&data.join("chunks"))
+}
+
+/// `cfs admin status --json`'s tier section, asked of the server `config` names.
+fn tier_status(config: &Path) -> serde_json::Value {
+    let out = std::process::Command::new(BIN)
+        .args(["admin", "status", "--json", "--config"])
+        .arg(config)
+        .output()
+        .expect("cfs admin status");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "status JSON ({e}): {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    v["mds"]["tier"].clone()
+}
+
+fn read_back(rt: &tokio::runtime::Runtime, srv: &Server, path: &str, len: usize) -> Vec<u8> {
+    rt.block_on(async {
+        let c = Client::connect(ClientConfig::new(srv.addr))
+            .await
+            .expect("connect");
+        let f = c
+            .open_path(path, OPEN4_SHARE_ACCESS_READ, None)
+            .await
+            .expect("open");
+        let mut out = Vec::new();
+        while out.len() < len {
+            let (d, eof) = c.read(&f, out.len() as u64, 1 << 20).await.expect("read");
+            out.extend_from_slice(&d);
+            if eof || d.is_empty() {
+                break;
+            }
+        }
+        // A read across two objects' boundary, alone.
+        if len > (1 << 20) + 100 {
+            let (d, _) = c.read(&f, (1 << 20) - 100, 300).await.expect("read");
+            same(path, &d, &out[(1 << 20) - 100..(1 << 20) + 200]);
+        }
+        c.close(&f).await.expect("close");
+        let _ = c.shutdown().await;
+        out
+    })
+}
+
+#[test]
+fn past_the_high_watermark_files_leave_flash_and_still_read_back_byte_exact() {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = rt();
+    let (_moto, proxy, store) = s3(&rt);
+    // `data` too, so `cfs admin` finds the admin secret from this file.
+    let config = format!(
+        "data = {:?}\n{}flash_capacity_mib = {FLASH_MIB}\n[admin]\nlisten = \"127.0.0.1:{}\"\n",
+        dir.path().join("data"),
+        tier_toml(&proxy.endpoint()),
+        free_port()
+    );
+    let mut srv = Server::start(dir.path(), Some(&config));
+    let cfg = srv.config.clone().expect("config");
+    let data_dir = dir.path().join("data");
+
+    // 9 MB on an 8 MiB flash: past 80 % as soon as it is written.
+    let mut files: Vec<(String, Vec<u8>)> = (0..6)
+        .map(|i| (format!("/f{i}"), data(1_000_000, 40 + i as u8)))
+        .collect();
+    files.push(("/big".into(), data(3_000_000, 50)));
+    let inos: Vec<u64> = files
+        .iter()
+        .map(|(p, d)| put(&rt, srv.addr, p, d))
+        .collect();
+    let full = flash_used(&data_dir);
+    assert!(
+        full * 100 > FLASH_MIB * (1 << 20) * 80,
+        "the test fills flash past 80 %: {full} bytes"
+    );
+    let low = FLASH_MIB * (1 << 20) * 60 / 100;
+    let took = wait_for(60, "flash under the low watermark", || {
+        flash_used(&data_dir) <= low
+    });
+    let gone = inos.iter().filter(|i| !on_flash(&data_dir, **i)).count();
+    let after = flash_used(&data_dir);
+    let t = tier_status(&cfg);
+    eprintln!(
+        "eviction: {full} → {after} bytes of {} in {took:?}; status {t}",
+        FLASH_MIB << 20
+    );
+    assert!(gone >= 1, "files whose chunks left flash");
+    assert_eq!(t["evicted_files"].as_u64(), Some(gone as u64), "{t}");
+    // Nothing is evicted that the bucket does not hold exactly.
+    let b = bucket(&rt, &store);
+    for ((p, d), ino) in files.iter().zip(&inos) {
+        assert!(
+            from_bucket(&b, *ino, d.len()).as_deref() == Some(&d[..]),
+            "{p} in the bucket"
+        );
+    }
+
+    // Every file reads back byte-exact: the evicted ones from the bucket.
+    for (p, d) in &files {
+        same(p, &read_back(&rt, &srv, p, d.len()), d);
+    }
+    let t = tier_status(&cfg);
+    assert!(t["bucket_read_bytes"].as_u64() > Some(0), "{t}");
+    // Read, they are wanted back on flash: the restorer copies them.
+    wait_for(30, "a read file restored to flash", || {
+        tier_status(&cfg)["restored_bytes"].as_u64() > Some(0)
+    });
+
+    // A write into the middle of a file that is evicted waits until it is back, then lands
+    // among its old bytes: nothing of either is lost.
+    let mut victim = 0;
+    wait_for(60, "a file evicted again", || {
+        match inos.iter().position(|i| !on_flash(&data_dir, *i)) {
+            Some(v) => {
+                victim = v;
+                true
+            }
+            None => false,
+        }
+    });
+    let (path, old) = &files[victim];
+    let patch = data(5000, 99);
+    rt.block_on(async {
+        let c = Client::connect(ClientConfig::new(srv.addr))
+            .await
+            .expect("connect");
+        let f = c
+            .open_path(path, OPEN4_SHARE_ACCESS_BOTH, None)
+            .await
+            .expect("open");
+        c.write_all(&f, 777_000, &patch, StableHow4::FileSync4)
+            .await
+            .expect("write to an evicted file");
+        c.close(&f).await.expect("close");
+        let _ = c.shutdown().await;
+    });
+    let mut want = old.clone();
+    want[777_000..782_000].copy_from_slice(&patch);
+    files[victim].1 = want;
+
+    // kill -9: what was evicted stays readable, what was written stays written.
+    srv.kill();
+    srv.restart();
+    for (p, d) in &files {
+        same(
+            &format!("{p} after kill -9"),
+            &read_back(&rt, &srv, p, d.len()),
+            d,
+        );
+    }
+}
+
+/// Asserts `got` is `want`, naming the first difference (not printing megabytes).
+fn same(what: &str, got: &[u8], want: &[u8]) {
+    if let Some(i) = got.iter().zip(want).position(|(a, b)| a != b) {
+        panic!(
+            "{what}: byte {i} differs (of {} read, {} expected)",
+            got.len(),
+            want.len()
+        );
+    }
+    assert_eq!(got.len(), want.len(), "{what}: length");
+}
+
+/// Whether flash holds any chunk of `ino` (the chunk store's layout: `chunkstore::paths`).
+fn on_flash(data: &Path, ino: u64) -> bool {
+    let d = data
+        .join("chunks/objects")
+        .join(format!("{:02x}", ino & 0xff))
+        .join(format!("{ino:016x}"));
+    std::fs::read_dir(d).is_ok_and(|mut r| r.next().is_some())
+}
