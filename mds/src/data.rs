@@ -8,7 +8,7 @@ use std::sync::Arc;
 use chunkstore::{SeekWhat, Segment};
 
 use meta::namespace::{Command, Namespace};
-use meta_core::TierCopy;
+use meta_core::{Pin, TierCopy};
 
 use crate::dataservers::Cluster;
 use crate::error::{NfsError, NfsResult};
@@ -53,8 +53,12 @@ impl Data {
     }
 
     /// The copy in the bucket that holds `ino`'s bytes if they are not on flash; asks for the
-    /// file back (once) when they are not.
+    /// file back (once) when they are not, unless it is only read and pinned to the bucket.
     pub fn evicted(&self, ino: u64) -> NfsResult<Option<TierCopy>> {
+        self.evicted_for(ino, true)
+    }
+
+    pub(crate) fn evicted_for(&self, ino: u64, to_change: bool) -> NfsResult<Option<TierCopy>> {
         if self.tier.is_none() {
             return Ok(None);
         }
@@ -64,7 +68,8 @@ impl Data {
         if !t.evicted {
             return Ok(None);
         }
-        if !t.wanted {
+        let stays = !to_change && Pin::of(self.ns.xattrs(ino).ok().as_ref()) == Pin::S3;
+        if !t.wanted && !stays {
             let ns = self.ns.clone();
             tokio::spawn(async move {
                 if let Err(e) = ns.execute(Command::TierWant { ino }).await {
@@ -98,7 +103,7 @@ impl Data {
         size: u64,
     ) -> NfsResult<(Vec<u8>, bool)> {
         let _hold = self.hold(ino).await;
-        if let (Some(t), Some(c)) = (&self.tier, self.evicted(ino)?) {
+        if let (Some(t), Some(c)) = (&self.tier, self.evicted_for(ino, false)?) {
             return crate::evicted::read(t, ino, &c, offset, len, size).await;
         }
         self.read_flash(ino, offset, len, size).await
@@ -234,7 +239,7 @@ impl Data {
         size: u64,
     ) -> NfsResult<Option<u64>> {
         let _hold = self.hold(ino).await;
-        let evicted = self.evicted(ino)?.is_some();
+        let evicted = self.evicted_for(ino, false)?.is_some();
         match &self.path {
             DataPath::Local(s) if !evicted => Ok(s.seek(ino, offset, what, size).await?),
             // Evicted: every byte below the size counts as data, as on data servers.
@@ -256,7 +261,7 @@ impl Data {
     ) -> NfsResult<(Vec<Segment>, bool)> {
         // Held before the record is read: the evictor cannot take the bytes in between.
         let _hold = self.hold(ino).await;
-        let evicted = self.evicted(ino)?.is_some();
+        let evicted = self.evicted_for(ino, false)?.is_some();
         match &self.path {
             DataPath::Local(s) if !evicted => Ok(s.segments(ino, offset, len, size).await?),
             _ => {

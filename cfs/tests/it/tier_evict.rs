@@ -205,3 +205,78 @@ fn on_flash(data: &Path, ino: u64) -> bool {
         .join(format!("{ino:016x}"));
     std::fs::read_dir(d).is_ok_and(|mut r| r.next().is_some())
 }
+
+#[test]
+fn pins_keep_a_tree_on_flash_or_send_it_to_the_bucket_and_new_files_take_their_directorys() {
+    use proto::nfs4::SetxattrOption4;
+    let dir = tempfile::tempdir().unwrap();
+    let rt = rt();
+    let (_moto, proxy, _store) = s3(&rt);
+    // 4 MiB of flash: 5 MB written is past 80 %, 3 MB pinned to flash is under it.
+    let config = format!("{}flash_capacity_mib = 4\n", tier_toml(&proxy.endpoint()));
+    let srv = Server::start(dir.path(), Some(&config));
+    let data_dir = dir.path().join("data");
+    rt.block_on(async {
+        let c = Client::connect(ClientConfig::new(srv.addr))
+            .await
+            .expect("connect");
+        for (d, pin) in [("hot", "flash"), ("cold", "s3")] {
+            let fh = c.mkdir(c.root(), d, 0o755).await.expect("mkdir");
+            c.setxattr(&fh, b"cfs.tier", pin.as_bytes(), SetxattrOption4::Either)
+                .await
+                .expect("pin");
+        }
+        // Not a pin: refused (EINVAL), and nothing set.
+        let bad = c
+            .setxattr(c.root(), b"cfs.tier", b"tape", SetxattrOption4::Either)
+            .await;
+        assert!(bad.is_err(), "a pin that is not flash, s3 or auto");
+        assert!(c.getxattr(c.root(), b"cfs.tier").await.is_err());
+        let _ = c.shutdown().await;
+    });
+    let mut files: Vec<(String, Vec<u8>)> = (0..3)
+        .map(|i| (format!("/hot/h{i}"), data(1_000_000, 60 + i as u8)))
+        .collect();
+    files.push(("/cold/c0".into(), data(1_000_000, 70)));
+    files.push(("/plain".into(), data(1_000_000, 71)));
+    let inos: Vec<u64> = files
+        .iter()
+        .map(|(p, d)| put(&rt, srv.addr, p, d))
+        .collect();
+    // New files took their directory's pin.
+    rt.block_on(async {
+        let c = Client::connect(ClientConfig::new(srv.addr))
+            .await
+            .expect("connect");
+        for (p, want) in [("/hot/h0", &b"flash"[..]), ("/cold/c0", b"s3")] {
+            let fh = c.lookup_path(p).await.expect("lookup");
+            assert_eq!(
+                c.getxattr(&fh, b"cfs.tier").await.expect("pin"),
+                want,
+                "{p}"
+            );
+        }
+        let _ = c.shutdown().await;
+    });
+    let (cold, plain) = (inos[3], inos[4]);
+    let took = wait_for(60, "the s3-pinned and the unpinned file evicted", || {
+        !on_flash(&data_dir, cold) && !on_flash(&data_dir, plain)
+    });
+    eprintln!("pinned evictions after {took:?}");
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    for ino in &inos[..3] {
+        assert!(
+            on_flash(&data_dir, *ino),
+            "a file pinned to flash stays there"
+        );
+    }
+    // Read from the bucket, byte-exact; pinned to the bucket, it does not come back.
+    for (p, d) in &files {
+        same(p, &read_back(&rt, &srv, p, d.len()), d);
+    }
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    assert!(
+        !on_flash(&data_dir, cold),
+        "read, an s3-pinned file stays in the bucket"
+    );
+}

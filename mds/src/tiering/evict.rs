@@ -5,7 +5,9 @@
 //! checks the generation and the change attribute in the state machine, after any write noted
 //! here is recorded), that no client of any MDS node has open or holds state on, and that no
 //! request on this node is using (`evicted::Holds`). Highest `idle seconds × size` first: a
-//! big file nobody touched for a day goes before a small one read a minute ago.
+//! big file nobody touched for a day goes before a small one read a minute ago. Pins
+//! (`user.cfs.tier`, `meta_core::Pin`): `flash` is never evicted, `s3` is as soon as the
+//! bucket holds it, watermarks or not.
 //!
 //! **Order.** The record first, then the bytes: from `TierEvict` on, reads are served from the
 //! bucket and changes wait, so the flash copy is never needed again when it is dropped; a crash
@@ -21,6 +23,7 @@
 //! LAYOUTGET already answers LAYOUTTRYLATER for an evicted file) and an erasure-coded file's
 //! shards go with their record, so that its restore places fresh mirrors.
 use meta::namespace::{Command, FsError, TierEvictable, Time};
+use meta_core::Pin;
 
 use crate::node::Mds;
 use crate::tier_set::Tier;
@@ -28,17 +31,16 @@ use crate::tier_set::Tier;
 /// Files evicted per pass at most (each an RPC round to the data servers).
 const FILES_PER_PASS: usize = 256;
 
-/// One evictor pass: nothing unless flash is past the high watermark.
+/// One evictor pass: files pinned to the bucket (`user.cfs.tier` = `s3`) whenever they are
+/// there; others only while flash is past the high watermark.
 pub(super) async fn pass(mds: &Mds, tier: &Tier) {
     let s = &tier.settings;
     let Some((used, cap)) = mds.data.flash_usage(&mds.data_path, s.flash_capacity).await else {
         return;
     };
-    if u128::from(used) * 100 <= u128::from(cap) * u128::from(s.evict_high) {
-        return;
-    }
+    let over = u128::from(used) * 100 > u128::from(cap) * u128::from(s.evict_high);
     let low = (u128::from(cap) * u128::from(s.evict_low) / 100) as u64;
-    let mut to_free = used.saturating_sub(low);
+    let mut to_free = if over { used.saturating_sub(low) } else { 0 };
     let mut files = match mds.ns.tier_evictable() {
         Ok(f) => f,
         Err(e) => {
@@ -46,9 +48,17 @@ pub(super) async fn pass(mds: &Mds, tier: &Tier) {
             return;
         }
     };
-    files.retain(|f| mds.ns.leads_file(f.ino) && !mds.nfs.state.file_has_state(f.ino));
+    files.retain(|f| {
+        (over || f.pin == Pin::S3)
+            && mds.ns.leads_file(f.ino)
+            && !mds.nfs.state.file_has_state(f.ino)
+    });
+    if files.is_empty() {
+        return;
+    }
+    // Pinned to the bucket first, then the most idle bytes.
     let now = Time::now().secs;
-    files.sort_by_key(|f| std::cmp::Reverse(score(f, now)));
+    files.sort_by_key(|f| (f.pin != Pin::S3, std::cmp::Reverse(score(f, now))));
     files.truncate(FILES_PER_PASS);
     // Another node's clients may have them open.
     let inos: Vec<u64> = files.iter().map(|f| f.ino).collect();
@@ -58,10 +68,7 @@ pub(super) async fn pass(mds: &Mds, tier: &Tier) {
     };
     let (mut n, mut bytes) = (0u64, 0u64);
     for (f, used_elsewhere) in files.into_iter().zip(elsewhere) {
-        if to_free == 0 {
-            break;
-        }
-        if used_elsewhere {
+        if used_elsewhere || (to_free == 0 && f.pin != Pin::S3) {
             continue;
         }
         match evict_file(mds, f).await {

@@ -41,5 +41,7 @@ pub use object::{
 pub use sessions::{ClientRequest, Sessions};
 pub use shard::{Key, ShardId};
 pub use state::{Dump, MemState, StateStore};
-pub use tiering::{FileTier, TierCopy, TierDoomed, TierPiece, TierUpload, TierUsage};
+pub use tiering::{
+    FileTier, Pin, TierCopy, TierDoomed, TierPiece, TierUpload, TierUsage, PIN_XATTR,
+};
 pub use xattr::Xattrs;

@@ -119,6 +119,43 @@ impl FileTier {
     }
 }
 
+/// The extended attribute that pins a file to a tier (`user.cfs.tier` as `setfattr` names it;
+/// RFC 8276 carries names without the `user.` prefix). New files and directories take their
+/// parent's.
+pub const PIN_XATTR: &[u8] = b"cfs.tier";
+
+/// Where a file's bytes are to be kept (`PIN_XATTR`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Pin {
+    /// Never evicted from flash.
+    Flash,
+    /// Evicted as soon as the bucket holds it, whatever the watermarks; reads of it do not
+    /// bring it back (a change still does).
+    S3,
+    /// Evicted when flash is past its high watermark (no pin).
+    #[default]
+    Auto,
+}
+
+impl Pin {
+    /// A pin's value, or `None` if it is not one.
+    pub fn parse(value: &[u8]) -> Option<Pin> {
+        match value {
+            b"flash" => Some(Pin::Flash),
+            b"s3" => Some(Pin::S3),
+            b"auto" => Some(Pin::Auto),
+            _ => None,
+        }
+    }
+
+    /// The pin these attributes give a file.
+    pub fn of(x: Option<&super::xattr::Xattrs>) -> Pin {
+        x.and_then(|x| x.get(PIN_XATTR))
+            .and_then(|v| Pin::parse(v))
+            .unwrap_or_default()
+    }
+}
+
 /// What the tier holds, for `cfs admin status` and `/metrics`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct TierUsage {

@@ -6,7 +6,7 @@
 //! yet: an index of changed files, for file systems whose millions of files make a pass slow.
 
 use meta_core::object::{FileKind, Time};
-use meta_core::{FileTier, TierUsage};
+use meta_core::{FileTier, Pin, TierUsage};
 
 use super::{FsError, Namespace, Snapshot};
 
@@ -27,11 +27,13 @@ pub struct TierEvictable {
     pub size: u64,
     /// Its last access or change, seconds since the epoch.
     pub used_secs: i64,
+    /// Its `user.cfs.tier` pin.
+    pub pin: Pin,
 }
 
 impl Snapshot<'_> {
     /// Regular files with bytes whose current copy is in the bucket, on flash, with no upload
-    /// under way: what eviction may choose from.
+    /// under way, not pinned to flash: what eviction may choose from.
     pub fn tier_evictable(&self) -> Vec<TierEvictable> {
         let mut out = Vec::new();
         let _ = self.each(|st| {
@@ -45,12 +47,16 @@ impl Snapshot<'_> {
                 if i.nlink == 0 || i.size == 0 || c.change != i.change {
                     continue;
                 }
+                if Pin::of(st.xattrs.get(ino)) == Pin::Flash {
+                    continue;
+                }
                 out.push(TierEvictable {
                     ino: *ino,
                     gen: c.gen,
                     change: i.change,
                     size: i.size,
                     used_secs: i.atime.secs.max(i.mtime.secs),
+                    pin: Pin::of(st.xattrs.get(ino)),
                 });
             }
         });

@@ -160,17 +160,62 @@ pub async fn create_entry(
     how: CreateHow,
     set: &attrs::SetAttrs,
 ) -> NfsResult<meta::namespace::Outcome> {
-    ctx.execute_as(Command::Create {
-        parent: dir.ino,
-        name,
-        kind,
-        mode: mode & 0o7777,
-        uid: set.uid.unwrap_or(DEFAULT_ID),
-        gid: set.gid.unwrap_or(DEFAULT_ID),
-        time: Time::now(),
-        how,
-    })
-    .await
+    let out = ctx
+        .execute_as(Command::Create {
+            parent: dir.ino,
+            name,
+            kind,
+            mode: mode & 0o7777,
+            uid: set.uid.unwrap_or(DEFAULT_ID),
+            gid: set.gid.unwrap_or(DEFAULT_ID),
+            time: Time::now(),
+            how,
+        })
+        .await?;
+    inherit_tier_pin(ctx, dir, &out).await
+}
+
+/// A new file or directory takes its directory's tier pin (`user.cfs.tier`). A second command
+/// after the create, by the server: a crash in between leaves the new file unpinned (`auto`),
+/// which only means flash may evict it past the watermark, as with no pin. Its answer is the
+/// create's outcome with the inode as the pin left it (ctime and change moved).
+async fn inherit_tier_pin(
+    ctx: &Ctx<'_>,
+    dir: &Inode,
+    out: &meta::namespace::Outcome,
+) -> NfsResult<meta::namespace::Outcome> {
+    let (true, Some(new)) = (out.created, out.inode.as_ref()) else {
+        return Ok(out.clone());
+    };
+    let Some(pin) = ctx
+        .mds
+        .ns
+        .xattrs(dir.ino)
+        .ok()
+        .and_then(|mut x| x.remove(meta_core::PIN_XATTR))
+    else {
+        return Ok(out.clone());
+    };
+    let set = ctx
+        .mds
+        .ns
+        .execute(Command::SetXattr {
+            ino: new.ino,
+            name: meta_core::PIN_XATTR.to_vec(),
+            value: pin,
+            how: meta_core::xattr::How::Either,
+            time: Time::now(),
+        })
+        .await;
+    let mut out = out.clone();
+    match set {
+        Ok(o) => out.inode = o.inode.or(out.inode),
+        Err(e) => tracing::warn!(
+            ino = new.ino,
+            "the new file did not take its directory's tier pin: {e}"
+        ),
+    }
+    Ok(out)
 }
 
 async fn create_inner(ctx: &mut Ctx<'_>, a: &CreateArgs) -> NfsResult<CreateResOk> {

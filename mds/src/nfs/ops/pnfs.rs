@@ -224,7 +224,7 @@ async fn layoutget_inner(ctx: &mut Ctx<'_>, a: &LayoutgetArgs) -> NfsResult<Layo
     }
     // Evicted: no data server holds its bytes. Linux answers LAYOUTTRYLATER by sending this
     // I/O through us (from the bucket) and asking again later, once the file is back.
-    if ctx.mds.data.evicted(i.ino)?.is_some() {
+    if ctx.mds.data.evicted_for(i.ino, rw)?.is_some() {
         return Err(NfsError::LayoutTryLater);
     }
     let presented = ctx.stateid(&a.loga_stateid)?;

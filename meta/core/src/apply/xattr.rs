@@ -6,6 +6,7 @@ use crate::error::FsError;
 use crate::object::{Outcome, Time};
 use crate::perm::{Cred, MAY_WRITE};
 use crate::state::StateStore;
+use crate::tiering::{Pin, PIN_XATTR};
 use crate::xattr::{self, How};
 
 pub(super) fn set<S: StateStore + ?Sized>(
@@ -17,6 +18,10 @@ pub(super) fn set<S: StateStore + ?Sized>(
     time: Time,
     cred: Option<&Cred>,
 ) -> Result<Outcome, FsError> {
+    // A tier pin is one of its three values (EINVAL otherwise, as for a bad attribute).
+    if name == PIN_XATTR && Pin::parse(value).is_none() {
+        return Err(FsError::Invalid);
+    }
     change(s, ino, time, cred, |x| xattr::set(x, name, value, how))
 }
 

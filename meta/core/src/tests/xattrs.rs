@@ -131,3 +131,29 @@ fn a_files_attributes_go_with_it() {
     .unwrap();
     assert!(s.xattrs.is_empty());
 }
+
+#[test]
+fn a_tier_pin_is_flash_s3_or_auto_and_nothing_else() {
+    use crate::tiering::Pin;
+    let mut s = init();
+    let f = made(&mut s, create(ROOT_INO, "f", FileKind::Regular));
+    for (v, pin) in [("flash", Pin::Flash), ("s3", Pin::S3), ("auto", Pin::Auto)] {
+        step(&mut s, &set(f, "cfs.tier", v, How::Either)).unwrap();
+        assert_eq!(Pin::of(s.xattrs.get(&f)), pin);
+    }
+    for bad in ["", "FLASH", "tape", "s3 "] {
+        assert_eq!(
+            step(&mut s, &set(f, "cfs.tier", bad, How::Either)),
+            Err(FsError::Invalid),
+            "{bad:?}"
+        );
+    }
+    assert_eq!(
+        Pin::of(s.xattrs.get(&f)),
+        Pin::Auto,
+        "a refused value changes nothing"
+    );
+    // Other names take any value.
+    step(&mut s, &set(f, "cfs.tiers", "tape", How::Either)).unwrap();
+    assert_eq!(Pin::of(None), Pin::Auto);
+}
