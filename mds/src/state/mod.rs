@@ -186,9 +186,9 @@ struct Inner {
     expired: Expired,
     /// Clients of a dead node whose session this node adopted (`adopt`): they reclaim on it.
     adopted: HashSet<u64>,
-    /// The delegations whose holders keep the file's times (RFC 9754 `*_ATTRS_DELEG`), and
-    /// the file's times when each was granted (`deleg_times`).
-    times_delegated: HashMap<[u8; 12], DelegatedTimes>,
+    /// The delegations whose holders keep the file's times (RFC 9754 `*_ATTRS_DELEG`): the
+    /// file's times when each was granted, and whether its holder reported any (`deleg_times`).
+    times_delegated: HashMap<[u8; 12], deleg_times::TimesHeld>,
 }
 
 /// A revoked delegation, kept for its holder to learn of it.
