@@ -3,13 +3,15 @@
 //! Linux under a write delegation), and reports its modify time with SETATTR of
 //! `time_deleg_modify` in its DELEGRETURN compound (as Linux does). The size the data servers
 //! hold is recorded after the return (`mds/src/state/stored_size.rs`); the times recorded
-//! are the holder's, not the server's clock at that moment.
+//! are the holder's, not the server's clock at that moment, through every MDS node. Its
+//! delegation through a node that dies holds readers up as a plain write delegation does.
 use crate::common;
 use crate::metadata_cluster::delegation_of_open;
 use client::Client;
 use common::cluster::Cluster;
 use proto::nfs4::*;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::net::SocketAddr;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// `a` creates `path` (in the root) with a write delegation with delegated timestamps, opens
 /// it and writes `data` through its layout, sending no LAYOUTCOMMIT: the delegation's
@@ -156,6 +158,79 @@ fn a_layoutcommit_after_the_return_keeps_the_modify_time_its_holder_reported() {
         assert_holders(&cl, ("the holder", &a), "/c", data.len(), t).await;
         assert_holders(&cl, ("another client", &b), "/c", data.len(), t).await;
         let _ = a.shutdown().await;
+        let _ = b.shutdown().await;
+    });
+}
+
+/// Three MDS nodes with data servers. A holder through node 1 reports its modify time and
+/// returns; a client of node 2 sees the size written and the holder's time. Then a holder
+/// through node 1 reports its time without returning, and node 1 is killed -9: a reader
+/// through node 3 is held until the holder has reclaimed at the taker, then sees the size
+/// it wrote, and a modify time not before the one it reported (its writes after its last
+/// report have no time of its own: the server's is taken, `stored_size::Times`).
+#[test]
+fn delegated_times_through_one_node_are_what_the_others_report_and_survive_its_kill9() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cl = Cluster::start_nodes(tmp.path(), 3, 3, &[]);
+    let clients = cl.client_addresses();
+    let node2: SocketAddr = clients[1];
+    let a = cl.client_at(clients[0], true);
+    let b = cl.client_at(node2, true);
+    let data: Vec<u8> = (0..3u32 << 20).map(|i| (i % 251) as u8).collect();
+    let reported = cl.rt.block_on(async {
+        let (d, f) = write_under_times_delegation(&cl, &a, "/t", &data).await;
+        let t = holders_time().await;
+        report_times(&a, &f, (d, t), true, None).await;
+        assert_holders(&cl, ("a client of node 2", &b), "/t", data.len(), t).await;
+
+        let (d, f) = write_under_times_delegation(&cl, &a, "/k", &data).await;
+        let t = holders_time().await;
+        report_times(&a, &f, (d, t), false, None).await;
+        t
+    });
+    let readers = cl.client_at(clients[2], true);
+    let probe = cl.client_at(clients[2], true);
+    cl.kill9("mds1");
+    let limit = Instant::now() + Duration::from_secs(30);
+    while std::net::TcpStream::connect_timeout(&clients[0], Duration::from_millis(200)).is_err() {
+        assert!(Instant::now() < limit, "nobody took node 1's address over");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    cl.rt.block_on(async {
+        let held = tokio::time::timeout(Duration::from_secs(3), probe.stat_path("/k")).await;
+        assert!(
+            !matches!(held, Ok(Ok(_))),
+            "a stat got through while the holder, not yet back, held node 1's delegation: {held:?}"
+        );
+        a.recover()
+            .await
+            .expect("the holder reconnects to the taker");
+        a.reclaim_complete().await.expect("RECLAIM_COMPLETE");
+        let (_, st) = tokio::time::timeout(Duration::from_secs(20), readers.stat_path("/k"))
+            .await
+            .expect("a reader still held up 20 s after the holder reclaimed")
+            .expect("stat through node 3");
+        assert_eq!(
+            st.size,
+            data.len() as u64,
+            "the size written\n{}",
+            cl.log_tail()
+        );
+        assert!(
+            st.mtime >= reported,
+            "modify time {:?} before the holder's report {reported:?}",
+            st.mtime
+        );
+        let f = readers
+            .open_path("/k", OPEN4_SHARE_ACCESS_READ, None)
+            .await
+            .expect("open /k through node 3");
+        let (back, _) = readers
+            .read_full(&f, 0, data.len() as u32)
+            .await
+            .expect("read /k through node 3");
+        assert!(back == data, "other bytes than the holder wrote");
+        let _ = readers.shutdown().await;
         let _ = b.shutdown().await;
     });
 }
