@@ -114,7 +114,8 @@ pub enum StateKind {
     /// write delegation that drains (see `delegations::DRAIN_QUIET`): it stands in others' way
     /// until the writes it started under it are in, and is held by nobody. `settling`: it was
     /// returned by a holder that writes the data servers through a layout, and stays in others'
-    /// way until the size they hold is recorded (`settle`).
+    /// way until the size they hold is recorded (`settle`). `quiet`: how long without its
+    /// holder's writes a returned one drains (`delegations::DRAIN_QUIET_LAYOUT`).
     Delegation {
         write: bool,
         recalled: Option<Instant>,
@@ -123,6 +124,7 @@ pub enum StateKind {
         wrote: Option<Instant>,
         returned: Option<Instant>,
         settling: bool,
+        quiet: Duration,
     },
     /// The layouts one client holds on one file (RFC 8881 §12.5.3): one stateid per
     /// (client, file), its seqid bumped by every LAYOUTGET and LAYOUTRETURN.

@@ -257,6 +257,11 @@ async fn layoutget_inner(ctx: &mut Ctx<'_>, a: &LayoutgetArgs) -> NfsResult<Layo
         .nfs
         .state
         .layout_get(clientid, i.ino, &presented, rw)?;
+    if rw {
+        // Writes through it are not seen here: a returned write delegation of this client's
+        // drains while it lays out and commits (`state::delegations::DRAIN_QUIET_LAYOUT`).
+        ctx.mds.nfs.state.note_layout_write(clientid, i.ino);
+    }
     tracing::debug!(
         ino = i.ino,
         offset = a.loga_offset,
@@ -396,6 +401,7 @@ async fn layoutcommit_inner(
         },
     };
     let out = ctx.execute_as(cmd).await?;
+    ctx.mds.nfs.state.note_layout_write(clientid, i.ino);
     let size = out.inode.map(|n| n.size).unwrap_or(i.size);
     Ok(LayoutcommitResOk {
         locr_newsize: if size != i.size {
