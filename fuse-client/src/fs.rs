@@ -6,7 +6,7 @@ use crate::creds::Creds;
 use crate::dir::{self, DirHandle};
 use crate::errno::errno;
 use crate::locks::{self, Kind, Locks};
-use crate::nodes::Nodes;
+use crate::nodes::{KernelAttrs, Nodes};
 use crate::writebehind::WriteBehind;
 use crate::xattr;
 use client::proto::nfs4::*;
@@ -23,7 +23,7 @@ use std::future::Future;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 /// How the mount behaves; `Default` is what `cfs mount` uses.
 #[derive(Debug, Clone)]
@@ -58,6 +58,10 @@ impl Default for Options {
 }
 
 type R<T> = Result<T, Errno>;
+
+/// How soon after an open answered ESTALE (`Fs::kernel_size_stale`) the next open of the
+/// node counts as its retry: the kernel's LOOKUPs of the path come in between.
+const RELOOK_WITHIN: Duration = Duration::from_secs(10);
 
 trait Ex<T> {
     fn ex(self) -> R<T>;
@@ -198,12 +202,19 @@ impl Fs {
     }
 
     /// Attributes for the kernel: the size counts what this client wrote that the server
-    /// does not show yet.
+    /// does not show yet. Noted as what the kernel holds (`kernel_size_stale` and
+    /// `revalidate` compare).
     fn attr(&self, ino: u64, st: &Stat) -> fuser::FileAttr {
         let mut a = file_attr(INodeNo(ino), st);
-        if let Some(end) = self.nodes.get(ino).and_then(|n| n.local_end) {
-            a.size = a.size.max(end);
-        }
+        self.nodes.update(ino, |n| {
+            if let Some(end) = n.local_end {
+                a.size = a.size.max(end);
+            }
+            n.kernel_attrs = Some(KernelAttrs {
+                change: st.change,
+                size: a.size,
+            });
+        });
         a
     }
 
@@ -322,24 +333,71 @@ impl Fs {
             }
             return Err(Errno::ESTALE);
         }
+        if self.kernel_size_stale(ino.0, &open.stat, flags) {
+            if let Err(e) = self.c.close(&open).await {
+                tracing::debug!("CLOSE before the kernel looks the name up again: {e}");
+            }
+            return Err(Errno::ESTALE);
+        }
         let flags_out = self.revalidate(ino.0, &open.stat, flags);
         let id = self.new_fh();
         self.add_handle(id, ino.0, open, auth, flags);
         Ok((id, flags_out))
     }
 
+    /// Whether the size the kernel holds for `ino` is not the one this OPEN found, so that
+    /// the open is to fail with ESTALE: the kernel then looks the name up again
+    /// (LOOKUP_REVAL), which gives it the size, and opens again. Invalidating its attributes
+    /// is not enough: read(2) asks for them again past the size it holds, but sendfile(2)
+    /// and splice(2) read the page cache up to that size and never ask (`filemap_splice_read`;
+    /// busybox cat uses sendfile). The kernel holds the attributes of the LOOKUP or
+    /// READDIRPLUS that found the name for `attr_ttl`, and they may be from before another
+    /// client's writes: a READDIR lists a file write-delegated to another client at the size
+    /// the server has, which lags its holder's. fuse_mount's twoclient case failed so in 13
+    /// of 20 runs ('B reads a file in A's new directory': a 2-byte file the kernel client had
+    /// just created, listed at size 0 and read by cat 10 ms later, empty although the OPEN
+    /// said 2 bytes), and only invalidating the attributes still failed with sendfile.
+    ///
+    /// Once per open(2): the retry that follows gets no second ESTALE (the VFS retries only
+    /// once, and would fail the open), even if another client changed the file again
+    /// meanwhile. Not with O_TRUNC (the size goes anyway), nor with the writeback cache (the
+    /// kernel keeps its own size then, whatever a LOOKUP says).
+    fn kernel_size_stale(&self, ino: u64, st: &Stat, flags: i32) -> bool {
+        if self.opts.writeback_cache || flags & libc::O_TRUNC != 0 {
+            return false;
+        }
+        let mut stale = false;
+        self.nodes.update(ino, |n| {
+            let size = st.size.max(n.local_end.unwrap_or(0));
+            let retried = n
+                .relooked
+                .take()
+                .is_some_and(|t| t.elapsed() < RELOOK_WITHIN);
+            if !retried && n.kernel_attrs.is_some_and(|k| k.size != size) {
+                n.relooked = Some(Instant::now());
+                stale = true;
+            }
+        });
+        stale
+    }
+
     /// Close-to-open: the kernel keeps its cached pages only if the file did not change
-    /// since this client last saw it; otherwise its attributes are dropped too, so the new
-    /// size is asked for before anything is read.
+    /// since this client last opened or flushed it, and its cached attributes only if they
+    /// are the ones this OPEN found (its size is right by now, `kernel_size_stale`); else
+    /// they are dropped, and asked for again when next needed.
     fn revalidate(&self, ino: u64, st: &Stat, flags: i32) -> FopenFlags {
-        let seen = self.nodes.get(ino).and_then(|n| n.change);
+        let node = self.nodes.get(ino);
+        let seen = node.as_ref().and_then(|n| n.change);
+        let held = node.as_ref().and_then(|n| n.kernel_attrs).map(|k| k.change);
         self.nodes.update(ino, |n| n.change = Some(st.change));
         let mut out = FopenFlags::empty();
         if flags & libc::O_DIRECT != 0 {
             out |= FopenFlags::FOPEN_DIRECT_IO;
         } else if seen == Some(st.change) {
             out |= FopenFlags::FOPEN_KEEP_CACHE;
-        } else if seen.is_some() {
+        }
+        let changed_since_open = seen.is_some_and(|c| c != st.change);
+        if changed_since_open || held != Some(st.change) {
             if let Some(n) = self.notifier.get() {
                 // Offset -1: attributes only (the pages go because KEEP_CACHE is not set).
                 if let Err(e) = n.inval_inode(INodeNo(ino), -1, 0) {
@@ -934,6 +992,10 @@ impl fuser::Filesystem for CfsFuse {
             let end = offset + len as u64;
             fs.nodes.update(h.ino, |n| {
                 n.local_end = Some(n.local_end.unwrap_or(0).max(end));
+                // The kernel grows its size with the write (`fuse_write_update_attr`).
+                if let Some(k) = &mut n.kernel_attrs {
+                    k.size = k.size.max(end);
+                }
             });
             let auth = h.auth.clone();
             if h.direct || h.sync {
@@ -1122,8 +1184,11 @@ impl fuser::Filesystem for CfsFuse {
                         return reply.error(Errno::EIO);
                     };
                     let eino = fs.nodes.id_of(e.stat.fileid);
+                    let held = fs.nodes.get(eino).and_then(|n| n.kernel_attrs);
                     let a = fs.attr(eino, &e.stat);
                     if reply.add(INodeNo(eino), e.cookie, &e.name, &ttl, &a, Generation(0)) {
+                        // Not handed over (the buffer is full): the kernel keeps what it had.
+                        fs.nodes.update(eino, |n| n.kernel_attrs = held);
                         return reply.ok();
                     }
                     // Counted only once the kernel has the entry.

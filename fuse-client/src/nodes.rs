@@ -5,6 +5,7 @@
 use client::{NfsFh4, Stat};
 use std::collections::HashMap;
 use std::sync::Mutex;
+use std::time::Instant;
 
 pub const ROOT: u64 = 1;
 
@@ -18,6 +19,21 @@ pub struct Node {
     /// Bytes this client wrote past the server's size, not yet made visible there (a
     /// pNFS write is on the data servers before LAYOUTCOMMIT tells the MDS the new size).
     pub local_end: Option<u64>,
+    /// The change attribute and size of the attributes the kernel was last given for this
+    /// node (by LOOKUP, READDIRPLUS, GETATTR, SETATTR or CREATE), the size raised by this
+    /// client's writes as the kernel raises its own: it trusts them for `attr_ttl`, and
+    /// `Fs::open` compares them with the OPEN's.
+    pub kernel_attrs: Option<KernelAttrs>,
+    /// When an open last answered ESTALE to have the kernel look the name up again
+    /// (`Fs::open`): the retry that follows must not get another.
+    pub relooked: Option<Instant>,
+}
+
+/// What the kernel holds of a node's attributes (`Node::kernel_attrs`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KernelAttrs {
+    pub change: u64,
+    pub size: u64,
 }
 
 pub struct Nodes {
@@ -35,6 +51,8 @@ impl Nodes {
                 nlookup: 1,
                 change: None,
                 local_end: None,
+                kernel_attrs: None,
+                relooked: None,
             },
         );
         Nodes {
@@ -66,7 +84,8 @@ impl Nodes {
         self.lock().get(&ino).cloned()
     }
 
-    /// A lookup the kernel will count: the node is created or its count raised.
+    /// A lookup the kernel will count, answered with `st`: the node is created or its count
+    /// raised, and the kernel now holds `st`'s attributes.
     pub fn remember(&self, fh: &NfsFh4, st: &Stat) -> u64 {
         let ino = self.id_of(st.fileid);
         let mut m = self.lock();
@@ -75,8 +94,14 @@ impl Nodes {
             nlookup: 0,
             change: None,
             local_end: None,
+            kernel_attrs: None,
+            relooked: None,
         });
         n.nlookup += 1;
+        n.kernel_attrs = Some(KernelAttrs {
+            change: st.change,
+            size: st.size.max(n.local_end.unwrap_or(0)),
+        });
         ino
     }
 

@@ -1127,7 +1127,7 @@ async fn read_delegation(c: &Client, name: &str) -> proto::nfs4::OpenDelegation4
 
 /// The delegation an OPEN with these share bits (no WANT flags) of file `name` in the root
 /// gets through `c`.
-async fn delegation_of_open(
+pub(crate) async fn delegation_of_open(
     c: &Client,
     name: &str,
     share_access: u32,

@@ -7,9 +7,20 @@
 //! (`DelegatedTimes::vet`). knfsd keeps the same (`dl_atime`, `dl_mtime`, `dl_ctime`); it
 //! judged against the inode's current times at first, and then refused the mtime Linux
 //! reported after its own WRITEs had moved the server's (Linux 6.13's git-status mismatch).
+//! Also whether the holder reported a time: writes it made through a layout are recorded
+//! after its return keeping the reported times (`stored_size::Times`).
 use super::{Inner, State, StateId, StateKind, StateManager};
 use crate::error::{NfsError, NfsResult};
 use meta::namespace::{Inode, Time};
+
+/// What is kept of a delegation whose holder keeps its file's times.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct TimesHeld {
+    /// The file's times when it was granted.
+    granted: DelegatedTimes,
+    /// Its holder reported a modify time that was recorded (`times_reported`).
+    reported: bool,
+}
 
 /// A file's times when a delegation on it was granted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -52,8 +63,47 @@ impl StateManager {
         ) {
             return false;
         }
-        g.times_delegated.insert(sid.other, times);
+        g.times_delegated.insert(
+            sid.other,
+            TimesHeld {
+                granted: times,
+                reported: false,
+            },
+        );
         true
+    }
+
+    /// The holder of delegation `sid` reported a modify time, and it was recorded.
+    pub fn times_reported(&self, sid: &StateId) {
+        if let Some(t) = self.lock().times_delegated.get_mut(&sid.other) {
+            t.reported = true;
+        }
+    }
+
+    /// Whether `clientid` returned a delegation on `ino` that still settles
+    /// (`settle::settle`) after it reported its times under it: the file's times are then
+    /// the holder's, and recording the size it wrote must keep them. Linux reports them in
+    /// the DELEGRETURN compound, after its last write.
+    pub fn returned_with_times(&self, clientid: u64, ino: u64) -> bool {
+        let g = self.lock();
+        let Some(f) = g.files.get(&ino) else {
+            return false;
+        };
+        f.states.iter().any(|o| {
+            let returned = matches!(
+                g.states.get(o),
+                Some(State {
+                    kind: StateKind::Delegation {
+                        returned: Some(_),
+                        settling: true,
+                        ..
+                    },
+                    clientid: c,
+                    ..
+                }) if *c == clientid
+            );
+            returned && g.times_delegated.get(o).is_some_and(|t| t.reported)
+        })
     }
 
     /// Whether the holder of delegation `sid` keeps its file's times (CB_GETATTR asks it
@@ -85,7 +135,7 @@ impl StateManager {
     fn original_times(g: &Inner, sid: &StateId) -> NfsResult<DelegatedTimes> {
         g.times_delegated
             .get(&sid.other)
-            .copied()
+            .map(|t| t.granted)
             .ok_or(NfsError::BadStateId)
     }
 }

@@ -114,7 +114,8 @@ pub enum StateKind {
     /// write delegation that drains (see `delegations::DRAIN_QUIET`): it stands in others' way
     /// until the writes it started under it are in, and is held by nobody. `settling`: it was
     /// returned by a holder that writes the data servers through a layout, and stays in others'
-    /// way until the size they hold is recorded (`settle`).
+    /// way until the size they hold is recorded (`settle`). `quiet`: how long without its
+    /// holder's writes a returned one drains (`delegations::DRAIN_QUIET_LAYOUT`).
     Delegation {
         write: bool,
         recalled: Option<Instant>,
@@ -123,6 +124,7 @@ pub enum StateKind {
         wrote: Option<Instant>,
         returned: Option<Instant>,
         settling: bool,
+        quiet: Duration,
     },
     /// The layouts one client holds on one file (RFC 8881 §12.5.3): one stateid per
     /// (client, file), its seqid bumped by every LAYOUTGET and LAYOUTRETURN.
@@ -186,9 +188,9 @@ struct Inner {
     expired: Expired,
     /// Clients of a dead node whose session this node adopted (`adopt`): they reclaim on it.
     adopted: HashSet<u64>,
-    /// The delegations whose holders keep the file's times (RFC 9754 `*_ATTRS_DELEG`), and
-    /// the file's times when each was granted (`deleg_times`).
-    times_delegated: HashMap<[u8; 12], DelegatedTimes>,
+    /// The delegations whose holders keep the file's times (RFC 9754 `*_ATTRS_DELEG`): the
+    /// file's times when each was granted, and whether its holder reported any (`deleg_times`).
+    times_delegated: HashMap<[u8; 12], deleg_times::TimesHeld>,
 }
 
 /// A revoked delegation, kept for its holder to learn of it.

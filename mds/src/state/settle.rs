@@ -23,9 +23,18 @@ use super::NfsState;
 use crate::error::NfsResult;
 
 /// Records the size the data servers hold of `ino` (`stored_size::record`) and ends
-/// `clientid`'s settling delegation there.
+/// `clientid`'s settling delegation there. With the times its holder reported in returning
+/// it, if it had delegated timestamps and did; else the server's: a delegation lost
+/// unreturned (`settle_unreturned`) reported nothing for its last writes, and a later time is
+/// the safe side (a build tool sees the change).
 pub async fn settle(nfs: &Arc<NfsState>, clientid: u64, ino: u64) {
-    super::stored_size::record(nfs, ino).await;
+    use super::stored_size::{record, Times};
+    let times = if nfs.state.returned_with_times(clientid, ino) {
+        Times::Holders
+    } else {
+        Times::Server
+    };
+    record(nfs, ino, times).await;
     nfs.state.end_settling(clientid, ino);
 }
 

@@ -1,7 +1,8 @@
 //! The size the data servers hold of a file, recorded as a LAYOUTCOMMIT would: for a write
 //! delegation's holder that wrote through its layout and will send none (`settle`), or whose
 //! MDS node died with the delegation (`remote::delegations::announce_gone`). Safe because the
-//! holder was the file's only writer, and the size only grows.
+//! holder was the file's only writer, and the size only grows. The times are the server's
+//! clock's, or the holder's if it reported them under delegated timestamps (`Times`).
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -13,10 +14,23 @@ use super::NfsState;
 /// at most for a settling delegation).
 const RECORD_WAIT: Duration = Duration::from_secs(5);
 
-/// Records the size the data servers hold of `ino`, if larger than the recorded one. A data
-/// server that does not answer, or a shard that cannot take the command yet (electing, busy),
-/// is tried again for up to `RECORD_WAIT`: giving up lets a reader in to a short file.
-pub async fn record(nfs: &Arc<NfsState>, ino: u64) {
+/// Whose times the writes `record` records carry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Times {
+    /// The server's clock when they are recorded: nobody reported a time for them.
+    Server,
+    /// The file's as they are: the holder of delegated timestamps (RFC 9754) reported them
+    /// when it returned the delegation (`StateManager::returned_with_times`). Its times are
+    /// the file's; the server's clock now is later than its writes (seen: the mtime a
+    /// holder reported replaced by the moment its size was recorded).
+    Holders,
+}
+
+/// Records the size the data servers hold of `ino`, if larger than the recorded one, with
+/// `times`. A data server that does not answer, or a shard that cannot take the command yet
+/// (electing, busy), is tried again for up to `RECORD_WAIT`: giving up lets a reader in to a
+/// short file.
+pub async fn record(nfs: &Arc<NfsState>, ino: u64, times: Times) {
     let Some(c) = nfs.cluster() else {
         return;
     };
@@ -33,11 +47,18 @@ pub async fn record(nfs: &Arc<NfsState>, ino: u64) {
             Err(e) => Err(e),
             Ok(()) => match c.stored_end(&nfs.ns, ino).await {
                 Ok(Some(end)) if nfs.ns.getattr(ino).is_ok_and(|i| end > i.size) => {
-                    let cmd = Command::Write {
-                        ino,
-                        end_offset: end,
-                        time: Time::now(),
-                        writes: 1,
+                    let cmd = match times {
+                        Times::Server => Command::Write {
+                            ino,
+                            end_offset: end,
+                            time: Time::now(),
+                            writes: 1,
+                        },
+                        Times::Holders => Command::WriteKeepingTimes {
+                            ino,
+                            end_offset: end,
+                            writes: 1,
+                        },
                     };
                     nfs.ns
                         .execute(cmd)

@@ -115,7 +115,7 @@ async fn setattr_inner(ctx: &mut Ctx<'_>, a: &SetattrArgs) -> NfsResult<Bitmap> 
         // it must not cost the other readers theirs.
         match held_times(original, held, Time::now()) {
             None if s.mask.is_empty() => return Ok(mask),
-            t => t,
+            t => t.map(|t| (sid, t)),
         }
     };
     // A file made set-id is not write-delegated (`open::write_delegable`), its holder's own
@@ -141,8 +141,9 @@ async fn setattr_inner(ctx: &mut Ctx<'_>, a: &SetattrArgs) -> NfsResult<Bitmap> 
     }
     check_setattr_permission(ctx, &i, &s)?;
     apply_setattr(ctx, &i, &s).await?;
-    if let Some(t) = times {
+    if let Some((sid, t)) = times {
         apply_held_times(ctx, i.ino, t).await?;
+        ctx.mds.nfs.state.times_reported(&sid);
     }
     Ok(mask)
 }

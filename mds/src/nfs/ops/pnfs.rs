@@ -264,6 +264,11 @@ async fn layoutget_inner(ctx: &mut Ctx<'_>, a: &LayoutgetArgs) -> NfsResult<Layo
         .nfs
         .state
         .layout_get(clientid, i.ino, &presented, rw)?;
+    if rw {
+        // Writes through it are not seen here: a returned write delegation of this client's
+        // drains while it lays out and commits (`state::delegations::DRAIN_QUIET_LAYOUT`).
+        ctx.mds.nfs.state.note_layout_write(clientid, i.ino);
+    }
     tracing::debug!(
         ino = i.ino,
         offset = a.loga_offset,
@@ -346,6 +351,8 @@ async fn layoutcommit_inner(
     if !meta::namespace::perm::owner_or_capable(&ctx.user, &i) {
         ctx.require(&i, 2)?;
     }
+    // Asked before anything waits: the settling ends once the size is recorded.
+    let times_reported = ctx.mds.nfs.state.returned_with_times(clientid, i.ino);
     let mut end = match a.loca_last_write_offset {
         Newoffset4::Offset(o) => o.checked_add(1).ok_or(NfsError::Inval)?,
         Newoffset4::None => 0,
@@ -374,23 +381,34 @@ async fn layoutcommit_inner(
         }
     }
     let time = match a.loca_time_modify {
-        Newtime4::Changed(t) => Time {
+        Newtime4::Changed(t) => Some(Time {
             secs: t.seconds,
             nsecs: t.nseconds.min(999_999_999),
-        },
-        Newtime4::Unchanged => Time::now(),
+        }),
+        // Linux never sends a time. A holder that returned its delegation with delegated
+        // timestamps and reported them (`settle.rs`) commits after its DELEGRETURN, when its
+        // layout is recalled: the time of this commit is not its writes', the reported one is.
+        Newtime4::Unchanged if times_reported => None,
+        Newtime4::Unchanged => Some(Time::now()),
     };
     // Durable before the reply: the client forgets what it wrote once we have the size. As
     // the committing user, so the writes through the layout clear set-id bits as a WRITE
     // through us would; the client commits at close or fsync, before it reports the mode.
-    let out = ctx
-        .execute_as(Command::Write {
+    let cmd = match time {
+        Some(time) => Command::Write {
             ino: i.ino,
             end_offset: end,
             time,
             writes: 1,
-        })
-        .await?;
+        },
+        None => Command::WriteKeepingTimes {
+            ino: i.ino,
+            end_offset: end,
+            writes: 1,
+        },
+    };
+    let out = ctx.execute_as(cmd).await?;
+    ctx.mds.nfs.state.note_layout_write(clientid, i.ino);
     let size = out.inode.map(|n| n.size).unwrap_or(i.size);
     Ok(LayoutcommitResOk {
         locr_newsize: if size != i.size {

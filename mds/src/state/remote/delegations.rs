@@ -337,12 +337,14 @@ fn write_delegated_at(nfs: &NfsState, node: u64, before: Option<Instant>) -> Vec
 /// cut off for good): a write delegation's holder may have written the data servers through
 /// its layout and sent no LAYOUTCOMMIT (Linux sends none under one, nor when it reclaims),
 /// so the sizes the data servers hold are recorded before the entries go and readers are let
-/// in. Then the entries go. A few files at a time: each may wait for a data server.
+/// in. Then the entries go. A few files at a time: each may wait for a data server. With the
+/// server's times: a holder that returned nothing reported none for its last writes.
 async fn settle_and_forget_node(nfs: &Arc<NfsState>, node: u64, before: Option<Instant>) {
     use futures::StreamExt;
     futures::stream::iter(write_delegated_at(nfs, node, before))
         .for_each_concurrent(RECORD_AT_ONCE, |ino| {
-            crate::state::stored_size::record(nfs, ino)
+            use crate::state::stored_size::{record, Times};
+            record(nfs, ino, Times::Server)
         })
         .await;
     forget_node(nfs, node, before);
