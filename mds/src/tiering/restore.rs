@@ -75,7 +75,7 @@ async fn restore_file(mds: &Mds, tier: &Tier, ino: u64, gen: u64) -> Result<u64,
                 .await
                 .map_err(|e| RestoreError::Nfs(store_error(ino, &e)))?;
             mds.data
-                .write_flash(ino, at + off, bytes.to_vec(), false)
+                .write_flash(ino, at + off, Vec::from(bytes), false)
                 .await
                 .map_err(RestoreError::Nfs)?;
             off = end;

@@ -47,7 +47,8 @@ impl Snapshot<'_> {
                 if i.nlink == 0 || i.size == 0 || c.change != i.change {
                     continue;
                 }
-                if Pin::of(st.xattrs.get(ino)) == Pin::Flash {
+                let pin = Pin::of(st.xattrs.get(ino));
+                if pin == Pin::Flash {
                     continue;
                 }
                 out.push(TierEvictable {
@@ -56,7 +57,7 @@ impl Snapshot<'_> {
                     change: i.change,
                     size: i.size,
                     used_secs: i.atime.secs.max(i.mtime.secs),
-                    pin: Pin::of(st.xattrs.get(ino)),
+                    pin,
                 });
             }
         });
