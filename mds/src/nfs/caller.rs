@@ -82,12 +82,29 @@ impl Ctx<'_> {
 
     /// A removal or rename whose name is gone may be a request carried out before, sent
     /// again (its node died before answering): its answer, kept on the shard of `home`, the
-    /// directory the command names first (`Command::home`).
-    async fn answered_before(&self, home: u64) -> Option<Outcome> {
-        let req = self.request()?;
+    /// directory the command names first (`Command::home`). Only a current replica can say
+    /// there is none, so the shard's read barrier is waited for as `execute_request` waits
+    /// out an election, then DELAY: NOENT while the shard had no leader was a wrong answer
+    /// to a REMOVE that had succeeded (seen once in CI: `rm -r` failed on a name it had
+    /// just removed through the node the host killed).
+    async fn answered_before(&self, home: u64) -> NfsResult<Option<Outcome>> {
+        let Some(req) = self.request() else {
+            return Ok(None);
+        };
         let shard = ShardId::of_ino(home);
-        self.mds.ns.barrier(shard).await.ok()?;
-        self.mds.ns.answered_here(shard, &req)
+        let deadline = tokio::time::Instant::now() + IN_DOUBT_WAIT;
+        let mut pause = Duration::from_millis(20);
+        loop {
+            match self.mds.ns.barrier(shard).await {
+                Ok(()) => return Ok(self.mds.ns.answered_here(shard, &req)),
+                Err(e) if tokio::time::Instant::now() + pause < deadline => {
+                    tracing::debug!(%shard, "is a missing name a request answered before? {e}");
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(Duration::from_millis(500));
+                }
+                Err(_) => return Err(NfsError::Delay),
+            }
+        }
     }
 }
 
@@ -122,7 +139,7 @@ impl Ctx<'_> {
     ) -> NfsResult<Outcome> {
         for _ in 0..RESOLVE_ATTEMPTS {
             let cmd = match build(self) {
-                Err(NfsError::NoEnt) => match self.answered_before(home).await {
+                Err(NfsError::NoEnt) => match self.answered_before(home).await? {
                     Some(first) => return Ok(first),
                     None => return Err(NfsError::NoEnt),
                 },
