@@ -39,8 +39,8 @@ pub use compress::CompressParams;
 pub use crypt::{CryptError, DataKey, Kek, KeyFileError, WrappedKey};
 pub use hash::{ChunkId, DedupKey};
 pub use pipeline::{
-    assemble, reduce, AssembleError, ChunkIndex, ChunkLoc, NewSegment, Params, Reduced,
-    ReduceError, SegmentSource, Stats,
+    assemble, reduce, AssembleError, ChunkIndex, ChunkLoc, NewSegment, Params, ReduceError,
+    Reduced, SegmentSource, Stats,
 };
 pub use recipe::{ChunkRef, Recipe, RecipeError};
 pub use segment::{Segment, SegmentError, SegmentId, SegmentWriter};

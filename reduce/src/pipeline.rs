@@ -192,10 +192,8 @@ pub fn reduce(
             let stored = compressor.compress(raw)?;
             let pushed = match writer.push(id, raw_len, stored.bytes(), stored.is_compressed()) {
                 Err(PushError::Full) => {
-                    let full = std::mem::replace(
-                        &mut writer,
-                        SegmentWriter::new(params.segment_target),
-                    );
+                    let full =
+                        std::mem::replace(&mut writer, SegmentWriter::new(params.segment_target));
                     close(full, &mut stats)?;
                     writer.push(id, raw_len, stored.bytes(), stored.is_compressed())?
                 }

@@ -388,10 +388,8 @@ impl Segment<'_> {
 
     /// The raw bytes of entry `i`, decompressed and checked against its id.
     pub fn get(&self, i: u32, key: &DedupKey) -> Result<Vec<u8>, SegmentError> {
-        let mut d = Decompressor::new().map_err(|source| SegmentError::Decompress {
-            index: i,
-            source,
-        })?;
+        let mut d =
+            Decompressor::new().map_err(|source| SegmentError::Decompress { index: i, source })?;
         self.get_with(i, key, &mut d)
     }
 

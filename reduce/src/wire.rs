@@ -64,9 +64,5 @@ pub(crate) fn split_checksum(bytes: &[u8]) -> Option<(&[u8], [u8; 32])> {
 
 /// Lower-case hex of a short prefix, for `Debug` of ids and keys' tags.
 pub(crate) fn hex_prefix(bytes: &[u8], n: usize) -> String {
-    bytes
-        .iter()
-        .take(n)
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    bytes.iter().take(n).map(|b| format!("{b:02x}")).collect()
 }
