@@ -5,7 +5,7 @@
 //! on every read. Incompressible data (already-compressed files, encrypted or random data)
 //! is common in research storage, so before compressing a chunk we compress a small sample
 //! of it at level 1; if the sample does not save at least half the threshold the chunk is
-//! stored raw, at the cost of compressing 3 × 4 KiB instead of the whole chunk (the
+//! stored raw, at the cost of compressing 3 × 2 KiB instead of the whole chunk (the
 //! benchmark reports both paths). The sample is taken from the start, middle and end so a
 //! chunk that is partly compressible is not judged by one region.
 
@@ -63,8 +63,8 @@ impl Stored<'_> {
 
 /// Chunks shorter than this are compressed without a pretest: the sample would be most of
 /// the chunk.
-const PRETEST_MIN_LEN: usize = 16 << 10;
-const SAMPLE_PIECE: usize = 4 << 10;
+const PRETEST_MIN_LEN: usize = 8 << 10;
+const SAMPLE_PIECE: usize = 2 << 10;
 
 /// Reusable zstd contexts (a context costs ~100 KiB+ to set up; one per chunk would show).
 pub struct Compressor {

@@ -11,7 +11,7 @@
 //! ```
 //!
 //! Segment ids go in a table because consecutive chunks mostly share a segment: 44 bytes a
-//! chunk instead of 72 (≈0.07% of a 64 KiB chunk). The checksum makes any corruption of a
+//! chunk instead of 72 (≈0.13% of a 32 KiB chunk). The checksum makes any corruption of a
 //! stored recipe an error at decode rather than a wrong read later (assembly would catch
 //! it too, by chunk hash, but not say why).
 
@@ -25,7 +25,7 @@ pub const MAGIC: [u8; 8] = *b"cfsrdrcp";
 pub const VERSION: u16 = 1;
 const HEADER_LEN: usize = 32;
 const REF_LEN: usize = ID_LEN + 12;
-/// Most chunks one recipe may hold: 2^22 chunks is 256 GiB at the 64 KiB average and a
+/// Most chunks one recipe may hold: 2^22 chunks is 128 GiB at the 32 KiB average and a
 /// 176 MiB recipe; a larger file is described by several recipes (one per range), which
 /// the wiring decides.
 pub const MAX_CHUNKS: u32 = 1 << 22;

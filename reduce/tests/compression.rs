@@ -46,8 +46,9 @@ fn random_data_is_stored_uncompressed() {
         let seg = Segment::decode(&s.bytes).expect("decode");
         assert!(seg.entries().iter().all(|e| !e.compressed));
     }
-    // Overhead of the segment format on incompressible data stays under 0.1%.
-    assert!(r.stats.stored < r.stats.logical + r.stats.logical / 1000);
+    // Overhead of the segment format on incompressible data stays under 0.2% (a 48-byte
+    // entry per ~40 KiB chunk is 0.12%, plus header and checksum per 2 MiB).
+    assert!(r.stats.stored < r.stats.logical + r.stats.logical / 500);
 }
 
 #[test]
