@@ -8,22 +8,21 @@
 //! each file and against whole-file dedup, with reduce/assemble rates.
 
 use std::collections::{HashMap, HashSet};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Instant;
 
 use rand::{rngs::StdRng, Rng, RngCore, SeedableRng};
 use reduce::chunk::chunks;
+
+// The tests' data helpers (random bytes, the workspace's sources).
+#[path = "../tests/common/mod.rs"]
+mod common;
+use common::{random_bytes, rs_files};
 use reduce::compress::{CompressParams, Compressor, Decompressor, Stored};
 use reduce::{assemble, reduce, ChunkParams, DataKey, DedupKey, Params, SegmentId};
 
 const MIB: f64 = (1u64 << 20) as f64;
 const GIB: f64 = (1u64 << 30) as f64;
-
-fn random_bytes(seed: u64, len: usize) -> Vec<u8> {
-    let mut v = vec![0u8; len];
-    StdRng::seed_from_u64(seed).fill_bytes(&mut v);
-    v
-}
 
 /// Seconds `f` takes (best of `runs`).
 fn secs(runs: usize, mut f: impl FnMut()) -> f64 {
@@ -34,24 +33,6 @@ fn secs(runs: usize, mut f: impl FnMut()) -> f64 {
             t.elapsed().as_secs_f64()
         })
         .fold(f64::INFINITY, f64::min)
-}
-
-fn rs_files(dir: &Path, out: &mut Vec<PathBuf>) {
-    let Ok(rd) = std::fs::read_dir(dir) else {
-        return;
-    };
-    for e in rd.flatten() {
-        let p = e.path();
-        let n = e.file_name().to_string_lossy().into_owned();
-        if n.starts_with('.') || n == "target" || n.starts_with("target-") {
-            continue;
-        }
-        if p.is_dir() {
-            rs_files(&p, out);
-        } else if n.ends_with(".rs") {
-            out.push(p);
-        }
-    }
 }
 
 fn tree_files_per_version() -> usize {

@@ -51,8 +51,10 @@ pub const VERSION: u16 = 1;
 /// ChaCha20-Poly1305 (RFC 8439).
 pub const ALG_CHACHA20POLY1305: u16 = 1;
 /// Bytes of a sealed segment before its ciphertext (all associated data).
-pub const SEALED_HEADER_LEN: usize = 8 + 2 + 2 + 4 + 8 + 32 + NONCE_LEN;
-const WRAPPED_HEADER_LEN: usize = 8 + 2 + 2 + 4 + 8 + NONCE_LEN;
+/// magic, version, alg, reserved, key tag: the start of both envelopes.
+const PREFIX_LEN: usize = 8 + 2 + 2 + 4 + 8;
+pub const SEALED_HEADER_LEN: usize = PREFIX_LEN + 32 + NONCE_LEN;
+const WRAPPED_HEADER_LEN: usize = PREFIX_LEN + NONCE_LEN;
 /// Length of a wrapped data key.
 pub const WRAPPED_LEN: usize = WRAPPED_HEADER_LEN + KEY_LEN + TAG_LEN;
 
@@ -194,93 +196,109 @@ impl DataKey {
         tag_of("cfs reduce 2026-11 data key tag", &self.0)
     }
 
-    fn cipher(&self) -> ChaCha20Poly1305 {
-        ChaCha20Poly1305::new(Key::from_slice(&self.0))
-    }
-
     /// Wrap this key under `kek` for storage.
     pub fn wrap(&self, kek: &Kek) -> Result<WrappedKey, CryptError> {
-        let nonce: [u8; NONCE_LEN] = random()?;
-        let mut out = Vec::with_capacity(WRAPPED_LEN);
-        out.extend_from_slice(&WRAPPED_MAGIC);
-        out.extend_from_slice(&VERSION.to_le_bytes());
-        out.extend_from_slice(&ALG_CHACHA20POLY1305.to_le_bytes());
-        out.extend_from_slice(&0u32.to_le_bytes());
-        out.extend_from_slice(&kek.tag());
-        out.extend_from_slice(&nonce);
-        let ct = ChaCha20Poly1305::new(Key::from_slice(&kek.0))
-            .encrypt(
-                Nonce::from_slice(&nonce),
-                Payload {
-                    msg: &self.0,
-                    aad: &out,
-                },
-            )
-            .map_err(|_| CryptError::Seal)?;
-        out.extend_from_slice(&ct);
-        Ok(WrappedKey(out))
+        seal_with(&kek.0, &WRAPPED_MAGIC, kek.tag(), &[], &self.0).map(WrappedKey)
     }
 
     /// Seal a segment for the disk or the bucket. The segment's id is bound into the
     /// associated data, so the ciphertext only opens under that name.
     pub fn seal(&self, id: &SegmentId, segment: &[u8]) -> Result<Vec<u8>, CryptError> {
-        let nonce: [u8; NONCE_LEN] = random()?;
-        let mut out = Vec::with_capacity(SEALED_HEADER_LEN + segment.len() + TAG_LEN);
-        out.extend_from_slice(&SEALED_MAGIC);
-        out.extend_from_slice(&VERSION.to_le_bytes());
-        out.extend_from_slice(&ALG_CHACHA20POLY1305.to_le_bytes());
-        out.extend_from_slice(&0u32.to_le_bytes());
-        out.extend_from_slice(&self.tag());
-        out.extend_from_slice(&id.0);
-        out.extend_from_slice(&nonce);
-        let ct = self
-            .cipher()
-            .encrypt(
-                Nonce::from_slice(&nonce),
-                Payload {
-                    msg: segment,
-                    aad: &out,
-                },
-            )
-            .map_err(|_| CryptError::Seal)?;
-        out.extend_from_slice(&ct);
-        Ok(out)
+        seal_with(&self.0, &SEALED_MAGIC, self.tag(), &id.0, segment)
     }
 
     /// Open a sealed segment that must be named `expected`; returns the plain segment.
     pub fn open(&self, expected: &SegmentId, sealed: &[u8]) -> Result<Vec<u8>, CryptError> {
-        let mut r = Reader::new(sealed);
-        let header = r.take(SEALED_HEADER_LEN)?;
-        let mut h = Reader::new(header);
-        if h.array::<8>()? != SEALED_MAGIC {
-            return Err(CryptError::BadMagic("sealed segment"));
-        }
-        check_version(h.u16()?, h.u16()?, h.u32()?)?;
-        let found = h.array::<8>()?;
-        if found != self.tag() {
-            return Err(CryptError::WrongKey {
-                found,
-                ours: self.tag(),
-            });
-        }
-        let id = SegmentId(h.array::<32>()?);
-        if id != *expected {
+        let env = Envelope::parse(sealed, &SEALED_MAGIC, "sealed segment", 32, self.tag())?;
+        if env.named != expected.0 {
+            let mut found = [0u8; 32];
+            found.copy_from_slice(env.named);
             return Err(CryptError::WrongSegment {
-                found: id,
+                found: SegmentId(found),
                 expected: *expected,
             });
         }
+        env.open(&self.0)
+    }
+}
+
+/// `magic | version | alg | reserved | key tag | named | nonce | ciphertext | tag`, where
+/// everything before the ciphertext is associated data; `named` is the segment id for a
+/// sealed segment and empty for a wrapped key.
+fn seal_with(
+    key: &[u8; KEY_LEN],
+    magic: &[u8; 8],
+    key_tag: [u8; 8],
+    named: &[u8],
+    msg: &[u8],
+) -> Result<Vec<u8>, CryptError> {
+    let nonce: [u8; NONCE_LEN] = random()?;
+    let mut out = Vec::with_capacity(PREFIX_LEN + named.len() + NONCE_LEN + msg.len() + TAG_LEN);
+    out.extend_from_slice(magic);
+    out.extend_from_slice(&VERSION.to_le_bytes());
+    out.extend_from_slice(&ALG_CHACHA20POLY1305.to_le_bytes());
+    out.extend_from_slice(&0u32.to_le_bytes());
+    out.extend_from_slice(&key_tag);
+    out.extend_from_slice(named);
+    out.extend_from_slice(&nonce);
+    let ct = ChaCha20Poly1305::new(Key::from_slice(key))
+        .encrypt(Nonce::from_slice(&nonce), Payload { msg, aad: &out })
+        .map_err(|_| CryptError::Seal)?;
+    out.extend_from_slice(&ct);
+    Ok(out)
+}
+
+/// A parsed envelope (of `seal_with`'s layout), its key already matched by tag.
+struct Envelope<'a> {
+    header: &'a [u8],
+    named: &'a [u8],
+    nonce: [u8; NONCE_LEN],
+    ciphertext: &'a [u8],
+}
+
+impl<'a> Envelope<'a> {
+    fn parse(
+        bytes: &'a [u8],
+        magic: &[u8; 8],
+        what: &'static str,
+        named_len: usize,
+        our_tag: [u8; 8],
+    ) -> Result<Envelope<'a>, CryptError> {
+        let mut r = Reader::new(bytes);
+        let header = r.take(PREFIX_LEN + named_len + NONCE_LEN)?;
+        let mut h = Reader::new(header);
+        if h.array::<8>()? != *magic {
+            return Err(CryptError::BadMagic(what));
+        }
+        check_version(h.u16()?, h.u16()?, h.u32()?)?;
+        let found = h.array::<8>()?;
+        if found != our_tag {
+            return Err(CryptError::WrongKey {
+                found,
+                ours: our_tag,
+            });
+        }
+        let named = h.take(named_len)?;
         let nonce = h.array::<NONCE_LEN>()?;
-        let ct = r.rest();
-        if ct.len() < TAG_LEN {
+        let ciphertext = r.rest();
+        if ciphertext.len() < TAG_LEN {
             return Err(CryptError::Truncated);
         }
-        self.cipher()
+        Ok(Envelope {
+            header,
+            named,
+            nonce,
+            ciphertext,
+        })
+    }
+
+    fn open(&self, key: &[u8; KEY_LEN]) -> Result<Vec<u8>, CryptError> {
+        ChaCha20Poly1305::new(Key::from_slice(key))
             .decrypt(
-                Nonce::from_slice(&nonce),
+                Nonce::from_slice(&self.nonce),
                 Payload {
-                    msg: ct,
-                    aad: header,
+                    msg: self.ciphertext,
+                    aad: self.header,
                 },
             )
             .map_err(|_| CryptError::Corrupt)
@@ -323,34 +341,12 @@ impl WrappedKey {
 
     /// The data key, if `kek` is the one that wrapped it.
     pub fn unwrap_key(&self, kek: &Kek) -> Result<DataKey, CryptError> {
-        let mut r = Reader::new(&self.0);
-        let header = r.take(WRAPPED_HEADER_LEN)?;
-        let mut h = Reader::new(header);
-        if h.array::<8>()? != WRAPPED_MAGIC {
-            return Err(CryptError::BadMagic("wrapped key"));
-        }
-        check_version(h.u16()?, h.u16()?, h.u32()?)?;
-        let found = h.array::<8>()?;
-        if found != kek.tag() {
-            return Err(CryptError::WrongKey {
-                found,
-                ours: kek.tag(),
-            });
-        }
-        let nonce = h.array::<NONCE_LEN>()?;
-        let pt = ChaCha20Poly1305::new(Key::from_slice(&kek.0))
-            .decrypt(
-                Nonce::from_slice(&nonce),
-                Payload {
-                    msg: r.rest(),
-                    aad: header,
-                },
-            )
-            .map_err(|_| CryptError::Corrupt)?;
-        let mut k = [0u8; KEY_LEN];
+        let env = Envelope::parse(&self.0, &WRAPPED_MAGIC, "wrapped key", 0, kek.tag())?;
+        let pt = env.open(&kek.0)?;
         if pt.len() != KEY_LEN {
             return Err(CryptError::Corrupt);
         }
+        let mut k = [0u8; KEY_LEN];
         k.copy_from_slice(&pt);
         Ok(DataKey(k))
     }

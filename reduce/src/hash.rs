@@ -20,9 +20,10 @@
 //! - The chunker's gear table is seeded from the key too (`chunker_seed`), so chunk
 //!   boundaries, and thus chunk lengths, are not a public function of the content.
 //!
-//! The key is a cluster constant: changing it changes every id, so new data would no longer
-//! dedup against old (correctness is unaffected: ids are verified against the key in use
-//! when the segment was written, which a rotation of the dedup key would have to carry).
+//! The key is a cluster (or dedup-domain) constant: another key gives other ids, so new data
+//! would not dedup against old, and old segments verify only under the key they were
+//! written with. It is made once and kept in replicated state, wrapped by the KEK when
+//! encryption is on, like the data key.
 
 use crate::wire::hex_prefix;
 

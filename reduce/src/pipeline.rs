@@ -293,7 +293,10 @@ pub fn assemble(
     params: &Params,
     source: &dyn SegmentSource,
 ) -> Result<Vec<u8>, AssembleError> {
-    let mut out = Vec::with_capacity(usize::try_from(recipe.logical_len()).unwrap_or(0));
+    // A decoded recipe may claim up to 2^22 chunks of 4 MiB: reserve what it claims only
+    // up to 64 MiB and let verified chunks grow the rest.
+    let claimed = usize::try_from(recipe.logical_len()).unwrap_or(usize::MAX);
+    let mut out = Vec::with_capacity(claimed.min(64 << 20));
     let mut d = Decompressor::new()?;
     // Most recently used last.
     let mut cache: Vec<Segment<'_>> = Vec::with_capacity(SEGMENT_CACHE);

@@ -21,6 +21,7 @@
 //! recomputed, a bug, or an id collision) is detected rather than assumed away.
 
 use std::borrow::Cow;
+use std::collections::HashSet;
 
 use crate::compress::{CompressError, Decompressor};
 use crate::hash::{ChunkId, DedupKey, ID_LEN};
@@ -142,6 +143,8 @@ pub enum PushError {
 pub struct SegmentWriter {
     target: usize,
     entries: Vec<Entry>,
+    /// The ids pushed, so a duplicate is refused in O(1) (a segment may hold 2^16 entries).
+    ids: HashSet<ChunkId>,
     payload: Vec<u8>,
 }
 
@@ -151,6 +154,7 @@ impl SegmentWriter {
         SegmentWriter {
             target: target.min(MAX_SEGMENT_LEN),
             entries: Vec::new(),
+            ids: HashSet::new(),
             payload: Vec::with_capacity(target.min(MAX_SEGMENT_LEN)),
         }
     }
@@ -187,7 +191,7 @@ impl SegmentWriter {
             compressed,
         };
         entry.check().map_err(PushError::Invalid)?;
-        if self.entries.iter().any(|e| e.id == id) {
+        if self.ids.contains(&id) {
             return Err(PushError::Invalid("chunk already in this segment"));
         }
         let after = self.encoded_len() + ENTRY_LEN + stored.len();
@@ -199,6 +203,7 @@ impl SegmentWriter {
         }
         self.payload.extend_from_slice(stored);
         self.entries.push(entry);
+        self.ids.insert(id);
         Ok(self.entries.len() as u32 - 1)
     }
 
@@ -375,15 +380,21 @@ impl Segment<'_> {
 
     /// The stored (possibly compressed) bytes of entry `i`, unverified.
     pub fn stored(&self, i: u32) -> Result<&[u8], SegmentError> {
+        self.entry_and_stored(i).map(|(_, b)| b)
+    }
+
+    fn entry_and_stored(&self, i: u32) -> Result<(&Entry, &[u8]), SegmentError> {
         let e = self
             .entries
             .get(i as usize)
             .ok_or(SegmentError::NoSuchEntry(i))?;
         let start = self.payload_at + e.offset as usize;
         // In range by `parse`; `get` keeps it a typed error regardless.
-        self.bytes
+        let b = self
+            .bytes
             .get(start..start + e.stored_len as usize)
-            .ok_or(SegmentError::Truncated)
+            .ok_or(SegmentError::Truncated)?;
+        Ok((e, b))
     }
 
     /// The raw bytes of entry `i`, decompressed and checked against its id.
@@ -400,8 +411,7 @@ impl Segment<'_> {
         key: &DedupKey,
         d: &mut Decompressor,
     ) -> Result<Vec<u8>, SegmentError> {
-        let stored = self.stored(i)?;
-        let e = &self.entries[i as usize];
+        let (e, stored) = self.entry_and_stored(i)?;
         let raw = if e.compressed {
             d.decompress(stored, e.raw_len as usize)
                 .map_err(|source| SegmentError::Decompress { index: i, source })?

@@ -23,7 +23,7 @@ pub fn params() -> Params {
 pub fn source_corpus(min_len: usize) -> Vec<u8> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let mut files = Vec::new();
-    collect_rs(&root, &mut files);
+    rs_files(&root, &mut files);
     files.sort();
     assert!(!files.is_empty(), "no .rs files under {}", root.display());
     let mut out = Vec::new();
@@ -43,7 +43,8 @@ pub fn source_corpus(min_len: usize) -> Vec<u8> {
     out
 }
 
-fn collect_rs(dir: &Path, out: &mut Vec<std::path::PathBuf>) {
+/// Every *.rs file below `dir`, skipping hidden folders and build output.
+pub fn rs_files(dir: &Path, out: &mut Vec<std::path::PathBuf>) {
     let Ok(rd) = std::fs::read_dir(dir) else {
         return;
     };
@@ -55,10 +56,27 @@ fn collect_rs(dir: &Path, out: &mut Vec<std::path::PathBuf>) {
             continue;
         }
         if p.is_dir() {
-            collect_rs(&p, out);
+            rs_files(&p, out);
         } else if name.ends_with(".rs") {
             out.push(p);
         }
+    }
+}
+
+/// Asserts `decode` refuses every truncation of a valid encoding, the encoding one byte
+/// longer, and the encoding with any one bit flipped.
+pub fn refuses_every_truncation_and_flip(valid: &[u8], decode: impl Fn(&[u8]) -> bool) {
+    assert!(decode(valid), "the valid encoding itself is refused");
+    for n in 0..valid.len() {
+        assert!(!decode(&valid[..n]), "truncated to {n} accepted");
+    }
+    let mut longer = valid.to_vec();
+    longer.push(0);
+    assert!(!decode(&longer), "one byte longer accepted");
+    for bit in 0..valid.len() * 8 {
+        let mut b = valid.to_vec();
+        b[bit / 8] ^= 1 << (bit % 8);
+        assert!(!decode(&b), "bit {bit} flipped accepted");
     }
 }
 
