@@ -5,9 +5,13 @@
 //! on every read. Incompressible data (already-compressed files, encrypted or random data)
 //! is common in research storage, so before compressing a chunk we compress a small sample
 //! of it at level 1; if the sample does not save at least half the threshold the chunk is
-//! stored raw, at the cost of compressing 3 × 2 KiB instead of the whole chunk (the
-//! benchmark reports both paths). The sample is taken from the start, middle and end so a
-//! chunk that is partly compressible is not judged by one region.
+//! stored raw, at the cost of compressing 3 × 2 KiB instead of the whole chunk. Measured
+//! (examples/bench.rs, one core): random 8/32/128 KiB chunks go through at ~7 GiB/s with
+//! the pretest against ~2 GiB/s without (zstd's own incompressible-block shortcut); text
+//! loses nothing (tests/compression.rs: equal to zstd -3 per chunk). The sample is taken
+//! from the start, middle and end so a chunk that is partly compressible is not judged by
+//! one region; one whose compressible part misses all three samples is stored raw, which
+//! costs ratio, never correctness.
 
 use std::io;
 

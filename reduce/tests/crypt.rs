@@ -141,17 +141,19 @@ fn key_files_are_strict() {
             .tag()
     );
     assert!(Kek::parse_key_file(format!("{hex}\r\n").as_bytes()).is_ok());
-    let mut raw = [0u8; 32];
-    for (i, b) in raw.iter_mut().enumerate() {
-        *b = i as u8 * 17;
+    // The hex digits are the key's bytes, either case.
+    let mut want = [0u8; 32];
+    for (i, b) in want.iter_mut().enumerate() {
+        *b = ((i % 16) * 0x11) as u8;
     }
-    assert_eq!(Kek::parse_key_file(&raw).expect("raw").tag(), {
-        let mut bytes = [0u8; 32];
-        for (i, b) in bytes.iter_mut().enumerate() {
-            *b = i as u8 * 17;
-        }
-        Kek::from_bytes(bytes).tag()
-    });
+    assert_eq!(k.tag(), Kek::from_bytes(want).tag());
+    // 32 raw bytes are the key as is.
+    let mut raw = [0u8; 32];
+    raw.copy_from_slice(&random_bytes(31, 32));
+    assert_eq!(
+        Kek::parse_key_file(&raw).expect("raw").tag(),
+        Kek::from_bytes(raw).tag()
+    );
     use KeyFileError::*;
     let cases: Vec<(Vec<u8>, KeyFileError)> = vec![
         (vec![], Length(0)),
