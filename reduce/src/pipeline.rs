@@ -9,6 +9,7 @@
 
 use std::borrow::Cow;
 use std::collections::HashMap;
+use std::ops::Range;
 
 use crate::chunk::{chunks, ChunkParams};
 use crate::compress::{CompressError, CompressParams, Compressor, Decompressor};
@@ -17,11 +18,13 @@ use crate::hash::{ChunkId, DedupKey};
 use crate::recipe::{ChunkRef, Recipe, RecipeError, MAX_CHUNKS};
 use crate::segment::{PushError, Segment, SegmentError, SegmentId, SegmentWriter, DEFAULT_TARGET};
 
-/// Where a stored chunk is.
+/// Where a stored chunk is, and its raw length (kept in the index so that a dedup hit is
+/// checked for free against the chunk it claims to be: see `reduce`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ChunkLoc {
     pub segment: SegmentId,
     pub index: u32,
+    pub raw_len: u32,
 }
 
 /// The caller's chunk index, read-only here. `locate` rather than only `contains`, because
@@ -133,6 +136,12 @@ pub enum ReduceError {
     Push(#[from] PushError),
     #[error("input has more chunks than one recipe holds ({MAX_CHUNKS}); reduce it in ranges")]
     TooManyChunks,
+    /// Two different chunks with one id: a keyed-BLAKE3 collision, or an index entry that
+    /// points at the wrong chunk. Never deduplicated; the caller keeps the file unreduced.
+    #[error("chunk {0:?} matches a stored chunk's id but not its bytes (collision or bad index)")]
+    Collision(ChunkId),
+    #[error("reading a stored chunk to compare: {0}")]
+    Verify(#[source] Box<AssembleError>),
 }
 
 /// Where a chunk of this call lives before its segment has a name.
@@ -144,19 +153,50 @@ enum Place {
 
 /// Reduce `data`: chunk, dedup against `index` (and within `data`), compress and pack what
 /// is new. The result's recipe reassembles `data` exactly (`assemble`).
+///
+/// How much a dedup hit is trusted: a repeat inside `data` is compared byte for byte (it is
+/// in memory); a hit in `index` is checked against the stored chunk's raw length. A chunk
+/// with the same keyed-BLAKE3 id and length but other bytes (a 2^-128 event, or a bad
+/// index entry) is only caught by `reduce_verified`, which reads the stored chunk.
 pub fn reduce(
     data: &[u8],
     params: &Params,
     index: &dyn ChunkIndex,
 ) -> Result<Reduced, ReduceError> {
+    reduce_inner(data, params, index, None)
+}
+
+/// `reduce`, comparing every chunk found in `index` with the stored chunk's bytes (fetched
+/// from `stored`, a few segments cached), so a collision is checked, not assumed away.
+/// Costs a read of every segment a dedup hit lands in.
+pub fn reduce_verified(
+    data: &[u8],
+    params: &Params,
+    index: &dyn ChunkIndex,
+    stored: &dyn SegmentSource,
+) -> Result<Reduced, ReduceError> {
+    reduce_inner(data, params, index, Some(stored))
+}
+
+fn reduce_inner(
+    data: &[u8],
+    params: &Params,
+    index: &dyn ChunkIndex,
+    stored: Option<&dyn SegmentSource>,
+) -> Result<Reduced, ReduceError> {
+    let mut verify = match stored {
+        Some(s) => Some((SegmentCache::new(s, params), Decompressor::new()?)),
+        None => None,
+    };
     let mut stats = Stats {
         logical: data.len() as u64,
         ..Stats::default()
     };
     let mut compressor = Compressor::new(params.compress)?;
     let mut places: Vec<(ChunkId, u32, Place)> = Vec::new();
-    // Chunks new in this call, so a repeat inside `data` (zeros, copies) is stored once.
-    let mut fresh: HashMap<ChunkId, Place> = HashMap::new();
+    // Chunks new in this call, so a repeat inside `data` (zeros, copies) is stored once;
+    // with where their bytes are in `data`, to compare a repeat.
+    let mut fresh: HashMap<ChunkId, (Place, Range<usize>)> = HashMap::new();
     let mut sealed_ids: Vec<SegmentId> = Vec::new();
     let mut new_segments = Vec::new();
     let mut writer = SegmentWriter::new(params.segment_target);
@@ -176,7 +216,7 @@ pub fn reduce(
     };
 
     for range in chunks(data, &params.chunk, params.dedup_key.chunker_seed()) {
-        let raw = &data[range];
+        let raw = &data[range.clone()];
         // FastCDC keeps every chunk within `max` <= MAX_CHUNK_LEN, so this always fits.
         let raw_len = u32::try_from(raw.len()).map_err(|_| PushError::Invalid("chunk too long"))?;
         let id = params.dedup_key.chunk_id(raw);
@@ -185,8 +225,30 @@ pub fn reduce(
             return Err(ReduceError::TooManyChunks);
         }
         let place = if let Some(loc) = index.locate(&id) {
+            if loc.raw_len != raw_len {
+                return Err(ReduceError::Collision(id));
+            }
+            if let Some((cache, d)) = verify.as_mut() {
+                let seg = cache
+                    .get(&loc.segment)
+                    .map_err(|e| ReduceError::Verify(Box::new(e)))?;
+                let theirs = seg
+                    .get_with(loc.index, &params.dedup_key, d)
+                    .map_err(|source| {
+                        ReduceError::Verify(Box::new(AssembleError::Segment {
+                            segment: loc.segment,
+                            source,
+                        }))
+                    })?;
+                if theirs != raw {
+                    return Err(ReduceError::Collision(id));
+                }
+            }
             Place::Stored(loc)
-        } else if let Some(p) = fresh.get(&id) {
+        } else if let Some((p, first)) = fresh.get(&id) {
+            if data[first.clone()] != *raw {
+                return Err(ReduceError::Collision(id));
+            }
             *p
         } else {
             let stored = compressor.compress(raw)?;
@@ -208,25 +270,26 @@ pub fn reduce(
                 segment: stats.segments as usize,
                 index: pushed,
             };
-            fresh.insert(id, p);
+            fresh.insert(id, (p, range));
             p
         };
         places.push((id, raw_len, place));
     }
     close(writer, &mut stats)?;
 
-    let loc = |p: Place| match p {
+    let loc = |p: Place, raw_len: u32| match p {
         Place::Stored(l) => l,
         Place::New { segment, index } => ChunkLoc {
             segment: sealed_ids[segment],
             index,
+            raw_len,
         },
     };
     let recipe = Recipe {
         chunks: places
             .iter()
             .map(|&(id, raw_len, p)| {
-                let l = loc(p);
+                let l = loc(p, raw_len);
                 ChunkRef {
                     id,
                     raw_len,
@@ -236,8 +299,10 @@ pub fn reduce(
             })
             .collect(),
     };
-    let mut new_chunks: Vec<(ChunkId, ChunkLoc)> =
-        fresh.into_iter().map(|(id, p)| (id, loc(p))).collect();
+    let mut new_chunks: Vec<(ChunkId, ChunkLoc)> = fresh
+        .into_iter()
+        .map(|(id, (p, range))| (id, loc(p, range.len() as u32)))
+        .collect();
     new_chunks.sort_by_key(|(_, l)| (l.segment, l.index));
     Ok(Reduced {
         recipe,
@@ -286,6 +351,41 @@ pub enum AssembleError {
 /// per assembly in flight.
 const SEGMENT_CACHE: usize = 4;
 
+/// The last few segments fetched, opened and decoded, most recently used last.
+struct SegmentCache<'s> {
+    source: &'s dyn SegmentSource,
+    params: &'s Params,
+    segments: Vec<Segment<'s>>,
+}
+
+impl<'s> SegmentCache<'s> {
+    fn new(source: &'s dyn SegmentSource, params: &'s Params) -> Self {
+        SegmentCache {
+            source,
+            params,
+            segments: Vec::with_capacity(SEGMENT_CACHE),
+        }
+    }
+
+    fn get(&mut self, id: &SegmentId) -> Result<&Segment<'s>, AssembleError> {
+        match self.segments.iter().position(|s| s.id() == *id) {
+            Some(i) => {
+                let s = self.segments.remove(i);
+                self.segments.push(s);
+            }
+            None => {
+                if self.segments.len() == SEGMENT_CACHE {
+                    self.segments.remove(0);
+                }
+                self.segments.push(open(id, self.params, self.source)?);
+            }
+        }
+        self.segments
+            .last()
+            .ok_or(AssembleError::MissingSegment(*id))
+    }
+}
+
 /// The bytes a recipe describes, every chunk verified against its id; segments are fetched
 /// from `source` and decoded once while they stay among the last few used.
 pub fn assemble(
@@ -297,27 +397,10 @@ pub fn assemble(
     // up to 64 MiB and let verified chunks grow the rest.
     let claimed = usize::try_from(recipe.logical_len()).unwrap_or(usize::MAX);
     let mut out = Vec::with_capacity(claimed.min(64 << 20));
+    let mut cache = SegmentCache::new(source, params);
     let mut d = Decompressor::new()?;
-    // Most recently used last.
-    let mut cache: Vec<Segment<'_>> = Vec::with_capacity(SEGMENT_CACHE);
     for (n, c) in recipe.chunks.iter().enumerate() {
-        let seg = match cache.iter().position(|s| s.id() == c.segment) {
-            Some(i) => {
-                let s = cache.remove(i);
-                cache.push(s);
-                cache.last()
-            }
-            None => {
-                if cache.len() == SEGMENT_CACHE {
-                    cache.remove(0);
-                }
-                cache.push(open(&c.segment, params, source)?);
-                cache.last()
-            }
-        };
-        let Some(seg) = seg else {
-            return Err(AssembleError::MissingSegment(c.segment));
-        };
+        let seg = cache.get(&c.segment)?;
         let e = seg.entries().get(c.index as usize);
         if e.map(|e| (e.id, e.raw_len)) != Some((c.id, c.raw_len)) {
             return Err(AssembleError::EntryMismatch {

@@ -17,8 +17,10 @@
 //! encoding per content and `decode` can refuse anything else. `decode` trusts nothing:
 //! hostile input yields an error, never a panic or an unbounded allocation; the checksum
 //! catches corruption, and `get` checks each chunk's keyed hash against its id after
-//! decompressing, so a wrong chunk (corruption the checksum missed because it was
-//! recomputed, a bug, or an id collision) is detected rather than assumed away.
+//! decompressing, so a wrong chunk (corruption under a recomputed checksum, a writer bug, a
+//! recipe or index pointing at another chunk) is detected rather than assumed away. Two
+//! different chunks with one id would both pass that check; they are told apart when the
+//! second is deduplicated (`pipeline::reduce_verified` compares the bytes).
 
 use std::borrow::Cow;
 use std::collections::HashSet;
@@ -235,12 +237,23 @@ impl SegmentWriter {
 }
 
 /// A decoded, validated segment (borrowing or owning its bytes).
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Segment<'a> {
     bytes: Cow<'a, [u8]>,
     id: SegmentId,
     entries: Vec<Entry>,
     payload_at: usize,
+}
+
+impl std::fmt::Debug for Segment<'_> {
+    // Not the bytes: a segment is ~2 MiB.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Segment")
+            .field("id", &self.id)
+            .field("entries", &self.entries.len())
+            .field("len", &self.bytes.len())
+            .finish()
+    }
 }
 
 impl<'a> Segment<'a> {

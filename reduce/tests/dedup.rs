@@ -62,3 +62,48 @@ fn another_dedup_key_shares_nothing() {
     let b = reduce(&data, &other, &store.index).expect("reduce");
     assert_eq!(b.stats.new_chunks, b.stats.chunks);
 }
+
+#[test]
+fn a_dedup_hit_on_other_bytes_is_a_collision_not_a_reference() {
+    use reduce::chunk::chunks;
+    use reduce::{reduce_verified, ChunkLoc, ReduceError};
+    let p = params();
+    let a = random_bytes(13, 1 << 20);
+    let b = random_bytes(14, 1 << 20);
+    let mut store = Store::default();
+    let ra = reduce(&a, &p, &store.index).expect("reduce a");
+    store.absorb(&ra);
+    // An index entry claiming B's first chunk is stored where A's first chunk is (what a
+    // keyed-BLAKE3 collision, or a corrupted index row, would look like).
+    let first_b = chunks(&b, &p.chunk, p.dedup_key.chunker_seed())
+        .next()
+        .expect("a chunk");
+    let b_id = p.dedup_key.chunk_id(&b[first_b.clone()]);
+    let a_loc = store.index[&ra.recipe.chunks[0].id];
+    assert_ne!(a_loc.raw_len as usize, first_b.len(), "pick other seeds");
+    let mut lying = store.index.clone();
+    lying.insert(b_id, a_loc);
+    // Lengths differ: caught by the index's raw length alone.
+    assert!(matches!(
+        reduce(&b, &p, &lying),
+        Err(ReduceError::Collision(id)) if id == b_id
+    ));
+    // Same length too: only reading the stored chunk tells them apart.
+    lying.insert(
+        b_id,
+        ChunkLoc {
+            raw_len: first_b.len() as u32,
+            ..a_loc
+        },
+    );
+    assert!(matches!(
+        reduce_verified(&b, &p, &lying, &store.segments),
+        Err(ReduceError::Collision(id)) if id == b_id
+    ));
+    // The honest index passes the same check, and B reads back.
+    let rb = reduce_verified(&b, &p, &store.index, &store.segments).expect("verified");
+    store.absorb(&rb);
+    assert!(assemble(&rb.recipe, &p, &store.segments).expect("assemble") == b);
+    let again = reduce_verified(&b, &p, &store.index, &store.segments).expect("verified");
+    assert_eq!(again.stats.new_chunks, 0);
+}
