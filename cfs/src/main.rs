@@ -238,6 +238,9 @@ enum AdminCmd {
         #[command(flatten)]
         target: admin_cli::AdminTarget,
     },
+    /// The object-store tier.
+    #[command(subcommand)]
+    Tier(TierCmd),
     /// Act on a data server.
     #[command(subcommand)]
     Node(NodeCmd),
@@ -249,6 +252,26 @@ enum AdminCmd {
   cfs admin token --config cfs-cluster/mds.toml > /etc/prometheus/cfs.token
   xdg-open \"http://127.0.0.1:3049/#token=$(cfs admin token --config cfs-cluster/mds.toml)\"")]
     Token {
+        #[command(flatten)]
+        target: admin_cli::AdminTarget,
+    },
+}
+
+#[derive(Subcommand)]
+enum TierCmd {
+    /// Pin PATH to flash (never evicted), to the bucket (s3: evicted as soon as the bucket
+    /// holds it, and read from there), or to neither (auto: evicted past the watermark), as
+    /// `setfattr -n user.cfs.tier -v PIN PATH` from a client does, with root's authority.
+    /// Files and directories created under PATH from then on take its pin; what is there
+    /// already keeps its own. PATH is the path inside the file system (as exports' paths are).
+    #[command(after_help = "Examples:
+  cfs admin tier pin /projects/hot flash --config cfs-cluster/mds.toml
+  cfs admin tier pin /archive s3 --config mds.toml")]
+    Pin {
+        /// File or directory, e.g. /archive.
+        path: String,
+        /// flash, s3 or auto.
+        pin: String,
         #[command(flatten)]
         target: admin_cli::AdminTarget,
     },
@@ -553,6 +576,17 @@ async fn admin(cmd: AdminCmd) -> Result<(), Box<dyn std::error::Error>> {
             }
             if wait {
                 admin_cli::wait_drained(&tg, v["draining"].as_str().unwrap_or(&id)).await?;
+            }
+        }
+        AdminCmd::Tier(TierCmd::Pin { path, pin, target }) => {
+            let body = serde_json::json!({ "path": path, "pin": pin });
+            let v =
+                admin_cli::call_with(&require(&target)?, "POST", "/api/v1/tier/pin", Some(&body))
+                    .await?;
+            if target.json {
+                println!("{v}");
+            } else {
+                println!("{path} pinned to {pin}: what is created under it takes the pin");
             }
         }
         AdminCmd::Rmtree { path, target } => {

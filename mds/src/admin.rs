@@ -26,6 +26,21 @@ pub use meta::raft::members::{JoinReply, MembershipError};
 pub use meta_core::TierUsage;
 pub use proto::cluster::{DsStatus, StatusResOk};
 
+/// Why `Admin::tier_pin` refused.
+#[derive(Debug, Error)]
+pub enum TierPinError {
+    #[error("this server has no object-store tier ([tier] in its config): nothing to pin to")]
+    NoTier,
+    #[error("{0:?} is not a pin: flash, s3 or auto")]
+    BadPin(String),
+    #[error(
+        "{0}: no such file or directory (give the path inside the file system, e.g. /projects)"
+    )]
+    NotFound(String),
+    #[error("the namespace: {0}; try again")]
+    Namespace(meta::namespace::FsError),
+}
+
 /// A running server as its operator sees it. Cheap to clone: one `Arc`.
 #[derive(Clone)]
 pub struct Admin {
@@ -256,6 +271,40 @@ impl Admin {
     /// Returns the directory's inode number.
     pub async fn rmtree(&self, path: &str) -> Result<u64, RmtreeError> {
         Ok(crate::rmtree::rmtree(&self.mds, path).await?.ino)
+    }
+
+    /// Pins `path` (inside the file system) to flash, to the bucket, or to neither (`auto`),
+    /// as `setfattr -n user.cfs.tier` on it does, with root's authority: files and directories
+    /// created under it from now on take the pin; what is there already keeps its own.
+    pub async fn tier_pin(&self, path: &str, pin: &str) -> Result<u64, TierPinError> {
+        if self.mds.tier.is_none() {
+            return Err(TierPinError::NoTier);
+        }
+        let Some(_) = meta_core::Pin::parse(pin.as_bytes()) else {
+            return Err(TierPinError::BadPin(pin.to_string()));
+        };
+        if !path.starts_with('/') {
+            return Err(TierPinError::NotFound(path.to_string()));
+        }
+        let ino = match self.mds.ns.resolve(path.as_bytes()) {
+            Ok(i) => i.ino,
+            Err(meta::namespace::FsError::NotFound) => {
+                return Err(TierPinError::NotFound(path.to_string()))
+            }
+            Err(e) => return Err(TierPinError::Namespace(e)),
+        };
+        self.mds
+            .ns
+            .execute(meta::namespace::Command::SetXattr {
+                ino,
+                name: meta_core::PIN_XATTR.to_vec(),
+                value: pin.as_bytes().to_vec(),
+                how: meta_core::xattr::How::Either,
+                time: meta::namespace::Time::now(),
+            })
+            .await
+            .map_err(TierPinError::Namespace)?;
+        Ok(ino)
     }
 
     /// Whether the file system's root is there: a node that joined gets its copy of the file

@@ -174,35 +174,46 @@ impl Data {
         }
     }
 
-    /// Flash's usage as eviction counts it: (bytes used, bytes it may use). With `capacity`
-    /// set, the data's own bytes against it; else the file system under the data, whatever
-    /// fills it. `None` on data servers: eviction there is not built yet (an erasure-coded
-    /// file's shards would have to be dropped with their record, and its restore re-placed).
+    /// Flash's usage as eviction counts it: (where, bytes used, bytes it may use), where is 0
+    /// for this node's own store and a data server's id on a cluster. With `capacity` set, the
+    /// data's own bytes against it (on each data server); else the file system under the data,
+    /// whatever fills it.
     pub async fn flash_usage(
         &self,
         dir: &std::path::Path,
         capacity: Option<u64>,
-    ) -> Option<(u64, u64)> {
-        let DataPath::Local(s) = &self.path else {
-            return None;
+    ) -> Vec<(u64, u64, u64)> {
+        let s = match &self.path {
+            DataPath::Local(s) => s,
+            DataPath::Cluster(c) => return c.flash_usage(capacity),
         };
-        match capacity {
+        let usage = match capacity {
             Some(cap) => s.usage().await.ok().map(|u| (u, cap)),
-            None => {
-                let (avail, total) = crate::space::statvfs(dir).ok()?;
-                Some((total.saturating_sub(avail), total))
-            }
+            None => crate::space::statvfs(dir)
+                .ok()
+                .map(|(avail, total)| (total.saturating_sub(avail), total)),
+        };
+        usage.map(|(u, c)| (0, u, c)).into_iter().collect()
+    }
+
+    /// Where `ino`'s `size` bytes sit on flash, as `flash_usage` names the places, with how
+    /// many bytes each holds.
+    pub(crate) fn flash_holders(&self, ino: u64, size: u64) -> NfsResult<Vec<(u64, u64)>> {
+        match &self.path {
+            DataPath::Local(_) => Ok(vec![(0, size)]),
+            DataPath::Cluster(c) => c.holders_of(&self.ns, ino, size),
         }
     }
 
-    /// Drops `ino`'s bytes from flash (eviction: the bucket holds them).
+    /// Drops `ino`'s bytes from flash (eviction: the bucket holds them, and `TierEvict` is
+    /// recorded, so nothing reads them here again).
     pub(crate) async fn drop_flash(&self, ino: u64) -> NfsResult<()> {
         match &self.path {
             DataPath::Local(s) => match s.remove_many(vec![ino]).await {
                 Ok(mut r) => r.pop().map_or(Ok(()), |(_, r)| r.map_err(Into::into)),
                 Err(e) => Err(e.into()),
             },
-            DataPath::Cluster(_) => Err(NfsError::NotSupp),
+            DataPath::Cluster(c) => c.drop_evicted(&self.ns, ino).await,
         }
     }
 

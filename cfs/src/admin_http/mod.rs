@@ -382,6 +382,34 @@ async fn rmtree(
     }
 }
 
+#[derive(serde::Deserialize)]
+struct PinBody {
+    path: String,
+    pin: String,
+}
+
+/// POST of a pin (`cfs admin tier pin PATH flash|s3|auto`: `mds::admin::Admin::tier_pin`).
+async fn tier_pin(
+    State(a): State<Arc<Admin>>,
+    headers: HeaderMap,
+    Json(body): Json<PinBody>,
+) -> ApiResult<Json<serde_json::Value>> {
+    use mds::admin::TierPinError as E;
+    check(&a, &headers)?;
+    let m = a.sources.mds.as_ref().ok_or_else(no_mds)?;
+    match m.tier_pin(&body.path, &body.pin).await {
+        Ok(ino) => Ok(Json(serde_json::json!({
+            "pinned": body.path,
+            "ino": ino,
+            "pin": body.pin,
+        }))),
+        Err(e @ E::BadPin(_)) => Err(ApiError(StatusCode::BAD_REQUEST, e.to_string())),
+        Err(e @ E::NotFound(_)) => Err(ApiError(StatusCode::NOT_FOUND, e.to_string())),
+        Err(e @ E::NoTier) => Err(ApiError(StatusCode::CONFLICT, e.to_string())),
+        Err(e @ E::Namespace(_)) => Err(ApiError(StatusCode::SERVICE_UNAVAILABLE, e.to_string())),
+    }
+}
+
 async fn console() -> impl IntoResponse {
     (
         [
@@ -407,6 +435,7 @@ pub fn router(a: Arc<Admin>) -> Router {
         )
         .route("/api/v1/mds-nodes/{id}/drain", post(drain_mds))
         .route("/api/v1/rmtree", post(rmtree))
+        .route("/api/v1/tier/pin", post(tier_pin))
         .with_state(a)
 }
 

@@ -100,6 +100,7 @@ fn crate_arrows_follow_the_architecture() {
         "metrics",
         "ec",
         "tier",
+        "reduce",
         "cfs",
         "conformance",
     ] {
@@ -116,6 +117,11 @@ fn crate_arrows_follow_the_architecture() {
     // (Its own tests name it again, with the `testing` feature on: not an arrow.)
     let tier: Vec<_> = deps(&a, "tier").iter().filter(|d| *d != "tier").collect();
     assert!(tier.is_empty(), "tier depends on {tier:?}");
+
+    // Data reduction is a function of bytes and keys (issue 46): chunk, hash, compress, pack,
+    // seal. Where chunks are indexed and segments stored is its callers' business.
+    let reduce = deps(&a, "reduce");
+    assert!(reduce.is_empty(), "reduce depends on {reduce:?}");
 
     // The namespace's state machine is a function of its own types: it knows no workspace crate
     // and no runtime, storage engine or Raft (it is unit-tested without them, and every

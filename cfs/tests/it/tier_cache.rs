@@ -325,7 +325,7 @@ fn a_cluster_up_with_s3_copies_what_clients_write_through_layouts() {
 
 /// Every object under `prefix`, each verified from its own header and its key checked to be
 /// the one its header names.
-fn bucket_at(
+pub(crate) fn bucket_at(
     rt: &tokio::runtime::Runtime,
     store: &Store,
     prefix: &str,

@@ -17,20 +17,22 @@ const FLASH_MIB: u64 = 8;
 
 /// Bytes the chunk store under `data` takes on disk (allocated blocks, as the evictor counts).
 fn flash_used(data: &Path) -> u64 {
-    fn walk(p: &Path) -> u64 {
-        use std::os::unix::fs::MetadataExt;
-        let Ok(rd) = std::fs::read_dir(p) else {
-            return 0;
-        };
-        rd.flatten()
-            .map(|e| match e.metadata() {
-                Ok(m) if m.is_dir() => walk(&e.path()),
-                Ok(m) => m.blocks() * 512,
-                Err(_) => 0,
-            })
-            .sum()
-    }
-    walk(&data.join("chunks"))
+    disk_bytes(&data.join("chunks"))
+}
+
+/// Allocated bytes of every file under `p`.
+fn disk_bytes(p: &Path) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(rd) = std::fs::read_dir(p) else {
+        return 0;
+    };
+    rd.flatten()
+        .map(|e| match e.metadata() {
+            Ok(m) if m.is_dir() => disk_bytes(&e.path()),
+            Ok(m) => m.blocks() * 512,
+            Err(_) => 0,
+        })
+        .sum()
 }
 
 /// `cfs admin status --json`'s tier section, asked of the server `config` names.
@@ -278,5 +280,166 @@ fn pins_keep_a_tree_on_flash_or_send_it_to_the_bucket_and_new_files_take_their_d
     assert!(
         !on_flash(&data_dir, cold),
         "read, an s3-pinned file stays in the bucket"
+    );
+}
+
+/// Bytes a data server's directory takes on disk (allocated blocks: its chunk store and its
+/// shards).
+fn ds_used(cl: &crate::common::cluster::Cluster, i: usize) -> u64 {
+    let d = cl.ds_dir(&format!("ds{i}"));
+    disk_bytes(&d.join("chunks").join("objects")) + disk_bytes(&d.join("shards"))
+}
+
+fn cluster_tier(cl: &crate::common::cluster::Cluster) -> serde_json::Value {
+    tier_status(Path::new(&cl.mds_toml()))
+}
+
+#[test]
+fn on_data_servers_mirrored_and_erasure_coded_files_leave_flash_and_come_back_for_a_write() {
+    use crate::common::cluster::Cluster;
+    use crate::common::ec::{data_status, read_file, read_file_with, write_open};
+    let _serial = crate::common::SERIAL
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
+    let dir = tempfile::tempdir().unwrap();
+    let rt = rt();
+    let (_moto, proxy, store) = s3(&rt);
+    let url = format!("{}/{}", proxy.endpoint(), crate::tier_cache::BUCKET);
+    let extra = dir.path().join("tier-extra.toml");
+    std::fs::write(
+        &extra,
+        format!("upload_after_seconds = 1\nobject_mib = 1\nflash_capacity_mib = {FLASH_MIB}\n"),
+    )
+    .expect("extra config");
+    let extra = extra.to_string_lossy().into_owned();
+    let cl = Cluster::start_nodes_env(
+        dir.path(),
+        1,
+        3,
+        &[
+            "--s3",
+            &url,
+            "--encode-after",
+            "1",
+            "--mds-extra-config",
+            &extra,
+        ],
+        &[
+            ("AWS_ACCESS_KEY_ID", "testing"),
+            ("AWS_SECRET_ACCESS_KEY", "testing"),
+        ],
+    );
+    let write = |path: &str, d: &[u8]| {
+        let c = cl.client(true);
+        let (f, ino) = write_open(&cl, &c, path, d);
+        cl.rt.block_on(c.close(&f)).expect("close");
+        let _ = cl.rt.block_on(c.shutdown());
+        ino
+    };
+
+    // An erasure-coded file (2+1 on three data servers), then pinned to the bucket: its
+    // shards go, and a write brings it back as fresh mirrors.
+    let enc = data(4_000_000, 61);
+    let enc_ino = write("/enc", &enc);
+    wait_for(60, "the file erasure-coded", || {
+        data_status(&cl)["encoded_files"] == 1
+    });
+    // Pinned by the operator (`cfs admin tier pin`), as `setfattr` from a client would.
+    let pin = |path: &str, pin: &str| {
+        std::process::Command::new(BIN)
+            .args([
+                "admin",
+                "tier",
+                "pin",
+                path,
+                pin,
+                "--config",
+                &cl.mds_toml(),
+            ])
+            .output()
+            .expect("cfs admin tier pin")
+    };
+    let bad = pin("/enc", "tape");
+    assert!(
+        !bad.status.success() && String::from_utf8_lossy(&bad.stderr).contains("not a pin"),
+        "{bad:?}"
+    );
+    assert!(!pin("/nowhere", "s3").status.success());
+    let ok = pin("/enc", "s3");
+    assert!(ok.status.success(), "{ok:?}");
+    let took = wait_for(60, "the pinned, encoded file evicted", || {
+        cluster_tier(&cl)["evicted_files"] == 1
+    });
+    eprintln!("encoded file evicted {took:?} after its pin");
+    wait_for(30, "its shards dropped", || {
+        crate::common::ec::shard_counts(&cl, 3) == vec![0, 0, 0]
+    });
+    same(
+        "/enc from the bucket",
+        &read_file(&cl, "/enc", enc.len()),
+        &enc,
+    );
+
+    // Mirrored files (each under the encoder's minimum) past 80 % of every data server's
+    // 8 MiB: files leave until each is under 60 %.
+    let files: Vec<(String, Vec<u8>)> = (0..16)
+        .map(|i| (format!("/m{i}"), data(1_000_000, 70 + i as u8)))
+        .collect();
+    let inos: Vec<u64> = files.iter().map(|(p, d)| write(p, d)).collect();
+    let cap = FLASH_MIB << 20;
+    let full: Vec<u64> = (1..=3).map(|i| ds_used(&cl, i)).collect();
+    assert!(
+        full.iter().all(|u| u * 100 > cap * 80),
+        "the test fills every data server past 80 %: {full:?}"
+    );
+    let took = wait_for(90, "every data server under the low watermark", || {
+        (1..=3).all(|i| ds_used(&cl, i) * 100 <= cap * 60)
+    });
+    let after: Vec<u64> = (1..=3).map(|i| ds_used(&cl, i)).collect();
+    let t = cluster_tier(&cl);
+    eprintln!("eviction on data servers: {full:?} → {after:?} bytes of {cap} in {took:?}; {t}");
+    assert!(t["evicted_files"].as_u64() > Some(1), "{t}");
+    // Nothing left flash that the bucket does not hold exactly.
+    let b = crate::tier_cache::bucket_at(&rt, &store, "cfs");
+    for ((p, d), ino) in files.iter().zip(&inos) {
+        assert!(
+            from_bucket(&b, *ino, d.len()).as_deref() == Some(&d[..]),
+            "{p} in the bucket"
+        );
+    }
+    assert!(from_bucket(&b, enc_ino, enc.len()).as_deref() == Some(&enc[..]));
+    // Every file reads back byte-exact, evicted or not; through a pNFS client too (its
+    // LAYOUTGET answers LAYOUTTRYLATER, and it reads through the MDS).
+    for (p, d) in &files {
+        same(p, &read_file(&cl, p, d.len()), d);
+    }
+    same(
+        "/m0 through a pNFS client",
+        &read_file_with(&cl, cl.client(true), "/m0", files[0].1.len()),
+        &files[0].1,
+    );
+    let t = cluster_tier(&cl);
+    assert!(t["bucket_read_bytes"].as_u64() > Some(0), "{t}");
+
+    // A write into the evicted, once encoded file waits until it is back on fresh mirrors.
+    let patch = data(5000, 99);
+    {
+        let c = cl.client(false);
+        let f = cl
+            .rt
+            .block_on(c.open_path("/enc", OPEN4_SHARE_ACCESS_BOTH, None))
+            .expect("open");
+        cl.rt
+            .block_on(c.write_all(&f, 1_234_567, &patch, StableHow4::FileSync4))
+            .expect("write to an evicted file");
+        cl.rt.block_on(c.close(&f)).expect("close");
+        let _ = cl.rt.block_on(c.shutdown());
+    }
+    let mut want = enc.clone();
+    want[1_234_567..1_234_567 + patch.len()].copy_from_slice(&patch);
+    same(
+        "/enc written after its restore",
+        &read_file(&cl, "/enc", want.len()),
+        &want,
     );
 }

@@ -35,8 +35,13 @@ const MIN_INTERVAL: Duration = Duration::from_millis(20);
 const MAX_INTERVAL: Duration = Duration::from_secs(60);
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
 const CALL_TIMEOUT: Duration = Duration::from_secs(10);
-/// Walking the store for its usage is not free; the figure may be this old.
+/// Walking the store for its usage is not free: the figure may be this old, and is measured
+/// again no sooner than `USAGE_WALK_SHARE` walks' time after the last (at least
+/// `USAGE_MIN_AGE`), so a small store's figure follows its writes and evictions within seconds
+/// (the tier's evictor works from it) while a big one's walk takes a tenth of the time at most.
 const USAGE_MAX_AGE: Duration = Duration::from_secs(30);
+const USAGE_MIN_AGE: Duration = Duration::from_secs(2);
+const USAGE_WALK_SHARE: u32 = 10;
 /// How often the set of nodes is looked at again without news (a node's list going stale).
 const RECHECK: Duration = Duration::from_secs(1);
 
@@ -82,14 +87,18 @@ struct Usage {
     avail: u64,
     fs_id: u64,
     at: Option<Instant>,
+    /// How long the last walk took.
+    walk: Duration,
 }
 
 impl Usage {
     async fn refresh(&mut self, s: &Shared) {
         (self.capacity, self.avail, self.fs_id) = fs_stat(&s.cfg.data_dir);
-        if self.at.is_some_and(|t| t.elapsed() < USAGE_MAX_AGE) {
+        let age = (self.walk * USAGE_WALK_SHARE).clamp(USAGE_MIN_AGE, USAGE_MAX_AGE);
+        if self.at.is_some_and(|t| t.elapsed() < age) {
             return;
         }
+        let began = Instant::now();
         let dir = s.cfg.data_dir.clone();
         let store = s.objects.store().clone();
         let r =
@@ -102,6 +111,7 @@ impl Usage {
             }
         }
         self.at = Some(Instant::now());
+        self.walk = began.elapsed();
     }
 }
 
@@ -232,6 +242,7 @@ pub(crate) async fn run(s: Arc<Shared>, mut stop: watch::Receiver<bool>) {
         avail: 0,
         fs_id: 0,
         at: None,
+        walk: Duration::ZERO,
     }));
     // Per node address: the sender that stops its loop, and the loop's task.
     let mut loops: HashMap<SocketAddr, (watch::Sender<bool>, tokio::task::Id)> = HashMap::new();

@@ -6,10 +6,12 @@
 //! Beside those: `fences` (layout generations), `ranges` (DEALLOCATE, COPY, CLONE over the data
 //! path), `repair` (re-mirroring), `drain` (moving a drained or lost DS's copies), `rebuild` (shard
 //! repair), `encode` (erasure coding at rest), `holds` (one maintenance job per file, on every MDS
-//! node). Their passes take only files of the shards this node leads (`Namespace::leads_file`).
+//! node), `flash` (the tier's evictor: fullness per DS, emptying an evicted file's copies).
+//! Their passes take only files of the shards this node leads (`Namespace::leads_file`).
 pub mod drain;
 pub mod encode;
 pub mod fences;
+mod flash;
 pub mod holds;
 pub mod loops;
 pub mod placement;
@@ -122,6 +124,8 @@ pub struct Cluster {
     shard_reports: std::sync::atomic::AtomicBool,
     /// DSs that hold unstable data the MDS wrote, per file.
     dirty: std::sync::Mutex<HashMap<u64, std::collections::HashSet<DsId>>>,
+    /// Bytes the evictor freed on each DS since its last reported usage (`flash`).
+    freed: std::sync::Mutex<flash::Freed>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -145,6 +149,7 @@ impl Cluster {
             conns: tokio::sync::Mutex::new(HashMap::new()),
             placing: tokio::sync::Mutex::new(()),
             dirty: std::sync::Mutex::new(HashMap::new()),
+            freed: Default::default(),
             shard_reports: Default::default(),
             unheard_scan: std::sync::Mutex::new(None),
             rescan_until: std::sync::Mutex::new(None),

@@ -234,7 +234,7 @@ impl Cluster {
     }
 
     /// The DSs that hold some of the file's data (its placement record).
-    fn holders(&self, ns: &Namespace, ino: u64) -> NfsResult<BTreeSet<DsId>> {
+    pub(super) fn holders(&self, ns: &Namespace, ino: u64) -> NfsResult<BTreeSet<DsId>> {
         Ok(ns
             .chunks(ino)?
             .into_iter()

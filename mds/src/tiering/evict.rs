@@ -18,10 +18,15 @@
 //! records are per file, and evicting a range of an erasure-coded file would mean re-coding
 //! its stripes. The unit read back is still a block (`evicted::read`).
 //!
-//! **Not yet: data servers.** This runs where the MDS holds the bytes (one node). On data
-//! servers the drop must fence the file (a layout handed out before must not read the holes;
-//! LAYOUTGET already answers LAYOUTTRYLATER for an evicted file) and an erasure-coded file's
-//! shards go with their record, so that its restore places fresh mirrors.
+//! **On data servers** each one's fullness counts (`dataservers::flash`): files are taken
+//! while a data server holding some of their bytes is past the high watermark, and each node
+//! frees its share (the shards it leads, of all). Before the record the file is claimed on
+//! every MDS node (`dataservers::holds`: their writers wait, their layouts of it are recalled
+//! and their handles fenced); after it, the file must still be open nowhere, or the record is
+//! taken back (`TierRestored`: the bytes never left). From the record on, LAYOUTGET answers
+//! LAYOUTTRYLATER, so clients read through the MDS, from the bucket.
+use std::collections::BTreeMap;
+
 use meta::namespace::{Command, FsError, TierEvictable, Time};
 use meta_core::Pin;
 
@@ -35,12 +40,24 @@ const FILES_PER_PASS: usize = 256;
 /// there; others only while flash is past the high watermark.
 pub(super) async fn pass(mds: &Mds, tier: &Tier) {
     let s = &tier.settings;
-    let Some((used, cap)) = mds.data.flash_usage(&mds.data_path, s.flash_capacity).await else {
+    let usage = mds.data.flash_usage(&mds.data_path, s.flash_capacity).await;
+    if usage.is_empty() {
         return;
-    };
-    let over = u128::from(used) * 100 > u128::from(cap) * u128::from(s.evict_high);
-    let low = (u128::from(cap) * u128::from(s.evict_low) / 100) as u64;
-    let mut to_free = if over { used.saturating_sub(low) } else { 0 };
+    }
+    let (led, shards) = share(mds);
+    // Bytes to free where flash is past the high watermark, this node's share of them.
+    let mut to_free: BTreeMap<u64, u64> = usage
+        .iter()
+        .filter(|(_, used, cap)| {
+            u128::from(*used) * 100 > u128::from(*cap) * u128::from(s.evict_high)
+        })
+        .map(|(at, used, cap)| {
+            let low = (u128::from(*cap) * u128::from(s.evict_low) / 100) as u64;
+            let over = u128::from(used.saturating_sub(low));
+            (*at, (over * led as u128).div_ceil(shards as u128) as u64)
+        })
+        .collect();
+    let over = !to_free.is_empty();
     let mut files = match mds.ns.tier_evictable() {
         Ok(f) => f,
         Err(e) => {
@@ -68,17 +85,34 @@ pub(super) async fn pass(mds: &Mds, tier: &Tier) {
     };
     let (mut n, mut bytes) = (0u64, 0u64);
     for (f, used_elsewhere) in files.into_iter().zip(elsewhere) {
-        if used_elsewhere || (to_free == 0 && f.pin != Pin::S3) {
+        if used_elsewhere {
+            continue;
+        }
+        let Ok(holders) = mds.data.flash_holders(f.ino, f.size) else {
+            continue;
+        };
+        // Unless pinned to the bucket, only a file that frees room where it is short.
+        let helps = holders
+            .iter()
+            .any(|(at, _)| to_free.get(at).is_some_and(|b| *b > 0));
+        if !helps && f.pin != Pin::S3 {
             continue;
         }
         match evict_file(mds, f).await {
             Ok(true) => {
                 n += 1;
                 bytes += f.size;
-                to_free = to_free.saturating_sub(f.size);
+                for (at, b) in holders {
+                    if let Some(left) = to_free.get_mut(&at) {
+                        *left = left.saturating_sub(b);
+                    }
+                }
             }
             Ok(false) => {}
             Err(e) => tracing::warn!(ino = f.ino, "eviction failed: {e}"),
+        }
+        if !to_free.is_empty() && to_free.values().all(|b| *b == 0) && f.pin != Pin::S3 {
+            break;
         }
     }
     if n > 0 {
@@ -88,11 +122,22 @@ pub(super) async fn pass(mds: &Mds, tier: &Tier) {
         tracing::info!(
             files = n,
             bytes,
-            used,
-            capacity = cap,
+            ?usage,
             "evicted files from flash (their bytes are in the object store)"
         );
     }
+}
+
+/// The shards this node leads, of all: its part of the bytes to free (each node evicts only
+/// the files of the shards it leads).
+fn share(mds: &Mds) -> (usize, usize) {
+    if mds.ns.peers().is_none() {
+        return (1, 1);
+    }
+    let leaders = mds.ns.leaders();
+    let me = mds.ns.node_id();
+    let led = leaders.values().filter(|l| **l == Some(me)).count();
+    (led, leaders.len().max(1))
 }
 
 /// Idle seconds × size, the order of eviction.
@@ -116,6 +161,15 @@ async fn evict_file(mds: &Mds, f: TierEvictable) -> Result<bool, EvictError> {
     if mds.nfs.state.file_has_state(f.ino) {
         return Ok(false);
     }
+    // On data servers: every MDS node's writers of the file wait, its layouts of it are
+    // recalled and its handles fenced, until the copies are emptied.
+    let claim = match mds.data.cluster() {
+        Some(c) => match c.claim(&mds.ns, f.ino).await {
+            Some(claim) if !claim.in_use_elsewhere() && claim.check().is_ok() => Some(claim),
+            _ => return Ok(false),
+        },
+        None => None,
+    };
     let evict = Command::TierEvict {
         ino: f.ino,
         gen: f.gen,
@@ -126,7 +180,22 @@ async fn evict_file(mds: &Mds, f: TierEvictable) -> Result<bool, EvictError> {
         Err(FsError::Changed) => return Ok(false),
         Err(e) => return Err(e.into()),
     }
+    // Opened meanwhile, here or through another node, before the record stopped its layouts:
+    // the bytes stay (they never left), and so does the file.
+    if mds.ns.peers().is_some() || claim.is_some() {
+        let elsewhere = crate::state::remote::in_use::elsewhere(&mds.ns, &[f.ino]).await;
+        let used = elsewhere.is_none_or(|u| u.iter().any(|b| *b));
+        if used || mds.nfs.state.file_has_state(f.ino) {
+            let back = Command::TierRestored {
+                ino: f.ino,
+                gen: f.gen,
+            };
+            mds.ns.execute(back).await?;
+            return Ok(false);
+        }
+    }
     mds.data.drop_flash(f.ino).await.map_err(EvictError::Drop)?;
+    drop(claim);
     tracing::debug!(
         ino = f.ino,
         gen = f.gen,

@@ -24,7 +24,7 @@
 //! record's upload under way keeps a second one from starting (`TierBegin` refuses), and a
 //! generation is never reused, so two uploads never write one key.
 //!
-//! Not yet (issue 45): tiered mode, pins, write-through when flash is full, metadata in the
+//! Not yet (issue 45): tiered mode, write-through when flash is full, metadata in the
 //! bucket and `cfs repair --from-s3`.
 use std::sync::{Arc, Weak};
 

@@ -404,6 +404,11 @@ impl<'a> Snapshot<'a> {
                 if *ino == super::DRAIN_INO || st.stripes.contains_key(ino) {
                     continue;
                 }
+                // Evicted: its mirrors are empty, the bucket holds its bytes (`BeginEncode`
+                // refuses it too).
+                if st.tier.get(ino).is_some_and(|t| t.evicted) {
+                    continue;
+                }
                 let due = st.inodes.get(ino).is_some_and(|i| {
                     matches!(i.kind, super::FileKind::Regular)
                         && i.nlink > 0

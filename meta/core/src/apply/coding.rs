@@ -58,6 +58,11 @@ pub(super) fn begin<S: StateStore + ?Sized>(
             "the file has an encoding under way or to clean up".into(),
         ));
     }
+    // An evicted file's mirrors are emptied: an encode would code holes (`TierEvict` refuses
+    // the other order, an encode under way).
+    if s.tier(ino)?.is_some_and(|t| t.evicted) {
+        return Err(FsError::Changed);
+    }
     let epoch = s.meta(meta::NEXT_EPOCH)?.max(1);
     s.set_meta(meta::NEXT_EPOCH, epoch + 1)?;
     let code = FileCode {

@@ -160,6 +160,14 @@ pub(super) fn evict<S: StateStore + ?Sized>(
     if !copy_ok || t.upload.is_some() || t.evicted {
         return Err(FsError::Changed);
     }
+    // On data servers the bytes are dropped next: not under an encode that is reading them,
+    // nor while mirror copies an encode made redundant are still to trim (nothing else would
+    // name them once the encoding is retired). Both pass; the evictor tries again.
+    if s.stripes(ino)?
+        .is_some_and(|c| c.encoding.is_some() || !c.stale_copies.is_empty())
+    {
+        return Err(FsError::Changed);
+    }
     t.evicted = true;
     t.wanted = false;
     s.put_tier(ino, Some(&t))?;

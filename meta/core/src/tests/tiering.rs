@@ -267,3 +267,48 @@ fn only_a_current_copy_is_evicted_and_its_bytes_stay_the_files_until_restored() 
     };
     assert_eq!(step(&mut s, &as_client), Err(FsError::Invalid));
 }
+
+#[test]
+fn an_encode_and_an_eviction_of_one_file_never_overlap() {
+    let mut s = init();
+    let f = made(&mut s, create(ROOT_INO, "f", FileKind::Regular));
+    step(&mut s, &write(f)).unwrap();
+    step(
+        &mut s,
+        &Command::SetMirrors {
+            ino: f,
+            chunk: 0,
+            mirrors: vec![1, 2],
+        },
+    )
+    .unwrap();
+    let change = s.inodes[&f].change;
+    step(&mut s, &begin(f, change, 1)).unwrap();
+    let g = gen_of(&s, f);
+    step(&mut s, &done(f, g, 1)).unwrap();
+    let encode = Command::BeginEncode {
+        ino: f,
+        first: 0,
+        end: 1,
+        k: 2,
+        m: 1,
+        unit_shift: 16,
+        placement: vec![1, 2, 3],
+        time: t(40),
+    };
+    let evict = Command::TierEvict {
+        ino: f,
+        gen: g,
+        change,
+    };
+    // An encode under way reads the mirrors eviction would empty.
+    step(&mut s, &encode).unwrap();
+    assert_eq!(step(&mut s, &evict), Err(FsError::Changed));
+    let epoch = s.stripes[&f].epoch;
+    step(&mut s, &Command::AbortEncode { ino: f, epoch }).unwrap();
+    step(&mut s, &Command::ShardsDropped { ino: f, epoch }).unwrap();
+    // Evicted, the file is not encoded: its mirrors hold nothing to code.
+    step(&mut s, &evict).unwrap();
+    assert_eq!(step(&mut s, &encode), Err(FsError::Changed));
+    assert!(!s.stripes.contains_key(&f));
+}

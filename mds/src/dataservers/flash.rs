@@ -1,0 +1,166 @@
+//! Data servers' flash as the object-store tier's evictor sees it (issue 45, item 4): how full
+//! each data server is, which of them hold a file's bytes, and emptying the copies of a file
+//! whose bytes the bucket holds (`mds::tiering::evict`).
+//!
+//! **Fullness.** Per data server, as its heartbeats report it: with `flash_capacity` set, the
+//! bytes of cfs's own store there against it; else its file system's use. A data server
+//! measures its store every `USAGE_MAX_AGE` (30 s: a walk), so the bytes this node freed there
+//! since the figure it reported are taken off (`Freed`) until a new figure arrives; without
+//! that, each pass in between would evict again what the last one freed.
+//!
+//! **Emptying.** Mirrors are cut to nothing and stay the file's placement: its restore writes
+//! them again. An erasure-coded file's encoding is retired first (`SetMirrors` with none, as a
+//! write's copy back does), then its shards are dropped, so its restore places fresh mirrors
+//! and nothing on a data server is forgotten by the records before it is deleted there (a
+//! shard drop that fails is finished by the encoder's pass over retired encodings).
+use std::collections::HashMap;
+
+use layout::DsId;
+use meta::namespace::{Command, Namespace};
+
+use super::placement::FILE_RECORD;
+use super::Cluster;
+use crate::error::NfsResult;
+
+/// Bytes this node freed on each data server since the store size it last reported.
+#[derive(Default)]
+pub(crate) struct Freed(HashMap<DsId, (u64, u64)>);
+
+impl Freed {
+    /// `reported`, less what was freed since it was measured.
+    fn apply(&mut self, ds: DsId, reported: u64) -> u64 {
+        let e = self.0.entry(ds).or_insert((reported, 0));
+        if e.0 != reported {
+            *e = (reported, 0);
+        }
+        reported.saturating_sub(e.1)
+    }
+
+    fn note(&mut self, ds: DsId, bytes: u64) {
+        if let Some(e) = self.0.get_mut(&ds) {
+            e.1 = e.1.saturating_add(bytes);
+        }
+    }
+}
+
+impl Cluster {
+    fn freed(&self) -> std::sync::MutexGuard<'_, Freed> {
+        self.freed.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// (data server, bytes used, bytes it may use) of every data server that is up and not
+    /// being drained (a drained one empties anyway).
+    pub(crate) fn flash_usage(&self, capacity: Option<u64>) -> Vec<(u64, u64, u64)> {
+        let mut freed = self.freed();
+        self.registry
+            .status()
+            .into_iter()
+            .filter(|d| d.state == proto::cluster::DS_STATE_UP)
+            .filter_map(|d| {
+                let ds = DsId(d.ds_id);
+                match capacity {
+                    Some(cap) => Some((d.ds_id, freed.apply(ds, d.used_bytes), cap)),
+                    None if d.capacity_bytes > 0 => Some((
+                        d.ds_id,
+                        d.capacity_bytes.saturating_sub(d.avail_bytes),
+                        d.capacity_bytes,
+                    )),
+                    None => None,
+                }
+            })
+            .collect()
+    }
+
+    /// The data servers holding `ino`'s bytes, with how many each holds: every mirror the
+    /// whole file, every shard of an encoding its part.
+    pub(crate) fn holders_of(
+        &self,
+        ns: &Namespace,
+        ino: u64,
+        size: u64,
+    ) -> NfsResult<Vec<(u64, u64)>> {
+        if let Some(code) = ns.stripes(ino)?.filter(|c| c.is_encoded()) {
+            let part = size.div_ceil(u64::from(code.k.max(1)));
+            return Ok(code.placement.iter().map(|d| (*d, part)).collect());
+        }
+        Ok(self
+            .holders(ns, ino)?
+            .into_iter()
+            .map(|d| (d.0, size))
+            .collect())
+    }
+
+    /// Empties the copies of `ino` (evicted: `TierEvict` is recorded, so nothing reads them
+    /// again) on every data server, after fencing the file so a handle minted before cannot
+    /// read the holes. Fails if a mirror could not be cut; the file stays evicted and its
+    /// copies named by its records (its restore overwrites them).
+    pub(crate) async fn drop_evicted(&self, ns: &Namespace, ino: u64) -> NfsResult<()> {
+        self.dirty
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&ino);
+        let size = ns.getattr(ino)?.size;
+        let holders = self.holders_of(ns, ino, size)?;
+        self.fence_quietly(ino);
+        if let Some(code) = ns.stripes(ino)?.filter(|c| c.is_encoded()) {
+            ns.execute(Command::SetMirrors {
+                ino,
+                chunk: FILE_RECORD,
+                mirrors: Vec::new(),
+            })
+            .await?;
+            match self.drop_shards(ino, &code).await {
+                Ok(()) => {
+                    let _ = ns
+                        .execute(Command::ShardsDropped {
+                            ino,
+                            epoch: code.epoch,
+                        })
+                        .await;
+                    let mut f = self.freed();
+                    for (ds, n) in &holders {
+                        f.note(DsId(*ds), *n);
+                    }
+                }
+                Err(e) => tracing::debug!(ino, "shards left for the encoder's pass: {e:?}"),
+            }
+            return Ok(());
+        }
+        let mut first_err = None;
+        for (ds, n) in holders {
+            let ds = DsId(ds);
+            if self.written_off(ds) {
+                continue;
+            }
+            match self.set_size_on(ino, ds, 0).await {
+                Ok(()) => self.freed().note(ds, n),
+                Err(e) => {
+                    tracing::warn!(ino, ds = %ds, "emptying an evicted file's mirror failed: {e:?}");
+                    first_err.get_or_insert(e);
+                }
+            }
+        }
+        first_err.map_or(Ok(()), Err)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bytes_freed_count_until_the_data_server_measures_again() {
+        let mut f = Freed::default();
+        let ds = DsId(1);
+        assert_eq!(f.apply(ds, 1000), 1000);
+        f.note(ds, 300);
+        assert_eq!(f.apply(ds, 1000), 700);
+        f.note(ds, 800);
+        assert_eq!(f.apply(ds, 1000), 0);
+        // A new measurement includes what was freed.
+        assert_eq!(f.apply(ds, 400), 400);
+        // A data server never measured is not noted.
+        f.note(DsId(2), 5);
+        assert_eq!(f.apply(DsId(2), 10), 10);
+    }
+}
