@@ -51,6 +51,23 @@ setup_wd() {
   cd "$WD"
 }
 cleanup_wd() { cd "$MNT" && check "remove the working directory tree" rm -rf "$WD"; }
+# same DESC WANT FILE: one whole read of FILE, its exact bytes, the first difference shown
+same() {
+  if out=$(cmp "$2" "$3" 2>&1); then pass "$1"; else fail "$1: $out"; fi
+}
+# seeded_files SEED "name:bytes ...": each file written here from seeded random bytes (kept as
+# /tmp/want.NAME) and closed; LIST="name=ino/size,..." for the host (`files:` on the rendezvous)
+seeded_files() {
+  _i=0; LIST=
+  for _f in $2; do
+    _n=${_f%%:*}; _b=${_f#*:}; _i=$((_i + 1))
+    { $H gen /tmp/gen $(($1 + _i)) $(( (_b + 1048575) / 1048576 )) && head -c "$_b" /tmp/gen > /tmp/want.$_n; } \
+      || { fail "make /tmp/want.$_n"; finish; }
+    check "write $_n ($_b bytes) and close it" cp /tmp/want.$_n $_n
+    LIST="$LIST${LIST:+,}$_n=$(stat -c %i $_n)/$(stat -c %s $_n)"
+  done
+  rm -f /tmp/gen
+}
 finish() {
   # two-client runs: a failed guest releases its peer from waiting on steps that never come
   [ $FAILS != 0 ] && [ -n "${RDV_PORT:-}" ] && $H rdv 10.0.2.2 "$RDV_PORT" post abort 2>/dev/null

@@ -11,19 +11,7 @@ SEED=$(( $(date +%s) ^ $$ ))
 MIB=1048576
 FILES="big:$((9 * MIB + 12345)) mid:$((3 * MIB)) small:$((100 * 1024))"
 setup_wd
-# same check as the host's counters: one whole read per file, exact bytes, first difference shown
-same() { # DESC WANT FILE
-  if out=$(cmp "$2" "$3" 2>&1); then pass "$1"; else fail "$1: $out"; fi
-}
-i=0; LIST=
-for f in $FILES; do
-  n=${f%%:*}; b=${f#*:}; i=$((i + 1))
-  { $H gen /tmp/gen $((SEED + i)) $(( (b + MIB - 1) / MIB )) && head -c "$b" /tmp/gen > /tmp/want.$n; } \
-    || { fail "make /tmp/want.$n"; finish; }
-  check "write $n ($b bytes) and close it" cp /tmp/want.$n $n
-  LIST="$LIST${LIST:+,}$n=$(stat -c %i $n)/$(stat -c %s $n)"
-done
-rm -f /tmp/gen
+seeded_files "$SEED" "$FILES"
 sync
 post "files:$LIST"
 post written

@@ -205,13 +205,18 @@ fn headers(data: &Path) -> Vec<Header> {
         .collect()
 }
 
-fn mirror_files(data: &Path, id: u64) -> usize {
-    let d = data
-        .join("chunks")
+/// A data server's directory of object `id`'s mirror chunk files.
+pub(crate) fn mirror_dir(data: &Path, id: u64) -> PathBuf {
+    data.join("chunks")
         .join("objects")
         .join(format!("{:02x}", id & 0xff))
-        .join(format!("{id:016x}"));
-    std::fs::read_dir(d).map(|d| d.count()).unwrap_or(0)
+        .join(format!("{id:016x}"))
+}
+
+fn mirror_files(data: &Path, id: u64) -> usize {
+    std::fs::read_dir(mirror_dir(data, id))
+        .map(|d| d.count())
+        .unwrap_or(0)
 }
 
 /// What every data server holds of each of `files`, one pass over the directories.

@@ -27,6 +27,9 @@ pub enum Kind {
     /// wait until the guest's files are erasure-coded, then count where their reads went
     /// (`encoded.rs`)
     Encoded,
+    /// wait until the guest's files left the data servers for the bucket, then count the bytes
+    /// read from the bucket around the guest's reads (`evicted.rs`)
+    Evicted,
     /// kill -9 the MDS node serving the guest's mount during its workload (`mdsfault.rs`)
     MdsFault,
     /// kill -9 the leader of the guest's shard, another node than the one it mounted
@@ -46,6 +49,7 @@ impl Kind {
             Kind::Fault | Kind::Cross => crate::server::ServerSpec::CfsCluster,
             Kind::GatewayFault => crate::server::ServerSpec::CfsClusterGateway,
             Kind::Encoded => crate::server::ServerSpec::CfsClusterEc(6),
+            Kind::Evicted => crate::server::ServerSpec::CfsClusterS3,
             Kind::MdsFault | Kind::MdsLeaderFault => crate::server::ServerSpec::CfsMetaCluster,
             Kind::WriteDeleg | Kind::Restart => crate::server::ServerSpec::Cfs,
         }
@@ -58,7 +62,9 @@ impl Kind {
     pub fn kinds(self) -> String {
         match self {
             Kind::Fault | Kind::Cross => "cfs-cluster or cfs-cluster-mds3".into(),
-            Kind::GatewayFault | Kind::MdsFault | Kind::MdsLeaderFault => self.needs().label(),
+            Kind::GatewayFault | Kind::MdsFault | Kind::MdsLeaderFault | Kind::Evicted => {
+                self.needs().label()
+            }
             Kind::Encoded => "cfs-cluster-ec3 or cfs-cluster-ec6".into(),
             Kind::WriteDeleg => "cfs, cfs-nowdeleg, cfs-cluster or cfs-cluster-mds3".into(),
             Kind::Restart => "any".into(),
@@ -372,6 +378,9 @@ pub fn run(kind: Kind, srv: &mut Running, ctx: &Ctx) -> HostReport {
         }
         Kind::Encoded => {
             let _ = crate::encoded::host(&mut h, srv);
+        }
+        Kind::Evicted => {
+            let _ = crate::evicted::host(&mut h, srv);
         }
         Kind::MdsFault | Kind::MdsLeaderFault => {
             let _ = crate::mdsfault::host(&mut h, srv, kind == Kind::MdsLeaderFault);
@@ -746,6 +755,14 @@ mod tests {
         assert!(!Kind::Encoded.runs_on(&ServerSpec::CfsMetaCluster));
         assert!(Kind::GatewayFault.runs_on(&ServerSpec::CfsClusterGateway));
         assert!(!Kind::GatewayFault.runs_on(&ServerSpec::CfsMetaCluster));
+        // evicted: only where a bucket is behind the data servers and everything is pinned to it
+        assert!(Kind::Evicted.runs_on(&ServerSpec::CfsClusterS3));
+        assert!(!Kind::Evicted.runs_on(&ServerSpec::CfsCluster));
+        assert!(!Kind::Fault.runs_on(&ServerSpec::CfsClusterS3));
+        assert_eq!(
+            ServerSpec::parse("cfs-cluster-s3").map(|s| s.label()).ok(),
+            Some("cfs-cluster-s3".to_string())
+        );
     }
 
     #[test]

@@ -5,6 +5,7 @@
 mod ecbench;
 mod encoded;
 mod error;
+mod evicted;
 mod evidence;
 mod guest;
 mod hostbench;
@@ -21,6 +22,7 @@ mod rendezvous;
 mod report;
 mod restart;
 mod runner;
+mod s3;
 mod scenario;
 mod server;
 mod setup;
@@ -92,7 +94,7 @@ enum Cmd {
 
 #[derive(Args, Clone)]
 struct RunArgs {
-    /// ganesha | ganesha-ro | ganesha-rootsquash | cfs | cfs-nowdeleg | cfs-cluster | cfs-cluster-mds3 | cfs-gateway | cfs-cluster-gateway | cfs-cluster-ec3 | cfs-cluster-ec6 | 127.0.0.1:PORT (repeatable)
+    /// ganesha | ganesha-ro | ganesha-rootsquash | cfs | cfs-nowdeleg | cfs-cluster | cfs-cluster-mds3 | cfs-gateway | cfs-cluster-gateway | cfs-cluster-ec3 | cfs-cluster-ec6 | cfs-cluster-s3 | 127.0.0.1:PORT (repeatable)
     #[arg(long, required = true)]
     server: Vec<String>,
     #[arg(long, value_enum)]
@@ -355,6 +357,16 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
                     only: Some(vec!["encoded"]),
                     scenario_vers: Vec::new(),
                     scenario_kernels: vec![("encoded", KernelKind::Sid)],
+                });
+                // The object-store tier (moto's S3 server behind a 3-DS cluster, / pinned to
+                // the bucket): files evicted from the data servers, read back from S3, pinned
+                // from the guest, written once restored (~22 s per kernel, 2026-11-29).
+                servers.push(ServerPlan {
+                    spec: ServerSpec::CfsClusterS3,
+                    versions: vec!["4.2".into()],
+                    only: Some(vec!["evicted"]),
+                    scenario_vers: Vec::new(),
+                    scenario_kernels: Vec::new(),
                 });
                 // NFSv3 through the gateway, both kinds: posix and mixed (v3 and v4.1 guests
                 // on the same files, NLM against NFSv4 locks) beside the MDS, and the gateway

@@ -15,11 +15,16 @@ pub fn cache_dir() -> PathBuf {
     if let Some(d) = std::env::var_os("CFS_CONFORMANCE_CACHE") {
         return PathBuf::from(d);
     }
-    let base = std::env::var_os("XDG_CACHE_HOME")
+    user_cache_dir()
+        .unwrap_or_else(|| PathBuf::from("/tmp"))
+        .join("cfs-conformance")
+}
+
+/// `XDG_CACHE_HOME`, else `~/.cache` (where scripts/setup.sh keeps moto's venv too).
+pub fn user_cache_dir() -> Option<PathBuf> {
+    std::env::var_os("XDG_CACHE_HOME")
         .map(PathBuf::from)
         .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
-        .unwrap_or_else(|| PathBuf::from("/tmp"));
-    base.join("cfs-conformance")
 }
 
 pub fn host_script(name: &str) -> PathBuf {

@@ -261,6 +261,18 @@ pub const SCENARIOS: &[Scenario] = &[
         host: Some(crate::hostops::Kind::Encoded),
         peer_vers: None,
     },
+    Scenario {
+        name: "evicted",
+        about: "cfs-cluster-s3 only (/ pinned to the bucket): files of 5 MiB + 777 B, 1 MiB and 100 KiB written, closed and taking their directory's pin; the host waits until they left the data servers; after a remount every byte reads back, and the MDS read at least that much from the bucket; a pin set from the guest, a value that is no pin refused (EINVAL); an overwrite and a truncation of evicted files wait for their restore and land",
+        kind: Kind::Check,
+        two_clients: false,
+        full_env: "",
+        quick_env: "",
+        timeout_full: 600,
+        timeout_quick: 600,
+        host: Some(crate::hostops::Kind::Evicted),
+        peer_vers: None,
+    },
 ];
 
 pub fn find(name: &str) -> Option<&'static Scenario> {

@@ -37,6 +37,11 @@ pub enum ServerSpec {
     /// `cfs cluster up --ds N --encode-after 2` (`cfs-cluster-ec3`: 2+1 on three data
     /// servers; `cfs-cluster-ec6`: 4+2 on six): files left alone for 2 s are erasure-coded
     CfsClusterEc(u16),
+    /// `cfs cluster up --ds 3 --s3 URL` against moto's S3 server, with `/` pinned to the
+    /// bucket (`cfs admin tier pin / s3`): every file the guest makes is evicted from the data
+    /// servers as soon as the bucket holds it, so reads come from S3 and writes wait for the
+    /// file's restore (issue 45)
+    CfsClusterS3,
     External {
         port: u16,
     },
@@ -56,10 +61,11 @@ impl ServerSpec {
             "cfs-cluster-gateway" => ServerSpec::CfsClusterGateway,
             "cfs-cluster-ec3" => ServerSpec::CfsClusterEc(3),
             "cfs-cluster-ec6" => ServerSpec::CfsClusterEc(6),
+            "cfs-cluster-s3" => ServerSpec::CfsClusterS3,
             other => {
                 let addr: SocketAddr = other.parse().map_err(|_| {
                     Error::Usage(format!(
-                        "--server {other}: expected ganesha, ganesha-ro, ganesha-rootsquash, cfs, cfs-nowdeleg, cfs-cluster, cfs-cluster-mds3, cfs-gateway, cfs-cluster-gateway, cfs-cluster-ec3, cfs-cluster-ec6 or 127.0.0.1:PORT"
+                        "--server {other}: expected ganesha, ganesha-ro, ganesha-rootsquash, cfs, cfs-nowdeleg, cfs-cluster, cfs-cluster-mds3, cfs-gateway, cfs-cluster-gateway, cfs-cluster-ec3, cfs-cluster-ec6, cfs-cluster-s3 or 127.0.0.1:PORT"
                     ))
                 })?;
                 // qemu user networking maps the guest's 10.0.2.2 to host 127.0.0.1 only
@@ -85,6 +91,7 @@ impl ServerSpec {
             ServerSpec::CfsGateway => "cfs-gateway".into(),
             ServerSpec::CfsClusterGateway => "cfs-cluster-gateway".into(),
             ServerSpec::CfsClusterEc(n) => format!("cfs-cluster-ec{n}"),
+            ServerSpec::CfsClusterS3 => "cfs-cluster-s3".into(),
             ServerSpec::External { port } => format!("127.0.0.1:{port}"),
         }
     }
@@ -105,7 +112,8 @@ impl ServerSpec {
             | ServerSpec::CfsNoWriteDeleg
             | ServerSpec::CfsCluster
             | ServerSpec::CfsMetaCluster
-            | ServerSpec::CfsClusterEc(_) => {
+            | ServerSpec::CfsClusterEc(_)
+            | ServerSpec::CfsClusterS3 => {
                 matches!(vers, "4.1" | "4.2")
             }
             // v3 through the gateway, v4.1/4.2 from the MDS of the same file system
@@ -137,6 +145,7 @@ impl ServerSpec {
                 | ServerSpec::CfsGateway
                 | ServerSpec::CfsClusterGateway
                 | ServerSpec::CfsClusterEc(_)
+                | ServerSpec::CfsClusterS3
         )
     }
 }
@@ -167,6 +176,8 @@ pub struct Running {
     node_pids: Option<PathBuf>,
     /// cfs-cluster nodes the harness restarted itself (`pnfs-fault`): (role, process)
     restarted: Vec<(String, Child)>,
+    /// Processes the server needs, stopped after it (cfs-cluster-s3: moto)
+    helpers: Vec<Child>,
     /// Single-node cfs: the command that started it, which `restart_single` runs again (same
     /// port, data directory, config and log).
     relaunch: Option<Command>,
@@ -205,6 +216,7 @@ impl Running {
                 | ServerSpec::CfsMetaCluster
                 | ServerSpec::CfsClusterGateway
                 | ServerSpec::CfsClusterEc(_)
+                | ServerSpec::CfsClusterS3
         ) {
             30
         } else {
@@ -225,6 +237,10 @@ impl Running {
             procs::stop(c, Duration::from_secs(15));
         }
         self.restarted.clear();
+        for c in self.helpers.iter_mut() {
+            procs::stop(c, Duration::from_secs(5));
+        }
+        self.helpers.clear();
         if let Some(d) = self.state_dir.take() {
             if std::env::var_os("CFS_CONFORMANCE_KEEP").is_none() {
                 let _ = std::fs::remove_dir_all(d);
@@ -582,6 +598,7 @@ pub fn start(spec: &ServerSpec, in_netns: bool) -> Result<Running> {
             r.version = format!("{}, encode after {EC_ENCODE_AFTER_S} s", r.version);
             Ok(r)
         }
+        ServerSpec::CfsClusterS3 => start_cfs_cluster_s3(),
         ServerSpec::CfsGateway => start_cfs_gateway(in_netns),
         ServerSpec::CfsClusterGateway => {
             let rpcbind = if in_netns {
@@ -638,6 +655,7 @@ pub fn start(spec: &ServerSpec, in_netns: bool) -> Result<Running> {
                 admin: None,
                 node_pids: None,
                 restarted: Vec::new(),
+                helpers: Vec::new(),
                 relaunch: None,
             })
         }
@@ -786,6 +804,7 @@ LOG {{ Default_Log_Level = EVENT; }}
         admin: None,
         node_pids: None,
         restarted: Vec::new(),
+        helpers: Vec::new(),
         relaunch: None,
     })
 }
@@ -895,6 +914,7 @@ pub fn start_cfs_gateway_with(bin: &Path, in_netns: bool) -> Result<Running> {
         admin: None,
         node_pids: None,
         restarted: Vec::new(),
+        helpers: Vec::new(),
         relaunch: None,
     })
 }
@@ -1004,6 +1024,7 @@ fn start_cfs_configured(tag: &str, bin: &Path, extra: &[&str], top: &str) -> Res
         admin: None,
         node_pids: None,
         restarted: Vec::new(),
+        helpers: Vec::new(),
         relaunch: Some(cmd),
     })
 }
@@ -1179,8 +1200,62 @@ pub fn start_cfs_cluster_sized(
         admin: Some((bin, addr, secret)),
         node_pids: Some(node_pids),
         restarted: Vec::new(),
+        helpers: Vec::new(),
         relaunch: None,
     })
+}
+
+/// `cfs-cluster-s3`: moto, the cluster in cache mode against it, and `/` pinned to the bucket.
+fn start_cfs_cluster_s3() -> Result<Running> {
+    if crate::kerberos::active().is_some() {
+        return Err(Error::Usage(
+            "cfs-cluster-s3 runs without Kerberos (both want --mds-extra-config)".into(),
+        ));
+    }
+    let dir = state_dir("cfs-s3")?;
+    let (mut moto, port) = crate::s3::start(&dir)?;
+    let extra = dir.join("tier.toml");
+    let started = std::fs::write(&extra, crate::s3::tier_extra())
+        .ctx(|| format!("write {extra:?}"))
+        .and_then(|()| {
+            let url = format!("http://127.0.0.1:{port}/{}", crate::s3::BUCKET);
+            let extra = extra.to_string_lossy().into_owned();
+            start_cfs_cluster_sized(
+                "cfs-cluster-s3",
+                &cfs_binary()?,
+                1,
+                CLUSTER_DS,
+                None,
+                &["--s3", &url, "--mds-extra-config", &extra],
+            )
+        });
+    let mut r = match started {
+        Ok(r) => r,
+        Err(e) => {
+            procs::stop(&mut moto, Duration::from_secs(5));
+            return Err(e);
+        }
+    };
+    r.helpers.push(moto);
+    r.spec = ServerSpec::CfsClusterS3;
+    r.version = format!("{}, S3 cache mode (moto), / pinned to s3", r.version);
+    let (bin, _, secret) = r
+        .admin
+        .clone()
+        .ok_or_else(|| Error::Server("no admin".into()))?;
+    let conf = secret.with_file_name("mds.toml");
+    let out = Command::new(&bin)
+        .args(["admin", "tier", "pin", "/", "s3", "--config"])
+        .arg(&conf)
+        .output()
+        .ctx(|| "cfs admin tier pin / s3".to_string())?;
+    if !out.status.success() {
+        return Err(Error::Server(format!(
+            "cfs admin tier pin / s3: {}",
+            String::from_utf8_lossy(&out.stderr)
+        )));
+    }
+    Ok(r)
 }
 
 /// Until `cfs admin status` shows every data server up and `cluster up` says it is up (60 s:

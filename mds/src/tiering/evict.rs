@@ -24,7 +24,7 @@
 //! every MDS node (`dataservers::holds`: their writers wait, their layouts of it are recalled
 //! and their handles fenced); after it, the file must still be open nowhere, or the record is
 //! taken back (`TierRestored`: the bytes never left). From the record on, LAYOUTGET answers
-//! LAYOUTTRYLATER, so clients read through the MDS, from the bucket.
+//! LAYOUTUNAVAILABLE, so clients read through the MDS, from the bucket.
 use std::collections::BTreeMap;
 
 use meta::namespace::{Command, FsError, TierEvictable, Time};

@@ -187,6 +187,11 @@ async fn inherit_tier_pin(
     let (true, Some(new)) = (out.created, out.inode.as_ref()) else {
         return Ok(out.clone());
     };
+    // Only files have bytes to place, and directories pass pins on; Linux allows no user.*
+    // attribute on a symlink, socket, fifo or device (EPERM), and neither does `apply`.
+    if !matches!(new.kind, FileKind::Regular | FileKind::Directory) {
+        return Ok(out.clone());
+    }
     let Some(pin) = ctx
         .mds
         .ns

@@ -222,10 +222,12 @@ async fn layoutget_inner(ctx: &mut Ctx<'_>, a: &LayoutgetArgs) -> NfsResult<Layo
     if rw {
         ctx.writable()?;
     }
-    // Evicted: no data server holds its bytes. Linux answers LAYOUTTRYLATER by sending this
-    // I/O through us (from the bucket) and asking again later, once the file is back.
+    // Evicted: no data server holds its bytes. LAYOUTUNAVAILABLE sends the client's I/O
+    // through us (from the bucket) for a while (Linux: PNFS_LAYOUTGET_RETRY_TIMEOUT, 120 s,
+    // then it asks again). Not LAYOUTTRYLATER: Linux retries that LAYOUTGET, backing off, before
+    // each I/O, and a kernel reading an evicted file took ten minutes for 6 MB.
     if ctx.mds.data.evicted_for(i.ino, rw)?.is_some() {
-        return Err(NfsError::LayoutTryLater);
+        return Err(NfsError::LayoutUnavailable);
     }
     let presented = ctx.stateid(&a.loga_stateid)?;
     // An RW layout lets the client write without asking us again, so it needs what a WRITE

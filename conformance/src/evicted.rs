@@ -1,0 +1,116 @@
+//! Host side of the `evicted` scenario (cfs-cluster-s3: `/` pinned to the bucket). Steps, at
+//! the guest's rendezvous:
+//!
+//! 1. `written`: the guest's files are closed. The host waits until every one has left the data
+//!    servers: no shard of it, and every mirror chunk file of it empty
+//!    (`chunks/objects/<id & 0xff>/<id>/`), which the evictor does only after the record says
+//!    the bucket holds it. Then it posts `evicted`.
+//! 2. `read`: the guest read every file after a remount. The MDS must have read at least as
+//!    many bytes from the bucket (`cfs admin status`: `bucket_read_bytes`) as the files hold:
+//!    the reads came from S3, not from flash. Then `counted`.
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use crate::encoded::{data_dirs, parse_files, GuestFile};
+use crate::hostops::{Host, Stop};
+use crate::server::Running;
+
+const EVICT_WAIT: Duration = Duration::from_secs(120);
+
+/// Bytes of `id`'s mirror chunk files on a data server, and whether it holds a shard of it.
+fn held(data: &Path, id: u64) -> u64 {
+    let mirrors: u64 = std::fs::read_dir(crate::encoded::mirror_dir(data, id))
+        .map(|rd| {
+            rd.filter_map(Result::ok)
+                .filter_map(|e| e.metadata().ok())
+                .map(|m| m.len())
+                .sum()
+        })
+        .unwrap_or(0);
+    let shards = crate::encoded::look(
+        &[(String::new(), data.to_path_buf())],
+        &[GuestFile {
+            name: String::new(),
+            ino: id,
+            size: 0,
+        }],
+    );
+    mirrors + shards.iter().map(|s| s.shards.len() as u64).sum::<u64>()
+}
+
+/// The tier section of `cfs admin status --json` (the MDS's config names its admin listener).
+fn tier_status(srv: &Running) -> Result<serde_json::Value, String> {
+    let conf = srv
+        .cluster_dir()
+        .ok_or("not a cfs-cluster")?
+        .join("mds.toml");
+    let bin = crate::server::cfs_binary().map_err(|e| e.to_string())?;
+    let out = std::process::Command::new(bin)
+        .args(["admin", "status", "--json", "--config"])
+        .arg(&conf)
+        .output()
+        .map_err(|e| format!("cfs admin status: {e}"))?;
+    let v: serde_json::Value =
+        serde_json::from_slice(&out.stdout).map_err(|e| format!("cfs admin status --json: {e}"))?;
+    Ok(v["mds"]["tier"].clone())
+}
+
+fn bucket_read_bytes(h: &mut Host, srv: &Running) -> Result<u64, Stop> {
+    match tier_status(srv) {
+        Ok(t) => Ok(t["bucket_read_bytes"].as_u64().unwrap_or(0)),
+        Err(e) => Err(h.fail(format!("the tier's status: {e}"))),
+    }
+}
+
+pub(crate) fn host(h: &mut Host, srv: &Running) -> Result<(), Stop> {
+    let dirs: Vec<(String, PathBuf)> = match data_dirs(srv, &h.roles) {
+        Ok(d) => d,
+        Err(e) => return Err(h.fail(format!("the data servers' directories: {e}"))),
+    };
+    h.await_guest("written")?;
+    let posted = h.ctx.rdv.posted_with("files:").unwrap_or_default();
+    let Some(files) = parse_files(&posted) else {
+        return Err(h.fail(format!("the guest posted no file list (got '{posted}')")));
+    };
+    let t0 = Instant::now();
+    loop {
+        let left: Vec<String> = files
+            .iter()
+            .filter(|f| dirs.iter().any(|(_, d)| held(d, f.ino) > 0))
+            .map(|f| format!("{} (ino {})", f.name, f.ino))
+            .collect();
+        if left.is_empty() {
+            break;
+        }
+        if t0.elapsed() > EVICT_WAIT {
+            return Err(h.fail(format!(
+                "still on the data servers after {} s: {}",
+                EVICT_WAIT.as_secs(),
+                left.join(", ")
+            )));
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    h.info(format!(
+        "every file left the data servers {:.1} s after the guest closed them",
+        t0.elapsed().as_secs_f64()
+    ));
+    let before = bucket_read_bytes(h, srv)?;
+    h.ctx.rdv.post("evicted");
+    h.await_guest("read")?;
+    let after = bucket_read_bytes(h, srv)?;
+    let want: u64 = files.iter().map(|f| f.size).sum();
+    h.info(format!(
+        "the MDS read {} bytes from the bucket during the guest's reads of {want} bytes",
+        after - before
+    ));
+    if after - before < want {
+        h.problem(format!(
+            "only {} bytes came from the bucket for {want} bytes read: the reads did not all \
+             come from S3",
+            after - before
+        ));
+    }
+    h.ctx.rdv.post("counted");
+    Ok(())
+}
