@@ -185,6 +185,12 @@ pub fn status_table(v: &Value) -> String {
             n("upload_lag_seconds"),
             n("s3_errors"),
         ));
+        if let Some(s) = t.get("s3_failing_seconds").and_then(Value::as_u64) {
+            out.push_str(&format!(
+                "     ALERT: the object store has failed every request for {s} s (uploads wait; evicted files cannot be read)
+"
+            ));
+        }
     }
     if let Some(md) = v["mds"]["metadata"].as_object() {
         out.push_str(&metadata_lines(md));

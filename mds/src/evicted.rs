@@ -112,7 +112,7 @@ impl Drop for EvictMark {
 /// (the client retries; a hard mount waits, as for a server that is down); a wrong object
 /// is an I/O error.
 pub fn store_error(ino: u64, e: &TierError) -> NfsError {
-    metrics::tier::S3_ERRORS.inc();
+    metrics::tier::request_failed();
     tracing::warn!(ino, "reading an evicted file from the object store: {e}");
     if e.is_transient() {
         NfsError::Delay
@@ -153,6 +153,7 @@ pub async fn read(
             .await
             .map_err(|e| store_error(ino, &e))?;
         metrics::tier::GET.observe(started.elapsed());
+        metrics::tier::request_ok();
         out.extend_from_slice(&bytes);
     }
     // Past the copy's bytes (the file grew while evicted: not yet possible, a change brings

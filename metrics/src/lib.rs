@@ -306,6 +306,39 @@ pub mod tier {
     pub static DELETED_OBJECTS: Counter = Counter::new();
     /// Requests that failed after their retries.
     pub static S3_ERRORS: Counter = Counter::new();
+    /// When the current run of failed requests began (Unix seconds), 0 while the last one
+    /// succeeded: the store is unreachable or refusing (an alert, never a client's error).
+    static FAILING_SINCE: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+    /// A request failed after its retries.
+    pub fn request_failed() {
+        S3_ERRORS.inc();
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(1, |d| d.as_secs().max(1));
+        let _ = FAILING_SINCE.compare_exchange(
+            0,
+            now,
+            std::sync::atomic::Ordering::Relaxed,
+            std::sync::atomic::Ordering::Relaxed,
+        );
+    }
+
+    /// A request succeeded: the store answers.
+    pub fn request_ok() {
+        FAILING_SINCE.store(0, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Seconds since requests began failing (every one since), or `None` while the store
+    /// answers.
+    pub fn failing_for() -> Option<u64> {
+        let since = FAILING_SINCE.load(std::sync::atomic::Ordering::Relaxed);
+        (since > 0).then(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs().saturating_sub(since))
+        })
+    }
     /// One PUT of an object, retries included.
     pub static PUT: Histogram = Histogram::new();
     /// From a file's last change to its upload being recorded.

@@ -283,5 +283,8 @@ fn tier_status(t: &mds::admin::TierUsage, bucket: &str) -> serde_json::Value {
         "bucket_read_bytes": metrics::tier::BUCKET_READ_BYTES.get(),
         "restored_bytes": metrics::tier::RESTORED_BYTES.get(),
         "s3_errors": metrics::tier::S3_ERRORS.get(),
+        // Seconds every request has failed for (null while the store answers): the console's
+        // alert, and `cfs admin status`'s.
+        "s3_failing_seconds": metrics::tier::failing_for(),
     })
 }

@@ -408,6 +408,11 @@ fn tier_families(e: &mut Exposition, m: &mds::admin::Admin) {
         "Requests to the object store that failed after their retries.",
         &[(&[], S3_ERRORS.get())],
     );
+    e.gauge(
+        "cfs_tier_s3_failing_seconds",
+        "Seconds every request to the object store has failed for (0 while it answers).",
+        &[(&[], failing_for().unwrap_or(0) as f64)],
+    );
     e.counter(
         "cfs_tier_uploads_failed_total",
         "Uploads given up (the store failing, or the file changing underneath).",

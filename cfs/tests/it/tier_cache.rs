@@ -211,7 +211,16 @@ fn a_file_removed_during_its_upload_leaves_no_object_and_an_outage_costs_only_la
     let dir = tempfile::tempdir().unwrap();
     let rt = rt();
     let (_moto, proxy, store) = s3(&rt);
-    let srv = Server::start(dir.path(), Some(&tier_toml(&proxy.endpoint())));
+    // `data` too, so `cfs admin` finds the admin secret from this file.
+    let config = format!(
+        "data = {:?}\n{}[admin]\nlisten = \"127.0.0.1:{}\"\n",
+        dir.path().join("data"),
+        tier_toml(&proxy.endpoint()),
+        crate::common::free_port()
+    );
+    let srv = Server::start(dir.path(), Some(&config));
+    let cfg = srv.config.clone().expect("config");
+    let failing = || crate::tier_evict::tier_status(&cfg)["s3_failing_seconds"].clone();
 
     proxy.set_delay(Duration::from_millis(500));
     let doomed = data(10 << 20, 4);
@@ -247,6 +256,12 @@ fn a_file_removed_during_its_upload_leaves_no_object_and_an_outage_costs_only_la
             .all(|i| !bucket(&rt, &store).keys().any(|k| k.0 == *i)),
         "nothing reaches a black-holed store"
     );
+    // An outage is an alert (`cfs admin status`, the console), not a client's error.
+    assert!(
+        failing().as_u64().is_some(),
+        "the store shown failing: {}",
+        failing()
+    );
     proxy.clear();
     let drained = wait_for(
         60,
@@ -260,6 +275,11 @@ fn a_file_removed_during_its_upload_leaves_no_object_and_an_outage_costs_only_la
         },
     );
     eprintln!("uploads drained {drained:?} after a 15 s outage");
+    assert!(
+        failing().is_null(),
+        "the store answering again: {}",
+        failing()
+    );
 }
 
 #[test]

@@ -36,7 +36,7 @@ fn disk_bytes(p: &Path) -> u64 {
 }
 
 /// `cfs admin status --json`'s tier section, asked of the server `config` names.
-fn tier_status(config: &Path) -> serde_json::Value {
+pub(crate) fn tier_status(config: &Path) -> serde_json::Value {
     let out = std::process::Command::new(BIN)
         .args(["admin", "status", "--json", "--config"])
         .arg(config)

@@ -79,9 +79,12 @@ async fn clean(
         for piece in 0..d.pieces {
             let key = tier.key(ino, piece, d.gen);
             match tier.store().delete(&key).await {
-                Ok(()) => metrics::tier::DELETED_OBJECTS.inc(),
+                Ok(()) => {
+                    metrics::tier::request_ok();
+                    metrics::tier::DELETED_OBJECTS.inc();
+                }
                 Err(e) => {
-                    metrics::tier::S3_ERRORS.inc();
+                    metrics::tier::request_failed();
                     tracing::warn!(
                         ino,
                         gen = d.gen,

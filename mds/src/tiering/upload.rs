@@ -184,9 +184,10 @@ async fn send_pieces(
         let put = tier.store().put(&tier.key(ino, piece, gen), body).await;
         metrics::tier::PUT.observe(started.elapsed());
         if let Err(e) = put {
-            metrics::tier::S3_ERRORS.inc();
+            metrics::tier::request_failed();
             return Err(e.into());
         }
+        metrics::tier::request_ok();
         metrics::tier::UPLOADED_OBJECTS.inc();
         metrics::tier::UPLOADED_BYTES.add(len);
         sums.push(TierPiece {
