@@ -76,6 +76,20 @@ if [[ -f /etc/apt/sources.list.d/debian.sources ]]; then
     cp /etc/apt/sources.list.d/debian.sources "$ROOT/etc/apt/sources.list.d/"
     : >"$ROOT/etc/apt/sources.list"
 fi
+# How this machine trusts the TLS of the registries it reaches (an egress proxy's CA in the
+# system bundle, and pip told to use that bundle): also the machine's, not ours. Without it pip
+# refused PyPI's certificate in the root ("self-signed certificate in certificate chain").
+if [[ -f /etc/ssl/certs/ca-certificates.crt ]]; then
+    mkdir -p "$ROOT/etc/ssl/certs"
+    cp /etc/ssl/certs/ca-certificates.crt "$ROOT/etc/ssl/certs/"
+fi
+cp /etc/pip.conf "$ROOT/etc/pip.conf" 2>/dev/null || true
+# ... and the local CAs, which update-ca-certificates (run when a package installs
+# ca-certificates) puts back into that bundle.
+if compgen -G "/usr/local/share/ca-certificates/*" >/dev/null; then
+    mkdir -p "$ROOT/usr/local/share/ca-certificates"
+    cp -r /usr/local/share/ca-certificates/. "$ROOT/usr/local/share/ca-certificates/"
+fi
 for tool in gcc cc git pkg-config clang; do
     if chroot "$ROOT" /bin/sh -c "command -v $tool" >/dev/null 2>&1; then
         echo "fresh-machine-check: the new root already has $tool; it should not" >&2
