@@ -834,13 +834,10 @@ mod tests {
         assert!(m.delegation_conflicts(10, 2, Access::Read).is_empty());
     }
 
-    /// Linux answers the layout recall a settling delegation sends before the writes it
-    /// queued at close went out, then writes them through a new layout and closes: once the
-    /// size is recorded, the delegation drains while its holder has the file open and lays
-    /// out or commits, and goes at its CLOSE.
-    #[test]
-    fn a_settled_delegation_whose_holder_still_has_the_file_open_drains_until_its_close() {
-        let (m, _d) = mgr();
+    /// Client 1 opens file 7 for writing, takes a write delegation and a read-write layout
+    /// on it, and returns the delegation while the file is open: it settles, its layout to be
+    /// recalled first. (The open, the delegation.)
+    fn settling_over_a_layout(m: &StateManager) -> (StateId, StateId) {
         let o = m.open(1, b"a", 7, OPEN4_SHARE_ACCESS_WRITE, 0).unwrap();
         let d = m.grant_write_delegation(1, 7, 42).unwrap();
         m.layout_get(1, 7, &d, true).unwrap();
@@ -850,6 +847,17 @@ mod tests {
                 recall_layout: true
             })
         );
+        (o, d)
+    }
+
+    /// Linux answers the layout recall a settling delegation sends before the writes it
+    /// queued at close went out, then writes them through a new layout and closes: once the
+    /// size is recorded, the delegation drains while its holder has the file open and lays
+    /// out or commits, and goes at its CLOSE.
+    #[test]
+    fn a_settled_delegation_whose_holder_still_has_the_file_open_drains_until_its_close() {
+        let (m, _d) = mgr();
+        let (o, _deleg) = settling_over_a_layout(&m);
         m.end_settling(1, 7);
         assert!(!m.settling(1, 7), "its own GETATTRs no longer wait");
         assert_eq!(
@@ -871,16 +879,8 @@ mod tests {
     #[test]
     fn a_write_delegation_over_a_layout_settles_until_its_size_is_recorded() {
         let (m, _d) = mgr();
-        let o = m.open(1, b"a", 7, OPEN4_SHARE_ACCESS_WRITE, 0).unwrap();
-        let d = m.grant_write_delegation(1, 7, 42).unwrap();
-        m.layout_get(1, 7, &d, true).unwrap();
         // Open, with a read-write layout: its layout is to be recalled first.
-        assert_eq!(
-            m.return_delegation(&d, 7, true),
-            Ok(Returned::Settle {
-                recall_layout: true
-            })
-        );
+        let (o, _deleg) = settling_over_a_layout(&m);
         assert!(m.settling(1, 7));
         assert_eq!(m.counts().write_delegations, 0, "returned: held by nobody");
         let c = m.delegation_conflicts(7, 2, Access::Read);
