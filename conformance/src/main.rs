@@ -83,7 +83,8 @@ enum Cmd {
     /// pnfs or posix-diff),
     /// cfs-cluster (posix, integrity, pnfs, twoclient, pnfs-fault, pnfs-cross, posix-diff),
     /// cfs-cluster-mds3 v4.2
-    /// (posix, twoclient, xattr on bookworm, mds-fault, mds-leader-fault), EC 2+1 and 4+2 (encoded), cfs-gateway v3 (posix, mixed),
+    /// (posix, twoclient, xattr on bookworm, wdeleg on sid, mds-fault, mds-leader-fault),
+    /// EC 2+1 and 4+2 (encoded), cfs-cluster-s3 v4.2 (evicted), cfs-gateway v3 (posix, mixed),
     /// cfs-cluster-gateway v3 (gateway-fault), then cfs with krb5p (posix); posix-diff runs
     /// one fixed seed at v4.1 only
     Ci {
@@ -326,16 +327,22 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
                 servers.push(ServerPlan {
                     spec: ServerSpec::CfsMetaCluster,
                     versions: vec!["4.2".into()],
-                    // xattr: the attributes replicated, read through the mounted node (~25 s)
+                    // xattr: the attributes replicated, read through the mounted node (~25 s);
+                    // wdeleg: a write delegation over layouts, recalled through another node
+                    // for the second guest (sid, whose kernel asks for delegated times)
                     only: Some(vec![
                         "posix",
                         "twoclient",
                         "xattr",
+                        "wdeleg",
                         "mds-leader-fault",
                         "mds-fault",
                     ]),
                     scenario_vers: Vec::new(),
-                    scenario_kernels: vec![("xattr", KernelKind::Bookworm)],
+                    scenario_kernels: vec![
+                        ("xattr", KernelKind::Bookworm),
+                        ("wdeleg", KernelKind::Sid),
+                    ],
                 });
                 // Erasure-coded files, both geometries: written, encoded (the host waits for
                 // the shards), read after a remount (striped on sid, assembled on bookworm),

@@ -303,3 +303,24 @@ async fn layoutcommit_under_a_read_layout_is_refused() {
     let attrs = proto::nfs4::attr::FileAttrs::decode(&g.obj_attributes).unwrap();
     assert_eq!(attrs.size, Some(0));
 }
+
+/// Where clients write through layouts, a write delegation asks its holder to flush at close
+/// (a space limit of 0), so Linux commits and sends LAYOUTCOMMIT before close returns. With
+/// the flush only started, Linux 6.1 took a late LAYOUTCOMMIT reply's size (the earlier
+/// commit's end) as the file's after a newer write to the data servers had completed, and
+/// `echo one > f; echo two >> f; cat f` read "one" (conformance posix, cfs-cluster, 4.1).
+/// The single-node server keeps its bounded limit
+/// (`write_delegation::a_sole_writer_gets_one_and_a_reader_recalls_it`).
+#[tokio::test]
+async fn a_write_delegation_over_layouts_flushes_at_close() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = cluster_server(dir.path()).await;
+    let a = connect(&s).await;
+    register(&a, 21, dead_addr()).await;
+    register(&a, 22, dead_addr()).await;
+    let w = open_alone(&s, "f", "w", 3).await;
+    let OpenDelegation4::Write(d) = &w.delegation else {
+        panic!("no write delegation: {:?}", w.delegation)
+    };
+    assert_eq!(d.space_limit, NfsSpaceLimit4::Size(0));
+}
