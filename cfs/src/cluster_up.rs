@@ -82,6 +82,10 @@ pub struct UpArgs {
     /// `[tier]` settings go in --mds-extra-config instead.
     #[arg(long)]
     s3: Option<String>,
+    /// Grant no write delegations (`write_delegations = false` in the MDS nodes' config):
+    /// the baseline of what they change (`conformance bench --server cfs-cluster-nowdeleg`).
+    #[arg(long)]
+    no_write_delegations: bool,
 }
 
 /// The admin port of the MDS, and of DS i at + i (0: any free port for all).
@@ -228,6 +232,9 @@ pub async fn run(a: UpArgs) -> Result<(), Box<dyn std::error::Error>> {
         );
         if let Some(l) = a.lease_seconds {
             toml.push_str(&format!("lease_seconds = {l}\ngrace_seconds = {l}\n"));
+        }
+        if a.no_write_delegations {
+            toml.push_str("write_delegations = false\n");
         }
         let node_admin = if admin == 0 { 0 } else { admin + j as u16 };
         toml.push_str(&format!("[admin]\nlisten = \"127.0.0.1:{node_admin}\"\n"));

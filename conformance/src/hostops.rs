@@ -66,7 +66,9 @@ impl Kind {
                 self.needs().label()
             }
             Kind::Encoded => "cfs-cluster-ec3 or cfs-cluster-ec6".into(),
-            Kind::WriteDeleg => "cfs, cfs-nowdeleg, cfs-cluster or cfs-cluster-mds3".into(),
+            Kind::WriteDeleg => {
+                "cfs, cfs-nowdeleg, cfs-cluster, cfs-cluster-nowdeleg or cfs-cluster-mds3".into()
+            }
             Kind::Restart => "any".into(),
         }
     }
@@ -83,6 +85,7 @@ impl Kind {
                         Kind::WriteDeleg,
                         ServerSpec::CfsNoWriteDeleg
                             | ServerSpec::CfsCluster
+                            | ServerSpec::CfsClusterNoWriteDeleg
                             | ServerSpec::CfsMetaCluster
                     )
             )

@@ -95,7 +95,7 @@ enum Cmd {
 
 #[derive(Args, Clone)]
 struct RunArgs {
-    /// ganesha | ganesha-ro | ganesha-rootsquash | cfs | cfs-nowdeleg | cfs-cluster | cfs-cluster-mds3 | cfs-gateway | cfs-cluster-gateway | cfs-cluster-ec3 | cfs-cluster-ec6 | cfs-cluster-s3 | 127.0.0.1:PORT (repeatable)
+    /// ganesha | ganesha-ro | ganesha-rootsquash | cfs | cfs-nowdeleg | cfs-cluster | cfs-cluster-nowdeleg | cfs-cluster-mds3 | cfs-gateway | cfs-cluster-gateway | cfs-cluster-ec3 | cfs-cluster-ec6 | cfs-cluster-s3 | 127.0.0.1:PORT (repeatable)
     #[arg(long, required = true)]
     server: Vec<String>,
     #[arg(long, value_enum)]

@@ -638,7 +638,7 @@ fn run_case(
     // cfs-cluster's pnfs scenario is judged by the cluster's counters too
     let evidence = matches!(
         srv.spec,
-        ServerSpec::CfsCluster | ServerSpec::CfsMetaCluster
+        ServerSpec::CfsCluster | ServerSpec::CfsClusterNoWriteDeleg | ServerSpec::CfsMetaCluster
     ) && s.name == "pnfs";
     let before = evidence.then(|| srv.cluster_status()).flatten();
     let capture = (s.name == "wire")
@@ -671,7 +671,9 @@ fn judge_wire(srv: &Running, c: &wire::Capture, r: &mut CaseResult) {
     let flavor = crate::kerberos::active().map_or("sys".into(), |k| k.flavor());
     // `cfs cluster up` puts data server i after the MDS nodes: port + (MDS nodes - 1) + i.
     let first_ds = match srv.spec {
-        ServerSpec::CfsCluster => Some((srv.port, server::CLUSTER_DS)),
+        ServerSpec::CfsCluster | ServerSpec::CfsClusterNoWriteDeleg => {
+            Some((srv.port, server::CLUSTER_DS))
+        }
         ServerSpec::CfsMetaCluster => {
             Some((srv.port + server::CLUSTER_MDS - 1, server::CLUSTER_DS))
         }

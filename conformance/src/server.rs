@@ -25,6 +25,10 @@ pub enum ServerSpec {
     CfsNoWriteDeleg,
     /// `cfs cluster up --ds 3`: one MDS and three data servers, pNFS flexfiles layouts
     CfsCluster,
+    /// `cfs-cluster` with `--no-write-delegations`: the baseline of the write-delegation
+    /// benchmark with data servers (`bench --server cfs-cluster-nowdeleg --server cfs-cluster
+    /// --scenario smallfiles`), and a control case of `wdeleg`
+    CfsClusterNoWriteDeleg,
     /// `cfs cluster up --mds 3 --ds 3`: three MDS nodes (every metadata shard a Raft group
     /// over them) and three data servers; guests mount the first MDS node
     CfsMetaCluster,
@@ -56,6 +60,7 @@ impl ServerSpec {
             "cfs" => ServerSpec::Cfs,
             "cfs-nowdeleg" => ServerSpec::CfsNoWriteDeleg,
             "cfs-cluster" => ServerSpec::CfsCluster,
+            "cfs-cluster-nowdeleg" => ServerSpec::CfsClusterNoWriteDeleg,
             "cfs-cluster-mds3" => ServerSpec::CfsMetaCluster,
             "cfs-gateway" => ServerSpec::CfsGateway,
             "cfs-cluster-gateway" => ServerSpec::CfsClusterGateway,
@@ -65,7 +70,7 @@ impl ServerSpec {
             other => {
                 let addr: SocketAddr = other.parse().map_err(|_| {
                     Error::Usage(format!(
-                        "--server {other}: expected ganesha, ganesha-ro, ganesha-rootsquash, cfs, cfs-nowdeleg, cfs-cluster, cfs-cluster-mds3, cfs-gateway, cfs-cluster-gateway, cfs-cluster-ec3, cfs-cluster-ec6, cfs-cluster-s3 or 127.0.0.1:PORT"
+                        "--server {other}: expected ganesha, ganesha-ro, ganesha-rootsquash, cfs, cfs-nowdeleg, cfs-cluster, cfs-cluster-nowdeleg, cfs-cluster-mds3, cfs-gateway, cfs-cluster-gateway, cfs-cluster-ec3, cfs-cluster-ec6, cfs-cluster-s3 or 127.0.0.1:PORT"
                     ))
                 })?;
                 // qemu user networking maps the guest's 10.0.2.2 to host 127.0.0.1 only
@@ -87,6 +92,7 @@ impl ServerSpec {
             ServerSpec::Cfs => "cfs".into(),
             ServerSpec::CfsNoWriteDeleg => "cfs-nowdeleg".into(),
             ServerSpec::CfsCluster => "cfs-cluster".into(),
+            ServerSpec::CfsClusterNoWriteDeleg => "cfs-cluster-nowdeleg".into(),
             ServerSpec::CfsMetaCluster => "cfs-cluster-mds3".into(),
             ServerSpec::CfsGateway => "cfs-gateway".into(),
             ServerSpec::CfsClusterGateway => "cfs-cluster-gateway".into(),
@@ -111,6 +117,7 @@ impl ServerSpec {
             ServerSpec::Cfs
             | ServerSpec::CfsNoWriteDeleg
             | ServerSpec::CfsCluster
+            | ServerSpec::CfsClusterNoWriteDeleg
             | ServerSpec::CfsMetaCluster
             | ServerSpec::CfsClusterEc(_)
             | ServerSpec::CfsClusterS3 => {
@@ -141,6 +148,7 @@ impl ServerSpec {
             ServerSpec::Cfs
                 | ServerSpec::CfsNoWriteDeleg
                 | ServerSpec::CfsCluster
+                | ServerSpec::CfsClusterNoWriteDeleg
                 | ServerSpec::CfsMetaCluster
                 | ServerSpec::CfsGateway
                 | ServerSpec::CfsClusterGateway
@@ -213,6 +221,7 @@ impl Running {
         let grace = if matches!(
             self.spec,
             ServerSpec::CfsCluster
+                | ServerSpec::CfsClusterNoWriteDeleg
                 | ServerSpec::CfsMetaCluster
                 | ServerSpec::CfsClusterGateway
                 | ServerSpec::CfsClusterEc(_)
@@ -583,6 +592,13 @@ pub fn start(spec: &ServerSpec, in_netns: bool) -> Result<Running> {
             Ok(r)
         }
         ServerSpec::CfsCluster => start_cfs_cluster(1, None),
+        ServerSpec::CfsClusterNoWriteDeleg => {
+            let mut r =
+                start_cfs_cluster_with(&cfs_binary()?, 1, None, &["--no-write-delegations"])?;
+            r.spec = ServerSpec::CfsClusterNoWriteDeleg;
+            r.version = format!("{}, write_delegations = false", r.version);
+            Ok(r)
+        }
         ServerSpec::CfsMetaCluster => start_cfs_cluster(CLUSTER_MDS, None),
         ServerSpec::CfsClusterEc(n) => {
             let encode_after = EC_ENCODE_AFTER_S.to_string();

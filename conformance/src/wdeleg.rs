@@ -139,7 +139,7 @@ pub fn host(h: &mut Host, srv: &Running) -> Result<(), Stop> {
     // Every cfs kind grants them (new files are mirrored, also on the erasure-coded kinds),
     // unless switched off.
     let expect = match srv.spec {
-        ServerSpec::CfsNoWriteDeleg => Expect::Off,
+        ServerSpec::CfsNoWriteDeleg | ServerSpec::CfsClusterNoWriteDeleg => Expect::Off,
         _ => Expect::Granted,
     };
     let admins = crate::server::cfs_binary()
