@@ -3,6 +3,7 @@
 //! the page shows must be the server's; Evict and Drain go through their confirmation dialogs;
 //! a screenshot of the overview is saved (`target/console.png`). And the operator's view of a
 //! 3 MDS + 6 data server cluster, healthy and with a metadata node killed (two screenshots).
+//! And the object store's outage alert, from a single node whose bucket is unreachable.
 //!
 //! Needs Debian's `chromium` and `chromium-driver`, which `conformance setup` (the first step of
 //! the test command) installs; without them it fails, saying so.
@@ -634,4 +635,86 @@ fn the_console_shows_the_metadata_cluster_redundancy_and_alerts() {
         "{text}"
     );
     screenshot(&d, "console-node-down.png");
+}
+
+/// An object store that fails every request is an alert on the console (issue 45 item 8), not
+/// a client's error: a single node whose `[tier]` names a loopback port nothing listens on,
+/// a file written so the uploader tries; the page raises the "s3" alert naming the bucket and
+/// the seconds every request has failed for, while the file reads back through the server.
+#[test]
+fn the_console_raises_an_alert_while_the_object_store_fails() {
+    let t = tempfile::tempdir().unwrap();
+    let admin_port = common::free_port();
+    let nothing_there = common::free_port();
+    let config = format!(
+        "data = {:?}\n{}[admin]\nlisten = \"127.0.0.1:{admin_port}\"\n",
+        t.path().join("data"),
+        crate::tier_cache::tier_toml(&format!("http://127.0.0.1:{nothing_there}")),
+    );
+    let srv = common::Server::start(t.path(), Some(&config));
+    let cfg = srv.config.clone().expect("config");
+    let admin: SocketAddr = format!("127.0.0.1:{admin_port}").parse().unwrap();
+    let o = common::cfs(
+        t.path(),
+        &["admin", "token", "--config", &cfg.to_string_lossy()],
+    );
+    assert!(o.ok(), "{}", o.stderr);
+    let token = o.text().trim().to_string();
+
+    let rt = rt();
+    let data = crate::tier_cache::data(200_000, 9);
+    crate::tier_cache::put(&rt, srv.addr, "/waiting", &data);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let failing = loop {
+        let (code, s) = http(admin, "GET", "/api/v1/status", Some(&token), None);
+        if let Some(secs) = s["mds"]["tier"]["s3_failing_seconds"].as_u64() {
+            break secs;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the store never counted as failing: {code} {}",
+            s["mds"]["tier"]
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    eprintln!("the store has failed every request for {failing} s");
+
+    let profile = tempfile::tempdir().unwrap();
+    let d = Driver::start(profile.path());
+    d.cmd(
+        "POST",
+        "url",
+        Some(json!({ "url": format!("http://{admin}/#token={token}") })),
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let alert = loop {
+        let v = d.js(
+            "if (!document.body.dataset.loaded) return null;
+             return [...document.querySelectorAll('[data-alert]')].map(a => [a.dataset.alert, a.textContent]);",
+        );
+        let s3 = v.as_array().and_then(|a| {
+            a.iter()
+                .find(|x| x[0] == "s3")
+                .and_then(|x| x[1].as_str().map(str::to_string))
+        });
+        if let Some(text) = s3 {
+            break text;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the console shows no object store alert: {v}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert!(
+        alert.contains("has failed every request for") && alert.contains(crate::tier_cache::BUCKET),
+        "{alert}"
+    );
+    // Not a client's error: the file reads back whole.
+    let o = common::cfs(
+        t.path(),
+        &["get", "--server", &srv.addr.to_string(), "/waiting", "-"],
+    );
+    assert!(o.ok(), "{}", o.stderr);
+    assert_eq!(o.stdout.len(), data.len());
 }
