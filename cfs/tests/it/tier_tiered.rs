@@ -65,8 +65,10 @@ fn setup(mode: &str) -> Setup {
     } else {
         String::new()
     };
+    // Flash of its own size: the host disk's fullness must not evict (and restore) the files.
     let config = format!(
-        "data = {:?}\n{}mode = \"{mode}\"\n{tiered}[admin]\nlisten = \"127.0.0.1:{}\"\n",
+        "data = {:?}\n{}mode = \"{mode}\"\n{tiered}flash_capacity_mib = 4096\n\
+         [admin]\nlisten = \"127.0.0.1:{}\"\n",
         dir.path().join("data"),
         tier_toml(&proxy.endpoint()),
         free_port()
@@ -122,6 +124,7 @@ fn in_tiered_mode_a_file_in_use_stays_on_flash_while_an_idle_one_goes_to_the_buc
     let t = s.status();
     assert_eq!(t["mode"], "tiered", "{t}");
     assert!(t["flash_only_files"].as_u64() >= Some(1), "{t}");
+    assert_eq!(t["evicted_files"], 0, "{t}");
 
     // Left alone, it ages and goes too.
     let took = wait_for(30, "the busy file in the bucket once left alone", || {
