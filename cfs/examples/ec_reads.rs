@@ -14,57 +14,24 @@
 //! Each figure is the median of `ROUNDS` reads; ratios are to `direct` of the same run.
 //! Run: `cargo run --release -p cfs --example ec_reads [MiB]` (needs `target/release/cfs`).
 
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use client::{Client, ClientConfig, CreateMode, SetAttrs, StableHow4};
 use layout::{ClusterSecret, DsId, FileId, ShardCap, ShardKind};
-use proto::cluster::{StatusRes, CFS_CLUSTER_PROGRAM, CFS_CLUSTER_V1, CLUSTERPROC_STATUS};
 use proto::nfs3_client::Nfs3Client;
 use proto::nfs4::OPEN4_SHARE_ACCESS_BOTH;
-use proto::rpc::{Auth, Connection, ConnectionLimits, RejectCalls};
 use proto::shard::{EncodeArgs, ShardClient, ShardServer, SHARD_ERR_NOENT};
-use proto::xdr::Xdr;
+use support::{cfs_bin, free_block, status, stop};
+
+mod support;
 
 const ROUNDS: usize = 5;
 const UNIT_SHIFT: u32 = 20;
 const EPOCH: u64 = 1;
 const READ: u32 = 1 << 20;
-
-fn free_block(n: u16) -> u16 {
-    let start = 24000 + (std::process::id() % 400) as u16 * 16;
-    (0..400u16)
-        .map(|i| 24000 + (start - 24000 + i * 16) % 6400)
-        .find(|&p| (0..n).all(|i| TcpListener::bind(("127.0.0.1", p + i)).is_ok()))
-        .expect("free ports")
-}
-
-async fn status(addr: SocketAddr, secret: &ClusterSecret) -> Option<proto::cluster::StatusResOk> {
-    let s = tokio::net::TcpStream::connect(addr).await.ok()?;
-    let limits = ConnectionLimits {
-        max_record: 4 << 20,
-        max_in_flight: 1,
-    };
-    let conn = Connection::spawn(s, Arc::new(RejectCalls), limits).ok()?;
-    let r = conn
-        .call(
-            CFS_CLUSTER_PROGRAM,
-            CFS_CLUSTER_V1,
-            CLUSTERPROC_STATUS,
-            &Auth::None,
-            &secret.status_args(1).to_xdr(),
-            Duration::from_secs(5),
-        )
-        .await
-        .ok()?;
-    conn.close();
-    match StatusRes::from_xdr(r.body()).ok()? {
-        StatusRes::Ok(ok) => Some(ok),
-        StatusRes::Err(_) => None,
-    }
-}
 
 struct Run {
     file: u64,
@@ -180,19 +147,10 @@ fn main() {
         .nth(1)
         .and_then(|a| a.parse().ok())
         .unwrap_or(64);
-    let exe = std::env::current_exe().expect("exe");
-    let bin = exe
-        .parent()
-        .and_then(|p| p.parent())
-        .map(|p| p.join("cfs"))
-        .expect("target dir");
-    assert!(
-        bin.exists(),
-        "build the cfs binary first: cargo build --release -p cfs"
-    );
+    let bin = cfs_bin();
     let dir = tempfile::tempdir().expect("tempdir");
     // MDS and data servers on port.., their admin listeners on port + 8..
-    let port = free_block(16);
+    let port = free_block(16, 24000);
     let admin = port + 8;
     let mut child = Command::new(&bin)
         .args(["cluster", "up", "--ds", "6", "--dir"])
@@ -214,20 +172,7 @@ fn main() {
     let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
         rt.block_on(bench(dir.path(), mds, mib))
     }));
-    // Stop the cluster (it stops its children) and anything left, by PID.
-    let pids = std::fs::read_to_string(dir.path().join("cluster").join("pids")).unwrap_or_default();
-    let _ = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status();
-    std::thread::sleep(Duration::from_secs(2));
-    let _ = child.kill();
-    let _ = child.wait();
-    for pid in pids.lines().filter_map(|l| l.split_whitespace().nth(1)) {
-        let _ = Command::new("kill")
-            .args(["-KILL", pid])
-            .stderr(Stdio::null())
-            .status();
-    }
+    stop(&mut child, dir.path());
     if let Err(e) = result {
         std::panic::resume_unwind(e);
     }

@@ -185,6 +185,13 @@ pub fn status_table(v: &Value) -> String {
             n("upload_lag_seconds"),
             n("s3_errors"),
         ));
+        if t.get("mode").and_then(Value::as_str) == Some("tiered") {
+            out.push_str(&format!(
+                "     {} in {} files changed or used lately, on flash only (tiered mode)\n",
+                human(n("flash_only_bytes")),
+                n("flash_only_files"),
+            ));
+        }
         if let Some(s) = t.get("s3_failing_seconds").and_then(Value::as_u64) {
             out.push_str(&format!(
                 "     ALERT: the object store has failed every request for {s} s (uploads wait; evicted files cannot be read)

@@ -7,10 +7,15 @@
 //! # access_key_id / secret_access_key: else AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY
 //! ```
 //!
-//! Cache mode is the only mode so far: every file is copied to the bucket once it is quiet.
+//! `mode = "cache"` (the default) copies every file to the bucket once it is quiet;
+//! `mode = "tiered"` only files unused for `tier_after_seconds` (`mds::tier_set::TierMode`).
+//! Per cluster, not per export: an export is a path into the one namespace, and the uploader
+//! works from inodes, which know no path (a file may be reached through several exports, or
+//! none); a subtree that should stay on flash or go to the bucket takes a pin
+//! (`user.cfs.tier`).
 use std::time::Duration;
 
-use mds::config::{TierConfig, TierCredentials, TierSettings};
+use mds::config::{TierConfig, TierCredentials, TierMode, TierSettings};
 use serde::Deserialize;
 
 /// What is wrong with `[tier]` (`ConfigError::Tier` says where).
@@ -30,8 +35,12 @@ pub struct TierFileConfig {
     /// Both, or neither (then the AWS environment variables).
     pub access_key_id: Option<String>,
     pub secret_access_key: Option<String>,
-    /// "cache" (the default and, for now, the only mode).
+    /// "cache" (the default: every file is copied) or "tiered" (files unused for
+    /// `tier_after_seconds`).
     pub mode: Option<String>,
+    /// Tiered mode: seconds a file stays unchanged and unused before it is uploaded (default
+    /// 86400).
+    pub tier_after_seconds: Option<u64>,
     /// Seconds a file stays unchanged before it is uploaded (default 5).
     pub upload_after_seconds: Option<u64>,
     /// Seconds objects that stopped counting wait before they are deleted (default 600).
@@ -78,17 +87,19 @@ pub fn split_s3_url(url: &str) -> Result<(String, String), TierConfigError> {
 
 /// The settings `[tier]` asks for, checked (credentials are resolved when the server starts).
 pub fn settings(f: &TierFileConfig) -> Result<TierSettings, TierConfigError> {
-    match f.mode.as_deref() {
-        None | Some("cache") => {}
-        Some("tiered") => return Err(TierConfigError(
-            "mode = \"tiered\" is not built yet; \"cache\" is (every file is copied to the bucket)"
-                .into(),
-        )),
+    let mode = match f.mode.as_deref() {
+        None | Some("cache") => TierMode::Cache,
+        Some("tiered") => TierMode::Tiered,
         Some(other) => {
             return Err(TierConfigError(format!(
-                "mode = {other:?}: expected \"cache\""
+                "mode = {other:?}: expected \"cache\" or \"tiered\""
             )))
         }
+    };
+    if mode == TierMode::Cache && f.tier_after_seconds.is_some() {
+        return Err(TierConfigError(
+            "tier_after_seconds is for mode = \"tiered\" (cache mode uploads every file)".into(),
+        ));
     }
     let (endpoint, bucket) = split_s3_url(&f.s3)?;
     let mut store = TierConfig::new(endpoint, bucket);
@@ -116,6 +127,7 @@ pub fn settings(f: &TierFileConfig) -> Result<TierSettings, TierConfigError> {
         ("max_attempts", f.max_attempts.map(u64::from), 100),
         ("upload_after_seconds", f.upload_after_seconds, 86_400 * 365),
         ("delete_grace_seconds", f.delete_grace_seconds, 86_400 * 365),
+        ("tier_after_seconds", f.tier_after_seconds, 86_400 * 3650),
     ] {
         if let Some(v) = v.filter(|v| *v > max) {
             return Err(TierConfigError(format!("{what} = {v}: at most {max}")));
@@ -131,6 +143,10 @@ pub fn settings(f: &TierFileConfig) -> Result<TierSettings, TierConfigError> {
         store.retry.max_attempts = n;
     }
     let mut t = TierSettings::new(store);
+    t.mode = mode;
+    if let Some(s) = f.tier_after_seconds {
+        t.tier_after = Duration::from_secs(s);
+    }
     if let Some(p) = &f.prefix {
         t.root = p.clone();
     }
@@ -190,12 +206,42 @@ mod tests {
             let e = settings(&f).unwrap_err().to_string();
             assert!(e.contains(what), "{e}");
         };
+        let tiered = settings(&TierFileConfig {
+            mode: Some("tiered".into()),
+            tier_after_seconds: Some(3),
+            ..base.clone()
+        })
+        .unwrap();
+        assert_eq!(tiered.mode, TierMode::Tiered);
+        assert_eq!(tiered.tier_after, Duration::from_secs(3));
+        let default = settings(&TierFileConfig {
+            mode: Some("tiered".into()),
+            ..base.clone()
+        })
+        .unwrap();
+        assert_eq!(default.tier_after, Duration::from_secs(86_400));
+        assert_eq!(settings(&base).unwrap().mode, TierMode::Cache);
+        refused(
+            TierFileConfig {
+                mode: Some("archive".into()),
+                ..base.clone()
+            },
+            "expected \"cache\" or \"tiered\"",
+        );
+        refused(
+            TierFileConfig {
+                tier_after_seconds: Some(3),
+                ..base.clone()
+            },
+            "mode = \"tiered\"",
+        );
         refused(
             TierFileConfig {
                 mode: Some("tiered".into()),
+                tier_after_seconds: Some(u64::MAX),
                 ..base.clone()
             },
-            "not built yet",
+            "at most",
         );
         refused(
             TierFileConfig {

@@ -226,13 +226,26 @@ impl Admin {
 
     /// What the object-store tier holds and still lacks of the files of the shards this node
     /// has (`None` without `[tier]`), with the bucket it uploads to.
-    pub fn tier(&self) -> Option<(TierUsage, String)> {
+    pub fn tier(&self) -> Option<(TierUsage, String, &'static str)> {
         let t = self.mds.tier.as_ref()?;
-        let usage = self.mds.ns.tier_usage().ok()?;
         let s = &t.settings;
+        // Tiered mode: files changed or used within `tier_after` stay on flash, not queued.
+        let now = meta::namespace::Time::now().secs;
+        let before = now.saturating_sub(i64::try_from(s.quiet_for().as_secs()).unwrap_or(i64::MAX));
+        let tiered = s.mode == crate::tier_set::TierMode::Tiered;
+        let used = if tiered {
+            t.uses_since(before)
+        } else {
+            Default::default()
+        };
+        let held = |ino: u64, ctime: meta::namespace::Time| {
+            tiered && (ctime.secs > before || used.contains(&ino))
+        };
+        let usage = self.mds.ns.tier_usage(&held).ok()?;
         Some((
             usage,
             format!("{}/{}/{}", s.store.endpoint, s.store.bucket, s.root),
+            s.mode.name(),
         ))
     }
 

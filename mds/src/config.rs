@@ -8,7 +8,7 @@ use std::path::PathBuf;
 pub use crate::dataservers::ClusterConfig;
 pub use crate::export::{check_exports, AddrRange, EcReads, Export, ExportError, SecFlavor};
 pub use crate::limits::DEFAULT_LEASE_SECONDS;
-pub use crate::tier_set::TierSettings;
+pub use crate::tier_set::{TierMode, TierSettings};
 pub use meta::raft::network::Members;
 pub use meta::raft::node_addr::{valid_domain, NodeAddr, MAX_DOMAIN};
 pub use tier::{Credentials as TierCredentials, TierConfig};
@@ -35,6 +35,6 @@ pub struct ServerConfig {
     /// With `members`: each node's client address, which a surviving node takes over when
     /// its node dies (`addresses`). Empty: clients use the nodes' own addresses only.
     pub client_addresses: std::collections::BTreeMap<u64, SocketAddr>,
-    /// `[tier]`: an S3-compatible bucket behind flash, in cache mode (`tiering`).
+    /// `[tier]`: an S3-compatible bucket behind flash, in cache or tiered mode (`tiering`).
     pub tier: Option<TierSettings>,
 }

@@ -16,10 +16,32 @@ pub(crate) const FILES_PER_PASS: usize = 64;
 /// How often the uploader and the deleter look for work.
 pub(crate) const PASS_EVERY: Duration = Duration::from_secs(1);
 
+/// Which files go to the bucket (`[tier] mode`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TierMode {
+    /// Every file, once quiet: flash is a cache of the bucket.
+    Cache,
+    /// Only files unused for `tier_after`: the rest is on flash only (as safe as its
+    /// mirrors or erasure coding make it).
+    Tiered,
+}
+
+impl TierMode {
+    pub fn name(self) -> &'static str {
+        match self {
+            TierMode::Cache => "cache",
+            TierMode::Tiered => "tiered",
+        }
+    }
+}
+
 /// What `[tier]` configures.
 #[derive(Clone, Debug)]
 pub struct TierSettings {
     pub store: TierConfig,
+    pub mode: TierMode,
+    /// In tiered mode, a file neither changed nor used (`Tier::touch`) this long is uploaded.
+    pub tier_after: Duration,
     /// The bucket's key prefix this cluster owns (`tier::KeySpace`).
     pub root: String,
     /// A file unchanged this long (and open for writing nowhere here) is uploaded.
@@ -41,6 +63,7 @@ pub struct TierSettings {
 impl TierSettings {
     pub const DEFAULT_ROOT: &'static str = "cfs";
     pub const DEFAULT_UPLOAD_AFTER: Duration = Duration::from_secs(5);
+    pub const DEFAULT_TIER_AFTER: Duration = Duration::from_secs(86_400);
     pub const DEFAULT_DELETE_GRACE: Duration = Duration::from_secs(600);
     pub const DEFAULT_EVICT_HIGH: u8 = 80;
     pub const DEFAULT_EVICT_LOW: u8 = 60;
@@ -49,6 +72,8 @@ impl TierSettings {
     pub fn new(store: TierConfig) -> Self {
         TierSettings {
             store,
+            mode: TierMode::Cache,
+            tier_after: Self::DEFAULT_TIER_AFTER,
             root: Self::DEFAULT_ROOT.into(),
             upload_after: Self::DEFAULT_UPLOAD_AFTER,
             delete_grace: Self::DEFAULT_DELETE_GRACE,
@@ -65,6 +90,15 @@ impl TierSettings {
         let attempt = self.store.attempt_timeout(self.object_size) + self.store.connect_timeout;
         let backoff: Duration = (1..r.max_attempts).map(|n| r.ceiling(n)).sum();
         attempt * r.max_attempts + backoff
+    }
+
+    /// How long a file must have been left alone before it is uploaded: unchanged for
+    /// `upload_after`, and in tiered mode unused for `tier_after` too.
+    pub fn quiet_for(&self) -> Duration {
+        match self.mode {
+            TierMode::Cache => self.upload_after,
+            TierMode::Tiered => self.upload_after.max(self.tier_after),
+        }
     }
 
     /// Checks what would make the tier unsafe or useless.
@@ -118,7 +152,14 @@ pub struct Tier {
     /// Headers of objects read lately (reads of evicted files): (ino, piece, gen) → the
     /// header and its length. Bounded: emptied when full.
     heads: Mutex<Heads>,
+    /// Tiered mode: when this node last saw each file used (`touch`).
+    touched: Mutex<HashMap<u64, i64>>,
 }
+
+/// Most files whose last use a node remembers (16 bytes each and the map's overhead: ~50 MiB
+/// at most). Past it the entries too old to matter go, and if that is not enough, all of
+/// them: a busy file may then be uploaded early, which costs a PUT, never data.
+const MAX_TOUCHED: usize = 1 << 20;
 
 /// (ino, piece, gen) → an object's verified header and its length.
 type Heads = HashMap<(u64, u64, u64), Arc<(Header, usize)>>;
@@ -148,6 +189,7 @@ impl Tier {
             running: Mutex::new(HashSet::new()),
             me,
             heads: Mutex::new(HashMap::new()),
+            touched: Mutex::new(HashMap::new()),
         })
     }
 
@@ -201,6 +243,48 @@ impl Tier {
 
     fn heads(&self) -> std::sync::MutexGuard<'_, Heads> {
         self.heads.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Tiered mode: a client of this node used `ino` now (an OPEN, READ, WRITE, COMMIT,
+    /// LAYOUTGET, LAYOUTCOMMIT or CLOSE of it). Nothing in cache mode, where use does not
+    /// matter.
+    ///
+    /// **Why this and not atime.** Reads through a layout go to the data servers, so the MDS
+    /// sees a file's use only as the operations above; recording them in the replicated
+    /// inode (atime) would cost a Raft write per read. Kept in memory on the node that saw
+    /// them, they are lost with it: after a restart or a change of shard leader a file is
+    /// judged by its change time (and by whether a client has it open anywhere) until it is
+    /// used again, so it may be uploaded early, never lost.
+    pub fn touch(&self, ino: u64) {
+        if self.settings.mode != TierMode::Tiered {
+            return;
+        }
+        let now = meta::namespace::Time::now().secs;
+        let mut m = self.touched();
+        if m.len() >= MAX_TOUCHED && !m.contains_key(&ino) {
+            let after = i64::try_from(self.settings.tier_after.as_secs()).unwrap_or(i64::MAX);
+            m.retain(|_, at| now.saturating_sub(*at) <= after);
+            if m.len() >= MAX_TOUCHED {
+                tracing::warn!(
+                    files = m.len(),
+                    "tiered mode: too many files used lately to remember; forgetting them"
+                );
+                m.clear();
+            }
+        }
+        m.insert(ino, now);
+    }
+
+    /// Tiered mode: the files used after `since`; uses older than that are forgotten (they no
+    /// longer keep any file from the bucket).
+    pub(crate) fn uses_since(&self, since: i64) -> HashSet<u64> {
+        let mut m = self.touched();
+        m.retain(|_, at| *at > since);
+        m.keys().copied().collect()
+    }
+
+    fn touched(&self) -> std::sync::MutexGuard<'_, HashMap<u64, i64>> {
+        self.touched.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Whether this node is uploading `ino` now.

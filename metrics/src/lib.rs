@@ -347,6 +347,10 @@ pub mod tier {
     pub static EVICTED_FILES: Counter = Counter::new();
     pub static EVICTED_BYTES: Counter = Counter::new();
     pub static EVICTION_PASSES: Counter = Counter::new();
+    /// Microseconds this node spent evicting files (claims, records and dropping the flash
+    /// copies): with `EVICTED_BYTES`, the rate bytes leave flash once eviction runs, apart
+    /// from the evictor's period.
+    pub static EVICTING_MICROS: Counter = Counter::new();
     /// Reads served from the bucket (an evicted file) and their bytes.
     pub static BUCKET_READS: Counter = Counter::new();
     pub static BUCKET_READ_BYTES: Counter = Counter::new();

@@ -80,8 +80,8 @@ pub fn status(a: &Admin) -> Value {
             "entries": removing.entries,
         });
         v["metadata"]["serving"] = serving(m);
-        if let Some((t, bucket)) = m.tier() {
-            v["tier"] = tier_status(&t, &bucket);
+        if let Some((t, bucket, mode)) = m.tier() {
+            v["tier"] = tier_status(&t, &bucket, mode);
         }
         if let Some(c) = cluster {
             let degraded = c.degraded_files;
@@ -256,7 +256,7 @@ pub fn top(n: usize, m: &mds::admin::Admin, paths: &super::paths::Paths) -> Valu
 /// `[tier]`: what the bucket holds of the files, what is still to upload (the queue), and the
 /// upload lag: how long ago the oldest file still to upload last changed, which is the
 /// acknowledged data a lost site would lose.
-fn tier_status(t: &mds::admin::TierUsage, bucket: &str) -> serde_json::Value {
+fn tier_status(t: &mds::admin::TierUsage, bucket: &str, mode: &str) -> serde_json::Value {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs() as i64);
@@ -267,11 +267,14 @@ fn tier_status(t: &mds::admin::TierUsage, bucket: &str) -> serde_json::Value {
     };
     json!({
         "bucket": bucket,
-        "mode": "cache",
+        "mode": mode,
         "in_bucket_files": t.current_files,
         "in_bucket_bytes": t.current_bytes,
         "queued_files": t.pending_files,
         "queued_bytes": t.pending_bytes,
+        // Tiered mode: changed or used lately, so kept on flash only (no part of the lag).
+        "flash_only_files": t.flash_only_files,
+        "flash_only_bytes": t.flash_only_bytes,
         "uploading": t.uploading,
         "object_sets_to_delete": t.doomed_sets,
         "upload_lag_seconds": lag,
@@ -280,6 +283,7 @@ fn tier_status(t: &mds::admin::TierUsage, bucket: &str) -> serde_json::Value {
         "evicted_bytes": t.evicted_bytes,
         "evicted_by_this_node_bytes": metrics::tier::EVICTED_BYTES.get(),
         "eviction_passes": metrics::tier::EVICTION_PASSES.get(),
+        "evicting_seconds": metrics::tier::EVICTING_MICROS.get() as f64 / 1e6,
         "bucket_read_bytes": metrics::tier::BUCKET_READ_BYTES.get(),
         "restored_bytes": metrics::tier::RESTORED_BYTES.get(),
         "s3_errors": metrics::tier::S3_ERRORS.get(),

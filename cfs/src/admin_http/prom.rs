@@ -362,7 +362,7 @@ pub fn render(a: &Admin) -> String {
 /// The object-store tier (`[tier]`): the queue and lag from the records, the rest counted.
 fn tier_families(e: &mut Exposition, m: &mds::admin::Admin) {
     use metrics::tier::*;
-    let Some((t, _)) = m.tier() else {
+    let Some((t, _, _)) = m.tier() else {
         return;
     };
     let now = unix(std::time::SystemTime::now());
@@ -373,19 +373,21 @@ fn tier_families(e: &mut Exposition, m: &mds::admin::Admin) {
     };
     e.gauge(
         "cfs_tier_bytes",
-        "File bytes in the bucket as they are now (in_bucket) and still to upload (queued).",
+        "File bytes in the bucket as they are now (in_bucket), still to upload (queued), kept on flash only (flash_only, tiered mode).",
         &[
             (&[("state", "in_bucket")], t.current_bytes as f64),
             (&[("state", "queued")], t.pending_bytes as f64),
             (&[("state", "evicted")], t.evicted_bytes as f64),
+            (&[("state", "flash_only")], t.flash_only_bytes as f64),
         ],
     );
     e.gauge(
         "cfs_tier_files",
-        "Files in the bucket as they are now (in_bucket) and still to upload (queued).",
+        "Files in the bucket as they are now (in_bucket), still to upload (queued), kept on flash only (flash_only, tiered mode).",
         &[
             (&[("state", "in_bucket")], t.current_files as f64),
             (&[("state", "queued")], t.pending_files as f64),
+            (&[("state", "flash_only")], t.flash_only_files as f64),
         ],
     );
     e.gauge(
@@ -427,6 +429,11 @@ fn tier_families(e: &mut Exposition, m: &mds::admin::Admin) {
         "cfs_tier_eviction_passes_total",
         "Evictor passes that evicted files (flash past the high watermark).",
         &[(&[], EVICTION_PASSES.get())],
+    );
+    e.counter_f64(
+        "cfs_tier_evicting_seconds_total",
+        "Seconds this node spent evicting files (with the bytes: how fast flash empties).",
+        &[(&[], EVICTING_MICROS.get() as f64 / 1e6)],
     );
     e.counter(
         "cfs_tier_bucket_read_bytes_total",

@@ -98,7 +98,10 @@ pub(super) async fn pass(mds: &Mds, tier: &Tier) {
         if !helps && f.pin != Pin::S3 {
             continue;
         }
-        match evict_file(mds, f).await {
+        let started = std::time::Instant::now();
+        let evicted = evict_file(mds, f).await;
+        metrics::tier::EVICTING_MICROS.add(started.elapsed().as_micros() as u64);
+        match evicted {
             Ok(true) => {
                 n += 1;
                 bytes += f.size;

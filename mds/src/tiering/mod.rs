@@ -1,6 +1,7 @@
-//! The object-store tier, cache mode (issue 45; the records are `meta_core::tiering`): every
+//! The object-store tier (issue 45; the records are `meta_core::tiering`). Cache mode: every
 //! file's bytes are copied to an S3-compatible bucket once they are durable and the file is
-//! quiet, so flash holds a cache of the bucket.
+//! quiet, so flash holds a cache of the bucket. Tiered mode (`TierMode::Tiered`): only files
+//! unchanged and unused for `tier_after` are (`upload::pass` says what counts as a use).
 //!
 //! - `upload.rs`: the uploader. A file whose bucket copy is missing or older than its last
 //!   change, unchanged for `upload_after` and open for writing by no client of this node, is
@@ -24,8 +25,8 @@
 //! record's upload under way keeps a second one from starting (`TierBegin` refuses), and a
 //! generation is never reused, so two uploads never write one key.
 //!
-//! Not yet (issue 45): tiered mode, write-through when flash is full, metadata in the
-//! bucket and `cfs repair --from-s3`.
+//! Not yet (issue 45): write-through when flash is full, metadata in the bucket and
+//! `cfs repair --from-s3`.
 use std::sync::{Arc, Weak};
 
 use crate::node::Mds;

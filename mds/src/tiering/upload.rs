@@ -16,7 +16,7 @@ use tier::TierError;
 
 use crate::error::NfsError;
 use crate::node::Mds;
-use crate::tier_set::{Tier, FILES_PER_PASS, UPLOADS_AT_ONCE};
+use crate::tier_set::{Tier, TierMode, FILES_PER_PASS, UPLOADS_AT_ONCE};
 
 /// Bytes read from flash per call while a piece is gathered.
 const READ_STEP: u64 = 1 << 20;
@@ -34,23 +34,58 @@ pub(super) enum UploadError {
 }
 
 /// One uploader pass: the files due, `UPLOADS_AT_ONCE` at a time.
+///
+/// In tiered mode a file is due once unchanged and unused for `tier_after`: used means a use
+/// this node saw (`Tier::touch`) or a client holding it open or laid out, here or on another
+/// MDS node. A file written after its upload is stale in the bucket and, like any other,
+/// waits until it is left alone that long again; its old objects count for nothing meanwhile
+/// and are doomed when the new copy replaces them or the file goes (`meta_core::tiering`).
 pub(super) async fn pass(mds: &Mds, tier: &Tier) {
     let now = Time::now();
-    let after = i64::try_from(tier.settings.upload_after.as_secs()).unwrap_or(i64::MAX);
+    let after = i64::try_from(tier.settings.quiet_for().as_secs()).unwrap_or(i64::MAX);
     let before = Time::new(now.secs.saturating_sub(after), now.nsecs);
-    let due = match mds.ns.tier_due(before, FILES_PER_PASS) {
+    let tiered = tier.settings.mode == TierMode::Tiered;
+    // Taken before the scan, which holds the shards' state locks: nothing that takes another
+    // lock runs under them.
+    let used = if tiered {
+        tier.uses_since(before.secs)
+    } else {
+        Default::default()
+    };
+    let due = match mds
+        .ns
+        .tier_due(before, FILES_PER_PASS, &|ino| used.contains(&ino))
+    {
         Ok(d) => d,
         Err(e) => {
             tracing::warn!("cannot scan for files to upload: {e}");
             return;
         }
     };
-    let mine: Vec<TierDue> = due
+    let mut mine: Vec<TierDue> = due
         .into_iter()
         .filter(|d| mds.ns.leads_file(d.ino))
-        // A client of this node may be writing it: its LAYOUTCOMMIT or COMMIT is to come.
-        .filter(|d| !mds.nfs.state.file_writable_by_someone(d.ino))
+        .filter(|d| {
+            if tiered {
+                // Open or laid out by a client of this node: in use now.
+                !mds.nfs.state.file_has_state(d.ino)
+            } else {
+                // A client of this node may be writing it: its LAYOUTCOMMIT or COMMIT is to
+                // come.
+                !mds.nfs.state.file_writable_by_someone(d.ino)
+            }
+        })
         .collect();
+    if tiered && mds.ns.peers().is_some() && !mine.is_empty() {
+        // Open through another MDS node: in use there (its reads we never see).
+        let inos: Vec<u64> = mine.iter().map(|d| d.ino).collect();
+        let Some(elsewhere) = crate::state::remote::in_use::elsewhere(&mds.ns, &inos).await else {
+            tracing::debug!("tiered uploads wait: an MDS node did not say which files are open");
+            return;
+        };
+        let mut open = elsewhere.into_iter();
+        mine.retain(|_| open.next() != Some(true));
+    }
     stream::iter(mine)
         .for_each_concurrent(UPLOADS_AT_ONCE, |d| async move {
             match upload_file(mds, tier, d).await {

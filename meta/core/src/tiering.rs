@@ -175,4 +175,8 @@ pub struct TierUsage {
     /// Files evicted from flash (their bytes only in the bucket), and those bytes.
     pub evicted_files: u64,
     pub evicted_bytes: u64,
+    /// Tiered mode: files kept on flash only because they changed or were used lately (not
+    /// queued, and no part of the upload lag), and their bytes.
+    pub flash_only_files: u64,
+    pub flash_only_bytes: u64,
 }

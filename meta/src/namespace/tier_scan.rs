@@ -84,8 +84,10 @@ impl Snapshot<'_> {
     }
 
     /// Regular files whose bucket copy is missing or older than their last change, with no
-    /// upload under way, unchanged since `before`; at most `max`, in inode order.
-    pub fn tier_due(&self, before: Time, max: usize) -> Vec<TierDue> {
+    /// upload under way, unchanged since `before`, and not `skip`ped (the caller's reasons to
+    /// wait: in use, say); at most `max`, in inode order. Skipped before `max` counts, so
+    /// files kept waiting never starve the rest.
+    pub fn tier_due(&self, before: Time, max: usize, skip: &dyn Fn(u64) -> bool) -> Vec<TierDue> {
         let mut out = Vec::new();
         let _ = self.each(|st| {
             for i in st.inodes.values() {
@@ -97,6 +99,9 @@ impl Snapshot<'_> {
                 }
                 let t = st.tier.get(&i.ino);
                 if t.is_some_and(|t| t.is_current(i.change) || t.upload.is_some()) {
+                    continue;
+                }
+                if skip(i.ino) {
                     continue;
                 }
                 out.push(TierDue {
@@ -132,8 +137,10 @@ impl Snapshot<'_> {
         })
     }
 
-    /// What the bucket holds of the local shards' files, and what it still lacks.
-    pub fn tier_usage(&self) -> TierUsage {
+    /// What the bucket holds of the local shards' files, and what it still lacks; a file not
+    /// in the bucket for which `held` (ino, ctime) says so is kept on flash (tiered mode),
+    /// not queued.
+    pub fn tier_usage(&self, held: &dyn Fn(u64, Time) -> bool) -> TierUsage {
         let mut u = TierUsage::default();
         let _ = self.each(|st| {
             for i in st.inodes.values() {
@@ -149,6 +156,10 @@ impl Snapshot<'_> {
                             u.evicted_files += 1;
                             u.evicted_bytes += c.bytes();
                         }
+                    }
+                    _ if held(i.ino, i.ctime) => {
+                        u.flash_only_files += 1;
+                        u.flash_only_bytes += i.size;
                     }
                     _ => {
                         u.pending_files += 1;
@@ -170,8 +181,13 @@ impl Snapshot<'_> {
 
 impl Namespace {
     /// See `Snapshot::tier_due`.
-    pub fn tier_due(&self, before: Time, max: usize) -> Result<Vec<TierDue>, FsError> {
-        Ok(self.snapshot()?.tier_due(before, max))
+    pub fn tier_due(
+        &self,
+        before: Time,
+        max: usize,
+        skip: &dyn Fn(u64) -> bool,
+    ) -> Result<Vec<TierDue>, FsError> {
+        Ok(self.snapshot()?.tier_due(before, max, skip))
     }
 
     /// See `Snapshot::tier_to_clean`.
@@ -195,7 +211,7 @@ impl Namespace {
     }
 
     /// See `Snapshot::tier_usage`.
-    pub fn tier_usage(&self) -> Result<TierUsage, FsError> {
-        Ok(self.snapshot()?.tier_usage())
+    pub fn tier_usage(&self, held: &dyn Fn(u64, Time) -> bool) -> Result<TierUsage, FsError> {
+        Ok(self.snapshot()?.tier_usage(held))
     }
 }

@@ -60,6 +60,22 @@ pub async fn dispatch(ctx: &mut Ctx<'_>, op: &A) -> R {
     }
     let exp = ctx.cexp;
     let r = crate::fh::encoding_in(exp, dispatch_op(ctx, op)).await;
+    // Tiered mode keeps files in use off the bucket: the uses the MDS sees of a file's data.
+    if let (Some(t), Some(ino), 0) = (&ctx.mds.tier, ctx.cfh, r.status()) {
+        if matches!(
+            op,
+            A::Open(_)
+                | A::Read(_)
+                | A::ReadPlus(_)
+                | A::Write(_)
+                | A::Commit(_)
+                | A::Close(_)
+                | A::Layoutget(_)
+                | A::Layoutcommit(_)
+        ) {
+            t.touch(ino);
+        }
+    }
     // Callbacks about an opened file carry its handle as the client knows it: remember the
     // export (only ambiguous with several).
     if ctx.mds.exports.len() > 1 && r.status() == 0 {
