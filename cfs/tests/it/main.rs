@@ -44,3 +44,4 @@ mod repair_across_nodes;
 mod rmtree;
 mod tier_cache;
 mod tier_evict;
+mod tier_repair;
