@@ -115,7 +115,10 @@ async fn ship(mds: &Mds, tier: &Tier, shard: u16, st: &mut Shard) -> Result<(), 
     };
     delete_doomed(tier, st).await;
     let position = mds.ns.shard_position(shard);
-    if position.1 == 0 || covers(&root, position) {
+    // A shard that never held anything and has no root needs none: a repair finds no root
+    // and rebuilds it empty, as it is. (Most of a small file system's 256 shards are such.)
+    let blank = root.is_none() && mds.ns.shard_is_blank(shard);
+    if position.1 == 0 || blank || covers(&root, position) {
         st.behind_since = None;
         return Ok(());
     }

@@ -1055,6 +1055,11 @@ impl Namespace {
             .map_or((0, 0), |c| c.position())
     }
 
+    /// Whether shard `shard` holds nothing of the file system on this node (a new shard).
+    pub fn shard_is_blank(&self, shard: u16) -> bool {
+        self.inner.cores.get(&shard).is_some_and(|c| c.is_blank())
+    }
+
     /// Each shard's Raft group as this node sees it, for `cfs admin status`.
     pub fn shard_status(&self) -> Vec<ShardStatus> {
         self.inner.groups.shard_status()

@@ -204,6 +204,15 @@ impl ShardCore {
         (incarnation, index)
     }
 
+    /// Whether the shard holds nothing of the file system (no inode, tier record or
+    /// transaction): a new shard's state, which its membership entries alone do not change.
+    pub fn is_blank(&self) -> bool {
+        self.live
+            .read()
+            .map(|l| l.inodes.is_empty() && l.tier.is_empty() && l.txns.is_empty())
+            .unwrap_or(false)
+    }
+
     /// Replaces the shard's state with a snapshot's.
     fn install(&self, applied: Applied, dump: &ShardDump) -> Result<(), FsError> {
         let d = Dump::decode(&dump.bytes)
