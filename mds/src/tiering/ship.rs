@@ -48,6 +48,12 @@ struct Shard {
 pub(super) fn start(mds: &Arc<Mds>, tier: &Arc<Tier>) -> tokio::task::JoinHandle<()> {
     let node: Weak<Mds> = Arc::downgrade(mds);
     let tier = tier.clone();
+    // Until the first pass has looked at every shard, the bucket is behind since the start.
+    metrics::tier::set_metadata_behind(Some(
+        SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(1, |d| d.as_secs()),
+    ));
     tokio::spawn(async move {
         let mut shards: HashMap<u16, Shard> = HashMap::new();
         let mut tick = tokio::time::interval(LOOK_EVERY);
