@@ -173,7 +173,7 @@ pub fn status_table(v: &Value) -> String {
     if let Some(t) = v["mds"]["tier"].as_object() {
         let n = |k: &str| t.get(k).and_then(Value::as_u64).unwrap_or(0);
         out.push_str(&format!(
-            "     tier ({} mode, {}): {} in {} files in the bucket ({} in {} files evicted from flash); {} in {} files queued, upload lag {} s; {} S3 errors\n",
+            "     tier ({} mode, {}): {} in {} files in the bucket ({} in {} files evicted from flash); {} in {} files queued, upload lag {} s; metadata lag {} s; {} S3 errors\n",
             t.get("mode").and_then(Value::as_str).unwrap_or("?"),
             t.get("bucket").and_then(Value::as_str).unwrap_or("?"),
             human(n("in_bucket_bytes")),
@@ -183,6 +183,7 @@ pub fn status_table(v: &Value) -> String {
             human(n("queued_bytes")),
             n("queued_files"),
             n("upload_lag_seconds"),
+            n("metadata_lag_seconds"),
             n("s3_errors"),
         ));
         if t.get("mode").and_then(Value::as_str) == Some("tiered") {

@@ -8,6 +8,7 @@ mod gateway;
 mod mds_join;
 mod mount;
 mod progress;
+mod repair;
 mod serve;
 
 // Modules of the library (`lib.rs`), kept reachable as `crate::…` from the rest.
@@ -75,6 +76,18 @@ dist/cfs.toml in the source tree.")]
     /// Watch and run a cluster: status, busiest clients and files, clients, actions.
     #[command(subcommand)]
     Admin(AdminCmd),
+    /// Rebuild a lost site from the object store: the namespace and every file's records into an
+    /// empty data directory, from the metadata the cluster shipped to the bucket (`[tier]`);
+    /// every regular file's bytes stay in the bucket until they are used.
+    #[command(after_help = "Examples:
+  AWS_ACCESS_KEY_ID=... AWS_SECRET_ACCESS_KEY=... cfs repair --from-s3 http://10.0.0.9:9000/cfs-bucket --data /srv/cfs
+  cfs repair --from-s3 s3://my-bucket --endpoint https://s3.eu-west-1.amazonaws.com --prefix site-a --data ./cfs-data
+
+GETs only (no LIST): the shards' roots have well-known keys; every object is verified before use.
+It prints what it rebuilt and the acknowledged-data loss window: metadata newer than the last
+checkpoint shipped, and files whose bytes had not reached the bucket (listed). Then start the
+server (or the MDS of a cluster) on the directory with the same [tier].")]
+    Repair(repair::RepairArgs),
     /// Print the manual page (roff) generated from this help.
     #[command(after_help = "Example:\n  cfs man > cfs.1 && man ./cfs.1")]
     Man,
@@ -415,6 +428,7 @@ fn main() -> ExitCode {
             Cmd::Cluster(ClusterCmd::Up(a)) => cluster_up::run(a).await,
             Cmd::Admin(cmd) => admin(cmd).await,
             Cmd::Man => man(),
+            Cmd::Repair(a) => repair::run(a).await,
             Cmd::Files(cmd) => files::run(cmd).await.map_err(Into::into),
             Cmd::Mount(_) | Cmd::Umount(_) => Ok(()),
         }

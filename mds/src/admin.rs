@@ -18,6 +18,8 @@ use meta::namespace::ROOT_INO;
 use meta::raft::members;
 
 pub use crate::dataservers::drain::DrainError;
+/// `cfs repair --from-s3`: a lost site's namespace rebuilt from the bucket (`meta_store.rs`).
+pub use crate::meta_store::{repair_from as repair_from_s3, MetaStoreError, RepairReport};
 pub use crate::rmtree::RmtreeError;
 pub use crate::state::{ClientSummary, StateCounts};
 pub use layout::DsId;

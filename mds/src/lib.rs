@@ -7,7 +7,8 @@
 //! `dataservers` is the control plane of the data servers; `data`, `fh`, `export`, `space`,
 //! `limits` and `error` are the leaves. `laundromat` and `orphans` run off the request path.
 //!
-//! The public surface is what `cfs` uses: `Server`, `config` and `admin`; plus what the fuzz
+//! The public surface is what `cfs` uses: `Server`, `config` and `admin` (which carries
+//! `cfs repair --from-s3`'s rebuild, `meta_store::repair_from`); plus what the fuzz
 //! targets in mds/fuzz decode (`fh`, `state::remote::peer_bodies`).
 pub mod admin;
 pub mod config;
@@ -19,6 +20,7 @@ mod export;
 pub mod fh;
 mod laundromat;
 mod limits;
+mod meta_store;
 mod nfs;
 mod node;
 mod orphans;

@@ -211,6 +211,11 @@ impl Tier {
         &self.store
     }
 
+    /// The keys this cluster owns in the bucket.
+    pub fn keys(&self) -> &KeySpace {
+        &self.keys
+    }
+
     pub(crate) fn running(&self) -> std::sync::MutexGuard<'_, HashSet<u64>> {
         self.running.lock().unwrap_or_else(|e| e.into_inner())
     }

@@ -359,6 +359,41 @@ pub mod tier {
     /// Evicted files brought back to flash, and their bytes.
     pub static RESTORED_FILES: Counter = Counter::new();
     pub static RESTORED_BYTES: Counter = Counter::new();
+    /// Shard checkpoints this node put in the bucket, and their bytes (`mds::tiering::ship`).
+    pub static METADATA_CHECKPOINTS: Counter = Counter::new();
+    pub static METADATA_BYTES: Counter = Counter::new();
+    /// Unix seconds since which the oldest shard this node leads has applied changes the
+    /// bucket does not hold yet; 0 when it holds them all.
+    static METADATA_BEHIND_SINCE: std::sync::atomic::AtomicU64 =
+        std::sync::atomic::AtomicU64::new(0);
+    /// Whether this node ships metadata at all (a `[tier]` is configured).
+    static METADATA_SHIPPING: std::sync::atomic::AtomicBool =
+        std::sync::atomic::AtomicBool::new(false);
+
+    /// The shipper's measure: `since` the oldest unshipped change (Unix seconds), `None` when
+    /// the bucket holds everything this node leads.
+    pub fn set_metadata_behind(since: Option<u64>) {
+        use std::sync::atomic::Ordering::Relaxed;
+        METADATA_SHIPPING.store(true, Relaxed);
+        METADATA_BEHIND_SINCE.store(since.map_or(0, |s| s.max(1)), Relaxed);
+    }
+
+    /// Seconds the bucket's metadata is behind this node's (the acknowledged metadata a lost
+    /// site would lose), `None` where no metadata is shipped.
+    pub fn metadata_lag() -> Option<u64> {
+        use std::sync::atomic::Ordering::Relaxed;
+        if !METADATA_SHIPPING.load(Relaxed) {
+            return None;
+        }
+        let since = METADATA_BEHIND_SINCE.load(Relaxed);
+        Some(if since == 0 {
+            0
+        } else {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs().saturating_sub(since))
+        })
+    }
 }
 
 /// The data server's metrics.

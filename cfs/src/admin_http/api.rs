@@ -278,6 +278,11 @@ fn tier_status(t: &mds::admin::TierUsage, bucket: &str, mode: &str) -> serde_jso
         "uploading": t.uploading,
         "object_sets_to_delete": t.doomed_sets,
         "upload_lag_seconds": lag,
+        // How long the shards this node leads have had changes the bucket does not hold
+        // (the MDS's metadata shipper): with the upload lag, the acknowledged data a lost site loses.
+        "metadata_lag_seconds": metrics::tier::metadata_lag(),
+        "metadata_checkpoints": metrics::tier::METADATA_CHECKPOINTS.get(),
+        "metadata_shipped_bytes": metrics::tier::METADATA_BYTES.get(),
         "uploaded_bytes": metrics::tier::UPLOADED_BYTES.get(),
         "evicted_files": t.evicted_files,
         "evicted_bytes": t.evicted_bytes,

@@ -395,6 +395,16 @@ fn tier_families(e: &mut Exposition, m: &mds::admin::Admin) {
         "Since the oldest file still to upload last changed: the acknowledged data a lost site would lose.",
         &[(&[], lag)],
     );
+    e.gauge(
+        "cfs_tier_metadata_lag_seconds",
+        "Since the oldest shard this node leads has had changes the bucket does not hold (0: it holds all).",
+        &[(&[], metadata_lag().unwrap_or(0) as f64)],
+    );
+    e.counter(
+        "cfs_tier_metadata_bytes_total",
+        "Bytes of shard checkpoints this node put in the bucket.",
+        &[(&[], METADATA_BYTES.get())],
+    );
     e.counter(
         "cfs_tier_uploaded_bytes_total",
         "File bytes this node put in the bucket.",

@@ -44,4 +44,5 @@ mod repair_across_nodes;
 mod rmtree;
 mod tier_cache;
 mod tier_evict;
+mod tier_repair;
 mod tier_tiered;

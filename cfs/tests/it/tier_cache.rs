@@ -59,6 +59,17 @@ pub(crate) fn tier_toml(endpoint: &str) -> String {
     )
 }
 
+/// `tier_toml` with the data directory `dir/data` and an admin listener: `data` too, so
+/// `cfs admin` finds the admin secret from this file.
+pub(crate) fn admin_toml(dir: &std::path::Path, endpoint: &str) -> String {
+    format!(
+        "data = {:?}\n{}[admin]\nlisten = \"127.0.0.1:{}\"\n",
+        dir.join("data"),
+        tier_toml(endpoint),
+        crate::common::free_port()
+    )
+}
+
 /// Every object under the tests' prefix, verified from its own header: (ino, generation,
 /// piece) → (file offset, bytes).
 pub(crate) fn bucket(
@@ -211,14 +222,7 @@ fn a_file_removed_during_its_upload_leaves_no_object_and_an_outage_costs_only_la
     let dir = tempfile::tempdir().unwrap();
     let rt = rt();
     let (_moto, proxy, store) = s3(&rt);
-    // `data` too, so `cfs admin` finds the admin secret from this file.
-    let config = format!(
-        "data = {:?}\n{}[admin]\nlisten = \"127.0.0.1:{}\"\n",
-        dir.path().join("data"),
-        tier_toml(&proxy.endpoint()),
-        crate::common::free_port()
-    );
-    let srv = Server::start(dir.path(), Some(&config));
+    let srv = Server::start(dir.path(), Some(&admin_toml(dir.path(), &proxy.endpoint())));
     let cfg = srv.config.clone().expect("config");
     let failing = || crate::tier_evict::tier_status(&cfg)["s3_failing_seconds"].clone();
 

@@ -13,6 +13,8 @@
 //! - `evict.rs`: the evictor. Above the high watermark, files whose current bytes are in the
 //!   bucket leave flash (reads of them: `crate::evicted`).
 //! - `restore.rs`: the restorer. Evicted files someone asked for come back to flash.
+//! - `ship.rs`: the metadata shipper. Each shard's state goes to the bucket as it changes
+//!   (`crate::meta_store`), so `cfs repair --from-s3` can rebuild a lost site.
 //!
 //! **Why upload quiet files, not each write.** A write reaches flash through a layout, straight
 //! to the data servers; the MDS learns of it at LAYOUTCOMMIT. The change attribute it bumps is
@@ -25,8 +27,7 @@
 //! record's upload under way keeps a second one from starting (`TierBegin` refuses), and a
 //! generation is never reused, so two uploads never write one key.
 //!
-//! Not yet (issue 45): write-through when flash is full, metadata in the bucket and
-//! `cfs repair --from-s3`.
+//! Not yet (issue 45): write-through when flash is full.
 use std::sync::{Arc, Weak};
 
 use crate::node::Mds;
@@ -35,10 +36,11 @@ use crate::tier_set::{Tier, PASS_EVERY};
 mod clean;
 mod evict;
 mod restore;
+mod ship;
 mod upload;
 
-/// Starts the uploader, the deleter, the evictor and the restorer; they stop when the node
-/// does.
+/// Starts the uploader, the deleter, the evictor, the restorer and the metadata shipper; they
+/// stop when the node does.
 pub fn start(mds: &Arc<Mds>, tier: Arc<Tier>) -> Vec<tokio::task::JoinHandle<()>> {
     vec![
         every(mds, &tier, PASS_EVERY, |m, t| {
@@ -53,6 +55,7 @@ pub fn start(mds: &Arc<Mds>, tier: Arc<Tier>) -> Vec<tokio::task::JoinHandle<()>
         every(mds, &tier, PASS_EVERY, |m, t| {
             Box::pin(async move { restore::pass(&m, &t).await })
         }),
+        ship::start(mds, &tier),
     ]
 }
 

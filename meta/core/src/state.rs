@@ -22,8 +22,12 @@ pub mod meta {
     pub const BYTES: &str = "bytes";
     /// Lowest encoding epoch never handed out (`coding::begin`).
     pub const NEXT_EPOCH: &str = "next_epoch";
+    /// The file system's incarnation in the object store (absent: 0). `cfs repair --from-s3`
+    /// sets it one above the one it rebuilt from, so the rebuilt shards' metadata objects
+    /// (whose log indexes start again from 1) order after the lost ones' (`mds::tiering::ship`).
+    pub const TIER_INCARNATION: &str = "tier_incarnation";
     /// Every key above: what a checkpoint holds and `open` loads back.
-    pub const ALL: [&str; 5] = [NEXT_INO, FS_ID, FILES, BYTES, NEXT_EPOCH];
+    pub const ALL: [&str; 6] = [NEXT_INO, FS_ID, FILES, BYTES, NEXT_EPOCH, TIER_INCARNATION];
 }
 
 /// The state `apply` reads and writes. Implemented by the redb tables of a write transaction, by

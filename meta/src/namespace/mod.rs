@@ -1029,6 +1029,37 @@ impl Namespace {
         self.inner.groups.leaders()
     }
 
+    /// Shard `shard`'s whole state as this node applied it, at one log index: what the object
+    /// store keeps of the shard (`storage::restore`).
+    pub fn shard_image(&self, shard: u16) -> Result<crate::storage::restore::ShardImage, FsError> {
+        let core = self.inner.cores.get(&shard).ok_or(FsError::Invalid)?;
+        let (applied, incarnation, dump) = core.image()?;
+        let (term, index) = applied
+            .log_id
+            .map_or((0, 0), |l| (l.leader_id.term, l.index));
+        Ok(crate::storage::restore::ShardImage {
+            shard,
+            term,
+            index,
+            incarnation,
+            dump,
+        })
+    }
+
+    /// Shard `shard`'s (incarnation in the object store, last applied log index) on this node,
+    /// as its image would name them.
+    pub fn shard_position(&self, shard: u16) -> (u64, u64) {
+        self.inner
+            .cores
+            .get(&shard)
+            .map_or((0, 0), |c| c.position())
+    }
+
+    /// Whether shard `shard` holds nothing of the file system on this node (a new shard).
+    pub fn shard_is_blank(&self, shard: u16) -> bool {
+        self.inner.cores.get(&shard).is_some_and(|c| c.is_blank())
+    }
+
     /// Each shard's Raft group as this node sees it, for `cfs admin status`.
     pub fn shard_status(&self) -> Vec<ShardStatus> {
         self.inner.groups.shard_status()

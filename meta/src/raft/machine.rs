@@ -180,6 +180,39 @@ impl ShardCore {
         Ok((applied, ShardDump { bytes }))
     }
 
+    /// The shard's whole state as of what it applied, for the object store
+    /// (`crate::storage::restore`): the applied log id, the file system's incarnation there
+    /// (`meta::TIER_INCARNATION`), and the dump, all taken under one read lock.
+    pub fn image(&self) -> Result<(Applied, u64, Vec<u8>), FsError> {
+        let live = self
+            .live
+            .read()
+            .map_err(|_| FsError::Io("shard state lock poisoned".into()))?;
+        let applied = self.applied();
+        let incarnation = live.meta.get(meta::TIER_INCARNATION).copied().unwrap_or(0);
+        Ok((applied, incarnation, Dump::of(&live).encode()?))
+    }
+
+    /// (incarnation, applied index): where the shard's state is, as its image would name it.
+    pub fn position(&self) -> (u64, u64) {
+        let incarnation = self
+            .live
+            .read()
+            .map(|l| l.meta.get(meta::TIER_INCARNATION).copied().unwrap_or(0))
+            .unwrap_or(0);
+        let index = self.applied().log_id.map_or(0, |l| l.index);
+        (incarnation, index)
+    }
+
+    /// Whether the shard holds nothing of the file system (no inode, tier record or
+    /// transaction): a new shard's state, which its membership entries alone do not change.
+    pub fn is_blank(&self) -> bool {
+        self.live
+            .read()
+            .map(|l| l.inodes.is_empty() && l.tier.is_empty() && l.txns.is_empty())
+            .unwrap_or(false)
+    }
+
     /// Replaces the shard's state with a snapshot's.
     fn install(&self, applied: Applied, dump: &ShardDump) -> Result<(), FsError> {
         let d = Dump::decode(&dump.bytes)
@@ -309,6 +342,19 @@ impl Dump {
         s.index_orphan_dirs();
         s
     }
+}
+
+/// A shard's state as a dump encodes it (what snapshots and the object store carry).
+#[cfg(test)]
+pub(crate) fn encode_state(s: &MemState) -> Result<Vec<u8>, FsError> {
+    Dump::of(s).encode()
+}
+
+/// The state a dump holds (indexes rebuilt).
+pub(crate) fn decode_state(bytes: &[u8]) -> Result<MemState, FsError> {
+    Dump::decode(bytes)
+        .map(Dump::into_state)
+        .map_err(|e| FsError::Corrupt(format!("shard dump: {e}")))
 }
 
 /// `RaftStateMachine` of one shard.

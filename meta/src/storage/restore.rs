@@ -1,0 +1,235 @@
+//! A node's metadata rebuilt from shard images kept in an object store (`cfs repair
+//! --from-s3`, issue 45): the images' format ([`ShardImage`]), the rewrite that turns the state
+//! of a lost site into one whose file bytes are all in the bucket ([`from_bucket`]), and the
+//! store of a fresh data directory written from them ([`write`]).
+//!
+//! An image is a shard's dump as a snapshot carries it (`raft::machine::Dump`), taken under the
+//! state's read lock, so it is the state at exactly one applied log index: a rebuilt shard is
+//! a state the shard really had, never a mix. The rebuilt store has no log and no applied id:
+//! the node that opens it starts its Raft groups afresh (index 1) on top of that state, which
+//! is why the incarnation (`meta::TIER_INCARNATION`) goes up, so its images order after the
+//! lost ones' in the bucket.
+use std::path::Path;
+
+use redb::{Database, Durability};
+
+use crate::namespace::DB_FILE;
+use crate::storage::store::{self, Db, RedbState, NODE, SHARDS};
+use meta_core::state::{meta, MemState};
+use meta_core::{FileKind, FsError, ShardId, Time};
+
+/// One shard's state at one applied log index, as shipped to the object store.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ShardImage {
+    pub shard: u16,
+    /// The log id of the last entry the state holds (0, 0: nothing applied yet).
+    pub term: u64,
+    pub index: u64,
+    /// The file system's incarnation in the object store (`meta::TIER_INCARNATION`).
+    pub incarnation: u64,
+    /// The state, as a snapshot encodes it.
+    pub dump: Vec<u8>,
+}
+
+impl ShardImage {
+    pub fn state(&self) -> Result<MemState, FsError> {
+        crate::raft::machine::decode_state(&self.dump)
+    }
+}
+
+/// What [`from_bucket`] did to a shard's files.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Rebuilt {
+    /// Regular files now read from the bucket, and their bytes.
+    pub evicted_files: u64,
+    pub evicted_bytes: u64,
+    /// Files changed after their last upload: they come back as the bucket holds them (an
+    /// older version), (ino, size recorded, size in the bucket).
+    pub older: Vec<(u64, u64, u64)>,
+    /// Files none of whose bytes reached the bucket: they come back empty, (ino, size lost).
+    pub lost: Vec<(u64, u64)>,
+    /// Uploads under way at the image's time, whose objects are doomed (deleted after the
+    /// grace delay by the rebuilt cluster).
+    pub uploads_given_up: u64,
+}
+
+/// Rewrites the state of a lost site so that every regular file's bytes are the bucket's:
+/// flash held them and is gone. Files whose current bytes are in the bucket become evicted
+/// (read from it, brought back to flash as they are used); a file changed since its last
+/// upload becomes that upload's bytes; a file with none comes back empty; all are reported,
+/// never left to read as garbage. Where flash placed bytes (mirrors, stripes), the NFS client
+/// records and the proposers' sessions of the lost nodes are forgotten; the incarnation is set.
+pub fn from_bucket(s: &mut MemState, incarnation: u64, now: Time) -> Rebuilt {
+    let mut out = Rebuilt::default();
+    s.chunks.clear();
+    s.stripes.clear();
+    s.clients.clear();
+    s.sessions = Default::default();
+    s.meta.insert(meta::TIER_INCARNATION, incarnation);
+    let mut bytes = s.meta.get(meta::BYTES).copied().unwrap_or(0);
+    for inode in s.inodes.values_mut() {
+        if !matches!(inode.kind, FileKind::Regular) {
+            continue;
+        }
+        let ino = inode.ino;
+        let mut t = s.tier.remove(&ino).unwrap_or_default();
+        if let Some(u) = t.upload.take() {
+            t.doom(u.gen, u.pieces, now);
+            out.uploads_given_up += 1;
+        }
+        t.wanted = false;
+        let had = inode.size;
+        match &t.copy {
+            Some(c) => {
+                let held = c.bytes();
+                if !t.evicted && c.change != inode.change {
+                    out.older.push((ino, had, held));
+                }
+                t.evicted = true;
+                inode.size = held;
+                out.evicted_files += 1;
+                out.evicted_bytes += held;
+            }
+            None => {
+                t.evicted = false;
+                if had > 0 {
+                    out.lost.push((ino, had));
+                }
+                inode.size = 0;
+            }
+        }
+        if inode.size != had {
+            bytes = bytes.saturating_sub(had).saturating_add(inode.size);
+            inode.change += 1;
+        }
+        if !t.is_empty() {
+            s.tier.insert(ino, t);
+        }
+    }
+    s.meta.insert(meta::BYTES, bytes);
+    out
+}
+
+/// Writes a fresh node store in `dir` (which must hold none) holding `shards` of a file system
+/// of `shard_count` shards; shards not given start empty.
+pub fn write(dir: &Path, shard_count: u16, shards: &[(u16, MemState)]) -> Result<(), FsError> {
+    std::fs::create_dir_all(dir)?;
+    let path = dir.join(DB_FILE);
+    if path.exists() {
+        return Err(FsError::Exists);
+    }
+    let db = Database::create(&path).db()?;
+    let mut txn = db.begin_write().db()?;
+    txn.set_durability(Durability::Immediate);
+    store::create_tables(&txn)?;
+    txn.open_table(NODE)
+        .db()?
+        .insert(SHARDS, u64::from(shard_count))
+        .db()?;
+    for (id, s) in shards {
+        {
+            let mut st = RedbState::open(&txn, ShardId(*id))?;
+            store::write_whole(&mut st, s)?;
+        }
+        store::set_sessions(&txn, ShardId(*id), &s.sessions.encode()?)?;
+    }
+    txn.commit().db()?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use meta_core::{apply, Command, CreateHow, TierPiece, ROOT_INO};
+
+    fn create(s: &mut MemState, name: &str) -> u64 {
+        apply(
+            s,
+            &Command::Create {
+                parent: ROOT_INO,
+                name: name.into(),
+                kind: FileKind::Regular,
+                mode: 0o640,
+                uid: 7,
+                gid: 8,
+                time: Time::new(2, 0),
+                how: CreateHow::Guarded,
+            },
+        )
+        .unwrap();
+        s.dirents[&(ROOT_INO, name.as_bytes().to_vec())].0
+    }
+
+    fn uploaded(s: &mut MemState, ino: u64, len: u64) {
+        let change = s.inodes[&ino].change;
+        let step = |s: &mut MemState, c: &Command| apply(s, c).unwrap();
+        step(
+            s,
+            &Command::TierBegin {
+                ino,
+                change,
+                pieces: 1,
+                time: Time::new(3, 0),
+                by: 1,
+            },
+        );
+        let gen = s.tier[&ino].upload.unwrap().gen;
+        step(
+            s,
+            &Command::TierDone {
+                ino,
+                gen,
+                pieces: vec![TierPiece { len, sum: [1; 32] }],
+                time: Time::new(4, 0),
+            },
+        );
+    }
+
+    #[test]
+    fn every_file_comes_back_as_the_bucket_holds_it_and_the_rest_is_reported() {
+        let mut s = MemState::default();
+        apply(
+            &mut s,
+            &Command::InitRoot {
+                fs_id: 3,
+                time: Time::new(1, 0),
+            },
+        )
+        .unwrap();
+        let (current, changed, never, empty) = (
+            create(&mut s, "current"),
+            create(&mut s, "changed"),
+            create(&mut s, "never"),
+            create(&mut s, "empty"),
+        );
+        for (ino, size) in [(current, 100), (changed, 50), (never, 9)] {
+            s.inodes.get_mut(&ino).unwrap().size = size;
+        }
+        uploaded(&mut s, current, 100);
+        uploaded(&mut s, changed, 50);
+        let i = s.inodes.get_mut(&changed).unwrap();
+        i.size = 80;
+        i.change += 1;
+        s.chunks.insert((current, 0), vec![4, 5]);
+        let r = from_bucket(&mut s, 2, Time::new(9, 0));
+        assert_eq!(r.evicted_files, 2);
+        assert_eq!(r.evicted_bytes, 150);
+        assert_eq!(r.older, vec![(changed, 80, 50)]);
+        assert_eq!(r.lost, vec![(never, 9)]);
+        assert!(s.tier[&current].evicted && s.tier[&changed].evicted);
+        assert_eq!(s.inodes[&changed].size, 50);
+        assert_eq!(s.inodes[&never].size, 0);
+        assert!(!s.tier.contains_key(&never) && !s.tier.contains_key(&empty));
+        assert!(s.chunks.is_empty());
+        assert_eq!(s.meta[meta::TIER_INCARNATION], 2);
+        // The rewritten state travels as an image and back.
+        let image = ShardImage {
+            shard: 0,
+            term: 1,
+            index: 9,
+            incarnation: 2,
+            dump: crate::raft::machine::encode_state(&s).unwrap(),
+        };
+        assert_eq!(image.state().unwrap().dump(), s.dump());
+    }
+}
