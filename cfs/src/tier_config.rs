@@ -8,7 +8,7 @@
 //! ```
 //!
 //! `mode = "cache"` (the default) copies every file to the bucket once it is quiet;
-//! `mode = "tiered"` only files unused for `tier_after_seconds` (`mds::tier_set::TierMode`).
+//! `mode = "tiered"` only files unused for `tier_after_seconds` (`mds::config::TierMode`).
 //! Per cluster, not per export: an export is a path into the one namespace, and the uploader
 //! works from inodes, which know no path (a file may be reached through several exports, or
 //! none); a subtree that should stay on flash or go to the bucket takes a pin
