@@ -193,6 +193,12 @@ pub fn status_table(v: &Value) -> String {
                 n("flash_only_files"),
             ));
         }
+        if t.get("write_through").and_then(Value::as_bool) == Some(true) {
+            out.push_str(&format!(
+                "     ALERT: flash full: write-through ({} % used): writes are acknowledged once in the bucket\n",
+                n("flash_used_percent"),
+            ));
+        }
         if let Some(s) = t.get("s3_failing_seconds").and_then(Value::as_u64) {
             out.push_str(&format!(
                 "     ALERT: the object store has failed every request for {s} s (uploads wait; evicted files cannot be read)

@@ -60,6 +60,9 @@ pub struct TierFileConfig {
     pub evict_high_percent: Option<u8>,
     /// ... down to this percent (default 60).
     pub evict_low_percent: Option<u8>,
+    /// Flash fuller than this percent is in write-through: a COMMIT or stable WRITE is
+    /// acknowledged once its file is in the bucket (default 95; above evict_high_percent).
+    pub write_through_percent: Option<u8>,
     /// The flash space eviction manages, MiB, if not the whole file system under the data
     /// (each data server's, or the single node's): the data's own bytes count against it.
     pub flash_capacity_mib: Option<u64>,
@@ -164,6 +167,9 @@ pub fn settings(f: &TierFileConfig) -> Result<TierSettings, TierConfigError> {
     }
     if let Some(p) = f.evict_low_percent {
         t.evict_low = p;
+    }
+    if let Some(p) = f.write_through_percent {
+        t.write_through = p;
     }
     t.flash_capacity = f.flash_capacity_mib.map(|m| m.saturating_mul(1 << 20));
     t.validate().map_err(|e| TierConfigError(e.to_string()))?;
@@ -285,6 +291,25 @@ mod tests {
                 ..base.clone()
             },
             "at most 99",
+        );
+        // Write-through must start above the high watermark, and below a full flash.
+        for p in [80, 100] {
+            refused(
+                TierFileConfig {
+                    write_through_percent: Some(p),
+                    ..base.clone()
+                },
+                "write_through_percent",
+            );
+        }
+        let wt = settings(&TierFileConfig {
+            write_through_percent: Some(90),
+            ..base.clone()
+        })
+        .unwrap();
+        assert_eq!(
+            (wt.write_through, settings(&base).unwrap().write_through),
+            (90, 95)
         );
         refused(
             TierFileConfig {

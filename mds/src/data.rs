@@ -88,6 +88,35 @@ impl Data {
         }
     }
 
+    /// Whether this node writes its flash itself (its own store), so the tier counts each
+    /// write against it (`tier_set::FlashState::admit`); data servers refuse what does not
+    /// fit themselves.
+    pub(crate) fn counts_writes(&self) -> bool {
+        matches!(self.path, DataPath::Local(_))
+    }
+
+    /// Room for a write of `len` bytes on a flash the tier manages: NFS4ERR_DELAY while the
+    /// uploader and evictor can make some, NFS4ERR_NOSPC when they cannot (`FlashState`).
+    fn room_for(&self, len: u64) -> NfsResult<()> {
+        match &self.tier {
+            Some(t) => t.flash.admit(len, &t.settings),
+            None => Ok(()),
+        }
+    }
+
+    /// A write's NOSPC from this node's own file system: with a tier, DELAY while room can
+    /// still be made by eviction. (A data server's NOSPC stays one: placement moves new files
+    /// off a full data server, `dataservers::placement`.)
+    fn full(&self, e: NfsError) -> NfsError {
+        match (&self.tier, e) {
+            (Some(t), NfsError::NoSpc) if self.counts_writes() => {
+                t.evict_now.notify_one();
+                t.flash.full(&t.settings)
+            }
+            _ => e,
+        }
+    }
+
     pub fn cluster(&self) -> Option<&Arc<Cluster>> {
         match &self.path {
             DataPath::Cluster(c) => Some(c),
@@ -136,7 +165,10 @@ impl Data {
         stable: bool,
     ) -> NfsResult<()> {
         self.on_flash(ino)?;
-        self.write_flash(ino, offset, data, stable).await
+        self.room_for(data.len() as u64)?;
+        self.write_flash(ino, offset, data, stable)
+            .await
+            .map_err(|e| self.full(e))
     }
 
     /// Writes to flash whatever the tier's record says: the restorer's way back.
@@ -293,7 +325,8 @@ impl Data {
         self.on_flash(ino)?;
         match &self.path {
             DataPath::Local(s) => {
-                self.space.admit_data(len)?;
+                self.room_for(len)?;
+                self.space.admit_data(len).map_err(|e| self.full(e))?;
                 Ok(s.allocate(ino, offset, len).await?)
             }
             DataPath::Cluster(_) => Ok(()),
@@ -331,7 +364,8 @@ impl Data {
         self.on_flash(src)?;
         match &self.path {
             DataPath::Local(s) => {
-                self.space.admit_data(count)?;
+                self.room_for(count)?;
+                self.space.admit_data(count).map_err(|e| self.full(e))?;
                 Ok(s.clone_range(src, src_off, dst, dst_off, count).await?)
             }
             DataPath::Cluster(c) => {

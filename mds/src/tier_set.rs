@@ -4,8 +4,11 @@
 //! work on the node.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+
+use crate::error::NfsError;
 
 use tier::{Header, KeySpace, ObjectId, Store, TierConfig, TierError};
 
@@ -55,6 +58,9 @@ pub struct TierSettings {
     /// `evict_low` (issue 45: 80 and 60).
     pub evict_high: u8,
     pub evict_low: u8,
+    /// Past this percent flash is nearly full: writes are acknowledged only once their file is
+    /// in the bucket (`tiering::through`; issue 45: 95).
+    pub write_through: u8,
     /// The flash space eviction manages, if not the whole file system under the data (a
     /// disk shared with other data, or a test): then the data's own bytes count against it.
     pub flash_capacity: Option<u64>,
@@ -67,6 +73,7 @@ impl TierSettings {
     pub const DEFAULT_DELETE_GRACE: Duration = Duration::from_secs(600);
     pub const DEFAULT_EVICT_HIGH: u8 = 80;
     pub const DEFAULT_EVICT_LOW: u8 = 60;
+    pub const DEFAULT_WRITE_THROUGH: u8 = 95;
 
     /// Defaults for everything but the store.
     pub fn new(store: TierConfig) -> Self {
@@ -80,6 +87,7 @@ impl TierSettings {
             object_size: tier::object::DATA_OBJECT_SIZE as u64,
             evict_high: Self::DEFAULT_EVICT_HIGH,
             evict_low: Self::DEFAULT_EVICT_LOW,
+            write_through: Self::DEFAULT_WRITE_THROUGH,
             flash_capacity: None,
         }
     }
@@ -123,6 +131,13 @@ impl TierSettings {
                 self.evict_low, self.evict_high
             )));
         }
+        if !(self.evict_high < self.write_through && self.write_through <= 99) {
+            return Err(TierError::Config(format!(
+                "write_through_percent ({}) must be above evict_high_percent ({}) and at most \
+                 99: write-through is what holds writers back when eviction cannot keep up",
+                self.write_through, self.evict_high
+            )));
+        }
         if self.flash_capacity == Some(0) {
             return Err(TierError::Config(
                 "flash_capacity_mib must be above 0".into(),
@@ -154,7 +169,135 @@ pub struct Tier {
     heads: Mutex<Heads>,
     /// Tiered mode: when this node last saw each file used (`touch`).
     touched: Mutex<HashMap<u64, i64>>,
+    /// Flash as writes see it: full or not, write-through or not (`tiering::through`).
+    pub flash: FlashState,
+    /// Files acknowledged through the bucket lately: the evictor takes them first. Bounded
+    /// like `touched` (emptied when full: they are then evicted in the usual order).
+    through: Mutex<HashSet<u64>>,
+    /// Wakes the evictor before its period (a write-through upload made room to free).
+    pub(crate) evict_now: tokio::sync::Notify,
 }
+
+/// Flash as the write path sees it (issue 45 item 6; the policy is `tiering::through`'s): how
+/// full it is where it is fullest, as the evictor last measured it plus what writes took
+/// since (a measure is a walk of the store: 2 s apart, while a writer can fill a small flash
+/// in less), whether this node is in write-through, and since when no write found room.
+#[derive(Debug, Default)]
+pub struct FlashState {
+    /// Bytes used at the last measure, plus bytes admitted since.
+    used: AtomicU64,
+    /// What may be used there; 0 while unknown, or where writes are not counted here (data
+    /// servers: each refuses what does not fit itself, and the MDS sees their use in
+    /// heartbeats).
+    cap: AtomicU64,
+    through: AtomicBool,
+    /// Unix seconds since which no write found room; 0 once one did.
+    full_since: AtomicU64,
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(1, |d| d.as_secs().max(1))
+}
+
+impl FlashState {
+    /// The evictor's measure: (place, used, may use) for each place (`Data::flash_usage`).
+    /// Write-through starts past `write_through` percent of the fullest place and ends once it
+    /// is back under `evict_high`, where eviction alone keeps up. `count_writes`: this node
+    /// writes that place itself (one node's own store), so `admit` counts against it. Returns
+    /// the new state when it changed.
+    pub(crate) fn measured(
+        &self,
+        usage: &[(u64, u64, u64)],
+        s: &TierSettings,
+        count_writes: bool,
+    ) -> Option<bool> {
+        let &(_, used, cap) = usage
+            .iter()
+            .max_by_key(|(_, used, cap)| u128::from(*used) * 1000 / u128::from((*cap).max(1)))?;
+        self.used.store(used, Ordering::Relaxed);
+        self.cap
+            .store(if count_writes { cap } else { 0 }, Ordering::Relaxed);
+        let pct = percent(used, cap);
+        let was = self.through.load(Ordering::Relaxed);
+        let now = if pct > u64::from(s.write_through) {
+            true
+        } else if pct <= u64::from(s.evict_high) {
+            false
+        } else {
+            was
+        };
+        self.through.store(now, Ordering::Relaxed);
+        metrics::tier::set_flash(pct, now);
+        (now != was).then_some(now)
+    }
+
+    /// Takes `len` bytes for a write if they fit: else the answer for a full flash
+    /// (`full`). Crossing `write_through` percent starts write-through at once.
+    pub(crate) fn admit(&self, len: u64, s: &TierSettings) -> Result<(), NfsError> {
+        let cap = self.cap.load(Ordering::Relaxed);
+        if cap > 0 {
+            let used = self.used.load(Ordering::Relaxed);
+            if used.saturating_add(len) > cap {
+                return Err(self.full(s));
+            }
+            let used = self.used.fetch_add(len, Ordering::Relaxed) + len;
+            let pct = percent(used, cap);
+            if pct > u64::from(s.write_through) && !self.through.swap(true, Ordering::Relaxed) {
+                tracing::warn!(
+                    percent = pct,
+                    "flash full: write-through (writes are acknowledged once in the bucket)"
+                );
+            }
+            metrics::tier::set_flash(pct, self.through.load(Ordering::Relaxed));
+        }
+        self.full_since.store(0, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// The answer to a write that does not fit. NFS4ERR_NOSPC when nothing will make room
+    /// soon: the store has failed every request lately (so nothing more becomes evictable),
+    /// or no write has fit for the longest a PUT may take (whatever upload was to free room
+    /// has ended one way or the other, and the flash is full of what cannot be evicted:
+    /// pinned, open, or not uploadable). Otherwise NFS4ERR_DELAY: the uploader and the
+    /// evictor are making room, and the client retries.
+    pub(crate) fn full(&self, s: &TierSettings) -> NfsError {
+        let now = unix_now();
+        let since =
+            match self
+                .full_since
+                .compare_exchange(0, now, Ordering::Relaxed, Ordering::Relaxed)
+            {
+                Ok(_) => now,
+                Err(t) => t,
+            };
+        if metrics::tier::failing_for().is_some()
+            || now.saturating_sub(since) > s.longest_put().as_secs()
+        {
+            metrics::tier::FULL_REFUSALS.inc();
+            NfsError::NoSpc
+        } else {
+            NfsError::Delay
+        }
+    }
+
+    /// Whether acknowledgements wait for the bucket now.
+    pub fn write_through(&self) -> bool {
+        self.through.load(Ordering::Relaxed)
+    }
+}
+
+/// `used` as a percent of `cap` (100 when `cap` is 0 and something is used).
+fn percent(used: u64, cap: u64) -> u64 {
+    if cap == 0 {
+        return if used > 0 { 100 } else { 0 };
+    }
+    (u128::from(used) * 100 / u128::from(cap)) as u64
+}
+
+/// Most files a node remembers as acknowledged through the bucket.
+const MAX_THROUGH: usize = 1 << 16;
 
 /// Most files whose last use a node remembers (16 bytes each and the map's overhead: ~50 MiB
 /// at most). Past it the entries too old to matter go, and if that is not enough, all of
@@ -190,6 +333,9 @@ impl Tier {
             me,
             heads: Mutex::new(HashMap::new()),
             touched: Mutex::new(HashMap::new()),
+            flash: FlashState::default(),
+            through: Mutex::new(HashSet::new()),
+            evict_now: tokio::sync::Notify::new(),
         })
     }
 
@@ -292,8 +438,84 @@ impl Tier {
         self.touched.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// `ino` was acknowledged through the bucket: the evictor takes it first.
+    pub(crate) fn note_through(&self, ino: u64) {
+        let mut m = self.through.lock().unwrap_or_else(|e| e.into_inner());
+        if m.len() >= MAX_THROUGH {
+            m.clear();
+        }
+        m.insert(ino);
+    }
+
+    /// Whether `ino` was acknowledged through the bucket; forgets it when `evicted`.
+    pub(crate) fn was_through(&self, ino: u64, evicted: bool) -> bool {
+        let mut m = self.through.lock().unwrap_or_else(|e| e.into_inner());
+        if evicted {
+            m.remove(&ino)
+        } else {
+            m.contains(&ino)
+        }
+    }
+
     /// Whether this node is uploading `ino` now.
     pub fn is_running(&self, ino: u64) -> bool {
         self.running().contains(&ino)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings() -> TierSettings {
+        TierSettings::new(TierConfig::new("http://127.0.0.1:9", "b"))
+    }
+
+    #[test]
+    fn write_through_starts_past_its_mark_and_ends_under_the_high_watermark() {
+        let (f, s) = (FlashState::default(), settings());
+        let mib = 1 << 20;
+        // Measured at 90 %: not yet; writes counted since take it past 95 % at once.
+        assert_eq!(f.measured(&[(0, 90 * mib, 100 * mib)], &s, true), None);
+        assert!(!f.write_through());
+        assert!(f.admit(4 * mib, &s).is_ok());
+        assert!(!f.write_through(), "94 %");
+        assert!(f.admit(2 * mib, &s).is_ok());
+        assert!(f.write_through(), "96 %");
+        // Between the marks it stays; under the high watermark it ends.
+        assert_eq!(f.measured(&[(0, 85 * mib, 100 * mib)], &s, true), None);
+        assert!(f.write_through());
+        assert_eq!(
+            f.measured(&[(0, 80 * mib, 100 * mib)], &s, true),
+            Some(false)
+        );
+        // The fullest place counts (data servers: per server, writes not counted here).
+        assert_eq!(
+            f.measured(&[(1, 10, 100), (2, 97, 100)], &s, false),
+            Some(true)
+        );
+        assert!(
+            f.admit(u64::MAX / 2, &s).is_ok(),
+            "no capacity to count against"
+        );
+    }
+
+    #[test]
+    fn a_write_that_does_not_fit_waits_until_nothing_can_make_room() {
+        let (f, s) = (FlashState::default(), settings());
+        f.measured(&[(0, 99, 100)], &s, true);
+        assert!(f.admit(1, &s).is_ok(), "exactly full fits");
+        if metrics::tier::failing_for().is_none() {
+            // The store answers: the evictor can make room.
+            assert_eq!(f.admit(1, &s), Err(NfsError::Delay));
+        }
+        // Full for longer than any upload may take: refused.
+        let long_ago = unix_now() - s.longest_put().as_secs() - 2;
+        f.full_since.store(long_ago, Ordering::Relaxed);
+        assert_eq!(f.admit(1, &s), Err(NfsError::NoSpc));
+        // A measure with room, and writes fit again.
+        f.measured(&[(0, 50, 100)], &s, true);
+        assert!(f.admit(1, &s).is_ok());
+        assert_eq!(f.full_since.load(Ordering::Relaxed), 0);
     }
 }

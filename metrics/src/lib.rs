@@ -339,6 +339,32 @@ pub mod tier {
                 .map_or(0, |d| d.as_secs().saturating_sub(since))
         })
     }
+    /// Whether this node is in write-through (flash past `write_through_percent`: a write is
+    /// acknowledged once its file is in the bucket), and the fullest flash's percent used.
+    static WRITE_THROUGH: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    static FLASH_PERCENT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+    /// The tier's view of flash (`mds::tier_set::FlashState`).
+    pub fn set_flash(percent: u64, write_through: bool) {
+        use std::sync::atomic::Ordering::Relaxed;
+        FLASH_PERCENT.store(percent, Relaxed);
+        WRITE_THROUGH.store(write_through, Relaxed);
+    }
+
+    /// Whether writes wait for the bucket now.
+    pub fn write_through() -> bool {
+        WRITE_THROUGH.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Percent of flash used where it is fullest, as last measured or written.
+    pub fn flash_percent() -> u64 {
+        FLASH_PERCENT.load(std::sync::atomic::Ordering::Relaxed)
+    }
+    /// Acknowledgements (COMMIT, stable WRITE) that waited for their file's upload, and those
+    /// answered NFS4ERR_DELAY because it took too long, or NFS4ERR_NOSPC: flash full.
+    pub static WRITE_THROUGH_ACKS: Counter = Counter::new();
+    pub static WRITE_THROUGH_DELAYS: Counter = Counter::new();
+    pub static FULL_REFUSALS: Counter = Counter::new();
     /// One PUT of an object, retries included.
     pub static PUT: Histogram = Histogram::new();
     /// From a file's last change to its upload being recorded.

@@ -295,5 +295,11 @@ fn tier_status(t: &mds::admin::TierUsage, bucket: &str, mode: &str) -> serde_jso
         // Seconds every request has failed for (null while the store answers): the console's
         // alert, and `cfs admin status`'s.
         "s3_failing_seconds": metrics::tier::failing_for(),
+        // Flash past `write_through_percent` where it is fullest: writes are acknowledged once
+        // in the bucket (an alert; `mds::tiering::through`).
+        "write_through": metrics::tier::write_through(),
+        "flash_used_percent": metrics::tier::flash_percent(),
+        "write_through_acks": metrics::tier::WRITE_THROUGH_ACKS.get(),
+        "full_refusals": metrics::tier::FULL_REFUSALS.get(),
     })
 }

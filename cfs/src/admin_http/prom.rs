@@ -425,6 +425,26 @@ fn tier_families(e: &mut Exposition, m: &mds::admin::Admin) {
         "Seconds every request to the object store has failed for (0 while it answers).",
         &[(&[], failing_for().unwrap_or(0) as f64)],
     );
+    e.gauge(
+        "cfs_tier_write_through",
+        "1 while flash is past write_through_percent: writes are acknowledged once in the bucket.",
+        &[(&[], f64::from(u8::from(write_through())))],
+    );
+    e.gauge(
+        "cfs_tier_flash_used_percent",
+        "Percent of flash used where it is fullest (the evictor's measure and the writes since).",
+        &[(&[], flash_percent() as f64)],
+    );
+    e.counter(
+        "cfs_tier_write_through_acks_total",
+        "Acknowledgements (COMMIT, stable WRITE) held until their file was in the bucket.",
+        &[(&[], WRITE_THROUGH_ACKS.get())],
+    );
+    e.counter(
+        "cfs_tier_full_refusals_total",
+        "Writes refused with NFS4ERR_NOSPC: flash full and nothing could free it (the store failing).",
+        &[(&[], FULL_REFUSALS.get())],
+    );
     e.counter(
         "cfs_tier_uploads_failed_total",
         "Uploads given up (the store failing, or the file changing underneath).",

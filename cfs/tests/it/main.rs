@@ -44,5 +44,6 @@ mod repair_across_nodes;
 mod rmtree;
 mod tier_cache;
 mod tier_evict;
+mod tier_full;
 mod tier_repair;
 mod tier_tiered;

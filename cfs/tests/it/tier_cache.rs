@@ -109,22 +109,42 @@ fn generations(objects: &BTreeMap<(u64, u64, u64), (u64, Vec<u8>)>, ino: u64) ->
 /// Writes `data` to `path` (FILE_SYNC, so acknowledged means durable) and closes it; its
 /// inode number.
 pub(crate) fn put(rt: &tokio::runtime::Runtime, addr: SocketAddr, path: &str, data: &[u8]) -> u64 {
+    try_put(rt, addr, path, data).expect("write")
+}
+
+/// `put`, with the WRITEs' error if any (the file is created and closed either way).
+pub(crate) fn try_put(
+    rt: &tokio::runtime::Runtime,
+    addr: SocketAddr,
+    path: &str,
+    data: &[u8],
+) -> Result<u64, client::Error> {
     rt.block_on(async {
         let c = Client::connect(ClientConfig::new(addr))
             .await
             .expect("connect");
-        let f = c
-            .open_path(path, OPEN4_SHARE_ACCESS_BOTH, create_empty())
-            .await
-            .expect("open");
-        c.write_all(&f, 0, data, StableHow4::FileSync4)
-            .await
-            .expect("write");
+        let (f, written) = create_and_write(&c, path, data, StableHow4::FileSync4).await;
         let ino = c.getattr(&f.fh).await.expect("getattr").fileid;
         c.close(&f).await.expect("close");
         let _ = c.shutdown().await;
-        ino
+        written.map(|()| ino)
     })
+}
+
+/// Creates `path` (empty) through `c` and writes `data` to it: the file, open for reading and
+/// writing, and the WRITEs' outcome.
+pub(crate) async fn create_and_write(
+    c: &Client,
+    path: &str,
+    data: &[u8],
+    stable: StableHow4,
+) -> (client::OpenFile, Result<(), client::Error>) {
+    let f = c
+        .open_path(path, OPEN4_SHARE_ACCESS_BOTH, create_empty())
+        .await
+        .expect("open");
+    let written = c.write_all(&f, 0, data, stable).await.map(|_| ());
+    (f, written)
 }
 
 fn remove(rt: &tokio::runtime::Runtime, addr: SocketAddr, path: &str) {

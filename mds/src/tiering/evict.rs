@@ -44,6 +44,14 @@ pub(super) async fn pass(mds: &Mds, tier: &Tier) {
     if usage.is_empty() {
         return;
     }
+    match tier.flash.measured(&usage, s, mds.data.counts_writes()) {
+        Some(true) => tracing::warn!(
+            ?usage,
+            "flash full: write-through (writes are acknowledged once in the bucket)"
+        ),
+        Some(false) => tracing::info!(?usage, "flash under the high watermark: write-through ends"),
+        None => {}
+    }
     let (led, shards) = share(mds);
     // Bytes to free where flash is past the high watermark, this node's share of them.
     let mut to_free: BTreeMap<u64, u64> = usage
@@ -73,9 +81,16 @@ pub(super) async fn pass(mds: &Mds, tier: &Tier) {
     if files.is_empty() {
         return;
     }
-    // Pinned to the bucket first, then the most idle bytes.
+    // Pinned to the bucket first, then what was acknowledged through the bucket (written
+    // past the write-through mark: its writer is waiting for room), then the most idle bytes.
     let now = Time::now().secs;
-    files.sort_by_key(|f| (f.pin != Pin::S3, std::cmp::Reverse(score(f, now))));
+    files.sort_by_cached_key(|f| {
+        (
+            f.pin != Pin::S3,
+            !tier.was_through(f.ino, false),
+            std::cmp::Reverse(score(f, now)),
+        )
+    });
     files.truncate(FILES_PER_PASS);
     // Another node's clients may have them open.
     let inos: Vec<u64> = files.iter().map(|f| f.ino).collect();
@@ -103,6 +118,7 @@ pub(super) async fn pass(mds: &Mds, tier: &Tier) {
         metrics::tier::EVICTING_MICROS.add(started.elapsed().as_micros() as u64);
         match evicted {
             Ok(true) => {
+                tier.was_through(f.ino, true);
                 n += 1;
                 bytes += f.size;
                 for (at, b) in holders {

@@ -13,6 +13,10 @@
 //! - `evict.rs`: the evictor. Above the high watermark, files whose current bytes are in the
 //!   bucket leave flash (reads of them: `crate::evicted`).
 //! - `restore.rs`: the restorer. Evicted files someone asked for come back to flash.
+//! - `through.rs`: write-through. Past `write_through` percent of flash, a COMMIT or stable
+//!   WRITE is acknowledged once its file is in the bucket (back-pressure on writers faster
+//!   than the bucket); a write that does not fit waits for eviction, or is refused (NOSPC)
+//!   when the store is down.
 //! - `ship.rs`: the metadata shipper. Each shard's state goes to the bucket as it changes
 //!   (`crate::meta_store`), so `cfs repair --from-s3` can rebuild a lost site.
 //!
@@ -20,14 +24,15 @@
 //! to the data servers; the MDS learns of it at LAYOUTCOMMIT. The change attribute it bumps is
 //! what marks the bucket copy stale, so the uploader needs no hook in the data path and no
 //! hold on writers: it never delays a client (an S3 outage costs upload lag, never a client
-//! error). The acknowledged-data loss window on total site loss is the upload lag, measured
+//! error), until flash is nearly full (`through.rs`: then holding writers back is the point). The acknowledged-data loss window on total site loss is the upload lag, measured
 //! and shown (`TierUsage::oldest_pending_secs`, `cfs_tier_upload_lag_seconds`).
 //!
 //! **Who uploads.** The leader of the file's shard, as for encoding, so one node per file; the
 //! record's upload under way keeps a second one from starting (`TierBegin` refuses), and a
 //! generation is never reused, so two uploads never write one key.
 //!
-//! Not yet (issue 45): write-through when flash is full.
+//! Not yet (issue 45): write-through on data servers (clients write there through layouts;
+//! `through.rs` says what is missing).
 use std::sync::{Arc, Weak};
 
 use crate::node::Mds;
@@ -37,6 +42,7 @@ mod clean;
 mod evict;
 mod restore;
 mod ship;
+pub(crate) mod through;
 mod upload;
 
 /// Starts the uploader, the deleter, the evictor, the restorer and the metadata shipper; they
@@ -49,9 +55,7 @@ pub fn start(mds: &Arc<Mds>, tier: Arc<Tier>) -> Vec<tokio::task::JoinHandle<()>
         every(mds, &tier, PASS_EVERY, |m, t| {
             Box::pin(async move { clean::pass(&m, &t).await })
         }),
-        every(mds, &tier, EVICT_EVERY, |m, t| {
-            Box::pin(async move { evict::pass(&m, &t).await })
-        }),
+        evictor(mds, &tier),
         every(mds, &tier, PASS_EVERY, |m, t| {
             Box::pin(async move { restore::pass(&m, &t).await })
         }),
@@ -61,6 +65,24 @@ pub fn start(mds: &Arc<Mds>, tier: Arc<Tier>) -> Vec<tokio::task::JoinHandle<()>
 
 /// How often the evictor measures flash (on one node a walk of the chunk store).
 const EVICT_EVERY: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// The evictor: every `EVICT_EVERY`, and at once when a write-through upload or a full
+/// flash asks (`Tier::evict_now`).
+fn evictor(mds: &Arc<Mds>, tier: &Arc<Tier>) -> tokio::task::JoinHandle<()> {
+    let node: Weak<Mds> = Arc::downgrade(mds);
+    let tier = tier.clone();
+    tokio::spawn(async move {
+        loop {
+            let Some(m) = node.upgrade() else { return };
+            evict::pass(&m, &tier).await;
+            drop(m);
+            tokio::select! {
+                _ = tokio::time::sleep(EVICT_EVERY) => {}
+                _ = tier.evict_now.notified() => {}
+            }
+        }
+    })
+}
 
 type Pass = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
 

@@ -42,7 +42,14 @@ pub(super) enum UploadError {
 /// and are doomed when the new copy replaces them or the file goes (`meta_core::tiering`).
 pub(super) async fn pass(mds: &Mds, tier: &Tier) {
     let now = Time::now();
-    let after = i64::try_from(tier.settings.quiet_for().as_secs()).unwrap_or(i64::MAX);
+    // Write-through (flash nearly full): what was written goes now, quiet or not, so it can
+    // leave flash (`through`).
+    let quiet = if tier.flash.write_through() {
+        std::time::Duration::ZERO
+    } else {
+        tier.settings.quiet_for()
+    };
+    let after = i64::try_from(quiet.as_secs()).unwrap_or(i64::MAX);
     let before = Time::new(now.secs.saturating_sub(after), now.nsecs);
     let tiered = tier.settings.mode == TierMode::Tiered;
     // Taken before the scan, which holds the shards' state locks: nothing that takes another
@@ -117,7 +124,7 @@ impl Drop for Running<'_> {
     }
 }
 
-async fn upload_file(mds: &Mds, tier: &Tier, d: TierDue) -> Result<(), UploadError> {
+pub(super) async fn upload_file(mds: &Mds, tier: &Tier, d: TierDue) -> Result<(), UploadError> {
     let TierDue { ino, change, size } = d;
     let object = tier.settings.object_size;
     let pieces = size.div_ceil(object);

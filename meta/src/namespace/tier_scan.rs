@@ -130,6 +130,26 @@ impl Snapshot<'_> {
         out
     }
 
+    /// `ino` as the uploader would take it now, quiet or not, if the bucket lacks it as it is
+    /// (an upload under way counts as lacking): `None` for a file the bucket holds, one that
+    /// is gone or removed, or not a regular file (write-through: `mds::tiering::through`).
+    pub fn tier_behind(&self, ino: u64) -> Result<Option<TierDue>, FsError> {
+        self.with(meta_core::ShardId::of_ino(ino), |st| {
+            let i = st.inodes.get(&ino)?;
+            if !matches!(i.kind, FileKind::Regular) || i.nlink == 0 {
+                return None;
+            }
+            if st.tier.get(&ino).is_some_and(|t| t.is_current(i.change)) {
+                return None;
+            }
+            Some(TierDue {
+                ino,
+                change: i.change,
+                size: i.size,
+            })
+        })
+    }
+
     /// The file's record in the tier, if it has one.
     pub fn tier(&self, ino: u64) -> Result<Option<FileTier>, FsError> {
         self.with(meta_core::ShardId::of_ino(ino), |st| {
@@ -193,6 +213,11 @@ impl Namespace {
     /// See `Snapshot::tier_to_clean`.
     pub fn tier_to_clean(&self) -> Result<Vec<(u64, FileTier, bool)>, FsError> {
         Ok(self.snapshot()?.tier_to_clean())
+    }
+
+    /// See `Snapshot::tier_behind`.
+    pub fn tier_behind(&self, ino: u64) -> Result<Option<TierDue>, FsError> {
+        self.snapshot()?.tier_behind(ino)
     }
 
     /// See `Snapshot::tier`.

@@ -85,13 +85,24 @@ pub async fn write(ctx: &mut Ctx<'_>, a: &WriteArgs) -> WriteRes {
 
 /// WRITE taking the arguments by value, so the payload moves to storage uncopied.
 pub async fn write_owned(ctx: &mut Ctx<'_>, a: WriteArgs) -> WriteRes {
-    match write_inner(ctx, a).await {
+    let r = match write_inner(ctx, a).await {
+        // A stable write is an acknowledgement: past the write-through mark it waits for the
+        // bucket (`tiering::through`), after the file's holds are let go (the upload reads it).
+        Ok((r, ino)) if r.committed != StableHow4::Unstable4 => {
+            crate::tiering::through::acknowledge(ctx.mds, ino)
+                .await
+                .map(|()| r)
+        }
+        Ok((r, _)) => Ok(r),
+        Err(e) => Err(e),
+    };
+    match r {
         Ok(r) => WriteRes::Ok(r),
         Err(e) => WriteRes::error(e.code()),
     }
 }
 
-async fn write_inner(ctx: &mut Ctx<'_>, a: WriteArgs) -> NfsResult<WriteResOk> {
+async fn write_inner(ctx: &mut Ctx<'_>, a: WriteArgs) -> NfsResult<(WriteResOk, u64)> {
     let (i, sid) = io_target(ctx, &a.stateid, true).await?;
     let _busy = crate::state::recall::recall_and_wait(&ctx.mds.nfs, &[i.ino], ctx.clientid).await?;
     // Until the write's size is noted below, the evictor keeps off the file (`evicted`).
@@ -121,7 +132,7 @@ async fn write_inner(ctx: &mut Ctx<'_>, a: WriteArgs) -> NfsResult<WriteResOk> {
     if stable {
         ctx.mds.ns.record_writes(i.ino).await?;
     }
-    Ok(WriteResOk {
+    let ok = WriteResOk {
         count: len as u32,
         committed: if stable {
             StableHow4::FileSync4
@@ -129,7 +140,8 @@ async fn write_inner(ctx: &mut Ctx<'_>, a: WriteArgs) -> NfsResult<WriteResOk> {
             StableHow4::Unstable4
         },
         writeverf: ctx.mds.write_verf,
-    })
+    };
+    Ok((ok, i.ino))
 }
 
 pub async fn commit(ctx: &mut Ctx<'_>, a: &CommitArgs) -> CommitRes {
@@ -145,6 +157,8 @@ pub async fn commit(ctx: &mut Ctx<'_>, a: &CommitArgs) -> CommitRes {
         ctx.mds.data.commit_data(i.ino).await?;
         // The size and times of the writes now durable, durable with them.
         ctx.mds.ns.record_writes(i.ino).await?;
+        // Past the write-through mark, in the bucket too (`tiering::through`).
+        crate::tiering::through::acknowledge(ctx.mds, i.ino).await?;
         Ok::<_, NfsError>(())
     }
     .await;

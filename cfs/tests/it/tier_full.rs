@@ -1,0 +1,312 @@
+//! Flash full (issue 45 item 6, D6) against a real S3 server (moto, a child process, behind
+//! our fault proxy) and a real `cfs server` with an 8 MiB flash (`flash_capacity_mib`):
+//! past 95 % a COMMIT is answered only once the file is in the bucket, and the node drops back
+//! under its watermarks by evicting; with the store black-holed and flash full a write is
+//! refused with NFS4ERR_NOSPC, nothing acknowledged before is lost, and once the store is
+//! back writes go through again.
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use client::{Client, ClientConfig, Error as ClientError};
+use proto::nfs4::{Nfsstat4, StableHow4};
+use tier::testing::proxy::Fault;
+
+use crate::common::ec::wait_for;
+use crate::common::{cfs, free_port, Server};
+use crate::tier_cache::{
+    bucket, create_and_write, data, from_bucket, put, rt, s3, tier_toml, try_put,
+};
+use crate::tier_evict::{flash_used, on_flash, read_back, same, tier_status};
+
+const FLASH_MIB: u64 = 8;
+const MIB: usize = 1 << 20;
+
+/// A server with an 8 MiB flash uploading through `endpoint`, files uploaded `upload_after`
+/// seconds after their last change, and an admin listener on `admin`.
+fn config(dir: &Path, endpoint: &str, upload_after: u64, admin: SocketAddr) -> String {
+    format!(
+        "data = {:?}\n{}flash_capacity_mib = {FLASH_MIB}\n[admin]\nlisten = \"{admin}\"\n",
+        dir.join("data"),
+        tier_toml(endpoint).replace(
+            "upload_after_seconds = 1\n",
+            &format!("upload_after_seconds = {upload_after}\n")
+        ),
+    )
+}
+
+fn admin_addr() -> SocketAddr {
+    format!("127.0.0.1:{}", free_port())
+        .parse()
+        .expect("address")
+}
+
+/// `name`'s value on the `/metrics` of the server at `addr`.
+fn metric(dir: &Path, config: &Path, addr: SocketAddr, name: &str) -> Option<f64> {
+    let o = cfs(
+        dir,
+        &["admin", "token", "--config", config.to_str().unwrap()],
+    );
+    assert!(o.ok(), "{}", o.stderr);
+    let token = o.text().trim().to_string();
+    let r = rt()
+        .block_on(crate::http_client::request(
+            addr,
+            "GET",
+            "/metrics",
+            Some(&token),
+            None,
+            Duration::from_secs(10),
+        ))
+        .expect("/metrics");
+    r.text()
+        .lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+}
+
+/// `bytes` as a percent of the flash.
+fn mib_percent(bytes: u64) -> u64 {
+    bytes * 100 / (FLASH_MIB << 20)
+}
+
+#[test]
+fn past_95_percent_a_commit_returns_once_the_file_is_in_the_bucket_and_eviction_catches_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = rt();
+    let (_moto, proxy, store) = s3(&rt);
+    // Nothing is uploaded before write-through (an hour's quiet time): what fills flash is
+    // only on flash, as behind a writer faster than the bucket.
+    let admin = admin_addr();
+    let srv = Server::start(
+        dir.path(),
+        Some(&config(dir.path(), &proxy.endpoint(), 3600, admin)),
+    );
+    let cfg = srv.config.clone().expect("config");
+    let data_dir = dir.path().join("data");
+
+    let held: Vec<(String, Vec<u8>)> = (0..7)
+        .map(|i| (format!("/held{i}"), data(MIB, 80 + i as u8)))
+        .collect();
+    let late = data(3 * MIB / 4, 90);
+    // One client writes 7 MiB (87 %) and keeps the files open for writing: neither uploaded
+    // nor evictable.
+    let (a, open) = rt.block_on(async {
+        let a = Client::connect(ClientConfig::new(srv.addr))
+            .await
+            .expect("connect");
+        let mut open = Vec::new();
+        for (p, d) in &held {
+            let (f, written) = create_and_write(&a, p, d, StableHow4::FileSync4).await;
+            written.expect("a write under 95 %");
+            open.push(f);
+        }
+        (a, open)
+    });
+    // The evictor's measure (every 2 s) sees them.
+    wait_for(10, "flash measured at 87 %", || {
+        tier_status(&cfg)["flash_used_percent"].as_u64() >= Some(85)
+    });
+    assert_eq!(
+        tier_status(&cfg)["write_through"].as_bool(),
+        Some(false),
+        "87 % is under the write-through mark"
+    );
+    // Another writes 0.75 MiB more (97 %) unstably, then commits, with a store that takes a
+    // second per request: the COMMIT waits for the upload.
+    let (b, f, ino) = rt.block_on(async {
+        let b = Client::connect(ClientConfig::new(srv.addr))
+            .await
+            .expect("connect");
+        let (f, written) = create_and_write(&b, "/late", &late, StableHow4::Unstable4).await;
+        written.expect("unstable write");
+        let ino = b.getattr(&f.fh).await.expect("getattr").fileid;
+        (b, f, ino)
+    });
+    proxy.set_delay(Duration::from_secs(1));
+    let t = Instant::now();
+    rt.block_on(b.commit(&f.fh, 0, 0))
+        .expect("COMMIT in write-through");
+    let commit_took = t.elapsed();
+    proxy.set_delay(Duration::ZERO);
+    // The acknowledgement came with the file in the bucket, byte-exact.
+    assert_eq!(
+        from_bucket(&bucket(&rt, &store), ino, late.len()).as_deref(),
+        Some(&late[..]),
+        "/late in the bucket when its COMMIT was answered"
+    );
+    let status_then = tier_status(&cfg);
+    let metric_then = metric(dir.path(), &cfg, admin, "cfs_tier_write_through");
+    rt.block_on(async {
+        b.close(&f).await.expect("close");
+        let _ = b.shutdown().await;
+    });
+    // What was acknowledged through the bucket leaves flash first, while the held files (open,
+    // not uploaded) keep flash past the high watermark: still write-through.
+    wait_for(20, "/late evicted", || !on_flash(&data_dir, ino));
+    assert_eq!(
+        tier_status(&cfg)["write_through"].as_bool(),
+        Some(true),
+        "87 % after /late left: write-through goes on until under 80 %"
+    );
+    rt.block_on(async {
+        for f in &open {
+            a.close(f).await.expect("close");
+        }
+        let _ = a.shutdown().await;
+    });
+    eprintln!(
+        "write-through COMMIT took {commit_took:?} (store delay 1 s); status {status_then}; \
+         metric {metric_then:?}"
+    );
+    assert!(
+        commit_took >= Duration::from_secs(1),
+        "the COMMIT waited for the upload (1 s per request): {commit_took:?}"
+    );
+    assert_eq!(status_then["write_through"].as_bool(), Some(true));
+    assert!(status_then["flash_used_percent"].as_u64() > Some(95));
+    assert!(status_then["write_through_acks"].as_u64() >= Some(1));
+    assert_eq!(metric_then, Some(1.0), "cfs_tier_write_through on /metrics");
+    let shown = cfs(
+        dir.path(),
+        &["admin", "status", "--config", cfg.to_str().unwrap()],
+    );
+    assert!(
+        shown.text().contains("ALERT: flash full: write-through"),
+        "{}",
+        shown.text()
+    );
+
+    // Closed, the held files go to the bucket at once (write-through waits for no quiet time)
+    // and leave flash until it is under the high watermark, where write-through ends.
+    let took = wait_for(40, "flash under 80 % and write-through over", || {
+        mib_percent(flash_used(&data_dir)) <= 80
+            && tier_status(&cfg)["write_through"].as_bool() == Some(false)
+    });
+    let t = tier_status(&cfg);
+    eprintln!(
+        "back under the watermarks after {took:?}: {} bytes; status {t}",
+        flash_used(&data_dir)
+    );
+    assert!(t["evicted_files"].as_u64() >= Some(2), "{t}");
+    assert_eq!(
+        metric(dir.path(), &cfg, admin, "cfs_tier_write_through"),
+        Some(0.0)
+    );
+    // Every byte reads back, from flash or the bucket.
+    for (p, d) in &held {
+        same(p, &read_back(&rt, &srv, p, d.len()), d);
+    }
+    same("/late", &read_back(&rt, &srv, "/late", late.len()), &late);
+}
+
+fn is_nospc(e: &ClientError) -> bool {
+    matches!(
+        e,
+        ClientError::Nfs {
+            status: Nfsstat4::Nospc,
+            ..
+        }
+    )
+}
+
+#[test]
+fn s3_down_and_flash_full_a_write_gets_nospc_and_nothing_acknowledged_is_lost() {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = rt();
+    let (_moto, proxy, store) = s3(&rt);
+    let srv = Server::start(
+        dir.path(),
+        Some(&config(dir.path(), &proxy.endpoint(), 1, admin_addr())),
+    );
+    let cfg = srv.config.clone().expect("config");
+    let data_dir = dir.path().join("data");
+
+    // The store black-holed; the first change's uploads find it so.
+    proxy.fail_all(Fault::BlackHole);
+    let mut stored: Vec<(String, Vec<u8>, u64)> = Vec::new();
+    let first = data(MIB, 1);
+    let ino = put(&rt, srv.addr, "/f0", &first);
+    stored.push(("/f0".into(), first, ino));
+    wait_for(30, "the store shown failing", || {
+        tier_status(&cfg)["s3_failing_seconds"].as_u64().is_some()
+    });
+
+    // Files of 256 KiB until one does not fit: refused, not delayed, the store being down.
+    // (Smaller than the last 5 %, so the flash goes through write-through on its way.)
+    let started = Instant::now();
+    let mut refused = None;
+    for i in 1..48 {
+        let (p, d) = (format!("/f{i}"), data(MIB / 4, 1 + i as u8));
+        match try_put(&rt, srv.addr, &p, &d) {
+            Ok(ino) => stored.push((p, d, ino)),
+            Err(e) => {
+                refused = Some(e);
+                break;
+            }
+        }
+    }
+    let refused = refused.expect("12.75 MiB fit in an 8 MiB flash");
+    eprintln!(
+        "{} files (1 MiB, then 256 KiB each) acknowledged, then {refused} after {:?}",
+        stored.len(),
+        started.elapsed()
+    );
+    assert!(is_nospc(&refused), "the write that does not fit: {refused}");
+    assert!(
+        stored.len() >= 24,
+        "only {} files fit in 8 MiB",
+        stored.len()
+    );
+    let t = tier_status(&cfg);
+    assert_eq!(t["write_through"].as_bool(), Some(true), "{t}");
+    assert!(t["full_refusals"].as_u64() >= Some(1), "{t}");
+    assert_eq!(
+        t["evicted_files"].as_u64(),
+        Some(0),
+        "nothing left flash: {t}"
+    );
+    // Everything acknowledged reads back byte-exact, from flash.
+    for (p, d, _) in &stored {
+        same(p, &read_back(&rt, &srv, p, d.len()), d);
+    }
+
+    // The store back: uploads drain, eviction makes room, and writes go through again.
+    proxy.clear();
+    let again = data(MIB, 77);
+    let mut last = None;
+    let took = wait_for(
+        50,
+        "a write accepted after the store came back",
+        || match try_put(&rt, srv.addr, "/again", &again) {
+            Ok(_) => true,
+            Err(e) => {
+                last = Some(e.to_string());
+                false
+            }
+        },
+    );
+    eprintln!("writes accepted {took:?} after the store returned (last refusal {last:?})");
+    let t = tier_status(&cfg);
+    assert!(t["evicted_files"].as_u64() >= Some(1), "{t}");
+    // Everything acknowledged during the outage reaches the bucket, and reads back
+    // byte-exact (the evicted files from there).
+    wait_for(
+        30,
+        "every file acknowledged in the outage in the bucket",
+        || {
+            let b = bucket(&rt, &store);
+            stored
+                .iter()
+                .all(|(_, d, ino)| from_bucket(&b, *ino, d.len()).as_deref() == Some(&d[..]))
+        },
+    );
+    for (p, d, _) in &stored {
+        same(p, &read_back(&rt, &srv, p, d.len()), d);
+    }
+    same(
+        "/again",
+        &read_back(&rt, &srv, "/again", again.len()),
+        &again,
+    );
+    assert!(flash_used(&data_dir) <= FLASH_MIB << 20);
+}
