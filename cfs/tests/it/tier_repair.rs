@@ -460,12 +460,7 @@ fn a_cluster_lost_whole_comes_back(mds: usize, repair: &dyn Fn(&Cluster) -> Vec<
     let read = started.elapsed();
     // What was read comes back to flash: the data servers hold it again.
     let refilled = wait_for(60, "every file back on flash", || {
-        let t = tier_status(&node_configs(&cl)[0]);
-        eprintln!(
-            "evicted {} restored {}",
-            t["evicted_files"], t["restored_bytes"]
-        );
-        t["evicted_files"] == 0
+        tier_status(&node_configs(&cl)[0])["evicted_files"] == 0
     });
     let total: u64 = cluster_files().iter().map(|(_, d)| d.len() as u64).sum();
     let (w, _, _) = cl.ds_bytes(total, 0);
