@@ -427,13 +427,15 @@ mod tests {
         let of = |ino: u64| ShardId::of_ino(ino).0;
         (0..SHARDS)
             .map(|k| {
-                let mut p = MemState::default();
-                p.inodes = s
-                    .inodes
-                    .iter()
-                    .filter(|(i, _)| of(**i) == k)
-                    .map(|(a, b)| (*a, b.clone()))
-                    .collect();
+                let mut p = MemState {
+                    inodes: s
+                        .inodes
+                        .iter()
+                        .filter(|(i, _)| of(**i) == k)
+                        .map(|(a, b)| (*a, b.clone()))
+                        .collect(),
+                    ..MemState::default()
+                };
                 for ((d, n), (i, c)) in &s.dirents {
                     if of(*d) == k {
                         p.put_dirent(*d, n, *i, *c).unwrap();
