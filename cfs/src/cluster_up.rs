@@ -171,16 +171,24 @@ fn client_addr(a: &UpArgs, j: u16) -> Option<SocketAddr> {
     (base != 0).then(|| SocketAddr::from(([127, 0, 0, 1], base.saturating_add(j - 1))))
 }
 
-/// MDS node names and NFS addresses: `mds` alone, or `mds1`..`mdsM`.
+/// The name of MDS node j (1-based) of `count`: `mds` alone, or `mds1`..`mdsM`; its data
+/// directory is DIR/name and its config DIR/name.toml (`cfs repair --cluster` finds them so).
+pub(crate) fn mds_name(count: u16, j: u16) -> String {
+    if count == 1 {
+        "mds".to_string()
+    } else {
+        format!("mds{j}")
+    }
+}
+
+/// MDS node names and NFS addresses.
 fn mds_nodes(a: &UpArgs) -> Vec<(String, SocketAddr)> {
     (1..=a.mds)
         .map(|j| {
-            let name = if a.mds == 1 {
-                "mds".to_string()
-            } else {
-                format!("mds{j}")
-            };
-            (name, SocketAddr::from(([127, 0, 0, 1], a.port + j - 1)))
+            (
+                mds_name(a.mds, j),
+                SocketAddr::from(([127, 0, 0, 1], a.port + j - 1)),
+            )
         })
         .collect()
 }

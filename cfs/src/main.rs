@@ -76,17 +76,21 @@ dist/cfs.toml in the source tree.")]
     /// Watch and run a cluster: status, busiest clients and files, clients, actions.
     #[command(subcommand)]
     Admin(AdminCmd),
-    /// Rebuild a lost site from the object store: the namespace and every file's records into an
-    /// empty data directory, from the metadata the cluster shipped to the bucket (`[tier]`);
-    /// every regular file's bytes stay in the bucket until they are used.
+    /// Rebuild a lost site from the object store: the namespace and every file's records into
+    /// empty MDS data directories, from the metadata the cluster shipped to the bucket
+    /// (`[tier]`); every regular file's bytes stay in the bucket until they are used.
     #[command(after_help = "Examples:
   AWS_ACCESS_KEY_ID=... AWS_SECRET_ACCESS_KEY=... cfs repair --from-s3 http://10.0.0.9:9000/cfs-bucket --data /srv/cfs
   cfs repair --from-s3 s3://my-bucket --endpoint https://s3.eu-west-1.amazonaws.com --prefix site-a --data ./cfs-data
+  cfs repair --from-s3 http://10.0.0.9:9000/cfs-bucket --cluster ./cfs-cluster   # every MDS node of a `cfs cluster up` layout
 
 GETs only (no LIST): the shards' roots have well-known keys; every object is verified before use.
-It prints what it rebuilt and the acknowledged-data loss window: metadata newer than the last
-checkpoint shipped, and files whose bytes had not reached the bucket (listed). Then start the
-server (or the MDS of a cluster) on the directory with the same [tier].")]
+The shards' checkpoints are of different moments: cross-shard operations under way are finished
+or undone, entries naming what their shard's checkpoint lacks are removed, inodes no entry names
+go into /lost+found. It prints what it rebuilt, what that check did, and the acknowledged-data
+loss window: metadata newer than the last checkpoint shipped, and files whose bytes had not
+reached the bucket (listed). Then start the server, or every node of the cluster (data servers
+empty), with the same [tier]; Raft groups start afresh on the rebuilt state.")]
     Repair(repair::RepairArgs),
     /// Print the manual page (roff) generated from this help.
     #[command(after_help = "Example:\n  cfs man > cfs.1 && man ./cfs.1")]

@@ -1,6 +1,6 @@
 //! The metadata in the object store (issue 45, item 7): what the shipper
 //! (`tiering/ship.rs`) puts in the bucket, and the rebuild of a lost site from it
-//! (`cfs repair --from-s3`, [`repair`]).
+//! (`cfs repair --from-s3`, [`repair`]): a single node's, or every MDS node's of a cluster.
 //!
 //! Per shard, two kinds of object (`tier::object`, self-describing and checksummed, of kind
 //! metadata, `ino` = the shard):
@@ -16,6 +16,18 @@
 //! its checkpoint's key; every object is verified (header, payload blake3, the id its key
 //! names) before it is used.
 //!
+//! **A cluster.** Each shard is shipped by its leader, whichever MDS node that is, so the
+//! bucket holds the whole namespace whatever the number of nodes. It holds nothing of a node:
+//! Raft memberships, votes and logs, the data servers' registry (a data server's id is in its
+//! own directory), nor where flash held the bytes (chunk mirrors and stripes name data servers
+//! that went with the site). A repair writes one state into every MDS node's directory with no
+//! log and no membership, so each node starts each shard's group afresh on it, as a new
+//! cluster does (membership from its config at index 0, then an election): no vote or member
+//! of the lost site survives to disagree. Every file is evicted; the data servers start empty.
+//! The shards' checkpoints are of different moments: [`rebuild`] makes them one namespace
+//! (`meta::storage::mend`: transactions settled, dangling names removed, orphans into
+//! `/lost+found`) and reports what it did.
+//!
 //! **Two leaders.** Only a shard's leader ships it, and only a state it applied, which Raft
 //! committed: any checkpoint in the bucket is a true state of the shard, never a fork. A root
 //! is replaced only by one naming a later (incarnation, index): the shipper reads the root
@@ -23,9 +35,10 @@
 //! stops. The window left (both read, then both write, within milliseconds) can only put an
 //! older true state back as current; the live leader's next ship (a second later at most, as
 //! it finds the root behind its own) corrects it.
-use std::path::Path;
+use std::path::PathBuf;
 
 use futures::stream::{self, StreamExt, TryStreamExt};
+use meta::storage::mend::{self, Mended};
 use meta::storage::restore::{self, Rebuilt, ShardImage};
 use meta_core::state::MemState;
 use meta_core::{FileKind, FsError, Time, ROOT_INO};
@@ -207,6 +220,11 @@ pub struct RepairReport {
     /// Paths of `rebuilt.older` and `rebuilt.lost`, in their order.
     pub older_paths: Vec<String>,
     pub lost_paths: Vec<String>,
+    /// What the namespace check across the shards' images found and did (`mend`).
+    pub mended: Mended,
+    /// Paths of `mended.dangling` (the names removed) and `mended.found` (where they are now).
+    pub dangling_paths: Vec<String>,
+    pub found_paths: Vec<String>,
     /// The oldest and newest time a shipped checkpoint's state was taken (Unix seconds).
     pub taken_from: i64,
     pub taken_to: i64,
@@ -215,22 +233,17 @@ pub struct RepairReport {
     pub checkpoint_bytes: u64,
 }
 
-/// Rebuilds a node's namespace in `meta_dir` (the `meta` directory of a data directory) from
-/// the bucket: every shard's current checkpoint, its regular files' bytes left in the bucket
-/// (`restore::from_bucket`).
-pub async fn repair(
+/// Every shard's current checkpoint in the bucket: (shard, its root and image), `None` for a
+/// shard never shipped; and the shard count.
+async fn fetch(
     store: &Store,
     keys: &KeySpace,
-    meta_dir: &Path,
-) -> Result<RepairReport, MetaStoreError> {
-    if meta_dir.join(meta::namespace::DB_FILE).exists() {
-        return Err(MetaStoreError::NotEmpty(meta_dir.display().to_string()));
-    }
+) -> Result<(u16, Vec<(u16, Option<(MetaRoot, ShardImage)>)>), MetaStoreError> {
     let first = read_root(store, keys, 0)
         .await?
         .ok_or_else(|| MetaStoreError::NoRoot(keys.key(&root_id(0))))?;
     let count = first.shard_count.max(1);
-    let found: Vec<(u16, Option<(MetaRoot, ShardImage)>)> = stream::iter(0..count)
+    let mut found: Vec<(u16, Option<(MetaRoot, ShardImage)>)> = stream::iter(0..count)
         .map(|shard| async move {
             let Some(root) = read_root(store, keys, shard).await? else {
                 return Ok::<_, MetaStoreError>((shard, None));
@@ -241,6 +254,19 @@ pub async fn repair(
         .buffer_unordered(GETS_AT_ONCE)
         .try_collect()
         .await?;
+    found.sort_unstable_by_key(|(s, _)| *s);
+    Ok((count, found))
+}
+
+/// The states of a lost site's shards rebuilt from their checkpoints: every regular file's
+/// bytes the bucket's (`restore::from_bucket`), the shards' images of different times made one
+/// namespace (`mend`). A function of the checkpoints alone (the time it stamps on what it
+/// changes is the newest checkpoint's), so every MDS node rebuilt from the bucket before any
+/// of them starts (and ships again) holds the same replicas.
+fn rebuild(
+    count: u16,
+    found: Vec<(u16, Option<(MetaRoot, ShardImage)>)>,
+) -> Result<(RepairReport, Vec<(u16, MemState)>), MetaStoreError> {
     let mut report = RepairReport {
         shard_count: count,
         taken_from: i64::MAX,
@@ -253,7 +279,14 @@ pub async fn repair(
         .max()
         .unwrap_or(0);
     report.incarnation = incarnation + 1;
-    let now = Time::now();
+    let at = found
+        .iter()
+        .filter_map(|(_, f)| {
+            f.as_ref()
+                .map(|(r, _)| Time::new(r.taken_at.0, r.taken_at.1))
+        })
+        .max()
+        .unwrap_or_default();
     let mut states = Vec::new();
     for (shard, f) in found {
         let Some((root, image)) = f else {
@@ -265,7 +298,7 @@ pub async fn repair(
         report.lag_ms = report.lag_ms.max(root.lag_ms);
         report.checkpoint_bytes += image.dump.len() as u64;
         let mut state = image.state()?;
-        let r = restore::from_bucket(&mut state, report.incarnation, now);
+        let r = restore::from_bucket(&mut state, report.incarnation, at);
         report.rebuilt.evicted_files += r.evicted_files;
         report.rebuilt.evicted_bytes += r.evicted_bytes;
         report.rebuilt.older.extend(r.older);
@@ -273,7 +306,7 @@ pub async fn repair(
         report.rebuilt.uploads_given_up += r.uploads_given_up;
         states.push((shard, state));
     }
-    report.unshipped.sort_unstable();
+    report.mended = mend::mend(&mut states, at)?;
     for (_, s) in &states {
         report.inodes += s.inodes.len() as u64;
         report.directories += s
@@ -282,19 +315,59 @@ pub async fn repair(
             .filter(|i| matches!(i.kind, FileKind::Directory))
             .count() as u64;
     }
+    let names = Names::of(&states);
     report.older_paths = report
         .rebuilt
         .older
         .iter()
-        .map(|(ino, ..)| path_of(&states, *ino))
+        .map(|(ino, ..)| names.path(*ino))
         .collect();
     report.lost_paths = report
         .rebuilt
         .lost
         .iter()
-        .map(|(ino, _)| path_of(&states, *ino))
+        .map(|(ino, _)| names.path(*ino))
         .collect();
-    restore::write(meta_dir, count, &states)?;
+    report.dangling_paths = report
+        .mended
+        .dangling
+        .iter()
+        .map(|(dir, name, _)| {
+            let d = names.path(*dir);
+            let sep = if d.ends_with('/') { "" } else { "/" };
+            format!("{d}{sep}{}", String::from_utf8_lossy(name))
+        })
+        .collect();
+    report.found_paths = report
+        .mended
+        .found
+        .iter()
+        .map(|(ino, _)| names.path(*ino))
+        .collect();
+    Ok((report, states))
+}
+
+/// Rebuilds the namespace of a lost site into `meta_dirs` (the `meta` directory of each MDS
+/// node's data directory: one for a single node or a one-MDS cluster, every node's for a
+/// metadata service of several) from the bucket: every shard's current checkpoint, each
+/// regular file's bytes left in the bucket, the shards made one namespace. Every directory
+/// gets the same state; each must be empty, which is checked for all before any is written.
+pub async fn repair(
+    store: &Store,
+    keys: &KeySpace,
+    meta_dirs: &[PathBuf],
+) -> Result<RepairReport, MetaStoreError> {
+    if let Some(d) = meta_dirs
+        .iter()
+        .find(|d| d.join(meta::namespace::DB_FILE).exists())
+    {
+        return Err(MetaStoreError::NotEmpty(d.display().to_string()));
+    }
+    let (count, found) = fetch(store, keys).await?;
+    let (report, states) = rebuild(count, found)?;
+    for d in meta_dirs {
+        restore::write(d, count, &states)?;
+    }
     Ok(report)
 }
 
@@ -302,41 +375,49 @@ pub async fn repair(
 pub async fn repair_from(
     config: tier::TierConfig,
     prefix: &str,
-    meta_dir: &Path,
+    meta_dirs: &[PathBuf],
 ) -> Result<RepairReport, MetaStoreError> {
     let keys = KeySpace::new(prefix).ok_or_else(|| MetaStoreError::Prefix(prefix.into()))?;
     let store = Store::new(config)?;
-    repair(&store, &keys, meta_dir).await
+    repair(&store, &keys, meta_dirs).await
 }
 
-/// A path of `ino` for the report: one of its names, under its directory's path.
-fn path_of(states: &[(u16, MemState)], ino: u64) -> String {
-    let name_of = |ino: u64| -> Option<(u64, String)> {
-        states.iter().find_map(|(_, s)| {
-            s.dirents
-                .iter()
-                .find(|(_, (i, _))| *i == ino)
-                .map(|((dir, name), _)| (*dir, String::from_utf8_lossy(name).into_owned()))
-        })
-    };
-    let mut parts = Vec::new();
-    let mut at = ino;
-    // Bounded: a damaged tree with a loop still ends.
-    for _ in 0..256 {
-        if at == ROOT_INO {
-            break;
-        }
-        match name_of(at) {
-            Some((dir, name)) => {
-                parts.push(name);
-                at = dir;
+/// One name of each named inode, for the report's paths: (directory, name).
+struct Names(std::collections::HashMap<u64, (u64, String)>);
+
+impl Names {
+    fn of(states: &[(u16, MemState)]) -> Names {
+        let mut m = std::collections::HashMap::new();
+        for (_, s) in states {
+            for ((dir, name), (ino, _)) in &s.dirents {
+                m.entry(*ino)
+                    .or_insert_with(|| (*dir, String::from_utf8_lossy(name).into_owned()));
             }
-            None => {
-                parts.push(format!("<inode {at}>"));
+        }
+        Names(m)
+    }
+
+    /// A path of `ino`: one of its names, under its directory's path.
+    fn path(&self, ino: u64) -> String {
+        let mut parts = Vec::new();
+        let mut at = ino;
+        // Bounded: a damaged tree with a loop still ends.
+        for _ in 0..256 {
+            if at == ROOT_INO {
                 break;
             }
+            match self.0.get(&at) {
+                Some((dir, name)) => {
+                    parts.push(name.clone());
+                    at = *dir;
+                }
+                None => {
+                    parts.push(format!("<inode {at}>"));
+                    break;
+                }
+            }
         }
+        parts.reverse();
+        format!("/{}", parts.join("/"))
     }
-    parts.reverse();
-    format!("/{}", parts.join("/"))
 }

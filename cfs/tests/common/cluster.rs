@@ -29,6 +29,9 @@ pub struct Cluster {
     pub ds: usize,
     /// MDS nodes it was started with.
     pub mds: usize,
+    /// The `cfs cluster up` arguments and environment it was started with (`up_again`).
+    args: Vec<String>,
+    env: Vec<(String, String)>,
 }
 
 pub fn signal(pid: u32, sig: &str) {
@@ -70,26 +73,60 @@ impl Cluster {
         let roles = u16::try_from(ds + mds).expect("a few nodes");
         let port = super::free_ports(roles.max(4));
         let addr: SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
-        let log = std::fs::File::create(dir.join("cluster.log")).expect("log");
-        let child = Command::new(BIN)
-            .args(["cluster", "up", "--mds", &mds.to_string()])
-            .args(["--ds", &ds.to_string(), "--dir"])
-            .arg(dir.join("cluster"))
-            .args(["--port", &port.to_string()])
+        let mut args: Vec<String> = vec![
+            "cluster".into(),
+            "up".into(),
+            "--mds".into(),
+            mds.to_string(),
+            "--ds".into(),
+            ds.to_string(),
+            "--dir".into(),
+            dir.join("cluster").to_string_lossy().into_owned(),
+            "--port".into(),
+            port.to_string(),
             // The admin listeners (MDS, then each DS) on ports of their own, not port + 1000,
             // which may be another test's.
-            .args(["--admin-port", &super::free_ports(roles.max(4)).to_string()])
-            // With several MDS nodes, their client addresses too (else port + 100 and up).
-            .args(if mds > 1 {
-                vec![
-                    "--client-port".to_string(),
-                    super::free_ports(u16::try_from(mds).expect("a few nodes")).to_string(),
-                ]
-            } else {
-                Vec::new()
-            })
-            .args(extra)
-            .envs(env.iter().copied())
+            "--admin-port".into(),
+            super::free_ports(roles.max(4)).to_string(),
+        ];
+        // With several MDS nodes, their client addresses too (else port + 100 and up).
+        if mds > 1 {
+            args.push("--client-port".into());
+            args.push(super::free_ports(u16::try_from(mds).expect("a few nodes")).to_string());
+        }
+        args.extend(extra.iter().map(|a| a.to_string()));
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(4)
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let mut c = Cluster {
+            child: None,
+            dir: dir.to_path_buf(),
+            addr,
+            rt,
+            ds,
+            mds,
+            args,
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        };
+        c.up_again();
+        c
+    }
+
+    /// Runs `cfs cluster up` (again, once every node of it is gone) with the arguments it was
+    /// started with: the same ports, directory and nodes. Returns once every data server is up
+    /// and `cluster up` said so.
+    pub fn up_again(&mut self) {
+        assert!(self.child.is_none(), "cfs cluster up still runs");
+        let dir = self.dir.clone();
+        let log = std::fs::File::create(dir.join("cluster.log")).expect("log");
+        let child = Command::new(BIN)
+            .args(&self.args)
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .env(
                 "CFS_LOG",
                 "info,client=debug,openraft=warn,openraft::replication=off,openraft::engine::handler::replication_handler=error",
@@ -99,35 +136,24 @@ impl Cluster {
             .stderr(Stdio::from(log))
             .spawn()
             .expect("spawn cfs cluster up");
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(4)
-            .enable_all()
-            .build()
-            .expect("runtime");
-        let mut c = Cluster {
-            child: Some(child),
-            dir: dir.to_path_buf(),
-            addr,
-            rt,
-            ds,
-            mds,
-        };
+        self.child = Some(child);
+        let ds = self.ds;
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
-            if let Some(st) = c.status() {
-                if c.up(&st) == ds {
+            if let Some(st) = self.status() {
+                if self.up(&st) == ds {
                     break;
                 }
             }
-            if let Some(ch) = c.child.as_mut() {
+            if let Some(ch) = self.child.as_mut() {
                 if let Ok(Some(st)) = ch.try_wait() {
-                    panic!("cfs cluster up exited ({st}):\n{}", c.log_tail());
+                    panic!("cfs cluster up exited ({st}):\n{}", self.log_tail());
                 }
             }
             assert!(
                 Instant::now() < deadline,
                 "{ds} data servers not up in 60 s:\n{}",
-                c.log_tail()
+                self.log_tail()
             );
             std::thread::sleep(Duration::from_millis(200));
         }
@@ -140,11 +166,24 @@ impl Cluster {
             assert!(
                 Instant::now() < deadline,
                 "cfs cluster up never said it was up:\n{}",
-                c.log_tail()
+                self.log_tail()
             );
             std::thread::sleep(Duration::from_millis(100));
         }
-        c
+    }
+
+    /// kill -9 of `cfs cluster up` and then of every node it started, each by its PID, every
+    /// one gone before this returns: the whole site lost at once.
+    pub fn kill9_all(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        let pids = std::fs::read_to_string(self.dir.join("cluster").join("pids"))
+            .expect("DIR/pids written by cfs cluster up");
+        for role in pids.lines().filter_map(|l| l.split_whitespace().next()) {
+            self.kill9(role);
+        }
     }
 
     pub fn log_tail(&self) -> String {

@@ -710,6 +710,29 @@ fn the_console_raises_an_alert_while_the_object_store_fails() {
         alert.contains("has failed every request for") && alert.contains(crate::tier_cache::BUCKET),
         "{alert}"
     );
+    // The overview shows the lags: the file waits for the store, and so does the metadata
+    // (the root shard's creation), whose lag grows while the store fails.
+    let seconds = |v: &Value| {
+        v.as_str()
+            .and_then(|s| s.strip_suffix(" s"))
+            .and_then(|s| s.parse::<u64>().ok())
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let lags = d.js(
+            "const f = (k) => (document.querySelector(`[data-figure=${k}]`) || {}).textContent;
+             return [f('tier_queued'), f('tier_upload_lag'), f('tier_metadata_lag')];",
+        );
+        if lags[0] == "1" && seconds(&lags[1]).is_some() && seconds(&lags[2]).is_some_and(|s| s > 0)
+        {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the tier's tiles (queued, upload lag, metadata lag) show no metadata lag: {lags}"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
     // Not a client's error: the file reads back whole.
     let o = common::cfs(
         t.path(),

@@ -9,8 +9,9 @@ use std::time::{Duration, Instant};
 use client::{Client, ClientConfig, SetAttrs, Stat};
 use proto::nfs4::{Nfstime4, Settime4, OPEN4_SHARE_ACCESS_READ};
 
-use crate::common::ec::wait_for;
-use crate::common::{cfs_env, Server};
+use crate::common::cluster::Cluster;
+use crate::common::ec::{read_file_with, wait_for};
+use crate::common::{cfs_env, Server, SERIAL};
 use crate::tier_cache::{admin_toml, data, put, rt, s3, BUCKET};
 use crate::tier_evict::tier_status;
 
@@ -66,6 +67,26 @@ fn read_all(rt: &tokio::runtime::Runtime, c: &Client, path: &str, len: usize) ->
     })
 }
 
+/// Sets (path, mode, owner, group, mtime seconds) on each path (mtime nanoseconds 7).
+fn set_attrs(rt: &tokio::runtime::Runtime, c: &Client, list: &[(&str, u32, &str, &str, i64)]) {
+    rt.block_on(async {
+        for (p, mode, owner, group, mtime) in list {
+            let fh = c.lookup_path(p).await.expect("lookup");
+            let a = SetAttrs {
+                mode: Some(*mode),
+                owner: Some((*owner).into()),
+                group: Some((*group).into()),
+                mtime: Some(Settime4::ClientTime(Nfstime4 {
+                    seconds: *mtime,
+                    nseconds: 7,
+                })),
+                ..Default::default()
+            };
+            c.setattr(&fh, &a, None).await.expect("setattr");
+        }
+    });
+}
+
 /// What is compared before and after: kind, size, mode, owners, mtime.
 fn attrs(s: &Stat) -> String {
     format!(
@@ -99,22 +120,7 @@ fn every_directory_wiped_cfs_repair_from_s3_brings_the_tree_back_byte_exact() {
     for (p, d) in files() {
         put(&rt, srv.addr, p, &d);
     }
-    rt.block_on(async {
-        for (p, mode, owner, group, mtime) in ATTRS {
-            let fh = c.lookup_path(p).await.expect("lookup");
-            let a = SetAttrs {
-                mode: Some(mode),
-                owner: Some(owner.into()),
-                group: Some(group.into()),
-                mtime: Some(Settime4::ClientTime(Nfstime4 {
-                    seconds: mtime,
-                    nseconds: 7,
-                })),
-                ..Default::default()
-            };
-            c.setattr(&fh, &a, None).await.expect("setattr");
-        }
-    });
+    set_attrs(&rt, &c, &ATTRS);
     let mut paths: Vec<&str> = files().iter().map(|(p, _)| *p).collect();
     paths.extend(DIRS);
     paths.push(LINK.0);
@@ -236,4 +242,273 @@ fn every_directory_wiped_cfs_repair_from_s3_brings_the_tree_back_byte_exact() {
     }
     let _ = rt.block_on(c.shutdown());
     drop(store);
+}
+
+/// The cluster's tree: (path, bytes) of each regular file, in directories that a metadata
+/// service of several nodes spreads over shards.
+fn cluster_files() -> Vec<(&'static str, Vec<u8>)> {
+    vec![
+        ("/top", data(1000, 21)),
+        ("/d1/multi", data((3 << 20) + 12_345, 22)),
+        ("/d1/d2/mid", data(70_000, 23)),
+        ("/d1/d2/big", data(5 << 20, 24)),
+        ("/d3/small", data(4096, 25)),
+        ("/d3/empty", Vec::new()),
+    ]
+}
+
+const CLUSTER_DIRS: [&str; 3] = ["/d1", "/d1/d2", "/d3"];
+
+/// (path, mode, owner, group, mtime seconds) set on the cluster's tree.
+const CLUSTER_ATTRS: [(&str, u32, &str, &str, i64); 8] = [
+    ("/top", 0o600, "1101", "2101", 1_600_001_000),
+    ("/d1/multi", 0o640, "1102", "2102", 1_600_001_100),
+    ("/d1/d2/mid", 0o444, "1103", "2103", 1_600_001_200),
+    ("/d1/d2/big", 0o755, "1104", "2104", 1_600_001_300),
+    ("/d3/small", 0o664, "1105", "2105", 1_600_001_400),
+    ("/d3/empty", 0o604, "1106", "2106", 1_600_001_500),
+    ("/d1/d2", 0o750, "1107", "2107", 1_600_001_600),
+    ("/d3", 0o711, "1108", "2108", 1_600_001_700),
+];
+
+/// The namespace as a client sees it: every directory's names, sorted.
+fn listing(cl: &Cluster, c: &Client) -> Vec<(String, Vec<String>)> {
+    std::iter::once("/")
+        .chain(CLUSTER_DIRS)
+        .map(|d| {
+            let fh = cl.rt.block_on(c.lookup_path(d)).expect("lookup");
+            let mut names: Vec<String> = cl
+                .rt
+                .block_on(c.readdir(&fh))
+                .expect("readdir")
+                .into_iter()
+                .map(|e| e.name)
+                .collect();
+            names.sort();
+            (d.to_string(), names)
+        })
+        .collect()
+}
+
+fn stat_of(cl: &Cluster, c: &Client, path: &str) -> String {
+    attrs(&cl.rt.block_on(c.stat_path(path)).expect("stat").1)
+}
+
+/// Each MDS node's config, as `cfs cluster up` wrote it.
+fn node_configs(cl: &Cluster) -> Vec<std::path::PathBuf> {
+    (1..=cl.mds)
+        .map(|j| {
+            let name = if cl.mds == 1 {
+                "mds".to_string()
+            } else {
+                format!("mds{j}")
+            };
+            cl.dir.join("cluster").join(format!("{name}.toml"))
+        })
+        .collect()
+}
+
+/// Issue 45 test (f) on a cluster of `mds` MDS nodes and three data servers, `cfs cluster up
+/// --s3`: a tree written through pNFS layouts; once every node's `cfs admin status` says the
+/// bucket holds it (nothing queued, upload and metadata lag 0), every process is killed (-9) and
+/// every MDS and data server directory wiped; `cfs repair --from-s3` with `repair` (its
+/// arguments after the URL) rebuilds the MDS directories, and the same `cfs cluster up` brings
+/// the cluster back: every file evicted (no data server holds anything), read back
+/// byte-exact with its owner, mode and mtime, the namespace as it was, files back on the
+/// data servers as they are read, and the rebuilt cluster takes new writes.
+fn a_cluster_lost_whole_comes_back(mds: usize, repair: &dyn Fn(&Cluster) -> Vec<String>) {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let started = Instant::now();
+    let dir = tempfile::tempdir().unwrap();
+    let rt = rt();
+    let (moto, _proxy, _store) = s3(&rt);
+    let url = format!("{}/{BUCKET}", moto.endpoint());
+    let creds = [
+        ("AWS_ACCESS_KEY_ID", "testing"),
+        ("AWS_SECRET_ACCESS_KEY", "testing"),
+    ];
+    let mut cl = Cluster::start_nodes_env(dir.path(), mds, 3, &["--s3", &url], &creds);
+    let up = started.elapsed();
+
+    let c = cl.client(true);
+    cl.rt.block_on(async {
+        for d in CLUSTER_DIRS {
+            let (parent, name) = c.lookup_parent(d).await.expect("parent");
+            c.mkdir(&parent, name, 0o755).await.expect("mkdir");
+        }
+    });
+    for (p, d) in cluster_files() {
+        let (f, _) = crate::common::ec::write_open(&cl, &c, p, &d);
+        cl.rt.block_on(c.close(&f)).expect("close");
+    }
+    set_attrs(&cl.rt, &c, &CLUSTER_ATTRS);
+    let mut paths: Vec<&str> = cluster_files().iter().map(|(p, _)| *p).collect();
+    paths.extend(CLUSTER_DIRS);
+    let before: Vec<String> = paths.iter().map(|p| stat_of(&cl, &c, p)).collect();
+    let names_before = listing(&cl, &c);
+    let _ = cl.rt.block_on(c.shutdown());
+    let written = started.elapsed();
+
+    // Every node's status: the bucket holds the files and the metadata of the shards it
+    // leads; twice in a row with no ship between the looks.
+    let configs = node_configs(&cl);
+    let mut last = None;
+    wait_for(60, "every node: the bucket holding the whole tree", || {
+        let ts: Vec<serde_json::Value> = configs.iter().map(|c| tier_status(c)).collect();
+        let settled = ts.iter().all(|t| {
+            t["queued_files"] == 0
+                && t["uploading"] == 0
+                && t["upload_lag_seconds"] == 0
+                && t["metadata_lag_seconds"] == 0
+                && t["in_bucket_files"].as_u64() >= Some(5)
+        });
+        let now: Vec<serde_json::Value> = ts
+            .iter()
+            .map(|t| t["metadata_checkpoints"].clone())
+            .collect();
+        let same = settled && last.as_ref() == Some(&now);
+        last = settled.then_some(now);
+        if !same {
+            std::thread::sleep(Duration::from_millis(500));
+        }
+        same
+    });
+    let settled = started.elapsed();
+
+    // The site is lost: every process killed at once, every node's directory gone (the
+    // configs and the cluster secret are the operator's, kept).
+    cl.kill9_all();
+    let base = cl.dir.join("cluster");
+    let mut wiped = Vec::new();
+    for e in std::fs::read_dir(&base).expect("cluster dir") {
+        let e = e.expect("entry");
+        let name = e.file_name().to_string_lossy().into_owned();
+        if e.path().is_dir() && (name.starts_with("mds") || name.starts_with("ds")) {
+            std::fs::remove_dir_all(e.path()).expect("wipe");
+            wiped.push(name);
+        }
+    }
+    wiped.sort();
+    assert_eq!(wiped.len(), mds + 3, "every node's directory: {wiped:?}");
+
+    let t0 = Instant::now();
+    let run = || {
+        let mut args = vec!["repair".to_string(), "--from-s3".into(), url.clone()];
+        args.extend(repair(&cl));
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        cfs_env(dir.path(), &args, &creds)
+    };
+    let out = run();
+    let took = t0.elapsed();
+    eprintln!("cfs repair in {took:?}:\n{}", out.text());
+    assert!(out.ok(), "cfs repair: {}\n{}", out.stderr, out.text());
+    for want in [
+        "every file's bytes",
+        "acknowledged-data loss window",
+        "the shards' checkpoints agree",
+    ] {
+        assert!(out.text().contains(want), "{want}: {}", out.text());
+    }
+    for j in configs {
+        let node = j.with_extension("");
+        assert!(
+            node.join("meta").join("namespace.redb").exists(),
+            "{} rebuilt",
+            node.display()
+        );
+    }
+    let again = run();
+    assert!(
+        !again.ok() && again.stderr.contains("empty data directory"),
+        "a second repair over the rebuilt directories is refused: {}",
+        again.stderr
+    );
+
+    cl.up_again();
+    let back = started.elapsed();
+    let st = cl.status().expect("status");
+    assert!(
+        st.data_servers.iter().all(|d| d.counters.write_bytes == 0),
+        "the data servers start empty: {:?}",
+        st.data_servers
+    );
+    let t = tier_status(&node_configs(&cl)[0]);
+    assert!(
+        t["evicted_files"].as_u64() >= Some(5),
+        "every non-empty file is read from the bucket: {t}"
+    );
+    let c = cl.client(true);
+    let after: Vec<String> = paths.iter().map(|p| stat_of(&cl, &c, p)).collect();
+    for ((p, b), a) in paths.iter().zip(&before).zip(&after) {
+        assert_eq!(a, b, "{p}: attributes after the repair");
+    }
+    assert_eq!(
+        listing(&cl, &c),
+        names_before,
+        "the namespace after the repair"
+    );
+    let _ = cl.rt.block_on(c.shutdown());
+    for (p, d) in cluster_files() {
+        let got = read_file_with(&cl, cl.client(true), p, d.len());
+        assert!(
+            got == d,
+            "{p}: {} bytes back, {} written",
+            got.len(),
+            d.len()
+        );
+    }
+    let read = started.elapsed();
+    // What was read comes back to flash: the data servers hold it again.
+    let refilled = wait_for(60, "every file back on flash", || {
+        tier_status(&node_configs(&cl)[0])["evicted_files"] == 0
+    });
+    let total: u64 = cluster_files().iter().map(|(_, d)| d.len() as u64).sum();
+    let (w, _, _) = cl.ds_bytes(total, 0);
+    assert!(
+        w >= total,
+        "the data servers hold the files again: {w} of {total}"
+    );
+    for (p, d) in cluster_files() {
+        assert!(
+            read_file_with(&cl, cl.client(true), p, d.len()) == d,
+            "{p} from flash"
+        );
+    }
+    // The rebuilt metadata service commits new changes.
+    let c = cl.client(true);
+    let new = data(300_000, 26);
+    let (f, _) = crate::common::ec::write_open(&cl, &c, "/d1/d2/after", &new);
+    cl.rt.block_on(c.close(&f)).expect("close");
+    let _ = cl.rt.block_on(c.shutdown());
+    assert!(read_file_with(&cl, cl.client(true), "/d1/d2/after", new.len()) == new);
+    eprintln!(
+        "{mds} MDS + 3 DS: up {up:?}, tree written {written:?}, in the bucket {settled:?}, \
+         repaired in {took:?}, back up {back:?}, read from the bucket {read:?}, flash refilled \
+         {refilled:?} after, whole test {:?}",
+        started.elapsed()
+    );
+}
+
+#[test]
+fn a_one_mds_cluster_wiped_whole_comes_back_from_the_bucket() {
+    a_cluster_lost_whole_comes_back(1, &|cl| {
+        vec![
+            "--data".into(),
+            cl.dir
+                .join("cluster")
+                .join("mds")
+                .to_string_lossy()
+                .into_owned(),
+        ]
+    });
+}
+
+#[test]
+fn a_three_mds_cluster_wiped_whole_comes_back_from_the_bucket() {
+    a_cluster_lost_whole_comes_back(3, &|cl| {
+        vec![
+            "--cluster".into(),
+            cl.dir.join("cluster").to_string_lossy().into_owned(),
+        ]
+    });
 }

@@ -74,10 +74,16 @@ async fn restore_file(mds: &Mds, tier: &Tier, ino: u64, gen: u64) -> Result<u64,
                 .read_payload(&key, &h.0, h.1, off, end)
                 .await
                 .map_err(|e| RestoreError::Nfs(store_error(ino, &e)))?;
-            mds.data
-                .write_flash(ino, at + off, Vec::from(bytes), false)
-                .await
-                .map_err(RestoreError::Nfs)?;
+            // A write to a data server carries at most MAX_IO (the record it reads): an 8 MiB
+            // write left multi-MiB files evicted for good on a cluster.
+            let mut put = at + off;
+            for piece in bytes.chunks(crate::limits::MAX_IO as usize) {
+                mds.data
+                    .write_flash(ino, put, piece.to_vec(), false)
+                    .await
+                    .map_err(RestoreError::Nfs)?;
+                put += piece.len() as u64;
+            }
             off = end;
         }
         at += p.len;

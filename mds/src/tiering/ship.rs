@@ -88,6 +88,11 @@ async fn pass(mds: &Mds, tier: &Tier, shards: &mut HashMap<u16, Shard>) {
                     shard,
                     "metadata not shipped to the object store, retried: {e}"
                 );
+                // A store that fails before the root was read still leaves the shard behind
+                // (unless it holds nothing to lose): the lag shows the outage, not 0.
+                if !mds.ns.shard_is_blank(shard) && mds.ns.shard_position(shard).1 > 0 {
+                    st.behind_since.get_or_insert_with(SystemTime::now);
+                }
             }
             (shard, st)
         })

@@ -8,6 +8,7 @@ pub mod checkpoint;
 pub mod entry;
 pub mod log;
 pub mod log_store;
+pub mod mend;
 pub mod restore;
 pub mod shard;
 pub mod space;

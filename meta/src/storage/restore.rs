@@ -85,10 +85,14 @@ pub fn from_bucket(s: &mut MemState, incarnation: u64, now: Time) -> Rebuilt {
                 if !t.evicted && c.change != inode.change {
                     out.older.push((ino, had, held));
                 }
-                t.evicted = true;
+                // An empty copy needs nothing fetched: the file is whole on flash as it is
+                // (and no read of it would ever ask for it back).
+                t.evicted = held > 0;
                 inode.size = held;
-                out.evicted_files += 1;
-                out.evicted_bytes += held;
+                if t.evicted {
+                    out.evicted_files += 1;
+                    out.evicted_bytes += held;
+                }
             }
             None => {
                 t.evicted = false;
