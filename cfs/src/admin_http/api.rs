@@ -296,7 +296,7 @@ fn tier_status(t: &mds::admin::TierUsage, bucket: &str, mode: &str) -> serde_jso
         // alert, and `cfs admin status`'s.
         "s3_failing_seconds": metrics::tier::failing_for(),
         // Flash past `write_through_percent` where it is fullest: writes are acknowledged once
-        // in the bucket (an alert; `mds::tiering::through`).
+        // in the bucket (an alert; docs/CONFIGURATION.md).
         "write_through": metrics::tier::write_through(),
         "flash_used_percent": metrics::tier::flash_percent(),
         "write_through_acks": metrics::tier::WRITE_THROUGH_ACKS.get(),
