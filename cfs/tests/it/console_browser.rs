@@ -64,10 +64,23 @@ struct Driver {
     child: Child,
     addr: SocketAddr,
     session: String,
+    /// Chromium's profile, removed after the browser is (fields drop after `drop`).
+    _profile: tempfile::TempDir,
 }
 
 impl Driver {
-    fn start(profile: &std::path::Path) -> Driver {
+    /// A browser on the console at `admin`, signed in with `token`.
+    fn console(admin: SocketAddr, token: &str) -> Driver {
+        let d = Driver::start(tempfile::tempdir().unwrap());
+        d.cmd(
+            "POST",
+            "url",
+            Some(json!({ "url": format!("http://{admin}/#token={token}") })),
+        );
+        d
+    }
+
+    fn start(profile: tempfile::TempDir) -> Driver {
         let port = common::free_port();
         let child = Command::new("chromedriver")
             .arg(format!("--port={port}"))
@@ -83,11 +96,12 @@ impl Driver {
             std::thread::sleep(Duration::from_millis(50));
         }
         let mut args: Vec<String> = FLAGS.iter().map(|s| s.to_string()).collect();
-        args.push(format!("--user-data-dir={}", profile.display()));
+        args.push(format!("--user-data-dir={}", profile.path().display()));
         let mut d = Driver {
             child,
             addr,
             session: String::new(),
+            _profile: profile,
         };
         let (st, v) = http(
             addr,
@@ -273,13 +287,7 @@ fn the_console_shows_what_the_servers_say() {
     std::thread::sleep(Duration::from_secs(5));
     let (_, status) = http(admin, "GET", "/api/v1/status", Some(&token), None);
 
-    let profile = tempfile::tempdir().unwrap();
-    let d = Driver::start(profile.path());
-    d.cmd(
-        "POST",
-        "url",
-        Some(json!({ "url": format!("http://{admin}/#token={token}") })),
-    );
+    let d = Driver::console(admin, &token);
     let deadline = Instant::now() + Duration::from_secs(30);
     let shown = loop {
         let v = d.js(
@@ -505,13 +513,7 @@ fn the_console_shows_the_metadata_cluster_redundancy_and_alerts() {
         .unwrap()
         .len() as u64;
 
-    let profile = tempfile::tempdir().unwrap();
-    let d = Driver::start(profile.path());
-    d.cmd(
-        "POST",
-        "url",
-        Some(json!({ "url": format!("http://{admin}/#token={token}") })),
-    );
+    let d = Driver::console(admin, &token);
     // The busiest files by path: reads keep /runs/six in the current window.
     let deadline = Instant::now() + Duration::from_secs(60);
     let healthy = loop {
@@ -679,13 +681,7 @@ fn the_console_raises_an_alert_while_the_object_store_fails() {
     };
     eprintln!("the store has failed every request for {failing} s");
 
-    let profile = tempfile::tempdir().unwrap();
-    let d = Driver::start(profile.path());
-    d.cmd(
-        "POST",
-        "url",
-        Some(json!({ "url": format!("http://{admin}/#token={token}") })),
-    );
+    let d = Driver::console(admin, &token);
     let deadline = Instant::now() + Duration::from_secs(30);
     let alert = loop {
         let v = d.js(
