@@ -16,14 +16,17 @@ use crate::tier_evict::tier_status;
 const TIER_AFTER: u64 = 3;
 
 /// Opens `path`, reads a little of it and closes it, every 500 ms until `until` says stop
-/// (asked between uses, 90 s at most): a reader the MDS sees (OPEN, READ, CLOSE).
+/// (asked between uses, 90 s at most): a reader the MDS sees (OPEN, READ, CLOSE). Returns how
+/// long it kept at it and when the last use ended: an idle file's age counts from there, not
+/// from the return, which comes after `until`'s bucket listing (seconds on a loaded machine).
 fn keep_busy(
     rt: &tokio::runtime::Runtime,
     srv: &Server,
     path: &str,
     mut until: impl FnMut() -> bool,
-) -> Duration {
+) -> (Duration, Instant) {
     let t = Instant::now();
+    let mut last_use = t;
     let c = rt
         .block_on(Client::connect(ClientConfig::new(srv.addr)))
         .expect("connect");
@@ -37,10 +40,11 @@ fn keep_busy(
             c.read(&f, 0, 4096).await.expect("read");
             c.close(&f).await.expect("close");
         });
+        last_use = Instant::now();
         std::thread::sleep(Duration::from_millis(500));
     }
     let _ = rt.block_on(c.shutdown());
-    t.elapsed()
+    (t.elapsed(), last_use)
 }
 
 /// A server uploading through moto in `mode`, with a busy and an idle file written: the
@@ -112,7 +116,7 @@ fn in_tiered_mode_a_file_in_use_stays_on_flash_while_an_idle_one_goes_to_the_buc
     let s = setup("tiered");
     // Read every 500 ms for three times `tier_after` and until the idle file is uploaded.
     let started = Instant::now();
-    let busy_for = keep_busy(&s.rt, &s.srv, "/busy", || {
+    let (busy_for, last_use) = keep_busy(&s.rt, &s.srv, "/busy", || {
         started.elapsed() > Duration::from_secs(3 * TIER_AFTER) && s.in_bucket(&s.idle)
     });
     eprintln!("busy file read for {busy_for:?}; the idle one uploaded meanwhile");
@@ -130,9 +134,10 @@ fn in_tiered_mode_a_file_in_use_stays_on_flash_while_an_idle_one_goes_to_the_buc
     let took = wait_for(30, "the busy file in the bucket once left alone", || {
         s.in_bucket(&s.busy)
     });
+    let idle_for = last_use.elapsed();
     assert!(
-        took >= Duration::from_secs(TIER_AFTER - 1),
-        "not before tier_after: {took:?}"
+        idle_for >= Duration::from_secs(TIER_AFTER - 1),
+        "not before tier_after: {idle_for:?} after its last use ({took:?} of waiting)"
     );
 
     // Written again, the idle file is on flash only (its bucket copy stale, counting for
@@ -161,7 +166,7 @@ fn in_tiered_mode_a_file_in_use_stays_on_flash_while_an_idle_one_goes_to_the_buc
 #[test]
 fn in_cache_mode_a_file_in_use_is_uploaded_like_an_idle_one() {
     let s = setup("cache");
-    let busy_for = keep_busy(&s.rt, &s.srv, "/busy", || {
+    let (busy_for, _) = keep_busy(&s.rt, &s.srv, "/busy", || {
         s.in_bucket(&s.busy) && s.in_bucket(&s.idle)
     });
     eprintln!("cache mode: both files uploaded while one was read, after {busy_for:?}");
