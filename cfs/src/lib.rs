@@ -1,10 +1,13 @@
 //! The parts of the `cfs` binary that need none of its servers: the configuration file
 //! (`config`), its Kerberos settings (`kerberos`), time and operation-name formatting
-//! (`timefmt`, `op_names`) and the small HTTP client of the admin commands (`http_client`).
-//! They are a library so that their unit tests build without the whole binary. Unsafe code:
+//! (`timefmt`, `op_names`), the small HTTP client of the admin commands (`http_client`) and
+//! the cluster STATUS call with its printing (`admin`). They are a library so that their unit
+//! tests build without the whole binary, and so that the tests and benchmark examples ask a
+//! cluster's status the way `cfs admin status` does. Unsafe code:
 //! only `timefmt`'s calls of libc's `localtime_r`, each with its SAFETY comment.
 #![deny(unsafe_code)]
 
+pub mod admin;
 pub mod config;
 pub mod http_client;
 pub mod kerberos;

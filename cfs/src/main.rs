@@ -1,5 +1,4 @@
 //! `cfs`: the one ClaudeFS binary.
-mod admin;
 mod admin_cli;
 mod admin_http;
 mod cluster_up;
@@ -12,7 +11,7 @@ mod repair;
 mod serve;
 
 // Modules of the library (`lib.rs`), kept reachable as `crate::…` from the rest.
-use cfs::{config, http_client, kerberos, timefmt};
+use cfs::{admin, config, http_client, kerberos, timefmt};
 use clap::{CommandFactory, Parser, Subcommand};
 use std::path::PathBuf;
 use std::process::ExitCode;

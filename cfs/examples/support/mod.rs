@@ -5,13 +5,9 @@
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
 use std::time::Duration;
 
 use layout::ClusterSecret;
-use proto::cluster::{StatusRes, CFS_CLUSTER_PROGRAM, CFS_CLUSTER_V1, CLUSTERPROC_STATUS};
-use proto::rpc::{Auth, Connection, ConnectionLimits, RejectCalls};
-use proto::xdr::Xdr;
 
 /// The first of `n` free consecutive ports at or above `from` (spread by the process id, so
 /// two benchmarks started together do not race for one).
@@ -23,33 +19,16 @@ pub fn free_block(n: u16, from: u16) -> u16 {
         .expect("free ports")
 }
 
-/// The MDS's STATUS over the cluster control program, if it answers.
+/// The MDS's STATUS over the cluster control program (`cfs admin status`'s call), if it
+/// answers within 7 s.
 pub async fn status(
     addr: SocketAddr,
     secret: &ClusterSecret,
 ) -> Option<proto::cluster::StatusResOk> {
-    let s = tokio::net::TcpStream::connect(addr).await.ok()?;
-    let limits = ConnectionLimits {
-        max_record: 4 << 20,
-        max_in_flight: 1,
-    };
-    let conn = Connection::spawn(s, Arc::new(RejectCalls), limits).ok()?;
-    let r = conn
-        .call(
-            CFS_CLUSTER_PROGRAM,
-            CFS_CLUSTER_V1,
-            CLUSTERPROC_STATUS,
-            &Auth::None,
-            &secret.status_args(1).to_xdr(),
-            Duration::from_secs(5),
-        )
+    tokio::time::timeout(Duration::from_secs(7), cfs::admin::status(addr, secret))
         .await
-        .ok()?;
-    conn.close();
-    match StatusRes::from_xdr(r.body()).ok()? {
-        StatusRes::Ok(ok) => Some(ok),
-        StatusRes::Err(_) => None,
-    }
+        .ok()?
+        .ok()
 }
 
 /// Stops `cfs cluster up` (`child`, which stops the nodes it started) and then, by PID, any
