@@ -15,7 +15,12 @@
 //!   first byte (OPEN done, first 1 MiB READ answered) and MiB/s, of an evicted file (served
 //!   from the bucket through the MDS; an `s3`-pinned file stays evicted when read) against a
 //!   file on flash (through layouts from the data servers: what a stock client does), and a
-//!   flash file through the MDS (no layouts: the same path as the evicted read, minus S3).
+//!   flash file through the MDS (no layouts: the same path as the evicted read, minus S3);
+//! - **metadata lag**: `CREATORS` clients creating empty files (OPEN with create, CLOSE) for
+//!   `CREATE_FOR`; the metadata shipper's lag (`metadata_lag_seconds`: since when a shard has
+//!   changes the bucket does not hold, whole seconds) sampled meanwhile, its median and worst,
+//!   and the time from the last create to lag 0. Its baseline is the same figure with no load
+//!   (sampled for as long before the load starts).
 //!
 //! Figures are medians of `ROUNDS` reads; ratios are to the baseline of the same run.
 //! Run: `cargo build --release -p cfs && cargo run --release -p cfs --example tier_bench
@@ -45,6 +50,11 @@ const PUTS_AT_ONCE: usize = 2;
 const READ: u32 = 1 << 20;
 /// The longest any phase may take before the benchmark gives up.
 const PHASE: Duration = Duration::from_secs(90);
+/// The create load of the metadata-lag phase: clients, and how long they create.
+const CREATORS: usize = 4;
+const CREATE_FOR: Duration = Duration::from_secs(20);
+/// Files one creator makes at most (bounds the load whatever the machine's speed).
+const CREATES_EACH: usize = 20_000;
 
 fn mib_s(bytes: u64, d: Duration) -> f64 {
     bytes as f64 / (1 << 20) as f64 / d.as_secs_f64().max(1e-9)
@@ -199,6 +209,59 @@ impl Bench {
             let _ = c.shutdown().await;
             (ttfb, rate)
         })
+    }
+
+    /// `CREATORS` clients each creating empty files in a directory of its own (`/cW`, made
+    /// here: directories spread over the shards) until `CREATE_FOR` has passed (or
+    /// `CREATES_EACH` each); files made.
+    fn create_load(&self, rt: &tokio::runtime::Runtime) -> usize {
+        let clients: Vec<Client> = (0..CREATORS).map(|_| self.client(rt, false)).collect();
+        rt.block_on(async {
+            let end = Instant::now() + CREATE_FOR;
+            let mut set = tokio::task::JoinSet::new();
+            for (w, c) in clients.into_iter().enumerate() {
+                set.spawn(async move {
+                    let dir = c
+                        .mkdir(c.root(), &format!("c{w}"), 0o755)
+                        .await
+                        .expect("mkdir");
+                    let mut made = 0;
+                    while made < CREATES_EACH && Instant::now() < end {
+                        let create = Some(CreateMode::Unchecked(SetAttrs {
+                            mode: Some(0o644),
+                            ..Default::default()
+                        }));
+                        let f = c
+                            .open(&dir, &format!("f{made}"), OPEN4_SHARE_ACCESS_BOTH, create)
+                            .await
+                            .expect("create");
+                        c.close(&f).await.expect("close");
+                        made += 1;
+                    }
+                    let _ = c.shutdown().await;
+                    made
+                });
+            }
+            let mut total = 0;
+            while let Some(n) = set.join_next().await {
+                total += n.expect("creator");
+            }
+            total
+        })
+    }
+
+    /// `metadata_lag_seconds` every 200 ms while `running` says so.
+    fn lag_samples(&self, running: impl Fn() -> bool) -> Vec<f64> {
+        let mut v = Vec::new();
+        while running() {
+            v.push(
+                self.tier()["metadata_lag_seconds"]
+                    .as_f64()
+                    .unwrap_or(f64::NAN),
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        v
     }
 
     fn pin(&self, path: &str, pin: &str) {
@@ -432,5 +495,49 @@ fn bench(rt: &tokio::runtime::Runtime, b: &Bench) {
     println!(
         "         (whole {mib} MiB file by a fresh Rust client, 1 MiB READs 4 in flight; first \
          byte: the first 1 MiB READ after OPEN; median of {ROUNDS})"
+    );
+
+    metadata_lag(rt, b);
+}
+
+/// The metadata shipper's lag with no load (baseline), then under a create load, and how
+/// long after the last create the bucket holds everything.
+fn metadata_lag(rt: &tokio::runtime::Runtime, b: &Bench) {
+    b.poll("metadata lag 0 before the load", Instant::now(), |s| {
+        s["metadata_lag_seconds"].as_u64() == Some(0)
+    });
+    let t = Instant::now();
+    let idle = b.lag_samples(|| t.elapsed() < CREATE_FOR);
+    let done = std::sync::atomic::AtomicBool::new(false);
+    let t = Instant::now();
+    let (made, (busy, took)) = std::thread::scope(|s| {
+        let sampler =
+            s.spawn(|| b.lag_samples(|| !done.load(std::sync::atomic::Ordering::Relaxed)));
+        let made = b.create_load(rt);
+        let took = t.elapsed();
+        done.store(true, std::sync::atomic::Ordering::Relaxed);
+        (made, (sampler.join().expect("sampler"), took))
+    });
+    let last = Instant::now();
+    b.poll("metadata lag 0 after the load", last, |s| {
+        s["metadata_lag_seconds"].as_u64() == Some(0)
+    });
+    let drained = last.elapsed();
+    let worst = |v: &[f64]| v.iter().copied().fold(0.0, f64::max);
+    println!(
+        "metadata lag {:>5.1} s median   {:>5.1} s worst   under {CREATORS} clients creating \
+         ({made} files, {:.0} creates/s, {} samples)",
+        median(busy.clone()),
+        worst(&busy),
+        made as f64 / took.as_secs_f64(),
+        busy.len()
+    );
+    println!(
+        "             {:>5.1} s median   {:>5.1} s worst   with no load (baseline, {} samples); \
+         bucket holding every create {:.1} s after the last",
+        median(idle.clone()),
+        worst(&idle),
+        idle.len(),
+        drained.as_secs_f64()
     );
 }
