@@ -176,9 +176,9 @@ pub struct Tier {
     through: Mutex<HashSet<u64>>,
     /// Wakes the evictor before its period (a write-through upload made room to free).
     pub(crate) evict_now: tokio::sync::Notify,
-    /// Files whose acknowledgement was refused with DELAY, since when (`tiering::through`).
-    /// Bounded like `through`.
-    delayed: Mutex<HashMap<u64, std::time::Instant>>,
+    /// Files whose acknowledgement was refused with DELAY: the first and the last refusal of
+    /// those in a row (`tiering::through`). Bounded like `through`.
+    delayed: Mutex<HashMap<u64, (std::time::Instant, std::time::Instant)>>,
 }
 
 /// Flash as the write path sees it (issue 45 item 6; the policy is `tiering::through`'s): how
@@ -326,6 +326,10 @@ fn percent(used: u64, cap: u64) -> u64 {
     }
     (u128::from(used) * 100 / u128::from(cap)) as u64
 }
+
+/// Longest between two refusals of one acknowledgement's retries: past Linux's longest pause
+/// before it sends a request refused with DELAY again (15 s, `NFS4_POLL_RETRY_MAX`).
+const RETRY_GAP: Duration = Duration::from_secs(20);
 
 /// Most files a node remembers as acknowledged through the bucket.
 const MAX_THROUGH: usize = 1 << 16;
@@ -490,15 +494,20 @@ impl Tier {
     }
 
     /// `ino`'s acknowledgement is refused with DELAY: how long since the first refusal of
-    /// those in a row.
+    /// those in a row. A refusal more than `RETRY_GAP` after the last starts a new row (the
+    /// client gave up, or a later write is acknowledged), so an old one never shortens it.
     pub(crate) fn delayed(&self, ino: u64) -> Duration {
         let mut m = self.delayed.lock().unwrap_or_else(|e| e.into_inner());
         if m.len() >= MAX_THROUGH && !m.contains_key(&ino) {
             m.clear();
         }
-        m.entry(ino)
-            .or_insert_with(std::time::Instant::now)
-            .elapsed()
+        let now = std::time::Instant::now();
+        let e = m.entry(ino).or_insert((now, now));
+        if now.duration_since(e.1) > RETRY_GAP {
+            e.0 = now;
+        }
+        e.1 = now;
+        now.duration_since(e.0)
     }
 
     /// `ino`'s acknowledgement was given: its refusals in a row are over.
