@@ -4,7 +4,8 @@
 //! under its watermarks by evicting; with the store black-holed and flash full a write is
 //! refused with NFS4ERR_NOSPC, nothing acknowledged before is lost, and once the store is
 //! back writes go through again. On a cluster (two data servers with 8 MiB each), the same
-//! for a LAYOUTCOMMIT of writes through layouts.
+//! for a LAYOUTCOMMIT of writes through layouts, through an MDS node leading the file's shard
+//! or not.
 use std::net::SocketAddr;
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -464,4 +465,86 @@ fn on_data_servers_past_95_percent_a_layoutcommit_returns_once_the_file_is_in_th
         same(p, &read_file(&cl, p, d.len()), d);
     }
     same("/dark", &read_file(&cl, "/dark", dark.len()), &dark);
+}
+
+/// Three MDS nodes and one metadata shard, so at least two of them do not lead the files: a
+/// LAYOUTCOMMIT in write-through through each node returns with the file in the bucket
+/// (a node that does not lead the shard uploads it itself, against the replicated record).
+#[test]
+fn on_three_mds_nodes_a_layoutcommit_through_any_node_returns_once_the_file_is_in_the_bucket() {
+    use crate::common::cluster::Cluster;
+    use crate::common::ec::{read_file, write_open};
+    let _serial = crate::common::SERIAL
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
+    let dir = tempfile::tempdir().unwrap();
+    let rt = rt();
+    let (_moto, proxy, store) = s3(&rt);
+    let url = format!("{}/{}", proxy.endpoint(), crate::tier_cache::BUCKET);
+    let extra = dir.path().join("tier-extra.toml");
+    std::fs::write(
+        &extra,
+        format!("upload_after_seconds = 3600\nobject_mib = 1\nflash_capacity_mib = {FLASH_MIB}\n"),
+    )
+    .expect("extra config");
+    let extra = extra.to_string_lossy().into_owned();
+    let cl = Cluster::start_nodes_env(
+        dir.path(),
+        3,
+        2,
+        &["--s3", &url, "--mds-extra-config", &extra, "--shards", "1"],
+        &[
+            ("AWS_ACCESS_KEY_ID", "testing"),
+            ("AWS_SECRET_ACCESS_KEY", "testing"),
+        ],
+    );
+    let nodes = cl.client_addresses();
+    assert_eq!(nodes.len(), 3);
+    let status = |n: usize| tier_status(&cl.dir.join("cluster").join(format!("mds{}.toml", n + 1)));
+    // 7.5 MiB (over 95 % with the chunk files' sums) written and kept open: write-through on
+    // every node, from the data servers' heartbeats.
+    let held: Vec<(String, Vec<u8>)> = (0..15)
+        .map(|i| (format!("/held{i}"), data(MIB / 2, 80 + i as u8)))
+        .collect();
+    let a = cl.client(true);
+    let open: Vec<client::OpenFile> = held
+        .iter()
+        .map(|(p, d)| {
+            let (f, _) = write_open(&cl, &a, p, d);
+            cl.rt.block_on(a.commit_file(&f)).expect("LAYOUTCOMMIT");
+            f
+        })
+        .collect();
+    wait_for(60, "write-through on every MDS node", || {
+        (0..3).all(|n| status(n)["write_through"].as_bool() == Some(true))
+    });
+    let b = crate::tier_cache::bucket_at;
+    for (n, at) in nodes.iter().enumerate() {
+        let late = data(MIB / 4, 100 + n as u8);
+        let path = format!("/late{n}");
+        let c = cl.client_at(*at, true);
+        let (f, ino) = write_open(&cl, &c, &path, &late);
+        proxy.set_delay(Duration::from_secs(1));
+        let t = Instant::now();
+        cl.rt
+            .block_on(c.commit_file(&f))
+            .expect("LAYOUTCOMMIT in write-through");
+        let held_for = t.elapsed();
+        proxy.set_delay(Duration::ZERO);
+        let got = from_bucket(&b(&rt, &store, "cfs"), ino, late.len());
+        cl.rt.block_on(c.close(&f)).expect("close");
+        let _ = cl.rt.block_on(c.shutdown());
+        eprintln!("LAYOUTCOMMIT through node {} held {held_for:?}", n + 1);
+        assert_eq!(got.as_deref(), Some(&late[..]), "{path} in the bucket");
+        assert!(
+            held_for >= Duration::from_secs(1),
+            "{path}: the LAYOUTCOMMIT through node {} waited for the upload: {held_for:?}",
+            n + 1
+        );
+        same(&path, &read_file(&cl, &path, late.len()), &late);
+    }
+    for f in &open {
+        cl.rt.block_on(a.close(f)).expect("close");
+    }
+    let _ = cl.rt.block_on(a.shutdown());
 }
