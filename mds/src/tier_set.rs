@@ -3,7 +3,7 @@
 //! them so the node and its configuration hold a `Tier` without importing the loops, which
 //! work on the node.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -176,12 +176,21 @@ pub struct Tier {
     through: Mutex<HashSet<u64>>,
     /// Wakes the evictor before its period (a write-through upload made room to free).
     pub(crate) evict_now: tokio::sync::Notify,
+    /// Files whose acknowledgement was refused with DELAY: the first and the last refusal of
+    /// those in a row (`tiering::through`). Bounded like `through`.
+    delayed: Mutex<HashMap<u64, (std::time::Instant, std::time::Instant)>>,
 }
 
 /// Flash as the write path sees it (issue 45 item 6; the policy is `tiering::through`'s): how
 /// full it is where it is fullest, as the evictor last measured it plus what writes took
 /// since (a measure is a walk of the store: 2 s apart, while a writer can fill a small flash
-/// in less), whether this node is in write-through, and since when no write found room.
+/// in less), which places are in write-through, and since when no write found room.
+///
+/// **Per place.** A place is this node's own store (0) or a data server. Each is in
+/// write-through on its own marks, and an acknowledgement waits only when a place holding its
+/// file is (`write_through_at`): a file's bytes fill only its mirrors' flash, so holding the
+/// writer of a file placed on data servers with room would slow it and free nothing where it
+/// is short (the evictor too takes only files that free room there).
 #[derive(Debug, Default)]
 pub struct FlashState {
     /// Bytes used at the last measure, plus bytes admitted since.
@@ -190,7 +199,10 @@ pub struct FlashState {
     /// servers: each refuses what does not fit itself, and the MDS sees their use in
     /// heartbeats).
     cap: AtomicU64,
+    /// Whether any place is in write-through (`places` not empty).
     through: AtomicBool,
+    /// The places in write-through.
+    places: Mutex<BTreeSet<u64>>,
     /// Unix seconds since which no write found room; 0 once one did.
     full_since: AtomicU64,
 }
@@ -203,10 +215,11 @@ fn unix_now() -> u64 {
 
 impl FlashState {
     /// The evictor's measure: (place, used, may use) for each place (`Data::flash_usage`).
-    /// Write-through starts past `write_through` percent of the fullest place and ends once it
-    /// is back under `evict_high`, where eviction alone keeps up. `count_writes`: this node
-    /// writes that place itself (one node's own store), so `admit` counts against it. Returns
-    /// the new state when it changed.
+    /// A place goes into write-through past `write_through` percent and out of it once back
+    /// under `evict_high`, where eviction alone keeps up; a place no longer measured (a data
+    /// server down or drained) is out. `count_writes`: this node writes the place itself (one
+    /// node's own store), so `admit` counts against it. Returns whether any place is in
+    /// write-through, when that changed.
     pub(crate) fn measured(
         &self,
         usage: &[(u64, u64, u64)],
@@ -219,18 +232,34 @@ impl FlashState {
         self.used.store(used, Ordering::Relaxed);
         self.cap
             .store(if count_writes { cap } else { 0 }, Ordering::Relaxed);
-        let pct = percent(used, cap);
+        let mut places = self.places();
+        let before = std::mem::take(&mut *places);
+        for &(at, used, cap) in usage {
+            let pct = percent(used, cap);
+            if pct > u64::from(s.write_through)
+                || (pct > u64::from(s.evict_high) && before.contains(&at))
+            {
+                places.insert(at);
+            }
+        }
         let was = self.through.load(Ordering::Relaxed);
-        let now = if pct > u64::from(s.write_through) {
-            true
-        } else if pct <= u64::from(s.evict_high) {
-            false
-        } else {
-            was
-        };
+        let now = !places.is_empty();
         self.through.store(now, Ordering::Relaxed);
-        metrics::tier::set_flash(pct, now);
+        metrics::tier::set_flash(percent(used, cap), now);
         (now != was).then_some(now)
+    }
+
+    /// Whether an acknowledgement of a file whose bytes are at `places` waits for the bucket.
+    pub(crate) fn write_through_at(&self, mut places: impl Iterator<Item = u64>) -> bool {
+        if !self.write_through() {
+            return false;
+        }
+        let through = self.places();
+        places.any(|p| through.contains(&p))
+    }
+
+    fn places(&self) -> std::sync::MutexGuard<'_, BTreeSet<u64>> {
+        self.places.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Takes `len` bytes for a write if they fit: else the answer for a full flash
@@ -245,6 +274,8 @@ impl FlashState {
             let used = self.used.fetch_add(len, Ordering::Relaxed) + len;
             let pct = percent(used, cap);
             if pct > u64::from(s.write_through) && !self.through.swap(true, Ordering::Relaxed) {
+                // Counted writes are to this node's own store: place 0.
+                self.places().insert(0);
                 tracing::warn!(
                     percent = pct,
                     "flash full: write-through (writes are acknowledged once in the bucket)"
@@ -296,6 +327,10 @@ fn percent(used: u64, cap: u64) -> u64 {
     (u128::from(used) * 100 / u128::from(cap)) as u64
 }
 
+/// Longest between two refusals of one acknowledgement's retries: past Linux's longest pause
+/// before it sends a request refused with DELAY again (15 s, `NFS4_POLL_RETRY_MAX`).
+const RETRY_GAP: Duration = Duration::from_secs(20);
+
 /// Most files a node remembers as acknowledged through the bucket.
 const MAX_THROUGH: usize = 1 << 16;
 
@@ -336,6 +371,7 @@ impl Tier {
             flash: FlashState::default(),
             through: Mutex::new(HashSet::new()),
             evict_now: tokio::sync::Notify::new(),
+            delayed: Mutex::new(HashMap::new()),
         })
     }
 
@@ -457,6 +493,31 @@ impl Tier {
         }
     }
 
+    /// `ino`'s acknowledgement is refused with DELAY: how long since the first refusal of
+    /// those in a row. A refusal more than `RETRY_GAP` after the last starts a new row (the
+    /// client gave up, or a later write is acknowledged), so an old one never shortens it.
+    pub(crate) fn delayed(&self, ino: u64) -> Duration {
+        let mut m = self.delayed.lock().unwrap_or_else(|e| e.into_inner());
+        if m.len() >= MAX_THROUGH && !m.contains_key(&ino) {
+            m.clear();
+        }
+        let now = std::time::Instant::now();
+        let e = m.entry(ino).or_insert((now, now));
+        if now.duration_since(e.1) > RETRY_GAP {
+            e.0 = now;
+        }
+        e.1 = now;
+        now.duration_since(e.0)
+    }
+
+    /// `ino`'s acknowledgement was given: its refusals in a row are over.
+    pub(crate) fn released(&self, ino: u64) {
+        self.delayed
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&ino);
+    }
+
     /// Whether this node is uploading `ino` now.
     pub fn is_running(&self, ino: u64) -> bool {
         self.running().contains(&ino)
@@ -482,6 +543,7 @@ mod tests {
         assert!(!f.write_through(), "94 %");
         assert!(f.admit(2 * mib, &s).is_ok());
         assert!(f.write_through(), "96 %");
+        assert!(f.write_through_at([0].into_iter()));
         // Between the marks it stays; under the high watermark it ends.
         assert_eq!(f.measured(&[(0, 85 * mib, 100 * mib)], &s, true), None);
         assert!(f.write_through());
@@ -489,11 +551,27 @@ mod tests {
             f.measured(&[(0, 80 * mib, 100 * mib)], &s, true),
             Some(false)
         );
-        // The fullest place counts (data servers: per server, writes not counted here).
+        assert!(!f.write_through_at([0].into_iter()));
+        // Data servers: each on its own marks, writes not counted here.
         assert_eq!(
             f.measured(&[(1, 10, 100), (2, 97, 100)], &s, false),
             Some(true)
         );
+        assert!(f.write_through_at([1, 2].into_iter()));
+        assert!(!f.write_through_at([1, 3].into_iter()), "a file with room");
+        assert!(
+            !f.write_through_at([0].into_iter()),
+            "place 0 no longer measured"
+        );
+        // Between the marks each stays as it was: 2 in, 1 (never in) out.
+        assert_eq!(f.measured(&[(1, 90, 100), (2, 90, 100)], &s, false), None);
+        assert!(f.write_through_at([2].into_iter()));
+        assert!(!f.write_through_at([1].into_iter()));
+        assert_eq!(
+            f.measured(&[(1, 90, 100), (2, 80, 100)], &s, false),
+            Some(false)
+        );
+        assert!(!f.write_through_at([1, 2].into_iter()));
         assert!(
             f.admit(u64::MAX / 2, &s).is_ok(),
             "no capacity to count against"

@@ -3,7 +3,9 @@
 //! past 95 % a COMMIT is answered only once the file is in the bucket, and the node drops back
 //! under its watermarks by evicting; with the store black-holed and flash full a write is
 //! refused with NFS4ERR_NOSPC, nothing acknowledged before is lost, and once the store is
-//! back writes go through again.
+//! back writes go through again. On a cluster (two data servers with 8 MiB each), the same
+//! for a LAYOUTCOMMIT of writes through layouts, through an MDS node leading the file's shard
+//! or not.
 use std::net::SocketAddr;
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -309,4 +311,240 @@ fn s3_down_and_flash_full_a_write_gets_nospc_and_nothing_acknowledged_is_lost() 
         &again,
     );
     assert!(flash_used(&data_dir) <= FLASH_MIB << 20);
+}
+
+/// `cfs admin status`'s tier section of a cluster's MDS.
+fn cluster_tier(cl: &crate::common::cluster::Cluster) -> serde_json::Value {
+    tier_status(Path::new(&cl.mds_toml()))
+}
+
+/// On a cluster clients write through layouts straight to the data servers: past 95 % of a
+/// data server holding the file, its LAYOUTCOMMIT (close, fsync) is answered once the file is
+/// in the bucket; with the store black-holed it is answered from flash, and everything reads
+/// back.
+#[test]
+fn on_data_servers_past_95_percent_a_layoutcommit_returns_once_the_file_is_in_the_bucket() {
+    use crate::common::cluster::Cluster;
+    use crate::common::ec::{read_file, write_open};
+    let _serial = crate::common::SERIAL
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
+    let dir = tempfile::tempdir().unwrap();
+    let rt = rt();
+    let (_moto, proxy, store) = s3(&rt);
+    let url = format!("{}/{}", proxy.endpoint(), crate::tier_cache::BUCKET);
+    // Nothing uploaded before write-through (an hour's quiet time); 1 MiB objects; each data
+    // server's flash 8 MiB; PUTs given up within ~10 s when the store is black-holed.
+    let extra = dir.path().join("tier-extra.toml");
+    std::fs::write(
+        &extra,
+        format!(
+            "upload_after_seconds = 3600\nobject_mib = 1\nflash_capacity_mib = {FLASH_MIB}\n\
+             request_timeout_seconds = 2\nconnect_timeout_seconds = 1\nmax_attempts = 3\n"
+        ),
+    )
+    .expect("extra config");
+    let extra = extra.to_string_lossy().into_owned();
+    // Two data servers: every file mirrored on both, so both fill alike.
+    let cl = Cluster::start_nodes_env(
+        dir.path(),
+        1,
+        2,
+        &["--s3", &url, "--mds-extra-config", &extra],
+        &[
+            ("AWS_ACCESS_KEY_ID", "testing"),
+            ("AWS_SECRET_ACCESS_KEY", "testing"),
+        ],
+    );
+
+    // One client writes 7 MiB (87 % of each data server) through layouts, LAYOUTCOMMITs
+    // them under the mark (answered at once), and keeps them open for writing: neither
+    // uploaded nor evictable.
+    let held: Vec<(String, Vec<u8>)> = (0..7)
+        .map(|i| (format!("/held{i}"), data(MIB, 80 + i as u8)))
+        .collect();
+    let a = cl.client(true);
+    let open: Vec<client::OpenFile> = held
+        .iter()
+        .map(|(p, d)| {
+            let (f, _) = write_open(&cl, &a, p, d);
+            cl.rt.block_on(a.commit_file(&f)).expect("LAYOUTCOMMIT");
+            f
+        })
+        .collect();
+    assert_eq!(
+        cluster_tier(&cl)["write_through"].as_bool(),
+        Some(false),
+        "under the write-through mark"
+    );
+    // Another writes 0.75 MiB more (97 %) and keeps it open, LAYOUTCOMMIT not sent yet.
+    let late = data(3 * MIB / 4, 90);
+    let b = cl.client(true);
+    let (f, ino) = write_open(&cl, &b, "/late", &late);
+    let stats = b.pnfs_stats().expect("pNFS stats");
+    assert!(
+        stats.ds_write_bytes >= late.len() as u64 && stats.layoutcommits == 0,
+        "written through the layout, not committed yet: {stats:?}"
+    );
+    // The data servers' heartbeats report it: write-through.
+    wait_for(60, "write-through from the data servers' use", || {
+        cluster_tier(&cl)["write_through"].as_bool() == Some(true)
+    });
+    let before = cluster_tier(&cl);
+
+    // With a store taking a second per request, the LAYOUTCOMMIT (here: of an fsync) waits
+    // for the upload.
+    proxy.set_delay(Duration::from_secs(1));
+    let t = Instant::now();
+    cl.rt
+        .block_on(b.commit_file(&f))
+        .expect("DS COMMIT and LAYOUTCOMMIT in write-through");
+    let held_for = t.elapsed();
+    proxy.set_delay(Duration::ZERO);
+    // Answered with the file in the bucket, byte-exact.
+    assert_eq!(
+        from_bucket(
+            &crate::tier_cache::bucket_at(&rt, &store, "cfs"),
+            ino,
+            late.len()
+        )
+        .as_deref(),
+        Some(&late[..]),
+        "/late in the bucket when its LAYOUTCOMMIT was answered"
+    );
+    let stats = b.pnfs_stats().expect("pNFS stats");
+    let after = cluster_tier(&cl);
+    cl.rt.block_on(b.close(&f)).expect("close");
+    let _ = cl.rt.block_on(b.shutdown());
+    eprintln!(
+        "write-through LAYOUTCOMMIT held {held_for:?} (store delay 1 s); before {before}; \
+         after {after}"
+    );
+    assert!(stats.layoutcommits >= 1, "{stats:?}");
+    assert!(
+        held_for >= Duration::from_secs(1),
+        "the LAYOUTCOMMIT waited for the upload (1 s per request): {held_for:?}"
+    );
+    assert!(before["flash_used_percent"].as_u64() > Some(95), "{before}");
+    assert!(
+        after["write_through_acks"].as_u64() > before["write_through_acks"].as_u64(),
+        "{before} → {after}"
+    );
+
+    // The store black-holed: a file written and closed through its layout is still
+    // acknowledged, from flash (its bytes stay there until the bucket has them).
+    proxy.fail_all(Fault::BlackHole);
+    let dark = data(MIB / 4, 91);
+    let c = cl.client(true);
+    let (fd, _) = write_open(&cl, &c, "/dark", &dark);
+    let t = Instant::now();
+    cl.rt
+        .block_on(c.close(&fd))
+        .expect("LAYOUTCOMMIT and CLOSE with the store black-holed");
+    let dark_took = t.elapsed();
+    let stats = c.pnfs_stats().expect("pNFS stats");
+    let _ = cl.rt.block_on(c.shutdown());
+    let t = cluster_tier(&cl);
+    eprintln!("with the store black-holed the close took {dark_took:?}; {stats:?}; {t}");
+    assert!(stats.layoutcommits >= 1, "{stats:?}");
+    assert!(t["s3_failing_seconds"].as_u64().is_some(), "{t}");
+    // What is on flash reads back byte-exact meanwhile.
+    same("/dark", &read_file(&cl, "/dark", dark.len()), &dark);
+    for (p, d) in &held {
+        same(p, &read_file(&cl, p, d.len()), d);
+    }
+
+    // The store back: everything reads back, /late (perhaps evicted) too.
+    proxy.clear();
+    for f in &open {
+        cl.rt.block_on(a.close(f)).expect("close");
+    }
+    let _ = cl.rt.block_on(a.shutdown());
+    same("/late", &read_file(&cl, "/late", late.len()), &late);
+    for (p, d) in &held {
+        same(p, &read_file(&cl, p, d.len()), d);
+    }
+    same("/dark", &read_file(&cl, "/dark", dark.len()), &dark);
+}
+
+/// Three MDS nodes and one metadata shard, so at least two of them do not lead the files: a
+/// LAYOUTCOMMIT in write-through through each node returns with the file in the bucket
+/// (a node that does not lead the shard uploads it itself, against the replicated record).
+#[test]
+fn on_three_mds_nodes_a_layoutcommit_through_any_node_returns_once_the_file_is_in_the_bucket() {
+    use crate::common::cluster::Cluster;
+    use crate::common::ec::{read_file, write_open};
+    let _serial = crate::common::SERIAL
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
+    let dir = tempfile::tempdir().unwrap();
+    let rt = rt();
+    let (_moto, proxy, store) = s3(&rt);
+    let url = format!("{}/{}", proxy.endpoint(), crate::tier_cache::BUCKET);
+    let extra = dir.path().join("tier-extra.toml");
+    std::fs::write(
+        &extra,
+        format!("upload_after_seconds = 3600\nobject_mib = 1\nflash_capacity_mib = {FLASH_MIB}\n"),
+    )
+    .expect("extra config");
+    let extra = extra.to_string_lossy().into_owned();
+    let cl = Cluster::start_nodes_env(
+        dir.path(),
+        3,
+        2,
+        &["--s3", &url, "--mds-extra-config", &extra, "--shards", "1"],
+        &[
+            ("AWS_ACCESS_KEY_ID", "testing"),
+            ("AWS_SECRET_ACCESS_KEY", "testing"),
+        ],
+    );
+    let nodes = cl.client_addresses();
+    assert_eq!(nodes.len(), 3);
+    let status = |n: usize| tier_status(&cl.dir.join("cluster").join(format!("mds{}.toml", n + 1)));
+    // 7.5 MiB (over 95 % with the chunk files' sums) written and kept open: write-through on
+    // every node, from the data servers' heartbeats.
+    let held: Vec<(String, Vec<u8>)> = (0..15)
+        .map(|i| (format!("/held{i}"), data(MIB / 2, 80 + i as u8)))
+        .collect();
+    let a = cl.client(true);
+    let open: Vec<client::OpenFile> = held
+        .iter()
+        .map(|(p, d)| {
+            let (f, _) = write_open(&cl, &a, p, d);
+            cl.rt.block_on(a.commit_file(&f)).expect("LAYOUTCOMMIT");
+            f
+        })
+        .collect();
+    wait_for(60, "write-through on every MDS node", || {
+        (0..3).all(|n| status(n)["write_through"].as_bool() == Some(true))
+    });
+    let b = crate::tier_cache::bucket_at;
+    for (n, at) in nodes.iter().enumerate() {
+        let late = data(MIB / 4, 100 + n as u8);
+        let path = format!("/late{n}");
+        let c = cl.client_at(*at, true);
+        let (f, ino) = write_open(&cl, &c, &path, &late);
+        proxy.set_delay(Duration::from_secs(1));
+        let t = Instant::now();
+        cl.rt
+            .block_on(c.commit_file(&f))
+            .expect("LAYOUTCOMMIT in write-through");
+        let held_for = t.elapsed();
+        proxy.set_delay(Duration::ZERO);
+        let got = from_bucket(&b(&rt, &store, "cfs"), ino, late.len());
+        cl.rt.block_on(c.close(&f)).expect("close");
+        let _ = cl.rt.block_on(c.shutdown());
+        eprintln!("LAYOUTCOMMIT through node {} held {held_for:?}", n + 1);
+        assert_eq!(got.as_deref(), Some(&late[..]), "{path} in the bucket");
+        assert!(
+            held_for >= Duration::from_secs(1),
+            "{path}: the LAYOUTCOMMIT through node {} waited for the upload: {held_for:?}",
+            n + 1
+        );
+        same(&path, &read_file(&cl, &path, late.len()), &late);
+    }
+    for f in &open {
+        cl.rt.block_on(a.close(f)).expect("close");
+    }
+    let _ = cl.rt.block_on(a.shutdown());
 }

@@ -13,10 +13,11 @@
 //! - `evict.rs`: the evictor. Above the high watermark, files whose current bytes are in the
 //!   bucket leave flash (reads of them: `crate::evicted`).
 //! - `restore.rs`: the restorer. Evicted files someone asked for come back to flash.
-//! - `through.rs`: write-through. Past `write_through` percent of flash, a COMMIT or stable
-//!   WRITE is acknowledged once its file is in the bucket (back-pressure on writers faster
-//!   than the bucket); a write that does not fit waits for eviction, or is refused (NOSPC)
-//!   when the store is down.
+//! - `through.rs`: write-through. Past `write_through` percent of a flash (this node's, or a
+//!   data server's), a COMMIT, stable WRITE or LAYOUTCOMMIT of a file with bytes there is
+//!   acknowledged once the file is in the bucket (back-pressure on writers faster than the
+//!   bucket); a write that does not fit waits for eviction, or is refused (NOSPC) when the
+//!   store is down.
 //! - `ship.rs`: the metadata shipper. Each shard's state goes to the bucket as it changes
 //!   (`crate::meta_store`), so `cfs repair --from-s3` can rebuild a lost site.
 //!
@@ -27,12 +28,12 @@
 //! error), until flash is nearly full (`through.rs`: then holding writers back is the point). The acknowledged-data loss window on total site loss is the upload lag, measured
 //! and shown (`TierUsage::oldest_pending_secs`, `cfs_tier_upload_lag_seconds`).
 //!
-//! **Who uploads.** The leader of the file's shard, as for encoding, so one node per file; the
-//! record's upload under way keeps a second one from starting (`TierBegin` refuses), and a
-//! generation is never reused, so two uploads never write one key.
+//! **Who uploads.** The leader of the file's shard, as for encoding, so one node per file, but
+//! for an acknowledgement held in write-through, which the node holding it uploads itself
+//! (`through.rs`); the record's upload under way keeps a second one from starting (`TierBegin`
+//! refuses), and a generation is never reused, so two uploads never write one key.
 //!
-//! Not yet (issue 45): write-through on data servers (clients write there through layouts;
-//! `through.rs` says what is missing).
+//! Not yet (issue 45): a data server refusing a write past its flash (`through.rs`).
 use std::sync::{Arc, Weak};
 
 use crate::node::Mds;

@@ -88,12 +88,12 @@ pub async fn write_owned(ctx: &mut Ctx<'_>, a: WriteArgs) -> WriteRes {
     let r = match write_inner(ctx, a).await {
         // A stable write is an acknowledgement: past the write-through mark it waits for the
         // bucket (`tiering::through`), after the file's holds are let go (the upload reads it).
-        Ok((r, ino)) if r.committed != StableHow4::Unstable4 => {
-            crate::tiering::through::acknowledge(ctx.mds, ino)
+        Ok((r, ino, at)) if r.committed != StableHow4::Unstable4 => {
+            crate::tiering::through::acknowledge(ctx.mds, ino, at)
                 .await
                 .map(|()| r)
         }
-        Ok((r, _)) => Ok(r),
+        Ok((r, _, _)) => Ok(r),
         Err(e) => Err(e),
     };
     match r {
@@ -102,7 +102,8 @@ pub async fn write_owned(ctx: &mut Ctx<'_>, a: WriteArgs) -> WriteRes {
     }
 }
 
-async fn write_inner(ctx: &mut Ctx<'_>, a: WriteArgs) -> NfsResult<(WriteResOk, u64)> {
+/// The reply, the file, and for a stable write the change attribute it was recorded at.
+async fn write_inner(ctx: &mut Ctx<'_>, a: WriteArgs) -> NfsResult<(WriteResOk, u64, Option<u64>)> {
     let (i, sid) = io_target(ctx, &a.stateid, true).await?;
     let _busy = crate::state::recall::recall_and_wait(&ctx.mds.nfs, &[i.ino], ctx.clientid).await?;
     // Until the write's size is noted below, the evictor keeps off the file (`evicted`).
@@ -129,9 +130,11 @@ async fn write_inner(ctx: &mut Ctx<'_>, a: WriteArgs) -> NfsResult<(WriteResOk, 
     ctx.mds
         .ns
         .note_write(i.ino, end, Time::now(), Some(ctx.user.clone()), kills);
-    if stable {
-        ctx.mds.ns.record_writes(i.ino).await?;
-    }
+    let at = if stable {
+        changed_to(ctx.mds.ns.record_writes(i.ino).await?)
+    } else {
+        None
+    };
     let ok = WriteResOk {
         count: len as u32,
         committed: if stable {
@@ -141,7 +144,7 @@ async fn write_inner(ctx: &mut Ctx<'_>, a: WriteArgs) -> NfsResult<(WriteResOk, 
         },
         writeverf: ctx.mds.write_verf,
     };
-    Ok((ok, i.ino))
+    Ok((ok, i.ino, at))
 }
 
 pub async fn commit(ctx: &mut Ctx<'_>, a: &CommitArgs) -> CommitRes {
@@ -156,9 +159,9 @@ pub async fn commit(ctx: &mut Ctx<'_>, a: &CommitArgs) -> CommitRes {
         }
         ctx.mds.data.commit_data(i.ino).await?;
         // The size and times of the writes now durable, durable with them.
-        ctx.mds.ns.record_writes(i.ino).await?;
+        let at = changed_to(ctx.mds.ns.record_writes(i.ino).await?);
         // Past the write-through mark, in the bucket too (`tiering::through`).
-        crate::tiering::through::acknowledge(ctx.mds, i.ino).await?;
+        crate::tiering::through::acknowledge(ctx.mds, i.ino, at).await?;
         Ok::<_, NfsError>(())
     }
     .await;
@@ -168,4 +171,9 @@ pub async fn commit(ctx: &mut Ctx<'_>, a: &CommitArgs) -> CommitRes {
         }),
         Err(e) => CommitRes::error(e.code()),
     }
+}
+
+/// The change attribute a recording of writes left the file at, if it recorded any.
+fn changed_to(recorded: Option<meta::namespace::Outcome>) -> Option<u64> {
+    recorded.and_then(|o| o.inode).map(|i| i.change)
 }

@@ -411,6 +411,10 @@ async fn layoutcommit_inner(
     };
     let out = ctx.execute_as(cmd).await?;
     ctx.mds.nfs.state.note_layout_write(clientid, i.ino);
+    // Past the write-through mark on a data server holding the file, in the bucket too
+    // (`tiering::through`): Linux sends this at close and fsync, and retries it on DELAY.
+    let at = out.inode.as_ref().map(|n| n.change);
+    crate::tiering::through::acknowledge(ctx.mds, i.ino, at).await?;
     let size = out.inode.map(|n| n.size).unwrap_or(i.size);
     Ok(LayoutcommitResOk {
         locr_newsize: if size != i.size {
