@@ -54,6 +54,38 @@ pub async fn status(
     }
 }
 
+/// How long `cfs admin status` waits for another MDS node's answer: a node that is down has
+/// had its shards led elsewhere within seconds, so its silence costs the figure nothing.
+const PEER_STATUS_WAIT: Duration = Duration::from_secs(2);
+
+/// Each of `nodes`' metadata lag (the shards it leads), asked with STATUS, all at once:
+/// (node, its answer, or why there is none), by node. `None` inside: it ships no metadata.
+pub async fn metadata_lags(
+    nodes: Vec<(u64, SocketAddr)>,
+    secret: &layout::ClusterSecret,
+) -> Vec<(u64, Result<Option<MetadataLag>, String>)> {
+    let mut set = tokio::task::JoinSet::new();
+    for (id, addr) in nodes {
+        let secret = secret.clone();
+        set.spawn(async move {
+            let r = match tokio::time::timeout(PEER_STATUS_WAIT, status(addr, &secret)).await {
+                Ok(Ok(s)) => Ok(s.metadata_lag),
+                Ok(Err(e)) => Err(e.to_string()),
+                Err(_) => Err(format!("no answer from {addr} within {PEER_STATUS_WAIT:?}")),
+            };
+            (id, r)
+        });
+    }
+    let mut out = Vec::new();
+    while let Some(r) = set.join_next().await {
+        if let Ok(r) = r {
+            out.push(r);
+        }
+    }
+    out.sort_by_key(|(id, _)| *id);
+    out
+}
+
 fn refusal(code: u32) -> &'static str {
     match code {
         CLUSTER_ERR_AUTH => "wrong cluster secret",

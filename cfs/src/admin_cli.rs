@@ -173,7 +173,7 @@ pub fn status_table(v: &Value) -> String {
     if let Some(t) = v["mds"]["tier"].as_object() {
         let n = |k: &str| t.get(k).and_then(Value::as_u64).unwrap_or(0);
         out.push_str(&format!(
-            "     tier ({} mode, {}): {} in {} files in the bucket ({} in {} files evicted from flash); {} in {} files queued, upload lag {} s; metadata lag {} s; {} S3 errors\n",
+            "     tier ({} mode, {}): {} in {} files in the bucket ({} in {} files evicted from flash); {} in {} files queued, upload lag {} s; metadata lag {} s (every shard); {} S3 errors\n",
             t.get("mode").and_then(Value::as_str).unwrap_or("?"),
             t.get("bucket").and_then(Value::as_str).unwrap_or("?"),
             human(n("in_bucket_bytes")),
@@ -186,6 +186,25 @@ pub fn status_table(v: &Value) -> String {
             n("metadata_lag_seconds"),
             n("s3_errors"),
         ));
+        if let Some(w) = t.get("metadata_lag_worst").and_then(Value::as_object) {
+            out.push_str(&format!(
+                "     metadata lag: the worst is shard {}'s, led by MDS node {}\n",
+                w.get("shard").and_then(Value::as_u64).unwrap_or(0),
+                w.get("node").and_then(Value::as_u64).unwrap_or(0),
+            ));
+        }
+        for u in t
+            .get("metadata_lag_unanswered")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            out.push_str(&format!(
+                "     metadata lag: MDS node {} did not say its own ({}); its shards count once led elsewhere\n",
+                u["node"],
+                u["error"].as_str().unwrap_or("?"),
+            ));
+        }
         if t.get("mode").and_then(Value::as_str) == Some("tiered") {
             out.push_str(&format!(
                 "     {} in {} files changed or used lately, on flash only (tiered mode)\n",

@@ -877,6 +877,7 @@ pub async fn run(a: ServerArgs, check_only: bool) -> Result<(), Box<dyn std::err
                 counters_since: since,
                 ns_base,
                 client_addresses: s.client_addresses.clone(),
+                cluster_secret: s.secret.clone(),
             };
             let token = admin_secret(&s)?.admin_token();
             let local = l.local_addr()?;

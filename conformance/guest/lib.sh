@@ -41,6 +41,23 @@ remount() {
   mount -t "$NFS_FSTYPE" -o "$NFS_OPTS" "$NFS_SRC" /mnt || { fail "remount $NFS_SRC"; finish; }
   cd "$WD" || { fail "cd $WD after remount"; finish; }
 }
+# evict_all: on cfs-cluster-s3 (EVICT=1: posix, integrity, pnfs; the host's side is
+# src/evicted.rs `forced`) every file leaves flash for the bucket, so the reads that follow come
+# from S3. The mount goes first: a file a client has open, delegated or laid out stays on flash,
+# and no cached page survives. The host waits until the data servers hold no file's bytes.
+# Elsewhere it does nothing, so the scenario is the same as before.
+EVICTS=0
+evict_all() {
+  [ "${EVICT:-0}" = 1 ] || return 0
+  EVICTS=$((EVICTS + 1))
+  sync
+  cd /
+  umount /mnt || { fail "umount /mnt for eviction $EVICTS"; finish; }
+  post "evict$EVICTS"
+  await "evicted$EVICTS" 150
+  mount -t "$NFS_FSTYPE" -o "$NFS_OPTS" "$NFS_SRC" /mnt || { fail "mount $NFS_SRC after eviction $EVICTS"; finish; }
+  cd "$WD" || { fail "cd $WD after eviction $EVICTS"; finish; }
+}
 # A private working directory per scenario run, so concurrent and repeated runs never collide.
 WD=$MNT/cfs-conf.${SCENARIO:-x}.${RUN_ID:-$$}
 setup_wd() {

@@ -30,6 +30,10 @@ pub enum Kind {
     /// wait until the guest's files left the data servers for the bucket, then count the bytes
     /// read from the bucket around the guest's reads (`evicted.rs`)
     Evicted,
+    /// cfs-cluster-s3: at each `evict_all` of the guest (posix, integrity, pnfs) wait until
+    /// no file's bytes are left on the data servers, so the reads after it come from the
+    /// bucket; count the bytes they read there (`evicted.rs` `forced`)
+    Evict,
     /// kill -9 the MDS node serving the guest's mount during its workload (`mdsfault.rs`)
     MdsFault,
     /// kill -9 the leader of the guest's shard, another node than the one it mounted
@@ -49,7 +53,7 @@ impl Kind {
             Kind::Fault | Kind::Cross => crate::server::ServerSpec::CfsCluster,
             Kind::GatewayFault => crate::server::ServerSpec::CfsClusterGateway,
             Kind::Encoded => crate::server::ServerSpec::CfsClusterEc(6),
-            Kind::Evicted => crate::server::ServerSpec::CfsClusterS3,
+            Kind::Evicted | Kind::Evict => crate::server::ServerSpec::CfsClusterS3,
             Kind::MdsFault | Kind::MdsLeaderFault => crate::server::ServerSpec::CfsMetaCluster,
             Kind::WriteDeleg | Kind::Restart => crate::server::ServerSpec::Cfs,
         }
@@ -62,9 +66,11 @@ impl Kind {
     pub fn kinds(self) -> String {
         match self {
             Kind::Fault | Kind::Cross => "cfs-cluster or cfs-cluster-mds3".into(),
-            Kind::GatewayFault | Kind::MdsFault | Kind::MdsLeaderFault | Kind::Evicted => {
-                self.needs().label()
-            }
+            Kind::GatewayFault
+            | Kind::MdsFault
+            | Kind::MdsLeaderFault
+            | Kind::Evicted
+            | Kind::Evict => self.needs().label(),
             Kind::Encoded => "cfs-cluster-ec3 or cfs-cluster-ec6".into(),
             Kind::WriteDeleg => {
                 "cfs, cfs-nowdeleg, cfs-cluster, cfs-cluster-nowdeleg or cfs-cluster-mds3".into()
@@ -90,6 +96,18 @@ impl Kind {
                     )
             )
     }
+}
+
+/// The scenarios whose read-backs come from the bucket on cfs-cluster-s3 (issue 45: posix,
+/// integrity and pnfs pass on a cache-mode cluster whose flash gave everything up first).
+pub const EVICT_FIRST: [&str; 3] = ["posix", "integrity", "pnfs"];
+
+/// The host steps of scenario `s` on `spec`: its own, else on cfs-cluster-s3 the forced
+/// evictions of `EVICT_FIRST`'s.
+pub fn host_for(s: &crate::scenario::Scenario, spec: &crate::server::ServerSpec) -> Option<Kind> {
+    s.host.or_else(|| {
+        (*spec == Kind::Evict.needs() && EVICT_FIRST.contains(&s.name)).then_some(Kind::Evict)
+    })
 }
 
 /// What the host did, for the report (`host_ops` in the JSON; its lines join the case output).
@@ -384,6 +402,9 @@ pub fn run(kind: Kind, srv: &mut Running, ctx: &Ctx) -> HostReport {
         }
         Kind::Evicted => {
             let _ = crate::evicted::host(&mut h, srv);
+        }
+        Kind::Evict => {
+            let _ = crate::evicted::forced(&mut h, srv);
         }
         Kind::MdsFault | Kind::MdsLeaderFault => {
             let _ = crate::mdsfault::host(&mut h, srv, kind == Kind::MdsLeaderFault);
@@ -762,6 +783,24 @@ mod tests {
         assert!(Kind::Evicted.runs_on(&ServerSpec::CfsClusterS3));
         assert!(!Kind::Evicted.runs_on(&ServerSpec::CfsCluster));
         assert!(!Kind::Fault.runs_on(&ServerSpec::CfsClusterS3));
+        // forced evictions before the read-backs: posix, integrity and pnfs on that kind only
+        let by_name = |n: &str| {
+            crate::scenario::SCENARIOS
+                .iter()
+                .find(|s| s.name == n)
+                .expect("scenario")
+        };
+        for n in EVICT_FIRST {
+            assert_eq!(
+                host_for(by_name(n), &ServerSpec::CfsClusterS3),
+                Some(Kind::Evict)
+            );
+            assert_eq!(host_for(by_name(n), &ServerSpec::CfsCluster), None);
+        }
+        assert_eq!(
+            host_for(by_name("evicted"), &ServerSpec::CfsClusterS3),
+            Some(Kind::Evicted)
+        );
         assert_eq!(
             ServerSpec::parse("cfs-cluster-s3").map(|s| s.label()).ok(),
             Some("cfs-cluster-s3".to_string())

@@ -383,7 +383,7 @@ fn boot(
     let mut retry_reason = None;
     let mut host = None;
     for attempt in 0..BOOT_ATTEMPTS {
-        let runs = if let Some(kind) = s.host {
+        let runs = if let Some(kind) = hostops::host_for(s, &srv.spec) {
             let (runs, rep) = with_host(plan, srv, s, kind, kver, vers, run_id);
             host = Some(rep);
             runs
@@ -469,6 +469,12 @@ fn with_host(
     } else {
         env.splice(0..0, base_env(plan, s, run_id));
         let mut j = job(plan, srv, s, kver, vers, env, 2);
+        if kind == hostops::Kind::Evict {
+            // lib.sh's `evict_all` steps with the host; each waits for an upload and an
+            // evictor pass (a few seconds), the guest's bound grows by a margin for them
+            j.env.push("EVICT=1".into());
+            j.timeout += Duration::from_secs(120);
+        }
         if kind == hostops::Kind::MdsLeaderFault {
             if let Some(p) = crate::mdsfault::mount_port(srv) {
                 j.port = p;

@@ -26,7 +26,7 @@ pub use layout::DsId;
 pub use meta::namespace::{Redundancy, ShardStatus, StatFs, StatsSnapshot};
 pub use meta::raft::members::{JoinReply, MembershipError};
 pub use meta_core::TierUsage;
-pub use proto::cluster::{DsStatus, StatusResOk};
+pub use proto::cluster::{DsStatus, MetadataLag, StatusResOk};
 
 /// Why `Admin::tier_pin` refused.
 #[derive(Debug, Error)]
@@ -213,7 +213,7 @@ impl Admin {
     pub fn data_servers(&self) -> Option<DataServers> {
         let c = self.mds.cluster()?;
         Some(DataServers {
-            status: crate::dataservers::service::status(c),
+            status: crate::dataservers::service::status(c, &self.mds.ns),
             draining: c.registry.draining(),
             degraded_files: c.degraded_files(),
         })
@@ -249,6 +249,17 @@ impl Admin {
             format!("{}/{}/{}", s.store.endpoint, s.store.bucket, s.root),
             s.mode.name(),
         ))
+    }
+
+    /// The other nodes of a metadata service of several, with the address each serves the
+    /// cluster program on (its NFS address): where `cfs admin status` asks for what only
+    /// each node knows, such as the metadata lag of the shards it leads. Empty for one MDS.
+    pub fn other_mds_nodes(&self) -> Vec<(u64, SocketAddr)> {
+        let Some(p) = self.mds.ns.peers() else {
+            return Vec::new();
+        };
+        let me = p.me();
+        p.nodes().into_iter().filter(|(id, _)| *id != me).collect()
     }
 
     /// Adds counters of earlier runs to this run's (a clean restart carries them on).

@@ -392,16 +392,30 @@ pub mod tier {
     /// bucket does not hold yet; 0 when it holds them all.
     static METADATA_BEHIND_SINCE: std::sync::atomic::AtomicU64 =
         std::sync::atomic::AtomicU64::new(0);
+    /// The shard of `METADATA_BEHIND_SINCE` (meaningless while that is 0).
+    static METADATA_BEHIND_SHARD: std::sync::atomic::AtomicU32 =
+        std::sync::atomic::AtomicU32::new(0);
     /// Whether this node ships metadata at all (a `[tier]` is configured).
     static METADATA_SHIPPING: std::sync::atomic::AtomicBool =
         std::sync::atomic::AtomicBool::new(false);
 
-    /// The shipper's measure: `since` the oldest unshipped change (Unix seconds), `None` when
-    /// the bucket holds everything this node leads.
-    pub fn set_metadata_behind(since: Option<u64>) {
+    /// The shipper's measure: `since` the oldest unshipped change (Unix seconds) and its
+    /// shard, `None` when the bucket holds everything this node leads.
+    pub fn set_metadata_behind(since: Option<(u64, u16)>) {
         use std::sync::atomic::Ordering::Relaxed;
         METADATA_SHIPPING.store(true, Relaxed);
-        METADATA_BEHIND_SINCE.store(since.map_or(0, |s| s.max(1)), Relaxed);
+        METADATA_BEHIND_SHARD.store(since.map_or(0, |(_, s)| u32::from(s)), Relaxed);
+        METADATA_BEHIND_SINCE.store(since.map_or(0, |(s, _)| s.max(1)), Relaxed);
+    }
+
+    /// The shard whose changes the bucket has lacked longest, of those this node leads
+    /// (`None` when it lacks none, or no metadata is shipped).
+    pub fn metadata_lag_shard() -> Option<u16> {
+        use std::sync::atomic::Ordering::Relaxed;
+        if METADATA_BEHIND_SINCE.load(Relaxed) == 0 {
+            return None;
+        }
+        u16::try_from(METADATA_BEHIND_SHARD.load(Relaxed)).ok()
     }
 
     /// Seconds the bucket's metadata is behind this node's (the acknowledged metadata a lost

@@ -205,6 +205,22 @@ pub struct StatusResOk {
     pub layouts_recalled: u64,
     #[xdr(max = MAX_DS)]
     pub data_servers: Vec<DsStatus>,
+    /// How far the object store's copy of the metadata is behind the shards the answering
+    /// node leads; `None` without `[tier]`. Last, so an older reader that stops before it
+    /// still decodes the rest.
+    pub metadata_lag: Option<MetadataLag>,
+}
+
+/// One MDS node's metadata shipping lag (`mds::tiering::ship`): each node ships the shards it
+/// leads, so `cfs admin status` asks every node and shows the worst.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Xdr)]
+pub struct MetadataLag {
+    /// The answering node's id in the metadata service (0: it runs alone).
+    pub node: u64,
+    /// Seconds since the oldest change the bucket lacks of a shard it leads; 0: none lacking.
+    pub seconds: u64,
+    /// That shard (0 when `seconds` is 0).
+    pub shard: u32,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Xdr)]

@@ -36,7 +36,10 @@ pub fn cluster_status(c: mds::admin::DataServers) -> Value {
     v
 }
 
-pub fn status(a: &Admin) -> Value {
+/// The other MDS nodes' metadata lags (`crate::admin::metadata_lags`).
+pub type Lags = [(u64, Result<Option<mds::admin::MetadataLag>, String>)];
+
+pub fn status(a: &Admin, lags: &Lags) -> Value {
     let src = &a.sources;
     let mut roles = Vec::new();
     let mds = src.mds.as_ref().map(|m| {
@@ -82,6 +85,12 @@ pub fn status(a: &Admin) -> Value {
         v["metadata"]["serving"] = serving(m);
         if let Some((t, bucket, mode)) = m.tier() {
             v["tier"] = tier_status(&t, &bucket, mode);
+            let here = metrics::tier::metadata_lag().map(|seconds| mds::admin::MetadataLag {
+                node: v["metadata"]["node"].as_u64().unwrap_or(0),
+                seconds,
+                shard: metrics::tier::metadata_lag_shard().map_or(0, u32::from),
+            });
+            metadata_lag(&mut v["tier"], here, lags);
         }
         if let Some(c) = cluster {
             let degraded = c.degraded_files;
@@ -253,6 +262,29 @@ pub fn top(n: usize, m: &mds::admin::Admin, paths: &super::paths::Paths) -> Valu
     })
 }
 
+/// The metadata lag of the whole cluster: the worst of this node's (`here`, the shards it
+/// leads) and every other node's, with where it is. A node that did not answer is listed: a
+/// down node's shards are led elsewhere within seconds, whose lag then counts.
+fn metadata_lag(t: &mut Value, here: Option<mds::admin::MetadataLag>, lags: &Lags) {
+    let answers = here.into_iter().chain(
+        lags.iter()
+            .filter_map(|(_, r)| r.as_ref().ok().copied().flatten()),
+    );
+    let worst = answers.max_by_key(|l| (l.seconds, std::cmp::Reverse(l.node)));
+    let unanswered: Vec<Value> = lags
+        .iter()
+        .filter_map(|(id, r)| r.as_ref().err().map(|e| json!({ "node": id, "error": e })))
+        .collect();
+    t["metadata_lag_seconds"] = json!(worst.map(|l| l.seconds));
+    t["metadata_lag_here_seconds"] = json!(here.map(|l| l.seconds));
+    t["metadata_lag_worst"] = match worst.filter(|l| l.seconds > 0) {
+        Some(l) => json!({ "node": l.node, "shard": l.shard }),
+        None => Value::Null,
+    };
+    t["metadata_lag_nodes"] = json!(lags.len() + usize::from(here.is_some()) - unanswered.len());
+    t["metadata_lag_unanswered"] = json!(unanswered);
+}
+
 /// `[tier]`: what the bucket holds of the files, what is still to upload (the queue), and the
 /// upload lag: how long ago the oldest file still to upload last changed, which is the
 /// acknowledged data a lost site would lose.
@@ -278,9 +310,8 @@ fn tier_status(t: &mds::admin::TierUsage, bucket: &str, mode: &str) -> serde_jso
         "uploading": t.uploading,
         "object_sets_to_delete": t.doomed_sets,
         "upload_lag_seconds": lag,
-        // How long the shards this node leads have had changes the bucket does not hold
-        // (the MDS's metadata shipper): with the upload lag, the acknowledged data a lost site loses.
-        "metadata_lag_seconds": metrics::tier::metadata_lag(),
+        // The metadata lags (`metadata_lag` fills them in): with the upload lag, the
+        // acknowledged data a lost site loses.
         "metadata_checkpoints": metrics::tier::METADATA_CHECKPOINTS.get(),
         "metadata_shipped_bytes": metrics::tier::METADATA_BYTES.get(),
         "uploaded_bytes": metrics::tier::UPLOADED_BYTES.get(),

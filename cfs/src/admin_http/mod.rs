@@ -36,6 +36,9 @@ pub struct Sources {
     /// The metadata nodes' client addresses from the config (`[cluster] client_addresses`);
     /// those of nodes that joined later come from the memberships.
     pub client_addresses: std::collections::BTreeMap<u64, SocketAddr>,
+    /// The cluster secret, to sign the STATUS calls to the other MDS nodes (`None`: a single
+    /// node, which has no other).
+    pub cluster_secret: Option<layout::ClusterSecret>,
 }
 
 /// Totals at one instant, for rates.
@@ -183,7 +186,12 @@ async fn status(
     headers: HeaderMap,
 ) -> ApiResult<Json<serde_json::Value>> {
     check(&a, &headers)?;
-    Ok(Json(api::status(&a)))
+    // Each node knows the metadata lag of the shards it leads only: the others are asked.
+    let lags = match (&a.sources.mds, &a.sources.cluster_secret) {
+        (Some(m), Some(secret)) => crate::admin::metadata_lags(m.other_mds_nodes(), secret).await,
+        _ => Vec::new(),
+    };
+    Ok(Json(api::status(&a, &lags)))
 }
 
 async fn clients(

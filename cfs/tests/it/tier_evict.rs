@@ -37,19 +37,23 @@ fn disk_bytes(p: &Path) -> u64 {
 
 /// `cfs admin status --json`'s tier section, asked of the server `config` names.
 pub(crate) fn tier_status(config: &Path) -> serde_json::Value {
+    admin_status(config)["mds"]["tier"].clone()
+}
+
+/// `cfs admin status --json`, asked of the server `config` names.
+pub(crate) fn admin_status(config: &Path) -> serde_json::Value {
     let out = std::process::Command::new(BIN)
         .args(["admin", "status", "--json", "--config"])
         .arg(config)
         .output()
         .expect("cfs admin status");
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
         panic!(
             "status JSON ({e}): {}{}",
             String::from_utf8_lossy(&out.stdout),
             String::from_utf8_lossy(&out.stderr)
         )
-    });
-    v["mds"]["tier"].clone()
+    })
 }
 
 pub(crate) fn read_back(

@@ -8,12 +8,13 @@ use std::time::{Duration, Instant};
 
 use client::{Client, ClientConfig, SetAttrs, Stat};
 use proto::nfs4::{Nfstime4, Settime4, OPEN4_SHARE_ACCESS_READ};
+use tier::testing::proxy::Fault;
 
 use crate::common::cluster::Cluster;
 use crate::common::ec::{read_file_with, wait_for};
 use crate::common::{cfs_env, Server, SERIAL};
 use crate::tier_cache::{admin_toml, data, put, rt, s3, BUCKET};
-use crate::tier_evict::tier_status;
+use crate::tier_evict::{admin_status, tier_status};
 
 /// The tree: (path, bytes) of each regular file.
 fn files() -> Vec<(&'static str, Vec<u8>)> {
@@ -275,19 +276,22 @@ const CLUSTER_ATTRS: [(&str, u32, &str, &str, i64); 8] = [
 fn listing(cl: &Cluster, c: &Client) -> Vec<(String, Vec<String>)> {
     std::iter::once("/")
         .chain(CLUSTER_DIRS)
-        .map(|d| {
-            let fh = cl.rt.block_on(c.lookup_path(d)).expect("lookup");
-            let mut names: Vec<String> = cl
-                .rt
-                .block_on(c.readdir(&fh))
-                .expect("readdir")
-                .into_iter()
-                .map(|e| e.name)
-                .collect();
-            names.sort();
-            (d.to_string(), names)
-        })
+        .map(|d| (d.to_string(), names_in(cl, c, d)))
         .collect()
+}
+
+/// The names in directory `dir`, sorted.
+fn names_in(cl: &Cluster, c: &Client, dir: &str) -> Vec<String> {
+    let fh = cl.rt.block_on(c.lookup_path(dir)).expect("lookup");
+    let mut names: Vec<String> = cl
+        .rt
+        .block_on(c.readdir(&fh))
+        .expect("readdir")
+        .into_iter()
+        .map(|e| e.name)
+        .collect();
+    names.sort();
+    names
 }
 
 fn stat_of(cl: &Cluster, c: &Client, path: &str) -> String {
@@ -306,6 +310,55 @@ fn node_configs(cl: &Cluster) -> Vec<std::path::PathBuf> {
             cl.dir.join("cluster").join(format!("{name}.toml"))
         })
         .collect()
+}
+
+/// Waits until every node's status says the bucket holds the files (at least `files` of them)
+/// and the metadata of every shard (the cluster-wide metadata lag, which each node asks the
+/// others for); twice in a row with no ship between the looks (each node's checkpoint count
+/// unchanged).
+fn bucket_holds_everything(configs: &[std::path::PathBuf], files: u64) -> Duration {
+    let mut last = None;
+    wait_for(60, "every node: the bucket holding the whole tree", || {
+        let ts: Vec<serde_json::Value> = configs.iter().map(|c| tier_status(c)).collect();
+        let settled = ts.iter().all(|t| {
+            t["queued_files"] == 0
+                && t["uploading"] == 0
+                && t["upload_lag_seconds"] == 0
+                && t["metadata_lag_seconds"] == 0
+                && t["in_bucket_files"].as_u64() >= Some(files)
+        });
+        let now: Vec<serde_json::Value> = ts
+            .iter()
+            .map(|t| t["metadata_checkpoints"].clone())
+            .collect();
+        let same = settled && last.as_ref() == Some(&now);
+        last = settled.then_some(now);
+        if !same {
+            std::thread::sleep(Duration::from_millis(500));
+        }
+        same
+    })
+}
+
+/// Every MDS and data server directory of a killed cluster removed (the configs and the
+/// cluster secret are the operator's, kept).
+fn wipe(cl: &Cluster) {
+    let base = cl.dir.join("cluster");
+    let mut wiped = Vec::new();
+    for e in std::fs::read_dir(&base).expect("cluster dir") {
+        let e = e.expect("entry");
+        let name = e.file_name().to_string_lossy().into_owned();
+        if e.path().is_dir() && (name.starts_with("mds") || name.starts_with("ds")) {
+            std::fs::remove_dir_all(e.path()).expect("wipe");
+            wiped.push(name);
+        }
+    }
+    wiped.sort();
+    assert_eq!(
+        wiped.len(),
+        cl.mds + cl.ds,
+        "every node's directory: {wiped:?}"
+    );
 }
 
 /// Issue 45 test (f) on a cluster of `mds` MDS nodes and three data servers, `cfs cluster up
@@ -349,47 +402,13 @@ fn a_cluster_lost_whole_comes_back(mds: usize, repair: &dyn Fn(&Cluster) -> Vec<
     let _ = cl.rt.block_on(c.shutdown());
     let written = started.elapsed();
 
-    // Every node's status: the bucket holds the files and the metadata of the shards it
-    // leads; twice in a row with no ship between the looks.
     let configs = node_configs(&cl);
-    let mut last = None;
-    wait_for(60, "every node: the bucket holding the whole tree", || {
-        let ts: Vec<serde_json::Value> = configs.iter().map(|c| tier_status(c)).collect();
-        let settled = ts.iter().all(|t| {
-            t["queued_files"] == 0
-                && t["uploading"] == 0
-                && t["upload_lag_seconds"] == 0
-                && t["metadata_lag_seconds"] == 0
-                && t["in_bucket_files"].as_u64() >= Some(5)
-        });
-        let now: Vec<serde_json::Value> = ts
-            .iter()
-            .map(|t| t["metadata_checkpoints"].clone())
-            .collect();
-        let same = settled && last.as_ref() == Some(&now);
-        last = settled.then_some(now);
-        if !same {
-            std::thread::sleep(Duration::from_millis(500));
-        }
-        same
-    });
+    bucket_holds_everything(&configs, 5);
     let settled = started.elapsed();
 
-    // The site is lost: every process killed at once, every node's directory gone (the
-    // configs and the cluster secret are the operator's, kept).
+    // The site is lost: every process killed at once, every node's directory gone.
     cl.kill9_all();
-    let base = cl.dir.join("cluster");
-    let mut wiped = Vec::new();
-    for e in std::fs::read_dir(&base).expect("cluster dir") {
-        let e = e.expect("entry");
-        let name = e.file_name().to_string_lossy().into_owned();
-        if e.path().is_dir() && (name.starts_with("mds") || name.starts_with("ds")) {
-            std::fs::remove_dir_all(e.path()).expect("wipe");
-            wiped.push(name);
-        }
-    }
-    wiped.sort();
-    assert_eq!(wiped.len(), mds + 3, "every node's directory: {wiped:?}");
+    wipe(&cl);
 
     let t0 = Instant::now();
     let run = || {
@@ -511,4 +530,338 @@ fn a_three_mds_cluster_wiped_whole_comes_back_from_the_bucket() {
             cl.dir.join("cluster").to_string_lossy().into_owned(),
         ]
     });
+}
+
+/// The shard of inode `ino`: its top 16 bits (`meta_core::ShardId::of_ino`).
+fn shard_of(ino: u64) -> u16 {
+    (ino >> 48) as u16
+}
+
+/// Makes directory `parent/base` (then `base-1`, ... ) until one lands in a shard not in
+/// `avoid` (the node the client talks to picks among the shards it leads); the ones that did
+/// not are removed. Its path and inode number.
+fn mkdir_apart(cl: &Cluster, c: &Client, parent: &str, base: &str, avoid: &[u16]) -> (String, u64) {
+    for k in 0..40 {
+        let name = if k == 0 {
+            base.to_string()
+        } else {
+            format!("{base}-{k}")
+        };
+        let ino = cl.rt.block_on(async {
+            let dir = c.lookup_path(parent).await.expect("parent");
+            c.mkdir(&dir, &name, 0o755).await.expect("mkdir");
+            let path = format!("{}/{name}", parent.trim_end_matches('/'));
+            let ino = c.stat_path(&path).await.expect("stat").1.fileid;
+            if avoid.contains(&shard_of(ino)) {
+                c.remove(&dir, &name).await.expect("rmdir");
+            }
+            ino
+        });
+        if !avoid.contains(&shard_of(ino)) {
+            return (format!("{}/{name}", parent.trim_end_matches('/')), ino);
+        }
+    }
+    panic!("no directory under {parent} outside shards {avoid:?} in 40 tries");
+}
+
+/// Every object of `shard`'s metadata in the bucket (its root and checkpoints), as stored.
+fn shard_objects(
+    rt: &tokio::runtime::Runtime,
+    store: &tier::Store,
+    shard: u16,
+) -> Vec<(String, bytes::Bytes)> {
+    // `cfs cluster up --s3` keeps the default prefix.
+    let keys = tier::KeySpace::new("cfs").expect("prefix");
+    rt.block_on(async {
+        let mut out = Vec::new();
+        let mut token = None;
+        loop {
+            let page = store
+                .sdk()
+                .list_objects_v2()
+                .bucket(BUCKET)
+                .prefix("cfs/")
+                .set_continuation_token(token.take())
+                .send()
+                .await
+                .expect("list");
+            for o in page.contents() {
+                let key = o.key().expect("key");
+                let Some(id) = keys.parse(key) else { continue };
+                if id.kind == tier::Kind::Metadata && id.ino == u64::from(shard) {
+                    out.push((key.to_string(), store.get(key).await.expect("get")));
+                }
+            }
+            match page.next_continuation_token() {
+                Some(t) => token = Some(t.to_string()),
+                None => return out,
+            }
+        }
+    })
+}
+
+/// Each MDS node's id and config, by id.
+fn node_ids(configs: &[std::path::PathBuf]) -> Vec<(u64, std::path::PathBuf)> {
+    let mut ids: Vec<(u64, std::path::PathBuf)> = configs
+        .iter()
+        .map(|c| {
+            let id = admin_status(c)["mds"]["metadata"]["node"]
+                .as_u64()
+                .expect("node id");
+            (id, c.clone())
+        })
+        .collect();
+    ids.sort();
+    ids
+}
+
+/// Issue 45: `cfs repair --from-s3` of a cluster whose shards' checkpoints in the bucket are
+/// of different moments, so mending has work to do. Three MDS nodes and three data servers
+/// (`cfs cluster up --s3`, through the fault proxy). /old and /keep are directories of two
+/// shards (S and K, neither the root's). Once the bucket holds a first tree, S's objects
+/// (root and checkpoint) are saved; then cross-shard changes are made and shipped: a
+/// directory /old/sub of a third shard holding a file, /keep/x renamed to /old/x, /keep/y
+/// linked as /old/ylink, /old/a linked as /keep/alink, a file made in /old and renamed to
+/// /keep/moved, a file made in /old. Meanwhile the bucket stalls and every node's status
+/// shows the lag of S, whichever node leads it. After kill -9 of everything, S's saved
+/// objects are put back (as if its shipping had stopped at the first tree), every directory
+/// wiped, and the repair reports and does what mending must: /keep/moved removed (its inode
+/// is S's, younger than S's checkpoint), /old/sub and x (named only by S's lost entries)
+/// into /lost+found as #INO with their bytes, link counts set to the names left; everything
+/// whose entry and inode survived reads back byte-exact.
+#[test]
+fn shards_checkpointed_at_different_moments_are_mended_into_one_namespace() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let started = Instant::now();
+    let dir = tempfile::tempdir().unwrap();
+    let rt = rt();
+    let (moto, proxy, store) = s3(&rt);
+    let url = format!("{}/{BUCKET}", moto.endpoint());
+    let creds = [
+        ("AWS_ACCESS_KEY_ID", "testing"),
+        ("AWS_SECRET_ACCESS_KEY", "testing"),
+    ];
+    let through_proxy = format!("{}/{BUCKET}", proxy.endpoint());
+    let mut cl = Cluster::start_nodes_env(dir.path(), 3, 3, &["--s3", &through_proxy], &creds);
+    let configs = node_configs(&cl);
+    let up = started.elapsed();
+
+    // The first tree: /old in shard S, /keep in shard K, neither the root's (0).
+    let c = cl.client(true);
+    let (keep, keep_ino) = mkdir_apart(&cl, &c, "/", "keep", &[0]);
+    let k = shard_of(keep_ino);
+    let (old, old_ino) = mkdir_apart(&cl, &c, "/", "old", &[0, k]);
+    let s = shard_of(old_ino);
+    let a = data(200_000, 31);
+    let x = data(1_500_000, 32);
+    let y = data(50_000, 33);
+    let write = |path: &str, d: &[u8]| {
+        let (f, ino) = crate::common::ec::write_open(&cl, &c, path, d);
+        cl.rt.block_on(c.close(&f)).expect("close");
+        ino
+    };
+    let a_ino = write(&format!("{old}/a"), &a);
+    let x_ino = write(&format!("{keep}/x"), &x);
+    write(&format!("{keep}/y"), &y);
+    assert_eq!((shard_of(a_ino), shard_of(x_ino)), (s, k));
+    bucket_holds_everything(&configs, 3);
+    let saved = shard_objects(&rt, &store, s);
+    assert!(
+        saved.len() >= 2,
+        "shard {s}'s root and checkpoint in the bucket: {:?}",
+        saved.iter().map(|(k, _)| k).collect::<Vec<_>>()
+    );
+    let first = started.elapsed();
+
+    // Cross-shard changes, shipped.
+    let (sub, sub_ino) = mkdir_apart(&cl, &c, &old, "sub", &[s]);
+    let g = data(300_000, 34);
+    write(&format!("{sub}/g"), &g);
+    cl.rt.block_on(async {
+        let (o, kp) = (
+            c.lookup_path(&old).await.expect("old"),
+            c.lookup_path(&keep).await.expect("keep"),
+        );
+        c.rename(&kp, "x", &o, "x").await.expect("mv keep/x old/x");
+        let yf = c.lookup_path(&format!("{keep}/y")).await.expect("y");
+        c.link(&yf, &o, "ylink").await.expect("ln keep/y old/ylink");
+        let af = c.lookup_path(&format!("{old}/a")).await.expect("a");
+        c.link(&af, &kp, "alink")
+            .await
+            .expect("ln old/a keep/alink");
+    });
+    let new2 = write(&format!("{old}/new2"), &data(10_000, 35));
+    assert_eq!(shard_of(new2), s);
+    cl.rt.block_on(async {
+        let (o, kp) = (
+            c.lookup_path(&old).await.expect("old"),
+            c.lookup_path(&keep).await.expect("keep"),
+        );
+        c.rename(&o, "new2", &kp, "moved")
+            .await
+            .expect("mv old/new2 keep/moved");
+    });
+    write(&format!("{old}/new"), &data(1000, 36));
+    bucket_holds_everything(&configs, 5);
+
+    // The bucket stalls; a change in shard S only. Each node knows the lag of the shards it
+    // leads; every node's status must show S's, read from its leader.
+    let nodes = node_ids(&configs);
+    proxy.fail_all(Fault::Reset);
+    write(&format!("{old}/lagprobe"), &data(100, 37));
+    let leader = admin_status(&configs[0])["mds"]["metadata"]["shards"]
+        .as_array()
+        .and_then(|a| a.iter().find(|v| v["shard"] == u64::from(s)))
+        .and_then(|v| v["leader"].as_u64())
+        .expect("shard S's leader");
+    let leader_cfg = &nodes
+        .iter()
+        .find(|(id, _)| *id == leader)
+        .expect("leader")
+        .1;
+    let mut seen = String::new();
+    wait_for(
+        60,
+        "another node's status showing shard S's metadata lag",
+        || {
+            // The leader first: a lag only grows while the bucket stalls, so a node read after it
+            // shows at least as much.
+            let l = tier_status(leader_cfg)["metadata_lag_here_seconds"]
+                .as_u64()
+                .unwrap_or(0);
+            let others: Vec<(u64, serde_json::Value)> = nodes
+                .iter()
+                .filter(|(id, _)| *id != leader)
+                .map(|(id, cfg)| (*id, tier_status(cfg)))
+                .collect();
+            seen = format!("leader {leader} of shard {s}: {l} s; others: {others:?}");
+            l >= 2
+                && others.iter().any(|(_, t)| {
+                    t["metadata_lag_here_seconds"] == 0
+                        && t["metadata_lag_seconds"].as_u64() >= Some(l)
+                        && t["metadata_lag_nodes"] == 3
+                        && t["metadata_lag_unanswered"]
+                            .as_array()
+                            .is_some_and(Vec::is_empty)
+                })
+        },
+    );
+    eprintln!("cluster-wide metadata lag while the bucket stalls: {seen}");
+    proxy.clear();
+    let caught_up = bucket_holds_everything(&configs, 5);
+    eprintln!("the bucket caught up {caught_up:?} after the stall ended");
+    let _ = cl.rt.block_on(c.shutdown());
+    let written = started.elapsed();
+
+    // The site is lost; shard S's shipping "stopped" at the first tree.
+    cl.kill9_all();
+    rt.block_on(async {
+        for (key, bytes) in &saved {
+            store.put(key, bytes.clone()).await.expect("put back");
+        }
+    });
+    wipe(&cl);
+    let t0 = Instant::now();
+    let out = cfs_env(
+        dir.path(),
+        &[
+            "repair",
+            "--from-s3",
+            &url,
+            "--cluster",
+            &cl.dir.join("cluster").to_string_lossy(),
+        ],
+        &creds,
+    );
+    let took = t0.elapsed();
+    eprintln!("cfs repair in {took:?}:\n{}", out.text());
+    assert!(out.ok(), "cfs repair: {}\n{}", out.stderr, out.text());
+    let text = out.text();
+    let lf = |ino: u64| format!("/lost+found/#{ino}");
+    for want in [
+        "namespace check: the shards' checkpoints are of different moments: 1 dangling entries \
+         removed, 2 inodes no entry named linked into /lost+found"
+            .to_string(),
+        format!("  removed: {keep}/moved: named what its shard's checkpoint does not hold"),
+        format!("  found: {}: no entry named it", lf(x_ino)),
+        format!("  found: {}: no entry named it", lf(sub_ino)),
+        "every file's bytes as the metadata names them are in the bucket".to_string(),
+    ] {
+        assert!(text.contains(&want), "the repair says {want:?}:\n{text}");
+    }
+
+    cl.up_again();
+    let back = started.elapsed();
+    let c = cl.client(true);
+    let lf_name = |ino: u64| format!("#{ino}");
+    assert_eq!(
+        names_in(&cl, &c, "/"),
+        {
+            let mut v = vec![
+                keep.trim_start_matches('/').to_string(),
+                "lost+found".to_string(),
+                old.trim_start_matches('/').to_string(),
+            ];
+            v.sort();
+            v
+        },
+        "the root"
+    );
+    assert_eq!(
+        names_in(&cl, &c, &old),
+        ["a"],
+        "{old} as shard S shipped it first"
+    );
+    assert_eq!(names_in(&cl, &c, &keep), ["alink", "y"], "{keep}");
+    let mut found = vec![lf_name(x_ino), lf_name(sub_ino)];
+    found.sort();
+    assert_eq!(names_in(&cl, &c, "/lost+found"), found);
+    assert_eq!(names_in(&cl, &c, &lf(sub_ino)), ["g"]);
+    let st = |p: &str| cl.rt.block_on(c.stat_path(p)).expect("stat").1;
+    let nlinks = [
+        (format!("{keep}/y"), 1),
+        (format!("{old}/a"), 2),
+        (format!("{keep}/alink"), 2),
+        ("/lost+found".to_string(), 3),
+        (lf(sub_ino), 2),
+        (lf(x_ino), 1),
+    ];
+    for (p, n) in &nlinks {
+        assert_eq!(st(p).nlink, *n, "{p}: link count");
+    }
+    assert_eq!(st("/lost+found").mode & 0o7777, 0o700);
+    assert_eq!(
+        st(&format!("{old}/a")).fileid,
+        st(&format!("{keep}/alink")).fileid
+    );
+    let _ = cl.rt.block_on(c.shutdown());
+    let reads = [
+        (format!("{old}/a"), &a),
+        (format!("{keep}/alink"), &a),
+        (format!("{keep}/y"), &y),
+        (lf(x_ino), &x),
+        (format!("{}/g", lf(sub_ino)), &g),
+    ];
+    for (p, d) in reads {
+        let got = read_file_with(&cl, cl.client(true), &p, d.len());
+        assert!(
+            got == *d,
+            "{p}: {} bytes back, {} written",
+            got.len(),
+            d.len()
+        );
+    }
+    // The mended namespace takes changes, in the shard that went back in time too.
+    let c = cl.client(true);
+    let after = data(20_000, 38);
+    let (f, ino) = crate::common::ec::write_open(&cl, &c, &format!("{old}/after"), &after);
+    cl.rt.block_on(c.close(&f)).expect("close");
+    assert_eq!(shard_of(ino), s);
+    let _ = cl.rt.block_on(c.shutdown());
+    assert!(read_file_with(&cl, cl.client(true), &format!("{old}/after"), after.len()) == after);
+    eprintln!(
+        "3 MDS + 3 DS: up {up:?}, first tree in the bucket {first:?}, changes and the stall \
+         {written:?}, repaired in {took:?}, back up {back:?}, whole test {:?}",
+        started.elapsed()
+    );
 }

@@ -42,7 +42,7 @@ pub fn handle(cluster: Option<&Cluster>, ns: &Namespace, call: &Call) -> Writer 
             Ok(a) if !layout::secret::fresh(a.timestamp_ms, layout::secret::now_ms()) => {
                 refuse(CLUSTER_ERR_CLOCK)
             }
-            Ok(_) => StatusRes::Ok(status(cluster)).to_xdr(),
+            Ok(_) => StatusRes::Ok(status(cluster, ns)).to_xdr(),
             // No arguments (an older `cfs admin status`): the caller has not shown the secret.
             Err(_) => refuse(CLUSTER_ERR_AUTH),
         },
@@ -202,8 +202,13 @@ fn refuse(code: u32) -> Vec<u8> {
 }
 
 /// What STATUS answers, and what the admin API shows of the data servers (`crate::admin`).
-pub(crate) fn status(cluster: &Cluster) -> StatusResOk {
+pub(crate) fn status(cluster: &Cluster, ns: &Namespace) -> StatusResOk {
     let s = &cluster.stats;
+    let metadata_lag = metrics::tier::metadata_lag().map(|seconds| MetadataLag {
+        node: ns.node_id(),
+        seconds,
+        shard: metrics::tier::metadata_lag_shard().map_or(0, u32::from),
+    });
     StatusResOk {
         mds_read_ops: s.read_ops.load(Ordering::Relaxed),
         mds_read_bytes: s.read_bytes.load(Ordering::Relaxed),
@@ -212,5 +217,6 @@ pub(crate) fn status(cluster: &Cluster) -> StatusResOk {
         layouts_granted: s.layouts_granted.load(Ordering::Relaxed),
         layouts_recalled: s.layouts_recalled.load(Ordering::Relaxed),
         data_servers: cluster.registry.status(),
+        metadata_lag,
     }
 }

@@ -12,9 +12,10 @@
 //! costs less than the extra code and GETs of tails. Tails are what would keep the lag at a
 //! second for shards of millions of files (not yet).
 //!
-//! The measure shown (`cfs admin status`, `cfs_tier_metadata_lag_seconds`): since when the
-//! oldest shard this node leads has had changes the bucket does not hold; 0 when it holds
-//! all. It is the acknowledged metadata a lost site would lose.
+//! The measure (`cfs_tier_metadata_lag_seconds`, and the cluster STATUS call's answer): since
+//! when the oldest shard this node leads has had changes the bucket does not hold, and which
+//! shard; 0 when it holds all. `cfs admin status` shows the worst over every node, so over
+//! every shard: the acknowledged metadata a lost site would lose.
 use std::collections::HashMap;
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant, SystemTime};
@@ -48,12 +49,14 @@ struct Shard {
 pub(super) fn start(mds: &Arc<Mds>, tier: &Arc<Tier>) -> tokio::task::JoinHandle<()> {
     let node: Weak<Mds> = Arc::downgrade(mds);
     let tier = tier.clone();
-    // Until the first pass has looked at every shard, the bucket is behind since the start.
-    metrics::tier::set_metadata_behind(Some(
+    // Until the first pass has looked at every shard, the bucket is behind since the start
+    // (shown as shard 0's, the first looked at).
+    metrics::tier::set_metadata_behind(Some((
         SystemTime::now()
             .duration_since(SystemTime::UNIX_EPOCH)
             .map_or(1, |d| d.as_secs()),
-    ));
+        0,
+    )));
     tokio::spawn(async move {
         let mut shards: HashMap<u16, Shard> = HashMap::new();
         let mut tick = tokio::time::interval(LOOK_EVERY);
@@ -100,10 +103,16 @@ async fn pass(mds: &Mds, tier: &Tier, shards: &mut HashMap<u16, Shard>) {
         .collect()
         .await;
     shards.extend(done);
-    let oldest = shards.values().filter_map(|s| s.behind_since).min();
-    metrics::tier::set_metadata_behind(oldest.map(|t| {
-        t.duration_since(SystemTime::UNIX_EPOCH)
-            .map_or(1, |d| d.as_secs())
+    let oldest = shards
+        .iter()
+        .filter_map(|(shard, s)| s.behind_since.map(|t| (t, *shard)))
+        .min();
+    metrics::tier::set_metadata_behind(oldest.map(|(t, shard)| {
+        (
+            t.duration_since(SystemTime::UNIX_EPOCH)
+                .map_or(1, |d| d.as_secs()),
+            shard,
+        )
     }));
 }
 

@@ -671,6 +671,46 @@ mod tests {
     }
 
     #[test]
+    fn a_hard_link_its_inodes_shard_never_saw_is_kept_and_counted() {
+        let (s, [a, _, f, g, _]) = tree();
+        let mut states = split(&s);
+        // ln /g /a/g2 seen by shard 1 (the entry) but not by shard 0 (g's count: 1), and
+        // ln /a/f /f2 seen by shard 0 (the entry) and not by shard 1 (f's count: 1 as well).
+        // (The other way, a count of 2 with one name lost, is `cfs/tests/it/tier_repair.rs`'s.)
+        let s1 = state(&mut states, 1);
+        s1.put_dirent(a, b"g2", g, 50).unwrap();
+        let s0 = state(&mut states, 0);
+        s0.put_dirent(ROOT_INO, b"f2", f, 51).unwrap();
+        let m = mend(&mut states, t(9)).unwrap();
+        assert!(m.dangling.is_empty() && m.found.is_empty(), "{m:?}");
+        assert_eq!(m.links_fixed, 2, "{m:?}");
+        assert_eq!(state(&mut states, 0).inodes[&g].nlink, 2);
+        assert_eq!(state(&mut states, 1).inodes[&f].nlink, 2);
+        links_agree(&states);
+    }
+
+    #[test]
+    fn lost_found_taken_by_a_file_makes_the_next_name() {
+        let (mut s, [a, b, ..]) = tree();
+        let taken = make(&mut s, ROOT_INO, LOST_FOUND, None);
+        let mut states = split(&s);
+        // Shard 1's image predates the mkdir of /a/b: b is nobody's.
+        state(&mut states, 1).del_dirent(a, b"b").unwrap();
+        state(&mut states, 1).inodes.get_mut(&a).unwrap().nlink = 2;
+        let m = mend(&mut states, t(9)).unwrap();
+        let lf = m.lost_found.expect("a lost+found");
+        assert_ne!(lf, taken);
+        let s0 = state(&mut states, 0);
+        assert_eq!(s0.dirents[&(ROOT_INO, b"lost+found.1".to_vec())].0, lf);
+        assert_eq!(
+            s0.dirents[&(ROOT_INO, LOST_FOUND.as_bytes().to_vec())].0,
+            taken
+        );
+        assert_eq!(s0.dirents[&(lf, format!("#{b}").into_bytes())].0, b);
+        links_agree(&states);
+    }
+
+    #[test]
     fn an_orphan_awaiting_reclaim_loses_the_name_an_older_image_left() {
         let mut s = root();
         let d = make(&mut s, ROOT_INO, "d", Some(1));
