@@ -142,24 +142,9 @@ fn every_directory_wiped_cfs_repair_from_s3_brings_the_tree_back_byte_exact() {
         "metadata lag bounded under a create load: {lags:?}"
     );
 
-    // Everything in the bucket: no file queued, no upload lag, no metadata lag, twice in a
-    // row with the shipper's count unchanged (so no ship was due between the two looks).
+    // Everything in the bucket: no file queued, no upload lag, no metadata lag, settled.
     let t0 = Instant::now();
-    let mut last = None;
-    wait_for(90, "the bucket holding the whole tree", || {
-        let t = tier_status(&cfg);
-        let settled = t["queued_files"] == 0
-            && t["uploading"] == 0
-            && t["upload_lag_seconds"] == 0
-            && t["metadata_lag_seconds"] == 0;
-        let now = Some(t["metadata_checkpoints"].clone());
-        let same = settled && last == now;
-        last = if settled { now } else { None };
-        if !same {
-            std::thread::sleep(Duration::from_millis(1000));
-        }
-        same
-    });
+    bucket_holds_everything(std::slice::from_ref(&cfg), 0);
     eprintln!("tree and metadata in the bucket after {:?}", t0.elapsed());
 
     // The site is lost: kill -9, data directory gone.
@@ -314,10 +299,17 @@ fn node_configs(cl: &Cluster) -> Vec<std::path::PathBuf> {
 
 /// Waits until every node's status says the bucket holds the files (at least `files` of them)
 /// and the metadata of every shard (the cluster-wide metadata lag, which each node asks the
-/// others for); twice in a row with no ship between the looks (each node's checkpoint count
-/// unchanged).
+/// others for), and has said so with no ship between the looks (each node's checkpoint count
+/// unchanged) for `SETTLED_FOR`.
+///
+/// Why that long: the lag is whole seconds since a shard's first unshipped change, and the
+/// shipper notices a change on its next look (every second), so a shard can be behind and show
+/// lag 0 for up to two seconds. A change made before or during the window either is shipped in
+/// it (the checkpoint count moves) or shows a lag of a second or more by its end. Two looks
+/// 500 ms apart let a repair meet shards of different moments (seen once in a loaded run).
 fn bucket_holds_everything(configs: &[std::path::PathBuf], files: u64) -> Duration {
-    let mut last = None;
+    const SETTLED_FOR: Duration = Duration::from_millis(2500);
+    let mut last: Option<(Vec<serde_json::Value>, Instant)> = None;
     wait_for(60, "every node: the bucket holding the whole tree", || {
         let ts: Vec<serde_json::Value> = configs.iter().map(|c| tier_status(c)).collect();
         let settled = ts.iter().all(|t| {
@@ -331,12 +323,18 @@ fn bucket_holds_everything(configs: &[std::path::PathBuf], files: u64) -> Durati
             .iter()
             .map(|t| t["metadata_checkpoints"].clone())
             .collect();
-        let same = settled && last.as_ref() == Some(&now);
-        last = settled.then_some(now);
-        if !same {
+        last = match last.take() {
+            Some((was, since)) if settled && was == now => Some((was, since)),
+            _ if settled => Some((now, Instant::now())),
+            _ => None,
+        };
+        let done = last
+            .as_ref()
+            .is_some_and(|(_, since)| since.elapsed() >= SETTLED_FOR);
+        if !done {
             std::thread::sleep(Duration::from_millis(500));
         }
-        same
+        done
     })
 }
 
