@@ -300,13 +300,39 @@ fn ds_used(cl: &crate::common::cluster::Cluster, i: usize) -> u64 {
     disk_bytes(&d.join("chunks").join("objects")) + disk_bytes(&d.join("shards"))
 }
 
-fn cluster_tier(cl: &crate::common::cluster::Cluster) -> serde_json::Value {
+pub(crate) fn cluster_tier(cl: &crate::common::cluster::Cluster) -> serde_json::Value {
     tier_status(Path::new(&cl.mds_toml()))
+}
+
+/// `cfs cluster up` of `mds` MDS nodes and `ds` data servers with `--s3` at `proxy`'s bucket
+/// (moto's test credentials), `extra` as the MDS nodes' `[tier]` additions, and `args` more.
+pub(crate) fn tier_cluster(
+    dir: &Path,
+    proxy: &tier::testing::proxy::FaultProxy,
+    (mds, ds): (usize, usize),
+    extra: &str,
+    args: &[&str],
+) -> crate::common::cluster::Cluster {
+    let url = format!("{}/{}", proxy.endpoint(), crate::tier_cache::BUCKET);
+    let path = dir.join("tier-extra.toml");
+    std::fs::write(&path, extra).expect("extra config");
+    let path = path.to_string_lossy().into_owned();
+    let mut all = vec!["--s3", &url, "--mds-extra-config", &path];
+    all.extend_from_slice(args);
+    crate::common::cluster::Cluster::start_nodes_env(
+        dir,
+        mds,
+        ds,
+        &all,
+        &[
+            ("AWS_ACCESS_KEY_ID", "testing"),
+            ("AWS_SECRET_ACCESS_KEY", "testing"),
+        ],
+    )
 }
 
 #[test]
 fn on_data_servers_mirrored_and_erasure_coded_files_leave_flash_and_come_back_for_a_write() {
-    use crate::common::cluster::Cluster;
     use crate::common::ec::{data_status, read_file, read_file_with, write_open};
     let _serial = crate::common::SERIAL
         .lock()
@@ -314,30 +340,12 @@ fn on_data_servers_mirrored_and_erasure_coded_files_leave_flash_and_come_back_fo
     let dir = tempfile::tempdir().unwrap();
     let rt = rt();
     let (_moto, proxy, store) = s3(&rt);
-    let url = format!("{}/{}", proxy.endpoint(), crate::tier_cache::BUCKET);
-    let extra = dir.path().join("tier-extra.toml");
-    std::fs::write(
-        &extra,
-        format!("upload_after_seconds = 1\nobject_mib = 1\nflash_capacity_mib = {FLASH_MIB}\n"),
-    )
-    .expect("extra config");
-    let extra = extra.to_string_lossy().into_owned();
-    let cl = Cluster::start_nodes_env(
+    let cl = tier_cluster(
         dir.path(),
-        1,
-        3,
-        &[
-            "--s3",
-            &url,
-            "--encode-after",
-            "1",
-            "--mds-extra-config",
-            &extra,
-        ],
-        &[
-            ("AWS_ACCESS_KEY_ID", "testing"),
-            ("AWS_SECRET_ACCESS_KEY", "testing"),
-        ],
+        &proxy,
+        (1, 3),
+        &format!("upload_after_seconds = 1\nobject_mib = 1\nflash_capacity_mib = {FLASH_MIB}\n"),
+        &["--encode-after", "1"],
     );
     let write = |path: &str, d: &[u8]| {
         let c = cl.client(true);

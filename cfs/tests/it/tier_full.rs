@@ -19,7 +19,9 @@ use crate::common::{cfs, free_port, Server};
 use crate::tier_cache::{
     bucket, create_and_write, data, from_bucket, put, rt, s3, tier_toml, try_put,
 };
-use crate::tier_evict::{flash_used, on_flash, read_back, same, tier_status};
+use crate::tier_evict::{
+    cluster_tier, flash_used, on_flash, read_back, same, tier_cluster, tier_status,
+};
 
 const FLASH_MIB: u64 = 8;
 const MIB: usize = 1 << 20;
@@ -314,17 +316,12 @@ fn s3_down_and_flash_full_a_write_gets_nospc_and_nothing_acknowledged_is_lost() 
 }
 
 /// `cfs admin status`'s tier section of a cluster's MDS.
-fn cluster_tier(cl: &crate::common::cluster::Cluster) -> serde_json::Value {
-    tier_status(Path::new(&cl.mds_toml()))
-}
-
 /// On a cluster clients write through layouts straight to the data servers: past 95 % of a
 /// data server holding the file, its LAYOUTCOMMIT (close, fsync) is answered once the file is
 /// in the bucket; with the store black-holed it is answered from flash, and everything reads
 /// back.
 #[test]
 fn on_data_servers_past_95_percent_a_layoutcommit_returns_once_the_file_is_in_the_bucket() {
-    use crate::common::cluster::Cluster;
     use crate::common::ec::{read_file, write_open};
     let _serial = crate::common::SERIAL
         .lock()
@@ -332,29 +329,18 @@ fn on_data_servers_past_95_percent_a_layoutcommit_returns_once_the_file_is_in_th
     let dir = tempfile::tempdir().unwrap();
     let rt = rt();
     let (_moto, proxy, store) = s3(&rt);
-    let url = format!("{}/{}", proxy.endpoint(), crate::tier_cache::BUCKET);
     // Nothing uploaded before write-through (an hour's quiet time); 1 MiB objects; each data
-    // server's flash 8 MiB; PUTs given up within ~10 s when the store is black-holed.
-    let extra = dir.path().join("tier-extra.toml");
-    std::fs::write(
-        &extra,
-        format!(
+    // server's flash 8 MiB; PUTs given up within ~10 s when the store is black-holed. Two data
+    // servers: every file mirrored on both, so both fill alike.
+    let cl = tier_cluster(
+        dir.path(),
+        &proxy,
+        (1, 2),
+        &format!(
             "upload_after_seconds = 3600\nobject_mib = 1\nflash_capacity_mib = {FLASH_MIB}\n\
              request_timeout_seconds = 2\nconnect_timeout_seconds = 1\nmax_attempts = 3\n"
         ),
-    )
-    .expect("extra config");
-    let extra = extra.to_string_lossy().into_owned();
-    // Two data servers: every file mirrored on both, so both fill alike.
-    let cl = Cluster::start_nodes_env(
-        dir.path(),
-        1,
-        2,
-        &["--s3", &url, "--mds-extra-config", &extra],
-        &[
-            ("AWS_ACCESS_KEY_ID", "testing"),
-            ("AWS_SECRET_ACCESS_KEY", "testing"),
-        ],
+        &[],
     );
 
     // One client writes 7 MiB (87 % of each data server) through layouts, LAYOUTCOMMITs
@@ -472,7 +458,6 @@ fn on_data_servers_past_95_percent_a_layoutcommit_returns_once_the_file_is_in_th
 /// (a node that does not lead the shard uploads it itself, against the replicated record).
 #[test]
 fn on_three_mds_nodes_a_layoutcommit_through_any_node_returns_once_the_file_is_in_the_bucket() {
-    use crate::common::cluster::Cluster;
     use crate::common::ec::{read_file, write_open};
     let _serial = crate::common::SERIAL
         .lock()
@@ -480,23 +465,12 @@ fn on_three_mds_nodes_a_layoutcommit_through_any_node_returns_once_the_file_is_i
     let dir = tempfile::tempdir().unwrap();
     let rt = rt();
     let (_moto, proxy, store) = s3(&rt);
-    let url = format!("{}/{}", proxy.endpoint(), crate::tier_cache::BUCKET);
-    let extra = dir.path().join("tier-extra.toml");
-    std::fs::write(
-        &extra,
-        format!("upload_after_seconds = 3600\nobject_mib = 1\nflash_capacity_mib = {FLASH_MIB}\n"),
-    )
-    .expect("extra config");
-    let extra = extra.to_string_lossy().into_owned();
-    let cl = Cluster::start_nodes_env(
+    let cl = tier_cluster(
         dir.path(),
-        3,
-        2,
-        &["--s3", &url, "--mds-extra-config", &extra, "--shards", "1"],
-        &[
-            ("AWS_ACCESS_KEY_ID", "testing"),
-            ("AWS_SECRET_ACCESS_KEY", "testing"),
-        ],
+        &proxy,
+        (3, 2),
+        &format!("upload_after_seconds = 3600\nobject_mib = 1\nflash_capacity_mib = {FLASH_MIB}\n"),
+        &["--shards", "1"],
     );
     let nodes = cl.client_addresses();
     assert_eq!(nodes.len(), 3);
