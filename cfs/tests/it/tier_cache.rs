@@ -377,37 +377,49 @@ pub(crate) fn bucket_at(
     let keys = tier::KeySpace::new(prefix).expect("prefix");
     rt.block_on(async {
         let mut out = BTreeMap::new();
-        let mut token = None;
-        loop {
-            let page = store
-                .sdk()
-                .list_objects_v2()
-                .bucket(BUCKET)
-                .prefix(format!("{prefix}/"))
-                .set_continuation_token(token.take())
-                .send()
-                .await
-                .expect("list");
-            for o in page.contents() {
-                let key = o.key().expect("key");
-                let id = keys.parse(key).expect("every key is one cfs makes");
-                let Ok(bytes) = store.get(key).await else {
-                    continue; // deleted between the listing and the GET
-                };
-                let obj = tier::object::decode(bytes)
-                    .and_then(|o| o.verify_id(&id))
-                    .expect("every object verifies and is the one its key names");
-                out.insert(
-                    (id.ino, id.generation, id.segment),
-                    (obj.header.range_start, obj.payload.to_vec()),
-                );
-            }
-            match page.next_continuation_token() {
-                Some(t) => token = Some(t.to_string()),
-                None => return out,
-            }
+        for key in keys_under(store, prefix).await {
+            let id = keys.parse(&key).expect("every key is one cfs makes");
+            let Ok(bytes) = store.get(&key).await else {
+                continue; // deleted between the listing and the GET
+            };
+            let obj = tier::object::decode(bytes)
+                .and_then(|o| o.verify_id(&id))
+                .expect("every object verifies and is the one its key names");
+            out.insert(
+                (id.ino, id.generation, id.segment),
+                (obj.header.range_start, obj.payload.to_vec()),
+            );
         }
+        out
     })
+}
+
+/// Every key in the test bucket under `prefix/`, all pages of the listing (the tests' view
+/// of the bucket; cfs itself never lists).
+pub(crate) async fn keys_under(store: &Store, prefix: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut token = None;
+    loop {
+        let page = store
+            .sdk()
+            .list_objects_v2()
+            .bucket(BUCKET)
+            .prefix(format!("{prefix}/"))
+            .set_continuation_token(token.take())
+            .send()
+            .await
+            .expect("list");
+        out.extend(
+            page.contents()
+                .iter()
+                .filter_map(|o| o.key())
+                .map(String::from),
+        );
+        match page.next_continuation_token() {
+            Some(t) => token = Some(t.to_string()),
+            None => return out,
+        }
+    }
 }
 
 /// `cfs admin status --json`'s tier section.

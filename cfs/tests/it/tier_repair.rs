@@ -572,29 +572,14 @@ fn shard_objects(
     let keys = tier::KeySpace::new("cfs").expect("prefix");
     rt.block_on(async {
         let mut out = Vec::new();
-        let mut token = None;
-        loop {
-            let page = store
-                .sdk()
-                .list_objects_v2()
-                .bucket(BUCKET)
-                .prefix("cfs/")
-                .set_continuation_token(token.take())
-                .send()
-                .await
-                .expect("list");
-            for o in page.contents() {
-                let key = o.key().expect("key");
-                let Some(id) = keys.parse(key) else { continue };
-                if id.kind == tier::Kind::Metadata && id.ino == u64::from(shard) {
-                    out.push((key.to_string(), store.get(key).await.expect("get")));
-                }
-            }
-            match page.next_continuation_token() {
-                Some(t) => token = Some(t.to_string()),
-                None => return out,
+        for key in crate::tier_cache::keys_under(store, "cfs").await {
+            let Some(id) = keys.parse(&key) else { continue };
+            if id.kind == tier::Kind::Metadata && id.ino == u64::from(shard) {
+                let bytes = store.get(&key).await.expect("get");
+                out.push((key, bytes));
             }
         }
+        out
     })
 }
 
