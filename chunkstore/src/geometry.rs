@@ -79,6 +79,31 @@ impl Geometry {
         PREAMBLE_LEN + (self.blocks + block) * SUM_LEN as u64
     }
 
+    /// Most bytes of disk a write of `len` bytes at `offset` adds to an object, were none of
+    /// what it touches allocated before: in each chunk it touches, the data blocks, the
+    /// preamble's page and the pages of both sum ranges (current and pending) for those blocks.
+    pub(crate) fn most_added(&self, offset: u64, len: u64) -> u64 {
+        let end = offset.saturating_add(len);
+        let pages = |a: u64, b: u64| b.div_ceil(PAGE) - a / PAGE;
+        let mut total = 0u64;
+        let mut at = offset;
+        while at < end {
+            let start = at - at % self.chunk_size;
+            let stop = end.min(start.saturating_add(self.chunk_size));
+            let (b0, b1) = (
+                (at - start) / self.block_size,
+                (stop - start).div_ceil(self.block_size),
+            );
+            let sums = pages(self.cur_off(b0), self.cur_off(b1))
+                + pages(self.pend_off(b0), self.pend_off(b1));
+            total = total
+                .saturating_add((b1 - b0) * self.block_size)
+                .saturating_add((1 + sums) * PAGE);
+            at = stop;
+        }
+        total
+    }
+
     pub(crate) fn preamble(&self) -> [u8; PREAMBLE_LEN as usize] {
         let mut p = [0u8; PREAMBLE_LEN as usize];
         p[..8].copy_from_slice(MAGIC);

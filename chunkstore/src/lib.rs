@@ -6,6 +6,7 @@ mod chunk;
 mod error;
 mod geometry;
 mod paths;
+pub mod room;
 mod store;
 mod sums;
 

@@ -105,6 +105,12 @@ impl ChunkStoreSync {
         })
     }
 
+    /// Most bytes of disk a write of `len` bytes at `offset` adds (its blocks, and the pages of
+    /// its chunks' headers it fills): what a cache that counts its writes charges for one.
+    pub fn most_added_by_write(&self, offset: u64, len: u64) -> u64 {
+        self.geo.most_added(offset, len)
+    }
+
     pub fn config(&self) -> Config {
         Config {
             chunk_size: self.geo.chunk_size,
@@ -772,5 +778,9 @@ impl ChunkStore {
 
     pub async fn usage(&self) -> Result<u64, DsError> {
         self.run(|s| s.usage()).await
+    }
+
+    pub fn most_added_by_write(&self, offset: u64, len: u64) -> u64 {
+        self.inner.most_added_by_write(offset, len)
     }
 }

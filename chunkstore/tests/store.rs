@@ -333,3 +333,36 @@ fn allocate_reserves_space_without_changing_contents() {
     // Allocated but unwritten blocks are still holes to SEEK.
     assert_eq!(b.seek(8, 0, SeekWhat::Hole, 200_000).unwrap(), Some(4096));
 }
+
+/// What a write adds to the store's disk use is never more than `most_added_by_write` says
+/// (a cache counting its writes relies on it), and not far from it for writes of a block or
+/// more: stable and unstable, aligned or not, in fresh objects and across chunk boundaries.
+#[test]
+fn a_write_adds_at_most_what_most_added_by_write_says() {
+    for cfg in [SMALL, Config::default()] {
+        let dir = tempfile::tempdir().unwrap();
+        let s = ChunkStore::open_with(dir.path(), cfg).unwrap();
+        let b = s.blocking();
+        let writes: [(u64, u64, usize); 6] = [
+            (1, 0, 4096),
+            (2, 100, 256 << 10),
+            (3, 0, 1 << 20),
+            (4, (64 << 10) - 10, 20),
+            (5, 3 << 20, 2 << 20),
+            (1, 8192, 300_000),
+        ];
+        for (i, (id, off, len)) in writes.into_iter().enumerate() {
+            let before = b.usage().unwrap();
+            b.write(id, off, &pattern(i as u64, len), i % 2 == 0)
+                .unwrap();
+            b.commit(id).unwrap();
+            let added = b.usage().unwrap() - before;
+            let most = b.most_added_by_write(off, len as u64);
+            assert!(added <= most, "write {i}: added {added} > {most}");
+            assert!(
+                most <= added.max(4096) * 2 + (16 << 10),
+                "write {i}: {most} charged for {added}"
+            );
+        }
+    }
+}

@@ -104,6 +104,7 @@ impl CallHandler for MdsHandler {
                     fences: fences.into_iter().map(|(_, f)| f).collect(),
                     fence_seq,
                     mds_nodes: st.nodes.clone(),
+                    flash: None,
                     mac: [0; 32],
                 };
                 let key = if st.forge {

@@ -268,6 +268,7 @@ mod tests {
                 id: 2,
                 addr: Netaddr4::default(),
             }],
+            flash: None,
             mac: [0; 32],
         };
         res.mac = s.heartbeat_reply_mac(&req.mac, &res);

@@ -97,10 +97,23 @@ impl Data {
 
     /// Room for a write of `len` bytes on a flash the tier manages: NFS4ERR_DELAY while the
     /// uploader and evictor can make some, NFS4ERR_NOSPC when they cannot (`FlashState`).
-    fn room_for(&self, len: u64) -> NfsResult<()> {
+    /// The room is held until the returned value is dropped, once the write has ended.
+    fn room_for(&self, offset: u64, len: u64) -> NfsResult<Option<chunkstore::room::Taken<'_>>> {
         match &self.tier {
-            Some(t) => t.flash.admit(len, &t.settings),
-            None => Ok(()),
+            Some(t) => t
+                .flash
+                .admit(self.flash_charge(offset, len), &t.settings)
+                .map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// The most disk a write of `len` bytes at `offset` may add to this node's flash, which is
+    /// what the tier counts (`tier_set::FlashState`); on data servers not counted here.
+    pub(crate) fn flash_charge(&self, offset: u64, len: u64) -> u64 {
+        match &self.path {
+            DataPath::Local(s) => s.most_added_by_write(offset, len),
+            DataPath::Cluster(_) => len,
         }
     }
 
@@ -165,7 +178,7 @@ impl Data {
         stable: bool,
     ) -> NfsResult<()> {
         self.on_flash(ino)?;
-        self.room_for(data.len() as u64)?;
+        let _room = self.room_for(offset, data.len() as u64)?;
         self.write_flash(ino, offset, data, stable)
             .await
             .map_err(|e| self.full(e))
@@ -325,7 +338,7 @@ impl Data {
         self.on_flash(ino)?;
         match &self.path {
             DataPath::Local(s) => {
-                self.room_for(len)?;
+                let _room = self.room_for(offset, len)?;
                 self.space.admit_data(len).map_err(|e| self.full(e))?;
                 Ok(s.allocate(ino, offset, len).await?)
             }
@@ -364,7 +377,7 @@ impl Data {
         self.on_flash(src)?;
         match &self.path {
             DataPath::Local(s) => {
-                self.room_for(count)?;
+                let _room = self.room_for(dst_off, count)?;
                 self.space.admit_data(count).map_err(|e| self.full(e))?;
                 Ok(s.clone_range(src, src_off, dst, dst_off, count).await?)
             }

@@ -247,6 +247,9 @@ impl Mds {
             )?)),
             None => None,
         };
+        if let (Some(t), data::DataPath::Cluster(c)) = (&tier, &data) {
+            c.set_tier_flash(t.settings.flash_capacity, t.settings.longest_put());
+        }
         let data = data::Data::new(data, ns.clone(), space.clone(), tier.clone());
         Ok(Mds {
             data_path: data_dir,

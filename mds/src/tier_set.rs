@@ -9,6 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crate::error::NfsError;
+use chunkstore::room::{FullSince, Room, Taken, WalkMark};
 
 use tier::{Header, KeySpace, ObjectId, Store, TierConfig, TierError};
 
@@ -182,56 +183,56 @@ pub struct Tier {
 }
 
 /// Flash as the write path sees it (issue 45 item 6; the policy is `tiering::through`'s): how
-/// full it is where it is fullest, as the evictor last measured it plus what writes took
-/// since (a measure is a walk of the store: 2 s apart, while a writer can fill a small flash
-/// in less), which places are in write-through, and since when no write found room.
+/// full it is where it is fullest, as the evictor last measured it, which places are in
+/// write-through, and since when no write found room. On this node's own store, the room
+/// writes are admitted against (`chunkstore::room`: the last walk plus every write it may not
+/// have seen, each charged the most disk it may add, `Data::flash_charge`).
 ///
 /// **Per place.** A place is this node's own store (0) or a data server. Each is in
 /// write-through on its own marks, and an acknowledgement waits only when a place holding its
 /// file is (`write_through_at`): a file's bytes fill only its mirrors' flash, so holding the
 /// writer of a file placed on data servers with room would slow it and free nothing where it
-/// is short (the evictor too takes only files that free room there).
+/// is short (the evictor too takes only files that free room there). A data server admits its
+/// writes against the capacity its heartbeat replies carry (`dataservers::flash`).
 #[derive(Debug, Default)]
 pub struct FlashState {
-    /// Bytes used at the last measure, plus bytes admitted since.
+    /// Bytes used where it is fullest, as last measured (what metrics show).
     used: AtomicU64,
-    /// What may be used there; 0 while unknown, or where writes are not counted here (data
-    /// servers: each refuses what does not fit itself, and the MDS sees their use in
-    /// heartbeats).
-    cap: AtomicU64,
+    /// This node's own store; no capacity where writes are not counted here (data servers).
+    room: Room,
     /// Whether any place is in write-through (`places` not empty).
     through: AtomicBool,
     /// The places in write-through.
     places: Mutex<BTreeSet<u64>>,
-    /// Unix seconds since which no write found room; 0 once one did.
-    full_since: AtomicU64,
-}
-
-fn unix_now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(1, |d| d.as_secs().max(1))
+    /// Since when no write found room.
+    full_since: FullSince,
 }
 
 impl FlashState {
-    /// The evictor's measure: (place, used, may use) for each place (`Data::flash_usage`).
-    /// A place goes into write-through past `write_through` percent and out of it once back
-    /// under `evict_high`, where eviction alone keeps up; a place no longer measured (a data
-    /// server down or drained) is out. `count_writes`: this node writes the place itself (one
-    /// node's own store), so `admit` counts against it. Returns whether any place is in
-    /// write-through, when that changed.
+    /// Called before the walk that `measured` is given.
+    pub(crate) fn walk_starts(&self) -> WalkMark {
+        self.room.walk_starts()
+    }
+
+    /// The evictor's measure, from a walk begun at `mark`: (place, used, may use) for each
+    /// place (`Data::flash_usage`). A place goes into write-through past `write_through`
+    /// percent and out of it once back under `evict_high`, where eviction alone keeps up; a
+    /// place no longer measured (a data server down or drained) is out. `count_writes`: this
+    /// node writes the place itself (one node's own store), so `admit` counts against it.
+    /// Returns whether any place is in write-through, when that changed.
     pub(crate) fn measured(
         &self,
         usage: &[(u64, u64, u64)],
         s: &TierSettings,
         count_writes: bool,
+        mark: WalkMark,
     ) -> Option<bool> {
         let &(_, used, cap) = usage
             .iter()
             .max_by_key(|(_, used, cap)| u128::from(*used) * 1000 / u128::from((*cap).max(1)))?;
         self.used.store(used, Ordering::Relaxed);
-        self.cap
-            .store(if count_writes { cap } else { 0 }, Ordering::Relaxed);
+        self.room.measured(used, mark);
+        self.room.set_capacity(if count_writes { cap } else { 0 });
         let mut places = self.places();
         let before = std::mem::take(&mut *places);
         for &(at, used, cap) in usage {
@@ -262,17 +263,16 @@ impl FlashState {
         self.places.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Takes `len` bytes for a write if they fit: else the answer for a full flash
+    /// Takes room for a write that may add `charge` bytes of disk if it fits (held until the
+    /// returned value is dropped, once the write has ended): else the answer for a full flash
     /// (`full`). Crossing `write_through` percent starts write-through at once.
-    pub(crate) fn admit(&self, len: u64, s: &TierSettings) -> Result<(), NfsError> {
-        let cap = self.cap.load(Ordering::Relaxed);
+    pub(crate) fn admit(&self, charge: u64, s: &TierSettings) -> Result<Taken<'_>, NfsError> {
+        let Some(took) = self.room.take(charge) else {
+            return Err(self.full(s));
+        };
+        let cap = self.room.capacity();
         if cap > 0 {
-            let used = self.used.load(Ordering::Relaxed);
-            if used.saturating_add(len) > cap {
-                return Err(self.full(s));
-            }
-            let used = self.used.fetch_add(len, Ordering::Relaxed) + len;
-            let pct = percent(used, cap);
+            let pct = percent(self.room.used(), cap);
             if pct > u64::from(s.write_through) && !self.through.swap(true, Ordering::Relaxed) {
                 // Counted writes are to this node's own store: place 0.
                 self.places().insert(0);
@@ -283,8 +283,16 @@ impl FlashState {
             }
             metrics::tier::set_flash(pct, self.through.load(Ordering::Relaxed));
         }
-        self.full_since.store(0, Ordering::Relaxed);
-        Ok(())
+        self.full_since.fit();
+        Ok(took)
+    }
+
+    /// Room for an evicted file coming back (`tiering::restore`) that may add `charge` bytes
+    /// of disk, if it fits. No NFS answer: the reader is served from the bucket meanwhile and
+    /// the file is asked for again. Like any cache, a file read comes back in and crowds out
+    /// the idlest (the evictor's next pass, past the high watermark).
+    pub(crate) fn admit_restore(&self, charge: u64) -> Option<Taken<'_>> {
+        self.room.take(charge)
     }
 
     /// The answer to a write that does not fit. NFS4ERR_NOSPC when nothing will make room
@@ -294,18 +302,11 @@ impl FlashState {
     /// pinned, open, or not uploadable). Otherwise NFS4ERR_DELAY: the uploader and the
     /// evictor are making room, and the client retries.
     pub(crate) fn full(&self, s: &TierSettings) -> NfsError {
-        let now = unix_now();
-        let since =
-            match self
-                .full_since
-                .compare_exchange(0, now, Ordering::Relaxed, Ordering::Relaxed)
-            {
-                Ok(_) => now,
-                Err(t) => t,
-            };
-        if metrics::tier::failing_for().is_some()
-            || now.saturating_sub(since) > s.longest_put().as_secs()
-        {
+        let coming = match metrics::tier::failing_for() {
+            Some(_) => None,
+            None => Some(s.longest_put().as_secs()),
+        };
+        if self.full_since.refuse(coming) {
             metrics::tier::FULL_REFUSALS.inc();
             NfsError::NoSpc
         } else {
@@ -537,7 +538,10 @@ mod tests {
         let (f, s) = (FlashState::default(), settings());
         let mib = 1 << 20;
         // Measured at 90 %: not yet; writes counted since take it past 95 % at once.
-        assert_eq!(f.measured(&[(0, 90 * mib, 100 * mib)], &s, true), None);
+        assert_eq!(
+            f.measured(&[(0, 90 * mib, 100 * mib)], &s, true, f.walk_starts()),
+            None
+        );
         assert!(!f.write_through());
         assert!(f.admit(4 * mib, &s).is_ok());
         assert!(!f.write_through(), "94 %");
@@ -545,16 +549,19 @@ mod tests {
         assert!(f.write_through(), "96 %");
         assert!(f.write_through_at([0].into_iter()));
         // Between the marks it stays; under the high watermark it ends.
-        assert_eq!(f.measured(&[(0, 85 * mib, 100 * mib)], &s, true), None);
+        assert_eq!(
+            f.measured(&[(0, 85 * mib, 100 * mib)], &s, true, f.walk_starts()),
+            None
+        );
         assert!(f.write_through());
         assert_eq!(
-            f.measured(&[(0, 80 * mib, 100 * mib)], &s, true),
+            f.measured(&[(0, 80 * mib, 100 * mib)], &s, true, f.walk_starts()),
             Some(false)
         );
         assert!(!f.write_through_at([0].into_iter()));
         // Data servers: each on its own marks, writes not counted here.
         assert_eq!(
-            f.measured(&[(1, 10, 100), (2, 97, 100)], &s, false),
+            f.measured(&[(1, 10, 100), (2, 97, 100)], &s, false, f.walk_starts()),
             Some(true)
         );
         assert!(f.write_through_at([1, 2].into_iter()));
@@ -564,11 +571,14 @@ mod tests {
             "place 0 no longer measured"
         );
         // Between the marks each stays as it was: 2 in, 1 (never in) out.
-        assert_eq!(f.measured(&[(1, 90, 100), (2, 90, 100)], &s, false), None);
+        assert_eq!(
+            f.measured(&[(1, 90, 100), (2, 90, 100)], &s, false, f.walk_starts()),
+            None
+        );
         assert!(f.write_through_at([2].into_iter()));
         assert!(!f.write_through_at([1].into_iter()));
         assert_eq!(
-            f.measured(&[(1, 90, 100), (2, 80, 100)], &s, false),
+            f.measured(&[(1, 90, 100), (2, 80, 100)], &s, false, f.walk_starts()),
             Some(false)
         );
         assert!(!f.write_through_at([1, 2].into_iter()));
@@ -581,19 +591,29 @@ mod tests {
     #[test]
     fn a_write_that_does_not_fit_waits_until_nothing_can_make_room() {
         let (f, s) = (FlashState::default(), settings());
-        f.measured(&[(0, 99, 100)], &s, true);
-        assert!(f.admit(1, &s).is_ok(), "exactly full fits");
+        let mib = 1 << 20;
+        f.measured(&[(0, 99 * mib, 100 * mib)], &s, true, f.walk_starts());
+        assert!(f.admit(mib, &s).is_ok(), "exactly full fits");
         if metrics::tier::failing_for().is_none() {
             // The store answers: the evictor can make room.
-            assert_eq!(f.admit(1, &s), Err(NfsError::Delay));
+            assert_eq!(f.admit(1, &s).err(), Some(NfsError::Delay));
         }
         // Full for longer than any upload may take: refused.
-        let long_ago = unix_now() - s.longest_put().as_secs() - 2;
-        f.full_since.store(long_ago, Ordering::Relaxed);
-        assert_eq!(f.admit(1, &s), Err(NfsError::NoSpc));
+        f.full_since.started_secs_ago(s.longest_put().as_secs() + 2);
+        assert_eq!(f.admit(1, &s).err(), Some(NfsError::NoSpc));
         // A measure with room, and writes fit again.
-        f.measured(&[(0, 50, 100)], &s, true);
+        f.measured(&[(0, 50 * mib, 100 * mib)], &s, true, f.walk_starts());
         assert!(f.admit(1, &s).is_ok());
-        assert_eq!(f.full_since.load(Ordering::Relaxed), 0);
+        assert!(!f.full_since.running());
+    }
+
+    #[test]
+    fn a_restore_fits_only_where_a_write_would() {
+        let (f, s) = (FlashState::default(), settings());
+        f.measured(&[(0, 98, 100)], &s, true, f.walk_starts());
+        assert!(f.admit_restore(3).is_none());
+        let r = f.admit_restore(2).expect("exactly full fits");
+        assert!(f.admit(1, &s).is_err(), "the restore holds its room");
+        drop(r);
     }
 }

@@ -146,9 +146,22 @@ pub struct HeartbeatResOk {
     /// later; empty from a node that runs alone (it knows no other).
     #[xdr(max = MAX_MDS_NODES)]
     pub mds_nodes: Vec<MdsNode>,
+    /// The object-store tier's hold on the DS's flash; `None` without `[tier]`.
+    pub flash: Option<FlashLimit>,
     /// Keyed blake3 over the request's MAC and the XDR of all the fields above: the reply
     /// comes from a holder of the cluster secret and answers this very request.
     pub mac: [u8; 32],
+}
+
+/// What the MDS tells a data server of its flash when the object-store tier manages it
+/// (issue 45, flash full): the DS admits each write against `capacity` bytes of its data (0:
+/// only its file system's space), and answers one that does not fit NFS3ERR_JUKEBOX, the client
+/// retrying while the MDS uploads and evicts to make room; NFS3ERR_NOSPC once no write has fit
+/// for `nospc_after_seconds` (0: at once, the store failing, so nothing more becomes evictable).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Xdr)]
+pub struct FlashLimit {
+    pub capacity: u64,
+    pub nospc_after_seconds: u32,
 }
 
 impl HeartbeatResOk {
@@ -340,6 +353,10 @@ mod tests {
                     },
                 })
                 .collect(),
+            flash: Some(FlashLimit {
+                capacity: 8 << 20,
+                nospc_after_seconds: 21,
+            }),
             mac: [9; 32],
         }
     }

@@ -9,7 +9,7 @@ use client::{Client, ClientConfig};
 use proto::nfs4::{StableHow4, OPEN4_SHARE_ACCESS_BOTH, OPEN4_SHARE_ACCESS_READ};
 
 use crate::common::ec::wait_for;
-use crate::common::{free_port, Server, BIN};
+use crate::common::{free_port, Server, BIN, SERIAL};
 use crate::tier_cache::{bucket, data, from_bucket, put, rt, s3, tier_toml};
 
 /// The flash eviction manages in this test, and its watermarks' defaults (80 %, 60 %).
@@ -21,7 +21,7 @@ pub(crate) fn flash_used(data: &Path) -> u64 {
 }
 
 /// Allocated bytes of every file under `p`.
-fn disk_bytes(p: &Path) -> u64 {
+pub(crate) fn disk_bytes(p: &Path) -> u64 {
     use std::os::unix::fs::MetadataExt;
     let Ok(rd) = std::fs::read_dir(p) else {
         return 0;
@@ -334,9 +334,7 @@ pub(crate) fn tier_cluster(
 #[test]
 fn on_data_servers_mirrored_and_erasure_coded_files_leave_flash_and_come_back_for_a_write() {
     use crate::common::ec::{data_status, read_file, read_file_with, write_open};
-    let _serial = crate::common::SERIAL
-        .lock()
-        .unwrap_or_else(|e| e.into_inner());
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let dir = tempfile::tempdir().unwrap();
     let rt = rt();
     let (_moto, proxy, store) = s3(&rt);
@@ -398,14 +396,29 @@ fn on_data_servers_mirrored_and_erasure_coded_files_leave_flash_and_come_back_fo
         &enc,
     );
 
-    // Mirrored files (each under the encoder's minimum) past 80 % of every data server's
-    // 8 MiB: files leave until each is under 60 %.
-    let files: Vec<(String, Vec<u8>)> = (0..16)
-        .map(|i| (format!("/m{i}"), data(1_000_000, 70 + i as u8)))
-        .collect();
-    let inos: Vec<u64> = files.iter().map(|(p, d)| write(p, d)).collect();
+    // Mirrored files (each under the encoder's minimum) until every data server has been past
+    // 80 % of its 8 MiB: files leave until each is under 60 %. Each data server admits writes
+    // up to its capacity and no further (past it they wait for eviction), and files land
+    // unevenly, so its use is looked at after every file, and its highest is what counts.
     let cap = FLASH_MIB << 20;
-    let full: Vec<u64> = (1..=3).map(|i| ds_used(&cl, i)).collect();
+    let mut full = vec![0u64; 3];
+    let mut files: Vec<(String, Vec<u8>)> = Vec::new();
+    let mut inos: Vec<u64> = Vec::new();
+    while files.len() < 40 && full.iter().any(|u| u * 100 <= cap * 80) {
+        let i = files.len();
+        let (p, d) = (format!("/m{i}"), data(1_000_000, 70 + i as u8));
+        inos.push(write(&p, &d));
+        files.push((p, d));
+        for (i, most) in full.iter_mut().enumerate() {
+            let used = ds_used(&cl, i + 1);
+            assert!(
+                used <= cap,
+                "ds{} holds {used} bytes, past its flash",
+                i + 1
+            );
+            *most = (*most).max(used);
+        }
+    }
     assert!(
         full.iter().all(|u| u * 100 > cap * 80),
         "the test fills every data server past 80 %: {full:?}"

@@ -15,7 +15,7 @@ use proto::nfs4::{Nfsstat4, StableHow4};
 use tier::testing::proxy::Fault;
 
 use crate::common::ec::wait_for;
-use crate::common::{cfs, free_port, Server};
+use crate::common::{cfs, free_port, Server, SERIAL};
 use crate::tier_cache::{
     bucket, create_and_write, data, from_bucket, put, rt, s3, tier_toml, try_put,
 };
@@ -312,7 +312,12 @@ fn s3_down_and_flash_full_a_write_gets_nospc_and_nothing_acknowledged_is_lost() 
         &read_back(&rt, &srv, "/again", again.len()),
         &again,
     );
-    assert!(flash_used(&data_dir) <= FLASH_MIB << 20);
+    // Reads of evicted files bring them back only as far as flash has room.
+    let used = flash_used(&data_dir);
+    assert!(
+        used <= FLASH_MIB << 20,
+        "flash holds {used} bytes, past its {FLASH_MIB} MiB"
+    );
 }
 
 /// `cfs admin status`'s tier section of a cluster's MDS.
@@ -323,25 +328,12 @@ fn s3_down_and_flash_full_a_write_gets_nospc_and_nothing_acknowledged_is_lost() 
 #[test]
 fn on_data_servers_past_95_percent_a_layoutcommit_returns_once_the_file_is_in_the_bucket() {
     use crate::common::ec::{read_file, write_open};
-    let _serial = crate::common::SERIAL
-        .lock()
-        .unwrap_or_else(|e| e.into_inner());
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let dir = tempfile::tempdir().unwrap();
     let rt = rt();
     let (_moto, proxy, store) = s3(&rt);
-    // Nothing uploaded before write-through (an hour's quiet time); 1 MiB objects; each data
-    // server's flash 8 MiB; PUTs given up within ~10 s when the store is black-holed. Two data
-    // servers: every file mirrored on both, so both fill alike.
-    let cl = tier_cluster(
-        dir.path(),
-        &proxy,
-        (1, 2),
-        &format!(
-            "upload_after_seconds = 3600\nobject_mib = 1\nflash_capacity_mib = {FLASH_MIB}\n\
-             request_timeout_seconds = 2\nconnect_timeout_seconds = 1\nmax_attempts = 3\n"
-        ),
-        &[],
-    );
+    // Nothing uploaded before write-through (an hour's quiet time).
+    let cl = two_small_data_servers(dir.path(), &proxy, 3600);
 
     // One client writes 7 MiB (87 % of each data server) through layouts, LAYOUTCOMMITs
     // them under the mark (answered at once), and keeps them open for writing: neither
@@ -420,7 +412,9 @@ fn on_data_servers_past_95_percent_a_layoutcommit_returns_once_the_file_is_in_th
     // The store black-holed: a file written and closed through its layout is still
     // acknowledged, from flash (its bytes stay there until the bucket has them).
     proxy.fail_all(Fault::BlackHole);
-    let dark = data(MIB / 4, 91);
+    // Small: the data servers now hold 7.75 MiB and their header pages of 8 MiB, and a write
+    // past that would be refused (NOSPC, the store failing: the next test).
+    let dark = data(32 << 10, 91);
     let c = cl.client(true);
     let (fd, _) = write_open(&cl, &c, "/dark", &dark);
     let t = Instant::now();
@@ -459,9 +453,7 @@ fn on_data_servers_past_95_percent_a_layoutcommit_returns_once_the_file_is_in_th
 #[test]
 fn on_three_mds_nodes_a_layoutcommit_through_any_node_returns_once_the_file_is_in_the_bucket() {
     use crate::common::ec::{read_file, write_open};
-    let _serial = crate::common::SERIAL
-        .lock()
-        .unwrap_or_else(|e| e.into_inner());
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let dir = tempfile::tempdir().unwrap();
     let rt = rt();
     let (_moto, proxy, store) = s3(&rt);
@@ -521,4 +513,162 @@ fn on_three_mds_nodes_a_layoutcommit_through_any_node_returns_once_the_file_is_i
         cl.rt.block_on(a.close(f)).expect("close");
     }
     let _ = cl.rt.block_on(a.shutdown());
+}
+
+/// A cluster of one MDS and two data servers behind `proxy` with 8 MiB of flash each (every file
+/// mirrored on both, so both fill alike), files uploaded `upload_after` seconds after their
+/// last change in 1 MiB objects, PUTs given up within ~10 s when the store is black-holed.
+fn two_small_data_servers(
+    dir: &Path,
+    proxy: &tier::testing::proxy::FaultProxy,
+    upload_after: u64,
+) -> crate::common::cluster::Cluster {
+    tier_cluster(
+        dir,
+        proxy,
+        (1, 2),
+        &format!(
+            "upload_after_seconds = {upload_after}\nobject_mib = 1\n\
+             flash_capacity_mib = {FLASH_MIB}\nrequest_timeout_seconds = 2\n\
+             connect_timeout_seconds = 1\nmax_attempts = 3\n"
+        ),
+        &[],
+    )
+}
+
+/// Writes `d` to `p` through a layout of client `c` (FILE_SYNC) and closes the file
+/// (LAYOUTCOMMIT, CLOSE): acknowledged once this returns Ok; its inode number.
+fn try_write_through_layout(
+    cl: &crate::common::cluster::Cluster,
+    c: &Client,
+    p: &str,
+    d: &[u8],
+) -> Result<u64, ClientError> {
+    use crate::common::ec::create_empty;
+    let f = cl
+        .rt
+        .block_on(c.open_path(p, proto::nfs4::OPEN4_SHARE_ACCESS_BOTH, create_empty()))?;
+    let written = cl.rt.block_on(c.write_all(&f, 0, d, StableHow4::FileSync4));
+    let closed = cl.rt.block_on(c.close(&f));
+    written?;
+    closed?;
+    Ok(cl.rt.block_on(c.getattr(&f.fh))?.fileid)
+}
+
+/// On a cluster the data servers hold the bytes, and each admits writes against the flash
+/// capacity the MDS gives it in heartbeat replies. With the store black-holed and their flash
+/// full, a write through a layout is refused with NOSPC (and through the MDS after it), and
+/// nothing acknowledged is lost; with the store back, a write past their capacity waits
+/// (JUKEBOX from the data servers, DELAY from the MDS) while uploads and eviction make room,
+/// and is taken, with neither data server past its capacity.
+#[test]
+fn on_data_servers_with_the_store_down_a_full_flash_refuses_and_with_it_back_a_write_waits_for_room(
+) {
+    use crate::common::ec::read_file;
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = tempfile::tempdir().unwrap();
+    let rt = rt();
+    let (_moto, proxy, store) = s3(&rt);
+    // Files uploaded a second after their last change.
+    let cl = two_small_data_servers(dir.path(), &proxy, 1);
+    // What each data server's store holds, as its walk counts it.
+    // (Roles ds1 and ds2.)
+    let ds_used = |i: usize| {
+        crate::tier_evict::disk_bytes(&cl.ds_dir(&format!("ds{i}")).join("chunks/objects"))
+    };
+
+    proxy.fail_all(Fault::BlackHole);
+    let c = cl.client(true);
+    let mut stored: Vec<(String, Vec<u8>, u64)> = Vec::new();
+    let first = data(MIB, 1);
+    let ino = try_write_through_layout(&cl, &c, "/f0", &first).expect("the first file");
+    stored.push(("/f0".into(), first, ino));
+    wait_for(30, "the store shown failing", || {
+        cluster_tier(&cl)["s3_failing_seconds"].as_u64().is_some()
+    });
+    // The data servers hear it at their next heartbeat (every second).
+    std::thread::sleep(Duration::from_secs(3));
+
+    // Files of 512 KiB until one does not fit: refused, the store being down.
+    let started = Instant::now();
+    let mut refused = None;
+    for i in 1..24 {
+        let (p, d) = (format!("/f{i}"), data(MIB / 2, 1 + i as u8));
+        match try_write_through_layout(&cl, &c, &p, &d) {
+            Ok(ino) => stored.push((p, d, ino)),
+            Err(e) => {
+                refused = Some(e);
+                break;
+            }
+        }
+    }
+    let refused = refused.expect("12.5 MiB fit on 8 MiB data servers");
+    let stats = c.pnfs_stats().expect("pNFS stats");
+    eprintln!(
+        "{} files (1 MiB, then 512 KiB each) acknowledged, then {refused} after {:?}; data \
+         servers use {} and {} bytes; {stats:?}",
+        stored.len(),
+        started.elapsed(),
+        ds_used(1),
+        ds_used(2),
+    );
+    assert!(is_nospc(&refused), "the write that does not fit: {refused}");
+    assert!(
+        stored.len() >= 11,
+        "only {} files fit in 8 MiB",
+        stored.len()
+    );
+    assert!(
+        stats.ds_write_bytes >= 5 << 20,
+        "written through layouts: {stats:?}"
+    );
+    for i in 1..=2 {
+        assert!(ds_used(i) <= FLASH_MIB << 20, "ds{i} past its capacity");
+    }
+    let _ = cl.rt.block_on(c.shutdown());
+    for (p, d, _) in &stored {
+        same(p, &read_file(&cl, p, d.len()), d);
+    }
+
+    // The store back, taking 2 s per request: once it answers, a write that does not fit yet
+    // waits for room (JUKEBOX from the data servers while the uploads drain and the evictor
+    // empties the uploaded files on both) and is taken, with no error.
+    proxy.clear();
+    proxy.set_delay(Duration::from_secs(2));
+    wait_for(60, "the store answering again", || {
+        cluster_tier(&cl)["s3_failing_seconds"].as_u64().is_none()
+    });
+    // The data servers hear it at their next heartbeat.
+    std::thread::sleep(Duration::from_secs(3));
+    let c = cl.client(true);
+    let again = data(2 * MIB, 77);
+    let t = Instant::now();
+    let ino = try_write_through_layout(&cl, &c, "/again", &again)
+        .expect("a write past capacity with the store back waits, then is taken");
+    let took = t.elapsed();
+    proxy.set_delay(Duration::ZERO);
+    let stats = c.pnfs_stats().expect("pNFS stats");
+    let _ = cl.rt.block_on(c.shutdown());
+    let tier = cluster_tier(&cl);
+    eprintln!("with the store back a 2 MiB file was taken in {took:?}; {stats:?}; {tier}");
+    assert!(tier["evicted_files"].as_u64() >= Some(1), "{tier}");
+    stored.push(("/again".into(), again, ino));
+    for i in 1..=2 {
+        let used = ds_used(i);
+        assert!(
+            used <= FLASH_MIB << 20,
+            "ds{i} holds {used} bytes, past its capacity"
+        );
+    }
+    // Everything acknowledged reads back byte-exact (the evicted files from the bucket), and
+    // reaches the bucket.
+    for (p, d, _) in &stored {
+        same(p, &read_file(&cl, p, d.len()), d);
+    }
+    wait_for(60, "every acknowledged file in the bucket", || {
+        let b = crate::tier_cache::bucket_at(&rt, &store, "cfs");
+        stored
+            .iter()
+            .all(|(_, d, ino)| from_bucket(&b, *ino, d.len()).as_deref() == Some(&d[..]))
+    });
 }

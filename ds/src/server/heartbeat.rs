@@ -94,11 +94,16 @@ struct Usage {
 impl Usage {
     async fn refresh(&mut self, s: &Shared) {
         (self.capacity, self.avail, self.fs_id) = fs_stat(&s.cfg.data_dir);
-        let age = (self.walk * USAGE_WALK_SHARE).clamp(USAGE_MIN_AGE, USAGE_MAX_AGE);
+        let age = if s.flash.take_shrunk() {
+            USAGE_MIN_AGE
+        } else {
+            (self.walk * USAGE_WALK_SHARE).clamp(USAGE_MIN_AGE, USAGE_MAX_AGE)
+        };
         if self.at.is_some_and(|t| t.elapsed() < age) {
             return;
         }
         let began = Instant::now();
+        let mark = s.flash.walk_starts();
         let dir = s.cfg.data_dir.clone();
         let store = s.objects.store().clone();
         let r =
@@ -106,7 +111,10 @@ impl Usage {
         if let Ok(((cap, avail), used)) = r {
             (self.capacity, self.avail) = (cap, avail);
             match used {
-                Ok(u) => self.used = u,
+                Ok(u) => {
+                    self.used = u;
+                    s.flash.measured(u, mark);
+                }
                 Err(e) => tracing::warn!("cannot measure chunk store usage: {e}"),
             }
         }
@@ -177,6 +185,7 @@ fn apply(s: &Shared, ok: &HeartbeatResOk, node: &mut Option<u8>) -> Duration {
         return FIRST_INTERVAL;
     }
     c.geometry = Some(geometry);
+    s.flash.set(ok.flash);
     let n = layout::generation_node(ok.min_generation);
     if let Some(old) = node.replace(n).filter(|old| *old != n) {
         // The node behind this address now has another id: its fences are no one's now.

@@ -18,6 +18,7 @@ mod config;
 mod counters;
 mod fabric;
 mod fences;
+mod flash;
 mod heartbeat;
 mod mds_nodes;
 pub mod nfs3;
@@ -103,6 +104,8 @@ pub(crate) struct Shared {
     cluster: RwLock<Cluster>,
     /// The fabric endpoint, once open: (netid, address), advertised after the TCP ones.
     fabric: RwLock<Option<(String, SocketAddr)>>,
+    /// Room on flash, when the object-store tier manages it.
+    flash: flash::Flash,
 }
 
 impl Shared {
@@ -237,6 +240,7 @@ impl DsServer {
                 geometry: None,
                 fences: HashMap::new(),
             }),
+            flash: Default::default(),
             fabric: RwLock::new(None),
         });
         let (stop, stop_rx) = watch::channel(false);

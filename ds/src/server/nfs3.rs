@@ -188,6 +188,10 @@ async fn storage_failure(s: &Shared, e: &DsError) -> Nfsstat3 {
             tracing::error!(file = id, chunk, "cannot record a bad chunk: {err}");
         }
     }
+    if e.raw_os_error() == Some(libc::ENOSPC) {
+        tracing::warn!("storage error: {e}");
+        return s.flash.fs_full();
+    }
     status_of(e)
 }
 
@@ -251,6 +255,7 @@ async fn setattr(s: &Shared, a: Setattr3Args) -> Setattr3Res {
         None => s.objects.state(file).await,
     };
     if let (Ok(_), Some(size)) = (&res, a.new_attributes.size) {
+        s.flash.shrank();
         // Chunks wholly cut off hold nothing bad any more (repair rewrites a copy this way).
         let cs = s.objects.store().blocking().config().chunk_size;
         if let Err(e) = s.bad.forget(file, size.div_ceil(cs)).await {
@@ -309,6 +314,10 @@ pub(crate) async fn write(s: &Shared, a: Write3Args) -> Write3Res {
         Err(e) => return fail(e),
     };
     let file = cap.file.0;
+    let _room = match s.flash.admit(s.objects.store(), a.offset, count as u64) {
+        Ok(r) => r,
+        Err(st) => return fail(st),
+    };
     let stable = a.stable != StableHow::Unstable;
     let mut data = a.data.0;
     data.truncate(count);

@@ -8,6 +8,10 @@
 //! since the figure it reported are taken off (`Freed`) until a new figure arrives; without
 //! that, each pass in between would evict again what the last one freed.
 //!
+//! **Room.** Each data server admits writes against the capacity the heartbeat replies carry
+//! (`flash_limit`; `ds::server::flash`): past it, JUKEBOX while the tier can make room, NOSPC
+//! once it cannot (the store failing).
+//!
 //! **Emptying.** Mirrors are cut to nothing and stay the file's placement: its restore writes
 //! them again. An erasure-coded file's encoding is retired first (`SetMirrors` with none, as a
 //! write's copy back does), then its shards are dropped, so its restore places fresh mirrors
@@ -44,6 +48,35 @@ impl Freed {
 }
 
 impl Cluster {
+    /// The object-store tier manages the data servers' flash: `capacity` bytes on each (`None`:
+    /// its file system), uploads taking `longest_put` at most.
+    pub(crate) fn set_tier_flash(&self, capacity: Option<u64>, longest_put: std::time::Duration) {
+        let _ = self.tier_flash.set((capacity.unwrap_or(0), longest_put));
+    }
+
+    /// What a heartbeat reply tells a data server of its flash (`proto::cluster::FlashLimit`):
+    /// a write that does not fit waits while uploads and eviction can make room, and is
+    /// refused at once while the store is failing.
+    ///
+    /// The store's return lifts the NOSPC marks data servers earned while it was down
+    /// (`Registry::lift_nospc`): room is coming there, and new files may go there again.
+    pub(crate) fn flash_limit(&self) -> Option<proto::cluster::FlashLimit> {
+        use std::sync::atomic::Ordering;
+        let &(capacity, longest_put) = self.tier_flash.get()?;
+        let failing = metrics::tier::failing_for().is_some();
+        if self.store_failed.swap(failing, Ordering::Relaxed) && !failing {
+            self.registry.lift_nospc();
+        }
+        let nospc_after_seconds = match failing {
+            true => 0,
+            false => u32::try_from(longest_put.as_secs().max(1)).unwrap_or(u32::MAX),
+        };
+        Some(proto::cluster::FlashLimit {
+            capacity,
+            nospc_after_seconds,
+        })
+    }
+
     fn freed(&self) -> std::sync::MutexGuard<'_, Freed> {
         self.freed.lock().unwrap_or_else(|e| e.into_inner())
     }

@@ -126,6 +126,11 @@ pub struct Cluster {
     dirty: std::sync::Mutex<HashMap<u64, std::collections::HashSet<DsId>>>,
     /// Bytes the evictor freed on each DS since its last reported usage (`flash`).
     freed: std::sync::Mutex<flash::Freed>,
+    /// With the object-store tier: each data server's flash capacity (0: its file system)
+    /// and the longest an upload may take, for heartbeat replies (`Cluster::flash_limit`).
+    tier_flash: std::sync::OnceLock<(u64, std::time::Duration)>,
+    /// Whether the store was failing at the last heartbeat reply (`Cluster::flash_limit`).
+    store_failed: std::sync::atomic::AtomicBool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -150,6 +155,8 @@ impl Cluster {
             placing: tokio::sync::Mutex::new(()),
             dirty: std::sync::Mutex::new(HashMap::new()),
             freed: Default::default(),
+            tier_flash: Default::default(),
+            store_failed: Default::default(),
             shard_reports: Default::default(),
             unheard_scan: std::sync::Mutex::new(None),
             rescan_until: std::sync::Mutex::new(None),

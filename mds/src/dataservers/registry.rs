@@ -227,6 +227,22 @@ impl Registry {
         }
     }
 
+    /// Lifts every NOSPC mark: the object-store tier's store answers again after failing, so
+    /// uploads and eviction make room on data servers that refused while it was down.
+    pub fn lift_nospc(&self) {
+        let mut g = self.lock();
+        let mut n = 0;
+        for l in g.live.values_mut() {
+            n += usize::from(l.nospc.take().is_some());
+        }
+        if n > 0 {
+            tracing::info!(
+                data_servers = n,
+                "the store is back: full data servers take files again"
+            );
+        }
+    }
+
     /// Whether new files may be placed on `id`.
     pub fn has_room(&self, id: DsId) -> bool {
         let g = self.lock();

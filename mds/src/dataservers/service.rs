@@ -183,6 +183,7 @@ fn heartbeat(cluster: &Cluster, ns: &Namespace, a: &HeartbeatArgs) -> HeartbeatR
                 fences,
                 fence_seq,
                 mds_nodes: mds_nodes(ns),
+                flash: cluster.flash_limit(),
                 mac: [0; 32],
             };
             ok.mac = cluster.cfg.secret.heartbeat_reply_mac(&a.mac, &ok);

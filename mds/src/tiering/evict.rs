@@ -40,11 +40,15 @@ const FILES_PER_PASS: usize = 256;
 /// there; others only while flash is past the high watermark.
 pub(super) async fn pass(mds: &Mds, tier: &Tier) {
     let s = &tier.settings;
+    let mark = tier.flash.walk_starts();
     let usage = mds.data.flash_usage(&mds.data_path, s.flash_capacity).await;
     if usage.is_empty() {
         return;
     }
-    match tier.flash.measured(&usage, s, mds.data.counts_writes()) {
+    match tier
+        .flash
+        .measured(&usage, s, mds.data.counts_writes(), mark)
+    {
         Some(true) => tracing::warn!(
             ?usage,
             "flash full: write-through (writes are acknowledged once in the bucket)"

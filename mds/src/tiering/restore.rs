@@ -38,6 +38,9 @@ pub(super) async fn pass(mds: &Mds, tier: &Tier) {
                 metrics::tier::RESTORED_BYTES.add(bytes);
                 tracing::debug!(ino, gen, bytes, "evicted file back on flash");
             }
+            Err(RestoreError::NoRoom) => {
+                tracing::debug!(ino, "an evicted file waits for room on flash to come back")
+            }
             Err(e) => tracing::warn!(ino, "restoring an evicted file failed, retried later: {e}"),
         }
     }
@@ -49,6 +52,8 @@ enum RestoreError {
     Meta(FsError),
     #[error("{0:?}")]
     Nfs(crate::error::NfsError),
+    #[error("flash has no room for it")]
+    NoRoom,
 }
 
 async fn restore_file(mds: &Mds, tier: &Tier, ino: u64, gen: u64) -> Result<u64, RestoreError> {
@@ -59,6 +64,12 @@ async fn restore_file(mds: &Mds, tier: &Tier, ino: u64, gen: u64) -> Result<u64,
     if copy.gen != gen {
         return Ok(0);
     }
+    // Only while flash has room; else the file stays evicted and wanted, read from the
+    // bucket, and is tried again next pass.
+    let size: u64 = copy.pieces.iter().map(|p| p.len).sum();
+    let Some(_room) = tier.flash.admit_restore(mds.data.flash_charge(0, size)) else {
+        return Err(RestoreError::NoRoom);
+    };
     let mut at = 0u64;
     for (i, p) in copy.pieces.iter().enumerate() {
         let h = tier

@@ -56,11 +56,11 @@
 //! the store fails (the writer was held back; its bytes stay on flash until the bucket has
 //! them).
 //!
-//! Not built: a write that does not fit on a data server. Data servers do not know
-//! `flash_capacity` and refuse a write (NFS3ERR_NOSPC) only when their file system is full,
-//! so the rule for a full flash (DELAY while eviction can make room) applies to writes through
-//! the MDS only; telling data servers their capacity, and answering NFS3ERR_JUKEBOX past it
-//! (which Linux retries), is the next step.
+//! **A write that does not fit on a data server.** Each data server admits writes against
+//! the capacity its heartbeat replies carry (`dataservers::flash`, `ds::server::flash`): past
+//! it NFS3ERR_JUKEBOX (which Linux retries) while uploads and eviction can make room, and
+//! NFS3ERR_NOSPC when the store is failing or no write has fit for the longest a PUT may take:
+//! the same rule as for writes through the MDS.
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
