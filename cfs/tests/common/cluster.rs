@@ -427,7 +427,9 @@ impl Cluster {
 
     /// Starts the MDS again from the config `cluster up` left (after a kill -9) and waits until
     /// it answers STATUS. The process is the caller's to kill.
-    pub fn restart_mds(&self) -> Child {
+    /// Killed when dropped, so a test that fails after (or while waiting here) leaves no
+    /// server behind.
+    pub fn restart_mds(&self) -> super::KillOnDrop {
         let child = Command::new(BIN)
             .args(["server", "--config"])
             .arg(self.dir.join("cluster").join("mds.toml"))
@@ -438,6 +440,7 @@ impl Cluster {
             ))
             .spawn()
             .expect("restart MDS");
+        let child = super::KillOnDrop(child);
         let deadline = Instant::now() + Duration::from_secs(30);
         while self.status().is_none() {
             assert!(Instant::now() < deadline, "MDS not back in 30 s");

@@ -8,7 +8,7 @@ use crate::http_client;
 
 use client::{CreateMode, SetAttrs, StableHow4};
 use common::cluster::Cluster;
-use common::{cfs, random_bytes, KillOnDrop};
+use common::{cfs, random_bytes};
 use proto::nfs4::{OPEN4_SHARE_ACCESS_BOTH, OPEN4_SHARE_ACCESS_READ};
 use std::net::SocketAddr;
 use std::path::Path;
@@ -233,7 +233,7 @@ fn a_drained_data_server_holds_nothing_and_can_go() {
     let first_count = v["files_left"].as_u64().expect("files_left");
     assert!(first_count > 0, "{v}");
     cl.kill9("mds");
-    let _mds = KillOnDrop(cl.restart_mds());
+    let _mds = cl.restart_mds();
     let deadline = Instant::now() + Duration::from_secs(30);
     while cl.status().map(|s| s.data_servers.len()) != Some(4) {
         assert!(

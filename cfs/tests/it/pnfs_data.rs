@@ -252,9 +252,9 @@ fn a_removal_reclaims_the_data_across_a_down_ds_and_an_mds_kill9() {
         }
         std::thread::sleep(Duration::from_millis(500));
     };
-    signal(mds.id(), "-KILL");
+    signal(mds.0.id(), "-KILL");
     signal(ds.id(), "-KILL");
-    let _ = (mds.wait(), ds.wait());
+    let _ = (mds.0.wait(), ds.wait());
     if let Err(left) = result {
         panic!("chunk files of the removed file left 60 s after the restart: {left:?}");
     }
