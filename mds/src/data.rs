@@ -68,6 +68,11 @@ impl Data {
         if !t.evicted {
             return Ok(None);
         }
+        if to_change {
+            if let Some(tier) = &self.tier {
+                tier.to_change(ino, true);
+            }
+        }
         let stays = !to_change && Pin::of(self.ns.xattrs(ino).ok().as_ref()) == Pin::S3;
         if !t.wanted && !stays {
             let ns = self.ns.clone();

@@ -180,6 +180,9 @@ pub struct Tier {
     /// Files whose acknowledgement was refused with DELAY: the first and the last refusal of
     /// those in a row (`tiering::through`). Bounded like `through`.
     delayed: Mutex<HashMap<u64, (std::time::Instant, std::time::Instant)>>,
+    /// Evicted files a request on this node waits to change: restored before those only read
+    /// (`tiering::restore`). Bounded like `through` (past it, a waiting writer waits its turn).
+    to_change: Mutex<HashSet<u64>>,
 }
 
 /// Flash as the write path sees it (issue 45 item 6; the policy is `tiering::through`'s): how
@@ -204,6 +207,10 @@ pub struct FlashState {
     through: AtomicBool,
     /// The places in write-through.
     places: Mutex<BTreeSet<u64>>,
+    /// The places the evictor empties: measured past `evict_high` once, until measured at
+    /// `evict_low` or under. Without it a pass that stopped short (files busy, or its estimate
+    /// of the bytes freed too high) left a place between the watermarks for good.
+    draining: Mutex<BTreeSet<u64>>,
     /// Since when no write found room.
     full_since: FullSince,
 }
@@ -243,11 +250,34 @@ impl FlashState {
                 places.insert(at);
             }
         }
+        drop(places);
+        let mut draining = self.draining();
+        let before = std::mem::take(&mut *draining);
+        for &(at, used, cap) in usage {
+            let pct = percent_exact(used, cap);
+            if pct > f64::from(s.evict_high)
+                || (pct > f64::from(s.evict_low) && before.contains(&at))
+            {
+                draining.insert(at);
+            }
+        }
+        let n = draining.len() as u64;
+        drop(draining);
         let was = self.through.load(Ordering::Relaxed);
-        let now = !places.is_empty();
+        let now = !self.places().is_empty();
         self.through.store(now, Ordering::Relaxed);
         metrics::tier::set_flash(percent(used, cap), now);
+        metrics::tier::set_draining(n);
         (now != was).then_some(now)
+    }
+
+    /// The places to empty down to `evict_low` (see `draining`).
+    pub(crate) fn draining_places(&self) -> BTreeSet<u64> {
+        self.draining().clone()
+    }
+
+    fn draining(&self) -> std::sync::MutexGuard<'_, BTreeSet<u64>> {
+        self.draining.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Whether an acknowledgement of a file whose bytes are at `places` waits for the bucket.
@@ -328,6 +358,14 @@ fn percent(used: u64, cap: u64) -> u64 {
     (u128::from(used) * 100 / u128::from(cap)) as u64
 }
 
+/// `used` as a percent of `cap`, unrounded: 60.4 % is not at a 60 % watermark.
+fn percent_exact(used: u64, cap: u64) -> f64 {
+    if cap == 0 {
+        return if used > 0 { 100.0 } else { 0.0 };
+    }
+    used as f64 * 100.0 / cap as f64
+}
+
 /// Longest between two refusals of one acknowledgement's retries: past Linux's longest pause
 /// before it sends a request refused with DELAY again (15 s, `NFS4_POLL_RETRY_MAX`).
 const RETRY_GAP: Duration = Duration::from_secs(20);
@@ -373,6 +411,7 @@ impl Tier {
             through: Mutex::new(HashSet::new()),
             evict_now: tokio::sync::Notify::new(),
             delayed: Mutex::new(HashMap::new()),
+            to_change: Mutex::new(HashSet::new()),
         })
     }
 
@@ -397,6 +436,31 @@ impl Tier {
     /// The keys this cluster owns in the bucket.
     pub fn keys(&self) -> &KeySpace {
         &self.keys
+    }
+
+    /// A request waits to change evicted `ino` (true), or it is back on flash (false): see
+    /// `to_change`.
+    pub(crate) fn to_change(&self, ino: u64, waits: bool) {
+        let mut s = self.to_change_set();
+        if !waits {
+            s.remove(&ino);
+        } else if s.len() < MAX_THROUGH {
+            s.insert(ino);
+        }
+    }
+
+    /// The evicted files a writer waits for now.
+    pub(crate) fn to_change_now(&self) -> HashSet<u64> {
+        self.to_change_set().clone()
+    }
+
+    /// Forgets those no longer wanted back (restored by another node, or removed).
+    pub(crate) fn to_change_only(&self, wanted: &HashSet<u64>) {
+        self.to_change_set().retain(|i| wanted.contains(i));
+    }
+
+    fn to_change_set(&self) -> std::sync::MutexGuard<'_, HashSet<u64>> {
+        self.to_change.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     pub(crate) fn running(&self) -> std::sync::MutexGuard<'_, HashSet<u64>> {
@@ -586,6 +650,28 @@ mod tests {
             f.admit(u64::MAX / 2, &s).is_ok(),
             "no capacity to count against"
         );
+    }
+
+    #[test]
+    fn a_place_past_the_high_watermark_is_emptied_until_under_the_low_one() {
+        let (f, s) = (FlashState::default(), settings());
+        let drains = |usage: &[(u64, u64, u64)]| {
+            f.measured(usage, &s, false, f.walk_starts());
+            f.draining_places().into_iter().collect::<Vec<_>>()
+        };
+        assert_eq!(drains(&[(1, 70, 100), (2, 80, 100)]), Vec::<u64>::new());
+        assert_eq!(drains(&[(1, 81, 100), (2, 80, 100)]), vec![1]);
+        // Between the watermarks: 1 goes on, 2 (never past the high one) is left alone.
+        assert_eq!(drains(&[(1, 75, 100), (2, 79, 100)]), vec![1]);
+        assert_eq!(
+            drains(&[(1, 6001, 10_000), (2, 79, 100)]),
+            vec![1],
+            "60.01 %"
+        );
+        assert_eq!(drains(&[(1, 60, 100), (2, 79, 100)]), Vec::<u64>::new());
+        // A place no longer measured (down, or drained) is out.
+        assert_eq!(drains(&[(2, 90, 100)]), vec![2]);
+        assert_eq!(drains(&[(1, 70, 100)]), Vec::<u64>::new());
     }
 
     #[test]

@@ -343,12 +343,25 @@ pub mod tier {
     /// acknowledged once its file is in the bucket), and the fullest flash's percent used.
     static WRITE_THROUGH: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
     static FLASH_PERCENT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    /// Places (data servers, or this node's store) being emptied: past the high watermark
+    /// once, and not yet measured under the low one.
+    static DRAINING: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
     /// The tier's view of flash (`mds::tier_set::FlashState`).
     pub fn set_flash(percent: u64, write_through: bool) {
         use std::sync::atomic::Ordering::Relaxed;
         FLASH_PERCENT.store(percent, Relaxed);
         WRITE_THROUGH.store(write_through, Relaxed);
+    }
+
+    /// The evictor's places being emptied (`mds::tier_set::FlashState`).
+    pub fn set_draining(places: u64) {
+        DRAINING.store(places, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// How many places the evictor is emptying down to the low watermark.
+    pub fn flash_draining() -> u64 {
+        DRAINING.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Whether writes wait for the bucket now.

@@ -330,6 +330,8 @@ fn tier_status(t: &mds::admin::TierUsage, bucket: &str, mode: &str) -> serde_jso
         // in the bucket (an alert; docs/CONFIGURATION.md).
         "write_through": metrics::tier::write_through(),
         "flash_used_percent": metrics::tier::flash_percent(),
+        // Past `evict_high_percent` once and not yet under `evict_low_percent`: being emptied.
+        "flash_draining_places": metrics::tier::flash_draining(),
         "write_through_acks": metrics::tier::WRITE_THROUGH_ACKS.get(),
         "full_refusals": metrics::tier::FULL_REFUSALS.get(),
     })

@@ -435,6 +435,11 @@ fn tier_families(e: &mut Exposition, m: &mds::admin::Admin) {
         "Percent of flash used where it is fullest (the evictor's measure and the writes since).",
         &[(&[], flash_percent() as f64)],
     );
+    e.gauge(
+        "cfs_tier_flash_draining",
+        "Places (data servers) past the high watermark once, emptied until under the low one.",
+        &[(&[], flash_draining() as f64)],
+    );
     e.counter(
         "cfs_tier_write_through_acks_total",
         "Acknowledgements (COMMIT, stable WRITE) held until their file was in the bucket.",

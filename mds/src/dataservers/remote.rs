@@ -112,7 +112,8 @@ impl Cluster {
     }
 
     /// Writes to every mirror of each chunk touched. A mirror that fails is dropped from the
-    /// chunk's record as long as another took the bytes.
+    /// chunk's record as long as another took the bytes; one that answers JUKEBOX makes the
+    /// write NFS4ERR_DELAY (the bytes some mirrors took are written again by the retry).
     pub async fn write(
         &self,
         ns: &Namespace,
@@ -152,7 +153,7 @@ impl Cluster {
             }
             let mut ok = 0;
             let mut first_err = None;
-            let mut full = Vec::new();
+            let (mut lacking, mut busy) = (Vec::new(), false);
             while let Some(j) = set.join_next().await {
                 let Ok((ds, r)) = j else { continue };
                 match r {
@@ -168,21 +169,36 @@ impl Cluster {
                         }
                     }
                     Err((e, transport)) => {
-                        tracing::warn!(ino, ds = %ds, "write to data server failed: {e:?}");
+                        if e == NfsError::Delay {
+                            tracing::debug!(ino, ds = %ds, "data server full for now: write waits");
+                        } else {
+                            tracing::warn!(ino, ds = %ds, "write to data server failed: {e:?}");
+                        }
                         if transport {
                             self.ds_failed(ds).await;
                             self.drop_mirror(ns, ino, ds).await;
-                        } else if e == NfsError::NoSpc {
-                            self.registry.out_of_space(ds);
-                            full.push(ds);
+                        } else if e == NfsError::Delay {
+                            busy = true;
+                        } else {
+                            if e == NfsError::NoSpc {
+                                self.registry.out_of_space(ds);
+                            }
+                            lacking.push(ds);
                         }
                         first_err.get_or_insert(e);
                     }
                 }
             }
-            // A full mirror lacks these bytes: the file goes on on the ones that took them.
+            // A mirror that said wait (its flash full while the tier makes room) is asked again
+            // with the whole write, by the caller: dropping it would cost a copy for a moment's
+            // wait, and answering done would leave it without these bytes.
+            if busy {
+                return Err(NfsError::Delay);
+            }
+            // A mirror that refused (full, or failing) lacks these bytes: the file goes on on
+            // the ones that took them.
             if ok > 0 {
-                for ds in full {
+                for ds in lacking {
                     self.drop_mirror(ns, ino, ds).await;
                 }
             }

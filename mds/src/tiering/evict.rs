@@ -1,5 +1,7 @@
 //! The evictor (issue 45, item 4): when flash is fuller than `evict_high` percent, the files
-//! least worth keeping leave it, down to `evict_low` percent.
+//! least worth keeping leave it, down to `evict_low` percent: a place past `evict_high` once is
+//! emptied until measured at `evict_low` (`FlashState::draining_places`), over as many passes
+//! as that takes.
 //!
 //! **Which.** Only a file whose copy in the bucket holds it exactly as it is (`TierEvict`
 //! checks the generation and the change attribute in the state machine, after any write noted
@@ -57,12 +59,12 @@ pub(super) async fn pass(mds: &Mds, tier: &Tier) {
         None => {}
     }
     let (led, shards) = share(mds);
-    // Bytes to free where flash is past the high watermark, this node's share of them.
+    // Bytes to free where flash went past the high watermark and is not yet under the low
+    // one (`FlashState::draining_places`), this node's share of them.
+    let draining = tier.flash.draining_places();
     let mut to_free: BTreeMap<u64, u64> = usage
         .iter()
-        .filter(|(_, used, cap)| {
-            u128::from(*used) * 100 > u128::from(*cap) * u128::from(s.evict_high)
-        })
+        .filter(|(at, _, _)| draining.contains(at))
         .map(|(at, used, cap)| {
             let low = (u128::from(*cap) * u128::from(s.evict_low) / 100) as u64;
             let over = u128::from(used.saturating_sub(low));

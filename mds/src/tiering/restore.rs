@@ -14,19 +14,28 @@ use crate::evicted::store_error;
 use crate::node::Mds;
 use crate::tier_set::Tier;
 
-/// Files restored per pass, and bytes fetched per GET while restoring.
+/// Files restored per pass, of the wanted files looked at (those a writer waits for first),
+/// and bytes fetched per GET while restoring.
 const FILES_PER_PASS: usize = 16;
+const WANTED_SCAN: usize = 1024;
 const STEP: u64 = 8 << 20;
 
 pub(super) async fn pass(mds: &Mds, tier: &Tier) {
-    let wanted = match mds.ns.tier_wanted(FILES_PER_PASS) {
+    let mut wanted = match mds.ns.tier_wanted(WANTED_SCAN) {
         Ok(w) => w,
         Err(e) => {
             tracing::warn!("cannot scan for files to restore: {e}");
             return;
         }
     };
-    for (ino, gen) in wanted.into_iter().filter(|(i, _)| mds.ns.leads_file(*i)) {
+    if wanted.len() < WANTED_SCAN {
+        tier.to_change_only(&wanted.iter().map(|(i, _)| *i).collect());
+    }
+    wanted.retain(|(i, _)| mds.ns.leads_file(*i));
+    // Files a writer waits for first (a stable sort: in inode order otherwise).
+    let urgent = tier.to_change_now();
+    wanted.sort_by_key(|(i, _)| !urgent.contains(i));
+    for (ino, gen) in wanted.into_iter().take(FILES_PER_PASS) {
         if !tier.running().insert(ino) {
             continue;
         }
@@ -34,12 +43,17 @@ pub(super) async fn pass(mds: &Mds, tier: &Tier) {
         tier.running().remove(&ino);
         match r {
             Ok(bytes) => {
+                tier.to_change(ino, false);
                 metrics::tier::RESTORED_FILES.inc();
                 metrics::tier::RESTORED_BYTES.add(bytes);
                 tracing::debug!(ino, gen, bytes, "evicted file back on flash");
             }
-            Err(RestoreError::NoRoom) => {
-                tracing::debug!(ino, "an evicted file waits for room on flash to come back")
+            Err(RestoreError::NoRoom | RestoreError::Nfs(crate::error::NfsError::Delay)) => {
+                // The first in line gets the room eviction makes next: files behind it,
+                // smaller, would take it piece by piece, and a big file (or the one a writer
+                // waits for) would never come back while they keep coming.
+                tracing::debug!(ino, "an evicted file waits for room on flash to come back");
+                break;
             }
             Err(e) => tracing::warn!(ino, "restoring an evicted file failed, retried later: {e}"),
         }
