@@ -10,7 +10,8 @@
 //!   pinned, open, or not uploadable). A client is never held forever.
 //!
 //! The file system's own ENOSPC is answered the same way under a tier (the flash may be all of
-//! the file system), and as NOSPC without one.
+//! the file system), and as NOSPC without one. Shards PUT by encodes and repairs take room too
+//! (`admit_background`): one that does not fit fails that job, which its next pass retries.
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 
@@ -67,6 +68,17 @@ impl Flash {
             }
             None => Err(self.full()),
         }
+    }
+
+    /// Room for bytes this data server stores for the cluster's own work (a shard an encode or
+    /// a repair sends), if it fits. A refusal is no client's wait, so it starts no NOSPC clock.
+    pub(crate) fn admit_background(
+        &self,
+        store: &ChunkStore,
+        offset: u64,
+        len: u64,
+    ) -> Option<Taken<'_>> {
+        self.room.take(store.most_added_by_write(offset, len))
     }
 
     /// The answer to a write the file system itself had no room for.
@@ -143,5 +155,26 @@ mod tests {
         f.measured(0, f.walk_starts());
         assert!(f.admit(&store, 0, 512 << 10).is_ok());
         assert!(!f.full_since.running());
+    }
+
+    #[test]
+    fn a_shard_that_does_not_fit_is_refused_and_starts_no_clients_wait() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = ChunkStore::open(dir.path()).expect("store");
+        let f = Flash::default();
+        assert!(f.admit_background(&store, 0, 1 << 30).is_some(), "no tier");
+        f.set(Some(FlashLimit {
+            capacity: 1 << 20,
+            nospc_after_seconds: 100,
+        }));
+        f.measured(0, f.walk_starts());
+        let held = f.admit_background(&store, 0, 512 << 10).expect("fits");
+        assert!(f.admit_background(&store, 0, 512 << 10).is_none());
+        assert!(!f.full_since.running());
+        // A client's write counts the shard's room too.
+        assert_eq!(f.admit(&store, 0, 512 << 10).err(), Some(Nfsstat3::Jukebox));
+        drop(held);
+        f.measured(0, f.walk_starts());
+        assert!(f.admit_background(&store, 0, 512 << 10).is_some());
     }
 }

@@ -285,6 +285,12 @@ impl Cluster {
             return Ok(false);
         }
         let placement: Vec<u64> = placed.targets.iter().map(|d| d.0).collect();
+        // Shards take flash as mirrors do, and the mirrors go only once every shard is in.
+        let shard = ns.getattr(ino)?.size.div_ceil(u64::from(k.max(1)));
+        if !self.flash_fits(&placement, shard) {
+            tracing::debug!(ino, "encode waits: its shards do not fit in flash");
+            return Ok(false);
+        }
         let servers = self.shard_servers(&placement)?;
         // Writers' handles go stale before the bytes are read, as for a repair's copy.
         self.fence(ino);

@@ -77,6 +77,19 @@ impl Cluster {
         })
     }
 
+    /// Whether `per_server` more bytes fit on each of `servers` under the tier's flash
+    /// capacity, by their last measures (always without a capacity). The encoder asks first
+    /// rather than have its shards refused (`ds::server::flash`) and its work thrown away.
+    pub(crate) fn flash_fits(&self, servers: &[u64], per_server: u64) -> bool {
+        let Some(&(cap, _)) = self.tier_flash.get().filter(|(cap, _)| *cap > 0) else {
+            return true;
+        };
+        self.flash_usage(Some(cap))
+            .iter()
+            .filter(|(at, _, _)| servers.contains(at))
+            .all(|(_, used, cap)| used.saturating_add(per_server) <= *cap)
+    }
+
     fn freed(&self) -> std::sync::MutexGuard<'_, Freed> {
         self.freed.lock().unwrap_or_else(|e| e.into_inner())
     }

@@ -91,6 +91,18 @@ async fn put(s: &Shared, a: PutArgs) -> ShardRes {
         return ShardRes::Err(SHARD_ERR_INVAL);
     }
     let id = object_id(a.shard.file, a.shard.epoch, a.shard.index);
+    // Shard bytes land in the store mirrors use, so they count against the flash the tier lets
+    // this data server fill (`server::flash`): an encode or repair that does not fit fails
+    // here and is tried again by its next pass, rather than pushing flash past its capacity.
+    let len = a.data.0.len() as u64;
+    let Some(_room) = s.flash.admit_background(s.objects.store(), a.offset, len) else {
+        tracing::debug!(
+            file = a.shard.file,
+            shard = a.shard.index,
+            "shard PUT refused: flash full"
+        );
+        return ShardRes::Err(SHARD_ERR_IO);
+    };
     // Unstable: SEAL commits the shard before it checks and records it, and nothing is
     // acknowledged to the MDS before every SEAL succeeded. A PUT that is lost in a crash reads
     // back as zeros and fails SEAL's sum. (A stable PUT per unit measured 115 MiB/s of file
