@@ -240,29 +240,10 @@ impl FlashState {
         self.used.store(used, Ordering::Relaxed);
         self.room.measured(used, mark);
         self.room.set_capacity(if count_writes { cap } else { 0 });
-        let mut places = self.places();
-        let before = std::mem::take(&mut *places);
-        for &(at, used, cap) in usage {
-            let pct = percent(used, cap);
-            if pct > u64::from(s.write_through)
-                || (pct > u64::from(s.evict_high) && before.contains(&at))
-            {
-                places.insert(at);
-            }
-        }
-        drop(places);
-        let mut draining = self.draining();
-        let before = std::mem::take(&mut *draining);
-        for &(at, used, cap) in usage {
-            let pct = percent_exact(used, cap);
-            if pct > f64::from(s.evict_high)
-                || (pct > f64::from(s.evict_low) && before.contains(&at))
-            {
-                draining.insert(at);
-            }
-        }
-        let n = draining.len() as u64;
-        drop(draining);
+        // Each set on its own marks: in past the first, out once at or under the second.
+        marks(&mut self.places(), usage, s.write_through, s.evict_high);
+        marks(&mut self.draining(), usage, s.evict_high, s.evict_low);
+        let n = self.draining().len() as u64;
         let was = self.through.load(Ordering::Relaxed);
         let now = !self.places().is_empty();
         self.through.store(now, Ordering::Relaxed);
@@ -356,6 +337,18 @@ fn percent(used: u64, cap: u64) -> u64 {
         return if used > 0 { 100 } else { 0 };
     }
     (u128::from(used) * 100 / u128::from(cap)) as u64
+}
+
+/// Places past `on` percent of their capacity, and those of `set` still past `off`, become
+/// `set`; a place no longer measured leaves it.
+fn marks(set: &mut BTreeSet<u64>, usage: &[(u64, u64, u64)], on: u8, off: u8) {
+    let before = std::mem::take(set);
+    for &(at, used, cap) in usage {
+        let pct = percent_exact(used, cap);
+        if pct > f64::from(on) || (pct > f64::from(off) && before.contains(&at)) {
+            set.insert(at);
+        }
+    }
 }
 
 /// `used` as a percent of `cap`, unrounded: 60.4 % is not at a 60 % watermark.

@@ -338,6 +338,21 @@ pub(crate) fn tier_cluster(
     )
 }
 
+/// One MDS node and three data servers with `FLASH_MIB` of flash each, uploading 1 MiB
+/// objects a second after a change and erasure-coding files a second after their last.
+fn encoding_tier_cluster(
+    dir: &Path,
+    proxy: &tier::testing::proxy::FaultProxy,
+) -> crate::common::cluster::Cluster {
+    tier_cluster(
+        dir,
+        proxy,
+        (1, 3),
+        &format!("upload_after_seconds = 1\nobject_mib = 1\nflash_capacity_mib = {FLASH_MIB}\n"),
+        &["--encode-after", "1"],
+    )
+}
+
 #[test]
 fn on_data_servers_mirrored_and_erasure_coded_files_leave_flash_and_come_back_for_a_write() {
     use crate::common::ec::{data_status, read_file, read_file_with, write_open};
@@ -345,13 +360,7 @@ fn on_data_servers_mirrored_and_erasure_coded_files_leave_flash_and_come_back_fo
     let dir = tempfile::tempdir().unwrap();
     let rt = rt();
     let (_moto, proxy, store) = s3(&rt);
-    let cl = tier_cluster(
-        dir.path(),
-        &proxy,
-        (1, 3),
-        &format!("upload_after_seconds = 1\nobject_mib = 1\nflash_capacity_mib = {FLASH_MIB}\n"),
-        &["--encode-after", "1"],
-    );
+    let cl = encoding_tier_cluster(dir.path(), &proxy);
     let write = |path: &str, d: &[u8]| {
         let c = cl.client(true);
         let (f, ino) = write_open(&cl, &c, path, d);
@@ -512,13 +521,7 @@ fn on_data_servers_an_encode_that_does_not_fit_in_flash_waits() {
     let dir = tempfile::tempdir().unwrap();
     let rt = rt();
     let (_moto, proxy, _store) = s3(&rt);
-    let cl = tier_cluster(
-        dir.path(),
-        &proxy,
-        (1, 3),
-        &format!("upload_after_seconds = 1\nobject_mib = 1\nflash_capacity_mib = {FLASH_MIB}\n"),
-        &["--encode-after", "1"],
-    );
+    let cl = encoding_tier_cluster(dir.path(), &proxy);
     // 6 MB mirrored on two of the three data servers (72 % of their 8 MiB): its 2+1 shards
     // would add 3 MB on each, 9 MB. The MDS begins no encode whose shards do not fit by the
     // data servers' last measures, and one begun before they measured the mirrors is refused
