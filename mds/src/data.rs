@@ -70,7 +70,7 @@ impl Data {
         }
         if to_change {
             if let Some(tier) = &self.tier {
-                tier.to_change(ino, true);
+                tier.writer_waits(ino);
             }
         }
         let stays = !to_change && Pin::of(self.ns.xattrs(ino).ok().as_ref()) == Pin::S3;

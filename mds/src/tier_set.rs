@@ -341,22 +341,17 @@ fn percent(used: u64, cap: u64) -> u64 {
 
 /// Places past `on` percent of their capacity, and those of `set` still past `off`, become
 /// `set`; a place no longer measured leaves it.
+/// Compared unrounded: 60.4 % is not at a 60 % mark (and with no capacity, anything used is
+/// past every mark).
 fn marks(set: &mut BTreeSet<u64>, usage: &[(u64, u64, u64)], on: u8, off: u8) {
+    let past =
+        |used: u64, cap: u64, mark: u8| u128::from(used) * 100 > u128::from(cap) * u128::from(mark);
     let before = std::mem::take(set);
     for &(at, used, cap) in usage {
-        let pct = percent_exact(used, cap);
-        if pct > f64::from(on) || (pct > f64::from(off) && before.contains(&at)) {
+        if past(used, cap, on) || (past(used, cap, off) && before.contains(&at)) {
             set.insert(at);
         }
     }
-}
-
-/// `used` as a percent of `cap`, unrounded: 60.4 % is not at a 60 % watermark.
-fn percent_exact(used: u64, cap: u64) -> f64 {
-    if cap == 0 {
-        return if used > 0 { 100.0 } else { 0.0 };
-    }
-    used as f64 * 100.0 / cap as f64
 }
 
 /// Longest between two refusals of one acknowledgement's retries: past Linux's longest pause
@@ -431,15 +426,17 @@ impl Tier {
         &self.keys
     }
 
-    /// A request waits to change evicted `ino` (true), or it is back on flash (false): see
-    /// `to_change`.
-    pub(crate) fn to_change(&self, ino: u64, waits: bool) {
+    /// A request waits to change evicted `ino` (see `to_change`).
+    pub(crate) fn writer_waits(&self, ino: u64) {
         let mut s = self.to_change_set();
-        if !waits {
-            s.remove(&ino);
-        } else if s.len() < MAX_THROUGH {
+        if s.len() < MAX_THROUGH {
             s.insert(ino);
         }
+    }
+
+    /// `ino` is back on flash: no writer waits for it any more.
+    pub(crate) fn restored(&self, ino: u64) {
+        self.to_change_set().remove(&ino);
     }
 
     /// The evicted files a writer waits for now.

@@ -168,17 +168,16 @@ impl Cluster {
                                 .insert(ds);
                         }
                     }
+                    Err((NfsError::Delay, false)) => {
+                        tracing::debug!(ino, ds = %ds, "data server full for now: write waits");
+                        busy = true;
+                        first_err.get_or_insert(NfsError::Delay);
+                    }
                     Err((e, transport)) => {
-                        if e == NfsError::Delay {
-                            tracing::debug!(ino, ds = %ds, "data server full for now: write waits");
-                        } else {
-                            tracing::warn!(ino, ds = %ds, "write to data server failed: {e:?}");
-                        }
+                        tracing::warn!(ino, ds = %ds, "write to data server failed: {e:?}");
                         if transport {
                             self.ds_failed(ds).await;
                             self.drop_mirror(ns, ino, ds).await;
-                        } else if e == NfsError::Delay {
-                            busy = true;
                         } else {
                             if e == NfsError::NoSpc {
                                 self.registry.out_of_space(ds);

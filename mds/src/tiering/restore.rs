@@ -43,7 +43,7 @@ pub(super) async fn pass(mds: &Mds, tier: &Tier) {
         tier.running().remove(&ino);
         match r {
             Ok(bytes) => {
-                tier.to_change(ino, false);
+                tier.restored(ino);
                 metrics::tier::RESTORED_FILES.inc();
                 metrics::tier::RESTORED_BYTES.add(bytes);
                 tracing::debug!(ino, gen, bytes, "evicted file back on flash");
