@@ -12,9 +12,10 @@
 //! verifying every chunk.
 //!
 //! Left to wire (other crates, later):
-//! - the replicated chunk index with reference counts, sharded like the namespace
-//!   (`pipeline::ChunkIndex` is the read side this crate needs; inserts happen after the
-//!   new segments are durable, from `Reduced::new_chunks`);
+//! - the replicated chunk index, sharded like the namespace: its records and commands are
+//!   `meta_core::reduce_index` (referrer sets per segment rather than counts; the wiring
+//!   answers `pipeline::ChunkIndex` from its lookups and adds referrers after the new
+//!   segments are durable, from `Reduced::new_chunks`);
 //! - freeing: a chunk (and a segment, when all its chunks are) is freed only when no
 //!   reference is left, decided in replicated state; compaction of partly-dead segments
 //!   (recipes name segment and entry, so moving a live chunk means rewriting the recipes

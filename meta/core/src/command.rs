@@ -7,6 +7,7 @@ use super::coding::Encoded;
 use super::error::FsError;
 use super::object::{FileKind, Inode, Outcome, SetTime, Time, DRAIN_INO, NAME_MAX, ROOT_INO};
 use super::perm::Cred;
+use super::reduce_index::{Referrer, SegmentId, StoredSegment};
 use super::sessions::ClientRequest;
 use super::shard::{Key, ShardId};
 use super::tiering::TierPiece;
@@ -314,6 +315,28 @@ pub enum Command {
     TierWant { ino: u64 },
     /// The evicted `ino`'s copy `gen` is back on flash.
     TierRestored { ino: u64, gen: u64 },
+    /// Adds `referrer` to segment `segment`'s set, on `shard` (`ShardId::of_segment`;
+    /// `reduce_index`). The first referrer creates the record and carries the segment as
+    /// stored (`stored`: its chunks and placement; a later one's is ignored, its chunks
+    /// checked). `FsError::Changed` if the segment is `Dying` or gone (and `stored` is `None`):
+    /// the reducer stores its chunks anew. A referrer already there: nothing changes.
+    /// `Outcome::created` says whether this command created the record.
+    AddReferrer {
+        shard: ShardId,
+        segment: SegmentId,
+        stored: Option<StoredSegment>,
+        referrer: Referrer,
+    },
+    /// Removes `referrer` from segment `segment`'s set (nothing if it is not there, or the
+    /// record is gone); the set left empty turns the segment `Dying` in the same apply.
+    DropReferrer {
+        shard: ShardId,
+        segment: SegmentId,
+        referrer: Referrer,
+    },
+    /// The `Dying` segment `segment`'s shards are deleted: the record goes (`Invalid` while it
+    /// is `Live`; nothing if it is gone already).
+    ForgetSegment { shard: ShardId, segment: SegmentId },
 }
 
 impl Command {
@@ -398,6 +421,9 @@ impl Command {
                     other => other,
                 })
                 .collect(),
+            Command::AddReferrer { shard, .. }
+            | Command::DropReferrer { shard, .. }
+            | Command::ForgetSegment { shard, .. } => vec![Key::Segments(*shard)],
             // The shard a transaction's step goes to is named by the step itself.
             Command::TxnLock { keys, .. } => keys.clone(),
             Command::TxnCommit { part, .. } => vec![Key::NewInode(part.shard)],
@@ -442,6 +468,20 @@ impl Command {
                 | Command::TxnAbort { .. }
                 | Command::TxnForget { .. }
         )
+    }
+
+    /// The segment a data-reduction index command is about and the shard it names, which the
+    /// proposer checks against the file system's shard count (`ShardId::of_segment`): the
+    /// state machine does not know the count, and a record on the wrong shard would be
+    /// found by lookups but never by the drops routed to the right one.
+    pub fn segment_route(&self) -> Option<(ShardId, &SegmentId)> {
+        match self {
+            Command::AddReferrer { shard, segment, .. }
+            | Command::DropReferrer { shard, segment, .. }
+            | Command::ForgetSegment { shard, segment } => Some((*shard, segment)),
+            Command::As { cmd, .. } | Command::Request { cmd, .. } => cmd.segment_route(),
+            _ => None,
+        }
     }
 
     /// The shards `keys` fall in, each once, in order.

@@ -1,6 +1,7 @@
 //! The namespace as a deterministic state machine: the values it keeps (`object`, `coding`,
-//! `tiering`, `txn`, `sessions`), the commands that change them (`command`), and `apply`, a pure function
-//! of (state, command) over a `state::StateStore`, with Linux's permission rules (`perm`).
+//! `tiering`, `reduce_index`, `txn`, `sessions`), the commands that change them (`command`),
+//! and `apply`, a pure function of (state, command) over a `state::StateStore`, with Linux's
+//! permission rules (`perm`).
 //! Everything that varies between runs (time, inode numbers, the file system id) arrives
 //! inside the command, so every replica of a shard that applies the same log holds the same
 //! state.
@@ -18,6 +19,7 @@ pub mod command;
 pub mod error;
 pub mod object;
 pub mod perm;
+pub mod reduce_index;
 pub mod sessions;
 pub mod shard;
 pub mod state;

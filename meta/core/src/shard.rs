@@ -10,8 +10,15 @@
 //!
 //! A new file lives on its parent directory's shard (create, lookup, unlink and rename within
 //! a directory touch one shard); where a new directory goes is `Placement`'s choice.
+//!
+//! The data-reduction index (`reduce_index`) is keyed by content ids, not inode numbers: a
+//! segment's record lives on the shard its id's first 8 bytes pick modulo the shard count
+//! (`of_segment`), and its commands carry that shard (`Key::Segments`), since the count is the
+//! file system's, not the state machine's.
 
 use serde::{Deserialize, Serialize};
+
+use super::reduce_index::SegmentId;
 
 /// Bits of an inode number that name its shard; the rest count inodes within the shard.
 pub const SHARD_BITS: u32 = 16;
@@ -47,6 +54,18 @@ impl ShardId {
     pub fn inos(self) -> std::ops::RangeInclusive<u64> {
         self.ino(0)..=self.ino(MAX_LOCAL)
     }
+
+    /// The shard of a file system of `shards` shards that holds segment `id`'s record: the
+    /// id's first 8 bytes (little-endian, as `reduce` writes integers) modulo the count. Ids
+    /// are BLAKE3 outputs, so segments spread evenly; a file system keeps its count for life,
+    /// so a segment never moves.
+    pub fn of_segment(id: &SegmentId, shards: u16) -> ShardId {
+        let mut first = [0u8; 8];
+        first.copy_from_slice(&id.0[..8]);
+        let n = u64::from(shards.max(1));
+        // The remainder is below `shards`, a u16.
+        ShardId((u64::from_le_bytes(first) % n) as u16)
+    }
 }
 
 impl std::fmt::Display for ShardId {
@@ -66,13 +85,16 @@ pub enum Key {
     NewInode(ShardId),
     /// The MDS nodes' NFS client records (`Command::ClientRecords`): shard 0's.
     Clients,
+    /// The data-reduction index's records on this shard (`reduce_index`): whole, since no
+    /// transaction takes part of it (its commands each touch one segment of one shard).
+    Segments(ShardId),
 }
 
 impl Key {
     pub fn shard(self) -> ShardId {
         match self {
             Key::Inode(ino) | Key::Entries(ino) => ShardId::of_ino(ino),
-            Key::NewInode(s) => s,
+            Key::NewInode(s) | Key::Segments(s) => s,
             Key::Clients => ShardId(0),
         }
     }
@@ -99,6 +121,26 @@ mod tests {
         // File systems made before shards have every inode in shard 0, unchanged.
         assert_eq!(ShardId(0).ino(2), 2);
         assert_eq!(ShardId::of_ino(super::super::ROOT_INO), ShardId(0));
+    }
+
+    #[test]
+    fn a_segment_goes_to_the_shard_its_first_eight_bytes_pick() {
+        let mut id = SegmentId([0xff; 32]);
+        id.0[..8].copy_from_slice(&1000u64.to_le_bytes());
+        assert_eq!(ShardId::of_segment(&id, 256), ShardId((1000 % 256) as u16));
+        assert_eq!(ShardId::of_segment(&id, 7), ShardId((1000 % 7) as u16));
+        // Only those 8 bytes count.
+        id.0[8..].fill(0);
+        assert_eq!(ShardId::of_segment(&id, 7), ShardId((1000 % 7) as u16));
+        // One shard (or a count of 0, never a file system's): shard 0.
+        assert_eq!(ShardId::of_segment(&id, 1), ShardId(0));
+        assert_eq!(ShardId::of_segment(&id, 0), ShardId(0));
+        let top = SegmentId([0xff; 32]);
+        assert_eq!(
+            ShardId::of_segment(&top, u16::MAX),
+            ShardId((u64::MAX % 65535) as u16)
+        );
+        assert_eq!(Key::Segments(ShardId(5)).shard(), ShardId(5));
     }
 
     #[test]

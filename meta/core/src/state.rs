@@ -1,11 +1,12 @@
 //! The storage interface `apply` runs against, an in-memory implementation (model for tests), and
 //! the staging layer that makes each command all-or-nothing inside a shared batch transaction.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use super::coding::FileCode;
 use super::error::FsError;
 use super::object::{Inode, FIRST_COOKIE, ROOT_INO};
+use super::reduce_index::{ChunkId, ChunkSlot, Referrer, Segment, SegmentId};
 use super::shard::{Key, ShardId, MAX_LOCAL};
 use super::tiering::FileTier;
 use super::txn::{TxnEntry, TxnId};
@@ -72,6 +73,29 @@ pub trait StateStore {
     /// The file's record in the object-store tier (`tiering`); it may outlive the file.
     fn tier(&self, ino: u64) -> Result<Option<FileTier>, FsError>;
     fn put_tier(&mut self, ino: u64, t: Option<&FileTier>) -> Result<(), FsError>;
+    /// Segment `id`'s record in the data-reduction index (`reduce_index`), on `shard`.
+    fn segment(&self, shard: ShardId, id: &SegmentId) -> Result<Option<Segment>, FsError>;
+    fn put_segment(
+        &mut self,
+        shard: ShardId,
+        id: &SegmentId,
+        seg: Option<&Segment>,
+    ) -> Result<(), FsError>;
+    /// The first `max` referrers of segment `id`, in order (`max` 1: whether it has any).
+    fn referrers(
+        &self,
+        shard: ShardId,
+        id: &SegmentId,
+        max: usize,
+    ) -> Result<Vec<Referrer>, FsError>;
+    fn has_referrer(&self, shard: ShardId, id: &SegmentId, r: Referrer) -> Result<bool, FsError>;
+    fn put_referrer(
+        &mut self,
+        shard: ShardId,
+        id: &SegmentId,
+        r: Referrer,
+        present: bool,
+    ) -> Result<(), FsError>;
 
     /// Adds `delta` to counter `key` of `shard` (a shard's store holds only its own; a
     /// transaction's collects deltas per shard).
@@ -116,6 +140,8 @@ pub struct Dump {
     pub txns: BTreeMap<TxnId, TxnEntry>,
     pub xattrs: BTreeMap<u64, Xattrs>,
     pub tier: BTreeMap<u64, FileTier>,
+    pub segments: BTreeMap<SegmentId, Segment>,
+    pub referrers: BTreeSet<(SegmentId, Referrer)>,
 }
 
 /// The state in memory: what the server reads (see `writer`), and the reference model in tests.
@@ -149,6 +175,13 @@ pub struct MemState {
     pub xattrs: BTreeMap<u64, Xattrs>,
     /// The object-store tier's records, by inode (`tiering`).
     pub tier: BTreeMap<u64, FileTier>,
+    /// The data-reduction index's segment records routed to this shard (`reduce_index`).
+    pub segments: BTreeMap<SegmentId, Segment>,
+    /// Each segment's referrers, a row per (segment, referrer).
+    pub referrers: BTreeSet<(SegmentId, Referrer)>,
+    /// chunk → the `Live` segments here holding it: derived from `segments` (kept by
+    /// `put_segment`, rebuilt by `index_chunks` after a load), the dedup lookups' map.
+    pub chunk_index: BTreeSet<(ChunkId, SegmentId)>,
 }
 
 impl MemState {
@@ -165,6 +198,8 @@ impl MemState {
             txns: self.txns.clone(),
             xattrs: self.xattrs.clone(),
             tier: self.tier.clone(),
+            segments: self.segments.clone(),
+            referrers: self.referrers.clone(),
         }
     }
 
@@ -350,6 +385,61 @@ impl StateStore for MemState {
         };
         Ok(())
     }
+    fn segment(&self, _shard: ShardId, id: &SegmentId) -> Result<Option<Segment>, FsError> {
+        Ok(self.segments.get(id).cloned())
+    }
+    fn put_segment(
+        &mut self,
+        _shard: ShardId,
+        id: &SegmentId,
+        seg: Option<&Segment>,
+    ) -> Result<(), FsError> {
+        let old = match seg {
+            Some(s) => self.segments.insert(*id, s.clone()),
+            None => self.segments.remove(id),
+        };
+        // The map follows the record: only a change of liveness or chunks touches it (a
+        // record's chunks never change after it is made, so that is its birth and death).
+        fn live(s: Option<&Segment>) -> Option<&BTreeMap<ChunkId, ChunkSlot>> {
+            s.filter(|s| s.is_live()).map(|s| &s.chunks)
+        }
+        if live(old.as_ref()) != live(seg) {
+            if let Some(chunks) = live(old.as_ref()) {
+                for c in chunks.keys() {
+                    self.chunk_index.remove(&(*c, *id));
+                }
+            }
+            if let Some(chunks) = live(seg) {
+                self.chunk_index.extend(chunks.keys().map(|c| (*c, *id)));
+            }
+        }
+        Ok(())
+    }
+    fn referrers(
+        &self,
+        _shard: ShardId,
+        id: &SegmentId,
+        max: usize,
+    ) -> Result<Vec<Referrer>, FsError> {
+        Ok(self.segment_referrers(id, None, max))
+    }
+    fn has_referrer(&self, _shard: ShardId, id: &SegmentId, r: Referrer) -> Result<bool, FsError> {
+        Ok(self.referrers.contains(&(*id, r)))
+    }
+    fn put_referrer(
+        &mut self,
+        _shard: ShardId,
+        id: &SegmentId,
+        r: Referrer,
+        present: bool,
+    ) -> Result<(), FsError> {
+        if present {
+            self.referrers.insert((*id, r));
+        } else {
+            self.referrers.remove(&(*id, r));
+        }
+        Ok(())
+    }
 }
 
 /// A directory entry key and its staged value (`None`: deleted).
@@ -370,6 +460,8 @@ pub struct Changes {
     txns: BTreeMap<TxnId, Option<TxnEntry>>,
     pub xattrs: BTreeMap<u64, Option<Xattrs>>,
     pub tier: BTreeMap<u64, Option<FileTier>>,
+    pub segments: BTreeMap<(ShardId, SegmentId), Option<Segment>>,
+    pub referrers: BTreeMap<(ShardId, SegmentId, Referrer), bool>,
 }
 
 impl Changes {
@@ -406,6 +498,8 @@ impl Changes {
         self.txns.extend(later.txns);
         self.xattrs.extend(later.xattrs);
         self.tier.extend(later.tier);
+        self.segments.extend(later.segments);
+        self.referrers.extend(later.referrers);
     }
 
     pub fn flush_into<S: StateStore + ?Sized>(&self, base: &mut S) -> Result<(), FsError> {
@@ -452,6 +546,12 @@ impl Changes {
         }
         for (ino, t) in &self.tier {
             base.put_tier(*ino, t.as_ref())?;
+        }
+        for ((shard, id), seg) in &self.segments {
+            base.put_segment(*shard, id, seg.as_ref())?;
+        }
+        for ((shard, id, r), present) in &self.referrers {
+            base.put_referrer(*shard, id, *r, *present)?;
         }
         Ok(())
     }
@@ -625,6 +725,68 @@ impl<S: StateStore + ?Sized> StateStore for Staged<'_, S> {
     }
     fn put_tier(&mut self, ino: u64, t: Option<&FileTier>) -> Result<(), FsError> {
         self.changes.tier.insert(ino, t.cloned());
+        Ok(())
+    }
+    fn segment(&self, shard: ShardId, id: &SegmentId) -> Result<Option<Segment>, FsError> {
+        match self.changes.segments.get(&(shard, *id)) {
+            Some(s) => Ok(s.clone()),
+            None => self.base.segment(shard, id),
+        }
+    }
+    fn put_segment(
+        &mut self,
+        shard: ShardId,
+        id: &SegmentId,
+        seg: Option<&Segment>,
+    ) -> Result<(), FsError> {
+        self.changes.segments.insert((shard, *id), seg.cloned());
+        Ok(())
+    }
+    /// The base's first `max` plus as many as are staged gone (so `max` are left if the
+    /// base has them), without those, with the staged ones: the first `max` of the union.
+    fn referrers(
+        &self,
+        shard: ShardId,
+        id: &SegmentId,
+        max: usize,
+    ) -> Result<Vec<Referrer>, FsError> {
+        let lo = (shard, *id, Referrer { ino: 0, epoch: 0 });
+        let staged: Vec<(Referrer, bool)> = self
+            .changes
+            .referrers
+            .range(lo..)
+            .take_while(|((s, i, _), _)| (*s, *i) == (shard, *id))
+            .map(|((_, _, r), p)| (*r, *p))
+            .collect();
+        let gone = staged.iter().filter(|(_, p)| !p).count();
+        let mut all: BTreeSet<Referrer> = self
+            .base
+            .referrers(shard, id, max.saturating_add(gone))?
+            .into_iter()
+            .collect();
+        for (r, present) in staged {
+            if present {
+                all.insert(r);
+            } else {
+                all.remove(&r);
+            }
+        }
+        Ok(all.into_iter().take(max).collect())
+    }
+    fn has_referrer(&self, shard: ShardId, id: &SegmentId, r: Referrer) -> Result<bool, FsError> {
+        match self.changes.referrers.get(&(shard, *id, r)) {
+            Some(p) => Ok(*p),
+            None => self.base.has_referrer(shard, id, r),
+        }
+    }
+    fn put_referrer(
+        &mut self,
+        shard: ShardId,
+        id: &SegmentId,
+        r: Referrer,
+        present: bool,
+    ) -> Result<(), FsError> {
+        self.changes.referrers.insert((shard, *id, r), present);
         Ok(())
     }
 }

@@ -1,8 +1,10 @@
 //! Tests of the state machine alone: Linux's permission rules as `apply` checks them for a
-//! caller, and the encodings of what it keeps and replicates.
+//! caller, the records of the tier and of the data-reduction index, and the encodings of what
+//! it keeps and replicates.
 
 mod as_caller;
 mod encodings;
+mod reduce_index;
 mod tiering;
 mod writes;
 mod xattrs;

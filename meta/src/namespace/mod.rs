@@ -42,6 +42,7 @@
 //! `raft::members`) and the leaderships even (`raft::balance`, `raft::handover`).
 
 mod coordinator;
+mod index_scan;
 mod read;
 mod rmtree;
 mod tags;
@@ -49,7 +50,7 @@ mod tier_scan;
 mod txn_store;
 mod unstable;
 
-pub use meta_core::{coding, perm, sessions, shard, state, tiering, txn, xattr};
+pub use meta_core::{coding, perm, reduce_index, sessions, shard, state, tiering, txn, xattr};
 use meta_core::{command, error, object};
 
 #[cfg(test)]
@@ -819,6 +820,14 @@ impl Namespace {
     /// while what it needs is locked by a transaction under way it tries again, up to
     /// `BUSY_WAIT`.
     async fn propose(&self, cmd: Command) -> Result<Outcome, FsError> {
+        // A data-reduction index command names its segment's shard itself (the state machine
+        // does not know the shard count): one that names another would put the record where
+        // no drop finds it.
+        if let Some((shard, segment)) = cmd.segment_route() {
+            if shard != self.segment_shard(segment) {
+                return Err(FsError::Invalid);
+            }
+        }
         let shards = cmd.shards();
         let shard = match shards.as_slice() {
             [] => ShardId(0),

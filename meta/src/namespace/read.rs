@@ -156,6 +156,15 @@ impl<'a> Snapshot<'a> {
         Ok(())
     }
 
+    /// `f` on every local shard's id and state, in shard order.
+    pub(super) fn each_shard(&self, mut f: impl FnMut(ShardId, &MemState)) -> Result<(), FsError> {
+        for s in self.shards.keys() {
+            let id = ShardId(*s);
+            self.with(id, |st| f(id, st))?;
+        }
+        Ok(())
+    }
+
     /// The NFS client owners MDS node `node` has recorded (`Command::ClientRecords`), as this
     /// node's replica of shard 0 has them.
     pub fn client_records(&self, node: u64) -> Result<Vec<Vec<u8>>, FsError> {
@@ -551,6 +560,8 @@ impl<'a> Snapshot<'a> {
             d.orphans.extend(mine.orphans);
             d.chunks.extend(mine.chunks);
             d.txns.extend(mine.txns);
+            d.segments.extend(mine.segments);
+            d.referrers.extend(mine.referrers);
         })?;
         match bad {
             Some(b) => Err(FsError::Corrupt(b)),

@@ -7,6 +7,7 @@ mod crash;
 mod cross_shard;
 mod group;
 mod model;
+mod reduce_index;
 mod replicated;
 mod rmtree;
 

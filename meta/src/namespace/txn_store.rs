@@ -11,6 +11,7 @@ use super::shard::{Key, ShardId};
 use super::state::{Changes, MemState, StateStore};
 use super::txn::{TxnEntry, TxnId, TxnPart};
 use crate::storage::shard::ShardCore;
+use meta_core::reduce_index::{Referrer, Segment, SegmentId};
 use meta_core::Xattrs;
 
 /// The store a coordinator runs `apply` over: reads of locked keys from this node's replicas
@@ -256,6 +257,44 @@ impl StateStore for TxnStore<'_> {
     /// (and a file's removal leaves its record, which outlives it: `meta_core::tiering`).
     fn put_tier(&mut self, ino: u64, _t: Option<&meta_core::FileTier>) -> Result<(), FsError> {
         self.need(Key::Inode(ino))?;
+        Err(FsError::Invalid)
+    }
+    // The data-reduction index's commands each name one segment of one shard, and no other
+    // command reads the index: no transaction touches it (`meta_core::reduce_index`).
+    fn segment(&self, _shard: ShardId, _id: &SegmentId) -> Result<Option<Segment>, FsError> {
+        Err(FsError::Invalid)
+    }
+    fn put_segment(
+        &mut self,
+        _shard: ShardId,
+        _id: &SegmentId,
+        _seg: Option<&Segment>,
+    ) -> Result<(), FsError> {
+        Err(FsError::Invalid)
+    }
+    fn referrers(
+        &self,
+        _shard: ShardId,
+        _id: &SegmentId,
+        _max: usize,
+    ) -> Result<Vec<Referrer>, FsError> {
+        Err(FsError::Invalid)
+    }
+    fn has_referrer(
+        &self,
+        _shard: ShardId,
+        _id: &SegmentId,
+        _r: Referrer,
+    ) -> Result<bool, FsError> {
+        Err(FsError::Invalid)
+    }
+    fn put_referrer(
+        &mut self,
+        _shard: ShardId,
+        _id: &SegmentId,
+        _r: Referrer,
+        _present: bool,
+    ) -> Result<(), FsError> {
         Err(FsError::Invalid)
     }
 }

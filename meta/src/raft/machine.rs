@@ -19,6 +19,7 @@ use crate::storage::entry::{
     machine_err, Cfg, Entry, LogId, Membership, Reply, ShardDump, StorageError,
 };
 use crate::storage::shard::{Applied, EffectSlot, Pending, ShardCore, Stats};
+use meta_core::reduce_index::{Referrer, Segment, SegmentId};
 use meta_core::sessions::{Seen, Sessions};
 use meta_core::state::{meta, Changes, MemState, Staged};
 use meta_core::{apply_on_shard, Command, Effect, FsError, Inode, ShardId};
@@ -204,12 +205,18 @@ impl ShardCore {
         (incarnation, index)
     }
 
-    /// Whether the shard holds nothing of the file system (no inode, tier record or
-    /// transaction): a new shard's state, which its membership entries alone do not change.
+    /// Whether the shard holds nothing of the file system (no inode, tier record, index
+    /// record or transaction): a new shard's state, which its membership entries alone do not
+    /// change.
     pub fn is_blank(&self) -> bool {
         self.live
             .read()
-            .map(|l| l.inodes.is_empty() && l.tier.is_empty() && l.txns.is_empty())
+            .map(|l| {
+                l.inodes.is_empty()
+                    && l.tier.is_empty()
+                    && l.segments.is_empty()
+                    && l.txns.is_empty()
+            })
             .unwrap_or(false)
     }
 
@@ -259,6 +266,13 @@ struct Dump {
     /// are any, for the same reason.
     #[serde(skip)]
     tier: Vec<(u64, meta_core::FileTier)>,
+    /// The data-reduction index's records and referrer rows, after `tier` (written, empty or
+    /// not, whenever these are), and only when there are any, for the same reason: a
+    /// snapshot without them is byte for byte what earlier builds wrote, and theirs load here.
+    #[serde(skip)]
+    segments: Vec<(SegmentId, Segment)>,
+    #[serde(skip)]
+    referrers: Vec<(SegmentId, Referrer)>,
 }
 
 impl Dump {
@@ -284,30 +298,48 @@ impl Dump {
             txns: s.txns.iter().map(|(i, e)| (*i, e.clone())).collect(),
             xattrs: s.xattrs.iter().map(|(i, x)| (*i, x.clone())).collect(),
             tier: s.tier.iter().map(|(i, t)| (*i, t.clone())).collect(),
+            segments: s.segments.iter().map(|(i, g)| (*i, g.clone())).collect(),
+            referrers: s.referrers.iter().copied().collect(),
         }
     }
 
     fn encode(&self) -> Result<Vec<u8>, FsError> {
         let enc = |e| FsError::Io(format!("encode snapshot: {e}"));
         let mut bytes = postcard::to_stdvec(self).map_err(enc)?;
-        if !self.xattrs.is_empty() || !self.tier.is_empty() {
+        // Each trailing part is written when it or a later one has anything.
+        let index = !self.segments.is_empty() || !self.referrers.is_empty();
+        let tier = index || !self.tier.is_empty();
+        if tier || !self.xattrs.is_empty() {
             bytes.extend(postcard::to_stdvec(&self.xattrs).map_err(enc)?);
         }
-        if !self.tier.is_empty() {
+        if tier {
             bytes.extend(postcard::to_stdvec(&self.tier).map_err(enc)?);
+        }
+        if index {
+            bytes.extend(postcard::to_stdvec(&self.segments).map_err(enc)?);
+            bytes.extend(postcard::to_stdvec(&self.referrers).map_err(enc)?);
         }
         Ok(bytes)
     }
 
     fn decode(bytes: &[u8]) -> Result<Dump, postcard::Error> {
         let (mut d, rest): (Dump, _) = postcard::take_from_bytes(bytes)?;
-        if !rest.is_empty() {
-            let (xattrs, rest) = postcard::take_from_bytes(rest)?;
-            d.xattrs = xattrs;
-            if !rest.is_empty() {
-                d.tier = postcard::from_bytes(rest)?;
-            }
+        if rest.is_empty() {
+            return Ok(d);
         }
+        let (xattrs, rest) = postcard::take_from_bytes(rest)?;
+        d.xattrs = xattrs;
+        if rest.is_empty() {
+            return Ok(d);
+        }
+        let (tier, rest) = postcard::take_from_bytes(rest)?;
+        d.tier = tier;
+        if rest.is_empty() {
+            return Ok(d);
+        }
+        let (segments, rest) = postcard::take_from_bytes(rest)?;
+        d.segments = segments;
+        d.referrers = postcard::from_bytes(rest)?;
         Ok(d)
     }
 
@@ -338,8 +370,11 @@ impl Dump {
         s.txns = self.txns.into_iter().collect();
         s.xattrs = self.xattrs.into_iter().collect();
         s.tier = self.tier.into_iter().collect();
+        s.segments = self.segments.into_iter().collect();
+        s.referrers = self.referrers.into_iter().collect();
         s.index_locks();
         s.index_orphan_dirs();
+        s.index_chunks();
         s
     }
 }
@@ -542,6 +577,99 @@ mod tests {
             .into_state();
         assert!(back.xattrs.is_empty());
         assert_eq!(back.dump(), s.dump());
+    }
+
+    /// The data-reduction index travels in a snapshot after the tier's records, with or
+    /// without attributes and tier records before it, and its chunk map is rebuilt; a
+    /// snapshot as earlier builds wrote it (no index) is the same bytes as before and loads.
+    #[test]
+    fn the_index_travels_in_a_snapshot_and_earlier_snapshots_still_load() {
+        use meta_core::reduce_index::{ChunkId, SegmentState, StoredSegment};
+        let mut s = with_root();
+        let a = apply(
+            &mut s,
+            &Command::Create {
+                parent: ROOT_INO,
+                name: b"f".to_vec(),
+                kind: FileKind::Regular,
+                mode: 0o644,
+                uid: 1,
+                gid: 1,
+                time: Time::new(2, 0),
+                how: meta_core::CreateHow::Guarded,
+            },
+        )
+        .unwrap()
+        .inode
+        .unwrap()
+        .ino;
+        let (x, y) = (SegmentId([1; 32]), SegmentId([2; 32]));
+        let stored = |c: u8| StoredSegment {
+            chunks: vec![(ChunkId([c; 32]), 100), (ChunkId([c + 1; 32]), 200)],
+            placement: vec![7, 8, 9],
+            stored_len: 300,
+        };
+        let add = |segment, c: Option<u8>, ino| Command::AddReferrer {
+            shard: ShardId(0),
+            segment,
+            stored: c.map(stored),
+            referrer: Referrer { ino, epoch: 3 },
+        };
+        // Earlier builds' layout: the fields, then the attributes and the tier's records.
+        let change = s.inodes[&a].change;
+        apply(
+            &mut s,
+            &Command::TierBegin {
+                ino: a,
+                change,
+                pieces: 1,
+                time: Time::new(4, 0),
+                by: 9,
+            },
+        )
+        .unwrap();
+        let d = Dump::of(&s);
+        let mut earlier = postcard::to_stdvec(&d).unwrap();
+        earlier.extend(postcard::to_stdvec(&d.xattrs).unwrap());
+        earlier.extend(postcard::to_stdvec(&d.tier).unwrap());
+        assert_eq!(d.encode().unwrap(), earlier, "no index, no new bytes");
+        let back = Dump::decode(&earlier).unwrap().into_state();
+        assert!(back.segments.is_empty() && back.referrers.is_empty());
+        assert_eq!(back.dump(), s.dump());
+
+        for cmd in [
+            add(x, Some(10), 5),
+            add(x, None, 6),
+            add(y, Some(11), 5),
+            Command::DropReferrer {
+                shard: ShardId(0),
+                segment: y,
+                referrer: Referrer { ino: 5, epoch: 3 },
+            },
+        ] {
+            apply(&mut s, &cmd).unwrap();
+        }
+        assert_eq!(s.segments[&y].state, SegmentState::Dying);
+        let check = |s: &MemState| {
+            let back = Dump::decode(&Dump::of(s).encode().unwrap())
+                .unwrap()
+                .into_state();
+            assert_eq!(back.dump(), s.dump());
+            assert_eq!(back.chunk_index, s.chunk_index, "the chunk map is rebuilt");
+            assert_eq!(back.referrers.len(), 2);
+            // Chunk 11 is in both, but only the live one counts.
+            assert_eq!(
+                back.locate_chunks(&[ChunkId([11; 32])])[0].1.segment,
+                x,
+                "found in the live segment"
+            );
+            assert!(back.locate_chunks(&[ChunkId([12; 32])]).is_empty());
+        };
+        check(&s);
+        // Without the tier's records or attributes before it.
+        s.tier.clear();
+        s.xattrs.clear();
+        check(&s);
     }
 
     fn entry(index: u64, cmds: Vec<Tagged>) -> Entry {

@@ -4,7 +4,8 @@
 //! Every key carries an inode number (an inode, a directory's entries, a file's chunks), and an
 //! inode number carries its shard (`shard`), so a shard's rows are one range of each table: a
 //! snapshot replacing a shard deletes those ranges and writes them again. What is per shard
-//! beyond that (its counters, the log id it applied) is keyed by the shard.
+//! beyond that (its counters, the log id it applied, the data-reduction index's records, whose
+//! keys are content ids) is keyed by the shard first, so it is one range too.
 
 use std::collections::HashMap;
 
@@ -13,6 +14,7 @@ use redb::{ReadTransaction, ReadableTable, Table, TableDefinition, WriteTransact
 use meta_core::coding::FileCode;
 use meta_core::error::FsError;
 use meta_core::object::{Inode, FIRST_COOKIE};
+use meta_core::reduce_index::{Referrer, Segment, SegmentId};
 use meta_core::shard::{Key, ShardId};
 use meta_core::state::{meta, MemState, StateStore};
 use meta_core::txn::{TxnEntry, TxnId};
@@ -50,6 +52,13 @@ pub(crate) const TXNS: TableDefinition<(u16, u128), &[u8]> = TableDefinition::ne
 pub(crate) const XATTRS: TableDefinition<u64, &[u8]> = TableDefinition::new("xattrs");
 /// ino → the file's record in the object-store tier (postcard `tiering::FileTier`).
 pub(crate) const TIER: TableDefinition<u64, &[u8]> = TableDefinition::new("tier");
+/// (shard, segment id) → the segment's record in the data-reduction index (postcard
+/// `reduce_index::Segment`).
+pub(crate) const SEGMENTS: TableDefinition<(u16, &[u8]), &[u8]> = TableDefinition::new("segments");
+/// (shard, segment id, referrer's ino, referrer's epoch): the segment's referrers, one row each
+/// (`reduce_index`: an add or drop writes one row, never the whole set).
+pub(crate) const SEGMENT_REFS: TableDefinition<(u16, &[u8], u64, u64), ()> =
+    TableDefinition::new("segment_refs");
 /// Values of this node, not of any state machine: never replicated, never in a snapshot.
 pub(crate) const NODE: TableDefinition<&str, u64> = TableDefinition::new("node");
 /// Builds before shards kept the counters here, with the applied index and the boot count.
@@ -107,6 +116,8 @@ pub(crate) fn create_tables(txn: &WriteTransaction) -> Result<(), FsError> {
     txn.open_table(TXNS).db()?;
     txn.open_table(XATTRS).db()?;
     txn.open_table(TIER).db()?;
+    txn.open_table(SEGMENTS).db()?;
+    txn.open_table(SEGMENT_REFS).db()?;
     txn.open_table(SHARD_META).db()?;
     txn.open_table(SHARD_APPLIED).db()?;
     txn.open_table(SHARD_SESSIONS).db()?;
@@ -165,6 +176,8 @@ pub(crate) struct RedbState<'t> {
     txns: Table<'t, (u16, u128), &'static [u8]>,
     xattrs: Table<'t, u64, &'static [u8]>,
     tier: Table<'t, u64, &'static [u8]>,
+    segments: Table<'t, (u16, &'static [u8]), &'static [u8]>,
+    segment_refs: Table<'t, (u16, &'static [u8], u64, u64), ()>,
 }
 
 impl<'t> RedbState<'t> {
@@ -183,6 +196,8 @@ impl<'t> RedbState<'t> {
             txns: txn.open_table(TXNS).db()?,
             xattrs: txn.open_table(XATTRS).db()?,
             tier: txn.open_table(TIER).db()?,
+            segments: txn.open_table(SEGMENTS).db()?,
+            segment_refs: txn.open_table(SEGMENT_REFS).db()?,
         })
     }
 }
@@ -400,6 +415,87 @@ impl StateStore for RedbState<'_> {
         }
         Ok(())
     }
+    fn segment(&self, shard: ShardId, id: &SegmentId) -> Result<Option<Segment>, FsError> {
+        self.check_own_shard(shard)?;
+        match self.segments.get((shard.0, &id.0[..])).db()? {
+            Some(v) => Ok(Some(decode_segment(v.value())?)),
+            None => Ok(None),
+        }
+    }
+    fn put_segment(
+        &mut self,
+        shard: ShardId,
+        id: &SegmentId,
+        seg: Option<&Segment>,
+    ) -> Result<(), FsError> {
+        self.check_own_shard(shard)?;
+        match seg {
+            Some(g) => {
+                let bytes = postcard::to_stdvec(g)
+                    .map_err(|e| FsError::Io(format!("encode segment record: {e}")))?;
+                self.segments
+                    .insert((shard.0, &id.0[..]), bytes.as_slice())
+                    .db()?;
+            }
+            None => {
+                self.segments.remove((shard.0, &id.0[..])).db()?;
+            }
+        }
+        Ok(())
+    }
+    fn referrers(
+        &self,
+        shard: ShardId,
+        id: &SegmentId,
+        max: usize,
+    ) -> Result<Vec<Referrer>, FsError> {
+        self.check_own_shard(shard)?;
+        let lo = (shard.0, &id.0[..], 0u64, 0u64);
+        let hi = (shard.0, &id.0[..], u64::MAX, u64::MAX);
+        let mut out = Vec::new();
+        for item in self.segment_refs.range(lo..=hi).db()?.take(max) {
+            let (k, _) = item.db()?;
+            let (_, _, ino, epoch) = k.value();
+            out.push(Referrer { ino, epoch });
+        }
+        Ok(out)
+    }
+    fn has_referrer(&self, shard: ShardId, id: &SegmentId, r: Referrer) -> Result<bool, FsError> {
+        self.check_own_shard(shard)?;
+        Ok(self
+            .segment_refs
+            .get((shard.0, &id.0[..], r.ino, r.epoch))
+            .db()?
+            .is_some())
+    }
+    fn put_referrer(
+        &mut self,
+        shard: ShardId,
+        id: &SegmentId,
+        r: Referrer,
+        present: bool,
+    ) -> Result<(), FsError> {
+        self.check_own_shard(shard)?;
+        let key = (shard.0, &id.0[..], r.ino, r.epoch);
+        if present {
+            self.segment_refs.insert(key, ()).db()?;
+        } else {
+            self.segment_refs.remove(key).db()?;
+        }
+        Ok(())
+    }
+}
+
+fn decode_segment(bytes: &[u8]) -> Result<Segment, FsError> {
+    postcard::from_bytes(bytes).map_err(|e| FsError::Corrupt(format!("segment record: {e}")))
+}
+
+/// A segment id as a key holds it (32 bytes, or the table is corrupt).
+fn segment_id(bytes: &[u8]) -> Result<SegmentId, FsError> {
+    bytes
+        .try_into()
+        .map(SegmentId)
+        .map_err(|_| FsError::Corrupt(format!("segment id of {} bytes", bytes.len())))
 }
 
 fn decode_tier(bytes: &[u8]) -> Result<FileTier, FsError> {
@@ -433,6 +529,18 @@ fn decode_txn(bytes: &[u8]) -> Result<TxnEntry, FsError> {
 }
 
 impl RedbState<'_> {
+    /// A shard's checkpoint writes its own index records only (each command names its shard:
+    /// one that is not this one is a bug, not something to write under another's key).
+    fn check_own_shard(&self, shard: ShardId) -> Result<(), FsError> {
+        if shard.0 != self.shard {
+            return Err(FsError::Corrupt(format!(
+                "index record of {shard} written by shard {}",
+                self.shard
+            )));
+        }
+        Ok(())
+    }
+
     fn check_clients_shard(&self) -> Result<(), FsError> {
         if self.shard != 0 {
             return Err(FsError::Corrupt(format!(
@@ -509,6 +617,19 @@ pub(crate) fn delete_shard(txn: &WriteTransaction, shard: ShardId) -> Result<(),
         t.retain_in((shard.0, 0)..=(shard.0, u128::MAX), |_, _| false)
             .db()?;
     }
+    {
+        // Ids are 32 bytes: every one of the shard's sorts at or below 32 × 0xff.
+        let top = [0xffu8; 32];
+        let mut t = txn.open_table(SEGMENTS).db()?;
+        t.retain_in((shard.0, &[][..])..=(shard.0, &top[..]), |_, _| false)
+            .db()?;
+        let mut t = txn.open_table(SEGMENT_REFS).db()?;
+        let (lo, hi) = (
+            (shard.0, &[][..], 0, 0),
+            (shard.0, &top[..], u64::MAX, u64::MAX),
+        );
+        t.retain_in(lo..=hi, |_, _| false).db()?;
+    }
     if shard.0 == 0 {
         let mut t = txn.open_table(CLIENTS).db()?;
         t.retain(|_, _| false).db()?;
@@ -550,6 +671,13 @@ pub(crate) fn write_whole(st: &mut RedbState<'_>, s: &MemState) -> Result<(), Fs
     }
     for (ino, t) in &s.tier {
         st.put_tier(*ino, Some(t))?;
+    }
+    let shard = ShardId(st.shard);
+    for (id, g) in &s.segments {
+        st.put_segment(shard, id, Some(g))?;
+    }
+    for (id, r) in &s.referrers {
+        st.put_referrer(shard, id, *r, true)?;
     }
     Ok(())
 }
@@ -671,9 +799,26 @@ pub(crate) fn load_shards(txn: &ReadTransaction, shards: &[ShardId]) -> Result<L
             s.txns.insert(id, decode_txn(v.value())?);
         }
     }
+    for item in txn.open_table(SEGMENTS).db()?.iter().db()? {
+        let (k, v) = item.db()?;
+        let (shard, id) = k.value();
+        if let Some((s, _)) = m.get_mut(&ShardId(shard)) {
+            s.segments
+                .insert(segment_id(id)?, decode_segment(v.value())?);
+        }
+    }
+    for item in txn.open_table(SEGMENT_REFS).db()?.iter().db()? {
+        let (k, _) = item.db()?;
+        let (shard, id, ino, epoch) = k.value();
+        if let Some((s, _)) = m.get_mut(&ShardId(shard)) {
+            s.referrers
+                .insert((segment_id(id)?, Referrer { ino, epoch }));
+        }
+    }
     for (s, _) in m.values_mut() {
         s.index_locks();
         s.index_orphan_dirs();
+        s.index_chunks();
     }
     for item in txn.open_table(SHARD_APPLIED).db()?.iter().db()? {
         let (k, v) = item.db()?;

@@ -2,6 +2,7 @@
 //! that varies between runs (time, inode numbers, fs id) arrives inside the command.
 
 mod coding;
+mod reduce_index;
 mod tiering;
 mod txn;
 mod xattr;
@@ -193,6 +194,9 @@ fn apply_as<S: StateStore + ?Sized>(
         | Command::TierEvict { .. }
         | Command::TierWant { .. }
         | Command::TierRestored { .. }
+        | Command::AddReferrer { .. }
+        | Command::DropReferrer { .. }
+        | Command::ForgetSegment { .. }
             if cred.is_some() =>
         {
             Err(FsError::Invalid)
@@ -250,6 +254,20 @@ fn apply_as<S: StateStore + ?Sized>(
         Command::TierEvict { ino, gen, change } => tiering::evict(s, *ino, *gen, *change),
         Command::TierWant { ino } => tiering::want(s, *ino),
         Command::TierRestored { ino, gen } => tiering::restored(s, *ino, *gen),
+        Command::AddReferrer {
+            shard,
+            segment,
+            stored,
+            referrer,
+        } => reduce_index::add_referrer(s, *shard, segment, stored.as_ref(), *referrer),
+        Command::DropReferrer {
+            shard,
+            segment,
+            referrer,
+        } => reduce_index::drop_referrer(s, *shard, segment, *referrer),
+        Command::ForgetSegment { shard, segment } => {
+            reduce_index::forget_segment(s, *shard, segment)
+        }
         // The steps of cross-shard transactions: the server's own.
         _ if cmd.is_txn_step() && cred.is_some() => Err(FsError::Invalid),
         Command::TxnLock {

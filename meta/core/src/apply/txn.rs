@@ -9,6 +9,7 @@ use std::collections::BTreeSet;
 use crate::coding::FileCode;
 use crate::error::FsError;
 use crate::object::{Effect, Inode, Outcome, Time};
+use crate::reduce_index::{Referrer, Segment, SegmentId};
 use crate::shard::{Key, ShardId};
 use crate::state::StateStore;
 use crate::txn::{older_than, Decision, Prepared, TxnEntry, TxnId, TxnPart, MAX_AGE};
@@ -349,5 +350,41 @@ impl<S: StateStore + ?Sized> StateStore for Guarded<'_, S> {
     fn put_tier(&mut self, ino: u64, t: Option<&crate::tiering::FileTier>) -> Result<(), FsError> {
         self.check(Key::Inode(ino))?;
         self.inner.put_tier(ino, t)
+    }
+    fn segment(&self, shard: ShardId, id: &SegmentId) -> Result<Option<Segment>, FsError> {
+        self.check(Key::Segments(shard))?;
+        self.inner.segment(shard, id)
+    }
+    fn put_segment(
+        &mut self,
+        shard: ShardId,
+        id: &SegmentId,
+        seg: Option<&Segment>,
+    ) -> Result<(), FsError> {
+        self.check(Key::Segments(shard))?;
+        self.inner.put_segment(shard, id, seg)
+    }
+    fn referrers(
+        &self,
+        shard: ShardId,
+        id: &SegmentId,
+        max: usize,
+    ) -> Result<Vec<Referrer>, FsError> {
+        self.check(Key::Segments(shard))?;
+        self.inner.referrers(shard, id, max)
+    }
+    fn has_referrer(&self, shard: ShardId, id: &SegmentId, r: Referrer) -> Result<bool, FsError> {
+        self.check(Key::Segments(shard))?;
+        self.inner.has_referrer(shard, id, r)
+    }
+    fn put_referrer(
+        &mut self,
+        shard: ShardId,
+        id: &SegmentId,
+        r: Referrer,
+        present: bool,
+    ) -> Result<(), FsError> {
+        self.check(Key::Segments(shard))?;
+        self.inner.put_referrer(shard, id, r, present)
     }
 }

@@ -9,6 +9,9 @@
 use super::*;
 use crate::coding::{Encoded, Encoding, GroupCode};
 use crate::perm::Cred;
+use crate::reduce_index::{
+    ChunkId, ChunkSlot, Referrer, Segment, SegmentId, SegmentState, StoredSegment,
+};
 use crate::sessions::{Seen, Sessions, Tag};
 use crate::testing::check;
 use crate::txn::{Decision, Prepared, TxnEntry, TxnPart};
@@ -414,6 +417,37 @@ fn commands() -> Vec<(&'static str, Command)> {
         ),
         ("TierWant", Command::TierWant { ino: 5 }),
         ("TierRestored", Command::TierRestored { ino: 5, gen: 4 }),
+        (
+            "AddReferrer",
+            Command::AddReferrer {
+                shard: ShardId(3),
+                segment: SegmentId([0x5e; 32]),
+                stored: Some(StoredSegment {
+                    chunks: vec![(ChunkId([0xc1; 32]), 32768), (ChunkId([0xc2; 32]), 7)],
+                    placement: vec![11, 12, 13],
+                    stored_len: 2 << 20,
+                }),
+                referrer: Referrer { ino: 5, epoch: 4 },
+            },
+        ),
+        (
+            "DropReferrer",
+            Command::DropReferrer {
+                shard: ShardId(3),
+                segment: SegmentId([0x5e; 32]),
+                referrer: Referrer {
+                    ino: u64::MAX,
+                    epoch: 1,
+                },
+            },
+        ),
+        (
+            "ForgetSegment",
+            Command::ForgetSegment {
+                shard: ShardId(u16::MAX),
+                segment: SegmentId([0; 32]),
+            },
+        ),
     ]
 }
 
@@ -569,11 +603,39 @@ fn what_the_state_machine_keeps_and_replicates_encodes_as_pinned() {
     ]
     .into();
     now.push(("Xattrs", enc(&x)));
+    // A segment's record in the data-reduction index, as the checkpoint's `segments` table and
+    // a snapshot hold it, and the key its commands lock under.
+    let seg = Segment {
+        chunks: [
+            (
+                ChunkId([0xc1; 32]),
+                ChunkSlot {
+                    index: 0,
+                    raw_len: 32768,
+                },
+            ),
+            (
+                ChunkId([0xc2; 32]),
+                ChunkSlot {
+                    index: 1,
+                    raw_len: 7,
+                },
+            ),
+        ]
+        .into(),
+        placement: vec![11, 12, 13],
+        stored_len: 2 << 20,
+        state: SegmentState::Dying,
+        origin: Referrer { ino: 5, epoch: 4 },
+    };
+    now.push(("Segment", enc(&seg)));
+    now.push(("Key::Segments", enc(&Key::Segments(ShardId(3)))));
     check(&now, GOLDEN);
 }
 
 /// Captured from the build before the MDS was split into `meta` and `mds` (issue 42); the
-/// extended attributes' commands, errors and table value added with them (issue 44).
+/// extended attributes' commands, errors and table value added with them (issue 44); the
+/// data-reduction index's commands, record and key with it (issue 46).
 #[rustfmt::skip]
 const GOLDEN: &[(&str, &str)] = &[
     ("InitRoot", "002af6c59fd50cd5f01b"),
@@ -621,6 +683,9 @@ const GOLDEN: &[(&str, &str)] = &[
     ("TierEvict", "2a050409"),
     ("TierWant", "2b05"),
     ("TierRestored", "2c0504"),
+    ("AddReferrer", "2d035e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e0102c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1808002c2c2c2c2c2c2c2c2c2c2c2c2c2c2c2c2c2c2c2c2c2c2c2c2c2c2c2c2c2c2c2c207030b0c0d808080010504"),
+    ("DropReferrer", "2e035e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5effffffffffffffffff0101"),
+    ("ForgetSegment", "2fffff030000000000000000000000000000000000000000000000000000000000000000"),
     ("FsError::NotFound", "00"),
     ("FsError::Exists", "01"),
     ("FsError::NotDir", "02"),
@@ -661,4 +726,6 @@ const GOLDEN: &[(&str, &str)] = &[
     ("Tag", "01020303"),
     ("Sessions", "01020509020a0001cd8080808080c00100ed1302e807648080808020f6c59fd50cd5f01b09010eff93ebdc0300002a01010102030405060708010101050600030009010a020b0b01010107070707070707070707070707070707036301f6c59fd50cd5f01b010201cd8080808080c00100ed1302e807648080808020f6c59fd50cd5f01b09010eff93ebdc0300002a01010102030405060708010101050600030009010a020b0101070707070707070707070707070707070301"),
     ("Xattrs", "02016101310370696e00"),
+    ("Segment", "02c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c100808002c2c2c2c2c2c2c2c2c2c2c2c2c2c2c2c2c2c2c2c2c2c2c2c2c2c2c2c2c2c2c2c20107030b0c0d80808001010504"),
+    ("Key::Segments", "0403"),
 ];

@@ -621,3 +621,96 @@ fn a_leader_sends_entries_before_its_own_flush() {
         }
     });
 }
+
+/// The data-reduction index reaches a node that was down while part of it was written by
+/// snapshots (the others purged their logs), and that node's checkpoint of the snapshots
+/// (each shard's rows replaced whole, what it held before gone) holds it across its own
+/// restart.
+#[test]
+fn the_index_reaches_a_node_that_missed_it_by_snapshot_and_survives_its_restart() {
+    use super::reduce_index::{commands, index_of, model};
+    let rt = rt();
+    rt.block_on(async {
+        let secret = layout::ClusterSecret::from_passphrase("raft test secret 0123").unwrap();
+        let (mut nodes, nodes_addr) = three_listening().await;
+        let members = |me| Members {
+            me,
+            nodes: nodes_addr.clone(),
+            secret: secret.clone(),
+            joined: None,
+            replace_after: None,
+            domains: Default::default(),
+        };
+        for n in &mut nodes {
+            let ns = open_node(n.dir.path(), members(n.id)).await;
+            n.up(ns);
+        }
+        let ns = |n: &Node| n.ns.clone().expect("node up");
+        for n in &nodes {
+            let ns = ns(n);
+            until("root on every node", Duration::from_secs(30), || {
+                ns.getattr(ROOT_INO).is_ok()
+            })
+            .await;
+        }
+        let (first, second) = (ns(&nodes[0]), ns(&nodes[1]));
+        let shards = first.shard_count();
+        let (want, answers) = model(shards);
+        assert!(want.values().filter(|(s, _)| !s.is_empty()).count() >= 5);
+        let mut steps = commands(shards).into_iter().zip(answers);
+        // Every node has the segments made (node 3 takes them to its checkpoint as it
+        // stops); then, while it is down, two die and one of those is forgotten.
+        for (cmd, answer) in steps.by_ref().take(16) {
+            assert!(matches!(cmd, Command::AddReferrer { .. }));
+            assert_eq!(first.execute(cmd.clone()).await, answer, "{cmd:?}");
+        }
+        let third = ns(&nodes[2]);
+        until("node 3 has the segments", Duration::from_secs(10), || {
+            third.index_stats().is_ok_and(|s| s.live_segments == 8)
+        })
+        .await;
+        drop(third);
+        nodes[2].down().await;
+        for (cmd, answer) in steps {
+            assert_eq!(first.execute(cmd.clone()).await, answer, "{cmd:?}");
+        }
+        until("node 2 has the index", Duration::from_secs(10), || {
+            index_of(&second) == want
+        })
+        .await;
+        first.compact(0).await.expect("compact");
+        second.compact(0).await.expect("compact");
+
+        let back = open_node(nodes[2].dir.path(), members(3)).await;
+        nodes[2].up(back.clone());
+        until(
+            "the returning node has the index",
+            Duration::from_secs(20),
+            || index_of(&back) == want,
+        )
+        .await;
+        let by_snapshot = (0..shards)
+            .filter(|s| {
+                back.inner.shards[s]
+                    .raft
+                    .metrics()
+                    .borrow()
+                    .snapshot
+                    .is_some()
+            })
+            .count();
+        assert!(
+            by_snapshot >= 2,
+            "the shards of segments 3 and 6 came by snapshot"
+        );
+        drop(back);
+        nodes[2].down().await;
+        // Right after opening, before anything arrives from the others: its checkpoint.
+        let again = open_node(nodes[2].dir.path(), members(3)).await;
+        assert_eq!(index_of(&again), want, "the snapshots' checkpoint");
+        nodes[2].up(again);
+        for n in &mut nodes {
+            n.down().await;
+        }
+    });
+}

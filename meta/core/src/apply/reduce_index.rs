@@ -1,0 +1,109 @@
+//! The data-reduction index's commands (`AddReferrer`, `DropReferrer`, `ForgetSegment`), over
+//! the records of `crate::reduce_index`, whose module comment says what they keep true: every
+//! add and drop is idempotent, a `Live` segment always has a referrer, a `Dying` one never
+//! has one and never lives again.
+
+use crate::error::FsError;
+use crate::object::Outcome;
+use crate::reduce_index::{Referrer, Segment, SegmentId, SegmentState, StoredSegment};
+use crate::shard::ShardId;
+use crate::state::StateStore;
+
+/// `AddReferrer`: see `Command::AddReferrer`.
+pub(super) fn add_referrer<S: StateStore + ?Sized>(
+    s: &mut S,
+    shard: ShardId,
+    id: &SegmentId,
+    stored: Option<&StoredSegment>,
+    referrer: Referrer,
+) -> Result<Outcome, FsError> {
+    // Inode 0 is no file (`DRAIN_INO`): a referrer nobody could ever check or drop.
+    if referrer.ino == 0 {
+        return Err(FsError::Invalid);
+    }
+    let slots = match stored {
+        Some(st) => Some(st.slots().ok_or(FsError::Invalid)?),
+        None => None,
+    };
+    match s.segment(shard, id)? {
+        // Freed meanwhile: what the reducer found in the index is going; it stores anew.
+        Some(seg) if !seg.is_live() => Err(FsError::Changed),
+        Some(seg) => {
+            // One id is one content (the id is the hash of the segment's bytes), so another
+            // chunk list under it is a bug upstream, not a second copy.
+            if slots.is_some_and(|c| c != seg.chunks) {
+                return Err(FsError::Invalid);
+            }
+            if !s.has_referrer(shard, id, referrer)? {
+                s.put_referrer(shard, id, referrer, true)?;
+            }
+            Ok(Outcome::default())
+        }
+        None => {
+            // Gone (forgotten after it died), and this is no creation: as for `Dying`.
+            let (Some(st), Some(chunks)) = (stored, slots) else {
+                return Err(FsError::Changed);
+            };
+            if st.placement.is_empty() || st.stored_len == 0 {
+                return Err(FsError::Invalid);
+            }
+            let seg = Segment {
+                chunks,
+                placement: st.placement.clone(),
+                stored_len: st.stored_len,
+                state: SegmentState::Live,
+                origin: referrer,
+            };
+            s.put_segment(shard, id, Some(&seg))?;
+            s.put_referrer(shard, id, referrer, true)?;
+            Ok(Outcome {
+                created: true,
+                ..Outcome::default()
+            })
+        }
+    }
+}
+
+/// `DropReferrer`: see `Command::DropReferrer`.
+pub(super) fn drop_referrer<S: StateStore + ?Sized>(
+    s: &mut S,
+    shard: ShardId,
+    id: &SegmentId,
+    referrer: Referrer,
+) -> Result<Outcome, FsError> {
+    let Some(mut seg) = s.segment(shard, id)? else {
+        return Ok(Outcome::default());
+    };
+    if !s.has_referrer(shard, id, referrer)? {
+        return Ok(Outcome::default());
+    }
+    s.put_referrer(shard, id, referrer, false)?;
+    if seg.is_live() && s.referrers(shard, id, 1)?.is_empty() {
+        seg.state = SegmentState::Dying;
+        s.put_segment(shard, id, Some(&seg))?;
+    }
+    Ok(Outcome::default())
+}
+
+/// `ForgetSegment`: see `Command::ForgetSegment`.
+pub(super) fn forget_segment<S: StateStore + ?Sized>(
+    s: &mut S,
+    shard: ShardId,
+    id: &SegmentId,
+) -> Result<Outcome, FsError> {
+    match s.segment(shard, id)? {
+        None => Ok(Outcome::default()),
+        Some(seg) if seg.is_live() => Err(FsError::Invalid),
+        Some(_) => {
+            if !s.referrers(shard, id, 1)?.is_empty() {
+                // A referrer could only be added while `Live`, and the last drop makes it
+                // `Dying`: this state was never written by these commands.
+                return Err(FsError::Corrupt(format!(
+                    "dying segment {id:?} has referrers"
+                )));
+            }
+            s.put_segment(shard, id, None)?;
+            Ok(Outcome::default())
+        }
+    }
+}

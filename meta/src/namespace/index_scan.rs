@@ -1,0 +1,105 @@
+//! What the data-reduction index answers (`meta_core::reduce_index`): dedup lookups, the
+//! `Dying` segments the deleting pass works through, a segment's referrers for the reclaim
+//! pass, and the totals for stats; and the shard a segment's commands go to.
+//!
+//! A chunk's segments live on their segments' shards, so a lookup asks every local shard
+//! (one pass over the batch of ids per shard, under its read lock). It reads this node's
+//! replicas without a read barrier: a stale answer is safe, since `AddReferrer` decides on
+//! the segment's shard whether it is still `Live` (`FsError::Changed` if not). Not yet: shards
+//! this node holds no replica of (more MDS nodes than voters per shard) are not asked, so
+//! their chunks are stored again rather than found.
+
+use meta_core::reduce_index::{
+    ChunkId, ChunkLoc, DyingSegment, IndexStats, Referrer, Segment, SegmentId,
+};
+
+use super::{FsError, Namespace, ShardId, Snapshot};
+
+impl Snapshot<'_> {
+    /// Where the local shards' `Live` segments hold each of `ids` that any holds (the lowest
+    /// shard's, then the lowest segment id's, when several do).
+    pub fn locate_chunks(&self, ids: &[ChunkId]) -> Vec<(ChunkId, ChunkLoc)> {
+        let mut found: std::collections::BTreeMap<ChunkId, ChunkLoc> = Default::default();
+        let _ = self.each(|st| {
+            let missing: Vec<ChunkId> = ids
+                .iter()
+                .filter(|c| !found.contains_key(c))
+                .copied()
+                .collect();
+            if !missing.is_empty() {
+                found.extend(st.locate_chunks(&missing));
+            }
+        });
+        ids.iter()
+            .filter_map(|c| found.get(c).map(|l| (*c, *l)))
+            .collect()
+    }
+
+    /// Every local shard's `Dying` segments.
+    pub fn dying_segments(&self) -> Vec<DyingSegment> {
+        let mut out = Vec::new();
+        let _ = self.each_shard(|shard, st| out.extend(st.dying_segments(shard)));
+        out
+    }
+
+    /// Segment `id`'s record on `shard`.
+    pub fn segment(&self, shard: ShardId, id: &SegmentId) -> Result<Option<Segment>, FsError> {
+        self.with(shard, |st| st.segments.get(id).cloned())
+    }
+
+    /// Up to `max` referrers of segment `id` on `shard` after `after`, in order.
+    pub fn segment_referrers(
+        &self,
+        shard: ShardId,
+        id: &SegmentId,
+        after: Option<Referrer>,
+        max: usize,
+    ) -> Result<Vec<Referrer>, FsError> {
+        self.with(shard, |st| st.segment_referrers(id, after, max))
+    }
+
+    /// The local shards' index totals.
+    pub fn index_stats(&self) -> IndexStats {
+        let mut t = IndexStats::default();
+        let _ = self.each(|st| t += st.index_stats());
+        t
+    }
+}
+
+impl Namespace {
+    /// The shard segment `id`'s record is on, for its commands (`propose` refuses any other).
+    pub fn segment_shard(&self, id: &SegmentId) -> ShardId {
+        ShardId::of_segment(id, self.shard_count())
+    }
+
+    /// See `Snapshot::locate_chunks`.
+    pub fn locate_chunks(&self, ids: &[ChunkId]) -> Result<Vec<(ChunkId, ChunkLoc)>, FsError> {
+        Ok(self.snapshot()?.locate_chunks(ids))
+    }
+
+    /// See `Snapshot::dying_segments`.
+    pub fn dying_segments(&self) -> Result<Vec<DyingSegment>, FsError> {
+        Ok(self.snapshot()?.dying_segments())
+    }
+
+    /// Segment `id`'s record, from this node's replica of its shard.
+    pub fn segment(&self, id: &SegmentId) -> Result<Option<Segment>, FsError> {
+        self.snapshot()?.segment(self.segment_shard(id), id)
+    }
+
+    /// See `Snapshot::segment_referrers`; on the segment's shard.
+    pub fn segment_referrers(
+        &self,
+        id: &SegmentId,
+        after: Option<Referrer>,
+        max: usize,
+    ) -> Result<Vec<Referrer>, FsError> {
+        self.snapshot()?
+            .segment_referrers(self.segment_shard(id), id, after, max)
+    }
+
+    /// See `Snapshot::index_stats`.
+    pub fn index_stats(&self) -> Result<IndexStats, FsError> {
+        Ok(self.snapshot()?.index_stats())
+    }
+}
