@@ -14,7 +14,13 @@ expect_eq "size after append" 8 "$(stat -c %s f 2>&1)"
 short=0
 for i in $(seq 1 40); do
   echo one > ap$i; echo two >> ap$i
-  [ "$(rd ap$i)" = "$(printf 'one\ntwo')" ] || short=$((short + 1))
+  got=$(rd ap$i)
+  if [ "$got" != "$(printf 'one\ntwo')" ]; then
+    short=$((short + 1))
+    # which file, what it read and what the client thinks its size is: the server logs tell
+    # the rest by inode number
+    echo "INFO: ap$i (inode $(stat -c %i ap$i)) read '$(printf %s "$got" | od -An -c | tr -s ' ')', size $(stat -c %s ap$i)"
+  fi
 done
 expect_eq "40 files appended right after their create read whole" 0 "$short"
 # evict_all: on cfs-cluster-s3 every file leaves flash for the bucket, so what is read next

@@ -289,6 +289,12 @@ impl<H> GssLayer<H> {
 }
 
 impl<H: CallHandler> CallHandler for GssLayer<H> {
+    /// Before verification, as the layer's caller sees it: what the service notes must not
+    /// trust the call (the MDS's only check its file handles).
+    fn arrived(&self, call: &Call) -> Option<proto::rpc::Arrival> {
+        self.inner.arrived(call)
+    }
+
     async fn handle(&self, conn: Connection, mut call: Call) -> Option<Writer> {
         let cred = match &call.cred {
             Auth::Other { flavor, body } if *flavor == RPCSEC_GSS => GssCred::decode(body),

@@ -346,10 +346,11 @@ impl Cluster {
     /// How far the file's data reaches on its DSs (the largest high-water mark of the holders
     /// that answer), or `None` when none does. A LAYOUTCOMMIT's last write offset is the
     /// client's own bookkeeping, which a truncation does not reset (Linux keeps `plh_lwb` from
-    /// before it): a size is only taken as far as data is actually stored.
+    /// before it): a size is only taken as far as data is actually stored. The holders are
+    /// asked at once: a LAYOUTCOMMIT waits for this, and a CLOSE for the LAYOUTCOMMIT.
     pub async fn stored_end(&self, ns: &Namespace, ino: u64) -> NfsResult<Option<u64>> {
-        let mut end = None;
-        for ds in self.holders(ns, ino)? {
+        let holders = self.holders(ns, ino)?;
+        let sizes = futures::future::join_all(holders.iter().map(|&ds| async move {
             let r = match self.conn(ds).await {
                 Ok(c) => c
                     .getattr(&self.handle(ino, ds, Rights::Read))
@@ -357,6 +358,11 @@ impl Cluster {
                     .map_err(|e| map_err(&e)),
                 Err(e) => Err(e),
             };
+            (ds, r)
+        }))
+        .await;
+        let mut end = None;
+        for (ds, r) in sizes {
             match r {
                 Ok(a) => end = Some(end.unwrap_or(0).max(a.size)),
                 Err(e) => tracing::warn!(ino, ds = %ds, "size from data server: {e:?}"),

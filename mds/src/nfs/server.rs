@@ -14,6 +14,17 @@ pub struct NfsService {
 }
 
 impl CallHandler for NfsService {
+    /// A LAYOUTCOMMIT is in flight on its file from its arrival (`nfs::arrival`).
+    fn arrived(&self, call: &Call) -> Option<proto::rpc::Arrival> {
+        if call.prog != NFS4_PROGRAM || call.proc_ != NFSPROC4_COMPOUND {
+            return None;
+        }
+        let fh = crate::nfs::arrival::layoutcommit_fh(call.args())?;
+        let h = &self.mds.handles;
+        let ino = crate::fh::FileHandle::decode(fh, h.fs_id, &h.key).ok()?.ino;
+        Some(Box::new(self.mds.nfs.commits.begin(ino)))
+    }
+
     async fn handle(&self, conn: Connection, call: Call) -> Option<Writer> {
         metrics::mds::RPC_RECEIVED_BYTES.add(call.args().len() as u64);
         let reply = self.route(conn, call).await;

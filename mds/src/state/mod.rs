@@ -19,6 +19,7 @@
 mod admin;
 mod adopt;
 pub mod arbiter;
+pub mod commits;
 mod courtesy;
 mod grace;
 mod layouts;

@@ -43,6 +43,8 @@ pub struct NfsState {
     pub remote_shares: RemoteShares,
     /// Serialises callbacks (each back channel has one slot).
     pub callback_lock: tokio::sync::Mutex<()>,
+    /// The LAYOUTCOMMITs being carried out, which a CLOSE of their file waits for.
+    pub commits: Arc<super::commits::CommitsInFlight>,
 }
 
 impl NfsState {

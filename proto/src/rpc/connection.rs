@@ -38,9 +38,21 @@ impl Default for ConnectionLimits {
     }
 }
 
+/// What a handler notes of a call when it arrives (`CallHandler::arrived`), kept until the
+/// call's reply is sent.
+pub type Arrival = Box<dyn std::any::Any + Send>;
+
 /// Serves calls arriving on a connection. `None` means "no reply" (the call is dropped).
 pub trait CallHandler: Send + Sync + 'static {
     fn handle(&self, conn: Connection, call: Call) -> impl Future<Output = Option<Writer>> + Send;
+
+    /// Runs in the connection's reader, in the order calls arrive, before the call is handed
+    /// to its own task (calls then run concurrently, a later one possibly first): what a later
+    /// call on the connection must be able to see of this one. It must be cheap and must not
+    /// block. The value is dropped once the call's reply is sent (or it has none).
+    fn arrived(&self, _call: &Call) -> Option<Arrival> {
+        None
+    }
 }
 
 /// Answers every call with PROG_UNAVAIL: for connections that only make calls.
@@ -455,10 +467,12 @@ async fn read_loop<H: CallHandler>(
                 let h = handler.clone();
                 conn.inner.in_flight.fetch_add(1, Ordering::AcqRel);
                 let c = conn.clone();
+                let arrival = h.arrived(&call);
                 tokio::spawn(async move {
                     if let Some(w) = h.handle(c.clone(), call).await {
                         let _ = c.send(w).await;
                     }
+                    drop(arrival);
                     c.inner.in_flight.fetch_sub(1, Ordering::AcqRel);
                     drop(permit);
                 });

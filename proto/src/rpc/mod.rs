@@ -14,7 +14,7 @@ mod record;
 
 pub use admission::{serve, ConnTable};
 pub use auth::{Auth, AuthSys, AUTH_NONE, AUTH_SYS, RPCSEC_GSS};
-pub use connection::{CallHandler, Connection, ConnectionLimits, RejectCalls};
+pub use connection::{Arrival, CallHandler, Connection, ConnectionLimits, RejectCalls};
 pub use limits::{RecordBudget, ServeLimits, RESERVED_FDS, SMALL_RECORD};
 pub use message::{
     accepted_reply, denied_auth_reply, encode_call, parse_message, rpc_mismatch_reply, AcceptStat,

@@ -460,6 +460,13 @@ pub async fn close(ctx: &mut Ctx<'_>, a: &CloseArgs) -> CloseRes {
         if let Some(c) = ctx.clientid {
             crate::state::settle::after_writes(&ctx.mds.nfs, c, ino).await;
         }
+        // Answered well after the LAYOUTCOMMITs in flight on the file: Linux sends the one of
+        // what this close flushed without waiting, and takes a reply it processes after the
+        // CLOSE's as newer than what it wrote since (`state::commits`).
+        use crate::state::commits::{AFTER_COMMIT, CLOSE_WAIT_MAX};
+        if ctx.mds.nfs.commits.drained(ino, CLOSE_WAIT_MAX).await {
+            tokio::time::sleep(AFTER_COMMIT).await;
+        }
         ctx.mds.nfs.state.close(&sid, ino)?;
         // The last close of an unlinked file lets its data go.
         if ctx.mds.is_orphan(ino) {

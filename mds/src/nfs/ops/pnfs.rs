@@ -335,6 +335,9 @@ async fn layoutcommit_inner(
 ) -> NfsResult<LayoutcommitResOk> {
     cluster(ctx)?;
     let i = regular(ctx)?;
+    // Until this COMPOUND's reply is made, a CLOSE of the file waits (`state::commits`).
+    let in_flight = ctx.mds.nfs.commits.begin(i.ino);
+    ctx.commits.push(in_flight);
     let clientid = clientid(ctx)?;
     let sid = ctx.stateid(&a.loca_stateid)?;
     // What a WRITE would need: the export writable, a read-write layout (RFC 8881 §18.42.3:
@@ -416,6 +419,14 @@ async fn layoutcommit_inner(
     let at = out.inode.as_ref().map(|n| n.change);
     crate::tiering::through::acknowledge(ctx.mds, i.ino, at).await?;
     let size = out.inode.map(|n| n.size).unwrap_or(i.size);
+    tracing::debug!(
+        ino = i.ino,
+        clientid,
+        recorded = i.size,
+        committed = end,
+        size,
+        "LAYOUTCOMMIT"
+    );
     Ok(LayoutcommitResOk {
         locr_newsize: if size != i.size {
             Newsize4::Size(size)
