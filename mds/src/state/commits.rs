@@ -15,7 +15,7 @@
 //! Linux 7.2 in a qemu guest; knfsd's commits are fast enough that the race stays unseen.
 //!
 //! A LAYOUTCOMMIT is in flight from the moment its call is read off the connection
-//! (`nfs::arrival`, in the order Linux sent it) until its reply is sent, and a CLOSE of the
+//! (`NfsService::arrived`, in the order Linux sent it) until its reply is sent, and a CLOSE of the
 //! file waits for it. That alone was not enough (a reply sent 170 µs before the CLOSE's was
 //! still applied after the next write: the client processes replies in its RPC workers, which
 //! a busy guest runs late), so a CLOSE that had to wait is answered `AFTER_COMMIT` later

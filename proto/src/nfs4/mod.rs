@@ -13,6 +13,7 @@ pub mod callback;
 pub mod compound;
 pub mod fileops;
 pub mod flexfiles;
+pub mod peek;
 pub mod pnfs;
 pub mod session;
 pub mod state;

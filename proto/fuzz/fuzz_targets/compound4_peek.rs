@@ -1,9 +1,9 @@
-//! What the MDS reads of every COMPOUND as it arrives, before the call runs
-//! (`nfs::arrival::layoutcommit_fh`): never panics, and a handle it finds is within the
-//! input and no longer than NFS4_FHSIZE.
+//! The glance at every COMPOUND the MDS takes as it arrives, before the call is decoded
+//! (`nfs4::peek::layoutcommit_fh`): never panics, and a handle it finds is within the input
+//! and no longer than NFS4_FHSIZE.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
-use mds::nfs::arrival::layoutcommit_fh;
+use proto::nfs4::peek::layoutcommit_fh;
 
 fuzz_target!(|data: &[u8]| {
     if let Some(fh) = layoutcommit_fh(data) {

@@ -1,16 +1,12 @@
-//! What the NFS service notes of a call as it arrives, in the connection's order, before the
-//! call runs (`CallHandler::arrived`): the file a LAYOUTCOMMIT commits, so that a CLOSE of
-//! that file sent after it on the connection finds it in flight even if the CLOSE's task runs
-//! first (`state::commits`; seen: a CLOSE carried out 58 µs before the LAYOUTCOMMIT that
-//! Linux sent just ahead of it).
+//! A glance at a COMPOUND's arguments before they are decoded, for what a server must note
+//! of a call as it arrives, in the connection's order (`rpc::CallHandler::arrived`): the file
+//! handle a LAYOUTCOMMIT commits (the MDS's CLOSE waits for it: `mds::state::commits`).
 //!
 //! Only the shape Linux sends is recognised, SEQUENCE, PUTFH, LAYOUTCOMMIT, read with bounds
-//! checks and no allocation; anything else is left to the operation itself (`ops::pnfs`
-//! notes every LAYOUTCOMMIT when it runs). The call is not authenticated yet: the file handle
-//! is (its MAC), and a forged call only holds a CLOSE until its own reply.
-use proto::nfs4::basic::NFS4_FHSIZE;
-use proto::nfs4::compound::{OP_LAYOUTCOMMIT, OP_PUTFH, OP_SEQUENCE};
-use proto::xdr::Reader;
+//! checks and no allocation; anything else answers `None` and is left to the full decode.
+use super::basic::NFS4_FHSIZE;
+use super::compound::{OP_LAYOUTCOMMIT, OP_PUTFH, OP_SEQUENCE};
+use crate::xdr::Reader;
 
 /// SEQUENCE4args: session id, sequence id, slot id, highest slot id, cachethis.
 const SEQUENCE_ARGS_LEN: usize = 16 + 4 * 4;
@@ -37,7 +33,7 @@ pub fn layoutcommit_fh(args: &[u8]) -> Option<&[u8]> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use proto::xdr::Writer;
+    use crate::xdr::Writer;
 
     fn compound(ops: &[(u32, &[u8])]) -> Vec<u8> {
         let mut w = Writer::new();
