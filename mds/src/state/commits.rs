@@ -20,6 +20,9 @@
 //! still applied after the next write: the client processes replies in its RPC workers, which
 //! a busy guest runs late), so a CLOSE that had to wait is answered `AFTER_COMMIT` later
 //! still. It costs only the closes that overlap a commit (2 of 40 files in that scenario).
+//! Measured: 52 of 53 runs passed, against about 1 in 7 failing before. Not covered: a
+//! LAYOUTCOMMIT that Linux sends after the CLOSE (the one failure left, sent 650 µs later), or
+//! on another connection (nconnect).
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
