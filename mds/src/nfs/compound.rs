@@ -122,7 +122,6 @@ pub async fn run(mds: &Arc<Mds>, conn: &Connection, call: &Call) -> Writer {
         nops: args.argarray.len() + usize::from(args.error.is_some()),
         fresh: Vec::new(),
         op_index: 0,
-        commits: Vec::new(),
     };
     let mut res = Compound4Res {
         status: 0,

@@ -111,8 +111,6 @@ pub struct Ctx<'a> {
     pub fresh: Vec<u16>,
     /// The position of the operation running now in the COMPOUND.
     pub op_index: u16,
-    /// This COMPOUND's LAYOUTCOMMITs, in flight until its reply is made (`state::commits`).
-    pub commits: Vec<crate::state::commits::InFlight>,
 }
 
 impl Ctx<'_> {

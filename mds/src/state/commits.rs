@@ -16,7 +16,8 @@
 //!
 //! A LAYOUTCOMMIT is in flight from the moment its call is read off the connection
 //! (`NfsService::arrived`, in the order Linux sent it) until its reply is sent, and a CLOSE of the
-//! file waits for it. That alone was not enough (a reply sent 170 µs before the CLOSE's was
+//! file waits for it. Only the COMPOUND Linux sends is noted (`proto::nfs4::peek`): the race is
+//! its client's. That alone was not enough (a reply sent 170 µs before the CLOSE's was
 //! still applied after the next write: the client processes replies in its RPC workers, which
 //! a busy guest runs late), so a CLOSE that had to wait is answered `AFTER_COMMIT` later
 //! still. It costs only the closes that overlap a commit (2 of 40 files in that scenario).

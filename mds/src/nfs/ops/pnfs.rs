@@ -335,9 +335,6 @@ async fn layoutcommit_inner(
 ) -> NfsResult<LayoutcommitResOk> {
     cluster(ctx)?;
     let i = regular(ctx)?;
-    // Until this COMPOUND's reply is made, a CLOSE of the file waits (`state::commits`).
-    let in_flight = ctx.mds.nfs.commits.begin(i.ino);
-    ctx.commits.push(in_flight);
     let clientid = clientid(ctx)?;
     let sid = ctx.stateid(&a.loca_stateid)?;
     // What a WRITE would need: the export writable, a read-write layout (RFC 8881 §18.42.3:
