@@ -337,6 +337,30 @@ pub enum Command {
     /// The `Dying` segment `segment`'s shards are deleted: the record goes (`Invalid` while it
     /// is `Live`; nothing if it is gone already).
     ForgetSegment { shard: ShardId, segment: SegmentId },
+    /// Starts reducing `ino` (mirrored now) at a new epoch (`reducing`): `Unavailable` while
+    /// it has an encoding or reduce record, `Invalid` if it has no mirrors, `Changed` if it is
+    /// evicted.
+    BeginReduce { ino: u64, time: Time },
+    /// The reduce of epoch `epoch` finished: the file's `len` bytes are `recipe`'s
+    /// (`reduce::recipe`'s encoding, at most `reducing::MAX_RECIPE_LEN` bytes), over
+    /// `segments` (every segment it names, at most `reducing::MAX_REDUCE_SEGMENTS`), whose
+    /// referrers `(ino, epoch)` are in the index; the file's mirrors no longer count.
+    /// `Changed` if that reduce is not under way or the file changed since it began.
+    FinishReduce {
+        ino: u64,
+        epoch: u64,
+        len: u64,
+        recipe: Vec<u8>,
+        segments: Vec<SegmentId>,
+    },
+    /// The reduce of epoch `epoch` is given up (nothing if it is not under way; `Changed` if
+    /// it finished).
+    AbortReduce { ino: u64, epoch: u64 },
+    /// The mirror copies made redundant by the reduce of `epoch` are deleted.
+    ReduceCopiesTrimmed { ino: u64, epoch: u64 },
+    /// The referrers `(ino, epoch)` of every segment of the retired reduce of `epoch` are
+    /// dropped from the index: the record goes (once no mirror copy is left to trim).
+    ReferrersDropped { ino: u64, epoch: u64 },
 }
 
 impl Command {
@@ -403,7 +427,12 @@ impl Command {
             | Command::TierDeleted { ino, .. }
             | Command::TierEvict { ino, .. }
             | Command::TierWant { ino }
-            | Command::TierRestored { ino, .. } => vec![I(*ino)],
+            | Command::TierRestored { ino, .. }
+            | Command::BeginReduce { ino, .. }
+            | Command::FinishReduce { ino, .. }
+            | Command::AbortReduce { ino, .. }
+            | Command::ReduceCopiesTrimmed { ino, .. }
+            | Command::ReferrersDropped { ino, .. } => vec![I(*ino)],
             // An orphan directory must be empty to go, and its cookie counter goes with it.
             Command::Forget { ino } => vec![I(*ino), Entries(*ino)],
             Command::Noop => Vec::new(),

@@ -1,6 +1,6 @@
 //! The namespace as a deterministic state machine: the values it keeps (`object`, `coding`,
-//! `tiering`, `reduce_index`, `txn`, `sessions`), the commands that change them (`command`),
-//! and `apply`, a pure function of (state, command) over a `state::StateStore`, with Linux's
+//! `tiering`, `reduce_index`, `reducing`, `txn`, `sessions`), the commands that change them
+//! (`command`), and `apply`, a pure function of (state, command) over a `state::StateStore`, with Linux's
 //! permission rules (`perm`).
 //! Everything that varies between runs (time, inode numbers, the file system id) arrives
 //! inside the command, so every replica of a shard that applies the same log holds the same
@@ -20,6 +20,7 @@ pub mod error;
 pub mod object;
 pub mod perm;
 pub mod reduce_index;
+pub mod reducing;
 pub mod sessions;
 pub mod shard;
 pub mod state;
@@ -40,6 +41,7 @@ pub use object::{
     DirChange, DirEntry, Effect, FileKind, Inode, Outcome, SetTime, StatFs, Time, DRAIN_INO,
     FIRST_COOKIE, NAME_MAX, ROOT_INO,
 };
+pub use reducing::{FileReduce, ReduceState, ReduceStatus, Reduced};
 pub use sessions::{ClientRequest, Sessions};
 pub use shard::{Key, ShardId};
 pub use state::{Dump, MemState, StateStore};

@@ -7,6 +7,7 @@ use super::coding::FileCode;
 use super::error::FsError;
 use super::object::{Inode, FIRST_COOKIE, ROOT_INO};
 use super::reduce_index::{ChunkId, ChunkSlot, Referrer, Segment, SegmentId};
+use super::reducing::FileReduce;
 use super::shard::{Key, ShardId, MAX_LOCAL};
 use super::tiering::FileTier;
 use super::txn::{TxnEntry, TxnId};
@@ -21,7 +22,7 @@ pub mod meta {
     pub const FILES: &str = "files";
     /// Bytes of regular files (orphans included).
     pub const BYTES: &str = "bytes";
-    /// Lowest encoding epoch never handed out (`coding::begin`).
+    /// Lowest epoch never handed out (encodes, uploads and reduces share it).
     pub const NEXT_EPOCH: &str = "next_epoch";
     /// The file system's incarnation in the object store (absent: 0). `cfs repair --from-s3`
     /// sets it one above the one it rebuilt from, so the rebuilt shards' metadata objects
@@ -96,6 +97,9 @@ pub trait StateStore {
         r: Referrer,
         present: bool,
     ) -> Result<(), FsError>;
+    /// The file's reduce record (`reducing`); it may outlive the file.
+    fn reduce(&self, ino: u64) -> Result<Option<FileReduce>, FsError>;
+    fn put_reduce(&mut self, ino: u64, r: Option<&FileReduce>) -> Result<(), FsError>;
 
     /// Adds `delta` to counter `key` of `shard` (a shard's store holds only its own; a
     /// transaction's collects deltas per shard).
@@ -142,6 +146,7 @@ pub struct Dump {
     pub tier: BTreeMap<u64, FileTier>,
     pub segments: BTreeMap<SegmentId, Segment>,
     pub referrers: BTreeSet<(SegmentId, Referrer)>,
+    pub reduces: BTreeMap<u64, FileReduce>,
 }
 
 /// The state in memory: what the server reads (see `writer`), and the reference model in tests.
@@ -182,6 +187,8 @@ pub struct MemState {
     /// chunk → the `Live` segments here holding it: derived from `segments` (kept by
     /// `put_segment`, rebuilt by `index_chunks` after a load), the dedup lookups' map.
     pub chunk_index: BTreeSet<(ChunkId, SegmentId)>,
+    /// Data-reduced files' records, by inode (`reducing`).
+    pub reduces: BTreeMap<u64, FileReduce>,
 }
 
 impl MemState {
@@ -200,6 +207,7 @@ impl MemState {
             tier: self.tier.clone(),
             segments: self.segments.clone(),
             referrers: self.referrers.clone(),
+            reduces: self.reduces.clone(),
         }
     }
 
@@ -440,6 +448,16 @@ impl StateStore for MemState {
         }
         Ok(())
     }
+    fn reduce(&self, ino: u64) -> Result<Option<FileReduce>, FsError> {
+        Ok(self.reduces.get(&ino).cloned())
+    }
+    fn put_reduce(&mut self, ino: u64, r: Option<&FileReduce>) -> Result<(), FsError> {
+        match r {
+            Some(r) => self.reduces.insert(ino, r.clone()),
+            None => self.reduces.remove(&ino),
+        };
+        Ok(())
+    }
 }
 
 /// A directory entry key and its staged value (`None`: deleted).
@@ -462,6 +480,7 @@ pub struct Changes {
     pub tier: BTreeMap<u64, Option<FileTier>>,
     pub segments: BTreeMap<(ShardId, SegmentId), Option<Segment>>,
     pub referrers: BTreeMap<(ShardId, SegmentId, Referrer), bool>,
+    pub reduces: BTreeMap<u64, Option<FileReduce>>,
 }
 
 impl Changes {
@@ -500,6 +519,7 @@ impl Changes {
         self.tier.extend(later.tier);
         self.segments.extend(later.segments);
         self.referrers.extend(later.referrers);
+        self.reduces.extend(later.reduces);
     }
 
     pub fn flush_into<S: StateStore + ?Sized>(&self, base: &mut S) -> Result<(), FsError> {
@@ -552,6 +572,9 @@ impl Changes {
         }
         for ((shard, id, r), present) in &self.referrers {
             base.put_referrer(*shard, id, *r, *present)?;
+        }
+        for (ino, r) in &self.reduces {
+            base.put_reduce(*ino, r.as_ref())?;
         }
         Ok(())
     }
@@ -787,6 +810,16 @@ impl<S: StateStore + ?Sized> StateStore for Staged<'_, S> {
         present: bool,
     ) -> Result<(), FsError> {
         self.changes.referrers.insert((shard, *id, r), present);
+        Ok(())
+    }
+    fn reduce(&self, ino: u64) -> Result<Option<FileReduce>, FsError> {
+        match self.changes.reduces.get(&ino) {
+            Some(r) => Ok(r.clone()),
+            None => self.base.reduce(ino),
+        }
+    }
+    fn put_reduce(&mut self, ino: u64, r: Option<&FileReduce>) -> Result<(), FsError> {
+        self.changes.reduces.insert(ino, r.cloned());
         Ok(())
     }
 }

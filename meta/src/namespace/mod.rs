@@ -44,13 +44,16 @@
 mod coordinator;
 mod index_scan;
 mod read;
+mod reduce_scan;
 mod rmtree;
 mod tags;
 mod tier_scan;
 mod txn_store;
 mod unstable;
 
-pub use meta_core::{coding, perm, reduce_index, sessions, shard, state, tiering, txn, xattr};
+pub use meta_core::{
+    coding, perm, reduce_index, reducing, sessions, shard, state, tiering, txn, xattr,
+};
 use meta_core::{command, error, object};
 
 #[cfg(test)]

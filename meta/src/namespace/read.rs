@@ -401,8 +401,8 @@ impl<'a> Snapshot<'a> {
     }
 
     /// Mirrored files the encoder may take: a placement record, no encoding record (none under
-    /// way, none to clean up), at least `min_size` bytes, unchanged since `before`; at most
-    /// `max`, in inode order.
+    /// way, none to clean up), no reduce record that counts, at least `min_size` bytes,
+    /// unchanged since `before`; at most `max`, in inode order.
     pub fn encodable(&self, min_size: u64, before: super::Time, max: usize) -> Vec<u64> {
         let mut out: Vec<u64> = Vec::new();
         let _ = self.each(|st| {
@@ -410,7 +410,10 @@ impl<'a> Snapshot<'a> {
                 if out.len() >= max {
                     return;
                 }
-                if *ino == super::DRAIN_INO || st.stripes.contains_key(ino) {
+                // A reduce record that counts: one under way reads the mirrors (`BeginEncode`
+                // refuses the file too).
+                let reduced = st.reduces.get(ino).is_some_and(|r| !r.retired);
+                if *ino == super::DRAIN_INO || st.stripes.contains_key(ino) || reduced {
                     continue;
                 }
                 // Evicted: its mirrors are empty, the bucket holds its bytes (`BeginEncode`

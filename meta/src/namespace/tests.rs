@@ -8,6 +8,7 @@ mod cross_shard;
 mod group;
 mod model;
 mod reduce_index;
+mod reducing;
 mod replicated;
 mod rmtree;
 

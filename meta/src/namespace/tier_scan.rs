@@ -33,7 +33,8 @@ pub struct TierEvictable {
 
 impl Snapshot<'_> {
     /// Regular files with bytes whose current copy is in the bucket, on flash, with no upload
-    /// under way, not pinned to flash: what eviction may choose from.
+    /// under way, not pinned to flash, not reduced nor under a reduce: what eviction may
+    /// choose from.
     pub fn tier_evictable(&self) -> Vec<TierEvictable> {
         let mut out = Vec::new();
         let _ = self.each(|st| {
@@ -45,6 +46,10 @@ impl Snapshot<'_> {
                     continue;
                 };
                 if i.nlink == 0 || i.size == 0 || c.change != i.change {
+                    continue;
+                }
+                // Under a reduce, or reduced: `TierEvict` refuses it (`meta_core::reducing`).
+                if st.reduces.get(ino).is_some_and(|r| !r.retired) {
                     continue;
                 }
                 let pin = Pin::of(st.xattrs.get(ino));

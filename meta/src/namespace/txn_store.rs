@@ -297,4 +297,15 @@ impl StateStore for TxnStore<'_> {
     ) -> Result<(), FsError> {
         Err(FsError::Invalid)
     }
+    fn reduce(&self, ino: u64) -> Result<Option<meta_core::FileReduce>, FsError> {
+        self.need(Key::Inode(ino))?;
+        self.with(ShardId::of_ino(ino), |st| st.reduces.get(&ino).cloned())
+    }
+    /// The reduce commands name one inode, never two shards, and a removal only makes the file
+    /// an orphan (its `Forget`, on its own shard, retires the record): no transaction changes
+    /// a record.
+    fn put_reduce(&mut self, ino: u64, _r: Option<&meta_core::FileReduce>) -> Result<(), FsError> {
+        self.need(Key::Inode(ino))?;
+        Err(FsError::Invalid)
+    }
 }

@@ -206,8 +206,8 @@ impl ShardCore {
     }
 
     /// Whether the shard holds nothing of the file system (no inode, tier record, index
-    /// record or transaction): a new shard's state, which its membership entries alone do not
-    /// change.
+    /// record, reduce record or transaction): a new shard's state, which its membership
+    /// entries alone do not change.
     pub fn is_blank(&self) -> bool {
         self.live
             .read()
@@ -215,6 +215,7 @@ impl ShardCore {
                 l.inodes.is_empty()
                     && l.tier.is_empty()
                     && l.segments.is_empty()
+                    && l.reduces.is_empty()
                     && l.txns.is_empty()
             })
             .unwrap_or(false)
@@ -273,6 +274,10 @@ struct Dump {
     segments: Vec<(SegmentId, Segment)>,
     #[serde(skip)]
     referrers: Vec<(SegmentId, Referrer)>,
+    /// Reduced files' records, after the index (written whenever these are), and only when
+    /// there are any, for the same reason.
+    #[serde(skip)]
+    reduces: Vec<(u64, meta_core::FileReduce)>,
 }
 
 impl Dump {
@@ -300,6 +305,7 @@ impl Dump {
             tier: s.tier.iter().map(|(i, t)| (*i, t.clone())).collect(),
             segments: s.segments.iter().map(|(i, g)| (*i, g.clone())).collect(),
             referrers: s.referrers.iter().copied().collect(),
+            reduces: s.reduces.iter().map(|(i, r)| (*i, r.clone())).collect(),
         }
     }
 
@@ -307,7 +313,8 @@ impl Dump {
         let enc = |e| FsError::Io(format!("encode snapshot: {e}"));
         let mut bytes = postcard::to_stdvec(self).map_err(enc)?;
         // Each trailing part is written when it or a later one has anything.
-        let index = !self.segments.is_empty() || !self.referrers.is_empty();
+        let reduces = !self.reduces.is_empty();
+        let index = reduces || !self.segments.is_empty() || !self.referrers.is_empty();
         let tier = index || !self.tier.is_empty();
         if tier || !self.xattrs.is_empty() {
             bytes.extend(postcard::to_stdvec(&self.xattrs).map_err(enc)?);
@@ -318,6 +325,9 @@ impl Dump {
         if index {
             bytes.extend(postcard::to_stdvec(&self.segments).map_err(enc)?);
             bytes.extend(postcard::to_stdvec(&self.referrers).map_err(enc)?);
+        }
+        if reduces {
+            bytes.extend(postcard::to_stdvec(&self.reduces).map_err(enc)?);
         }
         Ok(bytes)
     }
@@ -339,7 +349,12 @@ impl Dump {
         }
         let (segments, rest) = postcard::take_from_bytes(rest)?;
         d.segments = segments;
-        d.referrers = postcard::from_bytes(rest)?;
+        let (referrers, rest) = postcard::take_from_bytes(rest)?;
+        d.referrers = referrers;
+        if rest.is_empty() {
+            return Ok(d);
+        }
+        d.reduces = postcard::from_bytes(rest)?;
         Ok(d)
     }
 
@@ -372,6 +387,7 @@ impl Dump {
         s.tier = self.tier.into_iter().collect();
         s.segments = self.segments.into_iter().collect();
         s.referrers = self.referrers.into_iter().collect();
+        s.reduces = self.reduces.into_iter().collect();
         s.index_locks();
         s.index_orphan_dirs();
         s.index_chunks();
@@ -669,6 +685,78 @@ mod tests {
         // Without the tier's records or attributes before it.
         s.tier.clear();
         s.xattrs.clear();
+        check(&s);
+    }
+
+    /// Reduce records travel in a snapshot after the index, with or without anything in the
+    /// trailing parts before them; a snapshot without any is the bytes earlier builds wrote.
+    #[test]
+    fn reduce_records_travel_in_a_snapshot_and_earlier_snapshots_still_load() {
+        use meta_core::reduce_index::SegmentId;
+        let mut s = with_root();
+        let mut file = |name: &str| {
+            let cmd = Command::Create {
+                parent: ROOT_INO,
+                name: name.as_bytes().to_vec(),
+                kind: FileKind::Regular,
+                mode: 0o644,
+                uid: 1,
+                gid: 1,
+                time: Time::new(2, 0),
+                how: meta_core::CreateHow::Guarded,
+            };
+            let f = apply(&mut s, &cmd).unwrap().inode.unwrap().ino;
+            for cmd in [
+                Command::Write {
+                    ino: f,
+                    end_offset: 4096,
+                    time: Time::new(3, 0),
+                    writes: 1,
+                },
+                Command::SetMirrors {
+                    ino: f,
+                    chunk: 0,
+                    mirrors: vec![11, 12],
+                },
+                Command::BeginReduce {
+                    ino: f,
+                    time: Time::new(4, 0),
+                },
+            ] {
+                apply(&mut s, &cmd).unwrap();
+            }
+            f
+        };
+        let (a, b) = (file("a"), file("b"));
+        // Earlier builds' layout, and no new bytes while there is no record.
+        let mut before = s.clone();
+        before.reduces.clear();
+        let d = Dump::of(&before);
+        assert_eq!(d.encode().unwrap(), postcard::to_stdvec(&d).unwrap());
+        let back = Dump::decode(&d.encode().unwrap()).unwrap().into_state();
+        assert_eq!(back.dump(), before.dump());
+
+        let epoch = s.reduces[&b].epoch;
+        let finish = Command::FinishReduce {
+            ino: b,
+            epoch,
+            len: 4096,
+            recipe: b"recipe".to_vec(),
+            segments: vec![SegmentId([7; 32])],
+        };
+        apply(&mut s, &finish).unwrap();
+        assert!(s.reduces[&a].reducing_since().is_some() && s.reduces[&b].is_reduced());
+        let check = |s: &MemState| {
+            let back = Dump::decode(&Dump::of(s).encode().unwrap())
+                .unwrap()
+                .into_state();
+            assert_eq!(back.dump(), s.dump());
+            assert_eq!(back.reduces.len(), 2);
+        };
+        // With nothing else in the trailing parts, then with attributes before them.
+        check(&s);
+        s.xattrs
+            .insert(a, [(b"user.x".to_vec(), b"1".to_vec())].into());
         check(&s);
     }
 

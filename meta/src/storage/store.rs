@@ -15,6 +15,7 @@ use meta_core::coding::FileCode;
 use meta_core::error::FsError;
 use meta_core::object::{Inode, FIRST_COOKIE};
 use meta_core::reduce_index::{Referrer, Segment, SegmentId};
+use meta_core::reducing::FileReduce;
 use meta_core::shard::{Key, ShardId};
 use meta_core::state::{meta, MemState, StateStore};
 use meta_core::txn::{TxnEntry, TxnId};
@@ -59,6 +60,8 @@ pub(crate) const SEGMENTS: TableDefinition<(u16, &[u8]), &[u8]> = TableDefinitio
 /// (`reduce_index`: an add or drop writes one row, never the whole set).
 pub(crate) const SEGMENT_REFS: TableDefinition<(u16, &[u8], u64, u64), ()> =
     TableDefinition::new("segment_refs");
+/// ino → the file's reduce record (postcard `reducing::FileReduce`); it may outlive the file.
+pub(crate) const REDUCES: TableDefinition<u64, &[u8]> = TableDefinition::new("reduces");
 /// Values of this node, not of any state machine: never replicated, never in a snapshot.
 pub(crate) const NODE: TableDefinition<&str, u64> = TableDefinition::new("node");
 /// Builds before shards kept the counters here, with the applied index and the boot count.
@@ -118,6 +121,7 @@ pub(crate) fn create_tables(txn: &WriteTransaction) -> Result<(), FsError> {
     txn.open_table(TIER).db()?;
     txn.open_table(SEGMENTS).db()?;
     txn.open_table(SEGMENT_REFS).db()?;
+    txn.open_table(REDUCES).db()?;
     txn.open_table(SHARD_META).db()?;
     txn.open_table(SHARD_APPLIED).db()?;
     txn.open_table(SHARD_SESSIONS).db()?;
@@ -178,6 +182,7 @@ pub(crate) struct RedbState<'t> {
     tier: Table<'t, u64, &'static [u8]>,
     segments: Table<'t, (u16, &'static [u8]), &'static [u8]>,
     segment_refs: Table<'t, (u16, &'static [u8], u64, u64), ()>,
+    reduces: Table<'t, u64, &'static [u8]>,
 }
 
 impl<'t> RedbState<'t> {
@@ -198,6 +203,7 @@ impl<'t> RedbState<'t> {
             tier: txn.open_table(TIER).db()?,
             segments: txn.open_table(SEGMENTS).db()?,
             segment_refs: txn.open_table(SEGMENT_REFS).db()?,
+            reduces: txn.open_table(REDUCES).db()?,
         })
     }
 }
@@ -484,6 +490,29 @@ impl StateStore for RedbState<'_> {
         }
         Ok(())
     }
+    fn reduce(&self, ino: u64) -> Result<Option<FileReduce>, FsError> {
+        match self.reduces.get(ino).db()? {
+            Some(v) => Ok(Some(decode_reduce(v.value())?)),
+            None => Ok(None),
+        }
+    }
+    fn put_reduce(&mut self, ino: u64, r: Option<&FileReduce>) -> Result<(), FsError> {
+        match r {
+            Some(r) => {
+                let bytes = postcard::to_stdvec(r)
+                    .map_err(|e| FsError::Io(format!("encode reduce record: {e}")))?;
+                self.reduces.insert(ino, bytes.as_slice()).db()?;
+            }
+            None => {
+                self.reduces.remove(ino).db()?;
+            }
+        }
+        Ok(())
+    }
+}
+
+fn decode_reduce(bytes: &[u8]) -> Result<FileReduce, FsError> {
+    postcard::from_bytes(bytes).map_err(|e| FsError::Corrupt(format!("reduce record: {e}")))
 }
 
 fn decode_segment(bytes: &[u8]) -> Result<Segment, FsError> {
@@ -597,6 +626,10 @@ pub(crate) fn delete_shard(txn: &WriteTransaction, shard: ShardId) -> Result<(),
         t.retain_in(lo..=hi, |_, _| false).db()?;
     }
     {
+        let mut t = txn.open_table(REDUCES).db()?;
+        t.retain_in(lo..=hi, |_, _| false).db()?;
+    }
+    {
         let mut t = txn.open_table(DIRINDEX).db()?;
         t.retain_in((lo, 0)..=(hi, u64::MAX), |_, _| false).db()?;
     }
@@ -678,6 +711,9 @@ pub(crate) fn write_whole(st: &mut RedbState<'_>, s: &MemState) -> Result<(), Fs
     }
     for (id, r) in &s.referrers {
         st.put_referrer(shard, id, *r, true)?;
+    }
+    for (ino, r) in &s.reduces {
+        st.put_reduce(*ino, Some(r))?;
     }
     Ok(())
 }
@@ -774,6 +810,12 @@ pub(crate) fn load_shards(txn: &ReadTransaction, shards: &[ShardId]) -> Result<L
         let (k, v) = item.db()?;
         if let Some(s) = of(&mut m, k.value()) {
             s.tier.insert(k.value(), decode_tier(v.value())?);
+        }
+    }
+    for item in txn.open_table(REDUCES).db()?.iter().db()? {
+        let (k, v) = item.db()?;
+        if let Some(s) = of(&mut m, k.value()) {
+            s.reduces.insert(k.value(), decode_reduce(v.value())?);
         }
     }
     if let Some((s, _)) = m.get_mut(&ShardId(0)) {

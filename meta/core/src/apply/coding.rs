@@ -58,6 +58,14 @@ pub(super) fn begin<S: StateStore + ?Sized>(
             "the file has an encoding under way or to clean up".into(),
         ));
     }
+    // A reduce under way reads the mirrors an encode would replace (and a finished one left
+    // none). A retired one only waits for its referrers to be dropped: it names no bytes of
+    // the file, and the encode's epoch is another.
+    if s.reduce(ino)?.is_some_and(|r| !r.retired) {
+        return Err(FsError::Unavailable(
+            "the file has a reduce under way or is reduced".into(),
+        ));
+    }
     // An evicted file's mirrors are emptied: an encode would code holes (`TierEvict` refuses
     // the other order, an encode under way).
     if s.tier(ino)?.is_some_and(|t| t.evicted) {

@@ -3,6 +3,7 @@
 
 mod coding;
 mod reduce_index;
+mod reducing;
 mod tiering;
 mod txn;
 mod xattr;
@@ -197,6 +198,11 @@ fn apply_as<S: StateStore + ?Sized>(
         | Command::AddReferrer { .. }
         | Command::DropReferrer { .. }
         | Command::ForgetSegment { .. }
+        | Command::BeginReduce { .. }
+        | Command::FinishReduce { .. }
+        | Command::AbortReduce { .. }
+        | Command::ReduceCopiesTrimmed { .. }
+        | Command::ReferrersDropped { .. }
             if cred.is_some() =>
         {
             Err(FsError::Invalid)
@@ -268,6 +274,17 @@ fn apply_as<S: StateStore + ?Sized>(
         Command::ForgetSegment { shard, segment } => {
             reduce_index::forget_segment(s, *shard, segment)
         }
+        Command::BeginReduce { ino, time } => reducing::begin(s, *ino, *time),
+        Command::FinishReduce {
+            ino,
+            epoch,
+            len,
+            recipe,
+            segments,
+        } => reducing::finish(s, *ino, *epoch, *len, recipe, segments),
+        Command::AbortReduce { ino, epoch } => reducing::abort(s, *ino, *epoch),
+        Command::ReduceCopiesTrimmed { ino, epoch } => reducing::copies_trimmed(s, *ino, *epoch),
+        Command::ReferrersDropped { ino, epoch } => reducing::referrers_dropped(s, *ino, *epoch),
         // The steps of cross-shard transactions: the server's own.
         _ if cmd.is_txn_step() && cred.is_some() => Err(FsError::Invalid),
         Command::TxnLock {
@@ -986,6 +1003,9 @@ fn drop_orphan<S: StateStore + ?Sized>(s: &mut S, i: &Inode) -> Result<Outcome, 
         s.put_chunk(ino, chunk, None)?;
     }
     s.put_stripes(ino, None)?;
+    // Its segments' referrers are in other shards: the record outlives the inode until a pass
+    // has dropped them.
+    reducing::forgotten(s, ino)?;
     s.put_xattrs(ino, None)?;
     add_meta(s, ino, meta::FILES, -1)?;
     add_meta(s, ino, meta::BYTES, -data_bytes(i))?;
@@ -1019,8 +1039,10 @@ fn set_mirrors<S: StateStore + ?Sized>(
         return Err(FsError::Invalid);
     }
     s.put_chunk(ino, chunk, (!mirrors.is_empty()).then_some(mirrors))?;
-    // Written again, its mirrors replaced, or its bytes gone: the file is not encoded.
+    // Written again, its mirrors replaced, or its bytes gone: the file is not encoded, nor
+    // reduced.
     coding::unencode(s, ino)?;
+    reducing::unreduce(s, ino)?;
     Ok(Outcome::default())
 }
 

@@ -168,6 +168,12 @@ pub(super) fn evict<S: StateStore + ?Sized>(
     {
         return Err(FsError::Changed);
     }
+    // Nor under a reduce that is reading them or whose stale copies are to trim; and a
+    // reduced file's bytes are segments other files may share, not the file's to drop
+    // (`reducing`). The evictor's list leaves such files out (`Snapshot::tier_evictable`).
+    if s.reduce(ino)?.is_some_and(|r| !r.retired) {
+        return Err(FsError::Changed);
+    }
     t.evicted = true;
     t.wanted = false;
     s.put_tier(ino, Some(&t))?;

@@ -387,4 +387,16 @@ impl<S: StateStore + ?Sized> StateStore for Guarded<'_, S> {
         self.check(Key::Segments(shard))?;
         self.inner.put_referrer(shard, id, r, present)
     }
+    fn reduce(&self, ino: u64) -> Result<Option<crate::reducing::FileReduce>, FsError> {
+        self.check(Key::Inode(ino))?;
+        self.inner.reduce(ino)
+    }
+    fn put_reduce(
+        &mut self,
+        ino: u64,
+        r: Option<&crate::reducing::FileReduce>,
+    ) -> Result<(), FsError> {
+        self.check(Key::Inode(ino))?;
+        self.inner.put_reduce(ino, r)
+    }
 }

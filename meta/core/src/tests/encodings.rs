@@ -12,6 +12,7 @@ use crate::perm::Cred;
 use crate::reduce_index::{
     ChunkId, ChunkSlot, Referrer, Segment, SegmentId, SegmentState, StoredSegment,
 };
+use crate::reducing::{FileReduce, ReduceState, Reduced};
 use crate::sessions::{Seen, Sessions, Tag};
 use crate::testing::check;
 use crate::txn::{Decision, Prepared, TxnEntry, TxnPart};
@@ -448,6 +449,29 @@ fn commands() -> Vec<(&'static str, Command)> {
                 segment: SegmentId([0; 32]),
             },
         ),
+        ("BeginReduce", Command::BeginReduce { ino: 5, time: T }),
+        (
+            "FinishReduce",
+            Command::FinishReduce {
+                ino: 5,
+                epoch: 4,
+                len: 1 << 33,
+                recipe: b"cfsrdrcp".to_vec(),
+                segments: vec![SegmentId([0x5e; 32]), SegmentId([0x5f; 32])],
+            },
+        ),
+        ("AbortReduce", Command::AbortReduce { ino: 5, epoch: 4 }),
+        (
+            "ReduceCopiesTrimmed",
+            Command::ReduceCopiesTrimmed { ino: 5, epoch: 4 },
+        ),
+        (
+            "ReferrersDropped",
+            Command::ReferrersDropped {
+                ino: u64::MAX,
+                epoch: 4,
+            },
+        ),
     ]
 }
 
@@ -630,12 +654,40 @@ fn what_the_state_machine_keeps_and_replicates_encodes_as_pinned() {
     };
     now.push(("Segment", enc(&seg)));
     now.push(("Key::Segments", enc(&Key::Segments(ShardId(3)))));
+    // A file's reduce record, under way and finished, as the checkpoint's `reduces` table and
+    // a snapshot hold it.
+    now.push((
+        "FileReduce/reducing",
+        enc(&FileReduce {
+            epoch: 4,
+            state: ReduceState::Reducing {
+                since: T,
+                change: 9,
+            },
+            stale_copies: Vec::new(),
+            retired: false,
+        }),
+    ));
+    now.push((
+        "FileReduce/reduced",
+        enc(&FileReduce {
+            epoch: 4,
+            state: ReduceState::Reduced(Reduced {
+                len: 1 << 33,
+                recipe: b"cfsrdrcp".to_vec(),
+                segments: vec![SegmentId([0x5e; 32])],
+            }),
+            stale_copies: vec![11, 12],
+            retired: true,
+        }),
+    ));
     check(&now, GOLDEN);
 }
 
 /// Captured from the build before the MDS was split into `meta` and `mds` (issue 42); the
 /// extended attributes' commands, errors and table value added with them (issue 44); the
-/// data-reduction index's commands, record and key with it (issue 46).
+/// data-reduction index's commands, record and key with it (issue 46), and the reduce
+/// record's commands and record (issue 46, step 2a).
 #[rustfmt::skip]
 const GOLDEN: &[(&str, &str)] = &[
     ("InitRoot", "002af6c59fd50cd5f01b"),
@@ -686,6 +738,11 @@ const GOLDEN: &[(&str, &str)] = &[
     ("AddReferrer", "2d035e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e0102c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1808002c2c2c2c2c2c2c2c2c2c2c2c2c2c2c2c2c2c2c2c2c2c2c2c2c2c2c2c2c2c2c2c207030b0c0d808080010504"),
     ("DropReferrer", "2e035e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5effffffffffffffffff0101"),
     ("ForgetSegment", "2fffff030000000000000000000000000000000000000000000000000000000000000000"),
+    ("BeginReduce", "3005f6c59fd50cd5f01b"),
+    ("FinishReduce", "3105048080808020086366737264726370025e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5f5f5f5f5f5f5f5f5f5f5f5f5f5f5f5f5f5f5f5f5f5f5f5f5f5f5f5f5f5f5f5f"),
+    ("AbortReduce", "320504"),
+    ("ReduceCopiesTrimmed", "330504"),
+    ("ReferrersDropped", "34ffffffffffffffffff0104"),
     ("FsError::NotFound", "00"),
     ("FsError::Exists", "01"),
     ("FsError::NotDir", "02"),
@@ -728,4 +785,6 @@ const GOLDEN: &[(&str, &str)] = &[
     ("Xattrs", "02016101310370696e00"),
     ("Segment", "02c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c100808002c2c2c2c2c2c2c2c2c2c2c2c2c2c2c2c2c2c2c2c2c2c2c2c2c2c2c2c2c2c2c2c20107030b0c0d80808001010504"),
     ("Key::Segments", "0403"),
+    ("FileReduce/reducing", "0400f6c59fd50cd5f01b090000"),
+    ("FileReduce/reduced", "04018080808020086366737264726370015e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e020b0c01"),
 ];

@@ -1,0 +1,165 @@
+//! Data-reduced files (issue 46, step 2 of `notes/reduce-plan.md`): the replicated record that
+//! says a file's bytes are a recipe over shared segments of the reduction index
+//! (`reduce_index`) instead of its mirrors, and the commands that move a file into that form
+//! (`BeginReduce`, `FinishReduce`, `AbortReduce`) and clean up after it (`ReduceCopiesTrimmed`,
+//! `ReferrersDropped`). The reduce analogue of `coding`.
+//!
+//! What it keeps true:
+//! - A file is mirrored (its rows of the `chunks` table), encoded (`FileCode`) or reduced (a
+//!   finished `FileReduce`), never two of them once a reduce finished: until then the mirrors
+//!   stay authoritative. A reduce begins only on a mirrored file with no encoding record and no
+//!   reduce record (`BeginEncode` refuses a file with a reduce record that counts, so the two
+//!   never read the same mirrors to replace them), and not on an evicted one.
+//! - Epochs come from the shard's counter (`meta::NEXT_EPOCH`, shared with encodes and
+//!   uploads), so `(ino, epoch)` names one reduce for ever: the index's referrers of a reduce
+//!   given up or retired are never mistaken for those of a later reduce of the same file.
+//! - A reduce finishes only at the epoch it began, on a file not written since: every
+//!   `SetMirrors` (a write placed anew, a repair, a truncation's mirrors) drops a reduce under
+//!   way, as `coding::unencode` retires an encode under way, and the length must be the size.
+//!   The record also keeps the change attribute seen at `BeginReduce`, so a write recorded
+//!   meanwhile onto the same mirrors (a `Write` without any `SetMirrors`) refuses the finish in
+//!   the state machine itself, where an encode relies on the MDS's claim on the file alone.
+//! - Nothing the reduce made redundant is forgotten before it is deleted: the mirror copies
+//!   stay listed (`stale_copies`) until `ReduceCopiesTrimmed`; a finished reduce that no longer
+//!   counts (the file written again, or forgotten after its removal) stays as a `retired`
+//!   record with its epoch and segments until a pass has dropped each referrer
+//!   `(segment, (ino, epoch))` from the index (`ReferrersDropped`). A removed file keeps its
+//!   record while it is an orphan (it may still be open and read); `Forget` retires it and the
+//!   record outlives the inode, as the tier's does.
+//! - A reduce under way names no segments here (they are known at its finish): one given up
+//!   (`AbortReduce`, a write, the file forgotten) leaves no record, and the referrers it added
+//!   are leaks the reclaim pass finds by `MemState::reduce_status` (`Gone`), never misses: a
+//!   referrer is added only after `BeginReduce` applied, and an epoch once gone is gone for
+//!   good.
+//!
+//! The recipe is opaque bytes here (`reduce::recipe`'s format): this crate depends on no
+//! workspace crate (see `reduce_index`), and `apply` has nothing to check in it that the
+//! reader, which verifies every chunk it assembles, would not check better.
+
+use serde::{Deserialize, Serialize};
+
+use super::object::Time;
+use super::reduce_index::SegmentId;
+use super::state::MemState;
+
+/// Most bytes of a recipe. A `FinishReduce` is one Raft log entry, and the log takes records
+/// of at most 1 MiB (`meta::storage::wal::MAX_RECORD`): 512 KiB of recipe is ~11.9k chunks at
+/// the 44 bytes a chunk `reduce::recipe` takes (plus 32 per segment), ~370 MiB of file at the
+/// 32 KiB average chunk. A larger file is to be reduced in ranges, several recipes (what
+/// `reduce::recipe::MAX_CHUNKS` foresees), which this record does not hold yet.
+pub const MAX_RECIPE_LEN: usize = 512 << 10;
+
+/// Most segments one reduce may name. Each costs a recipe at least 76 bytes (its id in the
+/// table and one chunk's entry), so a recipe within `MAX_RECIPE_LEN` names at most ~6.9k;
+/// 8192 ids are 256 KiB, which with the recipe stays within the log's record.
+pub const MAX_REDUCE_SEGMENTS: usize = 8192;
+
+/// A file's reduce record.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileReduce {
+    /// Names this reduce in the index's referrers `(ino, epoch)`.
+    pub epoch: u64,
+    pub state: ReduceState,
+    /// Data servers holding a mirror copy the reduce made redundant, to delete.
+    pub stale_copies: Vec<u64>,
+    /// The reduce no longer counts (the file was written again, or forgotten): the referrers
+    /// of its segments are to be dropped, then the record goes. Only a finished reduce is ever
+    /// retired (one under way leaves no record when given up).
+    pub retired: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ReduceState {
+    /// A reduce under way since `since`; the file is still mirrored. `change`: the file's
+    /// change attribute at `BeginReduce`, which must be the same at the finish.
+    Reducing { since: Time, change: u64 },
+    /// The file's bytes are the recipe's.
+    Reduced(Reduced),
+}
+
+/// A finished reduce.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Reduced {
+    /// File bytes the recipe describes (the file's size when it finished).
+    pub len: u64,
+    /// `reduce::recipe`'s encoding, opaque here; emptied once the reduce is retired.
+    pub recipe: Vec<u8>,
+    /// Every segment the recipe names, each once, in order: the referrers `(ino, epoch)` to
+    /// drop from them when the reduce is retired.
+    pub segments: Vec<SegmentId>,
+}
+
+/// What the reclaim pass learns of a referrer `(ino, epoch)` from the file's shard.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ReduceStatus {
+    /// The file's bytes are that reduce's: the referrer is live.
+    Finished,
+    /// That reduce may still finish: the referrer may become live.
+    UnderWay,
+    /// That reduce never finished or no longer counts: the referrer is a leak (or is being
+    /// dropped by the cleanup pass), and stays one, since no epoch begins twice.
+    Gone,
+}
+
+impl FileReduce {
+    /// Whether reads go to the recipe: a reduce finished and the file was not written since.
+    pub fn is_reduced(&self) -> bool {
+        !self.retired && matches!(self.state, ReduceState::Reduced(_))
+    }
+
+    /// The finished reduce's record, retired or not.
+    pub fn reduced(&self) -> Option<&Reduced> {
+        match &self.state {
+            ReduceState::Reduced(r) => Some(r),
+            ReduceState::Reducing { .. } => None,
+        }
+    }
+
+    /// When the reduce under way began, if one is.
+    pub fn reducing_since(&self) -> Option<Time> {
+        match self.state {
+            ReduceState::Reducing { since, .. } => Some(since),
+            ReduceState::Reduced(_) => None,
+        }
+    }
+
+    /// Whether a background pass has work here: a reduce under way (a crash may have left it),
+    /// mirror copies to trim, or a retired reduce whose referrers are to be dropped.
+    pub fn to_clean(&self) -> bool {
+        self.retired || self.reducing_since().is_some() || !self.stale_copies.is_empty()
+    }
+
+    /// What the record says of referrer `(ino, epoch)` of its file.
+    pub fn status(&self, epoch: u64) -> ReduceStatus {
+        match &self.state {
+            _ if self.epoch != epoch || self.retired => ReduceStatus::Gone,
+            ReduceState::Reducing { .. } => ReduceStatus::UnderWay,
+            ReduceState::Reduced(_) => ReduceStatus::Finished,
+        }
+    }
+}
+
+/// The reduce records' reads over one shard's state.
+impl MemState {
+    /// The reduce record of `ino`, if any.
+    pub fn file_reduce(&self, ino: u64) -> Option<&FileReduce> {
+        self.reduces.get(&ino)
+    }
+
+    /// What this shard says of referrer `(ino, epoch)` (`ino` must be one of its inodes):
+    /// the reclaim pass's question, asked after the shard's read barrier.
+    pub fn reduce_status(&self, ino: u64, epoch: u64) -> ReduceStatus {
+        self.reduces
+            .get(&ino)
+            .map_or(ReduceStatus::Gone, |r| r.status(epoch))
+    }
+
+    /// Reduce records with work for a background pass (`FileReduce::to_clean`), by inode.
+    pub fn reduces_to_clean(&self) -> Vec<(u64, FileReduce)> {
+        self.reduces
+            .iter()
+            .filter(|(_, r)| r.to_clean())
+            .map(|(i, r)| (*i, r.clone()))
+            .collect()
+    }
+}

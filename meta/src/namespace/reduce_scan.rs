@@ -1,0 +1,51 @@
+//! What the reduce records answer (`meta_core::reducing`): a file's record, the records a
+//! background pass has work on, and the reclaim pass's question of a referrer `(ino, epoch)`
+//! (plan step 4), which must see every reduce that began before the referrer was read: it
+//! passes the file's shard's read barrier first, since a stale `Gone` would drop a referrer
+//! a reduce under way or finished is about to need.
+
+use meta_core::reducing::{FileReduce, ReduceStatus};
+
+use super::{FsError, Namespace, ShardId, Snapshot};
+
+impl Snapshot<'_> {
+    /// The reduce record of `ino`, if any (it may outlive the file).
+    pub fn file_reduce(&self, ino: u64) -> Result<Option<FileReduce>, FsError> {
+        self.with(ShardId::of_ino(ino), |st| st.file_reduce(ino).cloned())
+    }
+
+    /// See `MemState::reduce_status`, as this node's replica has it.
+    pub fn reduce_status(&self, ino: u64, epoch: u64) -> Result<ReduceStatus, FsError> {
+        self.with(ShardId::of_ino(ino), |st| st.reduce_status(ino, epoch))
+    }
+
+    /// Every local shard's reduce records with work for a background pass: a reduce under way
+    /// (a crash may have left it; `FileReduce::reducing_since`), mirror copies to trim, or a
+    /// retired reduce whose referrers are to be dropped.
+    pub fn reduces_to_clean(&self) -> Vec<(u64, FileReduce)> {
+        let mut out = Vec::new();
+        let _ = self.each(|st| out.extend(st.reduces_to_clean()));
+        out
+    }
+}
+
+impl Namespace {
+    /// See `Snapshot::file_reduce`.
+    pub fn file_reduce(&self, ino: u64) -> Result<Option<FileReduce>, FsError> {
+        self.snapshot()?.file_reduce(ino)
+    }
+
+    /// See `Snapshot::reduces_to_clean`.
+    pub fn reduces_to_clean(&self) -> Result<Vec<(u64, FileReduce)>, FsError> {
+        Ok(self.snapshot()?.reduces_to_clean())
+    }
+
+    /// What the file's shard says of referrer `(ino, epoch)`, once this node's replica holds
+    /// every write acknowledged before the call (`Unavailable` if that cannot be confirmed).
+    pub async fn reduce_status(&self, ino: u64, epoch: u64) -> Result<ReduceStatus, FsError> {
+        self.barrier(ShardId::of_ino(ino))
+            .await
+            .map_err(|e| FsError::Unavailable(e.to_string()))?;
+        self.snapshot()?.reduce_status(ino, epoch)
+    }
+}
