@@ -520,20 +520,7 @@ mod tests {
     fn a_dump_round_trips_the_whole_state() {
         let mut s = with_root();
         for n in ["a", "b"] {
-            apply(
-                &mut s,
-                &Command::Create {
-                    parent: ROOT_INO,
-                    name: n.into(),
-                    kind: FileKind::Regular,
-                    mode: 0o644,
-                    uid: 1,
-                    gid: 1,
-                    time: Time::new(2, 0),
-                    how: meta_core::CreateHow::Guarded,
-                },
-            )
-            .unwrap();
+            regular_file(&mut s, n);
         }
         let t = meta_core::sessions::Tag {
             origin: 2,
@@ -595,6 +582,21 @@ mod tests {
         assert_eq!(back.dump(), s.dump());
     }
 
+    /// Creates the regular file `name` in the root; its inode number.
+    fn regular_file(s: &mut MemState, name: &str) -> u64 {
+        let cmd = Command::Create {
+            parent: ROOT_INO,
+            name: name.as_bytes().to_vec(),
+            kind: FileKind::Regular,
+            mode: 0o644,
+            uid: 1,
+            gid: 1,
+            time: Time::new(2, 0),
+            how: meta_core::CreateHow::Guarded,
+        };
+        apply(s, &cmd).unwrap().inode.unwrap().ino
+    }
+
     /// The data-reduction index travels in a snapshot after the tier's records, with or
     /// without attributes and tier records before it, and its chunk map is rebuilt; a
     /// snapshot as earlier builds wrote it (no index) is the same bytes as before and loads.
@@ -602,23 +604,7 @@ mod tests {
     fn the_index_travels_in_a_snapshot_and_earlier_snapshots_still_load() {
         use meta_core::reduce_index::{ChunkId, SegmentState, StoredSegment};
         let mut s = with_root();
-        let a = apply(
-            &mut s,
-            &Command::Create {
-                parent: ROOT_INO,
-                name: b"f".to_vec(),
-                kind: FileKind::Regular,
-                mode: 0o644,
-                uid: 1,
-                gid: 1,
-                time: Time::new(2, 0),
-                how: meta_core::CreateHow::Guarded,
-            },
-        )
-        .unwrap()
-        .inode
-        .unwrap()
-        .ino;
+        let a = regular_file(&mut s, "f");
         let (x, y) = (SegmentId([1; 32]), SegmentId([2; 32]));
         let stored = |c: u8| StoredSegment {
             chunks: vec![(ChunkId([c; 32]), 100), (ChunkId([c + 1; 32]), 200)],
@@ -695,17 +681,7 @@ mod tests {
         use meta_core::reduce_index::SegmentId;
         let mut s = with_root();
         let mut file = |name: &str| {
-            let cmd = Command::Create {
-                parent: ROOT_INO,
-                name: name.as_bytes().to_vec(),
-                kind: FileKind::Regular,
-                mode: 0o644,
-                uid: 1,
-                gid: 1,
-                time: Time::new(2, 0),
-                how: meta_core::CreateHow::Guarded,
-            };
-            let f = apply(&mut s, &cmd).unwrap().inode.unwrap().ino;
+            let f = regular_file(&mut s, name);
             for cmd in [
                 Command::Write {
                     ino: f,

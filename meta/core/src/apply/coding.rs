@@ -119,13 +119,7 @@ pub(super) fn finish<S: StateStore + ?Sized>(
     {
         return Err(FsError::Invalid);
     }
-    let mut stale = Vec::new();
-    for (chunk, mirrors) in s.chunks(ino)? {
-        stale.extend(mirrors);
-        s.put_chunk(ino, chunk, None)?;
-    }
-    stale.sort_unstable();
-    stale.dedup();
+    let stale = super::drop_mirrors(s, ino)?;
     for e in done {
         code.groups.insert(
             e.group,

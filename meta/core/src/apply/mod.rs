@@ -1046,6 +1046,19 @@ fn set_mirrors<S: StateStore + ?Sized>(
     Ok(Outcome::default())
 }
 
+/// Forgets the file's placement rows (an encode or a reduce finished: the mirrors no longer
+/// count) and returns the data servers they named, each once, whose copies are to be deleted.
+fn drop_mirrors<S: StateStore + ?Sized>(s: &mut S, ino: u64) -> Result<Vec<u64>, FsError> {
+    let mut stale = Vec::new();
+    for (chunk, mirrors) in s.chunks(ino)? {
+        stale.extend(mirrors);
+        s.put_chunk(ino, chunk, None)?;
+    }
+    stale.sort_unstable();
+    stale.dedup();
+    Ok(stale)
+}
+
 fn set_drain<S: StateStore + ?Sized>(
     s: &mut S,
     ds: u64,

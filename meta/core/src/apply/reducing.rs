@@ -108,13 +108,7 @@ pub(super) fn finish<S: StateStore + ?Sized>(
     if i.change != change || i.size != len {
         return Err(FsError::Changed);
     }
-    let mut stale = Vec::new();
-    for (chunk, mirrors) in s.chunks(ino)? {
-        stale.extend(mirrors);
-        s.put_chunk(ino, chunk, None)?;
-    }
-    stale.sort_unstable();
-    stale.dedup();
+    let stale = super::drop_mirrors(s, ino)?;
     r.state = ReduceState::Reduced(Reduced {
         len,
         recipe: recipe.to_vec(),

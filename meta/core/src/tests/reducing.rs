@@ -91,6 +91,29 @@ fn begun(s: &mut MemState, ino: u64) -> u64 {
     s.reduces[&ino].epoch
 }
 
+fn unlink(name: &str, child: u64) -> Command {
+    Command::Unlink {
+        parent: ROOT_INO,
+        name: name.into(),
+        child,
+        time: t(7),
+    }
+}
+
+/// An encode of the whole file as one group, 2+1.
+fn begin_encode(ino: u64) -> Command {
+    Command::BeginEncode {
+        ino,
+        first: 0,
+        end: 1,
+        k: 2,
+        m: 1,
+        unit_shift: 20,
+        placement: vec![21, 22, 23],
+        time: t(6),
+    }
+}
+
 fn unavailable(r: Result<Outcome, FsError>) -> bool {
     matches!(r, Err(FsError::Unavailable(_)))
 }
@@ -144,16 +167,7 @@ fn reduces_take_epochs_from_the_counter_encodes_use() {
     let f = mirrored_file(&mut s, "f");
     let g = mirrored_file(&mut s, "g");
     let e = begun(&mut s, f);
-    let encode = Command::BeginEncode {
-        ino: g,
-        first: 0,
-        end: 1,
-        k: 2,
-        m: 1,
-        unit_shift: 20,
-        placement: vec![21, 22, 23],
-        time: t(6),
-    };
+    let encode = begin_encode(g);
     ok(&mut s, &encode);
     assert_eq!(s.stripes[&g].epoch, e + 1);
     ok(&mut s, &abort(f, e));
@@ -262,13 +276,7 @@ fn a_removed_file_keeps_its_record_until_its_referrers_and_copies_are_gone() {
     let f = mirrored_file(&mut s, "f");
     let e = begun(&mut s, f);
     ok(&mut s, &finish(f, e));
-    let unlink = Command::Unlink {
-        parent: ROOT_INO,
-        name: b"f".to_vec(),
-        child: f,
-        time: t(7),
-    };
-    ok(&mut s, &unlink);
+    ok(&mut s, &unlink("f", f));
     // An orphan may still be open and read: still reduced.
     assert_eq!(s.reduce_status(f, e), ReduceStatus::Finished);
     ok(&mut s, &Command::Forget { ino: f });
@@ -298,13 +306,7 @@ fn a_removed_file_keeps_its_record_until_its_referrers_and_copies_are_gone() {
     let h = mirrored_file(&mut s, "h");
     let eh = begun(&mut s, h);
     for (name, ino) in [("g", g), ("h", h)] {
-        let unlink = Command::Unlink {
-            parent: ROOT_INO,
-            name: name.into(),
-            child: ino,
-            time: t(8),
-        };
-        ok(&mut s, &unlink);
+        ok(&mut s, &unlink(name, ino));
     }
     ok(&mut s, &Command::ForgetOrphans { inos: vec![g, h] });
     assert_eq!(s.file_reduce(h), None);
@@ -345,16 +347,7 @@ fn only_a_mirrored_regular_file_on_flash_is_reduced() {
 
     // Encoding under way, then encoded.
     let f = mirrored_file(&mut s, "f");
-    let encode = Command::BeginEncode {
-        ino: f,
-        first: 0,
-        end: 1,
-        k: 2,
-        m: 1,
-        unit_shift: 20,
-        placement: vec![21, 22, 23],
-        time: t(6),
-    };
+    let encode = begin_encode(f);
     ok(&mut s, &encode);
     assert!(unavailable(on(&mut s, &begin(f))));
     let epoch = s.stripes[&f].epoch;
@@ -382,13 +375,7 @@ fn only_a_mirrored_regular_file_on_flash_is_reduced() {
 
     // An orphan is reaped, not reduced.
     let h = mirrored_file(&mut s, "h");
-    let unlink = Command::Unlink {
-        parent: ROOT_INO,
-        name: b"h".to_vec(),
-        child: h,
-        time: t(7),
-    };
-    ok(&mut s, &unlink);
+    ok(&mut s, &unlink("h", h));
     assert_eq!(on(&mut s, &begin(h)), Err(FsError::Stale(h)));
     let epoch = s.meta(crate::state::meta::NEXT_EPOCH).unwrap();
     assert_eq!(epoch, s.stripes[&f].epoch + 1, "no refusal took an epoch");
@@ -398,16 +385,7 @@ fn only_a_mirrored_regular_file_on_flash_is_reduced() {
 fn no_encode_or_eviction_of_a_file_a_reduce_reads_or_replaced() {
     let mut s = init();
     let f = mirrored_file(&mut s, "f");
-    let encode = Command::BeginEncode {
-        ino: f,
-        first: 0,
-        end: 1,
-        k: 2,
-        m: 1,
-        unit_shift: 20,
-        placement: vec![21, 22, 23],
-        time: t(6),
-    };
+    let encode = begin_encode(f);
     let change = s.inodes[&f].change;
     let copy = crate::tiering::TierCopy {
         gen: 1,
@@ -571,12 +549,7 @@ proptest! {
                 Op::Mirrors(f) => set_mirrors(files[f], &[13, 14]),
                 Op::Remove(f) => {
                     if s.inodes.get(&files[f]).is_some_and(|i| i.nlink > 0) {
-                        Command::Unlink {
-                            parent: ROOT_INO,
-                            name: names[f].into(),
-                            child: files[f],
-                            time: t(9),
-                        }
+                        unlink(names[f], files[f])
                     } else {
                         Command::Forget { ino: files[f] }
                     }
