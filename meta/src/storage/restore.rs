@@ -57,12 +57,18 @@ pub struct Rebuilt {
 /// flash held them and is gone. Files whose current bytes are in the bucket become evicted
 /// (read from it, brought back to flash as they are used); a file changed since its last
 /// upload becomes that upload's bytes; a file with none comes back empty; all are reported,
-/// never left to read as garbage. Where flash placed bytes (mirrors, stripes), the NFS client
-/// records and the proposers' sessions of the lost nodes are forgotten; the incarnation is set.
+/// never left to read as garbage. Where flash placed bytes (mirrors, stripes, the segments of
+/// reduced files and the index of them), the NFS client records and the proposers' sessions of the lost nodes are forgotten; the incarnation is set.
 pub fn from_bucket(s: &mut MemState, incarnation: u64, now: Time) -> Rebuilt {
     let mut out = Rebuilt::default();
     s.chunks.clear();
     s.stripes.clear();
+    // The bucket holds files, not segments (yet: `notes/reduce-plan.md` step 7), so a reduced
+    // file comes back from its copy like any other, and the index names nothing left.
+    s.reduces.clear();
+    s.segments.clear();
+    s.referrers.clear();
+    s.chunk_index.clear();
     s.clients.clear();
     s.sessions = Default::default();
     s.meta.insert(meta::TIER_INCARNATION, incarnation);
@@ -215,6 +221,17 @@ mod tests {
         i.size = 80;
         i.change += 1;
         s.chunks.insert((current, 0), vec![4, 5]);
+        let reduced = meta_core::FileReduce {
+            epoch: 5,
+            state: meta_core::ReduceState::Reduced(meta_core::Reduced {
+                len: 100,
+                recipe: vec![1],
+                segments: vec![meta_core::reduce_index::SegmentId([6; 32])],
+            }),
+            stale_copies: Vec::new(),
+            retired: false,
+        };
+        s.reduces.insert(current, reduced);
         let r = from_bucket(&mut s, 2, Time::new(9, 0));
         assert_eq!(r.evicted_files, 2);
         assert_eq!(r.evicted_bytes, 150);
@@ -224,7 +241,7 @@ mod tests {
         assert_eq!(s.inodes[&changed].size, 50);
         assert_eq!(s.inodes[&never].size, 0);
         assert!(!s.tier.contains_key(&never) && !s.tier.contains_key(&empty));
-        assert!(s.chunks.is_empty());
+        assert!(s.chunks.is_empty() && s.reduces.is_empty());
         assert_eq!(s.meta[meta::TIER_INCARNATION], 2);
         // The rewritten state travels as an image and back.
         let image = ShardImage {
