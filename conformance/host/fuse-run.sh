@@ -6,7 +6,7 @@
 # twoclient runs twice, with one client the FUSE mount here and the other the stock kernel client
 # in a qemu guest (run-guest.sh, kernel KVER, default the bookworm one from `conformance setup`):
 # FUSE as A and the kernel as B, then the other way round; the rendezvous is a small server on
-# loopback here (the guest reaches it as 10.0.2.2).
+# loopback here (the guest reaches it as 10.0.2.2). twoclient:A (or :B) runs one of the two.
 #
 # Environment: CFS_BIN (default target/release/cfs), PORT (base port, default 22049; the
 # cluster uses PORT..PORT+3 for NFS), ADMIN_PORT (the cluster's admin ports, ADMIN_PORT..+3;
@@ -163,7 +163,9 @@ for c in $CASES; do
     bigdir) sz="NENTRIES=${QUICK:+500}" ; [ -z "${QUICK:-}" ] && sz=NENTRIES=10000 ;;
     *) sz=X=0 ;;
   esac
-  before=$(counters)
+  # What the last case left is what this one starts from: nothing moves between cases, and
+  # each reading waits 1.5 s for the heartbeats (~10 s of a 7-case cluster run).
+  before=${after:-$(counters)}
   t0=$(date +%s.%N)
   RID=$$
   GPID=

@@ -24,6 +24,9 @@ pub struct ServerPlan {
     /// these scenarios only on this kernel (CI runs its longest cluster scenarios on one
     /// kernel each; `run` runs them on both)
     pub scenario_kernels: Vec<(&'static str, KernelKind)>,
+    /// these scenarios on this kernel only at this version (CI meets each kernel and version
+    /// once per check across the server kinds, not on every kind)
+    pub scenario_kernel_vers: Vec<(&'static str, KernelKind, &'static str)>,
 }
 
 impl ServerPlan {
@@ -37,6 +40,10 @@ impl ServerPlan {
                 .scenario_kernels
                 .iter()
                 .all(|(n, only)| *n != s.name || *only == k)
+            && self
+                .scenario_kernel_vers
+                .iter()
+                .all(|(n, on, at)| *n != s.name || *on != k || *at == v)
     }
 
     fn scenarios<'a>(&self, plan: &'a Plan) -> Vec<&'a Scenario> {
@@ -935,6 +942,7 @@ mod tests {
             only: None,
             scenario_vers: vec![("posix-diff", &["4.1"])],
             scenario_kernels: Vec::new(),
+            scenario_kernel_vers: Vec::new(),
         };
         let diff = scenario::find("posix-diff").expect("posix-diff exists");
         let posix = scenario::find("posix").expect("posix exists");
@@ -953,6 +961,7 @@ mod tests {
             only: None,
             scenario_vers: Vec::new(),
             scenario_kernels: vec![("pnfs-fault", KernelKind::Sid)],
+            scenario_kernel_vers: Vec::new(),
         };
         let fault = scenario::find("pnfs-fault").expect("pnfs-fault exists");
         let posix = scenario::find("posix").expect("posix exists");
@@ -960,5 +969,28 @@ mod tests {
         assert!(!sp.runs_at(fault, KernelKind::Bookworm, "4.1"));
         assert!(sp.runs_at(posix, KernelKind::Bookworm, "4.1"));
         assert!(sp.runs_at(posix, KernelKind::Sid, "4.1"));
+    }
+
+    #[test]
+    fn scenario_kernel_vers_restricts_one_kernel_of_one_scenario() {
+        let sp = ServerPlan {
+            spec: ServerSpec::Cfs,
+            versions: vec!["4.1".into(), "4.2".into()],
+            only: None,
+            scenario_vers: Vec::new(),
+            scenario_kernels: Vec::new(),
+            scenario_kernel_vers: vec![
+                ("posix", KernelKind::Bookworm, "4.1"),
+                ("posix", KernelKind::Sid, "4.2"),
+            ],
+        };
+        let posix = scenario::find("posix").expect("posix exists");
+        let bigdir = scenario::find("bigdir").expect("bigdir exists");
+        assert!(sp.runs_at(posix, KernelKind::Bookworm, "4.1"));
+        assert!(!sp.runs_at(posix, KernelKind::Bookworm, "4.2"));
+        assert!(!sp.runs_at(posix, KernelKind::Sid, "4.1"));
+        assert!(sp.runs_at(posix, KernelKind::Sid, "4.2"));
+        assert!(sp.runs_at(bigdir, KernelKind::Sid, "4.1"));
+        assert!(sp.runs_at(bigdir, KernelKind::Bookworm, "4.2"));
     }
 }

@@ -72,23 +72,33 @@ impl Drop for Mount {
     }
 }
 
+/// Every scenario: twoclient runs twice (FUSE as A, then as B), the other client the stock
+/// kernel one in a qemu guest (the bookworm kernel of `conformance setup`).
+const ALL: &[&str] = &[
+    "posix",
+    "integrity",
+    "bigdir",
+    "locking",
+    "xattr",
+    "twoclient",
+];
+
+/// Over the fabric, the scenarios that move file data: bigdir, locking and xattr move none
+/// (their runs left the fabric's byte count unchanged), so they meet only the MDS code the
+/// run without a fabric has just passed; twoclient once, FUSE writing over the fabric and the
+/// kernel client reading (~35 s less of a 57 s test, 2026-11-29).
+const FABRIC: &[&str] = &["posix", "integrity", "twoclient:A"];
+
 fn run_scenarios(mode: &str, fabric: Option<&str>) {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../conformance/host/fuse-run.sh");
     let port = common::cluster::free_port_block();
+    let scenarios = if fabric.is_some() { FABRIC } else { ALL };
+    let cases = scenarios.len() + usize::from(scenarios.contains(&"twoclient"));
     let out = Command::new("timeout")
         .arg("600")
         .arg(&script)
-        // twoclient runs twice (FUSE as A, then as B), the other client the stock kernel one
-        // in a qemu guest (the bookworm kernel of `conformance setup`): about 20 s more.
-        .args([
-            mode,
-            "posix",
-            "integrity",
-            "bigdir",
-            "locking",
-            "xattr",
-            "twoclient",
-        ])
+        .arg(mode)
+        .args(scenarios)
         .env("CFS_BIN", BIN)
         .env("QUICK", "1")
         .env("PORT", port.to_string())
@@ -106,7 +116,7 @@ fn run_scenarios(mode: &str, fabric: Option<&str>) {
         "scenarios failed over cfs mount ({mode})"
     );
     assert!(
-        text.contains("7 passed, 0 failed"),
+        text.contains(&format!("{cases} passed, 0 failed")),
         "not every scenario ran"
     );
     if mode == "cluster" {
