@@ -58,7 +58,8 @@ pub struct Rebuilt {
 /// (read from it, brought back to flash as they are used); a file changed since its last
 /// upload becomes that upload's bytes; a file with none comes back empty; all are reported,
 /// never left to read as garbage. Where flash placed bytes (mirrors, stripes, the segments of
-/// reduced files and the index of them), the NFS client records and the proposers' sessions of the lost nodes are forgotten; the incarnation is set.
+/// reduced files and the index of them), the NFS client records and the proposers' sessions
+/// of the lost nodes are forgotten; the incarnation is set.
 pub fn from_bucket(s: &mut MemState, incarnation: u64, now: Time) -> Rebuilt {
     let mut out = Rebuilt::default();
     s.chunks.clear();
