@@ -33,6 +33,10 @@ pub const MIRRORS: usize = 2;
 /// The record that holds a file's placement.
 pub(crate) const FILE_RECORD: u64 = 0;
 
+/// A file whose every mirror is down waits (DELAY) while one of them has heartbeated within
+/// this many heartbeat timeouts (32 s at the default 4 s), and fails (IO) after.
+pub(crate) const OUTAGE_WAIT: u32 = 8;
+
 /// Times a placement is tried when other nodes keep changing the record under it.
 const PLACE_ATTEMPTS: usize = 4;
 
@@ -194,12 +198,22 @@ impl Cluster {
         }
     }
 
-    /// No mirror of a file is up. Right after the MDS starts, or while a mirror is a DS we
-    /// have not heard from yet, that is the DSs not having re-registered: the client should
-    /// retry (DELAY). A known DS that went down is an outage the client must hear about.
+    /// No mirror of a file is up. While that may be passing, the client should retry
+    /// (DELAY): right after the MDS starts, or while a mirror is a DS we have not heard from
+    /// yet (the DSs re-registering), and while a mirror has heartbeated within
+    /// [`OUTAGE_WAIT`] heartbeat timeouts (a DS restarting, or one marked down for a failed
+    /// I/O that still heartbeats, which its next heartbeat brings back). Linux takes
+    /// NFS4ERR_IO on a LAYOUTGET as fatal to the write it was for (EIO to the application),
+    /// which is not what a hard mount's user expects of a blip. A DS silent for longer is an
+    /// outage the client must hear about (NFS4ERR_IO).
     pub(crate) fn unavailable(&self, rec: &[u64]) -> NfsError {
         let settling = self.started.elapsed() < self.cfg.dead_after * 3;
-        if settling || rec.iter().any(|d| !self.registry.knows(DsId(*d))) {
+        let recent = |d: &u64| {
+            self.registry
+                .silent_for(DsId(*d))
+                .is_none_or(|s| s < self.cfg.dead_after * OUTAGE_WAIT)
+        };
+        if settling || rec.iter().any(recent) {
             NfsError::Delay
         } else {
             NfsError::Io
@@ -211,5 +225,67 @@ impl Cluster {
             .map(|d| DsId(*d))
             .filter(|d| self.registry.is_up(*d))
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::ClusterConfig;
+    use super::*;
+    use proto::cluster::{DsCounters, HeartbeatArgs};
+    use proto::nfs4::basic::Netaddr4;
+    use std::time::Duration;
+
+    fn heartbeat(c: &Cluster, ds_id: u64) {
+        let a = HeartbeatArgs {
+            ds_id,
+            instance: 1,
+            timestamp_ms: 0,
+            listen: Netaddr4 {
+                na_r_netid: "tcp".into(),
+                na_r_addr: format!("127.0.0.1.8.{ds_id}").as_str().into(),
+            },
+            advertised: vec![],
+            failure_domain: String::new(),
+            capacity_bytes: 0,
+            used_bytes: 0,
+            avail_bytes: 0,
+            fs_id: 0,
+            counters: DsCounters::default(),
+            fence_seq: 0,
+            mac: [0; 32],
+        };
+        c.registry.heartbeat(&a).expect("heartbeat");
+    }
+
+    /// Every mirror down: a wait while one of them may be coming back, an error once they
+    /// have all been silent for OUTAGE_WAIT heartbeat timeouts.
+    #[test]
+    fn mirrors_all_down_wait_while_one_was_heard_lately_then_fail() {
+        let secret =
+            layout::ClusterSecret::from_passphrase("a test secret of some length").expect("secret");
+        let mut cfg = ClusterConfig::new(secret);
+        cfg.dead_after = Duration::from_millis(20);
+        let c = Cluster::new(cfg, 0, 1).expect("cluster");
+        assert_eq!(c.unavailable(&[1, 2]), NfsError::Delay, "settling");
+        std::thread::sleep(Duration::from_millis(80));
+        assert_eq!(c.unavailable(&[1, 2]), NfsError::Delay, "never heard of");
+        heartbeat(&c, 1);
+        heartbeat(&c, 2);
+        // One failed an I/O and the other went silent: both down, one heard just now.
+        c.registry.mark_down(DsId(1));
+        c.registry.mark_down(DsId(2));
+        assert!(c.live(&[1, 2]).is_empty());
+        assert_eq!(c.unavailable(&[1, 2]), NfsError::Delay, "a blip");
+        std::thread::sleep(Duration::from_millis(20) * OUTAGE_WAIT + Duration::from_millis(40));
+        assert_eq!(c.unavailable(&[1, 2]), NfsError::Io, "an outage");
+        heartbeat(&c, 2);
+        c.registry.mark_down(DsId(2));
+        assert_eq!(
+            c.unavailable(&[1, 2]),
+            NfsError::Delay,
+            "one mirror heard again"
+        );
+        assert_eq!(c.unavailable(&[]), NfsError::Io, "no mirror to wait for");
     }
 }

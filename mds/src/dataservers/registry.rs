@@ -325,6 +325,12 @@ impl Registry {
             .is_some_and(|d| d.state == DsState::Up)
     }
 
+    /// How long since the DS's last heartbeat to this MDS instance (`None`: it never sent
+    /// one). A DS marked down for a failed I/O that still heartbeats has been silent briefly.
+    pub fn silent_for(&self, id: DsId) -> Option<Duration> {
+        self.lock().live.get(&id).map(|l| l.last_seen.elapsed())
+    }
+
     /// Whether the DS has registered since this MDS started.
     pub fn knows(&self, id: DsId) -> bool {
         self.lock().map.get(id).is_some()
