@@ -89,5 +89,9 @@ finish() {
   # two-client runs: a failed guest releases its peer from waiting on steps that never come
   [ $FAILS != 0 ] && [ -n "${RDV_PORT:-}" ] && $H rdv 10.0.2.2 "$RDV_PORT" post abort 2>/dev/null
   if [ $FAILS = 0 ]; then echo "RESULT: all checks passed"; exit 0; fi
+  # what the kernel said about it (a flexfiles or RPC error often explains an EIO): the
+  # report is all a CI run leaves behind
+  dmesg 2>/dev/null | grep -iE 'nfs|rpc|pnfs|flex|layout' | grep -viE 'regist' | tail -n 20 \
+    | sed 's/^/INFO: dmesg: /'
   echo "RESULT: $FAILS check(s) failed"; exit 1
 }

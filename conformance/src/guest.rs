@@ -5,7 +5,7 @@ use crate::paths;
 use crate::procs;
 use std::collections::BTreeMap;
 use std::os::unix::process::CommandExt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -124,6 +124,7 @@ pub fn run(job: &GuestJob) -> Result<GuestRun> {
     let mut child = cmd.spawn().ctx(|| "spawn run-guest.sh".into())?;
     // run-guest.sh bounds qemu with `timeout`; this is the backstop if the script itself hangs
     let deadline = t0 + job.timeout + Duration::from_secs(60);
+    let mut booted = false;
     let status = loop {
         if let Some(st) = child.try_wait().ctx(|| "wait run-guest.sh".into())? {
             break st;
@@ -131,6 +132,27 @@ pub fn run(job: &GuestJob) -> Result<GuestRun> {
         if Instant::now() > deadline {
             procs::signal_group(child.id(), "KILL");
             break child.wait().ctx(|| "reap run-guest.sh".into())?;
+        }
+        if !booted && t0.elapsed() > BOOT_DEADLINE {
+            booted = reached_init(&dir.join("out.log"));
+            if !booted {
+                // Ended here, it counts as a boot crash and is booted again (runner::boot)
+                // instead of holding the run until the case's timeout.
+                use std::io::Write;
+                let _ = std::fs::OpenOptions::new()
+                    .append(true)
+                    .open(&stderr_path)
+                    .and_then(|mut f| {
+                        writeln!(
+                            f,
+                            "HARNESS: the guest's init did not start within {} s: the kernel \
+                             hung while booting; stopped",
+                            BOOT_DEADLINE.as_secs()
+                        )
+                    });
+                procs::signal_group(child.id(), "KILL");
+                break child.wait().ctx(|| "reap run-guest.sh".into())?;
+            }
         }
         std::thread::sleep(Duration::from_millis(200));
     };
@@ -150,6 +172,17 @@ pub fn run(job: &GuestJob) -> Result<GuestRun> {
 }
 
 static RUN_SEQ: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+
+/// A guest's init writes `@@KERNEL@@` first thing, ~5-10 s after qemu starts under TCG here
+/// (longer on a loaded machine). The bookworm kernel has been seen to stall in RCU while
+/// booting (2026-11-30: `rcu_preempt kthread starved`, no panic, no init), which held a CI
+/// case until its timeout of several minutes.
+const BOOT_DEADLINE: Duration = Duration::from_secs(120);
+
+/// Whether the guest's init has started (its first line is in `out`).
+fn reached_init(out: &Path) -> bool {
+    std::fs::read(out).is_ok_and(|b| b.windows(10).any(|w| w == b"@@KERNEL@@"))
+}
 
 pub fn parse(text: &str) -> GuestRun {
     let mut run = GuestRun::default();
@@ -272,6 +305,21 @@ mod tests {
         assert_eq!(r.mountstats.get("READ"), Some(&16));
         assert_eq!(r.mountstats.get("GETDEVICEINFO"), Some(&3));
         assert_eq!(r.mountstats_other.get("v3:READ"), Some(&5));
+    }
+
+    #[test]
+    fn init_counts_as_started_only_once_its_first_line_is_out() {
+        let d = std::env::temp_dir().join(format!("cfs-reached-init-{}", std::process::id()));
+        std::fs::create_dir_all(&d).unwrap();
+        let out = d.join("out.log");
+        assert!(!reached_init(&out), "no file yet");
+        std::fs::write(&out, "").unwrap();
+        assert!(!reached_init(&out), "qemu started, nothing from the guest");
+        std::fs::write(&out, "[  290.7] rcu: rcu_preempt kthread starved\n").unwrap();
+        assert!(!reached_init(&out));
+        std::fs::write(&out, "@@KERNEL@@ 6.1.0-56-amd64\n").unwrap();
+        assert!(reached_init(&out));
+        let _ = std::fs::remove_dir_all(&d);
     }
 
     #[test]

@@ -71,6 +71,9 @@ pub struct CaseResult {
     /// cfs kinds, a case that did not pass: the server's state directory with its logs
     #[serde(skip_serializing_if = "Option::is_none")]
     pub server_logs: Option<String>,
+    /// cfs kinds, a case that did not pass: the last lines the servers logged during it
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub server_log_tail: Vec<String>,
     pub checks_passed: usize,
     pub failures: Vec<String>,
     /// full guest output for anything that is not a pass
@@ -200,8 +203,20 @@ pub fn print_table(results: &[CaseResult]) {
             for f in r.failures.iter().take(8) {
                 println!("      {f}");
             }
+            // a known defect's kernel messages are the defect's, already explained
+            let explained = r.status == Status::KnownFail;
+            for l in r
+                .output
+                .iter()
+                .filter(|l| !explained && l.starts_with("INFO: dmesg:"))
+            {
+                println!("      {l}");
+            }
             if let Some(d) = &r.server_logs {
                 println!("      server logs: {d}");
+            }
+            for l in &r.server_log_tail {
+                println!("        {l}");
             }
         }
     }

@@ -1,6 +1,7 @@
 //! Runs a plan: servers × kernels × versions × scenarios, one guest boot per case (two for the
 //! two-client scenario), classifying each outcome honestly.
 
+use crate::failure_logs;
 use crate::guest::{self, GuestJob, GuestRun, RC_MOUNT_FAILED, RC_NO_EXIT, RC_TIMEOUT};
 use crate::hostops::{self, HostReport};
 use crate::known;
@@ -175,6 +176,11 @@ pub fn execute(plan: &Plan) -> Vec<CaseResult> {
                         continue;
                     }
                     run_id += 1;
+                    let marks = srv
+                        .spec
+                        .is_cfs()
+                        .then(|| srv.state_dir().map(failure_logs::mark))
+                        .flatten();
                     let mut r = run_case(plan, &mut srv, s, k, &kver, v, run_id);
                     if r.reason
                         .as_deref()
@@ -186,15 +192,28 @@ pub fn execute(plan: &Plan) -> Vec<CaseResult> {
                     if srv.spec.is_cfs() && matches!(r.status, Status::Fail | Status::Error) {
                         if let Some(d) = srv.state_dir() {
                             let keep = std::env::var_os("CFS_CONFORMANCE_KEEP").is_some();
+                            let case = format!(
+                                "{label}-{}-v{v}-{}-{}",
+                                k.name(),
+                                s.name,
+                                std::process::id()
+                            );
+                            let saved = failure_logs::save(d, &case);
                             r.server_logs = Some(format!(
-                                "{}{}",
+                                "{}{}{}",
                                 d.display(),
                                 if keep {
                                     ""
                                 } else {
                                     " (removed at the end; CFS_CONFORMANCE_KEEP=1 keeps it)"
-                                }
+                                },
+                                saved
+                                    .map(|p| format!("; a copy of the logs: {}", p.display()))
+                                    .unwrap_or_default()
                             ));
+                            if let Some(m) = &marks {
+                                r.server_log_tail = failure_logs::since(d, m);
+                            }
                         }
                     }
                     if !srv.alive() {
@@ -292,6 +311,7 @@ fn blank(
         pnfs_evidence: None,
         host_ops: None,
         server_logs: None,
+        server_log_tail: Vec::new(),
         checks_passed: 0,
         failures: Vec::new(),
         output: Vec::new(),
