@@ -23,7 +23,8 @@ use std::time::{Duration, Instant};
 #[derive(clap::Args, Clone, Debug)]
 pub struct HostBenchArgs {
     /// ganesha | cfs | cfs-nometrics (cfs with CFS_METRICS=off, to measure what the metrics
-    /// cost) (repeatable, in this order within every round; ratios are against the first)
+    /// cost) | cfs-b (the cfs binary in CFS_B_BIN: an A/B of two builds of cfs, e.g. two
+    /// profiles) (repeatable, in this order within every round; ratios are against the first)
     #[arg(long, default_values = ["ganesha", "cfs"])]
     pub server: Vec<String>,
     /// seconds per timed phase (sequential write, 4 KiB random read, 4 KiB random write,
@@ -412,6 +413,8 @@ impl Drop for Pinned {
 struct Setup {
     load: PathBuf,
     cfs: Option<PathBuf>,
+    /// `cfs-b`'s binary (CFS_B_BIN)
+    cfs_b: Option<PathBuf>,
     seconds: u64,
     tasks: u32,
     depth: u32,
@@ -432,6 +435,10 @@ fn start(name: &str, s: &Setup) -> Result<Running> {
         "cfs" => match &s.cfs {
             Some(b) => server::start_cfs_with_args(b, &CFS_ADMIN),
             None => Err(Error::Server("no cfs binary".into())),
+        },
+        "cfs-b" => match &s.cfs_b {
+            Some(b) => server::start_cfs_with_args(b, &CFS_ADMIN),
+            None => Err(Error::Server("no CFS_B_BIN".into())),
         },
         "cfs-nometrics" => match &s.cfs {
             Some(b) => {
@@ -582,14 +589,17 @@ fn one_run(name: &str, round: u32, s: &Setup) -> RunResult {
         Ok(mut srv) => {
             r.version = srv.version.clone();
             r.pid = srv.pid();
-            let admin = match (name, &s.cfs) {
-                ("cfs" | "cfs-nometrics", Some(b)) => match metrics_cost::admin_of(&srv, b) {
-                    Ok(a) => Some(a),
-                    Err(e) => {
-                        r.hook_error = Some(format!("admin listener: {e}"));
-                        None
+            let bin = if name == "cfs-b" { &s.cfs_b } else { &s.cfs };
+            let admin = match (name, bin) {
+                ("cfs" | "cfs-nometrics" | "cfs-b", Some(b)) => {
+                    match metrics_cost::admin_of(&srv, b) {
+                        Ok(a) => Some(a),
+                        Err(e) => {
+                            r.hook_error = Some(format!("admin listener: {e}"));
+                            None
+                        }
                     }
-                },
+                }
                 _ => None,
             };
             let (lines, deltas, error) = run_load(&srv, &format!("{name}-r{round}"), s, admin);
@@ -685,11 +695,11 @@ pub fn hostbench(a: &HostBenchArgs) -> Result<ExitCode> {
         let known = if a.v3 {
             matches!(s, "ganesha" | "cfs-gateway")
         } else {
-            matches!(s, "ganesha" | "cfs" | "cfs-nometrics")
+            matches!(s, "ganesha" | "cfs" | "cfs-nometrics" | "cfs-b")
         };
         if !known {
             return Err(Error::Usage(format!(
-                "hostbench --server {s}: expected ganesha, cfs or cfs-nometrics (single node), or with --v3 ganesha or cfs-gateway"
+                "hostbench --server {s}: expected ganesha, cfs, cfs-nometrics or cfs-b (single node), or with --v3 ganesha or cfs-gateway"
             )));
         }
         let s = &s.to_string();
@@ -730,6 +740,17 @@ pub fn hostbench(a: &HostBenchArgs) -> Result<ExitCode> {
         cfs: match &cfs_src {
             Some(b) => Some(pinned.copy(b, "cfs")?),
             None => None,
+        },
+        cfs_b: match std::env::var_os("CFS_B_BIN") {
+            Some(b) if servers.iter().any(|s| s == "cfs-b") => {
+                Some(pinned.copy(Path::new(&b), "cfs-b")?)
+            }
+            _ if servers.iter().any(|s| s == "cfs-b") => {
+                return Err(Error::Usage(
+                    "hostbench --server cfs-b: set CFS_B_BIN to the other cfs binary".into(),
+                ))
+            }
+            _ => None,
         },
         seconds: a.seconds,
         tasks: a.tasks.max(1),
