@@ -240,6 +240,7 @@ impl Mds {
             remote_shares: state::remote::shares::RemoteShares::new(boot),
             callback_lock: tokio::sync::Mutex::new(()),
             commits: Default::default(),
+            delayed: Default::default(),
         });
         let tier = match &cfg.tier {
             Some(t) => Some(Arc::new(crate::tier_set::Tier::new(

@@ -69,8 +69,12 @@ impl Ctx<'_> {
         }
     }
 
-    /// The client request the running operation is, as its session numbers it.
-    fn request(&self) -> Option<ClientRequest> {
+    /// The client request the running operation is, as its session numbers it (or the one it
+    /// is a retry of: `retry_of`).
+    pub(crate) fn request(&self) -> Option<ClientRequest> {
+        if self.retry_of.is_some() {
+            return self.retry_of;
+        }
         let (session, slot) = (self.session?, self.slot?);
         Some(ClientRequest {
             session,
@@ -114,7 +118,7 @@ const RESOLVE_ATTEMPTS: usize = 8;
 /// How long a client request is tried again as itself (`Ctx::execute_request`): a shard's
 /// election after its leader died takes a few seconds, the recovery of a transaction the dead
 /// node left as long (`txn_stale`); Linux waits a minute before it resends over TCP.
-const IN_DOUBT_WAIT: Duration = Duration::from_secs(10);
+pub(crate) const IN_DOUBT_WAIT: Duration = Duration::from_secs(10);
 
 /// Errors after which a request may have been carried out without its answer reaching us (a
 /// leader gone after the proposal), or was not carried out only because another request held

@@ -8,11 +8,12 @@
 //! the slot's negotiated size.
 
 use crate::error::NfsError;
+use crate::nfs::caller::IN_DOUBT_WAIT;
 use crate::nfs::ctx::{Ctx, WireCred};
 use crate::nfs::ops::{self, table};
 use crate::nfs::sec;
 use crate::node::Mds;
-use crate::state::SlotUse;
+use crate::state::{delayed, SlotUse};
 use meta::namespace::ShardId;
 use proto::nfs4::compound::{Compound4Args, Compound4Res, NfsArgop4, NfsResop4};
 use proto::nfs4::fileops::StatusRes;
@@ -39,7 +40,23 @@ async fn read_barrier(ctx: &mut Ctx<'_>, op: &NfsArgop4) -> Result<(), NfsError>
     {
         shards.push(ShardId::of_ino(ino));
     }
-    ctx.pass_barriers(&shards).await
+    if !info.has(table::MODIFIES) {
+        return ctx.pass_barriers(&shards).await;
+    }
+    // A change waits out an election rather than answer DELAY at once: it may be a client's
+    // retry of one a dead node carried out, which DELAY would make a new request
+    // (`state::delayed` covers what still ends in DELAY).
+    let deadline = tokio::time::Instant::now() + IN_DOUBT_WAIT;
+    let mut pause = std::time::Duration::from_millis(20);
+    loop {
+        match ctx.pass_barriers(&shards).await {
+            Err(NfsError::Delay) if tokio::time::Instant::now() + pause < deadline => {
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(std::time::Duration::from_millis(500));
+            }
+            r => return r,
+        }
+    }
 }
 
 fn compound_reply(xid: u32, body: &[u8]) -> Writer {
@@ -122,6 +139,7 @@ pub async fn run(mds: &Arc<Mds>, conn: &Connection, call: &Call) -> Writer {
         nops: args.argarray.len() + usize::from(args.error.is_some()),
         fresh: Vec::new(),
         op_index: 0,
+        retry_of: None,
     };
     let mut res = Compound4Res {
         status: 0,
@@ -145,6 +163,26 @@ pub async fn run(mds: &Arc<Mds>, conn: &Connection, call: &Call) -> Writer {
         // SEQUENCE first; without it only a sessionless operation, alone; ILLEGAL anywhere.
         let sessionless = info.has(table::SESSIONLESS_ALONE);
         let kept = sec::kept(&op);
+        // A change in a session may be the retry of one answered DELAY (`state::delayed`).
+        let fp = (i > 0 && info.has(table::MODIFIES) && ctx.clientid.is_some())
+            .then(|| match &op {
+                // Idempotent, and its payload not worth hashing.
+                NfsArgop4::Write(_) => None,
+                op => Some(delayed::fingerprint(&op.to_xdr(), ctx.cfh, ctx.sfh)),
+            })
+            .flatten();
+        ctx.retry_of = match (fp, ctx.clientid) {
+            (Some(fp), Some(client)) if mds.nfs.delayed.any() => mds.nfs.delayed.take(client, fp),
+            _ => None,
+        };
+        if let Some(first) = &ctx.retry_of {
+            tracing::info!(
+                op = info.name,
+                slot = first.slot,
+                seqid = first.seqid,
+                "a change answered DELAY sent again: runs as its first request"
+            );
+        }
         let r = if let Some(e) = sec::before(&ctx, &op) {
             ops::error_result(&op, e)
         } else if let (0, NfsArgop4::Sequence(a)) = (i, &op) {
@@ -195,6 +233,15 @@ pub async fn run(mds: &Arc<Mds>, conn: &Connection, call: &Call) -> Writer {
         };
         next_t0 = crate::nfs::metered::op_done(&ctx, opnum, info, t0, &r, written);
         let st = r.status();
+        if let (true, Some(fp), Some(client), Some(req)) = (
+            st == NfsError::Delay.code(),
+            fp,
+            ctx.clientid,
+            ctx.request(),
+        ) {
+            mds.nfs.delayed.record(client, fp, req);
+        }
+        ctx.retry_of = None;
         // Per-op trail for debugging two-client interleavings (RUST_LOG=mds::nfs::compound=trace).
         tracing::trace!(op = info.name, fh = ?ctx.cfh, status = st, "op");
         res.resarray.push(r);

@@ -21,6 +21,7 @@ mod adopt;
 pub mod arbiter;
 pub mod commits;
 mod courtesy;
+pub mod delayed;
 mod grace;
 mod layouts;
 pub mod locks;

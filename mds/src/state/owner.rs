@@ -45,6 +45,8 @@ pub struct NfsState {
     pub callback_lock: tokio::sync::Mutex<()>,
     /// The LAYOUTCOMMITs being carried out, which a CLOSE of their file waits for.
     pub commits: Arc<super::commits::CommitsInFlight>,
+    /// Changes this node answered DELAY: their retries run as the same client requests.
+    pub delayed: super::delayed::DelayedRequests,
 }
 
 impl NfsState {
