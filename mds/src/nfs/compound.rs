@@ -149,6 +149,8 @@ pub async fn run(mds: &Arc<Mds>, conn: &Connection, call: &Call) -> Writer {
     metrics::mds::COMPOUNDS.inc();
     // Whether each op checks the flavor itself (RFC 8881 §2.6.3.1.1), for the PUTFH before it.
     let checks_own_sec: Vec<bool> = args.argarray.iter().map(sec::checks_own_sec).collect();
+    // The changes' fingerprints, for telling a retry (`state::delayed`).
+    let fps = crate::nfs::retry::fingerprints(&args.argarray);
     // Each op's metrics start where the previous op's ended (`metered::op_done`).
     let mut next_t0 = metrics::start();
     for (i, op) in args.argarray.into_iter().enumerate() {
@@ -163,16 +165,13 @@ pub async fn run(mds: &Arc<Mds>, conn: &Connection, call: &Call) -> Writer {
         // SEQUENCE first; without it only a sessionless operation, alone; ILLEGAL anywhere.
         let sessionless = info.has(table::SESSIONLESS_ALONE);
         let kept = sec::kept(&op);
-        // A change in a session may be the retry of one answered DELAY (`state::delayed`).
-        let fp = (i > 0 && info.has(table::MODIFIES) && ctx.clientid.is_some())
-            .then(|| match &op {
-                // Idempotent, and its payload not worth hashing.
-                NfsArgop4::Write(_) => None,
-                op => Some(delayed::fingerprint(&op.to_xdr(), ctx.cfh, ctx.sfh)),
-            })
-            .flatten();
-        ctx.retry_of = match (fp, ctx.clientid) {
-            (Some(fp), Some(client)) if mds.nfs.delayed.any() => mds.nfs.delayed.take(client, fp),
+        // A change in a session may be the retry of one answered DELAY or BADSESSION
+        // (`state::delayed`).
+        let fp = fps.get(i).copied().flatten();
+        ctx.retry_of = match (fp, ctx.session) {
+            (Some(fp), Some(s)) if mds.nfs.delayed.any() => {
+                mds.nfs.delayed.take(delayed::client_of(&s), fp)
+            }
             _ => None,
         };
         if let Some(first) = &ctx.retry_of {
@@ -191,7 +190,24 @@ pub async fn run(mds: &Arc<Mds>, conn: &Connection, call: &Call) -> Writer {
                     NfsResop4::Sequence(proto::nfs4::session::SequenceRes::Ok(ok))
                 }
                 Ok((_, SlotUse::Replay(cached))) => return compound_reply(call.xid, &cached),
-                Err(e) => NfsResop4::Sequence(proto::nfs4::session::SequenceRes::Err(e.code())),
+                Err(e) => {
+                    if e == NfsError::BadSession {
+                        // Sent again on a new session, its changes are the same requests.
+                        let client = delayed::client_of(&a.sa_sessionid);
+                        for (j, fp) in fps.iter().enumerate() {
+                            if let (Some(fp), Ok(op)) = (fp, u16::try_from(j)) {
+                                let req = meta::namespace::ClientRequest {
+                                    session: a.sa_sessionid,
+                                    slot: a.sa_slotid,
+                                    seqid: a.sa_sequenceid,
+                                    op,
+                                };
+                                mds.nfs.delayed.record(client, *fp, req);
+                            }
+                        }
+                    }
+                    NfsResop4::Sequence(proto::nfs4::session::SequenceRes::Err(e.code()))
+                }
             }
         } else if i == 0 {
             if !(sessionless || info.has(table::ANYWHERE)) {
@@ -233,13 +249,10 @@ pub async fn run(mds: &Arc<Mds>, conn: &Connection, call: &Call) -> Writer {
         };
         next_t0 = crate::nfs::metered::op_done(&ctx, opnum, info, t0, &r, written);
         let st = r.status();
-        if let (true, Some(fp), Some(client), Some(req)) = (
-            st == NfsError::Delay.code(),
-            fp,
-            ctx.clientid,
-            ctx.request(),
-        ) {
-            mds.nfs.delayed.record(client, fp, req);
+        if let (true, Some(fp), Some(s), Some(req)) =
+            (st == NfsError::Delay.code(), fp, ctx.session, ctx.request())
+        {
+            mds.nfs.delayed.record(delayed::client_of(&s), fp, req);
         }
         ctx.retry_of = None;
         // Per-op trail for debugging two-client interleavings (RUST_LOG=mds::nfs::compound=trace).

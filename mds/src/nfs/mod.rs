@@ -9,5 +9,6 @@ pub mod compound;
 pub mod ctx;
 pub(crate) mod metered;
 pub mod ops;
+pub(crate) mod retry;
 pub(crate) mod sec;
 pub mod server;

@@ -11,14 +11,21 @@
 //! renamed through the node the host killed.
 //!
 //! So the compound runner keeps, per client, the request each changing operation answered
-//! DELAY was, under a fingerprint of that operation (its arguments and file handles), and runs
-//! the client's next operation with the same fingerprint as that request: the shard that
-//! applied it answers with its first answer, or applies it once.
+//! DELAY was, under a fingerprint of that operation (`nfs::retry`: the COMPOUND's operations up
+//! to it), and runs the client's next operation with the same fingerprint as that request: the
+//! shard that applied it answers with its first answer, or applies it once. The same for the
+//! changes in a COMPOUND refused with BADSESSION (a session this node does not have: its node
+//! restarted, or the taker did not adopt it): sent again on a new session, they run as the
+//! requests they were on the old one.
+//!
+//! A client is known by its owner's hash, which every session id carries (`adopt::session_id`):
+//! it survives a new session and a new client id, as the owner does.
 //!
 //! What it costs: two identical changes by one client, the first answered DELAY, are taken as
 //! one (the second gets the first's answer). Linux sends an operation answered DELAY again by
 //! itself, so only two of its processes racing to make the same change do that; one of them
-//! then gets success where "exists" or "not found" was due.
+//! then gets success where "exists" or "not found" was due. A client sending made-up session
+//! ids can push other clients' entries out (the table is bounded), which costs them only this.
 use meta::namespace::ClientRequest;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -33,30 +40,18 @@ const MAX_KEPT: usize = 1024;
 /// DELAY again (15 s), a session reset and a reconnect.
 const KEEP: Duration = Duration::from_secs(120);
 
-/// What an operation is, for telling its retry: its XDR (number and arguments) and the file
-/// handles it ran on (inode numbers).
-pub fn fingerprint(op_xdr: &[u8], cfh: Option<u64>, sfh: Option<u64>) -> u64 {
-    let mut h = blake3::Hasher::new();
-    for fh in [cfh, sfh] {
-        h.update(&fh.map_or([0xff; 9], |ino| {
-            let mut b = [0u8; 9];
-            b[1..].copy_from_slice(&ino.to_be_bytes());
-            b
-        }));
-    }
-    h.update(op_xdr);
-    let mut first = [0u8; 8];
-    first.copy_from_slice(&h.finalize().as_bytes()[..8]);
-    u64::from_be_bytes(first)
+/// The client a session id names, for this table: its owner's hash (`adopt::owner_hash`).
+pub fn client_of(session: &[u8; 16]) -> u32 {
+    u32::from_be_bytes([session[12], session[13], session[14], session[15]])
 }
 
 /// A kept request: when it was answered DELAY, and in which order (for eviction).
 type Kept = (ClientRequest, Instant, u64);
 
-/// The kept requests by (client id, fingerprint), and the last order number given.
-type Table = (HashMap<(u64, u64), Kept>, u64);
+/// The kept requests by (client, fingerprint), and the last order number given.
+type Table = (HashMap<(u32, u64), Kept>, u64);
 
-/// The requests answered DELAY, by (client id, fingerprint).
+/// The requests answered DELAY, by (client, fingerprint).
 #[derive(Default)]
 pub struct DelayedRequests {
     kept: Mutex<Table>,
@@ -72,7 +67,7 @@ impl DelayedRequests {
 
     /// The request an operation of `client` with fingerprint `fp` is a retry of, which is then
     /// no longer kept (kept again if the retry is answered DELAY too).
-    pub fn take(&self, client: u64, fp: u64) -> Option<ClientRequest> {
+    pub fn take(&self, client: u32, fp: u64) -> Option<ClientRequest> {
         let mut g = self.kept.lock().unwrap_or_else(|p| p.into_inner());
         let out = g.0.remove(&(client, fp)).and_then(|(req, at, _)| {
             // An entry too old to be a retry: its operation is a new request.
@@ -82,8 +77,9 @@ impl DelayedRequests {
         out
     }
 
-    /// Keeps `req` as what an operation of `client` with fingerprint `fp` was, answered DELAY.
-    pub fn record(&self, client: u64, fp: u64, req: ClientRequest) {
+    /// Keeps `req` as what an operation of `client` with fingerprint `fp` was (answered DELAY,
+    /// or refused with BADSESSION).
+    pub fn record(&self, client: u32, fp: u64, req: ClientRequest) {
         let mut g = self.kept.lock().unwrap_or_else(|p| p.into_inner());
         let (kept, order) = &mut *g;
         let now = Instant::now();
@@ -117,13 +113,13 @@ mod tests {
     #[test]
     fn a_retry_runs_as_the_request_answered_delay_once() {
         let d = DelayedRequests::default();
-        let fp = fingerprint(b"rename a/f7 b/g7", Some(10), Some(11));
+        let fp = 0x1234;
         assert!(!d.any());
         d.record(1, fp, req(41));
         assert!(d.any());
         // Another client, or another operation of this one: not a retry.
         assert_eq!(d.take(2, fp), None);
-        let other = fingerprint(b"rename a/f8 b/g8", Some(10), Some(11));
+        let other = 0x1235;
         assert_eq!(d.take(1, other), None);
         assert_eq!(d.take(1, fp), Some(req(41)));
         // Taken: the next identical operation is a new request.
@@ -132,20 +128,12 @@ mod tests {
     }
 
     #[test]
-    fn the_file_handles_are_part_of_what_an_operation_is() {
-        let op = b"remove x";
-        assert_ne!(
-            fingerprint(op, Some(1), None),
-            fingerprint(op, Some(2), None)
-        );
-        assert_ne!(
-            fingerprint(op, Some(1), None),
-            fingerprint(op, None, Some(1))
-        );
-        assert_eq!(
-            fingerprint(op, Some(1), Some(2)),
-            fingerprint(op, Some(1), Some(2))
-        );
+    fn a_client_is_its_owners_hash_in_every_session_id() {
+        let owner = b"Linux NFSv4.2 guest-a";
+        let a = crate::state::session_id(7, 1, owner);
+        let b = crate::state::session_id(9 << 32, 5, owner);
+        assert_eq!(client_of(&a), client_of(&b));
+        assert_eq!(client_of(&a), crate::state::adopt::owner_hash(owner));
     }
 
     #[test]

@@ -1,0 +1,96 @@
+//! Which operations of a COMPOUND are changes a client may send again after DELAY or
+//! BADSESSION, and their fingerprints (`state::delayed`).
+//!
+//! An operation's fingerprint is a hash of the COMPOUND's operations up to it, SEQUENCE left
+//! out: what the client sends again is the same COMPOUND under another sequence id or session,
+//! and the operations before it (PUTFH, SAVEFH, ...) say which files it acts on, without
+//! running them.
+use crate::nfs::ops::table;
+use proto::nfs4::compound::NfsArgop4;
+use proto::xdr::Xdr;
+
+/// For each operation, its fingerprint if it is a change (`table::MODIFIES`) other than
+/// WRITE (which is idempotent); empty when the COMPOUND has no such change, so that reads
+/// cost nothing.
+pub fn fingerprints(ops: &[NfsArgop4]) -> Vec<Option<u64>> {
+    let change = |op: &NfsArgop4| {
+        table::info(op.opnum()).has(table::MODIFIES) && !matches!(op, NfsArgop4::Write(_))
+    };
+    if !ops.iter().skip(1).any(change) {
+        return Vec::new();
+    }
+    let mut h = blake3::Hasher::new();
+    let mut out = vec![None];
+    for op in ops.iter().skip(1) {
+        match op {
+            // Its data says nothing about the changes after it, and is large.
+            NfsArgop4::Write(_) => h.update(&op.opnum().to_be_bytes()),
+            op => h.update(&op.to_xdr()),
+        };
+        out.push(change(op).then(|| {
+            let mut first = [0u8; 8];
+            first.copy_from_slice(&h.finalize().as_bytes()[..8]);
+            u64::from_be_bytes(first)
+        }));
+    }
+    out.truncate(ops.len());
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proto::nfs4::basic::NfsFh4;
+    use proto::nfs4::fileops::{PutfhArgs, RenameArgs};
+
+    fn sequence(seqid: u32) -> NfsArgop4 {
+        NfsArgop4::Sequence(proto::nfs4::session::SequenceArgs {
+            sa_sessionid: [1; 16],
+            sa_sequenceid: seqid,
+            sa_slotid: 0,
+            sa_highest_slotid: 0,
+            sa_cachethis: true,
+        })
+    }
+
+    fn putfh(b: u8) -> NfsArgop4 {
+        NfsArgop4::Putfh(PutfhArgs {
+            object: NfsFh4(vec![b; 8].into()),
+        })
+    }
+
+    fn rename(from: &str, to: &str) -> NfsArgop4 {
+        NfsArgop4::Rename(RenameArgs {
+            oldname: from.as_bytes().to_vec().into(),
+            newname: to.as_bytes().to_vec().into(),
+        })
+    }
+
+    fn renaming(seqid: u32, src: u8, dst: u8, from: &str, to: &str) -> Vec<NfsArgop4> {
+        vec![
+            sequence(seqid),
+            putfh(src),
+            NfsArgop4::Savefh,
+            putfh(dst),
+            rename(from, to),
+        ]
+    }
+
+    #[test]
+    fn a_compound_sent_again_under_another_sequence_id_has_the_same_fingerprints() {
+        let a = fingerprints(&renaming(1, 1, 2, "f7", "g7"));
+        assert_eq!(a.len(), 5);
+        assert!(a[..4].iter().all(Option::is_none), "{a:?}");
+        assert!(a[4].is_some());
+        assert_eq!(a, fingerprints(&renaming(2, 1, 2, "f7", "g7")));
+        // Other names, or other directories: another change.
+        assert_ne!(a, fingerprints(&renaming(1, 1, 2, "f8", "g7")));
+        assert_ne!(a, fingerprints(&renaming(1, 2, 1, "f7", "g7")));
+    }
+
+    #[test]
+    fn a_compound_without_changes_costs_nothing() {
+        let reads = vec![sequence(1), putfh(1), NfsArgop4::Getfh];
+        assert!(fingerprints(&reads).is_empty());
+    }
+}
