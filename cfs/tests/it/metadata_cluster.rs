@@ -1887,6 +1887,12 @@ mod raw {
         ]
     }
 
+    pub fn reclaim_complete() -> Vec<NfsArgop4> {
+        vec![NfsArgop4::ReclaimComplete(ReclaimCompleteArgs {
+            rca_one_fs: false,
+        })]
+    }
+
     /// The SEQUENCE status flags of a reply.
     pub fn flags(r: &Compound4Res) -> u32 {
         match &r.resarray[0] {
@@ -1980,18 +1986,7 @@ fn a_request_the_dead_node_carried_out_gets_its_first_answer_from_the_taker() {
         // The client moves to a session of the taker's, for the same client id, and ends
         // its reclaim.
         let (new, _) = raw::create_session(&c, clientid, cs_seq + 1).await;
-        let r = raw::compound(
-            &c,
-            with(
-                new,
-                0,
-                1,
-                vec![NfsArgop4::ReclaimComplete(
-                    proto::nfs4::ReclaimCompleteArgs { rca_one_fs: false },
-                )],
-            ),
-        )
-        .await;
+        let r = raw::compound(&c, with(new, 0, 1, raw::reclaim_complete())).await;
         assert_eq!(r.status, 0, "{r:?}");
         let r = raw::compound(&c, with(new, 1, 1, vec![NfsArgop4::Putrootfh])).await;
         assert_eq!(
@@ -2006,5 +2001,63 @@ fn a_request_the_dead_node_carried_out_gets_its_first_answer_from_the_taker() {
         root.retain(|n| ["d", "e", "g"].contains(&n.as_str()));
         assert_eq!(root, ["e"]);
         let _ = other.shutdown().await;
+    });
+}
+
+/// A client whose server was killed sends what got no answer again. Its session died with the
+/// server's life (BADSESSION), so it sends it on a new session, under a new client id; a
+/// RENAME the first life carried out then gets its first answer (the shards keep the answers
+/// on disk; `mds::state::delayed` knows the retry), not "not found" as knfsd answers after a
+/// restart. Once answered, the same change sent as a new request is one: NOENT.
+#[test]
+fn a_change_sent_again_on_a_new_session_after_a_restart_gets_its_first_answer() {
+    use proto::nfs4::{NfsArgop4, NfsResop4};
+    let tmp = tempfile::tempdir().unwrap();
+    let mut srv = Server::start(tmp.path(), Some("lease_seconds = 10\ngrace_seconds = 2\n"));
+    let rt = rt();
+    let with = |sid, slot, seqid, ops: Vec<NfsArgop4>| {
+        let mut all = vec![raw::sequence(sid, slot, seqid)];
+        all.extend(ops);
+        all
+    };
+    let owner = "a client whose server restarted";
+    let (sid, first) = rt.block_on(async {
+        let c = raw::connect(srv.addr).await;
+        let (sid, _, _) = raw::session(&c, owner).await;
+        let r = raw::compound(&c, with(sid, 0, 1, raw::mkdir("d"))).await;
+        assert_eq!(r.status, 0, "{r:?}");
+        let first = raw::compound(&c, with(sid, 1, 1, raw::rename("d", "e"))).await;
+        assert_eq!(first.status, 0, "{first:?}");
+        (sid, first)
+    });
+    srv.kill();
+    srv.restart();
+    rt.block_on(async {
+        let c = raw::connect(srv.addr).await;
+        // Sent again as it was: the session is gone with the first life.
+        let r = raw::compound(&c, with(sid, 1, 1, raw::rename("d", "e"))).await;
+        assert_eq!(r.status, Nfsstat4::Badsession.code(), "{r:?}");
+        let (new, _, _) = raw::session(&c, owner).await;
+        let r = raw::compound(&c, with(new, 0, 1, raw::reclaim_complete())).await;
+        assert_eq!(r.status, 0, "{r:?}");
+        // On the new session, told to wait (GRACE, DELAY) while the restart's grace lasts,
+        // and sent again as a client would.
+        let (mut seqid, t) = (2, Instant::now());
+        let again = loop {
+            let r = raw::compound(&c, with(new, 0, seqid, raw::rename("d", "e"))).await;
+            seqid += 1;
+            let wait = [Nfsstat4::Grace.code(), Nfsstat4::Delay.code()].contains(&r.status);
+            if !wait || t.elapsed() > Duration::from_secs(30) {
+                break r;
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        };
+        assert_eq!(again.status, 0, "sent again on a new session: {again:?}");
+        // The first answer: the same change of the root directory.
+        assert!(matches!(again.resarray[3], NfsResop4::Rename(_)));
+        assert_eq!(again.resarray[3], first.resarray[3]);
+        // A new request of the same change: carried out here, and e is no longer d.
+        let r = raw::compound(&c, with(new, 0, seqid, raw::rename("d", "e"))).await;
+        assert_eq!(r.status, Nfsstat4::Noent.code(), "{r:?}");
     });
 }

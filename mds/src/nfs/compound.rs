@@ -11,9 +11,9 @@ use crate::error::NfsError;
 use crate::nfs::caller::IN_DOUBT_WAIT;
 use crate::nfs::ctx::{Ctx, WireCred};
 use crate::nfs::ops::{self, table};
-use crate::nfs::sec;
+use crate::nfs::{retry, sec};
 use crate::node::Mds;
-use crate::state::{delayed, SlotUse};
+use crate::state::SlotUse;
 use meta::namespace::ShardId;
 use proto::nfs4::compound::{Compound4Args, Compound4Res, NfsArgop4, NfsResop4};
 use proto::nfs4::fileops::StatusRes;
@@ -150,7 +150,7 @@ pub async fn run(mds: &Arc<Mds>, conn: &Connection, call: &Call) -> Writer {
     // Whether each op checks the flavor itself (RFC 8881 §2.6.3.1.1), for the PUTFH before it.
     let checks_own_sec: Vec<bool> = args.argarray.iter().map(sec::checks_own_sec).collect();
     // The changes' fingerprints, for telling a retry (`state::delayed`).
-    let fps = crate::nfs::retry::fingerprints(&args.argarray);
+    let fps = retry::fingerprints(&args.argarray);
     // Each op's metrics start where the previous op's ended (`metered::op_done`).
     let mut next_t0 = metrics::start();
     for (i, op) in args.argarray.into_iter().enumerate() {
@@ -165,23 +165,9 @@ pub async fn run(mds: &Arc<Mds>, conn: &Connection, call: &Call) -> Writer {
         // SEQUENCE first; without it only a sessionless operation, alone; ILLEGAL anywhere.
         let sessionless = info.has(table::SESSIONLESS_ALONE);
         let kept = sec::kept(&op);
-        // A change in a session may be the retry of one answered DELAY or BADSESSION
-        // (`state::delayed`).
+        // A change may be sent again after DELAY, GRACE or BADSESSION (`state::delayed`).
         let fp = fps.get(i).copied().flatten();
-        ctx.retry_of = match (fp, ctx.session) {
-            (Some(fp), Some(s)) if mds.nfs.delayed.any() => {
-                mds.nfs.delayed.take(delayed::client_of(&s), fp)
-            }
-            _ => None,
-        };
-        if let Some(first) = &ctx.retry_of {
-            tracing::info!(
-                op = info.name,
-                slot = first.slot,
-                seqid = first.seqid,
-                "a change answered DELAY sent again: runs as its first request"
-            );
-        }
+        ctx.retry_of = retry::retry_of(&ctx, fp, info.name);
         let r = if let Some(e) = sec::before(&ctx, &op) {
             ops::error_result(&op, e)
         } else if let (0, NfsArgop4::Sequence(a)) = (i, &op) {
@@ -192,19 +178,7 @@ pub async fn run(mds: &Arc<Mds>, conn: &Connection, call: &Call) -> Writer {
                 Ok((_, SlotUse::Replay(cached))) => return compound_reply(call.xid, &cached),
                 Err(e) => {
                     if e == NfsError::BadSession {
-                        // Sent again on a new session, its changes are the same requests.
-                        let client = delayed::client_of(&a.sa_sessionid);
-                        for (j, fp) in fps.iter().enumerate() {
-                            if let (Some(fp), Ok(op)) = (fp, u16::try_from(j)) {
-                                let req = meta::namespace::ClientRequest {
-                                    session: a.sa_sessionid,
-                                    slot: a.sa_slotid,
-                                    seqid: a.sa_sequenceid,
-                                    op,
-                                };
-                                mds.nfs.delayed.record(client, *fp, req);
-                            }
-                        }
+                        retry::keep_refused(mds, a, &fps);
                     }
                     NfsResop4::Sequence(proto::nfs4::session::SequenceRes::Err(e.code()))
                 }
@@ -249,11 +223,7 @@ pub async fn run(mds: &Arc<Mds>, conn: &Connection, call: &Call) -> Writer {
         };
         next_t0 = crate::nfs::metered::op_done(&ctx, opnum, info, t0, &r, written);
         let st = r.status();
-        if let (true, Some(fp), Some(s), Some(req)) =
-            (st == NfsError::Delay.code(), fp, ctx.session, ctx.request())
-        {
-            mds.nfs.delayed.record(delayed::client_of(&s), fp, req);
-        }
+        retry::keep_if_sent_again(&ctx, fp, st);
         ctx.retry_of = None;
         // Per-op trail for debugging two-client interleavings (RUST_LOG=mds::nfs::compound=trace).
         tracing::trace!(op = info.name, fh = ?ctx.cfh, status = st, "op");

@@ -1,12 +1,19 @@
-//! Which operations of a COMPOUND are changes a client may send again after DELAY or
-//! BADSESSION, and their fingerprints (`state::delayed`).
+//! Changes a client sends again after DELAY, GRACE or BADSESSION run as the requests they
+//! first were (`state::delayed` says why): which operations of a COMPOUND are such changes,
+//! their fingerprints, and what the compound runner keeps and looks up around each.
 //!
 //! An operation's fingerprint is a hash of the COMPOUND's operations up to it, SEQUENCE left
 //! out: what the client sends again is the same COMPOUND under another sequence id or session,
 //! and the operations before it (PUTFH, SAVEFH, ...) say which files it acts on, without
 //! running them.
+use crate::error::NfsError;
+use crate::nfs::ctx::Ctx;
 use crate::nfs::ops::table;
+use crate::node::Mds;
+use crate::state::delayed;
+use meta::namespace::ClientRequest;
 use proto::nfs4::compound::NfsArgop4;
+use proto::nfs4::session::SequenceArgs;
 use proto::xdr::Xdr;
 
 /// For each operation, its fingerprint if it is a change (`table::MODIFIES`) other than
@@ -35,6 +42,55 @@ pub fn fingerprints(ops: &[NfsArgop4]) -> Vec<Option<u64>> {
     }
     out.truncate(ops.len());
     out
+}
+
+/// The request the running operation (`fp`, its fingerprint; `op`, its name) was sent as
+/// before, if it is a change sent again after DELAY, GRACE or BADSESSION.
+pub fn retry_of(ctx: &Ctx<'_>, fp: Option<u64>, op: &str) -> Option<ClientRequest> {
+    let (fp, session) = (fp?, ctx.session?);
+    if !ctx.mds.nfs.delayed.any() {
+        return None;
+    }
+    let first = ctx.mds.nfs.delayed.take(delayed::client_of(&session), fp)?;
+    tracing::info!(
+        op,
+        slot = first.slot,
+        seqid = first.seqid,
+        "a change sent again after DELAY, GRACE or BADSESSION: runs as its first request"
+    );
+    Some(first)
+}
+
+/// After the operation `fp` answered `status`: kept as the request it is (`Ctx::request`) if
+/// the answer ends the request and the client will send it again, as DELAY and GRACE do.
+pub fn keep_if_sent_again(ctx: &Ctx<'_>, fp: Option<u64>, status: u32) {
+    if status != NfsError::Delay.code() && status != NfsError::Grace.code() {
+        return;
+    }
+    if let (Some(fp), Some(session), Some(req)) = (fp, ctx.session, ctx.request()) {
+        ctx.mds
+            .nfs
+            .delayed
+            .record(delayed::client_of(&session), fp, req);
+    }
+}
+
+/// A COMPOUND whose SEQUENCE `seq` named a session this node does not have (BADSESSION): its
+/// changes are kept as the requests they were on that session, for when the client sends
+/// them again on a new one.
+pub fn keep_refused(mds: &Mds, seq: &SequenceArgs, fps: &[Option<u64>]) {
+    let client = delayed::client_of(&seq.sa_sessionid);
+    for (i, fp) in fps.iter().enumerate() {
+        if let (Some(fp), Ok(op)) = (fp, u16::try_from(i)) {
+            let req = ClientRequest {
+                session: seq.sa_sessionid,
+                slot: seq.sa_slotid,
+                seqid: seq.sa_sequenceid,
+                op,
+            };
+            mds.nfs.delayed.record(client, *fp, req);
+        }
+    }
 }
 
 #[cfg(test)]

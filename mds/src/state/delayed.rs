@@ -1,9 +1,9 @@
-//! Changes this node answered NFS4ERR_DELAY, so that the client's retry is carried out as the
-//! same client request.
+//! Changes this node answered NFS4ERR_DELAY (or NFS4ERR_GRACE), so that the client's retry is
+//! carried out as the same client request.
 //!
-//! DELAY ends a request: the client sends the operation again under its slot's next sequence
-//! id or, when its session was reset meanwhile (an adopted session is reset at once:
-//! `adopt`), on a new session. The shards know a request by its session, slot and sequence id
+//! DELAY ends a request, as GRACE does: the client sends the operation again under its slot's
+//! next sequence id or, when its session was reset meanwhile (an adopted session is reset at
+//! once: `adopt`), on a new session. The shards know a request by its session, slot and sequence id
 //! (`Command::Request`), so the retry would be a new request; if the first copy was carried
 //! out after all (proposed by a node that then died, or decided by a transaction that its
 //! recovery finished), the retry of a RENAME would answer "not found" and that of a MKDIR
