@@ -23,24 +23,24 @@ pub fn fingerprints(ops: &[NfsArgop4]) -> Vec<Option<u64>> {
     let change = |op: &NfsArgop4| {
         table::info(op.opnum()).has(table::MODIFIES) && !matches!(op, NfsArgop4::Write(_))
     };
-    if !ops.iter().skip(1).any(change) {
+    // Only the operations up to the last change are hashed (not the GETATTRs after it).
+    let Some(last) = ops.iter().skip(1).rposition(change).map(|p| p + 1) else {
         return Vec::new();
-    }
+    };
     let mut h = blake3::Hasher::new();
-    let mut out = vec![None];
-    for op in ops.iter().skip(1) {
+    let mut out = vec![None; ops.len()];
+    for (i, op) in ops.iter().enumerate().take(last + 1).skip(1) {
         match op {
             // Its data says nothing about the changes after it, and is large.
             NfsArgop4::Write(_) => h.update(&op.opnum().to_be_bytes()),
             op => h.update(&op.to_xdr()),
         };
-        out.push(change(op).then(|| {
+        out[i] = change(op).then(|| {
             let mut first = [0u8; 8];
             first.copy_from_slice(&h.finalize().as_bytes()[..8]);
             u64::from_be_bytes(first)
-        }));
+        });
     }
-    out.truncate(ops.len());
     out
 }
 
@@ -142,6 +142,17 @@ mod tests {
         // Other names, or other directories: another change.
         assert_ne!(a, fingerprints(&renaming(1, 1, 2, "f8", "g7")));
         assert_ne!(a, fingerprints(&renaming(1, 2, 1, "f7", "g7")));
+    }
+
+    #[test]
+    fn what_follows_the_change_is_not_part_of_it() {
+        let mut plain = renaming(1, 1, 2, "f7", "g7");
+        let a = fingerprints(&plain);
+        plain.push(NfsArgop4::Getfh);
+        let b = fingerprints(&plain);
+        assert_eq!(b.len(), 6);
+        assert_eq!(b[..5], a[..]);
+        assert_eq!(b[5], None);
     }
 
     #[test]
