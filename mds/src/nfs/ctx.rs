@@ -111,8 +111,8 @@ pub struct Ctx<'a> {
     pub fresh: Vec<u16>,
     /// The position of the operation running now in the COMPOUND.
     pub op_index: u16,
-    /// The client request the running operation is a retry of, answered DELAY before
-    /// (`state::delayed`): it runs as that request.
+    /// The client request the running operation is a retry of (after DELAY, GRACE or BADSESSION;
+    /// `state::delayed`): it runs as that request.
     pub retry_of: Option<meta::namespace::ClientRequest>,
 }
 

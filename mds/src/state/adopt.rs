@@ -49,6 +49,11 @@ pub fn session_id(clientid: u64, cs_seq: u32, owner: &[u8]) -> SessionId {
     id
 }
 
+/// The `owner_hash` a session id carries (`session_id`).
+pub fn owner_hash_in(id: &SessionId) -> u32 {
+    u32::from_be_bytes([id[12], id[13], id[14], id[15]])
+}
+
 impl StateManager {
     /// Adopts session `id` if it is one of a dead node's clients that may reclaim here (see
     /// the module); `principal` is who sent the request, `minor` its minor version (the
@@ -62,7 +67,7 @@ impl StateManager {
         if instance >> 24 == self.boot >> 24 || !Self::grace_on(g) {
             return false;
         }
-        let hash = u32::from_be_bytes([id[12], id[13], id[14], id[15]]);
+        let hash = owner_hash_in(id);
         let mut owners = g.awaiting_reclaim.iter().filter(|o| owner_hash(o) == hash);
         let (Some(owner), None) = (owners.next(), owners.next()) else {
             // None, or two owners with one hash: the client recovers the ordinary way.

@@ -3,8 +3,8 @@
 //!
 //! DELAY ends a request, as GRACE does: the client sends the operation again under its slot's
 //! next sequence id or, when its session was reset meanwhile (an adopted session is reset at
-//! once: `adopt`), on a new session. The shards know a request by its session, slot and sequence id
-//! (`Command::Request`), so the retry would be a new request; if the first copy was carried
+//! once: `adopt`), on a new session. The shards know a request by its session, slot and
+//! sequence id (`Command::Request`), so the retry would be a new request; if the first copy was carried
 //! out after all (proposed by a node that then died, or decided by a transaction that its
 //! recovery finished), the retry of a RENAME would answer "not found" and that of a MKDIR
 //! "exists" for what succeeded. Seen in CI: `mv` failed with ENOENT on a file it had just
@@ -40,9 +40,9 @@ const MAX_KEPT: usize = 1024;
 /// DELAY again (15 s), a session reset and a reconnect.
 const KEEP: Duration = Duration::from_secs(120);
 
-/// The client a session id names, for this table: its owner's hash (`adopt::owner_hash`).
+/// The client a session id names, for this table: its owner's hash (`adopt::owner_hash_in`).
 pub fn client_of(session: &[u8; 16]) -> u32 {
-    u32::from_be_bytes([session[12], session[13], session[14], session[15]])
+    super::adopt::owner_hash_in(session)
 }
 
 /// A kept request: when it was answered DELAY, and in which order (for eviction).
@@ -55,7 +55,7 @@ type Table = (HashMap<(u32, u64), Kept>, u64);
 #[derive(Default)]
 pub struct DelayedRequests {
     kept: Mutex<Table>,
-    /// Whether any is kept: the runner fingerprints an operation only then, or after DELAY.
+    /// Whether any is kept: the runner looks an operation up only then.
     any: AtomicBool,
 }
 
