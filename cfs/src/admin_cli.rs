@@ -169,6 +169,16 @@ pub fn status_table(v: &Value) -> String {
             human(n("degraded_encoded_bytes")),
             d.get("raw_per_byte").and_then(Value::as_f64).unwrap_or(0.0),
         ));
+        if n("reduced_files") > 0 || n("segment_raw_bytes") > 0 {
+            out.push_str(&format!(
+                "     reduced: {} in {} files; {} after dedup, {} after compression, {} raw in segments\n",
+                human(n("reduced_bytes")),
+                n("reduced_files"),
+                human(n("segment_unique_bytes")),
+                human(n("segment_stored_bytes")),
+                human(n("segment_raw_bytes")),
+            ));
+        }
     }
     if let Some(t) = v["mds"]["tier"].as_object() {
         let n = |k: &str| t.get(k).and_then(Value::as_u64).unwrap_or(0);

@@ -49,6 +49,9 @@ pub struct UpArgs {
     /// Seconds a file stays unchanged before it is erasure-coded (0: never; default 3600).
     #[arg(long)]
     encode_after: Option<u64>,
+    /// Data reduction of files due for erasure coding: off, on or auto (default off).
+    #[arg(long)]
+    reduce: Option<String>,
     /// Seconds a data server may be down before it is declared lost and its data rebuilt on
     /// the others (0: never; default 600).
     #[arg(long)]
@@ -255,6 +258,11 @@ pub async fn run(a: UpArgs) -> Result<(), Box<dyn std::error::Error>> {
         }
         if let Some(l) = a.lost_after {
             toml.push_str(&format!("lost_after_seconds = {l}\n"));
+        }
+        if let Some(r) = &a.reduce {
+            // Checked here, so a typo stops `cluster up` rather than every node it starts.
+            let _: mds::config::ReducePolicy = r.parse()?;
+            toml.push_str(&format!("reduce = \"{r}\"\n"));
         }
         if a.mds > 1 {
             let list: Vec<String> = mds

@@ -36,6 +36,8 @@ pub enum ConfigError {
     ChunkSize(u64),
     #[error("[cluster] {0}")]
     Scrub(String),
+    #[error("[cluster] {0}")]
+    Reduce(String),
     #[error("[connections] {0} must be at least 1")]
     Connections(&'static str),
     #[error("lease_seconds = {0} is too short: clients renew at half the lease, so use at least {min} (30 is usual)", min = MIN_LEASE_SECONDS)]
@@ -204,6 +206,10 @@ pub struct ClusterFileConfig {
     /// mds role: seconds a data server may be down before it is declared lost (drained: its
     /// mirror copies and shards are rebuilt on other data servers); 0: never. Default 600.
     pub lost_after_seconds: Option<u64>,
+    /// mds role: whether files due for erasure coding are data-reduced first (deduplicated,
+    /// compressed, stored as shared segments): "off" (default), "on", or "auto" (kept only
+    /// where it stores the file in at most 90% of its bytes).
+    pub reduce: Option<String>,
     /// ds role: seconds between the starts of two scrub passes (every block of every object
     /// this data server holds re-read and checked against its blake3; what fails is reported
     /// and rewritten from a good copy or from parity); 0: never. Default 604800 (a week).

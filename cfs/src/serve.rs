@@ -26,6 +26,7 @@ pub struct Settings {
     pub chunk_size: Option<u64>,
     pub encode_after_seconds: Option<u64>,
     pub lost_after_seconds: Option<u64>,
+    pub reduce: mds::config::ReducePolicy,
     /// ds role: scrub pass interval and rate (`ds::ScrubConfig`).
     pub scrub: ds::ScrubConfig,
     /// ds role: the MDS node(s) to start heartbeating to, the rest learnt from their replies
@@ -217,6 +218,10 @@ pub fn resolve(a: &ServerArgs) -> Result<Settings, ConfigError> {
         chunk_size: fc.chunk_size,
         encode_after_seconds: fc.encode_after_seconds,
         lost_after_seconds: fc.lost_after_seconds,
+        reduce: match &fc.reduce {
+            Some(r) => r.parse().map_err(ConfigError::Reduce)?,
+            None => mds::config::ReducePolicy::Off,
+        },
         mds_replace_after: match fc.mds_replace_after_seconds {
             None => Some(std::time::Duration::from_secs(DEFAULT_MDS_REPLACE_AFTER)),
             Some(0) => None,
@@ -758,6 +763,7 @@ pub async fn run(a: ServerArgs, check_only: bool) -> Result<(), Box<dyn std::err
             if let Some(secs) = s.lost_after_seconds {
                 c.lost_after = (secs > 0).then(|| std::time::Duration::from_secs(secs));
             }
+            c.reduce = s.reduce;
             c
         });
         let clustered = cluster.is_some();

@@ -85,6 +85,15 @@ seeded_files() {
   done
   rm -f /tmp/gen
 }
+# overwrite_ranges FILE...: /tmp/patch over 64 KiB across the 2 MiB boundary and 1000 bytes at
+# 5 MiB + 7 of each FILE (a file and its expected copy get the same change)
+overwrite_ranges() {
+  for _t in "$@"; do
+    dd if=/tmp/patch of=$_t bs=4096 seek=$((2 * 256 - 8)) count=16 conv=notrunc 2>/dev/null &&
+    dd if=/tmp/patch of=$_t bs=1 skip=70000 seek=$((5 * 1048576 + 7)) count=1000 conv=notrunc 2>/dev/null ||
+    fail "overwrite $_t"
+  done
+}
 finish() {
   # two-client runs: a failed guest releases its peer from waiting on steps that never come
   [ $FAILS != 0 ] && [ -n "${RDV_PORT:-}" ] && $H rdv 10.0.2.2 "$RDV_PORT" post abort 2>/dev/null

@@ -24,11 +24,7 @@ await counted 60
 # Overwrite an encoded file: 64 KiB across the 2 MiB boundary (a shard unit's end) and 1000
 # bytes at an odd offset; the same change to the expected copy.
 $H gen /tmp/patch $((SEED + 9)) 1 || { fail "make /tmp/patch"; finish; }
-for t in big /tmp/want.big; do
-  dd if=/tmp/patch of=$t bs=4096 seek=$((2 * 256 - 8)) count=16 conv=notrunc 2>/dev/null &&
-  dd if=/tmp/patch of=$t bs=1 skip=70000 seek=$((5 * MIB + 7)) count=1000 conv=notrunc 2>/dev/null ||
-  fail "overwrite $t"
-done
+overwrite_ranges big /tmp/want.big
 check "fsync the overwritten encoded file" $H fsync big
 expect_eq "size unchanged by the overwrite" $((9 * MIB + 12345)) "$(stat -c %s big 2>&1)"
 drop_caches

@@ -41,21 +41,9 @@ fn held(data: &Path, id: u64) -> u64 {
     mirrors + shards.iter().map(|s| s.shards.len() as u64).sum::<u64>()
 }
 
-/// The tier section of `cfs admin status --json` (the MDS's config names its admin listener).
+/// The tier section of `cfs admin status --json`.
 fn tier_status(srv: &Running) -> Result<serde_json::Value, String> {
-    let conf = srv
-        .cluster_dir()
-        .ok_or("not a cfs-cluster")?
-        .join("mds.toml");
-    let bin = crate::server::cfs_binary().map_err(|e| e.to_string())?;
-    let out = std::process::Command::new(bin)
-        .args(["admin", "status", "--json", "--config"])
-        .arg(&conf)
-        .output()
-        .map_err(|e| format!("cfs admin status: {e}"))?;
-    let v: serde_json::Value =
-        serde_json::from_slice(&out.stdout).map_err(|e| format!("cfs admin status --json: {e}"))?;
-    Ok(v["mds"]["tier"].clone())
+    crate::hostops::admin_status(srv).map(|v| v["mds"]["tier"].clone())
 }
 
 fn bucket_read_bytes(h: &mut Host, srv: &Running) -> Result<u64, Stop> {

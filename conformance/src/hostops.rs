@@ -27,6 +27,9 @@ pub enum Kind {
     /// wait until the guest's files are erasure-coded, then count where their reads went
     /// (`encoded.rs`)
     Encoded,
+    /// wait until the guest's files are data-reduced, then count where their reads went
+    /// (`reduced.rs`)
+    Reduced,
     /// wait until the guest's files left the data servers for the bucket, then count the bytes
     /// read from the bucket around the guest's reads (`evicted.rs`)
     Evicted,
@@ -46,6 +49,21 @@ pub enum Kind {
     Restart,
 }
 
+/// `cfs admin status --json` of a cfs-cluster's MDS (its config names the admin listener).
+pub(crate) fn admin_status(srv: &Running) -> std::result::Result<serde_json::Value, String> {
+    let conf = srv
+        .cluster_dir()
+        .ok_or("not a cfs-cluster")?
+        .join("mds.toml");
+    let bin = crate::server::cfs_binary().map_err(|e| e.to_string())?;
+    let out = std::process::Command::new(bin)
+        .args(["admin", "status", "--json", "--config"])
+        .arg(&conf)
+        .output()
+        .map_err(|e| format!("cfs admin status: {e}"))?;
+    serde_json::from_slice(&out.stdout).map_err(|e| format!("cfs admin status --json: {e}"))
+}
+
 impl Kind {
     /// The server kind whose nodes the host steps act on.
     pub fn needs(self) -> crate::server::ServerSpec {
@@ -53,6 +71,7 @@ impl Kind {
             Kind::Fault | Kind::Cross => crate::server::ServerSpec::CfsCluster,
             Kind::GatewayFault => crate::server::ServerSpec::CfsClusterGateway,
             Kind::Encoded => crate::server::ServerSpec::CfsClusterEc(6),
+            Kind::Reduced => crate::server::ServerSpec::CfsClusterReduce,
             Kind::Evicted | Kind::Evict => crate::server::ServerSpec::CfsClusterS3,
             Kind::MdsFault | Kind::MdsLeaderFault => crate::server::ServerSpec::CfsMetaCluster,
             Kind::WriteDeleg | Kind::Restart => crate::server::ServerSpec::Cfs,
@@ -70,7 +89,8 @@ impl Kind {
             | Kind::MdsFault
             | Kind::MdsLeaderFault
             | Kind::Evicted
-            | Kind::Evict => self.needs().label(),
+            | Kind::Evict
+            | Kind::Reduced => self.needs().label(),
             Kind::Encoded => "cfs-cluster-ec3 or cfs-cluster-ec6".into(),
             Kind::WriteDeleg => {
                 "cfs, cfs-nowdeleg, cfs-cluster, cfs-cluster-nowdeleg or cfs-cluster-mds3".into()
@@ -399,6 +419,9 @@ pub fn run(kind: Kind, srv: &mut Running, ctx: &Ctx) -> HostReport {
         }
         Kind::Encoded => {
             let _ = crate::encoded::host(&mut h, srv);
+        }
+        Kind::Reduced => {
+            let _ = crate::reduced::host(&mut h, srv);
         }
         Kind::Evicted => {
             let _ = crate::evicted::host(&mut h, srv);
@@ -777,6 +800,9 @@ mod tests {
         }
         assert!(!Kind::Encoded.runs_on(&ServerSpec::CfsCluster));
         assert!(!Kind::Encoded.runs_on(&ServerSpec::CfsMetaCluster));
+        assert!(Kind::Reduced.runs_on(&ServerSpec::CfsClusterReduce));
+        assert!(!Kind::Reduced.runs_on(&ServerSpec::CfsClusterEc(3)));
+        assert!(!Kind::Encoded.runs_on(&ServerSpec::CfsClusterReduce));
         assert!(Kind::GatewayFault.runs_on(&ServerSpec::CfsClusterGateway));
         assert!(!Kind::GatewayFault.runs_on(&ServerSpec::CfsMetaCluster));
         // evicted: only where a bucket is behind the data servers and everything is pinned to it

@@ -19,6 +19,7 @@ mod metrics_cost;
 mod netns;
 mod paths;
 mod procs;
+mod reduced;
 mod rendezvous;
 mod report;
 mod restart;
@@ -406,6 +407,18 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
                     only: Some(vec!["encoded"]),
                     scenario_vers: Vec::new(),
                     scenario_kernels: vec![("encoded", KernelKind::Sid)],
+                    scenario_kernel_vers: Vec::new(),
+                });
+                // Data reduction (issue 46): four files reduced (one a copy of another), read
+                // back through the MDS after a remount, overwritten and reduced again, one
+                // copy removed (~52 s on sid, ~50 s on bookworm, 2026-11-30). One kernel here;
+                // `run` has both, and posix, integrity and pnfs on this kind.
+                servers.push(ServerPlan {
+                    spec: ServerSpec::CfsClusterReduce,
+                    versions: vec!["4.1".into()],
+                    only: Some(vec!["reduced"]),
+                    scenario_vers: Vec::new(),
+                    scenario_kernels: vec![("reduced", KernelKind::Bookworm)],
                     scenario_kernel_vers: Vec::new(),
                 });
                 // The object-store tier (moto's S3 server behind a 3-DS cluster, / pinned to

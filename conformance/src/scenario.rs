@@ -262,6 +262,18 @@ pub const SCENARIOS: &[Scenario] = &[
         peer_vers: None,
     },
     Scenario {
+        name: "reduced",
+        about: "cfs-cluster-reduce only: 9 MiB + 12345 B of random bytes, a copy of them under another name, a ~4.5 MB text and 100 KiB written and closed; the host waits until all four are data-reduced (mirror copies gone, no shards, the copy stored once, the text compressed); after a remount every byte reads back, through the MDS (cluster counters); an overwritten range of one copy reads back before and after it is reduced again, the other copy unchanged; with that copy removed the first still reads back",
+        kind: Kind::Check,
+        two_clients: false,
+        full_env: "",
+        quick_env: "",
+        timeout_full: 600,
+        timeout_quick: 600,
+        host: Some(crate::hostops::Kind::Reduced),
+        peer_vers: None,
+    },
+    Scenario {
         name: "evicted",
         about: "cfs-cluster-s3 only (/ pinned to the bucket): files of 5 MiB + 777 B, 1 MiB and 100 KiB written, closed and taking their directory's pin; the host waits until they left the data servers; after a remount every byte reads back, and the MDS read at least that much from the bucket; a pin set from the guest, a value that is no pin refused (EINVAL); an overwrite and a truncation of evicted files wait for their restore and land",
         kind: Kind::Check,

@@ -41,6 +41,10 @@ pub enum ServerSpec {
     /// `cfs cluster up --ds N --encode-after 2` (`cfs-cluster-ec3`: 2+1 on three data
     /// servers; `cfs-cluster-ec6`: 4+2 on six): files left alone for 2 s are erasure-coded
     CfsClusterEc(u16),
+    /// `cfs cluster up --ds 3 --encode-after 2 --reduce on`: files left alone for 2 s are
+    /// data-reduced (deduplicated, compressed, stored as shared 2+1 segments) and read back
+    /// through the MDS, which assembles them (issue 46)
+    CfsClusterReduce,
     /// `cfs cluster up --ds 3 --s3 URL` against moto's S3 server, with `/` pinned to the
     /// bucket (`cfs admin tier pin / s3`): every file the guest makes is evicted from the data
     /// servers as soon as the bucket holds it, so reads come from S3 and writes wait for the
@@ -66,11 +70,12 @@ impl ServerSpec {
             "cfs-cluster-gateway" => ServerSpec::CfsClusterGateway,
             "cfs-cluster-ec3" => ServerSpec::CfsClusterEc(3),
             "cfs-cluster-ec6" => ServerSpec::CfsClusterEc(6),
+            "cfs-cluster-reduce" => ServerSpec::CfsClusterReduce,
             "cfs-cluster-s3" => ServerSpec::CfsClusterS3,
             other => {
                 let addr: SocketAddr = other.parse().map_err(|_| {
                     Error::Usage(format!(
-                        "--server {other}: expected ganesha, ganesha-ro, ganesha-rootsquash, cfs, cfs-nowdeleg, cfs-cluster, cfs-cluster-nowdeleg, cfs-cluster-mds3, cfs-gateway, cfs-cluster-gateway, cfs-cluster-ec3, cfs-cluster-ec6, cfs-cluster-s3 or 127.0.0.1:PORT"
+                        "--server {other}: expected ganesha, ganesha-ro, ganesha-rootsquash, cfs, cfs-nowdeleg, cfs-cluster, cfs-cluster-nowdeleg, cfs-cluster-mds3, cfs-gateway, cfs-cluster-gateway, cfs-cluster-ec3, cfs-cluster-ec6, cfs-cluster-reduce, cfs-cluster-s3 or 127.0.0.1:PORT"
                     ))
                 })?;
                 // qemu user networking maps the guest's 10.0.2.2 to host 127.0.0.1 only
@@ -97,6 +102,7 @@ impl ServerSpec {
             ServerSpec::CfsGateway => "cfs-gateway".into(),
             ServerSpec::CfsClusterGateway => "cfs-cluster-gateway".into(),
             ServerSpec::CfsClusterEc(n) => format!("cfs-cluster-ec{n}"),
+            ServerSpec::CfsClusterReduce => "cfs-cluster-reduce".into(),
             ServerSpec::CfsClusterS3 => "cfs-cluster-s3".into(),
             ServerSpec::External { port } => format!("127.0.0.1:{port}"),
         }
@@ -120,6 +126,7 @@ impl ServerSpec {
             | ServerSpec::CfsClusterNoWriteDeleg
             | ServerSpec::CfsMetaCluster
             | ServerSpec::CfsClusterEc(_)
+            | ServerSpec::CfsClusterReduce
             | ServerSpec::CfsClusterS3 => {
                 matches!(vers, "4.1" | "4.2")
             }
@@ -153,6 +160,7 @@ impl ServerSpec {
                 | ServerSpec::CfsGateway
                 | ServerSpec::CfsClusterGateway
                 | ServerSpec::CfsClusterEc(_)
+                | ServerSpec::CfsClusterReduce
                 | ServerSpec::CfsClusterS3
         )
     }
@@ -225,6 +233,7 @@ impl Running {
                 | ServerSpec::CfsMetaCluster
                 | ServerSpec::CfsClusterGateway
                 | ServerSpec::CfsClusterEc(_)
+                | ServerSpec::CfsClusterReduce
                 | ServerSpec::CfsClusterS3
         ) {
             30
@@ -612,6 +621,23 @@ pub fn start(spec: &ServerSpec, in_netns: bool) -> Result<Running> {
             )?;
             r.spec = spec.clone();
             r.version = format!("{}, encode after {EC_ENCODE_AFTER_S} s", r.version);
+            Ok(r)
+        }
+        ServerSpec::CfsClusterReduce => {
+            let encode_after = EC_ENCODE_AFTER_S.to_string();
+            let mut r = start_cfs_cluster_sized(
+                &spec.label(),
+                &cfs_binary()?,
+                1,
+                CLUSTER_DS,
+                None,
+                &["--encode-after", &encode_after, "--reduce", "on"],
+            )?;
+            r.spec = spec.clone();
+            r.version = format!(
+                "{}, reduce = on, encode after {EC_ENCODE_AFTER_S} s",
+                r.version
+            );
             Ok(r)
         }
         ServerSpec::CfsClusterS3 => start_cfs_cluster_s3(),

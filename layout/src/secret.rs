@@ -170,6 +170,13 @@ impl ClusterSecret {
     pub fn fh_key(&self) -> [u8; 32] {
         blake3::derive_key("cfs mds file handle key v1", &self.0)
     }
+
+    /// The key chunk ids are hashed under (data reduction, issue 46): one per cluster, and as
+    /// fixed as the secret (the file system id already is), so a chunk stored once is found by
+    /// every later reduce, and a recipe's ids check its chunks on every read.
+    pub fn dedup_key(&self) -> [u8; 32] {
+        blake3::derive_key("cfs data reduction dedup key v1", &self.0)
+    }
 }
 
 impl std::fmt::Debug for ClusterSecret {

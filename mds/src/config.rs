@@ -5,6 +5,7 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
+pub use crate::dataservers::reduce::ReducePolicy;
 pub use crate::dataservers::ClusterConfig;
 pub use crate::export::{check_exports, AddrRange, EcReads, Export, ExportError, SecFlavor};
 pub use crate::limits::DEFAULT_LEASE_SECONDS;

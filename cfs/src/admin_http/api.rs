@@ -105,6 +105,11 @@ pub fn status(a: &Admin, lags: &Lags) -> Value {
                     "encoded_bytes": r.encoded_bytes,
                     "encoded_raw_bytes": r.encoded_raw,
                     "degraded_encoded_bytes": r.degraded_bytes,
+                    "reduced_files": r.reduced_files,
+                    "reduced_bytes": r.reduced_bytes,
+                    "segment_unique_bytes": r.segment_unique_bytes,
+                    "segment_stored_bytes": r.segment_stored_bytes,
+                    "segment_raw_bytes": r.segment_raw,
                     "repairing_files": degraded,
                     "raw_per_byte": r.raw_per_byte(),
                 });

@@ -37,6 +37,27 @@ pub fn shard_counts(cl: &Cluster, n: usize) -> Vec<usize> {
         .collect()
 }
 
+/// Bytes of file data the chunk stores of `ds1`..`dsN` hold (chunk files' sizes, every
+/// object, shards included).
+pub fn stored_bytes(cl: &Cluster, n: usize) -> u64 {
+    fn walk(p: &std::path::Path) -> u64 {
+        std::fs::read_dir(p)
+            .map(|d| {
+                d.filter_map(Result::ok)
+                    .map(|e| match e.file_type() {
+                        Ok(t) if t.is_dir() => walk(&e.path()),
+                        Ok(_) => e.metadata().map(|m| m.len()).unwrap_or(0),
+                        Err(_) => 0,
+                    })
+                    .sum()
+            })
+            .unwrap_or(0)
+    }
+    (1..=n)
+        .map(|i| walk(&cl.ds_dir(&format!("ds{i}")).join("chunks").join("objects")))
+        .sum()
+}
+
 /// `mds.data` of `cfs admin status --json`: bytes mirrored and encoded, logical and raw.
 pub fn data_status(cl: &Cluster) -> serde_json::Value {
     let out = std::process::Command::new(super::BIN)

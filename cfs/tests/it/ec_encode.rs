@@ -36,26 +36,9 @@ fn shard_headers(cl: &Cluster) -> Vec<usize> {
     common::ec::shard_counts(cl, DS_ROLES.len())
 }
 
-/// Bytes of file data the data servers' chunk stores hold (chunk files' sizes, every object,
-/// shards included).
+/// Bytes of file data the data servers' chunk stores hold.
 fn stored_bytes(cl: &Cluster) -> u64 {
-    fn walk(p: &std::path::Path) -> u64 {
-        std::fs::read_dir(p)
-            .map(|d| {
-                d.filter_map(Result::ok)
-                    .map(|e| match e.file_type() {
-                        Ok(t) if t.is_dir() => walk(&e.path()),
-                        Ok(_) => e.metadata().map(|m| m.len()).unwrap_or(0),
-                        Err(_) => 0,
-                    })
-                    .sum()
-            })
-            .unwrap_or(0)
-    }
-    DS_ROLES
-        .iter()
-        .map(|r| walk(&cl.ds_dir(r).join("chunks").join("objects")))
-        .sum()
+    common::ec::stored_bytes(cl, DS_ROLES.len())
 }
 
 /// A READ layout of `f`, by hand over `c`'s session.

@@ -18,6 +18,7 @@ mod cluster_procs;
 mod console_browser;
 mod crash;
 mod crate_arrows;
+mod data_reduction;
 mod deleg_timestamps;
 mod dist_files;
 mod docs_links;

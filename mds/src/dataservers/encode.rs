@@ -18,15 +18,19 @@ use std::time::Duration;
 use layout::{DsId, FileId, Rights, ShardCap, ShardKind};
 use proto::shard::{DropArgs, EncodeArgs, ShardClient, ShardServer};
 
+use super::holds::Claim;
 use super::placement::{FILE_RECORD, MIRRORS};
+use super::reduce::{ReduceOutcome, ReducePolicy, MIN_REDUCED_SIZE};
 use super::Cluster;
 use crate::error::{NfsError, NfsResult};
-use meta::namespace::{Command, Encoded, FileCode, Namespace, Time};
+use meta::namespace::{Command, Encoded, FileCode, Inode, Namespace, Time};
 
 /// log2 of the shard unit: 1 MiB (docs/EC.md "Choice of the shard unit").
 pub const UNIT_SHIFT: u8 = 20;
 /// File bytes per encode job (the data servers take at most 1 GiB per ENCODE).
 pub(crate) const SPAN: u64 = 1 << 30;
+/// Files the encoder remembers leaving as they are (`left_as_is`).
+const LEFT_AS_IS: usize = 1 << 16;
 /// Files encoded per pass: a pass also cleans up, and must come round again soon.
 const FILES_PER_PASS: usize = 4;
 const SHARD_CONNECT: Duration = Duration::from_secs(2);
@@ -143,6 +147,7 @@ impl Cluster {
             }
             Err(e) => tracing::warn!("cannot scan encoding records: {e:?}"),
         }
+        self.clean_reduces(ns).await;
         let Some(after) = self.cfg.encode_after else {
             return;
         };
@@ -156,7 +161,15 @@ impl Cluster {
                 .saturating_sub(i64::try_from(after.as_secs()).unwrap_or(i64::MAX)),
             now.nsecs,
         );
-        let due = match ns.encodable(min_encoded_size(m), before, FILES_PER_PASS * 4) {
+        let reducing = self.cfg.reduce != ReducePolicy::Off;
+        // Reduction pays from a block up; parity only past a stripe.
+        let min = if reducing {
+            MIN_REDUCED_SIZE
+        } else {
+            min_encoded_size(m)
+        };
+        let skip = |ino, change| self.left_as_is(ino, change);
+        let due = match ns.encodable(min, before, FILES_PER_PASS * 4, &skip) {
             Ok(d) => d,
             Err(e) => {
                 tracing::warn!("cannot scan for files to encode: {e:?}");
@@ -173,6 +186,29 @@ impl Cluster {
             if !ns.leads_file(ino) || in_use(ino) {
                 continue;
             }
+            if reducing {
+                match self.reduce_file(ns, ino, before, in_use, recall).await {
+                    Ok(ReduceOutcome::Reduced) => {
+                        done += 1;
+                        continue;
+                    }
+                    Ok(ReduceOutcome::NotNow) => continue,
+                    // Encoded as it is, if parity pays for it; else left mirrored until it
+                    // changes (not scanned again meanwhile).
+                    Ok(ReduceOutcome::Declined) => match ns.getattr(ino) {
+                        Ok(i) if i.size < min_encoded_size(m) => {
+                            self.leave_as_is(ino, i.change);
+                            continue;
+                        }
+                        Ok(_) => {}
+                        Err(_) => continue,
+                    },
+                    Err(e) => {
+                        tracing::warn!(ino, "reduce failed, the file stays mirrored: {e:?}");
+                        continue;
+                    }
+                }
+            }
             match self
                 .encode_file(ns, ino, (k, m), before, in_use, recall)
                 .await
@@ -182,6 +218,25 @@ impl Cluster {
                 Err(e) => tracing::warn!(ino, "encode failed, the file stays mirrored: {e:?}"),
             }
         }
+    }
+
+    /// Whether `ino` was left mirrored at change `change` (declined by the reducer, too small
+    /// for parity): the encoder's scan passes it by until it changes.
+    fn left_as_is(&self, ino: u64, change: u64) -> bool {
+        self.left_as_is
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&ino)
+            == Some(&change)
+    }
+
+    fn leave_as_is(&self, ino: u64, change: u64) {
+        let mut m = self.left_as_is.lock().unwrap_or_else(|e| e.into_inner());
+        // Bounded: past this the scan takes them again (and declines them again).
+        if m.len() >= LEFT_AS_IS {
+            m.clear();
+        }
+        m.insert(ino, change);
     }
 
     /// Finishes what an encoding record still asks for, unless another job has the file.
@@ -203,11 +258,7 @@ impl Cluster {
             return Ok(());
         }
         if !code.stale_copies.is_empty() {
-            for ds in &code.stale_copies {
-                if !self.written_off(DsId(*ds)) {
-                    self.set_size_on(ino, DsId(*ds), 0).await?;
-                }
-            }
+            self.delete_copies(ino, &code.stale_copies).await?;
             ns.execute(Command::CopiesTrimmed { ino, epoch }).await?;
             tracing::info!(ino, copies = ?code.stale_copies, "mirror copies of an encoded file deleted");
         }
@@ -219,28 +270,88 @@ impl Cluster {
         Ok(())
     }
 
+    /// The first steps of a job that replaces a file's mirrors (an encode, a reduce): writers'
+    /// handles go stale before the bytes are read (as for a repair's copy), then the file must
+    /// still be unchanged since `before`, held for writing by nobody, and linked. The file's
+    /// attributes then, or `None` if it is not due after all.
+    pub(crate) async fn fenced_and_quiet(
+        &self,
+        ns: &Namespace,
+        ino: u64,
+        claim: &Claim<'_>,
+        before: Time,
+        in_use: &(dyn Fn(u64) -> bool + Sync),
+    ) -> NfsResult<Option<Inode>> {
+        self.fence(ino);
+        tokio::time::sleep(self.fence_settle()).await;
+        let i = ns.getattr(ino)?;
+        let quiet = i.mtime <= before
+            && i.ctime <= before
+            && !in_use(ino)
+            && !claim.in_use_elsewhere()
+            && i.nlink > 0;
+        Ok(quiet.then_some(i))
+    }
+
+    /// After such a job finished: readers' mirrored layouts go, and their handles on every
+    /// node; true once the mirror copies may be deleted (false: left to the next pass, a node
+    /// did not fence again).
+    pub(crate) async fn mirrors_retired(
+        &self,
+        ino: u64,
+        claim: &Claim<'_>,
+        recall: &(dyn Fn(u64) + Sync),
+    ) -> bool {
+        recall(ino);
+        self.fence(ino);
+        if let Err(e) = claim.refence().await {
+            tracing::debug!(ino, "mirror copies left for the next pass: {e:?}");
+            return false;
+        }
+        tokio::time::sleep(self.fence_settle()).await;
+        true
+    }
+
+    /// Deletes the file's copies on `copies` (mirror copies a job made redundant); one on a
+    /// data server written off counts as deleted.
+    pub(crate) async fn delete_copies(&self, ino: u64, copies: &[u64]) -> NfsResult<()> {
+        for ds in copies {
+            if !self.written_off(DsId(*ds)) {
+                self.set_size_on(ino, DsId(*ds), 0).await?;
+            }
+        }
+        Ok(())
+    }
+
     /// Deletes the shards of `code` on every data server of its placement; fails if one could
     /// not (the others are done anyway: a server that is down must not keep the rest).
     pub(crate) async fn drop_shards(&self, ino: u64, code: &FileCode) -> NfsResult<()> {
+        self.drop_shard_set(ino, code.epoch, &code.placement).await
+    }
+
+    /// Deletes shard set `(file, epoch)` (a file's encoding, or a segment's shards) on every
+    /// data server of `placement`; fails if one could not (the others are done anyway).
+    pub(crate) async fn drop_shard_set(
+        &self,
+        file: u64,
+        epoch: u64,
+        placement: &[u64],
+    ) -> NfsResult<()> {
         let mut failed = None;
-        for ds in code
-            .placement
-            .iter()
-            .filter(|d| !self.written_off(DsId(**d)))
-        {
+        for ds in placement.iter().filter(|d| !self.written_off(DsId(**d))) {
             let r = match self.shard_client(DsId(*ds), DROP_CALL).await {
                 Ok(c) => {
                     let r = c
                         .drop_shards(&self.cfg.secret.sign_shard(DropArgs {
                             to: *ds,
-                            file: ino,
-                            epoch: code.epoch,
+                            file,
+                            epoch,
                             mac: [0; 32],
                         }))
                         .await;
                     c.close();
                     r.map_err(|e| {
-                        tracing::warn!(ino, ds, "shard DROP failed: {e}");
+                        tracing::warn!(file, epoch, ds, "shard DROP failed: {e}");
                         NfsError::Io
                     })
                 }
@@ -292,18 +403,12 @@ impl Cluster {
             return Ok(false);
         }
         let servers = self.shard_servers(&placement)?;
-        // Writers' handles go stale before the bytes are read, as for a repair's copy.
-        self.fence(ino);
-        tokio::time::sleep(self.fence_settle()).await;
-        let i = ns.getattr(ino)?;
-        if i.mtime > before
-            || i.ctime > before
-            || in_use(ino)
-            || claim.in_use_elsewhere()
-            || i.nlink == 0
-        {
+        let Some(i) = self
+            .fenced_and_quiet(ns, ino, &claim, before, in_use)
+            .await?
+        else {
             return Ok(false);
-        }
+        };
         let size = i.size;
         let groups = size.div_ceil(SPAN);
         ns.execute(Command::BeginEncode {
@@ -344,15 +449,9 @@ impl Cluster {
             return Err(e.into());
         }
         tracing::info!(ino, bytes = size, k, m, epoch, "file erasure-coded");
-        // Readers' mirrored layouts go (their handles too, on every node), then the
-        // redundant copies: left to the next pass if a node did not fence again.
-        recall(ino);
-        self.fence(ino);
-        if let Err(e) = claim.refence().await {
-            tracing::debug!(ino, "mirror copies left for the next pass: {e:?}");
+        if !self.mirrors_retired(ino, &claim, recall).await {
             return Ok(true);
         }
-        tokio::time::sleep(self.fence_settle()).await;
         if let Some(code) = ns.stripes(ino)? {
             if let Err(e) = self.clean_claimed(ns, ino, &code).await {
                 tracing::debug!(ino, "mirror copies left for the next pass: {e:?}");

@@ -125,6 +125,10 @@ impl Cluster {
         ino: u64,
         size: u64,
     ) -> NfsResult<Vec<(u64, u64)>> {
+        if self.reduced(ns, ino)?.is_some() {
+            // Its bytes are in segments other files may share: no copy is its own.
+            return Ok(Vec::new());
+        }
         if let Some(code) = ns.stripes(ino)?.filter(|c| c.is_encoded()) {
             let part = size.div_ceil(u64::from(code.k.max(1)));
             return Ok(code.placement.iter().map(|d| (*d, part)).collect());

@@ -5,7 +5,8 @@
 //!
 //! Beside those: `fences` (layout generations), `ranges` (DEALLOCATE, COPY, CLONE over the data
 //! path), `repair` (re-mirroring), `drain` (moving a drained or lost DS's copies), `rebuild` (shard
-//! repair), `encode` (erasure coding at rest), `holds` (one maintenance job per file, on every MDS
+//! repair), `encode` (erasure coding at rest), `reduce` and `segments` (data reduction at
+//! rest: dedup, compression, segments stored erasure-coded), `holds` (one maintenance job per file, on every MDS
 //! node), `flash` (the tier's evictor: fullness per DS, emptying an evicted file's copies).
 //! Their passes take only files of the shards this node leads (`Namespace::leads_file`).
 pub mod drain;
@@ -17,9 +18,11 @@ pub mod loops;
 pub mod placement;
 pub mod ranges;
 pub mod rebuild;
+pub mod reduce;
 pub mod registry;
 pub mod remote;
 pub mod repair;
+mod segments;
 pub mod service;
 
 use std::collections::HashMap;
@@ -58,6 +61,8 @@ pub struct ClusterConfig {
     /// Down this long, a DS is declared lost: it is drained (`drain`), so its mirror copies
     /// and shards are rebuilt on other DSs; `None`: never (an operator drains it).
     pub lost_after: Option<Duration>,
+    /// Whether files due for encoding are data-reduced first (`reduce::ReducePolicy`).
+    pub reduce: reduce::ReducePolicy,
 }
 
 impl ClusterConfig {
@@ -69,6 +74,7 @@ impl ClusterConfig {
             dead_after: Duration::from_secs(4),
             encode_after: Some(DEFAULT_ENCODE_AFTER),
             lost_after: Some(DEFAULT_LOST_AFTER),
+            reduce: reduce::ReducePolicy::Off,
         }
     }
 }
@@ -131,6 +137,23 @@ pub struct Cluster {
     tier_flash: std::sync::OnceLock<(u64, std::time::Duration)>,
     /// Whether the store was failing at the last heartbeat reply (`Cluster::flash_limit`).
     store_failed: std::sync::atomic::AtomicBool,
+    /// Reduced files' recipes and segments recently read (`reduce`).
+    reduced_reads: std::sync::Mutex<reduce::ReadCache>,
+    /// Files the encoder left mirrored, by the change it left them at (`encode::left_as_is`).
+    left_as_is: std::sync::Mutex<HashMap<u64, u64>>,
+    /// Turns to assemble a read of a reduced file (`reduce::ASSEMBLIES`).
+    reduced_turns: tokio::sync::Semaphore,
+    /// Where the reclaim pass of leaked referrers goes on from, per shard (`reduce`).
+    #[allow(clippy::type_complexity)]
+    reclaim_at: std::sync::Mutex<
+        HashMap<
+            u16,
+            (
+                meta::namespace::reduce_index::SegmentId,
+                meta::namespace::reduce_index::Referrer,
+            ),
+        >,
+    >,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -157,6 +180,10 @@ impl Cluster {
             freed: Default::default(),
             tier_flash: Default::default(),
             store_failed: Default::default(),
+            reduced_reads: Default::default(),
+            left_as_is: Default::default(),
+            reduced_turns: tokio::sync::Semaphore::new(reduce::ASSEMBLIES),
+            reclaim_at: Default::default(),
             shard_reports: Default::default(),
             unheard_scan: std::sync::Mutex::new(None),
             rescan_until: std::sync::Mutex::new(None),

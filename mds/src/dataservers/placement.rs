@@ -51,6 +51,10 @@ impl Cluster {
             // A client never writes shards: the file goes back to mirrors first.
             return self.unencode(ns, ino, &code).await;
         }
+        if let Some(red) = self.reduced(ns, ino)? {
+            // Nor segments, which other files share.
+            return self.unreduce(ns, ino, &red).await;
+        }
         if let Some(rec) = ns.chunk(ino, chunk)? {
             let live = self.live(&rec);
             if !live.is_empty() && live.len() == rec.len() {

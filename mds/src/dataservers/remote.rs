@@ -42,6 +42,14 @@ impl Cluster {
             return Ok((Vec::new(), true));
         }
         let mut out = Vec::with_capacity((end - offset) as usize);
+        if let Some(red) = self.reduced(ns, ino)? {
+            let mut d = self
+                .read_reduced(ns, ino, &red, offset, end - offset)
+                .await?;
+            d.resize((end - offset) as usize, 0);
+            self.count(&self.stats.read_ops, &self.stats.read_bytes, d.len() as u64);
+            return Ok((d, end >= size));
+        }
         if let Some(code) = ns.stripes(ino)?.filter(|c| c.is_encoded()) {
             let mut d = self.read_encoded(ino, &code, offset, end - offset).await?;
             d.resize((end - offset) as usize, 0);
@@ -279,8 +287,8 @@ impl Cluster {
     /// two mirrors: flexfiles leaves mirror ordering of concurrent writers to the clients
     /// (RFC 8435 §5.1), and Linux flushes its own writes before it sends the SETATTR.
     pub async fn truncate(&self, ns: &Namespace, ino: u64, size: u64) -> NfsResult<()> {
-        if ns.stripes(ino)?.is_some_and(|c| c.is_encoded()) {
-            // Shards are never cut: the file goes back to mirrors, which are.
+        if ns.stripes(ino)?.is_some_and(|c| c.is_encoded()) || self.reduced(ns, ino)?.is_some() {
+            // Shards and segments are never cut: the file goes back to mirrors, which are.
             self.mirrors_for_write(ns, ino).await?;
         }
         let holders = self.holders(ns, ino)?;

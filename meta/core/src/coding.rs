@@ -129,16 +129,25 @@ pub struct Redundancy {
     /// Encoded bytes of files with a shard marked bad or on a data server that is down: read
     /// by rebuilding.
     pub degraded_bytes: u64,
+    /// Data-reduced files and their bytes (logical).
+    pub reduced_files: u64,
+    pub reduced_bytes: u64,
+    /// The reduction index's live segments: the raw bytes of their chunks (every file's bytes
+    /// after dedup), their stored bytes (after compression), and the bytes the data servers
+    /// hold for them (with parity).
+    pub segment_unique_bytes: u64,
+    pub segment_stored_bytes: u64,
+    pub segment_raw: u64,
 }
 
 impl Redundancy {
     /// Raw bytes per file byte (0 with no data).
     pub fn raw_per_byte(&self) -> f64 {
-        let logical = self.mirrored_bytes + self.encoded_bytes;
+        let logical = self.mirrored_bytes + self.encoded_bytes + self.reduced_bytes;
         if logical == 0 {
             0.0
         } else {
-            (self.mirrored_raw + self.encoded_raw) as f64 / logical as f64
+            (self.mirrored_raw + self.encoded_raw + self.segment_raw) as f64 / logical as f64
         }
     }
 }

@@ -58,6 +58,25 @@ impl Snapshot<'_> {
         self.with(shard, |st| st.segment_referrers(id, after, max))
     }
 
+    /// Up to `max` (segment, referrer) rows of `shard` after `after` (from the first with
+    /// `None`), in order: the reclaim pass walks them.
+    pub fn referrers_after(
+        &self,
+        shard: ShardId,
+        after: Option<(SegmentId, Referrer)>,
+        max: usize,
+    ) -> Result<Vec<(SegmentId, Referrer)>, FsError> {
+        self.with(shard, |st| match after {
+            Some(a) => st
+                .referrers
+                .range((std::ops::Bound::Excluded(a), std::ops::Bound::Unbounded))
+                .take(max)
+                .copied()
+                .collect(),
+            None => st.referrers.iter().take(max).copied().collect(),
+        })
+    }
+
     /// The local shards' index totals.
     pub fn index_stats(&self) -> IndexStats {
         let mut t = IndexStats::default();
@@ -96,6 +115,16 @@ impl Namespace {
     ) -> Result<Vec<Referrer>, FsError> {
         self.snapshot()?
             .segment_referrers(self.segment_shard(id), id, after, max)
+    }
+
+    /// See `Snapshot::referrers_after`.
+    pub fn referrers_after(
+        &self,
+        shard: ShardId,
+        after: Option<(SegmentId, Referrer)>,
+        max: usize,
+    ) -> Result<Vec<(SegmentId, Referrer)>, FsError> {
+        self.snapshot()?.referrers_after(shard, after, max)
     }
 
     /// See `Snapshot::index_stats`.

@@ -1290,8 +1290,14 @@ impl Namespace {
     }
 
     /// See `Snapshot::encodable`.
-    pub fn encodable(&self, min_size: u64, before: Time, max: usize) -> Result<Vec<u64>, FsError> {
-        Ok(self.snapshot()?.encodable(min_size, before, max))
+    pub fn encodable(
+        &self,
+        min_size: u64,
+        before: Time,
+        max: usize,
+        skip: &dyn Fn(u64, u64) -> bool,
+    ) -> Result<Vec<u64>, FsError> {
+        Ok(self.snapshot()?.encodable(min_size, before, max, skip))
     }
 
     /// See `Snapshot::redundancy`.

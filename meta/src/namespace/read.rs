@@ -402,8 +402,15 @@ impl<'a> Snapshot<'a> {
 
     /// Mirrored files the encoder may take: a placement record, no encoding record (none under
     /// way, none to clean up), no reduce record that counts, at least `min_size` bytes,
-    /// unchanged since `before`; at most `max`, in inode order.
-    pub fn encodable(&self, min_size: u64, before: super::Time, max: usize) -> Vec<u64> {
+    /// unchanged since `before`, and not `skip(ino, change)` (a file the caller left as it
+    /// is at that change); at most `max`, in inode order.
+    pub fn encodable(
+        &self,
+        min_size: u64,
+        before: super::Time,
+        max: usize,
+        skip: &dyn Fn(u64, u64) -> bool,
+    ) -> Vec<u64> {
         let mut out: Vec<u64> = Vec::new();
         let _ = self.each(|st| {
             for ((ino, _), _) in st.chunks.iter() {
@@ -427,6 +434,7 @@ impl<'a> Snapshot<'a> {
                         && i.size >= min_size
                         && i.mtime <= before
                         && i.ctime <= before
+                        && !skip(*ino, i.change)
                 });
                 if due && out.last() != Some(ino) {
                     out.push(*ino);
@@ -458,6 +466,19 @@ impl<'a> Snapshot<'a> {
                 if c.damaged().next().is_some() || c.placement.iter().any(|d| !up(*d)) {
                     r.degraded_bytes += len;
                 }
+            }
+            for d in st.reduces.values().filter(|f| f.is_reduced()) {
+                r.reduced_files += 1;
+                r.reduced_bytes += d.reduced().map_or(0, |d| d.len);
+            }
+            for s in st.segments.values().filter(|s| s.is_live()) {
+                r.segment_unique_bytes += s.raw_bytes();
+                r.segment_stored_bytes += s.stored_len;
+                // One stripe of k+m, a third of the width parity (2+1, 4+2): parity costs
+                // m/k of the segment, rounded to its unit.
+                let width = s.placement.len().max(1) as u64;
+                let (k, m) = (width - width / 3, width / 3);
+                r.segment_raw += s.stored_len + (s.stored_len * m).div_ceil(k.max(1));
             }
         });
         r

@@ -230,6 +230,10 @@ pub(super) fn write_delegable(ctx: &Ctx<'_>, ino: u64, mode: u32) -> bool {
     !nfs.ns
         .stripes(ino)
         .is_ok_and(|c| c.is_some_and(|c| c.is_encoded()))
+        && !nfs
+            .ns
+            .file_reduce(ino)
+            .is_ok_and(|r| r.is_some_and(|r| r.is_reduced()))
 }
 
 fn read_delegation(stateid: StateId, times: bool) -> OpenDelegation4 {

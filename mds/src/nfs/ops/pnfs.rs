@@ -164,6 +164,11 @@ async fn mirrored_layout(
                 e => e,
             })?
     } else {
+        // Reduced: no data server holds the file as it is; its reads come through us
+        // (LAYOUTUNAVAILABLE, as for an evicted file), assembled from its segments.
+        if c.reduced(&ctx.mds.ns, i.ino)?.is_some() {
+            return Err(NfsError::LayoutUnavailable);
+        }
         c.mirrors_for_read(&ctx.mds.ns, i.ino)?
     };
     let grant = LayoutGrant {
