@@ -19,6 +19,7 @@ mod metrics_cost;
 mod netns;
 mod paths;
 mod procs;
+mod reducebench;
 mod reduced;
 mod rendezvous;
 mod report;
@@ -78,6 +79,11 @@ enum Cmd {
     /// `ec_reads = "auto"` and an `ec_reads = "assembled"` export, healthy and with a data
     /// server kill -9'd; one Markdown table with ratios to the healthy striped read
     Ecbench(ecbench::EcBenchArgs),
+    /// Issue 46's data-reduction benchmark, one run: a file read by a pNFS client and by one
+    /// without pNFS while it is mirrored (held open for writing), then after it (and a copy
+    /// of it) was deduplicated, compressed and stored as segments (read through the MDS);
+    /// the reduction's numbers and time, every byte checked, MiB/s and reduced/unreduced ratios
+    Reducebench(reducebench::ReduceBenchArgs),
     /// The CI subset, quick sizes, every server kind and access path on both kernels (each
     /// kernel meets each check somewhere, not on every kind): setup, then ganesha (posix at
     /// v4.1 on bookworm and v3 on sid, the rest v4.1 on bookworm; no pnfs); with
@@ -263,6 +269,7 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
         Cmd::Hostbench(a) => hostbench::hostbench(&a),
         Cmd::Metabench(a) => metabench::metabench(&a),
         Cmd::Ecbench(a) => ecbench::ecbench(&a),
+        Cmd::Reducebench(a) => reducebench::reducebench(&a),
         Cmd::Ci { json } => {
             // a fresh machine gets everything here; inside the namespace there is no network
             if !netns::inside() {

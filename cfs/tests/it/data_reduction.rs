@@ -89,15 +89,20 @@ fn two_copies_take_the_room_of_one_text_shrinks_as_zstd_would_and_every_byte_rea
         DS_ROLES,
         &["--encode-after", "1", "--reduce", "on"],
     );
-    // 40 MiB: three spans of the reducer's 16 MiB.
-    let data = random_bytes(40 << 20, 0x46);
+    // 40 MiB: three spans of the reducer's 16 MiB (`CFS_REDUCE_TEST_MIB=256` for the issue's
+    // size, by hand: ~1 GiB of mirrored copies).
+    let mib: usize = std::env::var("CFS_REDUCE_TEST_MIB")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(40);
+    let data = random_bytes(mib << 20, 0x46);
     let text = source_text(4 << 20);
     let a = write_file(&cl, "/a", &data);
     let b = write_file(&cl, "/b", &data);
     let tx = write_file(&cl, "/text", &text);
     let mirrored_on_disk = stored_bytes(&cl);
 
-    wait_for(120, "the three files reduced", || {
+    wait_for(120 + mib as u64, "the three files reduced", || {
         n(&data_status(&cl), "reduced_files") == 3
     });
     wait_for(30, "their mirror copies deleted", || {
@@ -179,11 +184,19 @@ fn two_copies_take_the_room_of_one_text_shrinks_as_zstd_would_and_every_byte_rea
 
 /// Lines of `log` with `what` for file `ino` (`what ino=INO ...`).
 fn logged(log: &Path, what: &str, ino: u64) -> usize {
-    let field = format!("ino={ino} ");
+    let field = format!("ino={ino}");
+    let has_field = |l: &str| {
+        l.match_indices(&field).any(|(at, _)| {
+            l[at + field.len()..]
+                .chars()
+                .next()
+                .is_none_or(|c| c == ' ')
+        })
+    };
     std::fs::read_to_string(log)
         .unwrap_or_default()
         .lines()
-        .filter(|l| l.contains(what) && l.contains(&field))
+        .filter(|l| l.contains(what) && has_field(l))
         .count()
 }
 
@@ -311,4 +324,56 @@ fn auto_reduces_what_shrinks_and_encodes_the_rest_as_it_is() {
     assert_eq!(read_file(&cl, "/random", random.len()), random);
     assert_eq!(read_file(&cl, "/text", text.len()), text);
     assert_eq!(read_file(&cl, "/small", small.len()), small);
+}
+
+/// kill -9 of a data server in the middle of a reduce (after a span's segments were stored):
+/// the reduce is given up (a segment's shard could not be stored), the file stays mirrored and
+/// reads back while the server is down; once it is back, what the given-up reduce stored is
+/// deleted, the file is reduced, and removing it leaves no segment anywhere.
+#[test]
+fn a_data_server_killed_while_reducing_loses_nothing_and_leaves_nothing_behind() {
+    let _g = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let t = tempfile::tempdir().expect("tempdir");
+    let cl = Cluster::start_sized(
+        t.path(),
+        DS_ROLES,
+        &["--encode-after", "1", "--reduce", "on"],
+    );
+    let data = random_bytes(64 << 20, 0x4605);
+    let ino = write_file(&cl, "/f", &data);
+    let log = cl.dir.join("cluster").join("mds.log");
+    wait_for(60, "a span of /f reduced", || {
+        logged(&log, "span reduced", ino) >= 1
+    });
+    cl.kill9("ds3");
+    assert_eq!(
+        logged(&log, "file data-reduced", ino),
+        0,
+        "the reduce finished before the kill: the test did not hit it"
+    );
+    let t0 = std::time::Instant::now();
+    while logged(&log, "reduce failed, the file stays mirrored", ino) == 0 {
+        let said = std::fs::read_to_string(&log).unwrap_or_default();
+        let tail: Vec<&str> = said.lines().rev().take(40).collect();
+        assert!(
+            t0.elapsed().as_secs() < 60,
+            "the reduce not given up in 60 s; the MDS's log, newest first:\n{}",
+            tail.join("\n")
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    assert_eq!(read_file(&cl, "/f", data.len()), data, "ds3 down");
+    let _ds3 = common::KillOnDrop(cl.restart("ds3"));
+    wait_for(120, "/f reduced once ds3 is back", || {
+        logged(&log, "file data-reduced", ino) == 1
+    });
+    assert_eq!(read_file(&cl, "/f", data.len()), data, "reduced");
+    let c = cl.client(false);
+    let root = cl.rt.block_on(c.lookup_path("/")).expect("root");
+    cl.rt.block_on(c.remove(&root, "f")).expect("remove /f");
+    let _ = cl.rt.block_on(c.shutdown());
+    wait_for(60, "every segment freed and its shards deleted", || {
+        n(&data_status(&cl), "segment_stored_bytes") == 0
+            && shard_counts(&cl, DS_ROLES) == vec![0; DS_ROLES]
+    });
 }

@@ -141,6 +141,8 @@ pub struct Cluster {
     reduced_reads: std::sync::Mutex<reduce::ReadCache>,
     /// Files the encoder left mirrored, by the change it left them at (`encode::left_as_is`).
     left_as_is: std::sync::Mutex<HashMap<u64, u64>>,
+    /// One fetch of a segment at a time (`reduce::FETCH_LOCKS`).
+    segment_fetches: [tokio::sync::Mutex<()>; reduce::FETCH_LOCKS],
     /// Turns to assemble a read of a reduced file (`reduce::ASSEMBLIES`).
     reduced_turns: tokio::sync::Semaphore,
     /// Where the reclaim pass of leaked referrers goes on from, per shard (`reduce`).
@@ -182,6 +184,7 @@ impl Cluster {
             store_failed: Default::default(),
             reduced_reads: Default::default(),
             left_as_is: Default::default(),
+            segment_fetches: Default::default(),
             reduced_turns: tokio::sync::Semaphore::new(reduce::ASSEMBLIES),
             reclaim_at: Default::default(),
             shard_reports: Default::default(),
