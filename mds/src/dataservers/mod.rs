@@ -14,11 +14,14 @@ pub mod encode;
 pub mod fences;
 mod flash;
 pub mod holds;
+mod jobs;
 pub mod loops;
 pub mod placement;
 pub mod ranges;
 pub mod rebuild;
 pub mod reduce;
+mod reduce_clean;
+mod reduced_io;
 pub mod registry;
 pub mod remote;
 pub mod repair;
@@ -138,12 +141,12 @@ pub struct Cluster {
     /// Whether the store was failing at the last heartbeat reply (`Cluster::flash_limit`).
     store_failed: std::sync::atomic::AtomicBool,
     /// Reduced files' recipes and segments recently read (`reduce`).
-    reduced_reads: std::sync::Mutex<reduce::ReadCache>,
+    reduced_reads: std::sync::Mutex<reduced_io::ReadCache>,
     /// Files the encoder left mirrored, by the change it left them at (`encode::left_as_is`).
     left_as_is: std::sync::Mutex<HashMap<u64, u64>>,
-    /// One fetch of a segment at a time (`reduce::FETCH_LOCKS`).
-    segment_fetches: [tokio::sync::Mutex<()>; reduce::FETCH_LOCKS],
-    /// Turns to assemble a read of a reduced file (`reduce::ASSEMBLIES`).
+    /// One fetch of a segment at a time (`reduced_io::FETCH_LOCKS`).
+    segment_fetches: [tokio::sync::Mutex<()>; reduced_io::FETCH_LOCKS],
+    /// Turns to assemble a read of a reduced file (`reduced_io::ASSEMBLIES`).
     reduced_turns: tokio::sync::Semaphore,
     /// Where the reclaim pass of leaked referrers goes on from, per shard (`reduce`).
     #[allow(clippy::type_complexity)]
@@ -185,7 +188,7 @@ impl Cluster {
             reduced_reads: Default::default(),
             left_as_is: Default::default(),
             segment_fetches: Default::default(),
-            reduced_turns: tokio::sync::Semaphore::new(reduce::ASSEMBLIES),
+            reduced_turns: tokio::sync::Semaphore::new(reduced_io::ASSEMBLIES),
             reclaim_at: Default::default(),
             shard_reports: Default::default(),
             unheard_scan: std::sync::Mutex::new(None),

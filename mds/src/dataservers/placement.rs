@@ -53,7 +53,7 @@ impl Cluster {
         }
         if let Some(red) = self.reduced(ns, ino)? {
             // Nor segments, which other files share.
-            return self.unreduce(ns, ino, &red).await;
+            return self.unreduce(ns, ino, red).await;
         }
         if let Some(rec) = ns.chunk(ino, chunk)? {
             let live = self.live(&rec);

@@ -3,10 +3,9 @@
 //! index (`meta_core::reduce_index`), compressed and packed into ~2 MiB segments
 //! (`reduce::reduce_verified`); new segments are stored erasure-coded on the data servers
 //! (`segments`), the file's recipe is recorded (`FinishReduce`) and its mirror copies deleted.
-//! Reads of a reduced file come to the MDS (no layout is handed out for it: LAYOUTUNAVAILABLE
-//! sends a Linux client's I/O here) and are assembled from its segments, every chunk checked
-//! against its id. A write or truncation first brings it back to mirrors (`unreduce`), as for
-//! an encoded file.
+//! Reads of a reduced file come to the MDS and are assembled from its segments, and a write
+//! first brings it back to mirrors (`reduced_io`); the passes that clean up after reduces and
+//! free segments are `reduce_clean`.
 //!
 //! Why on the MDS, where the design had the data servers reduce: the index lives here, and a
 //! reduce asks it twice (the file's chunk ids, then referrers for what it found and stored),
@@ -37,15 +36,15 @@
 //! recipe holds (`MAX_REDUCED_FILE`), repair and drain of segment shards (a lost data server
 //! leaves segments readable through parity, not re-protected), and the S3 tier for segments.
 use std::collections::{HashMap, HashSet};
-use std::sync::Arc;
 
 use layout::DsId;
 use meta::namespace::reduce_index::{self as index, Referrer, StoredSegment};
-use meta::namespace::reducing::{FileReduce, ReduceStatus, Reduced, MAX_RECIPE_LEN};
-use meta::namespace::{Command, FsError, Namespace, ShardId, Time};
-use reduce::{ChunkId, ChunkLoc, DedupKey, Params, Recipe, SegmentId};
+use meta::namespace::reducing::MAX_RECIPE_LEN;
+use meta::namespace::{Command, FsError, Namespace, Time};
+use reduce::{ChunkId, ChunkLoc, Recipe};
 
 use super::placement::FILE_RECORD;
+use super::reduced_io::{from_index_segment, to_index_chunk, to_index_segment, Fetched};
 use super::segments::SegmentPlace;
 use super::Cluster;
 use crate::error::{NfsError, NfsResult};
@@ -103,64 +102,9 @@ pub const MAX_REDUCED_FILE: u64 = 320 << 20;
 /// takes (the span, the segments its hits land in, its new segments).
 const SPAN: u64 = 16 << 20;
 
-/// Referrer rows the reclaim pass checks per shard per pass.
-const RECLAIM_BATCH: usize = 256;
-
-/// Segments kept for reads of reduced files (as stored, ~2 MiB each).
-const READ_CACHE: usize = 16;
-/// Reads of reduced files assembled at once, and segments each holds at a time: 4 × 8 × ~2
-/// MiB bounds what reads of reduced files hold beyond the caches.
-pub(crate) const ASSEMBLIES: usize = 4;
-const GROUP_SEGMENTS: usize = 8;
 /// Segments a span of a reduce fetches to compare its hits with: a chunk found in a segment
 /// past this is stored again instead (a little less dedup, never a wrong byte).
 const SPAN_SEGMENTS: usize = 32;
-/// Locks that keep two fetches of one segment apart (by the id's first byte).
-pub(crate) const FETCH_LOCKS: usize = 16;
-/// Decoded recipes kept for reads.
-const RECIPE_CACHE: usize = 16;
-
-/// Reduced files' recipes and recently read segments, for reads (bounded).
-#[derive(Default)]
-pub(crate) struct ReadCache {
-    recipes: Vec<((u64, u64), Arc<Plan>)>,
-    /// By segment and the copy's origin: a segment stored again after its first copy died
-    /// is another copy, and a reduce checks which one it compared its chunks with.
-    segments: Vec<(CopyOf, Arc<Vec<u8>>)>,
-}
-
-/// One copy of a segment: its id and the referrer that stored it.
-type CopyOf = (SegmentId, Referrer);
-
-/// A decoded recipe with each chunk's file offset.
-struct Plan {
-    recipe: Recipe,
-    starts: Vec<u64>,
-}
-
-/// Segments fetched for one read or one span of a reduce, as the pipeline reads them.
-#[derive(Default)]
-struct Fetched(HashMap<SegmentId, Arc<Vec<u8>>>);
-
-impl reduce::SegmentSource for Fetched {
-    fn segment(&self, id: &SegmentId) -> Option<std::borrow::Cow<'_, [u8]>> {
-        self.0
-            .get(id)
-            .map(|b| std::borrow::Cow::Borrowed(b.as_slice()))
-    }
-}
-
-fn to_index_chunk(c: &ChunkId) -> index::ChunkId {
-    index::ChunkId(c.0)
-}
-
-fn to_index_segment(s: &SegmentId) -> index::SegmentId {
-    index::SegmentId(s.0)
-}
-
-fn from_index_segment(s: &index::SegmentId) -> SegmentId {
-    SegmentId(s.0)
-}
 
 /// What one reduce stored and found.
 struct Outcome {
@@ -171,178 +115,6 @@ struct Outcome {
 }
 
 impl Cluster {
-    /// The pipeline's settings: the cluster's dedup key, no encryption (not yet).
-    pub(crate) fn reduce_params(&self) -> Params {
-        Params::new(DedupKey::from_bytes(self.cfg.secret.dedup_key()))
-    }
-
-    fn read_cache(&self) -> std::sync::MutexGuard<'_, ReadCache> {
-        self.reduced_reads.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// The finished reduce whose recipe `ino`'s bytes are, if they are.
-    pub(crate) fn reduced(&self, ns: &Namespace, ino: u64) -> NfsResult<Option<(u64, Reduced)>> {
-        Ok(ns
-            .file_reduce(ino)?
-            .filter(FileReduce::is_reduced)
-            .and_then(|r| r.reduced().cloned().map(|d| (r.epoch, d))))
-    }
-
-    /// Segment `id`'s stored bytes and the origin of the copy they are, from the read cache
-    /// or the data servers (the copy the index names on this node's replica).
-    async fn segment_bytes(
-        &self,
-        ns: &Namespace,
-        id: &SegmentId,
-    ) -> NfsResult<(Arc<Vec<u8>>, Referrer)> {
-        let iid = to_index_segment(id);
-        let seg = ns.segment(&iid)?.ok_or(NfsError::Io)?;
-        let key = (*id, seg.origin);
-        let cached = || {
-            self.read_cache()
-                .segments
-                .iter()
-                .find(|(k, _)| *k == key)
-                .map(|(_, b)| b.clone())
-        };
-        if let Some(b) = cached() {
-            return Ok((b, seg.origin));
-        }
-        // One fetch of a segment at a time: concurrent READs of a file need the same segment
-        // at once (two 1 MiB READs per 2 MiB segment), and would each fetch it (measured:
-        // 1.84 bytes fetched per byte read with 4 READs in flight, `conformance reducebench`).
-        let stripe = usize::from(id.0[0]) % FETCH_LOCKS;
-        let _one = self.segment_fetches[stripe].lock().await;
-        if let Some(b) = cached() {
-            return Ok((b, seg.origin));
-        }
-        let at = SegmentPlace::new(&iid, seg.origin, seg.placement.clone(), seg.stored_len);
-        let b = Arc::new(self.fetch_segment(&at).await?);
-        let mut c = self.read_cache();
-        if c.segments.len() >= READ_CACHE {
-            c.segments.remove(0);
-        }
-        c.segments.push((key, b.clone()));
-        Ok((b, seg.origin))
-    }
-
-    /// Adds segment `id` to `source` unless it is there; notes the copy's origin in
-    /// `verified`, if given.
-    async fn fetch_into(
-        &self,
-        ns: &Namespace,
-        source: &mut Fetched,
-        verified: Option<&mut HashMap<index::SegmentId, Referrer>>,
-        id: SegmentId,
-    ) -> NfsResult<()> {
-        if let std::collections::hash_map::Entry::Vacant(e) = source.0.entry(id) {
-            let (b, origin) = self.segment_bytes(ns, &id).await?;
-            e.insert(b);
-            if let Some(v) = verified {
-                v.insert(to_index_segment(&id), origin);
-            }
-        }
-        Ok(())
-    }
-
-    fn plan(&self, ino: u64, epoch: u64, red: &Reduced) -> NfsResult<Arc<Plan>> {
-        if let Some((_, p)) = self
-            .read_cache()
-            .recipes
-            .iter()
-            .find(|(k, _)| *k == (ino, epoch))
-        {
-            return Ok(p.clone());
-        }
-        let recipe = Recipe::decode(&red.recipe).map_err(|e| {
-            tracing::error!(ino, epoch, "recipe of a reduced file undecodable: {e}");
-            NfsError::Io
-        })?;
-        let mut starts = Vec::with_capacity(recipe.chunks.len());
-        let mut at = 0u64;
-        for c in &recipe.chunks {
-            starts.push(at);
-            at += u64::from(c.raw_len);
-        }
-        if at != red.len {
-            tracing::error!(
-                ino,
-                epoch,
-                "recipe of a reduced file describes {at} bytes, not {}",
-                red.len
-            );
-            return Err(NfsError::Io);
-        }
-        let p = Arc::new(Plan { recipe, starts });
-        let mut c = self.read_cache();
-        if c.recipes.len() >= RECIPE_CACHE {
-            c.recipes.remove(0);
-        }
-        c.recipes.push(((ino, epoch), p.clone()));
-        Ok(p)
-    }
-
-    /// Bytes `[offset, offset + len)` of reduced file `ino` (within its length), assembled
-    /// from its segments, every chunk checked against its id.
-    pub(crate) async fn read_reduced(
-        &self,
-        ns: &Namespace,
-        ino: u64,
-        (epoch, red): &(u64, Reduced),
-        offset: u64,
-        len: u64,
-    ) -> NfsResult<Vec<u8>> {
-        let end = offset.saturating_add(len).min(red.len);
-        if offset >= end {
-            return Ok(Vec::new());
-        }
-        let plan = self.plan(ino, *epoch, red)?;
-        let first = plan
-            .starts
-            .partition_point(|s| *s <= offset)
-            .saturating_sub(1);
-        let last = plan.starts.partition_point(|s| *s < end);
-        // Bounded memory: at most `ASSEMBLIES` reads assemble at once, each from at most
-        // `GROUP_SEGMENTS` segments at a time (a file deduplicated against many others may
-        // switch segments at every chunk).
-        let _turn = self
-            .reduced_turns
-            .acquire()
-            .await
-            .map_err(|_| NfsError::ServerFault)?;
-        let mut out = Vec::with_capacity((end - plan.starts[first]) as usize);
-        let mut at = first;
-        while at < last {
-            let mut source = Fetched::default();
-            let mut to = at;
-            while to < last {
-                let seg = plan.recipe.chunks[to].segment;
-                if !source.0.contains_key(&seg) && source.0.len() >= GROUP_SEGMENTS {
-                    break;
-                }
-                self.fetch_into(ns, &mut source, None, seg).await?;
-                to += 1;
-            }
-            let part = Recipe {
-                chunks: plan.recipe.chunks[at..to].to_vec(),
-            };
-            let params = self.reduce_params();
-            let bytes =
-                tokio::task::spawn_blocking(move || reduce::assemble(&part, &params, &source))
-                    .await
-                    .map_err(|_| NfsError::ServerFault)?
-                    .map_err(|e| {
-                        tracing::error!(ino, epoch, "reduced file unreadable: {e}");
-                        NfsError::Io
-                    })?;
-            out.extend_from_slice(&bytes);
-            at = to;
-        }
-        let from = (offset - plan.starts[first]) as usize;
-        let to = from + (end - offset) as usize;
-        out.get(from..to).map(<[u8]>::to_vec).ok_or(NfsError::Io)
-    }
-
     /// Reduces `ino` if it is still due.
     pub(crate) async fn reduce_file(
         &self,
@@ -667,216 +439,6 @@ impl Cluster {
                 .await;
         }
     }
-
-    /// Finishes what the reduce records and the index ask for (a crash, a reduce retired by
-    /// a write or a removal), for the files and segments of the shards this node leads.
-    pub(crate) async fn clean_reduces(&self, ns: &Namespace) {
-        for (ino, r) in ns
-            .reduces_to_clean()
-            .unwrap_or_default()
-            .into_iter()
-            .filter(|(i, _)| ns.leads_file(*i))
-        {
-            let Some(_claim) = self.claim(ns, ino).await else {
-                continue;
-            };
-            if let Err(e) = self.clean_reduce_claimed(ns, ino, &r).await {
-                tracing::debug!(ino, "reduce clean-up will be retried: {e:?}");
-            }
-        }
-        self.reclaim_referrers(ns).await;
-        self.drop_dying(ns).await;
-    }
-
-    /// `clean_reduces` for one file the caller has claimed.
-    async fn clean_reduce_claimed(
-        &self,
-        ns: &Namespace,
-        ino: u64,
-        r: &FileReduce,
-    ) -> NfsResult<()> {
-        let epoch = r.epoch;
-        if r.reducing_since().is_some() {
-            // Passes run one at a time and a claimed file has no other job: one left by a
-            // crash. Its referrers are `Gone` now, for the reclaim pass.
-            ns.execute(Command::AbortReduce { ino, epoch }).await?;
-            tracing::info!(ino, epoch, "reduce left under way by a restart given up");
-            return Ok(());
-        }
-        if !r.stale_copies.is_empty() {
-            self.delete_copies(ino, &r.stale_copies).await?;
-            ns.execute(Command::ReduceCopiesTrimmed { ino, epoch })
-                .await?;
-            tracing::info!(ino, copies = ?r.stale_copies, "mirror copies of a reduced file deleted");
-        }
-        if r.retired {
-            let me = Referrer { ino, epoch };
-            for id in r.reduced().map(|d| d.segments.as_slice()).unwrap_or(&[]) {
-                ns.execute(Command::DropReferrer {
-                    shard: ns.segment_shard(id),
-                    segment: *id,
-                    referrer: me,
-                })
-                .await?;
-            }
-            ns.execute(Command::ReferrersDropped { ino, epoch }).await?;
-            tracing::info!(ino, epoch, "referrers of a retired reduce dropped");
-        }
-        Ok(())
-    }
-
-    /// Deletes the shards of `Dying` segments (no referrer left), then their records.
-    async fn drop_dying(&self, ns: &Namespace) {
-        for d in ns.dying_segments().unwrap_or_default() {
-            // A data server that is down (and not written off) first comes back: asking it
-            // now only fails.
-            let waiting = d
-                .placement
-                .iter()
-                .any(|s| !self.registry.is_up(DsId(*s)) && !self.written_off(DsId(*s)));
-            if ns.leader_of(d.shard) != Some(ns.node_id()) || waiting {
-                continue;
-            }
-            let at = SegmentPlace::new(&d.id, d.origin, d.placement.clone(), d.stored_len);
-            if let Err(e) = self.drop_segment(&at).await {
-                tracing::debug!(segment = ?d.id, "segment shards left for the next pass: {e:?}");
-                continue;
-            }
-            match ns
-                .execute(Command::ForgetSegment {
-                    shard: d.shard,
-                    segment: d.id,
-                })
-                .await
-            {
-                Ok(_) => tracing::info!(segment = ?d.id, bytes = d.stored_len, "segment freed"),
-                Err(e) => tracing::debug!(segment = ?d.id, "segment record left: {e:?}"),
-            }
-        }
-    }
-
-    /// Drops referrers whose reduce is `Gone` (given up by a crash before its finish, or
-    /// before its own clean-up ran): the next `RECLAIM_BATCH` rows of each shard this node
-    /// leads, from where the last pass stopped, round and round.
-    async fn reclaim_referrers(&self, ns: &Namespace) {
-        for s in 0..ns.shard_count() {
-            let shard = ShardId(s);
-            if ns.leader_of(shard) != Some(ns.node_id()) {
-                continue;
-            }
-            let after = self.reclaim_cursor().get(&s).copied();
-            let rows = ns
-                .referrers_after(shard, after, RECLAIM_BATCH)
-                .unwrap_or_default();
-            let next = (rows.len() == RECLAIM_BATCH)
-                .then(|| rows.last().copied())
-                .flatten();
-            for (id, r) in rows {
-                // The file's shard decides, after its read barrier (`reduce_status`): a
-                // referrer is added only once its `BeginReduce` is applied, so `Gone` then is
-                // for good.
-                match ns.reduce_status(r.ino, r.epoch).await {
-                    Ok(ReduceStatus::Gone) => {}
-                    Ok(_) => continue,
-                    // Not confirmed: this batch is walked again next pass.
-                    Err(_) => return,
-                }
-                match ns
-                    .execute(Command::DropReferrer {
-                        shard,
-                        segment: id,
-                        referrer: r,
-                    })
-                    .await
-                {
-                    Ok(_) => {
-                        tracing::info!(segment = ?id, ino = r.ino, epoch = r.epoch, "leaked referrer dropped")
-                    }
-                    Err(e) => {
-                        tracing::debug!(segment = ?id, "leaked referrer left: {e:?}");
-                        return;
-                    }
-                }
-            }
-            let mut c = self.reclaim_cursor();
-            match next {
-                Some(n) => c.insert(s, n),
-                None => c.remove(&s),
-            };
-        }
-    }
-
-    fn reclaim_cursor(
-        &self,
-    ) -> std::sync::MutexGuard<'_, HashMap<u16, (index::SegmentId, Referrer)>> {
-        self.reclaim_at.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// Brings reduced file `ino` back to mirrors before it is written or cut: its bytes,
-    /// assembled here, are written to two new mirrors, which are recorded (that retires the
-    /// reduce: its referrers are dropped by the clean-up pass). Returns the new mirrors.
-    pub(crate) async fn unreduce(
-        &self,
-        ns: &Namespace,
-        ino: u64,
-        red: &(u64, Reduced),
-    ) -> NfsResult<Vec<DsId>> {
-        let Some(claim) = self.claim(ns, ino).await else {
-            return Err(NfsError::Delay);
-        };
-        let size = red.1.len;
-        let map = self.registry.placement_map();
-        let targets = match layout::place(
-            &map,
-            layout::FileId(ino),
-            FILE_RECORD,
-            super::placement::MIRRORS,
-        ) {
-            Ok(p) if !p.targets.is_empty() => p.targets,
-            _ => return Err(NfsError::NoSpc),
-        };
-        let mut to = Vec::new();
-        for t in &targets {
-            let c = self.conn(*t).await?;
-            let h = self.handle(ino, *t, layout::Rights::ReadWrite);
-            c.set_size(&h, 0).await.map_err(|e| remote_io(ino, e))?;
-            to.push((c, h));
-        }
-        let mut off = 0;
-        while off < size {
-            let n = (size - off).min(u64::from(COPY_IO));
-            let d = self.read_reduced(ns, ino, red, off, n).await?;
-            if d.len() as u64 != n {
-                return Err(NfsError::Io);
-            }
-            for (c, h) in &to {
-                c.write(h, off, &d, proto::nfs3::StableHow::Unstable)
-                    .await
-                    .map_err(|e| remote_io(ino, e))?;
-            }
-            off += n;
-        }
-        for (c, h) in &to {
-            c.set_size(h, size).await.map_err(|e| remote_io(ino, e))?;
-            c.commit(h, 0, 0).await.map_err(|e| remote_io(ino, e))?;
-        }
-        let _g = self.placing.lock().await;
-        claim.check()?;
-        let mirrors = targets.iter().map(|d| d.0).collect();
-        // A reduced file has no mirror record (`FinishReduce` removes it).
-        self.replace_mirrors(ns, ino, None, mirrors).await?;
-        tracing::info!(ino, bytes = size, mirrors = ?targets, "reduced file copied back to mirrors for a write");
-        let _ = claim.refence().await;
-        Ok(targets)
-    }
-}
-
-/// Bytes the MDS moves per call when it copies a reduced file back to mirrors.
-const COPY_IO: u32 = 1 << 20;
-
-fn remote_io(ino: u64, e: proto::nfs3_client::Nfs3ClientError) -> NfsError {
-    tracing::warn!(ino, "copy of a reduced file back to mirrors: {e}");
-    NfsError::Io
 }
 
 #[cfg(test)]

@@ -44,7 +44,7 @@ impl Cluster {
         let mut out = Vec::with_capacity((end - offset) as usize);
         if let Some(red) = self.reduced(ns, ino)? {
             let mut d = self
-                .read_reduced(ns, ino, &red, offset, end - offset)
+                .read_reduced(ns, ino, red, offset, end - offset)
                 .await?;
             d.resize((end - offset) as usize, 0);
             self.count(&self.stats.read_ops, &self.stats.read_bytes, d.len() as u64);

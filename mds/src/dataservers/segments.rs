@@ -10,7 +10,7 @@
 //! `Dying`, a chunk of it found nowhere else) while the deleting pass removes the dying copy,
 //! and two copies under one name would let that pass delete the new copy's bytes.
 //!
-//! Geometry. (k, m) follows the placement's width, as for files (`encode::geometry_for`: 2+1
+//! Geometry. (k, m) follows the placement's width, as for files (`jobs::geometry_for`: 2+1
 //! on three data servers, 4+2 from six), and the unit is the smallest power of two (at least
 //! 4 KiB) with which the segment fits one stripe: a 2 MiB segment at 4+2 has 512 KiB units,
 //! so it costs 1.5 times its size, where a 1 MiB unit would cost twice (parity of a stripe
@@ -51,7 +51,7 @@ impl SegmentPlace {
     /// The stripe geometry: (k, m, unit shift); `None` for a width no encoding uses or a
     /// segment too large for one stripe.
     fn geometry(&self) -> Option<(u8, u8, u8)> {
-        let (k, m) = super::encode::geometry_for(self.placement.len())
+        let (k, m) = super::jobs::geometry_for(self.placement.len())
             .filter(|(k, m)| usize::from(k + m) == self.placement.len())?;
         let per_shard = self.stored_len.div_ceil(u64::from(k)).max(1 << 12);
         let shift = per_shard.next_power_of_two().trailing_zeros();
@@ -102,7 +102,7 @@ impl Cluster {
     /// Places a new segment's k+m shards on distinct data servers that are up and have room.
     pub(crate) fn place_segment(&self, file: u64, len: u64) -> Option<Vec<u64>> {
         let map = self.registry.placement_map();
-        let (k, m) = super::encode::geometry_for(map.up().count())?;
+        let (k, m) = super::jobs::geometry_for(map.up().count())?;
         let width = usize::from(k + m);
         let placed = layout::place(&map, FileId(file), 0, width).ok()?;
         let placement: Vec<u64> = placed.targets.iter().map(|d| d.0).collect();

@@ -14,6 +14,16 @@ impl Snapshot<'_> {
         self.with(ShardId::of_ino(ino), |st| st.file_reduce(ino).cloned())
     }
 
+    /// `(epoch, length)` of the finished reduce whose recipe `ino`'s bytes are, if they are:
+    /// what every READ and write of a file asks, without copying the recipe.
+    pub fn reduced_extent(&self, ino: u64) -> Result<Option<(u64, u64)>, FsError> {
+        self.with(ShardId::of_ino(ino), |st| {
+            st.file_reduce(ino)
+                .filter(|r| r.is_reduced())
+                .and_then(|r| r.reduced().map(|d| (r.epoch, d.len)))
+        })
+    }
+
     /// See `MemState::reduce_status`, as this node's replica has it.
     pub fn reduce_status(&self, ino: u64, epoch: u64) -> Result<ReduceStatus, FsError> {
         self.with(ShardId::of_ino(ino), |st| st.reduce_status(ino, epoch))
@@ -33,6 +43,11 @@ impl Namespace {
     /// See `Snapshot::file_reduce`.
     pub fn file_reduce(&self, ino: u64) -> Result<Option<FileReduce>, FsError> {
         self.snapshot()?.file_reduce(ino)
+    }
+
+    /// See `Snapshot::reduced_extent`.
+    pub fn reduced_extent(&self, ino: u64) -> Result<Option<(u64, u64)>, FsError> {
+        self.snapshot()?.reduced_extent(ino)
     }
 
     /// See `Snapshot::reduces_to_clean`.
