@@ -215,6 +215,9 @@ fn mds_families(e: &mut Exposition, a: &Admin, m: &mds::admin::Admin) {
         "Files with fewer mirrors than they should have, waiting for repair.",
         &[(&[], cl.degraded_files as f64)],
     );
+    if let Some(r) = m.redundancy() {
+        data_families(e, &r);
+    }
     // One series per data server being drained (a handful at most).
     let drains: Vec<(String, f64)> = cl
         .draining
@@ -292,6 +295,44 @@ fn mds_families(e: &mut Exposition, a: &Admin, m: &mds::admin::Admin) {
         "cfs_cluster_ds_operations_total",
         "READ, WRITE and COMMIT served by the data server.",
         &per_c(&|d| d.counters.read_ops + d.counters.write_ops + d.counters.commit_ops),
+    );
+}
+
+/// How the file system's data is stored (what `cfs admin status` shows under "data"): file
+/// bytes and the bytes the data servers hold for them, by form; for data reduction also the
+/// bytes after dedup and after compression.
+fn data_families(e: &mut Exposition, r: &mds::admin::Redundancy) {
+    let by = |m: u64, c: u64, d: u64| {
+        [
+            (&[("form", "mirrored")][..], m as f64),
+            (&[("form", "encoded")][..], c as f64),
+            (&[("form", "reduced")][..], d as f64),
+        ]
+    };
+    e.gauge(
+        "cfs_cluster_data_files",
+        "Regular files by how their bytes are stored.",
+        &by(r.mirrored_files, r.encoded_files, r.reduced_files),
+    );
+    e.gauge(
+        "cfs_cluster_data_logical_bytes",
+        "File bytes by how they are stored.",
+        &by(r.mirrored_bytes, r.encoded_bytes, r.reduced_bytes),
+    );
+    e.gauge(
+        "cfs_cluster_data_raw_bytes",
+        "Bytes the data servers hold for them (copies, parity; reduced: the live segments).",
+        &by(r.mirrored_raw, r.encoded_raw, r.segment_raw),
+    );
+    e.gauge(
+        "cfs_cluster_reduced_unique_bytes",
+        "Data reduction: the live segments' chunk bytes (every reduced file's bytes after dedup).",
+        &[(&[], r.segment_unique_bytes as f64)],
+    );
+    e.gauge(
+        "cfs_cluster_reduced_stored_bytes",
+        "Data reduction: the live segments' bytes after compression, before parity.",
+        &[(&[], r.segment_stored_bytes as f64)],
     );
 }
 

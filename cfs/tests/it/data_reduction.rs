@@ -123,6 +123,37 @@ fn two_copies_take_the_room_of_one_text_shrinks_as_zstd_would_and_every_byte_rea
         n(&st, "reduced_bytes"),
         2 * data.len() as u64 + text.len() as u64
     );
+    // /metrics says the same as the status.
+    let (admin, token) = cl.admin();
+    let r = cl
+        .rt
+        .block_on(crate::http_client::request(
+            admin,
+            "GET",
+            "/metrics",
+            Some(&token),
+            None,
+            std::time::Duration::from_secs(10),
+        ))
+        .expect("the admin listener answers");
+    let sample = |name: &str| {
+        r.text()
+            .lines()
+            .find_map(|l| l.strip_prefix(name)?.trim().parse::<f64>().ok())
+            .unwrap_or(-1.0)
+    };
+    assert_eq!(
+        sample("cfs_cluster_data_logical_bytes{form=\"reduced\"}"),
+        n(&st, "reduced_bytes") as f64
+    );
+    assert_eq!(
+        sample("cfs_cluster_reduced_unique_bytes"),
+        n(&st, "segment_unique_bytes") as f64
+    );
+    assert_eq!(
+        sample("cfs_cluster_reduced_stored_bytes"),
+        n(&st, "segment_stored_bytes") as f64
+    );
     // Dedup: one copy of the random bytes (random chunks never repeat) and the text.
     let unique = n(&st, "segment_unique_bytes");
     assert!(
