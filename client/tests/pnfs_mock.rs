@@ -830,7 +830,11 @@ async fn no_layout_available_means_io_through_the_mds() {
     upload(&c, "/u", &mut std::io::Cursor::new(&data))
         .await
         .expect("upload");
+    let asked = cl.mds.n.layoutgets.load(Ordering::Relaxed);
     assert!(download(&c, "/u").await.expect("download") == data);
+    // A READ layout refused once is not asked for again before every READ of the open (as
+    // Linux, for PNFS_LAYOUTGET_RETRY_TIMEOUT): one LAYOUTGET for six 1 MiB READs.
+    assert_eq!(cl.mds.n.layoutgets.load(Ordering::Relaxed) - asked, 1);
     let s = c.pnfs_stats().expect("stats");
     assert_eq!(s.mds_write_bytes, data.len() as u64, "{s:?}");
     assert_eq!(s.ds_write_bytes, 0, "{s:?}");
