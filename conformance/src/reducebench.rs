@@ -264,6 +264,25 @@ fn ds_read(c: &ClusterStatus) -> u64 {
 }
 
 /// `rounds` reads of `/r` by a fresh client of `kind`, with the counters around them.
+/// `measure`, its rate printed as it is known.
+fn measure_and_say(
+    rt: &tokio::runtime::Runtime,
+    srv: &Running,
+    mds: SocketAddr,
+    spec: (&'static str, Kind, &'static str),
+    want: &Arc<Vec<u8>>,
+    a: &ReduceBenchArgs,
+) -> Result<Measured> {
+    let m = measure(rt, srv, mds, spec, want, a)?;
+    eprintln!(
+        "reducebench: {} {}: {}",
+        m.label,
+        m.kind.name(),
+        rate_cell(&m)
+    );
+    Ok(m)
+}
+
 fn measure(
     rt: &tokio::runtime::Runtime,
     srv: &Running,
@@ -505,14 +524,7 @@ fn run(
             ("(a)", Kind::Pnfs, STATE_MIRRORED),
             ("(b)", Kind::NoPnfs, STATE_MIRRORED),
         ] {
-            let m = measure(rt, srv, mds, spec, want, a)?;
-            eprintln!(
-                "reducebench: {} {}: {}",
-                m.label,
-                m.kind.name(),
-                rate_cell(&m)
-            );
-            ms.push(m);
+            ms.push(measure_and_say(rt, srv, mds, spec, want, a)?);
         }
         Ok(())
     })();
@@ -588,14 +600,7 @@ fn run(
         ("(c)", Kind::Pnfs, STATE_REDUCED),
         ("(d)", Kind::NoPnfs, STATE_REDUCED),
     ] {
-        let m = measure(rt, srv, mds, spec, want, a)?;
-        eprintln!(
-            "reducebench: {} {}: {}",
-            m.label,
-            m.kind.name(),
-            rate_cell(&m)
-        );
-        ms.push(m);
+        ms.push(measure_and_say(rt, srv, mds, spec, want, a)?);
     }
     let after = data_status(srv)?;
     if n(&after, "reduced_files") != 2 {

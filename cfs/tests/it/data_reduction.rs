@@ -231,6 +231,28 @@ fn logged(log: &Path, what: &str, ino: u64) -> usize {
         .count()
 }
 
+/// Waits until `role`'s reduce of `ino` has logged `spans` reduced spans, kill -9s `role`, and
+/// checks the reduce had not finished (else the test would not test what it says).
+fn kill_mid_reduce(cl: &Cluster, log: &Path, ino: u64, spans: usize, role: &str) {
+    wait_for(60, "spans of the reduce done", || {
+        logged(log, "span reduced", ino) >= spans
+    });
+    cl.kill9(role);
+    assert_eq!(
+        logged(log, "file data-reduced", ino),
+        0,
+        "the reduce finished before the kill: the test did not hit it"
+    );
+}
+
+/// No segment left in the index, and no shard on any data server.
+fn wait_nothing_left(cl: &Cluster) {
+    wait_for(60, "every segment freed and its shards deleted", || {
+        n(&data_status(cl), "segment_stored_bytes") == 0
+            && shard_counts(cl, DS_ROLES) == vec![0; DS_ROLES]
+    });
+}
+
 /// kill -9 of the MDS in the middle of a reduce, once it has referred to another file's
 /// segments and recorded and stored segments of its own: the file stays whole (its mirrors
 /// were still the file); the restarted MDS gives that reduce up, drops the referrers it left
@@ -263,15 +285,7 @@ fn an_mds_killed_while_reducing_loses_nothing_and_what_the_reduce_held_is_reclai
     second.extend(random_bytes(48 << 20, 0x4602));
     let ino = write_file(&cl, "/second", &second);
     let log = cl.dir.join("cluster").join("mds.log");
-    wait_for(60, "two spans of /second reduced", || {
-        logged(&log, "span reduced", ino) >= 2
-    });
-    cl.kill9("mds");
-    assert_eq!(
-        logged(&log, "file data-reduced", ino),
-        0,
-        "the reduce finished before the kill: the test did not hit it"
-    );
+    kill_mid_reduce(&cl, &log, ino, 2, "mds");
     let _mds = cl.restart_mds();
     let restarted = cl.dir.join("mds-restarted.log");
     wait_for(90, "/second reduced by the restarted MDS", || {
@@ -304,10 +318,7 @@ fn an_mds_killed_while_reducing_loses_nothing_and_what_the_reduce_held_is_reclai
         .block_on(c.remove(&root, "second"))
         .expect("remove /second");
     let _ = cl.rt.block_on(c.shutdown());
-    wait_for(60, "every segment freed and its shards deleted", || {
-        let st = data_status(&cl);
-        n(&st, "segment_stored_bytes") == 0 && shard_counts(&cl, DS_ROLES) == vec![0; DS_ROLES]
-    });
+    wait_nothing_left(&cl);
 }
 
 /// `reduce = "auto"`: a file whose bytes do not reduce (random) is erasure-coded as it is,
@@ -373,15 +384,7 @@ fn a_data_server_killed_while_reducing_loses_nothing_and_leaves_nothing_behind()
     let data = random_bytes(64 << 20, 0x4605);
     let ino = write_file(&cl, "/f", &data);
     let log = cl.dir.join("cluster").join("mds.log");
-    wait_for(60, "a span of /f reduced", || {
-        logged(&log, "span reduced", ino) >= 1
-    });
-    cl.kill9("ds3");
-    assert_eq!(
-        logged(&log, "file data-reduced", ino),
-        0,
-        "the reduce finished before the kill: the test did not hit it"
-    );
+    kill_mid_reduce(&cl, &log, ino, 1, "ds3");
     let t0 = std::time::Instant::now();
     while logged(&log, "reduce failed, the file stays mirrored", ino) == 0 {
         let said = std::fs::read_to_string(&log).unwrap_or_default();
@@ -403,8 +406,5 @@ fn a_data_server_killed_while_reducing_loses_nothing_and_leaves_nothing_behind()
     let root = cl.rt.block_on(c.lookup_path("/")).expect("root");
     cl.rt.block_on(c.remove(&root, "f")).expect("remove /f");
     let _ = cl.rt.block_on(c.shutdown());
-    wait_for(60, "every segment freed and its shards deleted", || {
-        n(&data_status(&cl), "segment_stored_bytes") == 0
-            && shard_counts(&cl, DS_ROLES) == vec![0; DS_ROLES]
-    });
+    wait_nothing_left(&cl);
 }
