@@ -149,7 +149,14 @@ pub async fn read(
         let started = Instant::now();
         let bytes = tier
             .store()
-            .read_payload(&tier.key(ino, i as u64, copy.gen), &h.0, h.1, from, to)
+            .read_payload(
+                &tier.key(ino, i as u64, copy.gen),
+                &h.0,
+                h.1,
+                from,
+                to,
+                None,
+            )
             .await
             .map_err(|e| store_error(ino, &e))?;
         metrics::tier::GET.observe(started.elapsed());

@@ -153,7 +153,7 @@ async fn get_verified(
     if bytes.len() > MAX_CHECKPOINT + tier::object::MAX_HEADER_LEN {
         return Err(bad(&key, "larger than any checkpoint"));
     }
-    let obj = tier::object::decode(bytes)
+    let obj = tier::object::decode(bytes, None)
         .and_then(|o| o.verify_id(id))
         .map_err(|e| bad(&key, e))?;
     Ok(Some(obj.payload))
@@ -179,7 +179,7 @@ pub async fn read_root(
 
 /// Object bytes of a root or checkpoint: `id` and the encoded `payload`.
 pub fn encode(id: &ObjectId, payload: &[u8]) -> bytes::Bytes {
-    tier::object::encode(id, 0, payload.len() as u64, payload)
+    tier::object::encode(id, 0, payload.len() as u64, payload, None)
 }
 
 pub fn encode_root(root: &MetaRoot) -> Result<bytes::Bytes, FsError> {

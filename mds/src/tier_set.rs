@@ -472,7 +472,12 @@ impl Tier {
         }
         let h = Arc::new(
             self.store
-                .header(&self.key(ino, piece, gen), &Self::id(ino, piece, gen), sum)
+                .header(
+                    &self.key(ino, piece, gen),
+                    &Self::id(ino, piece, gen),
+                    sum,
+                    None,
+                )
                 .await?,
         );
         let mut m = self.heads();

@@ -9,7 +9,9 @@
 //! - `retry.rs`: exponential backoff with full jitter.
 //! - `object.rs`: the object format: a header naming file, segment, byte range and generation,
 //!   with the payload's, each 1 MiB block's and its own blake3; `encode`, and a `decode` that
-//!   verifies everything.
+//!   verifies everything; version 3 is the sealed form.
+//! - `seal.rs`: [`SealKey`], derived from the cluster's data key: sealed objects are XChaCha20
+//!   ciphertext with keyed-BLAKE3 sums (encrypt-then-MAC), so the bucket holds no plaintext.
 //! - `keys.rs`: keys as a pure function of (kind, file, segment, generation), spread over
 //!   65,536 hash prefixes.
 //! - `connector.rs`: the HTTP client the SDK is given (hyper 1, rustls on ring).
@@ -39,6 +41,7 @@ pub mod error;
 pub mod keys;
 pub mod object;
 mod retry;
+pub mod seal;
 pub mod store;
 #[cfg(feature = "testing")]
 pub mod testing;
@@ -46,5 +49,6 @@ pub mod testing;
 pub use config::{Credentials, RetryPolicy, TierConfig};
 pub use error::TierError;
 pub use keys::{KeySpace, ObjectId};
-pub use object::{FormatError, Header, Kind, Object};
+pub use object::{FormatError, Header, Kind, Object, Sealing};
+pub use seal::SealKey;
 pub use store::Store;

@@ -32,6 +32,7 @@ use crate::connector::RingClient;
 use crate::error::TierError;
 use crate::keys::ObjectId;
 use crate::object::{self, FormatError, Header, MAX_HEADER_LEN};
+use crate::seal::SealKey;
 
 /// A bucket on an S3-compatible store.
 #[derive(Clone, Debug)]
@@ -133,16 +134,18 @@ impl Store {
     }
 
     /// The verified header of the object under `key`, which must be `id` and hold a payload
-    /// whose blake3 is `sum` (what the metadata recorded): one GET of its first 4 KiB. With
-    /// the header's length, where the payload starts.
+    /// whose sum is `sum` (what the metadata recorded): one GET of its first 4 KiB. With
+    /// the header's length, where the payload starts. A sealed object verifies only under
+    /// its key, `seal` (see `object.rs` on which key reads what).
     pub async fn header(
         &self,
         key: &str,
         id: &ObjectId,
         sum: &[u8; 32],
+        seal: Option<&SealKey>,
     ) -> Result<(Header, usize), TierError> {
         let got = self.get_range(key, 0..MAX_HEADER_LEN as u64).await?;
-        let (h, len) = object::decode_header(&got)?;
+        let (h, len) = object::decode_header(&got, seal)?;
         if h.id != *id {
             return Err(FormatError::NotThisObject {
                 expected: *id,
@@ -157,8 +160,9 @@ impl Store {
     }
 
     /// Payload bytes `[start, end)` of the object under `key` whose header `header()` read
-    /// (`len` its length): a ranged GET of the blocks they fall in, each checked against its
-    /// sum. A version 1 object (no block sums) is read whole and checked whole.
+    /// (`len` its length), as plaintext: a ranged GET of the blocks they fall in, each checked
+    /// against its sum, then (a sealed object, `seal` its key) just `[start, end)`
+    /// deciphered. A version 1 object (no block sums) is read whole and checked whole.
     pub async fn read_payload(
         &self,
         key: &str,
@@ -166,13 +170,14 @@ impl Store {
         len: usize,
         start: u64,
         end: u64,
+        seal: Option<&SealKey>,
     ) -> Result<Bytes, TierError> {
         let end = end.min(h.payload_len);
         if start >= end {
             return Ok(Bytes::new());
         }
         let Some(blocks) = h.blocks_for(start, end) else {
-            let o = object::decode(self.get(key).await?)?.verify_id(&h.id)?;
+            let o = object::decode(self.get(key).await?, seal)?.verify_id(&h.id)?;
             if o.header.payload_blake3 != h.payload_blake3 {
                 return Err(FormatError::PayloadChecksum.into());
             }
@@ -190,8 +195,14 @@ impl Store {
             }
             .into());
         }
-        h.verify_blocks(blocks.start, &got)?;
-        Ok(got.slice((start - blocks.start) as usize..(end - blocks.start) as usize))
+        h.verify_blocks(blocks.start, &got, seal)?;
+        let wanted = got.slice((start - blocks.start) as usize..(end - blocks.start) as usize);
+        if h.sealing.is_none() {
+            return Ok(wanted);
+        }
+        let mut plain = wanted.to_vec();
+        h.decipher(start, &mut plain, seal)?;
+        Ok(Bytes::from(plain))
     }
 
     /// Removes the object under `key`; removing one that is not there succeeds.

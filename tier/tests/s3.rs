@@ -9,7 +9,9 @@ use bytes::Bytes;
 use tier::object::{self, FormatError};
 use tier::testing::moto::Moto;
 use tier::testing::proxy::{Fault, FaultProxy};
-use tier::{Credentials, KeySpace, Kind, ObjectId, RetryPolicy, Store, TierConfig, TierError};
+use tier::{
+    Credentials, KeySpace, Kind, ObjectId, RetryPolicy, SealKey, Store, TierConfig, TierError,
+};
 
 const BUCKET: &str = "cfs-test";
 
@@ -87,12 +89,12 @@ fn put_get_range_delete_round_trip() {
         let keys = KeySpace::new("c1").expect("root");
         let payload: Vec<u8> = (0..1_000_000u32).map(|i| (i % 251) as u8).collect();
         let key = keys.key(&id(0));
-        let obj = object::encode(&id(0), 0, payload.len() as u64, &payload);
+        let obj = object::encode(&id(0), 0, payload.len() as u64, &payload, None);
         store.put(&key, obj.clone()).await.expect("put");
 
         let back = store.get(&key).await.expect("get");
         assert_eq!(back, obj);
-        let decoded = object::decode(back)
+        let decoded = object::decode(back, None)
             .expect("verifies")
             .verify_id(&id(0))
             .expect("same id");
@@ -105,29 +107,32 @@ fn put_get_range_delete_round_trip() {
             .get_range(&key, 0..object::MAX_HEADER_LEN as u64)
             .await
             .expect("header range");
-        let (h, _) = object::decode_header(&head).expect("header verifies");
+        let (h, _) = object::decode_header(&head, None).expect("header verifies");
         assert_eq!(h.payload_len, payload.len() as u64);
 
         // The verified read an evicted file's READ makes: the header (checked against the id
         // and the recorded sum), then only the blocks a range falls in.
         let sum = *blake3::hash(&payload).as_bytes();
-        let (h, hl) = store.header(&key, &id(0), &sum).await.expect("header");
+        let (h, hl) = store
+            .header(&key, &id(0), &sum, None)
+            .await
+            .expect("header");
         let part = store
-            .read_payload(&key, &h, hl, 123_456, 654_321)
+            .read_payload(&key, &h, hl, 123_456, 654_321, None)
             .await
             .expect("verified range");
         assert_eq!(&part[..], &payload[123_456..654_321]);
         let past = store
-            .read_payload(&key, &h, hl, 999_000, 2_000_000)
+            .read_payload(&key, &h, hl, 999_000, 2_000_000, None)
             .await
             .expect("range past the end");
         assert_eq!(&past[..], &payload[999_000..]);
         assert!(matches!(
-            store.header(&key, &id(1), &sum).await,
+            store.header(&key, &id(1), &sum, None).await,
             Err(TierError::Format(object::FormatError::NotThisObject { .. }))
         ));
         assert!(matches!(
-            store.header(&key, &id(0), &[0; 32]).await,
+            store.header(&key, &id(0), &[0; 32], None).await,
             Err(TierError::Format(object::FormatError::PayloadChecksum))
         ));
         let mid = store.get_range(&key, 1000..5000).await.expect("range");
@@ -180,16 +185,16 @@ fn a_flipped_byte_in_the_store_is_detected() {
     bounded(Duration::from_secs(60), async {
         let (_moto, store) = moto_with_bucket(24530).await;
         let payload = vec![0x5au8; 200_000];
-        let mut bad = object::encode(&id(1), 0, 200_000, &payload).to_vec();
+        let mut bad = object::encode(&id(1), 0, 200_000, &payload, None).to_vec();
         bad[150_000] ^= 0x10;
         store.put("flipped", Bytes::from(bad)).await.expect("put");
         let back = store.get("flipped").await.expect("get");
         assert!(matches!(
-            object::decode(back),
+            object::decode(back, None),
             Err(FormatError::PayloadChecksum)
         ));
         // In the header, the header's own checksum catches it.
-        let mut bad = object::encode(&id(1), 0, 10, &payload[..10]).to_vec();
+        let mut bad = object::encode(&id(1), 0, 10, &payload[..10], None).to_vec();
         bad[20] ^= 1;
         store
             .put("flipped-head", Bytes::from(bad))
@@ -197,7 +202,7 @@ fn a_flipped_byte_in_the_store_is_detected() {
             .expect("put");
         let back = store.get("flipped-head").await.expect("get");
         assert!(matches!(
-            object::decode(back),
+            object::decode(back, None),
             Err(FormatError::HeaderChecksum)
         ));
     });
@@ -323,5 +328,168 @@ fn a_black_hole_ends_in_a_typed_timeout_within_the_bound() {
             .put("hole", Bytes::from_static(b"x"))
             .await
             .expect("put");
+    });
+}
+
+/// Random bytes (a fixed seed) with `marker` written at each of `at`.
+fn random_with(len: usize, marker: &[u8], at: &[usize]) -> Vec<u8> {
+    use rand::{Rng, SeedableRng};
+    let mut rng = rand::rngs::StdRng::seed_from_u64(len as u64);
+    let mut b: Vec<u8> = (0..len).map(|_| rng.gen()).collect();
+    for &a in at {
+        b[a..a + marker.len()].copy_from_slice(marker);
+    }
+    b
+}
+
+#[test]
+fn the_bucket_holds_only_ciphertext_and_ranges_read_back_as_plaintext() {
+    bounded(Duration::from_secs(90), async {
+        let (_moto, store) = moto_with_bucket(24580).await;
+        let keys = KeySpace::new("c1").expect("root");
+        let k = SealKey::from_data_key(&[0x5e; 32]);
+        let mut marker = vec![0u8; 4096];
+        blake3::Hasher::new()
+            .update(b"a known 4 KiB block")
+            .finalize_xof()
+            .fill(&mut marker);
+        let len = (3 << 20) + 4321;
+        let m = 1usize << 20;
+        let payload = random_with(len, &marker, &[10_000, m - 1000, 3 * m]);
+        let key = keys.key(&id(5));
+        let obj = object::encode(&id(5), 0, len as u64, &payload, Some(&k));
+        store.put(&key, obj).await.expect("put");
+
+        // What the bucket holds: not the marker, nor any 32-byte window of it.
+        let raw = store.get(&key).await.expect("get");
+        let windows: std::collections::HashSet<&[u8]> = marker.windows(32).collect();
+        assert!(
+            payload.windows(32).any(|w| windows.contains(w)),
+            "the control"
+        );
+        assert!(!raw.windows(32).any(|w| windows.contains(w)));
+        let (h0, _) = object::decode_header(&raw, Some(&k)).expect("header");
+        let whole = object::decode(raw, Some(&k)).expect("whole object");
+        assert_eq!(&whole.payload[..], &payload[..]);
+
+        // The metadata's sum (what the upload recorded), the header checked against it, then
+        // ranges at odd offsets across block boundaries, deciphered from their offsets.
+        let sum = h0.payload_blake3;
+        let (h, hl) = store
+            .header(&key, &id(5), &sum, Some(&k))
+            .await
+            .expect("header under the key");
+        assert!(h.sealing.is_some());
+        let m = m as u64;
+        for (a, b) in [
+            (1, 2),
+            (m - 3, m + 5),
+            (m - 1000, 2 * m + 4095),
+            (123_457, 3 * m + 1),
+            (3 * m + 4000, 3 * m + 4321),
+            (3 * m + 4000, 9 * m),
+        ] {
+            let got = store
+                .read_payload(&key, &h, hl, a, b, Some(&k))
+                .await
+                .expect("verified range");
+            let b = b.min(len as u64);
+            assert_eq!(&got[..], &payload[a as usize..b as usize], "{a}..{b}");
+        }
+
+        // No key, another key: typed, and the message says what is missing.
+        match store.header(&key, &id(5), &sum, None).await {
+            Err(TierError::Format(FormatError::Sealed)) => {}
+            r => panic!("expected Sealed, got {r:?}"),
+        }
+        let other = SealKey::from_data_key(&[0x5f; 32]);
+        match store.header(&key, &id(5), &sum, Some(&other)).await {
+            Err(TierError::Format(FormatError::WrongKey { found, ours })) => {
+                assert_eq!((found, ours), (k.tag(), other.tag()))
+            }
+            r => panic!("expected WrongKey, got {r:?}"),
+        }
+        assert!(matches!(
+            store.read_payload(&key, &h, hl, 0, 10, None).await,
+            Err(TierError::Format(FormatError::Sealed))
+        ));
+        assert!(matches!(
+            store.read_payload(&key, &h, hl, 0, 10, Some(&other)).await,
+            Err(TierError::Format(FormatError::WrongKey { .. }))
+        ));
+    });
+}
+
+#[test]
+fn a_changed_sealed_object_is_refused_and_old_plaintext_still_reads() {
+    bounded(Duration::from_secs(90), async {
+        let (_moto, store) = moto_with_bucket(24590).await;
+        let keys = KeySpace::new("c1").expect("root");
+        let k = SealKey::from_data_key(&[0x5e; 32]);
+        let len = (2 << 20) + 77;
+        let payload = random_with(len, &[], &[]);
+        let sealed = object::encode(&id(6), 0, len as u64, &payload, Some(&k));
+        let (h, hl) = object::decode_header(&sealed, Some(&k)).expect("header");
+        let sum = h.payload_blake3;
+        let key = keys.key(&id(6));
+
+        // One byte changed in the bucket, in the payload: the block it is in is refused, the
+        // others still read; in the header: the header is refused.
+        let mut bad = sealed.to_vec();
+        bad[hl + (1 << 20) + 12_345] ^= 0x80;
+        store.put(&key, Bytes::from(bad)).await.expect("put");
+        let (h, hl) = store
+            .header(&key, &id(6), &sum, Some(&k))
+            .await
+            .expect("header intact");
+        assert!(matches!(
+            store
+                .read_payload(&key, &h, hl, (1 << 20) - 1, (1 << 20) + 1, Some(&k))
+                .await,
+            Err(TierError::Format(FormatError::PayloadChecksum))
+        ));
+        let first = store
+            .read_payload(&key, &h, hl, 5, 1 << 20, Some(&k))
+            .await
+            .expect("block 0 intact");
+        assert_eq!(&first[..], &payload[5..1 << 20]);
+        for at in [20, 60, 100, 110, 130, hl - 1] {
+            let mut bad = sealed.to_vec();
+            bad[at] ^= 1;
+            store.put(&key, Bytes::from(bad)).await.expect("put");
+            assert!(
+                store.header(&key, &id(6), &sum, Some(&k)).await.is_err(),
+                "header byte {at}"
+            );
+        }
+        // A sealed object cut short in the bucket.
+        store
+            .put(&key, sealed.slice(..sealed.len() - 1))
+            .await
+            .expect("put");
+        assert!(store
+            .read_payload(&key, &h, hl, len as u64 - 10, len as u64, Some(&k))
+            .await
+            .is_err());
+
+        // A plaintext (version 2) object, uploaded before encryption was turned on, reads
+        // with the key given.
+        let plain = object::encode(&id(7), 0, len as u64, &payload, None);
+        let pkey = keys.key(&id(7));
+        store.put(&pkey, plain).await.expect("put");
+        let psum = *blake3::hash(&payload).as_bytes();
+        let (ph, phl) = store
+            .header(&pkey, &id(7), &psum, Some(&k))
+            .await
+            .expect("plaintext header with a key");
+        assert_eq!(ph.sealing, None);
+        let got = store
+            .read_payload(&pkey, &ph, phl, 1_000_000, 1_100_000, Some(&k))
+            .await
+            .expect("plaintext range with a key");
+        assert_eq!(&got[..], &payload[1_000_000..1_100_000]);
+        let whole = object::decode(store.get(&pkey).await.expect("get"), Some(&k))
+            .expect("plaintext whole with a key");
+        assert_eq!(&whole.payload[..], &payload[..]);
     });
 }

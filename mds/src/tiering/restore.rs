@@ -96,7 +96,7 @@ async fn restore_file(mds: &Mds, tier: &Tier, ino: u64, gen: u64) -> Result<u64,
             let end = (off + STEP).min(p.len);
             let bytes = tier
                 .store()
-                .read_payload(&key, &h.0, h.1, off, end)
+                .read_payload(&key, &h.0, h.1, off, end, None)
                 .await
                 .map_err(|e| RestoreError::Nfs(store_error(ino, &e)))?;
             // A write to a data server carries at most MAX_IO (the record it reads): an 8 MiB

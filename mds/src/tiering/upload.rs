@@ -218,9 +218,9 @@ async fn send_pieces(
         let len = (size - offset).min(object);
         let bytes = read_piece(mds, ino, offset, len, size).await?;
         let id = Tier::id(ino, piece, gen);
-        let body = tier::object::encode(&id, offset, len, &bytes);
+        let body = tier::object::encode(&id, offset, len, &bytes, None);
         drop(bytes);
-        let (header, _) = tier::object::decode_header(&body)
+        let (header, _) = tier::object::decode_header(&body, None)
             .map_err(|e| UploadError::Store(TierError::Format(e)))?;
         let started = Instant::now();
         let put = tier.store().put(&tier.key(ino, piece, gen), body).await;
