@@ -89,6 +89,10 @@ pub struct UpArgs {
     /// the baseline of what they change (`conformance bench --server cfs-cluster-nowdeleg`).
     #[arg(long)]
     no_write_delegations: bool,
+    /// Seal data at rest: makes DIR/kek (32 random bytes as hex, owner-only) once and gives
+    /// it to every MDS node as `[encryption] key_file`. Needs --reduce on or auto.
+    #[arg(long)]
+    encrypt: bool,
 }
 
 /// The admin port of the MDS, and of DS i at + i (0: any free port for all).
@@ -211,6 +215,12 @@ pub async fn run(a: UpArgs) -> Result<(), Box<dyn std::error::Error>> {
     let dir = std::fs::canonicalize(&a.dir).map_err(io(&a.dir))?;
     let secret = dir.join("secret");
     ensure_secret(&secret)?;
+    // The key-encryption key: made the way the secret is (it is the operator's file, which
+    // the nodes read and never record).
+    let kek = dir.join("kek");
+    if a.encrypt {
+        ensure_secret(&kek)?;
+    }
     let mds = mds_nodes(&a);
     let mds_addr = mds[0].1;
     let clients: Vec<SocketAddr> = (1..=a.mds).filter_map(|j| client_addr(&a, j)).collect();
@@ -283,6 +293,9 @@ pub async fn run(a: UpArgs) -> Result<(), Box<dyn std::error::Error>> {
                     .collect();
                 toml.push_str(&format!("client_addresses = [{}]\n", list.join(", ")));
             }
+        }
+        if a.encrypt {
+            toml.push_str(&format!("[encryption]\nkey_file = {}\n", toml_str(&kek)));
         }
         if let Some(s3) = &a.s3 {
             toml.push_str(&format!("[tier]\ns3 = {s3:?}\n"));

@@ -58,6 +58,8 @@ pub enum ConfigError {
     },
     #[error("[tier] {0}")]
     Tier(#[from] crate::tier_config::TierConfigError),
+    #[error("{0}")]
+    Encryption(#[from] crate::encryption_config::EncryptionConfigError),
     #[error("export {path:?} does not exist in the file system in {data}. Create it first (export \"/\" and run `cfs mkdir -p {path}`), or remove that [[export]]")]
     ExportMissing { path: String, data: PathBuf },
 }
@@ -89,6 +91,9 @@ pub struct FileConfig {
     pub gateway: Option<GatewayFileConfig>,
     /// `[tier]`: an S3-compatible bucket behind flash (see `tier_config.rs`).
     pub tier: Option<crate::tier_config::TierFileConfig>,
+    /// `[encryption]`: the key file that opens the cluster's data key (see
+    /// `encryption_config.rs`).
+    pub encryption: Option<crate::encryption_config::EncryptionFileConfig>,
 }
 
 /// `[gateway]`: where the NFSv3 gateway listens, which MDS it is a client of, and the

@@ -53,6 +53,8 @@ pub struct Settings {
     pub client_address: Option<SocketAddr>,
     /// `[tier]`, checked.
     pub tier: Option<mds::config::TierSettings>,
+    /// mds role: `[encryption]`, its key files read and checked.
+    pub encryption: Option<mds::config::KeyFiles>,
 }
 
 pub struct ServerArgs {
@@ -202,6 +204,17 @@ pub fn resolve(a: &ServerArgs) -> Result<Settings, ConfigError> {
         )?),
         (None, None) => None,
     };
+    let reduce = match &fc.reduce {
+        Some(r) => r.parse().map_err(ConfigError::Reduce)?,
+        None => mds::config::ReducePolicy::Off,
+    };
+    let encryption = match (&file.encryption, roles.mds) {
+        (Some(_), true) if secret.is_none() => {
+            return Err(cfs::encryption_config::EncryptionConfigError::NoCluster.into())
+        }
+        (Some(e), true) => Some(cfs::encryption_config::key_files(e, reduce)?),
+        _ => None,
+    };
     Ok(Settings {
         roles,
         secret,
@@ -218,10 +231,8 @@ pub fn resolve(a: &ServerArgs) -> Result<Settings, ConfigError> {
         chunk_size: fc.chunk_size,
         encode_after_seconds: fc.encode_after_seconds,
         lost_after_seconds: fc.lost_after_seconds,
-        reduce: match &fc.reduce {
-            Some(r) => r.parse().map_err(ConfigError::Reduce)?,
-            None => mds::config::ReducePolicy::Off,
-        },
+        reduce,
+        encryption,
         mds_replace_after: match fc.mds_replace_after_seconds {
             None => Some(std::time::Duration::from_secs(DEFAULT_MDS_REPLACE_AFTER)),
             Some(0) => None,
@@ -764,6 +775,7 @@ pub async fn run(a: ServerArgs, check_only: bool) -> Result<(), Box<dyn std::err
                 c.lost_after = (secs > 0).then(|| std::time::Duration::from_secs(secs));
             }
             c.reduce = s.reduce;
+            c.encryption = s.encryption.clone();
             c
         });
         let clustered = cluster.is_some();
@@ -913,7 +925,17 @@ pub async fn run(a: ServerArgs, check_only: bool) -> Result<(), Box<dyn std::err
         }
     };
     let mut was_drained = None;
+    let mut fatal = None;
     tokio::select! {
+        why = async {
+            match &mds_server {
+                Some(m) => m.fatal().await,
+                None => std::future::pending().await,
+            }
+        } => {
+            tracing::error!("this node cannot go on: {why}");
+            fatal = Some(why);
+        }
         _ = tokio::signal::ctrl_c() => {}
         _ = term.recv() => {}
         () = drained_wait => {
@@ -986,6 +1008,9 @@ pub async fn run(a: ServerArgs, check_only: bool) -> Result<(), Box<dyn std::err
     }
     if let Some(node) = was_drained {
         return Err(Box::new(Drained(node)));
+    }
+    if let Some(why) = fatal {
+        return Err(why.into());
     }
     Ok(())
 }

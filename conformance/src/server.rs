@@ -42,8 +42,9 @@ pub enum ServerSpec {
     /// servers; `cfs-cluster-ec6`: 4+2 on six): files left alone for 2 s are erasure-coded
     CfsClusterEc(u16),
     /// `cfs cluster up --ds 3 --encode-after 2 --reduce on`: files left alone for 2 s are
-    /// data-reduced (deduplicated, compressed, stored as shared 2+1 segments) and read back
-    /// through the MDS, which assembles them (issue 46)
+    /// data-reduced (deduplicated, compressed, stored as shared 2+1 segments sealed under the
+    /// cluster's data key, `--encrypt`) and read back through the MDS, which assembles them
+    /// (issue 46)
     CfsClusterReduce,
     /// `cfs cluster up --ds 3 --s3 URL` against moto's S3 server, with `/` pinned to the
     /// bucket (`cfs admin tier pin / s3`): every file the guest makes is evicted from the data
@@ -631,11 +632,18 @@ pub fn start(spec: &ServerSpec, in_netns: bool) -> Result<Running> {
                 1,
                 CLUSTER_DS,
                 None,
-                &["--encode-after", &encode_after, "--reduce", "on"],
+                // Sealed too: the kernel reads what the MDS opened and assembled.
+                &[
+                    "--encode-after",
+                    &encode_after,
+                    "--reduce",
+                    "on",
+                    "--encrypt",
+                ],
             )?;
             r.spec = spec.clone();
             r.version = format!(
-                "{}, reduce = on, encode after {EC_ENCODE_AFTER_S} s",
+                "{}, reduce = on, encrypted, encode after {EC_ENCODE_AFTER_S} s",
                 r.version
             );
             Ok(r)

@@ -5,6 +5,7 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
+pub use crate::dataservers::data_key::KeyFiles;
 pub use crate::dataservers::reduce::ReducePolicy;
 pub use crate::dataservers::ClusterConfig;
 pub use crate::export::{check_exports, AddrRange, EcReads, Export, ExportError, SecFlavor};

@@ -133,6 +133,8 @@ pub async fn read(
 ) -> NfsResult<(Vec<u8>, bool)> {
     let end = offset.saturating_add(len).min(size);
     let mut out = Vec::with_capacity(usize::try_from(end.saturating_sub(offset)).unwrap_or(0));
+    // Just started, the data key not unwrapped yet: seconds, the client retries.
+    let seal = tier.seal().map_err(|_| NfsError::Delay)?;
     let mut start = 0u64;
     for (i, p) in copy.pieces.iter().enumerate() {
         let (lo, hi) = (start, start + p.len);
@@ -143,7 +145,7 @@ pub async fn read(
         let from = offset.max(lo) - lo;
         let to = end.min(hi) - lo;
         let h = tier
-            .header(ino, i as u64, copy.gen, &p.sum)
+            .header(ino, i as u64, copy.gen, &p.sum, seal)
             .await
             .map_err(|e| store_error(ino, &e))?;
         let started = Instant::now();
@@ -155,7 +157,7 @@ pub async fn read(
                 h.1,
                 from,
                 to,
-                None,
+                seal,
             )
             .await
             .map_err(|e| store_error(ino, &e))?;

@@ -246,6 +246,7 @@ impl Mds {
             Some(t) => Some(Arc::new(crate::tier_set::Tier::new(
                 t.clone(),
                 crate::tier_set::instance(node, boot),
+                cfg.cluster.as_ref().is_some_and(|c| c.encryption.is_some()),
             )?)),
             None => None,
         };

@@ -18,6 +18,8 @@ pub struct Server {
     local: SocketAddr,
     tasks: Vec<tokio::task::JoinHandle<()>>,
     mds: Arc<Mds>,
+    /// Why this node must stop, once something finds it must (`Server::fatal`).
+    fatal: tokio::sync::watch::Receiver<Option<String>>,
 }
 
 impl Server {
@@ -161,6 +163,27 @@ impl Server {
         if let Some(t) = mds.tier.clone() {
             tasks.extend(crate::tiering::start(&mds, t));
         }
+        let (fatal_tx, fatal) = tokio::sync::watch::channel(None);
+        if let Some(c) = mds.cluster().cloned() {
+            let ns = mds.ns.clone();
+            let key = c.clone();
+            let tier = mds.tier.clone();
+            tasks.push(tokio::spawn(async move {
+                match key.keep_data_key(&ns).await {
+                    Ok(()) => {
+                        if let (Some(t), Some(k)) = (&tier, key.data_key()) {
+                            t.set_seal(k);
+                        }
+                    }
+                    Err(e) => {
+                        tracing::error!("{e}");
+                        let _ = fatal_tx.send(Some(e.to_string()));
+                        // Held open: a closed channel would read as "nothing wrong".
+                        std::future::pending::<()>().await;
+                    }
+                }
+            }));
+        }
         if let Some(c) = mds.cluster().cloned() {
             let recall: cluster::loops::Recall = {
                 let m = Arc::downgrade(&mds.nfs);
@@ -195,7 +218,27 @@ impl Server {
                 },
             ));
         }
-        Ok(Server { local, tasks, mds })
+        Ok(Server {
+            local,
+            tasks,
+            mds,
+            fatal,
+        })
+    }
+
+    /// Resolves with the reason once this node finds it must not go on running (its key file
+    /// does not open the cluster's data key, `dataservers::data_key`); never otherwise.
+    pub async fn fatal(&self) -> String {
+        let mut rx = self.fatal.clone();
+        let why = match rx.wait_for(Option::is_some).await {
+            Ok(why) => why.clone().unwrap_or_default(),
+            Err(_) => String::new(),
+        };
+        if why.is_empty() {
+            // The sender went without a reason: nothing is wrong.
+            std::future::pending::<()>().await;
+        }
+        why
     }
 
     pub fn local_addr(&self) -> SocketAddr {

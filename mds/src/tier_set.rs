@@ -157,6 +157,11 @@ impl TierSettings {
 }
 
 /// The tier of one MDS node: the store and what this node is uploading now.
+/// `[encryption]` is configured and the data key not unwrapped yet (seconds after a start).
+#[derive(Debug, Clone, Copy, thiserror::Error)]
+#[error("the cluster's data key is not unwrapped yet")]
+pub struct KeyNotReady;
+
 pub struct Tier {
     store: Store,
     keys: KeySpace,
@@ -183,6 +188,11 @@ pub struct Tier {
     /// Evicted files a request on this node waits to change: restored before those only read
     /// (`tiering::restore`). Bounded like `through` (past it, a waiting writer waits its turn).
     to_change: Mutex<HashSet<u64>>,
+    /// `[encryption]` configured: nothing goes to the bucket before `seal` is set.
+    sealing: bool,
+    /// The key data objects are sealed with, derived from the cluster's data key once it is
+    /// known (`dataservers::data_key`).
+    seal: std::sync::OnceLock<tier::SealKey>,
 }
 
 /// Flash as the write path sees it (issue 45 item 6; the policy is `tiering::through`'s): how
@@ -383,7 +393,7 @@ pub(crate) fn earlier_boot(by: u64, me: u64) -> bool {
 }
 
 impl Tier {
-    pub fn new(settings: TierSettings, me: u64) -> Result<Tier, TierError> {
+    pub fn new(settings: TierSettings, me: u64, sealing: bool) -> Result<Tier, TierError> {
         settings.validate()?;
         let keys =
             KeySpace::new(&settings.root).ok_or_else(|| TierError::Config("bad prefix".into()))?;
@@ -400,7 +410,26 @@ impl Tier {
             evict_now: tokio::sync::Notify::new(),
             delayed: Mutex::new(HashMap::new()),
             to_change: Mutex::new(HashSet::new()),
+            sealing,
+            seal: Default::default(),
         })
+    }
+
+    /// Sets the key data objects are sealed with (once; later calls change nothing).
+    pub(crate) fn set_seal(&self, data_key: &reduce::DataKey) {
+        let _ = self.seal.set(tier::SealKey::from_data_key(
+            &data_key.derive("cfs tier seal key v1"),
+        ));
+    }
+
+    /// The key to seal and open data objects with: `Err` while it is due and not known yet
+    /// (just started), so no upload sends plaintext meanwhile and reads wait (DELAY).
+    pub(crate) fn seal(&self) -> Result<Option<&tier::SealKey>, KeyNotReady> {
+        match (self.sealing, self.seal.get()) {
+            (_, Some(k)) => Ok(Some(k)),
+            (false, None) => Ok(None),
+            (true, None) => Err(KeyNotReady),
+        }
     }
 
     /// The key of piece `piece` of `ino`'s upload of generation `gen`.
@@ -465,21 +494,26 @@ impl Tier {
         piece: u64,
         gen: u64,
         sum: &[u8; 32],
+        seal: Option<&tier::SealKey>,
     ) -> Result<Arc<(Header, usize)>, TierError> {
         let k = (ino, piece, gen);
         if let Some(h) = self.heads().get(&k) {
             return Ok(h.clone());
         }
-        let h = Arc::new(
-            self.store
-                .header(
-                    &self.key(ino, piece, gen),
-                    &Self::id(ino, piece, gen),
-                    sum,
-                    None,
-                )
-                .await?,
-        );
+        let key = self.key(ino, piece, gen);
+        let h = self
+            .store
+            .header(&key, &Self::id(ino, piece, gen), sum, seal)
+            .await?;
+        if seal.is_some() && h.0.sealing.is_none() {
+            // A plaintext object where the cluster seals: one uploaded before encryption was
+            // turned on, or one put there in place of a sealed one with the recorded sum
+            // copied into it. Only the first has a payload whose plain blake3 is that sum
+            // (a sealed upload's is a keyed MAC), so the whole object is read and checked once
+            // (its header is cached after).
+            tier::object::decode(self.store.get(&key).await?, seal)?;
+        }
+        let h = Arc::new(h);
         let mut m = self.heads();
         if m.len() >= MAX_HEADS {
             m.clear();

@@ -196,6 +196,12 @@ impl DataKey {
         tag_of("cfs reduce 2026-11 data key tag", &self.0)
     }
 
+    /// A key for another use of the same secret (the object store's seal key): derived per
+    /// `context`, so no key is used for two things and this one never leaves the crate.
+    pub fn derive(&self, context: &str) -> [u8; KEY_LEN] {
+        blake3::derive_key(context, &self.0)
+    }
+
     /// Wrap this key under `kek` for storage.
     pub fn wrap(&self, kek: &Kek) -> Result<WrappedKey, CryptError> {
         seal_with(&kek.0, &WRAPPED_MAGIC, kek.tag(), &[], &self.0).map(WrappedKey)

@@ -433,7 +433,9 @@ fn open<'s>(
         source,
     };
     let seg = match (&params.data_key, bytes) {
-        (Some(k), b) => {
+        // A segment stored before encryption was turned on stays readable: it is plaintext
+        // either way, and its chunks are still checked against their keyed ids.
+        (Some(k), b) if b.starts_with(&SEALED_MAGIC) => {
             let plain = k.open(id, &b).map_err(|source| AssembleError::Crypt {
                 segment: *id,
                 source,
@@ -443,8 +445,8 @@ fn open<'s>(
         (None, b) if b.starts_with(&SEALED_MAGIC) => {
             return Err(AssembleError::Encrypted(*id));
         }
-        (None, Cow::Borrowed(b)) => Segment::decode(b).map_err(seg_err)?,
-        (None, Cow::Owned(v)) => Segment::decode_owned(v).map_err(seg_err)?,
+        (_, Cow::Borrowed(b)) => Segment::decode(b).map_err(seg_err)?,
+        (_, Cow::Owned(v)) => Segment::decode_owned(v).map_err(seg_err)?,
     };
     if seg.id() != *id {
         return Err(AssembleError::WrongSegment {

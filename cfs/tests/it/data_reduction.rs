@@ -408,3 +408,357 @@ fn a_data_server_killed_while_reducing_loses_nothing_and_leaves_nothing_behind()
     let _ = cl.rt.block_on(c.shutdown());
     wait_nothing_left(&cl);
 }
+
+/// Every file under `dir`, recursively.
+fn files_under(dir: &Path, out: &mut Vec<PathBuf>) {
+    let Ok(d) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in d.filter_map(Result::ok) {
+        match e.file_type() {
+            Ok(t) if t.is_dir() => files_under(&e.path(), out),
+            Ok(t) if t.is_file() => out.push(e.path()),
+            _ => {}
+        }
+    }
+}
+
+/// Places on the data servers' disks (every file of their data directories) where one of the
+/// 4 KiB blocks of `plain` begins: its first 32 bytes, looked up at every byte offset, so a
+/// block is found wherever it lies, aligned or not, whole or cut after 32 bytes.
+fn plaintext_on_disks(cl: &Cluster, plain: &[&[u8]]) -> Vec<String> {
+    let starts: std::collections::HashSet<&[u8]> = plain
+        .iter()
+        .flat_map(|p| p.chunks(4096))
+        .filter(|b| b.len() >= 32)
+        .map(|b| &b[..32])
+        .collect();
+    let mut paths = Vec::new();
+    for i in 1..=DS_ROLES {
+        files_under(&cl.ds_dir(&format!("ds{i}")), &mut paths);
+    }
+    let mut found = Vec::new();
+    for p in paths {
+        let bytes = std::fs::read(&p).unwrap_or_default();
+        if let Some(at) = bytes.windows(32).position(|w| starts.contains(w)) {
+            found.push(format!("{} at {at}", p.display()));
+        }
+    }
+    found
+}
+
+/// A key file of random bytes in `dir` (from `seed`) and an `--mds-extra-config` naming it.
+fn key_file_config(dir: &Path, seed: u64) -> (PathBuf, PathBuf) {
+    let kek = dir.join("kek");
+    std::fs::write(&kek, random_bytes(32, seed)).expect("key file");
+    let extra = dir.join("encryption.toml");
+    std::fs::write(&extra, format!("[encryption]\nkey_file = {kek:?}\n")).expect("extra");
+    (kek, extra)
+}
+
+/// `[encryption]` on (issue 46): once files are reduced, no 4 KiB block of what they hold is
+/// on any data server's disk (their mirror copies held every one of them before: the control
+/// that the search finds what it looks for), and every byte reads back. Then the key file:
+/// another key stops the MDS with a clear error; the new key with the old one as
+/// `previous_key_file` re-wraps the data key (no segment rewritten), after which the new key
+/// alone opens it; no key file at all stops the MDS too.
+#[test]
+fn with_encryption_no_plaintext_block_is_on_any_data_server_and_the_key_file_decides() {
+    let _g = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let t = tempfile::tempdir().expect("tempdir");
+    let (kek, extra) = key_file_config(t.path(), 0xee01);
+    let old = t.path().join("kek.old");
+    let cl = Cluster::start_sized(
+        t.path(),
+        DS_ROLES,
+        &[
+            "--encode-after",
+            "1",
+            "--reduce",
+            "on",
+            "--mds-extra-config",
+            extra.to_str().expect("utf-8"),
+        ],
+    );
+    // Random bytes (compression cannot hide them), 9 MiB; and a file under the 4 KiB that
+    // reduction alone would leave mirrored.
+    let big = random_bytes(9 << 20, 0xee02);
+    let small = random_bytes(3000, 0xee03);
+    write_file(&cl, "/big", &big);
+    write_file(&cl, "/small", &small);
+    let mirrored = plaintext_on_disks(&cl, &[&big, &small]);
+    assert!(
+        !mirrored.is_empty(),
+        "control: the mirror copies hold the plaintext"
+    );
+    wait_for(120, "both files reduced", || {
+        n(&data_status(&cl), "reduced_files") == 2
+    });
+    wait_for(60, "no plaintext left on the data servers", || {
+        plaintext_on_disks(&cl, &[&big, &small]).is_empty()
+    });
+    assert!(
+        stored_bytes(&cl) > big.len() as u64,
+        "the segments are there"
+    );
+    assert_eq!(read_file(&cl, "/big", big.len()), big);
+    assert_eq!(read_file(&cl, "/small", small.len()), small);
+
+    // Another key: the MDS stops, saying why.
+    let mds_toml = cl.dir.join("cluster").join("mds.toml");
+    let server = |cl: &Cluster| {
+        common::cfs(
+            &cl.dir,
+            &["server", "--config", mds_toml.to_str().expect("utf-8")],
+        )
+    };
+    cl.kill9("mds");
+    std::fs::rename(&kek, &old).expect("keep the old key");
+    std::fs::write(&kek, random_bytes(32, 0xee04)).expect("new key file");
+    let out = server(&cl);
+    assert!(!out.ok(), "an MDS with the wrong key must not run");
+    assert!(
+        out.stderr.contains("does not open this cluster's data key"),
+        "{}",
+        out.stderr
+    );
+
+    // Rotation: the new key, the old one as previous_key_file.
+    let toml = std::fs::read_to_string(&mds_toml).expect("mds.toml");
+    let line = format!("key_file = {kek:?}\n");
+    assert!(toml.contains(&line), "{toml}");
+    std::fs::write(
+        &mds_toml,
+        toml.replace(&line, &format!("{line}previous_key_file = {old:?}\n")),
+    )
+    .expect("rotate");
+    let mds = cl.restart_mds();
+    let log = cl.dir.join("mds-restarted.log");
+    assert_eq!(read_file(&cl, "/small", small.len()), small);
+    wait_for(30, "the data key re-wrapped", || {
+        std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .contains("re-wrapped the cluster's data key")
+    });
+    drop(mds);
+
+    // The new key alone now opens it: no segment was rewritten.
+    std::fs::write(&mds_toml, &toml).expect("new key only");
+    let mds = cl.restart_mds();
+    assert_eq!(read_file(&cl, "/big", big.len()), big);
+    assert_eq!(read_file(&cl, "/small", small.len()), small);
+    drop(mds);
+
+    // No key file: the data is encrypted, so the MDS stops.
+    std::fs::write(
+        &mds_toml,
+        toml.replace(&line, "").replace("[encryption]\n", ""),
+    )
+    .expect("no key");
+    let out = server(&cl);
+    assert!(!out.ok());
+    assert!(out.stderr.contains("encrypted at rest"), "{}", out.stderr);
+}
+
+/// `[encryption]` with the object-store tier (moto): every object the cluster uploads is
+/// sealed (no 32-byte window of any 4 KiB block of the file in any object's bytes, and an
+/// object read without the key is refused as encrypted), the file still reads back, and
+/// `[encryption]` without a cluster is refused before anything starts.
+#[test]
+fn with_encryption_the_bucket_holds_only_ciphertext() {
+    let _g = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let t = tempfile::tempdir().expect("tempdir");
+    let rt = crate::tier_cache::rt();
+    let (_moto, proxy, store) = crate::tier_cache::s3(&rt);
+    let url = format!("{}/{}", proxy.endpoint(), crate::tier_cache::BUCKET);
+    let (kek, extra) = key_file_config(t.path(), 0xee11);
+    let cl = Cluster::start_nodes_env(
+        t.path(),
+        1,
+        DS_ROLES,
+        &[
+            "--s3",
+            &url,
+            "--encode-after",
+            "1",
+            "--reduce",
+            "on",
+            "--mds-extra-config",
+            extra.to_str().expect("utf-8"),
+        ],
+        &[
+            ("AWS_ACCESS_KEY_ID", "testing"),
+            ("AWS_SECRET_ACCESS_KEY", "testing"),
+        ],
+    );
+    let plain = random_bytes(3 << 20, 0xee12);
+    let ino = write_file(&cl, "/f", &plain);
+    let starts: std::collections::HashSet<&[u8]> = plain.chunks(4096).map(|b| &b[..32]).collect();
+    let objects = || {
+        rt.block_on(async {
+            let mut out = Vec::new();
+            for key in crate::tier_cache::keys_under(&store, "cfs").await {
+                if let Ok(b) = store.get(&key).await {
+                    out.push((key, b));
+                }
+            }
+            out
+        })
+    };
+    // Cache mode: the file goes to the bucket 5 s after its last change, whole.
+    wait_for(90, "the file in the bucket", || {
+        let keys = tier::KeySpace::new("cfs").expect("prefix");
+        let got: u64 = objects()
+            .iter()
+            .filter(|(k, _)| keys.parse(k).is_some_and(|id| id.ino == ino))
+            .map(|(_, b)| b.len() as u64)
+            .sum();
+        got >= plain.len() as u64
+    });
+    let all = objects();
+    assert!(!all.is_empty());
+    for (key, bytes) in &all {
+        assert!(
+            !bytes.windows(32).any(|w| starts.contains(w)),
+            "plaintext in object {key}"
+        );
+        let keys = tier::KeySpace::new("cfs").expect("prefix");
+        if keys.parse(key).is_some_and(|id| id.ino == ino) {
+            assert!(
+                matches!(
+                    tier::object::decode(bytes.clone(), None),
+                    Err(tier::FormatError::Sealed)
+                ),
+                "{key} opens without the key"
+            );
+        }
+    }
+    assert_eq!(read_file(&cl, "/f", plain.len()), plain);
+    drop(cl);
+
+    // Without a cluster (no data servers) there is nothing to seal: refused up front.
+    let lone = t.path().join("lone.toml");
+    std::fs::write(
+        &lone,
+        format!(
+            "data = {:?}\n[cluster]\nreduce = \"on\"\n[encryption]\nkey_file = {kek:?}\n",
+            t.path().join("lone")
+        ),
+    )
+    .expect("config");
+    let out = common::cfs(
+        t.path(),
+        &[
+            "server",
+            "--check-config",
+            "--config",
+            lone.to_str().expect("utf-8"),
+        ],
+    );
+    assert!(!out.ok());
+    assert!(out.stderr.contains("needs a cluster"), "{}", out.stderr);
+}
+
+/// A directory's `user.cfs.reduce` (`off`, `on`, `auto`) decides for the files made under it,
+/// over the cluster's `reduce` (here off); a file's own attribute decides for it; any other
+/// value is refused (EINVAL).
+#[test]
+fn a_directorys_reduce_attribute_decides_for_its_new_files() {
+    let _g = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let t = tempfile::tempdir().expect("tempdir");
+    let cl = Cluster::start_sized(t.path(), DS_ROLES, &["--encode-after", "1"]);
+    let c = cl.client(false);
+    let how = SetxattrOption4::Either;
+    let dir = cl
+        .rt
+        .block_on(c.mkdir(c.root(), "r", 0o755))
+        .expect("mkdir");
+    let refused = cl
+        .rt
+        .block_on(c.setxattr(&dir, b"cfs.reduce", b"always", how));
+    assert!(
+        matches!(
+            refused,
+            Err(client::Error::Nfs {
+                status: Nfsstat4::Inval,
+                ..
+            })
+        ),
+        "{refused:?}"
+    );
+    cl.rt
+        .block_on(c.setxattr(&dir, b"cfs.reduce", b"on", how))
+        .expect("setxattr");
+    // Made under /r: takes "on". /r/own says "off" itself. /plain has the cluster's "off".
+    let data = random_bytes(2 << 20, 0x5e);
+    let reduced = write_file(&cl, "/r/a", &data);
+    let own = cl
+        .rt
+        .block_on(c.open_path(
+            "/r/own",
+            OPEN4_SHARE_ACCESS_BOTH,
+            common::ec::create_empty(),
+        ))
+        .expect("create");
+    cl.rt
+        .block_on(c.setxattr(&own.fh, b"cfs.reduce", b"off", how))
+        .expect("setxattr on the file");
+    cl.rt
+        .block_on(c.write_all(&own, 0, &data, StableHow4::FileSync4))
+        .expect("write");
+    cl.rt.block_on(c.close(&own)).expect("close");
+    write_file(&cl, "/plain", &data);
+    wait_for(60, "one file reduced, two encoded", || {
+        let st = data_status(&cl);
+        n(&st, "reduced_files") == 1 && n(&st, "encoded_files") == 2
+    });
+    assert!(
+        cl.chunk_files(reduced).iter().all(|(_, n)| *n == 0),
+        "the reduced file's mirror copies are gone"
+    );
+    for p in ["/r/a", "/r/own", "/plain"] {
+        assert_eq!(read_file(&cl, p, data.len()), data, "{p}");
+    }
+    let _ = cl.rt.block_on(c.shutdown());
+}
+
+/// kill -9 of the MDS right after the removal of one of two files that share every segment
+/// is acknowledged (its referrers not yet dropped, or some of them): the other file keeps every
+/// byte, the restarted MDS drops what the removed one still referred to, and after the second
+/// removal and another kill -9 nothing is left anywhere.
+#[test]
+fn an_mds_killed_while_a_shared_file_is_removed_frees_only_what_no_file_refers_to() {
+    let _g = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let t = tempfile::tempdir().expect("tempdir");
+    let cl = Cluster::start_sized(
+        t.path(),
+        DS_ROLES,
+        &["--encode-after", "1", "--reduce", "on"],
+    );
+    let data = random_bytes(6 << 20, 0xde1);
+    write_file(&cl, "/a", &data);
+    write_file(&cl, "/b", &data);
+    wait_for(120, "both files reduced", || {
+        n(&data_status(&cl), "reduced_files") == 2
+    });
+    let unique = n(&data_status(&cl), "segment_unique_bytes");
+    let remove = |name: &str| {
+        let c = cl.client(false);
+        let root = cl.rt.block_on(c.lookup_path("/")).expect("root");
+        cl.rt.block_on(c.remove(&root, name)).expect("remove");
+        let _ = cl.rt.block_on(c.shutdown());
+    };
+    remove("a");
+    cl.kill9("mds");
+    let mds = cl.restart_mds();
+    wait_for(60, "/a's reduce retired", || {
+        n(&data_status(&cl), "reduced_files") == 1
+    });
+    // /b still refers to every segment: none freed, every byte there.
+    assert_eq!(n(&data_status(&cl), "segment_unique_bytes"), unique);
+    assert_eq!(read_file(&cl, "/b", data.len()), data);
+    remove("b");
+    drop(mds);
+    let _mds = cl.restart_mds();
+    wait_nothing_left(&cl);
+}

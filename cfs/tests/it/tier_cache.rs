@@ -382,7 +382,7 @@ pub(crate) fn bucket_at(
             let Ok(bytes) = store.get(&key).await else {
                 continue; // deleted between the listing and the GET
             };
-            let obj = tier::object::decode(bytes)
+            let obj = tier::object::decode(bytes, None)
                 .and_then(|o| o.verify_id(&id))
                 .expect("every object verifies and is the one its key names");
             out.insert(

@@ -141,6 +141,10 @@ impl Cluster {
         let Some(after) = self.cfg.encode_after else {
             return;
         };
+        if !self.key_ready() {
+            // Sealing, and the data key not known yet: nothing is stored in plaintext.
+            return;
+        }
         let up = self.registry.placement_map().up().count();
         let Some((k, m)) = geometry_for(up) else {
             return;
@@ -151,12 +155,14 @@ impl Cluster {
                 .saturating_sub(i64::try_from(after.as_secs()).unwrap_or(i64::MAX)),
             now.nsecs,
         );
-        let reducing = self.cfg.reduce != ReducePolicy::Off;
-        // Reduction pays from a block up; parity only past a stripe.
-        let min = if reducing {
-            MIN_REDUCED_SIZE
+        // Reduction pays from a block up; parity only past a stripe (a file's own policy may
+        // ask for reduction where the cluster's does not: the smaller bound is scanned, and
+        // a file too small for what its policy does is left as it is). Sealing takes every
+        // file: a small one costs a stripe of segment shards, but leaves no plaintext.
+        let min = if self.sealing() {
+            1
         } else {
-            min_encoded_size(m)
+            MIN_REDUCED_SIZE.min(min_encoded_size(m))
         };
         let skip = |ino, change| self.left_as_is(ino, change);
         let due = match ns.encodable(min, before, FILES_PER_PASS * 4, &skip) {
@@ -176,8 +182,21 @@ impl Cluster {
             if !ns.leads_file(ino) || in_use(ino) {
                 continue;
             }
-            if reducing {
-                match self.reduce_file(ns, ino, before, in_use, recall).await {
+            let policy = self.reduce_policy(ns, ino);
+            if policy == ReducePolicy::Off {
+                match ns.getattr(ino) {
+                    Ok(i) if i.size < min_encoded_size(m) => {
+                        self.leave_as_is(ino, i.change);
+                        continue;
+                    }
+                    Ok(_) => {}
+                    Err(_) => continue,
+                }
+            } else {
+                match self
+                    .reduce_file(ns, ino, policy, before, in_use, recall)
+                    .await
+                {
                     Ok(ReduceOutcome::Reduced) => {
                         done += 1;
                         continue;

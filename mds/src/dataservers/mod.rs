@@ -9,6 +9,7 @@
 //! rest: dedup, compression, segments stored erasure-coded), `holds` (one maintenance job per file, on every MDS
 //! node), `flash` (the tier's evictor: fullness per DS, emptying an evicted file's copies).
 //! Their passes take only files of the shards this node leads (`Namespace::leads_file`).
+pub mod data_key;
 pub mod drain;
 pub mod encode;
 pub mod fences;
@@ -66,6 +67,9 @@ pub struct ClusterConfig {
     pub lost_after: Option<Duration>,
     /// Whether files due for encoding are data-reduced first (`reduce::ReducePolicy`).
     pub reduce: reduce::ReducePolicy,
+    /// `[encryption]`: segments (and tier objects) are sealed under the cluster's data key,
+    /// which this KEK unwraps (`data_key`).
+    pub encryption: Option<data_key::KeyFiles>,
 }
 
 impl ClusterConfig {
@@ -78,6 +82,7 @@ impl ClusterConfig {
             encode_after: Some(DEFAULT_ENCODE_AFTER),
             lost_after: Some(DEFAULT_LOST_AFTER),
             reduce: reduce::ReducePolicy::Off,
+            encryption: None,
         }
     }
 }
@@ -140,6 +145,8 @@ pub struct Cluster {
     tier_flash: std::sync::OnceLock<(u64, std::time::Duration)>,
     /// Whether the store was failing at the last heartbeat reply (`Cluster::flash_limit`).
     store_failed: std::sync::atomic::AtomicBool,
+    /// The cluster's data key, once known (`data_key`).
+    data_key: std::sync::OnceLock<::reduce::DataKey>,
     /// Reduced files' recipes and segments recently read (`reduce`).
     reduced_reads: std::sync::Mutex<reduced_io::ReadCache>,
     /// Files the encoder left mirrored, by the change it left them at (`encode::left_as_is`).
@@ -185,6 +192,7 @@ impl Cluster {
             freed: Default::default(),
             tier_flash: Default::default(),
             store_failed: Default::default(),
+            data_key: Default::default(),
             reduced_reads: Default::default(),
             left_as_is: Default::default(),
             segment_fetches: Default::default(),

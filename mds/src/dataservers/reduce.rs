@@ -31,10 +31,13 @@
 //! whose reduce is `Gone`, which the reclaim pass drops. A segment whose last referrer goes
 //! is `Dying`: `drop_dying` deletes its shards, then its record.
 //!
-//! Not yet: encryption of segments (`[encryption] key_file`, the pipeline's `data_key`), a
-//! policy per export or directory (the setting is the cluster's), files larger than one
-//! recipe holds (`MAX_REDUCED_FILE`), repair and drain of segment shards (a lost data server
-//! leaves segments readable through parity, not re-protected), and the S3 tier for segments.
+//! The policy is the file's `user.cfs.reduce` (taken from its directory when made), else
+//! the cluster's `reduce` (`reduce_policy`). With `[encryption]`, segments are sealed under
+//! the cluster's data key (`data_key`) and every due file is reduced.
+//!
+//! Not yet: files larger than one recipe holds (`MAX_REDUCED_FILE`), repair and drain of
+//! segment shards (a lost data server leaves segments readable through parity, not
+//! re-protected), and the S3 tier for segments (reduced files are uploaded whole).
 use std::collections::{HashMap, HashSet};
 
 use layout::DsId;
@@ -115,17 +118,32 @@ struct Outcome {
 }
 
 impl Cluster {
+    /// The policy `ino` is reduced by: its own `user.cfs.reduce` (set on it, or taken from its
+    /// directory when it was made), else the cluster's `reduce`. Sealing reduces every file:
+    /// sealed segments are the only form without plaintext.
+    pub(crate) fn reduce_policy(&self, ns: &Namespace, ino: u64) -> ReducePolicy {
+        let own = ns
+            .xattrs(ino)
+            .ok()
+            .and_then(|x| x.get(meta_core::REDUCE_XATTR).cloned())
+            .and_then(|v| std::str::from_utf8(&v).ok()?.parse().ok());
+        match own.unwrap_or(self.cfg.reduce) {
+            ReducePolicy::Off if self.sealing() => ReducePolicy::On,
+            p => p,
+        }
+    }
+
     /// Reduces `ino` if it is still due.
     pub(crate) async fn reduce_file(
         &self,
         ns: &Namespace,
         ino: u64,
+        policy: ReducePolicy,
         before: Time,
         in_use: &(dyn Fn(u64) -> bool + Sync),
         recall: &(dyn Fn(u64) + Sync),
     ) -> NfsResult<ReduceOutcome> {
         use ReduceOutcome::{Declined, NotNow, Reduced as Done};
-        let policy = self.cfg.reduce;
         let i = ns.getattr(ino)?;
         if i.size > MAX_REDUCED_FILE {
             return Ok(Declined);
@@ -171,7 +189,8 @@ impl Cluster {
         };
         let st = out.stats;
         let new_bytes = st.stored as f64;
-        if policy == ReducePolicy::Auto && new_bytes > AUTO_KEEP * size as f64 {
+        // Sealed segments are the only form without plaintext: kept whatever they save.
+        if policy == ReducePolicy::Auto && !self.sealing() && new_bytes > AUTO_KEEP * size as f64 {
             tracing::info!(
                 ino,
                 bytes = size,

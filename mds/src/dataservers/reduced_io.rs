@@ -81,7 +81,9 @@ pub(super) fn from_index_segment(s: &index::SegmentId) -> SegmentId {
 impl Cluster {
     /// The pipeline's settings: the cluster's dedup key, no encryption (not yet).
     pub(crate) fn reduce_params(&self) -> Params {
-        Params::new(DedupKey::from_bytes(self.cfg.secret.dedup_key()))
+        let mut p = Params::new(DedupKey::from_bytes(self.cfg.secret.dedup_key()));
+        p.data_key = self.data_key().cloned();
+        p
     }
 
     fn read_cache(&self) -> std::sync::MutexGuard<'_, ReadCache> {
@@ -213,6 +215,10 @@ impl Cluster {
         if offset >= end {
             return Ok(Vec::new());
         }
+        if !self.key_ready() {
+            // Just started, the data key not unwrapped yet: seconds, not an error.
+            return Err(NfsError::Delay);
+        }
         let plan = self.plan(ns, ino, red)?;
         let first = plan
             .starts
@@ -237,7 +243,14 @@ impl Cluster {
                 if !source.0.contains_key(&seg) && source.0.len() >= GROUP_SEGMENTS {
                     break;
                 }
-                self.fetch_into(ns, &mut source, None, seg).await?;
+                // Right after a start the data servers are not all registered again: a
+                // READ waits (DELAY), it never answers LAYOUTUNAVAILABLE.
+                self.fetch_into(ns, &mut source, None, seg)
+                    .await
+                    .map_err(|e| match e {
+                        NfsError::LayoutUnavailable | NfsError::Io => self.unavailable(&[]),
+                        e => e,
+                    })?;
                 to += 1;
             }
             let part = Recipe {

@@ -84,10 +84,13 @@ async fn restore_file(mds: &Mds, tier: &Tier, ino: u64, gen: u64) -> Result<u64,
     let Some(_room) = tier.flash.admit_restore(mds.data.flash_charge(0, size)) else {
         return Err(RestoreError::NoRoom);
     };
+    let seal = tier
+        .seal()
+        .map_err(|_| RestoreError::Nfs(crate::error::NfsError::Delay))?;
     let mut at = 0u64;
     for (i, p) in copy.pieces.iter().enumerate() {
         let h = tier
-            .header(ino, i as u64, gen, &p.sum)
+            .header(ino, i as u64, gen, &p.sum, seal)
             .await
             .map_err(|e| RestoreError::Nfs(store_error(ino, &e)))?;
         let key = tier.key(ino, i as u64, gen);
@@ -96,7 +99,7 @@ async fn restore_file(mds: &Mds, tier: &Tier, ino: u64, gen: u64) -> Result<u64,
             let end = (off + STEP).min(p.len);
             let bytes = tier
                 .store()
-                .read_payload(&key, &h.0, h.1, off, end, None)
+                .read_payload(&key, &h.0, h.1, off, end, seal)
                 .await
                 .map_err(|e| RestoreError::Nfs(store_error(ino, &e)))?;
             // A write to a data server carries at most MAX_IO (the record it reads): an 8 MiB

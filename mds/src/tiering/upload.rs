@@ -31,6 +31,8 @@ pub(super) enum UploadError {
     Store(#[from] TierError),
     #[error("the file changed or went away during the upload")]
     Changed,
+    #[error(transparent)]
+    KeyNotReady(#[from] crate::tier_set::KeyNotReady),
 }
 
 /// One uploader pass: the files due, `UPLOADS_AT_ONCE` at a time.
@@ -41,6 +43,10 @@ pub(super) enum UploadError {
 /// waits until it is left alone that long again; its old objects count for nothing meanwhile
 /// and are doomed when the new copy replaces them or the file goes (`meta_core::tiering`).
 pub(super) async fn pass(mds: &Mds, tier: &Tier) {
+    if tier.seal().is_err() {
+        // Sealing, and the key not known yet: nothing goes to the bucket in plaintext.
+        return;
+    }
     let now = Time::now();
     // Write-through (flash nearly full): what was written goes now, quiet or not, so it can
     // leave flash (`through`).
@@ -128,6 +134,7 @@ pub(super) async fn upload_file(mds: &Mds, tier: &Tier, d: TierDue) -> Result<()
     let TierDue { ino, change, size } = d;
     let object = tier.settings.object_size;
     let pieces = size.div_ceil(object);
+    tier.seal()?;
     if !tier.running().insert(ino) {
         return Ok(());
     }
@@ -218,9 +225,10 @@ async fn send_pieces(
         let len = (size - offset).min(object);
         let bytes = read_piece(mds, ino, offset, len, size).await?;
         let id = Tier::id(ino, piece, gen);
-        let body = tier::object::encode(&id, offset, len, &bytes, None);
+        let seal = tier.seal()?;
+        let body = tier::object::encode(&id, offset, len, &bytes, seal);
         drop(bytes);
-        let (header, _) = tier::object::decode_header(&body, None)
+        let (header, _) = tier::object::decode_header(&body, seal)
             .map_err(|e| UploadError::Store(TierError::Format(e)))?;
         let started = Instant::now();
         let put = tier.store().put(&tier.key(ino, piece, gen), body).await;

@@ -361,6 +361,15 @@ pub enum Command {
     /// The referrers `(ino, epoch)` of every segment of the retired reduce of `epoch` are
     /// dropped from the index: the record goes (once no mirror copy is left to trim).
     ReferrersDropped { ino: u64, epoch: u64 },
+    /// Records the cluster's data key, wrapped by the operator's key-encryption key
+    /// (`[encryption] key_file`), if the one recorded now is `expect` (`None`: none yet): the
+    /// first node with a key file makes the key, a rotation re-wraps it. Kept as an
+    /// attribute of `DRAIN_INO`, which no file has, so it is replicated, checkpointed and
+    /// restored (and shipped to the object store) with the rest of shard 0.
+    SetDataKey {
+        wrapped: Vec<u8>,
+        expect: Option<Vec<u8>>,
+    },
 }
 
 impl Command {
@@ -438,7 +447,7 @@ impl Command {
             Command::Noop => Vec::new(),
             Command::ForgetOrphans { inos } => inos.iter().map(|i| I(*i)).collect(),
             Command::As { cmd, .. } | Command::Request { cmd, .. } => cmd.keys(),
-            Command::SetDrain { .. } => vec![I(DRAIN_INO)],
+            Command::SetDrain { .. } | Command::SetDataKey { .. } => vec![I(DRAIN_INO)],
             Command::ClientRecords { .. } | Command::TakeOverClients { .. } => {
                 vec![Key::Clients]
             }

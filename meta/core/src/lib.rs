@@ -41,7 +41,9 @@ pub use object::{
     DirChange, DirEntry, Effect, FileKind, Inode, Outcome, SetTime, StatFs, Time, DRAIN_INO,
     FIRST_COOKIE, NAME_MAX, ROOT_INO,
 };
-pub use reducing::{FileReduce, ReduceState, ReduceStatus, Reduced};
+pub use reducing::{
+    is_reduce_policy, FileReduce, ReduceState, ReduceStatus, Reduced, REDUCE_XATTR,
+};
 pub use sessions::{ClientRequest, Sessions};
 pub use shard::{Key, ShardId};
 pub use state::{Dump, MemState, StateStore};

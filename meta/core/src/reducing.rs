@@ -38,6 +38,16 @@
 
 use serde::{Deserialize, Serialize};
 
+/// The extended attribute that sets a file's or directory's reduce policy (`user.cfs.reduce`
+/// as `setfattr` names it): `off`, `on` or `auto`, over the cluster's `reduce` setting. New
+/// files and directories take their parent's, as the tier pin (`PIN_XATTR`).
+pub const REDUCE_XATTR: &[u8] = b"cfs.reduce";
+
+/// Whether `value` is a reduce policy `REDUCE_XATTR` may hold.
+pub fn is_reduce_policy(value: &[u8]) -> bool {
+    matches!(value, b"off" | b"on" | b"auto")
+}
+
 use super::object::Time;
 use super::reduce_index::SegmentId;
 use super::state::MemState;

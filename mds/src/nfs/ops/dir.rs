@@ -172,14 +172,19 @@ pub async fn create_entry(
             how,
         })
         .await?;
-    inherit_tier_pin(ctx, dir, &out).await
+    inherit_placement(ctx, dir, &out).await
 }
 
-/// A new file or directory takes its directory's tier pin (`user.cfs.tier`). A second command
-/// after the create, by the server: a crash in between leaves the new file unpinned (`auto`),
-/// which only means flash may evict it past the watermark, as with no pin. Its answer is the
-/// create's outcome with the inode as the pin left it (ctime and change moved).
-async fn inherit_tier_pin(
+/// What a new file or directory takes from its directory: the tier pin (`user.cfs.tier`) and
+/// the reduce policy (`user.cfs.reduce`).
+const INHERITED: [&[u8]; 2] = [meta_core::PIN_XATTR, meta_core::REDUCE_XATTR];
+
+/// A new file or directory takes its directory's `INHERITED` attributes. A command each after
+/// the create, by the server: a crash in between leaves the new file without them, which only
+/// means the cluster's defaults apply to it (flash may evict it past the watermark; the
+/// cluster's `reduce`). Its answer is the create's outcome with the inode as the attributes
+/// left it (ctime and change moved).
+async fn inherit_placement(
     ctx: &Ctx<'_>,
     dir: &Inode,
     out: &meta::namespace::Outcome,
@@ -187,38 +192,38 @@ async fn inherit_tier_pin(
     let (true, Some(new)) = (out.created, out.inode.as_ref()) else {
         return Ok(out.clone());
     };
-    // Only files have bytes to place, and directories pass pins on; Linux allows no user.*
-    // attribute on a symlink, socket, fifo or device (EPERM), and neither does `apply`.
+    // Only files have bytes to place, and directories pass attributes on; Linux allows no
+    // user.* attribute on a symlink, socket, fifo or device (EPERM), and neither does `apply`.
     if !matches!(new.kind, FileKind::Regular | FileKind::Directory) {
         return Ok(out.clone());
     }
-    let Some(pin) = ctx
-        .mds
-        .ns
-        .xattrs(dir.ino)
-        .ok()
-        .and_then(|mut x| x.remove(meta_core::PIN_XATTR))
-    else {
+    let Ok(mut attrs) = ctx.mds.ns.xattrs(dir.ino) else {
         return Ok(out.clone());
     };
-    let set = ctx
-        .mds
-        .ns
-        .execute(Command::SetXattr {
-            ino: new.ino,
-            name: meta_core::PIN_XATTR.to_vec(),
-            value: pin,
-            how: meta_core::xattr::How::Either,
-            time: Time::now(),
-        })
-        .await;
     let mut out = out.clone();
-    match set {
-        Ok(o) => out.inode = o.inode.or(out.inode),
-        Err(e) => tracing::warn!(
-            ino = new.ino,
-            "the new file did not take its directory's tier pin: {e}"
-        ),
+    for name in INHERITED {
+        let Some(value) = attrs.remove(name) else {
+            continue;
+        };
+        let set = ctx
+            .mds
+            .ns
+            .execute(Command::SetXattr {
+                ino: new.ino,
+                name: name.to_vec(),
+                value,
+                how: meta_core::xattr::How::Either,
+                time: Time::now(),
+            })
+            .await;
+        match set {
+            Ok(o) => out.inode = o.inode.or(out.inode),
+            Err(e) => tracing::warn!(
+                ino = new.ino,
+                attr = %String::from_utf8_lossy(name),
+                "the new file did not take its directory's attribute: {e}"
+            ),
+        }
     }
     Ok(out)
 }

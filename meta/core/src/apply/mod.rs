@@ -159,6 +159,8 @@ fn apply_as<S: StateStore + ?Sized>(
         // An administrator's decision, never made on a client's behalf.
         Command::SetDrain { .. } if cred.is_some() => Err(FsError::Invalid),
         Command::SetDrain { ds, draining } => set_drain(s, *ds, *draining),
+        Command::SetDataKey { .. } if cred.is_some() => Err(FsError::Invalid),
+        Command::SetDataKey { wrapped, expect } => set_data_key(s, wrapped, expect.as_deref()),
         // The MDS nodes' own records of their clients.
         Command::ClientRecords { .. } | Command::TakeOverClients { .. } if cred.is_some() => {
             Err(FsError::Invalid)
@@ -1057,6 +1059,30 @@ fn drop_mirrors<S: StateStore + ?Sized>(s: &mut S, ino: u64) -> Result<Vec<u64>,
     stale.sort_unstable();
     stale.dedup();
     Ok(stale)
+}
+
+/// The name under which `DRAIN_INO`'s attributes hold the wrapped data key (`SetDataKey`).
+pub const DATA_KEY_ATTR: &[u8] = b"cfs.data_key";
+/// Longer is no wrapped key (today's are 104 bytes): bounds what a log entry carries.
+const MAX_WRAPPED_KEY: usize = 1024;
+
+fn set_data_key<S: StateStore + ?Sized>(
+    s: &mut S,
+    wrapped: &[u8],
+    expect: Option<&[u8]>,
+) -> Result<Outcome, FsError> {
+    if wrapped.is_empty() || wrapped.len() > MAX_WRAPPED_KEY {
+        return Err(FsError::Invalid);
+    }
+    let mut attrs = s.xattrs(crate::object::DRAIN_INO)?.unwrap_or_default();
+    // Compare-and-set: two nodes making the first key at once, or a rotation racing
+    // another, cannot overwrite a key segments were already sealed under.
+    if attrs.get(DATA_KEY_ATTR).map(Vec::as_slice) != expect {
+        return Err(FsError::Changed);
+    }
+    attrs.insert(DATA_KEY_ATTR.to_vec(), wrapped.to_vec());
+    s.put_xattrs(crate::object::DRAIN_INO, Some(&attrs))?;
+    Ok(Outcome::default())
 }
 
 fn set_drain<S: StateStore + ?Sized>(

@@ -22,6 +22,10 @@ pub(super) fn set<S: StateStore + ?Sized>(
     if name == PIN_XATTR && Pin::parse(value).is_none() {
         return Err(FsError::Invalid);
     }
+    // So is a reduce policy.
+    if name == crate::reducing::REDUCE_XATTR && !crate::reducing::is_reduce_policy(value) {
+        return Err(FsError::Invalid);
+    }
     change(s, ino, time, cred, |x| xattr::set(x, name, value, how))
 }
 

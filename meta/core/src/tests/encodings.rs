@@ -472,6 +472,13 @@ fn commands() -> Vec<(&'static str, Command)> {
                 epoch: 4,
             },
         ),
+        (
+            "SetDataKey",
+            Command::SetDataKey {
+                wrapped: vec![0xab, 0xcd],
+                expect: Some(vec![0x01]),
+            },
+        ),
     ]
 }
 
@@ -743,6 +750,7 @@ const GOLDEN: &[(&str, &str)] = &[
     ("AbortReduce", "320504"),
     ("ReduceCopiesTrimmed", "330504"),
     ("ReferrersDropped", "34ffffffffffffffffff0104"),
+    ("SetDataKey", "3502abcd010101"),
     ("FsError::NotFound", "00"),
     ("FsError::Exists", "01"),
     ("FsError::NotDir", "02"),

@@ -157,3 +157,67 @@ fn a_tier_pin_is_flash_s3_or_auto_and_nothing_else() {
     step(&mut s, &set(f, "cfs.tiers", "tape", How::Either)).unwrap();
     assert_eq!(Pin::of(None), Pin::Auto);
 }
+
+#[test]
+fn the_data_key_is_set_once_and_replaced_only_by_whoever_read_it() {
+    let mut s = init();
+    let key = |w: &[u8], e: Option<&[u8]>| Command::SetDataKey {
+        wrapped: w.to_vec(),
+        expect: e.map(<[u8]>::to_vec),
+    };
+    let stored = |s: &MemState| {
+        s.xattrs
+            .get(&DRAIN_INO)
+            .and_then(|x| x.get(crate::apply::DATA_KEY_ATTR).cloned())
+    };
+    step(&mut s, &key(b"first", None)).unwrap();
+    assert_eq!(stored(&s).as_deref(), Some(&b"first"[..]));
+    // A second node making a key of its own at the same time loses: segments may already
+    // be sealed under the first.
+    assert_eq!(step(&mut s, &key(b"second", None)), Err(FsError::Changed));
+    assert_eq!(
+        step(&mut s, &key(b"x", Some(b"stale"))),
+        Err(FsError::Changed)
+    );
+    // A rotation names the key it re-wrapped.
+    step(&mut s, &key(b"rewrapped", Some(b"first"))).unwrap();
+    assert_eq!(stored(&s).as_deref(), Some(&b"rewrapped"[..]));
+    // Never on a client's behalf, never empty.
+    let as_user = Command::As {
+        cred: Cred::root(),
+        cmd: Box::new(key(b"y", Some(b"rewrapped"))),
+    };
+    assert_eq!(step(&mut s, &as_user), Err(FsError::Invalid));
+    assert_eq!(
+        step(&mut s, &key(b"", Some(b"rewrapped"))),
+        Err(FsError::Invalid)
+    );
+    assert_eq!(stored(&s).as_deref(), Some(&b"rewrapped"[..]));
+}
+
+#[test]
+fn a_reduce_policy_is_off_on_or_auto_and_nothing_else() {
+    let mut s = init();
+    let f = made(&mut s, create(ROOT_INO, "f", FileKind::Regular));
+    let value = |s: &MemState| {
+        s.xattrs
+            .get(&f)
+            .and_then(|x| x.get(&b"cfs.reduce"[..]).cloned())
+    };
+    for v in ["off", "on", "auto"] {
+        step(&mut s, &set(f, "cfs.reduce", v, How::Either)).unwrap();
+        assert_eq!(value(&s).as_deref(), Some(v.as_bytes()));
+    }
+    for bad in ["", "ON", "always", "auto\n"] {
+        assert_eq!(
+            step(&mut s, &set(f, "cfs.reduce", bad, How::Either)),
+            Err(FsError::Invalid),
+            "{bad:?}"
+        );
+    }
+    assert_eq!(
+        value(&s).as_deref(),
+        Some(&b"auto"[..]),
+        "a refused value changes nothing"
+    );
+}
