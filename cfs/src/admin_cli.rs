@@ -180,6 +180,18 @@ pub fn status_table(v: &Value) -> String {
             ));
         }
     }
+    if let Some(e) = v["mds"]["encryption"].as_object() {
+        let sealing = e.get("sealing").and_then(Value::as_bool).unwrap_or(false);
+        out.push_str(
+            &match (sealing, e.get("data_key_tag").and_then(Value::as_str)) {
+                (false, _) => "     encryption at rest: off\n".to_string(),
+                (true, Some(tag)) => format!(
+                "     encryption at rest: on (segments and bucket objects sealed; data key {tag})\n"
+            ),
+                (true, None) => "     encryption at rest: on, data key not unwrapped yet\n".into(),
+            },
+        );
+    }
     if let Some(t) = v["mds"]["tier"].as_object() {
         let n = |k: &str| t.get(k).and_then(Value::as_u64).unwrap_or(0);
         out.push_str(&format!(

@@ -226,6 +226,17 @@ impl Admin {
         self.mds.ns.redundancy(|d| c.registry.is_up(DsId(d))).ok()
     }
 
+    /// Whether this node seals data at rest (`[encryption]`), and the tag of the cluster's
+    /// data key once it is unwrapped (a key identifier, not the key): `None` without data
+    /// servers.
+    pub fn encryption(&self) -> Option<(bool, Option<String>)> {
+        let c = self.mds.cluster()?;
+        let tag = c
+            .data_key()
+            .map(|k| k.tag().iter().map(|b| format!("{b:02x}")).collect());
+        Some((c.sealing(), tag))
+    }
+
     /// What the object-store tier holds and still lacks of the files of the shards this node
     /// has (`None` without `[tier]`), with the bucket it uploads to.
     pub fn tier(&self) -> Option<(TierUsage, String, &'static str)> {

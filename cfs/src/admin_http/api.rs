@@ -114,6 +114,9 @@ pub fn status(a: &Admin, lags: &Lags) -> Value {
                     "raw_per_byte": r.raw_per_byte(),
                 });
             }
+            if let Some((sealing, key)) = m.encryption() {
+                v["encryption"] = json!({ "sealing": sealing, "data_key_tag": key });
+            }
             v["through_mds"] = cs["mds"].clone();
             v["draining"] = cs["draining"].clone();
         }

@@ -218,6 +218,19 @@ fn mds_families(e: &mut Exposition, a: &Admin, m: &mds::admin::Admin) {
     if let Some(r) = m.redundancy() {
         data_families(e, &r);
     }
+    if let Some((sealing, key)) = m.encryption() {
+        // 0 off, 1 on and the data key unwrapped, 2 on and waiting for it (reads DELAY).
+        let state = match (sealing, key) {
+            (false, _) => 0.0,
+            (true, Some(_)) => 1.0,
+            (true, None) => 2.0,
+        };
+        e.gauge(
+            "cfs_cluster_encryption_state",
+            "Encryption at rest on this MDS node: 0 off, 1 sealing, 2 waiting for the data key.",
+            &[(&[], state)],
+        );
+    }
     // One series per data server being drained (a handful at most).
     let drains: Vec<(String, f64)> = cl
         .draining

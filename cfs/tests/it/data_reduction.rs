@@ -501,6 +501,35 @@ fn with_encryption_no_plaintext_block_is_on_any_data_server_and_the_key_file_dec
         stored_bytes(&cl) > big.len() as u64,
         "the segments are there"
     );
+    // The status says so (and what key, by its tag); so does /metrics.
+    let status = common::cfs(&cl.dir, &["admin", "status", "--config", &cl.mds_toml()]);
+    assert!(
+        status
+            .text()
+            .contains("encryption at rest: on (segments and bucket objects sealed"),
+        "{}",
+        status.text()
+    );
+    let (admin, token) = cl.admin();
+    let metrics = cl
+        .rt
+        .block_on(crate::http_client::request(
+            admin,
+            "GET",
+            "/metrics",
+            Some(&token),
+            None,
+            std::time::Duration::from_secs(10),
+        ))
+        .expect("the admin listener answers");
+    assert!(
+        metrics
+            .text()
+            .lines()
+            .any(|l| l == "cfs_cluster_encryption_state 1"),
+        "{}",
+        metrics.text()
+    );
     assert_eq!(read_file(&cl, "/big", big.len()), big);
     assert_eq!(read_file(&cl, "/small", small.len()), small);
 
