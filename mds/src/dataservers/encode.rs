@@ -155,14 +155,18 @@ impl Cluster {
                 .saturating_sub(i64::try_from(after.as_secs()).unwrap_or(i64::MAX)),
             now.nsecs,
         );
-        // Reduction pays from a block up; parity only past a stripe (a file's own policy may
-        // ask for reduction where the cluster's does not: the smaller bound is scanned, and
-        // a file too small for what its policy does is left as it is). Sealing takes every
-        // file: a small one costs a stripe of segment shards, but leaves no plaintext.
+        // Reduction pays from a block up; parity only past a stripe. The bound is the
+        // cluster's: scanning from a block with reduction off would hand every pass the
+        // small files first (each left as it is, none encoded) on a file system full of
+        // them, for the few a `user.cfs.reduce` of their own would reduce. A file too small
+        // for what its own policy does is left as it is. Sealing takes every file: a small
+        // one costs a stripe of segment shards, but leaves no plaintext.
         let min = if self.sealing() {
             1
+        } else if self.cfg.reduce != ReducePolicy::Off {
+            MIN_REDUCED_SIZE
         } else {
-            MIN_REDUCED_SIZE.min(min_encoded_size(m))
+            min_encoded_size(m)
         };
         let skip = |ino, change| self.left_as_is(ino, change);
         let due = match ns.encodable(min, before, FILES_PER_PASS * 4, &skip) {
