@@ -144,6 +144,10 @@ struct Proc {
 struct NodePhase {
     name: String,
     cpu_s: Option<f64>,
+    /// Voluntary context switches of all its threads (issue 47: each is a wake-up, a hand-off
+    /// between threads or a wait for the disk).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    vcsw: Option<f64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     counts: Option<NodeCounts>,
 }
@@ -211,6 +215,27 @@ fn cpu_seconds(pid: u32) -> Option<f64> {
     let f: Vec<&str> = s.rsplit_once(')')?.1.split_whitespace().collect();
     let ticks: u64 = f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?;
     Some(ticks as f64 / 100.0)
+}
+
+/// Voluntary context switches of every thread of a process (`/proc/PID/status` counts only
+/// the thread it names), None once it is gone. Threads that ended meanwhile drop out, so a
+/// phase's difference can only undercount.
+fn voluntary_switches(pid: u32) -> Option<u64> {
+    let mut total = 0;
+    for t in std::fs::read_dir(format!("/proc/{pid}/task"))
+        .ok()?
+        .flatten()
+    {
+        let Ok(s) = std::fs::read_to_string(t.path().join("status")) else {
+            continue;
+        };
+        total += s
+            .lines()
+            .find_map(|l| l.strip_prefix("voluntary_ctxt_switches:"))
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .unwrap_or(0);
+    }
+    Some(total)
 }
 
 fn rss_kib(pid: u32) -> Option<u64> {
@@ -344,12 +369,18 @@ fn procs_of(c: &Config, srv: &Running, bin: Option<&Path>) -> Result<Vec<Proc>> 
     }
 }
 
-/// (CPU seconds, MDS counters) of every process now.
-type Sample = Vec<(Option<f64>, Option<NodeCounts>)>;
+/// (CPU seconds, voluntary context switches, MDS counters) of every process now.
+type Sample = Vec<(Option<f64>, Option<u64>, Option<NodeCounts>)>;
 
 fn sample(ps: &[Proc]) -> Sample {
     ps.iter()
-        .map(|p| (cpu_seconds(p.pid), p.admin.as_ref().and_then(counts)))
+        .map(|p| {
+            (
+                cpu_seconds(p.pid),
+                voluntary_switches(p.pid),
+                p.admin.as_ref().and_then(counts),
+            )
+        })
         .collect()
 }
 
@@ -485,9 +516,10 @@ fn run_load(srv: &Running, ps: &[Proc], label: &str, s: &Setup) -> (Vec<Phase>, 
             let nodes = ps
                 .iter()
                 .zip(now.iter().zip(&last))
-                .map(|(p, ((c1, m1), (c0, m0)))| NodePhase {
+                .map(|(p, ((c1, v1, m1), (c0, v0, m0)))| NodePhase {
                     name: p.name.clone(),
                     cpu_s: c1.zip(*c0).map(|(a, b)| a - b),
+                    vcsw: v1.zip(*v0).map(|(a, b)| a.saturating_sub(b) as f64),
                     counts: m1.zip(*m0).map(|(a, b)| a.minus(&b)),
                 })
                 .collect();
@@ -805,7 +837,7 @@ fn main_table(cfgs: &[Config], runs: &[Run], rounds: u32, shards: &[u16]) -> Str
 /// commands and NFS operations per client operation, and the mean fsync time.
 fn node_table(cfgs: &[Config], runs: &[Run]) -> String {
     let mut out = String::from(
-        "| config | phase | node | CPU µs/op | fsyncs/op | log commands/op | NFS ops/op | mean fsync ms | checkpoints in the phase | checkpoint s in the phase |\n|---|---|---|---:|---:|---:|---:|---:|---:|---:|\n",
+        "| config | phase | node | CPU µs/op | vol. switches/op | fsyncs/op | log commands/op | NFS ops/op | mean fsync ms | checkpoints in the phase | checkpoint s in the phase |\n|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|\n",
     );
     for c in cfgs.iter().filter(|c| c.kind != Kind::Ganesha) {
         let rs: Vec<&Run> = runs
@@ -838,6 +870,7 @@ fn node_table(cfgs: &[Config], runs: &[Run]) -> String {
                     )
                 };
                 let cpu = avg(&|_, n| n.cpu_s).map(|s| s * 1e6);
+                let csw = avg(&|_, n| n.vcsw);
                 let fs = avg(&|_, n| n.counts.map(|c| c.fsyncs));
                 let cmds = avg(&|_, n| n.counts.map(|c| c.commands));
                 let ops = avg(&|_, n| n.counts.map(|c| c.v4_ops));
@@ -857,10 +890,11 @@ fn node_table(cfgs: &[Config], runs: &[Run]) -> String {
                     )
                 };
                 out.push_str(&format!(
-                    "| {} | {b} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
+                    "| {} | {b} | {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
                     c.name,
                     n.name,
                     fmt_value(cpu),
+                    fmt_value(csw),
                     fmt_value(fs),
                     fmt_value(cmds),
                     fmt_value(ops),
