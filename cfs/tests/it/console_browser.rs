@@ -566,6 +566,7 @@ fn the_console_shows_the_metadata_cluster_redundancy_and_alerts() {
         f["raw_per_byte"], "2.00",
         "mirrored data: two raw bytes per byte"
     );
+    assert_eq!(f["encryption"], "off", "no [encryption]: nothing sealed");
     assert_eq!(f["ds_up"], "6/6");
     // Six data servers on one disk: its free space once, not six times.
     let dss = status["data_servers"].as_array().unwrap();
