@@ -591,8 +591,9 @@ fn with_encryption_no_plaintext_block_is_on_any_data_server_and_the_key_file_dec
 
 /// `[encryption]` with the object-store tier (moto): every object the cluster uploads is
 /// sealed (no 32-byte window of any 4 KiB block of the file in any object's bytes, and an
-/// object read without the key is refused as encrypted), the file still reads back, and
-/// `[encryption]` without a cluster is refused before anything starts.
+/// object read without the key is refused as encrypted); once the file has left flash (not
+/// yet due for its reduce, which would keep it there), it reads back from the sealed objects;
+/// and `[encryption]` without a cluster is refused before anything starts.
 #[test]
 fn with_encryption_the_bucket_holds_only_ciphertext() {
     let _g = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
@@ -609,7 +610,7 @@ fn with_encryption_the_bucket_holds_only_ciphertext() {
             "--s3",
             &url,
             "--encode-after",
-            "1",
+            "600",
             "--reduce",
             "on",
             "--mds-extra-config",
@@ -663,6 +664,25 @@ fn with_encryption_the_bucket_holds_only_ciphertext() {
         }
     }
     assert_eq!(read_file(&cl, "/f", plain.len()), plain);
+    // Pinned to the bucket, the file leaves flash: reads open the sealed objects (ranged
+    // GETs, every block's keyed sum checked) and return the plaintext.
+    let pin = common::cfs(
+        &cl.dir,
+        &[
+            "admin",
+            "tier",
+            "pin",
+            "/f",
+            "s3",
+            "--config",
+            &cl.mds_toml(),
+        ],
+    );
+    assert!(pin.ok(), "{}", pin.stderr);
+    wait_for(60, "the file evicted from flash", || {
+        crate::tier_evict::cluster_tier(&cl)["evicted_files"] == 1
+    });
+    assert_eq!(read_file(&cl, "/f", plain.len()), plain, "from the bucket");
     drop(cl);
 
     // Without a cluster (no data servers) there is nothing to seal: refused up front.
