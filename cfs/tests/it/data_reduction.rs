@@ -682,6 +682,52 @@ fn with_encryption_the_bucket_holds_only_ciphertext() {
     wait_for(60, "the file evicted from flash", || {
         crate::tier_evict::cluster_tier(&cl)["evicted_files"] == 1
     });
+    // Someone who can write to the bucket puts a plaintext object in place of a sealed one,
+    // its bytes their own, with the sum the metadata recorded copied into its header (and
+    // the header's own hash made to match): refused, never served. (Before any read of the
+    // evicted file, so no header of the real object is cached.)
+    let keys = tier::KeySpace::new("cfs").expect("prefix");
+    // The copy reads go to: the newest generation (setting the pin changed the file, so it
+    // was uploaded again; the older copy waits for its deletion).
+    let (key, sealed) = objects()
+        .into_iter()
+        .filter(|(k, _)| {
+            keys.parse(k)
+                .is_some_and(|id| id.ino == ino && id.segment == 0)
+        })
+        .max_by_key(|(k, _)| keys.parse(k).map(|id| id.generation))
+        .expect("an object of the file");
+    let id = keys.parse(&key).expect("a cfs key");
+    let field = |at: usize| u64::from_le_bytes(sealed[at..at + 8].try_into().expect("8 bytes"));
+    let (start, len) = (field(32), field(40));
+    let forged = vec![0x41u8; usize::try_from(len).expect("length")];
+    let mut fake = tier::object::encode(&id, start, len, &forged, None).to_vec();
+    fake[64..96].copy_from_slice(&sealed[64..96]);
+    let hl = usize::from(u16::from_le_bytes([fake[10], fake[11]]));
+    let hash = *blake3::hash(&fake[..hl - 32]).as_bytes();
+    fake[hl - 32..hl].copy_from_slice(&hash);
+    rt.block_on(store.put(&key, fake.into()))
+        .expect("put the forgery");
+    let c = cl.client(false);
+    let f = cl
+        .rt
+        .block_on(c.open_path("/f", OPEN4_SHARE_ACCESS_READ, None))
+        .expect("open");
+    let got = cl.rt.block_on(c.read_full(&f, start, 4096));
+    assert!(
+        matches!(
+            got,
+            Err(client::Error::Nfs {
+                status: Nfsstat4::Io,
+                ..
+            })
+        ),
+        "the forged object was served: {:?}",
+        got.map(|(d, _)| d.iter().take(8).copied().collect::<Vec<u8>>())
+    );
+    let _ = cl.rt.block_on(c.shutdown());
+    // The real object back: every byte reads back from the sealed objects.
+    rt.block_on(store.put(&key, sealed)).expect("put it back");
     assert_eq!(read_file(&cl, "/f", plain.len()), plain, "from the bucket");
     drop(cl);
 
