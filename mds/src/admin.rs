@@ -231,10 +231,7 @@ impl Admin {
     /// servers.
     pub fn encryption(&self) -> Option<(bool, Option<String>)> {
         let c = self.mds.cluster()?;
-        let tag = c
-            .data_key()
-            .map(|k| k.tag().iter().map(|b| format!("{b:02x}")).collect());
-        Some((c.sealing(), tag))
+        Some((c.sealing(), c.data_key_tag()))
     }
 
     /// What the object-store tier holds and still lacks of the files of the shards this node

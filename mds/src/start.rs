@@ -165,6 +165,7 @@ impl Server {
         }
         let (fatal_tx, fatal) = tokio::sync::watch::channel(None);
         if let Some(c) = mds.cluster().cloned() {
+            // The data key first: until it is known a sealing node's jobs wait (`key_ready`).
             let ns = mds.ns.clone();
             let key = c.clone();
             let tier = mds.tier.clone();
@@ -183,8 +184,6 @@ impl Server {
                     }
                 }
             }));
-        }
-        if let Some(c) = mds.cluster().cloned() {
             let recall: cluster::loops::Recall = {
                 let m = Arc::downgrade(&mds.nfs);
                 Arc::new(move |ino: u64| {
@@ -230,15 +229,16 @@ impl Server {
     /// does not open the cluster's data key, `dataservers::data_key`); never otherwise.
     pub async fn fatal(&self) -> String {
         let mut rx = self.fatal.clone();
-        let why = match rx.wait_for(Option::is_some).await {
-            Ok(why) => why.clone().unwrap_or_default(),
-            Err(_) => String::new(),
-        };
-        if why.is_empty() {
-            // The sender went without a reason: nothing is wrong.
-            std::future::pending::<()>().await;
+        let why = rx
+            .wait_for(Option::is_some)
+            .await
+            .ok()
+            .and_then(|w| w.clone());
+        match why {
+            Some(why) => why,
+            // The sender went without a reason (the key settled): nothing is wrong.
+            None => std::future::pending().await,
         }
-        why
     }
 
     pub fn local_addr(&self) -> SocketAddr {

@@ -156,12 +156,12 @@ impl TierSettings {
     }
 }
 
-/// The tier of one MDS node: the store and what this node is uploading now.
 /// `[encryption]` is configured and the data key not unwrapped yet (seconds after a start).
 #[derive(Debug, Clone, Copy, thiserror::Error)]
 #[error("the cluster's data key is not unwrapped yet")]
 pub struct KeyNotReady;
 
+/// The tier of one MDS node: the store and what this node is uploading now.
 pub struct Tier {
     store: Store,
     keys: KeySpace,

@@ -73,6 +73,11 @@ impl Cluster {
         self.data_key.get()
     }
 
+    /// The data key's tag in hex (an identifier, not the key), once it is known.
+    pub fn data_key_tag(&self) -> Option<String> {
+        self.data_key().map(|k| hex(k.tag()))
+    }
+
     /// Whether jobs that store data may run: not before the key is known on a sealing node
     /// (they would store plaintext, or stall on the key mid-job).
     pub(crate) fn key_ready(&self) -> bool {

@@ -187,16 +187,7 @@ impl Cluster {
                 continue;
             }
             let policy = self.reduce_policy(ns, ino);
-            if policy == ReducePolicy::Off {
-                match ns.getattr(ino) {
-                    Ok(i) if i.size < min_encoded_size(m) => {
-                        self.leave_as_is(ino, i.change);
-                        continue;
-                    }
-                    Ok(_) => {}
-                    Err(_) => continue,
-                }
-            } else {
+            if policy != ReducePolicy::Off {
                 match self
                     .reduce_file(ns, ino, policy, before, in_use, recall)
                     .await
@@ -206,21 +197,23 @@ impl Cluster {
                         continue;
                     }
                     Ok(ReduceOutcome::NotNow) => continue,
-                    // Encoded as it is, if parity pays for it; else left mirrored until it
-                    // changes (not scanned again meanwhile).
-                    Ok(ReduceOutcome::Declined) => match ns.getattr(ino) {
-                        Ok(i) if i.size < min_encoded_size(m) => {
-                            self.leave_as_is(ino, i.change);
-                            continue;
-                        }
-                        Ok(_) => {}
-                        Err(_) => continue,
-                    },
+                    Ok(ReduceOutcome::Declined) => {}
                     Err(e) => {
                         tracing::warn!(ino, "reduce failed, the file stays mirrored: {e:?}");
                         continue;
                     }
                 }
+            }
+            // Not reduced (its policy is off, or the reducer declined it): encoded as it is
+            // if parity pays for it, else left mirrored until it changes (not scanned again
+            // meanwhile).
+            match ns.getattr(ino) {
+                Ok(i) if i.size < min_encoded_size(m) => {
+                    self.leave_as_is(ino, i.change);
+                    continue;
+                }
+                Ok(_) => {}
+                Err(_) => continue,
             }
             match self
                 .encode_file(ns, ino, (k, m), before, in_use, recall)
