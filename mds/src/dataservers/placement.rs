@@ -76,6 +76,12 @@ impl Cluster {
                     if live.len() == rec.len() {
                         return Ok(live);
                     }
+                    if self.settling() {
+                        // The missing mirror may be a DS that has not re-registered since
+                        // this node started: dropping it would leave the file one copy short
+                        // for good (until repair). Wait for the heartbeats instead.
+                        return Err(NfsError::Delay);
+                    }
                     tracing::warn!(
                         ino,
                         chunk,
@@ -94,6 +100,12 @@ impl Cluster {
                         }
                         _ => return Err(NfsError::LayoutUnavailable),
                     };
+                    if p.targets.len() < MIRRORS && self.settling() {
+                        // Right after a start, DSs that are up may not have heartbeated yet
+                        // (they back off up to 5 s while the MDS is away): a new file placed
+                        // now would be born one mirror short. It waits for them instead.
+                        return Err(NfsError::Delay);
+                    }
                     p.targets
                 }
             };
@@ -211,7 +223,7 @@ impl Cluster {
     /// which is not what a hard mount's user expects of a blip. A DS silent for longer is an
     /// outage the client must hear about (NFS4ERR_IO).
     pub(crate) fn unavailable(&self, rec: &[u64]) -> NfsError {
-        let settling = self.started.elapsed() < self.cfg.dead_after * 3;
+        let settling = self.settling();
         let recent = |d: &u64| {
             self.registry
                 .silent_for(DsId(*d))
@@ -222,6 +234,13 @@ impl Cluster {
         } else {
             NfsError::Io
         }
+    }
+
+    /// Whether this node started so recently that a DS that is up may not have heartbeated
+    /// to it yet: three heartbeat timeouts (12 s at the defaults), past the DSs' 5 s
+    /// reconnect backoff plus a heartbeat.
+    pub(crate) fn settling(&self) -> bool {
+        self.started.elapsed() < self.cfg.dead_after * 3
     }
 
     fn live(&self, rec: &[u64]) -> Vec<DsId> {
@@ -291,5 +310,71 @@ mod tests {
             "one mirror heard again"
         );
         assert_eq!(c.unavailable(&[]), NfsError::Io, "no mirror to wait for");
+    }
+
+    /// Right after a start, a new file is not placed on fewer mirrors than it should have
+    /// (a DS that is up may not have re-registered yet: its backoff reaches 5 s while the
+    /// MDS is away), and an existing file does not lose a mirror that has not heartbeated
+    /// yet; past the settling time, both go ahead on the DSs that are up.
+    #[test]
+    fn a_new_node_waits_for_heartbeats_before_placing_a_file_short_of_mirrors() {
+        use meta::namespace::{CreateHow, FileKind, Options, Time, ROOT_INO};
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let ns = rt
+            .block_on(Namespace::open_with(dir.path(), Options::default()))
+            .expect("namespace");
+        let create = |name: &str| {
+            let cmd = Command::Create {
+                parent: ROOT_INO,
+                name: name.as_bytes().to_vec(),
+                kind: FileKind::Regular,
+                mode: 0o644,
+                uid: 0,
+                gid: 0,
+                time: Time::now(),
+                how: CreateHow::Guarded,
+            };
+            let out = rt.block_on(ns.execute(cmd)).expect("create");
+            out.inode.expect("inode").ino
+        };
+        let secret =
+            layout::ClusterSecret::from_passphrase("a test secret of some length").expect("secret");
+        let mut cfg = ClusterConfig::new(secret);
+        cfg.dead_after = Duration::from_millis(100);
+        let c = Cluster::new(cfg, 0, 1).expect("cluster");
+        heartbeat(&c, 1);
+        heartbeat(&c, 2);
+        let both = create("both");
+        let got = rt.block_on(c.mirrors_for_write(&ns, both)).expect("place");
+        assert_eq!(got.len(), MIRRORS, "two DSs up: two mirrors");
+        // Another file, with one DS not heard from yet (as after a restart).
+        c.registry.mark_down(DsId(2));
+        let short = create("short");
+        assert_eq!(
+            rt.block_on(c.mirrors_for_write(&ns, short)),
+            Err(NfsError::Delay),
+            "settling: a new file waits for the second DS"
+        );
+        assert_eq!(
+            rt.block_on(c.mirrors_for_write(&ns, both)),
+            Err(NfsError::Delay),
+            "settling: the mirror is kept"
+        );
+        assert_eq!(
+            ns.chunk(both, FILE_RECORD)
+                .expect("record")
+                .map(|r| r.len()),
+            Some(2)
+        );
+        std::thread::sleep(Duration::from_millis(350));
+        assert!(!c.settling());
+        let got = rt.block_on(c.mirrors_for_write(&ns, short)).expect("place");
+        assert_eq!(got, vec![DsId(1)], "settled: placed on the DS that is up");
+        let got = rt.block_on(c.mirrors_for_write(&ns, both)).expect("drop");
+        assert_eq!(got, vec![DsId(1)], "settled: the down mirror is dropped");
     }
 }
