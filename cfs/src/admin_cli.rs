@@ -266,7 +266,7 @@ pub fn status_table(v: &Value) -> String {
             Some(0) => {
                 format!("drain of {id}: drained, no file is placed on it: it can be stopped\n")
             }
-            Some(n) => format!("drain of {id}: {n} files left to move\n"),
+            Some(n) => format!("drain of {id}: {n} files and segments left to move\n"),
             None => format!("drain of {id}: counting its files\n"),
         });
     }
@@ -444,7 +444,7 @@ pub async fn wait_drained(tg: &Target, id: &str) -> Result<(), AdminCliError> {
         if left != last {
             match left {
                 Some(0) => eprintln!("data server {id}: drained, it can be stopped"),
-                Some(n) => eprintln!("data server {id}: {n} files left to move"),
+                Some(n) => eprintln!("data server {id}: {n} files and segments left to move"),
                 None => eprintln!("data server {id}: counting its files"),
             }
             last = left;

@@ -44,8 +44,8 @@ pub use compress::CompressParams;
 pub use crypt::{CryptError, DataKey, Kek, KeyFileError, WrappedKey};
 pub use hash::{ChunkId, DedupKey};
 pub use pipeline::{
-    assemble, reduce, reduce_verified, AssembleError, ChunkIndex, ChunkLoc, NewSegment, Params,
-    ReduceError, Reduced, SegmentSource, Stats,
+    assemble, check_stored, reduce, reduce_verified, AssembleError, ChunkIndex, ChunkLoc,
+    NewSegment, Params, ReduceError, Reduced, SegmentSource, Stats,
 };
 pub use recipe::{ChunkRef, Recipe, RecipeError};
 pub use segment::{Segment, SegmentError, SegmentId, SegmentWriter};

@@ -419,6 +419,20 @@ pub fn assemble(
     Ok(out)
 }
 
+/// Whether `stored` (a segment as the data servers hold it: sealed, or plaintext from before
+/// encryption) is segment `id`: it opens under `params`' data key and decodes to that id.
+/// What shard repair checks before it re-encodes a segment, so a rebuilt shard is never
+/// computed from damaged bytes.
+pub fn check_stored(id: &SegmentId, params: &Params, stored: &[u8]) -> Result<(), AssembleError> {
+    struct One<'a>(&'a [u8]);
+    impl SegmentSource for One<'_> {
+        fn segment(&self, _: &SegmentId) -> Option<Cow<'_, [u8]>> {
+            Some(Cow::Borrowed(self.0))
+        }
+    }
+    open(id, params, &One(stored)).map(|_| ())
+}
+
 /// Fetch, open (if sealed) and decode one segment, checking it is the one named.
 fn open<'s>(
     id: &SegmentId,

@@ -5,7 +5,7 @@ mod common;
 
 use common::{params, random_bytes, refuses_every_truncation_and_flip, source_corpus, Store};
 use reduce::crypt::{sealed_nonce, CryptError, KeyFileError};
-use reduce::{assemble, reduce, AssembleError, DataKey, Kek, SegmentId, WrappedKey};
+use reduce::{assemble, check_stored, reduce, AssembleError, DataKey, Kek, SegmentId, WrappedKey};
 use std::collections::{HashMap, HashSet};
 
 fn contains(hay: &[u8], needle: &[u8]) -> bool {
@@ -195,4 +195,25 @@ fn segments_stored_before_encryption_stay_readable_with_a_key() {
     let r = reduce(&more, &p, &store.index).expect("reduce");
     store.absorb(&r);
     assert!(assemble(&r.recipe, &p, &store.segments).expect("assemble") == more);
+}
+
+/// `check_stored`, what shard repair re-encodes from: a stored segment, sealed or plain,
+/// passes under its own name and no other, and a flipped byte anywhere fails it.
+#[test]
+fn check_stored_accepts_a_segment_only_under_its_name_and_whole() {
+    let data = random_bytes(9, 300_000);
+    let store = Store::default();
+    let mut sealed = params();
+    sealed.data_key = Some(DataKey::generate().expect("rng"));
+    for p in [params(), sealed] {
+        let r = reduce(&data, &p, &store.index).expect("reduce");
+        let s = &r.new_segments[0];
+        check_stored(&s.id, &p, &s.bytes).expect("whole segment under its name");
+        assert!(check_stored(&SegmentId([7; 32]), &p, &s.bytes).is_err());
+        for at in [0, s.bytes.len() / 2, s.bytes.len() - 1] {
+            let mut b = s.bytes.clone();
+            b[at] ^= 0x10;
+            assert!(check_stored(&s.id, &p, &b).is_err(), "flip at {at}");
+        }
+    }
 }

@@ -43,6 +43,7 @@ mod pnfs_client;
 mod pnfs_data;
 mod repair_across_nodes;
 mod rmtree;
+mod segment_repair;
 mod tier_cache;
 mod tier_evict;
 mod tier_full;

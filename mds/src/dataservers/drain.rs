@@ -1,7 +1,8 @@
 //! Draining a data server (`cfs admin node drain ID`): no new file is placed on it, and every
 //! file with a copy on it gets its full mirror count on other DSs, after which the drained DS
 //! leaves the file's placement record and its copy there is removed. A DS is "drained" once no
-//! placement record names it; it can then be stopped without any file losing a mirror.
+//! placement record names it, nor any live segment of data reduction (whose shards move by
+//! `segment_repair`); it can then be stopped without any file losing a mirror.
 //!
 //! The mark is replicated namespace state (`Command::SetDrain`, kept in the placement table
 //! under `DRAIN_INO`), not a file beside the MDS or a flag in the registry: the registry is
@@ -87,7 +88,8 @@ impl Cluster {
         Ok(left)
     }
 
-    /// Records the drain mark of `ds` and loads it; the files still placed there.
+    /// Records the drain mark of `ds` and loads it; the files (and segments) still placed
+    /// there.
     async fn mark_drained(&self, ns: &Namespace, ds: DsId) -> Result<usize, NfsError> {
         ns.execute(Command::SetDrain {
             ds: ds.0,
@@ -99,7 +101,7 @@ impl Cluster {
         // A placement chosen before the mark may be being recorded: let it finish, so the
         // count below (and every later one) sees it.
         drop(self.placing.lock().await);
-        let left = ns.placed_on(ds.0)?.len();
+        let left = ns.placed_on(ds.0)?.len() + ns.segments_on(ds.0)?.len();
         self.registry.set_files_left(ds, left);
         Ok(left)
     }
@@ -182,16 +184,20 @@ impl Cluster {
         };
         let mut budget = PER_PASS;
         for ds in marks {
-            let files = match ns.placed_on(ds.0) {
-                // Counted whole; each file is moved by its shard's leader.
-                Ok(f) => f,
+            // Counted whole; each file is moved by its shard's leader, each segment by its
+            // index shard's.
+            let left = ns
+                .placed_on(ds.0)
+                .and_then(|f| Ok((f, ns.segments_on(ds.0)?)));
+            let (files, segments) = match left {
+                Ok(l) => l,
                 Err(e) => {
                     tracing::warn!(ds = %ds, "cannot scan placement records for a drain: {e:?}");
                     continue;
                 }
             };
-            self.count_left(ds, files.len());
-            if files.is_empty() || budget == 0 {
+            self.count_left(ds, files.len() + segments.len());
+            if (files.is_empty() && segments.is_empty()) || budget == 0 {
                 continue;
             }
             let mine: Vec<u64> = files.into_iter().filter(|i| ns.leads_file(*i)).collect();
@@ -200,8 +206,25 @@ impl Cluster {
             for batch in mine[..take].chunks(BATCH) {
                 self.move_off(ns, ds, batch, recall).await;
             }
-            if let Ok(f) = ns.placed_on(ds.0) {
-                self.count_left(ds, f.len());
+            // Segments are read by no client through a layout: nothing to fence or recall.
+            let me = Some(ns.node_id());
+            for seg in segments.iter().filter(|s| ns.leader_of(s.shard) == me) {
+                if budget == 0 {
+                    break;
+                }
+                budget -= 1;
+                match self.move_segment(ns, seg).await {
+                    Ok(true) => {}
+                    Ok(false) => {
+                        tracing::debug!(segment = ?seg.id, ds = %ds, "segment shard moved later")
+                    }
+                    Err(e) => {
+                        tracing::debug!(segment = ?seg.id, ds = %ds, "segment shard moved later: {e:?}")
+                    }
+                }
+            }
+            if let (Ok(f), Ok(s)) = (ns.placed_on(ds.0), ns.segments_on(ds.0)) {
+                self.count_left(ds, f.len() + s.len());
             }
         }
     }

@@ -26,6 +26,7 @@ mod reduced_io;
 pub mod registry;
 pub mod remote;
 pub mod repair;
+mod segment_repair;
 mod segments;
 pub mod service;
 
@@ -155,6 +156,8 @@ pub struct Cluster {
     segment_fetches: [tokio::sync::Mutex<()>; reduced_io::FETCH_LOCKS],
     /// Turns to assemble a read of a reduced file (`reduced_io::ASSEMBLIES`).
     reduced_turns: tokio::sync::Semaphore,
+    /// Segment shards reported bad, to rebuild in place (`segment_repair`).
+    bad_segments: std::sync::Mutex<segment_repair::BadSegmentShards>,
     /// Where the reclaim pass of leaked referrers goes on from, per shard (`reduce`).
     #[allow(clippy::type_complexity)]
     reclaim_at: std::sync::Mutex<
@@ -198,6 +201,7 @@ impl Cluster {
             segment_fetches: Default::default(),
             reduced_turns: tokio::sync::Semaphore::new(reduced_io::ASSEMBLIES),
             reclaim_at: Default::default(),
+            bad_segments: Default::default(),
             shard_reports: Default::default(),
             unheard_scan: std::sync::Mutex::new(None),
             rescan_until: std::sync::Mutex::new(None),

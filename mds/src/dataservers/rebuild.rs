@@ -214,7 +214,7 @@ impl Cluster {
     }
 
     /// Deletes the shards of (ino, epoch) on `ds`.
-    async fn drop_on(&self, ino: u64, epoch: u64, ds: DsId) -> NfsResult<()> {
+    pub(super) async fn drop_on(&self, ino: u64, epoch: u64, ds: DsId) -> NfsResult<()> {
         let c = self.shard_client(ds, PLACE_CALL).await?;
         let r = c
             .drop_shards(&self.cfg.secret.sign_shard(DropArgs {
@@ -232,7 +232,7 @@ impl Cluster {
     }
 
     /// Tells `ds` the placement of (ino, epoch) is now `servers`.
-    async fn place(
+    pub(super) async fn place(
         &self,
         ino: u64,
         epoch: u64,
@@ -288,6 +288,7 @@ impl Cluster {
             self.shard_reports
                 .store(true, std::sync::atomic::Ordering::Relaxed);
         }
+        self.bad_segment_shards_pass(ns).await;
     }
 
     /// A data server found shard `index` of (ino, epoch) bad on its disk: recorded for every

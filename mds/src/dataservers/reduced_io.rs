@@ -126,7 +126,14 @@ impl Cluster {
             return Ok((b, seg.origin));
         }
         let at = SegmentPlace::new(&iid, seg.origin, seg.placement.clone(), seg.stored_len);
-        let b = Arc::new(self.fetch_segment(&at).await?);
+        let b = match self.fetch_segment(&at).await {
+            Ok(b) => b,
+            // No holder that is up would assemble it (a server down that this node has no
+            // address for, a holder's placement not yet the record's after a move): the
+            // shards one by one, decoded here.
+            Err(e) => self.fetch_segment_direct(&at).await.map_err(|_| e)?,
+        };
+        let b = Arc::new(b);
         let mut c = self.read_cache();
         if c.segments.len() >= READ_CACHE {
             c.segments.remove(0);

@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use layout::{DsId, FileId, ShardCap, ShardKind};
 use meta::namespace::reduce_index::{Referrer, SegmentId};
-use proto::shard::{PutArgs, SealArgs, ShardRef, MAX_SHARD_IO};
+use proto::shard::{GetArgs, PutArgs, SealArgs, ShardRef, MAX_SHARD_IO};
 
 use super::Cluster;
 use crate::error::{NfsError, NfsResult};
@@ -58,6 +58,44 @@ impl SegmentPlace {
         (shift <= 26).then_some((k, m, shift as u8))
     }
 
+    /// The stripe's k + m shards of `bytes` (this segment's stored bytes), each cut to what
+    /// its data server holds.
+    fn shards(&self, bytes: &[u8]) -> NfsResult<Vec<Vec<u8>>> {
+        let (g, _) = self.ec()?;
+        if bytes.len() as u64 != self.stored_len {
+            return Err(NfsError::ServerFault);
+        }
+        let mut enc = ec::Encoder::new(g).map_err(|_| NfsError::ServerFault)?;
+        let stripe = enc.encode(bytes).map_err(|_| NfsError::ServerFault)?;
+        Ok(stripe
+            .shards
+            .into_iter()
+            .enumerate()
+            .map(|(i, mut shard)| {
+                shard.truncate(shard_len(&g, self.stored_len, i as u32) as usize);
+                shard
+            })
+            .collect())
+    }
+
+    /// The blake3 of each shard of `bytes` as its data server seals it: what a shard
+    /// rebuilt from the others must hash to (`segment_repair`).
+    pub(crate) fn shard_sums(&self, bytes: &[u8]) -> NfsResult<Vec<[u8; 32]>> {
+        Ok(self
+            .shards(bytes)?
+            .iter()
+            .map(|s| *blake3::hash(s).as_bytes())
+            .collect())
+    }
+
+    /// Shard `index`'s name and geometry in the shard program.
+    pub(crate) fn shard_ref(&self, index: u32) -> NfsResult<ShardRef> {
+        Ok(ShardRef {
+            index,
+            ..self.ec()?.1
+        })
+    }
+
     fn ec(&self) -> NfsResult<(ec::Geometry, ShardRef)> {
         let (k, m, shift) = self.geometry().ok_or(NfsError::ServerFault)?;
         let g = ec::Geometry::new(u32::from(k), u32::from(m), 1u64 << shift)
@@ -87,6 +125,12 @@ pub(crate) fn segment_file(id: &SegmentId, origin: Referrer) -> u64 {
     u64::from_be_bytes(a) | (1 << 63)
 }
 
+/// Whether a shard set's `file` names a segment's shards (`segment_file`) rather than an
+/// encoded file's (an inode number, below 2^63).
+pub(crate) fn is_segment_file(file: u64) -> bool {
+    file >> 63 == 1
+}
+
 /// Dense bytes shard `j` holds of a one-stripe segment of `len` bytes (`ds`'s
 /// `stripe_shard_len` for stripe 0): data shards their part, parity one unit or the segment.
 fn shard_len(g: &ec::Geometry, len: u64, j: u32) -> u64 {
@@ -114,19 +158,14 @@ impl Cluster {
     /// to its data server and SEALs it there (the receiver re-reads it and checks its blake3).
     /// Durable on every data server of the placement when it returns `Ok`.
     pub(crate) async fn store_segment(&self, at: &SegmentPlace, bytes: &[u8]) -> NfsResult<()> {
-        let (g, base) = at.ec()?;
-        if bytes.len() as u64 != at.stored_len {
-            return Err(NfsError::ServerFault);
-        }
+        let base = at.shard_ref(0)?;
         let servers = self.shard_servers(&at.placement)?;
-        let mut enc = ec::Encoder::new(g).map_err(|_| NfsError::ServerFault)?;
-        let stripe = enc.encode(bytes).map_err(|_| NfsError::ServerFault)?;
-        let calls = stripe.shards.into_iter().enumerate().map(|(i, mut shard)| {
+        let shards = at.shards(bytes)?;
+        let calls = shards.into_iter().enumerate().map(|(i, shard)| {
             let servers = servers.clone();
             async move {
                 let index = i as u32;
-                let len = shard_len(&g, at.stored_len, index);
-                shard.truncate(len as usize);
+                let len = shard.len() as u64;
                 let ds = at.placement[i];
                 let c = self.shard_client(DsId(ds), SHARD_CALL).await?;
                 let r = ShardRef { index, ..base };
@@ -206,6 +245,95 @@ impl Cluster {
             }
         }
         Err(last)
+    }
+
+    /// The segment's bytes as stored, from k of its shards read one by one (the shard
+    /// program's GET) and decoded here. Unlike `fetch_segment` it needs no address of a
+    /// server that is down (an assembled handle names the whole placement, addresses and
+    /// all, and a server lost before this node started has none here), and no holder's view
+    /// of the placement: what repair reads, and what reads fall back to.
+    pub(crate) async fn fetch_segment_direct(&self, at: &SegmentPlace) -> NfsResult<Vec<u8>> {
+        let (g, _) = at.ec()?;
+        let k = g.k() as usize;
+        let unit = usize::try_from(g.unit()).map_err(|_| NfsError::ServerFault)?;
+        let mut shards: Vec<Option<Vec<u8>>> = vec![None; at.placement.len()];
+        let mut have = 0;
+        for (i, ds) in at.placement.iter().enumerate() {
+            if have == k {
+                break;
+            }
+            let len = shard_len(&g, at.stored_len, i as u32);
+            let got = if len == 0 {
+                // A data shard past the segment's end: zeros, by construction.
+                Ok(Vec::new())
+            } else if self.registry.is_up(DsId(*ds)) {
+                self.get_shard(DsId(*ds), at.shard_ref(i as u32)?, len)
+                    .await
+            } else {
+                continue;
+            };
+            match got {
+                Ok(mut b) if b.len() as u64 == len => {
+                    b.resize(unit, 0);
+                    shards[i] = Some(b);
+                    have += 1;
+                }
+                Ok(b) => {
+                    tracing::warn!(
+                        ds,
+                        file = at.file,
+                        shard = i,
+                        got = b.len(),
+                        "segment shard short"
+                    )
+                }
+                Err(e) => {
+                    tracing::warn!(ds, file = at.file, shard = i, "segment shard GET: {e:?}")
+                }
+            }
+        }
+        if have < k {
+            return Err(NfsError::Io);
+        }
+        let mut dec = ec::Decoder::new(g).map_err(|_| NfsError::ServerFault)?;
+        dec.reconstruct_data(&mut shards)
+            .map_err(|_| NfsError::Io)?;
+        let mut out = Vec::with_capacity(k * unit);
+        for s in shards.iter().take(k) {
+            out.extend_from_slice(s.as_deref().ok_or(NfsError::Io)?);
+        }
+        out.truncate(at.stored_len as usize);
+        Ok(out)
+    }
+
+    /// The first `len` dense bytes of shard `r` on `ds`.
+    async fn get_shard(&self, ds: DsId, r: ShardRef, len: u64) -> NfsResult<Vec<u8>> {
+        let c = self.shard_client(ds, SHARD_CALL).await?;
+        let mut out = Vec::with_capacity(len as usize);
+        let result = async {
+            while (out.len() as u64) < len {
+                let count = (len - out.len() as u64).min(MAX_SHARD_IO as u64) as u32;
+                let args = self.cfg.secret.sign_shard(GetArgs {
+                    to: ds.0,
+                    shard: r,
+                    offset: out.len() as u64,
+                    count,
+                    mac: [0; 32],
+                });
+                let d = c.get(&args).await.map_err(|e| {
+                    tracing::debug!(ds = %ds, file = r.file, "shard GET: {e}");
+                    NfsError::Io
+                })?;
+                if d.is_empty() {
+                    break;
+                }
+                out.extend_from_slice(&d);
+            }
+            Ok(())
+        }
+        .await;
+        c.close();
+        result.map(|()| out)
     }
 
     /// Deletes the segment's shards on every data server of its placement; fails if one

@@ -106,7 +106,8 @@ pub async fn bad_chunks(cluster: &Cluster, ns: &Namespace, call: &Call) -> Write
 
 /// A DS reports shards of encoded files that failed verification there: each is marked bad in
 /// its record (durably) and rebuilt in place by the repair task; the reply lists what could
-/// not be recorded yet.
+/// not be recorded yet. A segment's shard is queued for rebuild in place instead, and listed
+/// until it is rebuilt (`segment_repair`).
 pub async fn bad_shards(cluster: &Cluster, ns: &Namespace, call: &Call) -> Writer {
     let res = match BadShardsArgs::from_xdr(call.args()) {
         Err(_) => return accepted_reply(call.xid, &Auth::None, AcceptStat::GarbageArgs),
@@ -124,7 +125,18 @@ pub async fn bad_shards(cluster: &Cluster, ns: &Namespace, call: &Call) -> Write
                 let Ok(index) = u8::try_from(b.index) else {
                     continue;
                 };
-                if let Err(e) = cluster.bad_shard(ns, b.file, b.epoch, index, ds).await {
+                if super::segments::is_segment_file(b.file) {
+                    // Rebuilt in place from a queue of this node's; until then the data
+                    // server's durable mark is the record, so the answer is "later".
+                    match cluster.bad_segment_shard(ns, b.file, b.epoch, index, ds) {
+                        Ok(true) => {}
+                        Ok(false) => later.push(*b),
+                        Err(e) => {
+                            tracing::warn!(file = b.file, ds = %ds, "cannot look up a bad segment shard yet: {e:?}");
+                            later.push(*b);
+                        }
+                    }
+                } else if let Err(e) = cluster.bad_shard(ns, b.file, b.epoch, index, ds).await {
                     tracing::warn!(ino = b.file, ds = %ds, "cannot record a bad shard yet: {e:?}");
                     later.push(*b);
                 }

@@ -370,6 +370,18 @@ pub enum Command {
         wrapped: Vec<u8>,
         expect: Option<Vec<u8>>,
     },
+    /// Shard `index` of the `Live` segment `segment` (on `shard`) was rebuilt on data server
+    /// `to`: its placement names `to` there instead of `from`. `Changed` if the record no
+    /// longer names `from` there, or the segment is `Dying` or gone (the rebuilt shard is then
+    /// the mover's to delete: no record names it); `Invalid` if `to` holds another of its
+    /// shards.
+    SegmentMoved {
+        shard: ShardId,
+        segment: SegmentId,
+        index: u8,
+        from: u64,
+        to: u64,
+    },
 }
 
 impl Command {
@@ -461,7 +473,8 @@ impl Command {
                 .collect(),
             Command::AddReferrer { shard, .. }
             | Command::DropReferrer { shard, .. }
-            | Command::ForgetSegment { shard, .. } => vec![Key::Segments(*shard)],
+            | Command::ForgetSegment { shard, .. }
+            | Command::SegmentMoved { shard, .. } => vec![Key::Segments(*shard)],
             // The shard a transaction's step goes to is named by the step itself.
             Command::TxnLock { keys, .. } => keys.clone(),
             Command::TxnCommit { part, .. } => vec![Key::NewInode(part.shard)],
@@ -516,7 +529,8 @@ impl Command {
         match self {
             Command::AddReferrer { shard, segment, .. }
             | Command::DropReferrer { shard, segment, .. }
-            | Command::ForgetSegment { shard, segment } => Some((*shard, segment)),
+            | Command::ForgetSegment { shard, segment }
+            | Command::SegmentMoved { shard, segment, .. } => Some((*shard, segment)),
             Command::As { cmd, .. } | Command::Request { cmd, .. } => cmd.segment_route(),
             _ => None,
         }

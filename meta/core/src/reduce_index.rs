@@ -174,10 +174,11 @@ pub struct ChunkLoc {
     pub raw_len: u32,
 }
 
-/// A `Dying` segment, what the deleting pass needs: where its objects are and their names,
-/// then the command that forgets it (`ForgetSegment { shard, segment: id }`).
+/// Where a segment's shards are and what names them on the data servers (the id and the
+/// origin, `mds::dataservers::segments`): what the deleting pass needs of a `Dying` one
+/// (then `ForgetSegment { shard, segment: id }`), and the repair passes of a `Live` one.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct DyingSegment {
+pub struct SegmentShards {
     pub shard: ShardId,
     pub id: SegmentId,
     pub origin: Referrer,
@@ -248,11 +249,28 @@ impl MemState {
     }
 
     /// The `Dying` segments of this state (shard `shard`'s): the deleting pass's work.
-    pub fn dying_segments(&self, shard: ShardId) -> Vec<DyingSegment> {
+    pub fn dying_segments(&self, shard: ShardId) -> Vec<SegmentShards> {
+        self.segments_where(shard, |_, s| !s.is_live())
+    }
+
+    /// This state's `Live` segments that `keep` selects (by id and record).
+    pub fn live_segments_where(
+        &self,
+        shard: ShardId,
+        keep: impl Fn(&SegmentId, &Segment) -> bool,
+    ) -> Vec<SegmentShards> {
+        self.segments_where(shard, |id, s| s.is_live() && keep(id, s))
+    }
+
+    fn segments_where(
+        &self,
+        shard: ShardId,
+        keep: impl Fn(&SegmentId, &Segment) -> bool,
+    ) -> Vec<SegmentShards> {
         self.segments
             .iter()
-            .filter(|(_, s)| !s.is_live())
-            .map(|(id, s)| DyingSegment {
+            .filter(|(id, s)| keep(id, s))
+            .map(|(id, s)| SegmentShards {
                 shard,
                 id: *id,
                 origin: s.origin,

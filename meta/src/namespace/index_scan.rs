@@ -10,7 +10,7 @@
 //! their chunks are stored again rather than found.
 
 use meta_core::reduce_index::{
-    ChunkId, ChunkLoc, DyingSegment, IndexStats, Referrer, Segment, SegmentId,
+    ChunkId, ChunkLoc, IndexStats, Referrer, Segment, SegmentId, SegmentShards,
 };
 
 use super::{FsError, Namespace, ShardId, Snapshot};
@@ -36,9 +36,30 @@ impl Snapshot<'_> {
     }
 
     /// Every local shard's `Dying` segments.
-    pub fn dying_segments(&self) -> Vec<DyingSegment> {
+    pub fn dying_segments(&self) -> Vec<SegmentShards> {
         let mut out = Vec::new();
         let _ = self.each_shard(|shard, st| out.extend(st.dying_segments(shard)));
+        out
+    }
+
+    /// Every local shard's `Live` segments with a shard on data server `ds`: what a drain
+    /// moves off it.
+    pub fn segments_on(&self, ds: u64) -> Vec<SegmentShards> {
+        let mut out = Vec::new();
+        let _ = self.each_shard(|shard, st| {
+            out.extend(st.live_segments_where(shard, |_, s| s.placement.contains(&ds)))
+        });
+        out
+    }
+
+    /// Every local shard's `Live` segments whose origin epoch is `epoch`: the candidates
+    /// for the shard-set name a data server reports a bad shard under (a hash of id and
+    /// origin, which only the MDS can compute).
+    pub fn live_segments_of_epoch(&self, epoch: u64) -> Vec<SegmentShards> {
+        let mut out = Vec::new();
+        let _ = self.each_shard(|shard, st| {
+            out.extend(st.live_segments_where(shard, |_, s| s.origin.epoch == epoch))
+        });
         out
     }
 
@@ -97,8 +118,18 @@ impl Namespace {
     }
 
     /// See `Snapshot::dying_segments`.
-    pub fn dying_segments(&self) -> Result<Vec<DyingSegment>, FsError> {
+    pub fn dying_segments(&self) -> Result<Vec<SegmentShards>, FsError> {
         Ok(self.snapshot()?.dying_segments())
+    }
+
+    /// See `Snapshot::segments_on`.
+    pub fn segments_on(&self, ds: u64) -> Result<Vec<SegmentShards>, FsError> {
+        Ok(self.snapshot()?.segments_on(ds))
+    }
+
+    /// See `Snapshot::live_segments_of_epoch`.
+    pub fn live_segments_of_epoch(&self, epoch: u64) -> Result<Vec<SegmentShards>, FsError> {
+        Ok(self.snapshot()?.live_segments_of_epoch(epoch))
     }
 
     /// Segment `id`'s record, from this node's replica of its shard.

@@ -513,6 +513,11 @@ impl<'a> Snapshot<'a> {
             for c in st.stripes.values().filter(|c| c.is_encoded()) {
                 out.extend(c.placement.iter().copied());
             }
+            // Segments' shards, dying ones too: a lost server must be found (and written
+            // off) for their deletes to finish.
+            for s in st.segments.values() {
+                out.extend(s.placement.iter().copied());
+            }
         });
         out
     }

@@ -200,6 +200,7 @@ fn apply_as<S: StateStore + ?Sized>(
         | Command::AddReferrer { .. }
         | Command::DropReferrer { .. }
         | Command::ForgetSegment { .. }
+        | Command::SegmentMoved { .. }
         | Command::BeginReduce { .. }
         | Command::FinishReduce { .. }
         | Command::AbortReduce { .. }
@@ -276,6 +277,13 @@ fn apply_as<S: StateStore + ?Sized>(
         Command::ForgetSegment { shard, segment } => {
             reduce_index::forget_segment(s, *shard, segment)
         }
+        Command::SegmentMoved {
+            shard,
+            segment,
+            index,
+            from,
+            to,
+        } => reduce_index::segment_moved(s, *shard, segment, *index, *from, *to),
         Command::BeginReduce { ino, time } => reducing::begin(s, *ino, *time),
         Command::FinishReduce {
             ino,

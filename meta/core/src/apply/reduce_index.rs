@@ -1,4 +1,5 @@
-//! The data-reduction index's commands (`AddReferrer`, `DropReferrer`, `ForgetSegment`), over
+//! The data-reduction index's commands (`AddReferrer`, `DropReferrer`, `ForgetSegment`,
+//! `SegmentMoved`), over
 //! the records of `crate::reduce_index`, whose module comment says what they keep true: every
 //! add and drop is idempotent, a `Live` segment always has a referrer, a `Dying` one never
 //! has one and never lives again.
@@ -106,4 +107,32 @@ pub(super) fn forget_segment<S: StateStore + ?Sized>(
             Ok(Outcome::default())
         }
     }
+}
+
+/// `SegmentMoved`: see `Command::SegmentMoved`. Compare-and-set on the one placement slot,
+/// so two movers (a drain pass on a new leader, a retry after a lost answer) cannot both
+/// record, and a move decided from an old record goes in only over that record.
+pub(super) fn segment_moved<S: StateStore + ?Sized>(
+    s: &mut S,
+    shard: ShardId,
+    id: &SegmentId,
+    index: u8,
+    from: u64,
+    to: u64,
+) -> Result<Outcome, FsError> {
+    let Some(mut seg) = s.segment(shard, id)? else {
+        return Err(FsError::Changed);
+    };
+    if !seg.is_live() || seg.placement.get(usize::from(index)) != Some(&from) {
+        return Err(FsError::Changed);
+    }
+    if from == to {
+        return Ok(Outcome::default());
+    }
+    if seg.placement.contains(&to) {
+        return Err(FsError::Invalid);
+    }
+    seg.placement[usize::from(index)] = to;
+    s.put_segment(shard, id, Some(&seg))?;
+    Ok(Outcome::default())
 }

@@ -479,6 +479,16 @@ fn commands() -> Vec<(&'static str, Command)> {
                 expect: Some(vec![0x01]),
             },
         ),
+        (
+            "SegmentMoved",
+            Command::SegmentMoved {
+                shard: ShardId(3),
+                segment: SegmentId([0x5e; 32]),
+                index: 2,
+                from: 11,
+                to: u64::MAX,
+            },
+        ),
     ]
 }
 
@@ -751,6 +761,7 @@ const GOLDEN: &[(&str, &str)] = &[
     ("ReduceCopiesTrimmed", "330504"),
     ("ReferrersDropped", "34ffffffffffffffffff0104"),
     ("SetDataKey", "3502abcd010101"),
+    ("SegmentMoved", "36035e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e020bffffffffffffffffff01"),
     ("FsError::NotFound", "00"),
     ("FsError::Exists", "01"),
     ("FsError::NotDir", "02"),

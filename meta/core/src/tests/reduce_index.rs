@@ -10,7 +10,7 @@ use proptest::prelude::*;
 
 use super::*;
 use crate::reduce_index::{
-    ChunkId, ChunkLoc, DyingSegment, IndexStats, Referrer, SegmentId, SegmentState, StoredSegment,
+    ChunkId, ChunkLoc, IndexStats, Referrer, SegmentId, SegmentShards, SegmentState, StoredSegment,
 };
 
 /// Shards of the file system in these tests.
@@ -218,7 +218,7 @@ fn the_last_drop_makes_the_segment_dying_in_the_same_apply() {
     assert!(s.chunk_index.is_empty());
     assert_eq!(
         s.dying_segments(ShardId(1)),
-        vec![DyingSegment {
+        vec![SegmentShards {
             shard: ShardId(1),
             id: a,
             origin: r(5, 1),
@@ -286,6 +286,50 @@ fn a_dying_segment_takes_no_referrer_and_only_it_is_forgotten() {
     assert_eq!(s.locate_chunks(&[chunk(2)])[0].1.segment, a);
 }
 
+fn moved(segment: SegmentId, index: u8, from: u64, to: u64) -> Command {
+    Command::SegmentMoved {
+        shard: ShardId::of_segment(&segment, SHARDS),
+        segment,
+        index,
+        from,
+        to,
+    }
+}
+
+/// A shard move is recorded only over the record it was decided from: the slot must still
+/// name `from`, the segment must be `Live`, and `to` must hold none of its shards; a move
+/// sent again after it went in is refused, never applied twice.
+#[test]
+fn a_segment_shard_moves_only_from_where_the_record_says_it_is() {
+    let mut s = init();
+    let a = seg_on(1, 0xa4);
+    ok(&mut s, &add(a, Some(stored(&[1, 2])), r(5, 1)));
+    ok(&mut s, &moved(a, 2, 13, 21));
+    assert_eq!(s.segments[&a].placement, vec![11, 12, 21, 14, 15, 16]);
+    let before = s.dump();
+    for (cmd, want) in [
+        // Sent again, or decided from a stale record.
+        (moved(a, 2, 13, 22), FsError::Changed),
+        // An index past the placement.
+        (moved(a, 6, 13, 22), FsError::Changed),
+        // Onto a server that holds another of its shards: two shards of one stripe on one
+        // server would be lost together.
+        (moved(a, 0, 11, 12), FsError::Invalid),
+        // A segment never made.
+        (moved(seg_on(1, 0xb4), 0, 11, 22), FsError::Changed),
+    ] {
+        assert_eq!(on(&mut s, &cmd), Err(want), "{cmd:?}");
+        assert_eq!(s.dump(), before, "a refused {cmd:?} left something");
+    }
+    // In place (a bad shard rebuilt where it was): nothing changes.
+    ok(&mut s, &moved(a, 2, 21, 21));
+    assert_eq!(s.dump(), before);
+    // Dying: its shards are being deleted where the record says; a move would hide one.
+    ok(&mut s, &drop_ref(a, r(5, 1)));
+    assert_eq!(on(&mut s, &moved(a, 0, 11, 22)), Err(FsError::Changed));
+    assert_eq!(s.segments[&a].placement[0], 11);
+}
+
 #[test]
 fn lookups_ignore_dying_segments_and_find_a_live_copy() {
     let mut s = init();
@@ -334,7 +378,7 @@ fn index_commands_go_to_their_segments_shard_and_are_the_servers_own() {
     assert_eq!(on(&mut s, &as_root(&cmd)), Err(FsError::Invalid));
     assert!(s.segments.is_empty());
     ok(&mut s, &cmd);
-    for c in [drop_ref(a, r(5, 1)), forget(a)] {
+    for c in [drop_ref(a, r(5, 1)), forget(a), moved(a, 0, 11, 22)] {
         assert_eq!(on(&mut s, &as_root(&c)), Err(FsError::Invalid));
     }
     assert_eq!(refs(&s, &a), vec![r(5, 1)]);
