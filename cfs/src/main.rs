@@ -295,9 +295,10 @@ enum TierCmd {
 
 #[derive(Subcommand)]
 enum NodeCmd {
-    /// A data server (ID of 16 hex digits): place no new files on it and move its copies to
-    /// the others; `cfs admin status` shows the files left, then "drained" (the data server
-    /// can then be stopped). The drain survives a restart of the MDS.
+    /// A data server (ID of 16 hex digits): place no new files on it and move its copies (and
+    /// its shards of reduction segments) to the others; `cfs admin status` shows the files and
+    /// segments left, then "drained" (the data server can then be stopped). The drain
+    /// survives a restart of the MDS.
     ///
     /// An MDS node (ID a number of 1 to 3 digits, as `cfs admin status` shows): remove it from
     /// every shard of the metadata service; it stops serving. Refused for the last node, and

@@ -239,7 +239,7 @@ fn mds_families(e: &mut Exposition, a: &Admin, m: &mds::admin::Admin) {
         .collect();
     e.gauge(
         "cfs_cluster_drain_files_left",
-        "Files still placed on a data server being drained (0: drained, it can be stopped).",
+        "Files and reduction segments still placed on a data server being drained (0: drained, it can be stopped).",
         &drains
             .iter()
             .map(|(d, n)| ([("ds", d.as_str())], *n))

@@ -35,9 +35,9 @@
 //! the cluster's `reduce` (`reduce_policy`). With `[encryption]`, segments are sealed under
 //! the cluster's data key (`data_key`) and every due file is reduced.
 //!
-//! Not yet: files larger than one recipe holds (`MAX_REDUCED_FILE`), repair and drain of
-//! segment shards (a lost data server leaves segments readable through parity, not
-//! re-protected), and the S3 tier for segments (reduced files are uploaded whole).
+//! Repair and drain of segment shards: `segment_repair`. Not yet: files larger than one
+//! recipe holds (`MAX_REDUCED_FILE`), and the S3 tier for segments (reduced files are
+//! uploaded whole).
 use std::collections::{HashMap, HashSet};
 
 use layout::DsId;
