@@ -10,6 +10,7 @@ use super::perm::Cred;
 use super::reduce_index::{Referrer, SegmentId, StoredSegment};
 use super::sessions::ClientRequest;
 use super::shard::{Key, ShardId};
+use super::snap::SnapId;
 use super::tiering::TierPiece;
 use super::txn::{TxnId, TxnPart};
 use super::xattr::How as XattrHow;
@@ -382,6 +383,44 @@ pub enum Command {
         from: u64,
         to: u64,
     },
+    /// Holds shard `shard` still for the cut of snapshot `snap` (`snap`): its ordinary
+    /// commands and `TxnLock` answer `Busy`, its `TxnDecide` `Aborted`, until `SnapCut` or
+    /// `SnapAbort`. `Busy` while another snapshot's freeze is on; `Invalid` for snapshot 0 or
+    /// one older than a cut here. Frozen or cut for `snap` already: nothing changes.
+    SnapFreeze {
+        shard: ShardId,
+        snap: SnapId,
+        time: Time,
+    },
+    /// Cuts the shard, frozen for `snap`, at its present state: records its inode counter and
+    /// ends the freeze, and from then on the first change of each inode, entry and set of
+    /// extended attributes keeps a pre-image for `snap`. Cut already: nothing changes;
+    /// `Invalid` if the shard is not frozen for `snap`.
+    SnapCut {
+        shard: ShardId,
+        snap: SnapId,
+        time: Time,
+    },
+    /// Every shard is cut for `snap`: this one decides cross-shard transactions again
+    /// (`Invalid` if it has no cut `snap`).
+    SnapThaw { shard: ShardId, snap: SnapId },
+    /// Snapshot `snap` is given up before its cut: the freeze for it ends (nothing if there
+    /// is none; `Invalid` if the shard is cut for `snap`: the snapshot was decided).
+    SnapAbort { shard: ShardId, snap: SnapId },
+    /// Snapshot `snap` is being deleted: no read at it any more, no new pre-image for it, and
+    /// its pre-images are to merge (`SnapMerge`). Nothing if the shard has no cut `snap`.
+    SnapRetire { shard: ShardId, snap: SnapId },
+    /// Merges up to `max` of the retired `snap`'s pre-images into the newest live cut below
+    /// it, or drops those no live snapshot reads (`apply::snap::merge`). `Invalid` unless
+    /// `snap` is a retired cut.
+    SnapMerge {
+        shard: ShardId,
+        snap: SnapId,
+        max: u32,
+    },
+    /// Forgets the retired cut `snap`, which has no pre-image left (`NotEmpty` before;
+    /// `Invalid` if it is not retired; nothing if it is gone already).
+    SnapForget { shard: ShardId, snap: SnapId },
 }
 
 impl Command {
@@ -482,6 +521,14 @@ impl Command {
             | Command::TxnResolve { .. }
             | Command::TxnAbort { .. }
             | Command::TxnForget { .. } => Vec::new(),
+            // A shard's snapshot step, routed as a transaction's commit step is.
+            Command::SnapFreeze { shard, .. }
+            | Command::SnapCut { shard, .. }
+            | Command::SnapThaw { shard, .. }
+            | Command::SnapAbort { shard, .. }
+            | Command::SnapRetire { shard, .. }
+            | Command::SnapMerge { shard, .. }
+            | Command::SnapForget { shard, .. } => vec![Key::NewInode(*shard)],
         }
     }
 
@@ -519,6 +566,22 @@ impl Command {
                 | Command::TxnAbort { .. }
                 | Command::TxnForget { .. }
         )
+    }
+
+    /// The shard a snapshot step is for, if this is one (`snap`): it changes only that
+    /// shard's snapshot state, runs in every phase of a cut, and keeps no pre-image.
+    pub fn snap_step(&self) -> Option<ShardId> {
+        match self {
+            Command::SnapFreeze { shard, .. }
+            | Command::SnapCut { shard, .. }
+            | Command::SnapThaw { shard, .. }
+            | Command::SnapAbort { shard, .. }
+            | Command::SnapRetire { shard, .. }
+            | Command::SnapMerge { shard, .. }
+            | Command::SnapForget { shard, .. } => Some(*shard),
+            Command::Request { cmd, .. } => cmd.snap_step(),
+            _ => None,
+        }
     }
 
     /// The segment a data-reduction index command is about and the shard it names, which the

@@ -23,6 +23,7 @@ pub mod reduce_index;
 pub mod reducing;
 pub mod sessions;
 pub mod shard;
+pub mod snap;
 pub mod state;
 #[doc(hidden)]
 pub mod testing;

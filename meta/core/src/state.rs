@@ -9,6 +9,7 @@ use super::object::{Inode, FIRST_COOKIE, ROOT_INO};
 use super::reduce_index::{ChunkId, ChunkSlot, Referrer, Segment, SegmentId};
 use super::reducing::FileReduce;
 use super::shard::{Key, ShardId, MAX_LOCAL};
+use super::snap::{EntryVersions, PreKey, ShardSnaps, SnapId, Versions};
 use super::tiering::FileTier;
 use super::txn::{TxnEntry, TxnId};
 use super::xattr::Xattrs;
@@ -101,6 +102,57 @@ pub trait StateStore {
     fn reduce(&self, ino: u64) -> Result<Option<FileReduce>, FsError>;
     fn put_reduce(&mut self, ino: u64, r: Option<&FileReduce>) -> Result<(), FsError>;
 
+    // Snapshots (`snap`). The defaults are a store that keeps no snapshot state: it has no
+    // cut, so `apply` never asks it to keep a pre-image, and a snapshot command on it is
+    // refused (`Invalid`) rather than lost. A store that keeps them overrides all of these.
+
+    /// This shard's freeze and cuts.
+    fn shard_snaps(&self) -> Result<ShardSnaps, FsError> {
+        Ok(ShardSnaps::default())
+    }
+    fn put_shard_snaps(&mut self, snaps: &ShardSnaps) -> Result<(), FsError> {
+        let _ = snaps;
+        Err(FsError::Invalid)
+    }
+    /// The pre-images of inode `ino` (empty: none).
+    fn pre_inode(&self, ino: u64) -> Result<Versions<Inode>, FsError> {
+        let _ = ino;
+        Ok(Versions::new())
+    }
+    /// Replaces them whole (empty: none).
+    fn put_pre_inode(&mut self, ino: u64, v: &Versions<Inode>) -> Result<(), FsError> {
+        let _ = (ino, v);
+        Err(FsError::Invalid)
+    }
+    /// The pre-images of entry `dir/name`: `(ino, cookie)` as `dirent` gives it.
+    fn pre_dirent(&self, dir: u64, name: &[u8]) -> Result<Versions<(u64, u64)>, FsError> {
+        let _ = (dir, name);
+        Ok(Versions::new())
+    }
+    fn put_pre_dirent(
+        &mut self,
+        dir: u64,
+        name: &[u8],
+        v: &Versions<(u64, u64)>,
+    ) -> Result<(), FsError> {
+        let _ = (dir, name, v);
+        Err(FsError::Invalid)
+    }
+    /// The pre-images of `ino`'s extended attributes.
+    fn pre_xattrs(&self, ino: u64) -> Result<Versions<Xattrs>, FsError> {
+        let _ = ino;
+        Ok(Versions::new())
+    }
+    fn put_pre_xattrs(&mut self, ino: u64, v: &Versions<Xattrs>) -> Result<(), FsError> {
+        let _ = (ino, v);
+        Err(FsError::Invalid)
+    }
+    /// The first `max` keys, in order, that have a pre-image at `snap`.
+    fn pre_keys_at(&self, snap: SnapId, max: usize) -> Result<Vec<PreKey>, FsError> {
+        let _ = (snap, max);
+        Ok(Vec::new())
+    }
+
     /// Adds `delta` to counter `key` of `shard` (a shard's store holds only its own; a
     /// transaction's collects deltas per shard).
     fn add_meta(&mut self, shard: ShardId, key: &'static str, delta: i128) -> Result<(), FsError> {
@@ -147,6 +199,10 @@ pub struct Dump {
     pub segments: BTreeMap<SegmentId, Segment>,
     pub referrers: BTreeSet<(SegmentId, Referrer)>,
     pub reduces: BTreeMap<u64, FileReduce>,
+    pub snaps: ShardSnaps,
+    pub pre_inodes: BTreeMap<u64, Versions<Inode>>,
+    pub pre_dirents: EntryVersions,
+    pub pre_xattrs: BTreeMap<u64, Versions<Xattrs>>,
 }
 
 /// The state in memory: what the server reads (see `writer`), and the reference model in tests.
@@ -189,6 +245,20 @@ pub struct MemState {
     pub chunk_index: BTreeSet<(ChunkId, SegmentId)>,
     /// Data-reduced files' records, by inode (`reducing`).
     pub reduces: BTreeMap<u64, FileReduce>,
+    /// This shard's freeze and cuts (`snap`).
+    pub snaps: ShardSnaps,
+    /// Pre-images of inodes, entries and extended attributes, by key (`snap`).
+    pub pre_inodes: BTreeMap<u64, Versions<Inode>>,
+    pub pre_dirents: EntryVersions,
+    pub pre_xattrs: BTreeMap<u64, Versions<Xattrs>>,
+    /// (dir, cookie, snap) → name of every entry a pre-image holds: derived from
+    /// `pre_dirents` (kept by `put_pre_dirent`, rebuilt by `index_pre_images` after a load),
+    /// so a listing at a cut walks the entries gone since in cookie order, as `dirindex`
+    /// walks the live ones.
+    pub pre_dirindex: BTreeMap<(u64, u64, SnapId), Vec<u8>>,
+    /// (snap, key) of every pre-image: derived likewise, so the merge of a deleted snapshot
+    /// finds its pre-images without walking everyone's.
+    pub pre_by_snap: BTreeSet<(SnapId, PreKey)>,
 }
 
 impl MemState {
@@ -208,6 +278,62 @@ impl MemState {
             segments: self.segments.clone(),
             referrers: self.referrers.clone(),
             reduces: self.reduces.clone(),
+            snaps: self.snaps.clone(),
+            pre_inodes: self.pre_inodes.clone(),
+            pre_dirents: self.pre_dirents.clone(),
+            pre_xattrs: self.pre_xattrs.clone(),
+        }
+    }
+
+    /// Rebuilds the indexes of pre-images (after loading them).
+    pub fn index_pre_images(&mut self) {
+        self.pre_dirindex.clear();
+        self.pre_by_snap.clear();
+        let inodes = std::mem::take(&mut self.pre_inodes);
+        for (ino, v) in &inodes {
+            self.index_pre(PreKey::Inode(*ino), &Versions::new(), v);
+        }
+        self.pre_inodes = inodes;
+        let dirents = std::mem::take(&mut self.pre_dirents);
+        for ((dir, name), v) in &dirents {
+            self.index_pre(PreKey::Entry(*dir, name.clone()), &Versions::new(), v);
+            self.index_entries(*dir, name, &Versions::new(), v);
+        }
+        self.pre_dirents = dirents;
+        let xattrs = std::mem::take(&mut self.pre_xattrs);
+        for (ino, v) in &xattrs {
+            self.index_pre(PreKey::Xattrs(*ino), &Versions::new(), v);
+        }
+        self.pre_xattrs = xattrs;
+    }
+
+    /// Moves `key`'s rows of `pre_by_snap` from the cuts of `old` to those of `new`.
+    fn index_pre<T>(&mut self, key: PreKey, old: &Versions<T>, new: &Versions<T>) {
+        for s in old.keys().filter(|s| !new.contains_key(s)) {
+            self.pre_by_snap.remove(&(*s, key.clone()));
+        }
+        for s in new.keys().filter(|s| !old.contains_key(s)) {
+            self.pre_by_snap.insert((*s, key.clone()));
+        }
+    }
+
+    /// Moves `dir/name`'s rows of `pre_dirindex` from the entries `old` holds to `new`'s.
+    fn index_entries(
+        &mut self,
+        dir: u64,
+        name: &[u8],
+        old: &Versions<(u64, u64)>,
+        new: &Versions<(u64, u64)>,
+    ) {
+        for (s, p) in old {
+            if let Some((_, cookie)) = p.value() {
+                self.pre_dirindex.remove(&(dir, *cookie, *s));
+            }
+        }
+        for (s, p) in new {
+            if let Some((_, cookie)) = p.value() {
+                self.pre_dirindex.insert((dir, *cookie, *s), name.to_vec());
+            }
         }
     }
 
@@ -458,6 +584,67 @@ impl StateStore for MemState {
         };
         Ok(())
     }
+    fn shard_snaps(&self) -> Result<ShardSnaps, FsError> {
+        Ok(self.snaps.clone())
+    }
+    fn put_shard_snaps(&mut self, snaps: &ShardSnaps) -> Result<(), FsError> {
+        self.snaps = snaps.clone();
+        Ok(())
+    }
+    fn pre_inode(&self, ino: u64) -> Result<Versions<Inode>, FsError> {
+        Ok(self.pre_inodes.get(&ino).cloned().unwrap_or_default())
+    }
+    fn put_pre_inode(&mut self, ino: u64, v: &Versions<Inode>) -> Result<(), FsError> {
+        let old = put_versions(&mut self.pre_inodes, ino, v);
+        self.index_pre(PreKey::Inode(ino), &old, v);
+        Ok(())
+    }
+    fn pre_dirent(&self, dir: u64, name: &[u8]) -> Result<Versions<(u64, u64)>, FsError> {
+        let key = (dir, name.to_vec());
+        Ok(self.pre_dirents.get(&key).cloned().unwrap_or_default())
+    }
+    fn put_pre_dirent(
+        &mut self,
+        dir: u64,
+        name: &[u8],
+        v: &Versions<(u64, u64)>,
+    ) -> Result<(), FsError> {
+        let old = put_versions(&mut self.pre_dirents, (dir, name.to_vec()), v);
+        self.index_pre(PreKey::Entry(dir, name.to_vec()), &old, v);
+        self.index_entries(dir, name, &old, v);
+        Ok(())
+    }
+    fn pre_xattrs(&self, ino: u64) -> Result<Versions<Xattrs>, FsError> {
+        Ok(self.pre_xattrs.get(&ino).cloned().unwrap_or_default())
+    }
+    fn put_pre_xattrs(&mut self, ino: u64, v: &Versions<Xattrs>) -> Result<(), FsError> {
+        let old = put_versions(&mut self.pre_xattrs, ino, v);
+        self.index_pre(PreKey::Xattrs(ino), &old, v);
+        Ok(())
+    }
+    fn pre_keys_at(&self, snap: SnapId, max: usize) -> Result<Vec<PreKey>, FsError> {
+        Ok(self
+            .pre_by_snap
+            .range((snap, PreKey::Inode(0))..)
+            .take_while(|(s, _)| *s == snap)
+            .take(max)
+            .map(|(_, k)| k.clone())
+            .collect())
+    }
+}
+
+/// Stores `key`'s versions (empty: none) and returns what it held.
+fn put_versions<K: Ord, T: Clone>(
+    map: &mut BTreeMap<K, Versions<T>>,
+    key: K,
+    v: &Versions<T>,
+) -> Versions<T> {
+    let old = if v.is_empty() {
+        map.remove(&key)
+    } else {
+        map.insert(key, v.clone())
+    };
+    old.unwrap_or_default()
 }
 
 /// A directory entry key and its staged value (`None`: deleted).
@@ -481,6 +668,11 @@ pub struct Changes {
     pub segments: BTreeMap<(ShardId, SegmentId), Option<Segment>>,
     pub referrers: BTreeMap<(ShardId, SegmentId, Referrer), bool>,
     pub reduces: BTreeMap<u64, Option<FileReduce>>,
+    pub snaps: Option<ShardSnaps>,
+    /// Each key's versions, whole (empty: none).
+    pub pre_inodes: BTreeMap<u64, Versions<Inode>>,
+    pub pre_dirents: EntryVersions,
+    pub pre_xattrs: BTreeMap<u64, Versions<Xattrs>>,
 }
 
 impl Changes {
@@ -520,6 +712,12 @@ impl Changes {
         self.segments.extend(later.segments);
         self.referrers.extend(later.referrers);
         self.reduces.extend(later.reduces);
+        if later.snaps.is_some() {
+            self.snaps = later.snaps;
+        }
+        self.pre_inodes.extend(later.pre_inodes);
+        self.pre_dirents.extend(later.pre_dirents);
+        self.pre_xattrs.extend(later.pre_xattrs);
     }
 
     pub fn flush_into<S: StateStore + ?Sized>(&self, base: &mut S) -> Result<(), FsError> {
@@ -575,6 +773,18 @@ impl Changes {
         }
         for (ino, r) in &self.reduces {
             base.put_reduce(*ino, r.as_ref())?;
+        }
+        if let Some(s) = &self.snaps {
+            base.put_shard_snaps(s)?;
+        }
+        for (ino, v) in &self.pre_inodes {
+            base.put_pre_inode(*ino, v)?;
+        }
+        for ((dir, name), v) in &self.pre_dirents {
+            base.put_pre_dirent(*dir, name, v)?;
+        }
+        for (ino, v) in &self.pre_xattrs {
+            base.put_pre_xattrs(*ino, v)?;
         }
         Ok(())
     }
@@ -821,5 +1031,80 @@ impl<S: StateStore + ?Sized> StateStore for Staged<'_, S> {
     fn put_reduce(&mut self, ino: u64, r: Option<&FileReduce>) -> Result<(), FsError> {
         self.changes.reduces.insert(ino, r.cloned());
         Ok(())
+    }
+    fn shard_snaps(&self) -> Result<ShardSnaps, FsError> {
+        match &self.changes.snaps {
+            Some(s) => Ok(s.clone()),
+            None => self.base.shard_snaps(),
+        }
+    }
+    fn put_shard_snaps(&mut self, snaps: &ShardSnaps) -> Result<(), FsError> {
+        self.changes.snaps = Some(snaps.clone());
+        Ok(())
+    }
+    fn pre_inode(&self, ino: u64) -> Result<Versions<Inode>, FsError> {
+        match self.changes.pre_inodes.get(&ino) {
+            Some(v) => Ok(v.clone()),
+            None => self.base.pre_inode(ino),
+        }
+    }
+    fn put_pre_inode(&mut self, ino: u64, v: &Versions<Inode>) -> Result<(), FsError> {
+        self.changes.pre_inodes.insert(ino, v.clone());
+        Ok(())
+    }
+    fn pre_dirent(&self, dir: u64, name: &[u8]) -> Result<Versions<(u64, u64)>, FsError> {
+        match self.changes.pre_dirents.get(&(dir, name.to_vec())) {
+            Some(v) => Ok(v.clone()),
+            None => self.base.pre_dirent(dir, name),
+        }
+    }
+    fn put_pre_dirent(
+        &mut self,
+        dir: u64,
+        name: &[u8],
+        v: &Versions<(u64, u64)>,
+    ) -> Result<(), FsError> {
+        self.changes
+            .pre_dirents
+            .insert((dir, name.to_vec()), v.clone());
+        Ok(())
+    }
+    fn pre_xattrs(&self, ino: u64) -> Result<Versions<Xattrs>, FsError> {
+        match self.changes.pre_xattrs.get(&ino) {
+            Some(v) => Ok(v.clone()),
+            None => self.base.pre_xattrs(ino),
+        }
+    }
+    fn put_pre_xattrs(&mut self, ino: u64, v: &Versions<Xattrs>) -> Result<(), FsError> {
+        self.changes.pre_xattrs.insert(ino, v.clone());
+        Ok(())
+    }
+    /// As `referrers`: the base's first `max` plus as many as are staged without a version
+    /// at `snap`, those taken out, the staged ones with one put in, the first `max` of that.
+    fn pre_keys_at(&self, snap: SnapId, max: usize) -> Result<Vec<PreKey>, FsError> {
+        let c = &self.changes;
+        let staged: Vec<(PreKey, bool)> = (c.pre_inodes.iter())
+            .map(|(i, v)| (PreKey::Inode(*i), v.contains_key(&snap)))
+            .chain(
+                c.pre_dirents
+                    .iter()
+                    .map(|((d, n), v)| (PreKey::Entry(*d, n.clone()), v.contains_key(&snap))),
+            )
+            .chain((c.pre_xattrs.iter()).map(|(i, v)| (PreKey::Xattrs(*i), v.contains_key(&snap))))
+            .collect();
+        let gone = staged.iter().filter(|(_, p)| !p).count();
+        let mut all: BTreeSet<PreKey> = self
+            .base
+            .pre_keys_at(snap, max.saturating_add(gone))?
+            .into_iter()
+            .collect();
+        for (k, present) in staged {
+            if present {
+                all.insert(k);
+            } else {
+                all.remove(&k);
+            }
+        }
+        Ok(all.into_iter().take(max).collect())
     }
 }

@@ -4,6 +4,7 @@
 mod coding;
 mod reduce_index;
 mod reducing;
+mod snap;
 mod tiering;
 mod txn;
 mod xattr;
@@ -13,6 +14,7 @@ use crate::error::FsError;
 use crate::object::{DirChange, Effect, FileKind, Inode, Outcome, SetTime, Time, ROOT_INO};
 use crate::perm::{self, Cred};
 use crate::shard::ShardId;
+use crate::snap::Preserving;
 use crate::state::{meta, StateStore};
 
 /// Size reported for directories; clients only use it for display.
@@ -36,18 +38,35 @@ pub fn apply<S: StateStore + ?Sized>(s: &mut S, cmd: &Command) -> Result<Outcome
     }
 }
 
-/// Applies `cmd` as shard `shard`'s state machine does: an ordinary command through
+/// Applies `cmd` as shard `shard`'s state machine does: first the snapshot phase's guard
+/// (`snap::guard`: a frozen shard refuses changes); then an ordinary command through
 /// `txn::Guarded` (objects of other shards are `Elsewhere`, locked ones `Busy`), the steps of
-/// a cross-shard transaction as they are.
+/// a cross-shard transaction as they are, both over `Preserving` (changes keep pre-images for
+/// the latest cut, a transaction's commit too); and a snapshot step as it is.
 pub fn apply_on_shard<S: StateStore + ?Sized>(
     shard: ShardId,
     s: &mut S,
     cmd: &Command,
 ) -> Result<Outcome, FsError> {
+    let snaps = s.shard_snaps()?;
+    snap::guard(&*s, &snaps, cmd)?;
+    if let Some(to) = cmd.snap_step() {
+        if to != shard {
+            return Err(FsError::Invalid);
+        }
+        return apply(s, cmd);
+    }
+    let mut s = Preserving::new(s, &snaps);
     if cmd.is_txn_step() {
-        apply(s, cmd)
+        apply(&mut s, cmd)
     } else {
-        apply(&mut txn::Guarded { shard, inner: s }, cmd)
+        apply(
+            &mut txn::Guarded {
+                shard,
+                inner: &mut s,
+            },
+            cmd,
+        )
     }
 }
 
@@ -210,6 +229,15 @@ fn apply_as<S: StateStore + ?Sized>(
         {
             Err(FsError::Invalid)
         }
+        // The snapshot protocol's steps: the server's own.
+        _ if cmd.snap_step().is_some() && cred.is_some() => Err(FsError::Invalid),
+        Command::SnapFreeze { snap, time, .. } => snap::freeze(s, *snap, *time),
+        Command::SnapCut { snap, time, .. } => snap::cut(s, *snap, *time),
+        Command::SnapThaw { snap, .. } => snap::thaw(s, *snap),
+        Command::SnapAbort { snap, .. } => snap::abort(s, *snap),
+        Command::SnapRetire { snap, .. } => snap::retire(s, *snap),
+        Command::SnapMerge { snap, max, .. } => snap::merge(s, *snap, *max),
+        Command::SnapForget { snap, .. } => snap::forget(s, *snap),
         Command::BeginEncode {
             ino,
             first,

@@ -399,4 +399,7 @@ impl<S: StateStore + ?Sized> StateStore for Guarded<'_, S> {
         self.check(Key::Inode(ino))?;
         self.inner.put_reduce(ino, r)
     }
+    // Snapshot state is the shard's own, reached through keys already checked on their way
+    // here (`snap::Preserving` runs under this guard).
+    crate::snap::forward_snap_state!();
 }

@@ -14,6 +14,7 @@ use crate::reduce_index::{
 };
 use crate::reducing::{FileReduce, ReduceState, Reduced};
 use crate::sessions::{Seen, Sessions, Tag};
+use crate::snap::{Cut, Freeze, Pre, ShardSnaps, Versions};
 use crate::testing::check;
 use crate::txn::{Decision, Prepared, TxnEntry, TxnPart};
 
@@ -489,6 +490,58 @@ fn commands() -> Vec<(&'static str, Command)> {
                 to: u64::MAX,
             },
         ),
+        (
+            "SnapFreeze",
+            Command::SnapFreeze {
+                shard: ShardId(3),
+                snap: 7,
+                time: T,
+            },
+        ),
+        (
+            "SnapCut",
+            Command::SnapCut {
+                shard: ShardId(3),
+                snap: 300,
+                time: T,
+            },
+        ),
+        (
+            "SnapThaw",
+            Command::SnapThaw {
+                shard: ShardId(u16::MAX),
+                snap: 7,
+            },
+        ),
+        (
+            "SnapAbort",
+            Command::SnapAbort {
+                shard: ShardId(0),
+                snap: u64::MAX,
+            },
+        ),
+        (
+            "SnapRetire",
+            Command::SnapRetire {
+                shard: ShardId(3),
+                snap: 1,
+            },
+        ),
+        (
+            "SnapMerge",
+            Command::SnapMerge {
+                shard: ShardId(3),
+                snap: 7,
+                max: 4096,
+            },
+        ),
+        (
+            "SnapForget",
+            Command::SnapForget {
+                shard: ShardId(3),
+                snap: 8,
+            },
+        ),
     ]
 }
 
@@ -698,13 +751,35 @@ fn what_the_state_machine_keeps_and_replicates_encodes_as_pinned() {
             retired: true,
         }),
     ));
+    // A shard's snapshot state and a key's pre-images, as a snapshot and (from the storage
+    // step on) the checkpoint hold them.
+    let snaps = ShardSnaps {
+        freeze: Some(Freeze {
+            snap: 9,
+            since: Time::new(1, 2),
+        }),
+        cuts: [(
+            7,
+            Cut {
+                next_ino: 300,
+                at: T,
+                thawed: true,
+                retired: false,
+            },
+        )]
+        .into(),
+    };
+    now.push(("ShardSnaps", enc(&snaps)));
+    let v: Versions<(u64, u64)> = [(7, Pre::Was((5, 3))), (9, Pre::Absent)].into();
+    now.push(("Versions<entry>", enc(&v)));
     check(&now, GOLDEN);
 }
 
 /// Captured from the build before the MDS was split into `meta` and `mds` (issue 42); the
 /// extended attributes' commands, errors and table value added with them (issue 44); the
 /// data-reduction index's commands, record and key with it (issue 46), and the reduce
-/// record's commands and record (issue 46, step 2a).
+/// record's commands and record (issue 46, step 2a); the snapshot steps of a shard, its
+/// snapshot state and a key's pre-images (issue 48, step 1).
 #[rustfmt::skip]
 const GOLDEN: &[(&str, &str)] = &[
     ("InitRoot", "002af6c59fd50cd5f01b"),
@@ -762,6 +837,13 @@ const GOLDEN: &[(&str, &str)] = &[
     ("ReferrersDropped", "34ffffffffffffffffff0104"),
     ("SetDataKey", "3502abcd010101"),
     ("SegmentMoved", "36035e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e020bffffffffffffffffff01"),
+    ("SnapFreeze", "370307f6c59fd50cd5f01b"),
+    ("SnapCut", "3803ac02f6c59fd50cd5f01b"),
+    ("SnapThaw", "39ffff0307"),
+    ("SnapAbort", "3a00ffffffffffffffffff01"),
+    ("SnapRetire", "3b0301"),
+    ("SnapMerge", "3c03078020"),
+    ("SnapForget", "3d0308"),
     ("FsError::NotFound", "00"),
     ("FsError::Exists", "01"),
     ("FsError::NotDir", "02"),
@@ -806,4 +888,6 @@ const GOLDEN: &[(&str, &str)] = &[
     ("Key::Segments", "0403"),
     ("FileReduce/reducing", "0400f6c59fd50cd5f01b090000"),
     ("FileReduce/reduced", "04018080808020086366737264726370015e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e020b0c01"),
+    ("ShardSnaps", "010902020107ac02f6c59fd50cd5f01b0100"),
+    ("Versions<entry>", "02070105030900"),
 ];
