@@ -75,11 +75,13 @@ impl Cluster {
         index: u8,
         ds: DsId,
     ) -> NfsResult<bool> {
-        if self.bad_segments().0.contains_key(&(file, epoch, index)) {
-            // Reported again: the repair task's next pass looks (a failed try waits out
-            // `RETRY_AFTER` there).
-            self.shard_reports
-                .store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(q) = self.bad_segments().0.get(&(file, epoch, index)) {
+            // Reported again (every 2 s): the repair task's next pass looks, unless a failed
+            // try is waiting out `RETRY_AFTER` (a pass also scans every encoding record).
+            if q.not_before.is_none_or(|t| t <= Instant::now()) {
+                self.shard_reports
+                    .store(true, std::sync::atomic::Ordering::Relaxed);
+            }
             return Ok(false);
         }
         // Only the MDS can compute the name from id and origin: among the segments stored
