@@ -561,15 +561,18 @@ impl<'a> Snapshot<'a> {
         out
     }
 
-    /// The whole state of the local shards, to compare with a model in tests.
     /// One shard's whole state (tests compare it with its log replayed).
     pub fn shard_dump(&self, shard: ShardId) -> Result<Dump, FsError> {
         self.with(shard, |st| st.dump())
     }
 
+    /// The whole state of the local shards, to compare with a model in tests. Pre-images are
+    /// keyed by inode, so every shard's go in; each shard has its own cuts (their inode
+    /// counters differ), and the dump holds shard 0's, all a one-shard model has.
     pub fn dump(&self) -> Result<Dump, FsError> {
         let mut d = Dump::default();
         let mut bad = None;
+        let mut first = true;
         self.each(|st| {
             let mine = st.dump();
             // The index must mirror the entries exactly.
@@ -582,6 +585,21 @@ impl<'a> Snapshot<'a> {
             if st.dirindex.len() != mine.dirents.len() {
                 bad = Some("dirindex misses entries".into());
             }
+            // So must the indexes of pre-images their pre-images.
+            let mut pre = MemState {
+                pre_inodes: mine.pre_inodes.clone(),
+                pre_dirents: mine.pre_dirents.clone(),
+                pre_xattrs: mine.pre_xattrs.clone(),
+                ..MemState::default()
+            };
+            pre.index_pre_images();
+            if pre.pre_dirindex != st.pre_dirindex || pre.pre_by_snap != st.pre_by_snap {
+                bad = Some("the indexes of pre-images differ from the pre-images".into());
+            }
+            if first {
+                d.snaps = mine.snaps;
+                first = false;
+            }
             d.inodes.extend(mine.inodes);
             d.dirents.extend(mine.dirents);
             d.cookies.extend(mine.cookies);
@@ -591,6 +609,9 @@ impl<'a> Snapshot<'a> {
             d.txns.extend(mine.txns);
             d.segments.extend(mine.segments);
             d.referrers.extend(mine.referrers);
+            d.pre_inodes.extend(mine.pre_inodes);
+            d.pre_dirents.extend(mine.pre_dirents);
+            d.pre_xattrs.extend(mine.pre_xattrs);
         })?;
         match bad {
             Some(b) => Err(FsError::Corrupt(b)),

@@ -11,6 +11,7 @@ mod reduce_index;
 mod reducing;
 mod replicated;
 mod rmtree;
+mod snaps;
 
 use super::*;
 
@@ -20,6 +21,21 @@ pub(super) use meta_core::testing::*;
 pub(super) async fn mk(ns: &Namespace, parent: u64, name: &str, kind: FileKind) -> u64 {
     let out = ns.execute(create(parent, name, kind)).await.unwrap();
     out.inode.expect("created inode").ino
+}
+
+/// Each shard's state is its log replayed from the start (which the log must still hold):
+/// what a reopen brought back, from its checkpoint and then the log after it, is what the
+/// commands made, snapshot state included.
+pub(super) fn each_shard_is_its_log(ns: &Namespace) {
+    let snap = ns.snapshot().unwrap();
+    for s in 0..ns.shard_count() {
+        let shard = ShardId(s);
+        let mut replay = MemState::default();
+        for (_, bytes) in ns.log_entries(shard, 0).unwrap() {
+            let _ = step_on(shard, &mut replay, &Command::decode(&bytes).unwrap());
+        }
+        assert_eq!(snap.shard_dump(shard).unwrap(), replay.dump(), "{shard}");
+    }
 }
 
 /// Shards of the file systems the tests make: more than one, so reads and checkpoints go

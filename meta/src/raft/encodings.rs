@@ -91,6 +91,45 @@ fn applied() -> Applied {
 
 /// A shard's snapshot: a small namespace made by `apply`, dumped as a snapshot is.
 fn dump() -> Vec<u8> {
+    dump_of(small_namespace())
+}
+
+/// `dump`'s namespace after snapshot 1 was cut and the directory's mode changed: the dump
+/// ends with the snapshot state (a cut and the directory's pre-image), after every other
+/// trailing part.
+fn dump_with_snaps() -> Vec<u8> {
+    let mut s = small_namespace();
+    let shard = ShardId(0);
+    let d = s.dirents[&(1, b"d".to_vec())].0;
+    for cmd in [
+        Command::SnapFreeze {
+            shard,
+            snap: 1,
+            time: T,
+        },
+        Command::SnapCut {
+            shard,
+            snap: 1,
+            time: T,
+        },
+        Command::SetAttr {
+            ino: d,
+            mode: Some(0o700),
+            uid: None,
+            gid: None,
+            size: None,
+            atime: None,
+            mtime: None,
+            time: T,
+        },
+    ] {
+        meta_core::apply_on_shard(shard, &mut s, &cmd).expect("applies");
+    }
+    assert!(!s.pre_inodes.is_empty());
+    dump_of(s)
+}
+
+fn small_namespace() -> MemState {
     let mut s = MemState::default();
     apply(&mut s, &Command::InitRoot { fs_id: 42, time: T }).expect("root");
     let out = apply(
@@ -117,6 +156,10 @@ fn dump() -> Vec<u8> {
         },
     )
     .ok();
+    s
+}
+
+fn dump_of(s: MemState) -> Vec<u8> {
     let core = ShardCore::new(
         ShardId(0),
         s,
@@ -329,6 +372,7 @@ fn what_the_raft_groups_write_and_send_encodes_as_pinned() {
     .with_domain(Some("rack-1".into()))
     .to_string();
     now.push(("NodeAddr", entry.into_bytes()));
+    now.push(("ShardDump/bytes+snaps", dump_with_snaps()));
     check(&now, GOLDEN);
 }
 
@@ -411,4 +455,5 @@ const GOLDEN: &[(&str, &str)] = &[
     ("HandOverError::Raft", "010a050172"),
     ("HandOverError::Peer", "010b0170"),
     ("NodeAddr", "3132372e302e302e313a3230343920636c69656e743d3132372e302e312e313a3230343920646f6d61696e3d7261636b2d31"),
+    ("ShardDump/bytes+snaps", "020101ed030300008020f6c59fd50cd5f01bf6c59fd50cd5f01bf6c59fd50cd5f01bf6c59fd50cd5f01b0201000201c0030200008020f6c59fd50cd5f01bf6c59fd50cd5f01bf6c59fd50cd5f01bf6c59fd50cd5f01b020100010101640203010104030566696c6573020566735f69642a086e6578745f696e6f03000000000000000000000000000000010103f6c59fd50cd5f01b000001020101010201ed030200008020f6c59fd50cd5f01bf6c59fd50cd5f01bf6c59fd50cd5f01bf6c59fd50cd5f01b0101000000"),
 ];

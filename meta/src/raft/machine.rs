@@ -21,6 +21,7 @@ use crate::storage::entry::{
 use crate::storage::shard::{Applied, EffectSlot, Pending, ShardCore, Stats};
 use meta_core::reduce_index::{Referrer, Segment, SegmentId};
 use meta_core::sessions::{Seen, Sessions};
+use meta_core::snap::{ShardSnaps, Versions};
 use meta_core::state::{meta, Changes, MemState, Staged};
 use meta_core::{apply_on_shard, Command, Effect, FsError, Inode, ShardId};
 
@@ -206,8 +207,9 @@ impl ShardCore {
     }
 
     /// Whether the shard holds nothing of the file system (no inode, tier record, index
-    /// record, reduce record or transaction): a new shard's state, which its membership
-    /// entries alone do not change.
+    /// record, reduce record, transaction or snapshot state): a new shard's state, which its
+    /// membership entries alone do not change. A shard whose files are all gone but whose
+    /// snapshots still hold them is not blank: they are read at their cuts.
     pub fn is_blank(&self) -> bool {
         self.live
             .read()
@@ -217,6 +219,10 @@ impl ShardCore {
                     && l.segments.is_empty()
                     && l.reduces.is_empty()
                     && l.txns.is_empty()
+                    && l.snaps == ShardSnaps::default()
+                    && l.pre_inodes.is_empty()
+                    && l.pre_dirents.is_empty()
+                    && l.pre_xattrs.is_empty()
             })
             .unwrap_or(false)
     }
@@ -278,6 +284,54 @@ struct Dump {
     /// there are any, for the same reason.
     #[serde(skip)]
     reduces: Vec<(u64, meta_core::FileReduce)>,
+    /// The shard's snapshot state, after the reduce records (written whenever this is), and
+    /// only when there is any, for the same reason.
+    #[serde(skip)]
+    snaps: SnapPart,
+}
+
+/// A directory entry's pre-images as a dump holds them: (dir, name, versions).
+type EntryPre = (u64, Vec<u8>, Versions<(u64, u64)>);
+
+/// A shard's snapshot state in a dump (`snap`): its freeze and cuts and every pre-image, one
+/// trailing part. Later snapshot state (the registry, data images) goes in parts after it.
+#[derive(Default, Serialize, Deserialize)]
+struct SnapPart {
+    snaps: ShardSnaps,
+    pre_inodes: Vec<(u64, Versions<Inode>)>,
+    pre_dirents: Vec<EntryPre>,
+    pre_xattrs: Vec<(u64, Versions<meta_core::Xattrs>)>,
+}
+
+impl SnapPart {
+    fn of(s: &MemState) -> SnapPart {
+        SnapPart {
+            snaps: s.snaps.clone(),
+            pre_inodes: s.pre_inodes.iter().map(|(i, v)| (*i, v.clone())).collect(),
+            pre_dirents: (s.pre_dirents.iter())
+                .map(|((d, n), v)| (*d, n.clone(), v.clone()))
+                .collect(),
+            pre_xattrs: s.pre_xattrs.iter().map(|(i, v)| (*i, v.clone())).collect(),
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        self.snaps == ShardSnaps::default()
+            && self.pre_inodes.is_empty()
+            && self.pre_dirents.is_empty()
+            && self.pre_xattrs.is_empty()
+    }
+
+    /// Puts the part into `s`, and rebuilds the indexes of pre-images.
+    fn into_state(self, s: &mut MemState) {
+        s.snaps = self.snaps;
+        s.pre_inodes = self.pre_inodes.into_iter().collect();
+        s.pre_dirents = (self.pre_dirents.into_iter())
+            .map(|(d, n, v)| ((d, n), v))
+            .collect();
+        s.pre_xattrs = self.pre_xattrs.into_iter().collect();
+        s.index_pre_images();
+    }
 }
 
 impl Dump {
@@ -306,6 +360,7 @@ impl Dump {
             segments: s.segments.iter().map(|(i, g)| (*i, g.clone())).collect(),
             referrers: s.referrers.iter().copied().collect(),
             reduces: s.reduces.iter().map(|(i, r)| (*i, r.clone())).collect(),
+            snaps: SnapPart::of(s),
         }
     }
 
@@ -313,7 +368,8 @@ impl Dump {
         let enc = |e| FsError::Io(format!("encode snapshot: {e}"));
         let mut bytes = postcard::to_stdvec(self).map_err(enc)?;
         // Each trailing part is written when it or a later one has anything.
-        let reduces = !self.reduces.is_empty();
+        let snaps = !self.snaps.is_empty();
+        let reduces = snaps || !self.reduces.is_empty();
         let index = reduces || !self.segments.is_empty() || !self.referrers.is_empty();
         let tier = index || !self.tier.is_empty();
         if tier || !self.xattrs.is_empty() {
@@ -328,6 +384,9 @@ impl Dump {
         }
         if reduces {
             bytes.extend(postcard::to_stdvec(&self.reduces).map_err(enc)?);
+        }
+        if snaps {
+            bytes.extend(postcard::to_stdvec(&self.snaps).map_err(enc)?);
         }
         Ok(bytes)
     }
@@ -354,7 +413,12 @@ impl Dump {
         if rest.is_empty() {
             return Ok(d);
         }
-        d.reduces = postcard::from_bytes(rest)?;
+        let (reduces, rest) = postcard::take_from_bytes(rest)?;
+        d.reduces = reduces;
+        if rest.is_empty() {
+            return Ok(d);
+        }
+        d.snaps = postcard::from_bytes(rest)?;
         Ok(d)
     }
 
@@ -388,6 +452,7 @@ impl Dump {
         s.segments = self.segments.into_iter().collect();
         s.referrers = self.referrers.into_iter().collect();
         s.reduces = self.reduces.into_iter().collect();
+        self.snaps.into_state(&mut s);
         s.index_locks();
         s.index_orphan_dirs();
         s.index_chunks();

@@ -9,7 +9,7 @@
 
 use std::collections::HashMap;
 
-use redb::{ReadTransaction, ReadableTable, Table, TableDefinition, WriteTransaction};
+use redb::{AccessGuard, ReadTransaction, ReadableTable, Table, TableDefinition, WriteTransaction};
 
 use meta_core::coding::FileCode;
 use meta_core::error::FsError;
@@ -17,6 +17,7 @@ use meta_core::object::{Inode, FIRST_COOKIE};
 use meta_core::reduce_index::{Referrer, Segment, SegmentId};
 use meta_core::reducing::FileReduce;
 use meta_core::shard::{Key, ShardId};
+use meta_core::snap::{PreKey, ShardSnaps, SnapId, Versions};
 use meta_core::state::{meta, MemState, StateStore};
 use meta_core::txn::{TxnEntry, TxnId};
 use meta_core::{FileTier, Xattrs};
@@ -62,6 +63,15 @@ pub(crate) const SEGMENT_REFS: TableDefinition<(u16, &[u8], u64, u64), ()> =
     TableDefinition::new("segment_refs");
 /// ino → the file's reduce record (postcard `reducing::FileReduce`); it may outlive the file.
 pub(crate) const REDUCES: TableDefinition<u64, &[u8]> = TableDefinition::new("reduces");
+/// shard → its snapshot state, its freeze and cuts (postcard `snap::ShardSnaps`); no row: none.
+pub(crate) const SNAP_SHARD: TableDefinition<u16, &[u8]> = TableDefinition::new("snap_shard");
+/// ino → the inode's pre-images, whole (postcard `snap::Versions<Inode>`); no row: none.
+pub(crate) const PRE_INODES: TableDefinition<u64, &[u8]> = TableDefinition::new("pre_inodes");
+/// (dir, name) → the entry's pre-images, whole (postcard `snap::Versions<(ino, cookie)>`).
+pub(crate) const PRE_DIRENTS: TableDefinition<(u64, &[u8]), &[u8]> =
+    TableDefinition::new("pre_dirents");
+/// ino → the pre-images of its extended attributes, whole (postcard `snap::Versions<Xattrs>`).
+pub(crate) const PRE_XATTRS: TableDefinition<u64, &[u8]> = TableDefinition::new("pre_xattrs");
 /// Values of this node, not of any state machine: never replicated, never in a snapshot.
 pub(crate) const NODE: TableDefinition<&str, u64> = TableDefinition::new("node");
 /// Builds before shards kept the counters here, with the applied index and the boot count.
@@ -122,6 +132,10 @@ pub(crate) fn create_tables(txn: &WriteTransaction) -> Result<(), FsError> {
     txn.open_table(SEGMENTS).db()?;
     txn.open_table(SEGMENT_REFS).db()?;
     txn.open_table(REDUCES).db()?;
+    txn.open_table(SNAP_SHARD).db()?;
+    txn.open_table(PRE_INODES).db()?;
+    txn.open_table(PRE_DIRENTS).db()?;
+    txn.open_table(PRE_XATTRS).db()?;
     txn.open_table(SHARD_META).db()?;
     txn.open_table(SHARD_APPLIED).db()?;
     txn.open_table(SHARD_SESSIONS).db()?;
@@ -183,6 +197,10 @@ pub(crate) struct RedbState<'t> {
     segments: Table<'t, (u16, &'static [u8]), &'static [u8]>,
     segment_refs: Table<'t, (u16, &'static [u8], u64, u64), ()>,
     reduces: Table<'t, u64, &'static [u8]>,
+    snaps: Table<'t, u16, &'static [u8]>,
+    pre_inodes: Table<'t, u64, &'static [u8]>,
+    pre_dirents: Table<'t, (u64, &'static [u8]), &'static [u8]>,
+    pre_xattrs: Table<'t, u64, &'static [u8]>,
 }
 
 impl<'t> RedbState<'t> {
@@ -204,6 +222,10 @@ impl<'t> RedbState<'t> {
             segments: txn.open_table(SEGMENTS).db()?,
             segment_refs: txn.open_table(SEGMENT_REFS).db()?,
             reduces: txn.open_table(REDUCES).db()?,
+            snaps: txn.open_table(SNAP_SHARD).db()?,
+            pre_inodes: txn.open_table(PRE_INODES).db()?,
+            pre_dirents: txn.open_table(PRE_DIRENTS).db()?,
+            pre_xattrs: txn.open_table(PRE_XATTRS).db()?,
         })
     }
 }
@@ -509,6 +531,120 @@ impl StateStore for RedbState<'_> {
         }
         Ok(())
     }
+    fn shard_snaps(&self) -> Result<ShardSnaps, FsError> {
+        match self.snaps.get(self.shard).db()? {
+            Some(v) => decode_snaps(v.value()),
+            None => Ok(ShardSnaps::default()),
+        }
+    }
+    /// A shard with no freeze and no cut keeps no row, as one that never had a snapshot.
+    fn put_shard_snaps(&mut self, snaps: &ShardSnaps) -> Result<(), FsError> {
+        if *snaps == ShardSnaps::default() {
+            self.snaps.remove(self.shard).db()?;
+        } else {
+            let bytes = postcard::to_stdvec(snaps)
+                .map_err(|e| FsError::Io(format!("encode snapshot state: {e}")))?;
+            self.snaps.insert(self.shard, bytes.as_slice()).db()?;
+        }
+        Ok(())
+    }
+    fn pre_inode(&self, ino: u64) -> Result<Versions<Inode>, FsError> {
+        versions(self.pre_inodes.get(ino).db()?, "inode pre-images")
+    }
+    fn put_pre_inode(&mut self, ino: u64, v: &Versions<Inode>) -> Result<(), FsError> {
+        put_versions(&mut self.pre_inodes, ino, v, "inode pre-images")
+    }
+    fn pre_dirent(&self, dir: u64, name: &[u8]) -> Result<Versions<(u64, u64)>, FsError> {
+        versions(self.pre_dirents.get((dir, name)).db()?, "entry pre-images")
+    }
+    fn put_pre_dirent(
+        &mut self,
+        dir: u64,
+        name: &[u8],
+        v: &Versions<(u64, u64)>,
+    ) -> Result<(), FsError> {
+        put_versions(&mut self.pre_dirents, (dir, name), v, "entry pre-images")
+    }
+    fn pre_xattrs(&self, ino: u64) -> Result<Versions<Xattrs>, FsError> {
+        versions(self.pre_xattrs.get(ino).db()?, "xattr pre-images")
+    }
+    fn put_pre_xattrs(&mut self, ino: u64, v: &Versions<Xattrs>) -> Result<(), FsError> {
+        put_versions(&mut self.pre_xattrs, ino, v, "xattr pre-images")
+    }
+    /// A walk of the shard's pre-images, in `PreKey` order: `apply` runs over the state in
+    /// memory (whose `pre_by_snap` answers this at once), never over these tables, so this is
+    /// here to make the store whole, not fast.
+    fn pre_keys_at(&self, snap: SnapId, max: usize) -> Result<Vec<PreKey>, FsError> {
+        let r = ShardId(self.shard).inos();
+        let (lo, hi) = (*r.start(), *r.end());
+        let mut out = Vec::new();
+        for item in self.pre_inodes.range(lo..=hi).db()? {
+            let (k, v) = item.db()?;
+            let v: Versions<Inode> = decode_versions(v.value(), "inode pre-images")?;
+            if v.contains_key(&snap) {
+                out.push(PreKey::Inode(k.value()));
+            }
+        }
+        for item in self.pre_dirents.range((lo, &[][..])..).db()? {
+            let (k, v) = item.db()?;
+            let (dir, name) = k.value();
+            if dir > hi {
+                break;
+            }
+            let v: Versions<(u64, u64)> = decode_versions(v.value(), "entry pre-images")?;
+            if v.contains_key(&snap) {
+                out.push(PreKey::Entry(dir, name.to_vec()));
+            }
+        }
+        for item in self.pre_xattrs.range(lo..=hi).db()? {
+            let (k, v) = item.db()?;
+            let v: Versions<Xattrs> = decode_versions(v.value(), "xattr pre-images")?;
+            if v.contains_key(&snap) {
+                out.push(PreKey::Xattrs(k.value()));
+            }
+        }
+        out.truncate(max);
+        Ok(out)
+    }
+}
+
+fn decode_snaps(bytes: &[u8]) -> Result<ShardSnaps, FsError> {
+    postcard::from_bytes(bytes).map_err(|e| FsError::Corrupt(format!("snapshot state: {e}")))
+}
+
+fn decode_versions<T: serde::de::DeserializeOwned>(
+    bytes: &[u8],
+    what: &str,
+) -> Result<Versions<T>, FsError> {
+    postcard::from_bytes(bytes).map_err(|e| FsError::Corrupt(format!("{what}: {e}")))
+}
+
+/// A key's pre-images as its row holds them (no row: none).
+fn versions<T: serde::de::DeserializeOwned>(
+    row: Option<AccessGuard<'_, &'static [u8]>>,
+    what: &str,
+) -> Result<Versions<T>, FsError> {
+    match row {
+        Some(v) => decode_versions(v.value(), what),
+        None => Ok(Versions::new()),
+    }
+}
+
+/// Stores a key's pre-images whole; none leaves no row.
+fn put_versions<'k, K: redb::Key + 'static, T: serde::Serialize>(
+    t: &mut Table<'_, K, &'static [u8]>,
+    key: impl std::borrow::Borrow<K::SelfType<'k>>,
+    v: &Versions<T>,
+    what: &str,
+) -> Result<(), FsError> {
+    if v.is_empty() {
+        t.remove(key).db()?;
+    } else {
+        let bytes =
+            postcard::to_stdvec(v).map_err(|e| FsError::Io(format!("encode {what}: {e}")))?;
+        t.insert(key, bytes.as_slice()).db()?;
+    }
+    Ok(())
 }
 
 fn decode_reduce(bytes: &[u8]) -> Result<FileReduce, FsError> {
@@ -630,6 +766,14 @@ pub(crate) fn delete_shard(txn: &WriteTransaction, shard: ShardId) -> Result<(),
         t.retain_in(lo..=hi, |_, _| false).db()?;
     }
     {
+        let mut t = txn.open_table(PRE_INODES).db()?;
+        t.retain_in(lo..=hi, |_, _| false).db()?;
+    }
+    {
+        let mut t = txn.open_table(PRE_XATTRS).db()?;
+        t.retain_in(lo..=hi, |_, _| false).db()?;
+    }
+    {
         let mut t = txn.open_table(DIRINDEX).db()?;
         t.retain_in((lo, 0)..=(hi, u64::MAX), |_, _| false).db()?;
     }
@@ -641,6 +785,12 @@ pub(crate) fn delete_shard(txn: &WriteTransaction, shard: ShardId) -> Result<(),
         let mut t = txn.open_table(DIRENTS).db()?;
         t.retain(|(dir, _), _| !(lo..=hi).contains(&dir)).db()?;
     }
+    {
+        // Names have no greatest value to end a range with: as `DIRENTS`.
+        let mut t = txn.open_table(PRE_DIRENTS).db()?;
+        t.retain(|(dir, _), _| !(lo..=hi).contains(&dir)).db()?;
+    }
+    txn.open_table(SNAP_SHARD).db()?.remove(shard.0).db()?;
     {
         let mut t = txn.open_table(SHARD_META).db()?;
         t.retain(|(s, _), _| s != shard.0).db()?;
@@ -714,6 +864,16 @@ pub(crate) fn write_whole(st: &mut RedbState<'_>, s: &MemState) -> Result<(), Fs
     }
     for (ino, r) in &s.reduces {
         st.put_reduce(*ino, Some(r))?;
+    }
+    st.put_shard_snaps(&s.snaps)?;
+    for (ino, v) in &s.pre_inodes {
+        st.put_pre_inode(*ino, v)?;
+    }
+    for ((dir, name), v) in &s.pre_dirents {
+        st.put_pre_dirent(*dir, name, v)?;
+    }
+    for (ino, v) in &s.pre_xattrs {
+        st.put_pre_xattrs(*ino, v)?;
     }
     Ok(())
 }
@@ -818,6 +978,34 @@ pub(crate) fn load_shards(txn: &ReadTransaction, shards: &[ShardId]) -> Result<L
             s.reduces.insert(k.value(), decode_reduce(v.value())?);
         }
     }
+    for item in txn.open_table(PRE_INODES).db()?.iter().db()? {
+        let (k, v) = item.db()?;
+        if let Some(s) = of(&mut m, k.value()) {
+            let v = decode_versions(v.value(), "inode pre-images")?;
+            s.pre_inodes.insert(k.value(), v);
+        }
+    }
+    for item in txn.open_table(PRE_DIRENTS).db()?.iter().db()? {
+        let (k, v) = item.db()?;
+        let (dir, name) = k.value();
+        if let Some(s) = of(&mut m, dir) {
+            let v = decode_versions(v.value(), "entry pre-images")?;
+            s.pre_dirents.insert((dir, name.to_vec()), v);
+        }
+    }
+    for item in txn.open_table(PRE_XATTRS).db()?.iter().db()? {
+        let (k, v) = item.db()?;
+        if let Some(s) = of(&mut m, k.value()) {
+            let v = decode_versions(v.value(), "xattr pre-images")?;
+            s.pre_xattrs.insert(k.value(), v);
+        }
+    }
+    for item in txn.open_table(SNAP_SHARD).db()?.iter().db()? {
+        let (k, v) = item.db()?;
+        if let Some((s, _)) = m.get_mut(&ShardId(k.value())) {
+            s.snaps = decode_snaps(v.value())?;
+        }
+    }
     if let Some((s, _)) = m.get_mut(&ShardId(0)) {
         for item in txn.open_table(CLIENTS).db()?.iter().db()? {
             let (k, _) = item.db()?;
@@ -861,6 +1049,7 @@ pub(crate) fn load_shards(txn: &ReadTransaction, shards: &[ShardId]) -> Result<L
         s.index_locks();
         s.index_orphan_dirs();
         s.index_chunks();
+        s.index_pre_images();
     }
     for item in txn.open_table(SHARD_APPLIED).db()?.iter().db()? {
         let (k, v) = item.db()?;

@@ -195,19 +195,12 @@ fn kill9_keeps_every_acknowledged_command() {
         let ns = open(&rt, dir.path());
         assert!(ns.boot_count() > last_boot);
         last_boot = ns.boot_count();
-        let snap = ns.snapshot().unwrap();
         // State is exactly the log replayed: nothing half-applied (the child makes fewer
         // entries than a snapshot is taken after, so the log holds all of them).
         // Each shard's state is its own log replayed (a new directory lives on a shard of its
         // own, so the tasks' commands span shards and some are transactions).
-        for s in 0..ns.shard_count() {
-            let shard = ShardId(s);
-            let mut replay = MemState::default();
-            for (_, bytes) in ns.log_entries(shard, 0).unwrap() {
-                let _ = step_on(shard, &mut replay, &Command::decode(&bytes).unwrap());
-            }
-            assert_eq!(snap.shard_dump(shard).unwrap(), replay.dump(), "{shard}");
-        }
+        each_shard_is_its_log(&ns);
+        let snap = ns.snapshot().unwrap();
         // Every acknowledged step is there, and each directory is exactly some prefix of its
         // task's steps no shorter than what was acknowledged.
         let mut total_acked = 0;

@@ -510,9 +510,13 @@ proptest! {
     #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
 
     /// The redb-backed namespace returns the same results and holds the same state as the model,
-    /// and its log replays to the same state.
+    /// and its log replays to the same state; with snapshots cut between the commands (and
+    /// the first retired and partly merged), cuts and pre-images included.
     #[test]
-    fn redb_matches_model(ops in proptest::collection::vec(arb_op(), 1..60)) {
+    fn redb_matches_model(
+        ops in proptest::collection::vec(arb_op(), 1..60),
+        cuts in proptest::collection::btree_set(0usize..60, 0..4),
+    ) {
         let dir = tempfile::tempdir().unwrap();
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
         let ns = open_shards(&rt, dir.path(), 1);
@@ -521,11 +525,30 @@ proptest! {
         apply(&mut m, &Command::InitRoot { fs_id, time: T0 }).unwrap();
         let root = ns.getattr(ROOT_INO).unwrap();
         m.inodes.insert(ROOT_INO, root);
-        for op in &ops {
-            let cmd = &realize(op, &m);
-            let a = step(&mut m, cmd);
-            let b = rt.block_on(ns.execute_lazy(cmd.clone()));
-            prop_assert_eq!(&a, &b, "results differ on {:?}", cmd);
+        let mut snaps = 0;
+        for (i, op) in ops.iter().enumerate() {
+            let mut steps = Vec::new();
+            if cuts.contains(&i) {
+                snaps += 1;
+                steps = snapshot_steps(snaps);
+            }
+            steps.push(realize(op, &m));
+            for cmd in &steps {
+                let a = step_on(ShardId(0), &mut m, cmd);
+                let b = rt.block_on(ns.execute_lazy(cmd.clone()));
+                prop_assert_eq!(&a, &b, "results differ on {:?}", cmd);
+            }
+        }
+        if snaps >= 2 {
+            let shard = ShardId(0);
+            for cmd in [
+                Command::SnapRetire { shard, snap: 1 },
+                Command::SnapMerge { shard, snap: 1, max: 3 },
+            ] {
+                let a = step_on(shard, &mut m, &cmd);
+                let b = rt.block_on(ns.execute_lazy(cmd.clone()));
+                prop_assert_eq!(&a, &b, "results differ on {:?}", cmd);
+            }
         }
         let snap = ns.snapshot().unwrap();
         prop_assert_eq!(snap.dump().unwrap(), m.dump());
@@ -549,10 +572,20 @@ proptest! {
         let mut r = MemState::default();
         for (_, bytes) in ns.log_entries(ShardId(0), 0).unwrap() {
             let cmd = Command::decode(&bytes).unwrap();
-            let _ = step(&mut r, &cmd);
+            let _ = step_on(ShardId(0), &mut r, &cmd);
         }
         prop_assert_eq!(r.dump(), m.dump());
     }
+}
+
+/// Freeze, cut and thaw of the one shard for snapshot `snap`.
+fn snapshot_steps(snap: u64) -> Vec<Command> {
+    let (shard, time) = (ShardId(0), t(snap as i64));
+    vec![
+        Command::SnapFreeze { shard, snap, time },
+        Command::SnapCut { shard, snap, time },
+        Command::SnapThaw { shard, snap },
+    ]
 }
 
 /// `cmd` with every inode number the model knows replaced by the sharded namespace's number

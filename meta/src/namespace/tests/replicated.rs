@@ -25,20 +25,20 @@ impl CallHandler for PeerOnly {
     }
 }
 
-struct Node {
-    id: u64,
-    dir: tempfile::TempDir,
+pub(super) struct Node {
+    pub(super) id: u64,
+    pub(super) dir: tempfile::TempDir,
     handler: Arc<PeerOnly>,
-    ns: Option<Namespace>,
+    pub(super) ns: Option<Namespace>,
 }
 
 impl Node {
-    fn up(&mut self, ns: Namespace) {
+    pub(super) fn up(&mut self, ns: Namespace) {
         *self.handler.ns.lock().unwrap() = Some(ns.clone());
         self.ns = Some(ns);
     }
 
-    async fn down(&mut self) {
+    pub(super) async fn down(&mut self) {
         *self.handler.ns.lock().unwrap() = None;
         if let Some(ns) = self.ns.take() {
             ns.close().await;
@@ -64,7 +64,7 @@ fn serve(listener: TcpListener, handler: Arc<PeerOnly>) {
     ));
 }
 
-async fn open_node(dir: &std::path::Path, members: Members) -> Namespace {
+pub(super) async fn open_node(dir: &std::path::Path, members: Members) -> Namespace {
     let opts = Options {
         shards: 6,
         members: Some(members),
@@ -74,7 +74,7 @@ async fn open_node(dir: &std::path::Path, members: Members) -> Namespace {
 }
 
 /// Waits (bounded) until `check` holds.
-async fn until(what: &str, limit: Duration, mut check: impl FnMut() -> bool) {
+pub(super) async fn until(what: &str, limit: Duration, mut check: impl FnMut() -> bool) {
     let start = Instant::now();
     while !check() {
         assert!(start.elapsed() < limit, "{what}: not within {limit:?}");
@@ -101,7 +101,7 @@ fn names(ns: &Namespace, dir: u64) -> Vec<Vec<u8>> {
 
 /// Three nodes listening on loopback (ids 1 to 3, namespaces not open yet) and their
 /// addresses.
-async fn three_listening() -> (Vec<Node>, BTreeMap<u64, std::net::SocketAddr>) {
+pub(super) async fn three_listening() -> (Vec<Node>, BTreeMap<u64, std::net::SocketAddr>) {
     let mut listeners = Vec::new();
     let mut nodes_addr = BTreeMap::new();
     for id in 1..=3u64 {
@@ -121,6 +121,47 @@ async fn three_listening() -> (Vec<Node>, BTreeMap<u64, std::net::SocketAddr>) {
         });
     }
     (nodes, nodes_addr)
+}
+
+/// Three nodes up (`open_node`), each with the root, and the members a node reopens with.
+pub(super) async fn three_open() -> (Vec<Node>, impl Fn(u64) -> Members) {
+    let secret = layout::ClusterSecret::from_passphrase("raft test secret 0123").unwrap();
+    let (mut nodes, nodes_addr) = three_listening().await;
+    let members = move |me| Members {
+        me,
+        nodes: nodes_addr.clone(),
+        secret: secret.clone(),
+        joined: None,
+        replace_after: None,
+        domains: Default::default(),
+    };
+    for n in &mut nodes {
+        let ns = open_node(n.dir.path(), members(n.id)).await;
+        n.up(ns);
+    }
+    for n in &nodes {
+        let ns = n.ns.clone().expect("node up");
+        until("root on every node", Duration::from_secs(30), || {
+            ns.getattr(ROOT_INO).is_ok()
+        })
+        .await;
+    }
+    (nodes, members)
+}
+
+/// Purges the logs of `others` to what they applied, so node 3 (down) can catch up only by
+/// install, and opens node 3 again.
+pub(super) async fn purge_and_reopen_third(
+    nodes: &mut [Node],
+    others: &[&Namespace],
+    members: &impl Fn(u64) -> Members,
+) -> Namespace {
+    for ns in others {
+        ns.compact(0).await.expect("compact");
+    }
+    let back = open_node(nodes[2].dir.path(), members(3)).await;
+    nodes[2].up(back.clone());
+    back
 }
 
 /// Three nodes up (ids 1 to 3, 6 shards, `balance_leaders` as given), each with the root,
@@ -182,28 +223,8 @@ async fn dir_led_by_all(all: &[Namespace], name: &str) -> (u64, ShardId, u64) {
 fn three_nodes_replicate_fail_over_and_catch_up() {
     let rt = rt();
     rt.block_on(async {
-        let secret = layout::ClusterSecret::from_passphrase("raft test secret 0123").unwrap();
-        let (mut nodes, nodes_addr) = three_listening().await;
-        let members = |me| Members {
-            me,
-            nodes: nodes_addr.clone(),
-            secret: secret.clone(),
-            joined: None,
-            replace_after: None,
-            domains: Default::default(),
-        };
-        for n in &mut nodes {
-            let ns = open_node(n.dir.path(), members(n.id)).await;
-            n.up(ns);
-        }
+        let (mut nodes, members) = three_open().await;
         let ns = |n: &Node| n.ns.clone().expect("node up");
-        for n in &nodes {
-            let ns = ns(n);
-            until("root on every node", Duration::from_secs(30), || {
-                ns.getattr(ROOT_INO).is_ok()
-            })
-            .await;
-        }
         // Leaders spread: each node ends up leading the shards it is preferred for (6 shards,
         // 3 nodes: 2 each), within a few elections.
         let first = ns(&nodes[0]);
@@ -631,28 +652,8 @@ fn the_index_reaches_a_node_that_missed_it_by_snapshot_and_survives_its_restart(
     use super::reduce_index::{commands, index_of, model};
     let rt = rt();
     rt.block_on(async {
-        let secret = layout::ClusterSecret::from_passphrase("raft test secret 0123").unwrap();
-        let (mut nodes, nodes_addr) = three_listening().await;
-        let members = |me| Members {
-            me,
-            nodes: nodes_addr.clone(),
-            secret: secret.clone(),
-            joined: None,
-            replace_after: None,
-            domains: Default::default(),
-        };
-        for n in &mut nodes {
-            let ns = open_node(n.dir.path(), members(n.id)).await;
-            n.up(ns);
-        }
+        let (mut nodes, members) = three_open().await;
         let ns = |n: &Node| n.ns.clone().expect("node up");
-        for n in &nodes {
-            let ns = ns(n);
-            until("root on every node", Duration::from_secs(30), || {
-                ns.getattr(ROOT_INO).is_ok()
-            })
-            .await;
-        }
         let (first, second) = (ns(&nodes[0]), ns(&nodes[1]));
         let shards = first.shard_count();
         let (want, answers) = model(shards);
@@ -678,11 +679,7 @@ fn the_index_reaches_a_node_that_missed_it_by_snapshot_and_survives_its_restart(
             index_of(&second) == want
         })
         .await;
-        first.compact(0).await.expect("compact");
-        second.compact(0).await.expect("compact");
-
-        let back = open_node(nodes[2].dir.path(), members(3)).await;
-        nodes[2].up(back.clone());
+        let back = purge_and_reopen_third(&mut nodes, &[&first, &second], &members).await;
         until(
             "the returning node has the index",
             Duration::from_secs(20),
