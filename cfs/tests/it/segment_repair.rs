@@ -7,7 +7,8 @@
 //! - With ds4 back, draining ds1 rebuilds each segment's shard there on ds4 and deletes the
 //!   one on ds1. Then ds1 and ds3 are killed. Every segment keeps two of its three shards (ds2's
 //!   rebuilt one, ds4's moved one), and the file reads back byte-exact. Without the move, a
-//!   segment would have one shard left and the read would fail.
+//!   segment would have one shard left and the read would fail. It reads back too after an
+//!   MDS restart, which leaves the MDS no address for ds3 (the shards read one by one).
 use crate::common;
 
 use common::cluster::Cluster;
@@ -155,5 +156,19 @@ fn a_bad_segment_shard_is_rebuilt_in_place_and_a_drained_server_keeps_none() {
     assert!(
         read_file(&cl, "/f", data.len()) == data,
         "the file does not read back from the rebuilt and the moved shards"
+    );
+
+    // An MDS restarted while ds3 is dead has no address for it, so no data server can be
+    // handed the whole placement to assemble a segment: the MDS reads the shards one by one
+    // and decodes them itself.
+    cl.kill9("mds");
+    let _mds = cl.restart_mds();
+    let ds2 = id_of("ds2");
+    wait_for(30, "ds2 and ds4 registered again", || {
+        ds_state(&cl, &ds2) == "up" && ds_state(&cl, &ds4) == "up"
+    });
+    assert!(
+        read_file(&cl, "/f", data.len()) == data,
+        "the file does not read back through an MDS that never heard of ds3"
     );
 }
