@@ -1,6 +1,7 @@
 //! `cfs`: the one ClaudeFS binary.
 mod admin_cli;
 mod admin_http;
+mod alloc_count;
 mod cluster_up;
 mod files;
 mod gateway;
@@ -341,7 +342,11 @@ enum ClientCmd {
 const DEFAULT_LOG: &str =
     "info,openraft=warn,openraft::replication=off,openraft::engine::handler::replication_handler=error";
 
+#[global_allocator]
+static ALLOC: alloc_count::Counting = alloc_count::Counting;
+
 fn main() -> ExitCode {
+    alloc_count::init_from_env();
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("CFS_LOG")

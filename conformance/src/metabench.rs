@@ -91,6 +91,10 @@ struct NodeCounts {
     /// redb checkpoints (every 5 s under load) and the seconds they took
     checkpoints: f64,
     checkpoint_s: f64,
+    /// heap allocations (`cfs_process_allocations_total`, counted because the servers are
+    /// started with `CFS_COUNT_ALLOCS=1`); None from a build without the counter
+    #[serde(skip_serializing_if = "Option::is_none")]
+    allocs: Option<f64>,
 }
 
 impl NodeCounts {
@@ -103,6 +107,7 @@ impl NodeCounts {
             fsync_s: self.fsync_s - o.fsync_s,
             checkpoints: self.checkpoints - o.checkpoints,
             checkpoint_s: self.checkpoint_s - o.checkpoint_s,
+            allocs: self.allocs.zip(o.allocs).map(|(a, b)| a - b),
         }
     }
 
@@ -124,6 +129,7 @@ impl NodeCounts {
                 "cfs_mds_log_fsync_duration_seconds_sum" => c.fsync_s += v,
                 "cfs_mds_checkpoint_duration_seconds_count" => c.checkpoints += v,
                 "cfs_mds_checkpoint_duration_seconds_sum" => c.checkpoint_s += v,
+                "cfs_process_allocations_total" => c.allocs = Some(c.allocs.unwrap_or(0.0) + v),
                 _ => {}
             }
         }
@@ -427,6 +433,11 @@ fn start(c: &Config, s: &Setup) -> Result<Running> {
             .as_deref()
             .ok_or_else(|| Error::Server("no cfs binary".into()))
     };
+    // Every cfs process counts its heap allocations (`cfs_process_allocations_total`, for
+    // the per-node table); inherited by `cluster up`'s nodes. Left set: only cfs reads it.
+    if c.kind != Kind::Ganesha {
+        std::env::set_var("CFS_COUNT_ALLOCS", "1");
+    }
     match c.kind {
         Kind::Ganesha => server::start(&ServerSpec::Ganesha, false),
         Kind::Cfs1 => {
@@ -837,7 +848,7 @@ fn main_table(cfgs: &[Config], runs: &[Run], rounds: u32, shards: &[u16]) -> Str
 /// commands and NFS operations per client operation, and the mean fsync time.
 fn node_table(cfgs: &[Config], runs: &[Run]) -> String {
     let mut out = String::from(
-        "| config | phase | node | CPU µs/op | vol. switches/op | fsyncs/op | log commands/op | NFS ops/op | mean fsync ms | checkpoints in the phase | checkpoint s in the phase |\n|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|\n",
+        "| config | phase | node | CPU µs/op | vol. switches/op | allocations/op | fsyncs/op | log commands/op | NFS ops/op | mean fsync ms | checkpoints in the phase | checkpoint s in the phase |\n|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
     );
     for c in cfgs.iter().filter(|c| c.kind != Kind::Ganesha) {
         let rs: Vec<&Run> = runs
@@ -871,6 +882,7 @@ fn node_table(cfgs: &[Config], runs: &[Run]) -> String {
                 };
                 let cpu = avg(&|_, n| n.cpu_s).map(|s| s * 1e6);
                 let csw = avg(&|_, n| n.vcsw);
+                let allocs = avg(&|_, n| n.counts.and_then(|c| c.allocs));
                 let fs = avg(&|_, n| n.counts.map(|c| c.fsyncs));
                 let cmds = avg(&|_, n| n.counts.map(|c| c.commands));
                 let ops = avg(&|_, n| n.counts.map(|c| c.v4_ops));
@@ -890,11 +902,12 @@ fn node_table(cfgs: &[Config], runs: &[Run]) -> String {
                     )
                 };
                 out.push_str(&format!(
-                    "| {} | {b} | {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
+                    "| {} | {b} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
                     c.name,
                     n.name,
                     fmt_value(cpu),
                     fmt_value(csw),
+                    fmt_value(allocs),
                     fmt_value(fs),
                     fmt_value(cmds),
                     fmt_value(ops),
@@ -1227,6 +1240,11 @@ mod tests {
             ..NodeCounts::default()
         });
         assert_eq!(d.commands, 6.0);
+        // No allocation counter on the page: none, not zero.
+        assert_eq!((c.allocs, d.allocs), (None, None));
+        let a = NodeCounts::parse("cfs_process_allocations_total 900\n");
+        let b = NodeCounts::parse("cfs_process_allocations_total 100\n");
+        assert_eq!(a.minus(&b).allocs, Some(800.0));
     }
 
     #[test]

@@ -67,6 +67,13 @@ fn process(e: &mut Exposition, a: &Admin) {
             );
         }
     }
+    if let Some(n) = crate::alloc_count::allocations() {
+        e.counter(
+            "cfs_process_allocations_total",
+            "Heap allocations (alloc and realloc calls) since start; only with CFS_COUNT_ALLOCS=1.",
+            &[(&[], n)],
+        );
+    }
     if let Ok(d) = std::fs::read_dir("/proc/self/fd") {
         e.gauge(
             "process_open_fds",
