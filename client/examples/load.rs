@@ -99,12 +99,31 @@ fn cpu_seconds(pid: Option<u32>) -> Option<f64> {
     Some(ticks as f64 / 100.0)
 }
 
+/// Voluntary context switches of every live thread of a process (Linux /proc): each is a
+/// wake-up, a hand-off between threads or a wait (issue 47). Threads that ended are not counted.
+fn voluntary_switches(pid: Option<u32>) -> Option<u64> {
+    let tasks = std::fs::read_dir(format!("/proc/{}/task", pid?)).ok()?;
+    let mut n = 0;
+    for t in tasks.flatten() {
+        let Ok(status) = std::fs::read_to_string(t.path().join("status")) else {
+            continue;
+        };
+        n += status
+            .lines()
+            .find_map(|l| l.strip_prefix("voluntary_ctxt_switches:"))
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .unwrap_or(0);
+    }
+    Some(n)
+}
+
 struct Report<'a> {
     o: &'a Opts,
     /// pNFS counters when the measurement started, to report its own share.
     pnfs0: Option<client::PnfsStats>,
     client: Option<&'a Client>,
     cpu0: Option<f64>,
+    vcsw0: Option<u64>,
     t0: Instant,
 }
 
@@ -115,6 +134,7 @@ impl<'a> Report<'a> {
             pnfs0: None,
             client: None,
             cpu0: cpu_seconds(o.server_pid),
+            vcsw0: voluntary_switches(o.server_pid),
             t0: Instant::now(),
         }
     }
@@ -150,8 +170,12 @@ impl<'a> Report<'a> {
             (Some(a), Some(b)) => format!(",\"server_cpu_s\":{:.3}", b - a),
             _ => String::new(),
         };
+        let vcsw = match (self.vcsw0, voluntary_switches(self.o.server_pid)) {
+            (Some(a), Some(b)) => format!(",\"server_vcsw\":{}", b.saturating_sub(a)),
+            _ => String::new(),
+        };
         println!(
-            "{{\"bench\":\"{bench}\",\"label\":\"{}\",\"server\":\"{}\",\"seconds\":{secs:.3}{extra}{pnfs}{cpu}}}",
+            "{{\"bench\":\"{bench}\",\"label\":\"{}\",\"server\":\"{}\",\"seconds\":{secs:.3}{extra}{pnfs}{cpu}{vcsw}}}",
             label(self.o), self.o.server
         );
     }

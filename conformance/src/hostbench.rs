@@ -82,9 +82,16 @@ fn cpu_per(lines: &[Value], bench: &str, amount_field: &str, per: f64) -> Option
     (amount > 0.0).then(|| cpu / (amount / per))
 }
 
+/// The server's voluntary context switches (all its threads) per operation of `bench`.
+fn vcsw_per_op(lines: &[Value], bench: &str) -> Option<f64> {
+    let n = field(lines, bench, "server_vcsw")?;
+    let ops = field(lines, bench, "ops")?;
+    (ops > 0.0).then(|| n / ops)
+}
+
 const GIB: f64 = (1u64 << 30) as f64;
 
-pub const MEASURES: [Measure; 13] = [
+pub const MEASURES: [Measure; 14] = [
     Measure {
         key: "seq_write_mib_s",
         title: "seq write MiB/s",
@@ -145,6 +152,13 @@ pub const MEASURES: [Measure; 13] = [
         better: Better::Lower,
         // seconds per op × 10⁶
         get: |l| cpu_per(l, "rand_read", "ops", 1.0).map(|s| s * 1e6),
+    },
+    Measure {
+        key: "vcsw_per_rand_read",
+        title: "server voluntary switches per 4 KiB read",
+        better: Better::Lower,
+        // issue 47: each is a wake-up or a hand-off between threads
+        get: |l| vcsw_per_op(l, "rand_read"),
     },
     Measure {
         key: "cpu_us_per_rand_write",
@@ -1007,6 +1021,17 @@ mod tests {
             "{t}"
         );
         assert_eq!(lines.len(), 2 + MEASURES.len());
+    }
+
+    #[test]
+    fn switches_per_read_come_from_the_load_line() {
+        let l: Vec<Value> =
+            vec![
+                serde_json::from_str(r#"{"bench":"rand_read","ops":1000,"server_vcsw":1500}"#)
+                    .expect("json"),
+            ];
+        assert_eq!(vcsw_per_op(&l, "rand_read"), Some(1.5));
+        assert_eq!(vcsw_per_op(&l, "create"), None);
     }
 
     #[test]

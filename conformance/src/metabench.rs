@@ -58,6 +58,11 @@ pub struct MetaBenchArgs {
     /// write the raw results and the summary here
     #[arg(long)]
     pub json: Option<PathBuf>,
+    /// count every cfs process's heap allocations (`CFS_COUNT_ALLOCS=1`) for the per-node
+    /// table's allocations/op; off by default, as counting adds an atomic add per allocation
+    /// to the CPU measured
+    #[arg(long)]
+    pub allocs: bool,
 }
 
 /// What is started.
@@ -425,6 +430,7 @@ struct Setup {
     seconds: u64,
     tasks: u32,
     dir_per_task: bool,
+    allocs: bool,
 }
 
 fn start(c: &Config, s: &Setup) -> Result<Running> {
@@ -433,10 +439,13 @@ fn start(c: &Config, s: &Setup) -> Result<Running> {
             .as_deref()
             .ok_or_else(|| Error::Server("no cfs binary".into()))
     };
-    // Every cfs process counts its heap allocations (`cfs_process_allocations_total`, for
-    // the per-node table); inherited by `cluster up`'s nodes. Left set: only cfs reads it.
-    if c.kind != Kind::Ganesha {
+    // With --allocs every cfs process counts its heap allocations
+    // (`cfs_process_allocations_total`, for the per-node table); `cluster up`'s nodes inherit
+    // the variable.
+    if s.allocs && c.kind != Kind::Ganesha {
         std::env::set_var("CFS_COUNT_ALLOCS", "1");
+    } else {
+        std::env::remove_var("CFS_COUNT_ALLOCS");
     }
     match c.kind {
         Kind::Ganesha => server::start(&ServerSpec::Ganesha, false),
@@ -626,6 +635,7 @@ fn one_run(c: &Config, round: u32, s: &Setup) -> Run {
             seconds: SINGLE_SECONDS,
             tasks: 1,
             dir_per_task: false,
+            allocs: s.allocs,
         };
         let (phases, error) = run_load(&srv, &ps, &format!("{}-r{round}-1task", c.name), &single);
         r.phases.extend(phases.into_iter().map(|mut p| {
@@ -1122,6 +1132,7 @@ pub fn metabench(a: &MetaBenchArgs) -> Result<ExitCode> {
         seconds: a.seconds,
         tasks: a.tasks.max(1),
         dir_per_task: a.dir_per_task,
+        allocs: a.allocs,
     };
     let cpus = std::thread::available_parallelism()
         .map(|n| n.get())
