@@ -690,11 +690,15 @@ impl Namespace {
 
     /// Keeps each shard's "this node leads it" flag current, which decides who carries out
     /// the shard's effects.
+    ///
+    /// It follows openraft's server metrics (vote, state, leader, membership), which notify
+    /// only when they change: the full metrics notify on every pass of the Raft core, several
+    /// times per log entry on every node, and each notification was a task wake (issue 47).
     fn watch_leadership(&self) {
         let me = self.inner.node;
         let mut tasks = Vec::new();
         for s in self.inner.shards.values() {
-            let mut rx = s.raft.metrics();
+            let mut rx = s.raft.server_metrics();
             let core = s.core.clone();
             tasks.push(tokio::spawn(async move {
                 loop {
@@ -908,8 +912,9 @@ impl Namespace {
                 Some(l) if l == me => self.queue_here(s, cmd).await,
                 Some(l) => {
                     // A leader that went silent is replaced by an election; this node learns
-                    // of it before any timeout of the forwarded call would fire.
-                    let mut rx = s.raft.metrics();
+                    // of it before any timeout of the forwarded call would fire. (Server
+                    // metrics: they notify only when the leader or vote changes.)
+                    let mut rx = s.raft.server_metrics();
                     let replaced = async move {
                         while rx.changed().await.is_ok() {
                             if rx.borrow().current_leader != Some(l) {
