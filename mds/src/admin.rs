@@ -22,6 +22,7 @@ pub use crate::dataservers::drain::DrainError;
 pub use crate::meta_store::{repair_from as repair_from_s3, MetaStoreError, RepairReport};
 pub use crate::rmtree::RmtreeError;
 pub use crate::state::{ClientSummary, StateCounts};
+pub use crate::usage::{ExportUsage, Usage, UsageReport};
 pub use layout::DsId;
 pub use meta::namespace::{Redundancy, ShardStatus, StatFs, StatsSnapshot};
 pub use meta::raft::members::{JoinReply, MembershipError};
@@ -224,6 +225,14 @@ impl Admin {
     pub fn redundancy(&self) -> Option<Redundancy> {
         let c = self.mds.cluster()?;
         self.mds.ns.redundancy(|d| c.registry.is_up(DsId(d))).ok()
+    }
+
+    /// Each export's files as logical bytes, after dedup, after compression and raw on the
+    /// data servers, as the last usage pass found them (`crate::usage`); `None` without data
+    /// servers or before the first pass ends (a few seconds after the start).
+    pub fn export_usage(&self) -> Option<Arc<UsageReport>> {
+        self.mds.cluster()?;
+        self.mds.usage.get()
     }
 
     /// Whether this node seals data at rest (`[encryption]`), and the tag of the cluster's

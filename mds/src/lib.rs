@@ -30,6 +30,7 @@ mod start;
 pub mod state;
 mod tier_set;
 mod tiering;
+mod usage;
 
 pub use config::ServerConfig;
 pub use node::ServerError;

@@ -68,6 +68,8 @@ pub struct Mds {
     pub(crate) reaper: std::sync::OnceLock<tokio::sync::mpsc::UnboundedSender<u64>>,
     /// The object-store tier, when `[tier]` is configured.
     pub(crate) tier: Option<Arc<crate::tier_set::Tier>>,
+    /// What the last usage pass found per export (`usage`; with data servers only).
+    pub(crate) usage: Arc<crate::usage::UsageCell>,
 }
 
 /// The shard count of a file system this open creates (an existing one keeps its own):
@@ -266,6 +268,7 @@ impl Mds {
             write_verf,
             reaper: std::sync::OnceLock::new(),
             tier,
+            usage: Default::default(),
         })
     }
     /// An unlinked file kept only for those who have it open.

@@ -207,6 +207,12 @@ impl Server {
                     }
                 })
             };
+            // Usage per export: a walk of each export's tree, paced (`usage`).
+            tasks.push(tokio::spawn(crate::usage::run(
+                mds.ns.clone(),
+                mds.exports.iter().map(|e| e.path.clone()).collect(),
+                mds.usage.clone(),
+            )));
             tasks.extend(cluster::loops::start(
                 c,
                 mds.ns.clone(),

@@ -39,6 +39,7 @@ use proto::nfs3_client::Nfs3Client;
 
 use crate::error::{NfsError, NfsResult};
 pub use registry::Registry;
+pub(crate) use segments::raw_bytes as segment_raw_bytes;
 
 /// How long a file stays mirrored after its last change before it is erasure-coded: long
 /// enough that files being written (or rewritten by a job that runs every few minutes) are not

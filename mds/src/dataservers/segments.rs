@@ -142,6 +142,25 @@ fn shard_len(g: &ec::Geometry, len: u64, j: u32) -> u64 {
     }
 }
 
+/// Bytes the data servers hold for a segment of `stored_len` bytes placed on `width` of them:
+/// its k data shards (the segment's bytes) and m parity shards of one unit each (or of the
+/// whole segment, when shorter), as `SegmentPlace::shards` cuts them; `None` for a width no
+/// encoding uses. What usage accounting (`crate::usage`) counts as a segment's raw bytes.
+pub(crate) fn raw_bytes(width: usize, stored_len: u64) -> Option<u64> {
+    let at = SegmentPlace {
+        file: 1 << 63,
+        epoch: 0,
+        placement: vec![0; width],
+        stored_len,
+    };
+    let (g, _) = at.ec().ok()?;
+    Some(
+        (0..g.k() + g.m())
+            .map(|j| shard_len(&g, stored_len, j))
+            .sum(),
+    )
+}
+
 impl Cluster {
     /// Places a new segment's k+m shards on distinct data servers that are up and have room.
     pub(crate) fn place_segment(&self, file: u64, len: u64) -> Option<Vec<u64>> {
@@ -379,6 +398,18 @@ mod tests {
         assert_eq!(shard_len(&g, len, 2), 1 << 20);
         assert_eq!(shard_len(&g, 100, 1), 0);
         assert_eq!(shard_len(&g, 100, 2), 100);
+    }
+
+    #[test]
+    fn raw_bytes_are_the_segment_and_its_parity() {
+        // 2 MiB at 2+1 (1 MiB units): 1.5 times; at 4+2 (512 KiB units): 1.5 times.
+        assert_eq!(raw_bytes(3, 2 << 20), Some(3 << 20));
+        assert_eq!(raw_bytes(6, 2 << 20), Some(3 << 20));
+        // A segment shorter than a unit: each parity shard as long as the segment.
+        assert_eq!(raw_bytes(3, 100), Some(200));
+        // A byte over 2 MiB at 2+1: 2 MiB units, parity as long as the first data shard.
+        assert_eq!(raw_bytes(3, (2 << 20) + 1), Some((4 << 20) + 1));
+        assert_eq!(raw_bytes(4, 2 << 20), None);
     }
 
     #[test]

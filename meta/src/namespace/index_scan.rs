@@ -68,6 +68,21 @@ impl Snapshot<'_> {
         self.with(shard, |st| st.segments.get(id).cloned())
     }
 
+    /// Segment `id`'s sizes on `shard`, without copying its record: the raw bytes of its
+    /// chunks, its stored length, and how many data servers hold its shards (usage
+    /// accounting reads them for every segment a file refers to).
+    pub fn segment_sizes(
+        &self,
+        shard: ShardId,
+        id: &SegmentId,
+    ) -> Result<Option<(u64, u64, usize)>, FsError> {
+        self.with(shard, |st| {
+            st.segments
+                .get(id)
+                .map(|s| (s.raw_bytes(), s.stored_len, s.placement.len()))
+        })
+    }
+
     /// Up to `max` referrers of segment `id` on `shard` after `after`, in order.
     pub fn segment_referrers(
         &self,
