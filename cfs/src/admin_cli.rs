@@ -131,6 +131,53 @@ fn human(b: u64) -> String {
     crate::admin::human(b)
 }
 
+/// Usage per export (`mds.usage` of the status): a row per export and one for all of them.
+fn usage_table(u: &serde_json::Map<String, Value>) -> String {
+    let exports = u.get("exports").and_then(Value::as_array);
+    let width = exports
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e["path"].as_str())
+        .map(str::len)
+        .chain([13])
+        .max()
+        .unwrap_or(13)
+        .min(40);
+    let row = |name: &str, e: &Value| {
+        let n = |k: &str| e[k].as_u64().unwrap_or(0);
+        format!(
+            "       {name:<width$} {:>8} {:>11} {:>11} {:>11} {:>11}\n",
+            n("files"),
+            human(n("logical_bytes")),
+            human(n("after_dedup_bytes")),
+            human(n("after_compression_bytes")),
+            human(n("raw_bytes")),
+        )
+    };
+    let mut out = format!(
+        "     usage by export (as of {} s ago{}; a chunk in several exports counts in each, once in all):\n       {:<width$} {:>8} {:>11} {:>11} {:>11} {:>11}\n",
+        u.get("age_seconds").and_then(Value::as_u64).unwrap_or(0),
+        if u.get("complete").and_then(Value::as_bool) == Some(false) {
+            ", incomplete"
+        } else {
+            ""
+        },
+        "export",
+        "files",
+        "logical",
+        "dedup",
+        "compressed",
+        "raw",
+    );
+    for e in exports.into_iter().flatten() {
+        out.push_str(&row(e["path"].as_str().unwrap_or("?"), e));
+    }
+    if let Some(all) = u.get("all_exports") {
+        out.push_str(&row("(all exports)", all));
+    }
+    out
+}
+
 pub fn status_table(v: &Value) -> String {
     let mut out = String::new();
     if let Some(m) = v["mds"].as_object() {
@@ -179,6 +226,9 @@ pub fn status_table(v: &Value) -> String {
                 human(n("segment_raw_bytes")),
             ));
         }
+    }
+    if let Some(u) = v["mds"]["usage"].as_object() {
+        out.push_str(&usage_table(u));
     }
     if let Some(e) = v["mds"]["encryption"].as_object() {
         let sealing = e.get("sealing").and_then(Value::as_bool).unwrap_or(false);

@@ -114,6 +114,9 @@ pub fn status(a: &Admin, lags: &Lags) -> Value {
                     "raw_per_byte": r.raw_per_byte(),
                 });
             }
+            if let Some(u) = m.export_usage() {
+                v["usage"] = usage_status(&u);
+            }
             if let Some((sealing, key)) = m.encryption() {
                 v["encryption"] = json!({ "sealing": sealing, "data_key_tag": key });
             }
@@ -154,6 +157,40 @@ pub fn status(a: &Admin, lags: &Lags) -> Value {
         "data_servers": data_servers,
         "ds": ds,
         "totals": a.sample(),
+    })
+}
+
+/// One export's (or all exports') usage: files and bytes at each step of reduction.
+fn usage_json(u: &mds::admin::Usage) -> Value {
+    json!({
+        "files": u.files,
+        "logical_bytes": u.logical,
+        "after_dedup_bytes": u.after_dedup,
+        "after_compression_bytes": u.after_compression,
+        "raw_bytes": u.raw,
+    })
+}
+
+/// Usage per export as the last pass found it (`mds::admin::Admin::export_usage`): each
+/// export, and all of them together (a chunk shared by several exports counted once).
+pub fn usage_status(r: &mds::admin::UsageReport) -> Value {
+    let age = std::time::SystemTime::now()
+        .duration_since(r.finished)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    json!({
+        "as_of": unix(r.finished),
+        "age_seconds": age,
+        "pass_seconds": r.took.as_secs_f64(),
+        // The most the pass held shards' read locks at once (one step).
+        "longest_step_seconds": r.longest_step.as_secs_f64(),
+        "complete": r.complete,
+        "exports": r.exports.iter().map(|e| {
+            let mut v = usage_json(&e.usage);
+            v["path"] = json!(e.path);
+            v
+        }).collect::<Vec<_>>(),
+        "all_exports": usage_json(&r.total),
     })
 }
 

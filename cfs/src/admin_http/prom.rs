@@ -1,6 +1,7 @@
 //! `/metrics`: this process's metrics in the Prometheus text format. Names follow Prometheus's
 //! conventions (`cfs_` prefix, base units, `_total` counters, `_seconds` histograms); labels
-//! are operation names (a fixed set) and data-server ids (one per registered data server).
+//! are operation names (a fixed set), data-server ids (one per registered data server) and
+//! export paths (one per configured export).
 //! Gauges are read from the servers' state at scrape time.
 use metrics::expo::Exposition;
 use metrics::OpTable;
@@ -225,6 +226,9 @@ fn mds_families(e: &mut Exposition, a: &Admin, m: &mds::admin::Admin) {
     if let Some(r) = m.redundancy() {
         data_families(e, &r);
     }
+    if let Some(u) = m.export_usage() {
+        usage_families(e, &u);
+    }
     if let Some((sealing, key)) = m.encryption() {
         // 0 off, 1 on and the data key unwrapped, 2 on and waiting for it (reads DELAY).
         let state = match (sealing, key) {
@@ -353,6 +357,76 @@ fn data_families(e: &mut Exposition, r: &mds::admin::Redundancy) {
         "cfs_cluster_reduced_stored_bytes",
         "Data reduction: the live segments' bytes after compression, before parity.",
         &[(&[], r.segment_stored_bytes as f64)],
+    );
+}
+
+/// Usage per export from the last usage pass (`mds::admin::Admin::export_usage`), labelled
+/// by export path: one series per configured export, so as many as the configuration has.
+fn usage_families(e: &mut Exposition, r: &mds::admin::UsageReport) {
+    let stages = |u: &mds::admin::Usage| {
+        [
+            ("logical", u.logical),
+            ("after_dedup", u.after_dedup),
+            ("after_compression", u.after_compression),
+            ("raw", u.raw),
+        ]
+    };
+    let labels: Vec<[(&str, &str); 2]> = r
+        .exports
+        .iter()
+        .flat_map(|x| stages(&x.usage).map(|(s, _)| [("export", x.path.as_str()), ("stage", s)]))
+        .collect();
+    let values: Vec<u64> = r
+        .exports
+        .iter()
+        .flat_map(|x| stages(&x.usage).map(|(_, v)| v))
+        .collect();
+    e.gauge(
+        "cfs_cluster_export_bytes",
+        "Bytes of each export's files: logical (their sizes), after_dedup (each distinct chunk once), after_compression (as stored), raw (on the data servers, copies and parity included).",
+        &labels
+            .iter()
+            .zip(&values)
+            .map(|(l, v)| (&l[..], *v as f64))
+            .collect::<Vec<_>>(),
+    );
+    let all = stages(&r.total);
+    let all_labels: Vec<[(&str, &str); 1]> = all.iter().map(|(s, _)| [("stage", *s)]).collect();
+    e.gauge(
+        "cfs_cluster_exports_bytes",
+        "cfs_cluster_export_bytes of all exports together: a chunk several exports refer to counts once.",
+        &all_labels
+            .iter()
+            .zip(&all)
+            .map(|(l, (_, v))| (&l[..], *v as f64))
+            .collect::<Vec<_>>(),
+    );
+    let paths: Vec<[(&str, &str); 1]> = r
+        .exports
+        .iter()
+        .map(|x| [("export", x.path.as_str())])
+        .collect();
+    e.gauge(
+        "cfs_cluster_export_files",
+        "Regular files in each export (one with several names counts once).",
+        &paths
+            .iter()
+            .zip(&r.exports)
+            .map(|(l, x)| (&l[..], x.usage.files as f64))
+            .collect::<Vec<_>>(),
+    );
+    let age = std::time::SystemTime::now()
+        .duration_since(r.finished)
+        .map_or(0.0, |d| d.as_secs_f64());
+    e.gauge(
+        "cfs_cluster_export_usage_age_seconds",
+        "Since the usage pass that counted the export series ended.",
+        &[(&[], age)],
+    );
+    e.gauge(
+        "cfs_cluster_export_usage_complete",
+        "1 if that pass read every directory and segment of the exports on this node, 0 if it could not (a bound, a shard elsewhere).",
+        &[(&[], f64::from(u8::from(r.complete)))],
     );
 }
 

@@ -352,6 +352,45 @@ fn the_console_shows_what_the_servers_say() {
     let page_clients: Vec<String> = serde_json::from_value(shown["clients"].clone()).unwrap();
     assert_eq!(page_clients, ids);
 
+    // Usage by export: the page's row for "/" and for all exports are the API's figures
+    // (the pass runs every few seconds: compared once both show the last upload).
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let page = d.js(
+            "return [...document.querySelectorAll('tr[data-export]')].map(r => [r.dataset.export,
+               [...r.querySelectorAll('[data-usage]')].map(c => c.dataset.bytes ?? c.textContent)]);",
+        );
+        let (_, s) = http(admin, "GET", "/api/v1/status", Some(&token), None);
+        let u = &s["mds"]["usage"];
+        let row = |v: &Value| {
+            [
+                "files",
+                "logical_bytes",
+                "after_dedup_bytes",
+                "after_compression_bytes",
+                "raw_bytes",
+            ]
+            .map(|k| v[k].to_string())
+            .to_vec()
+        };
+        let want = json!([["/", row(&u["exports"][0])], ["*", row(&u["all_exports"])]]);
+        let logical = u["exports"][0]["logical_bytes"].as_u64();
+        if page == want && logical == Some(4 * data.len() as u64) {
+            // Mirrored files: nothing reduced, two copies each.
+            assert_eq!(u["exports"][0]["after_dedup_bytes"].as_u64(), logical);
+            assert_eq!(
+                u["exports"][0]["raw_bytes"].as_u64(),
+                logical.map(|l| 2 * l)
+            );
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the usage table shows {page}, the server {u}"
+        );
+        std::thread::sleep(Duration::from_millis(500));
+    }
+
     screenshot(&d, "console.png");
 
     // Actions, each through its confirmation dialog.

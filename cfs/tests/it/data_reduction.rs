@@ -27,7 +27,7 @@ fn stored_bytes(cl: &Cluster) -> u64 {
 }
 
 /// Text: the workspace's Rust sources, concatenated, up to `max` bytes.
-fn source_text(max: usize) -> Vec<u8> {
+pub(crate) fn source_text(max: usize) -> Vec<u8> {
     fn walk(p: &Path, out: &mut Vec<PathBuf>) {
         let Ok(d) = std::fs::read_dir(p) else { return };
         for e in d.filter_map(Result::ok) {

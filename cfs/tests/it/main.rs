@@ -28,6 +28,7 @@ mod ec_data_servers;
 mod ec_encode;
 mod ec_reads_export;
 mod ec_repair;
+mod export_usage;
 mod files;
 mod full_disk;
 mod fuse_mount;
