@@ -123,6 +123,10 @@ fn usage_per_export_counts_dedup_compression_and_raw_bytes() {
     // bytes'): all exports together are /y, where a sum of the two would count /x again.
     assert_eq!(n(all, "after_compression_bytes"), yc);
     assert_eq!(n(all, "raw_bytes"), yr);
+    // Every live segment is /y's: the cluster-wide figures count the same shards.
+    let d = &m["data"];
+    assert_eq!(n(d, "segment_stored_bytes"), yc);
+    assert_eq!(n(d, "segment_raw_bytes"), yr);
     // The raw bytes are the shards the data servers' disks hold: each shard's chunk file
     // adds the chunk store's checksum table and block rounding (68 KiB a file of at most a
     // 16 MiB chunk, measured), and nothing else is there.

@@ -474,11 +474,14 @@ impl<'a> Snapshot<'a> {
             for s in st.segments.values().filter(|s| s.is_live()) {
                 r.segment_unique_bytes += s.raw_bytes();
                 r.segment_stored_bytes += s.stored_len;
-                // One stripe of k+m, a third of the width parity (2+1, 4+2): parity costs
-                // m/k of the segment, rounded to its unit.
+                // One stripe of k+m, a third of the width parity (2+1, 4+2), its unit the
+                // smallest power of two of at least 4 KiB that holds the segment in k: each
+                // parity shard is a unit, or the segment when shorter (as
+                // `mds::dataservers::segments::raw_bytes` counts it).
                 let width = s.placement.len().max(1) as u64;
-                let (k, m) = (width - width / 3, width / 3);
-                r.segment_raw += s.stored_len + (s.stored_len * m).div_ceil(k.max(1));
+                let (k, m) = ((width - width / 3).max(1), width / 3);
+                let unit = s.stored_len.div_ceil(k).max(1 << 12).next_power_of_two();
+                r.segment_raw += s.stored_len + m * s.stored_len.min(unit);
             }
         });
         r
