@@ -421,6 +421,35 @@ pub enum Command {
     /// Forgets the retired cut `snap`, which has no pre-image left (`NotEmpty` before;
     /// `Invalid` if it is not retired; nothing if it is gone already).
     SnapForget { shard: ShardId, snap: SnapId },
+    /// Shard 0 (the registry, `snap::registry`): begins snapshot `name` (unique among the
+    /// records not aborted, `Exists` otherwise; a name as `check_name` allows) shown at the
+    /// directory `root` (which the proposer checked: it may live on another shard), kept
+    /// `retain_secs`. Takes the next id of `meta::NEXT_SNAP` and records it `Pending`; the
+    /// proposer reads the id back by name. `NoSpace` at `registry::MAX_SNAPSHOTS` records.
+    SnapBegin {
+        name: Vec<u8>,
+        root: u64,
+        retain_secs: u64,
+        time: Time,
+    },
+    /// Shard 0: the commit point of snapshot `snap`, every shard frozen and drained: `Pending`
+    /// becomes `Decided`. `Aborted` if it was aborted (or is unknown), or if `time` is more
+    /// than `registry::FREEZE_MAX` after its begin; decided already: nothing changes.
+    SnapDecide { snap: SnapId, time: Time },
+    /// Shard 0: a recovery's question about snapshot `snap`, whose coordinator seems gone:
+    /// aborts it unless decided (`TxnResolve`'s rule). Nothing changes otherwise.
+    SnapResolve { snap: SnapId, time: Time },
+    /// Shard 0: every shard is cut for the decided `snap`: it becomes `Ready` (ready or being
+    /// deleted already: nothing changes; `Invalid` if it was not decided).
+    SnapReady { snap: SnapId, time: Time },
+    /// Shard 0: the ready `snap` is to be deleted: it becomes `Deleting`, for the merge of its
+    /// pre-images on every shard. `Busy` while it is being made, `Invalid` if it was aborted,
+    /// `NotFound` if there is no such record; being deleted already: nothing changes.
+    SnapDelete { snap: SnapId, time: Time },
+    /// Shard 0: forgets the record of `snap`, aborted, or being deleted once no shard has its
+    /// cut any more (the proposer sees to that); `Invalid` in any other state, nothing if it
+    /// is gone already.
+    SnapForgetRecord { snap: SnapId },
 }
 
 impl Command {
@@ -529,6 +558,12 @@ impl Command {
             | Command::SnapRetire { shard, .. }
             | Command::SnapMerge { shard, .. }
             | Command::SnapForget { shard, .. } => vec![Key::NewInode(*shard)],
+            Command::SnapBegin { .. }
+            | Command::SnapDecide { .. }
+            | Command::SnapResolve { .. }
+            | Command::SnapReady { .. }
+            | Command::SnapDelete { .. }
+            | Command::SnapForgetRecord { .. } => vec![Key::NewInode(ShardId(0))],
         }
     }
 
@@ -569,7 +604,8 @@ impl Command {
     }
 
     /// The shard a snapshot step is for, if this is one (`snap`): it changes only that
-    /// shard's snapshot state, runs in every phase of a cut, and keeps no pre-image.
+    /// shard's snapshot state (shard 0's registry, for the registry's steps), runs in every
+    /// phase of a cut, and keeps no pre-image.
     pub fn snap_step(&self) -> Option<ShardId> {
         match self {
             Command::SnapFreeze { shard, .. }
@@ -579,6 +615,12 @@ impl Command {
             | Command::SnapRetire { shard, .. }
             | Command::SnapMerge { shard, .. }
             | Command::SnapForget { shard, .. } => Some(*shard),
+            Command::SnapBegin { .. }
+            | Command::SnapDecide { .. }
+            | Command::SnapResolve { .. }
+            | Command::SnapReady { .. }
+            | Command::SnapDelete { .. }
+            | Command::SnapForgetRecord { .. } => Some(ShardId(0)),
             Command::Request { cmd, .. } => cmd.snap_step(),
             _ => None,
         }

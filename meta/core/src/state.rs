@@ -9,7 +9,7 @@ use super::object::{Inode, FIRST_COOKIE, ROOT_INO};
 use super::reduce_index::{ChunkId, ChunkSlot, Referrer, Segment, SegmentId};
 use super::reducing::FileReduce;
 use super::shard::{Key, ShardId, MAX_LOCAL};
-use super::snap::{EntryVersions, PreKey, ShardSnaps, SnapId, Versions};
+use super::snap::{EntryVersions, PreKey, Registry, ShardSnaps, SnapId, SnapRecord, Versions};
 use super::tiering::FileTier;
 use super::txn::{TxnEntry, TxnId};
 use super::xattr::Xattrs;
@@ -29,8 +29,18 @@ pub mod meta {
     /// sets it one above the one it rebuilt from, so the rebuilt shards' metadata objects
     /// (whose log indexes start again from 1) order after the lost ones' (`mds::tiering::ship`).
     pub const TIER_INCARNATION: &str = "tier_incarnation";
+    /// Lowest snapshot id never handed out (shard 0's; absent: 1), `Command::SnapBegin`.
+    pub const NEXT_SNAP: &str = "next_snap";
     /// Every key above: what a checkpoint holds and `open` loads back.
-    pub const ALL: [&str; 6] = [NEXT_INO, FS_ID, FILES, BYTES, NEXT_EPOCH, TIER_INCARNATION];
+    pub const ALL: [&str; 7] = [
+        NEXT_INO,
+        FS_ID,
+        FILES,
+        BYTES,
+        NEXT_EPOCH,
+        TIER_INCARNATION,
+        NEXT_SNAP,
+    ];
 }
 
 /// The state `apply` reads and writes. Implemented by the redb tables of a write transaction, by
@@ -152,6 +162,15 @@ pub trait StateStore {
         let _ = (snap, max);
         Ok(Vec::new())
     }
+    /// Shard 0's registry: every snapshot record (at most `registry::MAX_SNAPSHOTS`).
+    fn snap_records(&self) -> Result<Registry, FsError> {
+        Ok(Registry::new())
+    }
+    /// Records snapshot `snap` (`None`: forgets it).
+    fn put_snap_record(&mut self, snap: SnapId, r: Option<&SnapRecord>) -> Result<(), FsError> {
+        let _ = (snap, r);
+        Err(FsError::Invalid)
+    }
 
     /// Adds `delta` to counter `key` of `shard` (a shard's store holds only its own; a
     /// transaction's collects deltas per shard).
@@ -203,6 +222,7 @@ pub struct Dump {
     pub pre_inodes: BTreeMap<u64, Versions<Inode>>,
     pub pre_dirents: EntryVersions,
     pub pre_xattrs: BTreeMap<u64, Versions<Xattrs>>,
+    pub registry: Registry,
 }
 
 /// The state in memory: what the server reads (see `writer`), and the reference model in tests.
@@ -259,6 +279,8 @@ pub struct MemState {
     /// (snap, key) of every pre-image: derived likewise, so the merge of a deleted snapshot
     /// finds its pre-images without walking everyone's.
     pub pre_by_snap: BTreeSet<(SnapId, PreKey)>,
+    /// Shard 0's registry of snapshots (`snap::registry`).
+    pub registry: Registry,
 }
 
 impl MemState {
@@ -282,6 +304,7 @@ impl MemState {
             pre_inodes: self.pre_inodes.clone(),
             pre_dirents: self.pre_dirents.clone(),
             pre_xattrs: self.pre_xattrs.clone(),
+            registry: self.registry.clone(),
         }
     }
 
@@ -631,6 +654,16 @@ impl StateStore for MemState {
             .map(|(_, k)| k.clone())
             .collect())
     }
+    fn snap_records(&self) -> Result<Registry, FsError> {
+        Ok(self.registry.clone())
+    }
+    fn put_snap_record(&mut self, snap: SnapId, r: Option<&SnapRecord>) -> Result<(), FsError> {
+        match r {
+            Some(r) => self.registry.insert(snap, r.clone()),
+            None => self.registry.remove(&snap),
+        };
+        Ok(())
+    }
 }
 
 /// Stores `key`'s versions (empty: none) and returns what it held.
@@ -673,6 +706,7 @@ pub struct Changes {
     pub pre_inodes: BTreeMap<u64, Versions<Inode>>,
     pub pre_dirents: EntryVersions,
     pub pre_xattrs: BTreeMap<u64, Versions<Xattrs>>,
+    pub registry: BTreeMap<SnapId, Option<SnapRecord>>,
 }
 
 impl Changes {
@@ -718,6 +752,7 @@ impl Changes {
         self.pre_inodes.extend(later.pre_inodes);
         self.pre_dirents.extend(later.pre_dirents);
         self.pre_xattrs.extend(later.pre_xattrs);
+        self.registry.extend(later.registry);
     }
 
     pub fn flush_into<S: StateStore + ?Sized>(&self, base: &mut S) -> Result<(), FsError> {
@@ -785,6 +820,9 @@ impl Changes {
         }
         for (ino, v) in &self.pre_xattrs {
             base.put_pre_xattrs(*ino, v)?;
+        }
+        for (snap, r) in &self.registry {
+            base.put_snap_record(*snap, r.as_ref())?;
         }
         Ok(())
     }
@@ -1106,5 +1144,19 @@ impl<S: StateStore + ?Sized> StateStore for Staged<'_, S> {
             }
         }
         Ok(all.into_iter().take(max).collect())
+    }
+    fn snap_records(&self) -> Result<Registry, FsError> {
+        let mut all = self.base.snap_records()?;
+        for (snap, r) in &self.changes.registry {
+            match r {
+                Some(r) => all.insert(*snap, r.clone()),
+                None => all.remove(snap),
+            };
+        }
+        Ok(all)
+    }
+    fn put_snap_record(&mut self, snap: SnapId, r: Option<&SnapRecord>) -> Result<(), FsError> {
+        self.changes.registry.insert(snap, r.cloned());
+        Ok(())
     }
 }

@@ -46,13 +46,14 @@ mod index_scan;
 mod read;
 mod reduce_scan;
 mod rmtree;
+mod snaps;
 mod tags;
 mod tier_scan;
 mod txn_store;
 mod unstable;
 
 pub use meta_core::{
-    coding, perm, reduce_index, reducing, sessions, shard, state, tiering, txn, xattr,
+    coding, perm, reduce_index, reducing, sessions, shard, snap, state, tiering, txn, xattr,
 };
 use meta_core::{command, error, object};
 
@@ -83,6 +84,7 @@ pub use object::{
 pub use read::{settle, Snapshot, READ_WAIT};
 pub use sessions::{ClientRequest, Sessions};
 pub use shard::{Key, ShardId};
+pub use snaps::FREEZE_STALE;
 pub use state::{Dump, MemState, StateStore};
 pub use tier_scan::{TierDue, TierEvictable};
 
@@ -807,8 +809,10 @@ impl Namespace {
     }
 
     /// Recovers cross-shard transactions left by a crash (`coordinator`), every
-    /// `RECOVER_EVERY`, on the shards this node leads.
+    /// `RECOVER_EVERY`, on the shards this node leads; and snapshot creates
+    /// (`snaps::recover_snaps`), on their own shorter period.
     fn start_txn_recovery(&self) {
+        self.start_snap_recovery();
         let ns = Arc::downgrade(&self.inner);
         let task = tokio::spawn(async move {
             let mut tick = tokio::time::interval(coordinator::RECOVER_EVERY);

@@ -601,6 +601,7 @@ impl<'a> Snapshot<'a> {
             }
             if first {
                 d.snaps = mine.snaps;
+                d.registry = mine.registry;
                 first = false;
             }
             d.inodes.extend(mine.inodes);

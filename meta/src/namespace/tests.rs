@@ -11,6 +11,7 @@ mod reduce_index;
 mod reducing;
 mod replicated;
 mod rmtree;
+mod snap_create;
 mod snaps;
 
 use super::*;

@@ -129,6 +129,21 @@ fn dump_with_snaps() -> Vec<u8> {
     dump_of(s)
 }
 
+/// `dump`'s namespace with a snapshot in the registry (begun, not yet frozen): the dump
+/// ends with an empty snapshot state and then the registry, after every other trailing part.
+fn dump_with_registry() -> Vec<u8> {
+    let mut s = small_namespace();
+    let begin = Command::SnapBegin {
+        name: b"daily".to_vec(),
+        root: 1,
+        retain_secs: 3600,
+        time: T,
+    };
+    meta_core::apply_on_shard(ShardId(0), &mut s, &begin).expect("applies");
+    assert_eq!(s.registry.len(), 1);
+    dump_of(s)
+}
+
 fn small_namespace() -> MemState {
     let mut s = MemState::default();
     apply(&mut s, &Command::InitRoot { fs_id: 42, time: T }).expect("root");
@@ -373,6 +388,7 @@ fn what_the_raft_groups_write_and_send_encodes_as_pinned() {
     .to_string();
     now.push(("NodeAddr", entry.into_bytes()));
     now.push(("ShardDump/bytes+snaps", dump_with_snaps()));
+    now.push(("ShardDump/bytes+registry", dump_with_registry()));
     check(&now, GOLDEN);
 }
 
@@ -456,4 +472,5 @@ const GOLDEN: &[(&str, &str)] = &[
     ("HandOverError::Peer", "010b0170"),
     ("NodeAddr", "3132372e302e302e313a3230343920636c69656e743d3132372e302e312e313a3230343920646f6d61696e3d7261636b2d31"),
     ("ShardDump/bytes+snaps", "020101ed030300008020f6c59fd50cd5f01bf6c59fd50cd5f01bf6c59fd50cd5f01bf6c59fd50cd5f01b0201000201c0030200008020f6c59fd50cd5f01bf6c59fd50cd5f01bf6c59fd50cd5f01bf6c59fd50cd5f01b020100010101640203010104030566696c6573020566735f69642a086e6578745f696e6f03000000000000000000000000000000010103f6c59fd50cd5f01b000001020101010201ed030200008020f6c59fd50cd5f01bf6c59fd50cd5f01bf6c59fd50cd5f01bf6c59fd50cd5f01b0101000000"),
+    ("ShardDump/bytes+registry", "020101ed030300008020f6c59fd50cd5f01bf6c59fd50cd5f01bf6c59fd50cd5f01bf6c59fd50cd5f01b0201000201ed030200008020f6c59fd50cd5f01bf6c59fd50cd5f01bf6c59fd50cd5f01bf6c59fd50cd5f01b010100010101640203010104040566696c6573020566735f69642a086e6578745f696e6f03096e6578745f736e617002000000000000000000000000000000000000000101056461696c7901f6c59fd50cd5f01b901c00f6c59fd50cd5f01b"),
 ];

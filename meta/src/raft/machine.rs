@@ -21,7 +21,7 @@ use crate::storage::entry::{
 use crate::storage::shard::{Applied, EffectSlot, Pending, ShardCore, Stats};
 use meta_core::reduce_index::{Referrer, Segment, SegmentId};
 use meta_core::sessions::{Seen, Sessions};
-use meta_core::snap::{ShardSnaps, Versions};
+use meta_core::snap::{ShardSnaps, SnapId, SnapRecord, Versions};
 use meta_core::state::{meta, Changes, MemState, Staged};
 use meta_core::{apply_on_shard, Command, Effect, FsError, Inode, ShardId};
 
@@ -207,7 +207,7 @@ impl ShardCore {
     }
 
     /// Whether the shard holds nothing of the file system (no inode, tier record, index
-    /// record, reduce record, transaction or snapshot state): a new shard's state, which its
+    /// record, reduce record, transaction, snapshot state or snapshot record): a new shard's state, which its
     /// membership entries alone do not change. A shard whose files are all gone but whose
     /// snapshots still hold them is not blank: they are read at their cuts.
     pub fn is_blank(&self) -> bool {
@@ -223,6 +223,7 @@ impl ShardCore {
                     && l.pre_inodes.is_empty()
                     && l.pre_dirents.is_empty()
                     && l.pre_xattrs.is_empty()
+                    && l.registry.is_empty()
             })
             .unwrap_or(false)
     }
@@ -288,6 +289,10 @@ struct Dump {
     /// only when there is any, for the same reason.
     #[serde(skip)]
     snaps: SnapPart,
+    /// Shard 0's registry of snapshots, after the snapshot state (written, empty or not,
+    /// whenever this is), and only when there are records, for the same reason.
+    #[serde(skip)]
+    registry: Vec<(SnapId, SnapRecord)>,
 }
 
 /// A directory entry's pre-images as a dump holds them: (dir, name, versions).
@@ -361,6 +366,7 @@ impl Dump {
             referrers: s.referrers.iter().copied().collect(),
             reduces: s.reduces.iter().map(|(i, r)| (*i, r.clone())).collect(),
             snaps: SnapPart::of(s),
+            registry: s.registry.iter().map(|(i, r)| (*i, r.clone())).collect(),
         }
     }
 
@@ -368,7 +374,8 @@ impl Dump {
         let enc = |e| FsError::Io(format!("encode snapshot: {e}"));
         let mut bytes = postcard::to_stdvec(self).map_err(enc)?;
         // Each trailing part is written when it or a later one has anything.
-        let snaps = !self.snaps.is_empty();
+        let registry = !self.registry.is_empty();
+        let snaps = registry || !self.snaps.is_empty();
         let reduces = snaps || !self.reduces.is_empty();
         let index = reduces || !self.segments.is_empty() || !self.referrers.is_empty();
         let tier = index || !self.tier.is_empty();
@@ -387,6 +394,9 @@ impl Dump {
         }
         if snaps {
             bytes.extend(postcard::to_stdvec(&self.snaps).map_err(enc)?);
+        }
+        if registry {
+            bytes.extend(postcard::to_stdvec(&self.registry).map_err(enc)?);
         }
         Ok(bytes)
     }
@@ -418,7 +428,12 @@ impl Dump {
         if rest.is_empty() {
             return Ok(d);
         }
-        d.snaps = postcard::from_bytes(rest)?;
+        let (snaps, rest) = postcard::take_from_bytes(rest)?;
+        d.snaps = snaps;
+        if rest.is_empty() {
+            return Ok(d);
+        }
+        d.registry = postcard::from_bytes(rest)?;
         Ok(d)
     }
 
@@ -453,6 +468,7 @@ impl Dump {
         s.referrers = self.referrers.into_iter().collect();
         s.reduces = self.reduces.into_iter().collect();
         self.snaps.into_state(&mut s);
+        s.registry = self.registry.into_iter().collect();
         s.index_locks();
         s.index_orphan_dirs();
         s.index_chunks();

@@ -17,7 +17,7 @@ use meta_core::object::{Inode, FIRST_COOKIE};
 use meta_core::reduce_index::{Referrer, Segment, SegmentId};
 use meta_core::reducing::FileReduce;
 use meta_core::shard::{Key, ShardId};
-use meta_core::snap::{PreKey, ShardSnaps, SnapId, Versions};
+use meta_core::snap::{PreKey, Registry, ShardSnaps, SnapId, SnapRecord, Versions};
 use meta_core::state::{meta, MemState, StateStore};
 use meta_core::txn::{TxnEntry, TxnId};
 use meta_core::{FileTier, Xattrs};
@@ -72,6 +72,8 @@ pub(crate) const PRE_DIRENTS: TableDefinition<(u64, &[u8]), &[u8]> =
     TableDefinition::new("pre_dirents");
 /// ino → the pre-images of its extended attributes, whole (postcard `snap::Versions<Xattrs>`).
 pub(crate) const PRE_XATTRS: TableDefinition<u64, &[u8]> = TableDefinition::new("pre_xattrs");
+/// Shard 0's registry: snapshot id → its record (postcard `snap::SnapRecord`).
+pub(crate) const SNAPSHOTS: TableDefinition<u64, &[u8]> = TableDefinition::new("snapshots");
 /// Values of this node, not of any state machine: never replicated, never in a snapshot.
 pub(crate) const NODE: TableDefinition<&str, u64> = TableDefinition::new("node");
 /// Builds before shards kept the counters here, with the applied index and the boot count.
@@ -136,6 +138,7 @@ pub(crate) fn create_tables(txn: &WriteTransaction) -> Result<(), FsError> {
     txn.open_table(PRE_INODES).db()?;
     txn.open_table(PRE_DIRENTS).db()?;
     txn.open_table(PRE_XATTRS).db()?;
+    txn.open_table(SNAPSHOTS).db()?;
     txn.open_table(SHARD_META).db()?;
     txn.open_table(SHARD_APPLIED).db()?;
     txn.open_table(SHARD_SESSIONS).db()?;
@@ -201,6 +204,7 @@ pub(crate) struct RedbState<'t> {
     pre_inodes: Table<'t, u64, &'static [u8]>,
     pre_dirents: Table<'t, (u64, &'static [u8]), &'static [u8]>,
     pre_xattrs: Table<'t, u64, &'static [u8]>,
+    snapshots: Table<'t, u64, &'static [u8]>,
 }
 
 impl<'t> RedbState<'t> {
@@ -226,6 +230,7 @@ impl<'t> RedbState<'t> {
             pre_inodes: txn.open_table(PRE_INODES).db()?,
             pre_dirents: txn.open_table(PRE_DIRENTS).db()?,
             pre_xattrs: txn.open_table(PRE_XATTRS).db()?,
+            snapshots: txn.open_table(SNAPSHOTS).db()?,
         })
     }
 }
@@ -606,6 +611,38 @@ impl StateStore for RedbState<'_> {
         out.truncate(max);
         Ok(out)
     }
+    /// Shard 0's; another shard has none.
+    fn snap_records(&self) -> Result<Registry, FsError> {
+        let mut out = Registry::new();
+        if self.shard != 0 {
+            return Ok(out);
+        }
+        for item in self.snapshots.iter().db()? {
+            let (k, v) = item.db()?;
+            out.insert(k.value(), decode_snap_record(v.value())?);
+        }
+        Ok(out)
+    }
+    fn put_snap_record(&mut self, snap: SnapId, r: Option<&SnapRecord>) -> Result<(), FsError> {
+        if self.shard != 0 {
+            return Err(FsError::Invalid);
+        }
+        match r {
+            Some(r) => {
+                let bytes = postcard::to_stdvec(r)
+                    .map_err(|e| FsError::Io(format!("encode snapshot record: {e}")))?;
+                self.snapshots.insert(snap, bytes.as_slice()).db()?;
+            }
+            None => {
+                self.snapshots.remove(snap).db()?;
+            }
+        }
+        Ok(())
+    }
+}
+
+fn decode_snap_record(bytes: &[u8]) -> Result<SnapRecord, FsError> {
+    postcard::from_bytes(bytes).map_err(|e| FsError::Corrupt(format!("snapshot record: {e}")))
 }
 
 fn decode_snaps(bytes: &[u8]) -> Result<ShardSnaps, FsError> {
@@ -816,6 +853,8 @@ pub(crate) fn delete_shard(txn: &WriteTransaction, shard: ShardId) -> Result<(),
     if shard.0 == 0 {
         let mut t = txn.open_table(CLIENTS).db()?;
         t.retain(|_, _| false).db()?;
+        let mut t = txn.open_table(SNAPSHOTS).db()?;
+        t.retain(|_, _| false).db()?;
     }
     Ok(())
 }
@@ -874,6 +913,9 @@ pub(crate) fn write_whole(st: &mut RedbState<'_>, s: &MemState) -> Result<(), Fs
     }
     for (ino, v) in &s.pre_xattrs {
         st.put_pre_xattrs(*ino, v)?;
+    }
+    for (snap, r) in &s.registry {
+        st.put_snap_record(*snap, Some(r))?;
     }
     Ok(())
 }
@@ -1011,6 +1053,10 @@ pub(crate) fn load_shards(txn: &ReadTransaction, shards: &[ShardId]) -> Result<L
             let (k, _) = item.db()?;
             let (node, owner) = k.value();
             s.clients.insert((node, owner.to_vec()));
+        }
+        for item in txn.open_table(SNAPSHOTS).db()?.iter().db()? {
+            let (k, v) = item.db()?;
+            s.registry.insert(k.value(), decode_snap_record(v.value())?);
         }
     }
     for item in txn.open_table(SHARD_META).db()?.iter().db()? {

@@ -5,6 +5,7 @@ mod coding;
 mod reduce_index;
 mod reducing;
 mod snap;
+mod snap_registry;
 mod tiering;
 mod txn;
 mod xattr;
@@ -238,6 +239,17 @@ fn apply_as<S: StateStore + ?Sized>(
         Command::SnapRetire { snap, .. } => snap::retire(s, *snap),
         Command::SnapMerge { snap, max, .. } => snap::merge(s, *snap, *max),
         Command::SnapForget { snap, .. } => snap::forget(s, *snap),
+        Command::SnapBegin {
+            name,
+            root,
+            retain_secs,
+            time,
+        } => snap_registry::begin(s, name, *root, *retain_secs, *time),
+        Command::SnapDecide { snap, time } => snap_registry::decide(s, *snap, *time),
+        Command::SnapResolve { snap, time } => snap_registry::resolve(s, *snap, *time),
+        Command::SnapReady { snap, time } => snap_registry::ready(s, *snap, *time),
+        Command::SnapDelete { snap, time } => snap_registry::delete(s, *snap, *time),
+        Command::SnapForgetRecord { snap } => snap_registry::forget_record(s, *snap),
         Command::BeginEncode {
             ino,
             first,

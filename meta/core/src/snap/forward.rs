@@ -62,6 +62,16 @@ macro_rules! forward_snap_state {
         ) -> Result<Vec<$crate::snap::PreKey>, $crate::error::FsError> {
             self.inner.pre_keys_at(snap, max)
         }
+        fn snap_records(&self) -> Result<$crate::snap::Registry, $crate::error::FsError> {
+            self.inner.snap_records()
+        }
+        fn put_snap_record(
+            &mut self,
+            snap: $crate::snap::SnapId,
+            r: Option<&$crate::snap::SnapRecord>,
+        ) -> Result<(), $crate::error::FsError> {
+            self.inner.put_snap_record(snap, r)
+        }
     };
 }
 

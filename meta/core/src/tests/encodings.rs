@@ -14,7 +14,7 @@ use crate::reduce_index::{
 };
 use crate::reducing::{FileReduce, ReduceState, Reduced};
 use crate::sessions::{Seen, Sessions, Tag};
-use crate::snap::{Cut, Freeze, Pre, ShardSnaps, Versions};
+use crate::snap::{Cut, Freeze, Pre, ShardSnaps, SnapRecord, SnapState, Versions};
 use crate::testing::check;
 use crate::txn::{Decision, Prepared, TxnEntry, TxnPart};
 
@@ -542,6 +542,26 @@ fn commands() -> Vec<(&'static str, Command)> {
                 snap: 8,
             },
         ),
+        (
+            "SnapBegin",
+            Command::SnapBegin {
+                name: b"daily".to_vec(),
+                root: ShardId(2).ino(9),
+                retain_secs: 604_800,
+                time: T,
+            },
+        ),
+        ("SnapDecide", Command::SnapDecide { snap: 7, time: T }),
+        (
+            "SnapResolve",
+            Command::SnapResolve {
+                snap: u64::MAX,
+                time: T,
+            },
+        ),
+        ("SnapReady", Command::SnapReady { snap: 1, time: T }),
+        ("SnapDelete", Command::SnapDelete { snap: 300, time: T }),
+        ("SnapForgetRecord", Command::SnapForgetRecord { snap: 2 }),
     ]
 }
 
@@ -772,6 +792,25 @@ fn what_the_state_machine_keeps_and_replicates_encodes_as_pinned() {
     now.push(("ShardSnaps", enc(&snaps)));
     let v: Versions<(u64, u64)> = [(7, Pre::Was((5, 3))), (9, Pre::Absent)].into();
     now.push(("Versions<entry>", enc(&v)));
+    // A registry record in each state, as the checkpoint's `snapshots` table and shard 0's
+    // snapshot hold it.
+    let at = Time::new(1, 2);
+    for (name, state) in [
+        ("SnapRecord/Pending", SnapState::Pending { since: at }),
+        ("SnapRecord/Decided", SnapState::Decided { at }),
+        ("SnapRecord/Ready", SnapState::Ready { at }),
+        ("SnapRecord/Aborted", SnapState::Aborted { at }),
+        ("SnapRecord/Deleting", SnapState::Deleting { at }),
+    ] {
+        let r = SnapRecord {
+            name: b"daily".to_vec(),
+            root: 1,
+            created: T,
+            retain_secs: 604_800,
+            state,
+        };
+        now.push((name, enc(&r)));
+    }
     check(&now, GOLDEN);
 }
 
@@ -779,7 +818,8 @@ fn what_the_state_machine_keeps_and_replicates_encodes_as_pinned() {
 /// extended attributes' commands, errors and table value added with them (issue 44); the
 /// data-reduction index's commands, record and key with it (issue 46), and the reduce
 /// record's commands and record (issue 46, step 2a); the snapshot steps of a shard, its
-/// snapshot state and a key's pre-images (issue 48, step 1).
+/// snapshot state and a key's pre-images (issue 48, step 1); the registry's steps and
+/// record (issue 48, step 3).
 #[rustfmt::skip]
 const GOLDEN: &[(&str, &str)] = &[
     ("InitRoot", "002af6c59fd50cd5f01b"),
@@ -844,6 +884,12 @@ const GOLDEN: &[(&str, &str)] = &[
     ("SnapRetire", "3b0301"),
     ("SnapMerge", "3c03078020"),
     ("SnapForget", "3d0308"),
+    ("SnapBegin", "3e056461696c79898080808080800180f524f6c59fd50cd5f01b"),
+    ("SnapDecide", "3f07f6c59fd50cd5f01b"),
+    ("SnapResolve", "40ffffffffffffffffff01f6c59fd50cd5f01b"),
+    ("SnapReady", "4101f6c59fd50cd5f01b"),
+    ("SnapDelete", "42ac02f6c59fd50cd5f01b"),
+    ("SnapForgetRecord", "4302"),
     ("FsError::NotFound", "00"),
     ("FsError::Exists", "01"),
     ("FsError::NotDir", "02"),
@@ -890,4 +936,9 @@ const GOLDEN: &[(&str, &str)] = &[
     ("FileReduce/reduced", "04018080808020086366737264726370015e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e020b0c01"),
     ("ShardSnaps", "010902020107ac02f6c59fd50cd5f01b0100"),
     ("Versions<entry>", "02070105030900"),
+    ("SnapRecord/Pending", "056461696c7901f6c59fd50cd5f01b80f524000202"),
+    ("SnapRecord/Decided", "056461696c7901f6c59fd50cd5f01b80f524010202"),
+    ("SnapRecord/Ready", "056461696c7901f6c59fd50cd5f01b80f524020202"),
+    ("SnapRecord/Aborted", "056461696c7901f6c59fd50cd5f01b80f524030202"),
+    ("SnapRecord/Deleting", "056461696c7901f6c59fd50cd5f01b80f524040202"),
 ];

@@ -737,3 +737,146 @@ fn snapshot_steps_refuse_what_the_phase_does_not_allow() {
     assert!(s.pre_inodes.is_empty());
     assert_eq!(inode_at(&s, 2, f), Err(ViewError::NotCut(2)));
 }
+
+// ---- Shard 0's registry (`snap::registry`) ----
+
+fn begin(name: &str, n: i64) -> Command {
+    Command::SnapBegin {
+        name: name.as_bytes().to_vec(),
+        root: ROOT_INO,
+        retain_secs: 3600,
+        time: t(n),
+    }
+}
+
+fn state_of(s: &MemState, snap: SnapId) -> Option<crate::snap::SnapState> {
+    s.registry.get(&snap).map(|r| r.state)
+}
+
+#[test]
+fn the_registry_decides_a_snapshot_once_and_aborts_only_an_undecided_one() {
+    use crate::snap::{SnapState, FREEZE_MAX};
+    let mut s = init();
+    ok(&mut s, &begin("a", 10));
+    ok(&mut s, &begin("b", 10));
+    // Ids from 1, in order; a name is taken while its record is not aborted.
+    assert_eq!(s.registry.keys().copied().collect::<Vec<_>>(), vec![1, 2]);
+    assert_eq!(s.registry[&1].name, b"a");
+    assert_eq!(on(&mut s, &begin("a", 11)), Err(FsError::Exists));
+    assert_eq!(on(&mut s, &begin("x/y", 11)), Err(FsError::Invalid));
+    assert_eq!(on(&mut s, &begin("", 11)), Err(FsError::Invalid));
+
+    // The commit point: once, and a resend (or a recovery's cut) answers as before.
+    let decide = |snap, n| Command::SnapDecide { snap, time: t(n) };
+    let resolve = |snap, n| Command::SnapResolve { snap, time: t(n) };
+    ok(&mut s, &decide(1, 11));
+    assert_eq!(state_of(&s, 1), Some(SnapState::Decided { at: t(11) }));
+    ok(&mut s, &decide(1, 12));
+    ok(&mut s, &resolve(1, 13));
+    assert_eq!(state_of(&s, 1), Some(SnapState::Decided { at: t(11) }));
+    // A recovery aborts an undecided one; its decision then fails, and its name is free.
+    ok(&mut s, &resolve(2, 12));
+    assert_eq!(state_of(&s, 2), Some(SnapState::Aborted { at: t(12) }));
+    assert_eq!(on(&mut s, &decide(2, 12)), Err(FsError::Aborted));
+    assert_eq!(
+        on(&mut s, &decide(99, 12)),
+        Err(FsError::Aborted),
+        "unknown"
+    );
+    ok(&mut s, &begin("b", 13));
+    assert_eq!(s.registry[&3].name, b"b");
+    // Too long frozen: refused, and nothing recorded (the coordinator resolves it).
+    let late = 13 + i64::try_from(FREEZE_MAX.as_secs()).unwrap() + 1;
+    assert_eq!(on(&mut s, &decide(3, late)), Err(FsError::Aborted));
+    assert_eq!(state_of(&s, 3), Some(SnapState::Pending { since: t(13) }));
+
+    // Ready only once decided; deleting only once ready.
+    let ready = |snap, n| Command::SnapReady { snap, time: t(n) };
+    let delete = |snap, n| Command::SnapDelete { snap, time: t(n) };
+    assert_eq!(on(&mut s, &ready(3, 14)), Err(FsError::Invalid));
+    assert_eq!(on(&mut s, &ready(2, 14)), Err(FsError::Invalid));
+    assert_eq!(on(&mut s, &delete(1, 14)), Err(FsError::Busy), "decided");
+    assert_eq!(on(&mut s, &delete(3, 14)), Err(FsError::Busy), "pending");
+    assert_eq!(on(&mut s, &delete(2, 14)), Err(FsError::Invalid), "aborted");
+    assert_eq!(on(&mut s, &delete(9, 14)), Err(FsError::NotFound));
+    ok(&mut s, &ready(1, 14));
+    ok(&mut s, &ready(1, 15));
+    assert_eq!(state_of(&s, 1), Some(SnapState::Ready { at: t(14) }));
+    ok(&mut s, &delete(1, 16));
+    ok(&mut s, &delete(1, 17));
+    assert_eq!(state_of(&s, 1), Some(SnapState::Deleting { at: t(16) }));
+    ok(&mut s, &ready(1, 18));
+    assert_eq!(state_of(&s, 1), Some(SnapState::Deleting { at: t(16) }));
+
+    // Forgetting: aborted and deleted records only.
+    let forget = |snap| Command::SnapForgetRecord { snap };
+    assert_eq!(on(&mut s, &forget(3)), Err(FsError::Invalid));
+    ok(&mut s, &forget(2));
+    ok(&mut s, &forget(1));
+    ok(&mut s, &forget(1));
+    assert_eq!(s.registry.keys().copied().collect::<Vec<_>>(), vec![3]);
+    // Ids are never reused.
+    ok(&mut s, &begin("c", 20));
+    assert!(s.registry.contains_key(&4));
+    assert_eq!(s.meta[crate::state::meta::NEXT_SNAP], 5);
+}
+
+#[test]
+fn registry_steps_run_on_shard_0_only_in_every_phase_and_never_for_a_client() {
+    let mut s = init();
+    // Shard 0 frozen for a snapshot: its registry steps still pass (the decision is made
+    // while every shard, shard 0 too, is frozen); an ordinary change waits.
+    ok(&mut s, &begin("a", 10));
+    ok(&mut s, &freeze(1));
+    ok(
+        &mut s,
+        &Command::SnapDecide {
+            snap: 1,
+            time: t(11),
+        },
+    );
+    assert_eq!(
+        on(&mut s, &create(ROOT_INO, "f", FileKind::Regular)),
+        Err(FsError::Busy)
+    );
+    ok(&mut s, &cut(1));
+    ok(
+        &mut s,
+        &Command::SnapReady {
+            snap: 1,
+            time: t(12),
+        },
+    );
+    // Not on another shard, and never on a client's behalf.
+    let elsewhere = step_on(ShardId(1), &mut s, &begin("b", 13));
+    assert_eq!(elsewhere, Err(FsError::Invalid));
+    let as_client = Command::As {
+        cred: crate::perm::Cred::root(),
+        cmd: Box::new(begin("b", 13)),
+    };
+    assert_eq!(on(&mut s, &as_client), Err(FsError::Invalid));
+    assert_eq!(s.registry.len(), 1);
+    // A failed step leaves nothing behind, counter included.
+    let before = s.dump();
+    assert_eq!(on(&mut s, &begin("a", 14)), Err(FsError::Exists));
+    assert_eq!(s.dump(), before);
+}
+
+#[test]
+fn the_registry_is_bounded() {
+    let mut s = init();
+    for i in 0..crate::snap::registry::MAX_SNAPSHOTS {
+        ok(&mut s, &begin(&format!("s{i}"), 1));
+    }
+    assert_eq!(on(&mut s, &begin("one-more", 1)), Err(FsError::NoSpace));
+    // An aborted one forgotten makes room.
+    ok(
+        &mut s,
+        &Command::SnapResolve {
+            snap: 1,
+            time: t(2),
+        },
+    );
+    ok(&mut s, &Command::SnapForgetRecord { snap: 1 });
+    ok(&mut s, &begin("one-more", 3));
+}
