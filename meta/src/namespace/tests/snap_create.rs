@@ -421,6 +421,7 @@ fn a_dead_coordinators_freeze_ends_within_two_seconds() {
             let halted = Instant::now();
             let f = mk(&ns, d, &format!("f{n}"), FileKind::Regular).await;
             let waited = halted.elapsed();
+            eprintln!("{step:?}: a change waited {waited:?} for the dead coordinator's freeze");
             assert!(
                 waited < Duration::from_secs(2),
                 "{step:?}: a change waited {waited:?} for a dead coordinator's freeze"
