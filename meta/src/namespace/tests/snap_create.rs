@@ -394,6 +394,24 @@ fn halted_at_each_step_is_whole_or_none() {
                 assert_eq!(listing_at(&ns, again, d), listing_now(&ns, d));
             }
         });
+        // The rename's decision is forgotten in the background: compared with the log once
+        // it is, not while its `TxnForget` is between the log and the state.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let mut txns = 0;
+            ns.snapshot()
+                .unwrap()
+                .each(|st| txns += st.txns.len())
+                .unwrap();
+            if txns == 0 {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{step:?}: transactions left behind"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
         each_shard_is_its_log(&ns);
     }
 }
