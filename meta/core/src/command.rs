@@ -7,7 +7,7 @@ use super::coding::Encoded;
 use super::error::FsError;
 use super::object::{FileKind, Inode, Outcome, SetTime, Time, DRAIN_INO, NAME_MAX, ROOT_INO};
 use super::perm::Cred;
-use super::reduce_index::{Referrer, SegmentId, StoredSegment};
+use super::reduce_index::{Referrer, SegmentId, SegmentTierStep, StoredSegment};
 use super::sessions::ClientRequest;
 use super::shard::{Key, ShardId};
 use super::snap::SnapId;
@@ -450,6 +450,15 @@ pub enum Command {
     /// cut any more (the proposer sees to that); `Invalid` in any other state, nothing if it
     /// is gone already.
     SnapForgetRecord { snap: SnapId },
+    /// A step of segment `segment`'s tiering (on `shard`): its upload begun or verified in
+    /// the bucket, its flash dropped or freed (`reduce_index::SegmentTierStep`, whose
+    /// comment says when each is refused). `Changed` if the segment is gone or not in the
+    /// state the step needs.
+    SegmentTier {
+        shard: ShardId,
+        segment: SegmentId,
+        step: SegmentTierStep,
+    },
 }
 
 impl Command {
@@ -542,7 +551,8 @@ impl Command {
             Command::AddReferrer { shard, .. }
             | Command::DropReferrer { shard, .. }
             | Command::ForgetSegment { shard, .. }
-            | Command::SegmentMoved { shard, .. } => vec![Key::Segments(*shard)],
+            | Command::SegmentMoved { shard, .. }
+            | Command::SegmentTier { shard, .. } => vec![Key::Segments(*shard)],
             // The shard a transaction's step goes to is named by the step itself.
             Command::TxnLock { keys, .. } => keys.clone(),
             Command::TxnCommit { part, .. } => vec![Key::NewInode(part.shard)],
@@ -635,7 +645,8 @@ impl Command {
             Command::AddReferrer { shard, segment, .. }
             | Command::DropReferrer { shard, segment, .. }
             | Command::ForgetSegment { shard, segment }
-            | Command::SegmentMoved { shard, segment, .. } => Some((*shard, segment)),
+            | Command::SegmentMoved { shard, segment, .. }
+            | Command::SegmentTier { shard, segment, .. } => Some((*shard, segment)),
             Command::As { cmd, .. } | Command::Request { cmd, .. } => cmd.segment_route(),
             _ => None,
         }

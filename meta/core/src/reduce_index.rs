@@ -122,11 +122,52 @@ pub struct Segment {
     /// `Dying`) while the deleting pass removes the dying copy, and two copies under one
     /// name would let that pass delete the new one's bytes.
     pub origin: Referrer,
+    /// Its copy in the object store's bucket (`SegmentTier`; `mds::tiering::segments`).
+    pub bucket: SegmentBucket,
+    /// Data servers whose shards of it are to be deleted: its placement when its flash was
+    /// dropped (`SegmentTierStep::OffFlash`), until the deletes are done (`Freed`). Empty
+    /// otherwise. An empty `placement` with a bucket copy `Held` is a segment only in the
+    /// bucket: repair and drain, which look for its shards by placement, pass it by.
+    pub dropping: Vec<u64>,
+}
+
+/// Where a segment stands in the object-store tier. Segments are immutable and named by
+/// their content, so each is uploaded once, whatever number of files refer to it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SegmentBucket {
+    /// Never sent.
+    #[default]
+    No,
+    /// A PUT may have been sent (recorded before the first one): a `Dying` segment's object
+    /// is deleted from this state on, so a crash after a PUT leaks nothing.
+    Sending,
+    /// The object was read back and verified against the segment's id: its flash may go.
+    Held,
+}
+
+/// A step of a segment's tiering (`Command::SegmentTier`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SegmentTierStep {
+    /// An upload of the `Live` segment begins (`No` → `Sending`; nothing otherwise).
+    Sending,
+    /// Its object is verified in the bucket (`Sending` → `Held`).
+    Held,
+    /// Its shards leave flash: compare-and-set on `placement`, which must be the record's
+    /// (non-empty) on a `Live` segment `Held` in the bucket, with no drop under way. The
+    /// placement moves to `dropping`; reads go to the bucket from here on.
+    OffFlash { placement: Vec<u64> },
+    /// The shards on `placement` (the record's `dropping`) are deleted.
+    Freed { placement: Vec<u64> },
 }
 
 impl Segment {
     pub fn is_live(&self) -> bool {
         self.state == SegmentState::Live
+    }
+
+    /// Whether its shards are (still meant to be) on the data servers.
+    pub fn on_flash(&self) -> bool {
+        !self.placement.is_empty()
     }
 
     /// Raw (file) bytes of its chunks.
@@ -184,6 +225,8 @@ pub struct SegmentShards {
     pub origin: Referrer,
     pub placement: Vec<u64>,
     pub stored_len: u64,
+    pub bucket: SegmentBucket,
+    pub dropping: Vec<u64>,
 }
 
 /// The index's totals, for `cfs admin status` and `/metrics`.
@@ -276,6 +319,8 @@ impl MemState {
                 origin: s.origin,
                 placement: s.placement.clone(),
                 stored_len: s.stored_len,
+                bucket: s.bucket,
+                dropping: s.dropping.clone(),
             })
             .collect()
     }

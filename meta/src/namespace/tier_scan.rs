@@ -48,9 +48,17 @@ impl Snapshot<'_> {
                 if i.nlink == 0 || i.size == 0 || c.change != i.change {
                     continue;
                 }
-                // Under a reduce, or reduced: `TierEvict` refuses it (`meta_core::reducing`).
-                if st.reduces.get(ino).is_some_and(|r| !r.retired) {
-                    continue;
+                // Under a reduce: `TierEvict` refuses it (`meta_core::reducing`). Reduced: only
+                // once its copy is its segments (no pieces).
+                match st.reduces.get(ino).filter(|r| !r.retired) {
+                    Some(r) if r.is_reduced() && r.stale_copies.is_empty() => {
+                        if !c.pieces.is_empty() {
+                            continue;
+                        }
+                    }
+                    Some(_) => continue,
+                    None if c.pieces.is_empty() => continue,
+                    None => {}
                 }
                 let pin = Pin::of(st.xattrs.get(ino));
                 if pin == Pin::Flash {
@@ -103,7 +111,16 @@ impl Snapshot<'_> {
                     continue;
                 }
                 let t = st.tier.get(&i.ino);
-                if t.is_some_and(|t| t.is_current(i.change) || t.upload.is_some()) {
+                if t.is_some_and(|t| t.upload.is_some()) {
+                    continue;
+                }
+                // A reduced file whose copy is of pieces (uploaded before its reduce) is sent
+                // again as its segments, and the pieces are doomed: the bucket then holds the
+                // reduced bytes, not the logical ones.
+                let reduced_as_pieces = t.is_some_and(|t| {
+                    !t.evicted && t.copy.as_ref().is_some_and(|c| !c.pieces.is_empty())
+                }) && st.reduces.get(&i.ino).is_some_and(|r| r.is_reduced());
+                if t.is_some_and(|t| t.is_current(i.change)) && !reduced_as_pieces {
                     continue;
                 }
                 if skip(i.ino) {

@@ -64,12 +64,7 @@ pub fn from_bucket(s: &mut MemState, incarnation: u64, now: Time) -> Rebuilt {
     let mut out = Rebuilt::default();
     s.chunks.clear();
     s.stripes.clear();
-    // The bucket holds files, not segments (yet: `notes/reduce-plan.md` step 7), so a reduced
-    // file comes back from its copy like any other, and the index names nothing left.
-    s.reduces.clear();
-    s.segments.clear();
-    s.referrers.clear();
-    s.chunk_index.clear();
+    keep_bucket_segments(s);
     s.clients.clear();
     s.sessions = Default::default();
     s.meta.insert(meta::TIER_INCARNATION, incarnation);
@@ -86,6 +81,32 @@ pub fn from_bucket(s: &mut MemState, incarnation: u64, now: Time) -> Rebuilt {
         }
         t.wanted = false;
         let had = inode.size;
+        // A reduced file whose copy is its segments (`meta_core::tiering`: a copy of no
+        // pieces): it stays reduced, read from its segments in the bucket.
+        let reduce = s.reduces.get_mut(&ino);
+        let by_segments = t.copy.as_ref().is_some_and(|c| {
+            c.pieces.is_empty() && (t.evicted || c.change == inode.change)
+        }) && reduce.as_ref().is_some_and(|r| {
+            r.is_reduced() && r.reduced().is_some_and(|d| d.len == inode.size)
+        });
+        if let Some(r) = reduce {
+            // Mirror copies were flash's; a reduce under way never finishes; one whose file
+            // comes back from pieces no longer counts (its referrers are dropped).
+            r.stale_copies.clear();
+            if !by_segments && r.is_reduced() {
+                r.retired = true;
+            }
+        }
+        if s.reduces.get(&ino).is_some_and(|r| r.reducing_since().is_some()) {
+            s.reduces.remove(&ino);
+        }
+        if by_segments {
+            t.evicted = true;
+            out.evicted_files += 1;
+            out.evicted_bytes += had;
+            s.tier.insert(ino, t);
+            continue;
+        }
         match &t.copy {
             Some(c) => {
                 let held = c.bytes();
@@ -119,6 +140,27 @@ pub fn from_bucket(s: &mut MemState, incarnation: u64, now: Time) -> Rebuilt {
     }
     s.meta.insert(meta::BYTES, bytes);
     out
+}
+
+/// The reduce index of a lost site: a segment whose object is verified in the bucket
+/// (`SegmentBucket::Held`) stays, with no shard on flash; a dying one whose object may be
+/// there stays for the deleting pass; the rest (and their referrers) go. The files that
+/// referred to a segment that went come back from their pieces, if any (`from_bucket`), and
+/// their referrers elsewhere are dropped by the reclaim pass as `Gone`.
+fn keep_bucket_segments(s: &mut MemState) {
+    use meta_core::reduce_index::SegmentBucket;
+    s.segments.retain(|_, seg| {
+        seg.placement.clear();
+        seg.dropping.clear();
+        match seg.bucket {
+            SegmentBucket::Held => true,
+            SegmentBucket::Sending => !seg.is_live(),
+            SegmentBucket::No => false,
+        }
+    });
+    let segments = &s.segments;
+    s.referrers.retain(|(id, _)| segments.contains_key(id));
+    s.index_chunks();
 }
 
 /// Writes a fresh node store in `dir` (which must hold none) holding `shards` of a file system

@@ -221,6 +221,7 @@ fn apply_as<S: StateStore + ?Sized>(
         | Command::DropReferrer { .. }
         | Command::ForgetSegment { .. }
         | Command::SegmentMoved { .. }
+        | Command::SegmentTier { .. }
         | Command::BeginReduce { .. }
         | Command::FinishReduce { .. }
         | Command::AbortReduce { .. }
@@ -324,6 +325,11 @@ fn apply_as<S: StateStore + ?Sized>(
             from,
             to,
         } => reduce_index::segment_moved(s, *shard, segment, *index, *from, *to),
+        Command::SegmentTier {
+            shard,
+            segment,
+            step,
+        } => reduce_index::segment_tier(s, *shard, segment, step),
         Command::BeginReduce { ino, time } => reducing::begin(s, *ino, *time),
         Command::FinishReduce {
             ino,

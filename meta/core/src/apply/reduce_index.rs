@@ -6,7 +6,9 @@
 
 use crate::error::FsError;
 use crate::object::Outcome;
-use crate::reduce_index::{Referrer, Segment, SegmentId, SegmentState, StoredSegment};
+use crate::reduce_index::{
+    Referrer, Segment, SegmentBucket, SegmentId, SegmentState, SegmentTierStep, StoredSegment,
+};
 use crate::shard::ShardId;
 use crate::state::StateStore;
 
@@ -54,6 +56,8 @@ pub(super) fn add_referrer<S: StateStore + ?Sized>(
                 stored_len: st.stored_len,
                 state: SegmentState::Live,
                 origin: referrer,
+                bucket: SegmentBucket::No,
+                dropping: Vec::new(),
             };
             s.put_segment(shard, id, Some(&seg))?;
             s.put_referrer(shard, id, referrer, true)?;
@@ -123,7 +127,11 @@ pub(super) fn segment_moved<S: StateStore + ?Sized>(
     let Some(mut seg) = s.segment(shard, id)? else {
         return Err(FsError::Changed);
     };
-    if !seg.is_live() || seg.placement.get(usize::from(index)) != Some(&from) {
+    // A segment whose flash is being dropped has no shard to move (`dropping` is deleted).
+    if !seg.is_live()
+        || !seg.dropping.is_empty()
+        || seg.placement.get(usize::from(index)) != Some(&from)
+    {
         return Err(FsError::Changed);
     }
     if from == to {
@@ -133,6 +141,61 @@ pub(super) fn segment_moved<S: StateStore + ?Sized>(
         return Err(FsError::Invalid);
     }
     seg.placement[usize::from(index)] = to;
+    s.put_segment(shard, id, Some(&seg))?;
+    Ok(Outcome::default())
+}
+
+/// `SegmentTier`: see `Command::SegmentTier` and `SegmentTierStep`. Every step is a
+/// compare-and-set on the state it leaves, and a step already taken changes nothing, so a
+/// retry after a lost answer is harmless; flash is dropped only from a bucket copy `Held`.
+pub(super) fn segment_tier<S: StateStore + ?Sized>(
+    s: &mut S,
+    shard: ShardId,
+    id: &SegmentId,
+    step: &SegmentTierStep,
+) -> Result<Outcome, FsError> {
+    let Some(mut seg) = s.segment(shard, id)? else {
+        return Err(FsError::Changed);
+    };
+    match step {
+        SegmentTierStep::Sending => {
+            if !seg.is_live() {
+                return Err(FsError::Changed);
+            }
+            if seg.bucket != SegmentBucket::No {
+                return Ok(Outcome::default());
+            }
+            seg.bucket = SegmentBucket::Sending;
+        }
+        SegmentTierStep::Held => match (seg.is_live(), seg.bucket) {
+            (true, SegmentBucket::Held) => return Ok(Outcome::default()),
+            (true, SegmentBucket::Sending) => seg.bucket = SegmentBucket::Held,
+            // Dying (its object is the deleting pass's), or no upload recorded as begun.
+            _ => return Err(FsError::Changed),
+        },
+        SegmentTierStep::OffFlash { placement } => {
+            if placement.is_empty() {
+                return Err(FsError::Invalid);
+            }
+            if !seg.is_live()
+                || seg.bucket != SegmentBucket::Held
+                || !seg.dropping.is_empty()
+                || seg.placement != *placement
+            {
+                return Err(FsError::Changed);
+            }
+            seg.dropping = std::mem::take(&mut seg.placement);
+        }
+        SegmentTierStep::Freed { placement } => {
+            if seg.dropping.is_empty() {
+                return Ok(Outcome::default());
+            }
+            if seg.dropping != *placement {
+                return Err(FsError::Changed);
+            }
+            seg.dropping.clear();
+        }
+    }
     s.put_segment(shard, id, Some(&seg))?;
     Ok(Outcome::default())
 }

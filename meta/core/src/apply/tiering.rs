@@ -168,11 +168,20 @@ pub(super) fn evict<S: StateStore + ?Sized>(
     {
         return Err(FsError::Changed);
     }
-    // Nor under a reduce that is reading them or whose stale copies are to trim; and a
-    // reduced file's bytes are segments other files may share, not the file's to drop
-    // (`reducing`). The evictor's list leaves such files out (`Snapshot::tier_evictable`).
-    if s.reduce(ino)?.is_some_and(|r| !r.retired) {
-        return Err(FsError::Changed);
+    // Nor under a reduce that is reading them or whose stale copies are to trim. A reduced
+    // file's bytes are segments other files may share: its copy is those segments (a copy of
+    // no pieces, recorded once each is `Held` in the bucket), and evicting it frees no byte
+    // here; its segments leave flash once no file on flash refers to them
+    // (`SegmentTierStep::OffFlash`). A copy of pieces of a reduced file (uploaded before the
+    // reduce) is sent again as segments first.
+    let pieces = t.copy.as_ref().map_or(0, |c| c.pieces.len());
+    match s.reduce(ino)? {
+        Some(r) if r.retired => {}
+        Some(r) if r.is_reduced() && r.stale_copies.is_empty() && pieces == 0 => {}
+        Some(_) => return Err(FsError::Changed),
+        // A copy of no pieces holds no byte of a file that is not reduced.
+        None if pieces == 0 => return Err(FsError::Changed),
+        None => {}
     }
     t.evicted = true;
     t.wanted = false;

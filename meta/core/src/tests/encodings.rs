@@ -10,7 +10,8 @@ use super::*;
 use crate::coding::{Encoded, Encoding, GroupCode};
 use crate::perm::Cred;
 use crate::reduce_index::{
-    ChunkId, ChunkSlot, Referrer, Segment, SegmentId, SegmentState, StoredSegment,
+    ChunkId, ChunkSlot, Referrer, Segment, SegmentBucket, SegmentId, SegmentState,
+    SegmentTierStep, StoredSegment,
 };
 use crate::reducing::{FileReduce, ReduceState, Reduced};
 use crate::sessions::{Seen, Sessions, Tag};
@@ -562,6 +563,15 @@ fn commands() -> Vec<(&'static str, Command)> {
         ("SnapReady", Command::SnapReady { snap: 1, time: T }),
         ("SnapDelete", Command::SnapDelete { snap: 300, time: T }),
         ("SnapForgetRecord", Command::SnapForgetRecord { snap: 2 }),
+            "SegmentTier",
+            Command::SegmentTier {
+                shard: ShardId(3),
+                segment: SegmentId([0x5e; 32]),
+                step: SegmentTierStep::OffFlash {
+                    placement: vec![7, 300],
+                },
+            },
+        ),
     ]
 }
 
@@ -741,6 +751,8 @@ fn what_the_state_machine_keeps_and_replicates_encodes_as_pinned() {
         stored_len: 2 << 20,
         state: SegmentState::Dying,
         origin: Referrer { ino: 5, epoch: 4 },
+        bucket: SegmentBucket::Sending,
+        dropping: vec![14],
     };
     now.push(("Segment", enc(&seg)));
     now.push(("Key::Segments", enc(&Key::Segments(ShardId(3)))));
@@ -890,6 +902,7 @@ const GOLDEN: &[(&str, &str)] = &[
     ("SnapReady", "4101f6c59fd50cd5f01b"),
     ("SnapDelete", "42ac02f6c59fd50cd5f01b"),
     ("SnapForgetRecord", "4302"),
+    ("SegmentTier", "44035e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e020207ac02"),
     ("FsError::NotFound", "00"),
     ("FsError::Exists", "01"),
     ("FsError::NotDir", "02"),
@@ -930,7 +943,7 @@ const GOLDEN: &[(&str, &str)] = &[
     ("Tag", "01020303"),
     ("Sessions", "01020509020a0001cd8080808080c00100ed1302e807648080808020f6c59fd50cd5f01b09010eff93ebdc0300002a01010102030405060708010101050600030009010a020b0b01010107070707070707070707070707070707036301f6c59fd50cd5f01b010201cd8080808080c00100ed1302e807648080808020f6c59fd50cd5f01b09010eff93ebdc0300002a01010102030405060708010101050600030009010a020b0101070707070707070707070707070707070301"),
     ("Xattrs", "02016101310370696e00"),
-    ("Segment", "02c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c100808002c2c2c2c2c2c2c2c2c2c2c2c2c2c2c2c2c2c2c2c2c2c2c2c2c2c2c2c2c2c2c2c20107030b0c0d80808001010504"),
+    ("Segment", "02c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c100808002c2c2c2c2c2c2c2c2c2c2c2c2c2c2c2c2c2c2c2c2c2c2c2c2c2c2c2c2c2c2c2c20107030b0c0d8080800101050401010e"),
     ("Key::Segments", "0403"),
     ("FileReduce/reducing", "0400f6c59fd50cd5f01b090000"),
     ("FileReduce/reduced", "04018080808020086366737264726370015e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e020b0c01"),

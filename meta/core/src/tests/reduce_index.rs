@@ -10,7 +10,8 @@ use proptest::prelude::*;
 
 use super::*;
 use crate::reduce_index::{
-    ChunkId, ChunkLoc, IndexStats, Referrer, SegmentId, SegmentShards, SegmentState, StoredSegment,
+    ChunkId, ChunkLoc, IndexStats, Referrer, SegmentBucket, SegmentId, SegmentShards,
+    SegmentState, SegmentTierStep, StoredSegment,
 };
 
 /// Shards of the file system in these tests.
@@ -224,6 +225,8 @@ fn the_last_drop_makes_the_segment_dying_in_the_same_apply() {
             origin: r(5, 1),
             placement: vec![11, 12, 13, 14, 15, 16],
             stored_len: 8192,
+            bucket: SegmentBucket::No,
+            dropping: Vec::new(),
         }]
     );
     assert_eq!(
@@ -328,6 +331,69 @@ fn a_segment_shard_moves_only_from_where_the_record_says_it_is() {
     ok(&mut s, &drop_ref(a, r(5, 1)));
     assert_eq!(on(&mut s, &moved(a, 0, 11, 22)), Err(FsError::Changed));
     assert_eq!(s.segments[&a].placement[0], 11);
+}
+
+fn tier(segment: SegmentId, step: SegmentTierStep) -> Command {
+    Command::SegmentTier {
+        shard: ShardId::of_segment(&segment, SHARDS),
+        segment,
+        step,
+    }
+}
+
+/// A segment's flash is dropped only once its object is verified in the bucket, and only
+/// over the placement it was decided from; every step sent again changes nothing; a segment
+/// with no shard on flash is one no repair or drain finds (`segments_on` looks by placement),
+/// and one whose drop is under way takes no shard move.
+#[test]
+fn a_segments_flash_goes_only_once_the_bucket_holds_it() {
+    let mut s = init();
+    let a = seg_on(2, 0xa6);
+    let all = vec![11, 12, 13, 14, 15, 16];
+    ok(&mut s, &add(a, Some(stored(&[1, 2])), r(5, 1)));
+    let off = |p: Vec<u64>| tier(a, SegmentTierStep::OffFlash { placement: p });
+    let before = s.dump();
+    for (cmd, want) in [
+        // Not in the bucket, nor even being sent.
+        (off(all.clone()), FsError::Changed),
+        (tier(a, SegmentTierStep::Held), FsError::Changed),
+        // A segment never made.
+        (tier(seg_on(2, 0xb6), SegmentTierStep::Sending), FsError::Changed),
+    ] {
+        assert_eq!(on(&mut s, &cmd), Err(want), "{cmd:?}");
+        assert_eq!(s.dump(), before, "a refused {cmd:?} left something");
+    }
+    ok(&mut s, &tier(a, SegmentTierStep::Sending));
+    assert_eq!(on(&mut s, &off(all.clone())), Err(FsError::Changed), "sent, not verified");
+    ok(&mut s, &tier(a, SegmentTierStep::Held));
+    ok(&mut s, &tier(a, SegmentTierStep::Sending));
+    ok(&mut s, &tier(a, SegmentTierStep::Held));
+    assert_eq!(s.segments[&a].bucket, SegmentBucket::Held, "steps sent again");
+    // Decided from a record a shard move changed since.
+    ok(&mut s, &moved(a, 0, 11, 21));
+    assert_eq!(on(&mut s, &off(all.clone())), Err(FsError::Changed));
+    assert_eq!(on(&mut s, &off(Vec::new())), Err(FsError::Invalid));
+    let now = vec![21, 12, 13, 14, 15, 16];
+    ok(&mut s, &off(now.clone()));
+    let seg = &s.segments[&a];
+    assert!(!seg.on_flash() && seg.dropping == now);
+    assert_eq!(on(&mut s, &off(now.clone())), Err(FsError::Changed), "once");
+    assert_eq!(on(&mut s, &moved(a, 0, 21, 22)), Err(FsError::Changed));
+    assert!(s.live_segments_where(ShardId(2), |_, g| g.placement.contains(&12)).is_empty());
+    // Still found by dedup: its chunks are read from the bucket.
+    assert_eq!(s.locate_chunks(&[chunk(1)]).len(), 1);
+    let freed = tier(a, SegmentTierStep::Freed { placement: now.clone() });
+    assert_eq!(
+        on(&mut s, &tier(a, SegmentTierStep::Freed { placement: all })),
+        Err(FsError::Changed)
+    );
+    ok(&mut s, &freed);
+    ok(&mut s, &freed);
+    assert!(s.segments[&a].dropping.is_empty());
+    // Dying: its object is the deleting pass's; no upload step takes it back.
+    ok(&mut s, &drop_ref(a, r(5, 1)));
+    assert_eq!(on(&mut s, &tier(a, SegmentTierStep::Held)), Err(FsError::Changed));
+    assert_eq!(s.dying_segments(ShardId(2))[0].bucket, SegmentBucket::Held);
 }
 
 #[test]
