@@ -151,7 +151,11 @@ impl Data {
     ) -> NfsResult<(Vec<u8>, bool)> {
         let _hold = self.hold(ino).await;
         if let (Some(t), Some(c)) = (&self.tier, self.evicted_for(ino, false)?) {
-            return crate::evicted::read(t, ino, &c, offset, len, size).await;
+            // A copy of no pieces is a reduced file's segments: read through the recipe,
+            // which fetches from the bucket what is no longer on flash.
+            if !c.pieces.is_empty() {
+                return crate::evicted::read(t, ino, &c, offset, len, size).await;
+            }
         }
         self.read_flash(ino, offset, len, size).await
     }

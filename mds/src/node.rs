@@ -254,6 +254,7 @@ impl Mds {
         };
         if let (Some(t), data::DataPath::Cluster(c)) = (&tier, &data) {
             c.set_tier_flash(t.settings.flash_capacity, t.settings.longest_put());
+            c.set_segment_bucket(t.store().clone(), t.keys().clone());
         }
         let data = data::Data::new(data, ns.clone(), space.clone(), tier.clone());
         Ok(Mds {

@@ -48,5 +48,6 @@ mod segment_repair;
 mod tier_cache;
 mod tier_evict;
 mod tier_full;
+mod tier_reduce;
 mod tier_repair;
 mod tier_tiered;

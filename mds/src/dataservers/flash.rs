@@ -126,8 +126,21 @@ impl Cluster {
         size: u64,
     ) -> NfsResult<Vec<(u64, u64)>> {
         if self.reduced(ns, ino)?.is_some() {
-            // Its bytes are in segments other files may share: no copy is its own.
-            return Ok(Vec::new());
+            // Its bytes are in segments other files may share: no copy is its own, but its
+            // eviction frees the shards of those only evicted files refer to
+            // (`segment_tier`), each server its share of each segment still on flash.
+            let mut out = Vec::new();
+            let segments = ns
+                .file_reduce(ino)?
+                .and_then(|r| r.reduced().map(|d| d.segments.clone()))
+                .unwrap_or_default();
+            for id in segments {
+                if let Some(seg) = ns.segment(&id)?.filter(|s| s.on_flash()) {
+                    let per = seg.stored_len.div_ceil(seg.placement.len() as u64);
+                    out.extend(seg.placement.iter().map(|d| (*d, per)));
+                }
+            }
+            return Ok(out);
         }
         if let Some(code) = ns.stripes(ino)?.filter(|c| c.is_encoded()) {
             let part = size.div_ceil(u64::from(code.k.max(1)));
@@ -149,6 +162,14 @@ impl Cluster {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .remove(&ino);
+        if self.reduced(ns, ino)?.is_some() {
+            let freed = self.drop_cold_segments(ns, ino).await?;
+            let mut f = self.freed();
+            for (ds, n) in freed {
+                f.note(DsId(ds), n);
+            }
+            return Ok(());
+        }
         let size = ns.getattr(ino)?.size;
         let holders = self.holders_of(ns, ino, size)?;
         self.fence_quietly(ino);

@@ -6,7 +6,8 @@
 //! Beside those: `fences` (layout generations), `ranges` (DEALLOCATE, COPY, CLONE over the data
 //! path), `repair` (re-mirroring), `drain` (moving a drained or lost DS's copies), `rebuild` (shard
 //! repair), `encode` (erasure coding at rest), `reduce` and `segments` (data reduction at
-//! rest: dedup, compression, segments stored erasure-coded), `holds` (one maintenance job per file, on every MDS
+//! rest: dedup, compression, segments stored erasure-coded; `segment_tier`: segments in the
+//! S3 tier), `holds` (one maintenance job per file, on every MDS
 //! node), `flash` (the tier's evictor: fullness per DS, emptying an evicted file's copies).
 //! Their passes take only files of the shards this node leads (`Namespace::leads_file`).
 pub mod data_key;
@@ -27,6 +28,7 @@ pub mod registry;
 pub mod remote;
 pub mod repair;
 mod segment_repair;
+mod segment_tier;
 mod segments;
 pub mod service;
 
@@ -145,6 +147,8 @@ pub struct Cluster {
     /// With the object-store tier: each data server's flash capacity (0: its file system)
     /// and the longest an upload may take, for heartbeat replies (`Cluster::flash_limit`).
     tier_flash: std::sync::OnceLock<(u64, std::time::Duration)>,
+    /// With the object-store tier: the bucket reduced files' segments go to (`segment_tier`).
+    segment_bucket: std::sync::OnceLock<segment_tier::BucketAccess>,
     /// Whether the store was failing at the last heartbeat reply (`Cluster::flash_limit`).
     store_failed: std::sync::atomic::AtomicBool,
     /// The cluster's data key, once known (`data_key`).
@@ -195,6 +199,7 @@ impl Cluster {
             dirty: std::sync::Mutex::new(HashMap::new()),
             freed: Default::default(),
             tier_flash: Default::default(),
+            segment_bucket: Default::default(),
             store_failed: Default::default(),
             data_key: Default::default(),
             reduced_reads: Default::default(),

@@ -37,6 +37,7 @@ impl Cluster {
         }
         self.reclaim_referrers(ns).await;
         self.drop_dying(ns).await;
+        self.free_dropped(ns).await;
     }
 
     /// `clean_reduces` for one file the caller has claimed.
@@ -78,19 +79,33 @@ impl Cluster {
 
     /// Deletes the shards of `Dying` segments (no referrer left), then their records.
     async fn drop_dying(&self, ns: &Namespace) {
-        for d in ns.dying_segments().unwrap_or_default() {
+        'dying: for d in ns.dying_segments().unwrap_or_default() {
             // A data server that is down (and not written off) first comes back: asking it
             // now only fails.
             let waiting = d
                 .placement
                 .iter()
+                .chain(&d.dropping)
                 .any(|s| !self.registry.is_up(DsId(*s)) && !self.written_off(DsId(*s)));
             if ns.leader_of(d.shard) != Some(ns.node_id()) || waiting {
                 continue;
             }
-            let at = SegmentPlace::new(&d.id, d.origin, d.placement.clone(), d.stored_len);
-            if let Err(e) = self.drop_segment(&at).await {
-                tracing::debug!(segment = ?d.id, "segment shards left for the next pass: {e:?}");
+            // Its shards on flash, and those of a flash drop a crash left unfinished.
+            for placement in [&d.placement, &d.dropping] {
+                if placement.is_empty() {
+                    continue;
+                }
+                let at = SegmentPlace::new(&d.id, d.origin, placement.clone(), d.stored_len);
+                if let Err(e) = self.drop_segment(&at).await {
+                    tracing::debug!(segment = ?d.id, "segment shards left for the next pass: {e:?}");
+                    continue 'dying;
+                }
+            }
+            // Its object in the bucket, if an upload of it ever began: the record is the only
+            // thing that names it (`segment_tier`). With no bucket configured now, the record
+            // waits (and says so).
+            if let Err(e) = self.delete_segment_object(&d).await {
+                tracing::debug!(segment = ?d.id, "segment object left for the next pass: {e:?}");
                 continue;
             }
             match ns

@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use layout::DsId;
-use meta::namespace::reduce_index::{self as index, Referrer};
+use meta::namespace::reduce_index::{self as index, Referrer, SegmentBucket};
 use meta::namespace::Namespace;
 use reduce::{ChunkId, DedupKey, Params, Recipe, SegmentId};
 
@@ -126,12 +126,25 @@ impl Cluster {
             return Ok((b, seg.origin));
         }
         let at = SegmentPlace::new(&iid, seg.origin, seg.placement.clone(), seg.stored_len);
-        let b = match self.fetch_segment(&at).await {
-            Ok(b) => b,
-            // No holder that is up would assemble it (a server down that this node has no
-            // address for, a holder's placement not yet the record's after a move): the
-            // shards one by one, decoded here.
-            Err(e) => self.fetch_segment_direct(&at).await.map_err(|_| e)?,
+        let from_bucket = || self.get_segment_object(&iid, seg.origin, seg.stored_len);
+        let b = if !seg.on_flash() {
+            // Its shards left flash (`segment_tier`): the bucket's copy, checked against the id.
+            from_bucket().await?
+        } else {
+            match self.fetch_segment(&at).await {
+                Ok(b) => b,
+                // No holder that is up would assemble it (a server down that this node has no
+                // address for, a holder's placement not yet the record's after a move): the
+                // shards one by one, decoded here; then the bucket, if it holds the segment
+                // (its shards may also have just been dropped, the record read before that).
+                Err(e) => match self.fetch_segment_direct(&at).await {
+                    Ok(b) => b,
+                    Err(_) if seg.bucket == SegmentBucket::Held => {
+                        from_bucket().await.map_err(|_| e)?
+                    }
+                    Err(_) => return Err(e),
+                },
+            }
         };
         let b = Arc::new(b);
         let mut c = self.read_cache();

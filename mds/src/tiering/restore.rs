@@ -78,6 +78,14 @@ async fn restore_file(mds: &Mds, tier: &Tier, ino: u64, gen: u64) -> Result<u64,
     if copy.gen != gen {
         return Ok(0);
     }
+    if copy.pieces.is_empty() {
+        // A reduced file's copy is its segments: nothing of the file's own to bring back
+        // (reads go through its recipe, to the bucket for segments no longer on flash).
+        return match mds.ns.execute(Command::TierRestored { ino, gen }).await {
+            Ok(_) | Err(FsError::Changed) => Ok(0),
+            Err(e) => Err(RestoreError::Meta(e)),
+        };
+    }
     // Only while flash has room; else the file stays evicted and wanted, read from the
     // bucket, and is tried again next pass.
     let size: u64 = copy.pieces.iter().map(|p| p.len).sum();

@@ -139,6 +139,11 @@ pub(super) async fn upload_file(mds: &Mds, tier: &Tier, d: TierDue) -> Result<()
         return Ok(());
     }
     let _running = Running(tier, ino);
+    let pieces = match send_segments(mds, d).await? {
+        // Its segments are in the bucket: its copy is those, a copy of no pieces.
+        true => 0,
+        false => pieces,
+    };
     mds.ns
         .execute(Command::TierBegin {
             ino,
@@ -155,7 +160,10 @@ pub(super) async fn upload_file(mds: &Mds, tier: &Tier, d: TierDue) -> Result<()
         .filter(|u| u.change == change)
         .map(|u| u.gen)
         .ok_or(UploadError::Changed)?;
-    let sent = send_pieces(mds, tier, ino, gen, change, size).await;
+    let sent = match pieces {
+        0 => Ok(Vec::new()),
+        _ => send_pieces(mds, tier, ino, gen, change, size).await,
+    };
     let sums = match sent {
         Ok(s) => s,
         Err(e) => {
@@ -201,6 +209,45 @@ pub(super) async fn upload_file(mds: &Mds, tier: &Tier, d: TierDue) -> Result<()
         "file uploaded to the object store"
     );
     Ok(())
+}
+
+/// A reduced file goes to the bucket as its segments, each once for every file sharing it
+/// (`dataservers::segment_tier`): true once every segment of its recipe is verified there,
+/// false for a file that is not reduced (its pieces are sent). The segments need no
+/// generation of the file's: each is named by its own record, which also says what to delete.
+async fn send_segments(mds: &Mds, d: TierDue) -> Result<bool, UploadError> {
+    let Some(c) = mds.data.cluster() else {
+        return Ok(false);
+    };
+    let Some(red) = c.reduced(&mds.ns, d.ino).map_err(UploadError::Read)? else {
+        return Ok(false);
+    };
+    let segments = mds
+        .ns
+        .file_reduce(d.ino)?
+        .filter(|r| r.epoch == red.epoch && r.is_reduced())
+        .and_then(|r| r.reduced().map(|x| x.segments.clone()))
+        .ok_or(UploadError::Changed)?;
+    for id in &segments {
+        // Removed or written since: nothing more is sent.
+        match mds.ns.getattr(d.ino) {
+            Ok(i) if i.nlink > 0 && i.change == d.change => {}
+            _ => return Err(UploadError::Changed),
+        }
+        if !c
+            .tier_segment(&mds.ns, id)
+            .await
+            .map_err(UploadError::Read)?
+        {
+            return Err(UploadError::Changed);
+        }
+    }
+    tracing::debug!(
+        ino = d.ino,
+        segments = segments.len(),
+        "reduced file's segments in the object store"
+    );
+    Ok(true)
 }
 
 /// Reads and PUTs every piece; their lengths and sums, in order.

@@ -63,6 +63,17 @@ impl Snapshot<'_> {
         out
     }
 
+    /// Every local shard's `Live` segments whose flash drop is under way (shards to delete,
+    /// `SegmentTierStep::OffFlash` recorded and `Freed` not yet): a crash between the two
+    /// leaves them, and a pass finishes them.
+    pub fn segments_dropping(&self) -> Vec<SegmentShards> {
+        let mut out = Vec::new();
+        let _ = self.each_shard(|shard, st| {
+            out.extend(st.live_segments_where(shard, |_, s| !s.dropping.is_empty()))
+        });
+        out
+    }
+
     /// Segment `id`'s record on `shard`.
     pub fn segment(&self, shard: ShardId, id: &SegmentId) -> Result<Option<Segment>, FsError> {
         self.with(shard, |st| st.segments.get(id).cloned())
@@ -140,6 +151,11 @@ impl Namespace {
     /// See `Snapshot::segments_on`.
     pub fn segments_on(&self, ds: u64) -> Result<Vec<SegmentShards>, FsError> {
         Ok(self.snapshot()?.segments_on(ds))
+    }
+
+    /// See `Snapshot::segments_dropping`.
+    pub fn segments_dropping(&self) -> Result<Vec<SegmentShards>, FsError> {
+        Ok(self.snapshot()?.segments_dropping())
     }
 
     /// See `Snapshot::live_segments_of_epoch`.

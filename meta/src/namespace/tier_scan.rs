@@ -117,9 +117,10 @@ impl Snapshot<'_> {
                 // A reduced file whose copy is of pieces (uploaded before its reduce) is sent
                 // again as its segments, and the pieces are doomed: the bucket then holds the
                 // reduced bytes, not the logical ones.
-                let reduced_as_pieces = t.is_some_and(|t| {
-                    !t.evicted && t.copy.as_ref().is_some_and(|c| !c.pieces.is_empty())
-                }) && st.reduces.get(&i.ino).is_some_and(|r| r.is_reduced());
+                let reduced_as_pieces =
+                    t.is_some_and(|t| {
+                        !t.evicted && t.copy.as_ref().is_some_and(|c| !c.pieces.is_empty())
+                    }) && st.reduces.get(&i.ino).is_some_and(|r| r.is_reduced());
                 if t.is_some_and(|t| t.is_current(i.change)) && !reduced_as_pieces {
                     continue;
                 }

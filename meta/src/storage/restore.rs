@@ -84,11 +84,13 @@ pub fn from_bucket(s: &mut MemState, incarnation: u64, now: Time) -> Rebuilt {
         // A reduced file whose copy is its segments (`meta_core::tiering`: a copy of no
         // pieces): it stays reduced, read from its segments in the bucket.
         let reduce = s.reduces.get_mut(&ino);
-        let by_segments = t.copy.as_ref().is_some_and(|c| {
-            c.pieces.is_empty() && (t.evicted || c.change == inode.change)
-        }) && reduce.as_ref().is_some_and(|r| {
-            r.is_reduced() && r.reduced().is_some_and(|d| d.len == inode.size)
-        });
+        let by_segments = t
+            .copy
+            .as_ref()
+            .is_some_and(|c| c.pieces.is_empty() && (t.evicted || c.change == inode.change))
+            && reduce.as_ref().is_some_and(|r| {
+                r.is_reduced() && r.reduced().is_some_and(|d| d.len == inode.size)
+            });
         if let Some(r) = reduce {
             // Mirror copies were flash's; a reduce under way never finishes; one whose file
             // comes back from pieces no longer counts (its referrers are dropped).
@@ -97,7 +99,10 @@ pub fn from_bucket(s: &mut MemState, incarnation: u64, now: Time) -> Rebuilt {
                 r.retired = true;
             }
         }
-        if s.reduces.get(&ino).is_some_and(|r| r.reducing_since().is_some()) {
+        if s.reduces
+            .get(&ino)
+            .is_some_and(|r| r.reducing_since().is_some())
+        {
             s.reduces.remove(&ino);
         }
         if by_segments {
@@ -213,6 +218,85 @@ mod tests {
         s.dirents[&(ROOT_INO, name.as_bytes().to_vec())].0
     }
 
+    /// A reduced file whose copy is its segments comes back reduced, read from the bucket:
+    /// the segments verified there stay (with no shard on flash), the others and their
+    /// referrers go.
+    #[test]
+    fn a_reduced_file_comes_back_from_its_segments() {
+        use meta_core::reduce_index::{Referrer, Segment, SegmentBucket, SegmentId, SegmentState};
+        let mut s = MemState::default();
+        apply(
+            &mut s,
+            &Command::InitRoot {
+                fs_id: 3,
+                time: Time::new(1, 0),
+            },
+        )
+        .unwrap();
+        let ino = create(&mut s, "reduced");
+        s.inodes.get_mut(&ino).unwrap().size = 70;
+        let (held, sent) = (SegmentId([6; 32]), SegmentId([7; 32]));
+        let me = Referrer { ino, epoch: 5 };
+        for (id, bucket) in [(held, SegmentBucket::Held), (sent, SegmentBucket::Sending)] {
+            let seg = Segment {
+                chunks: [(
+                    meta_core::reduce_index::ChunkId(id.0),
+                    meta_core::reduce_index::ChunkSlot {
+                        index: 0,
+                        raw_len: 70,
+                    },
+                )]
+                .into(),
+                placement: vec![1, 2, 3],
+                stored_len: 40,
+                state: SegmentState::Live,
+                origin: me,
+                bucket,
+                dropping: Vec::new(),
+            };
+            s.segments.insert(id, seg);
+            s.referrers.insert((id, me));
+        }
+        s.index_chunks();
+        s.reduces.insert(
+            ino,
+            meta_core::FileReduce {
+                epoch: 5,
+                state: meta_core::ReduceState::Reduced(meta_core::Reduced {
+                    len: 70,
+                    recipe: vec![1],
+                    segments: vec![held],
+                }),
+                stale_copies: vec![9],
+                retired: false,
+            },
+        );
+        let change = s.inodes[&ino].change;
+        s.tier.insert(
+            ino,
+            meta_core::FileTier {
+                copy: Some(meta_core::TierCopy {
+                    gen: 4,
+                    change,
+                    pieces: Vec::new(),
+                    at: Time::new(3, 0),
+                }),
+                ..Default::default()
+            },
+        );
+        let r = from_bucket(&mut s, 2, Time::new(9, 0));
+        assert_eq!((r.evicted_files, r.evicted_bytes), (1, 70));
+        assert!(r.lost.is_empty() && r.older.is_empty());
+        assert_eq!(s.inodes[&ino].size, 70);
+        assert!(s.tier[&ino].evicted);
+        let red = &s.reduces[&ino];
+        assert!(red.is_reduced() && red.stale_copies.is_empty());
+        assert_eq!(s.segments.keys().copied().collect::<Vec<_>>(), vec![held]);
+        assert!(s.segments[&held].placement.is_empty(), "no shard on flash");
+        assert_eq!(s.referrers.len(), 1);
+        assert_eq!(s.chunk_index.len(), 1);
+    }
+
     fn uploaded(s: &mut MemState, ino: u64, len: u64) {
         let change = s.inodes[&ino].change;
         let step = |s: &mut MemState, c: &Command| apply(s, c).unwrap();
@@ -284,7 +368,11 @@ mod tests {
         assert_eq!(s.inodes[&changed].size, 50);
         assert_eq!(s.inodes[&never].size, 0);
         assert!(!s.tier.contains_key(&never) && !s.tier.contains_key(&empty));
-        assert!(s.chunks.is_empty() && s.reduces.is_empty());
+        assert!(s.chunks.is_empty());
+        assert!(
+            s.reduces[&current].retired,
+            "its reduce no longer counts: the file is its pieces"
+        );
         assert_eq!(s.meta[meta::TIER_INCARNATION], 2);
         // The rewritten state travels as an image and back.
         let image = ShardImage {

@@ -10,8 +10,8 @@ use super::*;
 use crate::coding::{Encoded, Encoding, GroupCode};
 use crate::perm::Cred;
 use crate::reduce_index::{
-    ChunkId, ChunkSlot, Referrer, Segment, SegmentBucket, SegmentId, SegmentState,
-    SegmentTierStep, StoredSegment,
+    ChunkId, ChunkSlot, Referrer, Segment, SegmentBucket, SegmentId, SegmentState, SegmentTierStep,
+    StoredSegment,
 };
 use crate::reducing::{FileReduce, ReduceState, Reduced};
 use crate::sessions::{Seen, Sessions, Tag};

@@ -10,8 +10,8 @@ use proptest::prelude::*;
 
 use super::*;
 use crate::reduce_index::{
-    ChunkId, ChunkLoc, IndexStats, Referrer, SegmentBucket, SegmentId, SegmentShards,
-    SegmentState, SegmentTierStep, StoredSegment,
+    ChunkId, ChunkLoc, IndexStats, Referrer, SegmentBucket, SegmentId, SegmentShards, SegmentState,
+    SegmentTierStep, StoredSegment,
 };
 
 /// Shards of the file system in these tests.
@@ -358,17 +358,28 @@ fn a_segments_flash_goes_only_once_the_bucket_holds_it() {
         (off(all.clone()), FsError::Changed),
         (tier(a, SegmentTierStep::Held), FsError::Changed),
         // A segment never made.
-        (tier(seg_on(2, 0xb6), SegmentTierStep::Sending), FsError::Changed),
+        (
+            tier(seg_on(2, 0xb6), SegmentTierStep::Sending),
+            FsError::Changed,
+        ),
     ] {
         assert_eq!(on(&mut s, &cmd), Err(want), "{cmd:?}");
         assert_eq!(s.dump(), before, "a refused {cmd:?} left something");
     }
     ok(&mut s, &tier(a, SegmentTierStep::Sending));
-    assert_eq!(on(&mut s, &off(all.clone())), Err(FsError::Changed), "sent, not verified");
+    assert_eq!(
+        on(&mut s, &off(all.clone())),
+        Err(FsError::Changed),
+        "sent, not verified"
+    );
     ok(&mut s, &tier(a, SegmentTierStep::Held));
     ok(&mut s, &tier(a, SegmentTierStep::Sending));
     ok(&mut s, &tier(a, SegmentTierStep::Held));
-    assert_eq!(s.segments[&a].bucket, SegmentBucket::Held, "steps sent again");
+    assert_eq!(
+        s.segments[&a].bucket,
+        SegmentBucket::Held,
+        "steps sent again"
+    );
     // Decided from a record a shard move changed since.
     ok(&mut s, &moved(a, 0, 11, 21));
     assert_eq!(on(&mut s, &off(all.clone())), Err(FsError::Changed));
@@ -379,10 +390,17 @@ fn a_segments_flash_goes_only_once_the_bucket_holds_it() {
     assert!(!seg.on_flash() && seg.dropping == now);
     assert_eq!(on(&mut s, &off(now.clone())), Err(FsError::Changed), "once");
     assert_eq!(on(&mut s, &moved(a, 0, 21, 22)), Err(FsError::Changed));
-    assert!(s.live_segments_where(ShardId(2), |_, g| g.placement.contains(&12)).is_empty());
+    assert!(s
+        .live_segments_where(ShardId(2), |_, g| g.placement.contains(&12))
+        .is_empty());
     // Still found by dedup: its chunks are read from the bucket.
     assert_eq!(s.locate_chunks(&[chunk(1)]).len(), 1);
-    let freed = tier(a, SegmentTierStep::Freed { placement: now.clone() });
+    let freed = tier(
+        a,
+        SegmentTierStep::Freed {
+            placement: now.clone(),
+        },
+    );
     assert_eq!(
         on(&mut s, &tier(a, SegmentTierStep::Freed { placement: all })),
         Err(FsError::Changed)
@@ -392,7 +410,10 @@ fn a_segments_flash_goes_only_once_the_bucket_holds_it() {
     assert!(s.segments[&a].dropping.is_empty());
     // Dying: its object is the deleting pass's; no upload step takes it back.
     ok(&mut s, &drop_ref(a, r(5, 1)));
-    assert_eq!(on(&mut s, &tier(a, SegmentTierStep::Held)), Err(FsError::Changed));
+    assert_eq!(
+        on(&mut s, &tier(a, SegmentTierStep::Held)),
+        Err(FsError::Changed)
+    );
     assert_eq!(s.dying_segments(ShardId(2))[0].bucket, SegmentBucket::Held);
 }
 

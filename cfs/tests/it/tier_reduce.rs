@@ -1,0 +1,156 @@
+//! Reduced files in the object-store tier (issue 46 with issue 45), on real processes: one MDS
+//! node, three data servers (2+1), `--reduce on`, a bucket on moto. The bucket holds a reduced
+//! file as its segments, each once however many files share it, so it holds the reduced
+//! bytes, not the logical ones; evicted, the files' segments leave the data servers, and every
+//! file still reads back byte-exact, from the bucket, through a kill -9 of the MDS too; a
+//! segment no file refers to any more is deleted from the bucket as from flash.
+use crate::common::ec::{data_status, read_file, shard_counts, wait_for, write_file};
+use crate::common::{random_bytes, BIN, SERIAL};
+use crate::tier_cache::{bucket_at, rt, s3};
+use crate::tier_evict::{cluster_tier, tier_cluster};
+
+fn n(v: &serde_json::Value, k: &str) -> u64 {
+    v[k].as_u64().unwrap_or(0)
+}
+
+/// Text zstd shrinks several times over but dedup finds little in: lines of words drawn
+/// from a small vocabulary.
+fn text(len: usize) -> Vec<u8> {
+    const WORDS: &[&str] = &[
+        "segment", "bucket", "flash", "chunk", "reduce", "tier", "evict", "shard", "recipe",
+        "object", "server", "metadata", "file", "bytes", "read", "write",
+    ];
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    let mut out = Vec::with_capacity(len + 64);
+    let mut line = 0u64;
+    while out.len() < len {
+        line += 1;
+        out.extend_from_slice(format!("{line:08} ").as_bytes());
+        for _ in 0..8 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            out.extend_from_slice(WORDS[(x % WORDS.len() as u64) as usize].as_bytes());
+            out.push(b' ');
+        }
+        out.push(b'\n');
+    }
+    out.truncate(len);
+    out
+}
+
+/// The bucket's objects: (count, payload bytes) of segments' (keys named by a segment's
+/// shard set, top bit set) and of everything else (files' pieces, metadata).
+fn bucket_split(rt: &tokio::runtime::Runtime, store: &tier::Store) -> ((usize, u64), (usize, u64)) {
+    let (mut seg, mut other) = ((0, 0), (0, 0));
+    for ((ino, _, _), (_, payload)) in bucket_at(rt, store, "cfs") {
+        let at = if ino >> 63 == 1 { &mut seg } else { &mut other };
+        at.0 += 1;
+        at.1 += payload.len() as u64;
+    }
+    (seg, other)
+}
+
+#[test]
+fn reduced_files_go_to_the_bucket_as_their_segments_and_leave_flash_with_them() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = tempfile::tempdir().unwrap();
+    let rt = rt();
+    let (_moto, proxy, store) = s3(&rt);
+    let started = std::time::Instant::now();
+    let cl = tier_cluster(
+        dir.path(),
+        &proxy,
+        (1, 3),
+        "upload_after_seconds = 1\ndelete_grace_seconds = 2\nobject_mib = 1\n",
+        &["--encode-after", "1", "--reduce", "on"],
+    );
+    // Two copies of random bytes (dedup), and a text (compression).
+    let random = random_bytes(6 << 20, 0x47);
+    let words = text(4 << 20);
+    let files = [("/a", &random), ("/b", &random), ("/text", &words)];
+    for (p, d) in files {
+        write_file(&cl, p, d);
+    }
+    let logical: u64 = files.iter().map(|(_, d)| d.len() as u64).sum();
+    wait_for(90, "the three files reduced", || {
+        n(&data_status(&cl), "reduced_files") == 3
+    });
+    // In the bucket as their segments only: pieces uploaded before a file was reduced are
+    // replaced by its segments and deleted.
+    let mut last = Default::default();
+    wait_for(
+        60,
+        "the files in the bucket as their segments alone",
+        || {
+            let t = cluster_tier(&cl);
+            last = bucket_split(&rt, &store);
+            n(&t, "current_files") == 3 && n(&t, "pending_files") == 0 && (last.1).0 == 0
+        },
+    );
+    let st = data_status(&cl);
+    let stored = n(&st, "segment_stored_bytes");
+    let ((segs, seg_bytes), _) = last;
+    eprintln!(
+        "bucket: {segs} segment objects, {seg_bytes} bytes, for {logical} logical bytes; \
+         the index stores {stored}; {st}"
+    );
+    // Exactly the index's segments, each once: /a and /b share theirs.
+    assert_eq!(
+        seg_bytes, stored,
+        "the bucket holds each stored segment once"
+    );
+    assert!(
+        seg_bytes < random.len() as u64 + words.len() as u64 / 2,
+        "reduced, not logical, bytes in the bucket: {seg_bytes} of {logical}"
+    );
+    let on_flash = shard_counts(&cl, 3);
+    assert!(on_flash.iter().all(|c| *c > 0), "{on_flash:?}");
+
+    // Pinned to the bucket: evicted, and their segments leave the data servers.
+    for (p, _) in files {
+        let out = std::process::Command::new(BIN)
+            .args(["admin", "tier", "pin", p, "s3", "--config", &cl.mds_toml()])
+            .output()
+            .expect("cfs admin tier pin");
+        assert!(out.status.success(), "{out:?}");
+    }
+    wait_for(60, "the three reduced files evicted", || {
+        n(&cluster_tier(&cl), "evicted_files") == 3
+    });
+    wait_for(30, "every segment's shards deleted from flash", || {
+        shard_counts(&cl, 3) == vec![0, 0, 0]
+    });
+    for (p, d) in files {
+        assert!(read_file(&cl, p, d.len()) == *d, "{p} read from the bucket");
+    }
+    // The MDS killed and started again: the records say where the segments are.
+    cl.kill9("mds");
+    let _mds = cl.restart_mds();
+    for (p, d) in files {
+        assert!(
+            read_file(&cl, p, d.len()) == *d,
+            "{p} after a kill -9 of the MDS"
+        );
+    }
+    assert_eq!(
+        shard_counts(&cl, 3),
+        vec![0, 0, 0],
+        "reads do not refill flash"
+    );
+
+    // The two copies removed: the segments they shared die, and leave the bucket.
+    let c = cl.client(false);
+    let root = cl.rt.block_on(c.lookup_path("/")).expect("root");
+    cl.rt.block_on(c.remove(&root, "a")).expect("remove /a");
+    cl.rt.block_on(c.remove(&root, "b")).expect("remove /b");
+    let _ = cl.rt.block_on(c.shutdown());
+    let mut now = Default::default();
+    wait_for(60, "the shared segments deleted from the bucket", || {
+        now = bucket_split(&rt, &store).0;
+        now.1 < words.len() as u64
+    });
+    assert!(now.0 > 0 && now.0 < segs, "{now:?} of {segs}");
+    assert!(read_file(&cl, "/text", words.len()) == words);
+    eprintln!("took {:?}", started.elapsed());
+}
