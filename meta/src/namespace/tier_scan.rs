@@ -193,11 +193,17 @@ impl Snapshot<'_> {
                 let t = st.tier.get(&i.ino);
                 match t.and_then(|t| t.copy.as_ref().map(|c| (t, c))) {
                     Some((t, c)) if t.is_current(i.change) => {
+                        // A copy of no pieces is a reduced file's segments: all its bytes.
+                        let bytes = if c.pieces.is_empty() {
+                            i.size
+                        } else {
+                            c.bytes()
+                        };
                         u.current_files += 1;
-                        u.current_bytes += c.bytes();
+                        u.current_bytes += bytes;
                         if t.evicted {
                             u.evicted_files += 1;
-                            u.evicted_bytes += c.bytes();
+                            u.evicted_bytes += bytes;
                         }
                     }
                     _ if held(i.ino, i.ctime) => {

@@ -195,7 +195,19 @@ fn put_or_forget<S: StateStore + ?Sized>(
 /// finish would record bytes that are no longer the file's), a finished one retired. Mirror
 /// copies still listed as stale are the new mirrors' business now, as `unencode` says.
 pub(super) fn unreduce<S: StateStore + ?Sized>(s: &mut S, ino: u64) -> Result<(), FsError> {
-    retire(s, ino, false)
+    let was_reduced = s.reduce(ino)?.is_some_and(|r| r.is_reduced());
+    retire(s, ino, false)?;
+    // Its bucket copy was its segments (a copy of no pieces), whose references this retires:
+    // it no longer holds the file, which is uploaded again as pieces. (Nothing to doom: the
+    // segments' objects go with the segments.)
+    if let Some(mut t) = s.tier(ino)?.filter(|_| was_reduced) {
+        if t.copy.as_ref().is_some_and(|c| c.pieces.is_empty()) && !t.evicted {
+            t.copy = None;
+            let keep = !t.is_empty();
+            s.put_tier(ino, keep.then_some(&t))?;
+        }
+    }
+    Ok(())
 }
 
 /// The file is forgotten (`Forget` of an orphan): as `unreduce`, but the mirror copies still to

@@ -176,12 +176,11 @@ pub(super) fn evict<S: StateStore + ?Sized>(
     // reduce) is sent again as segments first.
     let pieces = t.copy.as_ref().map_or(0, |c| c.pieces.len());
     match s.reduce(ino)? {
-        Some(r) if r.retired => {}
         Some(r) if r.is_reduced() && r.stale_copies.is_empty() && pieces == 0 => {}
-        Some(_) => return Err(FsError::Changed),
+        Some(r) if !r.retired => return Err(FsError::Changed),
         // A copy of no pieces holds no byte of a file that is not reduced.
-        None if pieces == 0 => return Err(FsError::Changed),
-        None => {}
+        _ if pieces == 0 => return Err(FsError::Changed),
+        _ => {}
     }
     t.evicted = true;
     t.wanted = false;

@@ -410,12 +410,32 @@ fn no_encode_or_eviction_of_a_file_a_reduce_reads_or_replaced() {
     assert!(unavailable(on(&mut s, &encode)));
     assert_eq!(on(&mut s, &evict), Err(FsError::Changed));
     ok(&mut s, &finish(f, e));
-    // Reduced: its bytes are segments others may share.
+    // Reduced, its mirror copies still to trim: nothing else would name them.
     assert!(on(&mut s, &encode).is_err());
     assert_eq!(on(&mut s, &evict), Err(FsError::Changed));
     assert!(!s.stripes.contains_key(&f) && !s.tier[&f].evicted);
-    // Written again (mirrored, the record retired): both may go ahead.
+    ok(&mut s, &trimmed(f, e));
+    // A copy of pieces (uploaded before the reduce) is sent again as segments first.
+    let piece = crate::tiering::TierPiece {
+        len: 1,
+        sum: [0; 32],
+    };
+    if let Some(c) = s.tier.get_mut(&f).and_then(|t| t.copy.as_mut()) {
+        c.pieces = vec![piece];
+    }
+    assert_eq!(on(&mut s, &evict), Err(FsError::Changed));
+    // Its copy is its segments (no pieces): evicted; its segments go on their own records.
+    if let Some(c) = s.tier.get_mut(&f).and_then(|t| t.copy.as_mut()) {
+        c.pieces.clear();
+    }
+    ok(&mut s, &evict);
+    assert!(s.tier[&f].evicted);
+    ok(&mut s, &Command::TierRestored { ino: f, gen: 1 });
+    // Written again (mirrored, the record retired): its copy of segments no longer holds it
+    // (the bytes may be the same, the change attribute too); the encode may go ahead.
     ok(&mut s, &set_mirrors(f, &MIRRORS));
+    assert!(s.tier.get(&f).is_none_or(|t| t.copy.is_none()));
+    assert_eq!(on(&mut s, &evict), Err(FsError::Changed));
     ok(&mut s, &encode);
 }
 
