@@ -433,6 +433,8 @@ impl Cluster {
         let child = Command::new(BIN)
             .args(["server", "--config"])
             .arg(self.dir.join("cluster").join("mds.toml"))
+            // The environment the cluster was started with (the bucket's credentials).
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::from(

@@ -6,7 +6,7 @@
 //! segment no file refers to any more is deleted from the bucket as from flash.
 use crate::common::ec::{data_status, read_file, shard_counts, wait_for, write_file};
 use crate::common::{random_bytes, BIN, SERIAL};
-use crate::tier_cache::{bucket_at, rt, s3};
+use crate::tier_cache::{keys_under, rt, s3};
 use crate::tier_evict::{cluster_tier, tier_cluster};
 
 fn n(v: &serde_json::Value, k: &str) -> u64 {
@@ -39,16 +39,33 @@ fn text(len: usize) -> Vec<u8> {
     out
 }
 
-/// The bucket's objects: (count, payload bytes) of segments' (keys named by a segment's
-/// shard set, top bit set) and of everything else (files' pieces, metadata).
+/// The bucket's data objects: (count, payload bytes) of segments' (keys named by a
+/// segment's shard set, top bit set) and of files' pieces. Metadata objects are left out.
 fn bucket_split(rt: &tokio::runtime::Runtime, store: &tier::Store) -> ((usize, u64), (usize, u64)) {
-    let (mut seg, mut other) = ((0, 0), (0, 0));
-    for ((ino, _, _), (_, payload)) in bucket_at(rt, store, "cfs") {
-        let at = if ino >> 63 == 1 { &mut seg } else { &mut other };
-        at.0 += 1;
-        at.1 += payload.len() as u64;
-    }
-    (seg, other)
+    let keys = tier::KeySpace::new("cfs").expect("prefix");
+    rt.block_on(async {
+        let (mut seg, mut piece) = ((0, 0), (0, 0));
+        for key in keys_under(store, "cfs").await {
+            let id = keys.parse(&key).expect("every key is one cfs makes");
+            if id.kind != tier::Kind::Data {
+                continue;
+            }
+            let Ok(bytes) = store.get(&key).await else {
+                continue; // deleted between the listing and the GET
+            };
+            let obj = tier::object::decode(bytes, None)
+                .and_then(|o| o.verify_id(&id))
+                .expect("every object verifies and is the one its key names");
+            let at = if id.ino >> 63 == 1 {
+                &mut seg
+            } else {
+                &mut piece
+            };
+            at.0 += 1;
+            at.1 += obj.payload.len() as u64;
+        }
+        (seg, piece)
+    })
 }
 
 #[test]
@@ -62,7 +79,12 @@ fn reduced_files_go_to_the_bucket_as_their_segments_and_leave_flash_with_them() 
         dir.path(),
         &proxy,
         (1, 3),
-        "upload_after_seconds = 1\ndelete_grace_seconds = 2\nobject_mib = 1\n",
+        // As `tier_cache::tier_toml`: requests short enough for a grace delay of 12 s. Flash
+        // of its own size, not the disk's (which may be past the high watermark): only the
+        // pin evicts.
+        "upload_after_seconds = 1\nobject_mib = 1\nrequest_timeout_seconds = 2\n\
+         connect_timeout_seconds = 1\nmax_attempts = 3\ndelete_grace_seconds = 12\n\
+         flash_capacity_mib = 1024\n",
         &["--encode-after", "1", "--reduce", "on"],
     );
     // Two copies of random bytes (dedup), and a text (compression).
@@ -85,7 +107,7 @@ fn reduced_files_go_to_the_bucket_as_their_segments_and_leave_flash_with_them() 
         || {
             let t = cluster_tier(&cl);
             last = bucket_split(&rt, &store);
-            n(&t, "current_files") == 3 && n(&t, "pending_files") == 0 && (last.1).0 == 0
+            n(&t, "in_bucket_files") == 3 && n(&t, "queued_files") == 0 && (last.1).0 == 0
         },
     );
     let st = data_status(&cl);
