@@ -50,15 +50,14 @@ impl Snapshot<'_> {
                 }
                 // Under a reduce: `TierEvict` refuses it (`meta_core::reducing`). Reduced: only
                 // once its copy is its segments (no pieces).
-                match st.reduces.get(ino).filter(|r| !r.retired) {
-                    Some(r) if r.is_reduced() && r.stale_copies.is_empty() => {
-                        if !c.pieces.is_empty() {
-                            continue;
-                        }
-                    }
+                let reduced = match st.reduces.get(ino).filter(|r| !r.retired) {
+                    Some(r) if r.is_reduced() && r.stale_copies.is_empty() => true,
                     Some(_) => continue,
-                    None if c.pieces.is_empty() => continue,
-                    None => {}
+                    None => false,
+                };
+                // A copy of no pieces is a reduced file's segments, and only that.
+                if reduced != c.pieces.is_empty() {
+                    continue;
                 }
                 let pin = Pin::of(st.xattrs.get(ino));
                 if pin == Pin::Flash {
