@@ -35,9 +35,8 @@
 //! the cluster's `reduce` (`reduce_policy`). With `[encryption]`, segments are sealed under
 //! the cluster's data key (`data_key`) and every due file is reduced.
 //!
-//! Repair and drain of segment shards: `segment_repair`. Not yet: files larger than one
-//! recipe holds (`MAX_REDUCED_FILE`), and the S3 tier for segments (reduced files are
-//! uploaded whole).
+//! Repair and drain of segment shards: `segment_repair`; segments in the S3 tier:
+//! `segment_tier`. Not yet: files larger than one recipe holds (`MAX_REDUCED_FILE`).
 use std::collections::{HashMap, HashSet};
 
 use layout::DsId;

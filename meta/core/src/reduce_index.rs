@@ -122,7 +122,7 @@ pub struct Segment {
     /// `Dying`) while the deleting pass removes the dying copy, and two copies under one
     /// name would let that pass delete the new one's bytes.
     pub origin: Referrer,
-    /// Its copy in the object store's bucket (`SegmentTier`; `mds::tiering::segments`).
+    /// Its copy in the object store's bucket (`SegmentTier`; `mds::dataservers::segment_tier`).
     pub bucket: SegmentBucket,
     /// Data servers whose shards of it are to be deleted: its placement when its flash was
     /// dropped (`SegmentTierStep::OffFlash`), until the deletes are done (`Freed`). Empty
