@@ -131,6 +131,61 @@ pub struct Segment {
     pub dropping: Vec<u64>,
 }
 
+/// A segment record as builds before its tier state wrote it (redb rows, and the segments
+/// part of a shard's dump). Dumps still carry segments in this form, their tier state in a
+/// trailing part of its own, so a dump of a shard with no segment in the tier is byte for byte
+/// what those builds wrote and read; a redb row of either form loads (`Segment::decode`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SegmentV1 {
+    pub chunks: BTreeMap<ChunkId, ChunkSlot>,
+    pub placement: Vec<u64>,
+    pub stored_len: u64,
+    pub state: SegmentState,
+    pub origin: Referrer,
+}
+
+/// A segment's tier state as a dump's trailing part carries it: (id, bucket, dropping),
+/// for segments whose state is not the default.
+pub type SegmentTierRow = (SegmentId, SegmentBucket, Vec<u64>);
+
+impl Segment {
+    /// The record without its tier state, and that state when it is not the default.
+    pub fn split(&self, id: SegmentId) -> (SegmentV1, Option<SegmentTierRow>) {
+        let v1 = SegmentV1 {
+            chunks: self.chunks.clone(),
+            placement: self.placement.clone(),
+            stored_len: self.stored_len,
+            state: self.state,
+            origin: self.origin,
+        };
+        let tier = (self.bucket != SegmentBucket::No || !self.dropping.is_empty())
+            .then(|| (id, self.bucket, self.dropping.clone()));
+        (v1, tier)
+    }
+
+    /// A record of the earlier form, with no tier state.
+    pub fn from_v1(v: SegmentV1) -> Segment {
+        Segment {
+            chunks: v.chunks,
+            placement: v.placement,
+            stored_len: v.stored_len,
+            state: v.state,
+            origin: v.origin,
+            bucket: SegmentBucket::No,
+            dropping: Vec::new(),
+        }
+    }
+
+    /// A stored record of either form. The current form is tried first: postcard ignores
+    /// trailing bytes, so the earlier form would read a current record short, while a record
+    /// of the earlier form ends where the current one's tier state begins and fails to read
+    /// as the current form.
+    pub fn decode(bytes: &[u8]) -> Result<Segment, postcard::Error> {
+        postcard::from_bytes::<Segment>(bytes)
+            .or_else(|_| postcard::from_bytes::<SegmentV1>(bytes).map(Segment::from_v1))
+    }
+}
+
 /// Where a segment stands in the object-store tier. Segments are immutable and named by
 /// their content, so each is uploaded once, whatever number of files refer to it.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]

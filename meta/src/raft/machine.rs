@@ -19,7 +19,7 @@ use crate::storage::entry::{
     machine_err, Cfg, Entry, LogId, Membership, Reply, ShardDump, StorageError,
 };
 use crate::storage::shard::{Applied, EffectSlot, Pending, ShardCore, Stats};
-use meta_core::reduce_index::{Referrer, Segment, SegmentId};
+use meta_core::reduce_index::{Referrer, Segment, SegmentId, SegmentTierRow, SegmentV1};
 use meta_core::sessions::{Seen, Sessions};
 use meta_core::snap::{ShardSnaps, SnapId, SnapRecord, Versions};
 use meta_core::state::{meta, Changes, MemState, Staged};
@@ -293,6 +293,10 @@ struct Dump {
     /// whenever this is), and only when there are records, for the same reason.
     #[serde(skip)]
     registry: Vec<(SnapId, SnapRecord)>,
+    // After the registry, and only when some segment has any: the segments' tier state
+    // (`Segment::split`). `segments` travel in their earlier form (`SegmentV1`), so dumps of
+    // builds before segments went to the tier load here, and a dump with no segment in the
+    // tier loads there.
 }
 
 /// A directory entry's pre-images as a dump holds them: (dir, name, versions).
@@ -373,8 +377,17 @@ impl Dump {
     fn encode(&self) -> Result<Vec<u8>, FsError> {
         let enc = |e| FsError::Io(format!("encode snapshot: {e}"));
         let mut bytes = postcard::to_stdvec(self).map_err(enc)?;
+        // Segments go in their earlier form; their tier state, when any, in the last part.
+        let mut v1: Vec<(SegmentId, SegmentV1)> = Vec::with_capacity(self.segments.len());
+        let mut tiers: Vec<SegmentTierRow> = Vec::new();
+        for (id, g) in &self.segments {
+            let (seg, tier) = g.split(*id);
+            v1.push((*id, seg));
+            tiers.extend(tier);
+        }
         // Each trailing part is written when it or a later one has anything.
-        let registry = !self.registry.is_empty();
+        let seg_tiers = !tiers.is_empty();
+        let registry = seg_tiers || !self.registry.is_empty();
         let snaps = registry || !self.snaps.is_empty();
         let reduces = snaps || !self.reduces.is_empty();
         let index = reduces || !self.segments.is_empty() || !self.referrers.is_empty();
@@ -386,7 +399,7 @@ impl Dump {
             bytes.extend(postcard::to_stdvec(&self.tier).map_err(enc)?);
         }
         if index {
-            bytes.extend(postcard::to_stdvec(&self.segments).map_err(enc)?);
+            bytes.extend(postcard::to_stdvec(&v1).map_err(enc)?);
             bytes.extend(postcard::to_stdvec(&self.referrers).map_err(enc)?);
         }
         if reduces {
@@ -397,6 +410,9 @@ impl Dump {
         }
         if registry {
             bytes.extend(postcard::to_stdvec(&self.registry).map_err(enc)?);
+        }
+        if seg_tiers {
+            bytes.extend(postcard::to_stdvec(&tiers).map_err(enc)?);
         }
         Ok(bytes)
     }
@@ -416,8 +432,11 @@ impl Dump {
         if rest.is_empty() {
             return Ok(d);
         }
-        let (segments, rest) = postcard::take_from_bytes(rest)?;
-        d.segments = segments;
+        let (segments, rest): (Vec<(SegmentId, SegmentV1)>, _) = postcard::take_from_bytes(rest)?;
+        d.segments = segments
+            .into_iter()
+            .map(|(i, g)| (i, Segment::from_v1(g)))
+            .collect();
         let (referrers, rest) = postcard::take_from_bytes(rest)?;
         d.referrers = referrers;
         if rest.is_empty() {
@@ -433,7 +452,26 @@ impl Dump {
         if rest.is_empty() {
             return Ok(d);
         }
-        d.registry = postcard::from_bytes(rest)?;
+        let (registry, rest) = postcard::take_from_bytes(rest)?;
+        d.registry = registry;
+        if rest.is_empty() {
+            return Ok(d);
+        }
+        let tiers: Vec<SegmentTierRow> = postcard::from_bytes(rest)?;
+        let mut by_id: std::collections::BTreeMap<SegmentId, usize> = Default::default();
+        for (n, (i, _)) in d.segments.iter().enumerate() {
+            by_id.insert(*i, n);
+        }
+        for (id, bucket, dropping) in tiers {
+            match by_id.get(&id).and_then(|n| d.segments.get_mut(*n)) {
+                Some((_, g)) => {
+                    g.bucket = bucket;
+                    g.dropping = dropping;
+                }
+                // A tier row for no segment here: not a dump this build wrote.
+                None => return Err(postcard::Error::DeserializeBadEncoding),
+            }
+        }
         Ok(d)
     }
 
@@ -753,6 +791,66 @@ mod tests {
         s.tier.clear();
         s.xattrs.clear();
         check(&s);
+    }
+
+    /// Segments travel in their earlier form: a dump with no segment in the tier is the bytes
+    /// a build before segments' tier state wrote (segments as `SegmentV1`, nothing after the
+    /// registry), and tier state, when there is some, comes back from the last part.
+    #[test]
+    fn segments_keep_their_earlier_form_and_their_tier_state_travels_last() {
+        use meta_core::reduce_index::{ChunkId, SegmentBucket, StoredSegment};
+        let mut s = with_root();
+        let a = regular_file(&mut s, "f");
+        let (x, y) = (SegmentId([1; 32]), SegmentId([2; 32]));
+        for (seg, c) in [(x, 10u8), (y, 20)] {
+            let add = Command::AddReferrer {
+                shard: ShardId(0),
+                segment: seg,
+                stored: Some(StoredSegment {
+                    chunks: vec![(ChunkId([c; 32]), 100)],
+                    placement: vec![7, 8, 9],
+                    stored_len: 100,
+                }),
+                referrer: Referrer { ino: a, epoch: 3 },
+            };
+            apply(&mut s, &add).unwrap();
+        }
+        let d = Dump::of(&s);
+        let v1: Vec<(SegmentId, SegmentV1)> = d
+            .segments
+            .iter()
+            .map(|(i, g)| (*i, g.split(*i).0))
+            .collect();
+        let mut earlier = postcard::to_stdvec(&d).unwrap();
+        earlier.extend(postcard::to_stdvec(&d.xattrs).unwrap());
+        earlier.extend(postcard::to_stdvec(&d.tier).unwrap());
+        earlier.extend(postcard::to_stdvec(&v1).unwrap());
+        earlier.extend(postcard::to_stdvec(&d.referrers).unwrap());
+        assert_eq!(
+            d.encode().unwrap(),
+            earlier,
+            "no tier state, the earlier bytes"
+        );
+        assert_eq!(
+            Dump::decode(&earlier).unwrap().into_state().dump(),
+            s.dump()
+        );
+
+        // One segment in the bucket and leaving flash: its state comes back.
+        if let Some(g) = s.segments.get_mut(&y) {
+            g.bucket = SegmentBucket::Held;
+            g.dropping = vec![8];
+            g.placement.clear();
+        }
+        let bytes = Dump::of(&s).encode().unwrap();
+        let back = Dump::decode(&bytes).unwrap().into_state();
+        assert_eq!(back.segments[&y].bucket, SegmentBucket::Held);
+        assert_eq!(back.segments[&y].dropping, vec![8]);
+        assert_eq!(back.segments[&x].bucket, SegmentBucket::No);
+        assert_eq!(back.dump(), s.dump());
+        // A build before the tier state reads such a dump's segments without it (the part is
+        // trailing): the earlier parts decode alone.
+        assert!(bytes.len() > earlier.len());
     }
 
     /// Reduce records travel in a snapshot after the index, with or without anything in the

@@ -688,8 +688,10 @@ fn decode_reduce(bytes: &[u8]) -> Result<FileReduce, FsError> {
     postcard::from_bytes(bytes).map_err(|e| FsError::Corrupt(format!("reduce record: {e}")))
 }
 
+/// A segment row of either form (`Segment::decode`: rows written before segments had a tier
+/// state load as segments with none).
 fn decode_segment(bytes: &[u8]) -> Result<Segment, FsError> {
-    postcard::from_bytes(bytes).map_err(|e| FsError::Corrupt(format!("segment record: {e}")))
+    Segment::decode(bytes).map_err(|e| FsError::Corrupt(format!("segment record: {e}")))
 }
 
 /// A segment id as a key holds it (32 bytes, or the table is corrupt).
