@@ -126,7 +126,12 @@ impl Cluster {
             return Ok((b, seg.origin));
         }
         let at = SegmentPlace::new(&iid, seg.origin, seg.placement.clone(), seg.stored_len);
-        let from_bucket = || self.get_segment_object(&iid, seg.origin, seg.stored_len);
+        // Boxed: the S3 client's futures are deep, and inlined into every NFS request's
+        // future they took the compiler's layout query past its depth limit.
+        let from_bucket =
+            || -> std::pin::Pin<Box<dyn std::future::Future<Output = _> + Send + '_>> {
+                Box::pin(self.get_segment_object(&iid, seg.origin, seg.stored_len))
+            };
         let b = if !seg.on_flash() {
             // Its shards left flash (`segment_tier`): the bucket's copy, checked against the id.
             from_bucket().await?
