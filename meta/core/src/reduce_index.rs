@@ -176,13 +176,17 @@ impl Segment {
         }
     }
 
-    /// A stored record of either form. The current form is tried first: postcard ignores
-    /// trailing bytes, so the earlier form would read a current record short, while a record
-    /// of the earlier form ends where the current one's tier state begins and fails to read
-    /// as the current form.
+    /// A stored record of either form. The current form is tried first: a record of the
+    /// earlier form ends where the current one's tier state begins, so it fails to read as
+    /// the current form. The earlier form is taken only when it spans every byte: a current
+    /// record damaged in its tier state is an error, not a record that lost its tier state.
     pub fn decode(bytes: &[u8]) -> Result<Segment, postcard::Error> {
-        postcard::from_bytes::<Segment>(bytes)
-            .or_else(|_| postcard::from_bytes::<SegmentV1>(bytes).map(Segment::from_v1))
+        postcard::from_bytes::<Segment>(bytes).or_else(|e| {
+            match postcard::take_from_bytes::<SegmentV1>(bytes) {
+                Ok((v1, [])) => Ok(Segment::from_v1(v1)),
+                _ => Err(e),
+            }
+        })
     }
 }
 

@@ -769,6 +769,12 @@ fn what_the_state_machine_keeps_and_replicates_encodes_as_pinned() {
         Segment::decode(&postcard::to_stdvec(&seg).expect("encode")).expect("current form"),
         seg
     );
+    // A current record whose tier state is damaged (a bucket state that does not exist) is
+    // an error, not an earlier-form record that lost it.
+    let mut bad = postcard::to_stdvec(&seg).expect("encode");
+    let at = postcard::to_stdvec(&v1).expect("encode").len();
+    bad[at] = 9;
+    assert!(Segment::decode(&bad).is_err());
     now.push(("Key::Segments", enc(&Key::Segments(ShardId(3)))));
     // A file's reduce record, under way and finished, as the checkpoint's `reduces` table and
     // a snapshot hold it.
