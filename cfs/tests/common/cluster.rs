@@ -496,6 +496,22 @@ impl Cluster {
 
     /// The MDS's admin listener (the config's `[admin] listen`, or where it landed with port 0)
     /// and its token (`cfs admin token`).
+    /// MDS node 1's `/metrics` page, through its admin listener with the cluster's token.
+    pub fn metrics_text(&self) -> String {
+        let (admin, token) = self.admin();
+        self.rt
+            .block_on(cfs::http_client::request(
+                admin,
+                "GET",
+                "/metrics",
+                Some(&token),
+                None,
+                Duration::from_secs(10),
+            ))
+            .expect("the admin listener answers")
+            .text()
+    }
+
     pub fn admin(&self) -> (SocketAddr, String) {
         let toml = std::fs::read_to_string(self.mds_toml()).expect("mds.toml");
         let listen = toml

@@ -124,20 +124,9 @@ fn two_copies_take_the_room_of_one_text_shrinks_as_zstd_would_and_every_byte_rea
         2 * data.len() as u64 + text.len() as u64
     );
     // /metrics says the same as the status.
-    let (admin, token) = cl.admin();
-    let r = cl
-        .rt
-        .block_on(crate::http_client::request(
-            admin,
-            "GET",
-            "/metrics",
-            Some(&token),
-            None,
-            std::time::Duration::from_secs(10),
-        ))
-        .expect("the admin listener answers");
+    let metrics = cl.metrics_text();
     let sample = |name: &str| {
-        r.text()
+        metrics
             .lines()
             .find_map(|l| l.strip_prefix(name)?.trim().parse::<f64>().ok())
             .unwrap_or(-1.0)
@@ -510,25 +499,12 @@ fn with_encryption_no_plaintext_block_is_on_any_data_server_and_the_key_file_dec
         "{}",
         status.text()
     );
-    let (admin, token) = cl.admin();
-    let metrics = cl
-        .rt
-        .block_on(crate::http_client::request(
-            admin,
-            "GET",
-            "/metrics",
-            Some(&token),
-            None,
-            std::time::Duration::from_secs(10),
-        ))
-        .expect("the admin listener answers");
+    let metrics = cl.metrics_text();
     assert!(
         metrics
-            .text()
             .lines()
             .any(|l| l == "cfs_cluster_encryption_state 1"),
-        "{}",
-        metrics.text()
+        "{metrics}"
     );
     assert_eq!(read_file(&cl, "/big", big.len()), big);
     assert_eq!(read_file(&cl, "/small", small.len()), small);

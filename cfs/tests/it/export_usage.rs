@@ -154,19 +154,7 @@ fn usage_per_export_counts_dedup_compression_and_raw_bytes() {
     }
 
     // /metrics: the same numbers, one series per export and stage.
-    let (admin, token) = cl.admin();
-    let text = cl
-        .rt
-        .block_on(crate::http_client::request(
-            admin,
-            "GET",
-            "/metrics",
-            Some(&token),
-            None,
-            std::time::Duration::from_secs(10),
-        ))
-        .expect("the admin listener answers")
-        .text();
+    let text = cl.metrics_text();
     let sample = |series: &str| {
         text.lines()
             .find_map(|l| l.strip_prefix(series)?.trim().parse::<f64>().ok())
