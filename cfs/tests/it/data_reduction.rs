@@ -76,7 +76,7 @@ fn zstd3_per_chunk(cl: &Cluster, data: &[u8]) -> u64 {
         .sum()
 }
 
-fn n(v: &serde_json::Value, k: &str) -> u64 {
+pub(crate) fn n(v: &serde_json::Value, k: &str) -> u64 {
     v[k].as_u64().unwrap_or(0)
 }
 

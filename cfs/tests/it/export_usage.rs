@@ -27,9 +27,7 @@ fn mds_status(cl: &Cluster) -> Value {
     serde_json::from_slice::<Value>(&out.stdout).map_or(Value::Null, |v| v["mds"].clone())
 }
 
-fn n(v: &Value, k: &str) -> u64 {
-    v[k].as_u64().unwrap_or(0)
-}
+use crate::data_reduction::n;
 
 #[test]
 fn usage_per_export_counts_dedup_compression_and_raw_bytes() {

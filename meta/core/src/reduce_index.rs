@@ -148,18 +148,42 @@ pub struct SegmentV1 {
 /// for segments whose state is not the default.
 pub type SegmentTierRow = (SegmentId, SegmentBucket, Vec<u64>);
 
+/// `SegmentV1`'s encoding, borrowed from a `Segment`: what a dump writes, without copying
+/// each segment's chunk map (postcard encodes a reference as the value).
+#[derive(Serialize)]
+pub struct SegmentV1Ref<'a> {
+    pub chunks: &'a BTreeMap<ChunkId, ChunkSlot>,
+    pub placement: &'a [u64],
+    pub stored_len: u64,
+    pub state: SegmentState,
+    pub origin: Referrer,
+}
+
 impl Segment {
-    /// The record without its tier state, and that state when it is not the default.
-    pub fn split(&self, id: SegmentId) -> (SegmentV1, Option<SegmentTierRow>) {
-        let v1 = SegmentV1 {
-            chunks: self.chunks.clone(),
-            placement: self.placement.clone(),
+    /// The record in its earlier form, borrowed, and its tier state when not the default.
+    pub fn split_ref(&self, id: SegmentId) -> (SegmentV1Ref<'_>, Option<SegmentTierRow>) {
+        let v1 = SegmentV1Ref {
+            chunks: &self.chunks,
+            placement: &self.placement,
             stored_len: self.stored_len,
             state: self.state,
             origin: self.origin,
         };
         let tier = (self.bucket != SegmentBucket::No || !self.dropping.is_empty())
             .then(|| (id, self.bucket, self.dropping.clone()));
+        (v1, tier)
+    }
+
+    /// The record without its tier state, and that state when it is not the default.
+    pub fn split(&self, id: SegmentId) -> (SegmentV1, Option<SegmentTierRow>) {
+        let (r, tier) = self.split_ref(id);
+        let v1 = SegmentV1 {
+            chunks: r.chunks.clone(),
+            placement: r.placement.to_vec(),
+            stored_len: r.stored_len,
+            state: r.state,
+            origin: r.origin,
+        };
         (v1, tier)
     }
 

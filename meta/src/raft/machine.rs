@@ -19,7 +19,9 @@ use crate::storage::entry::{
     machine_err, Cfg, Entry, LogId, Membership, Reply, ShardDump, StorageError,
 };
 use crate::storage::shard::{Applied, EffectSlot, Pending, ShardCore, Stats};
-use meta_core::reduce_index::{Referrer, Segment, SegmentId, SegmentTierRow, SegmentV1};
+use meta_core::reduce_index::{
+    Referrer, Segment, SegmentId, SegmentTierRow, SegmentV1, SegmentV1Ref,
+};
 use meta_core::sessions::{Seen, Sessions};
 use meta_core::snap::{ShardSnaps, SnapId, SnapRecord, Versions};
 use meta_core::state::{meta, Changes, MemState, Staged};
@@ -378,10 +380,10 @@ impl Dump {
         let enc = |e| FsError::Io(format!("encode snapshot: {e}"));
         let mut bytes = postcard::to_stdvec(self).map_err(enc)?;
         // Segments go in their earlier form; their tier state, when any, in the last part.
-        let mut v1: Vec<(SegmentId, SegmentV1)> = Vec::with_capacity(self.segments.len());
+        let mut v1: Vec<(SegmentId, SegmentV1Ref<'_>)> = Vec::with_capacity(self.segments.len());
         let mut tiers: Vec<SegmentTierRow> = Vec::new();
         for (id, g) in &self.segments {
-            let (seg, tier) = g.split(*id);
+            let (seg, tier) = g.split_ref(*id);
             v1.push((*id, seg));
             tiers.extend(tier);
         }
