@@ -390,7 +390,8 @@ pub mod tier {
     /// copies): with `EVICTED_BYTES`, the rate bytes leave flash once eviction runs, apart
     /// from the evictor's period.
     pub static EVICTING_MICROS: Counter = Counter::new();
-    /// Reads served from the bucket (an evicted file) and their bytes.
+    /// Reads served from the bucket and their bytes: ranges of evicted files, and segments
+    /// of reduced files with no shard on flash (counted as stored, one per GET).
     pub static BUCKET_READS: Counter = Counter::new();
     pub static BUCKET_READ_BYTES: Counter = Counter::new();
     /// One ranged GET for a read of an evicted file.

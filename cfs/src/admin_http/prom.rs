@@ -607,7 +607,7 @@ fn tier_families(e: &mut Exposition, m: &mds::admin::Admin) {
     );
     e.counter(
         "cfs_tier_bucket_read_bytes_total",
-        "File bytes read from the bucket for reads of evicted files.",
+        "Bytes read from the bucket to serve reads: evicted files, and reduced files' segments.",
         &[(&[], BUCKET_READ_BYTES.get())],
     );
     e.counter(

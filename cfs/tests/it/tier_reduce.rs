@@ -1,9 +1,11 @@
 //! Reduced files in the object-store tier (issue 46 with issue 45), on real processes: one MDS
 //! node, three data servers (2+1), `--reduce on`, a bucket on moto. The bucket holds a reduced
 //! file as its segments, each once however many files share it, so it holds the reduced
-//! bytes, not the logical ones; evicted, the files' segments leave the data servers, and every
-//! file still reads back byte-exact, from the bucket, through a kill -9 of the MDS too; a
-//! segment no file refers to any more is deleted from the bucket as from flash.
+//! bytes, not the logical ones; evicted, the files' segments leave the data servers (a segment
+//! shared with a file on flash stays until that file goes: the sweep then drops it), and every
+//! file still reads back byte-exact, from the bucket (counted in `bucket_read_bytes`), through
+//! a kill -9 of the MDS too; a segment no file refers to any more is deleted from the bucket
+//! as from flash.
 use crate::common::ec::{data_status, read_file, shard_counts, wait_for, write_file};
 use crate::common::{random_bytes, BIN, SERIAL};
 use crate::tier_cache::{keys_under, rt, s3};
@@ -129,43 +131,67 @@ fn reduced_files_go_to_the_bucket_as_their_segments_and_leave_flash_with_them() 
     let on_flash = shard_counts(&cl, 3);
     assert!(on_flash.iter().all(|c| *c > 0), "{on_flash:?}");
 
-    // Pinned to the bucket: evicted, and their segments leave the data servers.
-    for (p, _) in files {
+    // /a and /text pinned to the bucket: evicted. /text's segments leave the data servers;
+    // those /a shares with /b, which is still on flash, stay.
+    let pin = |p: &str| {
         let out = std::process::Command::new(BIN)
             .args(["admin", "tier", "pin", p, "s3", "--config", &cl.mds_toml()])
             .output()
             .expect("cfs admin tier pin");
         assert!(out.status.success(), "{out:?}");
-    }
-    wait_for(60, "the three reduced files evicted", || {
-        n(&cluster_tier(&cl), "evicted_files") == 3
+    };
+    pin("/a");
+    pin("/text");
+    wait_for(60, "/a and /text evicted", || {
+        n(&cluster_tier(&cl), "evicted_files") == 2
     });
-    wait_for(30, "every segment's shards deleted from flash", || {
+    let mut shared = Vec::new();
+    wait_for(30, "/text's segments deleted from flash", || {
+        shared = shard_counts(&cl, 3);
+        shared.iter().zip(&on_flash).any(|(now, was)| now < was)
+    });
+    assert!(
+        shared.iter().all(|c| *c > 0),
+        "the segments /b (on flash) shares stay: {shared:?} of {on_flash:?}"
+    );
+    // /b removed: only evicted /a refers to the shared segments now. No eviction follows
+    // to drop them; the sweep over the segment records does.
+    let c = cl.client(false);
+    let root = cl.rt.block_on(c.lookup_path("/")).expect("root");
+    cl.rt.block_on(c.remove(&root, "b")).expect("remove /b");
+    let _ = cl.rt.block_on(c.shutdown());
+    wait_for(30, "the shared segments swept from flash", || {
         shard_counts(&cl, 3) == vec![0, 0, 0]
     });
-    for (p, d) in files {
+    for (p, d) in [("/a", &random), ("/text", &words)] {
         assert!(read_file(&cl, p, d.len()) == *d, "{p} read from the bucket");
     }
-    // The MDS killed and started again: the records say where the segments are.
+    // The MDS killed and started again (its cache of segments gone): the records say where
+    // the segments are, and every read GETs from the bucket.
     cl.kill9("mds");
     let _mds = cl.restart_mds();
-    for (p, d) in files {
+    let read_before = n(&cluster_tier(&cl), "bucket_read_bytes");
+    for (p, d) in [("/a", &random), ("/text", &words)] {
         assert!(
             read_file(&cl, p, d.len()) == *d,
             "{p} after a kill -9 of the MDS"
         );
     }
+    let read = n(&cluster_tier(&cl), "bucket_read_bytes") - read_before;
+    assert!(
+        read >= seg_bytes && read <= 2 * seg_bytes,
+        "segment GETs counted in bucket_read_bytes: {read} for {seg_bytes} in the bucket"
+    );
     assert_eq!(
         shard_counts(&cl, 3),
         vec![0, 0, 0],
         "reads do not refill flash"
     );
 
-    // The two copies removed: the segments they shared die, and leave the bucket.
+    // The last copy removed: the segments /a and /b shared die, and leave the bucket.
     let c = cl.client(false);
     let root = cl.rt.block_on(c.lookup_path("/")).expect("root");
     cl.rt.block_on(c.remove(&root, "a")).expect("remove /a");
-    cl.rt.block_on(c.remove(&root, "b")).expect("remove /b");
     let _ = cl.rt.block_on(c.shutdown());
     let mut now = Default::default();
     wait_for(60, "the shared segments deleted from the bucket", || {

@@ -174,6 +174,9 @@ pub struct Cluster {
             ),
         >,
     >,
+    /// Where the sweep of segments whose flash may go goes on from, per shard
+    /// (`segment_tier`).
+    cold_at: std::sync::Mutex<HashMap<u16, meta::namespace::reduce_index::SegmentId>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -207,6 +210,7 @@ impl Cluster {
             segment_fetches: Default::default(),
             reduced_turns: tokio::sync::Semaphore::new(reduced_io::ASSEMBLIES),
             reclaim_at: Default::default(),
+            cold_at: Default::default(),
             bad_segments: Default::default(),
             shard_reports: Default::default(),
             unheard_scan: std::sync::Mutex::new(None),

@@ -38,6 +38,7 @@ impl Cluster {
         self.reclaim_referrers(ns).await;
         self.drop_dying(ns).await;
         self.free_dropped(ns).await;
+        self.sweep_cold_segments(ns).await;
     }
 
     /// `clean_reduces` for one file the caller has claimed.

@@ -130,7 +130,16 @@ impl Cluster {
         // future they took the compiler's layout query past its depth limit.
         let from_bucket =
             || -> std::pin::Pin<Box<dyn std::future::Future<Output = _> + Send + '_>> {
-                Box::pin(self.get_segment_object(&iid, seg.origin, seg.stored_len))
+                Box::pin(async {
+                    let b: Vec<u8> = self
+                        .get_segment_object(&iid, seg.origin, seg.stored_len)
+                        .await?;
+                    // Counted with evicted files' reads: bytes this node got from the bucket
+                    // to serve reads (a segment as stored, not the file bytes it gives).
+                    metrics::tier::BUCKET_READS.inc();
+                    metrics::tier::BUCKET_READ_BYTES.add(b.len() as u64);
+                    NfsResult::Ok(b)
+                })
             };
         let b = if !seg.on_flash() {
             // Its shards left flash (`segment_tier`): the bucket's copy, checked against the id.

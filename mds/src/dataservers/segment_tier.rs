@@ -26,7 +26,11 @@
 //! file (or a reduce that no longer counts) leaves flash. A referrer added later (dedup by a
 //! new file) reads the segment from the bucket; nothing is wrong, only slower. Reads of a
 //! segment with no shard on flash GET it from the bucket (`segment_bytes`); not yet: a
-//! segment read often is not brought back to flash.
+//! segment read often is not brought back to flash. A drop an error left undone (or a
+//! segment whose last referrer on flash went by a delete, not an eviction) is found by a
+//! sweep over the segment records, a batch per shard per pass (`sweep_cold_segments`).
+use std::collections::HashMap;
+
 use layout::DsId;
 use meta::namespace::reduce_index::{
     Referrer, Segment, SegmentBucket, SegmentId, SegmentShards, SegmentTierStep,
@@ -42,6 +46,9 @@ use crate::error::{NfsError, NfsResult};
 /// Referrers of one segment looked at before its flash is dropped; a segment shared by more
 /// files stays on flash (it is read by many, and the look is bounded).
 const MAX_REFERRERS_LOOKED_AT: usize = 1024;
+
+/// Segment records the sweep for segments to drop from flash looks at per shard per pass.
+const COLD_SWEEP_BATCH: usize = 256;
 
 /// The bucket segments go to: the tier's store and key space (`set_segment_bucket`).
 pub(crate) struct BucketAccess {
@@ -182,7 +189,8 @@ impl Cluster {
     }
 
     /// Drops from flash the segments of evicted reduced file `ino` that no file on flash
-    /// refers to (see the module comment); returns the bytes freed per data server.
+    /// refers to (see the module comment); returns the bytes freed per data server. A
+    /// segment this leaves on flash by an error is found by the sweep (`sweep_cold_segments`).
     pub(crate) async fn drop_cold_segments(
         &self,
         ns: &Namespace,
@@ -194,43 +202,101 @@ impl Cluster {
         let segments = r.reduced().map(|d| d.segments.clone()).unwrap_or_default();
         let mut freed = Vec::new();
         for id in segments {
-            let Some(seg) = ns.segment(&id)? else {
-                continue;
-            };
-            if !seg.is_live() || seg.bucket != SegmentBucket::Held || !seg.on_flash() {
-                continue;
-            }
-            if !self.only_evicted_refer(ns, &id)? {
-                continue;
-            }
-            let placement = seg.placement.clone();
-            let off = Command::SegmentTier {
-                shard: ns.segment_shard(&id),
-                segment: id,
-                step: SegmentTierStep::OffFlash {
-                    placement: placement.clone(),
-                },
-            };
-            match ns.execute(off).await {
-                Ok(_) => {}
-                Err(FsError::Changed) => continue,
-                Err(e) => return Err(e.into()),
-            }
-            let d = SegmentShards {
-                shard: ns.segment_shard(&id),
-                id,
-                origin: seg.origin,
-                placement: Vec::new(),
-                stored_len: seg.stored_len,
-                bucket: seg.bucket,
-                dropping: placement,
-            };
-            if self.free_dropping(ns, &d).await.is_ok() {
-                let per = seg.stored_len.div_ceil(d.dropping.len().max(1) as u64);
-                freed.extend(d.dropping.iter().map(|ds| (*ds, per)));
-            }
+            freed.extend(self.drop_if_cold(ns, &id).await?);
         }
         Ok(freed)
+    }
+
+    /// Segments of the shards this node leads that could leave flash and have not: an
+    /// eviction whose drop failed midway (a data server or the MDS restarting), or a segment
+    /// whose last referrer on flash went otherwise. Walks `COLD_SWEEP_BATCH` records per
+    /// shard per pass from where the last pass stopped, round and round; run with the
+    /// reduce clean-up passes when a bucket is configured.
+    pub(super) async fn sweep_cold_segments(&self, ns: &Namespace) {
+        if self.segment_bucket.get().is_none() {
+            return;
+        }
+        for s in 0..ns.shard_count() {
+            let shard = meta::namespace::ShardId(s);
+            if ns.leader_of(shard) != Some(ns.node_id()) {
+                continue;
+            }
+            let after = self.cold_cursor().get(&s).copied();
+            let rows = ns
+                .segments_after(shard, after, COLD_SWEEP_BATCH)
+                .unwrap_or_default();
+            let next = (rows.len() == COLD_SWEEP_BATCH)
+                .then(|| rows.last().map(|(id, _)| *id))
+                .flatten();
+            for (id, droppable) in rows {
+                if !droppable {
+                    continue;
+                }
+                match self.drop_if_cold(ns, &id).await {
+                    Ok(freed) if !freed.is_empty() => {
+                        tracing::info!(segment = ?id, "segment of evicted files dropped from flash by the sweep")
+                    }
+                    Ok(_) => {}
+                    // This batch is walked again next pass.
+                    Err(e) => {
+                        tracing::debug!(segment = ?id, "cold segment left on flash: {e:?}");
+                        return;
+                    }
+                }
+            }
+            let mut c = self.cold_cursor();
+            match next {
+                Some(n) => c.insert(s, n),
+                None => c.remove(&s),
+            };
+        }
+    }
+
+    fn cold_cursor(&self) -> std::sync::MutexGuard<'_, HashMap<u16, SegmentId>> {
+        self.cold_at.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Drops segment `id` from flash if the bucket holds it and every file that refers to
+    /// it is evicted: `OffFlash`, its shards deleted, `Freed`. Returns the bytes freed per
+    /// data server (none if it stays).
+    async fn drop_if_cold(&self, ns: &Namespace, id: &SegmentId) -> NfsResult<Vec<(u64, u64)>> {
+        let Some(seg) = ns.segment(id)? else {
+            return Ok(Vec::new());
+        };
+        if !seg.is_live() || seg.bucket != SegmentBucket::Held || !seg.on_flash() {
+            return Ok(Vec::new());
+        }
+        if !self.only_evicted_refer(ns, id)? {
+            return Ok(Vec::new());
+        }
+        let placement = seg.placement.clone();
+        let off = Command::SegmentTier {
+            shard: ns.segment_shard(id),
+            segment: *id,
+            step: SegmentTierStep::OffFlash {
+                placement: placement.clone(),
+            },
+        };
+        match ns.execute(off).await {
+            Ok(_) => {}
+            Err(FsError::Changed) => return Ok(Vec::new()),
+            Err(e) => return Err(e.into()),
+        }
+        let d = SegmentShards {
+            shard: ns.segment_shard(id),
+            id: *id,
+            origin: seg.origin,
+            placement: Vec::new(),
+            stored_len: seg.stored_len,
+            bucket: seg.bucket,
+            dropping: placement,
+        };
+        // A failure here leaves the drop recorded and unfinished: `free_dropped` ends it.
+        if self.free_dropping(ns, &d).await.is_err() {
+            return Ok(Vec::new());
+        }
+        let per = seg.stored_len.div_ceil(d.dropping.len().max(1) as u64);
+        Ok(d.dropping.iter().map(|ds| (*ds, per)).collect())
     }
 
     /// Whether every referrer of segment `id` is an evicted file's reduce, or one that no

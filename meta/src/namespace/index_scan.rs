@@ -124,6 +124,34 @@ impl Snapshot<'_> {
         })
     }
 
+    /// Up to `max` of `shard`'s segments after `after` (from the first with `None`), in id
+    /// order, each with whether its flash may go once only evicted files refer to it
+    /// (`Live`, `Held` in the bucket, shards on flash, no drop under way): the sweep of
+    /// segments to drop from flash walks them.
+    pub fn segments_after(
+        &self,
+        shard: ShardId,
+        after: Option<SegmentId>,
+        max: usize,
+    ) -> Result<Vec<(SegmentId, bool)>, FsError> {
+        use meta_core::reduce_index::SegmentBucket;
+        use std::ops::Bound;
+        let from = after.map_or(Bound::Unbounded, Bound::Excluded);
+        self.with(shard, |st| {
+            st.segments
+                .range((from, Bound::Unbounded))
+                .take(max)
+                .map(|(id, s)| {
+                    let droppable = s.is_live()
+                        && s.bucket == SegmentBucket::Held
+                        && s.on_flash()
+                        && s.dropping.is_empty();
+                    (*id, droppable)
+                })
+                .collect()
+        })
+    }
+
     /// The local shards' index totals.
     pub fn index_stats(&self) -> IndexStats {
         let mut t = IndexStats::default();
@@ -187,6 +215,16 @@ impl Namespace {
         max: usize,
     ) -> Result<Vec<(SegmentId, Referrer)>, FsError> {
         self.snapshot()?.referrers_after(shard, after, max)
+    }
+
+    /// See `Snapshot::segments_after`.
+    pub fn segments_after(
+        &self,
+        shard: ShardId,
+        after: Option<SegmentId>,
+        max: usize,
+    ) -> Result<Vec<(SegmentId, bool)>, FsError> {
+        self.snapshot()?.segments_after(shard, after, max)
     }
 
     /// See `Snapshot::index_stats`.

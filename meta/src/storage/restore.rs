@@ -148,23 +148,30 @@ pub fn from_bucket(s: &mut MemState, incarnation: u64, now: Time) -> Rebuilt {
 }
 
 /// The reduce index of a lost site: a segment whose object is verified in the bucket
-/// (`SegmentBucket::Held`) stays, with no shard on flash; a dying one whose object may be
-/// there stays for the deleting pass; the rest (and their referrers) go. The files that
-/// referred to a segment that went come back from their pieces, if any (`from_bucket`), and
-/// their referrers elsewhere are dropped by the reclaim pass as `Gone`.
+/// (`SegmentBucket::Held`) stays, with no shard on flash. One whose upload may have begun
+/// (`Sending`) stays `Dying`, whatever it was: its object may be there, named by nothing but
+/// this record, and the deleting pass deletes it before it forgets the record. The rest go.
+/// Only a `Live` segment keeps its referrers; the files that referred to one that did not
+/// come back from their pieces, if any (`from_bucket`: no file's copy is its segments unless
+/// every one was `Held`), and their referrers elsewhere are dropped by the reclaim pass as
+/// `Gone`.
 fn keep_bucket_segments(s: &mut MemState) {
-    use meta_core::reduce_index::SegmentBucket;
+    use meta_core::reduce_index::{SegmentBucket, SegmentState};
     s.segments.retain(|_, seg| {
         seg.placement.clear();
         seg.dropping.clear();
         match seg.bucket {
             SegmentBucket::Held => true,
-            SegmentBucket::Sending => !seg.is_live(),
+            SegmentBucket::Sending => {
+                seg.state = SegmentState::Dying;
+                true
+            }
             SegmentBucket::No => false,
         }
     });
     let segments = &s.segments;
-    s.referrers.retain(|(id, _)| segments.contains_key(id));
+    s.referrers
+        .retain(|(id, _)| segments.get(id).is_some_and(|seg| seg.is_live()));
     s.index_chunks();
 }
 
@@ -291,8 +298,17 @@ mod tests {
         assert!(s.tier[&ino].evicted);
         let red = &s.reduces[&ino];
         assert!(red.is_reduced() && red.stale_copies.is_empty());
-        assert_eq!(s.segments.keys().copied().collect::<Vec<_>>(), vec![held]);
-        assert!(s.segments[&held].placement.is_empty(), "no shard on flash");
+        // The segment whose upload began stays for the deleting pass (its object may be in
+        // the bucket, named by nothing else), no longer findable by dedup.
+        assert_eq!(
+            s.segments.keys().copied().collect::<Vec<_>>(),
+            vec![held, sent]
+        );
+        assert!(s.segments[&held].is_live() && !s.segments[&sent].is_live());
+        assert!(
+            s.segments.values().all(|g| g.placement.is_empty()),
+            "no shard on flash"
+        );
         assert_eq!(s.referrers.len(), 1);
         assert_eq!(s.chunk_index.len(), 1);
     }
