@@ -5,7 +5,7 @@
 //! shared with a file on flash stays until that file goes: the sweep then drops it), and every
 //! file still reads back byte-exact, from the bucket (counted in `bucket_read_bytes`), through
 //! a kill -9 of the MDS too; a segment no file refers to any more is deleted from the bucket
-//! as from flash.
+//! as from flash; a file pinned to flash again and read has its segments written back.
 use crate::common::ec::{data_status, read_file, shard_counts, wait_for, write_file};
 use crate::common::{random_bytes, BIN, SERIAL};
 use crate::tier_cache::{keys_under, rt, s3};
@@ -169,7 +169,7 @@ fn reduced_files_go_to_the_bucket_as_their_segments_and_leave_flash_with_them() 
     // The MDS killed and started again (its cache of segments gone): the records say where
     // the segments are, and every read GETs from the bucket.
     cl.kill9("mds");
-    let _mds = cl.restart_mds();
+    let mds = cl.restart_mds();
     let read_before = n(&cluster_tier(&cl), "bucket_read_bytes");
     for (p, d) in [("/a", &random), ("/text", &words)] {
         assert!(
@@ -200,5 +200,41 @@ fn reduced_files_go_to_the_bucket_as_their_segments_and_leave_flash_with_them() 
     });
     assert!(now.0 > 0 && now.0 < segs, "{now:?} of {segs}");
     assert!(read_file(&cl, "/text", words.len()) == words);
+
+    // Pinned to flash and read: the restorer writes its segments back to the data servers.
+    let out = std::process::Command::new(BIN)
+        .args([
+            "admin",
+            "tier",
+            "pin",
+            "/text",
+            "flash",
+            "--config",
+            &cl.mds_toml(),
+        ])
+        .output()
+        .expect("cfs admin tier pin");
+    assert!(out.status.success(), "{out:?}");
+    assert!(read_file(&cl, "/text", words.len()) == words);
+    wait_for(60, "/text back on flash, its segments with it", || {
+        n(&cluster_tier(&cl), "evicted_files") == 0 && shard_counts(&cl, 3).iter().all(|c| *c > 0)
+    });
+    // With the MDS's cache of segments gone, the reads GET nothing (a SIGKILL, as above).
+    drop(mds);
+    let _mds = cl.restart_mds();
+    // Until the data servers are back in its table, a read of a segment the bucket holds
+    // goes there rather than fail.
+    wait_for(30, "the data servers back in the MDS's table", || {
+        cl.status().is_some_and(|st| cl.up(&st) == 3)
+    });
+    assert!(
+        read_file(&cl, "/text", words.len()) == words,
+        "/text from flash"
+    );
+    assert_eq!(
+        n(&cluster_tier(&cl), "bucket_read_bytes"),
+        0,
+        "no GET once back on flash"
+    );
     eprintln!("took {:?}", started.elapsed());
 }

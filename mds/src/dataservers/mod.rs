@@ -177,6 +177,9 @@ pub struct Cluster {
     /// Where the sweep of segments whose flash may go goes on from, per shard
     /// (`segment_tier`).
     cold_at: std::sync::Mutex<HashMap<u16, meta::namespace::reduce_index::SegmentId>>,
+    /// Segments this node is writing back to flash (`segment_tier`): the passes that delete
+    /// a record's `dropping` shards leave these alone meanwhile.
+    warming: std::sync::Mutex<std::collections::HashSet<meta::namespace::reduce_index::SegmentId>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -211,6 +214,7 @@ impl Cluster {
             reduced_turns: tokio::sync::Semaphore::new(reduced_io::ASSEMBLIES),
             reclaim_at: Default::default(),
             cold_at: Default::default(),
+            warming: Default::default(),
             bad_segments: Default::default(),
             shard_reports: Default::default(),
             unheard_scan: std::sync::Mutex::new(None),

@@ -88,7 +88,7 @@ impl Cluster {
                 .iter()
                 .chain(&d.dropping)
                 .any(|s| !self.registry.is_up(DsId(*s)) && !self.written_off(DsId(*s)));
-            if ns.leader_of(d.shard) != Some(ns.node_id()) || waiting {
+            if ns.leader_of(d.shard) != Some(ns.node_id()) || waiting || self.is_warming(&d.id) {
                 continue;
             }
             // Its shards on flash, and those of a flash drop a crash left unfinished.

@@ -25,8 +25,10 @@
 //! pieces, `tiering::upload`); then each of its segments whose every referrer is an evicted
 //! file (or a reduce that no longer counts) leaves flash. A referrer added later (dedup by a
 //! new file) reads the segment from the bucket; nothing is wrong, only slower. Reads of a
-//! segment with no shard on flash GET it from the bucket (`segment_bytes`); not yet: a
-//! segment read often is not brought back to flash. A drop an error left undone (or a
+//! segment with no shard on flash GET it from the bucket (`segment_bytes`). A read of an
+//! evicted reduced file that is not pinned to the bucket asks for it back, as for any evicted
+//! file: the restorer writes its segments back to flash (`warm_segments`: `Warming` records
+//! the new placement as shards to delete before one is written, `Warmed` adopts them). A drop an error left undone (or a
 //! segment whose last referrer on flash went by a delete, not an eviction) is found by a
 //! sweep over the segment records, a batch per shard per pass (`sweep_cold_segments`).
 use std::collections::HashMap;
@@ -299,6 +301,92 @@ impl Cluster {
         Ok(d.dropping.iter().map(|ds| (*ds, per)).collect())
     }
 
+    /// Brings back to flash the segments of reduced file `ino` that only the bucket holds (a
+    /// read of the evicted file asked for it back, `tiering::restore`), each once whatever
+    /// number of files share it. Returns the stored bytes brought back, or `None` if a
+    /// segment found no room on the data servers (it stays in the bucket; the file is asked
+    /// for again, as a file too big for flash is).
+    pub(crate) async fn warm_segments(&self, ns: &Namespace, ino: u64) -> NfsResult<Option<u64>> {
+        let Some(r) = ns.file_reduce(ino)?.filter(|r| r.is_reduced()) else {
+            return Ok(Some(0));
+        };
+        let segments = r.reduced().map(|d| d.segments.clone()).unwrap_or_default();
+        let mut back = 0;
+        for id in segments {
+            match self.warm_segment(ns, &id).await? {
+                Some(b) => back += b,
+                None => return Ok(None),
+            }
+        }
+        Ok(Some(back))
+    }
+
+    /// One segment back to flash: GET and checked, placed anew, `Warming` (the new shards
+    /// are ones to delete until adopted), written and sealed, `Warmed`. `None`: no room.
+    async fn warm_segment(&self, ns: &Namespace, id: &SegmentId) -> NfsResult<Option<u64>> {
+        let Some(seg) = ns.segment(id)? else {
+            return Ok(Some(0));
+        };
+        let wanted = seg.is_live()
+            && seg.bucket == SegmentBucket::Held
+            && !seg.on_flash()
+            && seg.dropping.is_empty();
+        if !wanted {
+            return Ok(Some(0));
+        }
+        let Some(placement) = self.place_segment(segment_file(id, seg.origin), seg.stored_len)
+        else {
+            return Ok(None);
+        };
+        let bytes = self
+            .get_segment_object(id, seg.origin, seg.stored_len)
+            .await?;
+        let _mark = Warming::mark(self, *id);
+        let shard = ns.segment_shard(id);
+        let step = |step| Command::SegmentTier {
+            shard,
+            segment: *id,
+            step,
+        };
+        let warming = SegmentTierStep::Warming {
+            placement: placement.clone(),
+        };
+        match ns.execute(step(warming)).await {
+            Ok(_) => {}
+            Err(FsError::Changed) => return Ok(Some(0)),
+            Err(e) => return Err(e.into()),
+        }
+        let at = SegmentPlace::new(id, seg.origin, placement.clone(), seg.stored_len);
+        // On an error the record keeps the placement as shards to delete: `free_dropped`
+        // deletes what was written, and records them freed.
+        self.store_segment(&at, &bytes).await?;
+        match ns
+            .execute(step(SegmentTierStep::Warmed { placement }))
+            .await
+        {
+            Ok(_) => Ok(Some(seg.stored_len)),
+            Err(FsError::Changed) => {
+                // A pass took the write for a crash's and freed it (another leader's, while
+                // this one wrote), or the segment died: what this wrote is no one's. Unless
+                // a newer write back is under way or done there (it writes the same names).
+                let now = ns.segment(id)?;
+                if now.is_none_or(|g| !g.is_live() || (!g.on_flash() && g.dropping.is_empty())) {
+                    let _ = self.drop_segment(&at).await;
+                }
+                Ok(Some(0))
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Whether this node is writing segment `id` back to flash.
+    pub(super) fn is_warming(&self, id: &SegmentId) -> bool {
+        self.warming
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains(id)
+    }
+
     /// Whether every referrer of segment `id` is an evicted file's reduce, or one that no
     /// longer counts (this node's replicas: a stale answer only keeps a segment on flash, or
     /// sends a new referrer's reads to the bucket, never loses a byte).
@@ -343,7 +431,8 @@ impl Cluster {
     /// this node leads (from the reduce clean-up pass).
     pub(super) async fn free_dropped(&self, ns: &Namespace) {
         for d in ns.segments_dropping().unwrap_or_default() {
-            let waiting = d.dropping.iter().any(|s| !self.registry.is_up(DsId(*s)));
+            let waiting =
+                d.dropping.iter().any(|s| !self.registry.is_up(DsId(*s))) || self.is_warming(&d.id);
             if ns.leader_of(d.shard) != Some(ns.node_id()) || waiting {
                 continue;
             }
@@ -351,5 +440,32 @@ impl Cluster {
                 tracing::debug!(segment = ?d.id, "dropped segment shards left: {e:?}");
             }
         }
+    }
+}
+
+/// Marks a segment as being written back to flash by this node while it lives.
+struct Warming<'a> {
+    cluster: &'a Cluster,
+    id: SegmentId,
+}
+
+impl<'a> Warming<'a> {
+    fn mark(cluster: &'a Cluster, id: SegmentId) -> Self {
+        cluster
+            .warming
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(id);
+        Warming { cluster, id }
+    }
+}
+
+impl Drop for Warming<'_> {
+    fn drop(&mut self) {
+        self.cluster
+            .warming
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&self.id);
     }
 }

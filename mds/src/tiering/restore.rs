@@ -79,10 +79,18 @@ async fn restore_file(mds: &Mds, tier: &Tier, ino: u64, gen: u64) -> Result<u64,
         return Ok(0);
     }
     if copy.pieces.is_empty() {
-        // A reduced file's copy is its segments: nothing of the file's own to bring back
-        // (reads go through its recipe, to the bucket for segments no longer on flash).
+        // A reduced file's copy is its segments: those only the bucket holds come back to
+        // flash (each once, whatever number of files share it), then the file is on flash.
+        let back = match mds.data.cluster() {
+            Some(c) => c
+                .warm_segments(&mds.ns, ino)
+                .await
+                .map_err(RestoreError::Nfs)?
+                .ok_or(RestoreError::NoRoom)?,
+            None => 0,
+        };
         return match mds.ns.execute(Command::TierRestored { ino, gen }).await {
-            Ok(_) | Err(FsError::Changed) => Ok(0),
+            Ok(_) | Err(FsError::Changed) => Ok(back),
             Err(e) => Err(RestoreError::Meta(e)),
         };
     }

@@ -451,7 +451,7 @@ pub enum Command {
     /// is gone already.
     SnapForgetRecord { snap: SnapId },
     /// A step of segment `segment`'s tiering (on `shard`): its upload begun or verified in
-    /// the bucket, its flash dropped or freed (`reduce_index::SegmentTierStep`, whose
+    /// the bucket, its flash dropped or freed or written again (`reduce_index::SegmentTierStep`, whose
     /// comment says when each is refused). `Changed` if the segment is gone or not in the
     /// state the step needs.
     SegmentTier {

@@ -241,6 +241,15 @@ pub enum SegmentTierStep {
     OffFlash { placement: Vec<u64> },
     /// The shards on `placement` (the record's `dropping`) are deleted.
     Freed { placement: Vec<u64> },
+    /// Its shards come back to flash (a read of an evicted file that uses it): on a `Live`
+    /// segment `Held` in the bucket, with no shard on flash and no drop under way, the new
+    /// `placement` becomes `dropping` before a shard is written. Until `Warmed` adopts them,
+    /// the shards there are ones to delete: a crash while they are written leaves what the
+    /// pass that finishes drops (`Freed`) deletes, never shards no record names.
+    Warming { placement: Vec<u64> },
+    /// The shards on `placement` (the record's `dropping`, from `Warming`) are written and
+    /// sealed: they are its placement again, and reads go to flash.
+    Warmed { placement: Vec<u64> },
 }
 
 impl Segment {

@@ -195,6 +195,29 @@ pub(super) fn segment_tier<S: StateStore + ?Sized>(
             }
             seg.dropping.clear();
         }
+        SegmentTierStep::Warming { placement } => {
+            if placement.is_empty() {
+                return Err(FsError::Invalid);
+            }
+            if !seg.is_live()
+                || seg.bucket != SegmentBucket::Held
+                || seg.on_flash()
+                || !seg.dropping.is_empty()
+            {
+                return Err(FsError::Changed);
+            }
+            seg.dropping = placement.clone();
+        }
+        SegmentTierStep::Warmed { placement } => {
+            if seg.placement == *placement && seg.dropping.is_empty() {
+                return Ok(Outcome::default());
+            }
+            // Freed meanwhile (a pass took the write for a crash's), died, or moved on.
+            if !seg.is_live() || seg.on_flash() || seg.dropping != *placement {
+                return Err(FsError::Changed);
+            }
+            seg.placement = std::mem::take(&mut seg.dropping);
+        }
     }
     s.put_segment(shard, id, Some(&seg))?;
     Ok(Outcome::default())

@@ -573,6 +573,16 @@ fn commands() -> Vec<(&'static str, Command)> {
                 },
             },
         ),
+        (
+            "SegmentTier/Warmed",
+            Command::SegmentTier {
+                shard: ShardId(3),
+                segment: SegmentId([0x5e; 32]),
+                step: SegmentTierStep::Warmed {
+                    placement: vec![7, 300],
+                },
+            },
+        ),
     ]
 }
 
@@ -923,6 +933,7 @@ const GOLDEN: &[(&str, &str)] = &[
     ("SnapDelete", "42ac02f6c59fd50cd5f01b"),
     ("SnapForgetRecord", "4302"),
     ("SegmentTier", "44035e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e020207ac02"),
+    ("SegmentTier/Warmed", "44035e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e050207ac02"),
     ("FsError::NotFound", "00"),
     ("FsError::Exists", "01"),
     ("FsError::NotDir", "02"),

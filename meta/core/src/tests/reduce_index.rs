@@ -408,6 +408,58 @@ fn a_segments_flash_goes_only_once_the_bucket_holds_it() {
     ok(&mut s, &freed);
     ok(&mut s, &freed);
     assert!(s.segments[&a].dropping.is_empty());
+    // Back to flash: the new shards are ones to delete until `Warmed` adopts them.
+    let back = vec![31, 32, 33, 34, 35, 36];
+    let warming = tier(
+        a,
+        SegmentTierStep::Warming {
+            placement: back.clone(),
+        },
+    );
+    let warmed = tier(
+        a,
+        SegmentTierStep::Warmed {
+            placement: back.clone(),
+        },
+    );
+    assert_eq!(on(&mut s, &warmed), Err(FsError::Changed), "not begun");
+    ok(&mut s, &warming);
+    assert!(!s.segments[&a].on_flash() && s.segments[&a].dropping == back);
+    assert_eq!(on(&mut s, &warming), Err(FsError::Changed), "once");
+    // A crash's unfinished write, finished by the pass: the adoption is refused.
+    let freed_back = tier(
+        a,
+        SegmentTierStep::Freed {
+            placement: back.clone(),
+        },
+    );
+    ok(&mut s, &freed_back);
+    assert_eq!(on(&mut s, &warmed), Err(FsError::Changed));
+    ok(&mut s, &warming);
+    ok(&mut s, &warmed);
+    ok(&mut s, &warmed);
+    let seg = &s.segments[&a];
+    assert!(seg.placement == back && seg.dropping.is_empty());
+    assert_eq!(
+        on(&mut s, &warming),
+        Err(FsError::Changed),
+        "already on flash"
+    );
+    assert_eq!(
+        on(
+            &mut s,
+            &tier(
+                a,
+                SegmentTierStep::Warming {
+                    placement: Vec::new()
+                }
+            )
+        ),
+        Err(FsError::Invalid)
+    );
+    // Off flash again, for the dying check below.
+    ok(&mut s, &off(back.clone()));
+    ok(&mut s, &tier(a, SegmentTierStep::Freed { placement: back }));
     // Dying: its object is the deleting pass's; no upload step takes it back.
     ok(&mut s, &drop_ref(a, r(5, 1)));
     assert_eq!(
