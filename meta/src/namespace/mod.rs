@@ -46,6 +46,7 @@ mod index_scan;
 mod read;
 mod reduce_scan;
 mod rmtree;
+mod snap_delete;
 mod snaps;
 mod tags;
 mod tier_scan;
@@ -139,6 +140,9 @@ pub struct Options {
     /// Whether this node, while it leads shard 0, evens out the shards' leaderships
     /// (`raft::handover`). Off only in tests that move leaderships themselves.
     pub balance_leaders: bool,
+    /// Whether this node merges away deleted snapshots' pre-images on the shards it leads
+    /// (`snap_delete`). Off only in tests that stop a deletion in the middle.
+    pub merge_snapshots: bool,
 }
 
 impl Default for Options {
@@ -152,6 +156,7 @@ impl Default for Options {
             spread_directories: None,
             reclaim_trees: true,
             balance_leaders: true,
+            merge_snapshots: true,
         }
     }
 }
@@ -323,6 +328,8 @@ struct Inner {
     reclaim: bool,
     /// Where the reclaimer's next pass starts (`rmtree::Cursor`).
     reclaim_from: Mutex<rmtree::Cursor>,
+    /// `Options::merge_snapshots`.
+    merge_snaps: bool,
 }
 
 impl Drop for Inner {
@@ -491,6 +498,7 @@ impl Namespace {
                 fresh: Fresh::default(),
                 reclaim: opts.reclaim_trees,
                 reclaim_from: Mutex::new(rmtree::Cursor::default()),
+                merge_snaps: opts.merge_snapshots,
             }),
         };
         // Commands other nodes forward to the shards this node leads.

@@ -388,7 +388,8 @@ impl Namespace {
     }
 
     /// One pass of snapshot recovery (the module comment): the registry on shard 0's leader,
-    /// then each led shard's stale freeze or unthawed cut.
+    /// then each led shard's stale freeze or unthawed cut, then the merge of deleted
+    /// snapshots.
     pub(super) async fn recover_snaps(&self) {
         let now = Time::now();
         let led = |s: u16| {
@@ -445,6 +446,8 @@ impl Namespace {
                 }
             }
         }
+        // Deleted snapshots merge away (`snap_delete`).
+        self.merge_deleted().await;
     }
 
     /// A freeze of `shard` for `snap` left too long: shard 0 settles the snapshot (abort

@@ -12,6 +12,7 @@ mod reducing;
 mod replicated;
 mod rmtree;
 mod snap_create;
+mod snap_delete;
 mod snaps;
 
 use super::*;
@@ -62,6 +63,15 @@ pub(super) fn open_shards(
         spread_directories: Some(true),
         ..Options::default()
     };
+    open_opts(rt, dir, opts)
+}
+
+/// Opens the namespace in `dir` with `opts`.
+pub(super) fn open_opts(
+    rt: &tokio::runtime::Runtime,
+    dir: &std::path::Path,
+    opts: Options,
+) -> Namespace {
     // A test reopens right after dropping its last handle, but a background task on another
     // worker may still hold a clone for a moment, and with it the store's lock (a restarted
     // process never meets this): wait for that, for a bounded time, and only for that.

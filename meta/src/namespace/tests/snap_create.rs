@@ -16,7 +16,7 @@ use crate::namespace::snaps::SnapStep;
 type Listing = BTreeMap<Vec<u8>, (u64, u64, u32)>;
 
 /// `dir`'s listing at `snap`, each entry's inode read on its own shard.
-fn listing_at(ns: &Namespace, snap: SnapId, dir: u64) -> Listing {
+pub(super) fn listing_at(ns: &Namespace, snap: SnapId, dir: u64) -> Listing {
     let view = ns.snapshot().unwrap();
     let mut entries = Vec::new();
     let mut after = 0;
@@ -46,7 +46,7 @@ fn listing_at(ns: &Namespace, snap: SnapId, dir: u64) -> Listing {
 }
 
 /// `dir`'s listing now.
-fn listing_now(ns: &Namespace, dir: u64) -> Listing {
+pub(super) fn listing_now(ns: &Namespace, dir: u64) -> Listing {
     let (entries, _) = ns.snapshot().unwrap().readdir(dir, 0, 100_000).unwrap();
     entries
         .into_iter()
@@ -59,7 +59,7 @@ fn listing_now(ns: &Namespace, dir: u64) -> Listing {
 
 /// Makes directory `name` in the root on another shard than `not` (spread directories land
 /// on a shard chosen by a hash of the name: a few tries find one).
-async fn mkdir_off(ns: &Namespace, name: &str, not: Option<ShardId>) -> u64 {
+pub(super) async fn mkdir_off(ns: &Namespace, name: &str, not: Option<ShardId>) -> u64 {
     for n in 0..64 {
         let d = mk(ns, ROOT_INO, &format!("{name}.{n}"), FileKind::Directory).await;
         if Some(ShardId::of_ino(d)) != not {
@@ -305,7 +305,7 @@ fn is_settled(ns: &Namespace, snap: SnapId) -> Result<SnapState, String> {
 }
 
 /// Waits (up to 10 s) for `is_settled`.
-async fn settled(ns: &Namespace, snap: SnapId) -> SnapState {
+pub(super) async fn settled(ns: &Namespace, snap: SnapId) -> SnapState {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         match is_settled(ns, snap) {

@@ -52,13 +52,13 @@ async fn snapshot_all(ns: &Namespace, snap: SnapId) {
 /// Everything one shard's state shows at one cut: each inode, each directory's listing
 /// (read in pages of three, so paging by cookie is exercised) and each set of attributes.
 #[derive(Clone, Debug, PartialEq, Eq)]
-struct Views {
-    inodes: BTreeMap<u64, Inode>,
+pub(super) struct Views {
+    pub(super) inodes: BTreeMap<u64, Inode>,
     listings: BTreeMap<u64, Vec<DirEntry>>,
     xattrs: BTreeMap<u64, meta_core::Xattrs>,
 }
 
-fn views(st: &MemState, snap: SnapId) -> Result<Views, ViewError> {
+pub(super) fn views(st: &MemState, snap: SnapId) -> Result<Views, ViewError> {
     let inos: BTreeSet<u64> = (st.inodes.keys())
         .chain(st.pre_inodes.keys())
         .chain(st.xattrs.keys())
@@ -96,9 +96,9 @@ fn views(st: &MemState, snap: SnapId) -> Result<Views, ViewError> {
 }
 
 /// Every shard's views at each of its live cuts, by (shard, snap).
-type AllViews = BTreeMap<(u16, SnapId), Views>;
+pub(super) type AllViews = BTreeMap<(u16, SnapId), Views>;
 
-fn all_views(ns: &Namespace) -> AllViews {
+pub(super) fn all_views(ns: &Namespace) -> AllViews {
     let snap = ns.snapshot().unwrap();
     let mut out = AllViews::new();
     for s in 0..ns.shard_count() {
