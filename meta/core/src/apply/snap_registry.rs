@@ -103,7 +103,8 @@ pub(super) fn ready<S: StateStore + ?Sized>(
     }
 }
 
-/// `SnapDelete`: only marks the record; the merge of pre-images is a later step's.
+/// `SnapDelete`: only marks the record; every shard's leader then merges the pre-images
+/// away (`meta`'s `snap_delete` pass).
 pub(super) fn delete<S: StateStore + ?Sized>(
     s: &mut S,
     snap: SnapId,

@@ -37,7 +37,8 @@ pub enum SnapState {
     Ready { at: Time },
     /// Given up before its decision: no shard was or will be cut for it.
     Aborted { at: Time },
-    /// Being deleted: its pre-images merge away (a later step), then the record goes.
+    /// Being deleted: its pre-images merge away on every shard (`meta`'s `snap_delete`
+    /// pass), then the record goes.
     Deleting { at: Time },
 }
 
