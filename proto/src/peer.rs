@@ -67,6 +67,10 @@ pub const PEERPROC_DRAINED: u32 = 18;
 pub const PEERPROC_LEAD: u32 = 19;
 /// The highest membership procedure (the server's range check).
 pub const PEERPROC_LAST_MEMBERSHIP: u32 = PEERPROC_LEAD;
+/// Raft AppendEntries of one shard, each entry's commands as the proposer encoded them (a
+/// byte string; `PEERPROC_APPEND` carries them decoded). A node of a build without it answers
+/// PROC_UNAVAIL, and the sender falls back on `PEERPROC_APPEND` to that node.
+pub const PEERPROC_APPEND2: u32 = 20;
 /// Most files one PEERPROC_IN_USE asks about.
 pub const MAX_IN_USE: usize = 4096;
 

@@ -237,11 +237,14 @@ async fn propose_batches(
     mut rx: tokio::sync::mpsc::UnboundedReceiver<Queued>,
 ) {
     let mut queued: Vec<Queued> = Vec::with_capacity(MAX_BATCH);
+    // Reused from batch to batch: a batch's commands only until they are encoded.
+    let mut cmds: Vec<Tagged> = Vec::with_capacity(MAX_BATCH);
+    let mut waiting = Vec::with_capacity(MAX_BATCH);
     while rx.recv_many(&mut queued, MAX_BATCH).await > 0 {
         let mut rest = queued.drain(..).peekable();
         while rest.peek().is_some() {
-            let mut cmds = Vec::new();
-            let mut waiting = Vec::new();
+            cmds.clear();
+            waiting.clear();
             let mut bytes = 0;
             while let Some((cmd, _)) = rest.peek() {
                 let size = postcard::experimental::serialized_size(cmd).unwrap_or(MAX_BATCH_BYTES);
@@ -255,13 +258,24 @@ async fn propose_batches(
                 }
             }
             let n = cmds.len();
+            // Encoded once, here: the log, the peers and apply all take these bytes.
+            let proposal = match Proposal::encode(&cmds) {
+                Ok(p) => p,
+                Err(e) => {
+                    for reply in waiting.drain(..) {
+                        let _ = reply.send(Proposed::Failed(e.clone()));
+                    }
+                    continue;
+                }
+            };
+            cmds.clear();
             // Held while a hand-over of the shard's leadership must see no new entry.
             let _writing = gate.writes().await;
-            match raft.client_write(Proposal { cmds }).await {
+            match raft.client_write(proposal).await {
                 Ok(r) => {
                     let index = r.log_id.index;
                     let mut results = r.data.0.into_iter();
-                    for reply in waiting {
+                    for reply in waiting.drain(..) {
                         let result = results
                             .next()
                             .unwrap_or(Err(FsError::Io("a batch's result is missing".into())));
@@ -271,7 +285,7 @@ async fn propose_batches(
                 Err(e) => {
                     let answer = write_error(shard, e);
                     tracing::debug!(%shard, commands = n, answer = ?answer, "batch not answered");
-                    for reply in waiting {
+                    for reply in waiting.drain(..) {
                         let _ = reply.send(answer.clone());
                     }
                 }
@@ -1214,8 +1228,8 @@ impl Namespace {
         let mut out = Vec::new();
         for (i, e) in m.entries.range(from..) {
             if let openraft::EntryPayload::Normal(p) = &e.payload {
-                for t in &p.cmds {
-                    out.push((*i, t.cmd.encode()?));
+                for t in p.commands() {
+                    out.push((*i, t?.cmd.encode()?));
                 }
             }
         }

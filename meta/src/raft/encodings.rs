@@ -19,10 +19,12 @@ use super::handover::{HandOverError, Lead, LeadReply};
 use super::members::{Change, ChangeRequest, JoinReply, JoinRequest, MembershipError};
 use super::network::SnapshotPiece;
 use super::node_addr::NodeAddr;
-use crate::storage::entry::{Entry, Proposal, Reply, ShardDump, Tagged};
+use crate::storage::entry::{Cfg, Entry, Proposal, Reply, ShardDump, Tagged};
+use crate::storage::legacy::{self, OldCfg, OldEntry, OldProposal};
 use crate::storage::log::{encode, Head, Rec};
 use crate::storage::shard::{Applied, ShardCore};
 use meta_core::sessions::Tag;
+use openraft::raft::AppendEntriesRequest;
 
 fn enc<T: serde::Serialize>(v: &T) -> Vec<u8> {
     postcard::to_stdvec(v).expect("encodes")
@@ -71,15 +73,44 @@ fn entries() -> Vec<Entry> {
         },
         Entry {
             log_id: log_id(3, 11),
-            payload: EntryPayload::Normal(Proposal {
-                cmds: vec![tagged()],
-            }),
+            payload: EntryPayload::Normal(Proposal::encode(&[tagged()]).expect("encodes")),
         },
         Entry {
             log_id: log_id(3, 12),
             payload: EntryPayload::Membership(membership()),
         },
     ]
+}
+
+/// `entries` as builds before encode-once held them.
+fn old_entries() -> Vec<OldEntry> {
+    vec![
+        OldEntry {
+            log_id: log_id(3, 10),
+            payload: EntryPayload::Blank,
+        },
+        OldEntry {
+            log_id: log_id(3, 11),
+            payload: EntryPayload::Normal(OldProposal {
+                cmds: vec![tagged()],
+            }),
+        },
+        OldEntry {
+            log_id: log_id(3, 12),
+            payload: EntryPayload::Membership(membership()),
+        },
+    ]
+}
+
+fn append_request<C: openraft::RaftTypeConfig<NodeId = u64>>(
+    entries: Vec<C::Entry>,
+) -> AppendEntriesRequest<C> {
+    AppendEntriesRequest {
+        vote: Vote::new_committed(3, 2),
+        prev_log_id: Some(log_id(3, 9)),
+        entries,
+        leader_commit: Some(log_id(3, 9)),
+    }
 }
 
 fn applied() -> Applied {
@@ -191,10 +222,10 @@ fn what_the_raft_groups_write_and_send_encodes_as_pinned() {
     let mut now: Vec<(&str, Vec<u8>)> = Vec::new();
     let rec = |r: &Rec| encode(r).expect("encodes");
     now.push((
-        "Rec::Entries",
-        rec(&Rec::Entries {
+        "Rec::OldEntries",
+        rec(&Rec::OldEntries {
             shard: 5,
-            entries: entries(),
+            entries: old_entries(),
         }),
     ));
     now.push((
@@ -389,7 +420,74 @@ fn what_the_raft_groups_write_and_send_encodes_as_pinned() {
     now.push(("NodeAddr", entry.into_bytes()));
     now.push(("ShardDump/bytes+snaps", dump_with_snaps()));
     now.push(("ShardDump/bytes+registry", dump_with_registry()));
+    now.push((
+        "Proposal",
+        enc(&Proposal::encode(&[tagged()]).expect("encodes")),
+    ));
+    now.push((
+        "Rec::Entries",
+        rec(&Rec::Entries {
+            shard: 5,
+            entries: entries(),
+        }),
+    ));
+    now.push((
+        "AppendEntries/PEERPROC_APPEND2",
+        enc(&append_request::<Cfg>(entries())),
+    ));
+    now.push((
+        "AppendEntries/PEERPROC_APPEND",
+        enc(&append_request::<OldCfg>(old_entries())),
+    ));
     check(&now, GOLDEN);
+}
+
+fn golden(name: &str) -> Vec<u8> {
+    let (_, h) = GOLDEN.iter().find(|(n, _)| *n == name).expect("pinned");
+    (0..h.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&h[i..i + 2], 16).expect("hex"))
+        .collect()
+}
+
+/// The old AppendEntries body is what builds before encode-once sent: its entries are the
+/// bytes of the old log record's entries (pinned before issue 42, when `Proposal` held its
+/// commands decoded), between the request's other fields. And an old body and an old record
+/// read as this build's, and this build's entries go back to the old form unchanged.
+#[test]
+fn the_old_forms_are_the_old_bytes_and_convert_both_ways() {
+    let old_rec = golden("Rec::OldEntries");
+    // Variant 0, shard 5, then the entries.
+    assert_eq!(&old_rec[..2], &[0, 5]);
+    let mut want = enc(&Vote::<u64>::new_committed(3, 2));
+    want.extend(enc(&Some(log_id(3, 9))));
+    want.extend(&old_rec[2..]);
+    want.extend(enc(&Some(log_id(3, 9))));
+    assert_eq!(golden("AppendEntries/PEERPROC_APPEND"), want);
+
+    let old: AppendEntriesRequest<OldCfg> =
+        postcard::from_bytes(&golden("AppendEntries/PEERPROC_APPEND")).expect("decodes");
+    let new = legacy::upgrade_append(old).expect("upgrades");
+    assert_eq!(enc(&new), golden("AppendEntries/PEERPROC_APPEND2"));
+    let back = legacy::downgrade_append(&new).expect("downgrades");
+    assert_eq!(enc(&back), golden("AppendEntries/PEERPROC_APPEND"));
+
+    let Rec::OldEntries { shard, entries } =
+        postcard::from_bytes::<Rec>(&old_rec).expect("decodes")
+    else {
+        panic!("not the old entries record");
+    };
+    assert_eq!(shard, 5);
+    let entries: Vec<Entry> = entries
+        .into_iter()
+        .map(legacy::upgrade)
+        .collect::<Result<_, _>>()
+        .expect("upgrades");
+    assert_eq!(entries, self::entries());
+    let EntryPayload::Normal(p) = &entries[1].payload else {
+        panic!("not a proposal");
+    };
+    assert_eq!(p.decode().expect("decodes"), vec![tagged()]);
 }
 
 const MEMBERSHIP_ERRORS: [&str; 11] = [
@@ -422,10 +520,13 @@ const LEAD_REPLIES: [&str; 13] = [
     "HandOverError::Peer",
 ];
 
-/// Captured from the build before the MDS was split into `meta` and `mds` (issue 42).
+/// Captured from the build before the MDS was split into `meta` and `mds` (issue 42); from
+/// "Proposal" on, from the build that encodes an entry's commands once (node-core plan step 2;
+/// `Rec::OldEntries` is the record builds before it wrote, and "AppendEntries/PEERPROC_APPEND"
+/// is made of its bytes: `the_old_forms_are_the_old_bytes_and_convert_both_ways`).
 #[rustfmt::skip]
 const GOLDEN: &[(&str, &str)] = &[
-    ("Rec::Entries", "00050303020a0003020b0101020764620101016600a4030101f6c59fd50cd5f01b0003020c0201030102030401183132372e302e302e313a3230343920646f6d61696e3d723102183132372e302e302e323a3230343920646f6d61696e3d723203183132372e302e302e333a3230343920646f6d61696e3d723304183132372e302e302e343a3230343920646f6d61696e3d7234"),
+    ("Rec::OldEntries", "00050303020a0003020b0101020764620101016600a4030101f6c59fd50cd5f01b0003020c0201030102030401183132372e302e302e313a3230343920646f6d61696e3d723102183132372e302e302e323a3230343920646f6d61696e3d723203183132372e302e302e333a3230343920646f6d61696e3d723304183132372e302e302e343a3230343920646f6d61696e3d7234"),
     ("Rec::Vote", "0105030201"),
     ("Rec::Committed", "02050103020b"),
     ("Rec::Truncate", "03050c"),
@@ -473,4 +574,8 @@ const GOLDEN: &[(&str, &str)] = &[
     ("NodeAddr", "3132372e302e302e313a3230343920636c69656e743d3132372e302e312e313a3230343920646f6d61696e3d7261636b2d31"),
     ("ShardDump/bytes+snaps", "020101ed030300008020f6c59fd50cd5f01bf6c59fd50cd5f01bf6c59fd50cd5f01bf6c59fd50cd5f01b0201000201c0030200008020f6c59fd50cd5f01bf6c59fd50cd5f01bf6c59fd50cd5f01bf6c59fd50cd5f01b020100010101640203010104030566696c6573020566735f69642a086e6578745f696e6f03000000000000000000000000000000010103f6c59fd50cd5f01b000001020101010201ed030200008020f6c59fd50cd5f01bf6c59fd50cd5f01bf6c59fd50cd5f01bf6c59fd50cd5f01b0101000000"),
     ("ShardDump/bytes+registry", "020101ed030300008020f6c59fd50cd5f01bf6c59fd50cd5f01bf6c59fd50cd5f01bf6c59fd50cd5f01b0201000201ed030200008020f6c59fd50cd5f01bf6c59fd50cd5f01bf6c59fd50cd5f01bf6c59fd50cd5f01b010100010101640203010104040566696c6573020566735f69642a086e6578745f696e6f03096e6578745f736e617002000000000000000000000000000000000000000101056461696c7901f6c59fd50cd5f01b901c00f6c59fd50cd5f01b"),
+    ("Proposal", "1701020764620101016600a4030101f6c59fd50cd5f01b00"),
+    ("Rec::Entries", "06050303020a0003020b011701020764620101016600a4030101f6c59fd50cd5f01b0003020c0201030102030401183132372e302e302e313a3230343920646f6d61696e3d723102183132372e302e302e323a3230343920646f6d61696e3d723203183132372e302e302e333a3230343920646f6d61696e3d723304183132372e302e302e343a3230343920646f6d61696e3d7234"),
+    ("AppendEntries/PEERPROC_APPEND2", "030201010302090303020a0003020b011701020764620101016600a4030101f6c59fd50cd5f01b0003020c0201030102030401183132372e302e302e313a3230343920646f6d61696e3d723102183132372e302e302e323a3230343920646f6d61696e3d723203183132372e302e302e333a3230343920646f6d61696e3d723304183132372e302e302e343a3230343920646f6d61696e3d723401030209"),
+    ("AppendEntries/PEERPROC_APPEND", "030201010302090303020a0003020b0101020764620101016600a4030101f6c59fd50cd5f01b0003020c0201030102030401183132372e302e302e313a3230343920646f6d61696e3d723102183132372e302e302e323a3230343920646f6d61696e3d723203183132372e302e302e333a3230343920646f6d61696e3d723304183132372e302e302e343a3230343920646f6d61696e3d723401030209"),
 ];

@@ -75,8 +75,13 @@ impl ShardCore {
                         Reply::default()
                     }
                     EntryPayload::Normal(p) => {
-                        let mut results = Vec::with_capacity(p.cmds.len());
-                        for Tagged { tag, cmd } in &p.cmds {
+                        // Decoded here, once per replica (the log and the network carried the
+                        // proposer's bytes), and whole before any of it is applied: an entry
+                        // that does not decode was damaged after its checksum was checked, and
+                        // no replica applies any of it.
+                        let cmds = p.decode()?;
+                        let mut results = Vec::with_capacity(cmds.len());
+                        for Tagged { tag, cmd } in &cmds {
                             let seen = live.sessions.check(tag);
                             let result = match seen {
                                 Seen::Again(r) => *r,
@@ -920,7 +925,7 @@ mod tests {
     fn entry(index: u64, cmds: Vec<Tagged>) -> Entry {
         Entry {
             log_id: openraft::testing::log_id(1, 1, index),
-            payload: EntryPayload::Normal(crate::raft::Proposal { cmds }),
+            payload: EntryPayload::Normal(crate::raft::Proposal::encode(&cmds).unwrap()),
         }
     }
 

@@ -4,6 +4,11 @@
 //! multiplexed by xid), so 256 groups heartbeating cost a few hundred small calls a second on
 //! one socket, not 256 sockets.
 //!
+//! AppendEntries go as `PEERPROC_APPEND2`: each entry's commands as the proposer encoded them,
+//! copied into the body as they are. A node of an older build answers that PROC_UNAVAIL and is
+//! sent `PEERPROC_APPEND` (commands decoded, `storage::legacy`) for `OLD_APPEND_RECHECK`, then
+//! asked again, so a rolling restart replicates throughout.
+//!
 //! A one-node cluster has no peers: every group's only voter is this node, and openraft never
 //! asks for a connection.
 //!
@@ -33,6 +38,7 @@ use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 use crate::storage::entry::Cfg;
+use crate::storage::legacy;
 use meta_core::ShardId;
 
 /// Snapshot bytes per call: half the body limit leaves room for the piece's header.
@@ -42,6 +48,9 @@ pub const SNAPSHOT_PIECE: usize = 512 << 10;
 pub const MAX_SNAPSHOT: u64 = 1 << 30;
 /// How long a connection attempt to a peer may take before it counts as unreachable.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+/// A node that answered `PEERPROC_APPEND2` with PROC_UNAVAIL (a build before it) is sent
+/// `PEERPROC_APPEND` for this long, then asked again: a rolling restart may have upgraded it.
+const OLD_APPEND_RECHECK: Duration = Duration::from_secs(60);
 
 /// The MDS nodes of the cluster and how to reach them, as this node starts: the config's list,
 /// or what the seed answered a join (`raft::members`). Once the shards' memberships are known
@@ -76,6 +85,9 @@ pub enum PeerError {
     Refused { node: u64, code: u32 },
     #[error("node {node}: undecodable reply: {reason}")]
     Garbled { node: u64, reason: String },
+    /// Its build does not have the procedure (PROC_UNAVAIL): an older node.
+    #[error("node {node} does not serve peer procedure {proc_}")]
+    NoProc { node: u64, proc_: u32 },
 }
 
 /// One node's connection, shared by every shard's calls to it.
@@ -97,6 +109,11 @@ pub struct Peers {
     outages: std::sync::Mutex<HashMap<u64, Option<Instant>>>,
     /// Per node: when it last answered a call (even if only to refuse).
     answered: std::sync::Mutex<HashMap<u64, Instant>>,
+    /// Per node: when it last refused `PEERPROC_APPEND2` (see `OLD_APPEND_RECHECK`).
+    old_append: std::sync::Mutex<HashMap<u64, Instant>>,
+    /// Tests: this node sends AppendEntries as a build before `PEERPROC_APPEND2` did.
+    #[cfg(test)]
+    only_old_append: std::sync::atomic::AtomicBool,
     nonce: AtomicU64,
 }
 
@@ -110,7 +127,49 @@ impl Peers {
             conns: Default::default(),
             outages: Default::default(),
             answered: Default::default(),
+            old_append: Default::default(),
+            #[cfg(test)]
+            only_old_append: Default::default(),
         })
+    }
+
+    /// Whether node `to` refused `PEERPROC_APPEND2` lately, so gets `PEERPROC_APPEND`.
+    fn speaks_old_append(&self, to: u64) -> bool {
+        #[cfg(test)]
+        if self.only_old_append.load(Ordering::Relaxed) {
+            return true;
+        }
+        let mut old = self.old_append.lock().unwrap_or_else(|e| e.into_inner());
+        match old.get(&to) {
+            Some(at) if at.elapsed() < OLD_APPEND_RECHECK => true,
+            Some(_) => {
+                old.remove(&to);
+                false
+            }
+            None => false,
+        }
+    }
+
+    fn note_old_append(&self, to: u64) {
+        let mut old = self.old_append.lock().unwrap_or_else(|e| e.into_inner());
+        if old.insert(to, Instant::now()).is_none() {
+            tracing::info!(
+                node = to,
+                "MDS node answers only the old AppendEntries (an older build): sending it those"
+            );
+        }
+    }
+
+    /// Tests: this node sends only `PEERPROC_APPEND`, as a build before `PEERPROC_APPEND2`.
+    #[cfg(test)]
+    pub(crate) fn send_only_old_append(&self) {
+        self.only_old_append.store(true, Ordering::Relaxed);
+    }
+
+    /// Whether this node sends node `to` the old AppendEntries (tests).
+    #[cfg(test)]
+    pub(crate) fn sends_old_append_to(&self, to: u64) -> bool {
+        self.speaks_old_append(to)
     }
 
     pub fn me(&self) -> u64 {
@@ -244,7 +303,10 @@ impl Peers {
     fn note_outcome(&self, to: u64, r: &Result<Vec<u8>, PeerError>) {
         if matches!(
             r,
-            Ok(_) | Err(PeerError::Refused { .. } | PeerError::Garbled { .. })
+            Ok(_)
+                | Err(PeerError::Refused { .. }
+                    | PeerError::Garbled { .. }
+                    | PeerError::NoProc { .. })
         ) {
             self.answered
                 .lock()
@@ -369,6 +431,10 @@ async fn exchange(
                 reason: e.to_string(),
             }),
         },
+        // An answer, from a build without the procedure: the connection is fine.
+        Err(proto::rpc::RpcError::NotAccepted(proto::rpc::ReplyStatus::Accepted(
+            proto::rpc::AcceptStat::ProcUnavail,
+        ))) => Err(PeerError::NoProc { node: to, proc_ }),
         Err(e) => {
             // A timeout or a broken socket: the next call reconnects.
             conn.close();
@@ -432,7 +498,35 @@ impl RaftNetworkFactory<Cfg> for Network {
 
 type RpcErr = RPCError<u64, BasicNode, RaftError<u64>>;
 
+fn rpc_err(e: PeerError) -> RpcErr {
+    match e {
+        PeerError::Unreachable { .. } | PeerError::Unknown(_) => {
+            RPCError::Unreachable(Unreachable::new(&e))
+        }
+        _ => RPCError::Network(NetworkError::new(&e)),
+    }
+}
+
+/// The peer's `Result<Resp, RaftError>`, from its answer's bytes. (The error is openraft's,
+/// as `RaftNetwork` returns it: its size is not ours to choose.)
+#[allow(clippy::result_large_err)]
+fn decode_answer<Resp: for<'de> Deserialize<'de>>(
+    target: u64,
+    answer: &[u8],
+) -> Result<Resp, RpcErr> {
+    let decoded: Result<Resp, RaftError<u64>> =
+        postcard::from_bytes(answer).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+    decoded.map_err(|e| RPCError::RemoteError(RemoteError::new(target, e)))
+}
+
 impl Peer {
+    #[allow(clippy::result_large_err)]
+    fn peers(&self) -> Result<&Arc<Peers>, RpcErr> {
+        self.peers.as_ref().ok_or_else(|| {
+            RPCError::Unreachable(Unreachable::new(&PeerError::Unknown(self.target)))
+        })
+    }
+
     /// Sends `req` and decodes the peer's `Result<Resp, RaftError>`.
     async fn exchange<Req: Serialize, Resp: for<'de> Deserialize<'de>>(
         &self,
@@ -440,23 +534,14 @@ impl Peer {
         req: &Req,
         option: &RPCOption,
     ) -> Result<Resp, RpcErr> {
-        let peers = self.peers.as_ref().ok_or_else(|| {
-            RPCError::Unreachable(Unreachable::new(&PeerError::Unknown(self.target)))
-        })?;
+        let peers = self.peers()?;
         let body =
             postcard::to_stdvec(req).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
         let answer = peers
             .call(self.target, proc_, self.shard, body, option.hard_ttl())
             .await
-            .map_err(|e| match e {
-                PeerError::Unreachable { .. } | PeerError::Unknown(_) => {
-                    RPCError::Unreachable(Unreachable::new(&e))
-                }
-                _ => RPCError::Network(NetworkError::new(&e)),
-            })?;
-        let decoded: Result<Resp, RaftError<u64>> =
-            postcard::from_bytes(&answer).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
-        decoded.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
+            .map_err(rpc_err)?;
+        decode_answer(self.target, &answer)
     }
 }
 
@@ -475,7 +560,31 @@ impl RaftNetwork<Cfg> for Peer {
                 PayloadTooLarge::new_entries_hint(fewer),
             ));
         }
-        self.exchange(PEERPROC_APPEND, &rpc, &option).await
+        let peers = self.peers()?;
+        if !peers.speaks_old_append(self.target) {
+            // The entries' commands go as the proposer encoded them, into a buffer of the
+            // body's size.
+            let body = postcard::to_extend(&rpc, Vec::with_capacity(size))
+                .map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+            let r = peers
+                .call(
+                    self.target,
+                    PEERPROC_APPEND2,
+                    self.shard,
+                    body,
+                    option.hard_ttl(),
+                )
+                .await;
+            match r {
+                Err(PeerError::NoProc { .. }) => peers.note_old_append(self.target),
+                r => return decode_answer(self.target, &r.map_err(rpc_err)?),
+            }
+        }
+        // An older node: its AppendEntries, commands decoded (no larger than the new form,
+        // which adds a length to each entry's commands).
+        let old =
+            legacy::downgrade_append(&rpc).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+        self.exchange(PEERPROC_APPEND, &old, &option).await
     }
 
     async fn vote(

@@ -16,6 +16,7 @@ use super::network::SnapshotPiece;
 use super::registry::PeerCall;
 use crate::storage::entry::Cfg;
 use crate::storage::entry::ShardDump;
+use crate::storage::legacy::{self, OldCfg};
 use meta_core::ShardId;
 
 /// Answers one call of the peer program.
@@ -36,6 +37,7 @@ pub async fn handle(groups: &Groups, call: &Call) -> Writer {
     }
     if call.proc_ > PEERPROC_LAST_STATE
         && !(PEERPROC_JOIN..=PEERPROC_LAST_MEMBERSHIP).contains(&call.proc_)
+        && call.proc_ != PEERPROC_APPEND2
     {
         return accepted_reply(call.xid, &Auth::None, AcceptStat::ProcUnavail);
     }
@@ -84,9 +86,18 @@ async fn answer(groups: &Groups, proc_: u32, a: PeerArgs) -> PeerRes {
     let body = &a.body.0;
     match proc_ {
         PEERPROC_NULL => PeerRes::Ok(Opaque::default()),
-        PEERPROC_APPEND => match postcard::from_bytes::<AppendEntriesRequest<Cfg>>(body) {
+        PEERPROC_APPEND2 => match postcard::from_bytes::<AppendEntriesRequest<Cfg>>(body) {
             Ok(req) => ok(&raft.append_entries(req).await),
             Err(_) => PeerRes::Err(PEER_ERR_INVAL),
+        },
+        // From a node of a build before PEERPROC_APPEND2 (a rolling restart): its entries'
+        // commands encoded here, as this node's proposer would have.
+        PEERPROC_APPEND => match postcard::from_bytes::<AppendEntriesRequest<OldCfg>>(body)
+            .ok()
+            .and_then(|r| legacy::upgrade_append(r).ok())
+        {
+            Some(req) => ok(&raft.append_entries(req).await),
+            None => PeerRes::Err(PEER_ERR_INVAL),
         },
         PEERPROC_VOTE => match postcard::from_bytes::<VoteRequest<u64>>(body) {
             Ok(req) => ok(&raft.vote(req).await),

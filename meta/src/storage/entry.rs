@@ -1,5 +1,6 @@
 //! What the shards' Raft groups replicate and answer, and openraft's type configuration.
 
+use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
 use meta_core::{FsError, Outcome};
@@ -15,9 +16,112 @@ pub struct Tagged {
 /// queued for the shard while its previous entry was being made durable), applied in order,
 /// each on its own (a failed one leaves nothing behind and does not stop the others), each at
 /// most once however often its proposer sent it (`sessions`).
+///
+/// The commands are held encoded (postcard of `Vec<Tagged>`), encoded once by the proposer:
+/// the log record and AppendEntries carry these bytes as they are, and every copy openraft
+/// makes of an entry (into the log's memory, per replication stream, for apply) costs a
+/// reference count instead of a deep copy of every command. Apply decodes them, once per
+/// replica.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Proposal {
-    pub cmds: Vec<Tagged>,
+    #[serde(with = "as_bytes")]
+    pub bytes: Bytes,
+}
+
+impl Proposal {
+    /// The entry of `cmds`, encoded into a buffer of exactly its size (no regrowth).
+    pub fn encode(cmds: &[Tagged]) -> Result<Proposal, FsError> {
+        let size = postcard::experimental::serialized_size(cmds)
+            .map_err(|e| FsError::Io(format!("encode proposal: {e}")))?;
+        let buf = postcard::to_extend(cmds, Vec::with_capacity(size))
+            .map_err(|e| FsError::Io(format!("encode proposal: {e}")))?;
+        // Exactly full: `Bytes` takes the buffer over without a further allocation.
+        Ok(Proposal {
+            bytes: Bytes::from(buf),
+        })
+    }
+
+    /// The commands, decoded one at a time (no `Vec` of them all).
+    pub fn commands(&self) -> Commands<'_> {
+        match postcard::take_from_bytes::<usize>(&self.bytes) {
+            Ok((left, rest)) => Commands {
+                left,
+                rest,
+                bad: false,
+            },
+            Err(_) => Commands {
+                left: 0,
+                rest: &[],
+                bad: true,
+            },
+        }
+    }
+
+    /// All the commands.
+    pub fn decode(&self) -> Result<Vec<Tagged>, FsError> {
+        self.commands().collect()
+    }
+}
+
+/// The commands of a `Proposal`, in order; an undecodable entry yields one error and then
+/// nothing more.
+pub struct Commands<'a> {
+    left: usize,
+    rest: &'a [u8],
+    bad: bool,
+}
+
+impl Iterator for Commands<'_> {
+    type Item = Result<Tagged, FsError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if std::mem::take(&mut self.bad) {
+            return Some(Err(FsError::Corrupt(
+                "log entry's command count undecodable".into(),
+            )));
+        }
+        if self.left == 0 {
+            return None;
+        }
+        self.left -= 1;
+        match postcard::take_from_bytes::<Tagged>(self.rest) {
+            Ok((t, rest)) => {
+                self.rest = rest;
+                Some(Ok(t))
+            }
+            Err(e) => {
+                self.left = 0;
+                Some(Err(FsError::Corrupt(format!("log entry's commands: {e}"))))
+            }
+        }
+    }
+}
+
+/// `Bytes` as a serde byte string (postcard: its length, then the bytes as they are).
+mod as_bytes {
+    use bytes::Bytes;
+    use serde::{Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(b: &Bytes, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_bytes(b)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Bytes, D::Error> {
+        struct V;
+        impl serde::de::Visitor<'_> for V {
+            type Value = Bytes;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a byte string")
+            }
+            fn visit_bytes<E: serde::de::Error>(self, v: &[u8]) -> Result<Bytes, E> {
+                Ok(Bytes::copy_from_slice(v))
+            }
+            fn visit_byte_buf<E: serde::de::Error>(self, v: Vec<u8>) -> Result<Bytes, E> {
+                Ok(Bytes::from(v))
+            }
+        }
+        d.deserialize_bytes(V)
+    }
 }
 
 /// What applying a proposal gave, one result per command: the same on every replica (`apply`

@@ -12,7 +12,9 @@
 //! Records (postcard `Rec`): a batch of one shard's entries, a vote, the committed id, a
 //! truncation or a purge, and at the head of every segment the votes, committed ids and purge
 //! points of every shard (`Rec::Heads`), so a segment older than that holds nothing but entries
-//! and can be deleted once every shard has purged its entries in it.
+//! and can be deleted once every shard has purged its entries in it. An entry's commands are
+//! in the record as the proposer encoded them (`Rec::Entries`, the bytes of its `Proposal`);
+//! records of builds before that (`Rec::OldEntries`) are still read.
 //!
 //! A committed id needs no fdatasync of its own and no write of its own either: `save_committed`
 //! only notes it, and the writer appends the ids noted when it woke to the next batch it writes
@@ -37,6 +39,7 @@ use tokio::sync::oneshot;
 use tracing::{debug, error, info, warn};
 
 use super::entry::{Entry, LogId, Vote};
+use super::legacy::OldEntry;
 use super::space::SpaceGuard;
 use crate::storage::wal::{encode_record, remove_before, Wal};
 use meta_core::{FsError, ShardId};
@@ -83,9 +86,11 @@ pub(crate) struct Head {
 
 #[derive(Serialize, Deserialize)]
 pub(crate) enum Rec {
-    Entries {
+    /// Entries as builds before encode-once wrote them (commands decoded, `storage::legacy`):
+    /// read, never written.
+    OldEntries {
         shard: u16,
-        entries: Vec<Entry>,
+        entries: Vec<OldEntry>,
     },
     Vote {
         shard: u16,
@@ -106,10 +111,33 @@ pub(crate) enum Rec {
         upto: LogId,
     },
     Heads(Vec<Head>),
+    /// A batch of one shard's entries, each entry's commands as the proposer encoded them
+    /// (`Proposal`), copied into the record as they are.
+    Entries {
+        shard: u16,
+        entries: Vec<Entry>,
+    },
 }
 
+/// The record's bytes, in a buffer of exactly their size.
 pub(crate) fn encode(rec: &Rec) -> Result<Vec<u8>, FsError> {
-    postcard::to_stdvec(rec).map_err(|e| FsError::Io(format!("encode log record: {e}")))
+    let err = |e: postcard::Error| FsError::Io(format!("encode log record: {e}"));
+    let size = postcard::experimental::serialized_size(rec).map_err(err)?;
+    postcard::to_extend(rec, Vec::with_capacity(size)).map_err(err)
+}
+
+/// `rec` as this build replays it: old entries get their commands encoded.
+fn current(rec: Rec) -> Result<Rec, FsError> {
+    Ok(match rec {
+        Rec::OldEntries { shard, entries } => Rec::Entries {
+            shard,
+            entries: entries
+                .into_iter()
+                .map(super::legacy::upgrade)
+                .collect::<Result<_, _>>()?,
+        },
+        other => other,
+    })
 }
 
 /// Told whether appended entries are durable (openraft's `LogFlushed`, wrapped).
@@ -201,6 +229,7 @@ impl LogEngine {
             for (index, bytes) in records {
                 let rec: Rec = postcard::from_bytes(&bytes)
                     .map_err(|e| FsError::Corrupt(format!("raft log record {index}: {e}")))?;
+                let rec = current(rec)?;
                 if let Rec::Entries { shard, entries } = &rec {
                     if let Some(e) = entries.last() {
                         let v = last.entry(*shard).or_default();
@@ -315,6 +344,8 @@ impl Drop for Engine {
 
 fn replay(mem: &mut HashMap<u16, ShardMem>, rec: Rec) {
     match rec {
+        // Made `Entries` by `current` before.
+        Rec::OldEntries { .. } => {}
         Rec::Entries { shard, entries } => {
             if let Some(m) = mem.get_mut(&shard) {
                 for e in entries {
@@ -811,25 +842,86 @@ impl Writer {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::storage::entry::Proposal;
+    use crate::storage::entry::{Proposal, Tagged};
     use meta_core::Command;
     use openraft::testing::log_id;
     use openraft::EntryPayload;
 
+    fn tagged(index: u64) -> Tagged {
+        Tagged {
+            tag: meta_core::sessions::Tag {
+                origin: 1,
+                life: 1,
+                seq: index,
+                waits_from: index,
+            },
+            cmd: Command::Unlink {
+                parent: 1,
+                name: format!("f{index}").into_bytes(),
+                child: 100 + index,
+                time: meta_core::Time::new(1_700_000_000, 0),
+            },
+        }
+    }
+
     fn entry(term: u64, index: u64) -> Entry {
         Entry {
             log_id: log_id(term, 1, index),
-            payload: EntryPayload::Normal(Proposal {
-                cmds: vec![crate::storage::entry::Tagged {
-                    tag: meta_core::sessions::Tag {
-                        origin: 1,
-                        life: 1,
-                        seq: index,
-                        waits_from: index,
-                    },
-                    cmd: Command::Noop,
-                }],
-            }),
+            payload: EntryPayload::Normal(Proposal::encode(&[tagged(index)]).unwrap()),
+        }
+    }
+
+    /// A log written before encode-once (entries in `Rec::OldEntries`, commands decoded)
+    /// replays: the old entries come back with their commands, and what this build appends
+    /// after them (`Rec::Entries`) too, in one shard's log.
+    #[test]
+    fn a_log_of_old_entry_records_replays_and_grows() {
+        let dir = tempfile::tempdir().unwrap();
+        let shards = [ShardId(2)];
+        {
+            let engine = LogEngine::open(dir.path(), &shards, None).unwrap();
+            let log = engine.shard(ShardId(2)).unwrap();
+            // What an old build's writer queued: the old record, written as it wrote it.
+            let old = Rec::OldEntries {
+                shard: 2,
+                entries: (1..=3)
+                    .map(|i| OldEntry {
+                        log_id: log_id(1, 1, i),
+                        payload: EntryPayload::Normal(crate::storage::legacy::OldProposal {
+                            cmds: vec![tagged(i)],
+                        }),
+                    })
+                    .collect(),
+            };
+            assert_eq!(encode(&old).unwrap()[0], 0, "the old record's tag");
+            let (tx, rx) = std::sync::mpsc::channel();
+            log.queue(
+                &old,
+                Done::Flushed(Box::new(move |r| drop(tx.send(r)))),
+                Kind::Entries { last: 3 },
+            )
+            .unwrap();
+            rx.recv().unwrap().unwrap();
+            engine.stop();
+        }
+        {
+            let engine = LogEngine::open(dir.path(), &shards, None).unwrap();
+            let log = engine.shard(ShardId(2)).unwrap();
+            assert_eq!(indexes(&log), vec![1, 2, 3]);
+            append_durably(&log, vec![entry(1, 4), entry(1, 5)]);
+            engine.stop();
+        }
+        let engine = LogEngine::open(dir.path(), &shards, None).unwrap();
+        let log = engine.shard(ShardId(2)).unwrap();
+        assert_eq!(indexes(&log), vec![1, 2, 3, 4, 5]);
+        let m = log.mem().unwrap();
+        for (i, e) in &m.entries {
+            // An old entry comes back as this build would have written it.
+            assert_eq!(*e, entry(1, *i));
+            let EntryPayload::Normal(p) = &e.payload else {
+                panic!("entry {i} is not a proposal");
+            };
+            assert_eq!(p.decode().unwrap(), vec![tagged(*i)]);
         }
     }
 

@@ -16,12 +16,32 @@ use crate::raft::network::Members;
 #[derive(Default)]
 struct PeerOnly {
     ns: Mutex<Option<Namespace>>,
+    /// Answers as a build before `PEERPROC_APPEND2` did: PROC_UNAVAIL (its range check).
+    old: std::sync::atomic::AtomicBool,
+    /// Calls received, by procedure.
+    calls: Mutex<BTreeMap<u32, u64>>,
 }
 
 impl CallHandler for PeerOnly {
     async fn handle(&self, _conn: Connection, call: Call) -> Option<Writer> {
         let ns = self.ns.lock().ok()?.clone()?;
+        *self.calls.lock().ok()?.entry(call.proc_).or_default() += 1;
+        if call.proc_ == proto::peer::PEERPROC_APPEND2
+            && self.old.load(std::sync::atomic::Ordering::Relaxed)
+        {
+            return Some(proto::rpc::accepted_reply(
+                call.xid,
+                &proto::rpc::Auth::None,
+                proto::rpc::AcceptStat::ProcUnavail,
+            ));
+        }
         Some(crate::raft::service::handle(ns.groups(), &call).await)
+    }
+}
+
+impl PeerOnly {
+    fn calls_of(&self, proc_: u32) -> u64 {
+        self.calls.lock().unwrap().get(&proc_).copied().unwrap_or(0)
     }
 }
 
@@ -706,6 +726,94 @@ fn the_index_reaches_a_node_that_missed_it_by_snapshot_and_survives_its_restart(
         let again = open_node(nodes[2].dir.path(), members(3)).await;
         assert_eq!(index_of(&again), want, "the snapshots' checkpoint");
         nodes[2].up(again);
+        for n in &mut nodes {
+            n.down().await;
+        }
+    });
+}
+
+/// A node of a build before `PEERPROC_APPEND2` (it answers that procedure PROC_UNAVAIL and
+/// sends only `PEERPROC_APPEND`, entries' commands decoded) among two of this build, as in a
+/// rolling restart: changes made at every node, in shards each of them leads, reach every
+/// replica; the new nodes fall back on the old AppendEntries to it alone.
+#[test]
+fn a_node_that_speaks_only_the_old_append_entries_still_replicates() {
+    use proto::peer::{PEERPROC_APPEND, PEERPROC_APPEND2};
+    let rt = rt();
+    rt.block_on(async {
+        let secret = layout::ClusterSecret::from_passphrase("raft test secret 0123").unwrap();
+        let (mut nodes, nodes_addr) = three_listening().await;
+        nodes[2]
+            .handler
+            .old
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+        for n in &mut nodes {
+            let members = Members {
+                me: n.id,
+                nodes: nodes_addr.clone(),
+                secret: secret.clone(),
+                joined: None,
+                replace_after: None,
+                domains: Default::default(),
+            };
+            let ns = open_node(n.dir.path(), members).await;
+            if n.id == 3 {
+                ns.groups().peers().expect("peers").send_only_old_append();
+            }
+            n.up(ns);
+        }
+        let all: Vec<Namespace> = nodes
+            .iter()
+            .map(|n| n.ns.clone().expect("node up"))
+            .collect();
+        for n in &all {
+            until("root on every node", Duration::from_secs(30), || {
+                n.getattr(ROOT_INO).is_ok()
+            })
+            .await;
+        }
+        until(
+            "the old node leads a shard",
+            Duration::from_secs(30),
+            || all[0].leaders().values().any(|l| *l == Some(3)),
+        )
+        .await;
+        let mut dirs = Vec::new();
+        for (i, at) in all.iter().enumerate() {
+            let d = mk(at, ROOT_INO, &format!("d{i}"), FileKind::Directory).await;
+            for (j, by) in all.iter().enumerate() {
+                let out = by
+                    .execute(create(d, &format!("f{j}"), FileKind::Regular))
+                    .await
+                    .unwrap();
+                assert!(out.created);
+            }
+            dirs.push(d);
+        }
+        let want: Vec<Vec<u8>> = (0..3).map(|j| format!("f{j}").into_bytes()).collect();
+        for d in &dirs {
+            for n in &all {
+                until(
+                    "every file on every replica",
+                    Duration::from_secs(20),
+                    || names(n, *d) == want,
+                )
+                .await;
+            }
+        }
+        // Only the old node sent the old procedure, and it was answered; it refused the new
+        // one, which the new nodes then stopped sending it, and only it.
+        for n in &nodes[..2] {
+            assert!(n.handler.calls_of(PEERPROC_APPEND) > 0, "node {}", n.id);
+            assert!(n.handler.calls_of(PEERPROC_APPEND2) > 0, "node {}", n.id);
+        }
+        assert!(nodes[2].handler.calls_of(PEERPROC_APPEND) > 0);
+        assert!(nodes[2].handler.calls_of(PEERPROC_APPEND2) > 0);
+        for (i, n) in all[..2].iter().enumerate() {
+            let peers = n.groups().peers().expect("peers");
+            assert!(peers.sends_old_append_to(3));
+            assert!(!peers.sends_old_append_to(2 - i as u64));
+        }
         for n in &mut nodes {
             n.down().await;
         }
