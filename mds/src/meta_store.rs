@@ -306,6 +306,8 @@ fn rebuild(
         report.rebuilt.uploads_given_up += r.uploads_given_up;
         states.push((shard, state));
     }
+    let lost = restore::drop_unheld_segments(&mut states, count);
+    report.rebuilt.lost.extend(lost);
     report.mended = mend::mend(&mut states, at)?;
     for (_, s) in &states {
         report.inodes += s.inodes.len() as u64;

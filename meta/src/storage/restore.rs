@@ -175,6 +175,61 @@ fn keep_bucket_segments(s: &mut MemState) {
     s.index_chunks();
 }
 
+/// The reduced files of rebuilt shards (`states`, after `from_bucket`; `shard_count` the file
+/// system's) whose copy is their segments and one of whose segments its shard's image does
+/// not hold as `Live` and `Held`: the images are of different times, and the segment's shard
+/// shipped before the segment was recorded there. Nothing names that segment's object any
+/// more (its key needs the record), so such a file comes back empty and is reported lost, as a
+/// file none of whose bytes reached the bucket; its reduce is retired, and the reclaim pass
+/// drops its referrers on the segments that are there. Returns (ino, size lost) of each.
+pub fn drop_unheld_segments(states: &mut [(u16, MemState)], shard_count: u16) -> Vec<(u64, u64)> {
+    use meta_core::reduce_index::SegmentBucket;
+    let held = |id: &meta_core::reduce_index::SegmentId| {
+        let shard = ShardId::of_segment(id, shard_count).0;
+        states
+            .iter()
+            .find(|(s, _)| *s == shard)
+            .and_then(|(_, st)| st.segments.get(id))
+            .is_some_and(|g| g.is_live() && g.bucket == SegmentBucket::Held)
+    };
+    let mut missing: Vec<(usize, u64)> = Vec::new();
+    for (i, (_, st)) in states.iter().enumerate() {
+        for (ino, r) in &st.reduces {
+            let by_segments = st
+                .tier
+                .get(ino)
+                .is_some_and(|t| t.evicted && t.copy.as_ref().is_some_and(|c| c.pieces.is_empty()));
+            let Some(d) = r.reduced().filter(|_| r.is_reduced() && by_segments) else {
+                continue;
+            };
+            if !d.segments.iter().all(held) {
+                missing.push((i, *ino));
+            }
+        }
+    }
+    let mut lost = Vec::new();
+    for (i, ino) in missing {
+        let s = &mut states[i].1;
+        if let Some(r) = s.reduces.get_mut(&ino) {
+            r.retired = true;
+        }
+        if let Some(t) = s.tier.get_mut(&ino) {
+            t.evicted = false;
+            t.copy = None;
+        }
+        let Some(inode) = s.inodes.get_mut(&ino) else {
+            continue;
+        };
+        let had = inode.size;
+        inode.size = 0;
+        inode.change += 1;
+        let bytes = s.meta.get(meta::BYTES).copied().unwrap_or(0);
+        s.meta.insert(meta::BYTES, bytes.saturating_sub(had));
+        lost.push((ino, had));
+    }
+    lost
+}
+
 /// Writes a fresh node store in `dir` (which must hold none) holding `shards` of a file system
 /// of `shard_count` shards; shards not given start empty.
 pub fn write(dir: &Path, shard_count: u16, shards: &[(u16, MemState)]) -> Result<(), FsError> {
@@ -311,6 +366,97 @@ mod tests {
         );
         assert_eq!(s.referrers.len(), 1);
         assert_eq!(s.chunk_index.len(), 1);
+    }
+
+    /// Shard images of different times: the file's shard saw its reduce finish and its copy
+    /// uploaded, the segment's shard shipped before the segment was recorded there. The file
+    /// comes back empty and reported, not as a recipe naming a segment nothing holds.
+    #[test]
+    fn a_reduced_file_whose_segment_no_image_holds_is_reported_lost() {
+        use meta_core::reduce_index::{Referrer, Segment, SegmentBucket, SegmentId, SegmentState};
+        const SHARDS: u16 = 4;
+        let mut s = MemState::default();
+        apply(
+            &mut s,
+            &Command::InitRoot {
+                fs_id: 3,
+                time: Time::new(1, 0),
+            },
+        )
+        .unwrap();
+        let ino = create(&mut s, "reduced");
+        s.inodes.get_mut(&ino).unwrap().size = 70;
+        s.meta.insert(meta::BYTES, 70);
+        // Two segments on two other shards' images: one holds its segment, one does not.
+        let (here, gone) = (SegmentId([1; 32]), SegmentId([2; 32]));
+        let (sh, sg) = (
+            ShardId::of_segment(&here, SHARDS).0,
+            ShardId::of_segment(&gone, SHARDS).0,
+        );
+        assert!(sh != sg && sh != 0 && sg != 0, "{sh} {sg}: pick other ids");
+        s.reduces.insert(
+            ino,
+            meta_core::FileReduce {
+                epoch: 5,
+                state: meta_core::ReduceState::Reduced(meta_core::Reduced {
+                    len: 70,
+                    recipe: vec![1],
+                    segments: vec![here, gone],
+                }),
+                stale_copies: Vec::new(),
+                retired: false,
+            },
+        );
+        let change = s.inodes[&ino].change;
+        s.tier.insert(
+            ino,
+            meta_core::FileTier {
+                copy: Some(meta_core::TierCopy {
+                    gen: 4,
+                    change,
+                    pieces: Vec::new(),
+                    at: Time::new(3, 0),
+                }),
+                evicted: true,
+                ..Default::default()
+            },
+        );
+        let mut other = MemState::default();
+        other.segments.insert(
+            here,
+            Segment {
+                chunks: Default::default(),
+                placement: Vec::new(),
+                stored_len: 40,
+                state: SegmentState::Live,
+                origin: Referrer { ino, epoch: 5 },
+                bucket: SegmentBucket::Held,
+                dropping: Vec::new(),
+            },
+        );
+        let mut states = vec![(0, s), (sh, other), (sg, MemState::default())];
+        let whole = states.clone();
+        // With both segments held, nothing changes.
+        let mut both = whole.clone();
+        let seg = both[1].1.segments[&here].clone();
+        both[2].1.segments.insert(gone, seg);
+        assert!(drop_unheld_segments(&mut both, SHARDS).is_empty());
+        assert!(both[0].1.reduces[&ino].is_reduced());
+
+        assert_eq!(drop_unheld_segments(&mut states, SHARDS), vec![(ino, 70)]);
+        let s = &states[0].1;
+        assert_eq!(s.inodes[&ino].size, 0);
+        assert!(s.inodes[&ino].change > whole[0].1.inodes[&ino].change);
+        assert_eq!(s.meta[&meta::BYTES], 0);
+        assert!(
+            !s.reduces[&ino].is_reduced(),
+            "its referrers go by the reclaim pass"
+        );
+        assert!(!s.tier[&ino].evicted && s.tier[&ino].copy.is_none());
+        assert_eq!(
+            states[1].1.segments, whole[1].1.segments,
+            "the segment that is there stays"
+        );
     }
 
     fn uploaded(s: &mut MemState, ino: u64, len: u64) {
