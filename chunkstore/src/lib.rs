@@ -3,6 +3,7 @@
 //! and the single-node MDS, which keeps file data in-process; neither may import the other.
 
 mod chunk;
+mod cow;
 mod error;
 mod geometry;
 mod paths;

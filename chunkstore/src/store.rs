@@ -4,7 +4,7 @@
 //! system moves (placement, mirroring, erasure coding, tiering), so a chunk file can later be
 //! shipped, encoded or dropped on its own. Sizes: see `Config::default`.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::fs::{self, File, OpenOptions};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
@@ -12,8 +12,9 @@ use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use tracing::{debug, info};
 
 use crate::chunk;
+use crate::cow;
 use crate::error::DsError;
-use crate::geometry::{Config, Geometry};
+use crate::geometry::{Config, Geometry, PREAMBLE_LEN};
 use crate::paths;
 
 const OBJ_STRIPES: usize = 64;
@@ -45,6 +46,17 @@ struct Dirty {
     dirs: BTreeSet<PathBuf>,
 }
 
+/// An open chunk file, and whether it had more than one link when opened (or last checked): a
+/// shared file is copied before any change (`unshare`). "Not shared" cannot go stale: a file
+/// with one link belongs to one object, and only `link_object` on that object adds a link,
+/// which drops the object's handles. "Shared" can (the other object copied first), which costs
+/// one `fstat` at the next change.
+#[derive(Clone)]
+struct Handle {
+    file: Arc<File>,
+    shared: bool,
+}
+
 /// The chunk store with a blocking API; `ChunkStore` wraps it for async callers.
 pub struct ChunkStoreSync {
     root: PathBuf,
@@ -54,7 +66,7 @@ pub struct ChunkStoreSync {
     /// Shared by readers of a chunk, exclusive for writers: a reader must never see data and
     /// checksum from different writes.
     chunk_locks: Vec<RwLock<()>>,
-    handles: Mutex<HashMap<(u64, u64), Arc<File>>>,
+    handles: Mutex<HashMap<(u64, u64), Handle>>,
     dirty: Mutex<HashMap<u64, Dirty>>,
 }
 
@@ -146,8 +158,58 @@ impl ChunkStoreSync {
     /// The chunk file, if it exists and holds anything. With `create`, makes it (and its
     /// directories), recording new directory entries as dirty.
     fn chunk_file(&self, id: u64, c: u64, create: bool) -> Result<Option<Arc<File>>, DsError> {
-        if let Some(f) = lock(&self.handles).get(&(id, c)) {
-            return Ok(Some(f.clone()));
+        Ok(self.chunk_handle(id, c, create)?.map(|h| h.file))
+    }
+
+    /// `chunk_file` for a change: a chunk file shared with another object (`link_object`) is
+    /// first replaced by a private copy (`unshare`), so the other object keeps its bytes. The
+    /// caller holds the chunk's write lock or the object's write lock.
+    fn chunk_for_change(
+        &self,
+        id: u64,
+        c: u64,
+        create: bool,
+    ) -> Result<Option<Arc<File>>, DsError> {
+        match self.chunk_handle(id, c, create)? {
+            Some(h) if h.shared => self.unshare(id, c, h.file).map(Some),
+            Some(h) => Ok(Some(h.file)),
+            None => Ok(None),
+        }
+    }
+
+    /// Gives object `id` a private copy of its chunk `c` (open as `shared`) if the file still
+    /// has other links: copy (or reflink) to a temporary, sync it, rename it over the chunk,
+    /// sync the directory, cache the copy. See `cow`.
+    fn unshare(&self, id: u64, c: u64, shared: Arc<File>) -> Result<Arc<File>, DsError> {
+        use std::os::unix::fs::MetadataExt;
+        let path = paths::chunk_path(&self.root, id, c);
+        if shared.metadata()?.nlink() <= 1 {
+            // The other links went (the other object copied first, or was removed).
+            self.cache_handle(id, c, shared.clone(), false);
+            return Ok(shared);
+        }
+        let tmp = cow::temp_path(&path);
+        let (copy, reflinked) = cow::private_copy(&shared, &tmp, &self.geo)?;
+        fs::rename(&tmp, &path)?;
+        paths::fsync_dir(&paths::object_dir(&self.root, id))?;
+        debug!(id, c, reflinked, "unshared chunk");
+        let file = Arc::new(copy);
+        self.cache_handle(id, c, file.clone(), false);
+        Ok(file)
+    }
+
+    fn cache_handle(&self, id: u64, c: u64, file: Arc<File>, shared: bool) {
+        let mut h = lock(&self.handles);
+        if h.len() >= MAX_HANDLES {
+            h.clear();
+        }
+        h.insert((id, c), Handle { file, shared });
+    }
+
+    fn chunk_handle(&self, id: u64, c: u64, create: bool) -> Result<Option<Handle>, DsError> {
+        use std::os::unix::fs::MetadataExt;
+        if let Some(h) = lock(&self.handles).get(&(id, c)) {
+            return Ok(Some(h.clone()));
         }
         let path = paths::chunk_path(&self.root, id, c);
         let file = match OpenOptions::new().read(true).write(true).open(&path) {
@@ -166,16 +228,15 @@ impl ChunkStoreSync {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(e.into()),
         };
+        // A file that holds nothing has no preamble yet; `link_object` never links one, so
+        // the preamble `create` writes never lands in a shared file.
         if !chunk::check_preamble(&file, &self.geo, create).map_err(|e| e.at(id, c))? {
             return Ok(None);
         }
+        let shared = file.metadata()?.nlink() > 1;
         let file = Arc::new(file);
-        let mut h = lock(&self.handles);
-        if h.len() >= MAX_HANDLES {
-            h.clear();
-        }
-        h.insert((id, c), file.clone());
-        Ok(Some(file))
+        self.cache_handle(id, c, file.clone(), shared);
+        Ok(Some(Handle { file, shared }))
     }
 
     fn create_object_dirs(&self, id: u64) -> Result<(), DsError> {
@@ -219,7 +280,7 @@ impl ChunkStoreSync {
                 .write()
                 .unwrap_or_else(|p| p.into_inner());
             let f = self
-                .chunk_file(id, c, true)?
+                .chunk_for_change(id, c, true)?
                 .ok_or_else(|| DsError::Invalid("chunk file vanished while creating".into()))?;
             let piece = &data[at as usize..(at + len) as usize];
             chunk::write(&f, &self.geo, in_off, piece).map_err(|e| e.at(id, c))?;
@@ -267,6 +328,11 @@ impl ChunkStoreSync {
     /// Makes every earlier unstable write of `id` durable (NFS COMMIT).
     pub fn commit(&self, id: u64) -> Result<(), DsError> {
         let _o = self.obj_lock(id).read().unwrap_or_else(|p| p.into_inner());
+        self.commit_locked(id)
+    }
+
+    /// `commit`, under the object's lock (shared or exclusive) that the caller holds.
+    fn commit_locked(&self, id: u64) -> Result<(), DsError> {
         let Some(d) = lock(&self.dirty).remove(&id) else {
             return Ok(());
         };
@@ -364,7 +430,7 @@ impl ChunkStoreSync {
                     d.chunks.remove(&c);
                 }
             } else if new_size < start + cs {
-                if let Some(f) = self.chunk_file(id, c, false)? {
+                if let Some(f) = self.chunk_for_change(id, c, false)? {
                     chunk::truncate(&f, &self.geo, new_size - start).map_err(|e| e.at(id, c))?;
                     f.sync_data()?;
                 }
@@ -512,7 +578,7 @@ impl ChunkStoreSync {
                 .chunk_lock(id, c)
                 .write()
                 .unwrap_or_else(|p| p.into_inner());
-            if let Some(f) = self.chunk_file(id, c, true)? {
+            if let Some(f) = self.chunk_for_change(id, c, true)? {
                 chunk::allocate(&f, &self.geo, in_off, plen)?;
                 f.sync_data()?;
             }
@@ -537,7 +603,7 @@ impl ChunkStoreSync {
                 .chunk_lock(id, c)
                 .write()
                 .unwrap_or_else(|p| p.into_inner());
-            if let Some(f) = self.chunk_file(id, c, false)? {
+            if let Some(f) = self.chunk_for_change(id, c, false)? {
                 chunk::deallocate(&f, &self.geo, in_off, plen).map_err(|e| e.at(id, c))?;
                 f.sync_data()?;
             }
@@ -584,6 +650,59 @@ impl ChunkStoreSync {
         self.commit(dst)
     }
 
+    /// Makes object `dst` share every chunk of `src` by hard links: no data is copied, and from
+    /// then on each is copied by whichever object changes it first (`unshare`), so `dst` keeps
+    /// `src`'s bytes as of this call (a snapshot's data image). Idempotent: names `dst` already
+    /// has are kept, so a retried link completes one that died part way. `src`'s unstable
+    /// writes are made durable first; the links are durable on return.
+    pub fn link_object(&self, src: u64, dst: u64) -> Result<(), DsError> {
+        if src == dst {
+            return Err(DsError::Invalid("link of an object to itself".into()));
+        }
+        // Both objects exclusive (no change to `src` mid-link, no write to `dst` racing a
+        // link), taken in stripe order so two links crossing each other cannot deadlock.
+        let (a, b) = (mix(src, 0) % OBJ_STRIPES, mix(dst, 0) % OBJ_STRIPES);
+        let _first = self.obj_locks[a.min(b)]
+            .write()
+            .unwrap_or_else(|p| p.into_inner());
+        let _second = (a != b).then(|| {
+            self.obj_locks[a.max(b)]
+                .write()
+                .unwrap_or_else(|p| p.into_inner())
+        });
+        self.commit_locked(src)?;
+        let chunks = paths::list_chunks(&self.root, src)?;
+        self.create_object_dirs(dst)?;
+        let mut linked = 0usize;
+        for c in chunks {
+            let from = paths::chunk_path(&self.root, src, c);
+            match fs::metadata(&from) {
+                // Holds nothing (created by a write that died before its preamble).
+                Ok(m) if m.len() < PREAMBLE_LEN => continue,
+                Ok(_) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(e.into()),
+            }
+            match fs::hard_link(&from, paths::chunk_path(&self.root, dst, c)) {
+                Ok(()) => linked += 1,
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        // The new names, and the directories `create_object_dirs` made for them.
+        let mut dirs = lock(&self.dirty)
+            .get_mut(&dst)
+            .map(|d| std::mem::take(&mut d.dirs))
+            .unwrap_or_default();
+        dirs.insert(paths::object_dir(&self.root, dst));
+        self.sync_dirs(dst, dirs)?;
+        // The files now have another link: reopen them to see it.
+        self.forget_handles(src, 0);
+        self.forget_handles(dst, 0);
+        info!(src, dst, linked, "linked object");
+        Ok(())
+    }
+
     /// Where the data of object `id` ends on disk: the end of the last block any write (not
     /// since truncated away) touched, so a block-granular upper bound of its highest byte. Taken
     /// from chunk file lengths, which is what survives a crash; callers that need the exact
@@ -613,20 +732,27 @@ impl ChunkStoreSync {
     /// Bytes of disk the store uses (allocated blocks, headers included). Walks the tree.
     pub fn usage(&self) -> Result<u64, DsError> {
         use std::os::unix::fs::MetadataExt;
-        fn walk(p: &Path, total: &mut u64) -> std::io::Result<()> {
+        // A chunk file linked into several objects (`link_object`) is counted once: `seen`
+        // holds only files with more than one link, so it grows with the shared chunks, not
+        // with the store.
+        fn walk(p: &Path, total: &mut u64, seen: &mut HashSet<(u64, u64)>) -> std::io::Result<()> {
             for ent in fs::read_dir(p)? {
                 let ent = ent?;
                 let md = ent.metadata()?;
                 if md.is_dir() {
-                    walk(&ent.path(), total)?;
-                } else {
+                    walk(&ent.path(), total, seen)?;
+                } else if md.nlink() <= 1 || seen.insert((md.dev(), md.ino())) {
                     *total += md.blocks() * 512;
                 }
             }
             Ok(())
         }
         let mut total = 0;
-        walk(&paths::objects_dir(&self.root), &mut total)?;
+        walk(
+            &paths::objects_dir(&self.root),
+            &mut total,
+            &mut HashSet::new(),
+        )?;
         Ok(total)
     }
 }
@@ -766,6 +892,10 @@ impl ChunkStore {
     ) -> Result<(), DsError> {
         self.run(move |s| s.clone_range(src, src_off, dst, dst_off, len))
             .await
+    }
+
+    pub async fn link_object(&self, src: u64, dst: u64) -> Result<(), DsError> {
+        self.run(move |s| s.link_object(src, dst)).await
     }
 
     pub async fn data_end(&self, id: u64) -> Result<u64, DsError> {

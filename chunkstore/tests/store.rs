@@ -366,3 +366,147 @@ fn a_write_adds_at_most_what_most_added_by_write_says() {
         }
     }
 }
+
+/// The chunk file of object `id` (the store's layout: `objects/<id & 0xff>/<id>/<chunk>`).
+fn chunk_path(dir: &std::path::Path, id: u64, c: u64) -> std::path::PathBuf {
+    dir.join(format!("objects/{:02x}/{id:016x}/{c:x}", id & 0xff))
+}
+
+fn links(dir: &std::path::Path, id: u64, c: u64) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(chunk_path(dir, id, c)).unwrap().nlink()
+}
+
+const CH: u64 = 64 << 10;
+/// Seven chunks, the last one partial: one for each kind of change `change_every_chunk` makes.
+const LINKED: u64 = 6 * CH + 50_000;
+
+/// Every change the store has, each on a chunk of its own so that each must copy a shared
+/// chunk itself: a stable write (chunk 0), an unstable write and commit (1), a punched hole
+/// (2), a clone destination (3), an allocation (4), a partial truncate (5) and a truncate of a
+/// whole chunk (6). `m` follows the expected contents.
+fn change_every_chunk(b: &chunkstore::ChunkStoreSync, id: u64, seed: u64, m: &mut Vec<u8>) {
+    let put = |m: &mut Vec<u8>, off: u64, d: &[u8]| {
+        m[off as usize..off as usize + d.len()].copy_from_slice(d)
+    };
+    let d = pattern(seed, 5000);
+    b.write(id, 1000, &d, true).unwrap();
+    put(m, 1000, &d);
+    let d = pattern(seed + 1, 20_000);
+    b.write(id, CH + 100, &d, false).unwrap();
+    b.commit(id).unwrap();
+    put(m, CH + 100, &d);
+    b.deallocate(id, 2 * CH + 3000, 40_000).unwrap();
+    put(m, 2 * CH + 3000, &[0; 40_000]);
+    let src = pattern(seed + 2, 30_000);
+    b.write(999, 0, &src, true).unwrap();
+    b.clone_range(999, 0, id, 3 * CH + 4096, 30_000).unwrap();
+    put(m, 3 * CH + 4096, &src);
+    b.allocate(id, 4 * CH, CH).unwrap();
+    b.truncate(id, 5 * CH + 1000).unwrap();
+    m.truncate(5 * CH as usize + 1000);
+    m.resize(LINKED as usize, 0);
+}
+
+#[test]
+fn a_linked_object_keeps_its_bytes_through_write_truncate_deallocate_clone() {
+    let (dir, s) = open_small();
+    let b = s.blocking();
+    let x = pattern(20, LINKED as usize);
+    b.write(1, 0, &x, true).unwrap();
+    b.link_object(1, 2).unwrap();
+    assert_eq!(links(dir.path(), 1, 0), 2, "linked, not copied");
+    let read = |id| b.read(id, 0, LINKED, LINKED).unwrap().0;
+    assert_eq!(read(2), x);
+
+    // Changing the source leaves the link with the old bytes, and their checksums verify.
+    let mut mx = x.clone();
+    change_every_chunk(b, 1, 21, &mut mx);
+    assert_eq!(read(1), mx);
+    assert_eq!(read(2), x, "the linked object lost its bytes");
+    for c in 0..7 {
+        assert_eq!(links(dir.path(), 2, c), 1, "chunk {c} was changed in place");
+    }
+    // A holes-only range of the link still reads as a hole, and nothing past its data.
+    assert_eq!(b.data_end(2).unwrap(), LINKED.div_ceil(4096) * 4096);
+
+    // The reverse: changing the link leaves the source.
+    b.link_object(1, 3).unwrap();
+    let mut m3 = mx.clone();
+    m3.resize(LINKED as usize, 0);
+    change_every_chunk(b, 3, 30, &mut m3);
+    assert_eq!(read(3), m3);
+    assert_eq!(read(1), mx, "the source lost its bytes");
+    assert_eq!(read(2), x);
+    // After a reopen (no cached handles) everything still verifies.
+    drop(s);
+    let s = ChunkStore::open(dir.path()).unwrap();
+    let b = s.blocking();
+    for (id, want) in [(1, &mx), (2, &x), (3, &m3)] {
+        assert_eq!(
+            &b.read(id, 0, LINKED, LINKED).unwrap().0,
+            want,
+            "object {id}"
+        );
+    }
+    // No temporaries left behind in the object directories.
+    for id in 1..=3 {
+        let dirp = chunk_path(dir.path(), id, 0);
+        for e in std::fs::read_dir(dirp.parent().unwrap()).unwrap() {
+            let name = e.unwrap().file_name();
+            assert!(!name.to_string_lossy().contains('.'), "{name:?} left");
+        }
+    }
+}
+
+#[test]
+fn usage_counts_a_shared_chunk_once() {
+    let (_d, s) = open_small();
+    let b = s.blocking();
+    b.write(1, 0, &pattern(40, 4 * CH as usize), true).unwrap();
+    let one = b.usage().unwrap();
+    assert!(one >= 4 * CH);
+    b.link_object(1, 2).unwrap();
+    assert_eq!(b.usage().unwrap(), one, "a link doubled the bytes");
+    // The first overwrite of a chunk copies that chunk only.
+    b.write(1, 0, &pattern(41, 4096), true).unwrap();
+    let after_one = b.usage().unwrap();
+    assert!(
+        after_one >= one + CH && after_one <= one + CH + 3 * 4096,
+        "{one} then {after_one}"
+    );
+    // Overwriting everything: two full copies.
+    b.write(1, 0, &pattern(42, 4 * CH as usize), true).unwrap();
+    let two = b.usage().unwrap();
+    assert!(two.abs_diff(2 * one) <= 4 * 4096, "{one} then {two}");
+    // Removing the link gives its bytes back.
+    b.remove(2).unwrap();
+    assert!(b.usage().unwrap().abs_diff(one) <= 4 * 4096);
+}
+
+#[test]
+fn link_is_idempotent() {
+    let (dir, s) = open_small();
+    let b = s.blocking();
+    let x = pattern(50, 3 * CH as usize);
+    // Unstable: the link makes them durable first.
+    b.write(1, 0, &x, false).unwrap();
+    b.link_object(1, 2).unwrap();
+    let used = b.usage().unwrap();
+    b.link_object(1, 2).unwrap();
+    assert_eq!(b.usage().unwrap(), used);
+    assert_eq!(links(dir.path(), 1, 1), 2);
+    // A link that died part way (one name missing) is completed by a retry.
+    std::fs::remove_file(chunk_path(dir.path(), 2, 1)).unwrap();
+    b.link_object(1, 2).unwrap();
+    assert_eq!(links(dir.path(), 1, 1), 2);
+    assert_eq!(b.read(2, 0, 3 * CH, 3 * CH).unwrap().0, x);
+    // A name the link already has is kept, even once the source changed.
+    b.write(1, 0, &pattern(51, 4096), true).unwrap();
+    b.link_object(1, 2).unwrap();
+    assert_eq!(b.read(2, 0, 3 * CH, 3 * CH).unwrap().0, x);
+    assert!(matches!(b.link_object(1, 1), Err(DsError::Invalid(_))));
+    // Linking an object with no data makes an empty one.
+    b.link_object(77, 78).unwrap();
+    assert!(b.read(78, 0, 10, 10).unwrap().0.iter().all(|x| *x == 0));
+}
