@@ -189,7 +189,7 @@ impl ChunkStoreSync {
             return Ok(shared);
         }
         let tmp = cow::temp_path(&path);
-        let (copy, reflinked) = cow::private_copy(&shared, &tmp, &self.geo)?;
+        let (copy, reflinked) = cow::private_copy(&shared, &tmp)?;
         fs::rename(&tmp, &path)?;
         paths::fsync_dir(&paths::object_dir(&self.root, id))?;
         debug!(id, c, reflinked, "unshared chunk");
