@@ -49,8 +49,10 @@ use crate::error::{NfsError, NfsResult};
 /// files stays on flash (it is read by many, and the look is bounded).
 const MAX_REFERRERS_LOOKED_AT: usize = 1024;
 
-/// Segment records the sweep for segments to drop from flash looks at per shard per pass.
+/// Segment records the sweep for segments to drop from flash reads per shard per pass, and
+/// the segments whose referrers it looks at per pass in all.
 const COLD_SWEEP_BATCH: usize = 256;
+const COLD_SWEEP_CHECKS: usize = 64;
 
 /// The bucket segments go to: the tier's store and key space (`set_segment_bucket`).
 pub(crate) struct BucketAccess {
@@ -218,6 +220,9 @@ impl Cluster {
         if self.segment_bucket.get().is_none() {
             return;
         }
+        // Looks at referrers (the costly part) for at most this many segments per pass, over
+        // every shard: on a node leading many shards a pass stays short.
+        let mut checks = COLD_SWEEP_CHECKS;
         for s in 0..ns.shard_count() {
             let shard = meta::namespace::ShardId(s);
             if ns.leader_of(shard) != Some(ns.node_id()) {
@@ -227,13 +232,21 @@ impl Cluster {
             let rows = ns
                 .segments_after(shard, after, COLD_SWEEP_BATCH)
                 .unwrap_or_default();
-            let next = (rows.len() == COLD_SWEEP_BATCH)
+            let mut next = (rows.len() == COLD_SWEEP_BATCH)
                 .then(|| rows.last().map(|(id, _)| *id))
                 .flatten();
+            let mut done = after;
             for (id, droppable) in rows {
+                if droppable && checks == 0 {
+                    // Out of checks: this shard goes on with this segment next pass.
+                    next = done;
+                    break;
+                }
+                done = Some(id);
                 if !droppable {
                     continue;
                 }
+                checks -= 1;
                 match self.drop_if_cold(ns, &id).await {
                     Ok(freed) if !freed.is_empty() => {
                         tracing::info!(segment = ?id, "segment of evicted files dropped from flash by the sweep")
@@ -251,6 +264,9 @@ impl Cluster {
                 Some(n) => c.insert(s, n),
                 None => c.remove(&s),
             };
+            if checks == 0 {
+                return;
+            }
         }
     }
 
