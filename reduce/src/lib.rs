@@ -22,7 +22,6 @@
 //!   that name it, or resolving chunk ids through the index at read time);
 //! - the encoder hook: run `reduce` in the background encoder, hand the new segments to
 //!   EC / the S3 tier, store the recipe in the file's metadata, policy `off|auto|on`;
-//! - the read path: a data server fetches segments and runs `assemble` (or a range of it);
 //! - key handling: read `[encryption] key_file`, keep the wrapped data key and the dedup
 //!   key in replicated state, refuse to start on `WrongKey`;
 //! - stats per export (`pipeline::Stats`) into `cfs admin status` and `/metrics`.
@@ -35,6 +34,7 @@ pub mod compress;
 pub mod crypt;
 pub mod hash;
 pub mod pipeline;
+pub mod ranges;
 pub mod recipe;
 pub mod segment;
 mod wire;
@@ -47,6 +47,7 @@ pub use pipeline::{
     assemble, check_stored, reduce, reduce_verified, AssembleError, ChunkIndex, ChunkLoc,
     NewSegment, Params, ReduceError, Reduced, SegmentSource, Stats,
 };
+pub use ranges::{Group, Plan, Span};
 pub use recipe::{ChunkRef, Recipe, RecipeError};
 pub use segment::{Segment, SegmentError, SegmentId, SegmentWriter};
 pub use wire::Truncated;

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use layout::DsId;
 use meta::namespace::reduce_index::{self as index, Referrer, SegmentBucket};
 use meta::namespace::Namespace;
-use reduce::{ChunkId, DedupKey, Params, Recipe, SegmentId};
+use reduce::{ChunkId, DedupKey, Params, Plan, Recipe, SegmentId};
 
 use super::placement::FILE_RECORD;
 use super::segments::SegmentPlace;
@@ -46,12 +46,6 @@ type CopyOf = (SegmentId, Referrer);
 pub(crate) struct ReducedFile {
     pub epoch: u64,
     pub len: u64,
-}
-
-/// A decoded recipe with each chunk's file offset.
-struct Plan {
-    recipe: Recipe,
-    starts: Vec<u64>,
 }
 
 /// Segments fetched for one read or one span of a reduce, as the pipeline reads them.
@@ -190,7 +184,7 @@ impl Cluster {
 
     /// The decoded recipe of reduce `epoch` of `ino`, from the cache or the record (copied
     /// out of it only here).
-    fn plan(&self, ns: &Namespace, ino: u64, red: ReducedFile) -> NfsResult<Arc<Plan>> {
+    pub(crate) fn plan(&self, ns: &Namespace, ino: u64, red: ReducedFile) -> NfsResult<Arc<Plan>> {
         let epoch = red.epoch;
         if let Some((_, p)) = self
             .read_cache()
@@ -210,22 +204,17 @@ impl Cluster {
             tracing::error!(ino, epoch, "recipe of a reduced file undecodable: {e}");
             NfsError::Io
         })?;
-        let mut starts = Vec::with_capacity(recipe.chunks.len());
-        let mut at = 0u64;
-        for c in &recipe.chunks {
-            starts.push(at);
-            at += u64::from(c.raw_len);
-        }
-        if at != red.len {
+        let p = Arc::new(Plan::new(recipe));
+        if p.len() != red.len {
             tracing::error!(
                 ino,
                 epoch,
-                "recipe of a reduced file describes {at} bytes, not {}",
+                "recipe of a reduced file describes {} bytes, not {}",
+                p.len(),
                 red.len
             );
             return Err(NfsError::Io);
         }
-        let p = Arc::new(Plan { recipe, starts });
         let mut c = self.read_cache();
         if c.recipes.len() >= RECIPE_CACHE {
             c.recipes.remove(0);
@@ -245,8 +234,7 @@ impl Cluster {
         len: u64,
     ) -> NfsResult<Vec<u8>> {
         let epoch = red.epoch;
-        let end = offset.saturating_add(len).min(red.len);
-        if offset >= end {
+        if offset >= red.len || len == 0 {
             return Ok(Vec::new());
         }
         if !self.key_ready() {
@@ -254,29 +242,20 @@ impl Cluster {
             return Err(NfsError::Delay);
         }
         let plan = self.plan(ns, ino, red)?;
-        let first = plan
-            .starts
-            .partition_point(|s| *s <= offset)
-            .saturating_sub(1);
-        let last = plan.starts.partition_point(|s| *s < end);
+        let Some(span) = plan.span(offset, len) else {
+            return Ok(Vec::new());
+        };
         // Bounded memory: at most `ASSEMBLIES` reads assemble at once, each from at most
-        // `GROUP_SEGMENTS` segments at a time (a file deduplicated against many others may
-        // switch segments at every chunk).
+        // `GROUP_SEGMENTS` segments at a time.
         let _turn = self
             .reduced_turns
             .acquire()
             .await
             .map_err(|_| NfsError::ServerFault)?;
-        let mut out = Vec::with_capacity((end - plan.starts[first]) as usize);
-        let mut at = first;
-        while at < last {
+        let mut out = Vec::new();
+        for group in plan.groups(&span, GROUP_SEGMENTS) {
             let mut source = Fetched::default();
-            let mut to = at;
-            while to < last {
-                let seg = plan.recipe.chunks[to].segment;
-                if !source.0.contains_key(&seg) && source.0.len() >= GROUP_SEGMENTS {
-                    break;
-                }
+            for seg in group.segments {
                 // Right after a start the data servers are not all registered again: a
                 // READ waits (DELAY), it never answers LAYOUTUNAVAILABLE.
                 self.fetch_into(ns, &mut source, None, seg)
@@ -285,14 +264,10 @@ impl Cluster {
                         NfsError::LayoutUnavailable | NfsError::Io => self.unavailable(&[]),
                         e => e,
                     })?;
-                to += 1;
             }
-            let part = Recipe {
-                chunks: plan.recipe.chunks[at..to].to_vec(),
-            };
-            let params = self.reduce_params();
+            let (plan, params) = (plan.clone(), self.reduce_params());
             let bytes =
-                tokio::task::spawn_blocking(move || reduce::assemble(&part, &params, &source))
+                tokio::task::spawn_blocking(move || plan.assemble(group.chunks, &params, &source))
                     .await
                     .map_err(|_| NfsError::ServerFault)?
                     .map_err(|e| {
@@ -300,11 +275,8 @@ impl Cluster {
                         NfsError::Io
                     })?;
             out.extend_from_slice(&bytes);
-            at = to;
         }
-        let from = (offset - plan.starts[first]) as usize;
-        let to = from + (end - offset) as usize;
-        out.get(from..to).map(<[u8]>::to_vec).ok_or(NfsError::Io)
+        Plan::cut(&span, &out).ok_or(NfsError::Io)
     }
 
     /// Brings reduced file `ino` back to mirrors before it is written or cut: its bytes,
