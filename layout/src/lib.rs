@@ -12,6 +12,7 @@
 //! - [`reports`]: what client DS error and I/O reports say about our DSs.
 //! - [`secret`]: the cluster secret and the keys derived from it.
 //! - [`shardcap`]: DS file handles for erasure-coded shards (direct, rebuild, assembled).
+//! - [`reducedcap`]: DS file handles for reads of data-reduced files, assembled by the DS.
 #![forbid(unsafe_code)]
 
 pub mod capability;
@@ -19,6 +20,7 @@ pub mod dsmap;
 pub mod flexfiles;
 pub mod geometry;
 pub mod placement;
+pub mod reducedcap;
 pub mod reports;
 pub mod secret;
 pub mod shardcap;
@@ -35,6 +37,7 @@ pub use flexfiles::{
 };
 pub use geometry::{ByteRange, ChunkGeometry, ChunkSpan, GeometryError, Segment, SegmentStyle};
 pub use placement::{place, place_segment, Placement, PlacementError, Shortfall};
+pub use reducedcap::{is_reduced_handle, peek_reduced, verify_reduced_fenced, ReducedCap};
 pub use secret::ClusterSecret;
 pub use shardcap::{
     is_shard_handle, placement_id, verify_shard, ShardCap, ShardKind, SHARD_CAP_LEN,

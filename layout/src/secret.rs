@@ -1,7 +1,10 @@
 //! The cluster secret: one value in every node's configuration, from which the keys that bind
 //! the cluster together are derived (DS capabilities, heartbeat MACs). Deriving per purpose
 //! means no key is ever used for two things, and the secret itself never crosses the wire.
-use proto::cluster::{BadChunksArgs, BadShardsArgs, HeartbeatArgs, HeartbeatResOk, StatusArgs};
+use proto::cluster::{
+    BadChunksArgs, BadShardsArgs, HeartbeatArgs, HeartbeatResOk, RecipeArgs, RecipeResOk,
+    StatusArgs,
+};
 use proto::peer::PeerArgs;
 use proto::shard::Signed;
 use thiserror::Error;
@@ -86,6 +89,42 @@ impl ClusterSecret {
     /// Whether a bad-shard report was made with this secret (constant-time comparison).
     pub fn bad_shards_authentic(&self, args: &BadShardsArgs) -> bool {
         blake3::Hash::from_bytes(self.bad_shards_mac(args)) == blake3::Hash::from_bytes(args.mac)
+    }
+}
+
+impl ClusterSecret {
+    fn recipe_key(&self) -> [u8; 32] {
+        blake3::derive_key("cfs recipe request key v1", &self.0)
+    }
+
+    /// The MAC a DS puts in its RECIPE request.
+    pub fn recipe_mac(&self, args: &RecipeArgs) -> [u8; 32] {
+        *blake3::keyed_hash(&self.recipe_key(), &args.mac_input()).as_bytes()
+    }
+
+    /// Whether a RECIPE request was made with this secret (constant-time comparison).
+    pub fn recipe_authentic(&self, args: &RecipeArgs) -> bool {
+        blake3::Hash::from_bytes(self.recipe_mac(args)) == blake3::Hash::from_bytes(args.mac)
+    }
+
+    fn recipe_reply_key(&self) -> [u8; 32] {
+        blake3::derive_key("cfs recipe reply key v1", &self.0)
+    }
+
+    /// The MAC an MDS puts in its answer to the RECIPE request whose MAC is `request`: the DS
+    /// fetches segments from the servers the answer names, so it takes them only from a
+    /// holder of the secret, for this request (as heartbeat replies).
+    pub fn recipe_reply_mac(&self, request: &[u8; 32], res: &RecipeResOk) -> [u8; 32] {
+        let mut h = blake3::Hasher::new_keyed(&self.recipe_reply_key());
+        h.update(request);
+        h.update(&res.mac_input());
+        *h.finalize().as_bytes()
+    }
+
+    /// Whether `res` answers the RECIPE request whose MAC is `request` (constant time).
+    pub fn recipe_reply_authentic(&self, request: &[u8; 32], res: &RecipeResOk) -> bool {
+        blake3::Hash::from_bytes(self.recipe_reply_mac(request, res))
+            == blake3::Hash::from_bytes(res.mac)
     }
 }
 

@@ -164,17 +164,43 @@ impl ShardCap {
         if !self.valid() {
             return None;
         }
-        let body = self.body();
-        let mut out = [0u8; SHARD_CAP_LEN];
-        out[..BODY_LEN].copy_from_slice(&body);
-        out[BODY_LEN..].copy_from_slice(mac(key, &body, ds).as_bytes());
-        Some(out)
+        Some(seal(key, SHARD_CAP_CONTEXT, &self.body(), ds))
     }
 }
 
-fn mac(key: &CapKey, body: &[u8; BODY_LEN], ds: DsId) -> blake3::Hash {
+/// A 64-byte handle: `body` then its MAC under `context` for `ds` (the form shard and
+/// reduced-read handles share).
+pub(crate) fn seal(
+    key: &CapKey,
+    context: &[u8],
+    body: &[u8; BODY_LEN],
+    ds: DsId,
+) -> [u8; SHARD_CAP_LEN] {
+    let mut out = [0u8; SHARD_CAP_LEN];
+    out[..BODY_LEN].copy_from_slice(body);
+    out[BODY_LEN..].copy_from_slice(mac(key, context, body, ds).as_bytes());
+    out
+}
+
+/// Whether 64-byte `handle` carries its body's MAC under `context` for `ds`.
+pub(crate) fn sealed_by(handle: &[u8], key: &CapKey, context: &[u8], ds: DsId) -> bool {
+    let (Some(body), Some(presented)) = (
+        handle
+            .get(..BODY_LEN)
+            .and_then(|b| <&[u8; BODY_LEN]>::try_from(b).ok()),
+        handle
+            .get(BODY_LEN..)
+            .and_then(|b| <[u8; 32]>::try_from(b).ok()),
+    ) else {
+        return false;
+    };
+    // blake3::Hash's PartialEq is constant time.
+    mac(key, context, body, ds) == blake3::Hash::from_bytes(presented)
+}
+
+fn mac(key: &CapKey, context: &[u8], body: &[u8; BODY_LEN], ds: DsId) -> blake3::Hash {
     let mut h = blake3::Hasher::new_keyed(key.bytes());
-    h.update(SHARD_CAP_CONTEXT);
+    h.update(context);
     h.update(body);
     h.update(&ds.0.to_be_bytes());
     h.finalize()
@@ -217,12 +243,7 @@ pub fn peek_shard(handle: &[u8]) -> Result<ShardCap, CapError> {
 /// Authenticates a shard handle presented to DS `ds`.
 pub fn verify_shard(handle: &[u8], key: &CapKey, ds: DsId) -> Result<ShardCap, CapError> {
     let cap = peek_shard(handle)?;
-    let mut body = [0u8; BODY_LEN];
-    body.copy_from_slice(&handle[..BODY_LEN]);
-    let mut presented = [0u8; 32];
-    presented.copy_from_slice(&handle[BODY_LEN..]);
-    // blake3::Hash's PartialEq is constant time.
-    if mac(key, &body, ds) != blake3::Hash::from_bytes(presented) {
+    if !sealed_by(handle, key, SHARD_CAP_CONTEXT, ds) {
         return Err(CapError::Forged);
     }
     Ok(cap)

@@ -28,6 +28,24 @@ pub const CLUSTERPROC_BAD_CHUNKS: u32 = 3;
 /// MDS has durably marked each shard for repair (or it no longer counts), so the DS repeats a
 /// report until answered.
 pub const CLUSTERPROC_BAD_SHARDS: u32 = 4;
+/// DS → MDS: the recipe of a data-reduced file and where its segments are, for a DS that
+/// assembles the file's reads (a reduced-read handle, `layout::reducedcap`). Args
+/// [`RecipeArgs`], result [`RecipeRes`], MACed both ways as HEARTBEAT is: the reply binds the
+/// request's MAC. The MDS answers only for a file reduced at the epoch asked, whose segments
+/// are all on flash.
+pub const CLUSTERPROC_RECIPE: u32 = 5;
+
+/// Largest recipe a RECIPE reply carries (`reduce::recipe`: 44 bytes a chunk, so ~95,000
+/// chunks, ~3 GiB of file at the 32 KiB average); a larger file is read through the MDS.
+pub const MAX_RECIPE: usize = 4 << 20;
+/// Most segments a RECIPE reply names; a file in more is read through the MDS.
+pub const MAX_RECIPE_SEGMENTS: usize = 4096;
+/// Error of RECIPE: the file is not reduced at that epoch (retired, re-reduced), or not all
+/// on flash: the DS answers STALE and the client asks for a new layout.
+pub const CLUSTER_ERR_NOT_REDUCED: u32 = 4;
+/// Error of RECIPE: this node cannot answer now (a segment's server unknown, replica behind):
+/// the DS tries another node, or has the client retry.
+pub const CLUSTER_ERR_LATER: u32 = 5;
 
 /// Most addresses a DS may advertise.
 pub const MAX_NETADDRS: usize = 8;
@@ -325,6 +343,73 @@ pub enum BadShardsRes {
 pub enum BadChunksRes {
     #[xdr(case = CLUSTER_OK)]
     Ok(#[xdr(max = MAX_BAD_CHUNKS)] Vec<BadChunk>),
+    #[xdr(default)]
+    Err(u32),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Xdr)]
+pub struct RecipeArgs {
+    pub ds_id: u64,
+    /// Milliseconds since the Unix epoch when sent.
+    pub timestamp_ms: u64,
+    pub ino: u64,
+    /// The reduce epoch the handle names.
+    pub epoch: u64,
+    /// Keyed blake3 over the XDR of the fields above.
+    pub mac: [u8; 32],
+}
+
+impl RecipeArgs {
+    /// The bytes the MAC covers: the XDR of every field but the MAC itself.
+    pub fn mac_input(&self) -> Vec<u8> {
+        let mut copy = self.clone();
+        copy.mac = [0; 32];
+        crate::xdr::Xdr::to_xdr(&copy)
+    }
+}
+
+/// Where one segment of a recipe is: the shard set `(file, epoch)` of the shard program, one
+/// stripe of k + m shards of 2^unit_shift bytes, `stored_len` bytes of segment.
+#[derive(Debug, Clone, PartialEq, Eq, Xdr)]
+pub struct RecipeSegment {
+    pub id: [u8; 32],
+    pub file: u64,
+    pub epoch: u64,
+    pub k: u32,
+    pub m: u32,
+    pub unit_shift: u32,
+    pub stored_len: u64,
+    /// Shard i's server, i in 0..k+m.
+    #[xdr(max = crate::shard::MAX_STRIPE_SHARDS)]
+    pub servers: Vec<crate::shard::ShardServer>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Xdr)]
+pub struct RecipeResOk {
+    /// The file's length.
+    pub len: u64,
+    /// The recipe as `reduce::Recipe::encode` wrote it (self-checking).
+    #[xdr(max = MAX_RECIPE)]
+    pub recipe: crate::xdr::Opaque,
+    #[xdr(max = MAX_RECIPE_SEGMENTS)]
+    pub segments: Vec<RecipeSegment>,
+    /// Keyed blake3 over the request's MAC and the XDR of the fields above.
+    pub mac: [u8; 32],
+}
+
+impl RecipeResOk {
+    /// The bytes the MAC covers (with the request's MAC, see `layout::secret`).
+    pub fn mac_input(&self) -> Vec<u8> {
+        let mut copy = self.clone();
+        copy.mac = [0; 32];
+        crate::xdr::Xdr::to_xdr(&copy)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Xdr)]
+pub enum RecipeRes {
+    #[xdr(case = CLUSTER_OK)]
+    Ok(RecipeResOk),
     #[xdr(default)]
     Err(u32),
 }
