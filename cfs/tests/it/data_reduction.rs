@@ -3,16 +3,19 @@
 //! deduplicated against the cluster's index, compressed and stored as erasure-coded segments;
 //! their mirror copies are then deleted. Two copies of the same bytes take the room of one, a
 //! text shrinks as zstd -3 of each chunk would, every file reads back byte-exact (through the
-//! MDS, and through a pNFS client that is refused a layout), a write brings a file back to
-//! mirrors without touching the copy that shares its segments, and a segment is freed only
+//! MDS, and through a pNFS client from the data server its layout names, which assembles it,
+//! a corrupt shard rebuilt from the others), a write brings a file back to mirrors without
+//! touching the copy that shares its segments and fences the handles handed out for reading
+//! it, and a segment is freed only
 //! once no file refers to it. An MDS killed in the middle of a reduce loses nothing, and
 //! what the killed reduce referred to is reclaimed.
 use crate::common;
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use common::cluster::Cluster;
-use common::ec::{data_status, read_file, read_file_with, shard_counts, wait_for, write_file};
+use common::ec::{data_status, read_file, shard_counts, wait_for, write_file};
 use common::random_bytes;
 use proto::nfs4::*;
 
@@ -160,13 +163,16 @@ fn two_copies_take_the_room_of_one_text_shrinks_as_zstd_would_and_every_byte_rea
         "{on_disk} vs {mirrored_on_disk}"
     );
 
+    // A flipped byte in every segment shard ds1 holds: reads rebuild those shards from the
+    // other two (ds1 holds a data shard of about two segments in three), never wrong bytes.
+    for obj in shard_objects(&cl, "ds1") {
+        let (path, start) = common::ec::chunk_file(&cl, "ds1", obj);
+        flip_byte(&path, start + 100);
+    }
     assert_eq!(read_file(&cl, "/a", data.len()), data, "through the MDS");
-    assert_eq!(
-        read_file_with(&cl, cl.client(true), "/b", data.len()),
-        data,
-        "a pNFS client, refused a layout"
-    );
     assert_eq!(read_file(&cl, "/text", text.len()), text);
+    let a_handle = reduced_read_handle(&cl, "/a");
+    reads_come_from_a_data_server(&cl, &data, &text);
 
     // A write to /a: back to mirrors first; /b, which shares every segment, reads the same.
     let c = cl.client(false);
@@ -184,6 +190,25 @@ fn two_copies_take_the_room_of_one_text_shrinks_as_zstd_would_and_every_byte_rea
     want[at..at + patch.len()].copy_from_slice(&patch);
     assert_eq!(read_file(&cl, "/a", want.len()), want);
     assert_eq!(read_file(&cl, "/b", data.len()), data);
+    // The write fenced /a's reduced-read handles: the one handed out before is refused.
+    let (addr, fh) = a_handle;
+    let stale = cl.rt.block_on(async {
+        let d = proto::nfs3_client::Nfs3Client::connect(&[addr], Duration::from_secs(2), 0, 0)
+            .await
+            .expect("connect to the data server");
+        let r = d.read(&fh, 0, 4096).await;
+        d.close();
+        r
+    });
+    assert!(
+        matches!(
+            stale,
+            Err(proto::nfs3_client::Nfs3ClientError::Status {
+                status: proto::nfs3::Nfsstat3::Stale
+            })
+        ),
+        "a reduced-read handle from before the write: {stale:?}"
+    );
 
     // Removing both: every segment of the random bytes is freed (the text's stay), once
     // neither file (nor /a's later reduce) refers to it.
@@ -200,6 +225,114 @@ fn two_copies_take_the_room_of_one_text_shrinks_as_zstd_would_and_every_byte_rea
         shard_counts(&cl, DS_ROLES).iter().sum::<usize>() <= 3 && stored_bytes(&cl) * 4 < on_disk
     });
     assert_eq!(read_file(&cl, "/text", text.len()), text);
+}
+
+/// Shard objects `role` holds (their ids, from the names in its `shards` folder).
+fn shard_objects(cl: &Cluster, role: &str) -> Vec<u64> {
+    std::fs::read_dir(cl.ds_dir(role).join("shards"))
+        .map(|d| {
+            d.filter_map(Result::ok)
+                .filter_map(|e| u64::from_str_radix(e.file_name().to_str()?, 16).ok())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn flip_byte(path: &Path, at: u64) {
+    use std::os::unix::fs::FileExt;
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)
+        .expect("open shard chunk file");
+    let mut b = [0u8; 1];
+    f.read_exact_at(&mut b, at).expect("read");
+    f.write_all_at(&[b[0] ^ 0x08], at).expect("flip");
+    f.sync_all().expect("sync");
+}
+
+/// The reduced-read handle of `path`'s READ layout and its data server's address: a layout of
+/// one mirror on one data server, whose handle is a reduced-read one.
+fn reduced_read_handle(cl: &Cluster, path: &str) -> (std::net::SocketAddr, Vec<u8>) {
+    let c = cl.client(false);
+    let f = cl
+        .rt
+        .block_on(c.open_path(path, OPEN4_SHARE_ACCESS_READ, None))
+        .expect("open for reading");
+    let (_, ff) = common::cluster::layoutget(cl, &c, &f, Layoutiomode4::Read);
+    assert_eq!(ff.ffl_mirrors.len(), 1, "one assembling data server");
+    let ds = &ff.ffl_mirrors[0].ffm_data_servers[0];
+    let fh = ds.ffds_fh_vers[0].0.as_bytes().to_vec();
+    assert!(layout::is_reduced_handle(&fh), "a reduced file's layout");
+    let id = layout::DsId::from_device_id(&ds.ffds_deviceid).expect("device id");
+    cl.rt.block_on(c.close(&f)).expect("close");
+    let _ = cl.rt.block_on(c.shutdown());
+    (cl.ds_addr(id.0), fh)
+}
+
+/// A pNFS client reads reduced files from the data server its layout names: every byte, odd
+/// ranges, ranges across segments, and none of it through the MDS (its counter of bytes it
+/// read stays where it was; so does the client's).
+fn reads_come_from_a_data_server(cl: &Cluster, data: &[u8], text: &[u8]) {
+    let before = cl.status().expect("status").mds_read_bytes;
+    let c = cl.client(true);
+    let open = |path: &str| {
+        cl.rt
+            .block_on(c.open_path(path, OPEN4_SHARE_ACCESS_READ, None))
+            .expect("open for reading")
+    };
+    let (b, tx) = (open("/b"), open("/text"));
+    let whole = |f: &client::OpenFile, len: usize| {
+        let mut out = Vec::new();
+        while out.len() <= len {
+            let (d, eof) = cl
+                .rt
+                .block_on(c.read_full(f, out.len() as u64, 1 << 20))
+                .expect("read");
+            out.extend_from_slice(&d);
+            if eof || d.is_empty() {
+                break;
+            }
+        }
+        out
+    };
+    assert!(whole(&tx, text.len()) == text, "the text through the DS");
+    assert!(whole(&b, data.len()) == data, "random bytes through the DS");
+    // Segments are ~2 MiB: these cross their boundaries, start and end mid-chunk.
+    for (f, want, o, n) in [
+        (&b, data, 1u64, 4095usize),
+        (&b, data, (2 << 20) - 4093, 1_000_003),
+        (&b, data, 7_777_777, (3 << 20) + 1),
+        (&b, data, data.len() as u64 - 5, 100),
+        (&tx, text, 12_345, 777_777),
+        (&tx, text, text.len() as u64 - 3_000, 9_000),
+    ] {
+        let got = cl
+            .rt
+            .block_on(c.read_full(f, o, n as u32))
+            .expect("read a range")
+            .0;
+        let end = (o as usize + n).min(want.len());
+        assert!(got == want[o as usize..end], "range {o}+{n}");
+    }
+    let st = c.pnfs_stats().expect("pNFS stats");
+    assert_eq!(
+        st.mds_read_bytes, 0,
+        "the client read through the MDS: {st:?}"
+    );
+    assert!(
+        st.ds_read_bytes >= (data.len() + text.len()) as u64,
+        "{st:?}"
+    );
+    assert_eq!(
+        cl.status().expect("status").mds_read_bytes,
+        before,
+        "the MDS read bytes of a reduced file for a client that had a layout"
+    );
+    for f in [b, tx] {
+        cl.rt.block_on(c.close(&f)).expect("close");
+    }
+    let _ = cl.rt.block_on(c.shutdown());
 }
 
 /// Lines of `log` with `what` for file `ino` (`what ino=INO ...`).

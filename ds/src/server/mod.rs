@@ -23,6 +23,7 @@ mod heartbeat;
 mod mds_nodes;
 pub mod nfs3;
 mod objects;
+mod reduced;
 mod scrub;
 mod shards;
 
@@ -99,6 +100,8 @@ pub(crate) struct Shared {
     objects: Objects,
     shards: shards::ShardStore,
     peers: shards::Peers,
+    /// Reads of data-reduced files assembled here: recipes, segments, turns.
+    reduced: reduced::ReducedReads,
     bad: badchunks::BadChunks,
     counters: Counters,
     cluster: RwLock<Cluster>,
@@ -234,6 +237,7 @@ impl DsServer {
             objects,
             shards: shard_store,
             peers: shards::Peers::default(),
+            reduced: reduced::ReducedReads::default(),
             bad,
             counters: Counters::default(),
             cluster: RwLock::new(Cluster {

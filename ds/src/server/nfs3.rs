@@ -52,6 +52,8 @@ impl CallHandler for Nfs3Service {
         let t0 = metrics::start();
         let shard = |fh: &NfsFh3| layout::is_shard_handle(fh.data.as_bytes());
         let rofs = |fh: &NfsFh3| super::shards::reads::refuse_write(s, fh).code();
+        let reduced = |fh: &NfsFh3| layout::is_reduced_handle(fh.data.as_bytes());
+        let rofs_reduced = |fh: &NfsFh3| super::reduced::refuse_write(s, fh).code();
         let res = match args {
             Nfs3Args::Null => Nfs3Res::Null,
             // Erasure-coded shards (issue 13): read-only handles of their own kind.
@@ -69,6 +71,23 @@ impl CallHandler for Nfs3Service {
             }
             Nfs3Args::Commit(a) if shard(&a.file) => {
                 Nfs3Res::Commit(Commit3Res::Fail(rofs(&a.file), Default::default()))
+            }
+            // Data-reduced files (issue 46): read-only, assembled here.
+            Nfs3Args::Read(a) if reduced(&a.file) => {
+                Nfs3Res::Read(super::reduced::read(s, a).await)
+            }
+            Nfs3Args::Getattr(a) if reduced(&a.object) => {
+                Nfs3Res::Getattr(super::reduced::getattr(s, a).await)
+            }
+            Nfs3Args::Write(a) if reduced(&a.file) => {
+                Nfs3Res::Write(Write3Res::Fail(rofs_reduced(&a.file), Default::default()))
+            }
+            Nfs3Args::Setattr(a) if reduced(&a.object) => Nfs3Res::Setattr(Setattr3Res::Fail(
+                rofs_reduced(&a.object),
+                Default::default(),
+            )),
+            Nfs3Args::Commit(a) if reduced(&a.file) => {
+                Nfs3Res::Commit(Commit3Res::Fail(rofs_reduced(&a.file), Default::default()))
             }
             Nfs3Args::Getattr(a) => Nfs3Res::Getattr(getattr(s, a).await),
             Nfs3Args::Setattr(a) => Nfs3Res::Setattr(setattr(s, a).await),

@@ -24,6 +24,7 @@ pub mod rebuild;
 pub mod reduce;
 mod reduce_clean;
 mod reduced_io;
+mod reduced_reads;
 pub mod registry;
 pub mod remote;
 pub mod repair;

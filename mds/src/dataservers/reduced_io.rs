@@ -1,7 +1,9 @@
-//! I/O of data-reduced files (issue 46; `reduce` makes them): reads come to the MDS (no
-//! layout is handed out for a reduced file: LAYOUTUNAVAILABLE sends a Linux client's I/O here,
-//! as for an evicted file), which fetches the file's segments from the data servers and
-//! assembles the range asked for, every chunk checked against its id; a write or truncation
+//! I/O of data-reduced files (issue 46; `reduce` makes them) through the MDS: reads of
+//! clients without a layout (a reduced file's layout names an assembling data server,
+//! `reduced_reads`, where one can serve it; LAYOUTUNAVAILABLE sends a Linux client's I/O here
+//! otherwise, as for an evicted file): the MDS fetches the file's segments from the data
+//! servers and assembles the range asked for, every chunk checked against its id
+//! (`reduce::Plan`, which the data servers' reads share); a write or truncation
 //! first copies the file back to mirrors (`unreduce`), as for an encoded file. Memory is
 //! bounded: a few assemblies at once, a few segments each, small caches of segments and
 //! decoded recipes, one fetch of a segment at a time.
@@ -332,6 +334,10 @@ impl Cluster {
         let mirrors = targets.iter().map(|d| d.0).collect();
         // A reduced file has no mirror record (`FinishReduce` removes it).
         self.replace_mirrors(ns, ino, None, mirrors).await?;
+        // Readers' reduced-read handles (`reduced_reads`) go stale before the write this copy
+        // is for can be answered: a data server holding the recipe would serve the old bytes.
+        self.fence(ino);
+        tokio::time::sleep(self.fence_settle()).await;
         tracing::info!(ino, bytes = size, mirrors = ?targets, "reduced file copied back to mirrors for a write");
         let _ = claim.refence().await;
         Ok(targets)

@@ -37,6 +37,8 @@ pub fn handle(cluster: Option<&Cluster>, ns: &Namespace, call: &Call) -> Writer 
             Ok(a) => heartbeat(cluster, ns, &a).to_xdr(),
             Err(_) => return accepted_reply(call.xid, &Auth::None, AcceptStat::GarbageArgs),
         },
+        // A data server assembling a reduced file's reads asks for its recipe.
+        CLUSTERPROC_RECIPE => return super::reduced_reads::recipe(cluster, ns, call),
         CLUSTERPROC_STATUS => match StatusArgs::from_xdr(call.args()) {
             Ok(a) if !cluster.cfg.secret.status_authentic(&a) => refuse(CLUSTER_ERR_AUTH),
             Ok(a) if !layout::secret::fresh(a.timestamp_ms, layout::secret::now_ms()) => {

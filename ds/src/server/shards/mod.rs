@@ -10,7 +10,7 @@ mod jobs;
 pub(crate) mod reads;
 pub(crate) mod service;
 pub(crate) mod store;
-mod stripes;
+pub(crate) mod stripes;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;

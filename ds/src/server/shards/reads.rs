@@ -66,17 +66,23 @@ async fn header_for(s: &Shared, cap: &ShardCap) -> Result<ShardHeader, Nfsstat3>
 }
 
 fn attrs(s: &Shared, cap: &ShardCap, h: &ShardHeader) -> Fattr3 {
+    read_only_attrs(s, cap.file.0, h.file_len, h.sealed_end)
+}
+
+/// The attributes a read-only view of file `fileid` answers with (shard and reduced-read
+/// handles): what the client needs is the size.
+pub(crate) fn read_only_attrs(s: &Shared, fileid: u64, size: u64, used: u64) -> Fattr3 {
     Fattr3 {
         ftype: Ftype3::Reg,
         mode: 0o444,
         nlink: 1,
         uid: 0,
         gid: 0,
-        size: h.file_len,
-        used: h.sealed_end,
+        size,
+        used,
         rdev: Specdata3::default(),
         fsid: s.id.0,
-        fileid: cap.file.0,
+        fileid,
         atime: Nfstime3::default(),
         mtime: Nfstime3::default(),
         ctime: Nfstime3::default(),
@@ -99,7 +105,12 @@ pub(crate) async fn getattr(s: &Arc<Shared>, a: Getattr3Args) -> Getattr3Res {
 /// What a write-like procedure on a shard handle gets: ROFS if the handle is authentic (no
 /// shard handle ever grants writing), the verification error otherwise.
 pub(crate) fn refuse_write(s: &Shared, fh: &NfsFh3) -> Nfsstat3 {
-    match verify(s, fh) {
+    refuse_verified(s, verify(s, fh))
+}
+
+/// ROFS for a write-like procedure on a read-only handle that verified, else its refusal.
+pub(crate) fn refuse_verified<T>(s: &Shared, verified: Result<T, Nfsstat3>) -> Nfsstat3 {
+    match verified {
         Ok(_) => {
             s.counters.refused();
             Nfsstat3::Rofs

@@ -164,10 +164,29 @@ async fn mirrored_layout(
                 e => e,
             })?
     } else {
-        // Reduced: no data server holds the file as it is; its reads come through us
-        // (LAYOUTUNAVAILABLE, as for an evicted file), assembled from its segments.
-        if c.reduced(&ctx.mds.ns, i.ino)?.is_some() {
-            return Err(NfsError::LayoutUnavailable);
+        // Reduced: no data server holds the file as it is; one assembles its reads from the
+        // segments (`dataservers::reduced_reads`), or, where none can, they come through us
+        // (LAYOUTUNAVAILABLE, as for an evicted file).
+        if let Some(red) = c.reduced(&ctx.mds.ns, i.ino)? {
+            let ds = c
+                .reduced_assembler(&ctx.mds.ns, i.ino, red)?
+                .ok_or(NfsError::LayoutUnavailable)?;
+            let fh = layout::ReducedCap {
+                file: layout::FileId(i.ino),
+                generation: c.generation(i.ino),
+                epoch: red.epoch,
+                key_id: 0,
+            }
+            .mint(&c.cap_key, ds);
+            let creds = FfCredentials {
+                uid: ctx.user.uid,
+                gid: ctx.user.gid,
+            };
+            return layout::build_shard_layout(&[vec![(ds, fh)]], 0, creds, &FfOptions::default())
+                .map_err(|e| {
+                    tracing::error!(ino = i.ino, "cannot build a layout: {e}");
+                    NfsError::LayoutUnavailable
+                });
         }
         c.mirrors_for_read(&ctx.mds.ns, i.ino)?
     };
