@@ -11,8 +11,11 @@
 //! 2. Both files are closed; the host polls `cfs admin status --json` (bounded) until
 //!    `reduced_files` is 2 and `mirrored_files` 0, and prints the reduction's numbers (logical,
 //!    after dedup, after compression, raw in segments) and the time it took.
-//! 3. The same reads of the reduced `/r`: (c) the pNFS client (refused a layout, it reads
-//!    through the MDS, which assembles the file from segments), (d) the client without pNFS.
+//! 3. The same reads of the reduced `/r`: (c) the pNFS client (its layout names one data
+//!    server, which assembles the file from segments: `ds/src/server/reduced.rs`), (d) the
+//!    client without pNFS (the MDS assembles it, `reduced_io.rs`). (c) against (d) is a
+//!    reduced file read through a data server against through the MDS; (c) against (a), the
+//!    cost of reduction to a pNFS reader.
 //!
 //! Every read is of the whole file, 1 MiB READs, `--depth` in flight (lane i reads MiB i,
 //! i + depth, ...; ec_reads' assembled read), each a fresh OPEN of its own; every byte is
