@@ -81,8 +81,9 @@ enum Cmd {
     Ecbench(ecbench::EcBenchArgs),
     /// Issue 46's data-reduction benchmark, one run: a file read by a pNFS client and by one
     /// without pNFS while it is mirrored (held open for writing), then after it (and a copy
-    /// of it) was deduplicated, compressed and stored as segments (read through the MDS);
-    /// the reduction's numbers and time, every byte checked, MiB/s and reduced/unreduced ratios
+    /// of it) was deduplicated, compressed and stored as segments (read through the data server
+    /// that assembles it and through the MDS); the reduction's numbers and time, every byte
+    /// checked, MiB/s and reduced/unreduced ratios
     Reducebench(reducebench::ReduceBenchArgs),
     /// The CI subset, quick sizes, every server kind and access path on both kernels (each
     /// kernel meets each check somewhere, not on every kind): setup, then ganesha (posix at
