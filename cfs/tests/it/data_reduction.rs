@@ -173,6 +173,16 @@ fn two_copies_take_the_room_of_one_text_shrinks_as_zstd_would_and_every_byte_rea
     assert_eq!(read_file(&cl, "/text", text.len()), text);
     let a_handle = reduced_read_handle(&cl, "/a");
     reads_come_from_a_data_server(&cl, &data, &text);
+    let ds_logs: String = (1..=DS_ROLES)
+        .map(|i| {
+            std::fs::read_to_string(cl.dir.join("cluster").join(format!("ds{i}.log")))
+                .unwrap_or_default()
+        })
+        .collect();
+    assert!(
+        ds_logs.contains("segment read rebuilds"),
+        "no read of a reduced file met ds1's bad shards"
+    );
 
     // A write to /a: back to mirrors first; /b, which shares every segment, reads the same.
     let c = cl.client(false);
