@@ -3,8 +3,11 @@
 //! fenced one as STALE, and every I/O check of an accepted handle stays inside its grant.
 //! The first byte picks the check.
 #![no_main]
-use layout::{peek, verify, verify_fenced, Cap, CapError, CapKey, ChunkGeometry, DsId, FileId};
 use layout::Rights;
+use layout::{
+    peek, peek_reduced, verify, verify_fenced, verify_reduced_fenced, Cap, CapError, CapKey,
+    ChunkGeometry, DsId, FileId, ReducedCap,
+};
 use libfuzzer_sys::fuzz_target;
 
 const DS: DsId = DsId(7);
@@ -20,7 +23,48 @@ fuzz_target!(|data: &[u8]| {
     let Some((&sel, rest)) = data.split_first() else {
         return;
     };
-    match sel % 2 {
+    match sel % 4 {
+        // A reduced-read handle (`reducedcap`) from arbitrary bytes: nothing verifies without
+        // the MAC, and what peeks must re-mint to itself once verified.
+        2 => {
+            let peeked = peek_reduced(rest);
+            if let Ok(cap) = verify_reduced_fenced(rest, &key, DS, 0) {
+                assert_eq!(peeked, Ok(cap));
+                assert_eq!(&cap.mint(&key, DS)[..], rest, "accepted bytes re-mint");
+            }
+        }
+        // Minted reduced-read handles: each verifies at its own generation, is STALE past it,
+        // and any one-byte change is refused.
+        3 => {
+            let mut f = [0u8; 27];
+            let n = rest.len().min(27);
+            f[..n].copy_from_slice(&rest[..n]);
+            let cap = ReducedCap {
+                file: FileId(u64_at(&f, 0)),
+                generation: u64_at(&f, 8),
+                epoch: u64_at(&f, 16),
+                key_id: f[24],
+            };
+            let h = cap.mint(&key, DS);
+            assert_eq!(verify_reduced_fenced(&h, &key, DS, cap.generation), Ok(cap));
+            if cap.generation < u64::MAX {
+                assert!(matches!(
+                    verify_reduced_fenced(&h, &key, DS, cap.generation + 1),
+                    Err(CapError::Stale { .. })
+                ));
+            }
+            assert_eq!(
+                verify_reduced_fenced(&h, &key, DsId(8), 0),
+                Err(CapError::Forged)
+            );
+            let i = usize::from(f[25]) % h.len();
+            let mut bad = h;
+            bad[i] ^= f[26] | 1;
+            assert!(
+                verify_reduced_fenced(&bad, &key, DS, 0).is_err(),
+                "one changed byte is refused"
+            );
+        }
         // Arbitrary bytes: peek may read claims, but without the MAC nothing verifies, and
         // what verifies (never, short of a blake3 collision) must re-mint to itself.
         0 => {
@@ -46,7 +90,11 @@ fuzz_target!(|data: &[u8]| {
                 file: FileId(u64_at(&f, 0)),
                 first_chunk: u64_at(&f, 8),
                 chunk_count: u32::from_be_bytes([f[16], f[17], f[18], f[19]]).max(1),
-                rights: if f[20] & 1 == 0 { Rights::Read } else { Rights::ReadWrite },
+                rights: if f[20] & 1 == 0 {
+                    Rights::Read
+                } else {
+                    Rights::ReadWrite
+                },
                 generation: u64_at(&f, 21),
                 key_id: f[29],
             };
@@ -60,11 +108,17 @@ fuzz_target!(|data: &[u8]| {
                 ));
             }
             assert_eq!(verify(&h, &key, DsId(8), 0), Err(CapError::Forged));
-            assert_eq!(verify(&h, &CapKey::new([0x3d; 32]), DS, 0), Err(CapError::Forged));
+            assert_eq!(
+                verify(&h, &CapKey::new([0x3d; 32]), DS, 0),
+                Err(CapError::Forged)
+            );
             let i = usize::from(f[30]) % h.len();
             let mut bad = h;
             bad[i] ^= f[31] | 1;
-            assert!(verify(&bad, &key, DS, 0).is_err(), "one changed byte is refused");
+            assert!(
+                verify(&bad, &key, DS, 0).is_err(),
+                "one changed byte is refused"
+            );
 
             let chunk = 4096 * (1 + u64::from(f[32] % 64));
             if let Ok(g) = ChunkGeometry::new(chunk) {

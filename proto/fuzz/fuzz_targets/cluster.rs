@@ -1,5 +1,5 @@
 //! The cluster control program (heartbeats a DS sends the MDS, the replies with their list of
-//! metadata nodes, bad-chunk reports,
+//! metadata nodes, bad-chunk reports, the recipes of reduced files a DS asks for,
 //! the status an admin reads), the MDS peer program's calls and replies, and the flexfiles
 //! bodies that travel inside opaque fields (layouts and device addresses a client decodes,
 //! the ff_layoutreturn4 the MDS decodes): decoding arbitrary
@@ -7,7 +7,8 @@
 #![no_main]
 use libfuzzer_sys::fuzz_target;
 use proto::cluster::{
-    BadChunksArgs, BadChunksRes, BadShardsArgs, BadShardsRes, HeartbeatArgs, HeartbeatRes, StatusArgs, StatusRes,
+    BadChunksArgs, BadChunksRes, BadShardsArgs, BadShardsRes, HeartbeatArgs, HeartbeatRes,
+    RecipeArgs, RecipeRes, StatusArgs, StatusRes,
 };
 use proto::nfs4::{FfDeviceAddr4, FfLayout4, FfLayoutreturn4};
 use proto::peer::{PeerArgs, PeerRes};
@@ -52,6 +53,21 @@ fuzz_target!(|data: &[u8]| {
             }
         }
         7 => round_trip::<BadChunksRes>(rest),
+        8 => {
+            // A DS's RECIPE call (the MDS reads it before checking its MAC), and the MDS's
+            // answer (the DS reads it before checking its MAC against the request's).
+            if rest.first().is_some_and(|b| b & 1 == 0) {
+                round_trip::<RecipeArgs>(&rest[1..]);
+                if let Ok(a) = RecipeArgs::from_xdr(&rest[1..]) {
+                    let _ = a.mac_input();
+                }
+            } else if let Some(body) = rest.get(1..) {
+                round_trip::<RecipeRes>(body);
+                if let Ok(RecipeRes::Ok(ok)) = RecipeRes::from_xdr(body) {
+                    let _ = ok.mac_input();
+                }
+            }
+        }
         9 => {
             // Another MDS's call (Raft, forwarded commands), as read before its MAC is checked.
             round_trip::<PeerArgs>(rest);
