@@ -71,7 +71,7 @@ impl Kind {
             Kind::Fault | Kind::Cross => crate::server::ServerSpec::CfsCluster,
             Kind::GatewayFault => crate::server::ServerSpec::CfsClusterGateway,
             Kind::Encoded => crate::server::ServerSpec::CfsClusterEc(6),
-            Kind::Reduced => crate::server::ServerSpec::CfsClusterReduce,
+            Kind::Reduced => crate::server::ServerSpec::CfsClusterReduce { sealed: true },
             Kind::Evicted | Kind::Evict => crate::server::ServerSpec::CfsClusterS3,
             Kind::MdsFault | Kind::MdsLeaderFault => crate::server::ServerSpec::CfsMetaCluster,
             Kind::WriteDeleg | Kind::Restart => crate::server::ServerSpec::Cfs,
@@ -89,9 +89,9 @@ impl Kind {
             | Kind::MdsFault
             | Kind::MdsLeaderFault
             | Kind::Evicted
-            | Kind::Evict
-            | Kind::Reduced => self.needs().label(),
+            | Kind::Evict => self.needs().label(),
             Kind::Encoded => "cfs-cluster-ec3 or cfs-cluster-ec6".into(),
+            Kind::Reduced => "cfs-cluster-reduce or cfs-cluster-reduce-plain".into(),
             Kind::WriteDeleg => {
                 "cfs, cfs-nowdeleg, cfs-cluster, cfs-cluster-nowdeleg or cfs-cluster-mds3".into()
             }
@@ -107,6 +107,7 @@ impl Kind {
                 (self, spec),
                 (Kind::Fault | Kind::Cross, ServerSpec::CfsMetaCluster)
                     | (Kind::Encoded, ServerSpec::CfsClusterEc(_))
+                    | (Kind::Reduced, ServerSpec::CfsClusterReduce { .. })
                     | (
                         Kind::WriteDeleg,
                         ServerSpec::CfsNoWriteDeleg
@@ -800,9 +801,10 @@ mod tests {
         }
         assert!(!Kind::Encoded.runs_on(&ServerSpec::CfsCluster));
         assert!(!Kind::Encoded.runs_on(&ServerSpec::CfsMetaCluster));
-        assert!(Kind::Reduced.runs_on(&ServerSpec::CfsClusterReduce));
+        assert!(Kind::Reduced.runs_on(&ServerSpec::CfsClusterReduce { sealed: true }));
+        assert!(Kind::Reduced.runs_on(&ServerSpec::CfsClusterReduce { sealed: false }));
         assert!(!Kind::Reduced.runs_on(&ServerSpec::CfsClusterEc(3)));
-        assert!(!Kind::Encoded.runs_on(&ServerSpec::CfsClusterReduce));
+        assert!(!Kind::Encoded.runs_on(&ServerSpec::CfsClusterReduce { sealed: true }));
         assert!(Kind::GatewayFault.runs_on(&ServerSpec::CfsClusterGateway));
         assert!(!Kind::GatewayFault.runs_on(&ServerSpec::CfsMetaCluster));
         // evicted: only where a bucket is behind the data servers and everything is pinned to it

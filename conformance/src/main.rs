@@ -418,11 +418,13 @@ fn dispatch(cli: Cli) -> Result<ExitCode> {
                     scenario_kernel_vers: Vec::new(),
                 });
                 // Data reduction (issue 46): four files reduced (one a copy of another), read
-                // back through the MDS after a remount, overwritten and reduced again, one
-                // copy removed (~52 s on sid, ~50 s on bookworm, 2026-11-30). One kernel here;
-                // `run` has both, and posix, integrity and pnfs on this kind.
+                // back after a remount through the data server a read layout names (not
+                // sealed: the newer path; `run --server cfs-cluster-reduce` reads sealed ones
+                // through the MDS), overwritten and reduced again, one copy removed (~52 s on
+                // sid, ~50 s on bookworm, 2026-11-30). One kernel here; `run` has both, and
+                // posix, integrity and pnfs on either kind.
                 servers.push(ServerPlan {
-                    spec: ServerSpec::CfsClusterReduce,
+                    spec: ServerSpec::CfsClusterReduce { sealed: false },
                     versions: vec!["4.1".into()],
                     only: Some(vec!["reduced"]),
                     scenario_vers: Vec::new(),

@@ -711,7 +711,7 @@ fn judge_wire(srv: &Running, c: &wire::Capture, r: &mut CaseResult) {
             Some((srv.port + server::CLUSTER_MDS - 1, server::CLUSTER_DS))
         }
         ServerSpec::CfsClusterEc(n) => Some((srv.port, n)),
-        ServerSpec::CfsClusterReduce => Some((srv.port, server::CLUSTER_DS)),
+        ServerSpec::CfsClusterReduce { .. } => Some((srv.port, server::CLUSTER_DS)),
         _ => None,
     };
     let ds_ports: Vec<u16> = first_ds

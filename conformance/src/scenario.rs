@@ -263,7 +263,7 @@ pub const SCENARIOS: &[Scenario] = &[
     },
     Scenario {
         name: "reduced",
-        about: "cfs-cluster-reduce only: 9 MiB + 12345 B of random bytes, a copy of them under another name, a ~4.5 MB text and 100 KiB written and closed; the host waits until all four are data-reduced (mirror copies gone, no shards, the copy stored once, the text compressed); after a remount every byte reads back, through the MDS (cluster counters); an overwritten range of one copy reads back before and after it is reduced again, the other copy unchanged; with that copy removed the first still reads back",
+        about: "cfs-cluster-reduce and cfs-cluster-reduce-plain only: 9 MiB + 12345 B of random bytes, a copy of them under another name, a ~4.5 MB text and 100 KiB written and closed; the host waits until all four are data-reduced (mirror copies gone, no shards, the copy stored once, the text compressed); after a remount every byte reads back, through the MDS when sealed, through the data servers when not (cluster counters); an overwritten range of one copy reads back before and after it is reduced again, the other copy unchanged; with that copy removed the first still reads back",
         kind: Kind::Check,
         two_clients: false,
         full_env: "",

@@ -42,10 +42,14 @@ pub enum ServerSpec {
     /// servers; `cfs-cluster-ec6`: 4+2 on six): files left alone for 2 s are erasure-coded
     CfsClusterEc(u16),
     /// `cfs cluster up --ds 3 --encode-after 2 --reduce on`: files left alone for 2 s are
-    /// data-reduced (deduplicated, compressed, stored as shared 2+1 segments sealed under the
-    /// cluster's data key, `--encrypt`) and read back through the MDS, which assembles them
-    /// (issue 46)
-    CfsClusterReduce,
+    /// data-reduced (deduplicated, compressed, stored as shared 2+1 segments; issue 46).
+    /// `cfs-cluster-reduce` is `sealed` (`--encrypt`: segments under the cluster's data key,
+    /// which only the MDS holds, so reads go through the MDS, which assembles them);
+    /// `cfs-cluster-reduce-plain` is not, and a read layout sends the kernel to a data server
+    /// that assembles them.
+    CfsClusterReduce {
+        sealed: bool,
+    },
     /// `cfs cluster up --ds 3 --s3 URL` against moto's S3 server, with `/` pinned to the
     /// bucket (`cfs admin tier pin / s3`): every file the guest makes is evicted from the data
     /// servers as soon as the bucket holds it, so reads come from S3 and writes wait for the
@@ -71,12 +75,13 @@ impl ServerSpec {
             "cfs-cluster-gateway" => ServerSpec::CfsClusterGateway,
             "cfs-cluster-ec3" => ServerSpec::CfsClusterEc(3),
             "cfs-cluster-ec6" => ServerSpec::CfsClusterEc(6),
-            "cfs-cluster-reduce" => ServerSpec::CfsClusterReduce,
+            "cfs-cluster-reduce" => ServerSpec::CfsClusterReduce { sealed: true },
+            "cfs-cluster-reduce-plain" => ServerSpec::CfsClusterReduce { sealed: false },
             "cfs-cluster-s3" => ServerSpec::CfsClusterS3,
             other => {
                 let addr: SocketAddr = other.parse().map_err(|_| {
                     Error::Usage(format!(
-                        "--server {other}: expected ganesha, ganesha-ro, ganesha-rootsquash, cfs, cfs-nowdeleg, cfs-cluster, cfs-cluster-nowdeleg, cfs-cluster-mds3, cfs-gateway, cfs-cluster-gateway, cfs-cluster-ec3, cfs-cluster-ec6, cfs-cluster-reduce, cfs-cluster-s3 or 127.0.0.1:PORT"
+                        "--server {other}: expected ganesha, ganesha-ro, ganesha-rootsquash, cfs, cfs-nowdeleg, cfs-cluster, cfs-cluster-nowdeleg, cfs-cluster-mds3, cfs-gateway, cfs-cluster-gateway, cfs-cluster-ec3, cfs-cluster-ec6, cfs-cluster-reduce, cfs-cluster-reduce-plain, cfs-cluster-s3 or 127.0.0.1:PORT"
                     ))
                 })?;
                 // qemu user networking maps the guest's 10.0.2.2 to host 127.0.0.1 only
@@ -103,7 +108,8 @@ impl ServerSpec {
             ServerSpec::CfsGateway => "cfs-gateway".into(),
             ServerSpec::CfsClusterGateway => "cfs-cluster-gateway".into(),
             ServerSpec::CfsClusterEc(n) => format!("cfs-cluster-ec{n}"),
-            ServerSpec::CfsClusterReduce => "cfs-cluster-reduce".into(),
+            ServerSpec::CfsClusterReduce { sealed: true } => "cfs-cluster-reduce".into(),
+            ServerSpec::CfsClusterReduce { sealed: false } => "cfs-cluster-reduce-plain".into(),
             ServerSpec::CfsClusterS3 => "cfs-cluster-s3".into(),
             ServerSpec::External { port } => format!("127.0.0.1:{port}"),
         }
@@ -127,7 +133,7 @@ impl ServerSpec {
             | ServerSpec::CfsClusterNoWriteDeleg
             | ServerSpec::CfsMetaCluster
             | ServerSpec::CfsClusterEc(_)
-            | ServerSpec::CfsClusterReduce
+            | ServerSpec::CfsClusterReduce { .. }
             | ServerSpec::CfsClusterS3 => {
                 matches!(vers, "4.1" | "4.2")
             }
@@ -161,7 +167,7 @@ impl ServerSpec {
                 | ServerSpec::CfsGateway
                 | ServerSpec::CfsClusterGateway
                 | ServerSpec::CfsClusterEc(_)
-                | ServerSpec::CfsClusterReduce
+                | ServerSpec::CfsClusterReduce { .. }
                 | ServerSpec::CfsClusterS3
         )
     }
@@ -234,7 +240,7 @@ impl Running {
                 | ServerSpec::CfsMetaCluster
                 | ServerSpec::CfsClusterGateway
                 | ServerSpec::CfsClusterEc(_)
-                | ServerSpec::CfsClusterReduce
+                | ServerSpec::CfsClusterReduce { .. }
                 | ServerSpec::CfsClusterS3
         ) {
             30
@@ -624,27 +630,24 @@ pub fn start(spec: &ServerSpec, in_netns: bool) -> Result<Running> {
             r.version = format!("{}, encode after {EC_ENCODE_AFTER_S} s", r.version);
             Ok(r)
         }
-        ServerSpec::CfsClusterReduce => {
+        ServerSpec::CfsClusterReduce { sealed } => {
             let encode_after = EC_ENCODE_AFTER_S.to_string();
-            let mut r = start_cfs_cluster_sized(
-                &spec.label(),
-                &cfs_binary()?,
-                1,
-                CLUSTER_DS,
-                None,
-                // Sealed too: the kernel reads what the MDS opened and assembled.
-                &[
-                    "--encode-after",
-                    &encode_after,
-                    "--reduce",
-                    "on",
-                    "--encrypt",
-                ],
-            )?;
+            let mut args = vec!["--encode-after", &encode_after, "--reduce", "on"];
+            // Sealed: the kernel reads what the MDS opened and assembled.
+            if *sealed {
+                args.push("--encrypt");
+            }
+            let mut r =
+                start_cfs_cluster_sized(&spec.label(), &cfs_binary()?, 1, CLUSTER_DS, None, &args)?;
             r.spec = spec.clone();
             r.version = format!(
-                "{}, reduce = on, encrypted, encode after {EC_ENCODE_AFTER_S} s",
-                r.version
+                "{}, reduce = on, {}, encode after {EC_ENCODE_AFTER_S} s",
+                r.version,
+                if *sealed {
+                    "encrypted (read through the MDS)"
+                } else {
+                    "not encrypted (read through a data server)"
+                }
             );
             Ok(r)
         }
