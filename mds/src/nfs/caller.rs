@@ -40,7 +40,8 @@ impl Ctx<'_> {
         let deadline = tokio::time::Instant::now() + IN_DOUBT_WAIT;
         let mut pause = Duration::from_millis(20);
         loop {
-            match self.mds.ns.execute(cmd.clone()).await {
+            // By reference: an attempt copies nothing (the proposer encodes it).
+            match self.mds.ns.execute_ref(&cmd).await {
                 Err(e) if in_doubt(&e) && tokio::time::Instant::now() + pause < deadline => {
                     tracing::debug!("a client request tried again as itself: {e}");
                     tokio::time::sleep(pause).await;

@@ -752,9 +752,15 @@ impl Namespace {
     /// Replicates, applies and makes `cmd` durable; returns once it survives a crash (of any
     /// one node, with three replicas) and reads see it.
     pub async fn execute(&self, cmd: Command) -> Result<Outcome, FsError> {
-        self.record_noted_before(&cmd).await?;
-        let cmd = self.place(cmd);
-        match self.propose(cmd).await {
+        self.execute_ref(&cmd).await
+    }
+
+    /// `execute` of a command the caller keeps: one it may send again (a client request tried
+    /// again as itself) costs no copy per attempt.
+    pub async fn execute_ref(&self, cmd: &Command) -> Result<Outcome, FsError> {
+        self.record_noted_before(cmd).await?;
+        let placed = self.place(cmd);
+        match self.propose(placed.as_ref().unwrap_or(cmd)).await {
             // A client request carried out before (through a node since dead): its answer.
             Err(FsError::Answered(out)) => Ok(*out),
             other => other,
@@ -774,30 +780,33 @@ impl Namespace {
     /// node (after a takeover) may choose another shard; its first answer is kept on the
     /// parent's shard, which every attempt goes through (`Command::home`), so it is answered
     /// once all the same.
-    fn place(&self, cmd: Command) -> Command {
+    ///
+    /// `None` when the command goes as it is (all but a directory created off its parent's
+    /// shard): nothing is copied or rebuilt for it.
+    fn place(&self, cmd: &Command) -> Option<Command> {
         let n = self.inner.shard_count;
         if n <= 1 || !self.inner.spread {
-            return cmd;
+            return None;
         }
         match cmd {
-            Command::As { cred, cmd } => Command::As {
-                cred,
-                cmd: Box::new(self.place(*cmd)),
-            },
+            Command::As { cred, cmd } => Some(Command::As {
+                cred: cred.clone(),
+                cmd: Box::new(self.place(cmd)?),
+            }),
             Command::Request {
                 req,
                 at,
                 cmd,
                 answer,
-            } => Command::Request {
-                req,
-                at,
-                cmd: Box::new(self.place(*cmd)),
-                answer,
-            },
+            } => Some(Command::Request {
+                req: *req,
+                at: *at,
+                cmd: Box::new(self.place(cmd)?),
+                answer: answer.clone(),
+            }),
             Command::Create {
                 parent,
-                ref name,
+                name,
                 kind: FileKind::Directory,
                 ..
             } => {
@@ -806,16 +815,12 @@ impl Namespace {
                     h = (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3);
                 }
                 let shard = ShardId(self.led_shard(h).unwrap_or((h % u64::from(n)) as u16));
-                if shard == ShardId::of_ino(parent) {
-                    cmd
-                } else {
-                    Command::Place {
-                        shard,
-                        cmd: Box::new(cmd),
-                    }
-                }
+                (shard != ShardId::of_ino(*parent)).then(|| Command::Place {
+                    shard,
+                    cmd: Box::new(cmd.clone()),
+                })
             }
-            other => other,
+            _ => None,
         }
     }
 
@@ -852,7 +857,7 @@ impl Namespace {
     /// Routes `cmd` to its shard, or runs it as a transaction across its shards (`txn`);
     /// while what it needs is locked by a transaction under way it tries again, up to
     /// `BUSY_WAIT`.
-    async fn propose(&self, cmd: Command) -> Result<Outcome, FsError> {
+    async fn propose(&self, cmd: &Command) -> Result<Outcome, FsError> {
         // A data-reduction index command names its segment's shard itself (the state machine
         // does not know the shard count): one that names another would put the record where
         // no drop finds it.
@@ -1123,7 +1128,7 @@ impl Namespace {
             if let Key::Inode(ino) = key {
                 if let Some(w) = self.inner.unstable.take(ino) {
                     // A file removed meanwhile fails this alone; nothing else depends on it.
-                    let _ = self.propose(w).await;
+                    let _ = self.propose(&w).await;
                 }
             }
         }
@@ -1137,7 +1142,7 @@ impl Namespace {
             // Room for one more file: the oldest file's writes go to the log now.
             let ns = self.clone();
             tokio::spawn(async move {
-                let _ = ns.propose(oldest).await;
+                let _ = ns.propose(&oldest).await;
             });
         }
     }
@@ -1146,7 +1151,7 @@ impl Namespace {
     /// `None` when nothing was noted.
     pub async fn record_writes(&self, ino: u64) -> Result<Option<Outcome>, FsError> {
         match self.inner.unstable.take(ino) {
-            Some(cmd) => Ok(Some(self.propose(cmd).await?)),
+            Some(cmd) => Ok(Some(self.propose(&cmd).await?)),
             None => Ok(None),
         }
     }
@@ -1155,7 +1160,7 @@ impl Namespace {
     pub async fn record_all_and_sync(&self) -> Result<(), FsError> {
         for cmd in self.inner.unstable.take_all() {
             // A file removed meanwhile fails alone.
-            let _ = self.propose(cmd).await;
+            let _ = self.propose(&cmd).await;
         }
         Ok(())
     }

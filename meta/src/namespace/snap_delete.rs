@@ -65,7 +65,7 @@ impl Namespace {
             snap,
             time: Time::now(),
         };
-        self.propose(step).await?;
+        self.propose(&step).await?;
         tracing::info!(
             snap,
             "snapshot deleted; its pre-images merge in the background"
