@@ -94,7 +94,7 @@ pub use crate::raft::groups::ShardStatus;
 use crate::raft::groups::{Gate, Group, Groups};
 use crate::raft::machine::ShardMachine;
 use crate::raft::registry::{PeerAnswer, PeerCall, PeerProc};
-use crate::raft::{LogEngine, Proposal, Tagged};
+use crate::raft::{LogEngine, Proposal, Tagged, TaggedRef};
 use crate::storage::checkpoint::{Checkpointer, Checkpoints};
 pub use crate::storage::shard::EffectSink;
 use crate::storage::shard::{Applied, ShardCore};
@@ -102,6 +102,7 @@ use crate::storage::shard::{EffectSlot, Stats};
 pub use crate::storage::space::SpaceGuard;
 use crate::storage::store::{self, Db, BOOT_COUNT, NODE, SHARDS};
 use crate::storage::wal;
+use bytes::Bytes;
 use tags::Tags;
 
 /// File name of the database inside the namespace directory.
@@ -179,8 +180,8 @@ struct Shard {
     queue: tokio::sync::mpsc::UnboundedSender<Queued>,
 }
 
-/// A command and who waits for its result.
-type Queued = (Tagged, oneshot::Sender<Proposed>);
+/// A command (a `Tagged`, encoded: `TaggedRef::encode`) and who waits for its result.
+type Queued = (Bytes, oneshot::Sender<Proposed>);
 
 /// What became of a command handed to a shard's Raft group on one node (also the answer to a
 /// command forwarded from another node, `PEERPROC_PROPOSE`).
@@ -238,7 +239,7 @@ async fn propose_batches(
 ) {
     let mut queued: Vec<Queued> = Vec::with_capacity(MAX_BATCH);
     // Reused from batch to batch: a batch's commands only until they are encoded.
-    let mut cmds: Vec<Tagged> = Vec::with_capacity(MAX_BATCH);
+    let mut cmds: Vec<Bytes> = Vec::with_capacity(MAX_BATCH);
     let mut waiting = Vec::with_capacity(MAX_BATCH);
     while rx.recv_many(&mut queued, MAX_BATCH).await > 0 {
         let mut rest = queued.drain(..).peekable();
@@ -247,7 +248,7 @@ async fn propose_batches(
             waiting.clear();
             let mut bytes = 0;
             while let Some((cmd, _)) = rest.peek() {
-                let size = postcard::experimental::serialized_size(cmd).unwrap_or(MAX_BATCH_BYTES);
+                let size = cmd.len();
                 if !cmds.is_empty() && bytes + size > MAX_BATCH_BYTES {
                     break;
                 }
@@ -259,7 +260,7 @@ async fn propose_batches(
             }
             let n = cmds.len();
             // Encoded once, here: the log, the peers and apply all take these bytes.
-            let proposal = match Proposal::encode(&cmds) {
+            let proposal = match Proposal::concat(&cmds) {
                 Ok(p) => p,
                 Err(e) => {
                     for reply in waiting.drain(..) {
@@ -871,19 +872,19 @@ impl Namespace {
             [] => ShardId(0),
             [s] => *s,
             _ => {
-                if let Command::ForgetOrphans { inos } = &cmd {
+                if let Command::ForgetOrphans { inos } = cmd {
                     // The reaper's batch: one command per shard, not a transaction.
                     return self.forget_per_shard(inos).await;
                 }
-                return self.run_txn(&cmd).await;
+                return self.run_txn(cmd).await;
             }
         };
         let deadline = tokio::time::Instant::now() + BUSY_WAIT;
         let mut pause = std::time::Duration::from_millis(1);
         loop {
-            match self.propose_on(shard, &cmd).await {
+            match self.propose_on(shard, cmd).await {
                 // Its `apply` reached another shard (a rename's walk up the tree).
-                Err(FsError::Elsewhere) => return self.run_txn(&cmd).await,
+                Err(FsError::Elsewhere) => return self.run_txn(cmd).await,
                 Err(FsError::Busy) if tokio::time::Instant::now() + pause < deadline => {
                     tokio::time::sleep(pause).await;
                     pause = (pause * 2).min(std::time::Duration::from_millis(50));
@@ -913,10 +914,11 @@ impl Namespace {
         if self.inner.groups.peers().is_none() {
             // One node: it leads every shard.
             let waiting = self.inner.tags.start();
-            let cmd = Tagged {
+            let cmd = TaggedRef {
                 tag: waiting.tag(),
-                cmd: cmd.clone(),
-            };
+                cmd,
+            }
+            .encode()?;
             return match self.queue_here(s, cmd).await {
                 Proposed::Applied { result, .. } => result,
                 Proposed::NotLeader(_) => Err(FsError::Unavailable(format!(
@@ -932,15 +934,18 @@ impl Namespace {
         // the next one, which is then sent it again: every send carries the same tag, so it
         // is applied once and every copy answers its first result (`raft::sessions`).
         let waiting = self.inner.tags.start();
+        // Encoded once, with its tag, for every attempt: the proposer (here or at the leader)
+        // puts these bytes into the entry as they are; an attempt costs a reference count.
+        let cmd = TaggedRef {
+            tag: waiting.tag(),
+            cmd,
+        }
+        .encode()?;
         let deadline = tokio::time::Instant::now() + PROPOSE_WAIT;
         loop {
             let leader = s.raft.current_leader().await;
-            let cmd = Tagged {
-                tag: waiting.tag(),
-                cmd: cmd.clone(),
-            };
             let answer = match leader {
-                Some(l) if l == me => self.queue_here(s, cmd).await,
+                Some(l) if l == me => self.queue_here(s, cmd.clone()).await,
                 Some(l) => {
                     // A leader that went silent is replaced by an election; this node learns
                     // of it before any timeout of the forwarded call would fire. (Server
@@ -988,7 +993,7 @@ impl Namespace {
     }
 
     /// Hands `cmd` to this node's proposer of the shard.
-    async fn queue_here(&self, s: &Shard, cmd: Tagged) -> Proposed {
+    async fn queue_here(&self, s: &Shard, cmd: Bytes) -> Proposed {
         let (reply, rx) = oneshot::channel();
         if s.queue.send((cmd, reply)).is_err() {
             return Proposed::Failed(FsError::Closed);
@@ -997,14 +1002,11 @@ impl Namespace {
     }
 
     /// Sends `cmd` to node `leader` for its shard's group.
-    async fn forward(&self, leader: u64, shard: ShardId, cmd: &Tagged) -> Proposed {
+    async fn forward(&self, leader: u64, shard: ShardId, cmd: &Bytes) -> Proposed {
         let Some(peers) = self.inner.groups.peers() else {
             return Proposed::NotLeader(None);
         };
-        let body = match postcard::to_stdvec(cmd) {
-            Ok(b) => b,
-            Err(e) => return Proposed::Failed(FsError::Io(format!("encode a command: {e}"))),
-        };
+        let body = cmd.to_vec();
         let reply = peers
             .call(
                 leader,
@@ -1035,7 +1037,16 @@ impl Namespace {
         if leader != Some(self.inner.node) {
             return Proposed::NotLeader(leader);
         }
-        self.queue_here(s, cmd).await
+        // Encoded again, not the caller's bytes: a body with bytes after the command decodes
+        // all the same, and those would become part of the entry.
+        let tagged = TaggedRef {
+            tag: cmd.tag,
+            cmd: &cmd.cmd,
+        };
+        match tagged.encode() {
+            Ok(bytes) => self.queue_here(s, bytes).await,
+            Err(e) => Proposed::Failed(e),
+        }
     }
 
     /// The shard's Raft group on this node (peer messages go to it).

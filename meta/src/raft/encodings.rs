@@ -579,3 +579,40 @@ const GOLDEN: &[(&str, &str)] = &[
     ("AppendEntries/PEERPROC_APPEND2", "030201010302090303020a0003020b011701020764620101016600a4030101f6c59fd50cd5f01b0003020c0201030102030401183132372e302e302e313a3230343920646f6d61696e3d723102183132372e302e302e323a3230343920646f6d61696e3d723203183132372e302e302e333a3230343920646f6d61696e3d723304183132372e302e302e343a3230343920646f6d61696e3d723401030209"),
     ("AppendEntries/PEERPROC_APPEND", "030201010302090303020a0003020b0101020764620101016600a4030101f6c59fd50cd5f01b0003020c0201030102030401183132372e302e302e313a3230343920646f6d61696e3d723102183132372e302e302e323a3230343920646f6d61696e3d723203183132372e302e302e333a3230343920646f6d61696e3d723304183132372e302e302e343a3230343920646f6d61696e3d723401030209"),
 ];
+
+/// The proposer joins commands each encoded on its own (`TaggedRef`, by the caller, without a
+/// copy of the command) into an entry: the same bytes `Proposal::encode` writes of them, for
+/// counts whose length prefix takes one and two bytes, and none.
+#[test]
+fn a_proposal_joined_from_commands_encoded_alone_is_the_proposal_of_them() {
+    use crate::storage::entry::TaggedRef;
+    for n in [0usize, 1, 2, 127, 128, 300] {
+        let cmds: Vec<Tagged> = (0..n)
+            .map(|i| {
+                let mut t = tagged();
+                t.tag.seq = i as u64;
+                t
+            })
+            .collect();
+        let parts: Vec<bytes::Bytes> = cmds
+            .iter()
+            .map(|t| {
+                let part = TaggedRef {
+                    tag: t.tag,
+                    cmd: &t.cmd,
+                }
+                .encode()
+                .expect("encodes");
+                assert_eq!(part[..], enc(t)[..], "a TaggedRef encodes as its Tagged");
+                part
+            })
+            .collect();
+        let joined = Proposal::concat(&parts).expect("joins");
+        assert_eq!(
+            joined,
+            Proposal::encode(&cmds).expect("encodes"),
+            "{n} commands"
+        );
+        assert_eq!(joined.decode().expect("decodes"), cmds, "{n} commands");
+    }
+}

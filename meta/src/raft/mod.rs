@@ -23,7 +23,7 @@ pub mod registry;
 pub mod service;
 pub mod snapshots;
 
-pub use crate::storage::entry::{Cfg, Proposal, Reply, Tagged};
+pub use crate::storage::entry::{Cfg, Proposal, Reply, Tagged, TaggedRef};
 pub use crate::storage::log::{LogEngine, LogStats};
 
 use std::sync::Arc;

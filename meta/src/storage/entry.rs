@@ -12,6 +12,25 @@ pub struct Tagged {
     pub cmd: meta_core::Command,
 }
 
+/// A `Tagged` to encode without owning (or copying) its command: the same serde form, field
+/// for field, so its bytes are a `Tagged`'s.
+#[derive(Serialize)]
+pub struct TaggedRef<'a> {
+    pub tag: meta_core::sessions::Tag,
+    pub cmd: &'a meta_core::Command,
+}
+
+impl TaggedRef<'_> {
+    /// Its postcard encoding, in a buffer of exactly its size.
+    pub fn encode(&self) -> Result<Bytes, FsError> {
+        let size = postcard::experimental::serialized_size(self)
+            .map_err(|e| FsError::Io(format!("encode a command: {e}")))?;
+        let buf = postcard::to_extend(self, Vec::with_capacity(size))
+            .map_err(|e| FsError::Io(format!("encode a command: {e}")))?;
+        Ok(Bytes::from(buf))
+    }
+}
+
 /// One entry of a shard's log: the namespace commands proposed together (group commit: what
 /// queued for the shard while its previous entry was being made durable), applied in order,
 /// each on its own (a failed one leaves nothing behind and does not stop the others), each at
@@ -36,6 +55,23 @@ impl Proposal {
         let buf = postcard::to_extend(cmds, Vec::with_capacity(size))
             .map_err(|e| FsError::Io(format!("encode proposal: {e}")))?;
         // Exactly full: `Bytes` takes the buffer over without a further allocation.
+        Ok(Proposal {
+            bytes: Bytes::from(buf),
+        })
+    }
+
+    /// The entry of commands each encoded on its own (`TaggedRef::encode`): postcard writes a
+    /// sequence as its length (a varint) and then its elements, so this is byte for byte what
+    /// `encode` writes of the decoded commands, without a copy of any command.
+    pub fn concat(parts: &[Bytes]) -> Result<Proposal, FsError> {
+        let enc = |e| FsError::Io(format!("encode proposal: {e}"));
+        let body: usize = parts.iter().map(Bytes::len).sum();
+        let count = postcard::experimental::serialized_size(&parts.len()).map_err(enc)?;
+        let mut buf =
+            postcard::to_extend(&parts.len(), Vec::with_capacity(count + body)).map_err(enc)?;
+        for p in parts {
+            buf.extend_from_slice(p);
+        }
         Ok(Proposal {
             bytes: Bytes::from(buf),
         })
