@@ -280,12 +280,13 @@ mod tests {
         s.dirents[&(ROOT_INO, name.as_bytes().to_vec())].0
     }
 
-    /// A reduced file whose copy is its segments comes back reduced, read from the bucket:
-    /// the segments verified there stay (with no shard on flash), the others and their
-    /// referrers go.
-    #[test]
-    fn a_reduced_file_comes_back_from_its_segments() {
-        use meta_core::reduce_index::{Referrer, Segment, SegmentBucket, SegmentId, SegmentState};
+    /// A file system holding one 70-byte file reduced (epoch 5) to `segments`, whose tier copy
+    /// (generation 4, current) is its segments: a copy of no pieces. Returns it and the file.
+    fn reduced_by_segments(
+        segments: Vec<meta_core::reduce_index::SegmentId>,
+        stale_copies: Vec<u64>,
+        evicted: bool,
+    ) -> (MemState, u64) {
         let mut s = MemState::default();
         apply(
             &mut s,
@@ -297,7 +298,44 @@ mod tests {
         .unwrap();
         let ino = create(&mut s, "reduced");
         s.inodes.get_mut(&ino).unwrap().size = 70;
+        s.reduces.insert(
+            ino,
+            meta_core::FileReduce {
+                epoch: 5,
+                state: meta_core::ReduceState::Reduced(meta_core::Reduced {
+                    len: 70,
+                    recipe: vec![1],
+                    segments,
+                }),
+                stale_copies,
+                retired: false,
+            },
+        );
+        let change = s.inodes[&ino].change;
+        s.tier.insert(
+            ino,
+            meta_core::FileTier {
+                copy: Some(meta_core::TierCopy {
+                    gen: 4,
+                    change,
+                    pieces: Vec::new(),
+                    at: Time::new(3, 0),
+                }),
+                evicted,
+                ..Default::default()
+            },
+        );
+        (s, ino)
+    }
+
+    /// A reduced file whose copy is its segments comes back reduced, read from the bucket:
+    /// the segments verified there stay (with no shard on flash), the others and their
+    /// referrers go.
+    #[test]
+    fn a_reduced_file_comes_back_from_its_segments() {
+        use meta_core::reduce_index::{Referrer, Segment, SegmentBucket, SegmentId, SegmentState};
         let (held, sent) = (SegmentId([6; 32]), SegmentId([7; 32]));
+        let (mut s, ino) = reduced_by_segments(vec![held], vec![9], false);
         let me = Referrer { ino, epoch: 5 };
         for (id, bucket) in [(held, SegmentBucket::Held), (sent, SegmentBucket::Sending)] {
             let seg = Segment {
@@ -320,32 +358,6 @@ mod tests {
             s.referrers.insert((id, me));
         }
         s.index_chunks();
-        s.reduces.insert(
-            ino,
-            meta_core::FileReduce {
-                epoch: 5,
-                state: meta_core::ReduceState::Reduced(meta_core::Reduced {
-                    len: 70,
-                    recipe: vec![1],
-                    segments: vec![held],
-                }),
-                stale_copies: vec![9],
-                retired: false,
-            },
-        );
-        let change = s.inodes[&ino].change;
-        s.tier.insert(
-            ino,
-            meta_core::FileTier {
-                copy: Some(meta_core::TierCopy {
-                    gen: 4,
-                    change,
-                    pieces: Vec::new(),
-                    at: Time::new(3, 0),
-                }),
-                ..Default::default()
-            },
-        );
         let r = from_bucket(&mut s, 2, Time::new(9, 0));
         assert_eq!((r.evicted_files, r.evicted_bytes), (1, 70));
         assert!(r.lost.is_empty() && r.older.is_empty());
@@ -375,18 +387,6 @@ mod tests {
     fn a_reduced_file_whose_segment_no_image_holds_is_reported_lost() {
         use meta_core::reduce_index::{Referrer, Segment, SegmentBucket, SegmentId, SegmentState};
         const SHARDS: u16 = 4;
-        let mut s = MemState::default();
-        apply(
-            &mut s,
-            &Command::InitRoot {
-                fs_id: 3,
-                time: Time::new(1, 0),
-            },
-        )
-        .unwrap();
-        let ino = create(&mut s, "reduced");
-        s.inodes.get_mut(&ino).unwrap().size = 70;
-        s.meta.insert(meta::BYTES, 70);
         // Two segments on two other shards' images: one holds its segment, one does not.
         let (here, gone) = (SegmentId([1; 32]), SegmentId([2; 32]));
         let (sh, sg) = (
@@ -394,33 +394,8 @@ mod tests {
             ShardId::of_segment(&gone, SHARDS).0,
         );
         assert!(sh != sg && sh != 0 && sg != 0, "{sh} {sg}: pick other ids");
-        s.reduces.insert(
-            ino,
-            meta_core::FileReduce {
-                epoch: 5,
-                state: meta_core::ReduceState::Reduced(meta_core::Reduced {
-                    len: 70,
-                    recipe: vec![1],
-                    segments: vec![here, gone],
-                }),
-                stale_copies: Vec::new(),
-                retired: false,
-            },
-        );
-        let change = s.inodes[&ino].change;
-        s.tier.insert(
-            ino,
-            meta_core::FileTier {
-                copy: Some(meta_core::TierCopy {
-                    gen: 4,
-                    change,
-                    pieces: Vec::new(),
-                    at: Time::new(3, 0),
-                }),
-                evicted: true,
-                ..Default::default()
-            },
-        );
+        let (mut s, ino) = reduced_by_segments(vec![here, gone], Vec::new(), true);
+        s.meta.insert(meta::BYTES, 70);
         let mut other = MemState::default();
         other.segments.insert(
             here,
