@@ -245,7 +245,12 @@ async fn fetch(s: &Arc<Shared>, g: &RecipeSegment) -> Result<Arc<Vec<u8>>, Nfsst
         tracing::warn!(file = g.file, "segment geometry: {e}");
         Nfsstat3::Io
     })?;
-    if g.stored_len > geom.stripe_data() || g.servers.len() != geom.width() as usize {
+    // A segment is at most `MAX_SEGMENT_LEN` whatever geometry the answer names: what this
+    // allocates below stays bounded.
+    if g.stored_len > geom.stripe_data()
+        || g.stored_len > reduce::segment::MAX_SEGMENT_LEN as u64
+        || g.servers.len() != geom.width() as usize
+    {
         tracing::warn!(file = g.file, "segment does not fit its one stripe");
         return Err(Nfsstat3::Io);
     }
