@@ -13,7 +13,7 @@ mod sums;
 
 pub use error::DsError;
 pub use geometry::Config;
-pub use store::{ChunkStore, ChunkStoreSync, SeekWhat, Segment};
+pub use store::{ChunkStore, ChunkStoreSync, ObjectStat, SeekWhat, Segment};
 
 /// The store's block checksum: `blake3::hash` of each `block_size`-byte block of `data` (a whole
 /// number of blocks), appended to `out`, computed as reads and writes do it (several 4 KiB blocks

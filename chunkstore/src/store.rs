@@ -31,6 +31,19 @@ pub enum SeekWhat {
     Hole,
 }
 
+/// What one object's chunk files hold on disk (`ChunkStoreSync::object_stat`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ObjectStat {
+    /// Chunk files holding anything.
+    pub chunks: u64,
+    /// Bytes of disk they occupy (allocated blocks, headers included).
+    pub bytes: u64,
+    /// Of those, the files with more than one link (`link_object`), and their bytes, counted in
+    /// full here as in every other object that shares them.
+    pub shared_chunks: u64,
+    pub shared_bytes: u64,
+}
+
 /// A piece of a READ_PLUS reply.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Segment {
@@ -703,6 +716,35 @@ impl ChunkStoreSync {
         Ok(())
     }
 
+    /// How many chunk files object `id` has, what they occupy, and how much of that it shares
+    /// with other objects (a snapshot's unique and shared bytes). An object that does not exist
+    /// has none. O(chunks) `stat`s, under the object's read lock so no truncate or link is
+    /// half way.
+    pub fn object_stat(&self, id: u64) -> Result<ObjectStat, DsError> {
+        use std::os::unix::fs::MetadataExt;
+        let _o = self.obj_lock(id).read().unwrap_or_else(|p| p.into_inner());
+        let mut st = ObjectStat::default();
+        for c in paths::list_chunks(&self.root, id)? {
+            let md = match fs::metadata(paths::chunk_path(&self.root, id, c)) {
+                Ok(m) => m,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(e.into()),
+            };
+            // Created by a write that died before its preamble: holds nothing, never linked.
+            if md.len() < PREAMBLE_LEN {
+                continue;
+            }
+            let bytes = md.blocks() * 512;
+            st.chunks += 1;
+            st.bytes += bytes;
+            if md.nlink() > 1 {
+                st.shared_chunks += 1;
+                st.shared_bytes += bytes;
+            }
+        }
+        Ok(st)
+    }
+
     /// Where the data of object `id` ends on disk: the end of the last block any write (not
     /// since truncated away) touched, so a block-granular upper bound of its highest byte. Taken
     /// from chunk file lengths, which is what survives a crash; callers that need the exact
@@ -900,6 +942,10 @@ impl ChunkStore {
 
     pub async fn data_end(&self, id: u64) -> Result<u64, DsError> {
         self.run(move |s| s.data_end(id)).await
+    }
+
+    pub async fn object_stat(&self, id: u64) -> Result<ObjectStat, DsError> {
+        self.run(move |s| s.object_stat(id)).await
     }
 
     pub async fn objects(&self) -> Result<Vec<u64>, DsError> {

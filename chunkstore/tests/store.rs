@@ -510,3 +510,45 @@ fn link_is_idempotent() {
     b.link_object(77, 78).unwrap();
     assert!(b.read(78, 0, 10, 10).unwrap().0.iter().all(|x| *x == 0));
 }
+
+#[test]
+fn object_stat_counts_chunks_bytes_and_the_shared_ones() {
+    let (_d, s) = open_small();
+    let b = s.blocking();
+    assert_eq!(b.object_stat(1).unwrap(), chunkstore::ObjectStat::default());
+    // Three full chunks and a sparse one (a block at its end).
+    b.write(1, 0, &pattern(60, 3 * CH as usize), true).unwrap();
+    b.write(1, 4 * CH - 4096, &pattern(61, 4096), true).unwrap();
+    let one = b.object_stat(1).unwrap();
+    assert_eq!((one.chunks, one.shared_chunks, one.shared_bytes), (4, 0, 0));
+    assert!(one.bytes >= 3 * CH + 4096, "{one:?}");
+    assert!(
+        one.bytes < 4 * CH,
+        "the sparse chunk counted whole: {one:?}"
+    );
+    assert_eq!(one.bytes, b.usage().unwrap());
+
+    b.link_object(1, 2).unwrap();
+    let (s1, s2) = (b.object_stat(1).unwrap(), b.object_stat(2).unwrap());
+    assert_eq!(s1, s2);
+    assert_eq!(
+        (s1.chunks, s1.shared_chunks, s1.bytes, s1.shared_bytes),
+        (4, 4, one.bytes, one.bytes)
+    );
+    // The first write to chunk 1 copies it: one chunk each, unshared, on both sides.
+    b.write(1, CH + 10, b"x", true).unwrap();
+    let (s1, s2) = (b.object_stat(1).unwrap(), b.object_stat(2).unwrap());
+    assert_eq!((s1.chunks, s1.shared_chunks), (4, 3));
+    assert_eq!((s2.chunks, s2.shared_chunks), (4, 3));
+    assert_eq!(s2.bytes - s2.shared_bytes, s1.bytes - s1.shared_bytes);
+    // Unique bytes of the two together plus the shared ones once: what `usage` sees.
+    assert_eq!(
+        s1.bytes + (s2.bytes - s2.shared_bytes),
+        b.usage().unwrap(),
+        "{s1:?} {s2:?}"
+    );
+    // Once the source is gone, nothing of the link is shared any more.
+    b.remove(1).unwrap();
+    let s2 = b.object_stat(2).unwrap();
+    assert_eq!((s2.chunks, s2.shared_chunks, s2.shared_bytes), (4, 0, 0));
+}

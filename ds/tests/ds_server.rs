@@ -1162,3 +1162,211 @@ async fn a_forged_heartbeat_reply_is_ignored() {
         .await;
     ds.shutdown().await;
 }
+
+// ---- LINK and OBJSTAT: a snapshot's data image (docs/plans/snapshots.md §3.2) ----
+
+async fn shard_client(ds: &DsServer) -> proto::shard::ShardClient {
+    proto::shard::ShardClient::connect(ds.local_addr(), WAIT, WAIT)
+        .await
+        .unwrap()
+}
+
+fn link_args(ds: &DsServer, from: u64, to: u64) -> proto::shard::LinkArgs {
+    secret().sign_shard(proto::shard::LinkArgs {
+        to: ds.id().0,
+        from_file: from,
+        to_file: to,
+        mac: [0; 32],
+    })
+}
+
+async fn obj_stat(
+    sc: &proto::shard::ShardClient,
+    ds: &DsServer,
+    file: u64,
+) -> proto::shard::ObjStat {
+    sc.obj_stat(&secret().sign_shard(proto::shard::ObjStatArgs {
+        to: ds.id().0,
+        file,
+        mac: [0; 32],
+    }))
+    .await
+    .unwrap()
+}
+
+/// Reads `len` bytes of object `file` through NFSv3, 1 MiB at a time.
+async fn read_all(c: &Nfs3Client, fh: &[u8], len: u64) -> Vec<u8> {
+    let mut out = Vec::new();
+    while (out.len() as u64) < len {
+        let n = (len - out.len() as u64).min(1 << 20) as u32;
+        let got = c.read(fh, out.len() as u64, n).await.unwrap();
+        assert!(!got.data.is_empty(), "short read at {}", out.len());
+        out.extend_from_slice(&got.data);
+    }
+    out
+}
+
+/// 4 MiB chunk files (the store's default) × 3, and a last block written in part, so the size
+/// LINK copies is not a multiple of a block.
+const IMAGE_LEN: u64 = 3 * (4 << 20) + 5000;
+
+async fn write_image_source(c: &Nfs3Client, fh: &[u8], seed: u64) -> Vec<u8> {
+    let data = pattern(seed, IMAGE_LEN as usize);
+    for (i, piece) in data.chunks(1 << 20).enumerate() {
+        c.write(fh, (i as u64) << 20, piece, StableHow::Unstable)
+            .await
+            .unwrap();
+    }
+    // Left unstable on purpose: LINK makes the source's writes durable before it links.
+    data
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_linked_object_keeps_the_old_bytes_and_objstat_shows_the_sharing() {
+    let dir = tempfile::tempdir().unwrap();
+    let mds = FakeMds::start(secret(), true).await;
+    let ds = DsServer::start(config(dir.path(), mds.addr, secret()))
+        .await
+        .unwrap();
+    registered(&ds).await;
+    let c = client(ds.local_addr()).await;
+    let sc = shard_client(&ds).await;
+    let (src, img) = (10, 20);
+    let old = write_image_source(&c, &rw(&ds, src), 70).await;
+
+    assert_eq!(obj_stat(&sc, &ds, img).await, Default::default());
+    let before = obj_stat(&sc, &ds, src).await;
+    assert_eq!(
+        (before.size, before.chunks, before.shared_chunks),
+        (IMAGE_LEN, 4, 0)
+    );
+    let t = Instant::now();
+    sc.link(&link_args(&ds, src, img)).await.unwrap();
+    println!("LINK of a {IMAGE_LEN}-byte object: {:?}", t.elapsed());
+    let (s, i) = (obj_stat(&sc, &ds, src).await, obj_stat(&sc, &ds, img).await);
+    assert_eq!(s, i, "both name the same chunk files");
+    assert_eq!((s.chunks, s.shared_chunks, s.shared_bytes), (4, 4, s.bytes));
+    assert_eq!(s.bytes, before.bytes, "linked, not copied");
+    assert_eq!(i.size, IMAGE_LEN, "the image has the source's exact size");
+
+    // Write into chunks 0 and 2 of the source: those are copied, 1 and 3 stay shared.
+    let mut new = old.clone();
+    for at in [100u64, (8 << 20) + 4096] {
+        let d = pattern(at, 10_000);
+        c.write(&rw(&ds, src), at, &d, StableHow::FileSync)
+            .await
+            .unwrap();
+        new[at as usize..at as usize + d.len()].copy_from_slice(&d);
+    }
+    assert_eq!(read_all(&c, &rw(&ds, img), IMAGE_LEN).await, old);
+    assert_eq!(read_all(&c, &rw(&ds, src), IMAGE_LEN).await, new);
+    let (s, i) = (obj_stat(&sc, &ds, src).await, obj_stat(&sc, &ds, img).await);
+    assert_eq!((s.chunks, s.shared_chunks), (4, 2));
+    assert_eq!((i.chunks, i.shared_chunks), (4, 2));
+    assert_eq!(s.shared_bytes, i.shared_bytes);
+    // Truncating the source to nothing only unlinks: the image is whole and now alone.
+    c.set_size(&rw(&ds, src), 0).await.unwrap();
+    let i = obj_stat(&sc, &ds, img).await;
+    assert_eq!((i.size, i.chunks, i.shared_chunks), (IMAGE_LEN, 4, 0));
+    ds.shutdown().await;
+
+    // After a restart the image keeps its bytes and its exact size (its size record).
+    let ds = DsServer::start(config(dir.path(), mds.addr, secret()))
+        .await
+        .unwrap();
+    registered(&ds).await;
+    let c = client(ds.local_addr()).await;
+    let fh = rw(&ds, img);
+    assert_eq!(c.getattr(&fh).await.unwrap().size, IMAGE_LEN);
+    assert_eq!(read_all(&c, &fh, IMAGE_LEN).await, old);
+    ds.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_link_with_a_bad_mac_is_refused_and_changes_nothing() {
+    let r = rig().await;
+    let sc = shard_client(&r.ds).await;
+    let (src, img) = (10, 20);
+    let old = write_image_source(&r.c, &rw(&r.ds, src), 71).await;
+    r.c.commit(&rw(&r.ds, src), 0, 0).await.unwrap();
+    let before = obj_stat(&sc, &r.ds, src).await;
+    let other = ClusterSecret::from_passphrase("some other cluster's secret").unwrap();
+    let mut flipped = link_args(&r.ds, src, img);
+    flipped.mac[5] ^= 1;
+    let mut moved = link_args(&r.ds, src, img);
+    moved.to_file = img + 1; // signed for another destination
+    let refused = [
+        flipped,
+        moved,
+        // For another data server.
+        secret().sign_shard(proto::shard::LinkArgs {
+            to: r.ds.id().0 + 1,
+            ..link_args(&r.ds, src, img)
+        }),
+        // Another cluster's.
+        other.sign_shard(link_args(&r.ds, src, img)),
+    ];
+    for a in &refused {
+        let e = sc.link(a).await.unwrap_err();
+        assert_eq!(e.code(), Some(proto::shard::SHARD_ERR_AUTH), "{a:?}");
+    }
+    // Authentic but naming a shard object, or the same object twice.
+    for (from, to) in [(src, img | 1 << 63), (1 << 63, img), (src, src)] {
+        let e = sc.link(&link_args(&r.ds, from, to)).await.unwrap_err();
+        assert_eq!(e.code(), Some(proto::shard::SHARD_ERR_INVAL));
+    }
+    // OBJSTAT is authenticated too.
+    let e = sc
+        .obj_stat(&other.sign_shard(proto::shard::ObjStatArgs {
+            to: r.ds.id().0,
+            file: src,
+            mac: [0; 32],
+        }))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Some(proto::shard::SHARD_ERR_AUTH));
+
+    // Nothing was linked: the source shares no chunk, the destinations do not exist.
+    assert_eq!(obj_stat(&sc, &r.ds, src).await, before);
+    for id in [img, img + 1] {
+        assert_eq!(obj_stat(&sc, &r.ds, id).await, Default::default());
+        let objects = r._dir.path().join("chunks/objects");
+        let d = objects.join(format!("{:02x}/{id:016x}", id & 0xff));
+        assert!(!d.exists(), "{} made", d.display());
+    }
+    assert_eq!(read_all(&r.c, &rw(&r.ds, src), IMAGE_LEN).await, old);
+    r.ds.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn link_twice_is_idempotent() {
+    let r = rig().await;
+    let sc = shard_client(&r.ds).await;
+    let (src, img) = (10, 20);
+    let old = write_image_source(&r.c, &rw(&r.ds, src), 72).await;
+    sc.link(&link_args(&r.ds, src, img)).await.unwrap();
+    let once = (
+        obj_stat(&sc, &r.ds, src).await,
+        obj_stat(&sc, &r.ds, img).await,
+    );
+    sc.link(&link_args(&r.ds, src, img)).await.unwrap();
+    let twice = (
+        obj_stat(&sc, &r.ds, src).await,
+        obj_stat(&sc, &r.ds, img).await,
+    );
+    assert_eq!(once, twice);
+    assert_eq!(read_all(&r.c, &rw(&r.ds, img), IMAGE_LEN).await, old);
+    // The same call replayed byte for byte (there is no timestamp) does no harm either.
+    let a = link_args(&r.ds, src, img);
+    sc.link(&a).await.unwrap();
+    sc.link(&a).await.unwrap();
+    assert_eq!(
+        (
+            obj_stat(&sc, &r.ds, src).await,
+            obj_stat(&sc, &r.ds, img).await
+        ),
+        once
+    );
+    assert_eq!(read_all(&r.c, &rw(&r.ds, img), IMAGE_LEN).await, old);
+    r.ds.shutdown().await;
+}

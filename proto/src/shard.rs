@@ -17,6 +17,11 @@
 //! job, run by a DS holding a mirror copy), REPAIR (rebuild one shard here from k others),
 //! PLACE (replace the placement record of a file's epoch, after a shard moved), DROP (delete a
 //! file's shards of one epoch: the file was removed, written again, or its encode gave up).
+//!
+//! Two procedures are about a file's own object (its mirror copy), not shards, and are here for
+//! the same MAC and port: LINK (share every chunk of one object with another by hard links, a
+//! snapshot's data image, docs/plans/snapshots.md §3.2) and OBJSTAT (an object's chunks and
+//! bytes, and how many of them are shared that way).
 
 use crate::rpc::{Auth, Connection, ConnectionLimits, RejectCalls, RpcError};
 use crate::xdr::{Opaque, Xdr, XdrError};
@@ -38,6 +43,13 @@ pub const SHARDPROC_REPAIR: u32 = 5;
 pub const SHARDPROC_PLACE: u32 = 6;
 /// Deletes every shard of (file, epoch) held by the receiving DS, sealed or not.
 pub const SHARDPROC_DROP: u32 = 7;
+/// Makes object `to_file` share every chunk of object `from_file` (hard links, no data copied;
+/// the store copies a shared chunk before changing it), with `from_file`'s size. Idempotent
+/// while `from_file` is unchanged (the MDS holds the file for the whole link): chunks
+/// `to_file` already has are kept.
+pub const SHARDPROC_LINK: u32 = 8;
+/// An object's chunks and allocated bytes, and how many of them it shares with another object.
+pub const SHARDPROC_OBJSTAT: u32 = 9;
 
 /// Largest PUT payload or GET reply: the DS's RPC record limit is 1 MiB + 64 KiB.
 pub const MAX_SHARD_IO: usize = 1 << 20;
@@ -174,7 +186,41 @@ pub struct DropArgs {
     pub mac: [u8; 32],
 }
 
-/// PUT, SEAL, PLACE, DROP.
+/// LINK: `to_file` gets every chunk of `from_file` as of now (see `SHARDPROC_LINK`). Both are
+/// file objects (ids below 2^63, never a shard object), and different.
+#[derive(Debug, Clone, PartialEq, Eq, Xdr)]
+pub struct LinkArgs {
+    pub to: u64,
+    pub from_file: u64,
+    pub to_file: u64,
+    pub mac: [u8; 32],
+}
+
+/// OBJSTAT of the file object `file` (below 2^63).
+#[derive(Debug, Clone, PartialEq, Eq, Xdr)]
+pub struct ObjStatArgs {
+    pub to: u64,
+    pub file: u64,
+    pub mac: [u8; 32],
+}
+
+/// One object on one data server. An object never written answers all zeros.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Xdr)]
+pub struct ObjStat {
+    /// Its size as this data server knows it (the high-water mark of its writes, or the size
+    /// SETATTR set).
+    pub size: u64,
+    /// Chunk files holding anything.
+    pub chunks: u64,
+    /// Bytes of disk those chunk files occupy (allocated blocks, headers included).
+    pub bytes: u64,
+    /// Of those, the chunk files with more than one link (shared with another object)...
+    pub shared_chunks: u64,
+    /// ...and their bytes of disk, counted in full here and in every object sharing them.
+    pub shared_bytes: u64,
+}
+
+/// PUT, SEAL, PLACE, DROP, LINK.
 #[derive(Debug, Clone, PartialEq, Eq, Xdr)]
 pub enum ShardRes {
     #[xdr(case = SHARD_OK)]
@@ -205,6 +251,14 @@ pub enum EncodeRes {
 pub enum RepairRes {
     #[xdr(case = SHARD_OK)]
     Ok([u8; 32]),
+    #[xdr(default)]
+    Err(u32),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Xdr)]
+pub enum ObjStatRes {
+    #[xdr(case = SHARD_OK)]
+    Ok(ObjStat),
     #[xdr(default)]
     Err(u32),
 }
@@ -249,6 +303,8 @@ signed!(EncodeArgs, SHARDPROC_ENCODE);
 signed!(RepairArgs, SHARDPROC_REPAIR);
 signed!(PlaceArgs, SHARDPROC_PLACE);
 signed!(DropArgs, SHARDPROC_DROP);
+signed!(LinkArgs, SHARDPROC_LINK);
+signed!(ObjStatArgs, SHARDPROC_OBJSTAT);
 
 #[derive(Debug, Error)]
 pub enum ShardCallError {
@@ -383,6 +439,21 @@ impl ShardClient {
             ShardRes::Err(c) => Err(ShardCallError::Refused(c)),
         }
     }
+
+    /// LINK: on return `a.to_file` holds every chunk of `a.from_file`, durably.
+    pub async fn link(&self, a: &LinkArgs) -> Result<(), ShardCallError> {
+        match self.call::<_, ShardRes>(a).await? {
+            ShardRes::Ok => Ok(()),
+            ShardRes::Err(c) => Err(ShardCallError::Refused(c)),
+        }
+    }
+
+    pub async fn obj_stat(&self, a: &ObjStatArgs) -> Result<ObjStat, ShardCallError> {
+        match self.call::<_, ObjStatRes>(a).await? {
+            ObjStatRes::Ok(s) => Ok(s),
+            ObjStatRes::Err(c) => Err(ShardCallError::Refused(c)),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -416,5 +487,59 @@ mod tests {
         assert_ne!(mac_input(SHARDPROC_ENCODE, &a), before);
         let big = GetRes::Ok(Opaque(vec![0; MAX_SHARD_IO + 1])).to_xdr();
         assert!(GetRes::from_xdr(&big).is_err());
+    }
+
+    /// LINK's and OBJSTAT's wire forms are pinned: data servers and MDS nodes of one cluster
+    /// may run different builds during an upgrade.
+    #[test]
+    fn link_and_objstat_encodings_are_pinned_and_their_macs_cover_both_objects() {
+        let mut a = LinkArgs {
+            to: 2,
+            from_file: 0x11,
+            to_file: 0x22,
+            mac: [0xaa; 32],
+        };
+        let mut want = Vec::new();
+        for v in [2u64, 0x11, 0x22] {
+            want.extend_from_slice(&v.to_be_bytes());
+        }
+        want.extend_from_slice(&[0xaa; 32]);
+        assert_eq!(a.to_xdr(), want);
+        assert_eq!(LinkArgs::from_xdr(&want), Ok(a.clone()));
+        let before = mac_input(SHARDPROC_LINK, &a);
+        assert_eq!(&before[..4], &8u32.to_be_bytes());
+        // Swapping source and destination is another call, and so is the same body as DROP.
+        (a.from_file, a.to_file) = (a.to_file, a.from_file);
+        assert_ne!(mac_input(SHARDPROC_LINK, &a), before);
+        let d = DropArgs {
+            to: 2,
+            file: 0x11,
+            epoch: 0x22,
+            mac: [0; 32],
+        };
+        assert_ne!(mac_input(SHARDPROC_DROP, &d), before);
+
+        let s = ObjStatArgs {
+            to: 1,
+            file: 7,
+            mac: [0; 32],
+        };
+        assert_eq!(s.to_xdr().len(), 8 + 8 + 32);
+        let r = ObjStatRes::Ok(ObjStat {
+            size: 1,
+            chunks: 2,
+            bytes: 3,
+            shared_chunks: 4,
+            shared_bytes: 5,
+        });
+        let mut want = 0u32.to_be_bytes().to_vec();
+        for v in 1u64..=5 {
+            want.extend_from_slice(&v.to_be_bytes());
+        }
+        assert_eq!(r.to_xdr(), want);
+        assert_eq!(ObjStatRes::from_xdr(&want), Ok(r));
+        let e = ObjStatRes::Err(SHARD_ERR_AUTH);
+        assert_eq!(e.to_xdr(), [0, 0, 0, 1]);
+        assert_eq!(ObjStatRes::from_xdr(&[0, 0, 0, 1]), Ok(e));
     }
 }

@@ -12,6 +12,7 @@
 //! - [`fabric`]: the same data path over a libfabric endpoint, with RMA for the bytes.
 //! - [`shards`]: erasure-coded shards: shard objects, the shard program (encode and repair
 //!   jobs, DS-to-DS shard transfer), READs of direct, rebuild and assembled shard handles.
+//! - [`images`]: the shard program's LINK and OBJSTAT, a snapshot's data image of a file.
 
 mod badchunks;
 mod config;
@@ -20,6 +21,7 @@ mod fabric;
 mod fences;
 mod flash;
 mod heartbeat;
+mod images;
 mod mds_nodes;
 pub mod nfs3;
 mod objects;

@@ -260,6 +260,46 @@ impl Objects {
         self.settle(id, st).await
     }
 
+    /// LINK: object `dst` shares every chunk of `src` (`ChunkStore::link_object`) and takes its
+    /// size, durably. Both objects' writers and truncates wait meanwhile. A retry after a crash
+    /// (some chunks linked, no size yet) completes it; chunks `dst` already has are kept.
+    pub(crate) async fn link(&self, src: u64, dst: u64) -> Result<ObjState, DsError> {
+        if src == dst {
+            return Err(DsError::Invalid("link of an object to itself".into()));
+        }
+        // Data locks, then size locks, each pair in stripe order (`write` and `set_size` take
+        // one object's data lock before its size lock, so this cannot deadlock with them).
+        let (a, b) = (stripe(src), stripe(dst));
+        let (lo, hi) = (a.min(b), a.max(b));
+        let _d1 = self.data_locks[lo].write().await;
+        let _d2 = match hi != lo {
+            true => Some(self.data_locks[hi].write().await),
+            false => None,
+        };
+        let _s1 = self.size_locks[lo].lock().await;
+        let _s2 = match hi != lo {
+            true => Some(self.size_locks[hi].lock().await),
+            false => None,
+        };
+        let from = self.load(src).await?;
+        self.store.link_object(src, dst).await?;
+        // `dst`'s chunks are `src`'s now (those it had are kept, and were `src`'s too: the
+        // MDS links an unchanged file), so its data ends where `src`'s does.
+        let disk_end = self.store.data_end(dst).await?;
+        let path = self.record_path(dst);
+        let record = tokio::task::spawn_blocking(move || read_record(&path))
+            .await
+            .map_err(|e| DsError::Io(std::io::Error::other(e)))??;
+        let st = ObjState {
+            hwm: from.hwm,
+            disk_end,
+            record,
+            mtime: from.mtime,
+            pins: 0,
+        };
+        self.settle(dst, st).await
+    }
+
     /// Makes every object's unstable writes durable (shutdown).
     pub(crate) async fn commit_all(&self) -> Result<(), DsError> {
         let ids: Vec<u64> = lock(&self.unstable).iter().copied().collect();

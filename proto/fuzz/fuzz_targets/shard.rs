@@ -1,6 +1,6 @@
 //! The shard program (`proto::shard`): what a data server decodes from the MDS and from other
-//! data servers before it checks the MAC (PUT, SEAL, GET, ENCODE, REPAIR, PLACE, DROP), and the
-//! replies a data server or the MDS decodes. Decoding arbitrary bytes never panics and
+//! data servers before it checks the MAC (PUT, SEAL, GET, ENCODE, REPAIR, PLACE, DROP, LINK,
+//! OBJSTAT), and the replies a data server or the MDS decodes. Decoding arbitrary bytes never panics and
 //! whatever decodes round-trips. The first byte picks the type.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
@@ -26,7 +26,7 @@ fuzz_target!(|data: &[u8]| {
     let Some((&sel, rest)) = data.split_first() else {
         return;
     };
-    match sel % 11 {
+    match sel % 14 {
         0 => signed::<PutArgs>(rest),
         1 => signed::<SealArgs>(rest),
         2 => signed::<GetArgs>(rest),
@@ -37,6 +37,9 @@ fuzz_target!(|data: &[u8]| {
         7 => round_trip::<GetRes>(rest),
         8 => round_trip::<EncodeRes>(rest),
         9 => signed::<DropArgs>(rest),
+        10 => signed::<LinkArgs>(rest),
+        11 => signed::<ObjStatArgs>(rest),
+        12 => round_trip::<ObjStatRes>(rest),
         _ => round_trip::<RepairRes>(rest),
     }
 });

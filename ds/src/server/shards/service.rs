@@ -9,7 +9,7 @@ use proto::xdr::{Opaque, Writer, Xdr};
 
 use super::store::{geometry, object_id};
 use super::{jobs, stripes};
-use crate::server::Shared;
+use crate::server::{images, Shared};
 
 /// Dense offsets beyond this are refused: 2^50 bytes of one shard is past any file we hold.
 const MAX_DENSE: u64 = 1 << 50;
@@ -70,6 +70,15 @@ pub(crate) async fn handle(s: &Arc<Shared>, call: Call) -> Option<Writer> {
         },
         SHARDPROC_DROP => match DropArgs::from_xdr(args) {
             Ok(a) => Some(drop_epoch(s, a).await.to_xdr()),
+            Err(_) => None,
+        },
+        // A file's own object, not shards (a snapshot's data image): `server::images`.
+        SHARDPROC_LINK => match LinkArgs::from_xdr(args) {
+            Ok(a) => Some(images::link(s, a).await.to_xdr()),
+            Err(_) => None,
+        },
+        SHARDPROC_OBJSTAT => match ObjStatArgs::from_xdr(args) {
+            Ok(a) => Some(images::obj_stat(s, a).await.to_xdr()),
             Err(_) => None,
         },
         _ => return stat(AcceptStat::ProcUnavail),
