@@ -459,6 +459,26 @@ pub enum Command {
         segment: SegmentId,
         step: SegmentTierStep,
     },
+    /// The gate before `ino`'s bytes change (`snap::image`): makes an image of the file at
+    /// the shard's latest live cut if `snap::needs_image` says it needs one (`created`), and
+    /// nothing otherwise. A mirrored file's image is a new object (numbered from the shard's
+    /// inode counter) to be linked on its mirrors, recorded `linking`; a file without data
+    /// gets an `Empty` image. `Invalid` for anything but a regular file, and (until the plan's
+    /// step 7) for an erasure-coded, reduced or evicted one. The server's own.
+    SnapKeep { ino: u64, time: Time },
+    /// Every mirror of `ino`'s image at `snap` linked its object: it is no longer `linking`
+    /// (`NotFound` without that image, `Invalid` if it is not mirrored; done already: nothing
+    /// changes).
+    SnapKept { ino: u64, snap: SnapId },
+    /// `ino`'s mirrored image at `snap` is on `mirrors` now, if it was on `expect` (`Changed`
+    /// otherwise, and nothing changes), as `ReplaceMirrors` for a live file: repair and drain
+    /// move image objects too. `Invalid` if `mirrors` is empty or the image is not mirrored.
+    SnapImageMirrors {
+        ino: u64,
+        snap: SnapId,
+        expect: Vec<u64>,
+        mirrors: Vec<u64>,
+    },
 }
 
 impl Command {
@@ -530,7 +550,10 @@ impl Command {
             | Command::FinishReduce { ino, .. }
             | Command::AbortReduce { ino, .. }
             | Command::ReduceCopiesTrimmed { ino, .. }
-            | Command::ReferrersDropped { ino, .. } => vec![I(*ino)],
+            | Command::ReferrersDropped { ino, .. }
+            | Command::SnapKeep { ino, .. }
+            | Command::SnapKept { ino, .. }
+            | Command::SnapImageMirrors { ino, .. } => vec![I(*ino)],
             // An orphan directory must be empty to go, and its cookie counter goes with it.
             Command::Forget { ino } => vec![I(*ino), Entries(*ino)],
             Command::Noop => Vec::new(),

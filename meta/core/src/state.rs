@@ -9,7 +9,9 @@ use super::object::{Inode, FIRST_COOKIE, ROOT_INO};
 use super::reduce_index::{ChunkId, ChunkSlot, Referrer, Segment, SegmentId};
 use super::reducing::FileReduce;
 use super::shard::{Key, ShardId, MAX_LOCAL};
-use super::snap::{EntryVersions, PreKey, Registry, ShardSnaps, SnapId, SnapRecord, Versions};
+use super::snap::{
+    EntryVersions, Images, PreKey, Registry, ShardSnaps, SnapId, SnapRecord, Versions,
+};
 use super::tiering::FileTier;
 use super::txn::{TxnEntry, TxnId};
 use super::xattr::Xattrs;
@@ -171,6 +173,16 @@ pub trait StateStore {
         let _ = (snap, r);
         Err(FsError::Invalid)
     }
+    /// The data images of file `ino`, by cut (`snap::image`; empty: none).
+    fn images(&self, ino: u64) -> Result<Images, FsError> {
+        let _ = ino;
+        Ok(Images::new())
+    }
+    /// Replaces them whole (empty: none).
+    fn put_images(&mut self, ino: u64, v: &Images) -> Result<(), FsError> {
+        let _ = (ino, v);
+        Err(FsError::Invalid)
+    }
 
     /// Adds `delta` to counter `key` of `shard` (a shard's store holds only its own; a
     /// transaction's collects deltas per shard).
@@ -281,6 +293,10 @@ pub struct MemState {
     pub pre_by_snap: BTreeSet<(SnapId, PreKey)>,
     /// Shard 0's registry of snapshots (`snap::registry`).
     pub registry: Registry,
+    /// Files' data images, by inode (`snap::image`); only files that have any. Not in `Dump`
+    /// nor in `meta`'s tables yet: nothing proposes an image before the gate (plan step 6)
+    /// comes with their storage.
+    pub images: BTreeMap<u64, Images>,
 }
 
 impl MemState {
@@ -361,6 +377,21 @@ impl MemState {
     }
 
     /// Rebuilds the index of orphan directories (after loading orphans and inodes).
+    /// Up to `max` mirrored data images whose links are not known to be all made, `(ino,
+    /// snap)` in order: what a gate that died half way left (`snap::image`), for the pass
+    /// that links them again. Walks the files with images, which are few next to the files.
+    pub fn linking_images(&self, max: usize) -> Vec<(u64, SnapId)> {
+        self.images
+            .iter()
+            .flat_map(|(ino, v)| {
+                v.iter()
+                    .filter(|(_, img)| img.is_linking())
+                    .map(move |(snap, _)| (*ino, *snap))
+            })
+            .take(max)
+            .collect()
+    }
+
     pub fn index_orphan_dirs(&mut self) {
         self.orphan_dirs = self
             .orphans
@@ -664,6 +695,17 @@ impl StateStore for MemState {
         };
         Ok(())
     }
+    fn images(&self, ino: u64) -> Result<Images, FsError> {
+        Ok(self.images.get(&ino).cloned().unwrap_or_default())
+    }
+    fn put_images(&mut self, ino: u64, v: &Images) -> Result<(), FsError> {
+        if v.is_empty() {
+            self.images.remove(&ino);
+        } else {
+            self.images.insert(ino, v.clone());
+        }
+        Ok(())
+    }
 }
 
 /// Stores `key`'s versions (empty: none) and returns what it held.
@@ -707,6 +749,8 @@ pub struct Changes {
     pub pre_dirents: EntryVersions,
     pub pre_xattrs: BTreeMap<u64, Versions<Xattrs>>,
     pub registry: BTreeMap<SnapId, Option<SnapRecord>>,
+    /// Each file's data images, whole (empty: none).
+    pub images: BTreeMap<u64, Images>,
 }
 
 impl Changes {
@@ -753,6 +797,7 @@ impl Changes {
         self.pre_dirents.extend(later.pre_dirents);
         self.pre_xattrs.extend(later.pre_xattrs);
         self.registry.extend(later.registry);
+        self.images.extend(later.images);
     }
 
     pub fn flush_into<S: StateStore + ?Sized>(&self, base: &mut S) -> Result<(), FsError> {
@@ -823,6 +868,9 @@ impl Changes {
         }
         for (snap, r) in &self.registry {
             base.put_snap_record(*snap, r.as_ref())?;
+        }
+        for (ino, v) in &self.images {
+            base.put_images(*ino, v)?;
         }
         Ok(())
     }
@@ -1157,6 +1205,16 @@ impl<S: StateStore + ?Sized> StateStore for Staged<'_, S> {
     }
     fn put_snap_record(&mut self, snap: SnapId, r: Option<&SnapRecord>) -> Result<(), FsError> {
         self.changes.registry.insert(snap, r.cloned());
+        Ok(())
+    }
+    fn images(&self, ino: u64) -> Result<Images, FsError> {
+        match self.changes.images.get(&ino) {
+            Some(v) => Ok(v.clone()),
+            None => self.base.images(ino),
+        }
+    }
+    fn put_images(&mut self, ino: u64, v: &Images) -> Result<(), FsError> {
+        self.changes.images.insert(ino, v.clone());
         Ok(())
     }
 }

@@ -6,6 +6,7 @@ mod as_caller;
 mod encodings;
 mod reduce_index;
 mod reducing;
+mod snap_images;
 mod snaps;
 mod tiering;
 mod writes;

@@ -5,6 +5,7 @@ mod coding;
 mod reduce_index;
 mod reducing;
 mod snap;
+mod snap_image;
 mod snap_registry;
 mod tiering;
 mod txn;
@@ -227,6 +228,9 @@ fn apply_as<S: StateStore + ?Sized>(
         | Command::AbortReduce { .. }
         | Command::ReduceCopiesTrimmed { .. }
         | Command::ReferrersDropped { .. }
+        | Command::SnapKeep { .. }
+        | Command::SnapKept { .. }
+        | Command::SnapImageMirrors { .. }
             if cred.is_some() =>
         {
             Err(FsError::Invalid)
@@ -251,6 +255,14 @@ fn apply_as<S: StateStore + ?Sized>(
         Command::SnapReady { snap, time } => snap_registry::ready(s, *snap, *time),
         Command::SnapDelete { snap, time } => snap_registry::delete(s, *snap, *time),
         Command::SnapForgetRecord { snap } => snap_registry::forget_record(s, *snap),
+        Command::SnapKeep { ino, time } => snap_image::keep(s, *ino, *time),
+        Command::SnapKept { ino, snap } => snap_image::kept(s, *ino, *snap),
+        Command::SnapImageMirrors {
+            ino,
+            snap,
+            expect,
+            mirrors,
+        } => snap_image::image_mirrors(s, *ino, *snap, expect, mirrors),
         Command::BeginEncode {
             ino,
             first,

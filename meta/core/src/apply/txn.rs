@@ -402,4 +402,13 @@ impl<S: StateStore + ?Sized> StateStore for Guarded<'_, S> {
     // Snapshot state is the shard's own, reached through keys already checked on their way
     // here (`snap::Preserving` runs under this guard).
     crate::snap::forward_snap_state!();
+    // A file's data images are its own: they hang off its inode's key.
+    fn images(&self, ino: u64) -> Result<crate::snap::Images, FsError> {
+        self.check(Key::Inode(ino))?;
+        self.inner.images(ino)
+    }
+    fn put_images(&mut self, ino: u64, v: &crate::snap::Images) -> Result<(), FsError> {
+        self.check(Key::Inode(ino))?;
+        self.inner.put_images(ino, v)
+    }
 }

@@ -1,6 +1,8 @@
 //! `StateStore`'s snapshot methods forwarded as they are, for the wrappers `apply` stacks
 //! over a shard's store that leave snapshot state alone (`apply::txn::Guarded`,
 //! `Preserving`): one list, so a method added to the trait is forwarded by both or neither.
+//! Data images (`images`, `put_images`) are not in it: they hang off a file's inode key, which
+//! `Guarded` checks, so each wrapper writes them out.
 
 /// Expands, inside `impl StateStore for W`, to the snapshot methods calling `self.inner`'s.
 macro_rules! forward_snap_state {

@@ -1,8 +1,9 @@
 //! Snapshots of the namespace (issue 48; `docs/plans/snapshots.md`): one shard's record of
 //! its cuts (`ShardSnaps`), the pre-images that keep each cut's view while the live tables
 //! move on (`Versions`), the copy-on-write layer that writes them (`preserving`), and the
-//! reads of a key as it was at a cut (`view`), and shard 0's registry of snapshots, whose
-//! records carry the cross-shard protocol's decision (`registry`).
+//! reads of a key as it was at a cut (`view`), shard 0's registry of snapshots, whose
+//! records carry the cross-shard protocol's decision (`registry`), and files' data images,
+//! the bytes a snapshot reads once a file's bytes changed (`image`).
 //!
 //! A cut `S` records the shard's inode counter. After it, the first change of an inode, a
 //! directory entry or an inode's extended attributes writes the value from before the change
@@ -15,6 +16,7 @@
 //! `read::Snapshot`, so these types are `Snap*`.
 
 mod forward;
+pub mod image;
 mod preserving;
 pub mod registry;
 pub mod view;
@@ -27,6 +29,7 @@ use crate::object::{Time, DRAIN_INO};
 use crate::shard::ShardId;
 
 pub(crate) use forward::forward_snap_state;
+pub use image::{needs_image, DataImage, ImageForm, Images};
 pub use preserving::Preserving;
 pub use registry::{Registry, SnapRecord, SnapState, FREEZE_MAX};
 pub use view::{entry_at, inode_at, readdir_at, xattrs_at, ViewError};

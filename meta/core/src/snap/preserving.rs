@@ -216,4 +216,12 @@ impl<S: StateStore + ?Sized> StateStore for Preserving<'_, S> {
         self.inner.put_reduce(ino, r)
     }
     crate::snap::forward_snap_state!();
+    // Data images change no inode, entry or xattrs: nothing to preserve (and `Guarded`, which
+    // checks their key, is why they are not in `forward_snap_state`).
+    fn images(&self, ino: u64) -> Result<crate::snap::Images, FsError> {
+        self.inner.images(ino)
+    }
+    fn put_images(&mut self, ino: u64, v: &crate::snap::Images) -> Result<(), FsError> {
+        self.inner.put_images(ino, v)
+    }
 }

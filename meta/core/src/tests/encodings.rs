@@ -15,7 +15,9 @@ use crate::reduce_index::{
 };
 use crate::reducing::{FileReduce, ReduceState, Reduced};
 use crate::sessions::{Seen, Sessions, Tag};
-use crate::snap::{Cut, Freeze, Pre, ShardSnaps, SnapRecord, SnapState, Versions};
+use crate::snap::{
+    Cut, DataImage, Freeze, ImageForm, Images, Pre, ShardSnaps, SnapRecord, SnapState, Versions,
+};
 use crate::testing::check;
 use crate::txn::{Decision, Prepared, TxnEntry, TxnPart};
 
@@ -583,6 +585,17 @@ fn commands() -> Vec<(&'static str, Command)> {
                 },
             },
         ),
+        ("SnapKeep", Command::SnapKeep { ino: 5, time: T }),
+        ("SnapKept", Command::SnapKept { ino: 5, snap: 300 }),
+        (
+            "SnapImageMirrors",
+            Command::SnapImageMirrors {
+                ino: 5,
+                snap: 3,
+                expect: vec![11, 12],
+                mirrors: vec![11, 300],
+            },
+        ),
     ]
 }
 
@@ -853,6 +866,29 @@ fn what_the_state_machine_keeps_and_replicates_encodes_as_pinned() {
         };
         now.push((name, enc(&r)));
     }
+    // A file's data images, as a shard's state holds them.
+    let images: Images = [
+        (
+            3,
+            DataImage {
+                made: T,
+                form: ImageForm::Empty,
+            },
+        ),
+        (
+            7,
+            DataImage {
+                made: Time::new(1, 2),
+                form: ImageForm::Mirrored {
+                    object: ShardId(3).ino(300),
+                    mirrors: vec![11, 12],
+                    linking: true,
+                },
+            },
+        ),
+    ]
+    .into();
+    now.push(("Images", enc(&images)));
     check(&now, GOLDEN);
 }
 
@@ -861,7 +897,7 @@ fn what_the_state_machine_keeps_and_replicates_encodes_as_pinned() {
 /// data-reduction index's commands, record and key with it (issue 46), and the reduce
 /// record's commands and record (issue 46, step 2a); the snapshot steps of a shard, its
 /// snapshot state and a key's pre-images (issue 48, step 1); the registry's steps and
-/// record (issue 48, step 3).
+/// record (issue 48, step 3); data images' commands and a file's images (issue 48, step 6).
 #[rustfmt::skip]
 const GOLDEN: &[(&str, &str)] = &[
     ("InitRoot", "002af6c59fd50cd5f01b"),
@@ -934,6 +970,9 @@ const GOLDEN: &[(&str, &str)] = &[
     ("SnapForgetRecord", "4302"),
     ("SegmentTier", "44035e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e020207ac02"),
     ("SegmentTier/Warmed", "44035e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e050207ac02"),
+    ("SnapKeep", "4505f6c59fd50cd5f01b"),
+    ("SnapKept", "4605ac02"),
+    ("SnapImageMirrors", "470503020b0c020bac02"),
     ("FsError::NotFound", "00"),
     ("FsError::Exists", "01"),
     ("FsError::NotDir", "02"),
@@ -986,4 +1025,5 @@ const GOLDEN: &[(&str, &str)] = &[
     ("SnapRecord/Ready", "056461696c7901f6c59fd50cd5f01b80f524020202"),
     ("SnapRecord/Aborted", "056461696c7901f6c59fd50cd5f01b80f524030202"),
     ("SnapRecord/Deleting", "056461696c7901f6c59fd50cd5f01b80f524040202"),
+    ("Images", "0203f6c59fd50cd5f01b0007020201ac8280808080c001020b0c01"),
 ];

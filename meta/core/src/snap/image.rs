@@ -1,0 +1,108 @@
+//! Data images (`docs/plans/snapshots.md` §3.3): the bytes a snapshot reads for a file whose
+//! bytes changed after its cut. Pre-images keep a file's attributes; its bytes live on the
+//! data servers, so before anything changes them the MDS's gate makes an image of the file at
+//! the shard's latest live cut L (`Command::SnapKeep`), which then serves every snapshot from
+//! the file's previous image (exclusive) up to L: none of them saw a change in between, or
+//! there would be an image between.
+//!
+//! For a mirrored file the image is a copy of its object by hard links (`SHARDPROC_LINK` on
+//! each mirror) under a new object id X taken from the shard's inode counter: never an inode,
+//! never reused, and on the file's own shard. It is recorded `linking` before the links are
+//! made, and `SnapKept` clears that once every mirror has linked, so a gate that dies half way
+//! leaves a record that says so, and whoever finds it links again (LINK is idempotent while
+//! the file does not change, and the gate holds the file). A file with no data at all gets
+//! an `Empty` image. The other forms (erasure-coded, reduced, evicted) are the plan's step 7:
+//! until then `SnapKeep` refuses such a file.
+//!
+//! Built so far: the records and their commands. Not yet: the gate that proposes them, their
+//! storage in `meta` (redb table, dump part), merging them when a snapshot is deleted, and
+//! reclaiming their objects.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::FsError;
+use crate::object::Time;
+use crate::state::StateStore;
+
+use super::{ShardSnaps, SnapId};
+
+/// One image of a file's bytes, by the cut it was made at.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DataImage {
+    /// When the gate made it (the `SnapKeep`'s time).
+    pub made: Time,
+    pub form: ImageForm,
+}
+
+/// Where an image's bytes are. New forms go at the end (postcard numbers variants by order).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ImageForm {
+    /// The file had no data anywhere (no placement record, nothing encoded, reduced or in the
+    /// bucket): it reads as zeros up to its size at the snapshot.
+    Empty,
+    /// Object `object` on each of `mirrors` (the file's placement when the image was made)
+    /// shares the file's chunks by hard links. `linking`: some mirror may not have linked
+    /// yet, so the file must not change before they all did.
+    Mirrored {
+        object: u64,
+        mirrors: Vec<u64>,
+        linking: bool,
+    },
+}
+
+impl DataImage {
+    /// The links of a mirrored image are not all known to be made.
+    pub fn is_linking(&self) -> bool {
+        matches!(self.form, ImageForm::Mirrored { linking: true, .. })
+    }
+}
+
+/// A file's images by the cut each was made at (empty: none). Kept whole per file, as a key's
+/// pre-images are: at most one per live cut the file's bytes changed after.
+pub type Images = BTreeMap<SnapId, DataImage>;
+
+/// The cut `ino`'s bytes need an image at before they change, if any: the shard's latest live
+/// cut L, when
+/// - the file is older than L (a file born after it is in no snapshot);
+/// - its newest image is older than L (else that image, or a newer one, serves L already);
+/// - and some live cut S between that image (exclusive) and L (inclusive) saw the file
+///   linked (`nlink > 0`): a file that was an orphan at every such cut is in none of them.
+///
+/// Reads only the shard's own state, so every replica answers the same: `apply` of
+/// `SnapKeep` decides with it, and the gate asks it of its replica first to skip the
+/// proposal in the common case (no snapshot since the file's last image).
+pub fn needs_image<S: StateStore + ?Sized>(
+    s: &S,
+    snaps: &ShardSnaps,
+    ino: u64,
+) -> Result<Option<SnapId>, FsError> {
+    let Some((latest, cut)) = snaps.latest() else {
+        return Ok(None);
+    };
+    if !cut.born_before(ino) {
+        return Ok(None);
+    }
+    let newest = s.images(ino)?.keys().next_back().copied().unwrap_or(0);
+    if newest >= latest {
+        return Ok(None);
+    }
+    let pre = s.pre_inode(ino)?;
+    let live = s.inode(ino)?;
+    for (snap, c) in snaps.cuts.range(newest + 1..=latest) {
+        if c.retired || !c.born_before(ino) {
+            continue;
+        }
+        // The value at `snap`: the version with the smallest id at or above it, else the
+        // live one (`snap::view`).
+        let at = match pre.range(snap..).next() {
+            Some((_, p)) => p.value(),
+            None => live.as_ref(),
+        };
+        if at.is_some_and(|i| i.nlink > 0) {
+            return Ok(Some(latest));
+        }
+    }
+    Ok(None)
+}

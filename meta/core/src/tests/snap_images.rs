@@ -1,0 +1,392 @@
+//! Data images in the state machine (`snap::image`, `apply::snap_image`): `SnapKeep` makes an
+//! image only when a live cut saw the file and no image serves that cut yet, numbers a
+//! mirrored image's object from the shard's counter, and leaves no trace when it fails;
+//! `SnapKept` and `SnapImageMirrors` change only the image they name.
+
+use super::*;
+use crate::perm::Cred;
+use crate::reducing::{FileReduce, ReduceState, Reduced};
+use crate::snap::{needs_image, DataImage, ImageForm, SnapId};
+use crate::state::meta;
+use crate::tiering::FileTier;
+use crate::txn::TxnId;
+
+const SHARD: ShardId = ShardId(0);
+
+fn on(s: &mut MemState, cmd: &Command) -> Result<Outcome, FsError> {
+    step_on(SHARD, s, cmd)
+}
+
+fn ok(s: &mut MemState, cmd: &Command) -> Outcome {
+    on(s, cmd).unwrap_or_else(|e| panic!("{cmd:?}: {e:?}"))
+}
+
+/// Freeze, cut and thaw: a whole snapshot of the one shard.
+fn snapshot(s: &mut MemState, snap: SnapId) {
+    for cmd in [
+        Command::SnapFreeze {
+            shard: SHARD,
+            snap,
+            time: t(100),
+        },
+        Command::SnapCut {
+            shard: SHARD,
+            snap,
+            time: t(101),
+        },
+        Command::SnapThaw { shard: SHARD, snap },
+    ] {
+        ok(s, &cmd);
+    }
+}
+
+fn keep(ino: u64) -> Command {
+    Command::SnapKeep { ino, time: t(50) }
+}
+
+fn kept(ino: u64, snap: SnapId) -> Command {
+    Command::SnapKept { ino, snap }
+}
+
+fn moved(ino: u64, snap: SnapId, expect: &[u64], mirrors: &[u64]) -> Command {
+    Command::SnapImageMirrors {
+        ino,
+        snap,
+        expect: expect.to_vec(),
+        mirrors: mirrors.to_vec(),
+    }
+}
+
+/// A regular file `name` in the root, placed on data servers 7 and 9 unless `placed` is false.
+fn file(s: &mut MemState, name: &str, placed: bool) -> u64 {
+    let ino = made(s, create(ROOT_INO, name, FileKind::Regular));
+    if placed {
+        ok(
+            s,
+            &Command::SetMirrors {
+                ino,
+                chunk: 0,
+                mirrors: vec![7, 9],
+            },
+        );
+    }
+    ino
+}
+
+fn unlink(s: &mut MemState, name: &str) {
+    let child = child(s, ROOT_INO, name);
+    ok(
+        s,
+        &Command::Unlink {
+            parent: ROOT_INO,
+            name: name.as_bytes().to_vec(),
+            child,
+            time: t(20),
+        },
+    );
+}
+
+fn next_ino(s: &MemState) -> u64 {
+    s.meta.get(meta::NEXT_INO).copied().unwrap_or(0)
+}
+
+fn snaps_of(s: &MemState, ino: u64) -> Vec<SnapId> {
+    s.images
+        .get(&ino)
+        .map(|v| v.keys().copied().collect())
+        .unwrap_or_default()
+}
+
+#[test]
+fn an_image_is_made_once_per_cut_and_only_for_a_file_a_live_cut_saw() {
+    let mut s = init();
+    let a = file(&mut s, "a", true);
+    let empty = file(&mut s, "empty", false);
+    let gone = file(&mut s, "gone", true);
+    let late_gone = file(&mut s, "late-gone", true);
+    // No cut: nothing to keep.
+    assert!(!ok(&mut s, &keep(a)).created);
+    assert!(s.images.is_empty());
+
+    unlink(&mut s, "gone"); // an orphan (nlink 0) before any cut
+    snapshot(&mut s, 1);
+    unlink(&mut s, "late-gone"); // linked at cut 1, an orphan after it
+    let born_after = file(&mut s, "b", true);
+    assert!(!ok(&mut s, &keep(born_after)).created, "born after the cut");
+    assert!(!ok(&mut s, &keep(gone)).created, "an orphan at every cut");
+
+    let before = next_ino(&s);
+    let out = ok(&mut s, &keep(a));
+    assert!(out.created);
+    assert_eq!(out.inode.map(|i| i.ino), Some(a));
+    let x = SHARD.ino(before);
+    assert_eq!(
+        s.images[&a][&1],
+        DataImage {
+            made: t(50),
+            form: ImageForm::Mirrored {
+                object: x,
+                mirrors: vec![7, 9],
+                linking: true,
+            },
+        }
+    );
+    // The object's number is the shard's, taken from its counter, and no inode's.
+    assert_eq!(next_ino(&s), before + 1);
+    assert_eq!(ShardId::of_ino(x), ShardId::of_ino(a));
+    assert!(!s.inodes.contains_key(&x));
+    // Once per cut: a second gate finds the image.
+    assert!(!ok(&mut s, &keep(a)).created);
+    assert_eq!(next_ino(&s), before + 1);
+    assert_eq!(snaps_of(&s, a), [1]);
+
+    // A file without data gets an empty image; one unlinked after the cut, a mirrored one.
+    assert!(ok(&mut s, &keep(empty)).created);
+    assert_eq!(s.images[&empty][&1].form, ImageForm::Empty);
+    assert!(ok(&mut s, &keep(late_gone)).created);
+    assert!(s.images[&late_gone][&1].is_linking());
+
+    // Two more cuts: one image serves both (the bytes did not change between them).
+    snapshot(&mut s, 2);
+    snapshot(&mut s, 3);
+    assert_eq!(needs_image(&s, &s.snaps, a), Ok(Some(3)));
+    assert!(ok(&mut s, &keep(a)).created);
+    assert_eq!(snaps_of(&s, a), [1, 3]);
+    assert_eq!(needs_image(&s, &s.snaps, a), Ok(None));
+    // The file born after cut 1 is in cut 3; the orphans are in none after cut 1.
+    assert!(ok(&mut s, &keep(born_after)).created);
+    assert_eq!(snaps_of(&s, born_after), [3]);
+    assert!(!ok(&mut s, &keep(late_gone)).created);
+    assert!(!ok(&mut s, &keep(gone)).created);
+    assert_eq!(snaps_of(&s, gone), Vec::<SnapId>::new());
+    // The images' objects are distinct.
+    let objects: std::collections::BTreeSet<u64> = s
+        .images
+        .values()
+        .flat_map(|v| v.values())
+        .filter_map(|i| match &i.form {
+            ImageForm::Mirrored { object, .. } => Some(*object),
+            ImageForm::Empty => None,
+        })
+        .collect();
+    assert_eq!(objects.len(), 4);
+}
+
+#[test]
+fn a_retired_cut_needs_no_image_and_an_older_live_one_is_served_by_a_newer_image() {
+    let mut s = init();
+    let a = file(&mut s, "a", true);
+    let b = file(&mut s, "b", true);
+    snapshot(&mut s, 1);
+    ok(
+        &mut s,
+        &Command::SnapRetire {
+            shard: SHARD,
+            snap: 1,
+        },
+    );
+    assert!(
+        !ok(&mut s, &keep(a)).created,
+        "the only cut is being deleted"
+    );
+
+    snapshot(&mut s, 2);
+    snapshot(&mut s, 3);
+    assert!(ok(&mut s, &keep(a)).created);
+    assert_eq!(snaps_of(&s, a), [3]);
+    // Cut 3 retired: the image at 3 still serves cut 2 (no change between them), so the
+    // next change needs none.
+    ok(
+        &mut s,
+        &Command::SnapRetire {
+            shard: SHARD,
+            snap: 3,
+        },
+    );
+    assert!(!ok(&mut s, &keep(a)).created);
+    // A file with no image yet gets one at the newest live cut.
+    assert!(ok(&mut s, &keep(b)).created);
+    assert_eq!(snaps_of(&s, b), [2]);
+}
+
+#[test]
+fn kept_and_image_mirrors_change_only_the_image_they_name() {
+    let mut s = init();
+    let a = file(&mut s, "a", true);
+    let e = file(&mut s, "e", false);
+    snapshot(&mut s, 1);
+    ok(&mut s, &keep(a));
+    ok(&mut s, &keep(e));
+    snapshot(&mut s, 2);
+    ok(&mut s, &keep(a));
+    assert_eq!(s.linking_images(10), [(a, 1), (a, 2)]);
+    assert_eq!(s.linking_images(1), [(a, 1)]);
+
+    ok(&mut s, &kept(a, 1));
+    assert!(!s.images[&a][&1].is_linking());
+    assert!(s.images[&a][&2].is_linking());
+    assert_eq!(s.linking_images(10), [(a, 2)]);
+    let after = s.images.clone();
+    ok(&mut s, &kept(a, 1)); // again: nothing changes
+    assert_eq!(s.images, after);
+    assert_eq!(on(&mut s, &kept(a, 3)), Err(FsError::NotFound));
+    assert_eq!(on(&mut s, &kept(e, 1)), Err(FsError::Invalid));
+
+    // Compare-and-set of the image's copies.
+    assert_eq!(
+        on(&mut s, &moved(a, 1, &[7, 8], &[7, 11])),
+        Err(FsError::Changed)
+    );
+    assert_eq!(s.images, after);
+    ok(&mut s, &moved(a, 1, &[7, 9], &[7, 11]));
+    let ImageForm::Mirrored {
+        mirrors, linking, ..
+    } = &s.images[&a][&1].form
+    else {
+        panic!("not mirrored");
+    };
+    assert_eq!((mirrors.as_slice(), *linking), (&[7, 11][..], false));
+    assert_eq!(s.images[&a][&2], after[&a][&2], "the other image moved");
+    assert_eq!(
+        on(&mut s, &moved(a, 1, &[7, 11], &[])),
+        Err(FsError::Invalid)
+    );
+    assert_eq!(on(&mut s, &moved(e, 1, &[], &[7])), Err(FsError::Invalid));
+    assert_eq!(
+        on(&mut s, &moved(a, 9, &[7, 9], &[7])),
+        Err(FsError::NotFound)
+    );
+}
+
+#[test]
+fn keep_refuses_what_it_cannot_image_and_leaves_no_trace() {
+    let mut s = init();
+    let dir = made(&mut s, create(ROOT_INO, "d", FileKind::Directory));
+    let evicted = file(&mut s, "evicted", true);
+    let reduced = file(&mut s, "reduced", true);
+    let a = file(&mut s, "a", true);
+    snapshot(&mut s, 1);
+    // Forms of step 7, set straight in the state: a keep must not image their stale mirrors.
+    s.tier.insert(
+        evicted,
+        FileTier {
+            evicted: true,
+            ..FileTier::default()
+        },
+    );
+    s.reduces.insert(
+        reduced,
+        FileReduce {
+            epoch: 4,
+            state: ReduceState::Reduced(Reduced {
+                len: 10,
+                recipe: vec![1],
+                segments: vec![],
+            }),
+            stale_copies: vec![],
+            retired: false,
+        },
+    );
+    let before = (next_ino(&s), s.images.clone());
+    for ino in [dir, evicted, reduced] {
+        assert_eq!(on(&mut s, &keep(ino)), Err(FsError::Invalid), "{ino}");
+    }
+    // Not a client's to send.
+    let as_root = Command::As {
+        cred: Cred::root(),
+        cmd: Box::new(keep(a)),
+    };
+    assert_eq!(on(&mut s, &as_root), Err(FsError::Invalid));
+    for c in [kept(a, 1), moved(a, 1, &[7, 9], &[7])] {
+        let as_root = Command::As {
+            cred: Cred::root(),
+            cmd: Box::new(c),
+        };
+        assert_eq!(on(&mut s, &as_root), Err(FsError::Invalid));
+    }
+    // A frozen shard refuses it (the cut is being made), another shard does not hold it.
+    ok(
+        &mut s,
+        &Command::SnapFreeze {
+            shard: SHARD,
+            snap: 2,
+            time: t(102),
+        },
+    );
+    assert_eq!(on(&mut s, &keep(a)), Err(FsError::Busy));
+    ok(
+        &mut s,
+        &Command::SnapAbort {
+            shard: SHARD,
+            snap: 2,
+        },
+    );
+    assert_eq!(
+        step_on(ShardId(1), &mut s, &keep(a)),
+        Err(FsError::Elsewhere)
+    );
+    // A file a transaction holds is busy for all three.
+    let txn: TxnId = 1;
+    ok(
+        &mut s,
+        &Command::TxnLock {
+            txn,
+            coord: SHARD,
+            keys: vec![Key::Inode(a)],
+            time: t(10),
+        },
+    );
+    assert_eq!(on(&mut s, &keep(a)), Err(FsError::Busy));
+    assert_eq!(
+        (next_ino(&s), s.images.clone()),
+        before,
+        "a refusal left a trace"
+    );
+    ok(&mut s, &Command::TxnAbort { txn });
+    ok(&mut s, &keep(a));
+    ok(
+        &mut s,
+        &Command::TxnLock {
+            txn: 2,
+            coord: SHARD,
+            keys: vec![Key::Inode(a)],
+            time: t(10),
+        },
+    );
+    assert_eq!(on(&mut s, &kept(a, 1)), Err(FsError::Busy));
+    assert_eq!(on(&mut s, &moved(a, 1, &[7, 9], &[7])), Err(FsError::Busy));
+    assert!(s.images[&a][&1].is_linking());
+}
+
+/// Replicas agree: the same log applied to two states, one through a staging layer per
+/// command and one straight, gives the same images and counter.
+#[test]
+fn images_are_a_function_of_the_log() {
+    let build = |staged: bool| {
+        let mut s = init();
+        let mut log = Vec::new();
+        let a = file(&mut s, "a", true);
+        let b = file(&mut s, "b", false);
+        snapshot(&mut s, 1);
+        log.extend([keep(b), keep(a), kept(a, 1), keep(a)]);
+        for cmd in &log {
+            if staged {
+                ok(&mut s, cmd);
+            } else {
+                apply_on_shard(SHARD, &mut s, cmd).unwrap();
+            }
+        }
+        snapshot(&mut s, 2);
+        for cmd in [keep(a), moved(a, 2, &[7, 9], &[9, 12]), keep(b)] {
+            if staged {
+                ok(&mut s, &cmd);
+            } else {
+                apply_on_shard(SHARD, &mut s, &cmd).unwrap();
+            }
+        }
+        (s.images.clone(), next_ino(&s))
+    };
+    let (one, two) = (build(true), build(false));
+    assert_eq!(one, two);
+    assert_eq!(one.0.len(), 2);
+}
