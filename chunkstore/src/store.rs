@@ -136,6 +136,41 @@ impl ChunkStoreSync {
         self.geo.most_added(offset, len)
     }
 
+    /// `most_added_by_write` for a write to object `id`: also what copy-on-write adds, since
+    /// the first change of a chunk file shared with another object (`link_object`) copies it
+    /// whole. Each shared chunk in the range counts with the disk its file occupies; a chunk
+    /// this store has open as its object's alone costs no syscall, another one `stat`.
+    pub fn most_added_by_write_to(&self, id: u64, offset: u64, len: u64) -> u64 {
+        let mut total = self.geo.most_added(offset, len);
+        if len == 0 {
+            return total;
+        }
+        let cs = self.geo.chunk_size;
+        let (first, last) = (offset / cs, offset.saturating_add(len - 1) / cs);
+        // A range of more chunks than this (no NFS write is) counts each beyond as a full copy
+        // rather than costing a `stat` each.
+        const MAX_LOOKED: u64 = 64;
+        for c in first..=last.min(first.saturating_add(MAX_LOOKED - 1)) {
+            total = total.saturating_add(self.copy_cost(id, c));
+        }
+        let unlooked = (last - first + 1).saturating_sub(MAX_LOOKED);
+        total.saturating_add(unlooked.saturating_mul(self.geo.data_start.saturating_add(cs)))
+    }
+
+    /// The disk a change of chunk `c` of `id` adds by copying it first: its file's blocks if
+    /// it is shared, else nothing (a chunk that does not exist yet is `most_added`'s).
+    fn copy_cost(&self, id: u64, c: u64) -> u64 {
+        use std::os::unix::fs::MetadataExt;
+        if lock(&self.handles).get(&(id, c)).is_some_and(|h| !h.shared) {
+            return 0;
+        }
+        match fs::metadata(paths::chunk_path(&self.root, id, c)) {
+            Ok(m) if m.nlink() > 1 => m.blocks() * 512,
+            // Absent, alone, or unreadable (the write then fails on its own).
+            _ => 0,
+        }
+    }
+
     pub fn config(&self) -> Config {
         Config {
             chunk_size: self.geo.chunk_size,
@@ -958,5 +993,10 @@ impl ChunkStore {
 
     pub fn most_added_by_write(&self, offset: u64, len: u64) -> u64 {
         self.inner.most_added_by_write(offset, len)
+    }
+
+    /// See `ChunkStoreSync::most_added_by_write_to`; may `stat` a chunk file or two.
+    pub fn most_added_by_write_to(&self, id: u64, offset: u64, len: u64) -> u64 {
+        self.inner.most_added_by_write_to(id, offset, len)
     }
 }

@@ -552,3 +552,43 @@ fn object_stat_counts_chunks_bytes_and_the_shared_ones() {
     let s2 = b.object_stat(2).unwrap();
     assert_eq!((s2.chunks, s2.shared_chunks, s2.shared_bytes), (4, 0, 0));
 }
+
+/// The first write to a chunk shared by `link_object` copies the chunk: what a cache charges
+/// for a write to an object (`most_added_by_write_to`) covers that copy, where the plain bound
+/// does not, and charges nothing more once the chunk is the object's alone.
+#[test]
+fn a_write_to_a_shared_chunk_is_charged_its_copy() {
+    let (_d, s) = open_small();
+    let b = s.blocking();
+    b.write(1, 0, &pattern(80, 3 * CH as usize), true).unwrap();
+    b.link_object(1, 2).unwrap();
+    // Across chunks 0 and 1, both shared: both are copied.
+    let (off, len) = (CH - 2048, 4096u64);
+    let charged = b.most_added_by_write_to(1, off, len);
+    let plain = b.most_added_by_write(off, len);
+    let before = b.usage().unwrap();
+    b.write(1, off, &pattern(81, len as usize), true).unwrap();
+    let added = b.usage().unwrap() - before;
+    assert!(added > plain, "the copy was not needed: {added} <= {plain}");
+    assert!(added <= charged, "added {added} > charged {charged}");
+    assert!(charged <= plain + 2 * (CH + 8192), "{charged} for {added}");
+    // Now private (cached as such, and on disk): the plain bound again, for either object.
+    assert_eq!(b.most_added_by_write_to(1, off, len), plain);
+    assert_eq!(b.most_added_by_write_to(2, off, len), plain);
+    // Chunk 2 is still shared; an object that does not exist costs what a new one does.
+    assert!(b.most_added_by_write_to(2, 2 * CH, 10) > b.most_added_by_write(2 * CH, 10) + CH / 2);
+    assert_eq!(
+        b.most_added_by_write_to(99, 0, 10),
+        b.most_added_by_write(0, 10)
+    );
+    assert_eq!(
+        b.most_added_by_write_to(1, 0, 0),
+        b.most_added_by_write(0, 0)
+    );
+    // A range past what is looked at counts each further chunk as a whole copy.
+    let huge = b.most_added_by_write_to(99, 0, 1000 * CH);
+    assert!(
+        huge >= b.most_added_by_write(0, 1000 * CH) + 900 * CH,
+        "{huge}"
+    );
+}

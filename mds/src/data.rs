@@ -103,12 +103,21 @@ impl Data {
     /// Room for a write of `len` bytes on a flash the tier manages: NFS4ERR_DELAY while the
     /// uploader and evictor can make some, NFS4ERR_NOSPC when they cannot (`FlashState`).
     /// The room is held until the returned value is dropped, once the write has ended.
-    fn room_for(&self, offset: u64, len: u64) -> NfsResult<Option<chunkstore::room::Taken<'_>>> {
+    fn room_for(
+        &self,
+        ino: u64,
+        offset: u64,
+        len: u64,
+    ) -> NfsResult<Option<chunkstore::room::Taken<'_>>> {
         match &self.tier {
-            Some(t) => t
-                .flash
-                .admit(self.flash_charge(offset, len), &t.settings)
-                .map(Some),
+            Some(t) => {
+                // A chunk shared with a snapshot's image is copied by its first change.
+                let charge = match &self.path {
+                    DataPath::Local(s) => s.most_added_by_write_to(ino, offset, len),
+                    DataPath::Cluster(_) => self.flash_charge(offset, len),
+                };
+                t.flash.admit(charge, &t.settings).map(Some)
+            }
             None => Ok(None),
         }
     }
@@ -187,7 +196,7 @@ impl Data {
         stable: bool,
     ) -> NfsResult<()> {
         self.on_flash(ino)?;
-        let _room = self.room_for(offset, data.len() as u64)?;
+        let _room = self.room_for(ino, offset, data.len() as u64)?;
         self.write_flash(ino, offset, data, stable)
             .await
             .map_err(|e| self.full(e))
@@ -347,7 +356,7 @@ impl Data {
         self.on_flash(ino)?;
         match &self.path {
             DataPath::Local(s) => {
-                let _room = self.room_for(offset, len)?;
+                let _room = self.room_for(ino, offset, len)?;
                 self.space.admit_data(len).map_err(|e| self.full(e))?;
                 Ok(s.allocate(ino, offset, len).await?)
             }
@@ -386,7 +395,7 @@ impl Data {
         self.on_flash(src)?;
         match &self.path {
             DataPath::Local(s) => {
-                let _room = self.room_for(dst_off, count)?;
+                let _room = self.room_for(dst, dst_off, count)?;
                 self.space.admit_data(count).map_err(|e| self.full(e))?;
                 Ok(s.clone_range(src, src_off, dst, dst_off, count).await?)
             }

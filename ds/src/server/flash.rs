@@ -53,15 +53,20 @@ impl Flash {
         self.room.measured(used, mark);
     }
 
-    /// Room for a WRITE of `len` bytes at `offset`, held until the returned value is dropped
-    /// (once the write has ended); else the answer to it.
+    /// Room for a WRITE of `len` bytes at `offset` of object `id`, held until the returned
+    /// value is dropped (once the write has ended); else the answer to it. A chunk the object
+    /// shares with a snapshot's image is copied by its first write, and charged for it.
     pub(crate) fn admit(
         &self,
         store: &ChunkStore,
+        id: u64,
         offset: u64,
         len: u64,
     ) -> Result<Taken<'_>, Nfsstat3> {
-        match self.room.take(store.most_added_by_write(offset, len)) {
+        match self
+            .room
+            .take(store.most_added_by_write_to(id, offset, len))
+        {
             Some(t) => {
                 self.full_since.fit();
                 Ok(t)
@@ -124,7 +129,7 @@ mod tests {
         let store = ChunkStore::open(dir.path()).expect("store");
         let f = Flash::default();
         // No tier: everything fits, and the file system's ENOSPC is NOSPC.
-        assert!(f.admit(&store, 0, 1 << 30).is_ok());
+        assert!(f.admit(&store, 1, 0, 1 << 30).is_ok());
         assert_eq!(f.fs_full(), Nfsstat3::Nospc);
         // 1 MiB of flash, room coming for 100 s.
         f.set(Some(FlashLimit {
@@ -132,28 +137,40 @@ mod tests {
             nospc_after_seconds: 100,
         }));
         f.measured(0, f.walk_starts());
-        let held = f.admit(&store, 0, 512 << 10).expect("fits");
-        assert_eq!(f.admit(&store, 0, 512 << 10).err(), Some(Nfsstat3::Jukebox));
+        let held = f.admit(&store, 1, 0, 512 << 10).expect("fits");
+        assert_eq!(
+            f.admit(&store, 1, 0, 512 << 10).err(),
+            Some(Nfsstat3::Jukebox)
+        );
         assert_eq!(f.fs_full(), Nfsstat3::Jukebox);
         // The store failing: no room is coming.
         f.set(Some(FlashLimit {
             capacity: 1 << 20,
             nospc_after_seconds: 0,
         }));
-        assert_eq!(f.admit(&store, 0, 512 << 10).err(), Some(Nfsstat3::Nospc));
+        assert_eq!(
+            f.admit(&store, 1, 0, 512 << 10).err(),
+            Some(Nfsstat3::Nospc)
+        );
         // The store back: waits again, however long the outage was.
         f.set(Some(FlashLimit {
             capacity: 1 << 20,
             nospc_after_seconds: 100,
         }));
-        assert_eq!(f.admit(&store, 0, 512 << 10).err(), Some(Nfsstat3::Jukebox));
+        assert_eq!(
+            f.admit(&store, 1, 0, 512 << 10).err(),
+            Some(Nfsstat3::Jukebox)
+        );
         // Full for longer than room may take to come.
         f.full_since.started_secs_ago(101);
-        assert_eq!(f.admit(&store, 0, 512 << 10).err(), Some(Nfsstat3::Nospc));
+        assert_eq!(
+            f.admit(&store, 1, 0, 512 << 10).err(),
+            Some(Nfsstat3::Nospc)
+        );
         // Room made (a walk sees the store empty again): writes fit, the clock restarts.
         drop(held);
         f.measured(0, f.walk_starts());
-        assert!(f.admit(&store, 0, 512 << 10).is_ok());
+        assert!(f.admit(&store, 1, 0, 512 << 10).is_ok());
         assert!(!f.full_since.running());
     }
 
@@ -172,7 +189,10 @@ mod tests {
         assert!(f.admit_background(&store, 0, 512 << 10).is_none());
         assert!(!f.full_since.running());
         // A client's write counts the shard's room too.
-        assert_eq!(f.admit(&store, 0, 512 << 10).err(), Some(Nfsstat3::Jukebox));
+        assert_eq!(
+            f.admit(&store, 1, 0, 512 << 10).err(),
+            Some(Nfsstat3::Jukebox)
+        );
         drop(held);
         f.measured(0, f.walk_starts());
         assert!(f.admit_background(&store, 0, 512 << 10).is_some());

@@ -333,7 +333,10 @@ pub(crate) async fn write(s: &Shared, a: Write3Args) -> Write3Res {
         Err(e) => return fail(e),
     };
     let file = cap.file.0;
-    let _room = match s.flash.admit(s.objects.store(), a.offset, count as u64) {
+    let _room = match s
+        .flash
+        .admit(s.objects.store(), file, a.offset, count as u64)
+    {
         Ok(r) => r,
         Err(st) => return fail(st),
     };
