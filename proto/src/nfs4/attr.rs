@@ -281,6 +281,10 @@ pub struct OpenArguments4 {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
 pub struct Bitmap(Vec<u32>);
 
+/// Bytes `FileAttrs::encode` starts its buffer with: Linux's GETATTR after OPEN or LOOKUP asks
+/// for ~120 bytes of values; more grows the buffer as before.
+const ENCODE_CAPACITY: usize = 256;
+
 /// Bits above this are never set by [`Bitmap::set`] (attribute numbers are small).
 pub const BITMAP_MAX_BIT: u32 = 4095;
 
@@ -626,15 +630,17 @@ impl FileAttrs {
     /// Encodes, in ascending bit order, exactly the requested attributes that are `Some`; the
     /// returned mask names them.
     pub fn encode(&self, requested: &Bitmap) -> Fattr4 {
-        let mut w = Writer::new();
-        let mut mask = Bitmap::new();
+        // Sized once: a GETATTR's values (a dozen numbers, times and owner strings) fit, so
+        // the buffer is not grown five times from empty, nor the mask copied at the end.
+        let mut w = Writer::with_capacity(ENCODE_CAPACITY);
+        let mut mask = Bitmap(Vec::with_capacity(requested.0.len()));
         for bit in requested.iter() {
             if self.encode_one(bit, &mut w) {
                 mask.set(bit);
             }
         }
         Fattr4 {
-            attrmask: mask.to_vec(),
+            attrmask: mask.0,
             attr_vals: Opaque(w.into_inner()),
         }
     }
