@@ -131,6 +131,21 @@ impl Ctx<'_> {
 
     /// The read barriers of `shards` this COMPOUND has not passed yet, at once.
     pub async fn pass_barriers(&mut self, shards: &[ShardId]) -> Result<(), NfsError> {
+        let Some(&first) = shards.iter().find(|s| !self.fresh.contains(&s.0)) else {
+            return Ok(());
+        };
+        // Nearly every operation has one shard to pass: awaited alone, without the list and
+        // the join's futures (3 allocations per operation; METADATA-BENCH run 17).
+        if shards
+            .iter()
+            .all(|s| *s == first || self.fresh.contains(&s.0))
+        {
+            if self.mds.ns.barrier(first).await.is_err() {
+                return Err(NfsError::Delay);
+            }
+            self.fresh.push(first.0);
+            return Ok(());
+        }
         let mut todo: Vec<ShardId> = shards
             .iter()
             .copied()
