@@ -143,17 +143,16 @@ pub async fn run(mds: &Arc<Mds>, conn: &Connection, call: &Call) -> Writer {
     };
     let mut res = Compound4Res {
         status: 0,
-        tag: args.tag.clone(),
+        tag: args.tag,
         resarray: Vec::with_capacity(args.argarray.len()),
     };
     metrics::mds::COMPOUNDS.inc();
-    // Whether each op checks the flavor itself (RFC 8881 §2.6.3.1.1), for the PUTFH before it.
-    let checks_own_sec: Vec<bool> = args.argarray.iter().map(sec::checks_own_sec).collect();
     // The changes' fingerprints, for telling a retry (`state::delayed`).
     let fps = retry::fingerprints(&args.argarray);
     // Each op's metrics start where the previous op's ended (`metered::op_done`).
     let mut next_t0 = metrics::start();
-    for (i, op) in args.argarray.into_iter().enumerate() {
+    let mut todo = args.argarray.into_iter().enumerate().peekable();
+    while let Some((i, op)) = todo.next() {
         let (opnum, t0) = (op.opnum(), next_t0);
         ctx.op_index = u16::try_from(i).unwrap_or(u16::MAX);
         let info = ops::table::info(opnum);
@@ -214,9 +213,11 @@ pub async fn run(mds: &Arc<Mds>, conn: &Connection, call: &Call) -> Writer {
         if r.status() == 0 && info.has(table::CLEARS_STATEID) {
             ctx.cur_sid = None;
         }
-        let r = match kept.as_ref().and_then(|op| {
-            sec::after(&ctx, op, r.status(), checks_own_sec.get(i + 1).copied())
-                .map(|e| ops::error_result(op, e))
+        // Whether the next op checks the flavor itself (RFC 8881 §2.6.3.1.1), for a PUTFH.
+        let next_checks_own_sec = todo.peek().map(|(_, next)| sec::checks_own_sec(next));
+        let r = match kept.and_then(|opnum| {
+            sec::after(&ctx, opnum, r.status(), next_checks_own_sec)
+                .map(|e| NfsResop4::from_status(opnum, e.code()))
         }) {
             Some(refused) => refused,
             None => r,
