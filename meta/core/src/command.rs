@@ -8,6 +8,7 @@ use super::error::FsError;
 use super::object::{FileKind, Inode, Outcome, SetTime, Time, DRAIN_INO, NAME_MAX, ROOT_INO};
 use super::perm::Cred;
 use super::reduce_index::{Referrer, SegmentId, SegmentTierStep, StoredSegment};
+use super::reducing::RecipePart;
 use super::sessions::ClientRequest;
 use super::shard::{Key, ShardId};
 use super::snap::SnapId;
@@ -479,6 +480,18 @@ pub enum Command {
         expect: Vec<u64>,
         mirrors: Vec<u64>,
     },
+    /// A part of the reduce of epoch `epoch` of `ino` made in parts (a file too large for one
+    /// recipe, `reducing`): `part` covers the file's bytes from the end of the previous part
+    /// (0 for the first); `last` finishes the reduce, as `FinishReduce` does, and must end at
+    /// the file's size (any other part must end before it). `Changed` if that reduce is not
+    /// under way or the file changed since it began; `Invalid` for a gap, an overlap, a part
+    /// out of bounds or past `reducing::MAX_REDUCE_PARTS`.
+    ReducePart {
+        ino: u64,
+        epoch: u64,
+        part: RecipePart,
+        last: bool,
+    },
 }
 
 impl Command {
@@ -553,7 +566,8 @@ impl Command {
             | Command::ReferrersDropped { ino, .. }
             | Command::SnapKeep { ino, .. }
             | Command::SnapKept { ino, .. }
-            | Command::SnapImageMirrors { ino, .. } => vec![I(*ino)],
+            | Command::SnapImageMirrors { ino, .. }
+            | Command::ReducePart { ino, .. } => vec![I(*ino)],
             // An orphan directory must be empty to go, and its cookie counter goes with it.
             Command::Forget { ino } => vec![I(*ino), Entries(*ino)],
             Command::Noop => Vec::new(),

@@ -43,7 +43,8 @@ pub use object::{
     FIRST_COOKIE, NAME_MAX, ROOT_INO,
 };
 pub use reducing::{
-    is_reduce_policy, FileReduce, ReduceState, ReduceStatus, Reduced, REDUCE_XATTR,
+    is_reduce_policy, FileReduce, PartRef, RecipePart, ReduceState, ReduceStatus, Reduced,
+    ReducedRef, REDUCE_XATTR,
 };
 pub use sessions::{ClientRequest, Sessions};
 pub use shard::{Key, ShardId};

@@ -26,11 +26,18 @@
 //!   `(segment, (ino, epoch))` from the index (`ReferrersDropped`). A removed file keeps its
 //!   record while it is an orphan (it may still be open and read); `Forget` retires it and the
 //!   record outlives the inode, as the tier's does.
-//! - A reduce under way names no segments here (they are known at its finish): one given up
-//!   (`AbortReduce`, a write, the file forgotten) leaves no record, and the referrers it added
-//!   are leaks the reclaim pass finds by `MemState::reduce_status` (`Gone`), never misses: a
-//!   referrer is added only after `BeginReduce` applied, and an epoch once gone is gone for
-//!   good.
+//! - A reduce under way names no segments here until a part of it is recorded (they are
+//!   known at its finish, or at each `ReducePart`): one given up (`AbortReduce`, a write, the
+//!   file forgotten) leaves no record, parts and all, and the referrers it added are leaks the
+//!   reclaim pass finds by `MemState::reduce_status` (`Gone`), never misses: a referrer is
+//!   added only after `BeginReduce` applied, and an epoch once gone is gone for good.
+//! - A file too large for one recipe (`MAX_RECIPE_LEN`, one log record) is reduced in parts
+//!   (`ReducePart`): each part is the recipe of a contiguous range of the file, recorded one
+//!   log entry at a time, in order from offset 0 with no gap or overlap, the last one
+//!   finishing the reduce (`ReduceState::ReducingParts`, then `ReducedParts`). A file reduced
+//!   in one recipe keeps the first form (`Reduced`), so records written before parts existed
+//!   read as they are; readers see both through `FileReduce::reduced` (`ReducedRef::parts`).
+//!   A retired reduce in parts keeps only its segments, in the one-recipe form.
 //!
 //! The recipe is opaque bytes here (`reduce::recipe`'s format): this crate depends on no
 //! workspace crate (see `reduce_index`), and `apply` has nothing to check in it that the
@@ -59,7 +66,13 @@ use super::state::MemState;
 /// `reduce::recipe::MAX_CHUNKS` foresees), which this record does not hold yet.
 pub const MAX_RECIPE_LEN: usize = 512 << 10;
 
-/// Most segments one reduce may name. Each costs a recipe at least 76 bytes (its id in the
+/// Most parts one reduce may have. Every part's recipe is in every MDS node's memory (the
+/// shard's state is) and rewritten with the record at each part: 64 parts of at most
+/// `MAX_RECIPE_LEN` is at most 32 MiB of recipe, and at the MDS's default part (~320 MiB,
+/// `mds` `reduce`) ~20 GiB of file. A larger file stays merely encoded.
+pub const MAX_REDUCE_PARTS: usize = 64;
+
+/// Most segments one reduce (or one part of it) may name. Each costs a recipe at least 76 bytes (its id in the
 /// table and one chunk's entry), so a recipe within `MAX_RECIPE_LEN` names at most ~6.9k;
 /// 8192 ids are 256 KiB, which with the recipe stays within the log's record.
 pub const MAX_REDUCE_SEGMENTS: usize = 8192;
@@ -85,6 +98,137 @@ pub enum ReduceState {
     Reducing { since: Time, change: u64 },
     /// The file's bytes are the recipe's.
     Reduced(Reduced),
+    /// A reduce in parts under way since `since` (as `Reducing`): the parts recorded so far,
+    /// in order, contiguous from offset 0, short of the file's end. The file is still
+    /// mirrored.
+    ReducingParts {
+        since: Time,
+        change: u64,
+        parts: Vec<RecipePart>,
+    },
+    /// A reduce in parts finished: the file's `len` bytes are its parts', which are in order,
+    /// contiguous from 0 and end at `len`. Never retired in this form (a retired one keeps its
+    /// segments as a `Reduced` with no recipe).
+    ReducedParts { len: u64, parts: Vec<RecipePart> },
+}
+
+/// One part of a reduce in parts: the recipe of the file's bytes `[offset, offset + len)`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecipePart {
+    pub offset: u64,
+    pub len: u64,
+    /// `reduce::recipe`'s encoding of the range, at most `MAX_RECIPE_LEN` bytes.
+    pub recipe: Vec<u8>,
+    /// Every segment the part's recipe names, each once, in order (at most
+    /// `MAX_REDUCE_SEGMENTS`); a segment may be named by several parts.
+    pub segments: Vec<SegmentId>,
+}
+
+impl RecipePart {
+    /// The offset past the part.
+    pub fn end(&self) -> u64 {
+        self.offset.saturating_add(self.len)
+    }
+}
+
+/// A finished reduce as readers see it, in either form.
+#[derive(Clone, Copy, Debug)]
+pub enum ReducedRef<'a> {
+    One(&'a Reduced),
+    Parts { len: u64, parts: &'a [RecipePart] },
+}
+
+/// One part of a finished reduce (the whole file for a reduce in one recipe).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PartRef<'a> {
+    pub offset: u64,
+    pub len: u64,
+    pub recipe: &'a [u8],
+    pub segments: &'a [SegmentId],
+}
+
+impl<'a> ReducedRef<'a> {
+    /// File bytes the reduce describes.
+    pub fn len(&self) -> u64 {
+        match self {
+            ReducedRef::One(r) => r.len,
+            ReducedRef::Parts { len, .. } => *len,
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Its parts, in order of offset: one, covering the whole file, for a one-recipe reduce.
+    pub fn parts(&self) -> Vec<PartRef<'a>> {
+        match *self {
+            ReducedRef::One(r) => vec![PartRef {
+                offset: 0,
+                len: r.len,
+                recipe: &r.recipe,
+                segments: &r.segments,
+            }],
+            ReducedRef::Parts { parts, .. } => parts
+                .iter()
+                .map(|p| PartRef {
+                    offset: p.offset,
+                    len: p.len,
+                    recipe: &p.recipe,
+                    segments: &p.segments,
+                })
+                .collect(),
+        }
+    }
+
+    /// How many parts it has.
+    pub fn part_count(&self) -> usize {
+        match self {
+            ReducedRef::One(_) => 1,
+            ReducedRef::Parts { parts, .. } => parts.len(),
+        }
+    }
+
+    /// The part holding byte `offset` of the file, if it is within it.
+    pub fn part_at(&self, offset: u64) -> Option<PartRef<'a>> {
+        if offset >= self.len() {
+            return None;
+        }
+        match *self {
+            ReducedRef::One(_) => self.parts().into_iter().next(),
+            ReducedRef::Parts { parts, .. } => {
+                let i = parts.partition_point(|p| p.end() <= offset);
+                parts.get(i).map(|p| PartRef {
+                    offset: p.offset,
+                    len: p.len,
+                    recipe: &p.recipe,
+                    segments: &p.segments,
+                })
+            }
+        }
+    }
+
+    /// Whether any part names a segment (a retired reduce's are emptied once dropped).
+    pub fn names_segments(&self) -> bool {
+        self.parts().iter().any(|p| !p.segments.is_empty())
+    }
+
+    /// Every segment of every part, each once, in order: the referrers `(ino, epoch)` the
+    /// reduce holds.
+    pub fn segments(&self) -> Vec<SegmentId> {
+        match self {
+            ReducedRef::One(r) => r.segments.clone(),
+            ReducedRef::Parts { parts, .. } => {
+                let mut all: Vec<SegmentId> = parts
+                    .iter()
+                    .flat_map(|p| p.segments.iter().copied())
+                    .collect();
+                all.sort_unstable();
+                all.dedup();
+                all
+            }
+        }
+    }
 }
 
 /// A finished reduce.
@@ -114,22 +258,35 @@ pub enum ReduceStatus {
 impl FileReduce {
     /// Whether reads go to the recipe: a reduce finished and the file was not written since.
     pub fn is_reduced(&self) -> bool {
-        !self.retired && matches!(self.state, ReduceState::Reduced(_))
+        !self.retired && self.reduced().is_some()
     }
 
-    /// The finished reduce's record, retired or not.
-    pub fn reduced(&self) -> Option<&Reduced> {
+    /// The finished reduce's record, in either form, retired or not.
+    pub fn reduced(&self) -> Option<ReducedRef<'_>> {
         match &self.state {
-            ReduceState::Reduced(r) => Some(r),
-            ReduceState::Reducing { .. } => None,
+            ReduceState::Reduced(r) => Some(ReducedRef::One(r)),
+            ReduceState::ReducedParts { len, parts } => {
+                Some(ReducedRef::Parts { len: *len, parts })
+            }
+            ReduceState::Reducing { .. } | ReduceState::ReducingParts { .. } => None,
         }
     }
 
     /// When the reduce under way began, if one is.
     pub fn reducing_since(&self) -> Option<Time> {
         match self.state {
-            ReduceState::Reducing { since, .. } => Some(since),
-            ReduceState::Reduced(_) => None,
+            ReduceState::Reducing { since, .. } | ReduceState::ReducingParts { since, .. } => {
+                Some(since)
+            }
+            ReduceState::Reduced(_) | ReduceState::ReducedParts { .. } => None,
+        }
+    }
+
+    /// The parts a reduce in parts under way has recorded (none for any other state).
+    pub fn parts_so_far(&self) -> &[RecipePart] {
+        match &self.state {
+            ReduceState::ReducingParts { parts, .. } => parts,
+            _ => &[],
         }
     }
 
@@ -143,8 +300,10 @@ impl FileReduce {
     pub fn status(&self, epoch: u64) -> ReduceStatus {
         match &self.state {
             _ if self.epoch != epoch || self.retired => ReduceStatus::Gone,
-            ReduceState::Reducing { .. } => ReduceStatus::UnderWay,
-            ReduceState::Reduced(_) => ReduceStatus::Finished,
+            ReduceState::Reducing { .. } | ReduceState::ReducingParts { .. } => {
+                ReduceStatus::UnderWay
+            }
+            ReduceState::Reduced(_) | ReduceState::ReducedParts { .. } => ReduceStatus::Finished,
         }
     }
 }

@@ -231,6 +231,7 @@ fn apply_as<S: StateStore + ?Sized>(
         | Command::SnapKeep { .. }
         | Command::SnapKept { .. }
         | Command::SnapImageMirrors { .. }
+        | Command::ReducePart { .. }
             if cred.is_some() =>
         {
             Err(FsError::Invalid)
@@ -353,6 +354,12 @@ fn apply_as<S: StateStore + ?Sized>(
         Command::AbortReduce { ino, epoch } => reducing::abort(s, *ino, *epoch),
         Command::ReduceCopiesTrimmed { ino, epoch } => reducing::copies_trimmed(s, *ino, *epoch),
         Command::ReferrersDropped { ino, epoch } => reducing::referrers_dropped(s, *ino, *epoch),
+        Command::ReducePart {
+            ino,
+            epoch,
+            part,
+            last,
+        } => reducing::part(s, *ino, *epoch, part, *last),
         // The steps of cross-shard transactions: the server's own.
         _ if cmd.is_txn_step() && cred.is_some() => Err(FsError::Invalid),
         Command::TxnLock {

@@ -1,12 +1,16 @@
 //! The commands that move a file between mirrored and data-reduced and clean up after it
-//! (`BeginReduce`, `FinishReduce`, `AbortReduce`, `ReduceCopiesTrimmed`, `ReferrersDropped`),
+//! (`BeginReduce`, `FinishReduce` or `ReducePart`s, `AbortReduce`, `ReduceCopiesTrimmed`,
+//! `ReferrersDropped`),
 //! and what a write or a `Forget` does to the record, over the records of `crate::reducing`,
 //! whose module comment says what they keep true.
 
 use crate::error::FsError;
 use crate::object::{FileKind, Inode, Outcome, Time};
 use crate::reduce_index::SegmentId;
-use crate::reducing::{FileReduce, ReduceState, Reduced, MAX_RECIPE_LEN, MAX_REDUCE_SEGMENTS};
+use crate::reducing::{
+    FileReduce, RecipePart, ReduceState, Reduced, MAX_RECIPE_LEN, MAX_REDUCE_PARTS,
+    MAX_REDUCE_SEGMENTS,
+};
 use crate::state::{meta, StateStore};
 
 fn regular<S: StateStore + ?Sized>(s: &S, ino: u64) -> Result<Inode, FsError> {
@@ -119,6 +123,61 @@ pub(super) fn finish<S: StateStore + ?Sized>(
     Ok(Outcome::default())
 }
 
+/// Records a part of the reduce in parts under way at `epoch` (`Command::ReducePart`): the
+/// part must follow the previous one with no gap or overlap, on a file not written since
+/// `BeginReduce`; the last one must end at the file's size and finishes the reduce as
+/// `finish` does, any other must end before it.
+pub(super) fn part<S: StateStore + ?Sized>(
+    s: &mut S,
+    ino: u64,
+    epoch: u64,
+    part: &RecipePart,
+    last: bool,
+) -> Result<Outcome, FsError> {
+    let segments = check_finish(part.len, &part.recipe, &part.segments)?;
+    let end = part.offset.checked_add(part.len).ok_or(FsError::Invalid)?;
+    let mut r = s.reduce(ino)?.ok_or(FsError::Changed)?;
+    if r.epoch != epoch || r.retired {
+        return Err(FsError::Changed);
+    }
+    let (since, change, mut parts) = match r.state {
+        ReduceState::Reducing { since, change } => (since, change, Vec::new()),
+        ReduceState::ReducingParts {
+            since,
+            change,
+            parts,
+        } => (since, change, parts),
+        ReduceState::Reduced(_) | ReduceState::ReducedParts { .. } => return Err(FsError::Changed),
+    };
+    let i = regular(s, ino)?;
+    if i.change != change {
+        return Err(FsError::Changed);
+    }
+    let follows = parts.last().map_or(0, RecipePart::end);
+    let ends_right = if last { end == i.size } else { end < i.size };
+    if part.offset != follows || !ends_right || parts.len() >= MAX_REDUCE_PARTS {
+        return Err(FsError::Invalid);
+    }
+    parts.push(RecipePart {
+        offset: part.offset,
+        len: part.len,
+        recipe: part.recipe.clone(),
+        segments,
+    });
+    if last {
+        r.stale_copies = super::drop_mirrors(s, ino)?;
+        r.state = ReduceState::ReducedParts { len: end, parts };
+    } else {
+        r.state = ReduceState::ReducingParts {
+            since,
+            change,
+            parts,
+        };
+    }
+    s.put_reduce(ino, Some(&r))?;
+    Ok(Outcome::default())
+}
+
 /// Gives up the reduce under way at `epoch`: the file stays mirrored and the record goes (its
 /// referrers are the reclaim pass's). Nothing under way at `epoch` (given up already, or
 /// dropped by a write): nothing to do. `Changed` if that reduce finished: it is not given up,
@@ -130,8 +189,12 @@ pub(super) fn abort<S: StateStore + ?Sized>(
 ) -> Result<Outcome, FsError> {
     match s.reduce(ino)? {
         Some(r) if r.epoch == epoch && !r.retired => match r.state {
-            ReduceState::Reducing { .. } => s.put_reduce(ino, None)?,
-            ReduceState::Reduced(_) => return Err(FsError::Changed),
+            ReduceState::Reducing { .. } | ReduceState::ReducingParts { .. } => {
+                s.put_reduce(ino, None)?
+            }
+            ReduceState::Reduced(_) | ReduceState::ReducedParts { .. } => {
+                return Err(FsError::Changed)
+            }
         },
         _ => {}
     }
@@ -167,10 +230,11 @@ pub(super) fn referrers_dropped<S: StateStore + ?Sized>(
     if !r.retired {
         return Err(FsError::Invalid);
     }
-    if let ReduceState::Reduced(d) = &mut r.state {
-        d.recipe = Vec::new();
-        d.segments = Vec::new();
-    }
+    r.state = ReduceState::Reduced(Reduced {
+        len: r.reduced().map_or(0, |d| d.len()),
+        recipe: Vec::new(),
+        segments: Vec::new(),
+    });
     put_or_forget(s, ino, r)?;
     Ok(Outcome::default())
 }
@@ -182,7 +246,7 @@ fn put_or_forget<S: StateStore + ?Sized>(
     ino: u64,
     r: FileReduce,
 ) -> Result<(), FsError> {
-    let segments_left = r.reduced().is_some_and(|d| !d.segments.is_empty());
+    let segments_left = r.reduced().is_some_and(|d| d.names_segments());
     if r.retired && !segments_left && r.stale_copies.is_empty() {
         s.put_reduce(ino, None)
     } else {
@@ -218,7 +282,8 @@ pub(super) fn forgotten<S: StateStore + ?Sized>(s: &mut S, ino: u64) -> Result<(
 }
 
 /// Drops a reduce under way; retires a finished one, keeping its epoch and segments for the
-/// cleanup pass (its recipe goes: nothing reads the recipe of a reduce that no longer counts).
+/// cleanup pass (its recipe goes: nothing reads the recipe of a reduce that no longer counts;
+/// a reduce in parts keeps every part's segments, each once, in the one-recipe form).
 fn retire<S: StateStore + ?Sized>(s: &mut S, ino: u64, keep_copies: bool) -> Result<(), FsError> {
     match s.reduce(ino)? {
         None => Ok(()),
@@ -229,9 +294,14 @@ fn retire<S: StateStore + ?Sized>(s: &mut S, ino: u64, keep_copies: bool) -> Res
             if !keep_copies {
                 r.stale_copies.clear();
             }
-            if let ReduceState::Reduced(d) = &mut r.state {
-                d.recipe = Vec::new();
-            }
+            let (len, segments) = r
+                .reduced()
+                .map_or((0, Vec::new()), |d| (d.len(), d.segments()));
+            r.state = ReduceState::Reduced(Reduced {
+                len,
+                recipe: Vec::new(),
+                segments,
+            });
             put_or_forget(s, ino, r)
         }
     }

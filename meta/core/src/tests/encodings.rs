@@ -13,7 +13,7 @@ use crate::reduce_index::{
     ChunkId, ChunkSlot, Referrer, Segment, SegmentBucket, SegmentId, SegmentState, SegmentTierStep,
     StoredSegment,
 };
-use crate::reducing::{FileReduce, ReduceState, Reduced};
+use crate::reducing::{FileReduce, RecipePart, ReduceState, Reduced};
 use crate::sessions::{Seen, Sessions, Tag};
 use crate::snap::{
     Cut, DataImage, Freeze, ImageForm, Images, Pre, ShardSnaps, SnapRecord, SnapState, Versions,
@@ -596,7 +596,25 @@ fn commands() -> Vec<(&'static str, Command)> {
                 mirrors: vec![11, 300],
             },
         ),
+        (
+            "ReducePart",
+            Command::ReducePart {
+                ino: 5,
+                epoch: 4,
+                part: recipe_part(),
+                last: true,
+            },
+        ),
     ]
+}
+
+fn recipe_part() -> RecipePart {
+    RecipePart {
+        offset: 1 << 28,
+        len: 1 << 20,
+        recipe: b"cfsrdrcp".to_vec(),
+        segments: vec![SegmentId([0x5e; 32])],
+    }
 }
 
 const ERROR_NAMES: [&str; 25] = [
@@ -826,6 +844,32 @@ fn what_the_state_machine_keeps_and_replicates_encodes_as_pinned() {
             retired: true,
         }),
     ));
+    // A reduce in parts, under way and finished (issue 46, files past one recipe).
+    now.push((
+        "FileReduce/reducing-parts",
+        enc(&FileReduce {
+            epoch: 4,
+            state: ReduceState::ReducingParts {
+                since: T,
+                change: 9,
+                parts: vec![recipe_part()],
+            },
+            stale_copies: Vec::new(),
+            retired: false,
+        }),
+    ));
+    now.push((
+        "FileReduce/reduced-parts",
+        enc(&FileReduce {
+            epoch: 4,
+            state: ReduceState::ReducedParts {
+                len: 1 << 33,
+                parts: vec![recipe_part()],
+            },
+            stale_copies: vec![11],
+            retired: false,
+        }),
+    ));
     // A shard's snapshot state and a key's pre-images, as a snapshot and (from the storage
     // step on) the checkpoint hold them.
     let snaps = ShardSnaps {
@@ -897,7 +941,8 @@ fn what_the_state_machine_keeps_and_replicates_encodes_as_pinned() {
 /// data-reduction index's commands, record and key with it (issue 46), and the reduce
 /// record's commands and record (issue 46, step 2a); the snapshot steps of a shard, its
 /// snapshot state and a key's pre-images (issue 48, step 1); the registry's steps and
-/// record (issue 48, step 3); data images' commands and a file's images (issue 48, step 6).
+/// record (issue 48, step 3); data images' commands and a file's images (issue 48, step 6);
+/// a reduce in parts' command and records (issue 46).
 #[rustfmt::skip]
 const GOLDEN: &[(&str, &str)] = &[
     ("InitRoot", "002af6c59fd50cd5f01b"),
@@ -973,6 +1018,7 @@ const GOLDEN: &[(&str, &str)] = &[
     ("SnapKeep", "4505f6c59fd50cd5f01b"),
     ("SnapKept", "4605ac02"),
     ("SnapImageMirrors", "470503020b0c020bac02"),
+    ("ReducePart", "4805048080808001808040086366737264726370015e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e01"),
     ("FsError::NotFound", "00"),
     ("FsError::Exists", "01"),
     ("FsError::NotDir", "02"),
@@ -1018,6 +1064,8 @@ const GOLDEN: &[(&str, &str)] = &[
     ("Key::Segments", "0403"),
     ("FileReduce/reducing", "0400f6c59fd50cd5f01b090000"),
     ("FileReduce/reduced", "04018080808020086366737264726370015e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e020b0c01"),
+    ("FileReduce/reducing-parts", "0402f6c59fd50cd5f01b09018080808001808040086366737264726370015e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e0000"),
+    ("FileReduce/reduced-parts", "04038080808020018080808001808040086366737264726370015e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e010b00"),
     ("ShardSnaps", "010902020107ac02f6c59fd50cd5f01b0100"),
     ("Versions<entry>", "02070105030900"),
     ("SnapRecord/Pending", "056461696c7901f6c59fd50cd5f01b80f524000202"),

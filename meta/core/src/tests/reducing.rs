@@ -12,7 +12,9 @@ use proptest::prelude::*;
 use super::*;
 use crate::perm::Cred;
 use crate::reduce_index::SegmentId;
-use crate::reducing::{ReduceState, ReduceStatus, MAX_RECIPE_LEN, MAX_REDUCE_SEGMENTS};
+use crate::reducing::{
+    RecipePart, ReduceState, ReduceStatus, MAX_RECIPE_LEN, MAX_REDUCE_PARTS, MAX_REDUCE_SEGMENTS,
+};
 use crate::tiering::FileTier;
 
 const SIZE: u64 = 3 << 20;
@@ -58,6 +60,32 @@ fn finish(ino: u64, epoch: u64) -> Command {
         len: SIZE,
         recipe: b"recipe".to_vec(),
         segments: vec![seg(2), seg(1), seg(2)],
+    }
+}
+
+/// Part `n` of three equal parts of a `SIZE` file (the third is the last).
+fn third(ino: u64, epoch: u64, n: u64, segments: Vec<SegmentId>) -> Command {
+    part(ino, epoch, n * (SIZE / 3), SIZE / 3, n == 2, segments)
+}
+
+fn part(
+    ino: u64,
+    epoch: u64,
+    offset: u64,
+    len: u64,
+    last: bool,
+    segments: Vec<SegmentId>,
+) -> Command {
+    Command::ReducePart {
+        ino,
+        epoch,
+        part: RecipePart {
+            offset,
+            len,
+            recipe: format!("recipe@{offset}").into_bytes(),
+            segments,
+        },
+        last,
     }
 }
 
@@ -136,9 +164,9 @@ fn a_finished_reduce_replaces_the_mirrors_and_lists_their_copies() {
     let r = s.file_reduce(f).unwrap().clone();
     assert!(r.is_reduced());
     let d = r.reduced().unwrap();
-    assert_eq!((d.len, &d.recipe[..]), (SIZE, &b"recipe"[..]));
+    assert_eq!((d.len(), d.parts()[0].recipe), (SIZE, &b"recipe"[..]));
     assert_eq!(
-        d.segments,
+        d.segments(),
         vec![seg(1), seg(2)],
         "each segment once, in order"
     );
@@ -248,9 +276,9 @@ fn a_write_to_a_reduced_file_retires_its_record_with_its_segments() {
     let r = s.reduces[&f].clone();
     assert!(r.retired && !r.is_reduced());
     assert_eq!(r.epoch, e);
-    assert_eq!(r.reduced().unwrap().segments, vec![seg(1), seg(2)]);
+    assert_eq!(r.reduced().unwrap().segments(), vec![seg(1), seg(2)]);
     assert!(
-        r.reduced().unwrap().recipe.is_empty(),
+        r.reduced().unwrap().parts()[0].recipe.is_empty(),
         "nothing reads it any more"
     );
     assert!(r.stale_copies.is_empty(), "the new mirrors' business");
@@ -283,7 +311,7 @@ fn a_removed_file_keeps_its_record_until_its_referrers_and_copies_are_gone() {
     assert!(!s.inodes.contains_key(&f));
     let r = s.reduces[&f].clone();
     assert!(r.retired);
-    assert_eq!(r.reduced().unwrap().segments, vec![seg(1), seg(2)]);
+    assert_eq!(r.reduced().unwrap().segments(), vec![seg(1), seg(2)]);
     assert_eq!(
         r.stale_copies,
         MIRRORS.to_vec(),
@@ -294,7 +322,7 @@ fn a_removed_file_keeps_its_record_until_its_referrers_and_copies_are_gone() {
     // The referrers first: the copies still hold the record.
     ok(&mut s, &dropped(f, e));
     let r = s.reduces[&f].clone();
-    assert!(r.reduced().unwrap().segments.is_empty());
+    assert!(r.reduced().unwrap().segments().is_empty());
     assert_eq!(s.reduces_to_clean(), vec![(f, r)]);
     ok(&mut s, &trimmed(f, e));
     assert_eq!(s.file_reduce(f), None);
@@ -474,7 +502,7 @@ fn a_finish_beyond_the_bounds_is_invalid() {
         &mut s,
         &fin(SIZE, vec![7; MAX_RECIPE_LEN], segs(MAX_REDUCE_SEGMENTS)),
     );
-    let d = s.reduces[&f].reduced().unwrap().clone();
+    let d = s.reduces[&f].reduced().unwrap().parts()[0];
     assert_eq!(
         (d.recipe.len(), d.segments.len()),
         (MAX_RECIPE_LEN, MAX_REDUCE_SEGMENTS)
@@ -491,6 +519,7 @@ fn reduce_commands_go_to_the_files_shard_and_are_the_servers_own() {
         abort(f, 1),
         trimmed(f, 1),
         dropped(f, 1),
+        third(f, 1, 0, vec![seg(1)]),
     ] {
         assert_eq!(cmd.keys(), vec![Key::Inode(f)], "{cmd:?}");
         let other = ShardId(ShardId::of_ino(f).0 + 1);
@@ -502,6 +531,219 @@ fn reduce_commands_go_to_the_files_shard_and_are_the_servers_own() {
         assert_eq!(on(&mut s, &as_root), Err(FsError::Invalid));
     }
     assert!(s.reduces.is_empty());
+}
+
+#[test]
+fn parts_in_order_make_a_reduced_file_of_them_all() {
+    let mut s = init();
+    let f = mirrored_file(&mut s, "f");
+    let e = begun(&mut s, f);
+    ok(&mut s, &third(f, e, 0, vec![seg(2), seg(1)]));
+    let r = s.reduces[&f].clone();
+    // Under way: the mirrors count, the reclaim pass must wait.
+    assert!(!r.is_reduced() && r.reduced().is_none());
+    assert_eq!(r.reducing_since(), Some(t(5)));
+    assert_eq!(r.parts_so_far().len(), 1);
+    assert_eq!(r.parts_so_far()[0].segments, vec![seg(1), seg(2)]);
+    assert_eq!(s.reduce_status(f, e), ReduceStatus::UnderWay);
+    assert_eq!(s.chunks(f).unwrap(), vec![(0, MIRRORS.to_vec())]);
+    // A one-recipe finish does not end a reduce in parts.
+    assert_eq!(on(&mut s, &finish(f, e)), Err(FsError::Changed));
+    ok(&mut s, &third(f, e, 1, vec![seg(2), seg(3)]));
+    ok(&mut s, &third(f, e, 2, vec![seg(4)]));
+    let r = s.reduces[&f].clone();
+    assert!(r.is_reduced());
+    let d = r.reduced().unwrap();
+    assert_eq!((d.len(), d.part_count()), (SIZE, 3));
+    let parts = d.parts();
+    assert_eq!(
+        parts.iter().map(|p| (p.offset, p.len)).collect::<Vec<_>>(),
+        vec![
+            (0, SIZE / 3),
+            (SIZE / 3, SIZE / 3),
+            (2 * SIZE / 3, SIZE / 3)
+        ]
+    );
+    assert_eq!(parts[1].recipe, format!("recipe@{}", SIZE / 3).as_bytes());
+    assert_eq!(d.segments(), vec![seg(1), seg(2), seg(3), seg(4)]);
+    assert_eq!(d.part_at(SIZE / 3 + 5).map(|p| p.offset), Some(SIZE / 3));
+    assert_eq!(d.part_at(SIZE / 3 - 1).map(|p| p.offset), Some(0));
+    assert_eq!(d.part_at(SIZE - 1).map(|p| p.offset), Some(2 * SIZE / 3));
+    assert_eq!(d.part_at(SIZE), None);
+    assert_eq!(r.stale_copies, MIRRORS.to_vec());
+    assert!(
+        s.chunks(f).unwrap().is_empty(),
+        "the mirrors no longer count"
+    );
+    assert_eq!(s.reduce_status(f, e), ReduceStatus::Finished);
+    // Sent again, nothing is under way.
+    assert_eq!(
+        on(&mut s, &third(f, e, 2, vec![seg(4)])),
+        Err(FsError::Changed)
+    );
+    assert_eq!(on(&mut s, &abort(f, e)), Err(FsError::Changed));
+    ok(&mut s, &trimmed(f, e));
+    assert!(s.reduces[&f].is_reduced() && s.reduces_to_clean().is_empty());
+}
+
+#[test]
+fn a_part_with_a_gap_an_overlap_or_out_of_bounds_is_refused() {
+    let mut s = init();
+    let f = mirrored_file(&mut s, "f");
+    let e = begun(&mut s, f);
+    let third_len = SIZE / 3;
+    for (bad, why) in [
+        (part(f, e, 1, third_len, false, vec![seg(1)]), "not from 0"),
+        (
+            part(f, e, 0, SIZE, false, vec![seg(1)]),
+            "not last, yet to the end",
+        ),
+        (
+            part(f, e, 0, third_len, true, vec![seg(1)]),
+            "last, short of the end",
+        ),
+        (part(f, e, 0, SIZE + 1, true, vec![seg(1)]), "past the end"),
+        (part(f, e, 0, 0, false, vec![seg(1)]), "empty"),
+        (part(f, e, 0, third_len, false, Vec::new()), "no segment"),
+        (part(f, e, u64::MAX, 2, false, vec![seg(1)]), "overflows"),
+    ] {
+        assert_eq!(on(&mut s, &bad), Err(FsError::Invalid), "{why}");
+    }
+    let mut big = part(f, e, 0, third_len, false, vec![seg(1)]);
+    if let Command::ReducePart { part, .. } = &mut big {
+        part.recipe = vec![7; MAX_RECIPE_LEN + 1];
+    }
+    assert_eq!(on(&mut s, &big), Err(FsError::Invalid), "recipe too large");
+    ok(&mut s, &third(f, e, 0, vec![seg(1)]));
+    let after_first = s.reduces[&f].clone();
+    for (bad, why) in [
+        (
+            part(f, e, third_len - 1, 10, false, vec![seg(1)]),
+            "overlap",
+        ),
+        (part(f, e, third_len + 1, 10, false, vec![seg(1)]), "gap"),
+        (third(f, e, 0, vec![seg(1)]), "the same part again"),
+    ] {
+        assert_eq!(on(&mut s, &bad), Err(FsError::Invalid), "{why}");
+    }
+    // At another epoch: not this reduce.
+    assert_eq!(
+        on(&mut s, &third(f, e + 1, 1, vec![seg(1)])),
+        Err(FsError::Changed)
+    );
+    assert_eq!(
+        s.reduces[&f], after_first,
+        "a refused part leaves the record"
+    );
+    // No reduce under way at all.
+    let g = mirrored_file(&mut s, "g");
+    assert_eq!(
+        on(&mut s, &third(g, e, 0, vec![seg(1)])),
+        Err(FsError::Changed)
+    );
+}
+
+#[test]
+fn parts_stop_at_the_bound() {
+    let mut s = init();
+    let f = made(&mut s, create(ROOT_INO, "f", FileKind::Regular));
+    let size = MAX_REDUCE_PARTS as u64 + 2;
+    ok(&mut s, &write(f, size));
+    ok(&mut s, &set_mirrors(f, &MIRRORS));
+    let e = begun(&mut s, f);
+    for n in 0..MAX_REDUCE_PARTS as u64 {
+        ok(&mut s, &part(f, e, n, 1, false, vec![seg(1)]));
+    }
+    let n = MAX_REDUCE_PARTS as u64;
+    assert_eq!(
+        on(&mut s, &part(f, e, n, size - n, true, vec![seg(1)])),
+        Err(FsError::Invalid)
+    );
+    assert_eq!(s.reduces[&f].parts_so_far().len(), MAX_REDUCE_PARTS);
+    // Given up: the record goes, parts and all.
+    ok(&mut s, &abort(f, e));
+    assert_eq!(s.file_reduce(f), None);
+    assert_eq!(s.reduce_status(f, e), ReduceStatus::Gone);
+}
+
+#[test]
+fn a_write_between_parts_drops_the_reduce() {
+    let mut s = init();
+    let f = mirrored_file(&mut s, "f");
+    let e = begun(&mut s, f);
+    ok(&mut s, &third(f, e, 0, vec![seg(1)]));
+    // A write onto the same mirrors (no SetMirrors): the next part is refused.
+    ok(&mut s, &write(f, 10));
+    assert_eq!(
+        on(&mut s, &third(f, e, 1, vec![seg(2)])),
+        Err(FsError::Changed)
+    );
+    assert_eq!(s.reduce_status(f, e), ReduceStatus::UnderWay);
+    // Its mirrors set again: the reduce under way is gone, its referrers leaks.
+    ok(&mut s, &set_mirrors(f, &[13, 14]));
+    assert_eq!(s.file_reduce(f), None);
+    assert_eq!(s.reduce_status(f, e), ReduceStatus::Gone);
+    assert_eq!(
+        on(&mut s, &third(f, e, 1, vec![seg(2)])),
+        Err(FsError::Changed)
+    );
+    // A removed file's reduce in parts under way goes with it too.
+    let g = mirrored_file(&mut s, "g");
+    let e = begun(&mut s, g);
+    ok(&mut s, &third(g, e, 0, vec![seg(1)]));
+    ok(&mut s, &unlink("g", g));
+    ok(&mut s, &Command::Forget { ino: g });
+    assert_eq!(s.reduce_status(g, e), ReduceStatus::Gone);
+}
+
+#[test]
+fn a_retired_reduce_in_parts_keeps_every_parts_segments() {
+    let mut s = init();
+    let f = mirrored_file(&mut s, "f");
+    let e = begun(&mut s, f);
+    ok(&mut s, &third(f, e, 0, vec![seg(1), seg(2)]));
+    ok(&mut s, &third(f, e, 1, vec![seg(3), seg(2)]));
+    ok(&mut s, &third(f, e, 2, vec![seg(5)]));
+    ok(&mut s, &set_mirrors(f, &[13, 14]));
+    let r = s.reduces[&f].clone();
+    assert!(r.retired && !r.is_reduced());
+    assert_eq!(s.reduce_status(f, e), ReduceStatus::Gone);
+    let d = r.reduced().unwrap();
+    assert_eq!(d.segments(), vec![seg(1), seg(2), seg(3), seg(5)]);
+    assert_eq!(d.len(), SIZE);
+    assert!(
+        d.parts().iter().all(|p| p.recipe.is_empty()),
+        "no recipe kept"
+    );
+    assert!(
+        matches!(r.state, ReduceState::Reduced(_)),
+        "one-recipe form"
+    );
+    assert_eq!(s.reduces_to_clean(), vec![(f, r.clone())]);
+    ok(&mut s, &dropped(f, e));
+    assert_eq!(s.file_reduce(f), None);
+}
+
+#[test]
+fn a_one_recipe_record_reads_as_one_part() {
+    // As written before parts existed (pinned in `encodings`).
+    let old = crate::reducing::FileReduce {
+        epoch: 4,
+        state: ReduceState::Reduced(crate::reducing::Reduced {
+            len: 1 << 33,
+            recipe: b"cfsrdrcp".to_vec(),
+            segments: vec![seg(0x5e)],
+        }),
+        stale_copies: vec![11, 12],
+        retired: false,
+    };
+    let bytes = postcard::to_stdvec(&old).unwrap();
+    let back: crate::reducing::FileReduce = postcard::from_bytes(&bytes).unwrap();
+    let d = back.reduced().unwrap();
+    assert_eq!(d.part_count(), 1);
+    let p = d.part_at(5).unwrap();
+    assert_eq!((p.offset, p.len, p.recipe), (0, 1 << 33, &b"cfsrdrcp"[..]));
+    assert_eq!(d.segments(), vec![seg(0x5e)]);
 }
 
 // A property test: random begins, finishes, aborts, writes, re-mirrorings, removals and
@@ -518,6 +760,8 @@ enum Op {
     Remove(usize),
     Dropped(usize, bool),
     Trimmed(usize, bool),
+    /// Part `n` of three at the file's latest epoch (or an older one).
+    Part(usize, bool, u64),
     Again,
 }
 
@@ -531,7 +775,8 @@ fn arb_op() -> impl Strategy<Value = Op> {
         1 => f.clone().prop_map(Op::Mirrors),
         1 => f.clone().prop_map(Op::Remove),
         2 => (f.clone(), any::<bool>()).prop_map(|(f, b)| Op::Dropped(f, b)),
-        2 => (f, any::<bool>()).prop_map(|(f, b)| Op::Trimmed(f, b)),
+        2 => (f.clone(), any::<bool>()).prop_map(|(f, b)| Op::Trimmed(f, b)),
+        3 => (f, any::<bool>(), 0..3u64).prop_map(|(f, b, n)| Op::Part(f, b, n)),
         1 => Just(Op::Again),
     ]
 }
@@ -576,6 +821,7 @@ proptest! {
                 }
                 Op::Dropped(f, old) => dropped(files[f], pick(f, old)),
                 Op::Trimmed(f, old) => trimmed(files[f], pick(f, old)),
+                Op::Part(f, old, n) => third(files[f], pick(f, old), n, vec![seg(n as u8)]),
                 Op::Again => match &last {
                     Some(c) => c.clone(),
                     None => continue,
@@ -599,7 +845,7 @@ proptest! {
                 let mirrored = !s.chunks(*ino).unwrap().is_empty();
                 prop_assert!(!(mirrored && r.is_reduced()), "{} mirrored and reduced", ino);
                 if r.retired {
-                    let segs = r.reduced().map_or(0, |d| d.segments.len());
+                    let segs = r.reduced().map_or(0, |d| d.segments().len());
                     prop_assert!(segs > 0 || !r.stale_copies.is_empty(), "{:?} left over", r);
                     prop_assert!(matches!(r.state, ReduceState::Reduced(_)));
                 }
