@@ -52,6 +52,10 @@ pub struct UpArgs {
     /// Data reduction of files due for erasure coding: off, on or auto (default off).
     #[arg(long)]
     reduce: Option<String>,
+    /// MiB of file one part of a reduce covers at most (default 320); a file larger is
+    /// reduced in parts. Small values are for tests.
+    #[arg(long)]
+    reduce_part_mib: Option<u64>,
     /// Seconds a data server may be down before it is declared lost and its data rebuilt on
     /// the others (0: never; default 600).
     #[arg(long)]
@@ -273,6 +277,9 @@ pub async fn run(a: UpArgs) -> Result<(), Box<dyn std::error::Error>> {
             // Checked here, so a typo stops `cluster up` rather than every node it starts.
             let _: mds::config::ReducePolicy = r.parse()?;
             toml.push_str(&format!("reduce = \"{r}\"\n"));
+        }
+        if let Some(p) = a.reduce_part_mib {
+            toml.push_str(&format!("reduce_part_mib = {p}\n"));
         }
         if a.mds > 1 {
             let list: Vec<String> = mds

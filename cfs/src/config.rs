@@ -215,6 +215,9 @@ pub struct ClusterFileConfig {
     /// compressed, stored as shared segments): "off" (default), "on", or "auto" (kept only
     /// where it stores the file in at most 90% of its bytes).
     pub reduce: Option<String>,
+    /// mds role: MiB of file one part of a reduce covers at most (a file larger is reduced
+    /// in parts, each one log record, up to 64 parts); at least 1. Default 320.
+    pub reduce_part_mib: Option<u64>,
     /// ds role: seconds between the starts of two scrub passes (every block of every object
     /// this data server holds re-read and checked against its blake3; what fails is reported
     /// and rewritten from a good copy or from parity); 0: never. Default 604800 (a week).

@@ -27,6 +27,8 @@ pub struct Settings {
     pub encode_after_seconds: Option<u64>,
     pub lost_after_seconds: Option<u64>,
     pub reduce: mds::config::ReducePolicy,
+    /// Bytes one part of a reduce covers at most.
+    pub reduce_part: Option<u64>,
     /// ds role: scrub pass interval and rate (`ds::ScrubConfig`).
     pub scrub: ds::ScrubConfig,
     /// ds role: the MDS node(s) to start heartbeating to, the rest learnt from their replies
@@ -232,6 +234,7 @@ pub fn resolve(a: &ServerArgs) -> Result<Settings, ConfigError> {
         encode_after_seconds: fc.encode_after_seconds,
         lost_after_seconds: fc.lost_after_seconds,
         reduce,
+        reduce_part: fc.reduce_part_mib.map(|m| m.max(1) << 20),
         encryption,
         mds_replace_after: match fc.mds_replace_after_seconds {
             None => Some(std::time::Duration::from_secs(DEFAULT_MDS_REPLACE_AFTER)),
@@ -775,6 +778,9 @@ pub async fn run(a: ServerArgs, check_only: bool) -> Result<(), Box<dyn std::err
                 c.lost_after = (secs > 0).then(|| std::time::Duration::from_secs(secs));
             }
             c.reduce = s.reduce;
+            if let Some(p) = s.reduce_part {
+                c.reduce_part = p;
+            }
             c.encryption = s.encryption.clone();
             c
         });

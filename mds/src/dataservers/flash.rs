@@ -132,7 +132,7 @@ impl Cluster {
             let mut out = Vec::new();
             let segments = ns
                 .file_reduce(ino)?
-                .and_then(|r| r.reduced().map(|d| d.segments.clone()))
+                .and_then(|r| r.reduced().map(|d| d.segments()))
                 .unwrap_or_default();
             for id in segments {
                 if let Some(seg) = ns.segment(&id)?.filter(|s| s.on_flash()) {

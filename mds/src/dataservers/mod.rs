@@ -73,6 +73,9 @@ pub struct ClusterConfig {
     pub lost_after: Option<Duration>,
     /// Whether files due for encoding are data-reduced first (`reduce::ReducePolicy`).
     pub reduce: reduce::ReducePolicy,
+    /// File bytes one part of a reduce covers at most (`reduce::DEFAULT_REDUCE_PART`): a file
+    /// larger is reduced in parts, each recorded on its own.
+    pub reduce_part: u64,
     /// `[encryption]`: segments (and tier objects) are sealed under the cluster's data key,
     /// which this KEK unwraps (`data_key`).
     pub encryption: Option<data_key::KeyFiles>,
@@ -88,6 +91,7 @@ impl ClusterConfig {
             encode_after: Some(DEFAULT_ENCODE_AFTER),
             lost_after: Some(DEFAULT_LOST_AFTER),
             reduce: reduce::ReducePolicy::Off,
+            reduce_part: reduce::DEFAULT_REDUCE_PART,
             encryption: None,
         }
     }

@@ -22,7 +22,12 @@
 //!    segments stored and sealed, and only then a referrer `(ino, epoch)` added to each
 //!    segment the span uses (`AddReferrer`; a new segment's record is created by it). A
 //!    segment freed meanwhile answers `Changed`, and the reduce is given up for this pass.
-//! 3. `FinishReduce` with the recipe: refused if the file changed since step 1.
+//! 3. `FinishReduce` with the recipe: refused if the file changed since step 1. A file whose
+//!    recipe would not fit one log record (`MAX_RECIPE_LEN`), or larger than a part
+//!    (`ClusterConfig::reduce_part`, 320 MiB by default), is recorded in parts instead: as
+//!    spans are done, each part's recipe (a contiguous range of the file) is proposed on its
+//!    own (`ReducePart`), the last one finishing the reduce; a change to the file refuses the
+//!    next part. At most `MAX_REDUCE_PARTS` parts: a larger file stays merely encoded.
 //! 4. Layouts recalled, handles fenced, then the mirror copies deleted
 //!    (`ReduceCopiesTrimmed`).
 //!
@@ -36,15 +41,18 @@
 //! the cluster's data key (`data_key`) and every due file is reduced.
 //!
 //! Repair and drain of segment shards: `segment_repair`; segments in the S3 tier:
-//! `segment_tier`. Not yet: files larger than one recipe holds (`MAX_REDUCED_FILE`).
+//! `segment_tier`.
 use std::collections::{HashMap, HashSet};
 
 use layout::DsId;
 use meta::namespace::reduce_index::{self as index, Referrer, StoredSegment};
-use meta::namespace::reducing::MAX_RECIPE_LEN;
+use meta::namespace::reducing::{
+    RecipePart, MAX_RECIPE_LEN, MAX_REDUCE_PARTS, MAX_REDUCE_SEGMENTS,
+};
 use meta::namespace::{Command, FsError, Namespace, Time};
-use reduce::{ChunkId, ChunkLoc, Recipe};
+use reduce::{ChunkId, ChunkLoc, ChunkRef, Recipe};
 
+use super::holds::Claim;
 use super::placement::FILE_RECORD;
 use super::reduced_io::{from_index_segment, to_index_chunk, to_index_segment, Fetched};
 use super::segments::SegmentPlace;
@@ -85,7 +93,8 @@ pub(crate) enum ReduceOutcome {
     Reduced,
     /// Not due after all (written, opened, claimed, a mirror down): asked again later.
     NotNow,
-    /// Too large for one recipe, or `auto` found reducing it not worth it: encoded as it is
+    /// Too large (more than `MAX_REDUCE_PARTS` parts), or `auto` found reducing it not worth
+    /// it: encoded as it is
     /// (or left mirrored, too small for parity to pay).
     Declined,
 }
@@ -96,9 +105,50 @@ pub const MIN_REDUCED_SIZE: u64 = 4096;
 /// `auto` keeps a reduce whose new segments take at most this share of the file's bytes.
 const AUTO_KEEP: f64 = 0.9;
 
-/// The largest file reduced: its recipe must fit one log record (`MAX_RECIPE_LEN`, 512 KiB,
-/// ~11.9k chunks at 44 bytes each); 320 MiB is ~10k chunks at the 32 KiB average.
-pub const MAX_REDUCED_FILE: u64 = 320 << 20;
+/// The most file bytes one part of a reduce covers by default (`ClusterConfig::reduce_part`):
+/// a part's recipe must fit one log record (`MAX_RECIPE_LEN`, 512 KiB, ~11.9k chunks at 44
+/// bytes each), and 320 MiB is ~10k chunks at the 32 KiB average. A part is cut earlier where
+/// its recipe would not fit (`part_cut`). With `MAX_REDUCE_PARTS` this reduces files up to
+/// 20 GiB.
+pub const DEFAULT_REDUCE_PART: u64 = 320 << 20;
+
+/// Bytes `reduce::recipe` takes beyond its chunks and segments (header and checksum).
+const RECIPE_FIXED: usize = 64;
+/// Bytes a recipe takes per chunk and per segment of its table.
+const RECIPE_CHUNK: usize = 44;
+const RECIPE_SEGMENT: usize = 32;
+
+/// How many of `pending` (chunks of the file in order, from the end of the last part) the next
+/// part takes, if they do not all fit one: as many as keep the part within `max_bytes` of file,
+/// its recipe within `MAX_RECIPE_LEN` and its segments within `MAX_REDUCE_SEGMENTS`. `None`
+/// when they all fit (more chunks may still join them). At least one chunk when `Some`.
+pub(crate) fn part_cut(pending: &[ChunkRef], max_bytes: u64) -> Option<usize> {
+    let mut bytes = 0u64;
+    let mut segments: HashSet<reduce::SegmentId> = HashSet::new();
+    for (i, c) in pending.iter().enumerate() {
+        let new_segment = !segments.contains(&c.segment);
+        let segs = segments.len() + usize::from(new_segment);
+        let recipe = RECIPE_FIXED + segs * RECIPE_SEGMENT + (i + 1) * RECIPE_CHUNK;
+        let len = bytes + u64::from(c.raw_len);
+        if i > 0 && (len > max_bytes || recipe > MAX_RECIPE_LEN || segs > MAX_REDUCE_SEGMENTS) {
+            return Some(i);
+        }
+        bytes = len;
+        segments.insert(c.segment);
+    }
+    None
+}
+
+/// The segments `chunks` name, each once, in order (a part's `segments`).
+fn part_segments(chunks: &[ChunkRef]) -> Vec<index::SegmentId> {
+    let mut out: Vec<index::SegmentId> = chunks
+        .iter()
+        .map(|c| to_index_segment(&c.segment))
+        .collect();
+    out.sort_unstable();
+    out.dedup();
+    out
+}
 
 /// File bytes read, chunked, looked up and reduced at a time: bounds the memory a reduce
 /// takes (the span, the segments its hits land in, its new segments).
@@ -110,10 +160,14 @@ const SPAN_SEGMENTS: usize = 32;
 
 /// What one reduce stored and found.
 struct Outcome {
+    /// The whole file's recipe, or (`parts` > 0) its last part's.
     recipe: Recipe,
     stats: reduce::Stats,
-    /// Every segment the recipe names, each once (the referrers this reduce added).
+    /// Every segment the recipe names, each once (with no parts: the referrers this reduce
+    /// added).
     segments: Vec<index::SegmentId>,
+    /// Parts recorded before this last one (`ReducePart`); 0: the file is one recipe.
+    parts: usize,
 }
 
 impl Cluster {
@@ -143,8 +197,9 @@ impl Cluster {
         recall: &(dyn Fn(u64) + Sync),
     ) -> NfsResult<ReduceOutcome> {
         use ReduceOutcome::{Declined, NotNow, Reduced as Done};
+        let largest = self.cfg.reduce_part.saturating_mul(MAX_REDUCE_PARTS as u64);
         let i = ns.getattr(ino)?;
-        if i.size > MAX_REDUCED_FILE {
+        if i.size > largest {
             return Ok(Declined);
         }
         let Some(claim) = self.claim(ns, ino).await else {
@@ -162,7 +217,7 @@ impl Cluster {
         else {
             return Ok(NotNow);
         };
-        if i.size == 0 || i.size > MAX_REDUCED_FILE {
+        if i.size == 0 || i.size > largest {
             return Ok(NotNow);
         }
         let size = i.size;
@@ -179,8 +234,17 @@ impl Cluster {
         let me = Referrer { ino, epoch };
         tracing::info!(ino, bytes = size, epoch, "reducing file");
         let mut added = Vec::new();
-        let out = match self.run_reduce(ns, me, size, &mut added).await {
-            Ok(o) => o,
+        let out = match self.run_reduce(ns, me, size, &claim, &mut added).await {
+            Ok(Some(o)) => o,
+            Ok(None) => {
+                tracing::info!(
+                    ino,
+                    bytes = size,
+                    "too many recipe parts: the file is encoded as it is"
+                );
+                self.give_up_reduce(ns, me, &added).await;
+                return Ok(Declined);
+            }
             Err(e) => {
                 self.give_up_reduce(ns, me, &added).await;
                 return Err(e);
@@ -204,17 +268,29 @@ impl Cluster {
             self.give_up_reduce(ns, me, &added).await;
             return Ok(Declined);
         }
-        let finish = match claim.check() {
-            Ok(()) => ns
-                .execute(Command::FinishReduce {
-                    ino,
-                    epoch,
-                    len: size,
+        let finish = if out.parts == 0 {
+            Command::FinishReduce {
+                ino,
+                epoch,
+                len: size,
+                recipe,
+                segments: out.segments,
+            }
+        } else {
+            Command::ReducePart {
+                ino,
+                epoch,
+                part: RecipePart {
+                    offset: size - out.recipe.logical_len(),
+                    len: out.recipe.logical_len(),
                     recipe,
                     segments: out.segments,
-                })
-                .await
-                .map_err(NfsError::from),
+                },
+                last: true,
+            }
+        };
+        let finish = match claim.check() {
+            Ok(()) => ns.execute(finish).await.map_err(NfsError::from),
             Err(e) => Err(e),
         };
         if let Err(e) = finish {
@@ -233,6 +309,7 @@ impl Cluster {
             after_compression = st.after_compression,
             stored = st.stored,
             segments = st.segments,
+            parts = out.parts + 1,
             "file data-reduced"
         );
         if !self.mirrors_retired(ino, &claim, recall).await {
@@ -246,15 +323,18 @@ impl Cluster {
         Ok(Done)
     }
 
-    /// Steps 2 of the module comment, span after span. `added`: the segments a referrer
-    /// `me` was added to, so far (for the caller to drop if the reduce is given up).
+    /// Steps 2 of the module comment, span after span, recording each part but the last as it
+    /// is done (step 3 for a file in parts). `added`: the segments a referrer `me` was added
+    /// to, so far (for the caller to drop if the reduce is given up). `None`: the file needs
+    /// more than `MAX_REDUCE_PARTS` parts.
     async fn run_reduce(
         &self,
         ns: &Namespace,
         me: Referrer,
         size: u64,
+        claim: &Claim<'_>,
         added: &mut Vec<index::SegmentId>,
-    ) -> NfsResult<Outcome> {
+    ) -> NfsResult<Option<Outcome>> {
         let params = self.reduce_params();
         // Chunks found in the index or stored by this reduce: where each is.
         let mut known: HashMap<ChunkId, ChunkLoc> = HashMap::new();
@@ -264,6 +344,8 @@ impl Cluster {
         let mut chunks = Vec::new();
         let mut stats = reduce::Stats::default();
         let mut offset = 0;
+        // Parts recorded so far, and where the next one begins.
+        let (mut parts, mut part_at) = (0usize, 0u64);
         while offset < size {
             let len = (size - offset).min(SPAN);
             let (data, _) = self.read(ns, me.ino, offset, len, size).await?;
@@ -393,15 +475,53 @@ impl Cluster {
             chunks.extend(red.recipe.chunks);
             stats += red.stats;
             offset += len;
+            // Parts that are whole: recorded now, so no recipe past one log record is held.
+            while let Some(n) = part_cut(&chunks, self.cfg.reduce_part) {
+                if parts + 1 >= MAX_REDUCE_PARTS {
+                    return Ok(None);
+                }
+                let rest = chunks.split_off(n);
+                let part = Recipe { chunks };
+                chunks = rest;
+                let len = part.logical_len();
+                let recipe = part.encode().map_err(|_| NfsError::ServerFault)?;
+                claim.check()?;
+                ns.execute(Command::ReducePart {
+                    ino: me.ino,
+                    epoch: me.epoch,
+                    part: RecipePart {
+                        offset: part_at,
+                        len,
+                        recipe,
+                        segments: part_segments(&part.chunks),
+                    },
+                    last: false,
+                })
+                .await?;
+                tracing::info!(
+                    ino = me.ino,
+                    offset = part_at,
+                    bytes = len,
+                    "reduce part recorded"
+                );
+                part_at += len;
+                parts += 1;
+            }
         }
         self.confirm_copies(ns, &referred, &verified).await?;
-        let mut segments: Vec<index::SegmentId> = referred.into_iter().collect();
-        segments.sort_unstable();
-        Ok(Outcome {
+        let segments = if parts == 0 {
+            let mut s: Vec<index::SegmentId> = referred.into_iter().collect();
+            s.sort_unstable();
+            s
+        } else {
+            part_segments(&chunks)
+        };
+        Ok(Some(Outcome {
             recipe: Recipe { chunks },
             stats,
             segments,
-        })
+            parts,
+        }))
     }
 
     /// Checks that every segment a reduce refers to is still the copy it compared its chunks
@@ -462,6 +582,90 @@ impl Cluster {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn chunk(seg: u8, raw_len: u32) -> ChunkRef {
+        ChunkRef {
+            id: ChunkId([seg; 32]),
+            raw_len,
+            segment: reduce::SegmentId([seg; 32]),
+            index: 0,
+        }
+    }
+
+    #[test]
+    fn a_part_is_cut_at_its_bytes_or_where_its_recipe_would_not_fit_one_record() {
+        // By bytes: 3 chunks of 10 fit 30, the 4th does not.
+        let c: Vec<ChunkRef> = (0..5).map(|_| chunk(1, 10)).collect();
+        assert_eq!(part_cut(&c, 30), Some(3));
+        assert_eq!(part_cut(&c, 50), None, "all fit: more may join");
+        // One chunk larger than a part is still a part.
+        assert_eq!(part_cut(&[chunk(1, 100), chunk(1, 1)], 30), Some(1));
+        // By recipe length: one segment, chunks of 1 byte; the cut part encodes within
+        // MAX_RECIPE_LEN and one more chunk would not.
+        let many: Vec<ChunkRef> = (0..MAX_RECIPE_LEN / RECIPE_CHUNK + 10)
+            .map(|_| chunk(2, 1))
+            .collect();
+        let n = part_cut(&many, u64::MAX).expect("cut by recipe length");
+        let enc = |n: usize| {
+            Recipe {
+                chunks: many[..n].to_vec(),
+            }
+            .encode()
+            .unwrap()
+            .len()
+        };
+        assert!(
+            enc(n) <= MAX_RECIPE_LEN && enc(n + 1) > MAX_RECIPE_LEN,
+            "{n}"
+        );
+        // By segments: each chunk in a segment of its own.
+        let spread: Vec<ChunkRef> = (0..MAX_REDUCE_SEGMENTS + 5)
+            .map(|i| ChunkRef {
+                segment: reduce::SegmentId([
+                    (i % 251) as u8,
+                    (i / 251) as u8,
+                    0,
+                    0,
+                    0,
+                    0,
+                    0,
+                    0,
+                    0,
+                    0,
+                    0,
+                    0,
+                    0,
+                    0,
+                    0,
+                    0,
+                    0,
+                    0,
+                    0,
+                    0,
+                    0,
+                    0,
+                    0,
+                    0,
+                    0,
+                    0,
+                    0,
+                    0,
+                    0,
+                    0,
+                    0,
+                    1,
+                ]),
+                ..chunk(3, 1)
+            })
+            .collect();
+        let n = part_cut(&spread, u64::MAX).expect("cut by segments");
+        assert!(part_segments(&spread[..n]).len() <= MAX_REDUCE_SEGMENTS);
+        assert!(enc_len(&spread[..n]) <= MAX_RECIPE_LEN);
+    }
+
+    fn enc_len(c: &[ChunkRef]) -> usize {
+        Recipe { chunks: c.to_vec() }.encode().unwrap().len()
+    }
 
     #[test]
     fn the_policy_is_one_of_three_words() {

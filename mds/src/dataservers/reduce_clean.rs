@@ -64,10 +64,10 @@ impl Cluster {
         }
         if r.retired {
             let me = Referrer { ino, epoch };
-            for id in r.reduced().map(|d| d.segments.as_slice()).unwrap_or(&[]) {
+            for id in r.reduced().map(|d| d.segments()).unwrap_or_default() {
                 ns.execute(Command::DropReferrer {
-                    shard: ns.segment_shard(id),
-                    segment: *id,
+                    shard: ns.segment_shard(&id),
+                    segment: id,
                     referrer: me,
                 })
                 .await?;

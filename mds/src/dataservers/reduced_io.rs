@@ -28,13 +28,14 @@ pub(crate) const ASSEMBLIES: usize = 4;
 const GROUP_SEGMENTS: usize = 8;
 /// Locks that keep two fetches of one segment apart (by the id's first byte).
 pub(crate) const FETCH_LOCKS: usize = 16;
-/// Decoded recipes kept for reads.
+/// Decoded recipes (a part's each, at most `MAX_RECIPE_LEN` encoded) kept for reads.
 const RECIPE_CACHE: usize = 16;
 
 /// Reduced files' recipes and recently read segments, for reads (bounded).
 #[derive(Default)]
 pub(crate) struct ReadCache {
-    recipes: Vec<((u64, u64), Arc<Plan>)>,
+    /// By `(ino, epoch, offset of the part)`: a file reduced in parts has a plan per part.
+    recipes: Vec<((u64, u64, u64), Arc<Plan>)>,
     /// By segment and the copy's origin: a segment stored again after its first copy died
     /// is another copy, and a reduce checks which one it compared its chunks with.
     segments: Vec<(CopyOf, Arc<Vec<u8>>)>,
@@ -184,36 +185,44 @@ impl Cluster {
         Ok(())
     }
 
-    /// The decoded recipe of reduce `epoch` of `ino`, from the cache or the record (copied
-    /// out of it only here).
-    pub(crate) fn plan(&self, ns: &Namespace, ino: u64, red: ReducedFile) -> NfsResult<Arc<Plan>> {
+    /// The decoded recipe of the part of reduce `red` of `ino` holding byte `offset` (the
+    /// whole file for a reduce in one recipe), and the part's offset in the file: from the
+    /// cache, or the record (only that part's recipe copied out of it).
+    pub(crate) fn plan(
+        &self,
+        ns: &Namespace,
+        ino: u64,
+        red: ReducedFile,
+        offset: u64,
+    ) -> NfsResult<(u64, Arc<Plan>)> {
         let epoch = red.epoch;
-        if let Some((_, p)) = self
-            .read_cache()
-            .recipes
-            .iter()
-            .find(|(k, _)| *k == (ino, epoch))
-        {
-            return Ok(p.clone());
+        if let Some((k, p)) = self.read_cache().recipes.iter().find(|((i, e, at), p)| {
+            (*i, *e) == (ino, epoch) && *at <= offset && offset - *at < p.len()
+        }) {
+            return Ok((k.2, p.clone()));
         }
         // Retired since the caller looked: its I/O answers as for any file changed under it.
-        let record = ns
-            .file_reduce(ino)?
-            .filter(|r| r.epoch == epoch && r.is_reduced())
-            .and_then(|r| r.reduced().cloned())
+        let part = ns
+            .reduced_part(ino, epoch, offset)?
             .ok_or(NfsError::Delay)?;
-        let recipe = Recipe::decode(&record.recipe).map_err(|e| {
-            tracing::error!(ino, epoch, "recipe of a reduced file undecodable: {e}");
-            NfsError::Io
-        })?;
-        let p = Arc::new(Plan::new(recipe));
-        if p.len() != red.len {
+        let recipe = Recipe::decode(&part.recipe).map_err(|e| {
             tracing::error!(
                 ino,
                 epoch,
+                part = part.offset,
+                "recipe of a reduced file undecodable: {e}"
+            );
+            NfsError::Io
+        })?;
+        let p = Arc::new(Plan::new(recipe));
+        if p.len() != part.len || part.offset.saturating_add(part.len) > red.len {
+            tracing::error!(
+                ino,
+                epoch,
+                part = part.offset,
                 "recipe of a reduced file describes {} bytes, not {}",
                 p.len(),
-                red.len
+                part.len
             );
             return Err(NfsError::Io);
         }
@@ -221,12 +230,12 @@ impl Cluster {
         if c.recipes.len() >= RECIPE_CACHE {
             c.recipes.remove(0);
         }
-        c.recipes.push(((ino, epoch), p.clone()));
-        Ok(p)
+        c.recipes.push(((ino, epoch, part.offset), p.clone()));
+        Ok((part.offset, p))
     }
 
     /// Bytes `[offset, offset + len)` of reduced file `ino` (within its length), assembled
-    /// from its segments, every chunk checked against its id.
+    /// from its segments, part after part, every chunk checked against its id.
     pub(crate) async fn read_reduced(
         &self,
         ns: &Namespace,
@@ -243,10 +252,7 @@ impl Cluster {
             // Just started, the data key not unwrapped yet: seconds, not an error.
             return Err(NfsError::Delay);
         }
-        let plan = self.plan(ns, ino, red)?;
-        let Some(span) = plan.span(offset, len) else {
-            return Ok(Vec::new());
-        };
+        let end = offset.saturating_add(len).min(red.len);
         // Bounded memory: at most `ASSEMBLIES` reads assemble at once, each from at most
         // `GROUP_SEGMENTS` segments at a time.
         let _turn = self
@@ -255,30 +261,40 @@ impl Cluster {
             .await
             .map_err(|_| NfsError::ServerFault)?;
         let mut out = Vec::new();
-        for group in plan.groups(&span, GROUP_SEGMENTS) {
-            let mut source = Fetched::default();
-            for seg in group.segments {
-                // Right after a start the data servers are not all registered again: a
-                // READ waits (DELAY), it never answers LAYOUTUNAVAILABLE.
-                self.fetch_into(ns, &mut source, None, seg)
-                    .await
-                    .map_err(|e| match e {
-                        NfsError::LayoutUnavailable | NfsError::Io => self.unavailable(&[]),
-                        e => e,
-                    })?;
+        let mut at = offset;
+        while at < end {
+            let (start, plan) = self.plan(ns, ino, red, at)?;
+            // `plan` covers `at`: a span that is empty is a record that lies.
+            let span = plan.span(at - start, end - at).ok_or(NfsError::Io)?;
+            let mut part = Vec::new();
+            for group in plan.groups(&span, GROUP_SEGMENTS) {
+                let mut source = Fetched::default();
+                for seg in group.segments {
+                    // Right after a start the data servers are not all registered again: a
+                    // READ waits (DELAY), it never answers LAYOUTUNAVAILABLE.
+                    self.fetch_into(ns, &mut source, None, seg)
+                        .await
+                        .map_err(|e| match e {
+                            NfsError::LayoutUnavailable | NfsError::Io => self.unavailable(&[]),
+                            e => e,
+                        })?;
+                }
+                let (plan, params) = (plan.clone(), self.reduce_params());
+                let bytes = tokio::task::spawn_blocking(move || {
+                    plan.assemble(group.chunks, &params, &source)
+                })
+                .await
+                .map_err(|_| NfsError::ServerFault)?
+                .map_err(|e| {
+                    tracing::error!(ino, epoch, "reduced file unreadable: {e}");
+                    NfsError::Io
+                })?;
+                part.extend_from_slice(&bytes);
             }
-            let (plan, params) = (plan.clone(), self.reduce_params());
-            let bytes =
-                tokio::task::spawn_blocking(move || plan.assemble(group.chunks, &params, &source))
-                    .await
-                    .map_err(|_| NfsError::ServerFault)?
-                    .map_err(|e| {
-                        tracing::error!(ino, epoch, "reduced file unreadable: {e}");
-                        NfsError::Io
-                    })?;
-            out.extend_from_slice(&bytes);
+            out.extend(Plan::cut(&span, &part).ok_or(NfsError::Io)?);
+            at += span.len;
         }
-        Plan::cut(&span, &out).ok_or(NfsError::Io)
+        Ok(out)
     }
 
     /// Brings reduced file `ino` back to mirrors before it is written or cut: its bytes,

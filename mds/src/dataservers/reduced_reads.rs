@@ -50,8 +50,9 @@ impl Cluster {
         if self.sealing() || self.data_key().is_some() {
             return Ok(None);
         }
-        let plan = self.plan(ns, ino, red)?;
-        if !fits(&plan) {
+        let (start, plan) = self.plan(ns, ino, red, 0)?;
+        // A file reduced in parts is read through the MDS (its RECIPE answer is one recipe).
+        if start != 0 || plan.len() != red.len || !fits(&plan) {
             return Ok(None);
         }
         let mut holders = std::collections::BTreeSet::new();
@@ -89,8 +90,8 @@ impl Cluster {
         if self.sealing() || self.data_key().is_some() {
             return Err(CLUSTER_ERR_NOT_REDUCED);
         }
-        let plan = self.plan(ns, ino, red).map_err(|e| later(&e))?;
-        if !fits(&plan) {
+        let (start, plan) = self.plan(ns, ino, red, 0).map_err(|e| later(&e))?;
+        if start != 0 || plan.len() != red.len || !fits(&plan) {
             return Err(CLUSTER_ERR_NOT_REDUCED);
         }
         let mut segments = Vec::new();

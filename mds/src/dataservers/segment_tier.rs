@@ -203,7 +203,7 @@ impl Cluster {
         let Some(r) = ns.file_reduce(ino)?.filter(|r| r.is_reduced()) else {
             return Ok(Vec::new());
         };
-        let segments = r.reduced().map(|d| d.segments.clone()).unwrap_or_default();
+        let segments = r.reduced().map(|d| d.segments()).unwrap_or_default();
         let mut freed = Vec::new();
         for id in segments {
             freed.extend(self.drop_if_cold(ns, &id).await?);
@@ -326,7 +326,7 @@ impl Cluster {
         let Some(r) = ns.file_reduce(ino)?.filter(|r| r.is_reduced()) else {
             return Ok(Some(0));
         };
-        let segments = r.reduced().map(|d| d.segments.clone()).unwrap_or_default();
+        let segments = r.reduced().map(|d| d.segments()).unwrap_or_default();
         let mut back = 0;
         for id in segments {
             match self.warm_segment(ns, &id).await? {

@@ -226,7 +226,7 @@ async fn send_segments(mds: &Mds, d: TierDue) -> Result<bool, UploadError> {
         .ns
         .file_reduce(d.ino)?
         .filter(|r| r.epoch == red.epoch && r.is_reduced())
-        .and_then(|r| r.reduced().map(|x| x.segments.clone()))
+        .and_then(|r| r.reduced().map(|x| x.segments()))
         .ok_or(UploadError::Changed)?;
     for id in &segments {
         // Removed or written since: nothing more is sent.

@@ -136,11 +136,17 @@ enum Found {
         size: u64,
         raw: u64,
     },
+    /// A reduced file: its size and its recipes (one per part).
     Reduced {
         size: u64,
-        recipe: Vec<u8>,
+        recipes: Vec<Vec<u8>>,
     },
 }
+
+/// Recipe bytes one page copies out of the snapshot: a file reduced in parts may have up to
+/// 32 MiB of recipe (`meta_core::reducing::MAX_REDUCE_PARTS`), so a page stops early at this
+/// (after at least one entry) rather than hold `PAGE` of them.
+const PAGE_RECIPE_BYTES: usize = 64 << 20;
 
 /// One page of `dir` after `cookie`, under one snapshot: what each entry is, the cookie to
 /// go on from (`None`: the directory is done), and whether an entry could not be read.
@@ -154,10 +160,18 @@ fn read_page(
 ) -> Result<(Vec<Found>, Option<u64>, bool), FsError> {
     let snap = ns.snapshot()?;
     let (entries, eof) = snap.readdir(dir, cookie, PAGE)?;
-    let next = entries.last().map(|e| e.cookie).filter(|_| !eof);
+    let mut next = entries.last().map(|e| e.cookie).filter(|_| !eof);
     let mut out = Vec::with_capacity(entries.len());
     let mut missed = false;
+    let mut recipe_bytes = 0usize;
+    // The cookie of the last entry looked at: the page goes on after it.
+    let mut done = cookie;
     for e in &entries {
+        if recipe_bytes >= PAGE_RECIPE_BYTES {
+            next = Some(done);
+            break;
+        }
+        done = e.cookie;
         let Ok(i) = snap.getattr(e.ino) else {
             // Gone since the READDIR, or on a shard this node has no replica of.
             missed = true;
@@ -177,7 +191,12 @@ fn read_page(
                     }
                 }
                 match file(&snap, i.ino, i.size) {
-                    Ok(f) => out.push(f),
+                    Ok(f) => {
+                        if let Found::Reduced { recipes, .. } = &f {
+                            recipe_bytes += recipes.iter().map(Vec::len).sum::<usize>();
+                        }
+                        out.push(f)
+                    }
                     Err(_) => missed = true,
                 }
             }
@@ -187,14 +206,14 @@ fn read_page(
     Ok((out, next, missed))
 }
 
-/// A regular file's form: reduced (its recipe), erasure-coded (its shards' bytes), evicted
+/// A regular file's form: reduced (its recipes), erasure-coded (its shards' bytes), evicted
 /// (none on the data servers: the bucket holds it), else mirrored (a copy per mirror).
 fn file(snap: &Snapshot<'_>, ino: u64, size: u64) -> Result<Found, FsError> {
     if let Some(r) = snap.file_reduce(ino)?.filter(|r| r.is_reduced()) {
         if let Some(d) = r.reduced() {
             return Ok(Found::Reduced {
                 size,
-                recipe: d.recipe.clone(),
+                recipes: d.parts().iter().map(|p| p.recipe.to_vec()).collect(),
             });
         }
     }
@@ -223,12 +242,17 @@ fn tally_page(t: &mut Tally, e: usize, found: Vec<Found>, dirs: &mut Vec<u64>) -
             Found::Dir(d) if dirs.len() < MAX_DIRS => dirs.push(d),
             Found::Dir(_) => ok = false,
             Found::Plain { size, raw } => t.plain(e, size, raw),
-            Found::Reduced { size, recipe } => match reduce::Recipe::decode(&recipe) {
-                Ok(r) => t.reduced(
+            Found::Reduced { size, recipes } => match recipes
+                .iter()
+                .map(|r| reduce::Recipe::decode(r))
+                .collect::<Result<Vec<_>, _>>()
+            {
+                Ok(parts) => t.reduced(
                     e,
                     size,
-                    r.chunks
+                    parts
                         .iter()
+                        .flat_map(|r| r.chunks.iter())
                         .map(|c| (SegmentId(c.segment.0), c.index, c.raw_len)),
                 ),
                 Err(err) => {

@@ -107,8 +107,8 @@ pub enum ReduceState {
         parts: Vec<RecipePart>,
     },
     /// A reduce in parts finished: the file's `len` bytes are its parts', which are in order,
-    /// contiguous from 0 and end at `len`. Never retired in this form (a retired one keeps its
-    /// segments as a `Reduced` with no recipe).
+    /// contiguous from 0 and end at `len`. A retired one keeps its segments as a `Reduced`
+    /// with no recipe (`FileReduce::retire`).
     ReducedParts { len: u64, parts: Vec<RecipePart> },
 }
 
@@ -269,6 +269,21 @@ impl FileReduce {
                 Some(ReducedRef::Parts { len: *len, parts })
             }
             ReduceState::Reducing { .. } | ReduceState::ReducingParts { .. } => None,
+        }
+    }
+
+    /// Marks a finished reduce as no longer counting: its recipe goes (nothing reads it any
+    /// more) and every segment of every part stays, each once, in the one-recipe form, for
+    /// the cleanup pass to drop their referrers.
+    pub fn retire(&mut self) {
+        self.retired = true;
+        if let Some(d) = self.reduced() {
+            let (len, segments) = (d.len(), d.segments());
+            self.state = ReduceState::Reduced(Reduced {
+                len,
+                recipe: Vec::new(),
+                segments,
+            });
         }
     }
 

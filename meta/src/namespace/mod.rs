@@ -45,6 +45,7 @@ mod coordinator;
 mod index_scan;
 mod read;
 mod reduce_scan;
+pub use reduce_scan::PartCopy;
 mod rmtree;
 mod snap_delete;
 mod snaps;

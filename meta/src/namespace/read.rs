@@ -494,7 +494,7 @@ impl<'a> Snapshot<'a> {
             }
             for d in st.reduces.values().filter(|f| f.is_reduced()) {
                 r.reduced_files += 1;
-                r.reduced_bytes += d.reduced().map_or(0, |d| d.len);
+                r.reduced_bytes += d.reduced().map_or(0, |d| d.len());
             }
             for s in st.segments.values().filter(|s| s.is_live()) {
                 r.segment_unique_bytes += s.raw_bytes();

@@ -8,6 +8,18 @@ use meta_core::reducing::{FileReduce, ReduceStatus};
 
 use super::{FsError, Namespace, ShardId, Snapshot};
 
+/// One part of a finished reduce, copied out of the record (`Snapshot::reduced_part`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PartCopy {
+    /// Where the part is in the file, and its length.
+    pub offset: u64,
+    pub len: u64,
+    /// `reduce::recipe`'s encoding of the part.
+    pub recipe: Vec<u8>,
+    /// How many parts the reduce has (1: the whole file is one recipe).
+    pub parts: usize,
+}
+
 impl Snapshot<'_> {
     /// The reduce record of `ino`, if any (it may outlive the file).
     pub fn file_reduce(&self, ino: u64) -> Result<Option<FileReduce>, FsError> {
@@ -20,7 +32,31 @@ impl Snapshot<'_> {
         self.with(ShardId::of_ino(ino), |st| {
             st.file_reduce(ino)
                 .filter(|r| r.is_reduced())
-                .and_then(|r| r.reduced().map(|d| (r.epoch, d.len)))
+                .and_then(|r| r.reduced().map(|d| (r.epoch, d.len())))
+        })
+    }
+
+    /// The part of the finished reduce `epoch` of `ino` holding byte `offset`, if the file's
+    /// bytes are that reduce's and `offset` is within them: only that part's recipe is
+    /// copied (a reduce in parts may have up to `reducing::MAX_REDUCE_PARTS` of them).
+    pub fn reduced_part(
+        &self,
+        ino: u64,
+        epoch: u64,
+        offset: u64,
+    ) -> Result<Option<PartCopy>, FsError> {
+        self.with(ShardId::of_ino(ino), |st| {
+            let d = st
+                .file_reduce(ino)
+                .filter(|r| r.epoch == epoch && r.is_reduced())?
+                .reduced()?;
+            let p = d.part_at(offset)?;
+            Some(PartCopy {
+                offset: p.offset,
+                len: p.len,
+                recipe: p.recipe.to_vec(),
+                parts: d.part_count(),
+            })
         })
     }
 
@@ -48,6 +84,16 @@ impl Namespace {
     /// See `Snapshot::reduced_extent`.
     pub fn reduced_extent(&self, ino: u64) -> Result<Option<(u64, u64)>, FsError> {
         self.snapshot()?.reduced_extent(ino)
+    }
+
+    /// See `Snapshot::reduced_part`.
+    pub fn reduced_part(
+        &self,
+        ino: u64,
+        epoch: u64,
+        offset: u64,
+    ) -> Result<Option<PartCopy>, FsError> {
+        self.snapshot()?.reduced_part(ino, epoch, offset)
     }
 
     /// See `Snapshot::reduces_to_clean`.

@@ -89,14 +89,14 @@ pub fn from_bucket(s: &mut MemState, incarnation: u64, now: Time) -> Rebuilt {
             .as_ref()
             .is_some_and(|c| c.pieces.is_empty() && (t.evicted || c.change == inode.change))
             && reduce.as_ref().is_some_and(|r| {
-                r.is_reduced() && r.reduced().is_some_and(|d| d.len == inode.size)
+                r.is_reduced() && r.reduced().is_some_and(|d| d.len() == inode.size)
             });
         if let Some(r) = reduce {
             // Mirror copies were flash's; a reduce under way never finishes; one whose file
             // comes back from pieces no longer counts (its referrers are dropped).
             r.stale_copies.clear();
             if !by_segments && r.is_reduced() {
-                r.retired = true;
+                r.retire();
             }
         }
         if s.reduces
@@ -202,7 +202,7 @@ pub fn drop_unheld_segments(states: &mut [(u16, MemState)], shard_count: u16) ->
             let Some(d) = r.reduced().filter(|_| r.is_reduced() && by_segments) else {
                 continue;
             };
-            if !d.segments.iter().all(held) {
+            if !d.segments().iter().all(held) {
                 missing.push((i, *ino));
             }
         }
@@ -211,7 +211,7 @@ pub fn drop_unheld_segments(states: &mut [(u16, MemState)], shard_count: u16) ->
     for (i, ino) in missing {
         let s = &mut states[i].1;
         if let Some(r) = s.reduces.get_mut(&ino) {
-            r.retired = true;
+            r.retire();
         }
         if let Some(t) = s.tier.get_mut(&ino) {
             t.evicted = false;

@@ -290,18 +290,10 @@ fn retire<S: StateStore + ?Sized>(s: &mut S, ino: u64, keep_copies: bool) -> Res
         Some(r) if r.retired => Ok(()),
         Some(r) if r.reducing_since().is_some() => s.put_reduce(ino, None),
         Some(mut r) => {
-            r.retired = true;
+            r.retire();
             if !keep_copies {
                 r.stale_copies.clear();
             }
-            let (len, segments) = r
-                .reduced()
-                .map_or((0, Vec::new()), |d| (d.len(), d.segments()));
-            r.state = ReduceState::Reduced(Reduced {
-                len,
-                recipe: Vec::new(),
-                segments,
-            });
             put_or_forget(s, ino, r)
         }
     }
