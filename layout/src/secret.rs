@@ -2,8 +2,8 @@
 //! the cluster together are derived (DS capabilities, heartbeat MACs). Deriving per purpose
 //! means no key is ever used for two things, and the secret itself never crosses the wire.
 use proto::cluster::{
-    BadChunksArgs, BadShardsArgs, HeartbeatArgs, HeartbeatResOk, RecipeArgs, RecipeResOk,
-    StatusArgs,
+    BadChunksArgs, BadShardsArgs, HeartbeatArgs, HeartbeatResOk, RecipeArgs, RecipePartArgs,
+    RecipePartResOk, RecipeResOk, StatusArgs,
 };
 use proto::peer::PeerArgs;
 use proto::shard::Signed;
@@ -124,6 +124,40 @@ impl ClusterSecret {
     /// Whether `res` answers the RECIPE request whose MAC is `request` (constant time).
     pub fn recipe_reply_authentic(&self, request: &[u8; 32], res: &RecipeResOk) -> bool {
         blake3::Hash::from_bytes(self.recipe_reply_mac(request, res))
+            == blake3::Hash::from_bytes(res.mac)
+    }
+
+    /// RECIPE_PART's keys: their own, so no RECIPE request or answer passes for one.
+    fn recipe_part_key(&self) -> [u8; 32] {
+        blake3::derive_key("cfs recipe part request key v1", &self.0)
+    }
+
+    fn recipe_part_reply_key(&self) -> [u8; 32] {
+        blake3::derive_key("cfs recipe part reply key v1", &self.0)
+    }
+
+    /// The MAC a DS puts in its RECIPE_PART request.
+    pub fn recipe_part_mac(&self, args: &RecipePartArgs) -> [u8; 32] {
+        *blake3::keyed_hash(&self.recipe_part_key(), &args.mac_input()).as_bytes()
+    }
+
+    /// Whether a RECIPE_PART request was made with this secret (constant-time comparison).
+    pub fn recipe_part_authentic(&self, args: &RecipePartArgs) -> bool {
+        blake3::Hash::from_bytes(self.recipe_part_mac(args)) == blake3::Hash::from_bytes(args.mac)
+    }
+
+    /// The MAC an MDS puts in its answer to the RECIPE_PART request whose MAC is `request`
+    /// (as `recipe_reply_mac`).
+    pub fn recipe_part_reply_mac(&self, request: &[u8; 32], res: &RecipePartResOk) -> [u8; 32] {
+        let mut h = blake3::Hasher::new_keyed(&self.recipe_part_reply_key());
+        h.update(request);
+        h.update(&res.mac_input());
+        *h.finalize().as_bytes()
+    }
+
+    /// Whether `res` answers the RECIPE_PART request whose MAC is `request` (constant time).
+    pub fn recipe_part_reply_authentic(&self, request: &[u8; 32], res: &RecipePartResOk) -> bool {
+        blake3::Hash::from_bytes(self.recipe_part_reply_mac(request, res))
             == blake3::Hash::from_bytes(res.mac)
     }
 }

@@ -34,6 +34,12 @@ pub const CLUSTERPROC_BAD_SHARDS: u32 = 4;
 /// request's MAC. The MDS answers only for a file reduced at the epoch asked, whose segments
 /// are all on flash.
 pub const CLUSTERPROC_RECIPE: u32 = 5;
+/// DS → MDS: RECIPE for one part of a data-reduced file, the part holding `offset` (a file
+/// too large for one recipe is reduced in parts, `meta_core::reducing`; a file in one recipe
+/// has one part, the whole file). Args [`RecipePartArgs`], result [`RecipePartRes`], MACed
+/// both ways as RECIPE is, under keys of their own. RECIPE stays answered for files in one
+/// recipe (a data server of the release before asks it).
+pub const CLUSTERPROC_RECIPE_PART: u32 = 6;
 
 /// Largest recipe a RECIPE reply carries (`reduce::recipe`: 44 bytes a chunk, so ~95,000
 /// chunks, ~3 GiB of file at the 32 KiB average); a larger file is read through the MDS.
@@ -410,6 +416,64 @@ impl RecipeResOk {
 pub enum RecipeRes {
     #[xdr(case = CLUSTER_OK)]
     Ok(RecipeResOk),
+    #[xdr(default)]
+    Err(u32),
+}
+
+/// RECIPE_PART's arguments: RECIPE's and the file offset whose part is asked for.
+#[derive(Debug, Clone, PartialEq, Eq, Xdr)]
+pub struct RecipePartArgs {
+    pub ds_id: u64,
+    /// Milliseconds since the Unix epoch when sent.
+    pub timestamp_ms: u64,
+    pub ino: u64,
+    /// The reduce epoch the handle names.
+    pub epoch: u64,
+    /// A byte of the file within the part asked for.
+    pub offset: u64,
+    /// Keyed blake3 over the XDR of the fields above.
+    pub mac: [u8; 32],
+}
+
+impl RecipePartArgs {
+    /// The bytes the MAC covers: the XDR of every field but the MAC itself.
+    pub fn mac_input(&self) -> Vec<u8> {
+        let mut copy = self.clone();
+        copy.mac = [0; 32];
+        crate::xdr::Xdr::to_xdr(&copy)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Xdr)]
+pub struct RecipePartResOk {
+    /// The file's length.
+    pub len: u64,
+    /// Where the part is in the file, and its length (what its recipe describes).
+    pub part_offset: u64,
+    pub part_len: u64,
+    /// The part's recipe as `reduce::Recipe::encode` wrote it (self-checking).
+    #[xdr(max = MAX_RECIPE)]
+    pub recipe: crate::xdr::Opaque,
+    /// Where the part's segments are.
+    #[xdr(max = MAX_RECIPE_SEGMENTS)]
+    pub segments: Vec<RecipeSegment>,
+    /// Keyed blake3 over the request's MAC and the XDR of the fields above.
+    pub mac: [u8; 32],
+}
+
+impl RecipePartResOk {
+    /// The bytes the MAC covers (with the request's MAC, see `layout::secret`).
+    pub fn mac_input(&self) -> Vec<u8> {
+        let mut copy = self.clone();
+        copy.mac = [0; 32];
+        crate::xdr::Xdr::to_xdr(&copy)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Xdr)]
+pub enum RecipePartRes {
+    #[xdr(case = CLUSTER_OK)]
+    Ok(RecipePartResOk),
     #[xdr(default)]
     Err(u32),
 }

@@ -976,3 +976,214 @@ fn an_mds_killed_while_a_shared_file_is_removed_frees_only_what_no_file_refers_t
     let _mds = cl.restart_mds();
     wait_nothing_left(&cl);
 }
+
+/// Reads `path` whole and in ranges through a pNFS client, from the data server its layout
+/// names, and checks none of it came through the MDS.
+fn reads_through_the_layout(cl: &Cluster, path: &str, want: &[u8], ranges: &[(u64, usize)]) {
+    let c = cl.client(true);
+    let f = cl
+        .rt
+        .block_on(c.open_path(path, OPEN4_SHARE_ACCESS_READ, None))
+        .expect("open for reading");
+    let mut got = Vec::new();
+    loop {
+        let (d, eof) = cl
+            .rt
+            .block_on(c.read_full(&f, got.len() as u64, 1 << 20))
+            .expect("read");
+        got.extend_from_slice(&d);
+        if eof || d.is_empty() || got.len() > want.len() {
+            break;
+        }
+    }
+    assert!(got == want, "{path} whole through the data server");
+    for &(o, n) in ranges {
+        let d = cl
+            .rt
+            .block_on(c.read_full(&f, o, n as u32))
+            .expect("read a range")
+            .0;
+        let end = (o as usize + n).min(want.len());
+        let start = (o as usize).min(end);
+        assert!(d == want[start..end], "{path} range {o}+{n}");
+    }
+    let st = c.pnfs_stats().expect("pNFS stats");
+    assert_eq!(st.mds_read_bytes, 0, "read through the MDS: {st:?}");
+    assert!(st.ds_read_bytes >= want.len() as u64, "{st:?}");
+    cl.rt.block_on(c.close(&f)).expect("close");
+    let _ = cl.rt.block_on(c.shutdown());
+}
+
+/// A file larger than a part of a reduce (`--reduce-part-mib 8`, so ~26 MiB is four parts),
+/// with a copy under another name: both are reduced in parts, take about one copy's room, read
+/// back byte-exact through the MDS and from a data server (ranges across parts), and after an
+/// MDS restart; removing one leaves the other whole. By hand at the default part:
+/// `CFS_REDUCE_PARTS_MIB=1024 CFS_REDUCE_PART_MIB=320`.
+#[test]
+fn a_file_past_one_recipe_is_reduced_in_parts_and_reads_back_everywhere() {
+    let _g = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let t = tempfile::tempdir().expect("tempdir");
+    let env = |k: &str, default: usize| {
+        std::env::var(k)
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(default)
+    };
+    let (mib, part) = (
+        env("CFS_REDUCE_PARTS_MIB", 26),
+        env("CFS_REDUCE_PART_MIB", 8),
+    );
+    let part = part.to_string();
+    let cl = Cluster::start_sized(
+        t.path(),
+        DS_ROLES,
+        &[
+            "--encode-after",
+            "1",
+            "--reduce",
+            "on",
+            "--reduce-part-mib",
+            &part,
+            "--lease-seconds",
+            "5",
+        ],
+    );
+    let data = random_bytes((mib << 20) + 12_345, 0x4610);
+    let big = write_file(&cl, "/big", &data);
+    let copy = write_file(&cl, "/copy", &data);
+    let mirrored_on_disk = stored_bytes(&cl);
+    let t0 = std::time::Instant::now();
+    wait_for(180 + mib as u64, "both files reduced", || {
+        n(&data_status(&cl), "reduced_files") == 2
+    });
+    eprintln!(
+        "both reduced {:.1} s after the writes",
+        t0.elapsed().as_secs_f64()
+    );
+    wait_for(30, "their mirror copies deleted", || {
+        [big, copy]
+            .iter()
+            .all(|i| cl.chunk_files(*i).iter().all(|(_, n)| *n == 0))
+    });
+    let log = cl.dir.join("cluster").join("mds.log");
+    for ino in [big, copy] {
+        assert!(
+            logged(&log, "reduce part recorded", ino) >= 3,
+            "{ino} was not reduced in parts"
+        );
+    }
+    let st = data_status(&cl);
+    let on_disk = stored_bytes(&cl);
+    eprintln!(
+        "{st}\nraw bytes on the data servers: {mirrored_on_disk} mirrored, {on_disk} reduced"
+    );
+    assert_eq!(n(&st, "reduced_bytes"), 2 * data.len() as u64);
+    // One copy of the random bytes (the second found every chunk in the index).
+    let unique = n(&st, "segment_unique_bytes");
+    assert!(
+        unique <= data.len() as u64 && unique * 100 > data.len() as u64 * 99,
+        "unique bytes {unique}"
+    );
+    // 2+1 of one copy against two mirrors of two files (0.375 expected).
+    assert!(
+        on_disk * 100 < mirrored_on_disk * 42,
+        "{on_disk} vs {mirrored_on_disk}"
+    );
+    // Ranges across the parts' boundaries (near each 8 MiB) and the end.
+    let ranges = [
+        ((8 << 20) - 300_001, 1_000_000),
+        ((16 << 20) - 5, (1 << 20) - 1),
+        ((24 << 20) - 777_777, 999_999),
+        (data.len() as u64 - 10, 100),
+        (data.len() as u64 + 10, 100),
+    ];
+    let t0 = std::time::Instant::now();
+    assert!(
+        read_file(&cl, "/big", data.len()) == data,
+        "through the MDS"
+    );
+    eprintln!(
+        "read through the MDS in {:.1} s",
+        t0.elapsed().as_secs_f64()
+    );
+    let t0 = std::time::Instant::now();
+    reads_through_the_layout(&cl, "/copy", &data, &ranges);
+    eprintln!(
+        "read from a data server in {:.1} s",
+        t0.elapsed().as_secs_f64()
+    );
+
+    cl.kill9("mds");
+    let _mds = cl.restart_mds();
+    assert!(
+        read_file(&cl, "/copy", data.len()) == data,
+        "after a restart"
+    );
+    reads_through_the_layout(&cl, "/big", &data, &ranges);
+
+    let c = cl.client(false);
+    let root = cl.rt.block_on(c.lookup_path("/")).expect("root");
+    cl.rt.block_on(c.remove(&root, "big")).expect("remove /big");
+    let _ = cl.rt.block_on(c.shutdown());
+    wait_for(60, "/big's reduce retired", || {
+        n(&data_status(&cl), "reduced_files") == 1
+    });
+    assert!(read_file(&cl, "/copy", data.len()) == data, "the copy left");
+}
+
+/// kill -9 of the MDS between two parts of a reduce in parts: the file is never half-read (its
+/// mirrors were still the file), the restarted MDS gives the reduce up, reclaims what it
+/// referred to, and reduces the file again; removed, it leaves no segment anywhere.
+#[test]
+fn an_mds_killed_between_parts_loses_nothing_and_what_the_parts_held_is_reclaimed() {
+    let _g = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let t = tempfile::tempdir().expect("tempdir");
+    let cl = Cluster::start_sized(
+        t.path(),
+        DS_ROLES,
+        &[
+            "--encode-after",
+            "1",
+            "--reduce",
+            "on",
+            "--reduce-part-mib",
+            "8",
+            "--lease-seconds",
+            "5",
+        ],
+    );
+    let data = random_bytes(64 << 20, 0x4611);
+    let ino = write_file(&cl, "/f", &data);
+    let log = cl.dir.join("cluster").join("mds.log");
+    wait_for(60, "a part of the reduce recorded", || {
+        logged(&log, "reduce part recorded", ino) >= 1
+    });
+    cl.kill9("mds");
+    assert_eq!(
+        logged(&log, "file data-reduced", ino),
+        0,
+        "the reduce finished before the kill: the test did not hit it"
+    );
+    let _mds = cl.restart_mds();
+    // Read whole while the restarted MDS gives the reduce up and does it again.
+    assert_eq!(read_file(&cl, "/f", data.len()), data);
+    let restarted = cl.dir.join("mds-restarted.log");
+    wait_for(120, "/f reduced by the restarted MDS", || {
+        logged(&restarted, "file data-reduced", ino) == 1
+    });
+    let after = std::fs::read_to_string(&restarted).unwrap_or_default();
+    assert!(
+        after.contains("reduce left under way by a restart given up"),
+        "the restarted MDS did not give up the reduce it found under way"
+    );
+    assert!(
+        after.contains("leaked referrer dropped"),
+        "the killed reduce's referrers were not reclaimed"
+    );
+    assert_eq!(read_file(&cl, "/f", data.len()), data);
+    let c = cl.client(false);
+    let root = cl.rt.block_on(c.lookup_path("/")).expect("root");
+    cl.rt.block_on(c.remove(&root, "f")).expect("remove /f");
+    let _ = cl.rt.block_on(c.shutdown());
+    wait_nothing_left(&cl);
+}

@@ -2,9 +2,10 @@
 //! a data-reduced file's reads, so its bytes never pass through the MDS.
 //!
 //! A READ: the handle is verified against the file's fence (as a mirrored file's); the file's
-//! recipe and where its segments are come from the MDS (the cluster program's RECIPE, MACed
-//! both ways, answered only for a file reduced at the handle's epoch) and are kept in a small
-//! cache keyed by (file, epoch); the segments the range needs are fetched from their shards'
+//! recipe and where its segments are come from the MDS (the cluster program's RECIPE_PART,
+//! MACed both ways, answered only for a file reduced at the handle's epoch: the part of the
+//! recipe holding the offset read, the whole file for a file reduced in one recipe) and are
+//! kept in a small cache keyed by (file, epoch, part); the segments the range needs are fetched from their shards'
 //! servers (here if held; a shard that cannot be read is rebuilt from the others, as an
 //! assembled read of an encoded file does); then `reduce::Plan` (the code the MDS reads with)
 //! cuts each chunk from its segment, decompresses it and checks it against its keyed id. A
@@ -24,8 +25,8 @@ use std::time::Duration;
 
 use layout::ReducedCap;
 use proto::cluster::{
-    RecipeArgs, RecipeRes, RecipeSegment, CFS_CLUSTER_PROGRAM, CFS_CLUSTER_V1, CLUSTERPROC_RECIPE,
-    CLUSTER_ERR_NOT_REDUCED, MAX_RECIPE,
+    RecipePartArgs, RecipePartRes, RecipeSegment, CFS_CLUSTER_PROGRAM, CFS_CLUSTER_V1,
+    CLUSTERPROC_RECIPE_PART, CLUSTER_ERR_NOT_REDUCED, MAX_RECIPE,
 };
 use proto::nfs3::*;
 use proto::rpc::{Auth, Connection, ConnectionLimits, RejectCalls};
@@ -50,10 +51,21 @@ const RECIPE_RECORD: usize = MAX_RECIPE + (2 << 20);
 /// Largest READ served, as for file handles.
 const MAX_READ: u64 = super::nfs3::MAX_READ as u64;
 
-/// A reduced file's recipe and where its segments are.
+/// A part of a reduced file's recipe (the whole file for a file in one recipe) and where its
+/// segments are.
 struct Known {
+    /// The file's length, and where the part begins in it.
+    len: u64,
+    offset: u64,
     plan: Plan,
     segments: HashMap<SegmentId, RecipeSegment>,
+}
+
+impl Known {
+    /// Whether the part holds byte `offset` of the file.
+    fn holds(&self, offset: u64) -> bool {
+        offset >= self.offset && offset - self.offset < self.plan.len()
+    }
 }
 
 /// A reduced file's reduce, `(ino, epoch)`; a segment's shard set, `(file, epoch)`.
@@ -61,7 +73,8 @@ type Key = (u64, u64);
 /// A small cache, oldest first.
 type Kept<T> = Mutex<Vec<(Key, Arc<T>)>>;
 
-/// This data server's recipes and segments of reduced files, and its turns (bounded).
+/// This data server's recipes (parts of them, several per reduce) and segments of reduced
+/// files, and its turns (bounded).
 pub(crate) struct ReducedReads {
     recipes: Kept<Known>,
     segments: Kept<Vec<u8>>,
@@ -87,16 +100,17 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl ReducedReads {
-    fn recipe(&self, key: (u64, u64)) -> Option<Arc<Known>> {
+    /// The cached part of reduce `key` holding `offset`.
+    fn recipe(&self, key: (u64, u64), offset: u64) -> Option<Arc<Known>> {
         lock(&self.recipes)
             .iter()
-            .find(|(k, _)| *k == key)
+            .find(|(k, v)| *k == key && v.holds(offset))
             .map(|(_, v)| v.clone())
     }
 
     fn keep_recipe(&self, key: (u64, u64), v: Arc<Known>) {
         let mut r = lock(&self.recipes);
-        r.retain(|(k, _)| *k != key);
+        r.retain(|(k, o)| !(*k == key && o.offset == v.offset));
         if r.len() >= RECIPE_CACHE {
             r.remove(0);
         }
@@ -171,7 +185,7 @@ async fn call_recipe(mds: SocketAddr, args: &[u8]) -> Result<Vec<u8>, String> {
         .call(
             CFS_CLUSTER_PROGRAM,
             CFS_CLUSTER_V1,
-            CLUSTERPROC_RECIPE,
+            CLUSTERPROC_RECIPE_PART,
             &Auth::None,
             args,
             RECIPE_CALL,
@@ -181,28 +195,34 @@ async fn call_recipe(mds: SocketAddr, args: &[u8]) -> Result<Vec<u8>, String> {
     Ok(r.map_err(|e| e.to_string())?.body().to_vec())
 }
 
-/// The recipe of `cap`'s file at its epoch: cached, or from the first MDS node that answers.
-async fn known(s: &Shared, cap: &ReducedCap) -> Result<Arc<Known>, Nfsstat3> {
+/// The part of the recipe of `cap`'s file at its epoch holding byte `offset`: cached, or
+/// from the first MDS node that answers.
+async fn known(s: &Shared, cap: &ReducedCap, offset: u64) -> Result<Arc<Known>, Nfsstat3> {
     let key = (cap.file.0, cap.epoch);
-    if let Some(k) = s.reduced.recipe(key) {
+    if let Some(k) = s.reduced.recipe(key, offset) {
         return Ok(k);
     }
-    let mut a = RecipeArgs {
+    let mut a = RecipePartArgs {
         ds_id: s.id.0,
         timestamp_ms: layout::secret::now_ms(),
         ino: cap.file.0,
         epoch: cap.epoch,
+        offset,
         mac: [0; 32],
     };
-    a.mac = s.cfg.secret.recipe_mac(&a);
+    a.mac = s.cfg.secret.recipe_part_mac(&a);
     let body = a.to_xdr();
     for mds in s.mds.targets() {
         let ok = match call_recipe(mds, &body)
             .await
-            .map(|b| RecipeRes::from_xdr(&b))
+            .map(|b| RecipePartRes::from_xdr(&b))
         {
-            Ok(Ok(RecipeRes::Ok(ok))) if s.cfg.secret.recipe_reply_authentic(&a.mac, &ok) => ok,
-            Ok(Ok(RecipeRes::Err(CLUSTER_ERR_NOT_REDUCED))) => return Err(Nfsstat3::Stale),
+            Ok(Ok(RecipePartRes::Ok(ok)))
+                if s.cfg.secret.recipe_part_reply_authentic(&a.mac, &ok) =>
+            {
+                ok
+            }
+            Ok(Ok(RecipePartRes::Err(CLUSTER_ERR_NOT_REDUCED))) => return Err(Nfsstat3::Stale),
             other => {
                 tracing::debug!(%mds, file = cap.file.0, "RECIPE not answered: {other:?}");
                 continue;
@@ -213,8 +233,12 @@ async fn known(s: &Shared, cap: &ReducedCap) -> Result<Arc<Known>, Nfsstat3> {
             Nfsstat3::Io
         })?;
         let plan = Plan::new(recipe);
-        if plan.len() != ok.len {
-            tracing::warn!(file = cap.file.0, "recipe length is not the file's");
+        let fits = ok
+            .part_offset
+            .checked_add(ok.part_len)
+            .is_some_and(|e| e <= ok.len);
+        if plan.len() != ok.part_len || !fits || plan.is_empty() {
+            tracing::warn!(file = cap.file.0, "recipe length is not the part's");
             return Err(Nfsstat3::Io);
         }
         let segments = ok
@@ -222,7 +246,21 @@ async fn known(s: &Shared, cap: &ReducedCap) -> Result<Arc<Known>, Nfsstat3> {
             .into_iter()
             .map(|g| (SegmentId(g.id), g))
             .collect();
-        let k = Arc::new(Known { plan, segments });
+        let k = Arc::new(Known {
+            len: ok.len,
+            offset: ok.part_offset,
+            plan,
+            segments,
+        });
+        // Past the end, the MDS answers the last part.
+        if !k.holds(offset.min(k.len - 1)) {
+            tracing::warn!(
+                file = cap.file.0,
+                offset,
+                "the part answered does not hold the offset asked"
+            );
+            return Err(Nfsstat3::Io);
+        }
         s.reduced.keep_recipe(key, k.clone());
         return Ok(k);
     }
@@ -320,8 +358,31 @@ impl reduce::SegmentSource for Fetched {
     }
 }
 
-/// `[offset, offset + count)` of the file, assembled here.
+/// `[offset, offset + count)` of the file (of length `len`), assembled here, part after part
+/// (`first`: the part holding `offset`).
 async fn assemble(
+    s: &Arc<Shared>,
+    cap: &ReducedCap,
+    first: Arc<Known>,
+    offset: u64,
+    count: u64,
+) -> Result<Vec<u8>, Nfsstat3> {
+    let end = offset.saturating_add(count).min(first.len);
+    let _turn = s.reduced.turns.acquire().await.map_err(|_| Nfsstat3::Io)?;
+    let mut out = Vec::new();
+    let (mut at, mut k) = (offset, first);
+    while at < end {
+        if !k.holds(at) {
+            k = known(s, cap, at).await?;
+        }
+        out.extend(assemble_part(s, cap, &k, at - k.offset, end - at).await?);
+        at = k.offset + k.plan.len();
+    }
+    Ok(out)
+}
+
+/// `[offset, offset + count)` of part `k` (offsets in the part), assembled here.
+async fn assemble_part(
     s: &Arc<Shared>,
     cap: &ReducedCap,
     k: &Arc<Known>,
@@ -331,7 +392,6 @@ async fn assemble(
     let Some(span) = k.plan.span(offset, count) else {
         return Ok(Vec::new());
     };
-    let _turn = s.reduced.turns.acquire().await.map_err(|_| Nfsstat3::Io)?;
     let mut params = Params::new(DedupKey::from_bytes(s.cfg.secret.dedup_key()));
     params.data_key = None;
     let mut out = Vec::new();
@@ -378,8 +438,8 @@ fn attrs(s: &Shared, cap: &ReducedCap, len: u64) -> Fattr3 {
 pub(crate) async fn getattr(s: &Arc<Shared>, a: Getattr3Args) -> Getattr3Res {
     let r = async {
         let cap = verify(s, &a.object)?;
-        let k = known(s, &cap).await?;
-        Ok::<_, Nfsstat3>(attrs(s, &cap, k.plan.len()))
+        let k = known(s, &cap, 0).await?;
+        Ok::<_, Nfsstat3>(attrs(s, &cap, k.len))
     };
     match r.await {
         Ok(obj_attributes) => Getattr3Res::Ok(Getattr3ResOk { obj_attributes }),
@@ -390,10 +450,14 @@ pub(crate) async fn getattr(s: &Arc<Shared>, a: Getattr3Args) -> Getattr3Res {
 pub(crate) async fn read(s: &Arc<Shared>, a: Read3Args) -> Read3Res {
     let r = async {
         let cap = verify(s, &a.file)?;
-        let k = known(s, &cap).await?;
+        let k = known(s, &cap, a.offset).await?;
+        if a.offset >= k.len {
+            return Ok((cap, k.len, Vec::new()));
+        }
         let count = u64::from(a.count).min(MAX_READ);
-        let data = assemble(s, &cap, &k, a.offset, count).await?;
-        Ok::<_, Nfsstat3>((cap, k.plan.len(), data))
+        let len = k.len;
+        let data = assemble(s, &cap, k, a.offset, count).await?;
+        Ok::<_, Nfsstat3>((cap, len, data))
     };
     match r.await {
         Ok((cap, len, data)) => {

@@ -15,6 +15,10 @@
 //! - a file whose recipe or segment list is larger than a RECIPE reply carries
 //!   (`proto::cluster::MAX_RECIPE`, `MAX_RECIPE_SEGMENTS`: ~3 GiB at the average chunk).
 //!
+//! A file reduced in parts (`meta_core::reducing`) is answered part by part: the data server
+//! asks RECIPE_PART for the part holding the offset it reads, and caches parts. RECIPE is
+//! still answered for a file in one recipe (a data server of the release before asks it).
+//!
 //! Recall: an unreduce fences the file (`reduced_io::unreduce`), so a reader's handle stops
 //! verifying; the RECIPE answer is given only for a file reduced at the handle's epoch, so a
 //! handle of a retired reduce finds nothing even where a data server missed the fence. A
@@ -23,8 +27,9 @@
 use layout::DsId;
 use meta::namespace::Namespace;
 use proto::cluster::{
-    RecipeArgs, RecipeRes, RecipeResOk, RecipeSegment, CLUSTER_ERR_AUTH, CLUSTER_ERR_CLOCK,
-    CLUSTER_ERR_LATER, CLUSTER_ERR_NOT_REDUCED, MAX_RECIPE, MAX_RECIPE_SEGMENTS,
+    RecipeArgs, RecipePartArgs, RecipePartRes, RecipePartResOk, RecipeRes, RecipeResOk,
+    RecipeSegment, CLUSTER_ERR_AUTH, CLUSTER_ERR_CLOCK, CLUSTER_ERR_LATER, CLUSTER_ERR_NOT_REDUCED,
+    MAX_RECIPE, MAX_RECIPE_SEGMENTS,
 };
 use proto::rpc::{accepted_reply, AcceptStat, Auth, Call};
 use proto::xdr::{Opaque, Writer, Xdr};
@@ -33,7 +38,7 @@ use reduce::Plan;
 use super::reduced_io::{to_index_segment, ReducedFile};
 use super::segments::SegmentPlace;
 use super::Cluster;
-use crate::error::NfsResult;
+use crate::error::{NfsError, NfsResult};
 
 /// Bytes a recipe takes per chunk (`reduce::recipe`'s format, without its header).
 const RECIPE_CHUNK_BYTES: usize = 44;
@@ -50,14 +55,26 @@ impl Cluster {
         if self.sealing() || self.data_key().is_some() {
             return Ok(None);
         }
-        let (start, plan) = self.plan(ns, ino, red, 0)?;
-        // A file reduced in parts is read through the MDS (its RECIPE answer is one recipe).
-        if start != 0 || plan.len() != red.len || !fits(&plan) {
-            return Ok(None);
-        }
+        let (_, plan) = self.plan(ns, ino, red, 0)?;
+        // Every part's segments on flash, and every part's reply within RECIPE's bounds (a
+        // part's recipe is at most `MAX_RECIPE_LEN`, well within `MAX_RECIPE`).
+        let segments = if plan.len() == red.len {
+            if !fits(&plan) {
+                return Ok(None);
+            }
+            plan.segments().iter().map(to_index_segment).collect()
+        } else {
+            let (all, most) = ns
+                .reduced_segments(ino, red.epoch)?
+                .ok_or(NfsError::Delay)?;
+            if most > MAX_RECIPE_SEGMENTS {
+                return Ok(None);
+            }
+            all
+        };
         let mut holders = std::collections::BTreeSet::new();
-        for s in plan.segments() {
-            match ns.segment(&to_index_segment(&s))? {
+        for s in &segments {
+            match ns.segment(s)? {
                 Some(rec) if rec.on_flash() => holders.extend(rec.placement),
                 _ => return Ok(None),
             }
@@ -77,8 +94,30 @@ impl Cluster {
         Ok(up.first().copied())
     }
 
-    /// RECIPE's answer (its MAC left to the caller), or the error code.
+    /// RECIPE's answer (its MAC left to the caller), or the error code: only for a file in
+    /// one recipe.
     fn recipe_answer(&self, ns: &Namespace, ino: u64, epoch: u64) -> Result<RecipeResOk, u32> {
+        let p = self.part_answer(ns, ino, epoch, 0)?;
+        if p.part_len != p.len {
+            return Err(CLUSTER_ERR_NOT_REDUCED);
+        }
+        Ok(RecipeResOk {
+            len: p.len,
+            recipe: p.recipe,
+            segments: p.segments,
+            mac: [0; 32],
+        })
+    }
+
+    /// RECIPE_PART's answer (its MAC left to the caller), or the error code: the part of the
+    /// file holding `offset`.
+    fn part_answer(
+        &self,
+        ns: &Namespace,
+        ino: u64,
+        epoch: u64,
+        offset: u64,
+    ) -> Result<RecipePartResOk, u32> {
         let later = |e: &dyn std::fmt::Debug| {
             tracing::debug!(ino, epoch, "RECIPE not answered now: {e:?}");
             CLUSTER_ERR_LATER
@@ -90,8 +129,10 @@ impl Cluster {
         if self.sealing() || self.data_key().is_some() {
             return Err(CLUSTER_ERR_NOT_REDUCED);
         }
-        let (start, plan) = self.plan(ns, ino, red, 0).map_err(|e| later(&e))?;
-        if start != 0 || plan.len() != red.len || !fits(&plan) {
+        // Past the end: the last part (whose answer says the file's length).
+        let offset = offset.min(red.len.saturating_sub(1));
+        let (start, plan) = self.plan(ns, ino, red, offset).map_err(|e| later(&e))?;
+        if !fits(&plan) {
             return Err(CLUSTER_ERR_NOT_REDUCED);
         }
         let mut segments = Vec::new();
@@ -118,8 +159,10 @@ impl Cluster {
             tracing::error!(ino, epoch, "recipe not encodable: {e}");
             CLUSTER_ERR_LATER
         })?;
-        Ok(RecipeResOk {
+        Ok(RecipePartResOk {
             len: red.len,
+            part_offset: start,
+            part_len: plan.len(),
             recipe: Opaque(recipe),
             segments,
             mac: [0; 32],
@@ -150,6 +193,30 @@ pub fn recipe(cluster: &Cluster, ns: &Namespace, call: &Call) -> Writer {
                 RecipeRes::Ok(ok)
             }
             Err(code) => RecipeRes::Err(code),
+        },
+    };
+    let mut w = accepted_reply(call.xid, &Auth::None, AcceptStat::Success);
+    w.buf.extend_from_slice(&res.to_xdr());
+    w
+}
+
+/// A data server asks for the part of a reduced file's recipe holding an offset it reads.
+pub fn recipe_part(cluster: &Cluster, ns: &Namespace, call: &Call) -> Writer {
+    let res = match RecipePartArgs::from_xdr(call.args()) {
+        Err(_) => return accepted_reply(call.xid, &Auth::None, AcceptStat::GarbageArgs),
+        Ok(a) if !cluster.cfg.secret.recipe_part_authentic(&a) => {
+            tracing::warn!(ds = %DsId(a.ds_id), "RECIPE_PART refused: wrong MAC");
+            RecipePartRes::Err(CLUSTER_ERR_AUTH)
+        }
+        Ok(a) if !layout::secret::fresh(a.timestamp_ms, layout::secret::now_ms()) => {
+            RecipePartRes::Err(CLUSTER_ERR_CLOCK)
+        }
+        Ok(a) => match cluster.part_answer(ns, a.ino, a.epoch, a.offset) {
+            Ok(mut ok) => {
+                ok.mac = cluster.cfg.secret.recipe_part_reply_mac(&a.mac, &ok);
+                RecipePartRes::Ok(ok)
+            }
+            Err(code) => RecipePartRes::Err(code),
         },
     };
     let mut w = accepted_reply(call.xid, &Auth::None, AcceptStat::Success);

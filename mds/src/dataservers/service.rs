@@ -39,6 +39,7 @@ pub fn handle(cluster: Option<&Cluster>, ns: &Namespace, call: &Call) -> Writer 
         },
         // A data server assembling a reduced file's reads asks for its recipe.
         CLUSTERPROC_RECIPE => return super::reduced_reads::recipe(cluster, ns, call),
+        CLUSTERPROC_RECIPE_PART => return super::reduced_reads::recipe_part(cluster, ns, call),
         CLUSTERPROC_STATUS => match StatusArgs::from_xdr(call.args()) {
             Ok(a) if !cluster.cfg.secret.status_authentic(&a) => refuse(CLUSTER_ERR_AUTH),
             Ok(a) if !layout::secret::fresh(a.timestamp_ms, layout::secret::now_ms()) => {

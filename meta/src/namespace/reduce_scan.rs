@@ -4,6 +4,7 @@
 //! passes the file's shard's read barrier first, since a stale `Gone` would drop a referrer
 //! a reduce under way or finished is about to need.
 
+use meta_core::reduce_index::SegmentId;
 use meta_core::reducing::{FileReduce, ReduceStatus};
 
 use super::{FsError, Namespace, ShardId, Snapshot};
@@ -60,6 +61,28 @@ impl Snapshot<'_> {
         })
     }
 
+    /// Every segment of every part of the finished reduce `epoch` of `ino`, each once, and
+    /// the most one part names, if the file's bytes are that reduce's (no recipe copied).
+    pub fn reduced_segments(
+        &self,
+        ino: u64,
+        epoch: u64,
+    ) -> Result<Option<(Vec<SegmentId>, usize)>, FsError> {
+        self.with(ShardId::of_ino(ino), |st| {
+            let d = st
+                .file_reduce(ino)
+                .filter(|r| r.epoch == epoch && r.is_reduced())?
+                .reduced()?;
+            let most = d
+                .parts()
+                .iter()
+                .map(|p| p.segments.len())
+                .max()
+                .unwrap_or(0);
+            Some((d.segments(), most))
+        })
+    }
+
     /// See `MemState::reduce_status`, as this node's replica has it.
     pub fn reduce_status(&self, ino: u64, epoch: u64) -> Result<ReduceStatus, FsError> {
         self.with(ShardId::of_ino(ino), |st| st.reduce_status(ino, epoch))
@@ -94,6 +117,15 @@ impl Namespace {
         offset: u64,
     ) -> Result<Option<PartCopy>, FsError> {
         self.snapshot()?.reduced_part(ino, epoch, offset)
+    }
+
+    /// See `Snapshot::reduced_segments`.
+    pub fn reduced_segments(
+        &self,
+        ino: u64,
+        epoch: u64,
+    ) -> Result<Option<(Vec<SegmentId>, usize)>, FsError> {
+        self.snapshot()?.reduced_segments(ino, epoch)
     }
 
     /// See `Snapshot::reduces_to_clean`.

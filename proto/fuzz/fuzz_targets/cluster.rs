@@ -8,7 +8,7 @@
 use libfuzzer_sys::fuzz_target;
 use proto::cluster::{
     BadChunksArgs, BadChunksRes, BadShardsArgs, BadShardsRes, HeartbeatArgs, HeartbeatRes,
-    RecipeArgs, RecipeRes, StatusArgs, StatusRes,
+    RecipeArgs, RecipePartArgs, RecipePartRes, RecipeRes, StatusArgs, StatusRes,
 };
 use proto::nfs4::{FfDeviceAddr4, FfLayout4, FfLayoutreturn4};
 use proto::peer::{PeerArgs, PeerRes};
@@ -54,17 +54,36 @@ fuzz_target!(|data: &[u8]| {
         }
         7 => round_trip::<BadChunksRes>(rest),
         8 => {
-            // A DS's RECIPE call (the MDS reads it before checking its MAC), and the MDS's
-            // answer (the DS reads it before checking its MAC against the request's).
-            if rest.first().is_some_and(|b| b & 1 == 0) {
-                round_trip::<RecipeArgs>(&rest[1..]);
-                if let Ok(a) = RecipeArgs::from_xdr(&rest[1..]) {
-                    let _ = a.mac_input();
+            // A DS's RECIPE or RECIPE_PART call (the MDS reads it before checking its MAC),
+            // and the MDS's answer (the DS reads it before checking its MAC against the
+            // request's).
+            let Some((&form, body)) = rest.split_first() else {
+                return;
+            };
+            match form & 3 {
+                0 => {
+                    round_trip::<RecipeArgs>(body);
+                    if let Ok(a) = RecipeArgs::from_xdr(body) {
+                        let _ = a.mac_input();
+                    }
                 }
-            } else if let Some(body) = rest.get(1..) {
-                round_trip::<RecipeRes>(body);
-                if let Ok(RecipeRes::Ok(ok)) = RecipeRes::from_xdr(body) {
-                    let _ = ok.mac_input();
+                1 => {
+                    round_trip::<RecipeRes>(body);
+                    if let Ok(RecipeRes::Ok(ok)) = RecipeRes::from_xdr(body) {
+                        let _ = ok.mac_input();
+                    }
+                }
+                2 => {
+                    round_trip::<RecipePartArgs>(body);
+                    if let Ok(a) = RecipePartArgs::from_xdr(body) {
+                        let _ = a.mac_input();
+                    }
+                }
+                _ => {
+                    round_trip::<RecipePartRes>(body);
+                    if let Ok(RecipePartRes::Ok(ok)) = RecipePartRes::from_xdr(body) {
+                        let _ = ok.mac_input();
+                    }
                 }
             }
         }

@@ -4,7 +4,7 @@
 //! use answer as recorded. (A snapshot carrying them: `raft::machine`'s tests.)
 
 use meta_core::reduce_index::SegmentId;
-use meta_core::reducing::{ReduceStatus, MAX_RECIPE_LEN, MAX_REDUCE_SEGMENTS};
+use meta_core::reducing::{RecipePart, ReduceStatus, MAX_RECIPE_LEN, MAX_REDUCE_SEGMENTS};
 
 use super::*;
 
@@ -88,7 +88,7 @@ fn reduce_records_survive_a_restart_and_the_log_replayed() {
             .map(|f| ns.file_reduce(*f).unwrap().unwrap())
             .collect();
         assert_eq!(want[0].reducing_since(), Some(t(4)));
-        let d = want[1].reduced().unwrap();
+        let d = want[1].reduced().unwrap().parts()[0];
         assert_eq!(
             (d.recipe.len(), d.segments.len()),
             (MAX_RECIPE_LEN, MAX_REDUCE_SEGMENTS)
@@ -144,4 +144,90 @@ fn reduce_records_survive_a_restart_and_the_log_replayed() {
             .unwrap();
     });
     assert_eq!(ns.file_reduce(c).unwrap(), None);
+}
+
+fn part(ino: u64, epoch: u64, offset: u64, len: u64, last: bool, recipe: usize) -> Command {
+    Command::ReducePart {
+        ino,
+        epoch,
+        part: RecipePart {
+            offset,
+            len,
+            recipe: vec![offset as u8; recipe],
+            segments: segments(MAX_REDUCE_SEGMENTS),
+        },
+        last,
+    }
+}
+
+/// Parts as large as the bounds allow go through the Raft log one by one; a reduce in parts
+/// under way and one finished survive a restart, and the part reads answer each part.
+#[test]
+fn reduces_in_parts_go_through_the_log_and_survive_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = rt();
+    let third = SIZE / 3;
+    let (files, want) = {
+        let ns = open(&rt, dir.path());
+        let files = rt.block_on(async {
+            let a = mirrored(&ns, "a").await;
+            let e = epoch(&ns, a);
+            ns.execute(part(a, e, 0, third, false, MAX_RECIPE_LEN))
+                .await
+                .unwrap();
+            let b = mirrored(&ns, "b").await;
+            let e = epoch(&ns, b);
+            for (n, last) in [(0, false), (1, false), (2, true)] {
+                let len = if last { SIZE - 2 * third } else { third };
+                ns.execute(part(b, e, n * third, len, last, MAX_RECIPE_LEN))
+                    .await
+                    .unwrap();
+            }
+            [a, b]
+        });
+        let want: Vec<_> = files
+            .iter()
+            .map(|f| ns.file_reduce(*f).unwrap().unwrap())
+            .collect();
+        (files, want)
+    };
+    let ns = open(&rt, dir.path());
+    let [a, b] = files;
+    for (f, w) in files.iter().zip(&want) {
+        assert_eq!(ns.file_reduce(*f).unwrap().as_ref(), Some(w), "{f}");
+    }
+    assert_eq!(want[0].parts_so_far().len(), 1);
+    assert!(want[0].reducing_since().is_some() && want[1].is_reduced());
+    assert_eq!(ns.reduced_extent(b).unwrap(), Some((want[1].epoch, SIZE)));
+    let p = ns
+        .reduced_part(b, want[1].epoch, third + 1)
+        .unwrap()
+        .expect("the middle part");
+    assert_eq!((p.offset, p.len, p.parts), (third, third, 3));
+    assert_eq!(p.recipe, vec![third as u8; MAX_RECIPE_LEN]);
+    assert_eq!(ns.reduced_part(b, want[1].epoch + 1, 0).unwrap(), None);
+    assert_eq!(ns.reduced_part(b, want[1].epoch, SIZE).unwrap(), None);
+    assert_eq!(
+        ns.reduced_part(a, want[0].epoch, 0).unwrap(),
+        None,
+        "under way"
+    );
+    let (segs, most) = ns
+        .reduced_segments(b, want[1].epoch)
+        .unwrap()
+        .expect("segments");
+    assert_eq!(
+        (segs.len(), most),
+        (MAX_REDUCE_SEGMENTS, MAX_REDUCE_SEGMENTS)
+    );
+    rt.block_on(async {
+        assert_eq!(
+            ns.reduce_status(a, want[0].epoch).await,
+            Ok(ReduceStatus::UnderWay)
+        );
+        assert_eq!(
+            ns.reduce_status(b, want[1].epoch).await,
+            Ok(ReduceStatus::Finished)
+        );
+    });
 }
