@@ -1072,6 +1072,12 @@ fn a_file_past_one_recipe_is_reduced_in_parts_and_reads_back_everywhere() {
             "{ino} was not reduced in parts"
         );
     }
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    for l in text.lines().filter(|l| {
+        (l.contains("reducing file") || l.contains("file data-reduced")) && !l.contains("span")
+    }) {
+        eprintln!("{l}");
+    }
     let st = data_status(&cl);
     let on_disk = stored_bytes(&cl);
     eprintln!(
