@@ -272,6 +272,44 @@ impl FileReduce {
         }
     }
 
+    /// A copy of the record whose parts (of a reduce in parts) have no recipe, only their
+    /// ranges and segments; a one-recipe record is copied whole.
+    pub fn without_part_recipes(&self) -> FileReduce {
+        let strip = |parts: &[RecipePart]| -> Vec<RecipePart> {
+            parts
+                .iter()
+                .map(|p| RecipePart {
+                    offset: p.offset,
+                    len: p.len,
+                    recipe: Vec::new(),
+                    segments: p.segments.clone(),
+                })
+                .collect()
+        };
+        let state = match &self.state {
+            ReduceState::ReducingParts {
+                since,
+                change,
+                parts,
+            } => ReduceState::ReducingParts {
+                since: *since,
+                change: *change,
+                parts: strip(parts),
+            },
+            ReduceState::ReducedParts { len, parts } => ReduceState::ReducedParts {
+                len: *len,
+                parts: strip(parts),
+            },
+            other => other.clone(),
+        };
+        FileReduce {
+            epoch: self.epoch,
+            state,
+            stale_copies: self.stale_copies.clone(),
+            retired: self.retired,
+        }
+    }
+
     /// Marks a finished reduce as no longer counting: its recipe goes (nothing reads it any
     /// more) and every segment of every part stays, each once, in the one-recipe form, for
     /// the cleanup pass to drop their referrers.
@@ -338,12 +376,14 @@ impl MemState {
             .map_or(ReduceStatus::Gone, |r| r.status(epoch))
     }
 
-    /// Reduce records with work for a background pass (`FileReduce::to_clean`), by inode.
+    /// Reduce records with work for a background pass (`FileReduce::to_clean`), by inode. A
+    /// reduce in parts comes without its parts' recipes: the passes read none, and a record
+    /// may hold 32 MiB of them (`MAX_REDUCE_PARTS`).
     pub fn reduces_to_clean(&self) -> Vec<(u64, FileReduce)> {
         self.reduces
             .iter()
             .filter(|(_, r)| r.to_clean())
-            .map(|(i, r)| (*i, r.clone()))
+            .map(|(i, r)| (*i, r.without_part_recipes()))
             .collect()
     }
 }

@@ -576,6 +576,15 @@ fn parts_in_order_make_a_reduced_file_of_them_all() {
         "the mirrors no longer count"
     );
     assert_eq!(s.reduce_status(f, e), ReduceStatus::Finished);
+    // The passes get the record without its recipes (mirror copies to trim here).
+    let [(i, clean)] = &s.reduces_to_clean()[..] else {
+        panic!("one record to clean");
+    };
+    assert_eq!(*i, f);
+    let d = clean.reduced().unwrap();
+    assert_eq!(d.segments(), vec![seg(1), seg(2), seg(3), seg(4)]);
+    assert!(d.parts().iter().all(|p| p.recipe.is_empty()) && d.len() == SIZE);
+    assert_eq!(clean.stale_copies, r.stale_copies);
     // Sent again, nothing is under way.
     assert_eq!(
         on(&mut s, &third(f, e, 2, vec![seg(4)])),
