@@ -235,6 +235,7 @@ pub struct Dump {
     pub pre_dirents: EntryVersions,
     pub pre_xattrs: BTreeMap<u64, Versions<Xattrs>>,
     pub registry: Registry,
+    pub images: BTreeMap<u64, Images>,
 }
 
 /// The state in memory: what the server reads (see `writer`), and the reference model in tests.
@@ -293,9 +294,7 @@ pub struct MemState {
     pub pre_by_snap: BTreeSet<(SnapId, PreKey)>,
     /// Shard 0's registry of snapshots (`snap::registry`).
     pub registry: Registry,
-    /// Files' data images, by inode (`snap::image`); only files that have any. Not in `Dump`
-    /// nor in `meta`'s tables yet: nothing proposes an image before the gate (plan step 6)
-    /// comes with their storage.
+    /// Files' data images, by inode (`snap::image`); only files that have any.
     pub images: BTreeMap<u64, Images>,
 }
 
@@ -321,6 +320,7 @@ impl MemState {
             pre_dirents: self.pre_dirents.clone(),
             pre_xattrs: self.pre_xattrs.clone(),
             registry: self.registry.clone(),
+            images: self.images.clone(),
         }
     }
 
@@ -376,7 +376,6 @@ impl MemState {
         }
     }
 
-    /// Rebuilds the index of orphan directories (after loading orphans and inodes).
     /// Up to `max` mirrored data images whose links are not known to be all made, `(ino,
     /// snap)` in order: what a gate that died half way left (`snap::image`), for the pass
     /// that links them again. Walks the files with images, which are few next to the files.
@@ -392,6 +391,7 @@ impl MemState {
             .collect()
     }
 
+    /// Rebuilds the index of orphan directories (after loading orphans and inodes).
     pub fn index_orphan_dirs(&mut self) {
         self.orphan_dirs = self
             .orphans

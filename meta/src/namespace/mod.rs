@@ -48,6 +48,7 @@ mod reduce_scan;
 pub use reduce_scan::PartCopy;
 mod rmtree;
 mod snap_delete;
+mod snap_images;
 mod snaps;
 mod tags;
 mod tier_scan;

@@ -175,6 +175,51 @@ fn dump_with_registry() -> Vec<u8> {
     dump_of(s)
 }
 
+/// `dump`'s namespace with a file placed on DS 3 and 4, snapshot 1 cut, and the file's data
+/// image at it (`SnapKeep`: a mirrored image, `linking`, its object the shard's next number):
+/// the dump ends with an empty registry and segments' tier state, then the images.
+fn dump_with_images() -> Vec<u8> {
+    let mut s = small_namespace();
+    let shard = ShardId(0);
+    let out = apply(
+        &mut s,
+        &Command::Create {
+            parent: 1,
+            name: b"f".to_vec(),
+            kind: FileKind::Regular,
+            mode: 0o644,
+            uid: 0,
+            gid: 0,
+            time: T,
+            how: meta_core::CreateHow::Guarded,
+        },
+    )
+    .expect("create");
+    let ino = out.inode.expect("made").ino;
+    for cmd in [
+        Command::SetMirrors {
+            ino,
+            chunk: 0,
+            mirrors: vec![3, 4],
+        },
+        Command::SnapFreeze {
+            shard,
+            snap: 1,
+            time: T,
+        },
+        Command::SnapCut {
+            shard,
+            snap: 1,
+            time: T,
+        },
+        Command::SnapKeep { ino, time: T },
+    ] {
+        meta_core::apply_on_shard(shard, &mut s, &cmd).expect("applies");
+    }
+    assert_eq!(s.images[&ino].len(), 1);
+    dump_of(s)
+}
+
 fn small_namespace() -> MemState {
     let mut s = MemState::default();
     apply(&mut s, &Command::InitRoot { fs_id: 42, time: T }).expect("root");
@@ -439,6 +484,7 @@ fn what_the_raft_groups_write_and_send_encodes_as_pinned() {
         "AppendEntries/PEERPROC_APPEND",
         enc(&append_request::<OldCfg>(old_entries())),
     ));
+    now.push(("ShardDump/bytes+images", dump_with_images()));
     check(&now, GOLDEN);
 }
 
@@ -523,7 +569,8 @@ const LEAD_REPLIES: [&str; 13] = [
 /// Captured from the build before the MDS was split into `meta` and `mds` (issue 42); from
 /// "Proposal" on, from the build that encodes an entry's commands once (node-core plan step 2;
 /// `Rec::OldEntries` is the record builds before it wrote, and "AppendEntries/PEERPROC_APPEND"
-/// is made of its bytes: `the_old_forms_are_the_old_bytes_and_convert_both_ways`).
+/// is made of its bytes: `the_old_forms_are_the_old_bytes_and_convert_both_ways`);
+/// "ShardDump/bytes+images" from the build that stores data images (snapshots plan step 6).
 #[rustfmt::skip]
 const GOLDEN: &[(&str, &str)] = &[
     ("Rec::OldEntries", "00050303020a0003020b0101020764620101016600a4030101f6c59fd50cd5f01b0003020c0201030102030401183132372e302e302e313a3230343920646f6d61696e3d723102183132372e302e302e323a3230343920646f6d61696e3d723203183132372e302e302e333a3230343920646f6d61696e3d723304183132372e302e302e343a3230343920646f6d61696e3d7234"),
@@ -578,6 +625,7 @@ const GOLDEN: &[(&str, &str)] = &[
     ("Rec::Entries", "06050303020a0003020b011701020764620101016600a4030101f6c59fd50cd5f01b0003020c0201030102030401183132372e302e302e313a3230343920646f6d61696e3d723102183132372e302e302e323a3230343920646f6d61696e3d723203183132372e302e302e333a3230343920646f6d61696e3d723304183132372e302e302e343a3230343920646f6d61696e3d7234"),
     ("AppendEntries/PEERPROC_APPEND2", "030201010302090303020a0003020b011701020764620101016600a4030101f6c59fd50cd5f01b0003020c0201030102030401183132372e302e302e313a3230343920646f6d61696e3d723102183132372e302e302e323a3230343920646f6d61696e3d723203183132372e302e302e333a3230343920646f6d61696e3d723304183132372e302e302e343a3230343920646f6d61696e3d723401030209"),
     ("AppendEntries/PEERPROC_APPEND", "030201010302090303020a0003020b0101020764620101016600a4030101f6c59fd50cd5f01b0003020c0201030102030401183132372e302e302e313a3230343920646f6d61696e3d723102183132372e302e302e323a3230343920646f6d61696e3d723203183132372e302e302e333a3230343920646f6d61696e3d723304183132372e302e302e343a3230343920646f6d61696e3d723401030209"),
+    ("ShardDump/bytes+images", "030101ed030300008020f6c59fd50cd5f01bf6c59fd50cd5f01bf6c59fd50cd5f01bf6c59fd50cd5f01b0301000201ed030200008020f6c59fd50cd5f01bf6c59fd50cd5f01bf6c59fd50cd5f01bf6c59fd50cd5f01b0101000300a40301000000f6c59fd50cd5f01bf6c59fd50cd5f01bf6c59fd50cd5f01bf6c59fd50cd5f01b0100000201016402030101660304010105030566696c6573030566735f69642a086e6578745f696e6f050001030002030400000000000000000000000000010104f6c59fd50cd5f01b0000000000000001030101f6c59fd50cd5f01b010402030401"),
 ];
 
 /// The proposer joins commands each encoded on its own (`TaggedRef`, by the caller, without a

@@ -23,7 +23,7 @@ use meta_core::reduce_index::{
     Referrer, Segment, SegmentId, SegmentTierRow, SegmentV1, SegmentV1Ref,
 };
 use meta_core::sessions::{Seen, Sessions};
-use meta_core::snap::{ShardSnaps, SnapId, SnapRecord, Versions};
+use meta_core::snap::{Images, ShardSnaps, SnapId, SnapRecord, Versions};
 use meta_core::state::{meta, Changes, MemState, Staged};
 use meta_core::{apply_on_shard, Command, Effect, FsError, Inode, ShardId};
 
@@ -214,9 +214,10 @@ impl ShardCore {
     }
 
     /// Whether the shard holds nothing of the file system (no inode, tier record, index
-    /// record, reduce record, transaction, snapshot state or snapshot record): a new shard's state, which its
-    /// membership entries alone do not change. A shard whose files are all gone but whose
-    /// snapshots still hold them is not blank: they are read at their cuts.
+    /// record, reduce record, transaction, snapshot state, snapshot record or data image): a
+    /// new shard's state, which its membership entries alone do not change. A shard whose
+    /// files are all gone but whose snapshots still hold them is not blank: they are read at
+    /// their cuts.
     pub fn is_blank(&self) -> bool {
         self.live
             .read()
@@ -231,6 +232,7 @@ impl ShardCore {
                     && l.pre_dirents.is_empty()
                     && l.pre_xattrs.is_empty()
                     && l.registry.is_empty()
+                    && l.images.is_empty()
             })
             .unwrap_or(false)
     }
@@ -304,6 +306,10 @@ struct Dump {
     // (`Segment::split`). `segments` travel in their earlier form (`SegmentV1`), so dumps of
     // builds before segments went to the tier load here, and a dump with no segment in the
     // tier loads there.
+    /// Files' data images (`snap::image`), after the segments' tier state (written, empty or
+    /// not, whenever these are), and only when there are any, for the same reason.
+    #[serde(skip)]
+    images: Vec<(u64, Images)>,
 }
 
 /// A directory entry's pre-images as a dump holds them: (dir, name, versions).
@@ -378,6 +384,7 @@ impl Dump {
             reduces: s.reduces.iter().map(|(i, r)| (*i, r.clone())).collect(),
             snaps: SnapPart::of(s),
             registry: s.registry.iter().map(|(i, r)| (*i, r.clone())).collect(),
+            images: s.images.iter().map(|(i, v)| (*i, v.clone())).collect(),
         }
     }
 
@@ -393,7 +400,8 @@ impl Dump {
             tiers.extend(tier);
         }
         // Each trailing part is written when it or a later one has anything.
-        let seg_tiers = !tiers.is_empty();
+        let images = !self.images.is_empty();
+        let seg_tiers = images || !tiers.is_empty();
         let registry = seg_tiers || !self.registry.is_empty();
         let snaps = registry || !self.snaps.is_empty();
         let reduces = snaps || !self.reduces.is_empty();
@@ -420,6 +428,9 @@ impl Dump {
         }
         if seg_tiers {
             bytes.extend(postcard::to_stdvec(&tiers).map_err(enc)?);
+        }
+        if images {
+            bytes.extend(postcard::to_stdvec(&self.images).map_err(enc)?);
         }
         Ok(bytes)
     }
@@ -464,7 +475,7 @@ impl Dump {
         if rest.is_empty() {
             return Ok(d);
         }
-        let tiers: Vec<SegmentTierRow> = postcard::from_bytes(rest)?;
+        let (tiers, rest): (Vec<SegmentTierRow>, _) = postcard::take_from_bytes(rest)?;
         let mut by_id: std::collections::BTreeMap<SegmentId, usize> = Default::default();
         for (n, (i, _)) in d.segments.iter().enumerate() {
             by_id.insert(*i, n);
@@ -479,6 +490,13 @@ impl Dump {
                 None => return Err(postcard::Error::DeserializeBadEncoding),
             }
         }
+        if rest.is_empty() {
+            return Ok(d);
+        }
+        // The last part this build knows; parts of later builds after it are ignored, as
+        // builds before the images ignore this one.
+        let (images, _) = postcard::take_from_bytes(rest)?;
+        d.images = images;
         Ok(d)
     }
 
@@ -514,6 +532,7 @@ impl Dump {
         s.reduces = self.reduces.into_iter().collect();
         self.snaps.into_state(&mut s);
         s.registry = self.registry.into_iter().collect();
+        s.images = self.images.into_iter().collect();
         s.index_locks();
         s.index_orphan_dirs();
         s.index_chunks();

@@ -17,7 +17,7 @@ use meta_core::object::{Inode, FIRST_COOKIE};
 use meta_core::reduce_index::{Referrer, Segment, SegmentId};
 use meta_core::reducing::FileReduce;
 use meta_core::shard::{Key, ShardId};
-use meta_core::snap::{PreKey, Registry, ShardSnaps, SnapId, SnapRecord, Versions};
+use meta_core::snap::{Images, PreKey, Registry, ShardSnaps, SnapId, SnapRecord, Versions};
 use meta_core::state::{meta, MemState, StateStore};
 use meta_core::txn::{TxnEntry, TxnId};
 use meta_core::{FileTier, Xattrs};
@@ -72,6 +72,8 @@ pub(crate) const PRE_DIRENTS: TableDefinition<(u64, &[u8]), &[u8]> =
     TableDefinition::new("pre_dirents");
 /// ino → the pre-images of its extended attributes, whole (postcard `snap::Versions<Xattrs>`).
 pub(crate) const PRE_XATTRS: TableDefinition<u64, &[u8]> = TableDefinition::new("pre_xattrs");
+/// ino → the file's data images, whole (postcard `snap::Images`); no row: none.
+pub(crate) const IMAGES: TableDefinition<u64, &[u8]> = TableDefinition::new("images");
 /// Shard 0's registry: snapshot id → its record (postcard `snap::SnapRecord`).
 pub(crate) const SNAPSHOTS: TableDefinition<u64, &[u8]> = TableDefinition::new("snapshots");
 /// Values of this node, not of any state machine: never replicated, never in a snapshot.
@@ -139,6 +141,7 @@ pub(crate) fn create_tables(txn: &WriteTransaction) -> Result<(), FsError> {
     txn.open_table(PRE_DIRENTS).db()?;
     txn.open_table(PRE_XATTRS).db()?;
     txn.open_table(SNAPSHOTS).db()?;
+    txn.open_table(IMAGES).db()?;
     txn.open_table(SHARD_META).db()?;
     txn.open_table(SHARD_APPLIED).db()?;
     txn.open_table(SHARD_SESSIONS).db()?;
@@ -205,6 +208,7 @@ pub(crate) struct RedbState<'t> {
     pre_dirents: Table<'t, (u64, &'static [u8]), &'static [u8]>,
     pre_xattrs: Table<'t, u64, &'static [u8]>,
     snapshots: Table<'t, u64, &'static [u8]>,
+    images: Table<'t, u64, &'static [u8]>,
 }
 
 impl<'t> RedbState<'t> {
@@ -231,6 +235,7 @@ impl<'t> RedbState<'t> {
             pre_dirents: txn.open_table(PRE_DIRENTS).db()?,
             pre_xattrs: txn.open_table(PRE_XATTRS).db()?,
             snapshots: txn.open_table(SNAPSHOTS).db()?,
+            images: txn.open_table(IMAGES).db()?,
         })
     }
 }
@@ -639,6 +644,27 @@ impl StateStore for RedbState<'_> {
         }
         Ok(())
     }
+    fn images(&self, ino: u64) -> Result<Images, FsError> {
+        match self.images.get(ino).db()? {
+            Some(v) => decode_images(v.value()),
+            None => Ok(Images::new()),
+        }
+    }
+    /// Whole, as pre-images are; none leaves no row.
+    fn put_images(&mut self, ino: u64, v: &Images) -> Result<(), FsError> {
+        if v.is_empty() {
+            self.images.remove(ino).db()?;
+        } else {
+            let bytes = postcard::to_stdvec(v)
+                .map_err(|e| FsError::Io(format!("encode data images: {e}")))?;
+            self.images.insert(ino, bytes.as_slice()).db()?;
+        }
+        Ok(())
+    }
+}
+
+fn decode_images(bytes: &[u8]) -> Result<Images, FsError> {
+    postcard::from_bytes(bytes).map_err(|e| FsError::Corrupt(format!("data images: {e}")))
 }
 
 fn decode_snap_record(bytes: &[u8]) -> Result<SnapRecord, FsError> {
@@ -813,6 +839,10 @@ pub(crate) fn delete_shard(txn: &WriteTransaction, shard: ShardId) -> Result<(),
         t.retain_in(lo..=hi, |_, _| false).db()?;
     }
     {
+        let mut t = txn.open_table(IMAGES).db()?;
+        t.retain_in(lo..=hi, |_, _| false).db()?;
+    }
+    {
         let mut t = txn.open_table(DIRINDEX).db()?;
         t.retain_in((lo, 0)..=(hi, u64::MAX), |_, _| false).db()?;
     }
@@ -918,6 +948,9 @@ pub(crate) fn write_whole(st: &mut RedbState<'_>, s: &MemState) -> Result<(), Fs
     }
     for (snap, r) in &s.registry {
         st.put_snap_record(*snap, Some(r))?;
+    }
+    for (ino, v) in &s.images {
+        st.put_images(*ino, v)?;
     }
     Ok(())
 }
@@ -1042,6 +1075,12 @@ pub(crate) fn load_shards(txn: &ReadTransaction, shards: &[ShardId]) -> Result<L
         if let Some(s) = of(&mut m, k.value()) {
             let v = decode_versions(v.value(), "xattr pre-images")?;
             s.pre_xattrs.insert(k.value(), v);
+        }
+    }
+    for item in txn.open_table(IMAGES).db()?.iter().db()? {
+        let (k, v) = item.db()?;
+        if let Some(s) = of(&mut m, k.value()) {
+            s.images.insert(k.value(), decode_images(v.value())?);
         }
     }
     for item in txn.open_table(SNAP_SHARD).db()?.iter().db()? {

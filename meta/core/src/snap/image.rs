@@ -14,9 +14,9 @@
 //! an `Empty` image. The other forms (erasure-coded, reduced, evicted) are the plan's step 7:
 //! until then `SnapKeep` refuses such a file.
 //!
-//! Built so far: the records and their commands. Not yet: the gate that proposes them, their
-//! storage in `meta` (redb table, dump part), merging them when a snapshot is deleted, and
-//! reclaiming their objects.
+//! Built so far: the records, their commands, and their storage in `meta` (a redb table, a
+//! trailing dump part; `MemState::images` is in `Dump`). Not yet: the gate that proposes
+//! them, merging them when a snapshot is deleted, and reclaiming their objects.
 
 use std::collections::BTreeMap;
 

@@ -1,11 +1,13 @@
-//! Snapshot state in storage (`docs/plans/snapshots.md` step 2): a shard's cuts and
-//! pre-images survive a reopen (its checkpoint, then its log replayed), a kill -9 at any
-//! moment, and a Raft install; each shard's state equals its log replayed; and dumps without
-//! snapshot state are the bytes they always were.
+//! Snapshot state in storage (`docs/plans/snapshots.md` steps 2 and 6): a shard's cuts,
+//! pre-images and files' data images survive a reopen (its checkpoint, then its log
+//! replayed), a kill -9 at any moment, and a Raft install; each shard's state equals its log
+//! replayed; and dumps without snapshot state are the bytes they always were.
 //!
 //! The snapshots here are taken shard by shard through `Namespace::execute` (freeze every
 //! shard, cut every shard, thaw every shard): the cross-shard protocol is step 3's. Views are
-//! meta-core's reads at a cut (`meta_core::snap::view`) over a replica's state.
+//! meta-core's reads at a cut (`meta_core::snap::view`) over a replica's state. Data images
+//! are made as the gate will make them (step 6, not built): `SnapKeep` before a change to a
+//! file's bytes, `SnapKept` once its links are made, and `SnapImageMirrors` when a copy moves.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::hash::{BuildHasher, Hasher};
@@ -15,7 +17,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use meta_core::object::DirEntry;
-use meta_core::snap::{inode_at, readdir_at, xattrs_at, SnapId, ViewError};
+use meta_core::snap::{inode_at, readdir_at, xattrs_at, ImageForm, Images, SnapId, ViewError};
 use meta_core::xattr::How;
 
 use super::*;
@@ -134,6 +136,112 @@ async fn run_steps(ns: &Namespace, d: u64, from: u64, n: u64, inos: &mut BTreeMa
         if let Some(i) = out.inode.filter(|_| out.created) {
             inos.insert(seq, i.ino);
         }
+    }
+}
+
+/// A regular file `name` in the root, placed on data servers 7 and 9: the file the image
+/// steps change.
+async fn placed_file(ns: &Namespace, name: &str) -> u64 {
+    let ino = mk(ns, ROOT_INO, name, FileKind::Regular).await;
+    let place = Command::SetMirrors {
+        ino,
+        chunk: 0,
+        mirrors: vec![7, 9],
+    };
+    ns.execute(place).await.unwrap();
+    ino
+}
+
+/// Where snapshot `k`'s image of the placed file ends up (`image_steps`): on 7 and 11 for the
+/// third, 7 and 9 for the others.
+fn image_mirrors(k: u64) -> Vec<u64> {
+    if k == 3 {
+        vec![7, 11]
+    } else {
+        vec![7, 9]
+    }
+}
+
+/// What the gate does to `ino` after the `k`th snapshot `snap` (step 6's gate, by hand): an
+/// image at the new cut, then a change to the file's bytes; for an odd `k` its links are
+/// recorded made (an even one stays `linking`, as a gate that died would leave it); the
+/// third's copy on DS 9 moves to DS 11. `say` is told each step once it returned.
+async fn image_steps(ns: &Namespace, ino: u64, snap: SnapId, k: u64, say: impl Fn(&str)) {
+    let out = ns
+        .execute(Command::SnapKeep {
+            ino,
+            time: t(1000 + k as i64),
+        })
+        .await
+        .unwrap();
+    assert!(out.created, "an image of {ino} at {snap}");
+    say("image");
+    let write = Command::Write {
+        ino,
+        end_offset: 1000 * k,
+        time: t(1000 + k as i64),
+        writes: 1,
+    };
+    ns.execute(write).await.unwrap();
+    if k % 2 == 1 {
+        ns.execute(Command::SnapKept { ino, snap }).await.unwrap();
+        say("kept");
+    }
+    if k == 3 {
+        let moved = Command::SnapImageMirrors {
+            ino,
+            snap,
+            expect: vec![7, 9],
+            mirrors: image_mirrors(k),
+        };
+        ns.execute(moved).await.unwrap();
+        say("moved");
+    }
+}
+
+/// Checks `ino`'s images against what `image_steps` made after the snapshots `made` (`snap →
+/// k`), of which those in `kept` and `moved` had their links recorded and their copy moved;
+/// with `exact`, every step of each ran (else the last may have run further than told).
+fn check_images(
+    images: &Images,
+    made: &BTreeMap<SnapId, u64>,
+    kept: &[SnapId],
+    moved: &[SnapId],
+    exact: bool,
+) {
+    let mut objects = BTreeSet::new();
+    for (snap, k) in made {
+        let img = images
+            .get(snap)
+            .unwrap_or_else(|| panic!("the image at {snap} is lost"));
+        let ImageForm::Mirrored {
+            object,
+            mirrors,
+            linking,
+        } = &img.form
+        else {
+            panic!("the image at {snap} is not mirrored: {img:?}");
+        };
+        assert!(objects.insert(*object), "two images share object {object}");
+        assert_eq!(img.made, t(1000 + *k as i64), "the image at {snap}");
+        if kept.contains(snap) || (exact && k % 2 == 1) {
+            assert!(!linking, "the image at {snap} was recorded linked");
+        }
+        if k % 2 == 0 {
+            assert!(linking, "the image at {snap} was never recorded linked");
+        }
+        if moved.contains(snap) || (exact && *k == 3) {
+            assert_eq!(mirrors, &image_mirrors(*k), "the image at {snap} moved");
+        } else if *k != 3 {
+            assert_eq!(mirrors, &image_mirrors(*k), "the image at {snap}");
+        }
+    }
+    if exact {
+        assert_eq!(
+            images.len(),
+            made.len(),
+            "no image but those made: {images:?}"
+        );
     }
 }
 
@@ -282,9 +390,10 @@ async fn settle(ns: &Namespace) {
 }
 
 /// The child: round `round` of the scenario in directory `d<round>`, printing `ack <seq>`
-/// after each step returns (durable), `cut <snap> <steps>` after each whole snapshot and
-/// `retired <snap>` after the retirement; with `whole`, it stops after `STEPS` steps and
-/// prints `done`. Either way it then waits to be killed.
+/// after each step returns (durable), `cut <snap> <steps>` after each whole snapshot, then
+/// the image steps of file `img<round>` at it (`image_steps`: `image <snap>`, `kept <snap>`,
+/// `moved <snap>`), and `retired <snap>` after the retirement; with `whole`, it stops after
+/// `STEPS` steps and prints `done`. Either way it then waits to be killed.
 #[test]
 fn snap_child() {
     let Ok(spec) = std::env::var(CHILD_ENV) else {
@@ -300,6 +409,7 @@ fn snap_child() {
     rt.block_on(async {
         settle(&ns).await;
         let d = mk(&ns, ROOT_INO, &format!("d{round}"), FileKind::Directory).await;
+        let img = placed_file(&ns, &format!("img{round}")).await;
         let mut inos = BTreeMap::new();
         for seq in 0.. {
             if (whole && seq == STEPS) || started.elapsed() > CHILD_LIMIT {
@@ -310,8 +420,10 @@ fn snap_child() {
             let n = seq + 1;
             if n % EVERY == 0 {
                 let k = n / EVERY;
-                snapshot_all(&ns, snap_id(round, k)).await;
-                println!("cut {} {n}", snap_id(round, k));
+                let snap = snap_id(round, k);
+                snapshot_all(&ns, snap).await;
+                println!("cut {snap} {n}");
+                image_steps(&ns, img, snap, k, |what| println!("{what} {snap}")).await;
             }
             if n == CHECKPOINT_AFTER {
                 ns.checkpoint().await.expect("checkpoint");
@@ -347,6 +459,11 @@ struct Heard {
     /// snap → the steps made before it.
     cuts: BTreeMap<SnapId, u64>,
     retired: Vec<SnapId>,
+    /// The image steps told: snap → its k, then the snapshots whose links were recorded and
+    /// whose copy moved.
+    images: BTreeMap<SnapId, u64>,
+    kept: Vec<SnapId>,
+    moved: Vec<SnapId>,
     done: bool,
 }
 
@@ -389,6 +506,12 @@ fn spawn_child(
                         h.cuts.insert(snap.parse().unwrap(), n.parse().unwrap());
                     }
                     ["retired", snap] => h.retired.push(snap.parse().unwrap()),
+                    ["image", snap] => {
+                        let snap: SnapId = snap.parse().unwrap();
+                        h.images.insert(snap, snap & 0xffff_ffff);
+                    }
+                    ["kept", snap] => h.kept.push(snap.parse().unwrap()),
+                    ["moved", snap] => h.moved.push(snap.parse().unwrap()),
                     ["done"] => h.done = true,
                     _ => {}
                 }
@@ -426,9 +549,19 @@ fn kill(
 /// Checks a namespace reopened after the child of `round` was killed: each shard is its log
 /// replayed; every acknowledged snapshot is cut on every shard, and shows the directory as
 /// it was after the steps made before it; a retired one shows nothing; the directory now is
-/// what some run of at least the acknowledged steps made.
+/// what some run of at least the acknowledged steps made; every image step told is there.
 fn check_round(ns: &Namespace, round: u64, heard: &Heard) {
     each_shard_is_its_log(ns);
+    let img = ns
+        .lookup(ROOT_INO, format!("img{round}").as_bytes())
+        .unwrap()
+        .ino;
+    let images = ns.images(img).unwrap();
+    check_images(&images, &heard.images, &heard.kept, &heard.moved, false);
+    assert!(
+        images.keys().all(|s| heard.cuts.contains_key(s)),
+        "an image only at a cut made: {images:?}"
+    );
     let d = ns
         .lookup(ROOT_INO, format!("d{round}").as_bytes())
         .unwrap()
@@ -465,7 +598,8 @@ fn check_round(ns: &Namespace, round: u64, heard: &Heard) {
 /// Checkpoint plus log replay: a child runs the scenario to the end (snapshots every twelve
 /// steps, a checkpoint halfway, a snapshot retired and half merged) and is killed once it
 /// has acknowledged all of it, so a reopen takes the checkpoint and replays the log after
-/// it. Every view is as it was; so after a clean reopen of that (its last checkpoint).
+/// it. Every view is as it was, and every data image (two in the checkpoint, three in the
+/// log after it); so after a clean reopen of that (its last checkpoint).
 #[test]
 fn views_survive_reopen() {
     if std::env::var(CHILD_ENV).is_ok() {
@@ -478,9 +612,28 @@ fn views_survive_reopen() {
     let heard = kill(child, &heard, reader);
     assert_eq!(heard.cuts.len() as u64, STEPS / EVERY);
     assert_eq!(heard.retired, vec![snap_id(1, RETIRE)]);
+    assert_eq!(heard.images.len() as u64, STEPS / EVERY);
 
     let ns = open(&rt, dir.path());
     check_round(&ns, 1, &heard);
+    // Every image as made, the retired snapshot's too (images are not merged yet).
+    let img = ns.lookup(ROOT_INO, b"img1").unwrap().ino;
+    let images = ns.images(img).unwrap();
+    check_images(&images, &heard.images, &heard.kept, &heard.moved, true);
+    // The gate's reads: the placed file has its image at the latest cut; a file of `d1` that
+    // every cut saw and none imaged needs one there; the even snapshots' links are not known
+    // made.
+    let latest = snap_id(1, STEPS / EVERY);
+    let snap = ns.snapshot().unwrap();
+    assert_eq!(snap.needs_image(img), Ok(None));
+    let d = ns.lookup(ROOT_INO, b"d1").unwrap().ino;
+    let r0 = ns.lookup(d, b"r0").unwrap().ino;
+    assert_eq!(snap.needs_image(r0), Ok(Some(latest)));
+    assert_eq!(
+        snap.linking_images(ShardId::of_ino(img), 10),
+        Ok(vec![(img, snap_id(1, 2)), (img, snap_id(1, 4))])
+    );
+    drop(snap);
     let (views, states) = (all_views(&ns), dumps(&ns));
     assert_eq!(views.len(), 4 * usize::from(ns.shard_count()));
     let gone = snap_id(1, RETIRE);
@@ -542,10 +695,10 @@ fn kill9_keeps_cuts_and_pre_images() {
 
 // ---- Raft: a replica that gets the shards by install ----
 
-/// A node down while one snapshot is deleted and two more are taken comes back by install
-/// (the others purged their logs), and shows every view as the others do; its checkpoint of
-/// the installs (each shard's rows replaced whole) holds them, and nothing of the deleted
-/// snapshot, across its own restart.
+/// A node down while one snapshot is deleted and two more are taken, each with a data image
+/// of a file, comes back by install (the others purged their logs), and shows every view and
+/// image as the others do; its checkpoint of the installs (each shard's rows replaced whole)
+/// holds them, and nothing of the deleted snapshot, across its own restart.
 #[test]
 fn a_raft_install_carries_views() {
     use super::replicated::{open_node, purge_and_reopen_third, three_open, until, Node};
@@ -555,6 +708,7 @@ fn a_raft_install_carries_views() {
         let ns = |n: &Node| n.ns.clone().expect("node up");
         let (first, second, third) = (ns(&nodes[0]), ns(&nodes[1]), ns(&nodes[2]));
         let d = mk(&first, ROOT_INO, "d", FileKind::Directory).await;
+        let img = placed_file(&first, "img").await;
         let mut inos = BTreeMap::new();
         run_steps(&first, d, 0, EVERY, &mut inos).await;
         snapshot_all(&first, 1).await;
@@ -591,10 +745,15 @@ fn a_raft_install_carries_views() {
             }
         }
         snapshot_all(&first, 2).await;
+        image_steps(&first, img, 2, 2, |_| {}).await;
         run_steps(&first, d, 2 * EVERY, EVERY, &mut inos).await;
         snapshot_all(&first, 3).await;
+        image_steps(&first, img, 3, 3, |_| {}).await;
         run_steps(&first, d, 3 * EVERY, EVERY / 2, &mut inos).await;
         let (want, want_states) = (all_views(&first), dumps(&first));
+        let of_img = usize::from(ShardId::of_ino(img).0);
+        let made = BTreeMap::from([(2, 2), (3, 3)]);
+        check_images(&want_states[of_img].images[&img], &made, &[], &[], true);
         assert!(
             want.keys().all(|(_, snap)| *snap != 1),
             "snapshot 1 is gone"
@@ -621,12 +780,23 @@ fn a_raft_install_carries_views() {
         .await;
         let by_install = back.inner.shards[&of_d.0].raft.metrics().borrow().snapshot;
         assert!(by_install.is_some(), "{of_d} came by install");
+        let img_shard = ShardId::of_ino(img);
+        let by_install = back.inner.shards[&img_shard.0]
+            .raft
+            .metrics()
+            .borrow()
+            .snapshot;
+        assert!(
+            by_install.is_some(),
+            "{img_shard}, with the images, came by install"
+        );
         drop(back);
         nodes[2].down().await;
         // Right after opening, before anything arrives from the others: its checkpoint.
         let again = open_node(nodes[2].dir.path(), members(3)).await;
         assert_eq!(all_views(&again), want, "the installs' checkpoint");
         assert_eq!(dumps(&again), want_states, "nothing of snapshot 1 left");
+        assert_eq!(again.images(img).unwrap(), want_states[of_img].images[&img]);
         nodes[2].up(again);
         for n in &mut nodes {
             n.down().await;
@@ -638,7 +808,8 @@ fn a_raft_install_carries_views() {
 
 /// The shard's state as `Dump` travels (Raft snapshots, the bucket's checkpoints) round trips
 /// with snapshot state; one without any is the bytes earlier builds wrote (pinned, and the
-/// same as the dump with snapshot state less its last part), and loads.
+/// same as the dump with snapshot state less its last part), and loads. Data images are one
+/// part more, the last, after the (empty) registry and segments' tier state.
 #[test]
 fn dumps_without_snaps_load() {
     use crate::raft::machine::{decode_state, encode_state};
@@ -749,6 +920,28 @@ fn dumps_without_snaps_load() {
         "the snapshot state is one part after the others"
     );
     assert_eq!(decode_state(&bare).unwrap().dump(), without.dump());
+
+    // Images of both forms: f, seen linked by the cut and unlinked since, is placed on 11
+    // and 12; g has no data.
+    for ino in [f, g] {
+        assert!(go(&mut s, Command::SnapKeep { ino, time: t(8) }).created);
+    }
+    assert!(
+        matches!(s.images[&f][&1].form, ImageForm::Mirrored { ref mirrors, linking: true, .. } if *mirrors == [11, 12])
+    );
+    assert_eq!(s.images[&g][&1].form, ImageForm::Empty);
+    let imaged = encode_state(&s).unwrap();
+    let back = decode_state(&imaged).unwrap();
+    assert_eq!(back.dump(), s.dump());
+    assert_eq!(back.images, s.images);
+    let mut without = s.clone();
+    without.images.clear();
+    let bare = encode_state(&without).unwrap();
+    assert!(
+        imaged.starts_with(&bare) && imaged[bare.len()..].starts_with(&[0, 0]),
+        "the images are one part after an empty registry and tier state"
+    );
+    assert_eq!(decode_state(&bare).unwrap().dump(), without.dump());
 }
 
 /// The bytes `dumps_without_snaps_load` pins: a dump as builds before snapshots wrote it.
@@ -783,7 +976,8 @@ fn a_shard_with_only_snapshot_state_is_not_blank() {
 
 /// Commands applied straight over the redb tables (`RedbState`: every read the copy-on-write
 /// and the merge make goes to them) answer as over the state in memory, and leave what it
-/// holds: the same cuts and pre-images when loaded, the same keys at each cut.
+/// holds: the same cuts, pre-images, registry and data images when loaded, the same keys at
+/// each cut. The images' rows go with `delete_shard` and come back with `write_whole`.
 #[test]
 fn the_store_applies_snapshot_steps_as_memory_does() {
     use crate::storage::store::{self, RedbState};
@@ -832,6 +1026,32 @@ fn the_store_applies_snapshot_steps_as_memory_does() {
             .inode
             .unwrap()
             .ino;
+        let file = |both: &mut dyn FnMut(Command) -> Result<Outcome, FsError>, name| {
+            let out = both(create(ROOT_INO, name, FileKind::Regular)).unwrap();
+            out.inode.unwrap().ino
+        };
+        let img = file(&mut both, "img");
+        both(Command::SetMirrors {
+            ino: img,
+            chunk: 0,
+            mirrors: vec![7, 9],
+        })
+        .unwrap();
+        let empty = file(&mut both, "empty");
+        let keep = |ino| Command::SnapKeep { ino, time: t(60) };
+        let kept = |ino, snap| Command::SnapKept { ino, snap };
+        let moved = |ino, snap, expect: &[u64], mirrors: &[u64]| Command::SnapImageMirrors {
+            ino,
+            snap,
+            expect: expect.to_vec(),
+            mirrors: mirrors.to_vec(),
+        };
+        let write = |ino, end_offset| Command::Write {
+            ino,
+            end_offset,
+            time: t(61),
+            writes: 1,
+        };
         let mut inos = BTreeMap::new();
         let mut steps = |both: &mut dyn FnMut(Command) -> Result<Outcome, FsError>, from, n| {
             for seq in from..from + n {
@@ -843,8 +1063,28 @@ fn the_store_applies_snapshot_steps_as_memory_does() {
         };
         steps(&mut both, 0, 8);
         snapshot(&mut both, 1);
+        // Images at 1: the placed file's (once: a second keep makes none), the empty one's.
+        assert!(both(keep(img)).unwrap().created);
+        assert!(!both(keep(img)).unwrap().created);
+        assert!(both(keep(empty)).unwrap().created);
+        both(write(img, 4096)).unwrap();
         steps(&mut both, 8, 8);
         snapshot(&mut both, 2);
+        // An image at 2; 1's links recorded (twice: nothing changes); 2's copy on 9 moves to
+        // 11; and the refusals.
+        assert!(both(keep(img)).unwrap().created);
+        both(kept(img, 1)).unwrap();
+        both(kept(img, 1)).unwrap();
+        assert_eq!(both(kept(empty, 1)), Err(FsError::Invalid));
+        assert_eq!(both(kept(img, 3)), Err(FsError::NotFound));
+        assert_eq!(
+            both(moved(img, 2, &[7, 8], &[7, 11])),
+            Err(FsError::Changed)
+        );
+        assert_eq!(both(moved(img, 2, &[7, 9], &[])), Err(FsError::Invalid));
+        assert_eq!(both(moved(empty, 1, &[], &[7])), Err(FsError::Invalid));
+        both(moved(img, 2, &[7, 9], &[7, 11])).unwrap();
+        both(write(img, 8192)).unwrap();
         steps(&mut both, 16, 8);
         snapshot(&mut both, 3);
         steps(&mut both, 24, 4);
@@ -912,6 +1152,9 @@ fn the_store_applies_snapshot_steps_as_memory_does() {
             "b's record is gone"
         );
         assert_eq!(st.snap_records().unwrap(), m.snap_records().unwrap());
+        for ino in [img, empty, d] {
+            assert_eq!(st.images(ino), m.images(ino), "{ino}'s images");
+        }
         for snap in [1, 3] {
             for max in [1, 3, 1000] {
                 assert_eq!(st.pre_keys_at(snap, max), m.pre_keys_at(snap, max));
@@ -928,4 +1171,32 @@ fn the_store_applies_snapshot_steps_as_memory_does() {
     assert!(!m.pre_inodes.is_empty() && !m.pre_dirents.is_empty() && !m.pre_xattrs.is_empty());
     assert_eq!(m.snaps.cuts.keys().collect::<Vec<_>>(), [&1, &3]);
     assert_eq!(m.registry.keys().collect::<Vec<_>>(), [&1, &3, &4, &5]);
+    let (img, empty) = (
+        m.dirents[&(ROOT_INO, b"img".to_vec())].0,
+        m.dirents[&(ROOT_INO, b"empty".to_vec())].0,
+    );
+    assert_eq!(m.images.keys().collect::<Vec<_>>(), [&img, &empty]);
+    assert_eq!(m.images[&img].keys().collect::<Vec<_>>(), [&1, &2]);
+    assert_eq!(m.linking_images(10), [(img, 2)]);
+
+    // A shard's rows deleted (as before an install is written) hold no image, and written
+    // whole again they are the state's.
+    let load = || {
+        store::load_shards(&db.begin_read().unwrap(), &[S0]).unwrap()[&S0]
+            .0
+            .clone()
+    };
+    let txn = db.begin_write().unwrap();
+    store::delete_shard(&txn, S0).unwrap();
+    txn.commit().unwrap();
+    let gone = load();
+    assert!(
+        gone.images.is_empty() && gone.inodes.is_empty(),
+        "{:?}",
+        gone.images
+    );
+    let txn = db.begin_write().unwrap();
+    store::write_whole(&mut RedbState::open(&txn, S0).unwrap(), &m).unwrap();
+    txn.commit().unwrap();
+    assert_eq!(load().dump(), m.dump());
 }
