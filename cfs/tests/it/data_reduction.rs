@@ -377,6 +377,27 @@ fn kill_mid_reduce(cl: &Cluster, log: &Path, ino: u64, spans: usize, role: &str)
     );
 }
 
+/// After a kill -9 of the MDS in the middle of `ino`'s reduce: the restarted MDS gives up the
+/// reduce it finds under way, drops the referrers that reduce added, and reduces `name` again
+/// within `secs`.
+fn restarted_mds_reduces_again(cl: &Cluster, ino: u64, secs: u64, name: &str) {
+    let restarted = cl.dir.join("mds-restarted.log");
+    wait_for(
+        secs,
+        &format!("{name} reduced by the restarted MDS"),
+        || logged(&restarted, "file data-reduced", ino) == 1,
+    );
+    let after = std::fs::read_to_string(&restarted).unwrap_or_default();
+    assert!(
+        after.contains("reduce left under way by a restart given up"),
+        "the restarted MDS did not give up the reduce it found under way"
+    );
+    assert!(
+        after.contains("leaked referrer dropped"),
+        "the killed reduce's referrers were not reclaimed"
+    );
+}
+
 /// No segment left in the index, and no shard on any data server.
 fn wait_nothing_left(cl: &Cluster) {
     wait_for(60, "every segment freed and its shards deleted", || {
@@ -419,19 +440,7 @@ fn an_mds_killed_while_reducing_loses_nothing_and_what_the_reduce_held_is_reclai
     let log = cl.dir.join("cluster").join("mds.log");
     kill_mid_reduce(&cl, &log, ino, 2, "mds");
     let _mds = cl.restart_mds();
-    let restarted = cl.dir.join("mds-restarted.log");
-    wait_for(90, "/second reduced by the restarted MDS", || {
-        logged(&restarted, "file data-reduced", ino) == 1
-    });
-    let after = std::fs::read_to_string(&restarted).unwrap_or_default();
-    assert!(
-        after.contains("reduce left under way by a restart given up"),
-        "the restarted MDS did not give up the reduce it found under way"
-    );
-    assert!(
-        after.contains("leaked referrer dropped"),
-        "the killed reduce's referrers were not reclaimed"
-    );
+    restarted_mds_reduces_again(&cl, ino, 90, "/second");
     assert_eq!(read_file(&cl, "/second", second.len()), second);
     assert_eq!(read_file(&cl, "/first", first.len()), first);
 
@@ -1173,19 +1182,7 @@ fn an_mds_killed_between_parts_loses_nothing_and_what_the_parts_held_is_reclaime
     let _mds = cl.restart_mds();
     // Read whole while the restarted MDS gives the reduce up and does it again.
     assert_eq!(read_file(&cl, "/f", data.len()), data);
-    let restarted = cl.dir.join("mds-restarted.log");
-    wait_for(120, "/f reduced by the restarted MDS", || {
-        logged(&restarted, "file data-reduced", ino) == 1
-    });
-    let after = std::fs::read_to_string(&restarted).unwrap_or_default();
-    assert!(
-        after.contains("reduce left under way by a restart given up"),
-        "the restarted MDS did not give up the reduce it found under way"
-    );
-    assert!(
-        after.contains("leaked referrer dropped"),
-        "the killed reduce's referrers were not reclaimed"
-    );
+    restarted_mds_reduces_again(&cl, ino, 120, "/f");
     assert_eq!(read_file(&cl, "/f", data.len()), data);
     let c = cl.client(false);
     let root = cl.rt.block_on(c.lookup_path("/")).expect("root");
