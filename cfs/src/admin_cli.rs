@@ -11,6 +11,9 @@ use serde_json::Value;
 use crate::config;
 use crate::http_client;
 
+mod snapshots;
+pub use snapshots::{path_segment, snapshot_table};
+
 /// How `cfs admin` finds the admin listener and proves it may ask.
 #[derive(Args, Debug, Clone, Default)]
 pub struct AdminTarget {

@@ -12,6 +12,9 @@ use std::time::Duration;
 
 use thiserror::Error;
 
+mod snapshots;
+pub use snapshots::{SnapshotError, SnapshotInfo, DEFAULT_RETAIN_SECS, SNAPSHOT_DIR};
+
 use crate::dataservers::MdsIoStats;
 use crate::node::Mds;
 use meta::namespace::ROOT_INO;

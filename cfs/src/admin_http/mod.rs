@@ -7,6 +7,7 @@ mod api;
 pub use cfs::op_names as names;
 mod paths;
 mod prom;
+mod snapshots;
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
@@ -16,7 +17,7 @@ use std::time::{Duration, SystemTime};
 use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 
 /// Samples of the totals kept for the console's charts: one every `SAMPLE_EVERY`, ten minutes.
@@ -444,6 +445,11 @@ pub fn router(a: Arc<Admin>) -> Router {
         .route("/api/v1/mds-nodes/{id}/drain", post(drain_mds))
         .route("/api/v1/rmtree", post(rmtree))
         .route("/api/v1/tier/pin", post(tier_pin))
+        .route(
+            "/api/v1/snapshots",
+            post(snapshots::create).get(snapshots::list),
+        )
+        .route("/api/v1/snapshots/{name}", delete(snapshots::delete))
         .with_state(a)
 }
 

@@ -45,6 +45,7 @@ mod pnfs_data;
 mod repair_across_nodes;
 mod rmtree;
 mod segment_repair;
+mod snapshot_cli;
 mod tier_cache;
 mod tier_evict;
 mod tier_full;

@@ -1,0 +1,85 @@
+//! `/api/v1/snapshots`: create (POST), list (GET) and delete (DELETE `/{name}`) snapshots,
+//! over `mds::admin::Admin::snapshot_*` (`cfs admin snapshot ...` calls these).
+
+use std::sync::Arc;
+
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::Json;
+use mds::admin::SnapshotError as E;
+
+use super::{check, no_mds, Admin, ApiError, ApiResult};
+
+#[derive(serde::Deserialize)]
+pub(super) struct CreateBody {
+    path: String,
+    name: String,
+}
+
+fn refused(e: E) -> ApiError {
+    let code = match e {
+        E::BadName(_) => StatusCode::BAD_REQUEST,
+        E::NotFound(_) | E::NoSuchSnapshot(_) => StatusCode::NOT_FOUND,
+        E::NotDir(_) | E::HidesSnapshots(_) | E::Exists(_) => StatusCode::CONFLICT,
+        E::Busy | E::Namespace(_) => StatusCode::SERVICE_UNAVAILABLE,
+    };
+    ApiError(code, e.to_string())
+}
+
+/// POST `{"path": "/dir", "name": "weekly"}`.
+pub(super) async fn create(
+    State(a): State<Arc<Admin>>,
+    headers: HeaderMap,
+    Json(body): Json<CreateBody>,
+) -> ApiResult<Json<serde_json::Value>> {
+    check(&a, &headers)?;
+    let m = a.sources.mds.as_ref().ok_or_else(no_mds)?;
+    let id = m
+        .snapshot_create(&body.path, &body.name)
+        .await
+        .map_err(refused)?;
+    Ok(Json(serde_json::json!({
+        "id": id,
+        "name": body.name,
+        "path": body.path,
+        "shown_at": format!("{}/{}/{}", body.path.trim_end_matches('/'), mds::admin::SNAPSHOT_DIR, body.name),
+        "retain_secs": mds::admin::DEFAULT_RETAIN_SECS,
+    })))
+}
+
+/// GET: every snapshot not aborted, oldest first.
+pub(super) async fn list(
+    State(a): State<Arc<Admin>>,
+    headers: HeaderMap,
+) -> ApiResult<Json<serde_json::Value>> {
+    check(&a, &headers)?;
+    let m = a.sources.mds.as_ref().ok_or_else(no_mds)?;
+    let snaps = m.snapshot_list().await.map_err(refused)?;
+    let rows: Vec<serde_json::Value> = snaps
+        .into_iter()
+        .map(|s| {
+            serde_json::json!({
+                "id": s.id,
+                "name": s.name,
+                "path": s.path,
+                "root": s.root,
+                "created": s.created,
+                "retain_secs": s.retain_secs,
+                "state": s.state,
+            })
+        })
+        .collect();
+    Ok(Json(serde_json::json!({ "snapshots": rows })))
+}
+
+/// DELETE `/api/v1/snapshots/{name}`.
+pub(super) async fn delete(
+    State(a): State<Arc<Admin>>,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+) -> ApiResult<Json<serde_json::Value>> {
+    check(&a, &headers)?;
+    let m = a.sources.mds.as_ref().ok_or_else(no_mds)?;
+    let id = m.snapshot_delete(&name).await.map_err(refused)?;
+    Ok(Json(serde_json::json!({ "deleted": name, "id": id })))
+}

@@ -1,0 +1,172 @@
+//! `cfs admin snapshot create | list | delete` against a real one-node `cfs server`: what an
+//! operator types, what it prints, and every refusal with the sentence that says why. What a
+//! snapshot holds is tested in `meta`'s namespace tests (the cut) and, through NFS, where
+//! `.snapshot` is served.
+use crate::common;
+use crate::http_client;
+
+use common::{cfs, Server};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+fn admin_addr(dir: &Path) -> std::net::SocketAddr {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Ok(t) = std::fs::read_to_string(dir.join("data").join("admin.addr")) {
+            return t.trim().parse().expect("admin.addr");
+        }
+        assert!(Instant::now() < deadline, "no admin.addr written");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn snapshots_are_taken_listed_and_deleted_and_bad_requests_say_why() {
+    let t = tempfile::tempdir().unwrap();
+    let dir = t.path();
+    let data = dir.join("data");
+    let server = Server::start(
+        dir,
+        Some(&format!(
+            "data = {:?}\n[admin]\nlisten = \"127.0.0.1:0\"\n",
+            data.to_string_lossy()
+        )),
+    );
+    let admin = admin_addr(dir);
+    let config = dir.join("cfs.toml").to_string_lossy().into_owned();
+    let s = server.server_arg();
+    let o = cfs(dir, &["mkdir", "--server", &s, "/proj", "/other"]);
+    assert!(o.ok(), "{}", o.stderr);
+    std::fs::write(dir.join("f"), b"bytes").unwrap();
+    let f = dir.join("f").to_string_lossy().into_owned();
+    let o = cfs(dir, &["put", "--server", &s, &f, "/proj/file"]);
+    assert!(o.ok(), "{}", o.stderr);
+    let admin_cmd = |args: &[&str]| {
+        let mut all = vec!["admin", "snapshot"];
+        all.extend_from_slice(args);
+        all.extend_from_slice(&["--config", &config]);
+        cfs(dir, &all)
+    };
+
+    // Nothing is served without the token.
+    let r = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(http_client::request(
+            admin,
+            "GET",
+            "/api/v1/snapshots",
+            None,
+            None,
+            Duration::from_secs(10),
+        ))
+        .expect("admin listener answers");
+    assert_eq!(r.status, 401);
+
+    let o = admin_cmd(&["list"]);
+    assert!(o.ok(), "{}", o.stderr);
+    assert!(o.text().contains("no snapshots"), "{}", o.text());
+
+    let o = admin_cmd(&["create", "/proj", "--name", "weekly"]);
+    assert!(o.ok(), "{}", o.stderr);
+    assert!(
+        o.text().contains("read it under /proj/.snapshot/weekly"),
+        "{}",
+        o.text()
+    );
+    let o = admin_cmd(&["create", "/", "--name", "at root 2", "--json"]);
+    assert!(o.ok(), "{}", o.stderr);
+    let v: serde_json::Value = serde_json::from_str(o.text().trim()).expect("json");
+    assert_eq!(v["shown_at"], "/.snapshot/at root 2");
+
+    let o = admin_cmd(&["list"]);
+    assert!(o.ok(), "{}", o.stderr);
+    let lines: Vec<String> = o.text().lines().map(str::to_string).collect();
+    assert_eq!(lines.len(), 3, "{}", o.text());
+    assert!(
+        lines[1].contains("weekly") && lines[1].contains("ready"),
+        "{}",
+        o.text()
+    );
+    assert!(lines[1].ends_with("/proj/.snapshot/weekly"), "{}", o.text());
+    assert!(lines[2].ends_with("/.snapshot/at root 2"), "{}", o.text());
+    let o = admin_cmd(&["list", "--json"]);
+    let v: serde_json::Value = serde_json::from_str(o.text().trim()).expect("json");
+    let rows = v["snapshots"].as_array().expect("rows");
+    assert_eq!(rows.len(), 2);
+    assert_eq!(rows[0]["path"], "/proj");
+    assert_eq!(rows[0]["retain_secs"], 7 * 24 * 3600);
+    assert!(rows[0]["id"].as_u64() < rows[1]["id"].as_u64());
+
+    // Refusals, each with its reason.
+    for (args, why) in [
+        (
+            vec!["create", "/proj", "--name", "weekly"],
+            "exists already",
+        ),
+        (vec!["create", "/nope", "--name", "n"], "no such directory"),
+        (
+            vec!["create", "/proj/file", "--name", "n"],
+            "not a directory",
+        ),
+        (vec!["create", "proj", "--name", "n"], "no such directory"),
+        (
+            vec!["create", "/proj", "--name", "a/b"],
+            "not a snapshot name",
+        ),
+        (
+            vec!["create", "/proj", "--name", ".."],
+            "not a snapshot name",
+        ),
+        (vec!["delete", "monthly"], "no snapshot is named"),
+    ] {
+        let o = admin_cmd(&args);
+        assert!(!o.ok(), "{args:?} accepted: {}", o.text());
+        assert!(o.stderr.contains(why), "{args:?}: {}", o.stderr);
+    }
+    let o = cfs(dir, &["mkdir", "--server", &s, "/other/.snapshot"]);
+    assert!(o.ok(), "{}", o.stderr);
+    let o = admin_cmd(&["create", "/other", "--name", "n"]);
+    assert!(!o.ok());
+    assert!(
+        o.stderr.contains("holds an entry named .snapshot"),
+        "{}",
+        o.stderr
+    );
+
+    // A name with a space goes through the URL intact.
+    let o = admin_cmd(&["delete", "at root 2"]);
+    assert!(o.ok(), "{}", o.stderr);
+    let o = admin_cmd(&["delete", "weekly"]);
+    assert!(o.ok(), "{}", o.stderr);
+    assert!(o.text().contains("snapshot weekly deleted"), "{}", o.text());
+    // Deleted at once from the list (the merge runs in the background), and the name is
+    // free again once its record goes.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let o = admin_cmd(&["list", "--json"]);
+        let v: serde_json::Value = serde_json::from_str(o.text().trim()).expect("json");
+        let left = v["snapshots"].as_array().map_or(0, Vec::len);
+        if left == 0 {
+            break;
+        }
+        assert!(
+            v["snapshots"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|r| r["state"] == "deleting"),
+            "{v}"
+        );
+        assert!(Instant::now() < deadline, "deleted snapshots stay: {v}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let o = admin_cmd(&["create", "/proj", "--name", "weekly"]);
+    assert!(
+        o.ok(),
+        "the name of a deleted snapshot is free again: {}",
+        o.stderr
+    );
+    drop(server);
+}
