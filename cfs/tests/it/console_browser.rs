@@ -1,7 +1,8 @@
 //! The web console in a real browser: Debian's headless Chromium, driven through chromedriver
 //! (WebDriver is HTTP and JSON), against a running 1 MDS + 3 data server cluster. The figures
-//! the page shows must be the server's; Evict and Drain go through their confirmation dialogs;
-//! a screenshot of the overview is saved (`target/console.png`). And the operator's view of a
+//! the page shows must be the server's; Evict, Drain and a snapshot's Delete go through their
+//! confirmation dialogs (a snapshot is taken from its form); a screenshot of the overview is
+//! saved (`target/console.png`). And the operator's view of a
 //! 3 MDS + 6 data server cluster, healthy and with a metadata node killed (two screenshots).
 //! And the object store's outage alert, from a single node whose bucket is unreachable.
 //!
@@ -416,6 +417,43 @@ fn the_console_shows_what_the_servers_say() {
         assert!(Instant::now() < deadline, "evicted client still there: {c}");
         std::thread::sleep(Duration::from_millis(100));
     }
+    // A snapshot taken from the form shows in the table, and goes through its dialog.
+    d.js("document.getElementById('snap-path').value = '/'; \
+          document.getElementById('snap-name').value = 'before drain'; \
+          document.getElementById('snap-take').click(); return 0");
+    let row = "tr[data-snapshot='before drain']";
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let r = d.js(&format!(
+            "const r = document.querySelector(\"{row}\"); return r ? r.textContent : ''"
+        ));
+        let r = r.as_str().unwrap_or("");
+        if r.contains("ready") && r.contains("/.snapshot/before drain") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the snapshot is not shown: {r:?}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let (_, listed) = http(admin, "GET", "/api/v1/snapshots", Some(&token), None);
+    assert_eq!(listed["snapshots"][0]["name"], "before drain", "{listed}");
+    let asked = d.click_and_confirm(&format!("{row} button"));
+    assert!(asked.contains("Delete snapshot before drain"), "{asked}");
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let (_, l) = http(admin, "GET", "/api/v1/snapshots", Some(&token), None);
+        if l["snapshots"][0]["state"] != "ready" {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the delete did not reach the server: {l}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
     let ds0 = &server_ds[0].0;
     let asked = d.click_and_confirm(&format!("button[data-drain='{ds0}']"));
     assert!(asked.contains("Drain data server"), "{asked}");
