@@ -58,6 +58,8 @@ pub enum ConfigError {
     },
     #[error("[tier] {0}")]
     Tier(#[from] crate::tier_config::TierConfigError),
+    #[error("[snapshots] {0}")]
+    Snapshots(#[from] crate::snapshot_config::SnapshotConfigError),
     #[error("{0}")]
     Encryption(#[from] crate::encryption_config::EncryptionConfigError),
     #[error("export {path:?} does not exist in the file system in {data}. Create it first (export \"/\" and run `cfs mkdir -p {path}`), or remove that [[export]]")]
@@ -94,6 +96,8 @@ pub struct FileConfig {
     /// `[encryption]`: the key file that opens the cluster's data key (see
     /// `encryption_config.rs`).
     pub encryption: Option<crate::encryption_config::EncryptionFileConfig>,
+    /// `[snapshots]`: retention and schedules (see `snapshot_config.rs`).
+    pub snapshots: Option<crate::snapshot_config::SnapshotsFileConfig>,
 }
 
 /// `[gateway]`: where the NFSv3 gateway listens, which MDS it is a client of, and the

@@ -13,6 +13,7 @@ pub mod encryption_config;
 pub mod http_client;
 pub mod kerberos;
 pub mod op_names;
+pub mod snapshot_config;
 pub mod tier_config;
 #[allow(unsafe_code)]
 pub mod timefmt;

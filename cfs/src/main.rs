@@ -303,7 +303,9 @@ enum SnapshotCmd {
     /// acknowledged before the command and none begun after it returns, across all metadata
     /// shards, in a time that does not grow with the number of files. PATH is a directory
     /// inside the file system (as exports' paths are); it must not hold an entry named
-    /// .snapshot. Kept 7 days (what happens then is not built yet: it stays).
+    /// .snapshot. Kept --retain-days, or `[snapshots] retain_days` (default 7), then
+    /// deleted (with an object-store tier it is kept instead: the move to the bucket is not
+    /// built yet).
     #[command(after_help = "Examples:
   cfs admin snapshot create /projects --name weekly --config cfs-cluster/mds.toml
   cfs admin snapshot create / --name before-upgrade --config mds.toml --json")]
@@ -313,6 +315,9 @@ enum SnapshotCmd {
         /// Its name: 1 to 255 bytes, no '/'; unique among snapshots.
         #[arg(long)]
         name: String,
+        /// Days to keep it (default: the server's `[snapshots] retain_days`, 7 unless set).
+        #[arg(long)]
+        retain_days: Option<u64>,
         #[command(flatten)]
         target: admin_cli::AdminTarget,
     },
@@ -703,8 +708,16 @@ async fn admin(cmd: AdminCmd) -> Result<(), Box<dyn std::error::Error>> {
 /// `cfs admin snapshot create | list | delete`, over `/api/v1/snapshots`.
 async fn admin_snapshot(cmd: SnapshotCmd) -> Result<(), Box<dyn std::error::Error>> {
     match cmd {
-        SnapshotCmd::Create { path, name, target } => {
-            let body = serde_json::json!({ "path": path, "name": name });
+        SnapshotCmd::Create {
+            path,
+            name,
+            retain_days,
+            target,
+        } => {
+            let mut body = serde_json::json!({ "path": path, "name": name });
+            if let Some(d) = retain_days {
+                body["retain_secs"] = d.saturating_mul(86_400).into();
+            }
             let v = admin_cli::call_with(
                 &admin_cli::require(&target)?,
                 "POST",

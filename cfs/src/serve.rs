@@ -57,6 +57,8 @@ pub struct Settings {
     pub tier: Option<mds::config::TierSettings>,
     /// mds role: `[encryption]`, its key files read and checked.
     pub encryption: Option<mds::config::KeyFiles>,
+    /// `[snapshots]`, checked.
+    pub snapshots: mds::admin::SnapshotPolicy,
 }
 
 pub struct ServerArgs {
@@ -259,6 +261,12 @@ pub fn resolve(a: &ServerArgs) -> Result<Settings, ConfigError> {
             .as_ref()
             .map(cfs::tier_config::settings)
             .transpose()?,
+        snapshots: file
+            .snapshots
+            .as_ref()
+            .map(cfs::snapshot_config::policy)
+            .transpose()?
+            .unwrap_or_default(),
         file,
         members,
         client_addresses,
@@ -828,6 +836,12 @@ pub async fn run(a: ServerArgs, check_only: bool) -> Result<(), Box<dyn std::err
             "serving NFSv4.1/4.2 on {}",
             server.local_addr()
         );
+        // Scheduled snapshots and retention, on whichever node leads shard 0; ends with the
+        // process.
+        tokio::spawn(mds::admin::snapshot_policy::run(
+            server.admin(),
+            s.snapshots.clone(),
+        ));
         mds_server = Some(server);
     }
     let mut ds_server = None;
@@ -902,6 +916,7 @@ pub async fn run(a: ServerArgs, check_only: bool) -> Result<(), Box<dyn std::err
                 ns_base,
                 client_addresses: s.client_addresses.clone(),
                 cluster_secret: s.secret.clone(),
+                snapshot_retain_secs: s.snapshots.retain.as_secs(),
             };
             let token = admin_secret(&s)?.admin_token();
             let local = l.local_addr()?;

@@ -12,7 +12,9 @@ use std::time::Duration;
 
 use thiserror::Error;
 
+pub mod snapshot_policy;
 mod snapshots;
+pub use snapshot_policy::{Schedule, SnapshotPolicy};
 pub use snapshots::{SnapshotError, SnapshotInfo, DEFAULT_RETAIN_SECS, SNAPSHOT_DIR};
 
 use crate::dataservers::MdsIoStats;

@@ -40,6 +40,8 @@ pub struct Sources {
     /// The cluster secret, to sign the STATUS calls to the other MDS nodes (`None`: a single
     /// node, which has no other).
     pub cluster_secret: Option<layout::ClusterSecret>,
+    /// How long a snapshot taken without `--retain-days` is kept (`[snapshots] retain_days`).
+    pub snapshot_retain_secs: u64,
 }
 
 /// Totals at one instant, for rates.

@@ -14,6 +14,8 @@ use super::{check, no_mds, Admin, ApiError, ApiResult};
 pub(super) struct CreateBody {
     path: String,
     name: String,
+    /// Absent: `[snapshots] retain_days` (`Sources::snapshot_retain_secs`).
+    retain_secs: Option<u64>,
 }
 
 fn refused(e: E) -> ApiError {
@@ -34,8 +36,9 @@ pub(super) async fn create(
 ) -> ApiResult<Json<serde_json::Value>> {
     check(&a, &headers)?;
     let m = a.sources.mds.as_ref().ok_or_else(no_mds)?;
+    let retain = body.retain_secs.unwrap_or(a.sources.snapshot_retain_secs);
     let id = m
-        .snapshot_create(&body.path, &body.name)
+        .snapshot_create(&body.path, &body.name, Some(retain))
         .await
         .map_err(refused)?;
     Ok(Json(serde_json::json!({
@@ -43,7 +46,7 @@ pub(super) async fn create(
         "name": body.name,
         "path": body.path,
         "shown_at": format!("{}/{}/{}", body.path.trim_end_matches('/'), mds::admin::SNAPSHOT_DIR, body.name),
-        "retain_secs": mds::admin::DEFAULT_RETAIN_SECS,
+        "retain_secs": retain,
     })))
 }
 

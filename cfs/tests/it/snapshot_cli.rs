@@ -170,3 +170,116 @@ fn snapshots_are_taken_listed_and_deleted_and_bad_requests_say_why() {
     );
     drop(server);
 }
+
+#[test]
+fn a_schedule_keeps_its_newest_and_retention_deletes() {
+    let t = tempfile::tempdir().unwrap();
+    let dir = t.path();
+    let data = dir.join("data");
+    let server = Server::start(
+        dir,
+        Some(&format!(
+            "data = {:?}\n[admin]\nlisten = \"127.0.0.1:0\"\n\
+             [snapshots]\nretain_days = 3\n\
+             [[snapshots.schedule]]\npath = \"/proj\"\nevery = \"2s\"\nkeep = 2\nname = \"t\"\n",
+            data.to_string_lossy()
+        )),
+    );
+    let admin = admin_addr(dir);
+    let config = dir.join("cfs.toml").to_string_lossy().into_owned();
+    let s = server.server_arg();
+    let o = cfs(dir, &["mkdir", "--server", &s, "/proj"]);
+    assert!(o.ok(), "{}", o.stderr);
+    let o = cfs(dir, &["admin", "token", "--config", &config]);
+    let token = o.text().trim().to_string();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let call = |method: &str, path: &str, body: Option<&str>| {
+        let r = rt
+            .block_on(http_client::request(
+                admin,
+                method,
+                path,
+                Some(&token),
+                body,
+                Duration::from_secs(10),
+            ))
+            .expect("admin listener answers");
+        let v: serde_json::Value = serde_json::from_slice(&r.body).expect("json");
+        (r.status, v)
+    };
+    // By hand: the configured retention, or the one asked for.
+    let (st, v) = call(
+        "POST",
+        "/api/v1/snapshots",
+        Some(r#"{"path":"/proj","name":"kept"}"#),
+    );
+    assert_eq!(st, 200, "{v}");
+    assert_eq!(v["retain_secs"], 3 * 86_400);
+    let (st, v) = call(
+        "POST",
+        "/api/v1/snapshots",
+        Some(r#"{"path":"/proj","name":"brief","retain_secs":1}"#),
+    );
+    assert_eq!(st, 200, "{v}");
+
+    // Over ~9 s (4 periods of 2 s): the schedule's snapshots are consecutive periods, at most
+    // two ready at a time once it is running; `brief` goes, `kept` stays.
+    let start = Instant::now();
+    let mut seen = std::collections::BTreeSet::new();
+    let mut last = serde_json::Value::Null;
+    while start.elapsed() < Duration::from_secs(9) {
+        let (_, v) = call("GET", "/api/v1/snapshots", None);
+        let rows = v["snapshots"].as_array().cloned().unwrap_or_default();
+        let ready: Vec<String> = rows
+            .iter()
+            .filter(|r| r["state"] == "ready")
+            .filter_map(|r| r["name"].as_str())
+            .filter(|n| n.starts_with("t-"))
+            .map(str::to_string)
+            .collect();
+        assert!(
+            ready.len() <= 3,
+            "more than keep + the one being taken: {v}"
+        );
+        seen.extend(ready);
+        last = v;
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    assert!(
+        seen.len() >= 4,
+        "a 2 s schedule took {} in 9 s: {seen:?}",
+        seen.len()
+    );
+    let ready = |v: &serde_json::Value, prefix: &str| -> Vec<String> {
+        (v["snapshots"].as_array().unwrap().iter())
+            .filter(|r| r["state"] == "ready")
+            .filter_map(|r| r["name"].as_str())
+            .filter(|n| n.starts_with(prefix))
+            .map(str::to_string)
+            .collect()
+    };
+    // Between a pass's create and its delete a third is ready for a moment: look again.
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while ready(&last, "t-").len() > 2 {
+        assert!(Instant::now() < deadline, "keep = 2, yet ready: {last}");
+        std::thread::sleep(Duration::from_millis(50));
+        last = call("GET", "/api/v1/snapshots", None).1;
+    }
+    assert!(!ready(&last, "t-").is_empty(), "{last}");
+    // Names are the periods' starts (UTC, with seconds for a period under a minute), two
+    // seconds apart: `t-YYYY-MM-DD_HHMMSS`.
+    for n in &seen {
+        let secs: u32 = n[n.len() - 2..].parse().expect("seconds in the name");
+        assert_eq!(secs % 2, 0, "{n} is not a period's start");
+        assert_eq!(n.len(), "t-2026-12-01_050646".len(), "{n}");
+    }
+    assert_eq!(ready(&last, "kept"), vec!["kept"], "{last}");
+    assert!(
+        ready(&last, "brief").is_empty(),
+        "past its retention: {last}"
+    );
+    drop(server);
+}

@@ -12,9 +12,9 @@ use thiserror::Error;
 
 use super::Admin;
 
-/// How long a snapshot is kept when its create names no retention: the design's default
-/// (seed decision D9). Retention is recorded; what happens at its end (deletion, or the move
-/// to the object store) is not built yet (`docs/plans/snapshots.md` step 12).
+/// How long a snapshot is kept when neither its create nor `[snapshots] retain_days` names a
+/// retention: the design's default (seed decision D9). Past it, `snapshot_policy` deletes it
+/// (without a tier; the move to the object store is not built yet).
 pub const DEFAULT_RETAIN_SECS: u64 = 7 * 24 * 3600;
 
 /// The name under which a snapshot root shows its snapshots; a real entry of that name would
@@ -84,8 +84,14 @@ fn state_name(s: &SnapState) -> &'static str {
 impl Admin {
     /// Takes snapshot `name` of the namespace, shown at `path/.snapshot/name`: every change
     /// acknowledged before this call and none begun after it returns
-    /// (`Namespace::create_snapshot`). Returns its id.
-    pub async fn snapshot_create(&self, path: &str, name: &str) -> Result<SnapId, SnapshotError> {
+    /// (`Namespace::create_snapshot`), kept `retain_secs` (default `DEFAULT_RETAIN_SECS`).
+    /// Returns its id.
+    pub async fn snapshot_create(
+        &self,
+        path: &str,
+        name: &str,
+        retain_secs: Option<u64>,
+    ) -> Result<SnapId, SnapshotError> {
         check_name(name)?;
         let ns = &self.mds.ns;
         if !path.starts_with('/') {
@@ -106,7 +112,11 @@ impl Admin {
             Err(e) => return Err(SnapshotError::Namespace(e)),
         }
         match ns
-            .create_snapshot(name.as_bytes(), dir.ino, DEFAULT_RETAIN_SECS)
+            .create_snapshot(
+                name.as_bytes(),
+                dir.ino,
+                retain_secs.unwrap_or(DEFAULT_RETAIN_SECS),
+            )
             .await
         {
             Ok(id) => Ok(id),
