@@ -9,14 +9,21 @@
 //!
 //! The gateway reads one field itself, the export id (bytes 12..16), to apply the export's
 //! rules to the v3 client before anything is sent upstream; the MDS cannot, since it sees the
-//! gateway's address, not the v3 client's.
+//! gateway's address, not the v3 client's. An object inside a snapshot has a 48-byte handle,
+//! `"cfsS"` with the same fields at the same places and the snapshot id before the MAC
+//! (issue 48): passed through the same way. Its fsid's minor is the snapshot, so each
+//! snapshot is a v3 mount point of its own, and its changes answer NFS3ERR_ROFS (the MDS's
+//! NFS4ERR_ROFS, mapped).
 use proto::nfs3::{NfsFh3, Nfsstat3, NFS3_FHSIZE};
 use proto::nfs4::NfsFh4;
 use proto::xdr::Opaque;
 
 const MAGIC: &[u8; 4] = b"cfs2";
+const SNAP_MAGIC: &[u8; 4] = b"cfsS";
 /// The MDS handle's length (`mds::fh::FH_LEN`).
 pub const V4_LEN: usize = 40;
+/// The length of the MDS handle of an object inside a snapshot (`mds::fh::SNAP_FH_LEN`).
+pub const V4_SNAP_LEN: usize = 48;
 
 /// The v3 handle for an MDS handle; SERVERFAULT for one that does not fit (never from cfs).
 pub fn to_v3(fh: &NfsFh4) -> Result<NfsFh3, Nfsstat3> {
@@ -41,10 +48,12 @@ pub struct Parsed {
 /// STALE for a handle of another format generation (`cfs1`), as the MDS answers it.
 pub fn parse(fh: &NfsFh3) -> Result<Parsed, Nfsstat3> {
     let b = fh.data.as_bytes();
-    if b.len() != V4_LEN {
-        return Err(Nfsstat3::Badhandle);
-    }
-    if &b[..4] != MAGIC {
+    let magic = match b.len() {
+        V4_LEN => MAGIC,
+        V4_SNAP_LEN => SNAP_MAGIC,
+        _ => return Err(Nfsstat3::Badhandle),
+    };
+    if &b[..4] != magic {
         return Err(if &b[..3] == b"cfs" {
             Nfsstat3::Stale
         } else {
@@ -83,6 +92,24 @@ mod tests {
         assert_eq!(p.v4, v4);
         assert_eq!(p.export, 0xabcd);
         assert_eq!(p.fs_id, 7);
+    }
+
+    #[test]
+    fn snapshot_handles_pass_through_too() {
+        let mut b = handle(0x0102).to_vec();
+        b[..4].copy_from_slice(b"cfsS");
+        b.splice(24..24, 5u64.to_be_bytes());
+        assert_eq!(b.len(), V4_SNAP_LEN);
+        let v4 = NfsFh4(Opaque(b.clone()));
+        let p = parse(&to_v3(&v4).unwrap()).unwrap();
+        assert_eq!((p.v4, p.export, p.fs_id), (v4, 0x0102, 7));
+        // The live magic at the snapshot length, and the reverse, are no handle.
+        let mut wrong = b.clone();
+        wrong[3] = b'2';
+        assert_eq!(parse(&NfsFh3::from(wrong)), Err(Nfsstat3::Stale));
+        let mut wrong = handle(1);
+        wrong[3] = b'S';
+        assert_eq!(parse(&NfsFh3::from(wrong)), Err(Nfsstat3::Stale));
     }
 
     #[test]

@@ -11,6 +11,14 @@
 //! | 16..24 | inode |
 //! | 24..40 | keyed blake3 over bytes 0..24, truncated to 128 bits |
 //!
+//! An object inside a snapshot (issue 48, `docs/plans/snapshots.md` §4.1) has a 48-byte
+//! handle: magic "cfsS", the same fields at the same places (so the v3 gateway's export check
+//! reads bytes 12..16 of either), the snapshot id at 24..32 (`SNAPSHOT_DIR` = u64::MAX names
+//! the `.snapshot` directory of the inode, a snapshot root), and the MAC over bytes 0..32 at
+//! 32..48. Both fit NFSv3's 64 bytes. The snapshot's cut is replicated state and the key is
+//! the file system's, so these handles survive restarts and failovers like the others; a
+//! deleted snapshot makes them stale (`nfs::ops::snap`).
+//!
 //! Why a MAC: a handle that only named an inode let any client build one for an object outside
 //! the export it may use (or for the real root) and PUTFH it. Parent pointers cannot stand in
 //! for a subtree check, because a regular file has none (it may have several names). So the
@@ -21,10 +29,16 @@ use std::io::{Read, Write};
 use std::path::Path;
 
 const MAGIC: [u8; 4] = *b"cfs2";
+const SNAP_MAGIC: [u8; 4] = *b"cfsS";
 const OLD_MAGIC: [u8; 4] = *b"cfs1";
 const BODY_LEN: usize = 24;
+const SNAP_BODY_LEN: usize = 32;
 const MAC_LEN: usize = 16;
 pub const FH_LEN: usize = BODY_LEN + MAC_LEN;
+/// The length of a handle of an object inside a snapshot.
+pub const SNAP_FH_LEN: usize = SNAP_BODY_LEN + MAC_LEN;
+/// The snapshot field of the handle of a snapshot root's `.snapshot` directory.
+pub const SNAPSHOT_DIR: u64 = u64::MAX;
 /// Domain separation: the key is used for nothing else, but say what is being authenticated.
 const CONTEXT: &[u8] = b"cfs nfs4 file handle v2";
 /// The key's file in the data directory.
@@ -37,6 +51,9 @@ pub struct FileHandle {
     /// The export the handle was handed out in (0: the pseudo file system).
     pub export: u32,
     pub ino: u64,
+    /// Inside snapshot `snap` (`SNAPSHOT_DIR`: the `.snapshot` directory of `ino`); `None`:
+    /// the live file system.
+    pub snap: Option<u64>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -111,34 +128,43 @@ impl FhKey {
 
 impl FileHandle {
     pub fn encode(&self, key: &FhKey) -> Vec<u8> {
-        let mut v = Vec::with_capacity(FH_LEN);
-        v.extend_from_slice(&MAGIC);
+        let mut v = Vec::with_capacity(SNAP_FH_LEN);
+        v.extend_from_slice(match self.snap {
+            None => &MAGIC,
+            Some(_) => &SNAP_MAGIC,
+        });
         v.extend_from_slice(&self.fs_id.to_be_bytes());
         v.extend_from_slice(&self.export.to_be_bytes());
         v.extend_from_slice(&self.ino.to_be_bytes());
+        if let Some(s) = self.snap {
+            v.extend_from_slice(&s.to_be_bytes());
+        }
         let mac = key.mac(&v);
         v.extend_from_slice(&mac);
         v
     }
 
-    /// Parses and authenticates a handle a client sent. Bounded work whatever `b` is.
+    /// Parses and authenticates a handle a client sent, of either format. Bounded work
+    /// whatever `b` is: two length checks, one MAC over at most 32 bytes.
     pub fn decode(b: &[u8], fs_id: u64, key: &FhKey) -> Result<FileHandle, FhError> {
         if b.len() == 20 && b[..4] == OLD_MAGIC {
             return Err(FhError::Stale);
         }
-        if b.len() != FH_LEN || b[..4] != MAGIC {
-            return Err(FhError::Bad);
-        }
+        let body = match (b.len(), b.get(..4)) {
+            (FH_LEN, Some(m)) if m == MAGIC => BODY_LEN,
+            (SNAP_FH_LEN, Some(m)) if m == SNAP_MAGIC => SNAP_BODY_LEN,
+            _ => return Err(FhError::Bad),
+        };
         let got_fs = u64::from_be_bytes(field(&b[4..12]));
         if got_fs != fs_id {
             // Another instance's handle (the data directory was recreated): not forged, gone.
             return Err(FhError::Stale);
         }
-        let want = key.mac(&b[..BODY_LEN]);
+        let want = key.mac(&b[..body]);
         // Constant-time comparison: a timing oracle would let a client forge byte by byte.
         let diff = want
             .iter()
-            .zip(&b[BODY_LEN..])
+            .zip(&b[body..])
             .fold(0u8, |acc, (x, y)| acc | (x ^ y));
         if diff != 0 {
             return Err(FhError::Bad);
@@ -147,6 +173,7 @@ impl FileHandle {
             fs_id,
             export: u32::from_be_bytes(field(&b[12..16])),
             ino: u64::from_be_bytes(field(&b[16..24])),
+            snap: (body == SNAP_BODY_LEN).then(|| u64::from_be_bytes(field(&b[24..32]))),
         })
     }
 }
@@ -200,10 +227,21 @@ impl Handles {
 
     /// The handle of `ino` in `export`.
     pub fn handle(&self, export: u32, ino: u64) -> proto::nfs4::basic::NfsFh4 {
+        self.handle_at(export, ino, None)
+    }
+
+    /// The handle of `ino` in `export`, inside snapshot `snap` if given (`FileHandle::snap`).
+    pub fn handle_at(
+        &self,
+        export: u32,
+        ino: u64,
+        snap: Option<u64>,
+    ) -> proto::nfs4::basic::NfsFh4 {
         let fh = FileHandle {
             fs_id: self.fs_id,
             export,
             ino,
+            snap,
         };
         proto::nfs4::basic::NfsFh4(proto::xdr::Opaque(fh.encode(&self.key)))
     }
@@ -268,7 +306,9 @@ mod tests {
             fs_id: 7,
             export: 3,
             ino: 42,
+            snap: None,
         };
+        assert_eq!(fh.encode(&key).len(), FH_LEN);
         assert_eq!(FileHandle::decode(&fh.encode(&key), 7, &key), Ok(fh));
         assert_eq!(
             FileHandle::decode(&fh.encode(&key), 8, &key),
@@ -295,6 +335,71 @@ mod tests {
         old.extend_from_slice(&7u64.to_be_bytes());
         old.extend_from_slice(&42u64.to_be_bytes());
         assert_eq!(FileHandle::decode(&old, 7, &key), Err(FhError::Stale));
+    }
+
+    /// The snapshot format: 48 bytes, the export where the live format has it, the snapshot
+    /// id after the inode; every single bit flip is refused, and so is a live handle's body
+    /// with a snapshot's magic, or the other way round.
+    #[test]
+    fn snapshot_handles_roundtrip_and_every_bit_flip_is_refused() {
+        let key = FhKey::new([9; 32]);
+        for snap in [1, 77, SNAPSHOT_DIR] {
+            let fh = FileHandle {
+                fs_id: 5,
+                export: 0x0102_0304,
+                ino: 0x0003_0000_0000_0011,
+                snap: Some(snap),
+            };
+            let b = fh.encode(&key);
+            assert_eq!(b.len(), SNAP_FH_LEN);
+            assert_eq!(&b[..4], b"cfsS");
+            assert_eq!(
+                &b[12..16],
+                &[1, 2, 3, 4],
+                "the export where the gateway reads it"
+            );
+            assert_eq!(&b[24..32], &snap.to_be_bytes());
+            assert_eq!(FileHandle::decode(&b, 5, &key), Ok(fh));
+            assert_eq!(FileHandle::decode(&b, 6, &key), Err(FhError::Stale));
+            for bit in 0..b.len() * 8 {
+                let mut bad = b.clone();
+                bad[bit / 8] ^= 1 << (bit % 8);
+                let got = FileHandle::decode(&bad, 5, &key);
+                // A flip in the fs id reads as another instance's handle; all else is forged.
+                let want = if (32..96).contains(&bit) {
+                    Err(FhError::Stale)
+                } else {
+                    Err(FhError::Bad)
+                };
+                assert_eq!(got, want, "bit {bit}");
+            }
+            // Cut short, or one byte longer: not a handle.
+            assert_eq!(FileHandle::decode(&b[..47], 5, &key), Err(FhError::Bad));
+            let mut long = b.clone();
+            long.push(0);
+            assert_eq!(FileHandle::decode(&long, 5, &key), Err(FhError::Bad));
+            // The live body under the snapshot magic (and the reverse) does not verify.
+            let live = FileHandle { snap: None, ..fh }.encode(&key);
+            let mut swapped = live.clone();
+            swapped[..4].copy_from_slice(b"cfsS");
+            assert_eq!(FileHandle::decode(&swapped, 5, &key), Err(FhError::Bad));
+            let mut swapped = b.clone();
+            swapped[..4].copy_from_slice(b"cfs2");
+            assert_eq!(FileHandle::decode(&swapped, 5, &key), Err(FhError::Bad));
+        }
+        // A live handle: every bit flip refused too.
+        let live = FileHandle {
+            fs_id: 5,
+            export: 1,
+            ino: 99,
+            snap: None,
+        }
+        .encode(&key);
+        for bit in 0..live.len() * 8 {
+            let mut bad = live.clone();
+            bad[bit / 8] ^= 1 << (bit % 8);
+            assert!(FileHandle::decode(&bad, 5, &key).is_err(), "bit {bit}");
+        }
     }
 
     #[test]

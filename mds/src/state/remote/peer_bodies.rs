@@ -227,6 +227,7 @@ mod tests {
             fs_id: 0x0123_4567_89ab_cdef,
             export: 2,
             ino: 77,
+            snap: None,
         };
         now.push(("FileHandle", fh.encode(&key)));
         meta_core::testing::check(&now, GOLDEN);
