@@ -68,6 +68,8 @@ pub struct Mds {
     pub(crate) reaper: std::sync::OnceLock<tokio::sync::mpsc::UnboundedSender<u64>>,
     /// The object-store tier, when `[tier]` is configured.
     pub(crate) tier: Option<Arc<crate::tier_set::Tier>>,
+    /// What NFS state inside snapshots is keyed by (`nfs::ops::snap::StateKeys`).
+    pub(crate) snap_keys: crate::nfs::ops::snap::StateKeys,
     /// What the last usage pass found per export (`usage`; with data servers only).
     pub(crate) usage: Arc<crate::usage::UsageCell>,
 }
@@ -269,6 +271,7 @@ impl Mds {
             write_verf,
             reaper: std::sync::OnceLock::new(),
             tier,
+            snap_keys: Default::default(),
             usage: Default::default(),
         })
     }

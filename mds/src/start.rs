@@ -257,6 +257,13 @@ impl Server {
         crate::admin::Admin::new(self.mds.clone())
     }
 
+    /// The namespace itself, for tests that drive what no admin route reaches yet (snapshots
+    /// made and deleted by hand in `mds/tests/it/snapshots.rs`).
+    #[doc(hidden)]
+    pub fn namespace(&self) -> &namespace::Namespace {
+        &self.mds.ns
+    }
+
     /// The namespace's counters: commands, batches, durable commits (fdatasyncs), checkpoints.
     pub fn namespace_stats(&self) -> namespace::StatsSnapshot {
         self.mds.ns.stats()

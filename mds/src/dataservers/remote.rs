@@ -41,7 +41,6 @@ impl Cluster {
         if offset >= end {
             return Ok((Vec::new(), true));
         }
-        let mut out = Vec::with_capacity((end - offset) as usize);
         if let Some(red) = self.reduced(ns, ino)? {
             let mut d = self
                 .read_reduced(ns, ino, red, offset, end - offset)
@@ -56,18 +55,57 @@ impl Cluster {
             self.count(&self.stats.read_ops, &self.stats.read_bytes, d.len() as u64);
             return Ok((d, end >= size));
         }
+        // Placement is looked up again for each span: a mirror dropped meanwhile is skipped.
+        self.read_mirrored(ino, offset, end, size, || {
+            self.mirrors_for_read(ns, ino)
+                .map_err(|e| self.no_layout_to_io(e))
+        })
+        .await
+    }
+
+    /// Reads `[offset, offset + len)` of object `object` on `mirrors` (any that answers), an
+    /// object of `size` bytes: a snapshot's data image, whose chunks the file's object shares
+    /// by hard links (`docs/plans/snapshots.md` §3.3, `ImageForm::Mirrored`). Its handles are
+    /// minted for the object as for a file, under the object's own fence generation.
+    pub async fn read_object(
+        &self,
+        object: u64,
+        mirrors: &[u64],
+        offset: u64,
+        len: u64,
+        size: u64,
+    ) -> NfsResult<(Vec<u8>, bool)> {
+        let end = offset.saturating_add(len).min(size);
+        if offset >= end {
+            return Ok((Vec::new(), true));
+        }
+        let mirrors: Vec<DsId> = mirrors.iter().map(|d| DsId(*d)).collect();
+        self.read_mirrored(object, offset, end, size, || Ok(mirrors.clone()))
+            .await
+    }
+
+    /// `[offset, end)` of object `file` of `size` bytes, span by span, each from the first of
+    /// `mirrors()` that answers; holes and a short object read as zeros.
+    async fn read_mirrored(
+        &self,
+        file: u64,
+        offset: u64,
+        end: u64,
+        size: u64,
+        mirrors: impl Fn() -> NfsResult<Vec<DsId>>,
+    ) -> NfsResult<(Vec<u8>, bool)> {
+        let mut out = Vec::with_capacity((end - offset) as usize);
         for span in self.geometry.spans(offset, end - offset) {
-            let mirrors = self
-                .mirrors_for_read(ns, ino)
-                .map_err(|e| self.no_layout_to_io(e))?;
             let mut got = None;
-            for ds in mirrors {
-                match self.read_span(ino, ds, span.file_offset, span.len).await {
+            for ds in mirrors()? {
+                match self.read_span(file, ds, span.file_offset, span.len).await {
                     Ok(d) => {
                         got = Some(d);
                         break;
                     }
-                    Err(e) => tracing::warn!(ino, ds = %ds, "read from data server failed: {e:?}"),
+                    Err(e) => {
+                        tracing::warn!(file, ds = %ds, "read from data server failed: {e:?}")
+                    }
                 }
             }
             let mut d = got.ok_or(NfsError::Io)?;

@@ -131,6 +131,8 @@ pub async fn run(mds: &Arc<Mds>, conn: &Connection, call: &Call) -> Writer {
         sfh: None,
         cexp: export.id,
         sexp: export.id,
+        csnap: None,
+        ssnap: None,
         cur_sid: None,
         saved_sid: None,
         session: None,
@@ -201,6 +203,10 @@ pub async fn run(mds: &Arc<Mds>, conn: &Connection, call: &Call) -> Writer {
             .as_mut()
             .and_then(|s| ops::session::check_reply_room(s, &op, i + 1 < ctx.nops).err())
         {
+            ops::error_result(&op, e)
+        } else if let Some(e) = ops::snap::refusal(&ctx, &op) {
+            // Before the barrier (a change waits out elections there) and before WRITE's own
+            // path below, which does not go through `dispatch`.
             ops::error_result(&op, e)
         } else if let Err(e) = read_barrier(&mut ctx, &op).await {
             ops::error_result(&op, e)

@@ -83,6 +83,35 @@ impl WireCred {
     }
 }
 
+/// Where a file handle stands relative to snapshots (issue 48, `docs/plans/snapshots.md`
+/// §4.2): the handle's snapshot field (`fh::FileHandle::snap`) as the handlers read it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SnapPos {
+    /// The `.snapshot` directory of the handle's inode, a snapshot root (live fsid).
+    Dir,
+    /// Inside snapshot `S`: the inode as it was at the snapshot's cut, read-only.
+    In(u64),
+}
+
+impl SnapPos {
+    /// The position a handle's snapshot field names.
+    pub fn of_field(snap: u64) -> SnapPos {
+        if snap == crate::fh::SNAPSHOT_DIR {
+            SnapPos::Dir
+        } else {
+            SnapPos::In(snap)
+        }
+    }
+
+    /// The handle's snapshot field for this position.
+    pub fn field(self) -> u64 {
+        match self {
+            SnapPos::Dir => crate::fh::SNAPSHOT_DIR,
+            SnapPos::In(s) => s,
+        }
+    }
+}
+
 /// Per-COMPOUND state: the current and saved file handles and stateids, and the session.
 pub struct Ctx<'a> {
     pub mds: &'a Arc<Mds>,
@@ -99,6 +128,11 @@ pub struct Ctx<'a> {
     /// directory of the pseudo file system).
     pub cexp: u32,
     pub sexp: u32,
+    /// Whether the current and saved file handles are inside a snapshot (`SnapPos`): set by
+    /// PUTFH, LOOKUP and LOOKUPP (`set_cur_at`), swapped by SAVEFH and RESTOREFH. `ops::dispatch`
+    /// sends every operation on such a handle to `ops::snap`, or refuses it.
+    pub csnap: Option<SnapPos>,
+    pub ssnap: Option<SnapPos>,
     pub cur_sid: Option<StateId>,
     pub saved_sid: Option<StateId>,
     pub session: Option<SessionId>,
@@ -240,6 +274,16 @@ impl Ctx<'_> {
                 other => return other.map_err(NfsError::from),
             }
         }
+    }
+
+    /// Whether the current file handle is inside a snapshot (or a `.snapshot` directory).
+    pub fn in_snapshot(&self) -> bool {
+        self.cfh.is_some() && self.csnap.is_some()
+    }
+
+    /// Whether the saved file handle is inside a snapshot.
+    pub fn saved_in_snapshot(&self) -> bool {
+        self.sfh.is_some() && self.ssnap.is_some()
     }
 
     pub fn clientid(&self) -> Result<u64, NfsError> {

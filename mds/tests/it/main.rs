@@ -25,5 +25,6 @@ mod reclaim_records;
 mod reply_cache_memory;
 mod secinfo;
 mod session_limits;
+mod snapshots;
 mod write_delegation;
 mod xattrs;

@@ -267,28 +267,36 @@ use proto::nfs4::basic::{
     ACCESS4_XALIST, ACCESS4_XAREAD, ACCESS4_XAWRITE,
 };
 
+/// The ACCESS bits that mean something for `i` (the rest are answered unsupported).
+pub(crate) fn supported_access(i: &Inode) -> u32 {
+    // Extended attributes (RFC 8276 §8.4.3) are on regular files and directories only; the
+    // Linux client asks for these bits before it sends GETXATTR, SETXATTR or LISTXATTRS.
+    let xa = if matches!(
+        i.kind,
+        meta::namespace::FileKind::Regular | meta::namespace::FileKind::Directory
+    ) {
+        ACCESS4_XAREAD | ACCESS4_XAWRITE | ACCESS4_XALIST
+    } else {
+        0
+    };
+    if i.kind.is_dir() {
+        ACCESS4_READ | ACCESS4_LOOKUP | ACCESS4_MODIFY | ACCESS4_EXTEND | ACCESS4_DELETE | xa
+    } else {
+        ACCESS4_READ | ACCESS4_MODIFY | ACCESS4_EXTEND | ACCESS4_EXECUTE | xa
+    }
+}
+
 pub fn access(ctx: &mut Ctx<'_>, a: &AccessArgs) -> AccessRes {
     let i = match ctx.cur() {
         Ok(i) => i,
         Err(e) => return AccessRes::error(e.code()),
     };
     let dir = i.kind.is_dir();
-    // Extended attributes (RFC 8276 §8.4.3) are on regular files and directories only; the
-    // Linux client asks for these bits before it sends GETXATTR, SETXATTR or LISTXATTRS.
     let xattrs = matches!(
         i.kind,
         meta::namespace::FileKind::Regular | meta::namespace::FileKind::Directory
     );
-    let xa = if xattrs {
-        ACCESS4_XAREAD | ACCESS4_XAWRITE | ACCESS4_XALIST
-    } else {
-        0
-    };
-    let supported = if dir {
-        ACCESS4_READ | ACCESS4_LOOKUP | ACCESS4_MODIFY | ACCESS4_EXTEND | ACCESS4_DELETE | xa
-    } else {
-        ACCESS4_READ | ACCESS4_MODIFY | ACCESS4_EXTEND | ACCESS4_EXECUTE | xa
-    } & a.access;
+    let supported = supported_access(&i) & a.access;
     let mut granted = 0;
     let user = &ctx.user;
     let xa_may = |want| meta::namespace::xattr::permission(user, &i, want).is_ok();

@@ -3,7 +3,7 @@
 use crate::error::{NfsError, NfsResult};
 use crate::export::{self, Export, SecFlavor, PSEUDO_ID};
 use crate::fh::{FhError, FileHandle};
-use crate::nfs::ctx::Ctx;
+use crate::nfs::ctx::{Ctx, SnapPos};
 use meta::namespace::{FileKind, Inode, ROOT_INO};
 use proto::nfs4::basic::AUTH_SYS;
 use proto::nfs4::fileops::{
@@ -46,8 +46,14 @@ impl<'a> Ctx<'a> {
     /// request's. The current stateid is cleared by the compound runner once the operation
     /// succeeds, for the operations whose table entry says so (`table::CLEARS_STATEID`).
     pub fn set_cur(&mut self, ino: u64, exp: u32) {
+        self.set_cur_at(ino, exp, None);
+    }
+
+    /// `set_cur`, inside a snapshot at `pos` (`None`: the live file system).
+    pub fn set_cur_at(&mut self, ino: u64, exp: u32, pos: Option<SnapPos>) {
         self.cfh = Some(ino);
         self.cexp = exp;
+        self.csnap = pos;
         self.enter(exp);
     }
 
@@ -164,6 +170,14 @@ pub async fn putfh(ctx: &mut Ctx<'_>, a: &proto::nfs4::fileops::PutfhArgs) -> Nf
     if !allowed {
         return Err(NfsError::Stale);
     }
+    if let Some(field) = fh.snap {
+        // Inside a snapshot: stale once the snapshot is deleted, or if the object did not
+        // exist at its cut (`ops::snap`).
+        let pos = SnapPos::of_field(field);
+        super::snap::check_handle(ctx, fh.ino, pos).await?;
+        ctx.set_cur_at(fh.ino, fh.export, Some(pos));
+        return Ok(());
+    }
     // A handle to a file that is gone is stale, and must say so now, not at the next op. Only
     // a current replica may say so: this node's replica of the file's shard may not have it
     // yet (made through another node a moment ago, seen by a node catching up), so a miss
@@ -195,7 +209,10 @@ pub fn putrootfh(ctx: &mut Ctx<'_>) -> NfsResult<()> {
 pub fn getfh(ctx: &mut Ctx<'_>) -> GetfhRes {
     match ctx.fh() {
         Ok(ino) => GetfhRes::Ok(GetfhResOk {
-            object: ctx.mds.handles.handle(ctx.cexp, ino),
+            object: ctx
+                .mds
+                .handles
+                .handle_at(ctx.cexp, ino, ctx.csnap.map(SnapPos::field)),
         }),
         Err(e) => GetfhRes::error(e.code()),
     }
@@ -204,13 +221,14 @@ pub fn getfh(ctx: &mut Ctx<'_>) -> GetfhRes {
 pub fn savefh(ctx: &mut Ctx<'_>) -> NfsResult<()> {
     ctx.sfh = Some(ctx.fh()?);
     ctx.sexp = ctx.cexp;
+    ctx.ssnap = ctx.csnap;
     ctx.saved_sid = ctx.cur_sid;
     Ok(())
 }
 
 pub fn restorefh(ctx: &mut Ctx<'_>) -> NfsResult<()> {
     let ino = ctx.sfh.ok_or(NfsError::RestoreFh)?;
-    ctx.set_cur(ino, ctx.sexp);
+    ctx.set_cur_at(ino, ctx.sexp, ctx.ssnap);
     ctx.cur_sid = ctx.saved_sid;
     Ok(())
 }
@@ -225,6 +243,11 @@ pub async fn lookup(ctx: &mut Ctx<'_>, a: &LookupArgs) -> NfsResult<()> {
         return Ok(());
     }
     ctx.require(&dir, 1)?;
+    // A snapshot root's `.snapshot` (hidden from READDIR, NetApp's way); a directory that is
+    // no snapshot's root looks the name up as any other.
+    if name == super::snap::SNAPSHOT_NAME && super::snap::enter_snapshot_dir(ctx, dir.ino).await? {
+        return Ok(());
+    }
     // Exports do not nest, so whatever is below a directory of an export is in it too.
     // Settled: a name a transaction is moving answers DELAY, never from half its shards; and
     // the child's shard, when it is another, current too (`Ctx::read`).
@@ -261,7 +284,7 @@ pub fn lookupp(ctx: &mut Ctx<'_>) -> NfsResult<()> {
 
 /// The export's flavors in its order (the client takes the first it can use); in the pseudo
 /// file system, every flavor some export allows.
-fn flavors(export: &Export, all: &[Export]) -> SecinfoResOk {
+pub(super) fn flavors(export: &Export, all: &[Export]) -> SecinfoResOk {
     use proto::nfs4::basic::RpcGssSvc;
     let mut list: Vec<SecFlavor> = Vec::new();
     let sources = if export.id == crate::export::PSEUDO_ID {

@@ -10,6 +10,7 @@ pub mod open;
 pub mod pnfs;
 pub mod pseudo;
 pub mod session;
+pub mod snap;
 pub mod table;
 pub mod v42;
 pub mod xattr;
@@ -45,6 +46,18 @@ pub async fn dispatch(ctx: &mut Ctx<'_>, op: &A) -> R {
             A::Readdir(a) => return R::Readdir(pseudo::readdir(ctx, a)),
             A::Open(a) => return R::Open(pseudo::open(a)),
             _ => {}
+        }
+    }
+    // Inside a snapshot (or its `.snapshot` directory): read-only, read at the snapshot's
+    // cut. A change answers ROFS before any handler (`table::CHANGES_FS`); whatever reads
+    // goes to `snap`, which also refuses what it cannot serve, so no live handler ever sees
+    // a snapshot's handle as the live inode it names.
+    if ctx.in_snapshot() || ctx.saved_in_snapshot() {
+        if let Some(e) = snap::refusal(ctx, op) {
+            return error_result(op, e);
+        }
+        if let Some(r) = snap::dispatch(ctx, op).await {
+            return r;
         }
     }
     if matches!(op, A::Rename(_) | A::Link(_))

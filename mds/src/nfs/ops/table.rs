@@ -88,6 +88,12 @@ pub const CHECKS_OWN_SEC: u32 = 1 << 6;
 pub const PUTS_FH: u32 = 1 << 7;
 /// An NFSv4.0 operation: not part of a 4.1 or 4.2 compound (RFC 8881 §15.2), NFS4ERR_NOTSUPP.
 pub const V40_ONLY: u32 = 1 << 8;
+/// Changes the file system (names, attributes, data) or may (OPEN with write access or a
+/// create, LAYOUTGET for RW): on a handle inside a snapshot, current or saved, it answers
+/// NFS4ERR_ROFS before its handler runs (`ops::snap::refusal`). Operations that change only
+/// NFS state (CLOSE, LOCK, LAYOUTRETURN...) do not carry it; `table`'s tests hold every
+/// other changing operation to it.
+pub const CHANGES_FS: u32 = 1 << 9;
 
 impl OpInfo {
     pub const fn has(&self, flag: u32) -> bool {
@@ -189,7 +195,8 @@ const fn table() -> [OpInfo; LAST + 1] {
     );
     set!(
         OP_SETATTR,
-        op("SETATTR", Current, READS_STATE | MODIFIES).reply(Rsize::Fixed(HDR + ATTRSET))
+        op("SETATTR", Current, READS_STATE | MODIFIES | CHANGES_FS)
+            .reply(Rsize::Fixed(HDR + ATTRSET))
     );
     // Supported and granted access.
     set!(
@@ -212,25 +219,35 @@ const fn table() -> [OpInfo; LAST + 1] {
     );
     set!(
         OP_CREATE,
-        op("CREATE", Current, READS_STATE | MODIFIES | CLEARS_STATEID)
-            .reply(Rsize::Fixed(HDR + CHANGE_INFO + ATTRSET))
+        op(
+            "CREATE",
+            Current,
+            READS_STATE | MODIFIES | CLEARS_STATEID | CHANGES_FS
+        )
+        .reply(Rsize::Fixed(HDR + CHANGE_INFO + ATTRSET))
     );
     set!(
         OP_REMOVE,
-        op("REMOVE", Current, READS_STATE | MODIFIES).reply(Rsize::Fixed(HDR + CHANGE_INFO))
+        op("REMOVE", Current, READS_STATE | MODIFIES | CHANGES_FS)
+            .reply(Rsize::Fixed(HDR + CHANGE_INFO))
     );
     set!(
         OP_RENAME,
-        op("RENAME", SavedAndCurrent, READS_STATE | MODIFIES)
-            .reply(Rsize::Fixed(HDR + 2 * CHANGE_INFO))
+        op(
+            "RENAME",
+            SavedAndCurrent,
+            READS_STATE | MODIFIES | CHANGES_FS
+        )
+        .reply(Rsize::Fixed(HDR + 2 * CHANGE_INFO))
     );
     set!(
         OP_LINK,
-        op("LINK", SavedAndCurrent, READS_STATE | MODIFIES).reply(Rsize::Fixed(HDR + CHANGE_INFO))
+        op("LINK", SavedAndCurrent, READS_STATE | MODIFIES | CHANGES_FS)
+            .reply(Rsize::Fixed(HDR + CHANGE_INFO))
     );
     set!(OP_OPENATTR, op("OPENATTR", Current, 0));
     // Opens and delegations.
-    let open = READS_STATE | MODIFIES | CHECKS_OWN_SEC;
+    let open = READS_STATE | MODIFIES | CHECKS_OWN_SEC | CHANGES_FS;
     // Stateid, change info, result flags, the attributes set, the delegation.
     set!(
         OP_OPEN,
@@ -271,12 +288,12 @@ const fn table() -> [OpInfo; LAST + 1] {
         OP_WRITE,
         OpInfo {
             bytes: Bytes::Written,
-            ..op("WRITE", Current, MODIFIES).reply(Rsize::Fixed(HDR + 8 + VERIFIER))
+            ..op("WRITE", Current, MODIFIES | CHANGES_FS).reply(Rsize::Fixed(HDR + 8 + VERIFIER))
         }
     );
     set!(
         OP_COMMIT,
-        op("COMMIT", Current, MODIFIES).reply(Rsize::Fixed(HDR + VERIFIER))
+        op("COMMIT", Current, MODIFIES | CHANGES_FS).reply(Rsize::Fixed(HDR + VERIFIER))
     );
     // Byte-range locks and stateids.
     // The lock stateid, or LOCK4denied: offset, length, type and the owner holding the
@@ -336,12 +353,13 @@ const fn table() -> [OpInfo; LAST + 1] {
     // (`pnfs::layoutget` answers TOOSMALL past it).
     set!(
         OP_LAYOUTGET,
-        op("LAYOUTGET", Layouts, READS_STATE | MODIFIES).reply(Rsize::Args(HDR + 4 + STATEID))
+        op("LAYOUTGET", Layouts, READS_STATE | MODIFIES | CHANGES_FS)
+            .reply(Rsize::Args(HDR + 4 + STATEID))
     );
     // Whether the size changed, the new size.
     set!(
         OP_LAYOUTCOMMIT,
-        op("LAYOUTCOMMIT", Layouts, MODIFIES).reply(Rsize::Fixed(HDR + 4 + 8))
+        op("LAYOUTCOMMIT", Layouts, MODIFIES | CHANGES_FS).reply(Rsize::Fixed(HDR + 4 + 8))
     );
     // Whether a stateid follows, the stateid.
     set!(
@@ -367,8 +385,11 @@ const fn table() -> [OpInfo; LAST + 1] {
         OP_SEEK,
         op("SEEK", Current, READS_STATE).reply(Rsize::Fixed(HDR + 4 + 8))
     );
-    set!(OP_ALLOCATE, op("ALLOCATE", Current, MODIFIES));
-    set!(OP_DEALLOCATE, op("DEALLOCATE", Current, MODIFIES));
+    set!(OP_ALLOCATE, op("ALLOCATE", Current, MODIFIES | CHANGES_FS));
+    set!(
+        OP_DEALLOCATE,
+        op("DEALLOCATE", Current, MODIFIES | CHANGES_FS)
+    );
     // Eof, segment count, then the data. As knfsd, room for two segment headers: runs of data
     // and holes are whole blocks, so each further hole saves more data than its header takes.
     set!(
@@ -382,10 +403,13 @@ const fn table() -> [OpInfo; LAST + 1] {
     // synchronous.
     set!(
         OP_COPY,
-        op("COPY", SavedAndCurrent, MODIFIES)
+        op("COPY", SavedAndCurrent, MODIFIES | CHANGES_FS)
             .reply(Rsize::Fixed(HDR + 4 + STATEID + 8 + 4 + VERIFIER + 4 + 4))
     );
-    set!(OP_CLONE, op("CLONE", SavedAndCurrent, MODIFIES));
+    set!(
+        OP_CLONE,
+        op("CLONE", SavedAndCurrent, MODIFIES | CHANGES_FS)
+    );
     // Lease time, stateid, one source server (a type and a netaddr: two strings).
     set!(
         OP_COPY_NOTIFY,
@@ -406,7 +430,7 @@ const fn table() -> [OpInfo; LAST + 1] {
     // A write_response4: callback id, count, how committed, verifier.
     set!(
         OP_WRITE_SAME,
-        op("WRITE_SAME", Current, MODIFIES)
+        op("WRITE_SAME", Current, MODIFIES | CHANGES_FS)
             .reply(Rsize::Fixed(HDR + 4 + STATEID + 8 + 4 + VERIFIER))
     );
     // Extended attributes (RFC 8276).
@@ -420,7 +444,7 @@ const fn table() -> [OpInfo; LAST + 1] {
     // to recall), as SETATTR does: a lagging replica must not answer STALE for it.
     set!(
         OP_SETXATTR,
-        op("SETXATTR", Current, READS_STATE | MODIFIES).reply(xattr_change)
+        op("SETXATTR", Current, READS_STATE | MODIFIES | CHANGES_FS).reply(xattr_change)
     );
     // Cookie, names within `lxa_maxcount`, eof (knfsd counts the cookie, the names' count
     // and eof besides maxcount, and so does this).
@@ -430,7 +454,7 @@ const fn table() -> [OpInfo; LAST + 1] {
     );
     set!(
         OP_REMOVEXATTR,
-        op("REMOVEXATTR", Current, READS_STATE | MODIFIES).reply(xattr_change)
+        op("REMOVEXATTR", Current, READS_STATE | MODIFIES | CHANGES_FS).reply(xattr_change)
     );
     // NFSv4.0 only.
     set!(
@@ -627,6 +651,64 @@ mod tests {
                 assert!(!i.has(SESSIONLESS_ALONE | V40_ONLY), "{}", i.name);
             }
         }
+    }
+
+    /// Every operation that changes something and is reached through a file handle either
+    /// changes the file system, and so is refused inside a snapshot (`CHANGES_FS`), or is
+    /// listed here as changing only NFS state: a new operation must choose.
+    #[test]
+    fn every_changing_operation_on_a_file_handle_is_refused_in_snapshots_or_changes_only_state() {
+        let state_only = [
+            "CLOSE",
+            "OPEN_DOWNGRADE",
+            "DELEGRETURN",
+            "DELEGPURGE",
+            "GET_DIR_DELEGATION",
+            "WANT_DELEGATION",
+            "LOCK",
+            "LOCKU",
+            "LAYOUTRETURN",
+            "LAYOUTERROR",
+            "COPY_NOTIFY",
+            "OPEN_CONFIRM",
+        ];
+        let mut refused = Vec::new();
+        for i in TABLE.iter() {
+            let by_handle = !matches!(i.owner, Owner::None | Owner::Session);
+            if by_handle && i.has(MODIFIES) {
+                assert!(
+                    i.has(CHANGES_FS) != state_only.contains(&i.name),
+                    "{}: CHANGES_FS or state only, one of the two",
+                    i.name
+                );
+            }
+            if i.has(CHANGES_FS) {
+                assert!(by_handle && i.has(MODIFIES), "{}", i.name);
+                refused.push(i.name);
+            }
+        }
+        assert_eq!(
+            refused,
+            [
+                "COMMIT",
+                "CREATE",
+                "LINK",
+                "OPEN",
+                "REMOVE",
+                "RENAME",
+                "SETATTR",
+                "WRITE",
+                "LAYOUTCOMMIT",
+                "LAYOUTGET",
+                "ALLOCATE",
+                "COPY",
+                "DEALLOCATE",
+                "WRITE_SAME",
+                "CLONE",
+                "SETXATTR",
+                "REMOVEXATTR"
+            ]
+        );
     }
 
     #[test]

@@ -111,7 +111,7 @@ pub async fn listxattrs(ctx: &mut Ctx<'_>, a: &ListxattrsArgs) -> ListxattrsRes 
     }
 }
 
-fn list<'a>(
+pub(super) fn list<'a>(
     names: impl ExactSizeIterator<Item = &'a [u8]>,
     cookie: u64,
     maxcount: u32,
