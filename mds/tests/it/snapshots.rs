@@ -16,6 +16,7 @@ use proto::xdr::Opaque;
 use std::time::{Duration, Instant};
 
 const NOENT: u32 = 2;
+const EXIST: u32 = 17;
 const ROFS: u32 = 30;
 const STALE: u32 = 70;
 const NOTSUPP: u32 = 10004;
@@ -244,8 +245,27 @@ async fn snapshot_dir_is_hidden_found_by_lookup_and_shows_the_tree_as_it_was() {
         .await;
     change_tree(&mut s).await;
 
-    // Hidden from the live listing, found by name.
+    // Hidden from the live listing, found by name, and not to be made there.
     assert_eq!(s.names(at(&["d"])).await, ["e", "f", "f2", "l", "sub"]);
+    let mut ops = at(&["d"]);
+    ops.push(mkdir(".snapshot"));
+    assert_eq!(status_of(&s.run(ops).await), EXIST);
+    let mut ops = at(&["d"]);
+    ops.push(open_create(".snapshot", "w", Fattr4::default()));
+    assert_eq!(status_of(&s.run(ops).await), EXIST);
+    let mut ops = at(&["d"]);
+    ops.extend([
+        NfsArgop4::Savefh,
+        NfsArgop4::Rename(RenameArgs {
+            oldname: Opaque::from("e"),
+            newname: Opaque::from(".snapshot"),
+        }),
+    ]);
+    assert_eq!(status_of(&s.run(ops).await), EXIST);
+    // Elsewhere it is a name as any other.
+    let mut ops = at(&["d", "sub"]);
+    ops.push(mkdir(".snapshot"));
+    s.ok(ops).await;
     let snapdir = &["d", ".snapshot"][..];
     assert_eq!(s.names(at(snapdir)).await, ["s1"]);
     let sd = s
@@ -261,6 +281,7 @@ async fn snapshot_dir_is_hidden_found_by_lookup_and_shows_the_tree_as_it_was() {
     let root = &["d", ".snapshot", "s1"][..];
     assert_eq!(s.names(at(root)).await, ["e", "f", "l", "sub"]);
     assert_eq!(s.names(at(&["d", ".snapshot", "s1", "sub"])).await, ["g"]);
+    assert_eq!(s.names(at(&["d", "sub"])).await, [".snapshot"]);
     let f = &["d", ".snapshot", "s1", "f"][..];
     let fa = s
         .attrs(

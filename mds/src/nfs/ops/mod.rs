@@ -59,6 +59,8 @@ pub async fn dispatch(ctx: &mut Ctx<'_>, op: &A) -> R {
         if let Some(r) = snap::dispatch(ctx, op).await {
             return r;
         }
+    } else if let Some(e) = snap::shadowing(ctx, op) {
+        return error_result(op, e);
     }
     if matches!(op, A::Rename(_) | A::Link(_))
         && ctx.cfh.is_some()

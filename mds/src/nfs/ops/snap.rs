@@ -82,6 +82,35 @@ pub fn refusal(ctx: &Ctx<'_>, op: &A) -> Option<NfsError> {
     rofs.then_some(NfsError::Rofs)
 }
 
+/// EXIST for a name `.snapshot` made in a live directory that is a snapshot root (CREATE,
+/// OPEN with a create, RENAME or LINK to it): there the name is the snapshot directory's,
+/// which a real entry would hide from LOOKUP. Read from this node's replica of the registry
+/// without a barrier: a snapshot made through another node an instant ago may be missed, and
+/// the entry is then shadowed by `.snapshot` until renamed (nothing is lost).
+pub fn shadowing(ctx: &Ctx<'_>, op: &A) -> Option<NfsError> {
+    let name = match op {
+        A::Create(a) => &a.objname,
+        A::Open(a) => match (&a.openhow, &a.claim) {
+            (Openflag4::Create(_), OpenClaim4::Null(n)) => n,
+            _ => return None,
+        },
+        A::Rename(a) => &a.newname,
+        A::Link(a) => &a.newname,
+        _ => return None,
+    };
+    if name.as_bytes() != SNAPSHOT_NAME || ctx.in_snapshot() {
+        return None;
+    }
+    let dir = ctx.cfh?;
+    let rooted = ctx
+        .mds
+        .ns
+        .snapshot()
+        .and_then(|s| s.snaps_rooted_at(dir))
+        .is_ok_and(|r| !r.is_empty());
+    rooted.then_some(NfsError::Exist)
+}
+
 /// Runs `op` on a current handle inside a snapshot; `None` for the operations the live
 /// handlers serve as they are (those that only move handles, and the session's).
 pub async fn dispatch(ctx: &mut Ctx<'_>, op: &A) -> Option<R> {
