@@ -820,7 +820,9 @@ pub async fn read_at(
             object, mirrors, ..
         }) => match mds.cluster() {
             Some(c) => c.read_object(*object, mirrors, offset, len, i.size).await,
-            // Only data servers hold linked objects.
+            // A server without data servers keeps the linked object in its own chunk store,
+            // an image with no mirrors (the gate's `SnapKeepLocal`): read as a file of its own.
+            None if mirrors.is_empty() => mds.data.read_data(*object, offset, len, i.size).await,
             None => Err(NfsError::Io),
         },
         // The plan's other forms (erasure-coded, reduced, evicted; step 7) do not exist yet.
