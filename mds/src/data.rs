@@ -10,6 +10,7 @@ use chunkstore::{SeekWhat, Segment};
 use meta::namespace::{Command, Namespace};
 use meta_core::{Pin, TierCopy};
 
+use crate::dataservers::snap_data::{self, Changing, Store};
 use crate::dataservers::Cluster;
 use crate::error::{NfsError, NfsResult};
 use crate::evicted::{DataHold, Holds};
@@ -85,11 +86,35 @@ impl Data {
         Ok(t.copy)
     }
 
-    /// A change to `ino`'s bytes must wait while they are not on flash.
+    /// The gate before a change to `ino`'s bytes: it waits while they are not on flash, and
+    /// makes the image a snapshot needs of them first (`dataservers::snap_data`). Every call
+    /// that changes bytes takes the `Changing` it returns.
+    pub(crate) async fn before_change(&self, ino: u64) -> NfsResult<Changing> {
+        if self.evicted(ino)?.is_some() {
+            return Err(NfsError::Delay);
+        }
+        match &self.path {
+            DataPath::Local(s) => snap_data::before_change(&self.ns, &Store::Local(s), ino).await,
+            DataPath::Cluster(c) => c.before_change(&self.ns, ino).await,
+        }
+    }
+
+    /// A source's bytes are read in place by a copy (local `clone_range`): they must be on
+    /// flash, and do not change.
     fn on_flash(&self, ino: u64) -> NfsResult<()> {
         match self.evicted(ino)? {
             Some(_) => Err(NfsError::Delay),
             None => Ok(()),
+        }
+    }
+
+    /// The snapshot passes for the single node's own store: finish images a gate left
+    /// `linking` (a crash between its link and `SnapKept`) and delete images no snapshot reads
+    /// any more. On data servers the cluster's loops run them (`dataservers::loops`).
+    pub(crate) async fn snapshot_passes(&self) {
+        if let DataPath::Local(s) = &self.path {
+            snap_data::relink_local(&self.ns, s).await;
+            snap_data::reclaim(&self.ns, &Store::Local(s)).await;
         }
     }
 
@@ -195,21 +220,24 @@ impl Data {
         data: Vec<u8>,
         stable: bool,
     ) -> NfsResult<()> {
-        self.on_flash(ino)?;
+        let leave = self.before_change(ino).await?;
         let _room = self.room_for(ino, offset, data.len() as u64)?;
-        self.write_flash(ino, offset, data, stable)
+        self.write_flash(ino, offset, data, stable, leave)
             .await
             .map_err(|e| self.full(e))
     }
 
-    /// Writes to flash whatever the tier's record says: the restorer's way back.
+    /// Writes to flash past the gate (`leave`); the restorer's way back writes what the
+    /// tier's record says with `Changing::preserving`.
     pub(crate) async fn write_flash(
         &self,
         ino: u64,
         offset: u64,
         data: Vec<u8>,
         stable: bool,
+        leave: Changing,
     ) -> NfsResult<()> {
+        leave.check(ino)?;
         match &self.path {
             DataPath::Local(s) => {
                 self.space.admit_data(data.len() as u64)?;
@@ -217,7 +245,7 @@ impl Data {
                 let data = proto::bufpool::shared(data);
                 Ok(s.write_owned(ino, offset, data, stable).await?)
             }
-            DataPath::Cluster(c) => c.write(&self.ns, ino, offset, &data, stable).await,
+            DataPath::Cluster(c) => c.write(&self.ns, ino, offset, &data, stable, leave).await,
         }
     }
 
@@ -230,10 +258,10 @@ impl Data {
 
     /// Sets the data's size (on data servers this fences the file: `Cluster::truncate`).
     pub async fn truncate_data(&self, ino: u64, size: u64) -> NfsResult<()> {
-        self.on_flash(ino)?;
+        let leave = self.before_change(ino).await?;
         match &self.path {
             DataPath::Local(s) => Ok(s.truncate(ino, size).await?),
-            DataPath::Cluster(c) => c.truncate(&self.ns, ino, size).await,
+            DataPath::Cluster(c) => c.truncate(&self.ns, ino, size, leave).await,
         }
     }
 
@@ -353,7 +381,9 @@ impl Data {
     /// ALLOCATE. On data servers only the size grows (the caller records it): the bytes read
     /// as zeros, as on a single node, but no space is reserved, since NFSv3 has no way to ask.
     pub async fn allocate_data(&self, ino: u64, offset: u64, len: u64) -> NfsResult<()> {
-        self.on_flash(ino)?;
+        // Through the gate although only the size grows on data servers: on a single node
+        // the store allocates in the file's chunks, which an image may share.
+        let _leave = self.before_change(ino).await?;
         match &self.path {
             DataPath::Local(s) => {
                 let _room = self.room_for(ino, offset, len)?;
@@ -372,10 +402,10 @@ impl Data {
         len: u64,
         size: u64,
     ) -> NfsResult<()> {
-        self.on_flash(ino)?;
+        let leave = self.before_change(ino).await?;
         match &self.path {
             DataPath::Local(s) => Ok(s.deallocate(ino, offset, len).await?),
-            DataPath::Cluster(c) => c.zero_range(&self.ns, ino, offset, len, size).await,
+            DataPath::Cluster(c) => c.zero_range(&self.ns, ino, offset, len, size, leave).await,
         }
     }
 
@@ -391,7 +421,7 @@ impl Data {
         count: u64,
     ) -> NfsResult<()> {
         // Both ends on flash: the source's bytes are copied by the store, not read.
-        self.on_flash(dst)?;
+        let leave = self.before_change(dst).await?;
         self.on_flash(src)?;
         match &self.path {
             DataPath::Local(s) => {
@@ -400,9 +430,221 @@ impl Data {
                 Ok(s.clone_range(src, src_off, dst, dst_off, count).await?)
             }
             DataPath::Cluster(c) => {
-                c.copy_range(&self.ns, src, src_off, src_size, dst, dst_off, count)
+                c.copy_range(&self.ns, src, src_off, src_size, dst, dst_off, count, leave)
                     .await
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The snapshot gate on the single node's own store: every call of `Data` that changes a
+    //! file's bytes makes the image a snapshot needs first (the image object holds the bytes
+    //! from before the change), a half-linked image is finished by the next change, and a
+    //! deleted snapshot's image goes.
+    use std::time::Duration;
+
+    use meta::namespace::{CreateHow, FileKind, Options, Time, ROOT_INO};
+    use meta_core::snap::ImageForm;
+
+    use super::*;
+
+    const OLD: &[u8] = b"the bytes at the snapshot, which must stay in the image";
+
+    struct Fixture {
+        data: Data,
+        ns: Namespace,
+        _dir: tempfile::TempDir,
+    }
+
+    async fn fixture() -> Fixture {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (meta_dir, data_dir) = (dir.path().join("meta"), dir.path().join("data"));
+        std::fs::create_dir_all(&meta_dir).expect("meta dir");
+        std::fs::create_dir_all(&data_dir).expect("data dir");
+        let ns = Namespace::open_with(&meta_dir, Options::default())
+            .await
+            .expect("namespace");
+        let store = chunkstore::ChunkStore::open(&data_dir).expect("store");
+        let space = Arc::new(Space::open(&data_dir, &meta_dir).expect("space"));
+        let data = Data::new(DataPath::Local(store), ns.clone(), space, None);
+        Fixture {
+            data,
+            ns,
+            _dir: dir,
+        }
+    }
+
+    impl Fixture {
+        fn store(&self) -> &chunkstore::ChunkStore {
+            match &self.data.path {
+                DataPath::Local(s) => s,
+                DataPath::Cluster(_) => unreachable!("a local fixture"),
+            }
+        }
+
+        /// A file `name` holding `OLD`, its size recorded as a WRITE's would be.
+        async fn file(&self, name: &str) -> u64 {
+            let ino = self
+                .ns
+                .execute(Command::Create {
+                    parent: ROOT_INO,
+                    name: name.as_bytes().to_vec(),
+                    kind: FileKind::Regular,
+                    mode: 0o644,
+                    uid: 0,
+                    gid: 0,
+                    time: Time::now(),
+                    how: CreateHow::Guarded,
+                })
+                .await
+                .expect("create")
+                .inode
+                .expect("inode")
+                .ino;
+            self.data
+                .write_data_owned(ino, 0, OLD.to_vec(), true)
+                .await
+                .expect("write");
+            self.ns
+                .execute(Command::Write {
+                    ino,
+                    end_offset: OLD.len() as u64,
+                    time: Time::now(),
+                    writes: 1,
+                })
+                .await
+                .expect("size");
+            assert!(self.ns.images(ino).expect("images").is_empty());
+            ino
+        }
+
+        async fn read(&self, obj: u64) -> Vec<u8> {
+            let n = OLD.len() as u64;
+            self.store().read(obj, 0, n, n).await.expect("read").0
+        }
+
+        /// The file's one image: its object, linked (not `linking`) in the own store.
+        fn image(&self, ino: u64) -> u64 {
+            let images = self.ns.images(ino).expect("images");
+            assert_eq!(images.len(), 1, "one image: {images:?}");
+            match &images.values().next().expect("one").form {
+                ImageForm::Mirrored {
+                    object,
+                    mirrors,
+                    linking: false,
+                } if mirrors.is_empty() => *object,
+                other => panic!("not a linked local image: {other:?}"),
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn every_change_of_a_files_bytes_makes_its_image_first() {
+        let f = fixture().await;
+        let names = ["write", "truncate", "allocate", "deallocate", "clone"];
+        let mut inos = Vec::new();
+        for n in names {
+            inos.push(f.file(n).await);
+        }
+        let src = f.file("source").await;
+        f.ns.create_snapshot(b"s1", ROOT_INO, 3600)
+            .await
+            .expect("snapshot");
+        let n = OLD.len() as u64;
+        for (name, ino) in names.iter().zip(&inos) {
+            let ino = *ino;
+            match *name {
+                "write" => {
+                    f.data
+                        .write_data_owned(ino, 4, b"NEW".to_vec(), false)
+                        .await
+                }
+                "truncate" => f.data.truncate_data(ino, 3).await,
+                "allocate" => f.data.allocate_data(ino, 0, 1 << 20).await,
+                "deallocate" => f.data.deallocate_data(ino, 0, 8, n).await,
+                _ => f.data.clone_data(src, 0, n, ino, 2, 8).await,
+            }
+            .unwrap_or_else(|e| panic!("{name}: {e:?}"));
+            let x = f.image(ino);
+            assert_eq!(
+                f.read(x).await,
+                OLD,
+                "{name}: the image holds the old bytes"
+            );
+            if *name != "allocate" {
+                assert_ne!(f.read(ino).await, OLD, "{name}: the file changed");
+            }
+            // A second change needs no second image.
+            f.data
+                .write_data_owned(ino, 0, b"again".to_vec(), false)
+                .await
+                .expect("again");
+            assert_eq!(f.image(ino), x);
+        }
+        assert!(
+            f.ns.images(src).expect("images").is_empty(),
+            "a source only read"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_half_linked_image_is_finished_and_a_deleted_snapshots_image_goes() {
+        let f = fixture().await;
+        let ino = f.file("f").await;
+        let idle = f.file("idle").await;
+        f.ns.create_snapshot(b"s1", ROOT_INO, 3600)
+            .await
+            .expect("snapshot");
+        // A gate that died after `SnapKeepLocal`: recorded linking, nothing linked.
+        let keep = Command::SnapKeepLocal {
+            ino,
+            time: Time::now(),
+        };
+        assert!(f.ns.execute(keep).await.expect("keep").created);
+        assert!(f
+            .ns
+            .images(ino)
+            .expect("images")
+            .values()
+            .all(|i| i.is_linking()));
+        // The next change finishes it before it writes.
+        f.data
+            .write_data_owned(ino, 0, b"changed".to_vec(), true)
+            .await
+            .expect("write");
+        let x = f.image(ino);
+        assert_eq!(f.read(x).await, OLD);
+        // The same by the pass, for a file nobody writes.
+        let keep = Command::SnapKeepLocal {
+            ino: idle,
+            time: Time::now(),
+        };
+        assert!(f.ns.execute(keep).await.expect("keep").created);
+        f.data.snapshot_passes().await;
+        let y = f.image(idle);
+        assert_eq!(f.read(y).await, OLD);
+
+        // While the snapshot lives, the pass leaves both alone.
+        f.data.snapshot_passes().await;
+        assert_eq!(f.image(ino), x);
+        f.ns.delete_snapshot(b"s1").await.expect("delete");
+        let mut left = usize::MAX;
+        for _ in 0..100 {
+            f.data.snapshot_passes().await;
+            left =
+                f.ns.images(ino).expect("images").len() + f.ns.images(idle).expect("images").len();
+            if left == 0 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert_eq!(left, 0, "the images of a deleted snapshot go");
+        for obj in [x, y] {
+            let st = f.store().object_stat(obj).await.expect("stat");
+            assert_eq!(st.chunks, 0, "object {obj} removed");
+        }
+        assert_eq!(&f.read(idle).await, OLD, "the file keeps its bytes");
     }
 }

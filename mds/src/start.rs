@@ -163,6 +163,18 @@ impl Server {
         if let Some(t) = mds.tier.clone() {
             tasks.extend(crate::tiering::start(&mds, t));
         }
+        if mds.cluster().is_none() {
+            // Snapshots' images in this node's own store (`Data::snapshot_passes`); on data
+            // servers the cluster's loops run them.
+            let m = mds.clone();
+            tasks.push(tokio::spawn(async move {
+                let mut tick = tokio::time::interval(cluster::snap_data::PASS_EVERY);
+                loop {
+                    tick.tick().await;
+                    m.data.snapshot_passes().await;
+                }
+            }));
+        }
         let (fatal_tx, fatal) = tokio::sync::watch::channel(None);
         if let Some(c) = mds.cluster().cloned() {
             // The data key first: until it is known a sealing node's jobs wait (`key_ready`).

@@ -1,6 +1,6 @@
 //! The control plane's loops, each a task of its own so a long step of one never delays
 //! another: repair (copies, rebuilds, drains), erasure coding, and the health sweep of the data
-//! servers. What they need of the NFS state (recall a file's layouts, whether someone may be
+//! servers, and snapshots' data images. What they need of the NFS state (recall a file's layouts, whether someone may be
 //! writing a file) comes in as `Hooks`, so this folder stays below the state it serves.
 use std::sync::Arc;
 use std::time::Duration;
@@ -50,6 +50,20 @@ pub fn start(c: Arc<Cluster>, ns: Namespace, hooks: Hooks) -> Vec<tokio::task::J
                 }
                 rc.declare_lost(&ns).await;
                 rc.drain_pass(&ns, &recall).await;
+            }
+        }));
+    }
+    // Snapshots' data images (`snap_data`): images a dead gate left half linked, and images
+    // no snapshot reads any more, on the shards this node leads.
+    {
+        let sc = c.clone();
+        let ns = ns.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut tick = tokio::time::interval(super::snap_data::PASS_EVERY);
+            loop {
+                tick.tick().await;
+                sc.relink_pass(&ns).await;
+                sc.reclaim_pass(&ns).await;
             }
         }));
     }

@@ -32,7 +32,7 @@ mod segment_repair;
 mod segment_tier;
 mod segments;
 pub mod service;
-mod snap_data;
+pub mod snap_data;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};

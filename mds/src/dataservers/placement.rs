@@ -23,6 +23,7 @@
 //! (`namespace::tests::replicated::two_nodes_placing_a_new_file_at_once_agree_on_one_record`).
 use layout::{DsId, FileId};
 
+use super::snap_data::Changing;
 use super::Cluster;
 use crate::error::{NfsError, NfsResult};
 use meta::namespace::{Command, FsError, Namespace};
@@ -41,8 +42,25 @@ pub(crate) const OUTAGE_WAIT: u32 = 8;
 const PLACE_ATTEMPTS: usize = 4;
 
 impl Cluster {
-    /// The DSs to write chunk `chunk` of `ino` to, recording them first if anything changed.
+    /// The DSs to write `ino` to (an RW layout's, or the MDS's own write), recording them
+    /// first if anything changed. The snapshot gate comes first (`before_change`): a layout
+    /// lets a client change the bytes without asking again, so an image the file needs is
+    /// made before it is handed out.
     pub async fn mirrors_for_write(&self, ns: &Namespace, ino: u64) -> NfsResult<Vec<DsId>> {
+        if self.is_repairing(ino) {
+            return Err(NfsError::Delay);
+        }
+        let leave = self.before_change(ns, ino).await?;
+        self.mirrors_for(ns, leave).await
+    }
+
+    /// `mirrors_for_write` past the gate, for a change that passed it already.
+    pub(crate) async fn mirrors_for(
+        &self,
+        ns: &Namespace,
+        leave: Changing,
+    ) -> NfsResult<Vec<DsId>> {
+        let ino = leave.ino();
         let chunk = FILE_RECORD;
         if self.is_repairing(ino) {
             return Err(NfsError::Delay);

@@ -5,6 +5,7 @@
 //! and a copy costs its bytes twice over the network. Not yet: those operations on the data
 //! servers themselves, once the single node runs the same data backend (STYLE.md, "one data
 //! backend for both").
+use super::snap_data::Changing;
 use super::Cluster;
 use crate::error::{NfsError, NfsResult};
 use meta::namespace::Namespace;
@@ -22,6 +23,7 @@ impl Cluster {
         offset: u64,
         len: u64,
         size: u64,
+        leave: Changing,
     ) -> NfsResult<()> {
         let end = offset.checked_add(len).ok_or(NfsError::Inval)?.min(size);
         if offset >= end {
@@ -31,7 +33,7 @@ impl Cluster {
         let mut at = offset;
         while at < end {
             let n = STEP.min(end - at) as usize;
-            self.write(ns, ino, at, &zeros[..n], false).await?;
+            self.write(ns, ino, at, &zeros[..n], false, leave).await?;
             at += n as u64;
         }
         Ok(())
@@ -49,6 +51,7 @@ impl Cluster {
         dst: u64,
         dst_off: u64,
         count: u64,
+        leave: Changing,
     ) -> NfsResult<()> {
         src_off.checked_add(count).ok_or(NfsError::Inval)?;
         dst_off.checked_add(count).ok_or(NfsError::Inval)?;
@@ -64,7 +67,8 @@ impl Cluster {
             // Past the source's end (CLONE checks, COPY clamps; a racing truncation may still
             // get here) the copy holds zeros, as a read of the range would.
             data.resize(n as usize, 0);
-            self.write(ns, dst, dst_off + at, &data, false).await?;
+            self.write(ns, dst, dst_off + at, &data, false, leave)
+                .await?;
         }
         Ok(())
     }

@@ -9,6 +9,7 @@ use layout::{Cap, DsId, FileId, Rights};
 use proto::nfs3::{Nfsstat3, StableHow};
 use proto::nfs3_client::Nfs3ClientError;
 
+use super::snap_data::Changing;
 use super::Cluster;
 use crate::error::{NfsError, NfsResult};
 use meta::namespace::Namespace;
@@ -167,7 +168,9 @@ impl Cluster {
         offset: u64,
         data: &[u8],
         stable: bool,
+        leave: Changing,
     ) -> NfsResult<()> {
+        leave.check(ino)?;
         let how = if stable {
             StableHow::FileSync
         } else {
@@ -177,7 +180,7 @@ impl Cluster {
             let start = (span.file_offset - offset) as usize;
             let piece = Bytes::copy_from_slice(&data[start..start + span.len as usize]);
             let targets = self
-                .mirrors_for_write(ns, ino)
+                .mirrors_for(ns, leave)
                 .await
                 .map_err(|e| self.no_layout_to_io(e))?;
             let mut set = tokio::task::JoinSet::new();
@@ -324,10 +327,17 @@ impl Cluster {
     /// on the other after it, as two clients' racing writes may land in different orders on
     /// two mirrors: flexfiles leaves mirror ordering of concurrent writers to the clients
     /// (RFC 8435 §5.1), and Linux flushes its own writes before it sends the SETATTR.
-    pub async fn truncate(&self, ns: &Namespace, ino: u64, size: u64) -> NfsResult<()> {
+    pub async fn truncate(
+        &self,
+        ns: &Namespace,
+        ino: u64,
+        size: u64,
+        leave: Changing,
+    ) -> NfsResult<()> {
+        leave.check(ino)?;
         if ns.stripes(ino)?.is_some_and(|c| c.is_encoded()) || self.reduced(ns, ino)?.is_some() {
             // Shards and segments are never cut: the file goes back to mirrors, which are.
-            self.mirrors_for_write(ns, ino).await?;
+            self.mirrors_for(ns, leave).await?;
         }
         let holders = self.holders(ns, ino)?;
         if holders.is_empty() {

@@ -1,14 +1,36 @@
-//! Snapshots' data images of mirrored files, the MDS's side (docs/plans/snapshots.md §3.3).
-//! Built so far: the calls to a data server's shard program that make and measure an image,
-//! LINK (object X shares every chunk of the file's object, `ds` `server::images`) and OBJSTAT
-//! (how much of an object is shared). The gate that calls them before a file's bytes change
-//! (`before_change`), the replicated image records and the pass that finishes and reclaims
-//! images are not built yet (the plan's step 6): until then nothing here is called.
-#![allow(dead_code)]
-
+//! Snapshots' data images, the MDS's side (docs/plans/snapshots.md §3.3, §3.6): the gate
+//! before a file's bytes change, the pass that finishes images a dead gate left half linked,
+//! and the pass that deletes images no snapshot reads any more.
+//!
+//! **The gate** (`before_change`, here for data servers and `Data::before_change` for the
+//! single node's own store): a change to a file's bytes first asks this replica whether the
+//! file needs an image (`Snapshot::gate_look`: one look at the file's shard). Mostly it does
+//! not, and the change goes on. Otherwise the gate claims the file on every MDS node (writers
+//! wait, `holds`), proposes `SnapKeep` (the image is recorded `linking`, its object X taken
+//! from the shard's counter), links the file's object to X on every mirror
+//! (`SHARDPROC_LINK`: hard links of the chunk files, which the data servers never change in
+//! place again), and records `SnapKept`. Only then does the change go on. A change sees
+//! "no image needed and none linking" only after `SnapKept` applied, so no byte changes
+//! before every link is made. Erasure-coded, reduced and evicted files are not imaged yet
+//! (the plan's step 7; `SnapKeep` refuses them): the gate lets their changes through.
+//!
+//! Every path that changes a file's bytes needs a `Changing`, which only the gate makes (and
+//! `Changing::preserving`, for the restorer, whose writes put back the bytes the file had).
+//!
+//! **Re-link** (`relink_pass`, on each shard's leader): an image still `linking` means a gate
+//! died (kill -9) between `SnapKeep` and `SnapKept`; writes to that file stay refused by
+//! every gate until the links are made, so the pass links again (idempotent) and records
+//! `SnapKept`.
+//!
+//! **Reclaim** (`reclaim_pass`): an image no live cut reads any more (`snap::image_serves`:
+//! its snapshots were deleted) has its object removed on each mirror, then `SnapImageGone`.
+//! Both facts are derived from replicated state, so a crash anywhere only repeats work.
 use std::time::Duration;
 
-use layout::DsId;
+use layout::{DsId, Rights};
+use meta::namespace::{Command, FsError, Namespace, ShardId};
+use meta_core::snap::{ImageForm, SnapId};
+use meta_core::Time;
 use proto::shard::{LinkArgs, ObjStat, ObjStatArgs};
 
 use super::Cluster;
@@ -18,8 +40,256 @@ use crate::error::{NfsError, NfsResult};
 const LINK_CALL: Duration = Duration::from_secs(60);
 /// An OBJSTAT is O(chunks) `stat`s.
 const OBJSTAT_CALL: Duration = Duration::from_secs(30);
+/// Images one pass finishes or reclaims per shard (the next pass takes the rest).
+const PASS_MAX: usize = 256;
+/// How often the passes run on a node.
+pub(crate) const PASS_EVERY: Duration = Duration::from_secs(2);
+
+/// Leave to change file `ino`'s bytes: the snapshot gate let the change through (every image
+/// the file needed is made and linked). Only `before_change` (here and in `Data`) makes one,
+/// and every call that changes a file's bytes takes one, so a new path that changes bytes
+/// cannot be written without passing the gate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Changing {
+    ino: u64,
+}
+
+impl Changing {
+    pub fn ino(&self) -> u64 {
+        self.ino
+    }
+
+    /// For a write that puts back the bytes the file already has (the restorer copies an
+    /// evicted file's bytes from the bucket back to flash): its content does not change, so
+    /// no snapshot needs an image first.
+    pub(crate) fn preserving(ino: u64) -> Changing {
+        Changing { ino }
+    }
+
+    /// Checks that this leave is for `ino` (a caller passing one file's leave for another is
+    /// a bug that would skip the gate).
+    pub(crate) fn check(&self, ino: u64) -> NfsResult<()> {
+        if self.ino == ino {
+            Ok(())
+        } else {
+            tracing::error!(
+                ino,
+                leave = self.ino,
+                "a change of a file's bytes with another file's gate"
+            );
+            Err(NfsError::ServerFault)
+        }
+    }
+}
+
+/// Where a server keeps file bytes, for the image steps that touch them.
+pub(crate) enum Store<'a> {
+    Cluster(&'a Cluster),
+    Local(&'a chunkstore::ChunkStore),
+}
+
+impl Store<'_> {
+    fn keep(&self, ino: u64) -> Command {
+        let time = Time::now();
+        match self {
+            Store::Cluster(_) => Command::SnapKeep { ino, time },
+            Store::Local(_) => Command::SnapKeepLocal { ino, time },
+        }
+    }
+
+    /// Links `ino`'s object to `object` on `mirrors` (none: the own store). Returns the
+    /// mirrors that linked; an error if none did.
+    async fn link(&self, ino: u64, object: u64, mirrors: &[u64]) -> NfsResult<Vec<u64>> {
+        match self {
+            Store::Local(s) => {
+                s.link_object(ino, object).await?;
+                Ok(Vec::new())
+            }
+            Store::Cluster(c) => {
+                let mut linked = Vec::new();
+                let mut first_err = None;
+                for ds in mirrors {
+                    if c.written_off(DsId(*ds)) {
+                        continue;
+                    }
+                    match c.link_object_on(DsId(*ds), ino, object).await {
+                        Ok(()) => linked.push(*ds),
+                        Err(e) => {
+                            first_err.get_or_insert(e);
+                        }
+                    }
+                }
+                if linked.is_empty() {
+                    return Err(first_err.unwrap_or(NfsError::Io));
+                }
+                Ok(linked)
+            }
+        }
+    }
+
+    /// Deletes image object `object` from `mirrors` (none: the own store).
+    async fn remove(&self, object: u64, mirrors: &[u64]) -> NfsResult<()> {
+        match self {
+            Store::Local(s) => {
+                for (_, r) in s.remove_many(vec![object]).await? {
+                    r?;
+                }
+                Ok(())
+            }
+            Store::Cluster(c) => {
+                let mut first_err = None;
+                for ds in mirrors.iter().filter(|d| !c.written_off(DsId(**d))) {
+                    if let Err(e) = c.set_size_on(object, DsId(*ds), 0).await {
+                        tracing::debug!(object, ds, "removing an image object: {e:?}");
+                        first_err.get_or_insert(e);
+                    }
+                }
+                first_err.map_or(Ok(()), Err)
+            }
+        }
+    }
+}
+
+/// The gate's first look, with one barrier when this replica may not have the latest cut.
+async fn look(ns: &Namespace, ino: u64) -> NfsResult<meta::namespace::GateLook> {
+    let l = ns.snapshot()?.gate_look(ino)?;
+    if !l.lagging {
+        return Ok(l);
+    }
+    // A snapshot was decided that this replica of the file's shard has not cut yet: ask the
+    // leader how far the shard is, then look again (the cut may still be on its way: P0's
+    // quiesce, when built, holds writes across it).
+    ns.barrier(ShardId::of_ino(ino))
+        .await
+        .map_err(|_| NfsError::Delay)?;
+    Ok(ns.snapshot()?.gate_look(ino)?)
+}
+
+/// Whether `SnapKeep` can image the file as it is now (mirrored or without data): not
+/// erasure-coded, reduced or evicted (the plan's step 7).
+fn imageable(ns: &Namespace, ino: u64) -> NfsResult<bool> {
+    let encoded = ns.stripes(ino)?.is_some_and(|c| c.is_encoded());
+    let reduced = ns.reduced_extent(ino)?.is_some();
+    let evicted = ns.tier(ino)?.is_some_and(|t| t.evicted);
+    Ok(!(encoded || reduced || evicted))
+}
+
+/// The gate for a change of `ino`'s bytes in `store` (module comment). On data servers the
+/// file is claimed while its image is made (`Delay` if a job or another node has it); the
+/// single node needs no claim: a second writer's gate sees the image `linking` and links
+/// again itself before it writes.
+pub(crate) async fn before_change(
+    ns: &Namespace,
+    store: &Store<'_>,
+    ino: u64,
+) -> NfsResult<Changing> {
+    let l = look(ns, ino).await?;
+    if l.needs.is_none() && !l.linking {
+        return Ok(Changing { ino });
+    }
+    if !imageable(ns, ino)? {
+        tracing::debug!(
+            ino,
+            "snapshot image of an encoded, reduced or evicted file: not made yet"
+        );
+        return Ok(Changing { ino });
+    }
+    let _claim = match store {
+        Store::Cluster(c) => Some(c.claim(ns, ino).await.ok_or(NfsError::Delay)?),
+        Store::Local(_) => None,
+    };
+    match ns.execute(store.keep(ino)).await {
+        Ok(_) => {}
+        // The file changed form (encoded, reduced, evicted) since the look: the retry sees it.
+        Err(FsError::Invalid) => return Err(NfsError::Delay),
+        Err(e) => return Err(e.into()),
+    }
+    finish_linking(ns, store, ino).await?;
+    Ok(Changing { ino })
+}
+
+/// Links and records every image of `ino` still `linking`. Idempotent.
+async fn finish_linking(ns: &Namespace, store: &Store<'_>, ino: u64) -> NfsResult<()> {
+    for (snap, img) in ns.images(ino)? {
+        let ImageForm::Mirrored {
+            object,
+            mirrors,
+            linking: true,
+        } = img.form
+        else {
+            continue;
+        };
+        let linked = store.link(ino, object, &mirrors).await?;
+        if let Store::Cluster(_) = store {
+            if linked.len() < mirrors.len() {
+                // A mirror that could not link (down) holds no image: the image goes on on
+                // those that did, as the file goes on without a failed mirror.
+                tracing::warn!(
+                    ino,
+                    snap,
+                    ?mirrors,
+                    ?linked,
+                    "image linked on fewer mirrors"
+                );
+                match ns
+                    .execute(Command::SnapImageMirrors {
+                        ino,
+                        snap,
+                        expect: mirrors.clone(),
+                        mirrors: linked,
+                    })
+                    .await
+                {
+                    Ok(_) => {}
+                    // Moved meanwhile: the next gate or pass links what it names now.
+                    Err(FsError::Changed) => return Err(NfsError::Delay),
+                    Err(e) => return Err(e.into()),
+                }
+            }
+        }
+        meta::failpoint::hit("snap-linked");
+        ns.execute(Command::SnapKept { ino, snap }).await?;
+        tracing::info!(ino, snap, object, "snapshot image of the file made");
+    }
+    Ok(())
+}
 
 impl Cluster {
+    /// The gate before `ino`'s bytes change on data servers (module comment). `Delay` while
+    /// another job holds the file or a node cannot be asked.
+    pub async fn before_change(&self, ns: &Namespace, ino: u64) -> NfsResult<Changing> {
+        before_change(ns, &Store::Cluster(self), ino).await
+    }
+
+    /// Finishes the images a gate left `linking` on the shards this node leads.
+    pub(crate) async fn relink_pass(&self, ns: &Namespace) {
+        for shard in led_shards(ns) {
+            let Ok(todo) = ns
+                .snapshot()
+                .and_then(|s| s.linking_images(shard, PASS_MAX))
+            else {
+                continue;
+            };
+            let mut inos: Vec<u64> = todo.into_iter().map(|(i, _)| i).collect();
+            inos.dedup();
+            for ino in inos {
+                let Some(_claim) = self.claim(ns, ino).await else {
+                    continue;
+                };
+                match finish_linking(ns, &Store::Cluster(self), ino).await {
+                    Ok(()) => tracing::info!(ino, "a half-linked snapshot image finished"),
+                    Err(e) => tracing::debug!(ino, "image left linking for the next pass: {e:?}"),
+                }
+            }
+        }
+    }
+
+    /// Deletes the objects of images no snapshot reads any more, on the shards this node
+    /// leads, and forgets them (`SnapImageGone`).
+    pub(crate) async fn reclaim_pass(&self, ns: &Namespace) {
+        reclaim(ns, &Store::Cluster(self)).await;
+    }
+
     /// LINK on data server `ds`: its object `to_file` shares every chunk of `from_file` and
     /// takes its size, durably on return. Idempotent while `from_file` does not change (the
     /// caller holds the file), so a claimer that died part way is finished by linking again.
@@ -47,7 +317,7 @@ impl Cluster {
 
     /// OBJSTAT on data server `ds`: object `file`'s size, chunks and bytes there, and how many
     /// of them it shares with another object (an image, or the file an image was made from).
-    pub(crate) async fn object_stat_on(&self, ds: DsId, file: u64) -> NfsResult<ObjStat> {
+    pub async fn object_stat_on(&self, ds: DsId, file: u64) -> NfsResult<ObjStat> {
         let c = self.shard_client(ds, OBJSTAT_CALL).await?;
         let r = c
             .obj_stat(&self.cfg.secret.sign_shard(ObjStatArgs {
@@ -61,5 +331,81 @@ impl Cluster {
             tracing::warn!(%ds, file, "shard OBJSTAT failed: {e}");
             NfsError::Io
         })
+    }
+
+    /// A read handle of image object `object` on `ds` (for tests and tools that read an
+    /// image's bytes straight from a data server).
+    pub fn image_handle(&self, object: u64, ds: DsId) -> Vec<u8> {
+        self.handle(object, ds, Rights::Read)
+    }
+}
+
+/// The shards this node leads.
+fn led_shards(ns: &Namespace) -> Vec<ShardId> {
+    let me = ns.node_id();
+    ns.leaders()
+        .into_iter()
+        .filter(|(_, l)| *l == Some(me))
+        .map(|(s, _)| ShardId(s))
+        .collect()
+}
+
+/// The reclaim pass over `store` (module comment).
+pub(crate) async fn reclaim(ns: &Namespace, store: &Store<'_>) {
+    for shard in led_shards(ns) {
+        let Ok(todo) = ns
+            .snapshot()
+            .and_then(|s| s.unserved_images(shard, PASS_MAX))
+        else {
+            continue;
+        };
+        for (ino, snap, form) in todo {
+            if let Err(e) = reclaim_one(ns, store, ino, snap, &form).await {
+                tracing::debug!(ino, snap, "image reclaim left for the next pass: {e:?}");
+            }
+        }
+    }
+}
+
+async fn reclaim_one(
+    ns: &Namespace,
+    store: &Store<'_>,
+    ino: u64,
+    snap: SnapId,
+    form: &ImageForm,
+) -> NfsResult<()> {
+    if let ImageForm::Mirrored {
+        object, mirrors, ..
+    } = form
+    {
+        store.remove(*object, mirrors).await?;
+    }
+    meta::failpoint::hit("snap-image-removed");
+    ns.execute(Command::SnapImageGone { ino, snap }).await?;
+    tracing::info!(
+        ino,
+        snap,
+        "snapshot image no snapshot reads any more: deleted"
+    );
+    Ok(())
+}
+
+/// The re-link pass for the single node's own store (`Data`): no claims there, a gate
+/// meeting a `linking` image links again itself.
+pub(crate) async fn relink_local(ns: &Namespace, store: &chunkstore::ChunkStore) {
+    for shard in led_shards(ns) {
+        let Ok(todo) = ns
+            .snapshot()
+            .and_then(|s| s.linking_images(shard, PASS_MAX))
+        else {
+            continue;
+        };
+        let mut inos: Vec<u64> = todo.into_iter().map(|(i, _)| i).collect();
+        inos.dedup();
+        for ino in inos {
+            if let Err(e) = finish_linking(ns, &Store::Local(store), ino).await {
+                tracing::debug!(ino, "image left linking for the next pass: {e:?}");
+            }
+        }
     }
 }

@@ -123,7 +123,13 @@ async fn restore_file(mds: &Mds, tier: &Tier, ino: u64, gen: u64) -> Result<u64,
             let mut put = at + off;
             for piece in bytes.chunks(crate::limits::MAX_IO as usize) {
                 mds.data
-                    .write_flash(ino, put, piece.to_vec(), false)
+                    .write_flash(
+                        ino,
+                        put,
+                        piece.to_vec(),
+                        false,
+                        crate::dataservers::snap_data::Changing::preserving(ino),
+                    )
                     .await
                     .map_err(RestoreError::Nfs)?;
                 put += piece.len() as u64;

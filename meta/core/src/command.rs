@@ -492,6 +492,14 @@ pub enum Command {
         part: RecipePart,
         last: bool,
     },
+    /// `SnapKeep` on a server that keeps file bytes in its own chunk store (no data servers,
+    /// so no placement rows): a file with bytes (size above 0) gets a mirrored image with no
+    /// `mirrors`, its object in that store, `linking`; one of size 0, `Empty`.
+    SnapKeepLocal { ino: u64, time: Time },
+    /// `ino`'s image at `snap` is read by no live cut any more (`snap::image_serves`) and its
+    /// object was deleted (on each mirror, or in the server's own store): the record goes.
+    /// `Invalid` while a live cut reads it or it is `linking`; gone already: nothing changes.
+    SnapImageGone { ino: u64, snap: SnapId },
 }
 
 impl Command {
@@ -567,7 +575,9 @@ impl Command {
             | Command::SnapKeep { ino, .. }
             | Command::SnapKept { ino, .. }
             | Command::SnapImageMirrors { ino, .. }
-            | Command::ReducePart { ino, .. } => vec![I(*ino)],
+            | Command::ReducePart { ino, .. }
+            | Command::SnapKeepLocal { ino, .. }
+            | Command::SnapImageGone { ino, .. } => vec![I(*ino)],
             // An orphan directory must be empty to go, and its cookie counter goes with it.
             Command::Forget { ino } => vec![I(*ino), Entries(*ino)],
             Command::Noop => Vec::new(),

@@ -3,15 +3,74 @@
 //! (whether the file needs an image, and which it has), and what the pass that finishes
 //! images a dead gate left half linked walks. Each is one look at the file's shard under the
 //! snapshot's read lock, so it agrees with every other read of that snapshot.
-//!
-//! Not here yet (plan step 6): the gate itself, which proposes `SnapKeep` and links the
-//! image's object on each mirror, and that pass.
+//! The gate itself and the passes are the MDS's (`mds::dataservers::snap_data`).
 
-use meta_core::snap::{needs_image, Images, SnapId};
+use meta_core::snap::{needs_image, unserved_images, ImageForm, Images, SnapId};
 
 use super::{FsError, Namespace, ShardId, Snapshot};
 
+/// What the gate before a change of a file's bytes reads first (`Snapshot::gate_look`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct GateLook {
+    /// The cut the file needs an image at (`needs_image`), on this replica.
+    pub needs: Option<SnapId>,
+    /// Some image of the file is still `linking`: a gate died before its links were all made.
+    pub linking: bool,
+    /// Shard 0's registry, as this node's replica holds it, has a decided snapshot newer than
+    /// every cut this replica of the file's shard has: the cut may not have been applied here
+    /// yet, so `needs` may say no where the leader says yes.
+    pub lagging: bool,
+}
+
 impl Snapshot<'_> {
+    /// `needs_image`, whether an image is `linking`, and whether this replica may lag behind
+    /// a decided snapshot, in one look (the gate's fast path: a map lookup per shard when the
+    /// file has no image and no snapshot was cut since its last change).
+    pub fn gate_look(&self, ino: u64) -> Result<GateLook, FsError> {
+        let (needs, linking, newest_cut) = self.with(ShardId::of_ino(ino), |st| {
+            let linking = st
+                .images
+                .get(&ino)
+                .is_some_and(|v| v.values().any(|i| i.is_linking()));
+            let newest = st.snaps.cuts.keys().next_back().copied().unwrap_or(0);
+            needs_image(st, &st.snaps, ino).map(|n| (n, linking, newest))
+        })??;
+        // A node without a replica of shard 0 cannot tell; the cut's freeze and P0's quiesce
+        // (plan §3.4) are what order a write after the cut then.
+        let decided = self
+            .with(ShardId(0), |st| {
+                st.registry
+                    .iter()
+                    .rev()
+                    .find(|(_, r)| {
+                        matches!(
+                            r.state,
+                            meta_core::snap::SnapState::Decided { .. }
+                                | meta_core::snap::SnapState::Ready { .. }
+                        )
+                    })
+                    .map(|(s, _)| *s)
+            })
+            .ok()
+            .flatten()
+            .unwrap_or(0);
+        Ok(GateLook {
+            needs,
+            linking,
+            lagging: decided > newest_cut,
+        })
+    }
+
+    /// Up to `max` of `shard`'s images no live cut reads any more and not `linking`
+    /// (`snap::unserved_images`): what the reclaim pass deletes, `(ino, snap, form)`.
+    pub fn unserved_images(
+        &self,
+        shard: ShardId,
+        max: usize,
+    ) -> Result<Vec<(u64, SnapId, ImageForm)>, FsError> {
+        self.with(shard, |st| unserved_images(&st.images, &st.snaps, max))
+    }
+
     /// File `ino`'s data images, by the cut each was made at (empty: none).
     pub fn images(&self, ino: u64) -> Result<Images, FsError> {
         self.with(ShardId::of_ino(ino), |st| {

@@ -232,6 +232,8 @@ fn apply_as<S: StateStore + ?Sized>(
         | Command::SnapKept { .. }
         | Command::SnapImageMirrors { .. }
         | Command::ReducePart { .. }
+        | Command::SnapKeepLocal { .. }
+        | Command::SnapImageGone { .. }
             if cred.is_some() =>
         {
             Err(FsError::Invalid)
@@ -256,7 +258,9 @@ fn apply_as<S: StateStore + ?Sized>(
         Command::SnapReady { snap, time } => snap_registry::ready(s, *snap, *time),
         Command::SnapDelete { snap, time } => snap_registry::delete(s, *snap, *time),
         Command::SnapForgetRecord { snap } => snap_registry::forget_record(s, *snap),
-        Command::SnapKeep { ino, time } => snap_image::keep(s, *ino, *time),
+        Command::SnapKeep { ino, time } => snap_image::keep(s, *ino, *time, false),
+        Command::SnapKeepLocal { ino, time } => snap_image::keep(s, *ino, *time, true),
+        Command::SnapImageGone { ino, snap } => snap_image::gone(s, *ino, *snap),
         Command::SnapKept { ino, snap } => snap_image::kept(s, *ino, *snap),
         Command::SnapImageMirrors {
             ino,

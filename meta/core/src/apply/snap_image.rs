@@ -1,11 +1,12 @@
 //! Data images of files (`snap::image`): `SnapKeep` makes one when the file needs it,
 //! `SnapKept` records that a mirrored image's links are all made, `SnapImageMirrors` moves a
-//! mirrored image's copies (repair, drain). All the server's own, keyed by the file's inode.
+//! mirrored image's copies (repair, drain), `SnapImageGone` forgets one no live cut reads.
+//! All the server's own, keyed by the file's inode.
 
 use crate::error::FsError;
 use crate::object::{FileKind, Outcome, Time};
 use crate::shard::ShardId;
-use crate::snap::{needs_image, DataImage, ImageForm, SnapId};
+use crate::snap::{image_serves, needs_image, DataImage, ImageForm, SnapId};
 use crate::state::StateStore;
 
 /// `SnapKeep`: an image of `ino` at the shard's latest live cut if `needs_image` says so
@@ -14,10 +15,15 @@ use crate::state::StateStore;
 /// id (the shard's inode counter) and its mirrors, `linking`; a file with no data, `Empty`.
 /// An erasure-coded, reduced or evicted file is `Invalid` until those forms exist (plan step
 /// 7); nothing proposes this before they do. Not a regular file: `Invalid`.
+///
+/// `local` (`SnapKeepLocal`): the server keeps file bytes in its own chunk store, so there
+/// are no placement rows; a file of any size gets a mirrored image with no `mirrors` (the
+/// object is in that store), one of size 0 an `Empty` one.
 pub(super) fn keep<S: StateStore + ?Sized>(
     s: &mut S,
     ino: u64,
     time: Time,
+    local: bool,
 ) -> Result<Outcome, FsError> {
     let inode = s.inode(ino)?.ok_or(FsError::Stale(ino))?;
     if inode.kind != FileKind::Regular {
@@ -46,7 +52,12 @@ pub(super) fn keep<S: StateStore + ?Sized>(
             }
         }
     }
-    let form = if mirrors.is_empty() {
+    let has_data = if local {
+        inode.size > 0
+    } else {
+        !mirrors.is_empty()
+    };
+    let form = if !has_data {
         ImageForm::Empty
     } else {
         ImageForm::Mirrored {
@@ -106,6 +117,27 @@ pub(super) fn image_mirrors<S: StateStore + ?Sized>(
         return Err(FsError::Changed);
     }
     *now = mirrors.to_vec();
+    s.put_images(ino, &images)?;
+    Ok(Outcome::default())
+}
+
+/// `SnapImageGone`: `ino`'s image at `snap` is read by no live cut (`image_serves`) and its
+/// object is deleted: the record goes. `Invalid` while some live cut still reads it or its
+/// links are being made (`linking`); gone already: nothing changes.
+pub(super) fn gone<S: StateStore + ?Sized>(
+    s: &mut S,
+    ino: u64,
+    snap: SnapId,
+) -> Result<Outcome, FsError> {
+    let mut images = s.images(ino)?;
+    let Some(img) = images.get(&snap) else {
+        return Ok(Outcome::default());
+    };
+    let snaps = s.shard_snaps()?;
+    if img.is_linking() || image_serves(&snaps, &images, ino, snap) {
+        return Err(FsError::Invalid);
+    }
+    images.remove(&snap);
     s.put_images(ino, &images)?;
     Ok(Outcome::default())
 }

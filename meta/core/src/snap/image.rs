@@ -14,9 +14,11 @@
 //! an `Empty` image. The other forms (erasure-coded, reduced, evicted) are the plan's step 7:
 //! until then `SnapKeep` refuses such a file.
 //!
-//! Built so far: the records, their commands, and their storage in `meta` (a redb table, a
-//! trailing dump part; `MemState::images` is in `Dump`). Not yet: the gate that proposes
-//! them, merging them when a snapshot is deleted, and reclaiming their objects.
+//! An image at cut K serves every live cut in (m, K], m the file's previous image (or 0):
+//! reads at a cut S take the image with the smallest key at or above S. So an image stays
+//! right when K itself is deleted, as long as some live cut in (m, K] saw the file; once none
+//! does (`image_serves`), nothing can ever read it again (new cuts are numbered above every
+//! image), and the MDS's reclaim pass deletes its object and records `SnapImageGone`.
 
 use std::collections::BTreeMap;
 
@@ -45,6 +47,9 @@ pub enum ImageForm {
     /// Object `object` on each of `mirrors` (the file's placement when the image was made)
     /// shares the file's chunks by hard links. `linking`: some mirror may not have linked
     /// yet, so the file must not change before they all did.
+    ///
+    /// No `mirrors` at all: the object is in the single server's own chunk store (a server
+    /// without data servers, `Command::SnapKeepLocal`).
     Mirrored {
         object: u64,
         mirrors: Vec<u64>,
@@ -105,4 +110,38 @@ pub fn needs_image<S: StateStore + ?Sized>(
         }
     }
     Ok(None)
+}
+
+/// Whether `ino`'s image at `at` is still read by some live cut: one in (m, `at`], m the key
+/// of the file's previous image (0 without one), that the file existed at. Once false it stays
+/// false: cuts are only retired, new ones are numbered above every image, and a lower image
+/// goes only when it serves no cut either (so m only falls over cuts that are all dead).
+pub fn image_serves(snaps: &ShardSnaps, images: &Images, ino: u64, at: SnapId) -> bool {
+    let below = images.range(..at).next_back().map_or(0, |(k, _)| *k);
+    snaps
+        .cuts
+        .range(below.saturating_add(1)..=at)
+        .any(|(_, c)| !c.retired && c.born_before(ino))
+}
+
+/// Up to `max` of a shard's images that no live cut reads any more (`image_serves`), and not
+/// `linking` (a gate, or the pass that finishes them, may still be making their links): what
+/// the reclaim pass deletes. `(ino, snap, form)` in order. Walks the files with images.
+pub fn unserved_images(
+    images: &BTreeMap<u64, Images>,
+    snaps: &ShardSnaps,
+    max: usize,
+) -> Vec<(u64, SnapId, ImageForm)> {
+    let mut out = Vec::new();
+    for (ino, v) in images {
+        for (snap, img) in v {
+            if out.len() >= max {
+                return out;
+            }
+            if !img.is_linking() && !image_serves(snaps, v, *ino, *snap) {
+                out.push((*ino, *snap, img.form.clone()));
+            }
+        }
+    }
+    out
 }

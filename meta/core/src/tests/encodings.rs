@@ -605,6 +605,11 @@ fn commands() -> Vec<(&'static str, Command)> {
                 last: true,
             },
         ),
+        ("SnapKeepLocal", Command::SnapKeepLocal { ino: 5, time: T }),
+        (
+            "SnapImageGone",
+            Command::SnapImageGone { ino: 5, snap: 300 },
+        ),
     ]
 }
 
@@ -1019,6 +1024,8 @@ const GOLDEN: &[(&str, &str)] = &[
     ("SnapKept", "4605ac02"),
     ("SnapImageMirrors", "470503020b0c020bac02"),
     ("ReducePart", "4805048080808001808040086366737264726370015e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e01"),
+    ("SnapKeepLocal", "4905f6c59fd50cd5f01b"),
+    ("SnapImageGone", "4a05ac02"),
     ("FsError::NotFound", "00"),
     ("FsError::Exists", "01"),
     ("FsError::NotDir", "02"),

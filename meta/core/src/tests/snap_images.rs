@@ -213,6 +213,115 @@ fn a_retired_cut_needs_no_image_and_an_older_live_one_is_served_by_a_newer_image
     assert_eq!(snaps_of(&s, b), [2]);
 }
 
+fn gone(ino: u64, snap: SnapId) -> Command {
+    Command::SnapImageGone { ino, snap }
+}
+
+fn retire(s: &mut MemState, snap: SnapId) {
+    ok(s, &Command::SnapRetire { shard: SHARD, snap });
+}
+
+fn unserved(s: &MemState) -> Vec<(u64, SnapId)> {
+    crate::snap::unserved_images(&s.images, &s.snaps, 64)
+        .into_iter()
+        .map(|(ino, snap, _)| (ino, snap))
+        .collect()
+}
+
+#[test]
+fn an_image_goes_only_once_no_live_cut_reads_it_and_never_while_linking() {
+    let mut s = init();
+    let a = file(&mut s, "a", true);
+    snapshot(&mut s, 1);
+    assert!(ok(&mut s, &keep(a)).created);
+    ok(&mut s, &kept(a, 1));
+    snapshot(&mut s, 2);
+    snapshot(&mut s, 3);
+    assert!(ok(&mut s, &keep(a)).created);
+    ok(&mut s, &kept(a, 3));
+    assert_eq!(snaps_of(&s, a), [1, 3]);
+    assert!(unserved(&s).is_empty());
+    assert_eq!(
+        on(&mut s, &gone(a, 1)),
+        Err(FsError::Invalid),
+        "cut 1 reads it"
+    );
+
+    retire(&mut s, 1);
+    assert_eq!(unserved(&s), [(a, 1)]);
+    let before = s.images.clone();
+    ok(&mut s, &gone(a, 1));
+    assert_eq!(snaps_of(&s, a), [3]);
+    ok(&mut s, &gone(a, 1)); // gone already: nothing changes
+    assert_ne!(s.images, before);
+
+    // The image at 3 serves cuts 2 and 3; with 3 retired, 2 still reads it.
+    retire(&mut s, 3);
+    assert!(unserved(&s).is_empty());
+    assert_eq!(on(&mut s, &gone(a, 3)), Err(FsError::Invalid));
+    retire(&mut s, 2);
+    assert_eq!(unserved(&s), [(a, 3)]);
+    ok(&mut s, &gone(a, 3));
+    assert!(!s.images.contains_key(&a), "no image left, no row");
+
+    // A linking image is never reclaimed: its links may still be being made.
+    snapshot(&mut s, 4);
+    assert!(ok(&mut s, &keep(a)).created);
+    retire(&mut s, 4);
+    assert!(unserved(&s).is_empty());
+    assert_eq!(on(&mut s, &gone(a, 4)), Err(FsError::Invalid));
+    ok(&mut s, &kept(a, 4));
+    assert_eq!(unserved(&s), [(a, 4)]);
+    // Under a user's credentials: refused.
+    let as_user = Command::As {
+        cred: Cred::root(),
+        cmd: Box::new(gone(a, 4)),
+    };
+    assert!(on(&mut s, &as_user).is_err());
+    ok(&mut s, &gone(a, 4));
+}
+
+#[test]
+fn keep_local_images_a_file_with_bytes_in_the_servers_own_store() {
+    let mut s = init();
+    let empty = file(&mut s, "empty", false);
+    let full = file(&mut s, "full", false);
+    ok(
+        &mut s,
+        &Command::Write {
+            ino: full,
+            end_offset: 4096,
+            time: t(30),
+            writes: 1,
+        },
+    );
+    snapshot(&mut s, 1);
+    let x = next_ino(&s);
+    for ino in [empty, full] {
+        assert!(ok(&mut s, &Command::SnapKeepLocal { ino, time: t(50) }).created);
+    }
+    assert_eq!(s.images[&empty][&1].form, ImageForm::Empty);
+    assert_eq!(
+        s.images[&full][&1].form,
+        ImageForm::Mirrored {
+            object: x,
+            mirrors: Vec::new(),
+            linking: true,
+        }
+    );
+    // Once made, nothing more until the next cut, as `SnapKeep`.
+    assert!(
+        !ok(
+            &mut s,
+            &Command::SnapKeepLocal {
+                ino: full,
+                time: t(51)
+            }
+        )
+        .created
+    );
+}
+
 #[test]
 fn kept_and_image_mirrors_change_only_the_image_they_name() {
     let mut s = init();
@@ -437,7 +546,8 @@ proptest! {
     /// unlinks, cuts and deletions of snapshots, each live snapshot of a file it holds reads
     /// (from the smallest image at or above it, else the live file) the version the file
     /// had at the cut; and an image is made only when a write needs it, never twice for one
-    /// cut.
+    /// cut. After each deletion every image no live cut reads is reclaimed
+    /// (`SnapImageGone`), and no read misses one.
     #[test]
     fn every_snapshot_reads_the_bytes_of_its_cut(ops in proptest::collection::vec(op(), 1..60)) {
         let mut s = init();
@@ -464,6 +574,8 @@ proptest! {
                     if out.created {
                         let snap = latest.expect("an image needs a cut");
                         prop_assert!(held.insert((f, snap), version[f]).is_none(), "twice at {}", snap);
+                        // The gate's links made (an `Empty` image has none to record).
+                        let _ = on(&mut s, &kept(ino, snap));
                     }
                     version[f] += 1;
                 }
@@ -492,6 +604,11 @@ proptest! {
                     ok(&mut s, &Command::SnapMerge { shard: SHARD, snap, max: u32::MAX });
                     ok(&mut s, &Command::SnapForget { shard: SHARD, snap });
                     at_cut.remove(&snap);
+                    // The reclaim pass: every image no live cut reads goes (and the reads
+                    // below must not miss it).
+                    for (ino, img, _) in crate::snap::unserved_images(&s.images, &s.snaps, usize::MAX) {
+                        ok(&mut s, &gone(ino, img));
+                    }
                 }
             }
             // After every step: each live snapshot's files read their cut's version.
