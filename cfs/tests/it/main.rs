@@ -46,6 +46,7 @@ mod repair_across_nodes;
 mod rmtree;
 mod segment_repair;
 mod snapshot_cli;
+mod snapshots;
 mod tier_cache;
 mod tier_evict;
 mod tier_full;

@@ -1,0 +1,190 @@
+//! Snapshots' data images on real processes (issue 48, plan step 6): `cfs cluster up` with three
+//! MDS nodes and three data servers. A snapshot taken with `cfs admin snapshot create`, then
+//! changes to its files through a pNFS layout (the client writes to the data servers) and
+//! through the MDS (WRITE, SETATTR size): each file's image object on the data servers still
+//! holds the bytes from before, read straight from the data servers' chunk stores. Deleting
+//! the snapshot removes the image objects. Reads of the snapshot through NFS (`.snapshot`)
+//! are tested where they are served.
+use crate::common;
+
+use std::collections::BTreeSet;
+
+use client::SetAttrs;
+use common::cluster::Cluster;
+use common::ec::{wait_for, write_open};
+use common::{cfs, random_bytes};
+use proto::nfs4::*;
+
+// Clusters of six processes on a machine that may have two cores: one at a time.
+use common::SERIAL;
+
+const DS_ROLES: [&str; 3] = ["ds1", "ds2", "ds3"];
+
+/// Every object id with a directory in `role`'s chunk store.
+fn objects(cl: &Cluster, role: &str) -> BTreeSet<u64> {
+    let mut out = BTreeSet::new();
+    let top = cl.ds_dir(role).join("chunks").join("objects");
+    for d in std::fs::read_dir(top).into_iter().flatten().flatten() {
+        for o in std::fs::read_dir(d.path()).into_iter().flatten().flatten() {
+            if let Some(id) = o
+                .file_name()
+                .to_str()
+                .and_then(|n| u64::from_str_radix(n, 16).ok())
+            {
+                out.insert(id);
+            }
+        }
+    }
+    out
+}
+
+/// Objects holding at least one chunk file, on any data server.
+fn objects_with_chunks(cl: &Cluster) -> BTreeSet<u64> {
+    let mut all = BTreeSet::new();
+    for role in DS_ROLES {
+        all.extend(objects(cl, role));
+    }
+    all.into_iter()
+        .filter(|id| cl.chunk_files(*id).iter().any(|(_, n)| *n > 0))
+        .collect()
+}
+
+/// The first `len` bytes of object `id` as each data server holding it stores them (read
+/// with the chunk store's own code, which checks every block's sum).
+fn object_bytes(cl: &Cluster, id: u64, len: usize) -> Vec<Vec<u8>> {
+    let mut out = Vec::new();
+    for (role, n) in cl.chunk_files(id) {
+        if n == 0 {
+            continue;
+        }
+        let store =
+            chunkstore::ChunkStore::open(cl.ds_dir(&role).join("chunks")).expect("a chunk store");
+        let (b, _) = store
+            .blocking()
+            .read(id, 0, len as u64, len as u64)
+            .expect("read the object");
+        out.push(b);
+    }
+    out
+}
+
+fn snapshot(cl: &Cluster, args: &[&str]) {
+    let mut all = vec!["admin", "snapshot"];
+    all.extend_from_slice(args);
+    let toml = cl.mds_toml();
+    all.extend_from_slice(&["--config", &toml]);
+    let o = cfs(&cl.dir, &all);
+    assert!(o.ok(), "cfs {all:?}: {}{}", o.text(), o.stderr);
+}
+
+/// A snapshot, then three files changed three ways: the image objects hold the old bytes
+/// (each on every data server it is on), the files the new ones; the snapshot deleted, the
+/// image objects go.
+#[test]
+fn a_snapshots_bytes_survive_overwrite_truncate_and_deallocate() {
+    let _g = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let t = tempfile::tempdir().expect("tempdir");
+    let cl = Cluster::start_nodes(t.path(), 3, 3, &["--shards", "4"]);
+    let node = |n: u16| std::net::SocketAddr::new(cl.addr.ip(), cl.addr.port() + n - 1);
+
+    let old_a = random_bytes(5 * (1 << 20) + 4321, 0x5a11);
+    let old_b = random_bytes((1 << 20) + 17, 0x5a21);
+    let old_c = random_bytes(3 * (1 << 20), 0x5a31);
+    let mds = cl.client_at(node(2), false);
+    let mut inos = BTreeSet::new();
+    for (path, data) in [("/a", &old_a), ("/b", &old_b), ("/c", &old_c)] {
+        let (f, ino) = write_open(&cl, &mds, path, data);
+        cl.rt.block_on(mds.close(&f)).expect("close");
+        inos.insert(ino);
+    }
+    let before = objects_with_chunks(&cl);
+    assert!(
+        before.is_subset(&inos),
+        "only the files' objects: {before:?}"
+    );
+
+    snapshot(&cl, &["create", "/", "--name", "s1"]);
+
+    // /a through a pNFS layout of node 3 (the client writes to the data servers).
+    let pnfs = cl.client_at(node(3), true);
+    let patch = random_bytes(1 << 20, 0x5a41);
+    let f = cl
+        .rt
+        .block_on(pnfs.open_path("/a", OPEN4_SHARE_ACCESS_BOTH, None))
+        .expect("open /a");
+    cl.rt
+        .block_on(pnfs.write_all(&f, 1 << 20, &patch, StableHow4::FileSync4))
+        .expect("write /a through its layout");
+    cl.rt.block_on(pnfs.close(&f)).expect("close /a");
+    // /b through the MDS (node 2's WRITE), /c cut by SETATTR through node 1.
+    let f = cl
+        .rt
+        .block_on(mds.open_path("/b", OPEN4_SHARE_ACCESS_BOTH, None))
+        .expect("open /b");
+    cl.rt
+        .block_on(mds.write_all(&f, 0, b"overwritten", StableHow4::FileSync4))
+        .expect("write /b through the MDS");
+    cl.rt.block_on(mds.close(&f)).expect("close /b");
+    let c1 = cl.client_at(node(1), false);
+    let f = cl
+        .rt
+        .block_on(c1.open_path("/c", OPEN4_SHARE_ACCESS_BOTH, None))
+        .expect("open /c");
+    cl.rt
+        .block_on(c1.setattr(
+            &f.fh,
+            &SetAttrs {
+                size: Some(10),
+                ..Default::default()
+            },
+            Some(f.stateid),
+        ))
+        .expect("truncate /c");
+    cl.rt.block_on(c1.close(&f)).expect("close /c");
+
+    // Three new objects, one per file, each holding that file's bytes at the snapshot on
+    // every data server it is on (two mirrors).
+    let images: BTreeSet<u64> = objects_with_chunks(&cl)
+        .difference(&inos)
+        .copied()
+        .collect();
+    eprintln!("files {inos:?}, image objects {images:?}");
+    for x in &images {
+        eprintln!("object {x}: chunk files {:?}", cl.chunk_files(*x));
+    }
+    assert_eq!(
+        images.len(),
+        3,
+        "one image object per changed file: {images:?}"
+    );
+    let mut matched = BTreeSet::new();
+    for x in &images {
+        let which = [("/a", &old_a), ("/b", &old_b), ("/c", &old_c)]
+            .into_iter()
+            .find(|(_, old)| {
+                let copies = object_bytes(&cl, *x, old.len());
+                copies.len() == 2 && copies.iter().all(|b| b == *old)
+            })
+            .map(|(p, _)| p);
+        let p = which.unwrap_or_else(|| panic!("image object {x} holds no file's old bytes"));
+        assert!(matched.insert(p), "two images of {p}");
+    }
+    // The files have their new bytes.
+    let mut want_a = old_a.clone();
+    want_a[1 << 20..2 << 20].copy_from_slice(&patch);
+    let read = |p: &str, len| common::ec::read_file_with(&cl, cl.client_at(node(1), false), p, len);
+    assert_eq!(read("/a", want_a.len()), want_a);
+    let mut want_b = old_b.clone();
+    want_b[..11].copy_from_slice(b"overwritten");
+    assert_eq!(read("/b", want_b.len()), want_b);
+    assert_eq!(read("/c", 10), old_c[..10]);
+
+    // Deleted, the snapshot's images go from every data server.
+    snapshot(&cl, &["delete", "s1"]);
+    wait_for(30, "the image objects removed", || {
+        images
+            .iter()
+            .all(|x| cl.chunk_files(*x).iter().all(|(_, n)| *n == 0))
+    });
+    assert_eq!(read("/a", want_a.len()), want_a, "the file keeps its bytes");
+}
