@@ -188,3 +188,55 @@ fn a_snapshots_bytes_survive_overwrite_truncate_and_deallocate() {
     });
     assert_eq!(read("/a", want_a.len()), want_a, "the file keeps its bytes");
 }
+
+/// Raw space on the data servers (what `cfs admin status` shows, summed): a 64 MiB file on two
+/// mirrors, overwritten whole after a snapshot, takes twice its room (the image keeps every
+/// old chunk); deleting the snapshot brings it back to once.
+#[test]
+fn raw_space_doubles_after_overwrite_and_returns_after_delete() {
+    const MIB: u64 = 1 << 20;
+    const LEN: usize = 64 << 20;
+    let _g = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let t = tempfile::tempdir().expect("tempdir");
+    let cl = Cluster::start_nodes(t.path(), 3, 3, &["--shards", "4"]);
+    let used = || {
+        cl.status()
+            .map(|s| s.data_servers.iter().map(|d| d.used_bytes).sum::<u64>())
+            .unwrap_or(0)
+    };
+    let base = used();
+    let one_copy = 2 * LEN as u64; // two mirrors
+    let c = cl.client(true);
+    let write = |seed| {
+        let f = cl
+            .rt
+            .block_on(c.open_path("/big", OPEN4_SHARE_ACCESS_BOTH, common::ec::create_empty()))
+            .expect("open /big");
+        let data = random_bytes(LEN, seed);
+        cl.rt
+            .block_on(c.write_all(&f, 0, &data, StableHow4::FileSync4))
+            .expect("write /big");
+        cl.rt.block_on(c.close(&f)).expect("close /big");
+    };
+    write(0x5b11);
+    wait_for(60, "the file's two mirrors counted", || {
+        used() >= base + one_copy - MIB
+    });
+    let once = used();
+    snapshot(&cl, &["create", "/", "--name", "s1"]);
+    write(0x5b21);
+    wait_for(60, "the raw space doubled", || {
+        used() >= once + one_copy - MIB
+    });
+    let twice = used();
+    eprintln!("raw space: {base} empty, {once} once, {twice} after the overwrite");
+    assert!(
+        twice <= once + one_copy + 8 * MIB,
+        "more than the image's chunks: {twice} from {once}"
+    );
+    snapshot(&cl, &["delete", "s1"]);
+    wait_for(60, "the raw space back to once", || {
+        used() <= once + 8 * MIB
+    });
+    eprintln!("{}", cl.admin_status());
+}
