@@ -240,3 +240,104 @@ fn raw_space_doubles_after_overwrite_and_returns_after_delete() {
     });
     eprintln!("{}", cl.admin_status());
 }
+
+/// Whether process `pid` has ended (gone, or a zombie its parent has not reaped).
+fn ended(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).map_or(true, |st| {
+        st.rsplit(')')
+            .next()
+            .is_some_and(|r| r.trim_start().starts_with('Z'))
+    })
+}
+
+/// Node 2's gate is killed (failpoint `snap-linked`: every mirror linked, `SnapKept` not yet
+/// recorded) while it makes a file's image for a WRITE. The image is left `linking`; once node
+/// 2 is back (its holds answer again), the pass on the shard's leader finishes it, the image
+/// object holds the bytes from the snapshot, and the file takes writes again.
+#[test]
+fn kill9_of_the_claimer_while_linking_finishes_the_image() {
+    let _g = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let t = tempfile::tempdir().expect("tempdir");
+    let fp = t.path().join("failpoint");
+    let fp_s = fp.to_string_lossy().into_owned();
+    let cl = Cluster::start_nodes_env(
+        t.path(),
+        3,
+        3,
+        &["--shards", "4"],
+        &[("CFS_FAILPOINT_FILE", &fp_s)],
+    );
+    let node = |n: u16| std::net::SocketAddr::new(cl.addr.ip(), cl.addr.port() + n - 1);
+    let old = random_bytes(2 * (1 << 20) + 5, 0x5c11);
+    let c1 = cl.client_at(node(1), false);
+    let (f, ino) = write_open(&cl, &c1, "/f", &old);
+    cl.rt.block_on(c1.close(&f)).expect("close");
+    snapshot(&cl, &["create", "/", "--name", "s1"]);
+
+    std::fs::write(&fp, "snap-linked\n").expect("arm");
+    let pid2 = cl.pid_of("mds2");
+    let c2 = cl.client_at(node(2), false);
+    let f2 = cl
+        .rt
+        .block_on(c2.open_path("/f", OPEN4_SHARE_ACCESS_BOTH, None))
+        .expect("open /f at node 2");
+    // Answered or not: node 2 dies making the image.
+    let _ = cl.rt.block_on(async {
+        tokio::time::timeout(
+            std::time::Duration::from_secs(10),
+            c2.write_all(&f2, 0, b"never written", StableHow4::FileSync4),
+        )
+        .await
+    });
+    wait_for(20, "node 2 killed at snap-linked", || ended(pid2));
+    std::fs::remove_file(&fp).expect("disarm");
+    let log2 = t.path().join("mds2-restarted.log");
+    let _node2 = common::KillOnDrop(
+        std::process::Command::new(common::BIN)
+            .args(["server", "--config"])
+            .arg(cl.dir.join("cluster").join("mds2.toml"))
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(&log2).expect("log"))
+            .spawn()
+            .expect("restart node 2"),
+    );
+    let logs = [
+        cl.dir.join("cluster").join("mds1.log"),
+        cl.dir.join("cluster").join("mds3.log"),
+        log2,
+    ];
+    wait_for(90, "the shard leader's pass finishing the image", || {
+        logs.iter().any(|l| {
+            std::fs::read_to_string(l)
+                .unwrap_or_default()
+                .contains(&format!("a half-linked snapshot image finished ino={ino}"))
+        })
+    });
+    let images: Vec<u64> = objects_with_chunks(&cl)
+        .into_iter()
+        .filter(|o| *o != ino)
+        .collect();
+    assert_eq!(images.len(), 1, "one image object: {images:?}");
+    let copies = object_bytes(&cl, images[0], old.len());
+    assert_eq!(copies.len(), 2, "on both mirrors");
+    assert!(
+        copies.iter().all(|b| *b == old),
+        "the image holds the snapshot's bytes"
+    );
+    // The file takes writes again, and the image keeps its bytes.
+    let f = cl
+        .rt
+        .block_on(c1.open_path("/f", OPEN4_SHARE_ACCESS_BOTH, None))
+        .expect("open /f");
+    cl.rt
+        .block_on(c1.write_all(&f, 0, b"after", StableHow4::FileSync4))
+        .expect("write after the image is finished");
+    cl.rt.block_on(c1.close(&f)).expect("close");
+    let copies = object_bytes(&cl, images[0], old.len());
+    assert!(copies.iter().all(|b| *b == old));
+    let mut want = old.clone();
+    want[..5].copy_from_slice(b"after");
+    let got = common::ec::read_file_with(&cl, cl.client_at(node(1), false), "/f", want.len());
+    assert_eq!(got, want);
+}
