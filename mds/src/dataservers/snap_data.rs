@@ -4,8 +4,8 @@
 //!
 //! **The gate** (`before_change`, here for data servers and `Data::before_change` for the
 //! single node's own store): a change to a file's bytes first asks this replica whether the
-//! file needs an image (`Snapshot::gate_look`: one look at the file's shard). Mostly it does
-//! not, and the change goes on. Otherwise the gate claims the file on every MDS node (writers
+//! file needs an image (`Namespace::gate_look`: a look at the file's shard and one at shard
+//! 0's registry). Mostly it does not, and the change goes on. Otherwise the gate claims the file on every MDS node (writers
 //! wait, `holds`), proposes `SnapKeep` (the image is recorded `linking`, its object X taken
 //! from the shard's counter), links the file's object to X on every mirror
 //! (`SHARDPROC_LINK`: hard links of the chunk files, which the data servers never change in
@@ -152,7 +152,7 @@ impl Store<'_> {
 
 /// The gate's first look, with one barrier when this replica may not have the latest cut.
 async fn look(ns: &Namespace, ino: u64) -> NfsResult<meta::namespace::GateLook> {
-    let l = ns.snapshot()?.gate_look(ino)?;
+    let l = ns.gate_look(ino)?;
     if !l.lagging {
         return Ok(l);
     }
@@ -162,7 +162,7 @@ async fn look(ns: &Namespace, ino: u64) -> NfsResult<meta::namespace::GateLook> 
     ns.barrier(ShardId::of_ino(ino))
         .await
         .map_err(|_| NfsError::Delay)?;
-    Ok(ns.snapshot()?.gate_look(ino)?)
+    Ok(ns.gate_look(ino)?)
 }
 
 /// Whether `SnapKeep` can image the file as it is now (mirrored or without data): not

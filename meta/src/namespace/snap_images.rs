@@ -9,7 +9,7 @@ use meta_core::snap::{needs_image, unserved_images, ImageForm, Images, SnapId};
 
 use super::{FsError, Namespace, ShardId, Snapshot};
 
-/// What the gate before a change of a file's bytes reads first (`Snapshot::gate_look`).
+/// What the gate before a change of a file's bytes reads first (`Namespace::gate_look`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct GateLook {
     /// The cut the file needs an image at (`needs_image`), on this replica.
@@ -23,44 +23,6 @@ pub struct GateLook {
 }
 
 impl Snapshot<'_> {
-    /// `needs_image`, whether an image is `linking`, and whether this replica may lag behind
-    /// a decided snapshot, in one look (the gate's fast path: a map lookup per shard when the
-    /// file has no image and no snapshot was cut since its last change).
-    pub fn gate_look(&self, ino: u64) -> Result<GateLook, FsError> {
-        let (needs, linking, newest_cut) = self.with(ShardId::of_ino(ino), |st| {
-            let linking = st
-                .images
-                .get(&ino)
-                .is_some_and(|v| v.values().any(|i| i.is_linking()));
-            let newest = st.snaps.cuts.keys().next_back().copied().unwrap_or(0);
-            needs_image(st, &st.snaps, ino).map(|n| (n, linking, newest))
-        })??;
-        // A node without a replica of shard 0 cannot tell; the cut's freeze and P0's quiesce
-        // (plan §3.4) are what order a write after the cut then.
-        let decided = self
-            .with(ShardId(0), |st| {
-                st.registry
-                    .iter()
-                    .rev()
-                    .find(|(_, r)| {
-                        matches!(
-                            r.state,
-                            meta_core::snap::SnapState::Decided { .. }
-                                | meta_core::snap::SnapState::Ready { .. }
-                        )
-                    })
-                    .map(|(s, _)| *s)
-            })
-            .ok()
-            .flatten()
-            .unwrap_or(0);
-        Ok(GateLook {
-            needs,
-            linking,
-            lagging: decided > newest_cut,
-        })
-    }
-
     /// Up to `max` of `shard`'s images no live cut reads any more and not `linking`
     /// (`snap::unserved_images`): what the reclaim pass deletes, `(ino, snap, form)`.
     pub fn unserved_images(
@@ -97,6 +59,47 @@ impl Snapshot<'_> {
 }
 
 impl Namespace {
+    /// `needs_image`, whether an image is `linking`, and whether this replica may lag behind
+    /// a decided snapshot (the gate's fast path: one look at the file's shard, one at shard
+    /// 0's registry). Two snapshots one after the other, each holding one shard's read lock:
+    /// never two locks at once, in whatever order.
+    pub fn gate_look(&self, ino: u64) -> Result<GateLook, FsError> {
+        let (needs, linking, newest_cut) =
+            self.snapshot()?.with(ShardId::of_ino(ino), |st| {
+                let linking = st
+                    .images
+                    .get(&ino)
+                    .is_some_and(|v| v.values().any(|i| i.is_linking()));
+                let newest = st.snaps.cuts.keys().next_back().copied().unwrap_or(0);
+                needs_image(st, &st.snaps, ino).map(|n| (n, linking, newest))
+            })??;
+        // A node without a replica of shard 0 cannot tell; the cut's freeze and P0's quiesce
+        // (plan §3.4) are what order a write after the cut then.
+        let decided = self
+            .snapshot()?
+            .with(ShardId(0), |st| {
+                st.registry
+                    .iter()
+                    .rev()
+                    .find(|(_, r)| {
+                        matches!(
+                            r.state,
+                            meta_core::snap::SnapState::Decided { .. }
+                                | meta_core::snap::SnapState::Ready { .. }
+                        )
+                    })
+                    .map(|(s, _)| *s)
+            })
+            .ok()
+            .flatten()
+            .unwrap_or(0);
+        Ok(GateLook {
+            needs,
+            linking,
+            lagging: decided > newest_cut,
+        })
+    }
+
     /// See `Snapshot::images`.
     pub fn images(&self, ino: u64) -> Result<Images, FsError> {
         self.snapshot()?.images(ino)
