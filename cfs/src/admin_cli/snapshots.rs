@@ -10,7 +10,7 @@ pub fn snapshot_table(v: &Value) -> String {
     }
     let mut out = format!(
         "{:>5}  {:<24} {:<10} {:<20} {}\n",
-        "ID", "NAME", "STATE", "TAKEN (UTC)", "SHOWN AT"
+        "ID", "NAME", "STATE", "TAKEN", "SHOWN AT"
     );
     for r in rows {
         let name = r["name"].as_str().unwrap_or("?");
@@ -23,33 +23,11 @@ pub fn snapshot_table(v: &Value) -> String {
             r["id"],
             name,
             r["state"].as_str().unwrap_or("?"),
-            utc(r["created"].as_i64().unwrap_or(0)),
+            crate::timefmt::local(r["created"].as_i64().unwrap_or(0)),
             shown
         ));
     }
     out
-}
-
-/// Seconds since the epoch as `YYYY-MM-DD HH:MM:SS` (UTC), without a date crate: the civil
-/// calendar from days (Howard Hinnant's `civil_from_days`).
-fn utc(secs: i64) -> String {
-    let days = secs.div_euclid(86_400);
-    let sod = secs.rem_euclid(86_400);
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}",
-        sod / 3600,
-        sod % 3600 / 60,
-        sod % 60
-    )
 }
 
 /// `name` as one URL path segment: unreserved bytes as they are, every other byte %XX (a
@@ -71,10 +49,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn dates_and_segments() {
-        assert_eq!(utc(0), "1970-01-01 00:00:00");
-        assert_eq!(utc(1_795_939_200), "2026-11-29 08:00:00");
-        assert_eq!(utc(951_782_400), "2000-02-29 00:00:00");
+    fn names_become_one_path_segment() {
         assert_eq!(path_segment("a b/%é"), "a%20b%2F%25%C3%A9");
         assert_eq!(path_segment("weekly-1.x_~"), "weekly-1.x_~");
     }

@@ -9,6 +9,19 @@ use common::{cfs, Server};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+/// A one-node server with an admin listener and `extra` config, and that listener's address.
+fn start(dir: &Path, extra: &str) -> (Server, std::net::SocketAddr) {
+    let data = dir.join("data");
+    let server = Server::start(
+        dir,
+        Some(&format!(
+            "data = {:?}\n[admin]\nlisten = \"127.0.0.1:0\"\n{extra}",
+            data.to_string_lossy()
+        )),
+    );
+    (server, admin_addr(dir))
+}
+
 fn admin_addr(dir: &Path) -> std::net::SocketAddr {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
@@ -24,15 +37,7 @@ fn admin_addr(dir: &Path) -> std::net::SocketAddr {
 fn snapshots_are_taken_listed_and_deleted_and_bad_requests_say_why() {
     let t = tempfile::tempdir().unwrap();
     let dir = t.path();
-    let data = dir.join("data");
-    let server = Server::start(
-        dir,
-        Some(&format!(
-            "data = {:?}\n[admin]\nlisten = \"127.0.0.1:0\"\n",
-            data.to_string_lossy()
-        )),
-    );
-    let admin = admin_addr(dir);
+    let (server, admin) = start(dir, "");
     let config = dir.join("cfs.toml").to_string_lossy().into_owned();
     let s = server.server_arg();
     let o = cfs(dir, &["mkdir", "--server", &s, "/proj", "/other"]);
@@ -175,17 +180,11 @@ fn snapshots_are_taken_listed_and_deleted_and_bad_requests_say_why() {
 fn a_schedule_keeps_its_newest_and_retention_deletes() {
     let t = tempfile::tempdir().unwrap();
     let dir = t.path();
-    let data = dir.join("data");
-    let server = Server::start(
+    let (server, admin) = start(
         dir,
-        Some(&format!(
-            "data = {:?}\n[admin]\nlisten = \"127.0.0.1:0\"\n\
-             [snapshots]\nretain_days = 3\n\
-             [[snapshots.schedule]]\npath = \"/proj\"\nevery = \"2s\"\nkeep = 2\nname = \"t\"\n",
-            data.to_string_lossy()
-        )),
+        "[snapshots]\nretain_days = 3\n\
+         [[snapshots.schedule]]\npath = \"/proj\"\nevery = \"2s\"\nkeep = 2\nname = \"t\"\n",
     );
-    let admin = admin_addr(dir);
     let config = dir.join("cfs.toml").to_string_lossy().into_owned();
     let s = server.server_arg();
     let o = cfs(dir, &["mkdir", "--server", &s, "/proj"]);
