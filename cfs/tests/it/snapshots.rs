@@ -81,7 +81,7 @@ fn snapshot(cl: &Cluster, args: &[&str]) {
 /// (each on every data server it is on), the files the new ones; the snapshot deleted, the
 /// image objects go.
 #[test]
-fn a_snapshots_bytes_survive_overwrite_truncate_and_deallocate() {
+fn a_snapshots_bytes_survive_overwrite_and_truncate() {
     let _g = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
     let t = tempfile::tempdir().expect("tempdir");
     let cl = Cluster::start_nodes(t.path(), 3, 3, &["--shards", "4"]);
