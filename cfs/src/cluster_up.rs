@@ -40,8 +40,9 @@ pub struct UpArgs {
     #[arg(long)]
     chunk_size: Option<u64>,
     /// Metadata shards of the new file system (fixed at creation; an existing one keeps its
-    /// count). Default 256. Passed to every MDS node as CFS_SHARDS.
-    #[arg(long, value_parser = clap::value_parser!(u16).range(1..))]
+    /// count). Default 256, at most 32767 (`meta_core::shard::MAX_SHARDS`). Passed to every
+    /// MDS node as CFS_SHARDS.
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..=32767))]
     shards: Option<u16>,
     /// MDS lease (and grace) seconds.
     #[arg(long)]

@@ -84,9 +84,13 @@ fn new_fs_shards() -> u16 {
         return namespace::DEFAULT_SHARDS;
     };
     match v.trim().parse::<u16>() {
-        Ok(n) if n >= 1 => n,
+        Ok(n) if (1..=meta_core::shard::MAX_SHARDS).contains(&n) => n,
         _ => {
-            tracing::warn!(value = %v, "CFS_SHARDS is not a shard count 1..=65535; using the default");
+            tracing::warn!(
+                value = %v,
+                max = meta_core::shard::MAX_SHARDS,
+                "CFS_SHARDS is not a shard count from 1 to max; using the default"
+            );
             namespace::DEFAULT_SHARDS
         }
     }

@@ -46,6 +46,7 @@ mod repair_across_nodes;
 mod rmtree;
 mod segment_repair;
 mod snapshot_cli;
+mod snapshot_cluster;
 mod snapshots;
 mod tier_cache;
 mod tier_evict;

@@ -12,16 +12,16 @@ use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
-struct Node {
-    id: u64,
-    addr: SocketAddr,
-    dir: std::path::PathBuf,
-    proc_: Option<KillOnDrop>,
+pub(crate) struct Node {
+    pub(crate) id: u64,
+    pub(crate) addr: SocketAddr,
+    pub(crate) dir: std::path::PathBuf,
+    pub(crate) proc_: Option<KillOnDrop>,
     starts: u32,
 }
 
 impl Node {
-    fn start(&mut self) {
+    pub(crate) fn start(&mut self) {
         self.starts += 1;
         let log = std::fs::File::create(self.dir.join(format!("server-{}.log", self.starts)))
             .expect("log");
@@ -39,7 +39,7 @@ impl Node {
         self.proc_ = Some(KillOnDrop(child));
     }
 
-    fn kill9(&mut self) {
+    pub(crate) fn kill9(&mut self) {
         // KillOnDrop sends SIGKILL to the PID it started and reaps it.
         self.proc_ = None;
     }
@@ -66,13 +66,13 @@ fn config(
     };
     format!(
         "data = {data:?}\nlisten = \"{addr}\"\nroles = [\"mds\"]\nlease_seconds = 10\n{grace}\
-         [cluster]\nsecret_file = {secret:?}\nnode_id = {id}\nmetadata_nodes = {all:?}\n{clients}\
+         [admin]\nlisten = \"127.0.0.1:0\"\n[cluster]\nsecret_file = {secret:?}\nnode_id = {id}\nmetadata_nodes = {all:?}\n{clients}\
          [[export]]\npath = \"/\"\n",
         data = dir.join("data"),
     )
 }
 
-async fn connect(addr: SocketAddr, limit: Duration) -> Client {
+pub(crate) async fn connect(addr: SocketAddr, limit: Duration) -> Client {
     let start = Instant::now();
     loop {
         match Client::connect(ClientConfig::new(addr)).await {
@@ -127,7 +127,7 @@ async fn until_names(c: &Client, dir: &str, want: &[String], what: &str) {
 }
 
 /// Starts three MDS nodes as one cluster, in `tmp`, and waits until each listens.
-fn start_three(tmp: &Path) -> Vec<Node> {
+pub(crate) fn start_three(tmp: &Path) -> Vec<Node> {
     start_three_with(tmp, &[])
 }
 
@@ -710,7 +710,7 @@ fn a_dead_nodes_client_address_moves_and_its_clients_reclaim_there() {
 }
 
 /// Waits (bounded) until `f` answers Ok; the last error otherwise.
-async fn until_ok<T, F, Fut>(what: &str, limit: Duration, mut f: F) -> T
+pub(crate) async fn until_ok<T, F, Fut>(what: &str, limit: Duration, mut f: F) -> T
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = client::Result<T>>,

@@ -22,8 +22,11 @@ use super::reduce_index::SegmentId;
 
 /// Bits of an inode number that name its shard; the rest count inodes within the shard.
 pub const SHARD_BITS: u32 = 16;
-/// Largest number of shards a file system can be created with.
-pub const MAX_SHARDS: u32 = 1 << SHARD_BITS;
+/// Largest number of shards a file system can be created with: 2^15 - 1, so no inode number
+/// has bit 63 set (a snapshot root's `.snapshot` directory shows fileid `D | 1 << 63`) and no
+/// shard is 0xFFFF (NFS state inside snapshots is keyed by numbers in that shard's range,
+/// `mds::nfs::ops::snap::StateKeys`). Both would collide with a real inode otherwise.
+pub const MAX_SHARDS: u16 = (1 << (SHARD_BITS - 1)) - 1;
 const LOCAL_BITS: u32 = 64 - SHARD_BITS;
 /// Largest per-shard inode counter (2^48 - 1: far beyond what one shard holds).
 pub const MAX_LOCAL: u64 = (1 << LOCAL_BITS) - 1;
@@ -103,6 +106,16 @@ impl Key {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn no_shard_reaches_bit_63_or_shard_0xffff() {
+        let last = ShardId(MAX_SHARDS - 1);
+        assert!(
+            last.ino(MAX_LOCAL) < 1 << 63,
+            "a .snapshot fileid would collide"
+        );
+        assert_ne!(ShardId::of_ino(last.ino(MAX_LOCAL)).0, 0xFFFF);
+    }
 
     #[test]
     fn shard_and_counter_round_trip() {

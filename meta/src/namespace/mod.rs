@@ -405,7 +405,7 @@ impl Namespace {
                         .as_ref()
                         .and_then(|m| m.joined)
                         .unwrap_or(opts.shards);
-                    let n = u64::from(n.clamp(1, u16::MAX));
+                    let n = u64::from(n.clamp(1, meta_core::shard::MAX_SHARDS));
                     node.insert(SHARDS, n).db()?;
                     n
                 }
@@ -413,7 +413,14 @@ impl Namespace {
             drop(node);
             txn.commit().db()?;
             let shards = u16::try_from(shards)
-                .map_err(|_| FsError::Corrupt(format!("shard count {shards}")))?;
+                .ok()
+                .filter(|n| (1..=meta_core::shard::MAX_SHARDS).contains(n))
+                .ok_or_else(|| {
+                    FsError::Corrupt(format!(
+                        "shard count {shards}: this version serves 1 to {}",
+                        meta_core::shard::MAX_SHARDS
+                    ))
+                })?;
             (boots, shards)
         };
         let ids: Vec<ShardId> = (0..shard_count).map(ShardId).collect();

@@ -51,8 +51,8 @@ use proto::xdr::Opaque;
 /// The name of a snapshot root's snapshot directory.
 pub const SNAPSHOT_NAME: &[u8] = b".snapshot";
 
-/// The fileid of D's `.snapshot` is `D | SNAPDIR_FILEID`: unique while inode numbers stay
-/// below 2^63 (shards below 32 768).
+/// The fileid of D's `.snapshot` is `D | SNAPDIR_FILEID`: unique because inode numbers stay
+/// below 2^63 (`meta_core::shard::MAX_SHARDS`).
 const SNAPDIR_FILEID: u64 = 1 << 63;
 
 /// `OPEN4_SHARE_ACCESS_WRITE`.
@@ -854,8 +854,8 @@ async fn seek(ctx: &mut Ctx<'_>, a: &SeekArgs) -> NfsResult<SeekResOk> {
 /// number, and an open of a snapshot's file must meet neither the live file's share
 /// reservations nor its delegations, nor another snapshot's opens of the same inode. So
 /// `(snap, ino)` gets a number of this node's own, `STATE_BASE | n`, in the range of shard
-/// 0xFFFF, which a file system of fewer than 65 536 shards has no inode in (the plan reserves
-/// that shard; `meta_core::shard::MAX_SHARDS` does not refuse it yet). State is memory, as
+/// 0xFFFF, which no file system has an inode in (`meta_core::shard::MAX_SHARDS` is below
+/// it). State is memory, as
 /// these are: a restart's reclaim interns the handle again. Bounded: when full, numbers no
 /// open uses any more are forgotten.
 #[derive(Debug, Default)]
