@@ -47,6 +47,9 @@ pub enum Kind {
     /// kill -9 and start again a single-node cfs between the guest's writing and its reading
     /// back (`restart.rs`); on other kinds the step says so and does nothing
     Restart,
+    /// take a snapshot of `/` with `cfs admin snapshot create` once the guest wrote its tree,
+    /// delete it once the guest compared `.snapshot/NAME` (`snapshot.rs`)
+    Snapshot,
 }
 
 /// `cfs admin status --json` of a cfs-cluster's MDS (its config names the admin listener).
@@ -75,6 +78,7 @@ impl Kind {
             Kind::Evicted | Kind::Evict => crate::server::ServerSpec::CfsClusterS3,
             Kind::MdsFault | Kind::MdsLeaderFault => crate::server::ServerSpec::CfsMetaCluster,
             Kind::WriteDeleg | Kind::Restart => crate::server::ServerSpec::Cfs,
+            Kind::Snapshot => crate::server::ServerSpec::CfsMetaCluster,
         }
     }
 
@@ -96,6 +100,9 @@ impl Kind {
                 "cfs, cfs-nowdeleg, cfs-cluster, cfs-cluster-nowdeleg or cfs-cluster-mds3".into()
             }
             Kind::Restart => "any".into(),
+            Kind::Snapshot => {
+                "cfs, cfs-nowdeleg, cfs-cluster, cfs-cluster-nowdeleg or cfs-cluster-mds3".into()
+            }
         }
     }
 
@@ -114,6 +121,13 @@ impl Kind {
                             | ServerSpec::CfsCluster
                             | ServerSpec::CfsClusterNoWriteDeleg
                             | ServerSpec::CfsMetaCluster
+                    )
+                    | (
+                        Kind::Snapshot,
+                        ServerSpec::Cfs
+                            | ServerSpec::CfsNoWriteDeleg
+                            | ServerSpec::CfsCluster
+                            | ServerSpec::CfsClusterNoWriteDeleg
                     )
             )
     }
@@ -393,6 +407,7 @@ pub fn run(kind: Kind, srv: &mut Running, ctx: &Ctx) -> HostReport {
                 | Kind::MdsLeaderFault
                 | Kind::WriteDeleg
                 | Kind::Restart
+                | Kind::Snapshot
         ) {
             let _ = h.fail(format!("the cluster's data servers: {e}"));
             return h.rep;
@@ -438,6 +453,15 @@ pub fn run(kind: Kind, srv: &mut Running, ctx: &Ctx) -> HostReport {
         }
         Kind::Restart => {
             let _ = crate::restart::host(&mut h, srv);
+        }
+        Kind::Snapshot => {
+            let mut taken = None;
+            let _ = crate::snapshot::host(&mut h, srv, &mut taken);
+            // whatever happened: the next case meets no snapshot of `/`
+            if taken.is_some() {
+                h.info("deleting the snapshot after an early stop".into());
+                let _ = crate::snapshot::delete(&mut h, srv, &mut taken);
+            }
         }
         Kind::GatewayFault => {
             let mut killed = false;

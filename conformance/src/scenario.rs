@@ -285,6 +285,18 @@ pub const SCENARIOS: &[Scenario] = &[
         host: Some(crate::hostops::Kind::Evicted),
         peer_vers: None,
     },
+    Scenario {
+        name: "snapshot",
+        about: "cfs, cfs-nowdeleg, cfs-cluster, cfs-cluster-nowdeleg and cfs-cluster-mds3 only: the guest writes a tree (random bytes, an empty set-uid file, a hard link, symlinks, modes, an owner, set times, at 4.2 extended attributes), remounts and records a manifest; the host takes a snapshot of / (`cfs admin snapshot create`); the guest overwrites, truncates, removes, renames and chmods in the live tree, and .snapshot/NAME must match the manifest (sha256, mode, size, mtime, nlink, owner, symlink targets, attributes) before and after drop_caches, its hard links one inode, on an st_dev of its own, hidden from the root's listing; touch, rm, mv, ln, ln -s, chmod, chown, truncate, dd, mkdir, rmdir, open for write and (4.2) setxattr inside it fail with EROFS; deleted by the host, it is gone",
+        kind: Kind::Check,
+        two_clients: false,
+        full_env: "",
+        quick_env: "",
+        timeout_full: 300,
+        timeout_quick: 300,
+        host: Some(crate::hostops::Kind::Snapshot),
+        peer_vers: None,
+    },
 ];
 
 pub fn find(name: &str) -> Option<&'static Scenario> {

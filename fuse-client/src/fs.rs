@@ -126,6 +126,12 @@ fn name_of(n: &OsStr) -> R<String> {
     n.to_str().map(str::to_owned).ok_or(Errno::EINVAL)
 }
 
+/// The `.snapshot` directory cfs shows in a directory with snapshots (mds `ops/snap.rs`: it
+/// has the fileid `D | 1 << 63`); a real entry of that name has an ordinary fileid.
+fn is_snapshot_dir(name: &str, st: &Stat) -> bool {
+    name == ".snapshot" && st.fileid & (1 << 63) != 0
+}
+
 fn fh_and_stat(res: &[NfsResop4]) -> client::Result<(NfsFh4, Stat)> {
     let fh = res
         .iter()
@@ -247,7 +253,17 @@ impl Fs {
             )
             .await
             .ex()?;
-        fh_and_stat(&res).ex()
+        let (fh, st) = fh_and_stat(&res).ex()?;
+        if is_snapshot_dir(name, &st) {
+            // Node ids are fileids, and a snapshot's objects carry their live files' fileids
+            // (on a fsid of their own, which this mount does not keep apart): entering one
+            // would hand the kernel a live file's node for a snapshot's, so it is refused.
+            tracing::warn!(
+                "`cfs mount` does not show snapshots: read .snapshot through an NFS mount (mount -t nfs4)"
+            );
+            return Err(Errno::EOPNOTSUPP);
+        }
+        Ok((fh, st))
     }
 
     async fn create_obj(

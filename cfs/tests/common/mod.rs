@@ -167,6 +167,30 @@ impl Out {
     }
 }
 
+/// Config lines for a one-node server in `dir` (data in `dir/data`) with an admin listener on
+/// a free port, which `cfs admin --config dir/cfs.toml` then finds (`Server::start` writes the
+/// config there); `extra` follows (more sections).
+pub fn admin_config(dir: &Path, extra: &str) -> String {
+    format!(
+        "data = {:?}\n[admin]\nlisten = \"127.0.0.1:0\"\n{extra}",
+        dir.join("data").to_string_lossy()
+    )
+}
+
+/// `cfs admin snapshot create / --name NAME` against the one-node server of `admin_config`,
+/// once its admin listener has written down its address.
+pub fn snapshot_root(dir: &Path, name: &str) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !dir.join("data").join("admin.addr").exists() {
+        assert!(Instant::now() < deadline, "no admin.addr written");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let config = dir.join("cfs.toml").to_string_lossy().into_owned();
+    let args = ["admin", "snapshot", "create", "/", "--name", name];
+    let o = cfs(dir, &[&args[..], &["--config", &config]].concat());
+    assert!(o.ok(), "snapshot create: {}{}", o.text(), o.stderr);
+}
+
 /// Runs `cfs ARGS` with a time limit (killed past it); output goes through files so a large
 /// `get -` cannot fill a pipe and stall.
 pub fn cfs(dir: &Path, args: &[&str]) -> Out {

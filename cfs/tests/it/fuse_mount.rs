@@ -526,3 +526,28 @@ fn reduced_files_read_back_byte_exact_through_cfs_mount() {
         "reads changed no file"
     );
 }
+
+/// Snapshots are not shown through `cfs mount` (plan §4.6: node ids are fileids, and a
+/// snapshot's objects carry their live files' fileids): `.snapshot` in a directory with
+/// snapshots answers EOPNOTSUPP, and the live files stay as they are; a real entry named
+/// `.snapshot` in a directory without any is an ordinary directory.
+#[test]
+fn snapshots_are_refused_through_cfs_mount_and_a_real_dot_snapshot_entry_is_not() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = common::Server::start(dir.path(), Some(&common::admin_config(dir.path(), "")));
+    let m = Mount::new(&dir.path().join("m"), &server.server_arg(), &[]);
+    std::fs::write(m.at.join("f"), b"before").expect("write f");
+    std::fs::create_dir_all(m.at.join("sub").join(".snapshot")).expect("a real .snapshot");
+    std::fs::write(m.at.join("sub").join(".snapshot").join("g"), b"g").expect("g");
+    common::snapshot_root(dir.path(), "s1");
+    std::fs::write(m.at.join("f"), b"after").expect("overwrite f");
+    let e = std::fs::metadata(m.at.join(".snapshot")).expect_err(".snapshot is refused");
+    assert_eq!(e.raw_os_error(), Some(libc::EOPNOTSUPP), "{e}");
+    let e = std::fs::read(m.at.join(".snapshot").join("s1").join("f")).expect_err("refused");
+    assert_eq!(e.raw_os_error(), Some(libc::EOPNOTSUPP), "{e}");
+    assert_eq!(std::fs::read(m.at.join("f")).expect("read f"), b"after");
+    assert_eq!(
+        std::fs::read(m.at.join("sub").join(".snapshot").join("g")).expect("read g"),
+        b"g"
+    );
+}

@@ -777,3 +777,154 @@ fn nlm_locks_conflict_with_each_other_and_with_nfs41_locks() {
         v4.close(&of).await.unwrap();
     });
 }
+
+/// Snapshots through the gateway (issue 48, plan §4.6): a v3 client finds `.snapshot` by
+/// LOOKUP in the root (the gateway passes the 48-byte snapshot handles through), the
+/// snapshot's file reads the bytes from before a later overwrite, on a fsid of its own (each
+/// snapshot a v3 mount point) with the live file's fileid, and every change inside the
+/// snapshot answers NFS3ERR_ROFS; the live tree still takes them.
+#[test]
+fn a_snapshot_through_the_gateway_reads_its_old_bytes_and_refuses_changes() {
+    let t = tempfile::tempdir().unwrap();
+    let dir = t.path();
+    let (_s, gw) = single(dir, &common::admin_config(dir, ""));
+    let rt = rt();
+    let c = rt.block_on(V3::connect(gw));
+    let root = rt.block_on(c.root("/"));
+    let (f, sub) = rt.block_on(async {
+        let f = c.new_file(&root, "f").await;
+        c.write(&f, 0, b"the old bytes", StableHow::FileSync)
+            .await
+            .unwrap();
+        let sub = match c
+            .nfs(Nfs3Args::Mkdir(Mkdir3Args {
+                r#where: dirop(&root, "sub"),
+                attributes: Sattr3::default(),
+            }))
+            .await
+        {
+            Nfs3Res::Mkdir(Create3Res::Ok(ok)) => ok.obj.unwrap(),
+            o => panic!("{o:?}"),
+        };
+        (f, sub)
+    });
+    // No snapshot yet: `.snapshot` is a name like any other.
+    assert_eq!(
+        rt.block_on(c.lookup(&root, ".snapshot")),
+        Err(Nfsstat3::Noent.code())
+    );
+    common::snapshot_root(dir, "s1");
+
+    rt.block_on(async {
+        c.write(&f, 0, b"NEW", StableHow::FileSync).await.unwrap();
+        let snaps = c
+            .lookup(&root, ".snapshot")
+            .await
+            .expect("LOOKUP .snapshot");
+        let s1 = c.lookup(&snaps, "s1").await.expect("LOOKUP s1");
+        let sf = c.lookup(&s1, "f").await.expect("LOOKUP f in s1");
+        assert_eq!(sf.data.len(), 48, "a snapshot handle");
+        assert_eq!(c.read_all(&sf).await, b"the old bytes");
+        assert_eq!(c.read_all(&f).await, b"NEW old bytes");
+        let (live, old) = (c.getattr(&f).await.unwrap(), c.getattr(&sf).await.unwrap());
+        assert_eq!(old.size, 13);
+        assert_eq!(old.fileid, live.fileid, "one file, one fileid");
+        assert_ne!(
+            old.fsid, live.fsid,
+            "a snapshot is a file system of its own"
+        );
+        let ssub = c.lookup(&s1, "sub").await.expect("LOOKUP sub in s1");
+
+        let rofs = Nfsstat3::Rofs.code();
+        let changes = [
+            (
+                "WRITE",
+                Nfs3Args::Write(Write3Args {
+                    file: sf.clone(),
+                    offset: 0,
+                    count: 1,
+                    stable: StableHow::FileSync,
+                    data: proto::xdr::Opaque(b"x".to_vec()),
+                }),
+            ),
+            (
+                "SETATTR",
+                Nfs3Args::Setattr(Setattr3Args {
+                    object: sf.clone(),
+                    new_attributes: Sattr3 {
+                        size: Some(1),
+                        ..Default::default()
+                    },
+                    guard: None,
+                }),
+            ),
+            (
+                "CREATE",
+                Nfs3Args::Create(Create3Args {
+                    r#where: dirop(&s1, "g"),
+                    how: Createhow3::Unchecked(Sattr3::default()),
+                }),
+            ),
+            (
+                "MKDIR",
+                Nfs3Args::Mkdir(Mkdir3Args {
+                    r#where: dirop(&s1, "d"),
+                    attributes: Sattr3::default(),
+                }),
+            ),
+            (
+                "SYMLINK",
+                Nfs3Args::Symlink(Symlink3Args {
+                    r#where: dirop(&s1, "l"),
+                    symlink: Symlinkdata3 {
+                        symlink_attributes: Sattr3::default(),
+                        symlink_data: name("f"),
+                    },
+                }),
+            ),
+            (
+                "REMOVE",
+                Nfs3Args::Remove(Remove3Args {
+                    object: dirop(&s1, "f"),
+                }),
+            ),
+            (
+                "RMDIR",
+                Nfs3Args::Rmdir(Remove3Args {
+                    object: dirop(&s1, "sub"),
+                }),
+            ),
+            (
+                "RENAME",
+                Nfs3Args::Rename(Rename3Args {
+                    from: dirop(&s1, "f"),
+                    to: dirop(&ssub, "f2"),
+                }),
+            ),
+            (
+                "LINK",
+                Nfs3Args::Link(Link3Args {
+                    file: sf.clone(),
+                    link: dirop(&s1, "hard"),
+                }),
+            ),
+            (
+                "COMMIT",
+                Nfs3Args::Commit(Commit3Args {
+                    file: sf.clone(),
+                    offset: 0,
+                    count: 0,
+                }),
+            ),
+        ];
+        for (what, args) in changes {
+            let got = c.nfs(args).await.status();
+            assert_eq!(got, rofs, "{what} inside the snapshot");
+        }
+        assert_eq!(c.read_all(&sf).await, b"the old bytes", "unchanged");
+        assert_eq!(c.lookup(&s1, "g").await, Err(Nfsstat3::Noent.code()));
+        // The live tree still changes.
+        c.new_file(&sub, "g").await;
+        assert_eq!(c.lookup(&ssub, "g").await, Err(Nfsstat3::Noent.code()));
+    });
+}
