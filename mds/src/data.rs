@@ -99,6 +99,13 @@ impl Data {
         }
     }
 
+    /// Before the reaper deletes orphan `ino`'s bytes: whether a snapshot keeps them
+    /// (`snap_data::before_reaping`).
+    pub(crate) async fn before_reaping(&self, ino: u64) -> NfsResult<snap_data::Reaping> {
+        let local = matches!(self.path, DataPath::Local(_));
+        snap_data::before_reaping(&self.ns, local, ino).await
+    }
+
     /// A source's bytes are read in place by a copy (local `clone_range`): they must be on
     /// flash, and do not change.
     fn on_flash(&self, ino: u64) -> NfsResult<()> {

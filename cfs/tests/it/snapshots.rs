@@ -2,9 +2,9 @@
 //! MDS nodes and three data servers. A snapshot taken with `cfs admin snapshot create`, then
 //! changes to its files through a pNFS layout (the client writes to the data servers) and
 //! through the MDS (WRITE, SETATTR size): each file's image object on the data servers still
-//! holds the bytes from before, read straight from the data servers' chunk stores. Deleting
-//! the snapshot removes the image objects. Reads of the snapshot through NFS (`.snapshot`)
-//! are tested where they are served.
+//! holds the bytes from before, read straight from the data servers' chunk stores, and a file
+//! removed after the snapshot keeps its own. Deleting the snapshot removes the image objects.
+//! Reads of the snapshot through NFS (`.snapshot`) are tested where they are served.
 use crate::common;
 
 use std::collections::BTreeSet;
@@ -77,11 +77,12 @@ fn snapshot(cl: &Cluster, args: &[&str]) {
     assert!(o.ok(), "cfs {all:?}: {}{}", o.text(), o.stderr);
 }
 
-/// A snapshot, then three files changed three ways: the image objects hold the old bytes
-/// (each on every data server it is on), the files the new ones; the snapshot deleted, the
-/// image objects go.
+/// A snapshot, then three files changed three ways and one removed: the image objects hold
+/// the old bytes (each on every data server it is on), the files the new ones, and the
+/// removed file's own object its bytes; the snapshot deleted, the image objects go, the
+/// removed file's with them.
 #[test]
-fn a_snapshots_bytes_survive_overwrite_and_truncate() {
+fn a_snapshots_bytes_survive_overwrite_truncate_and_removal() {
     let _g = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
     let t = tempfile::tempdir().expect("tempdir");
     let cl = Cluster::start_nodes(t.path(), 3, 3, &["--shards", "4"]);
@@ -90,20 +91,50 @@ fn a_snapshots_bytes_survive_overwrite_and_truncate() {
     let old_a = random_bytes(5 * (1 << 20) + 4321, 0x5a11);
     let old_b = random_bytes((1 << 20) + 17, 0x5a21);
     let old_c = random_bytes(3 * (1 << 20), 0x5a31);
+    let old_d = random_bytes(2 * (1 << 20) + 99, 0x5a51);
     let mds = cl.client_at(node(2), false);
     let mut inos = BTreeSet::new();
-    for (path, data) in [("/a", &old_a), ("/b", &old_b), ("/c", &old_c)] {
+    let mut d = 0;
+    for (path, data) in [
+        ("/a", &old_a),
+        ("/b", &old_b),
+        ("/c", &old_c),
+        ("/d", &old_d),
+    ] {
         let (f, ino) = write_open(&cl, &mds, path, data);
         cl.rt.block_on(mds.close(&f)).expect("close");
-        inos.insert(ino);
+        if path == "/d" {
+            d = ino;
+        } else {
+            inos.insert(ino);
+        }
     }
     let before = objects_with_chunks(&cl);
     assert!(
-        before.is_subset(&inos),
+        before.iter().all(|o| inos.contains(o) || *o == d),
         "only the files' objects: {before:?}"
     );
 
     snapshot(&cl, &["create", "/", "--name", "s1"]);
+
+    // /d removed through node 2, beside /e, born after the cut and removed with it: the
+    // reaper deletes /e's bytes and keeps /d's, on both mirrors, as the snapshot's image.
+    let (f, e) = write_open(&cl, &mds, "/e", &old_b);
+    cl.rt.block_on(mds.close(&f)).expect("close /e");
+    let root = cl.rt.block_on(mds.lookup_path("/")).expect("root");
+    for name in ["e", "d"] {
+        cl.rt.block_on(mds.remove(&root, name)).expect("remove");
+    }
+    wait_for(30, "the bytes of /e, in no snapshot, removed", || {
+        cl.chunk_files(e).iter().all(|(_, n)| *n == 0)
+    });
+    std::thread::sleep(std::time::Duration::from_secs(1));
+    let copies = object_bytes(&cl, d, old_d.len());
+    assert!(
+        copies.len() == 2 && copies.iter().all(|b| *b == old_d),
+        "a removed file's bytes stay on both mirrors while a snapshot holds them ({} copies)",
+        copies.len()
+    );
 
     // /a through a pNFS layout of node 3 (the client writes to the data servers).
     let pnfs = cl.client_at(node(3), true);
@@ -147,6 +178,7 @@ fn a_snapshots_bytes_survive_overwrite_and_truncate() {
     let images: BTreeSet<u64> = objects_with_chunks(&cl)
         .difference(&inos)
         .copied()
+        .filter(|o| *o != d)
         .collect();
     eprintln!("files {inos:?}, image objects {images:?}");
     for x in &images {
@@ -184,6 +216,7 @@ fn a_snapshots_bytes_survive_overwrite_and_truncate() {
     wait_for(30, "the image objects removed", || {
         images
             .iter()
+            .chain([&d])
             .all(|x| cl.chunk_files(*x).iter().all(|(_, n)| *n == 0))
     });
     assert_eq!(read("/a", want_a.len()), want_a, "the file keeps its bytes");

@@ -22,6 +22,11 @@
 //! every gate until the links are made, so the pass links again (idempotent) and records
 //! `SnapKept`.
 //!
+//! **Removal** (`before_reaping`, asked by the reaper, `crate::orphans`): an orphan a live
+//! snapshot saw linked keeps its bytes as that snapshot's image (`SnapAdopt`: the file's own
+//! object becomes the image's, so nothing is copied), and the reaper forgets it without
+//! deleting them; reclaim deletes them with the snapshot.
+//!
 //! **Reclaim** (`reclaim_pass`): an image no live cut reads any more (`snap::image_serves`:
 //! its snapshots were deleted) has its object removed on each mirror, then `SnapImageGone`.
 //! Both facts are derived from replicated state, so a crash anywhere only repeats work.
@@ -252,6 +257,50 @@ async fn finish_linking(ns: &Namespace, store: &Store<'_>, ino: u64) -> NfsResul
         tracing::info!(ino, snap, object, "snapshot image of the file made");
     }
     Ok(())
+}
+
+/// What the reaper does with an orphan's bytes (`before_reaping`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Reaping {
+    /// No snapshot needs them: delete them, then forget the orphan.
+    Remove,
+    /// They are a snapshot's image now (`SnapAdopt`): forget the orphan, keep the bytes.
+    Adopted,
+    /// A snapshot needs them and they cannot be adopted yet (an erasure-coded, reduced or
+    /// evicted file, the plan's step 7): keep the orphan, bytes and all, and ask again later.
+    Kept,
+}
+
+/// Before the reaper deletes orphan `ino`'s bytes (module comment). `local`: the server's own
+/// store holds them (`SnapAdopt`'s `local`).
+///
+/// The replica that applied the file's last unlink applied every cut before it, and a cut
+/// after it sees the file at nlink 0, so this replica's `needs_image` "no" is final and the
+/// common case (no snapshot saw the file) costs one look and no proposal; unless the "no" is
+/// because the file is adopted already (another reaper: a restart's beside a last close's),
+/// whose bytes stay. Where this node has no replica of the file's shard, `SnapAdopt` asks the
+/// leader.
+pub(crate) async fn before_reaping(ns: &Namespace, local: bool, ino: u64) -> NfsResult<Reaping> {
+    let here = ns
+        .snapshot()
+        .and_then(|s| Ok((s.needs_image(ino)?, s.images(ino)?)));
+    match here {
+        Ok((_, images)) if meta_core::snap::adopted(&images, ino) => return Ok(Reaping::Adopted),
+        Ok((None, _)) => return Ok(Reaping::Remove),
+        _ => {}
+    }
+    let time = Time::now();
+    match ns.execute(Command::SnapAdopt { ino, time, local }).await {
+        Ok(o) if o.created => {
+            tracing::info!(ino, "removed file kept as a snapshot's image");
+            Ok(Reaping::Adopted)
+        }
+        Ok(_) => Ok(Reaping::Remove),
+        Err(FsError::Invalid) => Ok(Reaping::Kept),
+        // Forgotten meanwhile (another node's reaper): nothing of it is left to delete here.
+        Err(FsError::Stale(_)) => Ok(Reaping::Adopted),
+        Err(e) => Err(e.into()),
+    }
 }
 
 impl Cluster {

@@ -407,6 +407,78 @@ async fn an_empty_image_reads_as_zeros_to_the_size_at_the_cut() {
     assert_eq!(read_data(&s.ok(ops).await), [0u8; 5]);
 }
 
+/// Waits up to 10 s for `done`.
+async fn until(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !done() {
+        assert!(Instant::now() < deadline, "not within 10 s: {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_file_removed_after_the_cut_keeps_its_bytes_there_until_the_snapshot_goes() {
+    let (server, dir) = server().await;
+    let mut s = S::new(&server, "snap-removed").await;
+    let mut ops = at(&[]);
+    ops.push(mkdir("d"));
+    s.ok(ops).await;
+    let bytes: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
+    s.write_file(&["d"], "r", &bytes).await;
+    s.write_file(&["d"], "early", b"removed before the cut")
+        .await;
+    let ino = |a: FileAttrs| a.fileid.unwrap();
+    let d = ino(s.attrs(at(&["d"]), &[FATTR4_FILEID]).await);
+    let r = ino(s.attrs(at(&["d", "r"]), &[FATTR4_FILEID]).await);
+    let early = ino(s.attrs(at(&["d", "early"]), &[FATTR4_FILEID]).await);
+    // The single node's own store: one directory per object.
+    let object = |i: u64| {
+        dir.path()
+            .join("chunks/objects")
+            .join(format!("{:02x}", i & 0xff))
+            .join(format!("{i:016x}"))
+    };
+    assert!(object(r).exists() && object(early).exists());
+    let mut ops = at(&["d"]);
+    ops.push(remove("early"));
+    s.ok(ops).await;
+    let ns = server.namespace();
+    let id = ns.create_snapshot(b"s1", d, 3600).await.unwrap();
+    let mut ops = at(&["d"]);
+    ops.push(remove("r"));
+    s.ok(ops).await;
+
+    // Both orphans are forgotten; the one the snapshot saw keeps its bytes, in its own object.
+    until("the orphans forgotten", || {
+        let o = ns.orphans().unwrap();
+        !o.contains(&r) && !o.contains(&early)
+    })
+    .await;
+    assert!(!object(early).exists(), "in no snapshot: its bytes go");
+    assert!(object(r).exists());
+    let images = ns.images(r).unwrap();
+    assert_eq!(
+        images.get(&id).map(|i| &i.form),
+        Some(&meta::namespace::snap::ImageForm::Mirrored {
+            object: r,
+            mirrors: Vec::new(),
+            linking: false,
+        }),
+        "{images:?}"
+    );
+    assert!(ns.images(early).unwrap().is_empty());
+    assert_eq!(s.names(at(&["d"])).await, Vec::<String>::new());
+    assert_eq!(s.names(at(&["d", ".snapshot", "s1"])).await, ["r"]);
+    let mut ops = at(&["d", ".snapshot", "s1", "r"]);
+    ops.push(read(Stateid4::ANONYMOUS, 256 * 1024));
+    assert!(read_data(&s.ok(ops).await) == bytes, "the bytes at the cut");
+
+    // Deleted, the snapshot takes them with it.
+    ns.delete_snapshot(b"s1").await.unwrap();
+    until("the image reclaimed", || ns.images(r).unwrap().is_empty()).await;
+    assert!(!object(r).exists(), "the object goes with the image");
+}
+
 #[tokio::test]
 async fn opens_inside_a_snapshot_meet_no_live_share_and_get_no_delegation() {
     let (server, _dir) = server().await;

@@ -500,6 +500,13 @@ pub enum Command {
     /// object was deleted (on each mirror, or in the server's own store): the record goes.
     /// `Invalid` while a live cut reads it or it is `linking`; gone already: nothing changes.
     SnapImageGone { ino: u64, snap: SnapId },
+    /// Orphan `ino` (a regular file at nlink 0 that nobody has open) is about to lose its
+    /// bytes: if a live cut saw it linked and no image serves that cut (`snap::needs_image`),
+    /// its bytes become the image at the shard's latest live cut, under the file's own object
+    /// id (`created`), so the reaper forgets it without deleting its data; else nothing.
+    /// `local` as for `SnapKeepLocal`. `Invalid` for a file that is not an orphan, and (until
+    /// the plan's step 7) for an erasure-coded, reduced or evicted one. The server's own.
+    SnapAdopt { ino: u64, time: Time, local: bool },
 }
 
 impl Command {
@@ -577,7 +584,8 @@ impl Command {
             | Command::SnapImageMirrors { ino, .. }
             | Command::ReducePart { ino, .. }
             | Command::SnapKeepLocal { ino, .. }
-            | Command::SnapImageGone { ino, .. } => vec![I(*ino)],
+            | Command::SnapImageGone { ino, .. }
+            | Command::SnapAdopt { ino, .. } => vec![I(*ino)],
             // An orphan directory must be empty to go, and its cookie counter goes with it.
             Command::Forget { ino } => vec![I(*ino), Entries(*ino)],
             Command::Noop => Vec::new(),

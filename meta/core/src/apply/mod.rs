@@ -234,6 +234,7 @@ fn apply_as<S: StateStore + ?Sized>(
         | Command::ReducePart { .. }
         | Command::SnapKeepLocal { .. }
         | Command::SnapImageGone { .. }
+        | Command::SnapAdopt { .. }
             if cred.is_some() =>
         {
             Err(FsError::Invalid)
@@ -261,6 +262,7 @@ fn apply_as<S: StateStore + ?Sized>(
         Command::SnapKeep { ino, time } => snap_image::keep(s, *ino, *time, false),
         Command::SnapKeepLocal { ino, time } => snap_image::keep(s, *ino, *time, true),
         Command::SnapImageGone { ino, snap } => snap_image::gone(s, *ino, *snap),
+        Command::SnapAdopt { ino, time, local } => snap_image::adopt(s, *ino, *time, *local),
         Command::SnapKept { ino, snap } => snap_image::kept(s, *ino, *snap),
         Command::SnapImageMirrors {
             ino,

@@ -1,12 +1,13 @@
 //! Data images of files (`snap::image`): `SnapKeep` makes one when the file needs it,
 //! `SnapKept` records that a mirrored image's links are all made, `SnapImageMirrors` moves a
-//! mirrored image's copies (repair, drain), `SnapImageGone` forgets one no live cut reads.
-//! All the server's own, keyed by the file's inode.
+//! mirrored image's copies (repair, drain), `SnapImageGone` forgets one no live cut reads,
+//! `SnapAdopt` turns a removed file's bytes into the image of the cut that last saw it. All
+//! the server's own, keyed by the file's inode.
 
 use crate::error::FsError;
 use crate::object::{FileKind, Outcome, Time};
 use crate::shard::ShardId;
-use crate::snap::{image_serves, needs_image, DataImage, ImageForm, SnapId};
+use crate::snap::{adopted, image_serves, needs_image, DataImage, ImageForm, SnapId};
 use crate::state::StateStore;
 
 /// `SnapKeep`: an image of `ino` at the shard's latest live cut if `needs_image` says so
@@ -36,6 +37,71 @@ pub(super) fn keep<S: StateStore + ?Sized>(
             ..Outcome::default()
         });
     };
+    let form = form_now(s, ino, inode.size, local, false)?;
+    let mut images = s.images(ino)?;
+    images.insert(at, DataImage { made: time, form });
+    s.put_images(ino, &images)?;
+    Ok(Outcome {
+        inode: Some(inode),
+        created: true,
+        ..Outcome::default()
+    })
+}
+
+/// `SnapAdopt`: orphan `ino` (no links left, nobody has it open: the reaper's) is about to
+/// lose its bytes; if `needs_image` says a live cut saw it linked, its bytes become that cut's
+/// image instead (`created`), under the file's own object id: nothing is copied or linked, as
+/// the inode goes and its number is never used again, and the reaper then forgets the orphan
+/// without deleting its data. Else nothing (`created: false`: the reaper deletes the data).
+/// Adopted already: `created` again, so a second reaper keeps the bytes too.
+/// `Invalid` for a file that is not an orphan (its bytes may still change, which only the
+/// gate may let happen), and for an erasure-coded, reduced or evicted one (plan step 7: the
+/// reaper keeps such an orphan, bytes and all, while a snapshot needs it).
+pub(super) fn adopt<S: StateStore + ?Sized>(
+    s: &mut S,
+    ino: u64,
+    time: Time,
+    local: bool,
+) -> Result<Outcome, FsError> {
+    let inode = s.inode(ino)?.ok_or(FsError::Stale(ino))?;
+    // A regular file at nlink 0 is an orphan (`drop_link`), and no link brings one back.
+    if inode.kind != FileKind::Regular || inode.nlink > 0 {
+        return Err(FsError::Invalid);
+    }
+    let mut images = s.images(ino)?;
+    if adopted(&images, ino) {
+        // Adopted already (two reapers: a restart's and a last close's): still kept, so
+        // neither deletes the bytes.
+        return Ok(Outcome {
+            created: true,
+            ..Outcome::default()
+        });
+    }
+    let snaps = s.shard_snaps()?;
+    let Some(at) = needs_image(&*s, &snaps, ino)? else {
+        return Ok(Outcome::default());
+    };
+    let form = form_now(s, ino, inode.size, local, true)?;
+    images.insert(at, DataImage { made: time, form });
+    s.put_images(ino, &images)?;
+    Ok(Outcome {
+        created: true,
+        ..Outcome::default()
+    })
+}
+
+/// The form of an image of `ino`'s bytes as they are now: mirrored on every data server a
+/// placement row names (none: the server's own store, when `local`), or `Empty` without
+/// bytes. `Invalid` for an erasure-coded, reduced or evicted file (plan step 7). A mirrored
+/// image's object is the file's own when `adopted`, else a new id from the shard's counter,
+/// `linking` until its links to the file's object are made.
+fn form_now<S: StateStore + ?Sized>(
+    s: &mut S,
+    ino: u64,
+    size: u64,
+    local: bool,
+    adopted: bool,
+) -> Result<ImageForm, FsError> {
     let encoded = s.stripes(ino)?.is_some_and(|c| c.is_encoded());
     let reduced = s.reduce(ino)?.is_some_and(|r| r.is_reduced());
     let evicted = s.tier(ino)?.is_some_and(|t| t.evicted);
@@ -52,27 +118,19 @@ pub(super) fn keep<S: StateStore + ?Sized>(
             }
         }
     }
-    let has_data = if local {
-        inode.size > 0
-    } else {
-        !mirrors.is_empty()
-    };
-    let form = if !has_data {
+    let has_data = if local { size > 0 } else { !mirrors.is_empty() };
+    Ok(if !has_data {
         ImageForm::Empty
     } else {
         ImageForm::Mirrored {
-            object: s.alloc_ino(ShardId::of_ino(ino))?,
+            object: if adopted {
+                ino
+            } else {
+                s.alloc_ino(ShardId::of_ino(ino))?
+            },
             mirrors,
-            linking: true,
+            linking: !adopted,
         }
-    };
-    let mut images = s.images(ino)?;
-    images.insert(at, DataImage { made: time, form });
-    s.put_images(ino, &images)?;
-    Ok(Outcome {
-        inode: Some(inode),
-        created: true,
-        ..Outcome::default()
     })
 }
 

@@ -112,6 +112,14 @@ pub fn needs_image<S: StateStore + ?Sized>(
     Ok(None)
 }
 
+/// Whether one of `ino`'s images is its own object (`Command::SnapAdopt`): the removed file's
+/// bytes are a snapshot's now, and no reaper may delete them.
+pub fn adopted(images: &Images, ino: u64) -> bool {
+    images
+        .values()
+        .any(|i| matches!(i.form, ImageForm::Mirrored { object, .. } if object == ino))
+}
+
 /// Whether `ino`'s image at `at` is still read by some live cut: one in (m, `at`], m the key
 /// of the file's previous image (0 without one), that the file existed at. Once false it stays
 /// false: cuts are only retired, new ones are numbered above every image, and a lower image

@@ -29,7 +29,9 @@ use crate::object::{Time, DRAIN_INO};
 use crate::shard::ShardId;
 
 pub(crate) use forward::forward_snap_state;
-pub use image::{image_serves, needs_image, unserved_images, DataImage, ImageForm, Images};
+pub use image::{
+    adopted, image_serves, needs_image, unserved_images, DataImage, ImageForm, Images,
+};
 pub use preserving::Preserving;
 pub use registry::{Registry, SnapRecord, SnapState, FREEZE_MAX};
 pub use view::{entry_at, inode_at, readdir_at, xattrs_at, ViewError};

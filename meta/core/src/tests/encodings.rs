@@ -610,6 +610,14 @@ fn commands() -> Vec<(&'static str, Command)> {
             "SnapImageGone",
             Command::SnapImageGone { ino: 5, snap: 300 },
         ),
+        (
+            "SnapAdopt",
+            Command::SnapAdopt {
+                ino: 5,
+                time: T,
+                local: true,
+            },
+        ),
     ]
 }
 
@@ -1026,6 +1034,7 @@ const GOLDEN: &[(&str, &str)] = &[
     ("ReducePart", "4805048080808001808040086366737264726370015e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e01"),
     ("SnapKeepLocal", "4905f6c59fd50cd5f01b"),
     ("SnapImageGone", "4a05ac02"),
+    ("SnapAdopt", "4b05f6c59fd50cd5f01b01"),
     ("FsError::NotFound", "00"),
     ("FsError::Exists", "01"),
     ("FsError::NotDir", "02"),

@@ -1,7 +1,8 @@
 //! Data images in the state machine (`snap::image`, `apply::snap_image`): `SnapKeep` makes an
 //! image only when a live cut saw the file and no image serves that cut yet, numbers a
 //! mirrored image's object from the shard's counter, and leaves no trace when it fails;
-//! `SnapKept` and `SnapImageMirrors` change only the image they name.
+//! `SnapKept` and `SnapImageMirrors` change only the image they name; `SnapAdopt` makes a
+//! removed file's own object the image of the cut that last saw it linked.
 
 use std::collections::BTreeMap;
 
@@ -320,6 +321,113 @@ fn keep_local_images_a_file_with_bytes_in_the_servers_own_store() {
         )
         .created
     );
+}
+
+fn adopt(ino: u64, local: bool) -> Command {
+    Command::SnapAdopt {
+        ino,
+        time: t(60),
+        local,
+    }
+}
+
+#[test]
+fn adopt_makes_a_removed_files_own_bytes_the_image_of_the_cut_that_saw_it() {
+    let mut s = init();
+    let a = file(&mut s, "a", true);
+    let early = file(&mut s, "early", true);
+    let empty = file(&mut s, "empty", false);
+    let local = file(&mut s, "local", false);
+    ok(
+        &mut s,
+        &Command::Write {
+            ino: local,
+            end_offset: 4096,
+            time: t(30),
+            writes: 1,
+        },
+    );
+    assert_eq!(
+        on(&mut s, &adopt(a, false)),
+        Err(FsError::Invalid),
+        "linked: its bytes may still change, only through the gate"
+    );
+    unlink(&mut s, "early");
+    assert!(!ok(&mut s, &adopt(early, false)).created, "no cut at all");
+    snapshot(&mut s, 1);
+    assert!(
+        !ok(&mut s, &adopt(early, false)).created,
+        "an orphan at every cut: in no snapshot"
+    );
+    for name in ["a", "empty", "local"] {
+        unlink(&mut s, name);
+    }
+    let counter = next_ino(&s);
+    assert!(ok(&mut s, &adopt(a, false)).created);
+    assert!(ok(&mut s, &adopt(empty, false)).created);
+    assert!(ok(&mut s, &adopt(local, true)).created);
+    assert_eq!(next_ino(&s), counter, "the file's own object: no new id");
+    assert_eq!(
+        s.images[&a][&1].form,
+        ImageForm::Mirrored {
+            object: a,
+            mirrors: vec![7, 9],
+            linking: false,
+        },
+        "nothing to link: the object is the file's"
+    );
+    assert_eq!(s.images[&empty][&1].form, ImageForm::Empty);
+    assert_eq!(
+        s.images[&local][&1].form,
+        ImageForm::Mirrored {
+            object: local,
+            mirrors: Vec::new(),
+            linking: false,
+        }
+    );
+    let images = s.images.clone();
+    assert!(
+        ok(&mut s, &adopt(a, false)).created,
+        "adopted already: kept for a second reaper too"
+    );
+    assert_eq!(s.images, images, "and nothing changes");
+
+    // The orphans go; their images stay, read by cut 1 until it is retired, then reclaimed.
+    ok(
+        &mut s,
+        &Command::ForgetOrphans {
+            inos: vec![a, early, empty, local],
+        },
+    );
+    for ino in [a, early, empty, local] {
+        assert_eq!(s.inode(ino), Ok(None), "{ino} forgotten");
+    }
+    assert_eq!(on(&mut s, &adopt(a, false)), Err(FsError::Stale(a)));
+    assert_eq!(snaps_of(&s, a), [1]);
+    assert!(unserved(&s).is_empty());
+    retire(&mut s, 1);
+    assert_eq!(unserved(&s), [(a, 1), (empty, 1), (local, 1)]);
+
+    // Not a client's to send.
+    let b = file(&mut s, "b", true);
+    snapshot(&mut s, 2);
+    unlink(&mut s, "b");
+    let as_root = Command::As {
+        cred: Cred::root(),
+        cmd: Box::new(adopt(b, false)),
+    };
+    assert_eq!(on(&mut s, &as_root), Err(FsError::Invalid));
+    // An erasure-coded, reduced or evicted orphan cannot be adopted yet (plan step 7).
+    s.tier.insert(
+        b,
+        FileTier {
+            evicted: true,
+            ..FileTier::default()
+        },
+    );
+    let before = s.images.clone();
+    assert_eq!(on(&mut s, &adopt(b, false)), Err(FsError::Invalid));
+    assert_eq!(s.images, before);
 }
 
 #[test]
