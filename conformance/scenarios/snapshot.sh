@@ -6,7 +6,8 @@
 # the snapshot. The guest then changes, removes, renames and truncates in the live tree, and
 # `.snapshot/NAME` must still show the manifest exactly (sha256, mode, size, mtime, nlink,
 # owner, symlink targets, attributes), the two hard links one inode, on its own st_dev, and
-# every change inside it must fail with EROFS. The host deletes the snapshot at the end.
+# every change inside it must fail with EROFS. A file held open for writing across the cut
+# keeps its old bytes there (the data quiesce). The host deletes the snapshot at the end.
 . /job/lib.sh
 SEED=$(( $(date +%s) ^ $$ ))
 MIB=1048576
@@ -58,6 +59,13 @@ manifest() {
 remount
 manifest tree > /tmp/before
 expect_eq "entries in the manifest" 11 "$(grep -c -v ' X ' /tmp/before)"
+# A writer holds a file open across the cut (with data servers, an RW layout): its write
+# after the cut must not reach the snapshot. The server recalls the layout before the cut;
+# without that, Linux would write through its cached layout straight under the snapshot.
+head -c $MIB /tmp/want.big > /tmp/want.held
+exec 7<>held || { fail "open held"; finish; }
+cat /tmp/want.held >&7 || fail "write held"
+sync
 post tree
 R=$($H rdv 10.0.2.2 "$RDV_PORT" get taken: 150) || { fail "rendezvous get taken: (no snapshot)"; finish; }
 NAME=${R#taken:}
@@ -65,6 +73,8 @@ SNAP=$MNT/.snapshot/$NAME
 S=$SNAP/$WDNAME/tree
 
 # The live tree changes every way after the cut.
+check "overwrite held (open since before the cut)" dd if=/dev/zero of=held bs=4096 count=16 conv=notrunc,fsync
+exec 7>&-
 dd if=/dev/zero of=tree/big bs=4096 seek=100 count=16 conv=notrunc 2>/dev/null || fail "overwrite big"
 check "truncate small" truncate -s 10 tree/small
 check "remove deep/f" rm tree/sub/deep/f
@@ -91,6 +101,8 @@ snapshot_is_manifest "cached"
 same "big's old bytes in the snapshot" /tmp/want.big "$S/big"
 same "small's old bytes in the snapshot" /tmp/want.small "$S/small"
 same "deep/f, removed after the cut, reads its old bytes in the snapshot" /tmp/want.deep "$S/sub/deep/f"
+same "held, open for writing across the cut, has its old bytes in the snapshot" /tmp/want.held "$SNAP/$WDNAME/held"
+expect_eq "held's live bytes are the write after the cut" "$(head -c 65536 /dev/zero | sha256sum)" "$(head -c 65536 held | sha256sum)"
 expect_eq "the two hard links are one inode in the snapshot" "$(stat -c %i "$S/big" 2>&1)" "$(stat -c %i "$S/sub/big.link" 2>&1)"
 expect_eq "reading through the symlink in the snapshot" "$(sha256sum < /tmp/want.big)" "$(sha256sum < "$S/sub/sym" 2>&1)"
 LIVE_DEV=$(stat -c %d tree)

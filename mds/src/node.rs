@@ -249,6 +249,7 @@ impl Mds {
             callback_lock: tokio::sync::Mutex::new(()),
             commits: Default::default(),
             delayed: Default::default(),
+            quiesce: Default::default(),
         });
         let tier = match &cfg.tier {
             Some(t) => Some(Arc::new(crate::tier_set::Tier::new(

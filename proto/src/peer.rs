@@ -48,8 +48,12 @@ pub const PEERPROC_HOLD: u32 = 10;
 /// `ShareAnswer`): "I am about to open this file denying these", "what do you still deny on
 /// these files".
 pub const PEERPROC_SHARE: u32 = 11;
+/// A snapshot's data quiesce (postcard `mds::state::quiesce::QuiesceCall`, answer
+/// `QuiesceAnswer`): "let no write in, recall and fence your RW layouts, until I release you
+/// or the hold runs out", or "released".
+pub const PEERPROC_SNAP_QUIESCE: u32 = 12;
 /// The highest procedure about NFS state (the server's range check).
-pub const PEERPROC_LAST_STATE: u32 = PEERPROC_SHARE;
+pub const PEERPROC_LAST_STATE: u32 = PEERPROC_SNAP_QUIESCE;
 /// Most files one PEERPROC_DELEG or PEERPROC_SHARE question names.
 pub const MAX_DELEG_FILES: usize = 4096;
 /// A new MDS node asks to join (`cfs server join`): postcard `JoinRequest` in, `JoinReply`

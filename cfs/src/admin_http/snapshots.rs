@@ -23,7 +23,7 @@ fn refused(e: E) -> ApiError {
         E::BadName(_) => StatusCode::BAD_REQUEST,
         E::NotFound(_) | E::NoSuchSnapshot(_) => StatusCode::NOT_FOUND,
         E::NotDir(_) | E::HidesSnapshots(_) | E::Exists(_) => StatusCode::CONFLICT,
-        E::Busy | E::Namespace(_) => StatusCode::SERVICE_UNAVAILABLE,
+        E::Busy | E::Quiesce(_) | E::Namespace(_) => StatusCode::SERVICE_UNAVAILABLE,
     };
     ApiError(code, e.to_string())
 }

@@ -256,7 +256,22 @@ fn kill9_of_the_coordinator_at_each_step_leaves_the_snapshot_whole_or_absent() {
         });
         // Node 1 coordinates the create it is asked for; it dies at the point.
         std::fs::write(nodes[0].dir.join("failpoint"), point).unwrap();
-        let o = snapshot_cmd(&nodes[0], &["create", &dir, "--name", &name]);
+        // A create that meets the election after the previous case's restart answers 503
+        // before it reaches the point (a shard without a leader yet): it is asked again.
+        let asked = Instant::now();
+        let o = loop {
+            let o = snapshot_cmd(&nodes[0], &["create", &dir, "--name", &name]);
+            let alive = nodes[0]
+                .proc_
+                .as_mut()
+                .is_some_and(|p| p.0.try_wait().ok().flatten().is_none());
+            if alive && o.stderr.contains("try again") && asked.elapsed() < Duration::from_secs(30)
+            {
+                std::thread::sleep(Duration::from_millis(500));
+                continue;
+            }
+            break o;
+        };
         assert!(
             !o.ok(),
             "{point}: the create answered although its node died: {}",

@@ -222,6 +222,53 @@ fn a_snapshots_bytes_survive_overwrite_truncate_and_removal() {
     assert_eq!(read("/a", want_a.len()), want_a, "the file keeps its bytes");
 }
 
+/// A pNFS client of node 3 holds an RW layout of /w (it wrote through it and keeps the file
+/// open) while node 1 takes a snapshot, then writes again through the same open. Without the
+/// data quiesce its cached layout would put the new bytes straight into the file's object,
+/// under the snapshot. With it, node 3 recalls the layout; this repository's client answers
+/// NOMATCHING_LAYOUT yet keeps its copy, so node 3 fences the file, the data servers refuse
+/// the old handles, and the client's retry takes a new layout through the gate: an image
+/// object keeps the bytes from before the cut on both mirrors.
+#[test]
+fn a_writer_holding_an_rw_layout_across_create_is_fenced_and_its_later_bytes_are_not_in_the_snapshot(
+) {
+    let _g = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let t = tempfile::tempdir().expect("tempdir");
+    let cl = Cluster::start_nodes(t.path(), 3, 3, &["--shards", "4"]);
+    let node = |n: u16| std::net::SocketAddr::new(cl.addr.ip(), cl.addr.port() + n - 1);
+    let old = random_bytes(2 * (1 << 20) + 7, 0x5d11);
+    let pnfs = cl.client_at(node(3), true);
+    let (f, ino) = write_open(&cl, &pnfs, "/w", &old);
+    let before = objects_with_chunks(&cl);
+    assert_eq!(before, BTreeSet::from([ino]), "only the file's object");
+
+    let started = std::time::Instant::now();
+    snapshot(&cl, &["create", "/", "--name", "s1"]);
+    let took = started.elapsed();
+    let patch = random_bytes(1 << 20, 0x5d21);
+    cl.rt
+        .block_on(pnfs.write_all(&f, 0, &patch, StableHow4::FileSync4))
+        .expect("write after the cut through the open from before it");
+    cl.rt.block_on(pnfs.close(&f)).expect("close /w");
+
+    let images: Vec<u64> = objects_with_chunks(&cl)
+        .difference(&before)
+        .copied()
+        .collect();
+    assert_eq!(images.len(), 1, "one image object: {images:?}");
+    let copies = object_bytes(&cl, images[0], old.len());
+    assert!(
+        copies.len() == 2 && copies.iter().all(|b| *b == old),
+        "the image holds the bytes from before the cut on both mirrors ({} copies)",
+        copies.len()
+    );
+    let mut want = old.clone();
+    want[..patch.len()].copy_from_slice(&patch);
+    let now = common::ec::read_file_with(&cl, cl.client_at(node(1), false), "/w", want.len());
+    assert!(now == want, "the file has the write from after the cut");
+    eprintln!("snapshot create with another node's client holding an RW layout: {took:?}");
+}
+
 /// Raw space on the data servers (what `cfs admin status` shows, summed): a 64 MiB file on two
 /// mirrors, overwritten whole after a snapshot, takes twice its room (the image keeps every
 /// old chunk); deleting the snapshot brings it back to once.

@@ -38,6 +38,8 @@ pub enum SnapshotError {
     NoSuchSnapshot(String),
     #[error("another snapshot is being made or deleted; try again")]
     Busy,
+    #[error("data writes could not be held still for the cut ({0}); try again")]
+    Quiesce(crate::state::quiesce::QuiesceError),
     #[error("the namespace: {0}; try again")]
     Namespace(FsError),
 }
@@ -111,14 +113,33 @@ impl Admin {
             Err(FsError::NotFound) => {}
             Err(e) => return Err(SnapshotError::Namespace(e)),
         }
-        match ns
-            .create_snapshot(
+        // P0: no file's bytes change on any node's say-so until the cut is made, and no
+        // RW layout from before it is left to write (`state::quiesce`).
+        let started = std::time::Instant::now();
+        let quiesce = crate::state::quiesce::quiesce_all(&self.mds.nfs)
+            .await
+            .map_err(|e| match e {
+                crate::state::quiesce::QuiesceError::Busy(_) => SnapshotError::Busy,
+                e => SnapshotError::Quiesce(e),
+            })?;
+        let quiesced = started.elapsed();
+        let made = ns
+            .create_snapshot_while(
                 name.as_bytes(),
                 dir.ino,
                 retain_secs.unwrap_or(DEFAULT_RETAIN_SECS),
+                &|| quiesce.trusted(),
             )
-            .await
-        {
+            .await;
+        drop(quiesce);
+        tracing::info!(
+            name,
+            quiesce_ms = quiesced.as_millis() as u64,
+            total_ms = started.elapsed().as_millis() as u64,
+            ok = made.is_ok(),
+            "snapshot create"
+        );
+        match made {
             Ok(id) => Ok(id),
             Err(FsError::Exists) => Err(SnapshotError::Exists(name.to_string())),
             Err(FsError::NotDir | FsError::NotFound) => {

@@ -321,7 +321,7 @@ impl Cluster {
 
     /// Whether node `n`'s clients are known to have left it: it was taken over after the
     /// last time it answered this node.
-    fn clients_gone(&self, peers: &Peers, n: u64) -> bool {
+    pub(crate) fn clients_gone(&self, peers: &Peers, n: u64) -> bool {
         let Some(at) = self.holds().gone.get(&n).copied() else {
             return false;
         };
@@ -339,18 +339,24 @@ fn hold(ino: u64, fence: bool) -> HoldCall {
 
 /// One call to each of `nodes` at once; `None` for a node that did not answer.
 async fn round(peers: &Peers, nodes: &[u64], call: &HoldCall) -> Vec<Option<HoldAnswer>> {
+    ask_each(peers, nodes, proto::peer::PEERPROC_HOLD, call, HOLD_CALL).await
+}
+
+/// Peer procedure `proc_` with body `call` to each of `nodes` at once, each within
+/// `timeout`; `None` for a node that did not answer (or answered what does not decode).
+pub(crate) async fn ask_each<C: Serialize, A: serde::de::DeserializeOwned>(
+    peers: &Peers,
+    nodes: &[u64],
+    proc_: u32,
+    call: &C,
+    timeout: Duration,
+) -> Vec<Option<A>> {
     let Ok(body) = postcard::to_stdvec(call) else {
-        return vec![None; nodes.len()];
+        return nodes.iter().map(|_| None).collect();
     };
     futures::future::join_all(nodes.iter().map(|n| async {
         let b = peers
-            .call(
-                *n,
-                proto::peer::PEERPROC_HOLD,
-                ShardId(0),
-                body.clone(),
-                HOLD_CALL,
-            )
+            .call(*n, proc_, ShardId(0), body.clone(), timeout)
             .await
             .ok()?;
         postcard::from_bytes(&b).ok()

@@ -169,6 +169,10 @@ pub async fn run(mds: &Arc<Mds>, conn: &Connection, call: &Call) -> Writer {
         // A change may be sent again after DELAY, GRACE or BADSESSION (`state::delayed`).
         let fp = fps.get(i).copied().flatten();
         ctx.retry_of = retry::retry_of(&ctx, fp, info.name);
+        // Inside the snapshot quiesce's gate until the operation is done (`state::quiesce`).
+        let entered = info
+            .has(table::CHANGES_DATA)
+            .then(|| mds.nfs.quiesce.enter());
         let r = if let Some(e) = sec::before(&ctx, &op) {
             ops::error_result(&op, e)
         } else if let (0, NfsArgop4::Sequence(a)) = (i, &op) {
@@ -208,6 +212,9 @@ pub async fn run(mds: &Arc<Mds>, conn: &Connection, call: &Call) -> Writer {
             // Before the barrier (a change waits out elections there) and before WRITE's own
             // path below, which does not go through `dispatch`.
             ops::error_result(&op, e)
+        } else if let Some(Err(e)) = &entered {
+            // A snapshot is being cut: the client sends it again (`retry`).
+            ops::error_result(&op, *e)
         } else if let Err(e) = read_barrier(&mut ctx, &op).await {
             ops::error_result(&op, e)
         } else if let NfsArgop4::Write(a) = op {
@@ -216,6 +223,7 @@ pub async fn run(mds: &Arc<Mds>, conn: &Connection, call: &Call) -> Writer {
         } else {
             ops::dispatch(&mut ctx, &op).await
         };
+        drop(entered);
         if r.status() == 0 && info.has(table::CLEARS_STATEID) {
             ctx.cur_sid = None;
         }

@@ -130,6 +130,38 @@ impl StateManager {
         })
     }
 
+    /// Every (file, client) with a read-write layout (a snapshot's quiesce recalls them).
+    pub fn rw_layout_files(&self) -> Vec<(u64, u64)> {
+        let g = self.lock();
+        g.layout_index
+            .iter()
+            .filter(|(_, o)| {
+                matches!(
+                    g.states.get(*o),
+                    Some(State {
+                        kind: StateKind::Layout { rw: true },
+                        ..
+                    })
+                )
+            })
+            .map(|((c, i), _)| (*i, *c))
+            .collect()
+    }
+
+    /// Whether `clientid` still has a read-write layout on `ino`.
+    pub fn has_rw_layout(&self, clientid: u64, ino: u64) -> bool {
+        let g = self.lock();
+        g.layout_index.get(&(clientid, ino)).is_some_and(|o| {
+            matches!(
+                g.states.get(o),
+                Some(State {
+                    kind: StateKind::Layout { rw: true },
+                    ..
+                })
+            )
+        })
+    }
+
     /// Every (file, client) with a layout.
     pub fn layout_files(&self) -> Vec<(u64, u64)> {
         let g = self.lock();

@@ -26,6 +26,7 @@ mod grace;
 mod layouts;
 pub mod locks;
 mod owner;
+pub mod quiesce;
 pub mod recall;
 pub mod remote;
 pub mod session;

@@ -47,6 +47,8 @@ pub struct NfsState {
     pub commits: Arc<super::commits::CommitsInFlight>,
     /// Changes this node answered DELAY: their retries run as the same client requests.
     pub delayed: super::delayed::DelayedRequests,
+    /// The gate content changes pass, shut while a snapshot is cut (`quiesce`).
+    pub quiesce: super::quiesce::Quiescer,
 }
 
 impl NfsState {

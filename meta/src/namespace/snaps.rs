@@ -4,7 +4,8 @@
 //! mirrors the cross-shard transactions' `coordinator`: a record on shard 0 is the decision,
 //! and every step is idempotent, so a coordinator and a recovery may both send it.
 //!
-//! The steps (P0, the data quiesce across MDS nodes, is not here yet; see `create`):
+//! The steps (P0, the data quiesce across MDS nodes, is the caller's:
+//! `create_snapshot_while`, `mds::state::quiesce`):
 //!
 //! - P1 `SnapBegin` on shard 0: the id, the record `Pending`;
 //! - P2 `SnapFreeze` on every shard, in parallel: ordinary changes and `TxnLock` answer `Busy`
@@ -112,10 +113,27 @@ impl Namespace {
         root: u64,
         retain_secs: u64,
     ) -> Result<SnapId, FsError> {
+        self.create_snapshot_while(name, root, retain_secs, &|| true)
+            .await
+    }
+
+    /// `create_snapshot` under a data quiesce (P0, the server's: no byte changes on any MDS
+    /// node's say-so while it holds): the cut is decided only while `quiesced()` says it
+    /// still holds on every node; otherwise the attempt is given up, `Unavailable`.
+    pub async fn create_snapshot_while(
+        &self,
+        name: &[u8],
+        root: u64,
+        retain_secs: u64,
+        quiesced: &(dyn Fn() -> bool + Send + Sync),
+    ) -> Result<SnapId, FsError> {
         let deadline = tokio::time::Instant::now() + CREATE_WAIT;
         let mut pause = Duration::from_millis(5);
         loop {
-            match self.snap_attempt(name, root, retain_secs, None).await {
+            match self
+                .snap_attempt(name, root, retain_secs, quiesced, None)
+                .await
+            {
                 Err(FsError::Busy | FsError::Aborted)
                     if tokio::time::Instant::now() + pause < deadline =>
                 {
@@ -137,6 +155,7 @@ impl Namespace {
         name: &[u8],
         root: u64,
         retain_secs: u64,
+        quiesced: &(dyn Fn() -> bool + Send + Sync),
         stop: Option<SnapStep>,
     ) -> Result<SnapId, FsError> {
         let halt = |step: SnapStep| {
@@ -150,11 +169,8 @@ impl Namespace {
         if !self.getattr(root)?.kind.is_dir() {
             return Err(FsError::NotDir);
         }
-        // P0, the data quiesce (`docs/plans/snapshots.md` §3.4, plan step 6), goes here: every
-        // MDS node stops new RW layouts and MDS-path writes and recalls or fences those it
-        // granted, so no byte written after the cut lands in a pre-cut file; the decision
-        // (P4) is then made only while every node's hold is trusted, and the holds end after
-        // P6. Until then a snapshot holds metadata only.
+        // P0, the data quiesce (`docs/plans/snapshots.md` §3.4), is the caller's, held
+        // around this whole call (`create_snapshot_while`); P4 checks it still holds.
         let begin = Command::SnapBegin {
             name: name.to_vec(),
             root,
@@ -201,7 +217,12 @@ impl Namespace {
             return Ok(snap);
         }
 
-        // P4: the commit point.
+        // P4: the commit point, only while every node's data quiesce surely holds.
+        if !quiesced() {
+            tracing::warn!(snap, "snapshot given up: the data quiesce lapsed");
+            self.give_up(snap, &shards).await;
+            return Err(FsError::Unavailable("the data quiesce lapsed".into()));
+        }
         let decide = Command::SnapDecide {
             snap,
             time: Time::now(),

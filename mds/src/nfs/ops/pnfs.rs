@@ -246,6 +246,14 @@ async fn layoutget_inner(ctx: &mut Ctx<'_>, a: &LayoutgetArgs) -> NfsResult<Layo
     if rw {
         ctx.writable()?;
     }
+    // An RW layout lets the client change the bytes without asking again: granted only
+    // inside the snapshot quiesce's gate, held until the layout is recorded, so a quiesce
+    // recalls every RW layout granted before it (`state::quiesce`).
+    let _entered = if rw {
+        Some(ctx.mds.nfs.quiesce.enter()?)
+    } else {
+        None
+    };
     // Evicted: no data server holds its bytes. LAYOUTUNAVAILABLE sends the client's I/O
     // through us (from the bucket) for a while (Linux: PNFS_LAYOUTGET_RETRY_TIMEOUT, 120 s,
     // then it asks again). Not LAYOUTTRYLATER: Linux retries that LAYOUTGET, backing off, before

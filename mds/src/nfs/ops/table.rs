@@ -94,6 +94,11 @@ pub const V40_ONLY: u32 = 1 << 8;
 /// NFS state (CLOSE, LOCK, LAYOUTRETURN...) do not carry it; `table`'s tests hold every
 /// other changing operation to it.
 pub const CHANGES_FS: u32 = 1 << 9;
+/// May change a file's bytes on this server's say-so (WRITE, SETATTR of a size, ALLOCATE,
+/// DEALLOCATE, COPY, CLONE): runs inside the snapshot quiesce's gate, and answers
+/// NFS4ERR_DELAY while a snapshot is being cut (`state::quiesce`). An RW LAYOUTGET enters
+/// the gate in its handler; LAYOUTCOMMIT and COMMIT only record bytes already written.
+pub const CHANGES_DATA: u32 = 1 << 10;
 
 impl OpInfo {
     pub const fn has(&self, flag: u32) -> bool {
@@ -195,8 +200,12 @@ const fn table() -> [OpInfo; LAST + 1] {
     );
     set!(
         OP_SETATTR,
-        op("SETATTR", Current, READS_STATE | MODIFIES | CHANGES_FS)
-            .reply(Rsize::Fixed(HDR + ATTRSET))
+        op(
+            "SETATTR",
+            Current,
+            READS_STATE | MODIFIES | CHANGES_FS | CHANGES_DATA
+        )
+        .reply(Rsize::Fixed(HDR + ATTRSET))
     );
     // Supported and granted access.
     set!(
@@ -288,7 +297,8 @@ const fn table() -> [OpInfo; LAST + 1] {
         OP_WRITE,
         OpInfo {
             bytes: Bytes::Written,
-            ..op("WRITE", Current, MODIFIES | CHANGES_FS).reply(Rsize::Fixed(HDR + 8 + VERIFIER))
+            ..op("WRITE", Current, MODIFIES | CHANGES_FS | CHANGES_DATA)
+                .reply(Rsize::Fixed(HDR + 8 + VERIFIER))
         }
     );
     set!(
@@ -385,10 +395,13 @@ const fn table() -> [OpInfo; LAST + 1] {
         OP_SEEK,
         op("SEEK", Current, READS_STATE).reply(Rsize::Fixed(HDR + 4 + 8))
     );
-    set!(OP_ALLOCATE, op("ALLOCATE", Current, MODIFIES | CHANGES_FS));
+    set!(
+        OP_ALLOCATE,
+        op("ALLOCATE", Current, MODIFIES | CHANGES_FS | CHANGES_DATA)
+    );
     set!(
         OP_DEALLOCATE,
-        op("DEALLOCATE", Current, MODIFIES | CHANGES_FS)
+        op("DEALLOCATE", Current, MODIFIES | CHANGES_FS | CHANGES_DATA)
     );
     // Eof, segment count, then the data. As knfsd, room for two segment headers: runs of data
     // and holes are whole blocks, so each further hole saves more data than its header takes.
@@ -403,12 +416,20 @@ const fn table() -> [OpInfo; LAST + 1] {
     // synchronous.
     set!(
         OP_COPY,
-        op("COPY", SavedAndCurrent, MODIFIES | CHANGES_FS)
-            .reply(Rsize::Fixed(HDR + 4 + STATEID + 8 + 4 + VERIFIER + 4 + 4))
+        op(
+            "COPY",
+            SavedAndCurrent,
+            MODIFIES | CHANGES_FS | CHANGES_DATA
+        )
+        .reply(Rsize::Fixed(HDR + 4 + STATEID + 8 + 4 + VERIFIER + 4 + 4))
     );
     set!(
         OP_CLONE,
-        op("CLONE", SavedAndCurrent, MODIFIES | CHANGES_FS)
+        op(
+            "CLONE",
+            SavedAndCurrent,
+            MODIFIES | CHANGES_FS | CHANGES_DATA
+        )
     );
     // Lease time, stateid, one source server (a type and a netaddr: two strings).
     set!(

@@ -1,6 +1,6 @@
 //! This node's answers to other MDS nodes' calls about NFS state: byte-range locks
-//! (`PEERPROC_LOCK`, `PEERPROC_LOCKS_HELD`), delegations (`PEERPROC_DELEG`), holds and share
-//! reservations. Registered with the peer service of `meta` at start (`answer_here`), which
+//! (`PEERPROC_LOCK`, `PEERPROC_LOCKS_HELD`), delegations (`PEERPROC_DELEG`), holds, share
+//! reservations and snapshots' data quiesce. Registered with the peer service of `meta` at start (`answer_here`), which
 //! routes the procedure numbers here without knowing what they mean. It sits above the files
 //! it answers for, so they need not know each other: a delegation recall asked by another node
 //! runs this node's recalls (`recall::recall_here`), which in turn ask the delegations table.
@@ -30,6 +30,7 @@ pub(crate) fn answer_here(nfs: &Arc<NfsState>) {
         proto::peer::PEERPROC_DELEG,
         proto::peer::PEERPROC_HOLD,
         proto::peer::PEERPROC_SHARE,
+        proto::peer::PEERPROC_SNAP_QUIESCE,
     ] {
         procs.register(p, calls.clone());
     }
@@ -54,6 +55,9 @@ impl PeerProc for PeerLockCalls {
                 proto::peer::PEERPROC_DELEG => answer_deleg(&nfs, from, &body).await,
                 proto::peer::PEERPROC_HOLD => holds::answer(&nfs, from, &body),
                 proto::peer::PEERPROC_SHARE => shares::answer(&nfs, from, &body),
+                proto::peer::PEERPROC_SNAP_QUIESCE => {
+                    crate::state::quiesce::answer(&nfs, from, &body).await
+                }
                 proto::peer::PEERPROC_LOCKS_HELD => {
                     let q: HeldQuery =
                         postcard::from_bytes(&body).map_err(|_| proto::peer::PEER_ERR_INVAL)?;

@@ -6,12 +6,13 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use crate::dataservers::holds::{HoldAnswer, HoldCall};
+use crate::state::quiesce::{QuiesceAnswer, QuiesceCall};
 use crate::state::remote::delegations::{DelegAnswer, DelegCall};
 use crate::state::remote::locking::{HeldQuery, LockAnswer, LockCall, WireRange};
 use crate::state::remote::shares::{ShareAnswer, ShareCall};
 
 /// How many kinds `reencode` knows.
-pub const KINDS: u8 = 12;
+pub const KINDS: u8 = 14;
 
 /// Decodes `body` as kind `kind % KINDS`; if it decodes, encodes it again, decodes that and
 /// encodes once more: both encodings, which must be equal (a body means one value).
@@ -29,7 +30,9 @@ pub fn reencode(kind: u8, body: &[u8]) -> Option<(Vec<u8>, Vec<u8>)> {
         8 => twice::<Vec<u64>>(body),
         9 => twice::<Vec<bool>>(body),
         10 => twice::<ShareCall>(body),
-        _ => twice::<ShareAnswer>(body),
+        11 => twice::<ShareAnswer>(body),
+        12 => twice::<QuiesceCall>(body),
+        _ => twice::<QuiesceAnswer>(body),
     }
 }
 
@@ -229,6 +232,23 @@ mod tests {
             ino: 77,
             snap: None,
         };
+        now.extend([
+            (
+                "QuiesceCall::Hold",
+                enc(&QuiesceCall::Hold {
+                    tag: 7,
+                    ttl_ms: 10_000,
+                }),
+            ),
+            (
+                "QuiesceCall::Release",
+                enc(&QuiesceCall::Release { tag: 7 }),
+            ),
+            ("QuiesceAnswer::Held", enc(&QuiesceAnswer::Held)),
+            ("QuiesceAnswer::Busy", enc(&QuiesceAnswer::Busy)),
+            ("QuiesceAnswer::InFlight", enc(&QuiesceAnswer::InFlight)),
+            ("QuiesceAnswer::Released", enc(&QuiesceAnswer::Released)),
+        ]);
         now.push(("FileHandle", fh.encode(&key)));
         meta_core::testing::check(&now, GOLDEN);
     }
@@ -244,7 +264,8 @@ mod tests {
         }
     }
 
-    /// Captured from the build before the MDS was split into `meta` and `mds` (issue 42).
+    /// Captured from the build before the MDS was split into `meta` and `mds` (issue 42); the
+    /// quiesce bodies from their first build (issue 48).
     #[rustfmt::skip]
     const GOLDEN: &[(&str, &str)] = &[
         ("LockCall", "0588ef99abc5e88c91110a6c6f636b206f776e65720affffffffffffffffff01010001"),
@@ -276,6 +297,12 @@ mod tests {
         ("ShareAnswer::Noted", "00"),
         ("ShareAnswer::Refused", "0101"),
         ("ShareAnswer::Denies", "0202000204"),
+        ("QuiesceCall::Hold", "0007904e"),
+        ("QuiesceCall::Release", "0107"),
+        ("QuiesceAnswer::Held", "00"),
+        ("QuiesceAnswer::Busy", "01"),
+        ("QuiesceAnswer::InFlight", "02"),
+        ("QuiesceAnswer::Released", "03"),
         ("FileHandle", "636673320123456789abcdef00000002000000000000004dde4f1ca0a1a510f8f3929bf141062b73"),
     ];
 }

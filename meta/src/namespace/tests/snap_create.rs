@@ -339,7 +339,7 @@ fn halted_at_each_step_is_whole_or_none() {
             .unwrap();
             let before = (listing_now(&ns, d), listing_now(&ns, e));
             let snap = ns
-                .snap_attempt(b"s", ROOT_INO, 3600, Some(step))
+                .snap_attempt(b"s", ROOT_INO, 3600, &|| true, Some(step))
                 .await
                 .unwrap_or_else(|e| panic!("{step:?}: {e:?}"));
             (d, e, before, snap)
@@ -416,6 +416,39 @@ fn halted_at_each_step_is_whole_or_none() {
     }
 }
 
+#[test]
+fn a_lapsed_data_quiesce_gives_the_snapshot_up_before_the_decision() {
+    let rt = rt();
+    let dir = tempfile::tempdir().unwrap();
+    let ns = open_shards(&rt, dir.path(), 4);
+    rt.block_on(async {
+        let d = mkdir_off(&ns, "d", None).await;
+        let lapsed = ns
+            .create_snapshot_while(b"s", ROOT_INO, 3600, &|| false)
+            .await;
+        assert!(matches!(lapsed, Err(FsError::Unavailable(_))), "{lapsed:?}");
+        let (id, rec) = ns
+            .list_snapshots()
+            .await
+            .unwrap()
+            .into_iter()
+            .next_back()
+            .expect("the attempt's record");
+        assert!(matches!(rec.state, SnapState::Aborted { .. }), "{rec:?}");
+        ns.snapshot()
+            .unwrap()
+            .each(|st| assert!(st.snaps.cuts.is_empty() && st.snaps.freeze.is_none()))
+            .unwrap();
+        // Changes flow, and the name is free for a create whose quiesce holds.
+        mk(&ns, d, "after", FileKind::Regular).await;
+        let s = ns
+            .create_snapshot_while(b"s", ROOT_INO, 3600, &|| true)
+            .await
+            .unwrap();
+        assert!(s > id);
+    });
+}
+
 // ---- A dead coordinator's freeze ----
 
 #[test]
@@ -432,7 +465,7 @@ fn a_dead_coordinators_freeze_ends_within_two_seconds() {
         {
             let name = format!("s{n}");
             let snap = ns
-                .snap_attempt(name.as_bytes(), ROOT_INO, 3600, Some(step))
+                .snap_attempt(name.as_bytes(), ROOT_INO, 3600, &|| true, Some(step))
                 .await
                 .unwrap();
             // Its coordinator is gone: a create in a frozen directory waits for recovery.
