@@ -3,7 +3,8 @@
 //! this node granted before the cut.
 //!
 //! Every content-changing operation (`table::CHANGES_DATA`: WRITE, SETATTR, ALLOCATE,
-//! DEALLOCATE, COPY, CLONE) and every RW LAYOUTGET runs inside the gate (`Quiescer::enter`,
+//! DEALLOCATE, COPY, CLONE), every RW LAYOUTGET and every OPEN that sets an existing file's
+//! size runs inside the gate (`Quiescer::enter`,
 //! a read side of one lock), and answers NFS4ERR_DELAY while a quiesce holds it. A quiesce
 //! (`Quiescer::hold`) takes the write side, which waits for the operations in flight, so
 //! every byte an operation of this node wrote before it is in the files and every size is

@@ -434,9 +434,14 @@ async fn open_by_name(ctx: &mut Ctx<'_>, a: &OpenArgs, name: Vec<u8>) -> NfsResu
             }
         };
         super::attr::check_setattr_permission(ctx, &file, &rest)?;
-        if !created && rest.size.is_some() {
+        // An existing file's size set by OPEN changes its bytes: inside the snapshot
+        // quiesce's gate, as SETATTR is (`state::quiesce`).
+        let _entered = if !created && rest.size.is_some() {
             ctx.require(&file, 2)?;
-        }
+            Some(ctx.mds.nfs.quiesce.enter()?)
+        } else {
+            None
+        };
         super::attr::apply_setattr(ctx, &file, &rest).await?;
         if created {
             attrset = set.mask.to_vec();

@@ -96,8 +96,9 @@ pub const V40_ONLY: u32 = 1 << 8;
 pub const CHANGES_FS: u32 = 1 << 9;
 /// May change a file's bytes on this server's say-so (WRITE, SETATTR of a size, ALLOCATE,
 /// DEALLOCATE, COPY, CLONE): runs inside the snapshot quiesce's gate, and answers
-/// NFS4ERR_DELAY while a snapshot is being cut (`state::quiesce`). An RW LAYOUTGET enters
-/// the gate in its handler; LAYOUTCOMMIT and COMMIT only record bytes already written.
+/// NFS4ERR_DELAY while a snapshot is being cut (`state::quiesce`). An RW LAYOUTGET, and an
+/// OPEN that sets an existing file's size, enter the gate in their handlers; LAYOUTCOMMIT and
+/// COMMIT only record bytes already written.
 pub const CHANGES_DATA: u32 = 1 << 10;
 
 impl OpInfo {

@@ -177,7 +177,14 @@ pub(super) async fn purge_and_reopen_third(
     members: &impl Fn(u64) -> Members,
 ) -> Namespace {
     for ns in others {
-        ns.compact(0).await.expect("compact");
+        // Once more on a timeout: on a loaded machine (CI, 2026-12-02) a follower's purge
+        // once never happened within 30 s of its trigger, its snapshot one entry behind what
+        // it had applied by then; triggered again it goes. What these tests check is the
+        // install, not how soon a purge follows its trigger.
+        if let Err(e) = ns.compact(0).await {
+            eprintln!("compact again after: {e}");
+            ns.compact(0).await.expect("compact");
+        }
     }
     let back = open_node(nodes[2].dir.path(), members(3)).await;
     nodes[2].up(back.clone());
