@@ -149,11 +149,6 @@ impl Quiescer {
             *h = None;
         }
     }
-
-    /// Whether the gate is shut (a quiesce holds it or waits for it).
-    pub fn is_shut(&self) -> bool {
-        self.gate.try_read().is_err()
-    }
 }
 
 /// Shuts this node's gate for coordinator `by` for `ttl` (module comment), or renews its
@@ -169,11 +164,8 @@ pub async fn hold(nfs: &Arc<NfsState>, by: By, ttl: Duration) -> Result<(), Quie
         .await
         .map_err(|_| QuiesceError::InFlight(me))?;
     {
+        // A `Held` keeps the write side, so having it means no other hold is left.
         let mut h = nfs.quiesce.held.lock().unwrap_or_else(|e| e.into_inner());
-        if h.is_some() {
-            // Another coordinator's hold came first (it had the lock, then let it go).
-            return Err(QuiesceError::Busy(me));
-        }
         // Counted from now: the recalls below come out of the coordinator's trust.
         *h = Some(Held {
             by,
@@ -426,7 +418,11 @@ mod tests {
         );
         assert_eq!(q.renew((2, 1), Duration::from_millis(100)), Some(true));
         q.release((2, 2));
-        assert!(q.is_shut(), "only its coordinator's create releases it");
+        assert_eq!(
+            q.enter().err(),
+            Some(NfsError::Delay),
+            "only its coordinator's create releases it"
+        );
         tokio::time::sleep(Duration::from_millis(150)).await;
         assert!(q.enter().is_ok(), "ran out");
         assert_eq!(q.renew((2, 1), QUIESCE_TTL), None, "nothing left to renew");
