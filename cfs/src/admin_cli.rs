@@ -112,6 +112,17 @@ pub async fn call_with(
     path: &str,
     body: Option<&Value>,
 ) -> Result<Value, AdminCliError> {
+    call_waiting(tg, method, path, body, Duration::from_secs(10)).await
+}
+
+/// `call_with` of a request that answers when its work is done (a restore), waiting `wait`.
+pub async fn call_waiting(
+    tg: &Target,
+    method: &str,
+    path: &str,
+    body: Option<&Value>,
+    wait: Duration,
+) -> Result<Value, AdminCliError> {
     let body = body.map(Value::to_string);
     let r = http_client::request(
         tg.addr,
@@ -119,7 +130,7 @@ pub async fn call_with(
         path,
         Some(&tg.token),
         body.as_deref(),
-        Duration::from_secs(10),
+        wait,
     )
     .await?;
     let v: Value = serde_json::from_slice(&r.body).map_err(|_| AdminCliError::NotJson(r.status))?;

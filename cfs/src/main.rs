@@ -337,6 +337,23 @@ enum SnapshotCmd {
         #[command(flatten)]
         target: admin_cli::AdminTarget,
     },
+    /// Put snapshot NAME's tree back as live files, sharing its bytes (no copy where they are
+    /// mirrored): in place, under the directory that shows it (what that directory holds now
+    /// is moved into its .cfs-replaced-ID, not deleted), or with --to into a new directory.
+    /// Modes, owners, times, symlinks, hard links and extended attributes come back. A
+    /// restore cut short (a node killed, the connection dropped) is finished by running the
+    /// same command again.
+    #[command(after_help = "Examples:
+  cfs admin snapshot restore weekly --to /projects-weekly --config cfs-cluster/mds.toml
+  cfs admin snapshot restore before-upgrade --config mds.toml")]
+    Restore {
+        name: String,
+        /// A new directory to restore into (it must not exist; its parent must).
+        #[arg(long)]
+        to: Option<String>,
+        #[command(flatten)]
+        target: admin_cli::AdminTarget,
+    },
 }
 
 #[derive(Subcommand)]
@@ -705,7 +722,7 @@ async fn admin(cmd: AdminCmd) -> Result<(), Box<dyn std::error::Error>> {
     Ok(())
 }
 
-/// `cfs admin snapshot create | list | delete`, over `/api/v1/snapshots`.
+/// `cfs admin snapshot create | list | delete | restore`, over `/api/v1/snapshots`.
 async fn admin_snapshot(cmd: SnapshotCmd) -> Result<(), Box<dyn std::error::Error>> {
     match cmd {
         SnapshotCmd::Create {
@@ -753,6 +770,47 @@ async fn admin_snapshot(cmd: SnapshotCmd) -> Result<(), Box<dyn std::error::Erro
                 println!(
                     "snapshot {name} deleted: what only it kept is reclaimed in the background"
                 );
+            }
+        }
+        SnapshotCmd::Restore { name, to, target } => {
+            let at = format!(
+                "/api/v1/snapshots/{}/restore",
+                admin_cli::path_segment(&name)
+            );
+            let body = match &to {
+                Some(t) => serde_json::json!({ "to": t }),
+                None => serde_json::json!({}),
+            };
+            // A restore answers when the tree is back: a day covers any tree this serves.
+            let wait = std::time::Duration::from_secs(86_400);
+            let v = admin_cli::call_waiting(
+                &admin_cli::require(&target)?,
+                "POST",
+                &at,
+                Some(&body),
+                wait,
+            )
+            .await?;
+            if target.json {
+                println!("{v}");
+            } else {
+                println!(
+                    "snapshot {name} restored to {} in {:.2} s: {} files, {} directories, {} others, {} hard links; {} shared, {} copied",
+                    v["to"].as_str().unwrap_or("?"),
+                    v["secs"].as_f64().unwrap_or(0.0),
+                    v["files"],
+                    v["dirs"],
+                    v["others"],
+                    v["links"],
+                    admin::human(v["shared_bytes"].as_u64().unwrap_or(0)),
+                    admin::human(v["copied_bytes"].as_u64().unwrap_or(0)),
+                );
+                if let Some(r) = v["replaced"].as_str() {
+                    println!(
+                        "what {} held before is in {r}: remove it when satisfied",
+                        v["to"].as_str().unwrap_or("?")
+                    );
+                }
             }
         }
     }

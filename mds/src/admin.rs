@@ -13,8 +13,10 @@ use std::time::Duration;
 use thiserror::Error;
 
 pub mod snapshot_policy;
+mod snapshot_restore;
 mod snapshots;
 pub use snapshot_policy::{Schedule, SnapshotPolicy};
+pub use snapshot_restore::RestoreReport;
 pub use snapshots::{SnapshotError, SnapshotInfo, DEFAULT_RETAIN_SECS, SNAPSHOT_DIR};
 
 use crate::dataservers::MdsIoStats;

@@ -99,6 +99,24 @@ impl Data {
         }
     }
 
+    /// Restore's data step: new file `new` gets the bytes `old` had at `snap` by sharing
+    /// them, where their form allows (`snap_data::share`).
+    pub(crate) async fn share_snapshot_bytes(
+        &self,
+        snap: meta_core::snap::SnapId,
+        old: u64,
+        new: u64,
+    ) -> NfsResult<snap_data::Shared> {
+        match &self.path {
+            DataPath::Local(s) => {
+                snap_data::share(&self.ns, &Store::Local(s), snap, old, new).await
+            }
+            DataPath::Cluster(c) => {
+                snap_data::share(&self.ns, &Store::Cluster(c), snap, old, new).await
+            }
+        }
+    }
+
     /// Before the reaper deletes orphan `ino`'s bytes: whether a snapshot keeps them
     /// (`snap_data::before_reaping`).
     pub(crate) async fn before_reaping(&self, ino: u64) -> NfsResult<snap_data::Reaping> {

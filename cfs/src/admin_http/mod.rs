@@ -452,6 +452,7 @@ pub fn router(a: Arc<Admin>) -> Router {
             post(snapshots::create).get(snapshots::list),
         )
         .route("/api/v1/snapshots/{name}", delete(snapshots::delete))
+        .route("/api/v1/snapshots/{name}/restore", post(snapshots::restore))
         .with_state(a)
 }
 

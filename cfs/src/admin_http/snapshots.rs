@@ -1,5 +1,6 @@
-//! `/api/v1/snapshots`: create (POST), list (GET) and delete (DELETE `/{name}`) snapshots,
-//! over `mds::admin::Admin::snapshot_*` (`cfs admin snapshot ...` calls these).
+//! `/api/v1/snapshots`: create (POST), list (GET), delete (DELETE `/{name}`) and restore
+//! (POST `/{name}/restore`) snapshots, over `mds::admin::Admin::snapshot_*` (`cfs admin
+//! snapshot ...` calls these).
 
 use std::sync::Arc;
 
@@ -22,8 +23,14 @@ fn refused(e: E) -> ApiError {
     let code = match e {
         E::BadName(_) => StatusCode::BAD_REQUEST,
         E::NotFound(_) | E::NoSuchSnapshot(_) => StatusCode::NOT_FOUND,
-        E::NotDir(_) | E::HidesSnapshots(_) | E::Exists(_) => StatusCode::CONFLICT,
-        E::Busy | E::Quiesce(_) | E::Namespace(_) => StatusCode::SERVICE_UNAVAILABLE,
+        E::BadTarget(_) => StatusCode::BAD_REQUEST,
+        E::NotDir(_)
+        | E::HidesSnapshots(_)
+        | E::Exists(_)
+        | E::TargetExists(_)
+        | E::RestoreConflict(_)
+        | E::RestoreRunning => StatusCode::CONFLICT,
+        E::Busy | E::Quiesce(_) | E::Namespace(_) | E::Data(_) => StatusCode::SERVICE_UNAVAILABLE,
     };
     ApiError(code, e.to_string())
 }
@@ -85,4 +92,44 @@ pub(super) async fn delete(
     let m = a.sources.mds.as_ref().ok_or_else(no_mds)?;
     let id = m.snapshot_delete(&name).await.map_err(refused)?;
     Ok(Json(serde_json::json!({ "deleted": name, "id": id })))
+}
+
+#[derive(serde::Deserialize, Default)]
+pub(super) struct RestoreBody {
+    /// Absent: in place, under the snapshot's own directory.
+    to: Option<String>,
+}
+
+/// POST `/api/v1/snapshots/{name}/restore` `{"to": "/new/path"}` (or `{}`: in place). Answers
+/// when the tree is back. The restore runs as its own task: a caller that hangs up does not
+/// cut it short (and one cut short by a crash is finished by asking again).
+pub(super) async fn restore(
+    State(a): State<Arc<Admin>>,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+    body: Option<Json<RestoreBody>>,
+) -> ApiResult<Json<serde_json::Value>> {
+    check(&a, &headers)?;
+    let m = a.sources.mds.as_ref().ok_or_else(no_mds)?.clone();
+    let to = body.and_then(|Json(b)| b.to);
+    let task = {
+        let name = name.clone();
+        tokio::spawn(async move { m.snapshot_restore(&name, to.as_deref()).await })
+    };
+    let r = task
+        .await
+        .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
+        .map_err(refused)?;
+    Ok(Json(serde_json::json!({
+        "snapshot": r.snapshot,
+        "to": r.to,
+        "replaced": r.replaced,
+        "dirs": r.dirs,
+        "files": r.files,
+        "others": r.others,
+        "links": r.links,
+        "shared_bytes": r.shared_bytes,
+        "copied_bytes": r.copied_bytes,
+        "secs": r.secs,
+    })))
 }

@@ -1,8 +1,8 @@
 //! The web console in a real browser: Debian's headless Chromium, driven through chromedriver
 //! (WebDriver is HTTP and JSON), against a running 1 MDS + 3 data server cluster. The figures
 //! the page shows must be the server's; Evict, Drain and a snapshot's Delete go through their
-//! confirmation dialogs (a snapshot is taken from its form); a screenshot of the overview is
-//! saved (`target/console.png`). And the operator's view of a
+//! confirmation dialogs (a snapshot is taken from its form, and restored through its prompt); a
+//! screenshot of the overview is saved (`target/console.png`). And the operator's view of a
 //! 3 MDS + 6 data server cluster, healthy and with a metadata node killed (two screenshots).
 //! And the object store's outage alert, from a single node whose bucket is unreachable.
 //!
@@ -150,6 +150,23 @@ impl Driver {
 
     /// Clicks the element matching `css`, then accepts the confirmation dialog it opens.
     fn click_and_confirm(&self, css: &str) -> String {
+        self.click(css);
+        let text = self.cmd("GET", "alert/text", None);
+        self.cmd("POST", "alert/accept", None);
+        text.as_str().unwrap_or_default().to_string()
+    }
+
+    /// Clicks the element matching `css`, types `answer` into the prompt it opens and
+    /// accepts it; returns the prompt's text.
+    fn click_and_answer(&self, css: &str, answer: &str) -> String {
+        self.click(css);
+        let text = self.cmd("GET", "alert/text", None);
+        self.cmd("POST", "alert/text", Some(json!({ "text": answer })));
+        self.cmd("POST", "alert/accept", None);
+        text.as_str().unwrap_or_default().to_string()
+    }
+
+    fn click(&self, css: &str) {
         // The page redraws its tables every 2 s; an element found just before a redraw is
         // stale by the click, so find it again.
         for attempt in 0.. {
@@ -166,16 +183,13 @@ impl Driver {
                 .to_string();
             let (st, v) = self.try_cmd("POST", &format!("element/{id}/click"), None);
             if st == 200 {
-                break;
+                return;
             }
             assert!(
                 attempt < 10 && v["error"] == "stale element reference",
                 "click {css}: {v}"
             );
         }
-        let text = self.cmd("GET", "alert/text", None);
-        self.cmd("POST", "alert/accept", None);
-        text.as_str().unwrap_or_default().to_string()
     }
 }
 
@@ -439,7 +453,21 @@ fn the_console_shows_what_the_servers_say() {
     }
     let (_, listed) = http(admin, "GET", "/api/v1/snapshots", Some(&token), None);
     assert_eq!(listed["snapshots"][0]["name"], "before drain", "{listed}");
-    let asked = d.click_and_confirm(&format!("{row} button"));
+    // Restored from its row to a new path, through the prompt.
+    let asked = d.click_and_answer(&format!("{row} button[data-snap-restore]"), "/restored");
+    assert!(asked.contains("Restore snapshot before drain"), "{asked}");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let m = d.js("return document.getElementById('msg').textContent");
+        if m.as_str()
+            .is_some_and(|s| s.contains("snapshot before drain restored to /restored"))
+        {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no restore shown: {m}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let asked = d.click_and_confirm(&format!("{row} button[data-snap-delete]"));
     assert!(asked.contains("Delete snapshot before drain"), "{asked}");
     let deadline = Instant::now() + Duration::from_secs(15);
     loop {

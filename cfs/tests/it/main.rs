@@ -47,6 +47,7 @@ mod rmtree;
 mod segment_repair;
 mod snapshot_cli;
 mod snapshot_cluster;
+mod snapshot_restore;
 mod snapshots;
 mod tier_cache;
 mod tier_evict;

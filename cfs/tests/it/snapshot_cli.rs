@@ -125,6 +125,19 @@ fn snapshots_are_taken_listed_and_deleted_and_bad_requests_say_why() {
             "not a snapshot name",
         ),
         (vec!["delete", "monthly"], "no snapshot is named"),
+        (vec!["restore", "monthly"], "no snapshot is named"),
+        (
+            vec!["restore", "weekly", "--to", "relative"],
+            "not a place to restore to",
+        ),
+        (
+            vec!["restore", "weekly", "--to", "/proj"],
+            "exists: restore to a path that does not exist",
+        ),
+        (
+            vec!["restore", "weekly", "--to", "/nope/x"],
+            "no such directory",
+        ),
     ] {
         let o = admin_cmd(&args);
         assert!(!o.ok(), "{args:?} accepted: {}", o.text());
@@ -139,6 +152,21 @@ fn snapshots_are_taken_listed_and_deleted_and_bad_requests_say_why() {
         "{}",
         o.stderr
     );
+
+    // Restored beside the original, as an operator would to look before putting it back.
+    let o = cfs(dir, &["put", "--server", &s, &f, "/proj/later"]);
+    assert!(o.ok(), "{}", o.stderr);
+    let o = admin_cmd(&["restore", "weekly", "--to", "/proj-back"]);
+    assert!(o.ok(), "{}", o.stderr);
+    assert!(
+        o.text().contains("restored to /proj-back") && o.text().contains("1 files"),
+        "{}",
+        o.text()
+    );
+    let o = cfs(dir, &["cat", "--server", &s, "/proj-back/file"]);
+    assert!(o.ok() && o.text() == "bytes", "{} {}", o.text(), o.stderr);
+    let o = cfs(dir, &["cat", "--server", &s, "/proj-back/later"]);
+    assert!(!o.ok(), "a file made after the cut is not restored");
 
     // A name with a space goes through the URL intact.
     let o = admin_cmd(&["delete", "at root 2"]);

@@ -42,6 +42,18 @@ pub enum SnapshotError {
     Quiesce(crate::state::quiesce::QuiesceError),
     #[error("the namespace: {0}; try again")]
     Namespace(FsError),
+    #[error(
+        "{0} is not a place to restore to: give an absolute path whose last part is a plain name"
+    )]
+    BadTarget(String),
+    #[error("{0} exists: restore to a path that does not exist yet (or remove it first)")]
+    TargetExists(String),
+    #[error("restore found {0:?} in its way, not what the snapshot has there: move it aside and run the same restore again")]
+    RestoreConflict(String),
+    #[error("this restore is running already on this node")]
+    RestoreRunning,
+    #[error("the snapshot's data could not be read or shared ({0:?}): run the same restore again to go on where it stopped")]
+    Data(crate::error::NfsError),
 }
 
 /// One snapshot as `cfs admin snapshot list` shows it.

@@ -458,3 +458,79 @@ pub(crate) async fn relink_local(ns: &Namespace, store: &chunkstore::ChunkStore)
         }
     }
 }
+
+/// How restore gave a new file the bytes a snapshot file had (`share`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Shared {
+    /// The new file's object is hard links of the image's chunk files, on the image's mirrors
+    /// (or in the single node's own store): no byte copied; a later write to either file
+    /// unshares the chunk it touches (the data servers never change a linked chunk in place).
+    Linked,
+    /// The file had no bytes anywhere at the snapshot: it reads as zeros up to its size.
+    Empty,
+    /// The bytes are in a form that cannot be linked (erasure-coded, reduced or evicted, and
+    /// no image was made of them): the caller copies them.
+    Copy,
+}
+
+/// Gives new file `new` the bytes file `old` had at snapshot `snap`, by sharing its data image
+/// (`restore`, `docs/plans/snapshots.md` step 11). A file with no image at or above `snap`
+/// still has its bytes from then as its live bytes: the gate makes it one first (a snapshot
+/// `snap` is live, so it needs one), which freezes them and is what is linked; the image is
+/// reclaimed with the snapshot like any other. Idempotent: linking again keeps the chunk
+/// files there are, so a restore that died part way is finished by running it again.
+pub(crate) async fn share(
+    ns: &Namespace,
+    store: &Store<'_>,
+    snap: SnapId,
+    old: u64,
+    new: u64,
+) -> NfsResult<Shared> {
+    let mut gated = false;
+    loop {
+        let images = ns.images(old)?;
+        match images.range(snap..).next().map(|(_, im)| im.form.clone()) {
+            Some(ImageForm::Empty) => return Ok(Shared::Empty),
+            // A gate died between its record and its links: the relink pass finishes it.
+            Some(ImageForm::Mirrored { linking: true, .. }) => return Err(NfsError::Delay),
+            Some(ImageForm::Mirrored {
+                object, mirrors, ..
+            }) => {
+                let linked = store.link(object, new, &mirrors).await?;
+                if let Store::Cluster(c) = store {
+                    c.record_shared(ns, new, linked).await?;
+                }
+                return Ok(Shared::Linked);
+            }
+            None if gated || !imageable(ns, old)? => return Ok(Shared::Copy),
+            None => {
+                before_change(ns, store, old).await?;
+                gated = true;
+            }
+        }
+    }
+}
+
+impl Cluster {
+    /// Records `linked` (the data servers that linked a new file's object) as the file's
+    /// placement, unless it is that already (a restore run again); one mirror short is left
+    /// to repair, as for a file that lost one.
+    async fn record_shared(&self, ns: &Namespace, ino: u64, linked: Vec<u64>) -> NfsResult<()> {
+        let _g = self.placing.lock().await;
+        let cur = ns.chunk(ino, super::placement::FILE_RECORD)?;
+        if cur.as_deref() != Some(&linked[..]) {
+            match self
+                .replace_mirrors(ns, ino, cur.as_deref(), linked.clone())
+                .await
+            {
+                Ok(()) => {}
+                Err(FsError::Changed) => return Err(NfsError::Delay),
+                Err(e) => return Err(e.into()),
+            }
+        }
+        if linked.len() < super::placement::MIRRORS {
+            self.mark_degraded(ino);
+        }
+        Ok(())
+    }
+}

@@ -825,3 +825,215 @@ async fn handles_survive_a_restart_and_are_stale_once_the_snapshot_is_deleted() 
     }
     assert_eq!(s.names(at(&["d"])).await, ["e", "f", "f2", "l", "sub"]);
 }
+
+/// The bytes of `path`, read whole (64 KiB per READ: the session's reply size bounds it).
+async fn read_all(s: &mut S, path: &[&str]) -> Vec<u8> {
+    let mut out = Vec::new();
+    loop {
+        let mut ops = at(path);
+        ops.push(NfsArgop4::Read(ReadArgs {
+            stateid: Stateid4::ANONYMOUS,
+            offset: out.len() as u64,
+            count: 65_536,
+        }));
+        let r = s.ok(ops).await;
+        let Some(NfsResop4::Read(ReadRes::Ok(d))) = r.last() else {
+            panic!("{r:?}")
+        };
+        out.extend_from_slice(d.data.as_bytes());
+        if d.eof || d.data.as_bytes().is_empty() {
+            return out;
+        }
+    }
+}
+
+async fn xattr(s: &mut S, path: &[&str], key: &str) -> Vec<u8> {
+    let mut ops = at(path);
+    ops.push(NfsArgop4::Getxattr(GetxattrArgs {
+        gxa_name: Opaque::from(key),
+    }));
+    let r = s.ok(ops).await;
+    let Some(NfsResop4::Getxattr(GetxattrRes::Ok(x))) = r.last() else {
+        panic!("{r:?}")
+    };
+    x.gxr_value.as_bytes().to_vec()
+}
+
+async fn readlink(s: &mut S, path: &[&str]) -> Vec<u8> {
+    let mut ops = at(path);
+    ops.push(NfsArgop4::Readlink);
+    let r = s.ok(ops).await;
+    let Some(NfsResop4::Readlink(ReadlinkRes::Ok(l))) = r.last() else {
+        panic!("{r:?}")
+    };
+    l.link.as_bytes().to_vec()
+}
+
+/// Links `from` (a path) as `name` in directory `dir`.
+async fn hard_link(s: &mut S, from: &[&str], dir: &[&str], name: &str) {
+    let mut ops = at(from);
+    ops.push(NfsArgop4::Savefh);
+    ops.extend(at(dir));
+    ops.push(NfsArgop4::Link(LinkArgs {
+        newname: Opaque::from(name),
+    }));
+    s.ok(ops).await;
+}
+
+/// What a restore must bring back of `make_tree`'s tree (plus a big file `big` and a hard
+/// link `sub/h` of `f`), at `path`.
+async fn check_restored(s: &mut S, path: &[&str], big: &[u8], f_mtime: Nfstime4) {
+    let p = |rest: &[&'static str]| -> Vec<&str> {
+        path.iter().copied().chain(rest.iter().copied()).collect()
+    };
+    assert_eq!(s.names(at(path)).await, ["big", "e", "f", "l", "sub"]);
+    assert_eq!(s.names(at(&p(&["sub"]))).await, ["g", "h"]);
+    assert_eq!(read_all(s, &p(&["f"])).await, b"old bytes");
+    assert_eq!(read_all(s, &p(&["e"])).await, b"12345");
+    assert_eq!(read_all(s, &p(&["sub", "g"])).await, b"g");
+    assert!(
+        read_all(s, &p(&["big"])).await == big,
+        "big's bytes at the cut"
+    );
+    let fa = s
+        .attrs(
+            at(&p(&["f"])),
+            &[
+                FATTR4_MODE,
+                FATTR4_FILEID,
+                FATTR4_NUMLINKS,
+                FATTR4_TIME_MODIFY,
+            ],
+        )
+        .await;
+    assert_eq!(fa.mode, Some(0o644));
+    assert_eq!(fa.numlinks, Some(2), "f and sub/h");
+    assert_eq!(fa.time_modify, Some(f_mtime), "times come back");
+    let h = s.attrs(at(&p(&["sub", "h"])), &[FATTR4_FILEID]).await;
+    assert_eq!(h.fileid, fa.fileid, "a hard link stays one file");
+    assert_eq!(xattr(s, &p(&["f"]), "k").await, b"v1");
+    assert_eq!(readlink(s, &p(&["l"])).await, b"target1");
+}
+
+/// Restore (plan step 11) to a new path and in place, on the single node's own store: the
+/// tree, its attributes, symlinks, hard links and xattrs come back as the snapshot has them;
+/// the files' bytes are shared with the snapshot's images (hard-linked chunk files), and a
+/// write to a restored file leaves the snapshot's bytes as they were; a restore cut short is
+/// finished by running it again; in place, the root keeps its inode (and its `.snapshot`) and
+/// what it held is moved aside, not deleted.
+#[tokio::test]
+async fn a_restore_brings_the_tree_back_sharing_its_bytes_to_a_new_path_and_in_place() {
+    let (server, dir) = server().await;
+    let admin = server.admin();
+    let mut s = S::new(&server, "snap-restore").await;
+    let d = make_tree(&mut s).await;
+    let big: Vec<u8> = (0..300_000u32).map(|i| (i % 253) as u8).collect();
+    s.write_file(&["d"], "big", &big).await;
+    hard_link(&mut s, &["d", "f"], &["d", "sub"], "h").await;
+    let f_mtime = s
+        .attrs(at(&["d", "f"]), &[FATTR4_TIME_MODIFY])
+        .await
+        .time_modify
+        .unwrap();
+    let id = admin.snapshot_create("/d", "s1", None).await.unwrap();
+    change_tree(&mut s).await;
+    s.write_file(&["d"], "big", b"overwritten").await;
+    let mut ops = at(&["d", "sub"]);
+    ops.push(remove("h"));
+    s.ok(ops).await;
+
+    // A new path: the whole tree, its bytes shared, not copied.
+    let r = admin.snapshot_restore("s1", Some("/r")).await.unwrap();
+    assert_eq!((r.files, r.dirs, r.others, r.links), (4, 1, 1, 1), "{r:?}");
+    assert_eq!(r.shared_bytes, 9 + 5 + 1 + big.len() as u64, "{r:?}");
+    assert_eq!(r.copied_bytes, 0);
+    check_restored(&mut s, &["r"], &big, f_mtime).await;
+    let rbig = s
+        .attrs(at(&["r", "big"]), &[FATTR4_FILEID])
+        .await
+        .fileid
+        .unwrap();
+    let chunks = dir
+        .path()
+        .join("chunks/objects")
+        .join(format!("{:02x}", rbig & 0xff))
+        .join(format!("{rbig:016x}"));
+    let mut shared = 0;
+    for c in std::fs::read_dir(&chunks).unwrap() {
+        use std::os::unix::fs::MetadataExt;
+        let m = c.unwrap().metadata().unwrap();
+        if m.is_file() && m.nlink() > 1 {
+            shared += 1;
+        }
+    }
+    assert!(
+        shared > 0,
+        "the restored file's chunks are links of the image's"
+    );
+    // Changing the restored file leaves the snapshot's bytes alone.
+    s.write_file(&["r"], "big", b"changed after the restore")
+        .await;
+    assert!(read_all(&mut s, &["d", ".snapshot", "s1", "big"]).await == big);
+    // The path is taken now.
+    assert!(matches!(
+        admin.snapshot_restore("s1", Some("/r")).await,
+        Err(mds::admin::SnapshotError::TargetExists(_))
+    ));
+
+    // Cut short: the tree of a run that died part way (here /r, moved back where a restore
+    // to /r2 builds, with some of it gone) is finished by running the restore again.
+    let staging = format!(".cfs-restore-{id}-{}", {
+        let h = blake3::hash(b"r2");
+        h.as_bytes()[..8]
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<String>()
+    });
+    s.write_file(&["r"], "big", &big[..1000]).await;
+    let mut ops = at(&["r"]);
+    ops.extend([remove("l"), remove("e")]);
+    s.ok(ops).await;
+    let mut ops = at(&[]);
+    ops.extend([
+        NfsArgop4::Savefh,
+        NfsArgop4::Rename(RenameArgs {
+            oldname: Opaque::from("r"),
+            newname: Opaque::from(staging.as_str()),
+        }),
+    ]);
+    s.ok(ops).await;
+    let r2 = admin.snapshot_restore("s1", Some("/r2")).await.unwrap();
+    assert_eq!(r2.files, 4, "{r2:?}");
+    check_restored(&mut s, &["r2"], &big, f_mtime).await;
+    assert!(!s.names(at(&[])).await.contains(&staging));
+
+    // In place: d keeps its inode and its .snapshot; what it held is moved aside.
+    s.write_file(&["d"], "new", b"made after the cut").await;
+    let r = admin.snapshot_restore("s1", None).await.unwrap();
+    assert_eq!(r.to, "/d");
+    let aside = format!(".cfs-replaced-{id}");
+    assert_eq!(r.replaced.as_deref(), Some(format!("/d/{aside}").as_str()));
+    assert_eq!(s.attrs(at(&["d"]), &[FATTR4_FILEID]).await.fileid, Some(d));
+    let mut names = s.names(at(&["d"])).await;
+    names.retain(|n| *n != aside);
+    assert_eq!(names, ["big", "e", "f", "l", "sub"]);
+    check_restored(&mut s, &["d", ".snapshot", "s1"], &big, f_mtime).await;
+    let mut live = s.names(at(&["d", aside.as_str()])).await;
+    live.sort();
+    assert_eq!(live, ["big", "e", "f", "f2", "l", "new", "sub"]);
+    assert_eq!(
+        read_all(&mut s, &["d", aside.as_str(), "new"]).await,
+        b"made after the cut"
+    );
+    assert_eq!(read_all(&mut s, &["d", "f"]).await, b"old bytes");
+    assert!(read_all(&mut s, &["d", "big"]).await == big);
+    // A second in-place restore would mix into what the first moved aside: refused.
+    assert!(matches!(
+        admin.snapshot_restore("s1", None).await,
+        Err(mds::admin::SnapshotError::TargetExists(_))
+    ));
+    assert!(matches!(
+        admin.snapshot_restore("nope", Some("/x")).await,
+        Err(mds::admin::SnapshotError::NoSuchSnapshot(_))
+    ));
+}
