@@ -1,23 +1,42 @@
 //! The client's side of the back channel: the server sends CB_NULL and CB_COMPOUND over our
-//! own connection. We hold no layouts and ask for no delegations, so most callbacks need only
-//! an honest answer; a CB_RECALL (a delegation granted anyway) is handed to a recall hook that
-//! returns it.
+//! own connection. We ask for no delegations, so most callbacks need only an honest answer; a
+//! CB_RECALL (a delegation granted anyway) is handed to a recall hook that returns it, and a
+//! CB_LAYOUTRECALL to the layout driver (`pnfs::recall`), which says whether it holds a
+//! matching layout and, if so, returns it from a task of its own.
 use proto::nfs4::*;
 use proto::rpc::{accepted_reply, AcceptStat, Auth, Call, CallHandler, Connection};
 use proto::xdr::{Reader, Writer, Xdr};
 use std::sync::{Arc, Mutex};
 
 type RecallHook = Arc<dyn Fn(Stateid4, NfsFh4) + Send + Sync>;
+/// Answers a CB_LAYOUTRECALL at once (it must not wait for the return it starts).
+type LayoutRecallHook = Arc<dyn Fn(&CbLayoutrecallArgs) -> Nfsstat4 + Send + Sync>;
 
 #[derive(Default)]
 pub struct Backchannel {
     on_recall: Mutex<Option<RecallHook>>,
+    on_layout_recall: Mutex<Option<LayoutRecallHook>>,
 }
 
 impl Backchannel {
     pub fn set_recall_hook(&self, f: RecallHook) {
         if let Ok(mut g) = self.on_recall.lock() {
             *g = Some(f);
+        }
+    }
+
+    pub fn set_layout_recall_hook(&self, f: LayoutRecallHook) {
+        if let Ok(mut g) = self.on_layout_recall.lock() {
+            *g = Some(f);
+        }
+    }
+
+    /// With no driver to ask, nothing is held: NOMATCHING_LAYOUT is then the truth.
+    fn layout_recall(&self, a: &CbLayoutrecallArgs) -> Nfsstat4 {
+        let hook = self.on_layout_recall.lock().ok().and_then(|g| g.clone());
+        match hook {
+            Some(h) => h(a),
+            None => Nfsstat4::NomatchingLayout,
         }
     }
 
@@ -52,8 +71,10 @@ impl Backchannel {
                     // Only a write-delegation holder has attributes the server lacks.
                     NfsCbResop4::Getattr(CbGetattrRes::error(Nfsstat4::Badhandle))
                 }
-                NfsCbArgop4::Layoutrecall(_) => {
-                    NfsCbResop4::Layoutrecall(StatusRes::err(Nfsstat4::NomatchingLayout))
+                NfsCbArgop4::Layoutrecall(a) => {
+                    let status = self.layout_recall(&a);
+                    tracing::debug!(recall = ?a.clora_recall, ?status, "CB_LAYOUTRECALL");
+                    NfsCbResop4::Layoutrecall(StatusRes::err(status))
                 }
                 NfsCbArgop4::RecallAny(_) => NfsCbResop4::RecallAny(StatusRes::ok()),
                 NfsCbArgop4::RecallSlot(_) => NfsCbResop4::RecallSlot(StatusRes::ok()),
@@ -167,5 +188,30 @@ mod tests {
         assert_eq!(res.status, 0);
         assert_eq!(res.resarray.len(), 2);
         assert_eq!(n.load(Ordering::SeqCst), 1);
+    }
+
+    #[test]
+    fn a_layout_recall_is_answered_by_the_driver_or_nomatching_without_one() {
+        let recall = || CbCompound4Args {
+            tag: Default::default(),
+            minorversion: 1,
+            callback_ident: 0,
+            argarray: vec![NfsCbArgop4::Layoutrecall(CbLayoutrecallArgs {
+                clora_type: LAYOUT4_FLEX_FILES,
+                clora_iomode: Layoutiomode4::Any,
+                clora_changed: true,
+                clora_recall: Layoutrecall4::All,
+            })],
+        };
+        let b = Backchannel::default();
+        let res = b.cb_compound(recall());
+        assert_eq!(res.status, Nfsstat4::NomatchingLayout.code());
+        b.set_layout_recall_hook(Arc::new(|a| {
+            assert_eq!(a.clora_recall, Layoutrecall4::All);
+            Nfsstat4::Ok
+        }));
+        let res = b.cb_compound(recall());
+        assert_eq!(res.status, 0);
+        assert_eq!(res.resarray.len(), 1);
     }
 }

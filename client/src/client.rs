@@ -62,7 +62,7 @@ const MAX_DELAY_RETRIES: u32 = 40;
 
 /// The retries of an NFS4ERR_DELAY: a pause from 20 ms doubling up to 1 s, at most
 /// `MAX_DELAY_RETRIES` of them.
-struct DelayRetry {
+pub(crate) struct DelayRetry {
     backoff: Duration,
     done: u32,
 }
@@ -78,12 +78,12 @@ impl Default for DelayRetry {
 
 impl DelayRetry {
     /// Whether another retry is allowed.
-    fn more(&self) -> bool {
+    pub(crate) fn more(&self) -> bool {
         self.done < MAX_DELAY_RETRIES
     }
 
     /// Pauses before the next retry.
-    async fn wait(&mut self) {
+    pub(crate) async fn wait(&mut self) {
         self.done += 1;
         tokio::time::sleep(self.backoff).await;
         self.backoff = (self.backoff * 2).min(Duration::from_secs(1));
@@ -158,6 +158,10 @@ impl Client {
         inner.cb.set_recall_hook(Arc::new(move |stateid, fh| {
             return_delegation(weak.clone(), stateid, fh)
         }));
+        let weak = Arc::downgrade(&inner);
+        inner
+            .cb
+            .set_layout_recall_hook(Arc::new(move |a| crate::pnfs::layout_recalled(&weak, a)));
         let task = crate::lease::spawn(Arc::downgrade(&inner), lease);
         if let Ok(mut t) = inner.lease_task.lock() {
             *t = Some(task);
@@ -231,7 +235,24 @@ impl Client {
     /// backoff; NFS4ERR_GRACE too when `retry_grace` is set. Any other failure is returned as
     /// `Error::Nfs` naming the operation.
     pub async fn compound(&self, ops: impl Into<Vec<NfsArgop4>>) -> Result<Vec<NfsResop4>> {
-        let ops = ops.into();
+        self.compound_with(ops.into(), true).await
+    }
+
+    /// `compound` that returns NFS4ERR_DELAY instead of waiting it out: for a caller that must
+    /// not hold a lock across the pauses (LAYOUTGET holds the file's layout lock, which a
+    /// recall's LAYOUTRETURN needs), and retries after letting go of it.
+    pub(crate) async fn compound_no_delay_retry(
+        &self,
+        ops: impl Into<Vec<NfsArgop4>>,
+    ) -> Result<Vec<NfsResop4>> {
+        self.compound_with(ops.into(), false).await
+    }
+
+    async fn compound_with(
+        &self,
+        ops: Vec<NfsArgop4>,
+        retry_delay: bool,
+    ) -> Result<Vec<NfsResop4>> {
         let started = Instant::now();
         let mut delay = DelayRetry::default();
         loop {
@@ -245,7 +266,7 @@ impl Client {
                 Err(Error::Nfs {
                     status: Nfsstat4::Delay,
                     ..
-                }) if delay.more() => delay.wait().await,
+                }) if retry_delay && delay.more() => delay.wait().await,
                 Err(Error::Nfs {
                     status: Nfsstat4::Grace,
                     op,

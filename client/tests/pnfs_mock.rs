@@ -50,6 +50,7 @@ struct Ds {
     accept: Mutex<Option<JoinHandle<()>>>,
     write_bytes: AtomicU64,
     read_bytes: AtomicU64,
+    commits: AtomicU64,
     /// Handles refused with NFS3ERR_STALE (a fenced layout).
     fenced: Mutex<Vec<Vec<u8>>>,
 }
@@ -70,6 +71,7 @@ impl Ds {
             accept: Mutex::default(),
             write_bytes: AtomicU64::new(0),
             read_bytes: AtomicU64::new(0),
+            commits: AtomicU64::new(0),
             fenced: Mutex::default(),
         });
         let d2 = ds.clone();
@@ -179,13 +181,16 @@ impl CallHandler for DsHandler {
                     }),
                 )
             }
-            NFSPROC3_COMMIT => reply(
-                &call,
-                &Commit3Res::Ok(Commit3ResOk {
-                    file_wcc: WccData::default(),
-                    verf: ds.verf,
-                }),
-            ),
+            NFSPROC3_COMMIT => {
+                ds.commits.fetch_add(1, Ordering::Relaxed);
+                reply(
+                    &call,
+                    &Commit3Res::Ok(Commit3ResOk {
+                        file_wcc: WccData::default(),
+                        verf: ds.verf,
+                    }),
+                )
+            }
             _ => Some(accepted_reply(
                 call.xid,
                 &Auth::None,
@@ -218,11 +223,28 @@ struct MdsCounters {
     write_bytes: AtomicU64,
 }
 
+/// What the MDS saw of a layout's return, for the recall test.
+#[derive(Debug, Default, Clone)]
+struct ReturnSeen {
+    /// Stateid, offset and length of the last LAYOUTRETURN4_FILE.
+    last: Option<(Stateid4, u64, u64)>,
+    /// Bytes written and COMMITs on the DSs when it came.
+    ds_write_bytes: u64,
+    ds_commits: u64,
+    /// Bytes written on the DSs when the first LAYOUTGET after it came.
+    ds_write_bytes_at_next_layoutget: Option<u64>,
+}
+
 struct Mds {
     dss: Vec<Arc<Ds>>,
     read_mirrors: usize,
     offer_pnfs: bool,
     unavailable: AtomicBool,
+    /// LAYOUTGETs are answered NFS4ERR_DELAY until then (as a snapshot's quiesce does).
+    delay_layoutgets_until: Mutex<Option<std::time::Instant>>,
+    /// The connection of the latest CREATE_SESSION: callbacks go over it.
+    back_channel: Mutex<Option<Connection>>,
+    returns: Mutex<ReturnSeen>,
     st: Mutex<MdsState>,
     n: MdsCounters,
 }
@@ -280,8 +302,29 @@ impl Mds {
         }
     }
 
+    fn ds_write_bytes(&self) -> u64 {
+        self.dss
+            .iter()
+            .map(|d| d.write_bytes.load(Ordering::SeqCst))
+            .sum()
+    }
+
     fn layoutget(&self, file: u64, a: &LayoutgetArgs) -> LayoutgetRes {
         self.n.layoutgets.fetch_add(1, Ordering::Relaxed);
+        {
+            let mut r = self.returns.lock().unwrap();
+            if r.last.is_some() && r.ds_write_bytes_at_next_layoutget.is_none() {
+                r.ds_write_bytes_at_next_layoutget = Some(self.ds_write_bytes());
+            }
+        }
+        if self
+            .delay_layoutgets_until
+            .lock()
+            .unwrap()
+            .is_some_and(|t| std::time::Instant::now() < t)
+        {
+            return LayoutgetRes::Err(Nfsstat4::Delay.code());
+        }
         if self.unavailable.load(Ordering::SeqCst) {
             return LayoutgetRes::Err(Nfsstat4::Layoutunavailable.code());
         }
@@ -549,19 +592,34 @@ impl Mds {
             }
             NfsArgop4::Layoutreturn(a) => {
                 self.n.layoutreturns.fetch_add(1, Ordering::Relaxed);
+                let mut whole = false;
                 if let Layoutreturn4::File(f) = &a.lora_layoutreturn {
                     let body = FfLayoutreturn4::from_xdr(f.lrf_body.as_bytes())
                         .expect("client sent a valid ff_layoutreturn4");
                     self.n
                         .returned_ioerrs
                         .fetch_add(body.fflr_ioerr_report.len() as u64, Ordering::Relaxed);
+                    *self.returns.lock().unwrap() = ReturnSeen {
+                        last: Some((f.lrf_stateid, f.lrf_offset, f.lrf_length)),
+                        ds_write_bytes: self.ds_write_bytes(),
+                        ds_commits: self
+                            .dss
+                            .iter()
+                            .map(|d| d.commits.load(Ordering::SeqCst))
+                            .sum(),
+                        ds_write_bytes_at_next_layoutget: None,
+                    };
+                    whole = f.lrf_offset == 0 && f.lrf_length == u64::MAX;
                 }
-                NfsResop4::Layoutreturn(LayoutreturnRes::Ok(LayoutreturnStateid::Present(
-                    Stateid4 {
+                // As RFC 8881 §18.44.3 (and the real MDS): nothing left, no stateid.
+                NfsResop4::Layoutreturn(LayoutreturnRes::Ok(if whole {
+                    LayoutreturnStateid::Absent
+                } else {
+                    LayoutreturnStateid::Present(Stateid4 {
                         seqid: 1000,
                         other: [9; 12],
-                    },
-                )))
+                    })
+                }))
             }
             NfsArgop4::Layouterror(_) => {
                 self.n.layouterrors.fetch_add(1, Ordering::Relaxed);
@@ -599,8 +657,15 @@ impl Mds {
 struct MdsHandler(Arc<Mds>);
 
 impl CallHandler for MdsHandler {
-    async fn handle(&self, _conn: Connection, call: Call) -> Option<Writer> {
+    async fn handle(&self, conn: Connection, call: Call) -> Option<Writer> {
         let args = Compound4Args::decode_partial(&mut Reader::new(call.args())).ok()?;
+        if args
+            .argarray
+            .iter()
+            .any(|o| matches!(o, NfsArgop4::CreateSession(_)))
+        {
+            *self.0.back_channel.lock().unwrap() = Some(conn);
+        }
         let mut cur = Vec::new();
         let mut resarray = Vec::new();
         let mut status = 0;
@@ -648,6 +713,9 @@ async fn cluster(n_ds: u64, read_mirrors: usize, offer_pnfs: bool) -> Cluster {
         read_mirrors,
         offer_pnfs,
         unavailable: AtomicBool::new(false),
+        delay_layoutgets_until: Mutex::default(),
+        back_channel: Mutex::default(),
+        returns: Mutex::default(),
         st: Mutex::default(),
         n: MdsCounters::default(),
     });
@@ -1028,4 +1096,170 @@ async fn fenced_handle_gets_a_new_layout() {
     let r = client(&cl, true).await;
     let got = download(&r, "/s").await.expect("download");
     assert!(got[..MIB] == a[..] && got[MIB..] == b[..]);
+}
+
+/// Sends CB_LAYOUTRECALL over the latest session's connection, as the MDS's recall does;
+/// returns the status the client answered it with.
+async fn recall_layout(cl: &Cluster, recall: Layoutrecall4) -> u32 {
+    let conn = cl
+        .mds
+        .back_channel
+        .lock()
+        .unwrap()
+        .clone()
+        .expect("a session");
+    let args = CbCompound4Args {
+        tag: Opaque::default(),
+        minorversion: 1,
+        callback_ident: 0,
+        argarray: vec![
+            NfsCbArgop4::Sequence(CbSequenceArgs {
+                csa_sessionid: [7; 16],
+                csa_sequenceid: 1,
+                csa_slotid: 0,
+                csa_highest_slotid: 0,
+                csa_cachethis: false,
+                csa_referring_call_lists: vec![],
+            }),
+            NfsCbArgop4::Layoutrecall(CbLayoutrecallArgs {
+                clora_type: LAYOUT4_FLEX_FILES,
+                clora_iomode: Layoutiomode4::Any,
+                clora_changed: true,
+                clora_recall: recall,
+            }),
+        ],
+    };
+    let reply = conn
+        .call(
+            NFS4_CALLBACK,
+            NFS_CB,
+            CB_COMPOUND,
+            &Auth::None,
+            &args.to_xdr(),
+            std::time::Duration::from_secs(5),
+        )
+        .await
+        .expect("CB_COMPOUND answered");
+    let res = CbCompound4Res::from_xdr(reply.body()).expect("a CB_COMPOUND reply");
+    assert_eq!(res.resarray.len(), 2, "{res:?}");
+    res.status
+}
+
+/// CB_LAYOUTRECALL of a layout the client writes through (RFC 8881 §12.5.5): it answers
+/// NFS4_OK, COMMITs on the DSs what it wrote UNSTABLE through the layout, LAYOUTCOMMITs (the
+/// MDS learns the size), and returns the layout with the recall's stateid. No DS write goes
+/// out between the return and the next LAYOUTGET, which the MDS answers DELAY for a while
+/// (a snapshot's quiesce): the next write waits that out and succeeds. A recall of a file it
+/// holds no layout of is answered NOMATCHING_LAYOUT.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_recalled_layout_is_committed_and_returned_and_the_next_write_waits_for_a_new_one() {
+    let cl = cluster(3, 1, true).await;
+    let mut cfg = ClientConfig::new(cl.addr);
+    cfg.back_channel = true;
+    let c = Client::connect(cfg).await.expect("connect");
+    let f = c
+        .open_path(
+            "/r",
+            OPEN4_SHARE_ACCESS_BOTH,
+            Some(CreateMode::Unchecked(SetAttrs::default())),
+        )
+        .await
+        .expect("open");
+    let a = random_bytes(MIB, 11);
+    c.write_all(&f, 0, &a, StableHow4::Unstable4)
+        .await
+        .expect("write through the layout");
+    let id = file_id(&cl, "r");
+    assert_eq!(cl.mds.size(id), 0, "nothing LAYOUTCOMMITted yet");
+    let commits_before: u64 = cl
+        .mds
+        .dss
+        .iter()
+        .map(|d| d.commits.load(Ordering::SeqCst))
+        .sum();
+
+    // A file the client never had a layout of.
+    let other = recall_layout(
+        &cl,
+        Layoutrecall4::File(LayoutrecallFile4 {
+            lor_fh: NfsFh4(Opaque(77u64.to_be_bytes().to_vec())),
+            lor_offset: 0,
+            lor_length: u64::MAX,
+            lor_stateid: Stateid4 {
+                seqid: 1,
+                other: [9; 12],
+            },
+        }),
+    )
+    .await;
+    assert_eq!(other, Nfsstat4::NomatchingLayout.code());
+
+    let quiet = std::time::Duration::from_millis(300);
+    *cl.mds.delay_layoutgets_until.lock().unwrap() = Some(std::time::Instant::now() + quiet);
+    let recalled = Stateid4 {
+        seqid: cl.mds.st.lock().unwrap().layout_seq + 1,
+        other: [9; 12],
+    };
+    let t0 = std::time::Instant::now();
+    let status = recall_layout(
+        &cl,
+        Layoutrecall4::File(LayoutrecallFile4 {
+            lor_fh: f.fh.clone(),
+            lor_offset: 0,
+            lor_length: u64::MAX,
+            lor_stateid: recalled,
+        }),
+    )
+    .await;
+    assert_eq!(status, 0, "a held layout is recalled with NFS4_OK");
+    while cl.mds.returns.lock().unwrap().last.is_none() {
+        assert!(
+            t0.elapsed() < std::time::Duration::from_secs(5),
+            "no LAYOUTRETURN"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    let returned = t0.elapsed();
+    let seen = cl.mds.returns.lock().unwrap().clone();
+    assert_eq!(
+        seen.last,
+        Some((recalled, 0, u64::MAX)),
+        "the recalled range, with the recall's stateid"
+    );
+    assert!(
+        seen.ds_commits > commits_before,
+        "the DSs committed before the return: {seen:?}"
+    );
+    assert_eq!(
+        cl.mds.size(id),
+        MIB as u64,
+        "LAYOUTCOMMIT came before the return"
+    );
+
+    let b = random_bytes(MIB, 12);
+    let t1 = std::time::Instant::now();
+    c.write_all(&f, MIB as u64, &b, StableHow4::Unstable4)
+        .await
+        .expect("the write after the recall waits for a new layout");
+    let waited = t1.elapsed();
+    let seen = cl.mds.returns.lock().unwrap().clone();
+    assert_eq!(
+        seen.ds_write_bytes_at_next_layoutget,
+        Some(seen.ds_write_bytes),
+        "no DS write through the returned layout"
+    );
+    assert!(
+        t0.elapsed() >= quiet,
+        "the write went out only once LAYOUTGET stopped answering DELAY"
+    );
+    c.close(&f).await.expect("close");
+    let s = c.pnfs_stats().expect("stats");
+    assert_eq!(s.layoutrecalls, 1, "{s:?}");
+    assert_eq!(s.mds_write_bytes, 0, "{s:?}");
+    eprintln!("recall to LAYOUTRETURN: {returned:?}; next write (DELAY 300 ms): {waited:?}");
+
+    let mut want = a.clone();
+    want.extend_from_slice(&b);
+    let r = client(&cl, true).await;
+    assert!(download(&r, "/r").await.expect("download") == want);
 }

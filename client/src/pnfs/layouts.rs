@@ -1,8 +1,15 @@
 //! Layout segments held for one open file: what LAYOUTGET granted, looked up by offset and
 //! iomode, replaced when the server grants again, dropped when returned.
+//!
+//! Architecture Invariant: an I/O through a segment holds an [`InUse`] from the lookup that
+//! found it (under the file's state mutex) until the data server answered. A recall moves
+//! the segment out of the cache under the same mutex, so once it has, no new I/O starts
+//! through it, and the ones already started are exactly those counted in `users`.
 use super::PnfsError;
 use proto::nfs4::{Deviceid4, FfLayout4, Layoutiomode4};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::time::Instant;
 
 /// Where one mirror's I/O for an offset goes: the data server, the NFSv3 handle it knows the
 /// chunk by, and the AUTH_SYS identity the layout told us to use there.
@@ -25,9 +32,61 @@ pub struct Segment {
     pub length: u64,
     pub iomode: Layoutiomode4,
     pub ff: FfLayout4,
+    /// I/Os through this segment now (live [`InUse`] guards).
+    users: AtomicUsize,
+    /// Woken when `users` falls to zero: a recall waits for that before returning it.
+    idle: tokio::sync::Notify,
 }
 
 impl Segment {
+    pub fn new(id: u64, offset: u64, length: u64, iomode: Layoutiomode4, ff: FfLayout4) -> Self {
+        Segment {
+            id,
+            offset,
+            length,
+            iomode,
+            ff,
+            users: AtomicUsize::new(0),
+            idle: tokio::sync::Notify::new(),
+        }
+    }
+
+    /// Counts an I/O through this segment until the guard drops. Taken under the file's
+    /// state mutex, with the lookup (module comment).
+    pub fn begin_use(self: &Arc<Self>) -> InUse {
+        self.users.fetch_add(1, Ordering::AcqRel);
+        InUse(self.clone())
+    }
+
+    /// Waits until no I/O runs through this segment, or `deadline`; whether it drained.
+    pub async fn drained(&self, deadline: Instant) -> bool {
+        loop {
+            let idle = self.idle.notified();
+            tokio::pin!(idle);
+            // Registered before the count is read, so a drop in between still wakes us.
+            idle.as_mut().enable();
+            if self.users.load(Ordering::Acquire) == 0 {
+                return true;
+            }
+            if tokio::time::timeout_at(deadline.into(), idle)
+                .await
+                .is_err()
+            {
+                return self.users.load(Ordering::Acquire) == 0;
+            }
+        }
+    }
+
+    /// Whether a recall (or return) of `iomode` over [offset, offset + length) takes this
+    /// segment: ANY takes every iomode, else only the same one (RFC 8881 §12.5.5, as Linux's
+    /// `pnfs_should_free_range`), and any overlap of the ranges.
+    pub fn recalled_by(&self, iomode: Layoutiomode4, offset: u64, length: u64) -> bool {
+        let end = offset.saturating_add(length);
+        (iomode == Layoutiomode4::Any || iomode == self.iomode)
+            && self.offset < end
+            && offset < self.end()
+    }
+
     pub fn end(&self) -> u64 {
         self.offset.saturating_add(self.length)
     }
@@ -78,6 +137,33 @@ fn numeric_id(s: &[u8], what: &str) -> Result<u32, PnfsError> {
         })
 }
 
+/// One I/O through a segment (module comment). Dereferences to the segment.
+#[derive(Debug)]
+pub struct InUse(Arc<Segment>);
+
+impl InUse {
+    /// Ends the use early (before a return of the segment, which a recall would otherwise
+    /// wait for) and keeps the segment.
+    pub fn release(self) -> Arc<Segment> {
+        self.0.clone()
+    }
+}
+
+impl std::ops::Deref for InUse {
+    type Target = Arc<Segment>;
+    fn deref(&self) -> &Arc<Segment> {
+        &self.0
+    }
+}
+
+impl Drop for InUse {
+    fn drop(&mut self) {
+        if self.0.users.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.0.idle.notify_waiters();
+        }
+    }
+}
+
 /// The segments of one file. Few at a time (one per chunk in use), so a vector scanned from
 /// the newest is enough.
 #[derive(Debug, Default)]
@@ -101,6 +187,20 @@ impl SegmentCache {
         self.segs
             .retain(|s| !(s.iomode == seg.iomode && s.offset < seg.end() && seg.offset < s.end()));
         self.segs.push(seg);
+    }
+
+    /// Takes out every segment a recall of `iomode` over the range takes.
+    pub fn take_recalled(
+        &mut self,
+        iomode: Layoutiomode4,
+        offset: u64,
+        length: u64,
+    ) -> Vec<Arc<Segment>> {
+        let (out, keep) = std::mem::take(&mut self.segs)
+            .into_iter()
+            .partition(|s| s.recalled_by(iomode, offset, length));
+        self.segs = keep;
+        out
     }
 
     /// Drops the segment with this id; returns it if it was still held.
@@ -140,12 +240,12 @@ mod tests {
     }
 
     fn seg(id: u64, offset: u64, length: u64, iomode: Layoutiomode4) -> Arc<Segment> {
-        Arc::new(Segment {
+        Arc::new(Segment::new(
             id,
             offset,
             length,
             iomode,
-            ff: FfLayout4 {
+            FfLayout4 {
                 ffl_stripe_unit: 0,
                 ffl_mirrors: vec![
                     FfMirror4 {
@@ -158,7 +258,7 @@ mod tests {
                 ffl_flags: 0,
                 ffl_stats_collect_hint: 0,
             },
-        })
+        ))
     }
 
     const MIB: u64 = 1 << 20;

@@ -11,12 +11,18 @@
 //! on every mirror that accepted them. Kept data is bounded: past [`COMMIT_EVERY`] bytes the
 //! writer that crosses the mark commits.
 //!
-//! The driver is per client (device cache, DS connections, counters); layouts are per open
-//! file ([`FileLayouts`] in `OpenFile`).
+//! Recalls (CB_LAYOUTRECALL): the segments a recall names stop serving new I/O at once, the
+//! I/O in flight through them finishes, what was written through them is committed and
+//! LAYOUTCOMMITted, and they go back with LAYOUTRETURN (`recall`); the next I/O asks for a
+//! fresh layout, waiting out DELAY and LAYOUTTRYLATER.
+//!
+//! The driver is per client (device cache, DS connections, counters, the open files a recall
+//! may name); layouts are per open file ([`FileLayouts`] in `OpenFile`).
 mod devices;
 mod dsconn;
 mod layouts;
 mod read;
+mod recall;
 mod report;
 mod write;
 
@@ -25,10 +31,11 @@ use crate::compound::{last_attrs, CompoundBuilder};
 use crate::error::{Error, Result};
 use crate::io::OpenFile;
 use devices::Devices;
-use layouts::{DsTarget, Segment, SegmentCache};
+use layouts::{DsTarget, InUse, Segment, SegmentCache};
 use proto::nfs4::*;
 use proto::xdr::Xdr;
-use std::sync::atomic::{AtomicU64, Ordering};
+pub(crate) use recall::layout_recalled;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::Duration;
 
@@ -66,6 +73,8 @@ pub enum PnfsError {
 pub struct PnfsStats {
     pub layoutgets: u64,
     pub layoutreturns: u64,
+    /// CB_LAYOUTRECALLs answered NFS4_OK (a matching layout was held, and is returned).
+    pub layoutrecalls: u64,
     pub layouterrors: u64,
     pub layoutcommits: u64,
     pub getdeviceinfos: u64,
@@ -87,6 +96,7 @@ pub struct PnfsStats {
 struct Counters {
     layoutgets: AtomicU64,
     layoutreturns: AtomicU64,
+    layoutrecalls: AtomicU64,
     layouterrors: AtomicU64,
     layoutcommits: AtomicU64,
     ds_write_bytes: AtomicU64,
@@ -108,6 +118,7 @@ impl Counters {
         PnfsStats {
             layoutgets: g(&self.layoutgets),
             layoutreturns: g(&self.layoutreturns),
+            layoutrecalls: g(&self.layoutrecalls),
             layouterrors: g(&self.layouterrors),
             layoutcommits: g(&self.layoutcommits),
             getdeviceinfos: 0,
@@ -129,6 +140,9 @@ pub(crate) struct Driver {
     next_segment: AtomicU64,
     /// `layout_blksize`: the server's chunk size; LAYOUTGET asks for whole ones.
     blksize: u64,
+    /// The open files that asked for a layout, by handle: what a CB_LAYOUTRECALL can name.
+    /// Weak, so a dropped `OpenFile` leaves (pruned at the next registration).
+    files: Mutex<Vec<(NfsFh4, Weak<FileShared>)>>,
 }
 
 /// Unstable data written to DSs and not yet committed: what is written again if any DS it
@@ -160,18 +174,66 @@ struct FileState {
     /// The server answered LAYOUTUNAVAILABLE for READ layouts (an evicted or data-reduced
     /// file): reads go through the MDS without asking again until then.
     no_read_layout_until: Option<std::time::Instant>,
+    /// Segments a recall took out of `segments`: no new I/O goes through them, and they are
+    /// still held (drained, committed through) until the recall's LAYOUTRETURN.
+    returning: Vec<Arc<Segment>>,
+    /// Recalls answered NFS4_OK and not yet returned. No LAYOUTGET is sent meanwhile (RFC
+    /// 8881 §12.5.5.2.1; Linux waits on `NFS_LAYOUT_RETURN`): a grant would move the layout
+    /// stateid past the one the return presents.
+    recalls: u32,
+    /// The stateid of the latest recall still being returned: a LAYOUTGET reply with its
+    /// `other` and a seqid no newer was granted before the recall, and is recalled with it.
+    barrier: Option<Stateid4>,
+    /// A LAYOUTGET is on the wire: a recall may name a layout whose grant we have not seen.
+    getting: bool,
 }
 
-/// The per-open-file half of the driver, kept in `OpenFile`.
+impl FileState {
+    /// A cached segment for I/O at `offset`, counted as in use (`layouts` module comment).
+    fn lookup(&self, offset: u64, iomode: Layoutiomode4) -> Option<InUse> {
+        self.segments.lookup(offset, iomode).map(|s| s.begin_use())
+    }
+
+    /// Whether a kept write's segment is still ours to COMMIT through: cached, or recalled
+    /// and not yet returned.
+    fn holds(&self, segment: u64) -> bool {
+        self.segments.contains(segment) || self.returning.iter().any(|s| s.id == segment)
+    }
+}
+
+/// `a` is a later seqid than `b` (RFC 8881 §9.1.3.1: compared with wraparound, as Linux's
+/// `pnfs_seqid_is_newer`).
+fn seqid_newer(a: u32, b: u32) -> bool {
+    (a.wrapping_sub(b) as i32) > 0
+}
+
+/// The per-open-file half of the driver, kept in `OpenFile`. Shared with the driver's
+/// recall index, which holds it weakly.
 #[derive(Default)]
-pub struct FileLayouts {
+pub(crate) struct FileLayouts(Arc<FileShared>);
+
+#[derive(Default)]
+pub(crate) struct FileShared {
     driver: OnceLock<Option<Arc<Driver>>>,
     state: Mutex<FileState>,
     /// LAYOUTGET and LAYOUTRETURN of a file go one at a time: layout stateid seqids then
     /// advance in order, and the I/Os that all need a chunk's layout share one LAYOUTGET.
+    /// Never held across a pause: a recall's LAYOUTRETURN must not wait out a LAYOUTGET's
+    /// DELAYs (the snapshot quiesce answers those while it waits for the return).
     layout_lock: tokio::sync::Mutex<()>,
-    /// One COMMIT round at a time per file.
+    /// One COMMIT round at a time per file. Taken before `layout_lock` where both are.
     commit_lock: tokio::sync::Mutex<()>,
+    /// Woken when a recall's return is done: the LAYOUTGETs held back by it go on.
+    returned: tokio::sync::Notify,
+    /// Whether the driver's recall index knows this file.
+    registered: AtomicBool,
+}
+
+impl std::ops::Deref for FileLayouts {
+    type Target = FileShared;
+    fn deref(&self) -> &FileShared {
+        &self.0
+    }
 }
 
 impl std::fmt::Debug for FileLayouts {
@@ -189,7 +251,7 @@ impl std::fmt::Debug for FileLayouts {
     }
 }
 
-impl FileLayouts {
+impl FileShared {
     fn with<T>(&self, f: impl FnOnce(&mut FileState) -> T) -> T {
         match self.state.lock() {
             Ok(mut g) => f(&mut g),
@@ -228,6 +290,19 @@ fn slot(c: &Client) -> DriverSlot {
     s
 }
 
+/// The client's driver if it has one already (none is made: a client that never did pNFS
+/// I/O holds no layout).
+fn existing_driver(c: &Client) -> Option<Arc<Driver>> {
+    let v = match DRIVERS.lock() {
+        Ok(v) => v,
+        Err(p) => p.into_inner(),
+    };
+    let me = Arc::as_ptr(&c.inner);
+    v.iter()
+        .find(|(w, _)| std::ptr::eq(w.as_ptr(), me))
+        .and_then(|(_, s)| s.get().cloned().flatten())
+}
+
 /// The client's driver, when pNFS is configured and the server offers flexfiles layouts
 /// (asked once per client: `fs_layout_types` of the export root).
 async fn client_driver(c: &Client) -> Option<Arc<Driver>> {
@@ -264,6 +339,7 @@ async fn detect(c: &Client) -> Option<Arc<Driver>> {
         stats: Counters::default(),
         next_segment: AtomicU64::new(1),
         blksize,
+        files: Mutex::new(Vec::new()),
     }))
 }
 
@@ -313,9 +389,18 @@ impl Client {
 
 /// What a LAYOUTGET attempt came to.
 enum Grant {
-    Segment(Arc<Segment>),
+    Segment(InUse),
     /// Do this I/O through the MDS.
     ThroughMds,
+}
+
+/// What a LAYOUTGET reply came to.
+enum Adopted {
+    Segment(InUse),
+    /// The reply covers nothing at the offset.
+    Nothing,
+    /// Granted before a recall that crossed the reply: recalled already, not to be used.
+    Recalled,
 }
 
 impl Driver {
@@ -323,7 +408,40 @@ impl Driver {
         self.next_segment.fetch_add(1, Ordering::Relaxed)
     }
 
-    /// A segment covering `offset` for `iomode`: cached, or from a LAYOUTGET.
+    /// Puts `f` in the recall index (once per open file).
+    fn register(&self, fh: &NfsFh4, fl: &Arc<FileShared>) {
+        if fl.registered.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let mut v = match self.files.lock() {
+            Ok(v) => v,
+            Err(p) => p.into_inner(),
+        };
+        v.retain(|(_, w)| w.strong_count() > 0);
+        v.push((fh.clone(), Arc::downgrade(fl)));
+    }
+
+    /// Waits until no recall of `f`'s layouts is being returned (bounded: the return is, and
+    /// a LAYOUTGET after a lost one is at worst answered with a stateid error).
+    async fn wait_returned(&self, fl: &FileShared) {
+        let deadline = tokio::time::Instant::now() + recall::RETURN_BOUND;
+        loop {
+            let returned = fl.returned.notified();
+            tokio::pin!(returned);
+            returned.as_mut().enable();
+            if fl.with(|st| st.recalls == 0) {
+                return;
+            }
+            if tokio::time::timeout_at(deadline, returned).await.is_err() {
+                tracing::warn!("a recalled layout is still not returned; asking for another");
+                return;
+            }
+        }
+    }
+
+    /// A segment covering `offset` for `iomode`: cached, or from a LAYOUTGET. DELAY and
+    /// LAYOUTTRYLATER (a snapshot's quiesce answers them to RW LAYOUTGETs while it lasts) are
+    /// waited out with backoff, the layout lock let go meanwhile.
     async fn segment(
         &self,
         c: &Client,
@@ -332,26 +450,13 @@ impl Driver {
         offset: u64,
         length: u64,
     ) -> Result<Grant> {
-        if let Some(s) = f.pnfs.with(|st| st.segments.lookup(offset, iomode)) {
-            return Ok(Grant::Segment(s));
-        }
+        let fl = &f.pnfs;
         let refused = |st: &FileState| {
             iomode == Layoutiomode4::Read
                 && st
                     .no_read_layout_until
                     .is_some_and(|t| std::time::Instant::now() < t)
         };
-        if f.pnfs.with(|st| refused(st)) {
-            return Ok(Grant::ThroughMds);
-        }
-        let _g = f.pnfs.layout_lock.lock().await;
-        // Someone else may have fetched it (or been refused) while we waited.
-        if let Some(s) = f.pnfs.with(|st| st.segments.lookup(offset, iomode)) {
-            return Ok(Grant::Segment(s));
-        }
-        if f.pnfs.with(|st| refused(st)) {
-            return Ok(Grant::ThroughMds);
-        }
         // Whole chunks: the server grants one anyway, and asking for it says what we mean.
         let start = offset - offset % self.blksize;
         let want_end = offset.saturating_add(length.max(1));
@@ -359,13 +464,38 @@ impl Driver {
             .div_ceil(self.blksize)
             .saturating_mul(self.blksize);
         let mut trylater = 0;
+        let mut delay = crate::client::DelayRetry::default();
         let mut stale_retry = false;
         loop {
-            let layout_sid = f.pnfs.with(|st| st.stateid);
+            if let Some(s) = fl.with(|st| st.lookup(offset, iomode)) {
+                return Ok(Grant::Segment(s));
+            }
+            if fl.with(|st| refused(st)) {
+                return Ok(Grant::ThroughMds);
+            }
+            self.wait_returned(fl).await;
+            let g = fl.layout_lock.lock().await;
+            // Someone else may have fetched it (or been refused) while we waited, or a recall
+            // come in.
+            if let Some(s) = fl.with(|st| st.lookup(offset, iomode)) {
+                return Ok(Grant::Segment(s));
+            }
+            if fl.with(|st| refused(st)) {
+                return Ok(Grant::ThroughMds);
+            }
+            if fl.with(|st| st.recalls > 0) {
+                drop(g);
+                continue;
+            }
+            self.register(&f.fh, &fl.0);
+            let layout_sid = fl.with(|st| {
+                st.getting = true;
+                st.stateid
+            });
             add(&self.stats.layoutgets, 1);
             let r = c
-                .compound(CompoundBuilder::new().putfh(&f.fh).op(NfsArgop4::Layoutget(
-                    LayoutgetArgs {
+                .compound_no_delay_retry(CompoundBuilder::new().putfh(&f.fh).op(
+                    NfsArgop4::Layoutget(LayoutgetArgs {
                         loga_signal_layout_avail: false,
                         loga_layout_type: LAYOUT4_FLEX_FILES,
                         loga_iomode: iomode,
@@ -375,89 +505,122 @@ impl Driver {
                         // The open stateid until the server gave us a layout stateid.
                         loga_stateid: layout_sid.unwrap_or(f.stateid),
                         loga_maxcount: 1 << 16,
-                    },
-                )))
+                    }),
+                ))
                 .await;
-            let ok = match r {
-                Ok(res) => res.into_iter().find_map(|r| match r {
-                    NfsResop4::Layoutget(LayoutgetRes::Ok(ok)) => Some(ok),
-                    _ => None,
-                }),
-                Err(e) => match e.status() {
-                    Some(Nfsstat4::Layoutunavailable) => {
-                        tracing::debug!(offset, "no layout available: I/O through the MDS");
-                        if iomode == Layoutiomode4::Read {
-                            f.pnfs.with(|st| {
-                                st.no_read_layout_until =
-                                    Some(std::time::Instant::now() + NO_LAYOUT_RETRY)
-                            });
+            fl.with(|st| st.getting = false);
+            let e = match r {
+                Ok(res) => {
+                    let ok = res.into_iter().find_map(|r| match r {
+                        NfsResop4::Layoutget(LayoutgetRes::Ok(ok)) => Some(ok),
+                        _ => None,
+                    });
+                    let Some(ok) = ok else {
+                        return Ok(Grant::ThroughMds);
+                    };
+                    match self.adopt(f, ok, iomode, offset) {
+                        Adopted::Segment(s) => return Ok(Grant::Segment(s)),
+                        Adopted::Nothing => return Ok(Grant::ThroughMds),
+                        // Its return comes first (it waits for this lock); then ask again.
+                        Adopted::Recalled if trylater < LAYOUT_TRYLATER_RETRIES => {
+                            trylater += 1;
+                            continue;
                         }
-                        return Ok(Grant::ThroughMds);
+                        Adopted::Recalled => return Ok(Grant::ThroughMds),
                     }
-                    Some(Nfsstat4::Layouttrylater | Nfsstat4::Delay)
-                        if trylater < LAYOUT_TRYLATER_RETRIES =>
-                    {
-                        trylater += 1;
-                        tokio::time::sleep(Duration::from_millis(100 << trylater)).await;
-                        continue;
-                    }
-                    // Our layout stateid went stale (all layouts returned or revoked): start
-                    // over from the open stateid, once.
-                    Some(
-                        Nfsstat4::BadStateid
-                        | Nfsstat4::OldStateid
-                        | Nfsstat4::StaleStateid
-                        | Nfsstat4::Badlayout,
-                    ) if layout_sid.is_some() && !stale_retry => {
-                        stale_retry = true;
-                        f.pnfs.with(|st| {
-                            st.stateid = None;
-                            st.segments.clear();
+                }
+                Err(e) => e,
+            };
+            match e.status() {
+                Some(Nfsstat4::Layoutunavailable) => {
+                    tracing::debug!(offset, "no layout available: I/O through the MDS");
+                    if iomode == Layoutiomode4::Read {
+                        fl.with(|st| {
+                            st.no_read_layout_until =
+                                Some(std::time::Instant::now() + NO_LAYOUT_RETRY)
                         });
-                        continue;
                     }
-                    _ if e.needs_recovery() => return Err(e),
-                    _ => {
-                        tracing::debug!(offset, "LAYOUTGET: {e}; I/O through the MDS");
-                        return Ok(Grant::ThroughMds);
-                    }
-                },
-            };
-            let Some(ok) = ok else {
-                return Ok(Grant::ThroughMds);
-            };
-            return Ok(self.adopt(f, ok, iomode, offset));
+                    return Ok(Grant::ThroughMds);
+                }
+                Some(Nfsstat4::Delay) if delay.more() => {
+                    drop(g);
+                    delay.wait().await;
+                }
+                Some(Nfsstat4::Layouttrylater) if trylater < LAYOUT_TRYLATER_RETRIES => {
+                    drop(g);
+                    trylater += 1;
+                    tokio::time::sleep(Duration::from_millis(100 << trylater)).await;
+                }
+                // Our layout stateid went stale (all layouts returned or revoked): start
+                // over from the open stateid, once.
+                Some(
+                    Nfsstat4::BadStateid
+                    | Nfsstat4::OldStateid
+                    | Nfsstat4::StaleStateid
+                    | Nfsstat4::Badlayout,
+                ) if layout_sid.is_some() && !stale_retry => {
+                    stale_retry = true;
+                    fl.with(|st| {
+                        st.stateid = None;
+                        st.segments.clear();
+                    });
+                }
+                _ if e.needs_recovery() => return Err(e),
+                _ => {
+                    tracing::debug!(offset, "LAYOUTGET: {e}; I/O through the MDS");
+                    return Ok(Grant::ThroughMds);
+                }
+            }
         }
     }
 
-    /// Takes in a LAYOUTGET reply: its stateid, and every flexfiles layout in it.
-    fn adopt(&self, f: &OpenFile, ok: LayoutgetResOk, iomode: Layoutiomode4, offset: u64) -> Grant {
+    /// Takes in a LAYOUTGET reply: its stateid, and every flexfiles layout in it. The caller
+    /// holds the layout lock.
+    fn adopt(
+        &self,
+        f: &OpenFile,
+        ok: LayoutgetResOk,
+        iomode: Layoutiomode4,
+        offset: u64,
+    ) -> Adopted {
         let mut segs = Vec::new();
         for l in ok.logr_layout {
             if l.lo_content.loc_type != LAYOUT4_FLEX_FILES {
                 continue;
             }
             match FfLayout4::from_xdr(l.lo_content.loc_body.as_bytes()) {
-                Ok(ff) => segs.push(Arc::new(Segment {
-                    id: self.new_segment_id(),
-                    offset: l.lo_offset,
-                    length: l.lo_length,
-                    iomode: l.lo_iomode,
+                Ok(ff) => segs.push(Arc::new(Segment::new(
+                    self.new_segment_id(),
+                    l.lo_offset,
+                    l.lo_length,
+                    l.lo_iomode,
                     ff,
-                })),
+                ))),
                 Err(e) => tracing::warn!("undecodable ff_layout4: {e}"),
             }
         }
+        let sid = ok.logr_stateid;
         f.pnfs.with(|st| {
-            st.stateid = Some(ok.logr_stateid);
+            // A recall that crossed this reply may already have moved the seqid further.
+            st.stateid = Some(match st.stateid {
+                Some(o) if o.other == sid.other && seqid_newer(o.seqid, sid.seqid) => o,
+                _ => sid,
+            });
+            let recalled = st
+                .barrier
+                .is_some_and(|b| b.other == sid.other && !seqid_newer(sid.seqid, b.seqid));
+            if recalled {
+                tracing::debug!(offset, "a LAYOUTGET reply crossed a recall of its layout");
+                return Adopted::Recalled;
+            }
             for s in segs {
                 st.segments.insert(s);
             }
-            match st.segments.lookup(offset, iomode) {
-                Some(s) => Grant::Segment(s),
+            match st.lookup(offset, iomode) {
+                Some(s) => Adopted::Segment(s),
                 None => {
                     tracing::debug!(offset, "LAYOUTGET granted nothing for the offset");
-                    Grant::ThroughMds
+                    Adopted::Nothing
                 }
             }
         })
@@ -514,17 +677,18 @@ impl Driver {
             r => r,
         };
         match r {
-            Ok(res) => self.after_return(f, &res),
+            Ok(res) => self.after_return_of(&f.pnfs, &res),
             Err(e) => tracing::debug!("LAYOUTRETURN: {e}"),
         }
     }
 
-    fn after_return(&self, f: &OpenFile, res: &[NfsResop4]) {
+    /// Takes in a LAYOUTRETURN reply: the stateid left, or none when nothing is.
+    fn after_return_of(&self, fl: &FileShared, res: &[NfsResop4]) {
         let sid = res.iter().find_map(|r| match r {
             NfsResop4::Layoutreturn(LayoutreturnRes::Ok(s)) => Some(*s),
             _ => None,
         });
-        f.pnfs.with(|st| match sid {
+        fl.with(|st| match sid {
             Some(LayoutreturnStateid::Present(s)) => st.stateid = Some(s),
             // Nothing left: the next LAYOUTGET starts again from the open stateid.
             Some(LayoutreturnStateid::Absent) => {
@@ -538,7 +702,7 @@ impl Driver {
     /// LAYOUTCOMMIT of what was written to DSs since the last one: how the MDS learns the new
     /// size and mtime. The DS data must be committed before.
     async fn layoutcommit(&self, c: &Client, f: &OpenFile) -> Result<()> {
-        let Some((lo, end)) = f.pnfs.with(|st| st.written) else {
+        let Some((lo, _)) = f.pnfs.with(|st| st.written) else {
             return Ok(());
         };
         let mut sid = f.pnfs.with(|st| st.stateid);
@@ -553,19 +717,25 @@ impl Driver {
                 "no layout to LAYOUTCOMMIT data written to data servers with".into(),
             ));
         };
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap_or_default();
-        let mtime = Nfstime4 {
-            seconds: i64::try_from(now.as_secs()).unwrap_or(i64::MAX),
-            nseconds: now.subsec_nanos(),
+        self.send_layoutcommit(c, &f.fh, &f.pnfs, sid).await
+    }
+
+    /// The LAYOUTCOMMIT itself, with layout stateid `sid`.
+    async fn send_layoutcommit(
+        &self,
+        c: &Client,
+        fh: &NfsFh4,
+        fl: &FileShared,
+        sid: Stateid4,
+    ) -> Result<()> {
+        let Some((lo, end)) = fl.with(|st| st.written) else {
+            return Ok(());
         };
         add(&self.stats.layoutcommits, 1);
-        let op = report::layoutcommit(lo, end - lo, sid, end - 1, mtime);
-        c.compound(CompoundBuilder::new().putfh(&f.fh).op(op))
-            .await?;
+        let op = report::layoutcommit(lo, end - lo, sid, end - 1);
+        c.compound(CompoundBuilder::new().putfh(fh).op(op)).await?;
         // Writes that landed meanwhile widened the range; only what we committed is done.
-        f.pnfs.with(|st| {
+        fl.with(|st| {
             if st.written == Some((lo, end)) {
                 st.written = None;
             }

@@ -29,11 +29,12 @@ impl Driver {
                 Grant::Segment(s) => s,
                 Grant::ThroughMds => break,
             };
+            // The use of the segment ends once the DS answered: a recall waits for it.
             let targets = match seg.targets(offset) {
                 Ok(t) => t,
                 Err(e) => {
                     tracing::warn!("{e}; reading through the MDS");
-                    self.return_segment(c, f, &seg, Vec::new()).await;
+                    self.return_segment(c, f, &seg.release(), Vec::new()).await;
                     break;
                 }
             };
@@ -49,6 +50,7 @@ impl Driver {
                 };
                 match r {
                     Ok(rep) => {
+                        let seg = seg.release();
                         add(&self.stats.ds_read_bytes, rep.data.len() as u64);
                         if !failures.is_empty() {
                             // The read is served; still tell the MDS about the DS that failed.
@@ -73,6 +75,7 @@ impl Driver {
                     }
                 }
             }
+            let seg = seg.release();
             self.fail_segment(c, f, &seg, &failures, OP_READ).await;
         }
         let (data, eof) = c.mds_read(f, offset, count).await?;

@@ -105,21 +105,19 @@ pub fn layoutreturn(
 }
 
 /// LAYOUTCOMMIT after data written to DSs is stable: `last_write` is the highest byte
-/// offset written, from which the MDS learns the size.
-pub fn layoutcommit(
-    offset: u64,
-    length: u64,
-    stateid: Stateid4,
-    last_write: u64,
-    mtime: Nfstime4,
-) -> NfsArgop4 {
+/// offset written, from which the MDS learns the size. No modify time, as Linux sends none
+/// (`encode_layoutcommit`): the MDS stamps its own clock, except after a holder returned a
+/// delegation with delegated timestamps and reported them, whose times it keeps: the recall
+/// that follows such a return makes us commit (`recall`), and a time from our clock then would
+/// overwrite the ones reported for the writes.
+pub fn layoutcommit(offset: u64, length: u64, stateid: Stateid4, last_write: u64) -> NfsArgop4 {
     NfsArgop4::Layoutcommit(LayoutcommitArgs {
         loca_offset: offset,
         loca_length: length,
         loca_reclaim: false,
         loca_stateid: stateid,
         loca_last_write_offset: Newoffset4::Offset(last_write),
-        loca_time_modify: Newtime4::Changed(mtime),
+        loca_time_modify: Newtime4::Unchanged,
         loca_layoutupdate: Layoutupdate4 {
             lou_type: LAYOUT4_FLEX_FILES,
             lou_body: Opaque(Vec::new()),
@@ -219,16 +217,7 @@ mod tests {
             vec![device_error([2; 16], Nfsstat4::Stale, OP_READ)],
         );
         assert_eq!(NfsArgop4::from_xdr(&op.to_xdr()).expect("decode"), op);
-        let op = layoutcommit(
-            0,
-            40 << 20,
-            sid,
-            (40 << 20) - 1,
-            Nfstime4 {
-                seconds: 5,
-                nseconds: 6,
-            },
-        );
+        let op = layoutcommit(0, 40 << 20, sid, (40 << 20) - 1);
         assert_eq!(NfsArgop4::from_xdr(&op.to_xdr()).expect("decode"), op);
     }
 }

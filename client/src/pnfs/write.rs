@@ -2,7 +2,7 @@
 //! failure left uncertain.
 use super::layouts::{DsTarget, Segment};
 use super::report::{self, DsFault};
-use super::{add, Driver, Grant, Kept, COMMIT_EVERY, DS_FAILOVER_WINDOW};
+use super::{add, Driver, FileShared, Grant, Kept, COMMIT_EVERY, DS_FAILOVER_WINDOW};
 use crate::client::Client;
 use crate::error::{Error, Result};
 use crate::io::{OpenFile, WriteResult};
@@ -52,7 +52,7 @@ where
     }
 }
 
-type Failures = Vec<(DsTarget, Nfs3ClientError)>;
+pub(super) type Failures = Vec<(DsTarget, Nfs3ClientError)>;
 
 impl Driver {
     /// One WRITE (possibly short: at most to the end of the layout segment and the DS's wsize).
@@ -107,17 +107,18 @@ impl Driver {
                 Grant::Segment(s) => s,
                 Grant::ThroughMds => return self.mds_write(c, f, offset, data).await,
             };
+            // The use of the segment ends before any return of it: a recall waits for it.
             let targets = match seg.targets(offset) {
                 Ok(t) => t,
                 Err(e) => {
                     tracing::warn!("{e}; writing through the MDS");
-                    self.return_segment(c, f, &seg, Vec::new()).await;
+                    self.return_segment(c, f, &seg.release(), Vec::new()).await;
                     return self.mds_write(c, f, offset, data).await;
                 }
             };
             if targets.iter().any(|t| full.contains(&t.device)) {
                 tracing::warn!(offset, "data server out of space; writing through the MDS");
-                self.return_segment(c, f, &seg, Vec::new()).await;
+                self.return_segment(c, f, &seg.release(), Vec::new()).await;
                 return self.mds_write(c, f, offset, data).await;
             }
             let wsize = targets
@@ -133,6 +134,7 @@ impl Driver {
             {
                 Ok(replies) => return Ok(self.written(f, &seg, offset, payload, replies)),
                 Err(failures) => {
+                    let seg = seg.release();
                     self.fail_segment(c, f, &seg, &failures, OP_WRITE).await;
                     full.extend(
                         failures
@@ -308,44 +310,9 @@ impl Driver {
         if batch.is_empty() {
             return Ok(());
         }
-        let mut by_segment: HashMap<u64, Vec<Kept>> = HashMap::new();
-        for k in batch {
-            by_segment.entry(k.segment.id).or_default().push(k);
-        }
-        let mut redo: Vec<Kept> = Vec::new();
-        for (seg_id, group) in by_segment {
-            let live = f.pnfs.with(|st| st.segments.contains(seg_id));
-            if !live {
-                redo.extend(group);
-                continue;
-            }
-            let mut targets: Vec<DsTarget> = Vec::new();
-            for k in &group {
-                for (t, _) in &k.verfs {
-                    if !targets.contains(t) {
-                        targets.push(t.clone());
-                    }
-                }
-            }
-            match self.commit_targets(c, &targets).await {
-                Ok(verfs) => {
-                    for k in group {
-                        let kept = k
-                            .verfs
-                            .iter()
-                            .all(|(t, v)| verfs.get(t).is_some_and(|cv| cv == v));
-                        if !kept {
-                            tracing::warn!(offset = k.offset, "DS write verifier changed");
-                            redo.push(k);
-                        }
-                    }
-                }
-                Err(failures) => {
-                    let seg = group[0].segment.clone();
-                    self.fail_segment(c, f, &seg, &failures, OP_COMMIT).await;
-                    redo.extend(group);
-                }
-            }
+        let (mut redo, failed) = self.commit_in_place(c, &f.pnfs, batch).await;
+        for (seg, failures) in failed {
+            self.fail_segment(c, f, &seg, &failures, OP_COMMIT).await;
         }
         // In the order they were first written, so overlapping writes end as they did.
         redo.sort_by_key(|k| k.seq);
@@ -374,6 +341,57 @@ impl Driver {
             }
         }
         Ok(())
+    }
+
+    /// COMMIT of `batch` on the DSs it went to, through the segments still held (cached, or
+    /// recalled and not yet returned). Returns what no COMMIT vouched for (a segment gone, a
+    /// verifier changed, a DS failed), to be written again, and the segments whose DSs failed
+    /// with the failures. The caller holds the commit lock.
+    pub(super) async fn commit_in_place(
+        &self,
+        c: &Client,
+        fl: &FileShared,
+        batch: Vec<Kept>,
+    ) -> (Vec<Kept>, Vec<(Arc<Segment>, Failures)>) {
+        let mut by_segment: HashMap<u64, Vec<Kept>> = HashMap::new();
+        for k in batch {
+            by_segment.entry(k.segment.id).or_default().push(k);
+        }
+        let mut redo: Vec<Kept> = Vec::new();
+        let mut failed = Vec::new();
+        for (seg_id, group) in by_segment {
+            if !fl.with(|st| st.holds(seg_id)) {
+                redo.extend(group);
+                continue;
+            }
+            let mut targets: Vec<DsTarget> = Vec::new();
+            for k in &group {
+                for (t, _) in &k.verfs {
+                    if !targets.contains(t) {
+                        targets.push(t.clone());
+                    }
+                }
+            }
+            match self.commit_targets(c, &targets).await {
+                Ok(verfs) => {
+                    for k in group {
+                        let kept = k
+                            .verfs
+                            .iter()
+                            .all(|(t, v)| verfs.get(t).is_some_and(|cv| cv == v));
+                        if !kept {
+                            tracing::warn!(offset = k.offset, "DS write verifier changed");
+                            redo.push(k);
+                        }
+                    }
+                }
+                Err(failures) => {
+                    failed.push((group[0].segment.clone(), failures));
+                    redo.extend(group);
+                }
+            }
+        }
+        (redo, failed)
     }
 
     /// COMMIT of the whole object on each target at once; the verifier of each.
