@@ -304,8 +304,8 @@ enum SnapshotCmd {
     /// shards, in a time that does not grow with the number of files. PATH is a directory
     /// inside the file system (as exports' paths are); it must not hold an entry named
     /// .snapshot. Kept --retain-days, or `[snapshots] retain_days` (default 7), then
-    /// deleted (with an object-store tier it is kept instead: the move to the bucket is not
-    /// built yet).
+    /// deleted (with an object-store tier it is kept instead, its unique bytes moved from
+    /// flash to the bucket).
     #[command(after_help = "Examples:
   cfs admin snapshot create /projects --name weekly --config cfs-cluster/mds.toml
   cfs admin snapshot create / --name before-upgrade --config mds.toml --json")]

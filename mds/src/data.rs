@@ -99,6 +99,26 @@ impl Data {
         }
     }
 
+    /// `[offset, offset + len)` of a mirrored image's object (`ImageForm::Mirrored`) of
+    /// `size` bytes: on `mirrors`, or, with none, in the single server's own store (the gate's
+    /// `SnapKeepLocal`), read as a file of its own.
+    pub(crate) async fn read_image(
+        &self,
+        object: u64,
+        mirrors: &[u64],
+        offset: u64,
+        len: u64,
+        size: u64,
+    ) -> NfsResult<(Vec<u8>, bool)> {
+        match &self.path {
+            DataPath::Cluster(c) => c.read_object(object, mirrors, offset, len, size).await,
+            DataPath::Local(_) if mirrors.is_empty() => {
+                self.read_flash(object, offset, len, size).await
+            }
+            DataPath::Local(_) => Err(NfsError::Io),
+        }
+    }
+
     /// Restore's data step: new file `new` gets the bytes `old` had at `snap` by sharing
     /// them, where their form allows (`snap_data::share`).
     pub(crate) async fn share_snapshot_bytes(

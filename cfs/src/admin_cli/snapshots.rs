@@ -9,8 +9,8 @@ pub fn snapshot_table(v: &Value) -> String {
         return "no snapshots (cfs admin snapshot create PATH --name NAME takes one)\n".into();
     }
     let mut out = format!(
-        "{:>5}  {:<24} {:<10} {:<20} {}\n",
-        "ID", "NAME", "STATE", "TAKEN", "SHOWN AT"
+        "{:>5}  {:<24} {:<10} {:<20} {:<13} {}\n",
+        "ID", "NAME", "STATE", "TAKEN", "BYTES IN", "SHOWN AT"
     );
     for r in rows {
         let name = r["name"].as_str().unwrap_or("?");
@@ -19,11 +19,12 @@ pub fn snapshot_table(v: &Value) -> String {
             None => format!("(directory {} not found)", r["root"]),
         };
         out.push_str(&format!(
-            "{:>5}  {:<24} {:<10} {:<20} {}\n",
+            "{:>5}  {:<24} {:<10} {:<20} {:<13} {}\n",
             r["id"],
             name,
             r["state"].as_str().unwrap_or("?"),
             crate::timefmt::local(r["created"].as_i64().unwrap_or(0)),
+            r["location"].as_str().unwrap_or("?"),
             shown
         ));
     }

@@ -76,6 +76,7 @@ pub(super) async fn list(
                 "created": s.created,
                 "retain_secs": s.retain_secs,
                 "state": s.state,
+                "location": s.location,
             })
         })
         .collect();

@@ -54,4 +54,5 @@ mod tier_evict;
 mod tier_full;
 mod tier_reduce;
 mod tier_repair;
+mod tier_snapshots;
 mod tier_tiered;

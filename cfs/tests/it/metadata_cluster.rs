@@ -1265,8 +1265,8 @@ fn a_sole_writer_through_any_node_gets_a_write_delegation() {
 /// With data servers, a write delegation's holder writes them through its layout and returns
 /// the delegation with the file still open and no LAYOUTCOMMIT sent (as Linux answers a
 /// recall): what it and a client of another node see next is the size written
-/// (`mds/src/state/settle.rs`; this client answers the layout recall that follows with
-/// NOMATCHING_LAYOUT, so the server records the size the data servers hold at once).
+/// (`mds/src/state/settle.rs`; this client answers the layout recall that follows by
+/// committing and returning its layout, with a LAYOUTCOMMIT of the size it wrote).
 #[test]
 fn a_write_delegation_returned_without_layoutcommit_leaves_the_size_written() {
     use common::cluster::Cluster;

@@ -1,7 +1,7 @@
 //! What happens to snapshots without anyone typing: scheduled ones are taken at each period's
 //! boundary and pruned to the newest `keep`, and any snapshot past its retention is deleted
-//! (without an object-store tier; with one, retention is to move it to the bucket, which is
-//! not built yet, so it is kept: losing it would be worse; `docs/plans/snapshots.md` step 12).
+//! without an object-store tier; with one it is kept, and its unique bytes move to the bucket
+//! (`tiering::snap_archive`, `docs/plans/snapshots.md` step 12).
 //!
 //! Every MDS node runs `run`; only the node that leads shard 0 (where the snapshot registry
 //! lives) acts, so a failover moves the work with the registry. Two nodes that both believe
@@ -96,7 +96,7 @@ pub struct Plan {
     /// (schedule index, name).
     pub take: Vec<(usize, String)>,
     pub delete: Vec<String>,
-    /// Past retention but kept, because retention would move them to the bucket.
+    /// Past retention and kept: with a tier, retention moves their unique bytes to the bucket.
     pub kept_for_tier: Vec<String>,
 }
 
@@ -186,9 +186,9 @@ pub async fn run(admin: Admin, policy: SnapshotPolicy) {
         }
         if !p.kept_for_tier.is_empty() && !told_tier {
             told_tier = true;
-            tracing::warn!(
-                "snapshots past their retention are kept: moving them to the object store \
-                 is not built yet (first: {})",
+            tracing::info!(
+                "snapshots past their retention are kept, their unique bytes in the object \
+                 store (first: {})",
                 p.kept_for_tier[0]
             );
         }
@@ -208,6 +208,7 @@ mod tests {
             created,
             retain_secs,
             state: "ready",
+            location: "flash",
         }
     }
 

@@ -14,7 +14,7 @@ use super::Admin;
 
 /// How long a snapshot is kept when neither its create nor `[snapshots] retain_days` names a
 /// retention: the design's default (seed decision D9). Past it, `snapshot_policy` deletes it
-/// (without a tier; the move to the object store is not built yet).
+/// (without a tier; with one, its unique bytes move to the object store: `tiering::snap_archive`).
 pub const DEFAULT_RETAIN_SECS: u64 = 7 * 24 * 3600;
 
 /// The name under which a snapshot root shows its snapshots; a real entry of that name would
@@ -70,6 +70,10 @@ pub struct SnapshotInfo {
     pub retain_secs: u64,
     /// `pending`, `decided`, `ready`, `aborted` or `deleting`.
     pub state: &'static str,
+    /// Where its unique bytes (data images) live: `flash`, or, past its retention on a
+    /// server with a tier, `object store` (moved there by `tiering::snap_archive` within
+    /// its pass, seconds).
+    pub location: &'static str,
 }
 
 fn check_name(name: &str) -> Result<(), SnapshotError> {
@@ -171,6 +175,18 @@ impl Admin {
             .collect();
         let roots: HashSet<u64> = records.iter().map(|(_, r)| r.root).collect();
         let paths = self.paths(&roots);
+        let now = meta_core::Time::now().secs;
+        let tier = self.mds.tier.is_some();
+        let location = |r: &SnapRecord| {
+            let end = r
+                .created
+                .secs
+                .saturating_add(i64::try_from(r.retain_secs).unwrap_or(i64::MAX));
+            match tier && matches!(r.state, SnapState::Ready { .. }) && end < now {
+                true => "object store",
+                false => "flash",
+            }
+        };
         Ok(records
             .into_iter()
             .map(|(id, r)| SnapshotInfo {
@@ -181,6 +197,7 @@ impl Admin {
                 created: r.created.secs,
                 retain_secs: r.retain_secs,
                 state: state_name(&r.state),
+                location: location(&r),
             })
             .collect())
     }

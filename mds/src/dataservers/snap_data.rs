@@ -133,7 +133,7 @@ impl Store<'_> {
     }
 
     /// Deletes image object `object` from `mirrors` (none: the own store).
-    async fn remove(&self, object: u64, mirrors: &[u64]) -> NfsResult<()> {
+    pub(crate) async fn remove(&self, object: u64, mirrors: &[u64]) -> NfsResult<()> {
         match self {
             Store::Local(s) => {
                 for (_, r) in s.remove_many(vec![object]).await? {
@@ -390,7 +390,7 @@ impl Cluster {
 }
 
 /// The shards this node leads.
-fn led_shards(ns: &Namespace) -> Vec<ShardId> {
+pub(crate) fn led_shards(ns: &Namespace) -> Vec<ShardId> {
     let me = ns.node_id();
     ns.leaders()
         .into_iter()
@@ -423,11 +423,14 @@ async fn reclaim_one(
     snap: SnapId,
     form: &ImageForm,
 ) -> NfsResult<()> {
-    if let ImageForm::Mirrored {
-        object, mirrors, ..
-    } = form
-    {
-        store.remove(*object, mirrors).await?;
+    match form {
+        ImageForm::Mirrored {
+            object, mirrors, ..
+        } => store.remove(*object, mirrors).await?,
+        ImageForm::Empty => {}
+        // Its objects are in the bucket: the tier's pass deletes them and the record
+        // (`tiering::snap_archive`).
+        ImageForm::InBucket { .. } => return Ok(()),
     }
     meta::failpoint::hit("snap-image-removed");
     ns.execute(Command::SnapImageGone { ino, snap }).await?;
@@ -502,6 +505,8 @@ pub(crate) async fn share(
                 }
                 return Ok(Shared::Linked);
             }
+            // In the object store (snap-to-object): read back from there.
+            Some(ImageForm::InBucket { .. }) => return Ok(Shared::Copy),
             None if gated || !imageable(ns, old)? => return Ok(Shared::Copy),
             None => {
                 before_change(ns, store, old).await?;

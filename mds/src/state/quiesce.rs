@@ -184,8 +184,7 @@ pub async fn hold(nfs: &Arc<NfsState>, by: By, ttl: Duration) -> Result<(), Quie
 /// Recalls every RW layout this node granted and fences the files whose layouts are not
 /// back within `RETURN_WAIT`. A layout counts as back once its LAYOUTRETURN removed it here:
 /// a holder that answers the recall NFS4ERR_NOMATCHING_LAYOUT while it still writes through
-/// a cached copy (as this repository's own client does) is fenced like one that does not
-/// answer.
+/// a cached copy, or keeps the layout past the wait, is fenced like one that does not answer.
 async fn still_layouts(nfs: &Arc<NfsState>) {
     let rw = nfs.state.rw_layout_files();
     if rw.is_empty() {

@@ -18,6 +18,8 @@
 //!   acknowledged once the file is in the bucket (back-pressure on writers faster than the
 //!   bucket); a write that does not fit waits for eviction, or is refused (NOSPC) when the
 //!   store is down.
+//! - `snap_archive.rs`: snap-to-object. Snapshots past their retention keep their unique
+//!   bytes (data images) in the bucket, not on flash.
 //! - `ship.rs`: the metadata shipper. Each shard's state goes to the bucket as it changes
 //!   (`crate::meta_store`), so `cfs repair --from-s3` can rebuild a lost site.
 //!
@@ -43,6 +45,7 @@ mod clean;
 mod evict;
 mod restore;
 mod ship;
+mod snap_archive;
 pub(crate) mod through;
 mod upload;
 
@@ -59,6 +62,9 @@ pub fn start(mds: &Arc<Mds>, tier: Arc<Tier>) -> Vec<tokio::task::JoinHandle<()>
         evictor(mds, &tier),
         every(mds, &tier, PASS_EVERY, |m, t| {
             Box::pin(async move { restore::pass(&m, &t).await })
+        }),
+        every(mds, &tier, PASS_EVERY, |m, t| {
+            Box::pin(async move { snap_archive::pass(&m, &t).await })
         }),
         ship::start(mds, &tier),
     ]

@@ -271,30 +271,45 @@ async fn send_pieces(
         }
         let len = (size - offset).min(object);
         let bytes = read_piece(mds, ino, offset, len, size).await?;
-        let id = Tier::id(ino, piece, gen);
-        let seal = tier.seal()?;
-        let body = tier::object::encode(&id, offset, len, &bytes, seal);
-        drop(bytes);
-        let (header, _) = tier::object::decode_header(&body, seal)
-            .map_err(|e| UploadError::Store(TierError::Format(e)))?;
-        let started = Instant::now();
-        let put = tier.store().put(&tier.key(ino, piece, gen), body).await;
-        metrics::tier::PUT.observe(started.elapsed());
-        if let Err(e) = put {
-            metrics::tier::request_failed();
-            return Err(e.into());
-        }
-        metrics::tier::request_ok();
-        metrics::tier::UPLOADED_OBJECTS.inc();
-        metrics::tier::UPLOADED_BYTES.add(len);
-        sums.push(TierPiece {
-            len,
-            sum: header.payload_blake3,
-        });
+        sums.push(put_piece(tier, ino, piece, gen, offset, bytes).await?);
         offset += len;
         piece += 1;
     }
     Ok(sums)
+}
+
+/// Sends `bytes`, the range of the file (or image object) `ino` from `offset`, as piece
+/// `piece` of generation `gen`: one self-describing object (`tier::object`), sealed when
+/// encryption is on. Returns the record of it.
+pub(super) async fn put_piece(
+    tier: &Tier,
+    ino: u64,
+    piece: u64,
+    gen: u64,
+    offset: u64,
+    bytes: Vec<u8>,
+) -> Result<TierPiece, UploadError> {
+    let len = bytes.len() as u64;
+    let id = Tier::id(ino, piece, gen);
+    let seal = tier.seal()?;
+    let body = tier::object::encode(&id, offset, len, &bytes, seal);
+    drop(bytes);
+    let (header, _) = tier::object::decode_header(&body, seal)
+        .map_err(|e| UploadError::Store(TierError::Format(e)))?;
+    let started = Instant::now();
+    let put = tier.store().put(&tier.key(ino, piece, gen), body).await;
+    metrics::tier::PUT.observe(started.elapsed());
+    if let Err(e) = put {
+        metrics::tier::request_failed();
+        return Err(e.into());
+    }
+    metrics::tier::request_ok();
+    metrics::tier::UPLOADED_OBJECTS.inc();
+    metrics::tier::UPLOADED_BYTES.add(len);
+    Ok(TierPiece {
+        len,
+        sum: header.payload_blake3,
+    })
 }
 
 /// File bytes `[offset, offset + len)`, which must all be there (a shorter file has changed).

@@ -507,6 +507,17 @@ pub enum Command {
     /// `local` as for `SnapKeepLocal`. `Invalid` for a file that is not an orphan, and (until
     /// the plan's step 7) for an erasure-coded, reduced or evicted one. The server's own.
     SnapAdopt { ino: u64, time: Time, local: bool },
+    /// `ino`'s settled mirrored image at `snap` is in the object store now as `copy`
+    /// (snap-to-object): it becomes `InBucket`, its flash copies still listed until
+    /// `SnapImageFlashFreed`. `Invalid` for a `linking` image or one of another form; in the
+    /// bucket already: nothing changes (the first copy recorded counts).
+    SnapImageArchived {
+        ino: u64,
+        snap: SnapId,
+        copy: crate::tiering::TierCopy,
+    },
+    /// The flash copies of `ino`'s image at `snap`, in the bucket, were deleted.
+    SnapImageFlashFreed { ino: u64, snap: SnapId },
 }
 
 impl Command {
@@ -585,6 +596,8 @@ impl Command {
             | Command::ReducePart { ino, .. }
             | Command::SnapKeepLocal { ino, .. }
             | Command::SnapImageGone { ino, .. }
+            | Command::SnapImageArchived { ino, .. }
+            | Command::SnapImageFlashFreed { ino, .. }
             | Command::SnapAdopt { ino, .. } => vec![I(*ino)],
             // An orphan directory must be empty to go, and its cookie counter goes with it.
             Command::Forget { ino } => vec![I(*ino), Entries(*ino)],

@@ -49,7 +49,7 @@ pub use reduce_scan::PartCopy;
 mod rmtree;
 mod snap_delete;
 mod snap_images;
-pub use snap_images::GateLook;
+pub use snap_images::{BucketImage, GateLook};
 mod snap_read;
 mod snaps;
 mod tags;

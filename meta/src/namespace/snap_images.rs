@@ -5,7 +5,10 @@
 //! snapshot's read lock, so it agrees with every other read of that snapshot.
 //! The gate itself and the passes are the MDS's (`mds::dataservers::snap_data`).
 
-use meta_core::snap::{needs_image, unserved_images, ImageForm, Images, SnapId};
+use meta_core::snap::{
+    image_serves, images_to_archive, needs_image, served_cuts, unserved_images, ImageForm, Images,
+    SnapId, ToArchive,
+};
 
 use super::{FsError, Namespace, ShardId, Snapshot};
 
@@ -22,7 +25,63 @@ pub struct GateLook {
     pub lagging: bool,
 }
 
+/// An image in the object store (`ImageForm::InBucket`), as the snap-to-object pass reads it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BucketImage {
+    pub ino: u64,
+    pub snap: SnapId,
+    pub object: u64,
+    pub copy: meta_core::TierCopy,
+    /// Flash copies not deleted yet.
+    pub flash: Option<Vec<u64>>,
+    /// Some live cut still reads it (`snap::image_serves`).
+    pub serves: bool,
+}
+
 impl Snapshot<'_> {
+    /// Up to `max` of `shard`'s images in the object store, in order.
+    pub fn images_in_bucket(
+        &self,
+        shard: ShardId,
+        max: usize,
+    ) -> Result<Vec<BucketImage>, FsError> {
+        self.with(shard, |st| {
+            let mut out = Vec::new();
+            for (ino, v) in &st.images {
+                for (snap, img) in v {
+                    if out.len() >= max {
+                        return out;
+                    }
+                    if let ImageForm::InBucket {
+                        object,
+                        copy,
+                        flash,
+                    } = &img.form
+                    {
+                        out.push(BucketImage {
+                            ino: *ino,
+                            snap: *snap,
+                            object: *object,
+                            copy: copy.clone(),
+                            flash: flash.clone(),
+                            serves: image_serves(&st.snaps, v, *ino, *snap),
+                        });
+                    }
+                }
+            }
+            out
+        })
+    }
+
+    /// The live cuts `ino`'s image at `snap` serves (`snap::served_cuts`).
+    pub fn served_cuts(&self, ino: u64, snap: SnapId) -> Result<Vec<SnapId>, FsError> {
+        self.with(ShardId::of_ino(ino), |st| {
+            let none = Images::new();
+            let images = st.images.get(&ino).unwrap_or(&none);
+            served_cuts(&st.snaps, images, ino, snap)
+        })
+    }
+
     /// Up to `max` of `shard`'s images no live cut reads any more and not `linking`
     /// (`snap::unserved_images`): what the reclaim pass deletes, `(ino, snap, form)`.
     pub fn unserved_images(
@@ -31,6 +90,20 @@ impl Snapshot<'_> {
         max: usize,
     ) -> Result<Vec<(u64, SnapId, ImageForm)>, FsError> {
         self.with(shard, |st| unserved_images(&st.images, &st.snaps, max))
+    }
+
+    /// Up to `max` of `shard`'s settled mirrored images that serve only cuts `old` says yes
+    /// to (`snap::images_to_archive`): what snap-to-object moves to the bucket,
+    /// `(ino, snap, object, mirrors)`.
+    pub fn images_to_archive(
+        &self,
+        shard: ShardId,
+        max: usize,
+        old: impl Fn(SnapId) -> bool,
+    ) -> Result<Vec<ToArchive>, FsError> {
+        self.with(shard, |st| {
+            images_to_archive(&st.images, &st.snaps, max, old)
+        })
     }
 
     /// File `ino`'s data images, by the cut each was made at (empty: none).

@@ -818,12 +818,23 @@ pub async fn read_at(
         }
         Some(ImageForm::Mirrored {
             object, mirrors, ..
-        }) => match mds.cluster() {
-            Some(c) => c.read_object(*object, mirrors, offset, len, i.size).await,
-            // A server without data servers keeps the linked object in its own chunk store,
-            // an image with no mirrors (the gate's `SnapKeepLocal`): read as a file of its own.
-            None if mirrors.is_empty() => mds.data.read_data(*object, offset, len, i.size).await,
-            None => Err(NfsError::Io),
+        }) => {
+            mds.data
+                .read_image(*object, mirrors, offset, len, i.size)
+                .await
+        }
+        // Moved to the object store past its retention (`tiering::snap_archive`): read from
+        // there, checked against the sums its record holds, as an evicted file is.
+        Some(ImageForm::InBucket { object, copy, .. }) => match &mds.tier {
+            Some(t) => crate::evicted::read(t, *object, copy, offset, len, i.size).await,
+            None => {
+                tracing::warn!(
+                    ino = i.ino,
+                    object,
+                    "a snapshot image is in the object store, and this server has no [tier]"
+                );
+                Err(NfsError::Io)
+            }
         },
         // The plan's other forms (erasure-coded, reduced, evicted; step 7) do not exist yet.
         // When they are added to `ImageForm` this match stops compiling until each is read

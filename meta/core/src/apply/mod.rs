@@ -235,6 +235,8 @@ fn apply_as<S: StateStore + ?Sized>(
         | Command::SnapKeepLocal { .. }
         | Command::SnapImageGone { .. }
         | Command::SnapAdopt { .. }
+        | Command::SnapImageArchived { .. }
+        | Command::SnapImageFlashFreed { .. }
             if cred.is_some() =>
         {
             Err(FsError::Invalid)
@@ -263,6 +265,10 @@ fn apply_as<S: StateStore + ?Sized>(
         Command::SnapKeepLocal { ino, time } => snap_image::keep(s, *ino, *time, true),
         Command::SnapImageGone { ino, snap } => snap_image::gone(s, *ino, *snap),
         Command::SnapAdopt { ino, time, local } => snap_image::adopt(s, *ino, *time, *local),
+        Command::SnapImageArchived { ino, snap, copy } => {
+            snap_image::archived(s, *ino, *snap, copy)
+        }
+        Command::SnapImageFlashFreed { ino, snap } => snap_image::flash_freed(s, *ino, *snap),
         Command::SnapKept { ino, snap } => snap_image::kept(s, *ino, *snap),
         Command::SnapImageMirrors {
             ino,

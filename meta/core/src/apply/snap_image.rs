@@ -146,7 +146,7 @@ pub(super) fn kept<S: StateStore + ?Sized>(
     match &mut img.form {
         ImageForm::Mirrored { linking, .. } if *linking => *linking = false,
         ImageForm::Mirrored { .. } => return Ok(Outcome::default()),
-        ImageForm::Empty => return Err(FsError::Invalid),
+        ImageForm::Empty | ImageForm::InBucket { .. } => return Err(FsError::Invalid),
     }
     s.put_images(ino, &images)?;
     Ok(Outcome::default())
@@ -196,6 +196,53 @@ pub(super) fn gone<S: StateStore + ?Sized>(
         return Err(FsError::Invalid);
     }
     images.remove(&snap);
+    s.put_images(ino, &images)?;
+    Ok(Outcome::default())
+}
+
+/// `SnapImageArchived`: `ino`'s settled mirrored image at `snap` is in the bucket as `copy`.
+/// `NotFound` without that image; `Invalid` for one `linking` or of another form; one in the
+/// bucket already is left as it is (a copy recorded twice: the first counts).
+pub(super) fn archived<S: StateStore + ?Sized>(
+    s: &mut S,
+    ino: u64,
+    snap: SnapId,
+    copy: &crate::tiering::TierCopy,
+) -> Result<Outcome, FsError> {
+    let mut images = s.images(ino)?;
+    let img = images.get_mut(&snap).ok_or(FsError::NotFound)?;
+    img.form = match &img.form {
+        ImageForm::Mirrored {
+            object,
+            mirrors,
+            linking: false,
+        } => ImageForm::InBucket {
+            object: *object,
+            copy: copy.clone(),
+            flash: Some(mirrors.clone()),
+        },
+        ImageForm::InBucket { .. } => return Ok(Outcome::default()),
+        _ => return Err(FsError::Invalid),
+    };
+    s.put_images(ino, &images)?;
+    Ok(Outcome::default())
+}
+
+/// `SnapImageFlashFreed`: the flash copies of `ino`'s image at `snap`, in the bucket, are
+/// deleted. `Invalid` for an image not in the bucket; `NotFound` without it.
+pub(super) fn flash_freed<S: StateStore + ?Sized>(
+    s: &mut S,
+    ino: u64,
+    snap: SnapId,
+) -> Result<Outcome, FsError> {
+    let mut images = s.images(ino)?;
+    let img = images.get_mut(&snap).ok_or(FsError::NotFound)?;
+    let ImageForm::InBucket { flash, .. } = &mut img.form else {
+        return Err(FsError::Invalid);
+    };
+    if flash.take().is_none() {
+        return Ok(Outcome::default());
+    }
     s.put_images(ino, &images)?;
     Ok(Outcome::default())
 }

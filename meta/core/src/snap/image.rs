@@ -55,6 +55,16 @@ pub enum ImageForm {
         mirrors: Vec<u64>,
         linking: bool,
     },
+    /// A mirrored image moved to the object store past its snapshots' retention
+    /// (snap-to-object): pieces `copy` under the bucket keys of `object` (as a file's pieces
+    /// are under its inode number; an image object is never an inode, so the keys are its
+    /// own). `flash`: the copies it had (`Mirrored`'s `mirrors`, empty for the single
+    /// server's own store) until they are deleted, then `None`.
+    InBucket {
+        object: u64,
+        copy: crate::tiering::TierCopy,
+        flash: Option<Vec<u64>>,
+    },
 }
 
 impl DataImage {
@@ -115,9 +125,56 @@ pub fn needs_image<S: StateStore + ?Sized>(
 /// Whether one of `ino`'s images is its own object (`Command::SnapAdopt`): the removed file's
 /// bytes are a snapshot's now, and no reaper may delete them.
 pub fn adopted(images: &Images, ino: u64) -> bool {
-    images
-        .values()
-        .any(|i| matches!(i.form, ImageForm::Mirrored { object, .. } if object == ino))
+    images.values().any(|i| {
+        matches!(i.form, ImageForm::Mirrored { object, .. } | ImageForm::InBucket { object, .. }
+            if object == ino)
+    })
+}
+
+/// The live cuts `ino`'s image at `at` serves (`image_serves`, listed).
+pub fn served_cuts(snaps: &ShardSnaps, images: &Images, ino: u64, at: SnapId) -> Vec<SnapId> {
+    let below = images.range(..at).next_back().map_or(0, |(k, _)| *k);
+    snaps
+        .cuts
+        .range(below.saturating_add(1)..=at)
+        .filter(|(_, c)| !c.retired && c.born_before(ino))
+        .map(|(s, _)| *s)
+        .collect()
+}
+
+/// A mirrored image to move to the bucket: `(ino, snap, object, mirrors)`.
+pub type ToArchive = (u64, SnapId, u64, Vec<u64>);
+
+/// Up to `max` of a shard's mirrored images, settled (not `linking`), that serve some live cut
+/// and only cuts `old` says yes to (past their retention): what snap-to-object moves to the
+/// bucket. `(ino, snap, object, mirrors)` in order.
+pub fn images_to_archive(
+    images: &BTreeMap<u64, Images>,
+    snaps: &ShardSnaps,
+    max: usize,
+    old: impl Fn(SnapId) -> bool,
+) -> Vec<ToArchive> {
+    let mut out = Vec::new();
+    for (ino, v) in images {
+        for (snap, img) in v {
+            if out.len() >= max {
+                return out;
+            }
+            let ImageForm::Mirrored {
+                object,
+                mirrors,
+                linking: false,
+            } = &img.form
+            else {
+                continue;
+            };
+            let served = served_cuts(snaps, v, *ino, *snap);
+            if !served.is_empty() && served.iter().all(|s| old(*s)) {
+                out.push((*ino, *snap, *object, mirrors.clone()));
+            }
+        }
+    }
+    out
 }
 
 /// Whether `ino`'s image at `at` is still read by some live cut: one in (m, `at`], m the key

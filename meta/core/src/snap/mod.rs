@@ -30,7 +30,8 @@ use crate::shard::ShardId;
 
 pub(crate) use forward::forward_snap_state;
 pub use image::{
-    adopted, image_serves, needs_image, unserved_images, DataImage, ImageForm, Images,
+    adopted, image_serves, images_to_archive, needs_image, served_cuts, unserved_images, DataImage,
+    ImageForm, Images, ToArchive,
 };
 pub use preserving::Preserving;
 pub use registry::{Registry, SnapRecord, SnapState, FREEZE_MAX};

@@ -618,6 +618,26 @@ fn commands() -> Vec<(&'static str, Command)> {
                 local: true,
             },
         ),
+        (
+            "SnapImageArchived",
+            Command::SnapImageArchived {
+                ino: 5,
+                snap: 300,
+                copy: crate::tiering::TierCopy {
+                    gen: u64::MAX,
+                    change: 0,
+                    pieces: vec![crate::tiering::TierPiece {
+                        len: 1 << 20,
+                        sum: [0x5e; 32],
+                    }],
+                    at: T,
+                },
+            },
+        ),
+        (
+            "SnapImageFlashFreed",
+            Command::SnapImageFlashFreed { ino: 5, snap: 300 },
+        ),
     ]
 }
 
@@ -1035,6 +1055,8 @@ const GOLDEN: &[(&str, &str)] = &[
     ("SnapKeepLocal", "4905f6c59fd50cd5f01b"),
     ("SnapImageGone", "4a05ac02"),
     ("SnapAdopt", "4b05f6c59fd50cd5f01b01"),
+    ("SnapImageArchived", "4c05ac02ffffffffffffffffff0100018080405e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5e5ef6c59fd50cd5f01b"),
+    ("SnapImageFlashFreed", "4d05ac02"),
     ("FsError::NotFound", "00"),
     ("FsError::Exists", "01"),
     ("FsError::NotDir", "02"),

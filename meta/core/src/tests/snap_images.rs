@@ -170,7 +170,9 @@ fn an_image_is_made_once_per_cut_and_only_for_a_file_a_live_cut_saw() {
         .values()
         .flat_map(|v| v.values())
         .filter_map(|i| match &i.form {
-            ImageForm::Mirrored { object, .. } => Some(*object),
+            ImageForm::Mirrored { object, .. } | ImageForm::InBucket { object, .. } => {
+                Some(*object)
+            }
             ImageForm::Empty => None,
         })
         .collect();
@@ -734,4 +736,83 @@ proptest! {
             }
         }
     }
+}
+
+/// Snap-to-object's records: a settled mirrored image serving only old cuts is listed to move;
+/// `SnapImageArchived` makes it `InBucket` with its flash copies still named until
+/// `SnapImageFlashFreed`; it is reclaimed like any image once no live cut reads it.
+#[test]
+fn an_image_moves_to_the_bucket_once_its_cuts_are_old_and_is_reclaimed_with_them() {
+    use crate::snap::images_to_archive;
+    use crate::tiering::{TierCopy, TierPiece};
+    let mut s = init();
+    let a = file(&mut s, "a", true);
+    snapshot(&mut s, 1);
+    ok(&mut s, &keep(a));
+    let copy = TierCopy {
+        gen: u64::MAX,
+        change: 0,
+        pieces: vec![TierPiece {
+            len: 4096,
+            sum: [7; 32],
+        }],
+        at: t(70),
+    };
+    let archived = |snap| Command::SnapImageArchived {
+        ino: a,
+        snap,
+        copy: copy.clone(),
+    };
+    let freed = |snap| Command::SnapImageFlashFreed { ino: a, snap };
+    let list = |s: &MemState, old: &dyn Fn(SnapId) -> bool| {
+        images_to_archive(&s.images, &s.snaps, 16, old)
+    };
+    assert_eq!(list(&s, &|_| true), Vec::new(), "linking: not settled");
+    assert_eq!(on(&mut s, &archived(1)), Err(FsError::Invalid));
+    ok(&mut s, &kept(a, 1));
+    assert_eq!(list(&s, &|_| false), Vec::new(), "its cut is young");
+    let ImageForm::Mirrored {
+        object, mirrors, ..
+    } = s.images[&a][&1].form.clone()
+    else {
+        panic!("{:?}", s.images[&a])
+    };
+    assert_eq!(list(&s, &|c| c == 1), vec![(a, 1, object, mirrors.clone())]);
+    assert_eq!(
+        on(&mut s, &freed(1)),
+        Err(FsError::Invalid),
+        "not in the bucket"
+    );
+    assert_eq!(on(&mut s, &archived(2)), Err(FsError::NotFound));
+    ok(&mut s, &archived(1));
+    let in_bucket = ImageForm::InBucket {
+        object,
+        copy: copy.clone(),
+        flash: Some(mirrors),
+    };
+    assert_eq!(s.images[&a][&1].form, in_bucket);
+    ok(&mut s, &archived(1));
+    assert_eq!(
+        s.images[&a][&1].form, in_bucket,
+        "recorded twice: the first counts"
+    );
+    assert_eq!(list(&s, &|_| true), Vec::new(), "moved already");
+    ok(&mut s, &freed(1));
+    ok(&mut s, &freed(1));
+    assert_eq!(
+        s.images[&a][&1].form,
+        ImageForm::InBucket {
+            object,
+            copy,
+            flash: None
+        }
+    );
+    // Read by cut 1: not to be forgotten; retired, it goes like any image.
+    assert_eq!(
+        on(&mut s, &Command::SnapImageGone { ino: a, snap: 1 }),
+        Err(FsError::Invalid)
+    );
+    retire(&mut s, 1);
+    ok(&mut s, &Command::SnapImageGone { ino: a, snap: 1 });
+    assert!(snaps_of(&s, a).is_empty());
 }

@@ -1,0 +1,158 @@
+//! Snap-to-object (issue 48, plan step 12) against a real S3 server (moto) and a real
+//! `cfs server` with a tier: a snapshot past its retention has its unique bytes (the image of
+//! a file overwritten after the cut, and a removed file's own bytes) moved to the bucket and
+//! deleted from flash; it still reads through `.snapshot` (from the bucket) and restores from
+//! there byte-exact; deleted, its objects leave the bucket.
+use std::path::Path;
+use std::time::Duration;
+
+use client::{Client, ClientConfig};
+
+use crate::common::ec::wait_for;
+use crate::common::{cfs, Server};
+use crate::http_client;
+use crate::tier_cache::{admin_toml, bucket, data, from_bucket, put, rt, s3};
+use crate::tier_evict::read_back;
+
+/// The generation snap-to-object sends an image object's pieces under (`u64::MAX`: out of
+/// the reach of files' generations).
+const IMAGE_GEN: u64 = u64::MAX;
+
+/// Where the single node's chunk store keeps object `id`.
+fn on_flash(data: &Path, id: u64) -> bool {
+    data.join("chunks/objects")
+        .join(format!("{:02x}", id & 0xff))
+        .join(format!("{id:016x}"))
+        .exists()
+}
+
+#[test]
+fn a_snapshot_past_its_retention_moves_its_bytes_to_the_bucket_and_restores_from_there() {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = rt();
+    let (_moto, proxy, store) = s3(&rt);
+    let config = admin_toml(dir.path(), &proxy.endpoint());
+    let srv = Server::start(dir.path(), Some(&config));
+    let cfg = srv.config.clone().expect("config");
+    let cfg_s = cfg.to_string_lossy().into_owned();
+    let data_dir = dir.path().join("data");
+
+    rt.block_on(async {
+        let c = Client::connect(ClientConfig::new(srv.addr))
+            .await
+            .expect("connect");
+        let root = c.lookup_path("/").await.expect("root");
+        c.mkdir(&root, "d", 0o755).await.expect("mkdir /d");
+        let _ = c.shutdown().await;
+    });
+    let old_a = data(3_000_000, 71);
+    let old_b = data(1_500_000, 72);
+    let a = put(&rt, srv.addr, "/d/a", &old_a);
+    let b = put(&rt, srv.addr, "/d/b", &old_b);
+
+    // A snapshot kept 2 s (the API takes seconds; the CLI days).
+    let o = cfs(dir.path(), &["admin", "token", "--config", &cfg_s]);
+    assert!(o.ok(), "{}", o.stderr);
+    let token = o.text().trim().to_string();
+    // `admin_toml`'s listener: `listen = "127.0.0.1:PORT"` under `[admin]`.
+    let admin: std::net::SocketAddr = config
+        .split("[admin]")
+        .nth(1)
+        .and_then(|a| a.split('"').nth(1))
+        .expect("the admin listener in the config")
+        .parse()
+        .expect("admin address");
+    let body = r#"{"path": "/d", "name": "s", "retain_secs": 2}"#;
+    let r = rt
+        .block_on(http_client::request(
+            admin,
+            "POST",
+            "/api/v1/snapshots",
+            Some(&token),
+            Some(body),
+            Duration::from_secs(20),
+        ))
+        .expect("create");
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+
+    // After the cut: /d/a overwritten (its old bytes become an image object), /d/b removed
+    // (its own object becomes the snapshot's).
+    let new_a = data(2_000_000, 73);
+    put(&rt, srv.addr, "/d/a", &new_a);
+    rt.block_on(async {
+        let c = Client::connect(ClientConfig::new(srv.addr))
+            .await
+            .expect("connect");
+        let d = c.lookup_path("/d").await.expect("/d");
+        c.remove(&d, "b").await.expect("remove /d/b");
+        let _ = c.shutdown().await;
+    });
+
+    // Past its retention the unique bytes go to the bucket and leave flash.
+    let mut image_a = None;
+    let took = wait_for(
+        90,
+        "the snapshot's unique bytes in the bucket, off flash",
+        || {
+            let objects = bucket(&rt, &store);
+            let images: Vec<u64> = objects
+                .keys()
+                .filter(|(_, g, _)| *g == IMAGE_GEN)
+                .map(|(i, _, _)| *i)
+                .collect();
+            image_a = images.iter().copied().find(|i| {
+                *i != a
+                    && *i != b
+                    && from_bucket(&objects, *i, old_a.len()).as_deref() == Some(&old_a[..])
+            });
+            let b_there = from_bucket(&objects, b, old_b.len()).as_deref() == Some(&old_b[..]);
+            image_a.is_some_and(|x| !on_flash(&data_dir, x)) && b_there && !on_flash(&data_dir, b)
+        },
+    );
+    let x = image_a.expect("an image object of /d/a");
+    eprintln!("snap-to-object: image {x} of /d/a and /d/b's own object {b} moved in {took:?}");
+    assert!(on_flash(&data_dir, a), "the live file stays");
+    let o = cfs(
+        dir.path(),
+        &["admin", "snapshot", "list", "--config", &cfg_s],
+    );
+    assert!(o.ok(), "{}", o.stderr);
+    assert!(o.text().contains("object store"), "{}", o.text());
+
+    // Read through .snapshot (from the bucket), and restored from there.
+    assert!(read_back(&rt, &srv, "/d/.snapshot/s/a", old_a.len()) == old_a);
+    assert!(read_back(&rt, &srv, "/d/.snapshot/s/b", old_b.len()) == old_b);
+    let o = cfs(
+        dir.path(),
+        &[
+            "admin", "snapshot", "restore", "s", "--to", "/r", "--config", &cfg_s,
+        ],
+    );
+    assert!(o.ok(), "{}{}", o.text(), o.stderr);
+    assert!(o.text().contains("restored to /r"), "{}", o.text());
+    assert!(
+        read_back(&rt, &srv, "/r/a", old_a.len()) == old_a,
+        "restored byte-exact"
+    );
+    assert!(
+        read_back(&rt, &srv, "/r/b", old_b.len()) == old_b,
+        "restored byte-exact"
+    );
+    assert!(
+        read_back(&rt, &srv, "/d/a", new_a.len()) == new_a,
+        "the live file unchanged"
+    );
+
+    // Deleted, the snapshot's objects leave the bucket.
+    let o = cfs(
+        dir.path(),
+        &["admin", "snapshot", "delete", "s", "--config", &cfg_s],
+    );
+    assert!(o.ok(), "{}", o.stderr);
+    wait_for(60, "the image objects deleted from the bucket", || {
+        !bucket(&rt, &store)
+            .keys()
+            .any(|(i, g, _)| *g == IMAGE_GEN && (*i == x || *i == b))
+    });
+    drop(srv);
+}
