@@ -121,8 +121,7 @@ pub fn plan(policy: &SnapshotPolicy, snaps: &[SnapshotInfo], now: i64, tier: boo
             .extend(mine[..extra].iter().map(|s| s.name.clone()));
     }
     for s in snaps.iter().filter(ready) {
-        let age = now.saturating_sub(s.created);
-        let past = u64::try_from(age).is_ok_and(|a| a > s.retain_secs);
+        let past = meta_core::snap::past_retention(s.created, s.retain_secs, now);
         let scheduled = policy.schedules.iter().any(|sch| sch.owns(s));
         if past && !scheduled && !out.delete.contains(&s.name) {
             if tier {

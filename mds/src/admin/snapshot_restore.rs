@@ -27,7 +27,7 @@
 //! only; a restore while clients change the target tree moves their entries aside (in place),
 //! it does not merge.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -49,7 +49,7 @@ const DATA_WAIT: Duration = Duration::from_secs(30);
 
 /// Restores running on this node, by (snapshot, destination): a second request for the same
 /// one is refused while the first runs, as two would race each other's creates.
-static RUNNING: Mutex<Option<HashSet<(u64, u64, String)>>> = Mutex::new(None);
+static RUNNING: Mutex<BTreeSet<(u64, u64, String)>> = Mutex::new(BTreeSet::new());
 
 /// What a restore did.
 #[derive(Debug, Clone, Default)]
@@ -80,7 +80,7 @@ struct Running((u64, u64, String));
 impl Running {
     fn start(key: (u64, u64, String)) -> Result<Running, SnapshotError> {
         let mut g = RUNNING.lock().unwrap_or_else(|e| e.into_inner());
-        if !g.get_or_insert_with(HashSet::new).insert(key.clone()) {
+        if !g.insert(key.clone()) {
             return Err(SnapshotError::RestoreRunning);
         }
         Ok(Running(key))
@@ -89,21 +89,15 @@ impl Running {
 
 impl Drop for Running {
     fn drop(&mut self) {
-        let mut g = RUNNING.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(s) = g.as_mut() {
-            s.remove(&self.0);
-        }
+        RUNNING
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&self.0);
     }
 }
 
 fn ns_err(e: FsError) -> SnapshotError {
     SnapshotError::Namespace(e)
-}
-
-/// The same kind of object (a symlink with the same target, a device with the same numbers):
-/// what an entry found in the way must be to be taken as made by an earlier run.
-fn same_kind(a: &FileKind, b: &FileKind) -> bool {
-    a == b
 }
 
 /// A short stable tag of a name, for the hidden directory a `--to` restore builds in (a name
@@ -310,7 +304,7 @@ impl Admin {
         let conflict =
             || SnapshotError::RestoreConflict(String::from_utf8_lossy(name).into_owned());
         if let Some(cur) = self.child(dir, name)? {
-            return match same_kind(&cur.kind, kind) {
+            return match cur.kind == *kind {
                 true => Ok(cur.ino),
                 false => Err(conflict()),
             };
@@ -336,7 +330,7 @@ impl Admin {
                 .ok_or(SnapshotError::Namespace(FsError::NotFound)),
             // Made meanwhile (a request sent again): take it as above.
             Err(FsError::Exists) => match self.child(dir, name)? {
-                Some(cur) if same_kind(&cur.kind, kind) => Ok(cur.ino),
+                Some(cur) if cur.kind == *kind => Ok(cur.ino),
                 _ => Err(conflict()),
             },
             Err(e) => Err(ns_err(e)),
@@ -498,20 +492,13 @@ impl Admin {
         if cur.size == i.size {
             return Ok(());
         }
-        let waited = Instant::now();
-        let shared = loop {
-            match self.mds.data.share_snapshot_bytes(snap, i.ino, new).await {
-                Ok(s) => break s,
-                Err(NfsError::Delay) if waited.elapsed() < DATA_WAIT => {
-                    tokio::time::sleep(Duration::from_millis(200)).await;
-                }
-                Err(e) => return Err(SnapshotError::Data(e)),
-            }
-        };
+        // Boxed: the gate's and the links' future is deep.
+        let shared =
+            waiting(|| Box::pin(self.mds.data.share_snapshot_bytes(snap, i.ino, new))).await?;
         match shared {
             Shared::Linked => r.shared_bytes += i.size,
             Shared::Empty => {}
-            Shared::Copy => r.copied_bytes += self.copy_bytes(snap, i, new).await?,
+            Shared::Copy => r.copied_bytes += Box::pin(self.copy_bytes(snap, i, new)).await?,
         }
         Ok(())
     }
@@ -522,16 +509,9 @@ impl Admin {
         let mut off = 0;
         let mut written = 0;
         while off < i.size {
-            let waited = Instant::now();
-            let (buf, _) = loop {
-                match crate::nfs::ops::snap::read_at(&self.mds, snap, i, off, COPY_STEP).await {
-                    Ok(b) => break b,
-                    Err(NfsError::Delay) if waited.elapsed() < DATA_WAIT => {
-                        tokio::time::sleep(Duration::from_millis(200)).await;
-                    }
-                    Err(e) => return Err(SnapshotError::Data(e)),
-                }
-            };
+            let (buf, _) =
+                waiting(|| crate::nfs::ops::snap::read_at(&self.mds, snap, i, off, COPY_STEP))
+                    .await?;
             if buf.is_empty() {
                 break;
             }
@@ -587,6 +567,25 @@ impl Admin {
         })
         .await?;
         Ok(())
+    }
+}
+
+/// `step` run again while it answers `Delay` (a gate's claim, a half-linked image, an
+/// election), for up to `DATA_WAIT`.
+async fn waiting<T, F, Fut>(mut step: F) -> Result<T, SnapshotError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = crate::error::NfsResult<T>>,
+{
+    let waited = Instant::now();
+    loop {
+        match step().await {
+            Ok(v) => return Ok(v),
+            Err(NfsError::Delay) if waited.elapsed() < DATA_WAIT => {
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            Err(e) => return Err(SnapshotError::Data(e)),
+        }
     }
 }
 

@@ -178,13 +178,13 @@ impl Admin {
         let now = meta_core::Time::now().secs;
         let tier = self.mds.tier.is_some();
         let location = |r: &SnapRecord| {
-            let end = r
-                .created
-                .secs
-                .saturating_add(i64::try_from(r.retain_secs).unwrap_or(i64::MAX));
-            match tier && matches!(r.state, SnapState::Ready { .. }) && end < now {
-                true => "object store",
-                false => "flash",
+            let moved = tier
+                && matches!(r.state, SnapState::Ready { .. })
+                && meta_core::snap::past_retention(r.created.secs, r.retain_secs, now);
+            if moved {
+                "object store"
+            } else {
+                "flash"
             }
         };
         Ok(records

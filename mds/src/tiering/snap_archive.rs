@@ -50,7 +50,7 @@ const READ_STEP: u64 = 1 << 20;
 
 /// One pass on the shards this node leads (module comment).
 pub(super) async fn pass(mds: &Mds, tier: &Tier) {
-    let old = match past_retention(mds).await {
+    let old = match past_retention(mds) {
         Ok(o) => o,
         Err(e) => {
             tracing::debug!("snap-to-object waits for the snapshot registry: {e}");
@@ -84,21 +84,18 @@ pub(super) async fn pass(mds: &Mds, tier: &Tier) {
     }
 }
 
-/// The snapshots past their retention, as shard 0's registry says (`Ready` ones only; the
-/// same rule as `admin::snapshot_policy::plan`'s).
-async fn past_retention(mds: &Mds) -> Result<HashSet<SnapId>, FsError> {
+/// The snapshots past their retention (`Ready` ones only), as this node's replica of shard
+/// 0's registry says: no read barrier every pass, since a replica a moment behind only moves
+/// an image a pass later, and retention is counted in days.
+fn past_retention(mds: &Mds) -> Result<HashSet<SnapId>, FsError> {
     let now = Time::now().secs;
     Ok(mds
         .ns
-        .list_snapshots()
-        .await?
+        .snapshots()?
         .into_iter()
         .filter(|(_, r)| {
             matches!(r.state, SnapState::Ready { .. })
-                && r.created
-                    .secs
-                    .saturating_add(i64::try_from(r.retain_secs).unwrap_or(i64::MAX))
-                    < now
+                && meta_core::snap::past_retention(r.created.secs, r.retain_secs, now)
         })
         .map(|(s, _)| s)
         .collect())
@@ -139,8 +136,10 @@ async fn archive(
                 .read_image(object, mirrors, at, want, size)
                 .await
                 .map_err(UploadError::Read)?;
+            // The image is never shorter than its cuts' sizes (holes read as zeros): a read
+            // that brings nothing is an error, not the end.
             if data.is_empty() {
-                return Err(UploadError::Changed);
+                return Err(UploadError::Read(crate::error::NfsError::Io));
             }
             bytes.extend_from_slice(&data);
         }

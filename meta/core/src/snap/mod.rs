@@ -34,7 +34,7 @@ pub use image::{
     ImageForm, Images, ToArchive,
 };
 pub use preserving::Preserving;
-pub use registry::{Registry, SnapRecord, SnapState, FREEZE_MAX};
+pub use registry::{past_retention, Registry, SnapRecord, SnapState, FREEZE_MAX};
 pub use view::{entry_at, inode_at, readdir_at, xattrs_at, ViewError};
 
 /// A snapshot's id: shard 0's counter, one for the whole file system, never reused; 0 is none.

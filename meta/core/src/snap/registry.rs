@@ -69,6 +69,13 @@ pub struct SnapRecord {
 /// A registry's records by id, as `StateStore::snap_records` lists them.
 pub type Registry = std::collections::BTreeMap<SnapId, SnapRecord>;
 
+/// Whether a snapshot taken at `created` and kept `retain_secs` is past its retention at
+/// `now` (seconds since the epoch): the one rule that retention (delete, or move the bytes to
+/// the bucket) and `snapshot list` go by.
+pub fn past_retention(created: i64, retain_secs: u64, now: i64) -> bool {
+    i128::from(now) - i128::from(created) > i128::from(retain_secs)
+}
+
 /// Whether `now` is more than `age` after `at`, to the nanosecond (`txn::older_than` counts
 /// whole seconds, too coarse for a freeze bounded at one or two).
 pub fn later_than(at: Time, now: Time, age: std::time::Duration) -> bool {
