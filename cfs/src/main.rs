@@ -753,8 +753,12 @@ async fn admin_snapshot(cmd: SnapshotCmd) -> Result<(), Box<dyn std::error::Erro
             }
         }
         SnapshotCmd::List { target } => {
-            let v =
-                admin_cli::call(&admin_cli::require(&target)?, "GET", "/api/v1/snapshots").await?;
+            let v = admin_cli::call(
+                &admin_cli::require(&target)?,
+                "GET",
+                "/api/v1/snapshots?fresh=true",
+            )
+            .await?;
             if target.json {
                 println!("{v}");
             } else {

@@ -15,6 +15,7 @@ use thiserror::Error;
 pub mod snapshot_policy;
 mod snapshot_restore;
 mod snapshots;
+pub use crate::data::snap_usage::{SnapBytes, SnapUsage};
 pub use snapshot_policy::{Schedule, SnapshotPolicy};
 pub use snapshot_restore::RestoreReport;
 pub use snapshots::{SnapshotError, SnapshotInfo, DEFAULT_RETAIN_SECS, SNAPSHOT_DIR};

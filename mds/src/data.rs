@@ -17,6 +17,8 @@ use crate::evicted::{DataHold, Holds};
 use crate::space::Space;
 use crate::tier_set::Tier;
 
+pub(crate) mod snap_usage;
+
 pub enum DataPath {
     Local(chunkstore::ChunkStore),
     Cluster(Arc<Cluster>),
@@ -31,6 +33,8 @@ pub struct Data {
     space: Arc<Space>,
     tier: Option<Arc<Tier>>,
     pub(crate) holds: Arc<Holds>,
+    /// The last walk of the snapshots' bytes (`snap_usage`), shown for a minute.
+    snap_usage: tokio::sync::Mutex<Option<snap_usage::SnapUsage>>,
 }
 
 impl Data {
@@ -41,6 +45,7 @@ impl Data {
             space,
             tier,
             holds: Arc::default(),
+            snap_usage: tokio::sync::Mutex::default(),
         }
     }
 

@@ -8,9 +8,21 @@ pub fn snapshot_table(v: &Value) -> String {
     if rows.is_empty() {
         return "no snapshots (cfs admin snapshot create PATH --name NAME takes one)\n".into();
     }
+    // Not every image counted (too many, a copy that did not answer): at least these.
+    let at_least = if v["bytes_exact"].as_bool() == Some(false) {
+        "≥"
+    } else {
+        ""
+    };
+    let bytes = |r: &Value, k: &str| {
+        format!(
+            "{at_least}{}",
+            crate::admin::human(r[k].as_u64().unwrap_or(0))
+        )
+    };
     let mut out = format!(
-        "{:>5}  {:<24} {:<10} {:<20} {:<13} {}\n",
-        "ID", "NAME", "STATE", "TAKEN", "BYTES IN", "SHOWN AT"
+        "{:>5}  {:<24} {:<10} {:<20} {:>10} {:>10} {:<13} {}\n",
+        "ID", "NAME", "STATE", "TAKEN", "UNIQUE", "SHARED", "BYTES IN", "SHOWN AT"
     );
     for r in rows {
         let name = r["name"].as_str().unwrap_or("?");
@@ -19,11 +31,13 @@ pub fn snapshot_table(v: &Value) -> String {
             None => format!("(directory {} not found)", r["root"]),
         };
         out.push_str(&format!(
-            "{:>5}  {:<24} {:<10} {:<20} {:<13} {}\n",
+            "{:>5}  {:<24} {:<10} {:<20} {:>10} {:>10} {:<13} {}\n",
             r["id"],
             name,
             r["state"].as_str().unwrap_or("?"),
             crate::timefmt::local(r["created"].as_i64().unwrap_or(0)),
+            bytes(&r, "unique_bytes"),
+            bytes(&r, "shared_bytes"),
             r["location"].as_str().unwrap_or("?"),
             shown
         ));

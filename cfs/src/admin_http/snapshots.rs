@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::Json;
 use mds::admin::SnapshotError as E;
@@ -57,18 +57,32 @@ pub(super) async fn create(
     })))
 }
 
-/// GET: every snapshot not aborted, oldest first.
+#[derive(serde::Deserialize, Default)]
+pub(super) struct ListQuery {
+    /// Count each snapshot's bytes now, not take the count kept from the last minute
+    /// (`mds::Data::snapshot_usage`): the CLI asks for this, the console does not.
+    #[serde(default)]
+    fresh: bool,
+}
+
+/// GET: every snapshot not aborted, oldest first, with its unique and shared bytes
+/// (`bytes_exact` false: a lower bound, some image not counted).
 pub(super) async fn list(
     State(a): State<Arc<Admin>>,
     headers: HeaderMap,
+    Query(q): Query<ListQuery>,
 ) -> ApiResult<Json<serde_json::Value>> {
     check(&a, &headers)?;
     let m = a.sources.mds.as_ref().ok_or_else(no_mds)?;
     let snaps = m.snapshot_list().await.map_err(refused)?;
+    let usage = m.snapshot_bytes(q.fresh).await;
     let rows: Vec<serde_json::Value> = snaps
         .into_iter()
         .map(|s| {
+            let bytes = usage.by_snap.get(&s.id).copied().unwrap_or_default();
             serde_json::json!({
+                "unique_bytes": bytes.unique,
+                "shared_bytes": bytes.shared,
                 "id": s.id,
                 "name": s.name,
                 "path": s.path,
@@ -80,7 +94,9 @@ pub(super) async fn list(
             })
         })
         .collect();
-    Ok(Json(serde_json::json!({ "snapshots": rows })))
+    Ok(Json(
+        serde_json::json!({ "snapshots": rows, "bytes_exact": usage.exact }),
+    ))
 }
 
 /// DELETE `/api/v1/snapshots/{name}`.

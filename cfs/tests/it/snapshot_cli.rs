@@ -168,6 +168,29 @@ fn snapshots_are_taken_listed_and_deleted_and_bad_requests_say_why() {
     let o = cfs(dir, &["cat", "--server", &s, "/proj-back/later"]);
     assert!(!o.ok(), "a file made after the cut is not restored");
 
+    // Both snapshots saw /proj/file; overwritten, its old bytes are one image that serves
+    // both, so each counts it as shared and neither as its own (deleting one frees nothing).
+    std::fs::write(dir.join("g"), b"other bytes").unwrap();
+    let g = dir.join("g").to_string_lossy().into_owned();
+    let o = cfs(dir, &["put", "--server", &s, &g, "/proj/file"]);
+    assert!(o.ok(), "{}", o.stderr);
+    let o = admin_cmd(&["list", "--json"]);
+    let v: serde_json::Value = serde_json::from_str(o.text().trim()).expect("json");
+    assert_eq!(v["bytes_exact"], true, "{v}");
+    for r in v["snapshots"].as_array().expect("rows") {
+        assert_eq!(r["unique_bytes"], 0, "{r}");
+        assert!(r["shared_bytes"].as_u64() > Some(0), "{r}");
+    }
+    let o = admin_cmd(&["list"]);
+    assert!(
+        o.text()
+            .lines()
+            .next()
+            .is_some_and(|h| h.contains("UNIQUE") && h.contains("SHARED")),
+        "{}",
+        o.text()
+    );
+
     // A name with a space goes through the URL intact.
     let o = admin_cmd(&["delete", "at root 2"]);
     assert!(o.ok(), "{}", o.stderr);

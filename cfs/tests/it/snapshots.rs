@@ -50,7 +50,8 @@ fn objects_with_chunks(cl: &Cluster) -> BTreeSet<u64> {
 }
 
 /// The first `len` bytes of object `id` as each data server holding it stores them (read
-/// with the chunk store's own code, which checks every block's sum).
+/// with the chunk store's own code, which checks every block's sum); a copy that does not
+/// read is left out.
 fn object_bytes(cl: &Cluster, id: u64, len: usize) -> Vec<Vec<u8>> {
     let mut out = Vec::new();
     for (role, n) in cl.chunk_files(id) {
@@ -59,11 +60,10 @@ fn object_bytes(cl: &Cluster, id: u64, len: usize) -> Vec<Vec<u8>> {
         }
         let store =
             chunkstore::ChunkStore::open(cl.ds_dir(&role).join("chunks")).expect("a chunk store");
-        let (b, _) = store
-            .blocking()
-            .read(id, 0, len as u64, len as u64)
-            .expect("read the object");
-        out.push(b);
+        // An object that does not read back (a shard's, shorter than `len`) is no copy.
+        if let Ok((b, _)) = store.blocking().read(id, 0, len as u64, len as u64) {
+            out.push(b);
+        }
     }
     out
 }
@@ -75,6 +75,35 @@ fn snapshot(cl: &Cluster, args: &[&str]) {
     all.extend_from_slice(&["--config", &toml]);
     let o = cfs(&cl.dir, &all);
     assert!(o.ok(), "cfs {all:?}: {}{}", o.text(), o.stderr);
+}
+
+/// Writes `data` at `offset` of existing file `path` through client `c` (FILE_SYNC), between
+/// an open and a close.
+fn write_at(cl: &Cluster, c: &client::Client, path: &str, offset: u64, data: &[u8]) {
+    let f = cl
+        .rt
+        .block_on(c.open_path(path, OPEN4_SHARE_ACCESS_BOTH, None))
+        .unwrap_or_else(|e| panic!("open {path}: {e}"));
+    cl.rt
+        .block_on(c.write_all(&f, offset, data, StableHow4::FileSync4))
+        .unwrap_or_else(|e| panic!("write {path}: {e}"));
+    cl.rt.block_on(c.close(&f)).expect("close");
+}
+
+/// Sets existing file `path`'s size through client `c` (SETATTR with the open's stateid).
+fn truncate(cl: &Cluster, c: &client::Client, path: &str, size: u64) {
+    let f = cl
+        .rt
+        .block_on(c.open_path(path, OPEN4_SHARE_ACCESS_BOTH, None))
+        .unwrap_or_else(|e| panic!("open {path}: {e}"));
+    let attrs = SetAttrs {
+        size: Some(size),
+        ..Default::default()
+    };
+    cl.rt
+        .block_on(c.setattr(&f.fh, &attrs, Some(f.stateid)))
+        .unwrap_or_else(|e| panic!("truncate {path}: {e}"));
+    cl.rt.block_on(c.close(&f)).expect("close");
 }
 
 /// A snapshot, then three files changed three ways and one removed: the image objects hold
@@ -139,39 +168,10 @@ fn a_snapshots_bytes_survive_overwrite_truncate_and_removal() {
     // /a through a pNFS layout of node 3 (the client writes to the data servers).
     let pnfs = cl.client_at(node(3), true);
     let patch = random_bytes(1 << 20, 0x5a41);
-    let f = cl
-        .rt
-        .block_on(pnfs.open_path("/a", OPEN4_SHARE_ACCESS_BOTH, None))
-        .expect("open /a");
-    cl.rt
-        .block_on(pnfs.write_all(&f, 1 << 20, &patch, StableHow4::FileSync4))
-        .expect("write /a through its layout");
-    cl.rt.block_on(pnfs.close(&f)).expect("close /a");
+    write_at(&cl, &pnfs, "/a", 1 << 20, &patch);
     // /b through the MDS (node 2's WRITE), /c cut by SETATTR through node 1.
-    let f = cl
-        .rt
-        .block_on(mds.open_path("/b", OPEN4_SHARE_ACCESS_BOTH, None))
-        .expect("open /b");
-    cl.rt
-        .block_on(mds.write_all(&f, 0, b"overwritten", StableHow4::FileSync4))
-        .expect("write /b through the MDS");
-    cl.rt.block_on(mds.close(&f)).expect("close /b");
-    let c1 = cl.client_at(node(1), false);
-    let f = cl
-        .rt
-        .block_on(c1.open_path("/c", OPEN4_SHARE_ACCESS_BOTH, None))
-        .expect("open /c");
-    cl.rt
-        .block_on(c1.setattr(
-            &f.fh,
-            &SetAttrs {
-                size: Some(10),
-                ..Default::default()
-            },
-            Some(f.stateid),
-        ))
-        .expect("truncate /c");
-    cl.rt.block_on(c1.close(&f)).expect("close /c");
+    write_at(&cl, &mds, "/b", 0, b"overwritten");
+    truncate(&cl, &cl.client_at(node(1), false), "/c", 10);
 
     // Three new objects, one per file, each holding that file's bytes at the snapshot on
     // every data server it is on (two mirrors).
@@ -365,11 +365,54 @@ fn raw_space_doubles_after_overwrite_and_returns_after_delete() {
         twice <= once + one_copy + 8 * MIB,
         "more than the image's chunks: {twice} from {once}"
     );
+    // `snapshot list` says the same: every byte of the image is the snapshot's alone.
+    let (unique, shared) = snapshot_bytes(&cl, "s1");
+    eprintln!("s1 after the overwrite: {unique} unique, {shared} shared");
+    assert!(
+        (one_copy - MIB..=one_copy + 8 * MIB).contains(&unique) && shared < MIB,
+        "s1: {unique} unique, {shared} shared; its image is {one_copy} bytes of disk"
+    );
     snapshot(&cl, &["delete", "s1"]);
     wait_for(60, "the raw space back to once", || {
         used() <= once + 8 * MIB
     });
     eprintln!("{}", cl.admin_status());
+
+    // A snapshot whose file then changes in one place: its image shares every chunk file
+    // but that one's with the file, so deleting it would free one chunk on each mirror.
+    snapshot(&cl, &["create", "/", "--name", "s2"]);
+    write_at(&cl, &c, "/big", 5 * MIB, b"one chunk changes");
+    let (unique, shared) = snapshot_bytes(&cl, "s2");
+    eprintln!("s2 after one chunk changed: {unique} unique, {shared} shared");
+    assert!(
+        unique > 0 && unique <= 16 * MIB,
+        "s2's unique bytes: one chunk on each mirror, not {unique}"
+    );
+    assert!(
+        shared + unique >= one_copy - MIB,
+        "s2 holds the file's bytes, shared but for one chunk: {shared} shared"
+    );
+}
+
+/// Snapshot `name`'s unique and shared bytes as `cfs admin snapshot list --json` says them,
+/// counted whole (`bytes_exact`).
+fn snapshot_bytes(cl: &Cluster, name: &str) -> (u64, u64) {
+    let toml = cl.mds_toml();
+    let o = cfs(
+        &cl.dir,
+        &["admin", "snapshot", "list", "--json", "--config", &toml],
+    );
+    assert!(o.ok(), "snapshot list: {}{}", o.text(), o.stderr);
+    let v: serde_json::Value = serde_json::from_str(o.text().trim()).expect("JSON");
+    assert_eq!(v["bytes_exact"], true, "{v}");
+    let row = v["snapshots"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|r| r["name"] == name)
+        .unwrap_or_else(|| panic!("{name} in {v}"));
+    let n = |k: &str| row[k].as_u64().unwrap_or_else(|| panic!("{k} in {row}"));
+    (n("unique_bytes"), n("shared_bytes"))
 }
 
 /// Whether process `pid` has ended (gone, or a zombie its parent has not reaped).
@@ -471,4 +514,99 @@ fn kill9_of_the_claimer_while_linking_finishes_the_image() {
     want[..5].copy_from_slice(b"after");
     let got = common::ec::read_file_with(&cl, cl.client_at(node(1), false), "/f", want.len());
     assert_eq!(got, want);
+}
+
+/// Files the cluster erasure-coded (2+1 over three data servers), then a snapshot, then one
+/// written through the MDS, one through a pNFS layout and one cut by SETATTR: the gate copies
+/// each back to mirrors (as the change would) before it images it, so `.snapshot` reads the
+/// bytes from before, held by an image object on two mirrors, and the files read the new
+/// ones. Deleted, the snapshot's image objects go.
+#[test]
+fn a_change_to_an_encoded_file_keeps_the_snapshots_bytes() {
+    quiet_files_changed_after_a_snapshot(&["--encode-after", "1"], "encoded_files");
+}
+
+/// As `a_change_to_an_encoded_file_keeps_the_snapshots_bytes`, for files the cluster reduced
+/// (deduplicated, compressed, stored as erasure-coded segments).
+#[test]
+fn a_change_to_a_reduced_file_keeps_the_snapshots_bytes() {
+    quiet_files_changed_after_a_snapshot(
+        &["--encode-after", "1", "--reduce", "on"],
+        "reduced_files",
+    );
+}
+
+fn quiet_files_changed_after_a_snapshot(args: &[&str], form: &str) {
+    let _g = SERIAL.lock().unwrap_or_else(|p| p.into_inner());
+    let t = tempfile::tempdir().expect("tempdir");
+    let cl = Cluster::start_sized(t.path(), DS_ROLES.len(), args);
+    let old_a = random_bytes(3 * (1 << 20) + 777, 0x5c11);
+    let old_b = random_bytes(2 * (1 << 20) + 12, 0x5c21);
+    let old_c = random_bytes(4 * (1 << 20), 0x5c31);
+    let files = [("/a", &old_a), ("/b", &old_b), ("/c", &old_c)];
+    let inos: BTreeSet<u64> = files
+        .iter()
+        .map(|(p, d)| common::ec::write_file(&cl, p, d))
+        .collect();
+    let count = |v: &serde_json::Value| v[form].as_u64().unwrap_or(0);
+    wait_for(120, form, || count(&common::ec::data_status(&cl)) == 3);
+    wait_for(30, "the files' mirror copies deleted", || {
+        inos.iter()
+            .all(|i| cl.chunk_files(*i).iter().all(|(_, n)| *n == 0))
+    });
+    let before = objects_with_chunks(&cl);
+    snapshot(&cl, &["create", "/", "--name", "s1"]);
+
+    let mds = cl.client(false);
+    write_at(&cl, &mds, "/a", 4096, b"written through the MDS");
+    let patch = random_bytes(1 << 20, 0x5c41);
+    write_at(&cl, &cl.client(true), "/b", 1 << 20, &patch);
+    truncate(&cl, &mds, "/c", 10);
+
+    let read = |p: &str, len| common::ec::read_file(&cl, p, len);
+    for (p, old) in files {
+        assert!(
+            read(&format!("/.snapshot/s1{p}"), old.len()) == *old,
+            "{p} in the snapshot reads its bytes from before the change ({form})"
+        );
+    }
+    let mut want_a = old_a.clone();
+    want_a[4096..4096 + 23].copy_from_slice(b"written through the MDS");
+    assert!(read("/a", want_a.len()) == want_a, "/a's new bytes");
+    let mut want_b = old_b.clone();
+    want_b[1 << 20..2 << 20].copy_from_slice(&patch);
+    assert!(read("/b", want_b.len()) == want_b, "/b's new bytes");
+    assert_eq!(read("/c", 10), old_c[..10]);
+
+    // One image object per file, holding its old bytes on two mirrors (the files' own
+    // objects and any shards or segments a new encode made since are not images).
+    let new: BTreeSet<u64> = objects_with_chunks(&cl)
+        .difference(&before)
+        .copied()
+        .filter(|o| !inos.contains(o))
+        .collect();
+    let mut images = BTreeSet::new();
+    for (p, old) in files {
+        let x = new
+            .iter()
+            .copied()
+            .find(|x| {
+                let copies = object_bytes(&cl, *x, old.len());
+                copies.len() == 2 && copies.iter().all(|b| b == old)
+            })
+            .unwrap_or_else(|| panic!("no image object of {p} among {new:?}"));
+        images.insert(x);
+    }
+    assert_eq!(images.len(), 3, "{images:?}");
+
+    snapshot(&cl, &["delete", "s1"]);
+    wait_for(30, "the image objects removed", || {
+        images
+            .iter()
+            .all(|x| cl.chunk_files(*x).iter().all(|(_, n)| *n == 0))
+    });
+    assert!(
+        read("/b", want_b.len()) == want_b,
+        "the file keeps its bytes"
+    );
 }

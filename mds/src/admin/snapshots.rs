@@ -166,6 +166,12 @@ impl Admin {
         }
     }
 
+    /// Each snapshot's unique and shared bytes (`Data::snapshot_usage`: the count kept from
+    /// the last minute, or, `fresh`, a new one).
+    pub async fn snapshot_bytes(&self, fresh: bool) -> crate::admin::SnapUsage {
+        self.mds.data.snapshot_usage(fresh).await
+    }
+
     /// Every snapshot that was not aborted, oldest first, with the path it is shown under.
     pub async fn snapshot_list(&self) -> Result<Vec<SnapshotInfo>, SnapshotError> {
         let records: Vec<(SnapId, SnapRecord)> = (self.mds.ns.list_snapshots().await)

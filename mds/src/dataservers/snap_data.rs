@@ -11,8 +11,11 @@
 //! (`SHARDPROC_LINK`: hard links of the chunk files, which the data servers never change in
 //! place again), and records `SnapKept`. Only then does the change go on. A change sees
 //! "no image needed and none linking" only after `SnapKept` applied, so no byte changes
-//! before every link is made. Erasure-coded, reduced and evicted files are not imaged yet
-//! (the plan's step 7; `SnapKeep` refuses them): the gate lets their changes through.
+//! before every link is made. An erasure-coded or reduced file is copied back to mirrors
+//! first (as the change itself would do), so its image is a mirrored one too; an evicted
+//! file's change waits until it is back on flash (`Data::before_change`), which makes it
+//! mirrored again. `SnapKeep` refuses the other forms, so no image ever names shards,
+//! segments or a bucket copy that a later write would drop.
 //!
 //! Every path that changes a file's bytes needs a `Changing`, which only the gate makes (and
 //! `Changing::preserving`, for the restorer, whose writes put back the bytes the file had).
@@ -171,7 +174,7 @@ async fn look(ns: &Namespace, ino: u64) -> NfsResult<meta::namespace::GateLook> 
 }
 
 /// Whether `SnapKeep` can image the file as it is now (mirrored or without data): not
-/// erasure-coded, reduced or evicted (the plan's step 7).
+/// erasure-coded, reduced or evicted.
 fn imageable(ns: &Namespace, ino: u64) -> NfsResult<bool> {
     let encoded = ns.stripes(ino)?.is_some_and(|c| c.is_encoded());
     let reduced = ns.reduced_extent(ino)?.is_some();
@@ -193,11 +196,16 @@ pub(crate) async fn before_change(
         return Ok(Changing { ino });
     }
     if !imageable(ns, ino)? {
-        tracing::debug!(
-            ino,
-            "snapshot image of an encoded, reduced or evicted file: not made yet"
-        );
-        return Ok(Changing { ino });
+        match store {
+            // Erasure-coded or reduced: the change would bring the file back to mirrors
+            // first anyway (`mirrors_for`), so that copy, which changes no byte, comes before
+            // the image, and the image is a mirrored one, linked like any other. The shards
+            // or segments are dropped as after any write: the image does not need them.
+            Store::Cluster(c) => c.back_to_mirrors(ns, ino).await?,
+            // Evicted (`Data::before_change` waits for the bytes to come back; a file evicted
+            // since that look waits too).
+            Store::Local(_) => return Err(NfsError::Delay),
+        }
     }
     let _claim = match store {
         Store::Cluster(c) => Some(c.claim(ns, ino).await.ok_or(NfsError::Delay)?),
@@ -304,6 +312,21 @@ pub(crate) async fn before_reaping(ns: &Namespace, local: bool, ino: u64) -> Nfs
 }
 
 impl Cluster {
+    /// Brings erasure-coded or reduced file `ino` back to mirrors, which changes none of its
+    /// bytes: the gate's step before it images the file. Any other form that is not mirrored
+    /// (evicted, or changed since the look): `Delay`, and the retry looks again.
+    async fn back_to_mirrors(&self, ns: &Namespace, ino: u64) -> NfsResult<()> {
+        if let Some(code) = ns.stripes(ino)?.filter(|c| c.is_encoded()) {
+            self.unencode(ns, ino, &code).await?;
+        } else if let Some(red) = self.reduced(ns, ino)? {
+            self.unreduce(ns, ino, red).await?;
+        } else {
+            return Err(NfsError::Delay);
+        }
+        tracing::info!(ino, "file back on mirrors for a snapshot's image");
+        Ok(())
+    }
+
     /// The gate before `ino`'s bytes change on data servers (module comment). `Delay` while
     /// another job holds the file or a node cannot be asked.
     pub async fn before_change(&self, ns: &Namespace, ino: u64) -> NfsResult<Changing> {

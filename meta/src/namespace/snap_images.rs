@@ -6,8 +6,8 @@
 //! The gate itself and the passes are the MDS's (`mds::dataservers::snap_data`).
 
 use meta_core::snap::{
-    image_serves, images_to_archive, needs_image, served_cuts, unserved_images, ImageForm, Images,
-    SnapId, ToArchive,
+    image_serves, image_uses, images_to_archive, needs_image, served_cuts, unserved_images,
+    ImageForm, ImageUse, Images, SnapId, ToArchive,
 };
 
 use super::{FsError, Namespace, ShardId, Snapshot};
@@ -71,6 +71,20 @@ impl Snapshot<'_> {
             }
             out
         })
+    }
+
+    /// Up to `max` images some live cut reads, over the shards this node holds, with those
+    /// cuts (`snap::image_uses`); and whether that is every such image of the namespace (not
+    /// if `max` cut the walk short or a shard is not on this node).
+    pub fn image_uses(&self, max: usize, shards: u16) -> Result<(Vec<ImageUse>, bool), FsError> {
+        let mut out = Vec::new();
+        let mut held = 0usize;
+        self.each(|st| {
+            held += 1;
+            image_uses(&st.images, &st.snaps, max, &mut out);
+        })?;
+        let all = out.len() < max && held >= usize::from(shards);
+        Ok((out, all))
     }
 
     /// The live cuts `ino`'s image at `snap` serves (`snap::served_cuts`).

@@ -14,8 +14,9 @@ use crate::state::StateStore;
 /// (`created`), else nothing (`created: false`; the gate then looks for a `linking` image to
 /// finish). The image's form follows the file's bytes now: a mirrored file gets a new object
 /// id (the shard's inode counter) and its mirrors, `linking`; a file with no data, `Empty`.
-/// An erasure-coded, reduced or evicted file is `Invalid` until those forms exist (plan step
-/// 7); nothing proposes this before they do. Not a regular file: `Invalid`.
+/// An erasure-coded, reduced or evicted file is `Invalid`: the gate brings it back to
+/// mirrors before it asks (a write would do so anyway), so an image never names shards,
+/// segments or a bucket copy. Not a regular file: `Invalid`.
 ///
 /// `local` (`SnapKeepLocal`): the server keeps file bytes in its own chunk store, so there
 /// are no placement rows; a file of any size gets a mirrored image with no `mirrors` (the
@@ -92,7 +93,7 @@ pub(super) fn adopt<S: StateStore + ?Sized>(
 
 /// The form of an image of `ino`'s bytes as they are now: mirrored on every data server a
 /// placement row names (none: the server's own store, when `local`), or `Empty` without
-/// bytes. `Invalid` for an erasure-coded, reduced or evicted file (plan step 7). A mirrored
+/// bytes. `Invalid` for an erasure-coded, reduced or evicted file (`keep`). A mirrored
 /// image's object is the file's own when `adopted`, else a new id from the shard's counter,
 /// `linking` until its links to the file's object are made.
 fn form_now<S: StateStore + ?Sized>(

@@ -11,8 +11,9 @@
 //! made, and `SnapKept` clears that once every mirror has linked, so a gate that dies half way
 //! leaves a record that says so, and whoever finds it links again (LINK is idempotent while
 //! the file does not change, and the gate holds the file). A file with no data at all gets
-//! an `Empty` image. The other forms (erasure-coded, reduced, evicted) are the plan's step 7:
-//! until then `SnapKeep` refuses such a file.
+//! an `Empty` image. `SnapKeep` refuses the other forms (erasure-coded, reduced, evicted): the
+//! MDS's gate brings such a file back to mirrors first, as the change it guards would do
+//! anyway, so every image is born mirrored (and may move to the bucket later, `InBucket`).
 //!
 //! An image at cut K serves every live cut in (m, K], m the file's previous image (or 0):
 //! reads at a cut S take the image with the smallest key at or above S. So an image stays
@@ -140,6 +141,42 @@ pub fn served_cuts(snaps: &ShardSnaps, images: &Images, ino: u64, at: SnapId) ->
         .filter(|(_, c)| !c.retired && c.born_before(ino))
         .map(|(s, _)| *s)
         .collect()
+}
+
+/// An image and the live cuts that read it, for the space a snapshot holds (`image_uses`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ImageUse {
+    pub ino: u64,
+    pub snap: SnapId,
+    pub form: ImageForm,
+    /// The live cuts it serves (`served_cuts`): one, its bytes are that snapshot's alone
+    /// (save chunks it shares with the file); more, the snapshots share them.
+    pub served: Vec<SnapId>,
+}
+
+/// Up to `max` of a shard's images that some live cut reads, with those cuts, in order.
+pub fn image_uses(
+    images: &BTreeMap<u64, Images>,
+    snaps: &ShardSnaps,
+    max: usize,
+    out: &mut Vec<ImageUse>,
+) {
+    for (ino, v) in images {
+        for (snap, img) in v {
+            if out.len() >= max {
+                return;
+            }
+            let served = served_cuts(snaps, v, *ino, *snap);
+            if !served.is_empty() {
+                out.push(ImageUse {
+                    ino: *ino,
+                    snap: *snap,
+                    form: img.form.clone(),
+                    served,
+                });
+            }
+        }
+    }
 }
 
 /// A mirrored image to move to the bucket: `(ino, snap, object, mirrors)`.
