@@ -307,7 +307,7 @@ fn node_configs(cl: &Cluster) -> Vec<std::path::PathBuf> {
 /// lag 0 for up to two seconds. A change made before or during the window either is shipped in
 /// it (the checkpoint count moves) or shows a lag of a second or more by its end. Two looks
 /// 500 ms apart let a repair meet shards of different moments (seen once in a loaded run).
-fn bucket_holds_everything(configs: &[std::path::PathBuf], files: u64) -> Duration {
+pub(crate) fn bucket_holds_everything(configs: &[std::path::PathBuf], files: u64) -> Duration {
     const SETTLED_FOR: Duration = Duration::from_millis(2500);
     let mut last: Option<(Vec<serde_json::Value>, Instant)> = None;
     wait_for(60, "every node: the bucket holding the whole tree", || {

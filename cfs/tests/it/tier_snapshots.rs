@@ -2,16 +2,18 @@
 //! `cfs server` with a tier: a snapshot past its retention has its unique bytes (the image of
 //! a file overwritten after the cut, and a removed file's own bytes) moved to the bucket and
 //! deleted from flash; it still reads through `.snapshot` (from the bucket) and restores from
-//! there byte-exact; deleted, its objects leave the bucket.
+//! there byte-exact, also after the site is lost whole and rebuilt with `cfs repair --from-s3`;
+//! deleted, its objects leave the bucket.
 use std::path::Path;
 use std::time::Duration;
 
 use client::{Client, ClientConfig};
 
 use crate::common::ec::wait_for;
-use crate::common::{cfs, Server};
+use crate::common::{cfs, cfs_env, Server};
 use crate::http_client;
-use crate::tier_cache::{admin_toml, bucket, data, from_bucket, put, rt, s3};
+use crate::tier_cache::{admin_toml, bucket, data, from_bucket, put, rt, s3, BUCKET};
+use crate::tier_repair::bucket_holds_everything;
 use crate::tier_evict::read_back;
 
 /// The generation snap-to-object sends an image object's pieces under (`u64::MAX`: out of
@@ -30,9 +32,9 @@ fn on_flash(data: &Path, id: u64) -> bool {
 fn a_snapshot_past_its_retention_moves_its_bytes_to_the_bucket_and_restores_from_there() {
     let dir = tempfile::tempdir().unwrap();
     let rt = rt();
-    let (_moto, proxy, store) = s3(&rt);
+    let (moto, proxy, store) = s3(&rt);
     let config = admin_toml(dir.path(), &proxy.endpoint());
-    let srv = Server::start(dir.path(), Some(&config));
+    let mut srv = Server::start(dir.path(), Some(&config));
     let cfg = srv.config.clone().expect("config");
     let cfg_s = cfg.to_string_lossy().into_owned();
     let data_dir = dir.path().join("data");
@@ -142,6 +144,52 @@ fn a_snapshot_past_its_retention_moves_its_bytes_to_the_bucket_and_restores_from
         read_back(&rt, &srv, "/d/a", new_a.len()) == new_a,
         "the live file unchanged"
     );
+
+    // The site lost whole once the bucket holds everything: `cfs repair --from-s3` brings
+    // the snapshot back with the namespace (its record, cuts and images are shard state, which
+    // the shipper sends), and it reads and restores from the bucket as before.
+    bucket_holds_everything(std::slice::from_ref(&cfg), 0);
+    srv.kill();
+    std::fs::remove_dir_all(&data_dir).expect("wipe");
+    let url = format!("{}/{BUCKET}", moto.endpoint());
+    let out = cfs_env(
+        dir.path(),
+        &[
+            "repair",
+            "--from-s3",
+            &url,
+            "--prefix",
+            "site",
+            "--data",
+            &data_dir.to_string_lossy(),
+        ],
+        &[
+            ("AWS_ACCESS_KEY_ID", "testing"),
+            ("AWS_SECRET_ACCESS_KEY", "testing"),
+        ],
+    );
+    assert!(out.ok(), "cfs repair: {}\n{}", out.stderr, out.text());
+    srv.restart();
+    let o = cfs(
+        dir.path(),
+        &["admin", "snapshot", "list", "--config", &cfg_s],
+    );
+    assert!(o.ok() && o.text().contains(" s "), "{}{}", o.text(), o.stderr);
+    assert!(
+        read_back(&rt, &srv, "/d/.snapshot/s/a", old_a.len()) == old_a,
+        "the snapshot reads its bytes from the bucket after the site was rebuilt"
+    );
+    assert!(read_back(&rt, &srv, "/d/.snapshot/s/b", old_b.len()) == old_b);
+    assert!(read_back(&rt, &srv, "/d/a", new_a.len()) == new_a);
+    let o = cfs(
+        dir.path(),
+        &[
+            "admin", "snapshot", "restore", "s", "--to", "/r2", "--config", &cfg_s,
+        ],
+    );
+    assert!(o.ok(), "{}{}", o.text(), o.stderr);
+    assert!(read_back(&rt, &srv, "/r2/a", old_a.len()) == old_a);
+    assert!(read_back(&rt, &srv, "/r2/b", old_b.len()) == old_b);
 
     // Deleted, the snapshot's objects leave the bucket.
     let o = cfs(
