@@ -8,6 +8,7 @@ pub const STAT_ATTRS: &[u32] = &[
     FATTR4_TYPE,
     FATTR4_CHANGE,
     FATTR4_SIZE,
+    FATTR4_FSID,
     FATTR4_FILEID,
     FATTR4_MODE,
     FATTR4_NUMLINKS,
@@ -70,6 +71,9 @@ pub struct Stat {
     pub nlink: u32,
     pub owner: String,
     pub group: String,
+    /// The file system the object is on: a fileid is unique only within it (cfs gives each
+    /// snapshot a fsid of its own, whose objects keep their live files' fileids).
+    pub fsid: Fsid4,
     pub fileid: u64,
     pub change: u64,
     pub rawdev: (u32, u32),
@@ -94,6 +98,7 @@ impl From<&FileAttrs> for Stat {
             nlink: a.numlinks.unwrap_or(0),
             owner: text(&a.owner),
             group: text(&a.owner_group),
+            fsid: a.fsid.unwrap_or_default(),
             fileid: a.fileid.unwrap_or(0),
             change: a.change.unwrap_or(0),
             rawdev: a

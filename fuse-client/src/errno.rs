@@ -58,6 +58,7 @@ mod tests {
         assert_eq!(e(Nfsstat4::Exist), libc::EEXIST);
         assert_eq!(e(Nfsstat4::Denied), libc::EAGAIN);
         assert_eq!(e(Nfsstat4::Access), libc::EACCES);
+        assert_eq!(e(Nfsstat4::Rofs), libc::EROFS);
         assert_eq!(e(Nfsstat4::Serverfault), libc::EIO);
         let rpc = Error::Protocol("x".into());
         assert_eq!(i32::from(errno(&rpc)), libc::EIO);

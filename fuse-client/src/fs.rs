@@ -126,12 +126,6 @@ fn name_of(n: &OsStr) -> R<String> {
     n.to_str().map(str::to_owned).ok_or(Errno::EINVAL)
 }
 
-/// The `.snapshot` directory cfs shows in a directory with snapshots (mds `ops/snap.rs`: it
-/// has the fileid `D | 1 << 63`); a real entry of that name has an ordinary fileid.
-fn is_snapshot_dir(name: &str, st: &Stat) -> bool {
-    name == ".snapshot" && st.fileid & (1 << 63) != 0
-}
-
 fn fh_and_stat(res: &[NfsResop4]) -> client::Result<(NfsFh4, Stat)> {
     let fh = res
         .iter()
@@ -163,7 +157,7 @@ impl Fs {
         let pnfs = c.pnfs_active().await;
         Ok(Fs {
             opts,
-            nodes: Nodes::new(root, st.fileid),
+            nodes: Nodes::new(root, st.fsid, st.fileid),
             creds: Creds::new(),
             files: Mutex::new(HashMap::new()),
             dirs: Mutex::new(HashMap::new()),
@@ -253,17 +247,10 @@ impl Fs {
             )
             .await
             .ex()?;
-        let (fh, st) = fh_and_stat(&res).ex()?;
-        if is_snapshot_dir(name, &st) {
-            // Node ids are fileids, and a snapshot's objects carry their live files' fileids
-            // (on a fsid of their own, which this mount does not keep apart): entering one
-            // would hand the kernel a live file's node for a snapshot's, so it is refused.
-            tracing::warn!(
-                "`cfs mount` does not show snapshots: read .snapshot through an NFS mount (mount -t nfs4)"
-            );
-            return Err(Errno::EOPNOTSUPP);
-        }
-        Ok((fh, st))
+        // `.snapshot` and what is below it come as any other name: a snapshot's objects are
+        // on a fsid of their own, and so nodes of their own (`nodes`); the server refuses
+        // every change inside (NFS4ERR_ROFS, EROFS here).
+        fh_and_stat(&res).ex()
     }
 
     async fn create_obj(
@@ -801,7 +788,6 @@ impl fuser::Filesystem for CfsFuse {
     ) {
         let fs = self.0.clone();
         let name = name_of(name);
-        let auth = self.auth(req);
         self.run(req, async move {
             let spec = Specdata4 {
                 specdata1: libc::major(rdev.into()),
@@ -818,8 +804,11 @@ impl fuser::Filesystem for CfsFuse {
                 (Err(e), _) => Err(e),
                 (Ok(n), Some(t)) => fs.create_obj(parent, &n, t, mode).await,
                 // A regular file: OPEN creates it, CLOSE at once.
-                (Ok(n), None) => match fs.create_file(parent, &n, mode, libc::O_EXCL, auth).await {
-                    Ok((fh, st, id)) => fs.release(FileHandle(id), None).await.map(|()| (fh, st)),
+                (Ok(n), None) => match fs.create_file(parent, &n, mode, libc::O_EXCL).await {
+                    Ok(open) => match fs.c.close(&open).await {
+                        Ok(()) => Ok((open.fh, open.stat)),
+                        Err(e) => Err(errno(&e)),
+                    },
                     Err(e) => Err(e),
                 },
             };
@@ -1151,7 +1140,7 @@ impl fuser::Filesystem for CfsFuse {
                     return reply.ok();
                 }
                 for e in page {
-                    let ino = INodeNo(fs.nodes.id_of(e.stat.fileid));
+                    let ino = INodeNo(fs.nodes.id_of(e.stat.fsid, e.stat.fileid));
                     if reply.add(ino, e.cookie, crate::attr::kind(e.stat.ftype), &e.name) {
                         return reply.ok();
                     }
@@ -1199,16 +1188,17 @@ impl fuser::Filesystem for CfsFuse {
                     let Some(efh) = e.fh.as_ref() else {
                         return reply.error(Errno::EIO);
                     };
-                    let eino = fs.nodes.id_of(e.stat.fileid);
-                    let held = fs.nodes.get(eino).and_then(|n| n.kernel_attrs);
+                    // Counted before it is handed over, so that a snapshot's object keeps the
+                    // id it is given (`Nodes::id_of`).
+                    let (eino, held) = fs.nodes.remember_keeping(efh, &e.stat);
                     let a = fs.attr(eino, &e.stat);
                     if reply.add(INodeNo(eino), e.cookie, &e.name, &ttl, &a, Generation(0)) {
-                        // Not handed over (the buffer is full): the kernel keeps what it had.
+                        // Not handed over (the buffer is full): not counted, and the kernel
+                        // keeps what it had.
+                        fs.nodes.forget(eino, 1);
                         fs.nodes.update(eino, |n| n.kernel_attrs = held);
                         return reply.ok();
                     }
-                    // Counted only once the kernel has the entry.
-                    fs.nodes.remember(efh, &e.stat);
                     cookie = e.cookie;
                 }
             }
@@ -1345,13 +1335,16 @@ impl fuser::Filesystem for CfsFuse {
         let auth = self.auth(req);
         self.run(req, async move {
             let r = match name {
-                Ok(n) => fs.create_file(parent, &n, mode, flags, auth).await,
+                Ok(n) => fs.create_file(parent, &n, mode, flags).await,
                 Err(e) => Err(e),
             };
             match r {
-                Ok((nfh, st, id)) => {
-                    let ino = fs.nodes.remember(&nfh, &st);
+                Ok(open) => {
+                    let st = open.stat.clone();
+                    let ino = fs.nodes.remember(&open.fh, &st);
                     fs.nodes.update(ino, |n| n.change = Some(st.change));
+                    let id = fs.new_fh();
+                    fs.add_handle(id, ino, open, auth, flags);
                     let a = fs.attr(ino, &st);
                     let mut out = FopenFlags::empty();
                     if flags & libc::O_DIRECT != 0 {
@@ -1466,15 +1459,8 @@ impl Fs {
             .cloned()
     }
 
-    /// OPEN with create; the open is filed as a handle, whose id is returned.
-    async fn create_file(
-        &self,
-        parent: INodeNo,
-        name: &str,
-        mode: u32,
-        flags: i32,
-        auth: client::proto::rpc::Auth,
-    ) -> R<(NfsFh4, Stat, u64)> {
+    /// OPEN with create.
+    async fn create_file(&self, parent: INodeNo, name: &str, mode: u32, flags: i32) -> R<OpenFile> {
         let dir = self.fh(parent)?;
         let attrs = SetAttrs::mode(mode & 0o7777);
         let how = if flags & libc::O_EXCL != 0 {
@@ -1487,11 +1473,6 @@ impl Fs {
             libc::O_WRONLY if !self.opts.writeback_cache => OPEN4_SHARE_ACCESS_WRITE,
             _ => OPEN4_SHARE_ACCESS_BOTH,
         };
-        let open = self.c.open(&dir, name, acc, Some(how)).await.ex()?;
-        let (fh, st) = (open.fh.clone(), open.stat.clone());
-        let ino = self.nodes.id_of(st.fileid);
-        let id = self.new_fh();
-        self.add_handle(id, ino, open, auth, flags);
-        Ok((fh, st, id))
+        self.c.open(&dir, name, acc, Some(how)).await.ex()
     }
 }

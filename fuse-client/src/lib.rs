@@ -9,6 +9,10 @@
 //! attributes and names trusted for [`Options::attr_ttl`] otherwise. Durability too: fsync
 //! and close return only once every byte is stable on every mirror.
 //!
+//! Snapshots show as the server serves them (`DIR/.snapshot/NAME/...`, read-only: every
+//! change fails with EROFS); their objects are on a fsid of their own, and so get node ids
+//! of their own ([`nodes`]).
+//!
 //! - [`fs`]: the FUSE operations.
 //! - [`nodes`], [`dir`], [`locks`], [`writebehind`], [`creds`], [`attr`], [`errno`].
 #![forbid(unsafe_code)]

@@ -158,13 +158,22 @@ impl Data {
         }
     }
 
-    /// The snapshot passes for the single node's own store: finish images a gate left
-    /// `linking` (a crash between its link and `SnapKept`) and delete images no snapshot reads
-    /// any more. On data servers the cluster's loops run them (`dataservers::loops`).
-    pub(crate) async fn snapshot_passes(&self) {
-        if let DataPath::Local(s) = &self.path {
-            snap_data::relink_local(&self.ns, s).await;
-            snap_data::reclaim(&self.ns, &Store::Local(s)).await;
+    /// The snapshot passes: delete images no snapshot reads any more (`sweep`: what else to
+    /// delete with a mirrored one's object, `snap_data::reclaim`); in the single node's own
+    /// store, also finish images a gate left `linking` (a crash between its link and
+    /// `SnapKept`), which on data servers the cluster's loops do (`dataservers::loops`, with
+    /// the claims).
+    pub(crate) async fn snapshot_passes<F, Fut>(&self, sweep: &F)
+    where
+        F: Fn(u64) -> Fut,
+        Fut: std::future::Future<Output = NfsResult<()>>,
+    {
+        match &self.path {
+            DataPath::Local(s) => {
+                snap_data::relink_local(&self.ns, s).await;
+                snap_data::reclaim(&self.ns, &Store::Local(s), sweep).await;
+            }
+            DataPath::Cluster(c) => snap_data::reclaim(&self.ns, &Store::Cluster(c), sweep).await,
         }
     }
 
@@ -672,17 +681,17 @@ mod tests {
             time: Time::now(),
         };
         assert!(f.ns.execute(keep).await.expect("keep").created);
-        f.data.snapshot_passes().await;
+        f.data.snapshot_passes(&|_| async { Ok(()) }).await;
         let y = f.image(idle);
         assert_eq!(f.read(y).await, OLD);
 
         // While the snapshot lives, the pass leaves both alone.
-        f.data.snapshot_passes().await;
+        f.data.snapshot_passes(&|_| async { Ok(()) }).await;
         assert_eq!(f.image(ino), x);
         f.ns.delete_snapshot(b"s1").await.expect("delete");
         let mut left = usize::MAX;
         for _ in 0..100 {
-            f.data.snapshot_passes().await;
+            f.data.snapshot_passes(&|_| async { Ok(()) }).await;
             left =
                 f.ns.images(ino).expect("images").len() + f.ns.images(idle).expect("images").len();
             if left == 0 {

@@ -163,15 +163,29 @@ impl Server {
         if let Some(t) = mds.tier.clone() {
             tasks.extend(crate::tiering::start(&mds, t));
         }
-        if mds.cluster().is_none() {
-            // Snapshots' images in this node's own store (`Data::snapshot_passes`); on data
-            // servers the cluster's loops run them.
+        {
+            // Snapshots' images (`Data::snapshot_passes`); with a tier, a reclaimed image's
+            // pieces an archive cut short left in the bucket go with it.
             let m = mds.clone();
             tasks.push(tokio::spawn(async move {
                 let mut tick = tokio::time::interval(cluster::snap_data::PASS_EVERY);
+                let tier = m.tier.clone();
+                let sweep = |object: u64| {
+                    let tier = tier.clone();
+                    async move {
+                        let Some(t) = tier else { return Ok(()) };
+                        crate::tiering::snap_archive::delete_strays(&t, object)
+                            .await
+                            .map(|_| ())
+                            .map_err(|e| {
+                                tracing::debug!(object, "stray image pieces left: {e}");
+                                crate::error::NfsError::Delay
+                            })
+                    }
+                };
                 loop {
                     tick.tick().await;
-                    m.data.snapshot_passes().await;
+                    m.data.snapshot_passes(&sweep).await;
                 }
             }));
         }

@@ -64,11 +64,18 @@ pub struct Server {
     pub dir: PathBuf,
     pub config: Option<PathBuf>,
     starts: u32,
+    /// Variables set for the process on top of the test's own (`start_env`).
+    env: Vec<(String, String)>,
 }
 
 impl Server {
     /// Starts a server with data in `dir/data`; `config` is TOML written to `dir/cfs.toml`.
     pub fn start(dir: &Path, config: Option<&str>) -> Server {
+        Server::start_env(dir, config, &[])
+    }
+
+    /// `start`, with `env` set for the process (and its restarts).
+    pub fn start_env(dir: &Path, config: Option<&str>, env: &[(&str, &str)]) -> Server {
         let config = config.map(|text| {
             let p = dir.join("cfs.toml");
             std::fs::write(&p, text).expect("write config");
@@ -81,6 +88,10 @@ impl Server {
             dir: dir.to_path_buf(),
             config,
             starts: 0,
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
         };
         s.restart();
         s
@@ -105,6 +116,7 @@ impl Server {
         if let Some(c) = &self.config {
             cmd.arg("--config").arg(c);
         }
+        cmd.envs(self.env.iter().map(|(k, v)| (k, v)));
         let mut child = cmd.spawn().expect("spawn cfs server");
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {

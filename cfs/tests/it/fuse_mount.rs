@@ -2,7 +2,8 @@
 //! the host over the mount (`conformance/host/fuse-run.sh`), single node and 1 MDS + 3 DSs,
 //! twoclient with a kernel client in a qemu guest as the other client; a data server killed
 //! with SIGKILL in the middle of a write through the mount; F_GETLK and renameat2 flags; files
-//! reduced to deduplicated, compressed segments (issue 46) read back through the mount.
+//! reduced to deduplicated, compressed segments (issue 46) read back through the mount; a
+//! snapshot's tree read through `.snapshot` (issue 48).
 //! Needs root, /dev/fuse, fusermount3 (fuse3), busybox (busybox-static), qemu and the guest
 //! kernels of `cargo run -p conformance -- setup`.
 use crate::common;
@@ -527,27 +528,175 @@ fn reduced_files_read_back_byte_exact_through_cfs_mount() {
     );
 }
 
-/// Snapshots are not shown through `cfs mount` (plan §4.6: node ids are fileids, and a
-/// snapshot's objects carry their live files' fileids): `.snapshot` in a directory with
-/// snapshots answers EOPNOTSUPP, and the live files stay as they are; a real entry named
-/// `.snapshot` in a directory without any is an ordinary directory.
+/// Snapshots through `cfs mount` (issue 48, plan §4.6): `.snapshot/NAME/...` lists and
+/// reads the tree as it was at the snapshot, a removed file and an old name included, and
+/// every change inside fails with EROFS. A snapshot's objects keep their live files' fileids
+/// on a fsid of their own, so the mount gives them node ids of their own (`nodes.rs`): a
+/// snapshot's file and its live file are two inodes, each with its own pages (read the live
+/// file first, it stays cached, and the snapshot's still reads its old bytes), and a hard
+/// link pair inside the snapshot is one inode. Their `st_ino` differ: the mount is one
+/// device, so equal numbers would make them one file to `cp`, which copies the old file
+/// back here. A real entry named `.snapshot` in a directory without snapshots is an
+/// ordinary directory.
 #[test]
-fn snapshots_are_refused_through_cfs_mount_and_a_real_dot_snapshot_entry_is_not() {
+fn snapshots_read_through_cfs_mount_as_objects_of_their_own_and_refuse_changes() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
     let dir = tempfile::tempdir().expect("tempdir");
     let server = common::Server::start(dir.path(), Some(&common::admin_config(dir.path(), "")));
     let m = Mount::new(&dir.path().join("m"), &server.server_arg(), &[]);
-    std::fs::write(m.at.join("f"), b"before").expect("write f");
+    const BEFORE: &str = "a before the snapshot\n";
+    const AFTER: &str = "a after the snapshot, longer\n";
+    let d = m.at.join("d");
+    std::fs::create_dir(&d).expect("mkdir d");
+    for (name, text) in [
+        ("a", BEFORE),
+        ("keep", "unchanged\n"),
+        ("gone", "removed after the snapshot\n"),
+        ("old", "renamed after the snapshot\n"),
+    ] {
+        std::fs::write(d.join(name), text).expect("write");
+    }
+    std::fs::hard_link(d.join("a"), d.join("a2")).expect("hard link a2 to a");
     std::fs::create_dir_all(m.at.join("sub").join(".snapshot")).expect("a real .snapshot");
     std::fs::write(m.at.join("sub").join(".snapshot").join("g"), b"g").expect("g");
     common::snapshot_root(dir.path(), "s1");
-    std::fs::write(m.at.join("f"), b"after").expect("overwrite f");
-    let e = std::fs::metadata(m.at.join(".snapshot")).expect_err(".snapshot is refused");
-    assert_eq!(e.raw_os_error(), Some(libc::EOPNOTSUPP), "{e}");
-    let e = std::fs::read(m.at.join(".snapshot").join("s1").join("f")).expect_err("refused");
-    assert_eq!(e.raw_os_error(), Some(libc::EOPNOTSUPP), "{e}");
-    assert_eq!(std::fs::read(m.at.join("f")).expect("read f"), b"after");
+
+    std::fs::write(d.join("a"), AFTER).expect("overwrite a");
+    std::fs::remove_file(d.join("gone")).expect("remove gone");
+    std::fs::rename(d.join("old"), d.join("new")).expect("rename old");
+    // The live file read first: its pages stay in the kernel's cache.
+    let live_a = std::fs::read_to_string(d.join("a")).expect("read live a");
+    assert_eq!(live_a, AFTER);
+
+    let root_names = names(&m.at);
+    assert!(
+        !root_names.contains(&".snapshot".to_string()),
+        "{root_names:?}"
+    );
+    assert_eq!(names(&m.at.join(".snapshot")), ["s1"]);
+    let snap = m.at.join(".snapshot").join("s1");
+    let sd = snap.join("d");
+    let ls = Command::new("ls")
+        .arg(&sd)
+        .env("LC_ALL", "C")
+        .output()
+        .expect("run ls");
+    assert!(
+        ls.status.success(),
+        "ls: {}",
+        String::from_utf8_lossy(&ls.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&ls.stdout),
+        "a\na2\ngone\nkeep\nold\n"
+    );
+    assert_eq!(names(&d), ["a", "a2", "keep", "new"]);
+    for (name, text) in [
+        ("a", BEFORE),
+        ("a2", BEFORE),
+        ("keep", "unchanged\n"),
+        ("gone", "removed after the snapshot\n"),
+        ("old", "renamed after the snapshot\n"),
+    ] {
+        let got = std::fs::read_to_string(sd.join(name)).expect("read in the snapshot");
+        assert_eq!(got, text, ".snapshot/s1/d/{name}");
+    }
+    // Both stay cached now, each with its own bytes.
+    assert_eq!(
+        std::fs::read_to_string(d.join("a")).expect("live a"),
+        live_a
+    );
+    assert_eq!(
+        std::fs::read_to_string(d.join("a2")).expect("live a2"),
+        live_a
+    );
+
+    let md = |p: &Path| std::fs::metadata(p).expect("stat");
+    let (live, old, old2) = (md(&d.join("a")), md(&sd.join("a")), md(&sd.join("a2")));
+    assert_eq!(
+        old.ino(),
+        old2.ino(),
+        "a hard link pair is one inode in the snapshot"
+    );
+    assert_eq!(old.nlink(), 2);
+    assert_eq!(old.dev(), live.dev(), "one device: the FUSE mount");
+    assert_ne!(old.ino(), live.ino(), "the snapshot's a is not the live a");
+    assert_eq!(
+        (old.len(), live.len()),
+        (BEFORE.len() as u64, AFTER.len() as u64)
+    );
+    for p in [&snap, &sd, &sd.join("a"), &sd.join("keep")] {
+        assert!(
+            md(p).ino() >= 0xFFFF << 48,
+            "{}: a node id of the table",
+            p.display()
+        );
+    }
+    assert_ne!(
+        md(&snap).ino(),
+        md(&m.at).ino(),
+        "the snapshot's root is not the mount's"
+    );
+    assert_ne!(md(&sd).ino(), md(&d).ino());
+    assert_ne!(md(&sd.join("keep")).ino(), md(&d.join("keep")).ino());
+
+    let rofs = |what: &str, r: std::io::Result<()>| {
+        let e = r.expect_err(what);
+        assert_eq!(e.raw_os_error(), Some(libc::EROFS), "{what}: {e}");
+    };
+    rofs(
+        "write",
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(sd.join("keep"))
+            .map(drop),
+    );
+    rofs("create", std::fs::File::create(sd.join("new")).map(drop));
+    rofs("unlink", std::fs::remove_file(sd.join("keep")));
+    rofs("mkdir", std::fs::create_dir(sd.join("e")));
+    rofs("rmdir", std::fs::remove_dir(&sd));
+    rofs("rename", std::fs::rename(sd.join("keep"), sd.join("kept")));
+    rofs("link", std::fs::hard_link(sd.join("keep"), sd.join("k2")));
+    rofs("symlink", std::os::unix::fs::symlink("keep", sd.join("k3")));
+    rofs(
+        "chmod",
+        std::fs::set_permissions(sd.join("keep"), std::fs::Permissions::from_mode(0o600)),
+    );
+    assert_eq!(names(&sd), ["a", "a2", "gone", "keep", "old"]);
+    assert_eq!(
+        std::fs::read_to_string(sd.join("keep")).expect("keep"),
+        "unchanged\n"
+    );
+
+    // Restoring a file is a copy out of the snapshot.
+    let cp = Command::new("cp")
+        .arg(sd.join("a"))
+        .arg(d.join("a"))
+        .output()
+        .expect("run cp");
+    assert!(
+        cp.status.success(),
+        "cp: {}",
+        String::from_utf8_lossy(&cp.stderr)
+    );
+    assert_eq!(
+        std::fs::read_to_string(d.join("a2")).expect("live a2"),
+        BEFORE
+    );
+
+    assert!(names(&m.at.join("sub")).contains(&".snapshot".to_string()));
     assert_eq!(
         std::fs::read(m.at.join("sub").join(".snapshot").join("g")).expect("read g"),
         b"g"
     );
+}
+
+/// The names in `dir`, sorted.
+fn names(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(dir)
+        .expect("list")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .collect();
+    v.sort();
+    v
 }

@@ -13,8 +13,8 @@ use crate::common::ec::wait_for;
 use crate::common::{cfs, cfs_env, Server};
 use crate::http_client;
 use crate::tier_cache::{admin_toml, bucket, data, from_bucket, put, rt, s3, BUCKET};
-use crate::tier_repair::bucket_holds_everything;
 use crate::tier_evict::read_back;
+use crate::tier_repair::bucket_holds_everything;
 
 /// The generation snap-to-object sends an image object's pieces under (`u64::MAX`: out of
 /// the reach of files' generations).
@@ -28,32 +28,11 @@ fn on_flash(data: &Path, id: u64) -> bool {
         .exists()
 }
 
-#[test]
-fn a_snapshot_past_its_retention_moves_its_bytes_to_the_bucket_and_restores_from_there() {
-    let dir = tempfile::tempdir().unwrap();
-    let rt = rt();
-    let (moto, proxy, store) = s3(&rt);
-    let config = admin_toml(dir.path(), &proxy.endpoint());
-    let mut srv = Server::start(dir.path(), Some(&config));
-    let cfg = srv.config.clone().expect("config");
-    let cfg_s = cfg.to_string_lossy().into_owned();
-    let data_dir = dir.path().join("data");
-
-    rt.block_on(async {
-        let c = Client::connect(ClientConfig::new(srv.addr))
-            .await
-            .expect("connect");
-        let root = c.lookup_path("/").await.expect("root");
-        c.mkdir(&root, "d", 0o755).await.expect("mkdir /d");
-        let _ = c.shutdown().await;
-    });
-    let old_a = data(3_000_000, 71);
-    let old_b = data(1_500_000, 72);
-    let a = put(&rt, srv.addr, "/d/a", &old_a);
-    let b = put(&rt, srv.addr, "/d/b", &old_b);
-
-    // A snapshot kept 2 s (the API takes seconds; the CLI days).
-    let o = cfs(dir.path(), &["admin", "token", "--config", &cfg_s]);
+/// Snapshot `s` of `/d`, kept 2 s (the API takes seconds; the CLI days), through the admin
+/// listener of the server `config` (in `dir/cfs.toml`) describes.
+fn snapshot_kept_2s(rt: &tokio::runtime::Runtime, dir: &Path, config: &str) {
+    let cfg_s = dir.join("cfs.toml").to_string_lossy().into_owned();
+    let o = cfs(dir, &["admin", "token", "--config", &cfg_s]);
     assert!(o.ok(), "{}", o.stderr);
     let token = o.text().trim().to_string();
     // `admin_toml`'s listener: `listen = "127.0.0.1:PORT"` under `[admin]`.
@@ -76,6 +55,125 @@ fn a_snapshot_past_its_retention_moves_its_bytes_to_the_bucket_and_restores_from
         ))
         .expect("create");
     assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+}
+
+fn mkdir_d(rt: &tokio::runtime::Runtime, srv: &Server) {
+    rt.block_on(async {
+        let c = Client::connect(ClientConfig::new(srv.addr))
+            .await
+            .expect("connect");
+        let root = c.lookup_path("/").await.expect("root");
+        c.mkdir(&root, "d", 0o755).await.expect("mkdir /d");
+        let _ = c.shutdown().await;
+    });
+}
+
+/// A server killed after it sent an image's pieces to the bucket and before it recorded them
+/// (crash point `snap-archive-sent`), whose snapshot is then deleted before any pass sends the
+/// image again: no record names those pieces, and the reclaim of the image deletes them with
+/// its flash copy (`snap_archive::delete_strays`).
+#[test]
+fn pieces_an_archive_cut_short_left_go_when_the_snapshot_is_deleted() {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = rt();
+    let (_moto, proxy, store) = s3(&rt);
+    let config = admin_toml(dir.path(), &proxy.endpoint());
+    let fp = dir.path().join("failpoint");
+    std::fs::write(&fp, "snap-archive-sent\n").expect("arm");
+    let fp_s = fp.to_string_lossy().into_owned();
+    let mut srv = Server::start_env(
+        dir.path(),
+        Some(&config),
+        &[("CFS_FAILPOINT_FILE", fp_s.as_str())],
+    );
+    let cfg_s = srv
+        .config
+        .clone()
+        .expect("config")
+        .to_string_lossy()
+        .into_owned();
+    let data_dir = dir.path().join("data");
+    mkdir_d(&rt, &srv);
+    let old_a = data(2_500_000, 81);
+    let a = put(&rt, srv.addr, "/d/a", &old_a);
+    snapshot_kept_2s(&rt, dir.path(), &config);
+    put(&rt, srv.addr, "/d/a", &data(1_000, 82));
+
+    // Past its retention the pass sends the image and the server dies before the record.
+    let exited = |srv: &mut Server| {
+        srv.child
+            .as_mut()
+            .is_some_and(|c| matches!(c.try_wait(), Ok(Some(_))))
+    };
+    wait_for(90, "the server killed at snap-archive-sent", || {
+        exited(&mut srv)
+    });
+    let strays: Vec<u64> = bucket(&rt, &store)
+        .keys()
+        .filter(|(i, g, _)| *g == IMAGE_GEN && *i != a)
+        .map(|(i, _, _)| *i)
+        .collect();
+    let x = *strays.first().expect("the image's pieces in the bucket");
+    assert!(on_flash(&data_dir, x), "the image is still on flash");
+
+    // Restarted and the snapshot deleted, still armed throughout: a pass that sends the image
+    // again (one that began before the delete) kills the server again, which is restarted,
+    // so the image's pieces are never recorded.
+    let restart = |srv: &mut Server| {
+        if exited(srv) {
+            srv.child = None;
+            srv.restart();
+        }
+    };
+    let mut deleted = false;
+    for _ in 0..5 {
+        restart(&mut srv);
+        let o = cfs(
+            dir.path(),
+            &["admin", "snapshot", "delete", "s", "--config", &cfg_s],
+        );
+        if o.ok() {
+            deleted = true;
+            break;
+        }
+        wait_for(30, "the server killed again", || exited(&mut srv));
+    }
+    assert!(deleted, "the snapshot deleted between two passes");
+    let took = wait_for(60, "the image's pieces and flash copy deleted", || {
+        restart(&mut srv);
+        !bucket(&rt, &store)
+            .keys()
+            .any(|(i, g, _)| *g == IMAGE_GEN && *i == x)
+            && !on_flash(&data_dir, x)
+    });
+    std::fs::write(&fp, "").expect("disarm");
+    restart(&mut srv);
+    eprintln!("stray pieces of image {x} deleted {took:?} after the snapshot");
+    assert!(
+        read_back(&rt, &srv, "/d/a", 1_000) == data(1_000, 82),
+        "the live file unchanged"
+    );
+    drop(srv);
+}
+
+#[test]
+fn a_snapshot_past_its_retention_moves_its_bytes_to_the_bucket_and_restores_from_there() {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = rt();
+    let (moto, proxy, store) = s3(&rt);
+    let config = admin_toml(dir.path(), &proxy.endpoint());
+    let mut srv = Server::start(dir.path(), Some(&config));
+    let cfg = srv.config.clone().expect("config");
+    let cfg_s = cfg.to_string_lossy().into_owned();
+    let data_dir = dir.path().join("data");
+
+    mkdir_d(&rt, &srv);
+    let old_a = data(3_000_000, 71);
+    let old_b = data(1_500_000, 72);
+    let a = put(&rt, srv.addr, "/d/a", &old_a);
+    let b = put(&rt, srv.addr, "/d/b", &old_b);
+
+    snapshot_kept_2s(&rt, dir.path(), &config);
 
     // After the cut: /d/a overwritten (its old bytes become an image object), /d/b removed
     // (its own object becomes the snapshot's).
@@ -174,7 +272,12 @@ fn a_snapshot_past_its_retention_moves_its_bytes_to_the_bucket_and_restores_from
         dir.path(),
         &["admin", "snapshot", "list", "--config", &cfg_s],
     );
-    assert!(o.ok() && o.text().contains(" s "), "{}{}", o.text(), o.stderr);
+    assert!(
+        o.ok() && o.text().contains(" s "),
+        "{}{}",
+        o.text(),
+        o.stderr
+    );
     assert!(
         read_back(&rt, &srv, "/d/.snapshot/s/a", old_a.len()) == old_a,
         "the snapshot reads its bytes from the bucket after the site was rebuilt"

@@ -53,8 +53,8 @@ pub fn start(c: Arc<Cluster>, ns: Namespace, hooks: Hooks) -> Vec<tokio::task::J
             }
         }));
     }
-    // Snapshots' data images (`snap_data`): images a dead gate left half linked, and images
-    // no snapshot reads any more, on the shards this node leads.
+    // Snapshots' data images (`snap_data`): images a dead gate left half linked, on the shards
+    // this node leads (those no snapshot reads any more: `Data::snapshot_passes`).
     {
         let sc = c.clone();
         let ns = ns.clone();
@@ -63,7 +63,6 @@ pub fn start(c: Arc<Cluster>, ns: Namespace, hooks: Hooks) -> Vec<tokio::task::J
             loop {
                 tick.tick().await;
                 sc.relink_pass(&ns).await;
-                sc.reclaim_pass(&ns).await;
             }
         }));
     }

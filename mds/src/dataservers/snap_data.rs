@@ -30,7 +30,7 @@
 //! object becomes the image's, so nothing is copied), and the reaper forgets it without
 //! deleting them; reclaim deletes them with the snapshot.
 //!
-//! **Reclaim** (`reclaim_pass`): an image no live cut reads any more (`snap::image_serves`:
+//! **Reclaim** (`reclaim`, run by `Data::snapshot_passes`): an image no live cut reads any more (`snap::image_serves`:
 //! its snapshots were deleted) has its object removed on each mirror, then `SnapImageGone`.
 //! Both facts are derived from replicated state, so a crash anywhere only repeats work.
 use std::time::Duration;
@@ -358,10 +358,6 @@ impl Cluster {
 
     /// Deletes the objects of images no snapshot reads any more, on the shards this node
     /// leads, and forgets them (`SnapImageGone`).
-    pub(crate) async fn reclaim_pass(&self, ns: &Namespace) {
-        reclaim(ns, &Store::Cluster(self)).await;
-    }
-
     /// LINK on data server `ds`: its object `to_file` shares every chunk of `from_file` and
     /// takes its size, durably on return. Idempotent while `from_file` does not change (the
     /// caller holds the file), so a claimer that died part way is finished by linking again.
@@ -422,8 +418,15 @@ pub(crate) fn led_shards(ns: &Namespace) -> Vec<ShardId> {
         .collect()
 }
 
-/// The reclaim pass over `store` (module comment).
-pub(crate) async fn reclaim(ns: &Namespace, store: &Store<'_>) {
+/// The reclaim pass over `store` (module comment). `sweep(object)` runs after a mirrored
+/// image's object is removed and before the image is forgotten: with a tier, it deletes the
+/// pieces a snap-to-object cut short left in the bucket (`tiering::snap_archive`), which
+/// nothing else would find once the record is gone.
+pub(crate) async fn reclaim<F, Fut>(ns: &Namespace, store: &Store<'_>, sweep: &F)
+where
+    F: Fn(u64) -> Fut,
+    Fut: std::future::Future<Output = NfsResult<()>>,
+{
     for shard in led_shards(ns) {
         let Ok(todo) = ns
             .snapshot()
@@ -432,24 +435,32 @@ pub(crate) async fn reclaim(ns: &Namespace, store: &Store<'_>) {
             continue;
         };
         for (ino, snap, form) in todo {
-            if let Err(e) = reclaim_one(ns, store, ino, snap, &form).await {
+            if let Err(e) = reclaim_one(ns, store, sweep, ino, snap, &form).await {
                 tracing::debug!(ino, snap, "image reclaim left for the next pass: {e:?}");
             }
         }
     }
 }
 
-async fn reclaim_one(
+async fn reclaim_one<F, Fut>(
     ns: &Namespace,
     store: &Store<'_>,
+    sweep: &F,
     ino: u64,
     snap: SnapId,
     form: &ImageForm,
-) -> NfsResult<()> {
+) -> NfsResult<()>
+where
+    F: Fn(u64) -> Fut,
+    Fut: std::future::Future<Output = NfsResult<()>>,
+{
     match form {
         ImageForm::Mirrored {
             object, mirrors, ..
-        } => store.remove(*object, mirrors).await?,
+        } => {
+            store.remove(*object, mirrors).await?;
+            sweep(*object).await?;
+        }
         ImageForm::Empty => {}
         // Its objects are in the bucket: the tier's pass deletes them and the record
         // (`tiering::snap_archive`).

@@ -45,7 +45,7 @@ mod clean;
 mod evict;
 mod restore;
 mod ship;
-mod snap_archive;
+pub(crate) mod snap_archive;
 pub(crate) mod through;
 mod upload;
 

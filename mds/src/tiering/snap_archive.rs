@@ -19,9 +19,11 @@
 //!
 //! Crashes repeat work: the image object never changes, so its pieces are the same bytes
 //! each time and a PUT again overwrites them with themselves; every record step is
-//! idempotent. One window is not closed: a node killed after its PUTs and before
-//! `SnapImageArchived`, whose snapshot is then deleted before any leader moves the image
-//! again, leaves those pieces in the bucket (the flash reclaim does not know of them).
+//! idempotent. A node killed (or a PUT failed) after some PUTs and before
+//! `SnapImageArchived` leaves pieces no record names; if the snapshot is then deleted before
+//! a leader moves the image again, the flash reclaim of the image deletes them too
+//! (`delete_strays`: pieces are sent in order, so they are a run from piece 0, and one
+//! ranged GET that finds none is all an image never sent costs).
 //!
 //! Not done: the plan's "only blocks not already there" (an image whose bytes the bucket holds
 //! already as the live file's copy from before the change could take that copy over instead
@@ -45,6 +47,9 @@ use crate::tier_set::Tier;
 pub(crate) const IMAGE_GEN: u64 = u64::MAX;
 /// Images one pass moves or reclaims per shard (the next pass takes the rest).
 const PASS_MAX: usize = 32;
+/// The most pieces `delete_strays` looks for: as many as any object may have (`TierBegin`
+/// refuses more).
+const MAX_STRAYS: u64 = 1 << 20;
 /// Bytes read from flash at a time.
 const READ_STEP: u64 = 1 << 20;
 
@@ -146,6 +151,7 @@ async fn archive(
         pieces.push(put_piece(tier, object, pieces.len() as u64, IMAGE_GEN, offset, bytes).await?);
         offset += len;
     }
+    meta::failpoint::hit("snap-archive-sent");
     let copy = TierCopy {
         gen: IMAGE_GEN,
         change: 0,
@@ -221,6 +227,30 @@ async fn finish(mds: &Mds, tier: &Tier, shard: ShardId) {
             );
         }
     }
+}
+
+/// Deletes the pieces of image object `object` that an archive cut short left with no record
+/// naming them (module comment): from piece 0 while one is there. Bounded by the most pieces
+/// an object may have.
+pub(crate) async fn delete_strays(tier: &Tier, object: u64) -> Result<u64, tier::TierError> {
+    let mut deleted = 0;
+    for piece in 0..MAX_STRAYS {
+        let key = tier.key(object, piece, IMAGE_GEN);
+        match tier.store().get_range(&key, 0..1).await {
+            Ok(_) => tier.store().delete(&key).await?,
+            Err(tier::TierError::NotFound { .. }) => break,
+            Err(e) => return Err(e),
+        }
+        deleted += 1;
+    }
+    if deleted > 0 {
+        tracing::info!(
+            object,
+            pieces = deleted,
+            "pieces of a snapshot image an archive left unrecorded: deleted"
+        );
+    }
+    Ok(deleted)
 }
 
 async fn delete_pieces(tier: &Tier, object: u64, copy: &TierCopy) -> Result<(), UploadError> {
