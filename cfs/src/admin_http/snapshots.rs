@@ -60,7 +60,7 @@ pub(super) async fn create(
 #[derive(serde::Deserialize, Default)]
 pub(super) struct ListQuery {
     /// Count each snapshot's bytes now, not take the count kept from the last minute
-    /// (`mds::Data::snapshot_usage`): the CLI asks for this, the console does not.
+    /// (`Admin::snapshot_bytes`): the CLI asks for this, the console does not.
     #[serde(default)]
     fresh: bool,
 }

@@ -3,8 +3,8 @@
 //! to a new path and then in place through the CLI: the bytes, the hard link and the symlink
 //! come back, the restored files' objects on the data servers are hard links of the
 //! snapshot's image chunk files (shared, not copied), and a write to a restored file leaves
-//! the snapshot's bytes as they were. Resuming a restore cut short is tested on one node in
-//! `mds`'s `snapshots::a_restore_brings_the_tree_back_...`.
+//! the snapshot's bytes as they were. On one node, a restore killed part way (a crash point)
+//! is finished by running it again, to a new path and in place.
 use crate::common;
 
 use common::cluster::Cluster;
@@ -166,4 +166,165 @@ fn a_restore_shares_the_snapshots_chunks_on_the_data_servers() {
         changed,
         "what /t held is kept"
     );
+}
+
+/// A one-node server whose crash points `fp` arms, with an admin listener.
+fn one_node(dir: &std::path::Path, fp: &std::path::Path) -> common::Server {
+    let config = format!(
+        "data = {:?}\n[admin]\nlisten = \"127.0.0.1:0\"\n",
+        dir.join("data").to_string_lossy()
+    );
+    let fp = fp.to_string_lossy().into_owned();
+    common::Server::start_env(dir, Some(&config), &[("CFS_FAILPOINT_FILE", fp.as_str())])
+}
+
+/// A restore killed part way (crash point `snap-restore-file`: the server aborts as a kill -9
+/// would once the first file is whole) is finished by running the same command again: to a
+/// new path, which does not exist until the tree is whole; in place, where the directory
+/// keeps its own entries until the re-run. Both end with the snapshot's tree, hard link and
+/// symlink included, each file once, and nothing of the cut-short run left in sight.
+#[test]
+fn a_restore_killed_part_way_is_finished_by_running_it_again() {
+    use crate::tier_cache::{put, rt};
+    use crate::tier_evict::read_back;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let fp = dir.path().join("failpoint");
+    std::fs::write(&fp, "").expect("failpoint file");
+    let mut srv = one_node(dir.path(), &fp);
+    let cfg = dir.path().join("cfs.toml").to_string_lossy().into_owned();
+    let restore = |args: &[&str]| {
+        let mut all = vec!["admin", "snapshot", "restore"];
+        all.extend_from_slice(args);
+        all.extend_from_slice(&["--config", &cfg]);
+        cfs(dir.path(), &all)
+    };
+    let rt = rt();
+    let c = rt
+        .block_on(client::Client::connect(client::ClientConfig::new(srv.addr)))
+        .expect("connect");
+    let root = rt.block_on(c.lookup_path("/")).expect("root");
+    let t = rt.block_on(c.mkdir(&root, "t", 0o755)).expect("mkdir /t");
+    rt.block_on(c.mkdir(&t, "sub", 0o700))
+        .expect("mkdir /t/sub");
+    let old_a = random_bytes(3 * (1 << 20) + 5, 0x7e61);
+    let old_b = random_bytes(300_000, 0x7e62);
+    let old_c = random_bytes((1 << 20) + 9, 0x7e63);
+    for (p, d) in [("/t/a", &old_a), ("/t/b", &old_b), ("/t/sub/c", &old_c)] {
+        put(&rt, srv.addr, p, d);
+    }
+    let a_fh = rt.block_on(c.lookup_path("/t/a")).expect("/t/a");
+    rt.block_on(c.link(&a_fh, &t, "a2")).expect("link");
+    rt.block_on(c.symlink(&t, "l", "a")).expect("symlink");
+    let _ = rt.block_on(c.shutdown());
+    let o = cfs(
+        dir.path(),
+        &[
+            "admin", "snapshot", "create", "/t", "--name", "s1", "--config", &cfg,
+        ],
+    );
+    assert!(o.ok(), "{}", o.stderr);
+    let new_a = random_bytes(1000, 0x7e64);
+    put(&rt, srv.addr, "/t/a", &new_a);
+    put(&rt, srv.addr, "/t/b", b"b after the cut");
+
+    let exited = |srv: &mut common::Server| {
+        srv.child
+            .as_mut()
+            .is_some_and(|c| matches!(c.try_wait(), Ok(Some(_))))
+    };
+    let killed_part_way = |srv: &mut common::Server, args: &[&str]| {
+        std::fs::write(&fp, "snap-restore-file\n").expect("arm");
+        let o = restore(args);
+        assert!(!o.ok(), "the restore was not cut short: {}", o.text());
+        common::ec::wait_for(30, "the server killed at snap-restore-file", || exited(srv));
+        std::fs::write(&fp, "").expect("disarm");
+        srv.child = None;
+        srv.restart();
+    };
+    // The same address across restarts.
+    let addr = srv.addr;
+    let names = |path: &str| -> Vec<String> {
+        let c = rt
+            .block_on(client::Client::connect(client::ClientConfig::new(addr)))
+            .expect("connect");
+        let fh = rt.block_on(c.lookup_path(path)).expect(path);
+        let mut n: Vec<String> = rt
+            .block_on(c.readdir(&fh))
+            .expect("readdir")
+            .into_iter()
+            .map(|e| e.name)
+            .collect();
+        n.sort();
+        let _ = rt.block_on(c.shutdown());
+        n
+    };
+    let check_tree = |srv: &common::Server, at: &str| {
+        assert!(
+            read_back(&rt, srv, &format!("{at}/a"), old_a.len()) == old_a,
+            "{at}/a"
+        );
+        assert!(
+            read_back(&rt, srv, &format!("{at}/b"), old_b.len()) == old_b,
+            "{at}/b"
+        );
+        assert!(
+            read_back(&rt, srv, &format!("{at}/sub/c"), old_c.len()) == old_c,
+            "{at}/sub/c"
+        );
+        let c = rt
+            .block_on(client::Client::connect(client::ClientConfig::new(srv.addr)))
+            .expect("connect");
+        let st = |p: String| {
+            let fh = rt.block_on(c.lookup_path(&p)).expect("lookup");
+            rt.block_on(c.getattr(&fh)).expect("getattr")
+        };
+        let (a, a2) = (st(format!("{at}/a")), st(format!("{at}/a2")));
+        assert!(
+            a.fileid == a2.fileid && a.nlink == 2,
+            "{at}: one file, two names"
+        );
+        let l = rt.block_on(c.lookup_path(&format!("{at}/l"))).expect("l");
+        assert_eq!(rt.block_on(c.readlink(&l)).expect("readlink"), "a");
+        let _ = rt.block_on(c.shutdown());
+    };
+
+    // To a new path: cut short, the path is not there; run again, the tree is.
+    killed_part_way(&mut srv, &["s1", "--to", "/back"]);
+    assert!(
+        !names("/").contains(&"back".to_string()),
+        "a restore cut short shows no half tree: {:?}",
+        names("/")
+    );
+    let o = restore(&["s1", "--to", "/back"]);
+    assert!(o.ok(), "{}{}", o.text(), o.stderr);
+    check_tree(&srv, "/back");
+    assert_eq!(names("/back"), ["a", "a2", "b", "l", "sub"]);
+    assert!(
+        names("/").iter().all(|n| !n.starts_with(".cfs-restore")),
+        "{:?}",
+        names("/")
+    );
+
+    // In place: cut short, /t still holds what it held; run again, the snapshot's tree.
+    killed_part_way(&mut srv, &["s1"]);
+    assert!(
+        read_back(&rt, &srv, "/t/a", new_a.len()) == new_a,
+        "/t untouched"
+    );
+    let o = restore(&["s1"]);
+    assert!(o.ok(), "{}{}", o.text(), o.stderr);
+    check_tree(&srv, "/t");
+    let left = names("/t");
+    let replaced: Vec<&String> = left
+        .iter()
+        .filter(|n| n.starts_with(".cfs-replaced-"))
+        .collect();
+    assert_eq!(replaced.len(), 1, "{left:?}");
+    assert_eq!(left.len(), 6, "the tree and the replaced entries: {left:?}");
+    let aside = format!("/t/{}/a", replaced[0]);
+    assert!(
+        read_back(&rt, &srv, &aside, new_a.len()) == new_a,
+        "what /t held is kept aside"
+    );
+    drop(srv);
 }

@@ -440,6 +440,7 @@ impl Admin {
                                 links.insert(i.ino, f);
                             }
                             r.files += 1;
+                            meta::failpoint::hit("snap-restore-file");
                         }
                         _ => {
                             let o = self.ensure(dst, &e.name, &i).await?;
