@@ -30,8 +30,9 @@
 //! object becomes the image's, so nothing is copied), and the reaper forgets it without
 //! deleting them; reclaim deletes them with the snapshot.
 //!
-//! **Reclaim** (`reclaim`, run by `Data::snapshot_passes`): an image no live cut reads any more (`snap::image_serves`:
-//! its snapshots were deleted) has its object removed on each mirror, then `SnapImageGone`.
+//! **Reclaim** (`reclaim`, run by `Data::snapshot_passes`): an image no live cut reads any
+//! more (`snap::image_serves`: its snapshots were deleted) has its object removed on each
+//! mirror, then `SnapImageGone`.
 //! Both facts are derived from replicated state, so a crash anywhere only repeats work.
 use std::time::Duration;
 
@@ -356,8 +357,6 @@ impl Cluster {
         }
     }
 
-    /// Deletes the objects of images no snapshot reads any more, on the shards this node
-    /// leads, and forgets them (`SnapImageGone`).
     /// LINK on data server `ds`: its object `to_file` shares every chunk of `from_file` and
     /// takes its size, durably on return. Idempotent while `from_file` does not change (the
     /// caller holds the file), so a claimer that died part way is finished by linking again.
