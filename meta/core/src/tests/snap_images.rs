@@ -816,3 +816,29 @@ fn an_image_moves_to_the_bucket_once_its_cuts_are_old_and_is_reclaimed_with_them
     ok(&mut s, &Command::SnapImageGone { ino: a, snap: 1 });
     assert!(snaps_of(&s, a).is_empty());
 }
+
+/// What `snapshot list` counts (`snap::image_uses`): every image a live cut reads, with those
+/// cuts. An image made at cut 2 of a file both snapshots 1 and 2 saw serves both (their bytes
+/// are shared); the next one, at cut 3, serves 3 alone.
+#[test]
+fn image_uses_name_the_cuts_each_image_serves() {
+    use crate::snap::image_uses;
+    let mut s = init();
+    let a = file(&mut s, "a", true);
+    snapshot(&mut s, 1);
+    snapshot(&mut s, 2);
+    ok(&mut s, &keep(a));
+    ok(&mut s, &kept(a, 2));
+    snapshot(&mut s, 3);
+    ok(&mut s, &keep(a));
+    let mut uses = Vec::new();
+    image_uses(&s.images, &s.snaps, 16, &mut uses);
+    let got: Vec<(u64, SnapId, Vec<SnapId>)> = uses
+        .iter()
+        .map(|u| (u.ino, u.snap, u.served.clone()))
+        .collect();
+    assert_eq!(got, vec![(a, 2, vec![1, 2]), (a, 3, vec![3])]);
+    let mut one = Vec::new();
+    image_uses(&s.images, &s.snaps, 1, &mut one);
+    assert_eq!(one.len(), 1, "bounded by max");
+}
