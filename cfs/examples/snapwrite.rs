@@ -409,42 +409,29 @@ fn report(a: &Args, chunks: u64, s: &Samples) {
         "| phase | n | median ms | p90 ms | max ms | median × normal | p90 × normal | max × normal | per round, ms (median) | phase total per round, ms |"
     );
     println!("|---|---|---|---|---|---|---|---|---|---|");
-    row(
-        "normal: 4 KiB FILE_SYNC into chunks 2.. of an open",
-        &rest(&s.normal),
-        &medians(&s.normal),
-        Some(totals(&s.normal)),
-    );
-    row(
-        "after the snapshot: first write to its chunk (chunk copied on both mirrors)",
-        &rest(&s.snap),
-        &medians(&s.snap),
-        Some(totals(&s.snap)),
-    );
-    row(
-        "again: the chunks no longer shared",
-        &rest(&s.again),
-        &medians(&s.again),
-        Some(totals(&s.again)),
-    );
-    row(
-        "first write of a normal open (LAYOUTGET + write)",
-        &firsts(&s.normal),
-        &firsts(&s.normal),
-        None,
-    );
-    row(
-        "first write of the file after the snapshot (LAYOUTGET + gate + chunk 0 copied)",
-        &firsts(&s.snap),
-        &firsts(&s.snap),
-        None,
-    );
-    row(
-        "first write of the third open (LAYOUTGET + write)",
-        &firsts(&s.again),
-        &firsts(&s.again),
-        None,
-    );
+    let phases = [
+        (
+            "normal: 4 KiB FILE_SYNC into chunks 2.. of an open",
+            "first write of a normal open (LAYOUTGET + write)",
+            &s.normal,
+        ),
+        (
+            "after the snapshot: first write to its chunk (chunk copied on both mirrors)",
+            "first write of the file after the snapshot (LAYOUTGET + gate + chunk 0 copied)",
+            &s.snap,
+        ),
+        (
+            "again: the chunks no longer shared",
+            "first write of the third open (LAYOUTGET + write)",
+            &s.again,
+        ),
+    ];
+    for (label, _, p) in phases {
+        row(label, &rest(p), &medians(p), Some(totals(p)));
+    }
+    for (_, label, p) in phases {
+        row(label, &firsts(p), &firsts(p), None);
+    }
     row(
         "second file, RW LAYOUTGET, no snapshot",
         &s.lg_normal,

@@ -170,19 +170,8 @@ impl Server {
             tasks.push(tokio::spawn(async move {
                 let mut tick = tokio::time::interval(cluster::snap_data::PASS_EVERY);
                 let tier = m.tier.clone();
-                let sweep = |object: u64| {
-                    let tier = tier.clone();
-                    async move {
-                        let Some(t) = tier else { return Ok(()) };
-                        crate::tiering::snap_archive::delete_strays(&t, object)
-                            .await
-                            .map(|_| ())
-                            .map_err(|e| {
-                                tracing::debug!(object, "stray image pieces left: {e}");
-                                crate::error::NfsError::Delay
-                            })
-                    }
-                };
+                let sweep =
+                    |object| crate::tiering::snap_archive::sweep_strays(tier.clone(), object);
                 loop {
                     tick.tick().await;
                     m.data.snapshot_passes(&sweep).await;

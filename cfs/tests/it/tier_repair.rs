@@ -12,7 +12,7 @@ use tier::testing::proxy::Fault;
 
 use crate::common::cluster::Cluster;
 use crate::common::ec::{read_file_with, wait_for};
-use crate::common::{cfs_env, Server, SERIAL};
+use crate::common::{cfs_env, Out, Server, SERIAL};
 use crate::tier_cache::{admin_toml, data, put, rt, s3, BUCKET};
 use crate::tier_evict::{admin_status, tier_status};
 
@@ -154,24 +154,7 @@ fn every_directory_wiped_cfs_repair_from_s3_brings_the_tree_back_byte_exact() {
     let repaired = Instant::now();
     let url = format!("{}/{BUCKET}", moto.endpoint());
     let data_dir = dir.path().join("data");
-    let repair = || {
-        cfs_env(
-            dir.path(),
-            &[
-                "repair",
-                "--from-s3",
-                &url,
-                "--prefix",
-                "site",
-                "--data",
-                &data_dir.to_string_lossy(),
-            ],
-            &[
-                ("AWS_ACCESS_KEY_ID", "testing"),
-                ("AWS_SECRET_ACCESS_KEY", "testing"),
-            ],
-        )
-    };
+    let repair = || repair_from_s3(dir.path(), &url, &data_dir);
     let out = repair();
     let took = repaired.elapsed();
     eprintln!("cfs repair --from-s3 in {took:?}:\n{}", out.text());
@@ -295,6 +278,27 @@ fn node_configs(cl: &Cluster) -> Vec<std::path::PathBuf> {
             cl.dir.join("cluster").join(format!("{name}.toml"))
         })
         .collect()
+}
+
+/// `cfs repair --from-s3 URL --prefix site --data DATA` of a one-node server with its
+/// config in `dir` (moto's credentials).
+pub(crate) fn repair_from_s3(dir: &std::path::Path, url: &str, data: &std::path::Path) -> Out {
+    cfs_env(
+        dir,
+        &[
+            "repair",
+            "--from-s3",
+            url,
+            "--prefix",
+            "site",
+            "--data",
+            &data.to_string_lossy(),
+        ],
+        &[
+            ("AWS_ACCESS_KEY_ID", "testing"),
+            ("AWS_SECRET_ACCESS_KEY", "testing"),
+        ],
+    )
 }
 
 /// Waits until every node's status says the bucket holds the files (at least `files` of them)

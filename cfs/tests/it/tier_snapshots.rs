@@ -10,11 +10,11 @@ use std::time::Duration;
 use client::{Client, ClientConfig};
 
 use crate::common::ec::wait_for;
-use crate::common::{cfs, cfs_env, Server};
+use crate::common::{cfs, Server};
 use crate::http_client;
 use crate::tier_cache::{admin_toml, bucket, data, from_bucket, put, rt, s3, BUCKET};
 use crate::tier_evict::read_back;
-use crate::tier_repair::bucket_holds_everything;
+use crate::tier_repair::{bucket_holds_everything, repair_from_s3};
 
 /// The generation snap-to-object sends an image object's pieces under (`u64::MAX`: out of
 /// the reach of files' generations).
@@ -165,6 +165,12 @@ fn a_snapshot_past_its_retention_moves_its_bytes_to_the_bucket_and_restores_from
     let mut srv = Server::start(dir.path(), Some(&config));
     let cfg = srv.config.clone().expect("config");
     let cfg_s = cfg.to_string_lossy().into_owned();
+    let admin = |args: &[&str]| {
+        let mut all = vec!["admin", "snapshot"];
+        all.extend_from_slice(args);
+        all.extend_from_slice(&["--config", &cfg_s]);
+        cfs(dir.path(), &all)
+    };
     let data_dir = dir.path().join("data");
 
     mkdir_d(&rt, &srv);
@@ -212,22 +218,14 @@ fn a_snapshot_past_its_retention_moves_its_bytes_to_the_bucket_and_restores_from
     let x = image_a.expect("an image object of /d/a");
     eprintln!("snap-to-object: image {x} of /d/a and /d/b's own object {b} moved in {took:?}");
     assert!(on_flash(&data_dir, a), "the live file stays");
-    let o = cfs(
-        dir.path(),
-        &["admin", "snapshot", "list", "--config", &cfg_s],
-    );
+    let o = admin(&["list"]);
     assert!(o.ok(), "{}", o.stderr);
     assert!(o.text().contains("object store"), "{}", o.text());
 
     // Read through .snapshot (from the bucket), and restored from there.
     assert!(read_back(&rt, &srv, "/d/.snapshot/s/a", old_a.len()) == old_a);
     assert!(read_back(&rt, &srv, "/d/.snapshot/s/b", old_b.len()) == old_b);
-    let o = cfs(
-        dir.path(),
-        &[
-            "admin", "snapshot", "restore", "s", "--to", "/r", "--config", &cfg_s,
-        ],
-    );
+    let o = admin(&["restore", "s", "--to", "/r"]);
     assert!(o.ok(), "{}{}", o.text(), o.stderr);
     assert!(o.text().contains("restored to /r"), "{}", o.text());
     assert!(
@@ -250,28 +248,10 @@ fn a_snapshot_past_its_retention_moves_its_bytes_to_the_bucket_and_restores_from
     srv.kill();
     std::fs::remove_dir_all(&data_dir).expect("wipe");
     let url = format!("{}/{BUCKET}", moto.endpoint());
-    let out = cfs_env(
-        dir.path(),
-        &[
-            "repair",
-            "--from-s3",
-            &url,
-            "--prefix",
-            "site",
-            "--data",
-            &data_dir.to_string_lossy(),
-        ],
-        &[
-            ("AWS_ACCESS_KEY_ID", "testing"),
-            ("AWS_SECRET_ACCESS_KEY", "testing"),
-        ],
-    );
+    let out = repair_from_s3(dir.path(), &url, &data_dir);
     assert!(out.ok(), "cfs repair: {}\n{}", out.stderr, out.text());
     srv.restart();
-    let o = cfs(
-        dir.path(),
-        &["admin", "snapshot", "list", "--config", &cfg_s],
-    );
+    let o = admin(&["list"]);
     assert!(
         o.ok() && o.text().contains(" s "),
         "{}{}",
@@ -284,21 +264,13 @@ fn a_snapshot_past_its_retention_moves_its_bytes_to_the_bucket_and_restores_from
     );
     assert!(read_back(&rt, &srv, "/d/.snapshot/s/b", old_b.len()) == old_b);
     assert!(read_back(&rt, &srv, "/d/a", new_a.len()) == new_a);
-    let o = cfs(
-        dir.path(),
-        &[
-            "admin", "snapshot", "restore", "s", "--to", "/r2", "--config", &cfg_s,
-        ],
-    );
+    let o = admin(&["restore", "s", "--to", "/r2"]);
     assert!(o.ok(), "{}{}", o.text(), o.stderr);
     assert!(read_back(&rt, &srv, "/r2/a", old_a.len()) == old_a);
     assert!(read_back(&rt, &srv, "/r2/b", old_b.len()) == old_b);
 
     // Deleted, the snapshot's objects leave the bucket.
-    let o = cfs(
-        dir.path(),
-        &["admin", "snapshot", "delete", "s", "--config", &cfg_s],
-    );
+    let o = admin(&["delete", "s"]);
     assert!(o.ok(), "{}", o.stderr);
     wait_for(60, "the image objects deleted from the bucket", || {
         !bucket(&rt, &store)

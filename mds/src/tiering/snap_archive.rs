@@ -29,6 +29,7 @@
 //! already as the live file's copy from before the change could take that copy over instead
 //! of being uploaded again; that needs the file's superseded copy kept from the deleter).
 use std::collections::HashSet;
+use std::sync::Arc;
 
 use meta::namespace::{Command, FsError, ShardId};
 use meta_core::snap::{SnapId, SnapState};
@@ -36,6 +37,7 @@ use meta_core::{TierCopy, Time};
 
 use super::upload::{put_piece, UploadError};
 use crate::dataservers::snap_data::{led_shards, Store};
+use crate::error::{NfsError, NfsResult};
 use crate::node::Mds;
 use crate::tier_set::Tier;
 
@@ -229,10 +231,21 @@ async fn finish(mds: &Mds, tier: &Tier, shard: ShardId) {
     }
 }
 
+/// The flash reclaim's sweep (`Data::snapshot_passes`): with a tier, `delete_strays` of a
+/// mirrored image whose object it removed; `Delay` (the next pass asks again) if the bucket
+/// did not answer, so the image is not forgotten before its strays are gone.
+pub(crate) async fn sweep_strays(tier: Option<Arc<Tier>>, object: u64) -> NfsResult<()> {
+    let Some(t) = tier else { return Ok(()) };
+    delete_strays(&t, object).await.map(|_| ()).map_err(|e| {
+        tracing::debug!(object, "stray image pieces left for the next pass: {e}");
+        NfsError::Delay
+    })
+}
+
 /// Deletes the pieces of image object `object` that an archive cut short left with no record
 /// naming them (module comment): from piece 0 while one is there. Bounded by the most pieces
 /// an object may have.
-pub(crate) async fn delete_strays(tier: &Tier, object: u64) -> Result<u64, tier::TierError> {
+async fn delete_strays(tier: &Tier, object: u64) -> Result<u64, tier::TierError> {
     let mut deleted = 0;
     for piece in 0..MAX_STRAYS {
         let key = tier.key(object, piece, IMAGE_GEN);

@@ -7,7 +7,7 @@
 
 use meta_core::snap::{
     image_serves, image_uses, images_to_archive, needs_image, served_cuts, unserved_images,
-    ImageForm, ImageUse, Images, SnapId, ToArchive,
+    walk_images, ImageForm, ImageUse, Images, SnapId, ToArchive,
 };
 
 use super::{FsError, Namespace, ShardId, Snapshot};
@@ -47,28 +47,24 @@ impl Snapshot<'_> {
     ) -> Result<Vec<BucketImage>, FsError> {
         self.with(shard, |st| {
             let mut out = Vec::new();
-            for (ino, v) in &st.images {
-                for (snap, img) in v {
-                    if out.len() >= max {
-                        return out;
-                    }
-                    if let ImageForm::InBucket {
-                        object,
-                        copy,
-                        flash,
-                    } = &img.form
-                    {
-                        out.push(BucketImage {
-                            ino: *ino,
-                            snap: *snap,
-                            object: *object,
-                            copy: copy.clone(),
-                            flash: flash.clone(),
-                            serves: image_serves(&st.snaps, v, *ino, *snap),
-                        });
-                    }
-                }
-            }
+            walk_images(&st.images, max, &mut out, |ino, snap, img, v| {
+                let ImageForm::InBucket {
+                    object,
+                    copy,
+                    flash,
+                } = &img.form
+                else {
+                    return None;
+                };
+                Some(BucketImage {
+                    ino,
+                    snap,
+                    object: *object,
+                    copy: copy.clone(),
+                    flash: flash.clone(),
+                    serves: image_serves(&st.snaps, v, ino, snap),
+                })
+            });
             out
         })
     }

@@ -161,20 +161,31 @@ pub fn image_uses(
     max: usize,
     out: &mut Vec<ImageUse>,
 ) {
+    walk_images(images, max, out, |ino, snap, img, v| {
+        let served = served_cuts(snaps, v, ino, snap);
+        (!served.is_empty()).then(|| ImageUse {
+            ino,
+            snap,
+            form: img.form.clone(),
+            served,
+        })
+    });
+}
+
+/// What `pick` makes of a shard's images, `(ino, snap, image, the file's images)` in order,
+/// appended to `out` until it holds `max`.
+pub fn walk_images<T>(
+    images: &BTreeMap<u64, Images>,
+    max: usize,
+    out: &mut Vec<T>,
+    mut pick: impl FnMut(u64, SnapId, &DataImage, &Images) -> Option<T>,
+) {
     for (ino, v) in images {
         for (snap, img) in v {
             if out.len() >= max {
                 return;
             }
-            let served = served_cuts(snaps, v, *ino, *snap);
-            if !served.is_empty() {
-                out.push(ImageUse {
-                    ino: *ino,
-                    snap: *snap,
-                    form: img.form.clone(),
-                    served,
-                });
-            }
+            out.extend(pick(*ino, *snap, img, v));
         }
     }
 }
@@ -192,25 +203,19 @@ pub fn images_to_archive(
     old: impl Fn(SnapId) -> bool,
 ) -> Vec<ToArchive> {
     let mut out = Vec::new();
-    for (ino, v) in images {
-        for (snap, img) in v {
-            if out.len() >= max {
-                return out;
-            }
-            let ImageForm::Mirrored {
-                object,
-                mirrors,
-                linking: false,
-            } = &img.form
-            else {
-                continue;
-            };
-            let served = served_cuts(snaps, v, *ino, *snap);
-            if !served.is_empty() && served.iter().all(|s| old(*s)) {
-                out.push((*ino, *snap, *object, mirrors.clone()));
-            }
-        }
-    }
+    walk_images(images, max, &mut out, |ino, snap, img, v| {
+        let ImageForm::Mirrored {
+            object,
+            mirrors,
+            linking: false,
+        } = &img.form
+        else {
+            return None;
+        };
+        let served = served_cuts(snaps, v, ino, snap);
+        (!served.is_empty() && served.iter().all(|s| old(*s)))
+            .then(|| (ino, snap, *object, mirrors.clone()))
+    });
     out
 }
 
@@ -235,15 +240,9 @@ pub fn unserved_images(
     max: usize,
 ) -> Vec<(u64, SnapId, ImageForm)> {
     let mut out = Vec::new();
-    for (ino, v) in images {
-        for (snap, img) in v {
-            if out.len() >= max {
-                return out;
-            }
-            if !img.is_linking() && !image_serves(snaps, v, *ino, *snap) {
-                out.push((*ino, *snap, img.form.clone()));
-            }
-        }
-    }
+    walk_images(images, max, &mut out, |ino, snap, img, v| {
+        (!img.is_linking() && !image_serves(snaps, v, ino, snap))
+            .then(|| (ino, snap, img.form.clone()))
+    });
     out
 }

@@ -31,7 +31,7 @@ use crate::shard::ShardId;
 pub(crate) use forward::forward_snap_state;
 pub use image::{
     adopted, image_serves, image_uses, images_to_archive, needs_image, served_cuts,
-    unserved_images, DataImage, ImageForm, ImageUse, Images, ToArchive,
+    unserved_images, walk_images, DataImage, ImageForm, ImageUse, Images, ToArchive,
 };
 pub use preserving::Preserving;
 pub use registry::{past_retention, Registry, SnapRecord, SnapState, FREEZE_MAX};
