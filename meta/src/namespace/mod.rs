@@ -1082,6 +1082,23 @@ impl Namespace {
         self.inner.fresh.barrier(&self.inner.groups, shard).await
     }
 
+    /// `barrier`, waiting out a shard without a reachable leader (an election, a leadership
+    /// hand-over) up to `PROPOSE_WAIT` as a change does: for callers that, unlike an NFS
+    /// client told DELAY, would not try again themselves (the admin API).
+    pub async fn barrier_waiting(&self, shard: ShardId) -> Result<(), ReadError> {
+        let deadline = tokio::time::Instant::now() + PROPOSE_WAIT;
+        let mut pause = std::time::Duration::from_millis(20);
+        loop {
+            match self.barrier(shard).await {
+                Err(_) if tokio::time::Instant::now() + pause < deadline => {
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(std::time::Duration::from_millis(500));
+                }
+                r => return r,
+            }
+        }
+    }
+
     /// This node's id (1 in a one-node cluster).
     pub fn node_id(&self) -> u64 {
         self.inner.node

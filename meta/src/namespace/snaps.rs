@@ -104,7 +104,7 @@ impl Namespace {
     /// Takes snapshot `name` of the whole namespace, shown at the directory `root`, kept
     /// `retain_secs`: the namespace as it was at one instant during this call (the module
     /// comment). Returns its id once every shard is cut. Tries again while another create
-    /// holds a shard (up to `CREATE_WAIT`). `Exists` if a snapshot that was not aborted has
+    /// holds a shard, or a shard is without a leader for a moment (up to `CREATE_WAIT`). `Exists` if a snapshot that was not aborted has
     /// the name; `NotDir` if `root` is not a directory. An error after the decision leaves a
     /// whole snapshot that recovery finishes (`list_snapshots` shows it).
     pub async fn create_snapshot(
@@ -130,13 +130,22 @@ impl Namespace {
         let deadline = tokio::time::Instant::now() + CREATE_WAIT;
         let mut pause = Duration::from_millis(5);
         loop {
-            match self
+            let made = self
                 .snap_attempt(name, root, retain_secs, quiesced, None)
-                .await
-            {
-                Err(FsError::Busy | FsError::Aborted)
-                    if tokio::time::Instant::now() + pause < deadline =>
-                {
+                .await;
+            let again = match &made {
+                Err(FsError::Busy | FsError::Aborted) => true,
+                // A shard without a leader for a moment (an election, a leadership
+                // hand-over: CI saw one right after a cluster started) fails a read barrier
+                // before the decision. Such an attempt was never begun or was given up, so
+                // no record holds the name and a new attempt is safe; one that still does
+                // (decided, or not given up) is left to recovery, and the error stands.
+                // A lapsed data quiesce does not come back within this call.
+                Err(FsError::Unavailable(_)) => quiesced() && !self.name_held(name),
+                _ => false,
+            };
+            match made {
+                Err(_) if again && tokio::time::Instant::now() + pause < deadline => {
                     // Jitter, so two creates that keep meeting stop meeting.
                     let jitter =
                         u64::from(self.inner.txn_seq.fetch_add(1, Ordering::Relaxed) as u8);
@@ -146,6 +155,14 @@ impl Namespace {
                 other => return other,
             }
         }
+    }
+
+    /// Whether a snapshot record that was not aborted has `name`, in this node's replica.
+    fn name_held(&self, name: &[u8]) -> bool {
+        self.snapshots().map_or(true, |r| {
+            r.values()
+                .any(|r| r.name == name && !matches!(r.state, SnapState::Aborted { .. }))
+        })
     }
 
     /// One attempt of `create_snapshot`; `stop` ends it at that step as a crash there would
@@ -385,7 +402,7 @@ impl Namespace {
     /// Every snapshot record (aborted ones too, for a day), with every create and change
     /// acknowledged before the call.
     pub async fn list_snapshots(&self) -> Result<Vec<(SnapId, SnapRecord)>, FsError> {
-        self.barrier(ShardId(0))
+        self.barrier_waiting(ShardId(0))
             .await
             .map_err(|e| FsError::Unavailable(e.to_string()))?;
         Ok(self.snapshots()?.into_iter().collect())

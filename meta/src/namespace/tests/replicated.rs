@@ -826,3 +826,47 @@ fn a_node_that_speaks_only_the_old_append_entries_still_replicates() {
         }
     });
 }
+
+/// A snapshot created at a survivor right after the root shard's leader died: the create's
+/// read barriers fail while the shard has no reachable leader, and it waits for the election
+/// instead of answering "unavailable" (CI, 2026-12-02: `snapshot create` refused with
+/// "leader 3 did not answer" right after a cluster started and moved its leaders). Listing
+/// the snapshots at once waits the same way.
+#[test]
+fn a_snapshot_created_while_the_roots_leader_is_dead_waits_for_the_election() {
+    let rt = rt();
+    rt.block_on(async {
+        let (mut nodes, all) = three_up(false).await;
+        let shard = ShardId::of_ino(ROOT_INO);
+        until(
+            "the root's shard led, seen by all",
+            Duration::from_secs(20),
+            || {
+                let l = all[0].leader_of(shard);
+                l.is_some() && all.iter().all(|n| n.leader_of(shard) == l)
+            },
+        )
+        .await;
+        let l = all[0].leader_of(shard).expect("a leader");
+        let survivor = all[(l as usize) % 3].clone();
+        mk(&survivor, ROOT_INO, "before", FileKind::Directory).await;
+        nodes[l as usize - 1].down().await;
+
+        let t = Instant::now();
+        let snap = survivor
+            .create_snapshot(b"after-loss", ROOT_INO, 3600)
+            .await
+            .expect("a create that waits out the election");
+        eprintln!("snapshot created {:?} after the leader's loss", t.elapsed());
+        let listed = survivor.list_snapshots().await.expect("a listing");
+        let (_, r) = listed
+            .iter()
+            .find(|(id, _)| *id == snap)
+            .expect("the snapshot listed");
+        assert_eq!(r.name, b"after-loss");
+        assert!(r.state.decided(), "{:?}", r.state);
+        for n in &mut nodes {
+            n.down().await;
+        }
+    });
+}
